@@ -1,0 +1,2 @@
+/* engine/dot.c - to be written */
+#include "internal.h"

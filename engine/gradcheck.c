@@ -1,0 +1,2 @@
+/* engine/gradcheck.c - to be written */
+#include "internal.h"

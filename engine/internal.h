@@ -1,0 +1,166 @@
+/*
+ * internal.h - what engine/, ops/ and nn/ share behind the public header.
+ *
+ * Struct layouts, the node, the arena and the small op interface live here.
+ * Users never see this file; nothing here is exported from the library.
+ */
+#ifndef TG_INTERNAL_H
+#define TG_INTERNAL_H
+
+#include "tapegrad.h"
+
+#include <stdarg.h>
+
+#define TG_TENSOR_MAGIC 0x7461706567726164ull /* "tapegrad" */
+
+/* A block of the step arena; blocks chain when one fills and are kept
+ * across resets, so steady-state steps allocate nothing. */
+typedef struct tg_block {
+	struct tg_block *next;
+	size_t size;  /* usable bytes after the header */
+	size_t used;
+} tg_block;
+
+/* Step tensor headers come from a ring of slots that goes on across resets
+ * instead of rewinding: a header kept past its reset still holds its own
+ * (old) generation until the ring comes round, so stale use is caught
+ * reliably, and a slot only ever holds headers of this context. */
+typedef struct tg_slots {
+	struct tg_slots *next;  /* circular */
+	size_t n;
+	tg_tensor *slot;        /* n headers */
+} tg_slots;
+
+typedef struct tg_arena {
+	tg_block *head;     /* first block */
+	tg_block *cur;      /* block being filled */
+	size_t used;        /* bytes handed out this step, over all blocks */
+	size_t high_water;  /* most bytes ever handed out in one step */
+	size_t limit;       /* 0: none; else TG_ENOMEM beyond it */
+	size_t reserved;    /* bytes of all blocks */
+	tg_slots *ring;     /* block holding the next header slot */
+	size_t ring_pos;    /* next slot in it */
+	size_t ring_size;   /* slots over all blocks */
+} tg_arena;
+
+struct tg_tensor {
+	uint64_t magic;      /* TG_TENSOR_MAGIC while alive */
+	uint64_t gen;        /* ctx->gen at creation; 0 for ctx tensors */
+	tg_ctx *ctx;
+	tg_dtype dtype;
+	int ndim;
+	int64_t shape[TG_MAX_DIMS];
+	size_t numel;
+	void *data;
+	tg_tensor *grad;     /* see tg_grad */
+	tg_tensor *grad_store; /* a parameter's ctx gradient buffer, reused */
+	tg_node *node;       /* producer; NULL for leaves */
+	uint32_t version;    /* bumped by every in-place change */
+	bool requires_grad;
+	bool persistent;     /* ctx lifetime */
+	char *name;
+	tg_tensor *next_kept; /* ctx tensors, for tg_ctx_free and tg_zero_grads */
+};
+
+struct tg_node {
+	const tg_op *op;
+	tg_node *prev;       /* tape order: the node recorded before this one */
+	uint64_t index;      /* position on the tape, for graph export */
+	int nin;
+	tg_tensor *in[TG_MAX_INPUTS];
+	uint32_t in_version[TG_MAX_INPUTS];
+	bool needs[TG_MAX_INPUTS];
+	tg_tensor *out;
+	uint32_t out_version;
+	double attr[TG_MAX_ATTRS];
+	const void *aux;     /* op-owned saved data in the step arena (indices) */
+};
+
+struct tg_ctx {
+	tg_allocator alloc;
+	tg_arena arena;
+	uint64_t gen;        /* bumped by tg_reset */
+	tg_node *tape;       /* last node recorded */
+	uint64_t tape_len;
+	tg_tensor *kept;     /* every ctx tensor */
+	uint64_t rng[4];     /* xoshiro256** state */
+	bool grad_enabled;
+	bool anomaly;
+	bool abort_on_error;
+	bool in_backward;
+	int threads;
+	tg_status status;
+	char message[512];
+};
+
+/* ---- memory --------------------------------------------------------------- */
+
+void *tg_ctx_alloc(tg_ctx *ctx, size_t size);  /* ctx allocator; records ENOMEM */
+void tg_ctx_release(tg_ctx *ctx, void *p);
+void *tg_arena_alloc(tg_ctx *ctx, size_t size); /* step; 16-byte aligned */
+tg_tensor *tg_arena_header(tg_ctx *ctx);       /* a zeroed step header slot */
+void tg_arena_reset(tg_ctx *ctx);
+void tg_arena_free(tg_ctx *ctx);
+
+/* ---- errors --------------------------------------------------------------- */
+
+void *tg_failv(tg_ctx *ctx, tg_status code, const char *fmt, va_list ap);
+
+/* ---- tensors -------------------------------------------------------------- */
+
+static inline size_t tg_dtype_size(tg_dtype dt) { return dt == TG_F64 ? 8 : 4; }
+
+/* A step tensor with uninitialised data. who names the caller for errors. */
+tg_tensor *tg_tensor_new(tg_ctx *ctx, const char *who, tg_dtype dt, int ndim,
+			 const int64_t *shape);
+/* Same shape and dtype as like, uninitialised. */
+tg_tensor *tg_tensor_like(const tg_tensor *like, const char *who);
+bool tg_tensor_alive(const tg_tensor *t);
+bool tg_same_shape(const tg_tensor *a, const tg_tensor *b);
+const char *tg_dtype_name(tg_dtype dt);
+/* "(2,3)"; buf of TG_SHAPE_STR bytes */
+enum { TG_SHAPE_STR = 96 };
+char *tg_shape_fmt(int ndim, const int64_t *shape, char *buf);
+
+/* ---- the op interface ------------------------------------------------------ */
+
+/* Checks one tensor argument: NULL gives NULL; a stale tensor records
+ * TG_ESTALE in its context (a header slot always belongs to one). Returns
+ * the tensor's context. Does not look at the error state. */
+tg_ctx *tg_tensor_check(const char *who, const tg_tensor *t);
+/* Checks an op's inputs: none NULL, none stale, one context, one dtype, no
+ * error already set. Returns the context, or NULL (after recording an error
+ * where one is new) when the op must return NULL. */
+tg_ctx *tg_op_begin(const char *who, int nin, tg_tensor *const *in);
+/* Records out as op(in...) when grad mode is on and an input needs a
+ * gradient; checks out for NaN/Inf in anomaly mode. Returns out or NULL. */
+tg_tensor *tg_op_end(const tg_op *op, tg_tensor *out, int nin, tg_tensor *const *in,
+		     const double *attrs, int nattrs, const void *aux);
+/* An aux buffer in the step arena holding a copy of n bytes of src. */
+const void *tg_save_aux(tg_ctx *ctx, const void *src, size_t n);
+
+/* Every built-in op descriptor registers itself here, so that the tests can
+ * walk the list and fail on an op without a gradient-check row. */
+#define TG_OP_REGISTER(var)                                                         \
+	static const tg_op *const var##_registered                                  \
+		__attribute__((used, section("tg_op_registry"), aligned(sizeof(void *)))) = &var
+const tg_op *const *tg_op_registry(size_t *n);
+
+/* ---- broadcasting ---------------------------------------------------------- */
+
+/* The output shape of broadcasting a and b (NumPy rules), right-aligned to
+ * TG_MAX_DIMS with strides that are 0 along broadcast axes. */
+typedef struct tg_bcast {
+	int ndim;                     /* of the output */
+	int64_t shape[TG_MAX_DIMS];   /* output shape, ndim entries */
+	int64_t dim[TG_MAX_DIMS];     /* output shape padded on the left with 1s */
+	int64_t sa[TG_MAX_DIMS];      /* element strides of a, 0 where broadcast */
+	int64_t sb[TG_MAX_DIMS];
+} tg_bcast;
+bool tg_broadcast(const tg_tensor *a, const tg_tensor *b, tg_bcast *bc);
+
+/* ---- BLAS ------------------------------------------------------------------ */
+
+void tg_blas_set_threads(int n);
+
+#endif /* TG_INTERNAL_H */

@@ -1,0 +1,410 @@
+/*
+ * tape.c - the record of one forward pass, and its reverse walk.
+ *
+ * Ops check their inputs with tg_op_begin and append a node with tg_op_end
+ * as they run; tg_backward walks the nodes last to first and calls each
+ * node's backward rule, which hands gradients to the inputs through
+ * tg_node_grad. Call order is a topological order, so there is no graph
+ * search. Nodes live in the step arena and die at tg_reset.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- checking arguments ----------------------------------------------------- */
+
+tg_ctx *tg_tensor_check(const char *who, const tg_tensor *t)
+{
+	if (!t || t->magic != TG_TENSOR_MAGIC)
+		return NULL;
+	if (!t->persistent && t->gen != t->ctx->gen) {
+		char buf[TG_SHAPE_STR];
+		tg_fail(t->ctx, TG_ESTALE,
+			"%s: tensor %s%s%s was freed by tg_reset (made in step %llu, now step %llu)",
+			who, tg_shape_fmt(t->ndim, t->shape, buf), t->name ? " " : "",
+			t->name ? t->name : "", (unsigned long long)t->gen,
+			(unsigned long long)t->ctx->gen);
+		return NULL;
+	}
+	return t->ctx;
+}
+
+tg_ctx *tg_op_begin(const char *who, int nin, tg_tensor *const *in)
+{
+	tg_ctx *ctx = NULL;
+	int null_at = -1;
+	for (int i = 0; i < nin; i++) {
+		if (!in[i]) {
+			if (null_at < 0)
+				null_at = i;
+			continue;
+		}
+		tg_ctx *c = tg_tensor_check(who, in[i]);
+		if (!c)
+			return NULL;
+		if (!ctx)
+			ctx = c;
+		else if (c != ctx)
+			return tg_fail(ctx, TG_ECTX,
+				       "%s: argument %d belongs to another context than argument 0",
+				       who, i);
+	}
+	if (!ctx)
+		return NULL;
+	if (ctx->status != TG_OK)
+		return NULL;
+	if (null_at >= 0)
+		return tg_fail(ctx, TG_ENULL, "%s: argument %d is NULL", who, null_at);
+	for (int i = 1; i < nin; i++) {
+		if (in[i]->dtype != in[0]->dtype) {
+			char a[TG_SHAPE_STR], b[TG_SHAPE_STR];
+			return tg_fail(ctx, TG_EDTYPE,
+				       "%s: dtypes differ: argument 0 is %s %s, argument %d is %s %s",
+				       who, tg_dtype_name(in[0]->dtype),
+				       tg_shape_fmt(in[0]->ndim, in[0]->shape, a), i,
+				       tg_dtype_name(in[i]->dtype),
+				       tg_shape_fmt(in[i]->ndim, in[i]->shape, b));
+		}
+	}
+	return ctx;
+}
+
+/* ---- anomaly checks ------------------------------------------------------------ */
+
+/* "nan" or "inf" for the first non-finite value of t, NULL if all finite. */
+static const char *nonfinite(const tg_tensor *t)
+{
+	for (size_t i = 0; i < t->numel; i++) {
+		double v = t->dtype == TG_F64 ? ((const double *)t->data)[i]
+					      : ((const float *)t->data)[i];
+		if (isnan(v))
+			return "nan";
+		if (isinf(v))
+			return v > 0 ? "inf" : "-inf";
+	}
+	return NULL;
+}
+
+/* ---- recording ------------------------------------------------------------------ */
+
+const void *tg_save_aux(tg_ctx *ctx, const void *src, size_t n)
+{
+	void *p = tg_arena_alloc(ctx, n);
+	if (p)
+		memcpy(p, src, n);
+	return p;
+}
+
+tg_tensor *tg_op_end(const tg_op *op, tg_tensor *out, int nin, tg_tensor *const *in,
+		     const double *attrs, int nattrs, const void *aux)
+{
+	if (!out)
+		return NULL;
+	tg_ctx *ctx = out->ctx;
+	if (ctx->anomaly) {
+		const char *bad = nonfinite(out);
+		if (bad) {
+			char buf[TG_SHAPE_STR];
+			return tg_fail(ctx, TG_EANOMALY, "anomaly: %s produced %s in its output %s%s",
+				       op->name, bad, tg_shape_fmt(out->ndim, out->shape, buf),
+				       ctx->in_backward ? " (during backward)" : "");
+		}
+	}
+	bool need = false;
+	for (int i = 0; i < nin; i++)
+		need = need || in[i]->requires_grad;
+	if (!ctx->grad_enabled || !need)
+		return out;
+	tg_node *n = tg_arena_alloc(ctx, sizeof *n);
+	if (!n)
+		return NULL;
+	memset(n, 0, sizeof *n);
+	n->op = op;
+	n->nin = nin;
+	for (int i = 0; i < nin; i++) {
+		n->in[i] = in[i];
+		n->in_version[i] = in[i]->version;
+		n->needs[i] = in[i]->requires_grad;
+	}
+	n->out = out;
+	n->out_version = out->version;
+	for (int i = 0; i < nattrs && i < TG_MAX_ATTRS; i++)
+		n->attr[i] = attrs[i];
+	n->aux = aux;
+	n->prev = ctx->tape;
+	n->index = ctx->tape_len++;
+	ctx->tape = n;
+	out->node = n;
+	out->requires_grad = true;
+	return out;
+}
+
+tg_tensor *tg_record(const tg_op *op, tg_tensor *out, int nin, tg_tensor *const *in,
+		     const double *attrs, int nattrs)
+{
+	const char *who = op && op->name ? op->name : "tg_record";
+	tg_tensor *all[TG_MAX_INPUTS + 1];
+	if (nin < 0 || nin > TG_MAX_INPUTS || (nin > 0 && !in)) {
+		tg_ctx *ctx = tg_tensor_check(who, out);
+		return tg_fail(ctx, TG_EARG, "tg_record: %s: %d inputs; an op takes 0 to %d", who,
+			       nin, TG_MAX_INPUTS);
+	}
+	all[0] = out;
+	for (int i = 0; i < nin; i++)
+		all[i + 1] = in[i];
+	tg_ctx *ctx = tg_op_begin(who, nin + 1, all);
+	if (!ctx)
+		return NULL;
+	if (!op || !op->name || !op->backward)
+		return tg_fail(ctx, TG_ENULL, "tg_record: the op descriptor, its name or its "
+					      "backward rule is NULL");
+	if (nattrs < 0 || nattrs > TG_MAX_ATTRS || (nattrs > 0 && !attrs))
+		return tg_fail(ctx, TG_EARG, "tg_record: %s: %d attributes; an op keeps 0 to %d",
+			       who, nattrs, TG_MAX_ATTRS);
+	if (out->node || out->persistent)
+		return tg_fail(ctx, TG_EARG,
+			       "tg_record: %s: the output must be a new step tensor with no "
+			       "history (compute it with grad mode off)",
+			       who);
+	return tg_op_end(op, out, nin, in, attrs, nattrs, NULL);
+}
+
+tg_tensor *tg_node_input(const tg_node *n, int i)
+{
+	return n && i >= 0 && i < n->nin ? n->in[i] : NULL;
+}
+
+tg_tensor *tg_node_output(const tg_node *n) { return n ? n->out : NULL; }
+const tg_op *tg_node_op(const tg_node *n) { return n ? n->op : NULL; }
+
+double tg_node_attr(const tg_node *n, int i)
+{
+	return n && i >= 0 && i < TG_MAX_ATTRS ? n->attr[i] : NAN;
+}
+
+bool tg_node_needs_grad(const tg_node *n, int i)
+{
+	return n && i >= 0 && i < n->nin && n->needs[i];
+}
+
+const tg_node *tg_producer(const tg_tensor *t)
+{
+	return tg_tensor_check("tg_producer", t) ? t->node : NULL;
+}
+
+/* ---- gradients ------------------------------------------------------------------- */
+
+static void add_into(tg_tensor *dst, const tg_tensor *src)
+{
+	if (dst->dtype == TG_F64) {
+		double *d = dst->data;
+		const double *s = src->data;
+		for (size_t i = 0; i < dst->numel; i++)
+			d[i] += s[i];
+	} else {
+		float *d = dst->data;
+		const float *s = src->data;
+		for (size_t i = 0; i < dst->numel; i++)
+			d[i] += s[i];
+	}
+	dst->version++;
+}
+
+/* A leaf's own gradient buffer: ctx for parameters, step otherwise. */
+static tg_tensor *grad_buffer(tg_tensor *x)
+{
+	if (!x->grad_store) {
+		tg_tensor *z = tg_zeros(x->ctx, x->dtype, x->ndim, x->shape);
+		x->grad_store = x->persistent ? tg_keep(z) : z;
+		if (!x->grad_store)
+			return NULL;
+	} else {
+		memset(x->grad_store->data, 0, x->numel * tg_dtype_size(x->dtype));
+	}
+	return x->grad_store;
+}
+
+static void accumulate(tg_tensor *x, tg_tensor *g)
+{
+	tg_ctx *ctx = x->ctx;
+	bool create_graph = ctx->grad_enabled;
+	if (x->node || create_graph) {
+		/* an intermediate, or any gradient that must keep its history */
+		x->grad = x->grad ? tg_add(x->grad, g) : g;
+		return;
+	}
+	if (x->grad && x->grad != x->grad_store) {
+		/* a gradient left with history by a TG_CREATE_GRAPH backward */
+		x->grad = tg_add(x->grad, g);
+		return;
+	}
+	if (!x->grad)
+		x->grad = grad_buffer(x);
+	if (x->grad)
+		add_into(x->grad, g);
+}
+
+void tg_node_grad(tg_node *n, int i, tg_tensor *dx)
+{
+	if (!n || !dx || i < 0 || i >= n->nin || !n->needs[i])
+		return;
+	tg_tensor *x = n->in[i];
+	tg_ctx *ctx = x->ctx;
+	if (dx->ctx != ctx || dx->dtype != x->dtype) {
+		char a[TG_SHAPE_STR];
+		tg_fail(ctx, TG_EARG,
+			"backward of %s: gradient of input %d is %s %s, input is %s",
+			n->op->name, i, tg_dtype_name(dx->dtype),
+			tg_shape_fmt(dx->ndim, dx->shape, a), tg_dtype_name(x->dtype));
+		return;
+	}
+	if (!tg_same_shape(dx, x)) {
+		dx = tg_sum_to(dx, x->ndim, x->shape);
+		if (!dx)
+			return;
+	}
+	if (ctx->anomaly) {
+		const char *bad = nonfinite(dx);
+		if (bad) {
+			char buf[TG_SHAPE_STR];
+			tg_fail(ctx, TG_EANOMALY,
+				"anomaly: backward of %s produced %s in the gradient of input %d %s",
+				n->op->name, bad, i, tg_shape_fmt(x->ndim, x->shape, buf));
+			return;
+		}
+	}
+	accumulate(x, dx);
+}
+
+tg_tensor *tg_grad(const tg_tensor *t)
+{
+	return tg_tensor_check("tg_grad", t) ? t->grad : NULL;
+}
+
+void tg_zero_grad(tg_tensor *t)
+{
+	if (!tg_tensor_check("tg_zero_grad", t))
+		return;
+	if (t->grad && t->grad == t->grad_store) {
+		memset(t->grad->data, 0, t->numel * tg_dtype_size(t->dtype));
+		t->grad->version++;
+	} else {
+		t->grad = NULL;
+	}
+}
+
+void tg_zero_grads(tg_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	for (tg_tensor *t = ctx->kept; t; t = t->next_kept)
+		if (t->requires_grad)
+			tg_zero_grad(t);
+}
+
+/* ---- the reverse walk -------------------------------------------------------------- */
+
+static bool versions_intact(const tg_node *n)
+{
+	tg_ctx *ctx = n->out->ctx;
+	for (int i = 0; i < n->nin; i++) {
+		if (n->in[i]->version != n->in_version[i]) {
+			char buf[TG_SHAPE_STR];
+			tg_fail(ctx, TG_EVERSION,
+				"tg_backward: input %d %s%s%s of %s was modified in place after the "
+				"op saved it (version %u, saved at %u)",
+				i, tg_shape_fmt(n->in[i]->ndim, n->in[i]->shape, buf),
+				n->in[i]->name ? " " : "", n->in[i]->name ? n->in[i]->name : "",
+				n->op->name, n->in[i]->version, n->in_version[i]);
+			return false;
+		}
+	}
+	if (n->out->version != n->out_version) {
+		tg_fail(ctx, TG_EVERSION,
+			"tg_backward: the output of %s was modified in place after it was made",
+			n->op->name);
+		return false;
+	}
+	return true;
+}
+
+int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags)
+{
+	tg_tensor *in[2] = { y, dy };
+	tg_ctx *ctx = tg_op_begin("tg_backward", dy ? 2 : 1, in);
+	if (!ctx)
+		return -1;
+	char a[TG_SHAPE_STR], b[TG_SHAPE_STR];
+	if (!y->requires_grad) {
+		tg_fail(ctx, TG_EARG,
+			"tg_backward: the output %s does not depend on any tensor that requires a "
+			"gradient (a tg_param, or one marked with tg_set_requires_grad)",
+			tg_shape_fmt(y->ndim, y->shape, a));
+		return -1;
+	}
+	if (!dy) {
+		if (y->numel != 1) {
+			tg_fail(ctx, TG_ESHAPE,
+				"tg_backward: the output has shape %s; a non-scalar output needs "
+				"an upstream gradient (tg_backward_ex)",
+				tg_shape_fmt(y->ndim, y->shape, a));
+			return -1;
+		}
+		dy = tg_ones(ctx, y->dtype, y->ndim, y->shape);
+		if (!dy)
+			return -1;
+	} else if (!tg_same_shape(y, dy)) {
+		tg_fail(ctx, TG_ESHAPE, "tg_backward: output %s and upstream gradient %s differ",
+			tg_shape_fmt(y->ndim, y->shape, a), tg_shape_fmt(dy->ndim, dy->shape, b));
+		return -1;
+	}
+	for (tg_node *n = ctx->tape; n; n = n->prev)
+		n->out->grad = NULL;
+
+	bool was = ctx->grad_enabled;
+	ctx->grad_enabled = (flags & TG_CREATE_GRAPH) != 0;
+	ctx->in_backward = true;
+	accumulate(y, dy);
+	for (tg_node *n = y->node; n && ctx->status == TG_OK; n = n->prev) {
+		if (!n->out->grad)
+			continue;
+		if (!versions_intact(n))
+			break;
+		n->op->backward(n, n->out->grad);
+	}
+	ctx->in_backward = false;
+	ctx->grad_enabled = was;
+	return ctx->status == TG_OK ? 0 : -1;
+}
+
+int tg_backward(tg_tensor *y)
+{
+	return tg_backward_ex(y, NULL, 0);
+}
+
+/* ---- the end of a step ---------------------------------------------------------------- */
+
+void tg_reset(tg_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	ctx->gen++;
+	ctx->tape = NULL;
+	ctx->tape_len = 0;
+	tg_arena_reset(ctx);
+	for (tg_tensor *t = ctx->kept; t; t = t->next_kept)
+		if (t->grad != t->grad_store)
+			t->grad = NULL; /* a step gradient from a TG_CREATE_GRAPH backward */
+}
+
+/* ---- the op registry --------------------------------------------------------------- */
+
+extern const tg_op *const __start_tg_op_registry[] __attribute__((weak));
+extern const tg_op *const __stop_tg_op_registry[] __attribute__((weak));
+
+const tg_op *const *tg_op_registry(size_t *n)
+{
+	*n = __start_tg_op_registry ? (size_t)(__stop_tg_op_registry - __start_tg_op_registry) : 0;
+	return __start_tg_op_registry;
+}

@@ -1,0 +1,305 @@
+/*
+ * tapegrad.h - reverse-mode automatic differentiation in C11.
+ *
+ * Ops compute a value and, when a gradient is wanted, record a node on the
+ * context's tape. tg_backward walks the tape last to first and applies each
+ * op's local gradient: add distributes, mul swaps, max routes.
+ *
+ * The apple graph (price = apple * count * tax), checkable by hand:
+ *
+ *	tg_ctx *ctx = tg_ctx_new(42);
+ *	tg_tensor *apple = tg_param(tg_scalar(ctx, TG_F64, 100));
+ *	tg_tensor *count = tg_param(tg_scalar(ctx, TG_F64, 2));
+ *	tg_tensor *tax   = tg_param(tg_scalar(ctx, TG_F64, 1.1));
+ *	tg_tensor *price = tg_mul(tg_mul(apple, count), tax);
+ *	tg_backward(price);
+ *	// tg_item(price) = 220, d price/d apple = 2.2, d count = 110, d tax = 200
+ *	if (!tg_ok(ctx))
+ *		fprintf(stderr, "%s\n", tg_error(ctx));
+ *	tg_ctx_free(ctx);
+ *
+ * Lifetimes. Every function returning a tensor says which one it has:
+ *   step      freed by tg_reset(ctx), with the tape and intermediate grads;
+ *   ctx       freed by tg_ctx_free(ctx) (parameters, optimizer state);
+ *   borrowed  points into something else; don't free, don't keep past it.
+ * Tensors have no free function. A step tensor used after the reset that
+ * freed it is reported as TG_ESTALE, not read.
+ *
+ * Errors. The first failure is kept in the context (code and a message that
+ * names the function and the shapes); the failing op returns NULL; every op
+ * given NULL returns NULL; while an error is set, ops compute nothing. Check
+ * once with tg_ok(ctx), read tg_error(ctx), go on after tg_clear_error(ctx).
+ */
+#ifndef TAPEGRAD_H
+#define TAPEGRAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(TG_BUILDING) && defined(__GNUC__)
+#define TG_API __attribute__((visibility("default")))
+#else
+#define TG_API
+#endif
+
+enum { TG_MAX_DIMS = 4, TG_MAX_INPUTS = 4, TG_MAX_ATTRS = 4 };
+
+typedef struct tg_ctx tg_ctx;
+typedef struct tg_tensor tg_tensor;
+typedef struct tg_node tg_node;
+
+typedef enum { TG_F32, TG_F64 } tg_dtype;
+
+typedef enum {
+	TG_OK = 0,
+	TG_ESHAPE,   /* shapes do not fit the op */
+	TG_EDTYPE,   /* mixed or unsupported dtypes */
+	TG_ENULL,    /* a NULL argument */
+	TG_EARG,     /* a bad value (axis, index, label, option) */
+	TG_ENOMEM,   /* allocation failed or the arena limit was reached */
+	TG_ESTALE,   /* a tensor used after the tg_reset that freed it */
+	TG_EVERSION, /* a saved tensor was modified in place before backward */
+	TG_ECTX,     /* tensors of two contexts in one op */
+	TG_EANOMALY, /* anomaly mode: a NaN or Inf appeared */
+	TG_EIO,      /* a file could not be read or written */
+	TG_EFORMAT,  /* a file's contents are not what they should be */
+} tg_status;
+
+/* ---- context ------------------------------------------------------------ */
+
+/* Allocator the context uses for everything it owns (arena blocks, ctx
+ * tensors). Lets tests fail the N-th allocation. */
+typedef struct tg_allocator {
+	void *(*alloc)(size_t size, void *user);
+	void (*free)(void *ptr, void *user);
+	void *user;
+} tg_allocator;
+
+TG_API tg_ctx *tg_ctx_new(uint64_t seed);          /* NULL if out of memory */
+TG_API tg_ctx *tg_ctx_new_with(uint64_t seed, const tg_allocator *a);
+TG_API void tg_ctx_free(tg_ctx *ctx);               /* frees every tensor */
+TG_API void tg_reset(tg_ctx *ctx);  /* ends the step: frees step tensors, tape */
+
+TG_API bool tg_set_grad_enabled(tg_ctx *ctx, bool on); /* returns old value */
+TG_API bool tg_grad_enabled(const tg_ctx *ctx);
+TG_API void tg_set_anomaly(tg_ctx *ctx, bool on); /* NaN/Inf checks, every op */
+TG_API void tg_set_abort_on_error(tg_ctx *ctx, bool on); /* for debuggers */
+TG_API void tg_set_threads(tg_ctx *ctx, int n);   /* BLAS threads, default 1 */
+TG_API int tg_threads(const tg_ctx *ctx);
+TG_API void tg_set_arena_limit(tg_ctx *ctx, size_t bytes); /* 0: no limit */
+TG_API size_t tg_arena_used(const tg_ctx *ctx);  /* bytes in this step */
+TG_API size_t tg_arena_high_water(const tg_ctx *ctx);
+TG_API void tg_seed(tg_ctx *ctx, uint64_t seed);
+TG_API uint64_t tg_random_u64(tg_ctx *ctx);       /* the context's generator */
+TG_API double tg_random_uniform(tg_ctx *ctx);     /* [0, 1) */
+TG_API double tg_random_normal(tg_ctx *ctx);      /* N(0, 1) */
+
+/* ---- errors ------------------------------------------------------------- */
+
+TG_API bool tg_ok(const tg_ctx *ctx);
+TG_API tg_status tg_status_of(const tg_ctx *ctx);
+TG_API const char *tg_error(const tg_ctx *ctx); /* owned by ctx; "" if ok */
+TG_API void tg_clear_error(tg_ctx *ctx);
+TG_API const char *tg_status_name(tg_status s);  /* "TG_ESHAPE", static */
+/* Records an error from user code (custom ops, loaders): first error wins.
+ * Returns NULL so that a failing function can `return tg_fail(...)`. */
+TG_API void *tg_fail(tg_ctx *ctx, tg_status code, const char *fmt, ...)
+#ifdef __GNUC__
+	__attribute__((format(printf, 3, 4)))
+#endif
+	;
+
+/* ---- tensors ------------------------------------------------------------ */
+/* Shapes are given as (ndim, shape): tg_zeros(ctx, TG_F64, 2, (int64_t[]){2, 3}).
+ * ndim 0 is a scalar. All constructors return step tensors. */
+
+TG_API tg_tensor *tg_zeros(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape);
+TG_API tg_tensor *tg_ones(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape);
+TG_API tg_tensor *tg_full(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape,
+			  double value);
+TG_API tg_tensor *tg_from_f64(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape,
+			      const double *values);  /* converted to dt */
+TG_API tg_tensor *tg_from_f32(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape,
+			      const float *values);
+TG_API tg_tensor *tg_scalar(tg_ctx *ctx, tg_dtype dt, double value);
+TG_API tg_tensor *tg_randn(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape,
+			   double mean, double std);
+TG_API tg_tensor *tg_rand(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape,
+			  double lo, double hi);  /* uniform [lo, hi) */
+
+/* A ctx copy of t that requires a gradient: a parameter. */
+TG_API tg_tensor *tg_param(tg_tensor *t);                        /* ctx */
+/* A ctx copy of t without a gradient: optimizer state, running stats. */
+TG_API tg_tensor *tg_keep(tg_tensor *t);                         /* ctx */
+/* A step copy of t's values with no history. */
+TG_API tg_tensor *tg_detach(tg_tensor *t);                       /* step */
+TG_API tg_tensor *tg_set_requires_grad(tg_tensor *t, bool on);   /* returns t */
+TG_API tg_tensor *tg_set_name(tg_tensor *t, const char *name);   /* copied */
+
+TG_API tg_ctx *tg_ctx_of(const tg_tensor *t);        /* borrowed */
+TG_API int tg_ndim(const tg_tensor *t);
+TG_API int64_t tg_dim(const tg_tensor *t, int i);     /* i < 0 counts from the end */
+TG_API const int64_t *tg_shape(const tg_tensor *t);  /* borrowed, ndim entries */
+TG_API size_t tg_numel(const tg_tensor *t);
+TG_API tg_dtype tg_dtype_of(const tg_tensor *t);
+TG_API const char *tg_name(const tg_tensor *t);      /* borrowed; NULL if none */
+TG_API bool tg_requires_grad(const tg_tensor *t);
+TG_API bool tg_is_param(const tg_tensor *t);
+TG_API const void *tg_data(const tg_tensor *t);      /* borrowed, read only */
+/* Writable data; counts as an in-place change (bumps the version, so a
+ * backward through an op that saved t reports TG_EVERSION). */
+TG_API void *tg_data_mut(tg_tensor *t);              /* borrowed */
+TG_API double tg_item(const tg_tensor *t);           /* the one element; NAN on error */
+TG_API double tg_get(const tg_tensor *t, size_t i);  /* flat index; NAN on error */
+TG_API int tg_copy_to_f64(const tg_tensor *t, double *out, size_t n); /* 0 ok */
+TG_API int tg_assign(tg_tensor *dst, const tg_tensor *src); /* values; 0 ok */
+/* Writes the shape as "(2,3)" into buf; returns buf. */
+TG_API char *tg_shape_str(const tg_tensor *t, char *buf, size_t size);
+
+/* ---- backward ----------------------------------------------------------- */
+
+enum { TG_CREATE_GRAPH = 1 }; /* record the backward pass: grads get history */
+
+/* y must be a scalar (one element); its gradient starts at 1. */
+TG_API int tg_backward(tg_tensor *y);                          /* 0 ok */
+/* dy is y's upstream gradient (same shape), or NULL for a scalar y. */
+TG_API int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags);
+/* Leaf gradients accumulate over backward calls until tg_zero_grad; an
+ * intermediate's gradient is the one from the latest backward. NULL if no
+ * gradient reached t. A parameter's gradient is ctx (step after a
+ * TG_CREATE_GRAPH backward); any other is step. */
+TG_API tg_tensor *tg_grad(const tg_tensor *t);                 /* see above */
+TG_API void tg_zero_grad(tg_tensor *t);
+TG_API void tg_zero_grads(tg_ctx *ctx);                        /* every param */
+
+/* ---- custom ops --------------------------------------------------------- */
+/* An op is a descriptor: its name and its backward rule. The rule reads the
+ * node and its upstream gradient dout and hands each input that needs one
+ * its gradient, computed with ops (so it can be recorded for second order).
+ * Forward: compute the output any way (ops under tg_set_grad_enabled(false),
+ * or a loop over tg_data_mut), then tg_record it. */
+typedef void (*tg_backward_fn)(tg_node *node, tg_tensor *dout);
+typedef struct tg_op {
+	const char *name;
+	tg_backward_fn backward;
+} tg_op;
+
+/* Records out as op applied to in[0..nin); attrs (may be NULL) are saved on
+ * the node. Returns out (NULL if out or any input is NULL or on error). */
+TG_API tg_tensor *tg_record(const tg_op *op, tg_tensor *out, int nin,
+			    tg_tensor *const *in, const double *attrs, int nattrs);
+TG_API tg_tensor *tg_node_input(const tg_node *n, int i);   /* borrowed */
+TG_API tg_tensor *tg_node_output(const tg_node *n);         /* borrowed */
+TG_API double tg_node_attr(const tg_node *n, int i);
+TG_API bool tg_node_needs_grad(const tg_node *n, int i);
+/* Hands input i its gradient dx. dx may have the output's broadcast shape:
+ * it is summed back to the input's shape. */
+TG_API void tg_node_grad(tg_node *n, int i, tg_tensor *dx);
+TG_API const tg_op *tg_node_op(const tg_node *n);
+TG_API const tg_node *tg_producer(const tg_tensor *t); /* NULL for leaves */
+
+/* ---- gradient checking -------------------------------------------------- */
+/* f maps inputs to a tensor; the check differentiates sum(f * w) for a fixed
+ * random weighting w, numerically (central differences in f64, step eps) and
+ * with tg_backward, and reports per input the worst absolute and relative
+ * error |num - ana| / max(1, |num|, |ana|). Inputs must be f64. */
+typedef tg_tensor *(*tg_fn)(tg_tensor *const *in, void *user);
+typedef struct tg_gradcheck_result {
+	double max_abs[TG_MAX_INPUTS];
+	double max_rel[TG_MAX_INPUTS];
+	double worst_abs;
+	double worst_rel;
+} tg_gradcheck_result;
+TG_API int tg_gradcheck(tg_ctx *ctx, tg_fn f, void *user, int nin,
+			tg_tensor *const *in, double eps, tg_gradcheck_result *res);
+/* Same, for the gradient of sum(grad_in(sum(f * w)) * v): checks that the
+ * backward pass is itself differentiated correctly (TG_CREATE_GRAPH). */
+TG_API int tg_gradcheck2(tg_ctx *ctx, tg_fn f, void *user, int nin,
+			 tg_tensor *const *in, double eps, tg_gradcheck_result *res);
+
+/* ---- graph export ------------------------------------------------------- */
+/* Writes the graph that produced y as Graphviz DOT: one node per op, each
+ * edge labelled with the value it carries and, after backward, its gradient. */
+TG_API int tg_write_dot(const tg_tensor *y, FILE *f);           /* 0 ok */
+TG_API int tg_write_dot_file(const tg_tensor *y, const char *path);
+
+/* ---- ops: elementwise, binary (NumPy broadcasting) ---------------------- */
+/* All ops return step tensors. Inputs must share one dtype and one context. */
+
+TG_API tg_tensor *tg_add(tg_tensor *a, tg_tensor *b);     /* a + b; da = db = dout */
+TG_API tg_tensor *tg_sub(tg_tensor *a, tg_tensor *b);     /* a - b; da = dout, db = -dout */
+TG_API tg_tensor *tg_mul(tg_tensor *a, tg_tensor *b);     /* a * b; da = dout b, db = dout a */
+TG_API tg_tensor *tg_div(tg_tensor *a, tg_tensor *b);     /* a / b; da = dout / b, db = -dout a / b^2 */
+TG_API tg_tensor *tg_maximum(tg_tensor *a, tg_tensor *b); /* routes dout to the larger; a tie splits it */
+TG_API tg_tensor *tg_minimum(tg_tensor *a, tg_tensor *b); /* routes dout to the smaller; a tie splits it */
+TG_API tg_tensor *tg_pow(tg_tensor *x, double p);         /* x^p; dx = dout p x^(p-1) */
+TG_API tg_tensor *tg_add_scalar(tg_tensor *x, double s);  /* x + s; dx = dout */
+TG_API tg_tensor *tg_mul_scalar(tg_tensor *x, double s);  /* x * s; dx = dout s */
+
+/* ---- ops: elementwise, unary -------------------------------------------- */
+
+TG_API tg_tensor *tg_neg(tg_tensor *x);      /* -x; dx = -dout */
+TG_API tg_tensor *tg_exp(tg_tensor *x);      /* e^x; dx = dout y */
+TG_API tg_tensor *tg_log(tg_tensor *x);      /* ln x; dx = dout / x */
+TG_API tg_tensor *tg_sqrt(tg_tensor *x);     /* sqrt x; dx = dout / (2 y) */
+TG_API tg_tensor *tg_abs(tg_tensor *x);      /* |x|; dx = dout sign(x), 0 at 0 */
+TG_API tg_tensor *tg_sigmoid(tg_tensor *x);  /* 1/(1+e^-x); dx = dout y (1 - y) */
+TG_API tg_tensor *tg_tanh(tg_tensor *x);     /* tanh x; dx = dout (1 - y^2) */
+TG_API tg_tensor *tg_relu(tg_tensor *x);     /* max(x, 0); dx = dout [x > 0] */
+TG_API tg_tensor *tg_leaky_relu(tg_tensor *x, double alpha); /* x>0 ? x : alpha x */
+TG_API tg_tensor *tg_elu(tg_tensor *x, double alpha); /* x>0 ? x : alpha (e^x - 1) */
+TG_API tg_tensor *tg_softplus(tg_tensor *x); /* ln(1 + e^x); dx = dout sigmoid(x) */
+/* dout * y * (1 - y): sigmoid's local gradient as one fused op. */
+TG_API tg_tensor *tg_sigmoid_backward(tg_tensor *dout, tg_tensor *y);
+
+/* ---- ops: reductions (axis < 0 counts from the end) --------------------- */
+
+TG_API tg_tensor *tg_sum(tg_tensor *x);                    /* all elements -> scalar */
+TG_API tg_tensor *tg_mean(tg_tensor *x);                   /* all elements -> scalar */
+TG_API tg_tensor *tg_max(tg_tensor *x);                    /* all -> scalar; routes to the arg-max */
+TG_API tg_tensor *tg_sum_axis(tg_tensor *x, int axis, bool keepdim);  /* dx = expand(dout) */
+TG_API tg_tensor *tg_mean_axis(tg_tensor *x, int axis, bool keepdim); /* dx = expand(dout) / n */
+TG_API tg_tensor *tg_max_axis(tg_tensor *x, int axis, bool keepdim);  /* routes to each arg-max */
+/* Sums x over broadcast axes down to shape (the backward of broadcasting);
+ * its gradient is tg_expand. */
+TG_API tg_tensor *tg_sum_to(tg_tensor *x, int ndim, const int64_t *shape);
+/* Broadcasts x to shape; its gradient is tg_sum_to. */
+TG_API tg_tensor *tg_expand(tg_tensor *x, int ndim, const int64_t *shape);
+
+/* ---- ops: shapes and matrices ------------------------------------------- */
+
+TG_API tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b); /* (N,K) @ (K,M) -> (N,M); da = dout b^T, db = a^T dout */
+/* op(a) @ op(b) with op = transpose where ta/tb: a BLAS flag, no copy. */
+TG_API tg_tensor *tg_matmul_t(tg_tensor *a, bool ta, tg_tensor *b, bool tb);
+TG_API tg_tensor *tg_transpose(tg_tensor *x);            /* (N,M) -> (M,N); dx = dout^T */
+/* Same data, new shape; one entry may be -1 (inferred). dx = reshape(dout). */
+TG_API tg_tensor *tg_reshape(tg_tensor *x, int ndim, const int64_t *shape);
+
+/* ---- ops: indexing -------------------------------------------------------- */
+
+/* Rows idx[0..n) of x along axis 0: (R, ...) -> (n, ...). dx scatters back. */
+TG_API tg_tensor *tg_gather_rows(tg_tensor *x, const int32_t *idx, int64_t n);
+/* For each row i of x (N,K), x[i, idx[i]]: (N,K) -> (N). dx scatters back. */
+TG_API tg_tensor *tg_pick(tg_tensor *x, const int32_t *idx);
+/* Constant one-hot rows (N,K) from labels; no gradient. step */
+TG_API tg_tensor *tg_one_hot(tg_ctx *ctx, tg_dtype dt, const int32_t *labels, int64_t n,
+			     int64_t k);
+
+/* ---- ops: softmax and losses (along the last axis) ---------------------- */
+
+TG_API tg_tensor *tg_softmax(tg_tensor *x);     /* e^(x - max) / sum; dx = y (dout - sum(dout y)) */
+TG_API tg_tensor *tg_log_softmax(tg_tensor *x); /* x - max - ln sum e^(x - max); dx = dout - softmax sum(dout) */
+/* Mean over the batch of -ln softmax(logits)[i, labels[i]]; logits (N,K).
+ * d logits = (softmax(logits) - onehot(labels)) / N. */
+TG_API tg_tensor *tg_cross_entropy(tg_tensor *logits, const int32_t *labels);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TAPEGRAD_H */

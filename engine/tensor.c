@@ -1,0 +1,423 @@
+/*
+ * tensor.c - what a tensor is: constructors, accessors, the two lifetimes.
+ *
+ * A step tensor's header comes from the arena's slot ring and its data from
+ * the step arena; both die at tg_reset. A ctx tensor (tg_param, tg_keep) is
+ * one allocation from the context's allocator, freed by tg_ctx_free. Data is
+ * contiguous and row-major. Nothing here records on the tape.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+const char *tg_dtype_name(tg_dtype dt) { return dt == TG_F64 ? "f64" : "f32"; }
+
+char *tg_shape_fmt(int ndim, const int64_t *shape, char *buf)
+{
+	size_t n = 0;
+	buf[n++] = '(';
+	for (int i = 0; i < ndim && n < TG_SHAPE_STR - 24; i++)
+		n += (size_t)snprintf(buf + n, TG_SHAPE_STR - n, i ? ",%lld" : "%lld",
+				      (long long)shape[i]);
+	if (ndim == 1)
+		buf[n++] = ',';
+	buf[n++] = ')';
+	buf[n] = '\0';
+	return buf;
+}
+
+char *tg_shape_str(const tg_tensor *t, char *buf, size_t size)
+{
+	char tmp[TG_SHAPE_STR];
+	if (!buf || !size)
+		return buf;
+	if (!t)
+		snprintf(buf, size, "(null)");
+	else
+		snprintf(buf, size, "%s", tg_shape_fmt(t->ndim, t->shape, tmp));
+	return buf;
+}
+
+bool tg_tensor_alive(const tg_tensor *t)
+{
+	return t && t->magic == TG_TENSOR_MAGIC && (t->persistent || t->gen == t->ctx->gen);
+}
+
+bool tg_same_shape(const tg_tensor *a, const tg_tensor *b)
+{
+	if (a->ndim != b->ndim)
+		return false;
+	for (int i = 0; i < a->ndim; i++)
+		if (a->shape[i] != b->shape[i])
+			return false;
+	return true;
+}
+
+/* Validates a shape; returns the element count or 0 after recording why. */
+static size_t check_shape(tg_ctx *ctx, const char *who, int ndim, const int64_t *shape)
+{
+	if (ndim < 0 || ndim > TG_MAX_DIMS) {
+		tg_fail(ctx, TG_ESHAPE, "%s: %d dimensions; a tensor has 0 to %d", who, ndim,
+			TG_MAX_DIMS);
+		return 0;
+	}
+	if (ndim > 0 && !shape) {
+		tg_fail(ctx, TG_ENULL, "%s: shape is NULL for %d dimensions", who, ndim);
+		return 0;
+	}
+	size_t n = 1;
+	for (int i = 0; i < ndim; i++) {
+		char buf[TG_SHAPE_STR];
+		if (shape[i] <= 0) {
+			tg_fail(ctx, TG_ESHAPE, "%s: shape %s: dimension %d is %lld; must be positive",
+				who, tg_shape_fmt(ndim, shape, buf), i, (long long)shape[i]);
+			return 0;
+		}
+		if ((uint64_t)shape[i] > ((uint64_t)1 << 40) / n) {
+			tg_fail(ctx, TG_ESHAPE, "%s: shape %s has too many elements", who,
+				tg_shape_fmt(ndim, shape, buf));
+			return 0;
+		}
+		n *= (size_t)shape[i];
+	}
+	return n;
+}
+
+tg_tensor *tg_tensor_new(tg_ctx *ctx, const char *who, tg_dtype dt, int ndim,
+			 const int64_t *shape)
+{
+	if (!ctx || ctx->status != TG_OK)
+		return NULL;
+	if (dt != TG_F32 && dt != TG_F64)
+		return tg_fail(ctx, TG_EDTYPE, "%s: unknown dtype %d", who, (int)dt);
+	size_t n = check_shape(ctx, who, ndim, shape);
+	if (!n)
+		return NULL;
+	void *data = tg_arena_alloc(ctx, n * tg_dtype_size(dt));
+	if (!data)
+		return NULL;
+	tg_tensor *t = tg_arena_header(ctx);
+	if (!t)
+		return NULL;
+	t->magic = TG_TENSOR_MAGIC;
+	t->gen = ctx->gen;
+	t->ctx = ctx;
+	t->dtype = dt;
+	t->ndim = ndim;
+	for (int i = 0; i < ndim; i++)
+		t->shape[i] = shape[i];
+	t->numel = n;
+	t->data = data;
+	return t;
+}
+
+tg_tensor *tg_tensor_like(const tg_tensor *like, const char *who)
+{
+	return tg_tensor_new(like->ctx, who, like->dtype, like->ndim, like->shape);
+}
+
+static void fill(tg_tensor *t, double v)
+{
+	if (t->dtype == TG_F64) {
+		double *d = t->data;
+		for (size_t i = 0; i < t->numel; i++)
+			d[i] = v;
+	} else {
+		float *f = t->data;
+		for (size_t i = 0; i < t->numel; i++)
+			f[i] = (float)v;
+	}
+}
+
+tg_tensor *tg_full(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape, double value)
+{
+	tg_tensor *t = tg_tensor_new(ctx, "tg_full", dt, ndim, shape);
+	if (t)
+		fill(t, value);
+	return t;
+}
+
+tg_tensor *tg_zeros(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape)
+{
+	tg_tensor *t = tg_tensor_new(ctx, "tg_zeros", dt, ndim, shape);
+	if (t)
+		memset(t->data, 0, t->numel * tg_dtype_size(dt));
+	return t;
+}
+
+tg_tensor *tg_ones(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape)
+{
+	tg_tensor *t = tg_tensor_new(ctx, "tg_ones", dt, ndim, shape);
+	if (t)
+		fill(t, 1.0);
+	return t;
+}
+
+tg_tensor *tg_scalar(tg_ctx *ctx, tg_dtype dt, double value)
+{
+	tg_tensor *t = tg_tensor_new(ctx, "tg_scalar", dt, 0, NULL);
+	if (t)
+		fill(t, value);
+	return t;
+}
+
+tg_tensor *tg_from_f64(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape,
+		       const double *values)
+{
+	if (ctx && !values)
+		return tg_fail(ctx, TG_ENULL, "tg_from_f64: values is NULL");
+	tg_tensor *t = tg_tensor_new(ctx, "tg_from_f64", dt, ndim, shape);
+	if (!t)
+		return NULL;
+	if (dt == TG_F64) {
+		memcpy(t->data, values, t->numel * sizeof(double));
+	} else {
+		float *f = t->data;
+		for (size_t i = 0; i < t->numel; i++)
+			f[i] = (float)values[i];
+	}
+	return t;
+}
+
+tg_tensor *tg_from_f32(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape,
+		       const float *values)
+{
+	if (ctx && !values)
+		return tg_fail(ctx, TG_ENULL, "tg_from_f32: values is NULL");
+	tg_tensor *t = tg_tensor_new(ctx, "tg_from_f32", dt, ndim, shape);
+	if (!t)
+		return NULL;
+	if (dt == TG_F32) {
+		memcpy(t->data, values, t->numel * sizeof(float));
+	} else {
+		double *d = t->data;
+		for (size_t i = 0; i < t->numel; i++)
+			d[i] = values[i];
+	}
+	return t;
+}
+
+tg_tensor *tg_randn(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape, double mean,
+		    double std)
+{
+	tg_tensor *t = tg_tensor_new(ctx, "tg_randn", dt, ndim, shape);
+	if (!t)
+		return NULL;
+	for (size_t i = 0; i < t->numel; i++) {
+		double v = mean + std * tg_random_normal(ctx);
+		if (dt == TG_F64)
+			((double *)t->data)[i] = v;
+		else
+			((float *)t->data)[i] = (float)v;
+	}
+	return t;
+}
+
+tg_tensor *tg_rand(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape, double lo,
+		   double hi)
+{
+	tg_tensor *t = tg_tensor_new(ctx, "tg_rand", dt, ndim, shape);
+	if (!t)
+		return NULL;
+	for (size_t i = 0; i < t->numel; i++) {
+		double v = lo + (hi - lo) * tg_random_uniform(ctx);
+		if (dt == TG_F64)
+			((double *)t->data)[i] = v;
+		else
+			((float *)t->data)[i] = (float)v;
+	}
+	return t;
+}
+
+/* ---- lifetimes -------------------------------------------------------------- */
+
+/* Checks the tensor argument of a function that makes a new tensor: as an
+ * op's input (an error already set stops it). */
+static tg_ctx *new_from(const char *who, const tg_tensor *t)
+{
+	tg_tensor *in = (tg_tensor *)t;
+	return tg_op_begin(who, 1, &in);
+}
+
+/* Checks the tensor argument of an accessor: NULL or stale, not the error
+ * state (a tensor can be read after an error). */
+static tg_ctx *arg_ctx(const char *who, const tg_tensor *t)
+{
+	return tg_tensor_check(who, t);
+}
+
+static tg_tensor *keep(tg_tensor *t, const char *who, bool requires_grad)
+{
+	tg_ctx *ctx = new_from(who, t);
+	if (!ctx)
+		return NULL;
+	size_t head = (sizeof(tg_tensor) + 15) & ~(size_t)15;
+	size_t bytes = t->numel * tg_dtype_size(t->dtype);
+	tg_tensor *p = tg_ctx_alloc(ctx, head + bytes);
+	if (!p)
+		return NULL;
+	*p = (tg_tensor){ 0 };
+	p->magic = TG_TENSOR_MAGIC;
+	p->ctx = ctx;
+	p->dtype = t->dtype;
+	p->ndim = t->ndim;
+	memcpy(p->shape, t->shape, sizeof p->shape);
+	p->numel = t->numel;
+	p->data = (char *)p + head;
+	memcpy(p->data, t->data, bytes);
+	p->persistent = true;
+	p->requires_grad = requires_grad;
+	p->next_kept = ctx->kept;
+	ctx->kept = p;
+	return p;
+}
+
+tg_tensor *tg_param(tg_tensor *t) { return keep(t, "tg_param", true); }
+tg_tensor *tg_keep(tg_tensor *t) { return keep(t, "tg_keep", false); }
+
+tg_tensor *tg_detach(tg_tensor *t)
+{
+	tg_ctx *ctx = new_from("tg_detach", t);
+	if (!ctx)
+		return NULL;
+	tg_tensor *d = tg_tensor_like(t, "tg_detach");
+	if (d)
+		memcpy(d->data, t->data, t->numel * tg_dtype_size(t->dtype));
+	return d;
+}
+
+tg_tensor *tg_set_requires_grad(tg_tensor *t, bool on)
+{
+	if (!arg_ctx("tg_set_requires_grad", t))
+		return NULL;
+	if (t->node && !on)
+		return tg_fail(t->ctx, TG_EARG,
+			       "tg_set_requires_grad: the output of %s is not a leaf; "
+			       "use tg_detach to cut it from the graph",
+			       t->node->op->name);
+	t->requires_grad = on || t->node;
+	return t;
+}
+
+tg_tensor *tg_set_name(tg_tensor *t, const char *name)
+{
+	tg_ctx *ctx = arg_ctx("tg_set_name", t);
+	if (!ctx)
+		return NULL;
+	size_t n = name ? strlen(name) + 1 : 0;
+	char *copy = NULL;
+	if (n) {
+		copy = t->persistent ? tg_ctx_alloc(ctx, n) : tg_arena_alloc(ctx, n);
+		if (!copy)
+			return NULL;
+		memcpy(copy, name, n);
+	}
+	if (t->persistent)
+		tg_ctx_release(ctx, t->name);
+	t->name = copy;
+	return t;
+}
+
+/* ---- accessors -------------------------------------------------------------- */
+
+tg_ctx *tg_ctx_of(const tg_tensor *t) { return tg_tensor_alive(t) ? t->ctx : NULL; }
+int tg_ndim(const tg_tensor *t) { return tg_tensor_alive(t) ? t->ndim : -1; }
+size_t tg_numel(const tg_tensor *t) { return tg_tensor_alive(t) ? t->numel : 0; }
+tg_dtype tg_dtype_of(const tg_tensor *t) { return tg_tensor_alive(t) ? t->dtype : TG_F32; }
+const char *tg_name(const tg_tensor *t) { return tg_tensor_alive(t) ? t->name : NULL; }
+bool tg_requires_grad(const tg_tensor *t) { return tg_tensor_alive(t) && t->requires_grad; }
+bool tg_is_param(const tg_tensor *t) { return tg_tensor_alive(t) && t->persistent && t->requires_grad; }
+const int64_t *tg_shape(const tg_tensor *t) { return tg_tensor_alive(t) ? t->shape : NULL; }
+
+int64_t tg_dim(const tg_tensor *t, int i)
+{
+	if (!arg_ctx("tg_dim", t))
+		return 0;
+	int j = i < 0 ? t->ndim + i : i;
+	if (j < 0 || j >= t->ndim) {
+		char buf[TG_SHAPE_STR];
+		tg_fail(t->ctx, TG_EARG, "tg_dim: dimension %d out of range for shape %s", i,
+			tg_shape_fmt(t->ndim, t->shape, buf));
+		return 0;
+	}
+	return t->shape[j];
+}
+
+const void *tg_data(const tg_tensor *t)
+{
+	return arg_ctx("tg_data", t) ? t->data : NULL;
+}
+
+void *tg_data_mut(tg_tensor *t)
+{
+	if (!arg_ctx("tg_data_mut", t))
+		return NULL;
+	t->version++;
+	return t->data;
+}
+
+static double at(const tg_tensor *t, size_t i)
+{
+	return t->dtype == TG_F64 ? ((const double *)t->data)[i] : ((const float *)t->data)[i];
+}
+
+double tg_get(const tg_tensor *t, size_t i)
+{
+	if (!arg_ctx("tg_get", t))
+		return NAN;
+	if (i >= t->numel) {
+		char buf[TG_SHAPE_STR];
+		tg_fail(t->ctx, TG_EARG, "tg_get: index %zu out of range for shape %s", i,
+			tg_shape_fmt(t->ndim, t->shape, buf));
+		return NAN;
+	}
+	return at(t, i);
+}
+
+double tg_item(const tg_tensor *t)
+{
+	if (!arg_ctx("tg_item", t))
+		return NAN;
+	if (t->numel != 1) {
+		char buf[TG_SHAPE_STR];
+		tg_fail(t->ctx, TG_ESHAPE, "tg_item: shape %s has %zu elements, not 1",
+			tg_shape_fmt(t->ndim, t->shape, buf), t->numel);
+		return NAN;
+	}
+	return at(t, 0);
+}
+
+int tg_copy_to_f64(const tg_tensor *t, double *out, size_t n)
+{
+	tg_ctx *ctx = arg_ctx("tg_copy_to_f64", t);
+	if (!ctx)
+		return -1;
+	if (!out || n < t->numel) {
+		tg_fail(ctx, out ? TG_EARG : TG_ENULL,
+			"tg_copy_to_f64: output holds %zu values, tensor has %zu", out ? n : 0,
+			t->numel);
+		return -1;
+	}
+	for (size_t i = 0; i < t->numel; i++)
+		out[i] = at(t, i);
+	return 0;
+}
+
+int tg_assign(tg_tensor *dst, const tg_tensor *src)
+{
+	tg_tensor *in[2] = { dst, (tg_tensor *)src };
+	tg_ctx *ctx = tg_op_begin("tg_assign", 2, in);
+	if (!ctx)
+		return -1;
+	if (!tg_same_shape(dst, src)) {
+		char a[TG_SHAPE_STR], b[TG_SHAPE_STR];
+		tg_fail(ctx, TG_ESHAPE, "tg_assign: destination %s and source %s differ",
+			tg_shape_fmt(dst->ndim, dst->shape, a), tg_shape_fmt(src->ndim, src->shape, b));
+		return -1;
+	}
+	if (dst != src)
+		memmove(dst->data, src->data, dst->numel * tg_dtype_size(dst->dtype));
+	dst->version++;
+	return 0;
+}

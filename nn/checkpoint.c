@@ -1,0 +1,2 @@
+/* nn/checkpoint.c - to be written */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* nn/data.c - to be written */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* nn/init.c - to be written */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* nn/layers.c - to be written */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* nn/mlp.c - to be written */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* nn/optim.c - to be written */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* tapegrad_nn.h */
+#include "tapegrad.h"

@@ -1,0 +1,2 @@
+/* nn/train.c - to be written */
+#include "internal.h"

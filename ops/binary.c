@@ -1,0 +1,273 @@
+/*
+ * binary.c - elementwise ops of two tensors, with NumPy broadcasting.
+ *
+ * Each op: the kernel, the public function (check, compute, record), the
+ * backward rule written with ops, the descriptor. A rule may hand back a
+ * gradient in the output's broadcast shape: tg_node_grad sums it down to the
+ * input's shape (tg_sum_to), so no rule here deals with broadcasting.
+ */
+#include "internal.h"
+
+#include <math.h>
+
+/* ---- broadcasting ------------------------------------------------------------ */
+
+bool tg_broadcast(const tg_tensor *a, const tg_tensor *b, tg_bcast *bc)
+{
+	int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
+	int64_t stride_a = 1, stride_b = 1;
+	bc->ndim = nd;
+	for (int k = TG_MAX_DIMS - 1; k >= 0; k--) {
+		int back = TG_MAX_DIMS - 1 - k; /* 0 for the last axis */
+		int64_t da = back < a->ndim ? a->shape[a->ndim - 1 - back] : 1;
+		int64_t db = back < b->ndim ? b->shape[b->ndim - 1 - back] : 1;
+		if (da != db && da != 1 && db != 1)
+			return false;
+		bc->dim[k] = da > db ? da : db;
+		bc->sa[k] = da == 1 ? 0 : stride_a;
+		bc->sb[k] = db == 1 ? 0 : stride_b;
+		stride_a *= da;
+		stride_b *= db;
+	}
+	for (int i = 0; i < nd; i++)
+		bc->shape[i] = bc->dim[TG_MAX_DIMS - nd + i];
+	return true;
+}
+
+/* Checks a and b and makes the broadcast output; NULL after recording why. */
+static tg_tensor *binary_out(const char *who, tg_tensor *a, tg_tensor *b, tg_bcast *bc)
+{
+	tg_tensor *in[2] = { a, b };
+	tg_ctx *ctx = tg_op_begin(who, 2, in);
+	if (!ctx)
+		return NULL;
+	if (!tg_broadcast(a, b, bc)) {
+		char sa[TG_SHAPE_STR], sb[TG_SHAPE_STR];
+		return tg_fail(ctx, TG_ESHAPE, "%s: shapes %s and %s do not broadcast", who,
+			       tg_shape_fmt(a->ndim, a->shape, sa), tg_shape_fmt(b->ndim, b->shape, sb));
+	}
+	return tg_tensor_new(ctx, who, a->dtype, bc->ndim, bc->shape);
+}
+
+/* One loop nest per dtype and function; f is an expression of x and y. The
+ * common case, equal shapes, is one flat loop. */
+#define BINARY_KERNEL(name, f)                                                          \
+	static void name##_f64(const tg_bcast *bc, const double *A, const double *B,    \
+			       double *Y, size_t n, bool flat)                           \
+	{                                                                                \
+		if (flat) {                                                              \
+			for (size_t i = 0; i < n; i++) {                                 \
+				double x = A[i], y = B[i];                               \
+				Y[i] = (f);                                              \
+			}                                                                \
+			return;                                                          \
+		}                                                                        \
+		size_t o = 0;                                                            \
+		for (int64_t i0 = 0; i0 < bc->dim[0]; i0++)                              \
+			for (int64_t i1 = 0; i1 < bc->dim[1]; i1++)                      \
+				for (int64_t i2 = 0; i2 < bc->dim[2]; i2++) {            \
+					const double *pa = A + i0 * bc->sa[0] + i1 * bc->sa[1] + i2 * bc->sa[2]; \
+					const double *pb = B + i0 * bc->sb[0] + i1 * bc->sb[1] + i2 * bc->sb[2]; \
+					for (int64_t i3 = 0; i3 < bc->dim[3]; i3++) {    \
+						double x = pa[i3 * bc->sa[3]];           \
+						double y = pb[i3 * bc->sb[3]];           \
+						Y[o++] = (f);                            \
+					}                                                \
+				}                                                        \
+	}                                                                                \
+	static void name##_f32(const tg_bcast *bc, const float *A, const float *B,      \
+			       float *Y, size_t n, bool flat)                            \
+	{                                                                                \
+		if (flat) {                                                              \
+			for (size_t i = 0; i < n; i++) {                                 \
+				float x = A[i], y = B[i];                                \
+				Y[i] = (f);                                              \
+			}                                                                \
+			return;                                                          \
+		}                                                                        \
+		size_t o = 0;                                                            \
+		for (int64_t i0 = 0; i0 < bc->dim[0]; i0++)                              \
+			for (int64_t i1 = 0; i1 < bc->dim[1]; i1++)                      \
+				for (int64_t i2 = 0; i2 < bc->dim[2]; i2++) {            \
+					const float *pa = A + i0 * bc->sa[0] + i1 * bc->sa[1] + i2 * bc->sa[2]; \
+					const float *pb = B + i0 * bc->sb[0] + i1 * bc->sb[1] + i2 * bc->sb[2]; \
+					for (int64_t i3 = 0; i3 < bc->dim[3]; i3++) {    \
+						float x = pa[i3 * bc->sa[3]];            \
+						float y = pb[i3 * bc->sb[3]];            \
+						Y[o++] = (f);                            \
+					}                                                \
+				}                                                        \
+	}                                                                                \
+	static tg_tensor *name##_forward(const tg_op *op, tg_tensor *a, tg_tensor *b)   \
+	{                                                                                \
+		tg_bcast bc;                                                             \
+		tg_tensor *out = binary_out(op->name, a, b, &bc);                       \
+		if (!out)                                                                \
+			return NULL;                                                     \
+		bool flat = tg_same_shape(a, b);                                         \
+		if (out->dtype == TG_F64)                                                \
+			name##_f64(&bc, a->data, b->data, out->data, out->numel, flat); \
+		else                                                                     \
+			name##_f32(&bc, a->data, b->data, out->data, out->numel, flat); \
+		tg_tensor *in[2] = { a, b };                                             \
+		return tg_op_end(op, out, 2, in, NULL, 0, NULL);                        \
+	}
+
+/* ---- add: a + b; add distributes: da = dout, db = dout ----------------------- */
+
+BINARY_KERNEL(add, x + y)
+
+static void add_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_node_grad(n, 0, dout);
+	tg_node_grad(n, 1, dout);
+}
+
+static const tg_op add_op = { "add", add_backward };
+TG_OP_REGISTER(add_op);
+
+tg_tensor *tg_add(tg_tensor *a, tg_tensor *b) { return add_forward(&add_op, a, b); }
+
+/* ---- sub: a - b; da = dout, db = -dout ------------------------------------------ */
+
+BINARY_KERNEL(sub, x - y)
+
+static void sub_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_node_grad(n, 0, dout);
+	if (tg_node_needs_grad(n, 1))
+		tg_node_grad(n, 1, tg_neg(dout));
+}
+
+static const tg_op sub_op = { "sub", sub_backward };
+TG_OP_REGISTER(sub_op);
+
+tg_tensor *tg_sub(tg_tensor *a, tg_tensor *b) { return sub_forward(&sub_op, a, b); }
+
+/* ---- mul: a * b; mul swaps: da = dout * b, db = dout * a ---------------------- */
+
+BINARY_KERNEL(mul, x * y)
+
+static void mul_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *a = tg_node_input(n, 0), *b = tg_node_input(n, 1);
+	if (tg_node_needs_grad(n, 0))
+		tg_node_grad(n, 0, tg_mul(dout, b));
+	if (tg_node_needs_grad(n, 1))
+		tg_node_grad(n, 1, tg_mul(dout, a));
+}
+
+static const tg_op mul_op = { "mul", mul_backward };
+TG_OP_REGISTER(mul_op);
+
+tg_tensor *tg_mul(tg_tensor *a, tg_tensor *b) { return mul_forward(&mul_op, a, b); }
+
+/* ---- div: a / b; da = dout / b, db = -dout * a / b^2 -------------------------- */
+
+BINARY_KERNEL(div, x / y)
+
+static void div_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *a = tg_node_input(n, 0), *b = tg_node_input(n, 1);
+	tg_tensor *da = tg_div(dout, b);
+	if (tg_node_needs_grad(n, 1))
+		tg_node_grad(n, 1, tg_neg(tg_div(tg_mul(da, a), b)));
+	tg_node_grad(n, 0, da);
+}
+
+static const tg_op div_op = { "div", div_backward };
+TG_OP_REGISTER(div_op);
+
+tg_tensor *tg_div(tg_tensor *a, tg_tensor *b) { return div_forward(&div_op, a, b); }
+
+/* ---- maximum, minimum: route dout to the chosen input; a tie splits it ------- */
+/* The routing masks are constants of the backward pass: [a > b] + [a == b] / 2
+ * for a's share, the rest for b's. */
+
+BINARY_KERNEL(maximum, x > y ? x : y)
+BINARY_KERNEL(minimum, x < y ? x : y)
+BINARY_KERNEL(share_gt, x > y ? 1 : (x == y ? 0.5 : 0))
+
+static tg_tensor *share_gt(tg_tensor *a, tg_tensor *b)
+{
+	static const tg_op share_op = { "share", NULL };
+	bool was = tg_set_grad_enabled(a->ctx, false);
+	tg_tensor *m = share_gt_forward(&share_op, a, b);
+	tg_set_grad_enabled(a->ctx, was);
+	return m;
+}
+
+/* first is the input that wins when a > b: 0 for maximum, 1 for minimum */
+static void route(tg_node *n, tg_tensor *dout, int first)
+{
+	tg_tensor *a = tg_node_input(n, 0), *b = tg_node_input(n, 1);
+	tg_tensor *m = share_gt(a, b); /* a's share for maximum */
+	if (tg_node_needs_grad(n, first))
+		tg_node_grad(n, first, tg_mul(dout, m));
+	if (tg_node_needs_grad(n, 1 - first))
+		tg_node_grad(n, 1 - first, tg_mul(dout, tg_add_scalar(tg_neg(m), 1.0)));
+}
+
+static void maximum_backward(tg_node *n, tg_tensor *dout) { route(n, dout, 0); }
+static void minimum_backward(tg_node *n, tg_tensor *dout) { route(n, dout, 1); }
+
+static const tg_op maximum_op = { "maximum", maximum_backward };
+static const tg_op minimum_op = { "minimum", minimum_backward };
+TG_OP_REGISTER(maximum_op);
+TG_OP_REGISTER(minimum_op);
+
+tg_tensor *tg_maximum(tg_tensor *a, tg_tensor *b) { return maximum_forward(&maximum_op, a, b); }
+tg_tensor *tg_minimum(tg_tensor *a, tg_tensor *b) { return minimum_forward(&minimum_op, a, b); }
+
+/* ---- with a scalar constant: x + s, x * s, x^p ----------------------------------- */
+
+static tg_tensor *scalar_op(const tg_op *op, tg_tensor *x, double s)
+{
+	tg_ctx *ctx = tg_op_begin(op->name, 1, &x);
+	if (!ctx)
+		return NULL;
+	tg_tensor *out = tg_tensor_like(x, op->name);
+	if (!out)
+		return NULL;
+	size_t n = x->numel;
+	char kind = op->name[0]; /* 'a'dd_scalar, 'm'ul_scalar, 'p'ow */
+	if (x->dtype == TG_F64) {
+		const double *X = x->data;
+		double *Y = out->data;
+		for (size_t i = 0; i < n; i++)
+			Y[i] = kind == 'a' ? X[i] + s : kind == 'm' ? X[i] * s : pow(X[i], s);
+	} else {
+		const float *X = x->data;
+		float *Y = out->data;
+		float f = (float)s;
+		for (size_t i = 0; i < n; i++)
+			Y[i] = kind == 'a' ? X[i] + f : kind == 'm' ? X[i] * f : powf(X[i], f);
+	}
+	return tg_op_end(op, out, 1, &x, &s, 1, NULL);
+}
+
+static void add_scalar_backward(tg_node *n, tg_tensor *dout) { tg_node_grad(n, 0, dout); }
+
+static void mul_scalar_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_node_grad(n, 0, tg_mul_scalar(dout, tg_node_attr(n, 0)));
+}
+
+/* pow: dx = dout * p * x^(p-1) */
+static void pow_backward(tg_node *n, tg_tensor *dout)
+{
+	double p = tg_node_attr(n, 0);
+	tg_tensor *x = tg_node_input(n, 0);
+	tg_node_grad(n, 0, tg_mul(dout, tg_mul_scalar(tg_pow(x, p - 1.0), p)));
+}
+
+static const tg_op add_scalar_op = { "add_scalar", add_scalar_backward };
+static const tg_op mul_scalar_op = { "mul_scalar", mul_scalar_backward };
+static const tg_op pow_op = { "pow", pow_backward };
+TG_OP_REGISTER(add_scalar_op);
+TG_OP_REGISTER(mul_scalar_op);
+TG_OP_REGISTER(pow_op);
+
+tg_tensor *tg_add_scalar(tg_tensor *x, double s) { return scalar_op(&add_scalar_op, x, s); }
+tg_tensor *tg_mul_scalar(tg_tensor *x, double s) { return scalar_op(&mul_scalar_op, x, s); }
+tg_tensor *tg_pow(tg_tensor *x, double p) { return scalar_op(&pow_op, x, p); }

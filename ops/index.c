@@ -1,0 +1,2 @@
+/* ops/index.c - to be written */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* ops/matrix.c - to be written */
+#include "internal.h"

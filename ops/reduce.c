@@ -1,0 +1,2 @@
+/* ops/reduce.c - to be written */
+#include "internal.h"

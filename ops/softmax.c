@@ -1,0 +1,2 @@
+/* ops/softmax.c - to be written */
+#include "internal.h"

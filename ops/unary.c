@@ -1,0 +1,2 @@
+/* ops/unary.c - to be written */
+#include "internal.h"
