@@ -51,8 +51,8 @@ static tg_tensor *binary_out(const char *who, tg_tensor *a, tg_tensor *b, tg_bca
 
 /* One loop nest per dtype and function; f is an expression of x and y. The
  * common case, equal shapes, is one flat loop. */
-#define BINARY_KERNEL(name, f)                                                          \
-	static void name##_f64(const tg_bcast *bc, const double *A, const double *B,    \
+#define BINARY_KERNEL(k, f)                                                          \
+	static void k##_f64(const tg_bcast *bc, const double *A, const double *B,    \
 			       double *Y, size_t n, bool flat)                           \
 	{                                                                                \
 		if (flat) {                                                              \
@@ -75,7 +75,7 @@ static tg_tensor *binary_out(const char *who, tg_tensor *a, tg_tensor *b, tg_bca
 					}                                                \
 				}                                                        \
 	}                                                                                \
-	static void name##_f32(const tg_bcast *bc, const float *A, const float *B,      \
+	static void k##_f32(const tg_bcast *bc, const float *A, const float *B,      \
 			       float *Y, size_t n, bool flat)                            \
 	{                                                                                \
 		if (flat) {                                                              \
@@ -98,7 +98,7 @@ static tg_tensor *binary_out(const char *who, tg_tensor *a, tg_tensor *b, tg_bca
 					}                                                \
 				}                                                        \
 	}                                                                                \
-	static tg_tensor *name##_forward(const tg_op *op, tg_tensor *a, tg_tensor *b)   \
+	static tg_tensor *k##_forward(const tg_op *op, tg_tensor *a, tg_tensor *b)   \
 	{                                                                                \
 		tg_bcast bc;                                                             \
 		tg_tensor *out = binary_out(op->name, a, b, &bc);                       \
@@ -106,9 +106,9 @@ static tg_tensor *binary_out(const char *who, tg_tensor *a, tg_tensor *b, tg_bca
 			return NULL;                                                     \
 		bool flat = tg_same_shape(a, b);                                         \
 		if (out->dtype == TG_F64)                                                \
-			name##_f64(&bc, a->data, b->data, out->data, out->numel, flat); \
+			k##_f64(&bc, a->data, b->data, out->data, out->numel, flat); \
 		else                                                                     \
-			name##_f32(&bc, a->data, b->data, out->data, out->numel, flat); \
+			k##_f32(&bc, a->data, b->data, out->data, out->numel, flat); \
 		tg_tensor *in[2] = { a, b };                                             \
 		return tg_op_end(op, out, 2, in, NULL, 0, NULL);                        \
 	}

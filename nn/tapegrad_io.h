@@ -1,0 +1,2 @@
+/* tapegrad_io.h */
+#include "tapegrad.h"
