@@ -1,2 +1,398 @@
-/* engine/gradcheck.c - to be written */
+/*
+ * gradcheck.c - numerical checks of the gradients the tape computes.
+ *
+ * The scalar checked is L = sum(f(in) * w) for a fixed random weighting w.
+ * Its gradient is the backward pass of f with upstream gradient w, so the
+ * check needs no op of its own beyond f. The numerical side perturbs each
+ * input element in place by +-eps and takes central differences in f64.
+ * The check leaves the inputs as it found them: values, versions, gradients,
+ * requires_grad, the grad mode, and the tape (its own nodes are cut off).
+ * The weightings come from the context's generator, which moves on.
+ */
 #include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+/* What the check changes on an input, to put back afterwards. */
+typedef struct saved_input {
+	bool requires_grad;
+	uint32_t version;
+	tg_tensor *grad;     /* the input's gradient before the check */
+	double *grad_values; /* a copy of grad_store's values when grad is it */
+} saved_input;
+
+typedef struct check {
+	tg_ctx *ctx;
+	const char *who;
+	tg_fn f;
+	void *user;
+	int nin;
+	tg_tensor *in[TG_MAX_INPUTS];
+	saved_input saved[TG_MAX_INPUTS];
+	bool grad_was;
+	tg_node *tape;      /* the tape as the check found it */
+	tg_tensor *w;       /* weighting of f's output; made at the first call */
+	tg_tensor *v[TG_MAX_INPUTS]; /* second order: weightings of the gradients */
+} check;
+
+/* ---- setting up and putting back ---------------------------------------------- */
+
+static int check_args(check *c, tg_ctx *ctx, tg_fn f, int nin, tg_tensor *const *in,
+		      double eps, const tg_gradcheck_result *res)
+{
+	if (!ctx)
+		return -1;
+	if (ctx->status != TG_OK)
+		return -1;
+	if (!f || !in || !res) {
+		tg_fail(ctx, TG_ENULL, "%s: %s is NULL", c->who,
+			!f ? "the function f" : !in ? "the input array" : "the result");
+		return -1;
+	}
+	if (nin < 1 || nin > TG_MAX_INPUTS) {
+		tg_fail(ctx, TG_EARG, "%s: %d inputs; the check takes 1 to %d", c->who, nin,
+			TG_MAX_INPUTS);
+		return -1;
+	}
+	if (!(eps > 0) || !isfinite(eps)) {
+		tg_fail(ctx, TG_EARG, "%s: step eps = %g; it must be positive and finite",
+			c->who, eps);
+		return -1;
+	}
+	for (int i = 0; i < nin; i++) {
+		char buf[TG_SHAPE_STR];
+		const tg_tensor *t = in[i];
+		if (!t) {
+			tg_fail(ctx, TG_ENULL, "%s: input %d is NULL", c->who, i);
+			return -1;
+		}
+		tg_ctx *tc = tg_tensor_check(c->who, t);
+		if (!tc)
+			return -1;
+		if (tc != ctx) {
+			tg_fail(ctx, TG_ECTX, "%s: input %d belongs to another context", c->who, i);
+			return -1;
+		}
+		if (t->dtype != TG_F64) {
+			tg_fail(ctx, TG_EDTYPE, "%s: input %d is %s %s; the check needs f64",
+				c->who, i, tg_dtype_name(t->dtype),
+				tg_shape_fmt(t->ndim, t->shape, buf));
+			return -1;
+		}
+		if (t->node) {
+			tg_fail(ctx, TG_EARG,
+				"%s: input %d %s is the output of %s, not a leaf (pass tg_detach of it)",
+				c->who, i, tg_shape_fmt(t->ndim, t->shape, buf), t->node->op->name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Remembers what the check will change and gives every input a clean slate:
+ * requires_grad on, no gradient. */
+static int save_inputs(check *c)
+{
+	for (int i = 0; i < c->nin; i++) {
+		tg_tensor *t = c->in[i];
+		saved_input *s = &c->saved[i];
+		s->requires_grad = t->requires_grad;
+		s->version = t->version;
+		s->grad = t->grad;
+		s->grad_values = NULL;
+		if (t->grad && t->grad == t->grad_store) {
+			s->grad_values = tg_arena_alloc(c->ctx, t->numel * sizeof(double));
+			if (!s->grad_values)
+				return -1;
+			memcpy(s->grad_values, t->grad->data, t->numel * sizeof(double));
+		}
+	}
+	for (int i = 0; i < c->nin; i++) {
+		c->in[i]->requires_grad = true;
+		c->in[i]->grad = NULL;
+	}
+	return 0;
+}
+
+static void restore_inputs(check *c)
+{
+	for (int i = 0; i < c->nin; i++) {
+		tg_tensor *t = c->in[i];
+		const saved_input *s = &c->saved[i];
+		t->requires_grad = s->requires_grad;
+		t->version = s->version;
+		t->grad = s->grad;
+		if (s->grad_values && t->grad_store) {
+			memcpy(t->grad_store->data, s->grad_values, t->numel * sizeof(double));
+			t->grad = t->grad_store;
+		}
+	}
+	c->ctx->tape = c->tape;
+	c->ctx->grad_enabled = c->grad_was;
+}
+
+/* Drops the inputs' gradients; a leaf buffer is zeroed when next used. */
+static void clear_grads(check *c)
+{
+	for (int i = 0; i < c->nin; i++)
+		c->in[i]->grad = NULL;
+}
+
+/* A step tensor of values drawn from the context's generator: magnitudes in
+ * [0.5, 1.5) with random signs, so no weight is near zero. */
+static tg_tensor *weighting(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape)
+{
+	tg_tensor *t = tg_tensor_new(ctx, "tg_gradcheck", dt, ndim, shape);
+	if (!t)
+		return NULL;
+	for (size_t i = 0; i < t->numel; i++) {
+		double v = 0.5 + tg_random_uniform(ctx);
+		if (tg_random_u64(ctx) >> 63)
+			v = -v;
+		if (dt == TG_F64)
+			((double *)t->data)[i] = v;
+		else
+			((float *)t->data)[i] = (float)v;
+	}
+	return t;
+}
+
+static double value_at(const tg_tensor *t, size_t i)
+{
+	return t->dtype == TG_F64 ? ((const double *)t->data)[i] : ((const float *)t->data)[i];
+}
+
+/* sum(a * b) in f64 for two tensors of one size. */
+static double dot(const tg_tensor *a, const tg_tensor *b)
+{
+	double s = 0;
+	for (size_t i = 0; i < a->numel; i++)
+		s += value_at(a, i) * value_at(b, i);
+	return s;
+}
+
+/* ---- evaluating f ------------------------------------------------------------- */
+
+/* y = f(in), checked; the first call also makes the weighting w. */
+static tg_tensor *forward(check *c)
+{
+	tg_tensor *y = c->f(c->in, c->user);
+	if (c->ctx->status != TG_OK)
+		return NULL;
+	if (!y) {
+		tg_fail(c->ctx, TG_ENULL, "%s: f returned NULL without recording an error",
+			c->who);
+		return NULL;
+	}
+	if (!tg_tensor_check(c->who, y))
+		return NULL;
+	if (y->ctx != c->ctx) {
+		tg_fail(c->ctx, TG_ECTX, "%s: f returned a tensor of another context", c->who);
+		return NULL;
+	}
+	if (!c->w) {
+		c->w = weighting(c->ctx, y->dtype, y->ndim, y->shape);
+		if (!c->w)
+			return NULL;
+	} else if (!tg_same_shape(y, c->w)) {
+		char a[TG_SHAPE_STR], b[TG_SHAPE_STR];
+		tg_fail(c->ctx, TG_ESHAPE, "%s: f returned %s, then %s for perturbed inputs",
+			c->who, tg_shape_fmt(c->w->ndim, c->w->shape, a),
+			tg_shape_fmt(y->ndim, y->shape, b));
+		return NULL;
+	}
+	return y;
+}
+
+/* The backward pass of L = sum(y * w): y's upstream gradient is w. A y that
+ * depends on no input has zero gradients and nothing to walk. */
+static int backward(check *c, tg_tensor *y, unsigned flags)
+{
+	if (!y->requires_grad)
+		return 0;
+	tg_tensor *dy = c->w;
+	if (y->dtype != dy->dtype) {
+		tg_fail(c->ctx, TG_EDTYPE, "%s: f returned %s for f64 inputs", c->who,
+			tg_dtype_name(y->dtype));
+		return -1;
+	}
+	return tg_backward_ex(y, dy, flags);
+}
+
+/* First order: L at the current input values, grad mode off. */
+static int eval_loss(check *c, double *out)
+{
+	c->ctx->grad_enabled = false;
+	tg_tensor *y = forward(c);
+	c->ctx->grad_enabled = true;
+	if (!y)
+		return -1;
+	*out = dot(y, c->w);
+	return 0;
+}
+
+/* Second order: g = sum_j sum(grad_j(L) * v_j) at the current input values,
+ * the gradients from a first-order backward. The nodes it records are cut
+ * off the tape again so that later walks stay short. */
+static int eval_grad_loss(check *c, double *out)
+{
+	tg_node *tape = c->ctx->tape;
+	clear_grads(c);
+	tg_tensor *y = forward(c);
+	int rc = y ? backward(c, y, 0) : -1;
+	double g = 0;
+	for (int j = 0; rc == 0 && j < c->nin; j++)
+		if (c->in[j]->grad)
+			g += dot(c->in[j]->grad, c->v[j]);
+	clear_grads(c);
+	c->ctx->tape = tape;
+	*out = g;
+	return rc;
+}
+
+/* ---- the two checks ------------------------------------------------------------ */
+
+/* Central differences of eval over every input element, compared with the
+ * analytic gradients ana[i] (NULL for zero). */
+static int compare(check *c, int (*eval)(check *, double *), double eps,
+		   tg_tensor *const *ana, tg_gradcheck_result *res)
+{
+	for (int i = 0; i < c->nin; i++) {
+		tg_tensor *x = c->in[i];
+		for (size_t k = 0; k < x->numel; k++) {
+			double *d = tg_data_mut(x);
+			double x0 = d[k], lp, lm;
+			d[k] = x0 + eps;
+			int rc = eval(c, &lp);
+			d = tg_data_mut(x);
+			d[k] = x0 - eps;
+			if (rc == 0)
+				rc = eval(c, &lm);
+			d = tg_data_mut(x);
+			d[k] = x0;
+			if (rc)
+				return -1;
+			double num = (lp - lm) / (2 * eps);
+			double an = ana[i] ? value_at(ana[i], k) : 0.0;
+			double err = fabs(num - an);
+			double scale = fmax(1.0, fmax(fabs(num), fabs(an)));
+			double rel = isnan(err) ? INFINITY : err / scale;
+			if (isnan(err))
+				err = INFINITY;
+			if (err > res->max_abs[i])
+				res->max_abs[i] = err;
+			if (rel > res->max_rel[i])
+				res->max_rel[i] = rel;
+		}
+		if (res->max_abs[i] > res->worst_abs)
+			res->worst_abs = res->max_abs[i];
+		if (res->max_rel[i] > res->worst_rel)
+			res->worst_rel = res->max_rel[i];
+	}
+	return 0;
+}
+
+/* A step copy of the gradient x has now, or NULL for none (zero). */
+static int copy_grads(check *c, tg_tensor **ana)
+{
+	for (int i = 0; i < c->nin; i++) {
+		ana[i] = NULL;
+		if (c->in[i]->grad) {
+			ana[i] = tg_detach(c->in[i]->grad);
+			if (!ana[i])
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/* The check records on a tape of its own, started empty and dropped at the
+ * end: its backward passes walk only f's nodes and leave the gradients of
+ * the caller's intermediates alone. */
+static int begin(check *c, const char *who, tg_ctx *ctx, tg_fn f, void *user, int nin,
+		 tg_tensor *const *in, double eps, tg_gradcheck_result *res)
+{
+	memset(c, 0, sizeof *c);
+	c->who = who;
+	if (check_args(c, ctx, f, nin, in, eps, res))
+		return -1;
+	c->ctx = ctx;
+	c->f = f;
+	c->user = user;
+	c->nin = nin;
+	for (int i = 0; i < nin; i++)
+		c->in[i] = in[i];
+	memset(res, 0, sizeof *res);
+	c->grad_was = ctx->grad_enabled;
+	c->tape = ctx->tape;
+	if (save_inputs(c))
+		return -1;
+	ctx->grad_enabled = true;
+	ctx->tape = NULL;
+	return 0;
+}
+
+static int end(check *c, int rc)
+{
+	restore_inputs(c);
+	return rc == 0 && c->ctx->status == TG_OK ? 0 : -1;
+}
+
+int tg_gradcheck(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in,
+		 double eps, tg_gradcheck_result *res)
+{
+	check c;
+	if (begin(&c, "tg_gradcheck", ctx, f, user, nin, in, eps, res))
+		return -1;
+	tg_tensor *ana[TG_MAX_INPUTS];
+	tg_tensor *y = forward(&c);
+	int rc = y ? backward(&c, y, 0) : -1;
+	if (rc == 0)
+		rc = copy_grads(&c, ana);
+	clear_grads(&c);
+	if (rc == 0)
+		rc = compare(&c, eval_loss, eps, ana, res);
+	return end(&c, rc);
+}
+
+/* The analytic gradient of g = sum_j sum(G_j * v_j), G_j = grad_j(L) with
+ * history: one backward from each G_j with upstream v_j; leaf gradients add
+ * up over the calls. */
+static int second_order(check *c, tg_tensor **ana)
+{
+	tg_tensor *y = forward(c);
+	if (!y || backward(c, y, TG_CREATE_GRAPH))
+		return -1;
+	tg_tensor *G[TG_MAX_INPUTS];
+	for (int j = 0; j < c->nin; j++)
+		G[j] = c->in[j]->grad;
+	clear_grads(c);
+	for (int j = 0; j < c->nin; j++) {
+		if (!G[j] || !G[j]->requires_grad)
+			continue; /* a constant gradient: g is linear in it */
+		if (tg_backward_ex(G[j], c->v[j], 0))
+			return -1;
+	}
+	return copy_grads(c, ana);
+}
+
+int tg_gradcheck2(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in,
+		  double eps, tg_gradcheck_result *res)
+{
+	check c;
+	if (begin(&c, "tg_gradcheck2", ctx, f, user, nin, in, eps, res))
+		return -1;
+	int rc = 0;
+	for (int j = 0; j < nin && rc == 0; j++) {
+		c.v[j] = weighting(ctx, TG_F64, in[j]->ndim, in[j]->shape);
+		rc = c.v[j] ? 0 : -1;
+	}
+	tg_tensor *ana[TG_MAX_INPUTS];
+	if (rc == 0)
+		rc = second_order(&c, ana);
+	clear_grads(&c);
+	if (rc == 0)
+		rc = compare(&c, eval_grad_loss, eps, ana, res);
+	return end(&c, rc);
+}

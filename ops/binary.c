@@ -98,10 +98,11 @@ static tg_tensor *binary_out(const char *who, tg_tensor *a, tg_tensor *b, tg_bca
 					}                                                \
 				}                                                        \
 	}                                                                                \
-	static tg_tensor *k##_forward(const tg_op *op, tg_tensor *a, tg_tensor *b)   \
+	static tg_tensor *k##_forward(const tg_op *op, const char *who, tg_tensor *a,     \
+				      tg_tensor *b)                                      \
 	{                                                                                \
 		tg_bcast bc;                                                             \
-		tg_tensor *out = binary_out(op->name, a, b, &bc);                       \
+		tg_tensor *out = binary_out(who, a, b, &bc);                            \
 		if (!out)                                                                \
 			return NULL;                                                     \
 		bool flat = tg_same_shape(a, b);                                         \
@@ -126,7 +127,7 @@ static void add_backward(tg_node *n, tg_tensor *dout)
 static const tg_op add_op = { "add", add_backward };
 TG_OP_REGISTER(add_op);
 
-tg_tensor *tg_add(tg_tensor *a, tg_tensor *b) { return add_forward(&add_op, a, b); }
+tg_tensor *tg_add(tg_tensor *a, tg_tensor *b) { return add_forward(&add_op, "tg_add", a, b); }
 
 /* ---- sub: a - b; da = dout, db = -dout ------------------------------------------ */
 
@@ -142,7 +143,7 @@ static void sub_backward(tg_node *n, tg_tensor *dout)
 static const tg_op sub_op = { "sub", sub_backward };
 TG_OP_REGISTER(sub_op);
 
-tg_tensor *tg_sub(tg_tensor *a, tg_tensor *b) { return sub_forward(&sub_op, a, b); }
+tg_tensor *tg_sub(tg_tensor *a, tg_tensor *b) { return sub_forward(&sub_op, "tg_sub", a, b); }
 
 /* ---- mul: a * b; mul swaps: da = dout * b, db = dout * a ---------------------- */
 
@@ -160,7 +161,7 @@ static void mul_backward(tg_node *n, tg_tensor *dout)
 static const tg_op mul_op = { "mul", mul_backward };
 TG_OP_REGISTER(mul_op);
 
-tg_tensor *tg_mul(tg_tensor *a, tg_tensor *b) { return mul_forward(&mul_op, a, b); }
+tg_tensor *tg_mul(tg_tensor *a, tg_tensor *b) { return mul_forward(&mul_op, "tg_mul", a, b); }
 
 /* ---- div: a / b; da = dout / b, db = -dout * a / b^2 -------------------------- */
 
@@ -178,7 +179,7 @@ static void div_backward(tg_node *n, tg_tensor *dout)
 static const tg_op div_op = { "div", div_backward };
 TG_OP_REGISTER(div_op);
 
-tg_tensor *tg_div(tg_tensor *a, tg_tensor *b) { return div_forward(&div_op, a, b); }
+tg_tensor *tg_div(tg_tensor *a, tg_tensor *b) { return div_forward(&div_op, "tg_div", a, b); }
 
 /* ---- maximum, minimum: route dout to the chosen input; a tie splits it ------- */
 /* The routing masks are constants of the backward pass: [a > b] + [a == b] / 2
@@ -192,7 +193,7 @@ static tg_tensor *share_gt(tg_tensor *a, tg_tensor *b)
 {
 	static const tg_op share_op = { "share", NULL };
 	bool was = tg_set_grad_enabled(a->ctx, false);
-	tg_tensor *m = share_gt_forward(&share_op, a, b);
+	tg_tensor *m = share_gt_forward(&share_op, "share", a, b);
 	tg_set_grad_enabled(a->ctx, was);
 	return m;
 }
@@ -216,17 +217,17 @@ static const tg_op minimum_op = { "minimum", minimum_backward };
 TG_OP_REGISTER(maximum_op);
 TG_OP_REGISTER(minimum_op);
 
-tg_tensor *tg_maximum(tg_tensor *a, tg_tensor *b) { return maximum_forward(&maximum_op, a, b); }
-tg_tensor *tg_minimum(tg_tensor *a, tg_tensor *b) { return minimum_forward(&minimum_op, a, b); }
+tg_tensor *tg_maximum(tg_tensor *a, tg_tensor *b) { return maximum_forward(&maximum_op, "tg_maximum", a, b); }
+tg_tensor *tg_minimum(tg_tensor *a, tg_tensor *b) { return minimum_forward(&minimum_op, "tg_minimum", a, b); }
 
 /* ---- with a scalar constant: x + s, x * s, x^p ----------------------------------- */
 
-static tg_tensor *scalar_op(const tg_op *op, tg_tensor *x, double s)
+static tg_tensor *scalar_op(const tg_op *op, const char *who, tg_tensor *x, double s)
 {
-	tg_ctx *ctx = tg_op_begin(op->name, 1, &x);
+	tg_ctx *ctx = tg_op_begin(who, 1, &x);
 	if (!ctx)
 		return NULL;
-	tg_tensor *out = tg_tensor_like(x, op->name);
+	tg_tensor *out = tg_tensor_like(x, who);
 	if (!out)
 		return NULL;
 	size_t n = x->numel;
@@ -268,6 +269,6 @@ TG_OP_REGISTER(add_scalar_op);
 TG_OP_REGISTER(mul_scalar_op);
 TG_OP_REGISTER(pow_op);
 
-tg_tensor *tg_add_scalar(tg_tensor *x, double s) { return scalar_op(&add_scalar_op, x, s); }
-tg_tensor *tg_mul_scalar(tg_tensor *x, double s) { return scalar_op(&mul_scalar_op, x, s); }
-tg_tensor *tg_pow(tg_tensor *x, double p) { return scalar_op(&pow_op, x, p); }
+tg_tensor *tg_add_scalar(tg_tensor *x, double s) { return scalar_op(&add_scalar_op, "tg_add_scalar", x, s); }
+tg_tensor *tg_mul_scalar(tg_tensor *x, double s) { return scalar_op(&mul_scalar_op, "tg_mul_scalar", x, s); }
+tg_tensor *tg_pow(tg_tensor *x, double p) { return scalar_op(&pow_op, "tg_pow", x, p); }

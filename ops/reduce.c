@@ -1,2 +1,412 @@
-/* ops/reduce.c - to be written */
+/*
+ * reduce.c - reductions: sum, mean and max over all elements or along one
+ * axis, and the pair sum_to / expand that moves a tensor between a shape and
+ * a shape it broadcasts to (the backward of every broadcasting op).
+ *
+ * Sums accumulate in double for both dtypes. Backward rules are written with
+ * ops (expand, reshape, mul by a mask), so a TG_CREATE_GRAPH backward records
+ * them; the arg-max masks of max are constants of the backward pass.
+ * Shape legend: x (..., n, ...) reduced along the axis of length n, seen as
+ * (outer, n, inner).
+ */
 #include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- broadcasting a small shape into a big one ------------------------------ */
+
+/* Where the elements of a small tensor sit in a big shape it broadcasts to:
+ * the big shape padded on the left with 1s, and the small tensor's element
+ * strides along it, 0 on broadcast axes. */
+typedef struct bmap {
+	int64_t dim[TG_MAX_DIMS];
+	int64_t s[TG_MAX_DIMS];
+} bmap;
+
+/* False unless small broadcasts to big under NumPy rules: small has no more
+ * dimensions, and each of its right-aligned sizes equals big's or is 1. */
+static bool bmap_make(int nbig, const int64_t *big, int nsmall, const int64_t *small, bmap *m)
+{
+	int64_t stride = 1;
+	if (nsmall > nbig)
+		return false;
+	for (int k = TG_MAX_DIMS - 1; k >= 0; k--) {
+		int back = TG_MAX_DIMS - 1 - k; /* 0 for the last axis */
+		int64_t db = back < nbig ? big[nbig - 1 - back] : 1;
+		int64_t ds = back < nsmall ? small[nsmall - 1 - back] : 1;
+		if (ds != db && ds != 1)
+			return false;
+		m->dim[k] = db;
+		m->s[k] = ds == 1 ? 0 : stride;
+		stride *= ds;
+	}
+	return true;
+}
+
+/* acc (the small tensor, zeroed, in double) += every element of X (big). */
+#define SUM_TO_KERNEL(name, T)                                                       \
+	static void name(const bmap *m, const T *X, double *acc)                    \
+	{                                                                            \
+		size_t o = 0;                                                        \
+		for (int64_t i0 = 0; i0 < m->dim[0]; i0++)                           \
+			for (int64_t i1 = 0; i1 < m->dim[1]; i1++)                   \
+				for (int64_t i2 = 0; i2 < m->dim[2]; i2++) {         \
+					double *a = acc + i0 * m->s[0] + i1 * m->s[1] \
+						    + i2 * m->s[2];                  \
+					for (int64_t i3 = 0; i3 < m->dim[3]; i3++)   \
+						a[i3 * m->s[3]] += X[o++];           \
+				}                                                    \
+	}
+
+/* Y (big) = X (small) repeated along the broadcast axes. */
+#define EXPAND_KERNEL(name, T)                                                       \
+	static void name(const bmap *m, const T *X, T *Y)                            \
+	{                                                                            \
+		size_t o = 0;                                                        \
+		for (int64_t i0 = 0; i0 < m->dim[0]; i0++)                           \
+			for (int64_t i1 = 0; i1 < m->dim[1]; i1++)                   \
+				for (int64_t i2 = 0; i2 < m->dim[2]; i2++) {         \
+					const T *x = X + i0 * m->s[0] + i1 * m->s[1] \
+						     + i2 * m->s[2];                 \
+					for (int64_t i3 = 0; i3 < m->dim[3]; i3++)   \
+						Y[o++] = x[i3 * m->s[3]];            \
+				}                                                    \
+	}
+
+SUM_TO_KERNEL(sum_to_f64, double)
+SUM_TO_KERNEL(sum_to_f32, float)
+EXPAND_KERNEL(expand_f64, double)
+EXPAND_KERNEL(expand_f32, float)
+
+/* Checks a shape argument (ndim, shape) of who; false after recording why. */
+static bool shape_arg(tg_ctx *ctx, const char *who, int ndim, const int64_t *shape)
+{
+	if (ndim < 0 || ndim > TG_MAX_DIMS) {
+		tg_fail(ctx, TG_ESHAPE, "%s: %d dimensions; a tensor has 0 to %d", who, ndim,
+			TG_MAX_DIMS);
+		return false;
+	}
+	if (ndim > 0 && !shape) {
+		tg_fail(ctx, TG_ENULL, "%s: shape is NULL for %d dimensions", who, ndim);
+		return false;
+	}
+	return true;
+}
+
+/* ---- sum_to: x summed over broadcast axes down to shape; dx = expand(dout) --- */
+/* Leading axes that shape lacks are summed away; axes where shape has 1 are
+ * summed and kept. */
+
+static void sum_to_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *x = tg_node_input(n, 0);
+	tg_node_grad(n, 0, tg_expand(dout, x->ndim, x->shape));
+}
+
+static const tg_op sum_to_op = { "sum_to", sum_to_backward };
+TG_OP_REGISTER(sum_to_op);
+
+tg_tensor *tg_sum_to(tg_tensor *x, int ndim, const int64_t *shape)
+{
+	const char *who = "tg_sum_to";
+	tg_ctx *ctx = tg_op_begin(who, 1, &x);
+	if (!ctx || !shape_arg(ctx, who, ndim, shape))
+		return NULL;
+	bmap m;
+	if (!bmap_make(x->ndim, x->shape, ndim, shape, &m)) {
+		char a[TG_SHAPE_STR], b[TG_SHAPE_STR];
+		return tg_fail(ctx, TG_ESHAPE, "%s: shape %s does not broadcast to x's shape %s",
+			       who, tg_shape_fmt(ndim, shape, a),
+			       tg_shape_fmt(x->ndim, x->shape, b));
+	}
+	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, ndim, shape);
+	if (!out)
+		return NULL;
+	double *acc = out->dtype == TG_F64 ? out->data
+					   : tg_arena_alloc(ctx, out->numel * sizeof(double));
+	if (!acc)
+		return NULL;
+	memset(acc, 0, out->numel * sizeof(double));
+	if (x->dtype == TG_F64) {
+		sum_to_f64(&m, x->data, acc);
+	} else {
+		sum_to_f32(&m, x->data, acc);
+		float *Y = out->data;
+		for (size_t i = 0; i < out->numel; i++)
+			Y[i] = (float)acc[i];
+	}
+	return tg_op_end(&sum_to_op, out, 1, &x, NULL, 0, NULL);
+}
+
+/* ---- expand: x broadcast to shape (a copy); dx = sum_to(dout) ----------------- */
+
+static void expand_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *x = tg_node_input(n, 0);
+	tg_node_grad(n, 0, tg_sum_to(dout, x->ndim, x->shape));
+}
+
+static const tg_op expand_op = { "expand", expand_backward };
+TG_OP_REGISTER(expand_op);
+
+tg_tensor *tg_expand(tg_tensor *x, int ndim, const int64_t *shape)
+{
+	const char *who = "tg_expand";
+	tg_ctx *ctx = tg_op_begin(who, 1, &x);
+	if (!ctx || !shape_arg(ctx, who, ndim, shape))
+		return NULL;
+	bmap m;
+	if (!bmap_make(ndim, shape, x->ndim, x->shape, &m)) {
+		char a[TG_SHAPE_STR], b[TG_SHAPE_STR];
+		return tg_fail(ctx, TG_ESHAPE, "%s: x's shape %s does not broadcast to %s", who,
+			       tg_shape_fmt(x->ndim, x->shape, a), tg_shape_fmt(ndim, shape, b));
+	}
+	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, ndim, shape);
+	if (!out)
+		return NULL;
+	if (x->dtype == TG_F64)
+		expand_f64(&m, x->data, out->data);
+	else
+		expand_f32(&m, x->data, out->data);
+	return tg_op_end(&expand_op, out, 1, &x, NULL, 0, NULL);
+}
+
+/* ---- the reduction kernels: x seen as (outer, n, inner) ------------------------ */
+
+typedef struct view {
+	int64_t outer, n, inner;
+} view;
+
+/* Y (outer, inner) = scale * sum over n, accumulated in double. acc holds
+ * inner doubles. */
+#define SUM_AXIS_KERNEL(name, T)                                                     \
+	static void name(view v, const T *X, T *Y, double scale, double *acc)        \
+	{                                                                            \
+		for (int64_t o = 0; o < v.outer; o++) {                              \
+			memset(acc, 0, (size_t)v.inner * sizeof(double));            \
+			for (int64_t k = 0; k < v.n; k++) {                          \
+				const T *x = X + (o * v.n + k) * v.inner;            \
+				for (int64_t i = 0; i < v.inner; i++)                \
+					acc[i] += x[i];                              \
+			}                                                            \
+			for (int64_t i = 0; i < v.inner; i++)                        \
+				Y[o * v.inner + i] = (T)(acc[i] * scale);            \
+		}                                                                    \
+	}
+
+/* The value that wins a max: a larger one, or the first NaN (a NaN
+ * propagates, as in NumPy). */
+#define BEATS(a, b) ((a) > (b) || (isnan(a) && !isnan(b)))
+
+/* Y (outer, inner) = max over n; the first of equal maxima wins. */
+#define MAX_AXIS_KERNEL(name, T)                                                     \
+	static void name(view v, const T *X, T *Y)                                   \
+	{                                                                            \
+		for (int64_t o = 0; o < v.outer; o++) {                              \
+			T *y = Y + o * v.inner;                                      \
+			memcpy(y, X + o * v.n * v.inner, (size_t)v.inner * sizeof(T)); \
+			for (int64_t k = 1; k < v.n; k++) {                          \
+				const T *x = X + (o * v.n + k) * v.inner;            \
+				for (int64_t i = 0; i < v.inner; i++)                \
+					if (BEATS(x[i], y[i]))                       \
+						y[i] = x[i];                         \
+			}                                                            \
+		}                                                                    \
+	}
+
+/* M (outer, n, inner) = 1 at each slice's first arg-max, 0 elsewhere. arg
+ * holds inner int64s. */
+#define ARGMAX_MASK_KERNEL(name, T)                                                  \
+	static void name(view v, const T *X, T *M, int64_t *arg)                     \
+	{                                                                            \
+		memset(M, 0, (size_t)(v.outer * v.n * v.inner) * sizeof(T));        \
+		for (int64_t o = 0; o < v.outer; o++) {                              \
+			const T *x0 = X + o * v.n * v.inner;                         \
+			for (int64_t i = 0; i < v.inner; i++)                        \
+				arg[i] = 0;                                          \
+			for (int64_t k = 1; k < v.n; k++)                            \
+				for (int64_t i = 0; i < v.inner; i++)                \
+					if (BEATS(x0[k * v.inner + i], x0[arg[i] * v.inner + i])) \
+						arg[i] = k;                          \
+			for (int64_t i = 0; i < v.inner; i++)                        \
+				M[(o * v.n + arg[i]) * v.inner + i] = 1;             \
+		}                                                                    \
+	}
+
+SUM_AXIS_KERNEL(sum_axis_f64, double)
+SUM_AXIS_KERNEL(sum_axis_f32, float)
+MAX_AXIS_KERNEL(max_axis_f64, double)
+MAX_AXIS_KERNEL(max_axis_f32, float)
+ARGMAX_MASK_KERNEL(argmax_mask_f64, double)
+ARGMAX_MASK_KERNEL(argmax_mask_f32, float)
+
+/* ---- the shared public-function shape ----------------------------------------- */
+/* Node attributes: [0] the reduced axis, or -1 for all elements; [1] keepdim;
+ * [2] the scale of a sum (1 for sum, 1/n for mean; unused by max). */
+
+enum { SUM, MAX };
+
+/* The (outer, n, inner) view of x for axis (-1: all elements). */
+static view view_of(const tg_tensor *x, int axis)
+{
+	view v = { 1, (int64_t)x->numel, 1 };
+	if (axis < 0)
+		return v;
+	v.n = x->shape[axis];
+	for (int i = 0; i < axis; i++)
+		v.outer *= x->shape[i];
+	for (int i = axis + 1; i < x->ndim; i++)
+		v.inner *= x->shape[i];
+	return v;
+}
+
+/* axis counted from the front, or -1 after recording why. */
+static int norm_axis(tg_ctx *ctx, const char *who, const tg_tensor *x, int axis)
+{
+	int a = axis < 0 ? axis + x->ndim : axis;
+	if (a < 0 || a >= x->ndim) {
+		char buf[TG_SHAPE_STR];
+		tg_fail(ctx, TG_EARG, "%s: axis %d is out of range for shape %s (%d dimensions)",
+			who, axis, tg_shape_fmt(x->ndim, x->shape, buf), x->ndim);
+		return -1;
+	}
+	return a;
+}
+
+/* Reduces x along axis (all elements when all) with a sum scaled by 1/n
+ * (mean) or with max, and records op. */
+static tg_tensor *reduce(const tg_op *op, const char *who, int kind, bool mean,
+			 tg_tensor *x, bool all, int axis, bool keepdim)
+{
+	tg_ctx *ctx = tg_op_begin(who, 1, &x);
+	if (!ctx)
+		return NULL;
+	int a = -1;
+	if (!all && (a = norm_axis(ctx, who, x, axis)) < 0)
+		return NULL;
+	int ndim = 0;
+	int64_t shape[TG_MAX_DIMS];
+	for (int i = 0; !all && i < x->ndim; i++) {
+		if (i != a)
+			shape[ndim++] = x->shape[i];
+		else if (keepdim)
+			shape[ndim++] = 1;
+	}
+	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, ndim, shape);
+	if (!out)
+		return NULL;
+	view v = view_of(x, a);
+	double scale = mean ? 1.0 / (double)v.n : 1.0;
+	if (kind == SUM) {
+		double *acc = tg_arena_alloc(ctx, (size_t)v.inner * sizeof(double));
+		if (!acc)
+			return NULL;
+		if (x->dtype == TG_F64)
+			sum_axis_f64(v, x->data, out->data, scale, acc);
+		else
+			sum_axis_f32(v, x->data, out->data, scale, acc);
+	} else if (x->dtype == TG_F64) {
+		max_axis_f64(v, x->data, out->data);
+	} else {
+		max_axis_f32(v, x->data, out->data);
+	}
+	const double attr[3] = { a, keepdim, scale };
+	return tg_op_end(op, out, 1, &x, attr, 3, NULL);
+}
+
+/* dout with the reduced axis put back as a 1, so that it broadcasts against
+ * x; a scalar (all elements) broadcasts as it is. */
+static tg_tensor *unreduce(const tg_node *n, tg_tensor *dout)
+{
+	const tg_tensor *x = tg_node_input(n, 0);
+	int axis = (int)tg_node_attr(n, 0);
+	bool keepdim = tg_node_attr(n, 1) != 0;
+	if (axis < 0 || keepdim)
+		return dout;
+	int64_t shape[TG_MAX_DIMS];
+	for (int i = 0; i < x->ndim; i++)
+		shape[i] = i == axis ? 1 : x->shape[i];
+	return tg_reshape(dout, x->ndim, shape);
+}
+
+/* ---- sum, mean: dx = expand(dout) * scale (1, or 1/n for a mean) -------------- */
+
+static void sum_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *x = tg_node_input(n, 0);
+	double scale = tg_node_attr(n, 2);
+	if (scale != 1.0)
+		dout = tg_mul_scalar(dout, scale);
+	tg_node_grad(n, 0, tg_expand(unreduce(n, dout), x->ndim, x->shape));
+}
+
+static const tg_op sum_op = { "sum", sum_backward };
+static const tg_op mean_op = { "mean", sum_backward };
+static const tg_op sum_axis_op = { "sum_axis", sum_backward };
+static const tg_op mean_axis_op = { "mean_axis", sum_backward };
+TG_OP_REGISTER(sum_op);
+TG_OP_REGISTER(mean_op);
+TG_OP_REGISTER(sum_axis_op);
+TG_OP_REGISTER(mean_axis_op);
+
+tg_tensor *tg_sum(tg_tensor *x)
+{
+	return reduce(&sum_op, "tg_sum", SUM, false, x, true, 0, false);
+}
+
+tg_tensor *tg_mean(tg_tensor *x)
+{
+	return reduce(&mean_op, "tg_mean", SUM, true, x, true, 0, false);
+}
+
+tg_tensor *tg_sum_axis(tg_tensor *x, int axis, bool keepdim)
+{
+	return reduce(&sum_axis_op, "tg_sum_axis", SUM, false, x, false, axis, keepdim);
+}
+
+tg_tensor *tg_mean_axis(tg_tensor *x, int axis, bool keepdim)
+{
+	return reduce(&mean_axis_op, "tg_mean_axis", SUM, true, x, false, axis, keepdim);
+}
+
+/* ---- max: routes dout to each slice's first arg-max: dx = mask * dout --------- */
+
+/* The constant arg-max mask of x for axis (-1: all elements): no history. */
+static tg_tensor *argmax_mask(tg_tensor *x, int axis)
+{
+	tg_tensor *m = tg_tensor_like(x, "max (backward)");
+	if (!m)
+		return NULL;
+	view v = view_of(x, axis);
+	int64_t *arg = tg_arena_alloc(x->ctx, (size_t)v.inner * sizeof(int64_t));
+	if (!arg)
+		return NULL;
+	if (x->dtype == TG_F64)
+		argmax_mask_f64(v, x->data, m->data, arg);
+	else
+		argmax_mask_f32(v, x->data, m->data, arg);
+	return m;
+}
+
+static void max_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *x = tg_node_input(n, 0);
+	tg_tensor *mask = argmax_mask(x, (int)tg_node_attr(n, 0));
+	tg_node_grad(n, 0, tg_mul(mask, unreduce(n, dout)));
+}
+
+static const tg_op max_op = { "max", max_backward };
+static const tg_op max_axis_op = { "max_axis", max_backward };
+TG_OP_REGISTER(max_op);
+TG_OP_REGISTER(max_axis_op);
+
+tg_tensor *tg_max(tg_tensor *x)
+{
+	return reduce(&max_op, "tg_max", MAX, false, x, true, 0, false);
+}
+
+tg_tensor *tg_max_axis(tg_tensor *x, int axis, bool keepdim)
+{
+	return reduce(&max_axis_op, "tg_max_axis", MAX, false, x, false, axis, keepdim);
+}

@@ -1,2 +1,186 @@
-/* ops/softmax.c - to be written */
+/*
+ * softmax.c - softmax, log-softmax and the cross-entropy loss, along the
+ * last axis.
+ *
+ * Shapes: x is (..., K), K = classes; logits are (N,K), N = batch. Each row
+ * is shifted by its maximum before exponentiating, so logits of any size
+ * give finite values; sums are accumulated in double for both dtypes. The
+ * backward rules are written with ops on the node's saved tensors, so they
+ * can be recorded for second order.
+ */
 #include "internal.h"
+
+#include <math.h>
+
+/* ---- the row kernels --------------------------------------------------------------- */
+
+/* One function per dtype and kernel over `rows` rows of k elements. */
+#define ROW_KERNEL(name, T, body)                                                    \
+	static void name(const T *X, T *Y, size_t rows, size_t k)                    \
+	{                                                                                \
+		for (size_t r = 0; r < rows; r++, X += k, Y += k) {                      \
+			T m = X[0];                                                      \
+			for (size_t j = 1; j < k; j++)                                   \
+				m = X[j] > m ? X[j] : m;                                 \
+			body                                                             \
+		}                                                                        \
+	}
+
+/* y = e^(x - m) / sum_j e^(x_j - m) */
+#define SOFTMAX_ROW(T, EXP)                                                          \
+	double s = 0;                                                                    \
+	for (size_t j = 0; j < k; j++) {                                                 \
+		Y[j] = EXP(X[j] - m);                                                    \
+		s += Y[j];                                                               \
+	}                                                                                \
+	for (size_t j = 0; j < k; j++)                                                   \
+		Y[j] = (T)(Y[j] / s);
+
+/* y = x - m - ln sum_j e^(x_j - m) */
+#define LOG_SOFTMAX_ROW(T, EXP)                                                      \
+	double s = 0;                                                                    \
+	for (size_t j = 0; j < k; j++)                                                   \
+		s += EXP(X[j] - m);                                                      \
+	T lse = (T)log(s);                                                               \
+	for (size_t j = 0; j < k; j++)                                                   \
+		Y[j] = X[j] - m - lse;
+
+ROW_KERNEL(softmax_f64, double, SOFTMAX_ROW(double, exp))
+ROW_KERNEL(softmax_f32, float, SOFTMAX_ROW(float, expf))
+ROW_KERNEL(log_softmax_f64, double, LOG_SOFTMAX_ROW(double, exp))
+ROW_KERNEL(log_softmax_f32, float, LOG_SOFTMAX_ROW(float, expf))
+
+/* Checks x (rank >= 1), makes the output and runs the kernel of x's dtype
+ * over its rows; records the node. */
+static tg_tensor *along_last_axis(const tg_op *op, const char *who, tg_tensor *x,
+				  void (*k64)(const double *, double *, size_t, size_t),
+				  void (*k32)(const float *, float *, size_t, size_t))
+{
+	tg_ctx *ctx = tg_op_begin(who, 1, &x);
+	if (!ctx)
+		return NULL;
+	if (x->ndim < 1)
+		return tg_fail(ctx, TG_ESHAPE, "%s: x is a scalar (); it needs at least one axis",
+			       who);
+	tg_tensor *out = tg_tensor_like(x, who);
+	if (!out)
+		return NULL;
+	size_t k = (size_t)x->shape[x->ndim - 1];
+	size_t rows = x->numel / k;
+	if (x->dtype == TG_F64)
+		k64(x->data, out->data, rows, k);
+	else
+		k32(x->data, out->data, rows, k);
+	return tg_op_end(op, out, 1, &x, NULL, 0, NULL);
+}
+
+/* ---- softmax: y = e^(x - max) / sum e^(x - max); dx = y (dout - sum(dout y)) -------- */
+/* The sum runs over the last axis and keeps it, broadcasting back over K. */
+
+static void softmax_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *y = tg_node_output(n);
+	tg_tensor *dot = tg_sum_axis(tg_mul(dout, y), -1, true); /* (..., 1) */
+	tg_node_grad(n, 0, tg_mul(y, tg_sub(dout, dot)));
+}
+
+static const tg_op softmax_op = { "softmax", softmax_backward };
+TG_OP_REGISTER(softmax_op);
+
+tg_tensor *tg_softmax(tg_tensor *x)
+{
+	return along_last_axis(&softmax_op, "tg_softmax", x, softmax_f64, softmax_f32);
+}
+
+/* ---- log_softmax: y = x - max - ln sum e^(x - max); dx = dout - e^y sum(dout) -------- */
+/* e^y is softmax(x), taken from this node's output so that it carries the
+ * node's history in a recorded backward. */
+
+static void log_softmax_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *p = tg_exp(tg_node_output(n));
+	tg_tensor *total = tg_sum_axis(dout, -1, true); /* (..., 1) */
+	tg_node_grad(n, 0, tg_sub(dout, tg_mul(p, total)));
+}
+
+static const tg_op log_softmax_op = { "log_softmax", log_softmax_backward };
+TG_OP_REGISTER(log_softmax_op);
+
+tg_tensor *tg_log_softmax(tg_tensor *x)
+{
+	return along_last_axis(&log_softmax_op, "tg_log_softmax", x, log_softmax_f64,
+			       log_softmax_f32);
+}
+
+/* ---- cross_entropy: L = mean_i (ln sum_j e^x_ij - x_i,label_i) ------------------------- */
+/* d logits = dout (softmax(logits) - onehot(labels)) / N. Forward in one
+ * stable pass per row: ln sum_j e^x_ij = m + ln sum_j e^(x_ij - m). The
+ * labels are copied to the node (aux) for the backward pass. */
+
+#define CROSS_ENTROPY_KERNEL(name, T)                                                \
+	static double name(const T *X, const int32_t *labels, size_t rows, size_t k) \
+	{                                                                                \
+		double total = 0;                                                        \
+		for (size_t r = 0; r < rows; r++, X += k) {                              \
+			double m = X[0];                                                 \
+			for (size_t j = 1; j < k; j++)                                   \
+				m = X[j] > m ? X[j] : m;                                 \
+			double s = 0;                                                    \
+			for (size_t j = 0; j < k; j++)                                   \
+				s += exp((double)X[j] - m);                              \
+			total += (m - X[labels[r]]) + log(s);                            \
+		}                                                                        \
+		return total / (double)rows;                                             \
+	}
+
+CROSS_ENTROPY_KERNEL(cross_entropy_f64, double)
+CROSS_ENTROPY_KERNEL(cross_entropy_f32, float)
+
+static void cross_entropy_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *logits = tg_node_input(n, 0);
+	int64_t rows = logits->shape[0], k = logits->shape[1];
+	tg_tensor *onehot = tg_one_hot(logits->ctx, logits->dtype, n->aux, rows, k); /* constant */
+	tg_tensor *diff = tg_sub(tg_softmax(logits), onehot);
+	tg_node_grad(n, 0, tg_mul(tg_mul_scalar(diff, 1.0 / (double)rows), dout));
+}
+
+static const tg_op cross_entropy_op = { "cross_entropy", cross_entropy_backward };
+TG_OP_REGISTER(cross_entropy_op);
+
+tg_tensor *tg_cross_entropy(tg_tensor *logits, const int32_t *labels)
+{
+	static const char who[] = "tg_cross_entropy";
+	tg_ctx *ctx = tg_op_begin(who, 1, &logits);
+	if (!ctx)
+		return NULL;
+	if (!labels)
+		return tg_fail(ctx, TG_ENULL, "%s: labels is NULL", who);
+	if (logits->ndim != 2) {
+		char buf[TG_SHAPE_STR];
+		return tg_fail(ctx, TG_ESHAPE, "%s: logits %s must be (N,K)", who,
+			       tg_shape_fmt(logits->ndim, logits->shape, buf));
+	}
+	size_t rows = (size_t)logits->shape[0], k = (size_t)logits->shape[1];
+	for (size_t r = 0; r < rows; r++)
+		if (labels[r] < 0 || (size_t)labels[r] >= k)
+			return tg_fail(ctx, TG_EARG, "%s: labels[%zu] = %d is outside [0, %zu)",
+				       who, r, (int)labels[r], k);
+	tg_tensor *out = tg_tensor_new(ctx, who, logits->dtype, 0, NULL);
+	if (!out)
+		return NULL;
+	double loss = logits->dtype == TG_F64
+			      ? cross_entropy_f64(logits->data, labels, rows, k)
+			      : cross_entropy_f32(logits->data, labels, rows, k);
+	if (out->dtype == TG_F64)
+		*(double *)out->data = loss;
+	else
+		*(float *)out->data = (float)loss;
+	const void *aux = NULL;
+	if (ctx->grad_enabled && logits->requires_grad) {
+		aux = tg_save_aux(ctx, labels, rows * sizeof *labels);
+		if (!aux)
+			return NULL;
+	}
+	return tg_op_end(&cross_entropy_op, out, 1, &logits, NULL, 0, aux);
+}

@@ -1,2 +1,324 @@
-/* ops/unary.c - to be written */
+/*
+ * unary.c - elementwise ops of one tensor: neg, exp, log, sqrt, abs, the
+ * activations (sigmoid, tanh, relu, leaky relu, elu, softplus) and the fused
+ * sigmoid_backward.
+ *
+ * Each op: the kernel, the public function (check, compute, record), the
+ * backward rule written with ops on the node's saved input and output (so a
+ * TG_CREATE_GRAPH backward gives gradients with history), the descriptor.
+ * Masks of the backward pass are constants made with grad mode off.
+ */
 #include "internal.h"
+
+/* exp, log, tanh, ... pick the float or double function from the argument's
+ * type, so one expression serves the f32 and the f64 kernel. Constants in
+ * the expressions are integers so that f32 stays f32. */
+#include <tgmath.h>
+
+/* ---- the shared kernel and public-function shape ----------------------------- */
+
+typedef void (*kernel_f64)(const double *X, double *Y, size_t n, const double *p);
+typedef void (*kernel_f32)(const float *X, float *Y, size_t n, const double *p);
+
+/* One loop per dtype computing Y = f(X); f is an expression of x and of the
+ * op's attributes a, b, c (p[0..2], converted to the dtype). */
+#define UNARY_KERNEL(k, f)                                                           \
+	static void k##_f64(const double *X, double *Y, size_t n, const double *p)   \
+	{                                                                                \
+		const double a = p[0], b = p[1], c = p[2];                               \
+		(void)a, (void)b, (void)c;                                               \
+		for (size_t i = 0; i < n; i++) {                                         \
+			double x = X[i];                                                 \
+			Y[i] = (f);                                                      \
+		}                                                                        \
+	}                                                                                \
+	static void k##_f32(const float *X, float *Y, size_t n, const double *p)     \
+	{                                                                                \
+		const float a = (float)p[0], b = (float)p[1], c = (float)p[2];           \
+		(void)a, (void)b, (void)c;                                               \
+		for (size_t i = 0; i < n; i++) {                                         \
+			float x = X[i];                                                  \
+			Y[i] = (f);                                                      \
+		}                                                                        \
+	}
+
+/* Checks x, runs the kernel of x's dtype into a new tensor and records the
+ * node with the attributes p[0..np) (np <= 3). */
+static tg_tensor *unary(const tg_op *op, const char *who, tg_tensor *x, kernel_f64 k64,
+			kernel_f32 k32, const double *p, int np)
+{
+	double attr[3] = { 0, 0, 0 };
+	for (int i = 0; i < np; i++)
+		attr[i] = p[i];
+	if (!tg_op_begin(who, 1, &x))
+		return NULL;
+	tg_tensor *out = tg_tensor_like(x, who);
+	if (!out)
+		return NULL;
+	if (x->dtype == TG_F64)
+		k64(x->data, out->data, x->numel, attr);
+	else
+		k32(x->data, out->data, x->numel, attr);
+	return tg_op_end(op, out, 1, &x, attr, np, NULL);
+}
+
+#define UNARY(op, who, x, k, p, np) unary(op, who, x, k##_f64, k##_f32, p, np)
+
+/* ---- step constant: pos where x > 0, zero where x == 0, neg where x < 0 ------- */
+/* The masks of relu, leaky relu, elu and abs. Made with grad mode off, so it
+ * has no history even inside a recorded backward. */
+
+UNARY_KERNEL(step, x > 0 ? a : (x < 0 ? c : b))
+
+static tg_tensor *step_const(tg_tensor *x, double pos, double zero, double neg)
+{
+	static const tg_op step_op = { "step", NULL };
+	const double p[3] = { pos, zero, neg };
+	bool was = tg_set_grad_enabled(x->ctx, false);
+	tg_tensor *m = UNARY(&step_op, "step", x, step, p, 3);
+	tg_set_grad_enabled(x->ctx, was);
+	return m;
+}
+
+/* ---- neg: y = -x; dx = -dout ----------------------------------------------------- */
+
+UNARY_KERNEL(neg, -x)
+
+static void neg_backward(tg_node *n, tg_tensor *dout) { tg_node_grad(n, 0, tg_neg(dout)); }
+
+static const tg_op neg_op = { "neg", neg_backward };
+TG_OP_REGISTER(neg_op);
+
+tg_tensor *tg_neg(tg_tensor *x) { return UNARY(&neg_op, "tg_neg", x, neg, NULL, 0); }
+
+/* ---- exp: y = e^x; dx = dout * y -------------------------------------------------- */
+
+UNARY_KERNEL(exp, exp(x))
+
+static void exp_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_node_grad(n, 0, tg_mul(dout, tg_node_output(n)));
+}
+
+static const tg_op exp_op = { "exp", exp_backward };
+TG_OP_REGISTER(exp_op);
+
+tg_tensor *tg_exp(tg_tensor *x) { return UNARY(&exp_op, "tg_exp", x, exp, NULL, 0); }
+
+/* ---- log: y = ln x; dx = dout / x ---------------------------------------------------- */
+
+UNARY_KERNEL(log, log(x))
+
+static void log_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_node_grad(n, 0, tg_div(dout, tg_node_input(n, 0)));
+}
+
+static const tg_op log_op = { "log", log_backward };
+TG_OP_REGISTER(log_op);
+
+tg_tensor *tg_log(tg_tensor *x) { return UNARY(&log_op, "tg_log", x, log, NULL, 0); }
+
+/* ---- sqrt: y = sqrt x; dx = dout / (2 y) ---------------------------------------------- */
+
+UNARY_KERNEL(sqrt, sqrt(x))
+
+static void sqrt_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_node_grad(n, 0, tg_div(dout, tg_mul_scalar(tg_node_output(n), 2.0)));
+}
+
+static const tg_op sqrt_op = { "sqrt", sqrt_backward };
+TG_OP_REGISTER(sqrt_op);
+
+tg_tensor *tg_sqrt(tg_tensor *x) { return UNARY(&sqrt_op, "tg_sqrt", x, sqrt, NULL, 0); }
+
+/* ---- abs: y = |x|; dx = dout * sign(x), 0 at 0 ------------------------------------------ */
+
+UNARY_KERNEL(abs, fabs(x))
+
+static void abs_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *sign = step_const(tg_node_input(n, 0), 1.0, 0.0, -1.0);
+	tg_node_grad(n, 0, tg_mul(dout, sign));
+}
+
+static const tg_op abs_op = { "abs", abs_backward };
+TG_OP_REGISTER(abs_op);
+
+tg_tensor *tg_abs(tg_tensor *x) { return UNARY(&abs_op, "tg_abs", x, abs, NULL, 0); }
+
+/* ---- sigmoid: y = 1 / (1 + e^-x); dx = sigmoid_backward(dout, y) = dout y (1 - y) ---- */
+/* With e = e^-|x|: 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0, so that
+ * no exponential overflows and small values keep their relative precision. */
+
+static inline double sigmoid1_f64(double x)
+{
+	double e = exp(-fabs(x));
+	return x >= 0 ? 1 / (1 + e) : e / (1 + e);
+}
+
+static inline float sigmoid1_f32(float x)
+{
+	float e = exp(-fabs(x));
+	return x >= 0 ? 1 / (1 + e) : e / (1 + e);
+}
+
+#define SIGMOID1(x) _Generic((x), float: sigmoid1_f32, default: sigmoid1_f64)(x)
+
+UNARY_KERNEL(sigmoid, SIGMOID1(x))
+
+static void sigmoid_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_node_grad(n, 0, tg_sigmoid_backward(dout, tg_node_output(n)));
+}
+
+static const tg_op sigmoid_op = { "sigmoid", sigmoid_backward };
+TG_OP_REGISTER(sigmoid_op);
+
+tg_tensor *tg_sigmoid(tg_tensor *x)
+{
+	return UNARY(&sigmoid_op, "tg_sigmoid", x, sigmoid, NULL, 0);
+}
+
+/* ---- sigmoid_backward: out = dout y (1 - y); d dout = g y (1 - y), dy = g dout (1 - 2y) - */
+/* sigmoid's local gradient as one fused op; its own rule keeps it
+ * differentiable: the gradient for dout is this op again. */
+
+static const tg_op sigmoid_backward_op;
+
+tg_tensor *tg_sigmoid_backward(tg_tensor *dout, tg_tensor *y)
+{
+	static const char who[] = "tg_sigmoid_backward";
+	tg_tensor *in[2] = { dout, y };
+	tg_ctx *ctx = tg_op_begin(who, 2, in);
+	if (!ctx)
+		return NULL;
+	if (!tg_same_shape(dout, y)) {
+		char sa[TG_SHAPE_STR], sb[TG_SHAPE_STR];
+		return tg_fail(ctx, TG_ESHAPE, "%s: dout %s and y %s must have the same shape", who,
+			       tg_shape_fmt(dout->ndim, dout->shape, sa),
+			       tg_shape_fmt(y->ndim, y->shape, sb));
+	}
+	tg_tensor *out = tg_tensor_like(y, who);
+	if (!out)
+		return NULL;
+	size_t n = y->numel;
+	if (y->dtype == TG_F64) {
+		const double *D = dout->data, *Y = y->data;
+		double *O = out->data;
+		for (size_t i = 0; i < n; i++)
+			O[i] = D[i] * Y[i] * (1 - Y[i]);
+	} else {
+		const float *D = dout->data, *Y = y->data;
+		float *O = out->data;
+		for (size_t i = 0; i < n; i++)
+			O[i] = D[i] * Y[i] * (1 - Y[i]);
+	}
+	return tg_op_end(&sigmoid_backward_op, out, 2, in, NULL, 0, NULL);
+}
+
+static void sigmoid_backward_backward(tg_node *n, tg_tensor *g)
+{
+	tg_tensor *dout = tg_node_input(n, 0), *y = tg_node_input(n, 1);
+	if (tg_node_needs_grad(n, 0))
+		tg_node_grad(n, 0, tg_sigmoid_backward(g, y));
+	if (tg_node_needs_grad(n, 1)) {
+		tg_tensor *one_minus_2y = tg_add_scalar(tg_mul_scalar(y, -2.0), 1.0);
+		tg_node_grad(n, 1, tg_mul(tg_mul(g, dout), one_minus_2y));
+	}
+}
+
+static const tg_op sigmoid_backward_op = { "sigmoid_backward", sigmoid_backward_backward };
+TG_OP_REGISTER(sigmoid_backward_op);
+
+/* ---- tanh: y = tanh x; dx = dout (1 - y^2) -------------------------------------------- */
+
+UNARY_KERNEL(tanh, tanh(x))
+
+static void tanh_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *y = tg_node_output(n);
+	tg_tensor *one_minus_y2 = tg_add_scalar(tg_mul_scalar(tg_mul(y, y), -1.0), 1.0);
+	tg_node_grad(n, 0, tg_mul(dout, one_minus_y2));
+}
+
+static const tg_op tanh_op = { "tanh", tanh_backward };
+TG_OP_REGISTER(tanh_op);
+
+tg_tensor *tg_tanh(tg_tensor *x) { return UNARY(&tanh_op, "tg_tanh", x, tanh, NULL, 0); }
+
+/* ---- relu: y = max(x, 0); dx = dout [x > 0], relu'(0) = 0 ------------------------------ */
+
+UNARY_KERNEL(relu, x < 0 ? 0 : x) /* NaN stays NaN */
+
+static void relu_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_node_grad(n, 0, tg_mul(dout, step_const(tg_node_input(n, 0), 1.0, 0.0, 0.0)));
+}
+
+static const tg_op relu_op = { "relu", relu_backward };
+TG_OP_REGISTER(relu_op);
+
+tg_tensor *tg_relu(tg_tensor *x) { return UNARY(&relu_op, "tg_relu", x, relu, NULL, 0); }
+
+/* ---- leaky_relu: y = x > 0 ? x : alpha x; dx = dout (x > 0 ? 1 : alpha) ------------------ */
+
+UNARY_KERNEL(leaky_relu, x > 0 ? x : a * x)
+
+static void leaky_relu_backward(tg_node *n, tg_tensor *dout)
+{
+	double alpha = tg_node_attr(n, 0);
+	tg_tensor *m = step_const(tg_node_input(n, 0), 1.0, alpha, alpha);
+	tg_node_grad(n, 0, tg_mul(dout, m));
+}
+
+static const tg_op leaky_relu_op = { "leaky_relu", leaky_relu_backward };
+TG_OP_REGISTER(leaky_relu_op);
+
+tg_tensor *tg_leaky_relu(tg_tensor *x, double alpha)
+{
+	return UNARY(&leaky_relu_op, "tg_leaky_relu", x, leaky_relu, &alpha, 1);
+}
+
+/* ---- elu: y = x > 0 ? x : alpha (e^x - 1); dx = dout (x > 0 ? 1 : y + alpha) ----------- */
+/* The x <= 0 branch is written with y (this node's output) so that a
+ * recorded backward differentiates it again: dx = dout (m + (1 - m)(y + alpha))
+ * with the constant mask m = [x > 0]. */
+
+UNARY_KERNEL(elu, x > 0 ? x : a * expm1(x))
+
+static void elu_backward(tg_node *n, tg_tensor *dout)
+{
+	double alpha = tg_node_attr(n, 0);
+	tg_tensor *x = tg_node_input(n, 0), *y = tg_node_output(n);
+	tg_tensor *pos = step_const(x, 1.0, 0.0, 0.0);
+	tg_tensor *rest = step_const(x, 0.0, 1.0, 1.0);
+	tg_tensor *local = tg_add(pos, tg_mul(rest, tg_add_scalar(y, alpha)));
+	tg_node_grad(n, 0, tg_mul(dout, local));
+}
+
+static const tg_op elu_op = { "elu", elu_backward };
+TG_OP_REGISTER(elu_op);
+
+tg_tensor *tg_elu(tg_tensor *x, double alpha)
+{
+	return UNARY(&elu_op, "tg_elu", x, elu, &alpha, 1);
+}
+
+/* ---- softplus: y = ln(1 + e^x) = max(x, 0) + ln(1 + e^-|x|); dx = dout sigmoid(x) ------ */
+
+UNARY_KERNEL(softplus, (x > 0 ? x : 0) + log1p(exp(-fabs(x))))
+
+static void softplus_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_node_grad(n, 0, tg_mul(dout, tg_sigmoid(tg_node_input(n, 0))));
+}
+
+static const tg_op softplus_op = { "softplus", softplus_backward };
+TG_OP_REGISTER(softplus_op);
+
+tg_tensor *tg_softplus(tg_tensor *x)
+{
+	return UNARY(&softplus_op, "tg_softplus", x, softplus, NULL, 0);
+}

@@ -1,0 +1,158 @@
+/*
+ * test_errors.c - the sticky error model: the first error survives a chain
+ * of ops, every op given NULL returns NULL, messages name op and shapes.
+ */
+#include "test_util.h"
+
+static void the_first_error_survives_a_chain_of_ops(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *a = tg_ones(ctx, TG_F32, SHAPE(2, 3));
+	tg_tensor *b = tg_ones(ctx, TG_F32, SHAPE(2, 3));
+	tg_tensor *c = tg_ones(ctx, TG_F32, SHAPE(3));
+	tg_tensor *y = tg_sum(tg_relu(tg_add(tg_matmul(a, b), c)));
+	assert_null(y);
+	assert_error(ctx, TG_ESHAPE, "tg_matmul: (2,3) @ (2,3): inner sizes 3 and 2 differ");
+	assert_int_equal(tg_backward(y), -1);
+	assert_error(ctx, TG_ESHAPE, "tg_matmul"); /* still the first */
+	/* while the error is set, valid ops compute nothing */
+	assert_null(tg_add(a, b));
+	tg_clear_error(ctx);
+	assert_ctx_ok(ctx);
+	assert_non_null(tg_add(a, b));
+	tg_ctx_free(ctx);
+}
+
+static void shapes_that_do_not_broadcast_are_named(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *a = tg_ones(ctx, TG_F64, SHAPE(2, 3));
+	tg_tensor *b = tg_ones(ctx, TG_F64, SHAPE(2));
+	assert_null(tg_mul(a, b));
+	assert_error(ctx, TG_ESHAPE, "tg_mul: shapes (2,3) and (2,) do not broadcast");
+	tg_ctx_free(ctx);
+}
+
+static void mixed_dtypes_are_refused(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *a = tg_ones(ctx, TG_F64, SHAPE(2));
+	tg_tensor *b = tg_ones(ctx, TG_F32, SHAPE(2));
+	assert_null(tg_add(a, b));
+	assert_error(ctx, TG_EDTYPE, "tg_add: dtypes differ: argument 0 is f64 (2,), argument 1 is f32 (2,)");
+	tg_ctx_free(ctx);
+}
+
+static void a_null_argument_is_named(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *a = tg_ones(ctx, TG_F64, SHAPE(2));
+	assert_null(tg_sub(a, NULL));
+	assert_error(ctx, TG_ENULL, "tg_sub: argument 1 is NULL");
+	tg_clear_error(ctx);
+	/* NULL alone carries no context: NULL out, nothing to record, no crash */
+	assert_null(tg_exp(NULL));
+	assert_null(tg_add(NULL, NULL));
+	assert_null(tg_param(NULL));
+	assert_int_equal(tg_backward(NULL), -1);
+	assert_null(tg_grad(NULL));
+	assert_int_equal(tg_ndim(NULL), -1);
+	assert_ctx_ok(ctx);
+	assert_false(tg_ok(NULL));
+	assert_string_equal(tg_error(NULL), "no context (NULL)");
+	tg_ctx_free(NULL);
+	tg_ctx_free(ctx);
+}
+
+static void tensors_of_two_contexts_do_not_mix(void **state)
+{
+	(void)state;
+	tg_ctx *c1 = tg_ctx_new(1), *c2 = tg_ctx_new(2);
+	tg_tensor *a = tg_ones(c1, TG_F64, SHAPE(2));
+	tg_tensor *b = tg_ones(c2, TG_F64, SHAPE(2));
+	assert_null(tg_add(a, b));
+	assert_error(c1, TG_ECTX, "tg_add: argument 1 belongs to another context");
+	assert_ctx_ok(c2);
+	tg_ctx_free(c1);
+	tg_ctx_free(c2);
+}
+
+static void anomaly_mode_names_log_in_log0_times_0(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_set_anomaly(ctx, true);
+	tg_tensor *x = tg_param(tg_scalar(ctx, TG_F64, 0));
+	tg_tensor *y = tg_mul(tg_log(x), x);
+	assert_null(y);
+	assert_error(ctx, TG_EANOMALY, "anomaly: log produced -inf in its output");
+	tg_ctx_free(ctx);
+}
+
+static void anomaly_mode_names_an_overflowing_exp(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_set_anomaly(ctx, true);
+	tg_tensor *x = tg_param(tg_from_f64(ctx, TG_F32, SHAPE(2), (double[]){ 1, 100 }));
+	assert_null(tg_sum(tg_exp(x)));
+	assert_error(ctx, TG_EANOMALY, "anomaly: exp produced inf");
+	tg_ctx_free(ctx);
+}
+
+static void anomaly_mode_names_a_nan_gradient(void **state)
+{
+	(void)state;
+	/* sqrt(x) at 0 is finite, its gradient 1/(2 sqrt 0) is not */
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_set_anomaly(ctx, true);
+	tg_tensor *x = tg_param(tg_scalar(ctx, TG_F64, 0));
+	tg_tensor *y = tg_sqrt(x);
+	assert_non_null(y);
+	assert_int_equal(tg_backward(y), -1);
+	assert_error(ctx, TG_EANOMALY, "inf");
+	assert_non_null(strstr(tg_error(ctx), "div") ? "div" : strstr(tg_error(ctx), "sqrt"));
+	tg_ctx_free(ctx);
+}
+
+static void without_anomaly_mode_log0_is_minus_infinity(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *y = tg_log(tg_scalar(ctx, TG_F64, 0));
+	assert_true(isinf(tg_item(y)) && tg_item(y) < 0);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+static void custom_errors_enter_through_tg_fail(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	assert_null(tg_fail(ctx, TG_EARG, "my_op: alpha %g is negative", -1.0));
+	assert_null(tg_fail(ctx, TG_EIO, "second"));
+	assert_error(ctx, TG_EARG, "my_op: alpha -1 is negative");
+	assert_string_equal(tg_status_name(TG_EANOMALY), "TG_EANOMALY");
+	tg_ctx_free(ctx);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(the_first_error_survives_a_chain_of_ops),
+		cmocka_unit_test(shapes_that_do_not_broadcast_are_named),
+		cmocka_unit_test(mixed_dtypes_are_refused),
+		cmocka_unit_test(a_null_argument_is_named),
+		cmocka_unit_test(tensors_of_two_contexts_do_not_mix),
+		cmocka_unit_test(anomaly_mode_names_log_in_log0_times_0),
+		cmocka_unit_test(anomaly_mode_names_an_overflowing_exp),
+		cmocka_unit_test(anomaly_mode_names_a_nan_gradient),
+		cmocka_unit_test(without_anomaly_mode_log0_is_minus_infinity),
+		cmocka_unit_test(custom_errors_enter_through_tg_fail),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,137 @@
+/*
+ * test_memory.c - the step arena: growth by chaining, the high-water mark,
+ * the byte limit, no allocation in steady state, and allocation failure.
+ */
+#include "test_util.h"
+
+#include <stdlib.h>
+
+/* An allocator that counts calls and fails the fail_at-th one (1-based). */
+typedef struct {
+	long calls;
+	long fail_at;
+	long live;
+} counting;
+
+static void *counting_alloc(size_t size, void *user)
+{
+	counting *c = user;
+	c->calls++;
+	if (c->fail_at && c->calls == c->fail_at)
+		return NULL;
+	c->live++;
+	return malloc(size);
+}
+
+static void counting_free(void *p, void *user)
+{
+	counting *c = user;
+	c->live--;
+	free(p);
+}
+
+static tg_tensor *one_step(tg_ctx *ctx, tg_tensor *w)
+{
+	tg_tensor *x = tg_randn(ctx, TG_F32, SHAPE(64, 32), 0, 1);
+	tg_tensor *y = tg_sum(tg_relu(tg_matmul(x, w)));
+	if (y)
+		tg_backward(y);
+	return y;
+}
+
+static void steady_state_steps_allocate_nothing(void **state)
+{
+	(void)state;
+	counting c = { 0 };
+	tg_allocator a = { counting_alloc, counting_free, &c };
+	tg_ctx *ctx = tg_ctx_new_with(1, &a);
+	tg_tensor *w = tg_param(tg_randn(ctx, TG_F32, SHAPE(32, 16), 0, 0.1));
+	for (int i = 0; i < 3; i++) {
+		one_step(ctx, w);
+		tg_reset(ctx);
+	}
+	long before = c.calls;
+	for (int i = 0; i < 100; i++) {
+		assert_non_null(one_step(ctx, w));
+		tg_reset(ctx);
+	}
+	assert_ctx_ok(ctx);
+	if (c.calls != before)
+		fail_msg("%ld allocations in 100 steady-state steps", c.calls - before);
+	tg_ctx_free(ctx);
+	assert_int_equal(c.live, 0);
+}
+
+static void the_arena_grows_past_its_first_block_and_reports_its_high_water(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	for (int i = 0; i < 40; i++) /* 40 x 400 KB, beyond the first 1 MB block */
+		assert_non_null(tg_zeros(ctx, TG_F64, SHAPE(50000)));
+	assert_true(tg_arena_used(ctx) >= 40 * 400000);
+	size_t high = tg_arena_high_water(ctx);
+	tg_reset(ctx);
+	assert_int_equal(tg_arena_used(ctx), 0);
+	assert_int_equal(tg_arena_high_water(ctx), high);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+static void the_arena_limit_turns_exhaustion_into_enomem(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_set_arena_limit(ctx, 100000);
+	tg_tensor *t = NULL;
+	int made = 0;
+	while ((t = tg_zeros(ctx, TG_F64, SHAPE(1000))) != NULL)
+		made++;
+	assert_true(made >= 10 && made < 13);
+	assert_error(ctx, TG_ENOMEM, "step arena limit of 100000 bytes reached");
+	tg_clear_error(ctx);
+	tg_reset(ctx);
+	assert_non_null(tg_zeros(ctx, TG_F64, SHAPE(1000)));
+	tg_ctx_free(ctx);
+}
+
+static void a_failed_allocation_is_enomem_and_the_context_recovers(void **state)
+{
+	(void)state;
+	/* fail every allocation of a first step in turn */
+	for (long n = 1;; n++) {
+		counting c = { .fail_at = n };
+		tg_allocator a = { counting_alloc, counting_free, &c };
+		tg_ctx *ctx = tg_ctx_new_with(1, &a);
+		if (!ctx) {
+			assert_int_equal(c.live, 0);
+			continue;
+		}
+		tg_tensor *w = tg_param(tg_randn(ctx, TG_F32, SHAPE(32, 16), 0, 0.1));
+		tg_tensor *y = w ? one_step(ctx, w) : NULL;
+		bool failed = !tg_ok(ctx);
+		if (failed) {
+			assert_error(ctx, TG_ENOMEM, "out of memory");
+			tg_clear_error(ctx);
+			tg_reset(ctx);
+			tg_tensor *z = tg_zeros(ctx, TG_F32, SHAPE(4));
+			assert_non_null(z);
+		} else {
+			assert_non_null(y);
+		}
+		tg_ctx_free(ctx);
+		assert_int_equal(c.live, 0);
+		if (!failed && c.calls < n)
+			break; /* the n-th allocation never happened: all covered */
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(steady_state_steps_allocate_nothing),
+		cmocka_unit_test(the_arena_grows_past_its_first_block_and_reports_its_high_water),
+		cmocka_unit_test(the_arena_limit_turns_exhaustion_into_enomem),
+		cmocka_unit_test(a_failed_allocation_is_enomem_and_the_context_recovers),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,47 @@
+/*
+ * test_util.h - small helpers shared by the engine tests: shapes as
+ * literals and value checks that print what they compared.
+ */
+#ifndef TG_TEST_UTIL_H
+#define TG_TEST_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tapegrad.h"
+
+#define SHAPE(...) (sizeof((int64_t[]){ __VA_ARGS__ }) / sizeof(int64_t)), (int64_t[]){ __VA_ARGS__ }
+
+/* Fails, printing both values, unless |got - want| <= tol. */
+#define assert_near(got, want, tol)                                                      \
+	do {                                                                             \
+		double g_ = (got), w_ = (want);                                          \
+		if (!(fabs(g_ - w_) <= (tol)))                                           \
+			fail_msg("%s = %.12g, expected %.12g (tolerance %g)", #got, g_, w_, \
+				 (double)(tol));                                         \
+	} while (0)
+
+/* The context must be free of errors; prints the message when it isn't. */
+#define assert_ctx_ok(ctx)                                                               \
+	do {                                                                             \
+		if (!tg_ok(ctx))                                                         \
+			fail_msg("unexpected error %s: %s", tg_status_name(tg_status_of(ctx)), \
+				 tg_error(ctx));                                         \
+	} while (0)
+
+/* The context's error must have this code and contain this text. */
+#define assert_error(ctx, code, text)                                                    \
+	do {                                                                             \
+		if (tg_status_of(ctx) != (code) || !strstr(tg_error(ctx), (text)))      \
+			fail_msg("error is %s \"%s\", expected %s containing \"%s\"",     \
+				 tg_status_name(tg_status_of(ctx)), tg_error(ctx),       \
+				 tg_status_name(code), (text));                          \
+	} while (0)
+
+#endif

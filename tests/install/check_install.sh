@@ -1,0 +1,49 @@
+#!/bin/sh
+# check_install.sh - a program outside the tree builds against tapegrad two
+# ways: the installed library through pkg-config, and meson's
+# dependency('tapegrad') with tapegrad as a subproject.
+set -eu
+src=${TG_SOURCE_ROOT:?} build=${TG_BUILD_ROOT:?}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+cat >"$tmp/prog.c" <<'C'
+#include <stdio.h>
+#include <tapegrad.h>
+int main(void)
+{
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *a = tg_param(tg_scalar(ctx, TG_F64, 100));
+	tg_tensor *p = tg_mul(tg_mul(a, tg_scalar(ctx, TG_F64, 2)), tg_scalar(ctx, TG_F64, 1.1));
+	tg_backward(p);
+	printf("%g %g\n", tg_item(p), tg_item(tg_grad(a)));
+	tg_ctx_free(ctx);
+	return !tg_ok(ctx);
+}
+C
+
+# 1. installed, through pkg-config
+meson install -C "$build" --no-rebuild --destdir "$tmp/root" >/dev/null
+pc=$(find "$tmp/root" -name tapegrad.pc | head -n 1)
+[ -n "$pc" ] || { echo "FAIL: meson install wrote no tapegrad.pc"; exit 1; }
+export PKG_CONFIG_PATH="$(dirname "$pc")" PKG_CONFIG_SYSROOT_DIR="$tmp/root"
+cc -o "$tmp/prog" "$tmp/prog.c" $(pkg-config --cflags --libs tapegrad)
+libdir=$(dirname "$(dirname "$pc")")
+out=$(LD_LIBRARY_PATH="$libdir" "$tmp/prog")
+[ "$out" = "220 2.2" ] || { echo "FAIL: installed build printed '$out', expected '220 2.2'"; exit 1; }
+echo "pkg-config build: $out"
+
+# 2. as a meson subproject
+mkdir -p "$tmp/user/subprojects"
+ln -s "$src" "$tmp/user/subprojects/tapegrad"
+cp "$tmp/prog.c" "$tmp/user/"
+cat >"$tmp/user/meson.build" <<'M'
+project('user', 'c', default_options : ['c_std=c11'])
+subproject('tapegrad', default_options : ['default_library=static', 'werror=false'])
+executable('prog', 'prog.c', dependencies : dependency('tapegrad'))
+M
+meson setup "$tmp/user/build" "$tmp/user" >/dev/null
+meson compile -C "$tmp/user/build" >/dev/null
+out=$("$tmp/user/build/prog")
+[ "$out" = "220 2.2" ] || { echo "FAIL: subproject build printed '$out'"; exit 1; }
+echo "subproject build: $out"

@@ -1,0 +1,329 @@
+/*
+ * op_table.c - every built-in op with sample inputs, for the gradient checks.
+ *
+ * One row per registered op: the function that applies it (attributes come
+ * from the variant), how its inputs are drawn, and shape variants, among
+ * them every broadcasting pattern of the binary ops. Inputs stay away from
+ * kinks (relu at 0, ties of maximum and max) where no derivative exists.
+ */
+#include "op_table.h"
+
+#include <string.h>
+
+#define SH(...)                                                                          \
+	{ .ndim = (int)(sizeof((int64_t[]){ __VA_ARGS__ }) / sizeof(int64_t)),              \
+	  .dim = { __VA_ARGS__ } }
+#define SCALAR { .ndim = 0 }
+
+/* The broadcasting patterns every binary op is checked with. */
+#define BINARY_VARIANTS                                                                  \
+	{ .name = "same shape (2,3) and (2,3)", .in = { SH(2, 3), SH(2, 3) } },          \
+	{ .name = "scalar () and (2,3)", .in = { SCALAR, SH(2, 3) } },                   \
+	{ .name = "(2,3) and scalar ()", .in = { SH(2, 3), SCALAR } },                   \
+	{ .name = "row (3,) and (2,3)", .in = { SH(3), SH(2, 3) } },                     \
+	{ .name = "(2,3) and row (3,)", .in = { SH(2, 3), SH(3) } },                     \
+	{ .name = "column (2,1) and (2,3)", .in = { SH(2, 1), SH(2, 3) } },              \
+	{ .name = "(2,3) and column (2,1)", .in = { SH(2, 3), SH(2, 1) } },              \
+	{ .name = "both (2,1) and (1,3)", .in = { SH(2, 1), SH(1, 3) } },                \
+	{ .name = "3-D (2,1,3) and (4,1)", .in = { SH(2, 1, 3), SH(4, 1) } }
+
+/* ---- applying each op ------------------------------------------------------------ */
+
+#define V(user) ((const op_variant *)(user))
+#define ARG(i) (V(user)->arg[i])
+#define TO(user) V(user)->to.ndim, V(user)->to.dim
+
+static tg_tensor *f_add(tg_tensor *const *in, void *user) { (void)user; return tg_add(in[0], in[1]); }
+static tg_tensor *f_sub(tg_tensor *const *in, void *user) { (void)user; return tg_sub(in[0], in[1]); }
+static tg_tensor *f_mul(tg_tensor *const *in, void *user) { (void)user; return tg_mul(in[0], in[1]); }
+static tg_tensor *f_div(tg_tensor *const *in, void *user) { (void)user; return tg_div(in[0], in[1]); }
+static tg_tensor *f_maximum(tg_tensor *const *in, void *user) { (void)user; return tg_maximum(in[0], in[1]); }
+static tg_tensor *f_minimum(tg_tensor *const *in, void *user) { (void)user; return tg_minimum(in[0], in[1]); }
+static tg_tensor *f_pow(tg_tensor *const *in, void *user) { return tg_pow(in[0], ARG(0)); }
+static tg_tensor *f_add_scalar(tg_tensor *const *in, void *user) { return tg_add_scalar(in[0], ARG(0)); }
+static tg_tensor *f_mul_scalar(tg_tensor *const *in, void *user) { return tg_mul_scalar(in[0], ARG(0)); }
+
+static tg_tensor *f_neg(tg_tensor *const *in, void *user) { (void)user; return tg_neg(in[0]); }
+static tg_tensor *f_exp(tg_tensor *const *in, void *user) { (void)user; return tg_exp(in[0]); }
+static tg_tensor *f_log(tg_tensor *const *in, void *user) { (void)user; return tg_log(in[0]); }
+static tg_tensor *f_sqrt(tg_tensor *const *in, void *user) { (void)user; return tg_sqrt(in[0]); }
+static tg_tensor *f_abs(tg_tensor *const *in, void *user) { (void)user; return tg_abs(in[0]); }
+static tg_tensor *f_sigmoid(tg_tensor *const *in, void *user) { (void)user; return tg_sigmoid(in[0]); }
+static tg_tensor *f_tanh(tg_tensor *const *in, void *user) { (void)user; return tg_tanh(in[0]); }
+static tg_tensor *f_relu(tg_tensor *const *in, void *user) { (void)user; return tg_relu(in[0]); }
+static tg_tensor *f_leaky_relu(tg_tensor *const *in, void *user) { return tg_leaky_relu(in[0], ARG(0)); }
+static tg_tensor *f_elu(tg_tensor *const *in, void *user) { return tg_elu(in[0], ARG(0)); }
+static tg_tensor *f_softplus(tg_tensor *const *in, void *user) { (void)user; return tg_softplus(in[0]); }
+static tg_tensor *f_sigmoid_backward(tg_tensor *const *in, void *user)
+{
+	(void)user;
+	return tg_sigmoid_backward(in[0], in[1]);
+}
+
+static tg_tensor *f_sum(tg_tensor *const *in, void *user) { (void)user; return tg_sum(in[0]); }
+static tg_tensor *f_mean(tg_tensor *const *in, void *user) { (void)user; return tg_mean(in[0]); }
+static tg_tensor *f_max(tg_tensor *const *in, void *user) { (void)user; return tg_max(in[0]); }
+static tg_tensor *f_sum_axis(tg_tensor *const *in, void *user)
+{
+	return tg_sum_axis(in[0], (int)ARG(0), ARG(1) != 0);
+}
+static tg_tensor *f_mean_axis(tg_tensor *const *in, void *user)
+{
+	return tg_mean_axis(in[0], (int)ARG(0), ARG(1) != 0);
+}
+static tg_tensor *f_max_axis(tg_tensor *const *in, void *user)
+{
+	return tg_max_axis(in[0], (int)ARG(0), ARG(1) != 0);
+}
+static tg_tensor *f_sum_to(tg_tensor *const *in, void *user) { return tg_sum_to(in[0], TO(user)); }
+static tg_tensor *f_expand(tg_tensor *const *in, void *user) { return tg_expand(in[0], TO(user)); }
+
+/* arg[0], arg[1]: the transpose flags of tg_matmul_t; plain tg_matmul when
+ * arg[2] is 0 */
+static tg_tensor *f_matmul(tg_tensor *const *in, void *user)
+{
+	if (ARG(2) == 0)
+		return tg_matmul(in[0], in[1]);
+	return tg_matmul_t(in[0], ARG(0) != 0, in[1], ARG(1) != 0);
+}
+static tg_tensor *f_transpose(tg_tensor *const *in, void *user) { (void)user; return tg_transpose(in[0]); }
+static tg_tensor *f_reshape(tg_tensor *const *in, void *user) { return tg_reshape(in[0], TO(user)); }
+
+/* Indices with a repeat, so the backward must add, not overwrite. */
+static const int32_t rows[] = { 2, 0, 2, 1 };
+static const int32_t picks[] = { 3, 0, 2, 1 };
+static const int32_t labels[] = { 1, 3, 0, 2 };
+
+/* arg[0]: how many rows to take */
+static tg_tensor *f_gather_rows(tg_tensor *const *in, void *user)
+{
+	return tg_gather_rows(in[0], rows, (int64_t)ARG(0));
+}
+/* scatter_rows has no public function: it is gather_rows' backward. Its
+ * value for src is the gradient of sum(gather_rows(z, rows) * src) for a
+ * zero z of shape to, taken with history (TG_CREATE_GRAPH). */
+static tg_tensor *f_scatter_rows(tg_tensor *const *in, void *user)
+{
+	tg_tensor *src = in[0];
+	tg_ctx *ctx = tg_ctx_of(src);
+	if (!ctx)
+		return NULL;
+	tg_tensor *z = tg_set_requires_grad(tg_zeros(ctx, tg_dtype_of(src), TO(user)), true);
+	bool was = tg_set_grad_enabled(ctx, true);
+	tg_tensor *y = tg_gather_rows(z, rows, tg_dim(src, 0));
+	int rc = tg_backward_ex(y, src, TG_CREATE_GRAPH);
+	tg_set_grad_enabled(ctx, was);
+	return rc ? NULL : tg_grad(z);
+}
+
+static tg_tensor *f_pick(tg_tensor *const *in, void *user) { (void)user; return tg_pick(in[0], picks); }
+
+static tg_tensor *f_softmax(tg_tensor *const *in, void *user) { (void)user; return tg_softmax(in[0]); }
+static tg_tensor *f_log_softmax(tg_tensor *const *in, void *user) { (void)user; return tg_log_softmax(in[0]); }
+static tg_tensor *f_cross_entropy(tg_tensor *const *in, void *user)
+{
+	(void)user;
+	return tg_cross_entropy(in[0], labels);
+}
+
+/* ---- the table ------------------------------------------------------------------ */
+
+#define BINARY(opname, f, g0, g1)                                                        \
+	{ .op = opname, .fn = f, .nin = 2, .gen = { g0, g1 }, .twice = true,                 \
+	  .v = { BINARY_VARIANTS } }
+
+#define UNARY(opname, f, g, ...)                                                          \
+	{ .op = opname, .fn = f, .nin = 1, .gen = { g }, .twice = true,                      \
+	  .v = { { .name = "(2,3)", .in = { SH(2, 3) }, .arg = { __VA_ARGS__ } },         \
+		 { .name = "scalar ()", .in = { SCALAR }, .arg = { __VA_ARGS__ } },        \
+		 { .name = "(2,2,2)", .in = { SH(2, 2, 2) }, .arg = { __VA_ARGS__ } } } }
+
+const op_row op_table[] = {
+	/* binary.c */
+	BINARY("add", f_add, GEN_ANY, GEN_ANY),
+	BINARY("sub", f_sub, GEN_ANY, GEN_ANY),
+	BINARY("mul", f_mul, GEN_ANY, GEN_ANY),
+	BINARY("div", f_div, GEN_ANY, GEN_POS),
+	BINARY("maximum", f_maximum, GEN_GRID, GEN_GRID_HALF),
+	BINARY("minimum", f_minimum, GEN_GRID, GEN_GRID_HALF),
+	{ .op = "pow", .fn = f_pow, .nin = 1, .gen = { GEN_POS }, .twice = true,
+	  .v = { { .name = "x^3", .in = { SH(2, 3) }, .arg = { 3 } },
+		 { .name = "x^2, scalar", .in = { SCALAR }, .arg = { 2 } },
+		 { .name = "x^0.5", .in = { SH(2, 3) }, .arg = { 0.5 } },
+		 { .name = "x^-1.5", .in = { SH(4) }, .arg = { -1.5 } } } },
+	UNARY("add_scalar", f_add_scalar, GEN_ANY, 0.75),
+	UNARY("mul_scalar", f_mul_scalar, GEN_ANY, -1.25),
+
+	/* unary.c */
+	UNARY("neg", f_neg, GEN_ANY, 0),
+	UNARY("exp", f_exp, GEN_ANY, 0),
+	UNARY("log", f_log, GEN_POS, 0),
+	UNARY("sqrt", f_sqrt, GEN_POS, 0),
+	UNARY("abs", f_abs, GEN_AWAY, 0),
+	UNARY("sigmoid", f_sigmoid, GEN_ANY, 0),
+	UNARY("tanh", f_tanh, GEN_ANY, 0),
+	UNARY("relu", f_relu, GEN_AWAY, 0),
+	UNARY("leaky_relu", f_leaky_relu, GEN_AWAY, 0.1),
+	UNARY("elu", f_elu, GEN_AWAY, 0.5),
+	UNARY("softplus", f_softplus, GEN_ANY, 0),
+	{ .op = "sigmoid_backward", .fn = f_sigmoid_backward, .nin = 2,
+	  .gen = { GEN_ANY, GEN_PROB }, .twice = true,
+	  .v = { { .name = "(2,3) and (2,3)", .in = { SH(2, 3), SH(2, 3) } },
+		 { .name = "scalars", .in = { SCALAR, SCALAR } } } },
+
+	/* reduce.c */
+	{ .op = "sum", .fn = f_sum, .nin = 1, .gen = { GEN_ANY }, .twice = true,
+	  .v = { { .name = "(2,3)", .in = { SH(2, 3) } },
+		 { .name = "scalar ()", .in = { SCALAR } },
+		 { .name = "(2,1,3)", .in = { SH(2, 1, 3) } } } },
+	{ .op = "mean", .fn = f_mean, .nin = 1, .gen = { GEN_ANY }, .twice = true,
+	  .v = { { .name = "(2,3)", .in = { SH(2, 3) } },
+		 { .name = "scalar ()", .in = { SCALAR } },
+		 { .name = "(5,)", .in = { SH(5) } } } },
+	{ .op = "max", .fn = f_max, .nin = 1, .gen = { GEN_DISTINCT }, .twice = true,
+	  .v = { { .name = "(2,3)", .in = { SH(2, 3) } },
+		 { .name = "(5,)", .in = { SH(5) } } } },
+	{ .op = "sum_axis", .fn = f_sum_axis, .nin = 1, .gen = { GEN_ANY }, .twice = true,
+	  .v = { { .name = "(2,3) axis 0", .in = { SH(2, 3) }, .arg = { 0, 0 } },
+		 { .name = "(2,3) axis 1 keepdim", .in = { SH(2, 3) }, .arg = { 1, 1 } },
+		 { .name = "(2,3) axis -1", .in = { SH(2, 3) }, .arg = { -1, 0 } },
+		 { .name = "(2,3,2) axis 1", .in = { SH(2, 3, 2) }, .arg = { 1, 0 } },
+		 { .name = "(4,) axis 0", .in = { SH(4) }, .arg = { 0, 0 } } } },
+	{ .op = "mean_axis", .fn = f_mean_axis, .nin = 1, .gen = { GEN_ANY }, .twice = true,
+	  .v = { { .name = "(2,3) axis 0", .in = { SH(2, 3) }, .arg = { 0, 0 } },
+		 { .name = "(2,3) axis 1 keepdim", .in = { SH(2, 3) }, .arg = { 1, 1 } },
+		 { .name = "(2,3,2) axis -2 keepdim", .in = { SH(2, 3, 2) }, .arg = { -2, 1 } } } },
+	{ .op = "max_axis", .fn = f_max_axis, .nin = 1, .gen = { GEN_DISTINCT }, .twice = true,
+	  .v = { { .name = "(2,3) axis 0", .in = { SH(2, 3) }, .arg = { 0, 0 } },
+		 { .name = "(2,3) axis 1 keepdim", .in = { SH(2, 3) }, .arg = { 1, 1 } },
+		 { .name = "(2,3,2) axis 1", .in = { SH(2, 3, 2) }, .arg = { 1, 0 } } } },
+	{ .op = "sum_to", .fn = f_sum_to, .nin = 1, .gen = { GEN_ANY }, .twice = true,
+	  .v = { { .name = "(2,3) to (3,)", .in = { SH(2, 3) }, .to = SH(3) },
+		 { .name = "(2,3) to (2,1)", .in = { SH(2, 3) }, .to = SH(2, 1) },
+		 { .name = "(2,3) to (1,3)", .in = { SH(2, 3) }, .to = SH(1, 3) },
+		 { .name = "(2,3) to ()", .in = { SH(2, 3) }, .to = SCALAR },
+		 { .name = "(2,3,4) to (3,1)", .in = { SH(2, 3, 4) }, .to = SH(3, 1) } } },
+	{ .op = "expand", .fn = f_expand, .nin = 1, .gen = { GEN_ANY }, .twice = true,
+	  .v = { { .name = "(3,) to (2,3)", .in = { SH(3) }, .to = SH(2, 3) },
+		 { .name = "(2,1) to (2,3)", .in = { SH(2, 1) }, .to = SH(2, 3) },
+		 { .name = "() to (2,2)", .in = { SCALAR }, .to = SH(2, 2) },
+		 { .name = "(1,3) to (2,2,3)", .in = { SH(1, 3) }, .to = SH(2, 2, 3) } } },
+
+	/* matrix.c */
+	{ .op = "matmul", .fn = f_matmul, .nin = 2, .gen = { GEN_ANY, GEN_ANY }, .twice = true,
+	  .v = { { .name = "(2,3) @ (3,4)", .in = { SH(2, 3), SH(3, 4) } },
+		 { .name = "(1,3) @ (3,1)", .in = { SH(1, 3), SH(3, 1) } },
+		 { .name = "(4,1) @ (1,2)", .in = { SH(4, 1), SH(1, 2) } },
+		 { .name = "(3,2)^T @ (3,4)", .in = { SH(3, 2), SH(3, 4) }, .arg = { 1, 0, 1 } },
+		 { .name = "(2,3) @ (4,3)^T", .in = { SH(2, 3), SH(4, 3) }, .arg = { 0, 1, 1 } },
+		 { .name = "(3,2)^T @ (4,3)^T", .in = { SH(3, 2), SH(4, 3) }, .arg = { 1, 1, 1 } } } },
+	{ .op = "transpose", .fn = f_transpose, .nin = 1, .gen = { GEN_ANY }, .twice = true,
+	  .v = { { .name = "(2,3)", .in = { SH(2, 3) } },
+		 { .name = "(1,4)", .in = { SH(1, 4) } } } },
+	{ .op = "reshape", .fn = f_reshape, .nin = 1, .gen = { GEN_ANY }, .twice = true,
+	  .v = { { .name = "(2,3) to (3,2)", .in = { SH(2, 3) }, .to = SH(3, 2) },
+		 { .name = "(2,3) to (6,)", .in = { SH(2, 3) }, .to = SH(6) },
+		 { .name = "(6,) to (2,-1,1)", .in = { SH(6) }, .to = SH(2, -1, 1) },
+		 { .name = "(1,) to ()", .in = { SH(1) }, .to = SCALAR } } },
+
+	/* index.c */
+	{ .op = "gather_rows", .fn = f_gather_rows, .nin = 1, .gen = { GEN_ANY }, .twice = true,
+	  .v = { { .name = "(3,2) rows 2,0,2,1", .in = { SH(3, 2) }, .arg = { 4 } },
+		 { .name = "(3,) rows 2,0", .in = { SH(3) }, .arg = { 2 } },
+		 { .name = "(3,2,2) rows 2,0,2", .in = { SH(3, 2, 2) }, .arg = { 3 } } } },
+	{ .op = "scatter_rows", .fn = f_scatter_rows, .nin = 1, .gen = { GEN_ANY }, .twice = true,
+	  .v = { { .name = "(4,2) to rows 2,0,2,1 of (3,2)", .in = { SH(4, 2) }, .to = SH(3, 2) },
+		 { .name = "(2,) to rows 2,0 of (3,)", .in = { SH(2) }, .to = SH(3) },
+		 { .name = "(3,2,2) to rows 2,0,2 of (4,2,2)", .in = { SH(3, 2, 2) },
+		   .to = SH(4, 2, 2) } } },
+	{ .op = "pick", .fn = f_pick, .nin = 1, .gen = { GEN_ANY }, .twice = true,
+	  .v = { { .name = "(4,4) picks 3,0,2,1", .in = { SH(4, 4) } },
+		 { .name = "(1,5) pick 3", .in = { SH(1, 5) } } } },
+
+	/* softmax.c */
+	{ .op = "softmax", .fn = f_softmax, .nin = 1, .gen = { GEN_ANY }, .twice = true,
+	  .v = { { .name = "(2,3)", .in = { SH(2, 3) } },
+		 { .name = "(4,)", .in = { SH(4) } },
+		 { .name = "(2,2,3)", .in = { SH(2, 2, 3) } } } },
+	{ .op = "log_softmax", .fn = f_log_softmax, .nin = 1, .gen = { GEN_ANY }, .twice = true,
+	  .v = { { .name = "(2,3)", .in = { SH(2, 3) } },
+		 { .name = "(4,)", .in = { SH(4) } },
+		 { .name = "(2,2,3)", .in = { SH(2, 2, 3) } } } },
+	{ .op = "cross_entropy", .fn = f_cross_entropy, .nin = 1, .gen = { GEN_ANY },
+	  .twice = true,
+	  .v = { { .name = "(4,4) labels 1,3,0,2", .in = { SH(4, 4) } },
+		 { .name = "(1,5) label 1", .in = { SH(1, 5) } },
+		 { .name = "(3,4) labels 1,3,0", .in = { SH(3, 4) } } } },
+};
+
+const size_t op_table_len = sizeof op_table / sizeof op_table[0];
+
+const op_row *op_table_find(const char *name)
+{
+	for (size_t i = 0; i < op_table_len; i++)
+		if (strcmp(op_table[i].op, name) == 0)
+			return &op_table[i];
+	return NULL;
+}
+
+tg_tensor *op_table_apply(const op_row *r, const op_variant *v, tg_tensor *const *in)
+{
+	return r->fn(in, (void *)v);
+}
+
+/* ---- drawing inputs ------------------------------------------------------------- */
+
+static double draw(tg_ctx *ctx, op_gen g, size_t i, size_t n, const int *perm)
+{
+	double u = tg_random_uniform(ctx);
+	switch (g) {
+	case GEN_ANY:
+		return -2 + 4 * u;
+	case GEN_AWAY:
+		return (tg_random_u64(ctx) >> 63 ? -1 : 1) * (0.2 + 1.8 * u);
+	case GEN_POS:
+		return 0.5 + 1.5 * u;
+	case GEN_PROB:
+		return 0.1 + 0.8 * u;
+	case GEN_GRID:
+		return 0.4 * (double)(perm[i] - (int)(n / 2));
+	case GEN_GRID_HALF:
+		return 0.4 * (double)(perm[i] - (int)(n / 2)) + 0.2;
+	case GEN_DISTINCT:
+		/* a shuffled ladder 0.3 apart, jittered by at most 0.05 */
+		return 0.3 * ((double)perm[i] - (double)n / 2) + 0.1 * (u - 0.5);
+	}
+	return 0;
+}
+
+int op_table_inputs(tg_ctx *ctx, const op_row *r, const op_variant *v, tg_tensor **in)
+{
+	enum { MAX_NUMEL = 64 };
+	for (int j = 0; j < r->nin; j++) {
+		const op_shape *s = &v->in[j];
+		size_t n = 1;
+		for (int d = 0; d < s->ndim; d++)
+			n *= (size_t)s->dim[d];
+		if (n > MAX_NUMEL) {
+			tg_fail(ctx, TG_EARG, "op_table: %s %s: input %d has %zu elements (%d at most)",
+				r->op, v->name, j, n, MAX_NUMEL);
+			return -1;
+		}
+		double x[MAX_NUMEL];
+		int perm[MAX_NUMEL];
+		for (size_t i = 0; i < n; i++)
+			perm[i] = (int)i;
+		for (size_t i = n; i > 1; i--) {
+			size_t k = (size_t)(tg_random_uniform(ctx) * (double)i);
+			int t = perm[i - 1];
+			perm[i - 1] = perm[k];
+			perm[k] = t;
+		}
+		for (size_t i = 0; i < n; i++)
+			x[i] = (double)(float)draw(ctx, r->gen[j], i, n, perm);
+		in[j] = tg_from_f64(ctx, TG_F64, s->ndim, s->dim, x);
+		if (!in[j])
+			return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,235 @@
+/*
+ * test_custom_op.c - an op defined outside the library, through the public
+ * custom-op interface only (tapegrad.h: tg_op, tg_record, tg_node_*).
+ *
+ * cube(x) = x^3, dx = 3 x^2 dout. Its forward fills a fresh tensor by hand;
+ * its backward rule is written with ops, so the gradient is itself
+ * differentiable and the second-order check applies.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tapegrad.h"
+
+#define SHAPE(...) (sizeof((int64_t[]){ __VA_ARGS__ }) / sizeof(int64_t)), (int64_t[]){ __VA_ARGS__ }
+
+#define assert_near(got, want, tol)                                                      \
+	do {                                                                             \
+		double g_ = (got), w_ = (want);                                          \
+		if (!(fabs(g_ - w_) <= (tol)))                                           \
+			fail_msg("%s = %.12g, expected %.12g (tolerance %g)", #got, g_, w_, \
+				 (double)(tol));                                         \
+	} while (0)
+
+#define assert_error(ctx, code, text)                                                    \
+	do {                                                                             \
+		if (tg_status_of(ctx) != (code) || !strstr(tg_error(ctx), (text)))      \
+			fail_msg("error is %s \"%s\", expected %s containing \"%s\"",     \
+				 tg_status_name(tg_status_of(ctx)), tg_error(ctx),       \
+				 tg_status_name(code), (text));                          \
+	} while (0)
+
+/* ---- cube: y = x^3; dx = 3 x^2 dout ------------------------------------------------ */
+
+static void cube_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *x = tg_node_input(n, 0);
+	tg_node_grad(n, 0, tg_mul(dout, tg_mul_scalar(tg_mul(x, x), 3)));
+}
+
+static const tg_op cube_op = { "cube", cube_backward };
+
+static tg_tensor *cube(tg_tensor *x)
+{
+	tg_ctx *ctx = tg_ctx_of(x);
+	if (!ctx)
+		return NULL;
+	tg_tensor *y = tg_zeros(ctx, tg_dtype_of(x), tg_ndim(x), tg_shape(x));
+	if (!y)
+		return NULL;
+	size_t n = tg_numel(x);
+	if (tg_dtype_of(x) == TG_F64) {
+		const double *X = tg_data(x);
+		double *Y = tg_data_mut(y);
+		for (size_t i = 0; i < n; i++)
+			Y[i] = X[i] * X[i] * X[i];
+	} else {
+		const float *X = tg_data(x);
+		float *Y = tg_data_mut(y);
+		for (size_t i = 0; i < n; i++)
+			Y[i] = X[i] * X[i] * X[i];
+	}
+	return tg_record(&cube_op, y, 1, &x, NULL, 0);
+}
+
+static tg_tensor *f_cube(tg_tensor *const *in, void *user)
+{
+	(void)user;
+	return cube(in[0]);
+}
+
+/* ---- tests ------------------------------------------------------------------------- */
+
+static const double xs[] = { 1.5, -2, 0.5, 3, -0.25, 1 };
+
+static void cube_computes_x_cubed_in_f64_and_f32(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *x = tg_from_f64(ctx, TG_F64, SHAPE(2, 3), xs);
+	tg_tensor *y = cube(x);
+	tg_tensor *y32 = cube(tg_from_f64(ctx, TG_F32, SHAPE(2, 3), xs));
+	assert_non_null(y);
+	assert_non_null(y32);
+	const double want[] = { 3.375, -8, 0.125, 27, -0.015625, 1 };
+	for (size_t i = 0; i < 6; i++) {
+		assert_near(tg_get(y, i), want[i], 0);
+		assert_near(tg_get(y32, i), want[i], 0);
+	}
+	assert_int_equal(tg_dtype_of(y32), TG_F32);
+	/* no input needs a gradient: nothing recorded */
+	assert_null(tg_producer(y));
+	tg_ctx_free(ctx);
+}
+
+static void cube_gradient_is_three_x_squared(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *x = tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2, 3), xs));
+	tg_tensor *y = cube(x);
+	assert_ptr_equal(tg_node_op(tg_producer(y)), &cube_op);
+	assert_int_equal(tg_backward(tg_sum(y)), 0);
+	for (size_t i = 0; i < 6; i++)
+		assert_near(tg_get(tg_grad(x), i), 3 * xs[i] * xs[i], 0);
+	tg_ctx_free(ctx);
+}
+
+static void cube_passes_the_first_order_gradient_check(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(2);
+	tg_tensor *x = tg_from_f64(ctx, TG_F64, SHAPE(2, 3), xs);
+	tg_gradcheck_result res;
+	assert_int_equal(tg_gradcheck(ctx, f_cube, NULL, 1, &x, 1e-6, &res), 0);
+	if (!(res.worst_rel < 1e-6))
+		fail_msg("worst_rel %.3g, worst_abs %.3g", res.worst_rel, res.worst_abs);
+	tg_ctx_free(ctx);
+}
+
+static void cube_passes_the_second_order_gradient_check(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(3);
+	tg_tensor *x = tg_from_f64(ctx, TG_F64, SHAPE(2, 3), xs);
+	tg_gradcheck_result res;
+	assert_int_equal(tg_gradcheck2(ctx, f_cube, NULL, 1, &x, 1e-6, &res), 0);
+	if (!(res.worst_rel < 1e-5))
+		fail_msg("worst_rel %.3g, worst_abs %.3g", res.worst_rel, res.worst_abs);
+
+	/* and by hand: d^2/dx^2 x^3 = 6 x */
+	tg_tensor *p = tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2, 3), xs));
+	assert_int_equal(tg_backward_ex(tg_sum(cube(p)), NULL, TG_CREATE_GRAPH), 0);
+	tg_tensor *g = tg_grad(p);
+	tg_zero_grad(p);
+	assert_int_equal(tg_backward(tg_sum(g)), 0);
+	for (size_t i = 0; i < 6; i++)
+		assert_near(tg_get(tg_grad(p), i), 6 * xs[i], 1e-12);
+	tg_ctx_free(ctx);
+}
+
+static void cube_appears_by_name_in_the_dot_graph(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *x = tg_set_name(tg_param(tg_scalar(ctx, TG_F64, 2)), "x");
+	tg_tensor *y = cube(x);
+	assert_int_equal(tg_backward(y), 0);
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	assert_non_null(f);
+	assert_int_equal(tg_write_dot(y, f), 0);
+	fclose(f);
+	if (!strstr(text, "label=\"cube\"") || !strstr(text, "label=\"x\"") ||
+	    !strstr(text, "label=\"2\\ngrad 12\"") || !strstr(text, "label=\"8\\ngrad 1\""))
+		fail_msg("the graph should show cube, x = 2 with gradient 12, y = 8:\n%s", text);
+	free(text);
+	tg_ctx_free(ctx);
+}
+
+static void tg_record_rejects_bad_descriptors_and_outputs(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *x = tg_param(tg_scalar(ctx, TG_F64, 2));
+	tg_tensor *out = tg_scalar(ctx, TG_F64, 8);
+
+	assert_null(tg_record(NULL, out, 1, &x, NULL, 0));
+	assert_error(ctx, TG_ENULL, "descriptor");
+	tg_clear_error(ctx);
+
+	static const tg_op no_rule = { "no_rule", NULL };
+	assert_null(tg_record(&no_rule, out, 1, &x, NULL, 0));
+	assert_error(ctx, TG_ENULL, "backward rule");
+	tg_clear_error(ctx);
+
+	/* an output that already has history is not a fresh result */
+	tg_tensor *made = tg_mul(x, x);
+	assert_null(tg_record(&cube_op, made, 1, &x, NULL, 0));
+	assert_error(ctx, TG_EARG, "no history");
+	tg_clear_error(ctx);
+
+	/* a parameter is not a step result either */
+	assert_null(tg_record(&cube_op, x, 1, &x, NULL, 0));
+	assert_error(ctx, TG_EARG, "new step tensor");
+	tg_clear_error(ctx);
+
+	tg_tensor *in[5] = { x, x, x, x, x };
+	assert_null(tg_record(&cube_op, out, 5, in, NULL, 0));
+	assert_error(ctx, TG_EARG, "5 inputs");
+	tg_clear_error(ctx);
+
+	assert_null(tg_record(&cube_op, out, 1, &x, NULL, 7));
+	assert_error(ctx, TG_EARG, "7 attributes");
+	tg_clear_error(ctx);
+
+	/* NULL in, NULL out; with a context known, the NULL is reported */
+	assert_null(tg_record(&cube_op, NULL, 1, &x, NULL, 0));
+	assert_error(ctx, TG_ENULL, "argument 0 is NULL");
+	tg_clear_error(ctx);
+	assert_null(cube(NULL));
+
+	/* after all that, a good call records the node with its attributes */
+	const double attrs[2] = { 0.5, -3 };
+	tg_tensor *y = tg_record(&cube_op, out, 1, &x, attrs, 2);
+	assert_ptr_equal(y, out);
+	const tg_node *n = tg_producer(y);
+	assert_ptr_equal(tg_node_op(n), &cube_op);
+	assert_ptr_equal(tg_node_input(n, 0), x);
+	assert_ptr_equal(tg_node_output(n), out);
+	assert_near(tg_node_attr(n, 0), 0.5, 0);
+	assert_near(tg_node_attr(n, 1), -3, 0);
+	assert_true(tg_ok(ctx));
+	tg_ctx_free(ctx);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(cube_computes_x_cubed_in_f64_and_f32),
+		cmocka_unit_test(cube_gradient_is_three_x_squared),
+		cmocka_unit_test(cube_passes_the_first_order_gradient_check),
+		cmocka_unit_test(cube_passes_the_second_order_gradient_check),
+		cmocka_unit_test(cube_appears_by_name_in_the_dot_graph),
+		cmocka_unit_test(tg_record_rejects_bad_descriptors_and_outputs),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,467 @@
+/*
+ * test_ops_unary.c - forward values of the unary ops (ops/unary.c) and of
+ * softmax, log-softmax and cross-entropy (ops/softmax.c) against libm and
+ * hand-computed values, in f64 and f32; finiteness for huge inputs; local
+ * gradients with a known closed form; the errors these ops report.
+ * Gradients in general are checked numerically by the op table's test.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tapegrad.h"
+
+#define SHAPE(...)                                                                       \
+	(sizeof((int64_t[]){ __VA_ARGS__ }) / sizeof(int64_t)), (int64_t[]){ __VA_ARGS__ }
+#define LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Fails, printing both values, unless |got - want| <= tol. */
+#define assert_near(got, want, tol)                                                      \
+	do {                                                                             \
+		double g_ = (got), w_ = (want);                                          \
+		if (!(fabs(g_ - w_) <= (tol)))                                           \
+			fail_msg("%s = %.15g, expected %.15g (tolerance %g)", #got, g_, w_, \
+				 (double)(tol));                                         \
+	} while (0)
+
+#define assert_ctx_ok(ctx)                                                               \
+	do {                                                                             \
+		if (!tg_ok(ctx))                                                         \
+			fail_msg("unexpected error %s: %s", tg_status_name(tg_status_of(ctx)), \
+				 tg_error(ctx));                                         \
+	} while (0)
+
+#define assert_error(ctx, code, text)                                                    \
+	do {                                                                             \
+		if (tg_status_of(ctx) != (code) || !strstr(tg_error(ctx), (text)))      \
+			fail_msg("error is %s \"%s\", expected %s containing \"%s\"",     \
+				 tg_status_name(tg_status_of(ctx)), tg_error(ctx),       \
+				 tg_status_name(code), (text));                          \
+	} while (0)
+
+/* Every element of t within rtol * |want| + atol of want[i]; prints the
+ * first one that is not. */
+static void check_values(const char *what, const tg_tensor *t, const double *want, size_t n,
+			 double rtol, double atol)
+{
+	if (!t)
+		fail_msg("%s: no tensor", what);
+	if (tg_numel(t) != n)
+		fail_msg("%s: %zu elements, expected %zu", what, tg_numel(t), n);
+	for (size_t i = 0; i < n; i++) {
+		double got = tg_get(t, i);
+		if (!(fabs(got - want[i]) <= rtol * fabs(want[i]) + atol))
+			fail_msg("%s[%zu] = %.15g, expected %.15g (rtol %g, atol %g)", what, i, got,
+				 want[i], rtol, atol);
+	}
+}
+
+static void check_finite(const char *what, const tg_tensor *t)
+{
+	if (!t)
+		fail_msg("%s: no tensor", what);
+	for (size_t i = 0; i < tg_numel(t); i++)
+		if (!isfinite(tg_get(t, i)))
+			fail_msg("%s[%zu] = %g is not finite", what, i, tg_get(t, i));
+}
+
+/* ---- unary ops against libm -------------------------------------------------- */
+
+typedef struct {
+	const char *name;
+	tg_tensor *(*op)(tg_tensor *x);
+	double (*ref)(double x);
+	bool positive; /* defined for x > 0 only */
+} unary_case;
+
+static double ref_neg(double x) { return -x; }
+static double ref_sigmoid(double x) { return 1 / (1 + exp(-x)); }
+static double ref_relu(double x) { return x > 0 ? x : 0; }
+static double ref_softplus(double x) { return log(1 + exp(x)); }
+static double ref_leaky(double x) { return x > 0 ? x : 0.1 * x; }
+static double ref_elu(double x) { return x > 0 ? x : 0.5 * (exp(x) - 1); }
+static tg_tensor *leaky_01(tg_tensor *x) { return tg_leaky_relu(x, 0.1); }
+static tg_tensor *elu_05(tg_tensor *x) { return tg_elu(x, 0.5); }
+
+static const unary_case unary_cases[] = {
+	{ "neg", tg_neg, ref_neg, false },
+	{ "exp", tg_exp, exp, false },
+	{ "log", tg_log, log, true },
+	{ "sqrt", tg_sqrt, sqrt, true },
+	{ "abs", tg_abs, fabs, false },
+	{ "sigmoid", tg_sigmoid, ref_sigmoid, false },
+	{ "tanh", tg_tanh, tanh, false },
+	{ "relu", tg_relu, ref_relu, false },
+	{ "leaky_relu(0.1)", leaky_01, ref_leaky, false },
+	{ "elu(0.5)", elu_05, ref_elu, false },
+	{ "softplus", tg_softplus, ref_softplus, false },
+};
+
+static const double mixed[] = { -3.5, -1.25, -0.3, 0.0, 0.2, 0.75, 1.5, 4.0 };
+static const double positive[] = { 0.01, 0.3, 1.0, 2.5, 9.0, 123.0 };
+
+static void unary_ops_match_libm_in_f64(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	for (size_t c = 0; c < LEN(unary_cases); c++) {
+		const unary_case *u = &unary_cases[c];
+		const double *x = u->positive ? positive : mixed;
+		size_t n = u->positive ? LEN(positive) : LEN(mixed);
+		double want[16];
+		for (size_t i = 0; i < n; i++)
+			want[i] = u->ref(x[i]);
+		tg_tensor *y = u->op(tg_from_f64(ctx, TG_F64, SHAPE((int64_t)n), x));
+		check_values(u->name, y, want, n, 1e-14, 1e-300);
+	}
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+static void f32_unary_ops_agree_with_f64(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	for (size_t c = 0; c < LEN(unary_cases); c++) {
+		const unary_case *u = &unary_cases[c];
+		const double *x = u->positive ? positive : mixed;
+		size_t n = u->positive ? LEN(positive) : LEN(mixed);
+		double want[16];
+		float xf[16];
+		for (size_t i = 0; i < n; i++) {
+			xf[i] = (float)x[i];
+			want[i] = u->ref((double)xf[i]);
+		}
+		tg_tensor *y = u->op(tg_from_f32(ctx, TG_F32, SHAPE((int64_t)n), xf));
+		assert_int_equal(tg_dtype_of(y), TG_F32);
+		check_values(u->name, y, want, n, 1e-6, 1e-7);
+	}
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+static void relu_zeroes_the_negative_entries(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	const double x[] = { 1, -0.5, -2, 3 };
+	const double want[] = { 1, 0, 0, 3 };
+	for (int dt = TG_F32; dt <= TG_F64; dt++) {
+		tg_tensor *y = tg_relu(tg_from_f64(ctx, (tg_dtype)dt, SHAPE(2, 2), x));
+		check_values("relu", y, want, 4, 0, 0);
+		assert_int_equal(tg_ndim(y), 2);
+		assert_int_equal(tg_dim(y, 0), 2);
+		assert_int_equal(tg_dim(y, 1), 2);
+	}
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+static void sigmoid_backward_is_dout_times_y_times_one_minus_y(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	const double dout[] = { 2, -1, 0.5 };
+	const double y[] = { 0.5, 0.25, 0.9 };
+	const double want[] = { 0.5, -0.1875, 0.045 };
+	tg_tensor *d = tg_from_f64(ctx, TG_F64, SHAPE(3), dout);
+	tg_tensor *t = tg_from_f64(ctx, TG_F64, SHAPE(3), y);
+	check_values("sigmoid_backward", tg_sigmoid_backward(d, t), want, 3, 1e-15, 0);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+static void sigmoid_tanh_and_softplus_stay_finite_at_1e3(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	const double x[] = { -1e3, -50, 50, 1e3 };
+	const double sig[] = { 0, exp(-50) / (1 + exp(-50)), 1 / (1 + exp(-50)), 1 };
+	const double th[] = { -1, -1, 1, 1 };
+	const double sp[] = { 0, log1p(exp(-50)), 50, 1e3 };
+	for (int dt = TG_F32; dt <= TG_F64; dt++) {
+		double rtol = dt == TG_F64 ? 1e-14 : 1e-6;
+		tg_tensor *t = tg_from_f64(ctx, (tg_dtype)dt, SHAPE(4), x);
+		check_values("sigmoid", tg_sigmoid(t), sig, 4, rtol, 0);
+		check_values("tanh", tg_tanh(t), th, 4, rtol, 0);
+		check_values("softplus", tg_softplus(t), sp, 4, rtol, 0);
+		check_finite("elu", tg_elu(t, 1.0));
+	}
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+/* ---- local gradients with a closed form ----------------------------------------- */
+
+/* d op / dx at x, and d^2 op / dx^2 through a TG_CREATE_GRAPH backward. */
+static void derivatives(tg_ctx *ctx, tg_tensor *(*op)(tg_tensor *), double x, double *d1,
+			double *d2)
+{
+	tg_tensor *p = tg_param(tg_scalar(ctx, TG_F64, x));
+	assert_int_equal(tg_backward_ex(op(p), NULL, TG_CREATE_GRAPH), 0);
+	tg_tensor *g = tg_grad(p);
+	*d1 = tg_item(g);
+	*d2 = 0; /* a gradient without history is constant in x */
+	if (tg_requires_grad(g)) {
+		tg_zero_grad(p);
+		assert_int_equal(tg_backward(g), 0);
+		*d2 = tg_item(tg_grad(p));
+	}
+	assert_ctx_ok(ctx);
+	tg_reset(ctx);
+}
+
+static tg_tensor *elu_1(tg_tensor *x) { return tg_elu(x, 1.0); }
+
+static void first_and_second_derivatives_match_closed_forms(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	const double x = 0.7, xn = -0.6;
+	const double s = 1 / (1 + exp(-x)), t = tanh(x), sn = 1 / (1 + exp(-xn));
+	struct {
+		const char *name;
+		tg_tensor *(*op)(tg_tensor *);
+		double at, d1, d2;
+	} cases[] = {
+		{ "neg", tg_neg, x, -1, 0 },
+		{ "exp", tg_exp, x, exp(x), exp(x) },
+		{ "log", tg_log, x, 1 / x, -1 / (x * x) },
+		{ "sqrt", tg_sqrt, x, 0.5 / sqrt(x), -0.25 / (x * sqrt(x)) },
+		{ "abs", tg_abs, xn, -1, 0 },
+		{ "sigmoid", tg_sigmoid, x, s * (1 - s), s * (1 - s) * (1 - 2 * s) },
+		{ "tanh", tg_tanh, x, 1 - t * t, -2 * t * (1 - t * t) },
+		{ "relu", tg_relu, x, 1, 0 },
+		{ "elu", elu_1, xn, exp(xn), exp(xn) },
+		{ "softplus", tg_softplus, xn, sn, sn * (1 - sn) },
+	};
+	for (size_t c = 0; c < LEN(cases); c++) {
+		double d1, d2;
+		derivatives(ctx, cases[c].op, cases[c].at, &d1, &d2);
+		if (fabs(d1 - cases[c].d1) > 1e-14 || fabs(d2 - cases[c].d2) > 1e-14)
+			fail_msg("%s at %g: d1 = %.15g (expected %.15g), "
+				 "d2 = %.15g (expected %.15g)",
+				 cases[c].name, cases[c].at, d1, cases[c].d1, d2, cases[c].d2);
+	}
+	tg_ctx_free(ctx);
+}
+
+static void relu_and_abs_have_zero_gradient_at_zero(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	const double x[] = { -1, 0, 2 };
+	tg_tensor *p = tg_param(tg_from_f64(ctx, TG_F64, SHAPE(3), x));
+	tg_backward(tg_sum(tg_add(tg_relu(p), tg_abs(p))));
+	const double want[] = { -1, 0, 2 }; /* relu' + abs' */
+	check_values("d(relu + abs)/dx", tg_grad(p), want, 3, 0, 0);
+	tg_zero_grad(p);
+	tg_backward(tg_sum(tg_leaky_relu(p, 0.25)));
+	const double leaky[] = { 0.25, 0.25, 1 };
+	check_values("d leaky_relu/dx", tg_grad(p), leaky, 3, 0, 0);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+/* ---- softmax, log-softmax, cross-entropy ------------------------------------------ */
+
+static void softmax_of_two_logits_matches_hand_values(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	const double x[] = { 2.3, -1.2 };
+	const double p[] = { 0.9706877692, 0.0293122308 };
+	const double lp[] = { -0.0297504183, -3.5297504183 };
+	const int32_t label[] = { 1 };
+	tg_tensor *t = tg_from_f64(ctx, TG_F64, SHAPE(2), x);
+	check_values("softmax", tg_softmax(t), p, 2, 0, 1e-9);
+	check_values("log_softmax", tg_log_softmax(t), lp, 2, 0, 1e-9);
+	tg_tensor *loss = tg_cross_entropy(tg_from_f64(ctx, TG_F64, SHAPE(1, 2), x), label);
+	assert_int_equal(tg_ndim(loss), 0);
+	assert_near(tg_item(loss), 3.5297504183, 1e-9);
+	tg_tensor *t32 = tg_from_f64(ctx, TG_F32, SHAPE(2), x);
+	check_values("softmax f32", tg_softmax(t32), p, 2, 1e-6, 0);
+	check_values("log_softmax f32", tg_log_softmax(t32), lp, 2, 1e-6, 0);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+static void softmax_normalises_each_row_of_the_last_axis(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	double x[2 * 3 * 4];
+	for (size_t i = 0; i < LEN(x); i++)
+		x[i] = sin(1.3 * (double)i) * 3;
+	double want[LEN(x)], logwant[LEN(x)];
+	for (size_t r = 0; r < 6; r++) {
+		double s = 0;
+		for (size_t j = 0; j < 4; j++)
+			s += exp(x[r * 4 + j]);
+		for (size_t j = 0; j < 4; j++) {
+			want[r * 4 + j] = exp(x[r * 4 + j]) / s;
+			logwant[r * 4 + j] = x[r * 4 + j] - log(s);
+		}
+	}
+	tg_tensor *t = tg_from_f64(ctx, TG_F64, SHAPE(2, 3, 4), x);
+	tg_tensor *y = tg_softmax(t);
+	assert_int_equal(tg_ndim(y), 3);
+	check_values("softmax", y, want, LEN(x), 1e-14, 1e-16);
+	check_values("log_softmax", tg_log_softmax(t), logwant, LEN(x), 1e-14, 1e-14);
+	tg_tensor *t32 = tg_from_f64(ctx, TG_F32, SHAPE(2, 3, 4), x);
+	check_values("softmax f32", tg_softmax(t32), want, LEN(x), 1e-6, 1e-8);
+	check_values("log_softmax f32", tg_log_softmax(t32), logwant, LEN(x), 1e-6, 1e-6);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+static void cross_entropy_is_the_mean_of_the_picked_negative_log_softmax(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	const double x[] = { 0.1, 2.0, -1.0, 0.5,   /* label 1 */
+			     3.0, 3.0, 3.0, 3.0,    /* label 0: ln 4 */
+			     -2.0, 0.0, 1.0, 4.0 }; /* label 3 */
+	const int32_t labels[] = { 1, 0, 3 };
+	double total = 0;
+	for (int r = 0; r < 3; r++) {
+		double s = 0;
+		for (int j = 0; j < 4; j++)
+			s += exp(x[r * 4 + j]);
+		total += log(s) - x[r * 4 + labels[r]];
+	}
+	for (int dt = TG_F32; dt <= TG_F64; dt++) {
+		tg_tensor *logits = tg_param(tg_from_f64(ctx, (tg_dtype)dt, SHAPE(3, 4), x));
+		tg_tensor *loss = tg_cross_entropy(logits, labels);
+		assert_near(tg_item(loss), total / 3, dt == TG_F64 ? 1e-14 : 1e-6);
+		/* d logits = (softmax - onehot) / N */
+		assert_int_equal(tg_backward(loss), 0);
+		double want[12];
+		for (int r = 0; r < 3; r++) {
+			double s = 0;
+			for (int j = 0; j < 4; j++)
+				s += exp(x[r * 4 + j]);
+			for (int j = 0; j < 4; j++)
+				want[r * 4 + j] = (exp(x[r * 4 + j]) / s - (j == labels[r])) / 3;
+		}
+		check_values("d logits", tg_grad(logits), want, 12, dt == TG_F64 ? 1e-13 : 1e-5,
+			     1e-7);
+	}
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+static void softmax_and_cross_entropy_stay_finite_at_1e4(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	const double x[] = { 1e4, -1e4, 0, -1e4, 1e4, 1e4 };
+	const double p[] = { 1, 0, 0, 0, 0.5, 0.5 };
+	const double lp[] = { 0, -2e4, -1e4, -2e4 - log(2), -log(2), -log(2) };
+	const int32_t labels[] = { 1, 0 };
+	for (int dt = TG_F32; dt <= TG_F64; dt++) {
+		tg_tensor *t = tg_param(tg_from_f64(ctx, (tg_dtype)dt, SHAPE(2, 3), x));
+		check_values("softmax", tg_softmax(t), p, 6, 0, 1e-12);
+		check_values("log_softmax", tg_log_softmax(t), lp, 6, 1e-7, 1e-7);
+		tg_tensor *loss = tg_cross_entropy(t, labels);
+		assert_near(tg_item(loss), (2e4 + 2e4 + log(2)) / 2, dt == TG_F64 ? 1e-9 : 1e-2);
+		assert_int_equal(tg_backward(loss), 0);
+		const double d[] = { 0.5, -0.5, 0, -0.5, 0.25, 0.25 };
+		check_values("d logits", tg_grad(t), d, 6, 0, 1e-7);
+		tg_zero_grad(t);
+		tg_backward(tg_sum(tg_mul(tg_log_softmax(t), tg_softmax(t))));
+		check_finite("d sum(log_softmax * softmax)", tg_grad(t));
+	}
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+/* ---- errors ---------------------------------------------------------------------- */
+
+static void cross_entropy_rejects_a_label_outside_the_classes(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *logits = tg_zeros(ctx, TG_F64, SHAPE(5, 10));
+	const int32_t labels[] = { 0, 9, 3, 12, 1 };
+	assert_null(tg_cross_entropy(logits, labels));
+	assert_error(ctx, TG_EARG, "tg_cross_entropy: labels[3] = 12 is outside [0, 10)");
+	tg_clear_error(ctx);
+	const int32_t negative[] = { 0, -1, 0, 0, 0 };
+	assert_null(tg_cross_entropy(logits, negative));
+	assert_error(ctx, TG_EARG, "labels[1] = -1 is outside [0, 10)");
+	tg_clear_error(ctx);
+	assert_null(tg_cross_entropy(logits, NULL));
+	assert_error(ctx, TG_ENULL, "tg_cross_entropy");
+	tg_clear_error(ctx);
+	assert_null(tg_cross_entropy(tg_zeros(ctx, TG_F64, SHAPE(10)), labels));
+	assert_error(ctx, TG_ESHAPE, "tg_cross_entropy: logits (10,)");
+	tg_ctx_free(ctx);
+}
+
+static void softmax_of_a_scalar_is_a_shape_error(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	assert_null(tg_softmax(tg_scalar(ctx, TG_F64, 1)));
+	assert_error(ctx, TG_ESHAPE, "tg_softmax");
+	tg_clear_error(ctx);
+	assert_null(tg_log_softmax(tg_scalar(ctx, TG_F32, 1)));
+	assert_error(ctx, TG_ESHAPE, "tg_log_softmax");
+	tg_ctx_free(ctx);
+}
+
+static void sigmoid_backward_rejects_different_shapes(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *dout = tg_ones(ctx, TG_F64, SHAPE(2, 3));
+	tg_tensor *y = tg_ones(ctx, TG_F64, SHAPE(1, 3)); /* would broadcast; not allowed */
+	assert_null(tg_sigmoid_backward(dout, y));
+	assert_error(ctx, TG_ESHAPE, "tg_sigmoid_backward: dout (2,3) and y (1,3)");
+	tg_ctx_free(ctx);
+}
+
+static void unary_ops_pass_null_through_and_keep_the_first_error(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	assert_null(tg_relu(tg_exp(NULL)));
+	assert_null(tg_softmax(NULL));
+	assert_null(tg_cross_entropy(NULL, (const int32_t[]){ 0 }));
+	assert_ctx_ok(ctx);
+	tg_tensor *y = tg_tanh(tg_sigmoid(tg_softmax(tg_scalar(ctx, TG_F64, 2))));
+	assert_null(y);
+	assert_error(ctx, TG_ESHAPE, "tg_softmax");
+	/* while the error is set, ops compute nothing */
+	assert_null(tg_sigmoid(tg_ones(ctx, TG_F64, SHAPE(2))));
+	assert_error(ctx, TG_ESHAPE, "tg_softmax");
+	tg_ctx_free(ctx);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(unary_ops_match_libm_in_f64),
+		cmocka_unit_test(f32_unary_ops_agree_with_f64),
+		cmocka_unit_test(relu_zeroes_the_negative_entries),
+		cmocka_unit_test(sigmoid_backward_is_dout_times_y_times_one_minus_y),
+		cmocka_unit_test(sigmoid_tanh_and_softplus_stay_finite_at_1e3),
+		cmocka_unit_test(first_and_second_derivatives_match_closed_forms),
+		cmocka_unit_test(relu_and_abs_have_zero_gradient_at_zero),
+		cmocka_unit_test(softmax_of_two_logits_matches_hand_values),
+		cmocka_unit_test(softmax_normalises_each_row_of_the_last_axis),
+		cmocka_unit_test(cross_entropy_is_the_mean_of_the_picked_negative_log_softmax),
+		cmocka_unit_test(softmax_and_cross_entropy_stay_finite_at_1e4),
+		cmocka_unit_test(cross_entropy_rejects_a_label_outside_the_classes),
+		cmocka_unit_test(softmax_of_a_scalar_is_a_shape_error),
+		cmocka_unit_test(sigmoid_backward_rejects_different_shapes),
+		cmocka_unit_test(unary_ops_pass_null_through_and_keep_the_first_error),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
