@@ -280,12 +280,14 @@ int tg_write_dot_file(const tg_tensor *y, const char *path)
 	int rc = -1;
 	FILE *f = fopen(tmp, "w");
 	if (!f) {
-		tg_fail(ctx, TG_EIO, "tg_write_dot_file: cannot create %s: %s", tmp, strerror(errno));
+		tg_fail(ctx, TG_EIO, "tg_write_dot_file: cannot create %s: %s", tmp,
+			strerror(errno));
 		goto out_free_name;
 	}
 	rc = tg_write_dot(y, f);
 	if (fclose(f) && rc == 0) {
-		tg_fail(ctx, TG_EIO, "tg_write_dot_file: cannot write %s: %s", tmp, strerror(errno));
+		tg_fail(ctx, TG_EIO, "tg_write_dot_file: cannot write %s: %s", tmp,
+			strerror(errno));
 		rc = -1;
 	}
 	if (rc == 0 && rename(tmp, path)) {

@@ -82,7 +82,7 @@ static int check_args(check *c, tg_ctx *ctx, tg_fn f, int nin, tg_tensor *const 
 		}
 		if (t->node) {
 			tg_fail(ctx, TG_EARG,
-				"%s: input %d %s is the output of %s, not a leaf (pass tg_detach of it)",
+				"%s: input %d %s is the output of %s, not a leaf (detach it)",
 				c->who, i, tg_shape_fmt(t->ndim, t->shape, buf), t->node->op->name);
 			return -1;
 		}

@@ -1,2 +1,427 @@
-/* nn/optim.c - to be written */
-#include "internal.h"
+/*
+ * optim.c - SGD, Momentum, Nesterov, AdaGrad, RMSprop and Adam.
+ *
+ * An optimizer reads each parameter's gradient after tg_backward and writes
+ * the parameter through tg_data_mut (bumping its version, so a graph that
+ * saved the old value refuses to run backward). Its arithmetic is a plain
+ * loop per rule and dtype: an update is not part of any graph. State lives
+ * in tg_keep tensors of the context; the tg_optim object itself is malloc'd.
+ */
+#include "tapegrad.h"
+#include "tapegrad_nn.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct tg_optim {
+	tg_ctx *ctx;
+	tg_optim_opts o;
+	size_t n;
+	tg_tensor **p;	   /* (n) the parameters; ctx */
+	bool *decay;	   /* (n) weight decay applies */
+	tg_tensor **s1;	   /* (n) v, h or Adam's m; NULL for SGD; ctx */
+	tg_tensor **s2;	   /* (n) Adam's v; ctx */
+	tg_tensor **state; /* s1 and s2 listed, for checkpoints */
+	size_t nstate;
+	int64_t t;	  /* steps taken */
+	double grad_norm; /* of the last step, before clipping */
+};
+
+static const char *const kind_names[] = {"sgd",	    "momentum", "nesterov",
+					 "adagrad", "rmsprop",	"adam"};
+
+/* ---- options ------------------------------------------------------------------ */
+
+tg_optim_opts tg_optim_defaults(tg_optim_kind kind)
+{
+	return (tg_optim_opts){
+	    .kind = kind,
+	    .lr = kind == TG_ADAM ? 0.001 : 0.01,
+	    .momentum = 0.9,
+	    .rho = 0.99,
+	    .beta1 = 0.9,
+	    .beta2 = 0.999,
+	    .eps = 1e-7,
+	    .weight_decay = 0,
+	    .clip_norm = 0,
+	};
+}
+
+const char *tg_optim_name(tg_optim_kind kind)
+{
+	return (unsigned)kind <= TG_ADAM ? kind_names[kind] : "unknown";
+}
+
+int tg_optim_parse(tg_ctx *ctx, const char *s, tg_optim_kind *out)
+{
+	if (!ctx)
+		return -1;
+	if (!s || !out) {
+		tg_fail(ctx, TG_ENULL, "tg_optim_parse: %s is NULL", !s ? "the name" : "out");
+		return -1;
+	}
+	for (int k = TG_SGD; k <= TG_ADAM; k++) {
+		if (!strcmp(s, kind_names[k])) {
+			*out = (tg_optim_kind)k;
+			return 0;
+		}
+	}
+	tg_fail(ctx, TG_EARG,
+		"tg_optim_parse: unknown optimizer \"%s\"; expected sgd, momentum, nesterov, "
+		"adagrad, rmsprop or adam",
+		s);
+	return -1;
+}
+
+static bool unit(double x)
+{
+	return x >= 0 && x < 1;
+}
+
+static int check_opts(tg_ctx *ctx, const tg_optim_opts *o)
+{
+	const char *bad = NULL;
+	if ((unsigned)o->kind > TG_ADAM)
+		bad = "unknown kind";
+	else if (!(o->lr >= 0) || !isfinite(o->lr))
+		bad = "lr must be >= 0";
+	else if (!unit(o->momentum))
+		bad = "momentum must be in [0, 1)";
+	else if (!unit(o->rho))
+		bad = "rho must be in [0, 1)";
+	else if (!unit(o->beta1) || !unit(o->beta2))
+		bad = "beta1 and beta2 must be in [0, 1)";
+	else if (!(o->eps > 0) || !isfinite(o->eps))
+		bad = "eps must be positive";
+	else if (!(o->weight_decay >= 0) || !isfinite(o->weight_decay))
+		bad = "weight_decay must be >= 0";
+	else if (!(o->clip_norm >= 0) || !isfinite(o->clip_norm))
+		bad = "clip_norm must be >= 0 (0: no clipping)";
+	if (!bad)
+		return 0;
+	tg_fail(ctx, TG_EARG,
+		"tg_optim_new: %s: %s (lr %g, momentum %g, rho %g, beta1 %g, beta2 %g, eps %g, "
+		"weight_decay %g, clip_norm %g)",
+		tg_optim_name(o->kind), bad, o->lr, o->momentum, o->rho, o->beta1, o->beta2, o->eps,
+		o->weight_decay, o->clip_norm);
+	return -1;
+}
+
+/* ---- making one ------------------------------------------------------------------ */
+
+static bool ends_with_W(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+	return n >= 2 && !strcmp(s + n - 2, ".W");
+}
+
+static int check_params(tg_ctx *ctx, tg_tensor *const *params, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		tg_tensor *t = params[i];
+		if (!t) {
+			tg_fail(ctx, TG_ENULL, "tg_optim_new: params[%zu] is NULL", i);
+			return -1;
+		}
+		if (tg_ctx_of(t) != ctx) {
+			if (!tg_ctx_of(t))
+				tg_data(t); /* records TG_ESTALE */
+			else
+				tg_fail(ctx, TG_ECTX,
+					"tg_optim_new: params[%zu] belongs to another context", i);
+			return -1;
+		}
+		const char *name = tg_name(t) ? tg_name(t) : "(unnamed)";
+		char sh[96];
+		if (!tg_requires_grad(t)) {
+			tg_fail(ctx, TG_EARG,
+				"tg_optim_new: params[%zu] %s %s does not require a gradient; an "
+				"optimizer updates parameters (tg_param)",
+				i, name, tg_shape_str(t, sh, sizeof sh));
+			return -1;
+		}
+		if (!tg_is_param(t)) {
+			tg_fail(
+			    ctx, TG_EARG,
+			    "tg_optim_new: params[%zu] %s %s is a step tensor, freed at tg_reset; "
+			    "an optimizer updates parameters (tg_param)",
+			    i, name, tg_shape_str(t, sh, sizeof sh));
+			return -1;
+		}
+		for (size_t j = 0; j < i; j++) {
+			if (params[j] == t) {
+				tg_fail(ctx, TG_EARG,
+					"tg_optim_new: params[%zu] and params[%zu] are the same "
+					"tensor %s",
+					j, i, name);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+/* A zero state tensor like p, named "<p's name>.<suffix>". */
+static tg_tensor *state_like(tg_tensor *p, size_t i, const char *suffix)
+{
+	char name[160];
+	if (tg_name(p))
+		snprintf(name, sizeof name, "%s.%s", tg_name(p), suffix);
+	else
+		snprintf(name, sizeof name, "param%zu.%s", i, suffix);
+	tg_tensor *s = tg_keep(tg_zeros(tg_ctx_of(p), tg_dtype_of(p), tg_ndim(p), tg_shape(p)));
+	return s ? tg_set_name(s, name) : NULL;
+}
+
+static int make_state(tg_optim *o)
+{
+	tg_optim_kind k = o->o.kind;
+	const char *s1 = k == TG_MOMENTUM || k == TG_NESTEROV ? "v"
+			 : k == TG_ADAGRAD || k == TG_RMSPROP ? "h"
+			 : k == TG_ADAM			      ? "m"
+							      : NULL;
+	for (size_t i = 0; s1 && i < o->n; i++) {
+		o->s1[i] = state_like(o->p[i], i, s1);
+		if (!o->s1[i])
+			return -1;
+		o->state[o->nstate++] = o->s1[i];
+		if (k != TG_ADAM)
+			continue;
+		o->s2[i] = state_like(o->p[i], i, "v");
+		if (!o->s2[i])
+			return -1;
+		o->state[o->nstate++] = o->s2[i];
+	}
+	return 0;
+}
+
+tg_optim *tg_optim_new(tg_ctx *ctx, tg_tensor *const *params, size_t n, const tg_optim_opts *opts)
+{
+	if (!ctx || !tg_ok(ctx))
+		return NULL;
+	if (!params || !opts || !n)
+		return tg_fail(ctx, !n && params && opts ? TG_EARG : TG_ENULL, "tg_optim_new: %s",
+			       !params ? "params is NULL"
+			       : !opts ? "opts is NULL"
+				       : "no parameters to optimize");
+	if (check_opts(ctx, opts) || check_params(ctx, params, n))
+		return NULL;
+	tg_optim *o = calloc(1, sizeof *o);
+	if (!o)
+		return tg_fail(ctx, TG_ENOMEM, "tg_optim_new: out of memory");
+	o->ctx = ctx;
+	o->o = *opts;
+	o->n = n;
+	o->p = calloc(n, sizeof *o->p);
+	o->decay = calloc(n, sizeof *o->decay);
+	o->s1 = calloc(n, sizeof *o->s1);
+	o->s2 = calloc(n, sizeof *o->s2);
+	o->state = calloc(2 * n, sizeof *o->state);
+	if (!o->p || !o->decay || !o->s1 || !o->s2 || !o->state) {
+		tg_optim_free(o);
+		return tg_fail(ctx, TG_ENOMEM, "tg_optim_new: out of memory for %zu parameters", n);
+	}
+	for (size_t i = 0; i < n; i++) {
+		o->p[i] = params[i];
+		o->decay[i] = ends_with_W(tg_name(params[i]));
+	}
+	if (make_state(o)) {
+		tg_optim_free(o);
+		return NULL;
+	}
+	return o;
+}
+
+void tg_optim_free(tg_optim *o)
+{
+	if (!o)
+		return;
+	free(o->p);
+	free(o->decay);
+	free(o->s1);
+	free(o->s2);
+	free(o->state);
+	free(o);
+}
+
+/* ---- the rules ---------------------------------------------------------------------- */
+/* One loop per rule and dtype. g = (grad + wd p) * scale is the gradient of
+ * the regularised loss, clipped; wd is 0 for a parameter without decay. */
+
+#define DEFINE_UPDATE(T, SQRT)                                                                     \
+	static void update_##T(tg_optim_kind kind, const tg_optim_opts *o, size_t n, T *P,         \
+			       const T *G, T *S1, T *S2, T wd, T scale, T lr_t)                    \
+	{                                                                                          \
+		const T lr = (T)o->lr, mu = (T)o->momentum, rho = (T)o->rho;                       \
+		const T b1 = (T)o->beta1, b2 = (T)o->beta2, eps = (T)o->eps;                       \
+		switch (kind) {                                                                    \
+		case TG_SGD: /* p -= lr g */                                                       \
+			for (size_t i = 0; i < n; i++)                                             \
+				P[i] -= lr * ((G[i] + wd * P[i]) * scale);                         \
+			break;                                                                     \
+		case TG_MOMENTUM: /* v = mu v - lr g; p += v */                                    \
+			for (size_t i = 0; i < n; i++) {                                           \
+				T g = (G[i] + wd * P[i]) * scale;                                  \
+				S1[i] = mu * S1[i] - lr * g;                                       \
+				P[i] += S1[i];                                                     \
+			}                                                                          \
+			break;                                                                     \
+		case TG_NESTEROV: /* v = mu v - lr g; p += mu^2 v - (1 + mu) lr g */               \
+			for (size_t i = 0; i < n; i++) {                                           \
+				T g = (G[i] + wd * P[i]) * scale;                                  \
+				S1[i] = mu * S1[i] - lr * g;                                       \
+				P[i] += mu * mu * S1[i] - (1 + mu) * lr * g;                       \
+			}                                                                          \
+			break;                                                                     \
+		case TG_ADAGRAD: /* h += g^2; p -= lr g / (sqrt(h) + eps) */                       \
+			for (size_t i = 0; i < n; i++) {                                           \
+				T g = (G[i] + wd * P[i]) * scale;                                  \
+				S1[i] += g * g;                                                    \
+				P[i] -= lr * g / (SQRT(S1[i]) + eps);                              \
+			}                                                                          \
+			break;                                                                     \
+		case TG_RMSPROP: /* h = rho h + (1 - rho) g^2; p -= lr g / (sqrt(h) + eps) */      \
+			for (size_t i = 0; i < n; i++) {                                           \
+				T g = (G[i] + wd * P[i]) * scale;                                  \
+				S1[i] = rho * S1[i] + (1 - rho) * g * g;                           \
+				P[i] -= lr * g / (SQRT(S1[i]) + eps);                              \
+			}                                                                          \
+			break;                                                                     \
+		case TG_ADAM: /* m += (1-b1)(g-m); v += (1-b2)(g^2-v); p -= lr_t m/(sqrt v+eps) */ \
+			for (size_t i = 0; i < n; i++) {                                           \
+				T g = (G[i] + wd * P[i]) * scale;                                  \
+				S1[i] += (1 - b1) * (g - S1[i]);                                   \
+				S2[i] += (1 - b2) * (g * g - S2[i]);                               \
+				P[i] -= lr_t * S1[i] / (SQRT(S2[i]) + eps);                        \
+			}                                                                          \
+			break;                                                                     \
+		}                                                                                  \
+	}
+
+DEFINE_UPDATE(double, sqrt)
+DEFINE_UPDATE(float, sqrtf)
+
+/* sum over elements of (grad + wd p)^2, in double */
+static double sum_sq(const tg_tensor *p, const tg_tensor *g, double wd)
+{
+	size_t n = tg_numel(p);
+	double s = 0;
+	if (tg_dtype_of(p) == TG_F64) {
+		const double *P = tg_data(p), *G = tg_data(g);
+		for (size_t i = 0; i < n; i++) {
+			double x = G[i] + wd * P[i];
+			s += x * x;
+		}
+	} else {
+		const float *P = tg_data(p), *G = tg_data(g);
+		float w = (float)wd;
+		for (size_t i = 0; i < n; i++) {
+			double x = G[i] + w * P[i];
+			s += x * x;
+		}
+	}
+	return s;
+}
+
+static void *state_data(tg_tensor *s)
+{
+	return s ? tg_data_mut(s) : NULL;
+}
+
+int tg_optim_step(tg_optim *o)
+{
+	if (!o || !tg_ok(o->ctx))
+		return -1;
+	const tg_optim_opts *c = &o->o;
+	double total = 0;
+	for (size_t i = 0; i < o->n; i++) {
+		tg_tensor *g = tg_grad(o->p[i]);
+		if (g)
+			total += sum_sq(o->p[i], g, o->decay[i] ? c->weight_decay : 0);
+	}
+	o->grad_norm = sqrt(total);
+	double scale = 1;
+	if (c->clip_norm > 0 && o->grad_norm > c->clip_norm)
+		scale = c->clip_norm / o->grad_norm;
+	o->t++;
+	double lr_t =
+	    c->lr * sqrt(1 - pow(c->beta2, (double)o->t)) / (1 - pow(c->beta1, (double)o->t));
+	for (size_t i = 0; i < o->n; i++) {
+		tg_tensor *p = o->p[i], *g = tg_grad(p);
+		if (!g)
+			continue;
+		double wd = o->decay[i] ? c->weight_decay : 0;
+		void *P = tg_data_mut(p);
+		const void *G = tg_data(g);
+		void *S1 = state_data(o->s1[i]), *S2 = state_data(o->s2[i]);
+		if (!P || !G)
+			return -1;
+		if (tg_dtype_of(p) == TG_F64)
+			update_double(c->kind, c, tg_numel(p), P, G, S1, S2, wd, scale, lr_t);
+		else
+			update_float(c->kind, c, tg_numel(p), P, G, S1, S2, (float)wd, (float)scale,
+				     (float)lr_t);
+	}
+	return tg_ok(o->ctx) ? 0 : -1;
+}
+
+/* ---- the rest ---------------------------------------------------------------------- */
+
+void tg_optim_zero_grad(tg_optim *o)
+{
+	for (size_t i = 0; o && i < o->n; i++)
+		tg_zero_grad(o->p[i]);
+}
+
+double tg_optim_lr(const tg_optim *o)
+{
+	return o ? o->o.lr : NAN;
+}
+
+void tg_optim_set_lr(tg_optim *o, double lr)
+{
+	if (!o)
+		return;
+	if (!(lr >= 0) || !isfinite(lr)) {
+		tg_fail(o->ctx, TG_EARG, "tg_optim_set_lr: lr = %g must be >= 0", lr);
+		return;
+	}
+	o->o.lr = lr;
+}
+
+void tg_optim_set_decay(tg_optim *o, size_t i, bool on)
+{
+	if (!o)
+		return;
+	if (i >= o->n) {
+		tg_fail(o->ctx, TG_EARG,
+			"tg_optim_set_decay: index %zu; the optimizer has %zu "
+			"parameters",
+			i, o->n);
+		return;
+	}
+	o->decay[i] = on;
+}
+
+double tg_optim_grad_norm(const tg_optim *o)
+{
+	return o ? o->grad_norm : NAN;
+}
+int64_t tg_optim_steps(const tg_optim *o)
+{
+	return o ? o->t : 0;
+}
+
+void tg_optim_set_steps(tg_optim *o, int64_t t)
+{
+	if (o && t >= 0)
+		o->t = t;
+}
+
+tg_tensor *const *tg_optim_state(const tg_optim *o, size_t *n)
+{
+	if (n)
+		*n = o ? o->nstate : 0;
+	return o ? o->state : NULL;
+}

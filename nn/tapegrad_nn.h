@@ -1,2 +1,305 @@
-/* tapegrad_nn.h */
+/*
+ * tapegrad_nn.h - modules, initialisers and optimizers built on tapegrad.h.
+ *
+ * A module is one expression of ops: its forward pass records nodes on the
+ * tape like any other expression, and tg_backward differentiates it. Nothing
+ * here holds gradient code. Parameters are named tg_param tensors ("fc1.W",
+ * "fc1.b", "bn1.gamma", "bn1.beta") and state without a gradient is named
+ * tg_keep tensors ("bn1.running_mean", "bn1.running_var", "fc1.W.m").
+ *
+ * A two-layer network trained one step, the seeds' TwoLayerNet in C:
+ *
+ *	tg_ctx *ctx = tg_ctx_new(42);
+ *	tg_mlp_opts mo = tg_mlp_defaults();          // ReLU, He init, f32
+ *	tg_mlp *net = tg_mlp_new(ctx, "784-50-10", &mo);
+ *	size_t np;
+ *	tg_tensor *const *params = tg_mlp_params(net, &np);
+ *	tg_optim_opts oo = tg_optim_defaults(TG_SGD); // lr 0.01
+ *	oo.lr = 0.1;
+ *	tg_optim *opt = tg_optim_new(ctx, params, np, &oo);
+ *	// per step: x (100,784) f32 and labels[100]
+ *	tg_tensor *loss = tg_cross_entropy(tg_mlp_forward(net, x), labels);
+ *	tg_optim_zero_grad(opt);
+ *	tg_backward(loss);
+ *	tg_optim_step(opt);
+ *	tg_reset(ctx);
+ *	...
+ *	if (!tg_ok(ctx))
+ *		fprintf(stderr, "%s\n", tg_error(ctx));
+ *	tg_optim_free(opt);
+ *	tg_mlp_free(net);
+ *	tg_ctx_free(ctx);
+ *
+ * Lifetimes are written on every declaration as in tapegrad.h: step, ctx,
+ * borrowed. The tg_mlp and tg_optim objects are malloc'd and freed by their
+ * _free functions; the tensors they hold belong to the context. Errors follow
+ * tapegrad.h: the first one is kept in the context, functions return NULL or
+ * -1, and while an error is set nothing is computed or updated.
+ *
+ * Shapes: N = batch, D = features in, M = features out, K = classes.
+ */
+#ifndef TAPEGRAD_NN_H
+#define TAPEGRAD_NN_H
+
 #include "tapegrad.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- initialisers --------------------------------------------------------- */
+/* Named for what they compute. The book's "Xavier" is lecun; Glorot and
+ * Bengio's is glorot. Weights are drawn from N(0, std^2) with the context's
+ * generator; biases start at 0, gamma at 1, beta at 0. */
+
+typedef enum {
+	TG_INIT_STD,	/* a given std (the seeds' weight_init_std = 0.01) */
+	TG_INIT_LECUN,	/* sqrt(1 / n_in) */
+	TG_INIT_GLOROT, /* sqrt(2 / (n_in + n_out)) */
+	TG_INIT_HE,	/* sqrt(2 / n_in) */
+} tg_init_kind;
+
+typedef struct tg_init {
+	tg_init_kind kind;
+	double std; /* TG_INIT_STD only */
+} tg_init;
+
+/* "std" (0.01), "std:0.05", "lecun", "glorot", "he". 0 ok; on a bad name -1
+ * and TG_EARG in ctx naming the string. */
+TG_API int tg_init_parse(tg_ctx *ctx, const char *s, tg_init *out);
+/* Writes "he", "std:0.01", ... into buf; returns buf. */
+TG_API char *tg_init_str(tg_init init, char *buf, size_t size);
+/* The standard deviation init gives an (n_in, n_out) weight. */
+TG_API double tg_init_std(tg_init init, int64_t n_in, int64_t n_out);
+/* An (n_in, n_out) parameter drawn from N(0, std^2), named name (may be NULL). */
+TG_API tg_tensor *tg_init_weight(tg_ctx *ctx, tg_dtype dt, int64_t n_in, int64_t n_out,
+				 tg_init init, const char *name); /* ctx */
+/* An (n) vector filled with value, named name: a parameter when param, else
+ * state kept without a gradient (running statistics). */
+TG_API tg_tensor *tg_init_vector(tg_ctx *ctx, tg_dtype dt, int64_t n, double value, bool param,
+				 const char *name); /* ctx */
+
+/* ---- affine: x @ W + b ------------------------------------------------------ */
+
+typedef struct tg_affine {
+	tg_tensor *W; /* (D,M) param "<name>.W"; ctx */
+	tg_tensor *b; /* (M) param "<name>.b", zeros; ctx */
+} tg_affine;
+
+/* Makes W with init and b = 0. 0 ok, -1 on error (in ctx). */
+TG_API int tg_affine_init(tg_affine *l, tg_ctx *ctx, tg_dtype dt, int64_t n_in, int64_t n_out,
+			  tg_init init, const char *name);
+/* x (N,D) -> (N,M). An x of more than two dimensions is flattened to (N,-1)
+ * first (images (N,1,28,28) -> (N,784)); a 1-D x (D) gives (M), as the
+ * seeds' np.dot(X, W) + B. */
+TG_API tg_tensor *tg_affine_forward(const tg_affine *l, tg_tensor *x); /* step */
+
+/* ---- activations ------------------------------------------------------------ */
+
+typedef enum {
+	TG_ACT_IDENTITY,   /* x */
+	TG_ACT_RELU,	   /* max(x, 0) */
+	TG_ACT_SIGMOID,	   /* 1 / (1 + e^-x) */
+	TG_ACT_TANH,	   /* tanh x */
+	TG_ACT_LEAKY_RELU, /* x > 0 ? x : alpha x; alpha 0.01 unless given */
+	TG_ACT_ELU,	   /* x > 0 ? x : alpha (e^x - 1); alpha 1 unless given */
+} tg_act_kind;
+
+typedef struct tg_act {
+	tg_act_kind kind;
+	double alpha; /* leaky_relu and elu */
+} tg_act;
+
+/* "identity" (or "none"), "relu", "sigmoid", "tanh", "leaky_relu",
+ * "leaky_relu:0.1", "elu", "elu:0.5". 0 ok; -1 and TG_EARG in ctx. */
+TG_API int tg_act_parse(tg_ctx *ctx, const char *s, tg_act *out);
+TG_API char *tg_act_str(tg_act act, char *buf, size_t size); /* returns buf */
+/* act applied elementwise. Identity returns x itself. */
+TG_API tg_tensor *tg_act_forward(tg_act act, tg_tensor *x); /* step (or x) */
+
+/* ---- losses ------------------------------------------------------------------- */
+/* With integer labels use tg_cross_entropy (tapegrad.h): mean over the batch of
+ * -ln softmax(logits)[i, label_i]. */
+
+/* With one-hot or soft targets t (N,K), rows summing to 1:
+ * -sum(t * log_softmax(logits)) / N. d logits = (softmax(logits) - t) / N,
+ * the seeds' SoftmaxWithLoss backward. */
+TG_API tg_tensor *tg_cross_entropy_soft(tg_tensor *logits, tg_tensor *t); /* step */
+/* 0.5 lambda sum(W^2) over the params whose name ends in ".W": the seeds'
+ * weight-decay term of the loss. Its gradient lambda W is what an optimizer
+ * with weight_decay = lambda adds instead (tg_optim_opts). A scalar of the
+ * first weight's dtype; 0 when no name matches. */
+TG_API tg_tensor *tg_weight_penalty(tg_tensor *const *params, size_t n, double lambda); /* step */
+/* The index of the largest value of each row of x (N,K) into out[N]: the
+ * predicted class. 0 ok, -1 on error. */
+TG_API int tg_argmax_rows(const tg_tensor *x, int32_t *out);
+
+/* ---- batch normalisation over the features of (N,D) ------------------------------ */
+/* Training: y = (x - mean) / sqrt(var + eps) * gamma + beta with the batch's
+ * per-feature mean and BIASED variance (divided by N, as the book), all made
+ * of ops; then, outside the graph, the running statistics move towards the
+ * batch's:
+ *	running = avg_decay * running + (1 - avg_decay) * batch
+ * (running_var takes the biased batch variance, as the book). Evaluation
+ * uses the running statistics instead and updates nothing.
+ *
+ * avg_decay is the weight of the OLD value: the book's and Keras's
+ * momentum = 0.9. PyTorch's momentum = 0.1 is 1 - avg_decay. Defaults are
+ * the book's: eps = 1e-6 (written 10e-7 there; PyTorch uses 1e-5) and
+ * avg_decay = 0.9. A batch of one in training mode is TG_ESHAPE: its
+ * variance is 0, every output would be beta, and the running variance would
+ * be dragged towards 0 (PyTorch refuses it likewise). */
+
+#define TG_BN_EPS 1e-6
+#define TG_BN_AVG_DECAY 0.9
+
+typedef struct tg_batchnorm {
+	tg_tensor *gamma;	 /* (D) param "<name>.gamma", ones; ctx */
+	tg_tensor *beta;	 /* (D) param "<name>.beta", zeros; ctx */
+	tg_tensor *running_mean; /* (D) state "<name>.running_mean", zeros; ctx */
+	tg_tensor *running_var;	 /* (D) state "<name>.running_var", ones; ctx */
+	double eps;		 /* TG_BN_EPS */
+	double avg_decay;	 /* TG_BN_AVG_DECAY */
+	bool training;		 /* starts true */
+} tg_batchnorm;
+
+/* 0 ok, -1 on error (in ctx). */
+TG_API int tg_batchnorm_init(tg_batchnorm *bn, tg_ctx *ctx, tg_dtype dt, int64_t d,
+			     const char *name);
+/* x (N,D) -> (N,D). Updates the running statistics when training. */
+TG_API tg_tensor *tg_batchnorm_forward(tg_batchnorm *bn, tg_tensor *x); /* step */
+
+/* ---- dropout, inverted ------------------------------------------------------------ */
+/* Training: element i is kept when the i-th draw u_i of tg_random_uniform
+ * (row-major order) is >= p, so with probability 1 - p, and kept elements are
+ * scaled by 1 / (1 - p); the mask is a constant of the graph. Evaluation: the
+ * identity. p in [0, 1), else TG_EARG. */
+
+typedef struct tg_dropout {
+	double p;      /* probability of dropping */
+	bool training; /* starts true */
+} tg_dropout;
+
+/* Returns x itself when not training or p = 0. */
+TG_API tg_tensor *tg_dropout_forward(const tg_dropout *d, tg_tensor *x); /* step (or x) */
+/* x * mask / (1 - p) with a given 0/1 mask of x's shape and dtype, taken as a
+ * constant (its history, if any, is ignored): a fixed mask for tests. */
+TG_API tg_tensor *tg_dropout_apply(tg_tensor *x, tg_tensor *mask, double p); /* step */
+
+/* ---- multi-layer perceptron ------------------------------------------------------- */
+/* From a spec "784-100-100-10": layer sizes, input first, logits last, 2 to
+ * TG_MLP_MAX_LAYERS + 1 positive sizes. Each hidden layer i (from 1) is
+ *	fc<i> -> [bn<i>] -> act -> [dropout]
+ * and the last is fc<L> alone, giving logits. */
+
+enum { TG_MLP_MAX_LAYERS = 16 }; /* affine layers */
+
+typedef struct tg_mlp_opts {
+	tg_act act;	     /* TG_ACT_RELU */
+	tg_init init;	     /* TG_INIT_HE */
+	tg_dtype dtype;	     /* TG_F32 */
+	bool batchnorm;	     /* false */
+	double bn_eps;	     /* TG_BN_EPS */
+	double bn_avg_decay; /* TG_BN_AVG_DECAY */
+	double dropout;	     /* p; 0: no dropout layers */
+} tg_mlp_opts;
+
+typedef struct tg_mlp tg_mlp;
+
+TG_API tg_mlp_opts tg_mlp_defaults(void);
+/* NULL on a bad spec or option (TG_EARG naming the spec) or without memory.
+ * The net starts in training mode. opts may be NULL for the defaults. */
+TG_API tg_mlp *tg_mlp_new(tg_ctx *ctx, const char *spec,
+			  const tg_mlp_opts *opts); /* free with tg_mlp_free */
+TG_API void tg_mlp_free(tg_mlp *m);
+/* Training (batch statistics, dropout on) or evaluation (running
+ * statistics, dropout off) for every layer. */
+TG_API void tg_mlp_train(tg_mlp *m, bool on);
+TG_API bool tg_mlp_training(const tg_mlp *m);
+/* x (N,D0) or (N,...) flattening to D0 -> logits (N,K). */
+TG_API tg_tensor *tg_mlp_forward(tg_mlp *m, tg_tensor *x); /* step */
+/* The parameters in layer order: fc1.W, fc1.b, bn1.gamma, bn1.beta, fc2.W ... */
+TG_API tg_tensor *const *tg_mlp_params(const tg_mlp *m, size_t *n); /* borrowed */
+/* What a checkpoint must hold: the parameters, then each batch norm's
+ * running_mean and running_var, in layer order. */
+TG_API tg_tensor *const *tg_mlp_state(const tg_mlp *m, size_t *n); /* borrowed */
+TG_API int tg_mlp_depth(const tg_mlp *m);			   /* affine layers */
+TG_API int64_t tg_mlp_width(const tg_mlp *m, int i); /* size i of the spec, 0..depth */
+TG_API const char *tg_mlp_spec(const tg_mlp *m);     /* "784-100-10"; borrowed */
+TG_API tg_ctx *tg_mlp_ctx(const tg_mlp *m);	     /* borrowed */
+/* The output of hidden layer i's activation (1..depth-1) in the last forward
+ * (before dropout), for histograms as in the seeds' init experiment. NULL
+ * before a forward. */
+TG_API tg_tensor *tg_mlp_activation(const tg_mlp *m, int i); /* step, borrowed */
+
+/* ---- optimizers ---------------------------------------------------------------------- */
+/* Update rules, as the book's common/optimizer.py (g the gradient, p the
+ * parameter; state starts at 0):
+ *	SGD       p -= lr g
+ *	Momentum  v = momentum v - lr g;  p += v
+ *	Nesterov  v = momentum v - lr g;  p += momentum^2 v - (1 + momentum) lr g
+ *	          (the book's form: p moves as if evaluated at the look-ahead
+ *	          point; PyTorch's nesterov=True keeps a differently scaled buffer)
+ *	AdaGrad   h += g^2;  p -= lr g / (sqrt(h) + eps)
+ *	RMSprop   h = rho h + (1 - rho) g^2;  p -= lr g / (sqrt(h) + eps)
+ *	Adam      t += 1;  lr_t = lr sqrt(1 - beta2^t) / (1 - beta1^t);
+ *	          m += (1 - beta1)(g - m);  v += (1 - beta2)(g^2 - v);
+ *	          p -= lr_t m / (sqrt(v) + eps)
+ * Before the rule, g becomes the gradient of the regularised loss
+ * g = grad + weight_decay p for weights (params named "*.W", changeable per
+ * parameter): the same as adding 0.5 weight_decay sum(W^2) to the loss
+ * (tg_weight_penalty). Then, if clip_norm > 0 and the global L2 norm of all
+ * those g exceeds it, every g is scaled by clip_norm / norm. The gradient
+ * tensors themselves are left unchanged. Parameters are written through
+ * tg_data_mut, so a backward through a graph recorded before the step
+ * reports TG_EVERSION. A parameter whose gradient is NULL is skipped. State
+ * tensors are tg_keep tensors named "<param>.v" (Momentum, Nesterov),
+ * "<param>.h" (AdaGrad, RMSprop), "<param>.m" and "<param>.v" (Adam). */
+
+typedef enum { TG_SGD, TG_MOMENTUM, TG_NESTEROV, TG_ADAGRAD, TG_RMSPROP, TG_ADAM } tg_optim_kind;
+
+typedef struct tg_optim_opts {
+	tg_optim_kind kind;
+	double lr;	     /* 0.01; Adam 0.001 */
+	double momentum;     /* Momentum, Nesterov: 0.9 */
+	double rho;	     /* RMSprop's decay_rate: 0.99 */
+	double beta1;	     /* Adam: 0.9 */
+	double beta2;	     /* Adam: 0.999 */
+	double eps;	     /* AdaGrad, RMSprop, Adam: 1e-7 */
+	double weight_decay; /* lambda; 0 */
+	double clip_norm;    /* 0: no clipping */
+} tg_optim_opts;
+
+typedef struct tg_optim tg_optim;
+
+/* The book's defaults for kind. */
+TG_API tg_optim_opts tg_optim_defaults(tg_optim_kind kind);
+/* "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam". 0 ok; -1 and
+ * TG_EARG in ctx. */
+TG_API int tg_optim_parse(tg_ctx *ctx, const char *s, tg_optim_kind *out);
+TG_API const char *tg_optim_name(tg_optim_kind kind); /* "adam"; static */
+/* Over params[0..n) (the array is copied). TG_EARG naming the tensor if one
+ * does not require a gradient, or for a bad option; NULL then. */
+TG_API tg_optim *tg_optim_new(tg_ctx *ctx, tg_tensor *const *params, size_t n,
+			      const tg_optim_opts *opts); /* free with tg_optim_free */
+TG_API void tg_optim_free(tg_optim *o);
+/* One update of every parameter that has a gradient. 0 ok, -1 on error;
+ * does nothing while the context holds an error. */
+TG_API int tg_optim_step(tg_optim *o);
+TG_API void tg_optim_zero_grad(tg_optim *o); /* tg_zero_grad of each param */
+TG_API double tg_optim_lr(const tg_optim *o);
+TG_API void tg_optim_set_lr(tg_optim *o, double lr); /* for schedules */
+/* Whether weight decay applies to params[i] (default: its name ends in ".W"). */
+TG_API void tg_optim_set_decay(tg_optim *o, size_t i, bool on);
+/* Global L2 norm of the (decayed) gradients at the last step, before
+ * clipping; 0 before the first step. */
+TG_API double tg_optim_grad_norm(const tg_optim *o);
+TG_API int64_t tg_optim_steps(const tg_optim *o);	/* steps taken (Adam's t) */
+TG_API void tg_optim_set_steps(tg_optim *o, int64_t t); /* when resuming */
+/* The state tensors, for checkpoints; none for SGD. */
+TG_API tg_tensor *const *tg_optim_state(const tg_optim *o, size_t *n); /* borrowed */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TAPEGRAD_NN_H */

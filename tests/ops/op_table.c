@@ -25,58 +25,54 @@
 	{ .name = "column (2,1) and (2,3)", .in = { SH(2, 1), SH(2, 3) } },              \
 	{ .name = "(2,3) and column (2,1)", .in = { SH(2, 3), SH(2, 1) } },              \
 	{ .name = "both (2,1) and (1,3)", .in = { SH(2, 1), SH(1, 3) } },                \
-	{ .name = "3-D (2,1,3) and (4,1)", .in = { SH(2, 1, 3), SH(4, 1) } }
+	{ .name = "3-D (2,1,3) and (4,1)", .in = { SH(2, 1, 3), SH(4, 1) } },            \
+	{ .name = "4-D (2,1,2,1) and (3,1,2)", .in = { SH(2, 1, 2, 1), SH(3, 1, 2) } }
 
 /* ---- applying each op ------------------------------------------------------------ */
+
+/* f_name(in, user) returning expr; user is the op_variant */
+#define FN(name, expr)                                                                   \
+	static tg_tensor *f_##name(tg_tensor *const *in, void *user)                    \
+	{                                                                                \
+		(void)user;                                                              \
+		return expr;                                                             \
+	}
 
 #define V(user) ((const op_variant *)(user))
 #define ARG(i) (V(user)->arg[i])
 #define TO(user) V(user)->to.ndim, V(user)->to.dim
 
-static tg_tensor *f_add(tg_tensor *const *in, void *user) { (void)user; return tg_add(in[0], in[1]); }
-static tg_tensor *f_sub(tg_tensor *const *in, void *user) { (void)user; return tg_sub(in[0], in[1]); }
-static tg_tensor *f_mul(tg_tensor *const *in, void *user) { (void)user; return tg_mul(in[0], in[1]); }
-static tg_tensor *f_div(tg_tensor *const *in, void *user) { (void)user; return tg_div(in[0], in[1]); }
-static tg_tensor *f_maximum(tg_tensor *const *in, void *user) { (void)user; return tg_maximum(in[0], in[1]); }
-static tg_tensor *f_minimum(tg_tensor *const *in, void *user) { (void)user; return tg_minimum(in[0], in[1]); }
-static tg_tensor *f_pow(tg_tensor *const *in, void *user) { return tg_pow(in[0], ARG(0)); }
-static tg_tensor *f_add_scalar(tg_tensor *const *in, void *user) { return tg_add_scalar(in[0], ARG(0)); }
-static tg_tensor *f_mul_scalar(tg_tensor *const *in, void *user) { return tg_mul_scalar(in[0], ARG(0)); }
+FN(add, tg_add(in[0], in[1]))
+FN(sub, tg_sub(in[0], in[1]))
+FN(mul, tg_mul(in[0], in[1]))
+FN(div, tg_div(in[0], in[1]))
+FN(maximum, tg_maximum(in[0], in[1]))
+FN(minimum, tg_minimum(in[0], in[1]))
+FN(pow, tg_pow(in[0], ARG(0)))
+FN(add_scalar, tg_add_scalar(in[0], ARG(0)))
+FN(mul_scalar, tg_mul_scalar(in[0], ARG(0)))
 
-static tg_tensor *f_neg(tg_tensor *const *in, void *user) { (void)user; return tg_neg(in[0]); }
-static tg_tensor *f_exp(tg_tensor *const *in, void *user) { (void)user; return tg_exp(in[0]); }
-static tg_tensor *f_log(tg_tensor *const *in, void *user) { (void)user; return tg_log(in[0]); }
-static tg_tensor *f_sqrt(tg_tensor *const *in, void *user) { (void)user; return tg_sqrt(in[0]); }
-static tg_tensor *f_abs(tg_tensor *const *in, void *user) { (void)user; return tg_abs(in[0]); }
-static tg_tensor *f_sigmoid(tg_tensor *const *in, void *user) { (void)user; return tg_sigmoid(in[0]); }
-static tg_tensor *f_tanh(tg_tensor *const *in, void *user) { (void)user; return tg_tanh(in[0]); }
-static tg_tensor *f_relu(tg_tensor *const *in, void *user) { (void)user; return tg_relu(in[0]); }
-static tg_tensor *f_leaky_relu(tg_tensor *const *in, void *user) { return tg_leaky_relu(in[0], ARG(0)); }
-static tg_tensor *f_elu(tg_tensor *const *in, void *user) { return tg_elu(in[0], ARG(0)); }
-static tg_tensor *f_softplus(tg_tensor *const *in, void *user) { (void)user; return tg_softplus(in[0]); }
-static tg_tensor *f_sigmoid_backward(tg_tensor *const *in, void *user)
-{
-	(void)user;
-	return tg_sigmoid_backward(in[0], in[1]);
-}
+FN(neg, tg_neg(in[0]))
+FN(exp, tg_exp(in[0]))
+FN(log, tg_log(in[0]))
+FN(sqrt, tg_sqrt(in[0]))
+FN(abs, tg_abs(in[0]))
+FN(sigmoid, tg_sigmoid(in[0]))
+FN(tanh, tg_tanh(in[0]))
+FN(relu, tg_relu(in[0]))
+FN(leaky_relu, tg_leaky_relu(in[0], ARG(0)))
+FN(elu, tg_elu(in[0], ARG(0)))
+FN(softplus, tg_softplus(in[0]))
+FN(sigmoid_backward, tg_sigmoid_backward(in[0], in[1]))
 
-static tg_tensor *f_sum(tg_tensor *const *in, void *user) { (void)user; return tg_sum(in[0]); }
-static tg_tensor *f_mean(tg_tensor *const *in, void *user) { (void)user; return tg_mean(in[0]); }
-static tg_tensor *f_max(tg_tensor *const *in, void *user) { (void)user; return tg_max(in[0]); }
-static tg_tensor *f_sum_axis(tg_tensor *const *in, void *user)
-{
-	return tg_sum_axis(in[0], (int)ARG(0), ARG(1) != 0);
-}
-static tg_tensor *f_mean_axis(tg_tensor *const *in, void *user)
-{
-	return tg_mean_axis(in[0], (int)ARG(0), ARG(1) != 0);
-}
-static tg_tensor *f_max_axis(tg_tensor *const *in, void *user)
-{
-	return tg_max_axis(in[0], (int)ARG(0), ARG(1) != 0);
-}
-static tg_tensor *f_sum_to(tg_tensor *const *in, void *user) { return tg_sum_to(in[0], TO(user)); }
-static tg_tensor *f_expand(tg_tensor *const *in, void *user) { return tg_expand(in[0], TO(user)); }
+FN(sum, tg_sum(in[0]))
+FN(mean, tg_mean(in[0]))
+FN(max, tg_max(in[0]))
+FN(sum_axis, tg_sum_axis(in[0], (int)ARG(0), ARG(1) != 0))
+FN(mean_axis, tg_mean_axis(in[0], (int)ARG(0), ARG(1) != 0))
+FN(max_axis, tg_max_axis(in[0], (int)ARG(0), ARG(1) != 0))
+FN(sum_to, tg_sum_to(in[0], TO(user)))
+FN(expand, tg_expand(in[0], TO(user)))
 
 /* arg[0], arg[1]: the transpose flags of tg_matmul_t; plain tg_matmul when
  * arg[2] is 0 */
@@ -86,19 +82,18 @@ static tg_tensor *f_matmul(tg_tensor *const *in, void *user)
 		return tg_matmul(in[0], in[1]);
 	return tg_matmul_t(in[0], ARG(0) != 0, in[1], ARG(1) != 0);
 }
-static tg_tensor *f_transpose(tg_tensor *const *in, void *user) { (void)user; return tg_transpose(in[0]); }
-static tg_tensor *f_reshape(tg_tensor *const *in, void *user) { return tg_reshape(in[0], TO(user)); }
 
-/* Indices with a repeat, so the backward must add, not overwrite. */
+FN(transpose, tg_transpose(in[0]))
+FN(reshape, tg_reshape(in[0], TO(user)))
+
+/* Row indices repeat row 2, so gather's backward must add, not overwrite. */
 static const int32_t rows[] = { 2, 0, 2, 1 };
-static const int32_t picks[] = { 3, 0, 2, 1 };
-static const int32_t labels[] = { 1, 3, 0, 2 };
+static const int32_t picks[] = { 3, 0, 2, 1 };  /* one column per row */
+static const int32_t labels[] = { 1, 3, 0, 2 }; /* cross_entropy's classes */
 
 /* arg[0]: how many rows to take */
-static tg_tensor *f_gather_rows(tg_tensor *const *in, void *user)
-{
-	return tg_gather_rows(in[0], rows, (int64_t)ARG(0));
-}
+FN(gather_rows, tg_gather_rows(in[0], rows, (int64_t)ARG(0)))
+
 /* scatter_rows has no public function: it is gather_rows' backward. Its
  * value for src is the gradient of sum(gather_rows(z, rows) * src) for a
  * zero z of shape to, taken with history (TG_CREATE_GRAPH). */
@@ -116,15 +111,11 @@ static tg_tensor *f_scatter_rows(tg_tensor *const *in, void *user)
 	return rc ? NULL : tg_grad(z);
 }
 
-static tg_tensor *f_pick(tg_tensor *const *in, void *user) { (void)user; return tg_pick(in[0], picks); }
+FN(pick, tg_pick(in[0], picks))
 
-static tg_tensor *f_softmax(tg_tensor *const *in, void *user) { (void)user; return tg_softmax(in[0]); }
-static tg_tensor *f_log_softmax(tg_tensor *const *in, void *user) { (void)user; return tg_log_softmax(in[0]); }
-static tg_tensor *f_cross_entropy(tg_tensor *const *in, void *user)
-{
-	(void)user;
-	return tg_cross_entropy(in[0], labels);
-}
+FN(softmax, tg_softmax(in[0]))
+FN(log_softmax, tg_log_softmax(in[0]))
+FN(cross_entropy, tg_cross_entropy(in[0], labels))
 
 /* ---- the table ------------------------------------------------------------------ */
 
@@ -189,11 +180,13 @@ const op_row op_table[] = {
 		 { .name = "(2,3) axis -1", .in = { SH(2, 3) }, .arg = { -1, 0 } },
 		 { .name = "(2,3,2) axis 1", .in = { SH(2, 3, 2) }, .arg = { 1, 0 } },
 		 { .name = "(4,) axis 0", .in = { SH(4) }, .arg = { 0, 0 } } } },
-	{ .op = "mean_axis", .fn = f_mean_axis, .nin = 1, .gen = { GEN_ANY }, .twice = true,
+	{ .op = "mean_axis", .fn = f_mean_axis, .nin = 1, .gen = { GEN_ANY },
+	  .twice = true,
 	  .v = { { .name = "(2,3) axis 0", .in = { SH(2, 3) }, .arg = { 0, 0 } },
 		 { .name = "(2,3) axis 1 keepdim", .in = { SH(2, 3) }, .arg = { 1, 1 } },
 		 { .name = "(2,3,2) axis -2 keepdim", .in = { SH(2, 3, 2) }, .arg = { -2, 1 } } } },
-	{ .op = "max_axis", .fn = f_max_axis, .nin = 1, .gen = { GEN_DISTINCT }, .twice = true,
+	{ .op = "max_axis", .fn = f_max_axis, .nin = 1, .gen = { GEN_DISTINCT },
+	  .twice = true,
 	  .v = { { .name = "(2,3) axis 0", .in = { SH(2, 3) }, .arg = { 0, 0 } },
 		 { .name = "(2,3) axis 1 keepdim", .in = { SH(2, 3) }, .arg = { 1, 1 } },
 		 { .name = "(2,3,2) axis 1", .in = { SH(2, 3, 2) }, .arg = { 1, 0 } } } },
@@ -210,14 +203,18 @@ const op_row op_table[] = {
 		 { .name = "(1,3) to (2,2,3)", .in = { SH(1, 3) }, .to = SH(2, 2, 3) } } },
 
 	/* matrix.c */
-	{ .op = "matmul", .fn = f_matmul, .nin = 2, .gen = { GEN_ANY, GEN_ANY }, .twice = true,
+	{ .op = "matmul", .fn = f_matmul, .nin = 2, .gen = { GEN_ANY, GEN_ANY },
+	  .twice = true,
 	  .v = { { .name = "(2,3) @ (3,4)", .in = { SH(2, 3), SH(3, 4) } },
 		 { .name = "(1,3) @ (3,1)", .in = { SH(1, 3), SH(3, 1) } },
 		 { .name = "(4,1) @ (1,2)", .in = { SH(4, 1), SH(1, 2) } },
+		 { .name = "(5,7) @ (7,6)", .in = { SH(5, 7), SH(7, 6) } },
 		 { .name = "(3,2)^T @ (3,4)", .in = { SH(3, 2), SH(3, 4) }, .arg = { 1, 0, 1 } },
 		 { .name = "(2,3) @ (4,3)^T", .in = { SH(2, 3), SH(4, 3) }, .arg = { 0, 1, 1 } },
-		 { .name = "(3,2)^T @ (4,3)^T", .in = { SH(3, 2), SH(4, 3) }, .arg = { 1, 1, 1 } } } },
-	{ .op = "transpose", .fn = f_transpose, .nin = 1, .gen = { GEN_ANY }, .twice = true,
+		 { .name = "(3,2)^T @ (4,3)^T", .in = { SH(3, 2), SH(4, 3) },
+		   .arg = { 1, 1, 1 } } } },
+	{ .op = "transpose", .fn = f_transpose, .nin = 1, .gen = { GEN_ANY },
+	  .twice = true,
 	  .v = { { .name = "(2,3)", .in = { SH(2, 3) } },
 		 { .name = "(1,4)", .in = { SH(1, 4) } } } },
 	{ .op = "reshape", .fn = f_reshape, .nin = 1, .gen = { GEN_ANY }, .twice = true,
@@ -227,11 +224,13 @@ const op_row op_table[] = {
 		 { .name = "(1,) to ()", .in = { SH(1) }, .to = SCALAR } } },
 
 	/* index.c */
-	{ .op = "gather_rows", .fn = f_gather_rows, .nin = 1, .gen = { GEN_ANY }, .twice = true,
+	{ .op = "gather_rows", .fn = f_gather_rows, .nin = 1, .gen = { GEN_ANY },
+	  .twice = true,
 	  .v = { { .name = "(3,2) rows 2,0,2,1", .in = { SH(3, 2) }, .arg = { 4 } },
 		 { .name = "(3,) rows 2,0", .in = { SH(3) }, .arg = { 2 } },
 		 { .name = "(3,2,2) rows 2,0,2", .in = { SH(3, 2, 2) }, .arg = { 3 } } } },
-	{ .op = "scatter_rows", .fn = f_scatter_rows, .nin = 1, .gen = { GEN_ANY }, .twice = true,
+	{ .op = "scatter_rows", .fn = f_scatter_rows, .nin = 1, .gen = { GEN_ANY },
+	  .twice = true,
 	  .v = { { .name = "(4,2) to rows 2,0,2,1 of (3,2)", .in = { SH(4, 2) }, .to = SH(3, 2) },
 		 { .name = "(2,) to rows 2,0 of (3,)", .in = { SH(2) }, .to = SH(3) },
 		 { .name = "(3,2,2) to rows 2,0,2 of (4,2,2)", .in = { SH(3, 2, 2) },
@@ -305,8 +304,9 @@ int op_table_inputs(tg_ctx *ctx, const op_row *r, const op_variant *v, tg_tensor
 		for (int d = 0; d < s->ndim; d++)
 			n *= (size_t)s->dim[d];
 		if (n > MAX_NUMEL) {
-			tg_fail(ctx, TG_EARG, "op_table: %s %s: input %d has %zu elements (%d at most)",
-				r->op, v->name, j, n, MAX_NUMEL);
+			tg_fail(ctx, TG_EARG,
+				"op_table: %s %s: input %d has %zu elements (%d at most)", r->op,
+				v->name, j, n, MAX_NUMEL);
 			return -1;
 		}
 		double x[MAX_NUMEL];

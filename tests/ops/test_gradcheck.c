@@ -26,8 +26,9 @@ static void every_registered_op_has_a_table_row(void **state)
 	int missing = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (!op_table_find(reg[i]->name)) {
-			print_error("op \"%s\" is registered but has no row in tests/ops/op_table.c\n",
-				    reg[i]->name);
+			print_error(
+			    "op \"%s\" is registered but has no row in tests/ops/op_table.c\n",
+			    reg[i]->name);
 			missing++;
 		}
 	}
@@ -129,8 +130,8 @@ static int check_table(checker check, tg_fn f, double tol, bool second_order)
 			applied a = { row, v };
 			if (op_table_inputs(ctx, row, v, in) ||
 			    check(ctx, f, &a, row->nin, in, EPS, &res)) {
-				print_error("%s, %s%s: the check failed: %s\n", row->op, form, v->name,
-					    tg_error(ctx));
+				print_error("%s, %s%s: the check failed: %s\n", row->op, form,
+					    v->name, tg_error(ctx));
 				tg_clear_error(ctx);
 				failures++;
 				continue;
@@ -139,7 +140,8 @@ static int check_table(checker check, tg_fn f, double tol, bool second_order)
 			if (!(res.worst_rel < tol)) {
 				print_error("%s, %s%s: worst relative error %.3g (absolute %.3g), "
 					    "tolerance %g\n",
-					    row->op, form, v->name, res.worst_rel, res.worst_abs, tol);
+					    row->op, form, v->name, res.worst_rel, res.worst_abs,
+					    tol);
 				for (int j = 0; j < row->nin; j++)
 					print_error("    input %d: max_abs %.3g max_rel %.3g\n", j,
 						    res.max_abs[j], res.max_rel[j]);
@@ -181,8 +183,8 @@ static void f32_forward_agrees_with_f64(void **state)
 			tg_tensor *in64[TG_MAX_INPUTS], *in32[TG_MAX_INPUTS];
 			assert_int_equal(op_table_inputs(ctx, row, v, in64), 0);
 			for (int j = 0; j < row->nin; j++)
-				in32[j] = tg_from_f64(ctx, TG_F32, tg_ndim(in64[j]), tg_shape(in64[j]),
-						      tg_data(in64[j]));
+				in32[j] = tg_from_f64(ctx, TG_F32, tg_ndim(in64[j]),
+						      tg_shape(in64[j]), tg_data(in64[j]));
 			tg_tensor *y64 = op_table_apply(row, v, in64);
 			tg_tensor *y32 = op_table_apply(row, v, in32);
 			if (!y64 || !y32) {
@@ -195,8 +197,9 @@ static void f32_forward_agrees_with_f64(void **state)
 			tg_shape_str(y64, s64, sizeof s64);
 			tg_shape_str(y32, s32, sizeof s32);
 			if (strcmp(s64, s32) != 0 || tg_dtype_of(y32) != TG_F32) {
-				print_error("%s, %s: f64 gives %s, f32 gives %s %s\n", row->op, v->name,
-					    s64, tg_dtype_of(y32) == TG_F32 ? "f32" : "f64", s32);
+				print_error("%s, %s: f64 gives %s, f32 gives %s %s\n", row->op,
+					    v->name, s64,
+					    tg_dtype_of(y32) == TG_F32 ? "f32" : "f64", s32);
 				failures++;
 				continue;
 			}
@@ -211,8 +214,9 @@ static void f32_forward_agrees_with_f64(void **state)
 				}
 			}
 			if (!(worst < 1e-5)) {
-				print_error("%s, %s: element %zu: f64 %.9g, f32 %.9g (relative %.3g)\n",
-					    row->op, v->name, at, tg_get(y64, at), tg_get(y32, at), worst);
+				print_error(
+				    "%s, %s: element %zu: f64 %.9g, f32 %.9g (relative %.3g)\n",
+				    row->op, v->name, at, tg_get(y64, at), tg_get(y32, at), worst);
 				failures++;
 			}
 		}
@@ -239,7 +243,8 @@ static void hessian_vector_product_of_a_known_function(void **state)
 	tg_tensor *v = tg_from_f64(ctx, TG_F64, SHAPE(3), (double[]){ 1, -2, 0.5 });
 
 	tg_tensor *cubes = tg_mul_scalar(tg_sum(tg_pow(x, 3)), 1.0 / 6);
-	tg_tensor *quad = tg_matmul(tg_reshape(x, SHAPE(1, 3)), tg_matmul(A, tg_reshape(x, SHAPE(3, 1))));
+	tg_tensor *quad =
+	    tg_matmul(tg_reshape(x, SHAPE(1, 3)), tg_matmul(A, tg_reshape(x, SHAPE(3, 1))));
 	tg_tensor *f = tg_add(cubes, tg_mul_scalar(tg_sum(quad), 0.5));
 	assert_int_equal(tg_backward_ex(f, NULL, TG_CREATE_GRAPH), 0);
 	assert_ctx_ok(ctx);
@@ -286,8 +291,15 @@ static void square_detached_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_mul(dout, tg_mul_scalar(tg_detach(tg_node_input(n, 0)), 2)));
 }
 
+/* right at first order, but dout is cut from its history */
+static void square_cut_dout_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_node_grad(n, 0, tg_mul(tg_detach(dout), tg_mul_scalar(tg_node_input(n, 0), 2)));
+}
+
 static const tg_op square_wrong = { "square_wrong", square_wrong_backward };
 static const tg_op square_detached = { "square_detached", square_detached_backward };
+static const tg_op square_cut_dout = { "square_cut_dout", square_cut_dout_backward };
 
 static tg_tensor *f_square_wrong(tg_tensor *const *in, void *user)
 {
@@ -299,6 +311,18 @@ static tg_tensor *f_square_detached(tg_tensor *const *in, void *user)
 {
 	(void)user;
 	return square_with(&square_detached, in[0]);
+}
+
+static tg_tensor *f_square_cut_dout(tg_tensor *const *in, void *user)
+{
+	(void)user;
+	return square_with(&square_cut_dout, in[0]);
+}
+
+static tg_tensor *f_square_cut_dout_squared(tg_tensor *const *in, void *user)
+{
+	tg_tensor *y = f_square_cut_dout(in, user);
+	return tg_mul(y, y);
 }
 
 static void gradcheck_detects_a_wrong_backward_rule(void **state)
@@ -332,6 +356,30 @@ static void gradcheck2_detects_a_gradient_without_history(void **state)
 		fail_msg("a gradient without history passed the second-order check: "
 			 "worst_abs %.3g",
 			 res.worst_abs);
+	tg_ctx_free(ctx);
+}
+
+/* Alone, the op's dout is the constant weighting, so cutting it changes
+ * nothing; squared, dout depends on x and the cut shows. This is why the
+ * table's second-order check also runs on op(x)^2. */
+static void gradcheck2_of_the_squared_op_detects_a_rule_that_cuts_dout(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *x = tg_from_f64(ctx, TG_F64, SHAPE(3), (double[]){ 1, -2, 0.5 });
+	tg_gradcheck_result res;
+	assert_int_equal(tg_gradcheck2(ctx, f_square_cut_dout, NULL, 1, &x, EPS, &res), 0);
+	if (!(res.worst_rel < 1e-5))
+		fail_msg("plain second order should pass: worst_rel %.3g", res.worst_rel);
+	assert_int_equal(tg_gradcheck(ctx, f_square_cut_dout_squared, NULL, 1, &x, EPS, &res), 0);
+	if (!(res.worst_rel < 1e-6))
+		fail_msg("squared first order should pass: worst_rel %.3g", res.worst_rel);
+	assert_int_equal(tg_gradcheck2(ctx, f_square_cut_dout_squared, NULL, 1, &x, EPS, &res), 0);
+	assert_ctx_ok(ctx);
+	if (!(res.worst_rel > 0.1))
+		fail_msg("a rule that cuts dout passed the squared second-order check: "
+			 "worst_rel %.3g",
+			 res.worst_rel);
 	tg_ctx_free(ctx);
 }
 
@@ -436,6 +484,7 @@ int main(void)
 		cmocka_unit_test(hessian_vector_product_of_a_known_function),
 		cmocka_unit_test(gradcheck_detects_a_wrong_backward_rule),
 		cmocka_unit_test(gradcheck2_detects_a_gradient_without_history),
+		cmocka_unit_test(gradcheck2_of_the_squared_op_detects_a_rule_that_cuts_dout),
 		cmocka_unit_test(gradcheck_leaves_its_inputs_as_it_found_them),
 		cmocka_unit_test(gradcheck_reports_the_error_of_f_and_bad_arguments),
 	};

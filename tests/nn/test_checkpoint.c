@@ -1,0 +1,618 @@
+/*
+ * test_checkpoint.c - checkpoints: values survive a round trip exactly; a
+ * file built by hand from the documented format loads; every kind of bad
+ * file is rejected with the model untouched; a failed save leaves the file
+ * that was at the path as it was.
+ */
+#include "../engine/test_util.h"
+
+#include "tapegrad_io.h"
+
+#include <dirent.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+typedef struct tmpdir {
+	char path[64];
+} tmpdir;
+
+static void tmp_make(tmpdir *d)
+{
+	snprintf(d->path, sizeof d->path, "/tmp/tg_ckpt_XXXXXX");
+	assert_non_null(mkdtemp(d->path));
+}
+
+/* Number of entries in the directory (temporary files left behind show up). */
+static int tmp_count(const tmpdir *d)
+{
+	DIR *dir = opendir(d->path);
+	assert_non_null(dir);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(dir)))
+		n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+	closedir(dir);
+	return n;
+}
+
+static void tmp_remove(tmpdir *d)
+{
+	DIR *dir = opendir(d->path);
+	assert_non_null(dir);
+	struct dirent *e;
+	char p[512];
+	while ((e = readdir(dir))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		snprintf(p, sizeof p, "%s/%s", d->path, e->d_name);
+		unlink(p);
+	}
+	closedir(dir);
+	rmdir(d->path);
+}
+
+static const char *tmp_file(const tmpdir *d, const char *name, char *buf)
+{
+	snprintf(buf, 256, "%s/%s", d->path, name);
+	return buf;
+}
+
+typedef struct bytes {
+	unsigned char *p;
+	size_t n;
+} bytes;
+
+static bytes slurp(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	bytes b = { malloc(1 << 20), 0 };
+	assert_non_null(b.p);
+	b.n = fread(b.p, 1, 1 << 20, f);
+	fclose(f);
+	return b;
+}
+
+static void spit(const char *path, const void *p, size_t n)
+{
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(p, 1, n, f), n);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* A small model: Affine weights and bias, a batch-norm running mean, a
+ * scalar and a 4-D tensor, all named, values from the context's generator. */
+enum { NT = 5 };
+static const char *const NAMES[NT] = { "fc1.W", "fc1.b", "bn1.running_mean", "step", "conv.k" };
+
+static void make_model(tg_ctx *ctx, tg_dtype dt, tg_tensor **t)
+{
+	t[0] = tg_param(tg_randn(ctx, dt, SHAPE(3, 4), 0, 1));
+	t[1] = tg_param(tg_randn(ctx, dt, SHAPE(4), 0, 1));
+	t[2] = tg_keep(tg_randn(ctx, dt, SHAPE(4), 0, 1));
+	t[3] = tg_keep(tg_randn(ctx, dt, 0, NULL, 0, 1));
+	t[4] = tg_param(tg_randn(ctx, dt, SHAPE(2, 1, 3, 2), 0, 1));
+	for (int i = 0; i < NT; i++) {
+		assert_non_null(t[i]);
+		tg_set_name(t[i], NAMES[i]);
+	}
+	assert_ctx_ok(ctx);
+}
+
+/* All values of the tensors, flattened, as doubles (enough for this model). */
+typedef struct snapshot {
+	double v[64];
+	size_t n;
+} snapshot;
+
+static snapshot snap(tg_tensor *const *t, int n)
+{
+	snapshot s = { .n = 0 };
+	for (int i = 0; i < n; i++) {
+		size_t k = tg_numel(t[i]);
+		assert_true(s.n + k <= 64);
+		assert_int_equal(tg_copy_to_f64(t[i], s.v + s.n, k), 0);
+		s.n += k;
+	}
+	return s;
+}
+
+static void assert_same_values(const snapshot *a, const snapshot *b)
+{
+	assert_int_equal(a->n, b->n);
+	for (size_t i = 0; i < a->n; i++)
+		if (a->v[i] != b->v[i])
+			fail_msg("value %zu is %.17g, expected %.17g", i, b->v[i], a->v[i]);
+}
+
+/* Saves a model of this dtype made with seed 1 to path; its values in *s. */
+static void save_model(const char *path, tg_dtype dt, snapshot *s)
+{
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *t[NT];
+	make_model(ctx, dt, t);
+	assert_int_equal(tg_checkpoint_save(ctx, path, t, NT), 0);
+	assert_ctx_ok(ctx);
+	if (s)
+		*s = snap(t, NT);
+	tg_ctx_free(ctx);
+}
+
+/* Loads path into the list t (of ctx) and expects code and text; the
+ * tensors' values must not change. */
+static void expect_load_error(tg_ctx *ctx, const char *path, tg_tensor *const *t, size_t n,
+			      tg_status code, const char *text)
+{
+	snapshot before = snap(t, (int)n);
+	assert_int_equal(tg_checkpoint_load(ctx, path, t, n), -1);
+	assert_error(ctx, code, text);
+	snapshot after = snap(t, (int)n);
+	assert_same_values(&before, &after);
+	tg_clear_error(ctx);
+}
+
+/* Loads path into a fresh model (seed 2) and expects code and text. */
+static void expect_bad_file(const char *path, tg_status code, const char *text)
+{
+	tg_ctx *ctx = tg_ctx_new(2);
+	tg_tensor *t[NT];
+	make_model(ctx, TG_F32, t);
+	expect_load_error(ctx, path, t, NT, code, text);
+	tg_ctx_free(ctx);
+}
+
+/* ---- round trips ---------------------------------------------------------------- */
+
+static void values_survive_a_round_trip_exactly_in_f32_and_f64(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char path[256];
+	tmp_file(&d, "model.ckpt", path);
+	tg_dtype dts[2] = { TG_F32, TG_F64 };
+	for (int k = 0; k < 2; k++) {
+		snapshot saved;
+		save_model(path, dts[k], &saved);
+		assert_int_equal(tmp_count(&d), 1); /* no temporary file left */
+		tg_ctx *ctx = tg_ctx_new(2);
+		tg_tensor *t[NT];
+		make_model(ctx, dts[k], t);
+		snapshot other = snap(t, NT);
+		assert_true(other.v[0] != saved.v[0]); /* a different model before */
+		assert_int_equal(tg_checkpoint_load(ctx, path, t, NT), 0);
+		assert_ctx_ok(ctx);
+		snapshot loaded = snap(t, NT);
+		assert_same_values(&saved, &loaded);
+		assert_int_equal(tg_dim(t[4], 2), 3);
+		tg_ctx_free(ctx);
+	}
+	tmp_remove(&d);
+}
+
+static void tensors_are_matched_by_name_in_any_order(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char path[256];
+	tmp_file(&d, "model.ckpt", path);
+	snapshot saved;
+	save_model(path, TG_F64, &saved);
+	tg_ctx *ctx = tg_ctx_new(3);
+	tg_tensor *t[NT], *rev[NT];
+	make_model(ctx, TG_F64, t);
+	for (int i = 0; i < NT; i++)
+		rev[i] = t[NT - 1 - i];
+	assert_int_equal(tg_checkpoint_load(ctx, path, rev, NT), 0);
+	snapshot loaded = snap(t, NT);
+	assert_same_values(&saved, &loaded);
+	tg_ctx_free(ctx);
+	tmp_remove(&d);
+}
+
+static void a_file_written_by_hand_to_the_documented_format_loads(void **state)
+{
+	(void)state;
+	/* one f64 tensor "w" of shape (2,) holding 1.5 and -2 */
+	unsigned char f[64];
+	size_t n = 0;
+	memcpy(f, "TGCKPT\0\0", 8);
+	n = 8;
+	const unsigned char head[] = { 1, 0, 0, 0,         /* version */
+				       1, 0, 0, 0,         /* count */
+				       1, 0, 'w',          /* name */
+				       1,                  /* dtype f64 */
+				       1,                  /* ndim */
+				       2, 0, 0, 0, 0, 0, 0, 0 };
+	memcpy(f + n, head, sizeof head);
+	n += sizeof head;
+	const double v[2] = { 1.5, -2 }; /* little-endian on this machine */
+	memcpy(f + n, v, sizeof v);
+	n += sizeof v;
+	uint32_t crc = (uint32_t)crc32(0, f, (uInt)n);
+	for (int i = 0; i < 4; i++)
+		f[n++] = (unsigned char)(crc >> (8 * i));
+
+	tmpdir d;
+	tmp_make(&d);
+	char path[256];
+	tmp_file(&d, "hand.ckpt", path);
+	spit(path, f, n);
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *w = tg_set_name(tg_param(tg_zeros(ctx, TG_F64, SHAPE(2))), "w");
+	assert_int_equal(tg_checkpoint_load(ctx, path, &w, 1), 0);
+	assert_ctx_ok(ctx);
+	assert_near(tg_get(w, 0), 1.5, 0);
+	assert_near(tg_get(w, 1), -2, 0);
+	/* and saving it again gives the same bytes */
+	char again[256];
+	tmp_file(&d, "again.ckpt", again);
+	assert_int_equal(tg_checkpoint_save(ctx, again, &w, 1), 0);
+	bytes b = slurp(again);
+	assert_int_equal(b.n, n);
+	assert_memory_equal(b.p, f, n);
+	free(b.p);
+	tg_ctx_free(ctx);
+	tmp_remove(&d);
+}
+
+/* ---- bad files -------------------------------------------------------------------- */
+
+static void a_corrupted_byte_fails_the_crc(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char path[256];
+	tmp_file(&d, "model.ckpt", path);
+	save_model(path, TG_F32, NULL);
+	bytes b = slurp(path);
+	assert_int_equal(b.n, 272);
+	/* the middle of the file: a letter of the name bn1.running_mean */
+	b.p[b.n / 2] ^= 0x10;
+	spit(path, b.p, b.n);
+	expect_bad_file(path, TG_EFORMAT, "CRC32 mismatch");
+	b.p[b.n / 2] ^= 0x10;
+	/* a bit of fc1.W's values (bytes 41..88: after 16 bytes of header and
+	 * its own 25-byte description) */
+	b.p[60] ^= 0x01;
+	spit(path, b.p, b.n);
+	expect_bad_file(path, TG_EFORMAT, "CRC32 mismatch");
+	b.p[60] ^= 0x01;
+	/* a flipped bit in the stored CRC itself */
+	b.p[b.n - 1] ^= 0x01;
+	spit(path, b.p, b.n);
+	expect_bad_file(path, TG_EFORMAT, "model.ckpt: CRC32 mismatch");
+	free(b.p);
+	tmp_remove(&d);
+}
+
+static void a_truncated_file_is_rejected(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char path[256];
+	tmp_file(&d, "model.ckpt", path);
+	save_model(path, TG_F32, NULL);
+	bytes b = slurp(path);
+	spit(path, b.p, b.n / 2);
+	expect_bad_file(path, TG_EFORMAT, "truncated");
+	spit(path, b.p, b.n - 1);
+	expect_bad_file(path, TG_EFORMAT, "model.ckpt: truncated");
+	spit(path, b.p, 10);
+	expect_bad_file(path, TG_EFORMAT, "truncated: 10 bytes, a checkpoint has at least 20");
+	spit(path, b.p, 0);
+	expect_bad_file(path, TG_EFORMAT, "truncated: 0 bytes");
+	free(b.p);
+	tmp_remove(&d);
+}
+
+static void a_shape_mismatch_is_named_and_nothing_is_loaded(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char path[256], want[512];
+	tmp_file(&d, "model.ckpt", path);
+	save_model(path, TG_F32, NULL);
+	tg_ctx *ctx = tg_ctx_new(2);
+	tg_tensor *t[NT];
+	make_model(ctx, TG_F32, t);
+	/* the last tensor differs: the four before it must stay as they were */
+	t[4] = tg_set_name(tg_param(tg_zeros(ctx, TG_F32, SHAPE(2, 1, 3, 3))), "conv.k");
+	snprintf(want, sizeof want,
+		 "%s: tensor conv.k has shape (2,1,3,2) in the file, (2,1,3,3) in the model", path);
+	expect_load_error(ctx, path, t, NT, TG_EFORMAT, want);
+	t[4] = tg_set_name(tg_param(tg_zeros(ctx, TG_F32, SHAPE(12))), "conv.k");
+	expect_load_error(ctx, path, t, NT, TG_EFORMAT,
+			  "(2,1,3,2) in the file, (12,) in the model");
+	tg_ctx_free(ctx);
+	tmp_remove(&d);
+}
+
+static void a_wrong_name_dtype_or_count_is_rejected(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char path[256];
+	tmp_file(&d, "model.ckpt", path);
+	save_model(path, TG_F32, NULL);
+	tg_ctx *ctx = tg_ctx_new(2);
+	tg_tensor *t[NT];
+	make_model(ctx, TG_F32, t);
+	tg_set_name(t[2], "bn1.running_var");
+	expect_load_error(ctx, path, t, NT, TG_EFORMAT,
+			  "tensor bn1.running_var is not in the file");
+	tg_set_name(t[2], "bn1.running_mean");
+	expect_load_error(ctx, path, t, NT - 1, TG_EFORMAT, "the file has 5 tensors, the model 4");
+	tg_tensor *d64 = tg_set_name(tg_param(tg_zeros(ctx, TG_F64, SHAPE(4))), "fc1.b");
+	tg_tensor *mixed[NT] = { t[0], d64, t[2], t[3], t[4] };
+	expect_load_error(ctx, path, mixed, NT, TG_EFORMAT,
+			  "tensor fc1.b is f32 in the file, f64 in the model");
+	tg_ctx_free(ctx);
+	tmp_remove(&d);
+}
+
+static void a_wrong_magic_or_version_is_rejected(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char path[256];
+	tmp_file(&d, "model.ckpt", path);
+	save_model(path, TG_F64, NULL);
+	bytes b = slurp(path);
+	b.p[0] = 'X';
+	spit(path, b.p, b.n);
+	expect_bad_file(path, TG_EFORMAT, "model.ckpt: not a tapegrad checkpoint (wrong magic)");
+	b.p[0] = 'T';
+	b.p[8] = 2;
+	spit(path, b.p, b.n);
+	expect_bad_file(path, TG_EFORMAT, "format version 2, this library reads version 1");
+	free(b.p);
+	/* some other file altogether */
+	spit(path, "P6\n2 2\n255\n0123456789abcdef", 27);
+	expect_bad_file(path, TG_EFORMAT, "wrong magic");
+	tmp_remove(&d);
+}
+
+static void an_absurd_size_in_the_file_is_rejected_without_allocating(void **state)
+{
+	(void)state;
+	/* a valid frame and CRC around one f64 tensor claiming 2^40 x 2^20
+	 * elements with 16 bytes of data */
+	unsigned char f[128];
+	memcpy(f, "TGCKPT\0\0", 8);
+	size_t n = 8;
+	const unsigned char head[] = { 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 'w', 1, 2,
+				       0, 0, 0, 0, 0, 1, 0, 0,  /* 2^40 */
+				       0, 0, 0x10, 0, 0, 0, 0, 0 /* 2^20 */ };
+	memcpy(f + n, head, sizeof head);
+	n += sizeof head;
+	memset(f + n, 0, 16);
+	n += 16;
+	uint32_t crc = (uint32_t)crc32(0, f, (uInt)n);
+	for (int i = 0; i < 4; i++)
+		f[n++] = (unsigned char)(crc >> (8 * i));
+	tmpdir d;
+	tmp_make(&d);
+	char path[256];
+	tmp_file(&d, "absurd.ckpt", path);
+	spit(path, f, n);
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *w = tg_set_name(tg_param(tg_ones(ctx, TG_F64, SHAPE(2))), "w");
+	expect_load_error(
+	    ctx, path, &w, 1, TG_EFORMAT,
+	    "tensor w of shape (1099511627776,1048576) does not fit in the 16 bytes left");
+	/* a count of 2^32 - 1 tensors in a small file */
+	memset(f + 12, 0xff, 4);
+	spit(path, f, n);
+	expect_load_error(ctx, path, &w, 1, TG_EFORMAT, "4294967295 tensors cannot fit");
+	tg_ctx_free(ctx);
+	tmp_remove(&d);
+}
+
+static void a_missing_file_is_an_io_error(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char path[256], want[512];
+	tmp_file(&d, "never-saved.ckpt", path);
+	snprintf(want, sizeof want, "%s: cannot open: No such file or directory", path);
+	expect_bad_file(path, TG_EIO, want);
+	expect_bad_file(d.path, TG_EIO, "not a regular file");
+	tmp_remove(&d);
+}
+
+static void unnamed_or_duplicate_tensors_are_refused(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char path[256];
+	tmp_file(&d, "model.ckpt", path);
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *t[2] = { tg_param(tg_ones(ctx, TG_F32, SHAPE(2, 3))),
+			    tg_param(tg_ones(ctx, TG_F32, SHAPE(3))) };
+	assert_int_equal(tg_checkpoint_save(ctx, path, t, 2), -1);
+	assert_error(ctx, TG_EARG, "tg_checkpoint_save: tensor 0 (2,3) has no name (tg_set_name)");
+	tg_clear_error(ctx);
+	tg_set_name(t[0], "b");
+	tg_set_name(t[1], "b");
+	assert_int_equal(tg_checkpoint_load(ctx, path, t, 2), -1);
+	assert_error(ctx, TG_EARG, "tg_checkpoint_load: tensors 0 and 1 are both named b");
+	tg_clear_error(ctx);
+	tg_tensor *withnull[2] = { t[0], NULL };
+	assert_int_equal(tg_checkpoint_save(ctx, path, withnull, 2), -1);
+	assert_error(ctx, TG_ENULL, "tg_checkpoint_save: tensor 1 is NULL");
+	assert_int_equal(tmp_count(&d), 0);
+	tg_ctx_free(ctx);
+	tmp_remove(&d);
+}
+
+/* ---- failed saves ------------------------------------------------------------------- */
+
+static void saving_into_a_missing_directory_fails_and_touches_nothing(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char good[256], bad[512], want[600];
+	tmp_file(&d, "good.ckpt", good);
+	save_model(good, TG_F32, NULL);
+	bytes before = slurp(good);
+	snprintf(bad, sizeof bad, "%s/no/such/dir/model.ckpt", d.path);
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *t[NT];
+	make_model(ctx, TG_F64, t);
+	assert_int_equal(tg_checkpoint_save(ctx, bad, t, NT), -1);
+	snprintf(want, sizeof want, "%s: cannot write checkpoint", bad);
+	assert_error(ctx, TG_EIO, want);
+	assert_error(ctx, TG_EIO, "No such file or directory");
+	tg_ctx_free(ctx);
+	bytes after = slurp(good);
+	assert_int_equal(after.n, before.n);
+	assert_memory_equal(after.p, before.p, before.n);
+	assert_int_equal(tmp_count(&d), 1);
+	free(before.p);
+	free(after.p);
+	tmp_remove(&d);
+}
+
+static void a_good_checkpoint_survives_a_refused_save_at_its_path(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char path[256];
+	tmp_file(&d, "model.ckpt", path);
+	snapshot saved;
+	save_model(path, TG_F32, &saved);
+	bytes before = slurp(path);
+	tg_ctx *ctx = tg_ctx_new(5);
+	tg_tensor *t[NT];
+	make_model(ctx, TG_F32, t);
+	tg_set_name(t[3], "fc1.W");
+	assert_int_equal(tg_checkpoint_save(ctx, path, t, NT), -1);
+	assert_error(ctx, TG_EARG, "tensors 0 and 3 are both named fc1.W");
+	bytes after = slurp(path);
+	assert_int_equal(after.n, before.n);
+	assert_memory_equal(after.p, before.p, before.n);
+	assert_int_equal(tmp_count(&d), 1);
+	/* and it still loads */
+	tg_clear_error(ctx);
+	tg_set_name(t[3], "step");
+	assert_int_equal(tg_checkpoint_load(ctx, path, t, NT), 0);
+	snapshot loaded = snap(t, NT);
+	assert_same_values(&saved, &loaded);
+	tg_ctx_free(ctx);
+	free(before.p);
+	free(after.p);
+	tmp_remove(&d);
+}
+
+static void a_good_checkpoint_survives_a_write_that_fails(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char path[256];
+	tmp_file(&d, "model.ckpt", path);
+	save_model(path, TG_F32, NULL);
+	bytes before = slurp(path);
+	/* In a child, limit file sizes to 100 bytes: writing the f64 model (over
+	 * 300 bytes) fails with EFBIG part way through the temporary file. */
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		signal(SIGXFSZ, SIG_IGN);
+		struct rlimit rl = { 100, 100 };
+		if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+			_exit(3);
+		tg_ctx *ctx = tg_ctx_new(9);
+		tg_tensor *t[NT];
+		make_model(ctx, TG_F64, t);
+		int rc = tg_checkpoint_save(ctx, path, t, NT);
+		bool ok = rc == -1 && tg_status_of(ctx) == TG_EIO &&
+			  strstr(tg_error(ctx), "File too large") && strstr(tg_error(ctx), path);
+		if (!ok)
+			fprintf(stderr, "child: rc %d, %s: %s\n", rc,
+				tg_status_name(tg_status_of(ctx)), tg_error(ctx));
+		tg_ctx_free(ctx);
+		free(before.p);
+		_exit(ok ? 0 : 1);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	bytes after = slurp(path);
+	assert_int_equal(after.n, before.n);
+	assert_memory_equal(after.p, before.p, before.n);
+	assert_int_equal(tmp_count(&d), 1); /* the temporary file was removed */
+	free(before.p);
+	free(after.p);
+	tmp_remove(&d);
+}
+
+static void a_read_only_directory_refuses_the_save(void **state)
+{
+	(void)state;
+	if (geteuid() == 0)
+		skip(); /* root writes anywhere */
+	tmpdir d;
+	tmp_make(&d);
+	char path[256];
+	tmp_file(&d, "model.ckpt", path);
+	save_model(path, TG_F32, NULL);
+	bytes before = slurp(path);
+	assert_int_equal(chmod(d.path, 0500), 0);
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *t[NT];
+	make_model(ctx, TG_F64, t);
+	assert_int_equal(tg_checkpoint_save(ctx, path, t, NT), -1);
+	assert_error(ctx, TG_EIO, "Permission denied");
+	tg_ctx_free(ctx);
+	assert_int_equal(chmod(d.path, 0700), 0);
+	bytes after = slurp(path);
+	assert_memory_equal(after.p, before.p, before.n);
+	assert_int_equal(tmp_count(&d), 1);
+	free(before.p);
+	free(after.p);
+	tmp_remove(&d);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(values_survive_a_round_trip_exactly_in_f32_and_f64),
+		cmocka_unit_test(tensors_are_matched_by_name_in_any_order),
+		cmocka_unit_test(a_file_written_by_hand_to_the_documented_format_loads),
+		cmocka_unit_test(a_corrupted_byte_fails_the_crc),
+		cmocka_unit_test(a_truncated_file_is_rejected),
+		cmocka_unit_test(a_shape_mismatch_is_named_and_nothing_is_loaded),
+		cmocka_unit_test(a_wrong_name_dtype_or_count_is_rejected),
+		cmocka_unit_test(a_wrong_magic_or_version_is_rejected),
+		cmocka_unit_test(an_absurd_size_in_the_file_is_rejected_without_allocating),
+		cmocka_unit_test(a_missing_file_is_an_io_error),
+		cmocka_unit_test(unnamed_or_duplicate_tensors_are_refused),
+		cmocka_unit_test(saving_into_a_missing_directory_fails_and_touches_nothing),
+		cmocka_unit_test(a_good_checkpoint_survives_a_refused_save_at_its_path),
+		cmocka_unit_test(a_good_checkpoint_survives_a_write_that_fails),
+		cmocka_unit_test(a_read_only_directory_refuses_the_save),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,1076 @@
+/*
+ * test_data.c - data loaders, subsets and mini-batches: the shipped iris and
+ * digits files read back to known rows; IDX and CSV files written here, good
+ * and broken, each broken one rejected with the code and the message that
+ * names the problem; splits and batches checked sample by sample.
+ */
+#include "../engine/test_util.h"
+
+#include "tapegrad_io.h"
+
+#include <dirent.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+typedef struct tmpdir {
+	char path[64];
+} tmpdir;
+
+static void tmp_make(tmpdir *d)
+{
+	snprintf(d->path, sizeof d->path, "/tmp/tg_data_XXXXXX");
+	assert_non_null(mkdtemp(d->path));
+}
+
+static void tmp_remove(tmpdir *d)
+{
+	DIR *dir = opendir(d->path);
+	assert_non_null(dir);
+	struct dirent *e;
+	char p[512];
+	while ((e = readdir(dir))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		snprintf(p, sizeof p, "%s/%s", d->path, e->d_name);
+		unlink(p);
+	}
+	closedir(dir);
+	rmdir(d->path);
+}
+
+static const char *tmp_file(const tmpdir *d, const char *name, char *buf)
+{
+	snprintf(buf, 256, "%s/%s", d->path, name);
+	return buf;
+}
+
+/* Writes bytes to path, gzipped when the name ends in ".gz". */
+static void write_bytes(const char *path, const void *p, size_t n)
+{
+	size_t len = strlen(path);
+	if (len > 3 && !strcmp(path + len - 3, ".gz")) {
+		gzFile f = gzopen(path, "wb");
+		assert_non_null(f);
+		if (n)
+			assert_int_equal(gzwrite(f, p, (unsigned)n), (int)n);
+		assert_int_equal(gzclose(f), Z_OK);
+	} else {
+		FILE *f = fopen(path, "wb");
+		assert_non_null(f);
+		if (n)
+			assert_int_equal(fwrite(p, 1, n, f), n);
+		assert_int_equal(fclose(f), 0);
+	}
+}
+
+static void write_text(const char *path, const char *text)
+{
+	write_bytes(path, text, strlen(text));
+}
+
+static void put_be32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
+/* An IDX file: magic, ndim big-endian sizes, then nbytes of data (which may
+ * disagree with the sizes, to make broken files). */
+static void write_idx(const char *path, uint32_t magic, int ndim, const uint32_t *dims,
+		      const unsigned char *data, size_t nbytes)
+{
+	size_t head = 4 + 4 * (size_t)ndim;
+	unsigned char *buf = malloc(head + nbytes);
+	assert_non_null(buf);
+	put_be32(buf, magic);
+	for (int i = 0; i < ndim; i++)
+		put_be32(buf + 4 + 4 * i, dims[i]);
+	if (nbytes)
+		memcpy(buf + head, data, nbytes);
+	write_bytes(path, buf, head + nbytes);
+	free(buf);
+}
+
+/* Three 2x2 images (pixels 0, 51, 102, 153, ... 255 scaled by 1/255) and
+ * labels 2, 0, 9, in files named "img<ext>" and "lbl<ext>". */
+static const unsigned char PIXELS[12] = { 0, 51, 102, 153, 204, 255, 255, 204, 153, 102, 51, 0 };
+static const unsigned char LABELS[3] = { 2, 0, 9 };
+
+static void write_good_idx(const tmpdir *d, const char *ext, char *img, char *lbl)
+{
+	char name[32];
+	snprintf(name, sizeof name, "img%s", ext);
+	tmp_file(d, name, img);
+	snprintf(name, sizeof name, "lbl%s", ext);
+	tmp_file(d, name, lbl);
+	write_idx(img, 0x803, 3, (uint32_t[]){ 3, 2, 2 }, PIXELS, 12);
+	write_idx(lbl, 0x801, 1, (uint32_t[]){ 3 }, LABELS, 3);
+}
+
+/* The data set must be empty after a failed load. */
+static void assert_empty(const tg_dataset *ds)
+{
+	assert_null(ds->x);
+	assert_null(ds->y);
+	assert_int_equal(ds->n, 0);
+}
+
+/* Valgrind runs the program in its own address space: a limit on it there
+ * binds valgrind, not the code under test. */
+static bool under_valgrind(void)
+{
+	const char *p = getenv("LD_PRELOAD");
+	return p && strstr(p, "vgpreload");
+}
+
+static const char *source_root(void)
+{
+	const char *root = getenv("TG_SOURCE_ROOT");
+	return root ? root : ".";
+}
+
+/* ---- the shipped CSV files ---------------------------------------------------- */
+
+static void iris_loads_150_rows_of_4_features_and_3_classes(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	char path[512];
+	snprintf(path, sizeof path, "%s/demos/data/iris.csv", source_root());
+	tg_dataset ds;
+	assert_int_equal(tg_load_iris(ctx, path, &ds), 0);
+	assert_ctx_ok(ctx);
+	assert_int_equal(ds.n, 150);
+	assert_int_equal(ds.d, 4);
+	assert_int_equal(ds.classes, 3);
+	/* the first row, after the header: 5.1,3.5,1.4,0.2,0 */
+	const double row0[4] = { 5.1, 3.5, 1.4, 0.2 };
+	for (int j = 0; j < 4; j++)
+		assert_near(ds.x[j], row0[j], 1e-6);
+	assert_int_equal(ds.y[0], 0);
+	/* the seeds' softmax sample 6.3,2.7,4.9,1.8 (virginica): line 125 of
+	 * the file, row 123 counting from 0 after the header */
+	const double row123[4] = { 6.3, 2.7, 4.9, 1.8 };
+	for (int j = 0; j < 4; j++)
+		assert_near(ds.x[123 * 4 + j], row123[j], 1e-6);
+	assert_int_equal(ds.y[123], 2);
+	/* the last row: 5.9,3.0,5.1,1.8,2 */
+	assert_near(ds.x[149 * 4 + 0], 5.9, 1e-6);
+	assert_near(ds.x[149 * 4 + 3], 1.8, 1e-6);
+	/* 50 flowers of each species, in blocks */
+	int count[3] = { 0 };
+	for (int i = 0; i < 150; i++) {
+		assert_in_range(ds.y[i], 0, 2);
+		count[ds.y[i]]++;
+		assert_int_equal(ds.y[i], i / 50);
+	}
+	assert_int_equal(count[0], 50);
+	assert_int_equal(count[1], 50);
+	assert_int_equal(count[2], 50);
+	tg_dataset_free(&ds);
+	assert_null(ds.x);
+	tg_ctx_free(ctx);
+}
+
+static void digits_loads_1797_images_of_64_pixels_scaled_by_16(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	char path[512];
+	snprintf(path, sizeof path, "%s/demos/data/digits.csv.gz", source_root());
+	tg_dataset ds;
+	assert_int_equal(tg_load_digits(ctx, path, &ds), 0);
+	assert_ctx_ok(ctx);
+	assert_int_equal(ds.n, 1797);
+	assert_int_equal(ds.d, 64);
+	assert_int_equal(ds.classes, 10);
+	/* first row: 0,0,5,13,9,1,0,0, ... label 0 */
+	const int first[8] = { 0, 0, 5, 13, 9, 1, 0, 0 };
+	for (int j = 0; j < 8; j++)
+		assert_near(ds.x[j], first[j] / 16.0, 1e-7);
+	assert_int_equal(ds.y[0], 0);
+	/* second row ends ...,0,11,16,10,0,0 and is a 1 */
+	assert_near(ds.x[64 + 60], 16 / 16.0, 1e-7);
+	assert_near(ds.x[64 + 61], 10 / 16.0, 1e-7);
+	assert_int_equal(ds.y[1], 1);
+	/* every pixel in [0,1], every label used */
+	int seen[10] = { 0 };
+	for (int64_t i = 0; i < ds.n * ds.d; i++)
+		if (ds.x[i] < 0 || ds.x[i] > 1)
+			fail_msg("pixel %lld is %g, outside [0,1]", (long long)i, ds.x[i]);
+	for (int64_t i = 0; i < ds.n; i++)
+		seen[ds.y[i]]++;
+	for (int c = 0; c < 10; c++)
+		if (seen[c] < 170)
+			fail_msg("digit %d appears %d times, expected about 180", c, seen[c]);
+	tg_dataset_free(&ds);
+	tg_ctx_free(ctx);
+}
+
+/* ---- IDX files -------------------------------------------------------------- */
+
+static void check_good_idx(const char *ext)
+{
+	tmpdir d;
+	tmp_make(&d);
+	char img[256], lbl[256];
+	write_good_idx(&d, ext, img, lbl);
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_dataset ds;
+	assert_int_equal(tg_load_idx(ctx, img, lbl, 10, &ds), 0);
+	assert_ctx_ok(ctx);
+	assert_int_equal(ds.n, 3);
+	assert_int_equal(ds.d, 4);
+	assert_int_equal(ds.classes, 10);
+	for (int i = 0; i < 12; i++)
+		assert_near(ds.x[i], PIXELS[i] / 255.0, 1e-7);
+	assert_near(ds.x[1], 0.2, 1e-7);
+	assert_near(ds.x[5], 1.0, 0);
+	assert_int_equal(ds.y[0], 2);
+	assert_int_equal(ds.y[1], 0);
+	assert_int_equal(ds.y[2], 9);
+	tg_dataset_free(&ds);
+	/* classes 0: derived as max label + 1 */
+	assert_int_equal(tg_load_idx(ctx, img, lbl, 0, &ds), 0);
+	assert_int_equal(ds.classes, 10);
+	tg_dataset_free(&ds);
+	tg_ctx_free(ctx);
+	tmp_remove(&d);
+}
+
+static void idx_files_read_back_plain_and_gzipped(void **state)
+{
+	(void)state;
+	check_good_idx("");
+	check_good_idx(".gz");
+}
+
+/* Loads img/lbl and expects code and text in the error. */
+static void expect_idx_error(const char *img, const char *lbl, int classes, tg_status code,
+			     const char *text)
+{
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_dataset ds = { .n = 7 };
+	assert_int_equal(tg_load_idx(ctx, img, lbl, classes, &ds), -1);
+	assert_error(ctx, code, text);
+	assert_empty(&ds);
+	tg_ctx_free(ctx);
+}
+
+static void idx_with_a_wrong_magic_is_rejected(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char img[256], lbl[256], want[512];
+	write_good_idx(&d, ".gz", img, lbl);
+	write_idx(img, 0, 3, (uint32_t[]){ 3, 2, 2 }, PIXELS, 12);
+	snprintf(want, sizeof want,
+		 "%s: wrong magic 0x00000000, expected 0x00000803 (IDX ubyte images)", img);
+	expect_idx_error(img, lbl, 10, TG_EFORMAT, want);
+	/* images and labels swapped: each has the other's magic */
+	write_good_idx(&d, "", img, lbl);
+	snprintf(want, sizeof want, "%s: wrong magic 0x00000801, expected 0x00000803", lbl);
+	expect_idx_error(lbl, img, 10, TG_EFORMAT, want);
+	tmp_remove(&d);
+}
+
+static void idx_with_truncated_images_is_rejected(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	const char *exts[2] = { "", ".gz" };
+	for (int k = 0; k < 2; k++) {
+		char img[256], lbl[256], want[512];
+		write_good_idx(&d, exts[k], img, lbl);
+		write_idx(img, 0x803, 3, (uint32_t[]){ 3, 2, 2 }, PIXELS, 5);
+		snprintf(want, sizeof want, "%s: truncated: expected 12 bytes of pixels, got 5",
+			 img);
+		expect_idx_error(img, lbl, 10, TG_EFORMAT, want);
+		/* a header cut short */
+		write_bytes(img, "\0\0\x08\x03\0\0", 6);
+		expect_idx_error(img, lbl, 10, TG_EFORMAT, "truncated: expected a 16-byte header");
+	}
+	tmp_remove(&d);
+}
+
+static void idx_with_truncated_labels_is_rejected(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char img[256], lbl[256], want[512];
+	write_good_idx(&d, ".gz", img, lbl);
+	write_idx(lbl, 0x801, 1, (uint32_t[]){ 3 }, LABELS, 2);
+	snprintf(want, sizeof want, "%s: truncated: expected 3 bytes of labels, got 2", lbl);
+	expect_idx_error(img, lbl, 10, TG_EFORMAT, want);
+	tmp_remove(&d);
+}
+
+static void a_gzip_stream_cut_short_reads_as_truncated(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char img[256], lbl[256];
+	write_good_idx(&d, ".gz", img, lbl);
+	/* 600 images of 28x28, compressed, then the compressed file cut in half */
+	static unsigned char pix[600 * 784];
+	for (size_t i = 0; i < sizeof pix; i++)
+		pix[i] = (unsigned char)(i * 7919 % 251);
+	write_idx(img, 0x803, 3, (uint32_t[]){ 600, 28, 28 }, pix, sizeof pix);
+	FILE *f = fopen(img, "rb");
+	assert_non_null(f);
+	static unsigned char gz[600 * 784 + 1024];
+	size_t n = fread(gz, 1, sizeof gz, f);
+	fclose(f);
+	f = fopen(img, "wb");
+	assert_int_equal(fwrite(gz, 1, n / 2, f), n / 2);
+	fclose(f);
+	write_idx(lbl, 0x801, 1, (uint32_t[]){ 600 }, pix, 600);
+	expect_idx_error(img, lbl, 0, TG_EFORMAT, "truncated: expected 470400 bytes of pixels");
+	tmp_remove(&d);
+}
+
+static void idx_with_unequal_counts_is_rejected(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char img[256], lbl[256], want[600];
+	write_good_idx(&d, "", img, lbl);
+	write_idx(lbl, 0x801, 1, (uint32_t[]){ 2 }, LABELS, 2);
+	snprintf(want, sizeof want, "%s has 3 images but %s has 2 labels", img, lbl);
+	expect_idx_error(img, lbl, 10, TG_EFORMAT, want);
+	tmp_remove(&d);
+}
+
+static void idx_with_a_label_out_of_range_is_rejected(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char img[256], lbl[256], want[512];
+	write_good_idx(&d, "", img, lbl);
+	write_idx(lbl, 0x801, 1, (uint32_t[]){ 3 }, (unsigned char[]){ 1, 2, 10 }, 3);
+	snprintf(want, sizeof want, "%s: label 10 at index 2 is out of range [0,10)", lbl);
+	expect_idx_error(img, lbl, 10, TG_EFORMAT, want);
+	/* the same file is fine for 11 classes */
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_dataset ds;
+	assert_int_equal(tg_load_idx(ctx, img, lbl, 11, &ds), 0);
+	assert_int_equal(ds.y[2], 10);
+	tg_dataset_free(&ds);
+	tg_ctx_free(ctx);
+	tmp_remove(&d);
+}
+
+static void idx_with_trailing_bytes_is_rejected(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char img[256], lbl[256];
+	write_good_idx(&d, "", img, lbl);
+	write_idx(lbl, 0x801, 1, (uint32_t[]){ 3 }, (unsigned char[]){ 1, 2, 3, 4 }, 4);
+	expect_idx_error(img, lbl, 10, TG_EFORMAT, "unexpected data after the 3 bytes of labels");
+	tmp_remove(&d);
+}
+
+static void idx_with_a_zero_dimension_is_rejected(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char img[256], lbl[256], want[512];
+	write_good_idx(&d, "", img, lbl);
+	write_idx(img, 0x803, 3, (uint32_t[]){ 0, 28, 28 }, NULL, 0);
+	write_idx(lbl, 0x801, 1, (uint32_t[]){ 0 }, NULL, 0);
+	snprintf(want, sizeof want, "%s: zero dimension in (0,28,28)", img);
+	expect_idx_error(img, lbl, 10, TG_EFORMAT, want);
+	write_idx(img, 0x803, 3, (uint32_t[]){ 3, 2, 0 }, NULL, 0);
+	expect_idx_error(img, lbl, 10, TG_EFORMAT, "zero dimension in (3,2,0)");
+	tmp_remove(&d);
+}
+
+/* In a child, limits the address space to "extra" bytes above its size now. */
+static bool limit_address_space(size_t extra)
+{
+	long pages = 0, page = sysconf(_SC_PAGESIZE);
+	FILE *f = fopen("/proc/self/statm", "r");
+	if (!f)
+		return false;
+	bool ok = fscanf(f, "%ld", &pages) == 1;
+	fclose(f);
+	struct rlimit rl = { (rlim_t)pages * (rlim_t)page + extra,
+			     (rlim_t)pages * (rlim_t)page + extra };
+	return ok && setrlimit(RLIMIT_AS, &rl) == 0;
+}
+
+static void idx_with_absurd_dimensions_is_rejected_without_allocating(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char img[256], lbl[256], want[512];
+	write_good_idx(&d, ".gz", img, lbl);
+	write_idx(img, 0x803, 3, (uint32_t[]){ 100000, 100000, 100000 }, PIXELS, 12);
+	write_idx(lbl, 0x801, 1, (uint32_t[]){ 100000 }, LABELS, 3);
+	snprintf(want, sizeof want, "%s: dimensions (100000,100000,100000) make 1e+15 values", img);
+	expect_idx_error(img, lbl, 10, TG_EFORMAT, want);
+	write_idx(img, 0x803, 3, (uint32_t[]){ 0xffffffffu, 0xffffffffu, 0xffffffffu }, NULL, 0);
+	expect_idx_error(img, lbl, 10, TG_EFORMAT,
+			 "dimensions (4294967295,4294967295,4294967295)");
+
+	/* Just under the cap, 2e9 pixels (8 GB as floats) claimed by a 12-byte
+	 * file: with the address space limited to 512 MB more than now, the
+	 * reader must still report the truncation, not run out of memory. */
+	write_idx(img, 0x803, 3, (uint32_t[]){ 2000, 1000, 1000 }, PIXELS, 12);
+	write_idx(lbl, 0x801, 1, (uint32_t[]){ 2000 }, LABELS, 3);
+	if (under_valgrind()) {
+		tmp_remove(&d);
+		return;
+	}
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (!limit_address_space((size_t)512 << 20))
+			_exit(3);
+		tg_ctx *ctx = tg_ctx_new(1);
+		tg_dataset ds;
+		int rc = tg_load_idx(ctx, img, lbl, 10, &ds);
+		bool ok =
+		    rc == -1 && tg_status_of(ctx) == TG_EFORMAT &&
+		    strstr(tg_error(ctx), "truncated: expected 2000000000 bytes of pixels, got 12");
+		if (!ok)
+			fprintf(stderr, "child: rc %d, %s: %s\n", rc,
+				tg_status_name(tg_status_of(ctx)), tg_error(ctx));
+		tg_ctx_free(ctx);
+		_exit(ok ? 0 : 1);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	tmp_remove(&d);
+}
+
+static void running_out_of_memory_while_loading_is_an_error_not_a_crash(void **state)
+{
+	(void)state;
+	if (under_valgrind())
+		skip();
+	tmpdir d;
+	tmp_make(&d);
+	char img[256], lbl[256];
+	write_good_idx(&d, ".gz", img, lbl);
+	/* 3000 images of 100x100: 30 MB of pixels, 120 MB as floats */
+	enum { N = 3000, R = 100, C = 100 };
+	unsigned char *pix = calloc((size_t)N * R * C, 1);
+	assert_non_null(pix);
+	write_idx(img, 0x803, 3, (uint32_t[]){ N, R, C }, pix, (size_t)N * R * C);
+	write_idx(lbl, 0x801, 1, (uint32_t[]){ N }, pix, N);
+	free(pix);
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (!limit_address_space((size_t)48 << 20))
+			_exit(3);
+		tg_ctx *ctx = tg_ctx_new(1);
+		tg_dataset ds = { .n = 7 };
+		int rc = tg_load_idx(ctx, img, lbl, 10, &ds);
+		bool ok = rc == -1 && tg_status_of(ctx) == TG_ENOMEM &&
+			  strstr(tg_error(ctx), "out of memory for") && !ds.x && ds.n == 0;
+		if (!ok)
+			fprintf(stderr, "child: rc %d, %s: %s\n", rc,
+				tg_status_name(tg_status_of(ctx)), tg_error(ctx));
+		tg_ctx_free(ctx);
+		_exit(ok ? 0 : 1);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	/* without the limit the same files load */
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_dataset ds;
+	assert_int_equal(tg_load_idx(ctx, img, lbl, 10, &ds), 0);
+	assert_int_equal(ds.n, N);
+	assert_int_equal(ds.d, R * C);
+	tg_dataset_free(&ds);
+	tg_ctx_free(ctx);
+	tmp_remove(&d);
+}
+
+static void a_missing_idx_file_is_an_io_error(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char img[256], lbl[256], want[512];
+	write_good_idx(&d, "", img, lbl);
+	char missing[256];
+	tmp_file(&d, "nothing-here", missing);
+	snprintf(want, sizeof want, "%s: cannot open: No such file or directory", missing);
+	expect_idx_error(missing, lbl, 10, TG_EIO, want);
+	expect_idx_error(img, missing, 10, TG_EIO, want);
+	/* a directory is not a data file */
+	expect_idx_error(d.path, lbl, 10, TG_EIO, d.path);
+	tmp_remove(&d);
+}
+
+static void the_mnist_loader_prefers_gz_and_falls_back_to_plain(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char p[256];
+	write_idx(tmp_file(&d, "train-images-idx3-ubyte.gz", p), 0x803, 3,
+		  (uint32_t[]){ 3, 2, 2 }, PIXELS, 12);
+	write_idx(tmp_file(&d, "train-labels-idx1-ubyte", p), 0x801, 1, (uint32_t[]){ 3 },
+		  LABELS, 3);
+	write_idx(tmp_file(&d, "t10k-images-idx3-ubyte", p), 0x803, 3, (uint32_t[]){ 1, 2, 2 },
+		  PIXELS + 4, 4);
+	write_idx(tmp_file(&d, "t10k-labels-idx1-ubyte.gz", p), 0x801, 1, (uint32_t[]){ 1 },
+		  LABELS + 2, 1);
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_dataset train, test;
+	assert_int_equal(tg_load_mnist(ctx, d.path, &train, &test), 0);
+	assert_ctx_ok(ctx);
+	assert_int_equal(train.n, 3);
+	assert_int_equal(test.n, 1);
+	assert_int_equal(test.d, 4);
+	assert_near(test.x[0], 204 / 255.0, 1e-7);
+	assert_int_equal(test.y[0], 9);
+	tg_dataset_free(&train);
+	tg_dataset_free(&test);
+	/* without the test labels: the error names the missing file, nothing leaks */
+	unlink(tmp_file(&d, "t10k-labels-idx1-ubyte.gz", p));
+	assert_int_equal(tg_load_mnist(ctx, d.path, &train, &test), -1);
+	assert_error(ctx, TG_EIO, "t10k-labels-idx1-ubyte: cannot open");
+	assert_empty(&train);
+	assert_empty(&test);
+	tg_ctx_free(ctx);
+	tmp_remove(&d);
+}
+
+static void fashion_mnist_loads_60000_and_10000_images_when_installed(void **state)
+{
+	(void)state;
+	if (access(TG_FASHION_MNIST_DIR "/train-images-idx3-ubyte.gz", R_OK) != 0)
+		skip();
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_dataset train, test;
+	assert_int_equal(tg_load_mnist(ctx, NULL, &train, &test), 0);
+	assert_ctx_ok(ctx);
+	assert_int_equal(train.n, 60000);
+	assert_int_equal(test.n, 10000);
+	assert_int_equal(train.d, 784);
+	assert_int_equal(test.d, 784);
+	assert_int_equal(train.classes, 10);
+	/* Fashion-MNIST is balanced: 6000 and 1000 images per class */
+	int ntrain[10] = { 0 }, ntest[10] = { 0 };
+	for (int64_t i = 0; i < train.n; i++)
+		ntrain[train.y[i]]++;
+	for (int64_t i = 0; i < test.n; i++)
+		ntest[test.y[i]]++;
+	for (int c = 0; c < 10; c++) {
+		assert_int_equal(ntrain[c], 6000);
+		assert_int_equal(ntest[c], 1000);
+	}
+	/* the first training image is an ankle boot (9), the first test image too */
+	assert_int_equal(train.y[0], 9);
+	assert_int_equal(test.y[0], 9);
+	float lo = 1, hi = 0;
+	for (int64_t i = 0; i < train.n * train.d; i++) {
+		lo = train.x[i] < lo ? train.x[i] : lo;
+		hi = train.x[i] > hi ? train.x[i] : hi;
+	}
+	assert_near(lo, 0.0, 0);
+	assert_near(hi, 1.0, 0);
+	tg_dataset_free(&train);
+	tg_dataset_free(&test);
+	tg_ctx_free(ctx);
+}
+
+/* ---- CSV files ---------------------------------------------------------------- */
+
+static void expect_csv_error(const char *path, const tg_csv_options *opt, tg_status code,
+			     const char *text)
+{
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_dataset ds = { .n = 7 };
+	assert_int_equal(tg_load_csv(ctx, path, opt, &ds), -1);
+	assert_error(ctx, code, text);
+	assert_empty(&ds);
+	tg_ctx_free(ctx);
+}
+
+static void csv_reads_numbers_labels_and_an_auto_detected_header(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char p[256];
+	const char *exts[2] = { "a.csv", "a.csv.gz" };
+	for (int k = 0; k < 2; k++) {
+		tmp_file(&d, exts[k], p);
+		write_text(p, "x1, x2, class\r\n1.5, -2, 1\r\n\n  0.25,1e3,0\r\n3,4,2\n\n");
+		tg_ctx *ctx = tg_ctx_new(1);
+		tg_dataset ds;
+		assert_int_equal(tg_load_csv(ctx, p, NULL, &ds), 0);
+		assert_ctx_ok(ctx);
+		assert_int_equal(ds.n, 3);
+		assert_int_equal(ds.d, 2);
+		assert_int_equal(ds.classes, 3);
+		const double x[6] = { 1.5, -2, 0.25, 1000, 3, 4 };
+		for (int i = 0; i < 6; i++)
+			assert_near(ds.x[i], x[i], 0);
+		assert_int_equal(ds.y[0], 1);
+		assert_int_equal(ds.y[1], 0);
+		assert_int_equal(ds.y[2], 2);
+		tg_dataset_free(&ds);
+		tg_ctx_free(ctx);
+	}
+	tmp_remove(&d);
+}
+
+static void csv_options_pick_the_label_column_scale_and_header(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char p[256];
+	tmp_file(&d, "b.csv", p);
+	write_text(p, "4,8,16\n2,0,4\n");
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_dataset ds;
+	/* label first, features divided by 4, 5 classes, no header */
+	tg_csv_options opt = { .label_column = 0, .header = TG_CSV_HEADER_NO, .classes = 5,
+			       .scale = 4 };
+	assert_int_equal(tg_load_csv(ctx, p, &opt, &ds), 0);
+	assert_int_equal(ds.n, 2);
+	assert_int_equal(ds.d, 2);
+	assert_int_equal(ds.classes, 5);
+	assert_int_equal(ds.y[0], 4);
+	assert_int_equal(ds.y[1], 2);
+	assert_near(ds.x[0], 2, 0);
+	assert_near(ds.x[1], 4, 0);
+	assert_near(ds.x[2], 0, 0);
+	assert_near(ds.x[3], 1, 0);
+	tg_dataset_free(&ds);
+	/* the middle column as label (-2), and a numeric first line skipped as asked */
+	opt = (tg_csv_options){ .label_column = -2, .header = TG_CSV_HEADER_YES };
+	assert_int_equal(tg_load_csv(ctx, p, &opt, &ds), 0);
+	assert_int_equal(ds.n, 1);
+	assert_int_equal(ds.y[0], 0);
+	assert_int_equal(ds.classes, 1);
+	assert_near(ds.x[0], 2, 0);
+	assert_near(ds.x[1], 4, 0);
+	tg_dataset_free(&ds);
+	tg_ctx_free(ctx);
+	/* a label column beyond the row */
+	opt = (tg_csv_options){ .label_column = 3 };
+	expect_csv_error(p, &opt, TG_EARG, "label column 3 out of range for 3 columns");
+	tmp_remove(&d);
+}
+
+static void csv_with_a_ragged_row_names_the_line(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char p[256], want[512];
+	tmp_file(&d, "ragged.csv", p);
+	write_text(p, "a,b,label\n1,2,0\n\n3,4,1\n5,1\n6,7,0\n");
+	snprintf(want, sizeof want, "%s: line 5: 2 columns, expected 3 (as on line 2)", p);
+	expect_csv_error(p, NULL, TG_EFORMAT, want);
+	write_text(p, "1,2,0\n3,4,1,9\n");
+	expect_csv_error(p, NULL, TG_EFORMAT, "line 2: 4 columns, expected 3 (as on line 1)");
+	tmp_remove(&d);
+}
+
+static void csv_with_a_non_numeric_field_names_line_and_column(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char p[256], want[512];
+	tmp_file(&d, "text.csv.gz", p);
+	write_text(p, "1,2,0\n3,four,1\n");
+	snprintf(want, sizeof want, "%s: line 2, column 2: \"four\" is not a number", p);
+	expect_csv_error(p, NULL, TG_EFORMAT, want);
+	write_text(p, "1,2,0\n3,,1\n");
+	expect_csv_error(p, NULL, TG_EFORMAT,
+			 "line 2, column 2: \"\" is not a number (empty field)");
+	write_text(p, "1,2,0\n3,1.5x,1\n");
+	expect_csv_error(p, NULL, TG_EFORMAT, "line 2, column 2: \"1.5x\" is not a number");
+	/* numbers, but no use as features or labels */
+	write_text(p, "1,2,0\n3,nan,1\n");
+	expect_csv_error(p, NULL, TG_EFORMAT, "line 2, column 2: \"nan\" is not finite");
+	write_text(p, "1,1e39,0\n");
+	expect_csv_error(p, NULL, TG_EFORMAT, "line 1, column 2: \"1e39\" is not finite");
+	write_text(p, "1,2,inf\n");
+	expect_csv_error(p, NULL, TG_EFORMAT, "line 1, column 3: \"inf\" is not finite");
+	tmp_remove(&d);
+}
+
+static void csv_with_a_bad_label_is_rejected(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char p[256];
+	tmp_file(&d, "labels.csv", p);
+	write_text(p, "1,2,0\n3,4,3\n");
+	tg_csv_options opt = TG_CSV_DEFAULTS;
+	opt.classes = 3;
+	expect_csv_error(p, &opt, TG_EFORMAT, "line 2: label 3 is out of range [0,3)");
+	write_text(p, "1,2,0\n3,4,-1\n");
+	expect_csv_error(p, &opt, TG_EFORMAT, "line 2: label -1 is out of range [0,3)");
+	write_text(p, "1,2,0.5\n");
+	expect_csv_error(p, &opt, TG_EFORMAT, "line 1: label 0.5 is not an integer");
+	/* derived classes are capped too */
+	write_text(p, "1,2,1e9\n");
+	expect_csv_error(p, NULL, TG_EFORMAT, "label 1e+09 is out of range [0,65536)");
+	tmp_remove(&d);
+}
+
+static void an_empty_csv_is_rejected(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char p[256], want[512];
+	tmp_file(&d, "empty.csv", p);
+	write_text(p, "");
+	snprintf(want, sizeof want, "%s: empty file", p);
+	expect_csv_error(p, NULL, TG_EFORMAT, want);
+	write_text(p, "\n  \n\r\n");
+	expect_csv_error(p, NULL, TG_EFORMAT, "empty file");
+	write_text(p, "sepal,petal,class\n");
+	expect_csv_error(p, NULL, TG_EFORMAT, "no data rows after the header");
+	write_text(p, "1\n2\n");
+	expect_csv_error(p, NULL, TG_EFORMAT, "line 1: 1 column; a row needs features and a label");
+	tmp_remove(&d);
+}
+
+static void the_iris_loader_checks_the_feature_count(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char p[256];
+	tmp_file(&d, "iris.csv", p);
+	write_text(p, "2,3,a,b,c\n1,2,3,0\n4,5,6,1\n");
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_dataset ds;
+	assert_int_equal(tg_load_iris(ctx, p, &ds), -1);
+	assert_error(ctx, TG_EFORMAT, "3 features per row, iris has 4");
+	assert_empty(&ds);
+	tg_ctx_free(ctx);
+	tmp_remove(&d);
+}
+
+/* ---- subsets ------------------------------------------------------------------ */
+
+/* n rows of 2 features: row i is (i, -i), label i % 3. */
+static tg_dataset numbered(int64_t n)
+{
+	tg_dataset ds = { .n = n, .d = 2, .classes = 3 };
+	ds.x = malloc((size_t)n * 2 * sizeof(float));
+	ds.y = malloc((size_t)n * sizeof(int32_t));
+	assert_non_null(ds.x);
+	assert_non_null(ds.y);
+	for (int64_t i = 0; i < n; i++) {
+		ds.x[2 * i] = (float)i;
+		ds.x[2 * i + 1] = (float)-i;
+		ds.y[i] = (int32_t)(i % 3);
+	}
+	return ds;
+}
+
+/* Each row of ds must be a row of numbered(): (i, -i) with label i % 3. */
+static void assert_rows_intact(const tg_dataset *ds)
+{
+	for (int64_t r = 0; r < ds->n; r++) {
+		int64_t i = (int64_t)ds->x[2 * r];
+		if (ds->x[2 * r + 1] != -(float)i || ds->y[r] != i % 3)
+			fail_msg("row %lld is (%g,%g) label %d, not a row of the source",
+				 (long long)r, ds->x[2 * r], ds->x[2 * r + 1], (int)ds->y[r]);
+	}
+}
+
+static void split_partitions_the_rows_deterministically_for_a_seed(void **state)
+{
+	(void)state;
+	tg_dataset src = numbered(100);
+	tg_dataset tr[3], va[3];
+	uint64_t seeds[3] = { 42, 42, 7 };
+	for (int k = 0; k < 3; k++) {
+		tg_ctx *ctx = tg_ctx_new(seeds[k]);
+		assert_int_equal(tg_dataset_split(ctx, &src, 20, &tr[k], &va[k]), 0);
+		assert_ctx_ok(ctx);
+		tg_ctx_free(ctx);
+		assert_int_equal(tr[k].n, 80);
+		assert_int_equal(va[k].n, 20);
+		assert_int_equal(tr[k].d, 2);
+		assert_int_equal(va[k].classes, 3);
+		assert_rows_intact(&tr[k]);
+		assert_rows_intact(&va[k]);
+		/* every source row exactly once across the two */
+		int seen[100] = { 0 };
+		for (int64_t i = 0; i < 80; i++)
+			seen[(int)tr[k].x[2 * i]]++;
+		for (int64_t i = 0; i < 20; i++)
+			seen[(int)va[k].x[2 * i]]++;
+		for (int i = 0; i < 100; i++)
+			if (seen[i] != 1)
+				fail_msg("row %d appears %d times in the split", i, seen[i]);
+	}
+	/* the same seed, the same split; another seed, another split */
+	assert_memory_equal(va[0].x, va[1].x, 20 * 2 * sizeof(float));
+	assert_memory_equal(tr[0].y, tr[1].y, 80 * sizeof(int32_t));
+	assert_memory_not_equal(va[0].x, va[2].x, 20 * 2 * sizeof(float));
+	/* and it is shuffled: the validation rows are not rows 0..19 in order */
+	int in_order = 0;
+	for (int i = 0; i < 20; i++)
+		in_order += va[0].x[2 * i] == (float)i;
+	assert_true(in_order < 20);
+	for (int k = 0; k < 3; k++) {
+		tg_dataset_free(&tr[k]);
+		tg_dataset_free(&va[k]);
+	}
+	tg_ctx *ctx = tg_ctx_new(1);
+	assert_int_equal(tg_dataset_split(ctx, &src, 100, &tr[0], &va[0]), -1);
+	assert_error(ctx, TG_EARG, "tg_dataset_split: 100 validation rows of 100; need 1..99");
+	assert_empty(&tr[0]);
+	tg_ctx_free(ctx);
+	tg_dataset_free(&src);
+}
+
+static void head_and_subset_copy_the_chosen_rows(void **state)
+{
+	(void)state;
+	tg_dataset src = numbered(10);
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_dataset h, s;
+	assert_int_equal(tg_dataset_head(ctx, &src, 4, &h), 0);
+	assert_int_equal(h.n, 4);
+	for (int i = 0; i < 4; i++)
+		assert_near(h.x[2 * i], i, 0);
+	tg_dataset_free(&h);
+	assert_int_equal(tg_dataset_head(ctx, &src, 1000, &h), 0);
+	assert_int_equal(h.n, 10);
+	tg_dataset_free(&h);
+	assert_int_equal(tg_dataset_subset(ctx, &src, (int64_t[]){ 7, 2, 7 }, 3, &s), 0);
+	assert_int_equal(s.n, 3);
+	assert_near(s.x[0], 7, 0);
+	assert_near(s.x[3], -2, 0);
+	assert_near(s.x[4], 7, 0);
+	assert_int_equal(s.y[1], 2);
+	tg_dataset_free(&s);
+	assert_ctx_ok(ctx);
+	assert_int_equal(tg_dataset_subset(ctx, &src, (int64_t[]){ 1, 10 }, 2, &s), -1);
+	assert_error(ctx, TG_EARG, "index 10 at 1 is out of range [0,10)");
+	assert_empty(&s);
+	/* while an error is set, loaders and subsets do nothing */
+	assert_int_equal(tg_dataset_head(ctx, &src, 2, &h), -1);
+	assert_error(ctx, TG_EARG, "index 10 at 1");
+	tg_ctx_free(ctx);
+	tg_dataset_free(&src);
+}
+
+/* ---- mini-batches --------------------------------------------------------------- */
+
+static void a_batch_gathers_rows_and_labels_in_either_dtype(void **state)
+{
+	(void)state;
+	tg_dataset src = numbered(10);
+	tg_ctx *ctx = tg_ctx_new(1);
+	int32_t labels[3];
+	tg_tensor *x = tg_dataset_batch(ctx, &src, (int64_t[]){ 4, 0, 8 }, 3, TG_F64, labels);
+	assert_non_null(x);
+	assert_int_equal(tg_dtype_of(x), TG_F64);
+	assert_int_equal(tg_dim(x, 0), 3);
+	assert_int_equal(tg_dim(x, 1), 2);
+	const double want[6] = { 4, -4, 0, 0, 8, -8 };
+	for (int i = 0; i < 6; i++)
+		assert_near(tg_get(x, (size_t)i), want[i], 0);
+	assert_int_equal(labels[0], 1);
+	assert_int_equal(labels[1], 0);
+	assert_int_equal(labels[2], 2);
+	x = tg_dataset_batch(ctx, &src, (int64_t[]){ 9 }, 1, TG_F32, NULL);
+	assert_int_equal(tg_dtype_of(x), TG_F32);
+	assert_near(tg_get(x, 1), -9, 0);
+	assert_ctx_ok(ctx);
+	assert_null(tg_dataset_batch(ctx, &src, (int64_t[]){ -1 }, 1, TG_F32, NULL));
+	assert_error(ctx, TG_EARG, "tg_dataset_batch: index -1 at 0 is out of range [0,10)");
+	tg_ctx_free(ctx);
+	tg_dataset_free(&src);
+}
+
+static void batches_with_replacement_draw_valid_rows_deterministically(void **state)
+{
+	(void)state;
+	tg_dataset src = numbered(50);
+	int64_t drawn[2][20 * 8];
+	for (int k = 0; k < 2; k++) {
+		tg_ctx *ctx = tg_ctx_new(5);
+		tg_batcher *b = tg_batcher_new(ctx, &src, 8, TG_BATCH_REPLACE);
+		assert_non_null(b);
+		for (int step = 0; step < 20; step++) {
+			tg_batch batch;
+			assert_true(tg_batch_next(b, TG_F32, &batch));
+			assert_int_equal(batch.n, 8);
+			const float *x = tg_data(batch.x);
+			for (int i = 0; i < 8; i++) {
+				int64_t r = batch.idx[i];
+				assert_in_range(r, 0, 49);
+				assert_near(x[2 * i], (double)r, 0);
+				assert_near(x[2 * i + 1], -(double)r, 0);
+				assert_int_equal(batch.y[i], r % 3);
+				drawn[k][step * 8 + i] = r;
+			}
+			tg_reset(ctx);
+		}
+		assert_int_equal(tg_batcher_epoch(b), 0);
+		tg_batcher_free(b);
+		tg_ctx_free(ctx);
+	}
+	assert_memory_equal(drawn[0], drawn[1], sizeof drawn[0]);
+	/* 160 draws from 50 rows with replacement: some row must repeat, and
+	 * many distinct rows are hit */
+	int seen[50] = { 0 }, distinct = 0, repeated = 0;
+	for (int i = 0; i < 160; i++)
+		seen[drawn[0][i]]++;
+	for (int r = 0; r < 50; r++) {
+		distinct += seen[r] > 0;
+		repeated += seen[r] > 1;
+	}
+	assert_true(repeated > 0);
+	assert_true(distinct > 30);
+	tg_dataset_free(&src);
+}
+
+/* Runs epochs of batch size B over n rows; checks each sample comes once. */
+static void check_epochs(int64_t n, int64_t B, unsigned flags, int64_t want_batches,
+			 int64_t want_last)
+{
+	tg_dataset src = numbered(n);
+	tg_ctx *ctx = tg_ctx_new(9);
+	tg_batcher *b = tg_batcher_new(ctx, &src, B, flags);
+	assert_non_null(b);
+	int64_t *first = calloc((size_t)n, sizeof *first);
+	for (int epoch = 0; epoch < 3; epoch++) {
+		int *seen = calloc((size_t)n, sizeof *seen);
+		int64_t batches = 0, pos = 0;
+		tg_batch batch;
+		bool differs = false;
+		while (tg_batch_next(b, TG_F64, &batch)) {
+			batches++;
+			bool last = batches == want_batches;
+			assert_int_equal(batch.n, last ? want_last : B);
+			for (int64_t i = 0; i < batch.n; i++) {
+				int64_t r = batch.idx[i];
+				seen[r]++;
+				assert_near(tg_get(batch.x, (size_t)(2 * i)), (double)r, 0);
+				assert_int_equal(batch.y[i], r % 3);
+				if (epoch == 0)
+					first[pos] = r;
+				else
+					differs |= first[pos] != r;
+				pos++;
+			}
+			tg_reset(ctx);
+		}
+		assert_ctx_ok(ctx);
+		assert_int_equal(batches, want_batches);
+		assert_int_equal(tg_batcher_epoch(b), epoch + 1);
+		int64_t covered = 0;
+		for (int64_t r = 0; r < n; r++) {
+			if (seen[r] > 1)
+				fail_msg("epoch %d: sample %lld came %d times", epoch, (long long)r,
+					 seen[r]);
+			covered += seen[r];
+		}
+		int64_t dropped = (flags & TG_BATCH_DROP_LAST) ? n % B : 0;
+		assert_int_equal(covered, n - dropped);
+		if (epoch > 0)
+			assert_true(differs); /* a new permutation each epoch */
+		free(seen);
+	}
+	free(first);
+	tg_batcher_free(b);
+	tg_ctx_free(ctx);
+	tg_dataset_free(&src);
+}
+
+static void shuffled_epochs_deliver_each_sample_exactly_once(void **state)
+{
+	(void)state;
+	check_epochs(103, 10, 0, 11, 3);  /* the short last batch is kept */
+	check_epochs(100, 10, 0, 10, 10); /* an exact division */
+	check_epochs(7, 50, 0, 1, 7);     /* one batch of everything */
+}
+
+static void drop_last_drops_the_short_batch(void **state)
+{
+	(void)state;
+	check_epochs(103, 10, TG_BATCH_DROP_LAST, 10, 10);
+	tg_dataset src = numbered(5);
+	tg_ctx *ctx = tg_ctx_new(1);
+	assert_null(tg_batcher_new(ctx, &src, 6, TG_BATCH_DROP_LAST));
+	assert_error(ctx, TG_EARG, "batch size 6 > 5 samples with TG_BATCH_DROP_LAST");
+	tg_clear_error(ctx);
+	assert_null(tg_batcher_new(ctx, &src, 0, 0));
+	assert_error(ctx, TG_EARG, "batch size 0 is not positive");
+	tg_ctx_free(ctx);
+	tg_dataset_free(&src);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(iris_loads_150_rows_of_4_features_and_3_classes),
+		cmocka_unit_test(digits_loads_1797_images_of_64_pixels_scaled_by_16),
+		cmocka_unit_test(idx_files_read_back_plain_and_gzipped),
+		cmocka_unit_test(idx_with_a_wrong_magic_is_rejected),
+		cmocka_unit_test(idx_with_truncated_images_is_rejected),
+		cmocka_unit_test(idx_with_truncated_labels_is_rejected),
+		cmocka_unit_test(a_gzip_stream_cut_short_reads_as_truncated),
+		cmocka_unit_test(idx_with_unequal_counts_is_rejected),
+		cmocka_unit_test(idx_with_a_label_out_of_range_is_rejected),
+		cmocka_unit_test(idx_with_trailing_bytes_is_rejected),
+		cmocka_unit_test(idx_with_a_zero_dimension_is_rejected),
+		cmocka_unit_test(idx_with_absurd_dimensions_is_rejected_without_allocating),
+		cmocka_unit_test(running_out_of_memory_while_loading_is_an_error_not_a_crash),
+		cmocka_unit_test(a_missing_idx_file_is_an_io_error),
+		cmocka_unit_test(the_mnist_loader_prefers_gz_and_falls_back_to_plain),
+		cmocka_unit_test(fashion_mnist_loads_60000_and_10000_images_when_installed),
+		cmocka_unit_test(csv_reads_numbers_labels_and_an_auto_detected_header),
+		cmocka_unit_test(csv_options_pick_the_label_column_scale_and_header),
+		cmocka_unit_test(csv_with_a_ragged_row_names_the_line),
+		cmocka_unit_test(csv_with_a_non_numeric_field_names_line_and_column),
+		cmocka_unit_test(csv_with_a_bad_label_is_rejected),
+		cmocka_unit_test(an_empty_csv_is_rejected),
+		cmocka_unit_test(the_iris_loader_checks_the_feature_count),
+		cmocka_unit_test(split_partitions_the_rows_deterministically_for_a_seed),
+		cmocka_unit_test(head_and_subset_copy_the_chosen_rows),
+		cmocka_unit_test(a_batch_gathers_rows_and_labels_in_either_dtype),
+		cmocka_unit_test(batches_with_replacement_draw_valid_rows_deterministically),
+		cmocka_unit_test(shuffled_epochs_deliver_each_sample_exactly_once),
+		cmocka_unit_test(drop_last_drops_the_short_batch),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

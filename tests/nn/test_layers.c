@@ -1,0 +1,850 @@
+/*
+ * test_layers.c - the nn modules: Affine, activations, losses, batch norm,
+ * dropout, initialisers and the MLP built from a spec.
+ *
+ * Module gradients are checked against central differences (tg_gradcheck);
+ * values against numbers computed by hand or by a plain double loop written
+ * in the test from the formula, independently of the ops.
+ */
+#include "../engine/test_util.h"
+#include "tapegrad_nn.h"
+
+#include <stdlib.h>
+
+enum { SEED = 1234 };
+
+static const double EPS = 1e-6;
+
+static tg_tensor *f64(tg_ctx *ctx, int ndim, const int64_t *shape, const double *v)
+{
+	return tg_from_f64(ctx, TG_F64, ndim, shape, v);
+}
+
+static void assert_values(const tg_tensor *t, const double *want, size_t n, double tol)
+{
+	assert_non_null(t);
+	assert_int_equal(tg_numel(t), n);
+	for (size_t i = 0; i < n; i++) {
+		double got = tg_get(t, i);
+		if (!(fabs(got - want[i]) <= tol))
+			fail_msg("element %zu = %.12g, expected %.12g (tolerance %g)", i, got,
+				 want[i], tol);
+	}
+}
+
+static void assert_gradcheck(int rc, tg_ctx *ctx, const tg_gradcheck_result *r, double tol)
+{
+	assert_ctx_ok(ctx);
+	assert_int_equal(rc, 0);
+	if (!(r->worst_rel < tol))
+		fail_msg("gradient check: worst relative error %.3g (abs %.3g), tolerance %g",
+			 r->worst_rel, r->worst_abs, tol);
+}
+
+/* ---- affine ------------------------------------------------------------------------ */
+
+/* The seeds' batch affine: X_dot_W + B, and dB = np.sum(dY, axis=0). */
+static void affine_adds_the_bias_to_every_row_and_sums_dout_into_db(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_affine l = {
+	    .W = tg_param(f64(ctx, SHAPE(2, 3), (double[]){1, 0, -1, 0, 1, 2})),
+	    .b = tg_param(f64(ctx, SHAPE(3), (double[]){0.5, -1, 2})),
+	};
+	tg_tensor *x = f64(ctx, SHAPE(2, 2), (double[]){1, 2, 3, 4});
+	tg_tensor *y = tg_affine_forward(&l, x);
+	/* [1 2] @ W = [1 2 3], [3 4] @ W = [3 4 5]; plus b */
+	assert_values(y, (double[]){1.5, 1, 5, 3.5, 3, 7}, 6, 1e-12);
+	tg_tensor *dy = f64(ctx, SHAPE(2, 3), (double[]){1, 2, 3, 11, 12, 13});
+	assert_int_equal(tg_backward_ex(y, dy, 0), 0);
+	assert_values(tg_grad(l.b), (double[]){12, 14, 16}, 3, 1e-12);
+	/* dW = x^T dY: [[1*1+3*11, 1*2+3*12, 1*3+3*13], [2*1+4*11, 2*2+4*12, 2*3+4*13]] */
+	assert_values(tg_grad(l.W), (double[]){34, 38, 42, 46, 52, 58}, 6, 1e-12);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+/* The seeds' single-sample form: X (5,) @ W (5,9) + B gives (9,). */
+static void affine_of_a_vector_gives_a_vector(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_affine l;
+	assert_int_equal(tg_affine_init(&l, ctx, TG_F64, 5, 9, (tg_init){TG_INIT_STD, 1}, "fc"), 0);
+	tg_tensor *x = tg_rand(ctx, TG_F64, SHAPE(5), 0, 1);
+	tg_tensor *y = tg_affine_forward(&l, x);
+	assert_ctx_ok(ctx);
+	assert_int_equal(tg_ndim(y), 1);
+	assert_int_equal(tg_dim(y, 0), 9);
+	for (int j = 0; j < 9; j++) {
+		double s = 0; /* b is 0 */
+		for (int i = 0; i < 5; i++)
+			s += tg_get(x, i) * tg_get(l.W, (size_t)(i * 9 + j));
+		assert_near(tg_get(y, j), s, 1e-12);
+	}
+	tg_ctx_free(ctx);
+}
+
+static tg_tensor *affine_fn(tg_tensor *const *in, void *user)
+{
+	(void)user;
+	tg_affine l = {in[1], in[2]};
+	return tg_affine_forward(&l, in[0]);
+}
+
+static void affine_gradients_match_central_differences(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *in[3] = {
+	    tg_randn(ctx, TG_F64, SHAPE(4, 6), 0, 1),
+	    tg_randn(ctx, TG_F64, SHAPE(6, 5), 0, 1),
+	    tg_randn(ctx, TG_F64, SHAPE(5), 0, 1),
+	};
+	tg_gradcheck_result r;
+	assert_gradcheck(tg_gradcheck(ctx, affine_fn, NULL, 3, in, EPS, &r), ctx, &r, 1e-7);
+	tg_ctx_free(ctx);
+}
+
+static void affine_flattens_a_3d_input_to_rows(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *in[3] = {
+	    tg_randn(ctx, TG_F64, SHAPE(4, 2, 3), 0, 1),
+	    tg_randn(ctx, TG_F64, SHAPE(6, 5), 0, 1),
+	    tg_randn(ctx, TG_F64, SHAPE(5), 0, 1),
+	};
+	tg_tensor *y = affine_fn(in, NULL);
+	assert_ctx_ok(ctx);
+	assert_int_equal(tg_ndim(y), 2);
+	assert_int_equal(tg_dim(y, 0), 4);
+	assert_int_equal(tg_dim(y, 1), 5);
+	for (int n = 0; n < 4; n++)
+		for (int j = 0; j < 5; j++) {
+			double s = tg_get(in[2], j);
+			for (int i = 0; i < 6; i++)
+				s += tg_get(in[0], (size_t)(n * 6 + i)) *
+				     tg_get(in[1], (size_t)(i * 5 + j));
+			assert_near(tg_get(y, (size_t)(n * 5 + j)), s, 1e-12);
+		}
+	tg_gradcheck_result r;
+	assert_gradcheck(tg_gradcheck(ctx, affine_fn, NULL, 3, in, EPS, &r), ctx, &r, 1e-7);
+	tg_ctx_free(ctx);
+}
+
+static void affine_rejects_an_input_that_does_not_fit_W_naming_the_layer(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_affine l;
+	assert_int_equal(tg_affine_init(&l, ctx, TG_F64, 784, 10, (tg_init){TG_INIT_HE, 0}, "fc1"),
+			 0);
+	assert_string_equal(tg_name(l.W), "fc1.W");
+	assert_string_equal(tg_name(l.b), "fc1.b");
+	tg_tensor *x = tg_zeros(ctx, TG_F64, SHAPE(100, 1, 28, 27));
+	assert_null(tg_affine_forward(&l, x));
+	assert_error(ctx, TG_ESHAPE, "fc1.W");
+	assert_error(ctx, TG_ESHAPE, "(100,1,28,27)");
+	tg_ctx_free(ctx);
+}
+
+/* ---- activations --------------------------------------------------------------------- */
+
+static void activation_names_parse_with_their_alphas(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_act a;
+	char buf[32];
+	static const struct {
+		const char *in;
+		tg_act_kind kind;
+		double alpha;
+		const char *out;
+	} rows[] = {
+	    {"relu", TG_ACT_RELU, 0, "relu"},
+	    {"sigmoid", TG_ACT_SIGMOID, 0, "sigmoid"},
+	    {"tanh", TG_ACT_TANH, 0, "tanh"},
+	    {"identity", TG_ACT_IDENTITY, 0, "identity"},
+	    {"none", TG_ACT_IDENTITY, 0, "identity"},
+	    {"leaky_relu", TG_ACT_LEAKY_RELU, 0.01, "leaky_relu:0.01"},
+	    {"leaky_relu:0.2", TG_ACT_LEAKY_RELU, 0.2, "leaky_relu:0.2"},
+	    {"elu", TG_ACT_ELU, 1.0, "elu:1"},
+	    {"elu:0.5", TG_ACT_ELU, 0.5, "elu:0.5"},
+	};
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		assert_int_equal(tg_act_parse(ctx, rows[i].in, &a), 0);
+		assert_int_equal(a.kind, rows[i].kind);
+		assert_near(a.alpha, rows[i].alpha, 0);
+		assert_string_equal(tg_act_str(a, buf, sizeof buf), rows[i].out);
+	}
+	assert_ctx_ok(ctx);
+	assert_int_equal(tg_act_parse(ctx, "softsign", &a), -1);
+	assert_error(ctx, TG_EARG, "\"softsign\"");
+	tg_clear_error(ctx);
+	assert_int_equal(tg_act_parse(ctx, "relu:2", &a), -1);
+	assert_error(ctx, TG_EARG, "takes no parameter");
+	tg_clear_error(ctx);
+	assert_int_equal(tg_act_parse(ctx, "elu:x", &a), -1);
+	assert_error(ctx, TG_EARG, "\"elu:x\"");
+	tg_ctx_free(ctx);
+}
+
+static void activations_compute_their_formulas(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	const double xs[4] = {-2, -0.5, 0.25, 3};
+	tg_tensor *x = f64(ctx, SHAPE(4), xs);
+	for (int k = TG_ACT_IDENTITY; k <= TG_ACT_ELU; k++) {
+		tg_act a = {(tg_act_kind)k, 0.3};
+		tg_tensor *y = tg_act_forward(a, x);
+		for (int i = 0; i < 4; i++) {
+			double v = xs[i], want;
+			switch (k) {
+			case TG_ACT_RELU:
+				want = v > 0 ? v : 0;
+				break;
+			case TG_ACT_SIGMOID:
+				want = 1 / (1 + exp(-v));
+				break;
+			case TG_ACT_TANH:
+				want = tanh(v);
+				break;
+			case TG_ACT_LEAKY_RELU:
+				want = v > 0 ? v : 0.3 * v;
+				break;
+			case TG_ACT_ELU:
+				want = v > 0 ? v : 0.3 * (exp(v) - 1);
+				break;
+			default:
+				want = v;
+			}
+			assert_near(tg_get(y, i), want, 1e-12);
+		}
+	}
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+/* ---- losses ---------------------------------------------------------------------------- */
+
+static const double LOGITS[12] = {0.3, -1.2, 2.0, 0.5, 1.1, 0.0, -0.7, 0.4, -2.0, 1.5, 0.2, 0.9};
+static const int32_t LABELS[3] = {2, 0, 1};
+
+/* Softmax of row i of LOGITS (3,4), computed directly. */
+static void softmax_row(int i, double *y)
+{
+	double s = 0;
+	for (int k = 0; k < 4; k++)
+		s += y[k] = exp(LOGITS[i * 4 + k]);
+	for (int k = 0; k < 4; k++)
+		y[k] /= s;
+}
+
+/* d loss / d logits = (y - t) / N, the seeds' SoftmaxWithLoss backward */
+static void softmax_cross_entropy_gradient_is_y_minus_t_over_n(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	double t[12] = {0};
+	for (int i = 0; i < 3; i++)
+		t[i * 4 + LABELS[i]] = 1;
+	double want_loss = 0, want_grad[12];
+	for (int i = 0; i < 3; i++) {
+		double y[4];
+		softmax_row(i, y);
+		want_loss -= log(y[LABELS[i]]) / 3;
+		for (int k = 0; k < 4; k++)
+			want_grad[i * 4 + k] = (y[k] - t[i * 4 + k]) / 3;
+	}
+	/* one-hot targets through the composed loss */
+	tg_tensor *x = tg_param(f64(ctx, SHAPE(3, 4), LOGITS));
+	tg_tensor *loss = tg_cross_entropy_soft(x, f64(ctx, SHAPE(3, 4), t));
+	assert_near(tg_item(loss), want_loss, 1e-12);
+	assert_int_equal(tg_backward(loss), 0);
+	assert_values(tg_grad(x), want_grad, 12, 1e-12);
+	/* integer labels through the fused op */
+	tg_zero_grad(x);
+	loss = tg_cross_entropy(x, LABELS);
+	assert_near(tg_item(loss), want_loss, 1e-12);
+	assert_int_equal(tg_backward(loss), 0);
+	assert_values(tg_grad(x), want_grad, 12, 1e-12);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+static void soft_targets_give_y_minus_t_over_n_too(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	const double t[12] = {0.1, 0.2, 0.3, 0.4, 0.5, 0.5, 0, 0, 0.25, 0.25, 0.25, 0.25};
+	double want_loss = 0, want_grad[12];
+	for (int i = 0; i < 3; i++) {
+		double y[4];
+		softmax_row(i, y);
+		for (int k = 0; k < 4; k++) {
+			want_loss -= t[i * 4 + k] * log(y[k]) / 3;
+			want_grad[i * 4 + k] = (y[k] - t[i * 4 + k]) / 3;
+		}
+	}
+	tg_tensor *x = tg_param(f64(ctx, SHAPE(3, 4), LOGITS));
+	tg_tensor *loss = tg_cross_entropy_soft(x, f64(ctx, SHAPE(3, 4), t));
+	assert_near(tg_item(loss), want_loss, 1e-12);
+	assert_int_equal(tg_backward(loss), 0);
+	assert_values(tg_grad(x), want_grad, 12, 1e-12);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+static tg_tensor *soft_ce_fn(tg_tensor *const *in, void *user)
+{
+	return tg_cross_entropy_soft(in[0], user);
+}
+
+static tg_tensor *ce_fn(tg_tensor *const *in, void *user)
+{
+	(void)user;
+	return tg_cross_entropy(in[0], LABELS);
+}
+
+static void softmax_cross_entropy_gradients_match_central_differences(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *in[1] = {tg_randn(ctx, TG_F64, SHAPE(3, 4), 0, 2)};
+	const double t[12] = {0.1, 0.2, 0.3, 0.4, 0, 1, 0, 0, 0.25, 0.25, 0.25, 0.25};
+	tg_gradcheck_result r;
+	assert_gradcheck(tg_gradcheck(ctx, soft_ce_fn, f64(ctx, SHAPE(3, 4), t), 1, in, EPS, &r),
+			 ctx, &r, 1e-7);
+	assert_gradcheck(tg_gradcheck(ctx, ce_fn, NULL, 1, in, EPS, &r), ctx, &r, 1e-7);
+	tg_ctx_free(ctx);
+}
+
+static void soft_cross_entropy_rejects_targets_of_another_shape(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *x = tg_zeros(ctx, TG_F64, SHAPE(3, 4));
+	assert_null(tg_cross_entropy_soft(x, tg_zeros(ctx, TG_F64, SHAPE(3, 5))));
+	assert_error(ctx, TG_ESHAPE, "(3,5)");
+	tg_ctx_free(ctx);
+}
+
+/* 0.5 lambda sum(W^2) over ".W" params only; gradient lambda W */
+static void weight_penalty_counts_weights_and_not_biases(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *p[3] = {
+	    tg_set_name(tg_param(f64(ctx, SHAPE(2), (double[]){1, -2})), "fc1.W"),
+	    tg_set_name(tg_param(f64(ctx, SHAPE(2), (double[]){3, 4})), "fc1.b"),
+	    tg_set_name(tg_param(f64(ctx, SHAPE(1), (double[]){0.5})), "fc2.W"),
+	};
+	tg_tensor *pen = tg_weight_penalty(p, 3, 0.1);
+	assert_near(tg_item(pen), 0.5 * 0.1 * (1 + 4 + 0.25), 1e-12);
+	assert_int_equal(tg_backward(pen), 0);
+	assert_values(tg_grad(p[0]), (double[]){0.1, -0.2}, 2, 1e-12);
+	assert_null(tg_grad(p[1]));
+	assert_values(tg_grad(p[2]), (double[]){0.05}, 1, 1e-12);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+static void argmax_rows_names_the_predicted_class(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	int32_t out[3];
+	assert_int_equal(tg_argmax_rows(f64(ctx, SHAPE(3, 4), LOGITS), out), 0);
+	assert_int_equal(out[0], 2);
+	assert_int_equal(out[1], 0);
+	assert_int_equal(out[2], 1);
+	tg_ctx_free(ctx);
+}
+
+/* ---- batch norm --------------------------------------------------------------------------- */
+
+static void batchnorm_training_normalises_with_the_biased_batch_variance(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_batchnorm bn;
+	assert_int_equal(tg_batchnorm_init(&bn, ctx, TG_F64, 2, "bn1"), 0);
+	assert_string_equal(tg_name(bn.gamma), "bn1.gamma");
+	assert_string_equal(tg_name(bn.beta), "bn1.beta");
+	assert_string_equal(tg_name(bn.running_mean), "bn1.running_mean");
+	assert_string_equal(tg_name(bn.running_var), "bn1.running_var");
+	assert_true(tg_is_param(bn.gamma));
+	assert_false(tg_requires_grad(bn.running_mean));
+	assert_near(bn.eps, 1e-6, 0);
+	assert_near(bn.avg_decay, 0.9, 0);
+	double *g = tg_data_mut(bn.gamma), *b = tg_data_mut(bn.beta);
+	g[0] = 2, g[1] = 0.5, b[0] = 1, b[1] = -1;
+	/* column 0: 1 2 3 6, mean 3, biased var (4+1+0+9)/4 = 3.5
+	 * column 1: 0 0 4 4, mean 2, biased var 4 */
+	const double xv[8] = {1, 0, 2, 0, 3, 4, 6, 4};
+	tg_tensor *y = tg_batchnorm_forward(&bn, f64(ctx, SHAPE(4, 2), xv));
+	assert_ctx_ok(ctx);
+	const double mean[2] = {3, 2}, var[2] = {3.5, 4}, gm[2] = {2, 0.5}, bt[2] = {1, -1};
+	for (int i = 0; i < 4; i++)
+		for (int j = 0; j < 2; j++) {
+			double want =
+			    (xv[i * 2 + j] - mean[j]) / sqrt(var[j] + 1e-6) * gm[j] + bt[j];
+			assert_near(tg_get(y, (size_t)(i * 2 + j)), want, 1e-12);
+		}
+	/* running = 0.9 running + 0.1 batch, from 0 and 1 */
+	assert_values(bn.running_mean, (double[]){0.3, 0.2}, 2, 1e-12);
+	assert_values(bn.running_var, (double[]){0.9 + 0.35, 0.9 + 0.4}, 2, 1e-12);
+	tg_ctx_free(ctx);
+}
+
+static void batchnorm_evaluation_uses_the_running_statistics(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_batchnorm bn;
+	assert_int_equal(tg_batchnorm_init(&bn, ctx, TG_F64, 2, "bn1"), 0);
+	bn.eps = 0.01;
+	bn.training = false;
+	double *g = tg_data_mut(bn.gamma), *b = tg_data_mut(bn.beta);
+	double *rm = tg_data_mut(bn.running_mean), *rv = tg_data_mut(bn.running_var);
+	g[0] = 2, g[1] = 0.5, b[0] = 1, b[1] = -1;
+	rm[0] = 1, rm[1] = -2, rv[0] = 3.99, rv[1] = 0.24;
+	/* (x - rm) / sqrt(rv + 0.01) * g + b; sqrt(4) = 2, sqrt(0.25) = 0.5 */
+	tg_tensor *x = f64(ctx, SHAPE(3, 2), (double[]){1, 0, 3, -2, -1, 1});
+	const double want[6] = {1, 1, 3, -1, -1, 2};
+	tg_tensor *y1 = tg_batchnorm_forward(&bn, x);
+	tg_tensor *y2 = tg_batchnorm_forward(&bn, x);
+	assert_values(y1, want, 6, 1e-12);
+	for (int i = 0; i < 6; i++)
+		assert_true(tg_get(y1, i) == tg_get(y2, i));
+	/* evaluation leaves the running statistics alone, and a batch of one is fine */
+	assert_values(bn.running_mean, (double[]){1, -2}, 2, 0);
+	assert_values(bn.running_var, (double[]){3.99, 0.24}, 2, 0);
+	tg_tensor *y = tg_batchnorm_forward(&bn, f64(ctx, SHAPE(1, 2), (double[]){5, -3}));
+	assert_values(y, (double[]){5, -2}, 2, 1e-12);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+static void batchnorm_refuses_a_batch_of_one_in_training(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_batchnorm bn;
+	assert_int_equal(tg_batchnorm_init(&bn, ctx, TG_F64, 3, "bn2"), 0);
+	assert_null(tg_batchnorm_forward(&bn, tg_ones(ctx, TG_F64, SHAPE(1, 3))));
+	assert_error(ctx, TG_ESHAPE, "bn2.gamma: a batch of 1");
+	assert_values(bn.running_var, (double[]){1, 1, 1}, 3, 0);
+	tg_clear_error(ctx);
+	assert_null(tg_batchnorm_forward(&bn, tg_ones(ctx, TG_F64, SHAPE(4, 2))));
+	assert_error(ctx, TG_ESHAPE, "(4,2) is not (N,3)");
+	tg_ctx_free(ctx);
+}
+
+typedef struct bn_case {
+	tg_batchnorm *bn;
+	tg_tensor *b; /* the affine layer's bias, not checked */
+} bn_case;
+
+/* BN(x @ W + b) with gamma and beta as checked inputs */
+static tg_tensor *bn_fn(tg_tensor *const *in, void *user)
+{
+	bn_case *c = user;
+	tg_affine fc = {in[1], c->b};
+	tg_batchnorm bn = *c->bn;
+	bn.gamma = in[2];
+	bn.beta = in[3];
+	return tg_batchnorm_forward(&bn, tg_affine_forward(&fc, in[0]));
+}
+
+static void batchnorm_after_affine_gradients_match_central_differences(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_batchnorm bn;
+	assert_int_equal(tg_batchnorm_init(&bn, ctx, TG_F64, 3, "bn1"), 0);
+	bn_case c = {&bn, tg_randn(ctx, TG_F64, SHAPE(3), 0, 1)};
+	for (int n = 2; n <= 6; n += 4) {
+		tg_tensor *in[4] = {
+		    tg_randn(ctx, TG_F64, SHAPE(n, 4), 0, 1),
+		    tg_randn(ctx, TG_F64, SHAPE(4, 3), 0, 1),
+		    tg_randn(ctx, TG_F64, SHAPE(3), 1, 0.5),
+		    tg_randn(ctx, TG_F64, SHAPE(3), 0, 1),
+		};
+		tg_gradcheck_result r;
+		assert_gradcheck(tg_gradcheck(ctx, bn_fn, &c, 4, in, EPS, &r), ctx, &r, 1e-6);
+	}
+	tg_ctx_free(ctx);
+}
+
+/* ---- dropout ------------------------------------------------------------------------------- */
+
+static tg_tensor *dropout_fn(tg_tensor *const *in, void *user)
+{
+	return tg_dropout_apply(in[0], user, 0.25);
+}
+
+static void dropout_with_a_fixed_mask_scales_kept_values_and_checks(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *mask = f64(ctx, SHAPE(2, 3), (double[]){1, 0, 1, 1, 1, 0});
+	tg_tensor *x = tg_param(f64(ctx, SHAPE(2, 3), (double[]){3, 5, -6, 0.75, 1.5, 9}));
+	tg_tensor *y = tg_dropout_apply(x, mask, 0.25);
+	assert_values(y, (double[]){4, 0, -8, 1, 2, 0}, 6, 1e-12);
+	assert_int_equal(tg_backward(tg_sum(y)), 0);
+	const double k = 1 / 0.75;
+	assert_values(tg_grad(x), (double[]){k, 0, k, k, k, 0}, 6, 1e-12);
+	tg_tensor *in[1] = {tg_randn(ctx, TG_F64, SHAPE(2, 3), 0, 1)};
+	tg_gradcheck_result r;
+	assert_gradcheck(tg_gradcheck(ctx, dropout_fn, mask, 1, in, EPS, &r), ctx, &r, 1e-7);
+	tg_ctx_free(ctx);
+}
+
+static void dropout_mask_comes_from_the_context_generator(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	const double p = 0.4;
+	tg_tensor *x = tg_randn(ctx, TG_F64, SHAPE(8, 16), 0, 1);
+	tg_dropout d = {p, true};
+	tg_seed(ctx, 99);
+	tg_tensor *y = tg_dropout_forward(&d, x);
+	assert_ctx_ok(ctx);
+	tg_seed(ctx, 99);
+	int kept = 0;
+	for (size_t i = 0; i < 128; i++) {
+		bool keep = tg_random_uniform(ctx) >= p;
+		kept += keep;
+		assert_near(tg_get(y, i), keep ? tg_get(x, i) / (1 - p) : 0, 1e-12);
+	}
+	/* 128 draws with keep probability 0.6: 76.8 expected, sd 5.5 */
+	assert_in_range(kept, 55, 99);
+	tg_ctx_free(ctx);
+}
+
+static void dropout_in_evaluation_is_the_identity(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *x = tg_randn(ctx, TG_F64, SHAPE(4, 5), 0, 1);
+	tg_dropout d = {0.5, false};
+	assert_ptr_equal(tg_dropout_forward(&d, x), x);
+	d = (tg_dropout){0, true};
+	assert_ptr_equal(tg_dropout_forward(&d, x), x);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+static void dropout_rejects_p_outside_zero_to_one(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *x = tg_ones(ctx, TG_F64, SHAPE(2, 2));
+	const double bad[3] = {1, -0.1, NAN};
+	for (int i = 0; i < 3; i++) {
+		tg_dropout d = {bad[i], true};
+		assert_null(tg_dropout_forward(&d, x));
+		assert_error(ctx, TG_EARG, "must be in [0, 1)");
+		tg_clear_error(ctx);
+	}
+	tg_ctx_free(ctx);
+}
+
+/* ---- initialisers -----------------------------------------------------------------------------
+ */
+
+static void initialiser_names_parse_and_print(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_init in;
+	char buf[32];
+	assert_int_equal(tg_init_parse(ctx, "std", &in), 0);
+	assert_int_equal(in.kind, TG_INIT_STD);
+	assert_near(in.std, 0.01, 0);
+	assert_int_equal(tg_init_parse(ctx, "std:0.05", &in), 0);
+	assert_near(in.std, 0.05, 0);
+	assert_string_equal(tg_init_str(in, buf, sizeof buf), "std:0.05");
+	assert_int_equal(tg_init_parse(ctx, "lecun", &in), 0);
+	assert_int_equal(in.kind, TG_INIT_LECUN);
+	assert_int_equal(tg_init_parse(ctx, "glorot", &in), 0);
+	assert_int_equal(in.kind, TG_INIT_GLOROT);
+	assert_int_equal(tg_init_parse(ctx, "he", &in), 0);
+	assert_string_equal(tg_init_str(in, buf, sizeof buf), "he");
+	assert_ctx_ok(ctx);
+	assert_int_equal(tg_init_parse(ctx, "std:-1", &in), -1);
+	assert_error(ctx, TG_EARG, "\"std:-1\"");
+	tg_clear_error(ctx);
+	assert_int_equal(tg_init_parse(ctx, "xavier", &in), -1);
+	assert_error(ctx, TG_EARG, "\"lecun\"");
+	tg_clear_error(ctx);
+	assert_int_equal(tg_init_parse(ctx, "kaiming", &in), -1);
+	assert_error(ctx, TG_EARG, "\"kaiming\"");
+	tg_ctx_free(ctx);
+}
+
+static void initialised_weights_have_the_formula_std(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	const int64_t nin = 400, nout = 300;
+	const struct {
+		tg_init init;
+		double std;
+	} rows[] = {
+	    {{TG_INIT_STD, 0.01}, 0.01},
+	    {{TG_INIT_LECUN, 0}, sqrt(1.0 / 400)},
+	    {{TG_INIT_GLOROT, 0}, sqrt(2.0 / 700)},
+	    {{TG_INIT_HE, 0}, sqrt(2.0 / 400)},
+	};
+	for (size_t r = 0; r < 4; r++) {
+		assert_near(tg_init_std(rows[r].init, nin, nout), rows[r].std, 1e-15);
+		for (int dt = TG_F32; dt <= TG_F64; dt++) {
+			tg_tensor *W =
+			    tg_init_weight(ctx, (tg_dtype)dt, nin, nout, rows[r].init, "fc.W");
+			assert_ctx_ok(ctx);
+			assert_true(tg_is_param(W));
+			assert_string_equal(tg_name(W), "fc.W");
+			size_t n = tg_numel(W);
+			double s = 0, ss = 0;
+			for (size_t i = 0; i < n; i++) {
+				double v = tg_get(W, i);
+				s += v;
+				ss += v * v;
+			}
+			double mean = s / (double)n, sd = sqrt(ss / (double)n - mean * mean);
+			/* 120000 draws: the sample std is within 0.3% of std (1 sd); allow 2% */
+			if (fabs(sd / rows[r].std - 1) > 0.02)
+				fail_msg("init row %zu: sample std %.6g, formula %.6g", r, sd,
+					 rows[r].std);
+			assert_true(fabs(mean) < 0.02 * rows[r].std);
+		}
+	}
+	tg_tensor *b = tg_init_vector(ctx, TG_F32, 5, 0, true, "fc.b");
+	tg_tensor *g = tg_init_vector(ctx, TG_F32, 5, 1, true, "bn.gamma");
+	assert_values(b, (double[]){0, 0, 0, 0, 0}, 5, 0);
+	assert_values(g, (double[]){1, 1, 1, 1, 1}, 5, 0);
+	tg_ctx_free(ctx);
+}
+
+/* ---- the MLP ----------------------------------------------------------------------------------
+ */
+
+static void mlp_from_a_spec_lists_its_parameters_in_layer_order(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_mlp_opts o = tg_mlp_defaults();
+	o.batchnorm = true;
+	o.dtype = TG_F64;
+	tg_mlp *m = tg_mlp_new(ctx, "784-100-50-10", &o);
+	assert_non_null(m);
+	assert_ctx_ok(ctx);
+	assert_int_equal(tg_mlp_depth(m), 3);
+	assert_int_equal(tg_mlp_width(m, 0), 784);
+	assert_int_equal(tg_mlp_width(m, 3), 10);
+	assert_string_equal(tg_mlp_spec(m), "784-100-50-10");
+	static const char *const names[] = {
+	    "fc1.W",
+	    "fc1.b",
+	    "bn1.gamma",
+	    "bn1.beta",
+	    "fc2.W",
+	    "fc2.b",
+	    "bn2.gamma",
+	    "bn2.beta",
+	    "fc3.W",
+	    "fc3.b",
+	    "bn1.running_mean",
+	    "bn1.running_var",
+	    "bn2.running_mean",
+	    "bn2.running_var",
+	};
+	static const int64_t sizes[] = {78400, 100, 100, 100, 5000, 50, 50,
+					50,    500, 10,	 100, 100,  50, 50};
+	size_t np, ns;
+	tg_tensor *const *p = tg_mlp_params(m, &np);
+	tg_tensor *const *s = tg_mlp_state(m, &ns);
+	assert_int_equal(np, 10);
+	assert_int_equal(ns, 14);
+	for (size_t i = 0; i < ns; i++) {
+		assert_string_equal(tg_name(s[i]), names[i]);
+		assert_int_equal(tg_numel(s[i]), sizes[i]);
+		assert_true(i < np ? tg_is_param(s[i]) : !tg_requires_grad(s[i]));
+		if (i < np)
+			assert_ptr_equal(p[i], s[i]);
+	}
+	assert_int_equal(tg_dim(p[0], 0), 784);
+	assert_int_equal(tg_dim(p[0], 1), 100);
+	tg_mlp_free(m);
+
+	/* without batch norm: W and b only, state = params */
+	m = tg_mlp_new(ctx, "4-3", NULL);
+	p = tg_mlp_params(m, &np);
+	tg_mlp_state(m, &ns);
+	assert_int_equal(np, 2);
+	assert_int_equal(ns, 2);
+	assert_string_equal(tg_name(p[0]), "fc1.W");
+	assert_int_equal(tg_dtype_of(p[0]), TG_F32);
+	tg_mlp_free(m);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+static void mlp_rejects_bad_specs_naming_them(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	static const struct {
+		const char *spec;
+		const char *why;
+	} rows[] = {
+	    {"784-x-10", "size 2 \"x\" is not a positive integer"},
+	    {"784", "needs an input and an output size"},
+	    {"0-10", "size 1 is 0"},
+	    {"784--10", "size 2 \"\""},
+	    {"784-10-", "size 3 \"\""},
+	    {"", "size 1 \"\""},
+	    {"784-10 ", "size 2 \"10 \""},
+	    {"784-99999999999-10", "size 2 is 99999999999"},
+	    {"1-2-3-4-5-6-7-8-9-10-11-12-13-14-15-16-17-18", "more than 16 affine layers"},
+	};
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		assert_null(tg_mlp_new(ctx, rows[i].spec, NULL));
+		char want[128];
+		snprintf(want, sizeof want, "spec \"%s\"", rows[i].spec);
+		assert_error(ctx, TG_EARG, want);
+		assert_error(ctx, TG_EARG, rows[i].why);
+		tg_clear_error(ctx);
+	}
+	/* sixteen affine layers are allowed */
+	tg_mlp *m = tg_mlp_new(ctx, "1-2-3-4-5-6-7-8-9-10-11-12-13-14-15-16-17", NULL);
+	assert_non_null(m);
+	assert_int_equal(tg_mlp_depth(m), 16);
+	tg_mlp_free(m);
+	tg_mlp_opts o = tg_mlp_defaults();
+	o.dropout = 1;
+	assert_null(tg_mlp_new(ctx, "4-3-2", &o));
+	assert_error(ctx, TG_EARG, "dropout must be in [0, 1)");
+	tg_ctx_free(ctx);
+}
+
+/* Forward by hand for "3-2-2" without BN or dropout: relu(x W1 + b1) W2 + b2. */
+static void mlp_forward_is_affine_act_affine(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_mlp_opts o = tg_mlp_defaults();
+	o.dtype = TG_F64;
+	o.act = (tg_act){TG_ACT_TANH, 0};
+	tg_mlp *m = tg_mlp_new(ctx, "3-2-2", &o);
+	size_t np;
+	tg_tensor *const *p = tg_mlp_params(m, &np);
+	double *b1 = tg_data_mut(p[1]);
+	b1[0] = 0.5, b1[1] = -0.25;
+	tg_tensor *x = tg_randn(ctx, TG_F64, SHAPE(4, 3), 0, 1);
+	tg_tensor *y = tg_mlp_forward(m, x);
+	assert_ctx_ok(ctx);
+	assert_int_equal(tg_dim(y, 0), 4);
+	assert_int_equal(tg_dim(y, 1), 2);
+	for (int n = 0; n < 4; n++) {
+		double h[2];
+		for (int j = 0; j < 2; j++) {
+			h[j] = tg_get(p[1], j);
+			for (int i = 0; i < 3; i++)
+				h[j] += tg_get(x, (size_t)(n * 3 + i)) *
+					tg_get(p[0], (size_t)(i * 2 + j));
+			h[j] = tanh(h[j]);
+			assert_near(tg_get(tg_mlp_activation(m, 1), (size_t)(n * 2 + j)), h[j],
+				    1e-12);
+		}
+		for (int k = 0; k < 2; k++) {
+			double z = tg_get(p[3], k);
+			for (int j = 0; j < 2; j++)
+				z += h[j] * tg_get(p[2], (size_t)(j * 2 + k));
+			assert_near(tg_get(y, (size_t)(n * 2 + k)), z, 1e-12);
+		}
+	}
+	tg_mlp_free(m);
+	tg_ctx_free(ctx);
+}
+
+static void mlp_evaluation_is_deterministic_and_training_is_not(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_mlp_opts o = tg_mlp_defaults();
+	o.batchnorm = true;
+	o.dropout = 0.5;
+	tg_mlp *m = tg_mlp_new(ctx, "6-8-8-3", &o);
+	tg_tensor *x = tg_randn(ctx, TG_F32, SHAPE(5, 6), 0, 1);
+	assert_true(tg_mlp_training(m));
+	tg_tensor *t1 = tg_mlp_forward(m, x), *t2 = tg_mlp_forward(m, x);
+	tg_mlp_train(m, false);
+	assert_false(tg_mlp_training(m));
+	size_t ns;
+	tg_tensor *const *s = tg_mlp_state(m, &ns);
+	double rm = tg_get(s[ns - 4], 0); /* bn1.running_mean[0] */
+	tg_tensor *e1 = tg_mlp_forward(m, x), *e2 = tg_mlp_forward(m, x);
+	assert_ctx_ok(ctx);
+	int differ = 0;
+	for (size_t i = 0; i < 15; i++) {
+		assert_true(tg_get(e1, i) == tg_get(e2, i));
+		differ += tg_get(t1, i) != tg_get(t2, i);
+	}
+	assert_true(differ > 0);		 /* dropout drew two masks */
+	assert_true(tg_get(s[ns - 4], 0) == rm); /* evaluation moved no statistic */
+	/* a batch of one evaluates */
+	assert_non_null(tg_mlp_forward(m, tg_randn(ctx, TG_F32, SHAPE(1, 6), 0, 1)));
+	/* and the whole thing trains: a backward reaches every parameter */
+	tg_mlp_train(m, true);
+	tg_tensor *loss = tg_cross_entropy(tg_mlp_forward(m, x), (int32_t[]){0, 1, 2, 0, 1});
+	assert_int_equal(tg_backward(loss), 0);
+	size_t np;
+	tg_tensor *const *p = tg_mlp_params(m, &np);
+	for (size_t i = 0; i < np; i++)
+		if (!tg_grad(p[i]))
+			fail_msg("no gradient reached %s", tg_name(p[i]));
+	assert_ctx_ok(ctx);
+	tg_mlp_free(m);
+	tg_ctx_free(ctx);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(affine_adds_the_bias_to_every_row_and_sums_dout_into_db),
+	    cmocka_unit_test(affine_of_a_vector_gives_a_vector),
+	    cmocka_unit_test(affine_gradients_match_central_differences),
+	    cmocka_unit_test(affine_flattens_a_3d_input_to_rows),
+	    cmocka_unit_test(affine_rejects_an_input_that_does_not_fit_W_naming_the_layer),
+	    cmocka_unit_test(activation_names_parse_with_their_alphas),
+	    cmocka_unit_test(activations_compute_their_formulas),
+	    cmocka_unit_test(softmax_cross_entropy_gradient_is_y_minus_t_over_n),
+	    cmocka_unit_test(soft_targets_give_y_minus_t_over_n_too),
+	    cmocka_unit_test(softmax_cross_entropy_gradients_match_central_differences),
+	    cmocka_unit_test(soft_cross_entropy_rejects_targets_of_another_shape),
+	    cmocka_unit_test(weight_penalty_counts_weights_and_not_biases),
+	    cmocka_unit_test(argmax_rows_names_the_predicted_class),
+	    cmocka_unit_test(batchnorm_training_normalises_with_the_biased_batch_variance),
+	    cmocka_unit_test(batchnorm_evaluation_uses_the_running_statistics),
+	    cmocka_unit_test(batchnorm_refuses_a_batch_of_one_in_training),
+	    cmocka_unit_test(batchnorm_after_affine_gradients_match_central_differences),
+	    cmocka_unit_test(dropout_with_a_fixed_mask_scales_kept_values_and_checks),
+	    cmocka_unit_test(dropout_mask_comes_from_the_context_generator),
+	    cmocka_unit_test(dropout_in_evaluation_is_the_identity),
+	    cmocka_unit_test(dropout_rejects_p_outside_zero_to_one),
+	    cmocka_unit_test(initialiser_names_parse_and_print),
+	    cmocka_unit_test(initialised_weights_have_the_formula_std),
+	    cmocka_unit_test(mlp_from_a_spec_lists_its_parameters_in_layer_order),
+	    cmocka_unit_test(mlp_rejects_bad_specs_naming_them),
+	    cmocka_unit_test(mlp_forward_is_affine_act_affine),
+	    cmocka_unit_test(mlp_evaluation_is_deterministic_and_training_is_not),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

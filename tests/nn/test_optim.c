@@ -1,0 +1,421 @@
+/*
+ * test_optim.c - the optimizers' update rules, weight decay and clipping.
+ *
+ * Each rule runs three steps on a two-element parameter w under the loss
+ * L = sum(0.5 a w^2 + c w), whose gradient a w + c the test knows. The
+ * expected values come from the book's rules written out again below in
+ * plain double arithmetic, and the first step of each from numbers worked
+ * by hand.
+ */
+#include "../engine/test_util.h"
+#include "tapegrad_nn.h"
+
+enum { SEED = 4321, STEPS = 3 };
+
+static const double W0[2] = {1.0, -2.0};
+static const double A[2] = {1.0, 4.0};
+static const double C[2] = {0.5, -1.0};
+
+/* L = sum(0.5 a w^2 + c w), built from ops */
+static tg_tensor *quadratic(tg_ctx *ctx, tg_tensor *w)
+{
+	tg_dtype dt = tg_dtype_of(w);
+	tg_tensor *a = tg_from_f64(ctx, dt, SHAPE(2), A);
+	tg_tensor *c = tg_from_f64(ctx, dt, SHAPE(2), C);
+	return tg_sum(tg_add(tg_mul_scalar(tg_mul(a, tg_mul(w, w)), 0.5), tg_mul(c, w)));
+}
+
+/* Runs STEPS steps of the optimizer on w from W0; the values after each step
+ * into got[step][2]. */
+static void run(const tg_optim_opts *o, tg_dtype dt, double got[STEPS][2])
+{
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *w = tg_set_name(tg_param(tg_from_f64(ctx, dt, SHAPE(2), W0)), "q.W");
+	tg_optim *opt = tg_optim_new(ctx, &w, 1, o);
+	assert_non_null(opt);
+	for (int s = 0; s < STEPS; s++) {
+		tg_optim_zero_grad(opt);
+		assert_int_equal(tg_backward(quadratic(ctx, w)), 0);
+		assert_int_equal(tg_optim_step(opt), 0);
+		got[s][0] = tg_get(w, 0);
+		got[s][1] = tg_get(w, 1);
+		tg_reset(ctx);
+	}
+	assert_int_equal(tg_optim_steps(opt), STEPS);
+	assert_ctx_ok(ctx);
+	tg_optim_free(opt);
+	tg_ctx_free(ctx);
+}
+
+/* The same steps in plain doubles, each rule as common/optimizer.py writes it
+ * (AdaGrad with + 1e-7). */
+static void reference(const tg_optim_opts *o, double want[STEPS][2])
+{
+	for (int i = 0; i < 2; i++) {
+		double w = W0[i], s1 = 0, s2 = 0;
+		for (int t = 1; t <= STEPS; t++) {
+			double g = A[i] * w + C[i];
+			switch (o->kind) {
+			case TG_SGD:
+				w -= o->lr * g;
+				break;
+			case TG_MOMENTUM:
+				s1 = o->momentum * s1 - o->lr * g;
+				w += s1;
+				break;
+			case TG_NESTEROV:
+				s1 *= o->momentum;
+				s1 -= o->lr * g;
+				w += o->momentum * o->momentum * s1;
+				w -= (1 + o->momentum) * o->lr * g;
+				break;
+			case TG_ADAGRAD:
+				s1 += g * g;
+				w -= o->lr * g / (sqrt(s1) + 1e-7);
+				break;
+			case TG_RMSPROP:
+				s1 *= o->rho;
+				s1 += (1 - o->rho) * g * g;
+				w -= o->lr * g / (sqrt(s1) + 1e-7);
+				break;
+			case TG_ADAM: {
+				double lr_t =
+				    o->lr * sqrt(1 - pow(o->beta2, t)) / (1 - pow(o->beta1, t));
+				s1 += (1 - o->beta1) * (g - s1);
+				s2 += (1 - o->beta2) * (g * g - s2);
+				w -= lr_t * s1 / (sqrt(s2) + 1e-7);
+				break;
+			}
+			}
+			want[t - 1][i] = w;
+		}
+	}
+}
+
+static void check_rule(tg_optim_kind kind, double lr, const double first[2])
+{
+	tg_optim_opts o = tg_optim_defaults(kind);
+	o.lr = lr;
+	double want[STEPS][2], got[STEPS][2];
+	reference(&o, want);
+	/* the reference agrees with the numbers worked by hand for step 1 */
+	for (int i = 0; i < 2; i++)
+		assert_near(want[0][i], first[i], 1e-9);
+	for (int dt = TG_F32; dt <= TG_F64; dt++) {
+		run(&o, (tg_dtype)dt, got);
+		double tol = dt == TG_F64 ? 1e-12 : 2e-6;
+		for (int s = 0; s < STEPS; s++)
+			for (int i = 0; i < 2; i++)
+				if (!(fabs(got[s][i] - want[s][i]) <= tol))
+					fail_msg("%s %s step %d w[%d] = %.10g, expected %.10g",
+						 tg_optim_name(kind), dt == TG_F64 ? "f64" : "f32",
+						 s + 1, i, got[s][i], want[s][i]);
+	}
+}
+
+/* First gradient: g = a w0 + c = (1*1 + 0.5, 4*(-2) - 1) = (1.5, -9). */
+
+static void sgd_steps_against_the_gradient(void **state)
+{
+	(void)state;
+	/* w - 0.1 g */
+	check_rule(TG_SGD, 0.1, (double[]){0.85, -1.1});
+}
+
+static void momentum_accumulates_a_velocity(void **state)
+{
+	(void)state;
+	/* v = -0.1 g = (-0.15, 0.9) */
+	check_rule(TG_MOMENTUM, 0.1, (double[]){0.85, -1.1});
+}
+
+static void nesterov_follows_the_books_look_ahead_form(void **state)
+{
+	(void)state;
+	/* v = -0.01 g; w += 0.81 v - 1.9 * 0.01 g:
+	 * w0 = 1 - 0.81*0.015 - 0.019*1.5 = 0.95935, w1 = -2 + 0.81*0.09 + 0.019*9 = -1.7561 */
+	check_rule(TG_NESTEROV, 0.01, (double[]){0.95935, -1.7561});
+}
+
+static void adagrad_divides_by_the_root_of_the_summed_squares(void **state)
+{
+	(void)state;
+	/* h = g^2, w -= 0.1 g / (|g| + 1e-7): about 0.1 against the sign of g */
+	check_rule(TG_ADAGRAD, 0.1,
+		   (double[]){1 - 0.1 * 1.5 / (1.5 + 1e-7), -2 + 0.1 * 9 / (9 + 1e-7)});
+}
+
+static void rmsprop_divides_by_a_decaying_root_mean_square(void **state)
+{
+	(void)state;
+	/* h = 0.01 g^2, sqrt(h) = 0.1 |g|: w -= 0.01 g / (0.1 |g| + 1e-7) */
+	check_rule(TG_RMSPROP, 0.01,
+		   (double[]){1 - 0.01 * 1.5 / (0.15 + 1e-7), -2 + 0.01 * 9 / (0.9 + 1e-7)});
+}
+
+static void adam_corrects_the_bias_of_its_first_step(void **state)
+{
+	(void)state;
+	/* lr_t = 0.001 sqrt(0.001) / 0.1, m = 0.1 g, v = 0.001 g^2:
+	 * w -= lr_t 0.1 g / (sqrt(0.001) |g| + 1e-7), about 0.001 against the sign */
+	double r = sqrt(0.001);
+	double lr_t = 0.001 * r / 0.1;
+	check_rule(
+	    TG_ADAM, 0.001,
+	    (double[]){1 - lr_t * 0.15 / (r * 1.5 + 1e-7), -2 + lr_t * 0.9 / (r * 9 + 1e-7)});
+}
+
+/* ---- weight decay and clipping ---------------------------------------------------------- */
+
+static void weight_decay_moves_weights_and_not_biases(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *p[2] = {
+	    tg_set_name(tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2), (double[]){2, -4})), "fc1.W"),
+	    tg_set_name(tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2), (double[]){2, -4})), "fc1.b"),
+	};
+	tg_optim_opts o = tg_optim_defaults(TG_SGD);
+	o.lr = 0.1;
+	o.weight_decay = 0.5;
+	tg_optim *opt = tg_optim_new(ctx, p, 2, &o);
+	/* L = sum(W) + sum(b): both gradients 1 */
+	assert_int_equal(tg_backward(tg_add(tg_sum(p[0]), tg_sum(p[1]))), 0);
+	assert_int_equal(tg_optim_step(opt), 0);
+	/* W -= 0.1 (1 + 0.5 W): 2 - 0.1*2 = 1.8, -4 - 0.1*(-1) = -3.9; b -= 0.1 */
+	assert_near(tg_get(p[0], 0), 1.8, 1e-12);
+	assert_near(tg_get(p[0], 1), -3.9, 1e-12);
+	assert_near(tg_get(p[1], 0), 1.9, 1e-12);
+	assert_near(tg_get(p[1], 1), -4.1, 1e-12);
+	/* the gradients themselves are left as they were */
+	assert_near(tg_get(tg_grad(p[0]), 0), 1, 0);
+	/* a per-parameter switch overrides the name rule */
+	tg_optim_set_decay(opt, 0, false);
+	tg_optim_set_decay(opt, 1, true);
+	assert_int_equal(tg_optim_step(opt), 0);
+	assert_near(tg_get(p[0], 0), 1.7, 1e-12);
+	assert_near(tg_get(p[1], 0), 1.9 - 0.1 * (1 + 0.5 * 1.9), 1e-12);
+	assert_ctx_ok(ctx);
+	tg_optim_free(opt);
+	tg_ctx_free(ctx);
+}
+
+/* Decay lambda in the optimizer = 0.5 lambda sum(W^2) added to the loss. */
+static void weight_decay_equals_the_penalty_in_the_loss(void **state)
+{
+	(void)state;
+	double after[2][2];
+	for (int way = 0; way < 2; way++) {
+		tg_ctx *ctx = tg_ctx_new(SEED);
+		tg_tensor *w = tg_set_name(tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2), W0)), "q.W");
+		tg_optim_opts o = tg_optim_defaults(TG_MOMENTUM);
+		o.lr = 0.05;
+		o.weight_decay = way == 0 ? 0.3 : 0;
+		tg_optim *opt = tg_optim_new(ctx, &w, 1, &o);
+		for (int s = 0; s < STEPS; s++) {
+			tg_optim_zero_grad(opt);
+			tg_tensor *loss = quadratic(ctx, w);
+			if (way == 1)
+				loss = tg_add(loss, tg_weight_penalty(&w, 1, 0.3));
+			assert_int_equal(tg_backward(loss), 0);
+			assert_int_equal(tg_optim_step(opt), 0);
+			tg_reset(ctx);
+		}
+		after[way][0] = tg_get(w, 0);
+		after[way][1] = tg_get(w, 1);
+		assert_ctx_ok(ctx);
+		tg_optim_free(opt);
+		tg_ctx_free(ctx);
+	}
+	assert_near(after[0][0], after[1][0], 1e-12);
+	assert_near(after[0][1], after[1][1], 1e-12);
+}
+
+static void clipping_scales_all_gradients_to_the_max_norm(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *p[2] = {
+	    tg_set_name(tg_param(tg_zeros(ctx, TG_F64, SHAPE(2))), "a.W"),
+	    tg_set_name(tg_param(tg_zeros(ctx, TG_F64, SHAPE(1))), "a.b"),
+	};
+	tg_optim_opts o = tg_optim_defaults(TG_SGD);
+	o.lr = 1;
+	o.clip_norm = 2.6;
+	tg_optim *opt = tg_optim_new(ctx, p, 2, &o);
+	/* gradients (3, 4) and (12): global norm 13, scaled by 2.6 / 13 = 0.2 */
+	tg_tensor *g0 = tg_from_f64(ctx, TG_F64, SHAPE(2), (double[]){3, 4});
+	tg_tensor *g1 = tg_from_f64(ctx, TG_F64, SHAPE(1), (double[]){12});
+	assert_int_equal(tg_backward(tg_add(tg_sum(tg_mul(p[0], g0)), tg_sum(tg_mul(p[1], g1)))),
+			 0);
+	assert_int_equal(tg_optim_step(opt), 0);
+	assert_near(tg_optim_grad_norm(opt), 13, 1e-12);
+	assert_near(tg_get(p[0], 0), -0.6, 1e-12);
+	assert_near(tg_get(p[0], 1), -0.8, 1e-12);
+	assert_near(tg_get(p[1], 0), -2.4, 1e-12);
+	/* under the limit nothing is scaled */
+	tg_optim_free(opt);
+	o.clip_norm = 20;
+	opt = tg_optim_new(ctx, p, 2, &o);
+	assert_int_equal(tg_optim_step(opt), 0);
+	assert_near(tg_get(p[0], 0), -3.6, 1e-12);
+	assert_near(tg_get(p[1], 0), -14.4, 1e-12);
+	assert_ctx_ok(ctx);
+	tg_optim_free(opt);
+	tg_ctx_free(ctx);
+}
+
+/* ---- what an optimizer refuses or skips ------------------------------------------------------ */
+
+static void optimizer_refuses_a_tensor_without_a_gradient_naming_it(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *p[2] = {
+	    tg_set_name(tg_param(tg_zeros(ctx, TG_F64, SHAPE(2))), "fc1.W"),
+	    tg_set_name(tg_keep(tg_zeros(ctx, TG_F64, SHAPE(2))), "bn1.running_mean"),
+	};
+	tg_optim_opts o = tg_optim_defaults(TG_ADAM);
+	assert_null(tg_optim_new(ctx, p, 2, &o));
+	assert_error(ctx, TG_EARG, "params[1] bn1.running_mean (2,) does not require a gradient");
+	tg_clear_error(ctx);
+	p[1] = p[0];
+	assert_null(tg_optim_new(ctx, p, 2, &o));
+	assert_error(ctx, TG_EARG, "the same tensor fc1.W");
+	tg_clear_error(ctx);
+	o.lr = -1;
+	assert_null(tg_optim_new(ctx, p, 1, &o));
+	assert_error(ctx, TG_EARG, "lr must be >= 0");
+	tg_ctx_free(ctx);
+}
+
+static void optimizer_skips_a_parameter_without_a_gradient(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *p[2] = {
+	    tg_set_name(tg_param(tg_ones(ctx, TG_F64, SHAPE(2))), "fc1.W"),
+	    tg_set_name(tg_param(tg_ones(ctx, TG_F64, SHAPE(2))), "fc2.W"),
+	};
+	tg_optim_opts o = tg_optim_defaults(TG_SGD);
+	o.lr = 0.5;
+	o.weight_decay = 1;
+	tg_optim *opt = tg_optim_new(ctx, p, 2, &o);
+	assert_int_equal(tg_backward(tg_sum(p[0])), 0);
+	assert_null(tg_grad(p[1]));
+	assert_int_equal(tg_optim_step(opt), 0);
+	assert_near(tg_get(p[0], 0), 1 - 0.5 * (1 + 1), 1e-12);
+	assert_near(tg_get(p[1], 0), 1, 0);
+	assert_ctx_ok(ctx);
+	tg_optim_free(opt);
+	tg_ctx_free(ctx);
+}
+
+static void a_step_between_forward_and_backward_is_caught(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *w = tg_set_name(tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2), W0)), "q.W");
+	tg_optim_opts o = tg_optim_defaults(TG_SGD);
+	tg_optim *opt = tg_optim_new(ctx, &w, 1, &o);
+	assert_int_equal(tg_backward(quadratic(ctx, w)), 0);
+	tg_reset(ctx);
+	tg_tensor *loss = quadratic(ctx, w);
+	assert_int_equal(tg_optim_step(opt), 0); /* with the old gradient */
+	assert_int_equal(tg_backward(loss), -1);
+	assert_error(ctx, TG_EVERSION, "q.W");
+	/* and while the error is set, a step changes nothing */
+	double before = tg_get(w, 0);
+	assert_int_equal(tg_optim_step(opt), -1);
+	assert_true(tg_get(w, 0) == before);
+	tg_optim_free(opt);
+	tg_ctx_free(ctx);
+}
+
+static void optimizer_state_is_named_after_its_parameters(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *p[2] = {
+	    tg_set_name(tg_param(tg_ones(ctx, TG_F32, SHAPE(2, 3))), "fc1.W"),
+	    tg_set_name(tg_param(tg_ones(ctx, TG_F32, SHAPE(3))), "fc1.b"),
+	};
+	static const struct {
+		tg_optim_kind kind;
+		size_t n;
+		const char *first;
+		const char *second;
+	} rows[] = {
+	    {TG_SGD, 0, NULL, NULL},
+	    {TG_MOMENTUM, 2, "fc1.W.v", "fc1.b.v"},
+	    {TG_NESTEROV, 2, "fc1.W.v", "fc1.b.v"},
+	    {TG_ADAGRAD, 2, "fc1.W.h", "fc1.b.h"},
+	    {TG_RMSPROP, 2, "fc1.W.h", "fc1.b.h"},
+	    {TG_ADAM, 4, "fc1.W.m", "fc1.W.v"},
+	};
+	for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+		tg_optim_opts o = tg_optim_defaults(rows[r].kind);
+		tg_optim *opt = tg_optim_new(ctx, p, 2, &o);
+		size_t n;
+		tg_tensor *const *s = tg_optim_state(opt, &n);
+		assert_int_equal(n, rows[r].n);
+		if (n) {
+			assert_string_equal(tg_name(s[0]), rows[r].first);
+			assert_string_equal(tg_name(s[1]), rows[r].second);
+			assert_false(tg_requires_grad(s[0]));
+			assert_int_equal(tg_numel(s[0]), 6);
+			assert_int_equal(tg_dtype_of(s[0]), TG_F32);
+		}
+		tg_optim_free(opt);
+	}
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+static void optimizer_names_parse_and_defaults_are_the_books(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_optim_kind k;
+	static const char *const names[] = {"sgd",     "momentum", "nesterov",
+					    "adagrad", "rmsprop",  "adam"};
+	for (int i = 0; i < 6; i++) {
+		assert_int_equal(tg_optim_parse(ctx, names[i], &k), 0);
+		assert_int_equal(k, i);
+		assert_string_equal(tg_optim_name(k), names[i]);
+	}
+	assert_int_equal(tg_optim_parse(ctx, "lbfgs", &k), -1);
+	assert_error(ctx, TG_EARG, "\"lbfgs\"");
+	tg_optim_opts o = tg_optim_defaults(TG_ADAM);
+	assert_near(o.lr, 0.001, 0);
+	assert_near(o.beta1, 0.9, 0);
+	assert_near(o.beta2, 0.999, 0);
+	assert_near(o.eps, 1e-7, 0);
+	o = tg_optim_defaults(TG_RMSPROP);
+	assert_near(o.lr, 0.01, 0);
+	assert_near(o.rho, 0.99, 0);
+	o = tg_optim_defaults(TG_MOMENTUM);
+	assert_near(o.momentum, 0.9, 0);
+	tg_ctx_free(ctx);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(sgd_steps_against_the_gradient),
+	    cmocka_unit_test(momentum_accumulates_a_velocity),
+	    cmocka_unit_test(nesterov_follows_the_books_look_ahead_form),
+	    cmocka_unit_test(adagrad_divides_by_the_root_of_the_summed_squares),
+	    cmocka_unit_test(rmsprop_divides_by_a_decaying_root_mean_square),
+	    cmocka_unit_test(adam_corrects_the_bias_of_its_first_step),
+	    cmocka_unit_test(weight_decay_moves_weights_and_not_biases),
+	    cmocka_unit_test(weight_decay_equals_the_penalty_in_the_loss),
+	    cmocka_unit_test(clipping_scales_all_gradients_to_the_max_norm),
+	    cmocka_unit_test(optimizer_refuses_a_tensor_without_a_gradient_naming_it),
+	    cmocka_unit_test(optimizer_skips_a_parameter_without_a_gradient),
+	    cmocka_unit_test(a_step_between_forward_and_backward_is_caught),
+	    cmocka_unit_test(optimizer_state_is_named_after_its_parameters),
+	    cmocka_unit_test(optimizer_names_parse_and_defaults_are_the_books),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
