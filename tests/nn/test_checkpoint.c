@@ -4,6 +4,7 @@
  * file is rejected with the model untouched; a failed save leaves the file
  * that was at the path as it was.
  */
+#define _GNU_SOURCE /* unshare, for the full-device test */
 #include "../engine/test_util.h"
 
 #include "tapegrad_io.h"
@@ -11,6 +12,8 @@
 #include <dirent.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -568,31 +571,240 @@ static void a_good_checkpoint_survives_a_write_that_fails(void **state)
 	tmp_remove(&d);
 }
 
+/* Runs fn(path) in a child process; returns its exit status. */
+static int in_child(void (*fn)(const char *path), const char *path)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		fn(path);
+		_exit(0);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+/* Saves the f64 model to path and exits 0 if the save fails with TG_EIO
+ * naming the reason, 1 if it does not fail, 77 if fn could not set up. */
+static void save_must_fail(const char *path, const char *reason)
+{
+	tg_ctx *ctx = tg_ctx_new(9);
+	tg_tensor *t[NT];
+	make_model(ctx, TG_F64, t);
+	int rc = tg_checkpoint_save(ctx, path, t, NT);
+	bool ok = rc == -1 && tg_status_of(ctx) == TG_EIO && strstr(tg_error(ctx), reason);
+	if (!ok)
+		fprintf(stderr, "child: rc %d, %s: %s\n", rc, tg_status_name(tg_status_of(ctx)),
+			tg_error(ctx));
+	tg_ctx_free(ctx);
+	_exit(ok ? 0 : 1);
+}
+
+static void save_as_nobody(const char *path)
+{
+	if (geteuid() == 0 && setuid(65534) != 0)
+		_exit(77);
+	save_must_fail(path, "Permission denied");
+}
+
 static void a_read_only_directory_refuses_the_save(void **state)
 {
 	(void)state;
-	if (geteuid() == 0)
-		skip(); /* root writes anywhere */
 	tmpdir d;
 	tmp_make(&d);
 	char path[256];
 	tmp_file(&d, "model.ckpt", path);
 	save_model(path, TG_F32, NULL);
 	bytes before = slurp(path);
-	assert_int_equal(chmod(d.path, 0500), 0);
-	tg_ctx *ctx = tg_ctx_new(1);
-	tg_tensor *t[NT];
-	make_model(ctx, TG_F64, t);
-	assert_int_equal(tg_checkpoint_save(ctx, path, t, NT), -1);
-	assert_error(ctx, TG_EIO, "Permission denied");
-	tg_ctx_free(ctx);
+	/* read-only for everyone but root; the save runs as nobody when the
+	 * suite runs as root */
+	assert_int_equal(chmod(d.path, 0555), 0);
+	int rc = in_child(save_as_nobody, path);
 	assert_int_equal(chmod(d.path, 0700), 0);
+	if (rc == 77)
+		skip();
+	assert_int_equal(rc, 0);
 	bytes after = slurp(path);
 	assert_memory_equal(after.p, before.p, before.n);
 	assert_int_equal(tmp_count(&d), 1);
 	free(before.p);
 	free(after.p);
 	tmp_remove(&d);
+}
+
+/* ---- files that lose nothing ------------------------------------------------------ */
+
+static void every_flipped_byte_is_rejected_and_loads_nothing(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char path[256];
+	tmp_file(&d, "model.ckpt", path);
+	save_model(path, TG_F32, NULL);
+	bytes good = slurp(path);
+	tg_ctx *ctx = tg_ctx_new(2);
+	tg_tensor *t[NT];
+	make_model(ctx, TG_F32, t);
+	for (size_t i = 0; i < good.n; i++) {
+		good.p[i] ^= 0xff;
+		spit(path, good.p, good.n);
+		good.p[i] ^= 0xff;
+		snapshot before = snap(t, NT);
+		if (tg_checkpoint_load(ctx, path, t, NT) == 0)
+			fail_msg("byte %zu of %zu flipped, and the checkpoint still loaded", i,
+				 good.n);
+		tg_status code = tg_status_of(ctx);
+		if (code != TG_EFORMAT)
+			fail_msg("byte %zu: %s \"%s\"", i, tg_status_name(code), tg_error(ctx));
+		snapshot after = snap(t, NT);
+		assert_same_values(&before, &after);
+		tg_clear_error(ctx);
+	}
+	print_message("all %zu flipped bytes rejected\n", good.n);
+	tg_ctx_free(ctx);
+	free(good.p);
+	tmp_remove(&d);
+}
+
+/* A model of ~64 MB: one (4096,4096) f32 tensor; every value the seed. */
+static tg_tensor *big_model(tg_ctx *ctx, double seed)
+{
+	tg_tensor *w = tg_keep(tg_full(ctx, TG_F32, SHAPE(4096, 4096), seed));
+	tg_set_name(w, "big.W");
+	tg_reset(ctx);
+	return w;
+}
+
+static void save_big_forever(const char *path)
+{
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *w = big_model(ctx, 2.0);
+	for (;;)
+		tg_checkpoint_save(ctx, path, &w, 1);
+}
+
+static void a_save_killed_mid_write_leaves_a_whole_checkpoint(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char path[256];
+	tmp_file(&d, "big.ckpt", path);
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *w = big_model(ctx, 1.0);
+	assert_int_equal(tg_checkpoint_save(ctx, path, &w, 1), 0);
+	for (int delay_ms = 5; delay_ms <= 205; delay_ms += 50) {
+		fflush(NULL);
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0)
+			save_big_forever(path);
+		usleep((useconds_t)delay_ms * 1000);
+		kill(pid, SIGKILL);
+		int status;
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFSIGNALED(status));
+		/* the file at path is either the old model or the new, whole */
+		assert_int_equal(tg_checkpoint_load(ctx, path, &w, 1), 0);
+		const float *v = tg_data(w);
+		float first = v[0];
+		assert_true(first == 1.0f || first == 2.0f);
+		for (size_t i = 0; i < tg_numel(w); i += 4099)
+			if (v[i] != first)
+				fail_msg("value %zu is %g, value 0 is %g: a mixed file", i, v[i],
+					 first);
+	}
+	tg_ctx_free(ctx);
+	tmp_remove(&d);
+}
+
+/* In a private mount namespace, a 64 KB tmpfs filled to the last byte. */
+static void save_on_a_full_device(const char *dir)
+{
+	if (unshare(CLONE_NEWNS) != 0 ||
+	    mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+	    mount("tg_full", dir, "tmpfs", 0, "size=64k") != 0)
+		_exit(77);
+	char path[256], fill[256];
+	snprintf(path, sizeof path, "%s/model.ckpt", dir);
+	snprintf(fill, sizeof fill, "%s/filler", dir);
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *t[NT];
+	make_model(ctx, TG_F32, t);
+	if (tg_checkpoint_save(ctx, path, t, NT) != 0)
+		_exit(2);
+	bytes before = slurp(path);
+	FILE *f = fopen(fill, "wb");
+	if (!f)
+		_exit(3);
+	static const char block[512];
+	while (fwrite(block, 1, sizeof block, f) == sizeof block && fflush(f) == 0)
+		;
+	fclose(f);
+	if (tg_checkpoint_save(ctx, path, t, NT) == 0)
+		_exit(4);
+	if (tg_status_of(ctx) != TG_EIO || !strstr(tg_error(ctx), "No space left on device"))
+		_exit(5);
+	bytes after = slurp(path);
+	if (after.n != before.n || memcmp(after.p, before.p, before.n) != 0)
+		_exit(6);
+	tg_ctx_free(ctx);
+	_exit(0);
+}
+
+static void a_full_device_fails_the_save_and_keeps_the_old_file(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	int rc = in_child(save_on_a_full_device, d.path);
+	tmp_remove(&d);
+	if (rc == 77)
+		skip(); /* no permission to mount a small tmpfs here */
+	if (rc != 0)
+		fail_msg("full-device child failed at step %d", rc);
+}
+
+/* A checkpoint written when the format was made: values by formula. */
+static void fixture_model(tg_ctx *ctx, tg_tensor **t)
+{
+	double w[12], b[4];
+	for (int i = 0; i < 12; i++)
+		w[i] = i * 0.25 - 1.0;
+	for (int i = 0; i < 4; i++)
+		b[i] = 1.0 / (i + 1);
+	t[0] = tg_set_name(tg_param(tg_from_f64(ctx, TG_F32, SHAPE(3, 4), w)), "fc1.W");
+	t[1] = tg_set_name(tg_param(tg_from_f64(ctx, TG_F64, SHAPE(4), b)), "fc1.b");
+	t[2] = tg_set_name(tg_keep(tg_scalar(ctx, TG_F64, -7.5)), "bn1.running_var");
+}
+
+static void the_committed_fixture_still_loads(void **state)
+{
+	(void)state;
+	const char *root = getenv("TG_SOURCE_ROOT");
+	assert_non_null(root);
+	char path[512];
+	snprintf(path, sizeof path, "%s/tests/nn/fixtures/model-v1.ckpt", root);
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *want[3], *got[3];
+	fixture_model(ctx, want);
+	if (getenv("TG_WRITE_FIXTURE"))
+		assert_int_equal(tg_checkpoint_save(ctx, path, want, 3), 0);
+	for (int i = 0; i < 3; i++) {
+		got[i] = tg_keep(tg_zeros(ctx, tg_dtype_of(want[i]), tg_ndim(want[i]),
+					  tg_shape(want[i])));
+		tg_set_name(got[i], tg_name(want[i]));
+	}
+	if (tg_checkpoint_load(ctx, path, got, 3) != 0)
+		fail_msg("%s", tg_error(ctx));
+	for (int i = 0; i < 3; i++)
+		for (size_t j = 0; j < tg_numel(want[i]); j++)
+			assert_near(tg_get(got[i], j), tg_get(want[i], j), 0);
+	tg_ctx_free(ctx);
 }
 
 int main(void)
@@ -613,6 +825,10 @@ int main(void)
 		cmocka_unit_test(a_good_checkpoint_survives_a_refused_save_at_its_path),
 		cmocka_unit_test(a_good_checkpoint_survives_a_write_that_fails),
 		cmocka_unit_test(a_read_only_directory_refuses_the_save),
+		cmocka_unit_test(every_flipped_byte_is_rejected_and_loads_nothing),
+		cmocka_unit_test(a_save_killed_mid_write_leaves_a_whole_checkpoint),
+		cmocka_unit_test(a_full_device_fails_the_save_and_keeps_the_old_file),
+		cmocka_unit_test(the_committed_fixture_still_loads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
