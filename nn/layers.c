@@ -193,6 +193,8 @@ tg_tensor *tg_act_forward(tg_act act, tg_tensor *x)
 tg_tensor *tg_cross_entropy_soft(tg_tensor *logits, tg_tensor *t)
 {
 	tg_ctx *ctx = begin(logits);
+	if (ctx && !t)
+		return tg_fail(ctx, TG_ENULL, "tg_cross_entropy_soft: targets are NULL");
 	if (!ctx || !begin(t))
 		return NULL;
 	char a[96], b[96];
@@ -390,6 +392,8 @@ static bool dropout_p_ok(tg_ctx *ctx, const char *who, double p)
 tg_tensor *tg_dropout_apply(tg_tensor *x, tg_tensor *mask, double p)
 {
 	tg_ctx *ctx = begin(x);
+	if (ctx && !mask)
+		return tg_fail(ctx, TG_ENULL, "tg_dropout_apply: mask is NULL");
 	if (!ctx || !begin(mask))
 		return NULL;
 	if (!dropout_p_ok(ctx, "tg_dropout_apply", p))
