@@ -1,0 +1,127 @@
+/*
+ * tapegrad_train.h - the training loop: a tg_mlp and a tg_optim on a train
+ * set, measured on a test set, with progress, a CSV log and a confusion
+ * matrix.
+ *
+ * Each step is the sequence every hand-written loop repeats: forward,
+ * cross-entropy, tg_optim_zero_grad, tg_backward, tg_optim_step, tg_reset.
+ * The context is checked after every step: a step that failed (a shape
+ * error, a NaN found by anomaly mode, a non-finite loss) stops training with
+ * its error kept in the context; the loop never trains on after a failure.
+ * Weight decay is the optimizer's (tg_optim_opts.weight_decay): the loop adds
+ * no penalty to the loss, so train_loss is the plain cross-entropy.
+ *
+ *	tg_train_opts to = tg_train_defaults();
+ *	to.epochs = 10;
+ *	to.batch = 128;
+ *	to.log_path = "metrics.csv";
+ *	tg_metrics last;
+ *	if (tg_train(net, opt, &train, &test, &to, &last))
+ *		fprintf(stderr, "stopped at iteration %lld: %s\n",
+ *			(long long)last.iter, tg_error(ctx));
+ *	else
+ *		printf("test accuracy %.4f\n", last.test_acc);
+ *
+ * Lifetimes: tg_train and tg_evaluate borrow the net, the optimizer and the
+ * data sets for the duration of the call and keep nothing. Both call
+ * tg_reset after every batch, so step tensors made before the call are
+ * freed by it. Metrics handed to a callback are borrowed for that call.
+ *
+ * Evaluation runs with grad mode off and the net in evaluation mode
+ * (running batch-norm statistics, no dropout), in batches; both modes are
+ * restored afterwards, so evaluating twice gives the same numbers.
+ */
+#ifndef TAPEGRAD_TRAIN_H
+#define TAPEGRAD_TRAIN_H
+
+#include "tapegrad.h"
+#include "tapegrad_io.h"
+#include "tapegrad_nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* What one epoch measured. Losses are mean cross-entropies per sample. */
+typedef struct tg_metrics {
+	int64_t epoch;      /* epochs completed; a last partial epoch counts */
+	int64_t iter;       /* optimizer steps taken */
+	double train_loss;
+	double train_acc;
+	double test_loss;   /* NAN without a test set */
+	double test_acc;    /* NAN without a test set */
+	double seconds;     /* wall time since training began, evaluation included */
+} tg_metrics;
+
+/* Called after each epoch's metrics are known; return false to stop
+ * training there (early stopping). m is borrowed for the call. */
+typedef bool (*tg_epoch_fn)(const tg_metrics *m, void *user);
+
+typedef enum {
+	TG_PROGRESS_AUTO,  /* TTY when stderr is a terminal, else LINES */
+	TG_PROGRESS_OFF,   /* nothing on stderr */
+	TG_PROGRESS_TTY,   /* one line on stderr redrawn with \r */
+	TG_PROGRESS_LINES, /* a plain line on stderr every progress_every seconds */
+} tg_progress;
+
+typedef struct tg_train_opts {
+	int64_t epochs;         /* 10; ignored when iters > 0 */
+	int64_t iters;          /* 0: run `epochs` epochs; > 0: stop after this many steps */
+	int64_t batch;          /* 100 */
+	/* false: shuffled epochs, every sample once per epoch (the last batch
+	 * may be short unless drop_last). true: each batch drawn with
+	 * replacement, as the seeds' np.random.choice loop; an epoch is then
+	 * max(N / batch, 1) steps. */
+	bool replace;
+	bool drop_last;         /* shuffled epochs: drop a short last batch */
+	int64_t eval_batch;     /* rows per evaluation batch: 1000 */
+	/* false: train_loss and train_acc are running means over the epoch's
+	 * batches, measured in training mode before each update (free).
+	 * true: a full evaluation pass over the train set after each epoch, as
+	 * the seeds' network.accuracy(x_train, t_train). */
+	bool full_train_eval;
+	bool anomaly;           /* anomaly mode on while training (then off again) */
+	tg_progress progress;   /* TG_PROGRESS_AUTO */
+	double progress_every;  /* seconds between TG_PROGRESS_LINES lines: 10 */
+	FILE *out;              /* epoch lines, confusion matrix: stdout; NULL: silent */
+	const char *log_path;   /* CSV, one row per epoch; NULL: no log */
+	/* K class names (K = the net's outputs) for the confusion matrix, or NULL
+	 * to number the classes. Borrowed for the call. */
+	const char *const *class_names;
+	/* K*K counts of the final test evaluation, row = true class, column =
+	 * predicted (the caller's buffer; NULL: not kept). */
+	int64_t *confusion;
+	tg_epoch_fn on_epoch;   /* NULL: none */
+	void *user;             /* handed to on_epoch */
+} tg_train_opts;
+
+TG_API tg_train_opts tg_train_defaults(void);
+
+/* Trains m with o on train (its inputs must have the net's input width, its
+ * labels lie below the net's output width), evaluating on test (may be NULL)
+ * after every epoch, and at the end prints the test confusion matrix to
+ * opts->out. Input batches take the dtype of the net's parameters. opts NULL
+ * means the defaults. On return the net is in training mode and grad mode
+ * is as it was. last (may be NULL) receives the final metrics; after a
+ * failure, last->iter is the number of steps that completed. 0 ok, -1 on
+ * error (in ctx; a log file that can't be written is TG_EIO). */
+TG_API int tg_train(tg_mlp *m, tg_optim *o, const tg_dataset *train, const tg_dataset *test,
+		    const tg_train_opts *opts, tg_metrics *last);
+
+/* Mean cross-entropy and accuracy of m on ds, batch rows at a time (<= 0:
+ * 1000), in evaluation mode with grad mode off (both restored). loss, acc
+ * and confusion (K*K, row = true class, zeroed first) may be NULL. 0 ok, -1
+ * on error. */
+TG_API int tg_evaluate(tg_mlp *m, const tg_dataset *ds, int64_t batch, double *loss,
+		       double *acc, int64_t *confusion);
+
+/* Prints a K*K confusion matrix as a table: one row per true class (named
+ * when names is not NULL) with its counts per predicted class and the
+ * class's recall, then the overall accuracy. */
+TG_API void tg_confusion_print(FILE *f, const int64_t *confusion, int k,
+			       const char *const *names);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TAPEGRAD_TRAIN_H */

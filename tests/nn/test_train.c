@@ -1,0 +1,430 @@
+/*
+ * test_train.c - the training loop end to end: an MLP trained on the UCI
+ * digits to 95% test accuracy, a failing step that stops training with its
+ * error, the CSV log read back row by row, step counting with and without
+ * replacement, and evaluation that is deterministic and leaves the modes as
+ * it found them.
+ */
+#include "../engine/test_util.h"
+
+#include "tapegrad_io.h"
+#include "tapegrad_nn.h"
+#include "tapegrad_train.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+/* ---- helpers ------------------------------------------------------------------ */
+
+/* The UCI digits (1797 x 64, 10 classes) split 1437 / 360 with ctx's
+ * generator. */
+static void load_digits(tg_ctx *ctx, tg_dataset *train, tg_dataset *test)
+{
+	const char *root = getenv("TG_SOURCE_ROOT");
+	char path[512];
+	snprintf(path, sizeof path, "%s/demos/data/digits.csv.gz", root ? root : ".");
+	tg_dataset all;
+	assert_int_equal(tg_load_digits(ctx, path, &all), 0);
+	assert_int_equal(tg_dataset_split(ctx, &all, 360, train, test), 0);
+	assert_ctx_ok(ctx);
+	assert_int_equal(train->n, 1437);
+	assert_int_equal(test->n, 360);
+	tg_dataset_free(&all);
+}
+
+typedef struct fixture {
+	tg_ctx *ctx;
+	tg_dataset train;
+	tg_dataset test;
+	tg_mlp *net;
+	tg_optim *opt;
+} fixture;
+
+static void fixture_new(fixture *f, uint64_t seed, const tg_mlp_opts *mo,
+			const tg_optim_opts *oo)
+{
+	f->ctx = tg_ctx_new(seed);
+	assert_non_null(f->ctx);
+	load_digits(f->ctx, &f->train, &f->test);
+	f->net = tg_mlp_new(f->ctx, "64-32-10", mo);
+	assert_non_null(f->net);
+	size_t np;
+	tg_tensor *const *params = tg_mlp_params(f->net, &np);
+	tg_optim_opts adam = tg_optim_defaults(TG_ADAM);
+	f->opt = tg_optim_new(f->ctx, params, np, oo ? oo : &adam);
+	assert_non_null(f->opt);
+	assert_ctx_ok(f->ctx);
+}
+
+static void fixture_free(fixture *f)
+{
+	tg_optim_free(f->opt);
+	tg_mlp_free(f->net);
+	tg_dataset_free(&f->train);
+	tg_dataset_free(&f->test);
+	tg_ctx_free(f->ctx);
+}
+
+static tg_train_opts quiet_opts(void)
+{
+	tg_train_opts to = tg_train_defaults();
+	to.progress = TG_PROGRESS_OFF;
+	to.out = NULL;
+	return to;
+}
+
+/* Accuracy of net on ds counted here, row by row, from its logits in
+ * evaluation mode without the training loop's code. */
+static double count_accuracy(tg_mlp *net, const tg_dataset *ds)
+{
+	tg_ctx *ctx = tg_mlp_ctx(net);
+	bool grad = tg_set_grad_enabled(ctx, false);
+	tg_mlp_train(net, false);
+	int64_t right = 0;
+	for (int64_t i = 0; i < ds->n; i++) {
+		tg_tensor *x = tg_from_f32(ctx, TG_F32, 2, (int64_t[]){ 1, ds->d },
+					   ds->x + i * ds->d);
+		tg_tensor *logits = tg_mlp_forward(net, x);
+		assert_non_null(logits);
+		int best = 0;
+		for (int j = 1; j < 10; j++)
+			if (tg_get(logits, (size_t)j) > tg_get(logits, (size_t)best))
+				best = j;
+		right += best == ds->y[i];
+		tg_reset(ctx);
+	}
+	tg_mlp_train(net, true);
+	tg_set_grad_enabled(ctx, grad);
+	return (double)right / (double)ds->n;
+}
+
+typedef struct counter {
+	int calls;
+	int64_t iters[64];
+	int stop_after;   /* return false at this call; 0: never */
+} counter;
+
+static bool count_epoch(const tg_metrics *m, void *user)
+{
+	counter *c = user;
+	if (c->calls < 64)
+		c->iters[c->calls] = m->iter;
+	c->calls++;
+	return c->calls != c->stop_after;
+}
+
+/* ---- learning ------------------------------------------------------------------- */
+
+static void an_mlp_learns_the_uci_digits_to_95_percent_test_accuracy(void **state)
+{
+	(void)state;
+	fixture f;
+	tg_optim_opts oo = tg_optim_defaults(TG_ADAM);
+	oo.lr = 0.003;
+	fixture_new(&f, 7, NULL, &oo);
+	tg_train_opts to = quiet_opts();
+	to.epochs = 30;
+	to.batch = 32;
+	tg_metrics last;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, &f.test, &to, &last), 0);
+	assert_ctx_ok(f.ctx);
+	assert_int_equal(last.epoch, 30);
+	assert_int_equal(last.iter, 30 * 45); /* ceil(1437 / 32) = 45 steps an epoch */
+	if (!(last.test_acc >= 0.95))
+		fail_msg("test accuracy %.4f after 30 epochs, expected >= 0.95", last.test_acc);
+	/* the reported accuracy is the one counted sample by sample */
+	assert_near(last.test_acc, count_accuracy(f.net, &f.test), 1e-12);
+	assert_true(last.test_loss > 0 && last.test_loss < 0.3);
+	assert_true(tg_mlp_training(f.net));
+	fixture_free(&f);
+}
+
+/* ---- failures ------------------------------------------------------------------- */
+
+static void a_step_that_fails_in_anomaly_mode_stops_training_naming_the_op(void **state)
+{
+	(void)state;
+	fixture f;
+	tg_optim_opts oo = tg_optim_defaults(TG_SGD);
+	oo.lr = 1e30; /* the first update sends the weights past f32's range */
+	fixture_new(&f, 3, NULL, &oo);
+	tg_train_opts to = quiet_opts();
+	to.epochs = 5;
+	to.anomaly = true;
+	counter c = { 0 };
+	to.on_epoch = count_epoch;
+	to.user = &c;
+	tg_metrics last;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, &f.test, &to, &last), -1);
+	assert_error(f.ctx, TG_EANOMALY, "anomaly: ");
+	/* the message names the op: "anomaly: matmul produced inf in its output ..." */
+	if (!strstr(tg_error(f.ctx), " produced "))
+		fail_msg("the message \"%s\" names no op", tg_error(f.ctx));
+	/* stopped at once: no epoch finished, and every update taken belongs to a
+	 * step that completed */
+	assert_int_equal(c.calls, 0);
+	assert_true(last.iter < 15);
+	assert_int_equal(tg_optim_steps(f.opt), last.iter);
+	/* the net is back in training mode, anomaly mode off again */
+	assert_true(tg_mlp_training(f.net));
+	fixture_free(&f);
+}
+
+static void a_non_finite_loss_stops_training_without_anomaly_mode(void **state)
+{
+	(void)state;
+	fixture f;
+	tg_optim_opts oo = tg_optim_defaults(TG_SGD);
+	oo.lr = 1e30;
+	fixture_new(&f, 3, NULL, &oo);
+	tg_train_opts to = quiet_opts();
+	to.epochs = 5;
+	tg_metrics last;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, &f.test, &to, &last), -1);
+	assert_error(f.ctx, TG_EANOMALY, "tg_train: the loss is ");
+	assert_int_equal(tg_optim_steps(f.opt), last.iter);
+	assert_true(last.iter >= 1 && last.iter < 45);
+	fixture_free(&f);
+}
+
+static void a_net_that_does_not_fit_the_data_is_a_shape_error(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_dataset train, test;
+	load_digits(ctx, &train, &test);
+	tg_mlp *net = tg_mlp_new(ctx, "784-10", NULL);
+	size_t np;
+	tg_tensor *const *params = tg_mlp_params(net, &np);
+	tg_optim_opts oo = tg_optim_defaults(TG_ADAM);
+	tg_optim *opt = tg_optim_new(ctx, params, np, &oo);
+	tg_train_opts to = quiet_opts();
+	assert_int_equal(tg_train(net, opt, &train, &test, &to, NULL), -1);
+	assert_error(ctx, TG_ESHAPE, "tg_train: the net 784-10 takes 784 features; the train "
+				     "set has 64");
+	assert_int_equal(tg_optim_steps(opt), 0);
+	tg_optim_free(opt);
+	tg_mlp_free(net);
+	tg_dataset_free(&train);
+	tg_dataset_free(&test);
+	tg_ctx_free(ctx);
+}
+
+static void training_does_nothing_while_the_context_holds_an_error(void **state)
+{
+	(void)state;
+	fixture f;
+	fixture_new(&f, 1, NULL, NULL);
+	tg_fail(f.ctx, TG_EARG, "an earlier failure");
+	tg_train_opts to = quiet_opts();
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, &f.test, &to, NULL), -1);
+	assert_error(f.ctx, TG_EARG, "an earlier failure");
+	assert_int_equal(tg_optim_steps(f.opt), 0);
+	fixture_free(&f);
+}
+
+/* ---- the log and the step counts ------------------------------------------------------ */
+
+static void the_csv_log_has_a_header_and_one_row_per_epoch(void **state)
+{
+	(void)state;
+	fixture f;
+	fixture_new(&f, 5, NULL, NULL);
+	char path[] = "/tmp/tg_train_log_XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	tg_train_opts to = quiet_opts();
+	to.epochs = 3;
+	to.batch = 100;
+	to.log_path = path;
+	counter c = { 0 };
+	to.on_epoch = count_epoch;
+	to.user = &c;
+	tg_metrics last;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, &f.test, &to, &last), 0);
+	assert_int_equal(c.calls, 3);
+
+	FILE *in = fopen(path, "r");
+	assert_non_null(in);
+	char line[256];
+	assert_non_null(fgets(line, sizeof line, in));
+	assert_string_equal(line, "epoch,iter,train_loss,train_acc,test_loss,test_acc,seconds\n");
+	int rows = 0;
+	double prev_seconds = 0;
+	while (fgets(line, sizeof line, in)) {
+		long long epoch, iter;
+		double trl, tra, tel, tea, sec;
+		if (sscanf(line, "%lld,%lld,%lf,%lf,%lf,%lf,%lf", &epoch, &iter, &trl, &tra, &tel,
+			   &tea, &sec) != 7)
+			fail_msg("row %d does not have 7 numbers: %s", rows + 1, line);
+		rows++;
+		assert_int_equal(epoch, rows);
+		assert_int_equal(iter, rows * 15); /* ceil(1437 / 100) = 15 steps an epoch */
+		assert_true(trl > 0 && tra >= 0 && tra <= 1 && tel > 0 && tea >= 0 && tea <= 1);
+		assert_true(sec >= prev_seconds);
+		prev_seconds = sec;
+		if (rows == 3) {
+			assert_near(tea, last.test_acc, 1e-6);
+			assert_near(tel, last.test_loss, 1e-6);
+			assert_near(trl, last.train_loss, 1e-6);
+		}
+	}
+	fclose(in);
+	unlink(path);
+	assert_int_equal(rows, 3);
+	fixture_free(&f);
+}
+
+static void iterations_with_replacement_count_epochs_of_n_over_b_steps(void **state)
+{
+	(void)state;
+	fixture f;
+	fixture_new(&f, 5, NULL, NULL);
+	tg_train_opts to = quiet_opts();
+	to.iters = 250;
+	to.batch = 100;
+	to.replace = true; /* an epoch is 1437 / 100 = 14 steps */
+	counter c = { 0 };
+	to.on_epoch = count_epoch;
+	to.user = &c;
+	tg_metrics last;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, NULL, &to, &last), 0);
+	assert_int_equal(last.iter, 250);
+	assert_int_equal(tg_optim_steps(f.opt), 250);
+	/* 17 full epochs and a last one of 12 steps */
+	assert_int_equal(c.calls, 18);
+	assert_int_equal(last.epoch, 18);
+	for (int i = 0; i < 17; i++)
+		assert_int_equal(c.iters[i], 14 * (i + 1));
+	assert_int_equal(c.iters[17], 250);
+	assert_true(isnan(last.test_acc)); /* no test set */
+	fixture_free(&f);
+}
+
+static void a_callback_returning_false_stops_training_after_that_epoch(void **state)
+{
+	(void)state;
+	fixture f;
+	fixture_new(&f, 5, NULL, NULL);
+	tg_train_opts to = quiet_opts();
+	to.epochs = 10;
+	counter c = { .stop_after = 2 };
+	to.on_epoch = count_epoch;
+	to.user = &c;
+	tg_metrics last;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, &f.test, &to, &last), 0);
+	assert_int_equal(c.calls, 2);
+	assert_int_equal(last.epoch, 2);
+	assert_int_equal(tg_optim_steps(f.opt), 2 * 15);
+	fixture_free(&f);
+}
+
+/* ---- evaluation ------------------------------------------------------------------------- */
+
+static void evaluation_is_deterministic_and_restores_the_modes(void **state)
+{
+	(void)state;
+	fixture f;
+	tg_mlp_opts mo = tg_mlp_defaults();
+	mo.batchnorm = true;
+	mo.dropout = 0.3;
+	fixture_new(&f, 11, &mo, NULL);
+	tg_train_opts to = quiet_opts();
+	to.epochs = 2;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, NULL, &to, NULL), 0);
+
+	/* the running statistics must not move during evaluation */
+	size_t ns;
+	tg_tensor *const *st = tg_mlp_state(f.net, &ns);
+	double before[64], after[64];
+	tg_tensor *rm = NULL;
+	for (size_t i = 0; i < ns; i++)
+		if (tg_name(st[i]) && !strcmp(tg_name(st[i]), "bn1.running_mean"))
+			rm = st[i];
+	assert_non_null(rm);
+	assert_int_equal(tg_numel(rm), 32);
+	assert_int_equal(tg_copy_to_f64(rm, before, 32), 0);
+
+	int64_t conf1[100], conf2[100];
+	double l1, a1, l2, a2;
+	assert_true(tg_grad_enabled(f.ctx));
+	assert_int_equal(tg_evaluate(f.net, &f.test, 64, &l1, &a1, conf1), 0);
+	assert_int_equal(tg_evaluate(f.net, &f.test, 1000, &l2, &a2, conf2), 0);
+	assert_ctx_ok(f.ctx);
+	/* same numbers whatever the batch: no dropout, running statistics */
+	assert_near(l1, l2, 1e-6);
+	assert_near(a1, a2, 0);
+	assert_memory_equal(conf1, conf2, sizeof conf1);
+	assert_int_equal(tg_copy_to_f64(rm, after, 32), 0);
+	assert_memory_equal(before, after, 32 * sizeof(double));
+	/* modes restored */
+	assert_true(tg_mlp_training(f.net));
+	assert_true(tg_grad_enabled(f.ctx));
+	/* the confusion matrix counts every sample once; its diagonal is the accuracy */
+	int64_t total = 0, diag = 0;
+	for (int i = 0; i < 10; i++) {
+		for (int j = 0; j < 10; j++)
+			total += conf1[i * 10 + j];
+		diag += conf1[i * 10 + i];
+	}
+	assert_int_equal(total, 360);
+	assert_near((double)diag / 360.0, a1, 1e-12);
+	assert_near(a1, count_accuracy(f.net, &f.test), 1e-12);
+	fixture_free(&f);
+}
+
+static void evaluation_with_grad_mode_off_stays_off(void **state)
+{
+	(void)state;
+	fixture f;
+	fixture_new(&f, 2, NULL, NULL);
+	tg_set_grad_enabled(f.ctx, false);
+	tg_mlp_train(f.net, false);
+	double acc;
+	assert_int_equal(tg_evaluate(f.net, &f.test, 0, NULL, &acc, NULL), 0);
+	assert_false(tg_grad_enabled(f.ctx));
+	assert_false(tg_mlp_training(f.net));
+	/* an untrained net is near chance on ten classes */
+	assert_true(acc >= 0 && acc < 0.5);
+	fixture_free(&f);
+}
+
+static void the_confusion_matrix_prints_names_counts_and_recall(void **state)
+{
+	(void)state;
+	const int64_t conf[4] = { 3, 1, 0, 4 };
+	const char *const names[] = { "cat", "dog" };
+	char buf[1024] = { 0 };
+	FILE *f = fmemopen(buf, sizeof buf - 1, "w");
+	assert_non_null(f);
+	tg_confusion_print(f, conf, 2, names);
+	fclose(f);
+	static const char *const want[] = {
+		"         0  1  recall\n",
+		"0 cat    3  1  0.750\n",
+		"1 dog    0  4  1.000\n",
+		"accuracy 0.8750 (7 of 8)\n",
+	};
+	for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+		if (!strstr(buf, want[i]))
+			fail_msg("the table lacks the line \"%s\"; it reads:\n%s", want[i], buf);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(an_mlp_learns_the_uci_digits_to_95_percent_test_accuracy),
+		cmocka_unit_test(a_step_that_fails_in_anomaly_mode_stops_training_naming_the_op),
+		cmocka_unit_test(a_non_finite_loss_stops_training_without_anomaly_mode),
+		cmocka_unit_test(a_net_that_does_not_fit_the_data_is_a_shape_error),
+		cmocka_unit_test(training_does_nothing_while_the_context_holds_an_error),
+		cmocka_unit_test(the_csv_log_has_a_header_and_one_row_per_epoch),
+		cmocka_unit_test(iterations_with_replacement_count_epochs_of_n_over_b_steps),
+		cmocka_unit_test(a_callback_returning_false_stops_training_after_that_epoch),
+		cmocka_unit_test(evaluation_is_deterministic_and_restores_the_modes),
+		cmocka_unit_test(evaluation_with_grad_mode_off_stays_off),
+		cmocka_unit_test(the_confusion_matrix_prints_names_counts_and_recall),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
