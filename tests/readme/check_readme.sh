@@ -1,24 +1,37 @@
 #!/bin/sh
-# check_readme.sh - README's first C example compiles against the library
-# and prints exactly the output README shows below it.
+# check_readme.sh - every C program in README.md compiles against the
+# library, runs from the source root, and prints exactly the ```text block
+# that follows it (when one does, before the next program).
 set -eu
 src=${TG_SOURCE_ROOT:?} build=${TG_BUILD_ROOT:?}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# the first ```c block, and the first ```text block after it
-awk '/^```c$/ && !done {on=1; next} on && /^```$/ {on=0; done=1} on' "$src/README.md" >"$tmp/example.c"
-awk '/^```c$/ {seen=1} seen && /^```text$/ && !done {on=1; next} on && /^```$/ {on=0; done=1} on' \
-	"$src/README.md" >"$tmp/expected.txt"
-[ -s "$tmp/example.c" ] || { echo "FAIL: no C example in README.md"; exit 1; }
-[ -s "$tmp/expected.txt" ] || { echo "FAIL: no expected output in README.md"; exit 1; }
+# example<k>.c for the k-th ```c block, example<k>.txt for its ```text block
+awk -v dir="$tmp" '
+	/^```c$/    { k++; out = dir "/example" k ".c"; on = 1; next }
+	/^```text$/ { if (k && !(k in txt)) { txt[k] = 1; out = dir "/example" k ".txt"; on = 1 }; next }
+	/^```/      { on = 0; next }
+	on          { print > out }
+' "$src/README.md"
 
-cc -std=c11 -Wall -Wextra -Werror -o "$tmp/example" "$tmp/example.c" -I"$src/engine" \
-	-I"$src/nn" "$build/libtapegrad.a" $(pkg-config --libs openblas zlib) -lm
-"$tmp/example" >"$tmp/got.txt"
-if ! diff -u "$tmp/expected.txt" "$tmp/got.txt"; then
-	echo "FAIL: README's example prints something else than README says"
-	exit 1
-fi
-echo "README example prints what README says:"
-cat "$tmp/got.txt"
+n=0
+for c in "$tmp"/example*.c; do
+	[ -e "$c" ] || break
+	n=$((n + 1))
+	exe=${c%.c}
+	cc -std=c11 -Wall -Wextra -Werror -o "$exe" "$c" -I"$src/engine" -I"$src/nn" \
+		"$build/libtapegrad.a" $(pkg-config --libs openblas zlib) -lm ||
+		{ echo "FAIL: README's program $n does not compile"; exit 1; }
+	(cd "$src" && "$exe") >"$exe.out" ||
+		{ echo "FAIL: README's program $n exited non-zero"; exit 1; }
+	if [ -f "$exe.txt" ]; then
+		diff -u "$exe.txt" "$exe.out" ||
+			{ echo "FAIL: README's program $n prints something else than README says"; exit 1; }
+		echo "program $n ($(wc -l <"$c") lines) prints what README says:"
+		cat "$exe.out"
+	else
+		echo "program $n ($(wc -l <"$c") lines) compiles and runs"
+	fi
+done
+[ "$n" -ge 2 ] || { echo "FAIL: expected at least 2 C programs in README.md, found $n"; exit 1; }
