@@ -16,14 +16,16 @@
 
 #include "tapegrad.h"
 
-#define SHAPE(...) (sizeof((int64_t[]){ __VA_ARGS__ }) / sizeof(int64_t)), (int64_t[]){ __VA_ARGS__ }
+#define SHAPE(...)                                                                       \
+	(int)(sizeof((int64_t[]){ __VA_ARGS__ }) / sizeof(int64_t)), (int64_t[]){ __VA_ARGS__ }
+#define LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Fails, printing both values, unless |got - want| <= tol. */
 #define assert_near(got, want, tol)                                                      \
 	do {                                                                             \
 		double g_ = (got), w_ = (want);                                          \
 		if (!(fabs(g_ - w_) <= (tol)))                                           \
-			fail_msg("%s = %.12g, expected %.12g (tolerance %g)", #got, g_, w_, \
+			fail_msg("%s = %.15g, expected %.15g (tolerance %g)", #got, g_, w_, \
 				 (double)(tol));                                         \
 	} while (0)
 

@@ -5,44 +5,7 @@
  * gradients with a known closed form; the errors these ops report.
  * Gradients in general are checked numerically by the op table's test.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <setjmp.h>
-#include <cmocka.h>
-#include <math.h>
-#include <stdio.h>
-#include <string.h>
-
-#include "tapegrad.h"
-
-#define SHAPE(...)                                                                       \
-	(sizeof((int64_t[]){ __VA_ARGS__ }) / sizeof(int64_t)), (int64_t[]){ __VA_ARGS__ }
-#define LEN(a) (sizeof(a) / sizeof((a)[0]))
-
-/* Fails, printing both values, unless |got - want| <= tol. */
-#define assert_near(got, want, tol)                                                      \
-	do {                                                                             \
-		double g_ = (got), w_ = (want);                                          \
-		if (!(fabs(g_ - w_) <= (tol)))                                           \
-			fail_msg("%s = %.15g, expected %.15g (tolerance %g)", #got, g_, w_, \
-				 (double)(tol));                                         \
-	} while (0)
-
-#define assert_ctx_ok(ctx)                                                               \
-	do {                                                                             \
-		if (!tg_ok(ctx))                                                         \
-			fail_msg("unexpected error %s: %s", tg_status_name(tg_status_of(ctx)), \
-				 tg_error(ctx));                                         \
-	} while (0)
-
-#define assert_error(ctx, code, text)                                                    \
-	do {                                                                             \
-		if (tg_status_of(ctx) != (code) || !strstr(tg_error(ctx), (text)))      \
-			fail_msg("error is %s \"%s\", expected %s containing \"%s\"",     \
-				 tg_status_name(tg_status_of(ctx)), tg_error(ctx),       \
-				 tg_status_name(code), (text));                          \
-	} while (0)
+#include "../engine/test_util.h"
 
 /* Every element of t within rtol * |want| + atol of want[i]; prints the
  * first one that is not. */
