@@ -344,24 +344,29 @@ static void make_spec(const config *c, const data *d, char *spec, size_t size)
 	int64_t in = d->train.d, out = d->train.classes;
 	if (d->test.classes > out)
 		out = d->test.classes;
-	if (c->layers) {
-		const char *last = strrchr(c->layers, '-');
-		long long first = strtoll(c->layers, NULL, 10);
-		long long lastv = last ? strtoll(last + 1, NULL, 10) : first;
-		if (first != in || lastv != out) {
-			usage_error("--layers %s: %s has %lld features and %lld classes, so the "
-				    "spec must start with %lld and end with %lld (or give the "
-				    "hidden sizes only with --hidden)",
-				    c->layers, d->name, (long long)in, (long long)out,
-				    (long long)in, (long long)out);
-		}
-		snprintf(spec, size, "%s", c->layers);
-		return;
-	}
-	if (!strcmp(c->hidden, "0") || !strcmp(c->hidden, "none") || !*c->hidden)
-		snprintf(spec, size, "%lld-%lld", (long long)in, (long long)out);
+	int n;
+	if (c->layers)
+		n = snprintf(spec, size, "%s", c->layers);
+	else if (!strcmp(c->hidden, "0") || !strcmp(c->hidden, "none") || !*c->hidden)
+		n = snprintf(spec, size, "%lld-%lld", (long long)in, (long long)out);
 	else
-		snprintf(spec, size, "%lld-%s-%lld", (long long)in, c->hidden, (long long)out);
+		n = snprintf(spec, size, "%lld-%s-%lld", (long long)in, c->hidden, (long long)out);
+	if (n < 0 || (size_t)n >= size)
+		usage_error("the layer spec is longer than %zu characters", size - 1);
+}
+
+/* The net must fit the data: as many inputs as features, outputs as classes. */
+static void check_net_fits(const tg_mlp *net, const data *d, const char *spec)
+{
+	int64_t in = d->train.d, out = d->train.classes;
+	if (d->test.classes > out)
+		out = d->test.classes;
+	if (tg_mlp_width(net, 0) != in || tg_mlp_width(net, tg_mlp_depth(net)) != out)
+		usage_error("--layers %s: %s has %lld features and %lld classes, so the spec "
+			    "must start with %lld and end with %lld (or give the hidden sizes "
+			    "only with --hidden)",
+			    spec, d->name, (long long)in, (long long)out, (long long)in,
+			    (long long)out);
 }
 
 /* Reports a parse failure of an option value as a usage error. */
@@ -434,6 +439,7 @@ int main(int argc, char **argv)
 	tg_mlp *net = tg_mlp_new(ctx, spec, &mo);
 	if (!net)
 		usage_error("%s", tg_error(ctx));
+	check_net_fits(net, &d, spec);
 	size_t np, ns;
 	tg_tensor *const *params = tg_mlp_params(net, &np);
 	tg_tensor *const *state = tg_mlp_state(net, &ns);

@@ -124,9 +124,11 @@ static tg_slots *slots_new(tg_ctx *ctx, size_t n)
 	return s;
 }
 
-/* A slot is free unless it holds a header of the current step. When the ring
- * comes round to the current step's own headers, a new block goes in front of
- * them, so the ring grows to fit the largest step and never overwrites it. */
+/* A slot is free unless it holds a header of the current or the previous
+ * step. When the ring comes round to such a header, a new block goes in front
+ * of it, so the ring grows to hold the two largest steps: a tensor kept past
+ * one reset is always caught as stale, an older one until its slot is
+ * reused. */
 tg_tensor *tg_arena_header(tg_ctx *ctx)
 {
 	tg_arena *a = &ctx->arena;
@@ -135,7 +137,7 @@ tg_tensor *tg_arena_header(tg_ctx *ctx)
 		a->ring_pos = 0;
 	}
 	tg_tensor *t = a->ring ? &a->ring->slot[a->ring_pos] : NULL;
-	if (!t || (t->magic == TG_TENSOR_MAGIC && t->gen == ctx->gen)) {
+	if (!t || (t->magic == TG_TENSOR_MAGIC && t->gen + 1 >= ctx->gen)) {
 		tg_slots *s = slots_new(ctx, a->ring_size ? a->ring_size : 256);
 		if (!s)
 			return NULL;

@@ -23,8 +23,8 @@ typedef struct tg_block {
 
 /* Step tensor headers come from a ring of slots that goes on across resets
  * instead of rewinding: a header kept past its reset still holds its own
- * (old) generation until the ring comes round, so stale use is caught
- * reliably, and a slot only ever holds headers of this context. */
+ * (old) generation until the ring comes round (never within one reset), so
+ * stale use is caught, and a slot only ever holds headers of this context. */
 typedef struct tg_slots {
 	struct tg_slots *next;  /* circular */
 	size_t n;
@@ -58,6 +58,7 @@ struct tg_tensor {
 	uint32_t version;    /* bumped by every in-place change */
 	bool requires_grad;
 	bool persistent;     /* ctx lifetime */
+	bool consumed;       /* an input of a recorded node */
 	char *name;
 	tg_tensor *next_kept; /* ctx tensors, for tg_ctx_free and tg_zero_grads */
 };

@@ -126,6 +126,7 @@ tg_tensor *tg_op_end(const tg_op *op, tg_tensor *out, int nin, tg_tensor *const 
 		n->in[i] = in[i];
 		n->in_version[i] = in[i]->version;
 		n->needs[i] = in[i]->requires_grad;
+		in[i]->consumed = true;
 	}
 	n->out = out;
 	n->out_version = out->version;
@@ -166,6 +167,11 @@ tg_tensor *tg_record(const tg_op *op, tg_tensor *out, int nin, tg_tensor *const 
 		return tg_fail(ctx, TG_EARG,
 			       "tg_record: %s: the output must be a new step tensor with no "
 			       "history (compute it with grad mode off)",
+			       who);
+	if (out->consumed)
+		return tg_fail(ctx, TG_EARG,
+			       "tg_record: %s: the output was already used as an input of a "
+			       "recorded op; record it before using it",
 			       who);
 	return tg_op_end(op, out, nin, in, attrs, nattrs, NULL);
 }

@@ -23,7 +23,8 @@
  *   ctx       freed by tg_ctx_free(ctx) (parameters, optimizer state);
  *   borrowed  points into something else; don't free, don't keep past it.
  * Tensors have no free function. A step tensor used after the reset that
- * freed it is reported as TG_ESTALE, not read.
+ * freed it is reported as TG_ESTALE, not read: always when it was kept past
+ * one reset, and after more resets until its header slot is reused.
  *
  * Errors. The first failure is kept in the context (code and a message that
  * names the function and the shapes); the failing op returns NULL; every op

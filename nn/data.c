@@ -212,6 +212,8 @@ static void *idx_read_data(tg_ctx *ctx, idx_file *idx, size_t elem,
 		int64_t r = read_some(ctx, idx->f, idx->path, chunk, (size_t)want);
 		if (r < 0)
 			goto out_free;
+		if (r == 0)
+			break; /* truncated: reported below */
 		if ((size_t)(got + r) > cap) {
 			size_t ncap = cap ? cap * 2 : (size_t)1 << 20;
 			if (ncap > (size_t)idx->count)
@@ -929,6 +931,11 @@ tg_batcher *tg_batcher_new(tg_ctx *ctx, const tg_dataset *ds, int64_t batch, uns
 	if (batch < 1)
 		return tg_fail(ctx, TG_EARG, "tg_batcher_new: batch size %lld is not positive",
 			       (long long)batch);
+	if (batch > TG_DATA_MAX_ELEMS / ds->d)
+		return tg_fail(ctx, TG_EARG,
+			       "tg_batcher_new: a batch of %lld rows of %lld features exceeds %lld "
+			       "values",
+			       (long long)batch, (long long)ds->d, (long long)TG_DATA_MAX_ELEMS);
 	if (flags & ~(unsigned)(TG_BATCH_REPLACE | TG_BATCH_DROP_LAST))
 		return tg_fail(ctx, TG_EARG, "tg_batcher_new: unknown flags 0x%x", flags);
 	bool replace = flags & TG_BATCH_REPLACE;

@@ -448,6 +448,11 @@ int tg_train(tg_mlp *m, tg_optim *o, const tg_dataset *train, const tg_dataset *
 	    (test && check_fit(ctx, "tg_train", m, test, "test")) || plan(&r))
 		return -1;
 	int64_t rows = r.opts.replace || r.opts.batch < train->n ? r.opts.batch : train->n;
+	if (rows > TG_DATA_MAX_ELEMS / train->d) { /* could never be one tensor */
+		tg_fail(ctx, TG_EARG, "tg_train: a batch of %lld rows of %lld features is too large",
+			(long long)rows, (long long)train->d);
+		return -1;
+	}
 	r.pred = malloc((size_t)rows * sizeof *r.pred);
 	int64_t *own = NULL;
 	r.confusion = r.opts.confusion;

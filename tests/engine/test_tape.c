@@ -168,6 +168,28 @@ static void the_gradient_of_an_unused_parameter_stays_null(void **state)
 	tg_ctx_free(g.ctx);
 }
 
+static void twice_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_node_grad(n, 0, tg_mul_scalar(dout, 2));
+}
+
+static void recording_an_output_already_used_is_refused(void **state)
+{
+	(void)state;
+	/* recorded after its consumer, the node would never be reached */
+	static const tg_op twice = { "twice", twice_backward };
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *p = tg_param(tg_scalar(ctx, TG_F64, 3));
+	tg_set_grad_enabled(ctx, false);
+	tg_tensor *a = tg_mul_scalar(p, 2);
+	tg_set_grad_enabled(ctx, true);
+	tg_tensor *b = tg_mul(a, p);
+	assert_non_null(b);
+	assert_null(tg_record(&twice, a, 1, &p, NULL, 0));
+	assert_error(ctx, TG_EARG, "tg_record: twice: the output was already used as an input");
+	tg_ctx_free(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -180,6 +202,7 @@ int main(void)
 		cmocka_unit_test(backward_of_a_non_scalar_needs_an_upstream_gradient),
 		cmocka_unit_test(create_graph_makes_the_gradient_differentiable),
 		cmocka_unit_test(the_gradient_of_an_unused_parameter_stays_null),
+		cmocka_unit_test(recording_an_output_already_used_is_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -103,6 +103,23 @@ static void a_stale_tensor_is_caught_after_many_steps(void **state)
 	tg_ctx_free(ctx);
 }
 
+static void a_tensor_kept_past_one_reset_is_stale_however_many_follow(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	for (int n = 10; n <= 5000; n *= 5) {
+		tg_tensor *old = tg_full(ctx, TG_F64, SHAPE(2), 7.0);
+		tg_reset(ctx);
+		for (int i = 0; i < n; i++)
+			assert_non_null(tg_full(ctx, TG_F64, SHAPE(3), i));
+		assert_null(tg_neg(old));
+		assert_error(ctx, TG_ESTALE, "tg_neg: tensor (2,) was freed by tg_reset");
+		tg_clear_error(ctx);
+		tg_reset(ctx);
+	}
+	tg_ctx_free(ctx);
+}
+
 static void bad_shapes_are_errors_that_name_the_shape(void **state)
 {
 	(void)state;
@@ -171,6 +188,7 @@ int main(void)
 		cmocka_unit_test(random_tensors_follow_the_seed_and_their_distribution),
 		cmocka_unit_test(params_outlive_reset_and_step_tensors_do_not),
 		cmocka_unit_test(a_stale_tensor_is_caught_after_many_steps),
+		cmocka_unit_test(a_tensor_kept_past_one_reset_is_stale_however_many_follow),
 		cmocka_unit_test(bad_shapes_are_errors_that_name_the_shape),
 		cmocka_unit_test(data_mut_counts_as_a_change_and_assign_copies),
 		cmocka_unit_test(names_are_copied),
