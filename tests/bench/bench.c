@@ -1,0 +1,616 @@
+/*
+ * bench.c - the tapegrad side of tests/bench: one workload per process.
+ *
+ * Runs one training or tiny-graph workload, or the GEMM floor of a training
+ * workload (its forward and backward matrix products alone, through
+ * cblas_?gemm with the shapes and transpose flags tapegrad's matmul uses),
+ * and prints one line "RESULT key=value ..." for tests/bench/bench.py.
+ * Data loading is outside the timed loop; the loop includes drawing each
+ * batch, forward, backward, the optimizer step and tg_reset.
+ *
+ * Memory is counted three ways:
+ *   - the context's own allocations, through a counting tg_allocator given
+ *     to tg_ctx_new_with (arena blocks, header slots, ctx tensors, names);
+ *   - every malloc, calloc and realloc call made by this program and by
+ *     libtapegrad.a, which is linked statically with
+ *     -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=free (calls made
+ *     inside shared libraries, OpenBLAS and libc, are not seen);
+ *   - resident memory: VmRSS when the loop starts, the peak during the loop
+ *     (VmHWM after resetting it through /proc/self/clear_refs) and the
+ *     process's peak (getrusage ru_maxrss).
+ * Allocation counts are taken over the steady state: from the end of the
+ * first WARM iterations to the end of the loop.
+ *
+ *	tg_bench WORKLOAD [--iters N] [--epochs E] [--threads T] [--seed S]
+ *	         [--data DIR]
+ */
+#include "tapegrad.h"
+#include "tapegrad_io.h"
+#include "tapegrad_nn.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+enum { WARM = 5 }; /* iterations before the allocation counters are read */
+
+/* The workload functions stay out of line so that a profiler can collect
+ * exactly them: valgrind --tool=callgrind --toggle-collect=train ... */
+#define NOINLINE __attribute__((noinline))
+
+/* ---- counting every malloc of this program and of libtapegrad.a ---------- */
+
+void *__real_malloc(size_t size);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t size);
+void __real_free(void *p);
+
+static struct {
+	unsigned long long malloc, calloc, realloc, free;
+} wrapped;
+
+void *__wrap_malloc(size_t size);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_realloc(void *p, size_t size);
+void __wrap_free(void *p);
+
+void *__wrap_malloc(size_t size)
+{
+	wrapped.malloc++;
+	return __real_malloc(size);
+}
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+	wrapped.calloc++;
+	return __real_calloc(n, size);
+}
+
+void *__wrap_realloc(void *p, size_t size)
+{
+	wrapped.realloc++;
+	return __real_realloc(p, size);
+}
+
+void __wrap_free(void *p)
+{
+	if (p)
+		wrapped.free++;
+	__real_free(p);
+}
+
+static unsigned long long wrapped_allocs(void)
+{
+	return wrapped.malloc + wrapped.calloc + wrapped.realloc;
+}
+
+/* ---- counting the context's own allocations ------------------------------ */
+
+static struct {
+	unsigned long long allocs, frees, bytes;
+} counted;
+
+static void *count_alloc(size_t size, void *user)
+{
+	(void)user;
+	counted.allocs++;
+	counted.bytes += size;
+	return malloc(size);
+}
+
+static void count_free(void *p, void *user)
+{
+	(void)user;
+	if (p)
+		counted.frees++;
+	free(p);
+}
+
+static const tg_allocator counting = { count_alloc, count_free, NULL };
+
+/* ---- clocks and memory --------------------------------------------------- */
+
+static double now(clockid_t clock)
+{
+	struct timespec ts;
+	clock_gettime(clock, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* A "Vm...:" line of /proc/self/status in kB, -1 if absent. */
+static long status_kb(const char *key)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long kb = -1;
+	size_t n = strlen(key);
+	while (f && fgets(line, sizeof line, f)) {
+		if (!strncmp(line, key, n) && line[n] == ':') {
+			kb = strtol(line + n + 1, NULL, 10);
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+	return kb;
+}
+
+/* Resets VmHWM to the current RSS; false if the kernel refuses. */
+static int reset_peak(void)
+{
+	FILE *f = fopen("/proc/self/clear_refs", "w");
+	if (!f)
+		return 0;
+	int ok = fputs("5", f) >= 0;
+	return fclose(f) == 0 && ok;
+}
+
+static long maxrss_kb(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_maxrss;
+}
+
+/* ---- the measurement ----------------------------------------------------- */
+
+typedef struct run {
+	const char *workload;
+	const char *dtype;
+	int threads;
+	long long iters; /* done */
+	double wall, cpu; /* of the loop, seconds */
+	long rss_start_kb, loop_peak_kb;
+	int peak_reset;
+	unsigned long long ctx0, ctx1, ctxb0, ctxb1, w0, w1; /* counters at WARM and end */
+	unsigned long long wf0, wf1, cf0, cf1;
+	size_t arena_hw;
+	double loss; /* mean over the last iterations; NAN when none */
+	const char *error;
+} run;
+
+static run R;
+
+static void mark_start(void)
+{
+	R.rss_start_kb = status_kb("VmRSS");
+	R.peak_reset = reset_peak();
+}
+
+static void mark_warm(void)
+{
+	R.ctx0 = counted.allocs;
+	R.ctxb0 = counted.bytes;
+	R.cf0 = counted.frees;
+	R.w0 = wrapped_allocs();
+	R.wf0 = wrapped.free;
+}
+
+static void mark_end(void)
+{
+	R.ctx1 = counted.allocs;
+	R.ctxb1 = counted.bytes;
+	R.cf1 = counted.frees;
+	R.w1 = wrapped_allocs();
+	R.wf1 = wrapped.free;
+	R.loop_peak_kb = status_kb("VmHWM");
+}
+
+static const char *env_or(const char *name)
+{
+	const char *v = getenv(name);
+	return v && *v ? v : "unset";
+}
+
+static void report(void)
+{
+	long long steady = R.iters > WARM ? R.iters - WARM : 0;
+	double per = steady ? 1.0 / (double)steady : NAN;
+	char corename[64];
+	snprintf(corename, sizeof corename, "%s", openblas_get_corename());
+	for (char *p = corename; *p; p++)
+		if (*p == ' ')
+			*p = '_';
+	printf("RESULT side=tapegrad workload=%s dtype=%s threads=%d iters=%lld wall=%.9g "
+	       "cpu=%.9g sec_per_iter=%.9g rss_start_kb=%ld loop_peak_kb=%ld peak_reset=%d "
+	       "maxrss_kb=%ld ctx_allocs_per_iter=%.6g ctx_bytes_per_iter=%.6g "
+	       "ctx_frees_per_iter=%.6g wrap_allocs_per_iter=%.6g wrap_frees_per_iter=%.6g "
+	       "ctx_allocs_total=%llu wrap_allocs_total=%llu arena_high_water=%zu loss=%.6g "
+	       "blas_threads=%d tg_threads=%d openblas_corename=%s openblas_parallel=%d "
+	       "env_OPENBLAS_NUM_THREADS=%s env_OMP_NUM_THREADS=%s env_OPENBLAS_CORETYPE=%s "
+	       "error=%s\n",
+	       R.workload, R.dtype, R.threads, R.iters, R.wall, R.cpu,
+	       R.iters ? R.wall / (double)R.iters : NAN, R.rss_start_kb, R.loop_peak_kb,
+	       R.peak_reset, maxrss_kb(), (double)(R.ctx1 - R.ctx0) * per,
+	       (double)(R.ctxb1 - R.ctxb0) * per, (double)(R.cf1 - R.cf0) * per,
+	       (double)(R.w1 - R.w0) * per, (double)(R.wf1 - R.wf0) * per, counted.allocs,
+	       wrapped_allocs(), R.arena_hw, R.loss, openblas_get_num_threads(), R.threads,
+	       corename, openblas_get_parallel(), env_or("OPENBLAS_NUM_THREADS"),
+	       env_or("OMP_NUM_THREADS"), env_or("OPENBLAS_CORETYPE"),
+	       R.error ? "yes" : "none");
+	fflush(stdout);
+}
+
+/* ---- the training workloads ---------------------------------------------- */
+
+typedef struct train_spec {
+	const char *spec;
+	tg_mlp_opts mlp;
+	tg_optim_opts opt;
+	int64_t batch;
+	unsigned flags;    /* TG_BATCH_REPLACE: iters draws; else epochs */
+	long long iters;   /* with replacement; else a cap (0: none) */
+	long long epochs;
+} train_spec;
+
+/* Mean loss of the last LAST_LOSS iterations, read with tg_item. */
+enum { LAST_LOSS = 50 };
+
+static NOINLINE int train(tg_ctx *ctx, const tg_dataset *ds, const train_spec *s)
+{
+	tg_mlp *net = tg_mlp_new(ctx, s->spec, &s->mlp);
+	size_t np;
+	tg_tensor *const *params = tg_mlp_params(net, &np);
+	tg_optim *opt = net ? tg_optim_new(ctx, params, np, &s->opt) : NULL;
+	tg_batcher *b = tg_batcher_new(ctx, ds, s->batch, s->flags);
+	if (!net || !opt || !b) {
+		tg_batcher_free(b);
+		tg_optim_free(opt);
+		tg_mlp_free(net);
+		return -1;
+	}
+	bool replace = s->flags & TG_BATCH_REPLACE;
+	long long total = replace ? s->iters
+				  : s->epochs * ((ds->n + s->batch - 1) / s->batch);
+	if (!replace && s->iters > 0 && s->iters < total)
+		total = s->iters;
+	double loss_sum = 0;
+	long long loss_n = 0, it = 0;
+	mark_start();
+	double w0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
+	while (it < total && tg_ok(ctx)) {
+		tg_batch batch;
+		if (!tg_batch_next(b, s->mlp.dtype, &batch))
+			continue; /* the end of an epoch; the next call starts one */
+		if (it == WARM)
+			mark_warm();
+		tg_tensor *loss = tg_cross_entropy(tg_mlp_forward(net, batch.x), batch.y);
+		tg_optim_zero_grad(opt);
+		tg_backward(loss);
+		tg_optim_step(opt);
+		if (it >= total - LAST_LOSS && loss) {
+			loss_sum += tg_item(loss);
+			loss_n++;
+		}
+		tg_reset(ctx);
+		it++;
+	}
+	R.wall = now(CLOCK_MONOTONIC) - w0;
+	R.cpu = now(CLOCK_PROCESS_CPUTIME_ID) - c0;
+	if (it <= WARM)
+		mark_warm();
+	mark_end();
+	R.iters = it;
+	R.loss = loss_n ? loss_sum / (double)loss_n : NAN;
+	R.arena_hw = tg_arena_high_water(ctx);
+	tg_batcher_free(b);
+	tg_optim_free(opt);
+	tg_mlp_free(net);
+	return tg_ok(ctx) ? 0 : -1;
+}
+
+/* ---- the GEMM floor: the same products, nothing else --------------------- */
+/* For layer l with input A_l (B, n_l), weight W_l (n_l, n_l+1), output
+ * C_l (B, n_l+1), tapegrad's matmul and its backward call
+ *	forward  C_l  = A_l @ W_l                 NoTrans, NoTrans
+ *	backward dW_l = A_l^T @ dC_l              Trans,   NoTrans
+ *	         dA_l = dC_l @ W_l^T  (l > 0)     NoTrans, Trans
+ * and no product for the input batch's gradient (it needs none). Each
+ * operand has its own buffer, as in the arena. */
+
+typedef struct floor_spec {
+	int nlayers;
+	int64_t width[TG_MLP_MAX_LAYERS + 1];
+	int64_t batch;
+	int64_t n;         /* samples per epoch; 0: every batch is full */
+	long long iters;
+} floor_spec;
+
+static void gemm(bool f64, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *a,
+		 int64_t lda, const void *b, int64_t ldb, void *c)
+{
+	enum CBLAS_TRANSPOSE fa = ta ? CblasTrans : CblasNoTrans;
+	enum CBLAS_TRANSPOSE fb = tb ? CblasTrans : CblasNoTrans;
+	if (f64)
+		cblas_dgemm(CblasRowMajor, fa, fb, (int)m, (int)n, (int)k, 1.0, a, (int)lda, b,
+			    (int)ldb, 0.0, c, (int)n);
+	else
+		cblas_sgemm(CblasRowMajor, fa, fb, (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b,
+			    (int)ldb, 0.0f, c, (int)n);
+}
+
+static void *filled(size_t n, bool f64, unsigned *seed)
+{
+	size_t es = f64 ? sizeof(double) : sizeof(float);
+	void *p = malloc(n * es);
+	for (size_t i = 0; p && i < n; i++) {
+		*seed = *seed * 1103515245u + 12345u;
+		double v = ((double)(*seed >> 8 & 0xffff) / 65536.0 - 0.5) * 0.1;
+		if (f64)
+			((double *)p)[i] = v;
+		else
+			((float *)p)[i] = (float)v;
+	}
+	return p;
+}
+
+static NOINLINE int gemm_floor(const floor_spec *s, bool f64)
+{
+	int L = s->nlayers;
+	void *A[TG_MLP_MAX_LAYERS + 1], *W[TG_MLP_MAX_LAYERS], *dW[TG_MLP_MAX_LAYERS];
+	void *dC[TG_MLP_MAX_LAYERS], *dA[TG_MLP_MAX_LAYERS];
+	unsigned seed = 1;
+	int64_t B = s->batch;
+	for (int l = 0; l <= L; l++)
+		A[l] = filled((size_t)(B * s->width[l]), f64, &seed);
+	for (int l = 0; l < L; l++) {
+		W[l] = filled((size_t)(s->width[l] * s->width[l + 1]), f64, &seed);
+		dW[l] = filled((size_t)(s->width[l] * s->width[l + 1]), f64, &seed);
+		dC[l] = filled((size_t)(B * s->width[l + 1]), f64, &seed);
+		dA[l] = filled((size_t)(B * s->width[l]), f64, &seed);
+	}
+	long long per_epoch = s->n ? (s->n + B - 1) / B : 0;
+	mark_start();
+	double w0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
+	for (long long it = 0; it < s->iters; it++) {
+		if (it == WARM)
+			mark_warm();
+		int64_t b = B;
+		if (per_epoch && it % per_epoch == per_epoch - 1 && s->n % B)
+			b = s->n % B; /* the short last batch of an epoch */
+		for (int l = 0; l < L; l++)
+			gemm(f64, false, false, b, s->width[l + 1], s->width[l], A[l], s->width[l],
+			     W[l], s->width[l + 1], A[l + 1]);
+		for (int l = L - 1; l >= 0; l--) {
+			gemm(f64, true, false, s->width[l], s->width[l + 1], b, A[l], s->width[l],
+			     dC[l], s->width[l + 1], dW[l]);
+			if (l > 0)
+				gemm(f64, false, true, b, s->width[l], s->width[l + 1], dC[l],
+				     s->width[l + 1], W[l], s->width[l + 1], dA[l]);
+		}
+	}
+	R.wall = now(CLOCK_MONOTONIC) - w0;
+	R.cpu = now(CLOCK_PROCESS_CPUTIME_ID) - c0;
+	if (s->iters <= WARM)
+		mark_warm();
+	mark_end();
+	R.iters = s->iters;
+	R.loss = NAN;
+	for (int l = 0; l <= L; l++)
+		free(A[l]);
+	for (int l = 0; l < L; l++) {
+		free(W[l]);
+		free(dW[l]);
+		free(dC[l]);
+		free(dA[l]);
+	}
+	return 0;
+}
+
+/* ---- tiny graphs: forward, backward and reset, over and over ------------- */
+
+static NOINLINE int tiny_scalar(tg_ctx *ctx, long long reps)
+{
+	tg_tensor *x = tg_param(tg_scalar(ctx, TG_F32, 2.0));
+	tg_tensor *y = tg_param(tg_scalar(ctx, TG_F32, 3.0));
+	tg_tensor *z = tg_param(tg_scalar(ctx, TG_F32, 4.0));
+	if (!tg_ok(ctx))
+		return -1;
+	mark_start();
+	double w0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
+	for (long long r = 0; r < reps; r++) {
+		if (r == WARM)
+			mark_warm();
+		tg_tensor *f = tg_mul(tg_add(x, y), z);
+		tg_backward(f);
+		tg_reset(ctx);
+	}
+	R.wall = now(CLOCK_MONOTONIC) - w0;
+	R.cpu = now(CLOCK_PROCESS_CPUTIME_ID) - c0;
+	if (reps <= WARM)
+		mark_warm();
+	mark_end();
+	R.iters = reps;
+	/* dz accumulates x + y = 5 per repetition */
+	R.loss = tg_item(tg_grad(z)) / (double)reps;
+	return tg_ok(ctx) ? 0 : -1;
+}
+
+static NOINLINE int tiny_sigmoid(tg_ctx *ctx, long long reps)
+{
+	/* fixed values, the same in torch_bench.py, so the outputs can be compared */
+	int64_t n = 64;
+	double wv[64], xv[64];
+	for (int i = 0; i < 64; i++) {
+		wv[i] = 0.1 * ((i % 7) - 3) / 3.0;
+		xv[i] = ((i % 5) - 2) / 2.0;
+	}
+	tg_tensor *w = tg_param(tg_from_f64(ctx, TG_F32, 1, &n, wv));
+	tg_tensor *x = tg_keep(tg_from_f64(ctx, TG_F32, 1, &n, xv));
+	tg_tensor *b = tg_param(tg_scalar(ctx, TG_F32, 0.25));
+	if (!tg_ok(ctx))
+		return -1;
+	tg_tensor *y = NULL;
+	double last = NAN;
+	mark_start();
+	double w0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
+	for (long long r = 0; r < reps; r++) {
+		if (r == WARM)
+			mark_warm();
+		y = tg_sigmoid(tg_add(tg_sum(tg_mul(w, x)), b));
+		tg_backward(y);
+		if (r == reps - 1)
+			last = tg_item(y);
+		tg_reset(ctx);
+	}
+	R.wall = now(CLOCK_MONOTONIC) - w0;
+	R.cpu = now(CLOCK_PROCESS_CPUTIME_ID) - c0;
+	if (reps <= WARM)
+		mark_warm();
+	mark_end();
+	R.iters = reps;
+	R.loss = last;
+	return tg_ok(ctx) ? 0 : -1;
+}
+
+/* ---- main ---------------------------------------------------------------- */
+
+static const char usage_text[] =
+	"usage: tg_bench WORKLOAD [--iters N] [--epochs E] [--threads T] [--seed S] [--data DIR]\n"
+	"\n"
+	"WORKLOAD: w1 w1-f64 w2 w3 w4-scalar w4-sigmoid\n"
+	"          floor-w1 floor-w1-f64 floor-w2 floor-w3\n"
+	"w1: 784-50-10 sigmoid, init std 0.01, SGD 0.1, batch 100 with replacement,\n"
+	"    N iterations (10000); w2: 784-100x5-10, affine-BN-ReLU, He, Adam 0.001,\n"
+	"    batch 100, E epochs (3); w3: 784-1024-1024-10 ReLU, He, Momentum 0.9\n"
+	"    lr 0.01, batch 512, E epochs (2); w4-*: N repetitions (1000000) of\n"
+	"    (x+y)*z on scalars or sigmoid(w.x + b) on 64-vectors. --iters caps the\n"
+	"    epoch workloads. floor-*: the workload's GEMMs alone.\n";
+
+static long long number(const char *opt, const char *s)
+{
+	char *end;
+	errno = 0;
+	long long v = s ? strtoll(s, &end, 10) : -1;
+	if (!s || end == s || *end || errno || v < 0) {
+		fprintf(stderr, "tg_bench: %s needs a non-negative integer\n\n%s", opt, usage_text);
+		exit(2);
+	}
+	return v;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		fputs(usage_text, argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	const char *w = argv[1];
+	long long iters = -1, epochs = -1, threads = 1, seed = 42;
+	const char *dir = TG_FASHION_MNIST_DIR;
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!strcmp(a, "--iters"))
+			iters = number(a, v), i++;
+		else if (!strcmp(a, "--epochs"))
+			epochs = number(a, v), i++;
+		else if (!strcmp(a, "--threads"))
+			threads = number(a, v), i++;
+		else if (!strcmp(a, "--seed"))
+			seed = number(a, v), i++;
+		else if (!strcmp(a, "--data") && v)
+			dir = v, i++;
+		else {
+			fprintf(stderr, "tg_bench: unknown option %s\n\n%s", a, usage_text);
+			return 2;
+		}
+	}
+	if (threads < 1) {
+		fprintf(stderr, "tg_bench: --threads must be at least 1\n");
+		return 2;
+	}
+	R.workload = w;
+	R.dtype = strstr(w, "f64") ? "f64" : "f32";
+	R.threads = (int)threads;
+	R.loss = NAN;
+
+	bool is_floor = !strncmp(w, "floor-", 6);
+	bool is_tiny = !strncmp(w, "w4-", 3);
+	const char *base = is_floor ? w + 6 : w;
+	train_spec ts = { 0 };
+	floor_spec fs = { 0 };
+	ts.mlp = tg_mlp_defaults();
+	if (!strcmp(base, "w1") || !strcmp(base, "w1-f64")) {
+		ts.spec = "784-50-10";
+		ts.mlp.act = (tg_act){ TG_ACT_SIGMOID, 0 };
+		ts.mlp.init = (tg_init){ TG_INIT_STD, 0.01 };
+		ts.mlp.dtype = strstr(base, "f64") ? TG_F64 : TG_F32;
+		ts.opt = tg_optim_defaults(TG_SGD);
+		ts.opt.lr = 0.1;
+		ts.batch = 100;
+		ts.flags = TG_BATCH_REPLACE;
+		ts.iters = iters >= 0 ? iters : 10000;
+		fs = (floor_spec){ 2, { 784, 50, 10 }, 100, 0, ts.iters };
+	} else if (!strcmp(base, "w2")) {
+		ts.spec = "784-100-100-100-100-100-10";
+		ts.mlp.batchnorm = true;
+		ts.opt = tg_optim_defaults(TG_ADAM);
+		ts.batch = 100;
+		ts.epochs = epochs >= 0 ? epochs : 3;
+		ts.iters = iters >= 0 ? iters : 0;
+		fs = (floor_spec){ 6, { 784, 100, 100, 100, 100, 100, 10 }, 100, 60000, 0 };
+	} else if (!strcmp(base, "w3")) {
+		ts.spec = "784-1024-1024-10";
+		ts.opt = tg_optim_defaults(TG_MOMENTUM);
+		ts.opt.lr = 0.01;
+		ts.opt.momentum = 0.9;
+		ts.batch = 512;
+		ts.epochs = epochs >= 0 ? epochs : 2;
+		ts.iters = iters >= 0 ? iters : 0;
+		fs = (floor_spec){ 3, { 784, 1024, 1024, 10 }, 512, 60000, 0 };
+	} else if (!is_tiny || is_floor) {
+		fprintf(stderr, "tg_bench: unknown workload %s\n\n%s", w, usage_text);
+		return 2;
+	}
+
+	int rc;
+	if (is_floor) {
+		if (!fs.iters) {
+			long long per = (fs.n + fs.batch - 1) / fs.batch;
+			fs.iters = ts.epochs * per;
+			if (ts.iters > 0 && ts.iters < fs.iters)
+				fs.iters = ts.iters;
+		}
+		openblas_set_num_threads((int)threads);
+		rc = gemm_floor(&fs, ts.mlp.dtype == TG_F64);
+	} else {
+		tg_ctx *ctx = tg_ctx_new_with((uint64_t)seed, &counting);
+		if (!ctx)
+			return 1;
+		tg_set_threads(ctx, (int)threads);
+		if (is_tiny) {
+			long long reps = iters >= 0 ? iters : 1000000;
+			if (!strcmp(w, "w4-scalar"))
+				rc = tiny_scalar(ctx, reps);
+			else if (!strcmp(w, "w4-sigmoid"))
+				rc = tiny_sigmoid(ctx, reps);
+			else {
+				fprintf(stderr, "tg_bench: unknown workload %s\n\n%s", w, usage_text);
+				tg_ctx_free(ctx);
+				return 2;
+			}
+			R.arena_hw = tg_arena_high_water(ctx);
+		} else {
+			tg_dataset train_set, test_set;
+			if (tg_load_mnist(ctx, dir, &train_set, &test_set)) {
+				fprintf(stderr, "tg_bench: %s\n", tg_error(ctx));
+				tg_ctx_free(ctx);
+				return 1;
+			}
+			tg_dataset_free(&test_set);
+			rc = train(ctx, &train_set, &ts);
+			tg_dataset_free(&train_set);
+		}
+		if (rc)
+			fprintf(stderr, "tg_bench: %s: %s\n", w, tg_error(ctx));
+		tg_ctx_free(ctx);
+	}
+	R.error = rc ? "yes" : NULL;
+	report();
+	return rc ? 1 : 0;
+}

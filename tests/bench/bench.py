@@ -1,0 +1,445 @@
+#!/usr/bin/python3
+"""bench.py - runs tests/bench's workloads and reports speed and memory.
+
+Called by tests/bench/run after it has built tg_bench (bench.c). Every
+repetition of every workload is a fresh process, so peak RSS is per
+workload; the repetitions of tapegrad, PyTorch and the GEMM floor are
+interleaved (tg, torch, floor, tg, torch, floor, ...) so that a change of
+machine load hits all three alike. Prints markdown tables, writes them into
+tests/bench/results.md between markers (the rest of that file is kept) and
+appends one CSV row per workload and side to tests/bench/history.csv.
+Standard library only; the PyTorch side runs in its own interpreter.
+"""
+import argparse
+import csv
+import datetime
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+# key, description, tapegrad/torch workload, floor workload, BLAS threads, size
+WORKLOADS = [
+    ("w1", "W1 784-50-10 sigmoid, SGD 0.1, batch 100 (replacement), f32",
+     "w1", "floor-w1", 1, "small"),
+    ("w1-f64", "W1 the same in f64", "w1-f64", "floor-w1-f64", 1, "small"),
+    ("w2", "W2 784-[100]x5-10 affine-BN-ReLU, Adam 0.001, batch 100, f32",
+     "w2", "floor-w2", 1, "small"),
+    ("w3-t1", "W3 784-1024-1024-10 ReLU, Momentum 0.9, batch 512, 1 thread",
+     "w3", "floor-w3", 1, "big"),
+    ("w3-t2", "W3 the same, 2 threads", "w3", "floor-w3", 2, "big"),
+    ("w4-scalar", "W4 (x+y)*z on scalars, forward+backward+reset",
+     "w4-scalar", None, 1, "small"),
+    ("w4-sigmoid", "W4 sigmoid(w.x + b) on 64-vectors, forward+backward+reset",
+     "w4-sigmoid", None, 1, "small"),
+]
+
+MARK = "<!-- bench:{}:{} -->"
+
+
+def fmt_t(s):
+    if s is None or s != s:
+        return "–"
+    if s < 1e-3:
+        return f"{s * 1e6:.3g} µs"
+    if s < 1:
+        return f"{s * 1e3:.3g} ms"
+    return f"{s:.3g} s"
+
+
+def fmt_mb(kb):
+    return "–" if kb is None or kb < 0 else f"{kb / 1024:.0f} MB"
+
+
+def fmt_bytes(b):
+    if b is None:
+        return "–"
+    return f"{b} B" if b < 10240 else f"{b / 1024:.0f} kB"
+
+
+def fmt_n(x):
+    if x is None or x != x:
+        return "–"
+    return f"{x:.3g}" if x != int(x) else f"{int(x)}"
+
+
+def load_avg():
+    return os.getloadavg()[0]
+
+
+def uptime():
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return f"load average {os.getloadavg()}"
+
+
+def parse(stdout):
+    for line in stdout.splitlines():
+        if line.startswith("RESULT "):
+            d = {}
+            for kv in line[7:].split():
+                k, _, v = kv.partition("=")
+                try:
+                    d[k] = int(v)
+                except ValueError:
+                    try:
+                        d[k] = float(v)
+                    except ValueError:
+                        d[k] = v
+            return d
+    return None
+
+
+def run_one(cmd, env, log):
+    t0 = time.time()
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    r = parse(p.stdout)
+    if p.returncode or r is None or r.get("error") != "none":
+        log(f"  FAILED ({p.returncode}): {' '.join(map(shlex.quote, cmd))}\n"
+            f"{p.stdout[-2000:]}{p.stderr[-2000:]}")
+        return None
+    r["process_seconds"] = time.time() - t0
+    return r
+
+
+class Stat:
+    """Repetitions of one workload on one side."""
+
+    def __init__(self, results):
+        self.r = [r for r in results if r]
+        t = [r["sec_per_iter"] for r in self.r]
+        self.n = len(t)
+        self.med = statistics.median(t) if t else None
+        self.lo = min(t) if t else None
+        self.hi = max(t) if t else None
+        c = [r["cpu"] / r["iters"] for r in self.r if r.get("iters")]
+        self.cpu = statistics.median(c) if c else None
+
+    def get(self, key):
+        v = [r[key] for r in self.r if isinstance(r.get(key), (int, float))]
+        return statistics.median(v) if v else None
+
+    def first(self, key, default="–"):
+        for r in self.r:
+            if key in r:
+                return r[key]
+        return default
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bin", required=True, help="tg_bench")
+    ap.add_argument("--python", default="/usr/bin/python3", help="interpreter with torch")
+    ap.add_argument("--cflags", default="", help="recorded in the report")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--reps", type=int, help="repetitions of small workloads (5)")
+    ap.add_argument("--big-reps", type=int, help="repetitions of big workloads (3)")
+    ap.add_argument("--only", help="comma-separated keys: " +
+                    ",".join(w[0] for w in WORKLOADS))
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--no-floor", action="store_true")
+    ap.add_argument("--w1-iters", type=int)
+    ap.add_argument("--w2-epochs", type=int)
+    ap.add_argument("--w3-epochs", type=int)
+    ap.add_argument("--max-iters", type=int,
+                    help="cap on iterations of the epoch workloads W2 and W3")
+    ap.add_argument("--w4-reps", type=int, help="tiny-graph repetitions (10^6)")
+    ap.add_argument("--torch-w4-reps", type=int,
+                    help="PyTorch's tiny-graph repetitions (as --w4-reps)")
+    ap.add_argument("--results", default=os.path.join(HERE, "results.md"))
+    ap.add_argument("--history", default=os.path.join(HERE, "history.csv"))
+    ap.add_argument("--no-save", action="store_true", help="stdout only")
+    a = ap.parse_args()
+
+    small = a.reps or (1 if a.quick else 5)
+    big = a.big_reps or (1 if a.quick else 3)
+    q = a.quick
+    w1_iters = a.w1_iters or (500 if q else 10000)
+    w2_epochs = a.w2_epochs or 3
+    w3_epochs = a.w3_epochs or 2
+    cap = a.max_iters or (200 if q else 0)
+    w3_cap = a.max_iters or (10 if q else 0)
+    w4 = a.w4_reps or (20000 if q else 1000000)
+    tw4 = a.torch_w4_reps or a.w4_reps or (5000 if q else 1000000)
+    only = set(a.only.split(",")) if a.only else None
+    if only and not only <= {w[0] for w in WORKLOADS}:
+        sys.exit(f"bench.py: unknown workload in --only {a.only}")
+    mode = "quick" if q else ("partial" if only or a.no_torch else "full")
+
+    torch_ok = False
+    if not a.no_torch:
+        p = subprocess.run([a.python, "-c", "import torch, numpy; print(torch.__version__)"],
+                           capture_output=True, text=True)
+        torch_ok = p.returncode == 0
+        torch_version = p.stdout.strip() if torch_ok else None
+        if not torch_ok:
+            print(f"bench.py: no PyTorch for {a.python}; tapegrad only", file=sys.stderr)
+
+    out_lines = []
+
+    def log(s=""):
+        print(s, flush=True)
+
+    def args_for(key, w):
+        if w.startswith("w1"):
+            return ["--iters", str(w1_iters)]
+        if w == "w2":
+            return ["--epochs", str(w2_epochs)] + (["--iters", str(cap)] if cap else [])
+        if w == "w3":
+            return ["--epochs", str(w3_epochs)] + (["--iters", str(w3_cap)] if w3_cap else [])
+        return []
+
+    started = time.time()
+    start_uptime = uptime()
+    log(f"tests/bench: {mode} run, {start_uptime}")
+    log(f"  OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')} "
+        f"OPENBLAS_NUM_THREADS/OMP_NUM_THREADS set per workload for both sides")
+    results = {}
+    loads = {}
+    for key, desc, w, fw, threads, size in WORKLOADS:
+        if only and key not in only:
+            continue
+        reps = small if size == "small" else big
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+        extra = args_for(key, w)
+        tg_cmd = [a.bin, w, "--threads", str(threads)] + extra
+        th_cmd = [a.python, os.path.join(HERE, "torch_bench.py"), w,
+                  "--threads", str(threads)] + extra
+        fl_cmd = [a.bin, fw, "--threads", str(threads)] + extra if fw else None
+        if w.startswith("w4"):
+            tg_cmd += ["--iters", str(w4)]
+            th_cmd += ["--iters", str(tw4)]
+        l0 = load_avg()
+        log(f"{key}: {desc}; {reps} repetitions; load {l0:.2f}")
+        got = {"tapegrad": [], "torch": [], "floor": []}
+        for i in range(reps):
+            sides = [("tapegrad", tg_cmd)]
+            if torch_ok:
+                sides.append(("torch", th_cmd))
+            if fl_cmd and not a.no_floor:
+                sides.append(("floor", fl_cmd))
+            for side, cmd in sides:
+                r = run_one(cmd, env, log)
+                got[side].append(r)
+                if r:
+                    log(f"  {i + 1}/{reps} {side:8s} {fmt_t(r['sec_per_iter'])}/iter "
+                        f"(cpu {fmt_t(r['cpu'] / r['iters'])}), {r['iters']} iters, "
+                        f"loss {r.get('loss', float('nan')):.4g}, "
+                        f"load {load_avg():.2f}")
+        results[key] = {s: Stat(v) for s, v in got.items()}
+        loads[key] = (l0, load_avg())
+    elapsed = time.time() - started
+    end_uptime = uptime()
+
+    # ---- the report ------------------------------------------------------------------
+    md = []
+    now = datetime.datetime.now().astimezone()
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip() or "unknown"
+    dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip() != ""
+    cpu_model = "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    md.append(f"Run of {now:%Y-%m-%d %H:%M %Z} ({mode}), commit {commit}"
+              f"{' with local changes' if dirty else ''}; {cpu_model}, {os.cpu_count()} CPUs; "
+              f"tapegrad built with `{a.cflags}`; "
+              f"PyTorch {torch_version if torch_ok else 'not run'} eager; "
+              f"total {elapsed / 60:.1f} min.")
+    md.append("")
+    md.append(f"Load: start `{start_uptime}`; end `{end_uptime}`.")
+    md.append("")
+    md.append(f"Repetitions: {small} per small workload, {big} per big one (W3), each a fresh "
+              f"process. Iterations: W1 {w1_iters}, W2 {w2_epochs} epochs"
+              f"{f' (capped at {cap})' if cap else ''}, W3 {w3_epochs} epochs"
+              f"{f' (capped at {w3_cap})' if w3_cap else ''}, W4 {w4} (tapegrad) and "
+              f"{tw4} (PyTorch) repetitions.")
+    md.append("")
+    md.append("### Speed (time per iteration: median [min–max] over repetitions)")
+    md.append("")
+    md.append("| workload | tapegrad | tapegrad it/s | PyTorch | PyTorch it/s | "
+              "PyTorch / tapegrad | same, CPU time (tg vs torch) | GEMM floor | floor / tapegrad | "
+              "cpu/wall tg, torch | load before→after |")
+    md.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    for key, desc, w, fw, threads, size in WORKLOADS:
+        if key not in results:
+            continue
+        s = results[key]
+        tg, th, fl = s["tapegrad"], s["torch"], s["floor"]
+
+        def cell(st):
+            if not st.n:
+                return "–"
+            return f"{fmt_t(st.med)} [{fmt_t(st.lo)}–{fmt_t(st.hi)}]"
+
+        def ips(st):
+            return f"{1 / st.med:,.0f}" if st.n else "–"
+
+        ratio = f"{th.med / tg.med:.2f}×" if tg.n and th.n else "–"
+        cratio = (f"{th.cpu / tg.cpu:.2f}× ({fmt_t(tg.cpu)} vs {fmt_t(th.cpu)})"
+                  if tg.n and th.n and tg.cpu and th.cpu and threads == 1 else "–")
+        share = f"{100 * fl.med / tg.med:.0f}%" if tg.n and fl.n else "–"
+
+        def cw(st):
+            return f"{st.cpu / st.med:.2f}" if st.n and st.cpu else "–"
+
+        l0, l1 = loads[key]
+        md.append(f"| {desc} | {cell(tg)} | {ips(tg)} | {cell(th)} | {ips(th)} | {ratio} | "
+                  f"{cratio} | {cell(fl)} | {share} | {cw(tg)}, {cw(th)} | {l0:.1f}→{l1:.1f} |")
+    if "w3-t1" in results and "w3-t2" in results:
+        t1, t2 = results["w3-t1"], results["w3-t2"]
+        if t1["tapegrad"].n and t2["tapegrad"].n and t1["torch"].n and t2["torch"].n:
+            tg_best = min(t1["tapegrad"].med, t2["tapegrad"].med)
+            th_best = min(t1["torch"].med, t2["torch"].med)
+            th_which = 1 if t1["torch"].med <= t2["torch"].med else 2
+            tg_which = 1 if t1["tapegrad"].med <= t2["tapegrad"].med else 2
+            md.append(f"| W3 best of 1 and 2 threads | {fmt_t(tg_best)} ({tg_which} thr) | "
+                      f"{1 / tg_best:,.0f} | {fmt_t(th_best)} ({th_which} thr) | "
+                      f"{1 / th_best:,.0f} | {th_best / tg_best:.2f}× | | | | | |")
+    md.append("")
+    md.append("PyTorch / tapegrad above 1 means tapegrad is faster. floor / tapegrad is the "
+              "share of tapegrad's time that the same cblas_?gemm calls alone take. "
+              "The CPU-time ratio (one-thread rows only) is less disturbed by other load "
+              "on the machine than the wall-time one. "
+              "cpu/wall is process CPU time over wall time in the loop (below 1 for one "
+              "thread: the process waited for a CPU; above 1: more than one thread ran).")
+    md.append("")
+    md.append("### Memory (medians over repetitions)")
+    md.append("")
+    md.append("| workload | side | RSS at loop start | peak RSS in loop | process peak RSS | "
+              "arena high-water | ctx allocs / iter | malloc calls / iter (--wrap) |")
+    md.append("|---|---|---|---|---|---|---|---|")
+    for key, desc, w, fw, threads, size in WORKLOADS:
+        if key not in results:
+            continue
+        for side in ("tapegrad", "torch", "floor"):
+            st = results[key][side]
+            if not st.n:
+                continue
+            tg = side != "torch"
+            arena = st.get("arena_high_water")
+            md.append(f"| {key} | {side} | {fmt_mb(st.get('rss_start_kb'))} | "
+                      f"{fmt_mb(st.get('loop_peak_kb'))} | {fmt_mb(st.get('maxrss_kb'))} | "
+                      f"{fmt_bytes(arena) if side == 'tapegrad' else '–'} | "
+                      f"{fmt_n(st.get('ctx_allocs_per_iter')) if side == 'tapegrad' else '–'} | "
+                      f"{fmt_n(st.get('wrap_allocs_per_iter')) if tg else 'not counted'} |")
+    md.append("")
+    md.append("RSS includes the training set held as f32 (60000 × 784 × 4 B = 180 MB) by "
+              "both sides; the peak in the loop is VmHWM after resetting it at the loop's "
+              "start (/proc/self/clear_refs). Allocation counts are over the steady state "
+              "(after 5 warm-up iterations): ctx allocs through the context's tg_allocator; "
+              "malloc calls are every malloc/calloc/realloc made by bench.c and "
+              "libtapegrad.a (linked statically with -Wl,--wrap), not those inside "
+              "OpenBLAS or libc.")
+    md.append("")
+    md.append("### Thread settings as each process saw them")
+    md.append("")
+    md.append("| workload | side | OPENBLAS_CORETYPE | OpenBLAS core | OpenBLAS threads | "
+              "OPENBLAS_NUM_THREADS | OMP_NUM_THREADS | torch threads (intra, interop) |")
+    md.append("|---|---|---|---|---|---|---|---|")
+    for key, desc, w, fw, threads, size in WORKLOADS:
+        if key not in results:
+            continue
+        for side in ("tapegrad", "torch"):
+            st = results[key][side]
+            if not st.n:
+                continue
+            tt = (f"{st.first('torch_threads')}, {st.first('torch_interop_threads')}"
+                  if side == "torch" else "–")
+            md.append(f"| {key} | {side} | {st.first('env_OPENBLAS_CORETYPE')} | "
+                      f"{st.first('openblas_corename')} | {st.first('blas_threads')} | "
+                      f"{st.first('env_OPENBLAS_NUM_THREADS')} | "
+                      f"{st.first('env_OMP_NUM_THREADS')} | {tt} |")
+    md.append("")
+    md.append("Final training loss (mean of the last 50 iterations; W4: dz per repetition "
+              "= 5 and the last sigmoid output) as a check that both sides do the same "
+              "work: " + "; ".join(
+                  f"{k} tapegrad {results[k]['tapegrad'].get('loss') or float('nan'):.4g}"
+                  + (f", torch {results[k]['torch'].get('loss'):.4g}"
+                     if results[k]['torch'].n else "")
+                  for k in results) + ".")
+    md.append("")
+    md.append("Both sides do the same maths: the same layer sizes, activations, init "
+              "(N(0, 0.01^2) for W1, He for W2 and W3, zero biases), batch size and "
+              "optimizer rule, batches drawn inside the timed loop (tapegrad's batcher; "
+              "torch.randint/randperm and index_select), forward, cross-entropy, zero_grad, "
+              "backward, step. Differences that do not change the work: nn.Linear stores W "
+              "as (out,in) and multiplies by W^T; torch.optim.SGD(momentum=0.9) is the book's "
+              "Momentum for a constant lr; torch.optim.Adam puts eps outside the "
+              "bias-corrected sqrt (nn/optim.c folds the corrections into lr_t), same work "
+              "per element; BatchNorm1d (eps 1e-6) is one fused kernel where tapegrad "
+              "composes mean_axis, sub, mul, sqrt, div, mul and add; zero_grad keeps "
+              "torch 1.13's default set_to_none=False. W1-f64 converts each batch from the "
+              "f32 data set in tapegrad (tg_batch_next) and gathers from an f64 copy in "
+              "PyTorch. The W4 inputs are the same fixed values on both sides.")
+    text = "\n".join(md)
+    log("")
+    log(text)
+
+    if a.no_save:
+        return
+    # results.md: replace this mode's section, keep everything else
+    section = mode
+    begin, end = MARK.format(section, "begin"), MARK.format(section, "end")
+    body = f"{begin}\n## Latest {section} run\n\n{text}\n{end}\n"
+    try:
+        old = open(a.results).read()
+    except OSError:
+        old = "# tests/bench results\n\n"
+    if begin in old and end in old:
+        i, j = old.index(begin), old.index(end) + len(end)
+        new = old[:i] + body.rstrip("\n") + old[j:]
+    else:
+        new = old.rstrip("\n") + "\n\n" + body
+    with open(a.results, "w") as f:
+        f.write(new)
+    # history.csv: one row per workload and side
+    fields = ["date", "commit", "dirty", "mode", "host", "cflags", "workload", "side",
+              "threads", "dtype", "iters", "reps", "median_s_per_iter", "min_s_per_iter",
+              "max_s_per_iter", "iters_per_s", "cpu_s_per_iter", "rss_start_kb",
+              "loop_peak_kb", "maxrss_kb", "arena_high_water", "ctx_allocs_per_iter",
+              "wrap_allocs_per_iter", "load_before", "load_after"]
+    new_file = not os.path.exists(a.history)
+    with open(a.history, "a", newline="") as f:
+        wr = csv.DictWriter(f, fieldnames=fields)
+        if new_file:
+            wr.writeheader()
+        for key, desc, w, fw, threads, size in WORKLOADS:
+            if key not in results:
+                continue
+            for side, st in results[key].items():
+                if not st.n:
+                    continue
+                wr.writerow({
+                    "date": now.isoformat(timespec="seconds"), "commit": commit,
+                    "dirty": int(dirty), "mode": mode, "host": platform.node(),
+                    "cflags": a.cflags, "workload": key, "side": side, "threads": threads,
+                    "dtype": st.first("dtype"), "iters": st.get("iters"), "reps": st.n,
+                    "median_s_per_iter": f"{st.med:.6g}", "min_s_per_iter": f"{st.lo:.6g}",
+                    "max_s_per_iter": f"{st.hi:.6g}", "iters_per_s": f"{1 / st.med:.6g}",
+                    "cpu_s_per_iter": f"{st.cpu:.6g}" if st.cpu else "",
+                    "rss_start_kb": st.get("rss_start_kb"),
+                    "loop_peak_kb": st.get("loop_peak_kb"), "maxrss_kb": st.get("maxrss_kb"),
+                    "arena_high_water": st.get("arena_high_water") if side != "torch" else "",
+                    "ctx_allocs_per_iter": st.get("ctx_allocs_per_iter") if side != "torch" else "",
+                    "wrap_allocs_per_iter": st.get("wrap_allocs_per_iter") if side != "torch" else "",
+                    "load_before": f"{loads[key][0]:.2f}", "load_after": f"{loads[key][1]:.2f}",
+                })
+    log(f"\nwrote {os.path.relpath(a.results, ROOT)} ({section} section) and appended to "
+        f"{os.path.relpath(a.history, ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+#!/usr/bin/python3
+"""torch_bench.py - the PyTorch side of tests/bench: one workload per process.
+
+The same workloads as bench.c, in PyTorch eager mode, printing one line
+"RESULT side=torch key=value ..." for tests/bench/bench.py. Data loading is
+outside the timed loop; the loop includes drawing each batch (an index
+tensor and index_select from the preloaded data), forward, backward, the
+optimizer step and zero_grad.
+
+The maths is tapegrad's, with these equivalences:
+  - nn.Linear keeps W as (out, in) and computes x @ W^T + b; tapegrad keeps
+    (in, out) and computes x @ W + b. Same products, other BLAS flags.
+  - Init: weights N(0, std^2) with tapegrad's std (0.01 for W1, He
+    sqrt(2 / n_in) for W2 and W3), biases 0; BN gamma 1, beta 0.
+  - SGD is the same rule. Momentum: torch's buf = mu buf + g; p -= lr buf
+    is the book's v = mu v - lr g; p += v with v = -lr buf, identical for a
+    constant lr. Adam: torch puts eps outside the bias-corrected sqrt(v_hat),
+    the book (nn/optim.c) adds eps to sqrt(v) and folds both corrections
+    into lr_t; the same work per element, a slightly different eps. eps is
+    1e-7 on both sides.
+  - BatchNorm1d with eps 1e-6 (the book's) and momentum 0.1 (= 1 - 0.9):
+    batch statistics in training, biased variance for the normalisation;
+    torch's running variance uses the unbiased estimate. It is one fused
+    kernel in torch and a composition of ops in tapegrad.
+  - zero_grad() keeps torch 1.13's default set_to_none=False (the gradient
+    buffers are zeroed, as tapegrad's tg_optim_zero_grad does).
+
+	torch_bench.py WORKLOAD [--iters N] [--epochs E] [--threads T] [--seed S]
+	               [--data DIR]
+"""
+import argparse
+import ctypes
+import gzip
+import math
+import os
+import resource
+import struct
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+WARM = 5
+LAST_LOSS = 50
+
+
+def status_kb(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return -1
+
+
+def reset_peak():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return 1
+    except OSError:
+        return 0
+
+
+def openblas():
+    """(threads, corename, parallel) of the OpenBLAS loaded by torch, if any."""
+    for name in ("libopenblas.so.0", "libopenblasp-r0.3.21.so", "libblas.so.3"):
+        try:
+            lib = ctypes.CDLL(name, mode=os.RTLD_NOLOAD | os.RTLD_GLOBAL)
+        except OSError:
+            continue
+        try:
+            lib.openblas_get_corename.restype = ctypes.c_char_p
+            return (lib.openblas_get_num_threads(),
+                    lib.openblas_get_corename().decode().replace(" ", "_"),
+                    lib.openblas_get_parallel())
+        except AttributeError:
+            continue
+    return (-1, "unknown", -1)
+
+
+def read_idx(path):
+    with gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb") as f:
+        data = f.read()
+    magic, n = struct.unpack(">II", data[:8])
+    if magic == 0x803:
+        rows, cols = struct.unpack(">II", data[8:16])
+        return np.frombuffer(data, np.uint8, n * rows * cols, 16).reshape(n, rows * cols)
+    if magic == 0x801:
+        return np.frombuffer(data, np.uint8, n, 8)
+    raise ValueError(f"{path}: wrong magic 0x{magic:08x}")
+
+
+def load(dirname, dtype):
+    def path(stem):
+        p = os.path.join(dirname, stem)
+        return p + ".gz" if os.path.exists(p + ".gz") else p
+    x = read_idx(path("train-images-idx3-ubyte"))
+    y = read_idx(path("train-labels-idx1-ubyte"))
+    X = torch.from_numpy(x.astype(np.float32) / np.float32(255)).to(dtype)
+    Y = torch.from_numpy(y.astype(np.int64))
+    return X, Y
+
+
+def mlp(widths, act, batchnorm, std):
+    """Linear -> [BN] -> act per hidden layer, Linear for the logits."""
+    layers = []
+    for i in range(len(widths) - 1):
+        lin = nn.Linear(widths[i], widths[i + 1])
+        nn.init.normal_(lin.weight, 0.0, std(widths[i]))
+        nn.init.zeros_(lin.bias)
+        layers.append(lin)
+        if i < len(widths) - 2:
+            if batchnorm:
+                layers.append(nn.BatchNorm1d(widths[i + 1], eps=1e-6, momentum=0.1))
+            layers.append(act())
+    return nn.Sequential(*layers)
+
+
+class Run:
+    def __init__(self):
+        self.r = {}
+
+    def start(self):
+        self.r["rss_start_kb"] = status_kb("VmRSS")
+        self.r["peak_reset"] = reset_peak()
+        self.w0 = time.perf_counter()
+        self.c0 = time.process_time()
+
+    def stop(self, iters):
+        self.r["wall"] = time.perf_counter() - self.w0
+        self.r["cpu"] = time.process_time() - self.c0
+        self.r["iters"] = iters
+        self.r["sec_per_iter"] = self.r["wall"] / iters if iters else float("nan")
+        self.r["loop_peak_kb"] = status_kb("VmHWM")
+
+
+def train(run, X, Y, model, opt, batch, iters, epochs, replace, seed):
+    g = torch.Generator().manual_seed(seed)
+    n = X.shape[0]
+    if replace:
+        total = iters
+    else:
+        total = epochs * ((n + batch - 1) // batch)
+        if iters > 0:
+            total = min(total, iters)
+    loss_sum, loss_n, it = 0.0, 0, 0
+    perm, pos = None, n
+    model.train()
+    run.start()
+    while it < total:
+        if replace:
+            idx = torch.randint(0, n, (batch,), generator=g)
+        else:
+            if pos >= n:
+                perm, pos = torch.randperm(n, generator=g), 0
+            idx = perm[pos:pos + batch]
+            pos += batch
+        x = X.index_select(0, idx)
+        y = Y.index_select(0, idx)
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if it >= total - LAST_LOSS:
+            loss_sum += loss.item()
+            loss_n += 1
+        it += 1
+    run.stop(it)
+    run.r["loss"] = loss_sum / loss_n if loss_n else float("nan")
+
+
+def tiny_scalar(run, reps):
+    x = torch.tensor(2.0, requires_grad=True)
+    y = torch.tensor(3.0, requires_grad=True)
+    z = torch.tensor(4.0, requires_grad=True)
+    run.start()
+    for _ in range(reps):
+        f = (x + y) * z
+        f.backward()
+    run.stop(reps)
+    run.r["loss"] = z.grad.item() / reps
+
+
+def tiny_sigmoid(run, reps):
+    # fixed values, the same in bench.c, so the outputs can be compared
+    w = torch.tensor([0.1 * ((i % 7) - 3) / 3.0 for i in range(64)], requires_grad=True)
+    x = torch.tensor([((i % 5) - 2) / 2.0 for i in range(64)])
+    b = torch.tensor(0.25, requires_grad=True)
+    y = None
+    run.start()
+    for _ in range(reps):
+        y = torch.sigmoid((w * x).sum() + b)
+        y.backward()
+    run.stop(reps)
+    run.r["loss"] = y.item()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("workload")
+    ap.add_argument("--iters", type=int, default=-1)
+    ap.add_argument("--epochs", type=int, default=-1)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    a = ap.parse_args()
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    w = a.workload
+    dtype = torch.float64 if w.endswith("f64") else torch.float32
+    run = Run()
+    run.r.update(side="torch", workload=w, dtype="f64" if dtype == torch.float64 else "f32",
+                 threads=a.threads)
+    he = lambda n: math.sqrt(2.0 / n)
+    if w in ("w1", "w1-f64", "w2", "w3"):
+        X, Y = load(a.data, dtype)
+        if w.startswith("w1"):
+            model = mlp([784, 50, 10], nn.Sigmoid, False, lambda n: 0.01).to(dtype)
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            train(run, X, Y, model, opt, 100, a.iters if a.iters >= 0 else 10000, 0,
+                  True, a.seed)
+        elif w == "w2":
+            model = mlp([784] + [100] * 5 + [10], nn.ReLU, True, he)
+            opt = torch.optim.Adam(model.parameters(), lr=0.001, betas=(0.9, 0.999),
+                                   eps=1e-7)
+            train(run, X, Y, model, opt, 100, max(a.iters, 0),
+                  a.epochs if a.epochs >= 0 else 3, False, a.seed)
+        else:
+            model = mlp([784, 1024, 1024, 10], nn.ReLU, False, he)
+            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            train(run, X, Y, model, opt, 512, max(a.iters, 0),
+                  a.epochs if a.epochs >= 0 else 2, False, a.seed)
+    elif w == "w4-scalar":
+        tiny_scalar(run, a.iters if a.iters >= 0 else 1000000)
+    elif w == "w4-sigmoid":
+        tiny_sigmoid(run, a.iters if a.iters >= 0 else 1000000)
+    else:
+        sys.exit(f"torch_bench.py: unknown workload {w}")
+
+    bt, core, par = openblas()
+    run.r.update(maxrss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                 blas_threads=bt, openblas_corename=core, openblas_parallel=par,
+                 torch_threads=torch.get_num_threads(),
+                 torch_interop_threads=torch.get_num_interop_threads(),
+                 torch_version=torch.__version__, error="none")
+    for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_CORETYPE"):
+        run.r["env_" + k] = os.environ.get(k) or "unset"
+    print("RESULT " + " ".join(f"{k}={v}" for k, v in run.r.items()), flush=True)
+
+
+if __name__ == "__main__":
+    main()
