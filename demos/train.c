@@ -430,13 +430,19 @@ int main(int argc, char **argv)
 
 	double t = now();
 	data d = { 0 };
-	if (load_data(ctx, c.data, &d))
-		return tg_ok(ctx) ? 1 : fail(ctx, "loading the data");
+	tg_mlp *net = NULL;
+	tg_optim *opt = NULL;
+	int64_t *confusion = NULL;
+	int rc = 0;
+	if (load_data(ctx, c.data, &d)) {
+		rc = tg_ok(ctx) ? 1 : fail(ctx, "loading the data");
+		goto out;
+	}
 	double load_s = now() - t;
 
 	char spec[256];
 	make_spec(&c, &d, spec, sizeof spec);
-	tg_mlp *net = tg_mlp_new(ctx, spec, &mo);
+	net = tg_mlp_new(ctx, spec, &mo);
 	if (!net)
 		usage_error("%s", tg_error(ctx));
 	check_net_fits(net, &d, spec);
@@ -447,11 +453,15 @@ int main(int argc, char **argv)
 	if (c.lr > 0)
 		oo.lr = c.lr;
 	oo.weight_decay = c.weight_decay;
-	tg_optim *opt = tg_optim_new(ctx, params, np, &oo);
-	if (!opt)
-		return fail(ctx, "the optimizer");
-	if (c.load && tg_checkpoint_load(ctx, c.load, state, ns))
-		return fail(ctx, "--load");
+	opt = tg_optim_new(ctx, params, np, &oo);
+	if (!opt) {
+		rc = fail(ctx, "the optimizer");
+		goto out;
+	}
+	if (c.load && tg_checkpoint_load(ctx, c.load, state, ns)) {
+		rc = fail(ctx, "--load");
+		goto out;
+	}
 
 	size_t nweights = 0;
 	for (size_t i = 0; i < np; i++)
@@ -480,16 +490,18 @@ int main(int argc, char **argv)
 		to.progress = TG_PROGRESS_OFF;
 
 	int64_t k = tg_mlp_width(net, tg_mlp_depth(net));
-	int64_t *confusion = calloc((size_t)(k * k), sizeof *confusion);
+	confusion = calloc((size_t)(k * k), sizeof *confusion);
 	if (!confusion) {
 		fprintf(stderr, "%s: out of memory\n", prog);
-		return 1;
+		rc = 1;
+		goto out;
 	}
-	int rc = 0;
 	if (c.eval_only) {
 		double loss, acc;
-		if (tg_evaluate(net, &d.test, 1000, &loss, &acc, confusion))
-			return fail(ctx, "evaluation");
+		if (tg_evaluate(net, &d.test, 1000, &loss, &acc, confusion)) {
+			rc = fail(ctx, "evaluation");
+			goto out;
+		}
 		printf("test loss %.4f, accuracy %.4f\n", loss, acc);
 		printf("confusion matrix on the test set:\n");
 		tg_confusion_print(stdout, confusion, (int)k, to.class_names);
