@@ -237,11 +237,13 @@ static config parse_args(int argc, char **argv)
 			c.iters = parse_int(a, val, 1);
 		else if (!strcmp(a, "--seed"))
 			c.seed = (uint64_t)parse_int(a, val, 0);
-		else if (!strcmp(a, "--threads"))
-			c.threads = (int)parse_int(a, val, 1);
+		else if (!strcmp(a, "--threads")) {
+			int64_t n = parse_int(a, val, 1);
+			if (n > 256)
+				usage_error("--threads: at most 256");
+			c.threads = (int)n;
+		}
 	}
-	if (c.threads > 256)
-		usage_error("--threads: at most 256");
 	if (!(c.dropout >= 0 && c.dropout < 1))
 		usage_error("--dropout must be in [0, 1)");
 	if (c.lr < 0 || !isfinite(c.lr))

@@ -16,7 +16,8 @@
  *
  * Environment: TG_FUZZ_TRACE=1 prints each instruction, its status and the
  * slots; TG_FUZZ_STATS=1 counts stale uses at exit; TG_FUZZ_STRICT_STALE=1
- * fails on a stale pointer whose header slot a newer tensor has taken.
+ * fails on a stale pointer whose header slot a newer tensor has taken even
+ * when it was kept past more than one reset (not promised by tapegrad.h).
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -181,8 +182,9 @@ static bool live(const vm *v, const tg_tensor *t)
 
 /* Uses of a kept pointer whose header slot a newer tensor has taken over:
  * the pointer then designates that tensor and no TG_ESTALE can be reported.
- * Counted, and printed at exit when TG_FUZZ_STATS is set; a broken rule
- * when TG_FUZZ_STRICT_STALE is set (tapegrad.h promises TG_ESTALE). */
+ * tapegrad.h promises it never happens to a tensor kept past one reset (a
+ * broken rule here); after more resets it may, and is counted (printed at
+ * exit with TG_FUZZ_STATS set; a broken rule with TG_FUZZ_STRICT_STALE). */
 static unsigned long aliased, stale_uses;
 static bool strict_stale;
 
@@ -193,10 +195,11 @@ static tg_tensor *get(vm *v)
 		stale_uses++;
 		if (s->t->gen != s->gen)
 			aliased++;
-		require(!strict_stale || s->t->gen == s->gen,
-			"a tensor of step %llu, kept past tg_reset, now designates a tensor of "
-			"step %llu: its use cannot be reported as TG_ESTALE",
-			(unsigned long long)s->gen, (unsigned long long)s->t->gen);
+		require(s->t->gen == s->gen || (!strict_stale && s->gen + 1 < v->ctx->gen),
+			"a tensor of step %llu, kept past tg_reset into step %llu, now designates "
+			"a tensor of step %llu: its use cannot be reported as TG_ESTALE",
+			(unsigned long long)s->gen, (unsigned long long)v->ctx->gen,
+			(unsigned long long)s->t->gen);
 	}
 	return s->t;
 }

@@ -12,7 +12,8 @@
  * arguments separated by NUL bytes.
  * Rules: parse_args either exits with status 2 (a usage error) or 0 (--help),
  * or returns a config whose values are in their documented ranges; a net
- * built from it has the data's input and output sizes.
+ * built from it, as main builds it (make_spec, tg_mlp_new, check_net_fits),
+ * has the data's input and output sizes.
  */
 #define _GNU_SOURCE
 #include "fuzz_common.h"
@@ -109,13 +110,18 @@ static void build_net(const config *c, int64_t in, int64_t out)
 	d.train.d = d.test.d = in;
 	d.train.classes = d.test.classes = (int32_t)out;
 	char spec[256];
+	/* as main: the spec, the net, and the check that it fits the data (a
+	 * usage error, exit 2, when it does not) */
+	static tg_mlp *net;
+	net = NULL;
 	if (setjmp(exit_jump)) {
-		require(exit_status == 2, "make_spec exited with %d", exit_status);
+		require(exit_status == 2, "check_net_fits exited with %d", exit_status);
+		tg_mlp_free(net);
 		tg_ctx_free(ctx);
 		return;
 	}
 	make_spec(c, &d, spec, sizeof spec);
-	tg_mlp *net = tg_mlp_new(ctx, spec, &mo);
+	net = tg_mlp_new(ctx, spec, &mo);
 	if (!net) {
 		tg_status st = tg_status_of(ctx);
 		require(st == TG_EARG || st == TG_ENOMEM || st == TG_ESHAPE,
@@ -123,7 +129,8 @@ static void build_net(const config *c, int64_t in, int64_t out)
 		tg_ctx_free(ctx);
 		return;
 	}
-	/* make_spec promises a net that fits the data */
+	check_net_fits(net, &d, spec);
+	/* what main then relies on: a net that fits the data */
 	int depth = tg_mlp_depth(net);
 	require(tg_mlp_width(net, 0) == in && tg_mlp_width(net, depth) == out,
 		"the spec \"%s\" from --layers \"%s\" / --hidden \"%s\" makes a %lld-...-%lld net "
@@ -163,11 +170,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	require(c.data && c.hidden && c.act && c.init && c.optim && c.dtype, "a NULL option");
 	require(c.threads >= 1 && c.threads <= 256, "--threads %d", c.threads);
 	require(c.dropout >= 0 && c.dropout < 1, "--dropout %g", c.dropout);
-	require(c.lr >= 0 && c.lr < 1e6, "--lr %g", c.lr);
+	require(c.lr >= 0 && isfinite(c.lr), "--lr %g", c.lr);
 	require(c.weight_decay >= 0, "--weight-decay %g", c.weight_decay);
 	require(c.batch >= 1 && c.epochs >= 1 && c.iters >= 0, "--batch %lld --epochs %lld",
 		(long long)c.batch, (long long)c.epochs);
 	require(!strcmp(c.dtype, "f32") || !strcmp(c.dtype, "f64"), "--dtype %s", c.dtype);
+	require(!strcmp(c.schedule, "cosine") || !strcmp(c.schedule, "constant"),
+		"--schedule %s", c.schedule);
 	require(!c.eval_only || c.load, "--eval-only without --load");
 	require(!(c.iters && c.epochs_given), "--iters with --epochs");
 	build_net(&c, in, out);

@@ -451,8 +451,8 @@ static void seed_expr(void)
 	E(&p, AC, 8, 9, 0, 0, 1);
 	write_seed("fuzz_expr", "accessors", p.b, p.n);
 
-	/* a tensor kept past tg_reset while the next step makes 300 tensors:
-	 * the header ring (256 slots) comes round to the kept one's slot */
+	/* a tensor kept past tg_reset while the next step makes 300 tensors,
+	 * more than the header ring's first 256 slots: it must still be stale */
 	p = (buf){ .n = 0 };
 	header(&p, 13, 0);
 	leaf(&p, 0, FULL, F64, 1, DIMS(D2), V_SEVEN, 0);
