@@ -133,6 +133,23 @@ class Stat:
         return default
 
 
+def write_results(path, section, text):
+    """Replaces the section's part of path (between its markers), or adds it."""
+    begin, end = MARK.format(section, "begin"), MARK.format(section, "end")
+    body = f"{begin}\n## Latest {section} run\n\n{text}\n{end}\n"
+    try:
+        old = open(path).read()
+    except OSError:
+        old = "# tests/bench results\n\n"
+    if begin in old and end in old:
+        i, j = old.index(begin), old.index(end) + len(end)
+        new = old[:i] + body.rstrip("\n") + old[j:]
+    else:
+        new = old.rstrip("\n") + "\n\n" + body
+    with open(path, "w") as f:
+        f.write(new)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bin", required=True, help="tg_bench")
@@ -256,7 +273,7 @@ def main():
     md.append(f"Run of {now:%Y-%m-%d %H:%M %Z} ({mode}), commit {commit}"
               f"{' with local changes' if dirty else ''}; {cpu_model}, {os.cpu_count()} CPUs; "
               f"tapegrad built with `{a.cflags}`; "
-              f"PyTorch {torch_version if torch_ok else 'not run'} eager; "
+              f"{f'PyTorch {torch_version} eager' if torch_ok else 'PyTorch not run'}; "
               f"total {elapsed / 60:.1f} min.")
     md.append("")
     md.append(f"Load: start `{start_uptime}`; end `{end_uptime}`.")
@@ -390,21 +407,11 @@ def main():
 
     if a.no_save:
         return
-    # results.md: replace this mode's section, keep everything else
+    # results.md: replace this mode's section, keep everything else; a quick
+    # smoke run only goes to the history
     section = mode
-    begin, end = MARK.format(section, "begin"), MARK.format(section, "end")
-    body = f"{begin}\n## Latest {section} run\n\n{text}\n{end}\n"
-    try:
-        old = open(a.results).read()
-    except OSError:
-        old = "# tests/bench results\n\n"
-    if begin in old and end in old:
-        i, j = old.index(begin), old.index(end) + len(end)
-        new = old[:i] + body.rstrip("\n") + old[j:]
-    else:
-        new = old.rstrip("\n") + "\n\n" + body
-    with open(a.results, "w") as f:
-        f.write(new)
+    if mode != "quick":
+        write_results(a.results, section, text)
     # history.csv: one row per workload and side
     fields = ["date", "commit", "dirty", "mode", "host", "cflags", "workload", "side",
               "threads", "dtype", "iters", "reps", "median_s_per_iter", "min_s_per_iter",
@@ -437,8 +444,9 @@ def main():
                     "wrap_allocs_per_iter": st.get("wrap_allocs_per_iter") if side != "torch" else "",
                     "load_before": f"{loads[key][0]:.2f}", "load_after": f"{loads[key][1]:.2f}",
                 })
-    log(f"\nwrote {os.path.relpath(a.results, ROOT)} ({section} section) and appended to "
-        f"{os.path.relpath(a.history, ROOT)}")
+    wrote = (f"wrote {os.path.relpath(a.results, ROOT)} ({section} section) and "
+             if mode != "quick" else "")
+    log(f"\n{wrote}appended to {os.path.relpath(a.history, ROOT)}")
 
 
 if __name__ == "__main__":
