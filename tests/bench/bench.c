@@ -22,7 +22,10 @@
  * first WARM iterations to the end of the loop.
  *
  *	tg_bench WORKLOAD [--iters N] [--epochs E] [--threads T] [--seed S]
- *	         [--data DIR]
+ *	         [--data DIR] [--losses FILE]
+ *
+ * --losses writes every iteration's loss as a C99 hexadecimal float, one per
+ * line, so that two builds can be compared bit for bit (cmp).
  */
 #include "tapegrad.h"
 #include "tapegrad_io.h"
@@ -175,6 +178,7 @@ typedef struct run {
 } run;
 
 static run R;
+static FILE *losses; /* --losses: every iteration's loss, exactly */
 
 static void mark_start(void)
 {
@@ -283,6 +287,8 @@ static NOINLINE int train(tg_ctx *ctx, const tg_dataset *ds, const train_spec *s
 		tg_optim_zero_grad(opt);
 		tg_backward(loss);
 		tg_optim_step(opt);
+		if (losses && loss)
+			fprintf(losses, "%a\n", tg_item(loss));
 		if (it >= total - LAST_LOSS && loss) {
 			loss_sum += tg_item(loss);
 			loss_n++;
@@ -472,6 +478,7 @@ static NOINLINE int tiny_sigmoid(tg_ctx *ctx, long long reps)
 
 static const char usage_text[] =
 	"usage: tg_bench WORKLOAD [--iters N] [--epochs E] [--threads T] [--seed S] [--data DIR]\n"
+	"                [--losses FILE]\n"
 	"\n"
 	"WORKLOAD: w1 w1-f64 w2 w3 w4-scalar w4-sigmoid\n"
 	"          floor-w1 floor-w1-f64 floor-w2 floor-w3\n"
@@ -480,7 +487,8 @@ static const char usage_text[] =
 	"    batch 100, E epochs (3); w3: 784-1024-1024-10 ReLU, He, Momentum 0.9\n"
 	"    lr 0.01, batch 512, E epochs (2); w4-*: N repetitions (1000000) of\n"
 	"    (x+y)*z on scalars or sigmoid(w.x + b) on 64-vectors. --iters caps the\n"
-	"    epoch workloads. floor-*: the workload's GEMMs alone.\n";
+	"    epoch workloads. floor-*: the workload's GEMMs alone.\n"
+	"--losses FILE writes each training iteration's loss as a hexadecimal float.\n";
 
 static long long number(const char *opt, const char *s)
 {
@@ -515,6 +523,16 @@ int main(int argc, char **argv)
 			seed = number(a, v), i++;
 		else if (!strcmp(a, "--data") && v)
 			dir = v, i++;
+		else if (!strcmp(a, "--losses") && v) {
+			if (losses)
+				fclose(losses);
+			losses = fopen(v, "w");
+			if (!losses) {
+				fprintf(stderr, "tg_bench: %s: %s\n", v, strerror(errno));
+				return 2;
+			}
+			i++;
+		}
 		else {
 			fprintf(stderr, "tg_bench: unknown option %s\n\n%s", a, usage_text);
 			return 2;
@@ -609,6 +627,10 @@ int main(int argc, char **argv)
 		if (rc)
 			fprintf(stderr, "tg_bench: %s: %s\n", w, tg_error(ctx));
 		tg_ctx_free(ctx);
+	}
+	if (losses && fclose(losses)) {
+		fprintf(stderr, "tg_bench: writing --losses: %s\n", strerror(errno));
+		rc = 1;
 	}
 	R.error = rc ? "yes" : NULL;
 	report();
