@@ -248,8 +248,8 @@ static config parse_args(int argc, char **argv)
 		usage_error("--dropout must be in [0, 1)");
 	if (c.lr < 0 || !isfinite(c.lr))
 		usage_error("--lr must be a positive number");
-	if (!(c.weight_decay >= 0))
-		usage_error("--weight-decay must be >= 0");
+	if (!(c.weight_decay >= 0) || !isfinite(c.weight_decay))
+		usage_error("--weight-decay must be a finite number >= 0");
 	if (strcmp(c.dtype, "f32") && strcmp(c.dtype, "f64"))
 		usage_error("--dtype is %s; it must be f32 or f64", c.dtype);
 	if (strcmp(c.schedule, "cosine") && strcmp(c.schedule, "constant"))

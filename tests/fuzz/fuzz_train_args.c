@@ -171,7 +171,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	require(c.threads >= 1 && c.threads <= 256, "--threads %d", c.threads);
 	require(c.dropout >= 0 && c.dropout < 1, "--dropout %g", c.dropout);
 	require(c.lr >= 0 && isfinite(c.lr), "--lr %g", c.lr);
-	require(c.weight_decay >= 0, "--weight-decay %g", c.weight_decay);
+	require(c.weight_decay >= 0 && isfinite(c.weight_decay), "--weight-decay %g", c.weight_decay);
 	require(c.batch >= 1 && c.epochs >= 1 && c.iters >= 0, "--batch %lld --epochs %lld",
 		(long long)c.batch, (long long)c.epochs);
 	require(!strcmp(c.dtype, "f32") || !strcmp(c.dtype, "f64"), "--dtype %s", c.dtype);

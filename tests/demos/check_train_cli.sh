@@ -1,0 +1,69 @@
+#!/bin/sh
+# check_train_cli.sh - demos/train's command line: each bad argument is a
+# usage error (exit 2) whose first line names the option and what is wrong,
+# --help prints the usage and exits 0, and a short run on the digits ends in
+# a test accuracy. Run by meson test (suite "outside") with TG_BUILD_ROOT set.
+set -u
+train="${TG_BUILD_ROOT:?run through meson test}/demos/train"
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+fails=0
+
+# expect CODE PATTERN ARGS...: train ARGS exits CODE and its stderr's first
+# line contains PATTERN (a fixed string)
+expect() {
+	code=$1 pattern=$2
+	shift 2
+	"$train" "$@" >/dev/null 2>"$out"
+	rc=$?
+	first=$(head -n 1 "$out")
+	if [ "$rc" != "$code" ] || ! printf '%s\n' "$first" | grep -qF -- "$pattern"; then
+		echo "FAIL: train $*: exit $rc, first line: $first"
+		echo "      wanted exit $code and: $pattern"
+		fails=$((fails + 1))
+	fi
+}
+
+expect 2 "unknown option --bogus" --bogus
+expect 2 "--lr needs a value" --lr
+expect 2 "--lr needs a number" --lr 0.1x
+expect 2 "--lr must be a positive number" --lr nan
+expect 2 "--lr must be a positive number" --lr inf
+expect 2 "--weight-decay must be a finite number >= 0" --weight-decay inf
+expect 2 "--weight-decay must be a finite number >= 0" --weight-decay -1
+expect 2 "--dropout must be in [0, 1)" --dropout 1
+expect 2 "--batch needs an integer >= 1" --batch 0
+expect 2 "--batch needs an integer >= 1" --batch 99999999999999999999
+expect 2 "--threads needs an integer >= 1" --threads 0
+expect 2 "--threads: at most 256" --threads 4294967297
+expect 2 "--dtype is f16; it must be f32 or f64" --dtype f16
+expect 2 "--schedule is linear" --schedule linear
+expect 2 "--eval-only needs --load FILE" --eval-only
+expect 2 "--bn takes no value" --bn=1
+expect 2 "give --epochs or --iters, not both" --epochs 1 --iters 1
+expect 2 "--data /nonexistent: no such data set" --data /nonexistent
+expect 2 "so the spec must start with 64 and end with 10" --data digits --layers 10-10
+expect 2 "size 3 \"x\" is not a positive integer" --data digits --hidden 8-x
+expect 1 "/nonexistent.ckpt: cannot open" --data digits --load /nonexistent.ckpt
+
+if ! "$train" --help >"$out" 2>&1 || ! grep -q "^usage: train" "$out"; then
+	echo "FAIL: train --help does not print the usage and exit 0"
+	fails=$((fails + 1))
+fi
+
+# a run that trains: two epochs on the digits end in a test accuracy
+if ! "$train" --data digits --epochs 2 --quiet >"$out" 2>&1; then
+	echo "FAIL: train --data digits --epochs 2 exited with $?:"
+	cat "$out"
+	fails=$((fails + 1))
+elif ! grep -q "test accuracy" "$out"; then
+	echo "FAIL: train --data digits --epochs 2 printed no test accuracy:"
+	cat "$out"
+	fails=$((fails + 1))
+fi
+
+if [ "$fails" -gt 0 ]; then
+	echo "$fails of the train command-line checks failed"
+	exit 1
+fi
+echo "train: every command-line check passed"
