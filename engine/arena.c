@@ -13,13 +13,16 @@
 
 #include <string.h>
 
-enum { ARENA_ALIGN = 16, FIRST_BLOCK = 1 << 20 };
+enum { FIRST_BLOCK = 1 << 20 };
 
-static size_t align_up(size_t n) { return (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1); }
+static size_t align_up(size_t n)
+{
+	return (n + TG_ARENA_ALIGN - 1) & ~(size_t)(TG_ARENA_ALIGN - 1);
+}
 
 static char *block_base(tg_block *b)
 {
-	return (char *)b + align_up(sizeof *b);
+	return (char *)b + TG_BLOCK_HEAD;
 }
 
 static tg_block *block_new(tg_ctx *ctx, size_t need)
@@ -40,7 +43,9 @@ static tg_block *block_new(tg_ctx *ctx, size_t need)
 	return b;
 }
 
-void *tg_arena_alloc(tg_ctx *ctx, size_t size)
+/* tg_arena_alloc when the current block lacks room, a limit is set, the
+ * arena is empty or size is 0. */
+void *tg_arena_grow(tg_ctx *ctx, size_t size)
 {
 	tg_arena *a = &ctx->arena;
 	size = align_up(size ? size : 1);
@@ -69,14 +74,14 @@ void *tg_arena_alloc(tg_ctx *ctx, size_t size)
 	void *p = block_base(b) + b->used;
 	b->used += size;
 	a->used += size;
-	if (a->used > a->high_water)
-		a->high_water = a->used;
 	return p;
 }
 
 void tg_arena_reset(tg_ctx *ctx)
 {
 	tg_arena *a = &ctx->arena;
+	if (a->used > a->high_water)
+		a->high_water = a->used;
 	for (tg_block *b = a->head; b; b = b->next)
 		b->used = 0;
 	a->cur = a->head;
@@ -128,8 +133,9 @@ static tg_slots *slots_new(tg_ctx *ctx, size_t n)
  * step. When the ring comes round to such a header, a new block goes in front
  * of it, so the ring grows to hold the two largest steps: a tensor kept past
  * one reset is always caught as stale, an older one until its slot is
- * reused. */
-tg_tensor *tg_arena_header(tg_ctx *ctx)
+ * reused. tg_arena_header (internal.h) takes a free slot of the current ring
+ * block itself and comes here for the rest. */
+tg_tensor *tg_arena_next_slot(tg_ctx *ctx)
 {
 	tg_arena *a = &ctx->arena;
 	if (a->ring && a->ring_pos == a->ring->n) {
@@ -162,6 +168,5 @@ tg_tensor *tg_arena_header(tg_ctx *ctx)
 		t = &s->slot[0];
 	}
 	a->ring_pos++;
-	memset(t, 0, sizeof *t);
 	return t;
 }

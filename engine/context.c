@@ -95,7 +95,15 @@ void tg_set_abort_on_error(tg_ctx *ctx, bool on) { if (ctx) ctx->abort_on_error 
 int tg_threads(const tg_ctx *ctx) { return ctx ? ctx->threads : 0; }
 void tg_set_arena_limit(tg_ctx *ctx, size_t bytes) { if (ctx) ctx->arena.limit = bytes; }
 size_t tg_arena_used(const tg_ctx *ctx) { return ctx ? ctx->arena.used : 0; }
-size_t tg_arena_high_water(const tg_ctx *ctx) { return ctx ? ctx->arena.high_water : 0; }
+
+size_t tg_arena_high_water(const tg_ctx *ctx)
+{
+	if (!ctx)
+		return 0;
+	/* tg_arena_reset folds each step in; the current one counts too */
+	const tg_arena *a = &ctx->arena;
+	return a->used > a->high_water ? a->used : a->high_water;
+}
 
 void tg_set_threads(tg_ctx *ctx, int n)
 {

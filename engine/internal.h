@@ -35,7 +35,7 @@ typedef struct tg_arena {
 	tg_block *head;     /* first block */
 	tg_block *cur;      /* block being filled */
 	size_t used;        /* bytes handed out this step, over all blocks */
-	size_t high_water;  /* most bytes ever handed out in one step */
+	size_t high_water;  /* most bytes handed out in one earlier step */
 	size_t limit;       /* 0: none; else TG_ENOMEM beyond it */
 	size_t reserved;    /* bytes of all blocks */
 	tg_slots *ring;     /* block holding the next header slot */
@@ -61,6 +61,7 @@ struct tg_tensor {
 	bool consumed;       /* an input of a recorded node */
 	char *name;
 	tg_tensor *next_kept; /* ctx tensors, for tg_ctx_free and tg_zero_grads */
+	double small[2];     /* a step tensor's data when it fits: no arena block */
 };
 
 struct tg_node {
@@ -89,19 +90,71 @@ struct tg_ctx {
 	bool anomaly;
 	bool abort_on_error;
 	bool in_backward;
+	bool kept_step_grad; /* a ctx tensor holds a step gradient: tg_reset drops it */
 	int threads;
 	tg_status status;
 	char message[512];
 };
 
+/* A slow path kept out of line, so that its caller's common path needs no
+ * stack frame and reaches it by a tail call. */
+#define TG_SLOW __attribute__((cold, noinline))
+
 /* ---- memory --------------------------------------------------------------- */
 
 void *tg_ctx_alloc(tg_ctx *ctx, size_t size);  /* ctx allocator; records ENOMEM */
 void tg_ctx_release(tg_ctx *ctx, void *p);
-void *tg_arena_alloc(tg_ctx *ctx, size_t size); /* step; 16-byte aligned */
-tg_tensor *tg_arena_header(tg_ctx *ctx);       /* a zeroed step header slot */
 void tg_arena_reset(tg_ctx *ctx);
 void tg_arena_free(tg_ctx *ctx);
+TG_SLOW void *tg_arena_grow(tg_ctx *ctx, size_t size);  /* tg_arena_alloc's slow path */
+TG_SLOW tg_tensor *tg_arena_next_slot(tg_ctx *ctx);     /* tg_arena_header's */
+
+enum { TG_ARENA_ALIGN = 16, TG_BLOCK_HEAD = (sizeof(tg_block) + 15) & ~15 };
+
+/* Every op allocates, so the common cases are inline and call nothing: the
+ * _fast forms return NULL where the full form would take its slow path. */
+
+/* size bytes from the current block when it has room and no limit is set. */
+static inline void *tg_arena_alloc_fast(tg_ctx *ctx, size_t size)
+{
+	tg_arena *a = &ctx->arena;
+	tg_block *b = a->cur;
+	size_t n = (size + TG_ARENA_ALIGN - 1) & ~(size_t)(TG_ARENA_ALIGN - 1);
+	if (!b || a->limit || n - 1 >= b->size - b->used)
+		return NULL;
+	void *p = (char *)b + TG_BLOCK_HEAD + b->used;
+	b->used += n;
+	a->used += n;
+	return p;
+}
+
+/* Step memory, 16-byte aligned. */
+static inline void *tg_arena_alloc(tg_ctx *ctx, size_t size)
+{
+	void *p = tg_arena_alloc_fast(ctx, size);
+	return p ? p : tg_arena_grow(ctx, size);
+}
+
+/* The next slot of the current ring block when it is free: it holds no
+ * header of this or the previous step. */
+static inline tg_tensor *tg_arena_header_fast(tg_ctx *ctx)
+{
+	tg_arena *a = &ctx->arena;
+	if (!a->ring || a->ring_pos == a->ring->n)
+		return NULL;
+	tg_tensor *t = &a->ring->slot[a->ring_pos];
+	if (t->magic == TG_TENSOR_MAGIC && t->gen + 1 >= ctx->gen)
+		return NULL;
+	a->ring_pos++;
+	return t;
+}
+
+/* A step header slot, uninitialised: the caller sets every field. */
+static inline tg_tensor *tg_arena_header(tg_ctx *ctx)
+{
+	tg_tensor *t = tg_arena_header_fast(ctx);
+	return t ? t : tg_arena_next_slot(ctx);
+}
 
 /* ---- errors --------------------------------------------------------------- */
 
@@ -117,7 +170,15 @@ tg_tensor *tg_tensor_new(tg_ctx *ctx, const char *who, tg_dtype dt, int ndim,
 /* Same shape and dtype as like, uninitialised. */
 tg_tensor *tg_tensor_like(const tg_tensor *like, const char *who);
 bool tg_tensor_alive(const tg_tensor *t);
-bool tg_same_shape(const tg_tensor *a, const tg_tensor *b);
+static inline bool tg_same_shape(const tg_tensor *a, const tg_tensor *b)
+{
+	if (a->ndim != b->ndim)
+		return false;
+	for (int i = 0; i < a->ndim; i++)
+		if (a->shape[i] != b->shape[i])
+			return false;
+	return true;
+}
 const char *tg_dtype_name(tg_dtype dt);
 /* "(2,3)"; buf of TG_SHAPE_STR bytes */
 enum { TG_SHAPE_STR = 96 };

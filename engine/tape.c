@@ -30,7 +30,9 @@ tg_ctx *tg_tensor_check(const char *who, const tg_tensor *t)
 	return t->ctx;
 }
 
-tg_ctx *tg_op_begin(const char *who, int nin, tg_tensor *const *in)
+/* tg_op_begin once some check has failed: finds the first failure in the
+ * order the checks are documented and records it. */
+static TG_SLOW tg_ctx *op_begin_failed(const char *who, int nin, tg_tensor *const *in)
 {
 	tg_ctx *ctx = NULL;
 	int null_at = -1;
@@ -70,6 +72,26 @@ tg_ctx *tg_op_begin(const char *who, int nin, tg_tensor *const *in)
 	return ctx;
 }
 
+/* Every op starts here, so the checks are one pass that only branches away
+ * when one fails. */
+tg_ctx *tg_op_begin(const char *who, int nin, tg_tensor *const *in)
+{
+	const tg_tensor *t0 = nin > 0 ? in[0] : NULL;
+	if (!t0 || t0->magic != TG_TENSOR_MAGIC)
+		return op_begin_failed(who, nin, in);
+	tg_ctx *ctx = t0->ctx;
+	uint64_t gen = ctx->gen;
+	if (ctx->status != TG_OK || (!t0->persistent && t0->gen != gen))
+		return op_begin_failed(who, nin, in);
+	for (int i = 1; i < nin; i++) {
+		const tg_tensor *t = in[i];
+		if (!t || t->magic != TG_TENSOR_MAGIC || t->ctx != ctx ||
+		    (!t->persistent && t->gen != gen) || t->dtype != t0->dtype)
+			return op_begin_failed(who, nin, in);
+	}
+	return ctx;
+}
+
 /* ---- anomaly checks ------------------------------------------------------------ */
 
 /* "nan" or "inf" for the first non-finite value of t, NULL if all finite. */
@@ -96,31 +118,28 @@ const void *tg_save_aux(tg_ctx *ctx, const void *src, size_t n)
 	return p;
 }
 
-tg_tensor *tg_op_end(const tg_op *op, tg_tensor *out, int nin, tg_tensor *const *in,
-		     const double *attrs, int nattrs, const void *aux)
+/* Whether out = op(in...) goes on the tape. */
+static inline bool records(const tg_ctx *ctx, int nin, tg_tensor *const *in)
 {
-	if (!out)
-		return NULL;
-	tg_ctx *ctx = out->ctx;
-	if (ctx->anomaly) {
-		const char *bad = nonfinite(out);
-		if (bad) {
-			char buf[TG_SHAPE_STR];
-			return tg_fail(ctx, TG_EANOMALY, "anomaly: %s produced %s in its output %s%s",
-				       op->name, bad, tg_shape_fmt(out->ndim, out->shape, buf),
-				       ctx->in_backward ? " (during backward)" : "");
-		}
-	}
+	if (!ctx->grad_enabled)
+		return false;
 	bool need = false;
 	for (int i = 0; i < nin; i++)
 		need = need || in[i]->requires_grad;
-	if (!ctx->grad_enabled || !need)
-		return out;
-	tg_node *n = tg_arena_alloc(ctx, sizeof *n);
-	if (!n)
-		return NULL;
-	memset(n, 0, sizeof *n);
+	return need;
+}
+
+/* Fills the node n for out = op(in...) and puts it on the tape. Field by
+ * field: the entries of in, in_version and needs past nin are never read;
+ * unused attributes read as 0. */
+static inline tg_tensor *push(tg_node *n, const tg_op *op, tg_tensor *out, int nin,
+			      tg_tensor *const *in, const double *attrs, int nattrs,
+			      const void *aux)
+{
+	tg_ctx *ctx = out->ctx;
 	n->op = op;
+	n->prev = ctx->tape;
+	n->index = ctx->tape_len++;
 	n->nin = nin;
 	for (int i = 0; i < nin; i++) {
 		n->in[i] = in[i];
@@ -130,15 +149,58 @@ tg_tensor *tg_op_end(const tg_op *op, tg_tensor *out, int nin, tg_tensor *const 
 	}
 	n->out = out;
 	n->out_version = out->version;
-	for (int i = 0; i < nattrs && i < TG_MAX_ATTRS; i++)
-		n->attr[i] = attrs[i];
+	for (int i = 0; i < TG_MAX_ATTRS; i++)
+		n->attr[i] = i < nattrs ? attrs[i] : 0;
 	n->aux = aux;
-	n->prev = ctx->tape;
-	n->index = ctx->tape_len++;
 	ctx->tape = n;
 	out->node = n;
 	out->requires_grad = true;
 	return out;
+}
+
+/* push with a node from tg_arena_alloc's slow path. */
+static TG_SLOW tg_tensor *push_slow(const tg_op *op, tg_tensor *out, int nin,
+				    tg_tensor *const *in, const double *attrs, int nattrs,
+				    const void *aux)
+{
+	tg_node *n = tg_arena_alloc(out->ctx, sizeof *n);
+	return n ? push(n, op, out, nin, in, attrs, nattrs, aux) : NULL;
+}
+
+/* tg_op_end in anomaly mode: out is checked first. */
+static TG_SLOW tg_tensor *op_end_checked(const tg_op *op, tg_tensor *out, int nin,
+					 tg_tensor *const *in, const double *attrs,
+					 int nattrs, const void *aux)
+{
+	tg_ctx *ctx = out->ctx;
+	const char *bad = nonfinite(out);
+	if (bad) {
+		char buf[TG_SHAPE_STR];
+		return tg_fail(ctx, TG_EANOMALY, "anomaly: %s produced %s in its output %s%s",
+			       op->name, bad, tg_shape_fmt(out->ndim, out->shape, buf),
+			       ctx->in_backward ? " (during backward)" : "");
+	}
+	if (!records(ctx, nin, in))
+		return out;
+	return push_slow(op, out, nin, in, attrs, nattrs, aux);
+}
+
+/* Every op ends here: the common path calls nothing, the others are tail
+ * calls. */
+tg_tensor *tg_op_end(const tg_op *op, tg_tensor *out, int nin, tg_tensor *const *in,
+		     const double *attrs, int nattrs, const void *aux)
+{
+	if (!out)
+		return NULL;
+	tg_ctx *ctx = out->ctx;
+	if (ctx->anomaly)
+		return op_end_checked(op, out, nin, in, attrs, nattrs, aux);
+	if (!records(ctx, nin, in))
+		return out;
+	tg_node *n = tg_arena_alloc_fast(ctx, sizeof *n);
+	if (!n)
+		return push_slow(op, out, nin, in, attrs, nattrs, aux);
+	return push(n, op, out, nin, in, attrs, nattrs, aux);
 }
 
 tg_tensor *tg_record(const tg_op *op, tg_tensor *out, int nin, tg_tensor *const *in,
@@ -235,14 +297,12 @@ static void accumulate(tg_tensor *x, tg_tensor *g)
 {
 	tg_ctx *ctx = x->ctx;
 	bool create_graph = ctx->grad_enabled;
-	if (x->node || create_graph) {
-		/* an intermediate, or any gradient that must keep its history */
+	if (x->node || create_graph || (x->grad && x->grad != x->grad_store)) {
+		/* an intermediate, any gradient that must keep its history, or one
+		 * left with history by a TG_CREATE_GRAPH backward */
 		x->grad = x->grad ? tg_add(x->grad, g) : g;
-		return;
-	}
-	if (x->grad && x->grad != x->grad_store) {
-		/* a gradient left with history by a TG_CREATE_GRAPH backward */
-		x->grad = tg_add(x->grad, g);
+		if (x->persistent)
+			ctx->kept_step_grad = true;
 		return;
 	}
 	if (!x->grad)
@@ -251,10 +311,10 @@ static void accumulate(tg_tensor *x, tg_tensor *g)
 		add_into(x->grad, g);
 }
 
-void tg_node_grad(tg_node *n, int i, tg_tensor *dx)
+/* tg_node_grad when dx needs a look: another context or dtype than the
+ * input (an error), another shape (summed down), or anomaly mode. */
+static TG_SLOW void node_grad_checked(tg_node *n, int i, tg_tensor *dx)
 {
-	if (!n || !dx || i < 0 || i >= n->nin || !n->needs[i])
-		return;
 	tg_tensor *x = n->in[i];
 	tg_ctx *ctx = x->ctx;
 	if (dx->ctx != ctx || dx->dtype != x->dtype) {
@@ -279,6 +339,19 @@ void tg_node_grad(tg_node *n, int i, tg_tensor *dx)
 				n->op->name, bad, i, tg_shape_fmt(x->ndim, x->shape, buf));
 			return;
 		}
+	}
+	accumulate(x, dx);
+}
+
+void tg_node_grad(tg_node *n, int i, tg_tensor *dx)
+{
+	if (!n || !dx || (unsigned)i >= (unsigned)n->nin || !n->needs[i])
+		return;
+	tg_tensor *x = n->in[i];
+	if (dx->ctx != x->ctx || dx->dtype != x->dtype || x->ctx->anomaly ||
+	    !tg_same_shape(dx, x)) {
+		node_grad_checked(n, i, dx);
+		return;
 	}
 	accumulate(x, dx);
 }
@@ -399,9 +472,12 @@ void tg_reset(tg_ctx *ctx)
 	ctx->tape = NULL;
 	ctx->tape_len = 0;
 	tg_arena_reset(ctx);
-	for (tg_tensor *t = ctx->kept; t; t = t->next_kept)
-		if (t->grad != t->grad_store)
-			t->grad = NULL; /* a step gradient from a TG_CREATE_GRAPH backward */
+	if (ctx->kept_step_grad) {
+		for (tg_tensor *t = ctx->kept; t; t = t->next_kept)
+			if (t->grad != t->grad_store)
+				t->grad = NULL; /* a step gradient from a TG_CREATE_GRAPH backward */
+		ctx->kept_step_grad = false;
+	}
 }
 
 /* ---- the op registry --------------------------------------------------------------- */

@@ -44,27 +44,17 @@ bool tg_tensor_alive(const tg_tensor *t)
 	return t && t->magic == TG_TENSOR_MAGIC && (t->persistent || t->gen == t->ctx->gen);
 }
 
-bool tg_same_shape(const tg_tensor *a, const tg_tensor *b)
-{
-	if (a->ndim != b->ndim)
-		return false;
-	for (int i = 0; i < a->ndim; i++)
-		if (a->shape[i] != b->shape[i])
-			return false;
-	return true;
-}
-
-/* Validates a shape; returns the element count or 0 after recording why. */
-static size_t check_shape(tg_ctx *ctx, const char *who, int ndim, const int64_t *shape)
+/* Records why a shape that tg_tensor_new refused is not valid. */
+static void shape_failed(tg_ctx *ctx, const char *who, int ndim, const int64_t *shape)
 {
 	if (ndim < 0 || ndim > TG_MAX_DIMS) {
 		tg_fail(ctx, TG_ESHAPE, "%s: %d dimensions; a tensor has 0 to %d", who, ndim,
 			TG_MAX_DIMS);
-		return 0;
+		return;
 	}
 	if (ndim > 0 && !shape) {
 		tg_fail(ctx, TG_ENULL, "%s: shape is NULL for %d dimensions", who, ndim);
-		return 0;
+		return;
 	}
 	size_t n = 1;
 	for (int i = 0; i < ndim; i++) {
@@ -72,34 +62,20 @@ static size_t check_shape(tg_ctx *ctx, const char *who, int ndim, const int64_t 
 		if (shape[i] <= 0) {
 			tg_fail(ctx, TG_ESHAPE, "%s: shape %s: dimension %d is %lld; must be positive",
 				who, tg_shape_fmt(ndim, shape, buf), i, (long long)shape[i]);
-			return 0;
+			return;
 		}
-		if ((uint64_t)shape[i] > ((uint64_t)1 << 40) / n) {
+		if (__builtin_mul_overflow(n, (uint64_t)shape[i], &n) || n > (uint64_t)1 << 40) {
 			tg_fail(ctx, TG_ESHAPE, "%s: shape %s has too many elements", who,
 				tg_shape_fmt(ndim, shape, buf));
-			return 0;
+			return;
 		}
-		n *= (size_t)shape[i];
 	}
-	return n;
 }
 
-tg_tensor *tg_tensor_new(tg_ctx *ctx, const char *who, tg_dtype dt, int ndim,
-			 const int64_t *shape)
+/* Sets every field of a step header: slots are reused uncleared. */
+static inline tg_tensor *init(tg_tensor *t, tg_ctx *ctx, tg_dtype dt, int ndim,
+			      const int64_t *shape, size_t n, void *data)
 {
-	if (!ctx || ctx->status != TG_OK)
-		return NULL;
-	if (dt != TG_F32 && dt != TG_F64)
-		return tg_fail(ctx, TG_EDTYPE, "%s: unknown dtype %d", who, (int)dt);
-	size_t n = check_shape(ctx, who, ndim, shape);
-	if (!n)
-		return NULL;
-	void *data = tg_arena_alloc(ctx, n * tg_dtype_size(dt));
-	if (!data)
-		return NULL;
-	tg_tensor *t = tg_arena_header(ctx);
-	if (!t)
-		return NULL;
 	t->magic = TG_TENSOR_MAGIC;
 	t->gen = ctx->gen;
 	t->ctx = ctx;
@@ -109,12 +85,76 @@ tg_tensor *tg_tensor_new(tg_ctx *ctx, const char *who, tg_dtype dt, int ndim,
 		t->shape[i] = shape[i];
 	t->numel = n;
 	t->data = data;
+	t->grad = NULL;
+	t->grad_store = NULL;
+	t->node = NULL;
+	t->version = 0;
+	t->requires_grad = false;
+	t->persistent = false;
+	t->consumed = false;
+	t->name = NULL;
+	t->next_kept = NULL;
 	return t;
+}
+
+/* make's slow path, with the header slot t already taken or NULL. */
+static TG_SLOW tg_tensor *make_slow(tg_ctx *ctx, tg_dtype dt, int ndim,
+				    const int64_t *shape, size_t n, tg_tensor *t)
+{
+	if (!t && !(t = tg_arena_header(ctx)))
+		return NULL;
+	size_t bytes = n * tg_dtype_size(dt);
+	void *data = bytes <= sizeof t->small ? t->small : tg_arena_alloc(ctx, bytes);
+	return data ? init(t, ctx, dt, ndim, shape, n, data) : NULL;
+}
+
+/* A step tensor of a valid shape with n elements; data of up to 16 bytes
+ * lives in the header slot. */
+static inline tg_tensor *make(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape,
+			      size_t n)
+{
+	size_t bytes = n * tg_dtype_size(dt);
+	tg_tensor *t = tg_arena_header_fast(ctx);
+	if (!t)
+		return make_slow(ctx, dt, ndim, shape, n, NULL);
+	void *data = bytes <= sizeof t->small ? t->small : tg_arena_alloc_fast(ctx, bytes);
+	if (!data)
+		return make_slow(ctx, dt, ndim, shape, n, t);
+	return init(t, ctx, dt, ndim, shape, n, data);
+}
+
+/* tg_tensor_new once a check has failed: records why. */
+static TG_SLOW tg_tensor *new_failed(tg_ctx *ctx, const char *who, tg_dtype dt,
+				     int ndim, const int64_t *shape)
+{
+	if (dt != TG_F32 && dt != TG_F64)
+		return tg_fail(ctx, TG_EDTYPE, "%s: unknown dtype %d", who, (int)dt);
+	shape_failed(ctx, who, ndim, shape);
+	return NULL;
+}
+
+tg_tensor *tg_tensor_new(tg_ctx *ctx, const char *who, tg_dtype dt, int ndim,
+			 const int64_t *shape)
+{
+	if (!ctx || ctx->status != TG_OK)
+		return NULL;
+	/* shape_failed's checks, without a call on the way through */
+	bool ok = (dt == TG_F32 || dt == TG_F64) && ndim >= 0 && ndim <= TG_MAX_DIMS &&
+		  (ndim == 0 || shape);
+	size_t n = 1;
+	for (int i = 0; ok && i < ndim; i++)
+		ok = shape[i] > 0 && !__builtin_mul_overflow(n, (uint64_t)shape[i], &n) &&
+		     n <= (uint64_t)1 << 40;
+	return ok ? make(ctx, dt, ndim, shape, n) : new_failed(ctx, who, dt, ndim, shape);
 }
 
 tg_tensor *tg_tensor_like(const tg_tensor *like, const char *who)
 {
-	return tg_tensor_new(like->ctx, who, like->dtype, like->ndim, like->shape);
+	(void)who; /* like's shape and dtype are valid: nothing to report */
+	tg_ctx *ctx = like->ctx;
+	if (ctx->status != TG_OK)
+		return NULL;
+	return make(ctx, like->dtype, like->ndim, like->shape, like->numel);
 }
 
 static void fill(tg_tensor *t, double v)
@@ -262,7 +302,7 @@ static tg_tensor *keep(tg_tensor *t, const char *who, bool requires_grad)
 	p->ctx = ctx;
 	p->dtype = t->dtype;
 	p->ndim = t->ndim;
-	memcpy(p->shape, t->shape, sizeof p->shape);
+	memcpy(p->shape, t->shape, (size_t)t->ndim * sizeof *p->shape);
 	p->numel = t->numel;
 	p->data = (char *)p + head;
 	memcpy(p->data, t->data, bytes);

@@ -18,7 +18,7 @@
 
 /* Where the elements of a small tensor sit in a big shape it broadcasts to:
  * the big shape padded on the left with 1s, and the small tensor's element
- * strides along it, 0 on broadcast axes. */
+ * strides along it, 0 on broadcast axes (so s[3] is 0 or 1). */
 typedef struct bmap {
 	int64_t dim[TG_MAX_DIMS];
 	int64_t s[TG_MAX_DIMS];
@@ -44,38 +44,93 @@ static bool bmap_make(int nbig, const int64_t *big, int nsmall, const int64_t *s
 	return true;
 }
 
-/* acc (the small tensor, zeroed, in double) += every element of X (big). */
-#define SUM_TO_KERNEL(name, T)                                                       \
-	static void name(const bmap *m, const T *X, double *acc)                    \
+/* ---- summing runs in double ----------------------------------------------------- */
+/* Every sum here adds its terms one at a time, in the order of X, into a
+ * double: the unrolled forms group from the left, so they give the bits of the
+ * plain loop whatever the shape or the path. */
+
+/* start + X[0] + ... + X[n-1]. */
+#define SUM_RUN(name, T)                                                             \
+	static double name(double start, const T *X, int64_t n)                      \
 	{                                                                            \
-		size_t o = 0;                                                        \
-		for (int64_t i0 = 0; i0 < m->dim[0]; i0++)                           \
-			for (int64_t i1 = 0; i1 < m->dim[1]; i1++)                   \
-				for (int64_t i2 = 0; i2 < m->dim[2]; i2++) {         \
-					double *a = acc + i0 * m->s[0] + i1 * m->s[1] \
-						    + i2 * m->s[2];                  \
-					for (int64_t i3 = 0; i3 < m->dim[3]; i3++)   \
-						a[i3 * m->s[3]] += X[o++];           \
-				}                                                    \
+		double sum = start;                                                  \
+		int64_t k = 0;                                                       \
+		for (; k + 4 <= n; k += 4)                                           \
+			sum = sum + X[k] + X[k + 1] + X[k + 2] + X[k + 3];           \
+		for (; k < n; k++)                                                   \
+			sum += X[k];                                                 \
+		return sum;                                                          \
 	}
 
-/* Y (big) = X (small) repeated along the broadcast axes. */
+/* acc (n) += each row of X (rows, n) in turn; four rows per pass over acc. */
+#define ADD_ROWS(name, T)                                                            \
+	static void name(double *acc, const T *X, int64_t rows, int64_t n)           \
+	{                                                                            \
+		int64_t r = 0;                                                       \
+		for (; r + 4 <= rows; r += 4, X += 4 * n)                            \
+			for (int64_t j = 0; j < n; j++)                              \
+				acc[j] = acc[j] + X[j] + X[n + j] + X[2 * n + j]     \
+					 + X[3 * n + j];                             \
+		for (; r < rows; r++, X += n)                                        \
+			for (int64_t j = 0; j < n; j++)                              \
+				acc[j] += X[j];                                      \
+	}
+
+SUM_RUN(sum_run_f64, double)
+SUM_RUN(sum_run_f32, float)
+ADD_ROWS(add_rows_f64, double)
+ADD_ROWS(add_rows_f32, float)
+
+/* acc (the small tensor, zeroed, in double) += every element of X (big).
+ * The small tensor's innermost axis is contiguous or broadcast; where whole
+ * rows of X fall on one row of acc (a bias gradient: acc[j] += X[i*D + j])
+ * they are added as a block. */
+#define SUM_TO_KERNEL(name, T, sum_run, add_rows)                                    \
+	static void name(const bmap *m, const T *X, double *acc)                    \
+	{                                                                            \
+		const int64_t n = m->dim[3];                                         \
+		for (int64_t i0 = 0; i0 < m->dim[0]; i0++)                           \
+			for (int64_t i1 = 0; i1 < m->dim[1]; i1++) {                 \
+				double *a = acc + i0 * m->s[0] + i1 * m->s[1];       \
+				if (m->s[3] && !m->s[2]) {                           \
+					add_rows(a, X, m->dim[2], n);                \
+					X += m->dim[2] * n;                          \
+					continue;                                    \
+				}                                                    \
+				for (int64_t i2 = 0; i2 < m->dim[2]; i2++, X += n) { \
+					double *r = a + i2 * m->s[2];                \
+					if (m->s[3])                                 \
+						add_rows(r, X, 1, n);                \
+					else                                         \
+						r[0] = sum_run(r[0], X, n);          \
+				}                                                    \
+			}                                                            \
+	}
+
+/* Y (big) = X (small) repeated along the broadcast axes; a run along the
+ * innermost axis is a copy, or a fill where X is broadcast along it. */
 #define EXPAND_KERNEL(name, T)                                                       \
 	static void name(const bmap *m, const T *X, T *Y)                            \
 	{                                                                            \
-		size_t o = 0;                                                        \
+		const int64_t n = m->dim[3], s = m->s[3];                            \
 		for (int64_t i0 = 0; i0 < m->dim[0]; i0++)                           \
 			for (int64_t i1 = 0; i1 < m->dim[1]; i1++)                   \
 				for (int64_t i2 = 0; i2 < m->dim[2]; i2++) {         \
 					const T *x = X + i0 * m->s[0] + i1 * m->s[1] \
 						     + i2 * m->s[2];                 \
-					for (int64_t i3 = 0; i3 < m->dim[3]; i3++)   \
-						Y[o++] = x[i3 * m->s[3]];            \
+					if (s) {                                     \
+						memcpy(Y, x, (size_t)n * sizeof(T)); \
+					} else {                                     \
+						const T v = x[0];                    \
+						for (int64_t i3 = 0; i3 < n; i3++)   \
+							Y[i3] = v;                   \
+					}                                            \
+					Y += n;                                      \
 				}                                                    \
 	}
 
-SUM_TO_KERNEL(sum_to_f64, double)
-SUM_TO_KERNEL(sum_to_f32, float)
+SUM_TO_KERNEL(sum_to_f64, double, sum_run_f64, add_rows_f64)
+SUM_TO_KERNEL(sum_to_f32, float, sum_run_f32, add_rows_f32)
 EXPAND_KERNEL(expand_f64, double)
 EXPAND_KERNEL(expand_f32, float)
 
@@ -179,17 +234,18 @@ typedef struct view {
 } view;
 
 /* Y (outer, inner) = scale * sum over n, accumulated in double. acc holds
- * inner doubles. */
-#define SUM_AXIS_KERNEL(name, T)                                                     \
+ * inner doubles; with inner 1 (a sum over all elements, or along the last
+ * axis) each slice is one run summed in a register. */
+#define SUM_AXIS_KERNEL(name, T, sum_run, add_rows)                                  \
 	static void name(view v, const T *X, T *Y, double scale, double *acc)        \
 	{                                                                            \
-		for (int64_t o = 0; o < v.outer; o++) {                              \
-			memset(acc, 0, (size_t)v.inner * sizeof(double));            \
-			for (int64_t k = 0; k < v.n; k++) {                          \
-				const T *x = X + (o * v.n + k) * v.inner;            \
-				for (int64_t i = 0; i < v.inner; i++)                \
-					acc[i] += x[i];                              \
+		for (int64_t o = 0; o < v.outer; o++, X += v.n * v.inner) {          \
+			if (v.inner == 1) {                                          \
+				Y[o] = (T)(sum_run(0, X, v.n) * scale);              \
+				continue;                                            \
 			}                                                            \
+			memset(acc, 0, (size_t)v.inner * sizeof(double));            \
+			add_rows(acc, X, v.n, v.inner);                              \
 			for (int64_t i = 0; i < v.inner; i++)                        \
 				Y[o * v.inner + i] = (T)(acc[i] * scale);            \
 		}                                                                    \
@@ -203,6 +259,16 @@ typedef struct view {
 #define MAX_AXIS_KERNEL(name, T)                                                     \
 	static void name(view v, const T *X, T *Y)                                   \
 	{                                                                            \
+		if (v.inner == 1) {                                                  \
+			for (int64_t o = 0; o < v.outer; o++, X += v.n) {            \
+				T y = X[0];                                          \
+				for (int64_t k = 1; k < v.n; k++)                    \
+					if (BEATS(X[k], y))                          \
+						y = X[k];                            \
+				Y[o] = y;                                            \
+			}                                                            \
+			return;                                                      \
+		}                                                                    \
 		for (int64_t o = 0; o < v.outer; o++) {                              \
 			T *y = Y + o * v.inner;                                      \
 			memcpy(y, X + o * v.n * v.inner, (size_t)v.inner * sizeof(T)); \
@@ -234,8 +300,8 @@ typedef struct view {
 		}                                                                    \
 	}
 
-SUM_AXIS_KERNEL(sum_axis_f64, double)
-SUM_AXIS_KERNEL(sum_axis_f32, float)
+SUM_AXIS_KERNEL(sum_axis_f64, double, sum_run_f64, add_rows_f64)
+SUM_AXIS_KERNEL(sum_axis_f32, float, sum_run_f32, add_rows_f32)
 MAX_AXIS_KERNEL(max_axis_f64, double)
 MAX_AXIS_KERNEL(max_axis_f32, float)
 ARGMAX_MASK_KERNEL(argmax_mask_f64, double)
@@ -299,8 +365,8 @@ static tg_tensor *reduce(const tg_op *op, const char *who, int kind, bool mean,
 	view v = view_of(x, a);
 	double scale = mean ? 1.0 / (double)v.n : 1.0;
 	if (kind == SUM) {
-		double *acc = tg_arena_alloc(ctx, (size_t)v.inner * sizeof(double));
-		if (!acc)
+		double *acc = NULL;
+		if (v.inner > 1 && !(acc = tg_arena_alloc(ctx, (size_t)v.inner * sizeof(double))))
 			return NULL;
 		if (x->dtype == TG_F64)
 			sum_axis_f64(v, x->data, out->data, scale, acc);
