@@ -121,6 +121,9 @@ TG_API void *tg_fail(tg_ctx *ctx, tg_status code, const char *fmt, ...)
  * ndim 0 is a scalar. All constructors return step tensors. */
 
 TG_API tg_tensor *tg_zeros(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape);
+/* Values left as they are, for a caller that writes every element before
+ * anything reads one (a batch of rows copied in). */
+TG_API tg_tensor *tg_empty(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape);
 TG_API tg_tensor *tg_ones(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape);
 TG_API tg_tensor *tg_full(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape,
 			  double value);

@@ -178,6 +178,11 @@ tg_tensor *tg_full(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape, dou
 	return t;
 }
 
+tg_tensor *tg_empty(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape)
+{
+	return tg_tensor_new(ctx, "tg_empty", dt, ndim, shape);
+}
+
 tg_tensor *tg_zeros(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape)
 {
 	tg_tensor *t = tg_tensor_new(ctx, "tg_zeros", dt, ndim, shape);

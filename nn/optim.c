@@ -24,8 +24,9 @@ struct tg_optim {
 	tg_tensor **s2;	   /* (n) Adam's v; ctx */
 	tg_tensor **state; /* s1 and s2 listed, for checkpoints */
 	size_t nstate;
-	int64_t t;	  /* steps taken */
-	double grad_norm; /* of the last step, before clipping */
+	int64_t t;	   /* steps taken */
+	double grad_norm;  /* of the last step, before clipping */
+	bool norm_pending; /* the last step left grad_norm to tg_optim_grad_norm */
 };
 
 static const char *const kind_names[] = {"sgd",	    "momentum", "nesterov",
@@ -324,6 +325,27 @@ static double sum_sq(const tg_tensor *p, const tg_tensor *g, double wd)
 	return s;
 }
 
+/* The global norm of the gradients present, each plus wd p. */
+static double global_norm(const tg_optim *o)
+{
+	double total = 0;
+	for (size_t i = 0; i < o->n; i++) {
+		tg_tensor *g = tg_grad(o->p[i]);
+		if (g)
+			total += sum_sq(o->p[i], g, o->decay[i] ? o->o.weight_decay : 0);
+	}
+	return sqrt(total);
+}
+
+/* Whether the norm involves the parameters, which the step changes. */
+static bool decay_applies(const tg_optim *o)
+{
+	for (size_t i = 0; o->o.weight_decay > 0 && i < o->n; i++)
+		if (o->decay[i])
+			return true;
+	return false;
+}
+
 static void *state_data(tg_tensor *s)
 {
 	return s ? tg_data_mut(s) : NULL;
@@ -334,13 +356,12 @@ int tg_optim_step(tg_optim *o)
 	if (!o || !tg_ok(o->ctx))
 		return -1;
 	const tg_optim_opts *c = &o->o;
-	double total = 0;
-	for (size_t i = 0; i < o->n; i++) {
-		tg_tensor *g = tg_grad(o->p[i]);
-		if (g)
-			total += sum_sq(o->p[i], g, o->decay[i] ? c->weight_decay : 0);
-	}
-	o->grad_norm = sqrt(total);
+	/* The norm costs a pass over every gradient; without clipping nothing
+	 * here needs it, and the gradients stay for tg_optim_grad_norm to read
+	 * unless it also needs the parameters before the update. */
+	o->norm_pending = !(c->clip_norm > 0) && !decay_applies(o);
+	if (!o->norm_pending)
+		o->grad_norm = global_norm(o);
 	double scale = 1;
 	if (c->clip_norm > 0 && o->grad_norm > c->clip_norm)
 		scale = c->clip_norm / o->grad_norm;
@@ -406,7 +427,9 @@ void tg_optim_set_decay(tg_optim *o, size_t i, bool on)
 
 double tg_optim_grad_norm(const tg_optim *o)
 {
-	return o ? o->grad_norm : NAN;
+	if (!o)
+		return NAN;
+	return o->norm_pending ? global_norm(o) : o->grad_norm;
 }
 int64_t tg_optim_steps(const tg_optim *o)
 {

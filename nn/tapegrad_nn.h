@@ -292,7 +292,9 @@ TG_API void tg_optim_set_lr(tg_optim *o, double lr); /* for schedules */
 /* Whether weight decay applies to params[i] (default: its name ends in ".W"). */
 TG_API void tg_optim_set_decay(tg_optim *o, size_t i, bool on);
 /* Global L2 norm of the (decayed) gradients at the last step, before
- * clipping; 0 before the first step. */
+ * clipping; 0 before the first step. Without clipping or weight decay the
+ * step does not compute it: this call reads the gradients still present, so
+ * ask before tg_optim_zero_grad or the next tg_backward changes them. */
 TG_API double tg_optim_grad_norm(const tg_optim *o);
 TG_API int64_t tg_optim_steps(const tg_optim *o);	/* steps taken (Adam's t) */
 TG_API void tg_optim_set_steps(tg_optim *o, int64_t t); /* when resuming */

@@ -13,7 +13,11 @@ static void constructors_fill_the_values_they_name(void **state)
 	tg_tensor *s = tg_scalar(ctx, TG_F32, -1.5);
 	tg_tensor *a = tg_from_f64(ctx, TG_F32, SHAPE(2, 2), (double[]){ 1, 2, 3, 4 });
 	tg_tensor *b = tg_from_f32(ctx, TG_F64, SHAPE(3), (float[]){ 0.5f, 1.5f, 2.5f });
+	tg_tensor *e = tg_empty(ctx, TG_F32, SHAPE(5, 2)); /* values unset */
 	assert_ctx_ok(ctx);
+	assert_int_equal(tg_numel(e), 10);
+	assert_int_equal(tg_dim(e, 0), 5);
+	assert_int_equal(tg_dtype_of(e), TG_F32);
 	assert_int_equal(tg_ndim(z), 2);
 	assert_int_equal(tg_dim(z, 0), 2);
 	assert_int_equal(tg_dim(z, -1), 3);
@@ -129,6 +133,9 @@ static void bad_shapes_are_errors_that_name_the_shape(void **state)
 	tg_clear_error(ctx);
 	assert_null(tg_ones(ctx, TG_F64, SHAPE(0)));
 	assert_error(ctx, TG_ESHAPE, "dimension 0 is 0");
+	tg_clear_error(ctx);
+	assert_null(tg_empty(ctx, TG_F32, SHAPE(3, 0)));
+	assert_error(ctx, TG_ESHAPE, "tg_empty: shape (3,0): dimension 1 is 0");
 	tg_clear_error(ctx);
 	assert_null(tg_zeros(ctx, TG_F64, SHAPE(1, 2, 3, 4, 5)));
 	assert_error(ctx, TG_ESHAPE, "5 dimensions");

@@ -265,6 +265,39 @@ static void clipping_scales_all_gradients_to_the_max_norm(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* Without clipping the step leaves the norm to tg_optim_grad_norm, which reads
+ * the gradients still there; with weight decay the step computes it, because
+ * the decay term uses the parameters from before the update. */
+static void grad_norm_is_the_last_steps_with_and_without_clipping(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *p[2] = {
+	    tg_set_name(tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2), (double[]){1, 2})), "a.W"),
+	    tg_set_name(tg_param(tg_zeros(ctx, TG_F64, SHAPE(1))), "a.b"),
+	};
+	tg_tensor *g0 = tg_from_f64(ctx, TG_F64, SHAPE(2), (double[]){3, 4});
+	tg_tensor *g1 = tg_from_f64(ctx, TG_F64, SHAPE(1), (double[]){12});
+	tg_optim_opts o = tg_optim_defaults(TG_SGD);
+	o.lr = 1;
+	for (int decayed = 0; decayed < 2; decayed++) {
+		/* decayed: gradients (3 + 1, 4 + 2) and (12), norm sqrt(196) */
+		o.weight_decay = decayed;
+		tg_optim *opt = tg_optim_new(ctx, p, 2, &o);
+		assert_near(tg_optim_grad_norm(opt), 0, 0);
+		tg_assign(p[0], tg_from_f64(ctx, TG_F64, SHAPE(2), (double[]){1, 2}));
+		tg_optim_zero_grad(opt);
+		assert_int_equal(
+		    tg_backward(tg_add(tg_sum(tg_mul(p[0], g0)), tg_sum(tg_mul(p[1], g1)))), 0);
+		assert_int_equal(tg_optim_step(opt), 0);
+		assert_near(tg_optim_grad_norm(opt), decayed ? 14 : 13, 1e-12);
+		assert_near(tg_get(p[0], 0), decayed ? -3 : -2, 1e-12);
+		tg_optim_free(opt);
+	}
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
 /* ---- what an optimizer refuses or skips ------------------------------------------------------ */
 
 static void optimizer_refuses_a_tensor_without_a_gradient_naming_it(void **state)
@@ -411,6 +444,7 @@ int main(void)
 	    cmocka_unit_test(weight_decay_moves_weights_and_not_biases),
 	    cmocka_unit_test(weight_decay_equals_the_penalty_in_the_loss),
 	    cmocka_unit_test(clipping_scales_all_gradients_to_the_max_norm),
+	    cmocka_unit_test(grad_norm_is_the_last_steps_with_and_without_clipping),
 	    cmocka_unit_test(optimizer_refuses_a_tensor_without_a_gradient_naming_it),
 	    cmocka_unit_test(optimizer_skips_a_parameter_without_a_gradient),
 	    cmocka_unit_test(a_step_between_forward_and_backward_is_caught),
