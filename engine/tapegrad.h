@@ -302,6 +302,25 @@ TG_API tg_tensor *tg_log_softmax(tg_tensor *x); /* x - max - ln sum e^(x - max);
 /* Mean over the batch of -ln softmax(logits)[i, labels[i]]; logits (N,K).
  * d logits = (softmax(logits) - onehot(labels)) / N. */
 TG_API tg_tensor *tg_cross_entropy(tg_tensor *logits, const int32_t *labels);
+/* dout (softmax(logits) - onehot(labels)) / N, dout with one element:
+ * cross_entropy's local gradient as one fused op. */
+TG_API tg_tensor *tg_cross_entropy_backward(tg_tensor *dout, tg_tensor *logits,
+					    const int32_t *labels);
+
+/* ---- ops: normalisation ------------------------------------------------- */
+
+/* Batch norm of the columns of x (N,D), N >= 2, with the batch's mean and
+ * biased variance: y = (x - mean) / sqrt(var + eps) * gamma + beta; gamma,
+ * beta (D), eps > 0. dx = tg_batch_norm_backward(dout, x, gamma, eps),
+ * dgamma = sum(dout xhat), dbeta = sum(dout) over the batch. mean and var,
+ * when not NULL, receive the batch's statistics (D) without history, for
+ * running averages. step */
+TG_API tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double eps,
+				tg_tensor **mean, tg_tensor **var);
+/* gamma / sqrt(var + eps) / N * (N dout - sum dout - xhat sum(dout xhat)):
+ * batch norm's gradient for x as one fused op. */
+TG_API tg_tensor *tg_batch_norm_backward(tg_tensor *dout, tg_tensor *x, tg_tensor *gamma,
+					 double eps);
 
 #ifdef __cplusplus
 }

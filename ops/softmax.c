@@ -138,11 +138,7 @@ CROSS_ENTROPY_KERNEL(cross_entropy_f32, float)
 
 static void cross_entropy_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_tensor *logits = tg_node_input(n, 0);
-	int64_t rows = logits->shape[0], k = logits->shape[1];
-	tg_tensor *onehot = tg_one_hot(logits->ctx, logits->dtype, n->aux, rows, k); /* constant */
-	tg_tensor *diff = tg_sub(tg_softmax(logits), onehot);
-	tg_node_grad(n, 0, tg_mul(tg_mul_scalar(diff, 1.0 / (double)rows), dout));
+	tg_node_grad(n, 0, tg_cross_entropy_backward(dout, tg_node_input(n, 0), n->aux));
 }
 
 static const tg_op cross_entropy_op = { "cross_entropy", cross_entropy_backward };
@@ -184,3 +180,97 @@ tg_tensor *tg_cross_entropy(tg_tensor *logits, const int32_t *labels)
 	}
 	return tg_op_end(&cross_entropy_op, out, 1, &logits, NULL, 0, aux);
 }
+
+/* ---- cross_entropy_backward: out = (softmax(x) - onehot(labels)) dout / N ------------- */
+/* cross_entropy's local gradient as one fused op, one pass per row. It rounds
+ * step by step as softmax, sub, mul_scalar by 1/N and mul by dout would, so
+ * the fused and the composed forms agree bit for bit. Its own rule, with
+ * p = softmax(x) and g the gradient of out: d dout = sum(g (p - onehot)) / N,
+ * dx = softmax's rule applied to h = g dout / N, that is p (h - sum(h p)). */
+
+#define CE_BACKWARD_KERNEL(name, T, EXP)                                                  \
+	static void name(const T *X, const int32_t *labels, T dout, T *O, size_t rows,     \
+			 size_t k)                                                          \
+	{                                                                                 \
+		const T inv_n = (T)(1.0 / (double)rows);                                  \
+		for (size_t r = 0; r < rows; r++, X += k, O += k) {                       \
+			T m = X[0];                                                       \
+			for (size_t j = 1; j < k; j++)                                    \
+				m = X[j] > m ? X[j] : m;                                  \
+			double s = 0;                                                     \
+			for (size_t j = 0; j < k; j++) {                                  \
+				O[j] = EXP(X[j] - m);                                     \
+				s += O[j];                                                \
+			}                                                                 \
+			for (size_t j = 0; j < k; j++) {                                  \
+				T p = (T)(O[j] / s);                                      \
+				T diff = p - (j == (size_t)labels[r] ? 1 : 0);            \
+				O[j] = diff * inv_n * dout;                               \
+			}                                                                 \
+		}                                                                         \
+	}
+
+CE_BACKWARD_KERNEL(ce_backward_f64, double, exp)
+CE_BACKWARD_KERNEL(ce_backward_f32, float, expf)
+
+static const tg_op cross_entropy_backward_op;
+
+tg_tensor *tg_cross_entropy_backward(tg_tensor *dout, tg_tensor *logits, const int32_t *labels)
+{
+	static const char who[] = "tg_cross_entropy_backward";
+	tg_tensor *in[2] = { dout, logits };
+	tg_ctx *ctx = tg_op_begin(who, 2, in);
+	if (!ctx)
+		return NULL;
+	if (!labels)
+		return tg_fail(ctx, TG_ENULL, "%s: labels is NULL", who);
+	char sd[TG_SHAPE_STR], sx[TG_SHAPE_STR];
+	if (dout->numel != 1 || logits->ndim != 2)
+		return tg_fail(ctx, TG_ESHAPE,
+			       "%s: dout %s must have one element and logits %s must be (N,K)",
+			       who, tg_shape_fmt(dout->ndim, dout->shape, sd),
+			       tg_shape_fmt(logits->ndim, logits->shape, sx));
+	size_t rows = (size_t)logits->shape[0], k = (size_t)logits->shape[1];
+	for (size_t r = 0; r < rows; r++)
+		if (labels[r] < 0 || (size_t)labels[r] >= k)
+			return tg_fail(ctx, TG_EARG, "%s: labels[%zu] = %d is outside [0, %zu)",
+				       who, r, (int)labels[r], k);
+	tg_tensor *out = tg_tensor_like(logits, who);
+	if (!out)
+		return NULL;
+	if (logits->dtype == TG_F64)
+		ce_backward_f64(logits->data, labels, *(const double *)dout->data, out->data,
+				rows, k);
+	else
+		ce_backward_f32(logits->data, labels, *(const float *)dout->data, out->data,
+				rows, k);
+	const void *aux = NULL;
+	if (ctx->grad_enabled && (dout->requires_grad || logits->requires_grad)) {
+		aux = tg_save_aux(ctx, labels, rows * sizeof *labels);
+		if (!aux)
+			return NULL;
+	}
+	return tg_op_end(&cross_entropy_backward_op, out, 2, in, NULL, 0, aux);
+}
+
+static void cross_entropy_backward_backward(tg_node *n, tg_tensor *g)
+{
+	tg_tensor *dout = tg_node_input(n, 0), *x = tg_node_input(n, 1);
+	int64_t rows = x->shape[0], k = x->shape[1];
+	double inv_n = 1.0 / (double)rows;
+	tg_tensor *p = tg_softmax(x);
+	if (tg_node_needs_grad(n, 0)) {
+		tg_tensor *onehot = tg_one_hot(x->ctx, x->dtype, n->aux, rows, k); /* constant */
+		tg_tensor *dd = tg_mul_scalar(tg_sum(tg_mul(g, tg_sub(p, onehot))), inv_n);
+		tg_node_grad(n, 0, tg_reshape(dd, dout->ndim, dout->shape));
+	}
+	if (tg_node_needs_grad(n, 1)) {
+		tg_tensor *h = tg_mul(tg_mul_scalar(g, inv_n), dout);
+		tg_tensor *dot = tg_sum_axis(tg_mul(h, p), -1, true); /* (N,1) */
+		tg_node_grad(n, 1, tg_mul(p, tg_sub(h, dot)));
+	}
+}
+
+static const tg_op cross_entropy_backward_op = { "cross_entropy_backward",
+						   cross_entropy_backward_backward };
+TG_OP_REGISTER(cross_entropy_backward_op);

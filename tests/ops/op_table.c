@@ -116,6 +116,7 @@ FN(pick, tg_pick(in[0], picks))
 FN(softmax, tg_softmax(in[0]))
 FN(log_softmax, tg_log_softmax(in[0]))
 FN(cross_entropy, tg_cross_entropy(in[0], labels))
+FN(cross_entropy_backward, tg_cross_entropy_backward(in[0], in[1], labels))
 
 /* ---- the table ------------------------------------------------------------------ */
 
@@ -253,6 +254,12 @@ const op_row op_table[] = {
 	  .v = { { .name = "(4,4) labels 1,3,0,2", .in = { SH(4, 4) } },
 		 { .name = "(1,5) label 1", .in = { SH(1, 5) } },
 		 { .name = "(3,4) labels 1,3,0", .in = { SH(3, 4) } } } },
+	{ .op = "cross_entropy_backward", .fn = f_cross_entropy_backward, .nin = 2,
+	  .gen = { GEN_ANY, GEN_ANY }, .twice = true,
+	  .v = { { .name = "() and (4,4) labels 1,3,0,2", .in = { SCALAR, SH(4, 4) } },
+		 { .name = "() and (1,5) label 1", .in = { SCALAR, SH(1, 5) } },
+		 { .name = "(1,1) and (3,4) labels 1,3,0", .in = { SH(1, 1), SH(3, 4) } } } },
+
 };
 
 const size_t op_table_len = sizeof op_table / sizeof op_table[0];
