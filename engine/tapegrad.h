@@ -261,6 +261,8 @@ TG_API tg_tensor *tg_elu(tg_tensor *x, double alpha); /* x>0 ? x : alpha (e^x - 
 TG_API tg_tensor *tg_softplus(tg_tensor *x); /* ln(1 + e^x); dx = dout sigmoid(x) */
 /* dout * y * (1 - y): sigmoid's local gradient as one fused op. */
 TG_API tg_tensor *tg_sigmoid_backward(tg_tensor *dout, tg_tensor *y);
+/* dout * [x > 0]: relu's local gradient as one fused op. */
+TG_API tg_tensor *tg_relu_backward(tg_tensor *dout, tg_tensor *x);
 
 /* ---- ops: reductions (axis < 0 counts from the end) --------------------- */
 

@@ -4,10 +4,12 @@
  * Each op: the kernel, the public function (check, compute, record), the
  * backward rule written with ops, the descriptor. A rule may hand back a
  * gradient in the output's broadcast shape: tg_node_grad sums it down to the
- * input's shape (tg_sum_to), so no rule here deals with broadcasting.
+ * input's shape (tg_sum_to). Only sub and div sum first themselves, so that
+ * their negation runs on the small sum.
  */
 #include "internal.h"
 
+#include <assert.h>
 #include <math.h>
 
 /* ---- broadcasting ------------------------------------------------------------ */
@@ -34,13 +36,18 @@ bool tg_broadcast(const tg_tensor *a, const tg_tensor *b, tg_bcast *bc)
 	return true;
 }
 
-/* Checks a and b and makes the broadcast output; NULL after recording why. */
-static tg_tensor *binary_out(const char *who, tg_tensor *a, tg_tensor *b, tg_bcast *bc)
+/* Checks a and b and makes the output. Equal shapes need no broadcast map
+ * (*flat set); otherwise bc gets it. NULL after recording why. */
+static tg_tensor *binary_out(const char *who, tg_tensor *a, tg_tensor *b, tg_bcast *bc,
+			     bool *flat)
 {
 	tg_tensor *in[2] = { a, b };
 	tg_ctx *ctx = tg_op_begin(who, 2, in);
 	if (!ctx)
 		return NULL;
+	*flat = tg_same_shape(a, b);
+	if (*flat)
+		return tg_tensor_like(a, who);
 	if (!tg_broadcast(a, b, bc)) {
 		char sa[TG_SHAPE_STR], sb[TG_SHAPE_STR];
 		return tg_fail(ctx, TG_ESHAPE, "%s: shapes %s and %s do not broadcast", who,
@@ -49,70 +56,84 @@ static tg_tensor *binary_out(const char *who, tg_tensor *a, tg_tensor *b, tg_bca
 	return tg_tensor_new(ctx, who, a->dtype, bc->ndim, bc->shape);
 }
 
-/* One loop nest per dtype and function; f is an expression of x and y. The
- * common case, equal shapes, is one flat loop. */
-#define BINARY_KERNEL(k, f)                                                          \
-	static void k##_f64(const tg_bcast *bc, const double *A, const double *B,    \
-			       double *Y, size_t n, bool flat)                           \
-	{                                                                                \
-		if (flat) {                                                              \
-			for (size_t i = 0; i < n; i++) {                                 \
-				double x = A[i], y = B[i];                               \
-				Y[i] = (f);                                              \
-			}                                                                \
-			return;                                                          \
-		}                                                                        \
-		size_t o = 0;                                                            \
-		for (int64_t i0 = 0; i0 < bc->dim[0]; i0++)                              \
-			for (int64_t i1 = 0; i1 < bc->dim[1]; i1++)                      \
-				for (int64_t i2 = 0; i2 < bc->dim[2]; i2++) {            \
-					const double *pa = A + i0 * bc->sa[0] + i1 * bc->sa[1] + i2 * bc->sa[2]; \
-					const double *pb = B + i0 * bc->sb[0] + i1 * bc->sb[1] + i2 * bc->sb[2]; \
-					for (int64_t i3 = 0; i3 < bc->dim[3]; i3++) {    \
-						double x = pa[i3 * bc->sa[3]];           \
-						double y = pb[i3 * bc->sb[3]];           \
-						Y[o++] = (f);                            \
-					}                                                \
-				}                                                        \
-	}                                                                                \
-	static void k##_f32(const tg_bcast *bc, const float *A, const float *B,      \
-			       float *Y, size_t n, bool flat)                            \
-	{                                                                                \
-		if (flat) {                                                              \
-			for (size_t i = 0; i < n; i++) {                                 \
-				float x = A[i], y = B[i];                                \
-				Y[i] = (f);                                              \
-			}                                                                \
-			return;                                                          \
-		}                                                                        \
-		size_t o = 0;                                                            \
-		for (int64_t i0 = 0; i0 < bc->dim[0]; i0++)                              \
-			for (int64_t i1 = 0; i1 < bc->dim[1]; i1++)                      \
-				for (int64_t i2 = 0; i2 < bc->dim[2]; i2++) {            \
-					const float *pa = A + i0 * bc->sa[0] + i1 * bc->sa[1] + i2 * bc->sa[2]; \
-					const float *pb = B + i0 * bc->sb[0] + i1 * bc->sb[1] + i2 * bc->sb[2]; \
-					for (int64_t i3 = 0; i3 < bc->dim[3]; i3++) {    \
-						float x = pa[i3 * bc->sa[3]];            \
-						float y = pb[i3 * bc->sb[3]];            \
-						Y[o++] = (f);                            \
-					}                                                \
-				}                                                        \
-	}                                                                                \
-	static tg_tensor *k##_forward(const tg_op *op, const char *who, tg_tensor *a,     \
-				      tg_tensor *b)                                      \
-	{                                                                                \
-		tg_bcast bc;                                                             \
-		tg_tensor *out = binary_out(who, a, b, &bc);                            \
-		if (!out)                                                                \
-			return NULL;                                                     \
-		bool flat = tg_same_shape(a, b);                                         \
-		if (out->dtype == TG_F64)                                                \
-			k##_f64(&bc, a->data, b->data, out->data, out->numel, flat); \
-		else                                                                     \
-			k##_f32(&bc, a->data, b->data, out->data, out->numel, flat); \
-		tg_tensor *in[2] = { a, b };                                             \
+/* One loop nest per dtype T and function; f is an expression of x and y.
+ * Equal shapes are one flat loop. Otherwise the innermost axis has stride 1
+ * in an input that spans it and 0 in one broadcast along it (inputs are
+ * contiguous), so each row is one of four contiguous loops that vectorise
+ * like the flat one: (N,D) op (D), every bias add and batch-norm op, takes
+ * the first. */
+#define BINARY_LOOPS(k, f, T, sfx)                                                      \
+	static void k##_##sfx(const tg_bcast *bc, const T *restrict A,                  \
+			      const T *restrict B, T *restrict Y, size_t n, bool flat)  \
+	{                                                                               \
+		if (flat) {                                                             \
+			for (size_t i = 0; i < n; i++) {                                \
+				T x = A[i], y = B[i];                                   \
+				Y[i] = (f);                                             \
+			}                                                               \
+			return;                                                         \
+		}                                                                       \
+		const int64_t m = bc->dim[3];                                           \
+		const bool ra = bc->sa[3] != 0, rb = bc->sb[3] != 0; /* spans the row */ \
+		assert((!ra || bc->sa[3] == 1) && (!rb || bc->sb[3] == 1));             \
+		for (int64_t i0 = 0; i0 < bc->dim[0]; i0++)                             \
+			for (int64_t i1 = 0; i1 < bc->dim[1]; i1++)                     \
+				for (int64_t i2 = 0; i2 < bc->dim[2]; i2++, Y += m) {   \
+					const T *pa = A + i0 * bc->sa[0] + i1 * bc->sa[1] + i2 * bc->sa[2]; \
+					const T *pb = B + i0 * bc->sb[0] + i1 * bc->sb[1] + i2 * bc->sb[2]; \
+					if (ra && rb) {                                 \
+						for (int64_t i = 0; i < m; i++) {       \
+							T x = pa[i], y = pb[i];         \
+							Y[i] = (f);                     \
+						}                                       \
+					} else if (ra) {                                \
+						const T y = *pb;                        \
+						for (int64_t i = 0; i < m; i++) {       \
+							T x = pa[i];                    \
+							Y[i] = (f);                     \
+						}                                       \
+					} else if (rb) {                                \
+						const T x = *pa;                        \
+						for (int64_t i = 0; i < m; i++) {       \
+							T y = pb[i];                    \
+							Y[i] = (f);                     \
+						}                                       \
+					} else {                                        \
+						const T x = *pa, y = *pb;               \
+						for (int64_t i = 0; i < m; i++)         \
+							Y[i] = (f);                     \
+					}                                               \
+				}                                                       \
+	}
+
+#define BINARY_KERNEL(k, f)                                                             \
+	BINARY_LOOPS(k, f, double, f64)                                                 \
+	BINARY_LOOPS(k, f, float, f32)                                                  \
+	static tg_tensor *k##_forward(const tg_op *op, const char *who, tg_tensor *a,   \
+				      tg_tensor *b)                                     \
+	{                                                                               \
+		tg_bcast bc;                                                            \
+		bool flat;                                                              \
+		tg_tensor *out = binary_out(who, a, b, &bc, &flat);                     \
+		if (!out)                                                               \
+			return NULL;                                                    \
+		if (out->dtype == TG_F64)                                               \
+			k##_f64(&bc, a->data, b->data, out->data, out->numel, flat);    \
+		else                                                                    \
+			k##_f32(&bc, a->data, b->data, out->data, out->numel, flat);    \
+		tg_tensor *in[2] = { a, b };                                            \
 		return tg_op_end(op, out, 2, in, NULL, 0, NULL);                        \
 	}
+
+/* g summed down to the shape of input i (g itself when the shapes agree).
+ * Negating after the sum gives the same bits: rounding is symmetric. */
+static tg_tensor *sum_to_input(tg_node *n, int i, tg_tensor *g)
+{
+	tg_tensor *x = tg_node_input(n, i);
+	if (!g || tg_same_shape(g, x))
+		return g;
+	return tg_sum_to(g, x->ndim, x->shape);
+}
 
 /* ---- add: a + b; add distributes: da = dout, db = dout ----------------------- */
 
@@ -137,7 +158,7 @@ static void sub_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_node_grad(n, 0, dout);
 	if (tg_node_needs_grad(n, 1))
-		tg_node_grad(n, 1, tg_neg(dout));
+		tg_node_grad(n, 1, tg_neg(sum_to_input(n, 1, dout)));
 }
 
 static const tg_op sub_op = { "sub", sub_backward };
@@ -172,7 +193,7 @@ static void div_backward(tg_node *n, tg_tensor *dout)
 	tg_tensor *a = tg_node_input(n, 0), *b = tg_node_input(n, 1);
 	tg_tensor *da = tg_div(dout, b);
 	if (tg_node_needs_grad(n, 1))
-		tg_node_grad(n, 1, tg_neg(tg_div(tg_mul(da, a), b)));
+		tg_node_grad(n, 1, tg_neg(sum_to_input(n, 1, tg_div(tg_mul(da, a), b))));
 	tg_node_grad(n, 0, da);
 }
 

@@ -1,7 +1,7 @@
 /*
  * unary.c - elementwise ops of one tensor: neg, exp, log, sqrt, abs, the
  * activations (sigmoid, tanh, relu, leaky relu, elu, softplus) and the fused
- * sigmoid_backward.
+ * sigmoid_backward and relu_backward.
  *
  * Each op: the kernel, the public function (check, compute, record), the
  * backward rule written with ops on the node's saved input and output (so a
@@ -64,8 +64,25 @@ static tg_tensor *unary(const tg_op *op, const char *who, tg_tensor *x, kernel_f
 
 #define UNARY(op, who, x, k, p, np) unary(op, who, x, k##_f64, k##_f32, p, np)
 
+/* Checks the inputs of a fused backward op, dout and the saved tensor in[1]
+ * (named t in errors), which must have one shape, and makes the output;
+ * NULL after recording why. */
+static tg_tensor *fused_out(const char *who, tg_tensor *const *in, const char *t)
+{
+	tg_ctx *ctx = tg_op_begin(who, 2, in);
+	if (!ctx)
+		return NULL;
+	if (!tg_same_shape(in[0], in[1])) {
+		char sa[TG_SHAPE_STR], sb[TG_SHAPE_STR];
+		return tg_fail(ctx, TG_ESHAPE, "%s: dout %s and %s %s must have the same shape", who,
+			       tg_shape_fmt(in[0]->ndim, in[0]->shape, sa), t,
+			       tg_shape_fmt(in[1]->ndim, in[1]->shape, sb));
+	}
+	return tg_tensor_like(in[1], who);
+}
+
 /* ---- step constant: pos where x > 0, zero where x == 0, neg where x < 0 ------- */
-/* The masks of relu, leaky relu, elu and abs. Made with grad mode off, so it
+/* The masks of leaky relu, elu and abs. Made with grad mode off, so it
  * has no history even inside a recorded backward. */
 
 UNARY_KERNEL(step, x > 0 ? a : (x < 0 ? c : b))
@@ -189,18 +206,8 @@ static const tg_op sigmoid_backward_op;
 
 tg_tensor *tg_sigmoid_backward(tg_tensor *dout, tg_tensor *y)
 {
-	static const char who[] = "tg_sigmoid_backward";
 	tg_tensor *in[2] = { dout, y };
-	tg_ctx *ctx = tg_op_begin(who, 2, in);
-	if (!ctx)
-		return NULL;
-	if (!tg_same_shape(dout, y)) {
-		char sa[TG_SHAPE_STR], sb[TG_SHAPE_STR];
-		return tg_fail(ctx, TG_ESHAPE, "%s: dout %s and y %s must have the same shape", who,
-			       tg_shape_fmt(dout->ndim, dout->shape, sa),
-			       tg_shape_fmt(y->ndim, y->shape, sb));
-	}
-	tg_tensor *out = tg_tensor_like(y, who);
+	tg_tensor *out = fused_out("tg_sigmoid_backward", in, "y");
 	if (!out)
 		return NULL;
 	size_t n = y->numel;
@@ -248,19 +255,61 @@ TG_OP_REGISTER(tanh_op);
 
 tg_tensor *tg_tanh(tg_tensor *x) { return UNARY(&tanh_op, "tg_tanh", x, tanh, NULL, 0); }
 
-/* ---- relu: y = max(x, 0); dx = dout [x > 0], relu'(0) = 0 ------------------------------ */
+/* ---- relu: y = max(x, 0); dx = relu_backward(dout, x) = dout [x > 0], relu'(0) = 0 --- */
 
 UNARY_KERNEL(relu, x < 0 ? 0 : x) /* NaN stays NaN */
 
 static void relu_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_node_grad(n, 0, tg_mul(dout, step_const(tg_node_input(n, 0), 1.0, 0.0, 0.0)));
+	tg_node_grad(n, 0, tg_relu_backward(dout, tg_node_input(n, 0)));
 }
 
 static const tg_op relu_op = { "relu", relu_backward };
 TG_OP_REGISTER(relu_op);
 
 tg_tensor *tg_relu(tg_tensor *x) { return UNARY(&relu_op, "tg_relu", x, relu, NULL, 0); }
+
+/* ---- relu_backward: out = dout [x > 0]; d dout = relu_backward(g, x), dx = 0 ----------- */
+/* relu's local gradient in one pass, with no mask tensor. A product with the
+ * 0/1 mask, not a select, so it gives the bits of dout * step(x): a NaN or
+ * infinite dout still spreads and a negative one gives -0. The mask is a
+ * constant, so x gets no gradient. */
+
+static const tg_op relu_backward_op;
+
+tg_tensor *tg_relu_backward(tg_tensor *dout, tg_tensor *x)
+{
+	tg_tensor *in[2] = { dout, x };
+	tg_tensor *out = fused_out("tg_relu_backward", in, "x");
+	if (!out)
+		return NULL;
+	size_t n = x->numel;
+	if (x->dtype == TG_F64) {
+		const double *D = dout->data, *X = x->data;
+		double *O = out->data;
+		for (size_t i = 0; i < n; i++) {
+			double m = X[i] > 0 ? 1.0 : 0.0; /* a named mask vectorises */
+			O[i] = D[i] * m;
+		}
+	} else {
+		const float *D = dout->data, *X = x->data;
+		float *O = out->data;
+		for (size_t i = 0; i < n; i++) {
+			float m = X[i] > 0 ? 1.0f : 0.0f;
+			O[i] = D[i] * m;
+		}
+	}
+	return tg_op_end(&relu_backward_op, out, 2, in, NULL, 0, NULL);
+}
+
+static void relu_backward_backward(tg_node *n, tg_tensor *g)
+{
+	if (tg_node_needs_grad(n, 0))
+		tg_node_grad(n, 0, tg_relu_backward(g, tg_node_input(n, 1)));
+}
+
+static const tg_op relu_backward_op = { "relu_backward", relu_backward_backward };
+TG_OP_REGISTER(relu_backward_op);
 
 /* ---- leaky_relu: y = x > 0 ? x : alpha x; dx = dout (x > 0 ? 1 : alpha) ------------------ */
 

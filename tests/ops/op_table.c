@@ -64,6 +64,7 @@ FN(leaky_relu, tg_leaky_relu(in[0], ARG(0)))
 FN(elu, tg_elu(in[0], ARG(0)))
 FN(softplus, tg_softplus(in[0]))
 FN(sigmoid_backward, tg_sigmoid_backward(in[0], in[1]))
+FN(relu_backward, tg_relu_backward(in[0], in[1]))
 
 FN(sum, tg_sum(in[0]))
 FN(mean, tg_mean(in[0]))
@@ -162,6 +163,11 @@ const op_row op_table[] = {
 	  .gen = { GEN_ANY, GEN_PROB }, .twice = true,
 	  .v = { { .name = "(2,3) and (2,3)", .in = { SH(2, 3), SH(2, 3) } },
 		 { .name = "scalars", .in = { SCALAR, SCALAR } } } },
+	{ .op = "relu_backward", .fn = f_relu_backward, .nin = 2,
+	  .gen = { GEN_ANY, GEN_AWAY }, .twice = true,
+	  .v = { { .name = "(2,3) and (2,3)", .in = { SH(2, 3), SH(2, 3) } },
+		 { .name = "scalars", .in = { SCALAR, SCALAR } },
+		 { .name = "(2,2,2) and (2,2,2)", .in = { SH(2, 2, 2), SH(2, 2, 2) } } } },
 
 	/* reduce.c */
 	{ .op = "sum", .fn = f_sum, .nin = 1, .gen = { GEN_ANY }, .twice = true,
