@@ -276,8 +276,8 @@ int tg_argmax_rows(const tg_tensor *x, int32_t *out)
 }
 
 /* ---- batch norm: y = (x - mean) / sqrt(var + eps) * gamma + beta ------------------- */
-/* Training uses the batch's mean and biased variance (ops, so the gradient
- * through the statistics comes from mean_axis, mul, div...); evaluation the
+/* Training uses the batch's mean and biased variance (the fused op
+ * tg_batch_norm, gradient through the statistics included); evaluation the
  * running ones, constants of the graph. */
 
 int tg_batchnorm_init(tg_batchnorm *bn, tg_ctx *ctx, tg_dtype dt, int64_t d, const char *name)
@@ -362,20 +362,17 @@ tg_tensor *tg_batchnorm_forward(tg_batchnorm *bn, tg_tensor *x)
 			       "tg_batchnorm_forward: the layer or a tensor of it is NULL");
 	if (!bn_args_ok(ctx, bn, x))
 		return NULL;
-	tg_tensor *xn;
 	if (bn->training) {
-		tg_tensor *mean = tg_mean_axis(x, 0, false);		 /* (D) */
-		tg_tensor *xc = tg_sub(x, mean);			 /* (N,D) */
-		tg_tensor *var = tg_mean_axis(tg_mul(xc, xc), 0, false); /* (D), biased */
-		xn = tg_div(xc, tg_sqrt(tg_add_scalar(var, bn->eps)));
-		if (xn) {
+		tg_tensor *mean, *var; /* (D), var biased */
+		tg_tensor *y = tg_batch_norm(x, bn->gamma, bn->beta, bn->eps, &mean, &var);
+		if (y) {
 			update_running(bn->running_mean, mean, bn->avg_decay);
 			update_running(bn->running_var, var, bn->avg_decay);
 		}
-	} else {
-		tg_tensor *std = tg_sqrt(tg_add_scalar(bn->running_var, bn->eps));
-		xn = tg_div(tg_sub(x, bn->running_mean), std);
+		return y;
 	}
+	tg_tensor *std = tg_sqrt(tg_add_scalar(bn->running_var, bn->eps));
+	tg_tensor *xn = tg_div(tg_sub(x, bn->running_mean), std);
 	return tg_add(tg_mul(xn, bn->gamma), bn->beta);
 }
 

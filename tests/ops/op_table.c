@@ -119,6 +119,10 @@ FN(log_softmax, tg_log_softmax(in[0]))
 FN(cross_entropy, tg_cross_entropy(in[0], labels))
 FN(cross_entropy_backward, tg_cross_entropy_backward(in[0], in[1], labels))
 
+/* arg[0]: eps */
+FN(batch_norm, tg_batch_norm(in[0], in[1], in[2], ARG(0), NULL, NULL))
+FN(batch_norm_backward, tg_batch_norm_backward(in[0], in[1], in[2], ARG(0)))
+
 /* ---- the table ------------------------------------------------------------------ */
 
 #define BINARY(opname, f, g0, g1)                                                        \
@@ -266,6 +270,24 @@ const op_row op_table[] = {
 		 { .name = "() and (1,5) label 1", .in = { SCALAR, SH(1, 5) } },
 		 { .name = "(1,1) and (3,4) labels 1,3,0", .in = { SH(1, 1), SH(3, 4) } } } },
 
+	/* norm.c: x (N,D), gamma and beta (D) */
+	{ .op = "batch_norm", .fn = f_batch_norm, .nin = 3,
+	  .gen = { GEN_ANY, GEN_AWAY, GEN_ANY }, .twice = true,
+	  .v = { { .name = "(4,3) eps 1e-5", .in = { SH(4, 3), SH(3), SH(3) }, .arg = { 1e-5 } },
+		 { .name = "batch of 2, (2,3) eps 0.1", .in = { SH(2, 3), SH(3), SH(3) },
+		   .arg = { 0.1 } },
+		 { .name = "one column (6,1) eps 1e-3", .in = { SH(6, 1), SH(1), SH(1) },
+		   .arg = { 1e-3 } },
+		 { .name = "(8,5) eps 1e-5", .in = { SH(8, 5), SH(5), SH(5) }, .arg = { 1e-5 } } } },
+	{ .op = "batch_norm_backward", .fn = f_batch_norm_backward, .nin = 3,
+	  .gen = { GEN_ANY, GEN_ANY, GEN_AWAY }, .twice = true,
+	  .v = { { .name = "(4,3) eps 1e-5", .in = { SH(4, 3), SH(4, 3), SH(3) }, .arg = { 1e-5 } },
+		 { .name = "batch of 2, (2,3) eps 0.1", .in = { SH(2, 3), SH(2, 3), SH(3) },
+		   .arg = { 0.1 } },
+		 { .name = "one column (6,1) eps 1e-3", .in = { SH(6, 1), SH(6, 1), SH(1) },
+		   .arg = { 1e-3 } },
+		 { .name = "(5,4) eps 1e-5", .in = { SH(5, 4), SH(5, 4), SH(4) },
+		   .arg = { 1e-5 } } } },
 };
 
 const size_t op_table_len = sizeof op_table / sizeof op_table[0];

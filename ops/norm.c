@@ -1,0 +1,320 @@
+/*
+ * norm.c - batch normalisation as one fused op, and its fused backward.
+ *
+ * batch_norm normalises each column of x with the batch's mean and biased
+ * variance, then scales by gamma and shifts by beta: three passes over x
+ * forward and two backward, where the same maths made of mean_axis, sub,
+ * mul, sqrt and div takes about ten and twenty. batch_norm_backward, the
+ * gradient for x, is an op of its own so that it can be recorded; the rules
+ * of both are written with ops. Column sums are accumulated in double.
+ * Shapes: N = batch (at least 2), D = features; x, y, dout, dx are (N,D),
+ * gamma, beta and the statistics (D).
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- the kernels ------------------------------------------------------------------ */
+/* The statistics of x are kept in its dtype, mean (D) then inv_std (D), so
+ * that every pass computes xhat = (x - mean) * inv_std to the same bits. */
+
+#define NORM_KERNELS(T, sfx)                                                            \
+	/* st = mean, inv_std = 1 / sqrt(var + eps); var (D) = biased variance */       \
+	static void stats_##sfx(const T *X, size_t n, size_t d, double eps, double *acc, \
+				T *st, T *var)                                          \
+	{                                                                               \
+		T *mean = st, *inv_std = st + d;                                        \
+		memset(acc, 0, d * sizeof *acc);                                        \
+		for (size_t i = 0; i < n; i++)                                          \
+			for (size_t j = 0; j < d; j++)                                  \
+				acc[j] += X[i * d + j];                                 \
+		for (size_t j = 0; j < d; j++)                                          \
+			mean[j] = (T)(acc[j] / (double)n);                              \
+		memset(acc, 0, d * sizeof *acc);                                        \
+		for (size_t i = 0; i < n; i++)                                          \
+			for (size_t j = 0; j < d; j++) {                                \
+				double c = X[i * d + j] - mean[j];                      \
+				acc[j] += c * c;                                        \
+			}                                                               \
+		for (size_t j = 0; j < d; j++) {                                        \
+			double v = acc[j] / (double)n;                                  \
+			var[j] = (T)v;                                                  \
+			inv_std[j] = (T)(1 / sqrt(v + eps));                            \
+		}                                                                       \
+	}                                                                               \
+                                                                                        \
+	/* Y = xhat * G + B */                                                          \
+	static void forward_##sfx(const T *X, const T *st, const T *G, const T *B,      \
+				  size_t n, size_t d, T *restrict Y)                    \
+	{                                                                               \
+		const T *mean = st, *inv_std = st + d;                                  \
+		for (size_t i = 0; i < n; i++)                                          \
+			for (size_t j = 0; j < d; j++)                                  \
+				Y[i * d + j] =                                          \
+				    (X[i * d + j] - mean[j]) * inv_std[j] * G[j] + B[j]; \
+	}                                                                               \
+                                                                                        \
+	/* sums = the column sums of dout (D), then of dout * xhat (D) */               \
+	static void sums_##sfx(const T *DOUT, const T *X, const T *st, size_t n,        \
+			       size_t d, double *sums)                                  \
+	{                                                                               \
+		const T *mean = st, *inv_std = st + d;                                  \
+		memset(sums, 0, 2 * d * sizeof *sums);                                  \
+		for (size_t i = 0; i < n; i++)                                          \
+			for (size_t j = 0; j < d; j++) {                                \
+				T dy = DOUT[i * d + j];                                 \
+				T xh = (X[i * d + j] - mean[j]) * inv_std[j];           \
+				sums[j] += dy;                                          \
+				sums[d + j] += (double)dy * xh;                         \
+			}                                                               \
+	}                                                                               \
+                                                                                        \
+	/* DX = G inv_std (dout - sum(dout) / N - xhat sum(dout xhat) / N); k is        \
+	 * scratch for 3 D values */                                                    \
+	static void dx_##sfx(const T *DOUT, const T *X, const T *st, const T *G,        \
+			     const double *sums, size_t n, size_t d, T *k, T *restrict DX) \
+	{                                                                               \
+		const T *mean = st, *inv_std = st + d;                                  \
+		T *scale = k, *mdy = k + d, *mdyxh = k + 2 * d;                         \
+		for (size_t j = 0; j < d; j++) {                                        \
+			scale[j] = G[j] * inv_std[j];                                   \
+			mdy[j] = (T)(sums[j] / (double)n);                              \
+			mdyxh[j] = (T)(sums[d + j] / (double)n);                        \
+		}                                                                       \
+		for (size_t i = 0; i < n; i++)                                          \
+			for (size_t j = 0; j < d; j++) {                                \
+				T xh = (X[i * d + j] - mean[j]) * inv_std[j];           \
+				DX[i * d + j] = scale[j] *                              \
+						(DOUT[i * d + j] - mdy[j] - xh * mdyxh[j]); \
+			}                                                               \
+	}
+
+NORM_KERNELS(double, f64)
+NORM_KERNELS(float, f32)
+
+/* ---- checking arguments -------------------------------------------------------------- */
+
+/* x is (N,D) with N >= 2, each of cols (D), eps positive; else records why.
+ * names[i] names cols[i] in the message. */
+static bool shapes_ok(tg_ctx *ctx, const char *who, const tg_tensor *x, int ncols,
+		      tg_tensor *const *cols, const char *const *names, double eps)
+{
+	char xs[TG_SHAPE_STR], cs[TG_SHAPE_STR];
+	if (x->ndim != 2) {
+		tg_fail(ctx, TG_ESHAPE, "%s: x %s must be (N,D)", who,
+			tg_shape_fmt(x->ndim, x->shape, xs));
+		return false;
+	}
+	for (int i = 0; i < ncols; i++)
+		if (cols[i]->ndim != 1 || cols[i]->shape[0] != x->shape[1]) {
+			tg_fail(ctx, TG_ESHAPE, "%s: x %s: %s %s must be (%lld,)", who,
+				tg_shape_fmt(x->ndim, x->shape, xs), names[i],
+				tg_shape_fmt(cols[i]->ndim, cols[i]->shape, cs),
+				(long long)x->shape[1]);
+			return false;
+		}
+	if (x->shape[0] < 2) {
+		tg_fail(ctx, TG_ESHAPE,
+			"%s: x %s: a batch of %lld has no variance to normalise by; it needs "
+			"2 rows or more",
+			who, tg_shape_fmt(x->ndim, x->shape, xs), (long long)x->shape[0]);
+		return false;
+	}
+	if (!(eps > 0 && isfinite(eps))) {
+		tg_fail(ctx, TG_EARG, "%s: eps = %g must be positive and finite", who, eps);
+		return false;
+	}
+	return true;
+}
+
+/* ---- the statistics with history, for recorded rules ------------------------------------ */
+
+/* xhat = (x - mean) * inv_std made of ops, so that it carries x's history;
+ * *inv_std (D) = 1 / sqrt(var + eps) likewise. */
+static tg_tensor *normalized(tg_tensor *x, double eps, tg_tensor **inv_std)
+{
+	tg_tensor *xc = tg_sub(x, tg_mean_axis(x, 0, false));
+	tg_tensor *var = tg_mean_axis(tg_mul(xc, xc), 0, false);
+	*inv_std = tg_pow(tg_add_scalar(var, eps), -0.5);
+	return tg_mul(xc, *inv_std);
+}
+
+static tg_tensor *column_sum(tg_tensor *x) { return tg_sum_axis(x, 0, false); }
+
+/* ---- batch_norm_backward: dx = gamma inv_std / N (N dout - sum dout - xhat sum(dout xhat)) */
+/* Per column, dout -> dx is gamma times a symmetric linear map, so the
+ * gradient for dout is this op applied to the upstream gradient g. The one
+ * for x (with the sums over the batch and dg that gradient for dout):
+ *	-(inv_std / N) (xhat sum(g dx) + dx sum(g xhat) + dg sum(dout xhat)),
+ * and for gamma, sum(dout * batch_norm_backward(g, x, 1)). */
+
+static const tg_op batch_norm_backward_op;
+
+/* sums (2 D doubles) = the column sums of dout and of dout xhat, with the
+ * statistics st of x: beta's and gamma's gradients. */
+static void column_sums(const tg_tensor *dout, const tg_tensor *x, const void *st, double *sums)
+{
+	size_t n = (size_t)x->shape[0], d = (size_t)x->shape[1];
+	if (x->dtype == TG_F64)
+		sums_f64(dout->data, x->data, st, n, d, sums);
+	else
+		sums_f32(dout->data, x->data, st, n, d, sums);
+}
+
+/* dx from the statistics st of x as a batch_norm_backward node; sums
+ * receives the column sums on the way. */
+static tg_tensor *backward_dx(tg_ctx *ctx, const char *who, tg_tensor *dout, tg_tensor *x,
+			      tg_tensor *gamma, double eps, const void *st, double *sums)
+{
+	size_t n = (size_t)x->shape[0], d = (size_t)x->shape[1];
+	tg_tensor *dx = tg_tensor_like(x, who);
+	void *k = tg_arena_alloc(ctx, 3 * d * tg_dtype_size(x->dtype));
+	if (!dx || !k)
+		return NULL;
+	column_sums(dout, x, st, sums);
+	if (x->dtype == TG_F64)
+		dx_f64(dout->data, x->data, st, gamma->data, sums, n, d, k, dx->data);
+	else
+		dx_f32(dout->data, x->data, st, gamma->data, sums, n, d, k, dx->data);
+	tg_tensor *in[3] = { dout, x, gamma };
+	return tg_op_end(&batch_norm_backward_op, dx, 3, in, &eps, 1, NULL);
+}
+
+/* The statistics of x (mean, inv_std, then var: 3 D values of its dtype) in
+ * the step arena, or NULL. */
+static void *statistics(tg_ctx *ctx, const tg_tensor *x, double eps)
+{
+	size_t n = (size_t)x->shape[0], d = (size_t)x->shape[1];
+	void *st = tg_arena_alloc(ctx, 3 * d * tg_dtype_size(x->dtype));
+	double *acc = tg_arena_alloc(ctx, d * sizeof *acc);
+	if (!st || !acc)
+		return NULL;
+	if (x->dtype == TG_F64)
+		stats_f64(x->data, n, d, eps, acc, st, (double *)st + 2 * d);
+	else
+		stats_f32(x->data, n, d, eps, acc, st, (float *)st + 2 * d);
+	return st;
+}
+
+tg_tensor *tg_batch_norm_backward(tg_tensor *dout, tg_tensor *x, tg_tensor *gamma, double eps)
+{
+	static const char who[] = "tg_batch_norm_backward";
+	tg_tensor *in[3] = { dout, x, gamma };
+	tg_ctx *ctx = tg_op_begin(who, 3, in);
+	if (!ctx || !shapes_ok(ctx, who, x, 1, &gamma, (const char *[]){ "gamma" }, eps))
+		return NULL;
+	if (!tg_same_shape(dout, x)) {
+		char ds[TG_SHAPE_STR], xs[TG_SHAPE_STR];
+		return tg_fail(ctx, TG_ESHAPE, "%s: dout %s and x %s must have the same shape",
+			       who, tg_shape_fmt(dout->ndim, dout->shape, ds),
+			       tg_shape_fmt(x->ndim, x->shape, xs));
+	}
+	void *st = statistics(ctx, x, eps);
+	double *sums = tg_arena_alloc(ctx, 2 * (size_t)x->shape[1] * sizeof *sums);
+	if (!st || !sums)
+		return NULL;
+	return backward_dx(ctx, who, dout, x, gamma, eps, st, sums);
+}
+
+static void batch_norm_backward_backward(tg_node *n, tg_tensor *g)
+{
+	tg_tensor *dout = tg_node_input(n, 0), *x = tg_node_input(n, 1);
+	tg_tensor *gamma = tg_node_input(n, 2), *dx = tg_node_output(n);
+	double eps = tg_node_attr(n, 0);
+	tg_tensor *dg = NULL;
+	if (tg_node_needs_grad(n, 0) || tg_node_needs_grad(n, 1))
+		dg = tg_batch_norm_backward(g, x, gamma, eps);
+	tg_node_grad(n, 0, dg);
+	if (tg_node_needs_grad(n, 1)) {
+		tg_tensor *inv_std;
+		tg_tensor *xh = normalized(x, eps, &inv_std);
+		tg_tensor *t = tg_add(tg_add(tg_mul(xh, column_sum(tg_mul(g, dx))),
+					     tg_mul(dx, column_sum(tg_mul(g, xh)))),
+				      tg_mul(dg, column_sum(tg_mul(dout, xh))));
+		tg_node_grad(n, 1, tg_mul(t, tg_mul_scalar(inv_std, -1.0 / (double)x->shape[0])));
+	}
+	if (tg_node_needs_grad(n, 2)) {
+		tg_tensor *one = tg_ones(x->ctx, x->dtype, 1, gamma->shape);
+		tg_node_grad(n, 2, column_sum(tg_mul(dout, tg_batch_norm_backward(g, x, one, eps))));
+	}
+}
+
+static const tg_op batch_norm_backward_op = { "batch_norm_backward",
+					     batch_norm_backward_backward };
+TG_OP_REGISTER(batch_norm_backward_op);
+
+/* ---- batch_norm: y = (x - mean) / sqrt(var + eps) * gamma + beta ------------------------- */
+/* dx = batch_norm_backward(dout, x, gamma), dgamma = sum(dout xhat), dbeta =
+ * sum(dout). A plain backward takes all three from one kernel, whose column
+ * sums are dbeta and dgamma; a recorded one (TG_CREATE_GRAPH) makes the two
+ * sums from ops, so that they carry history. The node keeps the statistics
+ * (aux), so the backward does not compute them again. */
+
+static void batch_norm_backward(tg_node *n, tg_tensor *dout)
+{
+	static const char who[] = "batch_norm's backward";
+	tg_tensor *x = tg_node_input(n, 0), *gamma = tg_node_input(n, 1);
+	double eps = tg_node_attr(n, 0);
+	tg_ctx *ctx = x->ctx;
+	double *sums = tg_arena_alloc(ctx, 2 * (size_t)x->shape[1] * sizeof *sums);
+	if (!sums)
+		return;
+	if (tg_node_needs_grad(n, 0))
+		tg_node_grad(n, 0, backward_dx(ctx, who, dout, x, gamma, eps, n->aux, sums));
+	if (ctx->grad_enabled) {
+		if (tg_node_needs_grad(n, 1)) {
+			tg_tensor *inv_std;
+			tg_node_grad(n, 1, column_sum(tg_mul(dout, normalized(x, eps, &inv_std))));
+		}
+		tg_node_grad(n, 2, column_sum(dout));
+		return;
+	}
+	if (!tg_node_needs_grad(n, 0))
+		column_sums(dout, x, n->aux, sums);
+	if (tg_node_needs_grad(n, 1))
+		tg_node_grad(n, 1, tg_from_f64(ctx, x->dtype, 1, gamma->shape, sums + x->shape[1]));
+	if (tg_node_needs_grad(n, 2))
+		tg_node_grad(n, 2, tg_from_f64(ctx, x->dtype, 1, gamma->shape, sums));
+}
+
+static const tg_op batch_norm_op = { "batch_norm", batch_norm_backward };
+TG_OP_REGISTER(batch_norm_op);
+
+/* A step tensor (D) holding the column values v of x's dtype, no history. */
+static tg_tensor *columns(tg_ctx *ctx, const char *who, const tg_tensor *x, const void *v)
+{
+	tg_tensor *t = tg_tensor_new(ctx, who, x->dtype, 1, &x->shape[1]);
+	if (t)
+		memcpy(t->data, v, (size_t)x->shape[1] * tg_dtype_size(x->dtype));
+	return t;
+}
+
+tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double eps,
+			tg_tensor **mean, tg_tensor **var)
+{
+	static const char who[] = "tg_batch_norm";
+	if (mean)
+		*mean = NULL;
+	if (var)
+		*var = NULL;
+	tg_tensor *in[3] = { x, gamma, beta };
+	tg_ctx *ctx = tg_op_begin(who, 3, in);
+	if (!ctx || !shapes_ok(ctx, who, x, 2, in + 1, (const char *[]){ "gamma", "beta" }, eps))
+		return NULL;
+	size_t n = (size_t)x->shape[0], d = (size_t)x->shape[1];
+	void *st = statistics(ctx, x, eps);
+	tg_tensor *y = tg_tensor_like(x, who);
+	if (!st || !y)
+		return NULL;
+	size_t size = tg_dtype_size(x->dtype);
+	if (mean && !(*mean = columns(ctx, who, x, st)))
+		return NULL;
+	if (var && !(*var = columns(ctx, who, x, (char *)st + 2 * d * size)))
+		return NULL;
+	if (x->dtype == TG_F64)
+		forward_f64(x->data, st, gamma->data, beta->data, n, d, y->data);
+	else
+		forward_f32(x->data, st, gamma->data, beta->data, n, d, y->data);
+	return tg_op_end(&batch_norm_op, y, 3, in, &eps, 1, st);
+}

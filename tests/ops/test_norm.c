@@ -1,0 +1,355 @@
+/*
+ * test_norm.c - batch_norm and batch_norm_backward (ops/norm.c) against the
+ * composition of ops they replace in nn's batch norm: values, first- and
+ * second-order gradients, to 1e-12 in f64; the batch statistics by hand; f32
+ * against f64 at the size of a training batch; the errors they report.
+ * Gradients in general are checked numerically by the op table's test.
+ * Shapes: N = batch, D = features.
+ */
+#include "../engine/test_util.h"
+
+#include <stdlib.h>
+
+typedef tg_tensor *(*norm_fn)(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double eps);
+
+/* Batch norm as nn/layers.c made it of ops before the fused op. */
+static tg_tensor *composed(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double eps)
+{
+	tg_tensor *mean = tg_mean_axis(x, 0, false);		 /* (D) */
+	tg_tensor *xc = tg_sub(x, mean);			 /* (N,D) */
+	tg_tensor *var = tg_mean_axis(tg_mul(xc, xc), 0, false); /* (D), biased */
+	tg_tensor *xn = tg_div(xc, tg_sqrt(tg_add_scalar(var, eps)));
+	return tg_add(tg_mul(xn, gamma), beta);
+}
+
+static tg_tensor *fused(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double eps)
+{
+	return tg_batch_norm(x, gamma, beta, eps, NULL, NULL);
+}
+
+/* A problem: x (N,D) off centre, gamma, beta (D), and the weights of the
+ * loss sum(y w) (N,D) and of the second-order loss sum(dx v) + sum(dgamma^2). */
+typedef struct problem {
+	int64_t n, d;
+	double eps;
+	double *x, *gamma, *beta, *w, *v;
+} problem;
+
+static double *draw(tg_ctx *ctx, size_t n, double mean, double std)
+{
+	double *p = malloc(n * sizeof *p);
+	assert_non_null(p);
+	for (size_t i = 0; i < n; i++)
+		p[i] = mean + std * tg_random_normal(ctx);
+	return p;
+}
+
+static problem problem_new(tg_ctx *ctx, int64_t n, int64_t d, double eps)
+{
+	size_t nd = (size_t)(n * d);
+	problem p = { .n = n, .d = d, .eps = eps };
+	p.x = draw(ctx, nd, 3, 2);
+	p.gamma = draw(ctx, (size_t)d, 1, 0.5);
+	p.beta = draw(ctx, (size_t)d, 0, 1);
+	p.w = draw(ctx, nd, 0, 1);
+	p.v = draw(ctx, nd, 0, 1);
+	return p;
+}
+
+static void problem_free(problem *p)
+{
+	free(p->x), free(p->gamma), free(p->beta), free(p->w), free(p->v);
+}
+
+/* The values a run gives, each section flattened: y, dx, dgamma, dbeta
+ * (the gradients of sum(y w)), then, when second, d2x, d2gamma, d2beta (the
+ * gradients of sum(dx v) + sum(dgamma^2)). */
+enum { Y, DX, DGAMMA, DBETA, D2X, D2GAMMA, D2BETA, SECTIONS };
+static const char *const section_name[SECTIONS] = { "y",   "dx",	"dgamma", "dbeta",
+						    "d2x", "d2gamma", "d2beta" };
+
+typedef struct outcome {
+	double *at[SECTIONS];
+	size_t len[SECTIONS];
+} outcome;
+
+/* Copies t into o's section s; a NULL t (no gradient reached) is zeros. */
+static void keep(outcome *o, int s, const tg_tensor *t, size_t len)
+{
+	o->len[s] = len;
+	o->at[s] = calloc(len, sizeof(double));
+	assert_non_null(o->at[s]);
+	if (t)
+		assert_int_equal(tg_copy_to_f64(t, o->at[s], len), 0);
+}
+
+static void outcome_free(outcome *o)
+{
+	for (int s = 0; s < SECTIONS; s++)
+		free(o->at[s]);
+}
+
+/* Applies f to p in f64; the first-order gradients come from a plain
+ * backward, or from a recorded one (TG_CREATE_GRAPH) when second, followed
+ * by the second-order backward. */
+static outcome run(norm_fn f, const problem *p, bool second)
+{
+	tg_ctx *ctx = tg_ctx_new(1);
+	size_t nd = (size_t)(p->n * p->d), d = (size_t)p->d;
+	tg_tensor *x =
+	    tg_set_requires_grad(tg_from_f64(ctx, TG_F64, SHAPE(p->n, p->d), p->x), true);
+	tg_tensor *gamma =
+	    tg_set_requires_grad(tg_from_f64(ctx, TG_F64, SHAPE(p->d), p->gamma), true);
+	tg_tensor *beta =
+	    tg_set_requires_grad(tg_from_f64(ctx, TG_F64, SHAPE(p->d), p->beta), true);
+	tg_tensor *w = tg_from_f64(ctx, TG_F64, SHAPE(p->n, p->d), p->w);
+	tg_tensor *y = f(x, gamma, beta, p->eps);
+	assert_int_equal(tg_backward_ex(tg_sum(tg_mul(y, w)), NULL, second ? TG_CREATE_GRAPH : 0),
+			 0);
+	assert_ctx_ok(ctx);
+	outcome o = { 0 };
+	keep(&o, Y, y, nd);
+	keep(&o, DX, tg_grad(x), nd);
+	keep(&o, DGAMMA, tg_grad(gamma), d);
+	keep(&o, DBETA, tg_grad(beta), d);
+	if (second) {
+		tg_tensor *dx = tg_grad(x), *dgamma = tg_grad(gamma);
+		tg_tensor *v = tg_from_f64(ctx, TG_F64, SHAPE(p->n, p->d), p->v);
+		tg_zero_grad(x), tg_zero_grad(gamma), tg_zero_grad(beta);
+		tg_tensor *loss2 = tg_add(tg_sum(tg_mul(dx, v)), tg_sum(tg_mul(dgamma, dgamma)));
+		assert_int_equal(tg_backward(loss2), 0);
+		assert_ctx_ok(ctx);
+		keep(&o, D2X, tg_grad(x), nd);
+		keep(&o, D2GAMMA, tg_grad(gamma), d);
+		keep(&o, D2BETA, tg_grad(beta), d);
+	}
+	tg_ctx_free(ctx);
+	return o;
+}
+
+/* Every value of got within tol * max(1, |want|) of want; prints the worst. */
+static void assert_outcomes_agree(const char *what, const outcome *got, const outcome *want,
+				  double tol)
+{
+	for (int s = 0; s < SECTIONS; s++) {
+		if (!got->at[s] || !want->at[s])
+			continue;
+		double worst = 0;
+		size_t at = 0;
+		for (size_t i = 0; i < want->len[s]; i++) {
+			double e =
+			    fabs(got->at[s][i] - want->at[s][i]) / fmax(1.0, fabs(want->at[s][i]));
+			if (!(e <= worst))
+				worst = e, at = i;
+		}
+		print_message("%s, %s: worst relative difference %.3g\n", what, section_name[s],
+			      worst);
+		if (!(worst <= tol))
+			fail_msg(
+			    "%s, %s[%zu] = %.17g, expected %.17g (relative %.3g, tolerance %g)",
+			    what, section_name[s], at, got->at[s][at], want->at[s][at], worst, tol);
+	}
+}
+
+static const struct {
+	int64_t n, d;
+	double eps;
+} shapes[] = { { 2, 3, 1e-5 }, { 7, 1, 0.1 }, { 100, 100, 1e-6 } };
+
+static void batch_norm_matches_its_composition_of_ops_to_1e12(void **state)
+{
+	(void)state;
+	tg_ctx *rng = tg_ctx_new(7);
+	for (size_t k = 0; k < LEN(shapes); k++) {
+		problem p = problem_new(rng, shapes[k].n, shapes[k].d, shapes[k].eps);
+		char what[64];
+		snprintf(what, sizeof what, "(%lld,%lld) eps %g", (long long)p.n, (long long)p.d,
+			 p.eps);
+		outcome want = run(composed, &p, true);
+		outcome got = run(fused, &p, true);
+		assert_outcomes_agree(what, &got, &want, 1e-12);
+		/* a plain backward gives the recorded one's gradients */
+		outcome plain = run(fused, &p, false);
+		assert_outcomes_agree(what, &plain, &want, 1e-12);
+		outcome_free(&want), outcome_free(&got), outcome_free(&plain);
+		problem_free(&p);
+	}
+	tg_ctx_free(rng);
+}
+
+/* x a constant: only gamma and beta get gradients, from the column sums. */
+static void gamma_and_beta_get_their_gradients_when_x_needs_none(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(5);
+	problem p = problem_new(ctx, 5, 3, 1e-5);
+	double got[2][3], want[2][3];
+	for (int k = 0; k < 2; k++) {
+		norm_fn f = k ? fused : composed;
+		tg_tensor *x = tg_from_f64(ctx, TG_F64, SHAPE(5, 3), p.x);
+		tg_tensor *gamma =
+		    tg_set_requires_grad(tg_from_f64(ctx, TG_F64, SHAPE(3), p.gamma), true);
+		tg_tensor *beta =
+		    tg_set_requires_grad(tg_from_f64(ctx, TG_F64, SHAPE(3), p.beta), true);
+		tg_tensor *w = tg_from_f64(ctx, TG_F64, SHAPE(5, 3), p.w);
+		assert_int_equal(tg_backward(tg_sum(tg_mul(f(x, gamma, beta, p.eps), w))), 0);
+		assert_ctx_ok(ctx);
+		assert_null(tg_grad(x));
+		double(*out)[3] = k ? got : want;
+		assert_int_equal(tg_copy_to_f64(tg_grad(gamma), out[0], 3), 0);
+		assert_int_equal(tg_copy_to_f64(tg_grad(beta), out[1], 3), 0);
+	}
+	for (int i = 0; i < 2; i++)
+		for (int j = 0; j < 3; j++)
+			assert_near(got[i][j], want[i][j], 1e-12 * fmax(1, fabs(want[i][j])));
+	problem_free(&p);
+	tg_ctx_free(ctx);
+}
+
+static void batch_norm_gives_the_batch_statistics_without_history(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	/* column 0: 1 2 3 6, mean 3, biased var (4+1+0+9)/4 = 3.5
+	 * column 1: 0 0 4 4, mean 2, biased var 4 */
+	const double xv[8] = { 1, 0, 2, 0, 3, 4, 6, 4 };
+	const double mean[2] = { 3, 2}, var[2] = { 3.5, 4 };
+	const double gv[2] = { 2, 0.5}, bv[2] = { 1, -1 };
+	for (int f32 = 0; f32 <= 1; f32++) {
+		tg_dtype dt = f32 ? TG_F32 : TG_F64;
+		double tol = f32 ? 1e-6 : 1e-15;
+		tg_tensor *x = tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(4, 2), xv), true);
+		tg_tensor *gamma = tg_from_f64(ctx, dt, SHAPE(2), gv);
+		tg_tensor *beta = tg_from_f64(ctx, dt, SHAPE(2), bv);
+		tg_tensor *m, *v;
+		tg_tensor *y = tg_batch_norm(x, gamma, beta, 1e-6, &m, &v);
+		assert_ctx_ok(ctx);
+		assert_true(tg_producer(y) != NULL);
+		for (int j = 0; j < 2; j++) {
+			assert_near(tg_get(m, (size_t)j), mean[j], tol);
+			assert_near(tg_get(v, (size_t)j), var[j], tol);
+		}
+		assert_null(tg_producer(m));
+		assert_false(tg_requires_grad(v));
+		assert_int_equal(tg_dtype_of(v), dt);
+		for (int i = 0; i < 4; i++)
+			for (int j = 0; j < 2; j++) {
+				double want =
+				    (xv[i * 2 + j] - mean[j]) / sqrt(var[j] + 1e-6) * gv[j] + bv[j];
+				assert_near(tg_get(y, (size_t)(i * 2 + j)), want, tol * 10);
+			}
+	}
+	tg_ctx_free(ctx);
+}
+
+/* f32 at W2's size, (100,100): forward and gradients against f64. */
+static void f32_batch_norm_agrees_with_f64_on_a_training_batch(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(3);
+	problem p = problem_new(ctx, 100, 100, 1e-6);
+	tg_tensor *out[2][4]; /* f64, f32: y, dx, dgamma, dbeta */
+	for (int k = 0; k < 2; k++) {
+		tg_dtype dt = k ? TG_F32 : TG_F64;
+		tg_tensor *x =
+		    tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(100, 100), p.x), true);
+		tg_tensor *gamma =
+		    tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(100), p.gamma), true);
+		tg_tensor *beta =
+		    tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(100), p.beta), true);
+		tg_tensor *w = tg_from_f64(ctx, dt, SHAPE(100, 100), p.w);
+		tg_tensor *y = tg_batch_norm(x, gamma, beta, p.eps, NULL, NULL);
+		assert_int_equal(tg_backward(tg_sum(tg_mul(y, w))), 0);
+		assert_ctx_ok(ctx);
+		out[k][0] = y, out[k][1] = tg_grad(x), out[k][2] = tg_grad(gamma);
+		out[k][3] = tg_grad(beta);
+	}
+	const char *names[4] = { "y", "dx", "dgamma", "dbeta" };
+	for (int s = 0; s < 4; s++) {
+		double worst = 0;
+		for (size_t i = 0; i < tg_numel(out[0][s]); i++) {
+			double a = tg_get(out[0][s], i), b = tg_get(out[1][s], i);
+			worst = fmax(worst, fabs(a - b) / fmax(1.0, fabs(a)));
+		}
+		print_message("%s: worst relative difference f32 - f64 %.3g\n", names[s], worst);
+		if (!(worst < 1e-5))
+			fail_msg("%s: f32 differs from f64 by %.3g (relative)", names[s], worst);
+	}
+	problem_free(&p);
+	tg_ctx_free(ctx);
+}
+
+/* ---- errors ------------------------------------------------------------------------- */
+
+static void batch_norm_refuses_a_batch_of_one(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *x = tg_ones(ctx, TG_F64, SHAPE(1, 3)), *one = tg_ones(ctx, TG_F64, SHAPE(3));
+	tg_tensor *m = one, *v = one;
+	assert_null(tg_batch_norm(x, one, one, 1e-5, &m, &v));
+	assert_error(ctx, TG_ESHAPE, "tg_batch_norm: x (1,3): a batch of 1 has no variance");
+	assert_null(m);
+	assert_null(v);
+	tg_clear_error(ctx);
+	assert_null(tg_batch_norm_backward(x, x, one, 1e-5));
+	assert_error(ctx, TG_ESHAPE, "tg_batch_norm_backward: x (1,3): a batch of 1");
+	tg_ctx_free(ctx);
+}
+
+/* expr is NULL and records code with text in its message; clears it. */
+#define assert_rejects(ctx, expr, code, text)                                                      \
+	do {                                                                                       \
+		assert_null(expr);                                                                 \
+		assert_error(ctx, code, text);                                                     \
+		tg_clear_error(ctx);                                                               \
+	} while (0)
+
+static void batch_norm_rejects_bad_shapes_dtypes_and_eps(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *x = tg_ones(ctx, TG_F64, SHAPE(4, 3));
+	tg_tensor *d3 = tg_ones(ctx, TG_F64, SHAPE(3)), *d2 = tg_ones(ctx, TG_F64, SHAPE(2));
+	assert_rejects(ctx, tg_batch_norm(x, d2, d3, 1e-5, NULL, NULL), TG_ESHAPE,
+		       "tg_batch_norm: x (4,3): gamma (2,) must be (3,)");
+	assert_rejects(ctx,
+		       tg_batch_norm(x, d3, tg_ones(ctx, TG_F64, SHAPE(1, 3)), 1e-5, NULL, NULL),
+		       TG_ESHAPE, "tg_batch_norm: x (4,3): beta (1,3) must be (3,)");
+	assert_rejects(
+	    ctx, tg_batch_norm(tg_ones(ctx, TG_F64, SHAPE(4, 3, 1)), d3, d3, 1e-5, NULL, NULL),
+	    TG_ESHAPE, "tg_batch_norm: x (4,3,1) must be (N,D)");
+	assert_rejects(ctx,
+		       tg_batch_norm(tg_ones(ctx, TG_F32, SHAPE(4, 3)), d3, d3, 1e-5, NULL, NULL),
+		       TG_EDTYPE, "tg_batch_norm: dtypes differ");
+	assert_rejects(ctx, tg_batch_norm(x, d3, d3, 0, NULL, NULL), TG_EARG,
+		       "tg_batch_norm: eps = 0 must be positive");
+	assert_rejects(ctx, tg_batch_norm(x, d3, d3, NAN, NULL, NULL), TG_EARG,
+		       "eps = nan must be positive");
+	assert_rejects(ctx, tg_batch_norm_backward(tg_ones(ctx, TG_F64, SHAPE(4, 2)), x, d3, 1e-5),
+		       TG_ESHAPE,
+		       "tg_batch_norm_backward: dout (4,2) and x (4,3) must have the same shape");
+	assert_rejects(ctx, tg_batch_norm_backward(x, x, d2, 1e-5), TG_ESHAPE,
+		       "tg_batch_norm_backward: x (4,3): gamma (2,) must be (3,)");
+	assert_rejects(ctx, tg_batch_norm_backward(x, x, d3, -1), TG_EARG,
+		       "tg_batch_norm_backward: eps = -1 must be positive");
+	/* a NULL input, as with every op; the statistics are NULL too */
+	tg_tensor *m = d3;
+	assert_rejects(ctx, tg_batch_norm(NULL, d3, d3, 1e-5, &m, NULL), TG_ENULL,
+		       "tg_batch_norm: argument 0 is NULL");
+	assert_null(m);
+	tg_ctx_free(ctx);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(batch_norm_matches_its_composition_of_ops_to_1e12),
+		cmocka_unit_test(gamma_and_beta_get_their_gradients_when_x_needs_none),
+		cmocka_unit_test(batch_norm_gives_the_batch_statistics_without_history),
+		cmocka_unit_test(f32_batch_norm_agrees_with_f64_on_a_training_batch),
+		cmocka_unit_test(batch_norm_refuses_a_batch_of_one),
+		cmocka_unit_test(batch_norm_rejects_bad_shapes_dtypes_and_eps),
+	 };
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
