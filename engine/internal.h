@@ -100,6 +100,18 @@ struct tg_ctx {
  * stack frame and reaches it by a tail call. */
 #define TG_SLOW __attribute__((cold, noinline))
 
+/* A hot elementwise loop compiled twice, for baseline x86-64 and for AVX2
+ * (vectors twice as wide), the one this CPU runs chosen once at load time.
+ * AVX2 alone brings no FMA, so every element rounds as in the baseline. */
+#if defined(__x86_64__) && defined(__ELF__) && defined(__GLIBC__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define TG_HOT_LOOP __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef TG_HOT_LOOP
+#define TG_HOT_LOOP
+#endif
+
 /* ---- memory --------------------------------------------------------------- */
 
 void *tg_ctx_alloc(tg_ctx *ctx, size_t size);  /* ctx allocator; records ENOMEM */

@@ -263,6 +263,7 @@ const tg_node *tg_producer(const tg_tensor *t)
 
 /* ---- gradients ------------------------------------------------------------------- */
 
+TG_HOT_LOOP
 static void add_into(tg_tensor *dst, const tg_tensor *src)
 {
 	if (dst->dtype == TG_F64) {

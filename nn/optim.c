@@ -7,7 +7,7 @@
  * loop per rule and dtype: an update is not part of any graph. State lives
  * in tg_keep tensors of the context; the tg_optim object itself is malloc'd.
  */
-#include "tapegrad.h"
+#include "internal.h" /* TG_HOT_LOOP */
 #include "tapegrad_nn.h"
 
 #include <math.h>
@@ -251,6 +251,7 @@ void tg_optim_free(tg_optim *o)
  * the regularised loss, clipped; wd is 0 for a parameter without decay. */
 
 #define DEFINE_UPDATE(T, SQRT)                                                                     \
+	TG_HOT_LOOP                                                                                \
 	static void update_##T(tg_optim_kind kind, const tg_optim_opts *o, size_t n, T *P,         \
 			       const T *G, T *S1, T *S2, T wd, T scale, T lr_t)                    \
 	{                                                                                          \

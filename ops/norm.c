@@ -21,6 +21,7 @@
 
 #define NORM_KERNELS(T, sfx)                                                            \
 	/* st = mean, inv_std = 1 / sqrt(var + eps); var (D) = biased variance */       \
+	TG_HOT_LOOP                                                                     \
 	static void stats_##sfx(const T *X, size_t n, size_t d, double eps, double *acc, \
 				T *st, T *var)                                          \
 	{                                                                               \
@@ -45,6 +46,7 @@
 	}                                                                               \
                                                                                         \
 	/* Y = xhat * G + B */                                                          \
+	TG_HOT_LOOP                                                                     \
 	static void forward_##sfx(const T *X, const T *st, const T *G, const T *B,      \
 				  size_t n, size_t d, T *restrict Y)                    \
 	{                                                                               \
@@ -56,6 +58,7 @@
 	}                                                                               \
                                                                                         \
 	/* sums = the column sums of dout (D), then of dout * xhat (D) */               \
+	TG_HOT_LOOP                                                                     \
 	static void sums_##sfx(const T *DOUT, const T *X, const T *st, size_t n,        \
 			       size_t d, double *sums)                                  \
 	{                                                                               \
@@ -72,6 +75,7 @@
                                                                                         \
 	/* DX = G inv_std (dout - sum(dout) / N - xhat sum(dout xhat) / N); k is        \
 	 * scratch for 3 D values */                                                    \
+	TG_HOT_LOOP                                                                     \
 	static void dx_##sfx(const T *DOUT, const T *X, const T *st, const T *G,        \
 			     const double *sums, size_t n, size_t d, T *k, T *restrict DX) \
 	{                                                                               \

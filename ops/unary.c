@@ -21,25 +21,27 @@ typedef void (*kernel_f64)(const double *X, double *Y, size_t n, const double *p
 typedef void (*kernel_f32)(const float *X, float *Y, size_t n, const double *p);
 
 /* One loop per dtype computing Y = f(X); f is an expression of x and of the
- * op's attributes a, b, c (p[0..2], converted to the dtype). */
-#define UNARY_KERNEL(k, f)                                                           \
-	static void k##_f64(const double *X, double *Y, size_t n, const double *p)   \
-	{                                                                                \
-		const double a = p[0], b = p[1], c = p[2];                               \
-		(void)a, (void)b, (void)c;                                               \
-		for (size_t i = 0; i < n; i++) {                                         \
-			double x = X[i];                                                 \
-			Y[i] = (f);                                                      \
-		}                                                                        \
-	}                                                                                \
-	static void k##_f32(const float *X, float *Y, size_t n, const double *p)     \
-	{                                                                                \
-		const float a = (float)p[0], b = (float)p[1], c = (float)p[2];           \
-		(void)a, (void)b, (void)c;                                               \
-		for (size_t i = 0; i < n; i++) {                                         \
-			float x = X[i];                                                  \
-			Y[i] = (f);                                                      \
-		}                                                                        \
+ * op's attributes a, b, c (p[0..2], converted to the dtype). attr is empty,
+ * or TG_HOT_LOOP for the kernels that training spends its time in. */
+#define UNARY_KERNEL(k, f) UNARY_KERNEL_ATTR(, k, f)
+#define UNARY_KERNEL_ATTR(attr, k, f)                                                   \
+	attr static void k##_f64(const double *X, double *Y, size_t n, const double *p) \
+	{                                                                               \
+		const double a = p[0], b = p[1], c = p[2];                              \
+		(void)a, (void)b, (void)c;                                              \
+		for (size_t i = 0; i < n; i++) {                                        \
+			double x = X[i];                                                \
+			Y[i] = (f);                                                     \
+		}                                                                       \
+	}                                                                               \
+	attr static void k##_f32(const float *X, float *Y, size_t n, const double *p)   \
+	{                                                                               \
+		const float a = (float)p[0], b = (float)p[1], c = (float)p[2];          \
+		(void)a, (void)b, (void)c;                                              \
+		for (size_t i = 0; i < n; i++) {                                        \
+			float x = X[i];                                                 \
+			Y[i] = (f);                                                     \
+		}                                                                       \
 	}
 
 /* Checks x, runs the kernel of x's dtype into a new tensor and records the
@@ -257,7 +259,7 @@ tg_tensor *tg_tanh(tg_tensor *x) { return UNARY(&tanh_op, "tg_tanh", x, tanh, NU
 
 /* ---- relu: y = max(x, 0); dx = relu_backward(dout, x) = dout [x > 0], relu'(0) = 0 --- */
 
-UNARY_KERNEL(relu, x < 0 ? 0 : x) /* NaN stays NaN */
+UNARY_KERNEL_ATTR(TG_HOT_LOOP, relu, x < 0 ? 0 : x) /* NaN stays NaN */
 
 static void relu_backward(tg_node *n, tg_tensor *dout)
 {
@@ -277,28 +279,34 @@ tg_tensor *tg_relu(tg_tensor *x) { return UNARY(&relu_op, "tg_relu", x, relu, NU
 
 static const tg_op relu_backward_op;
 
+TG_HOT_LOOP
+static void relu_backward_f64(const double *D, const double *X, double *O, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		double m = X[i] > 0 ? 1.0 : 0.0; /* a named mask vectorises */
+		O[i] = D[i] * m;
+	}
+}
+
+TG_HOT_LOOP
+static void relu_backward_f32(const float *D, const float *X, float *O, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		float m = X[i] > 0 ? 1.0f : 0.0f;
+		O[i] = D[i] * m;
+	}
+}
+
 tg_tensor *tg_relu_backward(tg_tensor *dout, tg_tensor *x)
 {
 	tg_tensor *in[2] = { dout, x };
 	tg_tensor *out = fused_out("tg_relu_backward", in, "x");
 	if (!out)
 		return NULL;
-	size_t n = x->numel;
-	if (x->dtype == TG_F64) {
-		const double *D = dout->data, *X = x->data;
-		double *O = out->data;
-		for (size_t i = 0; i < n; i++) {
-			double m = X[i] > 0 ? 1.0 : 0.0; /* a named mask vectorises */
-			O[i] = D[i] * m;
-		}
-	} else {
-		const float *D = dout->data, *X = x->data;
-		float *O = out->data;
-		for (size_t i = 0; i < n; i++) {
-			float m = X[i] > 0 ? 1.0f : 0.0f;
-			O[i] = D[i] * m;
-		}
-	}
+	if (x->dtype == TG_F64)
+		relu_backward_f64(dout->data, x->data, out->data, x->numel);
+	else
+		relu_backward_f32(dout->data, x->data, out->data, x->numel);
 	return tg_op_end(&relu_backward_op, out, 2, in, NULL, 0, NULL);
 }
 
