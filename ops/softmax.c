@@ -117,6 +117,19 @@ tg_tensor *tg_log_softmax(tg_tensor *x)
  * stable pass per row: ln sum_j e^x_ij = m + ln sum_j e^(x_ij - m). The
  * labels are copied to the node (aux) for the backward pass. */
 
+/* Every label of the N rows names one of the K classes; else records which. */
+static bool labels_ok(tg_ctx *ctx, const char *who, const int32_t *labels, size_t rows,
+		      size_t k)
+{
+	for (size_t r = 0; r < rows; r++)
+		if (labels[r] < 0 || (size_t)labels[r] >= k) {
+			tg_fail(ctx, TG_EARG, "%s: labels[%zu] = %d is outside [0, %zu)", who, r,
+				(int)labels[r], k);
+			return false;
+		}
+	return true;
+}
+
 #define CROSS_ENTROPY_KERNEL(name, T)                                                \
 	static double name(const T *X, const int32_t *labels, size_t rows, size_t k) \
 	{                                                                                \
@@ -158,10 +171,8 @@ tg_tensor *tg_cross_entropy(tg_tensor *logits, const int32_t *labels)
 			       tg_shape_fmt(logits->ndim, logits->shape, buf));
 	}
 	size_t rows = (size_t)logits->shape[0], k = (size_t)logits->shape[1];
-	for (size_t r = 0; r < rows; r++)
-		if (labels[r] < 0 || (size_t)labels[r] >= k)
-			return tg_fail(ctx, TG_EARG, "%s: labels[%zu] = %d is outside [0, %zu)",
-				       who, r, (int)labels[r], k);
+	if (!labels_ok(ctx, who, labels, rows, k))
+		return NULL;
 	tg_tensor *out = tg_tensor_new(ctx, who, logits->dtype, 0, NULL);
 	if (!out)
 		return NULL;
@@ -231,10 +242,8 @@ tg_tensor *tg_cross_entropy_backward(tg_tensor *dout, tg_tensor *logits, const i
 			       who, tg_shape_fmt(dout->ndim, dout->shape, sd),
 			       tg_shape_fmt(logits->ndim, logits->shape, sx));
 	size_t rows = (size_t)logits->shape[0], k = (size_t)logits->shape[1];
-	for (size_t r = 0; r < rows; r++)
-		if (labels[r] < 0 || (size_t)labels[r] >= k)
-			return tg_fail(ctx, TG_EARG, "%s: labels[%zu] = %d is outside [0, %zu)",
-				       who, r, (int)labels[r], k);
+	if (!labels_ok(ctx, who, labels, rows, k))
+		return NULL;
 	tg_tensor *out = tg_tensor_like(logits, who);
 	if (!out)
 		return NULL;
