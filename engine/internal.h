@@ -174,7 +174,8 @@ void *tg_failv(tg_ctx *ctx, tg_status code, const char *fmt, va_list ap);
 
 /* ---- tensors -------------------------------------------------------------- */
 
-static inline size_t tg_dtype_size(tg_dtype dt) { return dt == TG_F64 ? 8 : 4; }
+static inline size_t tg_dtype_size(tg_dtype dt) { return dt == TG_F64 || dt == TG_I64 ? 8 : 4; }
+static inline bool tg_dtype_is_float(tg_dtype dt) { return dt == TG_F32 || dt == TG_F64; }
 
 /* A step tensor with uninitialised data. who names the caller for errors. */
 tg_tensor *tg_tensor_new(tg_ctx *ctx, const char *who, tg_dtype dt, int ndim,

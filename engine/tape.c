@@ -58,6 +58,16 @@ static TG_SLOW tg_ctx *op_begin_failed(const char *who, int nin, tg_tensor *cons
 		return NULL;
 	if (null_at >= 0)
 		return tg_fail(ctx, TG_ENULL, "%s: argument %d is NULL", who, null_at);
+	for (int i = 0; i < nin; i++) {
+		if (!tg_dtype_is_float(in[i]->dtype)) {
+			char a[TG_SHAPE_STR];
+			return tg_fail(ctx, TG_EDTYPE,
+				       "%s: argument %d is an index tensor (%s %s); the op takes "
+				       "f32 or f64 values",
+				       who, i, tg_dtype_name(in[i]->dtype),
+				       tg_shape_fmt(in[i]->ndim, in[i]->shape, a));
+		}
+	}
 	for (int i = 1; i < nin; i++) {
 		if (in[i]->dtype != in[0]->dtype) {
 			char a[TG_SHAPE_STR], b[TG_SHAPE_STR];
@@ -81,7 +91,8 @@ tg_ctx *tg_op_begin(const char *who, int nin, tg_tensor *const *in)
 		return op_begin_failed(who, nin, in);
 	tg_ctx *ctx = t0->ctx;
 	uint64_t gen = ctx->gen;
-	if (ctx->status != TG_OK || (!t0->persistent && t0->gen != gen))
+	if (ctx->status != TG_OK || (!t0->persistent && t0->gen != gen) ||
+	    !tg_dtype_is_float(t0->dtype))
 		return op_begin_failed(who, nin, in);
 	for (int i = 1; i < nin; i++) {
 		const tg_tensor *t = in[i];

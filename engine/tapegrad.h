@@ -55,7 +55,9 @@ typedef struct tg_ctx tg_ctx;
 typedef struct tg_tensor tg_tensor;
 typedef struct tg_node tg_node;
 
-typedef enum { TG_F32, TG_F64 } tg_dtype;
+/* f32 and f64 hold values and take part in every op; i32 and i64 hold
+ * indices and labels (index tensors) and never require a gradient. */
+typedef enum { TG_F32, TG_F64, TG_I32, TG_I64 } tg_dtype;
 
 typedef enum {
 	TG_OK = 0,

@@ -11,7 +11,16 @@
 #include <math.h>
 #include <string.h>
 
-const char *tg_dtype_name(tg_dtype dt) { return dt == TG_F64 ? "f64" : "f32"; }
+const char *tg_dtype_name(tg_dtype dt)
+{
+	switch (dt) {
+	case TG_F32: return "f32";
+	case TG_F64: return "f64";
+	case TG_I32: return "i32";
+	case TG_I64: return "i64";
+	}
+	return "unknown dtype";
+}
 
 char *tg_shape_fmt(int ndim, const int64_t *shape, char *buf)
 {
