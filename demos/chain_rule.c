@@ -368,7 +368,7 @@ static void softmax_scores(struct run *r, tg_ctx *ctx)
 {
 	tg_tensor *s = param(ctx, "scores", 2, (int64_t[]){ 1, 2 }, (double[]){ 2.3, -1.2 });
 	tg_tensor *p = named(tg_softmax(s), "softmax");
-	tg_tensor *nll = named(tg_neg(tg_log(tg_pick(p, (int32_t[]){ 1 }))), "-ln p[1]");
+	tg_tensor *nll = named(tg_neg(tg_log(tg_pick(p, tg_labels(ctx, 1, (int32_t[]){ 1 })))), "-ln p[1]");
 	tg_backward(nll);
 
 	SHOW_ALL(r, "softmax", p, TOL_10D, 0.9706877692, 0.0293122308);
@@ -396,7 +396,7 @@ static void iris(struct run *r, tg_ctx *ctx)
 {
 	tg_tensor *H = iris_scores(ctx, 0.319879);
 	tg_tensor *P = named(tg_softmax(H), "P");
-	tg_tensor *L = named(tg_cross_entropy(H, (int32_t[]){ 2 }), "L");
+	tg_tensor *L = named(tg_cross_entropy(H, tg_labels(ctx, 1, (int32_t[]){ 2 })), "L");
 	tg_backward(L);
 
 	SHOW_ALL(r, "H", H, TOL_7D, -0.8942831, 1.0996021, 2.0833278);
@@ -420,7 +420,7 @@ static void svm_loss(struct run *r, tg_ctx *ctx)
 {
 	tg_tensor *S = param(ctx, "scores", 2, (int64_t[]){ 3, 3 },
 			     (double[]){ 3.2, 5.1, -1.7, 1.3, 4.9, 2.0, 2.2, 2.5, -3.1 });
-	tg_tensor *correct = named(tg_reshape(tg_pick(S, (int32_t[]){ 0, 1, 2 }), 2,
+	tg_tensor *correct = named(tg_reshape(tg_pick(S, tg_labels(ctx, 3, (int32_t[]){ 0, 1, 2 })), 2,
 					      (int64_t[]){ 3, 1 }), "s_yi");
 	tg_tensor *zero = named(tg_scalar(ctx, TG_F64, 0), "0");
 	tg_tensor *margins = named(tg_maximum(tg_add_scalar(tg_sub(S, correct), 1), zero),

@@ -101,7 +101,7 @@ double ex_accuracy(tg_mlp *m, const tg_dataset *ds)
 static double train_step(tg_mlp *m, tg_optim *o, tg_tensor *x, const int32_t *y)
 {
 	tg_ctx *ctx = tg_mlp_ctx(m);
-	tg_tensor *loss = tg_cross_entropy(tg_mlp_forward(m, x), y);
+	tg_tensor *loss = tg_cross_entropy_i32(tg_mlp_forward(m, x), y, tg_dim(x, 0));
 	tg_optim_zero_grad(o);
 	tg_backward(loss);
 	tg_optim_step(o);

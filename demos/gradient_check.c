@@ -47,7 +47,7 @@ static const double seed_diff[] = { 5.398688478090664e-10, 3.2650435077851737e-0
 
 static double loss_of(tg_mlp *net, tg_tensor *x, const int32_t *y)
 {
-	return tg_item(tg_cross_entropy(tg_mlp_forward(net, x), y));
+	return tg_item(tg_cross_entropy_i32(tg_mlp_forward(net, x), y, tg_dim(x, 0)));
 }
 
 /* demos/data/<name>: from the working directory, from beside the build
@@ -145,7 +145,7 @@ int main(int argc, char **argv)
 	/* backprop: grad = network.gradient(x_batch, t_batch) */
 	tg_tensor *x = tg_from_f32(ctx, TG_F64, 2, (int64_t[]){ ds.n, ds.d }, ds.x);
 	tg_zero_grads(ctx);
-	tg_backward(tg_cross_entropy(tg_mlp_forward(net, x), ds.y));
+	tg_backward(tg_cross_entropy_i32(tg_mlp_forward(net, x), ds.y, tg_dim(x, 0)));
 	double *ana[4] = { 0 };
 	for (size_t p = 0; p < np && p < 4 && tg_ok(ctx); p++) {
 		size_t m = tg_numel(params[p]);

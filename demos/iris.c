@@ -166,7 +166,7 @@ int main(int argc, char **argv)
 
 	for (long long e = 1; e <= epochs && tg_ok(ctx); e++) {
 		tg_tensor *x = tg_from_f32(ctx, TG_F64, 2, (int64_t[]){ n, 4 }, ds.x);
-		tg_tensor *loss = tg_cross_entropy(tg_add(tg_matmul(x, W), b), ds.y);
+		tg_tensor *loss = tg_cross_entropy_i32(tg_add(tg_matmul(x, W), b), ds.y, n);
 		tg_optim_zero_grad(opt);
 		tg_backward(loss);
 		tg_optim_step(opt);

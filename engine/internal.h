@@ -207,6 +207,18 @@ tg_ctx *tg_tensor_check(const char *who, const tg_tensor *t);
  * error already set. Returns the context, or NULL (after recording an error
  * where one is new) when the op must return NULL. */
 tg_ctx *tg_op_begin(const char *who, int nin, tg_tensor *const *in);
+/* tg_op_begin for functions that also take index tensors (all of one dtype):
+ * keep, detach, assign. */
+tg_ctx *tg_op_begin_any(const char *who, int nin, tg_tensor *const *in);
+/* Reads an index tensor argument: idx must be an i32 or i64 tensor of this
+ * context with count entries (any count when count < 0; ndim 1 unless
+ * any_shape), each in [0, k). Returns a copy as int64_t in the step arena,
+ * or NULL after recording which check failed. name is the argument's name
+ * for messages ("labels", "idx"). */
+const int64_t *tg_indices(tg_ctx *ctx, const char *who, const char *name, const tg_tensor *idx,
+			  int64_t count, bool any_shape, int64_t k);
+/* A constant one-hot (n,k) of dtype dt from checked labels. step */
+tg_tensor *tg_one_hot_of(tg_ctx *ctx, tg_dtype dt, const int64_t *labels, int64_t n, int64_t k);
 /* Records out as op(in...) when grad mode is on and an input needs a
  * gradient; checks out for NaN/Inf in anomaly mode. Returns out or NULL. */
 tg_tensor *tg_op_end(const tg_op *op, tg_tensor *out, int nin, tg_tensor *const *in,

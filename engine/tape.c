@@ -32,7 +32,8 @@ tg_ctx *tg_tensor_check(const char *who, const tg_tensor *t)
 
 /* tg_op_begin once some check has failed: finds the first failure in the
  * order the checks are documented and records it. */
-static TG_SLOW tg_ctx *op_begin_failed(const char *who, int nin, tg_tensor *const *in)
+static TG_SLOW tg_ctx *op_begin_failed(const char *who, int nin, tg_tensor *const *in,
+					     bool any_dtype)
 {
 	tg_ctx *ctx = NULL;
 	int null_at = -1;
@@ -58,7 +59,7 @@ static TG_SLOW tg_ctx *op_begin_failed(const char *who, int nin, tg_tensor *cons
 		return NULL;
 	if (null_at >= 0)
 		return tg_fail(ctx, TG_ENULL, "%s: argument %d is NULL", who, null_at);
-	for (int i = 0; i < nin; i++) {
+	for (int i = 0; i < nin && !any_dtype; i++) {
 		if (!tg_dtype_is_float(in[i]->dtype)) {
 			char a[TG_SHAPE_STR];
 			return tg_fail(ctx, TG_EDTYPE,
@@ -88,19 +89,27 @@ tg_ctx *tg_op_begin(const char *who, int nin, tg_tensor *const *in)
 {
 	const tg_tensor *t0 = nin > 0 ? in[0] : NULL;
 	if (!t0 || t0->magic != TG_TENSOR_MAGIC)
-		return op_begin_failed(who, nin, in);
+		return op_begin_failed(who, nin, in, false);
 	tg_ctx *ctx = t0->ctx;
 	uint64_t gen = ctx->gen;
 	if (ctx->status != TG_OK || (!t0->persistent && t0->gen != gen) ||
 	    !tg_dtype_is_float(t0->dtype))
-		return op_begin_failed(who, nin, in);
+		return op_begin_failed(who, nin, in, false);
 	for (int i = 1; i < nin; i++) {
 		const tg_tensor *t = in[i];
 		if (!t || t->magic != TG_TENSOR_MAGIC || t->ctx != ctx ||
 		    (!t->persistent && t->gen != gen) || t->dtype != t0->dtype)
-			return op_begin_failed(who, nin, in);
+			return op_begin_failed(who, nin, in, false);
 	}
 	return ctx;
+}
+
+tg_ctx *tg_op_begin_any(const char *who, int nin, tg_tensor *const *in)
+{
+	tg_tensor *first = nin > 0 ? in[0] : NULL;
+	if (first && first->magic == TG_TENSOR_MAGIC && tg_dtype_is_float(first->dtype))
+		return tg_op_begin(who, nin, in);
+	return op_begin_failed(who, nin, in, true);
 }
 
 /* ---- anomaly checks ------------------------------------------------------------ */

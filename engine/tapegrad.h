@@ -134,6 +134,15 @@ TG_API tg_tensor *tg_from_f64(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t 
 TG_API tg_tensor *tg_from_f32(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape,
 			      const float *values);
 TG_API tg_tensor *tg_scalar(tg_ctx *ctx, tg_dtype dt, double value);
+/* Index tensors (labels, indices): i32 or i64, never requiring a gradient.
+ * tg_zeros, tg_full, tg_from_f64 and friends make them too (values must be
+ * whole numbers in range); tg_get and tg_item read them as double. */
+TG_API tg_tensor *tg_from_i32(tg_ctx *ctx, int ndim, const int64_t *shape,
+			      const int32_t *values);                 /* step, i32 */
+TG_API tg_tensor *tg_from_i64(tg_ctx *ctx, int ndim, const int64_t *shape,
+			      const int64_t *values);                 /* step, i64 */
+/* n labels as a (n) i32 tensor: tg_labels(ctx, 3, (int32_t[]){0, 2, 1}). */
+TG_API tg_tensor *tg_labels(tg_ctx *ctx, int64_t n, const int32_t *values); /* step */
 TG_API tg_tensor *tg_randn(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape,
 			   double mean, double std);
 TG_API tg_tensor *tg_rand(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape,
@@ -289,27 +298,40 @@ TG_API tg_tensor *tg_transpose(tg_tensor *x);            /* (N,M) -> (M,N); dx =
 /* Same data, new shape; one entry may be -1 (inferred). dx = reshape(dout). */
 TG_API tg_tensor *tg_reshape(tg_tensor *x, int ndim, const int64_t *shape);
 
-/* ---- ops: indexing -------------------------------------------------------- */
+/* ---- ops: indexing by index tensors --------------------------------------- */
+/* Every index argument is an i32 or i64 tensor (tg_labels, tg_from_i32): its
+ * count is checked against the shape it indexes and each entry against its
+ * range before anything is read (TG_ESHAPE, TG_EARG, naming the entry). */
 
-/* Rows idx[0..n) of x along axis 0: (R, ...) -> (n, ...). dx scatters back. */
-TG_API tg_tensor *tg_gather_rows(tg_tensor *x, const int32_t *idx, int64_t n);
-/* For each row i of x (N,K), x[i, idx[i]]: (N,K) -> (N). dx scatters back. */
-TG_API tg_tensor *tg_pick(tg_tensor *x, const int32_t *idx);
-/* Constant one-hot rows (N,K) from labels; no gradient. step */
-TG_API tg_tensor *tg_one_hot(tg_ctx *ctx, tg_dtype dt, const int32_t *labels, int64_t n,
-			     int64_t k);
+/* Entries idx (n) of x along axis: (.., A, ..) -> (.., n, ..); dx adds each
+ * dout slice back at its index (repeated indices accumulate). */
+TG_API tg_tensor *tg_index_select(tg_tensor *x, int axis, const tg_tensor *idx);
+/* Rows idx (n) of x: tg_index_select along axis 0. */
+TG_API tg_tensor *tg_gather_rows(tg_tensor *x, const tg_tensor *idx);
+/* Rows of table (V,D) for idx of any shape: (...) -> (..., D). d table adds
+ * each row's gradient at its index; repeated indices accumulate. */
+TG_API tg_tensor *tg_embedding(tg_tensor *table, const tg_tensor *idx);
+/* For each row i of x (N,K), x[i, idx[i]], idx (N): (N,K) -> (N). dx scatters back. */
+TG_API tg_tensor *tg_pick(tg_tensor *x, const tg_tensor *idx);
+/* Constant one-hot rows (N,k) of dtype dt from labels (N); no gradient. step */
+TG_API tg_tensor *tg_one_hot(const tg_tensor *labels, tg_dtype dt, int64_t k);
 
 /* ---- ops: softmax and losses (along the last axis) ---------------------- */
 
 TG_API tg_tensor *tg_softmax(tg_tensor *x);     /* e^(x - max) / sum; dx = y (dout - sum(dout y)) */
 TG_API tg_tensor *tg_log_softmax(tg_tensor *x); /* x - max - ln sum e^(x - max); dx = dout - softmax sum(dout) */
-/* Mean over the batch of -ln softmax(logits)[i, labels[i]]; logits (N,K).
- * d logits = (softmax(logits) - onehot(labels)) / N. */
-TG_API tg_tensor *tg_cross_entropy(tg_tensor *logits, const int32_t *labels);
+/* Mean over the batch of -ln softmax(logits)[i, labels[i]]; logits (N,K),
+ * labels (N) an index tensor. d logits = (softmax(logits) - onehot(labels)) / N. */
+TG_API tg_tensor *tg_cross_entropy(tg_tensor *logits, const tg_tensor *labels);
+/* The same with labels as a plain array of n entries; n must be N. */
+TG_API tg_tensor *tg_cross_entropy_i32(tg_tensor *logits, const int32_t *labels, int64_t n);
+/* Mean over the batch of -logp[i, labels[i]], logp (N,K) log-probabilities
+ * (tg_log_softmax): made of pick, mean and neg. */
+TG_API tg_tensor *tg_nll(tg_tensor *logp, const tg_tensor *labels);
 /* dout (softmax(logits) - onehot(labels)) / N, dout with one element:
  * cross_entropy's local gradient as one fused op. */
 TG_API tg_tensor *tg_cross_entropy_backward(tg_tensor *dout, tg_tensor *logits,
-					    const int32_t *labels);
+					    const tg_tensor *labels);
 
 /* ---- ops: normalisation ------------------------------------------------- */
 

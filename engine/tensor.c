@@ -53,6 +53,11 @@ bool tg_tensor_alive(const tg_tensor *t)
 	return t && t->magic == TG_TENSOR_MAGIC && (t->persistent || t->gen == t->ctx->gen);
 }
 
+static bool valid_dtype(tg_dtype dt)
+{
+	return dt == TG_F32 || dt == TG_F64 || dt == TG_I32 || dt == TG_I64;
+}
+
 /* Records why a shape that tg_tensor_new refused is not valid. */
 static void shape_failed(tg_ctx *ctx, const char *who, int ndim, const int64_t *shape)
 {
@@ -136,7 +141,7 @@ static inline tg_tensor *make(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t 
 static TG_SLOW tg_tensor *new_failed(tg_ctx *ctx, const char *who, tg_dtype dt,
 				     int ndim, const int64_t *shape)
 {
-	if (dt != TG_F32 && dt != TG_F64)
+	if (!valid_dtype(dt))
 		return tg_fail(ctx, TG_EDTYPE, "%s: unknown dtype %d", who, (int)dt);
 	shape_failed(ctx, who, ndim, shape);
 	return NULL;
@@ -148,7 +153,7 @@ tg_tensor *tg_tensor_new(tg_ctx *ctx, const char *who, tg_dtype dt, int ndim,
 	if (!ctx || ctx->status != TG_OK)
 		return NULL;
 	/* shape_failed's checks, without a call on the way through */
-	bool ok = (dt == TG_F32 || dt == TG_F64) && ndim >= 0 && ndim <= TG_MAX_DIMS &&
+	bool ok = valid_dtype(dt) && ndim >= 0 && ndim <= TG_MAX_DIMS &&
 		  (ndim == 0 || shape);
 	size_t n = 1;
 	for (int i = 0; ok && i < ndim; i++)
@@ -166,9 +171,38 @@ tg_tensor *tg_tensor_like(const tg_tensor *like, const char *who)
 	return make(ctx, like->dtype, like->ndim, like->shape, like->numel);
 }
 
+/* Whether v is a whole number that an index tensor of dtype dt holds. */
+static bool fits_index(tg_dtype dt, double v)
+{
+	double lim = dt == TG_I32 ? 2147483648.0 : 9223372036854775808.0;
+	return v == floor(v) && v >= -lim && v < lim;
+}
+
+/* Checks that an index tensor made by who can hold v; records why not. */
+static bool index_value_ok(tg_ctx *ctx, const char *who, tg_dtype dt, double v, size_t i)
+{
+	if (tg_dtype_is_float(dt) || fits_index(dt, v))
+		return true;
+	tg_fail(ctx, TG_EARG, "%s: value %g (element %zu) is not a whole number that %s holds",
+		who, v, i, tg_dtype_name(dt));
+	return false;
+}
+
+/* Element i of an index tensor's data set to the whole number v. */
+static void set_index(tg_tensor *t, size_t i, double v)
+{
+	if (t->dtype == TG_I32)
+		((int32_t *)t->data)[i] = (int32_t)v;
+	else
+		((int64_t *)t->data)[i] = (int64_t)v;
+}
+
 static void fill(tg_tensor *t, double v)
 {
-	if (t->dtype == TG_F64) {
+	if (!tg_dtype_is_float(t->dtype)) {
+		for (size_t i = 0; i < t->numel; i++)
+			set_index(t, i, v);
+	} else if (t->dtype == TG_F64) {
 		double *d = t->data;
 		for (size_t i = 0; i < t->numel; i++)
 			d[i] = v;
@@ -182,6 +216,8 @@ static void fill(tg_tensor *t, double v)
 tg_tensor *tg_full(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape, double value)
 {
 	tg_tensor *t = tg_tensor_new(ctx, "tg_full", dt, ndim, shape);
+	if (t && !index_value_ok(ctx, "tg_full", dt, value, 0))
+		return NULL;
 	if (t)
 		fill(t, value);
 	return t;
@@ -211,6 +247,8 @@ tg_tensor *tg_ones(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape)
 tg_tensor *tg_scalar(tg_ctx *ctx, tg_dtype dt, double value)
 {
 	tg_tensor *t = tg_tensor_new(ctx, "tg_scalar", dt, 0, NULL);
+	if (t && !index_value_ok(ctx, "tg_scalar", dt, value, 0))
+		return NULL;
 	if (t)
 		fill(t, value);
 	return t;
@@ -224,7 +262,13 @@ tg_tensor *tg_from_f64(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape,
 	tg_tensor *t = tg_tensor_new(ctx, "tg_from_f64", dt, ndim, shape);
 	if (!t)
 		return NULL;
-	if (dt == TG_F64) {
+	if (!tg_dtype_is_float(dt)) {
+		for (size_t i = 0; i < t->numel; i++) {
+			if (!index_value_ok(ctx, "tg_from_f64", dt, values[i], i))
+				return NULL;
+			set_index(t, i, values[i]);
+		}
+	} else if (dt == TG_F64) {
 		memcpy(t->data, values, t->numel * sizeof(double));
 	} else {
 		float *f = t->data;
@@ -242,7 +286,13 @@ tg_tensor *tg_from_f32(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape,
 	tg_tensor *t = tg_tensor_new(ctx, "tg_from_f32", dt, ndim, shape);
 	if (!t)
 		return NULL;
-	if (dt == TG_F32) {
+	if (!tg_dtype_is_float(dt)) {
+		for (size_t i = 0; i < t->numel; i++) {
+			if (!index_value_ok(ctx, "tg_from_f32", dt, values[i], i))
+				return NULL;
+			set_index(t, i, values[i]);
+		}
+	} else if (dt == TG_F32) {
 		memcpy(t->data, values, t->numel * sizeof(float));
 	} else {
 		double *d = t->data;
@@ -252,9 +302,49 @@ tg_tensor *tg_from_f32(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape,
 	return t;
 }
 
+tg_tensor *tg_from_i32(tg_ctx *ctx, int ndim, const int64_t *shape, const int32_t *values)
+{
+	if (ctx && !values)
+		return tg_fail(ctx, TG_ENULL, "tg_from_i32: values is NULL");
+	tg_tensor *t = tg_tensor_new(ctx, "tg_from_i32", TG_I32, ndim, shape);
+	if (t)
+		memcpy(t->data, values, t->numel * sizeof *values);
+	return t;
+}
+
+tg_tensor *tg_from_i64(tg_ctx *ctx, int ndim, const int64_t *shape, const int64_t *values)
+{
+	if (ctx && !values)
+		return tg_fail(ctx, TG_ENULL, "tg_from_i64: values is NULL");
+	tg_tensor *t = tg_tensor_new(ctx, "tg_from_i64", TG_I64, ndim, shape);
+	if (t)
+		memcpy(t->data, values, t->numel * sizeof *values);
+	return t;
+}
+
+tg_tensor *tg_labels(tg_ctx *ctx, int64_t n, const int32_t *values)
+{
+	if (ctx && ctx->status == TG_OK && n <= 0)
+		return tg_fail(ctx, TG_EARG, "tg_labels: %lld labels; need at least one",
+			       (long long)n);
+	return tg_from_i32(ctx, 1, &n, values);
+}
+
+/* Random values make no index tensor: records that, for who. */
+static bool random_dtype_ok(tg_ctx *ctx, const char *who, tg_dtype dt)
+{
+	if (!ctx || ctx->status != TG_OK || !valid_dtype(dt) || tg_dtype_is_float(dt))
+		return true; /* tg_tensor_new reports the rest */
+	tg_fail(ctx, TG_EDTYPE, "%s: dtype %s; random values are f32 or f64", who,
+		tg_dtype_name(dt));
+	return false;
+}
+
 tg_tensor *tg_randn(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape, double mean,
 		    double std)
 {
+	if (!random_dtype_ok(ctx, "tg_randn", dt))
+		return NULL;
 	tg_tensor *t = tg_tensor_new(ctx, "tg_randn", dt, ndim, shape);
 	if (!t)
 		return NULL;
@@ -271,6 +361,8 @@ tg_tensor *tg_randn(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape, do
 tg_tensor *tg_rand(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape, double lo,
 		   double hi)
 {
+	if (!random_dtype_ok(ctx, "tg_rand", dt))
+		return NULL;
 	tg_tensor *t = tg_tensor_new(ctx, "tg_rand", dt, ndim, shape);
 	if (!t)
 		return NULL;
@@ -291,7 +383,16 @@ tg_tensor *tg_rand(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape, dou
 static tg_ctx *new_from(const char *who, const tg_tensor *t)
 {
 	tg_tensor *in = (tg_tensor *)t;
-	return tg_op_begin(who, 1, &in);
+	return tg_op_begin_any(who, 1, &in);
+}
+
+/* Records that the index tensor t cannot require a gradient, for who. */
+static void *index_grad_refused(const char *who, const tg_tensor *t)
+{
+	char buf[TG_SHAPE_STR];
+	return tg_fail(t->ctx, TG_EDTYPE,
+		       "%s: %s %s is an index tensor; only f32 and f64 tensors require a gradient",
+		       who, tg_dtype_name(t->dtype), tg_shape_fmt(t->ndim, t->shape, buf));
 }
 
 /* Checks the tensor argument of an accessor: NULL or stale, not the error
@@ -306,6 +407,8 @@ static tg_tensor *keep(tg_tensor *t, const char *who, bool requires_grad)
 	tg_ctx *ctx = new_from(who, t);
 	if (!ctx)
 		return NULL;
+	if (requires_grad && !tg_dtype_is_float(t->dtype))
+		return index_grad_refused(who, t);
 	size_t head = (sizeof(tg_tensor) + 15) & ~(size_t)15;
 	size_t bytes = t->numel * tg_dtype_size(t->dtype);
 	tg_tensor *p = tg_ctx_alloc(ctx, head + bytes);
@@ -350,6 +453,8 @@ tg_tensor *tg_set_requires_grad(tg_tensor *t, bool on)
 			       "tg_set_requires_grad: the output of %s is not a leaf; "
 			       "use tg_detach to cut it from the graph",
 			       t->node->op->name);
+	if (on && !tg_dtype_is_float(t->dtype))
+		return index_grad_refused("tg_set_requires_grad", t);
 	t->requires_grad = on || t->node;
 	return t;
 }
@@ -413,7 +518,13 @@ void *tg_data_mut(tg_tensor *t)
 
 static double at(const tg_tensor *t, size_t i)
 {
-	return t->dtype == TG_F64 ? ((const double *)t->data)[i] : ((const float *)t->data)[i];
+	switch (t->dtype) {
+	case TG_F64: return ((const double *)t->data)[i];
+	case TG_F32: return ((const float *)t->data)[i];
+	case TG_I32: return ((const int32_t *)t->data)[i];
+	case TG_I64: return (double)((const int64_t *)t->data)[i];
+	}
+	return NAN;
 }
 
 double tg_get(const tg_tensor *t, size_t i)
@@ -461,7 +572,7 @@ int tg_copy_to_f64(const tg_tensor *t, double *out, size_t n)
 int tg_assign(tg_tensor *dst, const tg_tensor *src)
 {
 	tg_tensor *in[2] = { dst, (tg_tensor *)src };
-	tg_ctx *ctx = tg_op_begin("tg_assign", 2, in);
+	tg_ctx *ctx = tg_op_begin_any("tg_assign", 2, in);
 	if (!ctx)
 		return -1;
 	if (!tg_same_shape(dst, src)) {

@@ -106,7 +106,7 @@ int tg_evaluate(tg_mlp *m, const tg_dataset *ds, int64_t batch, double *loss, do
 		int64_t nb = n - start < batch ? n - start : batch;
 		tg_tensor *x = tg_from_f32(ctx, dt, 2, (int64_t[]){ nb, d }, ds->x + start * d);
 		tg_tensor *logits = tg_mlp_forward(m, x);
-		tg_tensor *l = tg_cross_entropy(logits, ds->y + start);
+		tg_tensor *l = tg_cross_entropy_i32(logits, ds->y + start, nb);
 		if (!l || tg_argmax_rows(logits, pred))
 			break;
 		sum += tg_item(l) * (double)nb;
@@ -305,7 +305,7 @@ static int step(run *r, const tg_batch *b, int64_t epoch, int64_t it)
 {
 	tg_ctx *ctx = r->ctx;
 	tg_tensor *logits = tg_mlp_forward(r->m, b->x);
-	tg_tensor *loss = tg_cross_entropy(logits, b->y);
+	tg_tensor *loss = tg_cross_entropy_i32(logits, b->y, b->n);
 	double l = loss ? tg_item(loss) : NAN;
 	if (tg_ok(ctx) && !isfinite(l))
 		tg_fail(ctx, TG_EANOMALY,

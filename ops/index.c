@@ -1,138 +1,293 @@
 /*
- * index.c - indexing by integer arrays: gather_rows and its adjoint
- * scatter_rows, pick (one element per row), and the constant one_hot.
+ * index.c - indexing by index tensors: index_select and its adjoint
+ * index_add, gather_rows and embedding built on them, pick (one element per
+ * row), nll, and the constant one_hot.
  *
- * Indices are validated before anything is computed and saved in the step
- * arena with the node (tg_save_aux), so the caller's array may change after
- * the call. Backward rules are written with ops; gather_rows and
- * scatter_rows are each other's gradient, so both are twice differentiable.
- * Shape legend: x (R, ...) has R rows; idx holds n row numbers; pick's x is
- * (N,K), one label per row.
+ * An index tensor (i32 or i64) carries its own length: every op checks the
+ * count against the shape it indexes and each index against its range
+ * before anything is read, and keeps a checked int64 copy in the step arena
+ * with the node (aux), so the caller's tensor may change after the call.
+ * Backward rules are written with ops; index_select and index_add are each
+ * other's gradient, so both are twice differentiable.
+ * Shape legend: x (..., A, ...) with A entries along the indexed axis; idx
+ * holds n of them; pick's x is (N,K), one label per row.
  */
 #include "internal.h"
 
 #include <string.h>
 
-/* Checks idx[0..n) against [0, k); false after recording the first bad one. */
-static bool indices_ok(tg_ctx *ctx, const char *who, const char *name, const int32_t *idx,
-		       int64_t n, int64_t k)
+/* ---- reading index tensors ---------------------------------------------------- */
+
+static const char *idx_shape(const tg_tensor *idx, char *buf)
 {
-	for (int64_t i = 0; i < n; i++) {
-		if (idx[i] < 0 || idx[i] >= k) {
-			tg_fail(ctx, TG_EARG, "%s: %s[%lld] = %d is outside [0, %lld)", who, name,
-				(long long)i, (int)idx[i], (long long)k);
-			return false;
-		}
+	return tg_shape_fmt(idx->ndim, idx->shape, buf);
+}
+
+/* idx's argument checks: NULL, stale, context, dtype, shape. */
+static bool index_arg_ok(tg_ctx *ctx, const char *who, const char *name, const tg_tensor *idx,
+			 int64_t count, bool any_shape)
+{
+	char buf[TG_SHAPE_STR];
+	if (!idx) {
+		tg_fail(ctx, TG_ENULL, "%s: %s is NULL", who, name);
+		return false;
+	}
+	tg_ctx *c = tg_tensor_check(who, idx);
+	if (!c)
+		return false;
+	if (c != ctx) {
+		tg_fail(ctx, TG_ECTX, "%s: %s belongs to another context", who, name);
+		return false;
+	}
+	if (tg_dtype_is_float(idx->dtype)) {
+		tg_fail(ctx, TG_EDTYPE, "%s: %s is %s %s; an index tensor is i32 or i64 (tg_labels, "
+				       "tg_from_i32)",
+			who, name, tg_dtype_name(idx->dtype), idx_shape(idx, buf));
+		return false;
+	}
+	if (!any_shape && idx->ndim != 1) {
+		tg_fail(ctx, TG_ESHAPE, "%s: %s is %s; expected one dimension", who, name,
+			idx_shape(idx, buf));
+		return false;
+	}
+	if (count >= 0 && idx->numel != (size_t)count) {
+		tg_fail(ctx, TG_ESHAPE, "%s: %s %s has %zu entries; expected %lld", who, name,
+			idx_shape(idx, buf), idx->numel, (long long)count);
+		return false;
 	}
 	return true;
 }
 
-/* ---- gather_rows: out[i] = x[idx[i]]; dx = scatter_rows(dout) ------------------ */
-/* ---- scatter_rows: out[idx[i]] += src[i], out (R, ...) zero elsewhere;
- *      dsrc = gather_rows(dout) ----------------------------------------------------- */
-/* Both keep idx (n entries, already checked) as the node's aux; scatter_rows
- * keeps R as attribute 0. */
-
-static tg_tensor *gather(tg_tensor *x, const int32_t *idx, int64_t n, const int32_t *saved);
-static tg_tensor *scatter_rows(tg_tensor *src, const int32_t *idx, int64_t rows);
-
-static void gather_backward(tg_node *n, tg_tensor *dout)
+const int64_t *tg_indices(tg_ctx *ctx, const char *who, const char *name, const tg_tensor *idx,
+			  int64_t count, bool any_shape, int64_t k)
 {
+	if (!index_arg_ok(ctx, who, name, idx, count, any_shape))
+		return NULL;
+	int64_t *copy = tg_arena_alloc(ctx, idx->numel * sizeof *copy);
+	if (!copy)
+		return NULL;
+	for (size_t i = 0; i < idx->numel; i++) {
+		int64_t v = idx->dtype == TG_I32 ? ((const int32_t *)idx->data)[i]
+						 : ((const int64_t *)idx->data)[i];
+		if (v < 0 || v >= k) {
+			tg_fail(ctx, TG_EARG, "%s: %s[%zu] = %lld is outside [0, %lld)", who, name, i,
+				(long long)v, (long long)k);
+			return NULL;
+		}
+		copy[i] = v;
+	}
+	return copy;
+}
+
+/* An index tensor's context, for functions that take no value tensor. */
+static tg_ctx *index_ctx(const tg_tensor *idx)
+{
+	return idx && idx->magic == TG_TENSOR_MAGIC ? idx->ctx : NULL;
+}
+
+/* ---- index_select: out[.., i, ..] = x[.., idx[i], ..]; dx = index_add(dout) ------- */
+/* ---- index_add: out[.., idx[i], ..] += src[.., i, ..], out zero elsewhere with A
+ *      entries along the axis; dsrc = index_select(dout) ------------------------ */
+/* Both keep idx (n checked entries) as the node's aux and the axis as
+ * attribute 0; index_add keeps A as attribute 1. */
+
+static tg_tensor *select_along(tg_tensor *x, int axis, const int64_t *idx, int64_t n);
+static tg_tensor *add_along(tg_tensor *src, int axis, const int64_t *idx, int64_t size);
+
+static void index_select_backward(tg_node *n, tg_tensor *dout)
+{
+	int axis = (int)tg_node_attr(n, 0);
 	tg_tensor *x = tg_node_input(n, 0);
-	tg_node_grad(n, 0, scatter_rows(dout, n->aux, x->shape[0]));
+	tg_node_grad(n, 0, add_along(dout, axis, n->aux, x->shape[axis]));
 }
 
-static void scatter_backward(tg_node *n, tg_tensor *dout)
+static void index_add_backward(tg_node *n, tg_tensor *dout)
 {
+	int axis = (int)tg_node_attr(n, 0);
 	tg_tensor *src = tg_node_input(n, 0);
-	tg_node_grad(n, 0, gather(dout, n->aux, src->shape[0], n->aux));
+	tg_node_grad(n, 0, select_along(dout, axis, n->aux, src->shape[axis]));
 }
 
-static const tg_op gather_rows_op = { "gather_rows", gather_backward };
-static const tg_op scatter_rows_op = { "scatter_rows", scatter_backward };
-TG_OP_REGISTER(gather_rows_op);
-TG_OP_REGISTER(scatter_rows_op);
+static const tg_op index_select_op = { "index_select", index_select_backward };
+static const tg_op index_add_op = { "index_add", index_add_backward };
+TG_OP_REGISTER(index_select_op);
+TG_OP_REGISTER(index_add_op);
 
-/* Rows idx[0..n) of x; saved is idx already in the arena (from a node), or
- * NULL to check idx and save a copy. */
-static tg_tensor *gather(tg_tensor *x, const int32_t *idx, int64_t n, const int32_t *saved)
+/* x seen as (outer, A, inner) around axis. */
+static void split_at(const tg_tensor *x, int axis, size_t *outer, size_t *inner)
 {
-	const char *who = "tg_gather_rows";
+	*outer = 1;
+	*inner = 1;
+	for (int i = 0; i < axis; i++)
+		*outer *= (size_t)x->shape[i];
+	for (int i = axis + 1; i < x->ndim; i++)
+		*inner *= (size_t)x->shape[i];
+}
+
+/* The gather: idx already checked against x's axis. */
+static tg_tensor *select_along(tg_tensor *x, int axis, const int64_t *idx, int64_t n)
+{
+	static const char who[] = "tg_index_select";
 	tg_ctx *ctx = tg_op_begin(who, 1, &x);
 	if (!ctx)
 		return NULL;
-	char buf[TG_SHAPE_STR];
-	if (x->ndim < 1)
-		return tg_fail(ctx, TG_ESHAPE,
-			       "%s: x is a scalar %s; it needs rows (1 to %d dimensions)", who,
-			       tg_shape_fmt(x->ndim, x->shape, buf), TG_MAX_DIMS);
-	if (!idx)
-		return tg_fail(ctx, TG_ENULL, "%s: idx is NULL", who);
-	if (n <= 0)
-		return tg_fail(ctx, TG_EARG, "%s: %lld indices; need at least one", who,
-			       (long long)n);
-	if (!saved) {
-		if (!indices_ok(ctx, who, "idx", idx, n, x->shape[0]))
-			return NULL;
-		saved = tg_save_aux(ctx, idx, (size_t)n * sizeof *idx);
-		if (!saved)
-			return NULL;
-	}
 	int64_t shape[TG_MAX_DIMS];
 	memcpy(shape, x->shape, sizeof shape);
-	shape[0] = n;
+	shape[axis] = n;
 	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, x->ndim, shape);
 	if (!out)
 		return NULL;
-	size_t row = (x->numel / (size_t)x->shape[0]) * tg_dtype_size(x->dtype);
-	char *Y = out->data;
+	size_t outer, inner, size = tg_dtype_size(x->dtype);
+	split_at(x, axis, &outer, &inner);
+	size_t run = inner * size, A = (size_t)x->shape[axis];
 	const char *X = x->data;
-	for (int64_t i = 0; i < n; i++)
-		memcpy(Y + (size_t)i * row, X + (size_t)saved[i] * row, row);
-	return tg_op_end(&gather_rows_op, out, 1, &x, NULL, 0, saved);
+	char *Y = out->data;
+	for (size_t o = 0; o < outer; o++, X += A * run)
+		for (int64_t i = 0; i < n; i++, Y += run)
+			memcpy(Y, X + (size_t)idx[i] * run, run);
+	const double attr[1] = { axis };
+	return tg_op_end(&index_select_op, out, 1, &x, attr, 1, idx);
 }
 
-tg_tensor *tg_gather_rows(tg_tensor *x, const int32_t *idx, int64_t n)
-{
-	return gather(x, idx, n, NULL);
-}
-
-#define SCATTER_KERNEL(name, T)                                                      \
-	static void name(const T *S, T *Y, const int32_t *idx, int64_t n, size_t row) \
-	{                                                                            \
-		for (int64_t i = 0; i < n; i++) {                                    \
-			T *y = Y + (size_t)idx[i] * row;                             \
-			const T *s = S + (size_t)i * row;                            \
-			for (size_t j = 0; j < row; j++)                             \
-				y[j] += s[j];                                        \
-		}                                                                    \
+#define INDEX_ADD_KERNEL(name, T)                                                          \
+	static void name(const T *S, T *Y, const int64_t *idx, int64_t n, size_t outer,     \
+			 size_t A, size_t inner)                                             \
+	{                                                                                  \
+		for (size_t o = 0; o < outer; o++, Y += A * inner)                         \
+			for (int64_t i = 0; i < n; i++, S += inner) {                      \
+				T *y = Y + (size_t)idx[i] * inner;                         \
+				for (size_t j = 0; j < inner; j++)                         \
+					y[j] += S[j];                                      \
+			}                                                                  \
 	}
 
-SCATTER_KERNEL(scatter_f64, double)
-SCATTER_KERNEL(scatter_f32, float)
+INDEX_ADD_KERNEL(index_add_f64, double)
+INDEX_ADD_KERNEL(index_add_f32, float)
 
-/* src (n, ...) added into rows idx of a zero (rows, ...); idx is the saved,
- * checked array of a gather_rows node. */
-static tg_tensor *scatter_rows(tg_tensor *src, const int32_t *idx, int64_t rows)
+/* The scatter: src has n = len(idx) entries along axis, out has size. */
+static tg_tensor *add_along(tg_tensor *src, int axis, const int64_t *idx, int64_t size)
 {
-	const char *who = "scatter_rows";
+	static const char who[] = "index_add";
 	tg_ctx *ctx = tg_op_begin(who, 1, &src);
 	if (!ctx)
 		return NULL;
 	int64_t shape[TG_MAX_DIMS];
 	memcpy(shape, src->shape, sizeof shape);
-	shape[0] = rows;
+	shape[axis] = size;
 	tg_tensor *out = tg_tensor_new(ctx, who, src->dtype, src->ndim, shape);
 	if (!out)
 		return NULL;
 	memset(out->data, 0, out->numel * tg_dtype_size(out->dtype));
-	size_t row = src->numel / (size_t)src->shape[0];
+	size_t outer, inner;
+	split_at(src, axis, &outer, &inner);
 	if (src->dtype == TG_F64)
-		scatter_f64(src->data, out->data, idx, src->shape[0], row);
+		index_add_f64(src->data, out->data, idx, src->shape[axis], outer, (size_t)size,
+			      inner);
 	else
-		scatter_f32(src->data, out->data, idx, src->shape[0], row);
-	const double attr[1] = { (double)rows };
-	return tg_op_end(&scatter_rows_op, out, 1, &src, attr, 1, idx);
+		index_add_f32(src->data, out->data, idx, src->shape[axis], outer, (size_t)size,
+			      inner);
+	const double attr[2] = { axis, (double)size };
+	return tg_op_end(&index_add_op, out, 1, &src, attr, 2, idx);
+}
+
+/* Checks x and axis for who; returns the axis counted from 0, or -1. */
+static int axis_of(tg_ctx *ctx, const char *who, const tg_tensor *x, int axis)
+{
+	char buf[TG_SHAPE_STR];
+	int a = axis < 0 ? axis + x->ndim : axis;
+	if (x->ndim < 1) {
+		tg_fail(ctx, TG_ESHAPE, "%s: x is a scalar %s; it has no axis to index", who,
+			tg_shape_fmt(x->ndim, x->shape, buf));
+		return -1;
+	}
+	if (a < 0 || a >= x->ndim) {
+		tg_fail(ctx, TG_EARG, "%s: axis %d is out of range for x %s", who, axis,
+			tg_shape_fmt(x->ndim, x->shape, buf));
+		return -1;
+	}
+	return a;
+}
+
+tg_tensor *tg_index_select(tg_tensor *x, int axis, const tg_tensor *idx)
+{
+	static const char who[] = "tg_index_select";
+	tg_ctx *ctx = tg_op_begin(who, 1, &x);
+	if (!ctx)
+		return NULL;
+	int a = axis_of(ctx, who, x, axis);
+	if (a < 0)
+		return NULL;
+	const int64_t *saved = tg_indices(ctx, who, "idx", idx, -1, false, x->shape[a]);
+	return saved ? select_along(x, a, saved, (int64_t)idx->numel) : NULL;
+}
+
+tg_tensor *tg_gather_rows(tg_tensor *x, const tg_tensor *idx)
+{
+	return tg_index_select(x, 0, idx);
+}
+
+/* ---- embedding: table (V,D), idx (...) -> (..., D); rows of the table -------------- */
+/* index_select along axis 0 with the flattened indices, reshaped: repeated
+ * indices accumulate in the table's gradient through index_add. */
+
+tg_tensor *tg_embedding(tg_tensor *table, const tg_tensor *idx)
+{
+	static const char who[] = "tg_embedding";
+	tg_ctx *ctx = tg_op_begin(who, 1, &table);
+	if (!ctx)
+		return NULL;
+	if (table->ndim != 2) {
+		char buf[TG_SHAPE_STR];
+		return tg_fail(ctx, TG_ESHAPE, "%s: table is %s; expected (V,D)", who,
+			       tg_shape_fmt(table->ndim, table->shape, buf));
+	}
+	const int64_t *saved = tg_indices(ctx, who, "idx", idx, -1, true, table->shape[0]);
+	if (!saved)
+		return NULL;
+	if (idx->ndim + 1 > TG_MAX_DIMS) {
+		char buf[TG_SHAPE_STR];
+		return tg_fail(ctx, TG_ESHAPE, "%s: idx %s has %d dimensions; at most %d", who,
+			       idx_shape(idx, buf), idx->ndim, TG_MAX_DIMS - 1);
+	}
+	int64_t shape[TG_MAX_DIMS];
+	memcpy(shape, idx->shape, (size_t)idx->ndim * sizeof *shape);
+	shape[idx->ndim] = table->shape[1];
+	tg_tensor *rows = select_along(table, 0, saved, (int64_t)idx->numel);
+	return tg_reshape(rows, idx->ndim + 1, shape);
+}
+
+/* ---- one_hot: (N,K) constant, 1 at [i, labels[i]]; no gradient ----------------- */
+
+tg_tensor *tg_one_hot_of(tg_ctx *ctx, tg_dtype dt, const int64_t *labels, int64_t n,
+			 int64_t k)
+{
+	tg_tensor *out = tg_tensor_new(ctx, "tg_one_hot", dt, 2, (int64_t[]){ n, k });
+	if (!out)
+		return NULL;
+	memset(out->data, 0, out->numel * tg_dtype_size(dt));
+	for (int64_t i = 0; i < n; i++) {
+		if (dt == TG_F64)
+			((double *)out->data)[i * k + labels[i]] = 1.0;
+		else
+			((float *)out->data)[i * k + labels[i]] = 1.0f;
+	}
+	return out;
+}
+
+tg_tensor *tg_one_hot(const tg_tensor *labels, tg_dtype dt, int64_t k)
+{
+	static const char who[] = "tg_one_hot";
+	tg_ctx *ctx = index_ctx(labels);
+	if (!ctx || ctx->status != TG_OK)
+		return NULL;
+	if (!tg_dtype_is_float(dt))
+		return tg_fail(ctx, TG_EDTYPE, "%s: dtype %s; a one-hot matrix is f32 or f64", who,
+			       tg_dtype_name(dt));
+	if (k <= 0)
+		return tg_fail(ctx, TG_EARG, "%s: %lld classes; must be positive", who,
+			       (long long)k);
+	const int64_t *saved = tg_indices(ctx, who, "labels", labels, -1, false, k);
+	return saved ? tg_one_hot_of(ctx, dt, saved, (int64_t)labels->numel, k) : NULL;
 }
 
 /* ---- pick: out[i] = x[i, idx[i]]; dx = one_hot(idx) * dout[:, None] ------------ */
@@ -143,30 +298,26 @@ static void pick_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_tensor *x = tg_node_input(n, 0);
 	int64_t N = x->shape[0], K = x->shape[1];
-	tg_tensor *mask = tg_one_hot(x->ctx, x->dtype, n->aux, N, K);
+	tg_tensor *mask = tg_one_hot_of(x->ctx, x->dtype, n->aux, N, K);
 	tg_node_grad(n, 0, tg_mul(mask, tg_reshape(dout, 2, (int64_t[]){ N, 1 })));
 }
 
 static const tg_op pick_op = { "pick", pick_backward };
 TG_OP_REGISTER(pick_op);
 
-tg_tensor *tg_pick(tg_tensor *x, const int32_t *idx)
+static tg_tensor *pick(const char *who, tg_tensor *x, const tg_tensor *idx)
 {
-	const char *who = "tg_pick";
 	tg_ctx *ctx = tg_op_begin(who, 1, &x);
 	if (!ctx)
 		return NULL;
 	if (x->ndim != 2) {
 		char buf[TG_SHAPE_STR];
-		return tg_fail(ctx, TG_ESHAPE, "%s: x is %s; expected a 2-D (N,K)", who,
+		return tg_fail(ctx, TG_ESHAPE, "%s: %s is %s; expected a 2-D (N,K)", who,
+			       strcmp(who, "tg_nll") ? "x" : "logp",
 			       tg_shape_fmt(x->ndim, x->shape, buf));
 	}
-	if (!idx)
-		return tg_fail(ctx, TG_ENULL, "%s: idx is NULL", who);
 	int64_t N = x->shape[0], K = x->shape[1];
-	if (!indices_ok(ctx, who, "idx", idx, N, K))
-		return NULL;
-	const int32_t *saved = tg_save_aux(ctx, idx, (size_t)N * sizeof *idx);
+	const int64_t *saved = tg_indices(ctx, who, "idx", idx, N, false, K);
 	if (!saved)
 		return NULL;
 	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, 1, &N);
@@ -186,30 +337,14 @@ tg_tensor *tg_pick(tg_tensor *x, const int32_t *idx)
 	return tg_op_end(&pick_op, out, 1, &x, NULL, 0, saved);
 }
 
-/* ---- one_hot: (N,K) constant, 1 at [i, labels[i]]; no gradient ----------------- */
-
-tg_tensor *tg_one_hot(tg_ctx *ctx, tg_dtype dt, const int32_t *labels, int64_t n, int64_t k)
+tg_tensor *tg_pick(tg_tensor *x, const tg_tensor *idx)
 {
-	const char *who = "tg_one_hot";
-	if (!ctx || ctx->status != TG_OK)
-		return NULL;
-	if (!labels)
-		return tg_fail(ctx, TG_ENULL, "%s: labels is NULL", who);
-	if (n <= 0 || k <= 0)
-		return tg_fail(ctx, TG_EARG,
-			       "%s: %lld labels of %lld classes; both must be positive", who,
-			       (long long)n, (long long)k);
-	if (!indices_ok(ctx, who, "labels", labels, n, k))
-		return NULL;
-	tg_tensor *out = tg_tensor_new(ctx, who, dt, 2, (int64_t[]){ n, k });
-	if (!out)
-		return NULL;
-	memset(out->data, 0, out->numel * tg_dtype_size(dt));
-	for (int64_t i = 0; i < n; i++) {
-		if (dt == TG_F64)
-			((double *)out->data)[i * k + labels[i]] = 1.0;
-		else
-			((float *)out->data)[i * k + labels[i]] = 1.0f;
-	}
-	return out;
+	return pick("tg_pick", x, idx);
+}
+
+/* ---- nll: -mean_i logp[i, labels[i]]; made of pick, mean and neg ------------------ */
+
+tg_tensor *tg_nll(tg_tensor *logp, const tg_tensor *labels)
+{
+	return tg_neg(tg_mean(pick("tg_nll", logp, labels)));
 }

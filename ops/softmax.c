@@ -117,21 +117,8 @@ tg_tensor *tg_log_softmax(tg_tensor *x)
  * stable pass per row: ln sum_j e^x_ij = m + ln sum_j e^(x_ij - m). The
  * labels are copied to the node (aux) for the backward pass. */
 
-/* Every label of the N rows names one of the K classes; else records which. */
-static bool labels_ok(tg_ctx *ctx, const char *who, const int32_t *labels, size_t rows,
-		      size_t k)
-{
-	for (size_t r = 0; r < rows; r++)
-		if (labels[r] < 0 || (size_t)labels[r] >= k) {
-			tg_fail(ctx, TG_EARG, "%s: labels[%zu] = %d is outside [0, %zu)", who, r,
-				(int)labels[r], k);
-			return false;
-		}
-	return true;
-}
-
 #define CROSS_ENTROPY_KERNEL(name, T)                                                \
-	static double name(const T *X, const int32_t *labels, size_t rows, size_t k) \
+	static double name(const T *X, const int64_t *labels, size_t rows, size_t k) \
 	{                                                                                \
 		double total = 0;                                                        \
 		for (size_t r = 0; r < rows; r++, X += k) {                              \
@@ -149,30 +136,32 @@ static bool labels_ok(tg_ctx *ctx, const char *who, const int32_t *labels, size_
 CROSS_ENTROPY_KERNEL(cross_entropy_f64, double)
 CROSS_ENTROPY_KERNEL(cross_entropy_f32, float)
 
+static tg_tensor *ce_backward(tg_tensor *dout, tg_tensor *logits, const int64_t *labels);
+
 static void cross_entropy_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_node_grad(n, 0, tg_cross_entropy_backward(dout, tg_node_input(n, 0), n->aux));
+	tg_node_grad(n, 0, ce_backward(dout, tg_node_input(n, 0), n->aux));
 }
 
 static const tg_op cross_entropy_op = { "cross_entropy", cross_entropy_backward };
 TG_OP_REGISTER(cross_entropy_op);
 
-tg_tensor *tg_cross_entropy(tg_tensor *logits, const int32_t *labels)
+/* Checks logits (N,K) for who; false after recording why. */
+static bool logits_ok(tg_ctx *ctx, const char *who, const tg_tensor *logits)
 {
-	static const char who[] = "tg_cross_entropy";
-	tg_ctx *ctx = tg_op_begin(who, 1, &logits);
-	if (!ctx)
-		return NULL;
-	if (!labels)
-		return tg_fail(ctx, TG_ENULL, "%s: labels is NULL", who);
-	if (logits->ndim != 2) {
-		char buf[TG_SHAPE_STR];
-		return tg_fail(ctx, TG_ESHAPE, "%s: logits %s must be (N,K)", who,
-			       tg_shape_fmt(logits->ndim, logits->shape, buf));
-	}
+	if (logits->ndim == 2)
+		return true;
+	char buf[TG_SHAPE_STR];
+	tg_fail(ctx, TG_ESHAPE, "%s: logits %s must be (N,K)", who,
+		tg_shape_fmt(logits->ndim, logits->shape, buf));
+	return false;
+}
+
+/* The loss of logits with checked labels (N) in the step arena. */
+static tg_tensor *cross_entropy(tg_ctx *ctx, const char *who, tg_tensor *logits,
+				const int64_t *labels)
+{
 	size_t rows = (size_t)logits->shape[0], k = (size_t)logits->shape[1];
-	if (!labels_ok(ctx, who, labels, rows, k))
-		return NULL;
 	tg_tensor *out = tg_tensor_new(ctx, who, logits->dtype, 0, NULL);
 	if (!out)
 		return NULL;
@@ -183,13 +172,44 @@ tg_tensor *tg_cross_entropy(tg_tensor *logits, const int32_t *labels)
 		*(double *)out->data = loss;
 	else
 		*(float *)out->data = (float)loss;
-	const void *aux = NULL;
-	if (ctx->grad_enabled && logits->requires_grad) {
-		aux = tg_save_aux(ctx, labels, rows * sizeof *labels);
-		if (!aux)
-			return NULL;
+	return tg_op_end(&cross_entropy_op, out, 1, &logits, NULL, 0, labels);
+}
+
+tg_tensor *tg_cross_entropy(tg_tensor *logits, const tg_tensor *labels)
+{
+	static const char who[] = "tg_cross_entropy";
+	tg_ctx *ctx = tg_op_begin(who, 1, &logits);
+	if (!ctx || !logits_ok(ctx, who, logits))
+		return NULL;
+	const int64_t *saved =
+		tg_indices(ctx, who, "labels", labels, logits->shape[0], false, logits->shape[1]);
+	return saved ? cross_entropy(ctx, who, logits, saved) : NULL;
+}
+
+tg_tensor *tg_cross_entropy_i32(tg_tensor *logits, const int32_t *labels, int64_t n)
+{
+	static const char who[] = "tg_cross_entropy_i32";
+	tg_ctx *ctx = tg_op_begin(who, 1, &logits);
+	if (!ctx || !logits_ok(ctx, who, logits))
+		return NULL;
+	if (!labels)
+		return tg_fail(ctx, TG_ENULL, "%s: labels is NULL", who);
+	if (n != logits->shape[0]) {
+		char buf[TG_SHAPE_STR];
+		return tg_fail(ctx, TG_ESHAPE, "%s: %lld labels for logits %s", who, (long long)n,
+			       tg_shape_fmt(logits->ndim, logits->shape, buf));
 	}
-	return tg_op_end(&cross_entropy_op, out, 1, &logits, NULL, 0, aux);
+	int64_t rows = logits->shape[0], k = logits->shape[1];
+	int64_t *saved = tg_arena_alloc(ctx, (size_t)rows * sizeof *saved);
+	if (!saved)
+		return NULL;
+	for (int64_t r = 0; r < rows; r++) {
+		if (labels[r] < 0 || labels[r] >= k)
+			return tg_fail(ctx, TG_EARG, "%s: labels[%lld] = %d is outside [0, %lld)",
+				       who, (long long)r, (int)labels[r], (long long)k);
+		saved[r] = labels[r];
+	}
+	return cross_entropy(ctx, who, logits, saved);
 }
 
 /* ---- cross_entropy_backward: out = (softmax(x) - onehot(labels)) dout / N ------------- */
@@ -200,7 +220,7 @@ tg_tensor *tg_cross_entropy(tg_tensor *logits, const int32_t *labels)
  * dx = softmax's rule applied to h = g dout / N, that is p (h - sum(h p)). */
 
 #define CE_BACKWARD_KERNEL(name, T, EXP)                                                  \
-	static void name(const T *X, const int32_t *labels, T dout, T *O, size_t rows,     \
+	static void name(const T *X, const int64_t *labels, T dout, T *O, size_t rows,     \
 			 size_t k)                                                          \
 	{                                                                                 \
 		const T inv_n = (T)(1.0 / (double)rows);                                  \
@@ -226,24 +246,11 @@ CE_BACKWARD_KERNEL(ce_backward_f32, float, expf)
 
 static const tg_op cross_entropy_backward_op;
 
-tg_tensor *tg_cross_entropy_backward(tg_tensor *dout, tg_tensor *logits, const int32_t *labels)
+/* The fused gradient with checked labels (N) in the step arena. */
+static tg_tensor *ce_backward_checked(const char *who, tg_tensor *dout, tg_tensor *logits,
+				      const int64_t *labels)
 {
-	static const char who[] = "tg_cross_entropy_backward";
-	tg_tensor *in[2] = { dout, logits };
-	tg_ctx *ctx = tg_op_begin(who, 2, in);
-	if (!ctx)
-		return NULL;
-	if (!labels)
-		return tg_fail(ctx, TG_ENULL, "%s: labels is NULL", who);
-	char sd[TG_SHAPE_STR], sx[TG_SHAPE_STR];
-	if (dout->numel != 1 || logits->ndim != 2)
-		return tg_fail(ctx, TG_ESHAPE,
-			       "%s: dout %s must have one element and logits %s must be (N,K)",
-			       who, tg_shape_fmt(dout->ndim, dout->shape, sd),
-			       tg_shape_fmt(logits->ndim, logits->shape, sx));
 	size_t rows = (size_t)logits->shape[0], k = (size_t)logits->shape[1];
-	if (!labels_ok(ctx, who, labels, rows, k))
-		return NULL;
 	tg_tensor *out = tg_tensor_like(logits, who);
 	if (!out)
 		return NULL;
@@ -253,13 +260,44 @@ tg_tensor *tg_cross_entropy_backward(tg_tensor *dout, tg_tensor *logits, const i
 	else
 		ce_backward_f32(logits->data, labels, *(const float *)dout->data, out->data,
 				rows, k);
-	const void *aux = NULL;
-	if (ctx->grad_enabled && (dout->requires_grad || logits->requires_grad)) {
-		aux = tg_save_aux(ctx, labels, rows * sizeof *labels);
-		if (!aux)
-			return NULL;
+	tg_tensor *in[2] = { dout, logits };
+	return tg_op_end(&cross_entropy_backward_op, out, 2, in, NULL, 0, labels);
+}
+
+/* Checks dout and logits for who; the context, or NULL after recording why. */
+static tg_ctx *ce_backward_begin(const char *who, tg_tensor *dout, tg_tensor *logits)
+{
+	tg_tensor *in[2] = { dout, logits };
+	tg_ctx *ctx = tg_op_begin(who, 2, in);
+	if (!ctx)
+		return NULL;
+	if (dout->numel != 1 || logits->ndim != 2) {
+		char sd[TG_SHAPE_STR], sx[TG_SHAPE_STR];
+		return tg_fail(ctx, TG_ESHAPE,
+			       "%s: dout %s must have one element and logits %s must be (N,K)",
+			       who, tg_shape_fmt(dout->ndim, dout->shape, sd),
+			       tg_shape_fmt(logits->ndim, logits->shape, sx));
 	}
-	return tg_op_end(&cross_entropy_backward_op, out, 2, in, NULL, 0, aux);
+	return ctx;
+}
+
+/* cross_entropy's rule: labels are the node's checked copy. */
+static tg_tensor *ce_backward(tg_tensor *dout, tg_tensor *logits, const int64_t *labels)
+{
+	static const char who[] = "tg_cross_entropy_backward";
+	tg_ctx *ctx = ce_backward_begin(who, dout, logits);
+	return ctx ? ce_backward_checked(who, dout, logits, labels) : NULL;
+}
+
+tg_tensor *tg_cross_entropy_backward(tg_tensor *dout, tg_tensor *logits, const tg_tensor *labels)
+{
+	static const char who[] = "tg_cross_entropy_backward";
+	tg_ctx *ctx = ce_backward_begin(who, dout, logits);
+	if (!ctx)
+		return NULL;
+	const int64_t *saved =
+		tg_indices(ctx, who, "labels", labels, logits->shape[0], false, logits->shape[1]);
+	return saved ? ce_backward_checked(who, dout, logits, saved) : NULL;
 }
 
 static void cross_entropy_backward_backward(tg_node *n, tg_tensor *g)
@@ -269,7 +307,7 @@ static void cross_entropy_backward_backward(tg_node *n, tg_tensor *g)
 	double inv_n = 1.0 / (double)rows;
 	tg_tensor *p = tg_softmax(x);
 	if (tg_node_needs_grad(n, 0)) {
-		tg_tensor *onehot = tg_one_hot(x->ctx, x->dtype, n->aux, rows, k); /* constant */
+		tg_tensor *onehot = tg_one_hot_of(x->ctx, x->dtype, n->aux, rows, k); /* constant */
 		tg_tensor *dd = tg_mul_scalar(tg_sum(tg_mul(g, tg_sub(p, onehot))), inv_n);
 		tg_node_grad(n, 0, tg_reshape(dd, dout->ndim, dout->shape));
 	}

@@ -283,7 +283,7 @@ static NOINLINE int train(tg_ctx *ctx, const tg_dataset *ds, const train_spec *s
 			continue; /* the end of an epoch; the next call starts one */
 		if (it == WARM)
 			mark_warm();
-		tg_tensor *loss = tg_cross_entropy(tg_mlp_forward(net, batch.x), batch.y);
+		tg_tensor *loss = tg_cross_entropy_i32(tg_mlp_forward(net, batch.x), batch.y, batch.n);
 		tg_optim_zero_grad(opt);
 		tg_backward(loss);
 		tg_optim_step(opt);

@@ -49,7 +49,7 @@ static int train_step(tg_ctx *ctx, tg_mlp *net, tg_optim *opt)
 {
 	static const int32_t labels[N] = { 0, 1, 2, 0, 1, 2, 0, 1 };
 	tg_tensor *x = tg_randn(ctx, TG_F32, SHAPE(N, D), 0, 1);
-	tg_tensor *loss = tg_cross_entropy(tg_mlp_forward(net, x), labels);
+	tg_tensor *loss = tg_cross_entropy_i32(tg_mlp_forward(net, x), labels, N);
 	int rc = tg_backward(loss);
 	if (rc == 0)
 		rc = tg_optim_step(opt);

@@ -268,7 +268,7 @@ static void softmax_cross_entropy_gradient_is_y_minus_t_over_n(void **state)
 	assert_values(tg_grad(x), want_grad, 12, 1e-12);
 	/* integer labels through the fused op */
 	tg_zero_grad(x);
-	loss = tg_cross_entropy(x, LABELS);
+	loss = tg_cross_entropy_i32(x, LABELS, 3);
 	assert_near(tg_item(loss), want_loss, 1e-12);
 	assert_int_equal(tg_backward(loss), 0);
 	assert_values(tg_grad(x), want_grad, 12, 1e-12);
@@ -307,7 +307,7 @@ static tg_tensor *soft_ce_fn(tg_tensor *const *in, void *user)
 static tg_tensor *ce_fn(tg_tensor *const *in, void *user)
 {
 	(void)user;
-	return tg_cross_entropy(in[0], LABELS);
+	return tg_cross_entropy_i32(in[0], LABELS, 3);
 }
 
 static void softmax_cross_entropy_gradients_match_central_differences(void **state)
@@ -803,7 +803,7 @@ static void mlp_evaluation_is_deterministic_and_training_is_not(void **state)
 	assert_non_null(tg_mlp_forward(m, tg_randn(ctx, TG_F32, SHAPE(1, 6), 0, 1)));
 	/* and the whole thing trains: a backward reaches every parameter */
 	tg_mlp_train(m, true);
-	tg_tensor *loss = tg_cross_entropy(tg_mlp_forward(m, x), (int32_t[]){0, 1, 2, 0, 1});
+	tg_tensor *loss = tg_cross_entropy(tg_mlp_forward(m, x), tg_labels(ctx, 5, (int32_t[]){0, 1, 2, 0, 1}));
 	assert_int_equal(tg_backward(loss), 0);
 	size_t np;
 	tg_tensor *const *p = tg_mlp_params(m, &np);

@@ -87,37 +87,46 @@ static tg_tensor *f_matmul(tg_tensor *const *in, void *user)
 FN(transpose, tg_transpose(in[0]))
 FN(reshape, tg_reshape(in[0], TO(user)))
 
-/* Row indices repeat row 2, so gather's backward must add, not overwrite. */
+/* Indices repeat entry 2, so index_select's backward must add, not overwrite. */
 static const int32_t rows[] = { 2, 0, 2, 1 };
 static const int32_t picks[] = { 3, 0, 2, 1 };  /* one column per row */
 static const int32_t labels[] = { 1, 3, 0, 2 }; /* cross_entropy's classes */
 
-/* arg[0]: how many rows to take */
-FN(gather_rows, tg_gather_rows(in[0], rows, (int64_t)ARG(0)))
+/* The first n entries of v as an index tensor of in's context. */
+static tg_tensor *first(tg_tensor *in, const int32_t *v, int64_t n)
+{
+	return tg_labels(tg_ctx_of(in), n, v);
+}
 
-/* scatter_rows has no public function: it is gather_rows' backward. Its
- * value for src is the gradient of sum(gather_rows(z, rows) * src) for a
- * zero z of shape to, taken with history (TG_CREATE_GRAPH). */
-static tg_tensor *f_scatter_rows(tg_tensor *const *in, void *user)
+/* arg[0]: the axis, arg[1]: how many of rows to take */
+FN(index_select, tg_index_select(in[0], (int)ARG(0), first(in[0], rows, (int64_t)ARG(1))))
+
+/* index_add has no public function: it is index_select's backward. Its
+ * value for src is the gradient of sum(index_select(z, axis, rows) * src)
+ * for a zero z of shape to, taken with history (TG_CREATE_GRAPH). arg[0]:
+ * the axis. */
+static tg_tensor *f_index_add(tg_tensor *const *in, void *user)
 {
 	tg_tensor *src = in[0];
 	tg_ctx *ctx = tg_ctx_of(src);
 	if (!ctx)
 		return NULL;
+	int axis = (int)ARG(0);
 	tg_tensor *z = tg_set_requires_grad(tg_zeros(ctx, tg_dtype_of(src), TO(user)), true);
 	bool was = tg_set_grad_enabled(ctx, true);
-	tg_tensor *y = tg_gather_rows(z, rows, tg_dim(src, 0));
+	tg_tensor *y = tg_index_select(z, axis, first(src, rows, tg_dim(src, axis)));
 	int rc = tg_backward_ex(y, src, TG_CREATE_GRAPH);
 	tg_set_grad_enabled(ctx, was);
 	return rc ? NULL : tg_grad(z);
 }
 
-FN(pick, tg_pick(in[0], picks))
+FN(pick, tg_pick(in[0], first(in[0], picks, tg_dim(in[0], 0))))
 
 FN(softmax, tg_softmax(in[0]))
 FN(log_softmax, tg_log_softmax(in[0]))
-FN(cross_entropy, tg_cross_entropy(in[0], labels))
-FN(cross_entropy_backward, tg_cross_entropy_backward(in[0], in[1], labels))
+FN(cross_entropy, tg_cross_entropy(in[0], first(in[0], labels, tg_dim(in[0], 0))))
+FN(cross_entropy_backward,
+   tg_cross_entropy_backward(in[0], in[1], first(in[1], labels, tg_dim(in[1], 0))))
 
 /* arg[0]: eps */
 FN(batch_norm, tg_batch_norm(in[0], in[1], in[2], ARG(0), NULL, NULL))
@@ -235,17 +244,21 @@ const op_row op_table[] = {
 		 { .name = "(1,) to ()", .in = { SH(1) }, .to = SCALAR } } },
 
 	/* index.c */
-	{ .op = "gather_rows", .fn = f_gather_rows, .nin = 1, .gen = { GEN_ANY },
+	{ .op = "index_select", .fn = f_index_select, .nin = 1, .gen = { GEN_ANY },
 	  .twice = true,
-	  .v = { { .name = "(3,2) rows 2,0,2,1", .in = { SH(3, 2) }, .arg = { 4 } },
-		 { .name = "(3,) rows 2,0", .in = { SH(3) }, .arg = { 2 } },
-		 { .name = "(3,2,2) rows 2,0,2", .in = { SH(3, 2, 2) }, .arg = { 3 } } } },
-	{ .op = "scatter_rows", .fn = f_scatter_rows, .nin = 1, .gen = { GEN_ANY },
+	  .v = { { .name = "(3,2) axis 0 rows 2,0,2,1", .in = { SH(3, 2) }, .arg = { 0, 4 } },
+		 { .name = "(3,) axis 0 rows 2,0", .in = { SH(3) }, .arg = { 0, 2 } },
+		 { .name = "(3,2,2) axis 0 rows 2,0,2", .in = { SH(3, 2, 2) }, .arg = { 0, 3 } },
+		 { .name = "(2,3,2) axis 1 entries 2,0,2,1", .in = { SH(2, 3, 2) },
+		   .arg = { 1, 4 } },
+		 { .name = "(2,4) axis -1 entries 2,0,2", .in = { SH(2, 4) }, .arg = { -1, 3 } } } },
+	{ .op = "index_add", .fn = f_index_add, .nin = 1, .gen = { GEN_ANY },
 	  .twice = true,
-	  .v = { { .name = "(4,2) to rows 2,0,2,1 of (3,2)", .in = { SH(4, 2) }, .to = SH(3, 2) },
-		 { .name = "(2,) to rows 2,0 of (3,)", .in = { SH(2) }, .to = SH(3) },
-		 { .name = "(3,2,2) to rows 2,0,2 of (4,2,2)", .in = { SH(3, 2, 2) },
-		   .to = SH(4, 2, 2) } } },
+	  .v = { { .name = "(4,2) to rows 2,0,2,1 of (3,2)", .in = { SH(4, 2) }, .to = SH(3, 2),
+		   .arg = { 0 } },
+		 { .name = "(2,) to rows 2,0 of (3,)", .in = { SH(2) }, .to = SH(3), .arg = { 0 } },
+		 { .name = "(2,4,2) to axis 1 entries 2,0,2,1 of (2,3,2)", .in = { SH(2, 4, 2) },
+		   .to = SH(2, 3, 2), .arg = { 1 } } } },
 	{ .op = "pick", .fn = f_pick, .nin = 1, .gen = { GEN_ANY }, .twice = true,
 	  .v = { { .name = "(4,4) picks 3,0,2,1", .in = { SH(4, 4) } },
 		 { .name = "(1,5) pick 3", .in = { SH(1, 5) } } } },

@@ -458,24 +458,29 @@ static void expand_repeats_along_broadcast_axes(void **state)
 
 /* ---- indexing --------------------------------------------------------------------- */
 
+/* n labels from a literal, as an i32 index tensor */
+#define IDX(ctx, ...)                                                                    \
+	tg_labels(ctx, (int64_t)(sizeof((int32_t[]){ __VA_ARGS__ }) / sizeof(int32_t)),      \
+		  (int32_t[]){ __VA_ARGS__ })
+
 static void gather_rows_copies_the_indexed_rows(void **state)
 {
 	tg_ctx *ctx = *state;
 	for (int dt = TG_F32; dt <= TG_F64; dt++) {
 		tg_tensor *x = tg_from_f64(ctx, dt, SHAPE(3, 2),
 					   (double[]){ 10, 11, 20, 21, 30, 31 });
-		int32_t idx[4] = { 2, 0, 2, 1 };
-		tg_tensor *y = tg_gather_rows(x, idx, 4);
-		idx[0] = 0; /* the op keeps its own copy */
+		tg_tensor *idx = IDX(ctx, 2, 0, 2, 1);
+		tg_tensor *y = tg_gather_rows(x, idx);
+		((int32_t *)tg_data_mut(idx))[0] = 0; /* the op keeps its own copy */
 		assert_ctx_ok(ctx);
 		check_shape(y, SHAPE(4, 2));
 		check_values(y, (double[]){ 30, 31, 10, 11, 30, 31, 20, 21 }, 8, 0);
 	}
 	tg_tensor *v = tg_from_f64(ctx, TG_F64, SHAPE(3), (double[]){ 5, 6, 7 });
-	tg_tensor *g = tg_gather_rows(v, (int32_t[]){ 1, 1 }, 2);
+	tg_tensor *g = tg_gather_rows(v, tg_from_i64(ctx, SHAPE(2), (int64_t[]){ 1, 1 }));
 	check_shape(g, SHAPE(2));
 	check_values(g, (double[]){ 6, 6 }, 2, 0);
-	tg_tensor *t = tg_gather_rows(iota_234(ctx, TG_F64), (int32_t[]){ 1 }, 1);
+	tg_tensor *t = tg_gather_rows(iota_234(ctx, TG_F64), IDX(ctx, 1));
 	check_shape(t, SHAPE(1, 3, 4));
 	assert_near(tg_get(t, 0), 12, 0);
 	assert_near(tg_get(t, 11), 23, 0);
@@ -486,7 +491,7 @@ static void gather_rows_gradient_adds_repeated_rows(void **state)
 {
 	tg_ctx *ctx = *state;
 	tg_tensor *x = tg_param(tg_zeros(ctx, TG_F64, SHAPE(3, 2)));
-	tg_tensor *y = tg_gather_rows(x, (int32_t[]){ 2, 0, 2 }, 3);
+	tg_tensor *y = tg_gather_rows(x, IDX(ctx, 2, 0, 2));
 	tg_tensor *w = tg_from_f64(ctx, TG_F64, SHAPE(3, 2), (double[]){ 1, 2, 3, 4, 5, 6 });
 	assert_int_equal(tg_backward(tg_sum(tg_mul(y, w))), 0);
 	/* row 0 gets w's row 1, row 2 gets rows 0 and 2 added, row 1 nothing */
@@ -497,17 +502,77 @@ static void gather_rows_rejects_an_index_out_of_range(void **state)
 {
 	tg_ctx *ctx = *state;
 	tg_tensor *x = tg_zeros(ctx, TG_F64, SHAPE(10, 2));
-	assert_null(tg_gather_rows(x, (int32_t[]){ 0, 1, 2, 12 }, 4));
-	assert_error(ctx, TG_EARG, "tg_gather_rows: idx[3] = 12 is outside [0, 10)");
+	assert_null(tg_gather_rows(x, IDX(ctx, 0, 1, 2, 12)));
+	assert_error(ctx, TG_EARG, "tg_index_select: idx[3] = 12 is outside [0, 10)");
 	tg_clear_error(ctx);
-	assert_null(tg_gather_rows(x, (int32_t[]){ -1 }, 1));
+	assert_null(tg_gather_rows(x, IDX(ctx, -1)));
 	assert_error(ctx, TG_EARG, "idx[0] = -1 is outside [0, 10)");
 	tg_clear_error(ctx);
-	assert_null(tg_gather_rows(x, NULL, 4));
-	assert_error(ctx, TG_ENULL, "tg_gather_rows: idx is NULL");
+	assert_null(tg_gather_rows(x, NULL));
+	assert_error(ctx, TG_ENULL, "tg_index_select: idx is NULL");
 	tg_clear_error(ctx);
-	assert_null(tg_gather_rows(x, (int32_t[]){ 0 }, 0));
-	assert_error(ctx, TG_EARG, "tg_gather_rows");
+	assert_null(tg_gather_rows(x, tg_zeros(ctx, TG_F64, SHAPE(2))));
+	assert_error(ctx, TG_EDTYPE, "tg_index_select: idx is f64 (2,); an index tensor is i32");
+	tg_clear_error(ctx);
+	assert_null(tg_gather_rows(x, tg_zeros(ctx, TG_I32, SHAPE(2, 2))));
+	assert_error(ctx, TG_ESHAPE, "tg_index_select: idx is (2,2); expected one dimension");
+}
+
+static void index_select_takes_entries_along_any_axis(void **state)
+{
+	tg_ctx *ctx = *state;
+	for (int dt = TG_F32; dt <= TG_F64; dt++) {
+		tg_tensor *x = iota_234(ctx, dt); /* x[i,j,k] = 12 i + 4 j + k */
+		tg_tensor *y = tg_index_select(x, 1, IDX(ctx, 2, 2, 0));
+		check_shape(y, SHAPE(2, 3, 4));
+		for (int i = 0; i < 2; i++)
+			for (int j = 0; j < 3; j++)
+				for (int k = 0; k < 4; k++) {
+					int src = (int[]){ 2, 2, 0 }[j];
+					assert_near(tg_get(y, (size_t)(12 * i + 4 * j + k)),
+						    12 * i + 4 * src + k, 0);
+				}
+		tg_tensor *z = tg_index_select(x, -1, IDX(ctx, 3, 0));
+		check_shape(z, SHAPE(2, 3, 2));
+		check_values(z, (double[]){ 3, 0, 7, 4, 11, 8, 15, 12, 19, 16, 23, 20 }, 12, 0);
+	}
+	assert_ctx_ok(ctx);
+	assert_null(tg_index_select(iota_234(ctx, TG_F64), 3, IDX(ctx, 0)));
+	assert_error(ctx, TG_EARG, "tg_index_select: axis 3 is out of range for x (2,3,4)");
+	tg_clear_error(ctx);
+	assert_null(tg_index_select(iota_234(ctx, TG_F64), 1, IDX(ctx, 0, 3)));
+	assert_error(ctx, TG_EARG, "tg_index_select: idx[1] = 3 is outside [0, 3)");
+}
+
+static void index_select_gradient_accumulates_along_the_axis(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *x = tg_param(tg_zeros(ctx, TG_F64, SHAPE(2, 3)));
+	tg_tensor *y = tg_index_select(x, 1, IDX(ctx, 1, 1, 0, 1));
+	tg_tensor *w = tg_from_f64(ctx, TG_F64, SHAPE(2, 4), (double[]){ 1, 2, 3, 4, 5, 6, 7, 8 });
+	assert_int_equal(tg_backward(tg_sum(tg_mul(y, w))), 0);
+	/* column 1 gets w's columns 0, 1 and 3; column 0 gets column 2 */
+	check_values(tg_grad(x), (double[]){ 3, 7, 0, 7, 19, 0 }, 6, 0);
+}
+
+static void embedding_looks_up_rows_for_indices_of_any_shape(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *table = tg_param(tg_from_f64(ctx, TG_F64, SHAPE(4, 2),
+						(double[]){ 0, 1, 10, 11, 20, 21, 30, 31 }));
+	tg_tensor *idx = tg_from_i32(ctx, SHAPE(2, 3), (int32_t[]){ 3, 0, 3, 1, 1, 3 });
+	tg_tensor *e = tg_embedding(table, idx);
+	assert_ctx_ok(ctx);
+	check_shape(e, SHAPE(2, 3, 2));
+	check_values(e, (double[]){ 30, 31, 0, 1, 30, 31, 10, 11, 10, 11, 30, 31 }, 12, 0);
+	/* each use of a row adds its upstream gradient: row 3 three times */
+	assert_int_equal(tg_backward(tg_sum(e)), 0);
+	check_values(tg_grad(table), (double[]){ 1, 1, 2, 2, 0, 0, 3, 3 }, 8, 0);
+	assert_null(tg_embedding(table, IDX(ctx, 4)));
+	assert_error(ctx, TG_EARG, "tg_embedding: idx[0] = 4 is outside [0, 4)");
+	tg_clear_error(ctx);
+	assert_null(tg_embedding(tg_zeros(ctx, TG_F64, SHAPE(4)), IDX(ctx, 0)));
+	assert_error(ctx, TG_ESHAPE, "tg_embedding: table is (4,); expected (V,D)");
 }
 
 static void pick_takes_one_element_per_row(void **state)
@@ -515,7 +580,7 @@ static void pick_takes_one_element_per_row(void **state)
 	tg_ctx *ctx = *state;
 	for (int dt = TG_F32; dt <= TG_F64; dt++) {
 		tg_tensor *x = tg_from_f64(ctx, dt, SHAPE(3, 2), (double[]){ 1, 2, 3, 4, 5, 6 });
-		tg_tensor *y = tg_pick(x, (int32_t[]){ 1, 0, 1 });
+		tg_tensor *y = tg_pick(x, IDX(ctx, 1, 0, 1));
 		assert_ctx_ok(ctx);
 		check_shape(y, SHAPE(3));
 		check_values(y, (double[]){ 2, 3, 6 }, 3, 0);
@@ -526,7 +591,7 @@ static void pick_gradient_is_one_hot_times_dout(void **state)
 {
 	tg_ctx *ctx = *state;
 	tg_tensor *x = tg_param(tg_zeros(ctx, TG_F64, SHAPE(2, 3)));
-	tg_tensor *y = tg_pick(x, (int32_t[]){ 2, 0 });
+	tg_tensor *y = tg_pick(x, IDX(ctx, 2, 0));
 	tg_tensor *w = tg_from_f64(ctx, TG_F64, SHAPE(2), (double[]){ 5, 7 });
 	assert_int_equal(tg_backward(tg_sum(tg_mul(y, w))), 0);
 	check_values(tg_grad(x), (double[]){ 0, 0, 5, 7, 0, 0 }, 6, 0);
@@ -536,29 +601,116 @@ static void pick_rejects_an_index_out_of_range(void **state)
 {
 	tg_ctx *ctx = *state;
 	tg_tensor *x = tg_zeros(ctx, TG_F32, SHAPE(5, 10));
-	assert_null(tg_pick(x, (int32_t[]){ 0, 1, 2, 12, 3 }));
+	assert_null(tg_pick(x, IDX(ctx, 0, 1, 2, 12, 3)));
 	assert_error(ctx, TG_EARG, "tg_pick: idx[3] = 12 is outside [0, 10)");
 	tg_clear_error(ctx);
-	assert_null(tg_pick(tg_zeros(ctx, TG_F32, SHAPE(5)), (int32_t[]){ 0 }));
+	assert_null(tg_pick(tg_zeros(ctx, TG_F32, SHAPE(5)), IDX(ctx, 0)));
 	assert_error(ctx, TG_ESHAPE, "tg_pick: x is (5,)");
+}
+
+/* A label tensor shorter than the batch is a shape error before any read:
+ * under ASan, a read past its end would abort the test. */
+static void a_short_label_tensor_is_a_shape_error(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *logits = tg_zeros(ctx, TG_F64, SHAPE(5, 3));
+	assert_null(tg_cross_entropy(logits, IDX(ctx, 0, 1, 2)));
+	assert_error(ctx, TG_ESHAPE, "tg_cross_entropy: labels (3,) has 3 entries; expected 5");
+	tg_clear_error(ctx);
+	assert_null(tg_pick(logits, IDX(ctx, 0)));
+	assert_error(ctx, TG_ESHAPE, "tg_pick: idx (1,) has 1 entries; expected 5");
+	tg_clear_error(ctx);
+	assert_null(tg_nll(logits, IDX(ctx, 0, 1)));
+	assert_error(ctx, TG_ESHAPE, "tg_nll: idx (2,) has 2 entries; expected 5");
+	tg_clear_error(ctx);
+	assert_null(tg_cross_entropy_i32(logits, (int32_t[]){ 0, 1 }, 2));
+	assert_error(ctx, TG_ESHAPE, "tg_cross_entropy_i32: 2 labels for logits (5,3)");
+	tg_clear_error(ctx);
+	assert_null(tg_cross_entropy_backward(tg_scalar(ctx, TG_F64, 1), logits, IDX(ctx, 1)));
+	assert_error(ctx, TG_ESHAPE, "tg_cross_entropy_backward: labels (1,) has 1 entries");
+	tg_clear_error(ctx);
+	assert_null(tg_cross_entropy(logits, tg_zeros(ctx, TG_F32, SHAPE(5))));
+	assert_error(ctx, TG_EDTYPE, "tg_cross_entropy: labels is f32 (5,)");
+	tg_clear_error(ctx);
+	assert_null(tg_cross_entropy(logits, IDX(ctx, 0, 1, 2, 3, 0)));
+	assert_error(ctx, TG_EARG, "tg_cross_entropy: labels[3] = 3 is outside [0, 3)");
+}
+
+static void nll_of_log_softmax_is_cross_entropy(void **state)
+{
+	tg_ctx *ctx = *state;
+	double v[6] = { 0.5, -1, 2, 0.25, 3, -2 };
+	tg_tensor *x = tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2, 3), v));
+	tg_tensor *labels = tg_from_i64(ctx, SHAPE(2), (int64_t[]){ 2, 1 });
+	double ce = tg_item(tg_cross_entropy(x, labels));
+	tg_tensor *nll = tg_nll(tg_log_softmax(x), labels);
+	/* by hand: ln sum e^x - x[label], averaged */
+	double want = 0;
+	for (int r = 0; r < 2; r++) {
+		double s = 0;
+		for (int j = 0; j < 3; j++)
+			s += exp(v[3 * r + j]);
+		want += log(s) - v[3 * r + (r ? 1 : 2)];
+	}
+	want /= 2;
+	assert_near(tg_item(nll), want, 1e-15);
+	assert_near(ce, want, 1e-15);
+	assert_int_equal(tg_backward(nll), 0);
+	/* d/dx = (softmax - onehot) / 2 */
+	for (int r = 0; r < 2; r++) {
+		double s = 0;
+		for (int j = 0; j < 3; j++)
+			s += exp(v[3 * r + j]);
+		for (int j = 0; j < 3; j++) {
+			double want_g = (exp(v[3 * r + j]) / s - (j == (r ? 1 : 2))) / 2;
+			assert_near(tg_get(tg_grad(x), (size_t)(3 * r + j)), want_g, 1e-15);
+		}
+	}
+}
+
+static void index_tensors_never_require_a_gradient(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *idx = IDX(ctx, 1, 2);
+	assert_int_equal(tg_dtype_of(idx), TG_I32);
+	assert_near(tg_get(idx, 1), 2, 0);
+	assert_null(tg_set_requires_grad(idx, true));
+	assert_error(ctx, TG_EDTYPE, "tg_set_requires_grad: i32 (2,) is an index tensor");
+	tg_clear_error(ctx);
+	assert_null(tg_param(idx));
+	assert_error(ctx, TG_EDTYPE, "tg_param: i32 (2,) is an index tensor");
+	tg_clear_error(ctx);
+	assert_null(tg_add(idx, idx));
+	assert_error(ctx, TG_EDTYPE, "tg_add: argument 0 is an index tensor (i32 (2,))");
+	tg_clear_error(ctx);
+	assert_null(tg_full(ctx, TG_I64, SHAPE(2), 0.5));
+	assert_error(ctx, TG_EARG, "tg_full: value 0.5 (element 0) is not a whole number");
+	tg_clear_error(ctx);
+	assert_null(tg_randn(ctx, TG_I32, SHAPE(2), 0, 1));
+	assert_error(ctx, TG_EDTYPE, "tg_randn: dtype i32");
+	tg_clear_error(ctx);
+	tg_tensor *kept = tg_keep(tg_from_f64(ctx, TG_I64, SHAPE(3), (double[]){ 7, -1, 3e12 }));
+	assert_non_null(kept);
+	assert_near(tg_get(kept, 2), 3e12, 0);
+	assert_ctx_ok(ctx);
 }
 
 static void one_hot_sets_one_entry_per_row(void **state)
 {
 	tg_ctx *ctx = *state;
-	tg_tensor *h = tg_one_hot(ctx, TG_F32, (int32_t[]){ 2, 0 }, 2, 3);
+	tg_tensor *h = tg_one_hot(IDX(ctx, 2, 0), TG_F32, 3);
 	assert_ctx_ok(ctx);
 	check_shape(h, SHAPE(2, 3));
 	check_values(h, (double[]){ 0, 0, 1, 1, 0, 0 }, 6, 0);
 	assert_false(tg_requires_grad(h));
-	assert_null(tg_one_hot(ctx, TG_F64, (int32_t[]){ 0, 3 }, 2, 3));
+	assert_null(tg_one_hot(IDX(ctx, 0, 3), TG_F64, 3));
 	assert_error(ctx, TG_EARG, "tg_one_hot: labels[1] = 3 is outside [0, 3)");
 	tg_clear_error(ctx);
-	assert_null(tg_one_hot(ctx, TG_F64, NULL, 2, 3));
-	assert_error(ctx, TG_ENULL, "tg_one_hot: labels is NULL");
-	tg_clear_error(ctx);
-	assert_null(tg_one_hot(ctx, TG_F64, (int32_t[]){ 0 }, 1, 0));
+	assert_null(tg_one_hot(IDX(ctx, 0), TG_F64, 0));
 	assert_error(ctx, TG_EARG, "tg_one_hot");
+	tg_clear_error(ctx);
+	assert_null(tg_one_hot(IDX(ctx, 0), TG_I32, 2));
+	assert_error(ctx, TG_EDTYPE, "tg_one_hot: dtype i32");
 }
 
 /* ---- NULL in, NULL out -------------------------------------------------------------- */
@@ -567,7 +719,7 @@ static void every_op_here_returns_null_for_a_null_input(void **state)
 {
 	tg_ctx *ctx = *state;
 	tg_tensor *x = tg_zeros(ctx, TG_F64, SHAPE(2, 2));
-	int32_t idx[2] = { 0, 1 };
+	tg_tensor *idx = IDX(ctx, 0, 1);
 	assert_null(tg_sum(NULL));
 	assert_null(tg_mean(NULL));
 	assert_null(tg_max(NULL));
@@ -578,9 +730,13 @@ static void every_op_here_returns_null_for_a_null_input(void **state)
 	assert_null(tg_expand(NULL, SHAPE(2)));
 	assert_null(tg_transpose(NULL));
 	assert_null(tg_reshape(NULL, SHAPE(4)));
-	assert_null(tg_gather_rows(NULL, idx, 2));
+	assert_null(tg_gather_rows(NULL, idx));
+	assert_null(tg_index_select(NULL, 0, idx));
+	assert_null(tg_embedding(NULL, idx));
 	assert_null(tg_pick(NULL, idx));
-	assert_null(tg_one_hot(NULL, TG_F64, idx, 2, 2));
+	assert_null(tg_nll(NULL, idx));
+	assert_null(tg_cross_entropy(NULL, idx));
+	assert_null(tg_one_hot(NULL, TG_F64, 2));
 	assert_ctx_ok(ctx); /* no tensor, no context to blame */
 	assert_null(tg_matmul(x, NULL));
 	assert_error(ctx, TG_ENULL, "tg_matmul: argument 1 is NULL");
@@ -620,6 +776,12 @@ int main(void)
 		T(pick_gradient_is_one_hot_times_dout),
 		T(pick_rejects_an_index_out_of_range),
 		T(one_hot_sets_one_entry_per_row),
+		T(index_select_takes_entries_along_any_axis),
+		T(index_select_gradient_accumulates_along_the_axis),
+		T(embedding_looks_up_rows_for_indices_of_any_shape),
+		T(a_short_label_tensor_is_a_shape_error),
+		T(nll_of_log_softmax_is_cross_entropy),
+		T(index_tensors_never_require_a_gradient),
 		T(every_op_here_returns_null_for_a_null_input),
 #undef T
 	};

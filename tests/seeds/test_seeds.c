@@ -406,8 +406,8 @@ static void softmax_of_two_scores_and_the_loss_of_the_second(void **state)
 	tg_tensor *s = param(ctx, "scores", 2, (int64_t[]){ 1, 2 }, (double[]){ 2.3, -1.2 });
 	tg_tensor *e = tg_exp(s);
 	tg_tensor *p = tg_softmax(s);
-	tg_tensor *nll = tg_neg(tg_log(tg_pick(p, (int32_t[]){ 1 })));
-	tg_tensor *ce = tg_cross_entropy(s, (int32_t[]){ 1 });
+	tg_tensor *nll = tg_neg(tg_log(tg_pick(p, tg_labels(ctx, 1, (int32_t[]){ 1 }))));
+	tg_tensor *ce = tg_cross_entropy(s, tg_labels(ctx, 1, (int32_t[]){ 1 }));
 
 	CTX_OK(ctx);
 	VALUES("exp(scores)", e, 5e-3, 9.97, 0.30);
@@ -475,7 +475,7 @@ static void iris_cross_entropy_for_label_2(void **state)
 	tg_ctx *ctx = *state;
 	tg_tensor *W, *b;
 	tg_tensor *H = iris_scores(ctx, (double[]){ 1.123884, 0.319879, 0.844128 }, &W, &b);
-	tg_tensor *L = tg_cross_entropy(H, (int32_t[]){ 2 });
+	tg_tensor *L = tg_cross_entropy(H, tg_labels(ctx, 1, (int32_t[]){ 2 }));
 
 	assert_int_equal(tg_backward(L), 0);
 	CTX_OK(ctx);
@@ -503,7 +503,7 @@ static void svm_loss_of_three_images_is_2_9_and_0_and_12_9(void **state)
 	tg_tensor *S = param(ctx, "scores", 2, (int64_t[]){ 3, 3 },
 			     (double[]){ 3.2, 5.1, -1.7, 1.3, 4.9, 2.0, 2.2, 2.5, -3.1 });
 	const int32_t labels[3] = { 0, 1, 2 }; /* cat, car, frog */
-	tg_tensor *correct = tg_reshape(tg_pick(S, labels), 2, (int64_t[]){ 3, 1 });
+	tg_tensor *correct = tg_reshape(tg_pick(S, tg_labels(ctx, 3, labels)), 2, (int64_t[]){ 3, 1 });
 	tg_tensor *margins = tg_maximum(tg_add_scalar(tg_sub(S, correct), 1),
 					tg_scalar(ctx, TG_F64, 0));
 	tg_tensor *losses = tg_add_scalar(tg_sum_axis(margins, 1, false), -1);
