@@ -44,7 +44,6 @@ tg_ctx *tg_ctx_new_with(uint64_t seed, const tg_allocator *a)
 	ctx->grad_enabled = true;
 	ctx->threads = 1;
 	tg_seed(ctx, seed);
-	tg_blas_set_threads(1);
 	return ctx;
 }
 
@@ -114,12 +113,15 @@ void tg_set_threads(tg_ctx *ctx, int n)
 		return;
 	}
 	ctx->threads = n;
-	tg_blas_set_threads(n);
 }
 
-void tg_blas_set_threads(int n)
+/* OpenBLAS keeps one thread count for the process; each context's calls set
+ * it to their own count when it differs, so a context's setting holds for
+ * its own products whatever another context asked for. */
+void tg_blas_enter(const tg_ctx *ctx)
 {
-	openblas_set_num_threads(n);
+	if (openblas_get_num_threads() != ctx->threads)
+		openblas_set_num_threads(ctx->threads);
 }
 
 /* ---- errors -------------------------------------------------------------- */

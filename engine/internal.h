@@ -103,7 +103,10 @@ struct tg_ctx {
 /* A hot elementwise loop compiled twice, for baseline x86-64 and for AVX2
  * (vectors twice as wide), the one this CPU runs chosen once at load time.
  * AVX2 alone brings no FMA, so every element rounds as in the baseline. */
-#if defined(__x86_64__) && defined(__ELF__) && defined(__GLIBC__) && defined(__has_attribute)
+/* Not under ThreadSanitizer: the copies are chosen by resolvers that run
+ * before its runtime is ready. */
+#if defined(__x86_64__) && defined(__ELF__) && defined(__GLIBC__) && defined(__has_attribute) && \
+	!defined(__SANITIZE_THREAD__)
 #if __has_attribute(target_clones)
 #define TG_HOT_LOOP __attribute__((target_clones("avx2", "default")))
 #endif
@@ -248,6 +251,7 @@ bool tg_broadcast(const tg_tensor *a, const tg_tensor *b, tg_bcast *bc);
 
 /* ---- BLAS ------------------------------------------------------------------ */
 
-void tg_blas_set_threads(int n);
+/* Before every BLAS call: OpenBLAS runs with ctx's thread count. */
+void tg_blas_enter(const tg_ctx *ctx);
 
 #endif /* TG_INTERNAL_H */

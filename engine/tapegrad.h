@@ -93,7 +93,12 @@ TG_API bool tg_set_grad_enabled(tg_ctx *ctx, bool on); /* returns old value */
 TG_API bool tg_grad_enabled(const tg_ctx *ctx);
 TG_API void tg_set_anomaly(tg_ctx *ctx, bool on); /* NaN/Inf checks, every op */
 TG_API void tg_set_abort_on_error(tg_ctx *ctx, bool on); /* for debuggers */
-TG_API void tg_set_threads(tg_ctx *ctx, int n);   /* BLAS threads, default 1 */
+/* BLAS threads for this context's products, default 1. OpenBLAS holds one
+ * count per process: each product sets it to its context's count when it
+ * differs, so contexts used from one thread each get their own setting.
+ * Contexts used from several threads at once should all keep 1 (the
+ * default), so that no call changes it while another runs. */
+TG_API void tg_set_threads(tg_ctx *ctx, int n);
 TG_API int tg_threads(const tg_ctx *ctx);
 TG_API void tg_set_arena_limit(tg_ctx *ctx, size_t bytes); /* 0: no limit */
 TG_API size_t tg_arena_used(const tg_ctx *ctx);  /* bytes in this step */

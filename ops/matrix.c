@@ -70,6 +70,7 @@ static tg_tensor *matmul(const char *who, tg_tensor *a, bool ta, tg_tensor *b, b
 	enum CBLAS_TRANSPOSE fa = ta ? CblasTrans : CblasNoTrans;
 	enum CBLAS_TRANSPOSE fb = tb ? CblasTrans : CblasNoTrans;
 	int lda = (int)a->shape[1], ldb = (int)b->shape[1];
+	tg_blas_enter(ctx);
 	if (a->dtype == TG_F64)
 		cblas_dgemm(CblasRowMajor, fa, fb, (int)N, (int)M, (int)K, 1.0, a->data, lda,
 			    b->data, ldb, 0.0, out->data, (int)M);
