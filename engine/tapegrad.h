@@ -338,6 +338,21 @@ TG_API tg_tensor *tg_nll(tg_tensor *logp, const tg_tensor *labels);
 TG_API tg_tensor *tg_cross_entropy_backward(tg_tensor *dout, tg_tensor *logits,
 					    const tg_tensor *labels);
 
+/* ---- ops: losses (mean over all elements -> scalar) -------------------- */
+/* pred and target must have one shape: a loss never broadcasts. Either may
+ * need a gradient; d target = -d pred except for bce. n = numel, d = pred - target. */
+
+TG_API tg_tensor *tg_mse(tg_tensor *pred, tg_tensor *target); /* mean d^2; d pred = dout 2d / n */
+/* mean |d|; d pred = dout sign(d) / n, 0 at d = 0 */
+TG_API tg_tensor *tg_l1(tg_tensor *pred, tg_tensor *target);
+/* mean(|d| <= delta ? d^2 / 2 : delta (|d| - delta / 2)), delta > 0 (PyTorch's
+ * HuberLoss); d pred = dout clamp(d, -delta, delta) / n. */
+TG_API tg_tensor *tg_huber(tg_tensor *pred, tg_tensor *target, double delta);
+/* Binary cross-entropy of sigmoid(logits) against targets in [0, 1] (soft
+ * targets allowed; others are TG_EARG): mean(max(x, 0) - x t + ln(1 + e^-|x|)),
+ * finite for any logits. d logits = dout (sigmoid(x) - t) / n, d targets = -dout x / n. */
+TG_API tg_tensor *tg_bce_with_logits(tg_tensor *logits, tg_tensor *targets);
+
 /* ---- ops: normalisation ------------------------------------------------- */
 
 /* Batch norm of the columns of x (N,D), N >= 2, with the batch's mean and
@@ -351,6 +366,16 @@ TG_API tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta,
 /* gamma / sqrt(var + eps) / N * (N dout - sum dout - xhat sum(dout xhat)):
  * batch norm's gradient for x as one fused op. */
 TG_API tg_tensor *tg_batch_norm_backward(tg_tensor *dout, tg_tensor *x, tg_tensor *gamma,
+					 double eps);
+/* Layer norm of each row of x (..., D), ndim >= 1, over its last axis with the
+ * row's mean and biased variance: y = (x - mean) / sqrt(var + eps) * gamma +
+ * beta; gamma and beta (D) are both required (ones and zeros for a plain
+ * normalisation), eps > 0. dx = tg_layer_norm_backward(dout, x, gamma, eps),
+ * dgamma = sum(dout xhat), dbeta = sum(dout) over the rows. step */
+TG_API tg_tensor *tg_layer_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double eps);
+/* inv_std (a - mean(a) - xhat mean(a xhat)) per row, a = dout gamma: layer
+ * norm's gradient for x as one fused op. */
+TG_API tg_tensor *tg_layer_norm_backward(tg_tensor *dout, tg_tensor *x, tg_tensor *gamma,
 					 double eps);
 
 #ifdef __cplusplus

@@ -1,14 +1,18 @@
 /*
- * norm.c - batch normalisation as one fused op, and its fused backward.
+ * norm.c - batch and layer normalisation as fused ops, and their fused
+ * backwards.
  *
  * batch_norm normalises each column of x with the batch's mean and biased
  * variance, then scales by gamma and shifts by beta: three passes over x
  * forward and two backward, where the same maths made of mean_axis, sub,
- * mul, sqrt and div takes about ten and twenty. batch_norm_backward, the
- * gradient for x, is an op of its own so that it can be recorded; the rules
- * of both are written with ops. Column sums are accumulated in double.
- * Shapes: N = batch (at least 2), D = features; x, y, dout, dx are (N,D),
- * gamma, beta and the statistics (D).
+ * mul, sqrt and div takes about ten and twenty. layer_norm does the same
+ * along the last axis: each row with its own statistics. The gradients for
+ * x, batch_norm_backward and layer_norm_backward, are ops of their own so
+ * that they can be recorded; the rules of all four are written with ops.
+ * Sums are accumulated in double.
+ * Shapes: batch norm: N = batch (at least 2), D = features; x, y, dout, dx
+ * are (N,D), gamma, beta and the statistics (D). Layer norm: x (..., D) seen
+ * as (R,D), R rows; gamma, beta (D), the statistics (R).
  */
 #include "internal.h"
 
@@ -321,4 +325,281 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 	else
 		forward_f32(x->data, st, gamma->data, beta->data, n, d, y->data);
 	return tg_op_end(&batch_norm_op, y, 3, in, &eps, 1, st);
+}
+
+/* ==== layer norm: each row of x (..., D) normalised over its last axis ==================== */
+
+/* ---- the row kernels --------------------------------------------------------------------- */
+/* The statistics of the R rows are kept in x's dtype, mean (R) then inv_std
+ * (R), so that every pass computes xhat = (x - mean) * inv_std to the same
+ * bits. */
+
+#define LAYER_NORM_KERNELS(T, sfx)                                                      \
+	/* st = mean, inv_std = 1 / sqrt(var + eps) of each row; var biased */          \
+	static void row_stats_##sfx(const T *X, size_t r, size_t d, double eps, T *st)  \
+	{                                                                               \
+		T *mean = st, *inv_std = st + r;                                        \
+		for (size_t i = 0; i < r; i++, X += d) {                                \
+			double s = 0, v = 0;                                            \
+			for (size_t j = 0; j < d; j++)                                  \
+				s += X[j];                                              \
+			mean[i] = (T)(s / (double)d);                                   \
+			for (size_t j = 0; j < d; j++) {                                \
+				double c = X[j] - mean[i];                              \
+				v += c * c;                                             \
+			}                                                               \
+			inv_std[i] = (T)(1 / sqrt(v / (double)d + eps));                \
+		}                                                                       \
+	}                                                                               \
+                                                                                        \
+	/* Y = xhat * G + B */                                                          \
+	TG_HOT_LOOP                                                                     \
+	static void row_forward_##sfx(const T *X, const T *st, const T *G, const T *B,  \
+				      size_t r, size_t d, T *restrict Y)                \
+	{                                                                               \
+		const T *mean = st, *inv_std = st + r;                                  \
+		for (size_t i = 0; i < r; i++)                                          \
+			for (size_t j = 0; j < d; j++)                                  \
+				Y[i * d + j] =                                          \
+				    (X[i * d + j] - mean[i]) * inv_std[i] * G[j] + B[j]; \
+	}                                                                               \
+                                                                                        \
+	/* DX = inv_std (a - mean(a) - xhat mean(a xhat)) per row, a = dout * G */      \
+	static void row_dx_##sfx(const T *DOUT, const T *X, const T *st, const T *G,    \
+				 size_t r, size_t d, T *restrict DX)                    \
+	{                                                                               \
+		const T *mean = st, *inv_std = st + r;                                  \
+		for (size_t i = 0; i < r; i++, X += d, DOUT += d, DX += d) {            \
+			double sa = 0, saxh = 0;                                        \
+			for (size_t j = 0; j < d; j++) {                                \
+				T xh = (X[j] - mean[i]) * inv_std[i];                   \
+				T a = DOUT[j] * G[j];                                   \
+				sa += a;                                                \
+				saxh += (double)a * xh;                                 \
+			}                                                               \
+			T ma = (T)(sa / (double)d), maxh = (T)(saxh / (double)d);       \
+			for (size_t j = 0; j < d; j++) {                                \
+				T xh = (X[j] - mean[i]) * inv_std[i];                   \
+				DX[j] = inv_std[i] * (DOUT[j] * G[j] - ma - xh * maxh); \
+			}                                                               \
+		}                                                                       \
+	}                                                                               \
+                                                                                        \
+	/* sums = the column sums over the rows of dout (D), then of dout * xhat (D) */ \
+	static void row_sums_##sfx(const T *DOUT, const T *X, const T *st, size_t r,    \
+				   size_t d, double *sums)                              \
+	{                                                                               \
+		const T *mean = st, *inv_std = st + r;                                  \
+		memset(sums, 0, 2 * d * sizeof *sums);                                  \
+		for (size_t i = 0; i < r; i++)                                          \
+			for (size_t j = 0; j < d; j++) {                                \
+				T dy = DOUT[i * d + j];                                 \
+				T xh = (X[i * d + j] - mean[i]) * inv_std[i];           \
+				sums[j] += dy;                                          \
+				sums[d + j] += (double)dy * xh;                         \
+			}                                                               \
+	}
+
+LAYER_NORM_KERNELS(double, f64)
+LAYER_NORM_KERNELS(float, f32)
+
+/* ---- checking arguments and the statistics ---------------------------------------------- */
+
+/* x has a last axis (D), each of cols is (D), eps positive; else records why.
+ * names[i] names cols[i] in the message. */
+static bool row_shapes_ok(tg_ctx *ctx, const char *who, const tg_tensor *x, int ncols,
+			  tg_tensor *const *cols, const char *const *names, double eps)
+{
+	char xs[TG_SHAPE_STR], cs[TG_SHAPE_STR];
+	if (x->ndim < 1) {
+		tg_fail(ctx, TG_ESHAPE, "%s: x is a scalar (); it needs a last axis to normalise",
+			who);
+		return false;
+	}
+	int64_t d = x->shape[x->ndim - 1];
+	for (int i = 0; i < ncols; i++)
+		if (cols[i]->ndim != 1 || cols[i]->shape[0] != d) {
+			tg_fail(ctx, TG_ESHAPE, "%s: x %s: %s %s must be (%lld,), x's last axis",
+				who, tg_shape_fmt(x->ndim, x->shape, xs), names[i],
+				tg_shape_fmt(cols[i]->ndim, cols[i]->shape, cs), (long long)d);
+			return false;
+		}
+	if (!(eps > 0 && isfinite(eps))) {
+		tg_fail(ctx, TG_EARG, "%s: eps = %g must be positive and finite", who, eps);
+		return false;
+	}
+	return true;
+}
+
+/* x's rows R and their length D */
+static size_t row_len(const tg_tensor *x) { return (size_t)x->shape[x->ndim - 1]; }
+static size_t row_count(const tg_tensor *x) { return x->numel / row_len(x); }
+
+/* The statistics of x's rows (mean, then inv_std: 2 R values of its dtype)
+ * in the step arena, or NULL. */
+static void *row_statistics(tg_ctx *ctx, const tg_tensor *x, double eps)
+{
+	size_t r = row_count(x), d = row_len(x);
+	void *st = tg_arena_alloc(ctx, 2 * r * tg_dtype_size(x->dtype));
+	if (!st)
+		return NULL;
+	if (x->dtype == TG_F64)
+		row_stats_f64(x->data, r, d, eps, st);
+	else
+		row_stats_f32(x->data, r, d, eps, st);
+	return st;
+}
+
+/* xhat = (x - mean) * inv_std along the last axis made of ops, so that it
+ * carries x's history; *inv_std (..., 1) likewise. */
+static tg_tensor *normalized_rows(tg_tensor *x, double eps, tg_tensor **inv_std)
+{
+	tg_tensor *xc = tg_sub(x, tg_mean_axis(x, -1, true));
+	tg_tensor *var = tg_mean_axis(tg_mul(xc, xc), -1, true);
+	*inv_std = tg_pow(tg_add_scalar(var, eps), -0.5);
+	return tg_mul(xc, *inv_std);
+}
+
+static tg_tensor *row_sum(tg_tensor *x) { return tg_sum_axis(x, -1, true); }
+
+/* x (..., D) summed over every axis but the last: gamma's and beta's gradients. */
+static tg_tensor *to_columns(tg_tensor *x, const tg_tensor *gamma)
+{
+	return tg_sum_to(x, 1, gamma->shape);
+}
+
+/* ---- layer_norm_backward: dx = inv_std (a - mean(a) - xhat mean(a xhat)), a = dout gamma - */
+/* Per row, with P = I - 1 1^T / D - xhat xhat^T / D (symmetric), dx =
+ * inv_std P(a). With g the gradient of dx and h = inv_std P(g), that is
+ * layer_norm_backward(g, x, 1): d dout = gamma h, d gamma = sum over the rows
+ * of dout h, and for x, with sums over each row:
+ *	-(inv_std / D) (xhat sum(g dx) + dx sum(g xhat) + h sum(dout gamma xhat)). */
+
+static const tg_op layer_norm_backward_op;
+
+/* dx from the statistics st of x, recorded as a layer_norm_backward node. */
+static tg_tensor *row_backward_dx(const char *who, tg_tensor *dout, tg_tensor *x,
+				  tg_tensor *gamma, double eps, const void *st)
+{
+	size_t r = row_count(x), d = row_len(x);
+	tg_tensor *dx = tg_tensor_like(x, who);
+	if (!dx)
+		return NULL;
+	if (x->dtype == TG_F64)
+		row_dx_f64(dout->data, x->data, st, gamma->data, r, d, dx->data);
+	else
+		row_dx_f32(dout->data, x->data, st, gamma->data, r, d, dx->data);
+	tg_tensor *in[3] = { dout, x, gamma };
+	return tg_op_end(&layer_norm_backward_op, dx, 3, in, &eps, 1, NULL);
+}
+
+tg_tensor *tg_layer_norm_backward(tg_tensor *dout, tg_tensor *x, tg_tensor *gamma, double eps)
+{
+	static const char who[] = "tg_layer_norm_backward";
+	tg_tensor *in[3] = { dout, x, gamma };
+	tg_ctx *ctx = tg_op_begin(who, 3, in);
+	if (!ctx || !row_shapes_ok(ctx, who, x, 1, &gamma, (const char *[]){ "gamma" }, eps))
+		return NULL;
+	if (!tg_same_shape(dout, x)) {
+		char ds[TG_SHAPE_STR], xs[TG_SHAPE_STR];
+		return tg_fail(ctx, TG_ESHAPE, "%s: dout %s and x %s must have the same shape",
+			       who, tg_shape_fmt(dout->ndim, dout->shape, ds),
+			       tg_shape_fmt(x->ndim, x->shape, xs));
+	}
+	void *st = row_statistics(ctx, x, eps);
+	return st ? row_backward_dx(who, dout, x, gamma, eps, st) : NULL;
+}
+
+static void layer_norm_backward_backward(tg_node *n, tg_tensor *g)
+{
+	tg_tensor *dout = tg_node_input(n, 0), *x = tg_node_input(n, 1);
+	tg_tensor *gamma = tg_node_input(n, 2), *dx = tg_node_output(n);
+	double eps = tg_node_attr(n, 0);
+	tg_tensor *one = tg_ones(x->ctx, x->dtype, 1, gamma->shape);
+	tg_tensor *h = tg_layer_norm_backward(g, x, one, eps);
+	if (tg_node_needs_grad(n, 0))
+		tg_node_grad(n, 0, tg_mul(h, gamma));
+	if (tg_node_needs_grad(n, 1)) {
+		tg_tensor *inv_std;
+		tg_tensor *xh = normalized_rows(x, eps, &inv_std);
+		tg_tensor *t = tg_add(tg_add(tg_mul(xh, row_sum(tg_mul(g, dx))),
+					     tg_mul(dx, row_sum(tg_mul(g, xh)))),
+				      tg_mul(h, row_sum(tg_mul(tg_mul(dout, gamma), xh))));
+		double c = -1.0 / (double)row_len(x);
+		tg_node_grad(n, 1, tg_mul(t, tg_mul_scalar(inv_std, c)));
+	}
+	if (tg_node_needs_grad(n, 2))
+		tg_node_grad(n, 2, to_columns(tg_mul(dout, h), gamma));
+}
+
+static const tg_op layer_norm_backward_op = { "layer_norm_backward",
+					     layer_norm_backward_backward };
+TG_OP_REGISTER(layer_norm_backward_op);
+
+/* ---- layer_norm: y = (x - mean) / sqrt(var + eps) * gamma + beta, each row --------------- */
+/* dx = layer_norm_backward(dout, x, gamma), dgamma = sum(dout xhat), dbeta =
+ * sum(dout), both over the rows. A plain backward takes the two sums from one
+ * kernel; a recorded one (TG_CREATE_GRAPH) makes them from ops, so that they
+ * carry history. The node keeps the statistics (aux). */
+
+static void layer_norm_backward(tg_node *n, tg_tensor *dout)
+{
+	static const char who[] = "layer_norm's backward";
+	tg_tensor *x = tg_node_input(n, 0), *gamma = tg_node_input(n, 1);
+	double eps = tg_node_attr(n, 0);
+	tg_ctx *ctx = x->ctx;
+	if (tg_node_needs_grad(n, 0))
+		tg_node_grad(n, 0, row_backward_dx(who, dout, x, gamma, eps, n->aux));
+	if (ctx->grad_enabled) {
+		if (tg_node_needs_grad(n, 1)) {
+			tg_tensor *inv_std;
+			tg_tensor *xh = normalized_rows(x, eps, &inv_std);
+			tg_node_grad(n, 1, to_columns(tg_mul(dout, xh), gamma));
+		}
+		if (tg_node_needs_grad(n, 2))
+			tg_node_grad(n, 2, to_columns(dout, gamma));
+		return;
+	}
+	if (!tg_node_needs_grad(n, 1) && !tg_node_needs_grad(n, 2))
+		return;
+	size_t r = row_count(x), d = row_len(x);
+	double *sums = tg_arena_alloc(ctx, 2 * d * sizeof *sums);
+	if (!sums)
+		return;
+	if (x->dtype == TG_F64)
+		row_sums_f64(dout->data, x->data, n->aux, r, d, sums);
+	else
+		row_sums_f32(dout->data, x->data, n->aux, r, d, sums);
+	if (tg_node_needs_grad(n, 1))
+		tg_node_grad(n, 1, tg_from_f64(ctx, x->dtype, 1, gamma->shape, sums + d));
+	if (tg_node_needs_grad(n, 2))
+		tg_node_grad(n, 2, tg_from_f64(ctx, x->dtype, 1, gamma->shape, sums));
+}
+
+static const tg_op layer_norm_op = { "layer_norm", layer_norm_backward };
+TG_OP_REGISTER(layer_norm_op);
+
+tg_tensor *tg_layer_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double eps)
+{
+	static const char who[] = "tg_layer_norm";
+	tg_tensor *in[3] = { x, gamma, beta };
+	if ((!gamma || !beta) && tg_tensor_check(who, x) && tg_ok(x->ctx))
+		return tg_fail(x->ctx, TG_ENULL,
+			       "%s: %s is NULL; gamma and beta are both required (ones and "
+			       "zeros for a plain normalisation)",
+			       who, gamma ? "beta" : "gamma");
+	tg_ctx *ctx = tg_op_begin(who, 3, in);
+	if (!ctx ||
+	    !row_shapes_ok(ctx, who, x, 2, in + 1, (const char *[]){ "gamma", "beta" }, eps))
+		return NULL;
+	void *st = row_statistics(ctx, x, eps);
+	tg_tensor *y = tg_tensor_like(x, who);
+	if (!st || !y)
+		return NULL;
+	size_t r = row_count(x), d = row_len(x);
+	if (x->dtype == TG_F64)
+		row_forward_f64(x->data, st, gamma->data, beta->data, r, d, y->data);
+	else
+		row_forward_f32(x->data, st, gamma->data, beta->data, r, d, y->data);
+	return tg_op_end(&layer_norm_op, y, 3, in, &eps, 1, st);
 }

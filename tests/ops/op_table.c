@@ -131,6 +131,14 @@ FN(cross_entropy_backward,
 /* arg[0]: eps */
 FN(batch_norm, tg_batch_norm(in[0], in[1], in[2], ARG(0), NULL, NULL))
 FN(batch_norm_backward, tg_batch_norm_backward(in[0], in[1], in[2], ARG(0)))
+FN(layer_norm, tg_layer_norm(in[0], in[1], in[2], ARG(0)))
+FN(layer_norm_backward, tg_layer_norm_backward(in[0], in[1], in[2], ARG(0)))
+
+FN(mse, tg_mse(in[0], in[1]))
+FN(l1, tg_l1(in[0], in[1]))
+/* arg[0]: delta */
+FN(huber, tg_huber(in[0], in[1], ARG(0)))
+FN(bce_with_logits, tg_bce_with_logits(in[0], in[1]))
 
 /* ---- the table ------------------------------------------------------------------ */
 
@@ -301,6 +309,48 @@ const op_row op_table[] = {
 		   .arg = { 1e-3 } },
 		 { .name = "(5,4) eps 1e-5", .in = { SH(5, 4), SH(5, 4), SH(4) },
 		   .arg = { 1e-5 } } } },
+
+	/* norm.c: layer norm of x (..., D) over its last axis; gamma and beta (D) */
+	{ .op = "layer_norm", .fn = f_layer_norm, .nin = 3,
+	  .gen = { GEN_ANY, GEN_AWAY, GEN_ANY }, .twice = true,
+	  .v = { { .name = "(2,3) eps 1e-5", .in = { SH(2, 3), SH(3), SH(3) }, .arg = { 1e-5 } },
+		 { .name = "one row (4,) eps 0.1", .in = { SH(4), SH(4), SH(4) }, .arg = { 0.1 } },
+		 { .name = "(2,2,3) eps 1e-3", .in = { SH(2, 2, 3), SH(3), SH(3) },
+		   .arg = { 1e-3 } },
+		 { .name = "rows of 2, (3,2) eps 1e-5", .in = { SH(3, 2), SH(2), SH(2) },
+		   .arg = { 1e-5 } },
+		 { .name = "(4,5) eps 1e-5", .in = { SH(4, 5), SH(5), SH(5) }, .arg = { 1e-5 } } } },
+	{ .op = "layer_norm_backward", .fn = f_layer_norm_backward, .nin = 3,
+	  .gen = { GEN_ANY, GEN_ANY, GEN_AWAY }, .twice = true,
+	  .v = { { .name = "(2,3) eps 1e-5", .in = { SH(2, 3), SH(2, 3), SH(3) }, .arg = { 1e-5 } },
+		 { .name = "one row (4,) eps 0.1", .in = { SH(4), SH(4), SH(4) }, .arg = { 0.1 } },
+		 { .name = "(2,2,3) eps 1e-3", .in = { SH(2, 2, 3), SH(2, 2, 3), SH(3) },
+		   .arg = { 1e-3 } },
+		 { .name = "(3,5) eps 1e-5", .in = { SH(3, 5), SH(3, 5), SH(5) },
+		   .arg = { 1e-5 } } } },
+
+	/* loss.c: pred and target of one shape -> a scalar. l1 and huber draw
+	 * from interleaved ladders, so |pred - target| is 0.2, 0.6, 1.0, ...:
+	 * never at l1's kink (0) nor at huber's (delta 0.4 or 0.8). */
+	{ .op = "mse", .fn = f_mse, .nin = 2, .gen = { GEN_ANY, GEN_ANY }, .twice = true,
+	  .v = { { .name = "(2,3)", .in = { SH(2, 3), SH(2, 3) } },
+		 { .name = "scalars", .in = { SCALAR, SCALAR } },
+		 { .name = "(2,2,2)", .in = { SH(2, 2, 2), SH(2, 2, 2) } } } },
+	{ .op = "l1", .fn = f_l1, .nin = 2, .gen = { GEN_GRID, GEN_GRID_HALF }, .twice = true,
+	  .v = { { .name = "(2,3)", .in = { SH(2, 3), SH(2, 3) } },
+		 { .name = "scalars", .in = { SCALAR, SCALAR } },
+		 { .name = "(2,2,2)", .in = { SH(2, 2, 2), SH(2, 2, 2) } } } },
+	{ .op = "huber", .fn = f_huber, .nin = 2, .gen = { GEN_GRID, GEN_GRID_HALF },
+	  .twice = true,
+	  .v = { { .name = "(2,3) delta 0.8", .in = { SH(2, 3), SH(2, 3) }, .arg = { 0.8 } },
+		 { .name = "(2,3) delta 0.4", .in = { SH(2, 3), SH(2, 3) }, .arg = { 0.4 } },
+		 { .name = "scalars delta 0.8", .in = { SCALAR, SCALAR }, .arg = { 0.8 } },
+		 { .name = "(4,4) delta 0.8", .in = { SH(4, 4), SH(4, 4) }, .arg = { 0.8 } } } },
+	{ .op = "bce_with_logits", .fn = f_bce_with_logits, .nin = 2,
+	  .gen = { GEN_ANY, GEN_PROB }, .twice = true,
+	  .v = { { .name = "(2,3)", .in = { SH(2, 3), SH(2, 3) } },
+		 { .name = "scalars", .in = { SCALAR, SCALAR } },
+		 { .name = "(2,2,2)", .in = { SH(2, 2, 2), SH(2, 2, 2) } } } },
 };
 
 const size_t op_table_len = sizeof op_table / sizeof op_table[0];

@@ -1,10 +1,11 @@
 /*
- * test_norm.c - batch_norm and batch_norm_backward (ops/norm.c) against the
- * composition of ops they replace in nn's batch norm: values, first- and
- * second-order gradients, to 1e-12 in f64; the batch statistics by hand; f32
- * against f64 at the size of a training batch; the errors they report.
- * Gradients in general are checked numerically by the op table's test.
- * Shapes: N = batch, D = features.
+ * test_norm.c - batch_norm, layer_norm and their fused backwards (ops/norm.c)
+ * against the compositions of ops they replace: values, first- and
+ * second-order gradients, to 1e-12 in f64; the statistics and outputs by
+ * hand; f32 against f64 at the size of a training batch; the errors they
+ * report. Gradients in general are checked numerically by the op table's test.
+ * Shapes: batch norm x (N,D), N = batch, D = features; layer norm x (..., D),
+ * R rows of D.
  */
 #include "../engine/test_util.h"
 
@@ -27,9 +28,27 @@ static tg_tensor *fused(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double 
 	return tg_batch_norm(x, gamma, beta, eps, NULL, NULL);
 }
 
-/* A problem: x (N,D) off centre, gamma, beta (D), and the weights of the
- * loss sum(y w) (N,D) and of the second-order loss sum(dx v) + sum(dgamma^2). */
+/* Layer norm made of ops: batch norm's composition along the last axis. */
+static tg_tensor *composed_rows(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double eps)
+{
+	tg_tensor *mean = tg_mean_axis(x, -1, true);			  /* (..., 1) */
+	tg_tensor *xc = tg_sub(x, mean);				  /* (..., D) */
+	tg_tensor *var = tg_mean_axis(tg_mul(xc, xc), -1, true);	  /* (..., 1), biased */
+	tg_tensor *xn = tg_div(xc, tg_sqrt(tg_add_scalar(var, eps)));
+	return tg_add(tg_mul(xn, gamma), beta);
+}
+
+static tg_tensor *layer(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double eps)
+{
+	return tg_layer_norm(x, gamma, beta, eps);
+}
+
+/* A problem: x (N,D) (or any shape (..., D)) off centre, gamma, beta (D),
+ * and the weights of the loss sum(y w) and of the second-order loss
+ * sum(dx v) + sum(dgamma^2), w and v of x's shape. n counts the rows. */
 typedef struct problem {
+	int ndim;
+	int64_t shape[TG_MAX_DIMS];
 	int64_t n, d;
 	double eps;
 	double *x, *gamma, *beta, *w, *v;
@@ -44,16 +63,26 @@ static double *draw(tg_ctx *ctx, size_t n, double mean, double std)
 	return p;
 }
 
-static problem problem_new(tg_ctx *ctx, int64_t n, int64_t d, double eps)
+/* x of the shape (ndim, shape) */
+static problem problem_shaped(tg_ctx *ctx, int ndim, const int64_t *shape, double eps)
 {
-	size_t nd = (size_t)(n * d);
-	problem p = { .n = n, .d = d, .eps = eps };
+	problem p = { .ndim = ndim, .d = shape[ndim - 1], .n = 1, .eps = eps };
+	for (int i = 0; i < ndim; i++)
+		p.shape[i] = shape[i], p.n *= i < ndim - 1 ? shape[i] : 1;
+	int64_t d = p.d;
+	size_t nd = (size_t)(p.n * d);
 	p.x = draw(ctx, nd, 3, 2);
 	p.gamma = draw(ctx, (size_t)d, 1, 0.5);
 	p.beta = draw(ctx, (size_t)d, 0, 1);
 	p.w = draw(ctx, nd, 0, 1);
 	p.v = draw(ctx, nd, 0, 1);
 	return p;
+}
+
+/* x (N,D) */
+static problem problem_new(tg_ctx *ctx, int64_t n, int64_t d, double eps)
+{
+	return problem_shaped(ctx, 2, (const int64_t[]){ n, d }, eps);
 }
 
 static void problem_free(problem *p)
@@ -96,13 +125,12 @@ static outcome run(norm_fn f, const problem *p, bool second)
 {
 	tg_ctx *ctx = tg_ctx_new(1);
 	size_t nd = (size_t)(p->n * p->d), d = (size_t)p->d;
-	tg_tensor *x =
-	    tg_set_requires_grad(tg_from_f64(ctx, TG_F64, SHAPE(p->n, p->d), p->x), true);
+	tg_tensor *x = tg_set_requires_grad(tg_from_f64(ctx, TG_F64, p->ndim, p->shape, p->x), true);
 	tg_tensor *gamma =
 	    tg_set_requires_grad(tg_from_f64(ctx, TG_F64, SHAPE(p->d), p->gamma), true);
 	tg_tensor *beta =
 	    tg_set_requires_grad(tg_from_f64(ctx, TG_F64, SHAPE(p->d), p->beta), true);
-	tg_tensor *w = tg_from_f64(ctx, TG_F64, SHAPE(p->n, p->d), p->w);
+	tg_tensor *w = tg_from_f64(ctx, TG_F64, p->ndim, p->shape, p->w);
 	tg_tensor *y = f(x, gamma, beta, p->eps);
 	assert_int_equal(tg_backward_ex(tg_sum(tg_mul(y, w)), NULL, second ? TG_CREATE_GRAPH : 0),
 			 0);
@@ -114,7 +142,7 @@ static outcome run(norm_fn f, const problem *p, bool second)
 	keep(&o, DBETA, tg_grad(beta), d);
 	if (second) {
 		tg_tensor *dx = tg_grad(x), *dgamma = tg_grad(gamma);
-		tg_tensor *v = tg_from_f64(ctx, TG_F64, SHAPE(p->n, p->d), p->v);
+		tg_tensor *v = tg_from_f64(ctx, TG_F64, p->ndim, p->shape, p->v);
 		tg_zero_grad(x), tg_zero_grad(gamma), tg_zero_grad(beta);
 		tg_tensor *loss2 = tg_add(tg_sum(tg_mul(dx, v)), tg_sum(tg_mul(dgamma, dgamma)));
 		assert_int_equal(tg_backward(loss2), 0);
@@ -177,15 +205,15 @@ static void batch_norm_matches_its_composition_of_ops_to_1e12(void **state)
 	tg_ctx_free(rng);
 }
 
-/* x a constant: only gamma and beta get gradients, from the column sums. */
-static void gamma_and_beta_get_their_gradients_when_x_needs_none(void **state)
+/* x a constant: only gamma and beta get gradients, from the sums over
+ * the batch (or the rows); the same as the composition's. */
+static void check_gamma_and_beta_alone(norm_fn fused_fn, norm_fn composed_fn)
 {
-	(void)state;
 	tg_ctx *ctx = tg_ctx_new(5);
 	problem p = problem_new(ctx, 5, 3, 1e-5);
 	double got[2][3], want[2][3];
 	for (int k = 0; k < 2; k++) {
-		norm_fn f = k ? fused : composed;
+		norm_fn f = k ? fused_fn : composed_fn;
 		tg_tensor *x = tg_from_f64(ctx, TG_F64, SHAPE(5, 3), p.x);
 		tg_tensor *gamma =
 		    tg_set_requires_grad(tg_from_f64(ctx, TG_F64, SHAPE(3), p.gamma), true);
@@ -204,6 +232,13 @@ static void gamma_and_beta_get_their_gradients_when_x_needs_none(void **state)
 			assert_near(got[i][j], want[i][j], 1e-12 * fmax(1, fabs(want[i][j])));
 	problem_free(&p);
 	tg_ctx_free(ctx);
+}
+
+static void gamma_and_beta_get_their_gradients_when_x_needs_none(void **state)
+{
+	(void)state;
+	check_gamma_and_beta_alone(fused, composed);
+	check_gamma_and_beta_alone(layer, composed_rows);
 }
 
 static void batch_norm_gives_the_batch_statistics_without_history(void **state)
@@ -341,6 +376,177 @@ static void batch_norm_rejects_bad_shapes_dtypes_and_eps(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* ---- layer norm ---------------------------------------------------------------------- */
+
+static const struct {
+	int ndim;
+	int64_t shape[3];
+	double eps;
+} row_shapes[] = {
+	{ 2, { 2, 3 }, 1e-5 },	   { 1, { 7 }, 0.1 },	     { 3, { 3, 4, 5 }, 1e-3 },
+	{ 2, { 100, 100 }, 1e-6 }, { 2, { 5, 1 }, 1e-5 }, /* rows of one: y = beta */
+};
+
+static void layer_norm_matches_its_composition_of_ops_to_1e12(void **state)
+{
+	(void)state;
+	tg_ctx *rng = tg_ctx_new(8);
+	for (size_t k = 0; k < LEN(row_shapes); k++) {
+		problem p = problem_shaped(rng, row_shapes[k].ndim, row_shapes[k].shape,
+					   row_shapes[k].eps);
+		char what[96], xs[64];
+		tg_tensor *probe = tg_zeros(rng, TG_F64, p.ndim, p.shape);
+		snprintf(what, sizeof what, "layer norm %s eps %g",
+			 tg_shape_str(probe, xs, sizeof xs), p.eps);
+		outcome want = run(composed_rows, &p, true);
+		outcome got = run(layer, &p, true);
+		assert_outcomes_agree(what, &got, &want, 1e-12);
+		outcome plain = run(layer, &p, false);
+		assert_outcomes_agree(what, &plain, &want, 1e-12);
+		outcome_free(&want), outcome_free(&got), outcome_free(&plain);
+		problem_free(&p);
+	}
+	tg_ctx_free(rng);
+}
+
+/* layer_norm_backward on its own gives the composition's dx, gamma included. */
+static void layer_norm_backward_is_the_gradient_for_x(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(9);
+	problem p = problem_shaped(ctx, 3, (const int64_t[]){ 2, 3, 4 }, 1e-4);
+	tg_tensor *x = tg_set_requires_grad(tg_from_f64(ctx, TG_F64, 3, p.shape, p.x), true);
+	tg_tensor *gamma = tg_from_f64(ctx, TG_F64, SHAPE(4), p.gamma);
+	tg_tensor *beta = tg_from_f64(ctx, TG_F64, SHAPE(4), p.beta);
+	tg_tensor *w = tg_from_f64(ctx, TG_F64, 3, p.shape, p.w);
+	assert_int_equal(tg_backward(tg_sum(tg_mul(composed_rows(x, gamma, beta, p.eps), w))), 0);
+	tg_tensor *dx = tg_layer_norm_backward(w, x, gamma, p.eps);
+	assert_ctx_ok(ctx);
+	assert_int_equal(tg_ndim(dx), 3);
+	for (size_t i = 0; i < 24; i++)
+		assert_near(tg_get(dx, i), tg_get(tg_grad(x), i), 1e-12);
+	problem_free(&p);
+	tg_ctx_free(ctx);
+}
+
+/* Rows 1 2 3 6 (mean 3, biased var 3.5), -4 -1 1 4 (mean 0, var 8.5) and
+ * 3 3 3 3 (var 0); eps 0.5 makes sqrt(var + eps) 2 and 3: xhat = -1 -0.5 0
+ * 1.5, -4/3 -1/3 1/3 4/3 and 0. */
+static void layer_norm_gives_hand_computed_values(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	const double xv[12] = { 1, 2, 3, 6, -4, -1, 1, 4, 3, 3, 3, 3 };
+	const double gv[4] = { 2, 0.5, 1, -1 }, bv[4] = { 1, -1, 0, 0.5 };
+	/* xhat * gamma + beta; the constant row gives beta */
+	const double y[12] = { -1,	    -1.25,	0,	   -1,	      -5.0 / 3, -7.0 / 6,
+			       1.0 / 3, -5.0 / 6, 1, -1, 0, 0.5 };
+	/* for the loss sum(y): dbeta = 3 rows, dgamma = the column sums of xhat,
+	 * dx row 0 = 1/2 (gamma - mean(gamma) - xhat mean(gamma xhat)) with
+	 * mean(gamma) = 0.625 and mean(gamma xhat) = -0.9375 */
+	const double dbeta[4] = { 3, 3, 3, 3 };
+	const double dgamma[4] = { -7.0 / 3, -5.0 / 6, 1.0 / 3, 17.0 / 6 };
+	const double dx0[4] = { 0.21875, -0.296875, 0.1875, -0.109375 };
+	for (int f32 = 0; f32 <= 1; f32++) {
+		tg_dtype dt = f32 ? TG_F32 : TG_F64;
+		double tol = f32 ? 1e-6 : 1e-15;
+		tg_tensor *x = tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(3, 4), xv), true);
+		tg_tensor *gamma = tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(4), gv), true);
+		tg_tensor *beta = tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(4), bv), true);
+		tg_tensor *out = tg_layer_norm(x, gamma, beta, 0.5);
+		assert_ctx_ok(ctx);
+		assert_int_equal(tg_dtype_of(out), dt);
+		assert_int_equal(tg_backward(tg_sum(out)), 0);
+		assert_ctx_ok(ctx);
+		print_message("%s: y[0..3] = %g %g %g %g\n", f32 ? "f32" : "f64", tg_get(out, 0),
+			      tg_get(out, 1), tg_get(out, 2), tg_get(out, 3));
+		for (size_t i = 0; i < 12; i++)
+			assert_near(tg_get(out, i), y[i], tol);
+		for (size_t j = 0; j < 4; j++) {
+			assert_near(tg_get(tg_grad(beta), j), dbeta[j], tol);
+			assert_near(tg_get(tg_grad(gamma), j), dgamma[j], tol);
+			assert_near(tg_get(tg_grad(x), j), dx0[j], tol);
+		}
+		/* each row's dx sums to 0: the mean is taken out */
+		for (size_t r = 0; r < 3; r++) {
+			double s = 0;
+			for (size_t j = 0; j < 4; j++)
+				s += tg_get(tg_grad(x), r * 4 + j);
+			assert_near(s, 0, tol);
+		}
+	}
+	tg_ctx_free(ctx);
+}
+
+/* f32 at a training size, (64,256): forward and gradients against f64. */
+static void f32_layer_norm_agrees_with_f64(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(4);
+	problem p = problem_new(ctx, 64, 256, 1e-5);
+	tg_tensor *out[2][4]; /* f64, f32: y, dx, dgamma, dbeta */
+	for (int k = 0; k < 2; k++) {
+		tg_dtype dt = k ? TG_F32 : TG_F64;
+		tg_tensor *x = tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(64, 256), p.x), true);
+		tg_tensor *gamma =
+		    tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(256), p.gamma), true);
+		tg_tensor *beta =
+		    tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(256), p.beta), true);
+		tg_tensor *w = tg_from_f64(ctx, dt, SHAPE(64, 256), p.w);
+		tg_tensor *y = tg_layer_norm(x, gamma, beta, p.eps);
+		assert_int_equal(tg_backward(tg_sum(tg_mul(y, w))), 0);
+		assert_ctx_ok(ctx);
+		out[k][0] = y, out[k][1] = tg_grad(x), out[k][2] = tg_grad(gamma);
+		out[k][3] = tg_grad(beta);
+	}
+	const char *names[4] = { "y", "dx", "dgamma", "dbeta" };
+	for (int s = 0; s < 4; s++) {
+		double worst = 0;
+		for (size_t i = 0; i < tg_numel(out[0][s]); i++) {
+			double a = tg_get(out[0][s], i), b = tg_get(out[1][s], i);
+			worst = fmax(worst, fabs(a - b) / fmax(1.0, fabs(a)));
+		}
+		print_message("%s: worst relative difference f32 - f64 %.3g\n", names[s], worst);
+		if (!(worst < 1e-5))
+			fail_msg("%s: f32 differs from f64 by %.3g (relative)", names[s], worst);
+	}
+	problem_free(&p);
+	tg_ctx_free(ctx);
+}
+
+static void layer_norm_rejects_bad_shapes_dtypes_eps_and_nulls(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *x = tg_ones(ctx, TG_F64, SHAPE(4, 3));
+	tg_tensor *d3 = tg_ones(ctx, TG_F64, SHAPE(3)), *d4 = tg_ones(ctx, TG_F64, SHAPE(4));
+	assert_rejects(ctx, tg_layer_norm(x, d4, d3, 1e-5), TG_ESHAPE,
+		       "tg_layer_norm: x (4,3): gamma (4,) must be (3,), x's last axis");
+	assert_rejects(ctx, tg_layer_norm(x, d3, tg_ones(ctx, TG_F64, SHAPE(1, 3)), 1e-5),
+		       TG_ESHAPE, "tg_layer_norm: x (4,3): beta (1,3) must be (3,)");
+	assert_rejects(ctx, tg_layer_norm(tg_scalar(ctx, TG_F64, 1), d3, d3, 1e-5), TG_ESHAPE,
+		       "tg_layer_norm: x is a scalar ()");
+	assert_rejects(ctx, tg_layer_norm(tg_ones(ctx, TG_F32, SHAPE(4, 3)), d3, d3, 1e-5),
+		       TG_EDTYPE, "tg_layer_norm: dtypes differ");
+	assert_rejects(ctx, tg_layer_norm(x, d3, d3, 0), TG_EARG,
+		       "tg_layer_norm: eps = 0 must be positive and finite");
+	assert_rejects(ctx, tg_layer_norm(x, d3, d3, INFINITY), TG_EARG, "eps = inf");
+	assert_rejects(ctx, tg_layer_norm(x, NULL, d3, 1e-5), TG_ENULL,
+		       "tg_layer_norm: gamma is NULL; gamma and beta are both required");
+	assert_rejects(ctx, tg_layer_norm(x, d3, NULL, 1e-5), TG_ENULL,
+		       "tg_layer_norm: beta is NULL");
+	assert_rejects(ctx, tg_layer_norm(NULL, d3, d3, 1e-5), TG_ENULL,
+		       "tg_layer_norm: argument 0 is NULL");
+	assert_rejects(ctx, tg_layer_norm_backward(tg_ones(ctx, TG_F64, SHAPE(3, 4)), x, d3, 1e-5),
+		       TG_ESHAPE,
+		       "tg_layer_norm_backward: dout (3,4) and x (4,3) must have the same shape");
+	assert_rejects(ctx, tg_layer_norm_backward(x, x, d4, 1e-5), TG_ESHAPE,
+		       "tg_layer_norm_backward: x (4,3): gamma (4,) must be (3,)");
+	assert_rejects(ctx, tg_layer_norm_backward(x, x, d3, -1), TG_EARG,
+		       "tg_layer_norm_backward: eps = -1 must be positive");
+	tg_ctx_free(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -350,6 +556,11 @@ int main(void)
 		cmocka_unit_test(f32_batch_norm_agrees_with_f64_on_a_training_batch),
 		cmocka_unit_test(batch_norm_refuses_a_batch_of_one),
 		cmocka_unit_test(batch_norm_rejects_bad_shapes_dtypes_and_eps),
+		cmocka_unit_test(layer_norm_matches_its_composition_of_ops_to_1e12),
+		cmocka_unit_test(layer_norm_backward_is_the_gradient_for_x),
+		cmocka_unit_test(layer_norm_gives_hand_computed_values),
+		cmocka_unit_test(f32_layer_norm_agrees_with_f64),
+		cmocka_unit_test(layer_norm_rejects_bad_shapes_dtypes_eps_and_nulls),
 	 };
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,251 @@
+/*
+ * loss.c - the elementwise losses: mse, l1, huber and bce_with_logits, each
+ * the mean over all elements of a prediction and a target of one shape
+ * (never broadcast: a (N,1) against an (N) is a mistake, not a mean over
+ * N x N pairs) -> a scalar.
+ *
+ * Forward is one pass summing in double for both dtypes. The backward rules
+ * are written with ops on the node's saved inputs, so a TG_CREATE_GRAPH
+ * backward records them; the masks of l1 and huber are constants. Both
+ * inputs may need a gradient (a target made by another network).
+ * Legend: n = the number of elements, d = pred - target.
+ */
+#include "internal.h"
+
+#include <math.h>
+
+/* ---- the shared kernel and public-function shape ------------------------------------ */
+
+/* The sum over i of f(a, b) with a = A[i], b = B[i] in double and the op's
+ * attribute p; one function per dtype. */
+typedef double (*loss_kernel)(const void *A, const void *B, size_t n, double p);
+
+#define LOSS_KERNEL(k, f) LOSS_KERNEL_T(k##_f64, double, f) LOSS_KERNEL_T(k##_f32, float, f)
+#define LOSS_KERNEL_T(name, T, f)                                                          \
+	static double name(const void *A_, const void *B_, size_t n, double p)             \
+	{                                                                                  \
+		const T *A = A_, *B = B_;                                                  \
+		double s = 0;                                                              \
+		(void)p;                                                                   \
+		for (size_t i = 0; i < n; i++) {                                           \
+			double a = A[i], b = B[i];                                         \
+			s += (f);                                                          \
+		}                                                                          \
+		return s;                                                                  \
+	}
+
+/* Checks the two inputs in[0], in[1] (named names[0], names[1] in errors):
+ * one context, one dtype, one shape. Returns the context, or NULL after
+ * recording why. */
+static tg_ctx *pair_begin(const char *who, tg_tensor *const *in, const char *const *names)
+{
+	tg_ctx *ctx = tg_op_begin(who, 2, in);
+	if (!ctx)
+		return NULL;
+	if (!tg_same_shape(in[0], in[1])) {
+		char sa[TG_SHAPE_STR], sb[TG_SHAPE_STR];
+		return tg_fail(ctx, TG_ESHAPE,
+			       "%s: %s %s and %s %s must have the same shape (a loss does not "
+			       "broadcast)",
+			       who, names[0], tg_shape_fmt(in[0]->ndim, in[0]->shape, sa), names[1],
+			       tg_shape_fmt(in[1]->ndim, in[1]->shape, sb));
+	}
+	return ctx;
+}
+
+/* The scalar mean of the kernel's terms over in[0], in[1], recorded as op
+ * with the attribute p (saved when np is 1). */
+static tg_tensor *mean_loss(const tg_op *op, tg_ctx *ctx, const char *who, tg_tensor *const *in,
+			    loss_kernel k64, loss_kernel k32, double p, int np)
+{
+	tg_tensor *out = tg_tensor_new(ctx, who, in[0]->dtype, 0, NULL);
+	if (!out)
+		return NULL;
+	size_t n = in[0]->numel;
+	double s = (in[0]->dtype == TG_F64 ? k64 : k32)(in[0]->data, in[1]->data, n, p);
+	double mean = s / (double)n;
+	if (out->dtype == TG_F64)
+		*(double *)out->data = mean;
+	else
+		*(float *)out->data = (float)mean;
+	return tg_op_end(op, out, 2, in, &p, np, NULL);
+}
+
+#define MEAN_LOSS(op, ctx, who, in, k, p, np) mean_loss(op, ctx, who, in, k##_f64, k##_f32, p, np)
+
+/* dout * c / n, a scalar: the upstream gradient spread over the mean. */
+static tg_tensor *spread(const tg_node *n, tg_tensor *dout, double c)
+{
+	return tg_mul_scalar(dout, c / (double)tg_node_input(n, 0)->numel);
+}
+
+/* Hands pred the gradient g and target -g. */
+static void to_both(tg_node *n, tg_tensor *g)
+{
+	tg_node_grad(n, 0, g);
+	if (tg_node_needs_grad(n, 1))
+		tg_node_grad(n, 1, tg_neg(g));
+}
+
+/* ---- constant masks of d = a - b --------------------------------------------------------- */
+/* Made without history: their derivative is zero wherever it exists. */
+
+typedef enum {
+	SIGN,    /* sign(d), 0 at 0 */
+	INSIDE,  /* [|d| <= p] */
+	OUTSIDE, /* |d| > p ? p sign(d) : 0 */
+} mask_kind;
+
+static double mask_value(mask_kind k, double d, double p)
+{
+	switch (k) {
+	case SIGN:
+		return (double)(d > 0) - (double)(d < 0);
+	case INSIDE:
+		return fabs(d) <= p ? 1 : 0;
+	case OUTSIDE:
+		return fabs(d) <= p ? 0 : copysign(p, d);
+	}
+	return 0;
+}
+
+static tg_tensor *mask(const tg_node *n, mask_kind k, double p)
+{
+	const tg_tensor *a = tg_node_input(n, 0), *b = tg_node_input(n, 1);
+	tg_tensor *m = tg_tensor_like(a, "a loss's backward");
+	if (!m)
+		return NULL;
+	if (a->dtype == TG_F64) {
+		const double *A = a->data, *B = b->data;
+		double *M = m->data;
+		for (size_t i = 0; i < a->numel; i++)
+			M[i] = mask_value(k, A[i] - B[i], p);
+	} else {
+		const float *A = a->data, *B = b->data;
+		float *M = m->data;
+		for (size_t i = 0; i < a->numel; i++)
+			M[i] = (float)mask_value(k, (double)A[i] - B[i], p);
+	}
+	return m;
+}
+
+/* ---- mse: L = mean(d^2); d pred = dout 2 d / n, d target = -d pred ----------------------- */
+
+LOSS_KERNEL(mse, (a - b) * (a - b))
+
+static void mse_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *d = tg_sub(tg_node_input(n, 0), tg_node_input(n, 1));
+	to_both(n, tg_mul(d, spread(n, dout, 2.0)));
+}
+
+static const tg_op mse_op = { "mse", mse_backward };
+TG_OP_REGISTER(mse_op);
+
+tg_tensor *tg_mse(tg_tensor *pred, tg_tensor *target)
+{
+	static const char who[] = "tg_mse";
+	tg_tensor *in[2] = { pred, target };
+	tg_ctx *ctx = pair_begin(who, in, (const char *[]){ "pred", "target" });
+	return ctx ? MEAN_LOSS(&mse_op, ctx, who, in, mse, 0, 0) : NULL;
+}
+
+/* ---- l1: L = mean|d|; d pred = dout sign(d) / n, 0 at d = 0; d target = -d pred ---------- */
+
+LOSS_KERNEL(l1, fabs(a - b))
+
+static void l1_backward(tg_node *n, tg_tensor *dout)
+{
+	to_both(n, tg_mul(mask(n, SIGN, 0), spread(n, dout, 1.0)));
+}
+
+static const tg_op l1_op = { "l1", l1_backward };
+TG_OP_REGISTER(l1_op);
+
+tg_tensor *tg_l1(tg_tensor *pred, tg_tensor *target)
+{
+	static const char who[] = "tg_l1";
+	tg_tensor *in[2] = { pred, target };
+	tg_ctx *ctx = pair_begin(who, in, (const char *[]){ "pred", "target" });
+	return ctx ? MEAN_LOSS(&l1_op, ctx, who, in, l1, 0, 0) : NULL;
+}
+
+/* ---- huber: L = mean(|d| <= delta ? d^2 / 2 : delta (|d| - delta / 2)) ------------------- */
+/* d pred = dout clamp(d, -delta, delta) / n, written m d + c with the
+ * constants m = [|d| <= delta] and c = |d| > delta ? delta sign(d) : 0, so
+ * that a recorded backward differentiates the quadratic part again.
+ * d target = -d pred. */
+
+LOSS_KERNEL(huber, fabs(a - b) <= p ? 0.5 * (a - b) * (a - b) : p * (fabs(a - b) - 0.5 * p))
+
+static void huber_backward(tg_node *n, tg_tensor *dout)
+{
+	double delta = tg_node_attr(n, 0);
+	tg_tensor *d = tg_sub(tg_node_input(n, 0), tg_node_input(n, 1));
+	tg_tensor *local = tg_add(tg_mul(mask(n, INSIDE, delta), d), mask(n, OUTSIDE, delta));
+	to_both(n, tg_mul(local, spread(n, dout, 1.0)));
+}
+
+static const tg_op huber_op = { "huber", huber_backward };
+TG_OP_REGISTER(huber_op);
+
+tg_tensor *tg_huber(tg_tensor *pred, tg_tensor *target, double delta)
+{
+	static const char who[] = "tg_huber";
+	tg_tensor *in[2] = { pred, target };
+	tg_ctx *ctx = pair_begin(who, in, (const char *[]){ "pred", "target" });
+	if (!ctx)
+		return NULL;
+	if (!(delta > 0 && isfinite(delta)))
+		return tg_fail(ctx, TG_EARG, "%s: delta = %g must be positive and finite", who,
+			       delta);
+	return MEAN_LOSS(&huber_op, ctx, who, in, huber, delta, 1);
+}
+
+/* ---- bce_with_logits: L = mean(max(x, 0) - x t + ln(1 + e^-|x|)) ------------------------- */
+/* The binary cross-entropy of sigmoid(x) against t, -t ln s - (1 - t) ln(1 - s),
+ * rewritten so that nothing overflows: e^-|x| <= 1, and for |x| large the
+ * log term underflows to 0 and the loss is max(x, 0) - x t exactly.
+ * d logits = dout (sigmoid(x) - t) / n, d targets = -dout x / n. */
+
+LOSS_KERNEL(bce, (a > 0 ? a : 0) - a * b + log1p(exp(-fabs(a))))
+
+static void bce_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *x = tg_node_input(n, 0), *t = tg_node_input(n, 1);
+	tg_tensor *s = spread(n, dout, 1.0);
+	if (tg_node_needs_grad(n, 0))
+		tg_node_grad(n, 0, tg_mul(tg_sub(tg_sigmoid(x), t), s));
+	if (tg_node_needs_grad(n, 1))
+		tg_node_grad(n, 1, tg_mul(tg_neg(x), s));
+}
+
+static const tg_op bce_with_logits_op = { "bce_with_logits", bce_backward };
+TG_OP_REGISTER(bce_with_logits_op);
+
+/* Every target in [0, 1] (soft targets allowed); else records the first
+ * that is not. */
+static bool targets_ok(tg_ctx *ctx, const char *who, const tg_tensor *t)
+{
+	for (size_t i = 0; i < t->numel; i++) {
+		double v = t->dtype == TG_F64 ? ((const double *)t->data)[i]
+					      : ((const float *)t->data)[i];
+		if (!(v >= 0 && v <= 1)) {
+			char buf[TG_SHAPE_STR];
+			tg_fail(ctx, TG_EARG, "%s: targets %s: element %zu is %g, outside [0, 1]",
+				who, tg_shape_fmt(t->ndim, t->shape, buf), i, v);
+			return false;
+		}
+	}
+	return true;
+}
+
+tg_tensor *tg_bce_with_logits(tg_tensor *logits, tg_tensor *targets)
+{
+	static const char who[] = "tg_bce_with_logits";
+	tg_tensor *in[2] = { logits, targets };
+	tg_ctx *ctx = pair_begin(who, in, (const char *[]){ "logits", "targets" });
+	if (!ctx || !targets_ok(ctx, who, targets))
+		return NULL;
+	return MEAN_LOSS(&bce_with_logits_op, ctx, who, in, bce, 0, 0);
+}
