@@ -302,6 +302,41 @@ TG_API tg_tensor *tg_matmul_t(tg_tensor *a, bool ta, tg_tensor *b, bool tb);
 TG_API tg_tensor *tg_transpose(tg_tensor *x);            /* (N,M) -> (M,N); dx = dout^T */
 /* Same data, new shape; one entry may be -1 (inferred). dx = reshape(dout). */
 TG_API tg_tensor *tg_reshape(tg_tensor *x, int ndim, const int64_t *shape);
+/* Batched matmul: a (..., N, K) @ b (..., K, M) -> (..., N, M), the batch
+ * axes (all but the last two) broadcast NumPy-style: (2,1,3,4) @ (5,4,2) ->
+ * (2,5,3,2). da = dout b^T, db = a^T dout, each summed over the batch axes
+ * its input was broadcast along. tg_matmul stays strictly 2-D. */
+TG_API tg_tensor *tg_bmm(tg_tensor *a, tg_tensor *b);
+/* op(a) @ op(b), op transposing the last two axes where ta/tb: BLAS flags. */
+TG_API tg_tensor *tg_bmm_t(tg_tensor *a, bool ta, tg_tensor *b, bool tb);
+/* Axis j of out is axis perm[j] of x (NumPy's transpose with axes); perm
+ * names each of x's ndim axes once (< 0 counts from the end).
+ * dx = permute(dout, perm^-1). */
+TG_API tg_tensor *tg_permute(tg_tensor *x, const int *perm);
+/* x without axis (< 0 counts from the end), which must have size 1;
+ * a reshape. */
+TG_API tg_tensor *tg_squeeze(tg_tensor *x, int axis);
+/* x with a new axis of size 1 at position axis of the result (-1: last);
+ * a reshape. */
+TG_API tg_tensor *tg_unsqueeze(tg_tensor *x, int axis);
+/* x[start : start + length] along axis, step 1; start < 0 counts from the
+ * end. dx = pad_axis(dout, axis, start, n - start - length). */
+TG_API tg_tensor *tg_slice(tg_tensor *x, int axis, int64_t start, int64_t length);
+/* x with before zeros in front and after zeros behind along axis: slice's
+ * adjoint. dx = slice(dout, axis, before, n). */
+TG_API tg_tensor *tg_pad_axis(tg_tensor *x, int axis, int64_t before, int64_t after);
+/* xs[0..n) joined along axis; off the axis their shapes agree. Any n >= 1
+ * (beyond TG_MAX_INPUTS, a tree of concat nodes). ctx is the tensors'
+ * context, so that an empty list is a reported error. dx_i = the slice of
+ * dout where x_i sits. */
+TG_API tg_tensor *tg_concat(tg_ctx *ctx, int n, tg_tensor *const *xs, int axis);
+/* xs[0..n), one shape, joined along a new axis at position axis of the
+ * result: n of (A,B) at axis 1 -> (A,n,B). dx_i = slice i of dout, reshaped. */
+TG_API tg_tensor *tg_stack(tg_ctx *ctx, int n, tg_tensor *const *xs, int axis);
+/* out[0..n) = consecutive slices of x along axis: n equal parts when sizes
+ * is NULL, else parts of sizes[0..n) (adding up to the axis). 0 ok; on error
+ * -1 and every out[i] NULL. The parts are step tensors. */
+TG_API int tg_split(tg_tensor *x, int axis, int n, const int64_t *sizes, tg_tensor **out);
 
 /* ---- ops: indexing by index tensors --------------------------------------- */
 /* Every index argument is an i32 or i64 tensor (tg_labels, tg_from_i32): its

@@ -1,8 +1,10 @@
 /*
- * matrix.c - matrix products through OpenBLAS, transpose and reshape.
+ * matrix.c - matrix products through OpenBLAS (plain and batched), transpose
+ * and reshape.
  *
  * matmul_t multiplies op(a) @ op(b), op a transpose or not, with the BLAS
  * transpose flags: no transpose is ever materialised, forward or backward.
+ * bmm does the same for stacks of matrices whose batch axes broadcast.
  * Backward rules are written with ops, so they record under TG_CREATE_GRAPH.
  * Shape legend: op(a) (N,K) @ op(b) (K,M) -> (N,M).
  */
@@ -89,6 +91,171 @@ tg_tensor *tg_matmul_t(tg_tensor *a, bool ta, tg_tensor *b, bool tb)
 tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b)
 {
 	return matmul("tg_matmul", a, false, b, false);
+}
+
+/* ---- bmm: batched C = op(A) op(B), batch axes broadcast ---------------------- */
+/* a (..., N, K) @ b (..., K, M) -> (..., N, M), op transposing the last two
+ * axes. The batch axes (all but the last two) broadcast NumPy-style, so
+ * (2,1,3,4) @ (5,4,2) -> (2,5,3,2). One GEMM per batch item; when b has one
+ * matrix for every item and a is not transposed, the items of a are rows of
+ * one (batch N, K) matrix and a single GEMM does all. The rule is matmul_t's,
+ * batched, each gradient summed back over the batch axes its input was
+ * broadcast along: da = sum_to(dout op(b)^T), db = sum_to(op(a)^T dout).
+ * Attributes: [0] ta, [1] tb. */
+
+static tg_tensor *bmm(const char *who, tg_tensor *a, bool ta, tg_tensor *b, bool tb);
+
+/* dx summed down to x's shape (its batch axes), or dx itself when it has it. */
+static tg_tensor *sum_to_input(tg_tensor *dx, const tg_tensor *x)
+{
+	return !dx || tg_same_shape(dx, x) ? dx : tg_sum_to(dx, x->ndim, x->shape);
+}
+
+static void bmm_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *a = tg_node_input(n, 0), *b = tg_node_input(n, 1);
+	bool ta = tg_node_attr(n, 0) != 0, tb = tg_node_attr(n, 1) != 0;
+	const char *who = "tg_bmm_t";
+	if (tg_node_needs_grad(n, 0))
+		tg_node_grad(n, 0, sum_to_input(ta ? bmm(who, b, tb, dout, true)
+						   : bmm(who, dout, false, b, !tb), a));
+	if (tg_node_needs_grad(n, 1))
+		tg_node_grad(n, 1, sum_to_input(tb ? bmm(who, dout, true, a, ta)
+						   : bmm(who, a, !ta, dout, false), b));
+}
+
+static const tg_op bmm_op = { "bmm", bmm_backward };
+TG_OP_REGISTER(bmm_op);
+
+/* Where each batch item's matrices sit: the output's batch axes, and the
+ * element offsets of a's and b's matrices along them (0 where broadcast). */
+typedef struct batch {
+	int nb;                        /* batch axes of out */
+	int64_t dim[TG_MAX_DIMS];      /* their sizes */
+	int64_t sa[TG_MAX_DIMS];       /* a's element stride along each, or 0 */
+	int64_t sb[TG_MAX_DIMS];
+	int64_t items, items_a, items_b;
+} batch;
+
+/* Right-aligns the batch axes of a and b; false if they do not broadcast. */
+static bool batch_of(const tg_tensor *a, const tg_tensor *b, batch *bt)
+{
+	const int na = a->ndim - 2, nb = b->ndim - 2;
+	bt->nb = na > nb ? na : nb;
+	bt->items = bt->items_a = bt->items_b = 1;
+	int64_t stride_a = a->shape[na] * a->shape[na + 1];
+	int64_t stride_b = b->shape[nb] * b->shape[nb + 1];
+	for (int d = bt->nb - 1; d >= 0; d--) {
+		int back = bt->nb - 1 - d;
+		int64_t da = back < na ? a->shape[na - 1 - back] : 1;
+		int64_t db = back < nb ? b->shape[nb - 1 - back] : 1;
+		if (da != db && da != 1 && db != 1)
+			return false;
+		bt->dim[d] = da > db ? da : db;
+		bt->sa[d] = da == 1 ? 0 : stride_a;
+		bt->sb[d] = db == 1 ? 0 : stride_b;
+		stride_a *= da;
+		stride_b *= db;
+		bt->items *= bt->dim[d];
+		bt->items_a *= da;
+		bt->items_b *= db;
+	}
+	return true;
+}
+
+/* The GEMM of one item: C (N,M) = op(A) op(B), row major. */
+typedef struct gemm {
+	enum CBLAS_TRANSPOSE fa, fb;
+	int N, M, K, lda, ldb;
+} gemm;
+
+static void gemm_run(const gemm *g, tg_dtype dt, const void *A, const void *B, void *C)
+{
+	if (dt == TG_F64)
+		cblas_dgemm(CblasRowMajor, g->fa, g->fb, g->N, g->M, g->K, 1.0, A, g->lda, B,
+			    g->ldb, 0.0, C, g->M);
+	else
+		cblas_sgemm(CblasRowMajor, g->fa, g->fb, g->N, g->M, g->K, 1.0f, A, g->lda, B,
+			    g->ldb, 0.0f, C, g->M);
+}
+
+/* Every item's GEMM, walking the batch index like an odometer. */
+static void bmm_items(const batch *bt, gemm g, tg_dtype dt, const char *A, const char *B,
+		      char *C)
+{
+	const size_t es = tg_dtype_size(dt);
+	const size_t c_item = (size_t)g.N * (size_t)g.M * es;
+	if (g.fa == CblasNoTrans && bt->items_b == 1 && bt->items_a == bt->items &&
+	    (int64_t)g.N * bt->items <= INT_MAX) {
+		g.N *= (int)bt->items; /* the items of a are rows of one matrix */
+		gemm_run(&g, dt, A, B, C);
+		return;
+	}
+	int64_t cnt[TG_MAX_DIMS] = { 0 }, oa = 0, ob = 0;
+	for (int64_t t = 0; t < bt->items; t++, C += c_item) {
+		gemm_run(&g, dt, A + (size_t)oa * es, B + (size_t)ob * es, C);
+		for (int d = bt->nb - 1; d >= 0; d--) {
+			oa += bt->sa[d];
+			ob += bt->sb[d];
+			if (++cnt[d] < bt->dim[d])
+				break;
+			oa -= bt->sa[d] * bt->dim[d];
+			ob -= bt->sb[d] * bt->dim[d];
+			cnt[d] = 0;
+		}
+	}
+}
+
+static tg_tensor *bmm(const char *who, tg_tensor *a, bool ta, tg_tensor *b, bool tb)
+{
+	tg_tensor *in[2] = { a, b };
+	tg_ctx *ctx = tg_op_begin(who, 2, in);
+	if (!ctx)
+		return NULL;
+	char sa[TG_SHAPE_STR + 2], sb[TG_SHAPE_STR + 2];
+	if (a->ndim < 2 || b->ndim < 2)
+		return tg_fail(ctx, TG_ESHAPE,
+			       "%s: %s @ %s: both inputs need at least 2 dimensions (..., rows, "
+			       "columns)",
+			       who, operand_fmt(a, ta, sa), operand_fmt(b, tb, sb));
+	const int la = a->ndim - 2, lb = b->ndim - 2;
+	int64_t N = a->shape[la + (ta ? 1 : 0)], K = a->shape[la + (ta ? 0 : 1)];
+	int64_t Kb = b->shape[lb + (tb ? 1 : 0)], M = b->shape[lb + (tb ? 0 : 1)];
+	if (K != Kb)
+		return tg_fail(ctx, TG_ESHAPE, "%s: %s @ %s: inner sizes %lld and %lld differ",
+			       who, operand_fmt(a, ta, sa), operand_fmt(b, tb, sb), (long long)K,
+			       (long long)Kb);
+	batch bt;
+	if (!batch_of(a, b, &bt))
+		return tg_fail(ctx, TG_ESHAPE, "%s: %s @ %s: the batch axes (all but the last "
+					       "two) do not broadcast",
+			       who, operand_fmt(a, ta, sa), operand_fmt(b, tb, sb));
+	if (N > INT_MAX || K > INT_MAX || M > INT_MAX)
+		return tg_fail(ctx, TG_ESHAPE, "%s: %s @ %s: a size exceeds the BLAS limit %d",
+			       who, operand_fmt(a, ta, sa), operand_fmt(b, tb, sb), INT_MAX);
+	int64_t shape[TG_MAX_DIMS];
+	memcpy(shape, bt.dim, (size_t)bt.nb * sizeof *shape);
+	shape[bt.nb] = N;
+	shape[bt.nb + 1] = M;
+	tg_tensor *out = tg_tensor_new(ctx, who, a->dtype, bt.nb + 2, shape);
+	if (!out)
+		return NULL;
+	gemm g = { ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+		   (int)N, (int)M, (int)K, (int)a->shape[la + 1], (int)b->shape[lb + 1] };
+	tg_blas_enter(ctx);
+	bmm_items(&bt, g, a->dtype, a->data, b->data, out->data);
+	const double attr[2] = { ta, tb };
+	return tg_op_end(&bmm_op, out, 2, in, attr, 2, NULL);
+}
+
+tg_tensor *tg_bmm_t(tg_tensor *a, bool ta, tg_tensor *b, bool tb)
+{
+	return bmm("tg_bmm_t", a, ta, b, tb);
+}
+
+tg_tensor *tg_bmm(tg_tensor *a, tg_tensor *b)
+{
+	return bmm("tg_bmm", a, false, b, false);
 }
 
 /* ---- transpose: (N,M) -> (M,N) copy; dx = dout^T -------------------------------- */

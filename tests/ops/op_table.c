@@ -87,6 +87,56 @@ static tg_tensor *f_matmul(tg_tensor *const *in, void *user)
 FN(transpose, tg_transpose(in[0]))
 FN(reshape, tg_reshape(in[0], TO(user)))
 
+/* arg[0], arg[1]: the transpose flags of tg_bmm_t; plain tg_bmm when arg[2]
+ * is 0 */
+static tg_tensor *f_bmm(tg_tensor *const *in, void *user)
+{
+	if (ARG(2) == 0)
+		return tg_bmm(in[0], in[1]);
+	return tg_bmm_t(in[0], ARG(0) != 0, in[1], ARG(1) != 0);
+}
+
+/* ---- shape.c -------------------------------------------------------------------- */
+
+/* the permutation is the variant's to */
+static tg_tensor *f_permute(tg_tensor *const *in, void *user)
+{
+	int perm[TG_MAX_DIMS];
+	for (int i = 0; i < V(user)->to.ndim; i++)
+		perm[i] = (int)V(user)->to.dim[i];
+	return tg_permute(in[0], perm);
+}
+
+/* arg: axis, start, length / axis, before, after */
+FN(slice, tg_slice(in[0], (int)ARG(0), (int64_t)ARG(1), (int64_t)ARG(2)))
+FN(pad_axis, tg_pad_axis(in[0], (int)ARG(0), (int64_t)ARG(1), (int64_t)ARG(2)))
+
+/* arg[0]: the axis; arg[1]: how many tensors are joined, the arg[2] inputs
+ * taken in turn (so 6 of 2 inputs joins a, b, a, b, a, b: a tree of nodes,
+ * and gradients that add up over the repeats). A stack of more than
+ * TG_MAX_INPUTS ends in a concat node, so its tree is checked in
+ * test_shape.c. */
+static tg_tensor *join(tg_tensor *(*f)(tg_ctx *, int, tg_tensor *const *, int),
+		       tg_tensor *const *in, const void *user)
+{
+	enum { MAX_JOIN = 12 };
+	int n = (int)ARG(1), nin = (int)ARG(2);
+	tg_tensor *xs[MAX_JOIN];
+	for (int i = 0; i < n && i < MAX_JOIN; i++)
+		xs[i] = in[i % nin];
+	return f(tg_ctx_of(in[0]), n, xs, (int)ARG(0));
+}
+
+static tg_tensor *f_concat(tg_tensor *const *in, void *user)
+{
+	return join(tg_concat, in, user);
+}
+
+static tg_tensor *f_stack(tg_tensor *const *in, void *user)
+{
+	return join(tg_stack, in, user);
+}
+
 /* Indices repeat entry 2, so index_select's backward must add, not overwrite. */
 static const int32_t rows[] = { 2, 0, 2, 1 };
 static const int32_t picks[] = { 3, 0, 2, 1 };  /* one column per row */
@@ -250,6 +300,65 @@ const op_row op_table[] = {
 		 { .name = "(2,3) to (6,)", .in = { SH(2, 3) }, .to = SH(6) },
 		 { .name = "(6,) to (2,-1,1)", .in = { SH(6) }, .to = SH(2, -1, 1) },
 		 { .name = "(1,) to ()", .in = { SH(1) }, .to = SCALAR } } },
+
+	{ .op = "bmm", .fn = f_bmm, .nin = 2, .gen = { GEN_ANY, GEN_ANY }, .twice = true,
+	  .v = { { .name = "(2,2,3) @ (2,3,4)", .in = { SH(2, 2, 3), SH(2, 3, 4) } },
+		 { .name = "(2,1,3,2) @ (3,2,2)", .in = { SH(2, 1, 3, 2), SH(3, 2, 2) } },
+		 { .name = "(3,2,3) @ (3,4), one GEMM", .in = { SH(3, 2, 3), SH(3, 4) } },
+		 { .name = "(2,3) @ (3,3,2)", .in = { SH(2, 3), SH(3, 3, 2) } },
+		 { .name = "(1,2,3) @ (2,3,2)", .in = { SH(1, 2, 3), SH(2, 3, 2) } },
+		 { .name = "(2,3) @ (3,4), 2-D", .in = { SH(2, 3), SH(3, 4) } },
+		 { .name = "(2,3,2)^T @ (2,3,4)", .in = { SH(2, 3, 2), SH(2, 3, 4) },
+		   .arg = { 1, 0, 1 } },
+		 { .name = "(2,2,3) @ (2,4,3)^T", .in = { SH(2, 2, 3), SH(2, 4, 3) },
+		   .arg = { 0, 1, 1 } },
+		 { .name = "(1,3,2)^T @ (2,4,3)^T", .in = { SH(1, 3, 2), SH(2, 4, 3) },
+		   .arg = { 1, 1, 1 } },
+		 { .name = "(3,2)^T @ (2,3,4)", .in = { SH(3, 2), SH(2, 3, 4) },
+		   .arg = { 1, 0, 1 } } } },
+
+	/* shape.c */
+	{ .op = "permute", .fn = f_permute, .nin = 1, .gen = { GEN_ANY }, .twice = true,
+	  .v = { { .name = "(2,3) to (1,0)", .in = { SH(2, 3) }, .to = SH(1, 0) },
+		 { .name = "(2,3,4) to (2,0,1)", .in = { SH(2, 3, 4) }, .to = SH(2, 0, 1) },
+		 { .name = "(2,3,4) to (1,0,2), last stays", .in = { SH(2, 3, 4) },
+		   .to = SH(1, 0, 2) },
+		 { .name = "(2,3,4) to (0,2,1)", .in = { SH(2, 3, 4) }, .to = SH(0, 2, 1) },
+		 { .name = "(2,3,2,2) to (3,1,0,2)", .in = { SH(2, 3, 2, 2) },
+		   .to = SH(3, 1, 0, 2) },
+		 { .name = "(2,1,3) to (-1,1,0)", .in = { SH(2, 1, 3) }, .to = SH(-1, 1, 0) },
+		 { .name = "(4,) to (0)", .in = { SH(4) }, .to = SH(0) } } },
+	{ .op = "slice", .fn = f_slice, .nin = 1, .gen = { GEN_ANY }, .twice = true,
+	  .v = { { .name = "(4,3) axis 0 [1,3)", .in = { SH(4, 3) }, .arg = { 0, 1, 2 } },
+		 { .name = "(2,5) axis -1 [-3,-1)", .in = { SH(2, 5) }, .arg = { -1, -3, 2 } },
+		 { .name = "(2,3,4) axis 1 [2,3)", .in = { SH(2, 3, 4) }, .arg = { 1, 2, 1 } },
+		 { .name = "(5,) whole", .in = { SH(5) }, .arg = { 0, 0, 5 } } } },
+	{ .op = "pad_axis", .fn = f_pad_axis, .nin = 1, .gen = { GEN_ANY }, .twice = true,
+	  .v = { { .name = "(2,3) axis 0, 1 before 2 after", .in = { SH(2, 3) },
+		   .arg = { 0, 1, 2 } },
+		 { .name = "(2,3) axis 1, 2 after", .in = { SH(2, 3) }, .arg = { 1, 0, 2 } },
+		 { .name = "(2,2,2) axis -1, 1 before", .in = { SH(2, 2, 2) },
+		   .arg = { -1, 1, 0 } } } },
+	{ .op = "concat", .fn = f_concat, .nin = 2, .gen = { GEN_ANY, GEN_ANY }, .twice = true,
+	  .v = { { .name = "(2,3), (4,3) axis 0", .in = { SH(2, 3), SH(4, 3) },
+		   .arg = { 0, 2, 2 } },
+		 { .name = "(2,2,3), (2,1,3) axis -2", .in = { SH(2, 2, 3), SH(2, 1, 3) },
+		   .arg = { -2, 2, 2 } },
+		 { .name = "(3,1), (3,2) axis 1", .in = { SH(3, 1), SH(3, 2) },
+		   .arg = { 1, 2, 2 } },
+		 { .name = "6 of (1,3), (2,3) axis 0, a tree", .in = { SH(1, 3), SH(2, 3) },
+		   .arg = { 0, 6, 2 } },
+		 { .name = "9 of (2,1), (2,2) axis 1, a tree", .in = { SH(2, 1), SH(2, 2) },
+		   .arg = { 1, 9, 2 } } } },
+	{ .op = "stack", .fn = f_stack, .nin = 2, .gen = { GEN_ANY, GEN_ANY }, .twice = true,
+	  .v = { { .name = "(2,3), (2,3) axis 0", .in = { SH(2, 3), SH(2, 3) },
+		   .arg = { 0, 2, 2 } },
+		 { .name = "(2,3), (2,3) axis -1", .in = { SH(2, 3), SH(2, 3) },
+		   .arg = { -1, 2, 2 } },
+		 { .name = "3 of (2,), (2,) axis 1", .in = { SH(2), SH(2) },
+		   .arg = { 1, 3, 2 } },
+		 { .name = "4 of (2,2), (2,2) axis 1", .in = { SH(2, 2), SH(2, 2) },
+		   .arg = { 1, 4, 2 } } } },
 
 	/* index.c */
 	{ .op = "index_select", .fn = f_index_select, .nin = 1, .gen = { GEN_ANY },

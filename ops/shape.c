@@ -1,0 +1,649 @@
+/*
+ * shape.c - ops that move elements without changing them: permute, squeeze
+ * and unsqueeze, slice and its adjoint pad_axis, concat, stack and split.
+ *
+ * Every op here copies; none computes. Backward rules are written with ops
+ * from this file, each the other's adjoint (permute by the inverse
+ * permutation, slice and pad_axis, concat and slice, stack and slice +
+ * reshape), so a TG_CREATE_GRAPH backward records them. Kernels work on
+ * elements of 4 or 8 bytes, whatever they hold. Shape legend: along one axis
+ * a tensor is seen as (outer, n, inner); axis < 0 counts from the end.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+/* ---- shared checks ------------------------------------------------------------ */
+
+/* axis of an ndim-dimensional x counted from the front (axis < 0 counts from
+ * the end; ndim + 1 positions where a new axis is inserted), or -1 after
+ * recording why. */
+static int axis_arg(tg_ctx *ctx, const char *who, const char *name, const tg_tensor *x,
+		    int axis, int ndim)
+{
+	int a = axis < 0 ? axis + ndim : axis;
+	if (a < 0 || a >= ndim) {
+		char buf[TG_SHAPE_STR];
+		tg_fail(ctx, TG_EARG, "%s: axis %d is out of range for %s of shape %s (%s%d)",
+			who, axis, name, tg_shape_fmt(x->ndim, x->shape, buf),
+			ndim == x->ndim ? "axes 0 to " : "new axis at 0 to ", ndim - 1);
+		return -1;
+	}
+	return a;
+}
+
+/* The (outer, n, inner) view of shape along axis, in elements. */
+typedef struct view {
+	int64_t outer, n, inner;
+} view;
+
+static view view_of(int ndim, const int64_t *shape, int axis)
+{
+	view v = { 1, axis < ndim ? shape[axis] : 1, 1 };
+	for (int i = 0; i < axis; i++)
+		v.outer *= shape[i];
+	for (int i = axis + 1; i < ndim; i++)
+		v.inner *= shape[i];
+	return v;
+}
+
+/* ---- permute: out axis j is x's axis perm[j]; dx = permute(dout, perm^-1) ---- */
+/* The permutation is simplified first: axes of size 1 are dropped, and two
+ * axes that are neighbours in both x and out, in the same order, are merged.
+ * What remains is either a copy of contiguous runs (x's last axis stays
+ * last: (B,N,M) -> (N,B,M)) or, for each index of the other axes, a tiled 2-D
+ * transpose between x's last axis and out's last axis ((N,M) -> (M,N),
+ * (B,N,M) -> (B,M,N)). The node keeps perm (TG_MAX_DIMS ints) as aux. */
+
+typedef struct plan {
+	int k;                   /* axes left, in x's order */
+	int64_t n[TG_MAX_DIMS];  /* sizes */
+	int64_t sx[TG_MAX_DIMS]; /* element strides in x */
+	int64_t sy[TG_MAX_DIMS]; /* element strides in out */
+} plan;
+
+static plan plan_of(const tg_tensor *x, const int *perm)
+{
+	int64_t sx[TG_MAX_DIMS], sy[TG_MAX_DIMS];
+	int64_t s = 1;
+	for (int i = x->ndim - 1; i >= 0; i--) {
+		sx[i] = s;
+		s *= x->shape[i];
+	}
+	s = 1;
+	for (int j = x->ndim - 1; j >= 0; j--) {
+		sy[perm[j]] = s;
+		s *= x->shape[perm[j]];
+	}
+	plan p = { 0 };
+	for (int i = 0; i < x->ndim; i++) {
+		if (x->shape[i] == 1)
+			continue;
+		int k = p.k;
+		if (k > 0 && p.sx[k - 1] == x->shape[i] * sx[i] &&
+		    p.sy[k - 1] == x->shape[i] * sy[i]) {
+			p.n[k - 1] *= x->shape[i]; /* contiguous in both: one axis */
+			p.sx[k - 1] = sx[i];
+			p.sy[k - 1] = sy[i];
+			continue;
+		}
+		p.n[k] = x->shape[i];
+		p.sx[k] = sx[i];
+		p.sy[k] = sy[i];
+		p.k++;
+	}
+	return p;
+}
+
+/* Calls body(xo, yo) for every index of the axes ax[0..m) of p, xo and yo
+ * the element offsets of that index in x and out. */
+#define FOR_EACH_INDEX(p, ax, m, xo, yo, body)                                       \
+	do {                                                                         \
+		int64_t cnt_[TG_MAX_DIMS] = { 0 }, xo = 0, yo = 0;                   \
+		for (;;) {                                                           \
+			body;                                                        \
+			int d_ = (m) - 1;                                            \
+			for (; d_ >= 0; d_--) {                                      \
+				int a_ = (ax)[d_];                                   \
+				xo += (p)->sx[a_];                                   \
+				yo += (p)->sy[a_];                                   \
+				if (++cnt_[d_] < (p)->n[a_])                         \
+					break;                                       \
+				xo -= (p)->sx[a_] * (p)->n[a_];                      \
+				yo -= (p)->sy[a_] * (p)->n[a_];                      \
+				cnt_[d_] = 0;                                        \
+			}                                                            \
+			if (d_ < 0)                                                  \
+				break;                                               \
+		}                                                                    \
+	} while (0)
+
+#define PERMUTE_KERNEL(name, T)                                                      \
+	static void name(const plan *p, const T *X, T *Y)                            \
+	{                                                                            \
+		enum { TILE = 32 };                                                  \
+		int ax[TG_MAX_DIMS], m = 0;                                          \
+		const int A = p->k - 1; /* x's last axis: stride 1 in x */           \
+		if (p->k == 0) {                                                     \
+			Y[0] = X[0];                                                 \
+			return;                                                      \
+		}                                                                    \
+		if (p->sy[A] == 1) { /* last stays last: runs of n[A] */             \
+			const size_t run = (size_t)p->n[A] * sizeof(T);              \
+			for (int i = 0; i < A; i++)                                  \
+				ax[m++] = i;                                         \
+			FOR_EACH_INDEX(p, ax, m, xo, yo, memcpy(Y + yo, X + xo, run)); \
+			return;                                                      \
+		}                                                                    \
+		int B = 0; /* out's last axis: stride 1 in out */                    \
+		while (p->sy[B] != 1)                                                \
+			B++;                                                         \
+		for (int i = 0; i < A; i++)                                          \
+			if (i != B)                                                  \
+				ax[m++] = i;                                         \
+		const int64_t nA = p->n[A], nB = p->n[B], yA = p->sy[A], xB = p->sx[B]; \
+		FOR_EACH_INDEX(p, ax, m, xo, yo, {                                   \
+			for (int64_t b0 = 0; b0 < nB; b0 += TILE)                    \
+				for (int64_t a0 = 0; a0 < nA; a0 += TILE) {          \
+					int64_t b1 = b0 + TILE < nB ? b0 + TILE : nB; \
+					int64_t a1 = a0 + TILE < nA ? a0 + TILE : nA; \
+					for (int64_t b = b0; b < b1; b++)            \
+						for (int64_t a = a0; a < a1; a++)    \
+							Y[yo + b + a * yA] =         \
+								X[xo + b * xB + a];  \
+				}                                                    \
+		});                                                                  \
+	}
+
+PERMUTE_KERNEL(permute_8, uint64_t)
+PERMUTE_KERNEL(permute_4, uint32_t)
+
+static tg_tensor *permute(tg_tensor *x, const int *perm);
+
+static void permute_backward(tg_node *n, tg_tensor *dout)
+{
+	const int *perm = n->aux;
+	int inv[TG_MAX_DIMS];
+	for (int j = 0; j < dout->ndim; j++)
+		inv[perm[j]] = j;
+	tg_node_grad(n, 0, permute(dout, inv));
+}
+
+static const tg_op permute_op = { "permute", permute_backward };
+TG_OP_REGISTER(permute_op);
+
+/* x permuted by perm, a checked permutation of x's ndim axes. */
+static tg_tensor *permute(tg_tensor *x, const int *perm)
+{
+	const char *who = "tg_permute";
+	tg_ctx *ctx = tg_op_begin(who, 1, &x);
+	if (!ctx)
+		return NULL;
+	int64_t shape[TG_MAX_DIMS];
+	for (int j = 0; j < x->ndim; j++)
+		shape[j] = x->shape[perm[j]];
+	const int *saved = tg_save_aux(ctx, perm, TG_MAX_DIMS * sizeof *perm);
+	tg_tensor *out = saved ? tg_tensor_new(ctx, who, x->dtype, x->ndim, shape) : NULL;
+	if (!out)
+		return NULL;
+	plan p = plan_of(x, perm);
+	if (tg_dtype_size(x->dtype) == 8)
+		permute_8(&p, x->data, out->data);
+	else
+		permute_4(&p, x->data, out->data);
+	return tg_op_end(&permute_op, out, 1, &x, NULL, 0, saved);
+}
+
+tg_tensor *tg_permute(tg_tensor *x, const int *perm)
+{
+	const char *who = "tg_permute";
+	tg_ctx *ctx = tg_op_begin(who, 1, &x);
+	if (!ctx)
+		return NULL;
+	if (x->ndim > 0 && !perm)
+		return tg_fail(ctx, TG_ENULL, "%s: perm is NULL for x of %d dimensions", who,
+			       x->ndim);
+	int p[TG_MAX_DIMS] = { 0 };
+	unsigned seen = 0;
+	for (int j = 0; j < x->ndim; j++) {
+		int a = perm[j] < 0 ? perm[j] + x->ndim : perm[j];
+		if (a < 0 || a >= x->ndim || (seen >> a & 1u)) {
+			char sx[TG_SHAPE_STR], sp[TG_SHAPE_STR];
+			int64_t given[TG_MAX_DIMS];
+			for (int i = 0; i < x->ndim; i++)
+				given[i] = perm[i];
+			return tg_fail(ctx, TG_EARG,
+				       "%s: perm %s is not a permutation of the %d axes of x %s: "
+				       "entry %d is %d",
+				       who, tg_shape_fmt(x->ndim, given, sp), x->ndim,
+				       tg_shape_fmt(x->ndim, x->shape, sx), j, perm[j]);
+		}
+		seen |= 1u << a;
+		p[j] = a;
+	}
+	return permute(x, p);
+}
+
+/* ---- squeeze, unsqueeze: reshapes that drop or insert an axis of size 1 ------- */
+/* Recorded as reshape, whose gradient reshapes back. */
+
+tg_tensor *tg_squeeze(tg_tensor *x, int axis)
+{
+	const char *who = "tg_squeeze";
+	tg_ctx *ctx = tg_op_begin(who, 1, &x);
+	if (!ctx)
+		return NULL;
+	int a = axis_arg(ctx, who, "x", x, axis, x->ndim);
+	if (a < 0)
+		return NULL;
+	char buf[TG_SHAPE_STR];
+	if (x->shape[a] != 1)
+		return tg_fail(ctx, TG_ESHAPE, "%s: axis %d of x %s has size %lld, not 1", who,
+			       axis, tg_shape_fmt(x->ndim, x->shape, buf),
+			       (long long)x->shape[a]);
+	int64_t shape[TG_MAX_DIMS];
+	for (int i = 0, j = 0; i < x->ndim; i++)
+		if (i != a)
+			shape[j++] = x->shape[i];
+	return tg_reshape(x, x->ndim - 1, shape);
+}
+
+tg_tensor *tg_unsqueeze(tg_tensor *x, int axis)
+{
+	const char *who = "tg_unsqueeze";
+	tg_ctx *ctx = tg_op_begin(who, 1, &x);
+	if (!ctx)
+		return NULL;
+	char buf[TG_SHAPE_STR];
+	if (x->ndim >= TG_MAX_DIMS)
+		return tg_fail(ctx, TG_ESHAPE, "%s: x %s already has %d dimensions, the most a "
+					       "tensor has",
+			       who, tg_shape_fmt(x->ndim, x->shape, buf), TG_MAX_DIMS);
+	int a = axis_arg(ctx, who, "x", x, axis, x->ndim + 1);
+	if (a < 0)
+		return NULL;
+	int64_t shape[TG_MAX_DIMS];
+	for (int i = 0, j = 0; j <= x->ndim; j++)
+		shape[j] = j == a ? 1 : x->shape[i++];
+	return tg_reshape(x, x->ndim + 1, shape);
+}
+
+/* ---- slice: x[start : start+length] along axis; dx = pad_axis(dout) ----------- */
+/* ---- pad_axis: before zeros, x, after zeros along axis; dx = slice(dout) ------ */
+/* Attributes: [0] the axis counted from the front; slice [1] start, [2]
+ * length; pad_axis [1] before, [2] after. */
+
+/* Y (outer, m, inner) from X (outer, n, inner): rows [at, at + m) of X when
+ * slicing, or X into rows [at, at + n) of a zero Y when padding. es is the
+ * element size in bytes. */
+static void slice_copy(const char *X, char *Y, view v, int64_t at, int64_t m, size_t es)
+{
+	const size_t run = (size_t)(m * v.inner) * es;
+	for (int64_t o = 0; o < v.outer; o++)
+		memcpy(Y + (size_t)(o * m) * v.inner * es,
+		       X + (size_t)(o * v.n + at) * v.inner * es, run);
+}
+
+static void pad_copy(const char *X, char *Y, view v, int64_t at, int64_t m, size_t es)
+{
+	const size_t run = (size_t)(v.n * v.inner) * es;
+	memset(Y, 0, (size_t)(v.outer * m * v.inner) * es);
+	for (int64_t o = 0; o < v.outer; o++)
+		memcpy(Y + (size_t)(o * m + at) * v.inner * es,
+		       X + (size_t)(o * v.n) * v.inner * es, run);
+}
+
+static tg_tensor *slice(tg_tensor *x, int axis, int64_t start, int64_t length);
+static tg_tensor *pad(tg_tensor *x, int axis, int64_t before, int64_t after);
+
+static void slice_backward(tg_node *n, tg_tensor *dout)
+{
+	const tg_tensor *x = tg_node_input(n, 0);
+	int axis = (int)tg_node_attr(n, 0);
+	int64_t start = (int64_t)tg_node_attr(n, 1), length = (int64_t)tg_node_attr(n, 2);
+	tg_node_grad(n, 0, pad(dout, axis, start, x->shape[axis] - start - length));
+}
+
+static void pad_backward(tg_node *n, tg_tensor *dout)
+{
+	const tg_tensor *x = tg_node_input(n, 0);
+	int axis = (int)tg_node_attr(n, 0);
+	tg_node_grad(n, 0, slice(dout, axis, (int64_t)tg_node_attr(n, 1), x->shape[axis]));
+}
+
+static const tg_op slice_op = { "slice", slice_backward };
+static const tg_op pad_axis_op = { "pad_axis", pad_backward };
+TG_OP_REGISTER(slice_op);
+TG_OP_REGISTER(pad_axis_op);
+
+/* The slice, with axis, start and length already checked. */
+static tg_tensor *slice(tg_tensor *x, int axis, int64_t start, int64_t length)
+{
+	const char *who = "tg_slice";
+	tg_ctx *ctx = tg_op_begin(who, 1, &x);
+	if (!ctx)
+		return NULL;
+	int64_t shape[TG_MAX_DIMS];
+	memcpy(shape, x->shape, sizeof shape);
+	shape[axis] = length;
+	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, x->ndim, shape);
+	if (!out)
+		return NULL;
+	slice_copy(x->data, out->data, view_of(x->ndim, x->shape, axis), start, length,
+		   tg_dtype_size(x->dtype));
+	const double attr[3] = { axis, (double)start, (double)length };
+	return tg_op_end(&slice_op, out, 1, &x, attr, 3, NULL);
+}
+
+tg_tensor *tg_slice(tg_tensor *x, int axis, int64_t start, int64_t length)
+{
+	const char *who = "tg_slice";
+	tg_ctx *ctx = tg_op_begin(who, 1, &x);
+	if (!ctx)
+		return NULL;
+	int a = axis_arg(ctx, who, "x", x, axis, x->ndim);
+	if (a < 0)
+		return NULL;
+	const int64_t n = x->shape[a];
+	int64_t s = start < 0 ? start + n : start;
+	if (s < 0 || s >= n || length < 1 || length > n - s) {
+		char buf[TG_SHAPE_STR];
+		return tg_fail(ctx, TG_EARG,
+			       "%s: start %lld, length %lld is out of range for axis %d of x %s "
+			       "(size %lld; start in [-%lld, %lld), length at least 1 and "
+			       "start + length at most %lld)",
+			       who, (long long)start, (long long)length, axis,
+			       tg_shape_fmt(x->ndim, x->shape, buf), (long long)n, (long long)n,
+			       (long long)n, (long long)n);
+	}
+	return slice(x, a, s, length);
+}
+
+static tg_tensor *pad(tg_tensor *x, int axis, int64_t before, int64_t after)
+{
+	const char *who = "tg_pad_axis";
+	tg_ctx *ctx = tg_op_begin(who, 1, &x);
+	if (!ctx)
+		return NULL;
+	int64_t shape[TG_MAX_DIMS];
+	memcpy(shape, x->shape, sizeof shape);
+	shape[axis] = before + x->shape[axis] + after;
+	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, x->ndim, shape);
+	if (!out)
+		return NULL;
+	pad_copy(x->data, out->data, view_of(x->ndim, x->shape, axis), before, shape[axis],
+		 tg_dtype_size(x->dtype));
+	const double attr[3] = { axis, (double)before, (double)after };
+	return tg_op_end(&pad_axis_op, out, 1, &x, attr, 3, NULL);
+}
+
+tg_tensor *tg_pad_axis(tg_tensor *x, int axis, int64_t before, int64_t after)
+{
+	const char *who = "tg_pad_axis";
+	tg_ctx *ctx = tg_op_begin(who, 1, &x);
+	if (!ctx)
+		return NULL;
+	int a = axis_arg(ctx, who, "x", x, axis, x->ndim);
+	if (a < 0)
+		return NULL;
+	if (before < 0 || after < 0 || before > ((int64_t)1 << 40) || after > ((int64_t)1 << 40))
+		return tg_fail(ctx, TG_EARG,
+			       "%s: before %lld and after %lld; each must be 0 or more (and at "
+			       "most 2^40)",
+			       who, (long long)before, (long long)after);
+	return pad(x, a, before, after);
+}
+
+/* ---- concat: inputs joined along axis; dx_i = slice(dout, axis, offset_i, n_i) --- */
+/* ---- stack: inputs joined along a new axis; dx_i = squeeze(slice(dout, axis, i, 1)) */
+/* A node holds at most TG_MAX_INPUTS inputs, so more than that are joined in
+ * groups first, then the groups' results (a tree of nodes, each a real op with
+ * its own rule; log4(n) copies of the data). A stack of groups is a concat of
+ * stacks. Attribute [0]: the axis counted from the front (of out, for
+ * stack). */
+
+static tg_tensor *concat_node(tg_ctx *ctx, int n, tg_tensor *const *xs, int axis);
+static tg_tensor *stack_node(tg_ctx *ctx, int n, tg_tensor *const *xs, int axis);
+
+static void concat_backward(tg_node *n, tg_tensor *dout)
+{
+	int axis = (int)tg_node_attr(n, 0);
+	int64_t at = 0;
+	for (int i = 0; i < n->nin; i++) {
+		const int64_t len = n->in[i]->shape[axis];
+		if (tg_node_needs_grad(n, i))
+			tg_node_grad(n, i, slice(dout, axis, at, len));
+		at += len;
+	}
+}
+
+static void stack_backward(tg_node *n, tg_tensor *dout)
+{
+	int axis = (int)tg_node_attr(n, 0);
+	for (int i = 0; i < n->nin; i++)
+		if (tg_node_needs_grad(n, i)) {
+			const tg_tensor *x = n->in[i];
+			tg_node_grad(n, i, tg_reshape(slice(dout, axis, i, 1), x->ndim, x->shape));
+		}
+}
+
+static const tg_op concat_op = { "concat", concat_backward };
+static const tg_op stack_op = { "stack", stack_backward };
+TG_OP_REGISTER(concat_op);
+TG_OP_REGISTER(stack_op);
+
+/* One node of at most TG_MAX_INPUTS checked inputs. */
+static tg_tensor *concat_node(tg_ctx *ctx, int n, tg_tensor *const *xs, int axis)
+{
+	const char *who = "tg_concat";
+	int64_t shape[TG_MAX_DIMS];
+	memcpy(shape, xs[0]->shape, sizeof shape);
+	shape[axis] = 0;
+	for (int i = 0; i < n; i++)
+		shape[axis] += xs[i]->shape[axis];
+	tg_tensor *out = tg_tensor_new(ctx, who, xs[0]->dtype, xs[0]->ndim, shape);
+	if (!out)
+		return NULL;
+	const size_t es = tg_dtype_size(out->dtype);
+	const view v = view_of(out->ndim, out->shape, axis);
+	int64_t at = 0;
+	for (int i = 0; i < n; i++) {
+		const int64_t m = xs[i]->shape[axis];
+		const char *X = xs[i]->data;
+		char *Y = (char *)out->data + (size_t)(at * v.inner) * es;
+		const size_t run = (size_t)(m * v.inner) * es;
+		for (int64_t o = 0; o < v.outer; o++)
+			memcpy(Y + (size_t)(o * v.n * v.inner) * es, X + (size_t)o * run, run);
+		at += m;
+	}
+	const double attr[1] = { axis };
+	return tg_op_end(&concat_op, out, n, xs, attr, 1, NULL);
+}
+
+/* One node of at most TG_MAX_INPUTS checked inputs of one shape; axis is of
+ * out. */
+static tg_tensor *stack_node(tg_ctx *ctx, int n, tg_tensor *const *xs, int axis)
+{
+	const char *who = "tg_stack";
+	const tg_tensor *x0 = xs[0];
+	int64_t shape[TG_MAX_DIMS];
+	for (int i = 0, j = 0; j <= x0->ndim; j++)
+		shape[j] = j == axis ? n : x0->shape[i++];
+	tg_tensor *out = tg_tensor_new(ctx, who, x0->dtype, x0->ndim + 1, shape);
+	if (!out)
+		return NULL;
+	const size_t es = tg_dtype_size(out->dtype);
+	const view v = view_of(out->ndim, out->shape, axis);
+	const size_t run = (size_t)v.inner * es;
+	for (int i = 0; i < n; i++) {
+		const char *X = xs[i]->data;
+		char *Y = (char *)out->data + (size_t)i * run;
+		for (int64_t o = 0; o < v.outer; o++)
+			memcpy(Y + (size_t)(o * n) * run, X + (size_t)o * run, run);
+	}
+	const double attr[1] = { axis };
+	return tg_op_end(&stack_op, out, n, xs, attr, 1, NULL);
+}
+
+typedef tg_tensor *(*join_fn)(tg_ctx *, int, tg_tensor *const *, int);
+
+/* join (concat_node or stack_node) of xs[0..n) along axis, as a tree of
+ * concat nodes over groups of at most TG_MAX_INPUTS when n is larger. */
+static tg_tensor *join(tg_ctx *ctx, join_fn node, int n, tg_tensor *const *xs, int axis)
+{
+	if (n <= TG_MAX_INPUTS)
+		return node(ctx, n, xs, axis);
+	const int groups = (n + TG_MAX_INPUTS - 1) / TG_MAX_INPUTS;
+	tg_tensor **part = tg_arena_alloc(ctx, (size_t)groups * sizeof *part);
+	if (!part)
+		return NULL;
+	for (int g = 0, at = 0; g < groups; g++) {
+		int size = n / groups + (g < n % groups);
+		if (!(part[g] = node(ctx, size, xs + at, axis)))
+			return NULL;
+		at += size;
+	}
+	return join(ctx, concat_node, groups, part, axis);
+}
+
+/* The checks concat and stack share: a context, a list of n >= 1 tensors of
+ * one context and dtype. Returns the context or NULL. */
+static tg_ctx *list_begin(tg_ctx *ctx, const char *who, int n, tg_tensor *const *xs)
+{
+	if (!ctx || ctx->status != TG_OK)
+		return NULL;
+	if (n < 1)
+		return tg_fail(ctx, TG_EARG, "%s: %d tensors; need at least one", who, n);
+	if (!xs)
+		return tg_fail(ctx, TG_ENULL, "%s: the list of %d tensors is NULL", who, n);
+	tg_ctx *c = tg_op_begin(who, n, xs);
+	if (c && c != ctx)
+		return tg_fail(ctx, TG_ECTX, "%s: the tensors belong to another context than ctx",
+			       who);
+	if (!c && ctx->status == TG_OK) {
+		/* nothing recorded here: every tensor is NULL, or they belong to
+		 * another context (which holds the error) */
+		int i = 0;
+		while (i < n && xs[i])
+			i++;
+		if (i < n)
+			return tg_fail(ctx, TG_ENULL, "%s: argument %d is NULL", who, i);
+		return tg_fail(ctx, TG_ECTX, "%s: the tensors belong to another context than ctx",
+			       who);
+	}
+	return c;
+}
+
+tg_tensor *tg_concat(tg_ctx *ctx, int n, tg_tensor *const *xs, int axis)
+{
+	const char *who = "tg_concat";
+	if (!list_begin(ctx, who, n, xs))
+		return NULL;
+	const tg_tensor *x0 = xs[0];
+	char s0[TG_SHAPE_STR], si[TG_SHAPE_STR];
+	if (x0->ndim == 0)
+		return tg_fail(ctx, TG_ESHAPE, "%s: argument 0 is a scalar (); concat needs at "
+					       "least 1 dimension",
+			       who);
+	int a = axis_arg(ctx, who, "argument 0", x0, axis, x0->ndim);
+	if (a < 0)
+		return NULL;
+	for (int i = 1; i < n; i++) {
+		const tg_tensor *x = xs[i];
+		int off = -1;
+		for (int d = 0; d < x0->ndim && off < 0 && x->ndim == x0->ndim; d++)
+			if (d != a && x->shape[d] != x0->shape[d])
+				off = d;
+		if (x->ndim != x0->ndim)
+			return tg_fail(ctx, TG_ESHAPE,
+				       "%s: argument %d %s has %d dimensions, argument 0 %s has %d",
+				       who, i, tg_shape_fmt(x->ndim, x->shape, si), x->ndim,
+				       tg_shape_fmt(x0->ndim, x0->shape, s0), x0->ndim);
+		if (off >= 0)
+			return tg_fail(ctx, TG_ESHAPE,
+				       "%s: argument %d %s and argument 0 %s differ in axis %d; only "
+				       "axis %d, the concat axis, may differ",
+				       who, i, tg_shape_fmt(x->ndim, x->shape, si),
+				       tg_shape_fmt(x0->ndim, x0->shape, s0), off, a);
+	}
+	return join(ctx, concat_node, n, xs, a);
+}
+
+tg_tensor *tg_stack(tg_ctx *ctx, int n, tg_tensor *const *xs, int axis)
+{
+	const char *who = "tg_stack";
+	if (!list_begin(ctx, who, n, xs))
+		return NULL;
+	const tg_tensor *x0 = xs[0];
+	char s0[TG_SHAPE_STR], si[TG_SHAPE_STR];
+	if (x0->ndim >= TG_MAX_DIMS)
+		return tg_fail(ctx, TG_ESHAPE, "%s: argument 0 %s already has %d dimensions, the "
+					       "most a tensor has",
+			       who, tg_shape_fmt(x0->ndim, x0->shape, s0), TG_MAX_DIMS);
+	int a = axis_arg(ctx, who, "argument 0", x0, axis, x0->ndim + 1);
+	if (a < 0)
+		return NULL;
+	for (int i = 1; i < n; i++)
+		if (!tg_same_shape(xs[i], x0))
+			return tg_fail(ctx, TG_ESHAPE,
+				       "%s: argument %d %s and argument 0 %s differ; stacked tensors "
+				       "share one shape",
+				       who, i, tg_shape_fmt(xs[i]->ndim, xs[i]->shape, si),
+				       tg_shape_fmt(x0->ndim, x0->shape, s0));
+	return join(ctx, stack_node, n, xs, a);
+}
+
+/* ---- split: consecutive slices along axis --------------------------------------- */
+
+int tg_split(tg_tensor *x, int axis, int n, const int64_t *sizes, tg_tensor **out)
+{
+	const char *who = "tg_split";
+	for (int i = 0; out && i < n; i++)
+		out[i] = NULL;
+	tg_ctx *ctx = tg_op_begin(who, 1, &x);
+	if (!ctx)
+		return -1;
+	if (!out) {
+		tg_fail(ctx, TG_ENULL, "%s: out is NULL", who);
+		return -1;
+	}
+	int a = axis_arg(ctx, who, "x", x, axis, x->ndim);
+	if (a < 0)
+		return -1;
+	char buf[TG_SHAPE_STR];
+	const int64_t len = x->shape[a];
+	if (n < 1 || (!sizes && len % n != 0)) {
+		tg_fail(ctx, TG_EARG, "%s: axis %d of x %s (size %lld) does not split into %d equal "
+				      "parts",
+			who, axis, tg_shape_fmt(x->ndim, x->shape, buf), (long long)len, n);
+		return -1;
+	}
+	int64_t total = 0;
+	for (int i = 0; sizes && i < n; i++) {
+		if (sizes[i] < 1 || sizes[i] > len) {
+			tg_fail(ctx, TG_EARG, "%s: sizes[%d] is %lld; each must be in [1, %lld], the "
+					      "size of axis %d of x %s",
+				who, i, (long long)sizes[i], (long long)len, axis,
+				tg_shape_fmt(x->ndim, x->shape, buf));
+			return -1;
+		}
+		total += sizes[i];
+	}
+	if (sizes && total != len) {
+		tg_fail(ctx, TG_EARG, "%s: sizes add up to %lld, but axis %d of x %s has size %lld",
+			who, (long long)total, axis, tg_shape_fmt(x->ndim, x->shape, buf),
+			(long long)len);
+		return -1;
+	}
+	int64_t at = 0;
+	for (int i = 0; i < n; i++) {
+		int64_t m = sizes ? sizes[i] : len / n;
+		if (!(out[i] = slice(x, a, at, m))) {
+			for (int j = 0; j < i; j++)
+				out[j] = NULL;
+			return -1;
+		}
+		at += m;
+	}
+	return 0;
+}

@@ -1,0 +1,884 @@
+/*
+ * test_shape.c - the shape ops (ops/shape.c) and the batched matmul
+ * (ops/matrix.c) against hand-computed values and naive index loops, in f64
+ * and f32: permute for every order of 3 axes and across tile edges, slice and
+ * its adjoint pad_axis, concat and stack of more tensors than a node holds
+ * (differentiable to each), split and concat round trips, bmm's broadcasting
+ * against per-item tg_matmul, forward and backward; and every misuse, with
+ * its code and a message naming the op. Gradients in general are checked
+ * numerically by the op table's test.
+ */
+#include "../engine/test_util.h"
+
+#include <stdlib.h>
+
+/* t's shape must be (ndim, shape). */
+static void check_shape(const tg_tensor *t, int ndim, const int64_t *shape)
+{
+	char got[64];
+	assert_non_null(t);
+	tg_shape_str(t, got, sizeof got);
+	if (tg_ndim(t) != ndim)
+		fail_msg("shape %s has %d dimensions, expected %d", got, tg_ndim(t), ndim);
+	for (int i = 0; i < ndim; i++)
+		if (tg_shape(t)[i] != shape[i])
+			fail_msg("shape %s: dimension %d is %lld, expected %lld", got, i,
+				 (long long)tg_shape(t)[i], (long long)shape[i]);
+}
+
+/* t's values (flat) must be want[0..n) within tol. */
+static void check_values(const tg_tensor *t, const double *want, size_t n, double tol)
+{
+	assert_non_null(t);
+	if (tg_numel(t) != n)
+		fail_msg("%zu elements, expected %zu", tg_numel(t), n);
+	for (size_t i = 0; i < n; i++) {
+		double got = tg_get(t, i);
+		if (!(fabs(got - want[i]) <= tol))
+			fail_msg("element %zu = %.15g, expected %.15g (tolerance %g)", i, got,
+				 want[i], tol);
+	}
+}
+
+/* a and b must have one shape and the same values within tol. */
+static void check_same(const tg_tensor *a, const tg_tensor *b, double tol)
+{
+	assert_non_null(a);
+	assert_non_null(b);
+	check_shape(a, tg_ndim(b), tg_shape(b));
+	for (size_t i = 0; i < tg_numel(a); i++)
+		if (!(fabs(tg_get(a, i) - tg_get(b, i)) <= tol))
+			fail_msg("element %zu: %.15g and %.15g differ (tolerance %g)", i,
+				 tg_get(a, i), tg_get(b, i), tol);
+}
+
+static int setup(void **state)
+{
+	*state = tg_ctx_new(7);
+	return *state ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	tg_ctx_free(*state);
+	return 0;
+}
+
+/* A tensor whose element i is start + i. */
+static tg_tensor *iota(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape, double start)
+{
+	size_t n = 1;
+	for (int i = 0; i < ndim; i++)
+		n *= (size_t)shape[i];
+	double *v = malloc(n * sizeof *v);
+	assert_non_null(v);
+	for (size_t i = 0; i < n; i++)
+		v[i] = start + (double)i;
+	tg_tensor *t = tg_from_f64(ctx, dt, ndim, shape, v);
+	free(v);
+	assert_non_null(t);
+	return t;
+}
+
+/* Uniform values in [-1, 1) from ctx's generator. */
+static tg_tensor *rand_t(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape)
+{
+	tg_tensor *t = tg_rand(ctx, dt, ndim, shape, -1, 1);
+	assert_non_null(t);
+	return t;
+}
+
+/* ---- permute ------------------------------------------------------------------- */
+
+enum { ND = TG_MAX_DIMS > 8 ? TG_MAX_DIMS : 8 }; /* room for the tests beyond 4-D */
+
+/* Y = X permuted by perm, one element at a time: out index j of axis k is
+ * in index j of axis perm[k]. */
+static void permute_ref(const double *X, double *Y, int ndim, const int64_t *shape,
+			const int *perm)
+{
+	int64_t oshape[ND], stride[ND];
+	size_t n = 1;
+	for (int k = 0; k < ndim; k++) {
+		oshape[k] = shape[perm[k]];
+		n *= (size_t)shape[k];
+	}
+	int64_t s = 1;
+	for (int k = ndim - 1; k >= 0; k--) {
+		stride[k] = s;
+		s *= shape[k];
+	}
+	for (size_t t = 0; t < n; t++) {
+		size_t rest = t, at = 0;
+		for (int k = ndim - 1; k >= 0; k--) {
+			size_t j = rest % (size_t)oshape[k];
+			rest /= (size_t)oshape[k];
+			at += j * (size_t)stride[perm[k]];
+		}
+		Y[t] = X[at];
+	}
+}
+
+/* tg_permute(x, perm) against permute_ref, values and shape. */
+static void check_permute(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape,
+			  const int *perm)
+{
+	tg_tensor *x = iota(ctx, dt, ndim, shape, 0);
+	size_t n = tg_numel(x);
+	double *X = malloc(n * sizeof *X), *Y = malloc(n * sizeof *Y);
+	assert_non_null(X);
+	assert_non_null(Y);
+	assert_int_equal(tg_copy_to_f64(x, X, n), 0);
+	permute_ref(X, Y, ndim, shape, perm);
+	tg_tensor *y = tg_permute(x, perm);
+	assert_ctx_ok(ctx);
+	int64_t oshape[ND];
+	for (int k = 0; k < ndim; k++)
+		oshape[k] = shape[perm[k]];
+	check_shape(y, ndim, oshape);
+	check_values(y, Y, n, 0);
+	free(X);
+	free(Y);
+	tg_reset(ctx);
+}
+
+static void permute_matches_a_naive_loop_for_every_order_of_3_axes(void **state)
+{
+	tg_ctx *ctx = *state;
+	static const int perms[6][3] = { { 0, 1, 2 }, { 0, 2, 1 }, { 1, 0, 2 },
+					 { 1, 2, 0 }, { 2, 0, 1 }, { 2, 1, 0 } };
+	for (int p = 0; p < 6; p++) {
+		check_permute(ctx, TG_F64, SHAPE(2, 3, 4), perms[p]);
+		check_permute(ctx, TG_F32, SHAPE(2, 3, 4), perms[p]);
+	}
+}
+
+/* (2,3) -> (3,2) by hand: [[0,1,2],[3,4,5]]^T = [[0,3],[1,4],[2,5]]; and 2-D
+ * permute agrees with tg_transpose. */
+static void permute_of_2d_is_the_transpose(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *x = iota(ctx, TG_F64, SHAPE(2, 3), 0);
+	tg_tensor *y = tg_permute(x, (int[]){ 1, 0 });
+	check_shape(y, SHAPE(3, 2));
+	check_values(y, (double[]){ 0, 3, 1, 4, 2, 5 }, 6, 0);
+	check_values(tg_permute(x, (int[]){ -1, -2 }), (double[]){ 0, 3, 1, 4, 2, 5 }, 6, 0);
+	check_values(tg_permute(x, (int[]){ 0, 1 }), (double[]){ 0, 1, 2, 3, 4, 5 }, 6, 0);
+	assert_ctx_ok(ctx);
+}
+
+static void permute_matches_a_naive_loop_for_4d_orders_and_size_one_axes(void **state)
+{
+	tg_ctx *ctx = *state;
+	static const int perms[][4] = { { 3, 1, 0, 2 }, { 0, 2, 1, 3 }, { 1, 0, 3, 2 },
+					{ 3, 2, 1, 0 }, { 2, 3, 0, 1 }, { 0, 1, 2, 3 } };
+	for (size_t p = 0; p < LEN(perms); p++) {
+		check_permute(ctx, TG_F64, SHAPE(2, 1, 3, 4), perms[p]);
+		check_permute(ctx, TG_F32, SHAPE(3, 2, 5, 2), perms[p]);
+		check_permute(ctx, TG_F64, SHAPE(1, 4, 1, 3), perms[p]);
+	}
+}
+
+/* Sizes that are not multiples of the 32-element tiles, both paths (the
+ * last axis staying last, and a transpose of the last axis). */
+static void permute_of_larger_tensors_crosses_tile_edges(void **state)
+{
+	tg_ctx *ctx = *state;
+	check_permute(ctx, TG_F64, SHAPE(37, 70), (int[]){ 1, 0 });
+	check_permute(ctx, TG_F32, SHAPE(37, 70), (int[]){ 1, 0 });
+	check_permute(ctx, TG_F64, SHAPE(3, 37, 70), (int[]){ 0, 2, 1 });
+	check_permute(ctx, TG_F32, SHAPE(3, 37, 70), (int[]){ 2, 1, 0 });
+	check_permute(ctx, TG_F64, SHAPE(33, 5, 40), (int[]){ 1, 0, 2 });
+	check_permute(ctx, TG_F32, SHAPE(2, 33, 3, 35), (int[]){ 3, 0, 2, 1 });
+	tg_tensor *x = rand_t(ctx, TG_F64, SHAPE(45, 66));
+	check_same(tg_permute(x, (int[]){ 1, 0 }), tg_transpose(x), 0);
+}
+
+/* dx of y = permute(x, perm) for upstream dy is permute(dy, perm^-1). */
+static void permute_backward_applies_the_inverse_permutation(void **state)
+{
+	tg_ctx *ctx = *state;
+	const int perm[3] = { 2, 0, 1 }, inv[3] = { 1, 2, 0 };
+	tg_tensor *x = tg_set_requires_grad(iota(ctx, TG_F64, SHAPE(2, 3, 4), 0), true);
+	tg_tensor *y = tg_permute(x, perm); /* (4,2,3) */
+	tg_tensor *dy = iota(ctx, TG_F64, SHAPE(4, 2, 3), 100);
+	assert_int_equal(tg_backward_ex(y, dy, 0), 0);
+	double D[24], want[24];
+	assert_int_equal(tg_copy_to_f64(dy, D, 24), 0);
+	permute_ref(D, want, 3, (int64_t[]){ 4, 2, 3 }, inv);
+	check_values(tg_grad(x), want, 24, 0);
+	/* and the round trip is the identity */
+	check_values(tg_permute(y, inv), (double[]){ 0,  1,  2,  3,  4,  5,  6,  7,
+						     8,  9,  10, 11, 12, 13, 14, 15,
+						     16, 17, 18, 19, 20, 21, 22, 23 },
+		     24, 0);
+	assert_ctx_ok(ctx);
+}
+
+static void permute_rejects_what_is_not_a_permutation(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *x = iota(ctx, TG_F64, SHAPE(2, 3, 4), 0);
+	assert_null(tg_permute(x, (int[]){ 0, 0, 1 }));
+	assert_error(ctx, TG_EARG,
+		     "tg_permute: perm (0,0,1) is not a permutation of the 3 axes of x (2,3,4)");
+	tg_clear_error(ctx);
+	assert_null(tg_permute(x, (int[]){ 0, 1, 3 }));
+	assert_error(ctx, TG_EARG, "tg_permute: perm (0,1,3) is not a permutation");
+	tg_clear_error(ctx);
+	assert_null(tg_permute(x, (int[]){ 0, 1, -4 }));
+	assert_error(ctx, TG_EARG, "entry 2 is -4");
+	tg_clear_error(ctx);
+	assert_null(tg_permute(x, NULL));
+	assert_error(ctx, TG_ENULL, "tg_permute: perm is NULL for x of 3 dimensions");
+	tg_clear_error(ctx);
+	assert_null(tg_permute(NULL, (int[]){ 0 }));
+	assert_ctx_ok(ctx); /* NULL in, NULL out, nothing to report it in */
+}
+
+/* ---- squeeze, unsqueeze ---------------------------------------------------------- */
+
+static void squeeze_and_unsqueeze_drop_and_insert_axes_of_size_1(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *x = tg_set_requires_grad(iota(ctx, TG_F64, SHAPE(2, 1, 3), 0), true);
+	tg_tensor *s = tg_squeeze(x, 1);
+	check_shape(s, SHAPE(2, 3));
+	check_values(s, (double[]){ 0, 1, 2, 3, 4, 5 }, 6, 0);
+	check_shape(tg_squeeze(x, -2), SHAPE(2, 3));
+	check_shape(tg_unsqueeze(s, 0), SHAPE(1, 2, 3));
+	check_shape(tg_unsqueeze(s, 1), SHAPE(2, 1, 3));
+	check_shape(tg_unsqueeze(s, 2), SHAPE(2, 3, 1));
+	check_shape(tg_unsqueeze(s, -1), SHAPE(2, 3, 1));
+	check_shape(tg_unsqueeze(s, -3), SHAPE(1, 2, 3));
+	check_shape(tg_unsqueeze(tg_scalar(ctx, TG_F32, 2), 0), SHAPE(1));
+	assert_null(tg_squeeze(tg_scalar(ctx, TG_F64, 2), 0));
+	assert_error(ctx, TG_EARG, "tg_squeeze: axis 0 is out of range for x of shape ()");
+	tg_clear_error(ctx);
+	/* the gradient goes back through the reshapes unchanged */
+	tg_tensor *y = tg_unsqueeze(tg_squeeze(x, 1), 0); /* (1,2,3) */
+	assert_int_equal(tg_backward_ex(y, iota(ctx, TG_F64, SHAPE(1, 2, 3), 10), 0), 0);
+	check_shape(tg_grad(x), SHAPE(2, 1, 3));
+	check_values(tg_grad(x), (double[]){ 10, 11, 12, 13, 14, 15 }, 6, 0);
+	assert_ctx_ok(ctx);
+}
+
+static void squeeze_and_unsqueeze_reject_bad_axes(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *x = iota(ctx, TG_F64, SHAPE(2, 3), 0);
+	assert_null(tg_squeeze(x, 1));
+	assert_error(ctx, TG_ESHAPE, "tg_squeeze: axis 1 of x (2,3) has size 3, not 1");
+	tg_clear_error(ctx);
+	assert_null(tg_squeeze(x, 2));
+	assert_error(ctx, TG_EARG,
+		     "tg_squeeze: axis 2 is out of range for x of shape (2,3) (axes 0 to 1)");
+	tg_clear_error(ctx);
+	assert_null(tg_unsqueeze(x, 3));
+	assert_error(ctx, TG_EARG, "tg_unsqueeze: axis 3 is out of range for x of shape (2,3) "
+				   "(new axis at 0 to 2)");
+	tg_clear_error(ctx);
+	assert_null(tg_unsqueeze(x, -4));
+	assert_error(ctx, TG_EARG, "tg_unsqueeze: axis -4 is out of range");
+	tg_clear_error(ctx);
+	int64_t full[TG_MAX_DIMS];
+	for (int i = 0; i < TG_MAX_DIMS; i++)
+		full[i] = 1;
+	assert_null(tg_unsqueeze(tg_zeros(ctx, TG_F64, TG_MAX_DIMS, full), 0));
+	assert_error(ctx, TG_ESHAPE, "tg_unsqueeze: x (1,1,1");
+	assert_error(ctx, TG_ESHAPE, "dimensions, the most a tensor has");
+	tg_clear_error(ctx);
+}
+
+/* ---- slice, pad_axis ------------------------------------------------------------ */
+
+/* x (3,4) = [[0,1,2,3],[4,5,6,7],[8,9,10,11]] */
+static void slice_takes_the_hand_computed_elements(void **state)
+{
+	tg_ctx *ctx = *state;
+	for (int d = 0; d < 2; d++) {
+		tg_dtype dt = d ? TG_F32 : TG_F64;
+		tg_tensor *x = iota(ctx, dt, SHAPE(3, 4), 0);
+		tg_tensor *c = tg_slice(x, 1, 1, 2);
+		check_shape(c, SHAPE(3, 2));
+		check_values(c, (double[]){ 1, 2, 5, 6, 9, 10 }, 6, 0);
+		check_values(tg_slice(x, 0, -1, 1), (double[]){ 8, 9, 10, 11 }, 4, 0);
+		check_values(tg_slice(x, -2, 0, 2), (double[]){ 0, 1, 2, 3, 4, 5, 6, 7 }, 8, 0);
+		check_values(tg_slice(x, -1, -1, 1), (double[]){ 3, 7, 11 }, 3, 0);
+		tg_tensor *z = iota(ctx, dt, SHAPE(2, 3, 2), 0);
+		check_values(tg_slice(z, 1, 1, 2), (double[]){ 2, 3, 4, 5, 8, 9, 10, 11 }, 8, 0);
+		assert_int_equal(tg_dtype_of(c), dt);
+	}
+	assert_ctx_ok(ctx);
+}
+
+/* The gradient of a slice is dout put back into zeros: pad_axis. */
+static void slice_gradient_is_dout_padded_with_zeros(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *x = tg_set_requires_grad(iota(ctx, TG_F64, SHAPE(3, 4), 0), true);
+	tg_tensor *y = tg_slice(x, 1, 1, 2);
+	assert_int_equal(tg_backward_ex(y, iota(ctx, TG_F64, SHAPE(3, 2), 1), 0), 0);
+	check_values(tg_grad(x), (double[]){ 0, 1, 2, 0, 0, 3, 4, 0, 0, 5, 6, 0 }, 12, 0);
+	/* pad_axis by hand, both axes */
+	tg_tensor *s = iota(ctx, TG_F32, SHAPE(2, 2), 1); /* [[1,2],[3,4]] */
+	tg_tensor *p0 = tg_pad_axis(s, 0, 1, 2);
+	check_shape(p0, SHAPE(5, 2));
+	check_values(p0, (double[]){ 0, 0, 1, 2, 3, 4, 0, 0, 0, 0 }, 10, 0);
+	tg_tensor *p1 = tg_pad_axis(s, -1, 2, 1);
+	check_shape(p1, SHAPE(2, 5));
+	check_values(p1, (double[]){ 0, 0, 1, 2, 0, 0, 0, 3, 4, 0 }, 10, 0);
+	check_values(tg_pad_axis(s, 1, 0, 0), (double[]){ 1, 2, 3, 4 }, 4, 0);
+	assert_ctx_ok(ctx);
+}
+
+static void slice_and_pad_axis_reject_out_of_range_arguments(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *x = iota(ctx, TG_F64, SHAPE(2, 3), 0);
+	assert_null(tg_slice(x, 1, 2, 2));
+	assert_error(ctx, TG_EARG, "tg_slice: start 2, length 2 is out of range for axis 1 of "
+				   "x (2,3) (size 3;");
+	tg_clear_error(ctx);
+	assert_null(tg_slice(x, 1, 3, 1));
+	assert_error(ctx, TG_EARG, "tg_slice: start 3, length 1 is out of range");
+	tg_clear_error(ctx);
+	assert_null(tg_slice(x, 1, -4, 1));
+	assert_error(ctx, TG_EARG, "tg_slice: start -4, length 1 is out of range");
+	tg_clear_error(ctx);
+	assert_null(tg_slice(x, 0, 0, 0));
+	assert_error(ctx, TG_EARG, "tg_slice: start 0, length 0 is out of range");
+	tg_clear_error(ctx);
+	assert_null(tg_slice(x, 2, 0, 1));
+	assert_error(ctx, TG_EARG, "tg_slice: axis 2 is out of range for x of shape (2,3)");
+	tg_clear_error(ctx);
+	assert_null(tg_slice(tg_scalar(ctx, TG_F64, 1), 0, 0, 1));
+	assert_error(ctx, TG_EARG, "tg_slice: axis 0 is out of range for x of shape ()");
+	tg_clear_error(ctx);
+	assert_null(tg_pad_axis(x, 0, -1, 0));
+	assert_error(ctx, TG_EARG, "tg_pad_axis: before -1 and after 0; each must be 0 or more");
+	tg_clear_error(ctx);
+	assert_null(tg_pad_axis(x, -3, 1, 0));
+	assert_error(ctx, TG_EARG, "tg_pad_axis: axis -3 is out of range");
+	tg_clear_error(ctx);
+}
+
+/* ---- concat --------------------------------------------------------------------- */
+
+static void concat_joins_along_any_axis(void **state)
+{
+	tg_ctx *ctx = *state;
+	for (int d = 0; d < 2; d++) {
+		tg_dtype dt = d ? TG_F32 : TG_F64;
+		tg_tensor *a = iota(ctx, dt, SHAPE(2, 2), 0);  /* [[0,1],[2,3]] */
+		tg_tensor *b = iota(ctx, dt, SHAPE(2, 1), 10); /* [[10],[11]] */
+		tg_tensor *y = tg_concat(ctx, 2, (tg_tensor *[]){ a, b }, 1);
+		check_shape(y, SHAPE(2, 3));
+		check_values(y, (double[]){ 0, 1, 10, 2, 3, 11 }, 6, 0);
+		y = tg_concat(ctx, 3, (tg_tensor *[]){ b, a, b }, -1);
+		check_values(y, (double[]){ 10, 0, 1, 10, 11, 2, 3, 11 }, 8, 0);
+		tg_tensor *c = iota(ctx, dt, SHAPE(1, 2), 20);
+		y = tg_concat(ctx, 2, (tg_tensor *[]){ a, c }, 0);
+		check_shape(y, SHAPE(3, 2));
+		check_values(y, (double[]){ 0, 1, 2, 3, 20, 21 }, 6, 0);
+		check_values(tg_concat(ctx, 1, &a, 0), (double[]){ 0, 1, 2, 3 }, 4, 0);
+		/* 3-D, middle axis */
+		tg_tensor *p = iota(ctx, dt, SHAPE(2, 1, 2), 0);
+		tg_tensor *q = iota(ctx, dt, SHAPE(2, 2, 2), 10);
+		check_values(tg_concat(ctx, 2, (tg_tensor *[]){ p, q }, 1),
+			     (double[]){ 0, 1, 10, 11, 12, 13, 2, 3, 14, 15, 16, 17 }, 12, 0);
+	}
+	assert_ctx_ok(ctx);
+}
+
+/* y = concat(x_0..x_{n-1}) along axis 1 of (2, k_i) pieces; with upstream
+ * gradient dy (2, sum k), each dx_i must be its own columns of dy. */
+static void check_concat_of_n(tg_ctx *ctx, int n)
+{
+	tg_tensor *xs[20];
+	int64_t total = 0;
+	for (int i = 0; i < n; i++) {
+		int64_t k = 1 + i % 3;
+		xs[i] = tg_set_requires_grad(iota(ctx, TG_F64, SHAPE(2, k), 100.0 * i), true);
+		total += k;
+	}
+	tg_tensor *y = tg_concat(ctx, n, xs, 1);
+	assert_ctx_ok(ctx);
+	check_shape(y, SHAPE(2, total));
+	tg_tensor *dy = iota(ctx, TG_F64, SHAPE(2, total), 0);
+	assert_int_equal(tg_backward_ex(y, dy, 0), 0);
+	int64_t at = 0;
+	for (int i = 0; i < n; i++) {
+		int64_t k = 1 + i % 3;
+		for (int64_t r = 0; r < 2; r++)
+			for (int64_t c = 0; c < k; c++) {
+				double want_y = 100.0 * i + (double)(r * k + c);
+				double want_g = (double)(r * total + at + c);
+				if (tg_get(y, (size_t)(r * total + at + c)) != want_y)
+					fail_msg("concat of %d: y[%lld,%lld] = %g, expected %g", n,
+						 (long long)r, (long long)(at + c),
+						 tg_get(y, (size_t)(r * total + at + c)), want_y);
+				tg_tensor *g = tg_grad(xs[i]);
+				if (!g)
+					fail_msg("concat of %d: no gradient reached input %d", n, i);
+				if (tg_get(g, (size_t)(r * k + c)) != want_g)
+					fail_msg("concat of %d: d input %d [%lld,%lld] = %g, expected %g",
+						 n, i, (long long)r, (long long)c,
+						 tg_get(g, (size_t)(r * k + c)), want_g);
+			}
+		at += k;
+	}
+	tg_reset(ctx);
+}
+
+static void concat_of_many_tensors_is_differentiable_to_each(void **state)
+{
+	tg_ctx *ctx = *state;
+	static const int counts[] = { 1, 4, 5, 6, 10, 17 };
+	for (size_t i = 0; i < LEN(counts); i++)
+		check_concat_of_n(ctx, counts[i]);
+}
+
+/* in[0..3] and two constants between them, six pieces along axis 0, then
+ * squared, so that the second-order check differentiates every slice of the
+ * backward pass too. */
+static tg_tensor *concat_six(tg_tensor *const *in, void *user)
+{
+	(void)user;
+	tg_ctx *ctx = tg_ctx_of(in[0]);
+	tg_tensor *c0 = tg_full(ctx, TG_F64, SHAPE(1, 3), 0.5);
+	tg_tensor *c1 = tg_full(ctx, TG_F64, SHAPE(2, 3), -0.25);
+	tg_tensor *y = tg_concat(ctx, 6, (tg_tensor *[]){ in[0], c0, in[1], in[2], c1, in[3] }, 0);
+	return tg_mul(y, y);
+}
+
+static void concat_of_six_passes_the_gradient_checks_for_each_input(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *in[4] = { rand_t(ctx, TG_F64, SHAPE(1, 3)), rand_t(ctx, TG_F64, SHAPE(2, 3)),
+			     rand_t(ctx, TG_F64, SHAPE(3, 3)), rand_t(ctx, TG_F64, SHAPE(1, 3)) };
+	tg_gradcheck_result r1, r2;
+	assert_int_equal(tg_gradcheck(ctx, concat_six, NULL, 4, in, 1e-6, &r1), 0);
+	assert_int_equal(tg_gradcheck2(ctx, concat_six, NULL, 4, in, 1e-6, &r2), 0);
+	for (int i = 0; i < 4; i++) {
+		if (!(r1.max_rel[i] < 1e-7) || !(r2.max_rel[i] < 1e-6))
+			fail_msg("input %d: first-order error %g, second-order %g", i, r1.max_rel[i],
+				 r2.max_rel[i]);
+	}
+}
+
+static void concat_rejects_each_misuse_naming_itself(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *a = iota(ctx, TG_F64, SHAPE(2, 3), 0);
+	tg_tensor *b = iota(ctx, TG_F64, SHAPE(2, 4), 0);
+	tg_tensor *c = iota(ctx, TG_F64, SHAPE(2, 3, 1), 0);
+	tg_tensor *f = iota(ctx, TG_F32, SHAPE(2, 3), 0);
+	assert_null(tg_concat(ctx, 0, (tg_tensor *[]){ a }, 0));
+	assert_error(ctx, TG_EARG, "tg_concat: 0 tensors; need at least one");
+	tg_clear_error(ctx);
+	assert_null(tg_concat(ctx, 2, NULL, 0));
+	assert_error(ctx, TG_ENULL, "tg_concat: the list of 2 tensors is NULL");
+	tg_clear_error(ctx);
+	assert_null(tg_concat(ctx, 3, (tg_tensor *[]){ a, a, NULL }, 0));
+	assert_error(ctx, TG_ENULL, "tg_concat: argument 2 is NULL");
+	tg_clear_error(ctx);
+	assert_null(tg_concat(ctx, 2, (tg_tensor *[]){ NULL, NULL }, 0));
+	assert_error(ctx, TG_ENULL, "tg_concat: argument 0 is NULL");
+	tg_clear_error(ctx);
+	assert_null(tg_concat(ctx, 3, (tg_tensor *[]){ a, a, b }, 0));
+	assert_error(ctx, TG_ESHAPE, "tg_concat: argument 2 (2,4) and argument 0 (2,3) differ "
+				     "in axis 1; only axis 0, the concat axis, may differ");
+	tg_clear_error(ctx);
+	assert_null(tg_concat(ctx, 2, (tg_tensor *[]){ a, c }, 1));
+	assert_error(ctx, TG_ESHAPE, "tg_concat: argument 1 (2,3,1) has 3 dimensions, "
+				     "argument 0 (2,3) has 2");
+	tg_clear_error(ctx);
+	assert_null(tg_concat(ctx, 2, (tg_tensor *[]){ a, b }, 2));
+	assert_error(ctx, TG_EARG, "tg_concat: axis 2 is out of range for argument 0 of shape "
+				   "(2,3)");
+	tg_clear_error(ctx);
+	assert_null(tg_concat(ctx, 6, (tg_tensor *[]){ a, a, a, a, a, f }, 0));
+	assert_error(ctx, TG_EDTYPE, "tg_concat: dtypes differ: argument 0 is f64 (2,3), "
+				     "argument 5 is f32 (2,3)");
+	tg_clear_error(ctx);
+	tg_tensor *s = tg_scalar(ctx, TG_F64, 1);
+	assert_null(tg_concat(ctx, 2, (tg_tensor *[]){ s, s }, 0));
+	assert_error(ctx, TG_ESHAPE, "tg_concat: argument 0 is a scalar ()");
+	tg_clear_error(ctx);
+	tg_ctx *other = tg_ctx_new(1);
+	tg_tensor *o = tg_zeros(other, TG_F64, SHAPE(2, 3));
+	assert_null(tg_concat(ctx, 2, (tg_tensor *[]){ o, o }, 0));
+	assert_error(ctx, TG_ECTX, "tg_concat: the tensors belong to another context than ctx");
+	tg_clear_error(ctx);
+	assert_null(tg_concat(ctx, 2, (tg_tensor *[]){ a, o }, 0));
+	assert_error(ctx, TG_ECTX, "tg_concat: argument 1 belongs to another context");
+	tg_clear_error(ctx);
+	tg_ctx_free(other);
+	assert_null(tg_concat(NULL, 1, &a, 0));
+	assert_ctx_ok(ctx);
+}
+
+/* ---- stack ---------------------------------------------------------------------- */
+
+static void stack_joins_along_a_new_axis(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *a = iota(ctx, TG_F64, SHAPE(2, 2), 0);  /* [[0,1],[2,3]] */
+	tg_tensor *b = iota(ctx, TG_F64, SHAPE(2, 2), 10); /* [[10,11],[12,13]] */
+	tg_tensor *y = tg_stack(ctx, 2, (tg_tensor *[]){ a, b }, 0);
+	check_shape(y, SHAPE(2, 2, 2));
+	check_values(y, (double[]){ 0, 1, 2, 3, 10, 11, 12, 13 }, 8, 0);
+	y = tg_stack(ctx, 2, (tg_tensor *[]){ a, b }, 1);
+	check_values(y, (double[]){ 0, 1, 10, 11, 2, 3, 12, 13 }, 8, 0);
+	y = tg_stack(ctx, 3, (tg_tensor *[]){ a, b, a }, -1);
+	check_shape(y, SHAPE(2, 2, 3));
+	check_values(y, (double[]){ 0, 10, 0, 1, 11, 1, 2, 12, 2, 3, 13, 3 }, 12, 0);
+	tg_tensor *s = tg_scalar(ctx, TG_F32, 4), *t = tg_scalar(ctx, TG_F32, 5);
+	y = tg_stack(ctx, 2, (tg_tensor *[]){ s, t }, 0);
+	check_shape(y, SHAPE(2));
+	check_values(y, (double[]){ 4, 5 }, 2, 0);
+	assert_ctx_ok(ctx);
+}
+
+/* n tensors (2,3) stacked at axis 1: (2, n, 3), beyond one node for n > 4;
+ * dx_i must be dy[:, i, :]. */
+static void stack_of_many_tensors_is_differentiable_to_each(void **state)
+{
+	tg_ctx *ctx = *state;
+	static const int counts[] = { 3, 6, 9 };
+	for (size_t c = 0; c < LEN(counts); c++) {
+		int n = counts[c];
+		tg_tensor *xs[9];
+		for (int i = 0; i < n; i++)
+			xs[i] = tg_set_requires_grad(iota(ctx, TG_F64, SHAPE(2, 3), 10.0 * i), true);
+		tg_tensor *y = tg_stack(ctx, n, xs, 1);
+		check_shape(y, SHAPE(2, n, 3));
+		tg_tensor *dy = iota(ctx, TG_F64, SHAPE(2, n, 3), 0);
+		assert_int_equal(tg_backward_ex(y, dy, 0), 0);
+		for (int i = 0; i < n; i++)
+			for (int r = 0; r < 2; r++)
+				for (int k = 0; k < 3; k++) {
+					size_t at = (size_t)((r * n + i) * 3 + k);
+					assert_near(tg_get(y, at), 10.0 * i + r * 3 + k, 0);
+					assert_near(tg_get(tg_grad(xs[i]), (size_t)(r * 3 + k)),
+						    (double)at, 0);
+				}
+		tg_reset(ctx);
+	}
+}
+
+/* Six (2,2) pieces, four inputs and two constants, stacked at axis 0 and
+ * squared. */
+static tg_tensor *stack_six(tg_tensor *const *in, void *user)
+{
+	(void)user;
+	tg_ctx *ctx = tg_ctx_of(in[0]);
+	tg_tensor *c = tg_full(ctx, TG_F64, SHAPE(2, 2), 0.75);
+	tg_tensor *y = tg_stack(ctx, 6, (tg_tensor *[]){ in[0], in[1], c, in[2], c, in[3] }, 2);
+	return tg_mul(y, y);
+}
+
+static void stack_of_six_passes_the_gradient_checks_for_each_input(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *in[4];
+	for (int i = 0; i < 4; i++)
+		in[i] = rand_t(ctx, TG_F64, SHAPE(2, 2));
+	tg_gradcheck_result r1, r2;
+	assert_int_equal(tg_gradcheck(ctx, stack_six, NULL, 4, in, 1e-6, &r1), 0);
+	assert_int_equal(tg_gradcheck2(ctx, stack_six, NULL, 4, in, 1e-6, &r2), 0);
+	for (int i = 0; i < 4; i++)
+		if (!(r1.max_rel[i] < 1e-7) || !(r2.max_rel[i] < 1e-6))
+			fail_msg("input %d: first-order error %g, second-order %g", i, r1.max_rel[i],
+				 r2.max_rel[i]);
+}
+
+static void stack_rejects_each_misuse_naming_itself(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *a = iota(ctx, TG_F64, SHAPE(2, 3), 0);
+	tg_tensor *b = iota(ctx, TG_F64, SHAPE(3, 2), 0);
+	assert_null(tg_stack(ctx, 0, &a, 0));
+	assert_error(ctx, TG_EARG, "tg_stack: 0 tensors; need at least one");
+	tg_clear_error(ctx);
+	assert_null(tg_stack(ctx, 2, (tg_tensor *[]){ a, b }, 0));
+	assert_error(ctx, TG_ESHAPE, "tg_stack: argument 1 (3,2) and argument 0 (2,3) differ");
+	tg_clear_error(ctx);
+	assert_null(tg_stack(ctx, 2, (tg_tensor *[]){ a, a }, 3));
+	assert_error(ctx, TG_EARG, "tg_stack: axis 3 is out of range for argument 0 of shape "
+				   "(2,3) (new axis at 0 to 2)");
+	tg_clear_error(ctx);
+	assert_null(tg_stack(ctx, 2, (tg_tensor *[]){ a, tg_from_f64(ctx, TG_F32, SHAPE(2, 3),
+								  (double[6]){ 0 }) }, 0));
+	assert_error(ctx, TG_EDTYPE, "tg_stack: dtypes differ");
+	tg_clear_error(ctx);
+	int64_t full[TG_MAX_DIMS];
+	for (int i = 0; i < TG_MAX_DIMS; i++)
+		full[i] = 1;
+	tg_tensor *z = tg_zeros(ctx, TG_F64, TG_MAX_DIMS, full);
+	assert_null(tg_stack(ctx, 2, (tg_tensor *[]){ z, z }, 0));
+	assert_error(ctx, TG_ESHAPE, "tg_stack: argument 0 (1,1,1");
+	tg_clear_error(ctx);
+}
+
+/* ---- split ---------------------------------------------------------------------- */
+
+static void split_gives_consecutive_slices(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *x = iota(ctx, TG_F64, SHAPE(2, 6), 0);
+	tg_tensor *p[3];
+	assert_int_equal(tg_split(x, 1, 3, NULL, p), 0);
+	check_values(p[0], (double[]){ 0, 1, 6, 7 }, 4, 0);
+	check_values(p[1], (double[]){ 2, 3, 8, 9 }, 4, 0);
+	check_values(p[2], (double[]){ 4, 5, 10, 11 }, 4, 0);
+	assert_int_equal(tg_split(x, -1, 3, (int64_t[]){ 1, 3, 2 }, p), 0);
+	check_shape(p[1], SHAPE(2, 3));
+	check_values(p[0], (double[]){ 0, 6 }, 2, 0);
+	check_values(p[1], (double[]){ 1, 2, 3, 7, 8, 9 }, 6, 0);
+	check_values(p[2], (double[]){ 4, 5, 10, 11 }, 4, 0);
+	assert_int_equal(tg_split(x, 0, 2, NULL, p), 0);
+	check_values(p[1], (double[]){ 6, 7, 8, 9, 10, 11 }, 6, 0);
+	assert_ctx_ok(ctx);
+}
+
+/* concat(split(x)) is x, and the gradient through both is dy itself. */
+static void split_then_concat_is_the_identity_forward_and_backward(void **state)
+{
+	tg_ctx *ctx = *state;
+	for (int d = 0; d < 2; d++) {
+		tg_dtype dt = d ? TG_F32 : TG_F64;
+		tg_tensor *x = tg_set_requires_grad(rand_t(ctx, dt, SHAPE(3, 10, 2)), true);
+		tg_tensor *p[7];
+		assert_int_equal(tg_split(x, 1, 7, (int64_t[]){ 2, 1, 1, 3, 1, 1, 1 }, p), 0);
+		tg_tensor *y = tg_concat(ctx, 7, p, 1);
+		check_same(y, x, 0);
+		tg_tensor *dy = rand_t(ctx, dt, SHAPE(3, 10, 2));
+		assert_int_equal(tg_backward_ex(y, dy, 0), 0);
+		check_same(tg_grad(x), dy, 0);
+		tg_reset(ctx);
+	}
+}
+
+static void split_rejects_parts_that_do_not_fit(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *x = iota(ctx, TG_F64, SHAPE(2, 6), 0);
+	tg_tensor *p[4] = { x, x, x, x };
+	assert_int_equal(tg_split(x, 1, 4, NULL, p), -1);
+	assert_error(ctx, TG_EARG,
+		     "tg_split: axis 1 of x (2,6) (size 6) does not split into 4 equal parts");
+	assert_null(p[0]);
+	assert_null(p[3]);
+	tg_clear_error(ctx);
+	assert_int_equal(tg_split(x, 1, 2, (int64_t[]){ 2, 3 }, p), -1);
+	assert_error(ctx, TG_EARG, "tg_split: sizes add up to 5, but axis 1 of x (2,6) has "
+				   "size 6");
+	tg_clear_error(ctx);
+	assert_int_equal(tg_split(x, 1, 3, (int64_t[]){ 3, 0, 3 }, p), -1);
+	assert_error(ctx, TG_EARG, "tg_split: sizes[1] is 0; each must be in [1, 6]");
+	tg_clear_error(ctx);
+	assert_int_equal(tg_split(x, 0, 0, NULL, p), -1);
+	assert_error(ctx, TG_EARG, "tg_split: axis 0 of x (2,6) (size 2) does not split into 0");
+	tg_clear_error(ctx);
+	assert_int_equal(tg_split(x, 2, 2, NULL, p), -1);
+	assert_error(ctx, TG_EARG, "tg_split: axis 2 is out of range for x of shape (2,6)");
+	tg_clear_error(ctx);
+	assert_int_equal(tg_split(x, 0, 2, NULL, NULL), -1);
+	assert_error(ctx, TG_ENULL, "tg_split: out is NULL");
+	tg_clear_error(ctx);
+}
+
+/* ---- bmm ------------------------------------------------------------------------ */
+
+/* C (N,M) = A (N,K) @ B (K,M), each addressed with its own row stride. */
+static void matmul_ref(const double *A, const double *B, double *C, int64_t N, int64_t K,
+		       int64_t M)
+{
+	for (int64_t i = 0; i < N; i++)
+		for (int64_t j = 0; j < M; j++) {
+			double s = 0;
+			for (int64_t k = 0; k < K; k++)
+				s += A[i * K + k] * B[k * M + j];
+			C[i * M + j] = s;
+		}
+}
+
+static void bmm_matches_a_naive_loop(tg_dtype dt, double tol)
+{
+	tg_ctx *ctx = tg_ctx_new(3);
+	enum { B = 3, N = 5, K = 7, M = 4 };
+	tg_tensor *a = rand_t(ctx, dt, SHAPE(B, N, K));
+	tg_tensor *b = rand_t(ctx, dt, SHAPE(B, K, M));
+	double A[B * N * K], Bv[B * K * M], C[B * N * M];
+	assert_int_equal(tg_copy_to_f64(a, A, LEN(A)), 0);
+	assert_int_equal(tg_copy_to_f64(b, Bv, LEN(Bv)), 0);
+	for (int i = 0; i < B; i++)
+		matmul_ref(A + i * N * K, Bv + i * K * M, C + i * N * M, N, K, M);
+	tg_tensor *c = tg_bmm(a, b);
+	check_shape(c, SHAPE(B, N, M));
+	assert_int_equal(tg_dtype_of(c), dt);
+	check_values(c, C, LEN(C), tol);
+	/* b shared by every item: one GEMM over all rows of a */
+	tg_tensor *b0 = tg_slice(b, 0, 1, 1);
+	tg_tensor *c2 = tg_bmm(a, tg_squeeze(b0, 0));
+	for (int i = 0; i < B; i++)
+		matmul_ref(A + i * N * K, Bv + K * M, C + i * N * M, N, K, M);
+	check_values(c2, C, LEN(C), tol);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+static void bmm_f64_matches_a_naive_loop(void **state)
+{
+	(void)state;
+	bmm_matches_a_naive_loop(TG_F64, 1e-12);
+}
+
+static void bmm_f32_matches_a_naive_loop(void **state)
+{
+	(void)state;
+	bmm_matches_a_naive_loop(TG_F32, 1e-5);
+}
+
+/* a (2,1,3,4) @ b (5,4,2) -> (2,5,3,2): item [i,j] is a[i,0] @ b[j]. The
+ * gradients of sum(c w) must be those of the same sum over the items made
+ * with tg_matmul of slices of a and b. */
+static void bmm_broadcasts_batch_axes_like_per_item_matmul(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *a = tg_param(rand_t(ctx, TG_F64, SHAPE(2, 1, 3, 4)));
+	tg_tensor *b = tg_param(rand_t(ctx, TG_F64, SHAPE(5, 4, 2)));
+	tg_tensor *w = rand_t(ctx, TG_F64, SHAPE(2, 5, 3, 2));
+	tg_tensor *c = tg_bmm(a, b);
+	check_shape(c, SHAPE(2, 5, 3, 2));
+	assert_int_equal(tg_backward(tg_sum(tg_mul(c, w))), 0);
+	tg_tensor *da = tg_detach(tg_grad(a)), *db = tg_detach(tg_grad(b));
+	tg_zero_grads(ctx);
+
+	tg_tensor *loss = NULL;
+	for (int i = 0; i < 2; i++)
+		for (int j = 0; j < 5; j++) {
+			tg_tensor *ai = tg_reshape(tg_slice(a, 0, i, 1), SHAPE(3, 4));
+			tg_tensor *bj = tg_squeeze(tg_slice(b, 0, j, 1), 0);
+			tg_tensor *cij = tg_matmul(ai, bj);
+			tg_tensor *want = tg_reshape(
+			    tg_slice(tg_slice(c, 0, i, 1), 1, j, 1), SHAPE(3, 2));
+			check_same(cij, want, 1e-14);
+			tg_tensor *wij = tg_reshape(
+			    tg_slice(tg_slice(w, 0, i, 1), 1, j, 1), SHAPE(3, 2));
+			tg_tensor *term = tg_sum(tg_mul(cij, wij));
+			loss = loss ? tg_add(loss, term) : term;
+		}
+	assert_int_equal(tg_backward(loss), 0);
+	check_same(tg_grad(a), da, 1e-13);
+	check_same(tg_grad(b), db, 1e-13);
+	assert_ctx_ok(ctx);
+	tg_zero_grads(ctx);
+}
+
+/* Each flag pattern of tg_bmm_t equals tg_bmm of permuted copies. */
+static void bmm_t_matches_bmm_of_permuted_copies_for_all_four_flags(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *a = rand_t(ctx, TG_F64, SHAPE(2, 3, 4));
+	tg_tensor *b = rand_t(ctx, TG_F64, SHAPE(1, 4, 3));
+	const int swap[3] = { 0, 2, 1 };
+	for (int ta = 0; ta < 2; ta++)
+		for (int tb = 0; tb < 2; tb++) {
+			tg_tensor *x = ta ? tg_permute(a, swap) : a;
+			tg_tensor *y = tb ? tg_permute(b, swap) : b;
+			/* op(x) = a, op(y) = b whatever the flags */
+			tg_tensor *want = tg_bmm(a, b);
+			tg_tensor *got = tg_bmm_t(x, ta, y, tb);
+			check_same(got, want, 1e-14);
+		}
+	assert_ctx_ok(ctx);
+}
+
+static void bmm_rejects_shapes_that_do_not_fit(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *a = tg_zeros(ctx, TG_F64, SHAPE(2, 3, 4));
+	assert_null(tg_bmm(a, tg_zeros(ctx, TG_F64, SHAPE(2, 3, 4))));
+	assert_error(ctx, TG_ESHAPE, "tg_bmm: (2,3,4) @ (2,3,4): inner sizes 4 and 3 differ");
+	tg_clear_error(ctx);
+	assert_null(tg_bmm(a, tg_zeros(ctx, TG_F64, SHAPE(3, 4, 2))));
+	assert_error(ctx, TG_ESHAPE, "tg_bmm: (2,3,4) @ (3,4,2): the batch axes (all but the "
+				     "last two) do not broadcast");
+	tg_clear_error(ctx);
+	assert_null(tg_bmm(a, tg_zeros(ctx, TG_F64, SHAPE(4))));
+	assert_error(ctx, TG_ESHAPE, "tg_bmm: (2,3,4) @ (4,): both inputs need at least 2 "
+				     "dimensions");
+	tg_clear_error(ctx);
+	assert_null(tg_bmm_t(a, true, tg_zeros(ctx, TG_F64, SHAPE(4, 2)), false));
+	assert_error(ctx, TG_ESHAPE, "tg_bmm_t: (2,3,4)^T @ (4,2): inner sizes 3 and 4 differ");
+	tg_clear_error(ctx);
+	assert_null(tg_bmm(a, tg_zeros(ctx, TG_F32, SHAPE(2, 4, 2))));
+	assert_error(ctx, TG_EDTYPE, "tg_bmm: dtypes differ");
+	tg_clear_error(ctx);
+}
+
+/* ---- beyond 4 dimensions, once tensors have them ---------------------------------- */
+
+/* Skipped while TG_MAX_DIMS (an enum, not a macro) is below 8. */
+static void shape_ops_work_on_more_than_4_dimensions(void **state)
+{
+	tg_ctx *ctx = *state;
+	if (TG_MAX_DIMS < 8) {
+		skip();
+		return;
+	}
+	check_permute(ctx, TG_F64, SHAPE(2, 3, 1, 2, 3), (int[]){ 4, 2, 0, 3, 1 });
+	check_permute(ctx, TG_F32, SHAPE(2, 1, 3, 2, 2, 3), (int[]){ 1, 0, 5, 4, 2, 3 });
+	tg_tensor *x = tg_set_requires_grad(iota(ctx, TG_F64, SHAPE(2, 1, 2, 1, 3), 0), true);
+	tg_tensor *y = tg_concat(ctx, 5, (tg_tensor *[]){ x, x, x, x, x }, 3); /* (2,1,2,5,3) */
+	check_shape(y, SHAPE(2, 1, 2, 5, 3));
+	tg_tensor *s = tg_slice(tg_stack(ctx, 2, (tg_tensor *[]){ y, y }, -1), 5, 1, 1);
+	check_same(tg_squeeze(s, -1), y, 0);
+	/* a (1,2,1,2,5,3) @ b (2,1,1,1,3,2) -> (2,2,1,2,5,2) */
+	tg_tensor *z = tg_bmm(tg_unsqueeze(y, 0), tg_ones(ctx, TG_F64, SHAPE(2, 1, 1, 1, 3, 2)));
+	check_shape(z, SHAPE(2, 2, 1, 2, 5, 2));
+	assert_int_equal(tg_backward(tg_sum(z)), 0);
+	/* each x element enters 5 copies, 2 columns, 2 batch items of b */
+	for (size_t i = 0; i < 12; i++)
+		assert_near(tg_get(tg_grad(x), i), 20, 0);
+	assert_ctx_ok(ctx);
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(permute_matches_a_naive_loop_for_every_order_of_3_axes),
+		T(permute_of_2d_is_the_transpose),
+		T(permute_matches_a_naive_loop_for_4d_orders_and_size_one_axes),
+		T(permute_of_larger_tensors_crosses_tile_edges),
+		T(permute_backward_applies_the_inverse_permutation),
+		T(permute_rejects_what_is_not_a_permutation),
+		T(squeeze_and_unsqueeze_drop_and_insert_axes_of_size_1),
+		T(squeeze_and_unsqueeze_reject_bad_axes),
+		T(slice_takes_the_hand_computed_elements),
+		T(slice_gradient_is_dout_padded_with_zeros),
+		T(slice_and_pad_axis_reject_out_of_range_arguments),
+		T(concat_joins_along_any_axis),
+		T(concat_of_many_tensors_is_differentiable_to_each),
+		T(concat_of_six_passes_the_gradient_checks_for_each_input),
+		T(concat_rejects_each_misuse_naming_itself),
+		T(stack_joins_along_a_new_axis),
+		T(stack_of_many_tensors_is_differentiable_to_each),
+		T(stack_of_six_passes_the_gradient_checks_for_each_input),
+		T(stack_rejects_each_misuse_naming_itself),
+		T(split_gives_consecutive_slices),
+		T(split_then_concat_is_the_identity_forward_and_backward),
+		T(split_rejects_parts_that_do_not_fit),
+		T(bmm_f64_matches_a_naive_loop),
+		T(bmm_f32_matches_a_naive_loop),
+		T(bmm_broadcasts_batch_axes_like_per_item_matmul),
+		T(bmm_t_matches_bmm_of_permuted_copies_for_all_four_flags),
+		T(bmm_rejects_shapes_that_do_not_fit),
+		T(shape_ops_work_on_more_than_4_dimensions),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
