@@ -644,6 +644,9 @@ static tg_tensor *grad_of_result(tg_ctx *ctx, tg_walk *w, int i, int nout,
 {
 	tg_tensor *x = w->in[i];
 	tg_tensor *g = x->node ? x->node->walk_grad : w->leaf_grad[i];
+	for (int j = 0; j < i && !g; j++)
+		if (w->in[j] == x)
+			g = w->leaf_grad[j]; /* a leaf given twice: its slot is the first */
 	if (!g) {
 		if (flags & TG_ALLOW_UNUSED)
 			return tg_zeros(ctx, x->dtype, x->ndim, x->shape);

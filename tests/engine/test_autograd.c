@@ -135,6 +135,15 @@ static void grad_of_several_outputs_adds_their_vjps(void **state)
 	for (size_t i = 0; i < 3; i++)
 		assert_near(tg_get(g, i), vv[i] * wv[i] + 2 * xv[i], 1e-15);
 
+	/* an input given twice gets its gradient twice, as two tensors */
+	tg_tensor *twice[2] = { x, x }, *g2[2];
+	assert_int_equal(tg_grad_of(1, &y[1], NULL, 2, twice, g2, 0), 0);
+	assert_true(g2[0] != g2[1]);
+	for (size_t i = 0; i < 3; i++) {
+		assert_near(tg_get(g2[0], i), 2 * xv[i], 0);
+		assert_near(tg_get(g2[1], i), 2 * xv[i], 0);
+	}
+
 	/* an output that is the input itself: its gradient is a copy of dout */
 	tg_tensor *gx;
 	assert_int_equal(tg_grad_of(1, &x, &v, 1, &x, &gx, 0), 0);
