@@ -76,6 +76,8 @@ struct tg_node {
 	uint32_t out_version;
 	double attr[TG_MAX_ATTRS];
 	const void *aux;     /* op-owned saved data in the step arena (indices) */
+	tg_tensor *walk_grad; /* out's gradient during a tg_grad_of walk, else NULL */
+	tg_node *walk_next;  /* the nodes given a walk_grad, to clear after the walk */
 };
 
 struct tg_ctx {
@@ -91,6 +93,7 @@ struct tg_ctx {
 	bool abort_on_error;
 	bool in_backward;
 	bool kept_step_grad; /* a ctx tensor holds a step gradient: tg_reset drops it */
+	struct tg_walk *walk; /* set during a tg_grad_of walk: gradients go there */
 	int threads;
 	tg_status status;
 	char message[512];

@@ -172,6 +172,8 @@ static inline tg_tensor *push(tg_node *n, const tg_op *op, tg_tensor *out, int n
 	for (int i = 0; i < TG_MAX_ATTRS; i++)
 		n->attr[i] = i < nattrs ? attrs[i] : 0;
 	n->aux = aux;
+	n->walk_grad = NULL;
+	n->walk_next = NULL;
 	ctx->tape = n;
 	out->node = n;
 	out->requires_grad = true;
@@ -314,9 +316,42 @@ static tg_tensor *grad_buffer(tg_tensor *x)
 	return x->grad_store;
 }
 
+/* What one tg_grad_of walk keeps instead of .grad: an intermediate's
+ * gradient sits on its producer node (walk_grad), a leaf's only when it is
+ * one of the inputs asked about; other leaves' gradients are dropped. */
+typedef struct tg_walk {
+	int nin;
+	tg_tensor *const *in;
+	tg_tensor **leaf_grad; /* nin slots, for the inputs that are leaves */
+	tg_node *touched;      /* nodes given a walk_grad, chained by walk_next */
+} tg_walk;
+
+static void walk_accumulate(tg_walk *w, tg_tensor *x, tg_tensor *g)
+{
+	tg_tensor **slot = NULL;
+	if (x->node) {
+		slot = &x->node->walk_grad;
+		if (!*slot) {
+			x->node->walk_next = w->touched;
+			w->touched = x->node;
+		}
+	} else {
+		for (int i = 0; i < w->nin && !slot; i++)
+			if (w->in[i] == x)
+				slot = &w->leaf_grad[i];
+	}
+	tg_tensor *sum = !slot ? NULL : *slot ? tg_add(*slot, g) : g;
+	if (sum)
+		*slot = sum; /* kept as it was when the add failed: the walk stops */
+}
+
 static void accumulate(tg_tensor *x, tg_tensor *g)
 {
 	tg_ctx *ctx = x->ctx;
+	if (ctx->walk) {
+		walk_accumulate(ctx->walk, x, g);
+		return;
+	}
 	bool create_graph = ctx->grad_enabled;
 	if (x->node || create_graph || (x->grad && x->grad != x->grad_store)) {
 		/* an intermediate, any gradient that must keep its history, or one
@@ -405,16 +440,16 @@ void tg_zero_grads(tg_ctx *ctx)
 
 /* ---- the reverse walk -------------------------------------------------------------- */
 
-static bool versions_intact(const tg_node *n)
+static bool versions_intact(const char *who, const tg_node *n)
 {
 	tg_ctx *ctx = n->out->ctx;
 	for (int i = 0; i < n->nin; i++) {
 		if (n->in[i]->version != n->in_version[i]) {
 			char buf[TG_SHAPE_STR];
 			tg_fail(ctx, TG_EVERSION,
-				"tg_backward: input %d %s%s%s of %s was modified in place after the "
+				"%s: input %d %s%s%s of %s was modified in place after the "
 				"op saved it (version %u, saved at %u)",
-				i, tg_shape_fmt(n->in[i]->ndim, n->in[i]->shape, buf),
+				who, i, tg_shape_fmt(n->in[i]->ndim, n->in[i]->shape, buf),
 				n->in[i]->name ? " " : "", n->in[i]->name ? n->in[i]->name : "",
 				n->op->name, n->in[i]->version, n->in_version[i]);
 			return false;
@@ -422,7 +457,7 @@ static bool versions_intact(const tg_node *n)
 	}
 	if (n->out->version != n->out_version) {
 		tg_fail(ctx, TG_EVERSION,
-			"tg_backward: the output of %s was modified in place after it was made",
+			"%s: the output of %s was modified in place after it was made", who,
 			n->op->name);
 		return false;
 	}
@@ -436,6 +471,13 @@ int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags)
 	if (!ctx)
 		return -1;
 	char a[TG_SHAPE_STR], b[TG_SHAPE_STR];
+	if (!y->requires_grad && !ctx->grad_enabled) {
+		tg_fail(ctx, TG_EARG,
+			"tg_backward: the output %s has no history because grad mode is off "
+			"(tg_set_grad_enabled): ops recorded nothing",
+			tg_shape_fmt(y->ndim, y->shape, a));
+		return -1;
+	}
 	if (!y->requires_grad) {
 		tg_fail(ctx, TG_EARG,
 			"tg_backward: the output %s does not depend on any tensor that requires a "
@@ -469,7 +511,7 @@ int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags)
 	for (tg_node *n = y->node; n && ctx->status == TG_OK; n = n->prev) {
 		if (!n->out->grad)
 			continue;
-		if (!versions_intact(n))
+		if (!versions_intact("tg_backward", n))
 			break;
 		n->op->backward(n, n->out->grad);
 	}
@@ -481,6 +523,195 @@ int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags)
 int tg_backward(tg_tensor *y)
 {
 	return tg_backward_ex(y, NULL, 0);
+}
+
+/* ---- gradients of chosen inputs ------------------------------------------------------- */
+
+/* The context of the first tensor given, for reporting bad arguments. */
+static tg_ctx *first_ctx(int n, tg_tensor *const *a, int m, tg_tensor *const *b)
+{
+	for (int i = 0; a && i < n; i++)
+		if (a[i] && a[i]->magic == TG_TENSOR_MAGIC)
+			return a[i]->ctx;
+	for (int i = 0; b && i < m; i++)
+		if (b[i] && b[i]->magic == TG_TENSOR_MAGIC)
+			return b[i]->ctx;
+	return NULL;
+}
+
+/* One tensor argument of tg_grad_of: present, alive, of ctx, with values. */
+static bool grad_of_arg(tg_ctx *ctx, const tg_tensor *t, const char *what, int i)
+{
+	if (!t) {
+		tg_fail(ctx, TG_ENULL, "tg_grad_of: %s %d is NULL", what, i);
+		return false;
+	}
+	tg_ctx *c = tg_tensor_check("tg_grad_of", t);
+	if (!c)
+		return false;
+	if (c != ctx) {
+		tg_fail(ctx, TG_ECTX, "tg_grad_of: %s %d belongs to another context", what, i);
+		return false;
+	}
+	if (!tg_dtype_is_float(t->dtype)) {
+		char a[TG_SHAPE_STR];
+		tg_fail(ctx, TG_EDTYPE, "tg_grad_of: %s %d is an index tensor (%s %s)", what, i,
+			tg_dtype_name(t->dtype), tg_shape_fmt(t->ndim, t->shape, a));
+		return false;
+	}
+	return true;
+}
+
+static int grad_of_check(tg_ctx *ctx, int nout, tg_tensor *const *outputs,
+			 tg_tensor *const *douts, int nin, tg_tensor *const *inputs,
+			 tg_tensor **grads, unsigned flags)
+{
+	char a[TG_SHAPE_STR], b[TG_SHAPE_STR];
+	if (!outputs || !inputs || !grads) {
+		tg_fail(ctx, TG_ENULL, "tg_grad_of: %s is NULL",
+			!outputs ? "the output array" : !inputs ? "the input array" : "grads");
+		return -1;
+	}
+	if (nout < 1 || nin < 1) {
+		tg_fail(ctx, TG_EARG, "tg_grad_of: %d outputs and %d inputs; each must be 1 or more",
+			nout, nin);
+		return -1;
+	}
+	if (flags & ~(unsigned)(TG_CREATE_GRAPH | TG_ALLOW_UNUSED)) {
+		tg_fail(ctx, TG_EARG, "tg_grad_of: unknown flags 0x%x", flags);
+		return -1;
+	}
+	bool any_history = false;
+	for (int k = 0; k < nout; k++) {
+		const tg_tensor *y = outputs[k], *dy = douts ? douts[k] : NULL;
+		if (!grad_of_arg(ctx, y, "output", k) || (dy && !grad_of_arg(ctx, dy, "douts", k)))
+			return -1;
+		if (!dy && y->numel != 1) {
+			tg_fail(ctx, TG_ESHAPE,
+				"tg_grad_of: output %d has shape %s; a non-scalar output needs an "
+				"upstream gradient (douts[%d])",
+				k, tg_shape_fmt(y->ndim, y->shape, a), k);
+			return -1;
+		}
+		if (dy && (!tg_same_shape(y, dy) || dy->dtype != y->dtype)) {
+			tg_fail(ctx, TG_ESHAPE, "tg_grad_of: output %d is %s %s, douts[%d] is %s %s",
+				k, tg_dtype_name(y->dtype), tg_shape_fmt(y->ndim, y->shape, a), k,
+				tg_dtype_name(dy->dtype), tg_shape_fmt(dy->ndim, dy->shape, b));
+			return -1;
+		}
+		any_history = any_history || y->requires_grad;
+	}
+	for (int i = 0; i < nin; i++) {
+		const tg_tensor *x = inputs[i];
+		if (!grad_of_arg(ctx, x, "input", i))
+			return -1;
+		if (!x->requires_grad) {
+			tg_fail(ctx, TG_EARG,
+				"tg_grad_of: input %d %s does not require a gradient (a tg_param, "
+				"or one marked with tg_set_requires_grad)",
+				i, tg_shape_fmt(x->ndim, x->shape, a));
+			return -1;
+		}
+	}
+	if (!any_history && !ctx->grad_enabled) {
+		tg_fail(ctx, TG_EARG,
+			"tg_grad_of: no output has history because grad mode is off "
+			"(tg_set_grad_enabled): ops recorded nothing");
+		return -1;
+	}
+	return 0;
+}
+
+/* The walk proper: every output's upstream gradient, then the nodes from the
+ * latest output's down, each rule handing its inputs their share. */
+static void grad_of_walk(tg_ctx *ctx, int nout, tg_tensor *const *outputs,
+			 tg_tensor *const *douts, tg_tensor **seeds)
+{
+	tg_node *start = NULL;
+	for (int k = 0; k < nout && ctx->status == TG_OK; k++) {
+		tg_tensor *y = outputs[k];
+		seeds[k] = douts && douts[k] ? douts[k] : tg_ones(ctx, y->dtype, y->ndim, y->shape);
+		if (!y->requires_grad || !seeds[k])
+			continue;
+		accumulate(y, seeds[k]);
+		if (y->node && (!start || y->node->index > start->index))
+			start = y->node;
+	}
+	for (tg_node *n = start; n && ctx->status == TG_OK; n = n->prev) {
+		if (!n->walk_grad)
+			continue;
+		if (!versions_intact("tg_grad_of", n))
+			break;
+		n->op->backward(n, n->walk_grad);
+	}
+}
+
+/* Input i's gradient as a tensor of its own: a zero one when unused (if
+ * allowed), a copy when it is an upstream gradient or another input's. */
+static tg_tensor *grad_of_result(tg_ctx *ctx, tg_walk *w, int i, int nout,
+				 tg_tensor *const *seeds, tg_tensor **grads, unsigned flags)
+{
+	tg_tensor *x = w->in[i];
+	tg_tensor *g = x->node ? x->node->walk_grad : w->leaf_grad[i];
+	for (int j = 0; j < i && !g; j++)
+		if (w->in[j] == x)
+			g = w->leaf_grad[j]; /* a leaf given twice: its slot is the first */
+	if (!g) {
+		if (flags & TG_ALLOW_UNUSED)
+			return tg_zeros(ctx, x->dtype, x->ndim, x->shape);
+		char a[TG_SHAPE_STR];
+		return tg_fail(ctx, TG_EARG,
+			       "tg_grad_of: input %d %s is not used by the outputs (pass "
+			       "TG_ALLOW_UNUSED for a zero gradient)",
+			       i, tg_shape_fmt(x->ndim, x->shape, a));
+	}
+	bool shared = false;
+	for (int k = 0; k < nout; k++)
+		shared = shared || g == seeds[k];
+	for (int j = 0; j < i; j++)
+		shared = shared || g == grads[j];
+	if (!shared)
+		return g;
+	return flags & TG_CREATE_GRAPH ? tg_mul_scalar(g, 1) : tg_detach(g);
+}
+
+int tg_grad_of(int nout, tg_tensor *const *outputs, tg_tensor *const *douts, int nin,
+	       tg_tensor *const *inputs, tg_tensor **grads, unsigned flags)
+{
+	tg_ctx *ctx = first_ctx(nout, outputs, nin, inputs);
+	if (!ctx || ctx->status != TG_OK)
+		return -1;
+	if (grads)
+		for (int i = 0; i < nin; i++)
+			grads[i] = NULL;
+	if (grad_of_check(ctx, nout, outputs, douts, nin, inputs, grads, flags))
+		return -1;
+	tg_tensor **leaf_grad = tg_arena_alloc(ctx, (size_t)nin * sizeof *leaf_grad);
+	tg_tensor **seeds = tg_arena_alloc(ctx, (size_t)nout * sizeof *seeds);
+	if (!leaf_grad || !seeds)
+		return -1;
+	for (int i = 0; i < nin; i++)
+		leaf_grad[i] = NULL;
+	tg_walk w = { nin, inputs, leaf_grad, NULL };
+
+	bool was = ctx->grad_enabled;
+	ctx->grad_enabled = (flags & TG_CREATE_GRAPH) != 0;
+	ctx->in_backward = true;
+	ctx->walk = &w;
+	grad_of_walk(ctx, nout, outputs, douts, seeds);
+	ctx->walk = NULL;
+	for (int i = 0; i < nin && ctx->status == TG_OK; i++)
+		grads[i] = grad_of_result(ctx, &w, i, nout, seeds, grads, flags);
+	for (tg_node *n = w.touched; n; n = n->walk_next)
+		n->walk_grad = NULL;
+	ctx->in_backward = false;
+	ctx->grad_enabled = was;
+	if (ctx->status != TG_OK) {
+		for (int i = 0; i < nin; i++)
+			grads[i] = NULL;
+		return -1;
+	}
+	return 0;
 }
 
 /* ---- the end of a step ---------------------------------------------------------------- */

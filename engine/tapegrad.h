@@ -184,9 +184,13 @@ TG_API char *tg_shape_str(const tg_tensor *t, char *buf, size_t size);
 
 /* ---- backward ----------------------------------------------------------- */
 
-enum { TG_CREATE_GRAPH = 1 }; /* record the backward pass: grads get history */
+enum {
+	TG_CREATE_GRAPH = 1, /* record the backward pass: grads get history */
+	TG_ALLOW_UNUSED = 2, /* tg_grad_of: an input the outputs skip gets zeros */
+};
 
-/* y must be a scalar (one element); its gradient starts at 1. */
+/* y must be a scalar (one element); its gradient starts at 1. With grad mode
+ * off nothing was recorded, and backward says so. */
 TG_API int tg_backward(tg_tensor *y);                          /* 0 ok */
 /* dy is y's upstream gradient (same shape), or NULL for a scalar y. */
 TG_API int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags);
@@ -197,6 +201,19 @@ TG_API int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags);
 TG_API tg_tensor *tg_grad(const tg_tensor *t);                 /* see above */
 TG_API void tg_zero_grad(tg_tensor *t);
 TG_API void tg_zero_grads(tg_ctx *ctx);                        /* every param */
+
+/* The gradients of the outputs with respect to the chosen inputs, like
+ * torch.autograd.grad: grads[i] = sum_k d<outputs[k], douts[k]>/d inputs[i].
+ * douts is NULL or has one upstream gradient per output (same shape and
+ * dtype), a NULL entry standing for 1 of a one-element output. Inputs may be
+ * leaves, parameters or intermediates; each must require a gradient. No
+ * tensor's tg_grad changes, leaf or intermediate: the walk keeps its own.
+ * flags: TG_CREATE_GRAPH gives grads history (differentiate them again);
+ * TG_ALLOW_UNUSED gives a zero tensor for an input the outputs do not depend
+ * on, which is otherwise a TG_EARG error naming the input. grads[i] are new
+ * step tensors; 0 ok, -1 (grads all NULL) on error. */
+TG_API int tg_grad_of(int nout, tg_tensor *const *outputs, tg_tensor *const *douts, int nin,
+		      tg_tensor *const *inputs, tg_tensor **grads, unsigned flags);
 
 /* ---- custom ops --------------------------------------------------------- */
 /* An op is a descriptor: its name and its backward rule. The rule reads the
@@ -225,23 +242,80 @@ TG_API const tg_op *tg_node_op(const tg_node *n);
 TG_API const tg_node *tg_producer(const tg_tensor *t); /* NULL for leaves */
 
 /* ---- gradient checking -------------------------------------------------- */
-/* f maps inputs to a tensor; the check differentiates sum(f * w) for a fixed
- * random weighting w, numerically (central differences in f64, step eps) and
- * with tg_backward, and reports per input the worst absolute and relative
- * error |num - ana| / max(1, |num|, |ana|). Inputs must be f64. */
+/* f maps inputs to a tensor; the check differentiates L = sum(f * w) for a
+ * fixed random weighting w, numerically (central differences in f64, step
+ * eps) and with tg_backward, and judges every input element as PyTorch's
+ * gradcheck does: it fails when |analytic - numeric| > atol + rtol |numeric|.
+ * Inputs must be f64 leaves; the check leaves them, their gradients and the
+ * tape as it found them. Returns 0 when every element passes, 1 when any
+ * fails, -1 on error (the context's). */
 typedef tg_tensor *(*tg_fn)(tg_tensor *const *in, void *user);
+typedef struct tg_gradcheck_opts {
+	double eps;   /* central-difference step, > 0 */
+	double atol;  /* absolute tolerance, >= 0 */
+	double rtol;  /* relative tolerance, >= 0 */
+	FILE *report; /* failing elements are written here; NULL: nowhere */
+	int max_report; /* at most this many element lines (0: 10), then a count */
+} tg_gradcheck_opts;
+/* What NULL options mean: PyTorch's f64 defaults, no report. */
+#define TG_GRADCHECK_DEFAULTS { .eps = 1e-6, .atol = 1e-5, .rtol = 1e-3, .report = NULL, .max_report = 10 }
 typedef struct tg_gradcheck_result {
-	double max_abs[TG_MAX_INPUTS];
-	double max_rel[TG_MAX_INPUTS];
+	double max_abs[TG_MAX_INPUTS]; /* per input, worst |num - ana| */
+	double max_rel[TG_MAX_INPUTS]; /* per input, worst |num - ana| / max(1, |num|, |ana|) */
 	double worst_abs;
 	double worst_rel;
+	size_t checked;     /* elements compared */
+	size_t failed;      /* elements outside atol + rtol |numeric| */
+	struct {            /* the first failing element; input -1 if none */
+		int input;
+		size_t index;                 /* flat */
+		int64_t at[TG_MAX_DIMS];      /* multi-index, the input's ndim entries */
+		double analytic, numeric;
+	} first;
 } tg_gradcheck_result;
-TG_API int tg_gradcheck(tg_ctx *ctx, tg_fn f, void *user, int nin,
-			tg_tensor *const *in, double eps, tg_gradcheck_result *res);
+/* opts and res may be NULL (defaults; no result). */
+TG_API int tg_gradcheck(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in,
+			const tg_gradcheck_opts *opts, tg_gradcheck_result *res);
 /* Same, for the gradient of sum(grad_in(sum(f * w)) * v): checks that the
  * backward pass is itself differentiated correctly (TG_CREATE_GRAPH). */
-TG_API int tg_gradcheck2(tg_ctx *ctx, tg_fn f, void *user, int nin,
-			 tg_tensor *const *in, double eps, tg_gradcheck_result *res);
+TG_API int tg_gradcheck2(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in,
+			 const tg_gradcheck_opts *opts, tg_gradcheck_result *res);
+
+/* ---- derivatives of functions ------------------------------------------- */
+/* Like torch.autograd.functional: f (as above) is evaluated at step copies of
+ * in[0..nin) that require a gradient, so the given tensors need not, and
+ * nothing of theirs (values, gradients, history) is touched; nor is any
+ * tensor's tg_grad. Every result is a new step tensor without history, in
+ * the inputs' dtype. out, where a function has it, receives f's value (step;
+ * NULL: not wanted). Each returns 0, or -1 with the context's error and the
+ * results NULL. The nodes they record are cut off the tape again. */
+
+/* Vector-Jacobian product: vjp[i] = v^T df/din[i] (in[i]'s shape); v has f's
+ * output shape, or is NULL when f returns one element. One backward pass. */
+TG_API int tg_vjp(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in,
+		  tg_tensor *v, tg_tensor **out, tg_tensor **vjp);
+/* Jacobian-vector product: *jvp = sum_i df/din[i] tangents[i] (f's output
+ * shape), tangents[i] of in[i]'s shape. Reverse mode twice (the double-VJP
+ * trick): g(u) = u^T J is linear in a dummy upstream gradient u, so the
+ * gradient of <g(u), t> with respect to u is J t; exact up to rounding. */
+TG_API int tg_jvp(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in,
+		  tg_tensor *const *tangents, tg_tensor **out, tg_tensor **jvp);
+/* Hessian-vector product of a one-element f: hvp[i] = sum_j d2f/din[i]din[j]
+ * v[j], the gradient of <grad f, v>. */
+TG_API int tg_hvp(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in,
+		  tg_tensor *const *v, tg_tensor **out, tg_tensor **hvp);
+/* jac[i] = df/din[i], of shape f.shape ++ in[i].shape (PyTorch's layout:
+ * jac[i][r..., c...] = d f[r...] / d in[i][c...]). Built a row per output
+ * element (one VJP each) or a column per input element (one JVP each),
+ * whichever makes fewer passes. The two shapes together may have at most
+ * TG_MAX_DIMS axes. */
+TG_API int tg_jacobian(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in,
+		       tg_tensor **jac);
+/* The Hessian of a one-element f as nin * nin blocks, row-major:
+ * hess[i * nin + j] = d2f / din[i] din[j], of shape in[i].shape ++
+ * in[j].shape (at most TG_MAX_DIMS axes). One pass per input element. */
+TG_API int tg_hessian(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in,
+		      tg_tensor **hess);
 
 /* ---- graph export ------------------------------------------------------- */
 /* Writes the graph that produced y as Graphviz DOT: one node per op, each

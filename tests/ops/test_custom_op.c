@@ -75,6 +75,48 @@ static tg_tensor *f_cube(tg_tensor *const *in, void *user)
 	return cube(in[0]);
 }
 
+/* ---- cube with wrong rules, for the check to catch ------------------------------------ */
+
+/* 30% off: dx = 3.9 x^2 dout */
+static void cube_wrong_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *x = tg_node_input(n, 0);
+	tg_node_grad(n, 0, tg_mul(dout, tg_mul_scalar(tg_mul(x, x), 3.9)));
+}
+
+/* Right values, wrong history: one factor x is read without history, so
+ * the rule's own derivative is 3 x instead of 6 x. */
+static void cube_half_detached_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *x = tg_node_input(n, 0);
+	tg_node_grad(n, 0, tg_mul(dout, tg_mul_scalar(tg_mul(x, tg_detach(x)), 3)));
+}
+
+static const tg_op cube_wrong_op = { "cube_wrong", cube_wrong_backward };
+static const tg_op cube_half_detached_op = { "cube_half_detached", cube_half_detached_backward };
+
+/* x^3 computed without history, recorded as op */
+static tg_tensor *cube_as(const tg_op *op, tg_tensor *x)
+{
+	tg_ctx *ctx = tg_ctx_of(x);
+	bool was = tg_set_grad_enabled(ctx, false);
+	tg_tensor *y = tg_mul(tg_mul(x, x), x);
+	tg_set_grad_enabled(ctx, was);
+	return tg_record(op, y, 1, &x, NULL, 0);
+}
+
+static tg_tensor *f_cube_wrong(tg_tensor *const *in, void *user)
+{
+	(void)user;
+	return cube_as(&cube_wrong_op, in[0]);
+}
+
+static tg_tensor *f_cube_half_detached(tg_tensor *const *in, void *user)
+{
+	(void)user;
+	return cube_as(&cube_half_detached_op, in[0]);
+}
+
 /* ---- tests ------------------------------------------------------------------------- */
 
 static const double xs[] = { 1.5, -2, 0.5, 3, -0.25, 1 };
@@ -118,7 +160,7 @@ static void cube_passes_the_first_order_gradient_check(void **state)
 	tg_ctx *ctx = tg_ctx_new(2);
 	tg_tensor *x = tg_from_f64(ctx, TG_F64, SHAPE(2, 3), xs);
 	tg_gradcheck_result res;
-	assert_int_equal(tg_gradcheck(ctx, f_cube, NULL, 1, &x, 1e-6, &res), 0);
+	assert_int_equal(tg_gradcheck(ctx, f_cube, NULL, 1, &x, NULL, &res), 0);
 	if (!(res.worst_rel < 1e-6))
 		fail_msg("worst_rel %.3g, worst_abs %.3g", res.worst_rel, res.worst_abs);
 	tg_ctx_free(ctx);
@@ -130,7 +172,7 @@ static void cube_passes_the_second_order_gradient_check(void **state)
 	tg_ctx *ctx = tg_ctx_new(3);
 	tg_tensor *x = tg_from_f64(ctx, TG_F64, SHAPE(2, 3), xs);
 	tg_gradcheck_result res;
-	assert_int_equal(tg_gradcheck2(ctx, f_cube, NULL, 1, &x, 1e-6, &res), 0);
+	assert_int_equal(tg_gradcheck2(ctx, f_cube, NULL, 1, &x, NULL, &res), 0);
 	if (!(res.worst_rel < 1e-5))
 		fail_msg("worst_rel %.3g, worst_abs %.3g", res.worst_rel, res.worst_abs);
 
@@ -142,6 +184,38 @@ static void cube_passes_the_second_order_gradient_check(void **state)
 	assert_int_equal(tg_backward(tg_sum(g)), 0);
 	for (size_t i = 0; i < 6; i++)
 		assert_near(tg_get(tg_grad(p), i), 6 * xs[i], 1e-12);
+	tg_ctx_free(ctx);
+}
+
+static void a_rule_thirty_percent_off_fails_the_gradient_check(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(4);
+	tg_tensor *x = tg_from_f64(ctx, TG_F64, SHAPE(2, 3), xs);
+	tg_gradcheck_result res;
+	assert_int_equal(tg_gradcheck(ctx, f_cube_wrong, NULL, 1, &x, NULL, &res), 1);
+	assert_true(tg_ok(ctx));
+	/* every element is off by 30%, far beyond atol + rtol |numeric| */
+	assert_int_equal(res.failed, 6);
+	assert_int_equal(res.first.input, 0);
+	assert_int_equal(res.first.index, 0);
+	assert_near(res.first.analytic / res.first.numeric, 1.3, 1e-6);
+	tg_ctx_free(ctx);
+}
+
+static void a_rule_with_wrong_history_fails_only_the_second_order_check(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(5);
+	tg_tensor *x = tg_from_f64(ctx, TG_F64, SHAPE(2, 3), xs);
+	tg_gradcheck_result res;
+	assert_int_equal(tg_gradcheck(ctx, f_cube_half_detached, NULL, 1, &x, NULL, &res), 0);
+	assert_int_equal(res.failed, 0);
+	assert_int_equal(tg_gradcheck2(ctx, f_cube_half_detached, NULL, 1, &x, NULL, &res), 1);
+	assert_true(tg_ok(ctx));
+	/* d/dx (3 x^2 w v) = 6 x w v; the rule gives 3 x w v: half */
+	assert_int_equal(res.failed, 6);
+	assert_near(res.first.analytic / res.first.numeric, 0.5, 1e-6);
 	tg_ctx_free(ctx);
 }
 
@@ -228,6 +302,8 @@ int main(void)
 		cmocka_unit_test(cube_gradient_is_three_x_squared),
 		cmocka_unit_test(cube_passes_the_first_order_gradient_check),
 		cmocka_unit_test(cube_passes_the_second_order_gradient_check),
+		cmocka_unit_test(a_rule_thirty_percent_off_fails_the_gradient_check),
+		cmocka_unit_test(a_rule_with_wrong_history_fails_only_the_second_order_check),
 		cmocka_unit_test(cube_appears_by_name_in_the_dot_graph),
 		cmocka_unit_test(tg_record_rejects_bad_descriptors_and_outputs),
 	};

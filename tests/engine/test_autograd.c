@@ -1,0 +1,591 @@
+/*
+ * test_autograd.c - gradients of chosen inputs (tg_grad_of) and derivatives
+ * of functions (tg_vjp, tg_jvp, tg_hvp, tg_jacobian, tg_hessian).
+ *
+ * Values are checked against hand-derived formulas and against central
+ * differences in f64 (step H; truncation about H^2, rounding about
+ * 1e-16 / H, both far below the 1e-7 asked).
+ */
+#include "test_util.h"
+#include "internal.h"
+
+enum { SEED = 77 };
+
+static const double H = 1e-5;
+
+static tg_tensor *f64(tg_ctx *ctx, int ndim, const int64_t *shape, const double *v)
+{
+	return tg_from_f64(ctx, TG_F64, ndim, shape, v);
+}
+
+static tg_tensor *needs_grad(tg_tensor *t) { return tg_set_requires_grad(t, true); }
+
+/* ---- tg_grad_of ----------------------------------------------------------------- */
+
+static void grad_of_leaves_every_grad_untouched(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *p = tg_param(f64(ctx, SHAPE(3), (double[]){ 0.5, -1, 2 }));
+	tg_tensor *q = tg_param(f64(ctx, SHAPE(3), (double[]){ 1, 1, 1 }));
+	tg_tensor *s = f64(ctx, SHAPE(3), (double[]){ 3, -2, 0.25 });
+	/* p has a gradient from an earlier backward: d sum(p q) = q */
+	assert_int_equal(tg_backward(tg_sum(tg_mul(p, q))), 0);
+	tg_tensor *gp = tg_grad(p), *gq = tg_grad(q);
+	/* h is an intermediate with a gradient of its own: d sum(h) = 1 */
+	tg_tensor *h = tg_mul(p, p);
+	tg_tensor *y = tg_sum(tg_mul(h, s));
+	assert_int_equal(tg_backward(tg_sum(h)), 0);
+	tg_tensor *gh = tg_grad(h);
+	assert_non_null(gh);
+	double gp0[3];
+	tg_copy_to_f64(gp, gp0, 3);
+
+	tg_tensor *in[2] = { p, h };
+	tg_tensor *g[2];
+	assert_int_equal(tg_grad_of(1, &y, NULL, 2, in, g, 0), 0);
+	assert_ctx_ok(ctx);
+	/* dy/dp = 2 p s through h, dy/dh = s */
+	const double pv[3] = { 0.5, -1, 2 }, sv[3] = { 3, -2, 0.25 };
+	for (size_t i = 0; i < 3; i++) {
+		assert_near(tg_get(g[0], i), 2 * pv[i] * sv[i], 1e-15);
+		assert_near(tg_get(g[1], i), sv[i], 0);
+	}
+	assert_null(tg_producer(g[0])); /* no TG_CREATE_GRAPH: no history */
+	/* nothing moved: p's and q's gradients (pointer and values), h's */
+	assert_ptr_equal(tg_grad(p), gp);
+	assert_ptr_equal(tg_grad(q), gq);
+	assert_ptr_equal(tg_grad(h), gh);
+	for (size_t i = 0; i < 3; i++) {
+		assert_near(tg_get(tg_grad(p), i), gp0[i], 0);
+		assert_near(tg_get(tg_grad(h), i), 1, 0);
+	}
+	/* a param that was never given a gradient keeps none */
+	tg_tensor *r = tg_param(f64(ctx, SHAPE(3), (double[]){ 2, 2, 2 }));
+	tg_tensor *z = tg_sum(tg_mul(r, p));
+	assert_int_equal(tg_grad_of(1, &z, NULL, 1, &p, g, 0), 0);
+	assert_null(tg_grad(r));
+	for (size_t i = 0; i < 3; i++)
+		assert_near(tg_get(g[0], i), 2, 0);
+	/* and tg_backward goes on accumulating into p as before: q + r */
+	assert_int_equal(tg_backward(z), 0);
+	for (size_t i = 0; i < 3; i++)
+		assert_near(tg_get(tg_grad(p), i), gp0[i] + 2, 0);
+	tg_ctx_free(ctx);
+}
+
+/* d/dx x^3 = 3 x^2, then 6 x, then 6, each from the one before. */
+static void grad_of_with_create_graph_differentiates_again(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *x = needs_grad(tg_scalar(ctx, TG_F64, 2));
+	tg_tensor *y = tg_pow(x, 3);
+	tg_tensor *g1, *g2, *g3;
+	assert_int_equal(tg_grad_of(1, &y, NULL, 1, &x, &g1, TG_CREATE_GRAPH), 0);
+	assert_near(tg_item(g1), 12, 1e-12);
+	assert_non_null(tg_producer(g1));
+	assert_int_equal(tg_grad_of(1, &g1, NULL, 1, &x, &g2, TG_CREATE_GRAPH), 0);
+	assert_near(tg_item(g2), 12, 1e-12);
+	assert_int_equal(tg_grad_of(1, &g2, NULL, 1, &x, &g3, 0), 0);
+	assert_near(tg_item(g3), 6, 1e-12);
+	assert_null(tg_grad(x));
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+static void grad_of_an_unused_input_is_an_error_unless_allowed(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *x = needs_grad(f64(ctx, SHAPE(2), (double[]){ 1, 3 }));
+	tg_tensor *z = tg_param(f64(ctx, SHAPE(2, 2), (double[]){ 1, 2, 3, 4 }));
+	tg_tensor *y = tg_sum(tg_mul(x, x));
+	tg_tensor *in[2] = { x, z }, *g[2];
+	assert_int_equal(tg_grad_of(1, &y, NULL, 2, in, g, 0), -1);
+	assert_error(ctx, TG_EARG, "input 1 (2,2) is not used by the outputs");
+	assert_null(g[0]);
+	assert_null(g[1]);
+	tg_clear_error(ctx);
+
+	assert_int_equal(tg_grad_of(1, &y, NULL, 2, in, g, TG_ALLOW_UNUSED), 0);
+	assert_near(tg_get(g[0], 0), 2, 0);
+	assert_near(tg_get(g[0], 1), 6, 0);
+	assert_int_equal(tg_ndim(g[1]), 2);
+	for (size_t i = 0; i < 4; i++)
+		assert_near(tg_get(g[1], i), 0, 0);
+	assert_null(tg_grad(z));
+	tg_ctx_free(ctx);
+}
+
+/* y1 = x * w (a vector, upstream v), y2 = sum(x^2) (a scalar, upstream 1):
+ * the gradient is v w + 2 x. */
+static void grad_of_several_outputs_adds_their_vjps(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	const double xv[3] = { 1, -2, 0.5 }, wv[3] = { 4, 5, -6 }, vv[3] = { 0.5, 1, 2 };
+	tg_tensor *x = needs_grad(f64(ctx, SHAPE(3), xv));
+	tg_tensor *w = f64(ctx, SHAPE(3), wv);
+	tg_tensor *v = f64(ctx, SHAPE(3), vv);
+	tg_tensor *y[2] = { tg_mul(x, w), tg_sum(tg_mul(x, x)) };
+	tg_tensor *dy[2] = { v, NULL };
+	tg_tensor *g;
+	assert_int_equal(tg_grad_of(2, y, dy, 1, &x, &g, 0), 0);
+	for (size_t i = 0; i < 3; i++)
+		assert_near(tg_get(g, i), vv[i] * wv[i] + 2 * xv[i], 1e-15);
+
+	/* an input given twice gets its gradient twice, as two tensors */
+	tg_tensor *twice[2] = { x, x }, *g2[2];
+	assert_int_equal(tg_grad_of(1, &y[1], NULL, 2, twice, g2, 0), 0);
+	assert_true(g2[0] != g2[1]);
+	for (size_t i = 0; i < 3; i++) {
+		assert_near(tg_get(g2[0], i), 2 * xv[i], 0);
+		assert_near(tg_get(g2[1], i), 2 * xv[i], 0);
+	}
+
+	/* an output that is the input itself: its gradient is a copy of dout */
+	tg_tensor *gx;
+	assert_int_equal(tg_grad_of(1, &x, &v, 1, &x, &gx, 0), 0);
+	assert_true(gx != v);
+	for (size_t i = 0; i < 3; i++)
+		assert_near(tg_get(gx, i), vv[i], 0);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+static void grad_of_rejects_bad_arguments(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *x = needs_grad(f64(ctx, SHAPE(2), (double[]){ 1, 3 }));
+	tg_tensor *c = f64(ctx, SHAPE(2), (double[]){ 1, 3 });
+	tg_tensor *y = tg_mul(x, x), *s = tg_sum(y), *g;
+
+	assert_int_equal(tg_grad_of(1, &y, NULL, 1, &x, &g, 0), -1);
+	assert_error(ctx, TG_ESHAPE, "output 0 has shape (2,); a non-scalar output needs");
+	tg_clear_error(ctx);
+
+	tg_tensor *bad = f64(ctx, SHAPE(3), (double[]){ 1, 1, 1 });
+	assert_int_equal(tg_grad_of(1, &y, &bad, 1, &x, &g, 0), -1);
+	assert_error(ctx, TG_ESHAPE, "douts[0] is f64 (3,)");
+	tg_clear_error(ctx);
+
+	assert_int_equal(tg_grad_of(1, &s, NULL, 1, &c, &g, 0), -1);
+	assert_error(ctx, TG_EARG, "input 0 (2,) does not require a gradient");
+	tg_clear_error(ctx);
+
+	assert_int_equal(tg_grad_of(1, &s, NULL, 0, &x, &g, 0), -1);
+	assert_error(ctx, TG_EARG, "0 inputs");
+	tg_clear_error(ctx);
+
+	assert_int_equal(tg_grad_of(1, &s, NULL, 1, &x, NULL, 0), -1);
+	assert_error(ctx, TG_ENULL, "grads");
+	tg_clear_error(ctx);
+
+	tg_tensor *in2[2] = { x, NULL };
+	assert_int_equal(tg_grad_of(1, &s, NULL, 2, in2, (tg_tensor *[2]){ 0 }, 0), -1);
+	assert_error(ctx, TG_ENULL, "input 1 is NULL");
+	tg_clear_error(ctx);
+
+	assert_int_equal(tg_grad_of(1, &s, NULL, 1, &x, &g, 8), -1);
+	assert_error(ctx, TG_EARG, "unknown flags");
+	tg_clear_error(ctx);
+
+	/* grad mode off: nothing was recorded, and both walks say why */
+	tg_set_grad_enabled(ctx, false);
+	tg_tensor *off = tg_sum(tg_mul(x, x));
+	assert_int_equal(tg_grad_of(1, &off, NULL, 1, &x, &g, 0), -1);
+	assert_error(ctx, TG_EARG, "grad mode is off (tg_set_grad_enabled)");
+	tg_clear_error(ctx);
+	assert_int_equal(tg_backward(off), -1);
+	assert_error(ctx, TG_EARG, "grad mode is off (tg_set_grad_enabled)");
+	tg_clear_error(ctx);
+	/* the graph recorded before still walks with grad mode off */
+	assert_int_equal(tg_grad_of(1, &s, NULL, 1, &x, &g, 0), 0);
+	assert_near(tg_get(g, 1), 6, 0);
+	tg_set_grad_enabled(ctx, true);
+	assert_int_equal(tg_grad_of(0, NULL, NULL, 0, NULL, NULL, 0), -1); /* no context */
+	tg_ctx_free(ctx);
+}
+
+/* ---- finite differences ------------------------------------------------------------ */
+
+/* col[r] = d f(in)[r] / d in[i][k] by central differences, grad mode off. */
+static void fd_column(tg_fn f, void *user, tg_tensor *const *in, int i, size_t k, double *col)
+{
+	tg_ctx *ctx = tg_ctx_of(in[0]);
+	bool was = tg_set_grad_enabled(ctx, false);
+	double *d = tg_data_mut(in[i]);
+	double x0 = d[k];
+	d[k] = x0 + H;
+	tg_tensor *up = f(in, user);
+	d[k] = x0 - H;
+	tg_tensor *down = f(in, user);
+	d[k] = x0;
+	assert_non_null(up);
+	assert_non_null(down);
+	for (size_t r = 0; r < tg_numel(up); r++)
+		col[r] = (tg_get(up, r) - tg_get(down, r)) / (2 * H);
+	tg_set_grad_enabled(ctx, was);
+}
+
+/* ---- a vector function: y = tanh(A x) * exp(B x), A and B (m,n) ------------------- */
+
+typedef struct mats {
+	tg_tensor *A, *B;
+} mats;
+
+static tg_tensor *f_vec(tg_tensor *const *in, void *user)
+{
+	const mats *m = user;
+	int64_t n = (int64_t)tg_numel(in[0]);
+	tg_tensor *x = tg_reshape(in[0], SHAPE(n, 1));
+	tg_tensor *y = tg_mul(tg_tanh(tg_matmul(m->A, x)), tg_exp(tg_matmul(m->B, x)));
+	return tg_reshape(y, SHAPE(tg_dim(m->A, 0)));
+}
+
+static mats make_mats(tg_ctx *ctx, int64_t m, int64_t n)
+{
+	mats M = { tg_rand(ctx, TG_F64, SHAPE(m, n), -1, 1), tg_rand(ctx, TG_F64, SHAPE(m, n), -0.5, 0.5) };
+	return M;
+}
+
+/* The Jacobian against central differences, for m <= n (rows, one VJP per
+ * output element) and m > n (columns, one JVP per input element), and with
+ * a 2-D input (layout out.shape ++ in.shape). */
+static void jacobian_matches_finite_differences_both_ways(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	const int64_t sizes[3][3] = { { 2, 3, 0 }, { 3, 2, 0 }, { 3, 2, 2 } };
+	for (int t = 0; t < 3; t++) {
+		int64_t m = sizes[t][0];
+		int two_d = sizes[t][2] != 0;
+		int64_t n = two_d ? sizes[t][1] * sizes[t][2] : sizes[t][1];
+		mats M = make_mats(ctx, m, n);
+		tg_tensor *x = two_d ? tg_rand(ctx, TG_F64, SHAPE(sizes[t][1], sizes[t][2]), -1, 1)
+				     : tg_rand(ctx, TG_F64, SHAPE(n), -1, 1);
+		tg_tensor *jac;
+		assert_int_equal(tg_jacobian(ctx, f_vec, &M, 1, &x, &jac), 0);
+		assert_ctx_ok(ctx);
+		assert_int_equal(tg_ndim(jac), 1 + tg_ndim(x));
+		assert_int_equal(tg_dim(jac, 0), m);
+		for (int d = 0; d < tg_ndim(x); d++)
+			assert_int_equal(tg_dim(jac, d + 1), tg_dim(x, d));
+		assert_null(tg_producer(jac));
+		assert_false(tg_requires_grad(x));
+		for (size_t k = 0; k < (size_t)n; k++) {
+			double col[4];
+			fd_column(f_vec, &M, &x, 0, k, col);
+			for (size_t r = 0; r < (size_t)m; r++)
+				assert_near(tg_get(jac, r * (size_t)n + k), col[r], 1e-7);
+		}
+	}
+	tg_ctx_free(ctx);
+}
+
+/* J t from tg_jvp against sum_k J[:, k] t[k] from central differences, and
+ * v^T J from tg_vjp likewise. */
+static void jvp_and_vjp_match_finite_differences(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	mats M = make_mats(ctx, 2, 3);
+	const double xv[3] = { 0.3, -0.7, 0.9 }, tv[3] = { 1, -2, 0.5 }, vv[2] = { 1.5, -0.5 };
+	tg_tensor *x = f64(ctx, SHAPE(3), xv);
+	tg_tensor *t = f64(ctx, SHAPE(3), tv);
+	tg_tensor *v = f64(ctx, SHAPE(2), vv);
+	double J[2][3];
+	for (size_t k = 0; k < 3; k++) {
+		double col[2];
+		fd_column(f_vec, &M, &x, 0, k, col);
+		J[0][k] = col[0];
+		J[1][k] = col[1];
+	}
+	tg_tensor *out, *jvp, *vjp;
+	assert_int_equal(tg_jvp(ctx, f_vec, &M, 1, &x, &t, &out, &jvp), 0);
+	assert_ctx_ok(ctx);
+	assert_int_equal(tg_numel(jvp), 2);
+	for (size_t r = 0; r < 2; r++)
+		assert_near(tg_get(jvp, r), J[r][0] * tv[0] + J[r][1] * tv[1] + J[r][2] * tv[2],
+			    1e-7);
+	assert_int_equal(tg_numel(out), 2);
+	assert_near(tg_get(out, 0), tg_get(f_vec(&x, &M), 0), 0);
+	assert_int_equal(tg_vjp(ctx, f_vec, &M, 1, &x, v, NULL, &vjp), 0);
+	for (size_t k = 0; k < 3; k++)
+		assert_near(tg_get(vjp, k), vv[0] * J[0][k] + vv[1] * J[1][k], 1e-7);
+	/* the JVP is exact: against J t from the Jacobian to rounding */
+	tg_tensor *jac;
+	assert_int_equal(tg_jacobian(ctx, f_vec, &M, 1, &x, &jac), 0);
+	for (size_t r = 0; r < 2; r++) {
+		double want = 0;
+		for (size_t k = 0; k < 3; k++)
+			want += tg_get(jac, r * 3 + k) * tv[k];
+		assert_near(tg_get(jvp, r), want, 1e-14);
+	}
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+/* ---- second order: HVP and Hessian --------------------------------------------------- */
+
+/* f(x) = sum(x^3) / 6 + x^T A x / 2, grad f = x^2 / 2 + A x, H = diag(x) + A.
+ * At x = (0.5, -1, 2), A = [[2,1,0],[1,0,-1],[0,-1,3]], v = (1, -2, 0.5):
+ * grad f = (0.125, -1, 9), Hv = (0.5, 2.5, 4.5). */
+static tg_tensor *f_cubic(tg_tensor *const *in, void *user)
+{
+	tg_tensor *A = user, *x = in[0];
+	tg_tensor *cubes = tg_mul_scalar(tg_sum(tg_pow(x, 3)), 1.0 / 6);
+	tg_tensor *quad =
+	    tg_matmul(tg_reshape(x, SHAPE(1, 3)), tg_matmul(A, tg_reshape(x, SHAPE(3, 1))));
+	return tg_add(cubes, tg_mul_scalar(tg_sum(quad), 0.5));
+}
+
+static void hvp_is_h_times_v_and_not_g_plus_hv(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *A = f64(ctx, SHAPE(3, 3), (double[]){ 2, 1, 0, 1, 0, -1, 0, -1, 3 });
+	tg_tensor *x = tg_param(f64(ctx, SHAPE(3), (double[]){ 0.5, -1, 2 }));
+	tg_tensor *v = f64(ctx, SHAPE(3), (double[]){ 1, -2, 0.5 });
+	const double want_g[3] = { 0.125, -1, 9 }, want_hv[3] = { 0.5, 2.5, 4.5 };
+	/* an earlier backward leaves x with gradient g */
+	assert_int_equal(tg_backward(f_cubic(&x, A)), 0);
+	for (size_t i = 0; i < 3; i++)
+		assert_near(tg_get(tg_grad(x), i), want_g[i], 1e-15);
+
+	tg_tensor *out, *hv;
+	assert_int_equal(tg_hvp(ctx, f_cubic, A, 1, &x, &v, &out, &hv), 0);
+	assert_ctx_ok(ctx);
+	for (size_t i = 0; i < 3; i++)
+		assert_near(tg_get(hv, i), want_hv[i], 1e-14);
+	/* f = 7.125 / 6 + x.(0, -1.5, 7) / 2 = 1.1875 + 7.75 */
+	assert_near(tg_item(out), 8.9375, 1e-15);
+	/* x's gradient is still g */
+	for (size_t i = 0; i < 3; i++)
+		assert_near(tg_get(tg_grad(x), i), want_g[i], 1e-15);
+
+	/* the same two passes by hand with tg_grad_of, after the backward */
+	tg_tensor *g, *hv2;
+	tg_tensor *y = f_cubic(&x, A);
+	assert_int_equal(tg_grad_of(1, &y, NULL, 1, &x, &g, TG_CREATE_GRAPH), 0);
+	tg_tensor *gv = tg_sum(tg_mul(g, v));
+	assert_int_equal(tg_grad_of(1, &gv, NULL, 1, &x, &hv2, 0), 0);
+	for (size_t i = 0; i < 3; i++) {
+		assert_near(tg_get(hv2, i), want_hv[i], 1e-14);
+		assert_near(tg_get(tg_grad(x), i), want_g[i], 1e-15);
+	}
+
+	/* and against central differences of the gradient along v */
+	tg_tensor *xp = f64(ctx, SHAPE(3), (double[]){ 0.5 + H, -1 - 2 * H, 2 + 0.5 * H });
+	tg_tensor *xm = f64(ctx, SHAPE(3), (double[]){ 0.5 - H, -1 + 2 * H, 2 - 0.5 * H });
+	tg_tensor *gp, *gm;
+	assert_int_equal(tg_vjp(ctx, f_cubic, A, 1, &xp, NULL, NULL, &gp), 0);
+	assert_int_equal(tg_vjp(ctx, f_cubic, A, 1, &xm, NULL, NULL, &gm), 0);
+	for (size_t i = 0; i < 3; i++)
+		assert_near(tg_get(hv, i), (tg_get(gp, i) - tg_get(gm, i)) / (2 * H), 1e-7);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+/* The seeds' sigmoid neuron f = sigmoid(w1 x1 + w2 x2 + b), inputs w (2),
+ * x (2), b (). */
+static tg_tensor *f_neuron(tg_tensor *const *in, void *user)
+{
+	(void)user;
+	return tg_sigmoid(tg_add(tg_sum(tg_mul(in[0], in[1])), in[2]));
+}
+
+static void hessian_of_the_sigmoid_neuron_matches_finite_differences(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	const double wv[2] = { 2, -3 }, xv[2] = { -1, -2 }, bv = -3;
+	tg_tensor *in[3] = { f64(ctx, SHAPE(2), wv), f64(ctx, SHAPE(2), xv),
+			     tg_scalar(ctx, TG_F64, bv) };
+	tg_tensor *hess[9];
+	assert_int_equal(tg_hessian(ctx, f_neuron, NULL, 3, in, hess), 0);
+	assert_ctx_ok(ctx);
+	/* block (i, j) has shape in[i].shape ++ in[j].shape */
+	const int want_ndim[9] = { 2, 2, 1, 2, 2, 1, 1, 1, 0 };
+	for (int b = 0; b < 9; b++)
+		assert_int_equal(tg_ndim(hess[b]), want_ndim[b]);
+
+	/* by hand: z = 1, s = sigmoid(1), f'' = s (1 - s) (1 - 2 s);
+	 * d2f/db2 = f'', d2f/dw1 dx1 = f'' w1 x1 + f' */
+	double s = 1 / (1 + exp(-1.0)), d1 = s * (1 - s), d2 = d1 * (1 - 2 * s);
+	assert_near(tg_item(hess[8]), d2, 1e-15);
+	assert_near(tg_get(hess[0 * 3 + 1], 0), d2 * wv[0] * xv[0] + d1, 1e-15);
+	assert_near(tg_get(hess[0 * 3 + 1], 1), d2 * xv[0] * wv[1], 1e-15);
+
+	/* every entry against central differences of the gradient */
+	for (int i = 0; i < 3; i++) {
+		for (size_t k = 0; k < tg_numel(in[i]); k++) {
+			double *d = tg_data_mut(in[i]);
+			double x0 = d[k];
+			tg_tensor *gp[3], *gm[3];
+			d[k] = x0 + H;
+			assert_int_equal(tg_vjp(ctx, f_neuron, NULL, 3, in, NULL, NULL, gp), 0);
+			d[k] = x0 - H;
+			assert_int_equal(tg_vjp(ctx, f_neuron, NULL, 3, in, NULL, NULL, gm), 0);
+			d[k] = x0;
+			for (int j = 0; j < 3; j++) {
+				size_t nj = tg_numel(in[j]);
+				for (size_t l = 0; l < nj; l++) {
+					double fd = (tg_get(gp[j], l) - tg_get(gm[j], l)) / (2 * H);
+					double got = tg_get(hess[i * 3 + j], k * nj + l);
+					if (!(fabs(got - fd) <= 1e-7))
+						fail_msg("H[%d,%zu; %d,%zu] = %.15g, finite differences %.15g",
+							 i, k, j, l, got, fd);
+					/* symmetric */
+					assert_near(tg_get(hess[j * 3 + i], l * tg_numel(in[i]) + k),
+						    got, 1e-15);
+				}
+			}
+		}
+	}
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+/* ---- the functional calls' contract ---------------------------------------------------- */
+
+static void functional_calls_leave_inputs_and_tape_as_they_were(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *w = tg_param(f64(ctx, SHAPE(2), (double[]){ 0.5, 1 }));
+	tg_tensor *x = f64(ctx, SHAPE(2), (double[]){ -1, 2 });
+	tg_tensor *b = tg_scalar(ctx, TG_F64, 0.1);
+	tg_tensor *before = tg_sum(tg_mul(w, w)); /* a graph of the caller's */
+	tg_node *tape = ctx->tape;
+	tg_tensor *in[3] = { w, x, b }, *hess[9], *g[3];
+	assert_int_equal(tg_hessian(ctx, f_neuron, NULL, 3, in, hess), 0);
+	assert_int_equal(tg_vjp(ctx, f_neuron, NULL, 3, in, NULL, NULL, g), 0);
+	assert_ptr_equal(ctx->tape, tape);
+	assert_false(tg_requires_grad(x));
+	assert_null(tg_grad(w));
+	assert_null(tg_grad(x));
+	assert_true(tg_grad_enabled(ctx));
+	/* with grad mode off too, and it stays off */
+	tg_set_grad_enabled(ctx, false);
+	assert_int_equal(tg_vjp(ctx, f_neuron, NULL, 3, in, NULL, NULL, g), 0);
+	assert_false(tg_grad_enabled(ctx));
+	tg_set_grad_enabled(ctx, true);
+	/* the caller's graph walks as before */
+	assert_int_equal(tg_backward(before), 0);
+	assert_near(tg_get(tg_grad(w), 1), 2, 0);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+static tg_tensor *f_null(tg_tensor *const *in, void *user)
+{
+	(void)in;
+	(void)user;
+	return NULL;
+}
+
+static void functional_calls_reject_bad_arguments(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	mats M = make_mats(ctx, 2, 3);
+	tg_tensor *x = tg_ones(ctx, TG_F64, SHAPE(3));
+	tg_tensor *r[4] = { 0 }, *out = NULL;
+
+	assert_int_equal(tg_jacobian(ctx, NULL, NULL, 1, &x, r), -1);
+	assert_error(ctx, TG_ENULL, "tg_jacobian: the function f is NULL");
+	tg_clear_error(ctx);
+
+	assert_int_equal(tg_vjp(ctx, f_vec, &M, 0, &x, NULL, NULL, r), -1);
+	assert_error(ctx, TG_EARG, "tg_vjp: 0 inputs");
+	tg_clear_error(ctx);
+
+	tg_tensor *v3 = tg_ones(ctx, TG_F64, SHAPE(3));
+	assert_int_equal(tg_vjp(ctx, f_vec, &M, 1, &x, v3, &out, r), -1);
+	assert_error(ctx, TG_ESHAPE, "tg_vjp: v is f64 (3,), f's output f64 (2,)");
+	assert_null(r[0]);
+	assert_null(out);
+	tg_clear_error(ctx);
+
+	assert_int_equal(tg_vjp(ctx, f_vec, &M, 1, &x, NULL, NULL, r), -1);
+	assert_error(ctx, TG_ESHAPE, "f returned (2,); it must return one element");
+	tg_clear_error(ctx);
+
+	tg_tensor *t2 = tg_ones(ctx, TG_F64, SHAPE(2));
+	assert_int_equal(tg_jvp(ctx, f_vec, &M, 1, &x, &t2, NULL, r), -1);
+	assert_error(ctx, TG_ESHAPE, "tg_jvp: tangent 0 is f64 (2,), input 0 is f64 (3,)");
+	tg_clear_error(ctx);
+
+	assert_int_equal(tg_jvp(ctx, f_vec, &M, 1, &x, NULL, NULL, r), -1);
+	assert_error(ctx, TG_ENULL, "tangent array");
+	tg_clear_error(ctx);
+
+	assert_int_equal(tg_hvp(ctx, f_vec, &M, 1, &x, &v3, NULL, r), -1);
+	assert_error(ctx, TG_ESHAPE, "tg_hvp: f returned (2,)");
+	tg_clear_error(ctx);
+
+	assert_int_equal(tg_hessian(ctx, f_null, NULL, 1, &x, r), -1);
+	assert_error(ctx, TG_ENULL, "f returned NULL");
+	tg_clear_error(ctx);
+
+	tg_ctx *other = tg_ctx_new(1);
+	tg_tensor *far = tg_ones(other, TG_F64, SHAPE(3));
+	tg_tensor *two[2] = { x, far };
+	assert_int_equal(tg_jacobian(ctx, f_vec, &M, 2, two, r), -1);
+	assert_error(ctx, TG_ECTX, "input 1 belongs to another context");
+	tg_clear_error(ctx);
+	tg_ctx_free(other);
+
+	assert_int_equal(tg_jacobian(NULL, f_vec, &M, 1, &x, r), -1);
+	assert_true(tg_grad_enabled(ctx));
+	tg_ctx_free(ctx);
+}
+
+static tg_tensor *f_sum_cubed(tg_tensor *const *in, void *user)
+{
+	(void)user;
+	return tg_sum(tg_pow(in[0], 3));
+}
+
+static void a_hessian_too_wide_for_a_tensor_is_a_shape_error(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *x = tg_ones(ctx, TG_F64, SHAPE(2, 2, 2));
+	tg_tensor *h = NULL;
+	assert_int_equal(tg_hessian(ctx, f_sum_cubed, NULL, 1, &x, &h), -1);
+	assert_error(ctx, TG_ESHAPE, "tg_hessian: the Hessian block of (2,2,2) by (2,2,2) "
+				     "would have 6 axes");
+	assert_null(h);
+	tg_clear_error(ctx);
+	/* a (2,2) input is fine: H = diag(6 x) laid out (2,2,2,2) */
+	tg_tensor *y = f64(ctx, SHAPE(2, 2), (double[]){ 1, -2, 0.5, 3 });
+	assert_int_equal(tg_hessian(ctx, f_sum_cubed, NULL, 1, &y, &h), 0);
+	assert_int_equal(tg_ndim(h), 4);
+	for (size_t k = 0; k < 4; k++)
+		for (size_t l = 0; l < 4; l++)
+			assert_near(tg_get(h, k * 4 + l), k == l ? 6 * tg_get(y, k) : 0, 1e-14);
+	tg_ctx_free(ctx);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(grad_of_leaves_every_grad_untouched),
+		cmocka_unit_test(grad_of_with_create_graph_differentiates_again),
+		cmocka_unit_test(grad_of_an_unused_input_is_an_error_unless_allowed),
+		cmocka_unit_test(grad_of_several_outputs_adds_their_vjps),
+		cmocka_unit_test(grad_of_rejects_bad_arguments),
+		cmocka_unit_test(jacobian_matches_finite_differences_both_ways),
+		cmocka_unit_test(jvp_and_vjp_match_finite_differences),
+		cmocka_unit_test(hvp_is_h_times_v_and_not_g_plus_hv),
+		cmocka_unit_test(hessian_of_the_sigmoid_neuron_matches_finite_differences),
+		cmocka_unit_test(functional_calls_leave_inputs_and_tape_as_they_were),
+		cmocka_unit_test(functional_calls_reject_bad_arguments),
+		cmocka_unit_test(a_hessian_too_wide_for_a_tensor_is_a_shape_error),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
