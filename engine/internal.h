@@ -76,6 +76,8 @@ struct tg_node {
 	uint32_t out_version;
 	double attr[TG_MAX_ATTRS];
 	const void *aux;     /* op-owned saved data in the step arena (indices) */
+	tg_tensor *in_grad[TG_MAX_INPUTS]; /* gradient handed to each input by the
+					    * latest backward, for graph export */
 };
 
 struct tg_ctx {
