@@ -223,6 +223,13 @@ const void *tg_save_aux(tg_ctx *ctx, const void *src, size_t n);
 		__attribute__((used, section("tg_op_registry"), aligned(sizeof(void *)))) = &var
 const tg_op *const *tg_op_registry(size_t *n);
 
+/* ---- describing an op's constants for graph export --------------------------- */
+
+/* "<prefix><v>" with v in full (the shortest form that reads back the same). */
+int tg_describe_num(char *buf, size_t size, const char *prefix, double v);
+/* "<prefix>[v0, v1, ...]": up to 8 values, then the count. */
+int tg_describe_ints(char *buf, size_t size, const char *prefix, const int32_t *v, int64_t n);
+
 /* ---- broadcasting ---------------------------------------------------------- */
 
 /* The output shape of broadcasting a and b (NumPy rules), right-aligned to

@@ -48,8 +48,25 @@ static void scatter_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, gather(dout, n->aux, src->shape[0], n->aux));
 }
 
-static const tg_op gather_rows_op = { "gather_rows", gather_backward };
-static const tg_op scatter_rows_op = { "scatter_rows", scatter_backward };
+/* the rows kept with the node: "rows [2, 0]"; scatter_rows adds "of 5" */
+static int gather_describe(const tg_node *n, char *buf, size_t size)
+{
+	return tg_describe_ints(buf, size, "rows ", n->aux, tg_node_output(n)->shape[0]);
+}
+
+static int scatter_describe(const tg_node *n, char *buf, size_t size)
+{
+	int len = tg_describe_ints(buf, size, "rows ", n->aux, tg_node_input(n, 0)->shape[0]);
+	if (len < 0 || (size_t)len >= size)
+		return len;
+	return len + snprintf(buf + len, size - (size_t)len, " of %lld",
+			      (long long)tg_node_attr(n, 0));
+}
+
+static const tg_op gather_rows_op = { .name = "gather_rows", .backward = gather_backward,
+				      .describe = gather_describe };
+static const tg_op scatter_rows_op = { .name = "scatter_rows", .backward = scatter_backward,
+				       .describe = scatter_describe };
 TG_OP_REGISTER(gather_rows_op);
 TG_OP_REGISTER(scatter_rows_op);
 
@@ -147,7 +164,14 @@ static void pick_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_mul(mask, tg_reshape(dout, 2, (int64_t[]){ N, 1 })));
 }
 
-static const tg_op pick_op = { "pick", pick_backward };
+/* the column picked in each row: "idx [1, 0]" */
+static int pick_describe(const tg_node *n, char *buf, size_t size)
+{
+	return tg_describe_ints(buf, size, "idx ", n->aux, tg_node_input(n, 0)->shape[0]);
+}
+
+static const tg_op pick_op = { .name = "pick", .backward = pick_backward,
+			       .describe = pick_describe };
 TG_OP_REGISTER(pick_op);
 
 tg_tensor *tg_pick(tg_tensor *x, const int32_t *idx)
