@@ -198,7 +198,7 @@ typedef void (*tg_backward_fn)(tg_node *node, tg_tensor *dout);
 typedef struct tg_op {
 	const char *name;
 	tg_backward_fn backward;
-	/* Each input's role, drawn on its edge ("numerator"); "" draws none.
+	/* One role per input, drawn on its edge ("numerator"); "" draws none.
 	 * NULL: edges of an op of two or more inputs show the input's number. */
 	const char *const *inputs;
 	/* Writes the op's constants into buf as snprintf does ("^ 2", "axis 1"),
