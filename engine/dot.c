@@ -2,17 +2,18 @@
  * dot.c - graph export: the graph that produced a tensor, as Graphviz DOT.
  *
  * Walks from y's producer back through the inputs' producers; one DOT node
- * per op (its name) and per leaf tensor (its name, or "leaf"); every edge
- * carries the value flowing along it and, after backward, its gradient.
- * Reads the graph only: records nothing, changes nothing.
+ * per op (the name of its output, the op, its constants from the descriptor)
+ * and per leaf tensor (its name); every edge carries the input's role, the
+ * value flowing along it and, after backward, the gradient its consumer sent
+ * back along it (node->in_grad). Reads the graph only: changes nothing.
  */
 #include "internal.h"
 
+#include <assert.h>
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-enum { SMALL = 4 }; /* tensors up to this many elements are shown in full */
 
 /* ---- a set of pointers, each with the number it was given ------------------- */
 
@@ -137,12 +138,71 @@ static int by_index(const void *a, const void *b)
 	return x->index < y->index ? -1 : x->index > y->index;
 }
 
+/* ---- numbers ---------------------------------------------------------------------- */
+
+/* v in the fewest significant digits (at most max) that read back as the
+ * same double, or the same float when single, and without an exponent below
+ * 1e17: 2.2, 110.00000000000001, 650, 1e-05. buf holds NUM_STR bytes. */
+enum { NUM_STR = 32, FULL = 17 };
+static void fmt_g(char *buf, int digits, double v)
+{
+	int len = snprintf(buf, NUM_STR, "%.*g", digits, v); /* 17 digits: 24 bytes */
+	assert(len < NUM_STR);
+	(void)len;
+}
+
+static const char *num_str(double v, bool single, int max, char *buf)
+{
+	int digits = 1;
+	while (digits < max) {
+		fmt_g(buf, digits, v);
+		double back = strtod(buf, NULL);
+		if (!isfinite(v) || (single ? (float)back == (float)v : back == v))
+			break;
+		digits++;
+	}
+	int exp10 = v != 0 && isfinite(v) ? (int)floor(log10(fabs(v))) : 0;
+	if (exp10 >= digits && exp10 < FULL)
+		digits = exp10 + 1; /* 650, not 6.5e+02 */
+	fmt_g(buf, digits, v);
+	return buf;
+}
+
+int tg_describe_num(char *buf, size_t size, const char *prefix, double v)
+{
+	char s[NUM_STR];
+	return snprintf(buf, size, "%s%s", prefix, num_str(v, false, FULL, s));
+}
+
+int tg_describe_ints(char *buf, size_t size, const char *prefix, const int64_t *v, int64_t n)
+{
+	enum { SHOWN = 8 };
+	if (!v)
+		return 0;
+	int len = snprintf(buf, size, "%s[", prefix);
+	for (int64_t i = 0; i < n && i < SHOWN && len >= 0 && (size_t)len < size; i++)
+		len += snprintf(buf + len, size - (size_t)len, i ? ", %lld" : "%lld", (long long)v[i]);
+	if (len >= 0 && (size_t)len < size)
+		len += snprintf(buf + len, size - (size_t)len,
+				n > SHOWN ? ", ...] (%lld)" : "]", (long long)n);
+	return len;
+}
+
 /* ---- writing --------------------------------------------------------------------- */
 
-/* s inside a DOT string: quotes and backslashes escaped */
+enum {
+	SMALL = 4, /* tensors up to this many elements are shown in full */
+	FEW = 64,  /* up to this many, by shape and their first SMALL values */
+};
+
+/* s inside a DOT string: quotes and backslashes escaped, newlines as \n */
 static void put_escaped(FILE *f, const char *s)
 {
 	for (; *s; s++) {
+		if (*s == '\n') {
+			fputs("\\n", f);
+			continue;
+		}
 		if (*s == '"' || *s == '\\')
 			fputc('\\', f);
 		fputc(*s, f);
@@ -151,37 +211,104 @@ static void put_escaped(FILE *f, const char *s)
 
 static double value_at(const tg_tensor *t, size_t i)
 {
-	return t->dtype == TG_F64 ? ((const double *)t->data)[i] : ((const float *)t->data)[i];
+	switch (t->dtype) {
+	case TG_F64:
+		return ((const double *)t->data)[i];
+	case TG_F32:
+		return ((const float *)t->data)[i];
+	case TG_I32:
+		return ((const int32_t *)t->data)[i];
+	case TG_I64:
+		return (double)((const int64_t *)t->data)[i];
+	}
+	return NAN;
 }
 
-/* "220", "[1, 2, 3]" for small tensors; "f64 (100,784)" for larger ones */
+/* The first n values of t; one value is shown in full, several to 6 digits. */
+static void put_values(FILE *f, const tg_tensor *t, size_t n)
+{
+	char buf[NUM_STR];
+	int max = t->numel == 1 ? FULL : 6;
+	fputc('[', f);
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, i ? ", %s" : "%s",
+			num_str(value_at(t, i), t->dtype == TG_F32, max, buf));
+	fputs(n < t->numel ? ", ...]" : "]", f);
+}
+
+/* "220", "[1, 2, 3]", "(2,2) [1, 0, 0, 1]" for small tensors, "f64 (3,5) [1,
+ * 2, 3, 4, ...]" for a few more, "f64 (100,784)" beyond */
 static void put_value(FILE *f, const tg_tensor *t)
 {
 	char buf[TG_SHAPE_STR];
-	if (t->numel > SMALL) {
-		fprintf(f, "%s %s", tg_dtype_name(t->dtype), tg_shape_fmt(t->ndim, t->shape, buf));
-		return;
-	}
 	if (t->ndim == 0) {
-		fprintf(f, "%.6g", value_at(t, 0));
+		char num[NUM_STR];
+		fputs(num_str(value_at(t, 0), t->dtype == TG_F32, FULL, num), f);
 		return;
 	}
-	fputc('[', f);
-	for (size_t i = 0; i < t->numel; i++)
-		fprintf(f, i ? ", %.6g" : "%.6g", value_at(t, i));
-	fputc(']', f);
+	if (t->numel <= SMALL) {
+		if (t->ndim > 1)
+			fprintf(f, "%s ", tg_shape_fmt(t->ndim, t->shape, buf));
+		put_values(f, t, t->numel);
+		return;
+	}
+	fprintf(f, "%s %s", tg_dtype_name(t->dtype), tg_shape_fmt(t->ndim, t->shape, buf));
+	if (t->numel <= FEW) {
+		fputc(' ', f);
+		put_values(f, t, SMALL);
+	}
 }
 
-/* The label of the edge carrying t: its value, then its gradient if any. */
-static void put_edge_label(FILE *f, const tg_tensor *t)
+static const tg_tensor *alive_or_null(const tg_tensor *t)
+{
+	return t && tg_tensor_alive(t) ? t : NULL;
+}
+
+/* The label of an edge: the role of the input it feeds ("" for none), the
+ * value t it carries, then the gradient g sent back along it if any. */
+static void put_edge_label(FILE *f, const char *role, const tg_tensor *t, const tg_tensor *g)
 {
 	fputs(" [label=\"", f);
+	if (role && *role) {
+		put_escaped(f, role);
+		fputs(": ", f);
+	}
 	put_value(f, t);
-	if (t->grad && tg_tensor_alive(t->grad)) {
+	if (alive_or_null(g)) {
 		fputs("\\ngrad ", f);
-		put_value(f, t->grad);
+		put_value(f, g);
 	}
 	fputs("\"];\n", f);
+}
+
+/* An op's box: "name = op" when its output has a name, then its constants. */
+static void put_op(FILE *f, const tg_node *n)
+{
+	char consts[256] = "";
+	fprintf(f, "  n%llu [label=\"", (unsigned long long)n->index);
+	if (n->out->name) {
+		put_escaped(f, n->out->name);
+		fputs(" = ", f);
+	}
+	put_escaped(f, n->op->name ? n->op->name : "?");
+	if (n->op->describe && n->op->describe(n, consts, sizeof consts) > 0) {
+		consts[sizeof consts - 1] = '\0';
+		fputs("\\n", f);
+		put_escaped(f, consts);
+	}
+	fputs("\"];\n", f);
+}
+
+/* The role of input i of n: the descriptor's name for it, or its number when
+ * the op has several inputs and names none. */
+static const char *role_of(const tg_node *n, int i, char *buf, size_t size)
+{
+	if (n->op->inputs)
+		return n->op->inputs[i];
+	if (n->nin < 2)
+		return "";
+	snprintf(buf, size, "#%d", i);
+	return buf;
 }
 
 /* Writes "n<index>" for an op's output, "l<k>" for a leaf, declaring the
@@ -198,7 +325,7 @@ static int put_source(graph *g, FILE *f, const tg_tensor *t, char *id, size_t si
 		return -1;
 	if (added) {
 		fprintf(f, "  l%zu [label=\"", k);
-		put_escaped(f, t->name ? t->name : "leaf");
+		put_escaped(f, t->name ? t->name : t->requires_grad ? "leaf" : "constant");
 		fputs("\", shape=ellipse];\n", f);
 	}
 	snprintf(id, size, "l%zu", k);
@@ -207,14 +334,10 @@ static int put_source(graph *g, FILE *f, const tg_tensor *t, char *id, size_t si
 
 static int write_graph(graph *g, const tg_tensor *y, FILE *f)
 {
-	char id[32], to[32];
+	char id[32], to[32], role[16];
 	fputs("digraph tapegrad {\n  rankdir=LR;\n  node [shape=box];\n", f);
-	for (size_t i = 0; i < g->n; i++) {
-		const tg_node *n = g->node[i];
-		fprintf(f, "  n%llu [label=\"", (unsigned long long)n->index);
-		put_escaped(f, n->op->name ? n->op->name : "?");
-		fputs("\"];\n", f);
-	}
+	for (size_t i = 0; i < g->n; i++)
+		put_op(f, g->node[i]);
 	for (size_t i = 0; i < g->n; i++) {
 		const tg_node *n = g->node[i];
 		snprintf(to, sizeof to, "n%llu", (unsigned long long)n->index);
@@ -222,14 +345,15 @@ static int write_graph(graph *g, const tg_tensor *y, FILE *f)
 			if (put_source(g, f, n->in[j], id, sizeof id))
 				return -1;
 			fprintf(f, "  %s -> %s", id, to);
-			put_edge_label(f, n->in[j]);
+			put_edge_label(f, role_of(n, j, role, sizeof role), n->in[j],
+				       n->in_grad[j]);
 		}
 	}
 	if (put_source(g, f, y, id, sizeof id))
 		return -1;
 	fputs("  output [shape=plaintext];\n", f);
 	fprintf(f, "  %s -> output", id);
-	put_edge_label(f, y);
+	put_edge_label(f, "", y, y->grad);
 	fputs("}\n", f);
 	return 0;
 }

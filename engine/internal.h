@@ -78,6 +78,8 @@ struct tg_node {
 	const void *aux;     /* op-owned saved data in the step arena (indices) */
 	tg_tensor *walk_grad; /* out's gradient during a tg_grad_of walk, else NULL */
 	tg_node *walk_next;  /* the nodes given a walk_grad, to clear after the walk */
+	tg_tensor *in_grad[TG_MAX_INPUTS]; /* gradient handed to each input by the
+					    * latest backward, for graph export */
 };
 
 struct tg_ctx {
@@ -238,6 +240,13 @@ const void *tg_save_aux(tg_ctx *ctx, const void *src, size_t n);
 	static const tg_op *const var##_registered                                  \
 		__attribute__((used, section("tg_op_registry"), aligned(sizeof(void *)))) = &var
 const tg_op *const *tg_op_registry(size_t *n);
+
+/* ---- describing an op's constants for graph export --------------------------- */
+
+/* "<prefix><v>" with v in full (the shortest form that reads back the same). */
+int tg_describe_num(char *buf, size_t size, const char *prefix, double v);
+/* "<prefix>[v0, v1, ...]": up to 8 values, then the count. */
+int tg_describe_ints(char *buf, size_t size, const char *prefix, const int64_t *v, int64_t n);
 
 /* ---- broadcasting ---------------------------------------------------------- */
 

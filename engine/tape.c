@@ -165,6 +165,7 @@ static inline tg_tensor *push(tg_node *n, const tg_op *op, tg_tensor *out, int n
 		n->in[i] = in[i];
 		n->in_version[i] = in[i]->version;
 		n->needs[i] = in[i]->requires_grad;
+		n->in_grad[i] = NULL;
 		in[i]->consumed = true;
 	}
 	n->out = out;
@@ -396,6 +397,7 @@ static TG_SLOW void node_grad_checked(tg_node *n, int i, tg_tensor *dx)
 			return;
 		}
 	}
+	n->in_grad[i] = dx;
 	accumulate(x, dx);
 }
 
@@ -409,6 +411,7 @@ void tg_node_grad(tg_node *n, int i, tg_tensor *dx)
 		node_grad_checked(n, i, dx);
 		return;
 	}
+	n->in_grad[i] = dx;
 	accumulate(x, dx);
 }
 
@@ -501,8 +504,10 @@ int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags)
 			tg_shape_fmt(y->ndim, y->shape, a), tg_shape_fmt(dy->ndim, dy->shape, b));
 		return -1;
 	}
-	for (tg_node *n = ctx->tape; n; n = n->prev)
+	for (tg_node *n = ctx->tape; n; n = n->prev) {
 		n->out->grad = NULL;
+		memset(n->in_grad, 0, sizeof n->in_grad);
+	}
 
 	bool was = ctx->grad_enabled;
 	ctx->grad_enabled = (flags & TG_CREATE_GRAPH) != 0;

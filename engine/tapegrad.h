@@ -220,11 +220,21 @@ TG_API int tg_grad_of(int nout, tg_tensor *const *outputs, tg_tensor *const *dou
  * node and its upstream gradient dout and hands each input that needs one
  * its gradient, computed with ops (so it can be recorded for second order).
  * Forward: compute the output any way (ops under tg_set_grad_enabled(false),
- * or a loop over tg_data_mut), then tg_record it. */
+ * or a loop over tg_data_mut), then tg_record it. The last two fields only
+ * label the drawn graph (tg_write_dot) and may be left out: write the
+ * descriptor with designated initialisers,
+ *	static const tg_op cube_op = { .name = "cube", .backward = cube_backward };
+ */
 typedef void (*tg_backward_fn)(tg_node *node, tg_tensor *dout);
 typedef struct tg_op {
 	const char *name;
 	tg_backward_fn backward;
+	/* One role per input, drawn on its edge ("numerator"); "" draws none.
+	 * NULL: edges of an op of two or more inputs show the input's number. */
+	const char *const *inputs;
+	/* Writes the op's constants into buf as snprintf does ("^ 2", "axis 1"),
+	 * from the node's attributes; NULL or a result <= 0: none. */
+	int (*describe)(const tg_node *n, char *buf, size_t size);
 } tg_op;
 
 /* Records out as op applied to in[0..nin); attrs (may be NULL) are saved on
@@ -318,8 +328,13 @@ TG_API int tg_hessian(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *cons
 		      tg_tensor **hess);
 
 /* ---- graph export ------------------------------------------------------- */
-/* Writes the graph that produced y as Graphviz DOT: one node per op, each
- * edge labelled with the value it carries and, after backward, its gradient. */
+/* Writes the graph that produced y as Graphviz DOT. A box per op shows the
+ * name given to its output, the op and its constants ("y = pow", "^ 2"); an
+ * ellipse per leaf shows the leaf's name. An edge shows the input's role
+ * where the op has one ("denominator: 4"), the value it carries (one number
+ * in full, up to 4 as a list to 6 digits, more by dtype and shape) and, after
+ * backward, the gradient this consumer handed back along it: a tensor used
+ * twice has two edges with their own shares, which add up to its gradient. */
 TG_API int tg_write_dot(const tg_tensor *y, FILE *f);           /* 0 ok */
 TG_API int tg_write_dot_file(const tg_tensor *y, const char *path);
 

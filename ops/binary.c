@@ -145,7 +145,10 @@ static void add_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 1, dout);
 }
 
-static const tg_op add_op = { "add", add_backward };
+/* operands of a commutative op have no roles */
+static const char *const commutes[] = { "", "" };
+
+static const tg_op add_op = { .name = "add", .backward = add_backward, .inputs = commutes };
 TG_OP_REGISTER(add_op);
 
 tg_tensor *tg_add(tg_tensor *a, tg_tensor *b) { return add_forward(&add_op, "tg_add", a, b); }
@@ -161,7 +164,8 @@ static void sub_backward(tg_node *n, tg_tensor *dout)
 		tg_node_grad(n, 1, tg_neg(sum_to_input(n, 1, dout)));
 }
 
-static const tg_op sub_op = { "sub", sub_backward };
+static const tg_op sub_op = { .name = "sub", .backward = sub_backward,
+			      .inputs = (const char *const[]){ "minuend", "subtrahend" } };
 TG_OP_REGISTER(sub_op);
 
 tg_tensor *tg_sub(tg_tensor *a, tg_tensor *b) { return sub_forward(&sub_op, "tg_sub", a, b); }
@@ -179,7 +183,7 @@ static void mul_backward(tg_node *n, tg_tensor *dout)
 		tg_node_grad(n, 1, tg_mul(dout, a));
 }
 
-static const tg_op mul_op = { "mul", mul_backward };
+static const tg_op mul_op = { .name = "mul", .backward = mul_backward, .inputs = commutes };
 TG_OP_REGISTER(mul_op);
 
 tg_tensor *tg_mul(tg_tensor *a, tg_tensor *b) { return mul_forward(&mul_op, "tg_mul", a, b); }
@@ -197,7 +201,8 @@ static void div_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, da);
 }
 
-static const tg_op div_op = { "div", div_backward };
+static const tg_op div_op = { .name = "div", .backward = div_backward,
+			      .inputs = (const char *const[]){ "numerator", "denominator" } };
 TG_OP_REGISTER(div_op);
 
 tg_tensor *tg_div(tg_tensor *a, tg_tensor *b) { return div_forward(&div_op, "tg_div", a, b); }
@@ -212,7 +217,7 @@ BINARY_KERNEL(share_gt, x > y ? 1 : (x == y ? 0.5 : 0))
 
 static tg_tensor *share_gt(tg_tensor *a, tg_tensor *b)
 {
-	static const tg_op share_op = { "share", NULL };
+	static const tg_op share_op = { .name = "share", .backward = NULL };
 	bool was = tg_set_grad_enabled(a->ctx, false);
 	tg_tensor *m = share_gt_forward(&share_op, "share", a, b);
 	tg_set_grad_enabled(a->ctx, was);
@@ -233,8 +238,10 @@ static void route(tg_node *n, tg_tensor *dout, int first)
 static void maximum_backward(tg_node *n, tg_tensor *dout) { route(n, dout, 0); }
 static void minimum_backward(tg_node *n, tg_tensor *dout) { route(n, dout, 1); }
 
-static const tg_op maximum_op = { "maximum", maximum_backward };
-static const tg_op minimum_op = { "minimum", minimum_backward };
+static const tg_op maximum_op = { .name = "maximum", .backward = maximum_backward,
+				  .inputs = commutes };
+static const tg_op minimum_op = { .name = "minimum", .backward = minimum_backward,
+				  .inputs = commutes };
 TG_OP_REGISTER(maximum_op);
 TG_OP_REGISTER(minimum_op);
 
@@ -283,9 +290,29 @@ static void pow_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_mul(dout, tg_mul_scalar(tg_pow(x, p - 1.0), p)));
 }
 
-static const tg_op add_scalar_op = { "add_scalar", add_scalar_backward };
-static const tg_op mul_scalar_op = { "mul_scalar", mul_scalar_backward };
-static const tg_op pow_op = { "pow", pow_backward };
+/* the constant as written: "+ 3" ("- 3" for -3), "* 1.1", "^ 2" */
+static int add_scalar_describe(const tg_node *n, char *buf, size_t size)
+{
+	double s = tg_node_attr(n, 0);
+	return tg_describe_num(buf, size, signbit(s) ? "- " : "+ ", fabs(s));
+}
+
+static int mul_scalar_describe(const tg_node *n, char *buf, size_t size)
+{
+	return tg_describe_num(buf, size, "* ", tg_node_attr(n, 0));
+}
+
+static int pow_describe(const tg_node *n, char *buf, size_t size)
+{
+	return tg_describe_num(buf, size, "^ ", tg_node_attr(n, 0));
+}
+
+static const tg_op add_scalar_op = { .name = "add_scalar", .backward = add_scalar_backward,
+				     .describe = add_scalar_describe };
+static const tg_op mul_scalar_op = { .name = "mul_scalar", .backward = mul_scalar_backward,
+				     .describe = mul_scalar_describe };
+static const tg_op pow_op = { .name = "pow", .backward = pow_backward,
+			      .inputs = (const char *const[]){ "base" }, .describe = pow_describe };
 TG_OP_REGISTER(add_scalar_op);
 TG_OP_REGISTER(mul_scalar_op);
 TG_OP_REGISTER(pow_op);

@@ -108,8 +108,36 @@ static void index_add_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, select_along(dout, axis, n->aux, src->shape[axis]));
 }
 
-static const tg_op index_select_op = { "index_select", index_select_backward };
-static const tg_op index_add_op = { "index_add", index_add_backward };
+/* the axis and the indices kept with the node: "axis 1, idx [2, 0]"; index_add
+ * adds "of 5", the size it scatters into */
+static int select_describe(const tg_node *n, char *buf, size_t size)
+{
+	int axis = (int)tg_node_attr(n, 0);
+	int len = snprintf(buf, size, "axis %d, ", axis);
+	if (len < 0 || (size_t)len >= size)
+		return len;
+	return len + tg_describe_ints(buf + len, size - (size_t)len, "idx ", n->aux,
+				      tg_node_output(n)->shape[axis]);
+}
+
+static int index_add_describe(const tg_node *n, char *buf, size_t size)
+{
+	int axis = (int)tg_node_attr(n, 0);
+	int len = snprintf(buf, size, "axis %d, ", axis);
+	if (len < 0 || (size_t)len >= size)
+		return len;
+	len += tg_describe_ints(buf + len, size - (size_t)len, "idx ", n->aux,
+				tg_node_input(n, 0)->shape[axis]);
+	if (len < 0 || (size_t)len >= size)
+		return len;
+	return len + snprintf(buf + len, size - (size_t)len, " of %lld",
+			      (long long)tg_node_attr(n, 1));
+}
+
+static const tg_op index_select_op = { .name = "index_select", .backward = index_select_backward,
+				       .describe = select_describe };
+static const tg_op index_add_op = { .name = "index_add", .backward = index_add_backward,
+				    .describe = index_add_describe };
 TG_OP_REGISTER(index_select_op);
 TG_OP_REGISTER(index_add_op);
 
@@ -302,7 +330,14 @@ static void pick_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_mul(mask, tg_reshape(dout, 2, (int64_t[]){ N, 1 })));
 }
 
-static const tg_op pick_op = { "pick", pick_backward };
+/* the column picked in each row: "idx [1, 0]" */
+static int pick_describe(const tg_node *n, char *buf, size_t size)
+{
+	return tg_describe_ints(buf, size, "idx ", n->aux, tg_node_input(n, 0)->shape[0]);
+}
+
+static const tg_op pick_op = { .name = "pick", .backward = pick_backward,
+			       .describe = pick_describe };
 TG_OP_REGISTER(pick_op);
 
 static tg_tensor *pick(const char *who, tg_tensor *x, const tg_tensor *idx)

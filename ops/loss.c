@@ -139,7 +139,7 @@ static void mse_backward(tg_node *n, tg_tensor *dout)
 	to_both(n, tg_mul(d, spread(n, dout, 2.0)));
 }
 
-static const tg_op mse_op = { "mse", mse_backward };
+static const tg_op mse_op = { .name = "mse", .backward = mse_backward };
 TG_OP_REGISTER(mse_op);
 
 tg_tensor *tg_mse(tg_tensor *pred, tg_tensor *target)
@@ -159,7 +159,7 @@ static void l1_backward(tg_node *n, tg_tensor *dout)
 	to_both(n, tg_mul(mask(n, SIGN, 0), spread(n, dout, 1.0)));
 }
 
-static const tg_op l1_op = { "l1", l1_backward };
+static const tg_op l1_op = { .name = "l1", .backward = l1_backward };
 TG_OP_REGISTER(l1_op);
 
 tg_tensor *tg_l1(tg_tensor *pred, tg_tensor *target)
@@ -186,7 +186,7 @@ static void huber_backward(tg_node *n, tg_tensor *dout)
 	to_both(n, tg_mul(local, spread(n, dout, 1.0)));
 }
 
-static const tg_op huber_op = { "huber", huber_backward };
+static const tg_op huber_op = { .name = "huber", .backward = huber_backward };
 TG_OP_REGISTER(huber_op);
 
 tg_tensor *tg_huber(tg_tensor *pred, tg_tensor *target, double delta)
@@ -220,7 +220,7 @@ static void bce_backward(tg_node *n, tg_tensor *dout)
 		tg_node_grad(n, 1, tg_mul(tg_neg(x), s));
 }
 
-static const tg_op bce_with_logits_op = { "bce_with_logits", bce_backward };
+static const tg_op bce_with_logits_op = { .name = "bce_with_logits", .backward = bce_backward };
 TG_OP_REGISTER(bce_with_logits_op);
 
 /* Every target in [0, 1] (soft targets allowed); else records the first

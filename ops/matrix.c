@@ -33,7 +33,18 @@ static void matmul_backward(tg_node *n, tg_tensor *dout)
 				      : tg_matmul_t(a, !ta, dout, false));
 }
 
-static const tg_op matmul_op = { "matmul", matmul_backward };
+/* the transposes matmul_t reads its operands with: "a^T @ b" */
+static int matmul_describe(const tg_node *n, char *buf, size_t size)
+{
+	bool ta = tg_node_attr(n, 0) != 0, tb = tg_node_attr(n, 1) != 0;
+	if (!ta && !tb)
+		return 0;
+	return snprintf(buf, size, "a%s @ b%s", ta ? "^T" : "", tb ? "^T" : "");
+}
+
+static const tg_op matmul_op = { .name = "matmul", .backward = matmul_backward,
+				 .inputs = (const char *const[]){ "a", "b" },
+				 .describe = matmul_describe };
 TG_OP_REGISTER(matmul_op);
 
 /* "(2,3)" or "(2,3)^T" into buf (TG_SHAPE_STR + 2 bytes). */
@@ -124,7 +135,7 @@ static void bmm_backward(tg_node *n, tg_tensor *dout)
 						   : bmm(who, a, !ta, dout, false), b));
 }
 
-static const tg_op bmm_op = { "bmm", bmm_backward };
+static const tg_op bmm_op = { .name = "bmm", .backward = bmm_backward };
 TG_OP_REGISTER(bmm_op);
 
 /* Where each batch item's matrices sit: the output's batch axes, and the
@@ -283,7 +294,7 @@ static void transpose_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_transpose(dout));
 }
 
-static const tg_op transpose_op = { "transpose", transpose_backward };
+static const tg_op transpose_op = { .name = "transpose", .backward = transpose_backward };
 TG_OP_REGISTER(transpose_op);
 
 tg_tensor *tg_transpose(tg_tensor *x)
@@ -316,7 +327,15 @@ static void reshape_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_reshape(dout, x->ndim, x->shape));
 }
 
-static const tg_op reshape_op = { "reshape", reshape_backward };
+static int reshape_describe(const tg_node *n, char *buf, size_t size)
+{
+	const tg_tensor *y = tg_node_output(n);
+	char s[TG_SHAPE_STR];
+	return snprintf(buf, size, "to %s", tg_shape_fmt(y->ndim, y->shape, s));
+}
+
+static const tg_op reshape_op = { .name = "reshape", .backward = reshape_backward,
+				  .describe = reshape_describe };
 TG_OP_REGISTER(reshape_op);
 
 /* Resolves shape (one entry may be -1) for x's element count into out;

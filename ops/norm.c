@@ -248,8 +248,16 @@ static void batch_norm_backward_backward(tg_node *n, tg_tensor *g)
 	}
 }
 
-static const tg_op batch_norm_backward_op = { "batch_norm_backward",
-					     batch_norm_backward_backward };
+/* "eps 1e-05", for batch_norm and its fused backward */
+static int eps_describe(const tg_node *n, char *buf, size_t size)
+{
+	return tg_describe_num(buf, size, "eps ", tg_node_attr(n, 0));
+}
+
+static const char *const dx_inputs[] = { "dout", "x", "gamma" };
+static const tg_op batch_norm_backward_op = { .name = "batch_norm_backward",
+					      .backward = batch_norm_backward_backward,
+					      .inputs = dx_inputs, .describe = eps_describe };
 TG_OP_REGISTER(batch_norm_backward_op);
 
 /* ---- batch_norm: y = (x - mean) / sqrt(var + eps) * gamma + beta ------------------------- */
@@ -286,7 +294,9 @@ static void batch_norm_backward(tg_node *n, tg_tensor *dout)
 		tg_node_grad(n, 2, tg_from_f64(ctx, x->dtype, 1, gamma->shape, sums));
 }
 
-static const tg_op batch_norm_op = { "batch_norm", batch_norm_backward };
+static const tg_op batch_norm_op = { .name = "batch_norm", .backward = batch_norm_backward,
+				     .inputs = (const char *const[]){ "x", "gamma", "beta" },
+				     .describe = eps_describe };
 TG_OP_REGISTER(batch_norm_op);
 
 /* A step tensor (D) holding the column values v of x's dtype, no history. */
@@ -532,8 +542,7 @@ static void layer_norm_backward_backward(tg_node *n, tg_tensor *g)
 		tg_node_grad(n, 2, to_columns(tg_mul(dout, h), gamma));
 }
 
-static const tg_op layer_norm_backward_op = { "layer_norm_backward",
-					     layer_norm_backward_backward };
+static const tg_op layer_norm_backward_op = { .name = "layer_norm_backward", .backward = layer_norm_backward_backward };
 TG_OP_REGISTER(layer_norm_backward_op);
 
 /* ---- layer_norm: y = (x - mean) / sqrt(var + eps) * gamma + beta, each row --------------- */
@@ -576,7 +585,7 @@ static void layer_norm_backward(tg_node *n, tg_tensor *dout)
 		tg_node_grad(n, 2, tg_from_f64(ctx, x->dtype, 1, gamma->shape, sums));
 }
 
-static const tg_op layer_norm_op = { "layer_norm", layer_norm_backward };
+static const tg_op layer_norm_op = { .name = "layer_norm", .backward = layer_norm_backward };
 TG_OP_REGISTER(layer_norm_op);
 
 tg_tensor *tg_layer_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double eps)

@@ -159,7 +159,16 @@ static void sum_to_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_expand(dout, x->ndim, x->shape));
 }
 
-static const tg_op sum_to_op = { "sum_to", sum_to_backward };
+/* sum_to's and expand's target shape: "to (1,3)" */
+static int to_shape_describe(const tg_node *n, char *buf, size_t size)
+{
+	const tg_tensor *y = tg_node_output(n);
+	char s[TG_SHAPE_STR];
+	return snprintf(buf, size, "to %s", tg_shape_fmt(y->ndim, y->shape, s));
+}
+
+static const tg_op sum_to_op = { .name = "sum_to", .backward = sum_to_backward,
+				 .describe = to_shape_describe };
 TG_OP_REGISTER(sum_to_op);
 
 tg_tensor *tg_sum_to(tg_tensor *x, int ndim, const int64_t *shape)
@@ -202,7 +211,8 @@ static void expand_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_sum_to(dout, x->ndim, x->shape));
 }
 
-static const tg_op expand_op = { "expand", expand_backward };
+static const tg_op expand_op = { .name = "expand", .backward = expand_backward,
+				 .describe = to_shape_describe };
 TG_OP_REGISTER(expand_op);
 
 tg_tensor *tg_expand(tg_tensor *x, int ndim, const int64_t *shape)
@@ -396,6 +406,15 @@ static tg_tensor *unreduce(const tg_node *n, tg_tensor *dout)
 	return tg_reshape(dout, x->ndim, shape);
 }
 
+/* the reduced axis, counted from the front: "axis 1", "axis 0, keepdim" */
+static int axis_describe(const tg_node *n, char *buf, size_t size)
+{
+	int axis = (int)tg_node_attr(n, 0);
+	if (axis < 0)
+		return 0;
+	return snprintf(buf, size, "axis %d%s", axis, tg_node_attr(n, 1) != 0 ? ", keepdim" : "");
+}
+
 /* ---- sum, mean: dx = expand(dout) * scale (1, or 1/n for a mean) -------------- */
 
 static void sum_backward(tg_node *n, tg_tensor *dout)
@@ -407,10 +426,12 @@ static void sum_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_expand(unreduce(n, dout), x->ndim, x->shape));
 }
 
-static const tg_op sum_op = { "sum", sum_backward };
-static const tg_op mean_op = { "mean", sum_backward };
-static const tg_op sum_axis_op = { "sum_axis", sum_backward };
-static const tg_op mean_axis_op = { "mean_axis", sum_backward };
+static const tg_op sum_op = { .name = "sum", .backward = sum_backward };
+static const tg_op mean_op = { .name = "mean", .backward = sum_backward };
+static const tg_op sum_axis_op = { .name = "sum_axis", .backward = sum_backward,
+				   .describe = axis_describe };
+static const tg_op mean_axis_op = { .name = "mean_axis", .backward = sum_backward,
+				    .describe = axis_describe };
 TG_OP_REGISTER(sum_op);
 TG_OP_REGISTER(mean_op);
 TG_OP_REGISTER(sum_axis_op);
@@ -462,8 +483,9 @@ static void max_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_mul(mask, unreduce(n, dout)));
 }
 
-static const tg_op max_op = { "max", max_backward };
-static const tg_op max_axis_op = { "max_axis", max_backward };
+static const tg_op max_op = { .name = "max", .backward = max_backward };
+static const tg_op max_axis_op = { .name = "max_axis", .backward = max_backward,
+				   .describe = axis_describe };
 TG_OP_REGISTER(max_op);
 TG_OP_REGISTER(max_axis_op);
 

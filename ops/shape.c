@@ -169,7 +169,7 @@ static void permute_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, permute(dout, inv));
 }
 
-static const tg_op permute_op = { "permute", permute_backward };
+static const tg_op permute_op = { .name = "permute", .backward = permute_backward };
 TG_OP_REGISTER(permute_op);
 
 /* x permuted by perm, a checked permutation of x's ndim axes. */
@@ -311,8 +311,8 @@ static void pad_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, slice(dout, axis, (int64_t)tg_node_attr(n, 1), x->shape[axis]));
 }
 
-static const tg_op slice_op = { "slice", slice_backward };
-static const tg_op pad_axis_op = { "pad_axis", pad_backward };
+static const tg_op slice_op = { .name = "slice", .backward = slice_backward };
+static const tg_op pad_axis_op = { .name = "pad_axis", .backward = pad_backward };
 TG_OP_REGISTER(slice_op);
 TG_OP_REGISTER(pad_axis_op);
 
@@ -427,8 +427,8 @@ static void stack_backward(tg_node *n, tg_tensor *dout)
 		}
 }
 
-static const tg_op concat_op = { "concat", concat_backward };
-static const tg_op stack_op = { "stack", stack_backward };
+static const tg_op concat_op = { .name = "concat", .backward = concat_backward };
+static const tg_op stack_op = { .name = "stack", .backward = stack_backward };
 TG_OP_REGISTER(concat_op);
 TG_OP_REGISTER(stack_op);
 

@@ -84,7 +84,7 @@ static void softmax_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_mul(y, tg_sub(dout, dot)));
 }
 
-static const tg_op softmax_op = { "softmax", softmax_backward };
+static const tg_op softmax_op = { .name = "softmax", .backward = softmax_backward };
 TG_OP_REGISTER(softmax_op);
 
 tg_tensor *tg_softmax(tg_tensor *x)
@@ -103,7 +103,7 @@ static void log_softmax_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_sub(dout, tg_mul(p, total)));
 }
 
-static const tg_op log_softmax_op = { "log_softmax", log_softmax_backward };
+static const tg_op log_softmax_op = { .name = "log_softmax", .backward = log_softmax_backward };
 TG_OP_REGISTER(log_softmax_op);
 
 tg_tensor *tg_log_softmax(tg_tensor *x)
@@ -143,7 +143,16 @@ static void cross_entropy_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, ce_backward(dout, tg_node_input(n, 0), n->aux));
 }
 
-static const tg_op cross_entropy_op = { "cross_entropy", cross_entropy_backward };
+/* the labels kept with the node: "labels [2, 0]"; the logits are input nin - 1 */
+static int labels_describe(const tg_node *n, char *buf, size_t size)
+{
+	const tg_tensor *logits = tg_node_input(n, n->nin - 1);
+	return tg_describe_ints(buf, size, "labels ", n->aux, logits->shape[0]);
+}
+
+static const tg_op cross_entropy_op = { .name = "cross_entropy",
+					.backward = cross_entropy_backward,
+					.describe = labels_describe };
 TG_OP_REGISTER(cross_entropy_op);
 
 /* Checks logits (N,K) for who; false after recording why. */
@@ -318,6 +327,8 @@ static void cross_entropy_backward_backward(tg_node *n, tg_tensor *g)
 	}
 }
 
-static const tg_op cross_entropy_backward_op = { "cross_entropy_backward",
-						   cross_entropy_backward_backward };
+static const tg_op cross_entropy_backward_op = { .name = "cross_entropy_backward",
+						 .backward = cross_entropy_backward_backward,
+						 .inputs = (const char *const[]){ "dout", "logits" },
+						 .describe = labels_describe };
 TG_OP_REGISTER(cross_entropy_backward_op);

@@ -91,7 +91,7 @@ UNARY_KERNEL(step, x > 0 ? a : (x < 0 ? c : b))
 
 static tg_tensor *step_const(tg_tensor *x, double pos, double zero, double neg)
 {
-	static const tg_op step_op = { "step", NULL };
+	static const tg_op step_op = { .name = "step", .backward = NULL };
 	const double p[3] = { pos, zero, neg };
 	bool was = tg_set_grad_enabled(x->ctx, false);
 	tg_tensor *m = UNARY(&step_op, "step", x, step, p, 3);
@@ -105,7 +105,7 @@ UNARY_KERNEL(neg, -x)
 
 static void neg_backward(tg_node *n, tg_tensor *dout) { tg_node_grad(n, 0, tg_neg(dout)); }
 
-static const tg_op neg_op = { "neg", neg_backward };
+static const tg_op neg_op = { .name = "neg", .backward = neg_backward };
 TG_OP_REGISTER(neg_op);
 
 tg_tensor *tg_neg(tg_tensor *x) { return UNARY(&neg_op, "tg_neg", x, neg, NULL, 0); }
@@ -119,7 +119,7 @@ static void exp_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_mul(dout, tg_node_output(n)));
 }
 
-static const tg_op exp_op = { "exp", exp_backward };
+static const tg_op exp_op = { .name = "exp", .backward = exp_backward };
 TG_OP_REGISTER(exp_op);
 
 tg_tensor *tg_exp(tg_tensor *x) { return UNARY(&exp_op, "tg_exp", x, exp, NULL, 0); }
@@ -133,7 +133,7 @@ static void log_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_div(dout, tg_node_input(n, 0)));
 }
 
-static const tg_op log_op = { "log", log_backward };
+static const tg_op log_op = { .name = "log", .backward = log_backward };
 TG_OP_REGISTER(log_op);
 
 tg_tensor *tg_log(tg_tensor *x) { return UNARY(&log_op, "tg_log", x, log, NULL, 0); }
@@ -147,7 +147,7 @@ static void sqrt_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_div(dout, tg_mul_scalar(tg_node_output(n), 2.0)));
 }
 
-static const tg_op sqrt_op = { "sqrt", sqrt_backward };
+static const tg_op sqrt_op = { .name = "sqrt", .backward = sqrt_backward };
 TG_OP_REGISTER(sqrt_op);
 
 tg_tensor *tg_sqrt(tg_tensor *x) { return UNARY(&sqrt_op, "tg_sqrt", x, sqrt, NULL, 0); }
@@ -162,7 +162,7 @@ static void abs_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_mul(dout, sign));
 }
 
-static const tg_op abs_op = { "abs", abs_backward };
+static const tg_op abs_op = { .name = "abs", .backward = abs_backward };
 TG_OP_REGISTER(abs_op);
 
 tg_tensor *tg_abs(tg_tensor *x) { return UNARY(&abs_op, "tg_abs", x, abs, NULL, 0); }
@@ -192,7 +192,7 @@ static void sigmoid_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_sigmoid_backward(dout, tg_node_output(n)));
 }
 
-static const tg_op sigmoid_op = { "sigmoid", sigmoid_backward };
+static const tg_op sigmoid_op = { .name = "sigmoid", .backward = sigmoid_backward };
 TG_OP_REGISTER(sigmoid_op);
 
 tg_tensor *tg_sigmoid(tg_tensor *x)
@@ -238,7 +238,9 @@ static void sigmoid_backward_backward(tg_node *n, tg_tensor *g)
 	}
 }
 
-static const tg_op sigmoid_backward_op = { "sigmoid_backward", sigmoid_backward_backward };
+static const tg_op sigmoid_backward_op = { .name = "sigmoid_backward",
+					   .backward = sigmoid_backward_backward,
+					   .inputs = (const char *const[]){ "dout", "y" } };
 TG_OP_REGISTER(sigmoid_backward_op);
 
 /* ---- tanh: y = tanh x; dx = dout (1 - y^2) -------------------------------------------- */
@@ -252,7 +254,7 @@ static void tanh_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_mul(dout, one_minus_y2));
 }
 
-static const tg_op tanh_op = { "tanh", tanh_backward };
+static const tg_op tanh_op = { .name = "tanh", .backward = tanh_backward };
 TG_OP_REGISTER(tanh_op);
 
 tg_tensor *tg_tanh(tg_tensor *x) { return UNARY(&tanh_op, "tg_tanh", x, tanh, NULL, 0); }
@@ -266,7 +268,7 @@ static void relu_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_relu_backward(dout, tg_node_input(n, 0)));
 }
 
-static const tg_op relu_op = { "relu", relu_backward };
+static const tg_op relu_op = { .name = "relu", .backward = relu_backward };
 TG_OP_REGISTER(relu_op);
 
 tg_tensor *tg_relu(tg_tensor *x) { return UNARY(&relu_op, "tg_relu", x, relu, NULL, 0); }
@@ -316,7 +318,9 @@ static void relu_backward_backward(tg_node *n, tg_tensor *g)
 		tg_node_grad(n, 0, tg_relu_backward(g, tg_node_input(n, 1)));
 }
 
-static const tg_op relu_backward_op = { "relu_backward", relu_backward_backward };
+static const tg_op relu_backward_op = { .name = "relu_backward",
+					.backward = relu_backward_backward,
+					.inputs = (const char *const[]){ "dout", "x" } };
 TG_OP_REGISTER(relu_backward_op);
 
 /* ---- leaky_relu: y = x > 0 ? x : alpha x; dx = dout (x > 0 ? 1 : alpha) ------------------ */
@@ -330,7 +334,14 @@ static void leaky_relu_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_mul(dout, m));
 }
 
-static const tg_op leaky_relu_op = { "leaky_relu", leaky_relu_backward };
+/* "alpha 0.01": leaky_relu's and elu's one constant */
+static int alpha_describe(const tg_node *n, char *buf, size_t size)
+{
+	return tg_describe_num(buf, size, "alpha ", tg_node_attr(n, 0));
+}
+
+static const tg_op leaky_relu_op = { .name = "leaky_relu", .backward = leaky_relu_backward,
+				     .describe = alpha_describe };
 TG_OP_REGISTER(leaky_relu_op);
 
 tg_tensor *tg_leaky_relu(tg_tensor *x, double alpha)
@@ -355,7 +366,8 @@ static void elu_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_mul(dout, local));
 }
 
-static const tg_op elu_op = { "elu", elu_backward };
+static const tg_op elu_op = { .name = "elu", .backward = elu_backward,
+			      .describe = alpha_describe };
 TG_OP_REGISTER(elu_op);
 
 tg_tensor *tg_elu(tg_tensor *x, double alpha)
@@ -372,7 +384,7 @@ static void softplus_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_mul(dout, tg_sigmoid(tg_node_input(n, 0))));
 }
 
-static const tg_op softplus_op = { "softplus", softplus_backward };
+static const tg_op softplus_op = { .name = "softplus", .backward = softplus_backward };
 TG_OP_REGISTER(softplus_op);
 
 tg_tensor *tg_softplus(tg_tensor *x)

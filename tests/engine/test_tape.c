@@ -181,7 +181,7 @@ static void recording_an_output_already_used_is_refused(void **state)
 {
 	(void)state;
 	/* recorded after its consumer, the node would never be reached */
-	static const tg_op twice = { "twice", twice_backward };
+	static const tg_op twice = { .name = "twice", .backward = twice_backward };
 	tg_ctx *ctx = tg_ctx_new(1);
 	tg_tensor *p = tg_param(tg_scalar(ctx, TG_F64, 3));
 	tg_set_grad_enabled(ctx, false);

@@ -1387,8 +1387,8 @@ static void custom_backward(tg_node *n, tg_tensor *dout)
 	}
 }
 
-static const tg_op custom_op = { "fuzz_custom", custom_backward };
-static const tg_op no_rule_op = { "fuzz_no_rule", NULL };
+static const tg_op custom_op = { .name = "fuzz_custom", .backward = custom_backward };
+static const tg_op no_rule_op = { .name = "fuzz_no_rule", .backward = NULL };
 
 static void op_custom(vm *v)
 {

@@ -44,7 +44,7 @@ static void cube_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_mul(dout, tg_mul_scalar(tg_mul(x, x), 3)));
 }
 
-static const tg_op cube_op = { "cube", cube_backward };
+static const tg_op cube_op = { .name = "cube", .backward = cube_backward };
 
 static tg_tensor *cube(tg_tensor *x)
 {
@@ -92,8 +92,8 @@ static void cube_half_detached_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_mul(dout, tg_mul_scalar(tg_mul(x, tg_detach(x)), 3)));
 }
 
-static const tg_op cube_wrong_op = { "cube_wrong", cube_wrong_backward };
-static const tg_op cube_half_detached_op = { "cube_half_detached", cube_half_detached_backward };
+static const tg_op cube_wrong_op = { .name = "cube_wrong", .backward = cube_wrong_backward };
+static const tg_op cube_half_detached_op = { .name = "cube_half_detached", .backward = cube_half_detached_backward };
 
 /* x^3 computed without history, recorded as op */
 static tg_tensor *cube_as(const tg_op *op, tg_tensor *x)
@@ -250,7 +250,7 @@ static void tg_record_rejects_bad_descriptors_and_outputs(void **state)
 	assert_error(ctx, TG_ENULL, "descriptor");
 	tg_clear_error(ctx);
 
-	static const tg_op no_rule = { "no_rule", NULL };
+	static const tg_op no_rule = { .name = "no_rule", .backward = NULL };
 	assert_null(tg_record(&no_rule, out, 1, &x, NULL, 0));
 	assert_error(ctx, TG_ENULL, "backward rule");
 	tg_clear_error(ctx);

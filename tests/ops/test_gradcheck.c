@@ -311,9 +311,11 @@ static void square_cut_dout_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_mul(tg_detach(dout), tg_mul_scalar(tg_node_input(n, 0), 2)));
 }
 
-static const tg_op square_wrong = { "square_wrong", square_wrong_backward };
-static const tg_op square_detached = { "square_detached", square_detached_backward };
-static const tg_op square_cut_dout = { "square_cut_dout", square_cut_dout_backward };
+static const tg_op square_wrong = { .name = "square_wrong", .backward = square_wrong_backward };
+static const tg_op square_detached = { .name = "square_detached",
+				       .backward = square_detached_backward };
+static const tg_op square_cut_dout = { .name = "square_cut_dout",
+				       .backward = square_cut_dout_backward };
 
 static tg_tensor *f_square_wrong(tg_tensor *const *in, void *user)
 {
