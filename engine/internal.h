@@ -59,6 +59,7 @@ struct tg_tensor {
 	bool requires_grad;
 	bool persistent;     /* ctx lifetime */
 	bool consumed;       /* an input of a recorded node */
+	bool decay;          /* weight decay applies (tg_set_decay) */
 	char *name;
 	tg_tensor *next_kept; /* ctx tensors, for tg_ctx_free and tg_zero_grads */
 	double small[2];     /* a step tensor's data when it fits: no arena block */

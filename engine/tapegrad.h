@@ -161,6 +161,11 @@ TG_API tg_tensor *tg_keep(tg_tensor *t);                         /* ctx */
 TG_API tg_tensor *tg_detach(tg_tensor *t);                       /* step */
 TG_API tg_tensor *tg_set_requires_grad(tg_tensor *t, bool on);   /* returns t */
 TG_API tg_tensor *tg_set_name(tg_tensor *t, const char *name);   /* copied */
+/* Whether an optimizer's weight decay applies to t: a property the module
+ * that makes a parameter sets on it (weights yes; biases and norms' scales
+ * and shifts no). Off unless set. Returns t. */
+TG_API tg_tensor *tg_set_decay(tg_tensor *t, bool on);
+TG_API bool tg_decays(const tg_tensor *t);
 
 TG_API tg_ctx *tg_ctx_of(const tg_tensor *t);        /* borrowed */
 TG_API int tg_ndim(const tg_tensor *t);

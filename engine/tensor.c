@@ -106,6 +106,7 @@ static inline tg_tensor *init(tg_tensor *t, tg_ctx *ctx, tg_dtype dt, int ndim,
 	t->requires_grad = false;
 	t->persistent = false;
 	t->consumed = false;
+	t->decay = false;
 	t->name = NULL;
 	t->next_kept = NULL;
 	return t;
@@ -458,6 +459,16 @@ tg_tensor *tg_set_requires_grad(tg_tensor *t, bool on)
 	t->requires_grad = on || t->node;
 	return t;
 }
+
+tg_tensor *tg_set_decay(tg_tensor *t, bool on)
+{
+	if (!arg_ctx("tg_set_decay", t))
+		return NULL;
+	t->decay = on;
+	return t;
+}
+
+bool tg_decays(const tg_tensor *t) { return tg_tensor_alive(t) && t->decay; }
 
 tg_tensor *tg_set_name(tg_tensor *t, const char *name)
 {

@@ -232,6 +232,120 @@ TG_API tg_ctx *tg_mlp_ctx(const tg_mlp *m);	     /* borrowed */
  * before a forward. */
 TG_API tg_tensor *tg_mlp_activation(const tg_mlp *m, int i); /* step, borrowed */
 
+/* ---- modules -------------------------------------------------------------------------- */
+/* A module is a forward function of tensors plus what it owns: parameters
+ * (ctx tensors that require a gradient, named "<name>.W", each marked with
+ * tg_set_decay where weight decay applies), state (ctx tensors without a
+ * gradient, such as running statistics), children, a train/eval flag and a
+ * name that prefixes its tensors' names. Built-in modules and containers
+ * are made below; a user writes a module of their own by filling in a
+ * tg_module_vt and calling tg_module_new:
+ *
+ *	static tg_tensor *scale_forward(tg_module *m, tg_tensor *x)
+ *	{
+ *		return tg_mul(x, m->params[0]);            // made of ops only
+ *	}
+ *	static const tg_module_vt scale_vt = { .kind = "scale", .forward = scale_forward };
+ *	tg_module *m = tg_module_new(ctx, &scale_vt, "scale", NULL);
+ *	tg_module_add_param(m, tg_ones(ctx, TG_F32, 1, (int64_t[]){ 10 }), "s", false);
+ *
+ * Ownership: a module is malloc'd and freed by tg_module_free, which frees
+ * its children too (a container owns what was added to it) and calls the
+ * vt's free for the module's own data; its tensors belong to the context
+ * and live until tg_ctx_free. A module must be freed before its context. */
+
+typedef struct tg_module tg_module;
+
+typedef struct tg_module_vt {
+	const char *kind; /* "linear", "relu", ...: also the module's word in a spec */
+	/* x -> y, made of ops; m->training says which mode. step */
+	tg_tensor *(*forward)(tg_module *m, tg_tensor *x);
+	/* Frees m->self; NULL when there is nothing to free. */
+	void (*free)(tg_module *m);
+	/* Writes the module's part of an architecture string (as tg_model_parse
+	 * reads it back) into buf like snprintf; NULL: the module cannot be
+	 * rebuilt from a string (a user's own). */
+	int (*spec)(const tg_module *m, char *buf, size_t size);
+} tg_module_vt;
+
+struct tg_module {
+	const tg_module_vt *vt;
+	tg_ctx *ctx;            /* borrowed */
+	char *name;             /* prefix of its tensors' names; owned */
+	tg_tensor **params;     /* ctx tensors, nparams of them */
+	size_t nparams;
+	tg_tensor **state;      /* ctx tensors, nstate of them */
+	size_t nstate;
+	tg_module **children;   /* owned, nchildren of them */
+	size_t nchildren;
+	bool training;          /* starts true */
+	void *self;             /* the module's own data */
+};
+
+/* A module of kind vt named name (copied; may be NULL for ""), owning self.
+ * NULL and an error in ctx on a bad argument or without memory. malloc'd */
+TG_API tg_module *tg_module_new(tg_ctx *ctx, const tg_module_vt *vt, const char *name,
+				void *self);
+/* Frees m, its children and (through vt->free) its own data; NULL is fine. */
+TG_API void tg_module_free(tg_module *m);
+/* Makes a parameter of t (tg_param) named "<module name>.<field>", marks it
+ * for weight decay or not, and adds it to m. Returns it, or NULL. ctx */
+TG_API tg_tensor *tg_module_add_param(tg_module *m, tg_tensor *t, const char *field,
+				      bool decay);
+/* Likewise for state kept without a gradient (tg_keep). ctx */
+TG_API tg_tensor *tg_module_add_state(tg_module *m, tg_tensor *t, const char *field);
+/* Adds child to m (m then owns it). 0 ok; -1 and an error in ctx (child is
+ * freed then, so that nothing leaks). */
+TG_API int tg_module_add(tg_module *m, tg_module *child);
+/* m's forward: y = m->vt->forward(m, x). NULL in, NULL out. step */
+TG_API tg_tensor *tg_forward(tg_module *m, tg_tensor *x);
+/* Training or evaluation mode for m and every module below it. */
+TG_API void tg_module_train(tg_module *m, bool on);
+/* Every parameter of m and the modules below it, depth first in the order
+ * they were added, into out[0..cap); returns how many there are (call with
+ * cap 0 to count). */
+TG_API size_t tg_module_params(const tg_module *m, tg_tensor **out, size_t cap);
+/* Everything a checkpoint holds of m: the parameters, then the state, in
+ * the same order. */
+TG_API size_t tg_module_tensors(const tg_module *m, tg_tensor **out, size_t cap);
+/* m's architecture string (see tg_model_parse) into buf; returns its
+ * length as snprintf, -1 (and an error) when a module has no spec. */
+TG_API int tg_module_spec(const tg_module *m, char *buf, size_t size);
+
+/* Built-in modules. Each returns a new module or NULL (error in ctx). Names
+ * prefix the tensors: tg_linear(..., "fc1") owns "fc1.W" and "fc1.b". */
+/* Runs its children in order. */
+TG_API tg_module *tg_sequential(tg_ctx *ctx, const char *name);
+/* x (N,D) @ W (D,M) + b (M); an x of more than 2 dims is flattened to
+ * (N,-1). W drawn with init, b zeros; W decays, b does not. */
+TG_API tg_module *tg_linear(tg_ctx *ctx, tg_dtype dt, int64_t n_in, int64_t n_out,
+			    tg_init init, const char *name);
+/* act elementwise; no parameters. */
+TG_API tg_module *tg_activation(tg_ctx *ctx, tg_act act, const char *name);
+/* Batch norm over the features of (N,D) as tg_batchnorm_forward: gamma,
+ * beta parameters (no decay), running_mean, running_var state. */
+TG_API tg_module *tg_batchnorm1d(tg_ctx *ctx, tg_dtype dt, int64_t d, double eps,
+				 double avg_decay, const char *name);
+/* tg_layer_norm over the last axis, gamma and beta (D) parameters. */
+TG_API tg_module *tg_layernorm(tg_ctx *ctx, tg_dtype dt, int64_t d, double eps,
+			       const char *name);
+/* Inverted dropout with probability p while training; identity in eval. */
+TG_API tg_module *tg_dropout_layer(tg_ctx *ctx, double p, const char *name);
+/* Rows of a (V,D) table "<name>.weight" for an index tensor... : the input
+ * is an index tensor (i32/i64) of any shape -> (..., D). Table N(0,1). */
+TG_API tg_module *tg_embedding_table(tg_ctx *ctx, tg_dtype dt, int64_t v, int64_t d,
+				     const char *name);
+/* (N, ...) -> (N, prod(...)). */
+TG_API tg_module *tg_flatten(tg_ctx *ctx, const char *name);
+
+/* An architecture string, as tg_module_spec writes it and checkpoints keep
+ * it, back into a model: "784-100-10" (an MLP with the given options: the
+ * spec of tg_mlp_new) or the full form a model writes, e.g.
+ * "linear:784:100,bn:100,relu,dropout:0.5,linear:100:10" (see the
+ * README). NULL and TG_EARG naming the bad part. dt is the parameters' dtype
+ * and init their initialiser; opts may be NULL for tg_mlp_defaults. */
+TG_API tg_module *tg_model_parse(tg_ctx *ctx, const char *arch, const tg_mlp_opts *opts);
+
 /* ---- optimizers ---------------------------------------------------------------------- */
 /* Update rules, as the book's common/optimizer.py (g the gradient, p the
  * parameter; state starts at 0):
