@@ -162,15 +162,29 @@ static int check_scalar_output(const call *c)
 
 /* ---- building blocks ------------------------------------------------------------ */
 
-/* sum_i sum(a[i] * b[i]): the inner product the second passes differentiate. */
-static tg_tensor *inner(int n, tg_tensor *const *a, tg_tensor *const *b)
+/* The gradients with respect to wrt[0..nwrt) of sum_i <outs[i], ws[i]>, the
+ * inner product the second passes differentiate: tg_grad_of with ws as the
+ * upstream gradients, over the outs that have history (the others are
+ * constants and add nothing; with none, every gradient is zero). */
+static int grad_of_inner(tg_ctx *ctx, int n, tg_tensor *const *outs, tg_tensor *const *ws,
+			 int nwrt, tg_tensor *const *wrt, tg_tensor **res)
 {
-	tg_tensor *s = NULL;
+	tg_tensor **o = tg_arena_alloc(ctx, 2 * (size_t)n * sizeof *o);
+	if (!o)
+		return -1;
+	tg_tensor **w = o + n;
+	int k = 0;
 	for (int i = 0; i < n; i++) {
-		tg_tensor *t = tg_sum(tg_mul(a[i], b[i]));
-		s = s ? tg_add(s, t) : t;
+		if (outs[i] && outs[i]->requires_grad) {
+			o[k] = outs[i];
+			w[k++] = ws[i];
+		}
 	}
-	return s;
+	if (k > 0)
+		return tg_grad_of(k, o, w, nwrt, wrt, res, TG_ALLOW_UNUSED);
+	for (int j = 0; j < nwrt; j++)
+		res[j] = tg_zeros(ctx, wrt[j]->dtype, wrt[j]->ndim, wrt[j]->shape);
+	return ctx->status == TG_OK ? 0 : -1;
 }
 
 /* Step copies of ts[0..n) without history. */
@@ -277,8 +291,7 @@ int tg_jvp(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in,
 			tg_zeros(ctx, c.y->dtype, c.y->ndim, c.y->shape), true);
 		if (t && g && u &&
 		    tg_grad_of(1, &c.y, &u, nin, c.x, g, TG_CREATE_GRAPH | TG_ALLOW_UNUSED) == 0) {
-			tg_tensor *s = inner(nin, g, t);
-			if (s && tg_grad_of(1, &s, NULL, 1, &u, jvp, TG_ALLOW_UNUSED) == 0)
+			if (grad_of_inner(ctx, nin, g, t, 1, &u, jvp) == 0)
 				detach_all(1, jvp);
 		}
 		give_out(&c, out);
@@ -298,8 +311,7 @@ int tg_hvp(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in,
 		tg_tensor **g = tg_arena_alloc(ctx, (size_t)nin * sizeof *g);
 		if (vs && g &&
 		    tg_grad_of(1, &c.y, NULL, nin, c.x, g, TG_CREATE_GRAPH | TG_ALLOW_UNUSED) == 0) {
-			tg_tensor *s = inner(nin, g, vs);
-			if (s && tg_grad_of(1, &s, NULL, nin, c.x, hvp, TG_ALLOW_UNUSED) == 0)
+			if (grad_of_inner(ctx, nin, g, vs, nin, c.x, hvp) == 0)
 				detach_all(nin, hvp);
 		}
 		give_out(&c, out);
@@ -339,9 +351,8 @@ static int jacobian_columns(call *c, tg_tensor **jac, tg_tensor **G)
 	for (int i = 0; i < c->nin; i++) {
 		size_t n = c->x[i]->numel;
 		for (size_t k = 0; k < n; k++) {
-			tg_tensor *col;
-			tg_tensor *s = tg_sum(tg_mul(G[i], one_hot_like(G[i], k)));
-			if (!s || tg_grad_of(1, &s, NULL, 1, &u, &col, TG_ALLOW_UNUSED))
+			tg_tensor *col, *e = one_hot_like(G[i], k);
+			if (!e || grad_of_inner(ctx, 1, &G[i], &e, 1, &u, &col))
 				return -1;
 			for (size_t r = 0; r < m; r++)
 				set_at(jac[i], r * n + k, value_at(col, r));
@@ -379,8 +390,8 @@ static int hessian_rows(call *c, int i, tg_tensor *const *g, tg_tensor **hess,
 	int nin = c->nin;
 	size_t n = c->x[i]->numel;
 	for (size_t k = 0; k < n; k++) {
-		tg_tensor *s = tg_sum(tg_mul(g[i], one_hot_like(g[i], k)));
-		if (!s || tg_grad_of(1, &s, NULL, nin, c->x, row, TG_ALLOW_UNUSED))
+		tg_tensor *e = one_hot_like(g[i], k);
+		if (!e || grad_of_inner(c->ctx, 1, &g[i], &e, nin, c->x, row))
 			return -1;
 		for (int j = 0; j < nin; j++) {
 			size_t nj = c->x[j]->numel;
