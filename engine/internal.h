@@ -234,6 +234,25 @@ typedef struct tg_bcast {
 } tg_bcast;
 bool tg_broadcast(const tg_tensor *a, const tg_tensor *b, tg_bcast *bc);
 
+/* Walks the rows of a padded shape: idx counts over the axes [0, naxes) of
+ * dim, the last fastest, and each step moves the offsets *oa and *ob by the
+ * strides sa and sb of the axes it turns (back to the row start of an axis
+ * that wraps). A loop over all but the innermost axis of any number of
+ * dimensions, with the innermost one left to a contiguous loop. */
+static inline void tg_rows_next(int naxes, const int64_t *dim, int64_t *idx, const int64_t *sa,
+				int64_t *oa, const int64_t *sb, int64_t *ob)
+{
+	for (int k = naxes - 1; k >= 0; k--) {
+		*oa += sa[k];
+		*ob += sb[k];
+		if (++idx[k] < dim[k])
+			return;
+		idx[k] = 0;
+		*oa -= sa[k] * dim[k];
+		*ob -= sb[k] * dim[k];
+	}
+}
+
 /* ---- BLAS ------------------------------------------------------------------ */
 
 void tg_blas_set_threads(int n);

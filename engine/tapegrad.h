@@ -49,7 +49,7 @@ extern "C" {
 #define TG_API
 #endif
 
-enum { TG_MAX_DIMS = 4, TG_MAX_INPUTS = 4, TG_MAX_ATTRS = 4 };
+enum { TG_MAX_DIMS = 8, TG_MAX_INPUTS = 4, TG_MAX_ATTRS = 4 };
 
 typedef struct tg_ctx tg_ctx;
 typedef struct tg_tensor tg_tensor;

@@ -57,11 +57,12 @@ static tg_tensor *binary_out(const char *who, tg_tensor *a, tg_tensor *b, tg_bca
 }
 
 /* One loop nest per dtype T and function; f is an expression of x and y.
- * Equal shapes are one flat loop. Otherwise the innermost axis has stride 1
- * in an input that spans it and 0 in one broadcast along it (inputs are
- * contiguous), so each row is one of four contiguous loops that vectorise
- * like the flat one: (N,D) op (D), every bias add and batch-norm op, takes
- * the first. */
+ * Equal shapes are one flat loop. Otherwise the rows of the innermost axis
+ * are walked in order (tg_rows_next over the outer axes, any number of
+ * them); the innermost axis has stride 1 in an input that spans it and 0 in
+ * one broadcast along it (inputs are contiguous), so each row is one of four
+ * contiguous loops that vectorise like the flat one: (N,D) op (D), every
+ * bias add and batch-norm op, takes the first. */
 #define BINARY_LOOPS(k, f, T, sfx)                                                      \
 	static void k##_##sfx(const tg_bcast *bc, const T *restrict A,                  \
 			      const T *restrict B, T *restrict Y, size_t n, bool flat)  \
@@ -73,37 +74,37 @@ static tg_tensor *binary_out(const char *who, tg_tensor *a, tg_tensor *b, tg_bca
 			}                                                               \
 			return;                                                         \
 		}                                                                       \
-		const int64_t m = bc->dim[3];                                           \
-		const bool ra = bc->sa[3] != 0, rb = bc->sb[3] != 0; /* spans the row */ \
-		assert((!ra || bc->sa[3] == 1) && (!rb || bc->sb[3] == 1));             \
-		for (int64_t i0 = 0; i0 < bc->dim[0]; i0++)                             \
-			for (int64_t i1 = 0; i1 < bc->dim[1]; i1++)                     \
-				for (int64_t i2 = 0; i2 < bc->dim[2]; i2++, Y += m) {   \
-					const T *pa = A + i0 * bc->sa[0] + i1 * bc->sa[1] + i2 * bc->sa[2]; \
-					const T *pb = B + i0 * bc->sb[0] + i1 * bc->sb[1] + i2 * bc->sb[2]; \
-					if (ra && rb) {                                 \
-						for (int64_t i = 0; i < m; i++) {       \
-							T x = pa[i], y = pb[i];         \
-							Y[i] = (f);                     \
-						}                                       \
-					} else if (ra) {                                \
-						const T y = *pb;                        \
-						for (int64_t i = 0; i < m; i++) {       \
-							T x = pa[i];                    \
-							Y[i] = (f);                     \
-						}                                       \
-					} else if (rb) {                                \
-						const T x = *pa;                        \
-						for (int64_t i = 0; i < m; i++) {       \
-							T y = pb[i];                    \
-							Y[i] = (f);                     \
-						}                                       \
-					} else {                                        \
-						const T x = *pa, y = *pb;               \
-						for (int64_t i = 0; i < m; i++)         \
-							Y[i] = (f);                     \
-					}                                               \
+		enum { L = TG_MAX_DIMS - 1 }; /* the innermost axis */                 \
+		const int64_t m = bc->dim[L], rows = (int64_t)n / m;                    \
+		const bool ra = bc->sa[L] != 0, rb = bc->sb[L] != 0; /* spans the row */ \
+		assert((!ra || bc->sa[L] == 1) && (!rb || bc->sb[L] == 1));             \
+		int64_t idx[L] = { 0 }, oa = 0, ob = 0;                                 \
+		for (int64_t r = 0; r < rows; r++, Y += m) {                            \
+			const T *pa = A + oa, *pb = B + ob;                             \
+			if (ra && rb) {                                                 \
+				for (int64_t i = 0; i < m; i++) {                       \
+					T x = pa[i], y = pb[i];                         \
+					Y[i] = (f);                                     \
 				}                                                       \
+			} else if (ra) {                                                \
+				const T y = *pb;                                        \
+				for (int64_t i = 0; i < m; i++) {                       \
+					T x = pa[i];                                    \
+					Y[i] = (f);                                     \
+				}                                                       \
+			} else if (rb) {                                                \
+				const T x = *pa;                                        \
+				for (int64_t i = 0; i < m; i++) {                       \
+					T y = pb[i];                                    \
+					Y[i] = (f);                                     \
+				}                                                       \
+			} else {                                                        \
+				const T x = *pa, y = *pb;                               \
+				for (int64_t i = 0; i < m; i++)                         \
+					Y[i] = (f);                                     \
+			}                                                               \
+			tg_rows_next(L, bc->dim, idx, bc->sa, &oa, bc->sb, &ob);        \
+		}                                                                       \
 	}
 
 #define BINARY_KERNEL(k, f)                                                             \

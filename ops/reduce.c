@@ -18,11 +18,13 @@
 
 /* Where the elements of a small tensor sit in a big shape it broadcasts to:
  * the big shape padded on the left with 1s, and the small tensor's element
- * strides along it, 0 on broadcast axes (so s[3] is 0 or 1). */
+ * strides along it, 0 on broadcast axes (so s[L], the innermost, is 0 or 1). */
 typedef struct bmap {
 	int64_t dim[TG_MAX_DIMS];
 	int64_t s[TG_MAX_DIMS];
 } bmap;
+
+enum { L = TG_MAX_DIMS - 1, P = TG_MAX_DIMS - 2 }; /* the innermost axis, the one before */
 
 /* False unless small broadcasts to big under NumPy rules: small has no more
  * dimensions, and each of its right-aligned sizes equals big's or is 1. */
@@ -84,49 +86,50 @@ ADD_ROWS(add_rows_f32, float)
 /* acc (the small tensor, zeroed, in double) += every element of X (big).
  * The small tensor's innermost axis is contiguous or broadcast; where whole
  * rows of X fall on one row of acc (a bias gradient: acc[j] += X[i*D + j])
- * they are added as a block. */
+ * they are added as a block. The axes before the last two are walked with
+ * tg_rows_next, so any number of dimensions takes the same inner paths. */
 #define SUM_TO_KERNEL(name, T, sum_run, add_rows)                                    \
-	static void name(const bmap *m, const T *X, double *acc)                    \
+	static void name(const bmap *m, const T *X, double *acc, size_t numel)      \
 	{                                                                            \
-		const int64_t n = m->dim[3];                                         \
-		for (int64_t i0 = 0; i0 < m->dim[0]; i0++)                           \
-			for (int64_t i1 = 0; i1 < m->dim[1]; i1++) {                 \
-				double *a = acc + i0 * m->s[0] + i1 * m->s[1];       \
-				if (m->s[3] && !m->s[2]) {                           \
-					add_rows(a, X, m->dim[2], n);                \
-					X += m->dim[2] * n;                          \
-					continue;                                    \
-				}                                                    \
-				for (int64_t i2 = 0; i2 < m->dim[2]; i2++, X += n) { \
-					double *r = a + i2 * m->s[2];                \
-					if (m->s[3])                                 \
+		const int64_t n = m->dim[L], rows = m->dim[P];                       \
+		const int64_t blocks = (int64_t)numel / (n * rows);                  \
+		int64_t idx[P] = { 0 }, off = 0, unused = 0;                         \
+		for (int64_t o = 0; o < blocks; o++) {                               \
+			double *a = acc + off;                                       \
+			if (m->s[L] && !m->s[P]) {                                   \
+				add_rows(a, X, rows, n);                             \
+				X += rows * n;                                       \
+			} else {                                                     \
+				for (int64_t i = 0; i < rows; i++, X += n) {         \
+					double *r = a + i * m->s[P];                 \
+					if (m->s[L])                                 \
 						add_rows(r, X, 1, n);                \
 					else                                         \
 						r[0] = sum_run(r[0], X, n);          \
 				}                                                    \
 			}                                                            \
+			tg_rows_next(P, m->dim, idx, m->s, &off, m->s, &unused);     \
+		}                                                                    \
 	}
 
 /* Y (big) = X (small) repeated along the broadcast axes; a run along the
  * innermost axis is a copy, or a fill where X is broadcast along it. */
 #define EXPAND_KERNEL(name, T)                                                       \
-	static void name(const bmap *m, const T *X, T *Y)                            \
+	static void name(const bmap *m, const T *X, T *Y, size_t numel)              \
 	{                                                                            \
-		const int64_t n = m->dim[3], s = m->s[3];                            \
-		for (int64_t i0 = 0; i0 < m->dim[0]; i0++)                           \
-			for (int64_t i1 = 0; i1 < m->dim[1]; i1++)                   \
-				for (int64_t i2 = 0; i2 < m->dim[2]; i2++) {         \
-					const T *x = X + i0 * m->s[0] + i1 * m->s[1] \
-						     + i2 * m->s[2];                 \
-					if (s) {                                     \
-						memcpy(Y, x, (size_t)n * sizeof(T)); \
-					} else {                                     \
-						const T v = x[0];                    \
-						for (int64_t i3 = 0; i3 < n; i3++)   \
-							Y[i3] = v;                   \
-					}                                            \
-					Y += n;                                      \
-				}                                                    \
+		const int64_t n = m->dim[L], s = m->s[L], rows = (int64_t)numel / n; \
+		int64_t idx[L] = { 0 }, off = 0, unused = 0;                         \
+		for (int64_t r = 0; r < rows; r++, Y += n) {                         \
+			const T *x = X + off;                                        \
+			if (s) {                                                     \
+				memcpy(Y, x, (size_t)n * sizeof(T));                 \
+			} else {                                                     \
+				const T v = x[0];                                    \
+				for (int64_t i = 0; i < n; i++)                      \
+					Y[i] = v;                                    \
+			}                                                            \
+			tg_rows_next(L, m->dim, idx, m->s, &off, m->s, &unused);     \
+		}                                                                    \
 	}
 
 SUM_TO_KERNEL(sum_to_f64, double, sum_run_f64, add_rows_f64)
@@ -184,9 +187,9 @@ tg_tensor *tg_sum_to(tg_tensor *x, int ndim, const int64_t *shape)
 		return NULL;
 	memset(acc, 0, out->numel * sizeof(double));
 	if (x->dtype == TG_F64) {
-		sum_to_f64(&m, x->data, acc);
+		sum_to_f64(&m, x->data, acc, x->numel);
 	} else {
-		sum_to_f32(&m, x->data, acc);
+		sum_to_f32(&m, x->data, acc, x->numel);
 		float *Y = out->data;
 		for (size_t i = 0; i < out->numel; i++)
 			Y[i] = (float)acc[i];
@@ -221,9 +224,9 @@ tg_tensor *tg_expand(tg_tensor *x, int ndim, const int64_t *shape)
 	if (!out)
 		return NULL;
 	if (x->dtype == TG_F64)
-		expand_f64(&m, x->data, out->data);
+		expand_f64(&m, x->data, out->data, out->numel);
 	else
-		expand_f32(&m, x->data, out->data);
+		expand_f32(&m, x->data, out->data, out->numel);
 	return tg_op_end(&expand_op, out, 1, &x, NULL, 0, NULL);
 }
 
