@@ -204,35 +204,43 @@ TG_OP_REGISTER(div_op);
 tg_tensor *tg_div(tg_tensor *a, tg_tensor *b) { return div_forward(&div_op, "tg_div", a, b); }
 
 /* ---- maximum, minimum: route dout to the chosen input; a tie splits it ------- */
-/* The routing masks are constants of the backward pass: [a > b] + [a == b] / 2
- * for a's share, the rest for b's. */
+/* A NaN wins either way round (maximum(NaN, 1) and maximum(1, NaN) are both
+ * NaN) and takes the gradient; two NaNs split it like a tie. The routing
+ * masks are constants of the backward pass: a's share is 1 where a wins,
+ * 1/2 on a tie, 0 where b wins; b's is the rest. */
 
-BINARY_KERNEL(maximum, x > y ? x : y)
-BINARY_KERNEL(minimum, x < y ? x : y)
-BINARY_KERNEL(share_gt, x > y ? 1 : (x == y ? 0.5 : 0))
+#define WINS_MAX(x, y) ((x) > (y) || (x) != (x))
+#define WINS_MIN(x, y) ((x) < (y) || (x) != (x))
+#define TIE(x, y) ((x) == (y) || ((x) != (x) && (y) != (y)))
 
-static tg_tensor *share_gt(tg_tensor *a, tg_tensor *b)
+BINARY_KERNEL(maximum, WINS_MAX(x, y) ? x : y)
+BINARY_KERNEL(minimum, WINS_MIN(x, y) ? x : y)
+BINARY_KERNEL(share_max, TIE(x, y) ? 0.5 : (WINS_MAX(x, y) ? 1 : 0))
+BINARY_KERNEL(share_min, TIE(x, y) ? 0.5 : (WINS_MIN(x, y) ? 1 : 0))
+
+/* a's share of dout in maximum (max) or minimum (!max), with no history */
+static tg_tensor *share_of_a(tg_tensor *a, tg_tensor *b, bool max)
 {
 	static const tg_op share_op = { "share", NULL };
 	bool was = tg_set_grad_enabled(a->ctx, false);
-	tg_tensor *m = share_gt_forward(&share_op, "share", a, b);
+	tg_tensor *m = max ? share_max_forward(&share_op, "share", a, b)
+			   : share_min_forward(&share_op, "share", a, b);
 	tg_set_grad_enabled(a->ctx, was);
 	return m;
 }
 
-/* first is the input that wins when a > b: 0 for maximum, 1 for minimum */
-static void route(tg_node *n, tg_tensor *dout, int first)
+static void route(tg_node *n, tg_tensor *dout, bool max)
 {
 	tg_tensor *a = tg_node_input(n, 0), *b = tg_node_input(n, 1);
-	tg_tensor *m = share_gt(a, b); /* a's share for maximum */
-	if (tg_node_needs_grad(n, first))
-		tg_node_grad(n, first, tg_mul(dout, m));
-	if (tg_node_needs_grad(n, 1 - first))
-		tg_node_grad(n, 1 - first, tg_mul(dout, tg_add_scalar(tg_neg(m), 1.0)));
+	tg_tensor *m = share_of_a(a, b, max);
+	if (tg_node_needs_grad(n, 0))
+		tg_node_grad(n, 0, tg_mul(dout, m));
+	if (tg_node_needs_grad(n, 1))
+		tg_node_grad(n, 1, tg_mul(dout, tg_add_scalar(tg_neg(m), 1.0)));
 }
 
-static void maximum_backward(tg_node *n, tg_tensor *dout) { route(n, dout, 0); }
-static void minimum_backward(tg_node *n, tg_tensor *dout) { route(n, dout, 1); }
+static void maximum_backward(tg_node *n, tg_tensor *dout) { route(n, dout, true); }
+static void minimum_backward(tg_node *n, tg_tensor *dout) { route(n, dout, false); }
 
 static const tg_op maximum_op = { "maximum", maximum_backward };
 static const tg_op minimum_op = { "minimum", minimum_backward };

@@ -5,7 +5,8 @@
  *
  * Sums accumulate in double for both dtypes. Backward rules are written with
  * ops (expand, reshape, mul by a mask), so a TG_CREATE_GRAPH backward records
- * them; the arg-max masks of max are constants of the backward pass.
+ * them; the shares of max (which elements take its gradient) are constants
+ * of the backward pass.
  * Shape legend: x (..., n, ...) reduced along the axis of length n, seen as
  * (outer, n, inner).
  */
@@ -258,7 +259,7 @@ typedef struct view {
  * propagates, as in NumPy). */
 #define BEATS(a, b) ((a) > (b) || (isnan(a) && !isnan(b)))
 
-/* Y (outer, inner) = max over n; the first of equal maxima wins. */
+/* Y (outer, inner) = max over n; NaN if the slice holds one. */
 #define MAX_AXIS_KERNEL(name, T)                                                     \
 	static void name(view v, const T *X, T *Y)                                   \
 	{                                                                            \
@@ -284,22 +285,33 @@ typedef struct view {
 		}                                                                    \
 	}
 
-/* M (outer, n, inner) = 1 at each slice's first arg-max, 0 elsewhere. arg
- * holds inner int64s. */
-#define ARGMAX_MASK_KERNEL(name, T)                                                  \
-	static void name(view v, const T *X, T *M, int64_t *arg)                     \
+/* An element that ties the max y of its slice: equal to it, or a NaN when
+ * the max is NaN. */
+#define TIES(x, y) ((x) == (y) || (isnan(x) && isnan(y)))
+
+/* M (outer, n, inner) = 1/c at each of the c elements of a slice that tie
+ * its max, 0 elsewhere. y and c hold inner values. */
+#define MAX_SHARE_KERNEL(name, T)                                                    \
+	static void name(view v, const T *X, T *M, T *y, int64_t *c)                 \
 	{                                                                            \
-		memset(M, 0, (size_t)(v.outer * v.n * v.inner) * sizeof(T));        \
-		for (int64_t o = 0; o < v.outer; o++) {                              \
-			const T *x0 = X + o * v.n * v.inner;                         \
-			for (int64_t i = 0; i < v.inner; i++)                        \
-				arg[i] = 0;                                          \
+		const int64_t in = v.inner;                                          \
+		for (int64_t o = 0; o < v.outer; o++, X += v.n * in, M += v.n * in) { \
+			for (int64_t i = 0; i < in; i++) {                           \
+				y[i] = X[i];                                         \
+				c[i] = 0;                                            \
+			}                                                            \
 			for (int64_t k = 1; k < v.n; k++)                            \
-				for (int64_t i = 0; i < v.inner; i++)                \
-					if (BEATS(x0[k * v.inner + i], x0[arg[i] * v.inner + i])) \
-						arg[i] = k;                          \
-			for (int64_t i = 0; i < v.inner; i++)                        \
-				M[(o * v.n + arg[i]) * v.inner + i] = 1;             \
+				for (int64_t i = 0; i < in; i++)                     \
+					if (BEATS(X[k * in + i], y[i]))              \
+						y[i] = X[k * in + i];                \
+			for (int64_t k = 0; k < v.n; k++)                            \
+				for (int64_t i = 0; i < in; i++)                     \
+					c[i] += TIES(X[k * in + i], y[i]);           \
+			for (int64_t k = 0; k < v.n; k++)                            \
+				for (int64_t i = 0; i < in; i++)                     \
+					M[k * in + i] = TIES(X[k * in + i], y[i])    \
+							? (T)(1.0 / (double)c[i])    \
+							: 0;                         \
 		}                                                                    \
 	}
 
@@ -307,8 +319,8 @@ SUM_AXIS_KERNEL(sum_axis_f64, double, sum_run_f64, add_rows_f64)
 SUM_AXIS_KERNEL(sum_axis_f32, float, sum_run_f32, add_rows_f32)
 MAX_AXIS_KERNEL(max_axis_f64, double)
 MAX_AXIS_KERNEL(max_axis_f32, float)
-ARGMAX_MASK_KERNEL(argmax_mask_f64, double)
-ARGMAX_MASK_KERNEL(argmax_mask_f32, float)
+MAX_SHARE_KERNEL(max_share_f64, double)
+MAX_SHARE_KERNEL(max_share_f32, float)
 
 /* ---- the shared public-function shape ----------------------------------------- */
 /* Node attributes: [0] the reduced axis, or -1 for all elements; [1] keepdim;
@@ -439,30 +451,35 @@ tg_tensor *tg_mean_axis(tg_tensor *x, int axis, bool keepdim)
 	return reduce(&mean_axis_op, "tg_mean_axis", SUM, true, x, false, axis, keepdim);
 }
 
-/* ---- max: routes dout to each slice's first arg-max: dx = mask * dout --------- */
+/* ---- max: routes dout to the arg-max; ties split it: dx = share * dout ----------- */
+/* Each slice's gradient goes to the elements equal to its max, split evenly
+ * among them (c ties get dout / c each), as tg_maximum splits a tie; a
+ * slice holding a NaN has max NaN, and its NaNs share the gradient. */
 
-/* The constant arg-max mask of x for axis (-1: all elements): no history. */
-static tg_tensor *argmax_mask(tg_tensor *x, int axis)
+/* The constant shares of x for axis (-1: all elements): no history. */
+static tg_tensor *max_share(tg_tensor *x, int axis)
 {
 	tg_tensor *m = tg_tensor_like(x, "max (backward)");
 	if (!m)
 		return NULL;
 	view v = view_of(x, axis);
-	int64_t *arg = tg_arena_alloc(x->ctx, (size_t)v.inner * sizeof(int64_t));
-	if (!arg)
+	size_t es = tg_dtype_size(x->dtype);
+	void *y = tg_arena_alloc(x->ctx, (size_t)v.inner * es);
+	int64_t *c = tg_arena_alloc(x->ctx, (size_t)v.inner * sizeof(int64_t));
+	if (!y || !c)
 		return NULL;
 	if (x->dtype == TG_F64)
-		argmax_mask_f64(v, x->data, m->data, arg);
+		max_share_f64(v, x->data, m->data, y, c);
 	else
-		argmax_mask_f32(v, x->data, m->data, arg);
+		max_share_f32(v, x->data, m->data, y, c);
 	return m;
 }
 
 static void max_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_tensor *x = tg_node_input(n, 0);
-	tg_tensor *mask = argmax_mask(x, (int)tg_node_attr(n, 0));
-	tg_node_grad(n, 0, tg_mul(mask, unreduce(n, dout)));
+	tg_tensor *share = max_share(x, (int)tg_node_attr(n, 0));
+	tg_node_grad(n, 0, tg_mul(share, unreduce(n, dout)));
 }
 
 static const tg_op max_op = { "max", max_backward };
