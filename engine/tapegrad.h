@@ -297,7 +297,7 @@ TG_API tg_tensor *tg_mean(tg_tensor *x);                   /* all elements -> sc
 TG_API tg_tensor *tg_max(tg_tensor *x);                    /* all -> scalar; routes to the arg-max */
 TG_API tg_tensor *tg_sum_axis(tg_tensor *x, int axis, bool keepdim);  /* dx = expand(dout) */
 TG_API tg_tensor *tg_mean_axis(tg_tensor *x, int axis, bool keepdim); /* dx = expand(dout) / n */
-TG_API tg_tensor *tg_max_axis(tg_tensor *x, int axis, bool keepdim);  /* routes to each arg-max */
+TG_API tg_tensor *tg_max_axis(tg_tensor *x, int axis, bool keepdim);  /* routes to each slice's arg-max */
 /* Sums x over broadcast axes down to shape (the backward of broadcasting);
  * its gradient is tg_expand. */
 TG_API tg_tensor *tg_sum_to(tg_tensor *x, int ndim, const int64_t *shape);
