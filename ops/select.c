@@ -127,7 +127,8 @@ tg_tensor *tg_where(tg_tensor *mask, tg_tensor *a, tg_tensor *b)
 	tg_tensor *in[3] = { mask, a, b };
 	if (!mask || !a || !b)
 		return where_null(who, in);
-	tg_ctx *ctx = tg_op_begin(who, 2, in + 1);
+	/* a and b are checked as a pair: its errors count them 0 and 1 */
+	tg_ctx *ctx = tg_op_begin("tg_where (a, b)", 2, in + 1);
 	if (!ctx || !tg_tensor_check(who, mask))
 		return NULL;
 	if (mask->ctx != ctx)

@@ -850,7 +850,8 @@ static void where_reports_shapes_dtypes_and_contexts_that_do_not_fit(void **stat
 	assert_error(ctx, TG_ESHAPE, "(2,) (b) do not broadcast");
 	tg_clear_error(ctx);
 	assert_null(tg_where(m, a, tg_zeros(ctx, TG_F32, SHAPE(2, 3))));
-	assert_error(ctx, TG_EDTYPE, "tg_where");
+	assert_error(ctx, TG_EDTYPE, "tg_where (a, b): dtypes differ: argument 0 is f64 (2,3), "
+				     "argument 1 is f32 (2,3)");
 	tg_clear_error(ctx);
 	assert_null(tg_where(NULL, a, a));
 	assert_error(ctx, TG_ENULL, "tg_where: argument 0 (mask) is NULL");
@@ -860,7 +861,7 @@ static void where_reports_shapes_dtypes_and_contexts_that_do_not_fit(void **stat
 	tg_clear_error(ctx);
 	tg_tensor *idx = index_tensor(ctx, TG_I64, SHAPE(2, 3), (int64_t[]){ 1, 1, 1, 1, 1, 1 });
 	assert_null(tg_where(m, idx, idx));
-	assert_error(ctx, TG_EDTYPE, "index tensor");
+	assert_error(ctx, TG_EDTYPE, "tg_where (a, b): argument 0 is an index tensor (i64 (2,3))");
 	tg_clear_error(ctx);
 	tg_ctx *other = tg_ctx_new(2);
 	assert_null(tg_where(tg_ones(other, TG_F64, SHAPE(2, 3)), a, a));
