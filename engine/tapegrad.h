@@ -265,7 +265,8 @@ TG_API tg_tensor *tg_sigmoid(tg_tensor *x);  /* 1/(1+e^-x); dx = dout y (1 - y) 
 TG_API tg_tensor *tg_tanh(tg_tensor *x);     /* tanh x; dx = dout (1 - y^2) */
 TG_API tg_tensor *tg_relu(tg_tensor *x);     /* max(x, 0); dx = dout [x > 0] */
 TG_API tg_tensor *tg_leaky_relu(tg_tensor *x, double alpha); /* x>0 ? x : alpha x */
-TG_API tg_tensor *tg_elu(tg_tensor *x, double alpha); /* x>0 ? x : alpha (e^x - 1); dx = dout (x>0 ? 1 : alpha e^x) */
+/* x>0 ? x : alpha (e^x - 1); dx = dout (x>0 ? 1 : alpha e^x) */
+TG_API tg_tensor *tg_elu(tg_tensor *x, double alpha);
 TG_API tg_tensor *tg_softplus(tg_tensor *x); /* ln(1 + e^x); dx = dout sigmoid(x) */
 TG_API tg_tensor *tg_log1p(tg_tensor *x);    /* ln(1 + x); dx = dout / (1 + x) */
 TG_API tg_tensor *tg_expm1(tg_tensor *x);    /* e^x - 1; dx = dout e^x */
