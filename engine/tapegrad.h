@@ -49,6 +49,7 @@ extern "C" {
 #define TG_API
 #endif
 
+/* A tensor has 0 to TG_MAX_DIMS dimensions; an op 0 to TG_MAX_INPUTS inputs. */
 enum { TG_MAX_DIMS = 8, TG_MAX_INPUTS = 4, TG_MAX_ATTRS = 4 };
 
 typedef struct tg_ctx tg_ctx;

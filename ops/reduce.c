@@ -19,13 +19,14 @@
 
 /* Where the elements of a small tensor sit in a big shape it broadcasts to:
  * the big shape padded on the left with 1s, and the small tensor's element
- * strides along it, 0 on broadcast axes (so s[L], the innermost, is 0 or 1). */
+ * strides along it, 0 on broadcast axes (so s[INNER], the innermost, is 0 or 1). */
 typedef struct bmap {
 	int64_t dim[TG_MAX_DIMS];
 	int64_t s[TG_MAX_DIMS];
 } bmap;
 
-enum { L = TG_MAX_DIMS - 1, P = TG_MAX_DIMS - 2 }; /* the innermost axis, the one before */
+/* the innermost axis of a padded shape, and the axis of its rows */
+enum { INNER = TG_MAX_DIMS - 1, ROW = TG_MAX_DIMS - 2 };
 
 /* False unless small broadcasts to big under NumPy rules: small has no more
  * dimensions, and each of its right-aligned sizes equals big's or is 1. */
@@ -90,26 +91,26 @@ ADD_ROWS(add_rows_f32, float)
  * they are added as a block. The axes before the last two are walked with
  * tg_rows_next, so any number of dimensions takes the same inner paths. */
 #define SUM_TO_KERNEL(name, T, sum_run, add_rows)                                    \
-	static void name(const bmap *m, const T *X, double *acc, size_t numel)      \
+	static void name(const bmap *m, const T *X, double *acc, size_t numel)       \
 	{                                                                            \
-		const int64_t n = m->dim[L], rows = m->dim[P];                       \
+		const int64_t n = m->dim[INNER], rows = m->dim[ROW];                 \
 		const int64_t blocks = (int64_t)numel / (n * rows);                  \
-		int64_t idx[P] = { 0 }, off = 0, unused = 0;                         \
+		int64_t idx[ROW] = { 0 }, off = 0, unused = 0;                       \
 		for (int64_t o = 0; o < blocks; o++) {                               \
 			double *a = acc + off;                                       \
-			if (m->s[L] && !m->s[P]) {                                   \
+			if (m->s[INNER] && !m->s[ROW]) {                             \
 				add_rows(a, X, rows, n);                             \
 				X += rows * n;                                       \
 			} else {                                                     \
 				for (int64_t i = 0; i < rows; i++, X += n) {         \
-					double *r = a + i * m->s[P];                 \
-					if (m->s[L])                                 \
+					double *r = a + i * m->s[ROW];               \
+					if (m->s[INNER])                             \
 						add_rows(r, X, 1, n);                \
 					else                                         \
 						r[0] = sum_run(r[0], X, n);          \
 				}                                                    \
 			}                                                            \
-			tg_rows_next(P, m->dim, idx, m->s, &off, m->s, &unused);     \
+			tg_rows_next(ROW, m->dim, idx, m->s, &off, m->s, &unused);   \
 		}                                                                    \
 	}
 
@@ -118,8 +119,9 @@ ADD_ROWS(add_rows_f32, float)
 #define EXPAND_KERNEL(name, T)                                                       \
 	static void name(const bmap *m, const T *X, T *Y, size_t numel)              \
 	{                                                                            \
-		const int64_t n = m->dim[L], s = m->s[L], rows = (int64_t)numel / n; \
-		int64_t idx[L] = { 0 }, off = 0, unused = 0;                         \
+		const int64_t n = m->dim[INNER], s = m->s[INNER];                    \
+		const int64_t rows = (int64_t)numel / n;                             \
+		int64_t idx[INNER] = { 0 }, off = 0, unused = 0;                     \
 		for (int64_t r = 0; r < rows; r++, Y += n) {                         \
 			const T *x = X + off;                                        \
 			if (s) {                                                     \
@@ -129,7 +131,7 @@ ADD_ROWS(add_rows_f32, float)
 				for (int64_t i = 0; i < n; i++)                      \
 					Y[i] = v;                                    \
 			}                                                            \
-			tg_rows_next(L, m->dim, idx, m->s, &off, m->s, &unused);     \
+			tg_rows_next(INNER, m->dim, idx, m->s, &off, m->s, &unused); \
 		}                                                                    \
 	}
 

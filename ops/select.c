@@ -81,7 +81,8 @@ static void mask_bytes(const tg_tensor *mask, unsigned char *M)
 		enum { L = TG_MAX_DIMS - 1 };                                          \
 		const int64_t m = bc->dim[L], rows = (int64_t)n / m;                   \
 		const int64_t sm = bc->s[0][L], sa = bc->s[1][L], sb = bc->s[2][L];    \
-		int64_t im[L] = { 0 }, iab[L] = { 0 }, om = 0, oa = 0, ob = 0, unused = 0; \
+		int64_t im[L] = { 0 }, iab[L] = { 0 }; /* mask's walk; a's and b's */  \
+		int64_t om = 0, oa = 0, ob = 0, unused = 0;                            \
 		for (int64_t r = 0; r < rows; r++, Y += m) {                           \
 			for (int64_t i = 0; i < m; i++)                                \
 				Y[i] = M[om + i * sm] ? A[oa + i * sa] : B[ob + i * sb]; \
@@ -137,10 +138,11 @@ tg_tensor *tg_where(tg_tensor *mask, tg_tensor *a, tg_tensor *b)
 	bcast3 bc;
 	if (!broadcast3(in, &bc)) {
 		char sm[TG_SHAPE_STR], sa[TG_SHAPE_STR], sb[TG_SHAPE_STR];
-		return tg_fail(ctx, TG_ESHAPE, "%s: shapes %s (mask), %s (a) and %s (b) do not "
-					       "broadcast",
-			       who, tg_shape_fmt(mask->ndim, mask->shape, sm),
-			       tg_shape_fmt(a->ndim, a->shape, sa), tg_shape_fmt(b->ndim, b->shape, sb));
+		return tg_fail(ctx, TG_ESHAPE,
+			       "%s: shapes %s (mask), %s (a) and %s (b) do not broadcast", who,
+			       tg_shape_fmt(mask->ndim, mask->shape, sm),
+			       tg_shape_fmt(a->ndim, a->shape, sa),
+			       tg_shape_fmt(b->ndim, b->shape, sb));
 	}
 	tg_tensor *out = tg_tensor_new(ctx, who, a->dtype, bc.ndim,
 				       bc.dim + TG_MAX_DIMS - bc.ndim);

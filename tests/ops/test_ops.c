@@ -393,7 +393,8 @@ static void max_splits_the_gradient_evenly_between_tied_maxima(void **state)
 	 * two 5s of row 1 take 1/2 each */
 	check_values(tg_grad(x), (double[]){ 0, 0.5, 0.5, 1, 0, 1 }, 6, 0);
 	/* three ties along axis 0 of a column take 1/3 each */
-	tg_tensor *c = tg_param(tg_from_f64(ctx, TG_F32, SHAPE(3, 2), (double[]){ 2, 1, 2, 0, 2, 1 }));
+	tg_tensor *c =
+	    tg_param(tg_from_f64(ctx, TG_F32, SHAPE(3, 2), (double[]){ 2, 1, 2, 0, 2, 1 }));
 	assert_int_equal(tg_backward(tg_sum(tg_max_axis(c, 0, true))), 0);
 	check_values(tg_grad(c), (double[]){ 1.0 / 3, 0.5, 1.0 / 3, 0, 1.0 / 3, 0.5 }, 6, 1e-7);
 	assert_ctx_ok(ctx);
@@ -463,7 +464,8 @@ static void reductions_of_8d_tensors_match_loops_over_every_axis(void **state)
 			memcpy(ks, X8, sizeof ks);
 			ks[a] = 1;
 			tg_tensor *s = tg_sum_axis(x, a, true), *m = tg_mean_axis(x, a, true);
-			tg_tensor *mx = tg_max_axis(x, a, true), *dropped = tg_max_axis(x, a - 8, false);
+			tg_tensor *mx = tg_max_axis(x, a, true);
+			tg_tensor *dropped = tg_max_axis(x, a - 8, false); /* axis from the end */
 			assert_ctx_ok(ctx);
 			check_shape(s, 8, ks);
 			int64_t ds[7];
@@ -551,7 +553,10 @@ static void binary_ops_broadcast_8d_shapes_like_loops(void **state)
 				unflatten(8, OUT, i, idx);
 				double x = tg_get(a, (size_t)source(8, idx, 8, X8));
 				double y = tg_get(b, (size_t)source(8, idx, 6, B6));
-				want[i] = k == 0 ? x + y : k == 1 ? y * x : k == 2 ? fmax(x, y) : y - x;
+				want[i] = k == 0   ? x + y
+					  : k == 1 ? y * x
+					  : k == 2 ? fmax(x, y)
+						   : y - x;
 			}
 			check_shape(ys[k], 8, OUT);
 			check_values(ys[k], want, 96, 0);

@@ -250,7 +250,8 @@ static void first_and_second_derivatives_match_closed_forms(void **state)
 		{ "erf", tg_erf, xn, 2 / sqrt(M_PI) * exp(-xn * xn),
 		  -4 * xn / sqrt(M_PI) * exp(-xn * xn) },
 		{ "gelu", tg_gelu, xn, Phi(xn) + xn * phi(xn), phi(xn) * (2 - xn * xn) },
-		{ "silu", tg_silu, xn, sn * (1 + xn * (1 - sn)), sn * (1 - sn) * (2 + xn * (1 - 2 * sn)) },
+		{ "silu", tg_silu, xn, sn * (1 + xn * (1 - sn)),
+		  sn * (1 - sn) * (2 + xn * (1 - 2 * sn)) },
 	};
 	for (size_t c = 0; c < LEN(cases); c++) {
 		double d1, d2;
@@ -272,7 +273,8 @@ static void gelu_silu_and_erf_give_their_known_values(void **state)
 		tg_tensor *one = tg_scalar(ctx, dt, 1), *half = tg_scalar(ctx, dt, 0.5);
 		check_values("gelu(1)", tg_gelu(one), (double[]){ 0.8413447460685429 }, 1, rtol, 0);
 		check_values("silu(1)", tg_silu(one), (double[]){ 0.7310585786300049 }, 1, rtol, 0);
-		check_values("erf(0.5)", tg_erf(half), (double[]){ 0.5204998778130465 }, 1, rtol, 0);
+		check_values("erf(0.5)", tg_erf(half), (double[]){ 0.5204998778130465 }, 1, rtol,
+			     0);
 	}
 	assert_ctx_ok(ctx);
 	tg_ctx_free(ctx);
@@ -313,8 +315,8 @@ static void tails_keep_their_relative_precision_in_f64_and_f32(void **state)
 			gradient_at(ctx, elu_1, dt, -17),
 		};
 		/* elu'(-17) = e^-17 = 4.14e-8: y + alpha would give 0 in f32 */
-		const double want[4] = { -7.61840009646481409e-22, -1.65685815956371969e-16, exp(-30),
-					 exp(-17) };
+		const double want[4] = { -7.61840009646481409e-22, -1.65685815956371969e-16,
+					 exp(-30), exp(-17) };
 		const char *names[4] = { "gelu'(-10)", "silu'(-40)", "expm1'(-30)", "elu'(-17)" };
 		for (int k = 0; k < 4; k++)
 			if (!(fabs(g[k] - want[k]) <= rtol * fabs(want[k])))
@@ -337,7 +339,8 @@ static void gelu_backward_rejects_different_shapes(void **state)
 	tg_ctx *ctx = tg_ctx_new(1);
 	tg_tensor *d = tg_zeros(ctx, TG_F64, SHAPE(2, 3)), *x = tg_zeros(ctx, TG_F64, SHAPE(3));
 	assert_null(tg_gelu_backward(d, x));
-	assert_error(ctx, TG_ESHAPE, "tg_gelu_backward: dout (2,3) and x (3,) must have the same shape");
+	assert_error(ctx, TG_ESHAPE,
+		     "tg_gelu_backward: dout (2,3) and x (3,) must have the same shape");
 	tg_ctx_free(ctx);
 }
 
