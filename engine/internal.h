@@ -49,7 +49,6 @@ struct tg_tensor {
 	tg_ctx *ctx;
 	tg_dtype dtype;
 	int ndim;
-	int64_t shape[TG_MAX_DIMS];
 	size_t numel;
 	void *data;
 	tg_tensor *grad;     /* see tg_grad */
@@ -62,6 +61,9 @@ struct tg_tensor {
 	char *name;
 	tg_tensor *next_kept; /* ctx tensors, for tg_ctx_free and tg_zero_grads */
 	double small[2];     /* a step tensor's data when it fits: no arena block */
+	/* last, so that the fields every op reads share the first cache lines
+	 * whatever TG_MAX_DIMS is; ndim entries are set */
+	int64_t shape[TG_MAX_DIMS];
 };
 
 struct tg_node {

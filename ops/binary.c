@@ -56,13 +56,25 @@ static tg_tensor *binary_out(const char *who, tg_tensor *a, tg_tensor *b, tg_bca
 	return tg_tensor_new(ctx, who, a->dtype, bc->ndim, bc->shape);
 }
 
+/* The rows of a broadcast: the body (...) runs once per row of the innermost axis
+ * with pa, pb at the row's first elements of A and B and Y at the output's;
+ * tg_rows_next walks the outer axes, any number of them. */
+#define BINARY_ROWS(T, ...)                                                             \
+	do {                                                                            \
+		int64_t idx[L] = { 0 }, oa = 0, ob = 0;                                 \
+		for (int64_t r = 0; r < rows; r++, Y += m) {                            \
+			const T *restrict pa = A + oa, *restrict pb = B + ob;           \
+			__VA_ARGS__;                                                    \
+			tg_rows_next(L, bc->dim, idx, bc->sa, &oa, bc->sb, &ob);        \
+		}                                                                       \
+	} while (0)
+
 /* One loop nest per dtype T and function; f is an expression of x and y.
- * Equal shapes are one flat loop. Otherwise the rows of the innermost axis
- * are walked in order (tg_rows_next over the outer axes, any number of
- * them); the innermost axis has stride 1 in an input that spans it and 0 in
- * one broadcast along it (inputs are contiguous), so each row is one of four
- * contiguous loops that vectorise like the flat one: (N,D) op (D), every
- * bias add and batch-norm op, takes the first. */
+ * Equal shapes are one flat loop. Otherwise the innermost axis has stride 1
+ * in an input that spans it and 0 in one broadcast along it (inputs are
+ * contiguous), so each row is one of four contiguous loops that vectorise
+ * like the flat one, chosen once for all rows: (N,D) op (D), every bias add
+ * and batch-norm op, takes the first. */
 #define BINARY_LOOPS(k, f, T, sfx)                                                      \
 	static void k##_##sfx(const tg_bcast *bc, const T *restrict A,                  \
 			      const T *restrict B, T *restrict Y, size_t n, bool flat)  \
@@ -78,33 +90,24 @@ static tg_tensor *binary_out(const char *who, tg_tensor *a, tg_tensor *b, tg_bca
 		const int64_t m = bc->dim[L], rows = (int64_t)n / m;                    \
 		const bool ra = bc->sa[L] != 0, rb = bc->sb[L] != 0; /* spans the row */ \
 		assert((!ra || bc->sa[L] == 1) && (!rb || bc->sb[L] == 1));             \
-		int64_t idx[L] = { 0 }, oa = 0, ob = 0;                                 \
-		for (int64_t r = 0; r < rows; r++, Y += m) {                            \
-			const T *pa = A + oa, *pb = B + ob;                             \
-			if (ra && rb) {                                                 \
-				for (int64_t i = 0; i < m; i++) {                       \
-					T x = pa[i], y = pb[i];                         \
-					Y[i] = (f);                                     \
-				}                                                       \
-			} else if (ra) {                                                \
-				const T y = *pb;                                        \
-				for (int64_t i = 0; i < m; i++) {                       \
-					T x = pa[i];                                    \
-					Y[i] = (f);                                     \
-				}                                                       \
-			} else if (rb) {                                                \
-				const T x = *pa;                                        \
-				for (int64_t i = 0; i < m; i++) {                       \
-					T y = pb[i];                                    \
-					Y[i] = (f);                                     \
-				}                                                       \
-			} else {                                                        \
-				const T x = *pa, y = *pb;                               \
-				for (int64_t i = 0; i < m; i++)                         \
-					Y[i] = (f);                                     \
-			}                                                               \
-			tg_rows_next(L, bc->dim, idx, bc->sa, &oa, bc->sb, &ob);        \
-		}                                                                       \
+		if (ra && rb)                                                           \
+			BINARY_ROWS(T, for (int64_t i = 0; i < m; i++) {                \
+				T x = pa[i], y = pb[i];                                 \
+				Y[i] = (f);                                             \
+			});                                                             \
+		else if (ra)                                                            \
+			BINARY_ROWS(T, const T y = *pb; for (int64_t i = 0; i < m; i++) { \
+				T x = pa[i];                                            \
+				Y[i] = (f);                                             \
+			});                                                             \
+		else if (rb)                                                            \
+			BINARY_ROWS(T, const T x = *pa; for (int64_t i = 0; i < m; i++) { \
+				T y = pb[i];                                            \
+				Y[i] = (f);                                             \
+			});                                                             \
+		else                                                                    \
+			BINARY_ROWS(T, const T x = *pa; const T y = *pb;                \
+				    for (int64_t i = 0; i < m; i++) Y[i] = (f));        \
 	}
 
 #define BINARY_KERNEL(k, f)                                                             \
