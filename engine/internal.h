@@ -49,7 +49,6 @@ struct tg_tensor {
 	tg_ctx *ctx;
 	tg_dtype dtype;
 	int ndim;
-	int64_t shape[TG_MAX_DIMS];
 	size_t numel;
 	void *data;
 	tg_tensor *grad;     /* see tg_grad */
@@ -63,6 +62,9 @@ struct tg_tensor {
 	char *name;
 	tg_tensor *next_kept; /* ctx tensors, for tg_ctx_free and tg_zero_grads */
 	double small[2];     /* a step tensor's data when it fits: no arena block */
+	/* last, so that the fields every op reads share the first cache lines
+	 * whatever TG_MAX_DIMS is; ndim entries are set */
+	int64_t shape[TG_MAX_DIMS];
 };
 
 struct tg_node {
@@ -261,6 +263,25 @@ typedef struct tg_bcast {
 	int64_t sb[TG_MAX_DIMS];
 } tg_bcast;
 bool tg_broadcast(const tg_tensor *a, const tg_tensor *b, tg_bcast *bc);
+
+/* Walks the rows of a padded shape: idx counts over the axes [0, naxes) of
+ * dim, the last fastest, and each step moves the offsets *oa and *ob by the
+ * strides sa and sb of the axes it turns (back to the row start of an axis
+ * that wraps). A loop over all but the innermost axis of any number of
+ * dimensions, with the innermost one left to a contiguous loop. */
+static inline void tg_rows_next(int naxes, const int64_t *dim, int64_t *idx, const int64_t *sa,
+				int64_t *oa, const int64_t *sb, int64_t *ob)
+{
+	for (int k = naxes - 1; k >= 0; k--) {
+		*oa += sa[k];
+		*ob += sb[k];
+		if (++idx[k] < dim[k])
+			return;
+		idx[k] = 0;
+		*oa -= sa[k] * dim[k];
+		*ob -= sb[k] * dim[k];
+	}
+}
 
 /* ---- BLAS ------------------------------------------------------------------ */
 

@@ -49,7 +49,8 @@ extern "C" {
 #define TG_API
 #endif
 
-enum { TG_MAX_DIMS = 4, TG_MAX_INPUTS = 4, TG_MAX_ATTRS = 4 };
+/* A tensor has 0 to TG_MAX_DIMS dimensions; an op 0 to TG_MAX_INPUTS inputs. */
+enum { TG_MAX_DIMS = 8, TG_MAX_INPUTS = 4, TG_MAX_ATTRS = 4 };
 
 typedef struct tg_ctx tg_ctx;
 typedef struct tg_tensor tg_tensor;
@@ -350,8 +351,14 @@ TG_API tg_tensor *tg_add(tg_tensor *a, tg_tensor *b);     /* a + b; da = db = do
 TG_API tg_tensor *tg_sub(tg_tensor *a, tg_tensor *b);     /* a - b; da = dout, db = -dout */
 TG_API tg_tensor *tg_mul(tg_tensor *a, tg_tensor *b);     /* a * b; da = dout b, db = dout a */
 TG_API tg_tensor *tg_div(tg_tensor *a, tg_tensor *b);     /* a / b; da = dout / b, db = -dout a / b^2 */
+/* maximum and minimum: a NaN wins either way round and takes dout. */
 TG_API tg_tensor *tg_maximum(tg_tensor *a, tg_tensor *b); /* routes dout to the larger; a tie splits it */
 TG_API tg_tensor *tg_minimum(tg_tensor *a, tg_tensor *b); /* routes dout to the smaller; a tie splits it */
+/* mask ? a : b, elementwise; mask, a and b broadcast together. mask may
+ * have any dtype (f32, f64, i32, i64) and is true where nonzero (NaN too);
+ * a and b share one dtype. da = dout where mask, db = dout where !mask,
+ * each summed to its input's shape; mask gets no gradient. */
+TG_API tg_tensor *tg_where(tg_tensor *mask, tg_tensor *a, tg_tensor *b);
 TG_API tg_tensor *tg_pow(tg_tensor *x, double p);         /* x^p; dx = dout p x^(p-1) */
 TG_API tg_tensor *tg_add_scalar(tg_tensor *x, double s);  /* x + s; dx = dout */
 TG_API tg_tensor *tg_mul_scalar(tg_tensor *x, double s);  /* x * s; dx = dout s */
@@ -367,21 +374,40 @@ TG_API tg_tensor *tg_sigmoid(tg_tensor *x);  /* 1/(1+e^-x); dx = dout y (1 - y) 
 TG_API tg_tensor *tg_tanh(tg_tensor *x);     /* tanh x; dx = dout (1 - y^2) */
 TG_API tg_tensor *tg_relu(tg_tensor *x);     /* max(x, 0); dx = dout [x > 0] */
 TG_API tg_tensor *tg_leaky_relu(tg_tensor *x, double alpha); /* x>0 ? x : alpha x */
-TG_API tg_tensor *tg_elu(tg_tensor *x, double alpha); /* x>0 ? x : alpha (e^x - 1) */
+/* x>0 ? x : alpha (e^x - 1); dx = dout (x>0 ? 1 : alpha e^x) */
+TG_API tg_tensor *tg_elu(tg_tensor *x, double alpha);
 TG_API tg_tensor *tg_softplus(tg_tensor *x); /* ln(1 + e^x); dx = dout sigmoid(x) */
+TG_API tg_tensor *tg_log1p(tg_tensor *x);    /* ln(1 + x); dx = dout / (1 + x) */
+TG_API tg_tensor *tg_expm1(tg_tensor *x);    /* e^x - 1; dx = dout e^x */
+TG_API tg_tensor *tg_sin(tg_tensor *x);      /* sin x; dx = dout cos x */
+TG_API tg_tensor *tg_cos(tg_tensor *x);      /* cos x; dx = -dout sin x */
+TG_API tg_tensor *tg_erf(tg_tensor *x);      /* erf x; dx = dout 2/sqrt(pi) e^(-x^2) */
+/* x Phi(x) = x (1 + erf(x/sqrt 2)) / 2, exact (no tanh approximation);
+ * dx = tg_gelu_backward(dout, x) = dout (Phi(x) + x phi(x)) */
+TG_API tg_tensor *tg_gelu(tg_tensor *x);
+TG_API tg_tensor *tg_silu(tg_tensor *x);     /* x sigmoid(x); dx = dout s (1 + x (1 - s)) */
+/* Clamps x to [lo, hi]; lo may be -INFINITY, hi INFINITY (one-sided).
+ * dx = dout where lo <= x <= hi (the bounds included, as PyTorch), 0
+ * outside and at a NaN x, which stays NaN. lo > hi or a NaN bound is TG_EARG. */
+TG_API tg_tensor *tg_clamp(tg_tensor *x, double lo, double hi);
 /* dout * y * (1 - y): sigmoid's local gradient as one fused op. */
 TG_API tg_tensor *tg_sigmoid_backward(tg_tensor *dout, tg_tensor *y);
 /* dout * [x > 0]: relu's local gradient as one fused op. */
 TG_API tg_tensor *tg_relu_backward(tg_tensor *dout, tg_tensor *x);
+/* dout * (Phi(x) + x phi(x)): gelu's local gradient as one fused op. */
+TG_API tg_tensor *tg_gelu_backward(tg_tensor *dout, tg_tensor *x);
 
 /* ---- ops: reductions (axis < 0 counts from the end) --------------------- */
 
 TG_API tg_tensor *tg_sum(tg_tensor *x);                    /* all elements -> scalar */
 TG_API tg_tensor *tg_mean(tg_tensor *x);                   /* all elements -> scalar */
+/* max routes dout to the arg-max; c elements tied for a max get dout / c
+ * each (an even split, as tg_maximum's tie). A NaN in a slice makes its max
+ * NaN (the NaNs take the gradient, split the same way). */
 TG_API tg_tensor *tg_max(tg_tensor *x);                    /* all -> scalar; routes to the arg-max */
 TG_API tg_tensor *tg_sum_axis(tg_tensor *x, int axis, bool keepdim);  /* dx = expand(dout) */
 TG_API tg_tensor *tg_mean_axis(tg_tensor *x, int axis, bool keepdim); /* dx = expand(dout) / n */
-TG_API tg_tensor *tg_max_axis(tg_tensor *x, int axis, bool keepdim);  /* routes to each arg-max */
+TG_API tg_tensor *tg_max_axis(tg_tensor *x, int axis, bool keepdim);  /* routes to each slice's arg-max */
 /* Sums x over broadcast axes down to shape (the backward of broadcasting);
  * its gradient is tg_expand. */
 TG_API tg_tensor *tg_sum_to(tg_tensor *x, int ndim, const int64_t *shape);

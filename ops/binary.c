@@ -56,12 +56,25 @@ static tg_tensor *binary_out(const char *who, tg_tensor *a, tg_tensor *b, tg_bca
 	return tg_tensor_new(ctx, who, a->dtype, bc->ndim, bc->shape);
 }
 
+/* The rows of a broadcast: the body (...) runs once per row of the innermost axis
+ * with pa, pb at the row's first elements of A and B and Y at the output's;
+ * tg_rows_next walks the outer axes, any number of them. */
+#define BINARY_ROWS(T, ...)                                                             \
+	do {                                                                            \
+		int64_t idx[L] = { 0 }, oa = 0, ob = 0;                                 \
+		for (int64_t r = 0; r < rows; r++, Y += m) {                            \
+			const T *restrict pa = A + oa, *restrict pb = B + ob;           \
+			__VA_ARGS__;                                                    \
+			tg_rows_next(L, bc->dim, idx, bc->sa, &oa, bc->sb, &ob);        \
+		}                                                                       \
+	} while (0)
+
 /* One loop nest per dtype T and function; f is an expression of x and y.
  * Equal shapes are one flat loop. Otherwise the innermost axis has stride 1
  * in an input that spans it and 0 in one broadcast along it (inputs are
  * contiguous), so each row is one of four contiguous loops that vectorise
- * like the flat one: (N,D) op (D), every bias add and batch-norm op, takes
- * the first. */
+ * like the flat one, chosen once for all rows: (N,D) op (D), every bias add
+ * and batch-norm op, takes the first. */
 #define BINARY_LOOPS(k, f, T, sfx)                                                      \
 	static void k##_##sfx(const tg_bcast *bc, const T *restrict A,                  \
 			      const T *restrict B, T *restrict Y, size_t n, bool flat)  \
@@ -73,37 +86,28 @@ static tg_tensor *binary_out(const char *who, tg_tensor *a, tg_tensor *b, tg_bca
 			}                                                               \
 			return;                                                         \
 		}                                                                       \
-		const int64_t m = bc->dim[3];                                           \
-		const bool ra = bc->sa[3] != 0, rb = bc->sb[3] != 0; /* spans the row */ \
-		assert((!ra || bc->sa[3] == 1) && (!rb || bc->sb[3] == 1));             \
-		for (int64_t i0 = 0; i0 < bc->dim[0]; i0++)                             \
-			for (int64_t i1 = 0; i1 < bc->dim[1]; i1++)                     \
-				for (int64_t i2 = 0; i2 < bc->dim[2]; i2++, Y += m) {   \
-					const T *pa = A + i0 * bc->sa[0] + i1 * bc->sa[1] + i2 * bc->sa[2]; \
-					const T *pb = B + i0 * bc->sb[0] + i1 * bc->sb[1] + i2 * bc->sb[2]; \
-					if (ra && rb) {                                 \
-						for (int64_t i = 0; i < m; i++) {       \
-							T x = pa[i], y = pb[i];         \
-							Y[i] = (f);                     \
-						}                                       \
-					} else if (ra) {                                \
-						const T y = *pb;                        \
-						for (int64_t i = 0; i < m; i++) {       \
-							T x = pa[i];                    \
-							Y[i] = (f);                     \
-						}                                       \
-					} else if (rb) {                                \
-						const T x = *pa;                        \
-						for (int64_t i = 0; i < m; i++) {       \
-							T y = pb[i];                    \
-							Y[i] = (f);                     \
-						}                                       \
-					} else {                                        \
-						const T x = *pa, y = *pb;               \
-						for (int64_t i = 0; i < m; i++)         \
-							Y[i] = (f);                     \
-					}                                               \
-				}                                                       \
+		enum { L = TG_MAX_DIMS - 1 }; /* the innermost axis */                 \
+		const int64_t m = bc->dim[L], rows = (int64_t)n / m;                    \
+		const bool ra = bc->sa[L] != 0, rb = bc->sb[L] != 0; /* spans the row */ \
+		assert((!ra || bc->sa[L] == 1) && (!rb || bc->sb[L] == 1));             \
+		if (ra && rb)                                                           \
+			BINARY_ROWS(T, for (int64_t i = 0; i < m; i++) {                \
+				T x = pa[i], y = pb[i];                                 \
+				Y[i] = (f);                                             \
+			});                                                             \
+		else if (ra)                                                            \
+			BINARY_ROWS(T, const T y = *pb; for (int64_t i = 0; i < m; i++) { \
+				T x = pa[i];                                            \
+				Y[i] = (f);                                             \
+			});                                                             \
+		else if (rb)                                                            \
+			BINARY_ROWS(T, const T x = *pa; for (int64_t i = 0; i < m; i++) { \
+				T y = pb[i];                                            \
+				Y[i] = (f);                                             \
+			});                                                             \
+		else                                                                    \
+			BINARY_ROWS(T, const T x = *pa; const T y = *pb;                \
+				    for (int64_t i = 0; i < m; i++) Y[i] = (f));        \
 	}
 
 #define BINARY_KERNEL(k, f)                                                             \
@@ -208,35 +212,43 @@ TG_OP_REGISTER(div_op);
 tg_tensor *tg_div(tg_tensor *a, tg_tensor *b) { return div_forward(&div_op, "tg_div", a, b); }
 
 /* ---- maximum, minimum: route dout to the chosen input; a tie splits it ------- */
-/* The routing masks are constants of the backward pass: [a > b] + [a == b] / 2
- * for a's share, the rest for b's. */
+/* A NaN wins either way round (maximum(NaN, 1) and maximum(1, NaN) are both
+ * NaN) and takes the gradient; two NaNs split it like a tie. The routing
+ * masks are constants of the backward pass: a's share is 1 where a wins,
+ * 1/2 on a tie, 0 where b wins; b's is the rest. */
 
-BINARY_KERNEL(maximum, x > y ? x : y)
-BINARY_KERNEL(minimum, x < y ? x : y)
-BINARY_KERNEL(share_gt, x > y ? 1 : (x == y ? 0.5 : 0))
+#define WINS_MAX(x, y) ((x) > (y) || (x) != (x))
+#define WINS_MIN(x, y) ((x) < (y) || (x) != (x))
+#define TIE(x, y) ((x) == (y) || ((x) != (x) && (y) != (y)))
 
-static tg_tensor *share_gt(tg_tensor *a, tg_tensor *b)
+BINARY_KERNEL(maximum, WINS_MAX(x, y) ? x : y)
+BINARY_KERNEL(minimum, WINS_MIN(x, y) ? x : y)
+BINARY_KERNEL(share_max, TIE(x, y) ? 0.5 : (WINS_MAX(x, y) ? 1 : 0))
+BINARY_KERNEL(share_min, TIE(x, y) ? 0.5 : (WINS_MIN(x, y) ? 1 : 0))
+
+/* a's share of dout in maximum (max) or minimum (!max), with no history */
+static tg_tensor *share_of_a(tg_tensor *a, tg_tensor *b, bool max)
 {
 	static const tg_op share_op = { .name = "share", .backward = NULL };
 	bool was = tg_set_grad_enabled(a->ctx, false);
-	tg_tensor *m = share_gt_forward(&share_op, "share", a, b);
+	tg_tensor *m = max ? share_max_forward(&share_op, "share", a, b)
+			   : share_min_forward(&share_op, "share", a, b);
 	tg_set_grad_enabled(a->ctx, was);
 	return m;
 }
 
-/* first is the input that wins when a > b: 0 for maximum, 1 for minimum */
-static void route(tg_node *n, tg_tensor *dout, int first)
+static void route(tg_node *n, tg_tensor *dout, bool max)
 {
 	tg_tensor *a = tg_node_input(n, 0), *b = tg_node_input(n, 1);
-	tg_tensor *m = share_gt(a, b); /* a's share for maximum */
-	if (tg_node_needs_grad(n, first))
-		tg_node_grad(n, first, tg_mul(dout, m));
-	if (tg_node_needs_grad(n, 1 - first))
-		tg_node_grad(n, 1 - first, tg_mul(dout, tg_add_scalar(tg_neg(m), 1.0)));
+	tg_tensor *m = share_of_a(a, b, max);
+	if (tg_node_needs_grad(n, 0))
+		tg_node_grad(n, 0, tg_mul(dout, m));
+	if (tg_node_needs_grad(n, 1))
+		tg_node_grad(n, 1, tg_mul(dout, tg_add_scalar(tg_neg(m), 1.0)));
 }
 
-static void maximum_backward(tg_node *n, tg_tensor *dout) { route(n, dout, 0); }
-static void minimum_backward(tg_node *n, tg_tensor *dout) { route(n, dout, 1); }
+static void maximum_backward(tg_node *n, tg_tensor *dout) { route(n, dout, true); }
+static void minimum_backward(tg_node *n, tg_tensor *dout) { route(n, dout, false); }
 
 static const tg_op maximum_op = { .name = "maximum", .backward = maximum_backward,
 				  .inputs = commutes };

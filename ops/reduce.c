@@ -5,7 +5,8 @@
  *
  * Sums accumulate in double for both dtypes. Backward rules are written with
  * ops (expand, reshape, mul by a mask), so a TG_CREATE_GRAPH backward records
- * them; the arg-max masks of max are constants of the backward pass.
+ * them; the shares of max (which elements take its gradient) are constants
+ * of the backward pass.
  * Shape legend: x (..., n, ...) reduced along the axis of length n, seen as
  * (outer, n, inner).
  */
@@ -18,11 +19,14 @@
 
 /* Where the elements of a small tensor sit in a big shape it broadcasts to:
  * the big shape padded on the left with 1s, and the small tensor's element
- * strides along it, 0 on broadcast axes (so s[3] is 0 or 1). */
+ * strides along it, 0 on broadcast axes (so s[INNER], the innermost, is 0 or 1). */
 typedef struct bmap {
 	int64_t dim[TG_MAX_DIMS];
 	int64_t s[TG_MAX_DIMS];
 } bmap;
+
+/* the innermost axis of a padded shape, and the axis of its rows */
+enum { INNER = TG_MAX_DIMS - 1, ROW = TG_MAX_DIMS - 2 };
 
 /* False unless small broadcasts to big under NumPy rules: small has no more
  * dimensions, and each of its right-aligned sizes equals big's or is 1. */
@@ -84,49 +88,51 @@ ADD_ROWS(add_rows_f32, float)
 /* acc (the small tensor, zeroed, in double) += every element of X (big).
  * The small tensor's innermost axis is contiguous or broadcast; where whole
  * rows of X fall on one row of acc (a bias gradient: acc[j] += X[i*D + j])
- * they are added as a block. */
+ * they are added as a block. The axes before the last two are walked with
+ * tg_rows_next, so any number of dimensions takes the same inner paths. */
 #define SUM_TO_KERNEL(name, T, sum_run, add_rows)                                    \
-	static void name(const bmap *m, const T *X, double *acc)                    \
+	static void name(const bmap *m, const T *X, double *acc, size_t numel)       \
 	{                                                                            \
-		const int64_t n = m->dim[3];                                         \
-		for (int64_t i0 = 0; i0 < m->dim[0]; i0++)                           \
-			for (int64_t i1 = 0; i1 < m->dim[1]; i1++) {                 \
-				double *a = acc + i0 * m->s[0] + i1 * m->s[1];       \
-				if (m->s[3] && !m->s[2]) {                           \
-					add_rows(a, X, m->dim[2], n);                \
-					X += m->dim[2] * n;                          \
-					continue;                                    \
-				}                                                    \
-				for (int64_t i2 = 0; i2 < m->dim[2]; i2++, X += n) { \
-					double *r = a + i2 * m->s[2];                \
-					if (m->s[3])                                 \
+		const int64_t n = m->dim[INNER], rows = m->dim[ROW];                 \
+		const int64_t blocks = (int64_t)numel / (n * rows);                  \
+		int64_t idx[ROW] = { 0 }, off = 0, unused = 0;                       \
+		for (int64_t o = 0; o < blocks; o++) {                               \
+			double *a = acc + off;                                       \
+			if (m->s[INNER] && !m->s[ROW]) {                             \
+				add_rows(a, X, rows, n);                             \
+				X += rows * n;                                       \
+			} else {                                                     \
+				for (int64_t i = 0; i < rows; i++, X += n) {         \
+					double *r = a + i * m->s[ROW];               \
+					if (m->s[INNER])                             \
 						add_rows(r, X, 1, n);                \
 					else                                         \
 						r[0] = sum_run(r[0], X, n);          \
 				}                                                    \
 			}                                                            \
+			tg_rows_next(ROW, m->dim, idx, m->s, &off, m->s, &unused);   \
+		}                                                                    \
 	}
 
 /* Y (big) = X (small) repeated along the broadcast axes; a run along the
  * innermost axis is a copy, or a fill where X is broadcast along it. */
 #define EXPAND_KERNEL(name, T)                                                       \
-	static void name(const bmap *m, const T *X, T *Y)                            \
+	static void name(const bmap *m, const T *X, T *Y, size_t numel)              \
 	{                                                                            \
-		const int64_t n = m->dim[3], s = m->s[3];                            \
-		for (int64_t i0 = 0; i0 < m->dim[0]; i0++)                           \
-			for (int64_t i1 = 0; i1 < m->dim[1]; i1++)                   \
-				for (int64_t i2 = 0; i2 < m->dim[2]; i2++) {         \
-					const T *x = X + i0 * m->s[0] + i1 * m->s[1] \
-						     + i2 * m->s[2];                 \
-					if (s) {                                     \
-						memcpy(Y, x, (size_t)n * sizeof(T)); \
-					} else {                                     \
-						const T v = x[0];                    \
-						for (int64_t i3 = 0; i3 < n; i3++)   \
-							Y[i3] = v;                   \
-					}                                            \
-					Y += n;                                      \
-				}                                                    \
+		const int64_t n = m->dim[INNER], s = m->s[INNER];                    \
+		const int64_t rows = (int64_t)numel / n;                             \
+		int64_t idx[INNER] = { 0 }, off = 0, unused = 0;                     \
+		for (int64_t r = 0; r < rows; r++, Y += n) {                         \
+			const T *x = X + off;                                        \
+			if (s) {                                                     \
+				memcpy(Y, x, (size_t)n * sizeof(T));                 \
+			} else {                                                     \
+				const T v = x[0];                                    \
+				for (int64_t i = 0; i < n; i++)                      \
+					Y[i] = v;                                    \
+			}                                                            \
+			tg_rows_next(INNER, m->dim, idx, m->s, &off, m->s, &unused); \
+		}                                                                    \
 	}
 
 SUM_TO_KERNEL(sum_to_f64, double, sum_run_f64, add_rows_f64)
@@ -193,9 +199,9 @@ tg_tensor *tg_sum_to(tg_tensor *x, int ndim, const int64_t *shape)
 		return NULL;
 	memset(acc, 0, out->numel * sizeof(double));
 	if (x->dtype == TG_F64) {
-		sum_to_f64(&m, x->data, acc);
+		sum_to_f64(&m, x->data, acc, x->numel);
 	} else {
-		sum_to_f32(&m, x->data, acc);
+		sum_to_f32(&m, x->data, acc, x->numel);
 		float *Y = out->data;
 		for (size_t i = 0; i < out->numel; i++)
 			Y[i] = (float)acc[i];
@@ -231,9 +237,9 @@ tg_tensor *tg_expand(tg_tensor *x, int ndim, const int64_t *shape)
 	if (!out)
 		return NULL;
 	if (x->dtype == TG_F64)
-		expand_f64(&m, x->data, out->data);
+		expand_f64(&m, x->data, out->data, out->numel);
 	else
-		expand_f32(&m, x->data, out->data);
+		expand_f32(&m, x->data, out->data, out->numel);
 	return tg_op_end(&expand_op, out, 1, &x, NULL, 0, NULL);
 }
 
@@ -265,7 +271,7 @@ typedef struct view {
  * propagates, as in NumPy). */
 #define BEATS(a, b) ((a) > (b) || (isnan(a) && !isnan(b)))
 
-/* Y (outer, inner) = max over n; the first of equal maxima wins. */
+/* Y (outer, inner) = max over n; NaN if the slice holds one. */
 #define MAX_AXIS_KERNEL(name, T)                                                     \
 	static void name(view v, const T *X, T *Y)                                   \
 	{                                                                            \
@@ -291,22 +297,33 @@ typedef struct view {
 		}                                                                    \
 	}
 
-/* M (outer, n, inner) = 1 at each slice's first arg-max, 0 elsewhere. arg
- * holds inner int64s. */
-#define ARGMAX_MASK_KERNEL(name, T)                                                  \
-	static void name(view v, const T *X, T *M, int64_t *arg)                     \
+/* An element that ties the max y of its slice: equal to it, or a NaN when
+ * the max is NaN. */
+#define TIES(x, y) ((x) == (y) || (isnan(x) && isnan(y)))
+
+/* M (outer, n, inner) = 1/c at each of the c elements of a slice that tie
+ * its max, 0 elsewhere. y and c hold inner values. */
+#define MAX_SHARE_KERNEL(name, T)                                                    \
+	static void name(view v, const T *X, T *M, T *y, int64_t *c)                 \
 	{                                                                            \
-		memset(M, 0, (size_t)(v.outer * v.n * v.inner) * sizeof(T));        \
-		for (int64_t o = 0; o < v.outer; o++) {                              \
-			const T *x0 = X + o * v.n * v.inner;                         \
-			for (int64_t i = 0; i < v.inner; i++)                        \
-				arg[i] = 0;                                          \
+		const int64_t in = v.inner;                                          \
+		for (int64_t o = 0; o < v.outer; o++, X += v.n * in, M += v.n * in) { \
+			for (int64_t i = 0; i < in; i++) {                           \
+				y[i] = X[i];                                         \
+				c[i] = 0;                                            \
+			}                                                            \
 			for (int64_t k = 1; k < v.n; k++)                            \
-				for (int64_t i = 0; i < v.inner; i++)                \
-					if (BEATS(x0[k * v.inner + i], x0[arg[i] * v.inner + i])) \
-						arg[i] = k;                          \
-			for (int64_t i = 0; i < v.inner; i++)                        \
-				M[(o * v.n + arg[i]) * v.inner + i] = 1;             \
+				for (int64_t i = 0; i < in; i++)                     \
+					if (BEATS(X[k * in + i], y[i]))              \
+						y[i] = X[k * in + i];                \
+			for (int64_t k = 0; k < v.n; k++)                            \
+				for (int64_t i = 0; i < in; i++)                     \
+					c[i] += TIES(X[k * in + i], y[i]);           \
+			for (int64_t k = 0; k < v.n; k++)                            \
+				for (int64_t i = 0; i < in; i++)                     \
+					M[k * in + i] = TIES(X[k * in + i], y[i])    \
+							? (T)(1.0 / (double)c[i])    \
+							: 0;                         \
 		}                                                                    \
 	}
 
@@ -314,8 +331,8 @@ SUM_AXIS_KERNEL(sum_axis_f64, double, sum_run_f64, add_rows_f64)
 SUM_AXIS_KERNEL(sum_axis_f32, float, sum_run_f32, add_rows_f32)
 MAX_AXIS_KERNEL(max_axis_f64, double)
 MAX_AXIS_KERNEL(max_axis_f32, float)
-ARGMAX_MASK_KERNEL(argmax_mask_f64, double)
-ARGMAX_MASK_KERNEL(argmax_mask_f32, float)
+MAX_SHARE_KERNEL(max_share_f64, double)
+MAX_SHARE_KERNEL(max_share_f32, float)
 
 /* ---- the shared public-function shape ----------------------------------------- */
 /* Node attributes: [0] the reduced axis, or -1 for all elements; [1] keepdim;
@@ -457,30 +474,35 @@ tg_tensor *tg_mean_axis(tg_tensor *x, int axis, bool keepdim)
 	return reduce(&mean_axis_op, "tg_mean_axis", SUM, true, x, false, axis, keepdim);
 }
 
-/* ---- max: routes dout to each slice's first arg-max: dx = mask * dout --------- */
+/* ---- max: routes dout to the arg-max; ties split it: dx = share * dout ----------- */
+/* Each slice's gradient goes to the elements equal to its max, split evenly
+ * among them (c ties get dout / c each), as tg_maximum splits a tie; a
+ * slice holding a NaN has max NaN, and its NaNs share the gradient. */
 
-/* The constant arg-max mask of x for axis (-1: all elements): no history. */
-static tg_tensor *argmax_mask(tg_tensor *x, int axis)
+/* The constant shares of x for axis (-1: all elements): no history. */
+static tg_tensor *max_share(tg_tensor *x, int axis)
 {
 	tg_tensor *m = tg_tensor_like(x, "max (backward)");
 	if (!m)
 		return NULL;
 	view v = view_of(x, axis);
-	int64_t *arg = tg_arena_alloc(x->ctx, (size_t)v.inner * sizeof(int64_t));
-	if (!arg)
+	size_t es = tg_dtype_size(x->dtype);
+	void *y = tg_arena_alloc(x->ctx, (size_t)v.inner * es);
+	int64_t *c = tg_arena_alloc(x->ctx, (size_t)v.inner * sizeof(int64_t));
+	if (!y || !c)
 		return NULL;
 	if (x->dtype == TG_F64)
-		argmax_mask_f64(v, x->data, m->data, arg);
+		max_share_f64(v, x->data, m->data, y, c);
 	else
-		argmax_mask_f32(v, x->data, m->data, arg);
+		max_share_f32(v, x->data, m->data, y, c);
 	return m;
 }
 
 static void max_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_tensor *x = tg_node_input(n, 0);
-	tg_tensor *mask = argmax_mask(x, (int)tg_node_attr(n, 0));
-	tg_node_grad(n, 0, tg_mul(mask, unreduce(n, dout)));
+	tg_tensor *share = max_share(x, (int)tg_node_attr(n, 0));
+	tg_node_grad(n, 0, tg_mul(share, unreduce(n, dout)));
 }
 
 static const tg_op max_op = { .name = "max", .backward = max_backward };

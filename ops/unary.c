@@ -1,7 +1,8 @@
 /*
- * unary.c - elementwise ops of one tensor: neg, exp, log, sqrt, abs, the
- * activations (sigmoid, tanh, relu, leaky relu, elu, softplus) and the fused
- * sigmoid_backward and relu_backward.
+ * unary.c - elementwise ops of one tensor: neg, exp, log, sqrt, abs,
+ * log1p, expm1, sin, cos, erf, the activations (sigmoid, tanh, relu, leaky
+ * relu, elu, softplus, gelu, silu) and the fused sigmoid_backward,
+ * relu_backward and gelu_backward.
  *
  * Each op: the kernel, the public function (check, compute, record), the
  * backward rule written with ops on the node's saved input and output (so a
@@ -349,21 +350,24 @@ tg_tensor *tg_leaky_relu(tg_tensor *x, double alpha)
 	return UNARY(&leaky_relu_op, "tg_leaky_relu", x, leaky_relu, &alpha, 1);
 }
 
-/* ---- elu: y = x > 0 ? x : alpha (e^x - 1); dx = dout (x > 0 ? 1 : y + alpha) ----------- */
-/* The x <= 0 branch is written with y (this node's output) so that a
- * recorded backward differentiates it again: dx = dout (m + (1 - m)(y + alpha))
- * with the constant mask m = [x > 0]. */
+/* ---- elu: y = x > 0 ? x : alpha (e^x - 1); dx = dout (x > 0 ? 1 : alpha e^x) --------- */
+/* The x <= 0 branch is alpha e^min(x, 0), not y + alpha, which cancels for
+ * x << 0 (at x = -17 in f32, y + alpha keeps no correct digit of 4.14e-8).
+ * It is written with ops on x so that a recorded backward differentiates it
+ * again: dx = dout (m + (1 - m) alpha e^min(x, 0)) with the constant mask
+ * m = [x > 0]; min(x, 0) = -relu(-x) keeps e^x from overflowing where the
+ * mask drops it. */
 
 UNARY_KERNEL(elu, x > 0 ? x : a * expm1(x))
 
 static void elu_backward(tg_node *n, tg_tensor *dout)
 {
 	double alpha = tg_node_attr(n, 0);
-	tg_tensor *x = tg_node_input(n, 0), *y = tg_node_output(n);
+	tg_tensor *x = tg_node_input(n, 0);
 	tg_tensor *pos = step_const(x, 1.0, 0.0, 0.0);
 	tg_tensor *rest = step_const(x, 0.0, 1.0, 1.0);
-	tg_tensor *local = tg_add(pos, tg_mul(rest, tg_add_scalar(y, alpha)));
-	tg_node_grad(n, 0, tg_mul(dout, local));
+	tg_tensor *e = tg_mul_scalar(tg_exp(tg_neg(tg_relu(tg_neg(x)))), alpha);
+	tg_node_grad(n, 0, tg_mul(dout, tg_add(pos, tg_mul(rest, e))));
 }
 
 static const tg_op elu_op = { .name = "elu", .backward = elu_backward,
@@ -391,3 +395,169 @@ tg_tensor *tg_softplus(tg_tensor *x)
 {
 	return UNARY(&softplus_op, "tg_softplus", x, softplus, NULL, 0);
 }
+
+/* ---- log1p: y = ln(1 + x); dx = dout / (1 + x) ---------------------------------------- */
+
+UNARY_KERNEL(log1p, log1p(x))
+
+static void log1p_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_node_grad(n, 0, tg_div(dout, tg_add_scalar(tg_node_input(n, 0), 1.0)));
+}
+
+static const tg_op log1p_op = { .name = "log1p", .backward = log1p_backward };
+TG_OP_REGISTER(log1p_op);
+
+tg_tensor *tg_log1p(tg_tensor *x) { return UNARY(&log1p_op, "tg_log1p", x, log1p, NULL, 0); }
+
+/* ---- expm1: y = e^x - 1; dx = dout e^x ------------------------------------------------- */
+/* e^x, not y + 1: for x << 0, y + 1 loses the relative precision of e^x. */
+
+UNARY_KERNEL(expm1, expm1(x))
+
+static void expm1_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_node_grad(n, 0, tg_mul(dout, tg_exp(tg_node_input(n, 0))));
+}
+
+static const tg_op expm1_op = { .name = "expm1", .backward = expm1_backward };
+TG_OP_REGISTER(expm1_op);
+
+tg_tensor *tg_expm1(tg_tensor *x) { return UNARY(&expm1_op, "tg_expm1", x, expm1, NULL, 0); }
+
+/* ---- sin: y = sin x; dx = dout cos x --------------------------------------------------- */
+
+UNARY_KERNEL(sin, sin(x))
+
+static void sin_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_node_grad(n, 0, tg_mul(dout, tg_cos(tg_node_input(n, 0))));
+}
+
+static const tg_op sin_op = { .name = "sin", .backward = sin_backward };
+TG_OP_REGISTER(sin_op);
+
+tg_tensor *tg_sin(tg_tensor *x) { return UNARY(&sin_op, "tg_sin", x, sin, NULL, 0); }
+
+/* ---- cos: y = cos x; dx = -dout sin x -------------------------------------------------- */
+
+UNARY_KERNEL(cos, cos(x))
+
+static void cos_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_node_grad(n, 0, tg_mul(dout, tg_neg(tg_sin(tg_node_input(n, 0)))));
+}
+
+static const tg_op cos_op = { .name = "cos", .backward = cos_backward };
+TG_OP_REGISTER(cos_op);
+
+tg_tensor *tg_cos(tg_tensor *x) { return UNARY(&cos_op, "tg_cos", x, cos, NULL, 0); }
+
+/* ---- erf: y = erf x; dx = dout 2/sqrt(pi) e^(-x^2) ------------------------------------- */
+
+static const double TWO_OVER_SQRT_PI = 1.1283791670955126;  /* 2 / sqrt(pi) */
+static const double INV_SQRT_2 = 0.70710678118654752;       /* 1 / sqrt(2) */
+static const double INV_SQRT_2PI = 0.39894228040143268;     /* 1 / sqrt(2 pi) */
+
+UNARY_KERNEL(erf, erf(x))
+
+static void erf_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *x = tg_node_input(n, 0);
+	tg_tensor *e = tg_exp(tg_mul_scalar(tg_mul(x, x), -1.0));
+	tg_node_grad(n, 0, tg_mul(dout, tg_mul_scalar(e, TWO_OVER_SQRT_PI)));
+}
+
+static const tg_op erf_op = { .name = "erf", .backward = erf_backward };
+TG_OP_REGISTER(erf_op);
+
+tg_tensor *tg_erf(tg_tensor *x) { return UNARY(&erf_op, "tg_erf", x, erf, NULL, 0); }
+
+/* ---- gelu: y = x Phi(x); dx = gelu_backward(dout, x) = dout (Phi(x) + x phi(x)) ------- */
+/* Phi, the standard normal CDF, as erfc(-x / sqrt 2) / 2: the form
+ * (1 + erf(x / sqrt 2)) / 2 cancels to 0 for x << 0, where erfc keeps the
+ * tail's relative precision. phi(x) = e^(-x^2/2) / sqrt(2 pi). */
+
+static inline double phi_cdf_f64(double x) { return 0.5 * erfc(-x * INV_SQRT_2); }
+static inline float phi_cdf_f32(float x) { return 0.5f * erfcf(-x * (float)INV_SQRT_2); }
+static inline double phi_pdf_f64(double x) { return INV_SQRT_2PI * exp(-0.5 * x * x); }
+static inline float phi_pdf_f32(float x) { return (float)INV_SQRT_2PI * expf(-0.5f * x * x); }
+
+#define PHI_CDF(x) _Generic((x), float: phi_cdf_f32, default: phi_cdf_f64)(x)
+#define PHI_PDF(x) _Generic((x), float: phi_pdf_f32, default: phi_pdf_f64)(x)
+
+UNARY_KERNEL(gelu, x * PHI_CDF(x))
+
+static void gelu_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_node_grad(n, 0, tg_gelu_backward(dout, tg_node_input(n, 0)));
+}
+
+static const tg_op gelu_op = { .name = "gelu", .backward = gelu_backward };
+TG_OP_REGISTER(gelu_op);
+
+tg_tensor *tg_gelu(tg_tensor *x) { return UNARY(&gelu_op, "tg_gelu", x, gelu, NULL, 0); }
+
+/* ---- gelu_backward: out = dout (Phi(x) + x phi(x)); d dout = gelu_backward(g, x), ------ */
+/* ---- dx = g dout phi(x) (2 - x^2) ------------------------------------------------------ */
+/* gelu's local gradient as one fused op, with Phi from erfc (no op of the
+ * library computes the tail of Phi with its relative precision). The rule
+ * for x is made of ops, so it differentiates again. */
+
+static const tg_op gelu_backward_op;
+
+tg_tensor *tg_gelu_backward(tg_tensor *dout, tg_tensor *x)
+{
+	tg_tensor *in[2] = { dout, x };
+	tg_tensor *out = fused_out("tg_gelu_backward", in, "x");
+	if (!out)
+		return NULL;
+	size_t n = x->numel;
+	if (x->dtype == TG_F64) {
+		const double *D = dout->data, *X = x->data;
+		double *O = out->data;
+		for (size_t i = 0; i < n; i++)
+			O[i] = D[i] * (PHI_CDF(X[i]) + X[i] * PHI_PDF(X[i]));
+	} else {
+		const float *D = dout->data, *X = x->data;
+		float *O = out->data;
+		for (size_t i = 0; i < n; i++)
+			O[i] = D[i] * (PHI_CDF(X[i]) + X[i] * PHI_PDF(X[i]));
+	}
+	return tg_op_end(&gelu_backward_op, out, 2, in, NULL, 0, NULL);
+}
+
+static void gelu_backward_backward(tg_node *n, tg_tensor *g)
+{
+	tg_tensor *dout = tg_node_input(n, 0), *x = tg_node_input(n, 1);
+	if (tg_node_needs_grad(n, 0))
+		tg_node_grad(n, 0, tg_gelu_backward(g, x));
+	if (tg_node_needs_grad(n, 1)) {
+		tg_tensor *x2 = tg_mul(x, x);
+		tg_tensor *pdf = tg_mul_scalar(tg_exp(tg_mul_scalar(x2, -0.5)), INV_SQRT_2PI);
+		tg_tensor *curv = tg_mul(pdf, tg_add_scalar(tg_neg(x2), 2.0)); /* gelu'' */
+		tg_node_grad(n, 1, tg_mul(tg_mul(g, dout), curv));
+	}
+}
+
+static const tg_op gelu_backward_op = { .name = "gelu_backward", .backward = gelu_backward_backward };
+TG_OP_REGISTER(gelu_backward_op);
+
+/* ---- silu: y = x sigmoid(x); dx = dout s (1 + x (1 - s)), s = sigmoid(x) --------------- */
+/* With sigmoid's stable form, so e^-x never overflows for x << 0. */
+
+UNARY_KERNEL(silu, x * SIGMOID1(x))
+
+static void silu_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *x = tg_node_input(n, 0);
+	tg_tensor *s = tg_sigmoid(x);
+	tg_tensor *one_minus_s = tg_add_scalar(tg_neg(s), 1.0);
+	tg_tensor *local = tg_mul(s, tg_add_scalar(tg_mul(x, one_minus_s), 1.0));
+	tg_node_grad(n, 0, tg_mul(dout, local));
+}
+
+static const tg_op silu_op = { .name = "silu", .backward = silu_backward };
+TG_OP_REGISTER(silu_op);
+
+tg_tensor *tg_silu(tg_tensor *x) { return UNARY(&silu_op, "tg_silu", x, silu, NULL, 0); }

@@ -137,8 +137,8 @@ static void bad_shapes_are_errors_that_name_the_shape(void **state)
 	assert_null(tg_empty(ctx, TG_F32, SHAPE(3, 0)));
 	assert_error(ctx, TG_ESHAPE, "tg_empty: shape (3,0): dimension 1 is 0");
 	tg_clear_error(ctx);
-	assert_null(tg_zeros(ctx, TG_F64, SHAPE(1, 2, 3, 4, 5)));
-	assert_error(ctx, TG_ESHAPE, "5 dimensions");
+	assert_null(tg_zeros(ctx, TG_F64, SHAPE(1, 2, 1, 2, 1, 2, 1, 2, 1)));
+	assert_error(ctx, TG_ESHAPE, "tg_zeros: 9 dimensions; a tensor has 0 to 8");
 	tg_clear_error(ctx);
 	assert_null(tg_zeros(ctx, TG_F64, SHAPE(1 << 30, 1 << 30)));
 	assert_error(ctx, TG_ESHAPE, "too many elements");

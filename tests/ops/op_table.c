@@ -8,6 +8,7 @@
  */
 #include "op_table.h"
 
+#include <math.h>
 #include <string.h>
 
 #define SH(...)                                                                          \
@@ -26,7 +27,10 @@
 	{ .name = "(2,3) and column (2,1)", .in = { SH(2, 3), SH(2, 1) } },              \
 	{ .name = "both (2,1) and (1,3)", .in = { SH(2, 1), SH(1, 3) } },                \
 	{ .name = "3-D (2,1,3) and (4,1)", .in = { SH(2, 1, 3), SH(4, 1) } },            \
-	{ .name = "4-D (2,1,2,1) and (3,1,2)", .in = { SH(2, 1, 2, 1), SH(3, 1, 2) } }
+	{ .name = "4-D (2,1,2,1) and (3,1,2)", .in = { SH(2, 1, 2, 1), SH(3, 1, 2) } },     \
+	{ .name = "5-D (2,1,2,1,3) and (3,1,1,3)", .in = { SH(2, 1, 2, 1, 3), SH(3, 1, 1, 3) } }, \
+	{ .name = "8-D (2,1,1,2,1,1,1,2) and (1,2,1,1,1,2,1)",                          \
+	  .in = { SH(2, 1, 1, 2, 1, 1, 1, 2), SH(1, 2, 1, 1, 1, 2, 1) } }
 
 /* ---- applying each op ------------------------------------------------------------ */
 
@@ -65,6 +69,31 @@ FN(elu, tg_elu(in[0], ARG(0)))
 FN(softplus, tg_softplus(in[0]))
 FN(sigmoid_backward, tg_sigmoid_backward(in[0], in[1]))
 FN(relu_backward, tg_relu_backward(in[0], in[1]))
+FN(log1p, tg_log1p(in[0]))
+FN(expm1, tg_expm1(in[0]))
+FN(sin, tg_sin(in[0]))
+FN(cos, tg_cos(in[0]))
+FN(erf, tg_erf(in[0]))
+FN(gelu, tg_gelu(in[0]))
+FN(silu, tg_silu(in[0]))
+FN(gelu_backward, tg_gelu_backward(in[0], in[1]))
+
+/* arg[0], arg[1]: the bounds */
+FN(clamp, tg_clamp(in[0], ARG(0), ARG(1)))
+
+/* where(mask, a, b) with a constant mask of shape to, true except at every
+ * third element (1, 4, ...); of a's dtype, or f32 when arg[0] is 1. */
+static tg_tensor *f_where(tg_tensor *const *in, void *user)
+{
+	tg_ctx *ctx = tg_ctx_of(in[0]);
+	if (!ctx)
+		return NULL;
+	double m[64];
+	for (int i = 0; i < 64; i++)
+		m[i] = i % 3 == 1 ? 0 : (i % 2 ? -1.5 : 1);
+	tg_dtype dt = ARG(0) == 1 ? TG_F32 : tg_dtype_of(in[0]);
+	return tg_where(tg_from_f64(ctx, dt, TO(user), m), in[0], in[1]);
+}
 
 FN(sum, tg_sum(in[0]))
 FN(mean, tg_mean(in[0]))
@@ -240,11 +269,42 @@ const op_row op_table[] = {
 		 { .name = "scalars", .in = { SCALAR, SCALAR } },
 		 { .name = "(2,2,2) and (2,2,2)", .in = { SH(2, 2, 2), SH(2, 2, 2) } } } },
 
+	UNARY("log1p", f_log1p, GEN_PROB, 0),
+	UNARY("expm1", f_expm1, GEN_ANY, 0),
+	UNARY("sin", f_sin, GEN_ANY, 0),
+	UNARY("cos", f_cos, GEN_ANY, 0),
+	UNARY("erf", f_erf, GEN_ANY, 0),
+	UNARY("gelu", f_gelu, GEN_ANY, 0),
+	UNARY("silu", f_silu, GEN_ANY, 0),
+	{ .op = "gelu_backward", .fn = f_gelu_backward, .nin = 2,
+	  .gen = { GEN_ANY, GEN_ANY }, .twice = true,
+	  .v = { { .name = "(2,3) and (2,3)", .in = { SH(2, 3), SH(2, 3) } },
+		 { .name = "scalars", .in = { SCALAR, SCALAR } },
+		 { .name = "(2,2,2) and (2,2,2)", .in = { SH(2, 2, 2), SH(2, 2, 2) } } } },
+
+	/* select.c: clamp's bounds in arg[0..1]; where's mask of shape to */
+	{ .op = "clamp", .fn = f_clamp, .nin = 1, .gen = { GEN_ANY }, .twice = true,
+	  .v = { { .name = "(2,3) to [-0.5, 0.7]", .in = { SH(2, 3) }, .arg = { -0.5, 0.7 } },
+		 { .name = "(4,4) to [-inf, 0.3]", .in = { SH(4, 4) }, .arg = { -INFINITY, 0.3 } },
+		 { .name = "(2,2,2) to [-0.2, inf]", .in = { SH(2, 2, 2) },
+		   .arg = { -0.2, INFINITY } },
+		 { .name = "scalar () to [-1, 1]", .in = { SCALAR }, .arg = { -1, 1 } } } },
+	{ .op = "where", .fn = f_where, .nin = 2, .gen = { GEN_ANY, GEN_ANY }, .twice = true,
+	  .v = { { .name = "mask (2,3), (2,3), (2,3)", .in = { SH(2, 3), SH(2, 3) },
+		   .to = SH(2, 3) },
+		 { .name = "mask (2,1), (1,3), ()", .in = { SH(1, 3), SCALAR }, .to = SH(2, 1) },
+		 { .name = "mask (3,), (2,3), (2,1)", .in = { SH(2, 3), SH(2, 1) }, .to = SH(3) },
+		 { .name = "f32 mask (2,3), f64 (2,3), (3,)", .in = { SH(2, 3), SH(3) },
+		   .to = SH(2, 3), .arg = { 1 } },
+		 { .name = "5-D mask (2,1,1,1,3), (1,2,1,3), (2,1,2,1,1)",
+		   .in = { SH(1, 2, 1, 3), SH(2, 1, 2, 1, 1) }, .to = SH(2, 1, 1, 1, 3) } } },
+
 	/* reduce.c */
 	{ .op = "sum", .fn = f_sum, .nin = 1, .gen = { GEN_ANY }, .twice = true,
 	  .v = { { .name = "(2,3)", .in = { SH(2, 3) } },
 		 { .name = "scalar ()", .in = { SCALAR } },
-		 { .name = "(2,1,3)", .in = { SH(2, 1, 3) } } } },
+		 { .name = "(2,1,3)", .in = { SH(2, 1, 3) } },
+		 { .name = "8-D (1,2,1,2,2,1,1,2)", .in = { SH(1, 2, 1, 2, 2, 1, 1, 2) } } } },
 	{ .op = "mean", .fn = f_mean, .nin = 1, .gen = { GEN_ANY }, .twice = true,
 	  .v = { { .name = "(2,3)", .in = { SH(2, 3) } },
 		 { .name = "scalar ()", .in = { SCALAR } },
@@ -257,28 +317,44 @@ const op_row op_table[] = {
 		 { .name = "(2,3) axis 1 keepdim", .in = { SH(2, 3) }, .arg = { 1, 1 } },
 		 { .name = "(2,3) axis -1", .in = { SH(2, 3) }, .arg = { -1, 0 } },
 		 { .name = "(2,3,2) axis 1", .in = { SH(2, 3, 2) }, .arg = { 1, 0 } },
-		 { .name = "(4,) axis 0", .in = { SH(4) }, .arg = { 0, 0 } } } },
+		 { .name = "(4,) axis 0", .in = { SH(4) }, .arg = { 0, 0 } },
+		 { .name = "5-D (2,1,2,1,3) axis 2", .in = { SH(2, 1, 2, 1, 3) }, .arg = { 2, 0 } },
+		 { .name = "8-D (2,1,2,1,1,2,1,2) axis -3 keepdim",
+		   .in = { SH(2, 1, 2, 1, 1, 2, 1, 2) }, .arg = { -3, 1 } } } },
 	{ .op = "mean_axis", .fn = f_mean_axis, .nin = 1, .gen = { GEN_ANY },
 	  .twice = true,
 	  .v = { { .name = "(2,3) axis 0", .in = { SH(2, 3) }, .arg = { 0, 0 } },
 		 { .name = "(2,3) axis 1 keepdim", .in = { SH(2, 3) }, .arg = { 1, 1 } },
-		 { .name = "(2,3,2) axis -2 keepdim", .in = { SH(2, 3, 2) }, .arg = { -2, 1 } } } },
+		 { .name = "(2,3,2) axis -2 keepdim", .in = { SH(2, 3, 2) }, .arg = { -2, 1 } },
+		 { .name = "8-D (2,1,2,1,1,2,1,2) axis 0", .in = { SH(2, 1, 2, 1, 1, 2, 1, 2) },
+		   .arg = { 0, 0 } } } },
 	{ .op = "max_axis", .fn = f_max_axis, .nin = 1, .gen = { GEN_DISTINCT },
 	  .twice = true,
 	  .v = { { .name = "(2,3) axis 0", .in = { SH(2, 3) }, .arg = { 0, 0 } },
 		 { .name = "(2,3) axis 1 keepdim", .in = { SH(2, 3) }, .arg = { 1, 1 } },
-		 { .name = "(2,3,2) axis 1", .in = { SH(2, 3, 2) }, .arg = { 1, 0 } } } },
+		 { .name = "(2,3,2) axis 1", .in = { SH(2, 3, 2) }, .arg = { 1, 0 } },
+		 { .name = "5-D (2,1,3,1,2) axis 2", .in = { SH(2, 1, 3, 1, 2) }, .arg = { 2, 0 } },
+		 { .name = "8-D (2,1,1,3,1,1,1,2) axis -5 keepdim",
+		   .in = { SH(2, 1, 1, 3, 1, 1, 1, 2) }, .arg = { -5, 1 } } } },
 	{ .op = "sum_to", .fn = f_sum_to, .nin = 1, .gen = { GEN_ANY }, .twice = true,
 	  .v = { { .name = "(2,3) to (3,)", .in = { SH(2, 3) }, .to = SH(3) },
 		 { .name = "(2,3) to (2,1)", .in = { SH(2, 3) }, .to = SH(2, 1) },
 		 { .name = "(2,3) to (1,3)", .in = { SH(2, 3) }, .to = SH(1, 3) },
 		 { .name = "(2,3) to ()", .in = { SH(2, 3) }, .to = SCALAR },
-		 { .name = "(2,3,4) to (3,1)", .in = { SH(2, 3, 4) }, .to = SH(3, 1) } } },
+		 { .name = "(2,3,4) to (3,1)", .in = { SH(2, 3, 4) }, .to = SH(3, 1) },
+		 { .name = "5-D (2,3,2,1,3) to (3,1,1,3)", .in = { SH(2, 3, 2, 1, 3) },
+		   .to = SH(3, 1, 1, 3) },
+		 { .name = "8-D (2,1,2,2,1,1,2,2) to (2,1,1,2,1)",
+		   .in = { SH(2, 1, 2, 2, 1, 1, 2, 2) }, .to = SH(2, 1, 1, 2, 1) } } },
 	{ .op = "expand", .fn = f_expand, .nin = 1, .gen = { GEN_ANY }, .twice = true,
 	  .v = { { .name = "(3,) to (2,3)", .in = { SH(3) }, .to = SH(2, 3) },
 		 { .name = "(2,1) to (2,3)", .in = { SH(2, 1) }, .to = SH(2, 3) },
 		 { .name = "() to (2,2)", .in = { SCALAR }, .to = SH(2, 2) },
-		 { .name = "(1,3) to (2,2,3)", .in = { SH(1, 3) }, .to = SH(2, 2, 3) } } },
+		 { .name = "(1,3) to (2,2,3)", .in = { SH(1, 3) }, .to = SH(2, 2, 3) },
+		 { .name = "5-D (2,1,3) to (2,1,2,2,3)", .in = { SH(2, 1, 3) },
+		   .to = SH(2, 1, 2, 2, 3) },
+		 { .name = "8-D (2,1,2) to (2,1,1,1,1,2,2,2)", .in = { SH(2, 1, 2) },
+		   .to = SH(2, 1, 1, 1, 1, 2, 2, 2) } } },
 
 	/* matrix.c */
 	{ .op = "matmul", .fn = f_matmul, .nin = 2, .gen = { GEN_ANY, GEN_ANY },

@@ -11,7 +11,7 @@
 
 #include "tapegrad.h"
 
-enum { OP_MAX_VARIANTS = 12 }; /* the last entry stays empty: it ends the list */
+enum { OP_MAX_VARIANTS = 16 }; /* the last entry stays empty: it ends the list */
 
 /* How an input's values are drawn: away from the points where an op has a
  * kink or is undefined, so central differences are meaningful. */

@@ -1,11 +1,14 @@
 /*
  * test_ops.c - forward values of the reductions (ops/reduce.c), the matrix
- * ops (ops/matrix.c) and the indexing ops (ops/index.c) against hand-computed
- * values and hand-written loops, in f64 and f32; a few local gradients with a
- * known answer (max's tie rule, pick's one-hot); the errors these ops report.
+ * ops (ops/matrix.c), the indexing ops (ops/index.c) and the selecting ops
+ * (ops/select.c) against hand-computed values and hand-written loops, in f64
+ * and f32, up to 8 dimensions; a few local gradients with a known answer
+ * (max's tie rule, NaN routing, pick's one-hot, where and clamp's masks);
+ * the errors these ops report.
  * Gradients in general are checked numerically by the op table's test.
  */
 #include "../engine/test_util.h"
+#include "internal.h"
 
 /* t's shape must be (ndim, shape). */
 static void check_shape(const tg_tensor *t, int ndim, const int64_t *shape)
@@ -378,7 +381,7 @@ static void reductions_reject_an_axis_out_of_range(void **state)
 	assert_error(ctx, TG_EARG, "tg_max_axis: axis 0 is out of range for shape ()");
 }
 
-static void max_routes_the_gradient_to_the_first_of_tied_maxima(void **state)
+static void max_splits_the_gradient_evenly_between_tied_maxima(void **state)
 {
 	tg_ctx *ctx = *state;
 	tg_tensor *x = tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2, 3),
@@ -386,8 +389,219 @@ static void max_routes_the_gradient_to_the_first_of_tied_maxima(void **state)
 	tg_tensor *y = tg_add(tg_max(x), tg_sum(tg_max_axis(x, 1, false)));
 	assert_int_equal(tg_backward(y), 0);
 	assert_ctx_ok(ctx);
-	/* max: the first 5 (index 3); max_axis: index 1 of row 0, index 0 of row 1 */
-	check_values(tg_grad(x), (double[]){ 0, 1, 0, 2, 0, 0 }, 6, 0);
+	/* max: the two 5s take 1/2 each; max_axis: the two 3s of row 0 and the
+	 * two 5s of row 1 take 1/2 each */
+	check_values(tg_grad(x), (double[]){ 0, 0.5, 0.5, 1, 0, 1 }, 6, 0);
+	/* three ties along axis 0 of a column take 1/3 each */
+	tg_tensor *c =
+	    tg_param(tg_from_f64(ctx, TG_F32, SHAPE(3, 2), (double[]){ 2, 1, 2, 0, 2, 1 }));
+	assert_int_equal(tg_backward(tg_sum(tg_max_axis(c, 0, true))), 0);
+	check_values(tg_grad(c), (double[]){ 1.0 / 3, 0.5, 1.0 / 3, 0, 1.0 / 3, 0.5 }, 6, 1e-7);
+	assert_ctx_ok(ctx);
+}
+
+static void max_of_a_slice_with_nan_is_nan_and_routes_to_the_nans(void **state)
+{
+	tg_ctx *ctx = *state;
+	for (int dt = TG_F32; dt <= TG_F64; dt++) {
+		tg_tensor *x = tg_param(tg_from_f64(ctx, dt, SHAPE(2, 4),
+						    (double[]){ 1, NAN, 3, NAN, 4, 2, 9, 0 }));
+		tg_tensor *m = tg_max(x);
+		tg_tensor *rows = tg_max_axis(x, 1, false);
+		assert_true(isnan(tg_item(m)));
+		assert_true(isnan(tg_get(rows, 0)));
+		assert_near(tg_get(rows, 1), 9, 0);
+		assert_int_equal(tg_backward(tg_add(m, tg_sum(rows))), 0);
+		/* row 0: its two NaNs split max's and max_axis's gradient; row 1: the 9
+		 * takes max_axis's */
+		check_values(tg_grad(x), (double[]){ 0, 1, 0, 1, 0, 0, 1, 0 }, 8, 0);
+	}
+	assert_ctx_ok(ctx);
+}
+
+/* ---- up to 8 dimensions, against loops over multi-indices ---------------------------- */
+
+/* x (2,1,3,1,2,2,1,2): 48 distinct values, 7 i mod 48 - 20, a permutation. */
+static const int64_t X8[8] = { 2, 1, 3, 1, 2, 2, 1, 2 };
+
+static tg_tensor *x8(tg_ctx *ctx, tg_dtype dt)
+{
+	double v[48];
+	for (int i = 0; i < 48; i++)
+		v[i] = (7 * i) % 48 - 20;
+	return tg_from_f64(ctx, dt, 8, X8, v);
+}
+
+/* The multi-index of flat index f in shape (nd). */
+static void unflatten(int nd, const int64_t *shape, int64_t f, int64_t *idx)
+{
+	for (int k = nd - 1; k >= 0; k--) {
+		idx[k] = f % shape[k];
+		f /= shape[k];
+	}
+}
+
+/* The flat index in a tensor of shape (nd) that broadcasts to a shape of
+ * nout dimensions of the element at out-index idx: axes right-aligned, an
+ * axis of size 1 read at 0. */
+static int64_t source(int nout, const int64_t *idx, int nd, const int64_t *shape)
+{
+	int64_t f = 0;
+	for (int k = 0; k < nd; k++) {
+		int64_t i = idx[nout - nd + k];
+		f = f * shape[k] + (shape[k] == 1 ? 0 : i);
+	}
+	return f;
+}
+
+static void reductions_of_8d_tensors_match_loops_over_every_axis(void **state)
+{
+	tg_ctx *ctx = *state;
+	for (int dt = TG_F32; dt <= TG_F64; dt++) {
+		tg_tensor *x = x8(ctx, dt);
+		for (int a = 0; a < 8; a++) {
+			int64_t ks[8], idx[8];
+			memcpy(ks, X8, sizeof ks);
+			ks[a] = 1;
+			tg_tensor *s = tg_sum_axis(x, a, true), *m = tg_mean_axis(x, a, true);
+			tg_tensor *mx = tg_max_axis(x, a, true);
+			tg_tensor *dropped = tg_max_axis(x, a - 8, false); /* axis from the end */
+			assert_ctx_ok(ctx);
+			check_shape(s, 8, ks);
+			int64_t ds[7];
+			for (int k = 0, j = 0; k < 8; k++)
+				if (k != a)
+					ds[j++] = X8[k];
+			check_shape(dropped, 7, ds);
+			size_t n = tg_numel(s);
+			double ws[48], wm[48], wx[48];
+			for (size_t o = 0; o < n; o++) {
+				unflatten(8, ks, (int64_t)o, idx);
+				ws[o] = 0;
+				wx[o] = -INFINITY;
+				for (idx[a] = 0; idx[a] < X8[a]; idx[a]++) {
+					double v = tg_get(x, (size_t)source(8, idx, 8, X8));
+					ws[o] += v;
+					wx[o] = fmax(wx[o], v);
+				}
+				wm[o] = ws[o] / (double)X8[a];
+			}
+			check_values(s, ws, n, 0);
+			check_values(m, wm, n, 1e-6);
+			check_values(mx, wx, n, 0);
+			check_values(dropped, wx, n, 0);
+		}
+	}
+}
+
+/* sum_to from, and expand to, the 8-D shape X8, for targets of several ranks */
+static void sum_to_and_expand_of_8d_tensors_match_loops(void **state)
+{
+	tg_ctx *ctx = *state;
+	static const struct {
+		int nd;
+		int64_t shape[8];
+	} small[] = {
+		{ 6, { 3, 1, 2, 1, 1, 2 } },
+		{ 8, { 2, 1, 1, 1, 2, 1, 1, 1 } },
+		{ 1, { 2 } },
+		{ 3, { 2, 1, 1 } },
+		{ 0, { 0 } },
+	};
+	for (int dt = TG_F32; dt <= TG_F64; dt++) {
+		tg_tensor *x = x8(ctx, dt);
+		for (size_t c = 0; c < LEN(small); c++) {
+			int nd = small[c].nd;
+			const int64_t *sh = small[c].shape;
+			tg_tensor *s = tg_sum_to(x, nd, sh);
+			tg_tensor *e = tg_expand(s, 8, X8);
+			assert_ctx_ok(ctx);
+			check_shape(s, nd, sh);
+			check_shape(e, 8, X8);
+			double ws[48] = { 0 }, we[48];
+			int64_t idx[8];
+			for (int64_t i = 0; i < 48; i++) {
+				unflatten(8, X8, i, idx);
+				ws[source(8, idx, nd, sh)] += tg_get(x, (size_t)i);
+			}
+			for (int64_t i = 0; i < 48; i++) {
+				unflatten(8, X8, i, idx);
+				we[i] = ws[source(8, idx, nd, sh)];
+			}
+			check_values(s, ws, tg_numel(s), 0);
+			check_values(e, we, 48, 0);
+		}
+	}
+}
+
+static void binary_ops_broadcast_8d_shapes_like_loops(void **state)
+{
+	tg_ctx *ctx = *state;
+	static const int64_t B6[6] = { 3, 2, 1, 2, 1, 1 };
+	static const int64_t OUT[8] = { 2, 1, 3, 2, 2, 2, 1, 2 };
+	double bv[12];
+	for (int i = 0; i < 12; i++)
+		bv[i] = 0.5 * i - 2.25;
+	for (int dt = TG_F32; dt <= TG_F64; dt++) {
+		tg_tensor *a = x8(ctx, dt), *b = tg_from_f64(ctx, dt, 6, B6, bv);
+		tg_tensor *ys[4] = { tg_add(a, b), tg_mul(b, a), tg_maximum(a, b), tg_sub(b, a) };
+		assert_ctx_ok(ctx);
+		for (int k = 0; k < 4; k++) {
+			double want[96];
+			int64_t idx[8];
+			for (int64_t i = 0; i < 96; i++) {
+				unflatten(8, OUT, i, idx);
+				double x = tg_get(a, (size_t)source(8, idx, 8, X8));
+				double y = tg_get(b, (size_t)source(8, idx, 6, B6));
+				want[i] = k == 0   ? x + y
+					  : k == 1 ? y * x
+					  : k == 2 ? fmax(x, y)
+						   : y - x;
+			}
+			check_shape(ys[k], 8, OUT);
+			check_values(ys[k], want, 96, 0);
+		}
+		/* a gradient summed back over the broadcast axes of b */
+		tg_tensor *pb = tg_param(b);
+		assert_int_equal(tg_backward(tg_sum(tg_mul(a, pb))), 0);
+		double want[12] = { 0 };
+		int64_t idx[8];
+		for (int64_t i = 0; i < 96; i++) {
+			unflatten(8, OUT, i, idx);
+			want[source(8, idx, 6, B6)] += tg_get(a, (size_t)source(8, idx, 8, X8));
+		}
+		check_values(tg_grad(pb), want, 12, 0);
+	}
+	assert_ctx_ok(ctx);
+}
+
+static void reshape_goes_to_8d_and_back(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *x = iota_234(ctx, TG_F64);
+	tg_tensor *y = tg_reshape(x, SHAPE(1, 2, 1, 3, 1, 2, 2, 1));
+	tg_tensor *z = tg_reshape(y, SHAPE(-1));
+	assert_ctx_ok(ctx);
+	check_shape(y, SHAPE(1, 2, 1, 3, 1, 2, 2, 1));
+	check_shape(z, SHAPE(24));
+	double want[24];
+	for (int i = 0; i < 24; i++)
+		want[i] = i;
+	check_values(z, want, 24, 0);
+}
+
+static void a_9d_shape_is_a_shape_error_naming_the_limit(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *x = tg_zeros(ctx, TG_F64, SHAPE(2, 2));
+	assert_null(tg_reshape(x, SHAPE(1, 1, 1, 1, 1, 1, 1, 2, 2)));
+	assert_error(ctx, TG_ESHAPE, "tg_reshape: 9 dimensions; a tensor has 0 to 8");
+	tg_clear_error(ctx);
+	assert_null(tg_expand(x, SHAPE(1, 1, 1, 1, 1, 1, 1, 2, 2)));
+	assert_error(ctx, TG_ESHAPE, "tg_expand: 9 dimensions; a tensor has 0 to 8");
+	tg_clear_error(ctx);
+	assert_null(tg_ones(ctx, TG_F32, SHAPE(1, 1, 1, 1, 1, 1, 1, 2, 2)));
+	assert_error(ctx, TG_ESHAPE, "tg_ones: 9 dimensions; a tensor has 0 to 8");
 }
 
 static void sum_to_sums_over_each_broadcast_pattern(void **state)
@@ -713,6 +927,191 @@ static void one_hot_sets_one_entry_per_row(void **state)
 	assert_error(ctx, TG_EDTYPE, "tg_one_hot: dtype i32");
 }
 
+/* ---- where, clamp, and NaN in maximum and minimum ------------------------------------ */
+
+/* An index tensor (i32 or i64) holding v[0..n). */
+static tg_tensor *index_tensor(tg_ctx *ctx, tg_dtype dt, int nd, const int64_t *shape,
+			       const int64_t *v)
+{
+	tg_tensor *t = tg_from_i64(ctx, nd, shape, v);
+	assert_non_null(t);
+	if (dt == TG_I32) {
+		int32_t v32[64];
+		assert_true(tg_numel(t) <= 64);
+		for (size_t i = 0; i < tg_numel(t); i++)
+			v32[i] = (int32_t)v[i];
+		t = tg_from_i32(ctx, nd, shape, v32);
+	}
+	assert_int_equal(tg_dtype_of(t), dt);
+	return t;
+}
+
+static void where_picks_a_where_the_mask_is_nonzero_for_every_mask_dtype(void **state)
+{
+	tg_ctx *ctx = *state;
+	/* mask (2,1) broadcast along the columns, a (3,), b scalar -> (2,3) */
+	const int64_t m[2] = { 0, -7 };
+	const double want[6] = { 9, 9, 9, 1, 2, 3 };
+	for (int vt = TG_F32; vt <= TG_F64; vt++) {
+		tg_tensor *a = tg_from_f64(ctx, vt, SHAPE(3), (double[]){ 1, 2, 3 });
+		tg_tensor *b = tg_scalar(ctx, vt, 9);
+		tg_tensor *masks[4] = {
+			tg_from_f64(ctx, TG_F32, SHAPE(2, 1), (double[]){ 0, -7 }),
+			tg_from_f64(ctx, TG_F64, SHAPE(2, 1), (double[]){ -0.0, 0.25 }),
+			index_tensor(ctx, TG_I32, SHAPE(2, 1), m),
+			index_tensor(ctx, TG_I64, SHAPE(2, 1), m),
+		};
+		for (int k = 0; k < 4; k++) {
+			tg_tensor *y = tg_where(masks[k], a, b);
+			assert_ctx_ok(ctx);
+			check_shape(y, SHAPE(2, 3));
+			assert_int_equal(tg_dtype_of(y), vt);
+			check_values(y, want, 6, 0);
+		}
+	}
+	/* a NaN mask entry is nonzero: true */
+	tg_tensor *y = tg_where(tg_from_f64(ctx, TG_F64, SHAPE(2), (double[]){ NAN, 0 }),
+				tg_ones(ctx, TG_F64, SHAPE(2)), tg_zeros(ctx, TG_F64, SHAPE(2)));
+	check_values(y, (double[]){ 1, 0 }, 2, 0);
+	assert_ctx_ok(ctx);
+}
+
+static void where_gradient_goes_to_the_chosen_side_summed_to_its_shape(void **state)
+{
+	tg_ctx *ctx = *state;
+	/* mask (2,3) = [1 0 1; 0 0 1], a (2,1), b (3,): out (2,3) */
+	tg_tensor *mask = index_tensor(ctx, TG_I32, SHAPE(2, 3), (int64_t[]){ 1, 0, 1, 0, 0, 1 });
+	tg_tensor *a = tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2, 1), (double[]){ 10, 20 }));
+	tg_tensor *b = tg_param(tg_from_f64(ctx, TG_F64, SHAPE(3), (double[]){ 1, 2, 3 }));
+	tg_tensor *w = tg_from_f64(ctx, TG_F64, SHAPE(2, 3), (double[]){ 1, 2, 3, 4, 5, 6 });
+	tg_tensor *y = tg_where(mask, a, b);
+	check_values(y, (double[]){ 10, 2, 10, 1, 2, 20 }, 6, 0);
+	assert_int_equal(tg_backward(tg_sum(tg_mul(y, w))), 0);
+	assert_ctx_ok(ctx);
+	check_values(tg_grad(a), (double[]){ 1 + 3, 6 }, 2, 0);
+	check_values(tg_grad(b), (double[]){ 4, 2 + 5, 0 }, 3, 0);
+	assert_null(tg_grad(mask));
+}
+
+static void where_reports_shapes_dtypes_and_contexts_that_do_not_fit(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *a = tg_zeros(ctx, TG_F64, SHAPE(2, 3));
+	tg_tensor *m = tg_ones(ctx, TG_F64, SHAPE(2, 3));
+	assert_null(tg_where(tg_ones(ctx, TG_F64, SHAPE(4, 1)), a, a));
+	assert_error(ctx, TG_ESHAPE,
+		     "tg_where: shapes (4,1) (mask), (2,3) (a) and (2,3) (b) do not broadcast");
+	tg_clear_error(ctx);
+	assert_null(tg_where(m, a, tg_zeros(ctx, TG_F64, SHAPE(2))));
+	assert_error(ctx, TG_ESHAPE, "(2,) (b) do not broadcast");
+	tg_clear_error(ctx);
+	assert_null(tg_where(m, a, tg_zeros(ctx, TG_F32, SHAPE(2, 3))));
+	assert_error(ctx, TG_EDTYPE, "tg_where (a, b): dtypes differ: argument 0 is f64 (2,3), "
+				     "argument 1 is f32 (2,3)");
+	tg_clear_error(ctx);
+	assert_null(tg_where(NULL, a, a));
+	assert_error(ctx, TG_ENULL, "tg_where: argument 0 (mask) is NULL");
+	tg_clear_error(ctx);
+	assert_null(tg_where(m, NULL, a));
+	assert_error(ctx, TG_ENULL, "tg_where: argument 1 (a) is NULL");
+	tg_clear_error(ctx);
+	tg_tensor *idx = index_tensor(ctx, TG_I64, SHAPE(2, 3), (int64_t[]){ 1, 1, 1, 1, 1, 1 });
+	assert_null(tg_where(m, idx, idx));
+	assert_error(ctx, TG_EDTYPE, "tg_where (a, b): argument 0 is an index tensor (i64 (2,3))");
+	tg_clear_error(ctx);
+	tg_ctx *other = tg_ctx_new(2);
+	assert_null(tg_where(tg_ones(other, TG_F64, SHAPE(2, 3)), a, a));
+	assert_error(ctx, TG_ECTX, "tg_where: mask belongs to another context");
+	tg_ctx_free(other);
+}
+
+static void clamp_holds_values_to_the_bounds_and_keeps_nan(void **state)
+{
+	tg_ctx *ctx = *state;
+	const double x[6] = { -3, -1, 0.5, 1, 2, NAN };
+	for (int dt = TG_F32; dt <= TG_F64; dt++) {
+		tg_tensor *t = tg_from_f64(ctx, dt, SHAPE(6), x);
+		tg_tensor *both = tg_clamp(t, -1, 1);
+		tg_tensor *below = tg_clamp(t, -INFINITY, 0);
+		tg_tensor *above = tg_clamp(t, 0.75, INFINITY);
+		tg_tensor *point = tg_clamp(t, 0.5, 0.5);
+		assert_ctx_ok(ctx);
+		const double want[4][5] = {
+			{ -1, -1, 0.5, 1, 1 },
+			{ -3, -1, 0, 0, 0 },
+			{ 0.75, 0.75, 0.75, 1, 2 },
+			{ 0.5, 0.5, 0.5, 0.5, 0.5 },
+		};
+		tg_tensor *ys[4] = { both, below, above, point };
+		for (int k = 0; k < 4; k++)
+			for (size_t i = 0; i < 5; i++)
+				if (tg_get(ys[k], i) != want[k][i])
+					fail_msg("clamp %d: element %zu = %g, expected %g", k, i,
+						 tg_get(ys[k], i), want[k][i]);
+		for (int k = 0; k < 4; k++)
+			assert_true(isnan(tg_get(ys[k], 5)));
+	}
+}
+
+/* The gradient passes where lo <= x <= hi, the bounds included (as PyTorch
+ * does), and is 0 outside and at NaN. */
+static void clamp_gradient_passes_inside_and_at_the_bounds(void **state)
+{
+	tg_ctx *ctx = *state;
+	const double x[7] = { -3, -1, 0.5, 1, 2, NAN, -1.0000001 };
+	for (int dt = TG_F32; dt <= TG_F64; dt++) {
+		tg_tensor *p = tg_param(tg_from_f64(ctx, dt, SHAPE(7), x));
+		tg_tensor *w = tg_from_f64(ctx, dt, SHAPE(7), (double[]){ 1, 2, 3, 4, 5, 6, 7 });
+		assert_int_equal(tg_backward(tg_sum(tg_mul(tg_clamp(p, -1, 1), w))), 0);
+		assert_ctx_ok(ctx);
+		check_values(tg_grad(p), (double[]){ 0, 2, 3, 4, 0, 0, 0 }, 7, 0);
+		/* a NaN or infinite dout outside the bounds still gives 0 there */
+		tg_zero_grad(p);
+		tg_tensor *dy = tg_from_f64(ctx, dt, SHAPE(7),
+					    (double[]){ NAN, 1, 1, 1, INFINITY, 1, NAN });
+		assert_int_equal(tg_backward_ex(tg_clamp(p, -1, 1), dy, 0), 0);
+		check_values(tg_grad(p), (double[]){ 0, 1, 1, 1, 0, 0, 0 }, 7, 0);
+		tg_reset(ctx);
+	}
+}
+
+static void clamp_rejects_bounds_in_the_wrong_order_or_nan(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *x = tg_zeros(ctx, TG_F64, SHAPE(2));
+	assert_null(tg_clamp(x, 1, -1));
+	assert_error(ctx, TG_EARG, "tg_clamp: bounds [1, -1] are not lo <= hi");
+	tg_clear_error(ctx);
+	assert_null(tg_clamp(x, NAN, 1));
+	assert_error(ctx, TG_EARG, "tg_clamp: bounds [nan, 1]");
+	tg_clear_error(ctx);
+	assert_null(tg_clamp(x, INFINITY, -INFINITY));
+	assert_error(ctx, TG_EARG, "[inf, -inf]");
+}
+
+/* NaN wins maximum and minimum from either side and takes the gradient;
+ * two NaNs split it as a tie does. */
+static void maximum_and_minimum_propagate_nan_from_either_side(void **state)
+{
+	tg_ctx *ctx = *state;
+	const double av[4] = { NAN, 1, NAN, 2 }, bv[4] = { 1, NAN, NAN, 2 };
+	for (int dt = TG_F32; dt <= TG_F64; dt++) {
+		tg_tensor *a = tg_param(tg_from_f64(ctx, dt, SHAPE(4), av));
+		tg_tensor *b = tg_param(tg_from_f64(ctx, dt, SHAPE(4), bv));
+		tg_tensor *mx = tg_maximum(a, b), *mn = tg_minimum(a, b);
+		for (size_t i = 0; i < 3; i++)
+			if (!isnan(tg_get(mx, i)) || !isnan(tg_get(mn, i)))
+				fail_msg("element %zu: maximum %g, minimum %g, expected NaN", i,
+					 tg_get(mx, i), tg_get(mn, i));
+		assert_near(tg_get(mx, 3), 2, 0);
+		assert_near(tg_get(mn, 3), 2, 0);
+		assert_int_equal(tg_backward(tg_sum(tg_add(mx, tg_mul_scalar(mn, 10)))), 0);
+		assert_ctx_ok(ctx);
+		check_values(tg_grad(a), (double[]){ 11, 0, 5.5, 5.5 }, 4, 0);
+		check_values(tg_grad(b), (double[]){ 0, 11, 5.5, 5.5 }, 4, 0);
+	}
+}
+
 /* ---- NULL in, NULL out -------------------------------------------------------------- */
 
 static void every_op_here_returns_null_for_a_null_input(void **state)
@@ -737,6 +1136,8 @@ static void every_op_here_returns_null_for_a_null_input(void **state)
 	assert_null(tg_nll(NULL, idx));
 	assert_null(tg_cross_entropy(NULL, idx));
 	assert_null(tg_one_hot(NULL, TG_F64, 2));
+	assert_null(tg_where(NULL, NULL, NULL));
+	assert_null(tg_clamp(NULL, 0, 1));
 	assert_ctx_ok(ctx); /* no tensor, no context to blame */
 	assert_null(tg_matmul(x, NULL));
 	assert_error(ctx, TG_ENULL, "tg_matmul: argument 1 is NULL");
@@ -764,7 +1165,13 @@ int main(void)
 		T(max_axis_takes_each_slices_largest_with_and_without_keepdim),
 		T(max_axis_of_a_vector_drops_to_a_scalar),
 		T(reductions_reject_an_axis_out_of_range),
-		T(max_routes_the_gradient_to_the_first_of_tied_maxima),
+		T(max_splits_the_gradient_evenly_between_tied_maxima),
+		T(max_of_a_slice_with_nan_is_nan_and_routes_to_the_nans),
+		T(reductions_of_8d_tensors_match_loops_over_every_axis),
+		T(sum_to_and_expand_of_8d_tensors_match_loops),
+		T(binary_ops_broadcast_8d_shapes_like_loops),
+		T(reshape_goes_to_8d_and_back),
+		T(a_9d_shape_is_a_shape_error_naming_the_limit),
 		T(sum_to_sums_over_each_broadcast_pattern),
 		T(sum_to_sums_leading_and_inner_axes_of_a_3d_tensor),
 		T(sum_to_rejects_a_shape_that_does_not_broadcast),
@@ -782,6 +1189,13 @@ int main(void)
 		T(a_short_label_tensor_is_a_shape_error),
 		T(nll_of_log_softmax_is_cross_entropy),
 		T(index_tensors_never_require_a_gradient),
+		T(where_picks_a_where_the_mask_is_nonzero_for_every_mask_dtype),
+		T(where_gradient_goes_to_the_chosen_side_summed_to_its_shape),
+		T(where_reports_shapes_dtypes_and_contexts_that_do_not_fit),
+		T(clamp_holds_values_to_the_bounds_and_keeps_nan),
+		T(clamp_gradient_passes_inside_and_at_the_bounds),
+		T(clamp_rejects_bounds_in_the_wrong_order_or_nan),
+		T(maximum_and_minimum_propagate_nan_from_either_side),
 		T(every_op_here_returns_null_for_a_null_input),
 #undef T
 	};

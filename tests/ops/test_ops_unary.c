@@ -48,6 +48,10 @@ static double ref_relu(double x) { return x > 0 ? x : 0; }
 static double ref_softplus(double x) { return log(1 + exp(x)); }
 static double ref_leaky(double x) { return x > 0 ? x : 0.1 * x; }
 static double ref_elu(double x) { return x > 0 ? x : 0.5 * (exp(x) - 1); }
+/* Phi(x) = erfc(-x / sqrt 2) / 2 keeps the tail's precision; the form
+ * (1 + erf(x / sqrt 2)) / 2 loses digits already at x = -3.5 */
+static double ref_gelu(double x) { return 0.5 * x * erfc(-x / sqrt(2.0)); }
+static double ref_silu(double x) { return x / (1 + exp(-x)); }
 static tg_tensor *leaky_01(tg_tensor *x) { return tg_leaky_relu(x, 0.1); }
 static tg_tensor *elu_05(tg_tensor *x) { return tg_elu(x, 0.5); }
 
@@ -63,6 +67,13 @@ static const unary_case unary_cases[] = {
 	{ "leaky_relu(0.1)", leaky_01, ref_leaky, false },
 	{ "elu(0.5)", elu_05, ref_elu, false },
 	{ "softplus", tg_softplus, ref_softplus, false },
+	{ "log1p", tg_log1p, log1p, true },
+	{ "expm1", tg_expm1, expm1, false },
+	{ "sin", tg_sin, sin, false },
+	{ "cos", tg_cos, cos, false },
+	{ "erf", tg_erf, erf, false },
+	{ "gelu", tg_gelu, ref_gelu, false },
+	{ "silu", tg_silu, ref_silu, false },
 };
 
 static const double mixed[] = { -3.5, -1.25, -0.3, 0.0, 0.2, 0.75, 1.5, 4.0 };
@@ -208,6 +219,9 @@ static void derivatives(tg_ctx *ctx, tg_tensor *(*op)(tg_tensor *), double x, do
 
 static tg_tensor *elu_1(tg_tensor *x) { return tg_elu(x, 1.0); }
 
+static double phi(double x) { return exp(-0.5 * x * x) / sqrt(2 * M_PI); }
+static double Phi(double x) { return 0.5 * erfc(-x / sqrt(2.0)); }
+
 static void first_and_second_derivatives_match_closed_forms(void **state)
 {
 	(void)state;
@@ -229,6 +243,15 @@ static void first_and_second_derivatives_match_closed_forms(void **state)
 		{ "relu", tg_relu, x, 1, 0 },
 		{ "elu", elu_1, xn, exp(xn), exp(xn) },
 		{ "softplus", tg_softplus, xn, sn, sn * (1 - sn) },
+		{ "log1p", tg_log1p, xn, 1 / (1 + xn), -1 / ((1 + xn) * (1 + xn)) },
+		{ "expm1", tg_expm1, xn, exp(xn), exp(xn) },
+		{ "sin", tg_sin, x, cos(x), -sin(x) },
+		{ "cos", tg_cos, x, -sin(x), -cos(x) },
+		{ "erf", tg_erf, xn, 2 / sqrt(M_PI) * exp(-xn * xn),
+		  -4 * xn / sqrt(M_PI) * exp(-xn * xn) },
+		{ "gelu", tg_gelu, xn, Phi(xn) + xn * phi(xn), phi(xn) * (2 - xn * xn) },
+		{ "silu", tg_silu, xn, sn * (1 + xn * (1 - sn)),
+		  sn * (1 - sn) * (2 + xn * (1 - 2 * sn)) },
 	};
 	for (size_t c = 0; c < LEN(cases); c++) {
 		double d1, d2;
@@ -238,6 +261,86 @@ static void first_and_second_derivatives_match_closed_forms(void **state)
 				 "d2 = %.15g (expected %.15g)",
 				 cases[c].name, cases[c].at, d1, cases[c].d1, d2, cases[c].d2);
 	}
+	tg_ctx_free(ctx);
+}
+
+static void gelu_silu_and_erf_give_their_known_values(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	for (int dt = TG_F32; dt <= TG_F64; dt++) {
+		double rtol = dt == TG_F64 ? 1e-15 : 1e-7;
+		tg_tensor *one = tg_scalar(ctx, dt, 1), *half = tg_scalar(ctx, dt, 0.5);
+		check_values("gelu(1)", tg_gelu(one), (double[]){ 0.8413447460685429 }, 1, rtol, 0);
+		check_values("silu(1)", tg_silu(one), (double[]){ 0.7310585786300049 }, 1, rtol, 0);
+		check_values("erf(0.5)", tg_erf(half), (double[]){ 0.5204998778130465 }, 1, rtol,
+			     0);
+	}
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+/* d op / dx at x, for x's dtype: a plain backward */
+static double gradient_at(tg_ctx *ctx, tg_tensor *(*op)(tg_tensor *), tg_dtype dt, double x)
+{
+	tg_tensor *p = tg_param(tg_scalar(ctx, dt, x));
+	assert_int_equal(tg_backward(op(p)), 0);
+	double g = tg_item(tg_grad(p));
+	assert_ctx_ok(ctx);
+	tg_reset(ctx);
+	return g;
+}
+
+/* Values and gradients far in the tails, where the naive forms cancel
+ * (1 + erf, y + 1, y + alpha), keep their relative precision; reference
+ * values to 15 digits from 30-digit arithmetic. */
+static void tails_keep_their_relative_precision_in_f64_and_f32(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	for (int dt = TG_F32; dt <= TG_F64; dt++) {
+		double rtol = dt == TG_F64 ? 1e-13 : 2e-6;
+		tg_tensor *m10 = tg_scalar(ctx, dt, -10), *m40 = tg_scalar(ctx, dt, -40);
+		tg_tensor *tiny = tg_scalar(ctx, dt, 1e-20);
+		check_values("gelu(-10)", tg_gelu(m10), (double[]){ -7.61985302416052607e-23 }, 1,
+			     rtol, 0);
+		check_values("silu(-40)", tg_silu(m40), (double[]){ -1.69934170211663559e-16 }, 1,
+			     rtol, 0);
+		check_values("log1p(1e-20)", tg_log1p(tiny), (double[]){ 1e-20 }, 1, rtol, 0);
+		check_values("expm1(1e-20)", tg_expm1(tiny), (double[]){ 1e-20 }, 1, rtol, 0);
+		double g[4] = {
+			gradient_at(ctx, tg_gelu, dt, -10),
+			gradient_at(ctx, tg_silu, dt, -40),
+			gradient_at(ctx, tg_expm1, dt, -30),
+			gradient_at(ctx, elu_1, dt, -17),
+		};
+		/* elu'(-17) = e^-17 = 4.14e-8: y + alpha would give 0 in f32 */
+		const double want[4] = { -7.61840009646481409e-22, -1.65685815956371969e-16,
+					 exp(-30), exp(-17) };
+		const char *names[4] = { "gelu'(-10)", "silu'(-40)", "expm1'(-30)", "elu'(-17)" };
+		for (int k = 0; k < 4; k++)
+			if (!(fabs(g[k] - want[k]) <= rtol * fabs(want[k])))
+				fail_msg("%s %s = %.15g, expected %.15g (relative %.3g)",
+					 dt == TG_F64 ? "f64" : "f32", names[k], g[k], want[k],
+					 fabs(g[k] - want[k]) / fabs(want[k]));
+	}
+	assert_near(4.14e-8, exp(-17), 1e-10); /* the number the f32 elu gradient must give */
+	/* silu and gelu far out: exactly x or 0, never NaN */
+	tg_tensor *far = tg_from_f64(ctx, TG_F64, SHAPE(2), (double[]){ -800, 800 });
+	check_values("silu(-800, 800)", tg_silu(far), (double[]){ 0, 800 }, 2, 0, 0);
+	check_values("gelu(-800, 800)", tg_gelu(far), (double[]){ 0, 800 }, 2, 0, 0);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+static void gelu_backward_rejects_different_shapes(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *d = tg_zeros(ctx, TG_F64, SHAPE(2, 3)), *x = tg_zeros(ctx, TG_F64, SHAPE(3));
+	assert_null(tg_gelu_backward(d, x));
+	assert_error(ctx, TG_ESHAPE,
+		     "tg_gelu_backward: dout (2,3) and x (3,) must have the same shape");
 	tg_ctx_free(ctx);
 }
 
@@ -435,6 +538,8 @@ static void unary_ops_pass_null_through_and_keep_the_first_error(void **state)
 	assert_null(tg_relu(tg_exp(NULL)));
 	assert_null(tg_softmax(NULL));
 	assert_null(tg_cross_entropy(NULL, NULL));
+	assert_null(tg_gelu(tg_silu(tg_erf(tg_cos(tg_sin(tg_expm1(tg_log1p(NULL))))))));
+	assert_null(tg_gelu_backward(NULL, NULL));
 	assert_ctx_ok(ctx);
 	tg_tensor *y = tg_tanh(tg_sigmoid(tg_softmax(tg_scalar(ctx, TG_F64, 2))));
 	assert_null(y);
@@ -455,6 +560,9 @@ int main(void)
 		cmocka_unit_test(sigmoid_backward_is_dout_times_y_times_one_minus_y),
 		cmocka_unit_test(sigmoid_tanh_and_softplus_stay_finite_at_1e3),
 		cmocka_unit_test(first_and_second_derivatives_match_closed_forms),
+		cmocka_unit_test(gelu_silu_and_erf_give_their_known_values),
+		cmocka_unit_test(tails_keep_their_relative_precision_in_f64_and_f32),
+		cmocka_unit_test(gelu_backward_rejects_different_shapes),
 		cmocka_unit_test(relu_and_abs_have_zero_gradient_at_zero),
 		cmocka_unit_test(softmax_of_two_logits_matches_hand_values),
 		cmocka_unit_test(softmax_normalises_each_row_of_the_last_axis),

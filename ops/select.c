@@ -1,0 +1,228 @@
+/*
+ * select.c - ops that choose between values: where (mask ? a : b, three
+ * tensors broadcast together) and clamp (x held to [lo, hi]).
+ *
+ * Their backward rules pick dout, or 0, with a constant mask: both are
+ * where again, so a recorded backward differentiates them once more. The
+ * mask is only read: it has any dtype and never gets a gradient.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- broadcasting three tensors ---------------------------------------------- */
+
+/* The output shape of broadcasting t[0..2] (NumPy rules), padded on the left
+ * with 1s to TG_MAX_DIMS, and each tensor's element strides along it, 0 on
+ * its broadcast axes. */
+typedef struct bcast3 {
+	int ndim;
+	int64_t dim[TG_MAX_DIMS];
+	int64_t s[3][TG_MAX_DIMS];
+} bcast3;
+
+static bool broadcast3(tg_tensor *const *t, bcast3 *bc)
+{
+	int64_t stride[3] = { 1, 1, 1 };
+	bc->ndim = 0;
+	for (int j = 0; j < 3; j++)
+		bc->ndim = t[j]->ndim > bc->ndim ? t[j]->ndim : bc->ndim;
+	for (int k = TG_MAX_DIMS - 1; k >= 0; k--) {
+		int back = TG_MAX_DIMS - 1 - k; /* 0 for the last axis */
+		int64_t d[3], out = 1;
+		for (int j = 0; j < 3; j++) {
+			d[j] = back < t[j]->ndim ? t[j]->shape[t[j]->ndim - 1 - back] : 1;
+			if (d[j] != 1 && out != 1 && d[j] != out)
+				return false;
+			out = d[j] != 1 ? d[j] : out;
+		}
+		bc->dim[k] = out;
+		for (int j = 0; j < 3; j++) {
+			bc->s[j][k] = d[j] == 1 ? 0 : stride[j];
+			stride[j] *= d[j];
+		}
+	}
+	return true;
+}
+
+/* ---- where: mask ? a : b; da = where(mask, dout, 0), db = where(mask, 0, dout) ---- */
+
+/* M (n) = mask != 0, one byte each, from a mask of any dtype */
+static void mask_bytes(const tg_tensor *mask, unsigned char *M)
+{
+	size_t n = mask->numel;
+	switch (mask->dtype) {
+	case TG_F64:
+		for (size_t i = 0; i < n; i++)
+			M[i] = ((const double *)mask->data)[i] != 0;
+		break;
+	case TG_F32:
+		for (size_t i = 0; i < n; i++)
+			M[i] = ((const float *)mask->data)[i] != 0;
+		break;
+	case TG_I32:
+		for (size_t i = 0; i < n; i++)
+			M[i] = ((const int32_t *)mask->data)[i] != 0;
+		break;
+	case TG_I64:
+		for (size_t i = 0; i < n; i++)
+			M[i] = ((const int64_t *)mask->data)[i] != 0;
+		break;
+	}
+}
+
+/* Y = M ? A : B along the rows of bc's innermost axis; M, A, B each have
+ * stride 0 or 1 along it. */
+#define WHERE_KERNEL(name, T)                                                         \
+	static void name(const bcast3 *bc, const unsigned char *M, const T *A,         \
+			 const T *B, T *Y, size_t n)                                   \
+	{                                                                              \
+		enum { L = TG_MAX_DIMS - 1 };                                          \
+		const int64_t m = bc->dim[L], rows = (int64_t)n / m;                   \
+		const int64_t sm = bc->s[0][L], sa = bc->s[1][L], sb = bc->s[2][L];    \
+		int64_t im[L] = { 0 }, iab[L] = { 0 }; /* mask's walk; a's and b's */  \
+		int64_t om = 0, oa = 0, ob = 0, unused = 0;                            \
+		for (int64_t r = 0; r < rows; r++, Y += m) {                           \
+			for (int64_t i = 0; i < m; i++)                                \
+				Y[i] = M[om + i * sm] ? A[oa + i * sa] : B[ob + i * sb]; \
+			tg_rows_next(L, bc->dim, im, bc->s[0], &om, bc->s[0], &unused); \
+			tg_rows_next(L, bc->dim, iab, bc->s[1], &oa, bc->s[2], &ob);    \
+		}                                                                      \
+	}
+
+WHERE_KERNEL(where_f64, double)
+WHERE_KERNEL(where_f32, float)
+
+static void where_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *mask = tg_node_input(n, 0);
+	tg_tensor *zero = tg_zeros(dout->ctx, dout->dtype, 0, NULL);
+	if (tg_node_needs_grad(n, 1))
+		tg_node_grad(n, 1, tg_where(mask, dout, zero));
+	if (tg_node_needs_grad(n, 2))
+		tg_node_grad(n, 2, tg_where(mask, zero, dout));
+}
+
+static const tg_op where_op = { .name = "where", .backward = where_backward };
+TG_OP_REGISTER(where_op);
+
+/* Records why an argument of where is NULL, in the context of one that is
+ * not (none: nothing to blame). Returns NULL. */
+static TG_SLOW tg_tensor *where_null(const char *who, tg_tensor *const *in)
+{
+	static const char *const names[3] = { "mask", "a", "b" };
+	tg_ctx *ctx = NULL;
+	for (int j = 0; j < 3 && !ctx; j++)
+		ctx = in[j] ? tg_tensor_check(who, in[j]) : NULL;
+	for (int j = 0; j < 3; j++)
+		if (!in[j])
+			return tg_fail(ctx, TG_ENULL, "%s: argument %d (%s) is NULL", who, j,
+				       names[j]);
+	return NULL;
+}
+
+tg_tensor *tg_where(tg_tensor *mask, tg_tensor *a, tg_tensor *b)
+{
+	const char *who = "tg_where";
+	tg_tensor *in[3] = { mask, a, b };
+	if (!mask || !a || !b)
+		return where_null(who, in);
+	/* a and b are checked as a pair: its errors count them 0 and 1 */
+	tg_ctx *ctx = tg_op_begin("tg_where (a, b)", 2, in + 1);
+	if (!ctx || !tg_tensor_check(who, mask))
+		return NULL;
+	if (mask->ctx != ctx)
+		return tg_fail(ctx, TG_ECTX, "%s: mask belongs to another context than a and b",
+			       who);
+	bcast3 bc;
+	if (!broadcast3(in, &bc)) {
+		char sm[TG_SHAPE_STR], sa[TG_SHAPE_STR], sb[TG_SHAPE_STR];
+		return tg_fail(ctx, TG_ESHAPE,
+			       "%s: shapes %s (mask), %s (a) and %s (b) do not broadcast", who,
+			       tg_shape_fmt(mask->ndim, mask->shape, sm),
+			       tg_shape_fmt(a->ndim, a->shape, sa),
+			       tg_shape_fmt(b->ndim, b->shape, sb));
+	}
+	tg_tensor *out = tg_tensor_new(ctx, who, a->dtype, bc.ndim,
+				       bc.dim + TG_MAX_DIMS - bc.ndim);
+	unsigned char *M = out ? tg_arena_alloc(ctx, mask->numel) : NULL;
+	if (!M)
+		return NULL;
+	mask_bytes(mask, M);
+	if (a->dtype == TG_F64)
+		where_f64(&bc, M, a->data, b->data, out->data, out->numel);
+	else
+		where_f32(&bc, M, a->data, b->data, out->data, out->numel);
+	return tg_op_end(&where_op, out, 3, in, NULL, 0, NULL);
+}
+
+/* ---- clamp: y = min(max(x, lo), hi); dx = where(lo <= x <= hi, dout, 0) ----------- */
+/* The gradient passes at the bounds themselves, as PyTorch's does; a NaN x
+ * stays NaN and gets none. */
+
+#define CLAMP_KERNEL(name, T)                                                         \
+	static void name(const T *X, T *Y, size_t n, T lo, T hi)                       \
+	{                                                                              \
+		for (size_t i = 0; i < n; i++) {                                       \
+			T x = X[i];                                                    \
+			Y[i] = x < lo ? lo : (x > hi ? hi : x); /* NaN stays NaN */    \
+		}                                                                      \
+	}                                                                              \
+	static void name##_inside(const T *X, T *Y, size_t n, T lo, T hi)              \
+	{                                                                              \
+		for (size_t i = 0; i < n; i++)                                         \
+			Y[i] = X[i] >= lo && X[i] <= hi;                               \
+	}
+
+CLAMP_KERNEL(clamp_f64, double)
+CLAMP_KERNEL(clamp_f32, float)
+
+/* [lo <= x <= hi] in x's dtype, with no history */
+static tg_tensor *inside(tg_tensor *x, double lo, double hi)
+{
+	tg_tensor *m = tg_tensor_like(x, "clamp (backward)");
+	if (!m)
+		return NULL;
+	if (x->dtype == TG_F64)
+		clamp_f64_inside(x->data, m->data, x->numel, lo, hi);
+	else
+		clamp_f32_inside(x->data, m->data, x->numel, (float)lo, (float)hi);
+	return m;
+}
+
+static void clamp_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *x = tg_node_input(n, 0);
+	tg_tensor *zero = tg_zeros(dout->ctx, dout->dtype, 0, NULL);
+	tg_node_grad(n, 0, tg_where(inside(x, tg_node_attr(n, 0), tg_node_attr(n, 1)), dout, zero));
+}
+
+/* the bounds: "[-1, 1]", "[0, inf]" */
+static int clamp_describe(const tg_node *n, char *buf, size_t size)
+{
+	return snprintf(buf, size, "[%g, %g]", tg_node_attr(n, 0), tg_node_attr(n, 1));
+}
+
+static const tg_op clamp_op = { .name = "clamp", .backward = clamp_backward,
+				.describe = clamp_describe };
+TG_OP_REGISTER(clamp_op);
+
+tg_tensor *tg_clamp(tg_tensor *x, double lo, double hi)
+{
+	const char *who = "tg_clamp";
+	tg_ctx *ctx = tg_op_begin(who, 1, &x);
+	if (!ctx)
+		return NULL;
+	if (isnan(lo) || isnan(hi) || lo > hi)
+		return tg_fail(ctx, TG_EARG, "%s: bounds [%g, %g] are not lo <= hi", who, lo, hi);
+	tg_tensor *out = tg_tensor_like(x, who);
+	if (!out)
+		return NULL;
+	if (x->dtype == TG_F64)
+		clamp_f64(x->data, out->data, x->numel, lo, hi);
+	else
+		clamp_f32(x->data, out->data, x->numel, (float)lo, (float)hi);
+	const double attr[2] = { lo, hi };
+	return tg_op_end(&clamp_op, out, 1, &x, attr, 2, NULL);
+}
