@@ -108,20 +108,7 @@ struct tg_ctx {
  * stack frame and reaches it by a tail call. */
 #define TG_SLOW __attribute__((cold, noinline))
 
-/* A hot elementwise loop compiled twice, for baseline x86-64 and for AVX2
- * (vectors twice as wide), the one this CPU runs chosen once at load time.
- * AVX2 alone brings no FMA, so every element rounds as in the baseline. */
-/* Not under ThreadSanitizer: the copies are chosen by resolvers that run
- * before its runtime is ready. */
-#if defined(__x86_64__) && defined(__ELF__) && defined(__GLIBC__) && defined(__has_attribute) && \
-	!defined(__SANITIZE_THREAD__)
-#if __has_attribute(target_clones)
-#define TG_HOT_LOOP __attribute__((target_clones("avx2", "default")))
-#endif
-#endif
-#ifndef TG_HOT_LOOP
-#define TG_HOT_LOOP
-#endif
+#include "hot_loop.h" /* TG_HOT_LOOP */
 
 /* ---- memory --------------------------------------------------------------- */
 
@@ -282,6 +269,50 @@ static inline void tg_rows_next(int naxes, const int64_t *dim, int64_t *idx, con
 		*ob -= sb[k] * dim[k];
 	}
 }
+
+/* ---- summing runs in double ----------------------------------------------------- */
+/* Every sum here adds its terms one at a time, in the order of X, into a
+ * double: the unrolled forms group from the left, so they give the bits of the
+ * plain loop whatever the shape or the path. */
+
+/* start + X[0] + ... + X[n-1]. */
+#define TG_SUM_RUN(name, T)                                                          \
+	static inline double name(double start, const T *X, int64_t n)               \
+	{                                                                            \
+		double sum = start;                                                  \
+		int64_t k = 0;                                                       \
+		for (; k + 4 <= n; k += 4)                                           \
+			sum = sum + X[k] + X[k + 1] + X[k + 2] + X[k + 3];           \
+		for (; k < n; k++)                                                   \
+			sum += X[k];                                                 \
+		return sum;                                                          \
+	}
+
+/* acc (n) += each row of X (rows, n) in turn; four rows per pass over acc. */
+#define TG_ADD_ROWS(name, T)                                                         \
+	static inline void name(double *acc, const T *X, int64_t rows, int64_t n)    \
+	{                                                                            \
+		int64_t r = 0;                                                       \
+		for (; r + 4 <= rows; r += 4, X += 4 * n)                            \
+			for (int64_t j = 0; j < n; j++)                              \
+				acc[j] = acc[j] + X[j] + X[n + j] + X[2 * n + j]     \
+					 + X[3 * n + j];                             \
+		for (; r < rows; r++, X += n)                                        \
+			for (int64_t j = 0; j < n; j++)                              \
+				acc[j] += X[j];                                      \
+	}
+
+TG_SUM_RUN(tg_sum_run_f64, double)
+TG_SUM_RUN(tg_sum_run_f32, float)
+TG_ADD_ROWS(tg_add_rows_f64, double)
+TG_ADD_ROWS(tg_add_rows_f32, float)
+
+/* ---- what the reverse walk needs (grad.c) ------------------------------------ */
+
+/* a + b of one shape and dtype, recorded as the op "accumulate" when grad
+ * mode is on: how the reverse walk sums two gradients of one tensor with
+ * history (TG_CREATE_GRAPH). Its rule distributes. step */
+tg_tensor *tg_accumulate(tg_tensor *a, tg_tensor *b);
 
 /* ---- BLAS ------------------------------------------------------------------ */
 

@@ -341,7 +341,7 @@ static void walk_accumulate(tg_walk *w, tg_tensor *x, tg_tensor *g)
 			if (w->in[i] == x)
 				slot = &w->leaf_grad[i];
 	}
-	tg_tensor *sum = !slot ? NULL : *slot ? tg_add(*slot, g) : g;
+	tg_tensor *sum = !slot ? NULL : *slot ? tg_accumulate(*slot, g) : g;
 	if (sum)
 		*slot = sum; /* kept as it was when the add failed: the walk stops */
 }
@@ -357,7 +357,7 @@ static void accumulate(tg_tensor *x, tg_tensor *g)
 	if (x->node || create_graph || (x->grad && x->grad != x->grad_store)) {
 		/* an intermediate, any gradient that must keep its history, or one
 		 * left with history by a TG_CREATE_GRAPH backward */
-		x->grad = x->grad ? tg_add(x->grad, g) : g;
+		x->grad = x->grad ? tg_accumulate(x->grad, g) : g;
 		if (x->persistent)
 			ctx->kept_step_grad = true;
 		return;
@@ -677,7 +677,7 @@ static tg_tensor *grad_of_result(tg_ctx *ctx, tg_walk *w, int i, int nout,
 		shared = shared || g == grads[j];
 	if (!shared)
 		return g;
-	return flags & TG_CREATE_GRAPH ? tg_mul_scalar(g, 1) : tg_detach(g);
+	return flags & TG_CREATE_GRAPH ? tg_sum_to(g, g->ndim, g->shape) : tg_detach(g);
 }
 
 int tg_grad_of(int nout, tg_tensor *const *outputs, tg_tensor *const *douts, int nin,

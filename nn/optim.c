@@ -7,7 +7,7 @@
  * loop per rule and dtype: an update is not part of any graph. State lives
  * in tg_keep tensors of the context; the tg_optim object itself is malloc'd.
  */
-#include "internal.h" /* TG_HOT_LOOP */
+#include "hot_loop.h"
 #include "tapegrad_nn.h"
 
 #include <math.h>

@@ -102,6 +102,25 @@ FN(sum_axis, tg_sum_axis(in[0], (int)ARG(0), ARG(1) != 0))
 FN(mean_axis, tg_mean_axis(in[0], (int)ARG(0), ARG(1) != 0))
 FN(max_axis, tg_max_axis(in[0], (int)ARG(0), ARG(1) != 0))
 FN(sum_to, tg_sum_to(in[0], TO(user)))
+
+/* accumulate has no public function: the reverse walk sums two gradients of
+ * one tensor with it. Its value for a and b is the gradient, taken with
+ * history (TG_CREATE_GRAPH), of sum(z * a) + sum(z * b) for a zero z of a's
+ * shape: the two products' rules hand z the gradients a and b. */
+static tg_tensor *f_accumulate(tg_tensor *const *in, void *user)
+{
+	(void)user;
+	tg_ctx *ctx = tg_ctx_of(in[0]);
+	if (!ctx)
+		return NULL;
+	tg_tensor *z = tg_set_requires_grad(
+		tg_zeros(ctx, tg_dtype_of(in[0]), tg_ndim(in[0]), tg_shape(in[0])), true);
+	bool was = tg_set_grad_enabled(ctx, true);
+	tg_tensor *y = tg_add(tg_sum(tg_mul(z, in[0])), tg_sum(tg_mul(z, in[1])));
+	int rc = tg_backward_ex(y, NULL, TG_CREATE_GRAPH);
+	tg_set_grad_enabled(ctx, was);
+	return rc ? NULL : tg_grad(z);
+}
 FN(expand, tg_expand(in[0], TO(user)))
 
 /* arg[0], arg[1]: the transpose flags of tg_matmul_t; plain tg_matmul when
@@ -336,6 +355,12 @@ const op_row op_table[] = {
 		 { .name = "5-D (2,1,3,1,2) axis 2", .in = { SH(2, 1, 3, 1, 2) }, .arg = { 2, 0 } },
 		 { .name = "8-D (2,1,1,3,1,1,1,2) axis -5 keepdim",
 		   .in = { SH(2, 1, 1, 3, 1, 1, 1, 2) }, .arg = { -5, 1 } } } },
+	{ .op = "accumulate", .fn = f_accumulate, .nin = 2, .gen = { GEN_ANY, GEN_ANY },
+	  .twice = true,
+	  .v = { { .name = "(2,3) and (2,3)", .in = { SH(2, 3), SH(2, 3) } },
+		 { .name = "() and ()", .in = { SCALAR, SCALAR } },
+		 { .name = "(2,1,2,1,3) and (2,1,2,1,3)", .in = { SH(2, 1, 2, 1, 3),
+								   SH(2, 1, 2, 1, 3) } } } },
 	{ .op = "sum_to", .fn = f_sum_to, .nin = 1, .gen = { GEN_ANY }, .twice = true,
 	  .v = { { .name = "(2,3) to (3,)", .in = { SH(2, 3) }, .to = SH(3) },
 		 { .name = "(2,3) to (2,1)", .in = { SH(2, 3) }, .to = SH(2, 1) },

@@ -1,0 +1,247 @@
+/*
+ * grad.c - what the reverse walk needs below the ops: summing a gradient
+ * back over the axes its input was broadcast along (sum_to), its adjoint
+ * expand, and accumulate, the sum of two gradients of one tensor.
+ *
+ * tape.c calls these while it walks; ops call them too (every broadcasting
+ * op's backward is a sum_to). Each is an op of its own, recorded like any
+ * other, so a TG_CREATE_GRAPH backward can be differentiated again; none
+ * calls anything of ops/. Sums accumulate in double for both dtypes.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+/* ---- broadcasting a small shape into a big one ------------------------------ */
+
+/* Where the elements of a small tensor sit in a big shape it broadcasts to:
+ * the big shape padded on the left with 1s, and the small tensor's element
+ * strides along it, 0 on broadcast axes (so s[INNER], the innermost, is 0 or 1). */
+typedef struct bmap {
+	int64_t dim[TG_MAX_DIMS];
+	int64_t s[TG_MAX_DIMS];
+} bmap;
+
+/* the innermost axis of a padded shape, and the axis of its rows */
+enum { INNER = TG_MAX_DIMS - 1, ROW = TG_MAX_DIMS - 2 };
+
+/* False unless small broadcasts to big under NumPy rules: small has no more
+ * dimensions, and each of its right-aligned sizes equals big's or is 1. */
+static bool bmap_make(int nbig, const int64_t *big, int nsmall, const int64_t *small, bmap *m)
+{
+	int64_t stride = 1;
+	if (nsmall > nbig)
+		return false;
+	for (int k = TG_MAX_DIMS - 1; k >= 0; k--) {
+		int back = TG_MAX_DIMS - 1 - k; /* 0 for the last axis */
+		int64_t db = back < nbig ? big[nbig - 1 - back] : 1;
+		int64_t ds = back < nsmall ? small[nsmall - 1 - back] : 1;
+		if (ds != db && ds != 1)
+			return false;
+		m->dim[k] = db;
+		m->s[k] = ds == 1 ? 0 : stride;
+		stride *= ds;
+	}
+	return true;
+}
+
+/* acc (the small tensor, zeroed, in double) += every element of X (big).
+ * The small tensor's innermost axis is contiguous or broadcast; where whole
+ * rows of X fall on one row of acc (a bias gradient: acc[j] += X[i*D + j])
+ * they are added as a block. The axes before the last two are walked with
+ * tg_rows_next, so any number of dimensions takes the same inner paths. */
+#define SUM_TO_KERNEL(name, T, sum_run, add_rows)                                    \
+	static void name(const bmap *m, const T *X, double *acc, size_t numel)       \
+	{                                                                            \
+		const int64_t n = m->dim[INNER], rows = m->dim[ROW];                 \
+		const int64_t blocks = (int64_t)numel / (n * rows);                  \
+		int64_t idx[ROW] = { 0 }, off = 0, unused = 0;                       \
+		for (int64_t o = 0; o < blocks; o++) {                               \
+			double *a = acc + off;                                       \
+			if (m->s[INNER] && !m->s[ROW]) {                             \
+				add_rows(a, X, rows, n);                             \
+				X += rows * n;                                       \
+			} else {                                                     \
+				for (int64_t i = 0; i < rows; i++, X += n) {         \
+					double *r = a + i * m->s[ROW];               \
+					if (m->s[INNER])                             \
+						add_rows(r, X, 1, n);                \
+					else                                         \
+						r[0] = sum_run(r[0], X, n);          \
+				}                                                    \
+			}                                                            \
+			tg_rows_next(ROW, m->dim, idx, m->s, &off, m->s, &unused);   \
+		}                                                                    \
+	}
+
+/* Y (big) = X (small) repeated along the broadcast axes; a run along the
+ * innermost axis is a copy, or a fill where X is broadcast along it. */
+#define EXPAND_KERNEL(name, T)                                                       \
+	static void name(const bmap *m, const T *X, T *Y, size_t numel)              \
+	{                                                                            \
+		const int64_t n = m->dim[INNER], s = m->s[INNER];                    \
+		const int64_t rows = (int64_t)numel / n;                             \
+		int64_t idx[INNER] = { 0 }, off = 0, unused = 0;                     \
+		for (int64_t r = 0; r < rows; r++, Y += n) {                         \
+			const T *x = X + off;                                        \
+			if (s) {                                                     \
+				memcpy(Y, x, (size_t)n * sizeof(T));                 \
+			} else {                                                     \
+				const T v = x[0];                                    \
+				for (int64_t i = 0; i < n; i++)                      \
+					Y[i] = v;                                    \
+			}                                                            \
+			tg_rows_next(INNER, m->dim, idx, m->s, &off, m->s, &unused); \
+		}                                                                    \
+	}
+
+SUM_TO_KERNEL(sum_to_f64, double, tg_sum_run_f64, tg_add_rows_f64)
+SUM_TO_KERNEL(sum_to_f32, float, tg_sum_run_f32, tg_add_rows_f32)
+EXPAND_KERNEL(expand_f64, double)
+EXPAND_KERNEL(expand_f32, float)
+
+/* Checks a shape argument (ndim, shape) of who; false after recording why. */
+static bool shape_arg(tg_ctx *ctx, const char *who, int ndim, const int64_t *shape)
+{
+	if (ndim < 0 || ndim > TG_MAX_DIMS) {
+		tg_fail(ctx, TG_ESHAPE, "%s: %d dimensions; a tensor has 0 to %d", who, ndim,
+			TG_MAX_DIMS);
+		return false;
+	}
+	if (ndim > 0 && !shape) {
+		tg_fail(ctx, TG_ENULL, "%s: shape is NULL for %d dimensions", who, ndim);
+		return false;
+	}
+	return true;
+}
+
+/* ---- sum_to: x summed over broadcast axes down to shape; dx = expand(dout) --- */
+/* Leading axes that shape lacks are summed away; axes where shape has 1 are
+ * summed and kept. */
+
+static void sum_to_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *x = tg_node_input(n, 0);
+	tg_node_grad(n, 0, tg_expand(dout, x->ndim, x->shape));
+}
+
+/* sum_to's and expand's target shape: "to (1,3)" */
+static int to_shape_describe(const tg_node *n, char *buf, size_t size)
+{
+	const tg_tensor *y = tg_node_output(n);
+	char s[TG_SHAPE_STR];
+	return snprintf(buf, size, "to %s", tg_shape_fmt(y->ndim, y->shape, s));
+}
+
+static const tg_op sum_to_op = { .name = "sum_to", .backward = sum_to_backward,
+				 .describe = to_shape_describe };
+TG_OP_REGISTER(sum_to_op);
+
+tg_tensor *tg_sum_to(tg_tensor *x, int ndim, const int64_t *shape)
+{
+	const char *who = "tg_sum_to";
+	tg_ctx *ctx = tg_op_begin(who, 1, &x);
+	if (!ctx || !shape_arg(ctx, who, ndim, shape))
+		return NULL;
+	bmap m;
+	if (!bmap_make(x->ndim, x->shape, ndim, shape, &m)) {
+		char a[TG_SHAPE_STR], b[TG_SHAPE_STR];
+		return tg_fail(ctx, TG_ESHAPE, "%s: shape %s does not broadcast to x's shape %s",
+			       who, tg_shape_fmt(ndim, shape, a),
+			       tg_shape_fmt(x->ndim, x->shape, b));
+	}
+	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, ndim, shape);
+	if (!out)
+		return NULL;
+	double *acc = out->dtype == TG_F64 ? out->data
+					   : tg_arena_alloc(ctx, out->numel * sizeof(double));
+	if (!acc)
+		return NULL;
+	memset(acc, 0, out->numel * sizeof(double));
+	if (x->dtype == TG_F64) {
+		sum_to_f64(&m, x->data, acc, x->numel);
+	} else {
+		sum_to_f32(&m, x->data, acc, x->numel);
+		float *Y = out->data;
+		for (size_t i = 0; i < out->numel; i++)
+			Y[i] = (float)acc[i];
+	}
+	return tg_op_end(&sum_to_op, out, 1, &x, NULL, 0, NULL);
+}
+
+/* ---- expand: x broadcast to shape (a copy); dx = sum_to(dout) ----------------- */
+
+static void expand_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *x = tg_node_input(n, 0);
+	tg_node_grad(n, 0, tg_sum_to(dout, x->ndim, x->shape));
+}
+
+static const tg_op expand_op = { .name = "expand", .backward = expand_backward,
+				 .describe = to_shape_describe };
+TG_OP_REGISTER(expand_op);
+
+tg_tensor *tg_expand(tg_tensor *x, int ndim, const int64_t *shape)
+{
+	const char *who = "tg_expand";
+	tg_ctx *ctx = tg_op_begin(who, 1, &x);
+	if (!ctx || !shape_arg(ctx, who, ndim, shape))
+		return NULL;
+	bmap m;
+	if (!bmap_make(ndim, shape, x->ndim, x->shape, &m)) {
+		char a[TG_SHAPE_STR], b[TG_SHAPE_STR];
+		return tg_fail(ctx, TG_ESHAPE, "%s: x's shape %s does not broadcast to %s", who,
+			       tg_shape_fmt(x->ndim, x->shape, a), tg_shape_fmt(ndim, shape, b));
+	}
+	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, ndim, shape);
+	if (!out)
+		return NULL;
+	if (x->dtype == TG_F64)
+		expand_f64(&m, x->data, out->data, out->numel);
+	else
+		expand_f32(&m, x->data, out->data, out->numel);
+	return tg_op_end(&expand_op, out, 1, &x, NULL, 0, NULL);
+}
+
+/* ---- accumulate: a + b of one shape; distributes: da = db = dout ----------------- */
+
+static void accumulate_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_node_grad(n, 0, dout);
+	tg_node_grad(n, 1, dout);
+}
+
+static const tg_op accumulate_op = { .name = "accumulate", .backward = accumulate_backward };
+TG_OP_REGISTER(accumulate_op);
+
+#define ACCUMULATE_KERNEL(name, T)                                                   \
+	static void name(const T *A, const T *B, T *Y, size_t n)                     \
+	{                                                                            \
+		for (size_t i = 0; i < n; i++)                                       \
+			Y[i] = A[i] + B[i];                                          \
+	}
+
+ACCUMULATE_KERNEL(accumulate_f64, double)
+ACCUMULATE_KERNEL(accumulate_f32, float)
+
+tg_tensor *tg_accumulate(tg_tensor *a, tg_tensor *b)
+{
+	static const char who[] = "accumulate";
+	tg_tensor *in[2] = { a, b };
+	tg_ctx *ctx = tg_op_begin(who, 2, in);
+	if (!ctx)
+		return NULL;
+	if (!tg_same_shape(a, b)) {
+		char sa[TG_SHAPE_STR], sb[TG_SHAPE_STR];
+		return tg_fail(ctx, TG_ESHAPE, "%s: gradients %s and %s of one tensor differ", who,
+			       tg_shape_fmt(a->ndim, a->shape, sa), tg_shape_fmt(b->ndim, b->shape, sb));
+	}
+	tg_tensor *out = tg_tensor_like(a, who);
+	if (!out)
+		return NULL;
+	if (a->dtype == TG_F64)
+		accumulate_f64(a->data, b->data, out->data, out->numel);
+	else
+		accumulate_f32(a->data, b->data, out->data, out->numel);
+	return tg_op_end(&accumulate_op, out, 2, in, NULL, 0, NULL);
+}

@@ -1,0 +1,25 @@
+/*
+ * hot_loop.h - TG_HOT_LOOP, the one build detail that every floor's hot
+ * loops share (ops' kernels, nn's optimizer updates). Not installed; it
+ * holds no types and no functions, so including it reaches nothing of the
+ * engine's internals.
+ */
+#ifndef TG_HOT_LOOP_H
+#define TG_HOT_LOOP_H
+
+/* A hot elementwise loop compiled twice, for baseline x86-64 and for AVX2
+ * (vectors twice as wide), the one this CPU runs chosen once at load time.
+ * AVX2 alone brings no FMA, so every element rounds as in the baseline. */
+/* Not under ThreadSanitizer: the copies are chosen by resolvers that run
+ * before its runtime is ready. */
+#if defined(__x86_64__) && defined(__ELF__) && defined(__GLIBC__) && defined(__has_attribute) && \
+	!defined(__SANITIZE_THREAD__)
+#if __has_attribute(target_clones)
+#define TG_HOT_LOOP __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef TG_HOT_LOOP
+#define TG_HOT_LOOP
+#endif
+
+#endif /* TG_HOT_LOOP_H */
