@@ -262,7 +262,46 @@ tg_tensor *tg_minimum(tg_tensor *a, tg_tensor *b) { return minimum_forward(&mini
 
 /* ---- with a scalar constant: x + s, x * s, x^p ----------------------------------- */
 
-static tg_tensor *scalar_op(const tg_op *op, const char *who, tg_tensor *x, double s)
+/* One kernel per op and dtype; f is an expression of x and the constant s. */
+#define SCALAR_KERNEL(k, f)                                                             \
+	static void k##_f64(const double *restrict X, double *restrict Y, size_t n,     \
+			    double s)                                                   \
+	{                                                                               \
+		for (size_t i = 0; i < n; i++) {                                        \
+			double x = X[i];                                                \
+			Y[i] = (f);                                                     \
+		}                                                                       \
+	}                                                                               \
+	static void k##_f32(const float *restrict X, float *restrict Y, size_t n,       \
+			    float s)                                                    \
+	{                                                                               \
+		for (size_t i = 0; i < n; i++) {                                        \
+			float x = X[i];                                                 \
+			Y[i] = (f);                                                     \
+		}                                                                       \
+	}
+
+SCALAR_KERNEL(add_scalar, x + s)
+SCALAR_KERNEL(mul_scalar, x * s)
+
+static void pow_f64(const double *restrict X, double *restrict Y, size_t n, double p)
+{
+	for (size_t i = 0; i < n; i++)
+		Y[i] = pow(X[i], p);
+}
+
+static void pow_f32(const float *restrict X, float *restrict Y, size_t n, float p)
+{
+	for (size_t i = 0; i < n; i++)
+		Y[i] = powf(X[i], p);
+}
+
+typedef void (*scalar_f64_fn)(const double *restrict, double *restrict, size_t, double);
+typedef void (*scalar_f32_fn)(const float *restrict, float *restrict, size_t, float);
+
+/* Checks x, runs the op's kernel for x's dtype, records the node. */
+static tg_tensor *scalar_op(const tg_op *op, const char *who, tg_tensor *x, double s,
+			    scalar_f64_fn k64, scalar_f32_fn k32)
 {
 	tg_ctx *ctx = tg_op_begin(who, 1, &x);
 	if (!ctx)
@@ -270,20 +309,10 @@ static tg_tensor *scalar_op(const tg_op *op, const char *who, tg_tensor *x, doub
 	tg_tensor *out = tg_tensor_like(x, who);
 	if (!out)
 		return NULL;
-	size_t n = x->numel;
-	char kind = op->name[0]; /* 'a'dd_scalar, 'm'ul_scalar, 'p'ow */
-	if (x->dtype == TG_F64) {
-		const double *X = x->data;
-		double *Y = out->data;
-		for (size_t i = 0; i < n; i++)
-			Y[i] = kind == 'a' ? X[i] + s : kind == 'm' ? X[i] * s : pow(X[i], s);
-	} else {
-		const float *X = x->data;
-		float *Y = out->data;
-		float f = (float)s;
-		for (size_t i = 0; i < n; i++)
-			Y[i] = kind == 'a' ? X[i] + f : kind == 'm' ? X[i] * f : powf(X[i], f);
-	}
+	if (x->dtype == TG_F64)
+		k64(x->data, out->data, x->numel, s);
+	else
+		k32(x->data, out->data, x->numel, (float)s);
 	return tg_op_end(op, out, 1, &x, &s, 1, NULL);
 }
 
@@ -329,6 +358,17 @@ TG_OP_REGISTER(add_scalar_op);
 TG_OP_REGISTER(mul_scalar_op);
 TG_OP_REGISTER(pow_op);
 
-tg_tensor *tg_add_scalar(tg_tensor *x, double s) { return scalar_op(&add_scalar_op, "tg_add_scalar", x, s); }
-tg_tensor *tg_mul_scalar(tg_tensor *x, double s) { return scalar_op(&mul_scalar_op, "tg_mul_scalar", x, s); }
-tg_tensor *tg_pow(tg_tensor *x, double p) { return scalar_op(&pow_op, "tg_pow", x, p); }
+tg_tensor *tg_add_scalar(tg_tensor *x, double s)
+{
+	return scalar_op(&add_scalar_op, "tg_add_scalar", x, s, add_scalar_f64, add_scalar_f32);
+}
+
+tg_tensor *tg_mul_scalar(tg_tensor *x, double s)
+{
+	return scalar_op(&mul_scalar_op, "tg_mul_scalar", x, s, mul_scalar_f64, mul_scalar_f32);
+}
+
+tg_tensor *tg_pow(tg_tensor *x, double p)
+{
+	return scalar_op(&pow_op, "tg_pow", x, p, pow_f64, pow_f32);
+}
