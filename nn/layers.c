@@ -450,7 +450,7 @@ static int put(char *buf, size_t size, const char *fmt, ...)
 
 /* A module of vt with a malloc'd copy of self (size bytes; none when 0). */
 static tg_module *module_with(tg_ctx *ctx, const tg_module_vt *vt, const char *name,
-			     const void *self, size_t size)
+			      const void *self, size_t size)
 {
 	if (!ctx || !tg_ok(ctx))
 		return NULL;
@@ -546,10 +546,13 @@ static int act_spec(const tg_module *m, char *buf, size_t size)
 	return put(buf, size, "%s", tg_act_str(*(const tg_act *)m->self, s, sizeof s));
 }
 
-#define ACT_VT(word) {.kind = word, .forward = act_forward, .free = free_self, .spec = act_spec}
+#define ACT_VT(word)                                                                               \
+	{                                                                                          \
+		.kind = word, .forward = act_forward, .free = free_self, .spec = act_spec          \
+	}
 static const tg_module_vt act_vt[] = {
-    [TG_ACT_IDENTITY] = ACT_VT("identity"), [TG_ACT_RELU] = ACT_VT("relu"),
-    [TG_ACT_SIGMOID] = ACT_VT("sigmoid"),   [TG_ACT_TANH] = ACT_VT("tanh"),
+    [TG_ACT_IDENTITY] = ACT_VT("identity"),	[TG_ACT_RELU] = ACT_VT("relu"),
+    [TG_ACT_SIGMOID] = ACT_VT("sigmoid"),	[TG_ACT_TANH] = ACT_VT("tanh"),
     [TG_ACT_LEAKY_RELU] = ACT_VT("leaky_relu"), [TG_ACT_ELU] = ACT_VT("elu"),
 };
 #undef ACT_VT
@@ -559,7 +562,8 @@ tg_module *tg_activation(tg_ctx *ctx, tg_act act, const char *name)
 	if (!ctx || !tg_ok(ctx))
 		return NULL;
 	if ((unsigned)act.kind > TG_ACT_ELU || !isfinite(act.alpha))
-		return tg_fail(ctx, TG_EARG, "tg_activation: \"%s\": unknown activation %d (alpha %g)",
+		return tg_fail(ctx, TG_EARG,
+			       "tg_activation: \"%s\": unknown activation %d (alpha %g)",
 			       name ? name : "", (int)act.kind, act.alpha);
 	return module_with(ctx, &act_vt[act.kind], name, &act, sizeof act);
 }
@@ -606,7 +610,8 @@ tg_module *tg_batchnorm1d(tg_ctx *ctx, tg_dtype dt, int64_t d, double eps, doubl
 		b->beta = tg_module_add_param(m, tg_init_vector(ctx, dt, d, 0.0, true, NULL),
 					      "beta", false);
 		int64_t shape[1] = {d};
-		b->running_mean = tg_module_add_state(m, tg_zeros(ctx, dt, 1, shape), "running_mean");
+		b->running_mean =
+		    tg_module_add_state(m, tg_zeros(ctx, dt, 1, shape), "running_mean");
 		b->running_var = tg_module_add_state(m, tg_ones(ctx, dt, 1, shape), "running_var");
 	}
 	return done(m);

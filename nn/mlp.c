@@ -16,13 +16,13 @@
 
 struct tg_mlp {
 	tg_ctx *ctx;
-	tg_module *seq; /* owned: tg_model_parse of spec */
-	int depth;	/* affine layers, L */
+	tg_module *seq;			      /* owned: tg_model_parse of spec */
+	int depth;			      /* affine layers, L */
 	int64_t width[TG_MLP_MAX_LAYERS + 1]; /* sizes 0..L */
 	size_t nparams;
 	size_t nstate;
-	tg_tensor **params; /* ctx tensors, malloc'd list */
-	tg_tensor **state;  /* the params, then the running statistics */
+	tg_tensor **params;		   /* ctx tensors, malloc'd list */
+	tg_tensor **state;		   /* the params, then the running statistics */
 	size_t act_at[TG_MLP_MAX_LAYERS];  /* child index of hidden layer i's activation */
 	tg_tensor *act[TG_MLP_MAX_LAYERS]; /* step: hidden activations of the last forward */
 	char spec[(TG_MLP_MAX_LAYERS + 1) * 12];
@@ -50,11 +50,12 @@ tg_mlp *tg_mlp_new(tg_ctx *ctx, const char *spec, const tg_mlp_opts *opts)
 	if (!spec)
 		return tg_fail(ctx, TG_ENULL, "tg_mlp_new: spec is NULL");
 	if (*spec && !(*spec >= '0' && *spec <= '9'))
-		return tg_fail(ctx, TG_EARG,
-			       "tg_mlp_new: spec \"%s\": size 1 is not a positive integer; expected "
-			       "sizes joined by '-', as \"784-100-10\" (tg_model_parse reads other "
-			       "architectures)",
-			       spec);
+		return tg_fail(
+		    ctx, TG_EARG,
+		    "tg_mlp_new: spec \"%s\": size 1 is not a positive integer; expected "
+		    "sizes joined by '-', as \"784-100-10\" (tg_model_parse reads other "
+		    "architectures)",
+		    spec);
 	tg_mlp_opts o = opts ? *opts : tg_mlp_defaults();
 	tg_module *seq = tg_model_parse(ctx, spec, &o); /* checks spec and options */
 	tg_mlp *m = seq ? calloc(1, sizeof *m) : NULL;

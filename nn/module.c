@@ -149,7 +149,8 @@ int tg_module_add(tg_module *m, tg_module *child)
 		return -1;
 	}
 	if (!child) {
-		tg_fail(m->ctx, TG_ENULL, "tg_module_add: module \"%s\": the child is NULL", m->name);
+		tg_fail(m->ctx, TG_ENULL, "tg_module_add: module \"%s\": the child is NULL",
+			m->name);
 		return -1;
 	}
 	if (child->ctx != m->ctx) {
@@ -320,11 +321,10 @@ static int parse_sizes(tg_ctx *ctx, const char *spec, int64_t *width)
 			end++;
 		if (end == p || (*end && *end != '-')) {
 			size_t len = strcspn(p, "-");
-			tg_fail(
-			    ctx, TG_EARG,
-			    "tg_model_parse: spec \"%s\": size %d \"%.*s\" is not a positive "
-			    "integer; expected sizes joined by '-', as \"784-100-10\"",
-			    spec, n + 1, (int)len, p);
+			tg_fail(ctx, TG_EARG,
+				"tg_model_parse: spec \"%s\": size %d \"%.*s\" is not a positive "
+				"integer; expected sizes joined by '-', as \"784-100-10\"",
+				spec, n + 1, (int)len, p);
 			return -1;
 		}
 		if (n == TG_MLP_MAX_LAYERS + 1) {
@@ -336,9 +336,10 @@ static int parse_sizes(tg_ctx *ctx, const char *spec, int64_t *width)
 		errno = 0;
 		long long v = strtoll(p, NULL, 10);
 		if (v <= 0 || v > INT32_MAX || errno) {
-			tg_fail(ctx, TG_EARG,
-				"tg_model_parse: spec \"%s\": size %d is %.*s; sizes must be 1 to %d",
-				spec, n + 1, (int)(end - p), p, INT32_MAX);
+			tg_fail(
+			    ctx, TG_EARG,
+			    "tg_model_parse: spec \"%s\": size %d is %.*s; sizes must be 1 to %d",
+			    spec, n + 1, (int)(end - p), p, INT32_MAX);
 			return -1;
 		}
 		width[n++] = v;
@@ -373,19 +374,21 @@ static tg_module *build_mlp(tg_ctx *ctx, const char *spec, const tg_mlp_opts *o)
 	char name[32];
 	for (int i = 1; seq && i < n; i++) {
 		if (tg_module_add(seq, tg_linear(ctx, o->dtype, w[i - 1], w[i], o->init,
-				       num_name(name, sizeof name, "fc", i))))
+						 num_name(name, sizeof name, "fc", i))))
 			break;
 		if (i == n - 1)
 			break;
 		if (o->batchnorm &&
-		    tg_module_add(seq, tg_batchnorm1d(ctx, o->dtype, w[i], o->bn_eps, o->bn_avg_decay,
-					    num_name(name, sizeof name, "bn", i))))
+		    tg_module_add(seq,
+				  tg_batchnorm1d(ctx, o->dtype, w[i], o->bn_eps, o->bn_avg_decay,
+						 num_name(name, sizeof name, "bn", i))))
 			break;
-		if (tg_module_add(seq, tg_activation(ctx, o->act, num_name(name, sizeof name, "act", i))))
+		if (tg_module_add(
+			seq, tg_activation(ctx, o->act, num_name(name, sizeof name, "act", i))))
 			break;
 		if (o->dropout > 0 &&
 		    tg_module_add(seq, tg_dropout_layer(ctx, o->dropout,
-					      num_name(name, sizeof name, "dropout", i))))
+							num_name(name, sizeof name, "dropout", i))))
 			break;
 	}
 	if (!tg_ok(ctx)) {
@@ -482,7 +485,8 @@ static tg_module *parse_piece(tg_ctx *ctx, piece *p, counts *c, const tg_mlp_opt
 		if (!size_word(ctx, p, 1, &a) || !size_word(ctx, p, 2, &b) ||
 		    !words_at_most(ctx, p, 3))
 			return NULL;
-		return tg_linear(ctx, o->dtype, a, b, o->init, num_name(name, sizeof name, "fc", ++c->fc));
+		return tg_linear(ctx, o->dtype, a, b, o->init,
+				 num_name(name, sizeof name, "fc", ++c->fc));
 	}
 	if (!strcmp(k, "bn")) {
 		if (!size_word(ctx, p, 1, &a) || !num_word(ctx, p, 2, o->bn_eps, &v) ||
@@ -490,7 +494,8 @@ static tg_module *parse_piece(tg_ctx *ctx, piece *p, counts *c, const tg_mlp_opt
 			return NULL;
 		if (!(v > 0) || !(w >= 0 && w <= 1))
 			return bad_piece(ctx, p, "eps must be positive and avg_decay in [0, 1]");
-		return tg_batchnorm1d(ctx, o->dtype, a, v, w, num_name(name, sizeof name, "bn", ++c->bn));
+		return tg_batchnorm1d(ctx, o->dtype, a, v, w,
+				      num_name(name, sizeof name, "bn", ++c->bn));
 	}
 	if (!strcmp(k, "ln")) {
 		if (!size_word(ctx, p, 1, &a) || !num_word(ctx, p, 2, TG_LN_EPS, &v) ||
@@ -498,7 +503,8 @@ static tg_module *parse_piece(tg_ctx *ctx, piece *p, counts *c, const tg_mlp_opt
 			return NULL;
 		if (!(v > 0))
 			return bad_piece(ctx, p, "eps must be positive");
-		return tg_layernorm(ctx, o->dtype, a, v, num_name(name, sizeof name, "ln", ++c->ln));
+		return tg_layernorm(ctx, o->dtype, a, v,
+				    num_name(name, sizeof name, "ln", ++c->ln));
 	}
 	if (!strcmp(k, "dropout")) {
 		if (p->nword < 2)
@@ -507,13 +513,15 @@ static tg_module *parse_piece(tg_ctx *ctx, piece *p, counts *c, const tg_mlp_opt
 			return NULL;
 		if (!(v >= 0 && v < 1))
 			return bad_piece(ctx, p, "the drop probability must be in [0, 1)");
-		return tg_dropout_layer(ctx, v, num_name(name, sizeof name, "dropout", ++c->dropout));
+		return tg_dropout_layer(ctx, v,
+					num_name(name, sizeof name, "dropout", ++c->dropout));
 	}
 	if (!strcmp(k, "embedding")) {
 		if (!size_word(ctx, p, 1, &a) || !size_word(ctx, p, 2, &b) ||
 		    !words_at_most(ctx, p, 3))
 			return NULL;
-		return tg_embedding_table(ctx, o->dtype, a, b, num_name(name, sizeof name, "emb", ++c->emb));
+		return tg_embedding_table(ctx, o->dtype, a, b,
+					  num_name(name, sizeof name, "emb", ++c->emb));
 	}
 	if (!strcmp(k, "flatten")) {
 		if (!words_at_most(ctx, p, 1))
@@ -527,7 +535,8 @@ static tg_module *parse_piece(tg_ctx *ctx, piece *p, counts *c, const tg_mlp_opt
 		bool alpha = !strcmp(k, "leaky_relu") || !strcmp(k, "elu");
 		act.kind = i < 2 ? TG_ACT_IDENTITY : (tg_act_kind)(i - 1);
 		if (!words_at_most(ctx, p, alpha ? 2 : 1) ||
-		    (alpha && !num_word(ctx, p, 1, act.kind == TG_ACT_ELU ? 1.0 : 0.01, &act.alpha)))
+		    (alpha &&
+		     !num_word(ctx, p, 1, act.kind == TG_ACT_ELU ? 1.0 : 0.01, &act.alpha)))
 			return NULL;
 		return tg_activation(ctx, act, num_name(name, sizeof name, "act", ++c->act));
 	}
@@ -550,7 +559,8 @@ static tg_module *build_full(tg_ctx *ctx, const char *arch, const tg_mlp_opts *o
 		size_t len = strcspn(s, ",");
 		piece p = {.arch = arch, .index = i};
 		if (len >= sizeof p.text) {
-			tg_fail(ctx, TG_EARG, "tg_model_parse: \"%.40s...\": piece %d is too long", arch, i);
+			tg_fail(ctx, TG_EARG, "tg_model_parse: \"%.40s...\": piece %d is too long",
+				arch, i);
 			break;
 		}
 		memcpy(p.text, s, len);

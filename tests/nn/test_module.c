@@ -112,9 +112,9 @@ static void params_and_tensors_come_in_order_with_the_mlps_names(void **state)
 	tg_mlp *net = tg_mlp_new(b, "4-3-2", &o);
 	assert_non_null(m);
 	assert_non_null(net);
-	static const char *const names[] = {"fc1.W",	  "fc1.b", "bn1.gamma",
-					    "bn1.beta",	  "fc2.W", "fc2.b",
-					    "bn1.running_mean", "bn1.running_var"};
+	static const char *const names[] = {
+	    "fc1.W", "fc1.b", "bn1.gamma",	  "bn1.beta",
+	    "fc2.W", "fc2.b", "bn1.running_mean", "bn1.running_var"};
 	tg_tensor *t[8] = {0};
 	assert_int_equal(tg_module_params(m, NULL, 0), 6);
 	assert_int_equal(tg_module_tensors(m, t, 8), 8);
@@ -229,7 +229,8 @@ static void every_builtin_module_writes_a_spec_that_reads_back(void **state)
 	o.act = (tg_act){TG_ACT_TANH, 0};
 	tg_mlp *net = tg_mlp_new(ctx, "4-3-2", &o);
 	static const char *const mlp_arch = "linear:4:3,bn:3,tanh,dropout:0.25,linear:3:2";
-	assert_int_equal(tg_module_spec(tg_mlp_module(net), buf, sizeof buf), (int)strlen(mlp_arch));
+	assert_int_equal(tg_module_spec(tg_mlp_module(net), buf, sizeof buf),
+			 (int)strlen(mlp_arch));
 	assert_string_equal(buf, mlp_arch);
 	r = tg_model_parse(ctx, buf, NULL);
 	size_t ns;
@@ -379,7 +380,8 @@ static void embedding_looks_up_rows_of_an_index_tensor(void **state)
 	static const int rows[4] = {0, 4, 4, 1};
 	for (int r = 0; r < 4; r++)
 		for (int j = 0; j < 3; j++)
-			assert_near(tg_get(y, (size_t)(r * 3 + j)), tg_get(table, (size_t)(rows[r] * 3 + j)), 0);
+			assert_near(tg_get(y, (size_t)(r * 3 + j)),
+				    tg_get(table, (size_t)(rows[r] * 3 + j)), 0);
 	assert_int_equal(tg_backward(tg_sum(y)), 0);
 	assert_values(tg_grad(table), (double[]){1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 2, 2, 2}, 15,
 		      0);
@@ -397,9 +399,11 @@ static void a_partly_built_sequential_frees_cleanly(void **state)
 	(void)state;
 	tg_ctx *ctx = tg_ctx_new(SEED);
 	tg_module *seq = tg_sequential(ctx, "net");
-	assert_int_equal(tg_module_add(seq, tg_linear(ctx, TG_F32, 4, 3, (tg_init){TG_INIT_HE, 0}, "fc1")), 0);
+	assert_int_equal(
+	    tg_module_add(seq, tg_linear(ctx, TG_F32, 4, 3, (tg_init){TG_INIT_HE, 0}, "fc1")), 0);
 	assert_int_equal(tg_module_add(seq, tg_batchnorm1d(ctx, TG_F32, 3, 1e-5, 0.9, "bn1")), 0);
-	assert_int_equal(tg_module_add(seq, tg_linear(ctx, TG_F32, 3, 0, (tg_init){TG_INIT_HE, 0}, "fc2")), -1);
+	assert_int_equal(
+	    tg_module_add(seq, tg_linear(ctx, TG_F32, 3, 0, (tg_init){TG_INIT_HE, 0}, "fc2")), -1);
 	assert_error(ctx, TG_EARG, "tg_linear: \"fc2\"");
 	/* a child built before the error is freed by the failing add */
 	tg_clear_error(ctx);
