@@ -71,7 +71,8 @@ TG_API int tg_init_parse(tg_ctx *ctx, const char *s, tg_init *out);
 TG_API char *tg_init_str(tg_init init, char *buf, size_t size);
 /* The standard deviation init gives an (n_in, n_out) weight. */
 TG_API double tg_init_std(tg_init init, int64_t n_in, int64_t n_out);
-/* An (n_in, n_out) parameter drawn from N(0, std^2), named name (may be NULL). */
+/* An (n_in, n_out) parameter drawn from N(0, std^2), named name (may be NULL);
+ * not marked for weight decay: the module that uses it decides (tg_set_decay). */
 TG_API tg_tensor *tg_init_weight(tg_ctx *ctx, tg_dtype dt, int64_t n_in, int64_t n_out,
 				 tg_init init, const char *name); /* ctx */
 /* An (n) vector filled with value, named name: a parameter when param, else

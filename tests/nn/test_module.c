@@ -426,6 +426,64 @@ static void a_partly_built_sequential_frees_cleanly(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* ---- every failing allocation while building and running one ------------------------ */
+
+typedef struct {
+	long calls, fail_at, live;
+} counting;
+
+static void *counting_alloc(size_t size, void *user)
+{
+	counting *c = user;
+	if (++c->calls == c->fail_at)
+		return NULL;
+	c->live++;
+	return malloc(size);
+}
+
+static void counting_free(void *p, void *user)
+{
+	((counting *)user)->live--;
+	free(p);
+}
+
+/* Builds a model of every built-in kind and runs a step; whether it failed. */
+static bool build_and_step(long fail_at, long *calls)
+{
+	counting c = {.fail_at = fail_at};
+	tg_allocator a = {counting_alloc, counting_free, &c};
+	tg_ctx *ctx = tg_ctx_new_with(7, &a);
+	bool failed = !ctx;
+	if (ctx) {
+		tg_module *m = tg_model_parse(
+		    ctx, "embedding:5:4,flatten,linear:4:3,bn:3,relu,ln:3,dropout:0.5,linear:3:2",
+		    NULL);
+		tg_tensor *idx = tg_from_i32(ctx, SHAPE(4), (int32_t[]){0, 1, 4, 2});
+		failed = !m || tg_backward(tg_sum(tg_forward(m, idx))) != 0;
+		if (failed)
+			assert_error(ctx, TG_ENOMEM, "out of memory");
+		else
+			assert_ctx_ok(ctx);
+		tg_module_free(m);
+		tg_ctx_free(ctx);
+	}
+	if (c.live != 0)
+		fail_msg("failing allocation %ld: %ld allocations not freed", fail_at, c.live);
+	*calls = c.calls;
+	return failed;
+}
+
+static void every_failing_allocation_is_a_clean_enomem(void **state)
+{
+	(void)state;
+	long total, calls, failures = 0;
+	assert_false(build_and_step(0, &total));
+	assert_true(total > 10);
+	for (long n = 1; n <= total; n++)
+		failures += build_and_step(n, &calls);
+	assert_int_equal(failures, total);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -438,6 +496,7 @@ int main(void)
 	    cmocka_unit_test(linear_relu_linear_equals_the_ops_bit_for_bit),
 	    cmocka_unit_test(embedding_looks_up_rows_of_an_index_tensor),
 	    cmocka_unit_test(a_partly_built_sequential_frees_cleanly),
+	    cmocka_unit_test(every_failing_allocation_is_a_clean_enomem),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
