@@ -426,6 +426,50 @@ static void a_partly_built_sequential_frees_cleanly(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* ---- misuse is reported, named ------------------------------------------------------- */
+
+static void misuse_is_a_named_error(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED), *other = tg_ctx_new(SEED);
+	tg_tensor *x = tg_ones(ctx, TG_F64, SHAPE(2, 2));
+	assert_null(tg_forward(NULL, x));
+	assert_error(ctx, TG_ENULL, "tg_forward: the module is NULL");
+	tg_clear_error(ctx);
+	assert_null(tg_module_new(ctx, NULL, "m", NULL));
+	assert_error(ctx, TG_ENULL, "tg_module_new: module \"m\": vt is NULL");
+	tg_clear_error(ctx);
+	tg_module *m = tg_sequential(ctx, "m");
+	assert_null(tg_module_add_param(m, NULL, "w", true));
+	assert_error(ctx, TG_ENULL, "tg_module_add_param: module \"m\": the tensor is NULL");
+	tg_clear_error(ctx);
+	assert_null(tg_module_add_state(m, tg_ones(other, TG_F64, SHAPE(2)), "s"));
+	assert_error(ctx, TG_EARG,
+		     "tg_module_add_state: module \"m\": tensor for s belongs to "
+		     "another context");
+	tg_clear_error(ctx);
+	assert_int_equal(tg_module_add(m, tg_flatten(other, "f")), -1);
+	assert_error(ctx, TG_EARG, "child \"f\" belongs to another context");
+	tg_clear_error(ctx);
+	tg_module *o = tg_sequential(other, "o");
+	assert_null(tg_forward(o, x));
+	assert_error(ctx, TG_EARG, "module \"o\" (sequential) and its input belong to different");
+	tg_clear_error(ctx);
+	/* a state tensor is a copy without a gradient, named */
+	tg_tensor *st = tg_module_add_state(m, tg_ones(ctx, TG_F64, SHAPE(2)), "count");
+	assert_string_equal(tg_name(st), "m.count");
+	assert_false(tg_requires_grad(st));
+	assert_int_equal(tg_module_tensors(m, NULL, 0), 1);
+	assert_int_equal(tg_module_params(NULL, NULL, 0), 0);
+	assert_int_equal(tg_module_spec(NULL, NULL, 0), -1);
+	tg_module_train(NULL, false);
+	assert_ctx_ok(ctx);
+	tg_module_free(o);
+	tg_module_free(m);
+	tg_ctx_free(other);
+	tg_ctx_free(ctx);
+}
+
 /* ---- every failing allocation while building and running one ------------------------ */
 
 typedef struct {
@@ -496,6 +540,7 @@ int main(void)
 	    cmocka_unit_test(linear_relu_linear_equals_the_ops_bit_for_bit),
 	    cmocka_unit_test(embedding_looks_up_rows_of_an_index_tensor),
 	    cmocka_unit_test(a_partly_built_sequential_frees_cleanly),
+	    cmocka_unit_test(misuse_is_a_named_error),
 	    cmocka_unit_test(every_failing_allocation_is_a_clean_enomem),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
