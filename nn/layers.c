@@ -1,5 +1,7 @@
 /*
- * layers.c - Affine, activations, losses, batch norm and dropout.
+ * layers.c - Affine, activations, losses, batch norm and dropout, and the
+ * built-in modules made of them (linear, activation, batch norm, layer norm,
+ * dropout, embedding, flatten).
  *
  * Each module's forward pass is an expression of ops, so tg_backward
  * differentiates it with the ops' own rules: no gradient code lives here.
@@ -11,6 +13,8 @@
 #include "tapegrad_nn.h"
 
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,6 +63,8 @@ int tg_affine_init(tg_affine *l, tg_ctx *ctx, tg_dtype dt, int64_t n_in, int64_t
 	*l = (tg_affine){0};
 	l->W = tg_init_weight(ctx, dt, n_in, n_out, init, field_name(buf, sizeof buf, name, "W"));
 	l->b = tg_init_vector(ctx, dt, n_out, 0.0, true, field_name(buf, sizeof buf, name, "b"));
+	if (l->W)
+		tg_set_decay(l->W, true);
 	return l->W && l->b ? 0 : -1;
 }
 
@@ -207,14 +213,7 @@ tg_tensor *tg_cross_entropy_soft(tg_tensor *logits, tg_tensor *t)
 	return tg_mul_scalar(tg_sum(tg_mul(t, tg_log_softmax(logits))), -1.0 / n);
 }
 
-static bool is_weight(const tg_tensor *p)
-{
-	const char *s = tg_name(p);
-	size_t n = s ? strlen(s) : 0;
-	return n >= 2 && !strcmp(s + n - 2, ".W");
-}
-
-/* 0.5 lambda sum(W^2) over the weights; d W = lambda W */
+/* 0.5 lambda sum(W^2) over the params marked for decay; d W = lambda W */
 tg_tensor *tg_weight_penalty(tg_tensor *const *params, size_t n, double lambda)
 {
 	if (!params || !n)
@@ -226,7 +225,7 @@ tg_tensor *tg_weight_penalty(tg_tensor *const *params, size_t n, double lambda)
 	for (size_t i = 0; i < n; i++) {
 		if (!params[i])
 			return tg_fail(ctx, TG_ENULL, "tg_weight_penalty: params[%zu] is NULL", i);
-		if (!is_weight(params[i]))
+		if (!tg_decays(params[i]))
 			continue;
 		tg_tensor *s = tg_sum(tg_mul(params[i], params[i]));
 		sum = sum ? tg_add(sum, s) : s;
@@ -433,4 +432,307 @@ tg_tensor *tg_dropout_forward(const tg_dropout *d, tg_tensor *x)
 	if (!d->training || d->p == 0)
 		return x;
 	return tg_dropout_apply(x, draw_mask(ctx, x, d->p), d->p);
+}
+
+/* ---- built-in modules ---------------------------------------------------------------- */
+/* Each is a tg_module (module.c) whose forward calls the functions above or
+ * one op; self holds what is not a tensor (activation, eps, p). */
+
+/* Writes like snprintf into buf (NULL when size is 0). */
+static int put(char *buf, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(size ? buf : NULL, size, fmt, ap);
+	va_end(ap);
+	return n;
+}
+
+/* A module of vt with a malloc'd copy of self (size bytes; none when 0). */
+static tg_module *module_with(tg_ctx *ctx, const tg_module_vt *vt, const char *name,
+			      const void *self, size_t size)
+{
+	if (!ctx || !tg_ok(ctx))
+		return NULL;
+	void *copy = NULL;
+	if (size) {
+		copy = malloc(size);
+		if (!copy)
+			return tg_fail(ctx, TG_ENOMEM, "tg_%s: \"%s\": out of memory", vt->kind,
+				       name ? name : "");
+		memcpy(copy, self, size);
+	}
+	tg_module *m = tg_module_new(ctx, vt, name, copy);
+	if (!m)
+		free(copy);
+	return m;
+}
+
+/* The shortest of %.15g, %.16g, %.17g that reads back as v. */
+static const char *num_str(double v, char *buf, size_t size)
+{
+	for (int digits = 15; digits <= 17; digits++) {
+		snprintf(buf, size, "%.*g", digits, v);
+		if (strtod(buf, NULL) == v)
+			break;
+	}
+	return buf;
+}
+
+static void free_self(tg_module *m)
+{
+	free(m->self);
+}
+
+/* The module when ctx holds no error, else NULL with m freed. */
+static tg_module *done(tg_module *m)
+{
+	if (m && tg_ok(m->ctx))
+		return m;
+	tg_module_free(m);
+	return NULL;
+}
+
+static bool sizes_ok(tg_ctx *ctx, const char *who, const char *name, int64_t a, int64_t b)
+{
+	if (a > 0 && b > 0)
+		return true;
+	tg_fail(ctx, TG_EARG, "%s: \"%s\": sizes %lld and %lld must be positive", who,
+		name ? name : "", (long long)a, (long long)b);
+	return false;
+}
+
+/* linear: x @ W + b */
+
+static tg_tensor *linear_forward(tg_module *m, tg_tensor *x)
+{
+	tg_affine l = {m->params[0], m->params[1]};
+	return tg_affine_forward(&l, x);
+}
+
+static int linear_spec(const tg_module *m, char *buf, size_t size)
+{
+	return put(buf, size, "linear:%lld:%lld", (long long)tg_dim(m->params[0], 0),
+		   (long long)tg_dim(m->params[0], 1));
+}
+
+static const tg_module_vt linear_vt = {
+    .kind = "linear", .forward = linear_forward, .spec = linear_spec};
+
+tg_module *tg_linear(tg_ctx *ctx, tg_dtype dt, int64_t n_in, int64_t n_out, tg_init init,
+		     const char *name)
+{
+	if (!ctx || !tg_ok(ctx) || !sizes_ok(ctx, "tg_linear", name, n_in, n_out))
+		return NULL;
+	tg_module *m = module_with(ctx, &linear_vt, name, NULL, 0);
+	if (m) {
+		/* W first, then b: the draws of tg_affine_init */
+		tg_module_add_param(m, tg_init_weight(ctx, dt, n_in, n_out, init, NULL), "W", true);
+		tg_module_add_param(m, tg_init_vector(ctx, dt, n_out, 0.0, true, NULL), "b", false);
+	}
+	return done(m);
+}
+
+/* activations: one vt per kind, so that kind is the spec's word */
+
+static tg_tensor *act_forward(tg_module *m, tg_tensor *x)
+{
+	return tg_act_forward(*(const tg_act *)m->self, x);
+}
+
+static int act_spec(const tg_module *m, char *buf, size_t size)
+{
+	char s[64];
+	return put(buf, size, "%s", tg_act_str(*(const tg_act *)m->self, s, sizeof s));
+}
+
+#define ACT_VT(word)                                                                               \
+	{                                                                                          \
+		.kind = word, .forward = act_forward, .free = free_self, .spec = act_spec          \
+	}
+static const tg_module_vt act_vt[] = {
+    [TG_ACT_IDENTITY] = ACT_VT("identity"),	[TG_ACT_RELU] = ACT_VT("relu"),
+    [TG_ACT_SIGMOID] = ACT_VT("sigmoid"),	[TG_ACT_TANH] = ACT_VT("tanh"),
+    [TG_ACT_LEAKY_RELU] = ACT_VT("leaky_relu"), [TG_ACT_ELU] = ACT_VT("elu"),
+};
+#undef ACT_VT
+
+tg_module *tg_activation(tg_ctx *ctx, tg_act act, const char *name)
+{
+	if (!ctx || !tg_ok(ctx))
+		return NULL;
+	if ((unsigned)act.kind > TG_ACT_ELU || !isfinite(act.alpha))
+		return tg_fail(ctx, TG_EARG,
+			       "tg_activation: \"%s\": unknown activation %d (alpha %g)",
+			       name ? name : "", (int)act.kind, act.alpha);
+	return module_with(ctx, &act_vt[act.kind], name, &act, sizeof act);
+}
+
+/* batch norm: tg_batchnorm_forward with the module's mode */
+
+static tg_tensor *bn_forward(tg_module *m, tg_tensor *x)
+{
+	tg_batchnorm *bn = m->self;
+	bn->training = m->training;
+	return tg_batchnorm_forward(bn, x);
+}
+
+static int bn_spec(const tg_module *m, char *buf, size_t size)
+{
+	const tg_batchnorm *bn = m->self;
+	long long d = (long long)tg_dim(bn->gamma, 0);
+	if (bn->eps == TG_BN_EPS && bn->avg_decay == TG_BN_AVG_DECAY)
+		return put(buf, size, "bn:%lld", d);
+	char e[32], a[32];
+	return put(buf, size, "bn:%lld:%s:%s", d, num_str(bn->eps, e, sizeof e),
+		   num_str(bn->avg_decay, a, sizeof a));
+}
+
+static const tg_module_vt bn_vt = {
+    .kind = "bn", .forward = bn_forward, .free = free_self, .spec = bn_spec};
+
+tg_module *tg_batchnorm1d(tg_ctx *ctx, tg_dtype dt, int64_t d, double eps, double avg_decay,
+			  const char *name)
+{
+	if (!ctx || !tg_ok(ctx) || !sizes_ok(ctx, "tg_batchnorm1d", name, d, 1))
+		return NULL;
+	if (!(eps > 0) || !(avg_decay >= 0 && avg_decay <= 1))
+		return tg_fail(ctx, TG_EARG,
+			       "tg_batchnorm1d: \"%s\": eps = %g must be positive and avg_decay = "
+			       "%g in [0, 1]",
+			       name ? name : "", eps, avg_decay);
+	tg_batchnorm bn = {.eps = eps, .avg_decay = avg_decay, .training = true};
+	tg_module *m = module_with(ctx, &bn_vt, name, &bn, sizeof bn);
+	if (m) {
+		tg_batchnorm *b = m->self;
+		b->gamma = tg_module_add_param(m, tg_init_vector(ctx, dt, d, 1.0, true, NULL),
+					       "gamma", false);
+		b->beta = tg_module_add_param(m, tg_init_vector(ctx, dt, d, 0.0, true, NULL),
+					      "beta", false);
+		int64_t shape[1] = {d};
+		b->running_mean =
+		    tg_module_add_state(m, tg_zeros(ctx, dt, 1, shape), "running_mean");
+		b->running_var = tg_module_add_state(m, tg_ones(ctx, dt, 1, shape), "running_var");
+	}
+	return done(m);
+}
+
+/* layer norm: the op tg_layer_norm over the last axis */
+
+static tg_tensor *ln_forward(tg_module *m, tg_tensor *x)
+{
+	return tg_layer_norm(x, m->params[0], m->params[1], *(const double *)m->self);
+}
+
+static int ln_spec(const tg_module *m, char *buf, size_t size)
+{
+	double eps = *(const double *)m->self;
+	long long d = (long long)tg_dim(m->params[0], 0);
+	if (eps == TG_LN_EPS)
+		return put(buf, size, "ln:%lld", d);
+	char e[32];
+	return put(buf, size, "ln:%lld:%s", d, num_str(eps, e, sizeof e));
+}
+
+static const tg_module_vt ln_vt = {
+    .kind = "ln", .forward = ln_forward, .free = free_self, .spec = ln_spec};
+
+tg_module *tg_layernorm(tg_ctx *ctx, tg_dtype dt, int64_t d, double eps, const char *name)
+{
+	if (!ctx || !tg_ok(ctx) || !sizes_ok(ctx, "tg_layernorm", name, d, 1))
+		return NULL;
+	if (!(eps > 0) || !isfinite(eps))
+		return tg_fail(ctx, TG_EARG, "tg_layernorm: \"%s\": eps = %g must be positive",
+			       name ? name : "", eps);
+	tg_module *m = module_with(ctx, &ln_vt, name, &eps, sizeof eps);
+	if (m) {
+		tg_module_add_param(m, tg_init_vector(ctx, dt, d, 1.0, true, NULL), "gamma", false);
+		tg_module_add_param(m, tg_init_vector(ctx, dt, d, 0.0, true, NULL), "beta", false);
+	}
+	return done(m);
+}
+
+/* dropout: tg_dropout_forward with the module's mode */
+
+static tg_tensor *dropout_forward(tg_module *m, tg_tensor *x)
+{
+	tg_dropout *d = m->self;
+	d->training = m->training;
+	return tg_dropout_forward(d, x);
+}
+
+static int dropout_spec(const tg_module *m, char *buf, size_t size)
+{
+	char p[32];
+	return put(buf, size, "dropout:%s", num_str(((const tg_dropout *)m->self)->p, p, sizeof p));
+}
+
+static const tg_module_vt dropout_vt = {
+    .kind = "dropout", .forward = dropout_forward, .free = free_self, .spec = dropout_spec};
+
+tg_module *tg_dropout_layer(tg_ctx *ctx, double p, const char *name)
+{
+	if (!ctx || !tg_ok(ctx) || !dropout_p_ok(ctx, "tg_dropout_layer", p))
+		return NULL;
+	tg_dropout d = {p, true};
+	return module_with(ctx, &dropout_vt, name, &d, sizeof d);
+}
+
+/* embedding: rows of the table for an index tensor */
+
+static tg_tensor *embedding_forward(tg_module *m, tg_tensor *idx)
+{
+	return tg_embedding(m->params[0], idx);
+}
+
+static int embedding_spec(const tg_module *m, char *buf, size_t size)
+{
+	return put(buf, size, "embedding:%lld:%lld", (long long)tg_dim(m->params[0], 0),
+		   (long long)tg_dim(m->params[0], 1));
+}
+
+static const tg_module_vt embedding_vt = {
+    .kind = "embedding", .forward = embedding_forward, .spec = embedding_spec};
+
+tg_module *tg_embedding_table(tg_ctx *ctx, tg_dtype dt, int64_t v, int64_t d, const char *name)
+{
+	if (!ctx || !tg_ok(ctx) || !sizes_ok(ctx, "tg_embedding_table", name, v, d))
+		return NULL;
+	tg_module *m = module_with(ctx, &embedding_vt, name, NULL, 0);
+	if (m)
+		tg_module_add_param(m, tg_randn(ctx, dt, 2, (int64_t[]){v, d}, 0.0, 1.0), "weight",
+				    false);
+	return done(m);
+}
+
+/* flatten: (N, ...) -> (N, prod(...)) */
+
+static tg_tensor *flatten_forward(tg_module *m, tg_tensor *x)
+{
+	int nd = tg_ndim(x);
+	if (nd < 1) {
+		char xs[96];
+		return tg_fail(m->ctx, TG_ESHAPE, "tg_flatten: \"%s\": input %s has no batch axis",
+			       m->name, tg_shape_str(x, xs, sizeof xs));
+	}
+	int64_t rest = 1;
+	for (int i = 1; i < nd; i++)
+		rest *= tg_dim(x, i);
+	if (nd == 2)
+		return x;
+	return tg_reshape(x, 2, (int64_t[]){tg_dim(x, 0), rest});
+}
+
+static int flatten_spec(const tg_module *m, char *buf, size_t size)
+{
+	(void)m;
+	return put(buf, size, "flatten");
+}
+
+static const tg_module_vt flatten_vt = {
+    .kind = "flatten", .forward = flatten_forward, .spec = flatten_spec};
+
+tg_module *tg_flatten(tg_ctx *ctx, const char *name)
+{
+	return module_with(ctx, &flatten_vt, name, NULL, 0);
 }

@@ -111,12 +111,6 @@ static int check_opts(tg_ctx *ctx, const tg_optim_opts *o)
 
 /* ---- making one ------------------------------------------------------------------ */
 
-static bool ends_with_W(const char *s)
-{
-	size_t n = s ? strlen(s) : 0;
-	return n >= 2 && !strcmp(s + n - 2, ".W");
-}
-
 static int check_params(tg_ctx *ctx, tg_tensor *const *params, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -225,7 +219,7 @@ tg_optim *tg_optim_new(tg_ctx *ctx, tg_tensor *const *params, size_t n, const tg
 	}
 	for (size_t i = 0; i < n; i++) {
 		o->p[i] = params[i];
-		o->decay[i] = ends_with_W(tg_name(params[i]));
+		o->decay[i] = tg_decays(params[i]); /* set by the module that made it */
 	}
 	if (make_state(o)) {
 		tg_optim_free(o);

@@ -71,7 +71,8 @@ TG_API int tg_init_parse(tg_ctx *ctx, const char *s, tg_init *out);
 TG_API char *tg_init_str(tg_init init, char *buf, size_t size);
 /* The standard deviation init gives an (n_in, n_out) weight. */
 TG_API double tg_init_std(tg_init init, int64_t n_in, int64_t n_out);
-/* An (n_in, n_out) parameter drawn from N(0, std^2), named name (may be NULL). */
+/* An (n_in, n_out) parameter drawn from N(0, std^2), named name (may be NULL);
+ * not marked for weight decay: the module that uses it decides (tg_set_decay). */
 TG_API tg_tensor *tg_init_weight(tg_ctx *ctx, tg_dtype dt, int64_t n_in, int64_t n_out,
 				 tg_init init, const char *name); /* ctx */
 /* An (n) vector filled with value, named name: a parameter when param, else
@@ -86,7 +87,8 @@ typedef struct tg_affine {
 	tg_tensor *b; /* (M) param "<name>.b", zeros; ctx */
 } tg_affine;
 
-/* Makes W with init and b = 0. 0 ok, -1 on error (in ctx). */
+/* Makes W with init (marked for weight decay) and b = 0. 0 ok, -1 on error
+ * (in ctx). */
 TG_API int tg_affine_init(tg_affine *l, tg_ctx *ctx, tg_dtype dt, int64_t n_in, int64_t n_out,
 			  tg_init init, const char *name);
 /* x (N,D) -> (N,M). An x of more than two dimensions is flattened to (N,-1)
@@ -125,10 +127,11 @@ TG_API tg_tensor *tg_act_forward(tg_act act, tg_tensor *x); /* step (or x) */
  * -sum(t * log_softmax(logits)) / N. d logits = (softmax(logits) - t) / N,
  * the seeds' SoftmaxWithLoss backward. */
 TG_API tg_tensor *tg_cross_entropy_soft(tg_tensor *logits, tg_tensor *t); /* step */
-/* 0.5 lambda sum(W^2) over the params whose name ends in ".W": the seeds'
+/* 0.5 lambda sum(W^2) over the params marked for decay (tg_decays: the
+ * weights tg_linear, tg_affine_init and tg_mlp_new make): the seeds'
  * weight-decay term of the loss. Its gradient lambda W is what an optimizer
  * with weight_decay = lambda adds instead (tg_optim_opts). A scalar of the
- * first weight's dtype; 0 when no name matches. */
+ * first param's dtype; 0 when none decays. */
 TG_API tg_tensor *tg_weight_penalty(tg_tensor *const *params, size_t n, double lambda); /* step */
 /* The index of the largest value of each row of x (N,K) into out[N]: the
  * predicted class. 0 ok, -1 on error. */
@@ -205,6 +208,7 @@ typedef struct tg_mlp_opts {
 } tg_mlp_opts;
 
 typedef struct tg_mlp tg_mlp;
+typedef struct tg_module tg_module;
 
 TG_API tg_mlp_opts tg_mlp_defaults(void);
 /* NULL on a bad spec or option (TG_EARG naming the spec) or without memory.
@@ -231,6 +235,9 @@ TG_API tg_ctx *tg_mlp_ctx(const tg_mlp *m);	     /* borrowed */
  * (before dropout), for histograms as in the seeds' init experiment. NULL
  * before a forward. */
 TG_API tg_tensor *tg_mlp_activation(const tg_mlp *m, int i); /* step, borrowed */
+/* The sequential the net runs (tg_model_parse of its spec): its modules,
+ * for code that works on any module. Freed by tg_mlp_free. */
+TG_API tg_module *tg_mlp_module(const tg_mlp *m); /* borrowed */
 
 /* ---- modules -------------------------------------------------------------------------- */
 /* A module is a forward function of tensors plus what it owns: parameters
@@ -253,8 +260,6 @@ TG_API tg_tensor *tg_mlp_activation(const tg_mlp *m, int i); /* step, borrowed *
  * its children too (a container owns what was added to it) and calls the
  * vt's free for the module's own data; its tensors belong to the context
  * and live until tg_ctx_free. A module must be freed before its context. */
-
-typedef struct tg_module tg_module;
 
 typedef struct tg_module_vt {
 	const char *kind; /* "linear", "relu", ...: also the module's word in a spec */
@@ -283,19 +288,24 @@ struct tg_module {
 };
 
 /* A module of kind vt named name (copied; may be NULL for ""), owning self.
- * NULL and an error in ctx on a bad argument or without memory. malloc'd */
+ * NULL and an error in ctx on a bad argument or without memory; self then
+ * stays the caller's. malloc'd */
 TG_API tg_module *tg_module_new(tg_ctx *ctx, const tg_module_vt *vt, const char *name,
 				void *self);
 /* Frees m, its children and (through vt->free) its own data; NULL is fine. */
 TG_API void tg_module_free(tg_module *m);
-/* Makes a parameter of t (tg_param) named "<module name>.<field>", marks it
- * for weight decay or not, and adds it to m. Returns it, or NULL. ctx */
+/* Makes a parameter of t (tg_param; a t that is a parameter already is used
+ * as it is) named "<module name>.<field>" ("<field>" when the module has no
+ * name), marks it for weight decay or not (tg_set_decay), and adds it to m.
+ * Returns it, or NULL. ctx */
 TG_API tg_tensor *tg_module_add_param(tg_module *m, tg_tensor *t, const char *field,
 				      bool decay);
 /* Likewise for state kept without a gradient (tg_keep). ctx */
 TG_API tg_tensor *tg_module_add_state(tg_module *m, tg_tensor *t, const char *field);
 /* Adds child to m (m then owns it). 0 ok; -1 and an error in ctx (child is
- * freed then, so that nothing leaks). */
+ * freed then, so that nothing leaks: tg_module_add(seq, tg_linear(...)) needs
+ * no check between the two; only child == m is refused without freeing). A
+ * child NULL from a failed builder gives -1 with that builder's error. */
 TG_API int tg_module_add(tg_module *m, tg_module *child);
 /* m's forward: y = m->vt->forward(m, x). NULL in, NULL out. step */
 TG_API tg_tensor *tg_forward(tg_module *m, tg_tensor *x);
@@ -316,34 +326,49 @@ TG_API int tg_module_spec(const tg_module *m, char *buf, size_t size);
  * prefix the tensors: tg_linear(..., "fc1") owns "fc1.W" and "fc1.b". */
 /* Runs its children in order. */
 TG_API tg_module *tg_sequential(tg_ctx *ctx, const char *name);
-/* x (N,D) @ W (D,M) + b (M); an x of more than 2 dims is flattened to
- * (N,-1). W drawn with init, b zeros; W decays, b does not. */
+/* x (N,D) @ W (D,M) + b (M) as tg_affine_forward; an x of more than 2 dims
+ * is flattened to (N,-1). W drawn with init (the draws of tg_affine_init), b
+ * zeros; W decays, b does not. Spec "linear:D:M". */
 TG_API tg_module *tg_linear(tg_ctx *ctx, tg_dtype dt, int64_t n_in, int64_t n_out,
 			    tg_init init, const char *name);
-/* act elementwise; no parameters. */
+/* act elementwise; no parameters. Spec tg_act_str's: "relu", "leaky_relu:0.1". */
 TG_API tg_module *tg_activation(tg_ctx *ctx, tg_act act, const char *name);
 /* Batch norm over the features of (N,D) as tg_batchnorm_forward: gamma,
- * beta parameters (no decay), running_mean, running_var state. */
+ * beta parameters (no decay), running_mean, running_var state; the module's
+ * train/eval flag picks batch or running statistics. Spec "bn:D", or
+ * "bn:D:eps:avg_decay" when those are not TG_BN_EPS and TG_BN_AVG_DECAY. */
 TG_API tg_module *tg_batchnorm1d(tg_ctx *ctx, tg_dtype dt, int64_t d, double eps,
 				 double avg_decay, const char *name);
-/* tg_layer_norm over the last axis, gamma and beta (D) parameters. */
+/* tg_layer_norm over the last axis, gamma (ones) and beta (zeros) (D)
+ * parameters without decay. Spec "ln:D", or "ln:D:eps" when eps is not
+ * TG_LN_EPS. */
+#define TG_LN_EPS 1e-5
 TG_API tg_module *tg_layernorm(tg_ctx *ctx, tg_dtype dt, int64_t d, double eps,
 			       const char *name);
-/* Inverted dropout with probability p while training; identity in eval. */
+/* Inverted dropout with probability p while training (tg_dropout_forward,
+ * drawing from the context's generator); identity in eval. Spec "dropout:p". */
 TG_API tg_module *tg_dropout_layer(tg_ctx *ctx, double p, const char *name);
-/* Rows of a (V,D) table "<name>.weight" for an index tensor... : the input
- * is an index tensor (i32/i64) of any shape -> (..., D). Table N(0,1). */
+/* Rows of a (V,D) table "<name>.weight" (tg_embedding): the input is an
+ * index tensor (i32/i64) of any shape -> (..., D). Table N(0,1), without
+ * decay. Spec "embedding:V:D". */
 TG_API tg_module *tg_embedding_table(tg_ctx *ctx, tg_dtype dt, int64_t v, int64_t d,
 				     const char *name);
-/* (N, ...) -> (N, prod(...)). */
+/* (N, ...) -> (N, prod(...)); a (N,M) input is returned as it is. Spec "flatten". */
 TG_API tg_module *tg_flatten(tg_ctx *ctx, const char *name);
 
 /* An architecture string, as tg_module_spec writes it and checkpoints keep
- * it, back into a model: "784-100-10" (an MLP with the given options: the
- * spec of tg_mlp_new) or the full form a model writes, e.g.
- * "linear:784:100,bn:100,relu,dropout:0.5,linear:100:10" (see the
- * README). NULL and TG_EARG naming the bad part. dt is the parameters' dtype
- * and init their initialiser; opts may be NULL for tg_mlp_defaults. */
+ * it, back into a model (a sequential without a name): "784-100-10" (a string
+ * starting with a digit: an MLP with the given options, exactly as tg_mlp_new
+ * builds it) or the full form a model writes, pieces joined by ',', e.g.
+ * "linear:784:100,bn:100,relu,dropout:0.5,linear:100:10". In the full form
+ * opts gives only the parameters' dtype and init and batch norm's default
+ * eps and avg_decay; modules are named by kind and count as tg_mlp_new
+ * names them: linear fc1, fc2, ...; bn bn1, ...; ln ln1, ...; embedding
+ * emb1, ...; activations act1, ...; dropout dropout1, ...; flatten
+ * flatten1, .... So tg_model_parse(tg_module_spec(m)) rebuilds a model that
+ * tg_model_parse made with the same architecture and tensor names (fresh
+ * values). NULL and TG_EARG naming the piece and what is wrong with it.
+ * opts may be NULL for tg_mlp_defaults. malloc'd: tg_module_free */
 TG_API tg_module *tg_model_parse(tg_ctx *ctx, const char *arch, const tg_mlp_opts *opts);
 
 /* ---- optimizers ---------------------------------------------------------------------- */
@@ -360,8 +385,8 @@ TG_API tg_module *tg_model_parse(tg_ctx *ctx, const char *arch, const tg_mlp_opt
  *	          m += (1 - beta1)(g - m);  v += (1 - beta2)(g^2 - v);
  *	          p -= lr_t m / (sqrt(v) + eps)
  * Before the rule, g becomes the gradient of the regularised loss
- * g = grad + weight_decay p for weights (params named "*.W", changeable per
- * parameter): the same as adding 0.5 weight_decay sum(W^2) to the loss
+ * g = grad + weight_decay p for the params marked for decay (tg_decays,
+ * set by the module that made them; changeable per parameter): the same as adding 0.5 weight_decay sum(W^2) to the loss
  * (tg_weight_penalty). Then, if clip_norm > 0 and the global L2 norm of all
  * those g exceeds it, every g is scaled by clip_norm / norm. The gradient
  * tensors themselves are left unchanged. Parameters are written through
@@ -403,7 +428,7 @@ TG_API int tg_optim_step(tg_optim *o);
 TG_API void tg_optim_zero_grad(tg_optim *o); /* tg_zero_grad of each param */
 TG_API double tg_optim_lr(const tg_optim *o);
 TG_API void tg_optim_set_lr(tg_optim *o, double lr); /* for schedules */
-/* Whether weight decay applies to params[i] (default: its name ends in ".W"). */
+/* Whether weight decay applies to params[i] (default: tg_decays(params[i])). */
 TG_API void tg_optim_set_decay(tg_optim *o, size_t i, bool on);
 /* Global L2 norm of the (decayed) gradients at the last step, before
  * clipping; 0 before the first step. Without clipping or weight decay the

@@ -344,9 +344,9 @@ static void weight_penalty_counts_weights_and_not_biases(void **state)
 	(void)state;
 	tg_ctx *ctx = tg_ctx_new(SEED);
 	tg_tensor *p[3] = {
-	    tg_set_name(tg_param(f64(ctx, SHAPE(2), (double[]){1, -2})), "fc1.W"),
+	    tg_set_decay(tg_set_name(tg_param(f64(ctx, SHAPE(2), (double[]){1, -2})), "fc1.W"), true),
 	    tg_set_name(tg_param(f64(ctx, SHAPE(2), (double[]){3, 4})), "fc1.b"),
-	    tg_set_name(tg_param(f64(ctx, SHAPE(1), (double[]){0.5})), "fc2.W"),
+	    tg_set_decay(tg_set_name(tg_param(f64(ctx, SHAPE(1), (double[]){0.5})), "fc2.W"), true),
 	};
 	tg_tensor *pen = tg_weight_penalty(p, 3, 0.1);
 	assert_near(tg_item(pen), 0.5 * 0.1 * (1 + 4 + 0.25), 1e-12);

@@ -30,7 +30,8 @@ static tg_tensor *quadratic(tg_ctx *ctx, tg_tensor *w)
 static void run(const tg_optim_opts *o, tg_dtype dt, double got[STEPS][2])
 {
 	tg_ctx *ctx = tg_ctx_new(SEED);
-	tg_tensor *w = tg_set_name(tg_param(tg_from_f64(ctx, dt, SHAPE(2), W0)), "q.W");
+	tg_tensor *w =
+	    tg_set_decay(tg_set_name(tg_param(tg_from_f64(ctx, dt, SHAPE(2), W0)), "q.W"), true);
 	tg_optim *opt = tg_optim_new(ctx, &w, 1, o);
 	assert_non_null(opt);
 	for (int s = 0; s < STEPS; s++) {
@@ -172,7 +173,10 @@ static void weight_decay_moves_weights_and_not_biases(void **state)
 	(void)state;
 	tg_ctx *ctx = tg_ctx_new(SEED);
 	tg_tensor *p[2] = {
-	    tg_set_name(tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2), (double[]){2, -4})), "fc1.W"),
+	    tg_set_decay(
+		tg_set_name(tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2), (double[]){2, -4})),
+			    "fc1.W"),
+		true),
 	    tg_set_name(tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2), (double[]){2, -4})), "fc1.b"),
 	};
 	tg_optim_opts o = tg_optim_defaults(TG_SGD);
@@ -207,7 +211,8 @@ static void weight_decay_equals_the_penalty_in_the_loss(void **state)
 	double after[2][2];
 	for (int way = 0; way < 2; way++) {
 		tg_ctx *ctx = tg_ctx_new(SEED);
-		tg_tensor *w = tg_set_name(tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2), W0)), "q.W");
+		tg_tensor *w = tg_set_decay(
+		    tg_set_name(tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2), W0)), "q.W"), true);
 		tg_optim_opts o = tg_optim_defaults(TG_MOMENTUM);
 		o.lr = 0.05;
 		o.weight_decay = way == 0 ? 0.3 : 0;
@@ -236,7 +241,7 @@ static void clipping_scales_all_gradients_to_the_max_norm(void **state)
 	(void)state;
 	tg_ctx *ctx = tg_ctx_new(SEED);
 	tg_tensor *p[2] = {
-	    tg_set_name(tg_param(tg_zeros(ctx, TG_F64, SHAPE(2))), "a.W"),
+	    tg_set_decay(tg_set_name(tg_param(tg_zeros(ctx, TG_F64, SHAPE(2))), "a.W"), true),
 	    tg_set_name(tg_param(tg_zeros(ctx, TG_F64, SHAPE(1))), "a.b"),
 	};
 	tg_optim_opts o = tg_optim_defaults(TG_SGD);
@@ -273,7 +278,9 @@ static void grad_norm_is_the_last_steps_with_and_without_clipping(void **state)
 	(void)state;
 	tg_ctx *ctx = tg_ctx_new(SEED);
 	tg_tensor *p[2] = {
-	    tg_set_name(tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2), (double[]){1, 2})), "a.W"),
+	    tg_set_decay(
+		tg_set_name(tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2), (double[]){1, 2})), "a.W"),
+		true),
 	    tg_set_name(tg_param(tg_zeros(ctx, TG_F64, SHAPE(1))), "a.b"),
 	};
 	tg_tensor *g0 = tg_from_f64(ctx, TG_F64, SHAPE(2), (double[]){3, 4});
@@ -305,7 +312,7 @@ static void optimizer_refuses_a_tensor_without_a_gradient_naming_it(void **state
 	(void)state;
 	tg_ctx *ctx = tg_ctx_new(SEED);
 	tg_tensor *p[2] = {
-	    tg_set_name(tg_param(tg_zeros(ctx, TG_F64, SHAPE(2))), "fc1.W"),
+	    tg_set_decay(tg_set_name(tg_param(tg_zeros(ctx, TG_F64, SHAPE(2))), "fc1.W"), true),
 	    tg_set_name(tg_keep(tg_zeros(ctx, TG_F64, SHAPE(2))), "bn1.running_mean"),
 	};
 	tg_optim_opts o = tg_optim_defaults(TG_ADAM);
@@ -327,8 +334,8 @@ static void optimizer_skips_a_parameter_without_a_gradient(void **state)
 	(void)state;
 	tg_ctx *ctx = tg_ctx_new(SEED);
 	tg_tensor *p[2] = {
-	    tg_set_name(tg_param(tg_ones(ctx, TG_F64, SHAPE(2))), "fc1.W"),
-	    tg_set_name(tg_param(tg_ones(ctx, TG_F64, SHAPE(2))), "fc2.W"),
+	    tg_set_decay(tg_set_name(tg_param(tg_ones(ctx, TG_F64, SHAPE(2))), "fc1.W"), true),
+	    tg_set_decay(tg_set_name(tg_param(tg_ones(ctx, TG_F64, SHAPE(2))), "fc2.W"), true),
 	};
 	tg_optim_opts o = tg_optim_defaults(TG_SGD);
 	o.lr = 0.5;
@@ -348,7 +355,8 @@ static void a_step_between_forward_and_backward_is_caught(void **state)
 {
 	(void)state;
 	tg_ctx *ctx = tg_ctx_new(SEED);
-	tg_tensor *w = tg_set_name(tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2), W0)), "q.W");
+	tg_tensor *w = tg_set_decay(
+	    tg_set_name(tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2), W0)), "q.W"), true);
 	tg_optim_opts o = tg_optim_defaults(TG_SGD);
 	tg_optim *opt = tg_optim_new(ctx, &w, 1, &o);
 	assert_int_equal(tg_backward(quadratic(ctx, w)), 0);
@@ -370,7 +378,7 @@ static void optimizer_state_is_named_after_its_parameters(void **state)
 	(void)state;
 	tg_ctx *ctx = tg_ctx_new(SEED);
 	tg_tensor *p[2] = {
-	    tg_set_name(tg_param(tg_ones(ctx, TG_F32, SHAPE(2, 3))), "fc1.W"),
+	    tg_set_decay(tg_set_name(tg_param(tg_ones(ctx, TG_F32, SHAPE(2, 3))), "fc1.W"), true),
 	    tg_set_name(tg_param(tg_ones(ctx, TG_F32, SHAPE(3))), "fc1.b"),
 	};
 	static const struct {

@@ -1,0 +1,547 @@
+/*
+ * test_module.c - the module interface: a user's own module trained inside a
+ * sequential, parameter and state lists, train/eval, architecture strings
+ * both ways, weight decay as a property of the tensor, and nothing leaked
+ * when building fails half way.
+ */
+#include "../engine/test_util.h"
+#include "tapegrad_nn.h"
+
+#include <stdlib.h>
+
+enum { SEED = 4321 };
+
+static tg_tensor *f64(tg_ctx *ctx, int ndim, const int64_t *shape, const double *v)
+{
+	return tg_from_f64(ctx, TG_F64, ndim, shape, v);
+}
+
+static void assert_values(const tg_tensor *t, const double *want, size_t n, double tol)
+{
+	assert_non_null(t);
+	assert_int_equal(tg_numel(t), n);
+	for (size_t i = 0; i < n; i++) {
+		double got = tg_get(t, i);
+		if (!(fabs(got - want[i]) <= tol))
+			fail_msg("element %zu = %.12g, expected %.12g (tolerance %g)", i, got,
+				 want[i], tol);
+	}
+}
+
+/* Bitwise equality of two tensors' values. */
+static void assert_same_bits(const tg_tensor *a, const tg_tensor *b)
+{
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_int_equal(tg_numel(a), tg_numel(b));
+	assert_int_equal(tg_dtype_of(a), tg_dtype_of(b));
+	size_t bytes = tg_numel(a) * (tg_dtype_of(a) == TG_F64 ? 8 : 4);
+	if (memcmp(tg_data(a), tg_data(b), bytes))
+		fail_msg("%s and %s differ: %.17g vs %.17g at 0", tg_name(a) ? tg_name(a) : "a",
+			 tg_name(b) ? tg_name(b) : "b", tg_get(a, 0), tg_get(b, 0));
+}
+
+/* ---- a module of one's own: y = x * s, s learned ------------------------------------ */
+
+static tg_tensor *scale_forward(tg_module *m, tg_tensor *x)
+{
+	return tg_mul(x, m->params[0]);
+}
+
+static const tg_module_vt scale_vt = {.kind = "scale", .forward = scale_forward};
+
+static tg_module *scale_new(tg_ctx *ctx, int64_t d, const char *name)
+{
+	tg_module *m = tg_module_new(ctx, &scale_vt, name, NULL);
+	if (m && !tg_module_add_param(m, tg_ones(ctx, TG_F64, 1, (int64_t[]){d}), "s", false)) {
+		tg_module_free(m);
+		return NULL;
+	}
+	return m;
+}
+
+/* L = sum((s x - 2 x)^2): dL/ds_i = 2 x_i^2 (s_i - 2), so SGD with lr keeps
+ * s_i - 2 = (1 - 2 lr x_i^2)^k (s0 - 2) after k steps. */
+static void a_users_module_trains_inside_a_sequential(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_module *seq = tg_sequential(ctx, "net");
+	assert_int_equal(tg_module_add(seq, scale_new(ctx, 3, "scale")), 0);
+	tg_tensor *p[2];
+	assert_int_equal(tg_module_params(seq, p, 2), 1);
+	assert_string_equal(tg_name(p[0]), "scale.s");
+	assert_true(tg_requires_grad(p[0]));
+	assert_false(tg_decays(p[0]));
+	tg_optim_opts oo = tg_optim_defaults(TG_SGD);
+	oo.lr = 0.01;
+	tg_optim *opt = tg_optim_new(ctx, p, 1, &oo);
+	const double x0[3] = {1, 2, 3};
+	enum { STEPS = 3 };
+	for (int k = 0; k < STEPS; k++) {
+		tg_tensor *x = f64(ctx, SHAPE(3), x0);
+		tg_tensor *d = tg_sub(tg_forward(seq, x), tg_mul_scalar(x, 2));
+		tg_optim_zero_grad(opt);
+		assert_int_equal(tg_backward(tg_sum(tg_mul(d, d))), 0);
+		assert_int_equal(tg_optim_step(opt), 0);
+		tg_reset(ctx);
+	}
+	double want[3];
+	for (int i = 0; i < 3; i++)
+		want[i] = 2 - pow(1 - 2 * oo.lr * x0[i] * x0[i], STEPS);
+	assert_values(p[0], want, 3, 1e-12);
+	/* a module of one's own has no spec */
+	char buf[64];
+	assert_int_equal(tg_module_spec(seq, buf, sizeof buf), -1);
+	assert_error(ctx, TG_EARG, "module \"scale\" of kind scale has no spec");
+	tg_clear_error(ctx);
+	tg_optim_free(opt);
+	tg_module_free(seq);
+	tg_ctx_free(ctx);
+}
+
+/* ---- lists: order and names; the same draws as tg_mlp_new --------------------------- */
+
+static void params_and_tensors_come_in_order_with_the_mlps_names(void **state)
+{
+	(void)state;
+	tg_mlp_opts o = tg_mlp_defaults();
+	o.batchnorm = true;
+	tg_ctx *a = tg_ctx_new(SEED), *b = tg_ctx_new(SEED);
+	tg_module *m = tg_model_parse(a, "4-3-2", &o);
+	tg_mlp *net = tg_mlp_new(b, "4-3-2", &o);
+	assert_non_null(m);
+	assert_non_null(net);
+	static const char *const names[] = {
+	    "fc1.W", "fc1.b", "bn1.gamma",	  "bn1.beta",
+	    "fc2.W", "fc2.b", "bn1.running_mean", "bn1.running_var"};
+	tg_tensor *t[8] = {0};
+	assert_int_equal(tg_module_params(m, NULL, 0), 6);
+	assert_int_equal(tg_module_tensors(m, t, 8), 8);
+	size_t ns;
+	tg_tensor *const *st = tg_mlp_state(net, &ns);
+	assert_int_equal(ns, 8);
+	for (int i = 0; i < 8; i++) {
+		assert_string_equal(tg_name(t[i]), names[i]);
+		assert_string_equal(tg_name(st[i]), names[i]);
+		assert_same_bits(t[i], st[i]); /* same seed, same draws in the same order */
+		assert_int_equal(tg_requires_grad(t[i]), i < 6);
+	}
+	/* a short out: the count still, only cap written */
+	tg_tensor *two[3] = {0};
+	assert_int_equal(tg_module_params(m, two, 2), 6);
+	assert_ptr_equal(two[0], t[0]);
+	assert_ptr_equal(two[1], t[1]);
+	assert_null(two[2]);
+	assert_ptr_equal(tg_mlp_module(net)->children[0]->params[0], st[0]);
+	tg_module_free(m);
+	tg_mlp_free(net);
+	tg_ctx_free(a);
+	tg_ctx_free(b);
+}
+
+/* ---- train/eval reaches every child --------------------------------------------------- */
+
+static void train_and_eval_reach_every_child(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_module *seq = tg_sequential(ctx, NULL);
+	tg_module *inner = tg_sequential(ctx, "inner");
+	tg_module_add(inner, tg_batchnorm1d(ctx, TG_F64, 2, 1e-5, 0.9, "bn"));
+	tg_module_add(seq, inner);
+	tg_module_add(seq, tg_dropout_layer(ctx, 0.5, "drop"));
+	assert_ctx_ok(ctx);
+	tg_module *bn = inner->children[0], *drop = seq->children[1];
+	assert_true(bn->training && drop->training);
+	tg_module_train(seq, false);
+	assert_false(seq->training || inner->training || bn->training || drop->training);
+	/* eval: dropout is the identity, batch norm uses the running statistics */
+	tg_tensor *x = f64(ctx, SHAPE(2, 2), (double[]){3, 5, 1, 11});
+	assert_ptr_equal(tg_forward(drop, x), x);
+	tg_assign(bn->state[0], f64(ctx, SHAPE(2), (double[]){1, 2}));
+	tg_assign(bn->state[1], f64(ctx, SHAPE(2), (double[]){4, 9}));
+	double s0 = sqrt(4 + 1e-5), s1 = sqrt(9 + 1e-5);
+	assert_values(tg_forward(seq, x), (double[]){2 / s0, 3 / s1, 0 / s0, 9 / s1}, 4, 1e-12);
+	assert_values(bn->state[0], (double[]){1, 2}, 2, 0); /* unchanged */
+	/* training: batch statistics (mean 2, 8; biased var 1, 9), running ones move */
+	tg_module_train(seq, true);
+	assert_true(bn->training && drop->training);
+	tg_tensor *y = tg_forward(inner, x);
+	double e0 = sqrt(1 + 1e-5), e1 = sqrt(9 + 1e-5);
+	assert_values(y, (double[]){1 / e0, -3 / e1, -1 / e0, 3 / e1}, 4, 1e-12);
+	assert_values(bn->state[0], (double[]){0.9 * 1 + 0.1 * 2, 0.9 * 2 + 0.1 * 8}, 2, 1e-12);
+	/* training dropout: every element 0 or doubled */
+	tg_tensor *z = tg_forward(drop, x);
+	for (size_t i = 0; i < 4; i++)
+		if (tg_get(z, i) != 0 && tg_get(z, i) != 2 * tg_get(x, i))
+			fail_msg("dropout element %zu = %g of %g", i, tg_get(z, i), tg_get(x, i));
+	assert_ctx_ok(ctx);
+	tg_module_free(seq);
+	tg_ctx_free(ctx);
+}
+
+/* ---- specs ---------------------------------------------------------------------------- */
+
+static void every_builtin_module_writes_a_spec_that_reads_back(void **state)
+{
+	(void)state;
+	static const char *const arch =
+	    "embedding:10:6,flatten,linear:6:4,bn:4,relu,leaky_relu:0.1,elu:0.5,sigmoid,tanh,"
+	    "identity,dropout:0.25,ln:4,ln:4:1e-06,bn:4:0.001:0.5,linear:4:3";
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_module *m = tg_model_parse(ctx, arch, NULL);
+	assert_non_null(m);
+	assert_int_equal(m->nchildren, 15);
+	char buf[512], again[512];
+	int n = tg_module_spec(m, buf, sizeof buf);
+	assert_int_equal(n, (int)strlen(arch));
+	assert_string_equal(buf, arch);
+	/* a short buffer: snprintf's contract */
+	char small[8];
+	assert_int_equal(tg_module_spec(m, small, sizeof small), n);
+	assert_string_equal(small, "embeddi");
+	assert_int_equal(tg_module_spec(m, NULL, 0), n);
+	/* round trip: the same architecture and tensor names */
+	tg_module *r = tg_model_parse(ctx, buf, NULL);
+	assert_non_null(r);
+	assert_int_equal(tg_module_spec(r, again, sizeof again), n);
+	assert_string_equal(again, arch);
+	tg_tensor *t1[32], *t2[32];
+	size_t k = tg_module_tensors(m, t1, 32);
+	assert_int_equal(tg_module_tensors(r, t2, 32), k);
+	assert_int_equal(k, 1 + 2 + 4 + 2 + 2 + 4 + 2);
+	for (size_t i = 0; i < k; i++)
+		assert_string_equal(tg_name(t1[i]), tg_name(t2[i]));
+	assert_string_equal(tg_name(t1[0]), "emb1.weight");
+	/* it runs: indices (5) -> (5,6) -> ... -> (5,3) */
+	tg_tensor *y = tg_forward(r, tg_from_i32(ctx, SHAPE(5), (int32_t[]){0, 9, 3, 3, 1}));
+	assert_ctx_ok(ctx);
+	assert_int_equal(tg_ndim(y), 2);
+	assert_int_equal(tg_dim(y, 0), 5);
+	assert_int_equal(tg_dim(y, 1), 3);
+	tg_module_free(m);
+	tg_module_free(r);
+	/* an MLP's module writes the full form, which reads back with its names */
+	tg_mlp_opts o = tg_mlp_defaults();
+	o.batchnorm = true;
+	o.dropout = 0.25;
+	o.act = (tg_act){TG_ACT_TANH, 0};
+	tg_mlp *net = tg_mlp_new(ctx, "4-3-2", &o);
+	static const char *const mlp_arch = "linear:4:3,bn:3,tanh,dropout:0.25,linear:3:2";
+	assert_int_equal(tg_module_spec(tg_mlp_module(net), buf, sizeof buf),
+			 (int)strlen(mlp_arch));
+	assert_string_equal(buf, mlp_arch);
+	r = tg_model_parse(ctx, buf, NULL);
+	size_t ns;
+	tg_tensor *const *st = tg_mlp_state(net, &ns);
+	assert_int_equal(tg_module_tensors(r, t2, 32), ns);
+	for (size_t i = 0; i < ns; i++)
+		assert_string_equal(tg_name(t2[i]), tg_name(st[i]));
+	tg_module_free(r);
+	tg_mlp_free(net);
+	tg_ctx_free(ctx);
+}
+
+static void parse_errors_name_the_bad_piece(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *arch, *why;
+	} rows[] = {
+	    {"linear:784", "piece 1 \"linear:784\": size 2 is missing"},
+	    {"linear:784:100,conv:3", "piece 2 \"conv:3\": unknown kind \"conv\""},
+	    {"linear:0:10", "piece 1 \"linear:0:10\": size 1 \"0\" must be an integer"},
+	    {"relu,bn:0", "piece 2 \"bn:0\": size 1 \"0\""},
+	    {"embedding:10:x", "piece 1 \"embedding:10:x\": size 2 \"x\""},
+	    {"relu:3", "relu takes at most 0 values"},
+	    {"linear:3:4:5", "linear takes at most 2 values"},
+	    {"relu,,relu", "piece 2 \"\": the kind is empty"},
+	    {"dropout", "the probability is missing"},
+	    {"dropout:1.5", "piece 1 \"dropout:1.5\": the drop probability must be in [0, 1)"},
+	    {"ln:4:-1", "eps must be positive"},
+	    {"leaky_relu:abc", "\"abc\" is not a number"},
+	    {"784-0-10", "size 2 is 0"},
+	    {"", "size 1 \"\""},
+	};
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	for (size_t i = 0; i < LEN(rows); i++) {
+		assert_null(tg_model_parse(ctx, rows[i].arch, NULL));
+		assert_error(ctx, TG_EARG, "tg_model_parse");
+		assert_error(ctx, TG_EARG, rows[i].why);
+		tg_clear_error(ctx);
+	}
+	assert_null(tg_model_parse(ctx, NULL, NULL));
+	assert_error(ctx, TG_ENULL, "tg_model_parse");
+	tg_clear_error(ctx);
+	tg_mlp_opts o = tg_mlp_defaults();
+	o.dtype = TG_I32;
+	assert_null(tg_model_parse(ctx, "linear:2:2", &o));
+	assert_error(ctx, TG_EARG, "dtype");
+	tg_clear_error(ctx);
+	assert_null(tg_linear(ctx, TG_F32, 784, 0, o.init, "fc"));
+	assert_error(ctx, TG_EARG, "tg_linear: \"fc\": sizes 784 and 0 must be positive");
+	tg_ctx_free(ctx);
+}
+
+/* ---- weight decay is a property of the tensor ---------------------------------------- */
+
+static void decay_is_set_by_the_module_and_read_by_the_optimizer(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_module *m = tg_model_parse(ctx, "embedding:5:3,linear:3:3,bn:3,ln:3,linear:3:2", NULL);
+	tg_tensor *p[16];
+	size_t n = tg_module_params(m, p, 16);
+	assert_int_equal(n, 9);
+	for (size_t i = 0; i < n; i++) {
+		const char *s = tg_name(p[i]);
+		bool weight = strlen(s) > 2 && !strcmp(s + strlen(s) - 2, ".W");
+		if (tg_decays(p[i]) != weight)
+			fail_msg("%s: decays %d", s, tg_decays(p[i]));
+	}
+	tg_affine l;
+	assert_int_equal(tg_affine_init(&l, ctx, TG_F64, 2, 2, (tg_init){TG_INIT_HE, 0}, "a"), 0);
+	assert_true(tg_decays(l.W));
+	assert_false(tg_decays(l.b));
+	tg_mlp *net = tg_mlp_new(ctx, "3-2-2", NULL);
+	size_t np;
+	tg_tensor *const *mp = tg_mlp_params(net, &np);
+	assert_true(tg_decays(mp[0]) && !tg_decays(mp[1]) && tg_decays(mp[2]) && !tg_decays(mp[3]));
+	/* the optimizer follows the flag, not the name: SGD lr 1, decay 1, grad 1 */
+	tg_tensor *q[2] = {
+	    tg_set_name(tg_param(tg_ones(ctx, TG_F64, SHAPE(1))), "looks.W"),
+	    tg_set_decay(tg_set_name(tg_param(tg_ones(ctx, TG_F64, SHAPE(1))), "q"), true),
+	};
+	tg_optim_opts oo = tg_optim_defaults(TG_SGD);
+	oo.lr = 0.5;
+	oo.weight_decay = 1;
+	tg_optim *opt = tg_optim_new(ctx, q, 2, &oo);
+	assert_int_equal(tg_backward(tg_add(tg_sum(q[0]), tg_sum(q[1]))), 0);
+	assert_int_equal(tg_optim_step(opt), 0);
+	assert_near(tg_get(q[0], 0), 1 - 0.5 * 1, 1e-12);
+	assert_near(tg_get(q[1], 0), 1 - 0.5 * (1 + 1), 1e-12);
+	/* so does the penalty: 0.5 * 0.2 * (1 - 0)^2 from q alone */
+	tg_tensor *pen = tg_weight_penalty(q, 2, 0.2);
+	assert_near(tg_item(pen), 0.5 * 0.2 * 0, 1e-12);
+	tg_assign(q[1], tg_ones(ctx, TG_F64, SHAPE(1)));
+	assert_near(tg_item(tg_weight_penalty(q, 2, 0.2)), 0.1, 1e-12);
+	assert_ctx_ok(ctx);
+	tg_optim_free(opt);
+	tg_mlp_free(net);
+	tg_module_free(m);
+	tg_ctx_free(ctx);
+}
+
+/* ---- a sequential is its ops ---------------------------------------------------------- */
+
+static void linear_relu_linear_equals_the_ops_bit_for_bit(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_module *seq = tg_sequential(ctx, NULL);
+	tg_module_add(seq, tg_linear(ctx, TG_F32, 5, 4, (tg_init){TG_INIT_HE, 0}, "fc1"));
+	tg_module_add(seq, tg_activation(ctx, (tg_act){TG_ACT_RELU, 0}, "act1"));
+	tg_module_add(seq, tg_linear(ctx, TG_F32, 4, 3, (tg_init){TG_INIT_HE, 0}, "fc2"));
+	tg_tensor *p[4];
+	assert_int_equal(tg_module_params(seq, p, 4), 4);
+	tg_tensor *x = tg_randn(ctx, TG_F32, SHAPE(7, 5), 0, 1);
+	tg_tensor *hand = tg_add(tg_matmul(tg_relu(tg_add(tg_matmul(x, p[0]), p[1])), p[2]), p[3]);
+	assert_int_equal(tg_backward(tg_sum(hand)), 0);
+	tg_tensor *g[4];
+	for (int i = 0; i < 4; i++)
+		g[i] = tg_detach(tg_grad(p[i]));
+	for (int i = 0; i < 4; i++)
+		tg_zero_grad(p[i]);
+	tg_tensor *y = tg_forward(seq, x);
+	assert_same_bits(y, hand);
+	assert_int_equal(tg_backward(tg_sum(y)), 0);
+	for (int i = 0; i < 4; i++)
+		assert_same_bits(tg_grad(p[i]), g[i]);
+	assert_ctx_ok(ctx);
+	tg_module_free(seq);
+	tg_ctx_free(ctx);
+}
+
+/* ---- embedding -------------------------------------------------------------------------- */
+
+static void embedding_looks_up_rows_of_an_index_tensor(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_module *e = tg_embedding_table(ctx, TG_F64, 5, 3, "tok");
+	assert_non_null(e);
+	tg_tensor *table = e->params[0];
+	assert_string_equal(tg_name(table), "tok.weight");
+	tg_tensor *idx = tg_from_i32(ctx, SHAPE(2, 2), (int32_t[]){0, 4, 4, 1});
+	tg_tensor *y = tg_forward(e, idx);
+	assert_int_equal(tg_ndim(y), 3);
+	assert_int_equal(tg_dim(y, 2), 3);
+	static const int rows[4] = {0, 4, 4, 1};
+	for (int r = 0; r < 4; r++)
+		for (int j = 0; j < 3; j++)
+			assert_near(tg_get(y, (size_t)(r * 3 + j)),
+				    tg_get(table, (size_t)(rows[r] * 3 + j)), 0);
+	assert_int_equal(tg_backward(tg_sum(y)), 0);
+	assert_values(tg_grad(table), (double[]){1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 2, 2, 2}, 15,
+		      0);
+	/* a float input is refused by the op, named */
+	assert_null(tg_forward(e, tg_zeros(ctx, TG_F64, SHAPE(2))));
+	assert_false(tg_ok(ctx));
+	tg_module_free(e);
+	tg_ctx_free(ctx);
+}
+
+/* ---- failure half way leaks nothing (ASan's leak check) ------------------------------ */
+
+static void a_partly_built_sequential_frees_cleanly(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_module *seq = tg_sequential(ctx, "net");
+	assert_int_equal(
+	    tg_module_add(seq, tg_linear(ctx, TG_F32, 4, 3, (tg_init){TG_INIT_HE, 0}, "fc1")), 0);
+	assert_int_equal(tg_module_add(seq, tg_batchnorm1d(ctx, TG_F32, 3, 1e-5, 0.9, "bn1")), 0);
+	assert_int_equal(
+	    tg_module_add(seq, tg_linear(ctx, TG_F32, 3, 0, (tg_init){TG_INIT_HE, 0}, "fc2")), -1);
+	assert_error(ctx, TG_EARG, "tg_linear: \"fc2\"");
+	/* a child built before the error is freed by the failing add */
+	tg_clear_error(ctx);
+	tg_module *late = tg_dropout_layer(ctx, 0.5, "late");
+	tg_fail(ctx, TG_EARG, "some earlier failure");
+	assert_int_equal(tg_module_add(seq, late), -1);
+	assert_int_equal(seq->nchildren, 2);
+	tg_module_free(seq);
+	tg_clear_error(ctx);
+	/* the parser frees what it built before the bad piece */
+	assert_null(tg_model_parse(ctx, "linear:4:3,bn:3,relu,ln:3,bogus", NULL));
+	assert_error(ctx, TG_EARG, "piece 5 \"bogus\"");
+	tg_clear_error(ctx);
+	/* self-containment is refused without freeing */
+	tg_module *s = tg_sequential(ctx, "s");
+	assert_int_equal(tg_module_add(s, s), -1);
+	assert_error(ctx, TG_EARG, "cannot contain itself");
+	tg_module_free(s);
+	tg_module_free(NULL);
+	tg_ctx_free(ctx);
+}
+
+/* ---- misuse is reported, named ------------------------------------------------------- */
+
+static void misuse_is_a_named_error(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED), *other = tg_ctx_new(SEED);
+	tg_tensor *x = tg_ones(ctx, TG_F64, SHAPE(2, 2));
+	assert_null(tg_forward(NULL, x));
+	assert_error(ctx, TG_ENULL, "tg_forward: the module is NULL");
+	tg_clear_error(ctx);
+	assert_null(tg_module_new(ctx, NULL, "m", NULL));
+	assert_error(ctx, TG_ENULL, "tg_module_new: module \"m\": vt is NULL");
+	tg_clear_error(ctx);
+	tg_module *m = tg_sequential(ctx, "m");
+	assert_null(tg_module_add_param(m, NULL, "w", true));
+	assert_error(ctx, TG_ENULL, "tg_module_add_param: module \"m\": the tensor is NULL");
+	tg_clear_error(ctx);
+	assert_null(tg_module_add_state(m, tg_ones(other, TG_F64, SHAPE(2)), "s"));
+	assert_error(ctx, TG_EARG,
+		     "tg_module_add_state: module \"m\": tensor for s belongs to "
+		     "another context");
+	tg_clear_error(ctx);
+	assert_int_equal(tg_module_add(m, tg_flatten(other, "f")), -1);
+	assert_error(ctx, TG_EARG, "child \"f\" belongs to another context");
+	tg_clear_error(ctx);
+	tg_module *o = tg_sequential(other, "o");
+	assert_null(tg_forward(o, x));
+	assert_error(ctx, TG_EARG, "module \"o\" (sequential) and its input belong to different");
+	tg_clear_error(ctx);
+	/* a state tensor is a copy without a gradient, named */
+	tg_tensor *st = tg_module_add_state(m, tg_ones(ctx, TG_F64, SHAPE(2)), "count");
+	assert_string_equal(tg_name(st), "m.count");
+	assert_false(tg_requires_grad(st));
+	assert_int_equal(tg_module_tensors(m, NULL, 0), 1);
+	assert_int_equal(tg_module_params(NULL, NULL, 0), 0);
+	assert_int_equal(tg_module_spec(NULL, NULL, 0), -1);
+	tg_module_train(NULL, false);
+	assert_ctx_ok(ctx);
+	tg_module_free(o);
+	tg_module_free(m);
+	tg_ctx_free(other);
+	tg_ctx_free(ctx);
+}
+
+/* ---- every failing allocation while building and running one ------------------------ */
+
+typedef struct {
+	long calls, fail_at, live;
+} counting;
+
+static void *counting_alloc(size_t size, void *user)
+{
+	counting *c = user;
+	if (++c->calls == c->fail_at)
+		return NULL;
+	c->live++;
+	return malloc(size);
+}
+
+static void counting_free(void *p, void *user)
+{
+	((counting *)user)->live--;
+	free(p);
+}
+
+/* Builds a model of every built-in kind and runs a step; whether it failed. */
+static bool build_and_step(long fail_at, long *calls)
+{
+	counting c = {.fail_at = fail_at};
+	tg_allocator a = {counting_alloc, counting_free, &c};
+	tg_ctx *ctx = tg_ctx_new_with(7, &a);
+	bool failed = !ctx;
+	if (ctx) {
+		tg_module *m = tg_model_parse(
+		    ctx, "embedding:5:4,flatten,linear:4:3,bn:3,relu,ln:3,dropout:0.5,linear:3:2",
+		    NULL);
+		tg_tensor *idx = tg_from_i32(ctx, SHAPE(4), (int32_t[]){0, 1, 4, 2});
+		failed = !m || tg_backward(tg_sum(tg_forward(m, idx))) != 0;
+		if (failed)
+			assert_error(ctx, TG_ENOMEM, "out of memory");
+		else
+			assert_ctx_ok(ctx);
+		tg_module_free(m);
+		tg_ctx_free(ctx);
+	}
+	if (c.live != 0)
+		fail_msg("failing allocation %ld: %ld allocations not freed", fail_at, c.live);
+	*calls = c.calls;
+	return failed;
+}
+
+static void every_failing_allocation_is_a_clean_enomem(void **state)
+{
+	(void)state;
+	long total, calls, failures = 0;
+	assert_false(build_and_step(0, &total));
+	assert_true(total > 10);
+	for (long n = 1; n <= total; n++)
+		failures += build_and_step(n, &calls);
+	assert_int_equal(failures, total);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(a_users_module_trains_inside_a_sequential),
+	    cmocka_unit_test(params_and_tensors_come_in_order_with_the_mlps_names),
+	    cmocka_unit_test(train_and_eval_reach_every_child),
+	    cmocka_unit_test(every_builtin_module_writes_a_spec_that_reads_back),
+	    cmocka_unit_test(parse_errors_name_the_bad_piece),
+	    cmocka_unit_test(decay_is_set_by_the_module_and_read_by_the_optimizer),
+	    cmocka_unit_test(linear_relu_linear_equals_the_ops_bit_for_bit),
+	    cmocka_unit_test(embedding_looks_up_rows_of_an_index_tensor),
+	    cmocka_unit_test(a_partly_built_sequential_frees_cleanly),
+	    cmocka_unit_test(misuse_is_a_named_error),
+	    cmocka_unit_test(every_failing_allocation_is_a_clean_enomem),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
