@@ -187,20 +187,36 @@ TG_API int64_t tg_batcher_epoch(const tg_batcher *b); /* epochs completed */
  */
 #define TG_CHECKPOINT_VERSION 1
 
-/* Writes the tensors t[0..n) to "<path>.tmp.<pid>", flushes it to disk and
- * renames it over path: a crash or a failed write never leaves a half-written
- * file at path, and on failure the temporary file is removed and whatever was
- * at path is untouched. 0 ok, -1 on error (TG_EIO names the path and the
- * system's reason). */
+/* Writes the tensors t[0..n) to a temporary file of its own in path's
+ * directory ("<path>.tmp.<pid>.<6 hex>", created with O_EXCL), fsyncs it,
+ * renames it over path and fsyncs the directory: a crash or a failed write
+ * never leaves a half-written file at path, and threads or processes saving
+ * to the same path at once each leave a whole file (the last rename wins).
+ * On failure the temporary file is removed and whatever was at path is
+ * untouched. Temporaries "<path>.tmp.<pid>..." whose process no longer
+ * exists (a save killed mid-write) are removed by the next save to path.
+ * When path is a symbolic link the file it points at is written and the link
+ * stays. 0 ok, -1 on error (TG_EIO names the path and the system's
+ * reason). */
 TG_API int tg_checkpoint_save(tg_ctx *ctx, const char *path, tg_tensor *const *t, size_t n);
 
-/* Reads path into the tensors t[0..n), matched by name (any order). The whole
- * file is checked first — magic, version, CRC32, the count equal to n, every
- * name present once, each dtype and shape equal to its target's — and only
- * then are values copied (through tg_data_mut). On any error (TG_EIO,
- * TG_EFORMAT naming the file and what's wrong, TG_EARG) no tensor is changed.
- * 0 ok, -1 on error. */
+/* Reads path into the tensors t[0..n), matched by name (any order). Only a
+ * regular file is read (opened without blocking; a FIFO, a device or a
+ * directory is TG_EIO naming what it is). The whole file is checked first —
+ * magic, version, CRC32, the count equal to n, every name present once, each
+ * dtype and shape equal to its target's, every value finite — and only then
+ * are values copied (through tg_data_mut). On any error (TG_EIO, TG_EFORMAT
+ * naming the file and what's wrong, e.g. the tensor holding a NaN, TG_EARG)
+ * no tensor is changed. 0 ok, -1 on error. */
 TG_API int tg_checkpoint_load(tg_ctx *ctx, const char *path, tg_tensor *const *t, size_t n);
+
+enum {
+	/* Load NaN and Inf values too (to look at a diverged model). */
+	TG_CHECKPOINT_NONFINITE = 1,
+};
+/* tg_checkpoint_load with flags (0 or TG_CHECKPOINT_NONFINITE). */
+TG_API int tg_checkpoint_load_flags(tg_ctx *ctx, const char *path, tg_tensor *const *t,
+				    size_t n, unsigned flags);
 
 #ifdef __cplusplus
 }
