@@ -58,15 +58,31 @@ typedef struct tg_dataset {
 #define TG_DATA_MAX_ELEMS ((int64_t)1 << 31)
 #define TG_DATA_MAX_CLASSES 65536
 
+/* The memory one load may take by default: a quarter of the machine's
+ * physical memory, at most 4 GiB. An IDX pair whose headers claim more
+ * (pixels as floats plus labels) is refused before a pixel is read; a CSV's
+ * text read and data set together stay below it (tg_csv_options.max_bytes
+ * changes it). */
+TG_API int64_t tg_data_max_bytes(void);
+
 /* Frees x and y and zeroes *ds; NULL or an empty struct is fine. */
 TG_API void tg_dataset_free(tg_dataset *ds);
+
+/* ---- reading files ------------------------------------------------------- */
+/* Every reader opens only regular files, without blocking: a FIFO, a device
+ * (/dev/zero) or a directory is TG_EIO naming what it is, at once. Files
+ * starting with gzip's magic bytes are inflated, others read as they are;
+ * concatenated gzip members read as one stream, but anything else after the
+ * compressed data is TG_EFORMAT, and so is a stream cut short. */
 
 /* ---- IDX files (MNIST, Fashion-MNIST) ------------------------------------- */
 /* Images: magic 0x00000803, then u32 N, rows, cols (big-endian), then
  * N*rows*cols pixel bytes. Labels: magic 0x00000801, u32 N, N label bytes.
- * Both counts must agree; pixels become floats p/255 (D = rows*cols). Labels
- * must lie in [0, classes); classes <= 0 means max label + 1. 0 ok, -1 on
- * error (out is then empty). */
+ * Both counts must agree, and the data set they claim must fit in
+ * tg_data_max_bytes(), before any pixel is read; a byte after the data is an
+ * error. Pixels become floats p/255 (D = rows*cols). Labels must lie in
+ * [0, classes); classes <= 0 means max label + 1. 0 ok, -1 on error (out is
+ * then empty). */
 TG_API int tg_load_idx(tg_ctx *ctx, const char *images, const char *labels, int classes,
 		       tg_dataset *out);
 
@@ -75,14 +91,20 @@ TG_API int tg_load_idx(tg_ctx *ctx, const char *images, const char *labels, int 
 
 /* Reads DIR/train-images-idx3-ubyte, train-labels-idx1-ubyte,
  * t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte, each with ".gz" if that
- * file exists, as 10-class data sets (MNIST or Fashion-MNIST). dir NULL means
- * TG_FASHION_MNIST_DIR. 0 ok, -1 on error (both outputs then empty). */
+ * name exists (a link to nothing is reported as such), as 10-class data sets
+ * (MNIST or Fashion-MNIST). The four headers are checked first: the test
+ * images must have the training images' size, and both sets together fit in
+ * tg_data_max_bytes(). dir NULL means TG_FASHION_MNIST_DIR. 0 ok, -1 on
+ * error (both outputs then empty). */
 TG_API int tg_load_mnist(tg_ctx *ctx, const char *dir, tg_dataset *train, tg_dataset *test);
 
 /* ---- CSV files ------------------------------------------------------------ */
 /* One sample per line, numbers separated by commas; blank lines are skipped.
- * Every row must have the same number of columns; one column is the label
- * (an integer in [0, classes)), the others are the features, in order. */
+ * Lines end in LF, CRLF or CR; a UTF-8 byte-order mark is skipped. Every row
+ * must have the same number of columns; one column is the label (an integer
+ * in [0, classes)), the others are the features, in order. When the header
+ * was detected, errors say so (a data row with a stray word is taken for a
+ * header). */
 typedef enum {
 	TG_CSV_HEADER_AUTO, /* skip the first line if any field is not a number */
 	TG_CSV_HEADER_YES,  /* always skip the first line */
@@ -94,9 +116,16 @@ typedef struct tg_csv_options {
 	tg_csv_header header;
 	int classes;          /* labels in [0, classes); <= 0: max label + 1 */
 	double scale;         /* features are divided by scale; 0 means 1 */
+	int64_t max_rows;     /* more rows is an error; 0: TG_CSV_MAX_ROWS */
+	/* Bytes the load may take (text read and data set); more is an error,
+	 * found before it is allocated. 0: tg_data_max_bytes(). */
+	int64_t max_bytes;
 } tg_csv_options;
 
-/* Label last, header detected, classes from the labels, no scaling. */
+#define TG_CSV_MAX_ROWS ((int64_t)1 << 24)
+
+/* Label last, header detected, classes from the labels, no scaling, the
+ * default caps. */
 #define TG_CSV_DEFAULTS ((tg_csv_options){ .label_column = -1 })
 
 /* opt NULL means TG_CSV_DEFAULTS. Errors name the line (1-based, counting
