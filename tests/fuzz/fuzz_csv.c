@@ -72,10 +72,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			require(rc == -1 && tg_status_of(ctx) == TG_EARG, "bad options accepted");
 	}
 	if (rc == 0) {
-		/* rows come from lines; the label column counts as no feature */
+		/* rows come from lines (ended by LF, CR or CRLF); the label column
+		 * counts as no feature */
 		size_t lines = 1;
 		for (size_t i = 0; i < n; i++)
-			lines += text[i] == '\n';
+			lines += text[i] == '\n' ||
+				 (text[i] == '\r' && (i + 1 == n || text[i + 1] != '\n'));
 		if (!z && !(n >= 2 && text[0] == 0x1f && text[1] == 0x8b))
 			require((size_t)ds.n <= lines, "%lld rows from %zu lines", (long long)ds.n,
 				lines);
