@@ -458,6 +458,26 @@ static void the_confusion_matrix_prints_names_counts_and_recall(void **state)
 			fail_msg("the table lacks the line \"%s\"; it reads:\n%s", want[i], buf);
 }
 
+/* The rule of tapegrad_nn.h: a net and an optimizer are freed before their
+ * context, or at least nothing but their _free is called after it. Under
+ * ASan a use of the freed context here would abort. */
+static void a_net_and_optimizer_may_be_freed_after_their_context(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_mlp *net = tg_mlp_new(ctx, "4-3-2", NULL);
+	assert_non_null(net);
+	size_t np;
+	tg_tensor *const *params = tg_mlp_params(net, &np);
+	tg_optim_opts oo = tg_optim_defaults(TG_ADAM);
+	tg_optim *opt = tg_optim_new(ctx, params, np, &oo);
+	assert_non_null(opt);
+	assert_int_equal(np, 4);
+	tg_ctx_free(ctx);
+	tg_optim_free(opt);
+	tg_mlp_free(net);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -473,6 +493,7 @@ int main(void)
 		cmocka_unit_test(evaluation_is_deterministic_and_restores_the_modes),
 		cmocka_unit_test(evaluation_with_grad_mode_off_stays_off),
 		cmocka_unit_test(the_confusion_matrix_prints_names_counts_and_recall),
+		cmocka_unit_test(a_net_and_optimizer_may_be_freed_after_their_context),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
