@@ -608,6 +608,9 @@ int tg_load_mnist(tg_ctx *ctx, const char *dir, tg_dataset *train, tg_dataset *t
  * the growing arrays, so the text is never held whole. Lines end in LF, CR or
  * CRLF; a UTF-8 byte-order mark at the start is skipped. */
 
+/* The longest line: 256 MiB, so a line's fields always count in an int. */
+#define MAX_LINE ((size_t)1 << 28)
+
 /* One field, trimmed: [s, e). */
 typedef struct field {
 	const char *s, *e;
@@ -809,6 +812,11 @@ static int csv_first(csv_parse *p, csv_rows *r, const char *s, const char *e, lo
 		return -1;
 	}
 	r->d = p->ncol - 1;
+	if ((int64_t)p->ncol * (int64_t)(sizeof *p->f + sizeof(float)) >
+	    p->max_bytes - p->text_cap)
+		return csv_fail(p, TG_EFORMAT,
+				"line %lld: %d columns would take more than %.2f GiB (max_bytes)",
+				line, p->ncol, gib(p->max_bytes));
 	p->f = malloc((size_t)p->ncol * sizeof *p->f);
 	if (!p->f) {
 		tg_fail(p->ctx, TG_ENOMEM, "%s: out of memory for %d columns", p->path, p->ncol);
@@ -877,7 +885,7 @@ static int csv_parse_stream(csv_parse *p, csv_rows *r, src *f)
 	int rc = -1;
 	while (!end) {
 		if (len == cap) { /* one line fills the buffer */
-			if ((int64_t)cap * 2 > p->max_bytes) {
+			if ((int64_t)cap * 2 > p->max_bytes / 4 || cap * 2 > MAX_LINE) {
 				csv_fail(p, TG_EFORMAT, "line %lld is longer than %zu bytes",
 					 line + 1, cap);
 				goto out_free;
