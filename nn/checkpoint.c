@@ -245,7 +245,9 @@ static const char *base_of(const char *path)
 
 /* Removes the temporary files "<base>.tmp.<pid>[.<any>]" in dir whose writer
  * process no longer exists: what a save killed mid-write leaves behind.
- * Temporaries of live processes (this one's other threads included) stay. */
+ * Temporaries of live processes (this one's other threads included) stay.
+ * A writer in another PID namespace sharing the directory looks dead from
+ * here; such writers should save to paths of their own. */
 static void remove_leftovers(const char *dir, const char *base)
 {
 	DIR *d = opendir(dir);

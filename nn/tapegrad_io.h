@@ -12,8 +12,10 @@
  *
  * A failing function returns -1 (or NULL / false), frees whatever it had
  * allocated and leaves its outputs empty; sizes a file claims are checked
- * against caps and against the data actually present before anything that
- * large is allocated. Like ops, these functions do nothing (and fail) while
+ * against caps, against the memory a load may take (tg_data_max_bytes) and
+ * against the data actually present before anything that large is
+ * allocated. Only regular files are read, so a FIFO or a device never
+ * blocks or feeds a reader without end. Like ops, these functions do nothing (and fail) while
  * the context holds an error; the free functions always work.
  *
  * Train the seeds' two-layer net on Fashion-MNIST, one epoch:
