@@ -14,12 +14,14 @@
 #include "tapegrad_train.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -58,10 +60,13 @@ static const char usage_text[] =
 	"  --seed S             seed of initialisation, shuffling and dropout (default 42)\n"
 	"  --threads T          BLAS threads (default 1)\n"
 	"  --anomaly            check every op for NaN/Inf and name the first that made one\n"
+	"  --no-divergence-check  train on when the loss grows past 1000 times the first\n"
+	"                       step's (and past 100); by default that stops the run\n"
 	"output\n"
 	"  --log FILE.csv       write epoch,iter,train_loss,train_acc,test_loss,test_acc,seconds\n"
 	"  --save FILE          save the trained parameters (and batch-norm statistics)\n"
 	"  --load FILE          start from a checkpoint saved with the same net options\n"
+	"  --load-nonfinite     let --load read a checkpoint holding NaN or Inf\n"
 	"  --eval-only          evaluate the --load'ed net on the test set; no training\n"
 	"  --quiet              no progress on stderr\n"
 	"  -h, --help           this text\n";
@@ -95,6 +100,8 @@ typedef struct config {
 	bool bn;
 	bool replace;
 	bool anomaly;
+	bool divergence_check;
+	bool load_nonfinite;
 	bool eval_only;
 	bool quiet;
 	bool epochs_given;
@@ -146,7 +153,7 @@ static config parse_args(int argc, char **argv)
 	config c = {
 		.data = "fashion-mnist", .hidden = "256-128", .act = "relu", .init = "he",
 		.optim = "adam", .schedule = "cosine", .dtype = "f32", .batch = 128, .epochs = 10, .seed = 42,
-		.threads = 1, .bn = true,
+		.threads = 1, .bn = true, .divergence_check = true,
 	};
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -172,6 +179,10 @@ static config parse_args(int argc, char **argv)
 			c.replace = true;
 		} else if (!strcmp(a, "--anomaly")) {
 			c.anomaly = true;
+		} else if (!strcmp(a, "--no-divergence-check")) {
+			c.divergence_check = false;
+		} else if (!strcmp(a, "--load-nonfinite")) {
+			c.load_nonfinite = true;
 		} else if (!strcmp(a, "--eval-only")) {
 			c.eval_only = true;
 		} else if (!strcmp(a, "--quiet")) {
@@ -256,9 +267,85 @@ static config parse_args(int argc, char **argv)
 		usage_error("--schedule is %s; it must be cosine or constant", c.schedule);
 	if (c.eval_only && !c.load)
 		usage_error("--eval-only needs --load FILE");
+	if (c.load_nonfinite && !c.load)
+		usage_error("--load-nonfinite needs --load FILE");
 	if (c.iters && c.epochs_given)
 		usage_error("give --epochs or --iters, not both");
 	return c;
+}
+
+/* ---- paths proved before any work ------------------------------------------------- */
+
+/* The directory a file at path lands in: that of the file a symbolic link
+ * finally points at, as tg_checkpoint_save writes through links. */
+static void landing_dir(const char *path, char *dir, size_t size)
+{
+	char real[PATH_MAX];
+	struct stat st;
+	const char *p = path;
+	if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode) && realpath(path, real))
+		p = real;
+	const char *slash = strrchr(p, '/');
+	if (!slash)
+		snprintf(dir, size, ".");
+	else if (slash == p)
+		snprintf(dir, size, "/");
+	else
+		snprintf(dir, size, "%.*s", (int)(slash - p), p);
+}
+
+/* A file can be created at path: a probe file is made and removed in its
+ * directory, and path is not a directory or a file that can't be written.
+ * Else exits 1 naming the option, the path and the reason. */
+static void prove_writable(const char *opt, const char *path, bool in_place)
+{
+	char dir[PATH_MAX], probe[PATH_MAX + 32];
+	struct stat st;
+	if (stat(path, &st) == 0) {
+		if (S_ISDIR(st.st_mode)) {
+			fprintf(stderr, "%s: %s %s: is a directory; give a file name\n", prog, opt,
+				path);
+			exit(1);
+		}
+		/* a checkpoint replaces the file (a new one is renamed over it); a
+		 * log is written into it */
+		if (access(path, W_OK) != 0 && (in_place || !S_ISREG(st.st_mode))) {
+			fprintf(stderr, "%s: %s %s: cannot write: %s\n", prog, opt, path,
+				strerror(errno));
+			exit(1);
+		}
+	}
+	landing_dir(path, dir, sizeof dir);
+	snprintf(probe, sizeof probe, "%s/.train-probe-XXXXXX", dir);
+	int fd = mkstemp(probe);
+	if (fd < 0) {
+		fprintf(stderr, "%s: %s %s: cannot write in %s: %s (checked before training)\n",
+			prog, opt, path, dir, strerror(errno));
+		exit(1);
+	}
+	close(fd);
+	unlink(probe);
+}
+
+/* path is a regular file that can be read, checked without blocking (a FIFO
+ * would wait for a writer). Else exits 1 naming the option and the reason. */
+static void prove_readable(const char *opt, const char *path)
+{
+	int fd = open(path, O_RDONLY | O_NONBLOCK);
+	if (fd < 0) {
+		fprintf(stderr, "%s: %s: %s: cannot open: %s\n", prog, opt, path, strerror(errno));
+		exit(1);
+	}
+	struct stat st;
+	bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+	close(fd);
+	if (!regular) {
+		fprintf(stderr, "%s: %s: %s: not a regular file (%s)\n", prog, opt, path,
+			S_ISDIR(st.st_mode)    ? "a directory"
+			: S_ISFIFO(st.st_mode) ? "a FIFO"
+					       : "a device or socket");
+		exit(1);
+	}
 }
 
 /* ---- data ----------------------------------------------------------------------- */
@@ -411,9 +498,33 @@ static int fail(tg_ctx *ctx, const char *what)
 	return 1;
 }
 
+/* The path proved writable failed after all (a full disk, a directory
+ * removed meanwhile): the trained model goes to the temporary directory
+ * rather than nowhere. */
+static void save_elsewhere(tg_ctx *ctx, tg_tensor *const *state, size_t ns)
+{
+	const char *tmp = getenv("TMPDIR");
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/train-%ld.ckpt", tmp && *tmp ? tmp : "/tmp",
+		 (long)getpid());
+	tg_clear_error(ctx);
+	if (tg_checkpoint_save(ctx, path, state, ns) == 0)
+		fprintf(stderr, "%s: the trained model is saved in %s instead\n", prog, path);
+	else
+		fprintf(stderr, "%s: saving in %s failed too: %s\n", prog, path, tg_error(ctx));
+}
+
 int main(int argc, char **argv)
 {
 	config c = parse_args(argc, argv);
+	/* Every path is proved before the data is loaded: a bad one is found in
+	 * a second, not after the training it would lose. */
+	if (c.load)
+		prove_readable("--load", c.load);
+	if (c.save)
+		prove_writable("--save", c.save, false);
+	if (c.log)
+		prove_writable("--log", c.log, true);
 	tg_ctx *ctx = tg_ctx_new(c.seed);
 	if (!ctx) {
 		fprintf(stderr, "%s: out of memory\n", prog);
@@ -442,6 +553,10 @@ int main(int argc, char **argv)
 	}
 	double load_s = now() - t;
 
+	if (c.bn && !c.eval_only && d.train.n < 2)
+		usage_error("--data %s has %lld training sample; batch norm needs at least 2 in a "
+			    "batch (use --no-bn)",
+			    c.data, (long long)d.train.n);
 	char spec[256];
 	make_spec(&c, &d, spec, sizeof spec);
 	net = tg_mlp_new(ctx, spec, &mo);
@@ -460,7 +575,8 @@ int main(int argc, char **argv)
 		rc = fail(ctx, "the optimizer");
 		goto out;
 	}
-	if (c.load && tg_checkpoint_load(ctx, c.load, state, ns)) {
+	if (c.load && tg_checkpoint_load_flags(ctx, c.load, state, ns,
+					       c.load_nonfinite ? TG_CHECKPOINT_NONFINITE : 0)) {
 		rc = fail(ctx, "--load");
 		goto out;
 	}
@@ -486,6 +602,7 @@ int main(int argc, char **argv)
 	to.replace = c.replace;
 	to.drop_last = c.bn && !c.replace && d.train.n % c.batch == 1; /* no batch of one */
 	to.anomaly = c.anomaly;
+	to.no_divergence_check = !c.divergence_check;
 	to.log_path = c.log;
 	to.class_names = d.class_names; /* NULL for a directory: numbered */
 	if (c.quiet)
@@ -531,6 +648,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: training stopped after %lld step%s (in epoch %lld): %s\n",
 			prog, (long long)last.iter, last.iter == 1 ? "" : "s",
 			(long long)last.epoch + 1, tg_error(ctx));
+		if (c.save)
+			fprintf(stderr, "%s: nothing saved; %s is as it was\n", prog, c.save);
 		rc = 1;
 		goto out;
 	}
@@ -543,6 +662,7 @@ int main(int argc, char **argv)
 	if (c.save) {
 		if (tg_checkpoint_save(ctx, c.save, state, ns)) {
 			rc = fail(ctx, "--save");
+			save_elsewhere(ctx, state, ns);
 			goto out;
 		}
 		printf("saved     %s\n", c.save);

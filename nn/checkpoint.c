@@ -14,21 +14,30 @@
  *	    data                        numel values of the dtype, little-endian
  *	u32 CRC32 (zlib's crc32) of every byte before it
  *
- * Save writes "<path>.tmp.<pid>", fsyncs it and renames it over path, so the
- * file at path is always either the old checkpoint or the whole new one.
- * Load reads the whole file and checks all of it against the model before it
- * writes a single value; a file never makes it allocate more than its size.
+ * Save writes a temporary of its own ("<path>.tmp.<pid>.<random>", created
+ * with O_EXCL, so threads and processes saving to one path never share one),
+ * fsyncs it, renames it over path and fsyncs the directory: the file at path
+ * is always either an old checkpoint or a whole new one. Temporaries left by
+ * writers that died are removed by the next save to that path. A path that
+ * is a symbolic link is written through: the link's target is replaced.
+ * Load reads only regular files and the whole file, and checks all of it
+ * against the model (NaN and Inf included) before it writes a single value;
+ * a file never makes it allocate more than its size.
  * Tensors are matched by name, in any order.
  */
 #include "tapegrad.h"
 #include "tapegrad_io.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -180,28 +189,130 @@ static void put_tensor(writer *w, const tg_tensor *t)
 	}
 }
 
-/* Best effort: makes the rename itself durable. */
-static void sync_dir(const char *path)
+/* ---- where the bytes go ----------------------------------------------------- */
+
+/* The file a save writes: path itself, or, when path is a symbolic link, the
+ * file it finally points at (which may not exist yet), so the link stays a
+ * link. malloc'd; NULL with errno set (ELOOP after too many links). */
+static char *resolve_links(const char *path)
 {
-	const char *slash = strrchr(path, '/');
-	char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path))
-			  : strdup(".");
-	if (!dir)
-		return;
-	int fd = open(dir, O_RDONLY);
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
+	char *p = strdup(path);
+	for (int hops = 0; p && hops < 40; hops++) {
+		struct stat st;
+		if (lstat(p, &st) != 0 || !S_ISLNK(st.st_mode))
+			return p; /* a file, a directory, or nothing yet */
+		char target[PATH_MAX];
+		ssize_t k = readlink(p, target, sizeof target - 1);
+		if (k < 0) {
+			free(p);
+			return NULL;
+		}
+		target[k] = '\0';
+		const char *slash = strrchr(p, '/');
+		char *next;
+		if (target[0] == '/' || !slash) {
+			next = strdup(target);
+		} else {
+			size_t dir = (size_t)(slash - p) + 1;
+			next = malloc(dir + (size_t)k + 1);
+			if (next) {
+				memcpy(next, p, dir);
+				memcpy(next + dir, target, (size_t)k + 1);
+			}
+		}
+		free(p);
+		p = next;
 	}
-	free(dir);
+	if (p) {
+		free(p);
+		errno = ELOOP;
+	}
+	return NULL;
 }
 
-/* Writes the whole file to tmp; 0 ok, else the errno of the failure. */
-static int write_file(const char *tmp, tg_tensor *const *t, size_t n)
+/* The directory part of path ("." when there is none); malloc'd. */
+static char *dir_of(const char *path)
 {
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	const char *slash = strrchr(path, '/');
+	return slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+}
+
+static const char *base_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	return slash ? slash + 1 : path;
+}
+
+/* Removes the temporary files "<base>.tmp.<pid>[.<any>]" in dir whose writer
+ * process no longer exists: what a save killed mid-write leaves behind.
+ * Temporaries of live processes (this one's other threads included) stay.
+ * A writer in another PID namespace sharing the directory looks dead from
+ * here; such writers should save to paths of their own. */
+static void remove_leftovers(const char *dir, const char *base)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	size_t blen = strlen(base);
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		const char *s = e->d_name;
+		if (strncmp(s, base, blen) != 0 || strncmp(s + blen, ".tmp.", 5) != 0)
+			continue;
+		char *end;
+		errno = 0;
+		long pid = strtol(s + blen + 5, &end, 10);
+		if (errno || end == s + blen + 5 || pid <= 0 || pid > INT_MAX ||
+		    (*end != '\0' && *end != '.'))
+			continue;
+		if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		unlinkat(dirfd(d), s, 0);
+	}
+	closedir(d);
+}
+
+/* Creates "<final>.tmp.<pid>.<6 hex digits>", a name no other thread or
+ * process uses, like mkstemp but with the usual 0666 & ~umask permissions.
+ * Fills tmp (size bytes); the fd, or -1 with errno set. */
+static int create_temp(const char *final, char *tmp, size_t size)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t r = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15u ^ (uintptr_t)tmp ^
+		     (uint64_t)ts.tv_sec << 20;
+	for (int tries = 0; tries < 100; tries++) {
+		r = r * 6364136223846793005u + 1442695040888963407u;
+		int k = snprintf(tmp, size, "%s.tmp.%ld.%06x", final, (long)getpid(),
+				 (unsigned)(r >> 40) & 0xffffff);
+		if (k < 0 || (size_t)k >= size) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+		if (fd >= 0 || errno != EEXIST)
+			return fd;
+	}
+	errno = EEXIST;
+	return -1;
+}
+
+/* Makes the rename durable: fsync of the directory that holds the file.
+ * Filesystems that cannot sync a directory (EINVAL) are let be. 0 or errno. */
+static int sync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return errno;
+	int err = fsync(fd) != 0 && errno != EINVAL && errno != EROFS ? errno : 0;
+	close(fd);
+	return err;
+}
+
+/* Writes the whole file to the open fd; 0 ok, else the errno of the failure.
+ * Closes fd. */
+static int write_file(int fd, tg_tensor *const *t, size_t n)
+{
 	FILE *f = fdopen(fd, "wb");
 	if (!f) {
 		int err = errno;
@@ -236,26 +347,50 @@ int tg_checkpoint_save(tg_ctx *ctx, const char *path, tg_tensor *const *t, size_
 		tg_fail(ctx, TG_EARG, "tg_checkpoint_save: %zu tensors, at most %u", n, UINT32_MAX);
 		return -1;
 	}
-	size_t size = strlen(path) + 32;
-	char *tmp = malloc(size);
-	if (!tmp) {
-		tg_fail(ctx, TG_ENOMEM, "%s: out of memory", path);
+	char *final = resolve_links(path);
+	if (!final) {
+		tg_fail(ctx, TG_EIO, "%s: cannot resolve the path: %s", path, strerror(errno));
 		return -1;
 	}
-	snprintf(tmp, size, "%s.tmp.%ld", path, (long)getpid());
-	int err = write_file(tmp, t, n);
-	if (!err && rename(tmp, path) != 0)
+	char *dir = dir_of(final);
+	size_t size = strlen(final) + 48;
+	char *tmp = malloc(size);
+	int rc = -1;
+	if (!dir || !tmp) {
+		tg_fail(ctx, TG_ENOMEM, "%s: out of memory", path);
+		goto out_free;
+	}
+	remove_leftovers(dir, base_of(final));
+	int fd = create_temp(final, tmp, size);
+	if (fd < 0) {
+		tg_fail(ctx, TG_EIO, "%s: cannot write checkpoint (creating a temporary in %s): %s",
+			path, dir, strerror(errno));
+		goto out_free;
+	}
+	struct stat st;
+	if (stat(final, &st) == 0 && S_ISREG(st.st_mode))
+		fchmod(fd, st.st_mode & 07777); /* the old file's permissions carry over */
+	int err = write_file(fd, t, n);
+	if (!err && rename(tmp, final) != 0)
 		err = errno;
 	if (err) {
 		unlink(tmp);
 		tg_fail(ctx, TG_EIO, "%s: cannot write checkpoint (via %s): %s", path, tmp,
 			strerror(err));
-		free(tmp);
-		return -1;
+		goto out_free;
 	}
+	err = sync_dir(dir);
+	if (err) {
+		tg_fail(ctx, TG_EIO, "%s: written, but syncing its directory %s failed: %s", path,
+			dir, strerror(err));
+		goto out_free;
+	}
+	rc = 0;
+out_free:
 	free(tmp);
-	sync_dir(path);
-	return 0;
+	free(dir);
+	free(final);
+	return rc;
 }
 
 /* ---- load ------------------------------------------------------------------- */
@@ -289,22 +424,34 @@ static size_t left(const reader *r)
 	return (size_t)(r->end - r->p);
 }
 
-/* The whole file in a malloc'd buffer. NULL after recording the error. */
+/* What a non-regular file is, for the message that refuses it. */
+static const char *file_kind(mode_t m)
+{
+	return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO (named pipe)" :
+	       S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device" :
+	       S_ISSOCK(m) ? "a socket" : "not a regular file";
+}
+
+/* The whole file in a malloc'd buffer. Only a regular file is read: the open
+ * does not block (a FIFO without a writer would wait forever) and fstat
+ * refuses anything else before a byte is read. NULL after recording the
+ * error. */
 static unsigned char *read_file(tg_ctx *ctx, const char *path, size_t *size)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f) {
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
 		tg_fail(ctx, TG_EIO, "%s: cannot open: %s", path, strerror(errno));
 		return NULL;
 	}
 	struct stat st;
 	unsigned char *buf = NULL;
-	if (fstat(fileno(f), &st) != 0) {
+	if (fstat(fd, &st) != 0) {
 		tg_fail(ctx, TG_EIO, "%s: cannot stat: %s", path, strerror(errno));
 		goto out_close;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		tg_fail(ctx, TG_EIO, "%s: not a regular file", path);
+		tg_fail(ctx, TG_EIO, "%s: is %s, not a regular file; a checkpoint is a file", path,
+			file_kind(st.st_mode));
 		goto out_close;
 	}
 	if (st.st_size < MIN_FILE) {
@@ -323,15 +470,22 @@ static unsigned char *read_file(tg_ctx *ctx, const char *path, size_t *size)
 		tg_fail(ctx, TG_ENOMEM, "%s: out of memory reading %zu bytes", path, *size);
 		goto out_close;
 	}
-	errno = 0;
-	if (fread(buf, 1, *size, f) != *size) {
-		tg_fail(ctx, TG_EIO, "%s: read failed: %s", path,
-			errno ? strerror(errno) : "the file shrank while being read");
-		free(buf);
-		buf = NULL;
+	size_t got = 0;
+	while (got < *size) {
+		ssize_t r = read(fd, buf + got, *size - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			tg_fail(ctx, TG_EIO, "%s: read failed: %s", path,
+				r < 0 ? strerror(errno) : "the file shrank while being read");
+			free(buf);
+			buf = NULL;
+			break;
+		}
+		got += (size_t)r;
 	}
 out_close:
-	fclose(f);
+	close(fd);
 	return buf;
 }
 
@@ -501,12 +655,73 @@ static int match_entries(tg_ctx *ctx, const char *path, const entry *e, uint32_t
 	return 0;
 }
 
+/* The index of the first NaN or Inf among an entry's values, or -1. */
+static int64_t first_nonfinite(const entry *e)
+{
+	size_t es = dtype_size(e->dtype), n = e->bytes / es;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char b[8];
+		memcpy(b, e->data + i * es, es);
+		if (!little_endian())
+			swap_bytes(b, 1, es);
+		double v;
+		if (es == sizeof(double)) {
+			memcpy(&v, b, sizeof v);
+		} else {
+			float f;
+			memcpy(&f, b, sizeof f);
+			v = f;
+		}
+		if (!isfinite(v))
+			return (int64_t)i;
+	}
+	return -1;
+}
+
+/* A model of NaN or Inf would only make NaN: refused unless asked for. */
+static int check_finite(tg_ctx *ctx, const char *path, const entry *e, const uint32_t *match,
+			size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const entry *src = &e[match[i]];
+		int64_t k = first_nonfinite(src);
+		if (k < 0)
+			continue;
+		size_t es = dtype_size(src->dtype);
+		double v;
+		if (es == sizeof(double)) {
+			memcpy(&v, src->data + (size_t)k * es, es);
+		} else {
+			float f;
+			memcpy(&f, src->data + (size_t)k * es, es);
+			v = f;
+		}
+		tg_fail(ctx, TG_EFORMAT,
+			"%s: tensor %.*s holds %s at index %lld of %zu (saved from a run that "
+			"diverged?); load it anyway with TG_CHECKPOINT_NONFINITE",
+			path, src->len, src->name, isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf",
+			(long long)k, src->bytes / es);
+		return -1;
+	}
+	return 0;
+}
+
 int tg_checkpoint_load(tg_ctx *ctx, const char *path, tg_tensor *const *t, size_t n)
+{
+	return tg_checkpoint_load_flags(ctx, path, t, n, 0);
+}
+
+int tg_checkpoint_load_flags(tg_ctx *ctx, const char *path, tg_tensor *const *t, size_t n,
+			     unsigned flags)
 {
 	if (!usable(ctx))
 		return -1;
 	if (check_list(ctx, "tg_checkpoint_load", path, t, n))
 		return -1;
+	if (flags & ~(unsigned)TG_CHECKPOINT_NONFINITE) {
+		tg_fail(ctx, TG_EARG, "tg_checkpoint_load_flags: unknown flags 0x%x", flags);
+		return -1;
+	}
 	size_t size;
 	uint32_t count;
 	uint32_t *match = NULL;
@@ -524,6 +739,8 @@ int tg_checkpoint_load(tg_ctx *ctx, const char *path, tg_tensor *const *t, size_
 		goto out_free;
 	}
 	if (match_entries(ctx, path, e, count, t, n, match))
+		goto out_free;
+	if (!(flags & TG_CHECKPOINT_NONFINITE) && check_finite(ctx, path, e, match, n))
 		goto out_free;
 	/* Everything checked: only now touch the model. */
 	for (size_t i = 0; i < n; i++) {

@@ -2,11 +2,12 @@
  * data.c - data sets from files: IDX (MNIST, Fashion-MNIST) and CSV readers,
  * subsets and splits, and mini-batches as step tensors.
  *
- * The one place where a file's bytes become samples. Every reader goes
- * through zlib (gzopen reads plain files too), checks what the file claims
- * against caps and against the data actually there before allocating for it,
- * and reports a wrong file as an error naming the file and the problem;
- * nothing here aborts or reaches into the engine's internals.
+ * The one place where a file's bytes become samples. Every reader opens only
+ * regular files (without blocking, so a FIFO cannot hang it), inflates gzip
+ * itself (plain files pass through), checks what the file claims against
+ * caps, memory and the data actually there before allocating for it, and
+ * reports a wrong file as an error naming the file and the problem; nothing
+ * here aborts or reaches into the engine's internals.
  *
  * Shapes: N = samples, D = features, B = batch.
  */
@@ -14,10 +15,13 @@
 #include "tapegrad_io.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 enum { CHUNK = 1 << 16 };
@@ -37,55 +41,213 @@ void tg_dataset_free(tg_dataset *ds)
 	*ds = (tg_dataset){ 0 };
 }
 
-/* ---- reading files through zlib ------------------------------------------- */
+/* ---- memory a file may claim ------------------------------------------------ */
 
-static gzFile open_read(tg_ctx *ctx, const char *path)
+int64_t tg_data_max_bytes(void)
 {
-	errno = 0;
-	gzFile f = gzopen(path, "rb");
-	if (!f)
-		tg_fail(ctx, TG_EIO, "%s: cannot open: %s", path,
-			errno ? strerror(errno) : "out of memory");
-	else
-		gzbuffer(f, 1 << 17);
-	return f;
+	const int64_t most = (int64_t)4 << 30;
+	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+	if (pages <= 0 || page <= 0)
+		return most;
+	int64_t quarter = (int64_t)pages / 4 * (int64_t)page;
+	return quarter < most ? quarter : most;
 }
 
-/* Reads up to n bytes; fewer means the file ended (a gzip stream cut short
- * counts as ended: the caller reports the short count as truncation).
- * Returns the count, or -1 after recording a read error. */
-static int64_t read_some(tg_ctx *ctx, gzFile f, const char *path, void *buf, size_t n)
+static double gib(int64_t bytes)
+{
+	return (double)bytes / (double)((int64_t)1 << 30);
+}
+
+/* ---- reading files, plain or gzipped ------------------------------------------ */
+/* zlib's inflate on a file descriptor of our own: only regular files are
+ * opened, and without blocking; concatenated gzip members are read as one
+ * stream, anything else after the last member is an error; a stream cut
+ * short reads as ended and is flagged, for the caller to report. */
+
+typedef struct src {
+	tg_ctx *ctx;
+	const char *path;
+	int fd;
+	bool gz;             /* the file starts with gzip's magic bytes */
+	bool eof;            /* no more bytes in the file */
+	bool done;           /* no more bytes to deliver */
+	bool cut;            /* a gzip stream ended before its trailer */
+	z_stream z;          /* next_in/avail_in: undelivered bytes of in[] */
+	unsigned char *in;   /* (CHUNK) bytes read from the file */
+} src;
+
+static const char *file_kind(mode_t m)
+{
+	return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO (named pipe)" :
+	       S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device" :
+	       S_ISSOCK(m) ? "a socket" : "not a regular file";
+}
+
+/* Reads more of the file into in[], after the bytes not yet used. */
+static int refill(src *s)
+{
+	if (s->eof)
+		return 0;
+	if (s->z.avail_in && s->z.next_in != s->in)
+		memmove(s->in, s->z.next_in, s->z.avail_in);
+	s->z.next_in = s->in;
+	ssize_t r;
+	do
+		r = read(s->fd, s->in + s->z.avail_in, CHUNK - s->z.avail_in);
+	while (r < 0 && errno == EINTR);
+	if (r < 0) {
+		tg_fail(s->ctx, TG_EIO, "%s: read failed: %s", s->path, strerror(errno));
+		return -1;
+	}
+	if (r == 0)
+		s->eof = true;
+	s->z.avail_in += (uInt)r;
+	return 0;
+}
+
+/* Opens path for reading: a regular file, checked before a byte is read. 0
+ * ok; -1 after recording the error. */
+static int src_open(tg_ctx *ctx, const char *path, src *s)
+{
+	*s = (src){ .ctx = ctx, .path = path, .fd = -1 };
+	s->fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (s->fd < 0) {
+		int err = errno;
+		struct stat st;
+		if (err == ENOENT && lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+			tg_fail(ctx, TG_EIO,
+				"%s: cannot open: a symbolic link to a file that does not exist",
+				path);
+		else
+			tg_fail(ctx, TG_EIO, "%s: cannot open: %s", path, strerror(err));
+		return -1;
+	}
+	struct stat st;
+	if (fstat(s->fd, &st) != 0) {
+		tg_fail(ctx, TG_EIO, "%s: cannot stat: %s", path, strerror(errno));
+		goto out_close;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		tg_fail(ctx, TG_EIO, "%s: is %s, not a regular file; data is read from files",
+			path, file_kind(st.st_mode));
+		goto out_close;
+	}
+	fcntl(s->fd, F_SETFL, fcntl(s->fd, F_GETFL) & ~O_NONBLOCK);
+	s->in = malloc(CHUNK);
+	if (!s->in) {
+		tg_fail(ctx, TG_ENOMEM, "%s: out of memory", path);
+		goto out_close;
+	}
+	s->z.next_in = s->in;
+	while (s->z.avail_in < 2 && !s->eof)
+		if (refill(s))
+			goto out_free;
+	s->gz = s->z.avail_in >= 2 && s->in[0] == 0x1f && s->in[1] == 0x8b;
+	if (s->gz) {
+		unsigned char *next = s->z.next_in;
+		uInt avail = s->z.avail_in;
+		int rc = inflateInit2(&s->z, 15 + 16);
+		s->z.next_in = next;
+		s->z.avail_in = avail;
+		if (rc != Z_OK) {
+			tg_fail(ctx, TG_ENOMEM, "%s: out of memory for the gzip reader", path);
+			s->gz = false;
+			goto out_free;
+		}
+	}
+	return 0;
+
+out_free:
+	free(s->in);
+	s->in = NULL;
+out_close:
+	close(s->fd);
+	s->fd = -1;
+	return -1;
+}
+
+static void src_close(src *s)
+{
+	if (s->gz)
+		inflateEnd(&s->z);
+	free(s->in);
+	if (s->fd >= 0)
+		close(s->fd);
+	s->in = NULL;
+	s->fd = -1;
+	s->gz = false;
+}
+
+/* After a gzip member's trailer: another member may follow; anything else is
+ * an error. 0 ok (s->done when nothing follows), -1 after the error. */
+static int next_member(src *s)
+{
+	while (s->z.avail_in < 2 && !s->eof)
+		if (refill(s))
+			return -1;
+	if (s->z.avail_in == 0) {
+		s->done = true;
+		return 0;
+	}
+	if (s->z.avail_in >= 2 && s->z.next_in[0] == 0x1f && s->z.next_in[1] == 0x8b) {
+		inflateReset(&s->z);
+		return 0;
+	}
+	tg_fail(s->ctx, TG_EFORMAT, "%s: bad gzip data: bytes that are not gzip after the end "
+		"of the compressed stream", s->path);
+	return -1;
+}
+
+/* Reads up to n bytes; fewer means the data ended (s->cut when a gzip stream
+ * was cut short). The count, or -1 after recording the error. */
+static int64_t read_some(src *s, void *buf, size_t n)
 {
 	size_t got = 0;
-	while (got < n) {
-		size_t left = n - got;
-		unsigned chunk = left > (1u << 30) ? (1u << 30) : (unsigned)left;
-		int r = gzread(f, (char *)buf + got, chunk);
-		if (r > 0) {
-			got += (size_t)r;
+	while (got < n && !s->done) {
+		if (s->z.avail_in == 0 && refill(s))
+			return -1;
+		if (!s->gz) {
+			if (s->z.avail_in == 0) {
+				s->done = true;
+				break;
+			}
+			size_t k = n - got < s->z.avail_in ? n - got : s->z.avail_in;
+			memcpy((char *)buf + got, s->z.next_in, k);
+			s->z.next_in += k;
+			s->z.avail_in -= (uInt)k;
+			got += k;
 			continue;
 		}
-		int err = Z_OK;
-		const char *msg = gzerror(f, &err);
-		if (err == Z_ERRNO) {
-			tg_fail(ctx, TG_EIO, "%s: read failed: %s", path, strerror(errno));
+		size_t want = n - got > (1u << 30) ? (1u << 30) : n - got;
+		s->z.next_out = (unsigned char *)buf + got;
+		s->z.avail_out = (uInt)want;
+		int rc = inflate(&s->z, Z_NO_FLUSH);
+		got += want - s->z.avail_out;
+		if (rc == Z_STREAM_END) {
+			if (next_member(s))
+				return -1;
+		} else if (rc == Z_OK || rc == Z_BUF_ERROR) {
+			if (s->z.avail_in == 0 && s->eof && s->z.avail_out > 0) {
+				s->cut = true; /* the file ended inside the stream */
+				s->done = true;
+			}
+		} else if (rc != Z_OK) {
+			tg_fail(s->ctx, rc == Z_MEM_ERROR ? TG_ENOMEM : TG_EFORMAT,
+				"%s: bad gzip data: %s", s->path,
+				s->z.msg ? s->z.msg : rc == Z_MEM_ERROR ? "out of memory"
+								      : "corrupted stream");
 			return -1;
 		}
-		if (err != Z_OK && err != Z_BUF_ERROR) {
-			tg_fail(ctx, TG_EFORMAT, "%s: bad gzip data: %s", path, msg);
-			return -1;
-		}
-		break;
 	}
 	return (int64_t)got;
 }
 
 /* True if the file has at least one more byte, or after recording a read
  * error: either way the data did not end cleanly. */
-static bool has_more(tg_ctx *ctx, gzFile f, const char *path)
+static bool has_more(src *s)
 {
 	unsigned char c;
-	return read_some(ctx, f, path, &c, 1) != 0;
+	return read_some(s, &c, 1) != 0;
 }
 
 /* ---- IDX files -------------------------------------------------------------- */
@@ -95,7 +257,8 @@ static bool has_more(tg_ctx *ctx, gzFile f, const char *path)
 enum { IDX_IMAGES = 0x00000803, IDX_LABELS = 0x00000801 };
 
 typedef struct idx_file {
-	gzFile f;
+	src f;
+	bool open;
 	const char *path;
 	int ndim;
 	int64_t dim[3];
@@ -118,18 +281,25 @@ static char *dims_str(const idx_file *idx, char *buf, size_t size)
 	return buf;
 }
 
+static void idx_close(idx_file *idx)
+{
+	if (idx->open)
+		src_close(&idx->f);
+	idx->open = false;
+}
+
 /* Opens an IDX file and checks its header: magic, no zero size, and a total
- * size within TG_DATA_MAX_ELEMS. 0 ok (idx->f open), -1 after the error. */
+ * size within TG_DATA_MAX_ELEMS. 0 ok (idx open), -1 after the error. */
 static int idx_open(tg_ctx *ctx, const char *path, uint32_t magic, int ndim, const char *what,
 		    idx_file *idx)
 {
 	*idx = (idx_file){ .path = path, .ndim = ndim };
-	idx->f = open_read(ctx, path);
-	if (!idx->f)
+	if (src_open(ctx, path, &idx->f))
 		return -1;
+	idx->open = true;
 	unsigned char head[16];
 	size_t need = 4 + 4 * (size_t)ndim;
-	int64_t got = read_some(ctx, idx->f, path, head, need);
+	int64_t got = read_some(&idx->f, head, need);
 	if (got < 0)
 		goto out_close;
 	if (got >= 4 && be32(head) != magic) {
@@ -168,8 +338,7 @@ static int idx_open(tg_ctx *ctx, const char *path, uint32_t magic, int ndim, con
 	return 0;
 
 out_close:
-	gzclose(idx->f);
-	idx->f = NULL;
+	idx_close(idx);
 	return -1;
 }
 
@@ -194,8 +363,10 @@ static void widen_labels(void *dst, const unsigned char *src, size_t n)
 
 /* Reads the idx->count data bytes, widening each into an elem-size slot of a
  * malloc'd array. The array grows as the data arrives, so a header that
- * claims more than the file holds costs no more memory than the file. Extra
- * bytes after the data are an error too. NULL after recording the error. */
+ * claims more than the file holds costs no more memory than the file; no
+ * byte past the count is decompressed but one, and that one is an error
+ * (data after the data, or a gzip stream that runs on). NULL after
+ * recording the error. */
 static void *idx_read_data(tg_ctx *ctx, idx_file *idx, size_t elem,
 			   void (*widen)(void *, const unsigned char *, size_t), const char *what)
 {
@@ -209,7 +380,7 @@ static void *idx_read_data(tg_ctx *ctx, idx_file *idx, size_t elem,
 	}
 	while (got < idx->count) {
 		int64_t want = idx->count - got < CHUNK ? idx->count - got : CHUNK;
-		int64_t r = read_some(ctx, idx->f, idx->path, chunk, (size_t)want);
+		int64_t r = read_some(&idx->f, chunk, (size_t)want);
 		if (r < 0)
 			goto out_free;
 		if (r == 0)
@@ -235,13 +406,20 @@ static void *idx_read_data(tg_ctx *ctx, idx_file *idx, size_t elem,
 			break;
 	}
 	if (got < idx->count) {
-		tg_fail(ctx, TG_EFORMAT, "%s: truncated: expected %lld bytes of %s, got %lld",
-			idx->path, (long long)idx->count, what, (long long)got);
+		tg_fail(ctx, TG_EFORMAT, "%s: truncated: expected %lld bytes of %s, got %lld%s",
+			idx->path, (long long)idx->count, what, (long long)got,
+			idx->f.cut ? " (the gzip stream is cut short)" : "");
 		goto out_free;
 	}
-	if (has_more(ctx, idx->f, idx->path)) {
-		tg_fail(ctx, TG_EFORMAT, "%s: unexpected data after the %lld bytes of %s",
-			idx->path, (long long)idx->count, what);
+	if (has_more(&idx->f)) {
+		if (tg_ok(ctx))
+			tg_fail(ctx, TG_EFORMAT, "%s: unexpected data after the %lld bytes of %s",
+				idx->path, (long long)idx->count, what);
+		goto out_free;
+	}
+	if (idx->f.cut) {
+		tg_fail(ctx, TG_EFORMAT, "%s: the gzip stream is cut short after the %s",
+			idx->path, what);
 		goto out_free;
 	}
 	free(chunk);
@@ -275,6 +453,74 @@ static int check_labels(tg_ctx *ctx, const char *path, const int32_t *y, int64_t
 	return 0;
 }
 
+/* An images file and its labels, headers read and checked. */
+typedef struct idx_pair {
+	idx_file im, lb;
+} idx_pair;
+
+static void pair_close(idx_pair *p)
+{
+	idx_close(&p->im);
+	idx_close(&p->lb);
+}
+
+/* The bytes a pair's data set takes as floats and labels. */
+static int64_t pair_bytes(const idx_pair *p)
+{
+	return p->im.count * (int64_t)sizeof(float) + p->lb.count * (int64_t)sizeof(int32_t);
+}
+
+/* Opens both files and checks their headers against each other and the
+ * memory they would take against `budget` bytes, before any pixel is read. */
+static int pair_open(tg_ctx *ctx, const char *images, const char *labels, int64_t budget,
+		     idx_pair *p)
+{
+	*p = (idx_pair){ 0 };
+	if (idx_open(ctx, images, IDX_IMAGES, 3, "IDX ubyte images", &p->im))
+		return -1;
+	if (idx_open(ctx, labels, IDX_LABELS, 1, "IDX ubyte labels", &p->lb))
+		goto out_close;
+	if (p->im.dim[0] != p->lb.dim[0]) {
+		tg_fail(ctx, TG_EFORMAT, "%s has %lld images but %s has %lld labels", images,
+			(long long)p->im.dim[0], labels, (long long)p->lb.dim[0]);
+		goto out_close;
+	}
+	if (pair_bytes(p) > budget) {
+		tg_fail(ctx, TG_EFORMAT,
+			"%s: %lld images of %lldx%lld would take %.2f GiB as floats, more than "
+			"the %.2f GiB a data set may take (tg_data_max_bytes: a quarter of the "
+			"memory, at most 4 GiB)",
+			images, (long long)p->im.dim[0], (long long)p->im.dim[1],
+			(long long)p->im.dim[2], gib(pair_bytes(p)), gib(budget));
+		goto out_close;
+	}
+	return 0;
+
+out_close:
+	pair_close(p);
+	return -1;
+}
+
+/* Reads an opened pair's data and closes it. */
+static int pair_read(tg_ctx *ctx, idx_pair *p, int classes, tg_dataset *out)
+{
+	float *x = idx_read_data(ctx, &p->im, sizeof(float), widen_pixels, "pixels");
+	int32_t *y = x ? idx_read_data(ctx, &p->lb, sizeof(int32_t), widen_labels, "labels")
+		       : NULL;
+	if (!y || check_labels(ctx, p->lb.path, y, p->lb.count, &classes)) {
+		free(x);
+		free(y);
+		pair_close(p);
+		return -1;
+	}
+	*out = (tg_dataset){
+		.n = p->im.dim[0], .d = p->im.dim[1] * p->im.dim[2], .classes = classes,
+		.x = x, .y = y,
+	};
+	pair_close(p);
+	return 0;
+}
+
 int tg_load_idx(tg_ctx *ctx, const char *images, const char *labels, int classes,
 		tg_dataset *out)
 {
@@ -291,43 +537,14 @@ int tg_load_idx(tg_ctx *ctx, const char *images, const char *labels, int classes
 			TG_DATA_MAX_CLASSES);
 		return -1;
 	}
-	idx_file im, lb;
-	float *x = NULL;
-	int32_t *y = NULL;
-	if (idx_open(ctx, images, IDX_IMAGES, 3, "IDX ubyte images", &im))
+	idx_pair p;
+	if (pair_open(ctx, images, labels, tg_data_max_bytes(), &p))
 		return -1;
-	if (idx_open(ctx, labels, IDX_LABELS, 1, "IDX ubyte labels", &lb))
-		goto out_close_images;
-	if (im.dim[0] != lb.dim[0]) {
-		tg_fail(ctx, TG_EFORMAT, "%s has %lld images but %s has %lld labels", images,
-			(long long)im.dim[0], labels, (long long)lb.dim[0]);
-		goto out_close;
-	}
-	x = idx_read_data(ctx, &im, sizeof(float), widen_pixels, "pixels");
-	if (!x)
-		goto out_close;
-	y = idx_read_data(ctx, &lb, sizeof(int32_t), widen_labels, "labels");
-	if (!y)
-		goto out_close;
-	if (check_labels(ctx, labels, y, lb.count, &classes))
-		goto out_close;
-	gzclose(im.f);
-	gzclose(lb.f);
-	*out = (tg_dataset){
-		.n = im.dim[0], .d = im.dim[1] * im.dim[2], .classes = classes, .x = x, .y = y,
-	};
-	return 0;
-
-out_close:
-	free(x);
-	free(y);
-	gzclose(lb.f);
-out_close_images:
-	gzclose(im.f);
-	return -1;
+	return pair_read(ctx, &p, classes, out);
 }
 
-/* DIR/name.gz if it exists, else DIR/name. -1 if the path does not fit. */
+/* DIR/name.gz if it is there (even as a link to nothing: then its open
+ * names it), else DIR/name. -1 if the path does not fit. */
 static int idx_path(tg_ctx *ctx, const char *dir, const char *name, char *buf, size_t size)
 {
 	struct stat st;
@@ -336,7 +553,7 @@ static int idx_path(tg_ctx *ctx, const char *dir, const char *name, char *buf, s
 		tg_fail(ctx, TG_EARG, "tg_load_mnist: directory name too long: %s", dir);
 		return -1;
 	}
-	if (stat(buf, &st) != 0)
+	if (lstat(buf, &st) != 0)
 		buf[k - 3] = '\0';
 	return 0;
 }
@@ -353,68 +570,46 @@ int tg_load_mnist(tg_ctx *ctx, const char *dir, tg_dataset *train, tg_dataset *t
 	*test = (tg_dataset){ 0 };
 	if (!dir)
 		dir = TG_FASHION_MNIST_DIR;
-	char im[4096], lb[4096];
-	if (idx_path(ctx, dir, "train-images-idx3-ubyte", im, sizeof im) ||
-	    idx_path(ctx, dir, "train-labels-idx1-ubyte", lb, sizeof lb) ||
-	    tg_load_idx(ctx, im, lb, 10, train))
+	/* All four headers are read and checked before any pixel. */
+	char im[2][4096], lb[2][4096];
+	idx_pair p[2];
+	int64_t budget = tg_data_max_bytes();
+	if (idx_path(ctx, dir, "train-images-idx3-ubyte", im[0], sizeof im[0]) ||
+	    idx_path(ctx, dir, "train-labels-idx1-ubyte", lb[0], sizeof lb[0]) ||
+	    idx_path(ctx, dir, "t10k-images-idx3-ubyte", im[1], sizeof im[1]) ||
+	    idx_path(ctx, dir, "t10k-labels-idx1-ubyte", lb[1], sizeof lb[1]) ||
+	    pair_open(ctx, im[0], lb[0], budget, &p[0]))
 		return -1;
-	if (idx_path(ctx, dir, "t10k-images-idx3-ubyte", im, sizeof im) ||
-	    idx_path(ctx, dir, "t10k-labels-idx1-ubyte", lb, sizeof lb) ||
-	    tg_load_idx(ctx, im, lb, 10, test)) {
-		tg_dataset_free(train);
+	if (pair_open(ctx, im[1], lb[1], budget - pair_bytes(&p[0]), &p[1])) {
+		pair_close(&p[0]);
 		return -1;
 	}
-	if (train->d != test->d) {
-		tg_fail(ctx, TG_EFORMAT, "%s: %lld features per image, the training set has %lld",
-			im, (long long)test->d, (long long)train->d);
+	if (p[1].im.dim[1] != p[0].im.dim[1] || p[1].im.dim[2] != p[0].im.dim[2]) {
+		tg_fail(ctx, TG_EFORMAT, "%s: images of %lldx%lld, the training set's are %lldx%lld",
+			im[1], (long long)p[1].im.dim[1], (long long)p[1].im.dim[2],
+			(long long)p[0].im.dim[1], (long long)p[0].im.dim[2]);
+		pair_close(&p[0]);
+		pair_close(&p[1]);
+		return -1;
+	}
+	if (pair_read(ctx, &p[0], 10, train)) {
+		pair_close(&p[1]);
+		return -1;
+	}
+	if (pair_read(ctx, &p[1], 10, test)) {
 		tg_dataset_free(train);
-		tg_dataset_free(test);
 		return -1;
 	}
 	return 0;
 }
 
 /* ---- CSV files -------------------------------------------------------------- */
+/* Read as a stream: a chunk of text at a time, each whole line parsed into
+ * the growing arrays, so the text is never held whole. Lines end in LF, CR or
+ * CRLF; a UTF-8 byte-order mark at the start is skipped. */
 
-/* The whole (decompressed) file as a NUL-terminated string; *len bytes. */
-static char *read_text(tg_ctx *ctx, const char *path, size_t *len)
-{
-	gzFile f = open_read(ctx, path);
-	if (!f)
-		return NULL;
-	size_t cap = CHUNK, n = 0;
-	char *buf = malloc(cap + 1);
-	if (!buf) {
-		tg_fail(ctx, TG_ENOMEM, "%s: out of memory", path);
-		goto out_close;
-	}
-	for (;;) {
-		int64_t r = read_some(ctx, f, path, buf + n, cap - n);
-		if (r < 0)
-			goto out_free;
-		n += (size_t)r;
-		if (n < cap)
-			break;
-		char *grown = cap < SIZE_MAX / 4 ? realloc(buf, cap * 2 + 1) : NULL;
-		if (!grown) {
-			tg_fail(ctx, TG_ENOMEM, "%s: out of memory reading %zu bytes", path,
-				cap * 2);
-			goto out_free;
-		}
-		buf = grown;
-		cap *= 2;
-	}
-	gzclose(f);
-	buf[n] = '\0';
-	*len = n;
-	return buf;
-
-out_free:
-	free(buf);
-out_close:
-	gzclose(f);
-	return NULL;
-}
+/* The longest line: 256 MiB, so a line's fields always count in an int. */
+#define MAX_LINE ((size_t)1 << 28)
 
 /* One field, trimmed: [s, e). */
 typedef struct field {
@@ -423,7 +618,7 @@ typedef struct field {
 
 static bool is_blank(char c)
 {
-	return c == ' ' || c == '\t' || c == '\r';
+	return c == ' ' || c == '\t';
 }
 
 /* Splits the line [s, e) at commas into f[0..max); returns the number of
@@ -432,9 +627,9 @@ static int split_fields(const char *s, const char *e, field *f, int max)
 {
 	int n = 0;
 	for (;;) {
-		const char *c = s;
-		while (c < e && *c != ',')
-			c++;
+		const char *c = memchr(s, ',', (size_t)(e - s));
+		if (!c)
+			c = e;
 		if (n < max) {
 			const char *a = s, *b = c;
 			while (a < b && is_blank(*a))
@@ -450,19 +645,36 @@ static int split_fields(const char *s, const char *e, field *f, int max)
 	}
 }
 
-/* Parses a field as a number (possibly inf or nan); false if it is not one. */
+/* Parses a field as a number (possibly inf or nan); false if it is not one.
+ * A field of any length: the byte after a field is a comma, a blank, a line
+ * end or the NUL after the text, none of which continues a number. */
 static bool parse_number(field f, double *v)
 {
-	char buf[128];
-	size_t n = (size_t)(f.e - f.s);
-	if (n == 0 || n >= sizeof buf)
+	if (f.e == f.s || is_blank(*f.s))
 		return false;
-	memcpy(buf, f.s, n);
-	buf[n] = '\0';
 	char *end;
-	errno = 0;
-	*v = strtod(buf, &end);
-	return end == buf + n;
+	*v = strtod(f.s, &end);
+	return end == f.e;
+}
+
+/* The field as a message shows it: at most 40 characters (then "..."), and
+ * bytes that are not printable as \xHH, so a NUL or a control character
+ * cannot cut the message short or garble it. */
+static const char *show_field(field f, char *buf, size_t size)
+{
+	size_t k = 0;
+	const char *c = f.s;
+	for (int shown = 0; c < f.e && shown < 40 && k + 8 < size; c++, shown++) {
+		unsigned char u = (unsigned char)*c;
+		if (u >= 0x20 && u < 0x7f && u != '"')
+			buf[k++] = (char)u;
+		else
+			k += (size_t)snprintf(buf + k, size - k, "\\x%02x", u);
+	}
+	if (c < f.e)
+		k += (size_t)snprintf(buf + k, size - k, "...");
+	buf[k] = '\0';
+	return buf;
 }
 
 /* Growing arrays of a CSV's samples. */
@@ -472,22 +684,68 @@ typedef struct csv_rows {
 	int64_t n, cap, d;
 } csv_rows;
 
-static int csv_grow(tg_ctx *ctx, const char *path, csv_rows *r)
+typedef struct csv_parse {
+	tg_ctx *ctx;
+	const char *path;
+	tg_csv_options opt;
+	int64_t max_rows;
+	int64_t max_bytes;
+	int64_t text_cap;    /* bytes of the line buffer, counted against max_bytes */
+	int ncol;            /* columns per row, from the first data row */
+	long long ncol_line; /* the line that set ncol */
+	int label;           /* label column, resolved */
+	double max_label;
+	field *f;            /* (ncol) */
+	bool first;          /* no line with content seen yet */
+	char header[256];    /* why line 1 was taken for a header, when it was guessed */
+} csv_parse;
+
+/* Records a format error; when the first line was skipped as a guessed
+ * header, says why, since a wrong guess is a likely cause. */
+static int csv_fail(csv_parse *p, tg_status code, const char *fmt, ...)
+#ifdef __GNUC__
+	__attribute__((format(printf, 3, 4)))
+#endif
+	;
+static int csv_fail(csv_parse *p, tg_status code, const char *fmt, ...)
 {
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (p->header[0])
+		tg_fail(p->ctx, code, "%s: %s (%s)", p->path, msg, p->header);
+	else
+		tg_fail(p->ctx, code, "%s: %s", p->path, msg);
+	return -1;
+}
+
+static int csv_grow(csv_parse *p, csv_rows *r)
+{
+	if (r->n >= p->max_rows)
+		return csv_fail(p, TG_EFORMAT,
+				"more than %lld rows, the most a CSV may have (max_rows)",
+				(long long)p->max_rows);
+	int64_t row = (r->d + 1) * (int64_t)sizeof(float); /* features and label */
+	int64_t room = (p->max_bytes - p->text_cap) / row;
+	int64_t most = TG_DATA_MAX_ELEMS / r->d < room ? TG_DATA_MAX_ELEMS / r->d : room;
+	most = most < p->max_rows ? most : p->max_rows;
 	int64_t ncap = r->cap ? r->cap * 2 : 256;
-	if (ncap * r->d > TG_DATA_MAX_ELEMS)
-		ncap = TG_DATA_MAX_ELEMS / r->d;
-	if (ncap <= r->n) {
-		tg_fail(ctx, TG_EFORMAT, "%s: more than %lld values", path,
-			(long long)TG_DATA_MAX_ELEMS);
-		return -1;
-	}
+	ncap = ncap < most ? ncap : most;
+	if (ncap <= r->n)
+		return csv_fail(p, TG_EFORMAT,
+				"%lld rows of %lld feature%s and more: the data set would take "
+				"more than %.2f GiB (max_bytes; a gzip bomb?)",
+				(long long)r->n, (long long)r->d, r->d == 1 ? "" : "s",
+				gib(p->max_bytes));
 	float *x = realloc(r->x, (size_t)(ncap * r->d) * sizeof(float));
 	if (x)
 		r->x = x;
 	int32_t *y = x ? realloc(r->y, (size_t)ncap * sizeof(int32_t)) : NULL;
 	if (!y) {
-		tg_fail(ctx, TG_ENOMEM, "%s: out of memory for %lld rows", path, (long long)ncap);
+		tg_fail(p->ctx, TG_ENOMEM, "%s: out of memory for %lld rows", p->path,
+			(long long)ncap);
 		return -1;
 	}
 	r->y = y;
@@ -495,28 +753,14 @@ static int csv_grow(tg_ctx *ctx, const char *path, csv_rows *r)
 	return 0;
 }
 
-typedef struct csv_parse {
-	tg_ctx *ctx;
-	const char *path;
-	tg_csv_options opt;
-	int ncol;           /* columns per row, from the first data row */
-	long long ncol_line; /* the line that set ncol */
-	int label;          /* label column, resolved */
-	double max_label;
-	field *f;           /* (ncol) */
-} csv_parse;
-
 /* Parses one data line into row r->n. */
 static int csv_row(csv_parse *p, csv_rows *r, const char *s, const char *e, long long line)
 {
 	int n = split_fields(s, e, p->f, p->ncol);
-	if (n != p->ncol) {
-		tg_fail(p->ctx, TG_EFORMAT,
-			"%s: line %lld: %d columns, expected %d (as on line %lld)", p->path, line,
-			n, p->ncol, p->ncol_line);
-		return -1;
-	}
-	if (r->n == r->cap && csv_grow(p->ctx, p->path, r))
+	if (n != p->ncol)
+		return csv_fail(p, TG_EFORMAT, "line %lld: %d columns, expected %d (as on line %lld)",
+				line, n, p->ncol, p->ncol_line);
+	if (r->n == r->cap && csv_grow(p, r))
 		return -1;
 	float *x = r->x + r->n * r->d;
 	double scale = p->opt.scale != 0 ? p->opt.scale : 1.0;
@@ -529,27 +773,21 @@ static int csv_row(csv_parse *p, csv_rows *r, const char *s, const char *e, long
 			const char *why = "not finite (in single precision)";
 			if (!number)
 				why = f.e == f.s ? "not a number (empty field)" : "not a number";
-			int len = (int)(f.e - f.s) > 40 ? 40 : (int)(f.e - f.s);
-			tg_fail(p->ctx, TG_EFORMAT, "%s: line %lld, column %d: \"%.*s\" is %s",
-				p->path, line, c + 1, len, f.s, why);
-			return -1;
+			char shown[400];
+			return csv_fail(p, TG_EFORMAT, "line %lld, column %d: \"%s\" is %s", line,
+					c + 1, show_field(f, shown, sizeof shown), why);
 		}
 		if (c != p->label) {
 			*x++ = xv;
 			continue;
 		}
 		int limit = p->opt.classes > 0 ? p->opt.classes : TG_DATA_MAX_CLASSES;
-		if (v != floor(v)) {
-			tg_fail(p->ctx, TG_EFORMAT, "%s: line %lld: label %g is not an integer",
-				p->path, line, v);
-			return -1;
-		}
-		if (v < 0 || v >= limit) {
-			tg_fail(p->ctx, TG_EFORMAT,
-				"%s: line %lld: label %g is out of range [0,%d)", p->path, line, v,
-				limit);
-			return -1;
-		}
+		if (v != floor(v))
+			return csv_fail(p, TG_EFORMAT, "line %lld: label %g is not an integer", line,
+					v);
+		if (v < 0 || v >= limit)
+			return csv_fail(p, TG_EFORMAT, "line %lld: label %g is out of range [0,%d)",
+					line, v, limit);
 		r->y[r->n] = (int32_t)v;
 		if (v > p->max_label)
 			p->max_label = v;
@@ -563,12 +801,9 @@ static int csv_first(csv_parse *p, csv_rows *r, const char *s, const char *e, lo
 {
 	p->ncol = split_fields(s, e, NULL, 0);
 	p->ncol_line = line;
-	if (p->ncol < 2) {
-		tg_fail(p->ctx, TG_EFORMAT,
-			"%s: line %lld: %d column; a row needs features and a label", p->path, line,
-			p->ncol);
-		return -1;
-	}
+	if (p->ncol < 2)
+		return csv_fail(p, TG_EFORMAT, "line %lld: %d column; a row needs features and a label",
+				line, p->ncol);
 	int lc = p->opt.label_column;
 	p->label = lc < 0 ? p->ncol + lc : lc;
 	if (p->label < 0 || p->label >= p->ncol) {
@@ -577,6 +812,11 @@ static int csv_first(csv_parse *p, csv_rows *r, const char *s, const char *e, lo
 		return -1;
 	}
 	r->d = p->ncol - 1;
+	if ((int64_t)p->ncol * (int64_t)(sizeof *p->f + sizeof(float)) >
+	    p->max_bytes - p->text_cap)
+		return csv_fail(p, TG_EFORMAT,
+				"line %lld: %d columns would take more than %.2f GiB (max_bytes)",
+				line, p->ncol, gib(p->max_bytes));
 	p->f = malloc((size_t)p->ncol * sizeof *p->f);
 	if (!p->f) {
 		tg_fail(p->ctx, TG_ENOMEM, "%s: out of memory for %d columns", p->path, p->ncol);
@@ -585,55 +825,133 @@ static int csv_first(csv_parse *p, csv_rows *r, const char *s, const char *e, lo
 	return 0;
 }
 
-/* True if some field of the line is not a number. */
-static bool is_header(const char *s, const char *e)
+/* True if some field of the line is not a number; then why[] says which. */
+static bool is_header(const char *s, const char *e, long long line, char *why, size_t size)
 {
-	for (;;) {
-		const char *c = s;
-		while (c < e && *c != ',')
-			c++;
+	for (int col = 1;; col++) {
+		const char *c = memchr(s, ',', (size_t)(e - s));
+		if (!c)
+			c = e;
 		field f;
 		split_fields(s, c, &f, 1);
 		double v;
-		if (!parse_number(f, &v))
+		if (!parse_number(f, &v)) {
+			char shown[400];
+			snprintf(why, size,
+				 "line %lld was taken for a header: its column %d \"%.60s\" is not "
+				 "a number; TG_CSV_HEADER_NO reads it as data",
+				 line, col, show_field(f, shown, sizeof shown));
 			return true;
+		}
 		if (c == e)
 			return false;
 		s = c + 1;
 	}
 }
 
-static int csv_parse_text(csv_parse *p, csv_rows *r, const char *text, size_t len)
+/* One line [s, e) of the file, terminator excluded. */
+static int csv_line(csv_parse *p, csv_rows *r, const char *s, const char *e, long long line)
 {
-	const char *end = text + len;
-	bool first = true;
-	long long line = 0;
-	for (const char *s = text; s < end;) {
-		const char *e = memchr(s, '\n', (size_t)(end - s));
-		if (!e)
-			e = end;
-		line++;
-		const char *t = s;
-		while (t < e && is_blank(*t))
-			t++;
-		if (t < e) {
-			bool skip = false;
-			if (first && p->opt.header != TG_CSV_HEADER_NO)
-				skip = p->opt.header == TG_CSV_HEADER_YES || is_header(s, e);
-			if (!skip && r->d == 0 && csv_first(p, r, s, e, line))
-				return -1;
-			if (!skip && csv_row(p, r, s, e, line))
-				return -1;
-			first = false;
-		}
-		s = e + 1;
-	}
-	if (r->n == 0) {
-		tg_fail(p->ctx, TG_EFORMAT, "%s: %s", p->path,
-			first ? "empty file" : "no data rows after the header");
+	const char *t = s;
+	while (t < e && is_blank(*t))
+		t++;
+	if (t == e)
+		return 0; /* blank */
+	bool first = p->first;
+	p->first = false;
+	if (first && p->opt.header == TG_CSV_HEADER_YES)
+		return 0;
+	if (first && p->opt.header == TG_CSV_HEADER_AUTO &&
+	    is_header(s, e, line, p->header, sizeof p->header))
+		return 0;
+	if (r->d == 0 && csv_first(p, r, s, e, line))
+		return -1;
+	return csv_row(p, r, s, e, line);
+}
+
+/* Reads and parses the whole stream. The buffer holds the unparsed tail of
+ * the text and one NUL after it (so a number at the very end stops). */
+static int csv_parse_stream(csv_parse *p, csv_rows *r, src *f)
+{
+	size_t cap = CHUNK, len = 0, total = 0;
+	char *buf = malloc(cap + 1);
+	if (!buf) {
+		tg_fail(p->ctx, TG_ENOMEM, "%s: out of memory", p->path);
 		return -1;
 	}
-	return 0;
+	p->text_cap = (int64_t)cap;
+	long long line = 0;
+	bool start = true, end = false;
+	int rc = -1;
+	while (!end) {
+		if (len == cap) { /* one line fills the buffer */
+			if ((int64_t)cap * 2 > p->max_bytes / 4 || cap * 2 > MAX_LINE) {
+				csv_fail(p, TG_EFORMAT, "line %lld is longer than %zu bytes",
+					 line + 1, cap);
+				goto out_free;
+			}
+			char *grown = realloc(buf, cap * 2 + 1);
+			if (!grown) {
+				tg_fail(p->ctx, TG_ENOMEM, "%s: out of memory for a line of %zu bytes",
+					p->path, cap);
+				goto out_free;
+			}
+			buf = grown;
+			cap *= 2;
+			p->text_cap = (int64_t)cap;
+		}
+		int64_t got = read_some(f, buf + len, cap - len);
+		if (got < 0)
+			goto out_free;
+		end = (size_t)got < cap - len;
+		if (f->cut) {
+			csv_fail(p, TG_EFORMAT, "the gzip stream is cut short (a truncated file)");
+			goto out_free;
+		}
+		total += (size_t)got;
+		if ((int64_t)total > p->max_bytes) {
+			csv_fail(p, TG_EFORMAT,
+				 "more than %.2f GiB of text, the most a CSV may have (max_bytes; a "
+				 "gzip bomb?)",
+				 gib(p->max_bytes));
+			goto out_free;
+		}
+		len += (size_t)got;
+		buf[len] = '\0';
+		const char *s = buf, *stop = buf + len;
+		if (start && len >= 3 && !memcmp(s, "\xef\xbb\xbf", 3))
+			s += 3; /* UTF-8 byte-order mark */
+		if (start && (len >= 3 || end))
+			start = false;
+		else if (start)
+			continue; /* fewer than 3 bytes: maybe half a mark */
+		for (;;) {
+			const char *e = s;
+			while (e < stop && *e != '\n' && *e != '\r')
+				e++;
+			if (e == stop && !end)
+				break; /* the line goes on in the next chunk */
+			if (e + 1 == stop && *e == '\r' && !end)
+				break; /* a CR that may be half a CRLF */
+			if (e == stop && s == stop)
+				break;
+			if (csv_line(p, r, s, e, ++line))
+				goto out_free;
+			if (e == stop)
+				break;
+			s = e + (*e == '\r' && e + 1 < stop && e[1] == '\n' ? 2 : 1);
+		}
+		len = (size_t)(stop - s);
+		memmove(buf, s, len);
+	}
+	if (r->n == 0) {
+		csv_fail(p, TG_EFORMAT, "%s", p->first ? "empty file" : "no data rows after the header");
+		goto out_free;
+	}
+	rc = 0;
+out_free:
+	free(buf);
+	return rc;
 }
 
 int tg_load_csv(tg_ctx *ctx, const char *path, const tg_csv_options *opt, tg_dataset *out)
@@ -645,20 +963,28 @@ int tg_load_csv(tg_ctx *ctx, const char *path, const tg_csv_options *opt, tg_dat
 		return -1;
 	}
 	*out = (tg_dataset){ 0 };
-	csv_parse p = { .ctx = ctx, .path = path, .opt = opt ? *opt : TG_CSV_DEFAULTS };
+	csv_parse p = { .ctx = ctx, .path = path, .opt = opt ? *opt : TG_CSV_DEFAULTS,
+			.first = true };
 	if (p.opt.classes > TG_DATA_MAX_CLASSES || !isfinite(p.opt.scale) ||
-	    (unsigned)p.opt.header > TG_CSV_HEADER_NO) {
-		tg_fail(ctx, TG_EARG, "tg_load_csv: bad option (classes %d, scale %g, header %d)",
-			p.opt.classes, p.opt.scale, (int)p.opt.header);
+	    (unsigned)p.opt.header > TG_CSV_HEADER_NO || p.opt.max_rows < 0 ||
+	    p.opt.max_bytes < 0) {
+		tg_fail(ctx, TG_EARG,
+			"tg_load_csv: bad option (classes %d, scale %g, header %d, max_rows %lld, "
+			"max_bytes %lld)",
+			p.opt.classes, p.opt.scale, (int)p.opt.header, (long long)p.opt.max_rows,
+			(long long)p.opt.max_bytes);
 		return -1;
 	}
-	size_t len;
-	char *text = read_text(ctx, path, &len);
-	if (!text)
+	p.max_rows = p.opt.max_rows ? p.opt.max_rows : TG_CSV_MAX_ROWS;
+	p.max_bytes = p.opt.max_bytes ? p.opt.max_bytes : tg_data_max_bytes();
+	if (p.max_bytes < 2 * CHUNK)
+		p.max_bytes = 2 * CHUNK;
+	src f;
+	if (src_open(ctx, path, &f))
 		return -1;
 	csv_rows r = { 0 };
-	int rc = csv_parse_text(&p, &r, text, len);
-	free(text);
+	int rc = csv_parse_stream(&p, &r, &f);
+	src_close(&f);
 	free(p.f);
 	if (rc) {
 		free(r.x);

@@ -12,8 +12,10 @@
  *
  * A failing function returns -1 (or NULL / false), frees whatever it had
  * allocated and leaves its outputs empty; sizes a file claims are checked
- * against caps and against the data actually present before anything that
- * large is allocated. Like ops, these functions do nothing (and fail) while
+ * against caps, against the memory a load may take (tg_data_max_bytes) and
+ * against the data actually present before anything that large is
+ * allocated. Only regular files are read, so a FIFO or a device never
+ * blocks or feeds a reader without end. Like ops, these functions do nothing (and fail) while
  * the context holds an error; the free functions always work.
  *
  * Train the seeds' two-layer net on Fashion-MNIST, one epoch:
@@ -58,15 +60,31 @@ typedef struct tg_dataset {
 #define TG_DATA_MAX_ELEMS ((int64_t)1 << 31)
 #define TG_DATA_MAX_CLASSES 65536
 
+/* The memory one load may take by default: a quarter of the machine's
+ * physical memory, at most 4 GiB. An IDX pair whose headers claim more
+ * (pixels as floats plus labels) is refused before a pixel is read; a CSV's
+ * text read and data set together stay below it (tg_csv_options.max_bytes
+ * changes it). */
+TG_API int64_t tg_data_max_bytes(void);
+
 /* Frees x and y and zeroes *ds; NULL or an empty struct is fine. */
 TG_API void tg_dataset_free(tg_dataset *ds);
+
+/* ---- reading files ------------------------------------------------------- */
+/* Every reader opens only regular files, without blocking: a FIFO, a device
+ * (/dev/zero) or a directory is TG_EIO naming what it is, at once. Files
+ * starting with gzip's magic bytes are inflated, others read as they are;
+ * concatenated gzip members read as one stream, but anything else after the
+ * compressed data is TG_EFORMAT, and so is a stream cut short. */
 
 /* ---- IDX files (MNIST, Fashion-MNIST) ------------------------------------- */
 /* Images: magic 0x00000803, then u32 N, rows, cols (big-endian), then
  * N*rows*cols pixel bytes. Labels: magic 0x00000801, u32 N, N label bytes.
- * Both counts must agree; pixels become floats p/255 (D = rows*cols). Labels
- * must lie in [0, classes); classes <= 0 means max label + 1. 0 ok, -1 on
- * error (out is then empty). */
+ * Both counts must agree, and the data set they claim must fit in
+ * tg_data_max_bytes(), before any pixel is read; a byte after the data is an
+ * error. Pixels become floats p/255 (D = rows*cols). Labels must lie in
+ * [0, classes); classes <= 0 means max label + 1. 0 ok, -1 on error (out is
+ * then empty). */
 TG_API int tg_load_idx(tg_ctx *ctx, const char *images, const char *labels, int classes,
 		       tg_dataset *out);
 
@@ -75,14 +93,20 @@ TG_API int tg_load_idx(tg_ctx *ctx, const char *images, const char *labels, int 
 
 /* Reads DIR/train-images-idx3-ubyte, train-labels-idx1-ubyte,
  * t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte, each with ".gz" if that
- * file exists, as 10-class data sets (MNIST or Fashion-MNIST). dir NULL means
- * TG_FASHION_MNIST_DIR. 0 ok, -1 on error (both outputs then empty). */
+ * name exists (a link to nothing is reported as such), as 10-class data sets
+ * (MNIST or Fashion-MNIST). The four headers are checked first: the test
+ * images must have the training images' size, and both sets together fit in
+ * tg_data_max_bytes(). dir NULL means TG_FASHION_MNIST_DIR. 0 ok, -1 on
+ * error (both outputs then empty). */
 TG_API int tg_load_mnist(tg_ctx *ctx, const char *dir, tg_dataset *train, tg_dataset *test);
 
 /* ---- CSV files ------------------------------------------------------------ */
 /* One sample per line, numbers separated by commas; blank lines are skipped.
- * Every row must have the same number of columns; one column is the label
- * (an integer in [0, classes)), the others are the features, in order. */
+ * Lines end in LF, CRLF or CR; a UTF-8 byte-order mark is skipped. Every row
+ * must have the same number of columns; one column is the label (an integer
+ * in [0, classes)), the others are the features, in order. When the header
+ * was detected, errors say so (a data row with a stray word is taken for a
+ * header). */
 typedef enum {
 	TG_CSV_HEADER_AUTO, /* skip the first line if any field is not a number */
 	TG_CSV_HEADER_YES,  /* always skip the first line */
@@ -94,9 +118,16 @@ typedef struct tg_csv_options {
 	tg_csv_header header;
 	int classes;          /* labels in [0, classes); <= 0: max label + 1 */
 	double scale;         /* features are divided by scale; 0 means 1 */
+	int64_t max_rows;     /* more rows is an error; 0: TG_CSV_MAX_ROWS */
+	/* Bytes the load may take (text read and data set); more is an error,
+	 * found before it is allocated. 0: tg_data_max_bytes(). */
+	int64_t max_bytes;
 } tg_csv_options;
 
-/* Label last, header detected, classes from the labels, no scaling. */
+#define TG_CSV_MAX_ROWS ((int64_t)1 << 24)
+
+/* Label last, header detected, classes from the labels, no scaling, the
+ * default caps. */
 #define TG_CSV_DEFAULTS ((tg_csv_options){ .label_column = -1 })
 
 /* opt NULL means TG_CSV_DEFAULTS. Errors name the line (1-based, counting
@@ -187,20 +218,36 @@ TG_API int64_t tg_batcher_epoch(const tg_batcher *b); /* epochs completed */
  */
 #define TG_CHECKPOINT_VERSION 1
 
-/* Writes the tensors t[0..n) to "<path>.tmp.<pid>", flushes it to disk and
- * renames it over path: a crash or a failed write never leaves a half-written
- * file at path, and on failure the temporary file is removed and whatever was
- * at path is untouched. 0 ok, -1 on error (TG_EIO names the path and the
- * system's reason). */
+/* Writes the tensors t[0..n) to a temporary file of its own in path's
+ * directory ("<path>.tmp.<pid>.<6 hex>", created with O_EXCL), fsyncs it,
+ * renames it over path and fsyncs the directory: a crash or a failed write
+ * never leaves a half-written file at path, and threads or processes saving
+ * to the same path at once each leave a whole file (the last rename wins).
+ * On failure the temporary file is removed and whatever was at path is
+ * untouched. Temporaries "<path>.tmp.<pid>..." whose process no longer
+ * exists (a save killed mid-write) are removed by the next save to path.
+ * When path is a symbolic link the file it points at is written and the link
+ * stays. 0 ok, -1 on error (TG_EIO names the path and the system's
+ * reason). */
 TG_API int tg_checkpoint_save(tg_ctx *ctx, const char *path, tg_tensor *const *t, size_t n);
 
-/* Reads path into the tensors t[0..n), matched by name (any order). The whole
- * file is checked first — magic, version, CRC32, the count equal to n, every
- * name present once, each dtype and shape equal to its target's — and only
- * then are values copied (through tg_data_mut). On any error (TG_EIO,
- * TG_EFORMAT naming the file and what's wrong, TG_EARG) no tensor is changed.
- * 0 ok, -1 on error. */
+/* Reads path into the tensors t[0..n), matched by name (any order). Only a
+ * regular file is read (opened without blocking; a FIFO, a device or a
+ * directory is TG_EIO naming what it is). The whole file is checked first —
+ * magic, version, CRC32, the count equal to n, every name present once, each
+ * dtype and shape equal to its target's, every value finite — and only then
+ * are values copied (through tg_data_mut). On any error (TG_EIO, TG_EFORMAT
+ * naming the file and what's wrong, e.g. the tensor holding a NaN, TG_EARG)
+ * no tensor is changed. 0 ok, -1 on error. */
 TG_API int tg_checkpoint_load(tg_ctx *ctx, const char *path, tg_tensor *const *t, size_t n);
+
+enum {
+	/* Load NaN and Inf values too (to look at a diverged model). */
+	TG_CHECKPOINT_NONFINITE = 1,
+};
+/* tg_checkpoint_load with flags (0 or TG_CHECKPOINT_NONFINITE). */
+TG_API int tg_checkpoint_load_flags(tg_ctx *ctx, const char *path, tg_tensor *const *t,
+				    size_t n, unsigned flags);
 
 #ifdef __cplusplus
 }

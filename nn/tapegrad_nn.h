@@ -32,7 +32,11 @@
  *
  * Lifetimes are written on every declaration as in tapegrad.h: step, ctx,
  * borrowed. The tg_mlp and tg_optim objects are malloc'd and freed by their
- * _free functions; the tensors they hold belong to the context. Errors follow
+ * _free functions; the tensors they hold belong to the context, so the rule
+ * is: free a net and an optimizer before their context (as above). After
+ * tg_ctx_free(ctx), the only call allowed on them is their _free function;
+ * any other (tg_optim_step, tg_mlp_forward, ...) would read freed memory,
+ * and nothing can report it since the context that would is gone. Errors follow
  * tapegrad.h: the first one is kept in the context, functions return NULL or
  * -1, and while an error is set nothing is computed or updated.
  *
@@ -215,6 +219,8 @@ TG_API tg_mlp_opts tg_mlp_defaults(void);
  * The net starts in training mode. opts may be NULL for the defaults. */
 TG_API tg_mlp *tg_mlp_new(tg_ctx *ctx, const char *spec,
 			  const tg_mlp_opts *opts); /* free with tg_mlp_free */
+/* Frees m (not its tensors); safe before or after tg_ctx_free, every other
+ * call on m must come before it. */
 TG_API void tg_mlp_free(tg_mlp *m);
 /* Training (batch statistics, dropout on) or evaluation (running
  * statistics, dropout off) for every layer. */
@@ -421,6 +427,8 @@ TG_API const char *tg_optim_name(tg_optim_kind kind); /* "adam"; static */
  * does not require a gradient, or for a bad option; NULL then. */
 TG_API tg_optim *tg_optim_new(tg_ctx *ctx, tg_tensor *const *params, size_t n,
 			      const tg_optim_opts *opts); /* free with tg_optim_free */
+/* Frees o (not its tensors: they are the context's). Safe before or after
+ * tg_ctx_free; every other call on o must come before it. */
 TG_API void tg_optim_free(tg_optim *o);
 /* One update of every parameter that has a gradient. 0 ok, -1 on error;
  * does nothing while the context holds an error. */

@@ -8,6 +8,12 @@
  * The context is checked after every step: a step that failed (a shape
  * error, a NaN found by anomaly mode, a non-finite loss) stops training with
  * its error kept in the context; the loop never trains on after a failure.
+ * A loss that diverges stops it too, anomaly mode or not: a step whose loss
+ * exceeds both TG_TRAIN_DIVERGENCE times the first step's loss and
+ * TG_TRAIN_DIVERGENCE_FLOOR (a cross-entropy no trained net reaches) ends
+ * the run with TG_EANOMALY and a message that suggests a smaller learning
+ * rate; the check is before the update, so the step's update is not made.
+ * tg_train_opts.no_divergence_check turns it off.
  * Weight decay is the optimizer's (tg_optim_opts.weight_decay): the loop adds
  * no penalty to the loss, so train_loss is the plain cross-entropy.
  *
@@ -41,6 +47,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+#define TG_TRAIN_DIVERGENCE 1e3
+#define TG_TRAIN_DIVERGENCE_FLOOR 100.0
 
 /* What one epoch measured. Losses are mean cross-entropies per sample. */
 typedef struct tg_metrics {
@@ -81,6 +90,7 @@ typedef struct tg_train_opts {
 	 * the seeds' network.accuracy(x_train, t_train). */
 	bool full_train_eval;
 	bool anomaly;           /* anomaly mode on while training (then off again) */
+	bool no_divergence_check; /* true: train on however large the loss grows */
 	tg_progress progress;   /* TG_PROGRESS_AUTO */
 	double progress_every;  /* seconds between TG_PROGRESS_LINES lines: 10 */
 	FILE *out;              /* epoch lines, confusion matrix: stdout; NULL: silent */

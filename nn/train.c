@@ -4,8 +4,8 @@
  * and a confusion matrix.
  *
  * Made of public calls only (modules, optimizers, batchers, ops): no gradient
- * code here. Every step is checked; a failure stops the loop with the
- * context's error intact.
+ * code here. Every step is checked; a failure, a non-finite loss or a loss
+ * that diverged stops the loop with the context's error intact.
  *
  * Shapes: N = samples, D = features, B = batch, K = classes.
  */
@@ -210,6 +210,7 @@ typedef struct run {
 	FILE *log;
 	tg_progress progress;
 	double t0;                  /* when training began */
+	double first_loss;          /* of the first step: the divergence check's reference */
 	double drawn_at;            /* when progress was last shown */
 	bool drawn;                 /* a TTY progress line is on screen */
 	/* the current epoch */
@@ -312,6 +313,15 @@ static int step(run *r, const tg_batch *b, int64_t epoch, int64_t it)
 			"tg_train: the loss is %g at epoch %lld, step %lld; try a smaller learning "
 			"rate, or anomaly mode to find the op that made it",
 			l, (long long)epoch, (long long)it + 1);
+	if (tg_ok(ctx) && it == 0)
+		r->first_loss = l;
+	if (tg_ok(ctx) && !r->opts.no_divergence_check && l > TG_TRAIN_DIVERGENCE_FLOOR &&
+	    l > TG_TRAIN_DIVERGENCE * r->first_loss)
+		tg_fail(ctx, TG_EANOMALY,
+			"tg_train: the loss diverged: %.4g at epoch %lld, step %lld, more than %g "
+			"times the first step's %.4g; try a smaller learning rate (the check is off "
+			"with tg_train_opts.no_divergence_check, train --no-divergence-check)",
+			l, (long long)epoch, (long long)it + 1, TG_TRAIN_DIVERGENCE, r->first_loss);
 	if (!tg_ok(ctx))
 		return -1;
 	if (!r->opts.full_train_eval) {

@@ -1,8 +1,9 @@
 #!/bin/sh
 # check_train_cli.sh - demos/train's command line: each bad argument is a
 # usage error (exit 2) whose first line names the option and what is wrong,
-# --help prints the usage and exits 0, and a short run on the digits ends in
-# a test accuracy. Run by meson test (suite "outside") with TG_BUILD_ROOT set.
+# --help prints the usage and exits 0, bad paths are found before training,
+# a diverging run saves nothing, and a short run on the digits ends in a
+# test accuracy. Run by meson test (suite "outside") with TG_BUILD_ROOT set.
 set -u
 train="${TG_BUILD_ROOT:?run through meson test}/demos/train"
 out=$(mktemp)
@@ -45,6 +46,72 @@ expect 2 "--data /nonexistent: no such data set" --data /nonexistent
 expect 2 "so the spec must start with 64 and end with 10" --data digits --layers 10-10
 expect 2 "size 3 \"x\" is not a positive integer" --data digits --hidden 8-x
 expect 1 "/nonexistent.ckpt: cannot open" --data digits --load /nonexistent.ckpt
+
+expect 2 "--load-nonfinite needs --load FILE" --load-nonfinite
+
+# paths are proved before the data is loaded or a step is trained: nothing
+# is printed on stdout before the error
+dir=$(mktemp -d)
+trap 'rm -f "$out"; rm -rf "$dir"' EXIT
+# fast CODE PATTERN ARGS...: as expect, within 5 seconds and before any output
+fast() {
+	code=$1 pattern=$2
+	shift 2
+	timeout 5 "$train" "$@" >"$dir/stdout" 2>"$out"
+	rc=$?
+	first=$(head -n 1 "$out")
+	if [ "$rc" != "$code" ] || ! printf '%s\n' "$first" | grep -qF -- "$pattern" ||
+	   [ -s "$dir/stdout" ]; then
+		echo "FAIL: train $*: exit $rc, first line: $first, stdout $(wc -c <"$dir/stdout") bytes"
+		echo "      wanted exit $code and: $pattern, no stdout"
+		fails=$((fails + 1))
+	fi
+}
+fast 1 "--save /nonexistent/dir/m.ckpt: cannot write in /nonexistent/dir" \
+	--data digits --save /nonexistent/dir/m.ckpt
+fast 1 "--log /nonexistent/dir/m.csv: cannot write in /nonexistent/dir" \
+	--data digits --log /nonexistent/dir/m.csv
+fast 1 "--save $dir: is a directory" --data digits --save "$dir"
+mkfifo "$dir/fifo"
+fast 1 "--load: $dir/fifo: not a regular file (a FIFO)" --data digits --load "$dir/fifo"
+
+# one training image with batch norm: said as it is, no option never given
+printf '\000\000\010\003\000\000\000\001\000\000\000\002\000\000\000\002\001\002\003\004' \
+	>"$dir/train-images-idx3-ubyte"
+cp "$dir/train-images-idx3-ubyte" "$dir/t10k-images-idx3-ubyte"
+printf '\000\000\010\001\000\000\000\001\011' >"$dir/train-labels-idx1-ubyte"
+cp "$dir/train-labels-idx1-ubyte" "$dir/t10k-labels-idx1-ubyte"
+expect 2 "has 1 training sample; batch norm needs at least 2 in a batch (use --no-bn)" \
+	--data "$dir" --quiet
+if grep -q drop_last "$out"; then
+	echo "FAIL: train --data (one image): the message speaks of drop_last: $(cat "$out")"
+	fails=$((fails + 1))
+fi
+
+# a diverging run stops, exits 1 suggesting a smaller rate, and leaves the
+# good checkpoint at --save as it was
+if ! "$train" --data digits --epochs 1 --quiet --save "$dir/good.ckpt" >/dev/null 2>"$out"; then
+	echo "FAIL: train --data digits --epochs 1 --save: $(cat "$out")"
+	fails=$((fails + 1))
+fi
+cp "$dir/good.ckpt" "$dir/good.bak"
+"$train" --data digits --optim adam --lr 1e6 --epochs 3 --quiet --save "$dir/good.ckpt" \
+	>/dev/null 2>"$out"
+rc=$?
+if [ "$rc" != 1 ] || ! grep -q "the loss diverged" "$out" ||
+   ! grep -q "try a smaller learning rate" "$out" ||
+   ! cmp -s "$dir/good.ckpt" "$dir/good.bak"; then
+	echo "FAIL: train --lr 1e6: exit $rc, the checkpoint $(cmp -s "$dir/good.ckpt" \
+		"$dir/good.bak" && echo kept || echo changed): $(cat "$out")"
+	fails=$((fails + 1))
+fi
+# with the check off it is not the divergence check that stops it
+"$train" --data digits --optim adam --lr 1e6 --iters 3 --quiet --no-divergence-check \
+	>/dev/null 2>"$out"
+if grep -q "the loss diverged" "$out"; then
+	echo "FAIL: train --no-divergence-check still stopped for divergence: $(cat "$out")"
+	fails=$((fails + 1))
+fi
 
 if ! "$train" --help >"$out" 2>&1 || ! grep -q "^usage: train" "$out"; then
 	echo "FAIL: train --help does not print the usage and exit 0"

@@ -7,6 +7,8 @@
  *          one); bit 5: gzip the text first; bits 6-7: tg_load_csv, iris,
  *          digits, or tg_load_csv with default options (NULL)
  *   byte 1 bits 0-3: classes; bits 4-7: scale
+ *   the input's length: max_rows 2 when it is 3 mod 4, max_bytes 192 KB when
+ *          bits 2-3 are set (tg_load_csv's options only)
  * A load either fails with an error naming the file and an empty data set,
  * or gives finite features and labels below classes, rows no more than the
  * text has lines; a loaded set then goes through the data-set functions.
@@ -46,6 +48,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	opt.header = (tg_csv_header)((a >> 3) & 3);
 	opt.classes = classes_of[b & 15];
 	opt.scale = scale_of[b >> 4];
+	/* the caps, small, for some input lengths */
+	opt.max_rows = (size & 3) == 3 ? 2 : 0;
+	opt.max_bytes = (size & 12) == 12 ? 3 << 16 : 0;
 	unsigned loader = a >> 6;
 
 	size_t zn = 0;
@@ -72,13 +77,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			require(rc == -1 && tg_status_of(ctx) == TG_EARG, "bad options accepted");
 	}
 	if (rc == 0) {
-		/* rows come from lines; the label column counts as no feature */
+		/* rows come from lines (ended by LF, CR or CRLF); the label column
+		 * counts as no feature */
 		size_t lines = 1;
 		for (size_t i = 0; i < n; i++)
-			lines += text[i] == '\n';
+			lines += text[i] == '\n' ||
+				 (text[i] == '\r' && (i + 1 == n || text[i + 1] != '\n'));
 		if (!z && !(n >= 2 && text[0] == 0x1f && text[1] == 0x8b))
 			require((size_t)ds.n <= lines, "%lld rows from %zu lines", (long long)ds.n,
 				lines);
+		if (loader == 0 && opt.max_rows)
+			require(ds.n <= opt.max_rows, "%lld rows, max_rows %lld", (long long)ds.n,
+				(long long)opt.max_rows);
 		int want = loader == 1 ? 3 : loader == 2 ? 10 : loader == 0 ? opt.classes : 0;
 		if (want > 0)
 			require(ds.classes == want, "%d classes, asked for %d", (int)ds.classes, want);

@@ -10,12 +10,16 @@
 #include "tapegrad_io.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <time.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -435,7 +439,75 @@ static void a_missing_file_is_an_io_error(void **state)
 	tmp_file(&d, "never-saved.ckpt", path);
 	snprintf(want, sizeof want, "%s: cannot open: No such file or directory", path);
 	expect_bad_file(path, TG_EIO, want);
-	expect_bad_file(d.path, TG_EIO, "not a regular file");
+	expect_bad_file(d.path, TG_EIO, "is a directory, not a regular file");
+	expect_bad_file("/dev/zero", TG_EIO, "/dev/zero: is a character device");
+	tmp_remove(&d);
+}
+
+static double seconds_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void a_fifo_is_refused_at_once_not_waited_on(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char path[256], want[512];
+	tmp_file(&d, "model.ckpt", path);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	alarm(10); /* a reader that blocks on the FIFO fails the suite, not hangs it */
+	double t0 = seconds_now();
+	snprintf(want, sizeof want, "%s: is a FIFO (named pipe), not a regular file", path);
+	expect_bad_file(path, TG_EIO, want);
+	double took = seconds_now() - t0;
+	alarm(0);
+	if (took > 1.0)
+		fail_msg("the load took %.3f s to refuse the FIFO", took);
+	tmp_remove(&d);
+}
+
+/* ---- values that are not numbers ------------------------------------------------ */
+
+static void nonfinite_weights_are_refused_unless_asked_for(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char path[256], want[512];
+	tmp_file(&d, "model.ckpt", path);
+	tg_dtype dts[2] = { TG_F32, TG_F64 };
+	double bad[3] = { NAN, INFINITY, -INFINITY };
+	const char *bad_name[3] = { "NaN", "+Inf", "-Inf" };
+	for (int k = 0; k < 6; k++) {
+		tg_ctx *ctx = tg_ctx_new(1);
+		tg_tensor *t[NT];
+		make_model(ctx, dts[k % 2], t);
+		/* a valid file (its CRC is right) whose bias holds one bad value */
+		if (dts[k % 2] == TG_F32)
+			((float *)tg_data_mut(t[1]))[2] = (float)bad[k / 2];
+		else
+			((double *)tg_data_mut(t[1]))[2] = bad[k / 2];
+		assert_int_equal(tg_checkpoint_save(ctx, path, t, NT), 0);
+		tg_ctx_free(ctx);
+		snprintf(want, sizeof want, "%s: tensor fc1.b holds %s at index 2 of 4", path,
+			 bad_name[k / 2]);
+		ctx = tg_ctx_new(2);
+		make_model(ctx, dts[k % 2], t);
+		expect_load_error(ctx, path, t, NT, TG_EFORMAT, want);
+		/* asked for, it loads */
+		assert_int_equal(tg_checkpoint_load_flags(ctx, path, t, NT, TG_CHECKPOINT_NONFINITE),
+				 0);
+		double v = tg_get(t[1], 2);
+		if (!(isnan(bad[k / 2]) ? isnan(v) : v == bad[k / 2]))
+			fail_msg("fc1.b[2] loaded as %g, saved as %g", v, bad[k / 2]);
+		assert_int_equal(tg_checkpoint_load_flags(ctx, path, t, NT, 8), -1);
+		assert_error(ctx, TG_EARG, "tg_checkpoint_load_flags: unknown flags 0x8");
+		tg_ctx_free(ctx);
+	}
 	tmp_remove(&d);
 }
 
@@ -718,6 +790,10 @@ static void a_save_killed_mid_write_leaves_a_whole_checkpoint(void **state)
 				fail_msg("value %zu is %g, value 0 is %g: a mixed file", i, v[i],
 					 first);
 	}
+	/* the killed writers' temporaries go with the next save */
+	print_message("%d files after the kills\n", tmp_count(&d));
+	assert_int_equal(tg_checkpoint_save(ctx, path, &w, 1), 0);
+	assert_int_equal(tmp_count(&d), 1);
 	tg_ctx_free(ctx);
 	tmp_remove(&d);
 }
@@ -767,6 +843,179 @@ static void a_full_device_fails_the_save_and_keeps_the_old_file(void **state)
 		skip(); /* no permission to mount a small tmpfs here */
 	if (rc != 0)
 		fail_msg("full-device child failed at step %d", rc);
+}
+
+/* ---- leftovers, links and threads ------------------------------------------------ */
+
+static bool exists(const char *path)
+{
+	struct stat st;
+	return lstat(path, &st) == 0;
+}
+
+static void touch(const char *path)
+{
+	spit(path, "partial", 7);
+}
+
+static void leftovers_of_dead_writers_are_removed_by_the_next_save(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char path[256], dead1[300], dead2[300], live1[300], live2[300], other[300];
+	tmp_file(&d, "model.ckpt", path);
+	/* a child makes temporaries as a killed save would leave them, and exits */
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char a[300], b[300];
+		snprintf(a, sizeof a, "%s.tmp.%ld.a1b2c3", path, (long)getpid());
+		snprintf(b, sizeof b, "%s.tmp.%ld", path, (long)getpid()); /* the old naming */
+		touch(a);
+		touch(b);
+		_exit(0);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_int_equal(kill(pid, 0), -1); /* reaped: no such process */
+	assert_int_equal(errno, ESRCH);
+	snprintf(dead1, sizeof dead1, "%s.tmp.%ld.a1b2c3", path, (long)pid);
+	snprintf(dead2, sizeof dead2, "%s.tmp.%ld", path, (long)pid);
+	assert_true(exists(dead1) && exists(dead2));
+	/* temporaries of live writers (this process, init) and other names stay */
+	snprintf(live1, sizeof live1, "%s.tmp.%ld.ffffff", path, (long)getpid());
+	snprintf(live2, sizeof live2, "%s.tmp.1.000000", path);
+	snprintf(other, sizeof other, "%s/other.ckpt.tmp.%ld", d.path, (long)pid);
+	touch(live1);
+	touch(live2);
+	touch(other);
+	save_model(path, TG_F32, NULL);
+	if (exists(dead1) || exists(dead2))
+		fail_msg("a dead writer's temporary is still there: %s %s", dead1, dead2);
+	assert_true(exists(live1) && exists(live2) && exists(other));
+	assert_int_equal(tmp_count(&d), 4);
+	tmp_remove(&d);
+}
+
+static void saving_onto_a_symbolic_link_writes_its_target(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char link_path[256], target[256], sub[256], far_link[256];
+	tmp_file(&d, "latest.ckpt", link_path);
+	tmp_file(&d, "run1.ckpt", target);
+	snapshot a, b;
+	save_model(target, TG_F32, &a);
+	assert_int_equal(symlink("run1.ckpt", link_path), 0); /* relative, as ln -s makes */
+	/* a model of another seed, saved through the link */
+	tg_ctx *ctx = tg_ctx_new(7);
+	tg_tensor *t[NT];
+	make_model(ctx, TG_F32, t);
+	b = snap(t, NT);
+	assert_true(a.v[0] != b.v[0]);
+	assert_int_equal(tg_checkpoint_save(ctx, link_path, t, NT), 0);
+	struct stat st;
+	assert_int_equal(lstat(link_path, &st), 0);
+	assert_true(S_ISLNK(st.st_mode)); /* still a link */
+	tg_ctx_free(ctx);
+	ctx = tg_ctx_new(2);
+	make_model(ctx, TG_F32, t);
+	assert_int_equal(tg_checkpoint_load(ctx, target, t, NT), 0); /* the target is new */
+	snapshot got = snap(t, NT);
+	assert_same_values(&b, &got);
+	tg_ctx_free(ctx);
+	assert_int_equal(tmp_count(&d), 2);
+	/* a dangling link: its target is created */
+	tmp_file(&d, "sub", sub);
+	tmp_file(&d, "far.ckpt", far_link);
+	assert_int_equal(symlink("sub/new.ckpt", far_link), 0);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	save_model(far_link, TG_F64, NULL);
+	assert_int_equal(lstat(far_link, &st), 0);
+	assert_true(S_ISLNK(st.st_mode));
+	char made[300];
+	snprintf(made, sizeof made, "%s/new.ckpt", sub);
+	assert_int_equal(stat(made, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	unlink(made);
+	rmdir(sub);
+	tmp_remove(&d);
+}
+
+/* A net of 784-2048-2048-10 (23 MB of f32): big enough that one save is
+ * still writing when the other thread's begins. */
+enum { SAVES = 20, NBIG = 3 };
+static const int64_t BIG[NBIG][2] = { { 784, 2048 }, { 2048, 2048 }, { 2048, 10 } };
+
+typedef struct saver {
+	const char *path;
+	double value;      /* every weight of this thread's net */
+	int failed_saves;
+	int bad_loads;
+	char first_error[512];
+} saver;
+
+static void *save_and_reload(void *arg)
+{
+	saver *s = arg;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *w[NBIG], *r[NBIG];
+	char name[16];
+	for (int i = 0; i < NBIG; i++) {
+		snprintf(name, sizeof name, "fc%d.W", i + 1);
+		w[i] = tg_set_name(tg_keep(tg_full(ctx, TG_F32, 2, BIG[i], s->value)), name);
+		r[i] = tg_set_name(tg_keep(tg_zeros(ctx, TG_F32, 2, BIG[i])), name);
+	}
+	tg_reset(ctx);
+	for (int k = 0; k < SAVES; k++) {
+		if (tg_checkpoint_save(ctx, s->path, w, NBIG) != 0) {
+			if (!s->failed_saves++)
+				snprintf(s->first_error, sizeof s->first_error, "save: %s",
+					 tg_error(ctx));
+			tg_clear_error(ctx);
+			continue;
+		}
+		/* whatever is at path now must be one thread's whole net */
+		bool whole = tg_checkpoint_load(ctx, s->path, r, NBIG) == 0;
+		float first = whole ? ((const float *)tg_data(r[0]))[0] : 0;
+		for (int i = 0; whole && i < NBIG; i++) {
+			const float *v = tg_data(r[i]);
+			for (size_t j = 0; whole && j < tg_numel(r[i]); j += 997)
+				whole = v[j] == first && (first == 1.0f || first == 2.0f);
+		}
+		if (!whole && !s->bad_loads++)
+			snprintf(s->first_error, sizeof s->first_error, "load: %s",
+				 tg_ok(ctx) ? "a mixed file" : tg_error(ctx));
+		tg_clear_error(ctx);
+	}
+	tg_ctx_free(ctx);
+	return NULL;
+}
+
+static void two_threads_saving_to_one_path_always_leave_a_whole_file(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char path[256];
+	tmp_file(&d, "shared.ckpt", path);
+	saver s[2] = { { .path = path, .value = 1.0 }, { .path = path, .value = 2.0 } };
+	pthread_t th[2];
+	double t0 = seconds_now();
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, save_and_reload, &s[i]), 0);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+	print_message("2 threads x %d saves of 23 MB in %.1f s\n", SAVES, seconds_now() - t0);
+	for (int i = 0; i < 2; i++)
+		if (s[i].failed_saves || s[i].bad_loads)
+			fail_msg("thread %d: %d failed saves, %d bad loads; first: %s", i,
+				 s[i].failed_saves, s[i].bad_loads, s[i].first_error);
+	assert_int_equal(tmp_count(&d), 1); /* no temporary left behind */
+	tmp_remove(&d);
 }
 
 /* A checkpoint written when the format was made: values by formula. */
@@ -820,6 +1069,8 @@ int main(void)
 		cmocka_unit_test(a_wrong_magic_or_version_is_rejected),
 		cmocka_unit_test(an_absurd_size_in_the_file_is_rejected_without_allocating),
 		cmocka_unit_test(a_missing_file_is_an_io_error),
+		cmocka_unit_test(a_fifo_is_refused_at_once_not_waited_on),
+		cmocka_unit_test(nonfinite_weights_are_refused_unless_asked_for),
 		cmocka_unit_test(unnamed_or_duplicate_tensors_are_refused),
 		cmocka_unit_test(saving_into_a_missing_directory_fails_and_touches_nothing),
 		cmocka_unit_test(a_good_checkpoint_survives_a_refused_save_at_its_path),
@@ -828,6 +1079,9 @@ int main(void)
 		cmocka_unit_test(every_flipped_byte_is_rejected_and_loads_nothing),
 		cmocka_unit_test(a_save_killed_mid_write_leaves_a_whole_checkpoint),
 		cmocka_unit_test(a_full_device_fails_the_save_and_keeps_the_old_file),
+		cmocka_unit_test(leftovers_of_dead_writers_are_removed_by_the_next_save),
+		cmocka_unit_test(saving_onto_a_symbolic_link_writes_its_target),
+		cmocka_unit_test(two_threads_saving_to_one_path_always_leave_a_whole_file),
 		cmocka_unit_test(the_committed_fixture_still_loads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,6 +4,7 @@
  * and broken, each broken one rejected with the code and the message that
  * names the problem; splits and batches checked sample by sample.
  */
+#define _GNU_SOURCE
 #include "../engine/test_util.h"
 
 #include "tapegrad_io.h"
@@ -11,6 +12,8 @@
 #include <dirent.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -430,11 +433,20 @@ static void idx_with_absurd_dimensions_is_rejected_without_allocating(void **sta
 	expect_idx_error(img, lbl, 10, TG_EFORMAT,
 			 "dimensions (4294967295,4294967295,4294967295)");
 
-	/* Just under the cap, 2e9 pixels (8 GB as floats) claimed by a 12-byte
-	 * file: with the address space limited to 512 MB more than now, the
-	 * reader must still report the truncation, not run out of memory. */
+	/* Under the count cap but 8 GB as floats, more than a data set may
+	 * take: refused from the header alone. */
 	write_idx(img, 0x803, 3, (uint32_t[]){ 2000, 1000, 1000 }, PIXELS, 12);
 	write_idx(lbl, 0x801, 1, (uint32_t[]){ 2000 }, LABELS, 3);
+	snprintf(want, sizeof want,
+		 "%s: 2000 images of 1000x1000 would take 7.45 GiB as floats, more than the", img);
+	if (tg_data_max_bytes() < ((int64_t)8 << 30))
+		expect_idx_error(img, lbl, 10, TG_EFORMAT, want);
+
+	/* 5e7 pixels (200 MB as floats) claimed by a 12-byte file: with the
+	 * address space limited to 128 MB more than now, the reader must still
+	 * report the truncation, not run out of memory. */
+	write_idx(img, 0x803, 3, (uint32_t[]){ 50, 1000, 1000 }, PIXELS, 12);
+	write_idx(lbl, 0x801, 1, (uint32_t[]){ 50 }, LABELS, 3);
 	if (under_valgrind()) {
 		tmp_remove(&d);
 		return;
@@ -443,14 +455,14 @@ static void idx_with_absurd_dimensions_is_rejected_without_allocating(void **sta
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		if (!limit_address_space((size_t)512 << 20))
+		if (!limit_address_space((size_t)128 << 20))
 			_exit(3);
 		tg_ctx *ctx = tg_ctx_new(1);
 		tg_dataset ds;
 		int rc = tg_load_idx(ctx, img, lbl, 10, &ds);
 		bool ok =
 		    rc == -1 && tg_status_of(ctx) == TG_EFORMAT &&
-		    strstr(tg_error(ctx), "truncated: expected 2000000000 bytes of pixels, got 12");
+		    strstr(tg_error(ctx), "truncated: expected 50000000 bytes of pixels, got 12");
 		if (!ok)
 			fprintf(stderr, "child: rc %d, %s: %s\n", rc,
 				tg_status_name(tg_status_of(ctx)), tg_error(ctx));
@@ -1039,6 +1051,438 @@ static void drop_last_drops_the_short_batch(void **state)
 	tg_dataset_free(&src);
 }
 
+/* ---- special files, gzip edges, memory bounds --------------------------------- */
+
+static double seconds_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void a_fifo_or_a_device_is_refused_at_once(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char img[256], lbl[256], fifo[256], want[512];
+	write_good_idx(&d, "", img, lbl);
+	tmp_file(&d, "pipe", fifo);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	snprintf(want, sizeof want, "%s: is a FIFO (named pipe), not a regular file", fifo);
+	alarm(10); /* a reader blocked on the FIFO fails the suite, not hangs it */
+	double t0 = seconds_now();
+	expect_idx_error(fifo, lbl, 10, TG_EIO, want);
+	expect_idx_error(img, fifo, 10, TG_EIO, want);
+	expect_csv_error(fifo, NULL, TG_EIO, want);
+	double took = seconds_now() - t0;
+	alarm(0);
+	if (took > 1.0)
+		fail_msg("refusing the FIFO three times took %.3f s", took);
+	/* /dev/zero would grow without end */
+	expect_csv_error("/dev/zero", NULL, TG_EIO, "/dev/zero: is a character device");
+	expect_idx_error("/dev/zero", lbl, 10, TG_EIO, "/dev/zero: is a character device");
+	expect_csv_error(d.path, NULL, TG_EIO, "is a directory");
+	tmp_remove(&d);
+}
+
+/* Appends raw bytes to a file. */
+static void append_bytes(const char *path, const void *p, size_t n)
+{
+	FILE *f = fopen(path, "ab");
+	assert_non_null(f);
+	assert_int_equal(fwrite(p, 1, n, f), n);
+	assert_int_equal(fclose(f), 0);
+}
+
+static void gzip_edges_are_errors_that_name_the_file_once(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char img[256], lbl[256], csv[256], want[512];
+	/* garbage after a whole gzip stream */
+	write_good_idx(&d, ".gz", img, lbl);
+	append_bytes(lbl, "junk", 4);
+	snprintf(want, sizeof want, "%s: bad gzip data: bytes that are not gzip after the end", lbl);
+	expect_idx_error(img, lbl, 10, TG_EFORMAT, want);
+	tmp_file(&d, "a.csv.gz", csv);
+	write_text(csv, "1,2,0\n3,4,1\n");
+	append_bytes(csv, "\0\0\0\0", 4);
+	expect_csv_error(csv, NULL, TG_EFORMAT, "bytes that are not gzip after the end");
+	/* two gzip members are one stream (as gzip -c a b > c makes) */
+	write_text(csv, "1,2,0\n");
+	gzFile g = gzopen(csv, "ab");
+	assert_non_null(g);
+	assert_int_equal(gzputs(g, "3,4,1\n"), 6);
+	assert_int_equal(gzclose(g), Z_OK);
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_dataset ds;
+	assert_int_equal(tg_load_csv(ctx, csv, NULL, &ds), 0);
+	assert_int_equal(ds.n, 2);
+	assert_near(ds.x[2], 3, 0);
+	tg_dataset_free(&ds);
+	/* a corrupted stream: the path appears once in the message */
+	write_text(csv, "1,2,0\n3,4,1\n");
+	FILE *f = fopen(csv, "r+b");
+	assert_non_null(f);
+	fseek(f, 12, SEEK_SET);
+	fputc(0xff, f);
+	fputc(0xff, f);
+	fclose(f);
+	assert_int_equal(tg_load_csv(ctx, csv, NULL, &ds), -1);
+	assert_error(ctx, TG_EFORMAT, "bad gzip data");
+	const char *msg = tg_error(ctx), *first = strstr(msg, csv);
+	if (!first || strstr(first + 1, csv) || strstr(msg, "<fd:"))
+		fail_msg("the path should appear once: %s", msg);
+	tg_clear_error(ctx);
+	/* a CSV whose gzip stream is cut short is an error, not fewer rows */
+	write_text(csv, "1,2,0\n3,4,1\n5,6,0\n");
+	{
+		FILE *t = fopen(csv, "rb");
+		unsigned char buf[256];
+		size_t n = fread(buf, 1, sizeof buf, t);
+		fclose(t);
+		FILE *w = fopen(csv, "wb");
+		fwrite(buf, 1, n - 6, w);
+		fclose(w);
+	}
+	assert_int_equal(tg_load_csv(ctx, csv, NULL, &ds), -1);
+	assert_error(ctx, TG_EFORMAT, "the gzip stream is cut short");
+	tg_ctx_free(ctx);
+	tmp_remove(&d);
+}
+
+static void a_dangling_gz_link_is_named_as_such(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char p[256], want[512];
+	write_idx(tmp_file(&d, "train-images-idx3-ubyte", p), 0x803, 3, (uint32_t[]){ 3, 2, 2 },
+		  PIXELS, 12);
+	assert_int_equal(symlink("/nonexistent/train-images.gz",
+				 tmp_file(&d, "train-images-idx3-ubyte.gz", p)), 0);
+	write_idx(tmp_file(&d, "train-labels-idx1-ubyte", p), 0x801, 1, (uint32_t[]){ 3 },
+		  LABELS, 3);
+	snprintf(want, sizeof want,
+		 "%s/train-images-idx3-ubyte.gz: cannot open: a symbolic link to a file that "
+		 "does not exist", d.path);
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_dataset train, test;
+	assert_int_equal(tg_load_mnist(ctx, d.path, &train, &test), -1);
+	assert_error(ctx, TG_EIO, want);
+	tg_ctx_free(ctx);
+	tmp_remove(&d);
+}
+
+static void mnist_headers_are_checked_before_any_pixel_is_read(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char p[256], want[512];
+	write_idx(tmp_file(&d, "train-images-idx3-ubyte", p), 0x803, 3, (uint32_t[]){ 3, 2, 2 },
+		  PIXELS, 12);
+	write_idx(tmp_file(&d, "train-labels-idx1-ubyte", p), 0x801, 1, (uint32_t[]){ 3 },
+		  LABELS, 3);
+	write_idx(tmp_file(&d, "t10k-labels-idx1-ubyte", p), 0x801, 1, (uint32_t[]){ 32768 },
+		  NULL, 0);
+	/* test images claiming 32768 x 256 x 256, 2 GiB of pixels that are not there */
+	write_idx(tmp_file(&d, "t10k-images-idx3-ubyte.gz", p), 0x803, 3,
+		  (uint32_t[]){ 32768, 256, 256 }, PIXELS, 12);
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_dataset train, test;
+	double t0 = seconds_now();
+	assert_int_equal(tg_load_mnist(ctx, d.path, &train, &test), -1);
+	/* 8 GiB as floats: over the memory bound on any machine, else the size */
+	snprintf(want, sizeof want, "%s: 32768 images of 256x256 would take 8.00 GiB", p);
+	assert_error(ctx, TG_EFORMAT, want);
+	tg_clear_error(ctx);
+	/* within the bound but of another size than the training images */
+	write_idx(tmp_file(&d, "t10k-labels-idx1-ubyte", p), 0x801, 1, (uint32_t[]){ 64 }, NULL,
+		  0);
+	write_idx(tmp_file(&d, "t10k-images-idx3-ubyte.gz", p), 0x803, 3,
+		  (uint32_t[]){ 64, 256, 256 }, PIXELS, 12);
+	assert_int_equal(tg_load_mnist(ctx, d.path, &train, &test), -1);
+	snprintf(want, sizeof want, "%s: images of 256x256, the training set's are 2x2", p);
+	assert_error(ctx, TG_EFORMAT, want);
+	assert_empty(&train);
+	assert_empty(&test);
+	double took = seconds_now() - t0;
+	if (took > 0.5)
+		fail_msg("refusing from the headers took %.3f s", took);
+	tg_ctx_free(ctx);
+	tmp_remove(&d);
+}
+
+/* Peak resident memory of this process, in bytes. */
+static int64_t peak_rss(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (int64_t)ru.ru_maxrss * 1024;
+}
+
+/* Writes `lines` lines of `line` as one gzip stream: a bomb of a few hundred
+ * KB. */
+static void write_bomb(const char *path, const char *line, int64_t lines)
+{
+	gzFile g = gzopen(path, "wb9");
+	assert_non_null(g);
+	enum { BLOCK = 1 << 20 };
+	char *buf = malloc(BLOCK);
+	assert_non_null(buf);
+	size_t len = strlen(line), per = BLOCK / len;
+	for (size_t i = 0; i < per; i++)
+		memcpy(buf + i * len, line, len);
+	for (int64_t done = 0; done < lines; done += (int64_t)per) {
+		int64_t k = lines - done < (int64_t)per ? lines - done : (int64_t)per;
+		assert_int_equal(gzwrite(g, buf, (unsigned)(k * (int64_t)len)), (int)(k * (int64_t)len));
+	}
+	free(buf);
+	assert_int_equal(gzclose(g), Z_OK);
+}
+
+/* In a child: loads path as CSV with opt (or as an IDX pair with labels
+ * lbl), expects an error containing text, a peak RSS less than limit bytes
+ * above the RSS before the load, and a time under 30 s (20 times what it
+ * takes without sanitizers). */
+static void bomb_must_fail(const char *path, const char *lbl, const tg_csv_options *opt,
+			   const char *text, int64_t limit, const char *what)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int64_t before = peak_rss();
+		tg_ctx *ctx = tg_ctx_new(1);
+		tg_dataset ds;
+		double t0 = seconds_now();
+		int rc = lbl ? tg_load_idx(ctx, path, lbl, 10, &ds)
+			     : tg_load_csv(ctx, path, opt, &ds);
+		double took = seconds_now() - t0;
+		int64_t peak = peak_rss();
+		/* the growth: a sanitizer's shadow memory is there before */
+		bool ok = rc == -1 && strstr(tg_error(ctx), text) && peak - before < limit &&
+			  took < 30;
+		fprintf(stderr,
+			"%s: %.2f s, peak RSS %.1f MB, %.1f MB more than before (bound %.1f MB): "
+			"%s\n",
+			what, took, (double)peak / 1e6, (double)(peak - before) / 1e6,
+			(double)limit / 1e6, tg_error(ctx));
+		tg_ctx_free(ctx);
+		_exit(ok ? 0 : 1);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	if (WEXITSTATUS(status) != 0)
+		fail_msg("%s: not refused in time and memory (see above)", what);
+}
+
+static void gzip_bombs_fail_fast_in_bounded_memory(void **state)
+{
+	(void)state;
+	if (under_valgrind())
+		skip();
+	tmpdir d;
+	tmp_make(&d);
+	char csv[256], img[256], lbl[256];
+	const int64_t MB = 1000 * 1000;
+	/* 2^25 rows "0,1" (134 MB of text) in about 130 KB of gzip */
+	tmp_file(&d, "bomb.csv.gz", csv);
+	write_bomb(csv, "0,1\n", (int64_t)1 << 25);
+	struct stat st;
+	assert_int_equal(stat(csv, &st), 0);
+	print_message("CSV bomb: %lld bytes of gzip\n", (long long)st.st_size);
+	/* default options: stopped at TG_CSV_MAX_ROWS rows, whose real size is
+	 * 8 bytes a row (a feature and a label) */
+	int64_t real = TG_CSV_MAX_ROWS * 8;
+	bomb_must_fail(csv, NULL, NULL, "more than 16777216 rows, the most a CSV may have",
+		       2 * real + 64 * MB, "CSV bomb, default caps");
+	/* a byte cap of 32 MB: stopped there */
+	tg_csv_options opt = TG_CSV_DEFAULTS;
+	opt.max_bytes = 32 * MB;
+	bomb_must_fail(csv, NULL, &opt, "the data set would take more than 0.03 GiB (max_bytes",
+		       2 * opt.max_bytes + 64 * MB, "CSV bomb, max_bytes 32 MB");
+	opt.max_rows = 1000;
+	bomb_must_fail(csv, NULL, &opt, "more than 1000 rows", 64 * MB, "CSV bomb, max_rows 1000");
+	/* an IDX whose header claims 60000 images of 28x28 (188 MB as floats)
+	 * and whose gzip stream runs on with 500 MB more */
+	tmp_file(&d, "img.gz", img);
+	tmp_file(&d, "lbl", lbl);
+	write_idx(lbl, 0x801, 1, (uint32_t[]){ 60000 }, NULL, 0);
+	gzFile g = gzopen(img, "wb9");
+	assert_non_null(g);
+	unsigned char head[16];
+	put_be32(head, 0x803);
+	put_be32(head + 4, 60000);
+	put_be32(head + 8, 28);
+	put_be32(head + 12, 28);
+	assert_int_equal(gzwrite(g, head, 16), 16);
+	static unsigned char zeros[1 << 20];
+	for (int i = 0; i < 47 + 500; i++)
+		assert_int_equal(gzwrite(g, zeros, sizeof zeros), (int)sizeof zeros);
+	assert_int_equal(gzclose(g), Z_OK);
+	real = 60000 * 784 * 4;
+	bomb_must_fail(img, lbl, NULL, "unexpected data after the 47040000 bytes of pixels",
+		       2 * real + 64 * MB, "IDX bomb");
+	tmp_remove(&d);
+}
+
+/* ---- CSV text: marks, line ends, guesses, odd bytes -------------------------------- */
+
+/* Loads text as a CSV (options NULL) and checks it gives rows x (n rows of
+ * 2 features) and labels y. */
+static void expect_rows(const char *path, const char *text, int n, const double *x,
+			const int *y)
+{
+	write_bytes(path, text, strlen(text));
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_dataset ds;
+	if (tg_load_csv(ctx, path, NULL, &ds) != 0)
+		fail_msg("%s", tg_error(ctx));
+	if (ds.n != n)
+		fail_msg("%lld rows, expected %d", (long long)ds.n, n);
+	assert_int_equal(ds.d, 2);
+	for (int i = 0; i < n; i++) {
+		assert_near(ds.x[2 * i], x[2 * i], 0);
+		assert_near(ds.x[2 * i + 1], x[2 * i + 1], 0);
+		assert_int_equal(ds.y[i], y[i]);
+	}
+	tg_dataset_free(&ds);
+	tg_ctx_free(ctx);
+}
+
+static void csv_line_ends_and_a_byte_order_mark_read_alike(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char p[256];
+	const double x[6] = { 1, 2, 3, 4, 5, 6 };
+	const int y[3] = { 0, 1, 0 };
+	const char *texts[] = {
+		"1,2,0\n3,4,1\n5,6,0\n",
+		"1,2,0\r\n3,4,1\r\n5,6,0\r\n",
+		"1,2,0\r3,4,1\r5,6,0\r",
+		"1,2,0\r3,4,1\n5,6,0",
+		"\xef\xbb\xbf" "1,2,0\n3,4,1\n5,6,0\n",
+		"\xef\xbb\xbf" "1,2,0\r3,4,1\r5,6,0",
+	};
+	const char *names[] = { "a.csv", "a.csv.gz" };
+	for (int k = 0; k < 2; k++)
+		for (size_t i = 0; i < LEN(texts); i++)
+			expect_rows(tmp_file(&d, names[k], p), texts[i], 3, x, y);
+	/* a header after a mark is still a header */
+	expect_rows(tmp_file(&d, "h.csv", p), "\xef\xbb\xbf" "a,b,c\r1,2,0\r3,4,1\r5,6,0\r", 3, x,
+		    y);
+	/* a CRLF split across the reader's 64 KB chunks counts once: line numbers
+	 * stay right */
+	size_t n = 65536 * 2;
+	char *big = malloc(n + 64);
+	assert_non_null(big);
+	size_t k = 0;
+	while (k + 8 < 65535)
+		k += (size_t)sprintf(big + k, "1,2,0\r\n");
+	while (k < 65535)
+		big[k++] = '\n';
+	k += (size_t)sprintf(big + k, "\r\n3,x,1\r\n");
+	big[k] = '\0';
+	int lines = 0;
+	for (size_t i = 0; i < k; i++)
+		lines += big[i] == '\n';
+	char want[64];
+	snprintf(want, sizeof want, "line %d, column 2: \"x\" is not a number", lines);
+	tmp_file(&d, "split.csv", p);
+	write_bytes(p, big, k);
+	expect_csv_error(p, NULL, TG_EFORMAT, want);
+	free(big);
+	tmp_remove(&d);
+}
+
+static void a_wrong_header_guess_is_explained(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char p[256];
+	tmp_file(&d, "guess.csv", p);
+	/* line 1 is data with a missing value; line 2 has one too */
+	write_text(p, "1,?,0\n3,NA,1\n");
+	expect_csv_error(p, NULL, TG_EFORMAT,
+			 "line 2, column 2: \"NA\" is not a number (line 1 was taken for a header: "
+			 "its column 2 \"?\" is not a number; TG_CSV_HEADER_NO reads it as data)");
+	/* only one line, taken for a header */
+	write_text(p, "5,x,1\n");
+	expect_csv_error(p, NULL, TG_EFORMAT,
+			 "no data rows after the header (line 1 was taken for a header: its "
+			 "column 2 \"x\" is not a number");
+	/* said as asked, no guess to explain */
+	tg_csv_options opt = TG_CSV_DEFAULTS;
+	opt.header = TG_CSV_HEADER_NO;
+	expect_csv_error(p, &opt, TG_EFORMAT, "line 1, column 2: \"x\" is not a number");
+	tmp_remove(&d);
+}
+
+static void long_fields_and_odd_bytes_give_whole_messages(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char p[256], text[1024];
+	tmp_file(&d, "odd.csv", p);
+	/* a first field of 300 digits is a number (not a header) */
+	int k = sprintf(text, "1.25");
+	for (int i = 0; i < 296; i++)
+		text[k++] = '0';
+	k += sprintf(text + k, ",2,1\n3,4,0\n");
+	write_text(p, text);
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_dataset ds;
+	assert_int_equal(tg_load_csv(ctx, p, NULL, &ds), 0);
+	assert_int_equal(ds.n, 2);
+	assert_near(ds.x[0], 1.25, 0);
+	assert_near(ds.x[2], 3, 0);
+	tg_dataset_free(&ds);
+	tg_ctx_free(ctx);
+	/* a long word: shown cut at 40 characters with "...", the message whole */
+	k = 0;
+	for (int i = 0; i < 300; i++)
+		text[k++] = 'a' + i % 26;
+	sprintf(text + k, ",2,1\n");
+	char full[1100];
+	snprintf(full, sizeof full, "1,2,0\n%s", text);
+	write_text(p, full);
+	expect_csv_error(p, NULL, TG_EFORMAT,
+			 "line 2, column 1: \"abcdefghijklmnopqrstuvwxyzabcdefghijklmn...\" is not "
+			 "a number");
+	/* a NUL inside a field: shown as \x00, the message goes on to the end */
+	static const char nul[] = "1,2,0\n3,4\0" "5,1\n";
+	write_bytes(p, nul, sizeof nul - 1);
+	expect_csv_error(p, NULL, TG_EFORMAT, "line 2, column 2: \"4\\x005\" is not a number");
+	/* a line longer than a quarter of max_bytes, and a first line of more
+	 * columns than max_bytes holds, stop before they are taken in */
+	enum { WIDE = 600000 };
+	char *wide = malloc(WIDE + 2);
+	assert_non_null(wide);
+	for (int i = 0; i < WIDE; i += 2) {
+		wide[i] = '1';
+		wide[i + 1] = ',';
+	}
+	wide[WIDE - 1] = '\n';
+	write_bytes(p, wide, WIDE);
+	tg_csv_options opt = TG_CSV_DEFAULTS;
+	opt.max_bytes = 1 << 20;
+	expect_csv_error(p, &opt, TG_EFORMAT, "line 1 is longer than 262144 bytes");
+	opt.max_bytes = 4 << 20;
+	expect_csv_error(p, &opt, TG_EFORMAT,
+			 "line 1: 300000 columns would take more than 0.00 GiB (max_bytes)");
+	free(wide);
+	tmp_remove(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1071,6 +1515,14 @@ int main(void)
 		cmocka_unit_test(batches_with_replacement_draw_valid_rows_deterministically),
 		cmocka_unit_test(shuffled_epochs_deliver_each_sample_exactly_once),
 		cmocka_unit_test(drop_last_drops_the_short_batch),
+		cmocka_unit_test(a_fifo_or_a_device_is_refused_at_once),
+		cmocka_unit_test(gzip_edges_are_errors_that_name_the_file_once),
+		cmocka_unit_test(a_dangling_gz_link_is_named_as_such),
+		cmocka_unit_test(mnist_headers_are_checked_before_any_pixel_is_read),
+		cmocka_unit_test(gzip_bombs_fail_fast_in_bounded_memory),
+		cmocka_unit_test(csv_line_ends_and_a_byte_order_mark_read_alike),
+		cmocka_unit_test(a_wrong_header_guess_is_explained),
+		cmocka_unit_test(long_fields_and_odd_bytes_give_whole_messages),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

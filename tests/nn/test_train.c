@@ -179,11 +179,58 @@ static void a_non_finite_loss_stops_training_without_anomaly_mode(void **state)
 	fixture_new(&f, 3, NULL, &oo);
 	tg_train_opts to = quiet_opts();
 	to.epochs = 5;
+	to.no_divergence_check = true; /* the non-finite check alone */
 	tg_metrics last;
 	assert_int_equal(tg_train(f.net, f.opt, &f.train, &f.test, &to, &last), -1);
 	assert_error(f.ctx, TG_EANOMALY, "tg_train: the loss is ");
 	assert_int_equal(tg_optim_steps(f.opt), last.iter);
 	assert_true(last.iter >= 1 && last.iter < 45);
+	fixture_free(&f);
+}
+
+static void a_diverging_loss_stops_training_without_anomaly_mode(void **state)
+{
+	(void)state;
+	fixture f;
+	tg_optim_opts oo = tg_optim_defaults(TG_ADAM);
+	oo.lr = 1e6;
+	fixture_new(&f, 3, NULL, &oo);
+	tg_train_opts to = quiet_opts();
+	to.epochs = 5;
+	tg_metrics last;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, &f.test, &to, &last), -1);
+	assert_error(f.ctx, TG_EANOMALY, "tg_train: the loss diverged: ");
+	assert_error(f.ctx, TG_EANOMALY, "times the first step's");
+	assert_error(f.ctx, TG_EANOMALY, "try a smaller learning rate");
+	print_message("%s\n", tg_error(f.ctx));
+	/* the diverged step made no update; it stopped within the first epoch */
+	assert_int_equal(tg_optim_steps(f.opt), last.iter);
+	assert_true(last.iter >= 1 && last.iter < 15);
+	double loss;
+	tg_clear_error(f.ctx);
+	/* the loss it reports is the net's: far beyond the bound */
+	assert_int_equal(tg_evaluate(f.net, &f.train, 0, &loss, NULL, NULL), 0);
+	if (!(loss > TG_TRAIN_DIVERGENCE_FLOOR))
+		fail_msg("the net's loss is %g after the stop", loss);
+	fixture_free(&f);
+
+	/* turned off, the same run trains on past the bound */
+	fixture_new(&f, 3, NULL, &oo);
+	to.no_divergence_check = true;
+	to.iters = 20;
+	int rc = tg_train(f.net, f.opt, &f.train, &f.test, &to, &last);
+	if (rc != 0)
+		assert_error(f.ctx, TG_EANOMALY, "tg_train: the loss is "); /* non-finite at last */
+	assert_true(last.iter > 1);
+	fixture_free(&f);
+
+	/* a healthy run with a small first loss is not stopped: lr 1e-3 */
+	oo.lr = 1e-3;
+	fixture_new(&f, 3, NULL, &oo);
+	to.no_divergence_check = false;
+	to.iters = 0;
+	to.epochs = 2;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, &f.test, &to, &last), 0);
 	fixture_free(&f);
 }
 
@@ -411,12 +458,33 @@ static void the_confusion_matrix_prints_names_counts_and_recall(void **state)
 			fail_msg("the table lacks the line \"%s\"; it reads:\n%s", want[i], buf);
 }
 
+/* The rule of tapegrad_nn.h: a net and an optimizer are freed before their
+ * context, or at least nothing but their _free is called after it. Under
+ * ASan a use of the freed context here would abort. */
+static void a_net_and_optimizer_may_be_freed_after_their_context(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_mlp *net = tg_mlp_new(ctx, "4-3-2", NULL);
+	assert_non_null(net);
+	size_t np;
+	tg_tensor *const *params = tg_mlp_params(net, &np);
+	tg_optim_opts oo = tg_optim_defaults(TG_ADAM);
+	tg_optim *opt = tg_optim_new(ctx, params, np, &oo);
+	assert_non_null(opt);
+	assert_int_equal(np, 4);
+	tg_ctx_free(ctx);
+	tg_optim_free(opt);
+	tg_mlp_free(net);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(an_mlp_learns_the_uci_digits_to_95_percent_test_accuracy),
 		cmocka_unit_test(a_step_that_fails_in_anomaly_mode_stops_training_naming_the_op),
 		cmocka_unit_test(a_non_finite_loss_stops_training_without_anomaly_mode),
+		cmocka_unit_test(a_diverging_loss_stops_training_without_anomaly_mode),
 		cmocka_unit_test(a_net_that_does_not_fit_the_data_is_a_shape_error),
 		cmocka_unit_test(training_does_nothing_while_the_context_holds_an_error),
 		cmocka_unit_test(the_csv_log_has_a_header_and_one_row_per_epoch),
@@ -425,6 +493,7 @@ int main(void)
 		cmocka_unit_test(evaluation_is_deterministic_and_restores_the_modes),
 		cmocka_unit_test(evaluation_with_grad_mode_off_stays_off),
 		cmocka_unit_test(the_confusion_matrix_prints_names_counts_and_recall),
+		cmocka_unit_test(a_net_and_optimizer_may_be_freed_after_their_context),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
