@@ -351,7 +351,8 @@ static void check_call(vm *v, const char *who, expect e, const void *r, int pred
 		return;
 	case STALE:
 		require(!r && st == TG_ESTALE && mentions(msg, who),
-			"%s on a stale tensor: result %p, %s \"%s\"", who, r, tg_status_name(st), msg);
+			"%s on a stale tensor: result %p, %s \"%s\"", who, r, tg_status_name(st),
+			msg);
 		return;
 	case ALLNULL:
 		require(!r && st == TG_OK, "%s with only NULL tensors: result %p, %s \"%s\"", who,
@@ -359,11 +360,13 @@ static void check_call(vm *v, const char *who, expect e, const void *r, int pred
 		return;
 	case ANULL:
 		require(!r && st == TG_ENULL && mentions(msg, who),
-			"%s with a NULL argument: result %p, %s \"%s\"", who, r, tg_status_name(st), msg);
+			"%s with a NULL argument: result %p, %s \"%s\"", who, r, tg_status_name(st),
+			msg);
 		return;
 	case DTYPE:
 		require(!r && st == TG_EDTYPE && mentions(msg, who),
-			"%s with mixed dtypes or an index tensor: result %p, %s \"%s\"", who, r, tg_status_name(st), msg);
+			"%s with mixed dtypes or an index tensor: result %p, %s \"%s\"", who, r,
+			tg_status_name(st), msg);
 		return;
 	case PLAIN:
 		break;
@@ -506,7 +509,10 @@ static tg_tensor *leaf_index(vm *v, tg_dtype dt, int nd, int64_t *shape, uint64_
 	if (labels) {
 		/* its NULL check is tg_from_i32's, and names that */
 		*who = "tg_labels|tg_from_i32";
-		*predicted = m <= 0 ? TG_EARG : pass_null ? TG_ENULL : numel_of(1, &m) ? TG_OK : TG_ESHAPE;
+		*predicted = m <= 0 ? TG_EARG
+			   : pass_null ? TG_ENULL
+			   : numel_of(1, &m) ? TG_OK
+			   : TG_ESHAPE;
 		shape[0] = m;
 		t = tg_labels(v->ctx, m, pass_null ? NULL : d);
 	} else {
@@ -605,7 +611,8 @@ static void op_leaf(vm *v)
 		if (index_dtype(dt))
 			predicted = TG_EDTYPE;
 		who = how == 6 ? "tg_randn" : "tg_rand";
-		t = how == 6 ? tg_randn(v->ctx, dt, nd, shape, a, b) : tg_rand(v->ctx, dt, nd, shape, a, b);
+		t = how == 6 ? tg_randn(v->ctx, dt, nd, shape, a, b)
+			     : tg_rand(v->ctx, dt, nd, shape, a, b);
 		break;
 	default:
 		t = leaf_index(v, dt, nd, shape, n, &who, &predicted);
@@ -1140,7 +1147,9 @@ static tg_tensor *index_arg(vm *v, int64_t n, int64_t k)
 		static const int nds[] = { 2, 2, 0, 2, 4, 3 };
 		unsigned w = u8(r) % 6;
 		nd = nds[w];
-		int64_t s[6][4] = { { 1, n }, { n, 1 }, { 0 }, { 2, n }, { 1, 1, 1, n }, { 1, n, 1 } };
+		int64_t s[6][4] = {
+			{ 1, n }, { n, 1 }, { 0 }, { 2, n }, { 1, 1, 1, n }, { 1, n, 1 },
+		};
 		memcpy(shape, s[w], sizeof s[w]);
 		m = nd == 0 ? 1 : w == 3 ? 2 * n : n;
 	}
@@ -1166,8 +1175,10 @@ static tg_tensor *index_arg(vm *v, int64_t n, int64_t k)
 		for (size_t i = 0; i < len; i++)
 			w[i] = vals[i];
 		if (kind == 7) {
-			static const int64_t wrong[] = { (int64_t)1 << 32, INT64_MIN, INT64_MAX,
-							 ((int64_t)1 << 32) + 1, -((int64_t)1 << 32) };
+			static const int64_t wrong[] = {
+				(int64_t)1 << 32, INT64_MIN, INT64_MAX, ((int64_t)1 << 32) + 1,
+				-((int64_t)1 << 32),
+			};
 			size_t at = u16(r) % len;
 			w[at] = wrong[u8(r) % 5];
 		}
@@ -1263,11 +1274,13 @@ static void check_losses(const char *who, int kind, const tg_tensor *x, const tg
 {
 	size_t N = (size_t)x->shape[0], K = (size_t)x->shape[1];
 	if (kind == 0) {
-		for (size_t i = 0; i < N; i += stride_of(N))
-			require(same_value(value_at(out, i), value_at(x, i * K + (size_t)label_at(idx, raw, i))),
+		for (size_t i = 0; i < N; i += stride_of(N)) {
+			int64_t l = label_at(idx, raw, i);
+			double want = value_at(x, i * K + (size_t)l);
+			require(same_value(value_at(out, i), want),
 				"tg_pick: row %zu gives %.17g, x[%zu, %lld] is %.17g", i,
-				value_at(out, i), i, (long long)label_at(idx, raw, i),
-				value_at(x, i * K + (size_t)label_at(idx, raw, i)));
+				value_at(out, i), i, (long long)l, want);
+		}
 		return;
 	}
 	double most;
@@ -1282,7 +1295,8 @@ static void check_losses(const char *who, int kind, const tg_tensor *x, const tg
 			m = value_at(x, row + j) > m ? value_at(x, row + j) : m;
 		for (size_t j = 0; j < K; j++)
 			s += exp(value_at(x, row + j) - m);
-		double pick = value_at(x, row + (size_t)label_at(idx, raw, i));
+		size_t l = (size_t)label_at(idx, raw, i);
+		double pick = value_at(x, row + l);
 		if (kind == 1) {
 			total += pick;
 		} else if (kind < 4) {
@@ -1292,12 +1306,12 @@ static void check_losses(const char *who, int kind, const tg_tensor *x, const tg
 			if (!(fabs(d) <= 1e30))
 				return;
 			for (size_t j = 0; j < K; j++) {
-				double want = (exp(value_at(x, row + j) - m) / s - (j == (size_t)label_at(idx, raw, i))) /
-					      (double)N * d;
+				double p = exp(value_at(x, row + j) - m) / s;
+				double want = (p - (j == l)) / (double)N * d;
 				double got = value_at(out, row + j);
 				require(fabs(got - want) <= 16 * eps * (fabs(d) + 1e-300) + 1e-300,
-					"%s: element (%zu,%zu) is %.17g, expected %.17g (dout %g)", who, i, j,
-					got, want, d);
+					"%s: element (%zu,%zu) is %.17g, expected %.17g (dout %g)",
+					who, i, j, got, want, d);
 			}
 		}
 	}
@@ -1421,12 +1435,13 @@ static void op_pick(vm *v)
 			for (int64_t i = 0; predicted == TG_OK && i < N; i++)
 				if (raw[i] < 0 || raw[i] >= K) {
 					predicted = TG_EARG;
-					snprintf(bad, sizeof bad, "labels[%lld] = %d is outside [0, %lld)",
+					snprintf(bad, sizeof bad,
+						 "labels[%lld] = %d is outside [0, %lld)",
 						 (long long)i, (int)raw[i], (long long)K);
 				}
 		} else {
-			predicted = index_status(v, labels, kind < 2 ? "idx" : "labels", N, false, K,
-						 bad, sizeof bad);
+			const char *name = kind < 2 ? "idx" : "labels";
+			predicted = index_status(v, labels, name, N, false, K, bad, sizeof bad);
 		}
 	}
 	tg_tensor *in[2] = { x, dout };
@@ -1480,12 +1495,13 @@ static void op_one_hot(vm *v)
 		require(tg_status_of(v->ctx) == v->before && !strcmp(tg_error(v->ctx), v->msg),
 			"tg_one_hot with labels %p of another context changed this one's error: %s",
 			(void *)labels, status_name(v));
-		require(!t || (labels && tg_ctx_of(t) == v->ctx2), "tg_one_hot computed without labels");
+		require(!t || (labels && tg_ctx_of(t) == v->ctx2),
+			"tg_one_hot computed without labels");
 		if (foreign) {
 			/* the ctx2 labels are a (1) i32 zero */
-			require(!t || (tg_ndim(t) == 2 && tg_shape(t)[0] == 1 && tg_shape(t)[1] == k &&
-				       tg_dtype_of(t) == dt),
-				"tg_one_hot in another context: a wrong tensor");
+			bool fits = !t || (tg_ndim(t) == 2 && tg_shape(t)[0] == 1 &&
+					   tg_shape(t)[1] == k && tg_dtype_of(t) == dt);
+			require(fits, "tg_one_hot in another context: a wrong tensor");
 			tg_reset(v->ctx2);
 			tg_clear_error(v->ctx2);
 		}
@@ -1504,8 +1520,8 @@ static void op_one_hot(vm *v)
 	for (size_t p = 0; t && p < t->numel; p += stride_of(t->numel)) {
 		size_t i = p / (size_t)k, j = p % (size_t)k;
 		double want = (int64_t)j == index_at(labels, i);
-		require(value_at(t, p) == want, "tg_one_hot: element (%zu,%zu) is %g, label %lld", i, j,
-			value_at(t, p), (long long)index_at(labels, i));
+		require(value_at(t, p) == want, "tg_one_hot: element (%zu,%zu) is %g, label %lld",
+			i, j, value_at(t, p), (long long)index_at(labels, i));
 	}
 	put(v, dst, t);
 }
@@ -1777,8 +1793,8 @@ static void op_access(vm *v)
 		if (ok && (i < 0 || (size_t)i >= x->numel) && v->before == TG_OK)
 			require(tg_status_of(v->ctx) == TG_EARG && isnan(d), "tg_get out of range");
 		if (ok && i >= 0 && (size_t)i < x->numel && index_dtype(x->dtype))
-			require(d == (double)index_at(x, (size_t)i), "tg_get(%lld) of an index tensor: %g",
-				(long long)i, d);
+			require(d == (double)index_at(x, (size_t)i),
+				"tg_get(%lld) of an index tensor: %g", (long long)i, d);
 		break;
 	}
 	case 2: {
@@ -1795,8 +1811,8 @@ static void op_access(vm *v)
 			require((rc == 0) == (out && n >= x->numel) && (rc == 0) == tg_ok(v->ctx),
 				"tg_copy_to_f64: rc %d", rc);
 		for (size_t k = 0; rc == 0 && ok && index_dtype(x->dtype) && k < x->numel; k++)
-			require(out[k] == (double)index_at(x, k), "tg_copy_to_f64 of an index tensor: "
-				"[%zu] = %g", k, out[k]);
+			require(out[k] == (double)index_at(x, k),
+				"tg_copy_to_f64 of an index tensor: [%zu] = %g", k, out[k]);
 		free(out);
 		break;
 	}
@@ -2147,7 +2163,8 @@ static void print_stats(void)
 		fprintf(stderr, "  %-32s", call_stats[i].who);
 		for (int s = 0; s < NSTATUS; s++)
 			if (call_stats[i].n[s])
-				fprintf(stderr, " %s %lu", tg_status_name((tg_status)s), call_stats[i].n[s]);
+				fprintf(stderr, " %s %lu", tg_status_name((tg_status)s),
+					call_stats[i].n[s]);
 		fputc('\n', stderr);
 	}
 }

@@ -142,7 +142,10 @@ static void cross_entropy(buf *p, int dst, int x, int seed)
 {
 	E(p, PK, CROSS_ENTROPY, dst, x, IX_LABELS, 0, 0, seed);
 }
-static void pick(buf *p, int dst, int x, int seed) { E(p, PK, PICK, dst, x, IX_LABELS, 0, 0, seed); }
+static void pick(buf *p, int dst, int x, int seed)
+{
+	E(p, PK, PICK, dst, x, IX_LABELS, 0, 0, seed);
+}
 static void backward(buf *p, int how, int y) { E(p, BW, how, y); }
 static void grad(buf *p, int dst, int x) { E(p, GR, 0, dst, x); }
 static void reset(buf *p) { E(p, CX, 0); }
@@ -284,7 +287,8 @@ static void seed_expr(void)
 	clear_error(&p);
 	reduce(&p, SUM_AXIS, 4, 0, 5, 0);
 	clear_error(&p);
-	E(&p, GA, 4, GATHER_ROWS, 0, 1, IX_LABELS, 0, 3, 0, 0, 0, 4); /* an index of 2 rows set to 2 */
+	/* an index of 2 rows set to 2 */
+	E(&p, GA, 4, GATHER_ROWS, 0, 1, IX_LABELS, 0, 3, 0, 0, 0, 4);
 	clear_error(&p);
 	E(&p, OH, 4, F32, 2, D4, IX_LABELS, 0, 3, 0, 0, 0, 1); /* a label of INT32_MIN */
 	clear_error(&p);
@@ -529,8 +533,10 @@ static void seed_expr(void)
 	grad(&p, 11, 0);
 	reduce(&p, SUM, 10, 11, 0, 0);
 	backward(&p, 0, 10);                                         /* second order */
-	/* an index leaf (3) given to value ops and backward */
-	E(&p, LEAF, 1, FROM_INT, I32, 2, D3, 0, 0, 6, 4, 5, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 0);
+	/* an index leaf, i32 (3) {2, 0, 1} (int_value: byte b < 240 is b % 40 - 4),
+	 * given to value ops and backward */
+	E(&p, LEAF, 1, FROM_INT, I32, 2, D3, 0, 0, 6, 4, 5, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
+	  0);
 	binary(&p, ADD, 2, 1, 0);                                    /* TG_EDTYPE */
 	clear_error(&p);
 	unary(&p, EXP, 2, 1);
@@ -571,7 +577,7 @@ static void seed_expr(void)
 	clear_error(&p);
 	E(&p, GA, 3, INDEX_SELECT, 0, 5 + 5, 1, IX_LABELS, 0, 0, 0);  /* axis 5 */
 	clear_error(&p);
-	E(&p, GA, 3, EMBEDDING, 0, 1, IX_NDIM, 0, 4, 0, 0);           /* idx (1,1,1,2): too many dims */
+	E(&p, GA, 3, EMBEDDING, 0, 1, IX_NDIM, 0, 4, 0, 0);           /* idx (1,1,1,2): 4 dims */
 	clear_error(&p);
 	E(&p, OH, 4, F64, 1, D4, IX_OTHER_CTX, 0);                   /* a one-hot of ctx2 */
 	E(&p, OH, 4, F64, 1, D4, IX_LABELS | IX_KEEP, 5, 0, 0);       /* kept in slot 5 */
