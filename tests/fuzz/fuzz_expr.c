@@ -1065,8 +1065,7 @@ static void free_indices(int32_t *idx)
 		free(idx);
 }
 
-/* The first entry of a (valid, i32 or i64) index tensor outside [0, k), as
- * tg_indices names it in its message ("idx[3] = -1"), or -1 if none. */
+/* Entry i of an index tensor (i32 or i64). */
 static int64_t index_at(const tg_tensor *t, size_t i)
 {
 	return t->dtype == TG_I32 ? ((const int32_t *)t->data)[i] : ((const int64_t *)t->data)[i];
@@ -1133,14 +1132,9 @@ static tg_tensor *index_arg(vm *v, int64_t n, int64_t k)
 	int64_t m = n, shape[TG_MAX_DIMS] = { n };
 	int nd = 1;
 	if (kind == 8) {
-		/* a count off by one or doubled, or none at all */
-		static const int64_t delta[] = { 1, -1, 0, -2 };
-		unsigned w = u8(r) % 5;
-		m = w < 4 ? n + delta[w] : 2 * n;
-		if (w == 2)
-			m = 0;
-		else if (w == 3)
-			m = -1;
+		/* a count off by one or doubled, or none at all (tg_labels refuses) */
+		const int64_t wrong[] = { n + 1, n - 1, 0, -1, 2 * n };
+		m = wrong[u8(r) % 5];
 		shape[0] = m;
 	} else if (kind == 9) {
 		/* another ndim with the same entries, or twice as many */
