@@ -325,10 +325,17 @@ tg_tensor *tg_from_i64(tg_ctx *ctx, int ndim, const int64_t *shape, const int64_
 
 tg_tensor *tg_labels(tg_ctx *ctx, int64_t n, const int32_t *values)
 {
-	if (ctx && ctx->status == TG_OK && n <= 0)
+	if (!ctx || ctx->status != TG_OK)
+		return NULL;
+	if (n <= 0)
 		return tg_fail(ctx, TG_EARG, "tg_labels: %lld labels; need at least one",
 			       (long long)n);
-	return tg_from_i32(ctx, 1, &n, values);
+	if (!values)
+		return tg_fail(ctx, TG_ENULL, "tg_labels: values is NULL");
+	tg_tensor *t = tg_tensor_new(ctx, "tg_labels", TG_I32, 1, &n);
+	if (t)
+		memcpy(t->data, values, t->numel * sizeof *values);
+	return t;
 }
 
 /* Random values make no index tensor: records that, for who. */

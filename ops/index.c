@@ -236,9 +236,8 @@ static int axis_of(tg_ctx *ctx, const char *who, const tg_tensor *x, int axis)
 	return a;
 }
 
-tg_tensor *tg_index_select(tg_tensor *x, int axis, const tg_tensor *idx)
+static tg_tensor *index_select(const char *who, tg_tensor *x, int axis, const tg_tensor *idx)
 {
-	static const char who[] = "tg_index_select";
 	tg_ctx *ctx = tg_op_begin(who, 1, &x);
 	if (!ctx)
 		return NULL;
@@ -249,9 +248,14 @@ tg_tensor *tg_index_select(tg_tensor *x, int axis, const tg_tensor *idx)
 	return saved ? select_along(x, a, saved, (int64_t)idx->numel) : NULL;
 }
 
+tg_tensor *tg_index_select(tg_tensor *x, int axis, const tg_tensor *idx)
+{
+	return index_select("tg_index_select", x, axis, idx);
+}
+
 tg_tensor *tg_gather_rows(tg_tensor *x, const tg_tensor *idx)
 {
-	return tg_index_select(x, 0, idx);
+	return index_select("tg_gather_rows", x, 0, idx);
 }
 
 /* ---- embedding: table (V,D), idx (...) -> (..., D); rows of the table -------------- */
@@ -352,7 +356,8 @@ static tg_tensor *pick(const char *who, tg_tensor *x, const tg_tensor *idx)
 			       tg_shape_fmt(x->ndim, x->shape, buf));
 	}
 	int64_t N = x->shape[0], K = x->shape[1];
-	const int64_t *saved = tg_indices(ctx, who, "idx", idx, N, false, K);
+	const char *name = strcmp(who, "tg_nll") ? "idx" : "labels";
+	const int64_t *saved = tg_indices(ctx, who, name, idx, N, false, K);
 	if (!saved)
 		return NULL;
 	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, 1, &N);

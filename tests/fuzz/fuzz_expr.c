@@ -2,9 +2,12 @@
  * fuzz_expr.c - libFuzzer target: random expressions over every public op.
  *
  * The input bytes are a little program for a machine with a few tensor
- * slots: make leaves of random shapes (valid or not) and dtypes, apply ops
- * to random slots (NULLs, mixed dtypes and tensors kept past tg_reset
- * included), run backward (plain, TG_CREATE_GRAPH, twice), zero gradients,
+ * slots: make leaves of random shapes (valid or not) and dtypes (the index
+ * dtypes i32 and i64 included), apply ops to random slots (NULLs, mixed
+ * dtypes, index tensors and tensors kept past tg_reset included), index
+ * with index tensors that are sometimes of the wrong dtype, count or ndim,
+ * of another context or out of range, run backward (plain,
+ * TG_CREATE_GRAPH, twice), zero gradients,
  * reset, clear errors, toggle anomaly and grad mode. After every call the
  * machine checks the error contract: a call either computes (tg_ok, a live
  * tensor of the expected shape) or returns NULL with the first error kept
@@ -154,6 +157,7 @@ typedef struct vm {
 	tg_ctx *ctx;
 	tg_ctx *ctx2;         /* a second context, for TG_ECTX; made when needed */
 	tg_tensor *other;     /* a ctx tensor of ctx2 */
+	tg_tensor *other_idx; /* a ctx index tensor of ctx2: (1) i32 holding 0 */
 	fuzz_alloc alloc2;
 	reader in;
 	slot s[NSLOT];
@@ -249,8 +253,13 @@ static void snapshot(vm *v)
 	snprintf(v->msg, sizeof v->msg, "%s", tg_error(v->ctx));
 }
 
-/* What tg_op_begin must decide for these arguments, with the state now. */
-static expect expect_args(vm *v, int n, tg_tensor *const *a)
+static bool index_dtype(tg_dtype dt) { return dt == TG_I32 || dt == TG_I64; }
+
+/* What tg_op_begin must decide for these arguments, with the state now;
+ * values: the op takes f32 or f64 values only (every op), so an index
+ * tensor is TG_EDTYPE; otherwise (tg_keep, tg_detach, tg_assign) only
+ * mixed dtypes are. */
+static expect expect_begin(vm *v, int n, tg_tensor *const *a, bool values)
 {
 	snapshot(v);
 	if (v->before != TG_OK)
@@ -269,10 +278,53 @@ static expect expect_args(vm *v, int n, tg_tensor *const *a)
 		return ALLNULL;
 	if (null)
 		return ANULL;
+	for (int i = 0; i < n && values; i++)
+		if (index_dtype(a[i]->dtype))
+			return DTYPE;
 	for (int i = 1; i < n; i++)
 		if (a[i]->dtype != a[0]->dtype)
 			return DTYPE;
 	return PLAIN;
+}
+
+static expect expect_args(vm *v, int n, tg_tensor *const *a)
+{
+	return expect_begin(v, n, a, true);
+}
+
+/* Whether an error message names who; who may list the names that count,
+ * separated by '|' (a function whose checks run in the one it calls). */
+static bool mentions(const char *msg, const char *who)
+{
+	char name[64];
+	while (*who) {
+		size_t n = strcspn(who, "|");
+		snprintf(name, sizeof name, "%.*s", (int)n, who);
+		if (strstr(msg, name))
+			return true;
+		who += n + (who[n] == '|');
+	}
+	return false;
+}
+
+/* TG_FUZZ_STATS=1 also counts, per function, the checked calls that found
+ * no error set, by the status they ended with. */
+enum { MAX_FNS = 64, NSTATUS = TG_EFORMAT + 1 };
+static struct {
+	const char *who;
+	unsigned long n[NSTATUS];
+} call_stats[MAX_FNS];
+
+static void count_call(const char *who, tg_status st)
+{
+	for (int i = 0; i < MAX_FNS; i++) {
+		if (!call_stats[i].who)
+			call_stats[i].who = who;
+		if (!strcmp(call_stats[i].who, who)) {
+			call_stats[i].n[st >= 0 && st < NSTATUS ? st : 0]++;
+			return;
+		}
+	}
 }
 
 static const char *status_name(const vm *v)
@@ -288,6 +340,8 @@ static void check_call(vm *v, const char *who, expect e, const void *r, int pred
 {
 	tg_status st = tg_status_of(v->ctx);
 	const char *msg = tg_error(v->ctx);
+	if (e != NOTHING)
+		count_call(who, st);
 	switch (e) {
 	case NOTHING:
 		require(!r, "%s computed while %s was set", who, tg_status_name(v->before));
@@ -296,20 +350,23 @@ static void check_call(vm *v, const char *who, expect e, const void *r, int pred
 			tg_status_name(st), msg);
 		return;
 	case STALE:
-		require(!r && st == TG_ESTALE && strstr(msg, who),
-			"%s on a stale tensor: result %p, %s \"%s\"", who, r, tg_status_name(st), msg);
+		require(!r && st == TG_ESTALE && mentions(msg, who),
+			"%s on a stale tensor: result %p, %s \"%s\"", who, r, tg_status_name(st),
+			msg);
 		return;
 	case ALLNULL:
 		require(!r && st == TG_OK, "%s with only NULL tensors: result %p, %s \"%s\"", who,
 			r, tg_status_name(st), msg);
 		return;
 	case ANULL:
-		require(!r && st == TG_ENULL && strstr(msg, who),
-			"%s with a NULL argument: result %p, %s \"%s\"", who, r, tg_status_name(st), msg);
+		require(!r && st == TG_ENULL && mentions(msg, who),
+			"%s with a NULL argument: result %p, %s \"%s\"", who, r, tg_status_name(st),
+			msg);
 		return;
 	case DTYPE:
-		require(!r && st == TG_EDTYPE && strstr(msg, who),
-			"%s with mixed dtypes: result %p, %s \"%s\"", who, r, tg_status_name(st), msg);
+		require(!r && st == TG_EDTYPE && mentions(msg, who),
+			"%s with mixed dtypes or an index tensor: result %p, %s \"%s\"", who, r,
+			tg_status_name(st), msg);
 		return;
 	case PLAIN:
 		break;
@@ -329,7 +386,7 @@ static void check_call(vm *v, const char *who, expect e, const void *r, int pred
 		tg_status_name(st), msg);
 	require(predicted < 0 || st == (tg_status)predicted, "%s: expected %s, got %s \"%s\"",
 		who, tg_status_name((tg_status)predicted), tg_status_name(st), msg);
-	require(strstr(msg, who), "%s: the message \"%s\" does not name the function", who,
+	require(mentions(msg, who), "%s: the message \"%s\" does not name the function", who,
 		msg);
 }
 
@@ -368,18 +425,109 @@ static tg_tensor *finish(vm *v, const char *who, expect e, tg_tensor *r, int pre
 
 /* ---- leaves ------------------------------------------------------------------------ */
 
+/* f32 or f64 mostly; 240..254 the index dtypes, 255 no dtype at all. */
 static tg_dtype dtype(reader *r)
 {
 	unsigned b = u8(r);
-	return b == 255 ? (tg_dtype)2 : (tg_dtype)(b & 1);
+	if (b == 255)
+		return (tg_dtype)(TG_I64 + 1);
+	if (b >= 240)
+		return b & 1 ? TG_I64 : TG_I32;
+	return (tg_dtype)(b & 1);
+}
+
+static bool valid_dtype(tg_dtype dt)
+{
+	return dt == TG_F32 || dt == TG_F64 || index_dtype(dt);
+}
+
+/* Whether v is a value that an index tensor of dtype dt holds exactly: a
+ * whole number in its range. */
+static bool holds(tg_dtype dt, double v)
+{
+	double lim = dt == TG_I32 ? 0x1p31 : 0x1p63;
+	return isfinite(v) && v == trunc(v) && v >= -lim && v < lim;
+}
+
+/* An integer for an index tensor: small ones mostly, and the ends of both
+ * index dtypes (an i64 past the i32 range must not be cut to 32 bits). */
+static int64_t int_value(reader *r)
+{
+	static const int64_t odd[] = {
+		INT32_MIN, INT32_MAX, (int64_t)1 << 32, ((int64_t)1 << 32) + 1, INT64_MIN,
+		INT64_MAX, -1, (int64_t)INT32_MAX + 1, 1 << 20, -(1 << 20), 0, 65536,
+		(int64_t)INT32_MIN - 1, 3, 1000000, 7,
+	};
+	unsigned b = u8(r);
+	return b < 240 ? (int64_t)(b % 40) - 4 : odd[b - 240];
 }
 
 enum { RANDN_LEAF = 6 }; /* leaf kinds 6 and 7: tg_randn, tg_rand */
 
+/* Leaf kind 8: tg_from_i32 for i32, tg_from_i64 for i64, tg_labels with
+ * shape[0] labels for any other dtype, values from the program (a short
+ * array for a shape the call must refuse before reading it); tg_zeros for
+ * more than SMALL_ARRAY entries that the step arena could hold. Sets who
+ * and, but for tg_zeros, the prediction. */
+static tg_tensor *leaf_index(vm *v, tg_dtype dt, int nd, int64_t *shape, uint64_t n,
+			     const char **who, int *predicted)
+{
+	reader *r = &v->in;
+	int64_t vals[16];
+	for (int i = 0; i < 16; i++)
+		vals[i] = int_value(r);
+	bool pass_null = bit(r);
+	bool labels = !index_dtype(dt);
+	int64_t m = labels && nd >= 1 ? shape[0] : 0; /* the label count */
+	uint64_t len = labels ? (m > 0 ? (uint64_t)m : 0) : n;
+	/* more bytes than the step arena holds: refused before the values are
+	 * read, so a short array does (ASan sees it read if it is not) */
+	bool refused = len > ARENA_LIMIT / (dt == TG_I64 ? 8 : 4);
+	if (len > SMALL_ARRAY && !refused) {
+		*who = "tg_zeros";
+		return tg_zeros(v->ctx, dt, nd, shape);
+	}
+	size_t cap = len && !refused ? (size_t)len : 1;
+	tg_tensor *t;
+	if (dt == TG_I64) {
+		int64_t *d = malloc(cap * sizeof *d);
+		if (!d)
+			return NULL;
+		for (size_t i = 0; i < cap; i++)
+			d[i] = vals[i % 16];
+		*who = "tg_from_i64";
+		*predicted = pass_null ? TG_ENULL : n ? TG_OK : TG_ESHAPE;
+		t = tg_from_i64(v->ctx, nd, shape, pass_null ? NULL : d);
+		free(d);
+		return t;
+	}
+	int32_t *d = malloc(cap * sizeof *d);
+	if (!d)
+		return NULL;
+	for (size_t i = 0; i < cap; i++)
+		d[i] = (int32_t)(vals[i % 16] % ((int64_t)1 << 31));
+	if (labels) {
+		/* its NULL check is tg_from_i32's, and names that */
+		*who = "tg_labels";
+		*predicted = m <= 0 ? TG_EARG
+			   : pass_null ? TG_ENULL
+			   : numel_of(1, &m) ? TG_OK
+			   : TG_ESHAPE;
+		shape[0] = m;
+		t = tg_labels(v->ctx, m, pass_null ? NULL : d);
+	} else {
+		*who = "tg_from_i32";
+		*predicted = pass_null ? TG_ENULL : n ? TG_OK : TG_ESHAPE;
+		t = tg_from_i32(v->ctx, nd, shape, pass_null ? NULL : d);
+	}
+	free(d);
+	return t;
+}
+
 static void op_leaf(vm *v)
 {
 	reader *r = &v->in;
-	unsigned dst = u8(r), how = u8(r) % 8;
+	unsigned dst = u8(r), how = u8(r) % 9;
 	tg_dtype dt = dtype(r);
 	int64_t shape[8] = { 0 };
 	int nd = how == 5 ? 0 : shape_of(r, shape);
@@ -390,7 +538,9 @@ static void op_leaf(vm *v)
 		return;
 	snapshot(v);
 	expect e = v->before == TG_OK ? PLAIN : NOTHING;
-	int predicted = dt != TG_F32 && dt != TG_F64 ? TG_EDTYPE : n ? TG_OK : TG_ESHAPE;
+	int predicted = !valid_dtype(dt) ? TG_EDTYPE : n ? TG_OK : TG_ESHAPE;
+	/* a value given to an index tensor must be whole and in range */
+	int value_ok = predicted == TG_OK && index_dtype(dt) && !holds(dt, a) ? TG_EARG : predicted;
 	tg_tensor *t = NULL;
 	const char *who = "tg_zeros";
 	switch (how) {
@@ -403,6 +553,7 @@ static void op_leaf(vm *v)
 		break;
 	case 2:
 		who = "tg_full";
+		predicted = value_ok;
 		t = tg_full(v->ctx, dt, nd, shape, a);
 		break;
 	case 3:
@@ -416,8 +567,15 @@ static void op_leaf(vm *v)
 		bool pass_null = bit(r);
 		if (n > SMALL_ARRAY) {
 			who = "tg_full";
+			predicted = value_ok;
 			t = tg_full(v->ctx, dt, nd, shape, a);
 			break;
+		}
+		/* each value an index tensor is given must fit it */
+		for (size_t i = 0; predicted == TG_OK && index_dtype(dt) && i < n; i++) {
+			double x = how == 3 ? vals[i % 16] : (double)(float)vals[i % 16];
+			if (!holds(dt, x))
+				predicted = TG_EARG;
 		}
 		if (pass_null)
 			predicted = TG_ENULL;
@@ -444,15 +602,24 @@ static void op_leaf(vm *v)
 	}
 	case 5:
 		who = "tg_scalar";
+		predicted = value_ok;
 		t = tg_scalar(v->ctx, dt, a);
 		break;
 	case 6:
-		who = "tg_randn";
-		t = tg_randn(v->ctx, dt, nd, shape, a, b);
+	case 7:
+		/* random values make no index tensor, whatever the shape */
+		if (index_dtype(dt))
+			predicted = TG_EDTYPE;
+		who = how == 6 ? "tg_randn" : "tg_rand";
+		t = how == 6 ? tg_randn(v->ctx, dt, nd, shape, a, b)
+			     : tg_rand(v->ctx, dt, nd, shape, a, b);
 		break;
 	default:
-		who = "tg_rand";
-		t = tg_rand(v->ctx, dt, nd, shape, a, b);
+		t = leaf_index(v, dt, nd, shape, n, &who, &predicted);
+		if (!strncmp(who, "tg_labels", 9)) {
+			dt = TG_I32;
+			nd = 1;
+		}
 		break;
 	}
 	finish(v, who, e, t, predicted, dt, nd, shape);
@@ -474,14 +641,16 @@ static void op_lifetime(vm *v)
 	}
 	if (!charge(v, numel_d(v, x)))
 		return;
-	expect e = expect_args(v, 1, &x);
+	/* they copy index tensors too; only a gradient is refused them */
+	expect e = expect_begin(v, 1, &x, false);
 	int nd = live(v, x) ? x->ndim : -1;
 	const int64_t *shape = live(v, x) ? x->shape : NULL;
 	tg_dtype dt = x ? x->dtype : TG_F32;
+	bool index = live(v, x) && index_dtype(x->dtype);
 	tg_tensor *t;
 	switch (kind) {
 	case 0:
-		t = finish(v, "tg_param", e, tg_param(x), TG_OK, dt, nd, shape);
+		t = finish(v, "tg_param", e, tg_param(x), index ? TG_EDTYPE : TG_OK, dt, nd, shape);
 		require(!t || (tg_is_param(t) && tg_requires_grad(t)), "tg_param: not a parameter");
 		break;
 	case 1:
@@ -505,6 +674,12 @@ static void op_lifetime(vm *v)
 		if (node && !on && v->before == TG_OK)
 			require(!t && tg_status_of(v->ctx) == TG_EARG,
 				"tg_set_requires_grad(false) on an op output: %s", status_name(v));
+		if (index && on && !was_stale && v->before == TG_OK)
+			require(!t && tg_status_of(v->ctx) == TG_EDTYPE,
+				"tg_set_requires_grad on an index tensor: %s", status_name(v));
+		if (index && !on && !was_stale)
+			require(t, "tg_set_requires_grad(false) refused an index tensor: %s",
+				status_name(v));
 		if (t)
 			require(tg_requires_grad(t) == (on || node), "tg_set_requires_grad: flag %d",
 				(int)tg_requires_grad(t));
@@ -857,13 +1032,15 @@ static void op_reshape(vm *v)
 
 /* ---- indexing ------------------------------------------------------------------------------ */
 
+static bool second_ctx(vm *v);
+
 /* n indices for k slots: valid ones, or with one bad entry. NULL if n is
  * out of reach. A small array is malloc'd (ASan then catches a read past
  * it), a large one is a static buffer (a fresh mmap per run is slow); hand
  * it to free_indices. */
 static int32_t big_array[MAX_ARRAY];
 
-static int32_t *indices(reader *r, int64_t n, int64_t k, bool *bad)
+static int32_t *indices(reader *r, int64_t n, int64_t k)
 {
 	if (n < 1 || n > MAX_ARRAY)
 		return NULL;
@@ -873,13 +1050,11 @@ static int32_t *indices(reader *r, int64_t n, int64_t k, bool *bad)
 	unsigned mode = u8(r) % 4, seed = u8(r);
 	for (int64_t i = 0; i < n; i++)
 		idx[i] = k > 0 ? (int32_t)(((uint64_t)i * 7 + seed) % (uint64_t)k) : 0;
-	*bad = k <= 0;
 	if (mode == 3) {
 		static const int32_t wrong[] = { -1, INT32_MIN, INT32_MAX, 0 };
 		int64_t at = (int64_t)(u16(r) % (unsigned)(n < 65535 ? n : 65535));
 		unsigned w = u8(r) % 5;
 		idx[at] = w < 4 ? wrong[w] : (int32_t)(k < INT32_MAX ? k : INT32_MAX);
-		*bad = idx[at] < 0 || idx[at] >= k;
 	}
 	return idx;
 }
@@ -890,98 +1065,459 @@ static void free_indices(int32_t *idx)
 		free(idx);
 }
 
-static void op_gather(vm *v)
+/* Entry i of an index tensor (i32 or i64). */
+static int64_t index_at(const tg_tensor *t, size_t i)
 {
-	reader *r = &v->in;
-	unsigned dst = u8(r);
-	tg_tensor *x = get(v);
-	static const int64_t counts[] = { 1, 2, 3, 5, 8, 16, 64, 0, -1, 4 };
-	int64_t n = counts[u8(r) % 10];
-	bool ok = live(v, x) && x->ndim >= 1;
-	int64_t rows = ok ? x->shape[0] : 4;
-	bool bad = false;
-	int32_t *idx = bit(r) ? NULL : indices(r, n > 0 ? n : 1, rows, &bad);
-	double row = ok ? (double)x->numel / (double)rows : 0;
-	if (!charge(v, (double)(n > 0 ? n : 0) * row * 2 + numel_d(v, x))) {
-		free_indices(idx);
-		return;
-	}
-	int predicted = -1, nd = -1;
-	int64_t shape[TG_MAX_DIMS];
-	if (live(v, x)) {
-		predicted = x->ndim < 1 ? TG_ESHAPE
-			  : !idx ? TG_ENULL
-			  : n <= 0 || bad ? TG_EARG
-			  : TG_OK;
-		if (predicted == TG_OK) {
-			nd = x->ndim;
-			memcpy(shape, x->shape, sizeof shape);
-			shape[0] = n;
-		}
-	}
-	expect e = expect_args(v, 1, &x);
-	tg_tensor *t = tg_gather_rows(x, idx, n);
-	free_indices(idx);
-	put(v, dst, finish(v, "tg_gather_rows", e, t, predicted, x ? x->dtype : TG_F32, nd, shape));
+	return t->dtype == TG_I32 ? ((const int32_t *)t->data)[i] : ((const int64_t *)t->data)[i];
 }
 
-/* tg_pick and tg_cross_entropy: one label per row of an (N,K) x. */
-static void op_pick(vm *v)
+/* What an op must decide about its index argument idx, called name in
+ * messages, that must hold count entries (any count if count < 0), have one
+ * dimension unless any_shape, and entries in [0, k): NULL, stale, another
+ * context, a value dtype, the ndim, the count, then the first entry out of
+ * range, which is written to bad as the message names it. */
+static int index_status(const vm *v, const tg_tensor *idx, const char *name, int64_t count,
+			bool any_shape, int64_t k, char *bad, size_t size)
+{
+	if (!idx)
+		return TG_ENULL;
+	if (stale(v, idx))
+		return TG_ESTALE;
+	if (idx->ctx != v->ctx)
+		return TG_ECTX;
+	if (!index_dtype(idx->dtype))
+		return TG_EDTYPE;
+	if (!any_shape && idx->ndim != 1)
+		return TG_ESHAPE;
+	if (count >= 0 && idx->numel != (size_t)count)
+		return TG_ESHAPE;
+	for (size_t i = 0; i < idx->numel; i++) {
+		int64_t e = index_at(idx, i);
+		if (e < 0 || e >= k) {
+			snprintf(bad, size, "%s[%zu] = %lld is outside [0, %lld)", name, i,
+				 (long long)e, (long long)k);
+			return TG_EARG;
+		}
+	}
+	return TG_OK;
+}
+
+/* After a call that failed with TG_EARG for an entry out of range: the
+ * message names that entry (the first one) and its range. */
+static void check_bad_entry(vm *v, const char *who, int predicted, const char *bad)
+{
+	if (predicted == TG_EARG && tg_status_of(v->ctx) == TG_EARG && v->before == TG_OK)
+		require(strstr(tg_error(v->ctx), bad), "%s: the message \"%s\" does not say \"%s\"",
+			who, tg_error(v->ctx), bad);
+}
+
+/* An index tensor argument for an op that wants n entries in [0, k): made
+ * with tg_labels, tg_from_i32 or tg_from_i64 from indices() (valid, or with
+ * an entry out of range), or of the wrong count, ndim (any shape for
+ * embedding) or dtype, with an i64 entry past the i32 range, NULL, of
+ * another context, or whatever a slot holds. Its making is checked like any
+ * call; with bit 7 of the first byte it is also stored in a slot, where
+ * value ops meet it and tg_reset makes it stale. */
+static tg_tensor *index_arg(vm *v, int64_t n, int64_t k)
 {
 	reader *r = &v->in;
-	bool ce = bit(r);
-	unsigned dst = u8(r);
+	unsigned how = u8(r), dst = u8(r), kind = how % 16;
+	if (kind == 11)
+		return NULL;
+	if (kind == 12)
+		return second_ctx(v) ? v->other_idx : NULL;
+	if (kind >= 13)
+		return get(v);
+	/* the count and shape */
+	int64_t m = n, shape[TG_MAX_DIMS] = { n };
+	int nd = 1;
+	if (kind == 8) {
+		/* a count off by one or doubled, or none at all (tg_labels refuses) */
+		const int64_t wrong[] = { n + 1, n - 1, 0, -1, 2 * n };
+		m = wrong[u8(r) % 5];
+		shape[0] = m;
+	} else if (kind == 9) {
+		/* another ndim with the same entries, or twice as many */
+		static const int nds[] = { 2, 2, 0, 2, 4, 3 };
+		unsigned w = u8(r) % 6;
+		nd = nds[w];
+		int64_t s[6][4] = {
+			{ 1, n }, { n, 1 }, { 0 }, { 2, n }, { 1, 1, 1, n }, { 1, n, 1 },
+		};
+		memcpy(shape, s[w], sizeof s[w]);
+		m = nd == 0 ? 1 : w == 3 ? 2 * n : n;
+	}
+	if (m > MAX_ARRAY || !charge(v, m > 0 ? (double)m : 1))
+		return NULL;
+	int32_t *vals = indices(r, m > 0 ? m : 1, k);
+	if (!vals)
+		return NULL;
+	snapshot(v);
+	expect e = v->before == TG_OK ? PLAIN : NOTHING;
+	tg_tensor *t;
+	const char *who;
+	tg_dtype dt = TG_I32;
+	int predicted = TG_OK;
+	if (kind == 6 || kind == 7 || ((kind == 9) && (how & 16))) {
+		/* i64; kind 7 with one entry that is wrong only at 64 bits */
+		size_t len = (size_t)(m > 0 ? m : 1);
+		int64_t *w = malloc(len * sizeof *w);
+		if (!w) {
+			free_indices(vals);
+			return NULL;
+		}
+		for (size_t i = 0; i < len; i++)
+			w[i] = vals[i];
+		if (kind == 7) {
+			static const int64_t wrong[] = {
+				(int64_t)1 << 32, INT64_MIN, INT64_MAX, ((int64_t)1 << 32) + 1,
+				-((int64_t)1 << 32),
+			};
+			size_t at = u16(r) % len;
+			w[at] = wrong[u8(r) % 5];
+		}
+		who = "tg_from_i64";
+		dt = TG_I64;
+		t = tg_from_i64(v->ctx, nd, shape, w);
+		free(w);
+	} else if (kind == 10) {
+		/* the right entries as values: not an index tensor */
+		size_t len = (size_t)m;
+		double *d = malloc(len * sizeof *d);
+		if (!d) {
+			free_indices(vals);
+			return NULL;
+		}
+		for (size_t i = 0; i < len; i++)
+			d[i] = vals[i];
+		who = "tg_from_f64";
+		dt = how & 32 ? TG_F64 : TG_F32;
+		t = tg_from_f64(v->ctx, dt, 1, shape, d);
+		free(d);
+	} else if (kind == 8 || kind < 4) {
+		who = "tg_labels";
+		predicted = m <= 0 ? TG_EARG : TG_OK;
+		t = tg_labels(v->ctx, m, vals);
+	} else {
+		who = "tg_from_i32";
+		t = tg_from_i32(v->ctx, nd, shape, vals);
+	}
+	free_indices(vals);
+	finish(v, who, e, t, predicted, dt, predicted == TG_OK ? nd : -1, shape);
+	if (how & 128)
+		put(v, dst, t);
+	return t;
+}
+
+/* ---- the values indexing computes ----------------------------------------------------------- */
+/* Checked against the definitions on up to VALUE_CHECKS elements spread over
+ * the output: gathers copy exactly; the losses agree to rounding. */
+
+enum { VALUE_CHECKS = 2048 };
+
+static double value_at(const tg_tensor *t, size_t i)
+{
+	return t->dtype == TG_F64 ? ((const double *)t->data)[i] : ((const float *)t->data)[i];
+}
+
+static bool same_value(double a, double b) { return a == b || (isnan(a) && isnan(b)); }
+
+static size_t stride_of(size_t n) { return n / VALUE_CHECKS + 1; }
+
+/* out = x with entries idx along axis a (embedding: a = 0, idx any shape). */
+static void check_select(const char *who, const tg_tensor *x, int a, const tg_tensor *idx,
+			 const tg_tensor *out)
+{
+	size_t A = (size_t)x->shape[a], inner = 1, n = idx->numel;
+	for (int i = a + 1; i < x->ndim; i++)
+		inner *= (size_t)x->shape[i];
+	for (size_t p = 0; p < out->numel; p += stride_of(out->numel)) {
+		size_t o = p / (n * inner), i = p / inner % n, j = p % inner;
+		size_t from = (o * A + (size_t)index_at(idx, i)) * inner + j;
+		require(same_value(value_at(out, p), value_at(x, from)),
+			"%s: element %zu is %.17g; x element %zu (index %lld) is %.17g", who, p,
+			value_at(out, p), from, (long long)index_at(idx, i), value_at(x, from));
+	}
+}
+
+/* Whether the rows of x are finite and moderate, so that a loss over them
+ * can be worked out in double and compared with a relative tolerance. */
+static bool moderate(const tg_tensor *x, double *most)
+{
+	*most = 0;
+	for (size_t i = 0; i < x->numel; i++) {
+		double e = fabs(value_at(x, i));
+		if (!(e <= 1e30))
+			return false;
+		*most = e > *most ? e : *most;
+	}
+	return true;
+}
+
+/* The label of row i: from the index tensor, or the plain array. */
+static int64_t label_at(const tg_tensor *idx, const int32_t *raw, size_t i)
+{
+	return raw ? raw[i] : index_at(idx, i);
+}
+
+/* out of tg_pick (per row), tg_nll (-mean), tg_cross_entropy(_i32) (mean of
+ * ln sum e^x - x[label]) or tg_cross_entropy_backward ((softmax - onehot) dout
+ * / N), with the label of row i of x (N,K) in idx or raw. */
+static void check_losses(const char *who, int kind, const tg_tensor *x, const tg_tensor *idx,
+			 const int32_t *raw, const tg_tensor *dout, const tg_tensor *out)
+{
+	size_t N = (size_t)x->shape[0], K = (size_t)x->shape[1];
+	if (kind == 0) {
+		for (size_t i = 0; i < N; i += stride_of(N)) {
+			int64_t l = label_at(idx, raw, i);
+			double want = value_at(x, i * K + (size_t)l);
+			require(same_value(value_at(out, i), want),
+				"tg_pick: row %zu gives %.17g, x[%zu, %lld] is %.17g", i,
+				value_at(out, i), i, (long long)l, want);
+		}
+		return;
+	}
+	double most;
+	if (x->numel > (size_t)VALUE_CHECKS * 8 || !moderate(x, &most))
+		return;
+	double eps = x->dtype == TG_F32 ? 1e-6 : 1e-13;
+	double total = 0;
+	for (size_t i = 0; i < N; i++) {
+		const size_t row = i * K;
+		double m = value_at(x, row), s = 0;
+		for (size_t j = 1; j < K; j++)
+			m = value_at(x, row + j) > m ? value_at(x, row + j) : m;
+		for (size_t j = 0; j < K; j++)
+			s += exp(value_at(x, row + j) - m);
+		size_t l = (size_t)label_at(idx, raw, i);
+		double pick = value_at(x, row + l);
+		if (kind == 1) {
+			total += pick;
+		} else if (kind < 4) {
+			total += m - pick + log(s);
+		} else {
+			double d = value_at(dout, 0);
+			if (!(fabs(d) <= 1e30))
+				return;
+			for (size_t j = 0; j < K; j++) {
+				double p = exp(value_at(x, row + j) - m) / s;
+				double want = (p - (j == l)) / (double)N * d;
+				double got = value_at(out, row + j);
+				require(fabs(got - want) <= 16 * eps * (fabs(d) + 1e-300) + 1e-300,
+					"%s: element (%zu,%zu) is %.17g, expected %.17g (dout %g)",
+					who, i, j, got, want, d);
+			}
+		}
+	}
+	if (kind == 4)
+		return;
+	double want = kind == 1 ? -total / (double)N : total / (double)N, got = value_at(out, 0);
+	double tol = eps * ((double)N + 8) * (most + 1);
+	require(fabs(got - want) <= tol, "%s: %.17g, expected %.17g (tolerance %.3g)", who, got,
+		want, tol);
+}
+
+static const int64_t counts[] = { 1, 2, 3, 5, 8, 16, 64, 4, 7, 1 };
+
+/* tg_gather_rows, tg_index_select along any axis (negative and out of
+ * range too), tg_embedding. */
+static void op_gather(vm *v)
+{
+	static const char *const names[] = {
+		/* gather_rows's checks are index_select's, and name it */
+		"tg_gather_rows", "tg_index_select", "tg_embedding",
+	};
+	reader *r = &v->in;
+	unsigned dst = u8(r), kind = u8(r) % 3;
 	tg_tensor *x = get(v);
+	int axis = kind == 1 ? (int)(u8(r) % 11) - 5 : 0;
+	int64_t n = counts[u8(r) % 10];
+	bool ok = live(v, x);
+	/* the axis indexed, -1 if x has none there */
+	int a = -1;
+	if (ok && x->ndim >= 1) {
+		a = axis < 0 ? axis + x->ndim : axis;
+		if (a >= x->ndim || a < 0 || (kind == 2 && x->ndim != 2))
+			a = -1;
+	}
+	int64_t k = a >= 0 ? x->shape[a] : 4;
+	tg_tensor *idx = index_arg(v, n, k);
+	if (v->stop)
+		return;
+	int predicted = -1, nd = -1;
+	int64_t shape[TG_MAX_DIMS];
+	char bad[128] = "";
+	if (ok && !index_dtype(x->dtype)) {
+		if (kind == 2)
+			predicted = x->ndim != 2 ? TG_ESHAPE
+				  : index_status(v, idx, "idx", -1, true, k, bad, sizeof bad);
+		else
+			predicted = x->ndim < 1 ? TG_ESHAPE
+				  : a < 0 ? TG_EARG
+				  : index_status(v, idx, "idx", -1, false, k, bad, sizeof bad);
+		if (predicted == TG_OK && kind == 2 && idx->ndim + 1 > TG_MAX_DIMS)
+			predicted = TG_ESHAPE;
+		if (predicted == TG_OK && kind == 2) {
+			nd = idx->ndim + 1;
+			memcpy(shape, idx->shape, (size_t)idx->ndim * sizeof *shape);
+			shape[idx->ndim] = x->shape[1];
+		} else if (predicted == TG_OK) {
+			nd = x->ndim;
+			memcpy(shape, x->shape, sizeof shape);
+			shape[a] = (int64_t)idx->numel;
+		}
+	}
+	double out = nd >= 0 ? (double)numel_of(nd, shape) : 0;
+	if (!charge(v, 2 * made(out) + numel_d(v, x) + numel_d(v, idx)))
+		return;
+	expect e = expect_args(v, 1, &x);
+	tg_tensor *t = kind == 0 ? tg_gather_rows(x, idx)
+		     : kind == 1 ? tg_index_select(x, axis, idx)
+		     : tg_embedding(x, idx);
+	finish(v, names[kind], e, t, predicted, x ? x->dtype : TG_F32, nd, shape);
+	check_bad_entry(v, names[kind], e == PLAIN ? predicted : -1, bad);
+	if (t)
+		check_select(names[kind], x, kind == 2 ? 0 : a, idx, t);
+	put(v, dst, t);
+}
+
+/* tg_pick, tg_nll, tg_cross_entropy, tg_cross_entropy_i32 (a plain array
+ * with its count) and tg_cross_entropy_backward: one label per row of an
+ * (N,K) x. */
+static void op_pick(vm *v)
+{
+	static const char *const names[] = {
+		"tg_pick", "tg_nll", "tg_cross_entropy", "tg_cross_entropy_i32",
+		"tg_cross_entropy_backward",
+	};
+	reader *r = &v->in;
+	unsigned kind = u8(r) % 5, dst = u8(r);
+	tg_tensor *x = get(v);
+	tg_tensor *dout = kind == 4 ? get(v) : NULL;
 	bool two = live(v, x) && x->ndim == 2;
 	int64_t N = two ? x->shape[0] : 3, K = two ? x->shape[1] : 3;
-	bool bad = false;
-	int32_t *labels = bit(r) ? NULL : indices(r, N, K, &bad);
-	if (!charge(v, 3 * numel_d(v, x))) {
-		free_indices(labels);
+	tg_tensor *labels = NULL;
+	int32_t *raw = NULL;
+	int64_t n = N; /* tg_cross_entropy_i32's count */
+	if (kind == 3) {
+		unsigned w = u8(r) % 8;
+		n = w == 5 ? N + 1 : w == 6 ? N - 1 : w == 7 ? 0 : N;
+		raw = w == 4 ? NULL : indices(r, n > 0 ? n : 1, K);
+		if (!raw && w != 4)
+			return;
+	} else {
+		labels = index_arg(v, N, K);
+		if (v->stop)
+			return;
+	}
+	if (!charge(v, 3 * numel_d(v, x) + numel_d(v, labels) + (double)(raw ? N : 0))) {
+		free_indices(raw);
 		return;
 	}
 	int predicted = -1;
-	if (live(v, x)) {
-		if (ce)
-			predicted = !labels ? TG_ENULL : !two ? TG_ESHAPE : bad ? TG_EARG : TG_OK;
-		else
-			predicted = !two ? TG_ESHAPE : !labels ? TG_ENULL : bad ? TG_EARG : TG_OK;
+	char bad[128] = "";
+	if (kind == 4) {
+		tg_tensor *in[2] = { dout, x };
+		if (live(v, x) && live(v, dout) && expect_args(v, 2, in) == PLAIN)
+			predicted = dout->numel != 1 || !two ? TG_ESHAPE
+				  : index_status(v, labels, "labels", N, false, K, bad, sizeof bad);
+	} else if (live(v, x) && !index_dtype(x->dtype)) {
+		if (!two) {
+			predicted = TG_ESHAPE;
+		} else if (kind == 3) {
+			predicted = !raw ? TG_ENULL : n != N ? TG_ESHAPE : TG_OK;
+			for (int64_t i = 0; predicted == TG_OK && i < N; i++)
+				if (raw[i] < 0 || raw[i] >= K) {
+					predicted = TG_EARG;
+					snprintf(bad, sizeof bad,
+						 "labels[%lld] = %d is outside [0, %lld)",
+						 (long long)i, (int)raw[i], (long long)K);
+				}
+		} else {
+			const char *name = kind == 0 ? "idx" : "labels";
+			predicted = index_status(v, labels, name, N, false, K, bad, sizeof bad);
+		}
 	}
-	expect e = expect_args(v, 1, &x);
-	tg_tensor *t = ce ? tg_cross_entropy(x, labels) : tg_pick(x, labels);
-	free_indices(labels);
-	int64_t shape[1] = { N };
-	put(v, dst, finish(v, ce ? "tg_cross_entropy" : "tg_pick", e, t, predicted,
-			   x ? x->dtype : TG_F32, ce ? 0 : 1, shape));
-	if (t && ce && tg_item(t) == tg_item(t))
+	tg_tensor *in[2] = { x, dout };
+	if (kind == 4) {
+		in[0] = dout;
+		in[1] = x;
+	}
+	expect e = expect_args(v, kind == 4 ? 2 : 1, in);
+	tg_tensor *t;
+	switch (kind) {
+	case 0: t = tg_pick(x, labels); break;
+	case 1: t = tg_nll(x, labels); break;
+	case 2: t = tg_cross_entropy(x, labels); break;
+	case 3: t = tg_cross_entropy_i32(x, raw, n); break;
+	default: t = tg_cross_entropy_backward(dout, x, labels); break;
+	}
+	int64_t shape[2] = { N, K };
+	finish(v, names[kind], e, t, predicted, x ? x->dtype : TG_F32,
+	       kind == 0 ? 1 : kind == 4 ? 2 : 0, shape);
+	check_bad_entry(v, names[kind], e == PLAIN ? predicted : -1, bad);
+	if (t)
+		check_losses(names[kind], (int)kind, x, labels, raw, dout, t);
+	free_indices(raw);
+	put(v, dst, t);
+	if (t && (kind == 2 || kind == 3) && tg_item(t) == tg_item(t))
 		require(tg_item(t) >= -1e-4 || isinf(tg_item(t)),
-			"tg_cross_entropy: negative loss %g", tg_item(t));
+			"%s: negative loss %g", names[kind], tg_item(t));
 }
 
+/* tg_one_hot: labels of this context, or of another one, whose context the
+ * result then belongs to. */
 static void op_one_hot(vm *v)
 {
 	reader *r = &v->in;
 	unsigned dst = u8(r);
 	tg_dtype dt = dtype(r);
-	static const int64_t counts[] = { 1, 2, 3, 5, 8, 64, 0, -1 };
-	int64_t n = counts[u8(r) % 8], k = dim(r);
-	bool bad = false;
-	int32_t *labels = bit(r) ? NULL : indices(r, n > 0 ? n : 1, k, &bad);
-	int64_t shape[2] = { n, k };
-	uint64_t numel = n > 0 && k > 0 ? numel_of(2, shape) : 0;
-	if (!charge(v, made((double)numel))) {
-		free_indices(labels);
+	int64_t n = counts[u8(r) % 10], k = dim(r);
+	tg_tensor *labels = index_arg(v, n, k > 0 && k < INT32_MAX ? k : 4);
+	if (v->stop)
+		return;
+	int64_t m = live(v, labels) ? (int64_t)labels->numel : n;
+	int64_t shape[2] = { m, k };
+	uint64_t numel = k > 0 ? numel_of(2, shape) : 0;
+	if (!charge(v, made((double)numel) + numel_d(v, labels)))
+		return;
+	snapshot(v);
+	bool foreign = labels && labels->ctx != v->ctx;
+	tg_tensor *t = tg_one_hot(labels, dt, k);
+	if (!labels || foreign) {
+		/* no tensor of this context: nothing said here */
+		require(tg_status_of(v->ctx) == v->before && !strcmp(tg_error(v->ctx), v->msg),
+			"tg_one_hot with labels %p of another context changed this one's error: %s",
+			(void *)labels, status_name(v));
+		require(!t || (labels && tg_ctx_of(t) == v->ctx2),
+			"tg_one_hot computed without labels");
+		if (foreign) {
+			/* the ctx2 labels are a (1) i32 zero */
+			bool fits = !t || (tg_ndim(t) == 2 && tg_shape(t)[0] == 1 &&
+					   tg_shape(t)[1] == k && tg_dtype_of(t) == dt);
+			require(fits, "tg_one_hot in another context: a wrong tensor");
+			tg_reset(v->ctx2);
+			tg_clear_error(v->ctx2);
+		}
+		put(v, dst, NULL);
 		return;
 	}
-	snapshot(v);
 	expect e = v->before == TG_OK ? PLAIN : NOTHING;
-	int predicted = !labels ? TG_ENULL
-		      : n <= 0 || k <= 0 || bad ? TG_EARG
-		      : dt != TG_F32 && dt != TG_F64 ? TG_EDTYPE
-		      : numel ? TG_OK : TG_ESHAPE;
-	tg_tensor *t = tg_one_hot(v->ctx, dt, labels, n, k);
-	free_indices(labels);
-	put(v, dst, finish(v, "tg_one_hot", e, t, predicted, dt, numel ? 2 : -1, shape));
+	char bad[128] = "";
+	int predicted = !tg_dtype_is_float(dt) ? TG_EDTYPE
+		      : k <= 0 ? TG_EARG
+		      : index_status(v, labels, "labels", -1, false, k, bad, sizeof bad);
+	if (predicted == TG_OK && !numel)
+		predicted = TG_ESHAPE;
+	t = finish(v, "tg_one_hot", e, t, predicted, dt, numel ? 2 : -1, shape);
+	check_bad_entry(v, "tg_one_hot", e == PLAIN ? predicted : -1, bad);
+	for (size_t p = 0; t && p < t->numel; p += stride_of(t->numel)) {
+		size_t i = p / (size_t)k, j = p % (size_t)k;
+		double want = (int64_t)j == index_at(labels, i);
+		require(value_at(t, p) == want, "tg_one_hot: element (%zu,%zu) is %g, label %lld",
+			i, j, value_at(t, p), (long long)index_at(labels, i));
+	}
+	put(v, dst, t);
 }
 
 /* ---- softmax ------------------------------------------------------------------------------ */
@@ -1137,16 +1673,18 @@ static void op_grad(vm *v)
 /* The second context and its one tensor, made on first use. */
 static bool second_ctx(vm *v)
 {
-	if (v->other)
+	if (v->other && v->other_idx)
 		return true;
 	if (!v->ctx2)
 		v->ctx2 = fuzz_ctx_new(7, &v->alloc2);
 	if (!v->ctx2)
 		return false;
+	tg_set_arena_limit(v->ctx2, ARENA_LIMIT);
 	v->other = tg_keep(tg_ones(v->ctx2, TG_F64, 1, (int64_t[]){ 1 }));
+	v->other_idx = tg_keep(tg_labels(v->ctx2, 1, (const int32_t[]){ 0 }));
 	tg_reset(v->ctx2);
 	tg_clear_error(v->ctx2);
-	return v->other != NULL;
+	return v->other && v->other_idx;
 }
 
 static void op_context(vm *v)
@@ -1240,12 +1778,17 @@ static void op_access(vm *v)
 		double d = tg_item(x);
 		if (ok && x->numel != 1 && v->before == TG_OK)
 			require(tg_status_of(v->ctx) == TG_ESHAPE && isnan(d), "tg_item of many");
+		if (ok && x->numel == 1 && index_dtype(x->dtype))
+			require(d == (double)index_at(x, 0), "tg_item of an index tensor: %g", d);
 		break;
 	}
 	case 1: {
 		double d = tg_get(x, (size_t)i);
 		if (ok && (i < 0 || (size_t)i >= x->numel) && v->before == TG_OK)
 			require(tg_status_of(v->ctx) == TG_EARG && isnan(d), "tg_get out of range");
+		if (ok && i >= 0 && (size_t)i < x->numel && index_dtype(x->dtype))
+			require(d == (double)index_at(x, (size_t)i),
+				"tg_get(%lld) of an index tensor: %g", (long long)i, d);
 		break;
 	}
 	case 2: {
@@ -1261,6 +1804,9 @@ static void op_access(vm *v)
 		if (ok && v->before == TG_OK)
 			require((rc == 0) == (out && n >= x->numel) && (rc == 0) == tg_ok(v->ctx),
 				"tg_copy_to_f64: rc %d", rc);
+		for (size_t k = 0; rc == 0 && ok && index_dtype(x->dtype) && k < x->numel; k++)
+			require(out[k] == (double)index_at(x, k),
+				"tg_copy_to_f64 of an index tensor: [%zu] = %g", k, out[k]);
 		free(out);
 		break;
 	}
@@ -1279,6 +1825,15 @@ static void op_access(vm *v)
 		void *d = tg_data_mut(x);
 		if (d && x->numel) {
 			size_t at = (size_t)(u16(r)) % x->numel;
+			if (index_dtype(x->dtype)) {
+				/* a label changed after the tensor was made: checked when used */
+				int64_t val = int_value(r);
+				if (x->dtype == TG_I64)
+					((int64_t *)d)[at] = val;
+				else
+					((int32_t *)d)[at] = (int32_t)(val % ((int64_t)1 << 31));
+				break;
+			}
 			double val = value(r);
 			if (x->dtype == TG_F64)
 				((double *)d)[at] = val;
@@ -1292,7 +1847,7 @@ static void op_access(vm *v)
 		if (!charge(v, numel_d(v, x)))
 			return;
 		tg_tensor *in[2] = { x, y };
-		expect e = expect_args(v, 2, in);
+		expect e = expect_begin(v, 2, in, false); /* index tensors of one dtype too */
 		int rc = tg_assign(x, y);
 		int predicted = live(v, x) && live(v, y) ? (tg_same_shape(x, y) ? TG_OK : TG_ESHAPE) : -1;
 		check_call(v, "tg_assign", e, rc == 0 ? x : NULL, predicted);
@@ -1432,13 +1987,32 @@ typedef struct fn_user {
 	int kind;
 	int calls;
 	tg_ctx *ctx2;
-	int64_t n;       /* rows, for pick and cross_entropy */
-	int32_t lab[8];
+	int32_t lab[8]; /* labels for the rows of the first input */
 } fn_user;
 
-/* f for tg_gradcheck: smooth functions of the inputs (kind < 16), and some
- * that break the rules (NULL without an error, another context, a shape
- * that changes). */
+enum { SMOOTH_KINDS = 21, FN_KINDS = 25, OTHER_CTX_KIND = 22 };
+
+/* Labels for a's rows (at most 8: more make a count that does not fit),
+ * made in a's context. */
+static tg_tensor *row_labels(const tg_tensor *a, const fn_user *u)
+{
+	int64_t rows = tg_ndim(a) >= 1 ? tg_shape(a)[0] : 1;
+	return tg_labels(tg_ctx_of(a), rows < 8 ? rows : 8, u->lab);
+}
+
+/* Indices along a's axis: the last entry, the first, the last again, the
+ * first (repeated indices accumulate in the gradient), in shape (nd, shape). */
+static tg_tensor *ends(const tg_tensor *a, int axis, int nd, const int64_t *shape)
+{
+	int n = tg_ndim(a);
+	int64_t last = n >= 1 ? tg_shape(a)[axis < 0 ? n + axis : axis] - 1 : 0;
+	const int32_t v[4] = { (int32_t)last, 0, (int32_t)last, 0 };
+	return tg_from_i32(tg_ctx_of(a), nd, shape, v);
+}
+
+/* f for tg_gradcheck: smooth functions of the inputs (kind < SMOOTH_KINDS),
+ * and some that break the rules (NULL without an error, another context, a
+ * shape that changes). */
 static tg_tensor *fn(tg_tensor *const *in, void *user)
 {
 	fn_user *u = user;
@@ -1457,13 +2031,21 @@ static tg_tensor *fn(tg_tensor *const *in, void *user)
 	case 9: return tg_sigmoid(tg_mul(a, b));
 	case 10: return tg_exp(a);
 	case 11: return tg_transpose(tg_reshape(a, 2, (int64_t[]){ 1, -1 }));
-	case 12: return tg_gather_rows(a, (const int32_t[]){ 0, 0, 0 }, 3);
-	case 13: return tg_pick(a, u->lab);
-	case 14: return tg_cross_entropy(tg_mul(a, b), u->lab);
+	case 12: return tg_gather_rows(a, tg_labels(tg_ctx_of(a), 3, (const int32_t[]){ 0, 0, 0 }));
+	case 13: return tg_pick(a, row_labels(a, u));
+	case 14: return tg_cross_entropy(tg_mul(a, b), row_labels(a, u));
 	case 15: return tg_sigmoid_backward(a, tg_sigmoid(b));
-	case 16: return NULL;
-	case 17: return tg_scalar(u->ctx2, TG_F64, 1);
-	case 18: return u->calls > 2 ? tg_sum(a) : a;
+	case 16: return tg_mul(tg_index_select(a, -1, ends(a, -1, 1, (int64_t[]){ 3 })), tg_sum(b));
+	case 17: return tg_mul(tg_embedding(a, ends(a, 0, 2, (int64_t[]){ 2, 2 })), tg_sum(b));
+	case 18: return tg_nll(tg_log_softmax(tg_mul(a, b)), row_labels(a, u));
+	case 19: {
+		int64_t rows = tg_ndim(a) >= 1 ? tg_shape(a)[0] : 1;
+		return tg_cross_entropy_i32(tg_mul(a, b), u->lab, rows < 8 ? rows : 8);
+	}
+	case 20: return tg_cross_entropy_backward(tg_mean(b), tg_mul(a, a), row_labels(a, u));
+	case 21: return NULL;
+	case OTHER_CTX_KIND: return tg_scalar(u->ctx2, TG_F64, 1);
+	case 23: return u->calls > 2 ? tg_sum(a) : a;
 	default: return tg_scalar(tg_ctx_of(a), TG_F32, 1);
 	}
 }
@@ -1474,8 +2056,8 @@ static void op_gradcheck(vm *v)
 {
 	reader *r = &v->in;
 	unsigned how = u8(r);
-	fn_user u = { .kind = (int)(u8(r) % 20) };
-	if (u.kind == 17) {
+	fn_user u = { .kind = (int)(u8(r) % FN_KINDS) };
+	if (u.kind == OTHER_CTX_KIND) {
 		if (!second_ctx(v))
 			return;
 		u.ctx2 = v->ctx2;
@@ -1530,7 +2112,7 @@ static void op_gradcheck(vm *v)
 	}
 	require((rc == -1) == (st != TG_OK) && rc >= -1 && rc <= 1, "tg_gradcheck: rc %d with %s",
 		rc, tg_status_name(st));
-	if (strict && rc >= 0 && u.kind < 16) {
+	if (strict && rc >= 0 && u.kind < SMOOTH_KINDS) {
 		double tol = second ? 1e-4 : 1e-6;
 		require(rc == 0 && res.worst_rel < tol,
 			"%s of kind %d: worst relative error %.3g (abs %.3g), shapes %s %s",
@@ -1539,7 +2121,7 @@ static void op_gradcheck(vm *v)
 			in[0] ? tg_shape_fmt(in[0]->ndim, in[0]->shape, (char[TG_SHAPE_STR]){ 0 }) : "-",
 			in[1] ? tg_shape_fmt(in[1]->ndim, in[1]->shape, (char[TG_SHAPE_STR]){ 0 }) : "-");
 	}
-	if (strict && rc < 0 && u.kind < 16)
+	if (strict && rc < 0 && u.kind < SMOOTH_KINDS)
 		require(st == TG_ESHAPE || st == TG_EARG || st == TG_ENOMEM,
 			"tg_gradcheck of kind %d: %s \"%s\"", u.kind, tg_status_name(st),
 			tg_error(v->ctx));
@@ -1575,6 +2157,14 @@ static void print_stats(void)
 	fprintf(stderr, "fuzz_expr: %lu uses of tensors kept past tg_reset, %lu of them aliased "
 			"by a newer tensor in the same header slot\n",
 		stale_uses, aliased);
+	for (int i = 0; i < MAX_FNS && call_stats[i].who; i++) {
+		fprintf(stderr, "  %-32s", call_stats[i].who);
+		for (int s = 0; s < NSTATUS; s++)
+			if (call_stats[i].n[s])
+				fprintf(stderr, " %s %lu", tg_status_name((tg_status)s),
+					call_stats[i].n[s]);
+		fputc('\n', stderr);
+	}
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)

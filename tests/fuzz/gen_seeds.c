@@ -80,8 +80,16 @@ enum {
 	CU = 22, GC = 23,
 };
 /* leaf kinds */
-enum { ZEROS, ONES, FULL, FROM_F64, FROM_F32, SCALAR, RANDN, RAND };
-enum { F32 = 0, F64 = 1, BAD_DTYPE = 255 };
+enum { ZEROS, ONES, FULL, FROM_F64, FROM_F32, SCALAR, RANDN, RAND, FROM_INT };
+enum { F32 = 0, F64 = 1, I32 = 240, I64 = 241, BAD_DTYPE = 255 };
+/* op_gather and op_pick kinds */
+enum { GATHER_ROWS, INDEX_SELECT, EMBEDDING };
+enum { PICK, NLL, CROSS_ENTROPY, CROSS_ENTROPY_I32, CROSS_ENTROPY_BACKWARD };
+/* index_arg kinds: 0-3 tg_labels, 4-5 tg_from_i32, 6 i64, 7 i64 with a
+ * wrong 64-bit entry, 8 a wrong count, 9 a wrong ndim, 10 a value dtype,
+ * 11 NULL, 12 another context, 13 a slot; +128 also keeps it in a slot */
+enum { IX_LABELS = 0, IX_I32 = 4, IX_I64 = 6, IX_I64_WRONG = 7, IX_COUNT = 8, IX_NDIM = 9,
+       IX_FLOAT = 10, IX_NULL = 11, IX_OTHER_CTX = 12, IX_SLOT = 13, IX_KEEP = 128 };
 /* dims: small[] and odd[] of fuzz_expr.c */
 enum { D1 = 0, D2, D3, D4, D5, D8, D16, D32, D0 = 224, DNEG, DNEG7, D65536, D2_20, D2_31, D2_40,
        DMAX, DMIN };
@@ -129,9 +137,15 @@ static void matmul_t(buf *p, int dst, int a, bool ta, int b, bool tb)
 {
 	E(p, MM, (ta ? 2 : 0) | (tb ? 4 : 0), dst, a, b);
 }
-/* labels (i * 7 + seed) % K */
-static void cross_entropy(buf *p, int dst, int x, int seed) { E(p, PK, 1, dst, x, 0, 0, seed); }
-static void pick(buf *p, int dst, int x, int seed) { E(p, PK, 0, dst, x, 0, 0, seed); }
+/* labels (i * 7 + seed) % K as a tg_labels tensor */
+static void cross_entropy(buf *p, int dst, int x, int seed)
+{
+	E(p, PK, CROSS_ENTROPY, dst, x, IX_LABELS, 0, 0, seed);
+}
+static void pick(buf *p, int dst, int x, int seed)
+{
+	E(p, PK, PICK, dst, x, IX_LABELS, 0, 0, seed);
+}
 static void backward(buf *p, int how, int y) { E(p, BW, how, y); }
 static void grad(buf *p, int dst, int x) { E(p, GR, 0, dst, x); }
 static void reset(buf *p) { E(p, CX, 0); }
@@ -140,7 +154,9 @@ static void item(buf *p, int x) { E(p, AC, 0, x, 0, 0); }
 static void header(buf *p, int seed, int mode) { E(p, seed, mode); }
 
 /* gradcheck functions of fuzz_expr.c's fn() */
-enum { ADD_K = 0, MUL_K = 1, MATMUL_T_K = 3, SOFTMAX_K = 6, GATHER_K = 12, CROSS_ENTROPY_K = 14 };
+enum { ADD_K = 0, MUL_K = 1, MATMUL_T_K = 3, SOFTMAX_K = 6, GATHER_K = 12, PICK_K = 13,
+       CROSS_ENTROPY_K = 14, INDEX_SELECT_K = 16, EMBEDDING_K = 17, NLL_K = 18,
+       CROSS_ENTROPY_I32_K = 19, CROSS_ENTROPY_BACKWARD_K = 20 };
 
 /* A strict gradcheck input: nd dims (sizes 1..3) and nine values. */
 static void gc_input(buf *p, int nd, int d0, int d1)
@@ -271,9 +287,10 @@ static void seed_expr(void)
 	clear_error(&p);
 	reduce(&p, SUM_AXIS, 4, 0, 5, 0);
 	clear_error(&p);
-	E(&p, GA, 4, 0, 0, 0, 3, 0, 0, 0, 4); /* an index of 2 rows set to 2 */
+	/* an index of 2 rows set to 2 */
+	E(&p, GA, 4, GATHER_ROWS, 0, 1, IX_LABELS, 0, 3, 0, 0, 0, 4);
 	clear_error(&p);
-	E(&p, OH, 4, F32, 2, D4, 0, 3, 0, 0, 0, 1); /* a label of INT32_MIN */
+	E(&p, OH, 4, F32, 2, D4, IX_LABELS, 0, 3, 0, 0, 0, 1); /* a label of INT32_MIN */
 	clear_error(&p);
 	E(&p, RS, 4, 0, 0, 3, D4, D2); /* (2,3) to (4,2) */
 	clear_error(&p);
@@ -294,9 +311,9 @@ static void seed_expr(void)
 	param(&p, 0, 0);
 	E(&p, SM, 0, 1, 0);
 	E(&p, SM, 1, 2, 0);
-	E(&p, GA, 3, 0, 2, 0, 0, 1); /* rows (i*7+1)%3 of 3 */
+	E(&p, GA, 3, GATHER_ROWS, 0, 2, IX_LABELS, 0, 0, 1); /* rows (i*7+1)%3 of 3 */
 	pick(&p, 4, 2, 2);
-	E(&p, OH, 5, F32, 2, D4, 0, 0, 2);
+	E(&p, OH, 5, F32, 2, D4, IX_LABELS, 0, 0, 2);
 	binary(&p, MUL, 6, 1, 3);
 	reduce(&p, MEAN, 7, 6, 0, 0);
 	reduce(&p, SUM, 8, 4, 0, 0);
@@ -382,6 +399,29 @@ static void seed_expr(void)
 	gc_input(&p, 2, 3, 2);
 	gc_input(&p, 0, 0, 0);
 	gc_labels(&p);
+	/* the ops that take index tensors, first and second order */
+	E(&p, GC, 0, INDEX_SELECT_K);
+	gc_input(&p, 2, 2, 3);
+	gc_input(&p, 1, 3, 0);
+	gc_labels(&p);
+	E(&p, GC, 1, EMBEDDING_K);
+	gc_input(&p, 2, 3, 2);
+	gc_input(&p, 0, 0, 0);
+	gc_labels(&p);
+	E(&p, GC, 1, NLL_K);
+	gc_input(&p, 2, 2, 3);
+	gc_input(&p, 2, 2, 3);
+	gc_labels(&p);
+	E(&p, GC, 2, CROSS_ENTROPY_I32_K);
+	gc_input(&p, 2, 3, 3);
+	gc_labels(&p);
+	E(&p, GC, 1, CROSS_ENTROPY_BACKWARD_K);
+	gc_input(&p, 2, 2, 3);
+	gc_input(&p, 1, 2, 0);
+	gc_labels(&p);
+	E(&p, GC, 3, PICK_K);
+	gc_input(&p, 2, 3, 2);
+	gc_labels(&p);
 	E(&p, GC, 4, 0, 0, 1, 0, 0, 0, 0); /* misuse: eps 1e-6, no inputs */
 	clear_error(&p);
 	write_seed("fuzz_expr", "gradcheck", p.b, p.n);
@@ -462,6 +502,90 @@ static void seed_expr(void)
 	unary(&p, NEG, 2, 0);
 	item(&p, 2);
 	write_seed("fuzz_expr", "stale_after_ring_wraps", p.b, p.n);
+
+	/* index tensors: index_select along two axes, embedding, nll, the
+	 * cross-entropy of a plain array and the fused backward, each with
+	 * gradients; then every wrong index argument, and index tensors given
+	 * to value ops, to tg_param and to backward */
+	p = (buf){ .n = 0 };
+	header(&p, 14, 0);
+	leaf(&p, 0, RANDN, F64, 2, DIMS(D3, D4), V(0), V(1));
+	param(&p, 0, 0);
+	E(&p, GA, 1, INDEX_SELECT, 0, 1 + 5, 7, IX_LABELS, 0, 0, 1);   /* axis 1, 4 indices */
+	E(&p, GA, 2, INDEX_SELECT, 0, -2 + 5, 1, IX_I64, 0, 0, 0);     /* axis -2, i64 */
+	E(&p, GA, 3, EMBEDDING, 0, 1, IX_NDIM, 0, 3, 0, 2);            /* idx (2,2) */
+	unary(&p, TANH, 3, 3);
+	E(&p, SM, 1, 4, 0);                                          /* log_softmax */
+	E(&p, PK, NLL, 5, 4, IX_LABELS, 0, 0, 1);
+	E(&p, PK, CROSS_ENTROPY_I32, 6, 0, 0, 0, 2);
+	leaf(&p, 7, SCALAR, F64, 0, NULL, V_ONE, 0);
+	E(&p, PK, CROSS_ENTROPY_BACKWARD, 8, 0, 7, IX_I32, 0, 0, 1);
+	reduce(&p, SUM, 9, 1, 0, 0);
+	binary(&p, ADD, 9, 9, 5);
+	reduce(&p, MEAN, 10, 2, 0, 0);
+	binary(&p, ADD, 9, 9, 10);
+	reduce(&p, SUM, 10, 3, 0, 0);
+	binary(&p, ADD, 9, 9, 10);
+	binary(&p, ADD, 9, 9, 6);
+	reduce(&p, SUM, 10, 8, 0, 0);
+	binary(&p, MUL, 9, 9, 10);
+	backward(&p, 1, 9);                                          /* with history */
+	grad(&p, 11, 0);
+	reduce(&p, SUM, 10, 11, 0, 0);
+	backward(&p, 0, 10);                                         /* second order */
+	/* an index leaf, i32 (3) {2, 0, 1} (int_value: byte b < 240 is b % 40 - 4),
+	 * given to value ops and backward */
+	E(&p, LEAF, 1, FROM_INT, I32, 2, D3, 0, 0, 6, 4, 5, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
+	  0);
+	binary(&p, ADD, 2, 1, 0);                                    /* TG_EDTYPE */
+	clear_error(&p);
+	unary(&p, EXP, 2, 1);
+	clear_error(&p);
+	backward(&p, 0, 1);
+	clear_error(&p);
+	param(&p, 2, 1);                                             /* no gradient for labels */
+	clear_error(&p);
+	requires_grad(&p, 1);
+	clear_error(&p);
+	E(&p, LIFE, 1, 2, 1);                                        /* tg_keep: fine */
+	E(&p, AC, 1, 2, 6, 0);                                       /* tg_get(1): 0 */
+	clear_error(&p);
+	E(&p, AC, 0, 1, 0, 0);                                       /* tg_item of 3 */
+	clear_error(&p);
+	E(&p, AC, 6, 2, 0, 0, 1);                                    /* tg_assign of labels */
+	E(&p, AC, 5, 2, 0, 0, 0, 0, 241);                            /* label 0 set to INT32_MAX */
+	E(&p, PK, PICK, 3, 0, IX_SLOT, 0, 2);                        /* out of range */
+	clear_error(&p);
+	/* every wrong index argument, for pick */
+	E(&p, PK, PICK, 3, 0, IX_FLOAT, 0, 0, 0);                     /* TG_EDTYPE */
+	clear_error(&p);
+	E(&p, PK, PICK, 3, 0, IX_COUNT, 0, 0, 0, 0);                  /* 4 labels: TG_ESHAPE */
+	clear_error(&p);
+	E(&p, PK, PICK, 3, 0, IX_NDIM, 0, 0, 0, 0);                   /* (1,3): TG_ESHAPE */
+	clear_error(&p);
+	E(&p, PK, PICK, 3, 0, IX_OTHER_CTX, 0);                      /* TG_ECTX */
+	clear_error(&p);
+	E(&p, PK, PICK, 3, 0, IX_I64_WRONG, 0, 0, 0, 1, 0, 0);        /* 2^32 as i64: TG_EARG */
+	clear_error(&p);
+	E(&p, PK, PICK, 3, 0, IX_COUNT, 0, 2, 0, 0);                  /* tg_labels(0): TG_EARG */
+	clear_error(&p);
+	E(&p, PK, PICK, 3, 0, IX_NULL, 0);                           /* TG_ENULL */
+	clear_error(&p);
+	E(&p, PK, CROSS_ENTROPY, 3, 0, IX_LABELS, 0, 3, 0, 2, 0, 4);  /* labels[2] = K */
+	clear_error(&p);
+	E(&p, PK, CROSS_ENTROPY_I32, 3, 0, 5, 0, 0);                  /* 4 labels for 3 rows */
+	clear_error(&p);
+	E(&p, GA, 3, INDEX_SELECT, 0, 5 + 5, 1, IX_LABELS, 0, 0, 0);  /* axis 5 */
+	clear_error(&p);
+	E(&p, GA, 3, EMBEDDING, 0, 1, IX_NDIM, 0, 4, 0, 0);           /* idx (1,1,1,2): 4 dims */
+	clear_error(&p);
+	E(&p, OH, 4, F64, 1, D4, IX_OTHER_CTX, 0);                   /* a one-hot of ctx2 */
+	E(&p, OH, 4, F64, 1, D4, IX_LABELS | IX_KEEP, 5, 0, 0);       /* kept in slot 5 */
+	reset(&p);
+	E(&p, OH, 4, F64, 1, D4, IX_SLOT, 0, 5);                     /* stale: TG_ESTALE */
+	clear_error(&p);
+	E(&p, GA, 3, GATHER_ROWS, 0, 1, IX_SLOT, 0, 5);              /* stale: TG_ESTALE */
+	write_seed("fuzz_expr", "index_tensors", p.b, p.n);
 }
 
 /* ---- IDX --------------------------------------------------------------------------- */

@@ -717,19 +717,19 @@ static void gather_rows_rejects_an_index_out_of_range(void **state)
 	tg_ctx *ctx = *state;
 	tg_tensor *x = tg_zeros(ctx, TG_F64, SHAPE(10, 2));
 	assert_null(tg_gather_rows(x, IDX(ctx, 0, 1, 2, 12)));
-	assert_error(ctx, TG_EARG, "tg_index_select: idx[3] = 12 is outside [0, 10)");
+	assert_error(ctx, TG_EARG, "tg_gather_rows: idx[3] = 12 is outside [0, 10)");
 	tg_clear_error(ctx);
 	assert_null(tg_gather_rows(x, IDX(ctx, -1)));
 	assert_error(ctx, TG_EARG, "idx[0] = -1 is outside [0, 10)");
 	tg_clear_error(ctx);
 	assert_null(tg_gather_rows(x, NULL));
-	assert_error(ctx, TG_ENULL, "tg_index_select: idx is NULL");
+	assert_error(ctx, TG_ENULL, "tg_gather_rows: idx is NULL");
 	tg_clear_error(ctx);
 	assert_null(tg_gather_rows(x, tg_zeros(ctx, TG_F64, SHAPE(2))));
-	assert_error(ctx, TG_EDTYPE, "tg_index_select: idx is f64 (2,); an index tensor is i32");
+	assert_error(ctx, TG_EDTYPE, "tg_gather_rows: idx is f64 (2,); an index tensor is i32");
 	tg_clear_error(ctx);
 	assert_null(tg_gather_rows(x, tg_zeros(ctx, TG_I32, SHAPE(2, 2))));
-	assert_error(ctx, TG_ESHAPE, "tg_index_select: idx is (2,2); expected one dimension");
+	assert_error(ctx, TG_ESHAPE, "tg_gather_rows: idx is (2,2); expected one dimension");
 }
 
 static void index_select_takes_entries_along_any_axis(void **state)
@@ -835,7 +835,7 @@ static void a_short_label_tensor_is_a_shape_error(void **state)
 	assert_error(ctx, TG_ESHAPE, "tg_pick: idx (1,) has 1 entries; expected 5");
 	tg_clear_error(ctx);
 	assert_null(tg_nll(logits, IDX(ctx, 0, 1)));
-	assert_error(ctx, TG_ESHAPE, "tg_nll: idx (2,) has 2 entries; expected 5");
+	assert_error(ctx, TG_ESHAPE, "tg_nll: labels (2,) has 2 entries; expected 5");
 	tg_clear_error(ctx);
 	assert_null(tg_cross_entropy_i32(logits, (int32_t[]){ 0, 1 }, 2));
 	assert_error(ctx, TG_ESHAPE, "tg_cross_entropy_i32: 2 labels for logits (5,3)");
