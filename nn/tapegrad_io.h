@@ -45,14 +45,18 @@ extern "C" {
 
 /* ---- data sets ------------------------------------------------------------ */
 
-/* N samples of D features and a class label each. Memory from malloc, owned
- * by the struct: free with tg_dataset_free. */
+/* N samples of D features and, for each, either a class label (y, with
+ * classes > 0) or T float targets (t, with tdim = T > 0; y is then NULL and
+ * classes 0): classification, or regression and binary tasks. Memory from
+ * malloc, owned by the struct: free with tg_dataset_free. */
 typedef struct tg_dataset {
 	int64_t n;       /* N: samples */
 	int64_t d;       /* D: features per sample */
-	int32_t classes; /* labels lie in [0, classes) */
+	int32_t classes; /* labels lie in [0, classes); 0 with float targets */
 	float *x;        /* (N,D) row-major; IDX pixels scaled to [0,1] */
-	int32_t *y;      /* (N) */
+	int32_t *y;      /* (N) class labels, or NULL */
+	int64_t tdim;    /* T: float targets per sample; 0 with class labels */
+	float *t;        /* (N,T) row-major float targets, or NULL */
 } tg_dataset;
 
 /* Caps on what a file may claim, checked before allocating: at most
@@ -183,7 +187,10 @@ typedef struct tg_batcher tg_batcher;
 
 typedef struct tg_batch {
 	tg_tensor *x;        /* (B,D) step */
-	const int32_t *y;    /* (B) labels; borrowed from the batcher until the next batch */
+	const int32_t *y;    /* (B) labels; borrowed from the batcher until the next batch;
+			      * NULL for a data set of float targets */
+	tg_tensor *labels;   /* (B) i32 step: y as an index tensor; or NULL */
+	tg_tensor *t;        /* (B,T) step, x's dtype: the float targets; or NULL */
 	const int64_t *idx;  /* (B) the rows of the data set; borrowed likewise */
 	int64_t n;           /* B: rows in this batch (fewer for a short last batch) */
 } tg_batch;
