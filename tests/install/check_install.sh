@@ -27,7 +27,12 @@ meson install -C "$build" --no-rebuild --destdir "$tmp/root" >/dev/null
 pc=$(find "$tmp/root" -name tapegrad.pc | head -n 1)
 [ -n "$pc" ] || { echo "FAIL: meson install wrote no tapegrad.pc"; exit 1; }
 export PKG_CONFIG_PATH="$(dirname "$pc")" PKG_CONFIG_SYSROOT_DIR="$tmp/root"
-cc -o "$tmp/prog" "$tmp/prog.c" $(pkg-config --cflags --libs tapegrad)
+libs=$(pkg-config --libs tapegrad)
+case "$libs" in
+*-Wl,-rpath,*) ;;
+*) echo "FAIL: tapegrad.pc's Libs carry no rpath: $libs"; exit 1 ;;
+esac
+cc -o "$tmp/prog" "$tmp/prog.c" $(pkg-config --cflags tapegrad) $libs
 libdir=$(dirname "$(dirname "$pc")")
 out=$(LD_LIBRARY_PATH="$libdir" "$tmp/prog")
 [ "$out" = "220 2.2" ] || { echo "FAIL: installed build printed '$out', expected '220 2.2'"; exit 1; }
