@@ -55,9 +55,10 @@ class Case:
         self.items = []   # ('T', kind, shape, values) or ('O', name, args, attrs, nout)
         self.nslots = 0
         self.result = None
-        self.flags = 0
+        self.flags = None   # 1: Jacobian, 2: Hessian; None: by size
         self.note = ""
         self.first_order_only = False
+        self.rtol, self.atol = RTOL, ATOL
         self.override = {}  # op name -> reference, for the convention cases
 
     def _slot(self, n=1):
@@ -125,6 +126,8 @@ def t_split(x, axis, parts, sizes):
 
 
 def t_clamp(x, lo, hi):
+    if not math.isfinite(lo) and not math.isfinite(hi):
+        return x * 1.0
     return torch.clamp(x, min=lo if math.isfinite(lo) else None,
                        max=hi if math.isfinite(hi) else None)
 
@@ -199,7 +202,9 @@ TORCH = {
     'relu': lambda a, at: torch.relu(a[0]),
     'leaky_relu': lambda a, at: F.leaky_relu(a[0], at[0]),
     'elu': lambda a, at: F.elu(a[0], at[0]),
-    'softplus': lambda a, at: F.softplus(a[0]),
+    # PyTorch's default threshold 20 returns x (and gradient 1) above 20,
+    # off by e^-20 relative; tapegrad's ln(1 + e^x) is exact there
+    'softplus': lambda a, at: F.softplus(a[0], threshold=50.0),
     'log1p': lambda a, at: torch.log1p(a[0]),
     'expm1': lambda a, at: torch.expm1(a[0]),
     'sin': lambda a, at: torch.sin(a[0]),
@@ -434,8 +439,10 @@ def bcast_variant(rng, shape):
 
 def post(c, s):
     """A nonlinear function after the op under test, so that the second order
-    goes through the op's backward rule."""
-    p = c.rng.choice(('none', 'sin', 'sq', 'tanh', 'sin'))
+    goes through the op's backward rule. Far-out values get only y * y, which
+    keeps their relative precision (sin of e^30 would not)."""
+    p = c.rng.choice(('none', 'sq') if c.note.startswith('range') else
+                     ('none', 'sin', 'sq', 'tanh', 'sin'))
     if p == 'sin':
         return c.o('sin', [s])
     if p == 'sq':
@@ -455,6 +462,28 @@ UNARY = {  # op: (value kind, attrs)
 }
 
 
+# op: choices of (lo, hi, mag): values uniform in [lo, hi), each scaled by
+# 10^-u for u uniform in [0, mag) (mag 0: not scaled), away from kinks
+RANGES = {
+    'exp': [(-30, 30, 0), (-1, 1, 9)],
+    'log': [(1e3, 1e8, 0), (1e-8, 1e-3, 0)],
+    'sqrt': [(1e3, 1e8, 0), (1e-8, 1e-3, 0)],
+    'sigmoid': [(-40, 40, 0), (-1, 1, 9)],
+    'tanh': [(-25, 25, 0), (-1, 1, 9)],
+    'softplus': [(-40, 45, 0), (-1, 1, 9)],
+    'log1p': [(-1, 1, 12), (1e3, 1e9, 0), (-0.999999, -0.9, 0)],
+    'expm1': [(-1, 1, 12), (-40, 30, 0)],
+    'sin': [(-1, 1, 9), (-100, 100, 0)],
+    'cos': [(-1, 1, 9), (-100, 100, 0)],
+    'erf': [(-1, 1, 9), (-6, 6, 0)],
+    'gelu': [(-1, 1, 9), (-6, 6, 0)],
+    'silu': [(-1, 1, 9), (-40, 40, 0)],
+    'elu': [(-1, -0.001, 9), (-40, 40, 0)],
+    'neg': [(-1e8, 1e8, 0), (-1, 1, 12)],
+    'mul_scalar': [(-1e8, 1e8, 0), (-1, 1, 12)],
+}
+
+
 def gen_unary(c, name):
     rng = c.rng
     shape = rand_shape(rng, rng.randint(0, 5))
@@ -465,6 +494,12 @@ def gen_unary(c, name):
         xv = [rng.uniform(-0.7, 2.0) for _ in range(n)]
     else:
         xv = vals(rng, n, kind)
+    if name in RANGES and rng.random() < 0.4:
+        # far out or close to 0, where a formula can lose digits
+        lo, hi, mag = rng.choice(RANGES[name])
+        xv = [rng.uniform(lo, hi) * (10 ** rng.uniform(-mag, 0) if mag else 1)
+              for _ in range(n)]
+        c.note = 'range %g..%g%s' % (lo, hi, ' x 10^-%d..1' % mag if mag else '')
     if name in ('leaky_relu', 'elu'):
         attrs = [rng.choice((0.01, 0.1, 0.5, 1.0, 1.7))]
     elif name in ('add_scalar', 'mul_scalar'):
@@ -687,7 +722,8 @@ def gen_index(c, name):
     N, K = rng.randint(1, 5), rng.randint(1, 5)
     labels = [rng.randrange(K) for _ in range(N)]
     lab = c.idx([N], labels, idx_dtype(rng))
-    x = c.x([N, K], vals(rng, N * K))
+    scale = rng.choice((1, 1, 1, 40))   # far-out logits now and then
+    x = c.x([N, K], [scale * a for a in vals(rng, N * K)])
     if name == 'pick':
         return post(c, c.o('pick', [x, lab]))
     if name == 'one_hot':
@@ -711,7 +747,8 @@ def gen_index(c, name):
 def gen_softmax(c, name):
     rng = c.rng
     shape = rand_shape(rng, rng.randint(1, 4))
-    x = c.x(shape, [rng.uniform(-3, 3) for _ in range(numel(shape))])
+    scale = rng.choice((3, 3, 50, 1e-6))
+    x = c.x(shape, [rng.uniform(-scale, scale) for _ in range(numel(shape))])
     return post(c, c.o(name, [x]))
 
 
@@ -720,7 +757,8 @@ def gen_loss(c, name):
     shape = rand_shape(rng, rng.randint(0, 4), cap=48)
     n = numel(shape)
     if name == 'bce_with_logits':
-        p = c.x(shape, vals(rng, n))
+        scale = rng.choice((1, 1, 1, 40))
+        p = c.x(shape, [scale * a for a in vals(rng, n)])
         tv = vals(rng, n, 'unit')
         t = c.x(shape, tv) if rng.random() < 0.7 else c.const(shape, tv)
         return post(c, c.o(name, [p, t]))
@@ -780,6 +818,59 @@ def gen_act_backward(c, name):
     return post(c, c.o(name, [dout, y]))
 
 
+# ---- long reductions ---------------------------------------------------------
+
+LONG = ('sum', 'mean', 'max', 'sum_axis', 'mean_axis', 'max_axis', 'sum_to', 'softmax',
+        'log_softmax', 'matmul', 'bmm', 'layer_norm', 'batch_norm', 'cross_entropy', 'mse',
+        'bce_with_logits')
+
+
+def gen_long(c, name):
+    """One axis of 1000 to 4000 elements: summation order shows."""
+    rng = c.rng
+    n = rng.randint(1000, 4000)
+    # n terms of size ~1 summed in another order than PyTorch's: rounding up
+    # to about n eps sum|terms|, in a result that may be near 0 (an entry of
+    # a product of random matrices, a gradient summed over the long axis)
+    c.rtol, c.atol = 1e-9, 1e-10
+    if name in ('sum', 'mean', 'max'):
+        x = c.x([n], vals(rng, n, 'distinct' if name == 'max' else 'any'))
+        return post(c, c.o(name, [x]))
+    if name in ('sum_axis', 'mean_axis', 'max_axis', 'softmax', 'log_softmax', 'sum_to'):
+        r = rng.randint(1, 3)
+        shape = [r, n] if rng.random() < 0.5 else [n, r]
+        kind = 'distinct' if name == 'max_axis' else 'any'
+        x = c.x(shape, vals(rng, r * n, kind))
+        if name in ('softmax', 'log_softmax'):
+            return post(c, c.o(name, [x]))
+        if name == 'sum_to':
+            return post(c, c.o('sum_to', [x], [2] + [1 if d == n else d for d in shape]))
+        return post(c, c.o(name, [x], [shape.index(n), rng.randint(0, 1)]))
+    if name in ('matmul', 'bmm'):
+        a, b = rng.randint(1, 3), rng.randint(1, 3)
+        batch = [2] if name == 'bmm' else []
+        x = c.x(batch + [a, n], vals(rng, numel(batch) * a * n))
+        y = c.x([n, b], vals(rng, n * b))
+        return post(c, c.o(name, [x, y]))
+    if name in ('layer_norm', 'batch_norm'):
+        shape = [2, n] if name == 'layer_norm' else [n, 2]
+        D = shape[-1]
+        x = c.x(shape, vals(rng, 2 * n))
+        g = c.x([D], [rng.uniform(0.5, 1.5) for _ in range(D)])
+        b = c.x([D], vals(rng, D))
+        if name == 'layer_norm':
+            return post(c, c.o(name, [x, g, b], [1e-5]))
+        return post(c, c.o(name, [x, g, b], [1e-5], nout=3)[0])
+    if name == 'cross_entropy':
+        N, K = (n, 3) if rng.random() < 0.5 else (2, n)
+        x = c.x([N, K], vals(rng, N * K))
+        lab = c.idx([N], [rng.randrange(K) for _ in range(N)])
+        return post(c, c.o(name, [x, lab]))
+    p = c.x([n], vals(rng, n))
+    t = c.x([n], vals(rng, n, 'unit' if name == 'bce_with_logits' else 'any'))
+    return post(c, c.o(name, [p, t]))
+
+
 # ---- random expressions of several ops ------------------------------------------
 
 SMOOTH = ('sin', 'cos', 'tanh', 'sigmoid', 'softplus', 'erf', 'gelu', 'silu', 'exp_t',
@@ -820,9 +911,10 @@ def gen_chain(c):
             used.append(op)
             os_ = bcast_variant(rng, shape)
             other = c.x(os_, vals(rng, numel(os_)))
-            if op == 'div':
-                other = c.o('add_scalar', [c.o('exp', [c.o('tanh', [other])])], [0.2])
-            cur = c.o(op, [cur, other] if rng.random() < 0.5 else [other, cur])
+            args = [cur, other] if rng.random() < 0.5 else [other, cur]
+            if op == 'div':   # the denominator kept in [0.57, 2.9]
+                args[1] = c.o('add_scalar', [c.o('exp', [c.o('tanh', [args[1]])])], [0.2])
+            cur = c.o(op, args)
         elif r < 0.87 and len(shape) >= 1:
             op = rng.choice(('sum_axis', 'mean_axis', 'softmax', 'log_softmax'))
             used.append(op)
@@ -948,6 +1040,11 @@ def make_cases(seed, rounds):
             c = Case(name, rng)
             c.result = gen(c)
             cases.append(c)
+    for name in LONG:
+        c = Case('long:' + name, rng)
+        c.result = gen_long(c, name)
+        c.flags = 0   # no Jacobian or Hessian: too big
+        cases.append(c)
     for _ in range(rounds * 12):
         c = Case('chain', rng)
         c.result = gen_chain(c)
@@ -956,13 +1053,13 @@ def make_cases(seed, rounds):
     return cases
 
 
-def compare(got, want):
+def compare(got, want, rtol, atol):
     """The worst error as a fraction of the tolerance, and where."""
     worst, at = 0.0, -1
     for i, (a, e) in enumerate(zip(got, want)):
-        if math.isnan(e) and math.isnan(a):
+        if a == e or (math.isnan(e) and math.isnan(a)):
             continue
-        ratio = abs(a - e) / (ATOL + RTOL * abs(e))
+        ratio = abs(a - e) / (atol + rtol * abs(e))
         if not ratio <= worst:
             worst, at = ratio if not math.isnan(ratio) else math.inf, i
     return worst, at
@@ -986,7 +1083,7 @@ def main():
         f = torch_fn(c)
         xs = [torch.tensor(it[3]).reshape(it[2]) for it in c.inputs()]
         y = f(*xs)
-        if c.flags == 0:
+        if c.flags is None:
             c.flags = small_enough(c, y.dim(), y.numel()) & rng.choice((0, 1, 2, 3, 3))
         w = [rng.uniform(-1, 1) for _ in range(y.numel())]
         v = [[rng.uniform(-1, 1) for _ in range(x.numel())] for x in xs]
@@ -1035,7 +1132,7 @@ def main():
             if len(g) != len(want):
                 problems.append((key, '%d values, PyTorch %d' % (len(g), len(want))))
                 continue
-            worst, at = compare(g, want)
+            worst, at = compare(g, want, c.rtol, c.atol)
             row['checks'] += 1
             kk = key.split()[0]
             per_key[kk][0] += 1
