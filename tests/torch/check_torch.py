@@ -320,7 +320,7 @@ def expected(case, w, v):
         return exp
     gs = zeros_if_none(torch.autograd.grad(L, xs, create_graph=True, allow_unused=True), xs)
     for k, g in enumerate(gs):
-        for key in ('grad', 'gradof', 'vjp'):
+        for key in ('grad', 'bwex', 'gradof', 'vjp'):
             exp['%s %d' % (key, k)] = flat(g)
     if case.first_order_only:
         return exp
@@ -330,7 +330,7 @@ def expected(case, w, v):
     else:
         hs = [torch.zeros_like(x) for x in xs]
     for k, h in enumerate(hs):
-        for key in ('hvp', 'fhvp'):
+        for key in ('hvp', 'hvpbw', 'fhvp'):
             exp['%s %d' % (key, k)] = flat(h)
     xd = [x.detach() for x in xs]
     exp['jvp'] = flat(torch.autograd.functional.jvp(f, tuple(xd), tuple(vt))[1])
@@ -376,7 +376,7 @@ def spec(case, w, v):
     return '\n'.join(lines) + '\n'
 
 
-KEY_INDICES = {'grad': 1, 'gradof': 1, 'hvp': 1, 'fhvp': 1, 'vjp': 1, 'jac': 1, 'hess': 2}
+KEY_INDICES = {'grad': 1, 'bwex': 1, 'hvpbw': 1, 'gradof': 1, 'hvp': 1, 'fhvp': 1, 'vjp': 1, 'jac': 1, 'hess': 2}
 
 
 def parse_output(text):

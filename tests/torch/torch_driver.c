@@ -19,6 +19,8 @@
  * and L = sum(y * w):
  *	value      y
  *	grad k     dL/dx_k by tg_backward (leaf gradients)
+ *	bwex k     the same by tg_backward_ex(y, w, TG_CREATE_GRAPH)
+ *	hvpbw k    d<bwex, v>/dx_k (when bwex has history)
  *	gradof k   the same by tg_grad_of(y, douts = w), TG_CREATE_GRAPH
  *	hvp k      d<gradof, v>/dx_k, gradof differentiated again
  *	fhvp k     tg_hvp of L with v
@@ -283,6 +285,32 @@ static void run_case(tg_ctx *ctx, program *p)
 		}
 	}
 	report_error(ctx, "backward");
+
+	/* again by tg_backward_ex with y's upstream gradient w, recorded
+	 * (TG_CREATE_GRAPH), and the leaf gradients differentiated once more */
+	for (int k = 0; k < nx; k++)
+		tg_zero_grad(p->x[k]);
+	if (tg_backward_ex(y, w, TG_CREATE_GRAPH) == 0) {
+		tg_tensor *s = NULL, *h2[MAX_X];
+		for (int k = 0; k < nx; k++) {
+			snprintf(key, sizeof key, "bwex %d", k);
+			tg_tensor *g = tg_grad(p->x[k]);
+			print_tensor(key, g);
+			if (g && tg_requires_grad(g)) {
+				tg_tensor *d = tg_sum(tg_mul(g, p->v[k]));
+				s = s ? tg_add(s, d) : d;
+			}
+		}
+		if (!s) /* no gradient has history: f is linear in x */
+			for (int k = 0; k < nx; k++)
+				h2[k] = tg_zeros(ctx, TG_F64, tg_ndim(p->x[k]), tg_shape(p->x[k]));
+		if (!s || tg_grad_of(1, &s, NULL, nx, p->x, h2, TG_ALLOW_UNUSED) == 0)
+			for (int k = 0; k < nx; k++) {
+				snprintf(key, sizeof key, "hvpbw %d", k);
+				print_tensor(key, h2[k]);
+			}
+	}
+	report_error(ctx, "backward_ex");
 
 	/* first and second order by tg_grad_of, the backward recorded */
 	tg_tensor *g[MAX_X], *h[MAX_X];
