@@ -184,11 +184,12 @@ static int run_op(tg_ctx *ctx, const op_line *o, tg_tensor **vals)
 	}
 	if (!strcmp(n, "cross_entropy_i32")) {
 		/* the labels come as an index tensor; passed on as a plain array */
-		int32_t lab[4096];
 		size_t m = a[1] ? tg_numel(a[1]) : 0;
-		for (size_t i = 0; i < m && i < 4096; i++)
+		int32_t *lab = malloc((m ? m : 1) * sizeof *lab);
+		for (size_t i = 0; lab && i < m; i++)
 			lab[i] = (int32_t)tg_get(a[1], i);
-		out[0] = tg_cross_entropy_i32(a[0], lab, (int64_t)m);
+		out[0] = lab ? tg_cross_entropy_i32(a[0], lab, (int64_t)m) : NULL;
+		free(lab);
 		return 1;
 	}
 	if (!strcmp(n, "split")) {
