@@ -196,6 +196,30 @@ void tg_seed(tg_ctx *ctx, uint64_t seed)
 		ctx->rng[i] = splitmix64(&seed);
 }
 
+void tg_rng_state(const tg_ctx *ctx, uint64_t out[4])
+{
+	if (!ctx || !out)
+		return;
+	memcpy(out, ctx->rng, sizeof ctx->rng);
+}
+
+int tg_rng_set_state(tg_ctx *ctx, const uint64_t state[4])
+{
+	if (!ctx)
+		return -1;
+	if (!state) {
+		tg_fail(ctx, TG_ENULL, "tg_rng_set_state: state is NULL");
+		return -1;
+	}
+	if (!(state[0] | state[1] | state[2] | state[3])) {
+		tg_fail(ctx, TG_EARG, "tg_rng_set_state: a state of four zeros (the generator "
+				      "would only give zeros)");
+		return -1;
+	}
+	memcpy(ctx->rng, state, sizeof ctx->rng);
+	return 0;
+}
+
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 uint64_t tg_random_u64(tg_ctx *ctx)

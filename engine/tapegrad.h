@@ -108,6 +108,11 @@ TG_API void tg_seed(tg_ctx *ctx, uint64_t seed);
 TG_API uint64_t tg_random_u64(tg_ctx *ctx);       /* the context's generator */
 TG_API double tg_random_uniform(tg_ctx *ctx);     /* [0, 1) */
 TG_API double tg_random_normal(tg_ctx *ctx);      /* N(0, 1) */
+/* The generator's whole position (xoshiro256**: four words), to save with a
+ * checkpoint and restore: the same state gives the same draws after. A state
+ * of four zeros is refused (TG_EARG; the generator would only give zeros). */
+TG_API void tg_rng_state(const tg_ctx *ctx, uint64_t out[4]);
+TG_API int tg_rng_set_state(tg_ctx *ctx, const uint64_t state[4]); /* 0 ok, -1 */
 
 /* ---- errors ------------------------------------------------------------- */
 

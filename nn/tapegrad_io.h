@@ -207,54 +207,154 @@ TG_API bool tg_batch_next(tg_batcher *b, tg_dtype dt, tg_batch *out);
 TG_API int64_t tg_batcher_epoch(const tg_batcher *b); /* epochs completed */
 
 /* ---- checkpoints ---------------------------------------------------------- */
-/* A checkpoint holds named tensors: a model's parameters and its batch-norm
- * running statistics. Every tensor must have a name (tg_set_name), unique in
- * the list, or the call fails with TG_EARG before touching any file.
+/* A checkpoint holds named tensors (a model's parameters, its running
+ * statistics, an optimizer's moments "fc1.W.m", ...) and, for resuming a
+ * run, a few named numbers and strings: the model's architecture string, the
+ * optimizer's step count, the schedule's position, the generator's state,
+ * the epoch. Every tensor must have a name (tg_set_name), unique in the list,
+ * or the call fails with TG_EARG before touching any file.
  *
- * Format, version 1 (integers little-endian):
+ * Format, version 2 (integers little-endian):
  *	"TGCKPT\0\0"                    8 bytes of magic
- *	u32 version                     1
+ *	u32 version                     2
  *	u32 count                       number of tensors
+ *	u32 entries                     number of metadata entries
+ *	entries times:
+ *	    u16 key length, key bytes (no terminating NUL)
+ *	    u8 kind                     0 f64 numbers, 1 i64 numbers, 2 a string
+ *	    u32 n                       numbers, or string bytes (no NUL)
+ *	    n * 8 bytes, or n bytes
  *	count times:
  *	    u16 name length, name bytes (no terminating NUL)
- *	    u8 dtype                    0 f32, 1 f64
- *	    u8 ndim                     0..4
+ *	    u8 dtype                    0 f32, 1 f64, 2 i32, 3 i64
+ *	    u8 ndim                     0..8
  *	    u64 shape[ndim]
  *	    data                        numel values of the dtype, little-endian
  *	u32 CRC32 (zlib's crc32) of every byte before it
+ * Version 1 (tapegrad before states) is the same without the entries field
+ * and the metadata, with f32/f64 tensors of at most 4 dimensions; it still
+ * loads. Saves write version 2.
+ *
+ * The keys a resumable run writes (tg_state_set_* and friends):
+ *	"arch"          string: tg_module_spec of the model
+ *	"optim"         string: tg_optim_name;  "optim.steps": i64, tg_optim_steps
+ *	"schedule"      f64 numbers: tg_schedule_state
+ *	"rng"           i64 x 4: the context's generator (tg_state_rng)
+ *	"epoch", "iter" i64: epochs and optimizer steps completed
+ *
+ * Save and resume:
+ *
+ *	tg_state *st = tg_state_new(ctx);
+ *	tg_state_add(st, params, np);                    // and running statistics
+ *	tg_state_add(st, tg_optim_state(opt, &ns), ns);  // "fc1.W.m", ...
+ *	tg_state_set_string(st, "arch", arch);
+ *	tg_state_set_i64(st, "epoch", &epoch, 1);
+ *	tg_state_rng(st);
+ *	tg_checkpoint_save_state(ctx, "run.ckpt", st);
+ *	tg_state_free(st);
+ *	...
+ *	if (tg_checkpoint_read(ctx, "run.ckpt", &st) == 0) {
+ *		tg_module *m = tg_model_parse(ctx, tg_state_string(st, "arch"), NULL);
+ *		char why[512];
+ *		tg_state_load_into(st, params, np, 0, why, sizeof why); // names not matched in why
+ *		tg_state_restore_rng(st, ctx);
+ *	}
  */
-#define TG_CHECKPOINT_VERSION 1
+#define TG_CHECKPOINT_VERSION 2
 
-/* Writes the tensors t[0..n) to a temporary file of its own in path's
- * directory ("<path>.tmp.<pid>.<6 hex>", created with O_EXCL), fsyncs it,
- * renames it over path and fsyncs the directory: a crash or a failed write
- * never leaves a half-written file at path, and threads or processes saving
- * to the same path at once each leave a whole file (the last rename wins).
- * On failure the temporary file is removed and whatever was at path is
- * untouched. Temporaries "<path>.tmp.<pid>..." whose process no longer
- * exists (a save killed mid-write) are removed by the next save to path.
- * When path is a symbolic link the file it points at is written and the link
- * stays. 0 ok, -1 on error (TG_EIO names the path and the system's
- * reason). */
+/* Named tensors plus named numbers and strings, as a checkpoint holds them:
+ * built with tg_state_new and tg_state_add/set_* for a save, or returned by
+ * tg_checkpoint_read. malloc'd; free with tg_state_free. */
+typedef struct tg_state tg_state;
+
+TG_API tg_state *tg_state_new(tg_ctx *ctx); /* NULL on error */
+TG_API void tg_state_free(tg_state *s);    /* NULL is fine */
+/* Adds t[0..n): named, of s's context, names unique in the state (TG_EARG
+ * otherwise). The tensors are borrowed: their values are read when the
+ * state is saved, so they must outlive it (ctx tensors). 0 ok, -1. */
+TG_API int tg_state_add(tg_state *s, tg_tensor *const *t, size_t n);
+/* Sets key (1 to 65535 bytes) to a string or to n numbers (copied), in
+ * place of what it held. 0 ok, -1. */
+TG_API int tg_state_set_string(tg_state *s, const char *key, const char *value);
+TG_API int tg_state_set_f64(tg_state *s, const char *key, const double *v, size_t n);
+TG_API int tg_state_set_i64(tg_state *s, const char *key, const int64_t *v, size_t n);
+/* The string under key, or NULL (no such key, or not a string). borrowed */
+TG_API const char *tg_state_string(const tg_state *s, const char *key);
+/* Copies up to n of the numbers under key into out (may be NULL) and
+ * returns how many it holds; -1 when key holds no numbers of that kind. */
+TG_API int64_t tg_state_f64(const tg_state *s, const char *key, double *out, size_t n);
+TG_API int64_t tg_state_i64(const tg_state *s, const char *key, int64_t *out, size_t n);
+/* Its tensors: how many, the name of the i-th (NULL past the end;
+ * borrowed), and a step copy of one, named, by name (TG_EARG if absent). */
+TG_API size_t tg_state_count(const tg_state *s);
+TG_API const char *tg_state_name(const tg_state *s, size_t i);
+TG_API tg_tensor *tg_state_tensor(tg_state *s, const char *name); /* step */
+/* Stores the context's generator under "rng" (4 numbers); restores it from
+ * there (TG_EARG when the state has none). */
+TG_API void tg_state_rng(tg_state *s);
+TG_API int tg_state_restore_rng(const tg_state *s, tg_ctx *ctx);
+
+/* Writes the state's tensors and metadata to path, atomically: to a
+ * temporary file of its own in path's directory ("<path>.tmp.<pid>.<6 hex>",
+ * created with O_EXCL), fsynced, renamed over path, then the directory
+ * fsynced: a crash or a failed write never leaves a half-written file at
+ * path, and threads or processes saving to the same path at once each leave
+ * a whole file (the last rename wins). On failure the temporary file is
+ * removed and whatever was at path is untouched. Temporaries
+ * "<path>.tmp.<pid>..." whose process no longer exists (a save killed
+ * mid-write) are removed by the next save to path. When path is a symbolic
+ * link the file it points at is written and the link stays. A tensor freed
+ * since tg_state_add is TG_ESTALE. 0 ok, -1 on error (TG_EIO names the path
+ * and the system's reason). */
+TG_API int tg_checkpoint_save_state(tg_ctx *ctx, const char *path, const tg_state *s);
+
+/* A state of the tensors t[0..n) and nothing else, saved as above. */
 TG_API int tg_checkpoint_save(tg_ctx *ctx, const char *path, tg_tensor *const *t, size_t n);
 
-/* Reads path into the tensors t[0..n), matched by name (any order). Only a
- * regular file is read (opened without blocking; a FIFO, a device or a
- * directory is TG_EIO naming what it is). The whole file is checked first —
- * magic, version, CRC32, the count equal to n, every name present once, each
- * dtype and shape equal to its target's, every value finite — and only then
- * are values copied (through tg_data_mut). On any error (TG_EIO, TG_EFORMAT
- * naming the file and what's wrong, e.g. the tensor holding a NaN, TG_EARG)
- * no tensor is changed. 0 ok, -1 on error. */
-TG_API int tg_checkpoint_load(tg_ctx *ctx, const char *path, tg_tensor *const *t, size_t n);
+/* Reads a checkpoint of version 1 or 2 whole into a new state (*out; free
+ * it with tg_state_free). Only a regular file is read (opened without
+ * blocking; a FIFO, a device or a directory is TG_EIO naming what it is).
+ * Everything is checked before it returns — magic, version, every size
+ * against the bytes present (a file never makes it allocate more than a
+ * small multiple of its size), names unique, CRC32 — and a file that fails
+ * is TG_EFORMAT naming the file and what's wrong. 0 ok; -1 with *out NULL. */
+TG_API int tg_checkpoint_read(tg_ctx *ctx, const char *path, tg_state **out);
 
 enum {
 	/* Load NaN and Inf values too (to look at a diverged model). */
 	TG_CHECKPOINT_NONFINITE = 1,
+	/* Every target must be in the state and every tensor of the state a
+	 * target. */
+	TG_CHECKPOINT_STRICT = 2,
 };
+
+/* Copies the state's tensors into t[0..n) (named, unique), matched by name.
+ * With TG_CHECKPOINT_STRICT, a name in one but not the other is TG_EFORMAT
+ * naming them all ("tensor fc1.W.m is in the file but not in the model");
+ * without, those names are listed in report (size bytes, may be NULL; "" when
+ * every name matched) in the same words, and the matched tensors load. A
+ * matched tensor of another dtype or shape, or holding a NaN or an Inf
+ * (unless TG_CHECKPOINT_NONFINITE), is TG_EFORMAT. Everything is checked
+ * before a value is written: on error no tensor changes. Returns how many
+ * tensors were loaded, or -1. */
+TG_API int tg_state_load_into(const tg_state *s, tg_tensor *const *t, size_t n,
+			      unsigned flags, char *report, size_t size);
+
+/* Reads path and loads it strictly into t[0..n): the file's tensors and the
+ * list must have the same names (metadata is ignored). On any error
+ * (TG_EIO, TG_EFORMAT, TG_EARG) no tensor is changed. 0 ok, -1 on error. */
+TG_API int tg_checkpoint_load(tg_ctx *ctx, const char *path, tg_tensor *const *t, size_t n);
 /* tg_checkpoint_load with flags (0 or TG_CHECKPOINT_NONFINITE). */
 TG_API int tg_checkpoint_load_flags(tg_ctx *ctx, const char *path, tg_tensor *const *t,
 				    size_t n, unsigned flags);
+
+/* Writes t[0..n) as NumPy's .npz (a zip of "<name>.npy" members, stored
+ * uncompressed; written atomically as a checkpoint is), which
+ * numpy.load(path) reads without tapegrad: numpy.load(path)["fc1.W"] is an
+ * array of t's dtype (float32, float64, int32, int64) and shape;
+ * torch.from_numpy turns it into a tensor. At most 65535 tensors and 4 GiB
+ * (no zip64). 0 ok, -1 on error. */
+TG_API int tg_export_npz(tg_ctx *ctx, const char *path, tg_tensor *const *t, size_t n);
 
 #ifdef __cplusplus
 }

@@ -131,6 +131,84 @@ TG_API int tg_evaluate(tg_mlp *m, const tg_dataset *ds, int64_t batch, double *l
 TG_API void tg_confusion_print(FILE *f, const int64_t *confusion, int k,
 			       const char *const *names);
 
+/* ---- schedules ----------------------------------------------------------- */
+/* The learning rate by epoch (0-based), as PyTorch computes it:
+ *	constant        base
+ *	step            base * gamma^floor(e / step_size)            (StepLR)
+ *	exponential     base * gamma^e                               (ExponentialLR)
+ *	cosine          min + (base - min) * (1 + cos(pi e / T)) / 2 for e < T,
+ *	                min after                                    (CosineAnnealingLR)
+ *	warmup, cosine  base * (e + 1) / (W + 1) for e < W, then the cosine over
+ *	                the T - W epochs after the warm-up (T counts the warm-up)
+ *	plateau         ReduceLROnPlateau (mode "min", threshold_mode "rel"): a
+ *	                validation loss below best * (1 - threshold) is an
+ *	                improvement; after more than `patience` epochs without
+ *	                one, lr = max(lr * factor, min_lr)
+ * Per epoch:
+ *
+ *	tg_schedule sch;
+ *	if (tg_schedule_parse(ctx, "warmup:5,cosine", 0.1, epochs, &sch)) ...
+ *	for (int64_t e = 0; e < epochs; e++) {
+ *		tg_optim_set_lr(opt, tg_schedule_lr(&sch, e, val_loss)); // NAN at first
+ *		...train an epoch, val_loss = its validation loss...
+ *	}
+ *
+ * The struct is plain numbers: hyperparameters, then the position, which
+ * tg_schedule_state saves with a checkpoint ("schedule" in tg_state) and
+ * tg_schedule_set_state restores, so a resumed run gets the same rates. */
+typedef enum {
+	TG_SCHED_CONSTANT,
+	TG_SCHED_STEP,
+	TG_SCHED_EXPONENTIAL,
+	TG_SCHED_COSINE,
+	TG_SCHED_WARMUP_COSINE,
+	TG_SCHED_PLATEAU,
+} tg_schedule_kind;
+
+typedef struct tg_schedule {
+	tg_schedule_kind kind;
+	double base_lr;     /* the rate at epoch 0 (after a warm-up): the optimizer's */
+	int64_t step_size;  /* step: 10 epochs */
+	double gamma;       /* step: 0.1; exponential: 0.95 */
+	int64_t t_max;      /* cosine: T, the epochs to reach min_lr; the run's epochs */
+	int64_t warmup;     /* warm-up: W epochs, 5 */
+	double min_lr;      /* cosine, plateau: 0 */
+	double factor;      /* plateau: 0.1 */
+	int64_t patience;   /* plateau: 10 epochs */
+	double threshold;   /* plateau: 1e-4, relative */
+	/* the position */
+	int64_t epoch;      /* the latest epoch asked for; -1 before the first */
+	double lr;          /* the latest rate */
+	double best;        /* plateau: the best validation loss; +Inf at first */
+	int64_t bad_epochs; /* plateau: epochs since the last improvement */
+} tg_schedule;
+
+/* Numbers in a schedule's position (tg_schedule_state). */
+#define TG_SCHEDULE_STATE 5
+
+/* A schedule of kind with the defaults above, base_lr and T = epochs. */
+TG_API tg_schedule tg_schedule_defaults(tg_schedule_kind kind, double base_lr, int64_t epochs);
+/* From a command-line string, with base_lr and T = epochs unless it says:
+ *	"constant"                      "step:K[:GAMMA]"   ("step:10:0.5")
+ *	"exp[:GAMMA]"                   "cosine[:T[:MIN_LR]]"
+ *	"warmup:W,cosine[:T[:MIN_LR]]"  "plateau[:FACTOR[:PATIENCE[:THRESHOLD[:MIN_LR]]]]"
+ * TG_EARG naming the string and what is wrong; 0 ok, -1. */
+TG_API int tg_schedule_parse(tg_ctx *ctx, const char *spec, double base_lr, int64_t epochs,
+			     tg_schedule *out);
+/* TG_EARG when a field is out of range (base_lr <= 0, gamma outside (0, 1],
+ * T <= W, ...); 0 ok, -1. */
+TG_API int tg_schedule_check(tg_ctx *ctx, const tg_schedule *s);
+/* The rate for epoch e (>= 0). Plateau takes the validation loss measured
+ * after epoch e - 1 (NAN: none; it then keeps its rate), counted once per
+ * new epoch; the other kinds ignore it and depend on e alone. */
+TG_API double tg_schedule_lr(tg_schedule *s, int64_t epoch, double val_loss);
+/* The position as TG_SCHEDULE_STATE numbers (kind, epoch, lr, best,
+ * bad_epochs) into out[0..n); returns TG_SCHEDULE_STATE, or -1 when n is
+ * smaller. Set it back into a schedule of the same kind (TG_EARG otherwise):
+ * the rates that follow are the same. */
+TG_API int tg_schedule_state(const tg_schedule *s, double *out, size_t n);
+TG_API int tg_schedule_set_state(tg_ctx *ctx, tg_schedule *s, const double *v, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

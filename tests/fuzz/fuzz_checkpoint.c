@@ -9,11 +9,15 @@
  *          the file, so that mutations get past the checksum
  *   byte 1: a misuse of the API, or none (see misuse[])
  * The model: fc1.W f32 (2,3), fc1.b f32 (3), bn1.running_mean f64 (3),
- * step f64 (), img f32 (2,1,2,2) - what tests/fuzz/gen_seeds.c saves.
+ * step i64 (), img i32 (2,1,2,1,1,1,2,1) - what tests/fuzz/gen_seeds.c
+ * saves (some seeds with metadata: an architecture string, numbers).
  * A load either fills every listed tensor (and a save of them loads back to
  * the same bytes), or fails with an error naming the file and leaves every
  * tensor's values as they were; a file refused only for a NaN or an Inf
- * loads with TG_CHECKPOINT_NONFINITE.
+ * loads with TG_CHECKPOINT_NONFINITE. The same file read whole
+ * (tg_checkpoint_read) is read when the strict load worked; a loose load of
+ * it into the list fills the matched tensors or changes nothing; a state
+ * that was read saves, reads back and saves again to the same bytes.
  */
 #define _GNU_SOURCE
 #include "fuzz_common.h"
@@ -22,11 +26,12 @@
 #include <zlib.h>
 
 static fuzz_file file;
-static char dir[4096], saved[4200];
+static char dir[4096], saved[4200], saved2[4200];
 
 static void remove_dir(void)
 {
 	unlink(saved);
+	unlink(saved2);
 	rmdir(dir);
 }
 
@@ -47,6 +52,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		exit(1);
 	}
 	snprintf(saved, sizeof saved, "%s/saved.ckpt", dir);
+	snprintf(saved2, sizeof saved2, "%s/saved2.ckpt", dir);
 	atexit(remove_dir);
 	return 0;
 }
@@ -57,13 +63,13 @@ static const struct {
 	const char *name;
 	tg_dtype dt;
 	int ndim;
-	int64_t shape[4];
+	int64_t shape[TG_MAX_DIMS];
 } model[NT] = {
 	{ "fc1.W", TG_F32, 2, { 2, 3 } },
 	{ "fc1.b", TG_F32, 1, { 3 } },
 	{ "bn1.running_mean", TG_F64, 1, { 3 } },
-	{ "step", TG_F64, 0, { 0 } },
-	{ "img", TG_F32, 4, { 2, 1, 2, 2 } },
+	{ "step", TG_I64, 0, { 0 } },
+	{ "img", TG_I32, 8, { 2, 1, 2, 1, 1, 1, 2, 1 } },
 };
 
 /* The ways to misuse the API that byte 1 picks (0 and 7..255: none). */
@@ -92,8 +98,11 @@ static size_t make_model(tg_ctx *ctx, unsigned mask, bool reverse, const char *l
 		int i = reverse ? NT - 1 - k : k;
 		if (!(mask & (1u << i)))
 			continue;
-		tg_tensor *z = tg_full(ctx, model[i].dt, model[i].ndim, model[i].shape, -7.25 - i);
-		t[n] = tg_set_name(tg_param(z), n == 0 && long_name ? long_name : model[i].name);
+		bool index = model[i].dt == TG_I32 || model[i].dt == TG_I64;
+		tg_tensor *z = tg_full(ctx, model[i].dt, model[i].ndim, model[i].shape,
+				       index ? -7 - i : -7.25 - i);
+		z = index ? tg_keep(z) : tg_param(z);
+		t[n] = tg_set_name(z, n == 0 && long_name ? long_name : model[i].name);
 		require(t[n], "cannot make the model: %s", tg_error(ctx));
 		n++;
 	}
@@ -102,7 +111,8 @@ static size_t make_model(tg_ctx *ctx, unsigned mask, bool reverse, const char *l
 
 static size_t bytes_of(const tg_tensor *t)
 {
-	return tg_numel(t) * (tg_dtype_of(t) == TG_F64 ? 8 : 4);
+	tg_dtype dt = tg_dtype_of(t);
+	return tg_numel(t) * (dt == TG_F64 || dt == TG_I64 ? 8 : 4);
 }
 
 /* The live tensors' values, one after the other, in a malloc'd buffer
@@ -122,6 +132,69 @@ static unsigned char *values(tg_tensor *const *t, size_t n, size_t *total)
 	}
 	*total = sum;
 	return buf;
+}
+
+static unsigned char *file_bytes(const char *path, size_t *n)
+{
+	FILE *f = fopen(path, "rb");
+	require(f, "cannot open %s", path);
+	require(fseek(f, 0, SEEK_END) == 0, "cannot seek %s", path);
+	long size = ftell(f);
+	rewind(f);
+	unsigned char *b = malloc(size > 0 ? (size_t)size : 1);
+	require(b, "out of memory");
+	*n = fread(b, 1, (size_t)size, f);
+	fclose(f);
+	return b;
+}
+
+/* The file read whole: read exactly when the strict load worked (or was
+ * refused only for its values); a loose load fills or changes nothing; a
+ * state read saves, reads and saves again to the same bytes. */
+static void check_state(tg_ctx *ctx, const char *path, tg_tensor *const *t, size_t nt,
+			bool loaded)
+{
+	tg_clear_error(ctx);
+	tg_state *st;
+	int rc = tg_checkpoint_read(ctx, path, &st);
+	if (loaded)
+		require(rc == 0, "loaded, but not read: %s", tg_error(ctx));
+	if (rc != 0) {
+		require(!st && tg_status_of(ctx) != TG_OK && strstr(tg_error(ctx), path),
+			"read failed: %s", tg_error(ctx));
+		tg_clear_error(ctx);
+		return;
+	}
+	size_t before_n, after_n;
+	unsigned char *before = values(t, nt, &before_n);
+	char report[256];
+	int k = tg_state_load_into(st, t, nt, 0, report, sizeof report);
+	unsigned char *after = values(t, nt, &after_n);
+	if (k < 0) {
+		require(tg_status_of(ctx) == TG_EFORMAT && strstr(tg_error(ctx), path),
+			"a loose load failed with %s: %s", tg_status_name(tg_status_of(ctx)),
+			tg_error(ctx));
+		require(!memcmp(before, after, before_n), "a failed loose load changed values");
+		tg_clear_error(ctx);
+	} else {
+		require((size_t)k <= nt && (k == (int)nt || report[0]),
+			"loaded %d of %zu with the report \"%s\"", k, nt, report);
+	}
+	require(tg_checkpoint_save_state(ctx, saved, st) == 0, "save of a state read: %s",
+		tg_error(ctx));
+	tg_state_free(st);
+	require(tg_checkpoint_read(ctx, saved, &st) == 0, "read of a state saved: %s",
+		tg_error(ctx));
+	require(tg_checkpoint_save_state(ctx, saved2, st) == 0, "second save: %s",
+		tg_error(ctx));
+	tg_state_free(st);
+	size_t n1, n2;
+	unsigned char *b1 = file_bytes(saved, &n1), *b2 = file_bytes(saved2, &n2);
+	require(n1 == n2 && !memcmp(b1, b2, n1), "a state read and saved again changed");
+	free(b1);
+	free(b2);
+	free(before);
+	free(after);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -262,7 +335,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		tg_tensor *u[NT];
 		for (size_t i = 0; i < nt; i++) {
 			tg_tensor *z = tg_zeros(ctx, tg_dtype_of(t[i]), tg_ndim(t[i]), tg_shape(t[i]));
-			u[i] = tg_set_name(tg_param(z), tg_name(t[i]));
+			u[i] = tg_set_name(tg_keep(z), tg_name(t[i]));
 		}
 		require(tg_checkpoint_save(ctx, saved, t, nt) == 0, "save: %s", tg_error(ctx));
 		require(tg_checkpoint_load(ctx, saved, u, nt) == 0, "reload: %s", tg_error(ctx));
@@ -272,6 +345,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			"a save and reload changed the values");
 		free(back);
 	}
+	if (use == OK_USE || use >= NMISUSE)
+		check_state(ctx, path, t, nt, rc == 0);
 	free(before);
 	free(after);
 	tg_ctx_free(ctx2);

@@ -727,18 +727,19 @@ static const struct {
 	const char *name;
 	tg_dtype dt;
 	int ndim;
-	int64_t shape[4];
+	int64_t shape[TG_MAX_DIMS];
 } model[5] = {
 	{ "fc1.W", TG_F32, 2, { 2, 3 } },
 	{ "fc1.b", TG_F32, 1, { 3 } },
 	{ "bn1.running_mean", TG_F64, 1, { 3 } },
-	{ "step", TG_F64, 0, { 0 } },
-	{ "img", TG_F32, 4, { 2, 1, 2, 2 } },
+	{ "step", TG_I64, 0, { 0 } },
+	{ "img", TG_I32, 8, { 2, 1, 2, 1, 1, 1, 2, 1 } },
 };
 
 /* The checkpoint of the tensors in mask, in the order fuzz_checkpoint.c
- * lists them, after its two option bytes. */
-static void ckpt_seed(const char *name, int a, int use)
+ * lists them, after its two option bytes; with meta, also the metadata a
+ * resumable run saves. */
+static void ckpt_seed_meta(const char *name, int a, int use, bool meta)
 {
 	tg_ctx *ctx = tg_ctx_new(3);
 	tg_tensor *t[5];
@@ -747,15 +748,31 @@ static void ckpt_seed(const char *name, int a, int use)
 		int i = (a & 32) ? 4 - k : k;
 		if (!(a & (1 << i)))
 			continue;
+		if (model[i].dt == TG_I32 || model[i].dt == TG_I64) {
+			tg_tensor *r = tg_full(ctx, model[i].dt, model[i].ndim, model[i].shape, 3);
+			t[n++] = tg_set_name(tg_keep(r), model[i].name);
+			continue;
+		}
 		tg_tensor *r = tg_randn(ctx, model[i].dt, model[i].ndim, model[i].shape, 0, 1);
 		t[n++] = tg_set_name(tg_param(r), model[i].name);
+	}
+	tg_state *st = tg_state_new(ctx);
+	if (!st || tg_state_add(st, t, n))
+		die("tg_state_add");
+	if (meta) {
+		const double sched[5] = { 5, 3, 0.05, 0.8, 1 };
+		const int64_t steps = 42;
+		tg_state_set_string(st, "arch", "3-2 relu");
+		tg_state_set_i64(st, "optim.steps", &steps, 1);
+		tg_state_set_f64(st, "schedule", sched, 5);
+		tg_state_rng(st);
 	}
 	char path[] = "/tmp/gen_seeds_ckpt_XXXXXX";
 	int fd = mkstemp(path);
 	if (fd < 0)
 		die("mkstemp");
 	close(fd);
-	if (tg_checkpoint_save(ctx, path, t, n)) {
+	if (tg_checkpoint_save_state(ctx, path, st)) {
 		fprintf(stderr, "gen_seeds: %s\n", tg_error(ctx));
 		exit(1);
 	}
@@ -769,7 +786,13 @@ static void ckpt_seed(const char *name, int a, int use)
 	unlink(path);
 	put(&p, b, got);
 	write_seed("fuzz_checkpoint", name, p.b, p.n);
+	tg_state_free(st);
 	tg_ctx_free(ctx);
+}
+
+static void ckpt_seed(const char *name, int a, int use)
+{
+	ckpt_seed_meta(name, a, use, false);
 }
 
 static void seed_checkpoint(void)
@@ -784,6 +807,8 @@ static void seed_checkpoint(void)
 	ckpt_seed("stale_tensor", 3 | 128, 3);
 	ckpt_seed("directory", 1, 6);
 	ckpt_seed("other_context", 1 | 128, 9);
+	ckpt_seed_meta("resumable_run", 31 | 128, 0, true);
+	ckpt_seed_meta("resumable_weights_only", 3 | 128, 0, true);
 }
 
 /* ---- command lines ------------------------------------------------------------------ */

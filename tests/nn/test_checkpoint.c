@@ -260,13 +260,26 @@ static void a_file_written_by_hand_to_the_documented_format_loads(void **state)
 	assert_ctx_ok(ctx);
 	assert_near(tg_get(w, 0), 1.5, 0);
 	assert_near(tg_get(w, 1), -2, 0);
-	/* and saving it again gives the same bytes */
+	/* saving it again writes version 2: the same tensor after a count of 0
+	 * metadata entries */
+	unsigned char v2[64];
+	size_t n2 = 0;
+	memcpy(v2, f, 8 + 8);
+	v2[8] = 2;
+	n2 = 16;
+	memset(v2 + n2, 0, 4);
+	n2 += 4;
+	memcpy(v2 + n2, f + 16, n - 4 - 16);
+	n2 += n - 4 - 16;
+	crc = (uint32_t)crc32(0, v2, (uInt)n2);
+	for (int i = 0; i < 4; i++)
+		v2[n2++] = (unsigned char)(crc >> (8 * i));
 	char again[256];
 	tmp_file(&d, "again.ckpt", again);
 	assert_int_equal(tg_checkpoint_save(ctx, again, &w, 1), 0);
 	bytes b = slurp(again);
-	assert_int_equal(b.n, n);
-	assert_memory_equal(b.p, f, n);
+	assert_int_equal(b.n, n2);
+	assert_memory_equal(b.p, v2, n2);
 	free(b.p);
 	tg_ctx_free(ctx);
 	tmp_remove(&d);
@@ -283,13 +296,13 @@ static void a_corrupted_byte_fails_the_crc(void **state)
 	tmp_file(&d, "model.ckpt", path);
 	save_model(path, TG_F32, NULL);
 	bytes b = slurp(path);
-	assert_int_equal(b.n, 272);
+	assert_int_equal(b.n, 276);
 	/* the middle of the file: a letter of the name bn1.running_mean */
 	b.p[b.n / 2] ^= 0x10;
 	spit(path, b.p, b.n);
 	expect_bad_file(path, TG_EFORMAT, "CRC32 mismatch");
 	b.p[b.n / 2] ^= 0x10;
-	/* a bit of fc1.W's values (bytes 41..88: after 16 bytes of header and
+	/* a bit of fc1.W's values (bytes 45..92: after 20 bytes of header and
 	 * its own 25-byte description) */
 	b.p[60] ^= 0x01;
 	spit(path, b.p, b.n);
@@ -384,9 +397,9 @@ static void a_wrong_magic_or_version_is_rejected(void **state)
 	spit(path, b.p, b.n);
 	expect_bad_file(path, TG_EFORMAT, "model.ckpt: not a tapegrad checkpoint (wrong magic)");
 	b.p[0] = 'T';
-	b.p[8] = 2;
+	b.p[8] = 3;
 	spit(path, b.p, b.n);
-	expect_bad_file(path, TG_EFORMAT, "format version 2, this library reads version 1");
+	expect_bad_file(path, TG_EFORMAT, "format version 3, this library reads versions 1 to 2");
 	free(b.p);
 	/* some other file altogether */
 	spit(path, "P6\n2 2\n255\n0123456789abcdef", 27);
@@ -1041,8 +1054,9 @@ static void the_committed_fixture_still_loads(void **state)
 	tg_ctx *ctx = tg_ctx_new(1);
 	tg_tensor *want[3], *got[3];
 	fixture_model(ctx, want);
-	if (getenv("TG_WRITE_FIXTURE"))
-		assert_int_equal(tg_checkpoint_save(ctx, path, want, 3), 0);
+	bytes f = slurp(path);
+	assert_int_equal(f.p[8], 1); /* written by the version-1 writer */
+	free(f.p);
 	for (int i = 0; i < 3; i++) {
 		got[i] = tg_keep(tg_zeros(ctx, tg_dtype_of(want[i]), tg_ndim(want[i]),
 					  tg_shape(want[i])));
@@ -1053,6 +1067,485 @@ static void the_committed_fixture_still_loads(void **state)
 	for (int i = 0; i < 3; i++)
 		for (size_t j = 0; j < tg_numel(want[i]); j++)
 			assert_near(tg_get(got[i], j), tg_get(want[i], j), 0);
+	/* read whole: the same tensors and no metadata */
+	tg_state *st;
+	assert_int_equal(tg_checkpoint_read(ctx, path, &st), 0);
+	assert_int_equal(tg_state_count(st), 3);
+	assert_null(tg_state_string(st, "arch"));
+	assert_int_equal(tg_state_i64(st, "epoch", NULL, 0), -1);
+	tg_tensor *b = tg_state_tensor(st, "fc1.b");
+	assert_non_null(b);
+	assert_near(tg_get(b, 3), 0.25, 0);
+	tg_state_free(st);
+	tg_ctx_free(ctx);
+}
+
+/* ---- version 2: states ------------------------------------------------------------- */
+
+/* One tensor of each dtype, one of them 8-D, values from i (exact in every
+ * dtype), named "<prefix><dtype>". */
+static void make_typed(tg_ctx *ctx, double seed, tg_tensor **t)
+{
+	static const tg_dtype dts[4] = { TG_F32, TG_F64, TG_I32, TG_I64 };
+	static const char *const names[4] = { "w.f32", "w.f64", "idx.i32", "idx.i64" };
+	static const int64_t shapes[4][TG_MAX_DIMS] = {
+		{ 2, 1, 2, 1, 1, 3, 1, 2 }, { 3, 2 }, { 5 }, { 0 } };
+	static const int ndims[4] = { 8, 2, 1, 0 };
+	for (int k = 0; k < 4; k++) {
+		double v[24];
+		for (int i = 0; i < 24; i++)
+			v[i] = dts[k] >= TG_I32 ? seed * 1000 - i * 7 : seed + i * 0.375 - 4;
+		tg_tensor *z = tg_from_f64(ctx, dts[k], ndims[k], shapes[k], v);
+		t[k] = tg_set_name(dts[k] >= TG_I32 ? tg_keep(z) : tg_param(z), names[k]);
+		assert_non_null(t[k]);
+	}
+	assert_ctx_ok(ctx);
+}
+
+static void assert_same_tensor(const tg_tensor *a, const tg_tensor *b)
+{
+	assert_int_equal(tg_dtype_of(a), tg_dtype_of(b));
+	assert_int_equal(tg_ndim(a), tg_ndim(b));
+	assert_memory_equal(tg_shape(a), tg_shape(b), (size_t)tg_ndim(a) * sizeof(int64_t));
+	size_t es = tg_dtype_of(a) == TG_F64 || tg_dtype_of(a) == TG_I64 ? 8 : 4;
+	if (memcmp(tg_data(a), tg_data(b), tg_numel(a) * es))
+		for (size_t i = 0; i < tg_numel(a); i++)
+			if (tg_get(a, i) != tg_get(b, i))
+				fail_msg("%s[%zu] = %.17g, expected %.17g", tg_name(a), i,
+					 tg_get(b, i), tg_get(a, i));
+}
+
+/* Saves the typed tensors (seed 1) and some metadata to path. */
+static void save_typed_state(const char *path)
+{
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *t[4];
+	make_typed(ctx, 1, t);
+	tg_state *st = tg_state_new(ctx);
+	assert_int_equal(tg_state_add(st, t, 4), 0);
+	assert_int_equal(tg_state_set_string(st, "arch", "784-100-10"), 0);
+	const int64_t steps = 1234;
+	assert_int_equal(tg_state_set_i64(st, "optim.steps", &steps, 1), 0);
+	assert_int_equal(tg_checkpoint_save_state(ctx, path, st), 0);
+	tg_state_free(st);
+	tg_ctx_free(ctx);
+}
+
+static void every_dtype_and_eight_dims_and_metadata_survive_a_round_trip(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char path[256];
+	tmp_file(&d, "state.ckpt", path);
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *t[4], *u[4];
+	make_typed(ctx, 1, t);
+	make_typed(ctx, 2, u); /* other values, same names */
+	tg_state *st = tg_state_new(ctx);
+	assert_int_equal(tg_state_add(st, t, 2), 0);
+	assert_int_equal(tg_state_add(st, t + 2, 2), 0);
+	assert_int_equal(tg_state_set_string(st, "arch", "784-100-10"), 0);
+	assert_int_equal(tg_state_set_string(st, "arch", "affine(4,3) relu affine(3,2)"), 0);
+	assert_int_equal(tg_state_set_string(st, "empty", ""), 0);
+	const double f[4] = { 0.1, -0.0, INFINITY, NAN };
+	const int64_t i[3] = { INT64_MIN, -1, INT64_MAX };
+	assert_int_equal(tg_state_set_f64(st, "schedule", f, 4), 0);
+	assert_int_equal(tg_state_set_i64(st, "rng", i, 3), 0);
+	assert_int_equal(tg_state_set_i64(st, "none", NULL, 0), 0);
+	assert_int_equal(tg_checkpoint_save_state(ctx, path, st), 0);
+	tg_state_free(st);
+
+	assert_int_equal(tg_checkpoint_read(ctx, path, &st), 0);
+	assert_string_equal(tg_state_string(st, "arch"), "affine(4,3) relu affine(3,2)");
+	assert_string_equal(tg_state_string(st, "empty"), "");
+	assert_null(tg_state_string(st, "schedule")); /* numbers, not a string */
+	double g[8];
+	int64_t j[8];
+	assert_int_equal(tg_state_f64(st, "schedule", g, 8), 4);
+	assert_memory_equal(g, f, sizeof f); /* bit for bit: -0, Inf, NaN */
+	assert_int_equal(tg_state_i64(st, "rng", j, 2), 3); /* holds 3, copied 2 */
+	assert_int_equal(j[0], INT64_MIN);
+	assert_int_equal(j[1], -1);
+	assert_int_equal(tg_state_i64(st, "none", j, 8), 0);
+	assert_int_equal(tg_state_f64(st, "rng", g, 8), -1); /* not f64 */
+	assert_int_equal(tg_state_count(st), 4);
+	assert_string_equal(tg_state_name(st, 0), "w.f32");
+	assert_string_equal(tg_state_name(st, 3), "idx.i64");
+	assert_null(tg_state_name(st, 4));
+	/* in another order, strictly */
+	tg_tensor *rev[4] = { u[3], u[1], u[0], u[2] };
+	assert_int_equal(tg_state_load_into(st, rev, 4, TG_CHECKPOINT_STRICT, NULL, 0), 4);
+	assert_ctx_ok(ctx);
+	for (int k = 0; k < 4; k++)
+		assert_same_tensor(t[k], u[k]);
+	/* and as step copies */
+	tg_tensor *c = tg_state_tensor(st, "w.f32");
+	assert_non_null(c);
+	assert_string_equal(tg_name(c), "w.f32");
+	assert_same_tensor(t[0], c);
+	assert_int_equal(tg_ndim(c), 8);
+	tg_state_free(st);
+	/* the plain load reads version 2 too */
+	make_typed(ctx, 3, u);
+	assert_int_equal(tg_checkpoint_load(ctx, path, u, 4), 0);
+	for (int k = 0; k < 4; k++)
+		assert_same_tensor(t[k], u[k]);
+	tg_ctx_free(ctx);
+	tmp_remove(&d);
+}
+
+/* A model saved with an optimizer's state: a model-only list is missing
+ * nothing but the file has more. */
+static void a_strict_load_names_every_missing_and_unexpected_tensor(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char path[256];
+	tmp_file(&d, "model.ckpt", path);
+	save_typed_state(path);
+	tg_ctx *ctx = tg_ctx_new(2);
+	tg_tensor *t[4];
+	make_typed(ctx, 2, t);
+	tg_state *st;
+	assert_int_equal(tg_checkpoint_read(ctx, path, &st), 0);
+	snapshot before = snap(t, 4);
+	/* two fewer targets */
+	assert_int_equal(tg_state_load_into(st, t, 2, TG_CHECKPOINT_STRICT, NULL, 0), -1);
+	assert_error(ctx, TG_EFORMAT, "model.ckpt: the file has 4 tensors, the model 2: "
+				      "tensors idx.i32, idx.i64 are in the file but not in the model");
+	tg_clear_error(ctx);
+	/* same count, one name differs both ways */
+	tg_set_name(t[1], "w.f64.m");
+	assert_int_equal(tg_state_load_into(st, t, 4, TG_CHECKPOINT_STRICT, NULL, 0), -1);
+	assert_error(ctx, TG_EFORMAT, "model.ckpt: tensor w.f64.m is not in the file; tensor "
+				      "w.f64 is in the file but not in the model");
+	tg_clear_error(ctx);
+	snapshot after = snap(t, 4);
+	assert_same_values(&before, &after);
+	/* tg_checkpoint_load is strict */
+	assert_int_equal(tg_checkpoint_load(ctx, path, t, 4), -1);
+	assert_error(ctx, TG_EFORMAT, "tensor w.f64.m is not in the file");
+	tg_clear_error(ctx);
+	tg_state_free(st);
+	tg_ctx_free(ctx);
+	tmp_remove(&d);
+}
+
+static void a_loose_load_reports_the_names_and_loads_the_rest(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char path[256];
+	tmp_file(&d, "model.ckpt", path);
+	save_typed_state(path);
+	tg_ctx *ctx = tg_ctx_new(2);
+	tg_tensor *want[4], *t[4];
+	make_typed(ctx, 1, want);
+	make_typed(ctx, 2, t);
+	tg_tensor *extra = tg_set_name(tg_param(tg_ones(ctx, TG_F32, SHAPE(2))), "bn1.gamma");
+	tg_tensor *list[4] = { t[0], extra, t[3], t[2] }; /* no w.f64 */
+	tg_state *st;
+	assert_int_equal(tg_checkpoint_read(ctx, path, &st), 0);
+	char report[256];
+	memset(report, 'x', sizeof report);
+	assert_int_equal(tg_state_load_into(st, list, 4, 0, report, sizeof report), 3);
+	assert_ctx_ok(ctx);
+	assert_string_equal(report, "tensor bn1.gamma is not in the file; tensor w.f64 is in "
+				    "the file but not in the model");
+	assert_same_tensor(want[0], t[0]);
+	assert_same_tensor(want[2], t[2]);
+	assert_same_tensor(want[3], t[3]);
+	assert_near(tg_get(extra, 0), 1, 0); /* untouched */
+	assert_near(tg_get(t[1], 0), 2 - 4, 0); /* not in the list: untouched */
+	/* a report cut to its buffer, and "" when everything matched */
+	assert_int_equal(tg_state_load_into(st, list, 4, 0, report, 10), 3);
+	assert_string_equal(report, "tensor bn");
+	assert_int_equal(tg_state_load_into(st, t, 4, 0, report, sizeof report), 4);
+	assert_string_equal(report, "");
+	assert_int_equal(tg_state_load_into(st, NULL, 0, 0, report, sizeof report), 0);
+	assert_non_null(strstr(report, "tensors w.f32, w.f64, idx.i32, idx.i64 are in the file"));
+	assert_ctx_ok(ctx);
+	tg_state_free(st);
+	tg_ctx_free(ctx);
+	tmp_remove(&d);
+}
+
+static void a_mismatch_among_the_matched_fails_even_a_loose_load(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char path[256];
+	tmp_file(&d, "model.ckpt", path);
+	save_typed_state(path);
+	tg_ctx *ctx = tg_ctx_new(2);
+	tg_tensor *t[4];
+	make_typed(ctx, 2, t);
+	tg_state *st;
+	assert_int_equal(tg_checkpoint_read(ctx, path, &st), 0);
+	tg_tensor *i32 = tg_set_name(tg_keep(tg_zeros(ctx, TG_I64, SHAPE(5))), "idx.i32");
+	tg_tensor *l1[2] = { t[0], i32 };
+	snapshot before = snap(t, 1);
+	assert_int_equal(tg_state_load_into(st, l1, 2, 0, NULL, 0), -1);
+	assert_error(ctx, TG_EFORMAT, "model.ckpt: tensor idx.i32 is i32 in the file, i64 in the "
+				      "model");
+	tg_clear_error(ctx);
+	tg_tensor *w = tg_set_name(tg_param(tg_zeros(ctx, TG_F32, SHAPE(2, 1, 2, 1, 1, 3, 2, 1))),
+				   "w.f32");
+	tg_tensor *l2[2] = { t[3], w };
+	assert_int_equal(tg_state_load_into(st, l2, 2, 0, NULL, 0), -1);
+	assert_error(ctx, TG_EFORMAT, "tensor w.f32 has shape (2,1,2,1,1,3,1,2) in the file, "
+				      "(2,1,2,1,1,3,2,1) in the model");
+	tg_clear_error(ctx);
+	assert_int_equal(tg_state_load_into(st, l1, 2, 8, NULL, 0), -1);
+	assert_error(ctx, TG_EARG, "tg_state_load_into: unknown flags 0x8");
+	tg_clear_error(ctx);
+	snapshot after = snap(t, 1);
+	assert_same_values(&before, &after);
+	assert_near(tg_get(t[3], 0), 2000, 0);
+	tg_state_free(st);
+	tg_ctx_free(ctx);
+	tmp_remove(&d);
+}
+
+/* Reads path and loads it loosely into t; must fail with TG_EFORMAT and
+ * leave t as it was. */
+static void expect_refused(tg_ctx *ctx, const char *path, tg_tensor *const *t, size_t at,
+			   size_t size)
+{
+	snapshot before = snap(t, 4);
+	tg_state *st = (tg_state *)1;
+	int rc = tg_checkpoint_read(ctx, path, &st);
+	if (rc == 0) {
+		tg_state_load_into(st, t, 4, 0, NULL, 0);
+		tg_state_free(st);
+		fail_msg("byte %zu of %zu changed, and the file still read", at, size);
+	}
+	assert_null(st);
+	if (tg_status_of(ctx) != TG_EFORMAT || !strstr(tg_error(ctx), path))
+		fail_msg("byte %zu: %s \"%s\"", at, tg_status_name(tg_status_of(ctx)),
+			 tg_error(ctx));
+	snapshot after = snap(t, 4);
+	assert_same_values(&before, &after);
+	tg_clear_error(ctx);
+}
+
+static void every_flipped_byte_of_a_v2_file_is_refused(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char path[256];
+	tmp_file(&d, "state.ckpt", path);
+	save_typed_state(path);
+	bytes good = slurp(path);
+	tg_ctx *ctx = tg_ctx_new(2);
+	tg_tensor *t[4];
+	make_typed(ctx, 2, t);
+	for (size_t i = 0; i < good.n; i++) {
+		good.p[i] ^= 0xff;
+		spit(path, good.p, good.n);
+		good.p[i] ^= 0xff;
+		expect_refused(ctx, path, t, i, good.n);
+	}
+	print_message("all %zu flipped bytes rejected\n", good.n);
+	tg_ctx_free(ctx);
+	free(good.p);
+	tmp_remove(&d);
+}
+
+static void every_truncation_of_a_v2_file_is_refused(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char path[256];
+	tmp_file(&d, "state.ckpt", path);
+	save_typed_state(path);
+	bytes good = slurp(path);
+	tg_ctx *ctx = tg_ctx_new(2);
+	tg_tensor *t[4];
+	make_typed(ctx, 2, t);
+	for (size_t n = 0; n < good.n; n++) {
+		spit(path, good.p, n);
+		expect_refused(ctx, path, t, n, good.n);
+	}
+	/* and one byte more */
+	good.p[good.n] = 0;
+	spit(path, good.p, good.n + 1);
+	expect_refused(ctx, path, t, good.n, good.n);
+	tg_ctx_free(ctx);
+	free(good.p);
+	tmp_remove(&d);
+}
+
+static void the_generator_resumes_where_it_was_saved(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char path[256];
+	tmp_file(&d, "run.ckpt", path);
+	tg_ctx *ctx = tg_ctx_new(7);
+	for (int i = 0; i < 5; i++)
+		tg_random_u64(ctx);
+	tg_state *st = tg_state_new(ctx);
+	tg_state_rng(st);
+	assert_int_equal(tg_checkpoint_save_state(ctx, path, st), 0);
+	tg_state_free(st);
+	uint64_t straight[6];
+	for (int i = 0; i < 6; i++)
+		straight[i] = tg_random_u64(ctx);
+	tg_ctx_free(ctx);
+
+	ctx = tg_ctx_new(99); /* another seed */
+	assert_int_equal(tg_checkpoint_read(ctx, path, &st), 0);
+	assert_int_equal(tg_state_restore_rng(st, ctx), 0);
+	tg_state_free(st);
+	for (int i = 0; i < 6; i++) {
+		uint64_t r = tg_random_u64(ctx);
+		if (r != straight[i])
+			fail_msg("draw %d after restoring: %llu, straight on: %llu", i,
+				 (unsigned long long)r, (unsigned long long)straight[i]);
+	}
+	/* tg_rng_state / tg_rng_set_state directly */
+	uint64_t s[4], a = 0, b = 0;
+	tg_rng_state(ctx, s);
+	a = tg_random_u64(ctx);
+	assert_int_equal(tg_rng_set_state(ctx, s), 0);
+	b = tg_random_u64(ctx);
+	assert_true(a == b);
+	const uint64_t zero[4] = { 0 };
+	assert_int_equal(tg_rng_set_state(ctx, zero), -1);
+	assert_error(ctx, TG_EARG, "four zeros");
+	tg_clear_error(ctx);
+	/* a state without "rng" */
+	st = tg_state_new(ctx);
+	assert_int_equal(tg_state_restore_rng(st, ctx), -1);
+	assert_error(ctx, TG_EARG, "holds no generator state");
+	tg_state_free(st);
+	tg_ctx_free(ctx);
+	tmp_remove(&d);
+}
+
+/* The system's Python with NumPy, or NULL. */
+static const char *numpy_python(void)
+{
+	static const char *const cands[] = { "/usr/bin/python3", "python3" };
+	for (size_t i = 0; i < LEN(cands); i++) {
+		char cmd[256];
+		snprintf(cmd, sizeof cmd, "%s -c 'import numpy' >/dev/null 2>&1", cands[i]);
+		if (system(cmd) == 0)
+			return cands[i];
+	}
+	return NULL;
+}
+
+static void numpy_reads_the_npz_export(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char path[256];
+	tmp_file(&d, "weights.npz", path);
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *t[6];
+	make_typed(ctx, 1, t);
+	t[4] = tg_set_name(tg_param(tg_randn(ctx, TG_F32, SHAPE(3, 4), 0, 1)), "fc1.W");
+	t[5] = tg_set_name(tg_keep(tg_full(ctx, TG_F64, SHAPE(3), -0.5)), "fc1.b");
+	assert_int_equal(tg_export_npz(ctx, path, t, 6), 0);
+	assert_ctx_ok(ctx);
+	/* a zip whose members are the .npy files */
+	bytes z = slurp(path);
+	assert_memory_equal(z.p, "PK\x03\x04", 4);
+	assert_memory_equal(z.p + 30, "w.f32.npy\x93NUMPY\x01\x00", 17);
+	free(z.p);
+	const char *py = numpy_python();
+	if (!py) {
+		print_message("numpy_reads_the_npz_export: skipped, no python3 with numpy "
+			      "(apt-get install python3-numpy)\n");
+		tg_ctx_free(ctx);
+		tmp_remove(&d);
+		skip();
+	}
+	/* numpy prints, per array in the archive's order: name, dtype, shape
+	 * and the values' bytes in hex */
+	char out[256], cmd[1024];
+	tmp_file(&d, "numpy.txt", out);
+	snprintf(cmd, sizeof cmd,
+		 "%s -c 'import sys, numpy\n"
+		 "z = numpy.load(sys.argv[1])\n"
+		 "for k in z.files:\n"
+		 "    a = z[k]\n"
+		 "    print(k, a.dtype, \",\".join(map(str, a.shape)) or \"()\", a.tobytes().hex())\n"
+		 "' %s > %s",
+		 py, path, out);
+	assert_int_equal(system(cmd), 0);
+	FILE *f = fopen(out, "r");
+	assert_non_null(f);
+	static const char *const npname[] = { "float32", "float64", "int32", "int64" };
+	for (int k = 0; k < 6; k++) {
+		char name[64], dt[16], shape[64], hex[1024];
+		assert_int_equal(fscanf(f, "%63s %15s %63s %1023s", name, dt, shape, hex), 4);
+		assert_string_equal(name, tg_name(t[k]));
+		assert_string_equal(dt, npname[tg_dtype_of(t[k])]);
+		char want[64] = "";
+		for (int i = 0; i < tg_ndim(t[k]); i++)
+			snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld",
+				 i ? "," : "", (long long)tg_shape(t[k])[i]);
+		assert_string_equal(shape, *want ? want : "()");
+		size_t es = tg_dtype_of(t[k]) == TG_F64 || tg_dtype_of(t[k]) == TG_I64 ? 8 : 4;
+		size_t nb = tg_numel(t[k]) * es;
+		char wh[1024] = "";
+		for (size_t i = 0; i < nb; i++)
+			snprintf(wh + 2 * i, 3, "%02x", ((const unsigned char *)tg_data(t[k]))[i]);
+		assert_string_equal(hex, wh);
+	}
+	fclose(f);
+	print_message("%s: numpy read 6 arrays back exactly\n", py);
+	tg_ctx_free(ctx);
+	tmp_remove(&d);
+}
+
+static void states_refuse_misuse(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *t[4];
+	make_typed(ctx, 1, t);
+	tg_state *st = tg_state_new(ctx);
+	assert_int_equal(tg_state_add(st, t, 2), 0);
+	assert_int_equal(tg_state_add(st, t + 1, 1), -1);
+	assert_error(ctx, TG_EARG, "the state already holds a tensor named w.f64");
+	tg_clear_error(ctx);
+	assert_int_equal(tg_state_set_string(st, "", "x"), -1);
+	assert_error(ctx, TG_EARG, "tg_state_set_string: a key of 0 bytes");
+	tg_clear_error(ctx);
+	assert_int_equal(tg_state_set_f64(st, "x", NULL, 2), -1);
+	assert_error(ctx, TG_ENULL, "tg_state_set_f64: the value is NULL");
+	tg_clear_error(ctx);
+	/* a step tensor added, then freed by tg_reset */
+	tg_tensor *step = tg_set_name(tg_zeros(ctx, TG_F32, SHAPE(2)), "step");
+	assert_int_equal(tg_state_add(st, &step, 1), 0);
+	tg_reset(ctx);
+	assert_int_equal(tg_checkpoint_save_state(ctx, "/tmp/never-written.ckpt", st), -1);
+	assert_error(ctx, TG_ESTALE, "tensor step was freed by tg_reset after tg_state_add");
+	tg_clear_error(ctx);
+	assert_null(tg_state_tensor(st, "nothing"));
+	assert_error(ctx, TG_EARG, "the state holds no tensor nothing");
+	tg_clear_error(ctx);
+	tg_state_free(st);
+	tg_state *out = (tg_state *)1;
+	assert_int_equal(tg_checkpoint_read(ctx, NULL, &out), -1);
+	assert_null(out);
+	assert_error(ctx, TG_ENULL, "tg_checkpoint_read: path is NULL");
+	tg_clear_error(ctx);
+	assert_int_equal(tg_export_npz(ctx, "/tmp/x.npz", NULL, 1), -1);
+	assert_error(ctx, TG_ENULL, "tg_export_npz: the tensor list is NULL");
+	tg_state_free(NULL);
 	tg_ctx_free(ctx);
 }
 
@@ -1083,6 +1576,15 @@ int main(void)
 		cmocka_unit_test(saving_onto_a_symbolic_link_writes_its_target),
 		cmocka_unit_test(two_threads_saving_to_one_path_always_leave_a_whole_file),
 		cmocka_unit_test(the_committed_fixture_still_loads),
+		cmocka_unit_test(every_dtype_and_eight_dims_and_metadata_survive_a_round_trip),
+		cmocka_unit_test(a_strict_load_names_every_missing_and_unexpected_tensor),
+		cmocka_unit_test(a_loose_load_reports_the_names_and_loads_the_rest),
+		cmocka_unit_test(a_mismatch_among_the_matched_fails_even_a_loose_load),
+		cmocka_unit_test(every_flipped_byte_of_a_v2_file_is_refused),
+		cmocka_unit_test(every_truncation_of_a_v2_file_is_refused),
+		cmocka_unit_test(the_generator_resumes_where_it_was_saved),
+		cmocka_unit_test(numpy_reads_the_npz_export),
+		cmocka_unit_test(states_refuse_misuse),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
