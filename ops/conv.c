@@ -445,7 +445,7 @@ tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *b, const tg_conv_opt
 		return NULL;
 	if (b && (b->ndim != 1 || b->shape[0] != g.O)) {
 		char bb[TG_SHAPE_STR], bw[TG_SHAPE_STR];
-		return tg_fail(ctx, TG_ESHAPE, "%s: b is %s for w %s; expected (%lld)", who,
+		return tg_fail(ctx, TG_ESHAPE, "%s: b is %s for w %s; expected (%lld,)", who,
 			       tg_shape_fmt(b->ndim, b->shape, bb), tg_shape_fmt(4, w->shape, bw),
 			       (long long)g.O);
 	}
