@@ -64,16 +64,16 @@ static void span(int64_t OW, int64_t s, int64_t off, int64_t W, int64_t *lo, int
 		*hi = *lo;
 }
 
-/* col (K, L) = the receptive fields of x (CG,H,W), one column per output
- * position; positions in the padding read 0. */
+/* col (K, L), rows ld apart, = the receptive fields of x (CG,H,W), one
+ * column per output position; positions in the padding read 0. */
 #define IM2COL(name, T)                                                                    \
-	static void name(const geom *g, const T *x, T *col)                                \
+	static void name(const geom *g, const T *x, T *col, int64_t ld)                    \
 	{                                                                                  \
-		int64_t CG = g->C / g->G, L = g->OH * g->OW;                               \
+		int64_t CG = g->C / g->G;                                                  \
 		for (int64_t c = 0; c < CG; c++)                                           \
 			for (int64_t kh = 0; kh < g->KH; kh++)                             \
 				for (int64_t kw = 0; kw < g->KW; kw++) {                   \
-					T *row = col + ((c * g->KH + kh) * g->KW + kw) * L; \
+					T *row = col + ((c * g->KH + kh) * g->KW + kw) * ld; \
 					int64_t off = kw * g->dw - g->pw, lo, hi;          \
 					span(g->OW, g->sw, off, g->W, &lo, &hi);           \
 					for (int64_t oh = 0; oh < g->OH; oh++) {           \
@@ -98,15 +98,16 @@ static void span(int64_t OW, int64_t s, int64_t off, int64_t W, int64_t *lo, int
 				}                                                          \
 	}
 
-/* x (CG,H,W) += each column of col (K, L) added back where it was read. */
+/* x (CG,H,W) += each column of col (K, L), rows ld apart, added back where
+ * it was read. */
 #define COL2IM(name, T)                                                                    \
-	static void name(const geom *g, const T *col, T *x)                                \
+	static void name(const geom *g, const T *col, T *x, int64_t ld)                    \
 	{                                                                                  \
-		int64_t CG = g->C / g->G, L = g->OH * g->OW;                               \
+		int64_t CG = g->C / g->G;                                                  \
 		for (int64_t c = 0; c < CG; c++)                                           \
 			for (int64_t kh = 0; kh < g->KH; kh++)                             \
 				for (int64_t kw = 0; kw < g->KW; kw++) {                   \
-					const T *row = col + ((c * g->KH + kh) * g->KW + kw) * L; \
+					const T *row = col + ((c * g->KH + kh) * g->KW + kw) * ld; \
 					int64_t off = kw * g->dw - g->pw, lo, hi;          \
 					span(g->OW, g->sw, off, g->W, &lo, &hi);           \
 					for (int64_t oh = 0; oh < g->OH; oh++) {           \
@@ -126,25 +127,62 @@ IM2COL(im2col_f32, float)
 COL2IM(col2im_f64, double)
 COL2IM(col2im_f32, float)
 
-/* A 1x1 kernel at stride 1 without padding reads x as it is: no copy. */
-static bool col_is_x(const geom *g)
+/* Images are taken a batch of B at a time: the columns of B images side by
+ * side, col (K, B*L), feed one GEMM per batch and group. B is as large as
+ * keeps col within COL_ELEMS elements (one image at the least). */
+enum { COL_ELEMS = 1 << 22 }; /* 16 MiB of f32: 2 images of 1x400x400 at 3x3 */
+
+static int64_t batch_of(const geom *g)
 {
-	return g->KH == 1 && g->KW == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
+	int64_t per = g->C / g->G * g->KH * g->KW * g->OH * g->OW;
+	int64_t B = per > 0 ? COL_ELEMS / per : g->N;
+	B = B < 1 ? 1 : B;
+	return B < g->N ? B : g->N;
 }
 
-/* col (K, L) for image n, group grp of x; x itself when no copy is needed. */
-static const void *im2col(const geom *g, tg_dtype dt, const void *x, int64_t n, int64_t grp,
-			  void *col)
+/* col (K, B*L) for images [n0, n0 + B) of group grp of x. */
+static void im2col(const geom *g, tg_dtype dt, const void *x, int64_t n0, int64_t B,
+		   int64_t grp, void *col)
 {
-	size_t size = tg_dtype_size(dt);
-	const char *xg = (const char *)x + (size_t)((n * g->C + grp * (g->C / g->G)) * g->H * g->W) * size;
-	if (col_is_x(g))
-		return xg;
-	if (dt == TG_F64)
-		im2col_f64(g, (const double *)xg, col);
-	else
-		im2col_f32(g, (const float *)xg, col);
-	return col;
+	int64_t L = g->OH * g->OW, CG = g->C / g->G;
+	for (int64_t i = 0; i < B; i++) {
+		size_t at = (size_t)(((n0 + i) * g->C + grp * CG) * g->H * g->W);
+		if (dt == TG_F64)
+			im2col_f64(g, (const double *)x + at, (double *)col + i * L, B * L);
+		else
+			im2col_f32(g, (const float *)x + at, (float *)col + i * L, B * L);
+	}
+}
+
+/* Images [n0, n0 + B) of group grp of x += the columns of col (K, B*L). */
+static void col2im(const geom *g, tg_dtype dt, const void *col, int64_t n0, int64_t B,
+		   int64_t grp, void *x)
+{
+	int64_t L = g->OH * g->OW, CG = g->C / g->G;
+	for (int64_t i = 0; i < B; i++) {
+		size_t at = (size_t)(((n0 + i) * g->C + grp * CG) * g->H * g->W);
+		if (dt == TG_F64)
+			col2im_f64(g, (const double *)col + i * L, (double *)x + at, B * L);
+		else
+			col2im_f32(g, (const float *)col + i * L, (float *)x + at, B * L);
+	}
+}
+
+/* Between an image batch's channels of group grp in t (N,O,L) and rows
+ * (OG, B*L) side by side: pack copies t into rows, unpack rows into t. */
+static void pack(const geom *g, size_t size, const void *t, int64_t n0, int64_t B,
+		 int64_t grp, void *rows, bool unpack)
+{
+	int64_t L = g->OH * g->OW, OG = g->O / g->G;
+	for (int64_t o = 0; o < OG; o++)
+		for (int64_t i = 0; i < B; i++) {
+			char *r = (char *)rows + (size_t)((o * B + i) * L) * size;
+			char *at = (char *)t + (size_t)(((n0 + i) * g->O + grp * OG + o) * L) * size;
+			if (unpack)
+				memcpy(at, r, (size_t)L * size);
+			else
+				memcpy(r, at, (size_t)L * size);
+		}
 }
 
 /* C (M,N) = op(A) (M,K) @ op(B) (K,N) + beta C, row-major. */
@@ -162,12 +200,14 @@ static void gemm(tg_dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
 			    (int)ldb, (float)beta, C, (int)ldc);
 }
 
-/* The column buffer (K, L) in the step arena; NULL (ENOMEM recorded) or a
- * buffer. A 1x1 kernel needs none but gets a small one all the same. */
-static void *col_buffer(tg_ctx *ctx, const geom *g, tg_dtype dt)
+/* The column buffer (K, B*L) and the rows (OG, B*L) of one batch in the
+ * step arena; false (ENOMEM recorded) when they do not fit. */
+static bool buffers(tg_ctx *ctx, const geom *g, tg_dtype dt, void **col, void **rows)
 {
-	int64_t K = g->C / g->G * g->KH * g->KW, L = g->OH * g->OW;
-	return tg_arena_alloc(ctx, (size_t)(K * L) * tg_dtype_size(dt));
+	int64_t K = g->C / g->G * g->KH * g->KW, BL = batch_of(g) * g->OH * g->OW;
+	*col = tg_arena_alloc(ctx, (size_t)(K * BL) * tg_dtype_size(dt));
+	*rows = *col ? tg_arena_alloc(ctx, (size_t)(g->O / g->G * BL) * tg_dtype_size(dt)) : NULL;
+	return *rows != NULL;
 }
 
 /* ---- conv2d: out[n,o] = b[o] + sum_{c,kh,kw} w[o,c,kh,kw] x[n, c', oh s + kh d - p, ..]
@@ -265,22 +305,26 @@ static tg_tensor *conv(const geom *g, tg_tensor *x, tg_tensor *w, tg_tensor *b)
 		return NULL;
 	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, 4,
 				       (int64_t[]){ g->N, g->O, g->OH, g->OW });
-	void *col = out ? col_buffer(ctx, g, x->dtype) : NULL;
-	if (!col)
+	void *col, *rows;
+	if (!out || !buffers(ctx, g, x->dtype, &col, &rows))
 		return NULL;
 	tg_dtype dt = x->dtype;
 	size_t size = tg_dtype_size(dt);
 	int64_t OG = g->O / g->G, K = g->C / g->G * g->KH * g->KW, L = g->OH * g->OW;
 	tg_blas_enter(ctx);
-	for (int64_t n = 0; n < g->N; n++)
+	for (int64_t n0 = 0, B; n0 < g->N; n0 += B) {
+		B = g->N - n0 < batch_of(g) ? g->N - n0 : batch_of(g);
 		for (int64_t grp = 0; grp < g->G; grp++) {
-			const void *c = im2col(g, dt, x->data, n, grp, col);
-			char *o = (char *)out->data + (size_t)((n * g->O + grp * OG) * L) * size;
-			gemm(dt, false, false, OG, L, K, (const char *)w->data + (size_t)(grp * OG * K) * size,
-			     K, c, L, 0.0, o, L);
+			im2col(g, dt, x->data, n0, B, grp, col);
+			gemm(dt, false, false, OG, B * L, K,
+			     (const char *)w->data + (size_t)(grp * OG * K) * size, K, col, B * L,
+			     0.0, rows, B * L);
 			if (b)
-				add_bias(dt, (const char *)b->data + (size_t)(grp * OG) * size, o, OG, L);
+				add_bias(dt, (const char *)b->data + (size_t)(grp * OG) * size, rows,
+					 OG, B * L);
+			pack(g, size, out->data, n0, B, grp, rows, true);
 		}
+	}
 	return tg_op_end(&conv2d_op, out, nin, in, NULL, 0, g);
 }
 
@@ -293,29 +337,24 @@ static tg_tensor *conv_input_grad(const geom *g, tg_tensor *dout, tg_tensor *w)
 		return NULL;
 	tg_tensor *dx = tg_tensor_new(ctx, who, dout->dtype, 4,
 				      (int64_t[]){ g->N, g->C, g->H, g->W });
-	void *col = dx ? col_buffer(ctx, g, dout->dtype) : NULL;
-	if (!col)
+	void *col, *rows;
+	if (!dx || !buffers(ctx, g, dout->dtype, &col, &rows))
 		return NULL;
 	tg_dtype dt = dout->dtype;
 	size_t size = tg_dtype_size(dt);
-	int64_t OG = g->O / g->G, CG = g->C / g->G, K = CG * g->KH * g->KW, L = g->OH * g->OW;
+	int64_t OG = g->O / g->G, K = g->C / g->G * g->KH * g->KW, L = g->OH * g->OW;
 	memset(dx->data, 0, dx->numel * size);
 	tg_blas_enter(ctx);
-	for (int64_t n = 0; n < g->N; n++)
+	for (int64_t n0 = 0, B; n0 < g->N; n0 += B) {
+		B = g->N - n0 < batch_of(g) ? g->N - n0 : batch_of(g);
 		for (int64_t grp = 0; grp < g->G; grp++) {
-			const char *d = (const char *)dout->data + (size_t)((n * g->O + grp * OG) * L) * size;
-			char *xg = (char *)dx->data + (size_t)((n * g->C + grp * CG) * g->H * g->W) * size;
-			const char *wg = (const char *)w->data + (size_t)(grp * OG * K) * size;
-			if (col_is_x(g)) { /* the columns are dx itself */
-				gemm(dt, true, false, K, L, OG, wg, K, d, L, 0.0, xg, L);
-				continue;
-			}
-			gemm(dt, true, false, K, L, OG, wg, K, d, L, 0.0, col, L);
-			if (dt == TG_F64)
-				col2im_f64(g, col, (double *)xg);
-			else
-				col2im_f32(g, col, (float *)xg);
+			pack(g, size, dout->data, n0, B, grp, rows, false);
+			gemm(dt, true, false, K, B * L, OG,
+			     (const char *)w->data + (size_t)(grp * OG * K) * size, K, rows, B * L,
+			     0.0, col, B * L);
+			col2im(g, dt, col, n0, B, grp, dx->data);
 		}
+	}
 	return tg_op_end(&conv2d_input_grad_op, dx, 2, in, NULL, 0, g);
 }
 
@@ -328,21 +367,23 @@ static tg_tensor *conv_weight_grad(const geom *g, tg_tensor *x, tg_tensor *dout)
 		return NULL;
 	int64_t OG = g->O / g->G, CG = g->C / g->G, K = CG * g->KH * g->KW, L = g->OH * g->OW;
 	tg_tensor *dw = tg_tensor_new(ctx, who, x->dtype, 4, (int64_t[]){ g->O, CG, g->KH, g->KW });
-	void *col = dw ? col_buffer(ctx, g, x->dtype) : NULL;
-	if (!col)
+	void *col, *rows;
+	if (!dw || !buffers(ctx, g, x->dtype, &col, &rows))
 		return NULL;
 	tg_dtype dt = x->dtype;
 	size_t size = tg_dtype_size(dt);
 	if (g->N == 0)
 		memset(dw->data, 0, dw->numel * size);
 	tg_blas_enter(ctx);
-	for (int64_t grp = 0; grp < g->G; grp++)
-		for (int64_t n = 0; n < g->N; n++) {
-			const void *c = im2col(g, dt, x->data, n, grp, col);
-			const char *d = (const char *)dout->data + (size_t)((n * g->O + grp * OG) * L) * size;
-			gemm(dt, false, true, OG, K, L, d, L, c, L, n ? 1.0 : 0.0,
+	for (int64_t n0 = 0, B; n0 < g->N; n0 += B) {
+		B = g->N - n0 < batch_of(g) ? g->N - n0 : batch_of(g);
+		for (int64_t grp = 0; grp < g->G; grp++) {
+			im2col(g, dt, x->data, n0, B, grp, col);
+			pack(g, size, dout->data, n0, B, grp, rows, false);
+			gemm(dt, false, true, OG, K, B * L, rows, B * L, col, B * L, n0 ? 1.0 : 0.0,
 			     (char *)dw->data + (size_t)(grp * OG * K) * size, K);
 		}
+	}
 	return tg_op_end(&conv2d_weight_grad_op, dw, 2, in, NULL, 0, g);
 }
 

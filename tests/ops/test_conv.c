@@ -200,6 +200,20 @@ static void conv2d_matches_the_naive_loops_over_many_options(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* Images whose columns fill the buffer go through in batches of fewer than
+ * N (here 2, then 1): the last, short batch must land where it belongs. */
+static void conv2d_takes_large_images_in_batches(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	conv_case c = { .N = 3, .C = 1, .H = 400, .W = 400, .O = 2, .KH = 3, .KW = 3,
+			.o = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1 }, .OH = 400, .OW = 400 };
+	check_conv_case(ctx, &c, TG_F64);
+	tg_reset(ctx);
+	check_conv_case(ctx, &c, TG_F32);
+	tg_ctx_free(ctx);
+}
+
 /* The gradient ops by themselves: input_grad of dout is d<conv(x, w), dout>/dx
  * (checked above), and weight_grad's; here against the reference directly. */
 static void the_gradient_ops_match_the_naive_loops(void **state)
@@ -506,6 +520,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(conv2d_of_a_diagonal_kernel_adds_two_pixels),
 		cmocka_unit_test(conv2d_matches_the_naive_loops_over_many_options),
+		cmocka_unit_test(conv2d_takes_large_images_in_batches),
 		cmocka_unit_test(the_gradient_ops_match_the_naive_loops),
 		cmocka_unit_test(steady_conv_steps_allocate_nothing),
 		cmocka_unit_test(pools_match_the_naive_loops),
