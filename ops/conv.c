@@ -3,13 +3,13 @@
  * gradient ops, max_pool2d and avg_pool2d and their adjoints.
  *
  * conv2d is cross-correlation as in PyTorch, computed the book's way: im2col
- * copies the receptive fields of one image (one group of its channels) into
- * the columns of a buffer in the step arena, and one BLAS GEMM per image and
- * group does the sums; col2im adds columns back for the input gradient. The
- * three conv ops are linear in each input and each one's gradient is written
- * with the others, so every rule differentiates again (TG_CREATE_GRAPH); the
- * pools' pairs are each other's adjoint. No loop here allocates outside the
- * step arena.
+ * copies the receptive fields of a batch of images (one group of their
+ * channels) into the columns of a buffer in the step arena, and one BLAS GEMM
+ * per batch and group does the sums; col2im adds columns back for the input
+ * gradient. The three conv ops are linear in each input and each one's
+ * gradient is written with the others, so every rule differentiates again
+ * (TG_CREATE_GRAPH); the pools' pairs are each other's adjoint. No loop here
+ * allocates outside the step arena.
  * Shape legend: x (N,C,H,W), w (O,CG,KH,KW), out (N,O,OH,OW); G groups, CG =
  * C/G and OG = O/G channels per group, L = OH*OW positions, K = CG*KH*KW.
  */
