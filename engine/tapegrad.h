@@ -538,6 +538,46 @@ TG_API tg_tensor *tg_layer_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta,
 TG_API tg_tensor *tg_layer_norm_backward(tg_tensor *dout, tg_tensor *x, tg_tensor *gamma,
 					 double eps);
 
+/* ---- ops: convolution and pooling ---------------------------------------- */
+/* Images are NCHW: x (N,C,H,W). Each output side is PyTorch's
+ * floor((n + 2p - d(k-1) - 1) / s) + 1 for size n, kernel k, padding p,
+ * dilation d and stride s. */
+
+/* Per axis (h, w); NULL options are TG_CONV_DEFAULTS. stride and dilation
+ * >= 1, padding (zeros on each side) >= 0, groups >= 1 dividing C and O. */
+typedef struct tg_conv_opts {
+	int stride[2];
+	int padding[2];
+	int dilation[2];
+	int groups;
+} tg_conv_opts;
+#define TG_CONV_DEFAULTS { { 1, 1 }, { 0, 0 }, { 1, 1 }, 1 }
+
+/* Cross-correlation as in PyTorch: x (N,C,H,W), w (O,C/groups,KH,KW), b (O)
+ * or NULL -> (N,O,OH,OW), by im2col and one GEMM per group (per batch of
+ * images when the columns of all would pass 16 MiB of f32).
+ * dx = tg_conv2d_input_grad(dout, w), dw = tg_conv2d_weight_grad(x, dout),
+ * db = dout summed over N, OH, OW. step */
+TG_API tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *b, const tg_conv_opts *o);
+/* conv2d's gradient for its input of size HxW (a transposed convolution):
+ * dout (N,O,OH,OW), w -> (N,C,H,W). d dout = conv2d(g, w), dw =
+ * conv2d_weight_grad(g, dout). step */
+TG_API tg_tensor *tg_conv2d_input_grad(tg_tensor *dout, tg_tensor *w, int64_t H, int64_t W,
+				       const tg_conv_opts *o);
+/* conv2d's gradient for a KHxKW kernel: x (N,C,H,W), dout (N,O,OH,OW) ->
+ * (O,C/groups,KH,KW). dx = conv2d_input_grad(dout, g), d dout = conv2d(x, g). step */
+TG_API tg_tensor *tg_conv2d_weight_grad(tg_tensor *x, tg_tensor *dout, int64_t KH, int64_t KW,
+					const tg_conv_opts *o);
+/* The maximum of each kernel x kernel window at stride (>= 1) over x padded
+ * by padding in [0, kernel/2] on each side with -inf (never selected):
+ * (N,C,H,W) -> (N,C,OH,OW). dx gets dout at each window's arg-max: the
+ * first maximum in row-major window order (as PyTorch), or the first NaN. step */
+TG_API tg_tensor *tg_max_pool2d(tg_tensor *x, int kernel, int stride, int padding);
+/* The mean of each window, padding counted as zeros in the divisor
+ * kernel^2 (PyTorch's count_include_pad=True); arguments as max_pool2d. dx
+ * spreads dout / kernel^2 over each window. step */
+TG_API tg_tensor *tg_avg_pool2d(tg_tensor *x, int kernel, int stride, int padding);
+
 #ifdef __cplusplus
 }
 #endif

@@ -238,6 +238,80 @@ FN(l1, tg_l1(in[0], in[1]))
 FN(huber, tg_huber(in[0], in[1], ARG(0)))
 FN(bce_with_logits, tg_bce_with_logits(in[0], in[1]))
 
+/* conv.c: arg[0] is the stride and arg[1] the padding as 10 h + w, arg[2]
+ * 100 groups + 10 dh + dw (the dilation): { 21, 1, 212 } is stride (2,1),
+ * padding (0,1), groups 2, dilation (1,2). to holds the size the gradient
+ * ops produce: the input's HxW, or the kernel's. */
+static tg_conv_opts conv_opts(const op_variant *v)
+{
+	int s = (int)v->arg[0], p = (int)v->arg[1], d = (int)v->arg[2] % 100;
+	return (tg_conv_opts){ { s / 10, s % 10 }, { p / 10, p % 10 }, { d / 10, d % 10 },
+			       (int)v->arg[2] / 100 };
+}
+
+static tg_tensor *f_conv2d(tg_tensor *const *in, void *user)
+{
+	tg_conv_opts o = conv_opts(V(user));
+	return tg_conv2d(in[0], in[1], in[2], &o);
+}
+
+static tg_tensor *f_conv2d_no_bias(tg_tensor *const *in, void *user)
+{
+	tg_conv_opts o = conv_opts(V(user));
+	return tg_conv2d(in[0], in[1], NULL, &o);
+}
+
+static tg_tensor *f_conv2d_input_grad(tg_tensor *const *in, void *user)
+{
+	tg_conv_opts o = conv_opts(V(user));
+	return tg_conv2d_input_grad(in[0], in[1], V(user)->to.dim[0], V(user)->to.dim[1], &o);
+}
+
+static tg_tensor *f_conv2d_weight_grad(tg_tensor *const *in, void *user)
+{
+	tg_conv_opts o = conv_opts(V(user));
+	return tg_conv2d_weight_grad(in[0], in[1], V(user)->to.dim[0], V(user)->to.dim[1], &o);
+}
+
+/* arg: kernel, stride, padding */
+FN(max_pool2d, tg_max_pool2d(in[0], (int)ARG(0), (int)ARG(1), (int)ARG(2)))
+FN(avg_pool2d, tg_avg_pool2d(in[0], (int)ARG(0), (int)ARG(1), (int)ARG(2)))
+
+/* The pools' backward ops have no public function: each is the gradient of
+ * its pool of a constant z of shape to, seeded with dout (in[0]) and taken
+ * with history. z's values are distinct (a shuffled ladder), so max_pool2d's
+ * arg-maxes are fixed. */
+static tg_tensor *pool_backward(tg_tensor *(*pool)(tg_tensor *, int, int, int),
+				tg_tensor *const *in, void *user)
+{
+	tg_tensor *dout = in[0];
+	tg_ctx *ctx = tg_ctx_of(dout);
+	if (!ctx)
+		return NULL;
+	const op_shape *to = &V(user)->to;
+	double v[64];
+	int64_t n = to->dim[0] * to->dim[1] * to->dim[2] * to->dim[3];
+	for (int64_t i = 0; i < n && i < 64; i++)
+		v[i] = 0.25 * (double)((i * 37) % n);
+	tg_tensor *z = tg_set_requires_grad(
+		tg_from_f64(ctx, tg_dtype_of(dout), to->ndim, to->dim, v), true);
+	bool was = tg_set_grad_enabled(ctx, true);
+	tg_tensor *y = pool(z, (int)ARG(0), (int)ARG(1), (int)ARG(2));
+	int rc = tg_backward_ex(y, dout, TG_CREATE_GRAPH);
+	tg_set_grad_enabled(ctx, was);
+	return rc ? NULL : tg_grad(z);
+}
+
+static tg_tensor *f_max_pool2d_backward(tg_tensor *const *in, void *user)
+{
+	return pool_backward(tg_max_pool2d, in, user);
+}
+
+static tg_tensor *f_avg_pool2d_backward(tg_tensor *const *in, void *user)
+{
+	return pool_backward(tg_avg_pool2d, in, user);
+}
+
 /* ---- the table ------------------------------------------------------------------ */
 
 #define BINARY(opname, f, g0, g1)                                                        \
@@ -561,6 +635,104 @@ const op_row op_table[] = {
 	  .v = { { .name = "(2,3)", .in = { SH(2, 3), SH(2, 3) } },
 		 { .name = "scalars", .in = { SCALAR, SCALAR } },
 		 { .name = "(2,2,2)", .in = { SH(2, 2, 2), SH(2, 2, 2) } } } },
+	/* conv.c: x (N,C,H,W), w (O,C/groups,KH,KW), b (O); args as conv_opts */
+	{ .op = "conv2d", .fn = f_conv2d, .nin = 3, .gen = { GEN_ANY, GEN_ANY, GEN_ANY },
+	  .twice = true,
+	  .v = { { .name = "(2,2,4,4) * (3,2,3,3)", .in = { SH(2, 2, 4, 4), SH(3, 2, 3, 3), SH(3) },
+		   .arg = { 11, 0, 111 } },
+		 { .name = "stride 2", .in = { SH(1, 2, 5, 5), SH(2, 2, 3, 3), SH(2) },
+		   .arg = { 22, 0, 111 } },
+		 { .name = "padding 1", .in = { SH(2, 1, 4, 4), SH(2, 1, 3, 3), SH(2) },
+		   .arg = { 11, 11, 111 } },
+		 { .name = "dilation 2", .in = { SH(1, 2, 5, 5), SH(2, 2, 2, 2), SH(2) },
+		   .arg = { 11, 0, 122 } },
+		 { .name = "groups 2", .in = { SH(1, 4, 4, 4), SH(4, 2, 2, 2), SH(4) },
+		   .arg = { 11, 0, 211 } },
+		 { .name = "stride 2, padding 1, dilation 2, groups 2",
+		   .in = { SH(1, 4, 4, 4), SH(2, 2, 2, 2), SH(2) }, .arg = { 22, 11, 222 } },
+		 { .name = "stride 2, padding 1", .in = { SH(1, 2, 5, 5), SH(2, 2, 3, 3), SH(2) },
+		   .arg = { 22, 11, 111 } },
+		 { .name = "padding 1, dilation 2, groups 2",
+		   .in = { SH(1, 4, 3, 4), SH(2, 2, 2, 2), SH(2) }, .arg = { 11, 11, 222 } },
+		 { .name = "kernel 2x3, stride (2,1), padding (0,1), dilation (1,2)",
+		   .in = { SH(1, 2, 5, 6), SH(3, 2, 2, 3), SH(3) }, .arg = { 21, 1, 112 } },
+		 { .name = "stride 3, padding 2, kernel 3x2", .in = { SH(1, 1, 6, 7), SH(2, 1, 3, 2), SH(2) },
+		   .arg = { 33, 22, 111 } },
+		 { .name = "1x1 kernel, groups 4", .in = { SH(2, 4, 2, 3), SH(4, 1, 1, 1), SH(4) },
+		   .arg = { 11, 0, 411 } },
+		 { .name = "1x1 kernel", .in = { SH(2, 3, 2, 2), SH(2, 3, 1, 1), SH(2) },
+		   .arg = { 11, 0, 111 } } } },
+	{ .op = "conv2d", .fn = f_conv2d_no_bias, .nin = 2, .gen = { GEN_ANY, GEN_ANY },
+	  .twice = true,
+	  .v = { { .name = "no bias (2,2,4,4) * (3,2,3,3)", .in = { SH(2, 2, 4, 4), SH(3, 2, 3, 3) },
+		   .arg = { 11, 0, 111 } },
+		 { .name = "no bias, stride 2, padding 1, dilation 2, groups 2",
+		   .in = { SH(1, 4, 4, 4), SH(2, 2, 2, 2) }, .arg = { 22, 11, 222 } } } },
+	{ .op = "conv2d_input_grad", .fn = f_conv2d_input_grad, .nin = 2,
+	  .gen = { GEN_ANY, GEN_ANY }, .twice = true,
+	  .v = { { .name = "(2,3,2,2) and (3,2,3,3) to 4x4",
+		   .in = { SH(2, 3, 2, 2), SH(3, 2, 3, 3) }, .to = SH(4, 4), .arg = { 11, 0, 111 } },
+		 { .name = "stride 2, padding 1", .in = { SH(1, 2, 3, 3), SH(2, 2, 3, 3) },
+		   .to = SH(5, 5), .arg = { 22, 11, 111 } },
+		 { .name = "dilation 2, groups 2", .in = { SH(1, 4, 2, 2), SH(4, 2, 2, 2) },
+		   .to = SH(4, 4), .arg = { 11, 0, 222 } },
+		 { .name = "stride 2, padding 1, dilation 2, groups 2",
+		   .in = { SH(1, 2, 2, 2), SH(2, 2, 2, 2) }, .to = SH(4, 4), .arg = { 22, 11, 222 } },
+		 { .name = "kernel 2x3, stride (2,1), padding (0,1), dilation (1,2)",
+		   .in = { SH(1, 3, 2, 4), SH(3, 2, 2, 3) }, .to = SH(5, 6), .arg = { 21, 1, 112 } },
+		 { .name = "stride 3 leaving rows unread", .in = { SH(1, 1, 2, 2), SH(1, 1, 2, 2) },
+		   .to = SH(6, 6), .arg = { 33, 0, 111 } },
+		 { .name = "1x1 kernel", .in = { SH(2, 2, 2, 2), SH(2, 3, 1, 1) }, .to = SH(2, 2),
+		   .arg = { 11, 0, 111 } } } },
+	{ .op = "conv2d_weight_grad", .fn = f_conv2d_weight_grad, .nin = 2,
+	  .gen = { GEN_ANY, GEN_ANY }, .twice = true,
+	  .v = { { .name = "(2,2,4,4) and (2,3,2,2) to 3x3",
+		   .in = { SH(2, 2, 4, 4), SH(2, 3, 2, 2) }, .to = SH(3, 3), .arg = { 11, 0, 111 } },
+		 { .name = "stride 2, padding 1", .in = { SH(1, 2, 5, 5), SH(1, 2, 3, 3) },
+		   .to = SH(3, 3), .arg = { 22, 11, 111 } },
+		 { .name = "dilation 2, groups 2", .in = { SH(1, 4, 4, 4), SH(1, 4, 2, 2) },
+		   .to = SH(2, 2), .arg = { 11, 0, 222 } },
+		 { .name = "stride 2, padding 1, dilation 2, groups 2",
+		   .in = { SH(1, 4, 4, 4), SH(1, 2, 2, 2) }, .to = SH(2, 2), .arg = { 22, 11, 222 } },
+		 { .name = "kernel 2x3, stride (2,1), padding (0,1), dilation (1,2)",
+		   .in = { SH(1, 2, 5, 6), SH(1, 3, 2, 4) }, .to = SH(2, 3), .arg = { 21, 1, 112 } },
+		 { .name = "stride 3 leaving rows unread", .in = { SH(1, 1, 6, 6), SH(1, 1, 2, 2) },
+		   .to = SH(2, 2), .arg = { 33, 0, 111 } },
+		 { .name = "1x1 kernel", .in = { SH(2, 3, 2, 2), SH(2, 2, 2, 2) }, .to = SH(1, 1),
+		   .arg = { 11, 0, 111 } } } },
+	/* pools: arg kernel, stride, padding; max_pool2d's input has no ties */
+	{ .op = "max_pool2d", .fn = f_max_pool2d, .nin = 1, .gen = { GEN_DISTINCT }, .twice = true,
+	  .v = { { .name = "(1,2,4,4) kernel 2 stride 2", .in = { SH(1, 2, 4, 4) }, .arg = { 2, 2, 0 } },
+		 { .name = "(2,1,5,5) kernel 3 stride 2 padding 1", .in = { SH(2, 1, 5, 5) },
+		   .arg = { 3, 2, 1 } },
+		 { .name = "(1,2,4,5) kernel 2 stride 1 padding 1", .in = { SH(1, 2, 4, 5) },
+		   .arg = { 2, 1, 1 } },
+		 { .name = "(1,1,5,4) kernel 3 stride 1, overlapping", .in = { SH(1, 1, 5, 4) },
+		   .arg = { 3, 1, 0 } } } },
+	{ .op = "max_pool2d_backward", .fn = f_max_pool2d_backward, .nin = 1, .gen = { GEN_ANY },
+	  .twice = true,
+	  .v = { { .name = "(1,2,2,2) to (1,2,4,4) kernel 2 stride 2", .in = { SH(1, 2, 2, 2) },
+		   .to = SH(1, 2, 4, 4), .arg = { 2, 2, 0 } },
+		 { .name = "(2,1,3,3) to (2,1,5,5) kernel 3 stride 2 padding 1",
+		   .in = { SH(2, 1, 3, 3) }, .to = SH(2, 1, 5, 5), .arg = { 3, 2, 1 } },
+		 { .name = "(1,1,3,2) to (1,1,5,4) kernel 3 stride 1, overlapping",
+		   .in = { SH(1, 1, 3, 2) }, .to = SH(1, 1, 5, 4), .arg = { 3, 1, 0 } } } },
+	{ .op = "avg_pool2d", .fn = f_avg_pool2d, .nin = 1, .gen = { GEN_ANY }, .twice = true,
+	  .v = { { .name = "(1,2,4,4) kernel 2 stride 2", .in = { SH(1, 2, 4, 4) }, .arg = { 2, 2, 0 } },
+		 { .name = "(2,1,5,5) kernel 3 stride 2 padding 1", .in = { SH(2, 1, 5, 5) },
+		   .arg = { 3, 2, 1 } },
+		 { .name = "(1,2,4,5) kernel 2 stride 1 padding 1", .in = { SH(1, 2, 4, 5) },
+		   .arg = { 2, 1, 1 } },
+		 { .name = "(1,1,5,4) kernel 3 stride 1, overlapping", .in = { SH(1, 1, 5, 4) },
+		   .arg = { 3, 1, 0 } } } },
+	{ .op = "avg_pool2d_backward", .fn = f_avg_pool2d_backward, .nin = 1, .gen = { GEN_ANY },
+	  .twice = true,
+	  .v = { { .name = "(1,2,2,2) to (1,2,4,4) kernel 2 stride 2", .in = { SH(1, 2, 2, 2) },
+		   .to = SH(1, 2, 4, 4), .arg = { 2, 2, 0 } },
+		 { .name = "(2,1,3,3) to (2,1,5,5) kernel 3 stride 2 padding 1",
+		   .in = { SH(2, 1, 3, 3) }, .to = SH(2, 1, 5, 5), .arg = { 3, 2, 1 } },
+		 { .name = "(1,1,3,2) to (1,1,5,4) kernel 3 stride 1, overlapping",
+		   .in = { SH(1, 1, 3, 2) }, .to = SH(1, 1, 5, 4), .arg = { 3, 1, 0 } } } },
 };
 
 const size_t op_table_len = sizeof op_table / sizeof op_table[0];

@@ -1,0 +1,533 @@
+/*
+ * test_conv.c - conv2d, max_pool2d and avg_pool2d against naive loops.
+ *
+ * The reference convolution is the seven-loop definition in double; its
+ * gradients are the same loops accumulating backwards. Many option
+ * combinations (stride, padding, dilation, groups, non-square kernels and
+ * images, N > 1) are run in f64 and f32; then the pools' values, gradients
+ * and tie rule, and every misuse's message. Images are small so the suite
+ * stays fast. Shape legend: x (N,C,H,W), w (O,C/G,KH,KW), out (N,O,OH,OW).
+ */
+#include "../engine/test_util.h"
+
+#include <stdlib.h>
+
+enum { SEED = 7 };
+
+/* ---- the naive references --------------------------------------------------------- */
+
+typedef struct conv_case {
+	int64_t N, C, H, W, O, KH, KW;
+	tg_conv_opts o;
+	int64_t OH, OW;
+} conv_case;
+
+static int64_t out_side(int64_t n, int64_t k, int s, int p, int d)
+{
+	int64_t span = n + 2 * p - d * (k - 1) - 1;
+	return span < 0 ? 0 : span / s + 1;
+}
+
+/* The input index of output (oh, ow) and kernel tap (kh, kw), or -1 in the
+ * padding. */
+static int64_t tap(const conv_case *c, int64_t n, int64_t ch, int64_t oh, int64_t ow, int64_t kh,
+		   int64_t kw)
+{
+	int64_t ih = oh * c->o.stride[0] - c->o.padding[0] + kh * c->o.dilation[0];
+	int64_t iw = ow * c->o.stride[1] - c->o.padding[1] + kw * c->o.dilation[1];
+	if (ih < 0 || ih >= c->H || iw < 0 || iw >= c->W)
+		return -1;
+	return ((n * c->C + ch) * c->H + ih) * c->W + iw;
+}
+
+/* y = conv(x, w) + b; and, given dout, dx, dw and db (each zeroed here). */
+static void naive_conv(const conv_case *c, const double *x, const double *w, const double *b,
+		       double *y, const double *dout, double *dx, double *dw, double *db)
+{
+	int64_t G = c->o.groups, CG = c->C / G, OG = c->O / G;
+	memset(dx, 0, (size_t)(c->N * c->C * c->H * c->W) * sizeof *dx);
+	memset(dw, 0, (size_t)(c->O * CG * c->KH * c->KW) * sizeof *dw);
+	memset(db, 0, (size_t)c->O * sizeof *db);
+	for (int64_t n = 0; n < c->N; n++)
+		for (int64_t o = 0; o < c->O; o++)
+			for (int64_t oh = 0; oh < c->OH; oh++)
+				for (int64_t ow = 0; ow < c->OW; ow++) {
+					int64_t yi = ((n * c->O + o) * c->OH + oh) * c->OW + ow;
+					double s = b[o], d = dout[yi];
+					db[o] += d;
+					for (int64_t ci = 0; ci < CG; ci++)
+						for (int64_t kh = 0; kh < c->KH; kh++)
+							for (int64_t kw = 0; kw < c->KW; kw++) {
+								int64_t xi = tap(c, n, o / OG * CG + ci, oh,
+										 ow, kh, kw);
+								int64_t wi = ((o * CG + ci) * c->KH + kh) * c->KW + kw;
+								if (xi < 0)
+									continue;
+								s += x[xi] * w[wi];
+								dx[xi] += d * w[wi];
+								dw[wi] += d * x[xi];
+							}
+					y[yi] = s;
+				}
+}
+
+static void fill(tg_ctx *ctx, double *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		v[i] = (double)(float)(2 * tg_random_uniform(ctx) - 1);
+}
+
+/* Fails, naming the case and the element, unless got (n) is within tol of
+ * want, relative to max(1, |want|). */
+static void expect_close(const char *what, const char *label, const tg_tensor *t,
+			 const double *want, size_t n, double tol)
+{
+	if (!t)
+		fail_msg("%s, %s: no tensor", what, label);
+	assert_int_equal(tg_numel(t), n);
+	const void *data = tg_data(t);
+	for (size_t i = 0; i < n; i++) {
+		double got = tg_dtype_of(t) == TG_F64 ? ((const double *)data)[i]
+						      : ((const float *)data)[i];
+		double scale = fabs(want[i]) > 1 ? fabs(want[i]) : 1;
+		if (!(fabs(got - want[i]) <= tol * scale))
+			fail_msg("%s, %s: element %zu is %.15g, expected %.15g (tolerance %g)", what,
+				 label, i, got, want[i], tol);
+	}
+}
+
+static void describe_case(const conv_case *c, char *buf, size_t size)
+{
+	snprintf(buf, size,
+		 "x (%lld,%lld,%lld,%lld) w (%lld,%lld,%lld,%lld) stride (%d,%d) padding (%d,%d) "
+		 "dilation (%d,%d) groups %d",
+		 (long long)c->N, (long long)c->C, (long long)c->H, (long long)c->W, (long long)c->O,
+		 (long long)(c->C / c->o.groups), (long long)c->KH, (long long)c->KW,
+		 c->o.stride[0], c->o.stride[1], c->o.padding[0], c->o.padding[1],
+		 c->o.dilation[0], c->o.dilation[1], c->o.groups);
+}
+
+/* Runs one case in dt against the reference: the output and the three
+ * gradients for a random dout. */
+static void check_conv_case(tg_ctx *ctx, const conv_case *c, tg_dtype dt)
+{
+	int64_t CG = c->C / c->o.groups;
+	size_t nx = (size_t)(c->N * c->C * c->H * c->W), nw = (size_t)(c->O * CG * c->KH * c->KW);
+	size_t ny = (size_t)(c->N * c->O * c->OH * c->OW);
+	double *x = malloc(nx * sizeof *x), *w = malloc(nw * sizeof *w), *b = malloc(c->O * sizeof *b);
+	double *y = malloc(ny * sizeof *y), *dout = malloc(ny * sizeof *dout);
+	double *dx = malloc(nx * sizeof *dx), *dw = malloc(nw * sizeof *dw), *db = malloc(c->O * sizeof *db);
+	fill(ctx, x, nx);
+	fill(ctx, w, nw);
+	fill(ctx, b, (size_t)c->O);
+	fill(ctx, dout, ny);
+	naive_conv(c, x, w, b, y, dout, dx, dw, db);
+
+	tg_tensor *tx = tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(c->N, c->C, c->H, c->W), x), true);
+	tg_tensor *tw = tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(c->O, CG, c->KH, c->KW), w), true);
+	tg_tensor *tb = tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(c->O), b), true);
+	tg_tensor *td = tg_from_f64(ctx, dt, SHAPE(c->N, c->O, c->OH, c->OW), dout);
+	tg_tensor *ty = tg_conv2d(tx, tw, tb, &c->o);
+	assert_int_equal(tg_backward_ex(ty, td, 0), 0);
+	assert_ctx_ok(ctx);
+	char label[256];
+	describe_case(c, label, sizeof label);
+	double tol = dt == TG_F64 ? 1e-12 : 2e-5;
+	const char *name = dt == TG_F64 ? "f64" : "f32";
+	char what[32];
+	snprintf(what, sizeof what, "%s out", name);
+	expect_close(what, label, ty, y, ny, tol);
+	snprintf(what, sizeof what, "%s dx", name);
+	expect_close(what, label, tg_grad(tx), dx, nx, tol);
+	snprintf(what, sizeof what, "%s dw", name);
+	expect_close(what, label, tg_grad(tw), dw, nw, tol);
+	snprintf(what, sizeof what, "%s db", name);
+	expect_close(what, label, tg_grad(tb), db, (size_t)c->O, tol);
+	free(x), free(w), free(b), free(y), free(dout), free(dx), free(dw), free(db);
+}
+
+/* ---- conv2d -------------------------------------------------------------------- */
+
+static void conv2d_of_a_diagonal_kernel_adds_two_pixels(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *x = tg_from_f64(ctx, TG_F64, SHAPE(1, 1, 3, 3),
+				   (double[]){ 1, 2, 3, 4, 5, 6, 7, 8, 9 });
+	tg_tensor *w = tg_from_f64(ctx, TG_F64, SHAPE(1, 1, 2, 2), (double[]){ 1, 0, 0, 1 });
+	tg_tensor *y = tg_conv2d(x, w, NULL, NULL);
+	assert_ctx_ok(ctx);
+	assert_int_equal(tg_ndim(y), 4);
+	assert_int_equal(tg_dim(y, 2), 2);
+	assert_int_equal(tg_dim(y, 3), 2);
+	const double want[] = { 1 + 5, 2 + 6, 4 + 8, 5 + 9 };
+	expect_close("diagonal", "3x3 image", y, want, 4, 0);
+	tg_ctx_free(ctx);
+}
+
+/* Strides 1-3, padding 0-2, dilation 1-2, groups 1, 2 and 4, each per axis
+ * and mixed, non-square kernels and images, N = 2; f64 to 1e-12 and f32. */
+static void conv2d_matches_the_naive_loops_over_many_options(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	static const int64_t kernels[][2] = { { 3, 3 }, { 2, 3 }, { 3, 1 }, { 1, 1 }, { 2, 2 } };
+	static const int groups[] = { 1, 2, 4 };
+	int cases = 0, i = 0;
+	for (int s = 1; s <= 3; s++)
+		for (int p = 0; p <= 2; p++)
+			for (int d = 1; d <= 2; d++)
+				for (int gi = 0; gi < 3; gi++, i++) {
+					int G = groups[gi];
+					conv_case c = { .N = 2, .C = 4, .H = 7, .W = 6, .O = 4 * (1 + i % 2),
+							.KH = kernels[i % 5][0], .KW = kernels[i % 5][1] };
+					/* every third case has different options per axis */
+					int mix = i % 3 == 0;
+					c.o = (tg_conv_opts){ { s, mix ? 1 + s % 3 : s },
+							      { p, mix ? (p + 1) % 3 : p },
+							      { d, mix ? 3 - d : d }, G };
+					c.OH = out_side(c.H, c.KH, c.o.stride[0], c.o.padding[0],
+							c.o.dilation[0]);
+					c.OW = out_side(c.W, c.KW, c.o.stride[1], c.o.padding[1],
+							c.o.dilation[1]);
+					assert_true(c.OH >= 1 && c.OW >= 1);
+					tg_reset(ctx);
+					check_conv_case(ctx, &c, TG_F64);
+					check_conv_case(ctx, &c, TG_F32);
+					cases++;
+				}
+	assert_int_equal(cases, 54);
+	tg_ctx_free(ctx);
+}
+
+/* Images whose columns fill the buffer go through in batches of fewer than
+ * N (here 2, then 1): the last, short batch must land where it belongs. */
+static void conv2d_takes_large_images_in_batches(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	conv_case c = { .N = 3, .C = 1, .H = 400, .W = 400, .O = 2, .KH = 3, .KW = 3,
+			.o = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1 }, .OH = 400, .OW = 400 };
+	check_conv_case(ctx, &c, TG_F64);
+	tg_reset(ctx);
+	check_conv_case(ctx, &c, TG_F32);
+	tg_ctx_free(ctx);
+}
+
+/* The gradient ops by themselves: input_grad of dout is d<conv(x, w), dout>/dx
+ * (checked above), and weight_grad's; here against the reference directly. */
+static void the_gradient_ops_match_the_naive_loops(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	conv_case c = { .N = 2, .C = 4, .H = 5, .W = 6, .O = 6, .KH = 3, .KW = 2,
+			.o = { { 2, 1 }, { 1, 2 }, { 1, 2 }, 2 } };
+	c.OH = out_side(c.H, c.KH, 2, 1, 1);
+	c.OW = out_side(c.W, c.KW, 1, 2, 2);
+	size_t nx = 2 * 4 * 5 * 6, nw = 6 * 2 * 3 * 2, ny = (size_t)(2 * 6 * c.OH * c.OW);
+	double x[240], w[72], b[6] = { 0 }, y[512], dout[512], dx[240], dw[72], db[6];
+	assert_true(ny <= 512);
+	fill(ctx, x, nx);
+	fill(ctx, w, nw);
+	fill(ctx, dout, ny);
+	naive_conv(&c, x, w, b, y, dout, dx, dw, db);
+	tg_tensor *td = tg_from_f64(ctx, TG_F64, SHAPE(2, 6, c.OH, c.OW), dout);
+	tg_tensor *gx = tg_conv2d_input_grad(td, tg_from_f64(ctx, TG_F64, SHAPE(6, 2, 3, 2), w), 5,
+					     6, &c.o);
+	tg_tensor *gw = tg_conv2d_weight_grad(tg_from_f64(ctx, TG_F64, SHAPE(2, 4, 5, 6), x), td, 3,
+					      2, &c.o);
+	assert_ctx_ok(ctx);
+	expect_close("input_grad", "groups 2, mixed options", gx, dx, nx, 1e-12);
+	expect_close("weight_grad", "groups 2, mixed options", gw, dw, nw, 1e-12);
+	tg_ctx_free(ctx);
+}
+
+/* A conv step (conv, relu, pool, sum, backward) reuses the step arena. */
+typedef struct {
+	long calls;
+} counting;
+
+static void *counting_alloc(size_t size, void *user)
+{
+	((counting *)user)->calls++;
+	return malloc(size);
+}
+
+static void counting_free(void *p, void *user)
+{
+	(void)user;
+	free(p);
+}
+
+static void steady_conv_steps_allocate_nothing(void **state)
+{
+	(void)state;
+	counting c = { 0 };
+	tg_allocator a = { counting_alloc, counting_free, &c };
+	tg_ctx *ctx = tg_ctx_new_with(1, &a);
+	tg_tensor *w = tg_param(tg_randn(ctx, TG_F32, SHAPE(8, 1, 3, 3), 0, 0.3));
+	tg_tensor *b = tg_param(tg_zeros(ctx, TG_F32, SHAPE(8)));
+	const tg_conv_opts o = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1 };
+	long before = 0;
+	for (int i = 0; i < 23; i++) {
+		if (i == 3)
+			before = c.calls;
+		tg_tensor *x = tg_randn(ctx, TG_F32, SHAPE(4, 1, 8, 8), 0, 1);
+		tg_tensor *y = tg_sum(tg_avg_pool2d(tg_max_pool2d(tg_relu(tg_conv2d(x, w, b, &o)), 2, 2, 0),
+						    2, 2, 0));
+		assert_int_equal(tg_backward(y), 0);
+		tg_reset(ctx);
+	}
+	assert_ctx_ok(ctx);
+	if (c.calls != before)
+		fail_msg("%ld allocations in 20 steady-state conv steps", c.calls - before);
+	tg_ctx_free(ctx);
+}
+
+/* ---- pools ------------------------------------------------------------------------ */
+
+/* The window of output o along an axis: input [lo, hi). */
+static void win(int64_t o, int s, int p, int k, int64_t n, int64_t *lo, int64_t *hi)
+{
+	*lo = o * s - p < 0 ? 0 : o * s - p;
+	*hi = o * s - p + k > n ? n : o * s - p + k;
+}
+
+/* max or mean (divisor k^2) of each window, and dx for dout. */
+static void naive_pool(bool max, int64_t N, int64_t C, int64_t H, int64_t W, int k, int s,
+		       int p, const double *x, const double *dout, double *y, double *dx)
+{
+	int64_t OH = out_side(H, k, s, p, 1), OW = out_side(W, k, s, p, 1);
+	memset(dx, 0, (size_t)(N * C * H * W) * sizeof *dx);
+	for (int64_t pl = 0; pl < N * C; pl++)
+		for (int64_t oh = 0; oh < OH; oh++)
+			for (int64_t ow = 0; ow < OW; ow++) {
+				int64_t h0, h1, w0, w1, yi = (pl * OH + oh) * OW + ow, best = -1;
+				win(oh, s, p, k, H, &h0, &h1);
+				win(ow, s, p, k, W, &w0, &w1);
+				double sum = 0;
+				for (int64_t ih = h0; ih < h1; ih++)
+					for (int64_t iw = w0; iw < w1; iw++) {
+						int64_t i = (pl * H + ih) * W + iw;
+						sum += x[i];
+						if (best < 0 || x[i] > x[best])
+							best = i;
+					}
+				if (max) {
+					y[yi] = x[best];
+					dx[best] += dout[yi];
+				} else {
+					y[yi] = sum / (k * k);
+					for (int64_t ih = h0; ih < h1; ih++)
+						for (int64_t iw = w0; iw < w1; iw++)
+							dx[(pl * H + ih) * W + iw] += dout[yi] / (k * k);
+				}
+			}
+}
+
+static void pools_match_the_naive_loops(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	enum { N = 2, C = 3, H = 7, W = 6 };
+	int cases = 0;
+	for (int m = 0; m < 2; m++)
+		for (int k = 1; k <= 3; k++)
+			for (int s = 1; s <= 3; s++)
+				for (int p = 0; p <= k / 2; p++)
+					for (int dti = 0; dti < 2; dti++) {
+						tg_dtype dt = dti ? TG_F32 : TG_F64;
+						tg_reset(ctx);
+						int64_t OH = out_side(H, k, s, p, 1), OW = out_side(W, k, s, p, 1);
+						/* padding makes the output larger than x */
+						double x[N * C * H * W], dout[2 * N * C * H * W],
+							y[2 * N * C * H * W], dx[N * C * H * W];
+						assert_true(OH * OW <= 2 * H * W);
+						fill(ctx, x, N * C * H * W);
+						fill(ctx, dout, (size_t)(N * C * OH * OW));
+						naive_pool(m == 0, N, C, H, W, k, s, p, x, dout, y, dx);
+						tg_tensor *tx = tg_set_requires_grad(
+							tg_from_f64(ctx, dt, SHAPE(N, C, H, W), x), true);
+						tg_tensor *ty = m == 0 ? tg_max_pool2d(tx, k, s, p)
+								       : tg_avg_pool2d(tx, k, s, p);
+						tg_tensor *td = tg_from_f64(ctx, dt, SHAPE(N, C, OH, OW), dout);
+						assert_int_equal(tg_backward_ex(ty, td, 0), 0);
+						assert_ctx_ok(ctx);
+						char label[96];
+						snprintf(label, sizeof label, "%s kernel %d stride %d padding %d %s",
+							 m == 0 ? "max" : "avg", k, s, p, dti ? "f32" : "f64");
+						double tol = dt == TG_F64 ? 1e-12 : 1e-6;
+						expect_close("pool out", label, ty, y, (size_t)(N * C * OH * OW), tol);
+						expect_close("pool dx", label, tg_grad(tx), dx, N * C * H * W, tol);
+						cases++;
+					}
+	assert_int_equal(cases, 2 * 2 * (3 + 3 * 2 + 3 * 2));
+	tg_ctx_free(ctx);
+}
+
+/* Tied maxima: the first in row-major window order takes all of dout, as
+ * in PyTorch; overlapping windows each route to their own first maximum. */
+static void max_pool_gives_a_tie_to_the_first_maximum_in_row_major_order(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	/* 1 3 3
+	 * 3 3 0   kernel 2 stride 1: windows at (0,0), (0,1), (1,0), (1,1) */
+	tg_tensor *x = tg_set_requires_grad(
+		tg_from_f64(ctx, TG_F64, SHAPE(1, 1, 3, 3), (double[]){ 1, 3, 3, 3, 3, 0, 3, 0, 3 }),
+		true);
+	tg_tensor *y = tg_max_pool2d(x, 2, 1, 0);
+	tg_tensor *dout = tg_from_f64(ctx, TG_F64, SHAPE(1, 1, 2, 2), (double[]){ 1, 10, 100, 1000 });
+	assert_int_equal(tg_backward_ex(y, dout, 0), 0);
+	assert_ctx_ok(ctx);
+	const double want_y[] = { 3, 3, 3, 3 };
+	/* windows (0,0) and (0,1) pick x[0][1]; (1,0) picks x[1][0]; (1,1) x[1][1] */
+	const double want_dx[] = { 0, 11, 0, 100, 1000, 0, 0, 0, 0 };
+	expect_close("tie", "values", y, want_y, 4, 0);
+	expect_close("tie", "dx", tg_grad(x), want_dx, 9, 0);
+	tg_ctx_free(ctx);
+}
+
+/* Padding is -inf for max (an all-negative image keeps its values) and 0
+ * in avg's divisor kernel^2 (count_include_pad). */
+static void pool_padding_is_never_a_max_and_counts_in_the_mean(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *x = tg_from_f64(ctx, TG_F64, SHAPE(1, 1, 2, 2), (double[]){ -1, -2, -3, -4 });
+	const double want_max[] = { -1, -1, -2, -1, -1, -2, -3, -3, -4 };
+	expect_close("max padding", "kernel 2 stride 1 padding 1", tg_max_pool2d(x, 2, 1, 1),
+		     want_max, 9, 0);
+	const double want_avg[] = { -0.25, -0.75, -0.5, -1, -2.5, -1.5, -0.75, -1.75, -1 };
+	expect_close("avg padding", "kernel 2 stride 1 padding 1", tg_avg_pool2d(x, 2, 1, 1),
+		     want_avg, 9, 1e-15);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+/* ---- misuse ----------------------------------------------------------------------- */
+
+static void conv2d_rejects_each_misuse_with_the_shapes(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *x = tg_zeros(ctx, TG_F64, SHAPE(1, 4, 5, 5));
+	tg_tensor *w = tg_zeros(ctx, TG_F64, SHAPE(2, 2, 3, 3));
+	tg_conv_opts g2 = { { 1, 1 }, { 0, 0 }, { 1, 1 }, 2 };
+
+	assert_null(tg_conv2d(tg_zeros(ctx, TG_F64, SHAPE(4, 5, 5)), w, NULL, NULL));
+	assert_error(ctx, TG_ESHAPE, "tg_conv2d: x is (4,5,5); expected 4-D (N,C,H,W)");
+	tg_clear_error(ctx);
+	assert_null(tg_conv2d(x, tg_zeros(ctx, TG_F64, SHAPE(2, 4, 3)), NULL, NULL));
+	assert_error(ctx, TG_ESHAPE, "tg_conv2d: w is (2,4,3); expected 4-D (O,C/groups,KH,KW)");
+	tg_clear_error(ctx);
+	assert_null(tg_conv2d(x, w, NULL, NULL));
+	assert_error(ctx, TG_ESHAPE,
+		     "tg_conv2d: x (1,4,5,5), w (2,2,3,3): w has 2 input channels; expected "
+		     "C/groups = 4/1 = 4");
+	tg_clear_error(ctx);
+	tg_conv_opts g3 = g2;
+	g3.groups = 3;
+	assert_null(tg_conv2d(x, w, NULL, &g3));
+	assert_error(ctx, TG_ESHAPE,
+		     "groups 3 must divide the input channels 4 and the output channels 2");
+	tg_clear_error(ctx);
+	assert_null(tg_conv2d(x, tg_zeros(ctx, TG_F64, SHAPE(2, 2, 6, 3)), NULL, &g2));
+	assert_error(ctx, TG_ESHAPE,
+		     "tg_conv2d: x (1,4,5,5), w (2,2,6,3): the kernel spans 6x3 with dilation "
+		     "(1,1), larger than the padded input 5x5");
+	tg_clear_error(ctx);
+	tg_conv_opts dil = g2;
+	dil.dilation[1] = 3;
+	assert_null(tg_conv2d(x, w, NULL, &dil));
+	assert_error(ctx, TG_ESHAPE, "the kernel spans 3x7 with dilation (1,3)");
+	tg_clear_error(ctx);
+	tg_conv_opts bad = g2;
+	bad.stride[0] = 0;
+	assert_null(tg_conv2d(x, w, NULL, &bad));
+	assert_error(ctx, TG_EARG, "tg_conv2d: stride (0,1), padding (0,0), dilation (1,1), groups 2");
+	tg_clear_error(ctx);
+	bad = g2;
+	bad.padding[1] = -1;
+	assert_null(tg_conv2d(x, w, NULL, &bad));
+	assert_error(ctx, TG_EARG, "padding (0,-1)");
+	tg_clear_error(ctx);
+	bad = g2;
+	bad.groups = 0;
+	assert_null(tg_conv2d(x, w, NULL, &bad));
+	assert_error(ctx, TG_EARG, "groups 0");
+	tg_clear_error(ctx);
+	assert_null(tg_conv2d(x, w, tg_zeros(ctx, TG_F64, SHAPE(3)), &g2));
+	assert_error(ctx, TG_ESHAPE, "tg_conv2d: b is (3,) for w (2,2,3,3); expected (2,)");
+	tg_clear_error(ctx);
+	assert_null(tg_conv2d(x, tg_zeros(ctx, TG_F32, SHAPE(2, 2, 3, 3)), NULL, &g2));
+	assert_true(tg_status_of(ctx) == TG_EDTYPE && strstr(tg_error(ctx), "tg_conv2d"));
+	tg_clear_error(ctx);
+
+	/* the gradient ops check dout against the geometry */
+	assert_null(tg_conv2d_input_grad(tg_zeros(ctx, TG_F64, SHAPE(1, 2, 2, 3)), w, 5, 5, &g2));
+	assert_error(ctx, TG_ESHAPE,
+		     "tg_conv2d_input_grad: dout is (1,2,2,3); the convolution's output is (1,2,3,3)");
+	tg_clear_error(ctx);
+	assert_null(tg_conv2d_input_grad(tg_zeros(ctx, TG_F64, SHAPE(1, 2, 3, 3)), w, 0, 5, &g2));
+	assert_error(ctx, TG_EARG, "tg_conv2d_input_grad: input size 0x5");
+	tg_clear_error(ctx);
+	assert_null(tg_conv2d_weight_grad(x, tg_zeros(ctx, TG_F64, SHAPE(1, 2, 3, 4)), 3, 3, &g2));
+	assert_error(ctx, TG_ESHAPE,
+		     "tg_conv2d_weight_grad: dout is (1,2,3,4); the convolution's output is "
+		     "(1,2,3,3)");
+	tg_clear_error(ctx);
+	assert_null(tg_conv2d_weight_grad(x, tg_zeros(ctx, TG_F64, SHAPE(1, 2, 3, 3)), 3, 3, &g3));
+	assert_error(ctx, TG_ESHAPE, "tg_conv2d_weight_grad");
+	tg_clear_error(ctx);
+
+	/* a failure earlier in a chain arrives intact through conv and pool */
+	tg_tensor *y = tg_max_pool2d(tg_relu(tg_conv2d(x, w, NULL, NULL)), 2, 2, 0);
+	assert_null(y);
+	assert_error(ctx, TG_ESHAPE, "tg_conv2d: x (1,4,5,5), w (2,2,3,3)");
+	tg_ctx_free(ctx);
+}
+
+static void pools_reject_each_misuse_with_the_shapes(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *x = tg_zeros(ctx, TG_F64, SHAPE(1, 2, 3, 3));
+	assert_null(tg_max_pool2d(tg_zeros(ctx, TG_F64, SHAPE(2, 3, 3)), 2, 2, 0));
+	assert_error(ctx, TG_ESHAPE, "tg_max_pool2d: x is (2,3,3); expected 4-D (N,C,H,W)");
+	tg_clear_error(ctx);
+	assert_null(tg_max_pool2d(x, 0, 1, 0));
+	assert_error(ctx, TG_EARG,
+		     "tg_max_pool2d: x (1,2,3,3), kernel 0, stride 1, padding 0: kernel and "
+		     "stride must be >= 1, padding in [0, kernel/2]");
+	tg_clear_error(ctx);
+	assert_null(tg_avg_pool2d(x, 2, 0, 0));
+	assert_error(ctx, TG_EARG, "tg_avg_pool2d: x (1,2,3,3), kernel 2, stride 0, padding 0");
+	tg_clear_error(ctx);
+	assert_null(tg_avg_pool2d(x, 2, 1, 2));
+	assert_error(ctx, TG_EARG, "kernel 2, stride 1, padding 2");
+	tg_clear_error(ctx);
+	assert_null(tg_max_pool2d(x, 4, 1, 0));
+	assert_error(ctx, TG_ESHAPE,
+		     "tg_max_pool2d: x (1,2,3,3): kernel 4 is larger than the padded input 3x3");
+	tg_clear_error(ctx);
+	assert_null(tg_max_pool2d(NULL, 2, 2, 0));
+	tg_ctx_free(ctx);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(conv2d_of_a_diagonal_kernel_adds_two_pixels),
+		cmocka_unit_test(conv2d_matches_the_naive_loops_over_many_options),
+		cmocka_unit_test(conv2d_takes_large_images_in_batches),
+		cmocka_unit_test(the_gradient_ops_match_the_naive_loops),
+		cmocka_unit_test(steady_conv_steps_allocate_nothing),
+		cmocka_unit_test(pools_match_the_naive_loops),
+		cmocka_unit_test(max_pool_gives_a_tie_to_the_first_maximum_in_row_major_order),
+		cmocka_unit_test(pool_padding_is_never_a_max_and_counts_in_the_mean),
+		cmocka_unit_test(conv2d_rejects_each_misuse_with_the_shapes),
+		cmocka_unit_test(pools_reject_each_misuse_with_the_shapes),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
