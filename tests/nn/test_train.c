@@ -296,7 +296,9 @@ static void the_csv_log_has_a_header_and_one_row_per_epoch(void **state)
 	assert_non_null(in);
 	char line[256];
 	assert_non_null(fgets(line, sizeof line, in));
-	assert_string_equal(line, "epoch,iter,train_loss,train_acc,test_loss,test_acc,seconds\n");
+	assert_string_equal(line, "epoch,iter,train_loss,train_acc,test_loss,test_acc,seconds,val_loss,"
+				  "val_acc,train_mse,train_rmse,train_r2,val_mse,val_rmse,val_r2,"
+				  "test_mse,test_rmse,test_r2\n");
 	int rows = 0;
 	double prev_seconds = 0;
 	while (fgets(line, sizeof line, in)) {
