@@ -148,6 +148,44 @@ static void usage_error(const char *fmt, ...)
 
 /* ---- command line ------------------------------------------------------------------ */
 
+/* Defaults per data set: what the flags not given become. */
+typedef struct preset {
+	const char *hidden;
+	bool bn;
+	int64_t batch, epochs;
+	double lr;            /* 0: the optimizer's */
+	double weight_decay;
+} preset;
+
+static preset preset_for(const char *data)
+{
+	if (!strcmp(data, "iris"))
+		return (preset){ "16", false, 16, 100, 0.01, 0 };
+	if (!strcmp(data, "diabetes"))
+		return (preset){ "16", false, 32, 60, 0.003, 0.1 };
+	if (!strcmp(data, "breast-cancer"))
+		return (preset){ "16", false, 32, 100, 0.001, 0.01 };
+	return (preset){ "256-128", true, 128, 10, 0, 0 };
+}
+
+static void apply_preset(config *c)
+{
+	preset p = preset_for(c->data);
+	if (!c->hidden)
+		c->hidden = p.hidden;
+	if (c->bn < 0)
+		c->bn = p.bn;
+	if (!c->batch)
+		c->batch = p.batch;
+	if (!c->epochs)
+		c->epochs = p.epochs;
+	if (c->lr == 0)
+		c->lr = p.lr;
+	if (!c->wd_given)
+		c->weight_decay = p.weight_decay;
+}
+
+
 static double parse_double(const char *opt, const char *s)
 {
 	char *end;
@@ -300,6 +338,7 @@ static config parse_args(int argc, char **argv)
 		usage_error("--load-nonfinite needs --load FILE");
 	if (c.iters && c.epochs_given)
 		usage_error("give --epochs or --iters, not both");
+	apply_preset(&c);
 	return c;
 }
 
@@ -416,43 +455,6 @@ typedef struct data {
 /* The split of the data sets that come as one file with float targets: the
  * same for every --seed, so that runs differ only in what the seed draws. */
 #define FIXED_SPLIT_SEED 2026
-
-/* Defaults per data set: what the flags not given become. */
-typedef struct preset {
-	const char *hidden;
-	bool bn;
-	int64_t batch, epochs;
-	double lr;            /* 0: the optimizer's */
-	double weight_decay;
-} preset;
-
-static preset preset_for(const char *data)
-{
-	if (!strcmp(data, "iris"))
-		return (preset){ "16", false, 16, 100, 0.01, 0 };
-	if (!strcmp(data, "diabetes"))
-		return (preset){ "16", false, 32, 60, 0.003, 0.1 };
-	if (!strcmp(data, "breast-cancer"))
-		return (preset){ "16", false, 32, 100, 0.001, 0.01 };
-	return (preset){ "256-128", true, 128, 10, 0, 0 };
-}
-
-static void apply_preset(config *c)
-{
-	preset p = preset_for(c->data);
-	if (!c->hidden)
-		c->hidden = p.hidden;
-	if (c->bn < 0)
-		c->bn = p.bn;
-	if (!c->batch)
-		c->batch = p.batch;
-	if (!c->epochs)
-		c->epochs = p.epochs;
-	if (c->lr == 0)
-		c->lr = p.lr;
-	if (!c->wd_given)
-		c->weight_decay = p.weight_decay;
-}
 
 /* A CSV of float targets, split 80/20 with FIXED_SPLIT_SEED's generator, its
  * features (and, with targets, its targets) standardised on the training
@@ -642,7 +644,6 @@ static void save_elsewhere(tg_ctx *ctx, tg_tensor *const *state, size_t ns)
 int main(int argc, char **argv)
 {
 	config c = parse_args(argc, argv);
-	apply_preset(&c);
 	/* Every path is proved before the data is loaded: a bad one is found in
 	 * a second, not after the training it would lose. */
 	if (c.load)

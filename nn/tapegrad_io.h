@@ -26,7 +26,7 @@
  *	tg_batcher *b = tg_batcher_new(ctx, &train, 100, 0);
  *	tg_batch batch;
  *	while (tg_batch_next(b, TG_F32, &batch)) {
- *		tg_tensor *loss = tg_cross_entropy(forward(batch.x), batch.y);
+ *		tg_tensor *loss = tg_cross_entropy(forward(batch.x), batch.labels);
  *		...
  *		tg_reset(ctx);
  *	}
