@@ -443,6 +443,7 @@ void tg_confusion_print(FILE *f, const int64_t *confusion, int k, const char *co
 
 typedef struct run {
 	tg_ctx *ctx;
+	const char *who;            /* "tg_fit" or "tg_train", for messages */
 	tg_module *m;
 	tg_optim *o;
 	tg_task task;
@@ -518,7 +519,7 @@ static int log_open(run *r)
 		return 0;
 	r->log = fopen(r->opts.log_path, "w");
 	if (!r->log) {
-		tg_fail(r->ctx, TG_EIO, "tg_train: cannot write the log %s: %s", r->opts.log_path,
+		tg_fail(r->ctx, TG_EIO, "%s: cannot write the log %s: %s", r->who, r->opts.log_path,
 			strerror(errno));
 		return -1;
 	}
@@ -565,7 +566,7 @@ static int log_close(run *r)
 	bad |= fclose(r->log) != 0;
 	r->log = NULL;
 	if (bad)
-		tg_fail(r->ctx, TG_EIO, "tg_train: writing the log %s failed: %s", r->opts.log_path,
+		tg_fail(r->ctx, TG_EIO, "%s: writing the log %s failed: %s", r->who, r->opts.log_path,
 			strerror(errno));
 	return bad ? -1 : 0;
 }
@@ -579,22 +580,22 @@ static int step(run *r, const tg_batch *b, int64_t epoch, int64_t it)
 {
 	tg_ctx *ctx = r->ctx;
 	tg_tensor *out = tg_forward(r->m, b->x);
-	tg_tensor *loss = task_loss(&r->task, "tg_train", out, b->labels, b->t);
+	tg_tensor *loss = task_loss(&r->task, r->who, out, b->labels, b->t);
 	double l = loss ? tg_item(loss) : NAN;
 	if (tg_ok(ctx) && !isfinite(l))
 		tg_fail(ctx, TG_EANOMALY,
-			"tg_train: the loss is %g at epoch %lld, step %lld; try a smaller learning "
+			"%s: the loss is %g at epoch %lld, step %lld; try a smaller learning "
 			"rate, or anomaly mode to find the op that made it",
-			l, (long long)epoch, (long long)it + 1);
+			r->who, l, (long long)epoch, (long long)it + 1);
 	if (tg_ok(ctx) && it == 0)
 		r->first_loss = l;
 	if (tg_ok(ctx) && !r->opts.no_divergence_check && l > TG_TRAIN_DIVERGENCE_FLOOR &&
 	    l > TG_TRAIN_DIVERGENCE * r->first_loss)
 		tg_fail(ctx, TG_EANOMALY,
-			"tg_train: the loss diverged: %.4g at epoch %lld, step %lld, more than %g "
+			"%s: the loss diverged: %.4g at epoch %lld, step %lld, more than %g "
 			"times the first step's %.4g; try a smaller learning rate (the check is off "
 			"with tg_train_opts.no_divergence_check, train --no-divergence-check)",
-			l, (long long)epoch, (long long)it + 1, TG_TRAIN_DIVERGENCE, r->first_loss);
+			r->who, l, (long long)epoch, (long long)it + 1, TG_TRAIN_DIVERGENCE, r->first_loss);
 	if (!tg_ok(ctx))
 		return -1;
 	if (!r->opts.full_train_eval) {
@@ -687,16 +688,16 @@ static int plan(run *r)
 	    !(o->progress_every >= 0) || (unsigned)o->progress > TG_PROGRESS_LINES ||
 	    o->patience < 0) {
 		tg_fail(r->ctx, TG_EARG,
-			"tg_train: bad options: batch %lld, epochs %lld, iters %lld, eval_batch "
+			"%s: bad options: batch %lld, epochs %lld, iters %lld, eval_batch "
 			"%lld, progress %d every %g s, patience %lld",
-			(long long)b, (long long)o->epochs, (long long)o->iters,
+			r->who, (long long)b, (long long)o->epochs, (long long)o->iters,
 			(long long)o->eval_batch, (int)o->progress, o->progress_every,
 			(long long)o->patience);
 		return -1;
 	}
 	if (o->patience > 0 && !r->val) {
 		tg_fail(r->ctx, TG_EARG,
-			"tg_train: early stopping (patience %lld) needs a validation set",
+			"%s: early stopping (patience %lld) needs a validation set", r->who,
 			(long long)o->patience);
 		return -1;
 	}
@@ -705,7 +706,7 @@ static int plan(run *r)
 	else
 		r->per_epoch = o->drop_last ? n / b : (n + b - 1) / b;
 	if (r->per_epoch < 1) {
-		tg_fail(r->ctx, TG_EARG, "tg_train: batch %lld > %lld samples with drop_last",
+		tg_fail(r->ctx, TG_EARG, "%s: batch %lld > %lld samples with drop_last", r->who,
 			(long long)b, (long long)n);
 		return -1;
 	}
@@ -779,9 +780,10 @@ static tg_metrics no_metrics(void)
 	};
 }
 
-int tg_fit(tg_module *m, tg_optim *o, const tg_task *task, const tg_dataset *train,
-	   const tg_dataset *val, const tg_dataset *test, const tg_train_opts *opts,
-	   tg_metrics *last)
+/* tg_fit, its messages naming who. */
+static int fit(const char *who, tg_module *m, tg_optim *o, const tg_task *task,
+	       const tg_dataset *train, const tg_dataset *val, const tg_dataset *test,
+	       const tg_train_opts *opts, tg_metrics *last)
 {
 	tg_ctx *ctx = m ? m->ctx : NULL;
 	tg_metrics mt = no_metrics();
@@ -790,27 +792,26 @@ int tg_fit(tg_module *m, tg_optim *o, const tg_task *task, const tg_dataset *tra
 	if (!ctx || !tg_ok(ctx))
 		return -1;
 	if (!o) {
-		tg_fail(ctx, TG_ENULL, "tg_train: the optimizer is NULL");
+		tg_fail(ctx, TG_ENULL, "%s: the optimizer is NULL", who);
 		return -1;
 	}
-	run r = { .ctx = ctx, .m = m, .o = o, .task = task ? *task : classify_task,
+	run r = { .ctx = ctx, .who = who, .m = m, .o = o, .task = task ? *task : classify_task,
 		  .train = train, .val = val, .test = test,
 		  .opts = opts ? *opts : tg_train_defaults(), .dt = module_dtype(m),
 		  .best_val = INFINITY };
-	if (check_task(ctx, "tg_train", &r.task) ||
-	    check_set(ctx, "tg_train", &r.task, train, "train") ||
-	    (val && check_set(ctx, "tg_train", &r.task, val, "validation")) ||
-	    (test && check_set(ctx, "tg_train", &r.task, test, "test")) || plan(&r))
+	if (check_task(ctx, who, &r.task) || check_set(ctx, who, &r.task, train, "train") ||
+	    (val && check_set(ctx, who, &r.task, val, "validation")) ||
+	    (test && check_set(ctx, who, &r.task, test, "test")) || plan(&r))
 		return -1;
 	int64_t rows = r.opts.replace || r.opts.batch < train->n ? r.opts.batch : train->n;
 	if (rows > TG_DATA_MAX_ELEMS / train->d) { /* could never be one tensor */
-		tg_fail(ctx, TG_EARG, "tg_train: a batch of %lld rows of %lld features is too large",
+		tg_fail(ctx, TG_EARG, "%s: a batch of %lld rows of %lld features is too large", who,
 			(long long)rows, (long long)train->d);
 		return -1;
 	}
 	tg_batcher *bt = NULL;
 	int rc = -1;
-	if (tally_init(ctx, "tg_train", &r.tr, rows,
+	if (tally_init(ctx, who, &r.tr, rows,
 		       is_regression(r.task.loss) ? train->tdim : 0))
 		goto out_free;
 	/* K of the test confusion matrix: from one forward pass of a test row. */
@@ -831,7 +832,7 @@ int tg_fit(tg_module *m, tg_optim *o, const tg_task *task, const tg_dataset *tra
 	if (!r.confusion && r.k && r.opts.out) {
 		r.confusion = r.own = malloc((size_t)(r.k * r.k) * sizeof *r.own);
 		if (!r.own) {
-			tg_fail(ctx, TG_ENOMEM, "tg_train: out of memory");
+			tg_fail(ctx, TG_ENOMEM, "%s: out of memory", who);
 			goto out_free;
 		}
 	}
@@ -884,5 +885,12 @@ int tg_train(tg_mlp *m, tg_optim *o, const tg_dataset *train, const tg_dataset *
 	if (check_fit(ctx, "tg_train", m, train, "train") ||
 	    (test && check_fit(ctx, "tg_train", m, test, "test")))
 		return -1;
-	return tg_fit(tg_mlp_module(m), o, NULL, train, NULL, test, opts, last);
+	return fit("tg_train", tg_mlp_module(m), o, NULL, train, NULL, test, opts, last);
+}
+
+int tg_fit(tg_module *m, tg_optim *o, const tg_task *task, const tg_dataset *train,
+	   const tg_dataset *val, const tg_dataset *test, const tg_train_opts *opts,
+	   tg_metrics *last)
+{
+	return fit("tg_fit", m, o, task, train, val, test, opts, last);
 }

@@ -694,7 +694,7 @@ static void early_stopping_stops_after_patience_epochs_without_improvement(void 
 	assert_int_equal(tg_fit(tg_mlp_module(f.net), f.opt, NULL, &f.train, NULL, NULL, &to,
 				&last),
 			 -1);
-	assert_error(f.ctx, TG_EARG, "early stopping (patience 3) needs a validation set");
+	assert_error(f.ctx, TG_EARG, "tg_fit: early stopping (patience 3) needs a validation set");
 	tg_dataset_free(&val);
 	fixture_free(&f);
 }
@@ -773,6 +773,22 @@ static void the_metrics_are_the_hand_computed_ones(void **state)
 	assert_int_equal(cm[1], 1);
 	assert_int_equal(cm[2], 1);
 	assert_int_equal(cm[3], 1);
+	/* soft targets: argmax of the logits 1, 0, 0, 1 against that of the
+	 * targets 1, 0, 1, 0; loss -sum t log_softmax(x) per row, averaged */
+	const float sx[] = { 0, 1, 2, 0, 1, -1, -1, 3 };
+	const float stt[] = { 0.3f, 0.7f, 0.6f, 0.4f, 0.2f, 0.8f, 0.9f, 0.1f };
+	tg_dataset soft = tiny_set(2, sx, stt);
+	double sce = 0;
+	for (int i = 0; i < 4; i++) {
+		double a = sx[2 * i], b = sx[2 * i + 1], m = fmax(a, b);
+		double lse = m + log(exp(a - m) + exp(b - m));
+		sce -= (stt[2 * i] * (a - lse) + stt[2 * i + 1] * (b - lse)) / 4;
+	}
+	tg_task st = { .loss = TG_LOSS_SOFT_CROSS_ENTROPY };
+	assert_int_equal(tg_score(id, &st, &soft, 3, &s, NULL), 0);
+	assert_near(s.acc, 0.5, 1e-12);
+	assert_near(s.loss, sce, 1e-6);
+	tg_dataset_free(&soft);
 	/* a task and a data set that do not go together */
 	assert_int_equal(tg_score(id, &mse, &cls, 3, &s, NULL), -1);
 	assert_error(ctx, TG_EARG, "tg_score: the evaluation set has class labels; the mse loss "
