@@ -38,6 +38,7 @@ void tg_dataset_free(tg_dataset *ds)
 		return;
 	free(ds->x);
 	free(ds->y);
+	free(ds->t);
 	*ds = (tg_dataset){ 0 };
 }
 
@@ -680,8 +681,9 @@ static const char *show_field(field f, char *buf, size_t size)
 /* Growing arrays of a CSV's samples. */
 typedef struct csv_rows {
 	float *x;   /* (cap, d) */
-	int32_t *y; /* (cap) */
-	int64_t n, cap, d;
+	int32_t *y; /* (cap) class labels, or NULL with float targets */
+	float *t;   /* (cap, tdim) float targets, or NULL with labels */
+	int64_t n, cap, d, tdim;
 } csv_rows;
 
 typedef struct csv_parse {
@@ -693,10 +695,12 @@ typedef struct csv_parse {
 	int64_t text_cap;    /* bytes of the line buffer, counted against max_bytes */
 	int ncol;            /* columns per row, from the first data row */
 	long long ncol_line; /* the line that set ncol */
-	int label;           /* label column, resolved */
+	int *role;           /* (ncol) -1: a feature; k >= 0: target k (the label when 0 of 1) */
+	int ntarget;         /* target columns: 1 with a class label */
 	double max_label;
 	field *f;            /* (ncol) */
 	bool first;          /* no line with content seen yet */
+	char *head;          /* the header line as read, when one was skipped; malloc'd */
 	char header[256];    /* why line 1 was taken for a header, when it was guessed */
 } csv_parse;
 
@@ -727,7 +731,7 @@ static int csv_grow(csv_parse *p, csv_rows *r)
 		return csv_fail(p, TG_EFORMAT,
 				"more than %lld rows, the most a CSV may have (max_rows)",
 				(long long)p->max_rows);
-	int64_t row = (r->d + 1) * (int64_t)sizeof(float); /* features and label */
+	int64_t row = (r->d + p->ntarget) * (int64_t)sizeof(float); /* features, targets */
 	int64_t room = (p->max_bytes - p->text_cap) / row;
 	int64_t most = TG_DATA_MAX_ELEMS / r->d < room ? TG_DATA_MAX_ELEMS / r->d : room;
 	most = most < p->max_rows ? most : p->max_rows;
@@ -742,13 +746,23 @@ static int csv_grow(csv_parse *p, csv_rows *r)
 	float *x = realloc(r->x, (size_t)(ncap * r->d) * sizeof(float));
 	if (x)
 		r->x = x;
-	int32_t *y = x ? realloc(r->y, (size_t)ncap * sizeof(int32_t)) : NULL;
-	if (!y) {
+	bool ok = x != NULL;
+	if (ok && p->opt.float_targets) {
+		float *t = realloc(r->t, (size_t)(ncap * r->tdim) * sizeof(float));
+		if (t)
+			r->t = t;
+		ok = t != NULL;
+	} else if (ok) {
+		int32_t *y = realloc(r->y, (size_t)ncap * sizeof(int32_t));
+		if (y)
+			r->y = y;
+		ok = y != NULL;
+	}
+	if (!ok) {
 		tg_fail(p->ctx, TG_ENOMEM, "%s: out of memory for %lld rows", p->path,
 			(long long)ncap);
 		return -1;
 	}
-	r->y = y;
 	r->cap = ncap;
 	return 0;
 }
@@ -768,7 +782,8 @@ static int csv_row(csv_parse *p, csv_rows *r, const char *s, const char *e, long
 		double v = 0;
 		field f = p->f[c];
 		bool number = parse_number(f, &v);
-		float xv = c == p->label ? 0.0f : (float)(v / scale);
+		int role = p->role[c];
+		float xv = role >= 0 ? (float)v : (float)(v / scale);
 		if (!number || !isfinite(v) || !isfinite(xv)) {
 			const char *why = "not finite (in single precision)";
 			if (!number)
@@ -777,8 +792,12 @@ static int csv_row(csv_parse *p, csv_rows *r, const char *s, const char *e, long
 			return csv_fail(p, TG_EFORMAT, "line %lld, column %d: \"%s\" is %s", line,
 					c + 1, show_field(f, shown, sizeof shown), why);
 		}
-		if (c != p->label) {
+		if (role < 0) {
 			*x++ = xv;
+			continue;
+		}
+		if (p->opt.float_targets) {
+			r->t[r->n * r->tdim + role] = xv;
 			continue;
 		}
 		int limit = p->opt.classes > 0 ? p->opt.classes : TG_DATA_MAX_CLASSES;
@@ -796,32 +815,93 @@ static int csv_row(csv_parse *p, csv_rows *r, const char *s, const char *e, long
 	return 0;
 }
 
-/* The first data line fixes the column count and the label column. */
+/* The 0-based column of target k: by name from the header line, or by index
+ * (negative from the end); -1 and an error when there is none. */
+static int target_column(csv_parse *p, int k)
+{
+	const tg_csv_options *o = &p->opt;
+	if (o->target_names) {
+		const char *want = o->target_names[k];
+		if (!want) {
+			tg_fail(p->ctx, TG_ENULL, "%s: target name %d is NULL", p->path, k);
+			return -1;
+		}
+		if (!p->head) {
+			tg_fail(p->ctx, TG_EARG,
+				"%s: target column \"%s\" asked for by name, but the file has no "
+				"header line",
+				p->path, want);
+			return -1;
+		}
+		const char *s = p->head, *e = s + strlen(s);
+		for (int col = 0;; col++) {
+			const char *c = memchr(s, ',', (size_t)(e - s));
+			if (!c)
+				c = e;
+			field f;
+			split_fields(s, c, &f, 1);
+			if (f.e - f.s == (ptrdiff_t)strlen(want) && !memcmp(f.s, want, strlen(want))) {
+				if (col < p->ncol)
+					return col;
+				break;
+			}
+			if (c == e)
+				break;
+			s = c + 1;
+		}
+		tg_fail(p->ctx, TG_EARG, "%s: no column named \"%s\" in the header", p->path,
+			want);
+		return -1;
+	}
+	int lc = o->target_columns ? o->target_columns[k] : o->label_column;
+	int col = lc < 0 ? p->ncol + lc : lc;
+	if (col < 0 || col >= p->ncol) {
+		tg_fail(p->ctx, TG_EARG, "%s: %s column %d out of range for %d columns", p->path,
+			o->float_targets ? "target" : "label", lc, p->ncol);
+		return -1;
+	}
+	return col;
+}
+
+/* The first data line fixes the column count and the target columns. */
 static int csv_first(csv_parse *p, csv_rows *r, const char *s, const char *e, long long line)
 {
 	p->ncol = split_fields(s, e, NULL, 0);
 	p->ncol_line = line;
-	if (p->ncol < 2)
+	if (p->ncol <= p->ntarget && !p->opt.float_targets)
 		return csv_fail(p, TG_EFORMAT, "line %lld: %d column; a row needs features and a label",
 				line, p->ncol);
-	int lc = p->opt.label_column;
-	p->label = lc < 0 ? p->ncol + lc : lc;
-	if (p->label < 0 || p->label >= p->ncol) {
-		tg_fail(p->ctx, TG_EARG, "%s: label column %d out of range for %d columns", p->path,
-			lc, p->ncol);
-		return -1;
-	}
-	r->d = p->ncol - 1;
-	if ((int64_t)p->ncol * (int64_t)(sizeof *p->f + sizeof(float)) >
+	if (p->ncol <= p->ntarget)
+		return csv_fail(p, TG_EFORMAT,
+				"line %lld: %d column%s; a row needs features and %d target%s", line,
+				p->ncol, p->ncol == 1 ? "" : "s", p->ntarget,
+				p->ntarget == 1 ? "" : "s");
+	if ((int64_t)p->ncol * (int64_t)(sizeof *p->f + sizeof *p->role + sizeof(float)) >
 	    p->max_bytes - p->text_cap)
 		return csv_fail(p, TG_EFORMAT,
 				"line %lld: %d columns would take more than %.2f GiB (max_bytes)",
 				line, p->ncol, gib(p->max_bytes));
 	p->f = malloc((size_t)p->ncol * sizeof *p->f);
-	if (!p->f) {
+	p->role = malloc((size_t)p->ncol * sizeof *p->role);
+	if (!p->f || !p->role) {
 		tg_fail(p->ctx, TG_ENOMEM, "%s: out of memory for %d columns", p->path, p->ncol);
 		return -1;
 	}
+	for (int c = 0; c < p->ncol; c++)
+		p->role[c] = -1;
+	for (int k = 0; k < p->ntarget; k++) {
+		int col = target_column(p, k);
+		if (col < 0)
+			return -1;
+		if (p->role[col] >= 0) {
+			tg_fail(p->ctx, TG_EARG, "%s: column %d is named as a target twice", p->path,
+				col + 1);
+			return -1;
+		}
+		p->role[col] = k;
+	}
+	r->d = p->ncol - p->ntarget;
+	r->tdim = p->opt.float_targets ? p->ntarget : 0;
 	return 0;
 }
 
@@ -859,11 +939,16 @@ static int csv_line(csv_parse *p, csv_rows *r, const char *s, const char *e, lon
 		return 0; /* blank */
 	bool first = p->first;
 	p->first = false;
-	if (first && p->opt.header == TG_CSV_HEADER_YES)
+	if (first && (p->opt.header == TG_CSV_HEADER_YES ||
+		      (p->opt.header == TG_CSV_HEADER_AUTO &&
+		       is_header(s, e, line, p->header, sizeof p->header)))) {
+		p->head = strndup(s, (size_t)(e - s));
+		if (!p->head) {
+			tg_fail(p->ctx, TG_ENOMEM, "%s: out of memory for the header", p->path);
+			return -1;
+		}
 		return 0;
-	if (first && p->opt.header == TG_CSV_HEADER_AUTO &&
-	    is_header(s, e, line, p->header, sizeof p->header))
-		return 0;
+	}
 	if (r->d == 0 && csv_first(p, r, s, e, line))
 		return -1;
 	return csv_row(p, r, s, e, line);
@@ -965,16 +1050,21 @@ int tg_load_csv(tg_ctx *ctx, const char *path, const tg_csv_options *opt, tg_dat
 	*out = (tg_dataset){ 0 };
 	csv_parse p = { .ctx = ctx, .path = path, .opt = opt ? *opt : TG_CSV_DEFAULTS,
 			.first = true };
+	bool listed = p.opt.target_columns || p.opt.target_names;
 	if (p.opt.classes > TG_DATA_MAX_CLASSES || !isfinite(p.opt.scale) ||
 	    (unsigned)p.opt.header > TG_CSV_HEADER_NO || p.opt.max_rows < 0 ||
-	    p.opt.max_bytes < 0) {
+	    p.opt.max_bytes < 0 || p.opt.ntargets < 0 || p.opt.ntargets > TG_CSV_MAX_TARGETS ||
+	    (listed && p.opt.ntargets < 1) || (!listed && p.opt.ntargets > 1) ||
+	    (!p.opt.float_targets && p.opt.ntargets > 1)) {
 		tg_fail(ctx, TG_EARG,
 			"tg_load_csv: bad option (classes %d, scale %g, header %d, max_rows %lld, "
-			"max_bytes %lld)",
+			"max_bytes %lld, %d target column%s%s%s)",
 			p.opt.classes, p.opt.scale, (int)p.opt.header, (long long)p.opt.max_rows,
-			(long long)p.opt.max_bytes);
+			(long long)p.opt.max_bytes, p.opt.ntargets, p.opt.ntargets == 1 ? "" : "s",
+			listed ? " listed" : "", p.opt.float_targets ? ", float" : ", a class label");
 		return -1;
 	}
+	p.ntarget = p.opt.ntargets > 0 ? p.opt.ntargets : 1;
 	p.max_rows = p.opt.max_rows ? p.opt.max_rows : TG_CSV_MAX_ROWS;
 	p.max_bytes = p.opt.max_bytes ? p.opt.max_bytes : tg_data_max_bytes();
 	if (p.max_bytes < 2 * CHUNK)
@@ -986,21 +1076,26 @@ int tg_load_csv(tg_ctx *ctx, const char *path, const tg_csv_options *opt, tg_dat
 	int rc = csv_parse_stream(&p, &r, &f);
 	src_close(&f);
 	free(p.f);
+	free(p.role);
+	free(p.head);
 	if (rc) {
 		free(r.x);
 		free(r.y);
+		free(r.t);
 		return -1;
 	}
 	/* Give back the slack of the last doubling. */
 	float *x = realloc(r.x, (size_t)(r.n * r.d) * sizeof(float));
-	int32_t *y = realloc(r.y, (size_t)r.n * sizeof(int32_t));
-	*out = (tg_dataset){
-		.n = r.n,
-		.d = r.d,
-		.classes = p.opt.classes > 0 ? p.opt.classes : (int32_t)p.max_label + 1,
-		.x = x ? x : r.x,
-		.y = y ? y : r.y,
-	};
+	*out = (tg_dataset){ .n = r.n, .d = r.d, .x = x ? x : r.x };
+	if (p.opt.float_targets) {
+		float *t = realloc(r.t, (size_t)(r.n * r.tdim) * sizeof(float));
+		out->t = t ? t : r.t;
+		out->tdim = r.tdim;
+	} else {
+		int32_t *y = realloc(r.y, (size_t)r.n * sizeof(int32_t));
+		out->y = y ? y : r.y;
+		out->classes = p.opt.classes > 0 ? p.opt.classes : (int32_t)p.max_label + 1;
+	}
 	return 0;
 }
 
@@ -1044,11 +1139,39 @@ static int check_dataset(tg_ctx *ctx, const char *who, const tg_dataset *ds)
 		tg_fail(ctx, TG_ENULL, "%s: data set is NULL", who);
 		return -1;
 	}
-	if (ds->n < 1 || ds->d < 1 || !ds->x || !ds->y) {
+	if (ds->n < 1 || ds->d < 1 || !ds->x || (!ds->y && !ds->t)) {
 		tg_fail(ctx, TG_EARG, "%s: empty data set (%lld x %lld)", who, (long long)ds->n,
 			(long long)ds->d);
 		return -1;
 	}
+	if (ds->y && ds->t) {
+		tg_fail(ctx, TG_EARG, "%s: the data set has both class labels and float targets",
+			who);
+		return -1;
+	}
+	if (ds->t && (ds->tdim < 1 || ds->tdim > TG_DATA_MAX_ELEMS / ds->n)) {
+		tg_fail(ctx, TG_EARG, "%s: float targets of width %lld", who, (long long)ds->tdim);
+		return -1;
+	}
+	return 0;
+}
+
+/* A new data set of n rows shaped like src (labels or targets), or -1. */
+static int alloc_like(tg_ctx *ctx, const char *who, const tg_dataset *src, int64_t n,
+		      tg_dataset *out)
+{
+	float *x = malloc((size_t)(n * src->d) * sizeof(float));
+	int32_t *y = src->y ? malloc((size_t)n * sizeof(int32_t)) : NULL;
+	float *t = src->t ? malloc((size_t)(n * src->tdim) * sizeof(float)) : NULL;
+	if (!x || (src->y && !y) || (src->t && !t)) {
+		free(x);
+		free(y);
+		free(t);
+		tg_fail(ctx, TG_ENOMEM, "%s: out of memory for %lld rows", who, (long long)n);
+		return -1;
+	}
+	*out = (tg_dataset){ .n = n, .d = src->d, .classes = src->classes, .x = x, .y = y,
+			     .tdim = src->t ? src->tdim : 0, .t = t };
 	return 0;
 }
 
@@ -1067,20 +1190,16 @@ static int gather(tg_ctx *ctx, const char *who, const tg_dataset *src, const int
 			(long long)n, (long long)src->d, (long long)TG_DATA_MAX_ELEMS);
 		return -1;
 	}
-	float *x = malloc((size_t)(n * src->d) * sizeof(float));
-	int32_t *y = malloc((size_t)n * sizeof(int32_t));
-	if (!x || !y) {
-		free(x);
-		free(y);
-		tg_fail(ctx, TG_ENOMEM, "%s: out of memory for %lld rows", who, (long long)n);
+	if (alloc_like(ctx, who, src, n, out))
 		return -1;
-	}
-	size_t row = (size_t)src->d * sizeof(float);
+	size_t row = (size_t)src->d * sizeof(float), trow = (size_t)src->tdim * sizeof(float);
 	for (int64_t i = 0; i < n; i++) {
-		memcpy(x + i * src->d, src->x + idx[i] * src->d, row);
-		y[i] = src->y[idx[i]];
+		memcpy(out->x + i * src->d, src->x + idx[i] * src->d, row);
+		if (src->y)
+			out->y[i] = src->y[idx[i]];
+		if (src->t)
+			memcpy(out->t + i * src->tdim, src->t + idx[i] * src->tdim, trow);
 	}
-	*out = (tg_dataset){ .n = n, .d = src->d, .classes = src->classes, .x = x, .y = y };
 	return 0;
 }
 
@@ -1121,18 +1240,13 @@ int tg_dataset_head(tg_ctx *ctx, const tg_dataset *src, int64_t n, tg_dataset *o
 	}
 	if (n > src->n)
 		n = src->n;
-	float *x = malloc((size_t)(n * src->d) * sizeof(float));
-	int32_t *y = malloc((size_t)n * sizeof(int32_t));
-	if (!x || !y) {
-		free(x);
-		free(y);
-		tg_fail(ctx, TG_ENOMEM, "tg_dataset_head: out of memory for %lld rows",
-			(long long)n);
+	if (alloc_like(ctx, "tg_dataset_head", src, n, out))
 		return -1;
-	}
-	memcpy(x, src->x, (size_t)(n * src->d) * sizeof(float));
-	memcpy(y, src->y, (size_t)n * sizeof(int32_t));
-	*out = (tg_dataset){ .n = n, .d = src->d, .classes = src->classes, .x = x, .y = y };
+	memcpy(out->x, src->x, (size_t)(n * src->d) * sizeof(float));
+	if (src->y)
+		memcpy(out->y, src->y, (size_t)n * sizeof(int32_t));
+	if (src->t)
+		memcpy(out->t, src->t, (size_t)(n * src->tdim) * sizeof(float));
 	return 0;
 }
 
@@ -1247,10 +1361,51 @@ tg_tensor *tg_dataset_batch(tg_ctx *ctx, const tg_dataset *ds, const int64_t *id
 			for (int64_t j = 0; j < d; j++)
 				out[j] = row[j];
 		}
-		if (labels)
+		if (labels && ds->y)
 			labels[i] = ds->y[idx[i]];
 	}
 	return x;
+}
+
+tg_tensor *tg_dataset_targets(tg_ctx *ctx, const tg_dataset *ds, const int64_t *idx, int64_t n,
+			      tg_dtype dt)
+{
+	if (!usable(ctx))
+		return NULL;
+	if (!idx)
+		return tg_fail(ctx, TG_ENULL, "tg_dataset_targets: idx is NULL");
+	if (check_dataset(ctx, "tg_dataset_targets", ds))
+		return NULL;
+	if (!ds->t)
+		return tg_fail(ctx, TG_EARG,
+			       "tg_dataset_targets: the data set has class labels, not float "
+			       "targets");
+	if (n < 1)
+		return tg_fail(ctx, TG_EARG, "tg_dataset_targets: batch of %lld rows",
+			       (long long)n);
+	if (dt != TG_F32 && dt != TG_F64)
+		return tg_fail(ctx, TG_EDTYPE, "tg_dataset_targets: unknown dtype %d", (int)dt);
+	for (int64_t i = 0; i < n; i++)
+		if (idx[i] < 0 || idx[i] >= ds->n)
+			return tg_fail(
+			    ctx, TG_EARG,
+			    "tg_dataset_targets: index %lld at %lld is out of range [0,%lld)",
+			    (long long)idx[i], (long long)i, (long long)ds->n);
+	int64_t w = ds->tdim;
+	tg_tensor *t = tg_empty(ctx, dt, 2, (int64_t[]){ n, w });
+	void *data = t ? tg_data_mut(t) : NULL;
+	if (!data)
+		return NULL;
+	for (int64_t i = 0; i < n; i++) {
+		const float *row = ds->t + idx[i] * w;
+		if (dt == TG_F32) {
+			memcpy((float *)data + i * w, row, (size_t)w * sizeof(float));
+		} else {
+			for (int64_t j = 0; j < w; j++)
+				((double *)data)[i * w + j] = row[j];
+		}
+	}
+	return t;
 }
 
 struct tg_batcher {
@@ -1290,8 +1445,8 @@ tg_batcher *tg_batcher_new(tg_ctx *ctx, const tg_dataset *ds, int64_t batch, uns
 	int64_t most = replace || batch < ds->n ? batch : ds->n; /* rows in a batch */
 	tg_batcher *b = malloc(sizeof *b);
 	int64_t *order = malloc((size_t)norder * sizeof *order);
-	int32_t *y = malloc((size_t)most * sizeof *y);
-	if (!b || !order || !y) {
+	int32_t *y = ds->y ? malloc((size_t)most * sizeof *y) : NULL;
+	if (!b || !order || (ds->y && !y)) {
 		free(b);
 		free(order);
 		free(y);
@@ -1351,10 +1506,133 @@ bool tg_batch_next(tg_batcher *b, tg_dtype dt, tg_batch *out)
 		idx = b->order + b->pos;
 	}
 	tg_tensor *x = tg_dataset_batch(b->ctx, ds, idx, m, dt, b->y);
-	if (!x)
+	tg_tensor *labels = x && ds->y ? tg_from_i32(b->ctx, 1, (int64_t[]){ m }, b->y) : NULL;
+	tg_tensor *t = x && ds->t ? tg_dataset_targets(b->ctx, ds, idx, m, dt) : NULL;
+	if (!x || (ds->y && !labels) || (ds->t && !t))
 		return false;
 	if (!(b->flags & TG_BATCH_REPLACE))
 		b->pos += m;
-	*out = (tg_batch){ .x = x, .y = b->y, .idx = idx, .n = m };
+	*out = (tg_batch){ .x = x, .y = b->y, .labels = labels, .t = t, .idx = idx, .n = m };
 	return true;
+}
+
+/* ---- standardising -------------------------------------------------------------- */
+
+/* Per-column mean and population standard deviation of a (n, w) array, in
+ * double; a constant column gets std 1, so it becomes 0 and stays finite. */
+static void column_stats(const float *a, int64_t n, int64_t w, double *mean, double *std)
+{
+	for (int64_t j = 0; j < w; j++)
+		mean[j] = std[j] = 0;
+	for (int64_t i = 0; i < n; i++)
+		for (int64_t j = 0; j < w; j++)
+			mean[j] += a[i * w + j];
+	for (int64_t j = 0; j < w; j++)
+		mean[j] /= (double)n;
+	for (int64_t i = 0; i < n; i++)
+		for (int64_t j = 0; j < w; j++) {
+			double e = a[i * w + j] - mean[j];
+			std[j] += e * e;
+		}
+	for (int64_t j = 0; j < w; j++) {
+		std[j] = sqrt(std[j] / (double)n);
+		if (!(std[j] > 1e-12 * (fabs(mean[j]) + 1)))
+			std[j] = 1;
+	}
+}
+
+/* A named (w) f64 ctx tensor of v. */
+static tg_tensor *stat_tensor(tg_ctx *ctx, const double *v, int64_t w, const char *name)
+{
+	return tg_set_name(tg_keep(tg_from_f64(ctx, TG_F64, 1, (int64_t[]){ w }, v)), name);
+}
+
+int tg_standardiser_fit(tg_ctx *ctx, const tg_dataset *train, bool targets,
+			tg_standardiser *out)
+{
+	if (!usable(ctx))
+		return -1;
+	if (!out) {
+		tg_fail(ctx, TG_ENULL, "tg_standardiser_fit: out is NULL");
+		return -1;
+	}
+	*out = (tg_standardiser){ 0 };
+	if (check_dataset(ctx, "tg_standardiser_fit", train))
+		return -1;
+	if (targets && !train->t) {
+		tg_fail(ctx, TG_EARG,
+			"tg_standardiser_fit: targets asked for, but the data set has class labels");
+		return -1;
+	}
+	int64_t d = train->d, w = targets ? train->tdim : 0;
+	double *v = malloc((size_t)(2 * (d > w ? d : w)) * sizeof *v);
+	if (!v) {
+		tg_fail(ctx, TG_ENOMEM, "tg_standardiser_fit: out of memory for %lld columns",
+			(long long)d);
+		return -1;
+	}
+	tg_standardiser s = { .d = d, .tdim = w };
+	int64_t most = d > w ? d : w;
+	column_stats(train->x, train->n, d, v, v + most);
+	s.mean = stat_tensor(ctx, v, d, "standardiser.mean");
+	s.std = stat_tensor(ctx, v + most, d, "standardiser.std");
+	if (w) {
+		column_stats(train->t, train->n, w, v, v + most);
+		s.target_mean = stat_tensor(ctx, v, w, "standardiser.target_mean");
+		s.target_std = stat_tensor(ctx, v + most, w, "standardiser.target_std");
+	}
+	free(v);
+	if (!tg_ok(ctx))
+		return -1;
+	*out = s;
+	return 0;
+}
+
+/* (x - mean) / std over every row of a (n, w) array, in place. */
+static void standardise(float *a, int64_t n, int64_t w, const tg_tensor *mean,
+			const tg_tensor *std)
+{
+	const double *m = tg_data(mean), *s = tg_data(std);
+	for (int64_t i = 0; i < n; i++)
+		for (int64_t j = 0; j < w; j++)
+			a[i * w + j] = (float)((a[i * w + j] - m[j]) / s[j]);
+}
+
+int tg_standardiser_apply(tg_ctx *ctx, const tg_standardiser *s, tg_dataset *ds)
+{
+	if (!usable(ctx))
+		return -1;
+	if (!s || !s->mean || !s->std) {
+		tg_fail(ctx, TG_ENULL, "tg_standardiser_apply: the standardiser is %s",
+			!s ? "NULL" : "not fitted");
+		return -1;
+	}
+	if (check_dataset(ctx, "tg_standardiser_apply", ds))
+		return -1;
+	if (ds->d != s->d || (s->tdim && ds->tdim != s->tdim)) {
+		tg_fail(ctx, TG_ESHAPE,
+			"tg_standardiser_apply: fitted on %lld features and %lld targets; the data "
+			"set has %lld features and %lld targets",
+			(long long)s->d, (long long)s->tdim, (long long)ds->d,
+			(long long)ds->tdim);
+		return -1;
+	}
+	standardise(ds->x, ds->n, ds->d, s->mean, s->std);
+	if (s->tdim)
+		standardise(ds->t, ds->n, ds->tdim, s->target_mean, s->target_std);
+	return 0;
+}
+
+size_t tg_standardiser_tensors(const tg_standardiser *s, tg_tensor **out)
+{
+	size_t n = 0;
+	if (!s || !s->mean)
+		return 0;
+	tg_tensor *all[4] = { s->mean, s->std, s->target_mean, s->target_std };
+	for (int i = 0; i < 4; i++)
+		if (all[i] && out)
+			out[n++] = all[i];
+		else if (all[i])
+			n++;
+	return n;
 }

@@ -26,7 +26,7 @@
  *	tg_batcher *b = tg_batcher_new(ctx, &train, 100, 0);
  *	tg_batch batch;
  *	while (tg_batch_next(b, TG_F32, &batch)) {
- *		tg_tensor *loss = tg_cross_entropy(forward(batch.x), batch.y);
+ *		tg_tensor *loss = tg_cross_entropy(forward(batch.x), batch.labels);
  *		...
  *		tg_reset(ctx);
  *	}
@@ -71,7 +71,7 @@ typedef struct tg_dataset {
  * changes it). */
 TG_API int64_t tg_data_max_bytes(void);
 
-/* Frees x and y and zeroes *ds; NULL or an empty struct is fine. */
+/* Frees x, y and t and zeroes *ds; NULL or an empty struct is fine. */
 TG_API void tg_dataset_free(tg_dataset *ds);
 
 /* ---- reading files ------------------------------------------------------- */
@@ -107,10 +107,20 @@ TG_API int tg_load_mnist(tg_ctx *ctx, const char *dir, tg_dataset *train, tg_dat
 /* ---- CSV files ------------------------------------------------------------ */
 /* One sample per line, numbers separated by commas; blank lines are skipped.
  * Lines end in LF, CRLF or CR; a UTF-8 byte-order mark is skipped. Every row
- * must have the same number of columns; one column is the label (an integer
- * in [0, classes)), the others are the features, in order. When the header
- * was detected, errors say so (a data row with a stray word is taken for a
- * header). */
+ * must have the same number of columns; the target columns hold either one
+ * class label (an integer in [0, classes)) or, with float_targets, T float
+ * targets (ds.t, in the order listed); the others are the features, in
+ * order. Target columns are chosen by index (label_column for one, or
+ * target_columns) or by their names in the header line (target_names). When
+ * the header was detected, errors say so (a data row with a stray word is
+ * taken for a header).
+ *
+ *	tg_csv_options o = TG_CSV_DEFAULTS;   // diabetes.csv: 10 features, "target"
+ *	o.target_names = (const char *[]){ "target" };
+ *	o.ntargets = 1;
+ *	o.float_targets = true;
+ *	tg_load_csv(ctx, "diabetes.csv", &o, &ds);   // ds.t (442,1), ds.y NULL
+ */
 typedef enum {
 	TG_CSV_HEADER_AUTO, /* skip the first line if any field is not a number */
 	TG_CSV_HEADER_YES,  /* always skip the first line */
@@ -126,9 +136,20 @@ typedef struct tg_csv_options {
 	/* Bytes the load may take (text read and data set); more is an error,
 	 * found before it is allocated. 0: tg_data_max_bytes(). */
 	int64_t max_bytes;
+	/* ntargets columns listed by index (0-based, negative from the end) or
+	 * by name (target_names; needs a header line), borrowed for the call;
+	 * both NULL: the one column label_column. More than one only with
+	 * float_targets; at most TG_CSV_MAX_TARGETS. */
+	int ntargets;
+	const int *target_columns;
+	const char *const *target_names;
+	/* false: the target is a class label (ds.y); true: float values (ds.t,
+	 * not scaled), for regression and binary tasks. */
+	bool float_targets;
 } tg_csv_options;
 
 #define TG_CSV_MAX_ROWS ((int64_t)1 << 24)
+#define TG_CSV_MAX_TARGETS 4096
 
 /* Label last, header detected, classes from the labels, no scaling, the
  * default caps. */
@@ -163,12 +184,50 @@ TG_API int tg_dataset_head(tg_ctx *ctx, const tg_dataset *src, int64_t n, tg_dat
 TG_API int tg_dataset_split(tg_ctx *ctx, const tg_dataset *src, int64_t n_val,
 			    tg_dataset *train, tg_dataset *val);
 
+/* ---- standardising ------------------------------------------------------- */
+/* Per-feature (x - mean) / std with the mean and population standard
+ * deviation of the training split only, applied to the training, validation
+ * and test splits alike (so nothing of the held-out data leaks into
+ * training); optionally the float targets too. A constant column gets std 1.
+ * The numbers are f64 ctx tensors named "standardiser.mean",
+ * "standardiser.std" (D) and "standardiser.target_mean",
+ * "standardiser.target_std" (T, or NULL), so a checkpoint saves them with the
+ * model's tensors (tg_standardiser_tensors lists them). They belong to the
+ * context: there is nothing to free.
+ *
+ *	tg_standardiser s;
+ *	tg_standardiser_fit(ctx, &train, true, &s);
+ *	tg_standardiser_apply(ctx, &s, &train);
+ *	tg_standardiser_apply(ctx, &s, &test);
+ */
+typedef struct tg_standardiser {
+	int64_t d;                /* D: features */
+	int64_t tdim;             /* T: targets standardised, 0: none */
+	tg_tensor *mean, *std;    /* (D) f64 ctx */
+	tg_tensor *target_mean, *target_std; /* (T) f64 ctx, or NULL */
+} tg_standardiser;
+
+/* Fits on train (targets: also its float targets; TG_EARG for class
+ * labels). 0 ok, -1 on error (out zeroed). */
+TG_API int tg_standardiser_fit(tg_ctx *ctx, const tg_dataset *train, bool targets,
+			       tg_standardiser *out);
+/* Standardises ds in place; its widths must be the fitted ones. 0 ok, -1. */
+TG_API int tg_standardiser_apply(tg_ctx *ctx, const tg_standardiser *s, tg_dataset *ds);
+/* Puts s's tensors (2 or 4) into out (room for 4; may be NULL) and returns
+ * how many: what a checkpoint saves beside the model's. */
+TG_API size_t tg_standardiser_tensors(const tg_standardiser *s, tg_tensor **out);
+
 /* ---- mini-batches --------------------------------------------------------- */
 
 /* Rows idx[0..n) of ds as a step tensor (n,D) of dtype dt; their labels go
- * to labels[0..n) (the caller's buffer; may be NULL). NULL on error. step */
+ * to labels[0..n) (the caller's buffer; may be NULL; untouched for a data set
+ * of float targets). NULL on error. step */
 TG_API tg_tensor *tg_dataset_batch(tg_ctx *ctx, const tg_dataset *ds, const int64_t *idx,
 				   int64_t n, tg_dtype dt, int32_t *labels);
+/* The float targets of rows idx[0..n) as a step tensor (n,T) of dtype dt;
+ * TG_EARG for a data set of class labels. NULL on error. step */
+TG_API tg_tensor *tg_dataset_targets(tg_ctx *ctx, const tg_dataset *ds, const int64_t *idx,
+				     int64_t n, tg_dtype dt);
 
 enum {
 	/* Each batch is B indices drawn uniformly with replacement, as the

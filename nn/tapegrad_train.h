@@ -1,21 +1,32 @@
 /*
- * tapegrad_train.h - the training loop: a tg_mlp and a tg_optim on a train
- * set, measured on a test set, with progress, a CSV log and a confusion
- * matrix.
+ * tapegrad_train.h - the training loop: any module (tg_fit) or a tg_mlp
+ * (tg_train) and a tg_optim on a train set, for a task (classification,
+ * binary, regression), measured on validation and test sets, with early
+ * stopping, progress, a CSV log and a confusion matrix.
  *
- * Each step is the sequence every hand-written loop repeats: forward,
- * cross-entropy, tg_optim_zero_grad, tg_backward, tg_optim_step, tg_reset.
+ * Each step is the sequence every hand-written loop repeats: forward, the
+ * task's loss, tg_optim_zero_grad, tg_backward, tg_optim_step, tg_reset.
  * The context is checked after every step: a step that failed (a shape
  * error, a NaN found by anomaly mode, a non-finite loss) stops training with
  * its error kept in the context; the loop never trains on after a failure.
  * A loss that diverges stops it too, anomaly mode or not: a step whose loss
  * exceeds both TG_TRAIN_DIVERGENCE times the first step's loss and
- * TG_TRAIN_DIVERGENCE_FLOOR (a cross-entropy no trained net reaches) ends
+ * TG_TRAIN_DIVERGENCE_FLOOR (a cross-entropy no trained net reaches; a
+ * regression loss is in the targets' units, so standardise them) ends
  * the run with TG_EANOMALY and a message that suggests a smaller learning
  * rate; the check is before the update, so the step's update is not made.
  * tg_train_opts.no_divergence_check turns it off.
  * Weight decay is the optimizer's (tg_optim_opts.weight_decay): the loop adds
- * no penalty to the loss, so train_loss is the plain cross-entropy.
+ * no penalty to the loss, so train_loss is the plain loss of the task.
+ *
+ * Any module, any task: a regressor on standardised data with early stopping
+ *
+ *	tg_task task = { .loss = TG_LOSS_MSE };
+ *	tg_train_opts to = tg_train_defaults();
+ *	to.patience = 20;             // needs the validation set
+ *	tg_metrics last;
+ *	tg_fit(model, opt, &task, &train, &val, &test, &to, &last);
+ *	printf("test R2 %.4f\n", last.test_r2);
  *
  *	tg_train_opts to = tg_train_defaults();
  *	to.epochs = 10;
@@ -28,7 +39,7 @@
  *	else
  *		printf("test accuracy %.4f\n", last.test_acc);
  *
- * Lifetimes: tg_train and tg_evaluate borrow the net, the optimizer and the
+ * Lifetimes: tg_fit, tg_train, tg_score and tg_evaluate borrow the model, the optimizer and the
  * data sets for the duration of the call and keep nothing. Both call
  * tg_reset after every batch, so step tensors made before the call are
  * freed by it. Metrics handed to a callback are borrowed for that call.
@@ -51,7 +62,50 @@ extern "C" {
 #define TG_TRAIN_DIVERGENCE 1e3
 #define TG_TRAIN_DIVERGENCE_FLOOR 100.0
 
-/* What one epoch measured. Losses are mean cross-entropies per sample. */
+/* ---- tasks: a loss and the metrics that go with it ------------------------ */
+
+typedef enum {
+	/* K logits against class labels (ds.y): tg_cross_entropy; accuracy of
+	 * the argmax, a confusion matrix. */
+	TG_LOSS_CROSS_ENTROPY,
+	/* K logits against soft targets (ds.t, T = K, rows summing to 1):
+	 * tg_cross_entropy_soft; accuracy against each target's argmax. */
+	TG_LOSS_SOFT_CROSS_ENTROPY,
+	/* T logits against targets in [0,1] (ds.t): tg_bce_with_logits; accuracy
+	 * of logit > 0 against target > 0.5 over every element; a 2x2 confusion
+	 * matrix when T = 1. */
+	TG_LOSS_BCE_WITH_LOGITS,
+	/* Regression, T outputs against T float targets (ds.t): tg_mse, tg_l1,
+	 * tg_huber(delta); metrics MSE, RMSE and R2. */
+	TG_LOSS_MSE,
+	TG_LOSS_L1,
+	TG_LOSS_HUBER,
+} tg_loss_kind;
+
+/* What the model learns: its loss, and so its metrics. A zeroed task is
+ * classification with cross-entropy. */
+typedef struct tg_task {
+	tg_loss_kind loss;
+	double delta;       /* TG_LOSS_HUBER's delta; 0 means 1 */
+} tg_task;
+
+/* "cross-entropy", "soft cross-entropy", "bce-with-logits", "mse", "l1",
+ * "huber"; "unknown" otherwise. static */
+TG_API const char *tg_loss_name(tg_loss_kind k);
+
+/* The figures of one evaluated set; NAN where the task has none: acc for
+ * classification and binary; mse, rmse and r2 for regression, with
+ * MSE = SSE / (N T), RMSE = sqrt(MSE) and R2 = 1 - SSE / SST, SST the sum
+ * over targets of the squared deviations from that target's mean over the
+ * set (NAN when SST is 0). */
+typedef struct tg_scores {
+	double loss;        /* the task's loss, mean per sample */
+	double acc;
+	double mse, rmse, r2;
+} tg_scores;
+
+/* What one epoch measured: losses are the task's, mean per sample. Figures
+ * a task or a missing set does not have are NAN. */
 typedef struct tg_metrics {
 	int64_t epoch;      /* epochs completed; a last partial epoch counts */
 	int64_t iter;       /* optimizer steps taken */
@@ -60,6 +114,14 @@ typedef struct tg_metrics {
 	double test_loss;   /* NAN without a test set */
 	double test_acc;    /* NAN without a test set */
 	double seconds;     /* wall time since training began, evaluation included */
+	double val_loss;    /* NAN without a validation set */
+	double val_acc;
+	double train_mse, train_rmse, train_r2; /* regression only */
+	double val_mse, val_rmse, val_r2;
+	double test_mse, test_rmse, test_r2;
+	double best_val_loss; /* the lowest val_loss so far (NAN without a validation set) */
+	int64_t best_epoch;   /* its epoch */
+	bool stopped_early;   /* early stopping ended the run */
 } tg_metrics;
 
 /* Called after each epoch's metrics are known; return false to stop
@@ -103,11 +165,40 @@ typedef struct tg_train_opts {
 	int64_t *confusion;
 	tg_epoch_fn on_epoch;   /* NULL: none */
 	void *user;             /* handed to on_epoch */
+	/* Early stopping: > 0 ends training after this many epochs in a row
+	 * without a validation loss lower than the best so far (needs a
+	 * validation set); the model is left as the last epoch made it, not
+	 * rolled back to the best epoch (save it from on_epoch for that).
+	 * 0: off. */
+	int64_t patience;
 } tg_train_opts;
 
 TG_API tg_train_opts tg_train_defaults(void);
 
-/* Trains m with o on train (its inputs must have the net's input width, its
+/* Trains the module m with o on train for task (NULL: classification with
+ * cross-entropy), after every epoch evaluating on val and test (each may be
+ * NULL), with early stopping on val when opts->patience > 0; at the end
+ * prints the test confusion matrix (classification, one binary target) to
+ * opts->out. The data sets must hold what the task learns from (class labels
+ * or float targets), and m's outputs the targets' shape; input batches take
+ * the dtype of m's parameters. opts NULL means the defaults. On return m is
+ * in training mode and grad mode is as it was; last (may be NULL) receives
+ * the final metrics (after a failure, last->iter is the number of steps that
+ * completed). 0 ok, -1 on error (in ctx; a log file that can't be written is
+ * TG_EIO). */
+TG_API int tg_fit(tg_module *m, tg_optim *o, const tg_task *task, const tg_dataset *train,
+		  const tg_dataset *val, const tg_dataset *test, const tg_train_opts *opts,
+		  tg_metrics *last);
+
+/* The task's loss and metrics of m on ds (task NULL: classification), batch
+ * rows at a time (<= 0: 1000), in evaluation mode with grad mode off (both
+ * restored). confusion (may be NULL) receives the K*K counts, zeroed first,
+ * for a task that has them (K = m's outputs; 2 for one binary target). 0 ok,
+ * -1 on error. */
+TG_API int tg_score(tg_module *m, const tg_task *task, const tg_dataset *ds, int64_t batch,
+		    tg_scores *out, int64_t *confusion);
+
+/* tg_fit for an MLP classifier without a validation set: trains m with o on train (its inputs must have the net's input width, its
  * labels lie below the net's output width), evaluating on test (may be NULL)
  * after every epoch, and at the end prints the test confusion matrix to
  * opts->out. Input batches take the dtype of the net's parameters. opts NULL
@@ -118,7 +209,7 @@ TG_API tg_train_opts tg_train_defaults(void);
 TG_API int tg_train(tg_mlp *m, tg_optim *o, const tg_dataset *train, const tg_dataset *test,
 		    const tg_train_opts *opts, tg_metrics *last);
 
-/* Mean cross-entropy and accuracy of m on ds, batch rows at a time (<= 0:
+/* tg_score for an MLP classifier: mean cross-entropy and accuracy of m on ds, batch rows at a time (<= 0:
  * 1000), in evaluation mode with grad mode off (both restored). loss, acc
  * and confusion (K*K, row = true class, zeroed first) may be NULL. 0 ok, -1
  * on error. */

@@ -1,13 +1,14 @@
 /*
- * train.c - the training loop: steps of forward, cross-entropy, backward and
- * an optimizer update over mini-batches, with evaluation, progress, a CSV log
- * and a confusion matrix.
+ * train.c - the training loop: steps of forward, loss, backward and an
+ * optimizer update over mini-batches, for any module and task, with
+ * evaluation, early stopping, progress, a CSV log and a confusion matrix.
  *
  * Made of public calls only (modules, optimizers, batchers, ops): no gradient
  * code here. Every step is checked; a failure, a non-finite loss or a loss
  * that diverged stops the loop with the context's error intact.
  *
- * Shapes: N = samples, D = features, B = batch, K = classes.
+ * Shapes: N = samples, D = features, B = batch, K = classes (outputs),
+ * T = float targets per sample.
  */
 #include "tapegrad.h"
 #include "tapegrad_io.h"
@@ -40,10 +41,306 @@ tg_train_opts tg_train_defaults(void)
 	};
 }
 
-/* ---- checks --------------------------------------------------------------------- */
+/* ---- tasks ------------------------------------------------------------------------ */
 
-/* The net's input width must be ds's D and its K outputs must cover ds's
- * labels. */
+static const tg_task classify_task = { .loss = TG_LOSS_CROSS_ENTROPY };
+
+static bool is_regression(tg_loss_kind k)
+{
+	return k == TG_LOSS_MSE || k == TG_LOSS_L1 || k == TG_LOSS_HUBER;
+}
+
+/* Whether the task learns from class labels (ds.y) or float targets (ds.t). */
+static bool wants_labels(const tg_task *t)
+{
+	return t->loss == TG_LOSS_CROSS_ENTROPY;
+}
+
+const char *tg_loss_name(tg_loss_kind k)
+{
+	static const char *const names[] = {
+		[TG_LOSS_CROSS_ENTROPY] = "cross-entropy", [TG_LOSS_SOFT_CROSS_ENTROPY] = "soft cross-entropy",
+		[TG_LOSS_BCE_WITH_LOGITS] = "bce-with-logits", [TG_LOSS_MSE] = "mse",
+		[TG_LOSS_L1] = "l1", [TG_LOSS_HUBER] = "huber",
+	};
+	return (unsigned)k <= TG_LOSS_HUBER ? names[k] : "unknown";
+}
+
+static int check_task(tg_ctx *ctx, const char *who, const tg_task *t)
+{
+	if ((unsigned)t->loss > TG_LOSS_HUBER ||
+	    (t->loss == TG_LOSS_HUBER && !(t->delta >= 0 && isfinite(t->delta)))) {
+		tg_fail(ctx, TG_EARG, "%s: bad task (loss %d, delta %g)", who, (int)t->loss,
+			t->delta);
+		return -1;
+	}
+	return 0;
+}
+
+/* A data set the task can learn from: labels or float targets as it needs. */
+static int check_set(tg_ctx *ctx, const char *who, const tg_task *t, const tg_dataset *ds,
+		     const char *which)
+{
+	if (!ds || !ds->x || ds->n < 1 || ds->d < 1 || (!ds->y && !ds->t)) {
+		tg_fail(ctx, TG_EARG, "%s: the %s set is empty or NULL", who, which);
+		return -1;
+	}
+	if (wants_labels(t) && !ds->y) {
+		tg_fail(ctx, TG_EARG,
+			"%s: the %s set has float targets; the %s loss needs class labels", who,
+			which, tg_loss_name(t->loss));
+		return -1;
+	}
+	if (!wants_labels(t) && (!ds->t || ds->tdim < 1)) {
+		tg_fail(ctx, TG_EARG,
+			"%s: the %s set has class labels; the %s loss needs float targets", who,
+			which, tg_loss_name(t->loss));
+		return -1;
+	}
+	return 0;
+}
+
+/* The task's loss of out against the batch's labels or targets: a scalar
+ * step tensor, or NULL with the error in ctx. A target task's outputs must
+ * have the targets' shape. */
+static tg_tensor *task_loss(const tg_task *t, const char *who, tg_tensor *out,
+			    tg_tensor *labels, tg_tensor *target)
+{
+	if (!out)
+		return NULL;
+	if (wants_labels(t))
+		return tg_cross_entropy(out, labels);
+	if (!target)
+		return NULL;
+	int nd = tg_ndim(out);
+	if (nd != 2 || memcmp(tg_shape(out), tg_shape(target), 2 * sizeof(int64_t))) {
+		char a[64], b[64];
+		return tg_fail(tg_ctx_of(out), TG_ESHAPE,
+			       "%s: the model's output %s does not match the targets %s (%s loss)",
+			       who, tg_shape_str(out, a, sizeof a), tg_shape_str(target, b, sizeof b),
+			       tg_loss_name(t->loss));
+	}
+	switch (t->loss) {
+	case TG_LOSS_SOFT_CROSS_ENTROPY:
+		return tg_cross_entropy_soft(out, target);
+	case TG_LOSS_BCE_WITH_LOGITS:
+		return tg_bce_with_logits(out, target);
+	case TG_LOSS_MSE:
+		return tg_mse(out, target);
+	case TG_LOSS_L1:
+		return tg_l1(out, target);
+	case TG_LOSS_HUBER:
+		return tg_huber(out, target, t->delta > 0 ? t->delta : 1.0);
+	default:
+		return NULL;
+	}
+}
+
+/* ---- metrics ---------------------------------------------------------------------- */
+
+/* Sums over the samples seen so far, from which every figure follows. */
+typedef struct tally {
+	int64_t seen;       /* samples */
+	double loss_sum;    /* sum over samples of their loss */
+	int64_t right;      /* correct predictions */
+	int64_t judged;     /* predictions judged (samples, or elements for binary) */
+	double sse;         /* sum of squared errors (regression) */
+	int64_t tdim;       /* T: targets per sample (regression) */
+	double *sy, *syy;   /* (T) sums of the targets and their squares */
+	int32_t *pred;      /* (B) argmax predictions of a batch */
+	int64_t *confusion; /* (K,K) counts, or NULL */
+	int64_t k;          /* K of the confusion matrix; 0 until known */
+} tally;
+
+static int tally_init(tg_ctx *ctx, const char *who, tally *ty, int64_t rows, int64_t tdim)
+{
+	*ty = (tally){ .tdim = tdim };
+	ty->pred = malloc((size_t)rows * sizeof *ty->pred);
+	if (tdim) {
+		ty->sy = calloc((size_t)tdim, sizeof *ty->sy);
+		ty->syy = calloc((size_t)tdim, sizeof *ty->syy);
+	}
+	if (!ty->pred || (tdim && (!ty->sy || !ty->syy))) {
+		tg_fail(ctx, TG_ENOMEM, "%s: out of memory for %lld predictions", who,
+			(long long)rows);
+		return -1;
+	}
+	return 0;
+}
+
+static void tally_clear(tally *ty)
+{
+	ty->seen = ty->right = ty->judged = 0;
+	ty->loss_sum = ty->sse = 0;
+	for (int64_t j = 0; j < ty->tdim; j++)
+		ty->sy[j] = ty->syy[j] = 0;
+}
+
+static void tally_free(tally *ty)
+{
+	free(ty->pred);
+	free(ty->sy);
+	free(ty->syy);
+}
+
+static double value_at(const void *p, tg_dtype dt, int64_t i)
+{
+	return dt == TG_F64 ? ((const double *)p)[i] : ((const float *)p)[i];
+}
+
+/* Counts one batch: its mean loss l over nb samples, and what its outputs
+ * out predict against labels y (classification) or the targets tensor. */
+static int tally_add(tally *ty, const tg_task *t, double l, int64_t nb, tg_tensor *out,
+		     const int32_t *y, tg_tensor *target)
+{
+	ty->loss_sum += l * (double)nb;
+	ty->seen += nb;
+	tg_loss_kind k = t->loss;
+	if (k == TG_LOSS_CROSS_ENTROPY || k == TG_LOSS_SOFT_CROSS_ENTROPY) {
+		if (tg_argmax_rows(out, ty->pred))
+			return -1;
+		int64_t w = tg_shape(out)[1];
+		const void *tp = target ? tg_data(target) : NULL;
+		tg_dtype dt = target ? tg_dtype_of(target) : TG_F32;
+		for (int64_t i = 0; i < nb; i++) {
+			int32_t truth = 0;
+			if (y) {
+				truth = y[i];
+			} else { /* the most likely class of a soft target */
+				for (int64_t j = 1; j < w; j++)
+					if (value_at(tp, dt, i * w + j) > value_at(tp, dt, i * w + truth))
+						truth = (int32_t)j;
+			}
+			ty->right += ty->pred[i] == truth;
+			if (ty->confusion && truth < ty->k && ty->pred[i] < ty->k)
+				ty->confusion[truth * ty->k + ty->pred[i]]++;
+		}
+		ty->judged += nb;
+		return 0;
+	}
+	const void *op = tg_data(out), *tp = tg_data(target);
+	tg_dtype dt = tg_dtype_of(out);
+	int64_t w = tg_shape(out)[1];
+	for (int64_t i = 0; i < nb; i++)
+		for (int64_t j = 0; j < w; j++) {
+			double o = value_at(op, dt, i * w + j), v = value_at(tp, dt, i * w + j);
+			if (k == TG_LOSS_BCE_WITH_LOGITS) {
+				bool p = o > 0, truth = v > 0.5;
+				ty->right += p == truth;
+				if (ty->confusion && w == 1)
+					ty->confusion[truth * 2 + p]++;
+			} else {
+				ty->sse += (o - v) * (o - v);
+				ty->sy[j] += v;
+				ty->syy[j] += v * v;
+			}
+		}
+	ty->judged += nb * w;
+	return 0;
+}
+
+/* The figures of a tally into its scores. */
+static void tally_scores(const tally *ty, const tg_task *t, tg_scores *s)
+{
+	*s = (tg_scores){ .loss = NAN, .acc = NAN, .mse = NAN, .rmse = NAN, .r2 = NAN };
+	if (!ty->seen)
+		return;
+	s->loss = ty->loss_sum / (double)ty->seen;
+	if (!is_regression(t->loss)) {
+		s->acc = (double)ty->right / (double)ty->judged;
+		return;
+	}
+	double n = (double)ty->seen, sst = 0;
+	for (int64_t j = 0; j < ty->tdim; j++)
+		sst += ty->syy[j] - ty->sy[j] * ty->sy[j] / n;
+	s->mse = ty->sse / (double)ty->judged;
+	s->rmse = sqrt(s->mse);
+	s->r2 = sst > 0 ? 1 - ty->sse / sst : NAN;
+}
+
+/* K of the confusion matrix a task can keep: the logits' width for class
+ * labels, 2 for one binary target, 0 for none. */
+static int64_t confusion_k(const tg_task *t, const tg_dataset *ds, int64_t out_width)
+{
+	if (t->loss == TG_LOSS_CROSS_ENTROPY)
+		return out_width;
+	if (t->loss == TG_LOSS_BCE_WITH_LOGITS && ds->tdim == 1)
+		return 2;
+	return 0;
+}
+
+static tg_dtype module_dtype(const tg_module *m)
+{
+	tg_tensor *p[1];
+	return tg_module_params(m, p, 1) ? tg_dtype_of(p[0]) : TG_F32;
+}
+
+static bool module_training(const tg_module *m)
+{
+	return m->training;
+}
+
+/* ---- evaluation ----------------------------------------------------------------- */
+
+int tg_score(tg_module *m, const tg_task *task, const tg_dataset *ds, int64_t batch,
+	     tg_scores *out, int64_t *confusion)
+{
+	tg_ctx *ctx = m ? m->ctx : NULL;
+	if (out)
+		*out = (tg_scores){ .loss = NAN, .acc = NAN, .mse = NAN, .rmse = NAN, .r2 = NAN };
+	if (!ctx || !tg_ok(ctx))
+		return -1;
+	if (!task)
+		task = &classify_task;
+	if (check_task(ctx, "tg_score", task) || check_set(ctx, "tg_score", task, ds, "evaluation"))
+		return -1;
+	int64_t n = ds->n, d = ds->d, w = ds->tdim;
+	if (batch <= 0)
+		batch = 1000;
+	if (batch > n)
+		batch = n;
+	tally ty;
+	if (tally_init(ctx, "tg_score", &ty, batch, is_regression(task->loss) ? w : 0)) {
+		tally_free(&ty);
+		return -1;
+	}
+	tg_dtype dt = module_dtype(m);
+	bool was_training = module_training(m);
+	bool grad = tg_set_grad_enabled(ctx, false);
+	tg_module_train(m, false);
+	for (int64_t start = 0; start < n; start += batch) {
+		int64_t nb = n - start < batch ? n - start : batch;
+		tg_tensor *x = tg_from_f32(ctx, dt, 2, (int64_t[]){ nb, d }, ds->x + start * d);
+		tg_tensor *labels = ds->y ? tg_from_i32(ctx, 1, (int64_t[]){ nb }, ds->y + start)
+					  : NULL;
+		tg_tensor *target = ds->t ? tg_from_f32(ctx, dt, 2, (int64_t[]){ nb, w },
+							ds->t + start * w)
+					  : NULL;
+		tg_tensor *o = tg_forward(m, x);
+		tg_tensor *l = task_loss(task, "tg_score", o, labels, target);
+		if (!l)
+			break;
+		if (start == 0 && confusion) {
+			ty.k = confusion_k(task, ds, tg_shape(o)[1]);
+			ty.confusion = ty.k ? confusion : NULL;
+			if (ty.k)
+				memset(confusion, 0, (size_t)(ty.k * ty.k) * sizeof *confusion);
+		}
+		if (tally_add(&ty, task, tg_item(l), nb, o, ds->y ? ds->y + start : NULL, target))
+			break;
+		tg_reset(ctx);
+	}
+	tg_reset(ctx);
+	tg_module_train(m, was_training);
+	tg_set_grad_enabled(ctx, grad);
+	if (out && tg_ok(ctx))
+		tally_scores(&ty, task, out);
+	tally_free(&ty);
+	return tg_ok(ctx) ? 0 : -1;
+}
+
+/* The MLP's checks, with its spec in the messages: its input width must be
+ * ds's D and its K outputs must cover ds's labels. */
 static int check_fit(tg_ctx *ctx, const char *who, const tg_mlp *m, const tg_dataset *ds,
 		     const char *which)
 {
@@ -65,15 +362,6 @@ static int check_fit(tg_ctx *ctx, const char *who, const tg_mlp *m, const tg_dat
 	return 0;
 }
 
-static tg_dtype net_dtype(const tg_mlp *m)
-{
-	size_t n;
-	tg_tensor *const *p = tg_mlp_params(m, &n);
-	return n ? tg_dtype_of(p[0]) : TG_F32;
-}
-
-/* ---- evaluation ----------------------------------------------------------------- */
-
 int tg_evaluate(tg_mlp *m, const tg_dataset *ds, int64_t batch, double *loss, double *acc,
 		int64_t *confusion)
 {
@@ -82,55 +370,15 @@ int tg_evaluate(tg_mlp *m, const tg_dataset *ds, int64_t batch, double *loss, do
 		return -1;
 	if (check_fit(ctx, "tg_evaluate", m, ds, "evaluation"))
 		return -1;
-	int64_t n = ds->n, d = ds->d, k = tg_mlp_width(m, tg_mlp_depth(m));
-	if (batch <= 0)
-		batch = 1000;
-	if (batch > n)
-		batch = n;
-	int32_t *pred = malloc((size_t)batch * sizeof *pred);
-	if (!pred) {
-		tg_fail(ctx, TG_ENOMEM, "tg_evaluate: out of memory for %lld predictions",
-			(long long)batch);
-		return -1;
-	}
-	if (confusion)
-		memset(confusion, 0, (size_t)(k * k) * sizeof *confusion);
-	tg_dtype dt = net_dtype(m);
-	bool was_training = tg_mlp_training(m);
-	bool grad = tg_set_grad_enabled(ctx, false);
-	tg_mlp_train(m, false);
-
-	double sum = 0;
-	int64_t correct = 0;
-	for (int64_t start = 0; start < n; start += batch) {
-		int64_t nb = n - start < batch ? n - start : batch;
-		tg_tensor *x = tg_from_f32(ctx, dt, 2, (int64_t[]){ nb, d }, ds->x + start * d);
-		tg_tensor *logits = tg_mlp_forward(m, x);
-		tg_tensor *l = tg_cross_entropy_i32(logits, ds->y + start, nb);
-		if (!l || tg_argmax_rows(logits, pred))
-			break;
-		sum += tg_item(l) * (double)nb;
-		for (int64_t i = 0; i < nb; i++) {
-			int32_t y = ds->y[start + i];
-			correct += pred[i] == y;
-			if (confusion)
-				confusion[y * k + pred[i]]++;
-		}
-		tg_reset(ctx);
-	}
-	tg_reset(ctx);
-	tg_mlp_train(m, was_training);
-	tg_set_grad_enabled(ctx, grad);
-	free(pred);
-	if (!tg_ok(ctx))
+	tg_scores s;
+	if (tg_score(tg_mlp_module(m), NULL, ds, batch, &s, confusion))
 		return -1;
 	if (loss)
-		*loss = sum / (double)n;
+		*loss = s.loss;
 	if (acc)
-		*acc = (double)correct / (double)n;
+		*acc = s.acc;
 	return 0;
 }
-
 /* ---- the confusion matrix ---------------------------------------------------------- */
 
 static int digits(int64_t v)
@@ -195,30 +443,33 @@ void tg_confusion_print(FILE *f, const int64_t *confusion, int k, const char *co
 
 typedef struct run {
 	tg_ctx *ctx;
-	tg_mlp *m;
+	const char *who;            /* "tg_fit" or "tg_train", for messages */
+	tg_module *m;
 	tg_optim *o;
+	tg_task task;
 	const tg_dataset *train;
+	const tg_dataset *val;      /* may be NULL */
 	const tg_dataset *test;     /* may be NULL */
 	tg_train_opts opts;
 	tg_dtype dt;
-	int64_t k;                  /* K: the net's outputs */
 	int64_t per_epoch;          /* steps in a full epoch */
 	int64_t total;              /* steps planned */
 	int64_t epochs;             /* epochs planned */
-	int32_t *pred;              /* (B) predictions of the current batch */
-	int64_t *confusion;         /* (K,K) of the latest test evaluation */
+	tally tr;                   /* the current epoch's running figures */
+	int64_t *confusion;         /* (K,K) of the latest test evaluation, or NULL */
+	int64_t *own;               /* confusion when the caller gave none */
+	int64_t k;                  /* K of the confusion matrix, 0: none */
 	FILE *log;
 	tg_progress progress;
 	double t0;                  /* when training began */
 	double first_loss;          /* of the first step: the divergence check's reference */
 	double drawn_at;            /* when progress was last shown */
 	bool drawn;                 /* a TTY progress line is on screen */
+	double best_val;            /* the lowest validation loss so far */
+	int64_t best_epoch;         /* its epoch */
 	/* the current epoch */
 	double epoch_t0;
 	int64_t epoch_steps;
-	double loss_sum;            /* sum over samples of their loss */
-	int64_t correct;
-	int64_t seen;
 } run;
 
 /* ---- progress on stderr ---------------------------------------------------------------- */
@@ -232,12 +483,17 @@ static void clear_progress(run *r)
 	}
 }
 
+/* A TTY line is redrawn every 0.1 s; plain lines come every progress_every
+ * seconds, the first after one second (or progress_every, if shorter), so
+ * a piped run shows its pace early. */
 static void show_progress(run *r, int64_t epoch, int64_t it)
 {
 	if (r->progress == TG_PROGRESS_OFF)
 		return;
 	double t = now();
 	double every = r->progress == TG_PROGRESS_TTY ? 0.1 : r->opts.progress_every;
+	if (r->progress == TG_PROGRESS_LINES && r->drawn_at == r->t0 && every > 1)
+		every = 1;
 	if (t - r->drawn_at < every)
 		return;
 	r->drawn_at = t;
@@ -245,7 +501,7 @@ static void show_progress(run *r, int64_t epoch, int64_t it)
 	double rate = dt > 0 ? (double)r->epoch_steps / dt : 0;
 	double eta = rate > 0 ? (double)(r->total - it) / rate : 0;
 	long eta_s = (long)(eta + 0.5);
-	double loss = r->seen ? r->loss_sum / (double)r->seen : NAN;
+	double loss = r->tr.seen ? r->tr.loss_sum / (double)r->tr.seen : NAN;
 	const char *lead = r->progress == TG_PROGRESS_TTY ? "\r\033[K" : "";
 	const char *tail = r->progress == TG_PROGRESS_TTY ? "" : "\n";
 	fprintf(stderr, "%sepoch %lld/%lld  iter %lld/%lld  loss %.4f  %.0f it/s  ETA %ld:%02ld%s",
@@ -263,26 +519,43 @@ static int log_open(run *r)
 		return 0;
 	r->log = fopen(r->opts.log_path, "w");
 	if (!r->log) {
-		tg_fail(r->ctx, TG_EIO, "tg_train: cannot write the log %s: %s", r->opts.log_path,
+		tg_fail(r->ctx, TG_EIO, "%s: cannot write the log %s: %s", r->who, r->opts.log_path,
 			strerror(errno));
 		return -1;
 	}
-	fprintf(r->log, "epoch,iter,train_loss,train_acc,test_loss,test_acc,seconds\n");
+	fprintf(r->log, "epoch,iter,train_loss,train_acc,test_loss,test_acc,seconds,val_loss,"
+			"val_acc,train_mse,train_rmse,train_r2,val_mse,val_rmse,val_r2,test_mse,"
+			"test_rmse,test_r2\n");
 	return 0;
+}
+
+/* A CSV field: empty for NAN (not measured). */
+static void log_field(FILE *f, double v, const char *sep)
+{
+	if (isnan(v))
+		fprintf(f, "%s", sep);
+	else
+		fprintf(f, "%.6f%s", v, sep);
 }
 
 static void log_row(run *r, const tg_metrics *mt)
 {
-	if (!r->log)
+	FILE *f = r->log;
+	if (!f)
 		return;
-	fprintf(r->log, "%lld,%lld,%.6f,%.6f,", (long long)mt->epoch, (long long)mt->iter,
-		mt->train_loss, mt->train_acc);
-	if (r->test)
-		fprintf(r->log, "%.6f,%.6f,", mt->test_loss, mt->test_acc);
-	else
-		fprintf(r->log, ",,");
-	fprintf(r->log, "%.3f\n", mt->seconds);
-	fflush(r->log);
+	fprintf(f, "%lld,%lld,", (long long)mt->epoch, (long long)mt->iter);
+	log_field(f, mt->train_loss, ",");
+	log_field(f, mt->train_acc, ",");
+	log_field(f, mt->test_loss, ",");
+	log_field(f, mt->test_acc, ",");
+	fprintf(f, "%.3f,", mt->seconds);
+	log_field(f, mt->val_loss, ",");
+	log_field(f, mt->val_acc, ",");
+	const double v[] = { mt->train_mse, mt->train_rmse, mt->train_r2, mt->val_mse, mt->val_rmse,
+			     mt->val_r2, mt->test_mse, mt->test_rmse, mt->test_r2 };
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+		log_field(f, v[i], i + 1 < sizeof v / sizeof v[0] ? "," : "\n");
+	fflush(f);
 }
 
 static int log_close(run *r)
@@ -293,7 +566,7 @@ static int log_close(run *r)
 	bad |= fclose(r->log) != 0;
 	r->log = NULL;
 	if (bad)
-		tg_fail(r->ctx, TG_EIO, "tg_train: writing the log %s failed: %s", r->opts.log_path,
+		tg_fail(r->ctx, TG_EIO, "%s: writing the log %s failed: %s", r->who, r->opts.log_path,
 			strerror(errno));
 	return bad ? -1 : 0;
 }
@@ -301,37 +574,34 @@ static int log_close(run *r)
 /* ---- a step ------------------------------------------------------------------------------ */
 
 /* forward, loss, zero_grad, backward, update, reset. The loss is checked
- * before the update: a non-finite loss never reaches the parameters. */
+ * before the update: a non-finite loss never reaches the parameters. A
+ * learning-rate schedule sets the rate before tg_optim_step. */
 static int step(run *r, const tg_batch *b, int64_t epoch, int64_t it)
 {
 	tg_ctx *ctx = r->ctx;
-	tg_tensor *logits = tg_mlp_forward(r->m, b->x);
-	tg_tensor *loss = tg_cross_entropy_i32(logits, b->y, b->n);
+	tg_tensor *out = tg_forward(r->m, b->x);
+	tg_tensor *loss = task_loss(&r->task, r->who, out, b->labels, b->t);
 	double l = loss ? tg_item(loss) : NAN;
 	if (tg_ok(ctx) && !isfinite(l))
 		tg_fail(ctx, TG_EANOMALY,
-			"tg_train: the loss is %g at epoch %lld, step %lld; try a smaller learning "
+			"%s: the loss is %g at epoch %lld, step %lld; try a smaller learning "
 			"rate, or anomaly mode to find the op that made it",
-			l, (long long)epoch, (long long)it + 1);
+			r->who, l, (long long)epoch, (long long)it + 1);
 	if (tg_ok(ctx) && it == 0)
 		r->first_loss = l;
 	if (tg_ok(ctx) && !r->opts.no_divergence_check && l > TG_TRAIN_DIVERGENCE_FLOOR &&
 	    l > TG_TRAIN_DIVERGENCE * r->first_loss)
 		tg_fail(ctx, TG_EANOMALY,
-			"tg_train: the loss diverged: %.4g at epoch %lld, step %lld, more than %g "
+			"%s: the loss diverged: %.4g at epoch %lld, step %lld, more than %g "
 			"times the first step's %.4g; try a smaller learning rate (the check is off "
 			"with tg_train_opts.no_divergence_check, train --no-divergence-check)",
-			l, (long long)epoch, (long long)it + 1, TG_TRAIN_DIVERGENCE, r->first_loss);
+			r->who, l, (long long)epoch, (long long)it + 1, TG_TRAIN_DIVERGENCE, r->first_loss);
 	if (!tg_ok(ctx))
 		return -1;
 	if (!r->opts.full_train_eval) {
-		if (tg_argmax_rows(logits, r->pred))
+		if (tally_add(&r->tr, &r->task, l, b->n, out, b->y, b->t))
 			return -1;
-		for (int64_t i = 0; i < b->n; i++)
-			r->correct += r->pred[i] == b->y[i];
 	}
-	r->loss_sum += l * (double)b->n;
-	r->seen += b->n;
 	tg_optim_zero_grad(r->o);
 	tg_backward(loss);
 	tg_optim_step(r->o);
@@ -341,32 +611,69 @@ static int step(run *r, const tg_batch *b, int64_t epoch, int64_t it)
 
 /* ---- an epoch's end ---------------------------------------------------------------------- */
 
+static void put_scores(const tg_scores *s, double *loss, double *acc, double *mse, double *rmse,
+		       double *r2)
+{
+	*loss = s->loss;
+	*acc = s->acc;
+	*mse = s->mse;
+	*rmse = s->rmse;
+	*r2 = s->r2;
+}
+
+/* " loss 0.1234 acc 0.9876" or " loss 0.1234 R2 0.5678" */
+static void print_scores(FILE *f, const char *which, bool regression, double loss, double acc,
+			 double r2)
+{
+	if (regression)
+		fprintf(f, "  %s loss %.4f R2 %.4f", which, loss, r2);
+	else
+		fprintf(f, "  %s loss %.4f acc %.4f", which, loss, acc);
+}
+
 static int end_epoch(run *r, tg_metrics *mt)
 {
+	tg_scores s;
+	int64_t eb = r->opts.eval_batch;
 	if (r->opts.full_train_eval) {
-		if (tg_evaluate(r->m, r->train, r->opts.eval_batch, &mt->train_loss, &mt->train_acc,
-				NULL))
+		if (tg_score(r->m, &r->task, r->train, eb, &s, NULL))
 			return -1;
 	} else {
-		mt->train_loss = r->loss_sum / (double)r->seen;
-		mt->train_acc = (double)r->correct / (double)r->seen;
+		tally_scores(&r->tr, &r->task, &s);
 	}
-	mt->test_loss = mt->test_acc = NAN;
-	if (r->test && tg_evaluate(r->m, r->test, r->opts.eval_batch, &mt->test_loss,
-				   &mt->test_acc, r->confusion))
+	put_scores(&s, &mt->train_loss, &mt->train_acc, &mt->train_mse, &mt->train_rmse,
+		   &mt->train_r2);
+	s = (tg_scores){ .loss = NAN, .acc = NAN, .mse = NAN, .rmse = NAN, .r2 = NAN };
+	if (r->val && tg_score(r->m, &r->task, r->val, eb, &s, NULL))
 		return -1;
+	put_scores(&s, &mt->val_loss, &mt->val_acc, &mt->val_mse, &mt->val_rmse, &mt->val_r2);
+	s = (tg_scores){ .loss = NAN, .acc = NAN, .mse = NAN, .rmse = NAN, .r2 = NAN };
+	if (r->test && tg_score(r->m, &r->task, r->test, eb, &s, r->confusion))
+		return -1;
+	put_scores(&s, &mt->test_loss, &mt->test_acc, &mt->test_mse, &mt->test_rmse,
+		   &mt->test_r2);
 	mt->seconds = now() - r->t0;
+	if (r->val && mt->val_loss < r->best_val) {
+		r->best_val = mt->val_loss;
+		r->best_epoch = mt->epoch;
+	}
+	mt->best_val_loss = r->val ? r->best_val : NAN;
+	mt->best_epoch = r->best_epoch;
 	log_row(r, mt);
 	clear_progress(r);
-	if (r->opts.out) {
+	FILE *f = r->opts.out;
+	if (f) {
+		bool reg = is_regression(r->task.loss);
 		int w = digits(r->epochs);
-		fprintf(r->opts.out, "epoch %*lld  iter %*lld  train loss %.4f acc %.4f", w,
-			(long long)mt->epoch, digits(r->total), (long long)mt->iter, mt->train_loss,
-			mt->train_acc);
+		fprintf(f, "epoch %*lld  iter %*lld", w, (long long)mt->epoch, digits(r->total),
+			(long long)mt->iter);
+		print_scores(f, "train", reg, mt->train_loss, mt->train_acc, mt->train_r2);
+		if (r->val)
+			print_scores(f, "val", reg, mt->val_loss, mt->val_acc, mt->val_r2);
 		if (r->test)
-			fprintf(r->opts.out, "  test loss %.4f acc %.4f", mt->test_loss, mt->test_acc);
-		fprintf(r->opts.out, "  %.1f s\n", mt->seconds);
-		fflush(r->opts.out);
+			print_scores(f, "test", reg, mt->test_loss, mt->test_acc, mt->test_r2);
+		fprintf(f, "  %.1f s\n", mt->seconds);
+		fflush(f);
 	}
 	return 0;
 }
@@ -378,12 +685,20 @@ static int plan(run *r)
 	const tg_train_opts *o = &r->opts;
 	int64_t n = r->train->n, b = o->batch;
 	if (b < 1 || o->eval_batch < 0 || (o->iters <= 0 && o->epochs < 1) ||
-	    !(o->progress_every >= 0) || (unsigned)o->progress > TG_PROGRESS_LINES) {
+	    !(o->progress_every >= 0) || (unsigned)o->progress > TG_PROGRESS_LINES ||
+	    o->patience < 0) {
 		tg_fail(r->ctx, TG_EARG,
-			"tg_train: bad options: batch %lld, epochs %lld, iters %lld, eval_batch "
-			"%lld, progress %d every %g s",
-			(long long)b, (long long)o->epochs, (long long)o->iters,
-			(long long)o->eval_batch, (int)o->progress, o->progress_every);
+			"%s: bad options: batch %lld, epochs %lld, iters %lld, eval_batch "
+			"%lld, progress %d every %g s, patience %lld",
+			r->who, (long long)b, (long long)o->epochs, (long long)o->iters,
+			(long long)o->eval_batch, (int)o->progress, o->progress_every,
+			(long long)o->patience);
+		return -1;
+	}
+	if (o->patience > 0 && !r->val) {
+		tg_fail(r->ctx, TG_EARG,
+			"%s: early stopping (patience %lld) needs a validation set", r->who,
+			(long long)o->patience);
 		return -1;
 	}
 	if (o->replace)
@@ -391,7 +706,7 @@ static int plan(run *r)
 	else
 		r->per_epoch = o->drop_last ? n / b : (n + b - 1) / b;
 	if (r->per_epoch < 1) {
-		tg_fail(r->ctx, TG_EARG, "tg_train: batch %lld > %lld samples with drop_last",
+		tg_fail(r->ctx, TG_EARG, "%s: batch %lld > %lld samples with drop_last", r->who,
 			(long long)b, (long long)n);
 		return -1;
 	}
@@ -403,14 +718,32 @@ static int plan(run *r)
 	return 0;
 }
 
+/* Early stopping: patience epochs in a row without a validation loss below
+ * the best so far end the run (the model stays as the last epoch left it). */
+static bool out_of_patience(run *r, tg_metrics *mt)
+{
+	if (r->opts.patience <= 0 || mt->epoch - r->best_epoch < r->opts.patience)
+		return false;
+	mt->stopped_early = true;
+	if (r->opts.out) {
+		fprintf(r->opts.out,
+			"early stop: the validation loss has not improved for %lld epoch%s (best "
+			"%.4f at epoch %lld)\n",
+			(long long)(mt->epoch - r->best_epoch),
+			mt->epoch - r->best_epoch == 1 ? "" : "s", r->best_val,
+			(long long)r->best_epoch);
+		fflush(r->opts.out);
+	}
+	return true;
+}
+
 static int loop(run *r, tg_batcher *bt, tg_metrics *mt)
 {
 	int64_t it = 0, epoch = 0;
 	for (;;) {
 		r->epoch_t0 = now();
 		r->epoch_steps = 0;
-		r->loss_sum = 0;
-		r->correct = r->seen = 0;
+		tally_clear(&r->tr);
 		while (it < r->total && !(r->opts.replace && r->epoch_steps == r->per_epoch)) {
 			tg_batch b;
 			if (!tg_batch_next(bt, r->dt, &b)) {
@@ -432,50 +765,79 @@ static int loop(run *r, tg_batcher *bt, tg_metrics *mt)
 			return -1;
 		if (r->opts.on_epoch && !r->opts.on_epoch(mt, r->opts.user))
 			return 0;
-		if (it >= r->total)
+		if (out_of_patience(r, mt) || it >= r->total)
 			return 0;
 	}
 }
 
-int tg_train(tg_mlp *m, tg_optim *o, const tg_dataset *train, const tg_dataset *test,
-	     const tg_train_opts *opts, tg_metrics *last)
+static tg_metrics no_metrics(void)
 {
-	tg_ctx *ctx = tg_mlp_ctx(m);
-	tg_metrics mt = { .train_loss = NAN, .train_acc = NAN, .test_loss = NAN,
-			  .test_acc = NAN };
+	return (tg_metrics){
+		.train_loss = NAN, .train_acc = NAN, .test_loss = NAN, .test_acc = NAN,
+		.val_loss = NAN, .val_acc = NAN, .train_mse = NAN, .train_rmse = NAN,
+		.train_r2 = NAN, .val_mse = NAN, .val_rmse = NAN, .val_r2 = NAN,
+		.test_mse = NAN, .test_rmse = NAN, .test_r2 = NAN, .best_val_loss = NAN,
+	};
+}
+
+/* tg_fit, its messages naming who. */
+static int fit(const char *who, tg_module *m, tg_optim *o, const tg_task *task,
+	       const tg_dataset *train, const tg_dataset *val, const tg_dataset *test,
+	       const tg_train_opts *opts, tg_metrics *last)
+{
+	tg_ctx *ctx = m ? m->ctx : NULL;
+	tg_metrics mt = no_metrics();
 	if (last)
 		*last = mt;
 	if (!ctx || !tg_ok(ctx))
 		return -1;
 	if (!o) {
-		tg_fail(ctx, TG_ENULL, "tg_train: the optimizer is NULL");
+		tg_fail(ctx, TG_ENULL, "%s: the optimizer is NULL", who);
 		return -1;
 	}
-	run r = { .ctx = ctx, .m = m, .o = o, .train = train, .test = test,
-		  .opts = opts ? *opts : tg_train_defaults(), .dt = net_dtype(m),
-		  .k = tg_mlp_width(m, tg_mlp_depth(m)) };
-	if (check_fit(ctx, "tg_train", m, train, "train") ||
-	    (test && check_fit(ctx, "tg_train", m, test, "test")) || plan(&r))
+	run r = { .ctx = ctx, .who = who, .m = m, .o = o, .task = task ? *task : classify_task,
+		  .train = train, .val = val, .test = test,
+		  .opts = opts ? *opts : tg_train_defaults(), .dt = module_dtype(m),
+		  .best_val = INFINITY };
+	if (check_task(ctx, who, &r.task) || check_set(ctx, who, &r.task, train, "train") ||
+	    (val && check_set(ctx, who, &r.task, val, "validation")) ||
+	    (test && check_set(ctx, who, &r.task, test, "test")) || plan(&r))
 		return -1;
 	int64_t rows = r.opts.replace || r.opts.batch < train->n ? r.opts.batch : train->n;
 	if (rows > TG_DATA_MAX_ELEMS / train->d) { /* could never be one tensor */
-		tg_fail(ctx, TG_EARG, "tg_train: a batch of %lld rows of %lld features is too large",
+		tg_fail(ctx, TG_EARG, "%s: a batch of %lld rows of %lld features is too large", who,
 			(long long)rows, (long long)train->d);
 		return -1;
 	}
-	r.pred = malloc((size_t)rows * sizeof *r.pred);
-	int64_t *own = NULL;
-	r.confusion = r.opts.confusion;
-	if (!r.confusion && test && r.opts.out)
-		r.confusion = own = malloc((size_t)(r.k * r.k) * sizeof *own);
-	unsigned flags = (r.opts.replace ? TG_BATCH_REPLACE : 0) |
-			 (r.opts.drop_last ? TG_BATCH_DROP_LAST : 0);
 	tg_batcher *bt = NULL;
 	int rc = -1;
-	if (!r.pred || (test && r.opts.out && !r.confusion)) {
-		tg_fail(ctx, TG_ENOMEM, "tg_train: out of memory");
+	if (tally_init(ctx, who, &r.tr, rows,
+		       is_regression(r.task.loss) ? train->tdim : 0))
 		goto out_free;
+	/* K of the test confusion matrix: from one forward pass of a test row. */
+	if (test && (r.opts.out || r.opts.confusion)) {
+		bool grad = tg_set_grad_enabled(ctx, false), was = module_training(m);
+		tg_module_train(m, false); /* no running statistics move, no dropout drawn */
+		tg_tensor *x = tg_from_f32(ctx, r.dt, 2, (int64_t[]){ 1, test->d }, test->x);
+		tg_tensor *y = tg_forward(m, x);
+		int64_t w = y && tg_ndim(y) == 2 ? tg_shape(y)[1] : 0;
+		tg_reset(ctx);
+		tg_module_train(m, was);
+		tg_set_grad_enabled(ctx, grad);
+		if (!tg_ok(ctx))
+			goto out_free;
+		r.k = confusion_k(&r.task, test, w);
 	}
+	r.confusion = r.opts.confusion;
+	if (!r.confusion && r.k && r.opts.out) {
+		r.confusion = r.own = malloc((size_t)(r.k * r.k) * sizeof *r.own);
+		if (!r.own) {
+			tg_fail(ctx, TG_ENOMEM, "%s: out of memory", who);
+			goto out_free;
+		}
+	}
+	unsigned flags = (r.opts.replace ? TG_BATCH_REPLACE : 0) |
+			 (r.opts.drop_last ? TG_BATCH_DROP_LAST : 0);
 	bt = tg_batcher_new(ctx, train, r.opts.batch, flags);
 	if (!bt || log_open(&r))
 		goto out_free;
@@ -483,7 +845,7 @@ int tg_train(tg_mlp *m, tg_optim *o, const tg_dataset *train, const tg_dataset *
 	bool grad = tg_set_grad_enabled(ctx, true);
 	if (r.opts.anomaly)
 		tg_set_anomaly(ctx, true);
-	tg_mlp_train(m, true);
+	tg_module_train(m, true);
 	r.t0 = r.drawn_at = now();
 	rc = loop(&r, bt, &mt);
 	tg_reset(ctx);
@@ -491,9 +853,9 @@ int tg_train(tg_mlp *m, tg_optim *o, const tg_dataset *train, const tg_dataset *
 	if (r.opts.anomaly)
 		tg_set_anomaly(ctx, false);
 	tg_set_grad_enabled(ctx, grad);
-	tg_mlp_train(m, true);
+	tg_module_train(m, true);
 	rc |= log_close(&r);
-	if (rc == 0 && test && r.opts.out && mt.epoch > 0) {
+	if (rc == 0 && r.k && r.confusion && r.opts.out && mt.epoch > 0) {
 		fprintf(r.opts.out, "confusion matrix on the test set:\n");
 		tg_confusion_print(r.opts.out, r.confusion, (int)r.k, r.opts.class_names);
 		fflush(r.opts.out);
@@ -501,9 +863,34 @@ int tg_train(tg_mlp *m, tg_optim *o, const tg_dataset *train, const tg_dataset *
 out_free:
 	log_close(&r);
 	tg_batcher_free(bt);
-	free(own);
-	free(r.pred);
+	free(r.own);
+	tally_free(&r.tr);
 	if (last)
 		*last = mt;
 	return rc ? -1 : 0;
+}
+
+int tg_train(tg_mlp *m, tg_optim *o, const tg_dataset *train, const tg_dataset *test,
+	     const tg_train_opts *opts, tg_metrics *last)
+{
+	tg_ctx *ctx = tg_mlp_ctx(m);
+	if (last)
+		*last = no_metrics();
+	if (!ctx || !tg_ok(ctx))
+		return -1;
+	if (!o) {
+		tg_fail(ctx, TG_ENULL, "tg_train: the optimizer is NULL");
+		return -1;
+	}
+	if (check_fit(ctx, "tg_train", m, train, "train") ||
+	    (test && check_fit(ctx, "tg_train", m, test, "test")))
+		return -1;
+	return fit("tg_train", tg_mlp_module(m), o, NULL, train, NULL, test, opts, last);
+}
+
+int tg_fit(tg_module *m, tg_optim *o, const tg_task *task, const tg_dataset *train,
+	   const tg_dataset *val, const tg_dataset *test, const tg_train_opts *opts,
+	   tg_metrics *last)
+{
+	return fit("tg_fit", m, o, task, train, val, test, opts, last);
 }

@@ -48,6 +48,11 @@ expect 2 "size 3 \"x\" is not a positive integer" --data digits --hidden 8-x
 expect 1 "/nonexistent.ckpt: cannot open" --data digits --load /nonexistent.ckpt
 
 expect 2 "--load-nonfinite needs --load FILE" --load-nonfinite
+expect 2 "--batch 999999999999: at most 2147483647" --batch 999999999999
+expect 2 "--batch 2000: --data digits has 1437 training samples; give at most 1437" \
+	--data digits --batch 2000
+cores=$(getconf _NPROCESSORS_ONLN)
+expect 2 "--threads $((cores + 1)): this machine has $cores core" --threads $((cores + 1))
 
 # paths are proved before the data is loaded or a step is trained: nothing
 # is printed on stdout before the error
@@ -125,6 +130,47 @@ if ! "$train" --data digits --epochs 2 --quiet >"$out" 2>&1; then
 	fails=$((fails + 1))
 elif ! grep -q "test accuracy" "$out"; then
 	echo "FAIL: train --data digits --epochs 2 printed no test accuracy:"
+	cat "$out"
+	fails=$((fails + 1))
+fi
+
+# the regression and the binary task with their defaults (a second each)
+if ! "$train" --data diabetes --quiet >"$out" 2>&1; then
+	echo "FAIL: train --data diabetes exited with $?:"
+	cat "$out"
+	fails=$((fails + 1))
+elif ! r2=$(sed -n 's/^test R2 \([-0-9.]*\)$/\1/p' "$out") || [ -z "$r2" ] ||
+     ! awk -v r="$r2" 'BEGIN { exit !(r >= 0.45) }'; then
+	echo "FAIL: train --data diabetes: want a line 'test R2 X' with X >= 0.45:"
+	cat "$out"
+	fails=$((fails + 1))
+fi
+if ! "$train" --data breast-cancer --quiet >"$out" 2>&1; then
+	echo "FAIL: train --data breast-cancer exited with $?:"
+	cat "$out"
+	fails=$((fails + 1))
+elif ! acc=$(sed -n 's/^final test accuracy \([0-9.]*\) .*/\1/p' "$out") || [ -z "$acc" ] ||
+     ! awk -v a="$acc" 'BEGIN { exit !(a >= 0.96) }' ||
+     ! grep -q "malignant" "$out"; then
+	echo "FAIL: train --data breast-cancer: want test accuracy >= 0.96 and a confusion matrix:"
+	cat "$out"
+	fails=$((fails + 1))
+fi
+
+# the header counts in the singular when there is one; no batch norm is
+# reported for a net without hidden layers
+"$train" --data iris --hidden 0 --epochs 1 --quiet >"$out" 2>&1
+if ! grep -q "^batches .* 1 epoch;" "$out" || grep -q "batch norm" "$out"; then
+	echo "FAIL: train --data iris --hidden 0 --epochs 1: header says:"
+	cat "$out"
+	fails=$((fails + 1))
+fi
+
+# piped, the first progress line comes after a second, not after ten (the
+# run takes several seconds: 200 epochs of the digits)
+"$train" --data digits --epochs 200 >/dev/null 2>"$out"
+if ! grep -q "^epoch [0-9]*/200  iter" "$out"; then
+	echo "FAIL: train --data digits --epochs 200 2>file: no early progress line:"
 	cat "$out"
 	fails=$((fails + 1))
 fi

@@ -1490,6 +1490,281 @@ static void long_fields_and_odd_bytes_give_whole_messages(void **state)
 	tmp_remove(&d);
 }
 
+/* ---- float targets ------------------------------------------------------------ */
+
+static void csv_float_targets_by_name_and_by_index(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char p[256];
+	tmp_file(&d, "r.csv", p);
+	write_text(p, "a, y1, b, y2\n1, 0.5, 2, -3\n4, 1.25, 5, 6.5\n7, 2, 8, 9\n");
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_dataset ds;
+	tg_csv_options o = TG_CSV_DEFAULTS;
+	o.float_targets = true;
+	o.target_names = (const char *const[]){ "y2", "y1" }; /* in this order */
+	o.ntargets = 2;
+	assert_int_equal(tg_load_csv(ctx, p, &o, &ds), 0);
+	assert_int_equal(ds.n, 3);
+	assert_int_equal(ds.d, 2);
+	assert_int_equal(ds.tdim, 2);
+	assert_null(ds.y);
+	assert_int_equal(ds.classes, 0);
+	const float want_x[] = { 1, 2, 4, 5, 7, 8 }, want_t[] = { -3, 0.5, 6.5, 1.25, 9, 2 };
+	for (int i = 0; i < 6; i++) {
+		assert_near(ds.x[i], want_x[i], 0);
+		assert_near(ds.t[i], want_t[i], 0);
+	}
+	tg_dataset_free(&ds);
+	/* the same columns by index, one from the end; scale leaves targets alone */
+	o.target_names = NULL;
+	o.target_columns = (const int[]){ -1, 1 };
+	o.scale = 2;
+	assert_int_equal(tg_load_csv(ctx, p, &o, &ds), 0);
+	assert_near(ds.x[0], 0.5, 0);
+	assert_near(ds.t[0], -3, 0);
+	assert_near(ds.t[1], 0.5, 0);
+	tg_dataset_free(&ds);
+	/* one float target as label_column (the default: last) */
+	tg_csv_options one = TG_CSV_DEFAULTS;
+	one.float_targets = true;
+	assert_int_equal(tg_load_csv(ctx, p, &one, &ds), 0);
+	assert_int_equal(ds.d, 3);
+	assert_int_equal(ds.tdim, 1);
+	assert_near(ds.t[2], 9, 0);
+	tg_dataset_free(&ds);
+	tg_ctx_free(ctx);
+
+	o.target_columns = NULL;
+	o.scale = 0;
+	o.target_names = (const char *const[]){ "y1", "nope" };
+	expect_csv_error(p, &o, TG_EARG, "no column named \"nope\" in the header");
+	o.target_names = (const char *const[]){ "y1", "y1" };
+	expect_csv_error(p, &o, TG_EARG, "column 2 is named as a target twice");
+	o.target_names = NULL;
+	o.target_columns = (const int[]){ 1, 9 };
+	expect_csv_error(p, &o, TG_EARG, "target column 9 out of range for 4 columns");
+	tg_csv_options labels = TG_CSV_DEFAULTS; /* two class-label columns: no */
+	labels.target_columns = (const int[]){ 1, 3 };
+	labels.ntargets = 2;
+	expect_csv_error(p, &labels, TG_EARG, "2 target columns listed, a class label");
+	tg_csv_options noheader = TG_CSV_DEFAULTS;
+	noheader.header = TG_CSV_HEADER_NO;
+	noheader.float_targets = true;
+	noheader.target_names = (const char *const[]){ "y1" };
+	noheader.ntargets = 1;
+	tmp_file(&d, "n.csv", p);
+	write_text(p, "1,2,3\n4,5,6\n");
+	expect_csv_error(p, &noheader, TG_EARG, "asked for by name, but the file has no header");
+	/* a label by name: a class label column chosen from the header */
+	tmp_file(&d, "l.csv", p);
+	write_text(p, "kind,w\n1,0.5\n0,2\n");
+	tg_csv_options byname = TG_CSV_DEFAULTS;
+	byname.target_names = (const char *const[]){ "kind" };
+	byname.ntargets = 1;
+	ctx = tg_ctx_new(1);
+	assert_int_equal(tg_load_csv(ctx, p, &byname, &ds), 0);
+	assert_int_equal(ds.classes, 2);
+	assert_int_equal(ds.y[0], 1);
+	assert_near(ds.x[1], 2, 0);
+	assert_null(ds.t);
+	tg_dataset_free(&ds);
+	tg_ctx_free(ctx);
+	tmp_remove(&d);
+}
+
+/* 5 samples of 2 features and 3 targets: row i is (i, 10 i), (i, -i, 0.5 i). */
+static tg_dataset target_set(void)
+{
+	tg_dataset ds = { .n = 5, .d = 2, .tdim = 3 };
+	ds.x = malloc(10 * sizeof(float));
+	ds.t = malloc(15 * sizeof(float));
+	for (int i = 0; i < 5; i++) {
+		ds.x[2 * i] = (float)i;
+		ds.x[2 * i + 1] = 10.0f * (float)i;
+		ds.t[3 * i] = (float)i;
+		ds.t[3 * i + 1] = -(float)i;
+		ds.t[3 * i + 2] = 0.5f * (float)i;
+	}
+	return ds;
+}
+
+static void float_targets_travel_through_subsets_splits_and_batches(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(5);
+	tg_dataset ds = target_set(), sub, head, tr, va;
+	assert_int_equal(tg_dataset_subset(ctx, &ds, (const int64_t[]){ 4, 1, 4 }, 3, &sub), 0);
+	assert_int_equal(sub.tdim, 3);
+	assert_null(sub.y);
+	assert_near(sub.t[0], 4, 0);
+	assert_near(sub.t[4], -1, 0);
+	assert_near(sub.t[8], 2, 0);
+	assert_int_equal(tg_dataset_head(ctx, &ds, 2, &head), 0);
+	assert_near(head.t[5], 0.5, 0);
+	assert_int_equal(tg_dataset_split(ctx, &ds, 2, &tr, &va), 0);
+	/* every row keeps its own targets: t = (x0, -x0, x0 / 2) */
+	for (int64_t i = 0; i < tr.n; i++) {
+		assert_near(tr.t[3 * i], tr.x[2 * i], 0);
+		assert_near(tr.t[3 * i + 1], -tr.x[2 * i], 0);
+	}
+	assert_near(va.t[3 * 1 + 2], 0.5 * va.x[2], 0);
+
+	/* batches: t as a (B,3) step tensor of the batch dtype, no labels */
+	tg_batcher *b = tg_batcher_new(ctx, &ds, 2, 0);
+	assert_non_null(b);
+	tg_batch bt;
+	int64_t rows = 0;
+	while (tg_batch_next(b, TG_F64, &bt)) {
+		assert_null(bt.y);
+		assert_null(bt.labels);
+		assert_non_null(bt.t);
+		assert_int_equal(tg_dtype_of(bt.t), TG_F64);
+		assert_int_equal(tg_shape(bt.t)[0], bt.n);
+		assert_int_equal(tg_shape(bt.t)[1], 3);
+		const double *t = tg_data(bt.t), *x = tg_data(bt.x);
+		for (int64_t i = 0; i < bt.n; i++) {
+			assert_near(t[3 * i], (double)bt.idx[i], 0);
+			assert_near(t[3 * i + 2], 0.5 * (double)bt.idx[i], 0);
+			assert_near(x[2 * i + 1], 10.0 * (double)bt.idx[i], 0);
+		}
+		rows += bt.n;
+		tg_reset(ctx);
+	}
+	assert_ctx_ok(ctx);
+	assert_int_equal(rows, 5);
+	tg_batcher_free(b);
+	tg_tensor *t = tg_dataset_targets(ctx, &ds, (const int64_t[]){ 3 }, 1, TG_F32);
+	assert_near(((const float *)tg_data(t))[1], -3, 0);
+	tg_reset(ctx);
+
+	/* a labelled set's batches carry the labels as an i32 index tensor */
+	tg_dataset lab = { .n = 3, .d = 1, .classes = 4 };
+	lab.x = (float[]){ 0, 1, 2 };
+	lab.y = (int32_t[]){ 3, 0, 2 };
+	b = tg_batcher_new(ctx, &lab, 3, 0);
+	assert_true(tg_batch_next(b, TG_F32, &bt));
+	assert_null(bt.t);
+	assert_int_equal(tg_dtype_of(bt.labels), TG_I32);
+	const int32_t *l = tg_data(bt.labels);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(l[i], lab.y[bt.idx[i]]);
+	tg_batcher_free(b);
+	tg_reset(ctx);
+	assert_null(tg_dataset_targets(ctx, &lab, (const int64_t[]){ 0 }, 1, TG_F32));
+	assert_error(ctx, TG_EARG, "tg_dataset_targets: the data set has class labels");
+	tg_clear_error(ctx);
+
+	tg_dataset_free(&ds);
+	tg_dataset_free(&sub);
+	tg_dataset_free(&head);
+	tg_dataset_free(&tr);
+	tg_dataset_free(&va);
+	tg_ctx_free(ctx);
+}
+
+static void the_standardiser_uses_the_training_split_only(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_dataset train = target_set(), test = target_set();
+	for (int i = 0; i < 5; i++)
+		train.x[2 * i + 1] = 7; /* a constant feature */
+	for (int i = 0; i < 10; i++)
+		test.x[i] += 100; /* the test set's numbers must not move the fit */
+	tg_standardiser st;
+	assert_int_equal(tg_standardiser_fit(ctx, &train, true, &st), 0);
+	assert_int_equal(st.d, 2);
+	assert_int_equal(st.tdim, 3);
+	/* feature 0 is 0..4: mean 2, population std sqrt(2); feature 1 constant: std 1 */
+	const double *mean = tg_data(st.mean), *sd = tg_data(st.std);
+	assert_near(mean[0], 2, 1e-12);
+	assert_near(sd[0], sqrt(2.0), 1e-12);
+	assert_near(mean[1], 7, 1e-12);
+	assert_near(sd[1], 1, 0);
+	assert_near(((const double *)tg_data(st.target_std))[2], 0.5 * sqrt(2.0), 1e-12);
+	assert_string_equal(tg_name(st.mean), "standardiser.mean");
+	assert_string_equal(tg_name(st.std), "standardiser.std");
+	assert_string_equal(tg_name(st.target_mean), "standardiser.target_mean");
+	assert_string_equal(tg_name(st.target_std), "standardiser.target_std");
+	tg_tensor *list[4];
+	assert_int_equal(tg_standardiser_tensors(&st, list), 4);
+	assert_ptr_equal(list[0], st.mean);
+	tg_reset(ctx); /* ctx tensors: they outlive the step */
+	assert_near(((const double *)tg_data(st.mean))[0], 2, 1e-12);
+
+	assert_int_equal(tg_standardiser_apply(ctx, &st, &train), 0);
+	assert_int_equal(tg_standardiser_apply(ctx, &st, &test), 0);
+	assert_near(train.x[0], -2 / sqrt(2.0), 1e-6);
+	assert_near(train.x[1], 0, 0);
+	assert_near(train.t[3 * 4 + 1], (-4 - -2) / sqrt(2.0), 1e-6);
+	/* the test set with the training split's numbers: (0 + 100 - 2) / sqrt 2 */
+	assert_near(test.x[0], 98 / sqrt(2.0), 1e-4);
+	assert_near(test.x[1], 100 + 0 - 7 + 0, 1e-4); /* (100 - 7) / 1 */
+
+	/* features only: no target tensors */
+	tg_standardiser fo;
+	assert_int_equal(tg_standardiser_fit(ctx, &train, false, &fo), 0);
+	assert_null(fo.target_mean);
+	assert_int_equal(tg_standardiser_tensors(&fo, NULL), 2);
+	tg_dataset narrow = { .n = 1, .d = 3, .tdim = 3, .x = (float[]){ 1, 2, 3 },
+			      .t = (float[]){ 1, 2, 3 } };
+	assert_int_equal(tg_standardiser_apply(ctx, &st, &narrow), -1);
+	assert_error(ctx, TG_ESHAPE, "fitted on 2 features and 3 targets; the data set has 3 "
+				     "features and 3 targets");
+	tg_clear_error(ctx);
+	tg_dataset lab = { .n = 1, .d = 2, .classes = 2, .x = (float[]){ 1, 2 },
+			   .y = (int32_t[]){ 1 } };
+	assert_int_equal(tg_standardiser_fit(ctx, &lab, true, &fo), -1);
+	assert_error(ctx, TG_EARG, "targets asked for, but the data set has class labels");
+	tg_clear_error(ctx);
+	tg_dataset_free(&train);
+	tg_dataset_free(&test);
+	tg_ctx_free(ctx);
+}
+
+static void the_shipped_regression_and_binary_data_load(void **state)
+{
+	(void)state;
+	const char *root = getenv("TG_SOURCE_ROOT");
+	char p[512];
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_dataset ds;
+	tg_csv_options o = TG_CSV_DEFAULTS;
+	o.header = TG_CSV_HEADER_YES;
+	o.float_targets = true;
+	o.target_names = (const char *const[]){ "progression" };
+	o.ntargets = 1;
+	snprintf(p, sizeof p, "%s/demos/data/diabetes.csv", root ? root : ".");
+	assert_int_equal(tg_load_csv(ctx, p, &o, &ds), 0);
+	assert_int_equal(ds.n, 442);
+	assert_int_equal(ds.d, 10);
+	/* first row: 59,2,32.1,101.0,157,93.2,38.0,4.0,4.8598,87,151 */
+	assert_near(ds.x[0], 59, 0);
+	assert_near(ds.x[9], 87, 0);
+	assert_near(ds.t[0], 151, 0);
+	for (int64_t i = 0; i < ds.n; i++)
+		assert_in_range((int)ds.t[i], 25, 346);
+	tg_dataset_free(&ds);
+	tg_csv_options b = TG_CSV_DEFAULTS;
+	b.header = TG_CSV_HEADER_YES;
+	b.float_targets = true;
+	snprintf(p, sizeof p, "%s/demos/data/breast_cancer.csv", root ? root : ".");
+	assert_int_equal(tg_load_csv(ctx, p, &b, &ds), 0);
+	assert_int_equal(ds.n, 569);
+	assert_int_equal(ds.d, 30);
+	int benign = 0;
+	for (int64_t i = 0; i < ds.n; i++) {
+		assert_true(ds.t[i] == 0 || ds.t[i] == 1);
+		benign += ds.t[i] == 1;
+	}
+	assert_int_equal(benign, 357);
+	tg_dataset_free(&ds);
+	tg_ctx_free(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1530,6 +1805,10 @@ int main(void)
 		cmocka_unit_test(csv_line_ends_and_a_byte_order_mark_read_alike),
 		cmocka_unit_test(a_wrong_header_guess_is_explained),
 		cmocka_unit_test(long_fields_and_odd_bytes_give_whole_messages),
+		cmocka_unit_test(csv_float_targets_by_name_and_by_index),
+		cmocka_unit_test(float_targets_travel_through_subsets_splits_and_batches),
+		cmocka_unit_test(the_standardiser_uses_the_training_split_only),
+		cmocka_unit_test(the_shipped_regression_and_binary_data_load),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

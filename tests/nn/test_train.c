@@ -3,7 +3,9 @@
  * digits to 95% test accuracy, a failing step that stops training with its
  * error, the CSV log read back row by row, step counting with and without
  * replacement, and evaluation that is deterministic and leaves the modes as
- * it found them.
+ * it found them; a regression (diabetes), a binary (breast cancer) and a
+ * classification model trained through the same loop, early stopping, and
+ * every metric against a hand computation.
  */
 #include "../engine/test_util.h"
 
@@ -11,7 +13,9 @@
 #include "tapegrad_nn.h"
 #include "tapegrad_train.h"
 
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 /* ---- helpers ------------------------------------------------------------------ */
@@ -296,7 +300,9 @@ static void the_csv_log_has_a_header_and_one_row_per_epoch(void **state)
 	assert_non_null(in);
 	char line[256];
 	assert_non_null(fgets(line, sizeof line, in));
-	assert_string_equal(line, "epoch,iter,train_loss,train_acc,test_loss,test_acc,seconds\n");
+	assert_string_equal(line, "epoch,iter,train_loss,train_acc,test_loss,test_acc,seconds,val_loss,"
+				  "val_acc,train_mse,train_rmse,train_r2,val_mse,val_rmse,val_r2,"
+				  "test_mse,test_rmse,test_r2\n");
 	int rows = 0;
 	double prev_seconds = 0;
 	while (fgets(line, sizeof line, in)) {
@@ -478,6 +484,322 @@ static void a_net_and_optimizer_may_be_freed_after_their_context(void **state)
 	tg_mlp_free(net);
 }
 
+/* ---- tasks through one loop ------------------------------------------------------- */
+
+/* demos/data/<name> */
+static const char *data_path(const char *name, char *buf, size_t size)
+{
+	const char *root = getenv("TG_SOURCE_ROOT");
+	snprintf(buf, size, "%s/demos/data/%s", root ? root : ".", name);
+	return buf;
+}
+
+/* A CSV with float targets split 80/20 with a generator of its own (seed
+ * 2026, as demos/train) and standardised on the training split. */
+static void load_standardised(tg_ctx *ctx, const char *name, const tg_csv_options *o,
+			      bool targets, tg_dataset *train, tg_dataset *test)
+{
+	char path[512];
+	tg_dataset all;
+	assert_int_equal(tg_load_csv(ctx, data_path(name, path, sizeof path), o, &all), 0);
+	tg_ctx *split = tg_ctx_new(2026);
+	assert_int_equal(tg_dataset_split(split, &all, all.n / 5, train, test), 0);
+	tg_ctx_free(split);
+	tg_dataset_free(&all);
+	tg_standardiser st;
+	assert_int_equal(tg_standardiser_fit(ctx, train, targets, &st), 0);
+	assert_int_equal(tg_standardiser_apply(ctx, &st, train), 0);
+	assert_int_equal(tg_standardiser_apply(ctx, &st, test), 0);
+	assert_ctx_ok(ctx);
+}
+
+/* An MLP of spec with Adam at lr and weight decay wd. */
+static tg_mlp *small_net(tg_ctx *ctx, const char *spec, double lr, double wd, tg_optim **opt)
+{
+	tg_mlp *net = tg_mlp_new(ctx, spec, NULL);
+	assert_non_null(net);
+	size_t np;
+	tg_tensor *const *params = tg_mlp_params(net, &np);
+	tg_optim_opts oo = tg_optim_defaults(TG_ADAM);
+	oo.lr = lr;
+	oo.weight_decay = wd;
+	*opt = tg_optim_new(ctx, params, np, &oo);
+	assert_non_null(*opt);
+	return net;
+}
+
+static void a_regressor_learns_the_diabetes_data_to_r2_above_0_45(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(7);
+	tg_csv_options o = TG_CSV_DEFAULTS;
+	o.header = TG_CSV_HEADER_YES;
+	o.target_names = (const char *const[]){ "progression" };
+	o.ntargets = 1;
+	o.float_targets = true;
+	tg_dataset train, test;
+	load_standardised(ctx, "diabetes.csv", &o, true, &train, &test);
+	assert_int_equal(train.n, 354);
+	assert_int_equal(train.tdim, 1);
+	tg_optim *opt;
+	tg_mlp *net = small_net(ctx, "10-16-1", 0.003, 0.1, &opt);
+	tg_train_opts to = quiet_opts();
+	to.batch = 32;
+	to.epochs = 40;
+	tg_task task = { .loss = TG_LOSS_MSE };
+	tg_metrics last;
+	assert_int_equal(tg_fit(tg_mlp_module(net), opt, &task, &train, NULL, &test, &to, &last),
+			 0);
+	assert_ctx_ok(ctx);
+	if (!(last.test_r2 >= 0.45))
+		fail_msg("test R2 %.4f, want >= 0.45 (train R2 %.4f)", last.test_r2, last.train_r2);
+	/* the MSE loss of one target is the MSE metric; accuracy is not a figure here */
+	assert_near(last.test_mse, last.test_loss, 1e-6); /* the loss is an f32 op's */
+	assert_near(last.test_rmse, sqrt(last.test_mse), 1e-12);
+	assert_true(isnan(last.test_acc) && isnan(last.train_acc) && isnan(last.val_loss));
+	tg_scores sc;
+	assert_int_equal(tg_score(tg_mlp_module(net), &task, &test, 10, &sc, NULL), 0);
+	assert_near(sc.r2, last.test_r2, 1e-6); /* other batches, other f32 sums */
+	tg_optim_free(opt);
+	tg_mlp_free(net);
+	tg_dataset_free(&train);
+	tg_dataset_free(&test);
+	tg_ctx_free(ctx);
+}
+
+static void a_binary_classifier_learns_breast_cancer_to_95_percent(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(7);
+	tg_csv_options o = TG_CSV_DEFAULTS;
+	o.header = TG_CSV_HEADER_YES;
+	o.float_targets = true;
+	tg_dataset train, test;
+	load_standardised(ctx, "breast_cancer.csv", &o, false, &train, &test);
+	assert_int_equal(train.n + test.n, 569);
+	assert_int_equal(train.d, 30);
+	tg_optim *opt;
+	tg_mlp *net = small_net(ctx, "30-16-1", 0.001, 0.01, &opt);
+	tg_train_opts to = quiet_opts();
+	to.batch = 32;
+	to.epochs = 20;
+	int64_t confusion[4];
+	to.confusion = confusion;
+	tg_task task = { .loss = TG_LOSS_BCE_WITH_LOGITS };
+	tg_metrics last;
+	assert_int_equal(tg_fit(tg_mlp_module(net), opt, &task, &train, NULL, &test, &to, &last),
+			 0);
+	assert_ctx_ok(ctx);
+	if (!(last.test_acc >= 0.95))
+		fail_msg("test accuracy %.4f, want >= 0.95", last.test_acc);
+	assert_true(isnan(last.test_r2));
+	/* the 2x2 matrix counts every test sample; its diagonal is the accuracy */
+	assert_int_equal(confusion[0] + confusion[1] + confusion[2] + confusion[3], test.n);
+	assert_near((double)(confusion[0] + confusion[3]) / (double)test.n, last.test_acc, 1e-12);
+	tg_optim_free(opt);
+	tg_mlp_free(net);
+	tg_dataset_free(&train);
+	tg_dataset_free(&test);
+	tg_ctx_free(ctx);
+}
+
+/* A module written here (not an MLP): linear, relu, linear in a sequential. */
+static void a_classifier_module_learns_the_digits_through_tg_fit(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(3);
+	tg_dataset train, test, val, rest;
+	load_digits(ctx, &rest, &test);
+	assert_int_equal(tg_dataset_split(ctx, &rest, 200, &train, &val), 0);
+	tg_module *m = tg_sequential(ctx, "net");
+	tg_module_add(m, tg_linear(ctx, TG_F32, 64, 32, (tg_init){ .kind = TG_INIT_HE }, "fc1"));
+	tg_module_add(m, tg_activation(ctx, (tg_act){ .kind = TG_ACT_RELU }, "relu"));
+	tg_module_add(m, tg_linear(ctx, TG_F32, 32, 10, (tg_init){ .kind = TG_INIT_HE }, "fc2"));
+	tg_tensor *params[8];
+	size_t np = tg_module_params(m, params, 8);
+	assert_int_equal(np, 4);
+	tg_optim_opts oo = tg_optim_defaults(TG_ADAM);
+	tg_optim *opt = tg_optim_new(ctx, params, np, &oo);
+	assert_ctx_ok(ctx);
+	tg_train_opts to = quiet_opts();
+	to.epochs = 10;
+	to.batch = 50;
+	tg_metrics last;
+	assert_int_equal(tg_fit(m, opt, NULL, &train, &val, &test, &to, &last), 0);
+	if (!(last.test_acc >= 0.85 && last.val_acc >= 0.85))
+		fail_msg("test accuracy %.4f, validation %.4f, want >= 0.85", last.test_acc,
+			 last.val_acc);
+	assert_true(isnan(last.test_r2));
+	assert_int_equal(last.epoch, 10);
+	assert_false(last.stopped_early);
+	tg_optim_free(opt);
+	tg_module_free(m);
+	tg_dataset_free(&train);
+	tg_dataset_free(&val);
+	tg_dataset_free(&rest);
+	tg_dataset_free(&test);
+	tg_ctx_free(ctx);
+}
+
+typedef struct val_trace {
+	double val[64];
+	int64_t n;
+} val_trace;
+
+static bool record_val(const tg_metrics *m, void *user)
+{
+	val_trace *t = user;
+	t->val[t->n++] = m->val_loss;
+	return true;
+}
+
+/* A validation set whose labels are shuffled cannot be learnt: its loss
+ * rises as the net fits the training set, and patience runs out. */
+static void early_stopping_stops_after_patience_epochs_without_improvement(void **state)
+{
+	(void)state;
+	fixture f;
+	fixture_new(&f, 11, NULL, NULL);
+	tg_dataset val;
+	int64_t idx[300];
+	for (int i = 0; i < 300; i++)
+		idx[i] = i;
+	assert_int_equal(tg_dataset_subset(f.ctx, &f.train, idx, 300, &val), 0);
+	for (int i = 0; i < 300; i++)
+		val.y[i] = (val.y[i] + 1 + i % 9) % 10; /* never the true label */
+	tg_train_opts to = quiet_opts();
+	to.epochs = 50;
+	to.patience = 3;
+	val_trace tr = { .n = 0 };
+	to.on_epoch = record_val;
+	to.user = &tr;
+	tg_metrics last;
+	assert_int_equal(tg_fit(tg_mlp_module(f.net), f.opt, NULL, &f.train, &val, NULL, &to,
+				&last),
+			 0);
+	assert_true(last.stopped_early);
+	assert_true(last.epoch < 50);
+	assert_int_equal(last.epoch, last.best_epoch + 3);
+	assert_int_equal(tr.n, last.epoch);
+	/* the best is the lowest seen, and none of the last 3 beat it */
+	double best = INFINITY;
+	for (int64_t e = 0; e < tr.n; e++)
+		best = tr.val[e] < best ? tr.val[e] : best;
+	assert_near(last.best_val_loss, best, 0);
+	assert_near(tr.val[last.best_epoch - 1], best, 0);
+	for (int64_t e = last.best_epoch; e < tr.n; e++)
+		assert_true(tr.val[e] >= best);
+	/* patience needs a validation set */
+	to.on_epoch = NULL;
+	assert_int_equal(tg_fit(tg_mlp_module(f.net), f.opt, NULL, &f.train, NULL, NULL, &to,
+				&last),
+			 -1);
+	assert_error(f.ctx, TG_EARG, "tg_fit: early stopping (patience 3) needs a validation set");
+	tg_dataset_free(&val);
+	fixture_free(&f);
+}
+
+/* A data set of 4 samples of width w: x and float targets t as given. */
+static tg_dataset tiny_set(int64_t w, const float *x, const float *t)
+{
+	tg_dataset ds = { .n = 4, .d = w, .tdim = w };
+	ds.x = malloc(4 * (size_t)w * sizeof(float));
+	ds.t = malloc(4 * (size_t)w * sizeof(float));
+	memcpy(ds.x, x, 4 * (size_t)w * sizeof(float));
+	memcpy(ds.t, t, 4 * (size_t)w * sizeof(float));
+	return ds;
+}
+
+/* The identity as the model: its outputs are the features, so every figure
+ * can be worked out by hand. Batches of 3 check the sums across batches. */
+static void the_metrics_are_the_hand_computed_ones(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_module *id = tg_activation(ctx, (tg_act){ .kind = TG_ACT_IDENTITY }, "id");
+	assert_non_null(id);
+	/* regression: errors 0, -1, 1, -2: SSE 6, MSE 1.5, mean |d| 1; targets'
+	 * mean 3, SST 4 + 0 + 1 + 9 = 14, R2 = 1 - 6/14 */
+	tg_dataset reg = tiny_set(1, (const float[]){ 1, 2, 3, 4 }, (const float[]){ 1, 3, 2, 6 });
+	tg_scores s;
+	tg_task mse = { .loss = TG_LOSS_MSE };
+	assert_int_equal(tg_score(id, &mse, &reg, 3, &s, NULL), 0);
+	assert_near(s.loss, 1.5, 1e-6); /* an f32 op's */
+	assert_near(s.mse, 1.5, 1e-12);
+	assert_near(s.rmse, sqrt(1.5), 1e-12);
+	assert_near(s.r2, 1 - 6.0 / 14.0, 1e-12);
+	assert_true(isnan(s.acc));
+	tg_task l1 = { .loss = TG_LOSS_L1 };
+	assert_int_equal(tg_score(id, &l1, &reg, 3, &s, NULL), 0);
+	assert_near(s.loss, 1.0, 1e-7);
+	assert_near(s.r2, 1 - 6.0 / 14.0, 1e-12);
+	/* Huber, delta 1: 0, 0.5, 0.5, 1 * (2 - 0.5) = 1.5: mean 0.625 */
+	tg_task huber = { .loss = TG_LOSS_HUBER, .delta = 1 };
+	assert_int_equal(tg_score(id, &huber, &reg, 3, &s, NULL), 0);
+	assert_near(s.loss, 0.625, 1e-7);
+	/* binary: logits -2, 0.5, 3, -1 against 0, 1, 0, 0: predicted 0, 1, 1, 0,
+	 * 3 of 4 right; BCE = mean(max(x,0) - x t + ln(1 + e^-|x|)) */
+	tg_dataset bin = tiny_set(1, (const float[]){ -2, 0.5f, 3, -1 },
+				  (const float[]){ 0, 1, 0, 0 });
+	double x[] = { -2, 0.5, 3, -1 }, t[] = { 0, 1, 0, 0 }, bce = 0;
+	for (int i = 0; i < 4; i++)
+		bce += (fmax(x[i], 0) - x[i] * t[i] + log1p(exp(-fabs(x[i])))) / 4;
+	tg_task binary = { .loss = TG_LOSS_BCE_WITH_LOGITS };
+	int64_t cm[4];
+	assert_int_equal(tg_score(id, &binary, &bin, 3, &s, cm), 0);
+	assert_near(s.acc, 0.75, 1e-12);
+	assert_near(s.loss, bce, 1e-6);
+	assert_true(isnan(s.r2));
+	assert_int_equal(cm[0], 2); /* true 0, predicted 0 */
+	assert_int_equal(cm[1], 1); /* true 0, predicted 1 */
+	assert_int_equal(cm[2], 0);
+	assert_int_equal(cm[3], 1);
+	/* classes: logits rows of 2 with labels; argmax 1, 0, 0, 1 against 1, 1, 0, 0 */
+	tg_dataset cls = { .n = 4, .d = 2, .classes = 2 };
+	float cx[] = { 0, 1, 2, 0, 1, -1, -1, 3 };
+	int32_t cy[] = { 1, 1, 0, 0 };
+	cls.x = cx;
+	cls.y = cy;
+	double ce = 0;
+	for (int i = 0; i < 4; i++) {
+		double a = cx[2 * i], b = cx[2 * i + 1], m = fmax(a, b);
+		double lse = m + log(exp(a - m) + exp(b - m));
+		ce += (lse - cx[2 * i + cy[i]]) / 4;
+	}
+	assert_int_equal(tg_score(id, NULL, &cls, 3, &s, cm), 0);
+	assert_near(s.acc, 0.5, 1e-12);
+	assert_near(s.loss, ce, 1e-6);
+	assert_int_equal(cm[0], 1);
+	assert_int_equal(cm[1], 1);
+	assert_int_equal(cm[2], 1);
+	assert_int_equal(cm[3], 1);
+	/* soft targets: argmax of the logits 1, 0, 0, 1 against that of the
+	 * targets 1, 0, 1, 0; loss -sum t log_softmax(x) per row, averaged */
+	const float sx[] = { 0, 1, 2, 0, 1, -1, -1, 3 };
+	const float stt[] = { 0.3f, 0.7f, 0.6f, 0.4f, 0.2f, 0.8f, 0.9f, 0.1f };
+	tg_dataset soft = tiny_set(2, sx, stt);
+	double sce = 0;
+	for (int i = 0; i < 4; i++) {
+		double a = sx[2 * i], b = sx[2 * i + 1], m = fmax(a, b);
+		double lse = m + log(exp(a - m) + exp(b - m));
+		sce -= (stt[2 * i] * (a - lse) + stt[2 * i + 1] * (b - lse)) / 4;
+	}
+	tg_task st = { .loss = TG_LOSS_SOFT_CROSS_ENTROPY };
+	assert_int_equal(tg_score(id, &st, &soft, 3, &s, NULL), 0);
+	assert_near(s.acc, 0.5, 1e-12);
+	assert_near(s.loss, sce, 1e-6);
+	tg_dataset_free(&soft);
+	/* a task and a data set that do not go together */
+	assert_int_equal(tg_score(id, &mse, &cls, 3, &s, NULL), -1);
+	assert_error(ctx, TG_EARG, "tg_score: the evaluation set has class labels; the mse loss "
+				   "needs float targets");
+	tg_clear_error(ctx);
+	tg_module_free(id);
+	tg_dataset_free(&reg);
+	tg_dataset_free(&bin);
+	tg_ctx_free(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -494,6 +816,11 @@ int main(void)
 		cmocka_unit_test(evaluation_with_grad_mode_off_stays_off),
 		cmocka_unit_test(the_confusion_matrix_prints_names_counts_and_recall),
 		cmocka_unit_test(a_net_and_optimizer_may_be_freed_after_their_context),
+		cmocka_unit_test(a_regressor_learns_the_diabetes_data_to_r2_above_0_45),
+		cmocka_unit_test(a_binary_classifier_learns_breast_cancer_to_95_percent),
+		cmocka_unit_test(a_classifier_module_learns_the_digits_through_tg_fit),
+		cmocka_unit_test(early_stopping_stops_after_patience_epochs_without_improvement),
+		cmocka_unit_test(the_metrics_are_the_hand_computed_ones),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
