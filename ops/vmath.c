@@ -99,7 +99,7 @@ int tg_vmath_limit(int level)
 	VM_PUBLIC(f, f32, float)
 
 #define VM_PUBLIC(f, S, T)                                           \
-	void tg_vmath_##f##_##S(const T *X, T *Y, size_t n)          \
+	static void f##_##S##_any(const T *X, T *Y, size_t n)        \
 	{                                                            \
 		switch (tg_vmath_level()) {                          \
 		case TG_VMATH_AVX512:                                \
@@ -117,17 +117,19 @@ int tg_vmath_limit(int level)
 	}
 #else
 #define VM_WIDTHS(f, u)                                                 \
-	VM_SCALAR_LOOP(f##_f64_scalar, double, Sleef_##f##_##u)         \
-	VM_SCALAR_LOOP(f##_f32_scalar, float, Sleef_##f##f_##u)         \
-	void tg_vmath_##f##_f64(const double *X, double *Y, size_t n)   \
-	{                                                               \
-		f##_f64_scalar(X, Y, n);                                \
-	}                                                               \
-	void tg_vmath_##f##_f32(const float *X, float *Y, size_t n)     \
-	{                                                               \
-		f##_f32_scalar(X, Y, n);                                \
-	}
+	VM_SCALAR_LOOP(f##_f64_any, double, Sleef_##f##_##u)            \
+	VM_SCALAR_LOOP(f##_f32_any, float, Sleef_##f##f_##u)
 #endif
+
+/* The functions as SLEEF has them. */
+#define VM_EXPORT(f)                                                    \
+	VM_EXPORT_T(f, f64, double)                                     \
+	VM_EXPORT_T(f, f32, float)
+#define VM_EXPORT_T(f, S, T)                                            \
+	void tg_vmath_##f##_##S(const T *X, T *Y, size_t n)             \
+	{                                                               \
+		f##_##S##_any(X, Y, n);                                 \
+	}
 
 VM_WIDTHS(exp, u10)
 VM_WIDTHS(expm1, u10)
@@ -138,3 +140,44 @@ VM_WIDTHS(sin, u10)
 VM_WIDTHS(cos, u10)
 VM_WIDTHS(erf, u10)
 VM_WIDTHS(erfc, u15)
+
+VM_EXPORT(exp)
+VM_EXPORT(expm1)
+VM_EXPORT(log)
+VM_EXPORT(tanh)
+VM_EXPORT(sin)
+VM_EXPORT(cos)
+VM_EXPORT(erf)
+VM_EXPORT(erfc)
+
+/* ---- log1p: SLEEF's gives inf above 1e307 (f64) and 1e38 (f32) -------------- */
+/* There ln(1 + x) is ln x to far below an ULP; those elements are done
+ * again with log. A chunk at a time, so that X == Y stays allowed. */
+
+enum { CHUNK = 256 };
+
+#define VM_LOG1P(S, T, BIG)                                                     \
+	void tg_vmath_log1p_##S(const T *X, T *Y, size_t n)                     \
+	{                                                                       \
+		T big[CHUNK];                                                   \
+		for (size_t i0 = 0; i0 < n; i0 += CHUNK) {                      \
+			size_t m = n - i0 < CHUNK ? n - i0 : CHUNK, nbig = 0;   \
+			for (size_t i = 0; i < m; i++)                          \
+				nbig += X[i0 + i] > (BIG);                      \
+			if (nbig)                                               \
+				memcpy(big, X + i0, m * sizeof *X);             \
+			log1p_##S##_any(X + i0, Y + i0, m);                     \
+			if (!nbig)                                              \
+				continue;                                       \
+			for (size_t i = 0; i < m; i++)                          \
+				if (!(big[i] > (BIG)))                          \
+					big[i] = 1;                             \
+			log_##S##_any(big, big, m);                             \
+			for (size_t i = 0; i < m; i++)                          \
+				if (big[i] != 0)                                \
+					Y[i0 + i] = big[i];                     \
+		}                                                               \
+	}
+
+VM_LOG1P(f64, double, 1e306)
+VM_LOG1P(f32, float, 1e37f)
