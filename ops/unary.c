@@ -229,7 +229,7 @@ tg_tensor *tg_abs(tg_tensor *x) { return UNARY(&abs_op, "tg_abs", x, abs, NULL, 
 /* With e = e^-|x|: 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0, so that
  * no exponential overflows and small values keep their relative precision. */
 
-#define SIGMOID_OF(x, e) ((x) >= 0 ? 1 / (1 + (e)) : (e) / (1 + (e)))
+#define SIGMOID_OF(x, e) (((x) >= 0 ? 1 : (e)) / (1 + (e)))
 
 CHUNKED_KERNEL(sigmoid, -fabs(x), CALL_EXP, SIGMOID_OF(x, ei))
 
