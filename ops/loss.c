@@ -11,6 +11,7 @@
  * Legend: n = the number of elements, d = pred - target.
  */
 #include "internal.h"
+#include "vmath.h"
 
 #include <math.h>
 
@@ -206,9 +207,33 @@ tg_tensor *tg_huber(tg_tensor *pred, tg_tensor *target, double delta)
 /* The binary cross-entropy of sigmoid(x) against t, -t ln s - (1 - t) ln(1 - s),
  * rewritten so that nothing overflows: e^-|x| <= 1, and for |x| large the
  * log term underflows to 0 and the loss is max(x, 0) - x t exactly.
- * d logits = dout (sigmoid(x) - t) / n, d targets = -dout x / n. */
+ * d logits = dout (sigmoid(x) - t) / n, d targets = -dout x / n. The log
+ * terms are SLEEF's exp and log1p in double (vmath.h), CHUNK at a time. */
 
-LOSS_KERNEL(bce, (a > 0 ? a : 0) - a * b + log1p(exp(-fabs(a))))
+enum { CHUNK = 256 };
+
+#define BCE_KERNEL(name, T)                                                                \
+	static double name(const void *A_, const void *B_, size_t n, double p)             \
+	{                                                                                  \
+		const T *A = A_, *B = B_;                                                  \
+		double s = 0, e[CHUNK];                                                    \
+		(void)p;                                                                   \
+		for (size_t i0 = 0; i0 < n; i0 += CHUNK) {                                 \
+			size_t m = n - i0 < CHUNK ? n - i0 : CHUNK;                        \
+			for (size_t i = 0; i < m; i++)                                     \
+				e[i] = -fabs((double)A[i0 + i]);                           \
+			tg_vmath_exp_f64(e, e, m);                                         \
+			tg_vmath_log1p_f64(e, e, m);                                       \
+			for (size_t i = 0; i < m; i++) {                                   \
+				double a = A[i0 + i], b = B[i0 + i];                       \
+				s += (a > 0 ? a : 0) - a * b + e[i];                       \
+			}                                                                  \
+		}                                                                          \
+		return s;                                                                  \
+	}
+
+BCE_KERNEL(bce_f64, double)
+BCE_KERNEL(bce_f32, float)
 
 static void bce_backward(tg_node *n, tg_tensor *dout)
 {

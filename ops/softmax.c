@@ -6,9 +6,11 @@
  * is shifted by its maximum before exponentiating, so logits of any size
  * give finite values; sums are accumulated in double for both dtypes. The
  * backward rules are written with ops on the node's saved tensors, so they
- * can be recorded for second order.
+ * can be recorded for second order. The exponentials are SLEEF's over a
+ * whole row (vmath.h), within 1 ULP.
  */
 #include "internal.h"
+#include "vmath.h"
 
 #include <math.h>
 
@@ -26,29 +28,33 @@
 		}                                                                        \
 	}
 
-/* y = e^(x - m) / sum_j e^(x_j - m) */
+/* y = e^(x - m) / sum_j e^(x_j - m); the row of Y holds x - m, then e^(x - m) */
 #define SOFTMAX_ROW(T, EXP)                                                          \
+	for (size_t j = 0; j < k; j++)                                                   \
+		Y[j] = X[j] - m;                                                         \
+	EXP(Y, Y, k);                                                                    \
 	double s = 0;                                                                    \
-	for (size_t j = 0; j < k; j++) {                                                 \
-		Y[j] = EXP(X[j] - m);                                                    \
+	for (size_t j = 0; j < k; j++)                                                   \
 		s += Y[j];                                                               \
-	}                                                                                \
 	for (size_t j = 0; j < k; j++)                                                   \
 		Y[j] = (T)(Y[j] / s);
 
-/* y = x - m - ln sum_j e^(x_j - m) */
+/* y = x - m - ln sum_j e^(x_j - m); the row of Y holds the e^(x - m) first */
 #define LOG_SOFTMAX_ROW(T, EXP)                                                      \
+	for (size_t j = 0; j < k; j++)                                                   \
+		Y[j] = X[j] - m;                                                         \
+	EXP(Y, Y, k);                                                                    \
 	double s = 0;                                                                    \
 	for (size_t j = 0; j < k; j++)                                                   \
-		s += EXP(X[j] - m);                                                      \
+		s += Y[j];                                                               \
 	T lse = (T)log(s);                                                               \
 	for (size_t j = 0; j < k; j++)                                                   \
 		Y[j] = X[j] - m - lse;
 
-ROW_KERNEL(softmax_f64, double, SOFTMAX_ROW(double, exp))
-ROW_KERNEL(softmax_f32, float, SOFTMAX_ROW(float, expf))
-ROW_KERNEL(log_softmax_f64, double, LOG_SOFTMAX_ROW(double, exp))
-ROW_KERNEL(log_softmax_f32, float, LOG_SOFTMAX_ROW(float, expf))
+ROW_KERNEL(softmax_f64, double, SOFTMAX_ROW(double, tg_vmath_exp_f64))
+ROW_KERNEL(softmax_f32, float, SOFTMAX_ROW(float, tg_vmath_exp_f32))
+ROW_KERNEL(log_softmax_f64, double, LOG_SOFTMAX_ROW(double, tg_vmath_exp_f64))
+ROW_KERNEL(log_softmax_f32, float, LOG_SOFTMAX_ROW(float, tg_vmath_exp_f32))
 
 /* Checks x (rank >= 1), makes the output and runs the kernel of x's dtype
  * over its rows; records the node. */
@@ -114,20 +120,29 @@ tg_tensor *tg_log_softmax(tg_tensor *x)
 
 /* ---- cross_entropy: L = mean_i (ln sum_j e^x_ij - x_i,label_i) ------------------------- */
 /* d logits = dout (softmax(logits) - onehot(labels)) / N. Forward in one
- * stable pass per row: ln sum_j e^x_ij = m + ln sum_j e^(x_ij - m). The
- * labels are copied to the node (aux) for the backward pass. */
+ * stable pass per row: ln sum_j e^x_ij = m + ln sum_j e^(x_ij - m), in
+ * double for both dtypes, CHUNK exponentials at a time. The labels are
+ * copied to the node (aux) for the backward pass. */
+
+enum { CHUNK = 256 };
 
 #define CROSS_ENTROPY_KERNEL(name, T)                                                \
 	static double name(const T *X, const int64_t *labels, size_t rows, size_t k) \
 	{                                                                                \
-		double total = 0;                                                        \
+		double total = 0, e[CHUNK];                                              \
 		for (size_t r = 0; r < rows; r++, X += k) {                              \
 			double m = X[0];                                                 \
 			for (size_t j = 1; j < k; j++)                                   \
 				m = X[j] > m ? X[j] : m;                                 \
 			double s = 0;                                                    \
-			for (size_t j = 0; j < k; j++)                                   \
-				s += exp((double)X[j] - m);                              \
+			for (size_t j0 = 0; j0 < k; j0 += CHUNK) {                       \
+				size_t c = k - j0 < CHUNK ? k - j0 : CHUNK;              \
+				for (size_t j = 0; j < c; j++)                           \
+					e[j] = (double)X[j0 + j] - m;                    \
+				tg_vmath_exp_f64(e, e, c);                               \
+				for (size_t j = 0; j < c; j++)                           \
+					s += e[j];                                       \
+			}                                                                \
 			total += (m - X[labels[r]]) + log(s);                            \
 		}                                                                        \
 		return total / (double)rows;                                             \
@@ -237,11 +252,12 @@ tg_tensor *tg_cross_entropy_i32(tg_tensor *logits, const int32_t *labels, int64_
 			T m = X[0];                                                       \
 			for (size_t j = 1; j < k; j++)                                    \
 				m = X[j] > m ? X[j] : m;                                  \
+			for (size_t j = 0; j < k; j++)                                    \
+				O[j] = X[j] - m;                                          \
+			EXP(O, O, k);                                                     \
 			double s = 0;                                                     \
-			for (size_t j = 0; j < k; j++) {                                  \
-				O[j] = EXP(X[j] - m);                                     \
+			for (size_t j = 0; j < k; j++)                                    \
 				s += O[j];                                                \
-			}                                                                 \
 			for (size_t j = 0; j < k; j++) {                                  \
 				T p = (T)(O[j] / s);                                      \
 				T diff = p - (j == (size_t)labels[r] ? 1 : 0);            \
@@ -250,8 +266,8 @@ tg_tensor *tg_cross_entropy_i32(tg_tensor *logits, const int32_t *labels, int64_
 		}                                                                         \
 	}
 
-CE_BACKWARD_KERNEL(ce_backward_f64, double, exp)
-CE_BACKWARD_KERNEL(ce_backward_f32, float, expf)
+CE_BACKWARD_KERNEL(ce_backward_f64, double, tg_vmath_exp_f64)
+CE_BACKWARD_KERNEL(ce_backward_f32, float, tg_vmath_exp_f32)
 
 static const tg_op cross_entropy_backward_op;
 

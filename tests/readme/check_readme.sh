@@ -21,7 +21,7 @@ for c in "$tmp"/example*.c; do
 	n=$((n + 1))
 	exe=${c%.c}
 	cc -std=c11 -Wall -Wextra -Werror -o "$exe" "$c" -I"$src/engine" -I"$src/nn" \
-		"$build/libtapegrad.a" $(pkg-config --libs openblas zlib) -lm ||
+		"$build/libtapegrad.a" $(pkg-config --libs openblas zlib) -lsleef -lm ||
 		{ echo "FAIL: README's program $n does not compile"; exit 1; }
 	(cd "$src" && "$exe") >"$exe.out" ||
 		{ echo "FAIL: README's program $n exited non-zero"; exit 1; }

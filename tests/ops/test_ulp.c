@@ -1,0 +1,220 @@
+/*
+ * test_ulp.c - the worst error of each elementwise op, in units in the last
+ * place (ULP) of the exact result, as the ops compute it on big tensors.
+ *
+ * For every op, dtype (f32, f64) and vector width this CPU runs (vmath.h:
+ * AVX-512, AVX2, SSE2, scalar), 2^20 points spanning the op's useful domain
+ * (half evenly spaced, half log-spaced magnitudes of both signs, so that
+ * small arguments are dense too) and the special values go through the op
+ * in one tensor. Each result is compared with a long double reference
+ * (64-bit significand) at the point as rounded to the dtype; the error is
+ * |got - exact| / ulp(exact), with the ulp of the dtype. NaN must give
+ * NaN, an infinite or zero exact value must come out exactly; an exact
+ * value below the normal range (only special points reach there: -100 in
+ * silu) must come out finite, of its sign or zero, and below the smallest
+ * normal number in magnitude.
+ *
+ * Bounds asserted: SLEEF's 1.0 ULP for the functions it computes alone
+ * (exp, expm1, log, log1p, tanh, sin, cos, erf), as 1.001: tanh gives
+ * x + 1 ULP for some tiny x, 1 ULP and a hair from the exact value, and
+ * the long double reference is itself rounded, 2^-11 ULP of an f64; what the few roundings
+ * around them add for the composed ones (sigmoid, silu, softplus, elu,
+ * gelu; see `cases`). The measured worst values are printed (tests/run
+ * keeps the log: meson-logs/testlog.txt).
+ */
+#include "../engine/test_util.h"
+#include "../../ops/vmath.h"
+
+#include <float.h>
+
+static const char *const level_names[] = { "scalar", "SSE2", "AVX2", "AVX-512" };
+#include <stdlib.h>
+
+enum { NPOINTS = 1 << 20 };
+
+#define U10 1.001 /* SLEEF's u10 functions, and the reference's rounding */
+
+typedef struct {
+	const char *name;
+	tg_tensor *(*op)(tg_tensor *x);
+	long double (*ref)(long double x);
+	double lo64, hi64, lo32, hi32; /* the domain of the points, per dtype */
+	double tiny;                   /* smallest magnitude of the log-spaced half */
+	double bound;                  /* the worst error allowed, in ULP */
+} ulp_case;
+
+static long double ref_exp(long double x) { return expl(x); }
+static long double ref_expm1(long double x) { return expm1l(x); }
+static long double ref_log(long double x) { return logl(x); }
+static long double ref_log1p(long double x) { return log1pl(x); }
+static long double ref_tanh(long double x) { return tanhl(x); }
+static long double ref_sin(long double x) { return sinl(x); }
+static long double ref_cos(long double x) { return cosl(x); }
+static long double ref_erf(long double x) { return erfl(x); }
+static long double ref_sigmoid(long double x) { return 1 / (1 + expl(-x)); }
+static long double ref_silu(long double x) { return x / (1 + expl(-x)); }
+static long double ref_elu(long double x) { return x > 0 ? x : expm1l(x); }
+static long double ref_gelu(long double x) { return x * erfcl(-x / sqrtl(2)) / 2; }
+static long double ref_softplus(long double x)
+{
+	return (x > 0 ? x : 0) + log1pl(expl(-fabsl(x)));
+}
+
+static tg_tensor *elu_1(tg_tensor *x) { return tg_elu(x, 1.0); }
+
+/* The domains keep the results in the normal range of the dtype, where an
+ * ULP is relative; the special values reach past them. */
+static const ulp_case cases[] = {
+	{ "exp", tg_exp, ref_exp, -708, 709.7, -87, 88.7, 1e-30, U10 },
+	{ "expm1", tg_expm1, ref_expm1, -50, 709.7, -20, 88.7, 1e-300, U10 },
+	{ "log", tg_log, ref_log, 1e-300, 1e300, 1e-37, 1e38, 1e-300, U10 },
+	{ "log1p", tg_log1p, ref_log1p, -0.999999, 1e300, -0.9999, 1e38, 1e-300, U10 },
+	{ "tanh", tg_tanh, ref_tanh, -20, 20, -10, 10, 1e-300, U10 },
+	{ "sin", tg_sin, ref_sin, -1e4, 1e4, -1e4, 1e4, 1e-300, U10 },
+	{ "cos", tg_cos, ref_cos, -1e4, 1e4, -1e4, 1e4, 1e-300, U10 },
+	{ "erf", tg_erf, ref_erf, -6, 6, -4, 4, 1e-300, U10 },
+	/* e = e^-|x| (1 ULP), 1 + e and the division (0.5 each) */
+	{ "sigmoid", tg_sigmoid, ref_sigmoid, -700, 40, -85, 20, 1e-300, 2.5 },
+	/* sigmoid's, times x (0.5), and e / (1 + e)'s rounding carried */
+	{ "silu", tg_silu, ref_silu, -700, 40, -85, 20, 1e-300, 3.5 },
+	/* log1p(e^-|x|) (1 + 1 ULP) and the sum with max(x, 0) */
+	{ "softplus", tg_softplus, ref_softplus, -700, 700, -85, 85, 1e-300, 2.5 },
+	{ "elu(1)", elu_1, ref_elu, -50, 1e300, -20, 1e38, 1e-300, U10 },
+	/* erfc (1.5 ULP) and the products; in erfc's tail the rounding of
+	 * -x / sqrt 2 (and of 1 / sqrt 2) is magnified about x^2 / 2 times
+	 * each: gelu_bound (glibc's erfc measures the same) */
+	{ "gelu", tg_gelu, ref_gelu, -36, 10, -12.5, 10, 1e-300, 0 },
+};
+
+/* ---- the points and the error of one result ------------------------------------- */
+
+/* The i-th of n points in [lo, hi]: even i evenly spaced, odd i of
+ * log-spaced magnitude from tiny to max(|lo|, |hi|) with alternating sign,
+ * clamped into [lo, hi]. */
+static double point(size_t i, size_t n, double lo, double hi, double tiny)
+{
+	double u = (double)i / (double)n;
+	if (i % 2 == 0)
+		return lo + (hi - lo) * u;
+	double big = fmax(fabs(lo), fabs(hi));
+	double m = exp(log(tiny) + (log(big) - log(tiny)) * u);
+	double x = (i / 2) % 2 ? -m : m;
+	return fmin(fmax(x, lo), hi);
+}
+
+static const double specials[] = { NAN, INFINITY, -INFINITY, 0.0, -0.0, 1.0, -1.0,
+				   DBL_MAX, -DBL_MAX, DBL_MIN, -DBL_MIN, 5e-324, -5e-324,
+				   1e6, -1e6, 800, -800, 100, -100, 30, -30 };
+enum { NSPECIAL = sizeof specials / sizeof specials[0] };
+
+/* The error of got against exact in ULP of a dtype with `mant` significand
+ * bits (53, 24), smallest exponent emin (-1022, -126) and largest finite
+ * value max; INFINITY for a wrong NaN, infinity or zero. */
+static double ulp_error(double got, long double exact, int mant, int emin, double max)
+{
+	if (isnan(exact))
+		return isnan(got) ? 0 : INFINITY;
+	long double rounded = mant == 24 ? (long double)(float)exact : (long double)(double)exact;
+	if (isinf(rounded) || fabsl(exact) > max)
+		return got == rounded ? 0 : INFINITY;
+	if (isnan(got) || isinf(got))
+		return INFINITY;
+	if (exact == 0)
+		return got == 0 ? 0 : INFINITY;
+	int e = ilogbl(exact);
+	if (e < emin) { /* below the normal range */
+		bool sign_ok = got == 0 || (signbit(got) != 0) == (exact < 0);
+		return sign_ok && fabs(got) < ldexp(1, emin) ? 0 : INFINITY;
+	}
+	long double ulp = ldexpl(1, e - (mant - 1));
+	return (double)(fabsl((long double)got - exact) / ulp);
+}
+
+/* ---- one op, one dtype, one width ------------------------------------------------ */
+
+typedef struct {
+	double worst; /* ULP */
+	double at;    /* the point */
+} worst_error;
+
+/* gelu's bound: 3 ULP plus x^2 / 2 for each of the two magnified roundings
+ * and as much again for the rest of erfc's tail (measured: up to 1.51 x^2
+ * in f64, 1.28 x^2 in f32, as with glibc's erfc). */
+static double gelu_bound(double x) { return isfinite(x) ? 3.0 + 2.0 * x * x : 0; }
+
+static worst_error measure(tg_ctx *ctx, const ulp_case *c, tg_dtype dt, const double *x,
+			   const long double *exact, size_t n)
+{
+	bool f32 = dt == TG_F32;
+	tg_tensor *y = c->op(tg_from_f64(ctx, dt, SHAPE((int64_t)n), x));
+	if (!y)
+		fail_msg("%s: %s", c->name, tg_error(ctx));
+	worst_error w = { 0, 0 };
+	for (size_t i = 0; i < n; i++) {
+		double got = f32 ? ((const float *)tg_data(y))[i] : ((const double *)tg_data(y))[i];
+		double err = f32 ? ulp_error(got, exact[i], 24, -126, FLT_MAX)
+				 : ulp_error(got, exact[i], 53, -1022, DBL_MAX);
+		double bound = c->bound > 0 ? c->bound : gelu_bound(x[i]);
+		if (!(err <= bound))
+			fail_msg("%s %s at width %s (x = %.17g) = %.17g, exact %.17Lg: %.6f ULP, "
+				 "bound %.2f",
+				 c->name, f32 ? "f32" : "f64", level_names[tg_vmath_level()], x[i],
+				 got, exact[i], err, bound);
+		if (err > w.worst) {
+			w.worst = err;
+			w.at = x[i];
+		}
+	}
+	tg_reset(ctx);
+	return w;
+}
+
+
+static void every_op_stays_within_its_ulp_bound(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	size_t n = NPOINTS + NSPECIAL;
+	double *x = malloc(n * sizeof *x);
+	long double *exact = malloc(n * sizeof *exact);
+	assert_non_null(x);
+	assert_non_null(exact);
+	int best = tg_vmath_limit(TG_VMATH_AVX512);
+	printf("worst error in ULP, %d points per op and dtype (widths: scalar .. %s)\n",
+	       NPOINTS, level_names[best]);
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+		const ulp_case *u = &cases[c];
+		for (int dt = TG_F32; dt <= TG_F64; dt++) {
+			bool f32 = dt == TG_F32;
+			for (size_t i = 0; i < NPOINTS; i++) {
+				double p = f32 ? point(i, NPOINTS, u->lo32, u->hi32, fmax(u->tiny, 1e-37))
+					       : point(i, NPOINTS, u->lo64, u->hi64, u->tiny);
+				x[i] = f32 ? (float)p : p;
+			}
+			for (size_t i = 0; i < NSPECIAL; i++)
+				x[NPOINTS + i] = f32 ? (float)specials[i] : specials[i];
+			for (size_t i = 0; i < n; i++)
+				exact[i] = u->ref(x[i]);
+			printf("  %-9s %s:", u->name, f32 ? "f32" : "f64");
+			for (int level = best; level >= TG_VMATH_SCALAR; level--) {
+				tg_vmath_limit(level);
+				worst_error w = measure(ctx, u, (tg_dtype)dt, x, exact, n);
+				printf(" %s %.4f (x = %.6g)", level_names[level], w.worst, w.at);
+			}
+			printf("\n");
+			tg_vmath_limit(best);
+		}
+	}
+	free(x);
+	free(exact);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(every_op_stays_within_its_ulp_bound),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
