@@ -205,6 +205,8 @@ TG_API int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags);
  * gradient reached t. A parameter's gradient is ctx (step after a
  * TG_CREATE_GRAPH backward); any other is step. */
 TG_API tg_tensor *tg_grad(const tg_tensor *t);                 /* see above */
+/* After it, tg_grad of a leaf that had a gradient reads zeros, and the next
+ * backward's gradient is written into the buffer (not added to zeros). */
 TG_API void tg_zero_grad(tg_tensor *t);
 TG_API void tg_zero_grads(tg_ctx *ctx);                        /* every param */
 
