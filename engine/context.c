@@ -10,8 +10,13 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+static void tg_blas_warn_once(void);
 
 static void *default_alloc(size_t size, void *user)
 {
@@ -44,6 +49,7 @@ tg_ctx *tg_ctx_new_with(uint64_t seed, const tg_allocator *a)
 	ctx->grad_enabled = true;
 	ctx->threads = 1;
 	tg_seed(ctx, seed);
+	tg_blas_warn_once();
 	return ctx;
 }
 
@@ -122,6 +128,171 @@ void tg_blas_enter(const tg_ctx *ctx)
 {
 	if (openblas_get_num_threads() != ctx->threads)
 		openblas_set_num_threads(ctx->threads);
+}
+
+/* ---- which BLAS kernel runs ---------------------------------------------- */
+
+/* OpenBLAS kernels that use AVX2 (and FMA): anything else on a CPU that has
+ * AVX2 is a generic kernel that leaves half the speed or more unused (Debian
+ * 12's OpenBLAS 0.3.21 picks Prescott on CPUs newer than it knows). */
+static const char *const avx2_kernels[] = {
+	"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids", "Excavator",
+};
+
+const char *tg_blas_advice_for(const char *corename, bool avx2, bool avx512)
+{
+	if (!corename || !avx2)
+		return NULL;
+	for (size_t i = 0; i < sizeof avx2_kernels / sizeof avx2_kernels[0]; i++)
+		if (!strcasecmp(corename, avx2_kernels[i]))
+			return NULL;
+	return avx512 ? "SkylakeX" : "Haswell";
+}
+
+static bool cpu_has(int avx512)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	__builtin_cpu_init();
+	if (avx512) /* what OpenBLAS's SkylakeX kernels use */
+		return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+		       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+	(void)avx512;
+	return false;
+#endif
+}
+
+const char *tg_blas_advice(void)
+{
+	return tg_blas_advice_for(openblas_get_corename(), cpu_has(0), cpu_has(1));
+}
+
+const char *tg_blas_info(void)
+{
+	static char info[128];
+	static atomic_int done;
+	if (atomic_load(&done))
+		return info;
+	/* openblas_get_config: "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Haswell ..." */
+	char name[16] = "BLAS", version[32] = "";
+	const char *config = openblas_get_config();
+	if (config && sscanf(config, "%15s %31s", name, version) < 2)
+		version[0] = 0;
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	char buf[sizeof info];
+	snprintf(buf, sizeof buf, "%s%s%s %s, %ld core%s", name, version[0] ? " " : "", version,
+		 openblas_get_corename(), cores, cores == 1 ? "" : "s");
+	/* racing first callers write the same text */
+	memcpy(info, buf, sizeof info);
+	atomic_store(&done, 1);
+	return info;
+}
+
+/* Once per process, at the first context: a generic kernel on a CPU that
+ * could run a fast one is said on stderr, with the variable to set. */
+static void tg_blas_warn_once(void)
+{
+	static atomic_int warned;
+	if (atomic_load_explicit(&warned, memory_order_relaxed) || atomic_exchange(&warned, 1))
+		return;
+	const char *advice = tg_blas_advice();
+	const char *quiet = getenv("TG_BLAS_QUIET");
+	if (advice && !(quiet && *quiet))
+		fprintf(stderr,
+			"tapegrad: OpenBLAS runs its generic %s kernel on a CPU with %s; matrix "
+			"products may take twice as long or more. Set OPENBLAS_CORETYPE=%s in the "
+			"environment before the program starts.\n",
+			openblas_get_corename(), strcmp(advice, "SkylakeX") ? "AVX2" : "AVX-512",
+			advice);
+}
+
+/* The self-check: C = op(A) op(B) through tg_matmul_t, for f32 and f64, all
+ * four transpose flags, on odd shapes (edges of every kernel's blocking),
+ * against a plain triple loop in long double. An element may differ by
+ * 4 K eps sum_k |a_ik b_kj| (the bound of any summation order, doubled). */
+static double check_one(tg_ctx *ctx, tg_dtype dt, int64_t N, int64_t K, int64_t M, bool ta,
+			bool tb, double *worst)
+{
+	int64_t sa[2] = { ta ? K : N, ta ? N : K }, sb[2] = { tb ? M : K, tb ? K : M };
+	tg_tensor *a = tg_empty(ctx, dt, 2, sa), *b = tg_empty(ctx, dt, 2, sb);
+	if (!a || !b)
+		return -1;
+	for (int m = 0; m < 2; m++) {
+		tg_tensor *t = m ? b : a;
+		void *p = tg_data_mut(t);
+		for (size_t i = 0; i < tg_numel(t); i++) {
+			double v = tg_random_uniform(ctx) * 2 - 1;
+			if (dt == TG_F64)
+				((double *)p)[i] = v;
+			else
+				((float *)p)[i] = (float)v;
+		}
+	}
+	tg_tensor *c = tg_matmul_t(a, ta, b, tb);
+	if (!c)
+		return -1;
+	double eps = dt == TG_F64 ? 0x1p-52 : 0x1p-23;
+	for (int64_t i = 0; i < N; i++)
+		for (int64_t j = 0; j < M; j++) {
+			long double ref = 0, mag = 0;
+			for (int64_t k = 0; k < K; k++) {
+				long double x = tg_get(a, (size_t)(ta ? k * N + i : i * K + k));
+				long double y = tg_get(b, (size_t)(tb ? j * K + k : k * M + j));
+				ref += x * y;
+				mag += fabsl(x * y);
+			}
+			double err = (double)fabsl((long double)tg_get(c, (size_t)(i * M + j)) - ref);
+			double bound = 4 * (double)K * eps * (double)mag + 1e-300;
+			if (err / bound > *worst)
+				*worst = err / bound;
+		}
+	return 0;
+}
+
+int tg_blas_selfcheck(char *msg, size_t size)
+{
+	static const int64_t shapes[][3] = {
+		{ 1, 1, 1 }, { 3, 5, 7 }, { 17, 33, 9 }, { 64, 65, 63 }, { 129, 37, 255 },
+		{ 2, 300, 1 }, { 31, 1, 47 },
+	};
+	tg_ctx *ctx = tg_ctx_new(20261201);
+	if (!ctx) {
+		snprintf(msg, size, "tg_blas_selfcheck: no memory");
+		return -1;
+	}
+	double worst = 0;
+	int rc = 0;
+	for (int d = 0; d < 2 && !rc; d++)
+		for (size_t s = 0; s < sizeof shapes / sizeof shapes[0] && !rc; s++)
+			for (int f = 0; f < 4 && !rc; f++) {
+				double w = 0;
+				const int64_t *sh = shapes[s];
+				tg_dtype dt = d ? TG_F64 : TG_F32;
+				if (check_one(ctx, dt, sh[0], sh[1], sh[2], f & 1, f & 2, &w))
+					rc = -1;
+				else if (!(w <= 1)) {
+					snprintf(msg, size,
+						 "%cgemm (%s) %s%lldx%lld @ %s%lldx%lld: an element is "
+						 "off by %.3g of the error bound",
+						 d ? 'd' : 's', openblas_get_corename(), f & 1 ? "T " : "",
+						 (long long)sh[0], (long long)sh[1], f & 2 ? "T " : "",
+						 (long long)sh[1], (long long)sh[2], w);
+					rc = 1;
+				}
+				if (w > worst)
+					worst = w;
+				tg_reset(ctx);
+			}
+	if (rc < 0)
+		snprintf(msg, size, "tg_blas_selfcheck: %s", tg_error(ctx));
+	else if (!rc)
+		snprintf(msg, size,
+			 "sgemm and dgemm (%s) agree with the reference loops: worst error %.3g "
+			 "of the bound",
+			 openblas_get_corename(), worst);
+	tg_ctx_free(ctx);
+	return rc ? -1 : 0;
 }
 
 /* ---- errors -------------------------------------------------------------- */

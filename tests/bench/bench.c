@@ -334,19 +334,19 @@ typedef struct suite_spec {
 } suite_spec;
 
 static const suite_spec SUITE[] = {
-	{ "s-tanh-w5", "784-300-100-10", "tanh", TG_MOMENTUM, 64, TG_F32, L_CE, 1500 },
-	{ "s-relu-sgd", "784-256-10", "relu", TG_SGD, 16, TG_F32, L_CE, 3000 },
-	{ "s-sigmoid-mom", "784-128-10", "sigmoid", TG_MOMENTUM, 128, TG_F32, L_CE, 1500 },
-	{ "s-lrelu-nest", "512-512-512-10", "leaky_relu", TG_NESTEROV, 256, TG_F32, L_CE, 200 },
-	{ "s-elu-adagrad", "256-1024-10", "elu", TG_ADAGRAD, 32, TG_F32, L_CE, 1500 },
-	{ "s-gelu-adam", "784-512-256-10", "gelu", TG_ADAM, 128, TG_F32, L_CE, 300 },
-	{ "s-relu-rms-2048", "100-2048-10", "relu", TG_RMSPROP, 512, TG_F32, L_CE, 200 },
-	{ "s-tanh-mse-f64", "50-50-50-1", "tanh", TG_ADAM, 16, TG_F64, L_MSE, 10000 },
-	{ "s-gelu-bce-f64", "64-128-128-1", "gelu", TG_RMSPROP, 256, TG_F64, L_BCE, 1500 },
-	{ "s-relu-sgd-f64", "784-128-10", "relu", TG_SGD, 512, TG_F64, L_CE, 150 },
-	{ "s-sigmoid-bce", "20-64-64-1", "sigmoid", TG_SGD, 32, TG_F32, L_BCE, 10000 },
-	{ "s-elu-mse-adam", "128-256-256-8", "elu", TG_ADAM, 64, TG_F32, L_MSE, 1500 },
-	{ "s-lrelu-mom-2048", "1024-2048-10", "leaky_relu", TG_MOMENTUM, 64, TG_F32, L_CE, 150 },
+	{ "s-tanh-w5", "784-300-100-10", "tanh", TG_MOMENTUM, 64, TG_F32, L_CE, 200 },
+	{ "s-relu-sgd", "784-256-10", "relu", TG_SGD, 16, TG_F32, L_CE, 500 },
+	{ "s-sigmoid-mom", "784-128-10", "sigmoid", TG_MOMENTUM, 128, TG_F32, L_CE, 250 },
+	{ "s-lrelu-nest", "512-512-512-10", "leaky_relu", TG_NESTEROV, 256, TG_F32, L_CE, 30 },
+	{ "s-elu-adagrad", "256-1024-10", "elu", TG_ADAGRAD, 32, TG_F32, L_CE, 200 },
+	{ "s-gelu-adam", "784-512-256-10", "gelu", TG_ADAM, 128, TG_F32, L_CE, 40 },
+	{ "s-relu-rms-2048", "100-2048-10", "relu", TG_RMSPROP, 512, TG_F32, L_CE, 30 },
+	{ "s-tanh-mse-f64", "50-50-50-1", "tanh", TG_ADAM, 16, TG_F64, L_MSE, 3000 },
+	{ "s-gelu-bce-f64", "64-128-128-1", "gelu", TG_RMSPROP, 256, TG_F64, L_BCE, 80 },
+	{ "s-relu-sgd-f64", "784-128-10", "relu", TG_SGD, 512, TG_F64, L_CE, 40 },
+	{ "s-sigmoid-bce", "20-64-64-1", "sigmoid", TG_SGD, 32, TG_F32, L_BCE, 3000 },
+	{ "s-elu-mse-adam", "128-256-256-8", "elu", TG_ADAM, 64, TG_F32, L_MSE, 250 },
+	{ "s-lrelu-mom-2048", "1024-2048-10", "leaky_relu", TG_MOMENTUM, 64, TG_F32, L_CE, 25 },
 };
 
 static const suite_spec *suite_find(const char *name)
