@@ -113,8 +113,8 @@ TG_API const char *tg_blas_info(void);
 TG_API const char *tg_blas_advice(void);
 /* The same rule for a given kernel name and CPU features. */
 TG_API const char *tg_blas_advice_for(const char *corename, bool avx2, bool avx512);
-/* sgemm and dgemm through tg_matmul_t (all transpose flags, odd shapes)
- * against plain loops; 0 if every element is within the rounding bound.
+/* cblas_sgemm and cblas_dgemm as tg_matmul_t calls them (all transpose
+ * flags, odd shapes) against plain loops; 0 if every element is within the rounding bound.
  * msg (size bytes) gets a line saying what was found. */
 TG_API int tg_blas_selfcheck(char *msg, size_t size);
 
