@@ -10,8 +10,13 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+static void tg_blas_warn_once(void);
 
 static void *default_alloc(size_t size, void *user)
 {
@@ -44,6 +49,7 @@ tg_ctx *tg_ctx_new_with(uint64_t seed, const tg_allocator *a)
 	ctx->grad_enabled = true;
 	ctx->threads = 1;
 	tg_seed(ctx, seed);
+	tg_blas_warn_once();
 	return ctx;
 }
 
@@ -122,6 +128,183 @@ void tg_blas_enter(const tg_ctx *ctx)
 {
 	if (openblas_get_num_threads() != ctx->threads)
 		openblas_set_num_threads(ctx->threads);
+}
+
+/* ---- which BLAS kernel runs ---------------------------------------------- */
+
+/* OpenBLAS kernels that use AVX2 (and FMA): anything else on a CPU that has
+ * AVX2 is a generic kernel that leaves half the speed or more unused (Debian
+ * 12's OpenBLAS 0.3.21 picks Prescott on CPUs newer than it knows). */
+static const char *const avx2_kernels[] = {
+	"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids", "Excavator",
+};
+
+const char *tg_blas_advice_for(const char *corename, bool avx2, bool avx512)
+{
+	if (!corename || !avx2)
+		return NULL;
+	for (size_t i = 0; i < sizeof avx2_kernels / sizeof avx2_kernels[0]; i++)
+		if (!strcasecmp(corename, avx2_kernels[i]))
+			return NULL;
+	return avx512 ? "SkylakeX" : "Haswell";
+}
+
+static bool cpu_has(int avx512)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	__builtin_cpu_init();
+	if (avx512) /* what OpenBLAS's SkylakeX kernels use */
+		return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+		       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+	(void)avx512;
+	return false;
+#endif
+}
+
+const char *tg_blas_advice(void)
+{
+	return tg_blas_advice_for(openblas_get_corename(), cpu_has(0), cpu_has(1));
+}
+
+const char *tg_blas_info(void)
+{
+	static char info[128];
+	static atomic_int done;
+	if (atomic_load(&done))
+		return info;
+	/* openblas_get_config: "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Haswell ..." */
+	char name[16] = "BLAS", version[32] = "";
+	const char *config = openblas_get_config();
+	if (config && sscanf(config, "%15s %31s", name, version) < 2)
+		version[0] = 0;
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	char buf[sizeof info];
+	snprintf(buf, sizeof buf, "%s%s%s %s, %ld core%s", name, version[0] ? " " : "", version,
+		 openblas_get_corename(), cores, cores == 1 ? "" : "s");
+	/* racing first callers write the same text */
+	memcpy(info, buf, sizeof info);
+	atomic_store(&done, 1);
+	return info;
+}
+
+/* Once per process, at the first context: a generic kernel on a CPU that
+ * could run a fast one is said on stderr, with the variable to set. */
+static void tg_blas_warn_once(void)
+{
+	static atomic_int warned;
+	if (atomic_load_explicit(&warned, memory_order_relaxed) || atomic_exchange(&warned, 1))
+		return;
+	const char *advice = tg_blas_advice();
+	const char *quiet = getenv("TG_BLAS_QUIET");
+	if (advice && !(quiet && *quiet))
+		fprintf(stderr,
+			"tapegrad: OpenBLAS runs its generic %s kernel on a CPU with %s; matrix "
+			"products may take twice as long or more. Set OPENBLAS_CORETYPE=%s in the "
+			"environment before the program starts.\n",
+			openblas_get_corename(), strcmp(advice, "SkylakeX") ? "AVX2" : "AVX-512",
+			advice);
+}
+
+/* The self-check: C = op(A) op(B) through cblas_?gemm, row-major with the
+ * flags tg_matmul_t passes, for f32 and f64, all four transpose flags, on
+ * odd shapes (edges of every kernel's blocking), against a plain triple
+ * loop in long double. An element may differ by 4 K eps sum_k |a_ik b_kj|
+ * (the bound of any summation order, doubled). Returns the worst error as
+ * a share of that bound, or -1 without memory. */
+static double check_one(tg_ctx *ctx, bool f64, int N, int K, int M, bool ta, bool tb)
+{
+	size_t es = f64 ? sizeof(double) : sizeof(float);
+	char *a = malloc((size_t)(N * K) * es), *b = malloc((size_t)(K * M) * es);
+	char *c = malloc((size_t)(N * M) * es);
+	double worst = -1;
+	if (!a || !b || !c)
+		goto out;
+	for (int i = 0; i < N * K + K * M; i++) {
+		double v = tg_random_uniform(ctx) * 2 - 1;
+		char *p = i < N * K ? a : b;
+		int j = i < N * K ? i : i - N * K;
+		if (f64)
+			((double *)p)[j] = v;
+		else
+			((float *)p)[j] = (float)v;
+	}
+#define AT(p, i) (f64 ? (long double)((const double *)(p))[i] : (long double)((const float *)(p))[i])
+	enum CBLAS_TRANSPOSE fa = ta ? CblasTrans : CblasNoTrans;
+	enum CBLAS_TRANSPOSE fb = tb ? CblasTrans : CblasNoTrans;
+	int lda = ta ? N : K, ldb = tb ? K : M;
+	tg_blas_enter(ctx);
+	if (f64)
+		cblas_dgemm(CblasRowMajor, fa, fb, N, M, K, 1.0, (double *)a, lda, (double *)b, ldb,
+			    0.0, (double *)c, M);
+	else
+		cblas_sgemm(CblasRowMajor, fa, fb, N, M, K, 1.0f, (float *)a, lda, (float *)b, ldb,
+			    0.0f, (float *)c, M);
+	double eps = f64 ? 0x1p-52 : 0x1p-23;
+	worst = 0;
+	for (int i = 0; i < N; i++)
+		for (int j = 0; j < M; j++) {
+			long double ref = 0, mag = 0;
+			for (int k = 0; k < K; k++) {
+				long double x = AT(a, ta ? k * N + i : i * K + k);
+				long double y = AT(b, tb ? j * K + k : k * M + j);
+				ref += x * y;
+				mag += fabsl(x * y);
+			}
+			double err = (double)fabsl(AT(c, i * M + j) - ref);
+			double bound = 4 * (double)K * eps * (double)mag + 1e-300;
+			if (!(err / bound <= worst))
+				worst = err / bound; /* NaN sticks */
+		}
+#undef AT
+out:
+	free(a);
+	free(b);
+	free(c);
+	return worst;
+}
+
+int tg_blas_selfcheck(char *msg, size_t size)
+{
+	static const int shapes[][3] = {
+		{ 1, 1, 1 }, { 3, 5, 7 }, { 17, 33, 9 }, { 64, 65, 63 }, { 129, 37, 255 },
+		{ 2, 300, 1 }, { 31, 1, 47 },
+	};
+	tg_ctx *ctx = tg_ctx_new(20261201);
+	if (!ctx) {
+		snprintf(msg, size, "tg_blas_selfcheck: no memory");
+		return -1;
+	}
+	double worst = 0;
+	int rc = 0;
+	for (int d = 0; d < 2 && !rc; d++)
+		for (size_t s = 0; s < sizeof shapes / sizeof shapes[0] && !rc; s++)
+			for (int f = 0; f < 4 && !rc; f++) {
+				const int *sh = shapes[s];
+				double w = check_one(ctx, d, sh[0], sh[1], sh[2], f & 1, f & 2);
+				if (w < 0) {
+					rc = -1;
+				} else if (!(w <= 1)) {
+					snprintf(msg, size,
+						 "%cgemm (%s) %s%dx%d @ %s%dx%d: an element is off by "
+						 "%.3g of the error bound",
+						 d ? 'd' : 's', openblas_get_corename(), f & 1 ? "T " : "",
+						 sh[0], sh[1], f & 2 ? "T " : "", sh[1], sh[2], w);
+					rc = 1;
+				}
+				if (w > worst)
+					worst = w;
+			}
+	if (rc < 0)
+		snprintf(msg, size, "tg_blas_selfcheck: no memory");
+	else if (!rc)
+		snprintf(msg, size,
+			 "sgemm and dgemm (%s) agree with the reference loops: worst error %.3g "
+			 "of the bound",
+			 openblas_get_corename(), worst);
+	tg_ctx_free(ctx);
+	return rc ? -1 : 0;
 }
 
 /* ---- errors -------------------------------------------------------------- */

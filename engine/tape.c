@@ -303,16 +303,13 @@ static void add_into(tg_tensor *dst, const tg_tensor *src)
 	dst->version++;
 }
 
-/* A leaf's own gradient buffer: ctx for parameters, step otherwise. */
+/* A leaf's own gradient buffer: ctx for parameters, step otherwise. Its
+ * contents are not cleared: the first gradient of a step is copied in. */
 static tg_tensor *grad_buffer(tg_tensor *x)
 {
 	if (!x->grad_store) {
 		tg_tensor *z = tg_zeros(x->ctx, x->dtype, x->ndim, x->shape);
 		x->grad_store = x->persistent ? tg_keep(z) : z;
-		if (!x->grad_store)
-			return NULL;
-	} else {
-		memset(x->grad_store->data, 0, x->numel * tg_dtype_size(x->dtype));
 	}
 	return x->grad_store;
 }
@@ -362,10 +359,18 @@ static void accumulate(tg_tensor *x, tg_tensor *g)
 			ctx->kept_step_grad = true;
 		return;
 	}
-	if (!x->grad)
-		x->grad = grad_buffer(x);
-	if (x->grad)
+	if (x->grad) {
 		add_into(x->grad, g);
+		return;
+	}
+	/* the first gradient since tg_zero_grad (or ever): written straight in,
+	 * no clearing of the buffer and then adding */
+	tg_tensor *buf = grad_buffer(x);
+	if (buf) {
+		memcpy(buf->data, g->data, x->numel * tg_dtype_size(x->dtype));
+		buf->version++;
+		x->grad = buf;
+	}
 }
 
 /* tg_node_grad when dx needs a look: another context or dtype than the
@@ -415,21 +420,30 @@ void tg_node_grad(tg_node *n, int i, tg_tensor *dx)
 	accumulate(x, dx);
 }
 
+/* A leaf whose buffer exists but holds no gradient of this step (grad NULL,
+ * grad_store set: tg_zero_grad left it so) reads zeros: the buffer is cleared
+ * here, on the first look, which a training step never takes between
+ * tg_zero_grad and the backward that overwrites it. */
 tg_tensor *tg_grad(const tg_tensor *t)
 {
-	return tg_tensor_check("tg_grad", t) ? t->grad : NULL;
+	if (!tg_tensor_check("tg_grad", t))
+		return NULL;
+	if (!t->grad && t->grad_store && t->requires_grad && !t->node && !t->ctx->walk) {
+		tg_tensor *m = (tg_tensor *)t; /* the gradient is no part of t's value */
+		memset(m->grad_store->data, 0, t->numel * tg_dtype_size(t->dtype));
+		m->grad_store->version++;
+		m->grad = m->grad_store;
+	}
+	return t->grad;
 }
 
+/* Marks the buffer empty instead of clearing it: the next gradient is copied
+ * in, and tg_grad clears it if asked first. */
 void tg_zero_grad(tg_tensor *t)
 {
 	if (!tg_tensor_check("tg_zero_grad", t))
 		return;
-	if (t->grad && t->grad == t->grad_store) {
-		memset(t->grad->data, 0, t->numel * tg_dtype_size(t->dtype));
-		t->grad->version++;
-	} else {
-		t->grad = NULL;
-	}
+	t->grad = NULL;
 }
 
 void tg_zero_grads(tg_ctx *ctx)

@@ -101,6 +101,23 @@ TG_API void tg_set_abort_on_error(tg_ctx *ctx, bool on); /* for debuggers */
  * default), so that no call changes it while another runs. */
 TG_API void tg_set_threads(tg_ctx *ctx, int n);
 TG_API int tg_threads(const tg_ctx *ctx);
+/* ---- BLAS --------------------------------------------------------------- */
+/* The BLAS and kernel the products run on, "OpenBLAS 0.3.21 Haswell, 2 cores";
+ * a static string. */
+TG_API const char *tg_blas_info(void);
+/* The OPENBLAS_CORETYPE to set ("Haswell" for AVX2, "SkylakeX" for AVX-512)
+ * when OpenBLAS runs a generic kernel (one without AVX2: Prescott, Core2,
+ * Nehalem, Sandybridge, ...) on a CPU that has AVX2; NULL when the kernel
+ * suits the CPU. The first tg_ctx_new of a process says it on stderr
+ * (unless TG_BLAS_QUIET is set and not empty). */
+TG_API const char *tg_blas_advice(void);
+/* The same rule for a given kernel name and CPU features. */
+TG_API const char *tg_blas_advice_for(const char *corename, bool avx2, bool avx512);
+/* cblas_sgemm and cblas_dgemm as tg_matmul_t calls them (all transpose
+ * flags, odd shapes) against plain loops; 0 if every element is within the rounding bound.
+ * msg (size bytes) gets a line saying what was found. */
+TG_API int tg_blas_selfcheck(char *msg, size_t size);
+
 TG_API void tg_set_arena_limit(tg_ctx *ctx, size_t bytes); /* 0: no limit */
 TG_API size_t tg_arena_used(const tg_ctx *ctx);  /* bytes in this step */
 TG_API size_t tg_arena_high_water(const tg_ctx *ctx);
@@ -210,6 +227,8 @@ TG_API int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags);
  * gradient reached t. A parameter's gradient is ctx (step after a
  * TG_CREATE_GRAPH backward); any other is step. */
 TG_API tg_tensor *tg_grad(const tg_tensor *t);                 /* see above */
+/* After it, tg_grad of a leaf that had a gradient reads zeros, and the next
+ * backward's gradient is written into the buffer (not added to zeros). */
 TG_API void tg_zero_grad(tg_tensor *t);
 TG_API void tg_zero_grads(tg_ctx *ctx);                        /* every param */
 

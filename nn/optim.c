@@ -244,49 +244,50 @@ void tg_optim_free(tg_optim *o)
 /* One loop per rule and dtype. g = (grad + wd p) * scale is the gradient of
  * the regularised loss, clipped; wd is 0 for a parameter without decay. */
 
-#define DEFINE_UPDATE(T, SQRT)                                                                     \
+#define DEFINE_UPDATE(T, SQRT, NAME, GRAD)                                                         \
 	TG_HOT_LOOP                                                                                \
-	static void update_##T(tg_optim_kind kind, const tg_optim_opts *o, size_t n, T *P,         \
-			       const T *G, T *S1, T *S2, T wd, T scale, T lr_t)                    \
+	static void NAME(tg_optim_kind kind, const tg_optim_opts *o, size_t n, T *P, const T *G,   \
+			 T *S1, T *S2, T wd, T scale, T lr_t)                                      \
 	{                                                                                          \
 		const T lr = (T)o->lr, mu = (T)o->momentum, rho = (T)o->rho;                       \
 		const T b1 = (T)o->beta1, b2 = (T)o->beta2, eps = (T)o->eps;                       \
+		(void)wd, (void)scale; /* unused by the plain variant */                           \
 		switch (kind) {                                                                    \
 		case TG_SGD: /* p -= lr g */                                                       \
 			for (size_t i = 0; i < n; i++)                                             \
-				P[i] -= lr * ((G[i] + wd * P[i]) * scale);                         \
+				P[i] -= lr * (GRAD);                                               \
 			break;                                                                     \
 		case TG_MOMENTUM: /* v = mu v - lr g; p += v */                                    \
 			for (size_t i = 0; i < n; i++) {                                           \
-				T g = (G[i] + wd * P[i]) * scale;                                  \
+				T g = GRAD;                                                        \
 				S1[i] = mu * S1[i] - lr * g;                                       \
 				P[i] += S1[i];                                                     \
 			}                                                                          \
 			break;                                                                     \
 		case TG_NESTEROV: /* v = mu v - lr g; p += mu^2 v - (1 + mu) lr g */               \
 			for (size_t i = 0; i < n; i++) {                                           \
-				T g = (G[i] + wd * P[i]) * scale;                                  \
+				T g = GRAD;                                                        \
 				S1[i] = mu * S1[i] - lr * g;                                       \
 				P[i] += mu * mu * S1[i] - (1 + mu) * lr * g;                       \
 			}                                                                          \
 			break;                                                                     \
 		case TG_ADAGRAD: /* h += g^2; p -= lr g / (sqrt(h) + eps) */                       \
 			for (size_t i = 0; i < n; i++) {                                           \
-				T g = (G[i] + wd * P[i]) * scale;                                  \
+				T g = GRAD;                                                        \
 				S1[i] += g * g;                                                    \
 				P[i] -= lr * g / (SQRT(S1[i]) + eps);                              \
 			}                                                                          \
 			break;                                                                     \
 		case TG_RMSPROP: /* h = rho h + (1 - rho) g^2; p -= lr g / (sqrt(h) + eps) */      \
 			for (size_t i = 0; i < n; i++) {                                           \
-				T g = (G[i] + wd * P[i]) * scale;                                  \
+				T g = GRAD;                                                        \
 				S1[i] = rho * S1[i] + (1 - rho) * g * g;                           \
 				P[i] -= lr * g / (SQRT(S1[i]) + eps);                              \
 			}                                                                          \
 			break;                                                                     \
 		case TG_ADAM: /* m += (1-b1)(g-m); v += (1-b2)(g^2-v); p -= lr_t m/(sqrt v+eps) */ \
 			for (size_t i = 0; i < n; i++) {                                           \
-				T g = (G[i] + wd * P[i]) * scale;                                  \
+				T g = GRAD;                                                        \
 				S1[i] += (1 - b1) * (g - S1[i]);                                   \
 				S2[i] += (1 - b2) * (g * g - S2[i]);                               \
 				P[i] -= lr_t * S1[i] / (SQRT(S2[i]) + eps);                        \
@@ -295,8 +296,12 @@ void tg_optim_free(tg_optim *o)
 		}                                                                                  \
 	}
 
-DEFINE_UPDATE(double, sqrt)
-DEFINE_UPDATE(float, sqrtf)
+/* g as the rule sees it: with decay or clipping, and without (most steps:
+ * no "+ 0 p" and "* 1" to compute, which change no finite value) */
+DEFINE_UPDATE(double, sqrt, update_double, (G[i] + wd * P[i]) * scale)
+DEFINE_UPDATE(float, sqrtf, update_float, (G[i] + wd * P[i]) * scale)
+DEFINE_UPDATE(double, sqrt, update_plain_double, G[i])
+DEFINE_UPDATE(float, sqrtf, update_plain_float, G[i])
 
 /* sum over elements of (grad + wd p)^2, in double */
 static double sum_sq(const tg_tensor *p, const tg_tensor *g, double wd)
@@ -373,11 +378,14 @@ int tg_optim_step(tg_optim *o)
 		void *S1 = state_data(o->s1[i]), *S2 = state_data(o->s2[i]);
 		if (!P || !G)
 			return -1;
+		bool plain = wd == 0 && scale == 1;
 		if (tg_dtype_of(p) == TG_F64)
-			update_double(c->kind, c, tg_numel(p), P, G, S1, S2, wd, scale, lr_t);
+			(plain ? update_plain_double : update_double)(c->kind, c, tg_numel(p), P, G,
+								      S1, S2, wd, scale, lr_t);
 		else
-			update_float(c->kind, c, tg_numel(p), P, G, S1, S2, (float)wd, (float)scale,
-				     (float)lr_t);
+			(plain ? update_plain_float : update_float)(c->kind, c, tg_numel(p), P, G,
+								    S1, S2, (float)wd, (float)scale,
+								    (float)lr_t);
 	}
 	return tg_ok(o->ctx) ? 0 : -1;
 }

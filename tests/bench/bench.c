@@ -310,6 +310,231 @@ static NOINLINE int train(tg_ctx *ctx, const tg_dataset *ds, const train_spec *s
 	return tg_ok(ctx) ? 0 : -1;
 }
 
+/* ---- the workload suite: many shapes, activations, optimizers, losses ---- */
+/* Each suite workload trains an MLP of affine layers (tg_affine_forward)
+ * and one activation on synthetic data made here and, the same numbers, in
+ * torch_bench.py: N_SUITE samples x_ij in [-1, 1) from an LCG; class labels,
+ * float targets for MSE, or 0/1 targets for BCE derived from the features.
+ * Batches are drawn with replacement by tg_batcher; the timed loop is the
+ * same as train()'s. The table is mirrored in torch_bench.py (SUITE). */
+
+enum { N_SUITE = 4096 };
+
+typedef enum { L_CE, L_MSE, L_BCE } suite_loss;
+
+typedef struct suite_spec {
+	const char *name;
+	const char *arch;  /* widths, "in-h1-...-out" */
+	const char *act;   /* relu sigmoid tanh leaky_relu elu gelu */
+	tg_optim_kind opt;
+	int64_t batch;
+	tg_dtype dt;
+	suite_loss loss;
+	long long iters;   /* default iterations */
+} suite_spec;
+
+static const suite_spec SUITE[] = {
+	{ "s-tanh-w5", "784-300-100-10", "tanh", TG_MOMENTUM, 64, TG_F32, L_CE, 200 },
+	{ "s-relu-sgd", "784-256-10", "relu", TG_SGD, 16, TG_F32, L_CE, 500 },
+	{ "s-sigmoid-mom", "784-128-10", "sigmoid", TG_MOMENTUM, 128, TG_F32, L_CE, 250 },
+	{ "s-lrelu-nest", "512-512-512-10", "leaky_relu", TG_NESTEROV, 256, TG_F32, L_CE, 30 },
+	{ "s-elu-adagrad", "256-1024-10", "elu", TG_ADAGRAD, 32, TG_F32, L_CE, 200 },
+	{ "s-gelu-adam", "784-512-256-10", "gelu", TG_ADAM, 128, TG_F32, L_CE, 40 },
+	{ "s-relu-rms-2048", "100-2048-10", "relu", TG_RMSPROP, 512, TG_F32, L_CE, 30 },
+	{ "s-tanh-mse-f64", "50-50-50-1", "tanh", TG_ADAM, 16, TG_F64, L_MSE, 3000 },
+	{ "s-gelu-bce-f64", "64-128-128-1", "gelu", TG_RMSPROP, 256, TG_F64, L_BCE, 80 },
+	{ "s-relu-sgd-f64", "784-128-10", "relu", TG_SGD, 512, TG_F64, L_CE, 40 },
+	{ "s-sigmoid-bce", "20-64-64-1", "sigmoid", TG_SGD, 32, TG_F32, L_BCE, 3000 },
+	{ "s-elu-mse-adam", "128-256-256-8", "elu", TG_ADAM, 64, TG_F32, L_MSE, 250 },
+	{ "s-lrelu-mom-2048", "1024-2048-10", "leaky_relu", TG_MOMENTUM, 64, TG_F32, L_CE, 25 },
+};
+
+static const suite_spec *suite_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof SUITE / sizeof SUITE[0]; i++)
+		if (!strcmp(SUITE[i].name, name))
+			return &SUITE[i];
+	return NULL;
+}
+
+static int parse_arch(const char *arch, int64_t *w)
+{
+	int n = 0;
+	for (const char *p = arch; *p && n <= TG_MLP_MAX_LAYERS;) {
+		char *end;
+		w[n++] = strtoll(p, &end, 10);
+		p = *end == '-' ? end + 1 : end;
+	}
+	return n;
+}
+
+/* The synthetic data set, the same numbers as torch_bench.py's suite_data. */
+static int suite_data(const suite_spec *s, const int64_t *w, int nw, tg_dataset *ds)
+{
+	int64_t d = w[0], out = w[nw - 1];
+	memset(ds, 0, sizeof *ds);
+	ds->n = N_SUITE;
+	ds->d = d;
+	ds->x = malloc((size_t)(N_SUITE * d) * sizeof(float));
+	if (!ds->x)
+		return -1;
+	uint32_t seed = 12345u;
+	for (int64_t i = 0; i < N_SUITE * d; i++) {
+		seed = seed * 1664525u + 1013904223u;
+		ds->x[i] = (float)((double)(seed >> 8) / 8388608.0 - 1.0);
+	}
+	if (s->loss == L_CE) {
+		ds->classes = (int32_t)out;
+		ds->y = malloc(N_SUITE * sizeof(int32_t));
+		if (!ds->y)
+			return -1;
+		for (int64_t i = 0; i < N_SUITE; i++) {
+			double a = 0;
+			for (int64_t j = 0; j < d; j++)
+				a += ds->x[i * d + j] * (double)((j % 7) - 3);
+			ds->y[i] = (int32_t)((int64_t)floor(fabs(a) * 4) % out);
+		}
+	} else {
+		ds->tdim = out;
+		ds->t = malloc((size_t)(N_SUITE * out) * sizeof(float));
+		if (!ds->t)
+			return -1;
+		for (int64_t i = 0; i < N_SUITE; i++)
+			for (int64_t k = 0; k < out; k++) {
+				double a = 0;
+				for (int64_t j = k % d; j < d; j += 3)
+					a += ds->x[i * d + j];
+				ds->t[i * out + k] = s->loss == L_MSE ? (float)sin(a) : (float)(a > 0);
+			}
+	}
+	return 0;
+}
+
+static tg_tensor *suite_act(const char *act, tg_tensor *x)
+{
+	if (!strcmp(act, "relu"))
+		return tg_relu(x);
+	if (!strcmp(act, "sigmoid"))
+		return tg_sigmoid(x);
+	if (!strcmp(act, "tanh"))
+		return tg_tanh(x);
+	if (!strcmp(act, "leaky_relu"))
+		return tg_leaky_relu(x, 0.01);
+	if (!strcmp(act, "elu"))
+		return tg_elu(x, 1.0);
+	return tg_gelu(x);
+}
+
+static NOINLINE int suite_train(tg_ctx *ctx, const suite_spec *s, long long total)
+{
+	int64_t w[TG_MLP_MAX_LAYERS + 2];
+	int nw = parse_arch(s->arch, w), L = nw - 1;
+	tg_dataset ds;
+	if (suite_data(s, w, nw, &ds)) {
+		tg_dataset_free(&ds);
+		return -1;
+	}
+	tg_affine layer[TG_MLP_MAX_LAYERS];
+	tg_tensor *params[2 * TG_MLP_MAX_LAYERS];
+	char name[16];
+	for (int l = 0; l < L; l++) {
+		snprintf(name, sizeof name, "fc%d", l + 1);
+		tg_init init = { !strcmp(s->act, "relu") || !strcmp(s->act, "leaky_relu") ||
+					     !strcmp(s->act, "gelu") || !strcmp(s->act, "elu")
+					 ? TG_INIT_HE
+					 : TG_INIT_GLOROT,
+				 0 };
+		if (tg_affine_init(&layer[l], ctx, s->dt, w[l], w[l + 1], init, name)) {
+			tg_dataset_free(&ds);
+			return -1;
+		}
+		params[2 * l] = layer[l].W;
+		params[2 * l + 1] = layer[l].b;
+	}
+	tg_optim_opts oo = tg_optim_defaults(s->opt);
+	if (s->opt == TG_SGD)
+		oo.lr = 0.05;
+	tg_optim *opt = tg_optim_new(ctx, params, (size_t)(2 * L), &oo);
+	/* float targets: the batcher draws the rows (from dummy labels) and
+	 * the targets of those rows are copied here, as tg_batch_next does x */
+	float *targets = ds.t;
+	int64_t tdim = ds.tdim;
+	if (targets) {
+		ds.t = NULL;
+		ds.tdim = 0;
+		ds.classes = 1;
+		ds.y = calloc(N_SUITE, sizeof(int32_t));
+	}
+	tg_batcher *b = ds.y ? tg_batcher_new(ctx, &ds, s->batch, TG_BATCH_REPLACE) : NULL;
+	if (!opt || !b) {
+		tg_batcher_free(b);
+		tg_optim_free(opt);
+		tg_dataset_free(&ds);
+		free(targets);
+		return -1;
+	}
+	double loss_sum = 0;
+	long long loss_n = 0, it = 0;
+	mark_start();
+	double w0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
+	while (it < total && tg_ok(ctx)) {
+		tg_batch batch;
+		if (!tg_batch_next(b, s->dt, &batch))
+			continue;
+		if (it == WARM)
+			mark_warm();
+		tg_tensor *h = batch.x;
+		for (int l = 0; l < L; l++) {
+			h = tg_affine_forward(&layer[l], h);
+			if (l < L - 1)
+				h = suite_act(s->act, h);
+		}
+		tg_tensor *t = NULL;
+		if (targets) {
+			t = tg_empty(ctx, s->dt, 2, (int64_t[]){ batch.n, tdim });
+			if (!t)
+				break;
+			size_t k = 0;
+			if (s->dt == TG_F64) {
+				double *T = tg_data_mut(t);
+				for (int64_t r = 0; r < batch.n; r++)
+					for (int64_t j = 0; j < tdim; j++)
+						T[k++] = targets[batch.idx[r] * tdim + j];
+			} else {
+				float *T = tg_data_mut(t);
+				for (int64_t r = 0; r < batch.n; r++)
+					for (int64_t j = 0; j < tdim; j++)
+						T[k++] = targets[batch.idx[r] * tdim + j];
+			}
+		}
+		tg_tensor *loss = s->loss == L_CE    ? tg_cross_entropy_i32(h, batch.y, batch.n)
+				  : s->loss == L_MSE ? tg_mse(h, t)
+						     : tg_bce_with_logits(h, t);
+		tg_optim_zero_grad(opt);
+		tg_backward(loss);
+		tg_optim_step(opt);
+		if (it >= total - LAST_LOSS && loss) {
+			loss_sum += tg_item(loss);
+			loss_n++;
+		}
+		tg_reset(ctx);
+		it++;
+	}
+	R.wall = now(CLOCK_MONOTONIC) - w0;
+	R.cpu = now(CLOCK_PROCESS_CPUTIME_ID) - c0;
+	if (it <= WARM)
+		mark_warm();
+	mark_end();
+	R.iters = it;
+	R.loss = loss_n ? loss_sum / (double)loss_n : NAN;
+	R.arena_hw = tg_arena_high_water(ctx);
+	tg_batcher_free(b);
+	tg_optim_free(opt);
+	tg_dataset_free(&ds);
+	free(targets);
+	return tg_ok(ctx) ? 0 : -1;
+}
+
 /* ---- the GEMM floor: the same products, nothing else --------------------- */
 /* For layer l with input A_l (B, n_l), weight W_l (n_l, n_l+1), output
  * C_l (B, n_l+1), tapegrad's matmul and its backward call
@@ -488,6 +713,8 @@ static const char usage_text[] =
 	"    lr 0.01, batch 512, E epochs (2); w4-*: N repetitions (1000000) of\n"
 	"    (x+y)*z on scalars or sigmoid(w.x + b) on 64-vectors. --iters caps the\n"
 	"    epoch workloads. floor-*: the workload's GEMMs alone.\n"
+	"s-*: the workload suite (tg_bench suite-list: name arch act optimizer batch\n"
+	"    dtype loss iterations), synthetic data, batches with replacement.\n"
 	"--losses FILE writes each training iteration's loss as a hexadecimal float.\n";
 
 static long long number(const char *opt, const char *s)
@@ -507,6 +734,31 @@ int main(int argc, char **argv)
 	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
 		fputs(usage_text, argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;
+	}
+	if (!strcmp(argv[1], "suite-data") && argc == 4 && suite_find(argv[2])) {
+		/* the data set of a suite workload, for torch_bench.py: int64 n, d,
+		 * classes, tdim, then x (float32), then y (int32) or t (float32) */
+		const suite_spec *s = suite_find(argv[2]);
+		int64_t aw[TG_MLP_MAX_LAYERS + 2];
+		int nw = parse_arch(s->arch, aw);
+		tg_dataset ds;
+		FILE *f = fopen(argv[3], "wb");
+		int bad = !f || suite_data(s, aw, nw, &ds);
+		if (!bad) {
+			int64_t head[4] = { ds.n, ds.d, ds.classes, ds.tdim };
+			bad = fwrite(head, sizeof head, 1, f) != 1 ||
+			      fwrite(ds.x, sizeof(float), (size_t)(ds.n * ds.d), f) !=
+				  (size_t)(ds.n * ds.d) ||
+			      (ds.y && fwrite(ds.y, sizeof(int32_t), (size_t)ds.n, f) != (size_t)ds.n) ||
+			      (ds.t && fwrite(ds.t, sizeof(float), (size_t)(ds.n * ds.tdim), f) !=
+					   (size_t)(ds.n * ds.tdim));
+			tg_dataset_free(&ds);
+		}
+		if (f && fclose(f))
+			bad = 1;
+		if (bad)
+			fprintf(stderr, "tg_bench: writing %s failed\n", argv[3]);
+		return bad ? 1 : 0;
 	}
 	const char *w = argv[1];
 	long long iters = -1, epochs = -1, threads = 1, seed = 42;
@@ -546,6 +798,30 @@ int main(int argc, char **argv)
 	R.dtype = strstr(w, "f64") ? "f64" : "f32";
 	R.threads = (int)threads;
 	R.loss = NAN;
+
+	const suite_spec *ss = suite_find(w);
+	if (ss) {
+		R.dtype = ss->dt == TG_F64 ? "f64" : "f32";
+		tg_ctx *ctx = tg_ctx_new_with((uint64_t)seed, &counting);
+		if (!ctx)
+			return 1;
+		tg_set_threads(ctx, (int)threads);
+		int rc = suite_train(ctx, ss, iters >= 0 ? iters : ss->iters);
+		if (rc)
+			fprintf(stderr, "tg_bench: %s: %s\n", w, tg_error(ctx));
+		tg_ctx_free(ctx);
+		R.error = rc ? "yes" : NULL;
+		report();
+		return rc ? 1 : 0;
+	}
+	if (!strcmp(w, "suite-list")) {
+		for (size_t i = 0; i < sizeof SUITE / sizeof SUITE[0]; i++)
+			printf("%s %s %s %d %lld %s %d %lld\n", SUITE[i].name, SUITE[i].arch,
+			       SUITE[i].act, (int)SUITE[i].opt, (long long)SUITE[i].batch,
+			       SUITE[i].dt == TG_F64 ? "f64" : "f32", (int)SUITE[i].loss,
+			       SUITE[i].iters);
+		return 0;
+	}
 
 	bool is_floor = !strncmp(w, "floor-", 6);
 	bool is_tiny = !strncmp(w, "w4-", 3);

@@ -13,6 +13,7 @@ Standard library only; the PyTorch side runs in its own interpreter.
 import argparse
 import csv
 import datetime
+import math
 import os
 import platform
 import shlex
@@ -150,6 +151,141 @@ def write_results(path, section, text):
         f.write(new)
 
 
+# ---- the workload suite (bench.c SUITE, torch_bench.py suite_train) --------------------
+
+OPT_NAMES = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
+LOSS_NAMES = ["CE", "MSE", "BCE"]
+
+
+def geomean(v):
+    v = [x for x in v if x and x > 0]
+    return math.exp(sum(math.log(x) for x in v) / len(v)) if v else None
+
+
+def suite_main(a):
+    """--suite: every suite workload, tapegrad and PyTorch interleaved in fresh
+    processes (and --before's tapegrad build beside them), 1 thread; writes
+    the "suite" section of results.md and history.csv rows."""
+    reps = a.reps or (1 if a.quick else 3)
+    scale = 0.2 if a.quick else 1.0
+    lines = subprocess.run([a.bin, "suite-list"], capture_output=True, text=True,
+                           check=True).stdout.splitlines()
+    only = set(a.only.split(",")) if a.only else None
+    specs = [ln for ln in lines if not only or ln.split()[0] in only]
+    datadir = os.path.join(os.path.dirname(os.path.abspath(a.bin)), "suite-data")
+    os.makedirs(datadir, exist_ok=True)
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    torch_ok = not a.no_torch and subprocess.run(
+        [a.python, "-c", "import torch"], capture_output=True).returncode == 0
+    log = lambda s="": print(s, flush=True)
+    started, start_uptime = time.time(), uptime()
+    log(f"tests/bench: suite run, {start_uptime}; "
+        f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}")
+    rows = []
+    for spec in specs:
+        name, arch, act, optk, batch, dt, lossk, iters = spec.split()
+        iters = max(20, int(int(iters) * scale))
+        data = os.path.join(datadir, name + ".bin")
+        subprocess.run([a.bin, "suite-data", name, data], check=True)
+        sides = [("tapegrad", [a.bin, name, "--iters", str(iters)])]
+        if torch_ok:
+            sides.append(("torch", [a.python, os.path.join(HERE, "torch_bench.py"), name,
+                                    "--suite-spec", spec, "--data", data,
+                                    "--iters", str(iters)]))
+        if a.before:
+            sides.append(("before", [a.before, name, "--iters", str(iters)]))
+        got = {s: [] for s, _ in sides}
+        l0 = load_avg()
+        for i in range(reps):
+            for side, cmd in sides:
+                r = run_one(cmd, env, log)
+                got[side].append(r)
+                if r:
+                    log(f"  {name} {i + 1}/{reps} {side:8s} {fmt_t(r['sec_per_iter'])}/iter "
+                        f"(cpu {fmt_t(r['cpu'] / r['iters'])}), loss {r['loss']:.4g}")
+        desc = (f"{arch} {act}, {OPT_NAMES[int(optk)]}, batch {batch}, {dt}, "
+                f"{LOSS_NAMES[int(lossk)]}")
+        rows.append((name, desc, iters, {s: Stat(v) for s, v in got.items()},
+                     (l0, load_avg())))
+    elapsed = time.time() - started
+
+    def ratio(th, tg, cpu=False):
+        if not th or not tg or not th.n or not tg.n:
+            return None
+        return (th.cpu / tg.cpu) if cpu else (th.med / tg.med)
+
+    core = "unknown"
+    md = []
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip() or "unknown"
+    cpu_model = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo")
+                      if ln.startswith("model name")), "unknown")
+    for _, _, _, st, _ in rows:
+        core = st["tapegrad"].first("openblas_corename", core)
+    md.append(f"Run of {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, commit "
+              f"{commit}; {cpu_model}, {os.cpu_count()} CPUs; OpenBLAS kernel {core} "
+              f"(OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}); 1 thread; "
+              f"{reps} repetitions each, fresh processes, interleaved; total "
+              f"{elapsed / 60:.1f} min.")
+    md.append("")
+    md.append(f"Load: start `{start_uptime}`; end `{uptime()}`.")
+    md.append("")
+    head = ("| workload | tapegrad | PyTorch | PyTorch / tapegrad | same, CPU time | "
+            "loss tg, torch |")
+    sep = "|---|---|---|---|---|---|"
+    if a.before:
+        head += " before (tapegrad) | PyTorch / before, CPU time |"
+        sep += "---|---|"
+    md += [head, sep]
+    rw, rc, rb = [], [], []
+    for name, desc, iters, st, (l0, l1) in rows:
+        tg, th = st["tapegrad"], st.get("torch")
+        w, c = ratio(th, tg), ratio(th, tg, True)
+        rw.append(w)
+        rc.append(c)
+        f = lambda x: f"{x:.2f}×" if x else "–"
+        cell = lambda s: f"{fmt_t(s.med)} [{fmt_t(s.lo)}–{fmt_t(s.hi)}]" if s and s.n else "–"
+        line = (f"| {name}: {desc}, {iters} it | {cell(tg)} | {cell(th)} | {f(w)} | {f(c)} | "
+                f"{tg.get('loss') or float('nan'):.3g}, "
+                f"{(th.get('loss') if th else None) or float('nan'):.3g} |")
+        if a.before:
+            b = st["before"]
+            rb.append(ratio(th, b, True))
+            line += f" {cell(b)} | {f(rb[-1])} |"
+        md.append(line)
+    g = lambda v: f"{geomean(v):.2f}×" if geomean(v) else "–"
+    m = lambda v: f"{min(x for x in v if x):.2f}×" if any(v) else "–"
+    tail = f"| **geometric mean** | | | {g(rw)} | {g(rc)} | |"
+    tail2 = f"| **minimum** | | | {m(rw)} | {m(rc)} | |"
+    if a.before:
+        tail += f" | {g(rb)} |"
+        tail2 += f" | {m(rb)} |"
+    md += [tail, tail2, ""]
+    md.append("PyTorch / tapegrad above 1 means tapegrad is faster (medians of time per "
+              "iteration; the CPU-time ratio is less disturbed by other load). Synthetic "
+              "data made by tg_bench suite-data, the same file for both sides; batches "
+              "drawn with replacement inside the timed loop.")
+    text = "\n".join(md)
+    log(text)
+    if not a.no_save:
+        write_results(a.results, "suite", text)
+        stamp = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        with open(a.history, "a", newline="") as fh:
+            wr = csv.writer(fh)
+            for name, desc, iters, st, (l0, l1) in rows:
+                for side, s in st.items():
+                    if s.n:
+                        wr.writerow([stamp, commit, 0, "suite", platform.node() and "vm",
+                                     a.cflags, name, side, 1, s.first("dtype"), iters, s.n,
+                                     f"{s.med:.6g}", f"{s.lo:.6g}", f"{s.hi:.6g}",
+                                     f"{1 / s.med:.6g}", f"{s.cpu:.6g}",
+                                     s.get("rss_start_kb"), s.get("loop_peak_kb"),
+                                     s.get("maxrss_kb"), s.get("arena_high_water") or "",
+                                     s.get("ctx_allocs_per_iter") if side != "torch" else "",
+                                     s.get("wrap_allocs_per_iter") if side != "torch" else "",
+                                     f"{l0:.2f}", f"{l1:.2f}"])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bin", required=True, help="tg_bench")
@@ -173,7 +309,12 @@ def main():
     ap.add_argument("--results", default=os.path.join(HERE, "results.md"))
     ap.add_argument("--history", default=os.path.join(HERE, "history.csv"))
     ap.add_argument("--no-save", action="store_true", help="stdout only")
+    ap.add_argument("--suite", action="store_true",
+                    help="the workload suite (s-*) instead of W1-W4; --only names s-* keys")
+    ap.add_argument("--before", help="--suite: another tg_bench to time beside (tapegrad only)")
     a = ap.parse_args()
+    if a.suite:
+        return suite_main(a)
 
     small = a.reps or (1 if a.quick else 5)
     big = a.big_reps or (1 if a.quick else 3)

@@ -27,6 +27,7 @@ The maths is tapegrad's, with these equivalences:
 
 	torch_bench.py WORKLOAD [--iters N] [--epochs E] [--threads T] [--seed S]
 	               [--data DIR]
+	torch_bench.py s-NAME --suite-spec "LINE" --data FILE [--iters N]
 """
 import argparse
 import ctypes
@@ -172,6 +173,71 @@ def train(run, X, Y, model, opt, batch, iters, epochs, replace, seed):
     run.r["loss"] = loss_sum / loss_n if loss_n else float("nan")
 
 
+def suite_train(run, w, spec, data, seed, iters):
+    """A suite workload of bench.c (SUITE): spec is tg_bench suite-list's line
+    "name arch act optimizer batch dtype loss iterations"; data the file of
+    tg_bench suite-data (the same numbers). Init: He for relu, leaky_relu,
+    elu, gelu, Glorot otherwise (normal), biases 0; optimizers with
+    tg_optim_defaults' hyper-parameters (SGD lr 0.05). torch's Nesterov,
+    AdaGrad and RMSprop differ from the book's in where eps and the
+    look-ahead go: the same work per element."""
+    _, arch, act, optk, batch, dt, lossk, defiters = spec.split()
+    widths = [int(v) for v in arch.split("-")]
+    dtype = torch.float64 if dt == "f64" else torch.float32
+    with open(data, "rb") as f:
+        n, d, classes, tdim = struct.unpack("<4q", f.read(32))
+        X = np.frombuffer(f.read(n * d * 4), np.float32).reshape(n, d)
+        if classes:
+            Y = torch.from_numpy(np.frombuffer(f.read(n * 4), np.int32).astype(np.int64))
+        else:
+            Y = torch.from_numpy(np.frombuffer(f.read(n * tdim * 4), np.float32)
+                                 .reshape(n, tdim).copy()).to(dtype)
+    X = torch.from_numpy(X.copy()).to(dtype)
+    he = act in ("relu", "leaky_relu", "elu", "gelu")
+    acts = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh,
+            "leaky_relu": lambda: nn.LeakyReLU(0.01), "elu": lambda: nn.ELU(1.0),
+            "gelu": nn.GELU}
+    std = (lambda i, o: math.sqrt(2.0 / i)) if he else (lambda i, o: math.sqrt(2.0 / (i + o)))
+    layers = []
+    for i in range(len(widths) - 1):
+        lin = nn.Linear(widths[i], widths[i + 1])
+        nn.init.normal_(lin.weight, 0.0, std(widths[i], widths[i + 1]))
+        nn.init.zeros_(lin.bias)
+        layers.append(lin)
+        if i < len(widths) - 2:
+            layers.append(acts[act]())
+    model = nn.Sequential(*layers).to(dtype)
+    k = int(optk)  # TG_SGD, MOMENTUM, NESTEROV, ADAGRAD, RMSPROP, ADAM
+    P = model.parameters()
+    opt = [lambda: torch.optim.SGD(P, lr=0.05),
+           lambda: torch.optim.SGD(P, lr=0.01, momentum=0.9),
+           lambda: torch.optim.SGD(P, lr=0.01, momentum=0.9, nesterov=True),
+           lambda: torch.optim.Adagrad(P, lr=0.01, eps=1e-7),
+           lambda: torch.optim.RMSprop(P, lr=0.01, alpha=0.99, eps=1e-7),
+           lambda: torch.optim.Adam(P, lr=0.001, betas=(0.9, 0.999), eps=1e-7)][k]()
+    lossf = [lambda out, y: F.cross_entropy(out, y), F.mse_loss,
+             F.binary_cross_entropy_with_logits][int(lossk)]
+    total = iters if iters >= 0 else int(defiters)
+    batch = int(batch)
+    g = torch.Generator().manual_seed(seed)
+    loss_sum, loss_n = 0.0, 0
+    run.r["dtype"] = dt
+    run.start()
+    for it in range(total):
+        idx = torch.randint(0, n, (batch,), generator=g)
+        x = X.index_select(0, idx)
+        y = Y.index_select(0, idx)
+        loss = lossf(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if it >= total - LAST_LOSS:
+            loss_sum += loss.item()
+            loss_n += 1
+    run.stop(total)
+    run.r["loss"] = loss_sum / loss_n if loss_n else float("nan")
+
+
 def tiny_scalar(run, reps):
     x = torch.tensor(2.0, requires_grad=True)
     y = torch.tensor(3.0, requires_grad=True)
@@ -206,6 +272,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    ap.add_argument("--suite-spec", help="a suite workload's line of tg_bench suite-list")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -216,7 +283,9 @@ def main():
     run.r.update(side="torch", workload=w, dtype="f64" if dtype == torch.float64 else "f32",
                  threads=a.threads)
     he = lambda n: math.sqrt(2.0 / n)
-    if w in ("w1", "w1-f64", "w2", "w3"):
+    if w.startswith("s-"):
+        suite_train(run, w, a.suite_spec, a.data, a.seed, a.iters)
+    elif w in ("w1", "w1-f64", "w2", "w3"):
         X, Y = load(a.data, dtype)
         if w.startswith("w1"):
             model = mlp([784, 50, 10], nn.Sigmoid, False, lambda n: 0.01).to(dtype)

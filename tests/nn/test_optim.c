@@ -351,6 +351,55 @@ static void optimizer_skips_a_parameter_without_a_gradient(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* tg_zero_grad marks a gradient buffer empty instead of clearing it: the
+ * next backward writes its gradient in (nothing stale is added to it), a
+ * second backward adds to it, and a look in between reads zeros. */
+static void zeroed_gradients_read_zeros_and_are_overwritten(void **state)
+{
+	(void)state;
+	for (int d = 0; d < 2; d++) {
+		tg_dtype dt = d ? TG_F32 : TG_F64;
+		double tol = d ? 1e-6 : 0;
+		tg_ctx *ctx = tg_ctx_new(SEED);
+		tg_tensor *w = tg_set_decay(
+		    tg_set_name(tg_param(tg_from_f64(ctx, dt, SHAPE(2), W0)), "q.W"), true);
+		tg_optim_opts o = tg_optim_defaults(TG_MOMENTUM);
+		o.lr = 0.5;
+		o.momentum = 0.9;
+		o.weight_decay = 0.1;
+		tg_optim *opt = tg_optim_new(ctx, &w, 1, &o);
+		/* two backwards add: 2 (a w + c) */
+		assert_int_equal(tg_backward(quadratic(ctx, w)), 0);
+		assert_int_equal(tg_backward(quadratic(ctx, w)), 0);
+		for (size_t i = 0; i < 2; i++)
+			assert_near(tg_get(tg_grad(w), i), 2 * (A[i] * W0[i] + C[i]), tol);
+		tg_reset(ctx);
+		/* zeroed: reads zeros where a user looks */
+		tg_optim_zero_grad(opt);
+		assert_non_null(tg_grad(w));
+		for (size_t i = 0; i < 2; i++)
+			assert_near(tg_get(tg_grad(w), i), 0, 0);
+		/* zeroed, not looked at: the next backward's gradient alone */
+		tg_optim_zero_grad(opt);
+		assert_int_equal(tg_backward(quadratic(ctx, w)), 0);
+		for (size_t i = 0; i < 2; i++)
+			assert_near(tg_get(tg_grad(w), i), A[i] * W0[i] + C[i], tol);
+		assert_int_equal(tg_backward(quadratic(ctx, w)), 0);
+		for (size_t i = 0; i < 2; i++)
+			assert_near(tg_get(tg_grad(w), i), 2 * (A[i] * W0[i] + C[i]), tol);
+		tg_reset(ctx);
+		/* a step after tg_zero_grad with no backward: the gradient is 0, so
+		 * only the decay moves w: v = -lr wd w, w += v */
+		tg_optim_zero_grad(opt);
+		assert_int_equal(tg_optim_step(opt), 0);
+		for (size_t i = 0; i < 2; i++)
+			assert_near(tg_get(w, i), W0[i] - 0.5 * 0.1 * W0[i], tol);
+		assert_ctx_ok(ctx);
+		tg_optim_free(opt);
+		tg_ctx_free(ctx);
+	}
+}
+
 static void a_step_between_forward_and_backward_is_caught(void **state)
 {
 	(void)state;
@@ -455,6 +504,7 @@ int main(void)
 	    cmocka_unit_test(grad_norm_is_the_last_steps_with_and_without_clipping),
 	    cmocka_unit_test(optimizer_refuses_a_tensor_without_a_gradient_naming_it),
 	    cmocka_unit_test(optimizer_skips_a_parameter_without_a_gradient),
+	    cmocka_unit_test(zeroed_gradients_read_zeros_and_are_overwritten),
 	    cmocka_unit_test(a_step_between_forward_and_backward_is_caught),
 	    cmocka_unit_test(optimizer_state_is_named_after_its_parameters),
 	    cmocka_unit_test(optimizer_names_parse_and_defaults_are_the_books),

@@ -1,0 +1,185 @@
+/*
+ * test_blas.c - the BLAS the products run on: sgemm and dgemm through
+ * tg_matmul / tg_matmul_t against plain loops on odd shapes, the library's
+ * own self-check, and the rule and the one-time warning for a generic
+ * OpenBLAS kernel on a CPU that could run a fast one (checked in a child
+ * process started with OPENBLAS_CORETYPE=Prescott). No timings.
+ */
+#include "test_util.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+enum { SEED = 77 };
+
+static tg_tensor *random_matrix(tg_ctx *ctx, tg_dtype dt, int64_t r, int64_t c)
+{
+	tg_tensor *t = tg_empty(ctx, dt, SHAPE(r, c));
+	void *p = tg_data_mut(t);
+	for (size_t i = 0; p && i < (size_t)(r * c); i++) {
+		double v = tg_random_uniform(ctx) * 2 - 1;
+		if (dt == TG_F64)
+			((double *)p)[i] = v;
+		else
+			((float *)p)[i] = (float)v;
+	}
+	return t;
+}
+
+/* C = op(A) op(B) against a long double triple loop: each element within
+ * 4 K eps sum_k |a_ik b_kj|, the rounding bound of any summation order */
+static void check_product(tg_dtype dt, int64_t N, int64_t K, int64_t M, bool ta, bool tb)
+{
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *a = random_matrix(ctx, dt, ta ? K : N, ta ? N : K);
+	tg_tensor *b = random_matrix(ctx, dt, tb ? M : K, tb ? K : M);
+	tg_tensor *c = ta || tb ? tg_matmul_t(a, ta, b, tb) : tg_matmul(a, b);
+	assert_ctx_ok(ctx);
+	assert_int_equal(tg_shape(c)[0], N);
+	assert_int_equal(tg_shape(c)[1], M);
+	double eps = dt == TG_F64 ? 0x1p-52 : 0x1p-23;
+	for (int64_t i = 0; i < N; i++)
+		for (int64_t j = 0; j < M; j++) {
+			long double ref = 0, mag = 0;
+			for (int64_t k = 0; k < K; k++) {
+				long double x = tg_get(a, (size_t)(ta ? k * N + i : i * K + k));
+				long double y = tg_get(b, (size_t)(tb ? j * K + k : k * M + j));
+				ref += x * y;
+				mag += fabsl(x * y);
+			}
+			double got = tg_get(c, (size_t)(i * M + j));
+			if (!(fabsl(got - ref) <= 4 * K * eps * mag))
+				fail_msg("%s %lldx%lldx%lld ta=%d tb=%d C[%lld,%lld] = %.17g, loops give "
+					 "%.17Lg (bound %.3g)",
+					 dt == TG_F64 ? "f64" : "f32", (long long)N, (long long)K, (long long)M, ta,
+					 tb, (long long)i, (long long)j, got, ref,
+					 (double)(4 * K * eps * mag));
+		}
+	tg_ctx_free(ctx);
+}
+
+static void sgemm_and_dgemm_match_plain_loops_on_odd_shapes(void **state)
+{
+	(void)state;
+	static const int64_t shapes[][3] = {
+		{ 1, 1, 1 }, { 7, 13, 5 }, { 33, 65, 17 }, { 1, 300, 2 }, { 71, 3, 129 },
+	};
+	for (int d = 0; d < 2; d++)
+		for (size_t s = 0; s < LEN(shapes); s++)
+			for (int f = 0; f < 4; f++)
+				check_product(d ? TG_F64 : TG_F32, shapes[s][0], shapes[s][1],
+					      shapes[s][2], f & 1, f & 2);
+}
+
+static void the_library_self_check_passes(void **state)
+{
+	(void)state;
+	char msg[256] = "";
+	int rc = tg_blas_selfcheck(msg, sizeof msg);
+	if (rc)
+		fail_msg("tg_blas_selfcheck: %s", msg);
+	assert_non_null(strstr(msg, "agree"));
+}
+
+static void blas_info_names_the_library_and_kernel(void **state)
+{
+	(void)state;
+	const char *info = tg_blas_info();
+	assert_non_null(strstr(info, "OpenBLAS"));
+	assert_non_null(strstr(info, "core"));
+	assert_ptr_equal(tg_blas_info(), info);
+}
+
+static void a_generic_kernel_on_an_avx2_cpu_gets_advice(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *core;
+		bool avx2, avx512;
+		const char *want;
+	} rows[] = {
+		{ "Prescott", true, true, "SkylakeX" }, { "Prescott", true, false, "Haswell" },
+		{ "Core2", true, false, "Haswell" },	{ "Atom", true, true, "SkylakeX" },
+		{ "Sandybridge", true, false, "Haswell" }, { "Prescott", false, false, NULL },
+		{ "Haswell", true, true, NULL },	{ "SkylakeX", true, true, NULL },
+		{ "Cooperlake", true, true, NULL },	{ "Zen", true, false, NULL },
+		{ NULL, true, true, NULL },
+	};
+	for (size_t i = 0; i < LEN(rows); i++) {
+		const char *got = tg_blas_advice_for(rows[i].core, rows[i].avx2, rows[i].avx512);
+		if (!got != !rows[i].want || (got && strcmp(got, rows[i].want)))
+			fail_msg("tg_blas_advice_for(%s, avx2 %d, avx512 %d) = %s, expected %s",
+				 rows[i].core ? rows[i].core : "NULL", rows[i].avx2, rows[i].avx512,
+				 got ? got : "NULL", rows[i].want ? rows[i].want : "NULL");
+	}
+}
+
+/* Runs this program as "--child" (two contexts, then tg_blas_info on stdout)
+ * with the environment prefix env; stdout and stderr into out. */
+static void run_child(const char *env, char *out, size_t size)
+{
+	char self[1024], cmd[1400];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	assert_true(n > 0);
+	self[n] = 0;
+	snprintf(cmd, sizeof cmd, "env -u TG_BLAS_QUIET %s '%s' --child 2>&1", env, self);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	size_t got = fread(out, 1, size - 1, p);
+	out[got] = 0;
+	assert_int_equal(pclose(p), 0);
+}
+
+static int count(const char *s, const char *what)
+{
+	int n = 0;
+	for (const char *p = s; (p = strstr(p, what)); p += strlen(what))
+		n++;
+	return n;
+}
+
+static void a_generic_kernel_is_warned_about_once(void **state)
+{
+	(void)state;
+	char out[4096];
+	run_child("OPENBLAS_CORETYPE=Prescott", out, sizeof out);
+	if (!strstr(out, "Prescott"))
+		skip(); /* an OpenBLAS that ignores OPENBLAS_CORETYPE: nothing to see */
+	__builtin_cpu_init();
+	bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+	bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+		      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+	const char *want = avx512 ? "OPENBLAS_CORETYPE=SkylakeX" : "OPENBLAS_CORETYPE=Haswell";
+	int warnings = count(out, "tapegrad: OpenBLAS runs its generic Prescott kernel");
+	if (warnings != (avx2 ? 1 : 0) || (avx2 && !strstr(out, want)))
+		fail_msg("with OPENBLAS_CORETYPE=Prescott (avx2 %d, avx512 %d) the child said:\n%s",
+			 avx2, avx512, out);
+	/* quiet when asked, and when the kernel suits the CPU */
+	run_child("OPENBLAS_CORETYPE=Prescott TG_BLAS_QUIET=1", out, sizeof out);
+	if (strstr(out, "tapegrad:"))
+		fail_msg("with TG_BLAS_QUIET=1 the child said:\n%s", out);
+	if (avx2) {
+		run_child("OPENBLAS_CORETYPE=Haswell", out, sizeof out);
+		if (strstr(out, "tapegrad:") || !strstr(out, "Haswell"))
+			fail_msg("with OPENBLAS_CORETYPE=Haswell the child said:\n%s", out);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 2 && !strcmp(argv[1], "--child")) {
+		tg_ctx *a = tg_ctx_new(1), *b = tg_ctx_new(2);
+		printf("%s\n", tg_blas_info());
+		tg_ctx_free(a);
+		tg_ctx_free(b);
+		return 0;
+	}
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(sgemm_and_dgemm_match_plain_loops_on_odd_shapes),
+	    cmocka_unit_test(the_library_self_check_passes),
+	    cmocka_unit_test(blas_info_names_the_library_and_kernel),
+	    cmocka_unit_test(a_generic_kernel_on_an_avx2_cpu_gets_advice),
+	    cmocka_unit_test(a_generic_kernel_is_warned_about_once),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
