@@ -789,6 +789,7 @@ int main(int argc, char **argv)
 	       (long long)c.batch, c.replace ? "drawn with replacement" : "shuffled epochs",
 	       (long long)planned, c.iters ? "step" : "epoch", planned == 1 ? "" : "s",
 	       (unsigned long long)c.seed, c.threads, c.threads == 1 ? "" : "s");
+	printf("blas      %s\n", tg_blas_info());
 	fflush(stdout);
 
 	tg_metrics last;
