@@ -16,15 +16,29 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* ---- the arms --------------------------------------------------------------------- */
+
+void ex_optimizer_arms(ex_arm *arms)
+{
+	static const tg_optim_kind kind[4] = { TG_SGD, TG_MOMENTUM, TG_ADAGRAD, TG_ADAM };
+	static const double lr[4] = { 0.01, 0.01, 0.01, 0.001 };
+	for (int i = 0; i < 4; i++) {
+		arms[i].label = tg_optim_name(kind[i]);
+		arms[i].net = tg_mlp_defaults(); /* ReLU, He, f32 */
+		arms[i].optim = tg_optim_defaults(kind[i]);
+		arms[i].optim.lr = lr[i];
+	}
+}
+
+/* ---- the demo ---------------------------------------------------------------------------- */
+
+#ifndef EX_NO_MAIN
+
 enum { ARMS = 4, TAIL = 100, HALF = 10 };
 
 int main(int argc, char **argv)
 {
-	ex_cli cli;
-	int p = ex_cli_parse(argc, argv, "optimizers",
-			     "SGD, Momentum, AdaGrad and Adam on Fashion-MNIST", &cli);
-	if (p)
-		return p > 0 ? 0 : 2;
+	demo_plot cli = demo_plot_args(argc, argv, "optimizers", "SGD, Momentum, AdaGrad and Adam on Fashion-MNIST");
 
 	char err[EX_ERR];
 	tg_dataset train = { 0 }, test = { 0 };
@@ -73,10 +87,12 @@ int main(int argc, char **argv)
 		 "Optimizers on Fashion-MNIST: %s ReLU, He init, batch %lld", o.spec,
 		 (long long)o.batch);
 	rc = ex_write_curves(cli.out, "optimizers", arms, ARMS, loss, o.iters, HALF, title) ||
-	     ex_render(cli.out, "optimizers") < 0;
+	     demo_render(cli.out, "optimizers") < 0;
 out:
 	free(loss);
 	tg_dataset_free(&train);
 	tg_dataset_free(&test);
 	return rc ? 1 : 0;
 }
+
+#endif /* EX_NO_MAIN */
