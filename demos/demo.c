@@ -205,22 +205,29 @@ demo_plot demo_plot_args(int argc, char **argv, const char *prog, const char *wh
 	return p;
 }
 
-/* mkdir -p */
-static int make_dirs(const char *dir)
+int demo_make_dir(const char *dir)
 {
-	char path[4096];
-	if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
+	char buf[4096];
+	if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) {
+		errno = ENAMETOOLONG;
 		return -1;
-	for (char *p = path + 1;; p++) {
-		if (*p == '/' || *p == '\0') {
-			char c = *p;
-			*p = '\0';
-			if (mkdir(path, 0777) != 0 && errno != EEXIST)
-				return -1;
-			*p = c;
-			if (!c)
-				break;
-		}
+	}
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+		return -1;
+	struct stat st;
+	if (stat(buf, &st) != 0)
+		return -1;
+	if (!S_ISDIR(st.st_mode)) {
+		errno = ENOTDIR;
+		return -1;
 	}
 	return 0;
 }
@@ -229,7 +236,7 @@ FILE *demo_create(const char *dir, const char *file)
 {
 	char path[4096];
 	snprintf(path, sizeof path, "%s/%s", dir, file);
-	if (make_dirs(dir) != 0) {
+	if (demo_make_dir(dir) != 0) {
 		fprintf(stderr, "cannot make %s: %s\n", dir, strerror(errno));
 		return NULL;
 	}

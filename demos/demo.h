@@ -102,6 +102,8 @@ typedef struct demo_plot {
 /* Reads [--out DIR] [--quick]; `what` says in a line what the program does
  * (for --help). Default folder: experiments_out. */
 demo_plot demo_plot_args(int argc, char **argv, const char *prog, const char *what);
+/* mkdir -p DIR: 0 when DIR is (now) a directory, else -1 with errno set. */
+int demo_make_dir(const char *dir);
 /* fopen(DIR/file, "w"), making DIR (and its parents) first; prints the
  * reason and returns NULL on failure. */
 FILE *demo_create(const char *dir, const char *file);

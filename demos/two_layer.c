@@ -26,8 +26,9 @@ static const char usage_text[] =
 	"The seeds' TwoLayerNet: 784-50-10 sigmoid, init N(0, 0.01^2), SGD lr 0.1,\n"
 	"batch 100 drawn with replacement, N iterations (default 10000), train and\n"
 	"test accuracy every 600 iterations. DIR holds MNIST-format IDX files\n"
-	"(default " TG_FASHION_MNIST_DIR "). T BLAS threads (1 to 256; more than\n"
-	"the machine's cores are capped to them, with a warning).\n";
+	"(default " TG_FASHION_MNIST_DIR ").\n"
+	"T: BLAS threads, 1 to 256; more than the machine has cores are capped to\n"
+	"its cores, with a warning.\n";
 
 /* One line per epoch, as the seeds print train_acc, test_acc. */
 static bool print_epoch(const tg_metrics *m, void *user)
