@@ -3,6 +3,8 @@
  * samples of Fashion-MNIST, a 784-100-100-100-100-100-10 ReLU net with and
  * without batch norm, SGD lr 0.01, batch 100, 20 epochs, at 16 weight
  * stds from 1 down to 1e-4 (logspace(0, -4)); train accuracy per epoch.
+ * Both nets of a std are trained by tg_train an epoch at a time, side by
+ * side on the same batches, and measured by a full pass over the samples.
  *
  * Both nets run with anomaly checks on: a net whose numbers overflow stops
  * at the first NaN or Inf, and the op that made it (named in tg_error) is
@@ -273,7 +275,8 @@ static int write_gp(const char *dir, const ex_bn_opts *o, const ex_bn_result *r)
 
 int main(int argc, char **argv)
 {
-	demo_plot cli = demo_plot_args(argc, argv, "batchnorm", "training with and without batch norm at 16 weight scales");
+	demo_plot cli = demo_plot_args(argc, argv, "batchnorm",
+					"training with and without batch norm at 16 weight scales");
 
 	char err[EX_ERR];
 	tg_dataset train = { 0 }, test = { 0 };

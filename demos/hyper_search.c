@@ -6,7 +6,7 @@
  * epochs with lr = 10^U(-6, -2) and weight decay = 10^U(-8, -4).
  *
  * The trials run in two forked processes, each trial in a context of its
- * own; every child sends its results back through a pipe. Prints each trial
+ * own, trained by tg_train and measured by tg_evaluate; every child sends its results back through a pipe. Prints each trial
  * as it arrives and the best five, writes hyper_search.csv and
  * hyper_search.gp, and draws hyper_search.png: validation accuracy over
  * (lr, weight decay), and over lr alone.
@@ -289,7 +289,8 @@ static int write_gp(const char *dir, const ex_hyper_opts *o)
 
 int main(int argc, char **argv)
 {
-	demo_plot cli = demo_plot_args(argc, argv, "hyper_search", "random search for the learning rate and the weight decay");
+	demo_plot cli = demo_plot_args(argc, argv, "hyper_search",
+					"random search for the learning rate and the weight decay");
 
 	char err[EX_ERR];
 	tg_dataset train = { 0 }, test = { 0 };

@@ -205,7 +205,8 @@ static int write_gp(const char *dir, const ex_hist_opts *o, const ex_hist *h)
 
 int main(int argc, char **argv)
 {
-	demo_plot cli = demo_plot_args(argc, argv, "init_hist", "activation histograms of 5 layers by initialisation");
+	demo_plot cli = demo_plot_args(argc, argv, "init_hist",
+					"activation histograms of 5 layers by initialisation");
 
 	ex_hist_opts o = ex_hist_defaults();
 	ex_hist *h = malloc(sizeof *h);

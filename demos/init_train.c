@@ -3,7 +3,8 @@
  * 784-100-100-100-100-10 ReLU net trained by SGD (lr 0.01, batch 128, 2000
  * iterations) on Fashion-MNIST from weights drawn with std 0.01, lecun
  * ("Xavier" in the seed, sqrt(1/n_in)) and he (sqrt(2/n_in)), on the same
- * batches.
+ * batches, each by tg_train one iteration at a time (ex_loss_curves in
+ * experiment.c).
  *
  * Prints the losses every 100 iterations as the seed does, then the first
  * ones beside the seed's (MNIST) numbers and a ranking; writes
@@ -48,7 +49,8 @@ static const double seed_loss[ARMS][4] = {
 
 int main(int argc, char **argv)
 {
-	demo_plot cli = demo_plot_args(argc, argv, "init_train", "std 0.01, lecun and he initialisation, trained on Fashion-MNIST");
+	demo_plot cli = demo_plot_args(argc, argv, "init_train",
+					"std 0.01, lecun and he initialisation, trained on Fashion-MNIST");
 
 	char err[EX_ERR];
 	tg_dataset train = { 0 }, test = { 0 };

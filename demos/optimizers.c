@@ -3,7 +3,8 @@
  * Fashion-MNIST standing in for MNIST: a 784-100-100-100-100-10 ReLU net
  * with He initialisation, batch 128, 2000 iterations, trained by SGD (lr
  * 0.01), Momentum (0.01), AdaGrad (0.01) and Adam (0.001) from the same
- * weights on the same batches.
+ * weights on the same batches, each by tg_train one iteration at a time
+ * (ex_loss_curves in experiment.c), which gives every batch's loss.
  *
  * Prints the losses every 100 iterations and a ranking by the mean loss of
  * the last 100 iterations, writes optimizers.csv (raw and smoothed losses)
@@ -38,7 +39,8 @@ enum { ARMS = 4, TAIL = 100, HALF = 10 };
 
 int main(int argc, char **argv)
 {
-	demo_plot cli = demo_plot_args(argc, argv, "optimizers", "SGD, Momentum, AdaGrad and Adam on Fashion-MNIST");
+	demo_plot cli = demo_plot_args(argc, argv, "optimizers",
+					"SGD, Momentum, AdaGrad and Adam on Fashion-MNIST");
 
 	char err[EX_ERR];
 	tg_dataset train = { 0 }, test = { 0 };

@@ -4,8 +4,10 @@
  * batch 100, 200 epochs: without regularisation, with weight decay
  * (lambda 0.1, the optimizer's) and with dropout (p 0.2, inverted).
  *
- * The three nets start from the same weights and see the same batches.
- * Prints train and test accuracy every 20 epochs and each net's final
+ * The three nets start from the same weights and are trained by tg_train an
+ * epoch at a time, side by side, on the same shuffled batches (the dropout
+ * net's masks draw from its generator too, so its order departs from the
+ * others' after the first epoch). Prints train and test accuracy every 20 epochs and each net's final
  * train-test gap; writes overfit.csv and overfit.gp, and draws overfit.png.
  *
  *	overfit [--out DIR] [--quick]
@@ -171,7 +173,8 @@ static int write_gp(const char *dir, const ex_overfit_opts *o, const ex_overfit 
 
 int main(int argc, char **argv)
 {
-	demo_plot cli = demo_plot_args(argc, argv, "overfit", "overfitting 300 samples, and weight decay and dropout against it");
+	demo_plot cli = demo_plot_args(argc, argv, "overfit",
+					"overfitting 300 samples, and weight decay and dropout against it");
 
 	char err[EX_ERR];
 	tg_dataset train = { 0 }, test = { 0 };
