@@ -3,6 +3,8 @@
  * samples of Fashion-MNIST, a 784-100-100-100-100-100-10 ReLU net with and
  * without batch norm, SGD lr 0.01, batch 100, 20 epochs, at 16 weight
  * stds from 1 down to 1e-4 (logspace(0, -4)); train accuracy per epoch.
+ * Both nets of a std are trained by tg_train an epoch at a time, side by
+ * side on the same batches, and measured by a full pass over the samples.
  *
  * Both nets run with anomaly checks on: a net whose numbers overflow stops
  * at the first NaN or Inf, and the op that made it (named in tg_error) is
@@ -18,6 +20,128 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* ---- 5. batch normalisation at 16 weight scales ---------------------------------------------- */
+
+ex_bn_opts ex_bn_defaults(void)
+{
+	return (ex_bn_opts){
+		.n_train = 1000,
+		.spec = "784-100-100-100-100-100-10",
+		.lr = 0.01,
+		.batch = 100,
+		.epochs = 20,
+		.nscales = 16,
+		.seed = 1,
+	};
+}
+
+double ex_bn_scale(const ex_bn_opts *o, int i)
+{
+	return o->nscales > 1 ? pow(10, -4.0 * i / (o->nscales - 1)) : 1;
+}
+
+/* After a failure in arm a: an anomaly (NaN or Inf) stops that curve and is
+ * noted; any other error stops the run. */
+static int bn_stopped(ex_net *a, ex_bn_curve *c, int epoch, int epochs, char *err)
+{
+	if (tg_status_of(a->ctx) != TG_EANOMALY)
+		return ex_fail(err, "batch norm: %s", tg_error(a->ctx));
+	c->failed = epoch;
+	snprintf(c->error, sizeof c->error, "%s", tg_error(a->ctx));
+	for (int e = epoch; e <= epochs; e++)
+		c->acc[e] = NAN;
+	return 0;
+}
+
+/* Both nets of one weight std, trained side by side by tg_train, an epoch at
+ * a time, on the same batches. */
+static int bn_scale(const tg_dataset *train, const ex_bn_opts *o, ex_bn_result *r, char *err)
+{
+	ex_net net[2] = { 0 };
+	ex_bn_curve *curve[2] = { &r->bn, &r->plain };
+	tg_optim_opts oo = tg_optim_defaults(TG_SGD);
+	oo.lr = o->lr;
+	tg_train_opts to = ex_train_opts(o->batch);
+	to.epochs = 1;
+	to.full_train_eval = true; /* the accuracy of the whole set after each epoch */
+	to.anomaly = true;
+	to.no_divergence_check = true; /* a NaN or Inf, found by anomaly mode, is the stop */
+	int rc = 0;
+	for (int a = 0; a < 2; a++) {
+		tg_mlp_opts mo = tg_mlp_defaults();
+		mo.init = (tg_init){ TG_INIT_STD, r->std };
+		mo.batchnorm = a == 0;
+		curve[a]->failed = -1;
+		curve[a]->error[0] = '\0';
+		if (!rc)
+			rc = ex_net_open(&net[a], o->seed, o->spec, &mo, &oo,
+					 a ? "without batch norm" : "with batch norm", err);
+		if (!rc) {
+			tg_set_anomaly(net[a].ctx, true);
+			curve[a]->acc[0] = ex_accuracy(net[a].m, train);
+			tg_set_anomaly(net[a].ctx, false);
+			if (!tg_ok(net[a].ctx))
+				rc = bn_stopped(&net[a], curve[a], 0, o->epochs, err);
+		}
+	}
+	for (int e = 1; e <= o->epochs && !rc; e++) {
+		for (int a = 0; a < 2 && !rc; a++) {
+			if (curve[a]->failed >= 0)
+				continue;
+			tg_metrics m;
+			if (tg_train(net[a].m, net[a].opt, train, NULL, &to, &m))
+				rc = bn_stopped(&net[a], curve[a], e, o->epochs, err);
+			else
+				curve[a]->acc[e] = m.train_acc;
+		}
+	}
+	for (int a = 0; a < 2; a++)
+		ex_net_close(&net[a]);
+	return rc;
+}
+
+int ex_bn_run(const tg_dataset *train, const ex_bn_opts *o, ex_bn_result *out, FILE *log,
+	      char *err)
+{
+	if (o->nscales < 1 || o->nscales > EX_BN_MAX_SCALES || o->epochs < 1 ||
+	    o->epochs > EX_BN_MAX_EPOCHS || o->batch < 1)
+		return ex_fail(err, "batch norm: %d scales, %d epochs, batch %lld", o->nscales,
+			    o->epochs, (long long)o->batch);
+	tg_ctx *ctx = tg_ctx_new(o->seed);
+	tg_dataset sub = { 0 };
+	if (!ctx || tg_dataset_head(ctx, train, o->n_train, &sub)) {
+		int rc = ex_fail(err, "batch norm: %s", ctx ? tg_error(ctx) : "out of memory");
+		tg_ctx_free(ctx);
+		return rc;
+	}
+	tg_ctx_free(ctx);
+	int rc = 0;
+	for (int i = 0; i < o->nscales && !rc; i++) {
+		out[i].std = ex_bn_scale(o, i);
+		rc = bn_scale(&sub, o, &out[i], err);
+		if (log && !rc) {
+			char acc[2][48];
+			const ex_bn_curve *c[2] = { &out[i].bn, &out[i].plain };
+			for (int a = 0; a < 2; a++)
+				if (c[a]->failed >= 0)
+					snprintf(acc[a], sizeof acc[a], "stopped in epoch %d (NaN/Inf)",
+						 c[a]->failed);
+				else
+					snprintf(acc[a], sizeof acc[a], "%.3f", c[a]->acc[o->epochs]);
+			fprintf(log, "weight std %-9.3g  train accuracy after %d epochs: "
+				"with batch norm %s, without %s\n",
+				out[i].std, o->epochs, acc[0], acc[1]);
+			fflush(log);
+		}
+	}
+	tg_dataset_free(&sub);
+	return rc;
+}
+
+/* ---- the demo ---------------------------------------------------------------------------- */
+
+#ifndef EX_NO_MAIN
 
 /* The op a tg_error message of anomaly mode names: "anomaly: matmul produced
  * inf in its output (100,10)" or "anomaly: backward of exp produced nan ...". */
@@ -69,7 +193,7 @@ static void summary(const ex_bn_opts *o, const ex_bn_result *r)
 
 static int write_csv(const char *dir, const ex_bn_opts *o, const ex_bn_result *r)
 {
-	FILE *f = ex_create(dir, "batchnorm.csv");
+	FILE *f = demo_create(dir, "batchnorm.csv");
 	if (!f)
 		return -1;
 	fprintf(f, "epoch");
@@ -88,7 +212,7 @@ static int write_csv(const char *dir, const ex_bn_opts *o, const ex_bn_result *r
 		}
 		fprintf(f, "\n");
 	}
-	return ex_close(f, dir, "batchnorm.csv");
+	return demo_close(f, dir, "batchnorm.csv");
 }
 
 /* the last epoch of c that has a value */
@@ -99,11 +223,11 @@ static int last_good(const ex_bn_curve *c)
 
 static int write_gp(const char *dir, const ex_bn_opts *o, const ex_bn_result *r)
 {
-	FILE *gp = ex_create(dir, "batchnorm.gp");
+	FILE *gp = demo_create(dir, "batchnorm.gp");
 	if (!gp)
 		return -1;
 	int side = (int)ceil(sqrt(o->nscales));
-	ex_gp_begin(gp, "batchnorm", 1400, 1200);
+	demo_gp_begin(gp, "batchnorm", 1400, 1200);
 	fprintf(gp,
 		"set multiplot layout %d,%d title \"Train accuracy on %lld Fashion-MNIST samples, "
 		"%s ReLU, SGD lr %g, batch %lld: with batch norm (solid) and without "
@@ -146,16 +270,13 @@ static int write_gp(const char *dir, const ex_bn_opts *o, const ex_bn_result *r)
 		fprintf(gp, "\n");
 	}
 	fprintf(gp, "unset multiplot\n");
-	return ex_close(gp, dir, "batchnorm.gp");
+	return demo_close(gp, dir, "batchnorm.gp");
 }
 
 int main(int argc, char **argv)
 {
-	ex_cli cli;
-	int p = ex_cli_parse(argc, argv, "batchnorm",
-			     "training with and without batch norm at 16 weight scales", &cli);
-	if (p)
-		return p > 0 ? 0 : 2;
+	demo_plot cli = demo_plot_args(argc, argv, "batchnorm",
+					"training with and without batch norm at 16 weight scales");
 
 	char err[EX_ERR];
 	tg_dataset train = { 0 }, test = { 0 };
@@ -176,10 +297,12 @@ int main(int argc, char **argv)
 	} else {
 		summary(&o, r);
 		rc = write_csv(cli.out, &o, r) || write_gp(cli.out, &o, r) ||
-		     ex_render(cli.out, "batchnorm") < 0;
+		     demo_render(cli.out, "batchnorm") < 0;
 	}
 	free(r);
 	tg_dataset_free(&train);
 	tg_dataset_free(&test);
 	return rc ? 1 : 0;
 }
+
+#endif /* EX_NO_MAIN */

@@ -10,6 +10,7 @@
  *
  *	chain_rule [--out DIR]     (default DIR: chain_rule_out)
  */
+#include "demo.h"
 #include "tapegrad.h"
 
 #include <errno.h>
@@ -482,42 +483,12 @@ static const struct example {
 
 /* ---- the program --------------------------------------------------------------------- */
 
-static void usage(FILE *f)
-{
-	fprintf(f, "usage: chain_rule [--out DIR] [--help]\n"
-		   "  Computes the seeds' worked examples, prints each value beside the\n"
-		   "  expected one, and writes each graph as DIR/<example>.dot (and .png\n"
-		   "  when graphviz's dot is on PATH). DIR defaults to chain_rule_out.\n"
-		   "  Exits 0 only if every value matches.\n");
-}
-
-/* mkdir -p */
-static int make_dir(const char *path)
-{
-	char buf[1024];
-	if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-			return -1;
-		*p = '/';
-	}
-	if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-		return -1;
-	struct stat st;
-	if (stat(buf, &st) != 0)
-		return -1;
-	if (!S_ISDIR(st.st_mode)) {
-		errno = ENOTDIR;
-		return -1;
-	}
-	return 0;
-}
+static const char usage_text[] =
+	"usage: chain_rule [--out DIR] [--help]\n"
+	"  Computes the seeds' worked examples, prints each value beside the\n"
+	"  expected one, and writes each graph as DIR/<example>.dot (and .png\n"
+	"  when graphviz's dot is on PATH). DIR defaults to chain_rule_out.\n"
+	"  Exits 0 only if every value matches.\n";
 
 /* whether an executable named name is in a directory of PATH */
 static bool on_path(const char *name)
@@ -540,24 +511,13 @@ static bool on_path(const char *name)
 int main(int argc, char **argv)
 {
 	struct run r = { .dir = "chain_rule_out", .files_ok = true };
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			usage(stdout);
-			return 0;
-		} else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) {
-			r.dir = argv[++i];
-		} else if (strncmp(argv[i], "--out=", 6) == 0 && argv[i][6]) {
-			r.dir = argv[i] + 6;
-		} else {
-			if (strcmp(argv[i], "--out") == 0 || strcmp(argv[i], "--out=") == 0)
-				fprintf(stderr, "chain_rule: --out needs a directory\n");
-			else
-				fprintf(stderr, "chain_rule: unknown option '%s'\n", argv[i]);
-			usage(stderr);
-			return 2;
-		}
+	demo_cli c = demo_cli_begin("chain_rule", usage_text, argc, argv);
+	while (demo_cli_next(&c)) {
+		if (demo_str(&c, "--out", &r.dir))
+			continue;
+		demo_unknown(&c);
 	}
-	if (make_dir(r.dir) != 0) {
+	if (demo_make_dir(r.dir) != 0) {
 		fprintf(stderr, "chain_rule: cannot create directory %s: %s\n", r.dir,
 			strerror(errno));
 		return 1;

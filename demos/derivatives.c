@@ -10,6 +10,7 @@
  *
  *	derivatives
  */
+#include "demo.h"
 #include "tapegrad.h"
 
 #include <math.h>
@@ -117,17 +118,17 @@ static int show_hessian(tg_ctx *ctx)
 	return bad;
 }
 
+static const char usage_text[] =
+	"usage: derivatives\n"
+	"\n"
+	"Prints the Jacobian of a sigmoid layer and the Hessian of a sigmoid neuron\n"
+	"beside central differences; exits 1 if an entry differs by more than 1e-7.\n";
+
 int main(int argc, char **argv)
 {
-	if (argc > 1) {
-		bool help = !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help");
-		fprintf(help ? stdout : stderr,
-			"%susage: derivatives\n\nPrints the Jacobian of a sigmoid layer and the "
-			"Hessian of a sigmoid neuron\nbeside central differences; exits 1 if an "
-			"entry differs by more than 1e-7.\n",
-			help ? "" : "derivatives: takes no arguments\n\n");
-		return help ? 0 : 2;
-	}
+	demo_cli c = demo_cli_begin("derivatives", usage_text, argc, argv);
+	while (demo_cli_next(&c))
+		demo_unknown(&c);
 	tg_ctx *ctx = tg_ctx_new(1);
 	if (!ctx)
 		return 1;

@@ -2,15 +2,22 @@
  * experiments.h - the seeds' experiments (the book's chapter 6) as functions
  * that compute their numbers and hand them back.
  *
- * Each experiment demo (valley, optimizers, init_hist, init_train, batchnorm,
- * overfit, hyper_search, gates) calls one of these with the book's settings,
- * prints a summary and writes CSV, a gnuplot script and, when gnuplot is
- * installed, a PNG. tests/seeds/test_experiments.c calls the same functions
- * with fewer iterations and checks the qualitative result of the run. The
- * functions themselves print nothing unless given a log stream, and write no
- * files; the output helpers at the end are for the demos.
+ * Each experiment is one file of demos/ (valley.c, optimizers.c,
+ * init_hist.c, init_train.c, batchnorm.c, overfit.c, hyper_search.c,
+ * gates.c): its computation, then the demo's main, which runs it with the
+ * book's settings, prints a summary and writes CSV, a gnuplot script and,
+ * when gnuplot is installed, a PNG (through demo.h). experiment.c holds what
+ * several of them share. tests/seeds/test_experiments.c builds the same
+ * files without their mains (EX_NO_MAIN) and calls the functions with fewer
+ * iterations. The functions print nothing unless given a log stream, and
+ * write no files.
  *
- * Every gradient comes from tg_backward; every update from tg_optim_step.
+ * Every net trained on a data set is a tg_mlp trained by tg_train and
+ * measured by tg_evaluate (nn/tapegrad_train.h): batches come from the
+ * library's batcher and the net's context's generator. Only the valley (a
+ * 2-D function, no data) and XOR (a single sigmoid unit and binary
+ * cross-entropy on four points) write their own few-line loop of
+ * tg_backward and tg_optim_step; their files say why.
  * Functions return 0, or -1 with a message in err (err may be NULL).
  *
  * Shapes: N = samples, B = batch, K = classes.
@@ -22,13 +29,15 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "demo.h"
 #include "tapegrad.h"
 #include "tapegrad_io.h"
 #include "tapegrad_nn.h"
+#include "tapegrad_train.h"
 
 enum { EX_ERR = 512 }; /* room for an error message */
 
-/* ---- shared pieces ---------------------------------------------------------------- */
+/* ---- shared pieces (experiment.c) ---------------------------------------------------- */
 
 /* One arm of a comparison: how its net is built and trained. */
 typedef struct ex_arm {
@@ -37,13 +46,39 @@ typedef struct ex_arm {
 	tg_optim_opts optim;
 } ex_arm;
 
+/* A net and its optimizer in a context of their own. */
+typedef struct ex_net {
+	tg_ctx *ctx;
+	tg_mlp *m;
+	tg_optim *opt;
+} ex_net;
+
+/* Writes the message to err (EX_ERR bytes; may be NULL); returns -1. */
+int ex_fail(char *err, const char *fmt, ...)
+#ifdef __GNUC__
+	__attribute__((format(printf, 2, 3)))
+#endif
+	;
+
+/* A context seeded with seed, the net spec in it and its optimizer; then the
+ * context's generator is reseeded with seed + 1, so that nets opened with
+ * the same seed draw the same data order whatever their initialisation drew.
+ * label names the net in err. ex_net_close frees what was made (also after
+ * a failure). */
+int ex_net_open(ex_net *a, uint64_t seed, const char *spec, const tg_mlp_opts *net,
+		const tg_optim_opts *optim, const char *label, char *err);
+void ex_net_close(ex_net *a);
+
+/* tg_train_opts for an experiment: silent (no progress, no output). */
+tg_train_opts ex_train_opts(int64_t batch);
+
+/* Fraction of ds that the net classifies right (tg_evaluate). NAN on error,
+ * which stays in the net's context. */
+double ex_accuracy(tg_mlp *m, const tg_dataset *ds);
+
 /* Fashion-MNIST from TG_FASHION_MNIST_DIR (Debian's dataset-fashion-mnist),
  * standing in for the book's MNIST. */
 int ex_load_fashion(tg_dataset *train, tg_dataset *test, char *err);
-
-/* Fraction of ds that m classifies right, in evaluation mode with grad mode
- * off (both restored), 1000 rows at a time. Calls tg_reset. NAN on error. */
-double ex_accuracy(tg_mlp *m, const tg_dataset *ds);
 
 /* out[i] = mean of in[i - half .. i + half], the window shrunk at the ends. */
 void ex_smooth(const double *in, double *out, int64_t n, int64_t half);
@@ -91,10 +126,11 @@ void ex_optimizer_arms(ex_arm *arms);
 /* The book's init comparison: ReLU, SGD 0.01; std 0.01, lecun ("Xavier"),
  * he. arms[3]. */
 void ex_init_arms(ex_arm *arms);
-/* Trains one net per arm, each in its own context, on the same batches drawn
- * with replacement (the book's np.random.choice loop), and stores arm a's
- * batch loss at iteration i (before that update) in loss[a * iters + i].
- * log (may be NULL) gets the losses every 100 iterations. */
+/* Trains one net per arm, each in its own context (ex_net_open), on the same
+ * batches drawn with replacement (the book's np.random.choice loop): tg_train
+ * one iteration at a time, all arms side by side. Stores arm a's batch loss
+ * at iteration i (before that update) in loss[a * iters + i]. log (may be
+ * NULL) gets the losses every 100 iterations. */
 int ex_loss_curves(const tg_dataset *train, const ex_curves_opts *o, const ex_arm *arms,
 		   int narms, double *loss, FILE *log, char *err);
 
@@ -166,8 +202,9 @@ ex_bn_opts ex_bn_defaults(void);
 /* The weight std of scale i: 10^(-4 i / (nscales - 1)). */
 double ex_bn_scale(const ex_bn_opts *o, int i);
 /* For each scale, a net with and one without batch norm, each in its own
- * context with anomaly checks on, on the same shuffled batches of the
- * first n_train samples. A net that produces a NaN or Inf stops there: its
+ * context with anomaly checks on, trained side by side by tg_train an epoch
+ * at a time on the same shuffled batches of the first n_train samples; the
+ * accuracies are full evaluation passes (tg_evaluate). A net that produces a NaN or Inf stops there: its
  * curve keeps the epochs before, failed and error say where and which op.
  * out[nscales]. log (may be NULL) gets one line per scale. */
 int ex_bn_run(const tg_dataset *train, const ex_bn_opts *o, ex_bn_result *out, FILE *log,
@@ -196,9 +233,12 @@ typedef struct ex_overfit {
 } ex_overfit;
 
 ex_overfit_opts ex_overfit_defaults(void);
-/* Three nets (ReLU, He) from the same weights on the same shuffled batches:
- * no regularisation, weight decay, dropout. log (may be NULL) gets a line
- * every 20 epochs. */
+/* Three nets (ReLU, He) from the same weights: no regularisation, weight
+ * decay, dropout; trained side by side by tg_train an epoch at a time, with
+ * full evaluation passes on the train and test sets after each. They see the
+ * same shuffled batches, except that the dropout net's masks draw from its
+ * generator too, so its order departs from the others' after the first
+ * epoch. log (may be NULL) gets a line every 20 epochs. */
 int ex_overfit_run(const tg_dataset *train, const tg_dataset *test, const ex_overfit_opts *o,
 		   ex_overfit *out, FILE *log, char *err);
 
@@ -286,27 +326,8 @@ double ex_xor_grid_point(int i); /* -0.25 + 1.5 i / (EX_XOR_GRID - 1) */
  * binary cross-entropy, opts->restarts times each. out is large: allocate it. */
 int ex_xor_run_all(const ex_xor_opts *o, ex_xor *out, char *err);
 
-/* ---- output: the demos' command line, CSV files, gnuplot ----------------------------------- */
+/* ---- output (experiment.c) ---------------------------------------------------------- */
 
-typedef struct ex_cli {
-	const char *out; /* --out DIR; default "experiments_out" */
-	bool quick;	 /* --quick: a short run, to check the pipeline */
-} ex_cli;
-
-/* Parses [--out DIR] [--quick] [--help]. 0: go on; 1: stop with status 0
- * (help printed); -1: stop with status 2 (usage printed). */
-int ex_cli_parse(int argc, char **argv, const char *prog, const char *what, ex_cli *cli);
-/* fopen(DIR/file, "w"), making DIR first; prints the reason and returns
- * NULL on failure. */
-FILE *ex_create(const char *dir, const char *file);
-/* Closes f; prints the reason and returns -1 if anything failed to write. */
-int ex_close(FILE *f, const char *dir, const char *file);
-/* Runs gnuplot on DIR/name.gp inside DIR, which makes DIR/name.png. 1 made,
- * 0 gnuplot not installed (says so), -1 gnuplot failed. */
-int ex_render(const char *dir, const char *name);
-/* The gnuplot preamble every script starts with: PNG terminal of w x h
- * pixels writing name.png, CSV input with a header line. */
-void ex_gp_begin(FILE *gp, const char *name, int w, int h);
 /* DIR/name.csv with the iteration, then each arm's raw loss and the loss
  * smoothed over +-half iterations (columns "<label>" and "<label>_smooth"),
  * and DIR/name.gp drawing the smoothed curves under title. 0 ok. */

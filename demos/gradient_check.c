@@ -18,6 +18,7 @@
  *
  *	gradient_check [--seed S] [--samples N]
  */
+#include "demo.h"
 #include "tapegrad.h"
 #include "tapegrad_io.h"
 #include "tapegrad_nn.h"
@@ -50,30 +51,6 @@ static double loss_of(tg_mlp *net, tg_tensor *x, const int32_t *y)
 	return tg_item(tg_cross_entropy_i32(tg_mlp_forward(net, x), y, tg_dim(x, 0)));
 }
 
-/* demos/data/<name>: from the working directory, from beside the build
- * tree the program sits in (build/demos/), or under $TG_SOURCE_ROOT. */
-static const char *find_data(const char *name, char *buf, size_t size)
-{
-	char dir[3][PATH_MAX] = { "." };
-	ssize_t n = readlink("/proc/self/exe", dir[1], sizeof dir[1] - 16);
-	char *slash = n > 0 ? (dir[1][n] = 0, strrchr(dir[1], '/')) : NULL;
-	if (slash)
-		strcpy(slash, "/../..");
-	else
-		dir[1][0] = 0;
-	const char *root = getenv("TG_SOURCE_ROOT");
-	snprintf(dir[2], sizeof dir[2], "%s", root ? root : "");
-	for (int i = 0; i < 3; i++) {
-		if (!dir[i][0])
-			continue;
-		int len = snprintf(buf, size, "%s/demos/data/%s", dir[i], name);
-		if (len > 0 && (size_t)len < size && access(buf, R_OK) == 0)
-			return buf;
-	}
-	snprintf(buf, size, "demos/data/%s", name);
-	return buf;
-}
-
 /* The data: Fashion-MNIST's first n training samples, else the digits'. */
 static int load(tg_ctx *ctx, int64_t n, tg_dataset *out, const char **what)
 {
@@ -87,7 +64,7 @@ static int load(tg_ctx *ctx, int64_t n, tg_dataset *out, const char **what)
 	} else {
 		char path[PATH_MAX];
 		*what = "UCI digits (Fashion-MNIST is not installed)";
-		rc = tg_load_digits(ctx, find_data("digits.csv.gz", path, sizeof path), &all);
+		rc = tg_load_digits(ctx, demo_find_data("digits.csv.gz", path, sizeof path), &all);
 		if (rc == 0)
 			rc = tg_dataset_head(ctx, &all, n, out);
 	}
@@ -99,25 +76,13 @@ static int load(tg_ctx *ctx, int64_t n, tg_dataset *out, const char **what)
 
 int main(int argc, char **argv)
 {
-	long long seed = 42, n = 3;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		char *end = NULL;
-		long long x = v ? (errno = 0, strtoll(v, &end, 10)) : -1;
-		bool bad = !v || *end || errno || x < 0;
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			fputs(usage_text, stdout);
-			return 0;
-		} else if (!strcmp(a, "--seed") && !bad) {
-			seed = x;
-		} else if (!strcmp(a, "--samples") && !bad && x >= 1) {
-			n = x;
-		} else {
-			fprintf(stderr, "gradient_check: bad option %s%s%s\n\n%s", a, v ? " " : "",
-				v ? v : "", usage_text);
-			return 2;
-		}
-		i++;
+	int64_t seed = 42, n = 3;
+	demo_cli c = demo_cli_begin("gradient_check", usage_text, argc, argv);
+	while (demo_cli_next(&c)) {
+		if (demo_int(&c, "--seed", 0, INT64_MAX, &seed) ||
+		    demo_int(&c, "--samples", 1, 60000, &n))
+			continue;
+		demo_unknown(&c);
 	}
 
 	tg_ctx *ctx = tg_ctx_new((uint64_t)seed);

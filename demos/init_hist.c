@@ -13,8 +13,93 @@
  */
 #include "experiments.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+/* ---- 3. activation histograms by initialisation ------------------------------------------- */
+
+ex_hist_opts ex_hist_defaults(void)
+{
+	return (ex_hist_opts){
+		.n = 1000,
+		.width = 100,
+		.seed = 1,
+		.setting = {
+			{ "sigmoid, std 1", "sigmoid_std1", TG_ACT_SIGMOID, { TG_INIT_STD, 1 } },
+			{ "sigmoid, std 0.01", "sigmoid_std0.01", TG_ACT_SIGMOID,
+			  { TG_INIT_STD, 0.01 } },
+			{ "sigmoid, lecun (Xavier)", "sigmoid_lecun", TG_ACT_SIGMOID,
+			  { TG_INIT_LECUN, 0 } },
+			{ "ReLU, std 0.01", "relu_std0.01", TG_ACT_RELU, { TG_INIT_STD, 0.01 } },
+			{ "ReLU, lecun (Xavier)", "relu_lecun", TG_ACT_RELU, { TG_INIT_LECUN, 0 } },
+			{ "ReLU, he", "relu_he", TG_ACT_RELU, { TG_INIT_HE, 0 } },
+		},
+	};
+}
+
+static void layer_stats(const double *a, size_t n, ex_hist_layer *h)
+{
+	*h = (ex_hist_layer){ 0 };
+	double sum = 0, sq = 0;
+	size_t ends = 0, mid = 0, zero = 0;
+	for (size_t i = 0; i < n; i++) {
+		double v = a[i];
+		sum += v;
+		sq += v * v;
+		ends += v < 0.05 || v > 0.95;
+		mid += fabs(v - 0.5) < 0.05;
+		zero += v == 0;
+		if (v > 1 || !(v >= 0))
+			h->above++;
+		else
+			h->count[v >= 1 ? EX_HIST_BINS - 1 : (int)(v * EX_HIST_BINS)]++;
+	}
+	h->mean = sum / (double)n;
+	h->std = sqrt(fmax(sq / (double)n - h->mean * h->mean, 0));
+	h->ends = (double)ends / (double)n;
+	h->mid = (double)mid / (double)n;
+	h->zero = (double)zero / (double)n;
+}
+
+int ex_hist_run(const ex_hist_opts *o, ex_hist *out, char *err)
+{
+	/* width-width-...: 5 hidden layers and an output layer nobody reads */
+	char spec[128] = "";
+	for (int l = 0; l <= EX_HIST_LAYERS + 1; l++) {
+		size_t len = strlen(spec);
+		snprintf(spec + len, sizeof spec - len, "%s%lld", l ? "-" : "",
+			 (long long)o->width);
+	}
+	tg_ctx *ctx = tg_ctx_new(o->seed);
+	if (!ctx)
+		return ex_fail(err, "histograms: out of memory");
+	tg_set_grad_enabled(ctx, false);
+	tg_tensor *x = tg_keep(tg_randn(ctx, TG_F64, 2, (int64_t[]){ o->n, o->width }, 0, 1));
+	for (int s = 0; s < EX_HIST_SETTINGS && tg_ok(ctx); s++) {
+		tg_mlp_opts mo = tg_mlp_defaults();
+		mo.act = (tg_act){ o->setting[s].act, 0 };
+		mo.init = o->setting[s].init;
+		mo.dtype = TG_F64;
+		tg_mlp *m = tg_mlp_new(ctx, spec, &mo);
+		tg_mlp_forward(m, x);
+		for (int l = 0; l < EX_HIST_LAYERS && tg_ok(ctx); l++) {
+			const tg_tensor *a = tg_mlp_activation(m, l + 1);
+			if (a)
+				layer_stats(tg_data(a), tg_numel(a), &out->layer[s][l]);
+		}
+		tg_reset(ctx);
+		tg_mlp_free(m);
+	}
+	int rc = tg_ok(ctx) ? 0 : ex_fail(err, "histograms: %s", tg_error(ctx));
+	tg_ctx_free(ctx);
+	return rc;
+}
+
+/* ---- the demo ---------------------------------------------------------------------------- */
+
+#ifndef EX_NO_MAIN
 
 enum { S = EX_HIST_SETTINGS, L = EX_HIST_LAYERS, BINS = EX_HIST_BINS };
 
@@ -48,7 +133,7 @@ static void summary(const ex_hist_opts *o, const ex_hist *h)
 
 static int write_csv(const char *dir, const ex_hist_opts *o, const ex_hist *h)
 {
-	FILE *f = ex_create(dir, "init_hist.csv");
+	FILE *f = demo_create(dir, "init_hist.csv");
 	if (!f)
 		return -1;
 	fprintf(f, "bin_lo,bin_hi");
@@ -63,7 +148,7 @@ static int write_csv(const char *dir, const ex_hist_opts *o, const ex_hist *h)
 				fprintf(f, ",%lld", (long long)h->layer[s][l].count[b]);
 		fprintf(f, "\n");
 	}
-	return ex_close(f, dir, "init_hist.csv");
+	return demo_close(f, dir, "init_hist.csv");
 }
 
 static int write_gp(const char *dir, const ex_hist_opts *o, const ex_hist *h)
@@ -77,10 +162,10 @@ static int write_gp(const char *dir, const ex_hist_opts *o, const ex_hist *h)
 				if (h->layer[s][l].count[b] > relu_top)
 					relu_top = h->layer[s][l].count[b];
 
-	FILE *gp = ex_create(dir, "init_hist.gp");
+	FILE *gp = demo_create(dir, "init_hist.gp");
 	if (!gp)
 		return -1;
-	ex_gp_begin(gp, "init_hist", 1300, 1500);
+	demo_gp_begin(gp, "init_hist", 1300, 1500);
 	fprintf(gp,
 		"set multiplot layout %d,%d title \"Activations of 5 layers of %lld units, "
 		"%lld N(0,1) inputs: histograms over [0, 1], %d bins\\n"
@@ -115,16 +200,13 @@ static int write_gp(const char *dir, const ex_hist_opts *o, const ex_hist *h)
 		}
 	}
 	fprintf(gp, "unset multiplot\n");
-	return ex_close(gp, dir, "init_hist.gp");
+	return demo_close(gp, dir, "init_hist.gp");
 }
 
 int main(int argc, char **argv)
 {
-	ex_cli cli;
-	int p = ex_cli_parse(argc, argv, "init_hist",
-			     "activation histograms of 5 layers by initialisation", &cli);
-	if (p)
-		return p > 0 ? 0 : 2;
+	demo_plot cli = demo_plot_args(argc, argv, "init_hist",
+					"activation histograms of 5 layers by initialisation");
 
 	ex_hist_opts o = ex_hist_defaults();
 	ex_hist *h = malloc(sizeof *h);
@@ -136,7 +218,9 @@ int main(int argc, char **argv)
 	}
 	summary(&o, h);
 	int rc = write_csv(cli.out, &o, h) || write_gp(cli.out, &o, h) ||
-		 ex_render(cli.out, "init_hist") < 0;
+		 demo_render(cli.out, "init_hist") < 0;
 	free(h);
 	return rc ? 1 : 0;
 }
+
+#endif /* EX_NO_MAIN */

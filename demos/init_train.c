@@ -3,7 +3,8 @@
  * 784-100-100-100-100-10 ReLU net trained by SGD (lr 0.01, batch 128, 2000
  * iterations) on Fashion-MNIST from weights drawn with std 0.01, lecun
  * ("Xavier" in the seed, sqrt(1/n_in)) and he (sqrt(2/n_in)), on the same
- * batches.
+ * batches, each by tg_train one iteration at a time (ex_loss_curves in
+ * experiment.c).
  *
  * Prints the losses every 100 iterations as the seed does, then the first
  * ones beside the seed's (MNIST) numbers and a ranking; writes
@@ -17,6 +18,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* ---- the arms --------------------------------------------------------------------- */
+
+void ex_init_arms(ex_arm *arms)
+{
+	static const char *const label[3] = { "std=0.01", "lecun", "he" };
+	static const tg_init init[3] = {
+		{ TG_INIT_STD, 0.01 }, { TG_INIT_LECUN, 0 }, { TG_INIT_HE, 0 } };
+	for (int i = 0; i < 3; i++) {
+		arms[i].label = label[i];
+		arms[i].net = tg_mlp_defaults();
+		arms[i].net.init = init[i];
+		arms[i].optim = tg_optim_defaults(TG_SGD);
+		arms[i].optim.lr = 0.01;
+	}
+}
+
+/* ---- the demo ---------------------------------------------------------------------------- */
+
+#ifndef EX_NO_MAIN
+
 enum { ARMS = 3, TAIL = 100, HALF = 10 };
 
 /* seed 001's printout at iterations 0, 100, 200, 300 (MNIST) */
@@ -28,11 +49,8 @@ static const double seed_loss[ARMS][4] = {
 
 int main(int argc, char **argv)
 {
-	ex_cli cli;
-	int p = ex_cli_parse(argc, argv, "init_train",
-			     "std 0.01, lecun and he initialisation, trained on Fashion-MNIST", &cli);
-	if (p)
-		return p > 0 ? 0 : 2;
+	demo_plot cli = demo_plot_args(argc, argv, "init_train",
+					"std 0.01, lecun and he initialisation, trained on Fashion-MNIST");
 
 	char err[EX_ERR];
 	tg_dataset train = { 0 }, test = { 0 };
@@ -80,10 +98,12 @@ int main(int argc, char **argv)
 	snprintf(title, sizeof title, "Initialisation on Fashion-MNIST: %s ReLU, SGD lr %g",
 		 o.spec, arms[0].optim.lr);
 	rc = ex_write_curves(cli.out, "init_train", arms, ARMS, loss, o.iters, HALF, title) ||
-	     ex_render(cli.out, "init_train") < 0;
+	     demo_render(cli.out, "init_train") < 0;
 out:
 	free(loss);
 	tg_dataset_free(&train);
 	tg_dataset_free(&test);
 	return rc ? 1 : 0;
 }
+
+#endif /* EX_NO_MAIN */

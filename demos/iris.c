@@ -5,23 +5,25 @@
  * As in the seed: W (4,3) drawn from 0.0001 * N(0, 1), b = ones(3),
  * p = softmax(X W + b), loss = mean of -ln p[label], learning rate 0.0001,
  * 5000 epochs over all 150 samples (raw measurements in cm), W printed every
- * 1000 epochs. The gradient comes from tg_backward, not from the seed's
+ * 1000 epochs. The classifier is a 4-3 tg_mlp (x W + b, W drawn with std
+ * 0.0001, b set to ones) trained by tg_train with one batch of all the
+ * samples per epoch: the gradient comes from tg_backward, not from the seed's
  * hand-written X^T (p - t) / n; the update is tapegrad's SGD, p -= lr g.
  * Because W starts so close to 0, its path hardly depends on the draw, and
  * the printed W can be read beside the seed's.
  *
  *	iris [--epochs N] [--lr X] [--seed S] [--data FILE]
  */
+#include "demo.h"
 #include "tapegrad.h"
 #include "tapegrad_io.h"
 #include "tapegrad_nn.h"
+#include "tapegrad_train.h"
 
-#include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
 
 static const char usage_text[] =
 	"usage: iris [--epochs N] [--lr X] [--seed S] [--data FILE]\n"
@@ -29,12 +31,6 @@ static const char usage_text[] =
 	"Seed 003's softmax classifier 4->3 on the 150 Iris samples: full-batch\n"
 	"gradient descent, lr 0.0001, 5000 epochs, W printed every 1000 epochs.\n"
 	"FILE defaults to demos/data/iris.csv.\n";
-
-static void usage_error(const char *opt)
-{
-	fprintf(stderr, "iris: %s needs a positive number\n\n%s", opt, usage_text);
-	exit(2);
-}
 
 /* W as seed 003 printed it at epochs 1000, 2000, 3000 and 4000 (its own
  * random start; the path hardly depends on it). */
@@ -68,127 +64,93 @@ static void print_w(const tg_tensor *W, long long epoch, double lr)
 	}
 }
 
-/* Accuracy of softmax(X W + b) on all of x, without recording. */
-static double accuracy(tg_tensor *x, const int32_t *y, int64_t n, tg_tensor *W, tg_tensor *b)
-{
-	tg_ctx *ctx = tg_ctx_of(W);
-	bool grad = tg_set_grad_enabled(ctx, false);
-	tg_tensor *h = tg_add(tg_matmul(x, W), b);
-	int32_t pred[150];
-	int64_t right = 0;
-	if (n <= 150 && tg_argmax_rows(h, pred) == 0)
-		for (int64_t i = 0; i < n; i++)
-			right += pred[i] == y[i];
-	tg_set_grad_enabled(ctx, grad);
-	return (double)right / (double)n;
-}
+/* After each epoch (one step on all 150 samples): the epoch's loss and
+ * accuracy, measured before its update, and W after it, at epoch 1, every
+ * 1000 and the last. */
+typedef struct show_opts {
+	const tg_tensor *W;
+	double lr;
+	int64_t epochs;
+} show_opts;
 
-/* demos/data/<name>: from the working directory, from beside the build
- * tree the program sits in (build/demos/), or under $TG_SOURCE_ROOT. */
-static const char *find_data(const char *name, char *buf, size_t size)
+static bool show(const tg_metrics *m, void *user)
 {
-	char dir[3][PATH_MAX] = { "." };
-	ssize_t n = readlink("/proc/self/exe", dir[1], sizeof dir[1] - 16);
-	char *slash = n > 0 ? (dir[1][n] = 0, strrchr(dir[1], '/')) : NULL;
-	if (slash)
-		strcpy(slash, "/../..");
-	else
-		dir[1][0] = 0;
-	const char *root = getenv("TG_SOURCE_ROOT");
-	snprintf(dir[2], sizeof dir[2], "%s", root ? root : "");
-	for (int i = 0; i < 3; i++) {
-		if (!dir[i][0])
-			continue;
-		int len = snprintf(buf, size, "%s/demos/data/%s", dir[i], name);
-		if (len > 0 && (size_t)len < size && access(buf, R_OK) == 0)
-			return buf;
+	const show_opts *o = user;
+	if (m->epoch == 1 || m->epoch % 1000 == 0 || m->epoch == o->epochs) {
+		printf("epoch %lld: loss %.6f, accuracy %.4f (both before this step), W =\n",
+		       (long long)m->epoch, m->train_loss, m->train_acc);
+		print_w(o->W, m->epoch, o->lr);
 	}
-	snprintf(buf, size, "demos/data/%s", name);
-	return buf;
+	return true;
 }
 
 int main(int argc, char **argv)
 {
-	long long epochs = 5000, seed = 42;
+	int64_t epochs = 5000, seed = 42;
 	double lr = 0.0001;
 	char path[PATH_MAX];
-	find_data("iris.csv", path, sizeof path);
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		char *end = NULL;
-		errno = 0;
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			fputs(usage_text, stdout);
-			return 0;
-		} else if (!strcmp(a, "--epochs")) {
-			epochs = v ? strtoll(v, &end, 10) : 0;
-			if (!v || *end || errno || epochs < 1)
-				usage_error(a);
-		} else if (!strcmp(a, "--lr")) {
-			lr = v ? strtod(v, &end) : 0;
-			if (!v || *end || errno || !(lr > 0))
-				usage_error(a);
-		} else if (!strcmp(a, "--seed")) {
-			seed = v ? strtoll(v, &end, 10) : -1;
-			if (!v || *end || errno || seed < 0)
-				usage_error(a);
-		} else if (!strcmp(a, "--data") && v) {
-			snprintf(path, sizeof path, "%s", v);
-		} else {
-			fprintf(stderr, "iris: unknown option %s\n\n%s", a, usage_text);
-			return 2;
-		}
-		i++;
+	const char *data = demo_find_data("iris.csv", path, sizeof path);
+	demo_cli c = demo_cli_begin("iris", usage_text, argc, argv);
+	while (demo_cli_next(&c)) {
+		if (demo_int(&c, "--epochs", 1, 100000000, &epochs) ||
+		    demo_real(&c, "--lr", 1e-12, 1e3, &lr) ||
+		    demo_int(&c, "--seed", 0, INT64_MAX, &seed) || demo_str(&c, "--data", &data))
+			continue;
+		demo_unknown(&c);
 	}
 
-	tg_ctx *ctx = tg_ctx_new((uint64_t)seed);
+	tg_ctx *ctx = demo_open("iris", (uint64_t)seed, 1);
 	if (!ctx)
 		return 1;
 	tg_dataset ds;
-	if (tg_load_iris(ctx, path, &ds)) {
+	if (tg_load_iris(ctx, data, &ds)) {
 		fprintf(stderr, "iris: %s\n", tg_error(ctx));
 		tg_ctx_free(ctx);
 		return 1;
 	}
-	int64_t n = ds.n;
 
-	/* self.params['W'] = 0.0001 * np.random.randn(4, 3); self.params['b'] = np.ones(3) */
-	tg_tensor *W = tg_set_name(tg_param(tg_randn(ctx, TG_F64, 2, (int64_t[]){ 4, 3 }, 0,
-						     0.0001)), "W");
-	tg_tensor *b = tg_set_name(tg_param(tg_ones(ctx, TG_F64, 1, (int64_t[]){ 3 })), "b");
-	tg_tensor *params[] = { W, b };
+	/* self.params['W'] = 0.0001 * np.random.randn(4, 3); self.params['b'] = np.ones(3):
+	 * a 4-3 net has exactly these two parameters, x W + b */
+	tg_mlp_opts mo = tg_mlp_defaults();
+	mo.dtype = TG_F64;
+	mo.init = (tg_init){ TG_INIT_STD, 0.0001 };
+	tg_mlp *net = tg_mlp_new(ctx, "4-3", &mo);
+	size_t np = 0;
+	tg_tensor *const *params = tg_mlp_params(net, &np);
 	tg_optim_opts oo = tg_optim_defaults(TG_SGD);
 	oo.lr = lr;
-	tg_optim *opt = tg_optim_new(ctx, params, 2, &oo);
+	tg_optim *opt = np == 2 ? tg_optim_new(ctx, params, np, &oo) : NULL;
+	if (opt) {
+		double *b = tg_data_mut(params[1]);
+		for (int k = 0; k < 3; k++)
+			b[k] = 1;
+	}
 	printf("softmax classifier 4->3 on %lld Iris samples: full-batch gradient descent, "
 	       "lr %g, %lld epochs\n",
-	       (long long)n, lr, epochs);
+	       (long long)ds.n, lr, (long long)epochs);
 
-	for (long long e = 1; e <= epochs && tg_ok(ctx); e++) {
-		tg_tensor *x = tg_from_f32(ctx, TG_F64, 2, (int64_t[]){ n, 4 }, ds.x);
-		tg_tensor *loss = tg_cross_entropy_i32(tg_add(tg_matmul(x, W), b), ds.y, n);
-		tg_optim_zero_grad(opt);
-		tg_backward(loss);
-		tg_optim_step(opt);
-		if (e == 1 || e % 1000 == 0 || e == epochs) {
-			double acc = accuracy(x, ds.y, n, W, b);
-			printf("epoch %lld: loss %.6f (before this step), accuracy %.4f, W =\n", e,
-			       tg_item(loss), acc);
-			print_w(W, e, lr);
-		}
-		tg_reset(ctx);
-	}
+	/* every epoch is one batch of all the samples */
+	tg_train_opts to = tg_train_defaults();
+	to.epochs = epochs;
+	to.batch = ds.n;
+	to.progress = TG_PROGRESS_OFF;
+	to.out = NULL;
+	show_opts so = { .W = opt ? params[0] : NULL, .lr = lr, .epochs = epochs };
+	to.on_epoch = show;
+	to.user = &so;
+	double acc = NAN;
 	int rc = 0;
-	if (!tg_ok(ctx)) {
+	if (!opt || tg_train(net, opt, &ds, NULL, &to, NULL) ||
+	    tg_evaluate(net, &ds, 0, NULL, &acc, NULL)) {
 		fprintf(stderr, "iris: %s\n", tg_error(ctx));
 		rc = 1;
 	} else {
-		tg_tensor *x = tg_from_f32(ctx, TG_F64, 2, (int64_t[]){ n, 4 }, ds.x);
+		const tg_tensor *b = params[1];
 		printf("b = [% .8f % .8f % .8f]\n", tg_get(b, 0), tg_get(b, 1), tg_get(b, 2));
-		printf("final accuracy on the %lld samples: %.4f\n", (long long)n,
-		       accuracy(x, ds.y, n, W, b));
+		printf("final accuracy on the %lld samples: %.4f\n", (long long)ds.n, acc);
 	}
 	tg_optim_free(opt);
+	tg_mlp_free(net);
 	tg_dataset_free(&ds);
 	tg_ctx_free(ctx);
 	return rc;

@@ -3,7 +3,8 @@
  * Fashion-MNIST standing in for MNIST: a 784-100-100-100-100-10 ReLU net
  * with He initialisation, batch 128, 2000 iterations, trained by SGD (lr
  * 0.01), Momentum (0.01), AdaGrad (0.01) and Adam (0.001) from the same
- * weights on the same batches.
+ * weights on the same batches, each by tg_train one iteration at a time
+ * (ex_loss_curves in experiment.c), which gives every batch's loss.
  *
  * Prints the losses every 100 iterations and a ranking by the mean loss of
  * the last 100 iterations, writes optimizers.csv (raw and smoothed losses)
@@ -16,15 +17,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* ---- the arms --------------------------------------------------------------------- */
+
+void ex_optimizer_arms(ex_arm *arms)
+{
+	static const tg_optim_kind kind[4] = { TG_SGD, TG_MOMENTUM, TG_ADAGRAD, TG_ADAM };
+	static const double lr[4] = { 0.01, 0.01, 0.01, 0.001 };
+	for (int i = 0; i < 4; i++) {
+		arms[i].label = tg_optim_name(kind[i]);
+		arms[i].net = tg_mlp_defaults(); /* ReLU, He, f32 */
+		arms[i].optim = tg_optim_defaults(kind[i]);
+		arms[i].optim.lr = lr[i];
+	}
+}
+
+/* ---- the demo ---------------------------------------------------------------------------- */
+
+#ifndef EX_NO_MAIN
+
 enum { ARMS = 4, TAIL = 100, HALF = 10 };
 
 int main(int argc, char **argv)
 {
-	ex_cli cli;
-	int p = ex_cli_parse(argc, argv, "optimizers",
-			     "SGD, Momentum, AdaGrad and Adam on Fashion-MNIST", &cli);
-	if (p)
-		return p > 0 ? 0 : 2;
+	demo_plot cli = demo_plot_args(argc, argv, "optimizers",
+					"SGD, Momentum, AdaGrad and Adam on Fashion-MNIST");
 
 	char err[EX_ERR];
 	tg_dataset train = { 0 }, test = { 0 };
@@ -73,10 +89,12 @@ int main(int argc, char **argv)
 		 "Optimizers on Fashion-MNIST: %s ReLU, He init, batch %lld", o.spec,
 		 (long long)o.batch);
 	rc = ex_write_curves(cli.out, "optimizers", arms, ARMS, loss, o.iters, HALF, title) ||
-	     ex_render(cli.out, "optimizers") < 0;
+	     demo_render(cli.out, "optimizers") < 0;
 out:
 	free(loss);
 	tg_dataset_free(&train);
 	tg_dataset_free(&test);
 	return rc ? 1 : 0;
 }
+
+#endif /* EX_NO_MAIN */

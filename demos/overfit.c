@@ -4,8 +4,10 @@
  * batch 100, 200 epochs: without regularisation, with weight decay
  * (lambda 0.1, the optimizer's) and with dropout (p 0.2, inverted).
  *
- * The three nets start from the same weights and see the same batches.
- * Prints train and test accuracy every 20 epochs and each net's final
+ * The three nets start from the same weights and are trained by tg_train an
+ * epoch at a time, side by side, on the same shuffled batches (the dropout
+ * net's masks draw from its generator too, so its order departs from the
+ * others' after the first epoch). Prints train and test accuracy every 20 epochs and each net's final
  * train-test gap; writes overfit.csv and overfit.gp, and draws overfit.png.
  *
  *	overfit [--out DIR] [--quick]
@@ -15,13 +17,107 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* ---- 6. overfitting and its cures ------------------------------------------------------------ */
+
+ex_overfit_opts ex_overfit_defaults(void)
+{
+	return (ex_overfit_opts){
+		.n_train = 300,
+		.n_test = 0,
+		.spec = "784-100-100-100-100-100-100-10",
+		.lr = 0.01,
+		.batch = 100,
+		.epochs = 200,
+		.weight_decay = 0.1,
+		.dropout = 0.2,
+		.seed = 1,
+	};
+}
+
+/* The three nets side by side, an epoch of tg_train each at a time; epoch 0
+ * is before training. */
+static int overfit_epochs(const tg_dataset *train, const tg_dataset *test,
+			  const ex_overfit_opts *o, ex_overfit *out, ex_net *net, FILE *log,
+			  char *err)
+{
+	tg_train_opts to = ex_train_opts(o->batch);
+	to.epochs = 1;
+	to.full_train_eval = true; /* accuracy of the whole train set, as the seed's */
+	int rc = 0;
+	for (int e = 0; e <= o->epochs && !rc; e++) {
+		for (int a = 0; a < EX_OVERFIT_ARMS && !rc; a++) {
+			tg_metrics m = { 0 };
+			if (e == 0) {
+				m.train_acc = ex_accuracy(net[a].m, train);
+				m.test_acc = ex_accuracy(net[a].m, test);
+			} else {
+				tg_train(net[a].m, net[a].opt, train, test, &to, &m);
+			}
+			out->train_acc[a][e] = m.train_acc;
+			out->test_acc[a][e] = m.test_acc;
+			if (!tg_ok(net[a].ctx))
+				rc = ex_fail(err, "overfitting, %s, epoch %d: %s", out->label[a], e,
+					     tg_error(net[a].ctx));
+		}
+		if (log && !rc && (e % 20 == 0 || e == o->epochs)) {
+			fprintf(log, "epoch %3d:", e);
+			for (int a = 0; a < EX_OVERFIT_ARMS; a++)
+				fprintf(log, "  %s train %.3f test %.3f", out->label[a],
+					out->train_acc[a][e], out->test_acc[a][e]);
+			fprintf(log, "\n");
+			fflush(log);
+		}
+	}
+	return rc;
+}
+
+int ex_overfit_run(const tg_dataset *train, const tg_dataset *test, const ex_overfit_opts *o,
+		   ex_overfit *out, FILE *log, char *err)
+{
+	if (o->epochs < 1 || o->epochs > EX_OVERFIT_MAX_EPOCHS || o->batch < 1)
+		return ex_fail(err, "overfitting: %d epochs, batch %lld", o->epochs,
+			    (long long)o->batch);
+	out->label[0] = "plain";
+	out->label[1] = "weight_decay";
+	out->label[2] = "dropout";
+	tg_ctx *ctx = tg_ctx_new(o->seed);
+	tg_dataset sub = { 0 }, tsub = { 0 };
+	int rc = ctx && !tg_dataset_head(ctx, train, o->n_train, &sub) &&
+				 !tg_dataset_head(ctx, test, o->n_test > 0 ? o->n_test : test->n,
+						  &tsub)
+			 ? 0
+			 : ex_fail(err, "overfitting: %s", ctx ? tg_error(ctx) : "out of memory");
+	tg_ctx_free(ctx);
+
+	ex_net net[EX_OVERFIT_ARMS] = { 0 };
+	for (int a = 0; a < EX_OVERFIT_ARMS && !rc; a++) {
+		tg_mlp_opts mo = tg_mlp_defaults(); /* ReLU, He */
+		mo.dropout = a == 2 ? o->dropout : 0;
+		tg_optim_opts oo = tg_optim_defaults(TG_SGD);
+		oo.lr = o->lr;
+		oo.weight_decay = a == 1 ? o->weight_decay : 0;
+		rc = ex_net_open(&net[a], o->seed, o->spec, &mo, &oo, out->label[a], err);
+	}
+	if (!rc)
+		rc = overfit_epochs(&sub, &tsub, o, out, net, log, err);
+	for (int a = 0; a < EX_OVERFIT_ARMS; a++)
+		ex_net_close(&net[a]);
+	tg_dataset_free(&sub);
+	tg_dataset_free(&tsub);
+	return rc;
+}
+
+/* ---- the demo ---------------------------------------------------------------------------- */
+
+#ifndef EX_NO_MAIN
+
 static const char *const title[EX_OVERFIT_ARMS] = {
 	"no regularisation", "weight decay", "dropout"
 };
 
 static int write_csv(const char *dir, const ex_overfit_opts *o, const ex_overfit *r)
 {
-	FILE *f = ex_create(dir, "overfit.csv");
+	FILE *f = demo_create(dir, "overfit.csv");
 	if (!f)
 		return -1;
 	fprintf(f, "epoch");
@@ -34,16 +130,16 @@ static int write_csv(const char *dir, const ex_overfit_opts *o, const ex_overfit
 			fprintf(f, ",%.4f,%.4f", r->train_acc[a][e], r->test_acc[a][e]);
 		fprintf(f, "\n");
 	}
-	return ex_close(f, dir, "overfit.csv");
+	return demo_close(f, dir, "overfit.csv");
 }
 
 static int write_gp(const char *dir, const ex_overfit_opts *o, const ex_overfit *r,
 		    int64_t n_test)
 {
-	FILE *gp = ex_create(dir, "overfit.gp");
+	FILE *gp = demo_create(dir, "overfit.gp");
 	if (!gp)
 		return -1;
-	ex_gp_begin(gp, "overfit", 1400, 480);
+	demo_gp_begin(gp, "overfit", 1400, 480);
 	fprintf(gp,
 		"set multiplot layout 1,3 title '%lld Fashion-MNIST training samples, "
 		"%s ReLU, SGD lr %g, batch %lld; test: %lld samples'\n"
@@ -72,17 +168,13 @@ static int write_gp(const char *dir, const ex_overfit_opts *o, const ex_overfit 
 			title[a], extra[a], gap, 2 + 2 * a, 3 + 2 * a);
 	}
 	fprintf(gp, "unset multiplot\n");
-	return ex_close(gp, dir, "overfit.gp");
+	return demo_close(gp, dir, "overfit.gp");
 }
 
 int main(int argc, char **argv)
 {
-	ex_cli cli;
-	int p = ex_cli_parse(argc, argv, "overfit",
-			     "overfitting 300 samples, and weight decay and dropout against it",
-			     &cli);
-	if (p)
-		return p > 0 ? 0 : 2;
+	demo_plot cli = demo_plot_args(argc, argv, "overfit",
+					"overfitting 300 samples, and weight decay and dropout against it");
 
 	char err[EX_ERR];
 	tg_dataset train = { 0 }, test = { 0 };
@@ -115,10 +207,12 @@ int main(int argc, char **argv)
 			       tr - te);
 		}
 		rc = write_csv(cli.out, &o, r) || write_gp(cli.out, &o, r, n_test) ||
-		     ex_render(cli.out, "overfit") < 0;
+		     demo_render(cli.out, "overfit") < 0;
 	}
 	free(r);
 	tg_dataset_free(&train);
 	tg_dataset_free(&test);
 	return rc ? 1 : 0;
 }
+
+#endif /* EX_NO_MAIN */

@@ -11,15 +11,14 @@
  *
  *	two_layer [--iters N] [--seed S] [--threads T] [--data DIR]
  */
+#include "demo.h"
 #include "tapegrad.h"
 #include "tapegrad_io.h"
 #include "tapegrad_nn.h"
 #include "tapegrad_train.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 static const char usage_text[] =
 	"usage: two_layer [--iters N] [--seed S] [--threads T] [--data DIR]\n"
@@ -27,19 +26,9 @@ static const char usage_text[] =
 	"The seeds' TwoLayerNet: 784-50-10 sigmoid, init N(0, 0.01^2), SGD lr 0.1,\n"
 	"batch 100 drawn with replacement, N iterations (default 10000), train and\n"
 	"test accuracy every 600 iterations. DIR holds MNIST-format IDX files\n"
-	"(default " TG_FASHION_MNIST_DIR ").\n";
-
-static long long number(const char *opt, const char *s)
-{
-	char *end;
-	errno = 0;
-	long long v = s ? strtoll(s, &end, 10) : -1;
-	if (!s || end == s || *end || errno || v < 0) {
-		fprintf(stderr, "two_layer: %s needs a non-negative integer\n\n%s", opt, usage_text);
-		exit(2);
-	}
-	return v;
-}
+	"(default " TG_FASHION_MNIST_DIR ").\n"
+	"T: BLAS threads, 1 to 256; more than the machine has cores are capped to\n"
+	"its cores, with a warning.\n";
 
 /* One line per epoch, as the seeds print train_acc, test_acc. */
 static bool print_epoch(const tg_metrics *m, void *user)
@@ -54,36 +43,21 @@ static bool print_epoch(const tg_metrics *m, void *user)
 
 int main(int argc, char **argv)
 {
-	long long iters = 10000, seed = 42, threads = 1;
+	int64_t iters = 10000, seed = 42, threads = 1;
 	const char *dir = TG_FASHION_MNIST_DIR;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			fputs(usage_text, stdout);
-			return 0;
-		} else if (!strcmp(a, "--iters")) {
-			iters = number(a, v), i++;
-		} else if (!strcmp(a, "--seed")) {
-			seed = number(a, v), i++;
-		} else if (!strcmp(a, "--threads")) {
-			threads = number(a, v), i++;
-		} else if (!strcmp(a, "--data") && v) {
-			dir = v, i++;
-		} else {
-			fprintf(stderr, "two_layer: unknown option %s\n\n%s", a, usage_text);
-			return 2;
-		}
-	}
-	if (iters < 1 || threads < 1) {
-		fprintf(stderr, "two_layer: --iters and --threads must be at least 1\n\n%s",
-			usage_text);
-		return 2;
+	demo_cli c = demo_cli_begin("two_layer", usage_text, argc, argv);
+	while (demo_cli_next(&c)) {
+		if (demo_int(&c, "--iters", 1, INT32_MAX, &iters) ||
+		    demo_int(&c, "--seed", 0, INT64_MAX, &seed) ||
+		    demo_int(&c, "--threads", 1, DEMO_MAX_THREADS, &threads) ||
+		    demo_str(&c, "--data", &dir))
+			continue;
+		demo_unknown(&c);
 	}
 
-	tg_ctx *ctx = tg_ctx_new((uint64_t)seed);
+	tg_ctx *ctx = demo_open("two_layer", (uint64_t)seed, threads);
 	if (!ctx)
 		return 1;
-	tg_set_threads(ctx, (int)threads);
 	tg_dataset train, test;
 	if (tg_load_mnist(ctx, dir, &train, &test)) {
 		fprintf(stderr, "two_layer: %s\n(Fashion-MNIST is the Debian package "
@@ -111,7 +85,7 @@ int main(int argc, char **argv)
 	to.out = NULL;
 	printf("TwoLayerNet 784-50-10, sigmoid, init std 0.01, SGD lr 0.1, batch 100 drawn "
 	       "with replacement, %lld iterations, f32\n",
-	       iters);
+	       (long long)iters);
 	printf("%6s %7s %10s %9s %10s %9s %8s\n", "epoch", "iter", "train loss", "train acc",
 	       "test loss", "test acc", "seconds");
 	tg_metrics last;

@@ -4,9 +4,14 @@
  * (0.1), AdaGrad (1.5) and Adam (0.3).
  *
  * x and y are scalar parameters; f is a graph of ops, its gradient comes
- * from tg_backward and each step from tg_optim_step. Prints where each
- * optimizer ended and how it got there, writes valley.csv (the paths) and
- * valley.gp, and draws valley.png: the four paths over f's contours.
+ * from tg_backward and each step from tg_optim_step. The loop is written
+ * out (ex_valley_run, six lines) rather than run by tg_train: there is no
+ * net and no data set, only a function of two numbers, and the experiment
+ * records the position after every step.
+ *
+ * Prints where each optimizer ended and how it got there, writes valley.csv
+ * (the paths) and valley.gp, and draws valley.png: the four paths over f's
+ * contours.
  *
  *	valley [--out DIR] [--quick]
  */
@@ -16,11 +21,76 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* ---- 1. optimizers on a valley: f(x, y) = x^2 / 20 + y^2 ------------------------------ */
+
+ex_valley_opts ex_valley_defaults(void)
+{
+	return (ex_valley_opts){
+		.x0 = -7,
+		.y0 = 2,
+		.steps = 30,
+		.kind = { TG_SGD, TG_MOMENTUM, TG_ADAGRAD, TG_ADAM },
+		.lr = { 0.95, 0.1, 1.5, 0.3 },
+	};
+}
+
+double ex_valley_f(double x, double y)
+{
+	return x * x / 20 + y * y;
+}
+
+/* f as a graph of ops on the scalar parameters x and y */
+static tg_tensor *valley(tg_tensor *x, tg_tensor *y)
+{
+	return tg_add(tg_mul_scalar(tg_pow(x, 2), 1.0 / 20), tg_pow(y, 2));
+}
+
+int ex_valley_run(const ex_valley_opts *o, ex_valley *out, char *err)
+{
+	if (o->steps < 1 || o->steps > EX_VALLEY_MAX_STEPS)
+		return ex_fail(err, "valley: steps %d outside 1..%d", o->steps, EX_VALLEY_MAX_STEPS);
+	out->steps = o->steps;
+	for (int k = 0; k < EX_VALLEY_OPTIMS; k++) {
+		const char *name = tg_optim_name(o->kind[k]);
+		tg_ctx *ctx = tg_ctx_new(1);
+		if (!ctx)
+			return ex_fail(err, "valley, %s: out of memory", name);
+		tg_tensor *p[2] = {
+			tg_set_name(tg_param(tg_scalar(ctx, TG_F64, o->x0)), "x"),
+			tg_set_name(tg_param(tg_scalar(ctx, TG_F64, o->y0)), "y"),
+		};
+		tg_optim_opts oo = tg_optim_defaults(o->kind[k]);
+		oo.lr = o->lr[k];
+		tg_optim *opt = tg_optim_new(ctx, p, 2, &oo);
+		for (int i = 0; opt && tg_ok(ctx); i++) {
+			out->x[k][i] = tg_item(p[0]);
+			out->y[k][i] = tg_item(p[1]);
+			if (i == o->steps)
+				break;
+			tg_tensor *f = valley(p[0], p[1]);
+			tg_optim_zero_grad(opt);
+			tg_backward(f);
+			tg_optim_step(opt);
+			tg_reset(ctx);
+		}
+		int rc = tg_ok(ctx) ? 0 : ex_fail(err, "valley, %s: %s", name, tg_error(ctx));
+		tg_optim_free(opt);
+		tg_ctx_free(ctx);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* ---- the demo ---------------------------------------------------------------------------- */
+
+#ifndef EX_NO_MAIN
+
 static const char *const title[EX_VALLEY_OPTIMS] = { "SGD", "Momentum", "AdaGrad", "Adam" };
 
 static int write_csv(const char *dir, const ex_valley *v)
 {
-	FILE *f = ex_create(dir, "valley.csv");
+	FILE *f = demo_create(dir, "valley.csv");
 	if (!f)
 		return -1;
 	fprintf(f, "step,sgd_x,sgd_y,momentum_x,momentum_y,adagrad_x,adagrad_y,adam_x,adam_y\n");
@@ -30,15 +100,15 @@ static int write_csv(const char *dir, const ex_valley *v)
 			fprintf(f, ",%.10g,%.10g", v->x[k][i], v->y[k][i]);
 		fprintf(f, "\n");
 	}
-	return ex_close(f, dir, "valley.csv");
+	return demo_close(f, dir, "valley.csv");
 }
 
 static int write_gp(const char *dir, const ex_valley_opts *o)
 {
-	FILE *gp = ex_create(dir, "valley.gp");
+	FILE *gp = demo_create(dir, "valley.gp");
 	if (!gp)
 		return -1;
-	ex_gp_begin(gp, "valley", 1000, 760);
+	demo_gp_begin(gp, "valley", 1000, 760);
 	fprintf(gp,
 		"f(x, y) = x**2 / 20 + y**2\n"
 		"set xrange [-10:10]\n"
@@ -63,16 +133,13 @@ static int write_gp(const char *dir, const ex_valley_opts *o)
 			"lc rgb '#d62728' pt 7 ps 0.6\n",
 			title[k], o->lr[k], 2 + 2 * k, 3 + 2 * k);
 	fprintf(gp, "unset multiplot\n");
-	return ex_close(gp, dir, "valley.gp");
+	return demo_close(gp, dir, "valley.gp");
 }
 
 int main(int argc, char **argv)
 {
-	ex_cli cli;
-	int p = ex_cli_parse(argc, argv, "valley",
-			     "the book's four optimizers on f(x, y) = x^2/20 + y^2", &cli);
-	if (p)
-		return p > 0 ? 0 : 2;
+	demo_plot cli = demo_plot_args(argc, argv, "valley",
+					"the book's four optimizers on f(x, y) = x^2/20 + y^2");
 
 	ex_valley_opts o = ex_valley_defaults();
 	ex_valley *v = malloc(sizeof *v);
@@ -103,7 +170,9 @@ int main(int argc, char **argv)
 	       "Adam does both (the book's figure 6-8).\n",
 	       v->steps, title[best]);
 
-	int rc = write_csv(cli.out, v) || write_gp(cli.out, &o) || ex_render(cli.out, "valley") < 0;
+	int rc = write_csv(cli.out, v) || write_gp(cli.out, &o) || demo_render(cli.out, "valley") < 0;
 	free(v);
 	return rc ? 1 : 0;
 }
+
+#endif /* EX_NO_MAIN */

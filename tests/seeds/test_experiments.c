@@ -2,8 +2,8 @@
  * test_experiments.c - the seeds' chapter-6 experiments, run short, and the
  * qualitative result each one exists to show.
  *
- * The functions under test are the ones the demos run (demos/experiments.c),
- * with fewer iterations and fixed seeds. Every assertion is about what the
+ * The functions under test are the ones the demos run (demos/<experiment>.c,
+ * built here without their mains), with fewer iterations and fixed seeds. Every assertion is about what the
  * run computed: a path that ends nearer the minimum than it started, a loss
  * ordering, a fraction of saturated units, a truth table, a net that cannot
  * beat ln 2. The only fixed numbers are hand-derived (a first SGD step, the

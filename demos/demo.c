@@ -1,0 +1,307 @@
+/*
+ * demo.c - what the demos share (demo.h): the command line, the opening, the
+ * data folder, the clock, and the output folder with gnuplot.
+ */
+#include "demo.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- the command line ------------------------------------------------------------- */
+
+demo_cli demo_cli_begin(const char *prog, const char *usage, int argc, char **argv)
+{
+	return (demo_cli){ .prog = prog, .usage = usage, .argc = argc, .argv = argv, .i = 0 };
+}
+
+void demo_usage_error(const demo_cli *c, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "%s: ", c->prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n\n%s", c->usage);
+	exit(2);
+}
+
+void demo_unknown(const demo_cli *c)
+{
+	demo_usage_error(c, "unknown option '%s'", c->argv[c->i]);
+}
+
+bool demo_cli_next(demo_cli *c)
+{
+	if (++c->i >= c->argc)
+		return false;
+	const char *a = c->argv[c->i];
+	if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+		fputs(c->usage, stdout);
+		exit(0);
+	}
+	return true;
+}
+
+/* The current argument is `name` ("name V" or "name=V"): true, with *value
+ * V; a missing or empty value is a usage error. */
+static bool match(demo_cli *c, const char *name, const char **value)
+{
+	const char *a = c->argv[c->i];
+	size_t len = strlen(name);
+	if (strncmp(a, name, len) != 0 || (a[len] != '\0' && a[len] != '='))
+		return false;
+	if (a[len] == '=') {
+		*value = a + len + 1;
+	} else if (c->i + 1 < c->argc) {
+		*value = c->argv[++c->i];
+	} else {
+		demo_usage_error(c, "%s needs a value", name);
+	}
+	if (!**value)
+		demo_usage_error(c, "%s needs a value, not an empty string", name);
+	return true;
+}
+
+bool demo_int(demo_cli *c, const char *name, int64_t lo, int64_t hi, int64_t *out)
+{
+	const char *v;
+	if (!match(c, name, &v))
+		return false;
+	char *end;
+	errno = 0;
+	long long x = strtoll(v, &end, 10);
+	if (end == v || *end || errno == ERANGE || x < lo || x > hi)
+		demo_usage_error(c, "%s needs a whole number from %lld to %lld, not '%s'", name,
+				 (long long)lo, (long long)hi, v);
+	*out = x;
+	return true;
+}
+
+bool demo_real(demo_cli *c, const char *name, double lo, double hi, double *out)
+{
+	const char *v;
+	if (!match(c, name, &v))
+		return false;
+	char *end;
+	errno = 0;
+	double x = strtod(v, &end);
+	if (end == v || *end || errno == ERANGE || !isfinite(x) || x < lo || x > hi)
+		demo_usage_error(c, "%s needs a number from %g to %g, not '%s'", name, lo, hi, v);
+	*out = x;
+	return true;
+}
+
+bool demo_str(demo_cli *c, const char *name, const char **out)
+{
+	return match(c, name, out);
+}
+
+bool demo_flag(demo_cli *c, const char *name)
+{
+	const char *a = c->argv[c->i];
+	size_t len = strlen(name);
+	if (strncmp(a, name, len) != 0)
+		return false;
+	if (a[len] == '=')
+		demo_usage_error(c, "%s takes no value", name);
+	return a[len] == '\0';
+}
+
+/* ---- the opening -------------------------------------------------------------------- */
+
+int demo_cores(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > DEMO_MAX_THREADS ? DEMO_MAX_THREADS : (int)n;
+}
+
+int demo_threads(const char *prog, int64_t threads)
+{
+	int cores = demo_cores();
+	if (threads < 1)
+		threads = 1;
+	if (threads > cores) {
+		fprintf(stderr, "%s: --threads %lld: this machine has %d core%s; using %d\n", prog,
+			(long long)threads, cores, cores == 1 ? "" : "s", cores);
+		threads = cores;
+	}
+	return (int)threads;
+}
+
+tg_ctx *demo_open(const char *prog, uint64_t seed, int64_t threads)
+{
+	int n = demo_threads(prog, threads);
+	tg_ctx *ctx = tg_ctx_new(seed);
+	if (!ctx) {
+		fprintf(stderr, "%s: out of memory for a context\n", prog);
+		return NULL;
+	}
+	tg_set_threads(ctx, n);
+	return ctx;
+}
+
+/* ---- data and time ------------------------------------------------------------------ */
+
+const char *demo_find_data(const char *name, char *buf, size_t size)
+{
+	char dir[3][PATH_MAX] = { "." };
+	ssize_t n = readlink("/proc/self/exe", dir[1], sizeof dir[1] - 16);
+	char *slash = n > 0 ? (dir[1][n] = 0, strrchr(dir[1], '/')) : NULL;
+	if (slash)
+		strcpy(slash, "/../..");
+	else
+		dir[1][0] = 0;
+	const char *root = getenv("TG_SOURCE_ROOT");
+	snprintf(dir[2], sizeof dir[2], "%s", root ? root : "");
+	for (int i = 0; i < 3; i++) {
+		if (!dir[i][0])
+			continue;
+		int len = snprintf(buf, size, "%s/demos/data/%s", dir[i], name);
+		if (len > 0 && (size_t)len < size && access(buf, R_OK) == 0)
+			return buf;
+	}
+	snprintf(buf, size, "demos/data/%s", name);
+	return buf;
+}
+
+double demo_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- the output folder and gnuplot -------------------------------------------------- */
+
+demo_plot demo_plot_args(int argc, char **argv, const char *prog, const char *what)
+{
+	char usage[1024];
+	snprintf(usage, sizeof usage,
+		 "%s - %s\n"
+		 "usage: %s [--out DIR] [--quick]\n"
+		 "  --out DIR  where the CSV, the gnuplot script and the PNG go\n"
+		 "             (default experiments_out)\n"
+		 "  --quick    a short run, to check that everything works\n",
+		 prog, what, prog);
+	demo_plot p = { .out = "experiments_out" };
+	demo_cli c = demo_cli_begin(prog, usage, argc, argv);
+	while (demo_cli_next(&c)) {
+		if (demo_str(&c, "--out", &p.out))
+			continue;
+		if (demo_flag(&c, "--quick")) {
+			p.quick = true;
+			continue;
+		}
+		demo_unknown(&c);
+	}
+	return p;
+}
+
+int demo_make_dir(const char *dir)
+{
+	char buf[4096];
+	if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+		return -1;
+	struct stat st;
+	if (stat(buf, &st) != 0)
+		return -1;
+	if (!S_ISDIR(st.st_mode)) {
+		errno = ENOTDIR;
+		return -1;
+	}
+	return 0;
+}
+
+FILE *demo_create(const char *dir, const char *file)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/%s", dir, file);
+	if (demo_make_dir(dir) != 0) {
+		fprintf(stderr, "cannot make %s: %s\n", dir, strerror(errno));
+		return NULL;
+	}
+	FILE *f = fopen(path, "w");
+	if (!f)
+		fprintf(stderr, "cannot write %s: %s\n", path, strerror(errno));
+	return f;
+}
+
+int demo_close(FILE *f, const char *dir, const char *file)
+{
+	bool bad = ferror(f);
+	bad = fclose(f) != 0 || bad;
+	if (bad)
+		fprintf(stderr, "could not write %s/%s\n", dir, file);
+	return bad ? -1 : 0;
+}
+
+void demo_gp_begin(FILE *gp, const char *name, int w, int h)
+{
+	fprintf(gp,
+		"# %s.gp - draws %s.png from the CSV beside it: gnuplot %s.gp\n"
+		"set terminal pngcairo size %d,%d font 'sans,10'\n"
+		"set output '%s.png'\n"
+		"set datafile separator ','\n"
+		"set datafile columnheaders\n",
+		name, name, name, w, h, name);
+}
+
+/* s in single quotes for the shell, quotes inside escaped */
+static void shell_quote(char *out, size_t size, const char *s)
+{
+	size_t o = 0;
+	out[o++] = '\'';
+	for (; *s && o + 6 < size; s++) {
+		if (*s == '\'') {
+			memcpy(out + o, "'\\''", 4);
+			o += 4;
+		} else {
+			out[o++] = *s;
+		}
+	}
+	out[o++] = '\'';
+	out[o] = '\0';
+}
+
+int demo_render(const char *dir, const char *name)
+{
+	if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
+		printf("gnuplot is not installed: %s/%s.csv and %s.gp are written; "
+		       "install gnuplot-nox and run 'gnuplot %s.gp' in %s for the picture\n",
+		       dir, name, name, name, dir);
+		return 0;
+	}
+	char qdir[4200], qgp[600], cmd[5000];
+	shell_quote(qdir, sizeof qdir, dir);
+	snprintf(cmd, sizeof cmd, "%s.gp", name);
+	shell_quote(qgp, sizeof qgp, cmd);
+	snprintf(cmd, sizeof cmd, "cd %s && gnuplot %s", qdir, qgp);
+	fflush(NULL);
+	int st = system(cmd);
+	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		fprintf(stderr, "'%s' failed (status %d)\n", cmd, st);
+		return -1;
+	}
+	printf("picture: %s/%s.png\n", dir, name);
+	return 1;
+}
