@@ -777,17 +777,21 @@ static void counting_free(void *p, void *user)
 }
 
 /* Builds a model of every built-in kind and runs a step; whether it failed. */
-static bool build_and_step(long fail_at, long *calls)
+static bool build_and_step(long fail_at, long *calls, bool cnn)
 {
 	counting c = {.fail_at = fail_at};
 	tg_allocator a = {counting_alloc, counting_free, &c};
 	tg_ctx *ctx = tg_ctx_new_with(7, &a);
 	bool failed = !ctx;
 	if (ctx) {
-		tg_module *m = tg_model_parse(
-		    ctx, "embedding:5:4,flatten,linear:4:3,bn:3,relu,ln:3,dropout:0.5,linear:3:2",
-		    NULL);
-		tg_tensor *idx = tg_from_i32(ctx, SHAPE(4), (int32_t[]){0, 1, 4, 2});
+		tg_module *m =
+		    cnn ? tg_model_parse_image(ctx, "conv2:3p1-pool2-avgpool1-3", 1, 4, 4, NULL)
+			: tg_model_parse(ctx,
+					 "embedding:5:4,flatten,linear:4:3,bn:3,relu,ln:3,"
+					 "dropout:0.5,linear:3:2",
+					 NULL);
+		tg_tensor *idx = cnn ? tg_randn(ctx, TG_F32, SHAPE(2, 1, 4, 4), 0, 1)
+				     : tg_from_i32(ctx, SHAPE(4), (int32_t[]){0, 1, 4, 2});
 		failed = !m || tg_backward(tg_sum(tg_forward(m, idx))) != 0;
 		if (failed)
 			assert_error(ctx, TG_ENOMEM, "out of memory");
@@ -805,12 +809,14 @@ static bool build_and_step(long fail_at, long *calls)
 static void every_failing_allocation_is_a_clean_enomem(void **state)
 {
 	(void)state;
-	long total, calls, failures = 0;
-	assert_false(build_and_step(0, &total));
-	assert_true(total > 10);
-	for (long n = 1; n <= total; n++)
-		failures += build_and_step(n, &calls);
-	assert_int_equal(failures, total);
+	for (int cnn = 0; cnn < 2; cnn++) {
+		long total, calls, failures = 0;
+		assert_false(build_and_step(0, &total, cnn));
+		assert_true(total > 10);
+		for (long n = 1; n <= total; n++)
+			failures += build_and_step(n, &calls, cnn);
+		assert_int_equal(failures, total);
+	}
 }
 
 int main(void)
