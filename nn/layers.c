@@ -1,7 +1,7 @@
 /*
  * layers.c - Affine, activations, losses, batch norm and dropout, and the
  * built-in modules made of them (linear, activation, batch norm, layer norm,
- * dropout, embedding, flatten).
+ * dropout, embedding, flatten, convolution and pooling).
  *
  * Each module's forward pass is an expression of ops, so tg_backward
  * differentiates it with the ops' own rules: no gradient code lives here.
@@ -735,4 +735,141 @@ static const tg_module_vt flatten_vt = {
 tg_module *tg_flatten(tg_ctx *ctx, const char *name)
 {
 	return module_with(ctx, &flatten_vt, name, NULL, 0);
+}
+
+/* conv2d: tg_conv2d with the module's options */
+
+/* "3" when both sides are equal, else "3x5". */
+static int pair_str(char *buf, size_t size, const int v[2])
+{
+	return v[0] == v[1] ? put(buf, size, "%d", v[0]) : put(buf, size, "%dx%d", v[0], v[1]);
+}
+
+static tg_tensor *conv_forward(tg_module *m, tg_tensor *x)
+{
+	return tg_conv2d(x, m->params[0], m->params[1], m->self);
+}
+
+static int conv_spec(const tg_module *m, char *buf, size_t size)
+{
+	const tg_conv_opts *o = m->self;
+	const tg_tensor *w = m->params[0];
+	int k[2] = {(int)tg_dim(w, 2), (int)tg_dim(w, 3)};
+	char ks[24], ss[24], ps[24], ds[24];
+	pair_str(ks, sizeof ks, k);
+	pair_str(ss, sizeof ss, o->stride);
+	pair_str(ps, sizeof ps, o->padding);
+	pair_str(ds, sizeof ds, o->dilation);
+	long long c = (long long)tg_dim(w, 1) * o->groups, oc = (long long)tg_dim(w, 0);
+	/* trailing defaults are left out */
+	if (o->groups != 1)
+		return put(buf, size, "conv:%lld:%lld:%s:%s:%s:%s:%d", c, oc, ks, ss, ps, ds,
+			   o->groups);
+	if (o->dilation[0] != 1 || o->dilation[1] != 1)
+		return put(buf, size, "conv:%lld:%lld:%s:%s:%s:%s", c, oc, ks, ss, ps, ds);
+	if (o->padding[0] || o->padding[1])
+		return put(buf, size, "conv:%lld:%lld:%s:%s:%s", c, oc, ks, ss, ps);
+	if (o->stride[0] != 1 || o->stride[1] != 1)
+		return put(buf, size, "conv:%lld:%lld:%s:%s", c, oc, ks, ss);
+	return put(buf, size, "conv:%lld:%lld:%s", c, oc, ks);
+}
+
+static const tg_module_vt conv_vt = {
+    .kind = "conv", .forward = conv_forward, .free = free_self, .spec = conv_spec};
+
+tg_module *tg_conv2d_layer(tg_ctx *ctx, tg_dtype dt, int64_t c_in, int64_t c_out, int kh, int kw,
+			   const tg_conv_opts *opts, tg_init init, const char *name)
+{
+	if (!ctx || !tg_ok(ctx) || !sizes_ok(ctx, "tg_conv2d_layer", name, c_in, c_out) ||
+	    !sizes_ok(ctx, "tg_conv2d_layer", name, kh, kw))
+		return NULL;
+	tg_conv_opts o = TG_CONV_DEFAULTS;
+	if (opts)
+		o = *opts;
+	const char *nm = name ? name : "";
+	if (o.stride[0] < 1 || o.stride[1] < 1 || o.dilation[0] < 1 || o.dilation[1] < 1 ||
+	    o.padding[0] < 0 || o.padding[1] < 0 || o.groups < 1)
+		return tg_fail(ctx, TG_EARG,
+			       "tg_conv2d_layer: \"%s\": stride (%d,%d) and dilation (%d,%d) must "
+			       "be >= 1, padding (%d,%d) >= 0 and groups %d >= 1",
+			       nm, o.stride[0], o.stride[1], o.dilation[0], o.dilation[1],
+			       o.padding[0], o.padding[1], o.groups);
+	if (c_in % o.groups || c_out % o.groups)
+		return tg_fail(ctx, TG_EARG,
+			       "tg_conv2d_layer: \"%s\": groups %d must divide c_in %lld and "
+			       "c_out %lld",
+			       nm, o.groups, (long long)c_in, (long long)c_out);
+	int64_t fan_in = c_in / o.groups * kh * kw, fan_out = c_out / o.groups * kh * kw;
+	double std = tg_init_std(init, fan_in, fan_out);
+	if (!(std >= 0) || !isfinite(std)) {
+		char buf[32];
+		return tg_fail(ctx, TG_EARG,
+			       "tg_conv2d_layer: \"%s\": initialiser %s for fan-in %lld gives std %g",
+			       nm, tg_init_str(init, buf, sizeof buf), (long long)fan_in, std);
+	}
+	tg_module *m = module_with(ctx, &conv_vt, name, &o, sizeof o);
+	if (m) {
+		int64_t shape[4] = {c_out, c_in / o.groups, kh, kw};
+		tg_module_add_param(m, tg_param(tg_randn(ctx, dt, 4, shape, 0.0, std)), "W", true);
+		tg_module_add_param(m, tg_init_vector(ctx, dt, c_out, 0.0, true, NULL), "b", false);
+	}
+	return done(m);
+}
+
+/* pooling: tg_max_pool2d / tg_avg_pool2d, no parameters */
+
+typedef struct {
+	int kernel, stride, padding;
+} pool_args;
+
+static tg_tensor *maxpool_forward(tg_module *m, tg_tensor *x)
+{
+	const pool_args *p = m->self;
+	return tg_max_pool2d(x, p->kernel, p->stride, p->padding);
+}
+
+static tg_tensor *avgpool_forward(tg_module *m, tg_tensor *x)
+{
+	const pool_args *p = m->self;
+	return tg_avg_pool2d(x, p->kernel, p->stride, p->padding);
+}
+
+static int pool_spec(const tg_module *m, char *buf, size_t size)
+{
+	const pool_args *p = m->self;
+	if (p->padding)
+		return put(buf, size, "%s:%d:%d:%d", m->vt->kind, p->kernel, p->stride,
+			   p->padding);
+	if (p->stride != p->kernel)
+		return put(buf, size, "%s:%d:%d", m->vt->kind, p->kernel, p->stride);
+	return put(buf, size, "%s:%d", m->vt->kind, p->kernel);
+}
+
+static const tg_module_vt maxpool_vt = {
+    .kind = "maxpool", .forward = maxpool_forward, .free = free_self, .spec = pool_spec};
+static const tg_module_vt avgpool_vt = {
+    .kind = "avgpool", .forward = avgpool_forward, .free = free_self, .spec = pool_spec};
+
+static tg_module *pool_layer(tg_ctx *ctx, const tg_module_vt *vt, int k, int stride, int padding,
+			     const char *name)
+{
+	if (!ctx || !tg_ok(ctx))
+		return NULL;
+	pool_args p = {k, stride ? stride : k, padding};
+	if (k < 1 || p.stride < 1 || padding < 0 || padding > k / 2)
+		return tg_fail(ctx, TG_EARG,
+			       "tg_%s2d_layer: \"%s\": kernel %d and stride %d must be >= 1 and "
+			       "padding %d in [0, kernel/2]",
+			       vt->kind, name ? name : "", k, stride, padding);
+	return module_with(ctx, vt, name, &p, sizeof p);
+}
+
+tg_module *tg_maxpool2d_layer(tg_ctx *ctx, int k, int stride, int padding, const char *name)
+{
+	return pool_layer(ctx, &maxpool_vt, k, stride, padding, name);
+}
+
+tg_module *tg_avgpool2d_layer(tg_ctx *ctx, int k, int stride, int padding, const char *name)
+{
+	return pool_layer(ctx, &avgpool_vt, k, stride, padding, name);
 }

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -398,7 +399,7 @@ static tg_module *build_mlp(tg_ctx *ctx, const char *spec, const tg_mlp_opts *o)
 	return seq;
 }
 
-enum { MAX_WORDS = 4 };
+enum { MAX_WORDS = 8 };
 
 /* One piece "kind:a:b" of a full architecture string, split at ':'. */
 typedef struct {
@@ -468,8 +469,42 @@ static bool words_at_most(tg_ctx *ctx, const piece *p, int n)
 }
 
 typedef struct {
-	int fc, bn, ln, act, dropout, emb, flatten;
+	int fc, bn, ln, act, dropout, emb, flatten, conv, pool;
 } counts;
+
+/* Word i as "a" or "axb", each from min to 65535, into out[2] (def for both
+ * when absent); false after recording why not. */
+static bool pair_word(tg_ctx *ctx, const piece *p, int i, int min, int def, int out[2])
+{
+	if (i >= p->nword) {
+		out[0] = out[1] = def;
+		return true;
+	}
+	const char *s = p->word[i];
+	for (int side = 0; side < 2; side++) {
+		char *end;
+		errno = 0;
+		long v = strtol(s, &end, 10);
+		if (end == s || errno || v < min || v > 65535 || (*end && *end != 'x') ||
+		    (*end == 'x' && side == 1)) {
+			char why[128];
+			snprintf(why, sizeof why,
+				 "value %d \"%s\" must be an integer from %d to 65535, or two "
+				 "as \"3x5\"",
+				 i, p->word[i], min);
+			bad_piece(ctx, p, why);
+			return false;
+		}
+		out[side] = (int)v;
+		if (!*end) {
+			if (side == 0)
+				out[1] = out[0];
+			break;
+		}
+		s = end + 1;
+	}
+	return true;
+}
 
 static const char *const act_words[] = {"identity", "none",	  "relu", "sigmoid",
 					"tanh",	    "leaky_relu", "elu"};
@@ -523,6 +558,40 @@ static tg_module *parse_piece(tg_ctx *ctx, piece *p, counts *c, const tg_mlp_opt
 		return tg_embedding_table(ctx, o->dtype, a, b,
 					  num_name(name, sizeof name, "emb", ++c->emb));
 	}
+	if (!strcmp(k, "conv")) {
+		int ks[2], g[2];
+		tg_conv_opts co = TG_CONV_DEFAULTS;
+		if (!size_word(ctx, p, 1, &a) || !size_word(ctx, p, 2, &b))
+			return NULL;
+		if (p->nword < 4)
+			return bad_piece(ctx, p, "the kernel size is missing, as \"conv:1:32:3\"");
+		if (!pair_word(ctx, p, 3, 1, 1, ks) || !pair_word(ctx, p, 4, 1, 1, co.stride) ||
+		    !pair_word(ctx, p, 5, 0, 0, co.padding) ||
+		    !pair_word(ctx, p, 6, 1, 1, co.dilation) || !pair_word(ctx, p, 7, 1, 1, g))
+			return NULL;
+		if (g[0] != g[1])
+			return bad_piece(ctx, p, "groups is one number");
+		co.groups = g[0];
+		if (a % co.groups || b % co.groups)
+			return bad_piece(ctx, p, "groups must divide both channel counts");
+		return tg_conv2d_layer(ctx, o->dtype, a, b, ks[0], ks[1], &co, o->init,
+				       num_name(name, sizeof name, "conv", ++c->conv));
+	}
+	if (!strcmp(k, "maxpool") || !strcmp(k, "avgpool")) {
+		int kk[2], st[2], pad[2];
+		if (p->nword < 2)
+			return bad_piece(ctx, p, "the window size is missing, as \"maxpool:2\"");
+		if (!pair_word(ctx, p, 1, 1, 1, kk) || !pair_word(ctx, p, 2, 1, kk[0], st) ||
+		    !pair_word(ctx, p, 3, 0, 0, pad) || !words_at_most(ctx, p, 4))
+			return NULL;
+		if (kk[0] != kk[1] || st[0] != st[1] || pad[0] != pad[1])
+			return bad_piece(ctx, p, "pooling takes square windows: one number each");
+		if (pad[0] > kk[0] / 2)
+			return bad_piece(ctx, p, "padding must be at most half the window");
+		num_name(name, sizeof name, "pool", ++c->pool);
+		return k[0] == 'm' ? tg_maxpool2d_layer(ctx, kk[0], st[0], pad[0], name)
+				   : tg_avgpool2d_layer(ctx, kk[0], st[0], pad[0], name);
+	}
 	if (!strcmp(k, "flatten")) {
 		if (!words_at_most(ctx, p, 1))
 			return NULL;
@@ -542,7 +611,8 @@ static tg_module *parse_piece(tg_ctx *ctx, piece *p, counts *c, const tg_mlp_opt
 	}
 	char why[256];
 	snprintf(why, sizeof why,
-		 "unknown kind \"%s\"; expected linear, bn, ln, dropout, embedding, flatten or an "
+		 "unknown kind \"%s\"; expected linear, bn, ln, dropout, embedding, flatten, conv, "
+		 "maxpool, avgpool or an "
 		 "activation (relu, sigmoid, tanh, leaky_relu, elu, identity)",
 		 k);
 	return bad_piece(ctx, p, why);
@@ -608,4 +678,186 @@ tg_module *tg_model_parse(tg_ctx *ctx, const char *arch, const tg_mlp_opts *opts
 	if (!*arch || (*arch >= '0' && *arch <= '9'))
 		return build_mlp(ctx, arch, &o);
 	return build_full(ctx, arch, &o);
+}
+
+/* ---- the short form for images ------------------------------------------------------- */
+
+#define TG_CNN_DEFAULT "conv32:3p1-pool2-conv64:3p1-pool2-128-10"
+
+typedef struct {
+	const char *arch; /* as given, for messages */
+	int index;	  /* 1-based */
+	const char *text; /* the piece */
+	int len;
+	int64_t c, h, w; /* the shape going in; h = 0 once flattened (c features) */
+} short_piece;
+
+static tg_module *bad_short(tg_ctx *ctx, const short_piece *p, const char *why)
+{
+	char shape[96];
+	if (p->h)
+		snprintf(shape, sizeof shape, "(N,%lld,%lld,%lld)", (long long)p->c,
+			 (long long)p->h, (long long)p->w);
+	else
+		snprintf(shape, sizeof shape, "(N,%lld)", (long long)p->c);
+	return tg_fail(ctx, TG_EARG, "tg_model_parse_image: \"%s\": piece %d \"%.*s\" on input %s: %s",
+		       p->arch, p->index, p->len, p->text, shape, why);
+}
+
+/* A number from 1 (or 0 when zero_ok) to 65535 at *s, moving *s past it. */
+static bool short_num(const char **s, const char *end, bool zero_ok, int64_t *out)
+{
+	int64_t v = 0;
+	const char *q = *s;
+	while (q < end && *q >= '0' && *q <= '9' && v <= 65535)
+		v = v * 10 + (*q++ - '0');
+	if (q == *s || v > 65535 || (v == 0 && !zero_ok))
+		return false;
+	*s = q;
+	*out = v;
+	return true;
+}
+
+/* floor((n + 2 pad - (k - 1) - 1) / stride) + 1, or 0 when the window does
+ * not fit. */
+static int64_t out_side(int64_t n, int64_t k, int64_t stride, int64_t pad)
+{
+	int64_t span = n + 2 * pad - k;
+	return span < 0 ? 0 : span / stride + 1;
+}
+
+static bool append(char *buf, size_t size, size_t *len, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf + *len, size - *len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= size - *len)
+		return false;
+	*len += (size_t)n;
+	return true;
+}
+
+/* The full form of a short one into out; false after recording why not. */
+static bool expand_short(tg_ctx *ctx, const char *arch, int64_t c, int64_t h, int64_t w,
+			 char *out, size_t size)
+{
+	const char *s = strcmp(arch, "cnn") ? arch : TG_CNN_DEFAULT;
+	size_t len = 0;
+	out[0] = '\0';
+	bool fit = true, flat = false;
+	short_piece p = {.arch = arch, .c = c, .h = h, .w = w};
+	for (int i = 1;; i++) {
+		size_t n = strcspn(s, "-");
+		const char *end = s + n, *q = s;
+		p.index = i;
+		p.text = s;
+		p.len = (int)n;
+		bool last = !*end;
+		int64_t v, k, pad = 0, stride = 1;
+		char why[160];
+		if (!strncmp(q, "conv", 4)) {
+			q += 4;
+			if (flat) {
+				bad_short(ctx, &p, "a convolution must come before the linear layers");
+				return false;
+			}
+			if (!short_num(&q, end, false, &v) || q >= end || *q++ != ':' ||
+			    !short_num(&q, end, false, &k)) {
+				bad_short(ctx, &p, "expected convO:K, as \"conv32:3\"");
+				return false;
+			}
+			while (q < end) {
+				char opt = *q++;
+				bool ok = (opt == 'p' && short_num(&q, end, true, &pad)) ||
+					  (opt == 's' && short_num(&q, end, false, &stride));
+				if (!ok) {
+					bad_short(ctx, &p,
+						  "after convO:K only pP (padding) and sS (stride), "
+						  "as \"conv32:3p1s2\"");
+					return false;
+				}
+			}
+			int64_t oh = out_side(p.h, k, stride, pad), ow = out_side(p.w, k, stride, pad);
+			if (!oh || !ow) {
+				snprintf(why, sizeof why,
+					 "a %lldx%lld kernel with padding %lld does not fit",
+					 (long long)k, (long long)k, (long long)pad);
+				bad_short(ctx, &p, why);
+				return false;
+			}
+			fit = fit && append(out, size, &len, "%sconv:%lld:%lld:%lld:%lld:%lld,relu",
+					    len ? "," : "", (long long)p.c, (long long)v,
+					    (long long)k, (long long)stride, (long long)pad);
+			p.c = v;
+			p.h = oh;
+			p.w = ow;
+		} else if (!strncmp(q, "pool", 4) || !strncmp(q, "maxpool", 7) ||
+			   !strncmp(q, "avgpool", 7)) {
+			bool avg = *q == 'a';
+			q += *q == 'p' ? 4 : 7;
+			if (flat) {
+				bad_short(ctx, &p, "a pooling must come before the linear layers");
+				return false;
+			}
+			if (!short_num(&q, end, false, &k) || q != end) {
+				bad_short(ctx, &p, "expected poolK, as \"pool2\"");
+				return false;
+			}
+			int64_t oh = out_side(p.h, k, k, 0), ow = out_side(p.w, k, k, 0);
+			if (!oh || !ow) {
+				snprintf(why, sizeof why, "a %lldx%lld window does not fit",
+					 (long long)k, (long long)k);
+				bad_short(ctx, &p, why);
+				return false;
+			}
+			fit = fit && append(out, size, &len, "%s%s:%lld", len ? "," : "",
+					    avg ? "avgpool" : "maxpool", (long long)k);
+			p.h = oh;
+			p.w = ow;
+		} else {
+			if (!short_num(&q, end, false, &v) || q != end) {
+				bad_short(ctx, &p,
+					  "expected convO:K[pP][sS], poolK, avgpoolK or a layer "
+					  "size");
+				return false;
+			}
+			int64_t d = flat ? p.c : p.c * p.h * p.w;
+			if (!flat)
+				fit = fit && append(out, size, &len, "%sflatten", len ? "," : "");
+			fit = fit && append(out, size, &len, ",linear:%lld:%lld%s", (long long)d,
+					    (long long)v, last ? "" : ",relu");
+			flat = true;
+			p.c = v;
+			p.h = p.w = 0;
+		}
+		if (!fit) {
+			bad_short(ctx, &p, "the architecture is too long");
+			return false;
+		}
+		if (last)
+			return true;
+		s = end + 1;
+	}
+}
+
+tg_module *tg_model_parse_image(tg_ctx *ctx, const char *arch, int64_t c, int64_t h, int64_t w,
+				const tg_mlp_opts *opts)
+{
+	if (!ctx || !tg_ok(ctx))
+		return NULL;
+	if (!arch)
+		return tg_fail(ctx, TG_ENULL, "tg_model_parse_image: the architecture string is NULL");
+	if (c < 1 || h < 1 || w < 1 || c > INT32_MAX || h > INT32_MAX || w > INT32_MAX)
+		return tg_fail(ctx, TG_EARG,
+			       "tg_model_parse_image: \"%s\": image shape (%lld,%lld,%lld) must be "
+			       "positive",
+			       arch, (long long)c, (long long)h, (long long)w);
+	if (!*arch)
+		return tg_fail(ctx, TG_EARG, "tg_model_parse_image: the architecture string is empty");
+	char full[4096];
+	if (!expand_short(ctx, arch, c, h, w, full, sizeof full))
+		return NULL;
+	tg_mlp_opts o = opts ? *opts : tg_mlp_defaults();
+	return build_full(ctx, full, &o);
 }

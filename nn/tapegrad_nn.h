@@ -361,6 +361,22 @@ TG_API tg_module *tg_embedding_table(tg_ctx *ctx, tg_dtype dt, int64_t v, int64_
 				     const char *name);
 /* (N, ...) -> (N, prod(...)); a (N,M) input is returned as it is. Spec "flatten". */
 TG_API tg_module *tg_flatten(tg_ctx *ctx, const char *name);
+/* Convolution as tg_conv2d: x (N,C,H,W) -> (N,O,OH,OW) with W (O, C/groups,
+ * kh, kw) drawn from N(0, std^2), std = tg_init_std(init, fan_in, fan_out)
+ * with fan_in = C/groups*kh*kw and fan_out = O/groups*kh*kw (He: sqrt(2 /
+ * fan_in)), b (O) zeros; W decays, b does not. opts NULL: TG_CONV_DEFAULTS.
+ * Spec "conv:C:O:k[:s[:p[:d[:g]]]]" (trailing defaults left out; a side pair
+ * that differs is written "3x5"). */
+TG_API tg_module *tg_conv2d_layer(tg_ctx *ctx, tg_dtype dt, int64_t c_in, int64_t c_out, int kh,
+				  int kw, const tg_conv_opts *opts, tg_init init,
+				  const char *name);
+/* tg_max_pool2d / tg_avg_pool2d over k x k windows; stride 0 means k,
+ * padding in [0, k/2]. No parameters. Spec "maxpool:k[:s[:p]]",
+ * "avgpool:k[:s[:p]]" (s left out when it is k, p when 0). */
+TG_API tg_module *tg_maxpool2d_layer(tg_ctx *ctx, int k, int stride, int padding,
+				     const char *name);
+TG_API tg_module *tg_avgpool2d_layer(tg_ctx *ctx, int k, int stride, int padding,
+				     const char *name);
 
 /* An architecture string, as tg_module_spec writes it and checkpoints keep
  * it, back into a model (a sequential without a name): "784-100-10" (a string
@@ -371,11 +387,29 @@ TG_API tg_module *tg_flatten(tg_ctx *ctx, const char *name);
  * eps and avg_decay; modules are named by kind and count as tg_mlp_new
  * names them: linear fc1, fc2, ...; bn bn1, ...; ln ln1, ...; embedding
  * emb1, ...; activations act1, ...; dropout dropout1, ...; flatten
- * flatten1, .... So tg_model_parse(tg_module_spec(m)) rebuilds a model that
+ * flatten1, ...; conv conv1, ...; maxpool and avgpool pool1, .... So
+ * tg_model_parse(tg_module_spec(m)) rebuilds a model that
  * tg_model_parse made with the same architecture and tensor names (fresh
  * values). NULL and TG_EARG naming the piece and what is wrong with it.
  * opts may be NULL for tg_mlp_defaults. malloc'd: tg_module_free */
 TG_API tg_module *tg_model_parse(tg_ctx *ctx, const char *arch, const tg_mlp_opts *opts);
+/* A small CNN for images (N,c,h,w) from a short form, pieces joined by '-':
+ *	convO:K[pP][sS]  convolution to O channels, K x K kernel, padding P
+ *	                 and stride S (0 and 1 unless given), then relu
+ *	poolK            max pooling K x K at stride K
+ *	avgpoolK         average pooling likewise
+ *	M                a linear layer to M features; flatten is put before the
+ *	                 first, relu after every one but the last piece
+ * or "cnn", which is "conv32:3p1-pool2-conv64:3p1-pool2-128-10" (for 1x28x28
+ * images). The linear layers' input sizes and each conv's input channels
+ * come from the shapes. The model is the same as tg_model_parse of the full
+ * form it writes (tg_module_spec), e.g. "conv:1:32:3:1:1,relu,maxpool:2,
+ * ...,flatten,linear:3136:128,relu,linear:128:10", with the same names
+ * (conv1, act1, pool1, ..., fc1). opts as tg_model_parse. NULL and TG_EARG
+ * naming the bad piece and the shape it gets, e.g. a pooling window larger
+ * than the image. malloc'd: tg_module_free */
+TG_API tg_module *tg_model_parse_image(tg_ctx *ctx, const char *arch, int64_t c, int64_t h,
+				       int64_t w, const tg_mlp_opts *opts);
 
 /* ---- optimizers ---------------------------------------------------------------------- */
 /* Update rules, as the book's common/optimizer.py (g the gradient, p the

@@ -250,7 +250,7 @@ static void parse_errors_name_the_bad_piece(void **state)
 		const char *arch, *why;
 	} rows[] = {
 	    {"linear:784", "piece 1 \"linear:784\": size 2 is missing"},
-	    {"linear:784:100,conv:3", "piece 2 \"conv:3\": unknown kind \"conv\""},
+	    {"linear:784:100,deconv:3", "piece 2 \"deconv:3\": unknown kind \"deconv\""},
 	    {"linear:0:10", "piece 1 \"linear:0:10\": size 1 \"0\" must be an integer"},
 	    {"relu,bn:0", "piece 2 \"bn:0\": size 1 \"0\""},
 	    {"embedding:10:x", "piece 1 \"embedding:10:x\": size 2 \"x\""},
@@ -470,6 +470,291 @@ static void misuse_is_a_named_error(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* ---- convolution and pooling modules ------------------------------------------------ */
+
+static void conv_and_pool_modules_equal_the_ops_they_wrap(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_init he = {TG_INIT_HE, 0};
+	tg_conv_opts o = {{2, 1}, {1, 0}, {1, 2}, 2};
+	tg_module *c = tg_conv2d_layer(ctx, TG_F64, 4, 6, 3, 2, &o, he, "c");
+	assert_non_null(c);
+	tg_tensor *W = c->params[0], *b = c->params[1];
+	assert_int_equal(c->nparams, 2);
+	assert_int_equal(tg_ndim(W), 4);
+	int64_t wshape[4] = {6, 2, 3, 2};
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(tg_dim(W, i), wshape[i]);
+	assert_string_equal(tg_name(W), "c.W");
+	assert_string_equal(tg_name(b), "c.b");
+	assert_true(tg_decays(W));
+	assert_false(tg_decays(b));
+	assert_true(tg_requires_grad(W) && tg_requires_grad(b));
+	double zeros[6] = {0};
+	assert_values(b, zeros, 6, 0);
+	tg_tensor *x = tg_randn(ctx, TG_F64, SHAPE(2, 4, 7, 6), 0.0, 1.0);
+	tg_tensor *y = tg_forward(c, x);
+	assert_ctx_ok(ctx);
+	/* H: (7 + 2 - 3) / 2 + 1 = 4; W: (6 - 2*(2-1) - 1) / 1 + 1 = 4 */
+	assert_int_equal(tg_dim(y, 1), 6);
+	assert_int_equal(tg_dim(y, 2), 4);
+	assert_int_equal(tg_dim(y, 3), 4);
+	assert_same_bits(y, tg_conv2d(x, W, b, &o));
+	char buf[64];
+	tg_module_spec(c, buf, sizeof buf);
+	assert_string_equal(buf, "conv:4:6:3x2:2x1:1x0:1x2:2");
+
+	/* He by fan-in C/groups*kH*kW = 16*3*3 = 144: std sqrt(2/144) = 0.11785 */
+	tg_module *big = tg_conv2d_layer(ctx, TG_F64, 16, 64, 3, 3, NULL, he, "big");
+	tg_tensor *bw = big->params[0];
+	double ss = 0;
+	for (size_t i = 0; i < tg_numel(bw); i++)
+		ss += tg_get(bw, i) * tg_get(bw, i);
+	assert_int_equal(tg_numel(bw), 64 * 16 * 9);
+	assert_near(sqrt(ss / (double)tg_numel(bw)), sqrt(2.0 / 144), 0.03 * sqrt(2.0 / 144));
+	tg_module_spec(big, buf, sizeof buf);
+	assert_string_equal(buf, "conv:16:64:3");
+
+	/* pooling: the ops, and hand-computed values */
+	tg_module *mp = tg_maxpool2d_layer(ctx, 2, 0, 0, "p");
+	tg_module *ap = tg_avgpool2d_layer(ctx, 3, 1, 1, "q");
+	assert_int_equal(mp->nparams + ap->nparams, 0);
+	assert_same_bits(tg_forward(mp, x), tg_max_pool2d(x, 2, 2, 0));
+	assert_same_bits(tg_forward(ap, x), tg_avg_pool2d(x, 3, 1, 1));
+	tg_tensor *s = f64(ctx, SHAPE(1, 1, 2, 2), (double[]){1, 2, 3, 4});
+	assert_values(tg_forward(mp, s), (double[]){4}, 1, 0);
+	/* 3x3 windows padded by 1, divided by 9: each corner sees all four */
+	assert_values(tg_forward(ap, s), (double[]){10.0 / 9, 10.0 / 9, 10.0 / 9, 10.0 / 9}, 4,
+		      1e-15);
+	tg_module_spec(mp, buf, sizeof buf);
+	assert_string_equal(buf, "maxpool:2");
+	tg_module_spec(ap, buf, sizeof buf);
+	assert_string_equal(buf, "avgpool:3:1:1");
+	assert_ctx_ok(ctx);
+	tg_module_free(c);
+	tg_module_free(big);
+	tg_module_free(mp);
+	tg_module_free(ap);
+	tg_ctx_free(ctx);
+}
+
+static void a_cnn_spec_reads_back_with_its_names(void **state)
+{
+	(void)state;
+	static const char *const arch = "conv:4:6:3x2:2:1:1:2,relu,maxpool:2,avgpool:3:1:1,"
+					"conv:6:8:3:1:1:2,flatten,linear:8:3";
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_mlp_opts mo = tg_mlp_defaults();
+	mo.dtype = TG_F64;
+	tg_module *m = tg_model_parse(ctx, arch, &mo);
+	assert_non_null(m);
+	char buf[256], again[256];
+	assert_int_equal(tg_module_spec(m, buf, sizeof buf), (int)strlen(arch));
+	assert_string_equal(buf, arch);
+	tg_module *r = tg_model_parse(ctx, buf, &mo);
+	tg_module_spec(r, again, sizeof again);
+	assert_string_equal(again, arch);
+	static const char *const names[] = {"conv1.W", "conv1.b", "conv2.W",
+					    "conv2.b", "fc1.W",	  "fc1.b"};
+	tg_tensor *t1[8], *t2[8];
+	assert_int_equal(tg_module_tensors(m, t1, 8), LEN(names));
+	assert_int_equal(tg_module_tensors(r, t2, 8), LEN(names));
+	for (size_t i = 0; i < LEN(names); i++) {
+		assert_string_equal(tg_name(t1[i]), names[i]);
+		assert_string_equal(tg_name(t2[i]), names[i]);
+		assert_int_equal(tg_decays(t1[i]), i % 2 == 0);
+	}
+	assert_string_equal(m->children[2]->name, "pool1");
+	assert_string_equal(m->children[3]->name, "pool2");
+	/* (2,4,12,12) -> conv (2,6,6,7) -> maxpool (2,6,3,3) -> avgpool (2,6,3,3)
+	 * -> conv dilation 2 (2,8,1,1) -> (2,8) -> (2,3) */
+	tg_tensor *y = tg_forward(r, tg_randn(ctx, TG_F64, SHAPE(2, 4, 12, 12), 0, 1));
+	assert_ctx_ok(ctx);
+	assert_int_equal(tg_ndim(y), 2);
+	assert_int_equal(tg_dim(y, 0), 2);
+	assert_int_equal(tg_dim(y, 1), 3);
+	tg_module_free(m);
+	tg_module_free(r);
+	tg_ctx_free(ctx);
+}
+
+static void the_short_cnn_form_builds_the_recipe(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_module *m = tg_model_parse_image(ctx, "cnn", 1, 28, 28, NULL);
+	tg_module *same = tg_model_parse_image(ctx, "conv32:3p1-pool2-conv64:3p1-pool2-128-10", 1,
+					       28, 28, NULL);
+	assert_non_null(m);
+	assert_non_null(same);
+	static const char *const full =
+	    "conv:1:32:3:1:1,relu,maxpool:2,conv:32:64:3:1:1,relu,maxpool:2,flatten,"
+	    "linear:3136:128,relu,linear:128:10";
+	char buf[256];
+	tg_module_spec(m, buf, sizeof buf);
+	assert_string_equal(buf, full);
+	tg_module_spec(same, buf, sizeof buf);
+	assert_string_equal(buf, full);
+	static const struct {
+		const char *name;
+		int nd;
+		int64_t shape[4];
+	} want[] = {
+	    {"conv1.W", 4, {32, 1, 3, 3}}, {"conv1.b", 1, {32}},  {"conv2.W", 4, {64, 32, 3, 3}},
+	    {"conv2.b", 1, {64}},	   {"fc1.W", 2, {3136, 128}}, {"fc1.b", 1, {128}},
+	    {"fc2.W", 2, {128, 10}},	   {"fc2.b", 1, {10}},
+	};
+	tg_tensor *p[16];
+	assert_int_equal(tg_module_params(m, p, 16), LEN(want));
+	for (size_t i = 0; i < LEN(want); i++) {
+		assert_string_equal(tg_name(p[i]), want[i].name);
+		assert_int_equal(tg_ndim(p[i]), want[i].nd);
+		for (int d = 0; d < want[i].nd; d++)
+			assert_int_equal(tg_dim(p[i], d), want[i].shape[d]);
+	}
+	tg_tensor *y = tg_forward(m, tg_randn(ctx, TG_F32, SHAPE(3, 1, 28, 28), 0, 1));
+	assert_ctx_ok(ctx);
+	assert_int_equal(tg_ndim(y), 2);
+	assert_int_equal(tg_dim(y, 0), 3);
+	assert_int_equal(tg_dim(y, 1), 10);
+	for (size_t i = 0; i < 30; i++)
+		assert_true(isfinite(tg_get(y, i)));
+	/* stride, average pooling, a single linear layer with no relu after it */
+	tg_module *s = tg_model_parse_image(ctx, "conv8:5s2-avgpool2-16", 3, 9, 9, NULL);
+	tg_module_spec(s, buf, sizeof buf);
+	assert_string_equal(buf, "conv:3:8:5:2,relu,avgpool:2,flatten,linear:8:16");
+	assert_ctx_ok(ctx);
+	tg_module_free(s);
+	tg_module_free(m);
+	tg_module_free(same);
+	tg_ctx_free(ctx);
+}
+
+static void a_tiny_cnn_learns_left_from_right(void **state)
+{
+	(void)state;
+	/* class 0: the left half of a 6x6 image is bright; class 1: the right */
+	enum { N = 8, S = 6 };
+	double px[N * S * S];
+	int32_t lab[N];
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *noise = tg_randn(ctx, TG_F64, SHAPE(N * S * S), 0, 0.1);
+	for (int n = 0; n < N; n++) {
+		lab[n] = n % 2;
+		for (int i = 0; i < S * S; i++) {
+			bool left = i % S < S / 2;
+			px[n * S * S + i] = (left == (lab[n] == 0) ? 1.0 : 0.0) +
+					    tg_get(noise, (size_t)(n * S * S + i));
+		}
+	}
+	tg_tensor *x = tg_keep(f64(ctx, SHAPE(N, 1, S, S), px));
+	tg_tensor *y = tg_keep(tg_from_i32(ctx, SHAPE(N), lab));
+	tg_mlp_opts mo = tg_mlp_defaults();
+	mo.dtype = TG_F64;
+	tg_module *m = tg_model_parse_image(ctx, "conv4:3p1-pool2-2", 1, S, S, &mo);
+	assert_non_null(m);
+	tg_tensor *p[8];
+	size_t np = tg_module_params(m, p, 8);
+	assert_int_equal(np, 4);
+	tg_optim_opts oo = tg_optim_defaults(TG_SGD);
+	oo.lr = 0.1;
+	tg_optim *opt = tg_optim_new(ctx, p, np, &oo);
+	double first = 0, last = 0;
+	for (int step = 0; step < 30; step++) {
+		tg_tensor *loss = tg_cross_entropy(tg_forward(m, x), y);
+		last = tg_item(loss);
+		if (step == 0)
+			first = last;
+		tg_optim_zero_grad(opt);
+		tg_backward(loss);
+		tg_optim_step(opt);
+		tg_reset(ctx);
+	}
+	assert_ctx_ok(ctx);
+	/* two balanced classes start near ln 2 */
+	if (!(first > 0.3 && last < 0.5 * first))
+		fail_msg("loss went from %g to %g; expected it at least halved", first, last);
+	tg_optim_free(opt);
+	tg_module_free(m);
+	tg_ctx_free(ctx);
+}
+
+static void cnn_misuse_is_a_named_error(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_init he = {TG_INIT_HE, 0};
+	tg_conv_opts g3 = {{1, 1}, {0, 0}, {1, 1}, 3};
+	assert_null(tg_conv2d_layer(ctx, TG_F32, 4, 6, 3, 3, &g3, he, "c"));
+	assert_error(ctx, TG_EARG, "tg_conv2d_layer: \"c\": groups 3 must divide c_in 4");
+	tg_clear_error(ctx);
+	tg_conv_opts s0 = {{0, 1}, {0, 0}, {1, 1}, 1};
+	assert_null(tg_conv2d_layer(ctx, TG_F32, 4, 6, 3, 3, &s0, he, "c"));
+	assert_error(ctx, TG_EARG, "stride (0,1)");
+	tg_clear_error(ctx);
+	assert_null(tg_conv2d_layer(ctx, TG_F32, 4, 6, 0, 3, NULL, he, "c"));
+	assert_error(ctx, TG_EARG, "sizes 0 and 3 must be positive");
+	tg_clear_error(ctx);
+	assert_null(tg_maxpool2d_layer(ctx, 2, 2, 2, "p"));
+	assert_error(ctx, TG_EARG, "tg_maxpool2d_layer: \"p\": kernel 2 and stride 2");
+	tg_clear_error(ctx);
+	assert_null(tg_avgpool2d_layer(ctx, 0, 1, 0, "q"));
+	assert_error(ctx, TG_EARG, "tg_avgpool2d_layer");
+	tg_clear_error(ctx);
+	/* a wrong input reaches the op's own error */
+	tg_module *c = tg_conv2d_layer(ctx, TG_F32, 4, 6, 3, 3, NULL, he, "c");
+	assert_null(tg_forward(c, tg_ones(ctx, TG_F32, SHAPE(2, 3, 8, 8))));
+	assert_error(ctx, TG_ESHAPE, "tg_conv2d");
+	tg_clear_error(ctx);
+	tg_module_free(c);
+
+	static const struct {
+		const char *arch, *why;
+	} full[] = {
+	    {"conv:1:8", "piece 1 \"conv:1:8\": the kernel size is missing"},
+	    {"conv:1:8:0", "value 3 \"0\" must be an integer from 1"},
+	    {"conv:1:8:3x", "value 3 \"3x\""},
+	    {"conv:4:8:3:1:0:1:3", "groups must divide both channel counts"},
+	    {"conv:1:8:3:1:0:1:1:9", "too many values"},
+	    {"maxpool", "the window size is missing"},
+	    {"maxpool:3:1:2", "padding must be at most half the window"},
+	    {"avgpool:2x3", "square windows"},
+	};
+	for (size_t i = 0; i < LEN(full); i++) {
+		assert_null(tg_model_parse(ctx, full[i].arch, NULL));
+		assert_error(ctx, TG_EARG, full[i].why);
+		tg_clear_error(ctx);
+	}
+	static const struct {
+		const char *arch, *why;
+	} shortf[] = {
+	    {"conv32:3-pool8-10", "piece 2 \"pool8\" on input (N,32,4,4): a 8x8 window does not fit"},
+	    {"conv8:7-10", "piece 1 \"conv8:7\" on input (N,1,6,6): a 7x7 kernel with padding 0"},
+	    {"16-conv8:3", "piece 2 \"conv8:3\" on input (N,16): a convolution must come before"},
+	    {"16-pool2", "a pooling must come before"},
+	    {"conv8", "expected convO:K"},
+	    {"conv8:3q1", "only pP (padding) and sS (stride)"},
+	    {"conv8:3s0", "only pP"},
+	    {"pool2x", "expected poolK"},
+	    {"conv8:3--10", "piece 2 \"\" on input (N,8,4,4): expected convO:K[pP][sS]"},
+	    {"mlp", "piece 1 \"mlp\""},
+	};
+	for (size_t i = 0; i < LEN(shortf); i++) {
+		assert_null(tg_model_parse_image(ctx, shortf[i].arch, 1, 6, 6, NULL));
+		assert_error(ctx, TG_EARG, "tg_model_parse_image");
+		assert_error(ctx, TG_EARG, shortf[i].why);
+		tg_clear_error(ctx);
+	}
+	assert_null(tg_model_parse_image(ctx, "cnn", 1, 0, 28, NULL));
+	assert_error(ctx, TG_EARG, "image shape (1,0,28) must be positive");
+	tg_clear_error(ctx);
+	assert_null(tg_model_parse_image(ctx, NULL, 1, 28, 28, NULL));
+	assert_error(ctx, TG_ENULL, "tg_model_parse_image");
+	tg_clear_error(ctx);
+	tg_ctx_free(ctx);
+}
+
 /* ---- every failing allocation while building and running one ------------------------ */
 
 typedef struct {
@@ -492,17 +777,21 @@ static void counting_free(void *p, void *user)
 }
 
 /* Builds a model of every built-in kind and runs a step; whether it failed. */
-static bool build_and_step(long fail_at, long *calls)
+static bool build_and_step(long fail_at, long *calls, bool cnn)
 {
 	counting c = {.fail_at = fail_at};
 	tg_allocator a = {counting_alloc, counting_free, &c};
 	tg_ctx *ctx = tg_ctx_new_with(7, &a);
 	bool failed = !ctx;
 	if (ctx) {
-		tg_module *m = tg_model_parse(
-		    ctx, "embedding:5:4,flatten,linear:4:3,bn:3,relu,ln:3,dropout:0.5,linear:3:2",
-		    NULL);
-		tg_tensor *idx = tg_from_i32(ctx, SHAPE(4), (int32_t[]){0, 1, 4, 2});
+		tg_module *m =
+		    cnn ? tg_model_parse_image(ctx, "conv2:3p1-pool2-avgpool1-3", 1, 4, 4, NULL)
+			: tg_model_parse(ctx,
+					 "embedding:5:4,flatten,linear:4:3,bn:3,relu,ln:3,"
+					 "dropout:0.5,linear:3:2",
+					 NULL);
+		tg_tensor *idx = cnn ? tg_randn(ctx, TG_F32, SHAPE(2, 1, 4, 4), 0, 1)
+				     : tg_from_i32(ctx, SHAPE(4), (int32_t[]){0, 1, 4, 2});
 		failed = !m || tg_backward(tg_sum(tg_forward(m, idx))) != 0;
 		if (failed)
 			assert_error(ctx, TG_ENOMEM, "out of memory");
@@ -520,12 +809,14 @@ static bool build_and_step(long fail_at, long *calls)
 static void every_failing_allocation_is_a_clean_enomem(void **state)
 {
 	(void)state;
-	long total, calls, failures = 0;
-	assert_false(build_and_step(0, &total));
-	assert_true(total > 10);
-	for (long n = 1; n <= total; n++)
-		failures += build_and_step(n, &calls);
-	assert_int_equal(failures, total);
+	for (int cnn = 0; cnn < 2; cnn++) {
+		long total, calls, failures = 0;
+		assert_false(build_and_step(0, &total, cnn));
+		assert_true(total > 10);
+		for (long n = 1; n <= total; n++)
+			failures += build_and_step(n, &calls, cnn);
+		assert_int_equal(failures, total);
+	}
 }
 
 int main(void)
@@ -541,6 +832,11 @@ int main(void)
 	    cmocka_unit_test(embedding_looks_up_rows_of_an_index_tensor),
 	    cmocka_unit_test(a_partly_built_sequential_frees_cleanly),
 	    cmocka_unit_test(misuse_is_a_named_error),
+	    cmocka_unit_test(conv_and_pool_modules_equal_the_ops_they_wrap),
+	    cmocka_unit_test(a_cnn_spec_reads_back_with_its_names),
+	    cmocka_unit_test(the_short_cnn_form_builds_the_recipe),
+	    cmocka_unit_test(a_tiny_cnn_learns_left_from_right),
+	    cmocka_unit_test(cnn_misuse_is_a_named_error),
 	    cmocka_unit_test(every_failing_allocation_is_a_clean_enomem),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
