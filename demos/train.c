@@ -686,6 +686,7 @@ typedef struct saver {
 	const char *arch, *dtype, *data, *optim, *schedule;
 	double lr, weight_decay;
 	int64_t train[5];     /* batch, seed, replace, drop_last, epochs */
+	int64_t saved_epoch;  /* the last epoch saved, -1: none yet */
 	bool failed;
 } saver;
 
@@ -722,8 +723,10 @@ static int save_run(saver *sv, const char *path, int64_t epoch, int64_t iter)
 static bool save_epoch(const tg_metrics *m, void *user)
 {
 	saver *sv = user;
-	if (save_run(sv, sv->path, m->epoch, m->iter) == 0)
+	if (save_run(sv, sv->path, m->epoch, m->iter) == 0) {
+		sv->saved_epoch = m->epoch;
 		return true;
+	}
 	sv->failed = true;
 	return false;
 }
@@ -831,6 +834,12 @@ int main(int argc, char **argv)
 		read_run(ctx, "--load", c.load, &file);
 	}
 	apply_preset(&c);
+	{ /* a bad --schedule is found before the data is loaded */
+		tg_schedule probe;
+		check_option(ctx, tg_schedule_parse(ctx, c.schedule, c.lr > 0 ? c.lr : 0.001,
+						    c.iters ? INT32_MAX : c.epochs, &probe),
+			     "--schedule");
+	}
 	tg_set_threads(ctx, c.threads);
 
 	tg_mlp_opts mo = tg_mlp_defaults();
@@ -1033,6 +1042,7 @@ int main(int argc, char **argv)
 		.arch = arch, .dtype = c.dtype, .data = c.data, .optim = tg_optim_name(kind),
 		.schedule = c.schedule, .lr = oo.lr, .weight_decay = c.weight_decay,
 		.train = { c.batch, (int64_t)c.seed, c.replace, to.drop_last, c.epochs },
+		.saved_epoch = -1,
 	};
 	if (c.save) {
 		to.on_epoch = save_epoch;
@@ -1081,9 +1091,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: training stopped after %lld step%s (in epoch %lld): %s\n",
 			prog, (long long)last.iter, last.iter == 1 ? "" : "s",
 			(long long)last.epoch + 1, tg_error(ctx));
-		if (c.save)
-			fprintf(stderr, "%s: %s holds the run as its last whole epoch left it\n",
-				prog, c.save);
+		if (c.save && sv.saved_epoch < 0)
+			fprintf(stderr, "%s: nothing saved; %s is as it was\n", prog, c.save);
+		else if (c.save)
+			fprintf(stderr, "%s: %s holds the run after epoch %lld (--resume it)\n",
+				prog, c.save, (long long)sv.saved_epoch);
 		rc = 1;
 		goto out;
 	}
