@@ -22,15 +22,16 @@ run() {
 	fi
 }
 
-# straight DATA ARGS...: 4 epochs straight into A, 2 into B and resumed to 4;
-# the two files must be the same bytes. The schedule gives its T (cosine:4)
-# so that the 2-epoch run's rates are those of the first 2 of 4.
+# straight_vs_resumed DATA SCHEDULE ARGS...: 4 epochs straight into A, 2
+# into B and resumed to 4; the two files must be the same bytes. The
+# schedule must not depend on --epochs (cosine:4 gives its T) so that the
+# 2-epoch run's rates are those of the first 2 of 4.
 straight_vs_resumed() {
-	data=$1
-	shift
+	data=$1 sched=$2
+	shift 2
 	rm -f "$dir/A" "$dir/B"
-	run "$data-A" --data "$data" "$@" --schedule cosine:4 --epochs 4 --save "$dir/A"
-	run "$data-B" --data "$data" "$@" --schedule cosine:4 --epochs 2 --save "$dir/B"
+	run "$data-A" --data "$data" "$@" --schedule "$sched" --epochs 4 --save "$dir/A"
+	run "$data-B" --data "$data" "$@" --schedule "$sched" --epochs 2 --save "$dir/B"
 	cp "$dir/B" "$dir/B2"
 	run "$data-R" --data "$data" --resume "$dir/B" --epochs 4 --save "$dir/B"
 	if ! cmp "$dir/A" "$dir/B"; then
@@ -57,10 +58,13 @@ straight_vs_resumed() {
 	fi
 }
 
-straight_vs_resumed digits --hidden 32 --batch 64
-straight_vs_resumed diabetes --batch 64
-# with dropout (the generator draws masks) and Adam's moments too
-straight_vs_resumed digits --hidden 16 --no-bn --dropout 0.2 --batch 128
+straight_vs_resumed digits cosine:4 --hidden 32 --batch 64
+straight_vs_resumed diabetes cosine:4 --batch 64
+# with dropout (the generator draws masks)
+straight_vs_resumed digits cosine:4 --hidden 16 --no-bn --dropout 0.2 --batch 128
+# plateau's best loss and count carry over (patience 0: it cuts the rate
+# after any epoch without a better test loss)
+straight_vs_resumed diabetes plateau:0.5:0 --batch 16 --lr 0.05
 
 # --load takes the net from the file: the same test figures with no net
 # flags, with the ones it was made with, and a usage error naming both for
