@@ -66,8 +66,11 @@ static const char usage_text[] =
 	"training\n"
 	"  --optim NAME         adam (default), sgd, momentum, nesterov, adagrad, rmsprop\n"
 	"  --lr X               learning rate (default: the optimizer's; adam 0.001, sgd 0.01)\n"
-	"  --schedule NAME      cosine (default): the learning rate falls from --lr towards 0\n"
-	"                       along half a cosine, set at each epoch; constant: stays --lr\n"
+	"  --schedule SPEC      the learning rate by epoch, from --lr: cosine[:T[:MIN]] (default;\n"
+	"                       falls to MIN, 0, along half a cosine over T, the run's epochs),\n"
+	"                       constant, step:K[:G] (times G, 0.1, every K epochs), exp[:G],\n"
+	"                       warmup:W,cosine[:T[:MIN]], plateau[:F[:P[:TH[:MIN]]]] (times F\n"
+	"                       after P epochs without a better test loss)\n"
 	"  --weight-decay L     L2 weight decay on the weights (default: the data set's, else 0)\n"
 	"  --batch B            mini-batch size (default: the data set's); at most the number\n"
 	"                       of training samples\n"
@@ -82,8 +85,18 @@ static const char usage_text[] =
 	"                       step's (and past 100); by default that stops the run\n"
 	"output\n"
 	"  --log FILE.csv       write epoch,iter,train_loss,train_acc,test_loss,test_acc,seconds\n"
-	"  --save FILE          save the trained parameters (and batch-norm statistics)\n"
-	"  --load FILE          start from a checkpoint saved with the same net options\n"
+	"  --save FILE          save the run after every epoch and at the end: parameters,\n"
+	"                       batch-norm statistics, optimizer state, schedule, generator,\n"
+	"                       epoch, the architecture and the flags --resume needs\n"
+	"  --resume FILE        continue a --save'd run from its last epoch up to --epochs\n"
+	"                       (default: the file's); the data, net, optimizer, schedule,\n"
+	"                       batch and seed come from the file (giving one is an error;\n"
+	"                       --data may name the file's). Training E epochs straight and\n"
+	"                       resuming to E give the same file when the schedule does not\n"
+	"                       depend on --epochs (constant, or cosine:T with T given)\n"
+	"  --load FILE          start from a checkpoint: the net comes from the file (net\n"
+	"                       flags that disagree are an error); a version-1 file needs\n"
+	"                       the net flags it was saved with\n"
 	"  --load-nonfinite     let --load read a checkpoint holding NaN or Inf\n"
 	"  --eval-only          evaluate the --load'ed net on the test set; no training\n"
 	"  --quiet              no progress on stderr\n"
@@ -108,6 +121,9 @@ typedef struct config {
 	const char *save;
 	const char *load;
 	const char *schedule;
+	const char *resume;
+	const char *given[64]; /* the options given, for --resume and --load */
+	int ngiven;
 	double dropout;
 	double lr;            /* <= 0: the optimizer's default */
 	double weight_decay;
@@ -251,6 +267,8 @@ static config parse_args(int argc, char **argv)
 		if (flag) {
 			if (val)
 				usage_error("%s takes no value", a);
+			if (c.ngiven < 64)
+				c.given[c.ngiven++] = argv[i];
 			continue;
 		}
 		/* options with a value */
@@ -258,7 +276,7 @@ static config parse_args(int argc, char **argv)
 			"--data", "--layers", "--hidden", "--act", "--dropout", "--init",
 			"--optim", "--lr", "--batch", "--epochs", "--iters", "--weight-decay",
 			"--seed", "--threads", "--dtype", "--log", "--save", "--load", "--schedule",
-			NULL,
+			"--resume", NULL,
 		};
 		int k = 0;
 		while (with_value[k] && strcmp(a, with_value[k]))
@@ -270,6 +288,8 @@ static config parse_args(int argc, char **argv)
 				usage_error("%s needs a value", a);
 			val = argv[++i];
 		}
+		if (c.ngiven < 64)
+			c.given[c.ngiven++] = with_value[k];
 		if (!strcmp(a, "--data"))
 			c.data = val;
 		else if (!strcmp(a, "--layers"))
@@ -292,6 +312,8 @@ static config parse_args(int argc, char **argv)
 			c.load = val;
 		else if (!strcmp(a, "--schedule"))
 			c.schedule = val;
+		else if (!strcmp(a, "--resume"))
+			c.resume = val;
 		else if (!strcmp(a, "--dropout"))
 			c.dropout = parse_double(a, val);
 		else if (!strcmp(a, "--lr"))
@@ -330,17 +352,29 @@ static config parse_args(int argc, char **argv)
 		usage_error("--weight-decay must be a finite number >= 0");
 	if (strcmp(c.dtype, "f32") && strcmp(c.dtype, "f64"))
 		usage_error("--dtype is %s; it must be f32 or f64", c.dtype);
-	if (strcmp(c.schedule, "cosine") && strcmp(c.schedule, "constant"))
-		usage_error("--schedule is %s; it must be cosine or constant", c.schedule);
+	if (c.resume && (c.load || c.eval_only))
+		usage_error("--resume continues a run; give --load or --eval-only without it");
 	if (c.eval_only && !c.load)
 		usage_error("--eval-only needs --load FILE");
 	if (c.load_nonfinite && !c.load)
 		usage_error("--load-nonfinite needs --load FILE");
 	if (c.iters && c.epochs_given)
 		usage_error("give --epochs or --iters, not both");
-	apply_preset(&c);
 	return c;
 }
+
+/* The option (or flag) opt was given; its text, else NULL. */
+static const char *given(const config *c, const char *opt)
+{
+	for (int i = 0; i < c->ngiven; i++)
+		if (!strcmp(c->given[i], opt))
+			return c->given[i];
+	return NULL;
+}
+
+static const char *const net_flags[] = {
+	"--layers", "--hidden", "--act", "--bn", "--no-bn", "--dropout", "--init", "--dtype", NULL,
+};
 
 /* ---- paths proved before any work ------------------------------------------------- */
 
@@ -450,6 +484,7 @@ typedef struct data {
 	tg_task task;
 	int64_t outputs;      /* the net's: classes, or float targets */
 	const char *scaled;   /* what was standardised, or NULL */
+	tg_standardiser st;   /* when scaled */
 } data;
 
 /* The split of the data sets that come as one file with float targets: the
@@ -473,10 +508,9 @@ static int load_fixed(tg_ctx *ctx, data *d, const char *file, const tg_csv_optio
 	} else if (tg_dataset_split(split, &all, all.n / 5, &d->train, &d->test)) {
 		tg_fail(ctx, tg_status_of(split), "%s", tg_error(split));
 	} else {
-		tg_standardiser st;
-		rc = tg_standardiser_fit(ctx, &d->train, targets, &st) ||
-		     tg_standardiser_apply(ctx, &st, &d->train) ||
-		     tg_standardiser_apply(ctx, &st, &d->test) ? -1 : 0;
+		rc = tg_standardiser_fit(ctx, &d->train, targets, &d->st) ||
+		     tg_standardiser_apply(ctx, &d->st, &d->train) ||
+		     tg_standardiser_apply(ctx, &d->st, &d->test) ? -1 : 0;
 	}
 	tg_ctx_free(split);
 	tg_dataset_free(&all);
@@ -593,21 +627,108 @@ static void check_option(tg_ctx *ctx, int rc, const char *opt)
 	usage_error("%s: %s", opt, tg_error(ctx));
 }
 
-/* ---- the learning-rate schedule ---------------------------------------------------- */
+/* ---- a run's file: save and resume ------------------------------------------------- */
 
-typedef struct schedule {
-	tg_optim *opt;
-	double lr;        /* the starting rate */
-	int64_t epochs;   /* epochs planned */
-} schedule;
+/* What a --save'd run's file says beside its tensors (keys of tg_state). */
+typedef struct saved {
+	tg_state *st;
+	const char *arch, *dtype, *data, *optim, *schedule;
+	double lr, weight_decay;
+	int64_t batch, seed, replace, drop_last, epochs; /* "train" */
+	int64_t epoch, iter, steps;
+} saved;
 
-/* After epoch e of E: lr * (1 + cos(pi e / E)) / 2 for the next epoch. */
-static bool cosine_step(const tg_metrics *m, void *user)
+/* Reads path into ctx (exit 1 naming it and the reason when it can't be
+ * read). */
+static void read_run(tg_ctx *rctx, const char *opt, const char *path, saved *s)
 {
-	const schedule *s = user;
-	double f = 0.5 * (1 + cos(M_PI * (double)m->epoch / (double)s->epochs));
-	tg_optim_set_lr(s->opt, s->lr * f);
-	return true;
+	*s = (saved){ 0 };
+	if (tg_checkpoint_read(rctx, path, &s->st)) {
+		fprintf(stderr, "%s: %s %s: %s\n", prog, opt, path, tg_error(rctx));
+		exit(1);
+	}
+	s->arch = tg_state_string(s->st, "arch");
+	s->dtype = tg_state_string(s->st, "dtype");
+	s->data = tg_state_string(s->st, "data");
+	s->optim = tg_state_string(s->st, "optim");
+	s->schedule = tg_state_string(s->st, "schedule.spec");
+	int64_t tr[5];
+	bool whole = s->arch && s->dtype && s->data && s->optim && s->schedule &&
+		     tg_state_f64(s->st, "optim.lr", &s->lr, 1) == 1 &&
+		     tg_state_f64(s->st, "optim.weight_decay", &s->weight_decay, 1) == 1 &&
+		     tg_state_i64(s->st, "train", tr, 5) == 5 &&
+		     tg_state_i64(s->st, "epoch", &s->epoch, 1) == 1 &&
+		     tg_state_i64(s->st, "iter", &s->iter, 1) == 1 &&
+		     tg_state_i64(s->st, "optim.steps", &s->steps, 1) == 1 &&
+		     tg_state_i64(s->st, "rng", NULL, 0) == 4 &&
+		     tg_state_f64(s->st, "schedule", NULL, 0) >= 1;
+	if (whole) {
+		s->batch = tr[0], s->seed = tr[1], s->replace = tr[2], s->drop_last = tr[3];
+		s->epochs = tr[4];
+	}
+	if (!whole && !strcmp(opt, "--resume")) {
+		fprintf(stderr,
+			"%s: --resume %s: not a run saved by train --save (it lacks the run's "
+			"architecture, optimizer, schedule, generator or epoch)\n",
+			prog, path);
+		exit(1);
+	}
+}
+
+/* Everything --save writes, borrowed from main. */
+typedef struct saver {
+	tg_ctx *ctx;
+	const char *path;
+	tg_tensor **tensors;  /* the model's, the optimizer's, the standardiser's */
+	size_t n;
+	tg_optim *opt;
+	tg_schedule *sch;
+	const char *arch, *dtype, *data, *optim, *schedule;
+	double lr, weight_decay;
+	int64_t train[5];     /* batch, seed, replace, drop_last, epochs */
+	int64_t saved_epoch;  /* the last epoch saved, -1: none yet */
+	bool failed;
+} saver;
+
+/* The run after `epoch` epochs and `iter` steps into path. 0 ok, -1. */
+static int save_run(saver *sv, const char *path, int64_t epoch, int64_t iter)
+{
+	tg_state *st = tg_state_new(sv->ctx);
+	double pos[TG_SCHEDULE_STATE];
+	int64_t steps = tg_optim_steps(sv->opt);
+	int rc = !st || tg_state_add(st, sv->tensors, sv->n) ||
+		 tg_state_set_string(st, "arch", sv->arch) ||
+		 tg_state_set_string(st, "dtype", sv->dtype) ||
+		 tg_state_set_string(st, "data", sv->data) ||
+		 tg_state_set_string(st, "optim", sv->optim) ||
+		 tg_state_set_i64(st, "optim.steps", &steps, 1) ||
+		 tg_state_set_f64(st, "optim.lr", &sv->lr, 1) ||
+		 tg_state_set_f64(st, "optim.weight_decay", &sv->weight_decay, 1) ||
+		 tg_state_set_string(st, "schedule.spec", sv->schedule) ||
+		 tg_schedule_state(sv->sch, pos, TG_SCHEDULE_STATE) < 0 ||
+		 tg_state_set_f64(st, "schedule", pos, TG_SCHEDULE_STATE) ||
+		 tg_state_set_i64(st, "train", sv->train, 5) ||
+		 tg_state_set_i64(st, "epoch", &epoch, 1) ||
+		 tg_state_set_i64(st, "iter", &iter, 1)
+		 ? -1 : 0;
+	if (rc == 0) {
+		tg_state_rng(st); /* at the epoch's end: the next epoch's order is drawn from here */
+		rc = tg_checkpoint_save_state(sv->ctx, path, st);
+	}
+	tg_state_free(st);
+	return rc;
+}
+
+/* After each epoch: the run into --save, so a killed run can resume. */
+static bool save_epoch(const tg_metrics *m, void *user)
+{
+	saver *sv = user;
+	if (save_run(sv, sv->path, m->epoch, m->iter) == 0) {
+		sv->saved_epoch = m->epoch;
+		return true;
+	}
+	sv->failed = true;
+	return false;
 }
 
 /* ---- main ---------------------------------------------------------------------- */
@@ -626,19 +747,53 @@ static int fail(tg_ctx *ctx, const char *what)
 }
 
 /* The path proved writable failed after all (a full disk, a directory
- * removed meanwhile): the trained model goes to the temporary directory
- * rather than nowhere. */
-static void save_elsewhere(tg_ctx *ctx, tg_tensor *const *state, size_t ns)
+ * removed meanwhile): the run goes to the temporary directory rather than
+ * nowhere. */
+static void save_elsewhere(saver *sv, int64_t epoch, int64_t iter)
 {
 	const char *tmp = getenv("TMPDIR");
 	char path[PATH_MAX];
 	snprintf(path, sizeof path, "%s/train-%ld.ckpt", tmp && *tmp ? tmp : "/tmp",
 		 (long)getpid());
-	tg_clear_error(ctx);
-	if (tg_checkpoint_save(ctx, path, state, ns) == 0)
+	tg_clear_error(sv->ctx);
+	if (save_run(sv, path, epoch, iter) == 0)
 		fprintf(stderr, "%s: the trained model is saved in %s instead\n", prog, path);
 	else
-		fprintf(stderr, "%s: saving in %s failed too: %s\n", prog, path, tg_error(ctx));
+		fprintf(stderr, "%s: saving in %s failed too: %s\n", prog, path,
+			tg_error(sv->ctx));
+}
+
+/* --resume: the options that come from the file must not be given (--data
+ * may name the file's data). */
+static void take_run(config *c, const saved *s)
+{
+	static const char *const from_file[] = {
+		"--layers", "--hidden", "--act", "--bn", "--no-bn", "--dropout", "--init",
+		"--dtype", "--optim", "--lr", "--weight-decay", "--batch", "--seed",
+		"--schedule", "--replace", "--iters", NULL,
+	};
+	if (given(c, "--data") && strcmp(c->data, s->data))
+		usage_error("--data %s: the run in %s trained on %s", c->data, c->resume, s->data);
+	for (int i = 0; from_file[i]; i++)
+		if (given(c, from_file[i]))
+			usage_error("%s: a resumed run takes it from %s; give only --epochs and "
+				    "the output options with --resume",
+				    from_file[i], c->resume);
+	c->data = s->data;
+	c->dtype = s->dtype;
+	c->optim = s->optim;
+	c->schedule = s->schedule;
+	c->lr = s->lr;
+	c->weight_decay = s->weight_decay, c->wd_given = true;
+	c->batch = s->batch;
+	c->seed = (uint64_t)s->seed;
+	c->replace = s->replace;
+	if (!c->epochs_given)
+		c->epochs = s->epochs;
+	if (c->epochs <= s->epoch)
+		usage_error("--epochs %lld: the run in %s has trained %lld epoch%s already",
+			    (long long)c->epochs, c->resume, (long long)s->epoch,
+			    s->epoch == 1 ? "" : "s");
 }
 
 int main(int argc, char **argv)
@@ -648,14 +803,42 @@ int main(int argc, char **argv)
 	 * a second, not after the training it would lose. */
 	if (c.load)
 		prove_readable("--load", c.load);
+	if (c.resume)
+		prove_readable("--resume", c.resume);
 	if (c.save)
 		prove_writable("--save", c.save, false);
 	if (c.log)
 		prove_writable("--log", c.log, true);
-	tg_ctx *ctx = tg_ctx_new(c.seed);
+	saved file = { 0 };
+	uint64_t seed = c.seed;
+	if (c.resume) { /* the context starts from the run's seed: a first look for it */
+		tg_ctx *peek = tg_ctx_new(0);
+		if (!peek) {
+			fprintf(stderr, "%s: out of memory\n", prog);
+			return 1;
+		}
+		read_run(peek, "--resume", c.resume, &file);
+		seed = (uint64_t)file.seed;
+		tg_state_free(file.st);
+		tg_ctx_free(peek);
+	}
+	tg_ctx *ctx = tg_ctx_new(seed);
 	if (!ctx) {
 		fprintf(stderr, "%s: out of memory\n", prog);
 		return 1;
+	}
+	if (c.resume) {
+		read_run(ctx, "--resume", c.resume, &file);
+		take_run(&c, &file);
+	} else if (c.load) {
+		read_run(ctx, "--load", c.load, &file);
+	}
+	apply_preset(&c);
+	{ /* a bad --schedule is found before the data is loaded */
+		tg_schedule probe;
+		check_option(ctx, tg_schedule_parse(ctx, c.schedule, c.lr > 0 ? c.lr : 0.001,
+						    c.iters ? INT32_MAX : c.epochs, &probe),
+			     "--schedule");
 	}
 	tg_set_threads(ctx, c.threads);
 
@@ -671,7 +854,9 @@ int main(int argc, char **argv)
 	double t = now();
 	data d = { 0 };
 	tg_mlp *net = NULL;
+	tg_module *own = NULL;  /* a model built from a file's architecture */
 	tg_optim *opt = NULL;
+	tg_tensor **tensors = NULL, **params = NULL;
 	int64_t *confusion = NULL;
 	int rc = 0;
 	if (load_data(ctx, c.data, &d)) {
@@ -680,13 +865,48 @@ int main(int argc, char **argv)
 	}
 	double load_s = now() - t;
 
-	char spec[256];
+	/* The net: from the flags, or the file's architecture (--resume, or a
+	 * --load'ed file that has one and no net flags disagreeing). */
+	const char *arch = file.arch;
+	bool net_flags_given = false;
+	for (int i = 0; net_flags[i]; i++)
+		net_flags_given |= given(&c, net_flags[i]) != NULL;
+	char spec[256], flags_arch[1024];
 	make_spec(&c, &d, spec, sizeof spec);
-	net = tg_mlp_new(ctx, spec, &mo);
-	if (!net)
-		usage_error("%s", tg_error(ctx));
-	check_net_fits(net, &d, spec);
-	bool bn = c.bn && tg_mlp_depth(net) > 1; /* batch norm sits after hidden layers only */
+	if (!arch || (c.load && net_flags_given)) {
+		net = tg_mlp_new(ctx, spec, &mo);
+		if (!net)
+			usage_error("%s", tg_error(ctx));
+		check_net_fits(net, &d, spec);
+		if (tg_module_spec(tg_mlp_module(net), flags_arch, sizeof flags_arch) < 0) {
+			rc = fail(ctx, "the net");
+			goto out;
+		}
+		if (arch && strcmp(arch, flags_arch))
+			usage_error("the net flags make %s, but %s holds %s (give no net flags "
+				    "with --load to take the file's)",
+				    flags_arch, c.load, arch);
+		arch = flags_arch;
+	}
+	tg_module *model;
+	if (net) {
+		model = tg_mlp_module(net);
+	} else {
+		if (file.dtype)
+			mo.dtype = strcmp(file.dtype, "f64") ? TG_F32 : TG_F64;
+		else if (tg_state_count(file.st)) { /* the dtype of the file's tensors */
+			tg_tensor *t0 = tg_state_tensor(file.st, tg_state_name(file.st, 0));
+			mo.dtype = t0 ? tg_dtype_of(t0) : mo.dtype;
+			tg_reset(ctx);
+		}
+		c.dtype = mo.dtype == TG_F64 ? "f64" : "f32";
+		model = own = tg_model_parse(ctx, arch, &mo);
+		if (!model) {
+			rc = fail(ctx, c.resume ? "--resume" : "--load");
+			goto out;
+		}
+	}
+	bool bn = net ? c.bn && tg_mlp_depth(net) > 1 : strstr(arch, "bn:") != NULL;
 	if (bn && !c.eval_only && d.train.n < 2)
 		usage_error("--data %s has %lld training sample; batch norm needs at least 2 in a "
 			    "batch (use --no-bn)",
@@ -695,9 +915,15 @@ int main(int argc, char **argv)
 		usage_error("--batch %lld: --data %s has %lld training samples; give at most %lld",
 			    (long long)c.batch, c.data, (long long)d.train.n,
 			    (long long)d.train.n);
-	size_t np, ns;
-	tg_tensor *const *params = tg_mlp_params(net, &np);
-	tg_tensor *const *state = tg_mlp_state(net, &ns);
+	size_t np = tg_module_params(model, NULL, 0);
+	size_t nm = tg_module_tensors(model, NULL, 0);
+	params = calloc(np, sizeof *params);
+	if (!params) {
+		fprintf(stderr, "%s: out of memory\n", prog);
+		rc = 1;
+		goto out;
+	}
+	tg_module_params(model, params, np);
 	tg_optim_opts oo = tg_optim_defaults(kind);
 	if (c.lr > 0)
 		oo.lr = c.lr;
@@ -707,10 +933,33 @@ int main(int argc, char **argv)
 		rc = fail(ctx, "the optimizer");
 		goto out;
 	}
-	if (c.load && tg_checkpoint_load_flags(ctx, c.load, state, ns,
-					       c.load_nonfinite ? TG_CHECKPOINT_NONFINITE : 0)) {
-		rc = fail(ctx, "--load");
+	/* what a run's file holds: the model's tensors (nm), the optimizer's,
+	 * the standardiser's (up to 4) */
+	size_t nos;
+	tg_tensor *const *ostate = tg_optim_state(opt, &nos);
+	tensors = calloc(nm + nos + 4, sizeof *tensors);
+	if (!tensors) {
+		fprintf(stderr, "%s: out of memory\n", prog);
+		rc = 1;
 		goto out;
+	}
+	tg_module_tensors(model, tensors, nm);
+	size_t n = nm;
+	for (size_t i = 0; i < nos; i++)
+		tensors[n++] = ostate[i];
+	if (d.scaled)
+		n += tg_standardiser_tensors(&d.st, tensors + n);
+	if (c.load) {
+		char why[1024];
+		int got = tg_state_load_into(file.st, tensors, nm,
+					     c.load_nonfinite ? TG_CHECKPOINT_NONFINITE : 0, why,
+					     sizeof why);
+		if (got < 0 || (size_t)got != nm) {
+			if (got >= 0)
+				fprintf(stderr, "%s: --load %s: %s\n", prog, c.load, why);
+			rc = got < 0 ? fail(ctx, "--load") : 1;
+			goto out;
+		}
 	}
 
 	size_t nweights = 0;
@@ -726,10 +975,14 @@ int main(int argc, char **argv)
 	       d.train.t && d.task.loss == TG_LOSS_BCE_WITH_LOGITS ? " (binary)" : "", load_s);
 	if (d.scaled)
 		printf("          %s\n", d.scaled);
-	printf("net       %s, %s, init %s%s, dropout %g, %zu parameters, %s, loss %s\n", spec,
-	       tg_act_str(mo.act, buf[0], sizeof buf[0]), tg_init_str(mo.init, buf[1], sizeof buf[1]),
-	       bn ? ", batch norm" : "", c.dropout, nweights, c.dtype,
-	       tg_loss_name(d.task.loss));
+	if (net)
+		printf("net       %s, %s, init %s%s, dropout %g, %zu parameters, %s, loss %s\n",
+		       spec, tg_act_str(mo.act, buf[0], sizeof buf[0]),
+		       tg_init_str(mo.init, buf[1], sizeof buf[1]), bn ? ", batch norm" : "",
+		       c.dropout, nweights, c.dtype, tg_loss_name(d.task.loss));
+	else
+		printf("net       %s (from %s), %zu parameters, %s, loss %s\n", arch,
+		       c.resume ? c.resume : c.load, nweights, c.dtype, tg_loss_name(d.task.loss));
 	if (c.load)
 		printf("loaded    %s\n", c.load);
 
@@ -738,7 +991,8 @@ int main(int argc, char **argv)
 	to.epochs = c.epochs;
 	to.iters = c.iters;
 	to.replace = c.replace;
-	to.drop_last = bn && !c.replace && d.train.n % c.batch == 1; /* no batch of one */
+	to.drop_last = c.resume ? file.drop_last
+				: bn && !c.replace && d.train.n % c.batch == 1; /* no batch of one */
 	to.anomaly = c.anomaly;
 	to.no_divergence_check = !c.divergence_check;
 	to.log_path = c.log;
@@ -756,7 +1010,6 @@ int main(int argc, char **argv)
 		rc = 1;
 		goto out;
 	}
-	tg_module *model = tg_mlp_module(net);
 	if (c.eval_only) {
 		tg_scores sc;
 		if (tg_score(model, &d.task, &d.test, 1000, &sc, k ? confusion : NULL)) {
@@ -777,13 +1030,43 @@ int main(int argc, char **argv)
 	to.confusion = k ? confusion : NULL;
 	int64_t per_epoch = c.replace ? (d.train.n / c.batch > 1 ? d.train.n / c.batch : 1)
 				      : (d.train.n + c.batch - 1) / c.batch;
-	schedule sched = { opt, oo.lr, c.iters ? (c.iters + per_epoch - 1) / per_epoch : c.epochs };
-	if (!strcmp(c.schedule, "cosine")) {
-		to.on_epoch = cosine_step;
-		to.user = &sched;
+	tg_schedule sch;
+	check_option(ctx,
+		     tg_schedule_parse(ctx, c.schedule, oo.lr,
+				       c.iters ? (c.iters + per_epoch - 1) / per_epoch : c.epochs,
+				       &sch),
+		     "--schedule");
+	to.schedule = &sch;
+	saver sv = {
+		.ctx = ctx, .path = c.save, .tensors = tensors, .n = n, .opt = opt, .sch = &sch,
+		.arch = arch, .dtype = c.dtype, .data = c.data, .optim = tg_optim_name(kind),
+		.schedule = c.schedule, .lr = oo.lr, .weight_decay = c.weight_decay,
+		.train = { c.batch, (int64_t)c.seed, c.replace, to.drop_last, c.epochs },
+		.saved_epoch = -1,
+	};
+	if (c.save) {
+		to.on_epoch = save_epoch;
+		to.user = &sv;
 	}
-	printf("optimizer %s lr %g%s, weight decay %g\n", tg_optim_name(kind), oo.lr,
-	       strcmp(c.schedule, "cosine") ? "" : " on a cosine schedule", c.weight_decay);
+	if (c.resume) {
+		char why[1024];
+		double pos[TG_SCHEDULE_STATE];
+		int64_t npos = tg_state_f64(file.st, "schedule", pos, TG_SCHEDULE_STATE);
+		if (tg_state_load_into(file.st, tensors, n, TG_CHECKPOINT_STRICT, why,
+				       sizeof why) < 0 ||
+		    tg_schedule_set_state(ctx, &sch, pos, (size_t)npos)) {
+			rc = fail(ctx, "--resume");
+			goto out;
+		}
+		tg_optim_set_steps(opt, file.steps);
+		to.start_epoch = file.epoch;
+		to.start_iter = file.iter;
+		printf("resumed   %s after %lld epoch%s, %lld step%s\n", c.resume,
+		       (long long)file.epoch, file.epoch == 1 ? "" : "s", (long long)file.iter,
+		       file.iter == 1 ? "" : "s");
+	}
+	printf("optimizer %s lr %g, schedule %s, weight decay %g\n", tg_optim_name(kind), oo.lr,
+	       c.schedule, c.weight_decay);
 	int64_t planned = c.iters ? c.iters : c.epochs;
 	printf("batches   %lld, %s, %lld %s%s; seed %llu, %d BLAS thread%s\n",
 	       (long long)c.batch, c.replace ? "drawn with replacement" : "shuffled epochs",
@@ -791,15 +1074,34 @@ int main(int argc, char **argv)
 	       (unsigned long long)c.seed, c.threads, c.threads == 1 ? "" : "s");
 	printf("blas      %s\n", tg_blas_info());
 	fflush(stdout);
+	/* the order of the epochs to come: drawn from the generator as it was
+	 * when the resumed run was saved */
+	if (c.resume && tg_state_restore_rng(file.st, ctx)) {
+		rc = fail(ctx, "--resume");
+		goto out;
+	}
 
 	tg_metrics last;
 	if (tg_fit(model, opt, &d.task, &d.train, NULL, &d.test, &to, &last)) {
+		if (sv.failed) {
+			rc = fail(ctx, "--save");
+			save_elsewhere(&sv, last.epoch, last.iter);
+			goto out;
+		}
 		fprintf(stderr, "%s: training stopped after %lld step%s (in epoch %lld): %s\n",
 			prog, (long long)last.iter, last.iter == 1 ? "" : "s",
 			(long long)last.epoch + 1, tg_error(ctx));
-		if (c.save)
+		if (c.save && sv.saved_epoch < 0)
 			fprintf(stderr, "%s: nothing saved; %s is as it was\n", prog, c.save);
+		else if (c.save)
+			fprintf(stderr, "%s: %s holds the run after epoch %lld (--resume it)\n",
+				prog, c.save, (long long)sv.saved_epoch);
 		rc = 1;
+		goto out;
+	}
+	if (sv.failed) {
+		rc = fail(ctx, "--save");
+		save_elsewhere(&sv, last.epoch, last.iter);
 		goto out;
 	}
 	if (regression)
@@ -816,19 +1118,25 @@ int main(int argc, char **argv)
 	if (c.log)
 		printf("metrics in %s\n", c.log);
 	if (c.save) {
-		if (tg_checkpoint_save(ctx, c.save, state, ns)) {
+		/* the last epoch's save holds the end of training; an --iters run
+		 * may end inside an epoch, so the end is saved once more */
+		if (save_run(&sv, c.save, last.epoch, last.iter)) {
 			rc = fail(ctx, "--save");
-			save_elsewhere(ctx, state, ns);
+			save_elsewhere(&sv, last.epoch, last.iter);
 			goto out;
 		}
 		printf("saved     %s\n", c.save);
 	}
 out:
 	free(confusion);
+	free(tensors);
+	free(params);
 	tg_optim_free(opt);
+	tg_module_free(own);
 	tg_mlp_free(net);
 	tg_dataset_free(&d.train);
 	tg_dataset_free(&d.test);
+	tg_state_free(file.st);
 	tg_ctx_free(ctx);
 	return rc;
 }

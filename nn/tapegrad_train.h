@@ -171,6 +171,19 @@ typedef struct tg_train_opts {
 	 * rolled back to the best epoch (save it from on_epoch for that).
 	 * 0: off. */
 	int64_t patience;
+	/* A learning-rate schedule (see below; borrowed, its position advanced),
+	 * or NULL: the optimizer's rate throughout. The rate for the first epoch
+	 * of the call is set before its steps (tg_schedule_lr(s, start_epoch,
+	 * NAN)); after each epoch's evaluation, and before on_epoch, the rate
+	 * for the next one (so a checkpoint saved in on_epoch holds the position
+	 * for the epochs that follow). Plateau is fed the validation loss, or the
+	 * test loss when there is no validation set. */
+	struct tg_schedule *schedule;
+	/* Resuming: the epochs and steps already completed (0, 0). The loop,
+	 * progress, the log's rows and the metrics count on from them; epochs
+	 * and iters stay the totals. The divergence check measures against the
+	 * call's first step. */
+	int64_t start_epoch, start_iter;
 } tg_train_opts;
 
 TG_API tg_train_opts tg_train_defaults(void);

@@ -463,6 +463,7 @@ typedef struct run {
 	tg_progress progress;
 	double t0;                  /* when training began */
 	double first_loss;          /* of the first step: the divergence check's reference */
+	bool have_first;            /* first_loss is set (the call's first step ran) */
 	double drawn_at;            /* when progress was last shown */
 	bool drawn;                 /* a TTY progress line is on screen */
 	double best_val;            /* the lowest validation loss so far */
@@ -587,8 +588,10 @@ static int step(run *r, const tg_batch *b, int64_t epoch, int64_t it)
 			"%s: the loss is %g at epoch %lld, step %lld; try a smaller learning "
 			"rate, or anomaly mode to find the op that made it",
 			r->who, l, (long long)epoch, (long long)it + 1);
-	if (tg_ok(ctx) && it == 0)
+	if (tg_ok(ctx) && !r->have_first) {
 		r->first_loss = l;
+		r->have_first = true;
+	}
 	if (tg_ok(ctx) && !r->opts.no_divergence_check && l > TG_TRAIN_DIVERGENCE_FLOOR &&
 	    l > TG_TRAIN_DIVERGENCE * r->first_loss)
 		tg_fail(ctx, TG_EANOMALY,
@@ -686,15 +689,19 @@ static int plan(run *r)
 	int64_t n = r->train->n, b = o->batch;
 	if (b < 1 || o->eval_batch < 0 || (o->iters <= 0 && o->epochs < 1) ||
 	    !(o->progress_every >= 0) || (unsigned)o->progress > TG_PROGRESS_LINES ||
-	    o->patience < 0) {
+	    o->patience < 0 || o->start_epoch < 0 || o->start_iter < 0) {
 		tg_fail(r->ctx, TG_EARG,
 			"%s: bad options: batch %lld, epochs %lld, iters %lld, eval_batch "
-			"%lld, progress %d every %g s, patience %lld",
+			"%lld, progress %d every %g s, patience %lld, start_epoch %lld, "
+			"start_iter %lld",
 			r->who, (long long)b, (long long)o->epochs, (long long)o->iters,
 			(long long)o->eval_batch, (int)o->progress, o->progress_every,
-			(long long)o->patience);
+			(long long)o->patience, (long long)o->start_epoch,
+			(long long)o->start_iter);
 		return -1;
 	}
+	if (o->schedule && tg_schedule_check(r->ctx, o->schedule))
+		return -1;
 	if (o->patience > 0 && !r->val) {
 		tg_fail(r->ctx, TG_EARG,
 			"%s: early stopping (patience %lld) needs a validation set", r->who,
@@ -737,9 +744,20 @@ static bool out_of_patience(run *r, tg_metrics *mt)
 	return true;
 }
 
+/* The rate for the epoch after `epoch` completed ones: plateau is fed the
+ * loss measured after the last of them (NAN: none). */
+static void set_rate(run *r, int64_t epoch, double loss)
+{
+	if (r->opts.schedule)
+		tg_optim_set_lr(r->o, tg_schedule_lr(r->opts.schedule, epoch, loss));
+}
+
 static int loop(run *r, tg_batcher *bt, tg_metrics *mt)
 {
-	int64_t it = 0, epoch = 0;
+	int64_t it = r->opts.start_iter, epoch = r->opts.start_epoch;
+	mt->epoch = epoch;
+	mt->iter = it;
+	set_rate(r, epoch, NAN);
 	for (;;) {
 		r->epoch_t0 = now();
 		r->epoch_steps = 0;
@@ -763,6 +781,9 @@ static int loop(run *r, tg_batcher *bt, tg_metrics *mt)
 		mt->epoch = ++epoch;
 		if (end_epoch(r, mt))
 			return -1;
+		/* the next epoch's rate, before on_epoch so a checkpoint saved there
+		 * holds the schedule's position for the epochs that follow */
+		set_rate(r, epoch, r->val ? mt->val_loss : mt->test_loss);
 		if (r->opts.on_epoch && !r->opts.on_epoch(mt, r->opts.user))
 			return 0;
 		if (out_of_patience(r, mt) || it >= r->total)

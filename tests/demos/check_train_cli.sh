@@ -38,7 +38,7 @@ expect 2 "--batch needs an integer >= 1" --batch 99999999999999999999
 expect 2 "--threads needs an integer >= 1" --threads 0
 expect 2 "--threads: at most 256" --threads 4294967297
 expect 2 "--dtype is f16; it must be f32 or f64" --dtype f16
-expect 2 "--schedule is linear" --schedule linear
+expect 2 '--schedule: tg_schedule_parse: "linear": unknown schedule' --schedule linear
 expect 2 "--eval-only needs --load FILE" --eval-only
 expect 2 "--bn takes no value" --bn=1
 expect 2 "give --epochs or --iters, not both" --epochs 1 --iters 1
@@ -46,6 +46,9 @@ expect 2 "--data /nonexistent: no such data set" --data /nonexistent
 expect 2 "so the spec must start with 64 and end with 10" --data digits --layers 10-10
 expect 2 "size 3 \"x\" is not a positive integer" --data digits --hidden 8-x
 expect 1 "/nonexistent.ckpt: cannot open" --data digits --load /nonexistent.ckpt
+expect 1 "--resume: /nonexistent.ckpt: cannot open" --data digits --resume /nonexistent.ckpt
+expect 2 "--resume continues a run; give --load or --eval-only without it" \
+	--resume x.ckpt --eval-only
 
 expect 2 "--load-nonfinite needs --load FILE" --load-nonfinite
 expect 2 "--batch 999999999999: at most 2147483647" --batch 999999999999
@@ -79,6 +82,25 @@ fast 1 "--log /nonexistent/dir/m.csv: cannot write in /nonexistent/dir" \
 fast 1 "--save $dir: is a directory" --data digits --save "$dir"
 mkfifo "$dir/fifo"
 fast 1 "--load: $dir/fifo: not a regular file (a FIFO)" --data digits --load "$dir/fifo"
+# --resume: a file that is not a checkpoint, a checkpoint cut short, one
+# without a run in it, another data set, flags the file decides
+printf 'not a checkpoint\n' >"$dir/junk.ckpt"
+fast 1 "--resume $dir/junk.ckpt: " --data digits --resume "$dir/junk.ckpt"
+if ! "$train" --data digits --hidden 8 --epochs 1 --quiet --save "$dir/run.ckpt" \
+	>/dev/null 2>"$out"; then
+	echo "FAIL: train --data digits --hidden 8 --epochs 1 --save: $(cat "$out")"
+	fails=$((fails + 1))
+fi
+head -c 200 "$dir/run.ckpt" >"$dir/cut.ckpt"
+fast 1 "--resume $dir/cut.ckpt: " --resume "$dir/cut.ckpt"
+cp "$TG_SOURCE_ROOT/tests/nn/fixtures/model-v1.ckpt" "$dir/v1.ckpt"
+fast 1 "--resume $dir/v1.ckpt: not a run saved by train --save" --resume "$dir/v1.ckpt"
+fast 2 "--data iris: the run in $dir/run.ckpt trained on digits" \
+	--data iris --resume "$dir/run.ckpt"
+fast 2 "--hidden: a resumed run takes it from $dir/run.ckpt" \
+	--hidden 16 --resume "$dir/run.ckpt"
+fast 2 "--epochs 1: the run in $dir/run.ckpt has trained 1 epoch already" \
+	--epochs 1 --resume "$dir/run.ckpt"
 
 # one training image with batch norm: said as it is, no option never given
 printf '\000\000\010\003\000\000\000\001\000\000\000\002\000\000\000\002\001\002\003\004' \

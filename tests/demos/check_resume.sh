@@ -1,0 +1,134 @@
+#!/bin/sh
+# check_resume.sh - demos/train --save / --resume / --load: training 4 epochs
+# straight and training 2, saving, and resuming to 4 leave byte-identical
+# files (a classifier on the digits, a regressor on the diabetes data); a
+# run's file loads without the net flags, flags that disagree with it are a
+# usage error, and a version-1 file (tensors only) loads with the net flags.
+# Run by meson test (suite "outside") with TG_BUILD_ROOT set.
+set -u
+train="${TG_BUILD_ROOT:?run through meson test}/demos/train"
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+fails=0
+
+# run NAME ARGS...: train ARGS must succeed (stdout in $dir/NAME.out)
+run() {
+	name=$1
+	shift
+	if ! "$train" "$@" --quiet >"$dir/$name.out" 2>&1; then
+		echo "FAIL: train $*: exit $?:"
+		cat "$dir/$name.out"
+		fails=$((fails + 1))
+	fi
+}
+
+# straight_vs_resumed DATA SCHEDULE ARGS...: 4 epochs straight into A, 2
+# into B and resumed to 4; the two files must be the same bytes. The
+# schedule must not depend on --epochs (cosine:4 gives its T) so that the
+# 2-epoch run's rates are those of the first 2 of 4.
+straight_vs_resumed() {
+	data=$1 sched=$2
+	shift 2
+	rm -f "$dir/A" "$dir/B"
+	run "$data-A" --data "$data" "$@" --schedule "$sched" --epochs 4 --save "$dir/A"
+	run "$data-B" --data "$data" "$@" --schedule "$sched" --epochs 2 --save "$dir/B"
+	cp "$dir/B" "$dir/B2"
+	run "$data-R" --data "$data" --resume "$dir/B" --epochs 4 --save "$dir/B"
+	if ! cmp "$dir/A" "$dir/B"; then
+		echo "FAIL: --data $data: 4 epochs straight and 2 + resumed 2 differ"
+		fails=$((fails + 1))
+	fi
+	# the resumed run counts its epochs from 3, and ends as the straight one
+	if ! grep -q "^resumed .* after 2 epochs" "$dir/$data-R.out" ||
+	   grep -q "^epoch 1 " "$dir/$data-R.out" || ! grep -q "^epoch 3 " "$dir/$data-R.out"; then
+		echo "FAIL: --data $data --resume: the epochs it printed:"
+		cat "$dir/$data-R.out"
+		fails=$((fails + 1))
+	fi
+	a=$(grep "^epoch 4 " "$dir/$data-A.out" | sed 's/ [0-9.]* s$//')
+	r=$(grep "^epoch 4 " "$dir/$data-R.out" | sed 's/ [0-9.]* s$//')
+	if [ -z "$a" ] || [ "$a" != "$r" ]; then
+		echo "FAIL: --data $data: epoch 4 straight: '$a'; resumed: '$r'"
+		fails=$((fails + 1))
+	fi
+	# and the file differs from the one it resumed (it trained)
+	if cmp -s "$dir/B" "$dir/B2"; then
+		echo "FAIL: --data $data --resume: the file did not change"
+		fails=$((fails + 1))
+	fi
+}
+
+straight_vs_resumed digits cosine:4 --hidden 32 --batch 64
+straight_vs_resumed diabetes cosine:4 --batch 64
+# with dropout (the generator draws masks)
+straight_vs_resumed digits cosine:4 --hidden 16 --no-bn --dropout 0.2 --batch 128
+# plateau's best loss and count carry over (patience 0: it cuts the rate
+# after any epoch without a better test loss)
+straight_vs_resumed diabetes plateau:0.5:0 --batch 16 --lr 0.05
+
+# --load takes the net from the file: the same test figures with no net
+# flags, with the ones it was made with, and a usage error naming both for
+# flags that make another net
+run save --data digits --hidden 32 --batch 64 --epochs 1 --save "$dir/one"
+want=$(sed -n 's/^final test accuracy \([0-9.]*\) .*/\1/p' "$dir/save.out")
+run load --data digits --load "$dir/one" --eval-only
+got=$(sed -n 's/^test loss [0-9.]*, accuracy \([0-9.]*\)$/\1/p' "$dir/load.out")
+if [ -z "$want" ] || [ "$want" != "$got" ]; then
+	echo "FAIL: --load without net flags: accuracy '$got', trained '$want'"
+	cat "$dir/load.out"
+	fails=$((fails + 1))
+fi
+run load2 --data digits --hidden 32 --load "$dir/one" --eval-only
+if ! grep -q "accuracy $want" "$dir/load2.out"; then
+	echo "FAIL: --load with the same net flags:"
+	cat "$dir/load2.out"
+	fails=$((fails + 1))
+fi
+"$train" --data digits --hidden 16 --load "$dir/one" --eval-only >/dev/null 2>"$dir/err"
+rc=$?
+if [ "$rc" != 2 ] || ! head -n 1 "$dir/err" | grep -qF \
+	"the net flags make linear:64:16,bn:16,relu,linear:16:10, but $dir/one holds linear:64:32,bn:32,relu,linear:32:10"; then
+	echo "FAIL: --load with other net flags: exit $rc: $(head -n 1 "$dir/err")"
+	fails=$((fails + 1))
+fi
+
+# a version-1 file of the same tensors (no architecture): loads with the
+# net flags, gives the same figures
+if command -v python3 >/dev/null 2>&1; then
+	python3 - "$dir/one" "$dir/v1" <<'PY'
+import struct, sys, zlib
+b = open(sys.argv[1], 'rb').read()
+count, entries = struct.unpack_from('<II', b, 12)
+o = 20
+for _ in range(entries):  # skip the metadata
+    kl, = struct.unpack_from('<H', b, o); o += 2 + kl
+    kind = b[o]; n, = struct.unpack_from('<I', b, o + 1); o += 5
+    o += n if kind == 2 else 8 * n
+keep = []
+for _ in range(count):
+    s = o
+    nl, = struct.unpack_from('<H', b, o); name = b[o + 2:o + 2 + nl].decode(); o += 2 + nl
+    dt, nd = b[o], b[o + 1]; o += 2
+    shape = struct.unpack_from('<%dQ' % nd, b, o); o += 8 * nd
+    n = 1
+    for d in shape:
+        n *= d
+    o += n * (4 if dt in (0, 2) else 8)
+    if not name.endswith(('.m', '.v')) and not name.startswith('standardiser.'):
+        keep.append(b[s:o])
+body = b'TGCKPT\0\0' + struct.pack('<II', 1, len(keep)) + b''.join(keep)
+open(sys.argv[2], 'wb').write(body + struct.pack('<I', zlib.crc32(body)))
+PY
+	run v1 --data digits --hidden 32 --load "$dir/v1" --eval-only
+	if ! grep -q "accuracy $want" "$dir/v1.out"; then
+		echo "FAIL: --load of a version-1 file with the net flags:"
+		cat "$dir/v1.out"
+		fails=$((fails + 1))
+	fi
+fi
+
+if [ "$fails" -gt 0 ]; then
+	echo "$fails of the resume checks failed"
+	exit 1
+fi
+echo "train: resuming gives the same bytes as training straight"
