@@ -167,19 +167,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	c = parse_args(argc, argv);
-	require(c.data && c.hidden && c.act && c.init && c.optim && c.dtype, "a NULL option");
+	/* the net, batch and epochs of --resume and --load come from the file;
+	 * otherwise the data set's defaults fill what was not given */
+	bool from_file = c.resume || c.load;
+	if (!from_file)
+		apply_preset(&c);
+	require(c.data && c.act && c.init && c.optim && c.dtype && c.schedule, "a NULL option");
 	require(c.threads >= 1 && c.threads <= 256, "--threads %d", c.threads);
 	require(c.dropout >= 0 && c.dropout < 1, "--dropout %g", c.dropout);
 	require(c.lr >= 0 && isfinite(c.lr), "--lr %g", c.lr);
 	require(c.weight_decay >= 0 && isfinite(c.weight_decay), "--weight-decay %g", c.weight_decay);
-	require(c.batch >= 1 && c.epochs >= 1 && c.iters >= 0, "--batch %lld --epochs %lld",
-		(long long)c.batch, (long long)c.epochs);
+	require(from_file || (c.hidden && c.batch >= 1 && c.epochs >= 1 && c.iters >= 0),
+		"--batch %lld --epochs %lld", (long long)c.batch, (long long)c.epochs);
 	require(!strcmp(c.dtype, "f32") || !strcmp(c.dtype, "f64"), "--dtype %s", c.dtype);
-	require(!strcmp(c.schedule, "cosine") || !strcmp(c.schedule, "constant"),
-		"--schedule %s", c.schedule);
 	require(!c.eval_only || c.load, "--eval-only without --load");
 	require(!(c.iters && c.epochs_given), "--iters with --epochs");
-	build_net(&c, in, out);
+	if (!from_file)
+		build_net(&c, in, out);
 	free(text);
 	return 0;
 }
