@@ -97,6 +97,14 @@ bool tg_set_grad_enabled(tg_ctx *ctx, bool on)
 bool tg_grad_enabled(const tg_ctx *ctx) { return ctx && ctx->grad_enabled; }
 void tg_set_anomaly(tg_ctx *ctx, bool on) { if (ctx) ctx->anomaly = on; }
 void tg_set_abort_on_error(tg_ctx *ctx, bool on) { if (ctx) ctx->abort_on_error = on; }
+
+void tg_set_grad_ready(tg_ctx *ctx, tg_grad_ready_fn fn, void *user)
+{
+	if (ctx) {
+		ctx->grad_ready = fn;
+		ctx->grad_ready_user = user;
+	}
+}
 int tg_threads(const tg_ctx *ctx) { return ctx ? ctx->threads : 0; }
 void tg_set_arena_limit(tg_ctx *ctx, size_t bytes) { if (ctx) ctx->arena.limit = bytes; }
 size_t tg_arena_used(const tg_ctx *ctx) { return ctx ? ctx->arena.used : 0; }

@@ -61,6 +61,8 @@ struct tg_tensor {
 	bool decay;          /* weight decay applies (tg_set_decay) */
 	char *name;
 	tg_tensor *next_kept; /* ctx tensors, for tg_ctx_free and tg_zero_grads */
+	const tg_node *last_use; /* during a tg_backward with a grad_ready hook: the
+				  * earliest node that uses this leaf */
 	double small[2];     /* a step tensor's data when it fits: no arena block */
 	/* last, so that the fields every op reads share the first cache lines
 	 * whatever TG_MAX_DIMS is; ndim entries are set */
@@ -99,6 +101,8 @@ struct tg_ctx {
 	bool in_backward;
 	bool kept_step_grad; /* a ctx tensor holds a step gradient: tg_reset drops it */
 	struct tg_walk *walk; /* set during a tg_grad_of walk: gradients go there */
+	tg_grad_ready_fn grad_ready; /* tg_set_grad_ready; NULL: none */
+	void *grad_ready_user;
 	int threads;
 	tg_status status;
 	char message[512];

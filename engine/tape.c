@@ -481,6 +481,28 @@ static bool versions_intact(const char *who, const tg_node *n)
 	return true;
 }
 
+/* The grad_ready hook: each leaf that needs a gradient is marked with the
+ * earliest node (last in the walk) that uses it; when the walk has run that
+ * node's rule, or skipped it, the leaf's gradient is final. */
+static void mark_last_uses(tg_node *from)
+{
+	for (tg_node *n = from; n; n = n->prev)
+		for (int i = 0; i < n->nin; i++)
+			if (!n->in[i]->node && n->needs[i])
+				n->in[i]->last_use = n;
+}
+
+static void report_ready(tg_ctx *ctx, const tg_node *n)
+{
+	for (int i = 0; i < n->nin && ctx->status == TG_OK; i++) {
+		tg_tensor *x = n->in[i];
+		if (x->last_use != n)
+			continue;
+		x->last_use = NULL; /* an input given twice is reported once */
+		ctx->grad_ready(x, ctx->grad_ready_user);
+	}
+}
+
 int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags)
 {
 	tg_tensor *in[2] = { y, dy };
@@ -526,14 +548,23 @@ int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags)
 	bool was = ctx->grad_enabled;
 	ctx->grad_enabled = (flags & TG_CREATE_GRAPH) != 0;
 	ctx->in_backward = true;
+	bool hook = ctx->grad_ready != NULL;
+	if (hook)
+		mark_last_uses(y->node);
 	accumulate(y, dy);
 	for (tg_node *n = y->node; n && ctx->status == TG_OK; n = n->prev) {
-		if (!n->out->grad)
-			continue;
-		if (!versions_intact("tg_backward", n))
-			break;
-		n->op->backward(n, n->out->grad);
+		if (n->out->grad) {
+			if (!versions_intact("tg_backward", n))
+				break;
+			n->op->backward(n, n->out->grad);
+		}
+		if (hook)
+			report_ready(ctx, n);
 	}
+	if (hook && ctx->status != TG_OK)
+		for (tg_node *n = y->node; n; n = n->prev)
+			for (int i = 0; i < n->nin; i++)
+				n->in[i]->last_use = NULL;
 	ctx->in_backward = false;
 	ctx->grad_enabled = was;
 	return ctx->status == TG_OK ? 0 : -1;

@@ -231,6 +231,14 @@ TG_API tg_tensor *tg_grad(const tg_tensor *t);                 /* see above */
  * backward's gradient is written into the buffer (not added to zeros). */
 TG_API void tg_zero_grad(tg_tensor *t);
 TG_API void tg_zero_grads(tg_ctx *ctx);                        /* every param */
+/* Called by tg_backward (not tg_grad_of) once for each leaf that requires a
+ * gradient and that the walk reaches, as soon as its gradient is final: the
+ * walk has passed the earliest node that uses it, so nothing more is added.
+ * tg_grad(leaf) then holds the step's whole gradient (zeros when none
+ * reached it). Data-parallel training starts sending a gradient here while
+ * the walk goes on (nn/tapegrad_dist.h). fn NULL: none. */
+typedef void (*tg_grad_ready_fn)(tg_tensor *leaf, void *user);
+TG_API void tg_set_grad_ready(tg_ctx *ctx, tg_grad_ready_fn fn, void *user);
 
 /* The gradients of the outputs with respect to the chosen inputs, like
  * torch.autograd.grad: grads[i] = sum_k d<outputs[k], douts[k]>/d inputs[i].

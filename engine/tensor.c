@@ -109,6 +109,7 @@ static inline tg_tensor *init(tg_tensor *t, tg_ctx *ctx, tg_dtype dt, int ndim,
 	t->decay = false;
 	t->name = NULL;
 	t->next_kept = NULL;
+	t->last_use = NULL;
 	return t;
 }
 

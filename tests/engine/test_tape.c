@@ -194,6 +194,70 @@ static void recording_an_output_already_used_is_refused(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* ---- the grad_ready hook: each leaf once, when its gradient is final ----- */
+
+typedef struct {
+	int n;
+	const tg_tensor *who[8];
+	double grad[8]; /* the gradient's first element when reported */
+} ready_log;
+
+static void log_ready(tg_tensor *leaf, void *user)
+{
+	ready_log *l = user;
+	if (l->n < 8) {
+		l->who[l->n] = leaf;
+		l->grad[l->n] = tg_get(tg_grad(leaf), 0);
+	}
+	l->n++;
+}
+
+/* f = (w * x) * v + w at w = 3, x = 2, v = 5: w is used twice, first by the
+ * earliest node, so it is final only at the end of the walk; v and x are
+ * final after their one use. df/dw = x v + 1 = 11, df/dv = w x = 6,
+ * df/dx = w v = 15; u is a parameter no node uses: never reported. */
+static void grad_ready_reports_each_leaf_once_with_its_final_gradient(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *w = tg_param(tg_scalar(ctx, TG_F64, 3));
+	tg_tensor *x = tg_param(tg_scalar(ctx, TG_F64, 2));
+	tg_tensor *v = tg_param(tg_scalar(ctx, TG_F64, 5));
+	tg_tensor *u = tg_param(tg_scalar(ctx, TG_F64, 7));
+	ready_log log = { 0 };
+	tg_set_grad_ready(ctx, log_ready, &log);
+	tg_tensor *f = tg_add(tg_mul(tg_mul(w, x), v), w);
+	assert_int_equal(tg_backward(f), 0);
+	assert_int_equal(log.n, 3);
+	/* the walk: add (w is used again below), mul(., v) (v final), mul(w, x)
+	 * (x and w final) */
+	assert_ptr_equal(log.who[0], v);
+	assert_near(log.grad[0], 6, 0);
+	assert_true((log.who[1] == x && log.who[2] == w) || (log.who[1] == w && log.who[2] == x));
+	for (int i = 1; i < 3; i++)
+		assert_near(log.grad[i], log.who[i] == w ? 11 : 15, 0);
+	for (int i = 0; i < 3; i++)
+		assert_ptr_not_equal(log.who[i], u);
+	/* a second step reports again; without the hook nothing is called */
+	tg_zero_grads(ctx);
+	tg_reset(ctx);
+	log.n = 0;
+	f = tg_mul(tg_mul(w, w), v); /* w twice in one node: once */
+	assert_int_equal(tg_backward(f), 0);
+	assert_int_equal(log.n, 2);
+	assert_ptr_equal(log.who[0], v);
+	assert_ptr_equal(log.who[1], w);
+	assert_near(log.grad[1], 2 * 3 * 5, 0);
+	tg_set_grad_ready(ctx, NULL, NULL);
+	tg_zero_grads(ctx);
+	tg_reset(ctx);
+	log.n = 0;
+	assert_int_equal(tg_backward(tg_mul(w, v)), 0);
+	assert_int_equal(log.n, 0);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -207,6 +271,7 @@ int main(void)
 		cmocka_unit_test(create_graph_makes_the_gradient_differentiable),
 		cmocka_unit_test(the_gradient_of_an_unused_parameter_stays_null),
 		cmocka_unit_test(recording_an_output_already_used_is_refused),
+		cmocka_unit_test(grad_ready_reports_each_leaf_once_with_its_final_gradient),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
