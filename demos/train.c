@@ -13,6 +13,7 @@
 #include "tapegrad_io.h"
 #include "tapegrad_nn.h"
 #include "tapegrad_train.h"
+#include "tapegrad_dist.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -100,6 +101,20 @@ static const char usage_text[] =
 	"  --load-nonfinite     let --load read a checkpoint holding NaN or Inf\n"
 	"  --eval-only          evaluate the --load'ed net on the test set; no training\n"
 	"  --quiet              no progress on stderr\n"
+	"several processes (mpirun -np N train --dist ...; see the README)\n"
+	"  --dist               data-parallel training over the MPI ranks: --batch is per\n"
+	"                       rank, each step's global batch of N x B rows is split\n"
+	"                       between them and the gradients averaged (all-reduce); only\n"
+	"                       rank 0 prints, logs and saves. --save keeps the global batch,\n"
+	"                       so --resume may run on another number of ranks\n"
+	"  --sync-bn            with --dist: batch norm with the global batch's statistics\n"
+	"                       (default: each rank's own, as PyTorch's DDP)\n"
+	"  --dist-timeout S     with --dist: seconds a rank waits for the others before it\n"
+	"                       stops with an error (default 60)\n"
+	"  --dist-stats         with --dist: print the time per step in compute, waiting for\n"
+	"                       the gradients' all-reduce and the rest\n"
+	"  --no-overlap         with --dist: all-reduce after backward, not during it\n"
+	"  --step-log FILE      write each step's number and loss (the global batch's mean)\n"
 	"  -h, --help           this text\n";
 
 static const char *const fashion_names[] = {
@@ -141,6 +156,9 @@ typedef struct config {
 	bool eval_only;
 	bool quiet;
 	bool epochs_given;
+	bool dist, sync_bn, dist_stats, no_overlap;
+	double dist_timeout;
+	const char *step_log;
 } config;
 
 static const char *prog = "train";
@@ -261,6 +279,14 @@ static config parse_args(int argc, char **argv)
 			c.eval_only = true;
 		} else if (!strcmp(a, "--quiet")) {
 			c.quiet = true;
+		} else if (!strcmp(a, "--dist")) {
+			c.dist = true;
+		} else if (!strcmp(a, "--sync-bn")) {
+			c.sync_bn = true;
+		} else if (!strcmp(a, "--dist-stats")) {
+			c.dist_stats = true;
+		} else if (!strcmp(a, "--no-overlap")) {
+			c.no_overlap = true;
 		} else {
 			flag = false;
 		}
@@ -276,7 +302,7 @@ static config parse_args(int argc, char **argv)
 			"--data", "--layers", "--hidden", "--act", "--dropout", "--init",
 			"--optim", "--lr", "--batch", "--epochs", "--iters", "--weight-decay",
 			"--seed", "--threads", "--dtype", "--log", "--save", "--load", "--schedule",
-			"--resume", NULL,
+			"--resume", "--step-log", "--dist-timeout", NULL,
 		};
 		int k = 0;
 		while (with_value[k] && strcmp(a, with_value[k]))
@@ -314,6 +340,10 @@ static config parse_args(int argc, char **argv)
 			c.schedule = val;
 		else if (!strcmp(a, "--resume"))
 			c.resume = val;
+		else if (!strcmp(a, "--step-log"))
+			c.step_log = val;
+		else if (!strcmp(a, "--dist-timeout"))
+			c.dist_timeout = parse_double(a, val);
 		else if (!strcmp(a, "--dropout"))
 			c.dropout = parse_double(a, val);
 		else if (!strcmp(a, "--lr"))
@@ -360,6 +390,10 @@ static config parse_args(int argc, char **argv)
 		usage_error("--load-nonfinite needs --load FILE");
 	if (c.iters && c.epochs_given)
 		usage_error("give --epochs or --iters, not both");
+	if (!c.dist && (c.sync_bn || c.dist_stats || c.no_overlap || c.dist_timeout))
+		usage_error("--sync-bn, --dist-stats, --no-overlap and --dist-timeout go with --dist");
+	if (c.dist_timeout < 0 || !isfinite(c.dist_timeout))
+		usage_error("--dist-timeout must be a positive number of seconds");
 	return c;
 }
 
@@ -796,6 +830,41 @@ static void take_run(config *c, const saved *s)
 			    s->epoch == 1 ? "" : "s");
 }
 
+/* --step-log: one line per step, its number and the global batch's loss. */
+static void log_step(int64_t iter, double loss, void *user)
+{
+	fprintf(user, "%lld %.17g\n", (long long)iter, loss);
+}
+
+/* --dist: this process joins the MPI job. Ranks above 0 print nothing on
+ * stdout, write no log or checkpoint and show no progress; their errors
+ * on stderr name the rank. */
+static tg_dist *join(tg_ctx *ctx, config *c, int *argc, char ***argv)
+{
+	static char name[64];
+	tg_dist_opts o = tg_dist_defaults();
+	if (c->dist_timeout > 0)
+		o.timeout = c->dist_timeout;
+	o.no_overlap = c->no_overlap;
+	tg_dist *d = tg_dist_new(ctx, argc, argv, &o);
+	if (!d) {
+		fprintf(stderr, "%s: --dist: %s\n", prog, tg_error(ctx));
+		exit(1);
+	}
+	if (tg_dist_size(d) > 1) {
+		snprintf(name, sizeof name, "train (rank %d of %d)", tg_dist_rank(d),
+			 tg_dist_size(d));
+		prog = name;
+	}
+	if (tg_dist_rank(d) > 0) {
+		if (!freopen("/dev/null", "w", stdout))
+			fprintf(stderr, "%s: cannot silence stdout\n", prog);
+		c->log = c->save = c->step_log = NULL;
+		c->quiet = true;
+	}
+	return d;
+}
+
 int main(int argc, char **argv)
 {
 	config c = parse_args(argc, argv);
@@ -827,9 +896,16 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: out of memory\n", prog);
 		return 1;
 	}
+	tg_dist *dist = c.dist ? join(ctx, &c, &argc, &argv) : NULL;
+	int ranks = tg_dist_size(dist);
 	if (c.resume) {
 		read_run(ctx, "--resume", c.resume, &file);
 		take_run(&c, &file);
+		/* the file keeps the global batch: the same on any number of ranks */
+		if (c.batch % ranks)
+			usage_error("--resume %s: its batch of %lld rows does not split over %d "
+				    "ranks", c.resume, (long long)c.batch, ranks);
+		c.batch /= ranks;
 	} else if (c.load) {
 		read_run(ctx, "--load", c.load, &file);
 	}
@@ -915,6 +991,11 @@ int main(int argc, char **argv)
 		usage_error("--batch %lld: --data %s has %lld training samples; give at most %lld",
 			    (long long)c.batch, c.data, (long long)d.train.n,
 			    (long long)d.train.n);
+	if (!c.eval_only && c.batch * ranks > d.train.n)
+		usage_error("--batch %lld per rank x %d ranks: --data %s has %lld training "
+			    "samples; give at most %lld",
+			    (long long)c.batch, ranks, c.data, (long long)d.train.n,
+			    (long long)(d.train.n / ranks));
 	size_t np = tg_module_params(model, NULL, 0);
 	size_t nm = tg_module_tensors(model, NULL, 0);
 	params = calloc(np, sizeof *params);
@@ -991,8 +1072,13 @@ int main(int argc, char **argv)
 	to.epochs = c.epochs;
 	to.iters = c.iters;
 	to.replace = c.replace;
+	int64_t gbatch = c.batch * ranks, short_rows = d.train.n % gbatch;
+	/* no batch of one, nor a rank without a row of the last batch (with
+	 * per-rank batch norm: without two) */
 	to.drop_last = c.resume ? file.drop_last
-				: bn && !c.replace && d.train.n % c.batch == 1; /* no batch of one */
+		       : !c.replace && short_rows &&
+				 ((bn && (c.sync_bn ? short_rows : short_rows / ranks) < 2) ||
+				  short_rows < ranks);
 	to.anomaly = c.anomaly;
 	to.no_divergence_check = !c.divergence_check;
 	to.log_path = c.log;
@@ -1028,8 +1114,8 @@ int main(int argc, char **argv)
 	}
 
 	to.confusion = k ? confusion : NULL;
-	int64_t per_epoch = c.replace ? (d.train.n / c.batch > 1 ? d.train.n / c.batch : 1)
-				      : (d.train.n + c.batch - 1) / c.batch;
+	int64_t per_epoch = c.replace ? (d.train.n / gbatch > 1 ? d.train.n / gbatch : 1)
+				      : (d.train.n + gbatch - 1) / gbatch;
 	tg_schedule sch;
 	check_option(ctx,
 		     tg_schedule_parse(ctx, c.schedule, oo.lr,
@@ -1041,7 +1127,7 @@ int main(int argc, char **argv)
 		.ctx = ctx, .path = c.save, .tensors = tensors, .n = n, .opt = opt, .sch = &sch,
 		.arch = arch, .dtype = c.dtype, .data = c.data, .optim = tg_optim_name(kind),
 		.schedule = c.schedule, .lr = oo.lr, .weight_decay = c.weight_decay,
-		.train = { c.batch, (int64_t)c.seed, c.replace, to.drop_last, c.epochs },
+		.train = { gbatch, (int64_t)c.seed, c.replace, to.drop_last, c.epochs },
 		.saved_epoch = -1,
 	};
 	if (c.save) {
@@ -1073,6 +1159,10 @@ int main(int argc, char **argv)
 	       (long long)planned, c.iters ? "step" : "epoch", planned == 1 ? "" : "s",
 	       (unsigned long long)c.seed, c.threads, c.threads == 1 ? "" : "s");
 	printf("blas      %s\n", tg_blas_info());
+	if (dist)
+		printf("dist      %d rank%s of batch %lld: a global batch of %lld%s\n", ranks,
+		       ranks == 1 ? "" : "s", (long long)c.batch, (long long)gbatch,
+		       c.sync_bn ? ", batch norm synchronised" : "");
 	fflush(stdout);
 	/* the order of the epochs to come: drawn from the generator as it was
 	 * when the resumed run was saved */
@@ -1081,8 +1171,30 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
+	/* every rank from rank 0's parameters and buffers */
+	if (dist && (tg_dist_attach(dist, model) || (c.sync_bn && tg_dist_sync_bn(dist, model)))) {
+		rc = fail(ctx, "--dist");
+		goto out;
+	}
+	to.dist = dist;
+	FILE *step_log = NULL;
+	if (c.step_log) {
+		step_log = fopen(c.step_log, "w");
+		if (!step_log) {
+			fprintf(stderr, "%s: --step-log %s: %s\n", prog, c.step_log, strerror(errno));
+			rc = 1;
+			goto out;
+		}
+		to.on_step = log_step;
+		to.step_user = step_log;
+	}
 	tg_metrics last;
-	if (tg_fit(model, opt, &d.task, &d.train, NULL, &d.test, &to, &last)) {
+	int fit_rc = tg_fit(model, opt, &d.task, &d.train, NULL, &d.test, &to, &last);
+	if (step_log && fclose(step_log)) {
+		fprintf(stderr, "%s: --step-log %s: %s\n", prog, c.step_log, strerror(errno));
+		rc = 1;
+	}
+	if (fit_rc) {
 		if (sv.failed) {
 			rc = fail(ctx, "--save");
 			save_elsewhere(&sv, last.epoch, last.iter);
@@ -1115,6 +1227,17 @@ int main(int argc, char **argv)
 	       last.seconds);
 	if (regression)
 		printf("test R2 %.4f\n", last.test_r2);
+	if (dist && c.dist_stats) {
+		tg_dist_stats ds;
+		tg_dist_stats_get(dist, &ds);
+		double k = ds.steps ? 1e3 / (double)ds.steps : 0;
+		printf("dist      per step (rank 0, %lld steps): compute %.2f ms, waiting for the "
+		       "all-reduce %.2f ms, loss and batch-norm sync %.2f ms, rest %.2f ms; %lld "
+		       "bucket%s, %.2f MB\n",
+		       (long long)ds.steps, ds.compute_s * k, ds.wait_s * k, ds.sync_s * k,
+		       ds.rest_s * k, (long long)ds.buckets, ds.buckets == 1 ? "" : "s",
+		       ds.steps ? ds.bytes / (double)ds.steps / 1e6 : 0);
+	}
 	if (c.log)
 		printf("metrics in %s\n", c.log);
 	if (c.save) {
@@ -1137,6 +1260,7 @@ out:
 	tg_dataset_free(&d.train);
 	tg_dataset_free(&d.test);
 	tg_state_free(file.st);
+	tg_dist_free(dist);
 	tg_ctx_free(ctx);
 	return rc;
 }

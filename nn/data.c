@@ -1417,6 +1417,7 @@ struct tg_batcher {
 	int64_t pos;          /* next position in order; -1 before an epoch */
 	int64_t epoch;        /* epochs completed */
 	int32_t *y;           /* (B) labels of the current batch */
+	int64_t part, parts;  /* the shard of each batch delivered: 0 of 1 */
 };
 
 tg_batcher *tg_batcher_new(tg_ctx *ctx, const tg_dataset *ds, int64_t batch, unsigned flags)
@@ -1454,8 +1455,22 @@ tg_batcher *tg_batcher_new(tg_ctx *ctx, const tg_dataset *ds, int64_t batch, uns
 			       (long long)norder);
 	}
 	*b = (tg_batcher){ .ctx = ctx, .ds = ds, .batch = batch, .flags = flags,
-			   .order = order, .pos = -1, .y = y };
+			   .order = order, .pos = -1, .y = y, .part = 0, .parts = 1 };
 	return b;
+}
+
+int tg_batcher_shard(tg_batcher *b, int64_t part, int64_t parts)
+{
+	if (!b || !usable(b->ctx))
+		return -1;
+	if (parts < 1 || part < 0 || part >= parts) {
+		tg_fail(b->ctx, TG_EARG, "tg_batcher_shard: part %lld of %lld", (long long)part,
+			(long long)parts);
+		return -1;
+	}
+	b->part = part;
+	b->parts = parts;
+	return 0;
 }
 
 void tg_batcher_free(tg_batcher *b)
@@ -1505,14 +1520,24 @@ bool tg_batch_next(tg_batcher *b, tg_dtype dt, tg_batch *out)
 		}
 		idx = b->order + b->pos;
 	}
+	int64_t total = m, lo = m * b->part / b->parts, hi = m * (b->part + 1) / b->parts;
+	if (hi == lo) {
+		tg_fail(b->ctx, TG_EARG,
+			"tg_batch_next: a batch of %lld rows leaves part %lld of %lld none",
+			(long long)m, (long long)b->part, (long long)b->parts);
+		return false;
+	}
+	idx += lo;
+	m = hi - lo;
 	tg_tensor *x = tg_dataset_batch(b->ctx, ds, idx, m, dt, b->y);
 	tg_tensor *labels = x && ds->y ? tg_from_i32(b->ctx, 1, (int64_t[]){ m }, b->y) : NULL;
 	tg_tensor *t = x && ds->t ? tg_dataset_targets(b->ctx, ds, idx, m, dt) : NULL;
 	if (!x || (ds->y && !labels) || (ds->t && !t))
 		return false;
 	if (!(b->flags & TG_BATCH_REPLACE))
-		b->pos += m;
-	*out = (tg_batch){ .x = x, .y = b->y, .labels = labels, .t = t, .idx = idx, .n = m };
+		b->pos += total;
+	*out = (tg_batch){ .x = x, .y = b->y, .labels = labels, .t = t, .idx = idx, .n = m,
+			   .total = total };
 	return true;
 }
 

@@ -252,6 +252,7 @@ typedef struct tg_batch {
 	tg_tensor *t;        /* (B,T) step, x's dtype: the float targets; or NULL */
 	const int64_t *idx;  /* (B) the rows of the data set; borrowed likewise */
 	int64_t n;           /* B: rows in this batch (fewer for a short last batch) */
+	int64_t total;       /* rows of the whole batch this one is a shard of; n unsharded */
 } tg_batch;
 
 /* ds is borrowed and must outlive the batcher. NULL on error (batch < 1;
@@ -264,6 +265,11 @@ TG_API void tg_batcher_free(tg_batcher *b);
  * error (then tg_ok(ctx) is false). */
 TG_API bool tg_batch_next(tg_batcher *b, tg_dtype dt, tg_batch *out);
 TG_API int64_t tg_batcher_epoch(const tg_batcher *b); /* epochs completed */
+/* Data-parallel training: of each batch of m rows (drawn as before, from
+ * the same permutation on every rank) deliver only rows [m part / parts,
+ * m (part + 1) / parts), so the parts of one batch are disjoint and cover
+ * it. 0 <= part < parts; 0 ok, -1 (TG_EARG). */
+TG_API int tg_batcher_shard(tg_batcher *b, int64_t part, int64_t parts);
 
 /* ---- checkpoints ---------------------------------------------------------- */
 /* A checkpoint holds named tensors (a model's parameters, its running

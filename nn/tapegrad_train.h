@@ -54,6 +54,7 @@
 #include "tapegrad.h"
 #include "tapegrad_io.h"
 #include "tapegrad_nn.h"
+#include "tapegrad_dist.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -184,6 +185,20 @@ typedef struct tg_train_opts {
 	 * and iters stay the totals. The divergence check measures against the
 	 * call's first step. */
 	int64_t start_epoch, start_iter;
+	/* Data-parallel training over MPI ranks (tapegrad_dist.h; attached to
+	 * the model), or NULL: this process alone. Every rank calls tg_fit with
+	 * the same options but out and log_path (give them on rank 0 only).
+	 * batch is then per rank: each step's global batch of ranks x batch rows
+	 * is drawn from one permutation and split between the ranks; the losses
+	 * and metrics are the global batch's, so the run is the one a single
+	 * process makes with the global batch. Before each evaluation the
+	 * buffers (batch-norm statistics) are rank 0's; decisions to stop
+	 * (on_epoch, early stopping, errors) are taken by all ranks together. */
+	struct tg_dist *dist;
+	/* Called after each step's update with its number (from 1, counting on
+	 * from start_iter) and its loss (the global batch's mean); NULL: none. */
+	void (*on_step)(int64_t iter, double loss, void *user);
+	void *step_user;
 } tg_train_opts;
 
 TG_API tg_train_opts tg_train_defaults(void);

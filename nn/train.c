@@ -14,6 +14,7 @@
 #include "tapegrad_io.h"
 #include "tapegrad_nn.h"
 #include "tapegrad_train.h"
+#include "tapegrad_dist.h"
 
 #include <errno.h>
 #include <math.h>
@@ -576,13 +577,21 @@ static int log_close(run *r)
 
 /* forward, loss, zero_grad, backward, update, reset. The loss is checked
  * before the update: a non-finite loss never reaches the parameters. A
- * learning-rate schedule sets the rate before tg_optim_step. */
+ * learning-rate schedule sets the rate before tg_optim_step. Under dist the
+ * loss checked is the global batch's, the same on every rank, and backward
+ * starts from this rank's share of it (its rows over the global batch's):
+ * the gradients summed over the ranks are then the global batch's mean. */
 static int step(run *r, const tg_batch *b, int64_t epoch, int64_t it)
 {
 	tg_ctx *ctx = r->ctx;
+	tg_dist *dist = r->opts.dist;
+	if (dist && tg_dist_step_begin(dist))
+		return -1;
 	tg_tensor *out = tg_forward(r->m, b->x);
 	tg_tensor *loss = task_loss(&r->task, r->who, out, b->labels, b->t);
-	double l = loss ? tg_item(loss) : NAN;
+	double l = loss ? tg_item(loss) : NAN, mine = l, seed = 1;
+	if (dist && tg_dist_loss(dist, l, b->n, !tg_ok(ctx), &l, &seed))
+		return -1;
 	if (tg_ok(ctx) && !isfinite(l))
 		tg_fail(ctx, TG_EANOMALY,
 			"%s: the loss is %g at epoch %lld, step %lld; try a smaller learning "
@@ -600,16 +609,49 @@ static int step(run *r, const tg_batch *b, int64_t epoch, int64_t it)
 			"with tg_train_opts.no_divergence_check, train --no-divergence-check)",
 			r->who, l, (long long)epoch, (long long)it + 1, TG_TRAIN_DIVERGENCE, r->first_loss);
 	if (!tg_ok(ctx))
-		return -1;
-	if (!r->opts.full_train_eval) {
-		if (tally_add(&r->tr, &r->task, l, b->n, out, b->y, b->t))
+		return -1; /* under dist every rank stops here alike */
+	if (!r->opts.full_train_eval)
+		tally_add(&r->tr, &r->task, mine, b->n, out, b->y, b->t);
+	tg_optim_zero_grad(r->o);
+	if (!dist) {
+		tg_backward(loss);
+	} else {
+		if (tg_ok(ctx))
+			tg_backward_ex(loss, tg_scalar(ctx, tg_dtype_of(loss), seed), 0);
+		if (tg_dist_step_end(dist, !tg_ok(ctx)))
 			return -1;
 	}
-	tg_optim_zero_grad(r->o);
-	tg_backward(loss);
 	tg_optim_step(r->o);
 	tg_reset(ctx);
+	if (tg_ok(ctx) && r->opts.on_step)
+		r->opts.on_step(it + 1, l, r->opts.step_user);
 	return tg_ok(ctx) ? 0 : -1;
+}
+
+/* Under dist: the epoch's running figures summed over the ranks, so they
+ * are the global batches'. */
+static int tally_sum(run *r)
+{
+	tally *ty = &r->tr;
+	size_t n = 5 + 2 * (size_t)ty->tdim;
+	double *v = malloc(n * sizeof *v);
+	if (!v) {
+		tg_fail(r->ctx, TG_ENOMEM, "%s: out of memory", r->who);
+		return -1;
+	}
+	v[0] = ty->loss_sum, v[1] = (double)ty->seen, v[2] = (double)ty->right;
+	v[3] = (double)ty->judged, v[4] = ty->sse;
+	for (int64_t j = 0; j < ty->tdim; j++)
+		v[5 + j] = ty->sy[j], v[5 + ty->tdim + j] = ty->syy[j];
+	int rc = tg_dist_sum(r->opts.dist, v, n);
+	if (rc == 0) {
+		ty->loss_sum = v[0], ty->seen = (int64_t)v[1], ty->right = (int64_t)v[2];
+		ty->judged = (int64_t)v[3], ty->sse = v[4];
+		for (int64_t j = 0; j < ty->tdim; j++)
+			ty->sy[j] = v[5 + j], ty->syy[j] = v[5 + ty->tdim + j];
+	}
+	free(v);
+	return rc;
 }
 
 /* ---- an epoch's end ---------------------------------------------------------------------- */
@@ -638,6 +680,10 @@ static int end_epoch(run *r, tg_metrics *mt)
 {
 	tg_scores s;
 	int64_t eb = r->opts.eval_batch;
+	/* every rank evaluates with rank 0's buffers: the same figures */
+	if (r->opts.dist && (tg_dist_sync_buffers(r->opts.dist) ||
+			     (!r->opts.full_train_eval && tally_sum(r))))
+		return -1;
 	if (r->opts.full_train_eval) {
 		if (tg_score(r->m, &r->task, r->train, eb, &s, NULL))
 			return -1;
@@ -686,7 +732,8 @@ static int end_epoch(run *r, tg_metrics *mt)
 static int plan(run *r)
 {
 	const tg_train_opts *o = &r->opts;
-	int64_t n = r->train->n, b = o->batch;
+	int64_t ranks = tg_dist_size(o->dist);
+	int64_t n = r->train->n, b = o->batch * ranks; /* the global batch */
 	if (b < 1 || o->eval_batch < 0 || (o->iters <= 0 && o->epochs < 1) ||
 	    !(o->progress_every >= 0) || (unsigned)o->progress > TG_PROGRESS_LINES ||
 	    o->patience < 0 || o->start_epoch < 0 || o->start_iter < 0) {
@@ -715,6 +762,14 @@ static int plan(run *r)
 	if (r->per_epoch < 1) {
 		tg_fail(r->ctx, TG_EARG, "%s: batch %lld > %lld samples with drop_last", r->who,
 			(long long)b, (long long)n);
+		return -1;
+	}
+	int64_t last = o->replace || o->drop_last ? 0 : n % b;
+	if (last && last < ranks) {
+		tg_fail(r->ctx, TG_EARG,
+			"%s: the last batch of an epoch has %lld row%s, fewer than the %lld ranks; "
+			"drop it (drop_last) or choose another batch",
+			r->who, (long long)last, last == 1 ? "" : "s", (long long)ranks);
 		return -1;
 	}
 	r->total = o->iters > 0 ? o->iters : o->epochs * r->per_epoch;
@@ -764,7 +819,16 @@ static int loop(run *r, tg_batcher *bt, tg_metrics *mt)
 		tally_clear(&r->tr);
 		while (it < r->total && !(r->opts.replace && r->epoch_steps == r->per_epoch)) {
 			tg_batch b;
-			if (!tg_batch_next(bt, r->dt, &b)) {
+			/* a batch that draws from the generator (an epoch's
+			 * permutation, or draws with replacement) draws rank 0's
+			 * numbers on every rank */
+			bool draws = r->opts.dist && (r->opts.replace || r->epoch_steps == 0);
+			if (draws && tg_dist_sync_rng(r->opts.dist))
+				return -1;
+			bool got = tg_batch_next(bt, r->dt, &b);
+			if (draws)
+				tg_dist_fork_rng(r->opts.dist);
+			if (!got) {
 				if (!tg_ok(r->ctx))
 					return -1;
 				break; /* the end of a shuffled epoch */
@@ -784,7 +848,14 @@ static int loop(run *r, tg_batcher *bt, tg_metrics *mt)
 		/* the next epoch's rate, before on_epoch so a checkpoint saved there
 		 * holds the schedule's position for the epochs that follow */
 		set_rate(r, epoch, r->val ? mt->val_loss : mt->test_loss);
-		if (r->opts.on_epoch && !r->opts.on_epoch(mt, r->opts.user))
+		bool go = !r->opts.on_epoch || r->opts.on_epoch(mt, r->opts.user);
+		if (r->opts.dist) { /* one rank's stop (a failed save) stops all */
+			int all = tg_dist_agree(r->opts.dist, go);
+			if (all < 0)
+				return -1;
+			go = all;
+		}
+		if (!go)
 			return 0;
 		if (out_of_patience(r, mt) || it >= r->total)
 			return 0;
@@ -859,8 +930,10 @@ static int fit(const char *who, tg_module *m, tg_optim *o, const tg_task *task,
 	}
 	unsigned flags = (r.opts.replace ? TG_BATCH_REPLACE : 0) |
 			 (r.opts.drop_last ? TG_BATCH_DROP_LAST : 0);
-	bt = tg_batcher_new(ctx, train, r.opts.batch, flags);
-	if (!bt || log_open(&r))
+	int64_t ranks = tg_dist_size(r.opts.dist);
+	bt = tg_batcher_new(ctx, train, r.opts.batch * ranks, flags);
+	if (!bt || (ranks > 1 && tg_batcher_shard(bt, tg_dist_rank(r.opts.dist), ranks)) ||
+	    log_open(&r))
 		goto out_free;
 
 	bool grad = tg_set_grad_enabled(ctx, true);

@@ -1,0 +1,699 @@
+/*
+ * dist.c - data-parallel training on MPI: start-up broadcast, gradient
+ * buckets all-reduced during the reverse walk, the loss and decisions
+ * shared by every rank, synchronised batch norm.
+ *
+ * Made of public calls and MPI: the engine reports final gradients through
+ * tg_set_grad_ready; the all-reduce op is a custom op (tg_record). Every
+ * collective is non-blocking and waited for with a bound, so a dead peer is
+ * an error here, never a hang. No sockets of our own: MPI carries it all.
+ *
+ * Shapes: N = rows of the global batch, n = this rank's, D = features.
+ */
+#include "tapegrad.h"
+#include "tapegrad_dist.h"
+#include "tapegrad_nn.h"
+
+#include <mpi.h>
+
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* One all-reduce's worth of gradients, of one dtype: the parameters
+ * params[first .. first+count) at their offsets; the last bucket has one
+ * more element, the status (0, or 1 from a rank whose backward failed). */
+typedef struct bucket {
+	size_t first, count;  /* into tg_dist.params */
+	size_t numel;         /* gradient elements, without the status slot */
+	tg_dtype dt;
+	void *buf;            /* numel + 1 elements */
+	size_t ready;         /* parameters whose gradient is final this step */
+	bool started;
+	MPI_Request req;
+} bucket;
+
+struct tg_dist {
+	tg_op sum_op;         /* first: the all-reduce op finds its tg_dist here */
+	tg_module_vt bn_vt;   /* the synchronised batch norm's vt */
+	const tg_module_vt *plain_bn_vt;
+	tg_ctx *ctx;
+	tg_dist_opts opts;
+	MPI_Comm grads;       /* the gradient buckets */
+	MPI_Comm misc;        /* everything else, in the order every rank calls it */
+	int rank, size;
+	bool own_init;        /* MPI_Init was ours: MPI_Finalize is too */
+	bool broken;          /* a collective failed: abort, never finalise */
+	tg_module *model;
+	tg_tensor **params;   /* (P) in bucket order: the last parameter first */
+	size_t *slot;         /* (P) each parameter's bucket */
+	size_t *offset;       /* (P) its first element in the bucket */
+	bool *is_ready;       /* (P) this step */
+	size_t nparams;
+	size_t guess;         /* where the last reported parameter was found */
+	tg_tensor **buffers;  /* the model's non-parameter tensors */
+	size_t nbuffers;
+	bucket *buckets;
+	size_t nbuckets, next; /* buckets are started in order: next to start */
+	bool in_step;
+	double seed;          /* n / N of the current step */
+	/* timing */
+	double t_begin, t_backward_end, t_last_end, sync_in_step;
+	tg_dist_stats st;
+};
+
+static void allreduce_backward(tg_node *n, tg_tensor *dout);
+static const tg_op sum_op_proto = { .name = "dist_allreduce", .backward = allreduce_backward };
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+tg_dist_opts tg_dist_defaults(void)
+{
+	return (tg_dist_opts){ .bucket_bytes = 25u << 20, .timeout = 60 };
+}
+
+bool tg_dist_available(void)
+{
+	return true;
+}
+
+int tg_dist_rank(const tg_dist *d)
+{
+	return d ? d->rank : 0;
+}
+
+int tg_dist_size(const tg_dist *d)
+{
+	return d ? d->size : 1;
+}
+
+/* ---- errors and bounded waits ------------------------------------------------------- */
+
+static int mpi_fail(tg_dist *d, int code, const char *what)
+{
+	char msg[MPI_MAX_ERROR_STRING] = "";
+	int len = 0;
+	MPI_Error_string(code, msg, &len);
+	d->broken = true;
+	tg_fail(d->ctx, TG_EIO, "tg_dist: rank %d of %d: %s failed: %s", d->rank, d->size, what,
+		msg);
+	return -1;
+}
+
+/* Polls req until it completes, for at most opts.timeout seconds: spinning
+ * first, then sleeping 50 us between looks, so a waiting rank leaves the
+ * core to a neighbour's computation. */
+static int wait_bounded(tg_dist *d, MPI_Request *req, const char *what)
+{
+	double t0 = now();
+	for (long polls = 0;; polls++) {
+		int done = 0;
+		int rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
+		if (rc != MPI_SUCCESS)
+			return mpi_fail(d, rc, what);
+		if (done)
+			return 0;
+		if (now() - t0 > d->opts.timeout) {
+			d->broken = true;
+			tg_fail(d->ctx, TG_EIO,
+				"tg_dist: rank %d of %d: %s did not complete within %g s: another "
+				"rank has stopped or hangs",
+				d->rank, d->size, what, d->opts.timeout);
+			return -1;
+		}
+		if (polls > 2000)
+			nanosleep(&(struct timespec){ .tv_nsec = 50000 }, NULL);
+	}
+}
+
+/* The step's collectives outside the buckets, timed as sync. */
+static int allreduce_wait(tg_dist *d, const void *in, void *out, int count, MPI_Datatype type,
+			  MPI_Op op, const char *what)
+{
+	double t0 = now();
+	MPI_Request req;
+	int rc = MPI_Iallreduce(in, out, count, type, op, d->misc, &req);
+	if (rc != MPI_SUCCESS)
+		return mpi_fail(d, rc, what);
+	rc = wait_bounded(d, &req, what);
+	if (d->in_step)
+		d->sync_in_step += now() - t0;
+	return rc;
+}
+
+static MPI_Datatype mpi_type(tg_dtype dt)
+{
+	return dt == TG_F64 ? MPI_DOUBLE : MPI_FLOAT;
+}
+
+static int usable(const tg_dist *d)
+{
+	return d && !d->broken && tg_ok(d->ctx);
+}
+
+/* ---- start and end ------------------------------------------------------------------ */
+
+tg_dist *tg_dist_new(tg_ctx *ctx, int *argc, char ***argv, const tg_dist_opts *opts)
+{
+	if (!ctx || !tg_ok(ctx))
+		return NULL;
+	tg_dist_opts o = opts ? *opts : tg_dist_defaults();
+	if (o.bucket_bytes < 1 || !(o.timeout > 0))
+		return tg_fail(ctx, TG_EARG, "tg_dist_new: bucket_bytes %zu and timeout %g s must be "
+			       "positive", o.bucket_bytes, o.timeout);
+	int up = 0;
+	MPI_Initialized(&up);
+	if (!up && MPI_Init(argc, argv) != MPI_SUCCESS)
+		return tg_fail(ctx, TG_EIO, "tg_dist_new: MPI_Init failed");
+	tg_dist *d = calloc(1, sizeof *d);
+	if (!d)
+		return tg_fail(ctx, TG_ENOMEM, "tg_dist_new: out of memory");
+	d->sum_op = sum_op_proto; /* its backward finds d from the node's op */
+	d->ctx = ctx;
+	d->opts = o;
+	d->own_init = !up;
+	MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+	if (MPI_Comm_dup(MPI_COMM_WORLD, &d->grads) != MPI_SUCCESS ||
+	    MPI_Comm_dup(MPI_COMM_WORLD, &d->misc) != MPI_SUCCESS) {
+		free(d);
+		return tg_fail(ctx, TG_EIO, "tg_dist_new: MPI_Comm_dup failed");
+	}
+	MPI_Comm_set_errhandler(d->grads, MPI_ERRORS_RETURN);
+	MPI_Comm_set_errhandler(d->misc, MPI_ERRORS_RETURN);
+	MPI_Comm_rank(d->misc, &d->rank);
+	MPI_Comm_size(d->misc, &d->size);
+	return d;
+}
+
+static void forget_buckets(tg_dist *d)
+{
+	for (size_t i = 0; i < d->nbuckets; i++)
+		free(d->buckets[i].buf);
+	free(d->buckets);
+	free(d->params);
+	free(d->slot);
+	free(d->offset);
+	free(d->is_ready);
+	free(d->buffers);
+	d->buckets = NULL;
+	d->params = d->buffers = NULL;
+	d->nbuckets = d->nparams = d->nbuffers = 0;
+}
+
+void tg_dist_free(tg_dist *d)
+{
+	if (!d)
+		return;
+	if (d->model)
+		tg_set_grad_ready(d->ctx, NULL, NULL);
+	forget_buckets(d);
+	bool broken = d->broken, own = d->own_init;
+	if (broken) {
+		/* a request may be outstanding with a dead peer: finalising could
+		 * wait for it for ever */
+		fflush(stdout);
+		fflush(stderr);
+		MPI_Abort(MPI_COMM_WORLD, 1);
+	}
+	MPI_Comm_free(&d->grads);
+	MPI_Comm_free(&d->misc);
+	free(d);
+	if (own)
+		MPI_Finalize();
+}
+
+/* ---- broadcasts ------------------------------------------------------------------------ */
+
+int tg_dist_broadcast(tg_dist *d, tg_tensor *const *t, size_t n)
+{
+	if (!usable(d))
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		void *p = tg_data_mut(t[i]);
+		if (!p)
+			return -1;
+		size_t count = tg_numel(t[i]);
+		MPI_Request req;
+		int rc = MPI_Ibcast(p, (int)count, mpi_type(tg_dtype_of(t[i])), 0, d->misc, &req);
+		if (rc != MPI_SUCCESS)
+			return mpi_fail(d, rc, "the broadcast of rank 0's tensors");
+		if (wait_bounded(d, &req, "the broadcast of rank 0's tensors"))
+			return -1;
+	}
+	return 0;
+}
+
+int tg_dist_sync_buffers(tg_dist *d)
+{
+	return tg_dist_broadcast(d, d ? d->buffers : NULL, d ? d->nbuffers : 0);
+}
+
+int tg_dist_sync_rng(tg_dist *d)
+{
+	if (!usable(d))
+		return -1;
+	uint64_t s[4];
+	tg_rng_state(d->ctx, s);
+	MPI_Request req;
+	int rc = MPI_Ibcast(s, 4, MPI_UINT64_T, 0, d->misc, &req);
+	if (rc != MPI_SUCCESS)
+		return mpi_fail(d, rc, "the broadcast of rank 0's generator");
+	if (wait_bounded(d, &req, "the broadcast of rank 0's generator"))
+		return -1;
+	return tg_rng_set_state(d->ctx, s);
+}
+
+/* splitmix64's finaliser: distinct ranks give unrelated words. */
+static uint64_t mix(uint64_t z)
+{
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+void tg_dist_fork_rng(tg_dist *d)
+{
+	if (!d || d->rank == 0)
+		return;
+	uint64_t s[4];
+	tg_rng_state(d->ctx, s);
+	for (int i = 0; i < 4; i++)
+		s[i] = mix(s[i] + 0x9e3779b97f4a7c15ull * (uint64_t)(d->rank * 4 + i + 1));
+	if (!(s[0] | s[1] | s[2] | s[3]))
+		s[0] = 1;
+	tg_rng_set_state(d->ctx, s);
+}
+
+/* ---- sums and agreements --------------------------------------------------------------- */
+
+int tg_dist_sum(tg_dist *d, double *v, size_t n)
+{
+	if (!usable(d))
+		return -1;
+	return allreduce_wait(d, MPI_IN_PLACE, v, (int)n, MPI_DOUBLE, MPI_SUM, "a sum over the ranks");
+}
+
+int tg_dist_agree(tg_dist *d, bool go)
+{
+	if (!usable(d))
+		return -1;
+	int v = go ? 1 : 0;
+	if (allreduce_wait(d, MPI_IN_PLACE, &v, 1, MPI_INT, MPI_LAND, "an agreement of the ranks"))
+		return -1;
+	return v;
+}
+
+/* ---- the all-reduce op: y = sum_r x_r; dx = sum_r dout_r ------------------------------- */
+
+static tg_dist *dist_of_op(const tg_op *op)
+{
+	return (tg_dist *)(void *)((char *)op - offsetof(tg_dist, sum_op));
+}
+
+static void allreduce_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_dist *d = dist_of_op(tg_node_op(n));
+	tg_node_grad(n, 0, tg_dist_allreduce(d, dout));
+}
+
+
+tg_tensor *tg_dist_allreduce(tg_dist *d, tg_tensor *x)
+{
+	if (!x)
+		return NULL;
+	if (!d)
+		return tg_fail(tg_ctx_of(x), TG_ENULL, "tg_dist_allreduce: the tg_dist is NULL");
+	if (!usable(d))
+		return NULL;
+	tg_dtype dt = tg_dtype_of(x);
+	if (dt != TG_F32 && dt != TG_F64)
+		return tg_fail(d->ctx, TG_EDTYPE, "tg_dist_allreduce: x is an index tensor");
+	tg_tensor *y = tg_empty(d->ctx, dt, tg_ndim(x), tg_shape(x));
+	void *out = y ? tg_data_mut(y) : NULL;
+	if (!out)
+		return NULL;
+	if (allreduce_wait(d, tg_data(x), out, (int)tg_numel(x), mpi_type(dt), MPI_SUM,
+			   "the all-reduce of a tensor"))
+		return NULL;
+	return tg_record(&d->sum_op, y, 1, &x, NULL, 0);
+}
+
+/* ---- gradient buckets ---------------------------------------------------------------- */
+
+static int start_bucket(tg_dist *d, bucket *b)
+{
+	bool last = b == &d->buckets[d->nbuckets - 1];
+	int count = (int)b->numel + (last ? 1 : 0);
+	int rc = MPI_Iallreduce(MPI_IN_PLACE, b->buf, count, mpi_type(b->dt), MPI_SUM, d->grads,
+			    &b->req);
+	if (rc != MPI_SUCCESS)
+		return mpi_fail(d, rc, "starting a gradient all-reduce");
+	b->started = true;
+	d->st.bytes += (double)b->numel * (b->dt == TG_F64 ? 8 : 4);
+	return 0;
+}
+
+/* Parameter i's gradient into its bucket (zeros when it got none). */
+static void pack(tg_dist *d, size_t i)
+{
+	bucket *b = &d->buckets[d->slot[i]];
+	tg_tensor *g = tg_grad(d->params[i]);
+	size_t es = b->dt == TG_F64 ? 8 : 4, n = tg_numel(d->params[i]);
+	char *dst = (char *)b->buf + d->offset[i] * es;
+	if (g)
+		memcpy(dst, tg_data(g), n * es);
+	else
+		memset(dst, 0, n * es);
+	d->is_ready[i] = true;
+	b->ready++;
+}
+
+/* Starts the buckets that are full, in order: every rank starts them in the
+ * same order, as MPI needs of collectives on one communicator. The last,
+ * which carries the status, waits for the end of the walk (all: at the end
+ * of the walk, when end). */
+static int start_ready(tg_dist *d, bool end)
+{
+	size_t stop = end ? d->nbuckets : d->nbuckets - 1;
+	while (d->next < stop && d->buckets[d->next].ready == d->buckets[d->next].count) {
+		if (start_bucket(d, &d->buckets[d->next]))
+			return -1;
+		d->next++;
+	}
+	/* a look at the ones in flight lets MPI move them on (there is no
+	 * progress thread) */
+	for (size_t i = 0; i < d->next; i++) {
+		int done;
+		if (d->buckets[i].req != MPI_REQUEST_NULL)
+			MPI_Test(&d->buckets[i].req, &done, MPI_STATUS_IGNORE);
+	}
+	return 0;
+}
+
+static void grad_ready(tg_tensor *leaf, void *user)
+{
+	tg_dist *d = user;
+	if (!d->in_step || d->broken || d->opts.no_overlap)
+		return;
+	size_t i = d->guess;
+	for (size_t k = 0; k < d->nparams && d->params[i] != leaf; k++)
+		i = i + 1 < d->nparams ? i + 1 : 0;
+	if (d->params[i] != leaf || d->is_ready[i])
+		return; /* not a parameter of the model */
+	d->guess = i + 1 < d->nparams ? i + 1 : 0;
+	pack(d, i);
+	start_ready(d, false);
+}
+
+/* The buckets: parameters last first (the order their gradients become
+ * final), a new bucket when one would pass bucket_bytes or the dtype
+ * changes. */
+static int make_buckets(tg_dist *d, tg_tensor *const *p, size_t np)
+{
+	d->params = calloc(np ? np : 1, sizeof *d->params);
+	d->slot = calloc(np ? np : 1, sizeof *d->slot);
+	d->offset = calloc(np ? np : 1, sizeof *d->offset);
+	d->is_ready = calloc(np ? np : 1, sizeof *d->is_ready);
+	d->buckets = calloc(np ? np : 1, sizeof *d->buckets);
+	if (!d->params || !d->slot || !d->offset || !d->is_ready || !d->buckets)
+		goto out_of_memory;
+	d->nparams = np;
+	for (size_t k = 0; k < np; k++) {
+		tg_tensor *t = p[np - 1 - k];
+		size_t es = tg_dtype_of(t) == TG_F64 ? 8 : 4, n = tg_numel(t);
+		bucket *b = d->nbuckets ? &d->buckets[d->nbuckets - 1] : NULL;
+		if (!b || b->dt != tg_dtype_of(t) ||
+		    (b->numel + n) * es > d->opts.bucket_bytes) {
+			b = &d->buckets[d->nbuckets++];
+			*b = (bucket){ .first = k, .dt = tg_dtype_of(t), .req = MPI_REQUEST_NULL };
+		}
+		d->params[k] = t;
+		d->slot[k] = (size_t)(b - d->buckets);
+		d->offset[k] = b->numel;
+		b->numel += n;
+		b->count++;
+	}
+	if (d->nbuckets == 0) /* no parameters: one empty bucket carries the status */
+		d->buckets[d->nbuckets++] = (bucket){ .dt = TG_F64, .req = MPI_REQUEST_NULL };
+	for (size_t i = 0; i < d->nbuckets; i++) {
+		bucket *b = &d->buckets[i];
+		b->buf = calloc(b->numel + 1, b->dt == TG_F64 ? 8 : 4);
+		if (!b->buf)
+			goto out_of_memory;
+	}
+	d->st.buckets = (int64_t)d->nbuckets;
+	return 0;
+out_of_memory:
+	forget_buckets(d);
+	tg_fail(d->ctx, TG_ENOMEM, "tg_dist_attach: out of memory for %zu parameters", np);
+	return -1;
+}
+
+int tg_dist_attach(tg_dist *d, tg_module *m)
+{
+	if (!usable(d))
+		return -1;
+	if (!m) {
+		tg_fail(d->ctx, TG_ENULL, "tg_dist_attach: the module is NULL");
+		return -1;
+	}
+	if (d->model) {
+		tg_fail(d->ctx, TG_EARG, "tg_dist_attach: a model is attached already");
+		return -1;
+	}
+	size_t np = tg_module_params(m, NULL, 0), nt = tg_module_tensors(m, NULL, 0);
+	tg_tensor **all = calloc(nt ? nt : 1, sizeof *all);
+	if (!all) {
+		tg_fail(d->ctx, TG_ENOMEM, "tg_dist_attach: out of memory");
+		return -1;
+	}
+	tg_module_tensors(m, all, nt);
+	/* tg_module_tensors: the parameters first, then the state */
+	int rc = tg_dist_broadcast(d, all, nt);
+	if (rc == 0)
+		rc = make_buckets(d, all, np);
+	if (rc == 0 && nt > np) {
+		d->buffers = calloc(nt - np, sizeof *d->buffers);
+		if (!d->buffers) {
+			tg_fail(d->ctx, TG_ENOMEM, "tg_dist_attach: out of memory");
+			rc = -1;
+		} else {
+			memcpy(d->buffers, all + np, (nt - np) * sizeof *all);
+			d->nbuffers = nt - np;
+		}
+	}
+	free(all);
+	if (rc)
+		return -1;
+	d->model = m;
+	tg_set_grad_ready(d->ctx, grad_ready, d);
+	d->t_last_end = now();
+	return 0;
+}
+
+/* ---- a step ------------------------------------------------------------------------------ */
+
+int tg_dist_step_begin(tg_dist *d)
+{
+	if (!usable(d))
+		return -1;
+	if (!d->model) {
+		tg_fail(d->ctx, TG_EARG, "tg_dist_step_begin: no model is attached (tg_dist_attach)");
+		return -1;
+	}
+	double t = now();
+	if (d->st.steps > 0)
+		d->st.rest_s += t - d->t_last_end;
+	d->t_begin = t;
+	d->sync_in_step = 0;
+	for (size_t i = 0; i < d->nparams; i++)
+		d->is_ready[i] = false;
+	for (size_t i = 0; i < d->nbuckets; i++) {
+		d->buckets[i].ready = 0;
+		d->buckets[i].started = false;
+	}
+	d->next = 0;
+	d->guess = 0;
+	d->in_step = true;
+	return 0;
+}
+
+int tg_dist_loss(tg_dist *d, double loss, int64_t n, bool failed, double *global, double *seed)
+{
+	if (!d || d->broken)
+		return -1;
+	/* sum of loss * n, sum of n, and the lowest rank that failed */
+	double v[2] = { failed ? 0 : loss * (double)n, (double)n };
+	int who = failed ? d->rank : d->size;
+	if (allreduce_wait(d, MPI_IN_PLACE, v, 2, MPI_DOUBLE, MPI_SUM, "the loss's all-reduce") ||
+	    allreduce_wait(d, MPI_IN_PLACE, &who, 1, MPI_INT, MPI_MIN, "the loss's all-reduce"))
+		return -1;
+	if (who < d->size) {
+		d->in_step = false;
+		tg_fail(d->ctx, TG_EIO, "tg_dist: rank %d failed in its forward pass; every rank stops",
+			who);
+		return -1;
+	}
+	*global = v[0] / v[1];
+	d->seed = (double)n / v[1];
+	*seed = d->seed;
+	return 0;
+}
+
+int tg_dist_step_end(tg_dist *d, bool failed)
+{
+	if (!d || d->broken)
+		return -1;
+	double t = now();
+	d->t_backward_end = t;
+	/* what the walk did not report (unused parameters, a walk that
+	 * stopped, or no overlap): packed now */
+	for (size_t i = 0; i < d->nparams; i++)
+		if (!d->is_ready[i])
+			pack(d, i);
+	/* the status rides in the last bucket, which starts only now */
+	bucket *last = &d->buckets[d->nbuckets - 1];
+	size_t es = last->dt == TG_F64 ? 8 : 4;
+	void *status = (char *)last->buf + last->numel * es;
+	if (last->dt == TG_F64)
+		*(double *)status = failed ? 1 : 0;
+	else
+		*(float *)status = failed ? 1.0f : 0.0f;
+	if (start_ready(d, true))
+		return -1;
+	for (size_t i = 0; i < d->nbuckets; i++)
+		if (wait_bounded(d, &d->buckets[i].req, "a gradient all-reduce"))
+			return -1;
+	bool any_failed = last->dt == TG_F64 ? *(double *)status != 0 : *(float *)status != 0;
+	double t_wait = now();
+	d->in_step = false;
+	if (any_failed) {
+		tg_fail(d->ctx, TG_EIO, "tg_dist: a rank's backward failed; every rank stops");
+		return -1;
+	}
+	for (size_t i = 0; i < d->nparams; i++) {
+		tg_tensor *g = tg_grad(d->params[i]);
+		void *dst = g ? tg_data_mut(g) : NULL;
+		if (!dst)
+			continue;
+		bucket *b = &d->buckets[d->slot[i]];
+		size_t es = b->dt == TG_F64 ? 8 : 4;
+		memcpy(dst, (char *)b->buf + d->offset[i] * es, tg_numel(d->params[i]) * es);
+	}
+	d->st.steps++;
+	d->st.compute_s += d->t_backward_end - d->t_begin - d->sync_in_step;
+	d->st.sync_s += d->sync_in_step;
+	d->st.wait_s += t_wait - d->t_backward_end;
+	d->t_last_end = now();
+	d->st.rest_s += d->t_last_end - t_wait;
+	return 0;
+}
+
+void tg_dist_stats_get(const tg_dist *d, tg_dist_stats *out)
+{
+	if (out)
+		*out = d ? d->st : (tg_dist_stats){ 0 };
+}
+
+void tg_dist_stats_clear(tg_dist *d)
+{
+	if (d) {
+		int64_t nb = d->st.buckets;
+		d->st = (tg_dist_stats){ .buckets = nb };
+	}
+}
+
+/* ---- synchronised batch norm ------------------------------------------------------------ */
+/* Over the global batch of N rows: mean = sum_r sum_i x / N, var = sum_r
+ * sum_i (x - mean)^2 / N (biased, as tg_batch_norm), y = gamma (x - mean) /
+ * sqrt(var + eps) + beta; made of ops and tg_dist_allreduce, so backward
+ * all-reduces the partial sums of the gradient as the forward did. */
+
+static tg_dist *dist_of_bn_vt(const tg_module_vt *vt)
+{
+	return (tg_dist *)(void *)((char *)vt - offsetof(tg_dist, bn_vt));
+}
+
+static void running_update(tg_tensor *running, const tg_tensor *batch, double decay)
+{
+	size_t n = tg_numel(running);
+	void *r = tg_data_mut(running);
+	const void *b = tg_data(batch);
+	if (!r || !b)
+		return;
+	if (tg_dtype_of(running) == TG_F64) {
+		double *R = r;
+		const double *B = b;
+		for (size_t i = 0; i < n; i++)
+			R[i] = decay * R[i] + (1.0 - decay) * B[i];
+	} else {
+		float *R = r;
+		const float *B = b;
+		float k = (float)decay;
+		for (size_t i = 0; i < n; i++)
+			R[i] = k * R[i] + (1.0f - k) * B[i];
+	}
+}
+
+static tg_tensor *sync_bn_forward(tg_module *m, tg_tensor *x)
+{
+	tg_dist *d = dist_of_bn_vt(m->vt);
+	if (!m->training || !x || tg_ndim(x) != 2)
+		return d->plain_bn_vt->forward(m, x); /* evaluation; shape errors as ever */
+	tg_batchnorm *bn = m->self;
+	double rows = (double)tg_dim(x, 0);
+	if (tg_dist_sum(d, &rows, 1))
+		return NULL;
+	if (rows < 2)
+		return tg_fail(d->ctx, TG_ESHAPE,
+			       "tg_dist_sync_bn: a global batch of %g row has variance 0", rows);
+	tg_tensor *mean = tg_mul_scalar(tg_dist_allreduce(d, tg_sum_axis(x, 0, false)), 1 / rows);
+	tg_tensor *xc = tg_sub(x, mean);
+	tg_tensor *var = tg_mul_scalar(tg_dist_allreduce(d, tg_sum_axis(tg_mul(xc, xc), 0, false)),
+				       1 / rows);
+	tg_tensor *y = tg_add(tg_mul(tg_div(xc, tg_sqrt(tg_add_scalar(var, bn->eps))), bn->gamma),
+			      bn->beta);
+	if (y) {
+		running_update(bn->running_mean, mean, bn->avg_decay);
+		running_update(bn->running_var, var, bn->avg_decay);
+	}
+	return y;
+}
+
+static int convert_bn(tg_dist *d, tg_module *m)
+{
+	if (m->vt && m->vt->kind && !strcmp(m->vt->kind, "bn") && m->vt != &d->bn_vt) {
+		if (!d->plain_bn_vt) {
+			d->plain_bn_vt = m->vt;
+			d->bn_vt = *m->vt;
+			d->bn_vt.forward = sync_bn_forward;
+		} else if (m->vt != d->plain_bn_vt) {
+			tg_fail(d->ctx, TG_EARG, "tg_dist_sync_bn: a \"bn\" module of another kind");
+			return -1;
+		}
+		m->vt = &d->bn_vt;
+	}
+	for (size_t i = 0; i < m->nchildren; i++)
+		if (convert_bn(d, m->children[i]))
+			return -1;
+	return 0;
+}
+
+int tg_dist_sync_bn(tg_dist *d, tg_module *m)
+{
+	if (!usable(d))
+		return -1;
+	if (!m) {
+		tg_fail(d->ctx, TG_ENULL, "tg_dist_sync_bn: the module is NULL");
+		return -1;
+	}
+	return convert_bn(d, m);
+}
