@@ -1185,6 +1185,7 @@ int main(int argc, char **argv)
 			rc = 1;
 			goto out;
 		}
+		setvbuf(step_log, NULL, _IOLBF, 0); /* a line per step, as it happens */
 		to.on_step = log_step;
 		to.step_user = step_log;
 	}
