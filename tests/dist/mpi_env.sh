@@ -6,8 +6,8 @@ if ! command -v mpirun >/dev/null 2>&1; then
 	echo "SKIP: mpirun is not installed (Debian: openmpi-bin; tests/run installs it)"
 	exit 77
 fi
-if ! "$train" --help | grep -q -- '--dist'; then
-	echo "SKIP: this train has no --dist"
+if "$train" --dist --data iris --iters 1 --quiet 2>&1 | grep -q 'without MPI'; then
+	echo "SKIP: this build has no MPI (meson setup -Dmpi=enabled, with libopenmpi-dev)"
 	exit 77
 fi
 # As root (containers, CI), Open MPI needs to be told; on a machine with
