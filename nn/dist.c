@@ -13,6 +13,7 @@
 #include "tapegrad.h"
 #include "tapegrad_dist.h"
 #include "tapegrad_nn.h"
+#include "dist_hooks.h"
 
 #include <mpi.h>
 
@@ -37,7 +38,8 @@ typedef struct bucket {
 } bucket;
 
 struct tg_dist {
-	tg_op sum_op;         /* first: the all-reduce op finds its tg_dist here */
+	const tg_dist_hooks *hooks; /* first: how tg_fit calls this file */
+	tg_op sum_op;         /* the all-reduce op finds its tg_dist from here */
 	tg_module_vt bn_vt;   /* the synchronised batch norm's vt */
 	const tg_module_vt *plain_bn_vt;
 	tg_ctx *ctx;
@@ -161,6 +163,13 @@ static int usable(const tg_dist *d)
 
 /* ---- start and end ------------------------------------------------------------------ */
 
+static const tg_dist_hooks hooks = {
+	.rank = tg_dist_rank, .size = tg_dist_size, .step_begin = tg_dist_step_begin,
+	.loss = tg_dist_loss, .step_end = tg_dist_step_end, .sum = tg_dist_sum,
+	.agree = tg_dist_agree, .sync_rng = tg_dist_sync_rng, .fork_rng = tg_dist_fork_rng,
+	.sync_buffers = tg_dist_sync_buffers,
+};
+
 tg_dist *tg_dist_new(tg_ctx *ctx, int *argc, char ***argv, const tg_dist_opts *opts)
 {
 	if (!ctx || !tg_ok(ctx))
@@ -176,6 +185,7 @@ tg_dist *tg_dist_new(tg_ctx *ctx, int *argc, char ***argv, const tg_dist_opts *o
 	tg_dist *d = calloc(1, sizeof *d);
 	if (!d)
 		return tg_fail(ctx, TG_ENOMEM, "tg_dist_new: out of memory");
+	d->hooks = &hooks;
 	d->sum_op = sum_op_proto; /* its backward finds d from the node's op */
 	d->ctx = ctx;
 	d->opts = o;

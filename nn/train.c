@@ -15,6 +15,7 @@
 #include "tapegrad_nn.h"
 #include "tapegrad_train.h"
 #include "tapegrad_dist.h"
+#include "dist_hooks.h"
 
 #include <errno.h>
 #include <math.h>
@@ -585,12 +586,12 @@ static int step(run *r, const tg_batch *b, int64_t epoch, int64_t it)
 {
 	tg_ctx *ctx = r->ctx;
 	tg_dist *dist = r->opts.dist;
-	if (dist && tg_dist_step_begin(dist))
+	if (dist && tg_dist_hooks_of(dist)->step_begin(dist))
 		return -1;
 	tg_tensor *out = tg_forward(r->m, b->x);
 	tg_tensor *loss = task_loss(&r->task, r->who, out, b->labels, b->t);
 	double l = loss ? tg_item(loss) : NAN, mine = l, seed = 1;
-	if (dist && tg_dist_loss(dist, l, b->n, !tg_ok(ctx), &l, &seed))
+	if (dist && tg_dist_hooks_of(dist)->loss(dist, l, b->n, !tg_ok(ctx), &l, &seed))
 		return -1;
 	if (tg_ok(ctx) && !isfinite(l))
 		tg_fail(ctx, TG_EANOMALY,
@@ -618,7 +619,7 @@ static int step(run *r, const tg_batch *b, int64_t epoch, int64_t it)
 	} else {
 		if (tg_ok(ctx))
 			tg_backward_ex(loss, tg_scalar(ctx, tg_dtype_of(loss), seed), 0);
-		if (tg_dist_step_end(dist, !tg_ok(ctx)))
+		if (tg_dist_hooks_of(dist)->step_end(dist, !tg_ok(ctx)))
 			return -1;
 	}
 	tg_optim_step(r->o);
@@ -643,7 +644,7 @@ static int tally_sum(run *r)
 	v[3] = (double)ty->judged, v[4] = ty->sse;
 	for (int64_t j = 0; j < ty->tdim; j++)
 		v[5 + j] = ty->sy[j], v[5 + ty->tdim + j] = ty->syy[j];
-	int rc = tg_dist_sum(r->opts.dist, v, n);
+	int rc = tg_dist_hooks_of(r->opts.dist)->sum(r->opts.dist, v, n);
 	if (rc == 0) {
 		ty->loss_sum = v[0], ty->seen = (int64_t)v[1], ty->right = (int64_t)v[2];
 		ty->judged = (int64_t)v[3], ty->sse = v[4];
@@ -681,7 +682,7 @@ static int end_epoch(run *r, tg_metrics *mt)
 	tg_scores s;
 	int64_t eb = r->opts.eval_batch;
 	/* every rank evaluates with rank 0's buffers: the same figures */
-	if (r->opts.dist && (tg_dist_sync_buffers(r->opts.dist) ||
+	if (r->opts.dist && (tg_dist_hooks_of(r->opts.dist)->sync_buffers(r->opts.dist) ||
 			     (!r->opts.full_train_eval && tally_sum(r))))
 		return -1;
 	if (r->opts.full_train_eval) {
@@ -732,7 +733,7 @@ static int end_epoch(run *r, tg_metrics *mt)
 static int plan(run *r)
 {
 	const tg_train_opts *o = &r->opts;
-	int64_t ranks = tg_dist_size(o->dist);
+	int64_t ranks = o->dist ? tg_dist_hooks_of(o->dist)->size(o->dist) : 1;
 	int64_t n = r->train->n, b = o->batch * ranks; /* the global batch */
 	if (b < 1 || o->eval_batch < 0 || (o->iters <= 0 && o->epochs < 1) ||
 	    !(o->progress_every >= 0) || (unsigned)o->progress > TG_PROGRESS_LINES ||
@@ -823,11 +824,11 @@ static int loop(run *r, tg_batcher *bt, tg_metrics *mt)
 			 * permutation, or draws with replacement) draws rank 0's
 			 * numbers on every rank */
 			bool draws = r->opts.dist && (r->opts.replace || r->epoch_steps == 0);
-			if (draws && tg_dist_sync_rng(r->opts.dist))
+			if (draws && tg_dist_hooks_of(r->opts.dist)->sync_rng(r->opts.dist))
 				return -1;
 			bool got = tg_batch_next(bt, r->dt, &b);
 			if (draws)
-				tg_dist_fork_rng(r->opts.dist);
+				tg_dist_hooks_of(r->opts.dist)->fork_rng(r->opts.dist);
 			if (!got) {
 				if (!tg_ok(r->ctx))
 					return -1;
@@ -850,7 +851,7 @@ static int loop(run *r, tg_batcher *bt, tg_metrics *mt)
 		set_rate(r, epoch, r->val ? mt->val_loss : mt->test_loss);
 		bool go = !r->opts.on_epoch || r->opts.on_epoch(mt, r->opts.user);
 		if (r->opts.dist) { /* one rank's stop (a failed save) stops all */
-			int all = tg_dist_agree(r->opts.dist, go);
+			int all = tg_dist_hooks_of(r->opts.dist)->agree(r->opts.dist, go);
 			if (all < 0)
 				return -1;
 			go = all;
@@ -930,9 +931,10 @@ static int fit(const char *who, tg_module *m, tg_optim *o, const tg_task *task,
 	}
 	unsigned flags = (r.opts.replace ? TG_BATCH_REPLACE : 0) |
 			 (r.opts.drop_last ? TG_BATCH_DROP_LAST : 0);
-	int64_t ranks = tg_dist_size(r.opts.dist);
+	const tg_dist_hooks *dh = r.opts.dist ? tg_dist_hooks_of(r.opts.dist) : NULL;
+	int64_t ranks = dh ? dh->size(r.opts.dist) : 1;
 	bt = tg_batcher_new(ctx, train, r.opts.batch * ranks, flags);
-	if (!bt || (ranks > 1 && tg_batcher_shard(bt, tg_dist_rank(r.opts.dist), ranks)) ||
+	if (!bt || (ranks > 1 && tg_batcher_shard(bt, dh->rank(r.opts.dist), ranks)) ||
 	    log_open(&r))
 		goto out_free;
 

@@ -38,7 +38,9 @@ out=$(LD_LIBRARY_PATH="$libdir" "$tmp/prog")
 [ "$out" = "220 2.2" ] || { echo "FAIL: installed build printed '$out', expected '220 2.2'"; exit 1; }
 echo "pkg-config build: $out"
 
-# 2. as a meson subproject
+# 2. as a meson subproject (with the system's pkg-config again: the sysroot
+# of step 1 would move the paths of the MPI the subproject finds)
+unset PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
 mkdir -p "$tmp/user/subprojects"
 ln -s "$src" "$tmp/user/subprojects/tapegrad"
 cp "$tmp/prog.c" "$tmp/user/"

@@ -1,0 +1,33 @@
+/*
+ * dist_hooks.h - how tg_fit reaches a tg_dist without linking MPI: every
+ * tg_dist begins with a pointer to this table of its functions, so a
+ * program that never calls tg_dist_new pulls no MPI symbol in with the
+ * training loop (a static libtapegrad.a links without -lmpi). Shared by
+ * nn/train.c and nn/dist.c only; not installed.
+ */
+#ifndef TG_DIST_HOOKS_H
+#define TG_DIST_HOOKS_H
+
+#include "tapegrad_dist.h"
+
+typedef struct tg_dist_hooks {
+	int (*rank)(const tg_dist *d);
+	int (*size)(const tg_dist *d);
+	int (*step_begin)(tg_dist *d);
+	int (*loss)(tg_dist *d, double loss, int64_t n, bool failed, double *global,
+		    double *seed);
+	int (*step_end)(tg_dist *d, bool failed);
+	int (*sum)(tg_dist *d, double *v, size_t n);
+	int (*agree)(tg_dist *d, bool go);
+	int (*sync_rng)(tg_dist *d);
+	void (*fork_rng)(tg_dist *d);
+	int (*sync_buffers)(tg_dist *d);
+} tg_dist_hooks;
+
+/* d's table: the first member of every tg_dist. */
+static inline const tg_dist_hooks *tg_dist_hooks_of(const tg_dist *d)
+{
+	return *(const tg_dist_hooks *const *)(const void *)d;
+}
+
+#endif /* TG_DIST_HOOKS_H */
