@@ -396,6 +396,7 @@ static int start_ready(tg_dist *d, bool end)
 	while (d->next < stop && d->buckets[d->next].ready == d->buckets[d->next].count) {
 		if (start_bucket(d, &d->buckets[d->next]))
 			return -1;
+		d->st.early += !end;
 		d->next++;
 	}
 	/* a look at the ones in flight lets MPI move them on (there is no

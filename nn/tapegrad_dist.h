@@ -69,6 +69,7 @@ typedef struct tg_dist_stats {
 	double rest_s;
 	double bytes;        /* gradient bytes all-reduced by this rank */
 	int64_t buckets;     /* buckets per step */
+	int64_t early;       /* buckets started during backward (the rest at its end) */
 } tg_dist_stats;
 
 TG_API tg_dist_opts tg_dist_defaults(void);

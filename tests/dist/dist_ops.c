@@ -1,0 +1,148 @@
+/*
+ * dist_ops.c - the pieces of tapegrad_dist.h checked against numbers
+ * computed here, on 2 ranks (mpirun -np 2; run by check_ops.sh):
+ *  - tg_dist_allreduce: the value is the sum over the ranks, and its
+ *    gradient the sum of the ranks' upstream gradients;
+ *  - gradient buckets: with buckets of 64 bytes (most parameters alone in
+ *    one, several all-reduces in flight during backward), the gradients
+ *    after tg_dist_step_end equal those of one process that takes the
+ *    global batch of both ranks' rows (1e-12), and all but the last
+ *    bucket start during the walk;
+ *  - tg_dist_sum, tg_dist_agree, tg_dist_broadcast.
+ * Prints every value it compares; exits 1 on any difference.
+ */
+#include "tapegrad.h"
+#include "tapegrad_dist.h"
+#include "tapegrad_nn.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static int fails;
+static int rank;
+
+static void check(const char *what, double got, double want, double tol)
+{
+	bool ok = fabs(got - want) <= tol * (1 + fabs(want));
+	if (!ok || rank == 0)
+		printf("rank %d: %-40s %.17g, expected %.17g%s\n", rank, what, got, want,
+		       ok ? "" : "  FAIL");
+	fails += !ok;
+}
+
+/* rows of the global batch: 6 rows of 4 features, labels of 3 classes; rank r
+ * has rows [3r, 3r + 3) */
+static void rows(double *x, int32_t *y)
+{
+	for (int i = 0; i < 6; i++) {
+		for (int j = 0; j < 4; j++)
+			x[i * 4 + j] = sin(1.0 + i * 4 + j) * (1 + 0.1 * i);
+		y[i] = (i * 7) % 3;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	tg_ctx *ctx = tg_ctx_new(7);
+	tg_dist_opts o = tg_dist_defaults();
+	o.bucket_bytes = 64;
+	o.timeout = 20;
+	tg_dist *d = tg_dist_new(ctx, &argc, &argv, &o);
+	if (!d) {
+		fprintf(stderr, "dist_ops: %s\n", tg_error(ctx));
+		return 1;
+	}
+	rank = tg_dist_rank(d);
+	if (tg_dist_size(d) != 2) {
+		fprintf(stderr, "dist_ops: run with mpirun -np 2\n");
+		tg_dist_free(d);
+		return 1;
+	}
+
+	/* sums and agreements */
+	double v[2] = { rank, 10.0 * (rank + 1) };
+	tg_dist_sum(d, v, 2);
+	check("tg_dist_sum [0] (0 + 1)", v[0], 1, 0);
+	check("tg_dist_sum [1] (10 + 20)", v[1], 30, 0);
+	check("tg_dist_agree(rank != 1)", tg_dist_agree(d, rank != 1), 0, 0);
+	check("tg_dist_agree(true)", tg_dist_agree(d, true), 1, 0);
+	tg_tensor *b = tg_keep(tg_full(ctx, TG_F32, 1, (int64_t[]){ 3 }, 5.0 + rank));
+	tg_dist_broadcast(d, &b, 1);
+	check("tg_dist_broadcast: rank 0's 5", tg_get(b, 2), 5, 0);
+
+	/* the all-reduce op: x_r = (r+1) [1, 2], y = x_0 + x_1 = [3, 6];
+	 * L_r = <y, w_r>, w_0 = [1, 1], w_1 = [1, 2]: dx_r = w_0 + w_1 = [2, 3] */
+	tg_tensor *x = tg_param(tg_from_f64(ctx, TG_F64, 1, (int64_t[]){ 2 },
+					    (double[]){ rank + 1.0, 2.0 * (rank + 1) }));
+	tg_tensor *w = tg_from_f64(ctx, TG_F64, 1, (int64_t[]){ 2 },
+				   (double[]){ 1, rank + 1.0 });
+	tg_tensor *y = tg_dist_allreduce(d, x);
+	check("allreduce y[0]", tg_get(y, 0), 3, 0);
+	check("allreduce y[1]", tg_get(y, 1), 6, 0);
+	tg_backward(tg_sum(tg_mul(y, w)));
+	check("allreduce dx[0] (1 + 1)", tg_get(tg_grad(x), 0), 2, 0);
+	check("allreduce dx[1] (1 + 2)", tg_get(tg_grad(x), 1), 3, 0);
+	tg_reset(ctx);
+
+	/* buckets: a 4-8-8-3 MLP, each rank its 3 rows, against one process
+	 * of all 6 */
+	tg_mlp_opts mo = tg_mlp_defaults();
+	mo.dtype = TG_F64;
+	tg_ctx *ref = tg_ctx_new(11);
+	tg_seed(ctx, 11);
+	tg_mlp *net = tg_mlp_new(ctx, "4-8-8-3", &mo), *one = tg_mlp_new(ref, "4-8-8-3", &mo);
+	tg_module *m = tg_mlp_module(net), *m1 = tg_mlp_module(one);
+	if (!net || !one || tg_dist_attach(d, m)) {
+		fprintf(stderr, "dist_ops: %s %s\n", tg_error(ctx), tg_error(ref));
+		return 1;
+	}
+	double xs[24];
+	int32_t ys[6];
+	rows(xs, ys);
+	tg_tensor *p[6], *p1[6];
+	size_t np = tg_module_params(m, p, 6);
+	tg_module_params(m1, p1, 6);
+	tg_tensor *loss1 = tg_cross_entropy(tg_forward(m1, tg_from_f64(ref, TG_F64, 2, (int64_t[]){ 6, 4 }, xs)),
+					    tg_labels(ref, 6, ys));
+	tg_backward(loss1);
+
+	tg_dist_step_begin(d);
+	tg_tensor *loss = tg_cross_entropy(
+		tg_forward(m, tg_from_f64(ctx, TG_F64, 2, (int64_t[]){ 3, 4 }, xs + 12 * rank)),
+		tg_labels(ctx, 3, ys + 3 * rank));
+	double global, seed;
+	tg_dist_loss(d, tg_item(loss), 3, false, &global, &seed);
+	check("the global batch's loss", global, tg_item(loss1), 1e-14);
+	check("the backward seed 3 / 6", seed, 0.5, 0);
+	tg_backward_ex(loss, tg_scalar(ctx, TG_F64, seed), 0);
+	tg_dist_step_end(d, false);
+	tg_dist_stats st;
+	tg_dist_stats_get(d, &st);
+	check("buckets of 64 bytes (one per tensor)", (double)st.buckets, 6, 0);
+	/* all but the last (fc1.W, final at the walk's last node) start while
+	 * the walk goes on */
+	check("buckets started during backward", (double)st.early, 5, 0);
+	for (size_t i = 0; i < np; i++) {
+		double worst = 0, mag = 0;
+		for (size_t k = 0; k < tg_numel(p[i]); k++) {
+			worst = fmax(worst, fabs(tg_get(tg_grad(p[i]), k) - tg_get(tg_grad(p1[i]), k)));
+			mag = fmax(mag, fabs(tg_get(tg_grad(p1[i]), k)));
+		}
+		char what[64];
+		snprintf(what, sizeof what, "max|grad - one process's| of %s", tg_name(p[i]));
+		check(what, worst / mag, 0, 1e-12);
+	}
+	if (!tg_ok(ctx)) {
+		printf("rank %d: error: %s\n", rank, tg_error(ctx));
+		fails++;
+	}
+	tg_mlp_free(net);
+	tg_mlp_free(one);
+	tg_ctx_free(ref);
+	tg_dist_free(d);
+	tg_ctx_free(ctx);
+	if (rank == 0)
+		printf("%s\n", fails ? "FAILED" : "all checks passed");
+	return fails ? 1 : 0;
+}
