@@ -586,8 +586,13 @@ int tg_dist_step_end(tg_dist *d, bool failed)
 	bool any_failed = last->dt == TG_F64 ? *(double *)status != 0 : *(float *)status != 0;
 	double t_wait = now();
 	d->in_step = false;
-	if (any_failed) {
-		tg_fail(d->ctx, TG_EIO, "tg_dist: a rank's backward failed; every rank stops");
+	if (any_failed) { /* every rank knows it: the lowest that failed is named */
+		int who = failed ? d->rank : d->size;
+		if (allreduce_wait(d, MPI_IN_PLACE, &who, 1, MPI_INT, MPI_MIN,
+				   "naming the rank that failed"))
+			return -1;
+		tg_fail(d->ctx, TG_EIO, "tg_dist: rank %d failed in its backward pass; every rank "
+			"stops", who);
 		return -1;
 	}
 	for (size_t i = 0; i < d->nparams; i++) {

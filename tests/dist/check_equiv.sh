@@ -26,19 +26,26 @@ one() {
 	name=$1
 	shift
 	"$train" "$@" --quiet --step-log "$dir/$name.steps" --save "$dir/$name.ckpt" \
-		>"$dir/$name.out" 2>&1 || { fail "train $*:"; cat "$dir/$name.out"; }
+		--log "$dir/$name.csv" >"$dir/$name.out" 2>&1 || { fail "train $*:"; cat "$dir/$name.out"; }
 }
 dist() {
 	name=$1 n=$2
 	shift 2
 	$mpirun -np "$n" "$train" --dist "$@" --quiet --step-log "$dir/$name.steps" \
-		--save "$dir/$name.ckpt" >"$dir/$name.out" 2>&1 ||
+		--save "$dir/$name.ckpt" --log "$dir/$name.csv" >"$dir/$name.out" 2>&1 ||
 		{ fail "mpirun -np $n train --dist $*:"; cat "$dir/$name.out"; }
 }
 
 # agree A B: the step losses and the checkpoints of runs A and B; the epoch
-# lines (4 decimals of each loss) the same text
+# lines (4 decimals of each loss) and the CSV logs' losses and accuracies
+# (6 decimals: epoch, iter, train and test loss and accuracy) the same text
 agree() {
+	cut -d, -f1-6 "$dir/$1.csv" >"$dir/l1"
+	cut -d, -f1-6 "$dir/$2.csv" >"$dir/l2"
+	if [ "$(wc -l <"$dir/l1")" -lt 2 ] || ! cmp -s "$dir/l1" "$dir/l2"; then
+		fail "$1 and $2: the logs' per-epoch losses differ:"
+		diff "$dir/l1" "$dir/l2"
+	fi
 	same_steps "$dir/$1.steps" "$dir/$2.steps" 1e-10 || fail "$1 and $2: step losses differ"
 	"$compare" "$dir/$1.ckpt" "$dir/$2.ckpt" 1e-9 >"$dir/cmp" ||
 		{ fail "$1 and $2: final tensors differ:"; cat "$dir/cmp"; }

@@ -8,6 +8,7 @@
  *    after tg_dist_step_end equal those of one process that takes the
  *    global batch of both ranks' rows (1e-12), and all but the last
  *    bucket start during the walk;
+ *  - a step that fails on one rank stops both, naming that rank;
  *  - tg_dist_sum, tg_dist_agree, tg_dist_broadcast.
  * Prints every value it compares; exits 1 on any difference.
  */
@@ -18,6 +19,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int fails;
 static int rank;
@@ -137,6 +139,22 @@ int main(int argc, char **argv)
 		printf("rank %d: error: %s\n", rank, tg_error(ctx));
 		fails++;
 	}
+	tg_reset(ctx);
+
+	/* a step that fails on rank 1 alone stops both, naming rank 1: in the
+	 * forward pass (told with the loss) and in backward (the last bucket's
+	 * status) */
+	tg_dist_step_begin(d);
+	int rc = tg_dist_loss(d, 1.0, 3, rank == 1, &global, &seed);
+	check("tg_dist_loss after rank 1 failed", rc, -1, 0);
+	check("... names rank 1", strstr(tg_error(ctx), "rank 1 failed in its forward") != NULL, 1, 0);
+	tg_clear_error(ctx);
+	tg_dist_step_begin(d);
+	tg_dist_loss(d, 1.0, 3, false, &global, &seed);
+	rc = tg_dist_step_end(d, rank == 1);
+	check("tg_dist_step_end after rank 1 failed", rc, -1, 0);
+	check("... names rank 1", strstr(tg_error(ctx), "rank 1 failed in its backward") != NULL, 1, 0);
+	tg_clear_error(ctx);
 	tg_mlp_free(net);
 	tg_mlp_free(one);
 	tg_ctx_free(ref);
