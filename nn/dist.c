@@ -33,7 +33,6 @@ typedef struct bucket {
 	tg_dtype dt;
 	void *buf;            /* numel + 1 elements */
 	size_t ready;         /* parameters whose gradient is final this step */
-	bool started;
 	MPI_Request req;
 } bucket;
 
@@ -334,7 +333,6 @@ static void allreduce_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_dist_allreduce(d, dout));
 }
 
-
 tg_tensor *tg_dist_allreduce(tg_dist *d, tg_tensor *x)
 {
 	if (!x)
@@ -366,7 +364,6 @@ static int start_bucket(tg_dist *d, bucket *b)
 			    &b->req);
 	if (rc != MPI_SUCCESS)
 		return mpi_fail(d, rc, "starting a gradient all-reduce");
-	b->started = true;
 	d->st.bytes += (double)b->numel * (b->dt == TG_F64 ? 8 : 4);
 	return 0;
 }
@@ -529,7 +526,6 @@ int tg_dist_step_begin(tg_dist *d)
 		d->is_ready[i] = false;
 	for (size_t i = 0; i < d->nbuckets; i++) {
 		d->buckets[i].ready = 0;
-		d->buckets[i].started = false;
 	}
 	d->next = 0;
 	d->guess = 0;

@@ -69,7 +69,8 @@ typedef struct tg_dist_stats {
 	double rest_s;
 	double bytes;        /* gradient bytes all-reduced by this rank */
 	int64_t buckets;     /* buckets per step */
-	int64_t early;       /* buckets started during backward (the rest at its end) */
+	int64_t early;       /* buckets started during backward, over the steps (the
+			      * others start at its end; the last always does) */
 } tg_dist_stats;
 
 TG_API tg_dist_opts tg_dist_defaults(void);
