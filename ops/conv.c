@@ -67,10 +67,16 @@ static void span(int64_t OW, int64_t s, int64_t off, int64_t W, int64_t *lo, int
 
 /* col (K, L), rows ld apart, = the receptive fields of x (CG,H,W), one
  * column per output position; positions in the padding read 0. The copy
- * of one output row is a plain loop the compiler vectorises at stride 1
- * (no memcpy call for a few dozen bytes). */
+ * of one output row is a plain loop the compiler vectorises at stride 1;
+ * NO_MEMCPY keeps GCC from turning it back into a memcpy call, which costs
+ * more than the copy of a few dozen bytes. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NO_MEMCPY __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define NO_MEMCPY
+#endif
 #define IM2COL(name, T)                                                                    \
-	static void name(const geom *g, const T *restrict x, T *restrict col, int64_t ld) \
+	NO_MEMCPY static void name(const geom *g, const T *restrict x, T *restrict col, int64_t ld) \
 	{                                                                                  \
 		int64_t CG = g->C / g->G, OW = g->OW, sw = g->sw;                          \
 		for (int64_t c = 0; c < CG; c++)                                           \
@@ -928,6 +934,11 @@ static tg_tensor *gather_at(const pool_aux *a, tg_tensor *x)
  * branches, which random data would mispredict every other time. */
 #define WINS(a, b) ((bool)(((a) > (b)) | (((a) != (a)) & ((b) == (b)))))
 
+static bool two_by_two(const geom *g)
+{
+	return g->KH == 2 && g->KW == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0;
+}
+
 /* For the planes [p0, p1) of x (N*C planes HxW): idx = the flat index into
  * x of the first maximum of each window in row-major order and out = x
  * there; padding never wins. 2x2 at stride 2 has a loop of its own that
@@ -938,8 +949,7 @@ static tg_tensor *gather_at(const pool_aux *a, tg_tensor *x)
 			 int64_t p1)                                                       \
 	{                                                                                  \
 		int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;                        \
-		bool two = g->KH == 2 && g->KW == 2 && g->sh == 2 && g->sw == 2 &&         \
-			   g->ph == 0 && g->pw == 0;                                       \
+		bool two = two_by_two(g);                                                  \
 		out += p0 * OH * OW;                                                       \
 		idx += p0 * OH * OW;                                                       \
 		for (int64_t p = p0; p < p1; p++)                                          \
@@ -1007,6 +1017,39 @@ static void maxpool_planes(void *arg, int tid, int64_t p0, int64_t p1)
 		maxpool_f32(&j->a->g, j->x, j->y, j->idx, p0, p1);
 }
 
+/* The 2x2 window at stride 2 without padding: its four cells are zeroed and
+ * dout written at the arg-max, window by window while they are in cache
+ * (no pass zeroing the planes first, no branch); rows and columns that no
+ * window covers (odd sides) are zeroed. */
+#define SCATTER2_KERNEL(name, T)                                                           \
+	static void name(const geom *g, const int64_t *idx, const T *d, T *dx, int64_t p0, \
+			 int64_t p1)                                                       \
+	{                                                                                  \
+		int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;                        \
+		for (int64_t p = p0; p < p1; p++) {                                        \
+			T *plane = dx + p * H * W;                                         \
+			for (int64_t oh = 0; oh < OH; oh++) {                              \
+				int64_t base = (p * H + 2 * oh) * W;                       \
+				T *r0 = dx + base, *r1 = r0 + W;                           \
+				const int64_t *ir = idx + (p * OH + oh) * OW;              \
+				const T *dr = d + (p * OH + oh) * OW;                      \
+				for (int64_t ow = 0; ow < OW; ow++) {                      \
+					r0[2 * ow] = r0[2 * ow + 1] = 0;                   \
+					r1[2 * ow] = r1[2 * ow + 1] = 0;                   \
+					dx[ir[ow]] = dr[ow];                               \
+				}                                                          \
+				for (int64_t iw = 2 * OW; iw < W; iw++)                    \
+					r0[iw] = r1[iw] = 0;                               \
+			}                                                                  \
+			for (int64_t ih = 2 * OH; ih < H; ih++)                            \
+				for (int64_t iw = 0; iw < W; iw++)                         \
+					plane[ih * W + iw] = 0;                            \
+		}                                                                          \
+	}
+
+SCATTER2_KERNEL(scatter2_f64, double)
+SCATTER2_KERNEL(scatter2_f32, float)
+
 /* dx planes [p0, p1) = 0, then dx[idx[i]] += dout[i] for their outputs i:
  * a window's arg-max lies in its own plane, so planes split cleanly. */
 static void scatter_planes(void *arg, int tid, int64_t p0, int64_t p1)
@@ -1017,6 +1060,13 @@ static void scatter_planes(void *arg, int tid, int64_t p0, int64_t p1)
 	size_t HW = (size_t)(g->H * g->W), L = (size_t)(g->OH * g->OW);
 	size_t i0 = (size_t)p0 * L, i1 = (size_t)p1 * L;
 	const int64_t *idx = j->a->idx;
+	if (two_by_two(g)) {
+		if (j->dt == TG_F64)
+			scatter2_f64(g, idx, j->x, j->y, p0, p1);
+		else
+			scatter2_f32(g, idx, j->x, j->y, p0, p1);
+		return;
+	}
 	if (j->dt == TG_F64) {
 		double *dx = j->y;
 		const double *d = j->x;

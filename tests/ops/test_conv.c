@@ -435,6 +435,39 @@ static void max_pool_on_two_threads_matches_the_naive_loops(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* A NaN wins its window, the first one in row-major order when there are
+ * two, and takes dout: in the 2x2 stride-2 loop and in the general one. */
+static void max_pool_routes_to_the_first_nan(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	const double xv[] = { 1, 5, NAN, 2, NAN, 3, 4, NAN };
+	static const struct {
+		int stride;
+		int64_t OW;
+		int64_t at[3]; /* the flat index each output's dout goes to */
+	} cases[] = { { 2, 2, { 4, 2 } }, { 1, 3, { 4, 2, 2 } } };
+	for (int i = 0; i < 2; i++) {
+		tg_reset(ctx);
+		tg_tensor *x = tg_set_requires_grad(tg_from_f64(ctx, TG_F32, SHAPE(1, 1, 2, 4), xv), true);
+		tg_tensor *y = tg_max_pool2d(x, 2, cases[i].stride, 0);
+		double d[3] = { 10, 20, 30 }, want[8] = { 0 };
+		tg_tensor *td = tg_from_f64(ctx, TG_F32, SHAPE(1, 1, 1, cases[i].OW), d);
+		assert_int_equal(tg_backward_ex(y, td, 0), 0);
+		assert_ctx_ok(ctx);
+		for (int64_t o = 0; o < cases[i].OW; o++) {
+			if (!isnan(tg_get(y, (size_t)o)))
+				fail_msg("stride %d: output %lld is %g, expected NaN", cases[i].stride,
+					 (long long)o, tg_get(y, (size_t)o));
+			want[cases[i].at[o]] += d[o];
+		}
+		char label[32];
+		snprintf(label, sizeof label, "stride %d", cases[i].stride);
+		expect_close("NaN's dx", label, tg_grad(x), want, 8, 0);
+	}
+	tg_ctx_free(ctx);
+}
+
 /* Tied maxima: the first in row-major window order takes all of dout, as
  * in PyTorch; overlapping windows each route to their own first maximum. */
 static void max_pool_gives_a_tie_to_the_first_maximum_in_row_major_order(void **state)
@@ -596,6 +629,7 @@ int main(void)
 		cmocka_unit_test(steady_conv_steps_allocate_nothing),
 		cmocka_unit_test(pools_match_the_naive_loops),
 		cmocka_unit_test(max_pool_on_two_threads_matches_the_naive_loops),
+		cmocka_unit_test(max_pool_routes_to_the_first_nan),
 		cmocka_unit_test(max_pool_gives_a_tie_to_the_first_maximum_in_row_major_order),
 		cmocka_unit_test(pool_padding_is_never_a_max_and_counts_in_the_mean),
 		cmocka_unit_test(conv2d_rejects_each_misuse_with_the_shapes),
