@@ -681,6 +681,48 @@ static NOINLINE int cnn_train(tg_ctx *ctx, const tg_dataset *ds, long long total
 	return tg_ok(ctx) ? 0 : -1;
 }
 
+/* ---- the CNN's two convolutions alone ------------------------------------ */
+/* conv1 (64,1,28,28) -> 32 channels and conv2 (64,32,14,14) -> 64 channels,
+ * 3x3, padding 1, with bias: forward, then backward from fixed upstream
+ * gradients: dw and db of both, dx of conv2 only (the CNN needs no gradient
+ * for its images). Nothing else runs, so the time is the convolutions'
+ * own, as torch_bench.py's conv-layers times PyTorch's (oneDNN, or its
+ * im2col path with --no-mkldnn). */
+static NOINLINE int conv_layers(tg_ctx *ctx, long long total)
+{
+	tg_conv_opts o = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1 };
+	tg_tensor *x = tg_keep(tg_rand(ctx, TG_F32, 4, (int64_t[]){ 64, 1, 28, 28 }, 0, 1));
+	tg_tensor *h = tg_param(tg_randn(ctx, TG_F32, 4, (int64_t[]){ 64, 32, 14, 14 }, 0, 1));
+	tg_tensor *w1 = tg_param(tg_randn(ctx, TG_F32, 4, (int64_t[]){ 32, 1, 3, 3 }, 0, 0.47));
+	tg_tensor *b1 = tg_param(tg_zeros(ctx, TG_F32, 1, (int64_t[]){ 32 }));
+	tg_tensor *w2 = tg_param(tg_randn(ctx, TG_F32, 4, (int64_t[]){ 64, 32, 3, 3 }, 0, 0.083));
+	tg_tensor *b2 = tg_param(tg_zeros(ctx, TG_F32, 1, (int64_t[]){ 64 }));
+	tg_tensor *g1 = tg_keep(tg_randn(ctx, TG_F32, 4, (int64_t[]){ 64, 32, 28, 28 }, 0, 1));
+	tg_tensor *g2 = tg_keep(tg_randn(ctx, TG_F32, 4, (int64_t[]){ 64, 64, 14, 14 }, 0, 1));
+	if (!tg_ok(ctx))
+		return -1;
+	mark_start();
+	double w0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
+	long long it = 0;
+	for (; it < total && tg_ok(ctx); it++) {
+		if (it == WARM)
+			mark_warm();
+		tg_zero_grads(ctx);
+		tg_backward_ex(tg_conv2d(x, w1, b1, &o), g1, 0);
+		tg_backward_ex(tg_conv2d(h, w2, b2, &o), g2, 0);
+		tg_reset(ctx);
+	}
+	R.wall = now(CLOCK_MONOTONIC) - w0;
+	R.cpu = now(CLOCK_PROCESS_CPUTIME_ID) - c0;
+	if (it <= WARM)
+		mark_warm();
+	mark_end();
+	R.iters = it;
+	R.loss = tg_ok(ctx) ? tg_get(tg_grad(b2), 0) : NAN;
+	R.arena_hw = tg_arena_high_water(ctx);
+	return tg_ok(ctx) ? 0 : -1;
+}
+
 /* ---- the GEMM floor: the same products, nothing else --------------------- */
 /* For layer l with input A_l (B, n_l), weight W_l (n_l, n_l+1), output
  * C_l (B, n_l+1), tapegrad's matmul and its backward call
@@ -851,7 +893,7 @@ static const char usage_text[] =
 	"usage: tg_bench WORKLOAD [--iters N] [--epochs E] [--threads T] [--seed S] [--data DIR]\n"
 	"                [--losses FILE]\n"
 	"\n"
-	"WORKLOAD: w1 w1-f64 w2 w3 w4-scalar w4-sigmoid cnn\n"
+	"WORKLOAD: w1 w1-f64 w2 w3 w4-scalar w4-sigmoid cnn conv-layers\n"
 	"          floor-w1 floor-w1-f64 floor-w2 floor-w3\n"
 	"w1: 784-50-10 sigmoid, init std 0.01, SGD 0.1, batch 100 with replacement,\n"
 	"    N iterations (10000); w2: 784-100x5-10, affine-BN-ReLU, He, Adam 0.001,\n"
@@ -862,6 +904,7 @@ static const char usage_text[] =
 	"cnn: conv32 3x3 p1-ReLU-pool2-conv64 3x3 p1-ReLU-pool2-128-10, He, Adam 1e-3,\n"
 	"    batch 64 with replacement of (64,1,28,28) Fashion-MNIST images (synthetic\n"
 	"    ones when --data has none), N iterations (100).\n"
+	"conv-layers: the CNN's two convolutions alone, forward and backward, N (100).\n"
 	"s-*: the workload suite (tg_bench suite-list: name arch act optimizer batch\n"
 	"    dtype loss iterations), synthetic data, batches with replacement.\n"
 	"--losses FILE writes each training iteration's loss as a hexadecimal float.\n";
@@ -985,6 +1028,19 @@ int main(int argc, char **argv)
 		tg_ctx_free(ctx);
 		if (losses && fclose(losses))
 			rc = 1;
+		R.error = rc ? "yes" : NULL;
+		report();
+		return rc ? 1 : 0;
+	}
+	if (!strcmp(w, "conv-layers")) {
+		tg_ctx *ctx = tg_ctx_new_with((uint64_t)seed, &counting);
+		if (!ctx)
+			return 1;
+		tg_set_threads(ctx, (int)threads);
+		int rc = conv_layers(ctx, iters >= 0 ? iters : 100);
+		if (rc)
+			fprintf(stderr, "tg_bench: conv-layers: %s\n", tg_error(ctx));
+		tg_ctx_free(ctx);
 		R.error = rc ? "yes" : NULL;
 		report();
 		return rc ? 1 : 0;

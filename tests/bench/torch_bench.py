@@ -29,6 +29,7 @@ The maths is tapegrad's, with these equivalences:
 	               [--data DIR]
 	torch_bench.py s-NAME --suite-spec "LINE" --data FILE [--iters N]
 	torch_bench.py cnn [--iters N] [--threads T] [--data DIR]
+	torch_bench.py conv-layers [--iters N] [--threads T] [--no-mkldnn]
 """
 import argparse
 import ctypes
@@ -292,6 +293,25 @@ def cnn_train(run, X, Y, iters, seed):
     run.r["loss"] = loss_sum / loss_n if loss_n else float("nan")
 
 
+def conv_layers(run, iters):
+    """bench.c's conv_layers: the CNN's two convolutions alone, forward and
+    backward from fixed upstream gradients (dw, db of both, dx of conv2)."""
+    x = torch.rand(64, 1, 28, 28)
+    h = torch.randn(64, 32, 14, 14, requires_grad=True)
+    c1, c2 = nn.Conv2d(1, 32, 3, padding=1), nn.Conv2d(32, 64, 3, padding=1)
+    g1, g2 = torch.randn(64, 32, 28, 28), torch.randn(64, 64, 14, 14)
+    params = [h] + list(c1.parameters()) + list(c2.parameters())
+    total = iters if iters >= 0 else 100
+    run.start()
+    for _ in range(total):
+        for p in params:
+            p.grad = None
+        c1(x).backward(g1)
+        c2(h).backward(g2)
+    run.stop(total)
+    run.r["loss"] = c2.bias.grad[0].item()
+
+
 def tiny_scalar(run, reps):
     x = torch.tensor(2.0, requires_grad=True)
     y = torch.tensor(3.0, requires_grad=True)
@@ -327,6 +347,8 @@ def main():
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--suite-spec", help="a suite workload's line of tg_bench suite-list")
+    ap.add_argument("--no-mkldnn", action="store_true",
+                    help="conv-layers: PyTorch's own im2col path instead of oneDNN")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -364,6 +386,10 @@ def main():
             print(f"torch_bench.py: cnn: {e}; synthetic images instead", file=sys.stderr)
             X, Y = cnn_synthetic()
         cnn_train(run, X, Y, a.iters, a.seed)
+    elif w == "conv-layers":
+        with torch.backends.mkldnn.flags(enabled=not a.no_mkldnn):
+            conv_layers(run, a.iters)
+        run.r["mkldnn"] = int(not a.no_mkldnn)
     elif w == "w4-scalar":
         tiny_scalar(run, a.iters if a.iters >= 0 else 1000000)
     elif w == "w4-sigmoid":
