@@ -3,10 +3,12 @@
  * gradient ops, max_pool2d and avg_pool2d and their adjoints.
  *
  * conv2d is cross-correlation as in PyTorch, computed the book's way: im2col
- * copies the receptive fields of a batch of images (one group of their
- * channels) into the columns of a buffer in the step arena, and one BLAS GEMM
- * per batch and group does the sums; col2im adds columns back for the input
- * gradient. The three conv ops are linear in each input and each one's
+ * copies the receptive fields of an image (one group of its channels) into
+ * the columns of a buffer in the step arena, and a BLAS GEMM does the sums;
+ * col2im adds columns back for the input gradient. An image with enough
+ * output positions is one GEMM that writes the NCHW output in place, and the
+ * images are split across the context's threads; small images go a batch
+ * at a time, one GEMM per batch and group. The three conv ops are linear in each input and each one's
  * gradient is written with the others, so every rule differentiates again
  * (TG_CREATE_GRAPH); the pools' pairs are each other's adjoint. No loop here
  * allocates outside the step arena.
