@@ -581,8 +581,10 @@ typedef struct tg_conv_opts {
 #define TG_CONV_DEFAULTS { { 1, 1 }, { 0, 0 }, { 1, 1 }, 1 }
 
 /* Cross-correlation as in PyTorch: x (N,C,H,W), w (O,C/groups,KH,KW), b (O)
- * or NULL -> (N,O,OH,OW), by im2col and one GEMM per group (per batch of
- * images when the columns of all would pass 16 MiB of f32).
+ * or NULL -> (N,O,OH,OW), by im2col and GEMM: one per image and group, the
+ * images split across tg_set_threads' threads, when an image has 64 output
+ * positions or more; else one per group over a batch of images (fewer when
+ * their columns would pass 16 MiB of f32).
  * dx = tg_conv2d_input_grad(dout, w), dw = tg_conv2d_weight_grad(x, dout),
  * db = dout summed over N, OH, OW. step */
 TG_API tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *b, const tg_conv_opts *o);

@@ -3,10 +3,12 @@
  * gradient ops, max_pool2d and avg_pool2d and their adjoints.
  *
  * conv2d is cross-correlation as in PyTorch, computed the book's way: im2col
- * copies the receptive fields of a batch of images (one group of their
- * channels) into the columns of a buffer in the step arena, and one BLAS GEMM
- * per batch and group does the sums; col2im adds columns back for the input
- * gradient. The three conv ops are linear in each input and each one's
+ * copies the receptive fields of an image (one group of its channels) into
+ * the columns of a buffer in the step arena, and a BLAS GEMM does the sums;
+ * col2im adds columns back for the input gradient. An image with enough
+ * output positions is one GEMM that writes the NCHW output in place, and the
+ * images are split across the context's threads; small images go a batch
+ * at a time, one GEMM per batch and group. The three conv ops are linear in each input and each one's
  * gradient is written with the others, so every rule differentiates again
  * (TG_CREATE_GRAPH); the pools' pairs are each other's adjoint. No loop here
  * allocates outside the step arena.
@@ -17,6 +19,7 @@
 
 #include <cblas.h>
 #include <limits.h>
+#include <pthread.h>
 #include <math.h>
 #include <string.h>
 
@@ -65,34 +68,43 @@ static void span(int64_t OW, int64_t s, int64_t off, int64_t W, int64_t *lo, int
 }
 
 /* col (K, L), rows ld apart, = the receptive fields of x (CG,H,W), one
- * column per output position; positions in the padding read 0. */
+ * column per output position; positions in the padding read 0. The copy
+ * of one output row is a plain loop the compiler vectorises at stride 1;
+ * NO_MEMCPY keeps GCC from turning it back into a memcpy call, which costs
+ * more than the copy of a few dozen bytes. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NO_MEMCPY __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define NO_MEMCPY
+#endif
 #define IM2COL(name, T)                                                                    \
-	static void name(const geom *g, const T *x, T *col, int64_t ld)                    \
+	NO_MEMCPY static void name(const geom *g, const T *restrict x, T *restrict col, int64_t ld) \
 	{                                                                                  \
-		int64_t CG = g->C / g->G;                                                  \
+		int64_t CG = g->C / g->G, OW = g->OW, sw = g->sw;                          \
 		for (int64_t c = 0; c < CG; c++)                                           \
 			for (int64_t kh = 0; kh < g->KH; kh++)                             \
 				for (int64_t kw = 0; kw < g->KW; kw++) {                   \
 					T *row = col + ((c * g->KH + kh) * g->KW + kw) * ld; \
 					int64_t off = kw * g->dw - g->pw, lo, hi;          \
-					span(g->OW, g->sw, off, g->W, &lo, &hi);           \
+					span(OW, sw, off, g->W, &lo, &hi);                 \
 					for (int64_t oh = 0; oh < g->OH; oh++) {           \
-						T *r = row + oh * g->OW;                   \
+						T *restrict r = row + oh * OW;             \
 						int64_t ih = oh * g->sh - g->ph + kh * g->dh; \
 						if (ih < 0 || ih >= g->H) {                \
-							memset(r, 0, (size_t)g->OW * sizeof(T)); \
+							for (int64_t ow = 0; ow < OW; ow++) \
+								r[ow] = 0;                 \
 							continue;                          \
 						}                                          \
-						const T *xr = x + (c * g->H + ih) * g->W + off; \
+						const T *restrict xr = x + (c * g->H + ih) * g->W + off; \
 						for (int64_t ow = 0; ow < lo; ow++)        \
 							r[ow] = 0;                         \
-						if (g->sw == 1)                            \
-							memcpy(r + lo, xr + lo,            \
-							       (size_t)(hi - lo) * sizeof(T)); \
+						if (sw == 1)                               \
+							for (int64_t ow = lo; ow < hi; ow++) \
+								r[ow] = xr[ow];            \
 						else                                       \
 							for (int64_t ow = lo; ow < hi; ow++) \
-								r[ow] = xr[ow * g->sw];    \
-						for (int64_t ow = hi; ow < g->OW; ow++)    \
+								r[ow] = xr[ow * sw];       \
+						for (int64_t ow = hi; ow < OW; ow++)       \
 							r[ow] = 0;                         \
 					}                                                  \
 				}                                                          \
@@ -101,23 +113,27 @@ static void span(int64_t OW, int64_t s, int64_t off, int64_t W, int64_t *lo, int
 /* x (CG,H,W) += each column of col (K, L), rows ld apart, added back where
  * it was read. */
 #define COL2IM(name, T)                                                                    \
-	static void name(const geom *g, const T *col, T *x, int64_t ld)                    \
+	static void name(const geom *g, const T *restrict col, T *restrict x, int64_t ld) \
 	{                                                                                  \
-		int64_t CG = g->C / g->G;                                                  \
+		int64_t CG = g->C / g->G, OW = g->OW, sw = g->sw;                          \
 		for (int64_t c = 0; c < CG; c++)                                           \
 			for (int64_t kh = 0; kh < g->KH; kh++)                             \
 				for (int64_t kw = 0; kw < g->KW; kw++) {                   \
 					const T *row = col + ((c * g->KH + kh) * g->KW + kw) * ld; \
 					int64_t off = kw * g->dw - g->pw, lo, hi;          \
-					span(g->OW, g->sw, off, g->W, &lo, &hi);           \
+					span(OW, sw, off, g->W, &lo, &hi);                 \
 					for (int64_t oh = 0; oh < g->OH; oh++) {           \
 						int64_t ih = oh * g->sh - g->ph + kh * g->dh; \
 						if (ih < 0 || ih >= g->H)                  \
 							continue;                          \
-						const T *r = row + oh * g->OW;             \
-						T *xr = x + (c * g->H + ih) * g->W + off;  \
-						for (int64_t ow = lo; ow < hi; ow++)       \
-							xr[ow * g->sw] += r[ow];           \
+						const T *restrict r = row + oh * OW;       \
+						T *restrict xr = x + (c * g->H + ih) * g->W + off; \
+						if (sw == 1)                               \
+							for (int64_t ow = lo; ow < hi; ow++) \
+								xr[ow] += r[ow];           \
+						else                                       \
+							for (int64_t ow = lo; ow < hi; ow++) \
+								xr[ow * sw] += r[ow];      \
 					}                                                  \
 				}                                                          \
 	}
@@ -208,6 +224,212 @@ static bool buffers(tg_ctx *ctx, const geom *g, tg_dtype dt, void **col, void **
 	*col = tg_arena_alloc(ctx, (size_t)(K * BL) * tg_dtype_size(dt));
 	*rows = *col ? tg_arena_alloc(ctx, (size_t)(g->O / g->G * BL) * tg_dtype_size(dt)) : NULL;
 	return *rows != NULL;
+}
+
+/* ---- one image at a time, split across the context's threads ----------------------- */
+/* When an image has PER_IMAGE_L output positions or more, each image and
+ * group is its own GEMM that reads and writes the NCHW tensors in place: no
+ * copy between the rows (OG, B*L) and (N,O,L), and a column buffer (K, L)
+ * of one image that stays in cache. With T threads the images are cut into
+ * T runs, one per thread, each with its own column buffer and a
+ * single-threaded BLAS, so im2col, col2im and the GEMMs all run in
+ * parallel. Below PER_IMAGE_L a GEMM per image would be too thin and the
+ * batched path above pays. */
+enum { PER_IMAGE_L = 64, MAX_WORKERS = 16 };
+
+static bool per_image(const geom *g)
+{
+	return g->OH * g->OW >= PER_IMAGE_L;
+}
+
+/* A 1x1 kernel at stride 1 without padding: x is its own column buffer. */
+static bool direct(const geom *g)
+{
+	return g->KH == 1 && g->KW == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
+}
+
+/* How many threads work on n items: the context's count, at most n. */
+static int workers(const tg_ctx *ctx, int64_t n)
+{
+	int64_t t = ctx->threads < MAX_WORKERS ? ctx->threads : MAX_WORKERS;
+	t = t < n ? t : n;
+	return t < 1 ? 1 : (int)t;
+}
+
+typedef void (*range_fn)(void *arg, int tid, int64_t lo, int64_t hi);
+
+typedef struct slice {
+	range_fn fn;
+	void *arg;
+	int tid;
+	int64_t lo, hi;
+} slice;
+
+static void *run_slice(void *p)
+{
+	const slice *s = p;
+	s->fn(s->arg, s->tid, s->lo, s->hi);
+	return NULL;
+}
+
+/* fn over [0, n) cut into T runs, run T at a time: T-1 threads started
+ * here and the caller's. A thread that cannot start has its run done by
+ * the caller afterwards. With blas, OpenBLAS runs single-threaded inside
+ * (tg_blas_enter restores the context's count at the next product). */
+static void par_for(int T, int64_t n, bool blas, range_fn fn, void *arg)
+{
+	slice s[MAX_WORKERS];
+	pthread_t th[MAX_WORKERS];
+	bool started[MAX_WORKERS] = { false };
+	for (int t = 0; t < T; t++)
+		s[t] = (slice){ fn, arg, t, n * t / T, n * (t + 1) / T };
+	if (blas && T > 1 && openblas_get_num_threads() != 1)
+		openblas_set_num_threads(1);
+	for (int t = 1; t < T; t++)
+		started[t] = pthread_create(&th[t], NULL, run_slice, &s[t]) == 0;
+	run_slice(&s[0]);
+	for (int t = 1; t < T; t++) {
+		if (started[t])
+			pthread_join(th[t], NULL);
+		else
+			run_slice(&s[t]);
+	}
+}
+
+/* What the three per-image kernels read and write. */
+typedef struct conv_job {
+	const geom *g;
+	tg_dtype dt;
+	const char *x;    /* forward and weight grad: images (N,C,H,W) */
+	const char *w;    /* forward and input grad: (O,CG,KH,KW) = (O,K) */
+	const char *b;    /* forward: (O) or NULL */
+	const char *dout; /* the grads: (N,O,OH,OW) */
+	char *y;          /* out (N,O,OH,OW), dx (N,C,H,W) or dw (O,K) */
+	char *col;        /* T column buffers (K, L) (NULL when direct) */
+	char *part;       /* weight grad: T-1 partial sums (O,K) of threads 1.. */
+} conv_job;
+
+static void im2col_one(const geom *g, tg_dtype dt, const void *x, void *col, int64_t ld)
+{
+	if (dt == TG_F64)
+		im2col_f64(g, x, col, ld);
+	else
+		im2col_f32(g, x, col, ld);
+}
+
+static void col2im_one(const geom *g, tg_dtype dt, const void *col, void *x, int64_t ld)
+{
+	if (dt == TG_F64)
+		col2im_f64(g, col, x, ld);
+	else
+		col2im_f32(g, col, x, ld);
+}
+
+/* Each of the OG rows (L) of out = b[o]. */
+static void fill_bias(tg_dtype dt, const void *b, void *out, int64_t OG, int64_t L)
+{
+	for (int64_t o = 0; o < OG; o++) {
+		if (dt == TG_F64) {
+			double v = ((const double *)b)[o], *r = (double *)out + o * L;
+			for (int64_t i = 0; i < L; i++)
+				r[i] = v;
+		} else {
+			float v = ((const float *)b)[o], *r = (float *)out + o * L;
+			for (int64_t i = 0; i < L; i++)
+				r[i] = v;
+		}
+	}
+}
+
+/* out[n, group] (OG, L) = b + w[group] (OG, K) @ col (K, L), images [lo, hi). */
+static void forward_images(void *arg, int tid, int64_t lo, int64_t hi)
+{
+	const conv_job *j = arg;
+	const geom *g = j->g;
+	size_t size = tg_dtype_size(j->dt);
+	int64_t OG = g->O / g->G, CG = g->C / g->G, K = CG * g->KH * g->KW, L = g->OH * g->OW;
+	char *col = j->col ? j->col + (size_t)(tid * K * L) * size : NULL;
+	for (int64_t n = lo; n < hi; n++)
+		for (int64_t grp = 0; grp < g->G; grp++) {
+			const char *src = j->x + (size_t)((n * g->C + grp * CG) * g->H * g->W) * size;
+			if (col) {
+				im2col_one(g, j->dt, src, col, L);
+				src = col;
+			}
+			char *out = j->y + (size_t)((n * g->O + grp * OG) * L) * size;
+			if (j->b)
+				fill_bias(j->dt, j->b + (size_t)(grp * OG) * size, out, OG, L);
+			gemm(j->dt, false, false, OG, L, K, j->w + (size_t)(grp * OG * K) * size, K,
+			     src, L, j->b ? 1.0 : 0.0, out, L);
+		}
+}
+
+/* dx[n, group] = col2im(w[group]^T (K, OG) @ dout[n, group] (OG, L)). */
+static void input_grad_images(void *arg, int tid, int64_t lo, int64_t hi)
+{
+	const conv_job *j = arg;
+	const geom *g = j->g;
+	size_t size = tg_dtype_size(j->dt);
+	int64_t OG = g->O / g->G, CG = g->C / g->G, K = CG * g->KH * g->KW, L = g->OH * g->OW;
+	char *col = j->col ? j->col + (size_t)(tid * K * L) * size : NULL;
+	for (int64_t n = lo; n < hi; n++) {
+		char *dx = j->y + (size_t)(n * g->C * g->H * g->W) * size;
+		if (col)
+			memset(dx, 0, (size_t)(g->C * g->H * g->W) * size);
+		for (int64_t grp = 0; grp < g->G; grp++) {
+			char *dxg = dx + (size_t)(grp * CG * g->H * g->W) * size;
+			const char *d = j->dout + (size_t)((n * g->O + grp * OG) * L) * size;
+			gemm(j->dt, true, false, K, L, OG, j->w + (size_t)(grp * OG * K) * size, K, d,
+			     L, 0.0, col ? col : dxg, L);
+			if (col)
+				col2im_one(g, j->dt, col, dxg, L);
+		}
+	}
+}
+
+/* dw[group] (OG, K) = sum over images [lo, hi) of dout[n, group] (OG, L) @
+ * col^T (L, K); thread 0 writes dw, the others their partial sums. */
+static void weight_grad_images(void *arg, int tid, int64_t lo, int64_t hi)
+{
+	const conv_job *j = arg;
+	const geom *g = j->g;
+	size_t size = tg_dtype_size(j->dt);
+	int64_t OG = g->O / g->G, CG = g->C / g->G, K = CG * g->KH * g->KW, L = g->OH * g->OW;
+	char *col = j->col ? j->col + (size_t)(tid * K * L) * size : NULL;
+	char *dw = tid ? j->part + (size_t)((tid - 1) * g->O * K) * size : j->y;
+	if (lo == hi)
+		memset(dw, 0, (size_t)(g->O * K) * size);
+	for (int64_t n = lo; n < hi; n++)
+		for (int64_t grp = 0; grp < g->G; grp++) {
+			const char *src = j->x + (size_t)((n * g->C + grp * CG) * g->H * g->W) * size;
+			if (col) {
+				im2col_one(g, j->dt, src, col, L);
+				src = col;
+			}
+			gemm(j->dt, false, true, OG, K, L,
+			     j->dout + (size_t)((n * g->O + grp * OG) * L) * size, L, src, L,
+			     n > lo ? 1.0 : 0.0, dw + (size_t)(grp * OG * K) * size, K);
+		}
+}
+
+/* The column buffers of T workers in the step arena (none when direct);
+ * false (ENOMEM recorded) when they do not fit. */
+static bool image_cols(tg_ctx *ctx, const geom *g, tg_dtype dt, int T, char **col)
+{
+	int64_t K = g->C / g->G * g->KH * g->KW, L = g->OH * g->OW;
+	*col = NULL;
+	if (direct(g))
+		return true;
+	*col = tg_arena_alloc(ctx, (size_t)(T * K * L) * tg_dtype_size(dt));
+	return *col != NULL;
+}
+
+/* Runs fn over the images of j on T workers. */
+static void run_images(tg_ctx *ctx, int T, range_fn fn, conv_job *j)
+{
+	if (T == 1)
+		tg_blas_enter(ctx);
+	par_for(T, j->g->N, true, fn, j);
 }
 
 /* ---- conv2d: out[n,o] = b[o] + sum_{c,kh,kw} w[o,c,kh,kw] x[n, c', oh s + kh d - p, ..]
@@ -305,10 +527,21 @@ static tg_tensor *conv(const geom *g, tg_tensor *x, tg_tensor *w, tg_tensor *b)
 		return NULL;
 	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, 4,
 				       (int64_t[]){ g->N, g->O, g->OH, g->OW });
-	void *col, *rows;
-	if (!out || !buffers(ctx, g, x->dtype, &col, &rows))
+	if (!out)
 		return NULL;
 	tg_dtype dt = x->dtype;
+	if (per_image(g)) {
+		int T = workers(ctx, g->N);
+		conv_job j = { .g = g, .dt = dt, .x = x->data, .w = w->data,
+			       .b = b ? b->data : NULL, .y = out->data };
+		if (!image_cols(ctx, g, dt, T, &j.col))
+			return NULL;
+		run_images(ctx, T, forward_images, &j);
+		return tg_op_end(&conv2d_op, out, nin, in, NULL, 0, g);
+	}
+	void *col, *rows;
+	if (!buffers(ctx, g, dt, &col, &rows))
+		return NULL;
 	size_t size = tg_dtype_size(dt);
 	int64_t OG = g->O / g->G, K = g->C / g->G * g->KH * g->KW, L = g->OH * g->OW;
 	tg_blas_enter(ctx);
@@ -337,10 +570,20 @@ static tg_tensor *conv_input_grad(const geom *g, tg_tensor *dout, tg_tensor *w)
 		return NULL;
 	tg_tensor *dx = tg_tensor_new(ctx, who, dout->dtype, 4,
 				      (int64_t[]){ g->N, g->C, g->H, g->W });
-	void *col, *rows;
-	if (!dx || !buffers(ctx, g, dout->dtype, &col, &rows))
+	if (!dx)
 		return NULL;
 	tg_dtype dt = dout->dtype;
+	if (per_image(g)) {
+		int T = workers(ctx, g->N);
+		conv_job j = { .g = g, .dt = dt, .w = w->data, .dout = dout->data, .y = dx->data };
+		if (!image_cols(ctx, g, dt, T, &j.col))
+			return NULL;
+		run_images(ctx, T, input_grad_images, &j);
+		return tg_op_end(&conv2d_input_grad_op, dx, 2, in, NULL, 0, g);
+	}
+	void *col, *rows;
+	if (!buffers(ctx, g, dt, &col, &rows))
+		return NULL;
 	size_t size = tg_dtype_size(dt);
 	int64_t OG = g->O / g->G, K = g->C / g->G * g->KH * g->KW, L = g->OH * g->OW;
 	memset(dx->data, 0, dx->numel * size);
@@ -358,6 +601,22 @@ static tg_tensor *conv_input_grad(const geom *g, tg_tensor *dout, tg_tensor *w)
 	return tg_op_end(&conv2d_input_grad_op, dx, 2, in, NULL, 0, g);
 }
 
+/* dw += each partial sum of the threads after the first. */
+static void add_parts(tg_dtype dt, void *dw, const char *part, int nparts, size_t n)
+{
+	for (int t = 0; t < nparts; t++) {
+		if (dt == TG_F64) {
+			const double *p = (const double *)part + (size_t)t * n;
+			for (size_t i = 0; i < n; i++)
+				((double *)dw)[i] += p[i];
+		} else {
+			const float *p = (const float *)part + (size_t)t * n;
+			for (size_t i = 0; i < n; i++)
+				((float *)dw)[i] += p[i];
+		}
+	}
+}
+
 static tg_tensor *conv_weight_grad(const geom *g, tg_tensor *x, tg_tensor *dout)
 {
 	static const char who[] = "tg_conv2d_weight_grad";
@@ -367,11 +626,27 @@ static tg_tensor *conv_weight_grad(const geom *g, tg_tensor *x, tg_tensor *dout)
 		return NULL;
 	int64_t OG = g->O / g->G, CG = g->C / g->G, K = CG * g->KH * g->KW, L = g->OH * g->OW;
 	tg_tensor *dw = tg_tensor_new(ctx, who, x->dtype, 4, (int64_t[]){ g->O, CG, g->KH, g->KW });
-	void *col, *rows;
-	if (!dw || !buffers(ctx, g, x->dtype, &col, &rows))
+	if (!dw)
 		return NULL;
 	tg_dtype dt = x->dtype;
 	size_t size = tg_dtype_size(dt);
+	if (per_image(g) && g->N > 0) {
+		int T = workers(ctx, g->N);
+		conv_job j = { .g = g, .dt = dt, .x = x->data, .dout = dout->data, .y = dw->data };
+		if (!image_cols(ctx, g, dt, T, &j.col))
+			return NULL;
+		if (T > 1) {
+			j.part = tg_arena_alloc(ctx, (size_t)((T - 1) * g->O * K) * size);
+			if (!j.part)
+				return NULL;
+		}
+		run_images(ctx, T, weight_grad_images, &j);
+		add_parts(dt, dw->data, j.part, T - 1, dw->numel);
+		return tg_op_end(&conv2d_weight_grad_op, dw, 2, in, NULL, 0, g);
+	}
+	void *col, *rows;
+	if (!buffers(ctx, g, dt, &col, &rows))
+		return NULL;
 	if (g->N == 0)
 		memset(dw->data, 0, dw->numel * size);
 	tg_blas_enter(ctx);
@@ -657,6 +932,167 @@ static tg_tensor *gather_at(const pool_aux *a, tg_tensor *x)
 	return tg_op_end(&max_pool2d_op, out, 1, &x, NULL, 0, a);
 }
 
+/* The value that wins a window: a larger one, or the first NaN; without
+ * branches, which random data would mispredict every other time. */
+#define WINS(a, b) ((bool)(((a) > (b)) | (((a) != (a)) & ((b) == (b)))))
+
+static bool two_by_two(const geom *g)
+{
+	return g->KH == 2 && g->KW == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0;
+}
+
+/* For the planes [p0, p1) of x (N*C planes HxW): idx = the flat index into
+ * x of the first maximum of each window in row-major order and out = x
+ * there; padding never wins. 2x2 at stride 2 has a loop of its own that
+ * the compiler keeps free of branches, comparing with > only; an output
+ * row whose windows hold a NaN is done again by the general loop. */
+#define MAXPOOL_KERNEL(name, T)                                                            \
+	static void name(const geom *g, const T *x, T *out, int64_t *idx, int64_t p0,      \
+			 int64_t p1)                                                       \
+	{                                                                                  \
+		int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;                        \
+		bool two = two_by_two(g);                                                  \
+		out += p0 * OH * OW;                                                       \
+		idx += p0 * OH * OW;                                                       \
+		for (int64_t p = p0; p < p1; p++)                                          \
+			for (int64_t oh = 0; oh < OH; oh++) {                              \
+				int64_t h0, h1;                                            \
+				window(oh, g->sh, g->ph, g->KH, H, &h0, &h1);              \
+				int64_t base = (p * H + h0) * W;                           \
+				if (two) {                                                 \
+					const T *r0 = x + base, *r1 = r0 + W;              \
+					bool nan = false;                                  \
+					for (int64_t ow = 0; ow < OW; ow++) {              \
+						int64_t i = 2 * ow;                        \
+						T a = r0[i], b = r0[i + 1];                \
+						T c = r1[i], d = r1[i + 1];                \
+						nan |= (a != a) | (b != b) | (c != c) | (d != d); \
+						T ab = b > a ? b : a, cd = d > c ? d : c;  \
+						int64_t kab = b > a, kcd = W + (d > c);    \
+						int64_t sel = cd > ab;                     \
+						out[ow] = cd > ab ? cd : ab;               \
+						idx[ow] = base + i + kab + sel * (kcd - kab); \
+					}                                                  \
+					if (!nan) {                                        \
+						out += OW;                                 \
+						idx += OW;                                 \
+						continue;                                  \
+					}                                                  \
+				}                                                          \
+				for (int64_t ow = 0; ow < OW; ow++, out++, idx++) {        \
+					int64_t w0, w1;                                    \
+					window(ow, g->sw, g->pw, g->KW, W, &w0, &w1);      \
+					int64_t best = base + w0;                          \
+					T v = x[best];                                     \
+					for (int64_t ih = h0; ih < h1; ih++) {             \
+						const T *r = x + (p * H + ih) * W;         \
+						for (int64_t iw = w0; iw < w1; iw++) {     \
+							bool t = WINS(r[iw], v);           \
+							v = t ? r[iw] : v;                 \
+							best = t ? (p * H + ih) * W + iw : best; \
+						}                                          \
+					}                                                  \
+					*out = v;                                          \
+					*idx = best;                                       \
+				}                                                          \
+			}                                                                  \
+	}
+
+MAXPOOL_KERNEL(maxpool_f64, double)
+MAXPOOL_KERNEL(maxpool_f32, float)
+
+typedef struct pool_job {
+	const pool_aux *a;
+	tg_dtype dt;
+	const void *x;    /* max_pool2d: x; scatter: dout */
+	void *y;          /* max_pool2d: out; scatter: dx */
+	int64_t *idx;
+} pool_job;
+
+static void maxpool_planes(void *arg, int tid, int64_t p0, int64_t p1)
+{
+	const pool_job *j = arg;
+	(void)tid;
+	if (j->dt == TG_F64)
+		maxpool_f64(&j->a->g, j->x, j->y, j->idx, p0, p1);
+	else
+		maxpool_f32(&j->a->g, j->x, j->y, j->idx, p0, p1);
+}
+
+/* The 2x2 window at stride 2 without padding: its four cells are zeroed and
+ * dout written at the arg-max, window by window while they are in cache
+ * (no pass zeroing the planes first, no branch); rows and columns that no
+ * window covers (odd sides) are zeroed. */
+#define SCATTER2_KERNEL(name, T)                                                           \
+	static void name(const geom *g, const int64_t *idx, const T *d, T *dx, int64_t p0, \
+			 int64_t p1)                                                       \
+	{                                                                                  \
+		int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;                        \
+		for (int64_t p = p0; p < p1; p++) {                                        \
+			T *plane = dx + p * H * W;                                         \
+			for (int64_t oh = 0; oh < OH; oh++) {                              \
+				int64_t base = (p * H + 2 * oh) * W;                       \
+				T *r0 = dx + base, *r1 = r0 + W;                           \
+				const int64_t *ir = idx + (p * OH + oh) * OW;              \
+				const T *dr = d + (p * OH + oh) * OW;                      \
+				for (int64_t ow = 0; ow < OW; ow++) {                      \
+					r0[2 * ow] = r0[2 * ow + 1] = 0;                   \
+					r1[2 * ow] = r1[2 * ow + 1] = 0;                   \
+					dx[ir[ow]] = dr[ow];                               \
+				}                                                          \
+				for (int64_t iw = 2 * OW; iw < W; iw++)                    \
+					r0[iw] = r1[iw] = 0;                               \
+			}                                                                  \
+			for (int64_t ih = 2 * OH; ih < H; ih++)                            \
+				for (int64_t iw = 0; iw < W; iw++)                         \
+					plane[ih * W + iw] = 0;                            \
+		}                                                                          \
+	}
+
+SCATTER2_KERNEL(scatter2_f64, double)
+SCATTER2_KERNEL(scatter2_f32, float)
+
+/* dx planes [p0, p1) = 0, then dx[idx[i]] += dout[i] for their outputs i:
+ * a window's arg-max lies in its own plane, so planes split cleanly. */
+static void scatter_planes(void *arg, int tid, int64_t p0, int64_t p1)
+{
+	const pool_job *j = arg;
+	const geom *g = &j->a->g;
+	(void)tid;
+	size_t HW = (size_t)(g->H * g->W), L = (size_t)(g->OH * g->OW);
+	size_t i0 = (size_t)p0 * L, i1 = (size_t)p1 * L;
+	const int64_t *idx = j->a->idx;
+	if (two_by_two(g)) {
+		if (j->dt == TG_F64)
+			scatter2_f64(g, idx, j->x, j->y, p0, p1);
+		else
+			scatter2_f32(g, idx, j->x, j->y, p0, p1);
+		return;
+	}
+	if (j->dt == TG_F64) {
+		double *dx = j->y;
+		const double *d = j->x;
+		memset(dx + (size_t)p0 * HW, 0, (size_t)(p1 - p0) * HW * sizeof *dx);
+		for (size_t i = i0; i < i1; i++)
+			dx[idx[i]] += d[i];
+	} else {
+		float *dx = j->y;
+		const float *d = j->x;
+		memset(dx + (size_t)p0 * HW, 0, (size_t)(p1 - p0) * HW * sizeof *dx);
+		for (size_t i = i0; i < i1; i++)
+			dx[idx[i]] += d[i];
+	}
+}
+
+/* Planes of a pool are split across threads only when there is enough work
+ * for a thread's start to pay (some 20 us). */
+enum { POOL_PAR_ELEMS = 1 << 16 };
+
+static int pool_workers(const tg_ctx *ctx, const geom *g)
+{
+	return g->N * g->C * g->H * g->W < POOL_PAR_ELEMS ? 1 : workers(ctx, g->N * g->C);
+}
+
 /* dx (N,C,H,W) = 0, then dx[idx[i]] += dout[i] */
 static tg_tensor *scatter_at(const pool_aux *a, tg_tensor *dout)
 {
@@ -668,45 +1104,10 @@ static tg_tensor *scatter_at(const pool_aux *a, tg_tensor *dout)
 	tg_tensor *dx = tg_tensor_new(ctx, who, dout->dtype, 4, (int64_t[]){ g->N, g->C, g->H, g->W });
 	if (!dx)
 		return NULL;
-	memset(dx->data, 0, dx->numel * tg_dtype_size(dx->dtype));
-	if (dout->dtype == TG_F64)
-		for (size_t i = 0; i < dout->numel; i++)
-			((double *)dx->data)[a->idx[i]] += ((const double *)dout->data)[i];
-	else
-		for (size_t i = 0; i < dout->numel; i++)
-			((float *)dx->data)[a->idx[i]] += ((const float *)dout->data)[i];
+	pool_job j = { a, dout->dtype, dout->data, dx->data, NULL };
+	par_for(pool_workers(ctx, g), g->N * g->C, false, scatter_planes, &j);
 	return tg_op_end(&max_pool2d_backward_op, dx, 1, &dout, NULL, 0, a);
 }
-
-/* The value that wins a window: a larger one, or the first NaN. */
-#define BEATS(a, b) ((a) > (b) || (isnan(a) && !isnan(b)))
-
-/* idx (N,C,OH,OW) = the flat index into x of the first maximum of each
- * window in row-major order; padding never wins. */
-#define ARGMAX_KERNEL(name, T)                                                             \
-	static void name(const geom *g, const T *x, int64_t *idx)                          \
-	{                                                                                  \
-		for (int64_t p = 0; p < g->N * g->C; p++)                                  \
-			for (int64_t oh = 0; oh < g->OH; oh++) {                           \
-				int64_t h0, h1;                                            \
-				window(oh, g->sh, g->ph, g->KH, g->H, &h0, &h1);           \
-				for (int64_t ow = 0; ow < g->OW; ow++, idx++) {            \
-					int64_t w0, w1;                                    \
-					window(ow, g->sw, g->pw, g->KW, g->W, &w0, &w1);   \
-					int64_t best = (p * g->H + h0) * g->W + w0;        \
-					for (int64_t ih = h0; ih < h1; ih++)               \
-						for (int64_t iw = w0; iw < w1; iw++) {     \
-							int64_t i = (p * g->H + ih) * g->W + iw; \
-							if (BEATS(x[i], x[best]))          \
-								best = i;                  \
-						}                                          \
-					*idx = best;                                       \
-				}                                                          \
-			}                                                                  \
-	}
-
-ARGMAX_KERNEL(argmax_f64, double)
-ARGMAX_KERNEL(argmax_f32, float)
 
 tg_tensor *tg_max_pool2d(tg_tensor *x, int kernel, int stride, int padding)
 {
@@ -720,13 +1121,16 @@ tg_tensor *tg_max_pool2d(tg_tensor *x, int kernel, int stride, int padding)
 	int64_t *idx = tg_arena_alloc(ctx, (size_t)(a.g.N * a.g.C * a.g.OH * a.g.OW) * sizeof *idx);
 	if (!idx)
 		return NULL;
-	if (x->dtype == TG_F64)
-		argmax_f64(&a.g, x->data, idx);
-	else
-		argmax_f32(&a.g, x->data, idx);
 	a.idx = idx;
 	const pool_aux *saved = tg_save_aux(ctx, &a, sizeof a);
-	return saved ? gather_at(saved, x) : NULL;
+	tg_tensor *out = saved ? tg_tensor_new(ctx, who, x->dtype, 4,
+					       (int64_t[]){ a.g.N, a.g.C, a.g.OH, a.g.OW })
+			       : NULL;
+	if (!out)
+		return NULL;
+	pool_job j = { saved, x->dtype, x->data, out->data, idx };
+	par_for(pool_workers(ctx, &a.g), a.g.N * a.g.C, false, maxpool_planes, &j);
+	return tg_op_end(&max_pool2d_op, out, 1, &x, NULL, 0, saved);
 }
 
 /* ---- avg_pool2d: out = the window's sum / (KH KW), padding counted as zeros;

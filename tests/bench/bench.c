@@ -92,6 +92,52 @@ static unsigned long long wrapped_allocs(void)
 	return wrapped.malloc + wrapped.calloc + wrapped.realloc;
 }
 
+/* ---- timing every GEMM of libtapegrad.a ----------------------------------- */
+/* cblas_sgemm and cblas_dgemm are wrapped as malloc is
+ * (-Wl,--wrap=cblas_sgemm,--wrap=cblas_dgemm): each call made by the library
+ * adds its wall time here, so the GEMM share of a workload is measured in
+ * the run itself (two clock reads per call, some 50 ns). */
+
+static double now(clockid_t clock);
+
+static struct {
+	double sec;
+	unsigned long long calls;
+} gemm_time;
+
+void __real_cblas_sgemm(enum CBLAS_ORDER o, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb,
+			int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+			int ldb, float beta, float *c, int ldc);
+void __real_cblas_dgemm(enum CBLAS_ORDER o, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb,
+			int m, int n, int k, double alpha, const double *a, int lda,
+			const double *b, int ldb, double beta, double *c, int ldc);
+void __wrap_cblas_sgemm(enum CBLAS_ORDER o, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb,
+			int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+			int ldb, float beta, float *c, int ldc);
+void __wrap_cblas_dgemm(enum CBLAS_ORDER o, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb,
+			int m, int n, int k, double alpha, const double *a, int lda,
+			const double *b, int ldb, double beta, double *c, int ldc);
+
+void __wrap_cblas_sgemm(enum CBLAS_ORDER o, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb,
+			int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+			int ldb, float beta, float *c, int ldc)
+{
+	double t0 = now(CLOCK_MONOTONIC);
+	__real_cblas_sgemm(o, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+	gemm_time.sec += now(CLOCK_MONOTONIC) - t0;
+	gemm_time.calls++;
+}
+
+void __wrap_cblas_dgemm(enum CBLAS_ORDER o, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb,
+			int m, int n, int k, double alpha, const double *a, int lda,
+			const double *b, int ldb, double beta, double *c, int ldc)
+{
+	double t0 = now(CLOCK_MONOTONIC);
+	__real_cblas_dgemm(o, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+	gemm_time.sec += now(CLOCK_MONOTONIC) - t0;
+	gemm_time.calls++;
+}
+
 /* ---- counting the context's own allocations ------------------------------ */
 
 static struct {
@@ -173,6 +219,8 @@ typedef struct run {
 	unsigned long long ctx0, ctx1, ctxb0, ctxb1, w0, w1; /* counters at WARM and end */
 	unsigned long long wf0, wf1, cf0, cf1;
 	size_t arena_hw;
+	double gemm0, gemm1; /* GEMM seconds at the loop's start and end */
+	unsigned long long gcalls0, gcalls1;
 	double loss; /* mean over the last iterations; NAN when none */
 	const char *error;
 } run;
@@ -184,6 +232,8 @@ static void mark_start(void)
 {
 	R.rss_start_kb = status_kb("VmRSS");
 	R.peak_reset = reset_peak();
+	R.gemm0 = gemm_time.sec;
+	R.gcalls0 = gemm_time.calls;
 }
 
 static void mark_warm(void)
@@ -203,6 +253,8 @@ static void mark_end(void)
 	R.w1 = wrapped_allocs();
 	R.wf1 = wrapped.free;
 	R.loop_peak_kb = status_kb("VmHWM");
+	R.gemm1 = gemm_time.sec;
+	R.gcalls1 = gemm_time.calls;
 }
 
 static const char *env_or(const char *name)
@@ -227,7 +279,7 @@ static void report(void)
 	       "ctx_allocs_total=%llu wrap_allocs_total=%llu arena_high_water=%zu loss=%.6g "
 	       "blas_threads=%d tg_threads=%d openblas_corename=%s openblas_parallel=%d "
 	       "env_OPENBLAS_NUM_THREADS=%s env_OMP_NUM_THREADS=%s env_OPENBLAS_CORETYPE=%s "
-	       "error=%s\n",
+	       "gemm_sec_per_iter=%.9g gemm_calls_per_iter=%.6g gemm_share=%.4f error=%s\n",
 	       R.workload, R.dtype, R.threads, R.iters, R.wall, R.cpu,
 	       R.iters ? R.wall / (double)R.iters : NAN, R.rss_start_kb, R.loop_peak_kb,
 	       R.peak_reset, maxrss_kb(), (double)(R.ctx1 - R.ctx0) * per,
@@ -236,7 +288,9 @@ static void report(void)
 	       wrapped_allocs(), R.arena_hw, R.loss, openblas_get_num_threads(), R.threads,
 	       corename, openblas_get_parallel(), env_or("OPENBLAS_NUM_THREADS"),
 	       env_or("OMP_NUM_THREADS"), env_or("OPENBLAS_CORETYPE"),
-	       R.error ? "yes" : "none");
+	       R.iters ? (R.gemm1 - R.gemm0) / (double)R.iters : NAN,
+	       R.iters ? (double)(R.gcalls1 - R.gcalls0) / (double)R.iters : NAN,
+	       R.wall > 0 ? (R.gemm1 - R.gemm0) / R.wall : NAN, R.error ? "yes" : "none");
 	fflush(stdout);
 }
 
@@ -535,6 +589,140 @@ static NOINLINE int suite_train(tg_ctx *ctx, const suite_spec *s, long long tota
 	return tg_ok(ctx) ? 0 : -1;
 }
 
+/* ---- the CNN: conv 32 3x3 p1 - ReLU - pool 2 - conv 64 3x3 p1 - ReLU - pool 2
+ *      - fc 128 - ReLU - fc 10, Adam 1e-3, batch 64 -------------------------- */
+/* The model is tg_model_parse_image's "cnn" (He init, zero biases) on
+ * (B,1,28,28) f32 images: Fashion-MNIST's training set, or, when it is not
+ * installed, N_CNN_SYNTH synthetic images (LCG pixels in [0,1), labels from
+ * the pixel sum) of the same shape. Batches of 64 drawn with replacement
+ * inside the timed loop, as in train(). Mirrored by torch_bench.py's cnn. */
+
+enum { N_CNN_SYNTH = 4096 };
+
+static int cnn_synthetic(tg_dataset *ds)
+{
+	memset(ds, 0, sizeof *ds);
+	ds->n = N_CNN_SYNTH;
+	ds->d = 28 * 28;
+	ds->classes = 10;
+	ds->x = malloc((size_t)(ds->n * ds->d) * sizeof(float));
+	ds->y = malloc((size_t)ds->n * sizeof(int32_t));
+	if (!ds->x || !ds->y)
+		return -1;
+	uint32_t seed = 12345u;
+	for (int64_t i = 0; i < ds->n; i++) {
+		double sum = 0;
+		for (int64_t j = 0; j < ds->d; j++) {
+			seed = seed * 1664525u + 1013904223u;
+			float v = (float)((double)(seed >> 8) / 16777216.0);
+			ds->x[i * ds->d + j] = v;
+			sum += v * (double)((j % 7) - 3);
+		}
+		ds->y[i] = (int32_t)((int64_t)floor(fabs(sum)) % 10);
+	}
+	return 0;
+}
+
+static NOINLINE int cnn_train(tg_ctx *ctx, const tg_dataset *ds, long long total)
+{
+	tg_mlp_opts mo = tg_mlp_defaults();
+	tg_module *net = tg_model_parse_image(ctx, "cnn", 1, 28, 28, &mo);
+	size_t np = net ? tg_module_params(net, NULL, 0) : 0;
+	tg_tensor **params = np ? malloc(np * sizeof *params) : NULL;
+	if (params)
+		tg_module_params(net, params, np);
+	tg_optim_opts oo = tg_optim_defaults(TG_ADAM);
+	oo.lr = 1e-3;
+	tg_optim *opt = params ? tg_optim_new(ctx, params, np, &oo) : NULL;
+	tg_batcher *b = tg_batcher_new(ctx, ds, 64, TG_BATCH_REPLACE);
+	if (!net || !opt || !b) {
+		tg_batcher_free(b);
+		tg_optim_free(opt);
+		free(params);
+		tg_module_free(net);
+		return -1;
+	}
+	double loss_sum = 0;
+	long long loss_n = 0, it = 0;
+	mark_start();
+	double w0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
+	while (it < total && tg_ok(ctx)) {
+		tg_batch batch;
+		if (!tg_batch_next(b, TG_F32, &batch))
+			continue;
+		if (it == WARM)
+			mark_warm();
+		tg_tensor *x = tg_reshape(batch.x, 4, (int64_t[]){ batch.n, 1, 28, 28 });
+		tg_tensor *loss = tg_cross_entropy_i32(tg_forward(net, x), batch.y, batch.n);
+		tg_optim_zero_grad(opt);
+		tg_backward(loss);
+		tg_optim_step(opt);
+		if (losses && loss)
+			fprintf(losses, "%a\n", tg_item(loss));
+		if (it >= total - LAST_LOSS && loss) {
+			loss_sum += tg_item(loss);
+			loss_n++;
+		}
+		tg_reset(ctx);
+		it++;
+	}
+	R.wall = now(CLOCK_MONOTONIC) - w0;
+	R.cpu = now(CLOCK_PROCESS_CPUTIME_ID) - c0;
+	if (it <= WARM)
+		mark_warm();
+	mark_end();
+	R.iters = it;
+	R.loss = loss_n ? loss_sum / (double)loss_n : NAN;
+	R.arena_hw = tg_arena_high_water(ctx);
+	tg_batcher_free(b);
+	tg_optim_free(opt);
+	free(params);
+	tg_module_free(net);
+	return tg_ok(ctx) ? 0 : -1;
+}
+
+/* ---- the CNN's two convolutions alone ------------------------------------ */
+/* conv1 (64,1,28,28) -> 32 channels and conv2 (64,32,14,14) -> 64 channels,
+ * 3x3, padding 1, with bias: forward, then backward from fixed upstream
+ * gradients: dw and db of both, dx of conv2 only (the CNN needs no gradient
+ * for its images). Nothing else runs, so the time is the convolutions'
+ * own, as torch_bench.py's conv-layers times PyTorch's (oneDNN, or its
+ * im2col path with --no-mkldnn). */
+static NOINLINE int conv_layers(tg_ctx *ctx, long long total)
+{
+	tg_conv_opts o = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1 };
+	tg_tensor *x = tg_keep(tg_rand(ctx, TG_F32, 4, (int64_t[]){ 64, 1, 28, 28 }, 0, 1));
+	tg_tensor *h = tg_param(tg_randn(ctx, TG_F32, 4, (int64_t[]){ 64, 32, 14, 14 }, 0, 1));
+	tg_tensor *w1 = tg_param(tg_randn(ctx, TG_F32, 4, (int64_t[]){ 32, 1, 3, 3 }, 0, 0.47));
+	tg_tensor *b1 = tg_param(tg_zeros(ctx, TG_F32, 1, (int64_t[]){ 32 }));
+	tg_tensor *w2 = tg_param(tg_randn(ctx, TG_F32, 4, (int64_t[]){ 64, 32, 3, 3 }, 0, 0.083));
+	tg_tensor *b2 = tg_param(tg_zeros(ctx, TG_F32, 1, (int64_t[]){ 64 }));
+	tg_tensor *g1 = tg_keep(tg_randn(ctx, TG_F32, 4, (int64_t[]){ 64, 32, 28, 28 }, 0, 1));
+	tg_tensor *g2 = tg_keep(tg_randn(ctx, TG_F32, 4, (int64_t[]){ 64, 64, 14, 14 }, 0, 1));
+	if (!tg_ok(ctx))
+		return -1;
+	mark_start();
+	double w0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
+	long long it = 0;
+	for (; it < total && tg_ok(ctx); it++) {
+		if (it == WARM)
+			mark_warm();
+		tg_zero_grads(ctx);
+		tg_backward_ex(tg_conv2d(x, w1, b1, &o), g1, 0);
+		tg_backward_ex(tg_conv2d(h, w2, b2, &o), g2, 0);
+		tg_reset(ctx);
+	}
+	R.wall = now(CLOCK_MONOTONIC) - w0;
+	R.cpu = now(CLOCK_PROCESS_CPUTIME_ID) - c0;
+	if (it <= WARM)
+		mark_warm();
+	mark_end();
+	R.iters = it;
+	R.loss = tg_ok(ctx) ? tg_get(tg_grad(b2), 0) : NAN;
+	R.arena_hw = tg_arena_high_water(ctx);
+	return tg_ok(ctx) ? 0 : -1;
+}
+
 /* ---- the GEMM floor: the same products, nothing else --------------------- */
 /* For layer l with input A_l (B, n_l), weight W_l (n_l, n_l+1), output
  * C_l (B, n_l+1), tapegrad's matmul and its backward call
@@ -705,7 +893,7 @@ static const char usage_text[] =
 	"usage: tg_bench WORKLOAD [--iters N] [--epochs E] [--threads T] [--seed S] [--data DIR]\n"
 	"                [--losses FILE]\n"
 	"\n"
-	"WORKLOAD: w1 w1-f64 w2 w3 w4-scalar w4-sigmoid\n"
+	"WORKLOAD: w1 w1-f64 w2 w3 w4-scalar w4-sigmoid cnn conv-layers\n"
 	"          floor-w1 floor-w1-f64 floor-w2 floor-w3\n"
 	"w1: 784-50-10 sigmoid, init std 0.01, SGD 0.1, batch 100 with replacement,\n"
 	"    N iterations (10000); w2: 784-100x5-10, affine-BN-ReLU, He, Adam 0.001,\n"
@@ -713,6 +901,10 @@ static const char usage_text[] =
 	"    lr 0.01, batch 512, E epochs (2); w4-*: N repetitions (1000000) of\n"
 	"    (x+y)*z on scalars or sigmoid(w.x + b) on 64-vectors. --iters caps the\n"
 	"    epoch workloads. floor-*: the workload's GEMMs alone.\n"
+	"cnn: conv32 3x3 p1-ReLU-pool2-conv64 3x3 p1-ReLU-pool2-128-10, He, Adam 1e-3,\n"
+	"    batch 64 with replacement of (64,1,28,28) Fashion-MNIST images (synthetic\n"
+	"    ones when --data has none), N iterations (100).\n"
+	"conv-layers: the CNN's two convolutions alone, forward and backward, N (100).\n"
 	"s-*: the workload suite (tg_bench suite-list: name arch act optimizer batch\n"
 	"    dtype loss iterations), synthetic data, batches with replacement.\n"
 	"--losses FILE writes each training iteration's loss as a hexadecimal float.\n";
@@ -809,6 +1001,45 @@ int main(int argc, char **argv)
 		int rc = suite_train(ctx, ss, iters >= 0 ? iters : ss->iters);
 		if (rc)
 			fprintf(stderr, "tg_bench: %s: %s\n", w, tg_error(ctx));
+		tg_ctx_free(ctx);
+		R.error = rc ? "yes" : NULL;
+		report();
+		return rc ? 1 : 0;
+	}
+	if (!strcmp(w, "cnn")) {
+		tg_ctx *ctx = tg_ctx_new_with((uint64_t)seed, &counting);
+		if (!ctx)
+			return 1;
+		tg_set_threads(ctx, (int)threads);
+		tg_dataset train_set, test_set;
+		int rc = 0;
+		if (tg_load_mnist(ctx, dir, &train_set, &test_set)) {
+			fprintf(stderr, "tg_bench: cnn: %s; synthetic images instead\n", tg_error(ctx));
+			tg_clear_error(ctx);
+			rc = cnn_synthetic(&train_set);
+		} else {
+			tg_dataset_free(&test_set);
+		}
+		if (!rc)
+			rc = cnn_train(ctx, &train_set, iters >= 0 ? iters : 100);
+		if (rc)
+			fprintf(stderr, "tg_bench: cnn: %s\n", tg_error(ctx));
+		tg_dataset_free(&train_set);
+		tg_ctx_free(ctx);
+		if (losses && fclose(losses))
+			rc = 1;
+		R.error = rc ? "yes" : NULL;
+		report();
+		return rc ? 1 : 0;
+	}
+	if (!strcmp(w, "conv-layers")) {
+		tg_ctx *ctx = tg_ctx_new_with((uint64_t)seed, &counting);
+		if (!ctx)
+			return 1;
+		tg_set_threads(ctx, (int)threads);
+		int rc = conv_layers(ctx, iters >= 0 ? iters : 100);
+		if (rc)
+			fprintf(stderr, "tg_bench: conv-layers: %s\n", tg_error(ctx));
 		tg_ctx_free(ctx);
 		R.error = rc ? "yes" : NULL;
 		report();

@@ -39,7 +39,15 @@ WORKLOADS = [
      "w4-scalar", None, 1, "small"),
     ("w4-sigmoid", "W4 sigmoid(w.x + b) on 64-vectors, forward+backward+reset",
      "w4-sigmoid", None, 1, "small"),
+    ("cnn-t1", "CNN conv32 3x3 p1-ReLU-pool2-conv64 3x3 p1-ReLU-pool2-128-10, Adam 1e-3, "
+     "batch 64 (replacement), (64,1,28,28) f32, 1 thread", "cnn", None, 1, "big"),
+    ("cnn-t2", "CNN the same, 2 threads", "cnn", None, 2, "big"),
 ]
+
+# The CNN rows of the suite: key, threads (bench.c cnn_train, torch_bench.py cnn_train)
+SUITE_CNN = [("s-cnn", 1), ("s-cnn-t2", 2)]
+CNN_DESC = ("conv32 3x3 p1-ReLU-pool2-conv64 3x3 p1-ReLU-pool2-128-10, Adam 1e-3, batch 64, "
+            "(64,1,28,28) f32, CE")
 
 MARK = "<!-- bench:{}:{} -->"
 
@@ -172,9 +180,9 @@ def suite_main(a):
                            check=True).stdout.splitlines()
     only = set(a.only.split(",")) if a.only else None
     specs = [ln for ln in lines if not only or ln.split()[0] in only]
+    specs += [f"{k} cnn {t}" for k, t in SUITE_CNN if not only or k in only]
     datadir = os.path.join(os.path.dirname(os.path.abspath(a.bin)), "suite-data")
     os.makedirs(datadir, exist_ok=True)
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     torch_ok = not a.no_torch and subprocess.run(
         [a.python, "-c", "import torch"], capture_output=True).returncode == 0
     log = lambda s="": print(s, flush=True)
@@ -183,17 +191,33 @@ def suite_main(a):
         f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}")
     rows = []
     for spec in specs:
-        name, arch, act, optk, batch, dt, lossk, iters = spec.split()
-        iters = max(20, int(int(iters) * scale))
-        data = os.path.join(datadir, name + ".bin")
-        subprocess.run([a.bin, "suite-data", name, data], check=True)
-        sides = [("tapegrad", [a.bin, name, "--iters", str(iters)])]
-        if torch_ok:
-            sides.append(("torch", [a.python, os.path.join(HERE, "torch_bench.py"), name,
-                                    "--suite-spec", spec, "--data", data,
-                                    "--iters", str(iters)]))
-        if a.before:
-            sides.append(("before", [a.before, name, "--iters", str(iters)]))
+        threads = 1
+        if spec.split()[1] == "cnn":
+            name, _, threads = spec.split()
+            threads = int(threads)
+            iters = 20 if a.quick else 60
+            targs = ["cnn", "--threads", str(threads), "--iters", str(iters)]
+            sides = [("tapegrad", [a.bin] + targs)]
+            if torch_ok:
+                sides.append(("torch", [a.python, os.path.join(HERE, "torch_bench.py")] + targs))
+            if a.before:
+                sides.append(("before", [a.before] + targs))
+            desc = f"CNN {CNN_DESC}, {threads} thread{'s' if threads > 1 else ''}"
+        else:
+            name, arch, act, optk, batch, dt, lossk, iters = spec.split()
+            iters = max(20, int(int(iters) * scale))
+            data = os.path.join(datadir, name + ".bin")
+            subprocess.run([a.bin, "suite-data", name, data], check=True)
+            sides = [("tapegrad", [a.bin, name, "--iters", str(iters)])]
+            if torch_ok:
+                sides.append(("torch", [a.python, os.path.join(HERE, "torch_bench.py"), name,
+                                        "--suite-spec", spec, "--data", data,
+                                        "--iters", str(iters)]))
+            if a.before:
+                sides.append(("before", [a.before, name, "--iters", str(iters)]))
+            desc = (f"{arch} {act}, {OPT_NAMES[int(optk)]}, batch {batch}, {dt}, "
+                    f"{LOSS_NAMES[int(lossk)]}")
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
         got = {s: [] for s, _ in sides}
         l0 = load_avg()
         for i in range(reps):
@@ -203,10 +227,8 @@ def suite_main(a):
                 if r:
                     log(f"  {name} {i + 1}/{reps} {side:8s} {fmt_t(r['sec_per_iter'])}/iter "
                         f"(cpu {fmt_t(r['cpu'] / r['iters'])}), loss {r['loss']:.4g}")
-        desc = (f"{arch} {act}, {OPT_NAMES[int(optk)]}, batch {batch}, {dt}, "
-                f"{LOSS_NAMES[int(lossk)]}")
         rows.append((name, desc, iters, {s: Stat(v) for s, v in got.items()},
-                     (l0, load_avg())))
+                     (l0, load_avg()), threads))
     elapsed = time.time() - started
 
     def ratio(th, tg, cpu=False):
@@ -214,31 +236,42 @@ def suite_main(a):
             return None
         return (th.cpu / tg.cpu) if cpu else (th.med / tg.med)
 
+    def share(st):
+        v = st.get("gemm_share") if st and st.n else None
+        return f"{100 * v:.0f}%" if v is not None and v == v else "–"
+
+    def allocs(st):
+        if not st or not st.n:
+            return "–"
+        return (f"{fmt_n(st.get('ctx_allocs_per_iter'))} ctx, "
+                f"{fmt_n(st.get('wrap_allocs_per_iter'))} malloc")
+
     core = "unknown"
     md = []
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip() or "unknown"
     cpu_model = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo")
                       if ln.startswith("model name")), "unknown")
-    for _, _, _, st, _ in rows:
+    for _, _, _, st, _, _ in rows:
         core = st["tapegrad"].first("openblas_corename", core)
     md.append(f"Run of {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, commit "
               f"{commit}; {cpu_model}, {os.cpu_count()} CPUs; OpenBLAS kernel {core} "
-              f"(OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}); 1 thread; "
+              f"(OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}); 1 thread "
+              f"(the CNN also 2); "
               f"{reps} repetitions each, fresh processes, interleaved; total "
               f"{elapsed / 60:.1f} min.")
     md.append("")
     md.append(f"Load: start `{start_uptime}`; end `{uptime()}`.")
     md.append("")
     head = ("| workload | tapegrad | PyTorch | PyTorch / tapegrad | same, CPU time | "
-            "loss tg, torch |")
-    sep = "|---|---|---|---|---|---|"
+            "loss tg, torch | GEMM share (tg) | allocs / iter (tg) |")
+    sep = "|---|---|---|---|---|---|---|---|"
     if a.before:
         head += " before (tapegrad) | PyTorch / before, CPU time |"
         sep += "---|---|"
     md += [head, sep]
     rw, rc, rb = [], [], []
-    for name, desc, iters, st, (l0, l1) in rows:
+    for name, desc, iters, st, (l0, l1), threads in rows:
         tg, th = st["tapegrad"], st.get("torch")
         w, c = ratio(th, tg), ratio(th, tg, True)
         rw.append(w)
@@ -247,7 +280,8 @@ def suite_main(a):
         cell = lambda s: f"{fmt_t(s.med)} [{fmt_t(s.lo)}–{fmt_t(s.hi)}]" if s and s.n else "–"
         line = (f"| {name}: {desc}, {iters} it | {cell(tg)} | {cell(th)} | {f(w)} | {f(c)} | "
                 f"{tg.get('loss') or float('nan'):.3g}, "
-                f"{(th.get('loss') if th else None) or float('nan'):.3g} |")
+                f"{(th.get('loss') if th else None) or float('nan'):.3g} | "
+                f"{share(tg)} | {allocs(tg)} |")
         if a.before:
             b = st["before"]
             rb.append(ratio(th, b, True))
@@ -255,16 +289,22 @@ def suite_main(a):
         md.append(line)
     g = lambda v: f"{geomean(v):.2f}×" if geomean(v) else "–"
     m = lambda v: f"{min(x for x in v if x):.2f}×" if any(v) else "–"
-    tail = f"| **geometric mean** | | | {g(rw)} | {g(rc)} | |"
-    tail2 = f"| **minimum** | | | {m(rw)} | {m(rc)} | |"
+    tail = f"| **geometric mean** | | | {g(rw)} | {g(rc)} | | | |"
+    tail2 = f"| **minimum** | | | {m(rw)} | {m(rc)} | | | |"
     if a.before:
         tail += f" | {g(rb)} |"
         tail2 += f" | {m(rb)} |"
     md += [tail, tail2, ""]
     md.append("PyTorch / tapegrad above 1 means tapegrad is faster (medians of time per "
-              "iteration; the CPU-time ratio is less disturbed by other load). Synthetic "
-              "data made by tg_bench suite-data, the same file for both sides; batches "
-              "drawn with replacement inside the timed loop.")
+              "iteration; the CPU-time ratio is less disturbed by other load, and counts "
+              "both threads' time in the 2-thread rows). Synthetic "
+              "data made by tg_bench suite-data, the same file for both sides; the CNN "
+              "trains on Fashion-MNIST (synthetic images of that shape when it is not "
+              "installed). Batches drawn with replacement inside the timed loop. GEMM share: "
+              "the wall time inside cblas_sgemm/dgemm calls made by libtapegrad.a (timed "
+              "through -Wl,--wrap) over the loop's wall time. Allocations per steady-state "
+              "iteration: through the context's allocator, and every malloc of bench.c "
+              "and libtapegrad.a.")
     text = "\n".join(md)
     log(text)
     if not a.no_save:
@@ -272,11 +312,12 @@ def suite_main(a):
         stamp = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
         with open(a.history, "a", newline="") as fh:
             wr = csv.writer(fh)
-            for name, desc, iters, st, (l0, l1) in rows:
+            for name, desc, iters, st, (l0, l1), threads in rows:
                 for side, s in st.items():
                     if s.n:
                         wr.writerow([stamp, commit, 0, "suite", platform.node() and "vm",
-                                     a.cflags, name, side, 1, s.first("dtype"), iters, s.n,
+                                     a.cflags, name, side, threads, s.first("dtype"), iters,
+                                     s.n,
                                      f"{s.med:.6g}", f"{s.lo:.6g}", f"{s.hi:.6g}",
                                      f"{1 / s.med:.6g}", f"{s.cpu:.6g}",
                                      s.get("rss_start_kb"), s.get("loop_peak_kb"),
@@ -352,6 +393,8 @@ def main():
             return ["--epochs", str(w2_epochs)] + (["--iters", str(cap)] if cap else [])
         if w == "w3":
             return ["--epochs", str(w3_epochs)] + (["--iters", str(w3_cap)] if w3_cap else [])
+        if w == "cnn":
+            return ["--iters", str(20 if q else 100)]
         return []
 
     started = time.time()
@@ -449,6 +492,8 @@ def main():
         cratio = (f"{th.cpu / tg.cpu:.2f}× ({fmt_t(tg.cpu)} vs {fmt_t(th.cpu)})"
                   if tg.n and th.n and tg.cpu and th.cpu and threads == 1 else "–")
         share = f"{100 * fl.med / tg.med:.0f}%" if tg.n and fl.n else "–"
+        if not fl.n and tg.n and isinstance(tg.get("gemm_share"), float) and w == "cnn":
+            share = f"{100 * tg.get('gemm_share'):.0f}% (in run)"
 
         def cw(st):
             return f"{st.cpu / st.med:.2f}" if st.n and st.cpu else "–"
@@ -468,7 +513,8 @@ def main():
                       f"{1 / th_best:,.0f} | {th_best / tg_best:.2f}× | | | | | |")
     md.append("")
     md.append("PyTorch / tapegrad above 1 means tapegrad is faster. floor / tapegrad is the "
-              "share of tapegrad's time that the same cblas_?gemm calls alone take. "
+              "share of tapegrad's time that the same cblas_?gemm calls alone take; for the "
+              "CNN, \"in run\" is the time inside its GEMM calls during the run itself. "
               "The CPU-time ratio (one-thread rows only) is less disturbed by other load "
               "on the machine than the wall-time one. "
               "cpu/wall is process CPU time over wall time in the loop (below 1 for one "

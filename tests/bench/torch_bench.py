@@ -28,6 +28,8 @@ The maths is tapegrad's, with these equivalences:
 	torch_bench.py WORKLOAD [--iters N] [--epochs E] [--threads T] [--seed S]
 	               [--data DIR]
 	torch_bench.py s-NAME --suite-spec "LINE" --data FILE [--iters N]
+	torch_bench.py cnn [--iters N] [--threads T] [--data DIR]
+	torch_bench.py conv-layers [--iters N] [--threads T] [--no-mkldnn]
 """
 import argparse
 import ctypes
@@ -238,6 +240,78 @@ def suite_train(run, w, spec, data, seed, iters):
     run.r["loss"] = loss_sum / loss_n if loss_n else float("nan")
 
 
+def cnn_synthetic():
+    """bench.c's cnn_synthetic: 4096 LCG images in [0, 1), labels from the
+    weighted pixel sum."""
+    n, d = 4096, 28 * 28
+    seed = np.empty(n * d, np.uint64)
+    s = 12345
+    for i in range(n * d):  # the same recurrence, mod 2^32
+        s = (s * 1664525 + 1013904223) & 0xFFFFFFFF
+        seed[i] = s
+    x = ((seed >> np.uint64(8)).astype(np.float64) / 16777216.0).astype(np.float32)
+    x = x.reshape(n, d)
+    wj = (np.arange(d) % 7 - 3).astype(np.float64)
+    y = (np.floor(np.abs(x.astype(np.float64) @ wj)) % 10).astype(np.int64)
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def cnn_train(run, X, Y, iters, seed):
+    """bench.c's cnn_train: conv 32 3x3 pad 1 -> ReLU -> max-pool 2 -> conv 64
+    3x3 pad 1 -> ReLU -> max-pool 2 -> fc 128 -> ReLU -> fc 10, He-normal
+    weights by fan-in and zero biases as tg_model_parse_image's "cnn", Adam
+    1e-3 (eps 1e-7), batch 64 with replacement from (N,1,28,28) images."""
+    model = nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
+    for m in model:
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            fan_in = m.weight[0].numel()
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_in))
+            nn.init.zeros_(m.bias)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
+    X = X.reshape(-1, 1, 28, 28).contiguous()
+    g = torch.Generator().manual_seed(seed)
+    n = X.shape[0]
+    total = iters if iters >= 0 else 100
+    loss_sum, loss_n = 0.0, 0
+    model.train()
+    run.start()
+    for it in range(total):
+        idx = torch.randint(0, n, (64,), generator=g)
+        x = X.index_select(0, idx)
+        y = Y.index_select(0, idx)
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if it >= total - LAST_LOSS:
+            loss_sum += loss.item()
+            loss_n += 1
+    run.stop(total)
+    run.r["loss"] = loss_sum / loss_n if loss_n else float("nan")
+
+
+def conv_layers(run, iters):
+    """bench.c's conv_layers: the CNN's two convolutions alone, forward and
+    backward from fixed upstream gradients (dw, db of both, dx of conv2)."""
+    x = torch.rand(64, 1, 28, 28)
+    h = torch.randn(64, 32, 14, 14, requires_grad=True)
+    c1, c2 = nn.Conv2d(1, 32, 3, padding=1), nn.Conv2d(32, 64, 3, padding=1)
+    g1, g2 = torch.randn(64, 32, 28, 28), torch.randn(64, 64, 14, 14)
+    params = [h] + list(c1.parameters()) + list(c2.parameters())
+    total = iters if iters >= 0 else 100
+    run.start()
+    for _ in range(total):
+        for p in params:
+            p.grad = None
+        c1(x).backward(g1)
+        c2(h).backward(g2)
+    run.stop(total)
+    run.r["loss"] = c2.bias.grad[0].item()
+
+
 def tiny_scalar(run, reps):
     x = torch.tensor(2.0, requires_grad=True)
     y = torch.tensor(3.0, requires_grad=True)
@@ -273,6 +347,8 @@ def main():
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--suite-spec", help="a suite workload's line of tg_bench suite-list")
+    ap.add_argument("--no-mkldnn", action="store_true",
+                    help="conv-layers: PyTorch's own im2col path instead of oneDNN")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -303,6 +379,17 @@ def main():
             opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
             train(run, X, Y, model, opt, 512, max(a.iters, 0),
                   a.epochs if a.epochs >= 0 else 2, False, a.seed)
+    elif w == "cnn":
+        try:
+            X, Y = load(a.data, dtype)
+        except OSError as e:
+            print(f"torch_bench.py: cnn: {e}; synthetic images instead", file=sys.stderr)
+            X, Y = cnn_synthetic()
+        cnn_train(run, X, Y, a.iters, a.seed)
+    elif w == "conv-layers":
+        with torch.backends.mkldnn.flags(enabled=not a.no_mkldnn):
+            conv_layers(run, a.iters)
+        run.r["mkldnn"] = int(not a.no_mkldnn)
     elif w == "w4-scalar":
         tiny_scalar(run, a.iters if a.iters >= 0 else 1000000)
     elif w == "w4-sigmoid":

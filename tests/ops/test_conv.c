@@ -214,6 +214,39 @@ static void conv2d_takes_large_images_in_batches(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* Images of 64 output positions or more go one GEMM per image, the images
+ * split across the context's threads (3 images on 2 threads: runs of 1 and
+ * 2); every option, the 1x1 kernel that reads x as its own columns, and
+ * the same cases on one thread. */
+static void conv2d_per_image_on_one_and_two_threads_matches_the_naive_loops(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	static const conv_case cases[] = {
+		{ .N = 3, .C = 2, .H = 9, .W = 8, .O = 4, .KH = 3, .KW = 3,
+		  .o = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1 } },
+		{ .N = 3, .C = 4, .H = 17, .W = 18, .O = 6, .KH = 3, .KW = 2,
+		  .o = { { 2, 2 }, { 1, 1 }, { 2, 2 }, 2 } },
+		{ .N = 3, .C = 4, .H = 8, .W = 9, .O = 6, .KH = 1, .KW = 1,
+		  .o = { { 1, 1 }, { 0, 0 }, { 1, 1 }, 2 } },
+		{ .N = 3, .C = 3, .H = 12, .W = 20, .O = 2, .KH = 2, .KW = 3,
+		  .o = { { 1, 2 }, { 2, 0 }, { 1, 2 }, 1 } },
+	};
+	for (int t = 1; t <= 2; t++) {
+		tg_set_threads(ctx, t);
+		for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+			conv_case c = cases[i];
+			c.OH = out_side(c.H, c.KH, c.o.stride[0], c.o.padding[0], c.o.dilation[0]);
+			c.OW = out_side(c.W, c.KW, c.o.stride[1], c.o.padding[1], c.o.dilation[1]);
+			assert_true(c.OH * c.OW >= 64);
+			tg_reset(ctx);
+			check_conv_case(ctx, &c, TG_F64);
+			check_conv_case(ctx, &c, TG_F32);
+		}
+	}
+	tg_ctx_free(ctx);
+}
+
 /* The gradient ops by themselves: input_grad of dout is d<conv(x, w), dout>/dx
  * (checked above), and weight_grad's; here against the reference directly. */
 static void the_gradient_ops_match_the_naive_loops(void **state)
@@ -362,6 +395,76 @@ static void pools_match_the_naive_loops(void **state)
 						cases++;
 					}
 	assert_int_equal(cases, 2 * 2 * (3 + 3 * 2 + 3 * 2));
+	tg_ctx_free(ctx);
+}
+
+/* Pools of 65536 elements or more split their planes across the
+ * context's threads: 2x2 at stride 2 (its own loop) and 3x3 at stride 2
+ * with padding, on 1 and 2 threads, 5 planes (runs of 2 and 3). */
+static void max_pool_on_two_threads_matches_the_naive_loops(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	enum { N = 1, C = 5, H = 120, W = 121 };
+	size_t nx = N * C * H * W;
+	double *x = malloc(nx * sizeof *x), *dout = malloc(nx * sizeof *dout);
+	double *y = malloc(nx * sizeof *y), *dx = malloc(nx * sizeof *dx);
+	static const int kinds[][3] = { { 2, 2, 0 }, { 3, 2, 1 } };
+	for (int t = 1; t <= 2; t++)
+		for (int i = 0; i < 2; i++) {
+			int k = kinds[i][0], s = kinds[i][1], p = kinds[i][2];
+			int64_t OH = out_side(H, k, s, p, 1), OW = out_side(W, k, s, p, 1);
+			tg_reset(ctx);
+			tg_set_threads(ctx, t);
+			fill(ctx, x, nx);
+			fill(ctx, dout, (size_t)(N * C * OH * OW));
+			naive_pool(true, N, C, H, W, k, s, p, x, dout, y, dx);
+			tg_tensor *tx = tg_set_requires_grad(tg_from_f64(ctx, TG_F32, SHAPE(N, C, H, W), x),
+							     true);
+			tg_tensor *ty = tg_max_pool2d(tx, k, s, p);
+			tg_tensor *td = tg_from_f64(ctx, TG_F32, SHAPE(N, C, OH, OW), dout);
+			assert_int_equal(tg_backward_ex(ty, td, 0), 0);
+			assert_ctx_ok(ctx);
+			char label[64];
+			snprintf(label, sizeof label, "kernel %d stride %d padding %d, %d threads", k, s,
+				 p, t);
+			expect_close("pool out", label, ty, y, (size_t)(N * C * OH * OW), 1e-6);
+			expect_close("pool dx", label, tg_grad(tx), dx, nx, 1e-6);
+		}
+	free(x), free(dout), free(y), free(dx);
+	tg_ctx_free(ctx);
+}
+
+/* A NaN wins its window, the first one in row-major order when there are
+ * two, and takes dout: in the 2x2 stride-2 loop and in the general one. */
+static void max_pool_routes_to_the_first_nan(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	const double xv[] = { 1, 5, NAN, 2, NAN, 3, 4, NAN };
+	static const struct {
+		int stride;
+		int64_t OW;
+		int64_t at[3]; /* the flat index each output's dout goes to */
+	} cases[] = { { 2, 2, { 4, 2 } }, { 1, 3, { 4, 2, 2 } } };
+	for (int i = 0; i < 2; i++) {
+		tg_reset(ctx);
+		tg_tensor *x = tg_set_requires_grad(tg_from_f64(ctx, TG_F32, SHAPE(1, 1, 2, 4), xv), true);
+		tg_tensor *y = tg_max_pool2d(x, 2, cases[i].stride, 0);
+		double d[3] = { 10, 20, 30 }, want[8] = { 0 };
+		tg_tensor *td = tg_from_f64(ctx, TG_F32, SHAPE(1, 1, 1, cases[i].OW), d);
+		assert_int_equal(tg_backward_ex(y, td, 0), 0);
+		assert_ctx_ok(ctx);
+		for (int64_t o = 0; o < cases[i].OW; o++) {
+			if (!isnan(tg_get(y, (size_t)o)))
+				fail_msg("stride %d: output %lld is %g, expected NaN", cases[i].stride,
+					 (long long)o, tg_get(y, (size_t)o));
+			want[cases[i].at[o]] += d[o];
+		}
+		char label[32];
+		snprintf(label, sizeof label, "stride %d", cases[i].stride);
+		expect_close("NaN's dx", label, tg_grad(x), want, 8, 0);
+	}
 	tg_ctx_free(ctx);
 }
 
@@ -521,9 +624,12 @@ int main(void)
 		cmocka_unit_test(conv2d_of_a_diagonal_kernel_adds_two_pixels),
 		cmocka_unit_test(conv2d_matches_the_naive_loops_over_many_options),
 		cmocka_unit_test(conv2d_takes_large_images_in_batches),
+		cmocka_unit_test(conv2d_per_image_on_one_and_two_threads_matches_the_naive_loops),
 		cmocka_unit_test(the_gradient_ops_match_the_naive_loops),
 		cmocka_unit_test(steady_conv_steps_allocate_nothing),
 		cmocka_unit_test(pools_match_the_naive_loops),
+		cmocka_unit_test(max_pool_on_two_threads_matches_the_naive_loops),
+		cmocka_unit_test(max_pool_routes_to_the_first_nan),
 		cmocka_unit_test(max_pool_gives_a_tie_to_the_first_maximum_in_row_major_order),
 		cmocka_unit_test(pool_padding_is_never_a_max_and_counts_in_the_mean),
 		cmocka_unit_test(conv2d_rejects_each_misuse_with_the_shapes),

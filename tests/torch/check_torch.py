@@ -193,6 +193,28 @@ def t_pick(x, idx):
     return x[torch.arange(x.shape[0]), idx]
 
 
+def conv_opts(at):
+    """stride, padding, dilation (h, w each) and groups from 7 attrs."""
+    i = [int(v) for v in at]
+    return dict(stride=(i[0], i[1]), padding=(i[2], i[3]), dilation=(i[4], i[5]), groups=i[6])
+
+
+def t_conv_input_grad(dout, w, at):
+    """d <conv2d(x, w), dout> / dx for x of size at[0] x at[1], itself
+    differentiable (create_graph) in dout and w."""
+    o = conv_opts(at[2:])
+    x = torch.zeros(dout.shape[0], w.shape[1] * o['groups'], int(at[0]), int(at[1]),
+                    requires_grad=True)
+    return torch.autograd.grad(F.conv2d(x, w, None, **o), x, dout, create_graph=True)[0]
+
+
+def t_conv_weight_grad(x, dout, at):
+    o = conv_opts(at[2:])
+    w = torch.zeros(dout.shape[1], x.shape[1] // o['groups'], int(at[0]), int(at[1]),
+                    requires_grad=True)
+    return torch.autograd.grad(F.conv2d(x, w, None, **o), w, dout, create_graph=True)[0]
+
+
 TORCH = {
     'add': lambda a, at: a[0] + a[1],
     'sub': lambda a, at: a[0] - a[1],
@@ -271,6 +293,12 @@ TORCH = {
     'batch_norm_backward': lambda a, at: t_bn_backward(a[0], a[1], a[2], at[0]),
     'layer_norm': lambda a, at: F.layer_norm(a[0], (a[0].shape[-1],), a[1], a[2], at[0]),
     'layer_norm_backward': lambda a, at: t_ln_backward(a[0], a[1], a[2], at[0]),
+    'conv2d': lambda a, at: F.conv2d(a[0], a[1], a[2] if len(a) > 2 else None, **conv_opts(at)),
+    'conv2d_input_grad': lambda a, at: t_conv_input_grad(a[0], a[1], at),
+    'conv2d_weight_grad': lambda a, at: t_conv_weight_grad(a[0], a[1], at),
+    'max_pool2d': lambda a, at: F.max_pool2d(a[0], int(at[0]), int(at[1]), int(at[2])),
+    'avg_pool2d': lambda a, at: F.avg_pool2d(a[0], int(at[0]), int(at[1]), int(at[2]),
+                                             count_include_pad=True),
 }
 
 
@@ -821,6 +849,64 @@ def gen_norm(c, name):
     return y
 
 
+def conv_side(n, k, s, p, d):
+    span = n + 2 * p - d * (k - 1) - 1
+    return span // s + 1 if span >= 0 else 0
+
+
+def gen_conv(c, name):
+    """conv2d (with or without bias) and its gradient ops on random NCHW
+    shapes: stride 1-2, padding 0-2, dilation 1-2, groups 1-2 and kernels
+    1-3 per axis, each drawn alone; a third of the cases on images of 64 or
+    more output positions (conv2d's one-GEMM-per-image path), the others
+    small (the batched path, and small enough for Jacobians)."""
+    rng = c.rng
+    while True:
+        G = rng.choice((1, 2))
+        N, C, O = rng.randint(1, 3), G * rng.randint(1, 2), G * rng.randint(1, 2)
+        KH, KW = rng.randint(1, 3), rng.randint(1, 3)
+        st = [rng.choice((1, 2)), rng.choice((1, 2))]
+        pd = [rng.randint(0, 2), rng.randint(0, 2)]
+        dl = [rng.choice((1, 2)), rng.choice((1, 2))]
+        big = rng.random() < 0.33
+        H, W = (rng.randint(8, 18), rng.randint(8, 18)) if big else \
+            (rng.randint(1, 6), rng.randint(1, 6))
+        OH, OW = conv_side(H, KH, st[0], pd[0], dl[0]), conv_side(W, KW, st[1], pd[1], dl[1])
+        if OH >= 1 and OW >= 1 and (not big or OH * OW >= 64):
+            break
+    opts = st + pd + dl + [G]
+    c.note = 'x (%d,%d,%d,%d) w (%d,%d,%d,%d) stride %s padding %s dilation %s groups %d' % (
+        N, C, H, W, O, C // G, KH, KW, st, pd, dl, G)
+    xs, ws, ys = [N, C, H, W], [O, C // G, KH, KW], [N, O, OH, OW]
+    if name == 'conv2d':
+        args = [c.x(xs, vals(rng, numel(xs))), c.x(ws, vals(rng, numel(ws)))]
+        if rng.random() < 0.7:
+            args.append(c.x([O], vals(rng, O)))
+        return post(c, c.o('conv2d', args, opts))
+    if name == 'conv2d_input_grad':
+        args = [c.x(ys, vals(rng, numel(ys))), c.x(ws, vals(rng, numel(ws)))]
+        return post(c, c.o(name, args, [H, W] + opts))
+    args = [c.x(xs, vals(rng, numel(xs))), c.x(ys, vals(rng, numel(ys)))]
+    return post(c, c.o(name, args, [KH, KW] + opts))
+
+
+def gen_pool(c, name):
+    """max_pool2d (distinct values: no ties) and avg_pool2d, kernel 1-3,
+    stride 1-3, padding up to kernel / 2, on small random NCHW shapes."""
+    rng = c.rng
+    while True:
+        k, s = rng.randint(1, 3), rng.randint(1, 3)
+        p = rng.randint(0, k // 2)
+        N, C, H, W = rng.randint(1, 2), rng.randint(1, 3), rng.randint(1, 9), rng.randint(1, 9)
+        OH, OW = conv_side(H, k, s, p, 1), conv_side(W, k, s, p, 1)
+        if OH >= 1 and OW >= 1:
+            break
+    c.note = 'x (%d,%d,%d,%d) kernel %d stride %d padding %d' % (N, C, H, W, k, s, p)
+    shape = [N, C, H, W]
+    x = c.x(shape, vals(rng, numel(shape), 'distinct' if name == 'max_pool2d' else 'any'))
+    return post(c, c.o(name, [x], [k, s, p]))
+
+
 def gen_act_backward(c, name):
     rng = c.rng
     shape = rand_shape(rng, rng.randint(0, 4), cap=48)
@@ -1033,6 +1119,10 @@ for _n in ('batch_norm', 'batch_norm_backward', 'layer_norm', 'layer_norm_backwa
     OPS[_n] = lambda c, n=_n: gen_norm(c, n)
 for _n in ('sigmoid_backward', 'relu_backward', 'gelu_backward'):
     OPS[_n] = lambda c, n=_n: gen_act_backward(c, n)
+for _n in ('conv2d', 'conv2d_input_grad', 'conv2d_weight_grad'):
+    OPS[_n] = lambda c, n=_n: gen_conv(c, n)
+for _n in ('max_pool2d', 'avg_pool2d'):
+    OPS[_n] = lambda c, n=_n: gen_pool(c, n)
 
 
 def small_enough(c, ndim_y, numel_y):

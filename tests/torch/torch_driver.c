@@ -174,6 +174,8 @@ static int run_op(tg_ctx *ctx, const op_line *o, tg_tensor **vals)
 	UN("batch_norm_backward", tg_batch_norm_backward(a[0], a[1], a[2], at[0]))
 	UN("layer_norm", tg_layer_norm(a[0], a[1], a[2], at[0]))
 	UN("layer_norm_backward", tg_layer_norm_backward(a[0], a[1], a[2], at[0]))
+	UN("max_pool2d", tg_max_pool2d(a[0], (int)at[0], (int)at[1], (int)at[2]))
+	UN("avg_pool2d", tg_avg_pool2d(a[0], (int)at[0], (int)at[1], (int)at[2]))
 #undef UN
 	if (!strcmp(n, "permute")) {
 		int perm[TG_MAX_DIMS];
@@ -202,6 +204,20 @@ static int run_op(tg_ctx *ctx, const op_line *o, tg_tensor **vals)
 			for (int i = 0; i < parts; i++)
 				out[i] = NULL;
 		return parts;
+	}
+	if (!strncmp(n, "conv2d", 6)) {
+		/* attrs: two sizes for the gradient ops (H W, KH KW), then stride,
+		 * padding and dilation (h w each) and groups */
+		int k = strcmp(n, "conv2d") ? 2 : 0;
+		tg_conv_opts co = { { (int)at[k], (int)at[k + 1] }, { (int)at[k + 2], (int)at[k + 3] },
+				    { (int)at[k + 4], (int)at[k + 5] }, (int)at[k + 6] };
+		if (!strcmp(n, "conv2d"))
+			out[0] = tg_conv2d(a[0], a[1], o->nargs > 2 ? a[2] : NULL, &co);
+		else if (!strcmp(n, "conv2d_input_grad"))
+			out[0] = tg_conv2d_input_grad(a[0], a[1], (int64_t)at[0], (int64_t)at[1], &co);
+		else
+			out[0] = tg_conv2d_weight_grad(a[0], a[1], (int64_t)at[0], (int64_t)at[1], &co);
+		return 1;
 	}
 	if (!strcmp(n, "batch_norm")) {
 		/* three outputs: y, then the batch's mean and variance */
