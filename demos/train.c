@@ -30,7 +30,7 @@
  * run takes: measured to reach 0.915 test accuracy on Fashion-MNIST within
  * five minutes on two cores (README). */
 #define CNN_DEFAULT_TEXT "conv32:3p1-pool2-conv64:3p1-pool2-128-10"
-#define CNN_PRESET_TEXT "--batch 64 --epochs 8, adam lr 0.001, cosine"
+#define CNN_PRESET_TEXT "--batch 64 --epochs 6, adam lr 0.001, cosine"
 
 static const char usage_text[] =
 	"usage: train [options]\n"
@@ -198,7 +198,7 @@ typedef struct preset {
 static preset preset_for(const char *data, bool cnn)
 {
 	if (cnn) /* CNN_PRESET_TEXT */
-		return (preset){ "", false, 64, 8, 0, 0 };
+		return (preset){ "", false, 64, 6, 0, 0 };
 	if (!strcmp(data, "iris"))
 		return (preset){ "16", false, 16, 100, 0.01, 0 };
 	if (!strcmp(data, "diabetes"))
