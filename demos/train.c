@@ -407,7 +407,8 @@ static const char *given(const config *c, const char *opt)
 }
 
 static const char *const net_flags[] = {
-	"--net", "--layers", "--hidden", "--act", "--bn", "--no-bn", "--dropout", "--init", "--dtype", NULL,
+	"--net", "--layers", "--hidden", "--act", "--bn", "--no-bn", "--dropout", "--init",
+	"--dtype", NULL,
 };
 
 /* ---- paths proved before any work ------------------------------------------------- */
