@@ -7,7 +7,8 @@
  *
  * The defaults are per data set (see --help): on Fashion-MNIST the
  * configuration this project measured to reach 0.89 test accuracy within a
- * minute on two cores. Run `train --help` for the options.
+ * minute on two cores. With --net, a CNN on the images instead (--net cnn:
+ * 0.92). Run `train --help` for the options.
  */
 #include "tapegrad.h"
 #include "tapegrad_io.h"
