@@ -516,7 +516,7 @@ static int pair_read(tg_ctx *ctx, idx_pair *p, int classes, tg_dataset *out)
 	}
 	*out = (tg_dataset){
 		.n = p->im.dim[0], .d = p->im.dim[1] * p->im.dim[2], .classes = classes,
-		.x = x, .y = y,
+		.x = x, .y = y, .ndim = 3, .shape = { 1, p->im.dim[1], p->im.dim[2] },
 	};
 	pair_close(p);
 	return 0;
@@ -1128,10 +1128,44 @@ int tg_load_digits(tg_ctx *ctx, const char *path, tg_dataset *out)
 	opt.header = TG_CSV_HEADER_NO;
 	opt.classes = 10;
 	opt.scale = 16;
-	return load_known(ctx, path, &opt, 64, "digits", out);
+	if (load_known(ctx, path, &opt, 64, "digits", out))
+		return -1;
+	out->ndim = 3; /* 8x8 images */
+	out->shape[0] = 1;
+	out->shape[1] = out->shape[2] = 8;
+	return 0;
 }
 
 /* ---- subsets ---------------------------------------------------------------- */
+
+/* A sample shape of ndim sizes whose product is d; else an error naming both. */
+static int check_sample_shape(tg_ctx *ctx, const char *who, int64_t d, int ndim,
+			      const int64_t *shape)
+{
+	if (ndim < 0 || ndim > TG_SAMPLE_MAX_DIMS) {
+		tg_fail(ctx, TG_ESHAPE, "%s: a sample of %d dimensions; 0 to %d", who, ndim,
+			TG_SAMPLE_MAX_DIMS);
+		return -1;
+	}
+	char text[128];
+	int len = snprintf(text, sizeof text, "(");
+	int64_t prod = 1;
+	bool ok = true;
+	for (int i = 0; i < ndim; i++) {
+		ok = ok && shape[i] >= 1 && shape[i] <= d;
+		prod = ok ? prod * shape[i] : 0;
+		ok = ok && prod <= d;
+		len += snprintf(text + len, sizeof text - (size_t)len, "%s%lld", i ? "," : "",
+				(long long)shape[i]);
+	}
+	snprintf(text + len, sizeof text - (size_t)len, ")");
+	if (ndim && (!ok || prod != d)) {
+		tg_fail(ctx, TG_ESHAPE, "%s: samples of shape %s do not hold the %lld features", who,
+			text, (long long)d);
+		return -1;
+	}
+	return 0;
+}
 
 static int check_dataset(tg_ctx *ctx, const char *who, const tg_dataset *ds)
 {
@@ -1153,7 +1187,7 @@ static int check_dataset(tg_ctx *ctx, const char *who, const tg_dataset *ds)
 		tg_fail(ctx, TG_EARG, "%s: float targets of width %lld", who, (long long)ds->tdim);
 		return -1;
 	}
-	return 0;
+	return check_sample_shape(ctx, who, ds->d, ds->ndim, ds->shape);
 }
 
 /* A new data set of n rows shaped like src (labels or targets), or -1. */
@@ -1171,7 +1205,8 @@ static int alloc_like(tg_ctx *ctx, const char *who, const tg_dataset *src, int64
 		return -1;
 	}
 	*out = (tg_dataset){ .n = n, .d = src->d, .classes = src->classes, .x = x, .y = y,
-			     .tdim = src->t ? src->tdim : 0, .t = t };
+			     .tdim = src->t ? src->tdim : 0, .t = t, .ndim = src->ndim };
+	memcpy(out->shape, src->shape, sizeof out->shape);
 	return 0;
 }
 
@@ -1310,6 +1345,42 @@ int tg_dataset_split(tg_ctx *ctx, const tg_dataset *src, int64_t n_val, tg_datas
 	return rc;
 }
 
+/* ---- sample shapes ------------------------------------------------------------ */
+
+int tg_dataset_reshape(tg_ctx *ctx, tg_dataset *ds, int ndim, const int64_t *shape)
+{
+	if (!usable(ctx))
+		return -1;
+	if (!ds || (ndim > 0 && !shape)) {
+		tg_fail(ctx, TG_ENULL, "tg_dataset_reshape: %s is NULL", !ds ? "ds" : "shape");
+		return -1;
+	}
+	if (ds->d < 1) {
+		tg_fail(ctx, TG_EARG, "tg_dataset_reshape: empty data set (%lld x %lld)",
+			(long long)ds->n, (long long)ds->d);
+		return -1;
+	}
+	if (check_sample_shape(ctx, "tg_dataset_reshape", ds->d, ndim, shape))
+		return -1;
+	ds->ndim = ndim;
+	memset(ds->shape, 0, sizeof ds->shape);
+	for (int i = 0; i < ndim; i++)
+		ds->shape[i] = shape[i];
+	return 0;
+}
+
+int tg_dataset_batch_shape(const tg_dataset *ds, int64_t n, int64_t *out)
+{
+	out[0] = n;
+	if (!ds || ds->ndim < 1 || ds->ndim > TG_SAMPLE_MAX_DIMS) {
+		out[1] = ds ? ds->d : 0;
+		return 2;
+	}
+	for (int i = 0; i < ds->ndim; i++)
+		out[1 + i] = ds->shape[i];
+	return 1 + ds->ndim;
+}
+
 /* ---- mini-batches ------------------------------------------------------------ */
 
 /* A batch's rows lie scattered through a set far larger than the caches, so
@@ -1345,7 +1416,9 @@ tg_tensor *tg_dataset_batch(tg_ctx *ctx, const tg_dataset *ds, const int64_t *id
 			    ctx, TG_EARG,
 			    "tg_dataset_batch: index %lld at %lld is out of range [0,%lld)",
 			    (long long)idx[i], (long long)i, (long long)ds->n);
-	tg_tensor *x = tg_empty(ctx, dt, 2, (int64_t[]){ n, ds->d }); /* every row is copied in */
+	int64_t shape[1 + TG_SAMPLE_MAX_DIMS];
+	int nd = tg_dataset_batch_shape(ds, n, shape);
+	tg_tensor *x = tg_empty(ctx, dt, nd, shape); /* every row is copied in */
 	void *data = x ? tg_data_mut(x) : NULL;
 	if (!data)
 		return NULL;

@@ -48,7 +48,14 @@ extern "C" {
 /* N samples of D features and, for each, either a class label (y, with
  * classes > 0) or T float targets (t, with tdim = T > 0; y is then NULL and
  * classes 0): classification, or regression and binary tasks. Memory from
- * malloc, owned by the struct: free with tg_dataset_free. */
+ * malloc, owned by the struct: free with tg_dataset_free.
+ *
+ * A sample may have a shape of its own: IDX images are (1,rows,cols), the
+ * UCI digits (1,8,8), so that batches come as (B,1,rows,cols) and a
+ * convolution sees rows and columns (an MLP's first linear layer flattens
+ * them again). ndim 0 means a flat row of D features, as CSV data is. */
+enum { TG_SAMPLE_MAX_DIMS = 3 };
+
 typedef struct tg_dataset {
 	int64_t n;       /* N: samples */
 	int64_t d;       /* D: features per sample */
@@ -57,6 +64,9 @@ typedef struct tg_dataset {
 	int32_t *y;      /* (N) class labels, or NULL */
 	int64_t tdim;    /* T: float targets per sample; 0 with class labels */
 	float *t;        /* (N,T) row-major float targets, or NULL */
+	int ndim;        /* dims of one sample: 0 (flat, D) to TG_SAMPLE_MAX_DIMS */
+	int64_t shape[TG_SAMPLE_MAX_DIMS]; /* one sample's shape, e.g. (C,H,W);
+					    * its product is D */
 } tg_dataset;
 
 /* Caps on what a file may claim, checked before allocating: at most
@@ -73,6 +83,13 @@ TG_API int64_t tg_data_max_bytes(void);
 
 /* Frees x, y and t and zeroes *ds; NULL or an empty struct is fine. */
 TG_API void tg_dataset_free(tg_dataset *ds);
+/* Gives each sample of ds the shape shape[0..ndim) (ndim 0: flat rows of
+ * D); its product must be D, else TG_ESHAPE naming both. The data stay as
+ * they are: (N,D) row-major is (N,C,H,W) row-major. 0 ok, -1 on error. */
+TG_API int tg_dataset_reshape(tg_ctx *ctx, tg_dataset *ds, int ndim, const int64_t *shape);
+/* The shape of a batch of n samples of ds into out (room for
+ * 1 + TG_SAMPLE_MAX_DIMS): (n,D), or (n, ds->shape...). Returns its ndim. */
+TG_API int tg_dataset_batch_shape(const tg_dataset *ds, int64_t n, int64_t *out);
 
 /* ---- reading files ------------------------------------------------------- */
 /* Every reader opens only regular files, without blocking: a FIFO, a device
@@ -86,7 +103,8 @@ TG_API void tg_dataset_free(tg_dataset *ds);
  * N*rows*cols pixel bytes. Labels: magic 0x00000801, u32 N, N label bytes.
  * Both counts must agree, and the data set they claim must fit in
  * tg_data_max_bytes(), before any pixel is read; a byte after the data is an
- * error. Pixels become floats p/255 (D = rows*cols). Labels must lie in
+ * error. Pixels become floats p/255 (D = rows*cols), each sample shaped
+ * (1,rows,cols). Labels must lie in
  * [0, classes); classes <= 0 means max label + 1. 0 ok, -1 on error (out is
  * then empty). */
 TG_API int tg_load_idx(tg_ctx *ctx, const char *images, const char *labels, int classes,
@@ -167,7 +185,7 @@ TG_API int tg_load_csv(tg_ctx *ctx, const char *path, const tg_csv_options *opt,
 TG_API int tg_load_iris(tg_ctx *ctx, const char *path, tg_dataset *out);
 /* UCI handwritten digits as in demos/data/digits.csv.gz (1797 rows of 64
  * pixels 0..16 and the label, no header): 1797 x 64, 10 classes, pixels
- * divided by 16 into [0,1]. */
+ * divided by 16 into [0,1], each sample shaped (1,8,8). */
 TG_API int tg_load_digits(tg_ctx *ctx, const char *path, tg_dataset *out);
 
 /* ---- subsets -------------------------------------------------------------- */
@@ -219,7 +237,8 @@ TG_API size_t tg_standardiser_tensors(const tg_standardiser *s, tg_tensor **out)
 
 /* ---- mini-batches --------------------------------------------------------- */
 
-/* Rows idx[0..n) of ds as a step tensor (n,D) of dtype dt; their labels go
+/* Rows idx[0..n) of ds as a step tensor (n,D), or (n,C,H,W) when the samples
+ * have a shape (tg_dataset_batch_shape), of dtype dt; their labels go
  * to labels[0..n) (the caller's buffer; may be NULL; untouched for a data set
  * of float targets). NULL on error. step */
 TG_API tg_tensor *tg_dataset_batch(tg_ctx *ctx, const tg_dataset *ds, const int64_t *idx,
@@ -245,7 +264,7 @@ enum {
 typedef struct tg_batcher tg_batcher;
 
 typedef struct tg_batch {
-	tg_tensor *x;        /* (B,D) step */
+	tg_tensor *x;        /* (B,D), or (B,C,H,W) for images; step */
 	const int32_t *y;    /* (B) labels; borrowed from the batcher until the next batch;
 			      * NULL for a data set of float targets */
 	tg_tensor *labels;   /* (B) i32 step: y as an index tensor; or NULL */

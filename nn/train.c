@@ -87,6 +87,16 @@ static int check_set(tg_ctx *ctx, const char *who, const tg_task *t, const tg_da
 		tg_fail(ctx, TG_EARG, "%s: the %s set is empty or NULL", who, which);
 		return -1;
 	}
+	int64_t shape[1 + TG_SAMPLE_MAX_DIMS], numel = 1;
+	int nd = tg_dataset_batch_shape(ds, 1, shape);
+	for (int i = 1; i < nd; i++)
+		numel = shape[i] >= 1 && shape[i] <= ds->d && numel >= 1 && numel <= ds->d
+			    ? numel * shape[i] : -1;
+	if (numel != ds->d) {
+		tg_fail(ctx, TG_ESHAPE, "%s: the %s set's samples are shaped %d-d, not %lld features",
+			who, which, ds->ndim, (long long)ds->d);
+		return -1;
+	}
 	if (wants_labels(t) && !ds->y) {
 		tg_fail(ctx, TG_EARG,
 			"%s: the %s set has float targets; the %s loss needs class labels", who,
@@ -312,7 +322,9 @@ int tg_score(tg_module *m, const tg_task *task, const tg_dataset *ds, int64_t ba
 	tg_module_train(m, false);
 	for (int64_t start = 0; start < n; start += batch) {
 		int64_t nb = n - start < batch ? n - start : batch;
-		tg_tensor *x = tg_from_f32(ctx, dt, 2, (int64_t[]){ nb, d }, ds->x + start * d);
+		int64_t shape[1 + TG_SAMPLE_MAX_DIMS];
+		int nd = tg_dataset_batch_shape(ds, nb, shape);
+		tg_tensor *x = tg_from_f32(ctx, dt, nd, shape, ds->x + start * d);
 		tg_tensor *labels = ds->y ? tg_from_i32(ctx, 1, (int64_t[]){ nb }, ds->y + start)
 					  : NULL;
 		tg_tensor *target = ds->t ? tg_from_f32(ctx, dt, 2, (int64_t[]){ nb, w },
@@ -911,7 +923,9 @@ static int fit(const char *who, tg_module *m, tg_optim *o, const tg_task *task,
 	if (test && (r.opts.out || r.opts.confusion)) {
 		bool grad = tg_set_grad_enabled(ctx, false), was = module_training(m);
 		tg_module_train(m, false); /* no running statistics move, no dropout drawn */
-		tg_tensor *x = tg_from_f32(ctx, r.dt, 2, (int64_t[]){ 1, test->d }, test->x);
+		int64_t shape[1 + TG_SAMPLE_MAX_DIMS];
+		int nd = tg_dataset_batch_shape(test, 1, shape);
+		tg_tensor *x = tg_from_f32(ctx, r.dt, nd, shape, test->x);
 		tg_tensor *y = tg_forward(m, x);
 		int64_t w = y && tg_ndim(y) == 2 ? tg_shape(y)[1] : 0;
 		tg_reset(ctx);

@@ -194,6 +194,10 @@ static void digits_loads_1797_images_of_64_pixels_scaled_by_16(void **state)
 	assert_int_equal(ds.n, 1797);
 	assert_int_equal(ds.d, 64);
 	assert_int_equal(ds.classes, 10);
+	assert_int_equal(ds.ndim, 3); /* 8x8 images of one channel */
+	assert_int_equal(ds.shape[0], 1);
+	assert_int_equal(ds.shape[1], 8);
+	assert_int_equal(ds.shape[2], 8);
 	/* first row: 0,0,5,13,9,1,0,0, ... label 0 */
 	const int first[8] = { 0, 0, 5, 13, 9, 1, 0, 0 };
 	for (int j = 0; j < 8; j++)
@@ -232,6 +236,10 @@ static void check_good_idx(const char *ext)
 	assert_int_equal(ds.n, 3);
 	assert_int_equal(ds.d, 4);
 	assert_int_equal(ds.classes, 10);
+	assert_int_equal(ds.ndim, 3); /* each image (1,2,2), a batch (B,1,2,2) */
+	assert_int_equal(ds.shape[0], 1);
+	assert_int_equal(ds.shape[1], 2);
+	assert_int_equal(ds.shape[2], 2);
 	for (int i = 0; i < 12; i++)
 		assert_near(ds.x[i], PIXELS[i] / 255.0, 1e-7);
 	assert_near(ds.x[1], 0.2, 1e-7);
@@ -928,6 +936,62 @@ static void a_batch_gathers_rows_and_labels_in_either_dtype(void **state)
 	assert_ctx_ok(ctx);
 	assert_null(tg_dataset_batch(ctx, &src, (int64_t[]){ -1 }, 1, TG_F32, NULL));
 	assert_error(ctx, TG_EARG, "tg_dataset_batch: index -1 at 0 is out of range [0,10)");
+	tg_ctx_free(ctx);
+	tg_dataset_free(&src);
+}
+
+/* Samples shaped (1,3,2): a batch is (B,1,3,2) holding the same rows, and
+ * the shape travels through subsets and splits; a shape that does not hold
+ * D features is refused. */
+static void image_samples_come_in_batches_of_their_shape(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_dataset src = { .n = 4, .d = 6, .classes = 2 };
+	src.x = malloc(24 * sizeof(float));
+	src.y = calloc(4, sizeof(int32_t));
+	assert_non_null(src.x);
+	assert_non_null(src.y);
+	for (int i = 0; i < 24; i++)
+		src.x[i] = (float)i;
+	assert_int_equal(tg_dataset_reshape(ctx, &src, 3, (int64_t[]){ 1, 3, 2 }), 0);
+	int64_t shape[4];
+	assert_int_equal(tg_dataset_batch_shape(&src, 5, shape), 4);
+	assert_int_equal(shape[0], 5);
+	assert_int_equal(shape[3], 2);
+	tg_tensor *x = tg_dataset_batch(ctx, &src, (int64_t[]){ 2, 0 }, 2, TG_F32, NULL);
+	assert_non_null(x);
+	assert_int_equal(tg_ndim(x), 4);
+	const int64_t want[4] = { 2, 1, 3, 2 };
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(tg_dim(x, i), want[i]);
+	assert_near(tg_get(x, 0), 12, 0); /* row 2 starts at 12 */
+	assert_near(tg_get(x, 11), 5, 0); /* row 0 ends at 5 */
+	tg_dataset head, train, val;
+	assert_int_equal(tg_dataset_head(ctx, &src, 2, &head), 0);
+	assert_int_equal(tg_dataset_split(ctx, &src, 1, &train, &val), 0);
+	assert_int_equal(head.ndim, 3);
+	assert_int_equal(train.shape[1], 3);
+	assert_int_equal(val.shape[2], 2);
+	tg_dataset_free(&head);
+	tg_dataset_free(&train);
+	tg_dataset_free(&val);
+	/* back to flat rows */
+	assert_int_equal(tg_dataset_reshape(ctx, &src, 0, NULL), 0);
+	x = tg_dataset_batch(ctx, &src, (int64_t[]){ 1 }, 1, TG_F64, NULL);
+	assert_int_equal(tg_ndim(x), 2);
+	assert_int_equal(tg_dim(x, 1), 6);
+	assert_ctx_ok(ctx);
+	assert_int_equal(tg_dataset_reshape(ctx, &src, 3, (int64_t[]){ 1, 4, 2 }), -1);
+	assert_error(ctx, TG_ESHAPE,
+		     "tg_dataset_reshape: samples of shape (1,4,2) do not hold the 6 features");
+	assert_int_equal(src.ndim, 0); /* unchanged */
+	tg_clear_error(ctx);
+	src.ndim = 2; /* a shape set by hand that does not fit */
+	src.shape[0] = 5;
+	src.shape[1] = 5;
+	assert_null(tg_dataset_batch(ctx, &src, (int64_t[]){ 0 }, 1, TG_F32, NULL));
+	assert_error(ctx, TG_ESHAPE, "samples of shape (5,5) do not hold the 6 features");
 	tg_ctx_free(ctx);
 	tg_dataset_free(&src);
 }
@@ -1794,6 +1858,7 @@ int main(void)
 		cmocka_unit_test(split_partitions_the_rows_deterministically_for_a_seed),
 		cmocka_unit_test(head_and_subset_copy_the_chosen_rows),
 		cmocka_unit_test(a_batch_gathers_rows_and_labels_in_either_dtype),
+		cmocka_unit_test(image_samples_come_in_batches_of_their_shape),
 		cmocka_unit_test(batches_with_replacement_draw_valid_rows_deterministically),
 		cmocka_unit_test(shuffled_epochs_deliver_each_sample_exactly_once),
 		cmocka_unit_test(drop_last_drops_the_short_batch),
