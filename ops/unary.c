@@ -13,6 +13,7 @@
  * exact value (erfc 1.5), tests/ops/test_ulp.c measures each op.
  */
 #include "internal.h"
+#include "parallel.h"
 #include "vmath.h"
 
 /* exp, log, tanh, ... pick the float or double function from the argument's
@@ -27,9 +28,11 @@ typedef void (*kernel_f32)(const float *X, float *Y, size_t n, const double *p);
 
 /* One loop per dtype computing Y = f(X); f is an expression of x and of the
  * op's attributes a, b, c (p[0..2], converted to the dtype). attr is empty,
- * or TG_HOT_LOOP for the kernels that training spends its time in. */
+ * or TG_HOT_LOOP for the kernels that training spends its time in. k_min is
+ * the size from which the loop is split across the context's threads. */
 #define UNARY_KERNEL(k, f) UNARY_KERNEL_ATTR(, k, f)
 #define UNARY_KERNEL_ATTR(attr, k, f)                                                   \
+	enum { k##_min = TG_PAR_MIN };                                                  \
 	attr static void k##_f64(const double *X, double *Y, size_t n, const double *p) \
 	{                                                                               \
 		const double a = p[0], b = p[1], c = p[2];                              \
@@ -49,10 +52,38 @@ typedef void (*kernel_f32)(const float *X, float *Y, size_t n, const double *p);
 		}                                                                       \
 	}
 
+/* A kernel over a part [lo, hi) of its elements, for tg_parallel_for. */
+typedef struct unary_job {
+	kernel_f64 k64;
+	kernel_f32 k32;
+	const void *X;
+	void *Y;
+	const double *p;
+} unary_job;
+
+static void unary_part(void *arg, size_t lo, size_t hi)
+{
+	const unary_job *j = arg;
+	if (j->k64)
+		j->k64((const double *)j->X + lo, (double *)j->Y + lo, hi - lo, j->p);
+	else
+		j->k32((const float *)j->X + lo, (float *)j->Y + lo, hi - lo, j->p);
+}
+
+/* Y = k(X) over n elements of x's dtype, split across ctx's threads from
+ * min elements on. Every kernel's Y[i] depends on X[i] alone, so a split
+ * gives the bits of one pass. */
+static void run_unary(const tg_tensor *x, void *Y, kernel_f64 k64, kernel_f32 k32, size_t min,
+		      const double *p)
+{
+	unary_job j = { x->dtype == TG_F64 ? k64 : NULL, k32, x->data, Y, p };
+	tg_parallel_for(x->ctx, x->numel, min, 16, unary_part, &j);
+}
+
 /* Checks x, runs the kernel of x's dtype into a new tensor and records the
  * node with the attributes p[0..np) (np <= 3). */
 static tg_tensor *unary(const tg_op *op, const char *who, tg_tensor *x, kernel_f64 k64,
-			kernel_f32 k32, const double *p, int np)
+			kernel_f32 k32, size_t min, const double *p, int np)
 {
 	double attr[3] = { 0, 0, 0 };
 	for (int i = 0; i < np; i++)
@@ -62,19 +93,17 @@ static tg_tensor *unary(const tg_op *op, const char *who, tg_tensor *x, kernel_f
 	tg_tensor *out = tg_tensor_like(x, who);
 	if (!out)
 		return NULL;
-	if (x->dtype == TG_F64)
-		k64(x->data, out->data, x->numel, attr);
-	else
-		k32(x->data, out->data, x->numel, attr);
+	run_unary(x, out->data, k64, k32, min, attr);
 	return tg_op_end(op, out, 1, &x, attr, np, NULL);
 }
 
-#define UNARY(op, who, x, k, p, np) unary(op, who, x, k##_f64, k##_f32, p, np)
+#define UNARY(op, who, x, k, p, np) unary(op, who, x, k##_f64, k##_f32, k##_min, p, np)
 
 /* ---- kernels over the vector functions of vmath.h --------------------------- */
 
 /* y = f(x) for one function f of vmath.h */
 #define VMATH_KERNEL(k)                                                                 \
+	enum { k##_min = TG_PAR_MIN_MATH };                                             \
 	static void k##_f64(const double *X, double *Y, size_t n, const double *p)      \
 	{                                                                               \
 		(void)p;                                                                \
@@ -95,6 +124,7 @@ enum { CHUNK = 256 };
  * turn: CALLS(S) expands to their calls on e[0..m) for the dtype suffix S.
  * Y holds e between the passes; `real` names the dtype in pre and post. */
 #define CHUNKED_KERNEL(k, pre, CALLS, post)                                               \
+	enum { k##_min = TG_PAR_MIN_MATH };                                               \
 	CHUNKED_KERNEL_T(k##_f64, double, f64, pre, CALLS, post)                          \
 	CHUNKED_KERNEL_T(k##_f32, float, f32, pre, CALLS, post)
 #define CHUNKED_KERNEL_T(name, T, S, pre, CALLS, post)                                    \
@@ -123,6 +153,38 @@ enum { CHUNK = 256 };
 #define CALL_EXPM1(S) tg_vmath_expm1_##S(e, e, m);
 #define CALL_ERFC(S) tg_vmath_erfc_##S(e, e, m);
 #define CALL_EXP_LOG1P(S) tg_vmath_exp_##S(e, e, m); tg_vmath_log1p_##S(e, e, m);
+
+/* ---- the fused backward ops' shared shape ------------------------------------- */
+
+/* O = f(D, X) elementwise: dout and the saved tensor, of one shape. */
+typedef void (*fused_f64)(const double *D, const double *X, double *O, size_t n);
+typedef void (*fused_f32)(const float *D, const float *X, float *O, size_t n);
+
+typedef struct fused_job {
+	fused_f64 k64;
+	fused_f32 k32;
+	const void *D, *X;
+	void *O;
+} fused_job;
+
+static void fused_part(void *arg, size_t lo, size_t hi)
+{
+	const fused_job *j = arg;
+	if (j->k64)
+		j->k64((const double *)j->D + lo, (const double *)j->X + lo, (double *)j->O + lo,
+		       hi - lo);
+	else
+		j->k32((const float *)j->D + lo, (const float *)j->X + lo, (float *)j->O + lo,
+		       hi - lo);
+}
+
+/* out = k(dout, x) in x's dtype, split across the threads from min elements. */
+static void run_fused(const tg_tensor *dout, const tg_tensor *x, tg_tensor *out, fused_f64 k64,
+		      fused_f32 k32, size_t min)
+{
+	fused_job j = { x->dtype == TG_F64 ? k64 : NULL, k32, dout->data, x->data, out->data };
+	tg_parallel_for(x->ctx, x->numel, min, 16, fused_part, &j);
+}
 
 /* Checks the inputs of a fused backward op, dout and the saved tensor in[1]
  * (named t in errors), which must have one shape, and makes the output;
@@ -252,24 +314,25 @@ tg_tensor *tg_sigmoid(tg_tensor *x)
 
 static const tg_op sigmoid_backward_op;
 
+static void sigmoid_backward_f64(const double *D, const double *Y, double *O, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		O[i] = D[i] * Y[i] * (1 - Y[i]);
+}
+
+static void sigmoid_backward_f32(const float *D, const float *Y, float *O, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		O[i] = D[i] * Y[i] * (1 - Y[i]);
+}
+
 tg_tensor *tg_sigmoid_backward(tg_tensor *dout, tg_tensor *y)
 {
 	tg_tensor *in[2] = { dout, y };
 	tg_tensor *out = fused_out("tg_sigmoid_backward", in, "y");
 	if (!out)
 		return NULL;
-	size_t n = y->numel;
-	if (y->dtype == TG_F64) {
-		const double *D = dout->data, *Y = y->data;
-		double *O = out->data;
-		for (size_t i = 0; i < n; i++)
-			O[i] = D[i] * Y[i] * (1 - Y[i]);
-	} else {
-		const float *D = dout->data, *Y = y->data;
-		float *O = out->data;
-		for (size_t i = 0; i < n; i++)
-			O[i] = D[i] * Y[i] * (1 - Y[i]);
-	}
+	run_fused(dout, y, out, sigmoid_backward_f64, sigmoid_backward_f32, TG_PAR_MIN);
 	return tg_op_end(&sigmoid_backward_op, out, 2, in, NULL, 0, NULL);
 }
 
@@ -351,10 +414,7 @@ tg_tensor *tg_relu_backward(tg_tensor *dout, tg_tensor *x)
 	tg_tensor *out = fused_out("tg_relu_backward", in, "x");
 	if (!out)
 		return NULL;
-	if (x->dtype == TG_F64)
-		relu_backward_f64(dout->data, x->data, out->data, x->numel);
-	else
-		relu_backward_f32(dout->data, x->data, out->data, x->numel);
+	run_fused(dout, x, out, relu_backward_f64, relu_backward_f32, TG_PAR_MIN);
 	return tg_op_end(&relu_backward_op, out, 2, in, NULL, 0, NULL);
 }
 
@@ -575,10 +635,7 @@ tg_tensor *tg_gelu_backward(tg_tensor *dout, tg_tensor *x)
 	tg_tensor *out = fused_out("tg_gelu_backward", in, "x");
 	if (!out)
 		return NULL;
-	if (x->dtype == TG_F64)
-		gelu_backward_f64(dout->data, x->data, out->data, x->numel);
-	else
-		gelu_backward_f32(dout->data, x->data, out->data, x->numel);
+	run_fused(dout, x, out, gelu_backward_f64, gelu_backward_f32, TG_PAR_MIN_MATH);
 	return tg_op_end(&gelu_backward_op, out, 2, in, NULL, 0, NULL);
 }
 
