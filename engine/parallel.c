@@ -3,11 +3,14 @@
  *
  * One pool per process: workers start when a loop first needs them (as
  * many as the largest split so far asks, less the caller) and are joined
- * at exit, or dropped in a forked child. A loop is posted by writing its
- * fields and bumping a generation counter; each worker runs its part,
- * then counts itself out. Waiting is a short spin and then a condition
- * variable, both ways: a worker that finds no new loop soon sleeps, so an
- * idle pool takes no CPU from the BLAS threads or other processes.
+ * at exit, or dropped in a forked child. A loop is cut into a fixed number
+ * of parts and posted as a ticket, (generation, parts, next part); the
+ * caller and every worker claim parts from it until none is left, so a
+ * worker that wakes late (a busy machine) finds the work done by the
+ * caller instead of holding it up, and the caller waits only for parts
+ * that a worker has claimed. Waiting is a short spin and then a condition
+ * variable, both ways: an idle pool takes no CPU from the BLAS threads or
+ * other processes.
  */
 #include "internal.h"
 #include "parallel.h"
@@ -18,7 +21,8 @@
 
 enum {
 	MAX_WORKERS = 63,
-	SPIN = 2000, /* polls (a few us) before sleeping on a condition variable */
+	PER_THREAD = 4, /* parts per thread, so that a late worker leaves less to wait for */
+	SPIN = 2000,	/* polls (a few us) before sleeping on a condition variable */
 };
 
 static inline void relax(void)
@@ -28,23 +32,26 @@ static inline void relax(void)
 #endif
 }
 
+/* The ticket: generation << 32 | parts << 16 | next part to claim. */
+#define GEN(t) ((uint32_t)((t) >> 32))
+#define PARTS(t) ((unsigned)((t) >> 16) & 0xffffu)
+#define NEXT(t) ((unsigned)(t) & 0xffffu)
+
 static struct {
 	pthread_mutex_t submit; /* one loop at a time */
 	pthread_mutex_t lock;	/* sleeping, waiting and the two conditions */
 	pthread_cond_t wake;	/* a new loop was posted, or stop */
-	pthread_cond_t done;	/* the last worker finished its part */
-	atomic_uint gen;	/* loops posted so far */
-	atomic_int pending;	/* workers yet to count out of the current loop */
+	pthread_cond_t done;	/* a worker finished a part */
+	_Atomic uint64_t ticket;
+	atomic_uint finished; /* parts of this loop that workers finished */
 	atomic_bool stop;
 	int sleeping, waiting;
 	int nworkers;
 	pthread_t tid[MAX_WORKERS];
-	unsigned born[MAX_WORKERS]; /* gen when each started */
-	/* the current loop, written before gen is bumped */
+	/* the current loop, written before its ticket is posted */
 	tg_range_fn fn;
 	void *arg;
 	size_t n, align;
-	int parts;
 } pool = {
 	.submit = PTHREAD_MUTEX_INITIALIZER,
 	.lock = PTHREAD_MUTEX_INITIALIZER,
@@ -53,35 +60,49 @@ static struct {
 };
 
 /* The start of part p of parts over [0, n): a multiple of align. */
-static size_t bound(size_t n, size_t align, int p, int parts)
+static size_t bound(size_t n, size_t align, unsigned p, unsigned parts)
 {
 	if (p >= parts)
 		return n;
-	size_t q = (size_t)parts, b = n / q * (size_t)p + n % q * (size_t)p / q; /* n p / q */
+	size_t q = parts, b = n / q * p + n % q * p / q; /* n p / q */
 	return b / align * align;
 }
 
-static void run_part(int p)
+/* Claims and runs parts of the loop of generation gen until none is left;
+ * the number run. The loop's fields stay put while a claimed part runs:
+ * the caller waits for it. */
+static unsigned claim(uint32_t gen)
 {
-	size_t lo = bound(pool.n, pool.align, p, pool.parts);
-	size_t hi = bound(pool.n, pool.align, p + 1, pool.parts);
-	if (lo < hi)
-		pool.fn(pool.arg, lo, hi);
+	unsigned ran = 0;
+	uint64_t t = atomic_load_explicit(&pool.ticket, memory_order_acquire);
+	while (GEN(t) == gen && NEXT(t) < PARTS(t)) {
+		if (!atomic_compare_exchange_weak_explicit(&pool.ticket, &t, t + 1,
+							   memory_order_acq_rel,
+							   memory_order_acquire))
+			continue;
+		size_t lo = bound(pool.n, pool.align, NEXT(t), PARTS(t));
+		size_t hi = bound(pool.n, pool.align, NEXT(t) + 1, PARTS(t));
+		if (lo < hi)
+			pool.fn(pool.arg, lo, hi);
+		ran++;
+		t = atomic_load_explicit(&pool.ticket, memory_order_acquire);
+	}
+	return ran;
 }
 
 static void *worker(void *argp)
 {
-	int w = (int)(intptr_t)argp;
-	unsigned seen = pool.born[w];
+	uint32_t seen = (uint32_t)(uintptr_t)argp; /* the generation when it started */
 	for (;;) {
-		unsigned g;
-		for (int s = 0; (g = atomic_load_explicit(&pool.gen, memory_order_acquire)) == seen &&
-				s < SPIN;
+		uint32_t g;
+		for (int s = 0;
+		     (g = GEN(atomic_load_explicit(&pool.ticket, memory_order_acquire))) == seen &&
+		     s < SPIN;
 		     s++)
 			relax();
 		if (g == seen) {
 			pthread_mutex_lock(&pool.lock);
-			while ((g = atomic_load(&pool.gen)) == seen) {
+			while ((g = GEN(atomic_load(&pool.ticket))) == seen) {
 				pool.sleeping++;
 				pthread_cond_wait(&pool.wake, &pool.lock);
 				pool.sleeping--;
@@ -91,9 +112,9 @@ static void *worker(void *argp)
 		seen = g;
 		if (atomic_load(&pool.stop))
 			return NULL;
-		if (w + 1 < pool.parts)
-			run_part(w + 1);
-		if (atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_acq_rel) == 1) {
+		unsigned ran = claim(g);
+		if (ran) {
+			atomic_fetch_add_explicit(&pool.finished, ran, memory_order_release);
 			pthread_mutex_lock(&pool.lock);
 			if (pool.waiting)
 				pthread_cond_signal(&pool.done);
@@ -102,25 +123,30 @@ static void *worker(void *argp)
 	}
 }
 
-/* Posts the loop in pool's fields to every worker (stop set or not). */
-static void post(void)
+/* Posts a new generation with parts parts (0 with stop set); its number. */
+static uint32_t post(unsigned parts)
 {
-	atomic_store_explicit(&pool.pending, pool.nworkers, memory_order_relaxed);
-	atomic_fetch_add_explicit(&pool.gen, 1, memory_order_release);
+	atomic_store_explicit(&pool.finished, 0, memory_order_relaxed);
+	uint32_t gen = GEN(atomic_load(&pool.ticket)) + 1;
+	atomic_store_explicit(&pool.ticket, (uint64_t)gen << 32 | (uint64_t)parts << 16,
+			      memory_order_release);
 	pthread_mutex_lock(&pool.lock);
 	if (pool.sleeping)
 		pthread_cond_broadcast(&pool.wake);
 	pthread_mutex_unlock(&pool.lock);
+	return gen;
 }
 
-static void wait_workers(void)
+/* Until workers have finished `want` parts. */
+static void wait_workers(unsigned want)
 {
-	for (int s = 0; atomic_load_explicit(&pool.pending, memory_order_acquire) && s < SPIN; s++)
+	for (int s = 0;
+	     atomic_load_explicit(&pool.finished, memory_order_acquire) < want && s < SPIN; s++)
 		relax();
-	if (!atomic_load_explicit(&pool.pending, memory_order_acquire))
+	if (atomic_load_explicit(&pool.finished, memory_order_acquire) >= want)
 		return;
 	pthread_mutex_lock(&pool.lock);
-	while (atomic_load(&pool.pending)) {
+	while (atomic_load(&pool.finished) < want) {
 		pool.waiting++;
 		pthread_cond_wait(&pool.done, &pool.lock);
 		pool.waiting--;
@@ -142,7 +168,6 @@ static void fork_child(void)
 	pthread_cond_init(&pool.wake, NULL);
 	pthread_cond_init(&pool.done, NULL);
 	pool.nworkers = pool.sleeping = pool.waiting = 0;
-	atomic_store(&pool.pending, 0);
 }
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -155,8 +180,8 @@ static void grow(int want)
 	pthread_once(&once, register_fork);
 	while (pool.nworkers < want) {
 		int w = pool.nworkers;
-		pool.born[w] = atomic_load(&pool.gen);
-		if (pthread_create(&pool.tid[w], NULL, worker, (void *)(intptr_t)w))
+		uintptr_t gen = GEN(atomic_load(&pool.ticket));
+		if (pthread_create(&pool.tid[w], NULL, worker, (void *)gen))
 			return;
 		pool.nworkers++;
 	}
@@ -169,7 +194,7 @@ __attribute__((destructor)) static void pool_shutdown(void)
 	pthread_mutex_lock(&pool.submit);
 	if (pool.nworkers) {
 		atomic_store(&pool.stop, true);
-		post();
+		post(0);
 		for (int w = 0; w < pool.nworkers; w++)
 			pthread_join(pool.tid[w], NULL);
 		pool.nworkers = 0;
@@ -187,9 +212,11 @@ int tg_parallel_parts(const tg_ctx *ctx, size_t n, size_t min)
 		return 1;
 	if (t > MAX_WORKERS + 1)
 		t = MAX_WORKERS + 1;
-	/* parts of at least min / 2 elements */
-	size_t most = min > 1 ? n / (min / 2) : n;
-	return most < (size_t)t ? (int)most : t;
+	/* PER_THREAD parts a thread, each of at least min / 4 elements */
+	size_t most = min >= 4 ? n / (min / 4) : n, want = (size_t)t * PER_THREAD;
+	if (most < 2)
+		most = 2;
+	return (int)(most < want ? most : want);
 }
 
 void tg_parallel_for(const tg_ctx *ctx, size_t n, size_t min, size_t align, tg_range_fn fn,
@@ -200,10 +227,8 @@ void tg_parallel_for(const tg_ctx *ctx, size_t n, size_t min, size_t align, tg_r
 		fn(arg, 0, n);
 		return;
 	}
-	grow(parts - 1);
-	if (pool.nworkers < parts - 1)
-		parts = pool.nworkers + 1;
-	if (parts <= 1) {
+	grow(ctx->threads - 1 < MAX_WORKERS ? ctx->threads - 1 : MAX_WORKERS);
+	if (!pool.nworkers) {
 		pthread_mutex_unlock(&pool.submit);
 		fn(arg, 0, n);
 		return;
@@ -212,9 +237,8 @@ void tg_parallel_for(const tg_ctx *ctx, size_t n, size_t min, size_t align, tg_r
 	pool.arg = arg;
 	pool.n = n;
 	pool.align = align ? align : 1;
-	pool.parts = parts;
-	post();
-	run_part(0);
-	wait_workers();
+	uint32_t gen = post((unsigned)parts);
+	unsigned mine = claim(gen);
+	wait_workers((unsigned)parts - mine);
 	pthread_mutex_unlock(&pool.submit);
 }

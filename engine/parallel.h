@@ -24,7 +24,7 @@ typedef void (*tg_range_fn)(void *arg, size_t lo, size_t hi);
  * plain elementwise loop over ~32K floats only just repays. Loops whose
  * elements cost more (the vector math: exp, erfc, ...) pass a smaller
  * bound. */
-enum { TG_PAR_MIN = 32768, TG_PAR_MIN_MATH = 4096 };
+enum { TG_PAR_MIN = 32768, TG_PAR_MIN_MATH = 8192 };
 
 /* Runs fn over [0, n): in one call when ctx has one thread or n < min,
  * otherwise in up to tg_threads(ctx) parts of consecutive indices, their
