@@ -416,8 +416,14 @@ TG_API tg_tensor *tg_silu(tg_tensor *x);     /* x sigmoid(x); dx = dout s (1 + x
 TG_API tg_tensor *tg_clamp(tg_tensor *x, double lo, double hi);
 /* dout * y * (1 - y): sigmoid's local gradient as one fused op. */
 TG_API tg_tensor *tg_sigmoid_backward(tg_tensor *dout, tg_tensor *y);
+/* dout * (1 - y^2): tanh's local gradient as one fused op. */
+TG_API tg_tensor *tg_tanh_backward(tg_tensor *dout, tg_tensor *y);
 /* dout * [x > 0]: relu's local gradient as one fused op. */
 TG_API tg_tensor *tg_relu_backward(tg_tensor *dout, tg_tensor *x);
+/* dout * (x > 0 ? 1 : alpha): leaky relu's local gradient as one fused op. */
+TG_API tg_tensor *tg_leaky_relu_backward(tg_tensor *dout, tg_tensor *x, double alpha);
+/* dout * (x > 0 ? 1 : alpha e^x): elu's local gradient as one fused op. */
+TG_API tg_tensor *tg_elu_backward(tg_tensor *dout, tg_tensor *x, double alpha);
 /* dout * (Phi(x) + x phi(x)): gelu's local gradient as one fused op. */
 TG_API tg_tensor *tg_gelu_backward(tg_tensor *dout, tg_tensor *x);
 
