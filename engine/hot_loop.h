@@ -11,7 +11,10 @@
  * (vectors twice as wide), the one this CPU runs chosen once at load time.
  * AVX2 alone brings no FMA, so every element rounds as in the baseline. */
 /* Not under ThreadSanitizer: the copies are chosen by resolvers that run
- * before its runtime is ready. */
+ * before its runtime is ready. <limits.h> brings glibc's __GLIBC__ (macros
+ * only) to a file that includes this header before any other: without it
+ * such a file (nn/optim.c) silently got the baseline loop alone. */
+#include <limits.h>
 #if defined(__x86_64__) && defined(__ELF__) && defined(__GLIBC__) && defined(__has_attribute) && \
 	!defined(__SANITIZE_THREAD__)
 #if __has_attribute(target_clones)

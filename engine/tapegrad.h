@@ -94,11 +94,17 @@ TG_API bool tg_set_grad_enabled(tg_ctx *ctx, bool on); /* returns old value */
 TG_API bool tg_grad_enabled(const tg_ctx *ctx);
 TG_API void tg_set_anomaly(tg_ctx *ctx, bool on); /* NaN/Inf checks, every op */
 TG_API void tg_set_abort_on_error(tg_ctx *ctx, bool on); /* for debuggers */
-/* BLAS threads for this context's products, default 1. OpenBLAS holds one
- * count per process: each product sets it to its context's count when it
- * differs, so contexts used from one thread each get their own setting.
- * Contexts used from several threads at once should all keep 1 (the
- * default), so that no call changes it while another runs. */
+/* Threads for this context's work, default 1: the BLAS threads of its
+ * products, and the split of its other large loops (elementwise ops and
+ * their backward kernels, reductions, softmax and cross-entropy rows,
+ * optimizer updates; from about 32K elements) across a pool of n - 1
+ * workers started at the first split and joined at exit. A split gives the
+ * bits of one thread. OpenBLAS holds one count per process: each product
+ * sets it to its context's count when it differs, so contexts used from
+ * one thread each get their own setting. Contexts used from several
+ * threads at once should all keep 1 (the default), so that no call changes
+ * it while another runs; the pool serves one loop at a time and another
+ * thread's loop runs on its caller alone meanwhile. */
 TG_API void tg_set_threads(tg_ctx *ctx, int n);
 TG_API int tg_threads(const tg_ctx *ctx);
 /* ---- BLAS --------------------------------------------------------------- */
@@ -424,8 +430,14 @@ TG_API tg_tensor *tg_silu(tg_tensor *x);     /* x sigmoid(x); dx = dout s (1 + x
 TG_API tg_tensor *tg_clamp(tg_tensor *x, double lo, double hi);
 /* dout * y * (1 - y): sigmoid's local gradient as one fused op. */
 TG_API tg_tensor *tg_sigmoid_backward(tg_tensor *dout, tg_tensor *y);
+/* dout * (1 - y^2): tanh's local gradient as one fused op. */
+TG_API tg_tensor *tg_tanh_backward(tg_tensor *dout, tg_tensor *y);
 /* dout * [x > 0]: relu's local gradient as one fused op. */
 TG_API tg_tensor *tg_relu_backward(tg_tensor *dout, tg_tensor *x);
+/* dout * (x > 0 ? 1 : alpha): leaky relu's local gradient as one fused op. */
+TG_API tg_tensor *tg_leaky_relu_backward(tg_tensor *dout, tg_tensor *x, double alpha);
+/* dout * (x > 0 ? 1 : alpha e^x): elu's local gradient as one fused op. */
+TG_API tg_tensor *tg_elu_backward(tg_tensor *dout, tg_tensor *x, double alpha);
 /* dout * (Phi(x) + x phi(x)): gelu's local gradient as one fused op. */
 TG_API tg_tensor *tg_gelu_backward(tg_tensor *dout, tg_tensor *x);
 

@@ -8,6 +8,7 @@
  * in tg_keep tensors of the context; the tg_optim object itself is malloc'd.
  */
 #include "hot_loop.h"
+#include "parallel.h"
 #include "tapegrad_nn.h"
 
 #include <math.h>
@@ -303,6 +304,42 @@ DEFINE_UPDATE(float, sqrtf, update_float, (G[i] + wd * P[i]) * scale)
 DEFINE_UPDATE(double, sqrt, update_plain_double, G[i])
 DEFINE_UPDATE(float, sqrtf, update_plain_float, G[i])
 
+typedef void (*update_f64)(tg_optim_kind, const tg_optim_opts *, size_t, double *,
+			   const double *, double *, double *, double, double, double);
+typedef void (*update_f32)(tg_optim_kind, const tg_optim_opts *, size_t, float *, const float *,
+			   float *, float *, float, float, float);
+
+/* One parameter's update, a part [lo, hi) of its elements at a time: each
+ * element's new value depends on its own p, g and state alone, so a split
+ * across the threads gives the bits of one pass. */
+typedef struct update_job {
+	update_f64 k64;
+	update_f32 k32;
+	tg_optim_kind kind;
+	const tg_optim_opts *o;
+	void *P, *S1, *S2;
+	const void *G;
+	double wd, scale, lr_t;
+} update_job;
+
+/* base + lo elements of size es, or NULL */
+static void *at(const void *base, size_t lo, size_t es)
+{
+	return base ? (char *)base + lo * es : NULL;
+}
+
+static void update_part(void *arg, size_t lo, size_t hi)
+{
+	const update_job *j = arg;
+	size_t es = j->k64 ? sizeof(double) : sizeof(float);
+	if (j->k64)
+		j->k64(j->kind, j->o, hi - lo, at(j->P, lo, es), at(j->G, lo, es), at(j->S1, lo, es),
+		       at(j->S2, lo, es), j->wd, j->scale, j->lr_t);
+	else
+		j->k32(j->kind, j->o, hi - lo, at(j->P, lo, es), at(j->G, lo, es), at(j->S1, lo, es),
+		       at(j->S2, lo, es), (float)j->wd, (float)j->scale, (float)j->lr_t);
+}
+
 /* sum over elements of (grad + wd p)^2, in double */
 static double sum_sq(const tg_tensor *p, const tg_tensor *g, double wd)
 {
@@ -379,13 +416,12 @@ int tg_optim_step(tg_optim *o)
 		if (!P || !G)
 			return -1;
 		bool plain = wd == 0 && scale == 1;
-		if (tg_dtype_of(p) == TG_F64)
-			(plain ? update_plain_double : update_double)(c->kind, c, tg_numel(p), P, G,
-								      S1, S2, wd, scale, lr_t);
-		else
-			(plain ? update_plain_float : update_float)(c->kind, c, tg_numel(p), P, G,
-								    S1, S2, (float)wd, (float)scale,
-								    (float)lr_t);
+		update_job j = {
+			tg_dtype_of(p) != TG_F64 ? NULL : plain ? update_plain_double : update_double,
+			plain ? update_plain_float : update_float,
+			c->kind, c, P, S1, S2, G, wd, scale, lr_t,
+		};
+		tg_parallel_for(o->ctx, tg_numel(p), TG_PAR_MIN, 16, update_part, &j);
 	}
 	return tg_ok(o->ctx) ? 0 : -1;
 }

@@ -8,6 +8,7 @@
  * their negation runs on the small sum.
  */
 #include "internal.h"
+#include "parallel.h"
 
 #include <assert.h>
 #include <math.h>
@@ -56,13 +57,29 @@ static tg_tensor *binary_out(const char *who, tg_tensor *a, tg_tensor *b, tg_bca
 	return tg_tensor_new(ctx, who, a->dtype, bc->ndim, bc->shape);
 }
 
-/* The rows of a broadcast: the body (...) runs once per row of the innermost axis
- * with pa, pb at the row's first elements of A and B and Y at the output's;
- * tg_rows_next walks the outer axes, any number of them. */
+/* The offsets in A and B (strides sa, sb) of row r of the padded shape dim,
+ * and its index over the axes [0, naxes), for tg_rows_next to go on from. */
+static void rows_seek(int naxes, const int64_t *dim, int64_t r, int64_t *idx, const int64_t *sa,
+		      int64_t *oa, const int64_t *sb, int64_t *ob)
+{
+	*oa = *ob = 0;
+	for (int k = naxes - 1; k >= 0; k--) {
+		idx[k] = r % dim[k];
+		r /= dim[k];
+		*oa += idx[k] * sa[k];
+		*ob += idx[k] * sb[k];
+	}
+}
+
+/* The rows [r0, r1) of a broadcast: the body (...) runs once per row of the
+ * innermost axis with pa, pb at the row's first elements of A and B and Y
+ * at the output's; tg_rows_next walks the outer axes, any number of them. */
 #define BINARY_ROWS(T, ...)                                                             \
 	do {                                                                            \
-		int64_t idx[L] = { 0 }, oa = 0, ob = 0;                                 \
-		for (int64_t r = 0; r < rows; r++, Y += m) {                            \
+		int64_t idx[L], oa, ob;                                                 \
+		rows_seek(L, bc->dim, r0, idx, bc->sa, &oa, bc->sb, &ob);               \
+		Y += r0 * m;                                                            \
+		for (int64_t r = r0; r < r1; r++, Y += m) {                             \
 			const T *restrict pa = A + oa, *restrict pb = B + ob;           \
 			__VA_ARGS__;                                                    \
 			tg_rows_next(L, bc->dim, idx, bc->sa, &oa, bc->sb, &ob);        \
@@ -70,24 +87,26 @@ static tg_tensor *binary_out(const char *who, tg_tensor *a, tg_tensor *b, tg_bca
 	} while (0)
 
 /* One loop nest per dtype T and function; f is an expression of x and y.
- * Equal shapes are one flat loop. Otherwise the innermost axis has stride 1
- * in an input that spans it and 0 in one broadcast along it (inputs are
- * contiguous), so each row is one of four contiguous loops that vectorise
- * like the flat one, chosen once for all rows: (N,D) op (D), every bias add
- * and batch-norm op, takes the first. */
+ * A part [lo, hi) of the work: elements of the flat loop for equal shapes,
+ * rows of the innermost axis otherwise. In a broadcast the innermost axis
+ * has stride 1 in an input that spans it and 0 in one broadcast along it
+ * (inputs are contiguous), so each row is one of four contiguous loops
+ * that vectorise like the flat one, chosen once for all rows: (N,D) op (D),
+ * every bias add and batch-norm op, takes the first. */
 #define BINARY_LOOPS(k, f, T, sfx)                                                      \
 	static void k##_##sfx(const tg_bcast *bc, const T *restrict A,                  \
-			      const T *restrict B, T *restrict Y, size_t n, bool flat)  \
+			      const T *restrict B, T *restrict Y, size_t lo, size_t hi, \
+			      bool flat)                                                \
 	{                                                                               \
 		if (flat) {                                                             \
-			for (size_t i = 0; i < n; i++) {                                \
+			for (size_t i = lo; i < hi; i++) {                              \
 				T x = A[i], y = B[i];                                   \
 				Y[i] = (f);                                             \
 			}                                                               \
 			return;                                                         \
 		}                                                                       \
 		enum { L = TG_MAX_DIMS - 1 }; /* the innermost axis */                 \
-		const int64_t m = bc->dim[L], rows = (int64_t)n / m;                    \
+		const int64_t m = bc->dim[L], r0 = (int64_t)lo, r1 = (int64_t)hi;       \
 		const bool ra = bc->sa[L] != 0, rb = bc->sb[L] != 0; /* spans the row */ \
 		assert((!ra || bc->sa[L] == 1) && (!rb || bc->sb[L] == 1));             \
 		if (ra && rb)                                                           \
@@ -110,6 +129,51 @@ static tg_tensor *binary_out(const char *who, tg_tensor *a, tg_tensor *b, tg_bca
 				    for (int64_t i = 0; i < m; i++) Y[i] = (f));        \
 	}
 
+/* One broadcast kernel's call, for tg_parallel_for. */
+typedef void (*binary_f64)(const tg_bcast *, const double *restrict, const double *restrict,
+			   double *restrict, size_t, size_t, bool);
+typedef void (*binary_f32)(const tg_bcast *, const float *restrict, const float *restrict,
+			   float *restrict, size_t, size_t, bool);
+
+typedef struct binary_job {
+	binary_f64 k64;
+	binary_f32 k32;
+	const tg_bcast *bc;
+	const void *A, *B;
+	void *Y;
+	bool flat;
+} binary_job;
+
+static void binary_part(void *arg, size_t lo, size_t hi)
+{
+	const binary_job *j = arg;
+	if (j->k64)
+		j->k64(j->bc, j->A, j->B, j->Y, lo, hi, j->flat);
+	else
+		j->k32(j->bc, j->A, j->B, j->Y, lo, hi, j->flat);
+}
+
+/* out = k(a, b), split across the threads from TG_PAR_MIN elements on:
+ * into runs of elements when flat, into whole rows otherwise. Each
+ * output element depends on its two inputs alone, so a split gives the
+ * bits of one pass. */
+static void run_binary(const tg_bcast *bc, const tg_tensor *a, const tg_tensor *b,
+		       tg_tensor *out, bool flat, binary_f64 k64, binary_f32 k32)
+{
+	binary_job j = { out->dtype == TG_F64 ? k64 : NULL, k32, bc, a->data, b->data,
+			 out->data, flat };
+	if (!out->numel)
+		return;
+	if (flat) {
+		tg_parallel_for(out->ctx, out->numel, TG_PAR_MIN, 16, binary_part, &j);
+		return;
+	}
+	size_t m = (size_t)bc->dim[TG_MAX_DIMS - 1], rows = out->numel / m;
+	/* whole rows, the bound in rows as the work is in elements */
+	size_t min_rows = (TG_PAR_MIN + m - 1) / m;
+	tg_parallel_for(out->ctx, rows, min_rows > 1 ? min_rows : 2, 1, binary_part, &j);
+}
+
 #define BINARY_KERNEL(k, f)                                                             \
 	BINARY_LOOPS(k, f, double, f64)                                                 \
 	BINARY_LOOPS(k, f, float, f32)                                                  \
@@ -121,10 +185,7 @@ static tg_tensor *binary_out(const char *who, tg_tensor *a, tg_tensor *b, tg_bca
 		tg_tensor *out = binary_out(who, a, b, &bc, &flat);                     \
 		if (!out)                                                               \
 			return NULL;                                                    \
-		if (out->dtype == TG_F64)                                               \
-			k##_f64(&bc, a->data, b->data, out->data, out->numel, flat);    \
-		else                                                                    \
-			k##_f32(&bc, a->data, b->data, out->data, out->numel, flat);    \
+		run_binary(&bc, a, b, out, flat, k##_f64, k##_f32);                     \
 		tg_tensor *in[2] = { a, b };                                            \
 		return tg_op_end(op, out, 2, in, NULL, 0, NULL);                        \
 	}
@@ -299,9 +360,27 @@ static void pow_f32(const float *restrict X, float *restrict Y, size_t n, float 
 typedef void (*scalar_f64_fn)(const double *restrict, double *restrict, size_t, double);
 typedef void (*scalar_f32_fn)(const float *restrict, float *restrict, size_t, float);
 
-/* Checks x, runs the op's kernel for x's dtype, records the node. */
+typedef struct scalar_job {
+	scalar_f64_fn k64;
+	scalar_f32_fn k32;
+	const void *X;
+	void *Y;
+	double s;
+} scalar_job;
+
+static void scalar_part(void *arg, size_t lo, size_t hi)
+{
+	const scalar_job *j = arg;
+	if (j->k64)
+		j->k64((const double *)j->X + lo, (double *)j->Y + lo, hi - lo, j->s);
+	else
+		j->k32((const float *)j->X + lo, (float *)j->Y + lo, hi - lo, (float)j->s);
+}
+
+/* Checks x, runs the op's kernel for x's dtype (split across the threads
+ * from min elements on), records the node. */
 static tg_tensor *scalar_op(const tg_op *op, const char *who, tg_tensor *x, double s,
-			    scalar_f64_fn k64, scalar_f32_fn k32)
+			    scalar_f64_fn k64, scalar_f32_fn k32, size_t min)
 {
 	tg_ctx *ctx = tg_op_begin(who, 1, &x);
 	if (!ctx)
@@ -309,10 +388,8 @@ static tg_tensor *scalar_op(const tg_op *op, const char *who, tg_tensor *x, doub
 	tg_tensor *out = tg_tensor_like(x, who);
 	if (!out)
 		return NULL;
-	if (x->dtype == TG_F64)
-		k64(x->data, out->data, x->numel, s);
-	else
-		k32(x->data, out->data, x->numel, (float)s);
+	scalar_job j = { x->dtype == TG_F64 ? k64 : NULL, k32, x->data, out->data, s };
+	tg_parallel_for(ctx, x->numel, min, 16, scalar_part, &j);
 	return tg_op_end(op, out, 1, &x, &s, 1, NULL);
 }
 
@@ -360,15 +437,17 @@ TG_OP_REGISTER(pow_op);
 
 tg_tensor *tg_add_scalar(tg_tensor *x, double s)
 {
-	return scalar_op(&add_scalar_op, "tg_add_scalar", x, s, add_scalar_f64, add_scalar_f32);
+	return scalar_op(&add_scalar_op, "tg_add_scalar", x, s, add_scalar_f64, add_scalar_f32,
+			 TG_PAR_MIN);
 }
 
 tg_tensor *tg_mul_scalar(tg_tensor *x, double s)
 {
-	return scalar_op(&mul_scalar_op, "tg_mul_scalar", x, s, mul_scalar_f64, mul_scalar_f32);
+	return scalar_op(&mul_scalar_op, "tg_mul_scalar", x, s, mul_scalar_f64, mul_scalar_f32,
+			 TG_PAR_MIN);
 }
 
 tg_tensor *tg_pow(tg_tensor *x, double p)
 {
-	return scalar_op(&pow_op, "tg_pow", x, p, pow_f64, pow_f32);
+	return scalar_op(&pow_op, "tg_pow", x, p, pow_f64, pow_f32, TG_PAR_MIN_MATH);
 }

@@ -11,6 +11,7 @@
  * (outer, n, inner).
  */
 #include "internal.h"
+#include "parallel.h"
 
 #include <math.h>
 #include <string.h>
@@ -21,22 +22,36 @@ typedef struct view {
 	int64_t outer, n, inner;
 } view;
 
-/* Y (outer, inner) = scale * sum over n, accumulated in double. acc holds
+/* Y (outer, inner) = scale * sum over n, accumulated in double, for the
+ * outer slices [o0, o1) and in each the columns [i0, i1) of inner. acc holds
  * inner doubles; with inner 1 (a sum over all elements, or along the last
- * axis) each slice is one run summed in a register. */
-#define SUM_AXIS_KERNEL(name, T, sum_run, add_rows)                                  \
-	static void name(view v, const T *X, T *Y, double scale, double *acc)        \
-	{                                                                            \
-		for (int64_t o = 0; o < v.outer; o++, X += v.n * v.inner) {          \
-			if (v.inner == 1) {                                          \
-				Y[o] = (T)(sum_run(0, X, v.n) * scale);              \
-				continue;                                            \
-			}                                                            \
-			memset(acc, 0, (size_t)v.inner * sizeof(double));            \
-			add_rows(acc, X, v.n, v.inner);                              \
-			for (int64_t i = 0; i < v.inner; i++)                        \
-				Y[o * v.inner + i] = (T)(acc[i] * scale);            \
-		}                                                                    \
+ * axis) each slice is one run summed in a register. Four rows per pass
+ * over acc, grouped as tg_add_rows groups them, so a column's sum has the
+ * same bits whichever columns share the call. */
+#define SUM_AXIS_KERNEL(name, T, sum_run)                                                 \
+	static void name(view v, const T *X, T *Y, double scale, double *acc, int64_t o0, \
+			 int64_t o1, int64_t i0, int64_t i1)                               \
+	{                                                                                 \
+		const int64_t in = v.inner, w = i1 - i0;                                  \
+		for (int64_t o = o0; o < o1; o++) {                                       \
+			const T *x = X + o * v.n * in + i0;                               \
+			if (in == 1) {                                                    \
+				Y[o] = (T)(sum_run(0, x, v.n) * scale);                   \
+				continue;                                                 \
+			}                                                                 \
+			double *a = acc + i0;                                             \
+			memset(a, 0, (size_t)w * sizeof(double));                         \
+			int64_t r = 0;                                                    \
+			for (; r + 4 <= v.n; r += 4, x += 4 * in)                         \
+				for (int64_t j = 0; j < w; j++)                           \
+					a[j] = a[j] + x[j] + x[in + j] + x[2 * in + j]    \
+					       + x[3 * in + j];                           \
+			for (; r < v.n; r++, x += in)                                     \
+				for (int64_t j = 0; j < w; j++)                           \
+					a[j] += x[j];                                     \
+			for (int64_t j = 0; j < w; j++)                                   \
+				Y[o * in + i0 + j] = (T)(a[j] * scale);                   \
+		}                                                                         \
 	}
 
 /* The value that wins a max: a larger one, or the first NaN (a NaN
@@ -99,12 +114,126 @@ typedef struct view {
 		}                                                                    \
 	}
 
-SUM_AXIS_KERNEL(sum_axis_f64, double, tg_sum_run_f64, tg_add_rows_f64)
-SUM_AXIS_KERNEL(sum_axis_f32, float, tg_sum_run_f32, tg_add_rows_f32)
+SUM_AXIS_KERNEL(sum_axis_f64, double, tg_sum_run_f64)
+SUM_AXIS_KERNEL(sum_axis_f32, float, tg_sum_run_f32)
 MAX_AXIS_KERNEL(max_axis_f64, double)
 MAX_AXIS_KERNEL(max_axis_f32, float)
 MAX_SHARE_KERNEL(max_share_f64, double)
 MAX_SHARE_KERNEL(max_share_f32, float)
+
+/* ---- split across the threads ----------------------------------------------- */
+/* Each slice (or column) is reduced whole by one thread, in the order of one
+ * pass, so a split gives the bits of one pass. A sum of a single run (over
+ * all elements, or along an axis with nothing outside it) of more than
+ * SUM_BLOCK elements is summed in fixed blocks whose sums are then added in
+ * order: the blocks depend on the length alone, so the result has the same
+ * bits for every thread count (and differs from a plain left-to-right sum
+ * in the last bits). */
+
+enum { SUM_BLOCK = 32768, MAX_BLOCKS = 64 };
+
+typedef struct reduce_job {
+	view v;
+	const void *X;
+	void *Y;
+	double scale;
+	double *acc;
+	bool f64;
+	bool by_col;	  /* parts are columns of inner, else outer slices */
+	size_t block;	  /* blocked run: elements per block */
+	double *partial;  /* blocked run: one sum per block */
+} reduce_job;
+
+static void sum_part(void *arg, size_t lo, size_t hi)
+{
+	const reduce_job *j = arg;
+	int64_t o0 = 0, o1 = j->v.outer, i0 = 0, i1 = j->v.inner;
+	if (j->by_col) {
+		i0 = (int64_t)lo;
+		i1 = (int64_t)hi;
+	} else {
+		o0 = (int64_t)lo;
+		o1 = (int64_t)hi;
+	}
+	if (j->f64)
+		sum_axis_f64(j->v, j->X, j->Y, j->scale, j->acc, o0, o1, i0, i1);
+	else
+		sum_axis_f32(j->v, j->X, j->Y, j->scale, j->acc, o0, o1, i0, i1);
+}
+
+static void block_part(void *arg, size_t lo, size_t hi)
+{
+	const reduce_job *j = arg;
+	size_t n = (size_t)j->v.n;
+	for (size_t b = lo; b < hi; b++) {
+		size_t s = b * j->block, m = n - s < j->block ? n - s : j->block;
+		j->partial[b] = j->f64 ? tg_sum_run_f64(0, (const double *)j->X + s, (int64_t)m)
+				       : tg_sum_run_f32(0, (const float *)j->X + s, (int64_t)m);
+	}
+}
+
+/* Y = scale * sum of x over v's n, split across ctx's threads. */
+static void sum_axis(tg_ctx *ctx, view v, const tg_tensor *x, void *Y, double scale,
+		     double *acc)
+{
+	reduce_job j = { v, x->data, Y, scale, acc, x->dtype == TG_F64, false, 0, NULL };
+	size_t total = x->numel;
+	if (v.outer == 1 && v.inner == 1 && total > SUM_BLOCK) {
+		double partial[MAX_BLOCKS];
+		size_t block = (total + MAX_BLOCKS - 1) / MAX_BLOCKS;
+		j.block = block > SUM_BLOCK ? block : SUM_BLOCK;
+		j.partial = partial;
+		size_t nb = (total + j.block - 1) / j.block;
+		tg_parallel_for(ctx, nb, 2, 1, block_part, &j);
+		double s = 0;
+		for (size_t b = 0; b < nb; b++)
+			s += partial[b];
+		if (j.f64)
+			*(double *)Y = s * scale;
+		else
+			*(float *)Y = (float)(s * scale);
+		return;
+	}
+	size_t per = total / (size_t)v.outer; /* elements per outer slice */
+	if (v.outer > 1 || v.inner == 1) {
+		size_t min = (TG_PAR_MIN + per - 1) / (per ? per : 1);
+		tg_parallel_for(ctx, (size_t)v.outer, min > 2 ? min : 2, 1, sum_part, &j);
+	} else {
+		j.by_col = true; /* one slice: its columns */
+		size_t min = (TG_PAR_MIN + (size_t)v.n - 1) / (size_t)v.n;
+		tg_parallel_for(ctx, (size_t)v.inner, min > 16 ? min : 16, 8, sum_part, &j);
+	}
+}
+
+typedef struct max_job {
+	view v;
+	const void *X;
+	void *Y;
+	bool f64;
+} max_job;
+
+static void max_part(void *arg, size_t lo, size_t hi)
+{
+	const max_job *j = arg;
+	view v = j->v;
+	v.outer = (int64_t)(hi - lo);
+	size_t es = j->f64 ? sizeof(double) : sizeof(float);
+	const char *X = (const char *)j->X + lo * (size_t)(j->v.n * j->v.inner) * es;
+	char *Y = (char *)j->Y + lo * (size_t)j->v.inner * es;
+	if (j->f64)
+		max_axis_f64(v, (const double *)X, (double *)Y);
+	else
+		max_axis_f32(v, (const float *)X, (float *)Y);
+}
+
+/* Y = max of x over v's n, the outer slices split across ctx's threads. */
+static void max_axis(tg_ctx *ctx, view v, const tg_tensor *x, void *Y)
+{
+	max_job j = { v, x->data, Y, x->dtype == TG_F64 };
+	size_t per = x->numel / (size_t)v.outer;
+	size_t min = (TG_PAR_MIN + per - 1) / (per ? per : 1);
+	tg_parallel_for(ctx, (size_t)v.outer, min > 2 ? min : 2, 1, max_part, &j);
+}
 
 /* ---- the shared public-function shape ----------------------------------------- */
 /* Node attributes: [0] the reduced axis, or -1 for all elements; [1] keepdim;
@@ -167,14 +296,9 @@ static tg_tensor *reduce(const tg_op *op, const char *who, int kind, bool mean,
 		double *acc = NULL;
 		if (v.inner > 1 && !(acc = tg_arena_alloc(ctx, (size_t)v.inner * sizeof(double))))
 			return NULL;
-		if (x->dtype == TG_F64)
-			sum_axis_f64(v, x->data, out->data, scale, acc);
-		else
-			sum_axis_f32(v, x->data, out->data, scale, acc);
-	} else if (x->dtype == TG_F64) {
-		max_axis_f64(v, x->data, out->data);
+		sum_axis(ctx, v, x, out->data, scale, acc);
 	} else {
-		max_axis_f32(v, x->data, out->data);
+		max_axis(ctx, v, x, out->data);
 	}
 	const double attr[3] = { a, keepdim, scale };
 	return tg_op_end(op, out, 1, &x, attr, 3, NULL);

@@ -10,6 +10,7 @@
  * whole row (vmath.h), within 1 ULP.
  */
 #include "internal.h"
+#include "parallel.h"
 #include "vmath.h"
 
 #include <math.h>
@@ -56,6 +57,35 @@ ROW_KERNEL(softmax_f32, float, SOFTMAX_ROW(float, tg_vmath_exp_f32))
 ROW_KERNEL(log_softmax_f64, double, LOG_SOFTMAX_ROW(double, tg_vmath_exp_f64))
 ROW_KERNEL(log_softmax_f32, float, LOG_SOFTMAX_ROW(float, tg_vmath_exp_f32))
 
+/* ---- rows split across the threads ----------------------------------------------- */
+/* Each row is computed whole by one thread, as in one pass: a split gives
+ * the same bits. */
+
+typedef struct rows_job {
+	void (*k64)(const double *, double *, size_t, size_t);
+	void (*k32)(const float *, float *, size_t, size_t);
+	const void *X;
+	void *Y;
+	size_t k;
+} rows_job;
+
+static void rows_part(void *arg, size_t lo, size_t hi)
+{
+	const rows_job *j = arg;
+	if (j->k64)
+		j->k64((const double *)j->X + lo * j->k, (double *)j->Y + lo * j->k, hi - lo, j->k);
+	else
+		j->k32((const float *)j->X + lo * j->k, (float *)j->Y + lo * j->k, hi - lo, j->k);
+}
+
+/* The rows from which rows of k elements, each with its exponentials,
+ * are split. */
+static size_t rows_min(size_t k)
+{
+	size_t m = (TG_PAR_MIN_MATH + k - 1) / k;
+	return m > 2 ? m : 2;
+}
+
 /* Checks x (rank >= 1), makes the output and runs the kernel of x's dtype
  * over its rows; records the node. */
 static tg_tensor *along_last_axis(const tg_op *op, const char *who, tg_tensor *x,
@@ -72,11 +102,8 @@ static tg_tensor *along_last_axis(const tg_op *op, const char *who, tg_tensor *x
 	if (!out)
 		return NULL;
 	size_t k = (size_t)x->shape[x->ndim - 1];
-	size_t rows = x->numel / k;
-	if (x->dtype == TG_F64)
-		k64(x->data, out->data, rows, k);
-	else
-		k32(x->data, out->data, rows, k);
+	rows_job j = { x->dtype == TG_F64 ? k64 : NULL, k32, x->data, out->data, k };
+	tg_parallel_for(ctx, x->numel / k, rows_min(k), 1, rows_part, &j);
 	return tg_op_end(op, out, 1, &x, NULL, 0, NULL);
 }
 
@@ -127,10 +154,12 @@ tg_tensor *tg_log_softmax(tg_tensor *x)
 enum { CHUNK = 256 };
 
 #define CROSS_ENTROPY_KERNEL(name, T)                                                \
-	static double name(const T *X, const int64_t *labels, size_t rows, size_t k) \
+	static void name(const T *X, const int64_t *labels, double *L, size_t r0,         \
+			 size_t r1, size_t k)                                             \
 	{                                                                                \
-		double total = 0, e[CHUNK];                                              \
-		for (size_t r = 0; r < rows; r++, X += k) {                              \
+		double e[CHUNK];                                                         \
+		X += r0 * k;                                                             \
+		for (size_t r = r0; r < r1; r++, X += k) {                               \
 			double m = X[0];                                                 \
 			for (size_t j = 1; j < k; j++)                                   \
 				m = X[j] > m ? X[j] : m;                                 \
@@ -143,13 +172,26 @@ enum { CHUNK = 256 };
 				for (size_t j = 0; j < c; j++)                           \
 					s += e[j];                                       \
 			}                                                                \
-			total += (m - X[labels[r]]) + log(s);                            \
+			L[r] = (m - X[labels[r]]) + log(s);                              \
 		}                                                                        \
-		return total / (double)rows;                                             \
 	}
 
 CROSS_ENTROPY_KERNEL(cross_entropy_f64, double)
 CROSS_ENTROPY_KERNEL(cross_entropy_f32, float)
+
+/* The forward kernel (L set) or the backward one (O set) over rows [lo, hi). */
+typedef struct ce_job {
+	bool f64;
+	const void *X;
+	const int64_t *labels;
+	double *L;
+	size_t k;
+	double dout;
+	void *O;
+	size_t n; /* rows of the batch (the gradient's 1/N) */
+} ce_job;
+
+static void ce_part(void *arg, size_t lo, size_t hi);
 
 static tg_tensor *ce_backward(tg_tensor *dout, tg_tensor *logits, const int64_t *labels);
 
@@ -189,9 +231,15 @@ static tg_tensor *cross_entropy(tg_ctx *ctx, const char *who, tg_tensor *logits,
 	tg_tensor *out = tg_tensor_new(ctx, who, logits->dtype, 0, NULL);
 	if (!out)
 		return NULL;
-	double loss = logits->dtype == TG_F64
-			      ? cross_entropy_f64(logits->data, labels, rows, k)
-			      : cross_entropy_f32(logits->data, labels, rows, k);
+	double *L = tg_arena_alloc(ctx, rows * sizeof *L);
+	if (!L)
+		return NULL;
+	ce_job j = { logits->dtype == TG_F64, logits->data, labels, L, k, 0, NULL, rows };
+	tg_parallel_for(ctx, rows, rows_min(k), 1, ce_part, &j);
+	double loss = 0; /* the rows' losses added in order, whatever the split */
+	for (size_t r = 0; r < rows; r++)
+		loss += L[r];
+	loss /= (double)rows;
 	if (out->dtype == TG_F64)
 		*(double *)out->data = loss;
 	else
@@ -245,10 +293,12 @@ tg_tensor *tg_cross_entropy_i32(tg_tensor *logits, const int32_t *labels, int64_
 
 #define CE_BACKWARD_KERNEL(name, T, EXP)                                                  \
 	static void name(const T *X, const int64_t *labels, T dout, T *O, size_t rows,     \
-			 size_t k)                                                          \
+			 size_t r0, size_t r1, size_t k)                                    \
 	{                                                                                 \
 		const T inv_n = (T)(1.0 / (double)rows);                                  \
-		for (size_t r = 0; r < rows; r++, X += k, O += k) {                       \
+		X += r0 * k;                                                              \
+		O += r0 * k;                                                              \
+		for (size_t r = r0; r < r1; r++, X += k, O += k) {                        \
 			T m = X[0];                                                       \
 			for (size_t j = 1; j < k; j++)                                    \
 				m = X[j] > m ? X[j] : m;                                  \
@@ -271,6 +321,20 @@ CE_BACKWARD_KERNEL(ce_backward_f32, float, tg_vmath_exp_f32)
 
 static const tg_op cross_entropy_backward_op;
 
+/* rows of the job's logits: their losses into L, or their gradients into O */
+static void ce_part(void *arg, size_t lo, size_t hi)
+{
+	const ce_job *j = arg;
+	if (j->L && j->f64)
+		cross_entropy_f64(j->X, j->labels, j->L, lo, hi, j->k);
+	else if (j->L)
+		cross_entropy_f32(j->X, j->labels, j->L, lo, hi, j->k);
+	else if (j->f64)
+		ce_backward_f64(j->X, j->labels, j->dout, j->O, j->n, lo, hi, j->k);
+	else
+		ce_backward_f32(j->X, j->labels, (float)j->dout, j->O, j->n, lo, hi, j->k);
+}
+
 /* The fused gradient with checked labels (N) in the step arena. */
 static tg_tensor *ce_backward_checked(const char *who, tg_tensor *dout, tg_tensor *logits,
 				      const int64_t *labels)
@@ -279,12 +343,10 @@ static tg_tensor *ce_backward_checked(const char *who, tg_tensor *dout, tg_tenso
 	tg_tensor *out = tg_tensor_like(logits, who);
 	if (!out)
 		return NULL;
-	if (logits->dtype == TG_F64)
-		ce_backward_f64(logits->data, labels, *(const double *)dout->data, out->data,
-				rows, k);
-	else
-		ce_backward_f32(logits->data, labels, *(const float *)dout->data, out->data,
-				rows, k);
+	bool f64 = logits->dtype == TG_F64;
+	double d = f64 ? *(const double *)dout->data : (double)*(const float *)dout->data;
+	ce_job j = { f64, logits->data, labels, NULL, k, d, out->data, rows };
+	tg_parallel_for(logits->ctx, rows, rows_min(k), 1, ce_part, &j);
 	tg_tensor *in[2] = { dout, logits };
 	return tg_op_end(&cross_entropy_backward_op, out, 2, in, NULL, 0, labels);
 }

@@ -2,7 +2,8 @@
  * unary.c - elementwise ops of one tensor: neg, exp, log, sqrt, abs,
  * log1p, expm1, sin, cos, erf, the activations (sigmoid, tanh, relu, leaky
  * relu, elu, softplus, gelu, silu) and the fused sigmoid_backward,
- * relu_backward and gelu_backward.
+ * tanh_backward, relu_backward, leaky_relu_backward, elu_backward and
+ * gelu_backward.
  *
  * Each op: the kernel, the public function (check, compute, record), the
  * backward rule written with ops on the node's saved input and output (so a
@@ -13,6 +14,7 @@
  * exact value (erfc 1.5), tests/ops/test_ulp.c measures each op.
  */
 #include "internal.h"
+#include "parallel.h"
 #include "vmath.h"
 
 /* exp, log, tanh, ... pick the float or double function from the argument's
@@ -27,9 +29,11 @@ typedef void (*kernel_f32)(const float *X, float *Y, size_t n, const double *p);
 
 /* One loop per dtype computing Y = f(X); f is an expression of x and of the
  * op's attributes a, b, c (p[0..2], converted to the dtype). attr is empty,
- * or TG_HOT_LOOP for the kernels that training spends its time in. */
+ * or TG_HOT_LOOP for the kernels that training spends its time in. k_min is
+ * the size from which the loop is split across the context's threads. */
 #define UNARY_KERNEL(k, f) UNARY_KERNEL_ATTR(, k, f)
 #define UNARY_KERNEL_ATTR(attr, k, f)                                                   \
+	enum { k##_min = TG_PAR_MIN };                                                  \
 	attr static void k##_f64(const double *X, double *Y, size_t n, const double *p) \
 	{                                                                               \
 		const double a = p[0], b = p[1], c = p[2];                              \
@@ -49,10 +53,38 @@ typedef void (*kernel_f32)(const float *X, float *Y, size_t n, const double *p);
 		}                                                                       \
 	}
 
+/* A kernel over a part [lo, hi) of its elements, for tg_parallel_for. */
+typedef struct unary_job {
+	kernel_f64 k64;
+	kernel_f32 k32;
+	const void *X;
+	void *Y;
+	const double *p;
+} unary_job;
+
+static void unary_part(void *arg, size_t lo, size_t hi)
+{
+	const unary_job *j = arg;
+	if (j->k64)
+		j->k64((const double *)j->X + lo, (double *)j->Y + lo, hi - lo, j->p);
+	else
+		j->k32((const float *)j->X + lo, (float *)j->Y + lo, hi - lo, j->p);
+}
+
+/* Y = k(X) over n elements of x's dtype, split across ctx's threads from
+ * min elements on. Every kernel's Y[i] depends on X[i] alone, so a split
+ * gives the bits of one pass. */
+static void run_unary(const tg_tensor *x, void *Y, kernel_f64 k64, kernel_f32 k32, size_t min,
+		      const double *p)
+{
+	unary_job j = { x->dtype == TG_F64 ? k64 : NULL, k32, x->data, Y, p };
+	tg_parallel_for(x->ctx, x->numel, min, 16, unary_part, &j);
+}
+
 /* Checks x, runs the kernel of x's dtype into a new tensor and records the
  * node with the attributes p[0..np) (np <= 3). */
 static tg_tensor *unary(const tg_op *op, const char *who, tg_tensor *x, kernel_f64 k64,
-			kernel_f32 k32, const double *p, int np)
+			kernel_f32 k32, size_t min, const double *p, int np)
 {
 	double attr[3] = { 0, 0, 0 };
 	for (int i = 0; i < np; i++)
@@ -62,19 +94,17 @@ static tg_tensor *unary(const tg_op *op, const char *who, tg_tensor *x, kernel_f
 	tg_tensor *out = tg_tensor_like(x, who);
 	if (!out)
 		return NULL;
-	if (x->dtype == TG_F64)
-		k64(x->data, out->data, x->numel, attr);
-	else
-		k32(x->data, out->data, x->numel, attr);
+	run_unary(x, out->data, k64, k32, min, attr);
 	return tg_op_end(op, out, 1, &x, attr, np, NULL);
 }
 
-#define UNARY(op, who, x, k, p, np) unary(op, who, x, k##_f64, k##_f32, p, np)
+#define UNARY(op, who, x, k, p, np) unary(op, who, x, k##_f64, k##_f32, k##_min, p, np)
 
 /* ---- kernels over the vector functions of vmath.h --------------------------- */
 
 /* y = f(x) for one function f of vmath.h */
 #define VMATH_KERNEL(k)                                                                 \
+	enum { k##_min = TG_PAR_MIN_MATH };                                             \
 	static void k##_f64(const double *X, double *Y, size_t n, const double *p)      \
 	{                                                                               \
 		(void)p;                                                                \
@@ -95,6 +125,7 @@ enum { CHUNK = 256 };
  * turn: CALLS(S) expands to their calls on e[0..m) for the dtype suffix S.
  * Y holds e between the passes; `real` names the dtype in pre and post. */
 #define CHUNKED_KERNEL(k, pre, CALLS, post)                                               \
+	enum { k##_min = TG_PAR_MIN_MATH };                                               \
 	CHUNKED_KERNEL_T(k##_f64, double, f64, pre, CALLS, post)                          \
 	CHUNKED_KERNEL_T(k##_f32, float, f32, pre, CALLS, post)
 #define CHUNKED_KERNEL_T(name, T, S, pre, CALLS, post)                                    \
@@ -123,6 +154,40 @@ enum { CHUNK = 256 };
 #define CALL_EXPM1(S) tg_vmath_expm1_##S(e, e, m);
 #define CALL_ERFC(S) tg_vmath_erfc_##S(e, e, m);
 #define CALL_EXP_LOG1P(S) tg_vmath_exp_##S(e, e, m); tg_vmath_log1p_##S(e, e, m);
+
+/* ---- the fused backward ops' shared shape ------------------------------------- */
+
+/* O = f(D, X) elementwise: dout and the saved tensor, of one shape; a is
+ * the op's attribute (alpha), unused by most. */
+typedef void (*fused_f64)(const double *D, const double *X, double *O, size_t n, double a);
+typedef void (*fused_f32)(const float *D, const float *X, float *O, size_t n, double a);
+
+typedef struct fused_job {
+	fused_f64 k64;
+	fused_f32 k32;
+	const void *D, *X;
+	void *O;
+	double a;
+} fused_job;
+
+static void fused_part(void *arg, size_t lo, size_t hi)
+{
+	const fused_job *j = arg;
+	if (j->k64)
+		j->k64((const double *)j->D + lo, (const double *)j->X + lo, (double *)j->O + lo,
+		       hi - lo, j->a);
+	else
+		j->k32((const float *)j->D + lo, (const float *)j->X + lo, (float *)j->O + lo,
+		       hi - lo, j->a);
+}
+
+/* out = k(dout, x) in x's dtype, split across the threads from min elements. */
+static void run_fused(const tg_tensor *dout, const tg_tensor *x, tg_tensor *out, fused_f64 k64,
+		      fused_f32 k32, size_t min, double a)
+{
+	fused_job j = { x->dtype == TG_F64 ? k64 : NULL, k32, dout->data, x->data, out->data, a };
+	tg_parallel_for(x->ctx, x->numel, min, 16, fused_part, &j);
+}
 
 /* Checks the inputs of a fused backward op, dout and the saved tensor in[1]
  * (named t in errors), which must have one shape, and makes the output;
@@ -252,24 +317,27 @@ tg_tensor *tg_sigmoid(tg_tensor *x)
 
 static const tg_op sigmoid_backward_op;
 
+static void sigmoid_backward_f64(const double *D, const double *Y, double *O, size_t n, double a)
+{
+	(void)a;
+	for (size_t i = 0; i < n; i++)
+		O[i] = D[i] * Y[i] * (1 - Y[i]);
+}
+
+static void sigmoid_backward_f32(const float *D, const float *Y, float *O, size_t n, double a)
+{
+	(void)a;
+	for (size_t i = 0; i < n; i++)
+		O[i] = D[i] * Y[i] * (1 - Y[i]);
+}
+
 tg_tensor *tg_sigmoid_backward(tg_tensor *dout, tg_tensor *y)
 {
 	tg_tensor *in[2] = { dout, y };
 	tg_tensor *out = fused_out("tg_sigmoid_backward", in, "y");
 	if (!out)
 		return NULL;
-	size_t n = y->numel;
-	if (y->dtype == TG_F64) {
-		const double *D = dout->data, *Y = y->data;
-		double *O = out->data;
-		for (size_t i = 0; i < n; i++)
-			O[i] = D[i] * Y[i] * (1 - Y[i]);
-	} else {
-		const float *D = dout->data, *Y = y->data;
-		float *O = out->data;
-		for (size_t i = 0; i < n; i++)
-			O[i] = D[i] * Y[i] * (1 - Y[i]);
-	}
+	run_fused(dout, y, out, sigmoid_backward_f64, sigmoid_backward_f32, TG_PAR_MIN, 0);
 	return tg_op_end(&sigmoid_backward_op, out, 2, in, NULL, 0, NULL);
 }
 
@@ -295,15 +363,57 @@ VMATH_KERNEL(tanh)
 
 static void tanh_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_tensor *y = tg_node_output(n);
-	tg_tensor *one_minus_y2 = tg_add_scalar(tg_mul_scalar(tg_mul(y, y), -1.0), 1.0);
-	tg_node_grad(n, 0, tg_mul(dout, one_minus_y2));
+	tg_node_grad(n, 0, tg_tanh_backward(dout, tg_node_output(n)));
 }
 
 static const tg_op tanh_op = { .name = "tanh", .backward = tanh_backward };
 TG_OP_REGISTER(tanh_op);
 
 tg_tensor *tg_tanh(tg_tensor *x) { return UNARY(&tanh_op, "tg_tanh", x, tanh, NULL, 0); }
+
+/* ---- tanh_backward: out = dout (1 - y^2); d dout = tanh_backward(g, y), dy = -2 g dout y */
+/* tanh's local gradient in one pass instead of four; it rounds as y * y,
+ * 1 - that and the product with dout would one by one. */
+
+static const tg_op tanh_backward_op;
+
+#define TANH_BACKWARD_KERNEL(name, T)                                              \
+	TG_HOT_LOOP                                                                \
+	static void name(const T *D, const T *Y, T *O, size_t n, double a)         \
+	{                                                                          \
+		(void)a;                                                           \
+		for (size_t i = 0; i < n; i++) {                                   \
+			T y2 = Y[i] * Y[i];                                        \
+			O[i] = D[i] * (1 - y2);                                    \
+		}                                                                  \
+	}
+
+TANH_BACKWARD_KERNEL(tanh_backward_f64, double)
+TANH_BACKWARD_KERNEL(tanh_backward_f32, float)
+
+tg_tensor *tg_tanh_backward(tg_tensor *dout, tg_tensor *y)
+{
+	tg_tensor *in[2] = { dout, y };
+	tg_tensor *out = fused_out("tg_tanh_backward", in, "y");
+	if (!out)
+		return NULL;
+	run_fused(dout, y, out, tanh_backward_f64, tanh_backward_f32, TG_PAR_MIN, 0);
+	return tg_op_end(&tanh_backward_op, out, 2, in, NULL, 0, NULL);
+}
+
+static void tanh_backward_backward(tg_node *n, tg_tensor *g)
+{
+	tg_tensor *dout = tg_node_input(n, 0), *y = tg_node_input(n, 1);
+	if (tg_node_needs_grad(n, 0))
+		tg_node_grad(n, 0, tg_tanh_backward(g, y));
+	if (tg_node_needs_grad(n, 1))
+		tg_node_grad(n, 1, tg_mul(tg_mul(g, dout), tg_mul_scalar(y, -2.0)));
+}
+
+static const tg_op tanh_backward_op = { .name = "tanh_backward",
+					.backward = tanh_backward_backward,
+					.inputs = (const char *const[]){ "dout", "y" } };
+TG_OP_REGISTER(tanh_backward_op);
 
 /* ---- relu: y = max(x, 0); dx = relu_backward(dout, x) = dout [x > 0], relu'(0) = 0 --- */
 
@@ -328,8 +438,9 @@ tg_tensor *tg_relu(tg_tensor *x) { return UNARY(&relu_op, "tg_relu", x, relu, NU
 static const tg_op relu_backward_op;
 
 TG_HOT_LOOP
-static void relu_backward_f64(const double *D, const double *X, double *O, size_t n)
+static void relu_backward_f64(const double *D, const double *X, double *O, size_t n, double a)
 {
+	(void)a;
 	for (size_t i = 0; i < n; i++) {
 		double m = X[i] > 0 ? 1.0 : 0.0; /* a named mask vectorises */
 		O[i] = D[i] * m;
@@ -337,8 +448,9 @@ static void relu_backward_f64(const double *D, const double *X, double *O, size_
 }
 
 TG_HOT_LOOP
-static void relu_backward_f32(const float *D, const float *X, float *O, size_t n)
+static void relu_backward_f32(const float *D, const float *X, float *O, size_t n, double a)
 {
+	(void)a;
 	for (size_t i = 0; i < n; i++) {
 		float m = X[i] > 0 ? 1.0f : 0.0f;
 		O[i] = D[i] * m;
@@ -351,10 +463,7 @@ tg_tensor *tg_relu_backward(tg_tensor *dout, tg_tensor *x)
 	tg_tensor *out = fused_out("tg_relu_backward", in, "x");
 	if (!out)
 		return NULL;
-	if (x->dtype == TG_F64)
-		relu_backward_f64(dout->data, x->data, out->data, x->numel);
-	else
-		relu_backward_f32(dout->data, x->data, out->data, x->numel);
+	run_fused(dout, x, out, relu_backward_f64, relu_backward_f32, TG_PAR_MIN, 0);
 	return tg_op_end(&relu_backward_op, out, 2, in, NULL, 0, NULL);
 }
 
@@ -375,9 +484,7 @@ UNARY_KERNEL(leaky_relu, x > 0 ? x : a * x)
 
 static void leaky_relu_backward(tg_node *n, tg_tensor *dout)
 {
-	double alpha = tg_node_attr(n, 0);
-	tg_tensor *m = step_const(tg_node_input(n, 0), 1.0, alpha, alpha);
-	tg_node_grad(n, 0, tg_mul(dout, m));
+	tg_node_grad(n, 0, tg_leaky_relu_backward(dout, tg_node_input(n, 0), tg_node_attr(n, 0)));
 }
 
 /* "alpha 0.01": leaky_relu's and elu's one constant */
@@ -395,24 +502,57 @@ tg_tensor *tg_leaky_relu(tg_tensor *x, double alpha)
 	return UNARY(&leaky_relu_op, "tg_leaky_relu", x, leaky_relu, &alpha, 1);
 }
 
-/* ---- elu: y = x > 0 ? x : alpha (e^x - 1); dx = dout (x > 0 ? 1 : alpha e^x) --------- */
-/* The x <= 0 branch is alpha e^min(x, 0), not y + alpha, which cancels for
- * x << 0 (at x = -17 in f32, y + alpha keeps no correct digit of 4.14e-8).
- * It is written with ops on x so that a recorded backward differentiates it
- * again: dx = dout (m + (1 - m) alpha e^min(x, 0)) with the constant mask
- * m = [x > 0]; min(x, 0) = -relu(-x) keeps e^x from overflowing where the
- * mask drops it. */
+/* ---- leaky_relu_backward: out = dout (x > 0 ? 1 : alpha); d dout = the same of g, dx = 0 */
+/* leaky relu's local gradient in one pass, with no mask tensor: the bits
+ * of dout times the mask, which is a constant (x gets no gradient). */
+
+static const tg_op leaky_relu_backward_op;
+
+#define LEAKY_RELU_BACKWARD_KERNEL(name, T)                                        \
+	TG_HOT_LOOP                                                                \
+	static void name(const T *D, const T *X, T *O, size_t n, double alpha)     \
+	{                                                                          \
+		const T a = (T)alpha;                                              \
+		for (size_t i = 0; i < n; i++) {                                   \
+			T m = X[i] > 0 ? 1 : a;                                    \
+			O[i] = D[i] * m;                                           \
+		}                                                                  \
+	}
+
+LEAKY_RELU_BACKWARD_KERNEL(leaky_relu_backward_f64, double)
+LEAKY_RELU_BACKWARD_KERNEL(leaky_relu_backward_f32, float)
+
+tg_tensor *tg_leaky_relu_backward(tg_tensor *dout, tg_tensor *x, double alpha)
+{
+	tg_tensor *in[2] = { dout, x };
+	tg_tensor *out = fused_out("tg_leaky_relu_backward", in, "x");
+	if (!out)
+		return NULL;
+	run_fused(dout, x, out, leaky_relu_backward_f64, leaky_relu_backward_f32, TG_PAR_MIN,
+		  alpha);
+	return tg_op_end(&leaky_relu_backward_op, out, 2, in, &alpha, 1, NULL);
+}
+
+static void leaky_relu_backward_backward(tg_node *n, tg_tensor *g)
+{
+	if (tg_node_needs_grad(n, 0))
+		tg_node_grad(n, 0, tg_leaky_relu_backward(g, tg_node_input(n, 1), tg_node_attr(n, 0)));
+}
+
+static const tg_op leaky_relu_backward_op = { .name = "leaky_relu_backward",
+					      .backward = leaky_relu_backward_backward,
+					      .inputs = (const char *const[]){ "dout", "x" },
+					      .describe = alpha_describe };
+TG_OP_REGISTER(leaky_relu_backward_op);
+
+/* ---- elu: y = x > 0 ? x : alpha (e^x - 1); dx = elu_backward(dout, x) --------------- */
+/* ---- = dout (x > 0 ? 1 : alpha e^x) ---------------------------------------------------- */
 
 CHUNKED_KERNEL(elu, x > 0 ? 0 : x, CALL_EXPM1, x > 0 ? x : a * ei)
 
 static void elu_backward(tg_node *n, tg_tensor *dout)
 {
-	double alpha = tg_node_attr(n, 0);
-	tg_tensor *x = tg_node_input(n, 0);
-	tg_tensor *pos = step_const(x, 1.0, 0.0, 0.0);
-	tg_tensor *rest = step_const(x, 0.0, 1.0, 1.0);
-	tg_tensor *e = tg_mul_scalar(tg_exp(tg_neg(tg_relu(tg_neg(x)))), alpha);
-	tg_node_grad(n, 0, tg_mul(dout, tg_add(pos, tg_mul(rest, e))));
+	tg_node_grad(n, 0, tg_elu_backward(dout, tg_node_input(n, 0), tg_node_attr(n, 0)));
 }
 
 static const tg_op elu_op = { .name = "elu", .backward = elu_backward,
@@ -423,6 +563,69 @@ tg_tensor *tg_elu(tg_tensor *x, double alpha)
 {
 	return UNARY(&elu_op, "tg_elu", x, elu, &alpha, 1);
 }
+
+/* ---- elu_backward: out = dout m(x), m = x > 0 ? 1 : alpha e^x; d dout = elu_backward(g, x), */
+/* ---- dx = g dout [x < 0] alpha e^x --------------------------------------------------------- */
+/* elu's local gradient in one pass. The x <= 0 branch is alpha e^min(x, 0),
+ * not y + alpha, which cancels for x << 0 (at x = -17 in f32, y + alpha
+ * keeps no correct digit of 4.14e-8), and min keeps e^x from overflowing
+ * where the mask drops it. It rounds as alpha e^x and the product with
+ * dout would one by one. The rule for x is made of ops on x, so that it
+ * differentiates again: alpha e^min(x, 0) as alpha exp(-relu(-x)) with
+ * the constant mask [x < 0]. */
+
+static const tg_op elu_backward_op;
+
+/* O = D m(X), in chunks: O holds e^min(x, 0) between the passes */
+#define ELU_BACKWARD_KERNEL(name, T, S)                                               \
+	static void name(const T *D, const T *X, T *O, size_t n, double alpha)        \
+	{                                                                             \
+		const T a = (T)alpha;                                                 \
+		for (size_t i0 = 0; i0 < n; i0 += CHUNK) {                            \
+			size_t m = n - i0 < CHUNK ? n - i0 : CHUNK;                   \
+			const T *x = X + i0;                                          \
+			T *o = O + i0;                                                \
+			for (size_t i = 0; i < m; i++)                                \
+				o[i] = x[i] > 0 ? 0 : x[i];                           \
+			tg_vmath_exp_##S(o, o, m);                                    \
+			for (size_t i = 0; i < m; i++) {                              \
+				T e = a * o[i];                                       \
+				T mask = x[i] > 0 ? 1 : e;                            \
+				o[i] = D[i0 + i] * mask;                              \
+			}                                                             \
+		}                                                                     \
+	}
+
+ELU_BACKWARD_KERNEL(elu_backward_f64, double, f64)
+ELU_BACKWARD_KERNEL(elu_backward_f32, float, f32)
+
+tg_tensor *tg_elu_backward(tg_tensor *dout, tg_tensor *x, double alpha)
+{
+	tg_tensor *in[2] = { dout, x };
+	tg_tensor *out = fused_out("tg_elu_backward", in, "x");
+	if (!out)
+		return NULL;
+	run_fused(dout, x, out, elu_backward_f64, elu_backward_f32, TG_PAR_MIN_MATH, alpha);
+	return tg_op_end(&elu_backward_op, out, 2, in, &alpha, 1, NULL);
+}
+
+static void elu_backward_backward(tg_node *n, tg_tensor *g)
+{
+	double alpha = tg_node_attr(n, 0);
+	tg_tensor *dout = tg_node_input(n, 0), *x = tg_node_input(n, 1);
+	if (tg_node_needs_grad(n, 0))
+		tg_node_grad(n, 0, tg_elu_backward(g, x, alpha));
+	if (tg_node_needs_grad(n, 1)) {
+		tg_tensor *neg = step_const(x, 0.0, 0.0, 1.0);
+		tg_tensor *e = tg_mul_scalar(tg_exp(tg_neg(tg_relu(tg_neg(x)))), alpha);
+		tg_node_grad(n, 1, tg_mul(tg_mul(g, dout), tg_mul(neg, e)));
+	}
+}
+
+static const tg_op elu_backward_op = { .name = "elu_backward", .backward = elu_backward_backward,
+				       .inputs = (const char *const[]){ "dout", "x" },
+				       .describe = alpha_describe };
+TG_OP_REGISTER(elu_backward_op);
 
 /* ---- softplus: y = ln(1 + e^x) = max(x, 0) + ln(1 + e^-|x|); dx = dout sigmoid(x) ------ */
 
@@ -546,8 +749,9 @@ static const tg_op gelu_backward_op;
 /* O = D (Phi(x) + x phi(x)), Phi(x) = erfc(-x / sqrt 2) / 2 and
  * phi(x) = e^(-x^2 / 2) / sqrt(2 pi), in chunks: c holds the erfc, O the e. */
 #define GELU_BACKWARD_KERNEL(name, T, S)                                              \
-	static void name(const T *D, const T *X, T *O, size_t n)                      \
+	static void name(const T *D, const T *X, T *O, size_t n, double a)            \
 	{                                                                             \
+		(void)a;                                                              \
 		T c[CHUNK];                                                           \
 		for (size_t i0 = 0; i0 < n; i0 += CHUNK) {                            \
 			size_t m = n - i0 < CHUNK ? n - i0 : CHUNK;                   \
@@ -575,10 +779,7 @@ tg_tensor *tg_gelu_backward(tg_tensor *dout, tg_tensor *x)
 	tg_tensor *out = fused_out("tg_gelu_backward", in, "x");
 	if (!out)
 		return NULL;
-	if (x->dtype == TG_F64)
-		gelu_backward_f64(dout->data, x->data, out->data, x->numel);
-	else
-		gelu_backward_f32(dout->data, x->data, out->data, x->numel);
+	run_fused(dout, x, out, gelu_backward_f64, gelu_backward_f32, TG_PAR_MIN_MATH, 0);
 	return tg_op_end(&gelu_backward_op, out, 2, in, NULL, 0, NULL);
 }
 

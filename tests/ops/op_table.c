@@ -69,6 +69,9 @@ FN(elu, tg_elu(in[0], ARG(0)))
 FN(softplus, tg_softplus(in[0]))
 FN(sigmoid_backward, tg_sigmoid_backward(in[0], in[1]))
 FN(relu_backward, tg_relu_backward(in[0], in[1]))
+FN(tanh_backward, tg_tanh_backward(in[0], in[1]))
+FN(leaky_relu_backward, tg_leaky_relu_backward(in[0], in[1], ARG(0)))
+FN(elu_backward, tg_elu_backward(in[0], in[1], ARG(0)))
 FN(log1p, tg_log1p(in[0]))
 FN(expm1, tg_expm1(in[0]))
 FN(sin, tg_sin(in[0]))
@@ -361,6 +364,26 @@ const op_row op_table[] = {
 	  .v = { { .name = "(2,3) and (2,3)", .in = { SH(2, 3), SH(2, 3) } },
 		 { .name = "scalars", .in = { SCALAR, SCALAR } },
 		 { .name = "(2,2,2) and (2,2,2)", .in = { SH(2, 2, 2), SH(2, 2, 2) } } } },
+
+	{ .op = "tanh_backward", .fn = f_tanh_backward, .nin = 2,
+	  .gen = { GEN_ANY, GEN_ANY }, .twice = true,
+	  .v = { { .name = "(2,3) and (2,3)", .in = { SH(2, 3), SH(2, 3) } },
+		 { .name = "scalars", .in = { SCALAR, SCALAR } },
+		 { .name = "(2,2,2) and (2,2,2)", .in = { SH(2, 2, 2), SH(2, 2, 2) } } } },
+	{ .op = "leaky_relu_backward", .fn = f_leaky_relu_backward, .nin = 2,
+	  .gen = { GEN_ANY, GEN_AWAY }, .twice = true,
+	  .v = { { .name = "(2,3) and (2,3), alpha 0.1", .in = { SH(2, 3), SH(2, 3) },
+		   .arg = { 0.1 } },
+		 { .name = "scalars, alpha 0.3", .in = { SCALAR, SCALAR }, .arg = { 0.3 } },
+		 { .name = "(2,2,2) and (2,2,2), alpha 0.01", .in = { SH(2, 2, 2), SH(2, 2, 2) },
+		   .arg = { 0.01 } } } },
+	{ .op = "elu_backward", .fn = f_elu_backward, .nin = 2,
+	  .gen = { GEN_ANY, GEN_AWAY }, .twice = true,
+	  .v = { { .name = "(2,3) and (2,3), alpha 0.5", .in = { SH(2, 3), SH(2, 3) },
+		   .arg = { 0.5 } },
+		 { .name = "scalars, alpha 1", .in = { SCALAR, SCALAR }, .arg = { 1.0 } },
+		 { .name = "(2,2,2) and (2,2,2), alpha 1.5", .in = { SH(2, 2, 2), SH(2, 2, 2) },
+		   .arg = { 1.5 } } } },
 
 	UNARY("log1p", f_log1p, GEN_PROB, 0),
 	UNARY("expm1", f_expm1, GEN_ANY, 0),

@@ -249,6 +249,12 @@ TORCH = {
     'clamp': lambda a, at: t_clamp(a[0], at[0], at[1]),
     'sigmoid_backward': lambda a, at: a[0] * a[1] * (1 - a[1]),
     'relu_backward': lambda a, at: a[0] * (a[1] > 0),
+    'tanh_backward': lambda a, at: a[0] * (1 - a[1] * a[1]),
+    'leaky_relu_backward': lambda a, at: a[0] * torch.where(a[1] > 0, torch.ones_like(a[1]),
+                                                            at[0] * torch.ones_like(a[1])),
+    'elu_backward': lambda a, at: a[0] * torch.where(
+        a[1] > 0, torch.ones_like(a[1]),
+        at[0] * torch.exp(torch.where(a[1] < 0, a[1], torch.zeros_like(a[1])))),
     'gelu_backward': lambda a, at: t_gelu_backward(a[0], a[1]),
     'detach': lambda a, at: a[0].detach(),
     'sum': lambda a, at: a[0].sum(),
@@ -912,10 +918,12 @@ def gen_act_backward(c, name):
     shape = rand_shape(rng, rng.randint(0, 4), cap=48)
     n = numel(shape)
     dout = c.x(shape, vals(rng, n))
-    if name == 'sigmoid_backward':
+    if name in ('sigmoid_backward', 'tanh_backward'):
         y = c.x(shape, vals(rng, n, 'unit'))
     else:
         y = c.x(shape, vals(rng, n))
+    if name in ('leaky_relu_backward', 'elu_backward'):
+        return post(c, c.o(name, [dout, y], [rng.choice([0.01, 0.2, 1.0, 1.7])]))
     return post(c, c.o(name, [dout, y]))
 
 
@@ -1117,7 +1125,8 @@ for _n in ('mse', 'l1', 'huber', 'bce_with_logits'):
     OPS[_n] = lambda c, n=_n: gen_loss(c, n)
 for _n in ('batch_norm', 'batch_norm_backward', 'layer_norm', 'layer_norm_backward'):
     OPS[_n] = lambda c, n=_n: gen_norm(c, n)
-for _n in ('sigmoid_backward', 'relu_backward', 'gelu_backward'):
+for _n in ('sigmoid_backward', 'tanh_backward', 'relu_backward', 'leaky_relu_backward',
+           'elu_backward', 'gelu_backward'):
     OPS[_n] = lambda c, n=_n: gen_act_backward(c, n)
 for _n in ('conv2d', 'conv2d_input_grad', 'conv2d_weight_grad'):
     OPS[_n] = lambda c, n=_n: gen_conv(c, n)

@@ -1,0 +1,244 @@
+/*
+ * parallel.c - the worker pool behind tg_parallel_for (parallel.h).
+ *
+ * One pool per process: workers start when a loop first needs them (as
+ * many as the largest split so far asks, less the caller) and are joined
+ * at exit, or dropped in a forked child. A loop is cut into a fixed number
+ * of parts and posted as a ticket, (generation, parts, next part); the
+ * caller and every worker claim parts from it until none is left, so a
+ * worker that wakes late (a busy machine) finds the work done by the
+ * caller instead of holding it up, and the caller waits only for parts
+ * that a worker has claimed. Waiting is a short spin and then a condition
+ * variable, both ways: an idle pool takes no CPU from the BLAS threads or
+ * other processes.
+ */
+#include "internal.h"
+#include "parallel.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+enum {
+	MAX_WORKERS = 63,
+	PER_THREAD = 4, /* parts per thread, so that a late worker leaves less to wait for */
+	SPIN = 2000,	/* polls (a few us) before sleeping on a condition variable */
+};
+
+static inline void relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+/* The ticket: generation << 32 | parts << 16 | next part to claim. */
+#define GEN(t) ((uint32_t)((t) >> 32))
+#define PARTS(t) ((unsigned)((t) >> 16) & 0xffffu)
+#define NEXT(t) ((unsigned)(t) & 0xffffu)
+
+static struct {
+	pthread_mutex_t submit; /* one loop at a time */
+	pthread_mutex_t lock;	/* sleeping, waiting and the two conditions */
+	pthread_cond_t wake;	/* a new loop was posted, or stop */
+	pthread_cond_t done;	/* a worker finished a part */
+	_Atomic uint64_t ticket;
+	atomic_uint finished; /* parts of this loop that workers finished */
+	atomic_bool stop;
+	int sleeping, waiting;
+	int nworkers;
+	pthread_t tid[MAX_WORKERS];
+	/* the current loop, written before its ticket is posted */
+	tg_range_fn fn;
+	void *arg;
+	size_t n, align;
+} pool = {
+	.submit = PTHREAD_MUTEX_INITIALIZER,
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.wake = PTHREAD_COND_INITIALIZER,
+	.done = PTHREAD_COND_INITIALIZER,
+};
+
+/* The start of part p of parts over [0, n): a multiple of align. */
+static size_t bound(size_t n, size_t align, unsigned p, unsigned parts)
+{
+	if (p >= parts)
+		return n;
+	size_t q = parts, b = n / q * p + n % q * p / q; /* n p / q */
+	return b / align * align;
+}
+
+/* Claims and runs parts of the loop of generation gen until none is left;
+ * the number run. The loop's fields stay put while a claimed part runs:
+ * the caller waits for it. */
+static unsigned claim(uint32_t gen)
+{
+	unsigned ran = 0;
+	uint64_t t = atomic_load_explicit(&pool.ticket, memory_order_acquire);
+	while (GEN(t) == gen && NEXT(t) < PARTS(t)) {
+		if (!atomic_compare_exchange_weak_explicit(&pool.ticket, &t, t + 1,
+							   memory_order_acq_rel,
+							   memory_order_acquire))
+			continue;
+		size_t lo = bound(pool.n, pool.align, NEXT(t), PARTS(t));
+		size_t hi = bound(pool.n, pool.align, NEXT(t) + 1, PARTS(t));
+		if (lo < hi)
+			pool.fn(pool.arg, lo, hi);
+		ran++;
+		t = atomic_load_explicit(&pool.ticket, memory_order_acquire);
+	}
+	return ran;
+}
+
+static void *worker(void *argp)
+{
+	uint32_t seen = (uint32_t)(uintptr_t)argp; /* the generation when it started */
+	for (;;) {
+		uint32_t g;
+		for (int s = 0;
+		     (g = GEN(atomic_load_explicit(&pool.ticket, memory_order_acquire))) == seen &&
+		     s < SPIN;
+		     s++)
+			relax();
+		if (g == seen) {
+			pthread_mutex_lock(&pool.lock);
+			while ((g = GEN(atomic_load(&pool.ticket))) == seen) {
+				pool.sleeping++;
+				pthread_cond_wait(&pool.wake, &pool.lock);
+				pool.sleeping--;
+			}
+			pthread_mutex_unlock(&pool.lock);
+		}
+		seen = g;
+		if (atomic_load(&pool.stop))
+			return NULL;
+		unsigned ran = claim(g);
+		if (ran) {
+			atomic_fetch_add_explicit(&pool.finished, ran, memory_order_release);
+			pthread_mutex_lock(&pool.lock);
+			if (pool.waiting)
+				pthread_cond_signal(&pool.done);
+			pthread_mutex_unlock(&pool.lock);
+		}
+	}
+}
+
+/* Posts a new generation with parts parts (0 with stop set); its number. */
+static uint32_t post(unsigned parts)
+{
+	atomic_store_explicit(&pool.finished, 0, memory_order_relaxed);
+	uint32_t gen = GEN(atomic_load(&pool.ticket)) + 1;
+	atomic_store_explicit(&pool.ticket, (uint64_t)gen << 32 | (uint64_t)parts << 16,
+			      memory_order_release);
+	pthread_mutex_lock(&pool.lock);
+	if (pool.sleeping)
+		pthread_cond_broadcast(&pool.wake);
+	pthread_mutex_unlock(&pool.lock);
+	return gen;
+}
+
+/* Until workers have finished `want` parts. */
+static void wait_workers(unsigned want)
+{
+	for (int s = 0;
+	     atomic_load_explicit(&pool.finished, memory_order_acquire) < want && s < SPIN; s++)
+		relax();
+	if (atomic_load_explicit(&pool.finished, memory_order_acquire) >= want)
+		return;
+	pthread_mutex_lock(&pool.lock);
+	while (atomic_load(&pool.finished) < want) {
+		pool.waiting++;
+		pthread_cond_wait(&pool.done, &pool.lock);
+		pool.waiting--;
+	}
+	pthread_mutex_unlock(&pool.lock);
+}
+
+/* ---- starting, stopping, forking --------------------------------------------- */
+
+static void fork_prepare(void) { pthread_mutex_lock(&pool.submit); }
+static void fork_parent(void) { pthread_mutex_unlock(&pool.submit); }
+
+/* The child has only the forking thread: it forgets the workers and starts
+ * its own when it needs them. */
+static void fork_child(void)
+{
+	pthread_mutex_init(&pool.submit, NULL);
+	pthread_mutex_init(&pool.lock, NULL);
+	pthread_cond_init(&pool.wake, NULL);
+	pthread_cond_init(&pool.done, NULL);
+	pool.nworkers = pool.sleeping = pool.waiting = 0;
+}
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static void register_fork(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
+
+/* At least want workers running (fewer if threads cannot start); with the
+ * submit lock held. */
+static void grow(int want)
+{
+	pthread_once(&once, register_fork);
+	while (pool.nworkers < want) {
+		int w = pool.nworkers;
+		uintptr_t gen = GEN(atomic_load(&pool.ticket));
+		if (pthread_create(&pool.tid[w], NULL, worker, (void *)gen))
+			return;
+		pool.nworkers++;
+	}
+}
+
+/* At exit, or when the library is unloaded: every worker leaves and is
+ * joined, so leak checkers and ThreadSanitizer see no thread left. */
+__attribute__((destructor)) static void pool_shutdown(void)
+{
+	pthread_mutex_lock(&pool.submit);
+	if (pool.nworkers) {
+		atomic_store(&pool.stop, true);
+		post(0);
+		for (int w = 0; w < pool.nworkers; w++)
+			pthread_join(pool.tid[w], NULL);
+		pool.nworkers = 0;
+		atomic_store(&pool.stop, false);
+	}
+	pthread_mutex_unlock(&pool.submit);
+}
+
+/* ---- the loop ------------------------------------------------------------------- */
+
+int tg_parallel_parts(const tg_ctx *ctx, size_t n, size_t min)
+{
+	int t = ctx ? ctx->threads : 1;
+	if (t <= 1 || n < min || n < 2)
+		return 1;
+	if (t > MAX_WORKERS + 1)
+		t = MAX_WORKERS + 1;
+	/* PER_THREAD parts a thread, each of at least min / 4 elements */
+	size_t most = min >= 4 ? n / (min / 4) : n, want = (size_t)t * PER_THREAD;
+	if (most < 2)
+		most = 2;
+	return (int)(most < want ? most : want);
+}
+
+void tg_parallel_for(const tg_ctx *ctx, size_t n, size_t min, size_t align, tg_range_fn fn,
+		     void *arg)
+{
+	int parts = tg_parallel_parts(ctx, n, min);
+	if (parts <= 1 || pthread_mutex_trylock(&pool.submit)) {
+		fn(arg, 0, n);
+		return;
+	}
+	grow(ctx->threads - 1 < MAX_WORKERS ? ctx->threads - 1 : MAX_WORKERS);
+	if (!pool.nworkers) {
+		pthread_mutex_unlock(&pool.submit);
+		fn(arg, 0, n);
+		return;
+	}
+	pool.fn = fn;
+	pool.arg = arg;
+	pool.n = n;
+	pool.align = align ? align : 1;
+	uint32_t gen = post((unsigned)parts);
+	unsigned mine = claim(gen);
+	wait_workers((unsigned)parts - mine);
+	pthread_mutex_unlock(&pool.submit);
+}

@@ -1,0 +1,42 @@
+/*
+ * parallel.h - loops split across a context's threads (tg_set_threads):
+ * the elementwise ops, their backward kernels, the reductions and the
+ * optimizer updates on large tensors. Not installed; it needs only the
+ * opaque tg_ctx of tapegrad.h, so nn/ includes it as it includes
+ * hot_loop.h, without reaching the engine's internals.
+ *
+ * The threads are one small pool per process (engine/parallel.c), started
+ * at the first split loop and joined at exit; a split loop allocates
+ * nothing. The caller runs the first part itself.
+ */
+#ifndef TG_PARALLEL_H
+#define TG_PARALLEL_H
+
+#include <stddef.h>
+
+struct tg_ctx;
+
+/* fn(arg, lo, hi) for one part [lo, hi) of a loop. */
+typedef void (*tg_range_fn)(void *arg, size_t lo, size_t hi);
+
+/* Loops of fewer elements than this run on the calling thread alone: a
+ * split costs about 2 us (waking the pool and waiting for it), which a
+ * plain elementwise loop over ~32K floats only just repays. Loops whose
+ * elements cost more (the vector math: exp, erfc, ...) pass a smaller
+ * bound. */
+enum { TG_PAR_MIN = 32768, TG_PAR_MIN_MATH = 8192 };
+
+/* Runs fn over [0, n): in one call when ctx has one thread or n < min,
+ * otherwise in up to tg_threads(ctx) parts of consecutive indices, their
+ * bounds multiples of align (>= 1, so that parts start on cache lines),
+ * at once on the pool. A loop whose result at i depends on i alone gives
+ * the same bits either way. Returns when every part is done. When the
+ * pool is busy with another thread's loop, or cannot start, the caller
+ * runs all of [0, n) itself. */
+void tg_parallel_for(const struct tg_ctx *ctx, size_t n, size_t min, size_t align,
+		     tg_range_fn fn, void *arg);
+
+/* The number of parts tg_parallel_for would split a loop of n into. */
+int tg_parallel_parts(const struct tg_ctx *ctx, size_t n, size_t min);
+
+#endif /* TG_PARALLEL_H */

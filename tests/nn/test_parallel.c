@@ -1,0 +1,309 @@
+/*
+ * test_parallel.c - loops split across a context's threads give the bits
+ * of one thread: elementwise ops and their fused backward kernels,
+ * broadcasts, reductions, softmax and cross-entropy rows, and every
+ * optimizer's update, on tensors large enough to be split. tests/run runs
+ * this file under ThreadSanitizer as well.
+ */
+#include "../engine/test_util.h"
+
+#include "parallel.h"
+#include "tapegrad_nn.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+
+enum { R = 300, C = 257 }; /* 77100 elements: split, with parts off the rows */
+
+/* ---- the values a run produced, in order ----------------------------------------- */
+
+typedef struct run {
+	double *v; /* every value kept, as double (exact for f32) */
+	size_t n, cap;
+	int rc;
+} run;
+
+static void keep(run *r, const tg_tensor *t)
+{
+	if (!t) {
+		r->rc = -1;
+		return;
+	}
+	size_t n = tg_numel(t);
+	if (r->n + n > r->cap) {
+		size_t cap = (r->n + n) * 2;
+		double *v = realloc(r->v, cap * sizeof *v);
+		if (!v) {
+			r->rc = -1;
+			return;
+		}
+		r->v = v;
+		r->cap = cap;
+	}
+	if (tg_dtype_of(t) == TG_F64) {
+		memcpy(r->v + r->n, tg_data(t), n * sizeof(double));
+	} else {
+		const float *f = tg_data(t);
+		for (size_t i = 0; i < n; i++)
+			r->v[r->n + i] = f[i];
+	}
+	r->n += n;
+}
+
+/* Fails unless a and b kept the same values bit for bit. */
+static void assert_same_bits(const run *a, const run *b, const char *what)
+{
+	assert_int_equal(a->rc, 0);
+	assert_int_equal(b->rc, 0);
+	assert_int_equal(a->n, b->n);
+	for (size_t i = 0; i < a->n; i++)
+		if (memcmp(&a->v[i], &b->v[i], sizeof(double)))
+			fail_msg("%s: value %zu of %zu is %.17g with one thread and %.17g with "
+				 "more",
+				 what, i, a->n, a->v[i], b->v[i]);
+}
+
+/* ---- the ops: forward values and gradients ------------------------------------------- */
+
+/* Every split op on (R, C) tensors of dt, with a backward pass through the
+ * fused kernels, in a context with the given thread count. */
+static void ops_run(tg_dtype dt, int threads, run *r)
+{
+	tg_ctx *ctx = tg_ctx_new(7);
+	assert_non_null(ctx);
+	tg_set_threads(ctx, threads);
+	tg_tensor *x = tg_param(tg_randn(ctx, dt, SHAPE(R, C), 0, 1.5));
+	tg_tensor *w = tg_param(tg_randn(ctx, dt, SHAPE(C), 0, 1));
+	tg_tensor *col = tg_randn(ctx, dt, SHAPE(R, 1), 0, 1);
+	int32_t labels[R];
+	for (int i = 0; i < R; i++)
+		labels[i] = (i * 37) % C;
+
+	tg_tensor *u = tg_add(tg_mul(x, w), x);			  /* (R,C) * (C), flat add */
+	tg_tensor *v = tg_div(tg_mul(u, col), tg_add_scalar(tg_abs(w), 1.0)); /* (R,1), (C) */
+	tg_tensor *acts[] = {
+		tg_relu(u),	   tg_sigmoid(u),	 tg_tanh(u),
+		tg_gelu(u),	   tg_elu(u, 1.0),	 tg_leaky_relu(u, 0.01),
+		tg_exp(tg_mul_scalar(v, 0.1)), tg_silu(v), tg_softplus(v),
+	};
+	tg_tensor *h = v;
+	for (size_t i = 0; i < LEN(acts); i++) {
+		keep(r, acts[i]);
+		h = tg_add(h, acts[i]);
+	}
+	tg_tensor *red[] = {
+		tg_sum_axis(h, 0, false), tg_mean_axis(h, 1, true), tg_max_axis(h, 0, false),
+		tg_max_axis(h, 1, false), tg_sum(h),		    tg_mean(u),
+		tg_softmax(h),		  tg_log_softmax(h),
+	};
+	tg_tensor *loss = tg_cross_entropy_i32(h, labels, R);
+	keep(r, loss);
+	for (size_t i = 0; i < LEN(red); i++) {
+		keep(r, red[i]);
+		loss = tg_add(loss, tg_mul_scalar(tg_mean(red[i]), 1e-3));
+	}
+	keep(r, loss);
+	if (tg_backward(loss))
+		fail_msg("backward: %s", tg_error(ctx));
+	keep(r, tg_grad(x));
+	keep(r, tg_grad(w));
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+static void elementwise_reduction_and_row_ops_give_the_bits_of_one_thread(void **state)
+{
+	(void)state;
+	for (int d = 0; d < 2; d++) {
+		tg_dtype dt = d ? TG_F64 : TG_F32;
+		run one = { 0 }, two = { 0 };
+		ops_run(dt, 1, &one);
+		ops_run(dt, 2, &two);
+		assert_same_bits(&one, &two, d ? "f64 ops" : "f32 ops");
+		free(one.v);
+		free(two.v);
+	}
+}
+
+/* ---- the optimizers ----------------------------------------------------------------- */
+
+/* Three steps of each optimizer on a (R, C) parameter whose gradient is a
+ * fixed random tensor: every rule, plain and with decay and clipping. */
+static void optim_run(tg_dtype dt, int threads, run *r)
+{
+	for (int k = TG_SGD; k <= TG_ADAM; k++) {
+		for (int extra = 0; extra < 2; extra++) {
+			tg_ctx *ctx = tg_ctx_new(11);
+			assert_non_null(ctx);
+			tg_set_threads(ctx, threads);
+			tg_tensor *p = tg_param(tg_randn(ctx, dt, SHAPE(R, C), 0, 1));
+			tg_tensor *g = tg_keep(tg_randn(ctx, dt, SHAPE(R, C), 0, 1));
+			tg_optim_opts oo = tg_optim_defaults((tg_optim_kind)k);
+			if (extra) {
+				oo.weight_decay = 0.1;
+				oo.clip_norm = 1.0;
+				tg_set_decay(p, true);
+			}
+			tg_optim *opt = tg_optim_new(ctx, &p, 1, &oo);
+			assert_non_null(opt);
+			for (int step = 0; step < 3; step++) {
+				tg_optim_zero_grad(opt);
+				if (tg_backward(tg_sum(tg_mul(p, g))))
+					fail_msg("backward: %s", tg_error(ctx));
+				assert_int_equal(tg_optim_step(opt), 0);
+				tg_reset(ctx);
+			}
+			keep(r, p);
+			assert_ctx_ok(ctx);
+			tg_optim_free(opt);
+			tg_ctx_free(ctx);
+		}
+	}
+}
+
+static void every_optimizer_update_gives_the_bits_of_one_thread(void **state)
+{
+	(void)state;
+	for (int d = 0; d < 2; d++) {
+		tg_dtype dt = d ? TG_F64 : TG_F32;
+		run one = { 0 }, two = { 0 };
+		optim_run(dt, 1, &one);
+		optim_run(dt, 2, &two);
+		assert_same_bits(&one, &two, d ? "f64 updates" : "f32 updates");
+		free(one.v);
+		free(two.v);
+	}
+}
+
+/* ---- the pool itself ------------------------------------------------------------------- */
+
+enum { N = 100000 };
+
+typedef struct marks {
+	unsigned char seen[N];
+	pthread_t first;	 /* the thread that ran the part at 0 */
+	_Atomic int others;	 /* parts run by another thread than first's */
+	_Atomic int first_known;
+} marks;
+
+/* Marks its indices. The part at 0 waits (up to 5 s) until another thread
+ * has run a part, so that the test sees the pool work whatever the load. */
+static void mark(void *arg, size_t lo, size_t hi)
+{
+	marks *m = arg;
+	for (size_t i = lo; i < hi; i++)
+		m->seen[i]++;
+	if (lo == 0) {
+		m->first = pthread_self();
+		atomic_store(&m->first_known, 1);
+		for (int k = 0; k < 5000 && !atomic_load(&m->others); k++) {
+			struct timespec ms = { 0, 1000000 };
+			nanosleep(&ms, NULL);
+		}
+		return;
+	}
+	while (!atomic_load(&m->first_known))
+		sched_yield();
+	if (!pthread_equal(m->first, pthread_self()))
+		atomic_fetch_add(&m->others, 1);
+}
+
+static void a_split_loop_runs_on_two_threads_and_covers_each_index_once(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	assert_non_null(ctx);
+	tg_set_threads(ctx, 2);
+	assert_true(tg_parallel_parts(ctx, N, TG_PAR_MIN) >= 2);
+	assert_int_equal(tg_parallel_parts(ctx, TG_PAR_MIN - 1, TG_PAR_MIN), 1);
+	static marks m;
+	for (int rep = 0; rep < 20; rep++) { /* the pool's sleep and spin paths */
+		memset(&m, 0, sizeof m);
+		tg_parallel_for(ctx, N, TG_PAR_MIN, 16, mark, &m);
+		for (size_t i = 0; i < N; i++)
+			if (m.seen[i] != 1)
+				fail_msg("index %zu ran %d times", i, m.seen[i]);
+		if (!atomic_load(&m.others))
+			fail_msg("rep %d: every part ran on one thread", rep);
+	}
+	/* one thread: a single call on the caller */
+	tg_set_threads(ctx, 1);
+	memset(&m, 0, sizeof m);
+	atomic_store(&m.others, 1); /* no waiting in the part at 0 */
+	tg_parallel_for(ctx, N, TG_PAR_MIN, 16, mark, &m);
+	for (size_t i = 0; i < N; i++)
+		if (m.seen[i] != 1)
+			fail_msg("index %zu ran %d times", i, m.seen[i]);
+	assert_true(pthread_equal(m.first, pthread_self()));
+	tg_ctx_free(ctx);
+}
+
+/* The blocked sum of a long run: the exact total for values whose sums are
+ * exact, with one and with two threads. */
+static void a_long_sum_is_exact_where_it_can_be(void **state)
+{
+	(void)state;
+	for (int threads = 1; threads <= 2; threads++) {
+		tg_ctx *ctx = tg_ctx_new(1);
+		assert_non_null(ctx);
+		tg_set_threads(ctx, threads);
+		tg_tensor *x = tg_zeros(ctx, TG_F32, SHAPE(200003));
+		float *X = tg_data_mut(x);
+		for (int i = 0; i < 200003; i++)
+			X[i] = (float)(i % 7) * 0.25f;
+		/* 28571 full cycles of 0 + 0.25 + ... + 1.5 = 5.25, then 0 to 1.25 */
+		assert_near(tg_item(tg_sum(x)), 28571 * 5.25 + 3.75, 0);
+		assert_near(tg_item(tg_mean(x)), (28571 * 5.25 + 3.75) / 200003, 1e-7);
+		assert_ctx_ok(ctx);
+		tg_ctx_free(ctx);
+	}
+}
+
+/* ---- contexts with threads, from threads ------------------------------------------ */
+
+typedef struct concurrent {
+	run r;
+} concurrent;
+
+static void *ops_thread(void *arg)
+{
+	concurrent *c = arg;
+	ops_run(TG_F32, 2, &c->r);
+	return NULL;
+}
+
+/* Two threads, each with a context of 2 threads, at once: one of them gets
+ * the pool at a time and the other runs its loops itself; both get the
+ * bits of one thread. */
+static void two_threaded_contexts_at_once_give_the_bits_of_one_thread(void **state)
+{
+	(void)state;
+	run one = { 0 };
+	ops_run(TG_F32, 1, &one);
+	concurrent c[2] = { 0 };
+	pthread_t t[2];
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, ops_thread, &c[i]), 0);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	for (int i = 0; i < 2; i++) {
+		assert_same_bits(&one, &c[i].r, "concurrent f32 ops");
+		free(c[i].r.v);
+	}
+	free(one.v);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(a_split_loop_runs_on_two_threads_and_covers_each_index_once),
+		cmocka_unit_test(elementwise_reduction_and_row_ops_give_the_bits_of_one_thread),
+		cmocka_unit_test(every_optimizer_update_gives_the_bits_of_one_thread),
+		cmocka_unit_test(a_long_sum_is_exact_where_it_can_be),
+		cmocka_unit_test(two_threaded_contexts_at_once_give_the_bits_of_one_thread),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
