@@ -5,13 +5,19 @@
  * Allocation bumps a pointer. When a block fills, the next block (kept from
  * an earlier step) or a new, larger one takes over, so a step never fails for
  * lack of a preset size and steady-state steps call no malloc. Reset rewinds
- * every block in O(blocks). Tensor headers come from a separate ring of
- * slots (below) that does not rewind, so a header kept past its reset is
- * still recognisable as stale.
+ * every block in O(blocks). Tensor headers come from a separate range of
+ * address space (below) that does not rewind, so a header kept past its
+ * reset is still recognisable as stale however long it was kept.
  */
+#define _GNU_SOURCE /* mremap, MAP_NORESERVE */
 #include "internal.h"
 
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 enum { FIRST_BLOCK = 1 << 20 };
 
@@ -77,6 +83,9 @@ void *tg_arena_grow(tg_ctx *ctx, size_t size)
 	return p;
 }
 
+static void headers_step_ends(tg_ctx *ctx);
+static void headers_free(tg_ctx *ctx);
+
 void tg_arena_reset(tg_ctx *ctx)
 {
 	tg_arena *a = &ctx->arena;
@@ -86,21 +95,13 @@ void tg_arena_reset(tg_ctx *ctx)
 		b->used = 0;
 	a->cur = a->head;
 	a->used = 0;
+	if (a->hdr.base)
+		headers_step_ends(ctx);
 }
 
 void tg_arena_free(tg_ctx *ctx)
 {
-	tg_slots *r = ctx->arena.ring;
-	if (r) {
-		tg_slots *s = r->next;
-		r->next = NULL;
-		while (s) {
-			tg_slots *next = s->next;
-			ctx->alloc.free(s->slot, ctx->alloc.user);
-			ctx->alloc.free(s, ctx->alloc.user);
-			s = next;
-		}
-	}
+	headers_free(ctx);
 	tg_block *b = ctx->arena.head;
 	while (b) {
 		tg_block *next = b->next;
@@ -110,7 +111,299 @@ void tg_arena_free(tg_ctx *ctx)
 	memset(&ctx->arena, 0, sizeof ctx->arena);
 }
 
-/* ---- header slots ---------------------------------------------------------- */
+/* ---- step tensor headers ------------------------------------------------------ */
+
+/*
+ * Each context reserves HEADER_SPACE[0] bytes of address space (or the first
+ * smaller size the system grants: valgrind, sanitizers, strict overcommit
+ * and RLIMIT_AS may refuse the big ones) and hands headers out at a cursor
+ * that only moves forward. A handle's address is given to no other header
+ * until the cursor has gone once round the range: 1 TiB holds 6.2e9 headers
+ * of 176 bytes, about 6 minutes of nothing but W4's (x+y)*z steps (17 M
+ * headers a second, the fastest loop there is), 1.7 hours at a million
+ * headers a second. Then the cursor wraps to the start, and a handle kept
+ * over that many headers may find another live header, as with the ring.
+ *
+ * Physical memory stays bounded: once the pages holding headers of steps
+ * before the previous one make two grains (2 MiB each), tg_reset gives them
+ * back. Their physical pages move (mremap) to just ahead of the cursor, so
+ * the steps after fault in no fresh zeroed pages (dropping them and faulting
+ * new ones made W4 25 times slower), and the addresses left behind read as
+ * zeros: tg_tensor_check finds magic 0, looks the address up in the
+ * process-wide list below and records TG_ESTALE in the context it belongs
+ * to. The headers of the current and the previous step are never given
+ * back, so a tensor kept past one reset is reported with its shape. About
+ * three grains beyond the two steps' headers stay resident.
+ *
+ * When no size can be reserved (or TG_HEADER_SPACE is 0), headers come from
+ * the ring of slots further down instead.
+ */
+
+static const size_t HEADER_SPACE[] = {
+	(size_t)1 << 40, (size_t)64 << 30, (size_t)4 << 30, (size_t)256 << 20,
+};
+/* CHUNK: the grain of a range of 8 chunks or more, aligned to it, so that
+ * with transparent huge pages a piece moves as whole page-table entries. */
+enum { HEADER = sizeof(tg_tensor), CHUNK = 2 << 20, MIN_SPACE = 64 << 10 };
+
+/* The contexts with a range, linked through hdr.reg_next: the one piece of
+ * process-wide state, read only when a check has already failed. */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static tg_ctx *registry;
+
+static uint64_t page_size(void)
+{
+	static _Atomic long size;
+	long s = size;
+	if (!s) {
+		s = sysconf(_SC_PAGESIZE);
+		if (s <= 0)
+			s = 4096;
+		size = s;
+	}
+	return (uint64_t)s;
+}
+
+/* Monotonic offset of the cursor. */
+static uint64_t cursor_offset(const tg_headers *h)
+{
+	return h->lap_start + (uint64_t)((char *)h->next - (char *)h->base);
+}
+
+/* Sets limit: the cursor may hand out header i of this lap while its end
+ * lies before the first page not yet given back, one lap on. */
+static void set_limit(tg_headers *h)
+{
+	uint64_t room = h->released + h->bytes;
+	uint64_t n = room > h->lap_start ? (room - h->lap_start) / HEADER : 0;
+	h->limit = h->base + (n < h->cap ? n : h->cap);
+	if (h->limit < h->next)
+		h->limit = h->next;
+}
+
+/* A fresh mapping over [p, p + len), which holds only pages given back: the
+ * pieces left behind by moves join their neighbours again instead of
+ * adding up to the process's limit on mappings. Atomic: no moment leaves a
+ * hole another thread's mmap could take. */
+static void remap_fresh(char *p, uint64_t len)
+{
+	mmap(p, len, PROT_READ | PROT_WRITE,
+	     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+}
+
+/* Gives back the pages at offsets [from, from + len), one lap's contiguous
+ * piece: their physical pages move ahead of the cursor when there is room
+ * (not past this piece one lap on), else they are dropped. Either way the
+ * piece reads as zeros after. */
+static void give_back_piece(tg_headers *h, uint64_t from, uint64_t len)
+{
+	char *p = (char *)h->base + from % h->bytes;
+	uint64_t g = h->grain;
+	uint64_t cur = (cursor_offset(h) + g - 1) & ~(g - 1);
+	uint64_t d = h->ready > cur ? h->ready : cur;
+	uint64_t lap = d / h->bytes * h->bytes;
+	if (d + len <= from + h->bytes && d + len <= lap + h->bytes) {
+		char *dst = (char *)h->base + (d - lap);
+		void *r = mremap(p, len, len, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
+				 dst);
+		if (r == dst) {
+			h->ready = d + len;
+			remap_fresh(p, len);
+			return;
+		}
+	}
+	madvise(p, len, MADV_DONTNEED);
+}
+
+/* Gives back the pages before offset to (grain-aligned, at most the
+ * previous step's start). */
+static void give_back(tg_headers *h, uint64_t to)
+{
+	uint64_t from = h->released;
+	if (to <= from)
+		return;
+	while (from < to) {
+		uint64_t lap = from / h->bytes * h->bytes;
+		uint64_t end = to < lap + h->bytes ? to : lap + h->bytes;
+		give_back_piece(h, from, end - from);
+		from = end;
+	}
+	h->given_back += to - h->released;
+	h->released = to;
+}
+
+/* The first grain of the previous step: everything before it is dead. */
+static uint64_t dead_end(const tg_headers *h)
+{
+	return h->prev_start & ~(h->grain - 1);
+}
+
+/* tg_reset's part: the step that ended becomes the previous one, and the
+ * one before it dead; its pages go back a grain at a time. */
+static void headers_step_ends(tg_ctx *ctx)
+{
+	tg_headers *h = &ctx->arena.hdr;
+	h->prev_start = h->step_start;
+	h->step_start = cursor_offset(h);
+	if (h->prev_start - h->released >= 2 * h->grain)
+		give_back(h, dead_end(h));
+}
+
+static void registry_add(tg_ctx *ctx)
+{
+	pthread_mutex_lock(&registry_lock);
+	ctx->arena.hdr.reg_next = registry;
+	registry = ctx;
+	pthread_mutex_unlock(&registry_lock);
+}
+
+static void registry_remove(tg_ctx *ctx)
+{
+	pthread_mutex_lock(&registry_lock);
+	for (tg_ctx **p = &registry; *p; p = &(*p)->arena.hdr.reg_next) {
+		if (*p == ctx) {
+			*p = ctx->arena.hdr.reg_next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&registry_lock);
+}
+
+tg_ctx *tg_arena_owner(const void *p)
+{
+	tg_ctx *owner = NULL;
+	pthread_mutex_lock(&registry_lock);
+	for (tg_ctx *c = registry; c && !owner; c = c->arena.hdr.reg_next) {
+		const char *base = (const char *)c->arena.hdr.base;
+		if ((const char *)p >= base && (const char *)p < base + c->arena.hdr.bytes)
+			owner = c;
+	}
+	pthread_mutex_unlock(&registry_lock);
+	return owner;
+}
+
+/* TG_HEADER_SPACE: a size in bytes (rounded up to whole pages, or chunks
+ * from 8 chunks on, at least MIN_SPACE), 0 for the ring; *set false when
+ * absent or not a number. */
+static size_t space_wanted(bool *set)
+{
+	const char *s = getenv("TG_HEADER_SPACE");
+	*set = false;
+	if (!s || !*s)
+		return 0;
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *end || v > (unsigned long long)HEADER_SPACE[0])
+		return 0;
+	*set = true;
+	if (!v)
+		return 0;
+	uint64_t g = v >= 8 * (uint64_t)CHUNK ? CHUNK : page_size();
+	v = (v + g - 1) & ~(g - 1);
+	return v < MIN_SPACE ? MIN_SPACE : (size_t)v;
+}
+
+/* bytes of address space aligned to grain, or NULL. */
+static void *reserve(size_t bytes, size_t grain)
+{
+	size_t extra = grain > page_size() ? grain : 0;
+	char *p = mmap(NULL, bytes + extra, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	if (!extra)
+		return p;
+	char *start = (char *)(((uintptr_t)p + grain - 1) & ~(uintptr_t)(grain - 1));
+	if (start > p)
+		munmap(p, (size_t)(start - p));
+	if (start + bytes < p + bytes + extra)
+		munmap(start + bytes, (size_t)(p + bytes + extra - (start + bytes)));
+	return start;
+}
+
+void tg_arena_init(tg_ctx *ctx)
+{
+	tg_headers *h = &ctx->arena.hdr;
+	bool set;
+	size_t want = space_wanted(&set);
+	if (set && !want)
+		return; /* the ring */
+	size_t n = set ? 1 : sizeof HEADER_SPACE / sizeof HEADER_SPACE[0];
+	for (size_t i = 0; i < n; i++) {
+		size_t bytes = set ? want : HEADER_SPACE[i];
+		size_t grain = bytes >= 8 * (size_t)CHUNK ? CHUNK : page_size();
+		void *p = reserve(bytes, grain);
+		if (!p)
+			continue;
+		h->base = p;
+		h->bytes = bytes;
+		h->grain = grain;
+		h->cap = bytes / HEADER;
+		h->next = h->base;
+		set_limit(h);
+		registry_add(ctx);
+		return;
+	}
+}
+
+static void ring_free(tg_ctx *ctx);
+
+static void headers_free(tg_ctx *ctx)
+{
+	tg_headers *h = &ctx->arena.hdr;
+	if (h->base) {
+		registry_remove(ctx);
+		munmap(h->base, h->bytes);
+	} else {
+		ring_free(ctx);
+	}
+	memset(h, 0, sizeof *h);
+}
+
+static tg_tensor *ring_next_slot(tg_ctx *ctx);
+
+/* The end of a lap, a range without room (a batch not yet given back, or
+ * two steps filling it) or the ring. */
+tg_tensor *tg_arena_next_slot(tg_ctx *ctx)
+{
+	tg_headers *h = &ctx->arena.hdr;
+	if (!h->base)
+		return ring_next_slot(ctx);
+	if (h->next == h->base + h->cap) {
+		h->lap++;
+		h->lap_start += h->bytes;
+		h->next = h->base;
+	}
+	set_limit(h);
+	if (h->next == h->limit) {
+		give_back(h, dead_end(h));
+		set_limit(h);
+		if (h->next == h->limit)
+			return tg_fail(ctx, TG_ENOMEM,
+				       "out of tensor header space: this step and the previous one "
+				       "hold more headers than its %zu bytes (%zu headers)",
+				       h->bytes, h->cap);
+	}
+	return h->next++;
+}
+
+/* ---- the fallback: a ring of header slots ---------------------------------------- */
+
+static void ring_free(tg_ctx *ctx)
+{
+	tg_slots *r = ctx->arena.hdr.ring;
+	if (!r)
+		return;
+	tg_slots *s = r->next;
+	r->next = NULL;
+	while (s) {
+		tg_slots *next = s->next;
+		ctx->alloc.free(s->slot, ctx->alloc.user);
+		ctx->alloc.free(s, ctx->alloc.user);
+		s = next;
+	}
+}
 
 static tg_slots *slots_new(tg_ctx *ctx, size_t n)
 {
@@ -133,11 +426,11 @@ static tg_slots *slots_new(tg_ctx *ctx, size_t n)
  * step. When the ring comes round to such a header, a new block goes in front
  * of it, so the ring grows to hold the two largest steps: a tensor kept past
  * one reset is always caught as stale, an older one until its slot is
- * reused. tg_arena_header (internal.h) takes a free slot of the current ring
- * block itself and comes here for the rest. */
-tg_tensor *tg_arena_next_slot(tg_ctx *ctx)
+ * reused. Every ring header comes through here (tg_arena_header_fast
+ * declines them all). */
+static tg_tensor *ring_next_slot(tg_ctx *ctx)
 {
-	tg_arena *a = &ctx->arena;
+	tg_headers *a = &ctx->arena.hdr;
 	if (a->ring && a->ring_pos == a->ring->n) {
 		a->ring = a->ring->next;
 		a->ring_pos = 0;

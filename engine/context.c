@@ -48,6 +48,7 @@ tg_ctx *tg_ctx_new_with(uint64_t seed, const tg_allocator *a)
 	ctx->gen = 1;
 	ctx->grad_enabled = true;
 	ctx->threads = 1;
+	tg_arena_init(ctx);
 	tg_seed(ctx, seed);
 	tg_blas_warn_once();
 	return ctx;

@@ -21,15 +21,45 @@ typedef struct tg_block {
 	size_t used;
 } tg_block;
 
-/* Step tensor headers come from a ring of slots that goes on across resets
- * instead of rewinding: a header kept past its reset still holds its own
+/* The fallback for step tensor headers when no range of address space could
+ * be reserved (tg_headers): a ring of slots that goes on across resets
+ * instead of rewinding. A header kept past its reset still holds its own
  * (old) generation until the ring comes round (never within one reset), so
- * stale use is caught, and a slot only ever holds headers of this context. */
+ * stale use is caught until then, and a slot only ever holds headers of this
+ * context. */
 typedef struct tg_slots {
 	struct tg_slots *next;  /* circular */
 	size_t n;
 	tg_tensor *slot;        /* n headers */
 } tg_slots;
+
+/* Step tensor headers. Each context reserves a large range of address space
+ * and hands headers out at a cursor that only moves forward, so a header's
+ * address is never given to another tensor until the cursor has gone round
+ * the whole range (see arena.c for how long that takes): a kept handle
+ * finds its own header, with its old generation, or zeros where its page
+ * was given back, which tg_tensor_check traces to the context by address.
+ * Positions are byte offsets that only grow ("monotonic"); the address of
+ * offset o is base + o mod bytes. */
+typedef struct tg_headers {
+	tg_tensor *next;      /* the next header to hand out */
+	tg_tensor *limit;     /* next may go up to here without the slow path */
+	tg_tensor *base;      /* the range; NULL when the ring is used */
+	size_t bytes;         /* its length, a multiple of grain */
+	uint64_t grain;       /* pages go back in aligned pieces of this size */
+	size_t cap;           /* headers in one lap of the range */
+	uint64_t lap;         /* times the cursor went round */
+	uint64_t lap_start;   /* monotonic offset of base in this lap */
+	uint64_t step_start;  /* monotonic offset of this step's first header */
+	uint64_t prev_start;  /* and of the previous step's */
+	uint64_t released;    /* pages before this offset were given back */
+	uint64_t ready;       /* pages moved ahead of the cursor end here */
+	uint64_t given_back;  /* bytes given back over the context's life */
+	tg_ctx *reg_next;     /* the process-wide list of ranges (arena.c) */
+	tg_slots *ring;       /* fallback: block holding the next header slot */
+	size_t ring_pos;      /* next slot in it */
+	size_t ring_size;     /* slots over all blocks */
+} tg_headers;
 
 typedef struct tg_arena {
 	tg_block *head;     /* first block */
@@ -38,9 +68,7 @@ typedef struct tg_arena {
 	size_t high_water;  /* most bytes handed out in one earlier step */
 	size_t limit;       /* 0: none; else TG_ENOMEM beyond it */
 	size_t reserved;    /* bytes of all blocks */
-	tg_slots *ring;     /* block holding the next header slot */
-	size_t ring_pos;    /* next slot in it */
-	size_t ring_size;   /* slots over all blocks */
+	tg_headers hdr;     /* step tensor headers */
 } tg_arena;
 
 struct tg_tensor {
@@ -118,10 +146,16 @@ struct tg_ctx {
 
 void *tg_ctx_alloc(tg_ctx *ctx, size_t size);  /* ctx allocator; records ENOMEM */
 void tg_ctx_release(tg_ctx *ctx, void *p);
+/* Reserves the header range (TG_HEADER_SPACE bytes when set, 0 for the
+ * ring) and registers it; the ring when no size can be reserved. */
+void tg_arena_init(tg_ctx *ctx);
 void tg_arena_reset(tg_ctx *ctx);
 void tg_arena_free(tg_ctx *ctx);
 TG_SLOW void *tg_arena_grow(tg_ctx *ctx, size_t size);  /* tg_arena_alloc's slow path */
 TG_SLOW tg_tensor *tg_arena_next_slot(tg_ctx *ctx);     /* tg_arena_header's */
+/* The context whose header range holds p, NULL if none. Takes a lock: for
+ * failure paths only. */
+TG_SLOW tg_ctx *tg_arena_owner(const void *p);
 
 enum { TG_ARENA_ALIGN = 16, TG_BLOCK_HEAD = (sizeof(tg_block) + 15) & ~15 };
 
@@ -149,17 +183,15 @@ static inline void *tg_arena_alloc(tg_ctx *ctx, size_t size)
 	return p ? p : tg_arena_grow(ctx, size);
 }
 
-/* The next slot of the current ring block when it is free: it holds no
- * header of this or the previous step. */
+/* The next header of the range: a bump. NULL at the end of the lap, where
+ * the range has no room, and always with the ring. */
 static inline tg_tensor *tg_arena_header_fast(tg_ctx *ctx)
 {
-	tg_arena *a = &ctx->arena;
-	if (!a->ring || a->ring_pos == a->ring->n)
+	tg_headers *h = &ctx->arena.hdr;
+	tg_tensor *t = h->next;
+	if (t == h->limit)
 		return NULL;
-	tg_tensor *t = &a->ring->slot[a->ring_pos];
-	if (t->magic == TG_TENSOR_MAGIC && t->gen + 1 >= ctx->gen)
-		return NULL;
-	a->ring_pos++;
+	h->next = t + 1;
 	return t;
 }
 
@@ -202,7 +234,8 @@ char *tg_shape_fmt(int ndim, const int64_t *shape, char *buf);
 /* ---- the op interface ------------------------------------------------------ */
 
 /* Checks one tensor argument: NULL gives NULL; a stale tensor records
- * TG_ESTALE in its context (a header slot always belongs to one). Returns
+ * TG_ESTALE in its context (a header's address always belongs to one, also
+ * once its page was given back). Returns
  * the tensor's context. Does not look at the error state. */
 tg_ctx *tg_tensor_check(const char *who, const tg_tensor *t);
 /* Checks an op's inputs: none NULL, none stale, one context, one dtype, no

@@ -14,10 +14,27 @@
 
 /* ---- checking arguments ----------------------------------------------------- */
 
+/* A handle whose header reads as zeros: stale when its address is in a
+ * context's header range (its page was given back). */
+static TG_SLOW void check_released(const char *who, const tg_tensor *t)
+{
+	tg_ctx *ctx = tg_arena_owner(t);
+	if (ctx)
+		tg_fail(ctx, TG_ESTALE,
+			"%s: tensor was freed by tg_reset (made in step %llu or earlier, now step "
+			"%llu; its header's memory was given back)",
+			who, (unsigned long long)(ctx->gen > 2 ? ctx->gen - 2 : 1),
+			(unsigned long long)ctx->gen);
+}
+
 tg_ctx *tg_tensor_check(const char *who, const tg_tensor *t)
 {
-	if (!t || t->magic != TG_TENSOR_MAGIC)
+	if (!t)
 		return NULL;
+	if (t->magic != TG_TENSOR_MAGIC) {
+		check_released(who, t);
+		return NULL;
+	}
 	if (!t->persistent && t->gen != t->ctx->gen) {
 		char buf[TG_SHAPE_STR];
 		tg_fail(t->ctx, TG_ESTALE,
