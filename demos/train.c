@@ -8,7 +8,7 @@
  * The defaults are per data set (see --help): on Fashion-MNIST the
  * configuration this project measured to reach 0.89 test accuracy within a
  * minute on two cores. With --net, a CNN on the images instead (--net cnn:
- * 0.92). Run `train --help` for the options.
+ * 0.9238). Run `train --help` for the options.
  */
 #include "tapegrad.h"
 #include "tapegrad_io.h"
@@ -29,8 +29,8 @@
 #include <unistd.h>
 
 /* What --net cnn is (tg_model_parse_image's "cnn"), and the defaults a --net
- * run takes: measured to reach 0.915 test accuracy on Fashion-MNIST within
- * five minutes on two cores (README). */
+ * run takes: 0.9238 test accuracy on Fashion-MNIST (0.9178 with 5 epochs;
+ * README has the per-epoch figures and the time). */
 #define CNN_DEFAULT_TEXT "conv32:3p1-pool2-conv64:3p1-pool2-128-10"
 #define CNN_PRESET_TEXT "--batch 64 --epochs 6, adam lr 0.001, cosine"
 
