@@ -603,6 +603,13 @@ static tg_ctx *first_ctx(int n, tg_tensor *const *a, int m, tg_tensor *const *b)
 	for (int i = 0; b && i < m; i++)
 		if (b[i] && b[i]->magic == TG_TENSOR_MAGIC)
 			return b[i]->ctx;
+	/* only headers given back, or not tensors at all */
+	for (int i = 0; a && i < n; i++)
+		if (a[i] && tg_arena_owner(a[i]))
+			return tg_arena_owner(a[i]);
+	for (int i = 0; b && i < m; i++)
+		if (b[i] && tg_arena_owner(b[i]))
+			return tg_arena_owner(b[i]);
 	return NULL;
 }
 

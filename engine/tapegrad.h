@@ -23,8 +23,12 @@
  *   ctx       freed by tg_ctx_free(ctx) (parameters, optimizer state);
  *   borrowed  points into something else; don't free, don't keep past it.
  * Tensors have no free function. A step tensor used after the reset that
- * freed it is reported as TG_ESTALE, not read: always when it was kept past
- * one reset, and after more resets until its header slot is reused.
+ * freed it is reported as TG_ESTALE, not read, however many resets it was
+ * kept over: a step tensor's header address is not given to another tensor
+ * until 2^40 bytes of headers (6.2e9) have been made after it. Where that
+ * much address space cannot be reserved (or TG_HEADER_SPACE=0), headers
+ * come from a ring instead, and a tensor kept past more than one reset is
+ * caught only until its slot is reused.
  *
  * Errors. The first failure is kept in the context (code and a message that
  * names the function and the shapes); the failing op returns NULL; every op
@@ -78,7 +82,9 @@ typedef enum {
 /* ---- context ------------------------------------------------------------ */
 
 /* Allocator the context uses for everything it owns (arena blocks, ctx
- * tensors). Lets tests fail the N-th allocation. */
+ * tensors), except the headers of step tensors, which live in address space
+ * the context reserves with mmap (the ring of the fallback uses the
+ * allocator). Lets tests fail the N-th allocation. */
 typedef struct tg_allocator {
 	void *(*alloc)(size_t size, void *user);
 	void (*free)(void *ptr, void *user);

@@ -79,10 +79,13 @@ const int64_t *tg_indices(tg_ctx *ctx, const char *who, const char *name, const 
 	return copy;
 }
 
-/* An index tensor's context, for functions that take no value tensor. */
-static tg_ctx *index_ctx(const tg_tensor *idx)
+/* An index tensor's context, for functions that take no value tensor; NULL
+ * (TG_ESTALE recorded where its header was given back) when it has none. */
+static tg_ctx *index_ctx(const char *who, const tg_tensor *idx)
 {
-	return idx && idx->magic == TG_TENSOR_MAGIC ? idx->ctx : NULL;
+	if (idx && idx->magic != TG_TENSOR_MAGIC)
+		return tg_tensor_check(who, idx);
+	return idx ? idx->ctx : NULL;
 }
 
 /* ---- index_select: out[.., i, ..] = x[.., idx[i], ..]; dx = index_add(dout) ------- */
@@ -309,7 +312,7 @@ tg_tensor *tg_one_hot_of(tg_ctx *ctx, tg_dtype dt, const int64_t *labels, int64_
 tg_tensor *tg_one_hot(const tg_tensor *labels, tg_dtype dt, int64_t k)
 {
 	static const char who[] = "tg_one_hot";
-	tg_ctx *ctx = index_ctx(labels);
+	tg_ctx *ctx = index_ctx(who, labels);
 	if (!ctx || ctx->status != TG_OK)
 		return NULL;
 	if (!tg_dtype_is_float(dt))

@@ -176,6 +176,31 @@ static void a_handle_into_pages_given_back_is_stale_naming_the_function(void **s
 	tg_ctx_free(ctx);
 }
 
+static void functions_without_a_live_argument_find_the_context(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *labels = tg_from_f64(ctx, TG_I64, SHAPE(3), (double[]){ 0, 2, 1 });
+	tg_tensor *x = tg_param(tg_ones(ctx, TG_F64, SHAPE(3)));
+	tg_tensor *z = tg_mul(x, x);
+	tg_tensor *y = tg_sum(z);
+	assert_ctx_ok(ctx);
+	for (int r = 0; r < 99; r++)
+		step_of(ctx, 500, r);
+	if (has_range(ctx) && (magic_of(labels) != 0 || magic_of(y) != 0))
+		fail_msg("the first headers were not given back");
+	assert_null(tg_one_hot(labels, TG_F64, 3));
+	assert_error(ctx, TG_ESTALE, "tg_one_hot: tensor");
+	tg_clear_error(ctx);
+	tg_tensor *g = NULL;
+	/* no argument alive: the context is found by address */
+	assert_int_equal(tg_grad_of(1, &y, NULL, 1, &z, &g, 0), -1);
+	assert_error(ctx, TG_ESTALE, "tg_grad_of: tensor");
+	assert_null(g);
+	tg_clear_error(ctx);
+	tg_ctx_free(ctx);
+}
+
 static void the_previous_step_is_stale_with_its_shape_and_name(void **state)
 {
 	(void)state;
@@ -393,6 +418,7 @@ int main(void)
 		cmocka_unit_test(a_loss_kept_over_4096_resets_does_not_reach_the_live_graph),
 		cmocka_unit_test(a_handle_kept_over_200k_resets_of_varied_steps_is_stale),
 		cmocka_unit_test(a_handle_into_pages_given_back_is_stale_naming_the_function),
+		cmocka_unit_test(functions_without_a_live_argument_find_the_context),
 		cmocka_unit_test(the_previous_step_is_stale_with_its_shape_and_name),
 		cmocka_unit_test(two_contexts_interleaved_each_report_their_own),
 		cmocka_unit_test(threads_find_their_own_contexts_stale_tensors),
