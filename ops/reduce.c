@@ -139,7 +139,7 @@ typedef struct reduce_job {
 	double scale;
 	double *acc;
 	bool f64;
-	bool by_col;	  /* parts are columns of inner, else outer slices */
+	bool by_col;	  /* parts are columns of inner (every slice), else slices */
 	size_t block;	  /* blocked run: elements per block */
 	double *partial;  /* blocked run: one sum per block */
 } reduce_job;
@@ -194,13 +194,12 @@ static void sum_axis(tg_ctx *ctx, view v, const tg_tensor *x, void *Y, double sc
 			*(float *)Y = (float)(s * scale);
 		return;
 	}
-	size_t per = total / (size_t)v.outer; /* elements per outer slice */
-	if (v.outer > 1 || v.inner == 1) {
-		size_t min = (TG_PAR_MIN + per - 1) / (per ? per : 1);
+	if (v.inner == 1) { /* runs: split the slices */
+		size_t per = (size_t)v.n, min = (TG_PAR_MIN + per - 1) / per;
 		tg_parallel_for(ctx, (size_t)v.outer, min > 2 ? min : 2, 1, sum_part, &j);
-	} else {
-		j.by_col = true; /* one slice: its columns */
-		size_t min = (TG_PAR_MIN + (size_t)v.n - 1) / (size_t)v.n;
+	} else { /* split the columns, each part with its own stretch of acc */
+		j.by_col = true;
+		size_t per = total / (size_t)v.inner, min = (TG_PAR_MIN + per - 1) / per;
 		tg_parallel_for(ctx, (size_t)v.inner, min > 16 ? min : 16, 8, sum_part, &j);
 	}
 }
