@@ -16,10 +16,10 @@
  * C/G and OG = O/G channels per group, L = OH*OW positions, K = CG*KH*KW.
  */
 #include "internal.h"
+#include "parallel.h"
 
 #include <cblas.h>
 #include <limits.h>
-#include <pthread.h>
 #include <math.h>
 #include <string.h>
 
@@ -258,42 +258,36 @@ static int workers(const tg_ctx *ctx, int64_t n)
 
 typedef void (*range_fn)(void *arg, int tid, int64_t lo, int64_t hi);
 
-typedef struct slice {
+/* T runs of [0, n), run on the worker pool (engine/parallel.h): run t
+ * covers [n t / T, n (t + 1) / T) and owns buffer t, so whichever thread
+ * takes it, and in whatever order, every run does the same sums. */
+typedef struct runs {
 	range_fn fn;
 	void *arg;
-	int tid;
-	int64_t lo, hi;
-} slice;
+	int T;
+	int64_t n;
+} runs;
 
-static void *run_slice(void *p)
+static void run_part(void *p, size_t lo, size_t hi)
 {
-	const slice *s = p;
-	s->fn(s->arg, s->tid, s->lo, s->hi);
-	return NULL;
+	const runs *r = p;
+	for (size_t t = lo; t < hi; t++)
+		r->fn(r->arg, (int)t, r->n * (int64_t)t / r->T, r->n * (int64_t)(t + 1) / r->T);
 }
 
-/* fn over [0, n) cut into T runs, run T at a time: T-1 threads started
- * here and the caller's. A thread that cannot start has its run done by
- * the caller afterwards. With blas, OpenBLAS runs single-threaded inside
- * (tg_blas_enter restores the context's count at the next product). */
-static void par_for(int T, int64_t n, bool blas, range_fn fn, void *arg)
+/* fn over [0, n) cut into T runs, at most T at a time on the pool. With
+ * blas, OpenBLAS runs single-threaded inside (tg_blas_enter restores the
+ * context's count at the next product). */
+static void par_for(const tg_ctx *ctx, int T, int64_t n, bool blas, range_fn fn, void *arg)
 {
-	slice s[MAX_WORKERS];
-	pthread_t th[MAX_WORKERS];
-	bool started[MAX_WORKERS] = { false };
-	for (int t = 0; t < T; t++)
-		s[t] = (slice){ fn, arg, t, n * t / T, n * (t + 1) / T };
-	if (blas && T > 1 && openblas_get_num_threads() != 1)
-		openblas_set_num_threads(1);
-	for (int t = 1; t < T; t++)
-		started[t] = pthread_create(&th[t], NULL, run_slice, &s[t]) == 0;
-	run_slice(&s[0]);
-	for (int t = 1; t < T; t++) {
-		if (started[t])
-			pthread_join(th[t], NULL);
-		else
-			run_slice(&s[t]);
+	runs r = { fn, arg, T, n };
+	if (T == 1) {
+		run_part(&r, 0, 1);
+		return;
 	}
+	if (blas && openblas_get_num_threads() != 1)
+		openblas_set_num_threads(1);
+	tg_parallel_for(ctx, (size_t)T, 1, 1, run_part, &r);
 }
 
 /* What the three per-image kernels read and write. */
@@ -429,7 +423,7 @@ static void run_images(tg_ctx *ctx, int T, range_fn fn, conv_job *j)
 {
 	if (T == 1)
 		tg_blas_enter(ctx);
-	par_for(T, j->g->N, true, fn, j);
+	par_for(ctx, T, j->g->N, true, fn, j);
 }
 
 /* ---- conv2d: out[n,o] = b[o] + sum_{c,kh,kw} w[o,c,kh,kw] x[n, c', oh s + kh d - p, ..]
@@ -1105,7 +1099,7 @@ static tg_tensor *scatter_at(const pool_aux *a, tg_tensor *dout)
 	if (!dx)
 		return NULL;
 	pool_job j = { a, dout->dtype, dout->data, dx->data, NULL };
-	par_for(pool_workers(ctx, g), g->N * g->C, false, scatter_planes, &j);
+	par_for(ctx, pool_workers(ctx, g), g->N * g->C, false, scatter_planes, &j);
 	return tg_op_end(&max_pool2d_backward_op, dx, 1, &dout, NULL, 0, a);
 }
 
@@ -1129,7 +1123,7 @@ tg_tensor *tg_max_pool2d(tg_tensor *x, int kernel, int stride, int padding)
 	if (!out)
 		return NULL;
 	pool_job j = { saved, x->dtype, x->data, out->data, idx };
-	par_for(pool_workers(ctx, &a.g), a.g.N * a.g.C, false, maxpool_planes, &j);
+	par_for(ctx, pool_workers(ctx, &a.g), a.g.N * a.g.C, false, maxpool_planes, &j);
 	return tg_op_end(&max_pool2d_op, out, 1, &x, NULL, 0, saved);
 }
 
