@@ -1063,6 +1063,14 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
+	/* A net without convolution or pooling reads flat rows: its batches of
+	 * images come as (B,D), with no copy to flatten them each step. */
+	if (!strstr(arch, "conv") && !strstr(arch, "pool") &&
+	    ((d.train.ndim && tg_dataset_reshape(ctx, &d.train, 0, NULL)) ||
+	     (d.test.ndim && tg_dataset_reshape(ctx, &d.test, 0, NULL)))) {
+		rc = fail(ctx, "flattening the data");
+		goto out;
+	}
 	bool bn = net ? c.bn && tg_mlp_depth(net) > 1 : strstr(arch, "bn:") != NULL;
 	if (bn && !c.eval_only && d.train.n < 2)
 		usage_error("--data %s has %lld training sample; batch norm needs at least 2 in a "
