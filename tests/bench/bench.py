@@ -159,6 +159,19 @@ def write_results(path, section, text):
         f.write(new)
 
 
+# Both sides run with glibc's heap kept: without these two settings glibc
+# hands every large block back to the kernel when it is freed, and PyTorch,
+# which allocates each step's activations anew, pays page faults on every
+# step (its CNN step ran 3x slower, most of it in the kernel). tapegrad
+# allocates nothing per step, so the settings change nothing for it.
+MALLOC_KEEP = {"MALLOC_MMAP_THRESHOLD_": str(1 << 32), "MALLOC_TRIM_THRESHOLD_": str(1 << 36)}
+
+
+def bench_env(threads):
+    return dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+                **MALLOC_KEEP)
+
+
 # ---- the workload suite (bench.c SUITE, torch_bench.py suite_train) --------------------
 
 OPT_NAMES = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
@@ -217,7 +230,7 @@ def suite_main(a):
                 sides.append(("before", [a.before, name, "--iters", str(iters)]))
             desc = (f"{arch} {act}, {OPT_NAMES[int(optk)]}, batch {batch}, {dt}, "
                     f"{LOSS_NAMES[int(lossk)]}")
-        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+        env = bench_env(threads)
         got = {s: [] for s, _ in sides}
         l0 = load_avg()
         for i in range(reps):
@@ -408,7 +421,7 @@ def main():
         if only and key not in only:
             continue
         reps = small if size == "small" else big
-        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+        env = bench_env(threads)
         extra = args_for(key, w)
         tg_cmd = [a.bin, w, "--threads", str(threads)] + extra
         th_cmd = [a.python, os.path.join(HERE, "torch_bench.py"), w,
