@@ -146,9 +146,13 @@ static inline void drive_dataset(tg_ctx *ctx, const tg_dataset *ds, const uint8_
 				tg_error(ctx));
 			break;
 		}
-		require(bb.n >= 1 && bb.n <= batch && tg_dim(bb.x, 0) == bb.n &&
-				tg_dim(bb.x, 1) == ds->d,
-			"a batch of %lld rows", (long long)bb.n);
+		/* (n, D), or (n, one sample's shape) for image data */
+		int64_t shape[1 + TG_SAMPLE_MAX_DIMS];
+		int nd = tg_dataset_batch_shape(ds, bb.n, shape);
+		bool same = nd == tg_ndim(bb.x) && tg_numel(bb.x) == (size_t)(bb.n * ds->d);
+		for (int k = 0; same && k < nd; k++)
+			same = tg_dim(bb.x, k) == shape[k];
+		require(bb.n >= 1 && bb.n <= batch && same, "a batch of %lld rows", (long long)bb.n);
 		for (int64_t i = 0; i < bb.n; i++)
 			require(bb.idx[i] >= 0 && bb.idx[i] < ds->n && bb.y[i] == ds->y[bb.idx[i]],
 				"batch row %lld", (long long)i);
