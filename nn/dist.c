@@ -14,6 +14,7 @@
 #include "tapegrad_dist.h"
 #include "tapegrad_nn.h"
 #include "dist_hooks.h"
+#include "bn_running.h"
 
 #include <mpi.h>
 
@@ -634,27 +635,6 @@ static tg_dist *dist_of_bn_vt(const tg_module_vt *vt)
 	return (tg_dist *)(void *)((char *)vt - offsetof(tg_dist, bn_vt));
 }
 
-static void running_update(tg_tensor *running, const tg_tensor *batch, double decay)
-{
-	size_t n = tg_numel(running);
-	void *r = tg_data_mut(running);
-	const void *b = tg_data(batch);
-	if (!r || !b)
-		return;
-	if (tg_dtype_of(running) == TG_F64) {
-		double *R = r;
-		const double *B = b;
-		for (size_t i = 0; i < n; i++)
-			R[i] = decay * R[i] + (1.0 - decay) * B[i];
-	} else {
-		float *R = r;
-		const float *B = b;
-		float k = (float)decay;
-		for (size_t i = 0; i < n; i++)
-			R[i] = k * R[i] + (1.0f - k) * B[i];
-	}
-}
-
 static tg_tensor *sync_bn_forward(tg_module *m, tg_tensor *x)
 {
 	tg_dist *d = dist_of_bn_vt(m->vt);
@@ -674,8 +654,8 @@ static tg_tensor *sync_bn_forward(tg_module *m, tg_tensor *x)
 	tg_tensor *y = tg_add(tg_mul(tg_div(xc, tg_sqrt(tg_add_scalar(var, bn->eps))), bn->gamma),
 			      bn->beta);
 	if (y) {
-		running_update(bn->running_mean, mean, bn->avg_decay);
-		running_update(bn->running_var, var, bn->avg_decay);
+		tg_bn_update_running(bn->running_mean, mean, bn->avg_decay);
+		tg_bn_update_running(bn->running_var, var, bn->avg_decay);
 	}
 	return y;
 }

@@ -11,6 +11,7 @@
  */
 #include "tapegrad.h"
 #include "tapegrad_nn.h"
+#include "bn_running.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -302,8 +303,7 @@ int tg_batchnorm_init(tg_batchnorm *bn, tg_ctx *ctx, tg_dtype dt, int64_t d, con
 	return bn->gamma && bn->beta && bn->running_mean && bn->running_var ? 0 : -1;
 }
 
-/* running = decay * running + (1 - decay) * batch: state, not part of the graph */
-static void update_running(tg_tensor *running, const tg_tensor *batch, double decay)
+void tg_bn_update_running(tg_tensor *running, const tg_tensor *batch, double decay)
 {
 	size_t n = tg_numel(running);
 	void *r = tg_data_mut(running);
@@ -365,8 +365,8 @@ tg_tensor *tg_batchnorm_forward(tg_batchnorm *bn, tg_tensor *x)
 		tg_tensor *mean, *var; /* (D), var biased */
 		tg_tensor *y = tg_batch_norm(x, bn->gamma, bn->beta, bn->eps, &mean, &var);
 		if (y) {
-			update_running(bn->running_mean, mean, bn->avg_decay);
-			update_running(bn->running_var, var, bn->avg_decay);
+			tg_bn_update_running(bn->running_mean, mean, bn->avg_decay);
+			tg_bn_update_running(bn->running_var, var, bn->avg_decay);
 		}
 		return y;
 	}
