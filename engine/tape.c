@@ -381,13 +381,27 @@ static void accumulate(tg_tensor *x, tg_tensor *g)
 		return;
 	}
 	/* the first gradient since tg_zero_grad (or ever): written straight in,
-	 * no clearing of the buffer and then adding */
+	 * no clearing of the buffer and then adding; nothing to copy when the
+	 * rule wrote it there itself (tg_node_grad_buffer) */
 	tg_tensor *buf = grad_buffer(x);
 	if (buf) {
-		memcpy(buf->data, g->data, x->numel * tg_dtype_size(x->dtype));
+		if (g != buf)
+			memcpy(buf->data, g->data, x->numel * tg_dtype_size(x->dtype));
 		buf->version++;
 		x->grad = buf;
 	}
+}
+
+tg_tensor *tg_node_grad_buffer(tg_node *n, int i)
+{
+	if (!n || (unsigned)i >= (unsigned)n->nin || !n->needs[i])
+		return NULL;
+	tg_tensor *x = n->in[i];
+	tg_ctx *ctx = x->ctx;
+	/* the cases accumulate copies in: a leaf's first gradient of the step */
+	if (x->node || x->grad || ctx->walk || ctx->grad_enabled || ctx->anomaly)
+		return NULL;
+	return grad_buffer(x);
 }
 
 /* tg_node_grad when dx needs a look: another context or dtype than the

@@ -298,6 +298,15 @@ TG_API bool tg_node_needs_grad(const tg_node *n, int i);
 /* Hands input i its gradient dx. dx may have the output's broadcast shape:
  * it is summed back to the input's shape. */
 TG_API void tg_node_grad(tg_node *n, int i, tg_tensor *dx);
+/* For a rule that can write input i's gradient itself (a product's kernel
+ * writing its result where it is told): the leaf's own gradient buffer, when
+ * this is the first gradient the leaf gets since tg_zero_grad and nothing
+ * needs it as a tensor of its own; NULL otherwise (an intermediate, a
+ * TG_CREATE_GRAPH backward, tg_grad_of, anomaly mode, a gradient already
+ * there), and the rule computes dx as usual. A rule that got a buffer fills
+ * every element with the gradient, overwriting what it held, and then hands
+ * it on with tg_node_grad(n, i, buffer), which then copies nothing. */
+TG_API tg_tensor *tg_node_grad_buffer(tg_node *n, int i);
 TG_API const tg_op *tg_node_op(const tg_node *n);
 TG_API const tg_node *tg_producer(const tg_tensor *t); /* NULL for leaves */
 

@@ -21,16 +21,33 @@
  * each a matmul_t of the saved inputs with flags, so nothing is transposed
  * in memory. Attributes: [0] ta, [1] tb. */
 
+static tg_tensor *matmul_into(tg_tensor *out, tg_tensor *a, bool ta, tg_tensor *b, bool tb);
+
+/* Input i's gradient, op(x) op(y), written into the input's own gradient
+ * buffer when the engine offers it (its first gradient of a training step:
+ * no step tensor to fill and then copy). */
+static void grad_product(tg_node *n, int i, tg_tensor *x, bool tx, tg_tensor *y, bool ty)
+{
+	tg_tensor *buf = tg_node_grad_buffer(n, i);
+	tg_node_grad(n, i, buf ? matmul_into(buf, x, tx, y, ty) : tg_matmul_t(x, tx, y, ty));
+}
+
 static void matmul_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_tensor *a = tg_node_input(n, 0), *b = tg_node_input(n, 1);
 	bool ta = tg_node_attr(n, 0) != 0, tb = tg_node_attr(n, 1) != 0;
-	if (tg_node_needs_grad(n, 0))
-		tg_node_grad(n, 0, ta ? tg_matmul_t(b, tb, dout, true)
-				      : tg_matmul_t(dout, false, b, !tb));
-	if (tg_node_needs_grad(n, 1))
-		tg_node_grad(n, 1, tb ? tg_matmul_t(dout, true, a, ta)
-				      : tg_matmul_t(a, !ta, dout, false));
+	if (tg_node_needs_grad(n, 0)) {
+		if (ta)
+			grad_product(n, 0, b, tb, dout, true);
+		else
+			grad_product(n, 0, dout, false, b, !tb);
+	}
+	if (tg_node_needs_grad(n, 1)) {
+		if (tb)
+			grad_product(n, 1, dout, true, a, ta);
+		else
+			grad_product(n, 1, a, !ta, dout, false);
+	}
 }
 
 /* the transposes matmul_t reads its operands with: "a^T @ b" */
@@ -54,6 +71,23 @@ static char *operand_fmt(const tg_tensor *t, bool trans, char *buf)
 	if (trans)
 		strcat(buf, "^T");
 	return buf;
+}
+
+/* out (N,M) = op(a) @ op(b), shapes already checked. */
+static void product(tg_tensor *out, const tg_tensor *a, bool ta, const tg_tensor *b, bool tb)
+{
+	int N = (int)out->shape[0], M = (int)out->shape[1];
+	int K = (int)(ta ? a->shape[0] : a->shape[1]);
+	enum CBLAS_TRANSPOSE fa = ta ? CblasTrans : CblasNoTrans;
+	enum CBLAS_TRANSPOSE fb = tb ? CblasTrans : CblasNoTrans;
+	int lda = (int)a->shape[1], ldb = (int)b->shape[1];
+	tg_blas_enter(out->ctx);
+	if (a->dtype == TG_F64)
+		cblas_dgemm(CblasRowMajor, fa, fb, N, M, K, 1.0, a->data, lda, b->data, ldb, 0.0,
+			    out->data, M);
+	else
+		cblas_sgemm(CblasRowMajor, fa, fb, N, M, K, 1.0f, a->data, lda, b->data, ldb, 0.0f,
+			    out->data, M);
 }
 
 static tg_tensor *matmul(const char *who, tg_tensor *a, bool ta, tg_tensor *b, bool tb)
@@ -80,18 +114,21 @@ static tg_tensor *matmul(const char *who, tg_tensor *a, bool ta, tg_tensor *b, b
 	tg_tensor *out = tg_tensor_new(ctx, who, a->dtype, 2, (int64_t[]){ N, M });
 	if (!out)
 		return NULL;
-	enum CBLAS_TRANSPOSE fa = ta ? CblasTrans : CblasNoTrans;
-	enum CBLAS_TRANSPOSE fb = tb ? CblasTrans : CblasNoTrans;
-	int lda = (int)a->shape[1], ldb = (int)b->shape[1];
-	tg_blas_enter(ctx);
-	if (a->dtype == TG_F64)
-		cblas_dgemm(CblasRowMajor, fa, fb, (int)N, (int)M, (int)K, 1.0, a->data, lda,
-			    b->data, ldb, 0.0, out->data, (int)M);
-	else
-		cblas_sgemm(CblasRowMajor, fa, fb, (int)N, (int)M, (int)K, 1.0f, a->data, lda,
-			    b->data, ldb, 0.0f, out->data, (int)M);
+	product(out, a, ta, b, tb);
 	const double attr[2] = { ta, tb };
 	return tg_op_end(&matmul_op, out, 2, in, attr, 2, NULL);
+}
+
+/* The product into a gradient buffer (matmul_backward): the operands are
+ * those of a recorded product's rule, so their shapes fit; out is returned
+ * unless the context already failed. */
+static tg_tensor *matmul_into(tg_tensor *out, tg_tensor *a, bool ta, tg_tensor *b, bool tb)
+{
+	if (!a || !b || !tg_ok(out->ctx))
+		return NULL;
+	product(out, a, ta, b, tb);
+	out->version++;
+	return out;
 }
 
 tg_tensor *tg_matmul_t(tg_tensor *a, bool ta, tg_tensor *b, bool tb)

@@ -258,6 +258,144 @@ static void grad_ready_reports_each_leaf_once_with_its_final_gradient(void **sta
 	tg_ctx_free(ctx);
 }
 
+/* ---- a product's gradient written into the parameter's own buffer ------------- */
+
+/* L = sum(tanh(x @ w) * c): the same gradient, to the bit, whether the
+ * product writes it into w's buffer (tg_backward) or hands over a tensor
+ * (tg_grad_of walks keep their own); the written one takes no step memory
+ * for it, and a second backward without tg_zero_grad adds to it. */
+static tg_tensor *product_loss(tg_tensor *x, tg_tensor *w, tg_tensor *c)
+{
+	return tg_sum(tg_mul(tg_tanh(tg_matmul(x, w)), c));
+}
+
+static void a_product_writes_a_leafs_first_gradient_into_its_buffer(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(7);
+	tg_tensor *w = tg_param(tg_randn(ctx, TG_F64, SHAPE(40, 30), 0, 1));
+	tg_tensor *x = tg_keep(tg_randn(ctx, TG_F64, SHAPE(20, 40), 0, 1));
+	tg_tensor *c = tg_keep(tg_randn(ctx, TG_F64, SHAPE(20, 30), 0, 1));
+	double want[1200], got[1200];
+	tg_tensor *g = NULL;
+	assert_int_equal(tg_grad_of(1, (tg_tensor *[]){ product_loss(x, w, c) }, NULL, 1,
+				    (tg_tensor *[]){ w }, &g, 0), 0);
+	memcpy(want, tg_data(g), sizeof want);
+	tg_reset(ctx);
+	size_t used[2]; /* the first step also makes w's buffer */
+	for (int step = 0; step < 2; step++) {
+		tg_zero_grad(w);
+		tg_tensor *L = product_loss(x, w, c);
+		size_t before = tg_arena_used(ctx);
+		assert_int_equal(tg_backward(L), 0);
+		used[step] = tg_arena_used(ctx) - before;
+		memcpy(got, tg_data(tg_grad(w)), sizeof got);
+		assert_memory_equal(got, want, sizeof want);
+		tg_reset(ctx);
+	}
+	/* the same backward with w's gradient handed over as a tensor (a
+	 * gradient already there, so none is offered) takes w's 9600 bytes
+	 * more of the step */
+	tg_tensor *L = product_loss(x, w, c);
+	size_t before = tg_arena_used(ctx);
+	assert_int_equal(tg_backward(L), 0);
+	size_t handed = tg_arena_used(ctx) - before;
+	if (handed < used[1] + 40 * 30 * sizeof(double))
+		fail_msg("the backward took %zu bytes of the step, handing over %zu", used[1],
+			 handed);
+	tg_reset(ctx);
+	/* accumulating: two backwards, no tg_zero_grad between */
+	tg_zero_grad(w);
+	assert_int_equal(tg_backward(product_loss(x, w, c)), 0);
+	assert_int_equal(tg_backward(product_loss(x, w, c)), 0);
+	const double *two = tg_data(tg_grad(w));
+	for (int i = 0; i < 1200; i++)
+		if (two[i] != 2 * want[i])
+			fail_msg("element %d: %.17g after two backwards, want %.17g", i, two[i],
+				 2 * want[i]);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+/* f = sum(w @ w^T): both gradients go to w, the first written into its
+ * buffer, the second added: df/dw = (J + J^T) w = 2 J w, J all ones, so
+ * every element of column j is 2 * (sum of column j of w). */
+static void a_leaf_used_twice_by_one_product_gets_both_gradients(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(3);
+	tg_tensor *w = tg_param(tg_randn(ctx, TG_F64, SHAPE(5, 3), 0, 1));
+	tg_zero_grad(w);
+	assert_int_equal(tg_backward(tg_sum(tg_matmul_t(w, false, w, true))), 0);
+	const double *wv = tg_data(w), *gv = tg_data(tg_grad(w));
+	for (int j = 0; j < 3; j++) {
+		double col = 0;
+		for (int i = 0; i < 5; i++)
+			col += wv[i * 3 + j];
+		for (int i = 0; i < 5; i++)
+			assert_near(gv[i * 3 + j], 2 * col, 1e-12);
+	}
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+/* What tg_node_grad_buffer offers a custom rule: the buffer for a leaf's
+ * first gradient of a plain backward, nothing otherwise. */
+static int offered[4], n_offered;
+
+static void probe_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *buf = tg_node_grad_buffer(n, 0);
+	if (n_offered < 4)
+		offered[n_offered++] = buf != NULL;
+	if (buf) { /* d(2x)/dx = 2, written into the buffer */
+		const double *d = tg_data(dout);
+		double *b = tg_data_mut(buf);
+		for (size_t i = 0; i < tg_numel(buf); i++)
+			b[i] = 2 * d[i];
+		tg_node_grad(n, 0, buf);
+	} else {
+		tg_node_grad(n, 0, tg_mul_scalar(dout, 2));
+	}
+}
+
+static const tg_op probe_op = { .name = "probe", .backward = probe_backward };
+
+static tg_tensor *probe(tg_tensor *x)
+{
+	tg_ctx *ctx = tg_ctx_of(x);
+	bool was = tg_grad_enabled(ctx);
+	tg_set_grad_enabled(ctx, false);
+	tg_tensor *y = tg_mul_scalar(x, 2);
+	tg_set_grad_enabled(ctx, was);
+	return tg_record(&probe_op, y, 1, &x, NULL, 0);
+}
+
+static void the_buffer_is_offered_only_for_a_first_leaf_gradient(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *p = tg_param(tg_full(ctx, TG_F64, SHAPE(3), 1.5));
+	n_offered = 0;
+	tg_zero_grad(p);
+	/* a leaf's first gradient: offered; the second use of p: not */
+	assert_int_equal(tg_backward(tg_sum(tg_mul(probe(p), probe(p)))), 0);
+	/* the input of the probe is an intermediate, p * 1: not offered */
+	tg_zero_grad(p);
+	assert_int_equal(tg_backward(tg_sum(probe(tg_mul_scalar(p, 1)))), 0);
+	/* TG_CREATE_GRAPH: not offered */
+	tg_zero_grad(p);
+	assert_int_equal(tg_backward_ex(tg_sum(probe(p)), NULL, TG_CREATE_GRAPH), 0);
+	assert_int_equal(n_offered, 4);
+	assert_int_equal(offered[0] + offered[1], 1);
+	assert_int_equal(offered[2], 0);
+	assert_int_equal(offered[3], 0);
+	/* the last backward's gradient, d/dp sum(2p) = 2, came the usual way */
+	assert_near(tg_get(tg_grad(p), 0), 2, 0);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -272,6 +410,9 @@ int main(void)
 		cmocka_unit_test(the_gradient_of_an_unused_parameter_stays_null),
 		cmocka_unit_test(recording_an_output_already_used_is_refused),
 		cmocka_unit_test(grad_ready_reports_each_leaf_once_with_its_final_gradient),
+		cmocka_unit_test(a_product_writes_a_leafs_first_gradient_into_its_buffer),
+		cmocka_unit_test(a_leaf_used_twice_by_one_product_gets_both_gradients),
+		cmocka_unit_test(the_buffer_is_offered_only_for_a_first_leaf_gradient),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
