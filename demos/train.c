@@ -1251,7 +1251,10 @@ int main(int argc, char **argv)
 	       (long long)c.batch, c.replace ? "drawn with replacement" : "shuffled epochs",
 	       (long long)planned, c.iters ? "step" : "epoch", planned == 1 ? "" : "s",
 	       (unsigned long long)c.seed, c.threads, c.threads == 1 ? "" : "s");
-	printf("blas      %s\n", tg_blas_info());
+	/* a kernel that may be slower than one the CPU runs: demos/run times both */
+	const char *faster = tg_blas_advice();
+	printf("blas      %s%s%s%s\n", tg_blas_info(), faster ? "; OPENBLAS_CORETYPE=" : "",
+	       faster ? faster : "", faster ? " may be faster (build/tests/blas_probe times it)" : "");
 	if (dist)
 		printf("dist      %d rank%s of batch %lld: a global batch of %lld%s\n", ranks,
 		       ranks == 1 ? "" : "s", (long long)c.batch, (long long)gbatch,

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 static void tg_blas_warn_once(void);
@@ -141,21 +142,30 @@ void tg_blas_enter(const tg_ctx *ctx)
 
 /* ---- which BLAS kernel runs ---------------------------------------------- */
 
-/* OpenBLAS kernels that use AVX2 (and FMA): anything else on a CPU that has
- * AVX2 is a generic kernel that leaves half the speed or more unused (Debian
- * 12's OpenBLAS 0.3.21 picks Prescott on CPUs newer than it knows). */
-static const char *const avx2_kernels[] = {
-	"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids", "Excavator",
-};
+/* OpenBLAS 0.3.21's kernels by the widest vectors their sgemm and dgemm
+ * use; any other name is a generic kernel (SSE2, SSE3, AVX) that leaves
+ * half the speed or more unused on a CPU with AVX2 (Debian 12's 0.3.21
+ * picks Prescott on CPUs newer than it knows). Cooperlake is SkylakeX's
+ * sgemm and dgemm plus bf16 products; SapphireRapids is a later name. */
+static const char *const avx512_kernels[] = { "SkylakeX", "Cooperlake", "SapphireRapids" };
+static const char *const avx2_kernels[] = { "Haswell", "Zen", "Excavator" };
+
+static bool is_one_of(const char *name, const char *const *list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcasecmp(name, list[i]))
+			return true;
+	return false;
+}
+#define IS_ONE_OF(name, list) is_one_of(name, list, sizeof list / sizeof list[0])
 
 const char *tg_blas_advice_for(const char *corename, bool avx2, bool avx512)
 {
-	if (!corename || !avx2)
+	if (!corename || !avx2 || IS_ONE_OF(corename, avx512_kernels))
 		return NULL;
-	for (size_t i = 0; i < sizeof avx2_kernels / sizeof avx2_kernels[0]; i++)
-		if (!strcasecmp(corename, avx2_kernels[i]))
-			return NULL;
-	return avx512 ? "SkylakeX" : "Haswell";
+	if (avx512) /* a generic or an AVX2 kernel: SkylakeX runs here */
+		return "SkylakeX";
+	return IS_ONE_OF(corename, avx2_kernels) ? NULL : "Haswell";
 }
 
 static bool cpu_has(int avx512)
@@ -198,22 +208,26 @@ const char *tg_blas_info(void)
 	return info;
 }
 
-/* Once per process, at the first context: a generic kernel on a CPU that
- * could run a fast one is said on stderr, with the variable to set. */
+/* Once per process, at the first context: a generic kernel on a CPU with
+ * AVX2 is said on stderr, with the variable to set. An AVX2 kernel on an
+ * AVX-512 CPU is not: whether SkylakeX is faster there depends on the CPU
+ * (twice as fast on some, maybe no faster where AVX-512 runs in halves
+ * or at a lower clock), and the library cannot time another
+ * kernel than the one loaded; blas_probe measures it. */
 static void tg_blas_warn_once(void)
 {
 	static atomic_int warned;
 	if (atomic_load_explicit(&warned, memory_order_relaxed) || atomic_exchange(&warned, 1))
 		return;
+	const char *core = openblas_get_corename();
 	const char *advice = tg_blas_advice();
 	const char *quiet = getenv("TG_BLAS_QUIET");
-	if (advice && !(quiet && *quiet))
+	if (advice && !IS_ONE_OF(core, avx2_kernels) && !(quiet && *quiet))
 		fprintf(stderr,
 			"tapegrad: OpenBLAS runs its generic %s kernel on a CPU with %s; matrix "
 			"products may take twice as long or more. Set OPENBLAS_CORETYPE=%s in the "
 			"environment before the program starts.\n",
-			openblas_get_corename(), strcmp(advice, "SkylakeX") ? "AVX2" : "AVX-512",
-			advice);
+			core, strcmp(advice, "SkylakeX") ? "AVX2" : "AVX-512", advice);
 }
 
 /* The self-check: C = op(A) op(B) through cblas_?gemm, row-major with the

@@ -117,11 +117,17 @@ TG_API int tg_threads(const tg_ctx *ctx);
 /* The BLAS and kernel the products run on, "OpenBLAS 0.3.21 Haswell, 2 cores";
  * a static string. */
 TG_API const char *tg_blas_info(void);
-/* The OPENBLAS_CORETYPE to set ("Haswell" for AVX2, "SkylakeX" for AVX-512)
- * when OpenBLAS runs a generic kernel (one without AVX2: Prescott, Core2,
- * Nehalem, Sandybridge, ...) on a CPU that has AVX2; NULL when the kernel
- * suits the CPU. The first tg_ctx_new of a process says it on stderr
- * (unless TG_BLAS_QUIET is set and not empty). */
+/* The OPENBLAS_CORETYPE that may run faster, NULL when none: on a CPU with
+ * AVX-512, "SkylakeX" when OpenBLAS runs an AVX2 kernel (Haswell, Zen,
+ * Excavator) or a generic one (no AVX2: Prescott, Core2, Nehalem,
+ * Sandybridge, ...); on a CPU with AVX2 alone, "Haswell" for a generic
+ * kernel. Under a generic kernel products take twice as long or more: the first
+ * tg_ctx_new of a process says so on stderr (unless TG_BLAS_QUIET is set
+ * and not empty). Whether SkylakeX beats an AVX2 kernel depends on the CPU
+ * (twice as fast on some; maybe no faster where AVX-512 runs in halves, as
+ * on AMD Zen 4, or at a lower clock), and a process cannot time a kernel
+ * other than the one OpenBLAS loaded, so that case is not warned about:
+ * tests/bench/blas_probe times both in child processes and chooses. */
 TG_API const char *tg_blas_advice(void);
 /* The same rule for a given kernel name and CPU features. */
 TG_API const char *tg_blas_advice_for(const char *corename, bool avx2, bool avx512);

@@ -1,11 +1,15 @@
 /*
  * test_blas.c - the BLAS the products run on: sgemm and dgemm through
  * tg_matmul / tg_matmul_t against plain loops on odd shapes, the library's
- * own self-check, and the rule and the one-time warning for a generic
+ * own self-check, the advice rule and the one-time warning for a generic
  * OpenBLAS kernel on a CPU that could run a fast one (checked in a child
- * process started with OPENBLAS_CORETYPE=Prescott). No timings.
+ * process started with OPENBLAS_CORETYPE=Prescott), and blas_probe's rules
+ * (which kernels it times, which it chooses) on given names, CPU flags and
+ * figures. No timings: every rule is a function of the flags it is given,
+ * so the tables hold on any CPU.
  */
 #include "test_util.h"
+#include "../bench/blas_choose.h"
 
 #include <stdlib.h>
 #include <unistd.h>
@@ -90,7 +94,7 @@ static void blas_info_names_the_library_and_kernel(void **state)
 	assert_ptr_equal(tg_blas_info(), info);
 }
 
-static void a_generic_kernel_on_an_avx2_cpu_gets_advice(void **state)
+static void a_generic_or_avx2_kernel_gets_advice_where_a_wider_one_runs(void **state)
 {
 	(void)state;
 	static const struct {
@@ -101,9 +105,13 @@ static void a_generic_kernel_on_an_avx2_cpu_gets_advice(void **state)
 		{ "Prescott", true, true, "SkylakeX" }, { "Prescott", true, false, "Haswell" },
 		{ "Core2", true, false, "Haswell" },	{ "Atom", true, true, "SkylakeX" },
 		{ "Sandybridge", true, false, "Haswell" }, { "Prescott", false, false, NULL },
-		{ "Haswell", true, true, NULL },	{ "SkylakeX", true, true, NULL },
-		{ "Cooperlake", true, true, NULL },	{ "Zen", true, false, NULL },
-		{ NULL, true, true, NULL },
+		{ "SkylakeX", true, true, NULL },	{ "Cooperlake", true, true, NULL },
+		{ "skylakex", true, true, NULL },	{ "SapphireRapids", true, true, NULL },
+		{ "Zen", true, false, NULL },		{ "Haswell", true, false, NULL },
+		{ "Excavator", true, false, NULL },	{ NULL, true, true, NULL },
+		/* an AVX2 kernel on an AVX-512 CPU: SkylakeX is the one to time */
+		{ "Haswell", true, true, "SkylakeX" },	{ "Zen", true, true, "SkylakeX" },
+		{ "Excavator", true, true, "SkylakeX" }, { "haswell", true, true, "SkylakeX" },
 	};
 	for (size_t i = 0; i < LEN(rows); i++) {
 		const char *got = tg_blas_advice_for(rows[i].core, rows[i].avx2, rows[i].avx512);
@@ -111,6 +119,94 @@ static void a_generic_kernel_on_an_avx2_cpu_gets_advice(void **state)
 			fail_msg("tg_blas_advice_for(%s, avx2 %d, avx512 %d) = %s, expected %s",
 				 rows[i].core ? rows[i].core : "NULL", rows[i].avx2, rows[i].avx512,
 				 got ? got : "NULL", rows[i].want ? rows[i].want : "NULL");
+	}
+}
+
+static void the_probe_times_the_current_kernel_and_one_of_each_wider_class(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *core;
+		bool avx2, avx512;
+		const char *want[3];
+	} rows[] = {
+		{ "Haswell", true, true, { "Haswell", "SkylakeX" } },
+		{ "Zen", true, true, { "Zen", "SkylakeX" } },
+		{ "Prescott", true, true, { "Prescott", "SkylakeX", "Haswell" } },
+		{ "Prescott", true, false, { "Prescott", "Haswell" } },
+		{ "Cooperlake", true, true, { "Cooperlake", "Haswell" } },
+		{ "SkylakeX", true, true, { "SkylakeX", "Haswell" } },
+		{ "Zen", true, false, { "Zen" } },
+		{ "Haswell", true, false, { "Haswell" } },
+		{ "Prescott", false, false, { "Prescott" } },
+	};
+	for (size_t i = 0; i < LEN(rows); i++) {
+		const char *got[3] = { 0 };
+		int n = blas_candidates(rows[i].core, rows[i].avx2, rows[i].avx512, got);
+		int want_n = 0;
+		while (want_n < 3 && rows[i].want[want_n])
+			want_n++;
+		bool same = n == want_n;
+		for (int j = 0; same && j < n; j++)
+			same = !strcmp(got[j], rows[i].want[j]);
+		if (!same)
+			fail_msg("blas_candidates(%s, avx2 %d, avx512 %d) = %d: %s %s %s, expected %d: "
+				 "%s %s %s",
+				 rows[i].core, rows[i].avx2, rows[i].avx512, n, n > 0 ? got[0] : "",
+				 n > 1 ? got[1] : "", n > 2 ? got[2] : "", want_n,
+				 rows[i].want[0] ? rows[i].want[0] : "",
+				 rows[i].want[1] ? rows[i].want[1] : "",
+				 rows[i].want[2] ? rows[i].want[2] : "");
+	}
+}
+
+/* blas_choose on figures given in GFLOP/s (sgemm, dgemm), runs[0] the
+ * kernel OpenBLAS chose; margin 1.1 as blas_probe uses it */
+static void the_probe_chooses_the_fastest_passing_kernel_by_a_clear_margin(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *what;
+		int n;
+		blas_run runs[3];
+		int want;
+	} rows[] = {
+		{ "SkylakeX twice Haswell's speed (an AVX-512 EPYC)", 2,
+		  { { "Haswell", true, 108, 52 }, { "SkylakeX", true, 207, 100 } }, 1 },
+		{ "SkylakeX 5% faster (AVX-512 in halves)", 2,
+		  { { "Haswell", true, 100, 50 }, { "SkylakeX", true, 105, 52.5 } }, 0 },
+		{ "SkylakeX 8% faster: within the margin", 2,
+		  { { "Haswell", true, 100, 50 }, { "SkylakeX", true, 108, 54 } }, 0 },
+		{ "SkylakeX 12% faster: past the margin", 2,
+		  { { "Haswell", true, 100, 50 }, { "SkylakeX", true, 112, 56 } }, 1 },
+		{ "sgemm twice as fast, dgemm 0.8: geometric mean 1.26", 2,
+		  { { "Haswell", true, 100, 50 }, { "SkylakeX", true, 200, 40 } }, 1 },
+		{ "sgemm 1.3, dgemm 0.8: geometric mean 1.02", 2,
+		  { { "Haswell", true, 100, 50 }, { "SkylakeX", true, 130, 40 } }, 0 },
+		{ "a slower candidate", 2,
+		  { { "Cooperlake", true, 150, 50 }, { "Haswell", true, 95, 27 } }, 0 },
+		{ "the AVX2 kernel faster than the AVX-512 one OpenBLAS chose", 2,
+		  { { "SkylakeX", true, 90, 45 }, { "Haswell", true, 110, 55 } }, 1 },
+		{ "generic current: the fastest of three", 3,
+		  { { "Prescott", true, 40, 20 }, { "SkylakeX", true, 200, 100 },
+		    { "Haswell", true, 100, 50 } }, 1 },
+		{ "the fastest failed its self-check: the next one", 3,
+		  { { "Prescott", true, 40, 20 }, { "SkylakeX", false, 200, 100 },
+		    { "Haswell", true, 100, 50 } }, 2 },
+		{ "the current kernel failed: any passing one, even slower", 2,
+		  { { "Haswell", false, 100, 50 }, { "SkylakeX", true, 90, 45 } }, 1 },
+		{ "a run without figures does not count", 2,
+		  { { "Haswell", true, 100, 50 }, { "SkylakeX", true, 0, 0 } }, 0 },
+		{ "nothing passed", 2,
+		  { { "Haswell", false, 100, 50 }, { "SkylakeX", false, 200, 100 } }, -1 },
+		{ "the current kernel alone", 1, { { "Zen", true, 100, 50 } }, 0 },
+	};
+	for (size_t i = 0; i < LEN(rows); i++) {
+		int got = blas_choose(rows[i].runs, rows[i].n, 1.1);
+		if (got != rows[i].want)
+			fail_msg("%s: blas_choose = %d (%s), expected %d (%s)", rows[i].what, got,
+				 got >= 0 ? rows[i].runs[got].name : "none", rows[i].want,
+				 rows[i].want >= 0 ? rows[i].runs[rows[i].want].name : "none");
 	}
 }
 
@@ -178,7 +274,9 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(sgemm_and_dgemm_match_plain_loops_on_odd_shapes),
 	    cmocka_unit_test(the_library_self_check_passes),
 	    cmocka_unit_test(blas_info_names_the_library_and_kernel),
-	    cmocka_unit_test(a_generic_kernel_on_an_avx2_cpu_gets_advice),
+	    cmocka_unit_test(a_generic_or_avx2_kernel_gets_advice_where_a_wider_one_runs),
+	    cmocka_unit_test(the_probe_times_the_current_kernel_and_one_of_each_wider_class),
+	    cmocka_unit_test(the_probe_chooses_the_fastest_passing_kernel_by_a_clear_margin),
 	    cmocka_unit_test(a_generic_kernel_is_warned_about_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
