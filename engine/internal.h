@@ -54,6 +54,10 @@ typedef struct tg_headers {
 	uint64_t prev_start;  /* and of the previous step's */
 	uint64_t released;    /* pages before this offset were given back */
 	uint64_t ready;       /* pages moved ahead of the cursor end here */
+	uint64_t small_end;   /* with huge pages: pages before this offset are
+			       * small ones, dropped rather than moved */
+	bool huge_asked;      /* the cursor has passed 1 MiB: huge pages asked for */
+	bool huge;            /* and the system took the request */
 	uint64_t given_back;  /* bytes given back over the context's life */
 	tg_ctx *reg_next;     /* the process-wide list of ranges (arena.c) */
 	tg_slots *ring;       /* fallback: block holding the next header slot */

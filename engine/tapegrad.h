@@ -25,7 +25,7 @@
  * Tensors have no free function. A step tensor used after the reset that
  * freed it is reported as TG_ESTALE, not read, however many resets it was
  * kept over: a step tensor's header address is not given to another tensor
- * until 2^40 bytes of headers (6.2e9) have been made after it. Where that
+ * until 2^40 bytes of headers (6.0e9) have been made after it. Where that
  * much address space cannot be reserved (or TG_HEADER_SPACE=0), headers
  * come from a ring instead, and a tensor kept past more than one reset is
  * caught only until its slot is reused.

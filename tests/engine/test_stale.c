@@ -11,6 +11,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 /* Pages of this process in memory (/proc/self/statm, second field). */
@@ -24,6 +25,48 @@ static long resident_pages(void)
 		fclose(f);
 	}
 	return rss;
+}
+
+/* Lines of /proc/self/maps: the mappings of this process. */
+static int mapping_count(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	int n = 0, c;
+	if (!f)
+		return -1;
+	while ((c = fgetc(f)) != EOF)
+		n += c == '\n';
+	fclose(f);
+	return n;
+}
+
+/* Pages in memory among the len bytes of the header range from its start. */
+static long range_resident_pages(const tg_ctx *ctx, size_t len)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	size_t n = (len + (size_t)page - 1) / (size_t)page;
+	unsigned char *in = malloc(n);
+	long count = -1;
+	if (in && mincore(ctx->arena.hdr.base, n * (size_t)page, in) == 0) {
+		count = 0;
+		for (size_t i = 0; i < n; i++)
+			count += in[i] & 1;
+	}
+	free(in);
+	return count;
+}
+
+/* True when every anonymous mapping gets huge pages, asked or not. */
+static bool huge_pages_always(void)
+{
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+	char line[128] = "";
+	if (f) {
+		if (!fgets(line, sizeof line, f))
+			line[0] = 0;
+		fclose(f);
+	}
+	return strstr(line, "[always]") != NULL;
 }
 
 /* True when ctx hands out headers from a reserved range, not the ring. */
@@ -328,6 +371,73 @@ static void memory_stays_bounded_over_a_long_run_of_resets(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* Each piece given back leaves a fresh mapping behind (and, with huge pages,
+ * one that asks for them): it must join its neighbours, or every give-back
+ * adds a mapping until the process's limit (65530) makes mmap fail. */
+static void mappings_stay_few_over_a_long_run_of_resets(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	for (int r = 0; r < 1000; r++)
+		step_of(ctx, 30, r);
+	int before = mapping_count();
+	uint64_t given = ctx->arena.hdr.given_back;
+	/* 100k steps of 30 headers: 550 MB of headers, 260 pieces of 2 MiB */
+	for (int r = 0; r < 100000; r++) {
+		tg_reset(ctx);
+		for (int i = 0; i < 30; i++)
+			tg_scalar(ctx, TG_F32, i);
+	}
+	int after = mapping_count();
+	assert_true(before > 0);
+	if (after > before + 8)
+		fail_msg("mappings grew from %d to %d over 100k steps", before, after);
+	if (has_range(ctx) && ctx->arena.hdr.given_back - given < (uint64_t)200 << 20)
+		fail_msg("only %llu bytes were given back over 100k steps",
+			 (unsigned long long)(ctx->arena.hdr.given_back - given));
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+/* Huge pages are asked for once the cursor has passed 1 MiB: before, a
+ * context holds in memory no more header pages than it has filled. */
+static void a_context_of_few_headers_stays_on_small_pages(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	if (!has_range(ctx)) {
+		tg_ctx_free(ctx);
+		skip();
+	}
+	tg_headers *h = &ctx->arena.hdr;
+	tg_tensor *first = tg_scalar(ctx, TG_F64, 1);
+	/* 20 steps of 200 headers: 4001 headers, 736 KB */
+	for (int r = 0; r < 20; r++)
+		step_of(ctx, 200, r);
+	size_t filled = (size_t)((char *)h->next - (char *)h->base);
+	assert_true(filled < (1 << 20));
+	assert_false(h->huge_asked);
+	long page = sysconf(_SC_PAGESIZE);
+	long resident = range_resident_pages(ctx, 4 << 20);
+	long most = (long)(filled + (size_t)page - 1) / page;
+	if (!huge_pages_always() && resident > most)
+		fail_msg("%ld pages of the range in memory for %zu bytes of headers (%ld pages)",
+			 resident, filled, most);
+	/* past 1 MiB: asked at the next reset; the small pages in use then are
+	 * dropped when given back, up to the end of their 2 MiB grain */
+	for (int r = 0; r < 10; r++)
+		step_of(ctx, 200, r);
+	assert_true(h->huge_asked);
+	if (h->huge)
+		assert_int_equal(h->small_end, 2 << 20);
+	/* 60 steps of 1000 headers: 11 MB, the small pages given back */
+	for (int r = 0; r < 60; r++)
+		step_of(ctx, 1000, r);
+	assert_true(h->released >= 2 << 20);
+	assert_stale(ctx, first);
+	tg_ctx_free(ctx);
+}
+
 /* ---- the knob: a small range that wraps, and the ring ------------------------- */
 
 static void a_small_range_wraps_and_still_catches_recent_handles(void **state)
@@ -423,6 +533,8 @@ int main(void)
 		cmocka_unit_test(two_contexts_interleaved_each_report_their_own),
 		cmocka_unit_test(threads_find_their_own_contexts_stale_tensors),
 		cmocka_unit_test(memory_stays_bounded_over_a_long_run_of_resets),
+		cmocka_unit_test(mappings_stay_few_over_a_long_run_of_resets),
+		cmocka_unit_test(a_context_of_few_headers_stays_on_small_pages),
 		cmocka_unit_test(a_small_range_wraps_and_still_catches_recent_handles),
 		cmocka_unit_test(a_step_larger_than_a_small_range_is_enomem),
 		cmocka_unit_test(the_fallback_ring_catches_a_tensor_kept_past_one_reset),
