@@ -42,6 +42,7 @@ typedef struct prim {
 	tg_conv_kernel kind;
 	bool bias;
 	tg_conv_geom g;
+	int threads;                  /* oneDNN splits its work when a primitive is made */
 	uint64_t used;                /* the cache's clock at its last call: the oldest goes */
 	dnnl_primitive_t p;           /* NULL: oneDNN refused the geometry */
 	int arg[NT];                  /* DNNL_ARG_* of a, b and y */
@@ -244,7 +245,7 @@ static bool tensor_make(const cache *c, prim *e, int t, const dnnl_memory_desc_t
 /* Fills e for kind over g: the convolution, its tensors' memory objects and
  * reorders, the bias's and the scratchpad's. false if refused. */
 static bool prim_make(const cache *c, prim *e, const tg_conv_geom *g, tg_conv_kernel kind,
-		      bool bias)
+		      bool bias, int threads)
 {
 	descs plain, chosen;
 	if (!describe(g, false, &plain) || !describe(g, BLOCKED, &chosen))
@@ -252,7 +253,7 @@ static bool prim_make(const cache *c, prim *e, const tg_conv_geom *g, tg_conv_ke
 	dnnl_primitive_desc_t pd = prim_desc(c, g, kind, bias, &chosen);
 	if (!pd)
 		return false;
-	*e = (prim){ .live = true, .kind = kind, .bias = bias, .g = *g };
+	*e = (prim){ .live = true, .kind = kind, .bias = bias, .g = *g, .threads = threads };
 	static const int args[3][NT] = {
 		{ DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST },
 		{ DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC },
@@ -287,16 +288,18 @@ static bool prim_make(const cache *c, prim *e, const tg_conv_geom *g, tg_conv_ke
 	return ok;
 }
 
-/* The cached primitive of kind over g, made in the oldest slot on a miss.
- * A geometry oneDNN refuses keeps its slot with no primitive, so that it
- * is not asked again at every step. */
-static prim *prim_of(cache *c, const tg_conv_geom *g, tg_conv_kernel kind, bool bias)
+/* The cached primitive of kind over g for this many threads, made in the
+ * oldest slot on a miss. A geometry oneDNN refuses keeps its slot with no
+ * primitive, so that it is not asked again at every step. */
+static prim *prim_of(cache *c, const tg_conv_geom *g, tg_conv_kernel kind, bool bias,
+		     int threads)
 {
 	prim *old = &c->slot[0];
 	c->clock++;
 	for (int i = 0; i < SLOTS; i++) {
 		prim *e = &c->slot[i];
-		if (e->live && e->kind == kind && e->bias == bias && !memcmp(&e->g, g, sizeof *g)) {
+		if (e->live && e->kind == kind && e->bias == bias && e->threads == threads &&
+		    !memcmp(&e->g, g, sizeof *g)) {
 			e->used = c->clock;
 			return e;
 		}
@@ -305,9 +308,9 @@ static prim *prim_of(cache *c, const tg_conv_geom *g, tg_conv_kernel kind, bool 
 	}
 	if (old->live)
 		prim_free(old);
-	if (!prim_make(c, old, g, kind, bias)) {
+	if (!prim_make(c, old, g, kind, bias, threads)) {
 		prim_free(old);
-		*old = (prim){ .live = true, .kind = kind, .bias = bias, .g = *g };
+		*old = (prim){ .live = true, .kind = kind, .bias = bias, .g = *g, .threads = threads };
 	}
 	old->used = c->clock;
 	return old;
@@ -346,7 +349,12 @@ tg_conv_done tg_conv_dnnl(tg_ctx *ctx, tg_conv_kernel kind, const tg_conv_geom *
 	cache *c = cache_of(ctx);
 	if (!c || c->off)
 		return TG_CONV_DECLINED;
-	prim *e = prim_of(c, g, kind, bias != NULL);
+	/* oneDNN runs on as many OpenMP threads as the calling thread's
+	 * omp_get_max_threads() when the primitive is made: the context's
+	 * count, which is part of the primitive's key */
+	if (omp_get_max_threads() != ctx->threads)
+		omp_set_num_threads(ctx->threads);
+	prim *e = prim_of(c, g, kind, bias != NULL, ctx->threads);
 	if (!e->p)
 		return TG_CONV_DECLINED;
 	void *data[NT] = { (void *)a, (void *)b, y };
@@ -377,10 +385,6 @@ tg_conv_done tg_conv_dnnl(tg_ctx *ctx, tg_conv_kernel kind, const tg_conv_geom *
 			return TG_CONV_DECLINED;
 		args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_SCRATCHPAD, e->scratch_mem };
 	}
-	/* oneDNN runs on as many OpenMP threads as the calling thread's
-	 * omp_get_max_threads(): the context's count */
-	if (omp_get_max_threads() != ctx->threads)
-		omp_set_num_threads(ctx->threads);
 	bool ok = (!e->reorder[A] || reorder_run(c, e, A)) && (!e->reorder[B] || reorder_run(c, e, B)) &&
 		  run(c, e->p, n, args) && (!e->reorder[Y] || reorder_run(c, e, Y)) &&
 		  dnnl_stream_wait(c->stream) == dnnl_success;
