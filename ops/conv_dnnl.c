@@ -4,15 +4,16 @@
  * weights). conv.c asks here first and runs im2col when this declines (f64
  * never comes here); the ops and their rules stay in conv.c.
  *
- * Each context keeps a small cache of primitives, one per kernel and
- * geometry, with an engine, a stream and the memory objects of each
- * primitive made once: a call re-points the memory objects at the tensors
- * and at a scratchpad in the step arena, so a steady-state step makes
- * nothing through the context's allocator. The tensors are read and written
- * in place as NCHW and OIHW; see LAYOUT below for why no blocked layout.
+ * Each context keeps a small cache of primitives, one per kernel, geometry
+ * and lane, with an engine, a stream per lane and the memory objects of
+ * each primitive made once: a call re-points the memory objects at the
+ * tensors and at copies and a scratchpad in the step arena, so a
+ * steady-state step makes nothing through the context's allocator. See
+ * LAYOUT for the layouts and LANES for the threads.
  * Shape legend as in conv.c: x (N,C,H,W), w (O,CG,KH,KW), out (N,O,OH,OW).
  */
 #include "conv_dnnl.h"
+#include "parallel.h"
 
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
@@ -27,7 +28,16 @@
  * against XX ms blocked, reorders included. BLOCKED = 0 is the plain form. */
 enum { BLOCKED = 1 };
 
-enum { SLOTS = 16, SCRATCH_ALIGN = 64 };
+/* LANES: with T threads the images are cut into T runs, as conv.c's
+ * run_images does, and each run is a primitive of its own batch executed
+ * by one thread of the worker pool (engine/parallel.h) on its own stream,
+ * oneDNN single-threaded inside; the weight gradient adds the runs'
+ * partial sums. oneDNN's own OpenMP threads were slower at 2 threads: on a
+ * loaded 2-core machine a parallel region waits at each barrier for a
+ * thread the kernel has taken away, and a step has about 15 regions
+ * (tg_bench conv-layers --threads 2: XX ms on OpenMP, XX ms in lanes).
+ * libgomp therefore never starts a team here. */
+enum { SLOTS = 32, LANES = 16, SCRATCH_ALIGN = 64 };
 
 /* The three tensors of a kernel, in the order tg_conv_dnnl takes them:
  * a and b are read, y written. */
@@ -42,7 +52,7 @@ typedef struct prim {
 	tg_conv_kernel kind;
 	bool bias;
 	tg_conv_geom g;
-	int threads;                  /* oneDNN splits its work when a primitive is made */
+	int lane;                     /* the run of images it serves (g.N is the run's) */
 	uint64_t used;                /* the cache's clock at its last call: the oldest goes */
 	dnnl_primitive_t p;           /* NULL: oneDNN refused the geometry */
 	int arg[NT];                  /* DNNL_ARG_* of a, b and y */
@@ -58,7 +68,7 @@ typedef struct prim {
 typedef struct cache {
 	bool off; /* no engine */
 	dnnl_engine_t engine;
-	dnnl_stream_t stream;
+	dnnl_stream_t stream[LANES]; /* made at a lane's first use */
 	uint64_t clock;
 	prim slot[SLOTS];
 } cache;
@@ -90,8 +100,9 @@ static void cache_free(tg_ctx *ctx, void *p)
 	for (int i = 0; i < SLOTS; i++)
 		if (c->slot[i].live)
 			prim_free(&c->slot[i]);
-	if (c->stream)
-		dnnl_stream_destroy(c->stream);
+	for (int l = 0; l < LANES; l++)
+		if (c->stream[l])
+			dnnl_stream_destroy(c->stream[l]);
 	if (c->engine)
 		dnnl_engine_destroy(c->engine);
 	ctx->alloc.free(c, ctx->alloc.user);
@@ -109,9 +120,10 @@ static cache *cache_of(tg_ctx *ctx)
 	if (!c)
 		return NULL;
 	memset(c, 0, sizeof *c);
-	if (dnnl_engine_create(&c->engine, dnnl_cpu, 0) != dnnl_success ||
-	    dnnl_stream_create(&c->stream, c->engine, dnnl_stream_default_flags) != dnnl_success)
+	if (dnnl_engine_create(&c->engine, dnnl_cpu, 0) != dnnl_success) {
+		c->engine = NULL;
 		c->off = true; /* no engine: this context stays on im2col */
+	}
 	ctx->kernel_cache = c;
 	ctx->kernel_cache_free = cache_free;
 	return c;
@@ -245,7 +257,7 @@ static bool tensor_make(const cache *c, prim *e, int t, const dnnl_memory_desc_t
 /* Fills e for kind over g: the convolution, its tensors' memory objects and
  * reorders, the bias's and the scratchpad's. false if refused. */
 static bool prim_make(const cache *c, prim *e, const tg_conv_geom *g, tg_conv_kernel kind,
-		      bool bias, int threads)
+		      bool bias, int lane)
 {
 	descs plain, chosen;
 	if (!describe(g, false, &plain) || !describe(g, BLOCKED, &chosen))
@@ -253,7 +265,7 @@ static bool prim_make(const cache *c, prim *e, const tg_conv_geom *g, tg_conv_ke
 	dnnl_primitive_desc_t pd = prim_desc(c, g, kind, bias, &chosen);
 	if (!pd)
 		return false;
-	*e = (prim){ .live = true, .kind = kind, .bias = bias, .g = *g, .threads = threads };
+	*e = (prim){ .live = true, .kind = kind, .bias = bias, .g = *g, .lane = lane };
 	static const int args[3][NT] = {
 		{ DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST },
 		{ DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC },
@@ -288,17 +300,17 @@ static bool prim_make(const cache *c, prim *e, const tg_conv_geom *g, tg_conv_ke
 	return ok;
 }
 
-/* The cached primitive of kind over g for this many threads, made in the
- * oldest slot on a miss. A geometry oneDNN refuses keeps its slot with no
- * primitive, so that it is not asked again at every step. */
+/* The cached primitive of kind over g for a lane, made in the oldest slot
+ * on a miss. A geometry oneDNN refuses keeps its slot with no primitive,
+ * so that it is not asked again at every step. */
 static prim *prim_of(cache *c, const tg_conv_geom *g, tg_conv_kernel kind, bool bias,
-		     int threads)
+		     int lane)
 {
 	prim *old = &c->slot[0];
 	c->clock++;
 	for (int i = 0; i < SLOTS; i++) {
 		prim *e = &c->slot[i];
-		if (e->live && e->kind == kind && e->bias == bias && e->threads == threads &&
+		if (e->live && e->kind == kind && e->bias == bias && e->lane == lane &&
 		    !memcmp(&e->g, g, sizeof *g)) {
 			e->used = c->clock;
 			return e;
@@ -308,15 +320,15 @@ static prim *prim_of(cache *c, const tg_conv_geom *g, tg_conv_kernel kind, bool 
 	}
 	if (old->live)
 		prim_free(old);
-	if (!prim_make(c, old, g, kind, bias, threads)) {
+	if (!prim_make(c, old, g, kind, bias, lane)) {
 		prim_free(old);
-		*old = (prim){ .live = true, .kind = kind, .bias = bias, .g = *g, .threads = threads };
+		*old = (prim){ .live = true, .kind = kind, .bias = bias, .g = *g, .lane = lane };
 	}
 	old->used = c->clock;
 	return old;
 }
 
-/* ---- running one --------------------------------------------------------------------- */
+/* ---- running the lanes ---------------------------------------------------------------- */
 
 /* size bytes of the step arena aligned to SCRATCH_ALIGN; NULL (ENOMEM
  * recorded) when they do not fit. */
@@ -328,17 +340,90 @@ static void *arena_aligned(tg_ctx *ctx, size_t size)
 	return (void *)(((uintptr_t)p + SCRATCH_ALIGN - 1) & ~(uintptr_t)(SCRATCH_ALIGN - 1));
 }
 
-static bool run(const cache *c, dnnl_primitive_t p, int n, const dnnl_exec_arg_t *args)
+/* What one lane reads and writes: the tensors (a, b, y) of its run of
+ * images, its blocked copies and its scratchpad. */
+typedef struct lane {
+	prim *e;
+	dnnl_stream_t stream;
+	void *data[NT];
+	void *copy[NT];
+	void *scratch;
+	bool ok;
+} lane;
+
+typedef struct lanes {
+	lane l[LANES];
+	const float *bias;
+} lanes;
+
+static bool run(dnnl_stream_t s, dnnl_primitive_t p, int n, const dnnl_exec_arg_t *args)
 {
-	return dnnl_primitive_execute(p, c->stream, n, args) == dnnl_success;
+	return dnnl_primitive_execute(p, s, n, args) == dnnl_success;
 }
 
-static bool reorder_run(const cache *c, const prim *e, int t)
+static bool reorder_run(const lane *l, int t)
 {
+	const prim *e = l->e;
 	dnnl_memory_t from = t == Y ? e->inner[t] : e->user[t];
 	dnnl_memory_t to = t == Y ? e->user[t] : e->inner[t];
 	dnnl_exec_arg_t args[2] = { { DNNL_ARG_FROM, from }, { DNNL_ARG_TO, to } };
-	return run(c, e->reorder[t], 2, args);
+	return run(l->stream, e->reorder[t], 2, args);
+}
+
+/* Lane l: points its memory objects at its buffers, reorders a and b in,
+ * convolves, reorders y out. oneDNN runs single-threaded in it. */
+static bool lane_run(lane *l, const float *bias)
+{
+	const prim *e = l->e;
+	dnnl_exec_arg_t args[NT + 2];
+	int n = 0;
+	for (int t = 0; t < NT; t++) {
+		if (dnnl_memory_set_data_handle(e->user[t], l->data[t]) != dnnl_success ||
+		    (e->reorder[t] &&
+		     dnnl_memory_set_data_handle(e->inner[t], l->copy[t]) != dnnl_success))
+			return false;
+		args[n++] = (dnnl_exec_arg_t){ e->arg[t], e->inner[t] };
+	}
+	if (e->bias_mem) {
+		if (dnnl_memory_set_data_handle(e->bias_mem, (void *)bias) != dnnl_success)
+			return false;
+		args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_BIAS, e->bias_mem };
+	}
+	if (e->scratch) {
+		if (dnnl_memory_set_data_handle(e->scratch_mem, l->scratch) != dnnl_success)
+			return false;
+		args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_SCRATCHPAD, e->scratch_mem };
+	}
+	/* reorders run on omp_get_max_threads() of the calling thread */
+	if (omp_get_max_threads() != 1)
+		omp_set_num_threads(1);
+	return (!e->reorder[A] || reorder_run(l, A)) && (!e->reorder[B] || reorder_run(l, B)) &&
+	       run(l->stream, e->p, n, args) && (!e->reorder[Y] || reorder_run(l, Y)) &&
+	       dnnl_stream_wait(l->stream) == dnnl_success;
+}
+
+static void lanes_part(void *arg, size_t lo, size_t hi)
+{
+	lanes *ls = arg;
+	for (size_t i = lo; i < hi; i++)
+		ls->l[i].ok = lane_run(&ls->l[i], ls->bias);
+}
+
+/* Lane i's images [lo, hi) of g: its geometry and tensors. The weight
+ * gradient of lanes after the first goes to part (O,CG,KH,KW) each. */
+static void lane_tensors(tg_conv_kernel kind, const tg_conv_geom *g, int64_t lo, int i,
+			 const float *a, const float *b, float *y, float *part, void **data)
+{
+	size_t xs = (size_t)(lo * g->C * g->H * g->W), os = (size_t)(lo * g->O * g->OH * g->OW);
+	size_t ws = (size_t)(g->O * (g->C / g->G) * g->KH * g->KW);
+	if (kind == TG_CONV_FORWARD) {
+		data[A] = (void *)(a + xs), data[B] = (void *)b, data[Y] = y + os;
+	} else if (kind == TG_CONV_INPUT_GRAD) {
+		data[A] = (void *)(a + os), data[B] = (void *)b, data[Y] = y + xs;
+	} else {
+		data[A] = (void *)(a + xs), data[B] = (void *)(b + os);
+		data[Y] = i ? part + (size_t)(i - 1) * ws : y;
+	}
 }
 
 tg_conv_done tg_conv_dnnl(tg_ctx *ctx, tg_conv_kernel kind, const tg_conv_geom *g,
@@ -349,46 +434,54 @@ tg_conv_done tg_conv_dnnl(tg_ctx *ctx, tg_conv_kernel kind, const tg_conv_geom *
 	cache *c = cache_of(ctx);
 	if (!c || c->off)
 		return TG_CONV_DECLINED;
-	/* oneDNN runs on as many OpenMP threads as the calling thread's
-	 * omp_get_max_threads() when the primitive is made: the context's
-	 * count, which is part of the primitive's key */
-	if (omp_get_max_threads() != ctx->threads)
-		omp_set_num_threads(ctx->threads);
-	prim *e = prim_of(c, g, kind, bias != NULL, ctx->threads);
-	if (!e->p)
-		return TG_CONV_DECLINED;
-	void *data[NT] = { (void *)a, (void *)b, y };
-	dnnl_exec_arg_t args[NT + 2];
-	int n = 0;
-	for (int t = 0; t < NT; t++) {
-		if (dnnl_memory_set_data_handle(e->user[t], data[t]) != dnnl_success)
+	int T = ctx->threads < LANES ? ctx->threads : LANES;
+	T = T < g->N ? T : (int)g->N;
+	/* primitives are made single-threaded: oneDNN fixes its split then */
+	if (omp_get_max_threads() != 1)
+		omp_set_num_threads(1);
+	lanes ls = { .bias = bias };
+	int64_t lo[LANES];
+	for (int i = 0; i < T; i++) {
+		tg_conv_geom run_g = *g;
+		lo[i] = g->N * i / T;
+		run_g.N = g->N * (i + 1) / T - lo[i];
+		lane *l = &ls.l[i];
+		l->e = prim_of(c, &run_g, kind, bias != NULL, i);
+		if (!l->e->p)
 			return TG_CONV_DECLINED;
-		if (e->reorder[t]) {
-			void *copy = arena_aligned(ctx, e->copy[t]);
-			if (!copy)
-				return TG_CONV_FAILED;
-			if (dnnl_memory_set_data_handle(e->inner[t], copy) != dnnl_success)
-				return TG_CONV_DECLINED;
+		if (!c->stream[i] &&
+		    dnnl_stream_create(&c->stream[i], c->engine, dnnl_stream_default_flags) !=
+			    dnnl_success) {
+			c->stream[i] = NULL;
+			return TG_CONV_DECLINED;
 		}
-		args[n++] = (dnnl_exec_arg_t){ e->arg[t], e->inner[t] };
+		l->stream = c->stream[i];
 	}
-	if (e->bias_mem) {
-		if (dnnl_memory_set_data_handle(e->bias_mem, (void *)bias) != dnnl_success)
-			return TG_CONV_DECLINED;
-		args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_BIAS, e->bias_mem };
-	}
-	if (e->scratch) {
-		void *s = arena_aligned(ctx, e->scratch);
-		if (!s)
+	size_t ws = (size_t)(g->O * (g->C / g->G) * g->KH * g->KW);
+	float *part = NULL;
+	if (kind == TG_CONV_WEIGHT_GRAD && T > 1 &&
+	    !(part = tg_arena_alloc(ctx, (size_t)(T - 1) * ws * sizeof *part)))
+		return TG_CONV_FAILED;
+	for (int i = 0; i < T; i++) {
+		lane *l = &ls.l[i];
+		lane_tensors(kind, g, lo[i], i, a, b, y, part, l->data);
+		for (int t = 0; t < NT; t++)
+			if (l->e->reorder[t] && !(l->copy[t] = arena_aligned(ctx, l->e->copy[t])))
+				return TG_CONV_FAILED;
+		if (l->e->scratch && !(l->scratch = arena_aligned(ctx, l->e->scratch)))
 			return TG_CONV_FAILED;
-		if (dnnl_memory_set_data_handle(e->scratch_mem, s) != dnnl_success)
-			return TG_CONV_DECLINED;
-		args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_SCRATCHPAD, e->scratch_mem };
 	}
-	bool ok = (!e->reorder[A] || reorder_run(c, e, A)) && (!e->reorder[B] || reorder_run(c, e, B)) &&
-		  run(c, e->p, n, args) && (!e->reorder[Y] || reorder_run(c, e, Y)) &&
-		  dnnl_stream_wait(c->stream) == dnnl_success;
-	return ok ? TG_CONV_COMPUTED : TG_CONV_DECLINED;
+	if (T == 1)
+		lanes_part(&ls, 0, 1);
+	else
+		tg_parallel_for(ctx, (size_t)T, 1, 1, lanes_part, &ls);
+	for (int i = 0; i < T; i++)
+		if (!ls.l[i].ok)
+			return TG_CONV_DECLINED;
+	for (int i = 1; i < T && part; i++)
+		for (size_t k = 0; k < ws; k++)
+			y[k] += part[(size_t)(i - 1) * ws + k];
+	return TG_CONV_COMPUTED;
 }
 
 int tg_conv_dnnl_made(const tg_ctx *ctx)
