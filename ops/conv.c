@@ -11,7 +11,10 @@
  * at a time, one GEMM per batch and group. The three conv ops are linear in each input and each one's
  * gradient is written with the others, so every rule differentiates again
  * (TG_CREATE_GRAPH); the pools' pairs are each other's adjoint. No loop here
- * allocates outside the step arena.
+ * allocates outside the step arena. In f32 the three conv kernels ask
+ * ops/conv_dnnl.c first, which runs oneDNN's direct kernels when the build
+ * has libdnnl and the context was not made with TG_CONV=im2col; im2col is
+ * the path of f64 and of whatever oneDNN declines.
  * Shape legend: x (N,C,H,W), w (O,CG,KH,KW), out (N,O,OH,OW); G groups, CG =
  * C/G and OG = O/G channels per group, L = OH*OW positions, K = CG*KH*KW.
  */
