@@ -13,8 +13,14 @@
  * Shape legend as in conv.c: x (N,C,H,W), w (O,CG,KH,KW), out (N,O,OH,OW).
  */
 #include "conv_dnnl.h"
+
+/* meson compiles this file only with libdnnl; a build that takes every
+ * source file (tests/fuzz/run) gets an empty one */
+#ifdef TG_HAVE_DNNL
+
 #include "parallel.h"
 
+#include <assert.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
 #include <string.h>
@@ -107,18 +113,17 @@ static void cache_free(tg_ctx *ctx, void *p)
 			dnnl_stream_destroy(c->stream[l]);
 	if (c->engine)
 		dnnl_engine_destroy(c->engine);
-	ctx->alloc.free(c, ctx->alloc.user);
+	tg_ctx_release(ctx, c);
 }
 
-/* The context's cache, made at its first f32 convolution; NULL when it
- * cannot be made (the caller declines: im2col needs none of it). */
+/* The context's cache, made through its allocator at its first f32
+ * convolution; NULL with ENOMEM recorded when it cannot be. */
 static cache *cache_of(tg_ctx *ctx)
 {
 	if (ctx->kernel_cache_free == cache_free)
 		return ctx->kernel_cache;
-	if (ctx->kernel_cache_free)
-		return NULL; /* another kernel's state: none is written yet */
-	cache *c = ctx->alloc.alloc(sizeof *c, ctx->alloc.user);
+	assert(!ctx->kernel_cache_free); /* the one user of the slot */
+	cache *c = tg_ctx_alloc(ctx, sizeof *c);
 	if (!c)
 		return NULL;
 	memset(c, 0, sizeof *c);
@@ -434,7 +439,9 @@ tg_conv_done tg_conv_dnnl(tg_ctx *ctx, tg_conv_kernel kind, const tg_conv_geom *
 	if (g->N < 1 || ctx->conv_im2col)
 		return TG_CONV_DECLINED;
 	cache *c = cache_of(ctx);
-	if (!c || c->off)
+	if (!c)
+		return TG_CONV_FAILED;
+	if (c->off)
 		return TG_CONV_DECLINED;
 	int T = ctx->threads < LANES ? ctx->threads : LANES;
 	T = T < g->N ? T : (int)g->N;
@@ -494,3 +501,5 @@ int tg_conv_dnnl_made(const tg_ctx *ctx)
 			n += ((const cache *)ctx->kernel_cache)->slot[i].p != NULL;
 	return n;
 }
+
+#endif

@@ -29,7 +29,7 @@ typedef enum tg_conv_kernel {
 typedef enum tg_conv_done {
 	TG_CONV_DECLINED, /* nothing written: run im2col */
 	TG_CONV_COMPUTED, /* y holds the result */
-	TG_CONV_FAILED,   /* the step arena is full: ENOMEM recorded */
+	TG_CONV_FAILED,   /* out of memory (the step arena, the cache): ENOMEM recorded */
 } tg_conv_done;
 
 #ifdef TG_HAVE_DNNL
