@@ -401,7 +401,8 @@ static bool lane_run(lane *l, const float *bias)
 			return false;
 		args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_SCRATCHPAD, e->scratch_mem };
 	}
-	/* reorders run on omp_get_max_threads() of the calling thread */
+	/* reorders run on omp_get_max_threads() of the calling thread; the
+	 * pool's threads are tapegrad's own and keep the setting */
 	if (omp_get_max_threads() != 1)
 		omp_set_num_threads(1);
 	return (!e->reorder[A] || reorder_run(l, A)) && (!e->reorder[B] || reorder_run(l, B)) &&
@@ -433,21 +434,11 @@ static void lane_tensors(tg_conv_kernel kind, const tg_conv_geom *g, int64_t lo,
 	}
 }
 
-tg_conv_done tg_conv_dnnl(tg_ctx *ctx, tg_conv_kernel kind, const tg_conv_geom *g,
-			  const float *a, const float *b, const float *bias, float *y)
+/* The kernel over g's images in T lanes. */
+static tg_conv_done conv_lanes(tg_ctx *ctx, cache *c, int T, tg_conv_kernel kind,
+			       const tg_conv_geom *g, const float *a, const float *b,
+			       const float *bias, float *y)
 {
-	if (g->N < 1 || ctx->conv_im2col)
-		return TG_CONV_DECLINED;
-	cache *c = cache_of(ctx);
-	if (!c)
-		return TG_CONV_FAILED;
-	if (c->off)
-		return TG_CONV_DECLINED;
-	int T = ctx->threads < LANES ? ctx->threads : LANES;
-	T = T < g->N ? T : (int)g->N;
-	/* primitives are made single-threaded: oneDNN fixes its split then */
-	if (omp_get_max_threads() != 1)
-		omp_set_num_threads(1);
 	lanes ls = { .bias = bias };
 	int64_t lo[LANES];
 	for (int i = 0; i < T; i++) {
@@ -491,6 +482,29 @@ tg_conv_done tg_conv_dnnl(tg_ctx *ctx, tg_conv_kernel kind, const tg_conv_geom *
 		for (size_t k = 0; k < ws; k++)
 			y[k] += part[(size_t)(i - 1) * ws + k];
 	return TG_CONV_COMPUTED;
+}
+
+tg_conv_done tg_conv_dnnl(tg_ctx *ctx, tg_conv_kernel kind, const tg_conv_geom *g,
+			  const float *a, const float *b, const float *bias, float *y)
+{
+	if (g->N < 1 || ctx->conv_im2col)
+		return TG_CONV_DECLINED;
+	cache *c = cache_of(ctx);
+	if (!c)
+		return TG_CONV_FAILED;
+	if (c->off)
+		return TG_CONV_DECLINED;
+	int T = ctx->threads < LANES ? ctx->threads : LANES;
+	T = T < g->N ? T : (int)g->N;
+	/* primitives are made and run single-threaded (oneDNN fixes its split
+	 * when one is made); the calling thread's OpenMP setting is put back */
+	int omp = omp_get_max_threads();
+	if (omp != 1)
+		omp_set_num_threads(1);
+	tg_conv_done done = conv_lanes(ctx, c, T, kind, g, a, b, bias, y);
+	if (omp != 1)
+		omp_set_num_threads(omp);
+	return done;
 }
 
 int tg_conv_dnnl_made(const tg_ctx *ctx)

@@ -9,8 +9,9 @@
  * the tolerance is relative to the sum of |a b| over each element's
  * products (the im2col context computes it from |x|, |w|, |dout|), which
  * is what f32 sums taken in another order differ by. Then the steady step
- * of a CNN's convolutions allocates nothing through the context, and two
- * contexts in two threads give the one-thread results.
+ * of a CNN's convolutions allocates nothing through the context, two
+ * contexts in two threads give the one-thread results, and the calling
+ * thread's OpenMP setting survives a call.
  * Shape legend: x (N,C,H,W), w (O,C/G,KH,KW), out (N,O,OH,OW).
  */
 #include "../engine/test_util.h"
@@ -18,6 +19,9 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#ifdef TG_HAVE_DNNL
+#include <omp.h>
+#endif
 
 enum { SEED = 11 };
 
@@ -314,6 +318,27 @@ static void two_contexts_in_two_threads_match_one(void **state)
 	}
 }
 
+/* oneDNN runs at one OpenMP thread inside each call; the calling thread's
+ * own OpenMP setting is put back after it. */
+static void the_callers_openmp_setting_is_kept(void **state)
+{
+	(void)state;
+#ifdef TG_HAVE_DNNL
+	int was = omp_get_max_threads();
+	omp_set_num_threads(3);
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	const tg_conv_opts o = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1 };
+	tg_tensor *w = tg_param(tg_randn(ctx, TG_F32, SHAPE(16, 4, 3, 3), 0, 0.1));
+	tg_tensor *x = tg_randn(ctx, TG_F32, SHAPE(2, 4, 8, 8), 0, 1);
+	assert_int_equal(tg_backward(tg_sum(tg_conv2d(x, w, NULL, &o))), 0);
+	assert_true(tg_conv_dnnl_made(ctx) > 0);
+	int now = omp_get_max_threads();
+	tg_ctx_free(ctx);
+	omp_set_num_threads(was);
+	assert_int_equal(now, 3);
+#endif
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -321,6 +346,7 @@ int main(void)
 		cmocka_unit_test(dnnl_matches_im2col_on_the_cnn_layers),
 		cmocka_unit_test(steady_dnnl_steps_allocate_nothing_through_the_context),
 		cmocka_unit_test(two_contexts_in_two_threads_match_one),
+		cmocka_unit_test(the_callers_openmp_setting_is_kept),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
