@@ -17,7 +17,7 @@ awk -v dir="$tmp" '
 
 # the library's oneDNN kernels (ops/conv_dnnl.c), when meson found libdnnl
 dnnl_libs=
-if grep -q conv_dnnl "$build/build.ninja"; then
+if grep -q "/ops_conv_dnnl\\.c\\.o" "$build/build.ninja"; then
 	dnnl_libs="-ldnnl -lgomp"
 fi
 n=0
