@@ -49,6 +49,8 @@ tg_ctx *tg_ctx_new_with(uint64_t seed, const tg_allocator *a)
 	ctx->gen = 1;
 	ctx->grad_enabled = true;
 	ctx->threads = 1;
+	const char *conv = getenv("TG_CONV");
+	ctx->conv_im2col = conv && !strcmp(conv, "im2col");
 	tg_arena_init(ctx);
 	tg_seed(ctx, seed);
 	tg_blas_warn_once();
@@ -67,6 +69,8 @@ void tg_ctx_free(tg_ctx *ctx)
 		tg_ctx_release(ctx, t);
 		t = next;
 	}
+	if (ctx->kernel_cache_free)
+		ctx->kernel_cache_free(ctx, ctx->kernel_cache);
 	tg_arena_free(ctx);
 	ctx->alloc.free(ctx, ctx->alloc.user);
 }

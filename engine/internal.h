@@ -136,6 +136,11 @@ struct tg_ctx {
 	tg_grad_ready_fn grad_ready; /* tg_set_grad_ready; NULL: none */
 	void *grad_ready_user;
 	int threads;
+	/* state an ops kernel keeps per context (oneDNN's primitives, in
+	 * ops/conv_dnnl.c), freed by its own function in tg_ctx_free */
+	void *kernel_cache;
+	void (*kernel_cache_free)(tg_ctx *ctx, void *cache);
+	bool conv_im2col; /* TG_CONV=im2col when made: conv2d keeps its im2col kernels */
 	tg_status status;
 	char message[512];
 };

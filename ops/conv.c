@@ -11,10 +11,14 @@
  * at a time, one GEMM per batch and group. The three conv ops are linear in each input and each one's
  * gradient is written with the others, so every rule differentiates again
  * (TG_CREATE_GRAPH); the pools' pairs are each other's adjoint. No loop here
- * allocates outside the step arena.
+ * allocates outside the step arena. In f32 the three conv kernels ask
+ * ops/conv_dnnl.c first, which runs oneDNN's direct kernels when the build
+ * has libdnnl and the context was not made with TG_CONV=im2col; im2col is
+ * the path of f64 and of whatever oneDNN declines.
  * Shape legend: x (N,C,H,W), w (O,CG,KH,KW), out (N,O,OH,OW); G groups, CG =
  * C/G and OG = O/G channels per group, L = OH*OW positions, K = CG*KH*KW.
  */
+#include "conv_dnnl.h"
 #include "internal.h"
 #include "parallel.h"
 
@@ -23,16 +27,7 @@
 #include <math.h>
 #include <string.h>
 
-/* The geometry of one conv or pool, kept with its nodes as aux: the ops of
- * its backward share the pointer (it lives in the step arena). */
-typedef struct geom {
-	int64_t N, C, H, W;     /* the input */
-	int64_t O, KH, KW;      /* output channels (C for a pool), the kernel */
-	int64_t OH, OW;         /* the output's rows and columns */
-	int64_t sh, sw, ph, pw; /* stride, zero padding on each side */
-	int64_t dh, dw;         /* dilation (1 for a pool) */
-	int64_t G;              /* groups (1 for a pool) */
-} geom;
+typedef tg_conv_geom geom; /* conv_dnnl.h */
 
 /* PyTorch's output size: floor((n + 2p - d(k-1) - 1) / s) + 1; <= 0 when the
  * dilated kernel is larger than the padded input. */
@@ -524,6 +519,16 @@ static tg_tensor *conv(const geom *g, tg_tensor *x, tg_tensor *w, tg_tensor *b)
 	if (!out)
 		return NULL;
 	tg_dtype dt = x->dtype;
+	switch (dt == TG_F32 ? tg_conv_dnnl(ctx, TG_CONV_FORWARD, g, x->data, w->data,
+					    b ? b->data : NULL, out->data)
+			     : TG_CONV_DECLINED) {
+	case TG_CONV_COMPUTED:
+		return tg_op_end(&conv2d_op, out, nin, in, NULL, 0, g);
+	case TG_CONV_FAILED:
+		return NULL;
+	case TG_CONV_DECLINED:
+		break;
+	}
 	if (per_image(g)) {
 		int T = workers(ctx, g->N);
 		conv_job j = { .g = g, .dt = dt, .x = x->data, .w = w->data,
@@ -567,6 +572,16 @@ static tg_tensor *conv_input_grad(const geom *g, tg_tensor *dout, tg_tensor *w)
 	if (!dx)
 		return NULL;
 	tg_dtype dt = dout->dtype;
+	switch (dt == TG_F32 ? tg_conv_dnnl(ctx, TG_CONV_INPUT_GRAD, g, dout->data, w->data,
+					    NULL, dx->data)
+			     : TG_CONV_DECLINED) {
+	case TG_CONV_COMPUTED:
+		return tg_op_end(&conv2d_input_grad_op, dx, 2, in, NULL, 0, g);
+	case TG_CONV_FAILED:
+		return NULL;
+	case TG_CONV_DECLINED:
+		break;
+	}
 	if (per_image(g)) {
 		int T = workers(ctx, g->N);
 		conv_job j = { .g = g, .dt = dt, .w = w->data, .dout = dout->data, .y = dx->data };
@@ -624,6 +639,16 @@ static tg_tensor *conv_weight_grad(const geom *g, tg_tensor *x, tg_tensor *dout)
 		return NULL;
 	tg_dtype dt = x->dtype;
 	size_t size = tg_dtype_size(dt);
+	switch (dt == TG_F32 ? tg_conv_dnnl(ctx, TG_CONV_WEIGHT_GRAD, g, x->data, dout->data,
+					    NULL, dw->data)
+			     : TG_CONV_DECLINED) {
+	case TG_CONV_COMPUTED:
+		return tg_op_end(&conv2d_weight_grad_op, dw, 2, in, NULL, 0, g);
+	case TG_CONV_FAILED:
+		return NULL;
+	case TG_CONV_DECLINED:
+		break;
+	}
 	if (per_image(g) && g->N > 0) {
 		int T = workers(ctx, g->N);
 		conv_job j = { .g = g, .dt = dt, .x = x->data, .dout = dout->data, .y = dw->data };

@@ -11,10 +11,10 @@
  * Memory is counted three ways:
  *   - the context's own allocations, through a counting tg_allocator given
  *     to tg_ctx_new_with (arena blocks, header slots, ctx tensors, names);
- *   - every malloc, calloc and realloc call made by this program and by
- *     libtapegrad.a, which is linked statically with
- *     -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=free (calls made
- *     inside shared libraries, OpenBLAS and libc, are not seen);
+ *   - every malloc, calloc, realloc, posix_memalign and aligned_alloc call
+ *     made by this program and by libtapegrad.a, which is linked statically
+ *     with -Wl,--wrap=malloc,...,--wrap=free (calls made inside shared
+ *     libraries, OpenBLAS, oneDNN and libc, are not seen);
  *   - resident memory: VmRSS when the loop starts, the peak during the loop
  *     (VmHWM after resetting it through /proc/self/clear_refs) and the
  *     process's peak (getrusage ru_maxrss).
@@ -52,15 +52,19 @@ void *__real_malloc(size_t size);
 void *__real_calloc(size_t n, size_t size);
 void *__real_realloc(void *p, size_t size);
 void __real_free(void *p);
+int __real_posix_memalign(void **p, size_t align, size_t size);
+void *__real_aligned_alloc(size_t align, size_t size);
 
 static struct {
-	unsigned long long malloc, calloc, realloc, free;
+	unsigned long long malloc, calloc, realloc, memalign, free;
 } wrapped;
 
 void *__wrap_malloc(size_t size);
 void *__wrap_calloc(size_t n, size_t size);
 void *__wrap_realloc(void *p, size_t size);
 void __wrap_free(void *p);
+int __wrap_posix_memalign(void **p, size_t align, size_t size);
+void *__wrap_aligned_alloc(size_t align, size_t size);
 
 void *__wrap_malloc(size_t size)
 {
@@ -87,9 +91,21 @@ void __wrap_free(void *p)
 	__real_free(p);
 }
 
+int __wrap_posix_memalign(void **p, size_t align, size_t size)
+{
+	wrapped.memalign++;
+	return __real_posix_memalign(p, align, size);
+}
+
+void *__wrap_aligned_alloc(size_t align, size_t size)
+{
+	wrapped.memalign++;
+	return __real_aligned_alloc(align, size);
+}
+
 static unsigned long long wrapped_allocs(void)
 {
-	return wrapped.malloc + wrapped.calloc + wrapped.realloc;
+	return wrapped.malloc + wrapped.calloc + wrapped.realloc + wrapped.memalign;
 }
 
 /* ---- timing every GEMM of libtapegrad.a ----------------------------------- */

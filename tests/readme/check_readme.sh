@@ -15,13 +15,18 @@ awk -v dir="$tmp" '
 	on          { print > out }
 ' "$src/README.md"
 
+# the library's oneDNN kernels (ops/conv_dnnl.c), when meson found libdnnl
+dnnl_libs=
+if grep -q "/ops_conv_dnnl\\.c\\.o" "$build/build.ninja"; then
+	dnnl_libs="-ldnnl -lgomp"
+fi
 n=0
 for c in "$tmp"/example*.c; do
 	[ -e "$c" ] || break
 	n=$((n + 1))
 	exe=${c%.c}
 	cc -std=c11 -Wall -Wextra -Werror -o "$exe" "$c" -I"$src/engine" -I"$src/nn" \
-		"$build/libtapegrad.a" $(pkg-config --libs openblas zlib) -lsleef -lm ||
+		"$build/libtapegrad.a" $(pkg-config --libs openblas zlib) -lsleef -lm $dnnl_libs ||
 		{ echo "FAIL: README's program $n does not compile"; exit 1; }
 	(cd "$src" && "$exe") >"$exe.out" ||
 		{ echo "FAIL: README's program $n exited non-zero"; exit 1; }

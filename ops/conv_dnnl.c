@@ -1,0 +1,519 @@
+/*
+ * conv_dnnl.c - conv2d's f32 kernels on oneDNN: the forward with its bias,
+ * the input gradient (backward data) and the weight gradient (backward
+ * weights). conv.c asks here first and runs im2col when this declines (f64
+ * never comes here); the ops and their rules stay in conv.c.
+ *
+ * Each context keeps a small cache of primitives, one per kernel, geometry
+ * and lane, with an engine, a stream per lane and the memory objects of
+ * each primitive made once: a call re-points the memory objects at the
+ * tensors and at copies and a scratchpad in the step arena, so a
+ * steady-state step makes nothing through the context's allocator. See
+ * LAYOUT for the layouts and LANES for the threads.
+ * Shape legend as in conv.c: x (N,C,H,W), w (O,CG,KH,KW), out (N,O,OH,OW).
+ */
+#include "conv_dnnl.h"
+
+/* meson compiles this file only with libdnnl; a build that takes every
+ * source file (tests/fuzz/run) gets an empty one */
+#ifdef TG_HAVE_DNNL
+
+#include "parallel.h"
+
+#include <assert.h>
+#include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
+#include <string.h>
+
+/* LAYOUT: the convolution chooses its layouts (format `any`); oneDNN's
+ * direct AVX2/AVX-512 kernels take channels in blocks of 8 or 16 (nChw16c,
+ * weights OIhw16i16o), so the tensors are reordered into copies in the
+ * step arena before and the result back after. With plain nchw descriptors
+ * oneDNN runs its own im2col and GEMM (gemm:jit), hardly faster than
+ * conv.c's: the CNN's two layers (tg_bench conv-layers, 1 thread, 3
+ * interleaved runs at load about 3.4) took 21.6 ms plain against 17.0 ms
+ * blocked, reorders included. BLOCKED = 0 is the plain form. */
+enum { BLOCKED = 1 };
+
+/* LANES: with T threads the images are cut into T runs, as conv.c's
+ * run_images does, and each run is a primitive of its own batch executed
+ * by one thread of the worker pool (engine/parallel.h) on its own stream,
+ * oneDNN single-threaded inside; the weight gradient adds the runs'
+ * partial sums. oneDNN's own OpenMP threads were slower at 2 threads: on a
+ * loaded 2-core machine a parallel region waits at each barrier for a
+ * thread the kernel has taken away, and a step has about 15 regions
+ * (tg_bench conv-layers --threads 2, load about 5: 157 and 66 ms per step
+ * on OpenMP, 11.6 and 11.7 ms in lanes, im2col's image split 17 to 20).
+ * libgomp therefore never starts a team here. */
+enum { SLOTS = 32, LANES = 16, SCRATCH_ALIGN = 64 };
+
+/* The three tensors of a kernel, in the order tg_conv_dnnl takes them:
+ * a and b are read, y written. */
+enum { A, B, Y, NT };
+
+/* One cached primitive: its key (kind, geometry, bias or not), the
+ * convolution, and memory objects made with no data: each tensor as it is
+ * (user) and as the convolution takes it (inner: user itself, or a blocked
+ * copy with its reorder). */
+typedef struct prim {
+	bool live;
+	tg_conv_kernel kind;
+	bool bias;
+	tg_conv_geom g;
+	int lane;                     /* the run of images it serves (g.N is the run's) */
+	uint64_t used;                /* the cache's clock at its last call: the oldest goes */
+	dnnl_primitive_t p;           /* NULL: oneDNN refused the geometry */
+	int arg[NT];                  /* DNNL_ARG_* of a, b and y */
+	dnnl_memory_t user[NT];
+	dnnl_memory_t inner[NT];      /* == user[t] when the layouts agree */
+	dnnl_primitive_t reorder[NT]; /* user -> inner for a and b, inner -> user for y */
+	size_t copy[NT];              /* bytes of each blocked copy */
+	dnnl_memory_t bias_mem;
+	dnnl_memory_t scratch_mem;
+	size_t scratch;               /* scratchpad bytes */
+} prim;
+
+typedef struct cache {
+	bool off; /* no engine */
+	dnnl_engine_t engine;
+	dnnl_stream_t stream[LANES]; /* made at a lane's first use */
+	uint64_t clock;
+	prim slot[SLOTS];
+} cache;
+
+static void prim_free(prim *e)
+{
+	for (int t = 0; t < NT; t++) {
+		if (e->inner[t] && e->inner[t] != e->user[t])
+			dnnl_memory_destroy(e->inner[t]);
+		if (e->user[t])
+			dnnl_memory_destroy(e->user[t]);
+		if (e->reorder[t])
+			dnnl_primitive_destroy(e->reorder[t]);
+	}
+	if (e->bias_mem)
+		dnnl_memory_destroy(e->bias_mem);
+	if (e->scratch_mem)
+		dnnl_memory_destroy(e->scratch_mem);
+	if (e->p)
+		dnnl_primitive_destroy(e->p);
+	memset(e, 0, sizeof *e);
+}
+
+static void cache_free(tg_ctx *ctx, void *p)
+{
+	cache *c = p;
+	if (!c)
+		return;
+	for (int i = 0; i < SLOTS; i++)
+		if (c->slot[i].live)
+			prim_free(&c->slot[i]);
+	for (int l = 0; l < LANES; l++)
+		if (c->stream[l])
+			dnnl_stream_destroy(c->stream[l]);
+	if (c->engine)
+		dnnl_engine_destroy(c->engine);
+	tg_ctx_release(ctx, c);
+}
+
+/* The context's cache, made through its allocator at its first f32
+ * convolution; NULL with ENOMEM recorded when it cannot be. */
+static cache *cache_of(tg_ctx *ctx)
+{
+	if (ctx->kernel_cache_free == cache_free)
+		return ctx->kernel_cache;
+	assert(!ctx->kernel_cache_free); /* the one user of the slot */
+	cache *c = tg_ctx_alloc(ctx, sizeof *c);
+	if (!c)
+		return NULL;
+	memset(c, 0, sizeof *c);
+	if (dnnl_engine_create(&c->engine, dnnl_cpu, 0) != dnnl_success) {
+		c->engine = NULL;
+		c->off = true; /* no engine: this context stays on im2col */
+	}
+	ctx->kernel_cache = c;
+	ctx->kernel_cache_free = cache_free;
+	return c;
+}
+
+/* ---- making a primitive --------------------------------------------------------------- */
+
+/* The memory descriptors of x, w (grouped when G > 1) and out, with the
+ * tag given or `any`, and of the bias. */
+typedef struct descs {
+	dnnl_memory_desc_t x, w, out, b;
+} descs;
+
+static bool describe(const tg_conv_geom *g, bool any, descs *d)
+{
+	dnnl_dims_t xs = { g->N, g->C, g->H, g->W }, os = { g->N, g->O, g->OH, g->OW };
+	dnnl_dims_t ws = { g->G, g->O / g->G, g->C / g->G, g->KH, g->KW }, bs = { g->O };
+	bool grouped = g->G > 1;
+	dnnl_format_tag_t act = any ? dnnl_format_tag_any : dnnl_nchw;
+	dnnl_format_tag_t wt = any ? dnnl_format_tag_any : grouped ? dnnl_goihw : dnnl_oihw;
+	return dnnl_memory_desc_init_by_tag(&d->x, 4, xs, dnnl_f32, act) == dnnl_success &&
+	       dnnl_memory_desc_init_by_tag(&d->out, 4, os, dnnl_f32, act) == dnnl_success &&
+	       dnnl_memory_desc_init_by_tag(&d->w, grouped ? 5 : 4, grouped ? ws : ws + 1,
+					    dnnl_f32, wt) == dnnl_success &&
+	       dnnl_memory_desc_init_by_tag(&d->b, 1, bs, dnnl_f32, dnnl_x) == dnnl_success;
+}
+
+/* The operation descriptor of kind over d; oneDNN counts dilation from 0. */
+static bool op_desc(const tg_conv_geom *g, tg_conv_kernel kind, bool bias, const descs *d,
+		    dnnl_convolution_desc_t *cd)
+{
+	dnnl_dims_t s = { g->sh, g->sw }, dil = { g->dh - 1, g->dw - 1 }, p = { g->ph, g->pw };
+	dnnl_status_t st;
+	if (kind == TG_CONV_FORWARD)
+		st = dnnl_dilated_convolution_forward_desc_init(
+			cd, dnnl_forward_training, dnnl_convolution_direct, &d->x, &d->w,
+			bias ? &d->b : NULL, &d->out, s, dil, p, p);
+	else if (kind == TG_CONV_INPUT_GRAD)
+		st = dnnl_dilated_convolution_backward_data_desc_init(
+			cd, dnnl_convolution_direct, &d->x, &d->w, &d->out, s, dil, p, p);
+	else
+		st = dnnl_dilated_convolution_backward_weights_desc_init(
+			cd, dnnl_convolution_direct, &d->x, &d->w, NULL, &d->out, s, dil, p, p);
+	return st == dnnl_success;
+}
+
+/* An attribute asking for a user scratchpad, or NULL. */
+static dnnl_primitive_attr_t user_scratchpad(void)
+{
+	dnnl_primitive_attr_t attr;
+	if (dnnl_primitive_attr_create(&attr) != dnnl_success)
+		return NULL;
+	if (dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) ==
+	    dnnl_success)
+		return attr;
+	dnnl_primitive_attr_destroy(attr);
+	return NULL;
+}
+
+/* The primitive descriptor of kind; the backward kinds are made with the
+ * forward's as their hint. NULL if refused. */
+static dnnl_primitive_desc_t prim_desc(const cache *c, const tg_conv_geom *g,
+				       tg_conv_kernel kind, bool bias, const descs *d)
+{
+	dnnl_primitive_attr_t attr = user_scratchpad();
+	if (!attr)
+		return NULL;
+	dnnl_primitive_desc_t pd = NULL, hint = NULL;
+	dnnl_convolution_desc_t cd;
+	if (kind != TG_CONV_FORWARD &&
+	    (!op_desc(g, TG_CONV_FORWARD, false, d, &cd) ||
+	     dnnl_primitive_desc_create(&hint, &cd, NULL, c->engine, NULL) != dnnl_success))
+		goto out_free_attr;
+	if (!op_desc(g, kind, bias, d, &cd) ||
+	    dnnl_primitive_desc_create(&pd, &cd, attr, c->engine, hint) != dnnl_success)
+		pd = NULL;
+	if (hint)
+		dnnl_primitive_desc_destroy(hint);
+out_free_attr:
+	dnnl_primitive_attr_destroy(attr);
+	return pd;
+}
+
+/* The reorder from one layout to the other, or NULL. It must need no
+ * scratchpad (reorders between plain and blocked f32 need none), since
+ * each call of it would allocate one. */
+static dnnl_primitive_t reorder_of(const cache *c, const dnnl_memory_desc_t *from,
+				   const dnnl_memory_desc_t *to)
+{
+	dnnl_primitive_attr_t attr = user_scratchpad();
+	if (!attr)
+		return NULL;
+	dnnl_primitive_desc_t pd;
+	dnnl_primitive_t r = NULL;
+	if (dnnl_reorder_primitive_desc_create(&pd, from, c->engine, to, c->engine, attr) ==
+	    dnnl_success) {
+		const dnnl_memory_desc_t *s = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+		if ((!s || dnnl_memory_desc_get_size(s) == 0) &&
+		    dnnl_primitive_create(&r, pd) != dnnl_success)
+			r = NULL;
+		dnnl_primitive_desc_destroy(pd);
+	}
+	dnnl_primitive_attr_destroy(attr);
+	return r;
+}
+
+/* Tensor t of e: user as the tensor is (plain), inner as pd takes it
+ * (queried with q), and the reorder between them when they differ. */
+static bool tensor_make(const cache *c, prim *e, int t, const dnnl_memory_desc_t *plain,
+			const_dnnl_primitive_desc_t pd, dnnl_query_t q)
+{
+	const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, q, 0);
+	if (!md || dnnl_memory_create(&e->user[t], plain, c->engine, DNNL_MEMORY_NONE) !=
+			   dnnl_success) {
+		e->user[t] = NULL;
+		return false;
+	}
+	if (dnnl_memory_desc_equal(md, plain)) {
+		e->inner[t] = e->user[t];
+		return true;
+	}
+	if (dnnl_memory_create(&e->inner[t], md, c->engine, DNNL_MEMORY_NONE) != dnnl_success) {
+		e->inner[t] = NULL;
+		return false;
+	}
+	e->copy[t] = dnnl_memory_desc_get_size(md);
+	e->reorder[t] = t == Y ? reorder_of(c, md, plain) : reorder_of(c, plain, md);
+	return e->reorder[t] != NULL;
+}
+
+/* Fills e for kind over g: the convolution, its tensors' memory objects and
+ * reorders, the bias's and the scratchpad's. false if refused. */
+static bool prim_make(const cache *c, prim *e, const tg_conv_geom *g, tg_conv_kernel kind,
+		      bool bias, int lane)
+{
+	descs plain, chosen;
+	if (!describe(g, false, &plain) || !describe(g, BLOCKED, &chosen))
+		return false;
+	dnnl_primitive_desc_t pd = prim_desc(c, g, kind, bias, &chosen);
+	if (!pd)
+		return false;
+	*e = (prim){ .live = true, .kind = kind, .bias = bias, .g = *g, .lane = lane };
+	static const int args[3][NT] = {
+		{ DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST },
+		{ DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC },
+		{ DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS },
+	};
+	static const dnnl_query_t q[3][NT] = {
+		{ dnnl_query_src_md, dnnl_query_weights_md, dnnl_query_dst_md },
+		{ dnnl_query_diff_dst_md, dnnl_query_weights_md, dnnl_query_diff_src_md },
+		{ dnnl_query_src_md, dnnl_query_diff_dst_md, dnnl_query_diff_weights_md },
+	};
+	const dnnl_memory_desc_t *md[3][NT] = {
+		{ &plain.x, &plain.w, &plain.out },
+		{ &plain.out, &plain.w, &plain.x },
+		{ &plain.x, &plain.out, &plain.w },
+	};
+	bool ok = true;
+	for (int t = 0; t < NT && ok; t++) {
+		e->arg[t] = args[kind][t];
+		ok = tensor_make(c, e, t, md[kind][t], pd, q[kind][t]);
+	}
+	if (ok && bias &&
+	    dnnl_memory_create(&e->bias_mem, &plain.b, c->engine, DNNL_MEMORY_NONE) != dnnl_success)
+		e->bias_mem = NULL, ok = false;
+	const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+	e->scratch = smd ? dnnl_memory_desc_get_size(smd) : 0;
+	if (ok && e->scratch &&
+	    dnnl_memory_create(&e->scratch_mem, smd, c->engine, DNNL_MEMORY_NONE) != dnnl_success)
+		e->scratch_mem = NULL, ok = false;
+	if (ok && dnnl_primitive_create(&e->p, pd) != dnnl_success)
+		e->p = NULL, ok = false;
+	dnnl_primitive_desc_destroy(pd);
+	return ok;
+}
+
+/* The cached primitive of kind over g for a lane, made in the oldest slot
+ * on a miss. A geometry oneDNN refuses keeps its slot with no primitive,
+ * so that it is not asked again at every step. */
+static prim *prim_of(cache *c, const tg_conv_geom *g, tg_conv_kernel kind, bool bias,
+		     int lane)
+{
+	prim *old = &c->slot[0];
+	c->clock++;
+	for (int i = 0; i < SLOTS; i++) {
+		prim *e = &c->slot[i];
+		if (e->live && e->kind == kind && e->bias == bias && e->lane == lane &&
+		    !memcmp(&e->g, g, sizeof *g)) {
+			e->used = c->clock;
+			return e;
+		}
+		if (!e->live || (old->live && e->used < old->used))
+			old = e;
+	}
+	if (old->live)
+		prim_free(old);
+	if (!prim_make(c, old, g, kind, bias, lane)) {
+		prim_free(old);
+		*old = (prim){ .live = true, .kind = kind, .bias = bias, .g = *g, .lane = lane };
+	}
+	old->used = c->clock;
+	return old;
+}
+
+/* ---- running the lanes ---------------------------------------------------------------- */
+
+/* size bytes of the step arena aligned to SCRATCH_ALIGN; NULL (ENOMEM
+ * recorded) when they do not fit. */
+static void *arena_aligned(tg_ctx *ctx, size_t size)
+{
+	char *p = tg_arena_alloc(ctx, size + SCRATCH_ALIGN);
+	if (!p)
+		return NULL;
+	return (void *)(((uintptr_t)p + SCRATCH_ALIGN - 1) & ~(uintptr_t)(SCRATCH_ALIGN - 1));
+}
+
+/* What one lane reads and writes: the tensors (a, b, y) of its run of
+ * images, its blocked copies and its scratchpad. */
+typedef struct lane {
+	prim *e;
+	dnnl_stream_t stream;
+	void *data[NT];
+	void *copy[NT];
+	void *scratch;
+	bool ok;
+} lane;
+
+typedef struct lanes {
+	lane l[LANES];
+	const float *bias;
+} lanes;
+
+static bool run(dnnl_stream_t s, dnnl_primitive_t p, int n, const dnnl_exec_arg_t *args)
+{
+	return dnnl_primitive_execute(p, s, n, args) == dnnl_success;
+}
+
+static bool reorder_run(const lane *l, int t)
+{
+	const prim *e = l->e;
+	dnnl_memory_t from = t == Y ? e->inner[t] : e->user[t];
+	dnnl_memory_t to = t == Y ? e->user[t] : e->inner[t];
+	dnnl_exec_arg_t args[2] = { { DNNL_ARG_FROM, from }, { DNNL_ARG_TO, to } };
+	return run(l->stream, e->reorder[t], 2, args);
+}
+
+/* Lane l: points its memory objects at its buffers, reorders a and b in,
+ * convolves, reorders y out. oneDNN runs single-threaded in it. */
+static bool lane_run(lane *l, const float *bias)
+{
+	const prim *e = l->e;
+	dnnl_exec_arg_t args[NT + 2];
+	int n = 0;
+	for (int t = 0; t < NT; t++) {
+		if (dnnl_memory_set_data_handle(e->user[t], l->data[t]) != dnnl_success ||
+		    (e->reorder[t] &&
+		     dnnl_memory_set_data_handle(e->inner[t], l->copy[t]) != dnnl_success))
+			return false;
+		args[n++] = (dnnl_exec_arg_t){ e->arg[t], e->inner[t] };
+	}
+	if (e->bias_mem) {
+		if (dnnl_memory_set_data_handle(e->bias_mem, (void *)bias) != dnnl_success)
+			return false;
+		args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_BIAS, e->bias_mem };
+	}
+	if (e->scratch) {
+		if (dnnl_memory_set_data_handle(e->scratch_mem, l->scratch) != dnnl_success)
+			return false;
+		args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_SCRATCHPAD, e->scratch_mem };
+	}
+	/* reorders run on omp_get_max_threads() of the calling thread; the
+	 * pool's threads are tapegrad's own and keep the setting */
+	if (omp_get_max_threads() != 1)
+		omp_set_num_threads(1);
+	return (!e->reorder[A] || reorder_run(l, A)) && (!e->reorder[B] || reorder_run(l, B)) &&
+	       run(l->stream, e->p, n, args) && (!e->reorder[Y] || reorder_run(l, Y)) &&
+	       dnnl_stream_wait(l->stream) == dnnl_success;
+}
+
+static void lanes_part(void *arg, size_t lo, size_t hi)
+{
+	lanes *ls = arg;
+	for (size_t i = lo; i < hi; i++)
+		ls->l[i].ok = lane_run(&ls->l[i], ls->bias);
+}
+
+/* Lane i's images [lo, hi) of g: its geometry and tensors. The weight
+ * gradient of lanes after the first goes to part (O,CG,KH,KW) each. */
+static void lane_tensors(tg_conv_kernel kind, const tg_conv_geom *g, int64_t lo, int i,
+			 const float *a, const float *b, float *y, float *part, void **data)
+{
+	size_t xs = (size_t)(lo * g->C * g->H * g->W), os = (size_t)(lo * g->O * g->OH * g->OW);
+	size_t ws = (size_t)(g->O * (g->C / g->G) * g->KH * g->KW);
+	if (kind == TG_CONV_FORWARD) {
+		data[A] = (void *)(a + xs), data[B] = (void *)b, data[Y] = y + os;
+	} else if (kind == TG_CONV_INPUT_GRAD) {
+		data[A] = (void *)(a + os), data[B] = (void *)b, data[Y] = y + xs;
+	} else {
+		data[A] = (void *)(a + xs), data[B] = (void *)(b + os);
+		data[Y] = i ? part + (size_t)(i - 1) * ws : y;
+	}
+}
+
+/* The kernel over g's images in T lanes. */
+static tg_conv_done conv_lanes(tg_ctx *ctx, cache *c, int T, tg_conv_kernel kind,
+			       const tg_conv_geom *g, const float *a, const float *b,
+			       const float *bias, float *y)
+{
+	lanes ls = { .bias = bias };
+	int64_t lo[LANES];
+	for (int i = 0; i < T; i++) {
+		tg_conv_geom run_g = *g;
+		lo[i] = g->N * i / T;
+		run_g.N = g->N * (i + 1) / T - lo[i];
+		lane *l = &ls.l[i];
+		l->e = prim_of(c, &run_g, kind, bias != NULL, i);
+		if (!l->e->p)
+			return TG_CONV_DECLINED;
+		if (!c->stream[i] &&
+		    dnnl_stream_create(&c->stream[i], c->engine, dnnl_stream_default_flags) !=
+			    dnnl_success) {
+			c->stream[i] = NULL;
+			return TG_CONV_DECLINED;
+		}
+		l->stream = c->stream[i];
+	}
+	size_t ws = (size_t)(g->O * (g->C / g->G) * g->KH * g->KW);
+	float *part = NULL;
+	if (kind == TG_CONV_WEIGHT_GRAD && T > 1 &&
+	    !(part = tg_arena_alloc(ctx, (size_t)(T - 1) * ws * sizeof *part)))
+		return TG_CONV_FAILED;
+	for (int i = 0; i < T; i++) {
+		lane *l = &ls.l[i];
+		lane_tensors(kind, g, lo[i], i, a, b, y, part, l->data);
+		for (int t = 0; t < NT; t++)
+			if (l->e->reorder[t] && !(l->copy[t] = arena_aligned(ctx, l->e->copy[t])))
+				return TG_CONV_FAILED;
+		if (l->e->scratch && !(l->scratch = arena_aligned(ctx, l->e->scratch)))
+			return TG_CONV_FAILED;
+	}
+	if (T == 1)
+		lanes_part(&ls, 0, 1);
+	else
+		tg_parallel_for(ctx, (size_t)T, 1, 1, lanes_part, &ls);
+	for (int i = 0; i < T; i++)
+		if (!ls.l[i].ok)
+			return TG_CONV_DECLINED;
+	for (int i = 1; i < T && part; i++)
+		for (size_t k = 0; k < ws; k++)
+			y[k] += part[(size_t)(i - 1) * ws + k];
+	return TG_CONV_COMPUTED;
+}
+
+tg_conv_done tg_conv_dnnl(tg_ctx *ctx, tg_conv_kernel kind, const tg_conv_geom *g,
+			  const float *a, const float *b, const float *bias, float *y)
+{
+	if (g->N < 1 || ctx->conv_im2col)
+		return TG_CONV_DECLINED;
+	cache *c = cache_of(ctx);
+	if (!c)
+		return TG_CONV_FAILED;
+	if (c->off)
+		return TG_CONV_DECLINED;
+	int T = ctx->threads < LANES ? ctx->threads : LANES;
+	T = T < g->N ? T : (int)g->N;
+	/* primitives are made and run single-threaded (oneDNN fixes its split
+	 * when one is made); the calling thread's OpenMP setting is put back */
+	int omp = omp_get_max_threads();
+	if (omp != 1)
+		omp_set_num_threads(1);
+	tg_conv_done done = conv_lanes(ctx, c, T, kind, g, a, b, bias, y);
+	if (omp != 1)
+		omp_set_num_threads(omp);
+	return done;
+}
+
+int tg_conv_dnnl_made(const tg_ctx *ctx)
+{
+	int n = 0;
+	if (ctx->kernel_cache_free == cache_free)
+		for (int i = 0; i < SLOTS; i++)
+			n += ((const cache *)ctx->kernel_cache)->slot[i].p != NULL;
+	return n;
+}
+
+#endif

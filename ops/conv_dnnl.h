@@ -1,0 +1,58 @@
+/*
+ * conv_dnnl.h - the oneDNN kernels of conv2d (ops/conv_dnnl.c), as conv.c
+ * sees them: one call per kernel, which either computes the f32 result or
+ * says no, and then conv.c runs its im2col path. Built when meson finds
+ * libdnnl (the `dnnl` option); without it every call says no.
+ */
+#ifndef TG_CONV_DNNL_H
+#define TG_CONV_DNNL_H
+
+#include "internal.h"
+
+/* The geometry of one conv or pool, kept with its nodes as aux: the ops of
+ * its backward share the pointer (it lives in the step arena). */
+typedef struct tg_conv_geom {
+	int64_t N, C, H, W;     /* the input */
+	int64_t O, KH, KW;      /* output channels (C for a pool), the kernel */
+	int64_t OH, OW;         /* the output's rows and columns */
+	int64_t sh, sw, ph, pw; /* stride, zero padding on each side */
+	int64_t dh, dw;         /* dilation (1 for a pool) */
+	int64_t G;              /* groups (1 for a pool) */
+} tg_conv_geom;
+
+typedef enum tg_conv_kernel {
+	TG_CONV_FORWARD,     /* y = out (N,O,OH,OW) from a = x, b = w, bias (O) or NULL */
+	TG_CONV_INPUT_GRAD,  /* y = dx (N,C,H,W) from a = dout, b = w */
+	TG_CONV_WEIGHT_GRAD, /* y = dw (O,CG,KH,KW) from a = x, b = dout */
+} tg_conv_kernel;
+
+typedef enum tg_conv_done {
+	TG_CONV_DECLINED, /* nothing written: run im2col */
+	TG_CONV_COMPUTED, /* y holds the result */
+	TG_CONV_FAILED,   /* out of memory (the step arena, the cache): ENOMEM recorded */
+} tg_conv_done;
+
+#ifdef TG_HAVE_DNNL
+/* The f32 kernel on oneDNN. It declines when the context was made with
+ * TG_CONV=im2col in the environment (ctx->conv_im2col), when oneDNN refuses
+ * the geometry and when its primitive cannot be made. */
+tg_conv_done tg_conv_dnnl(tg_ctx *ctx, tg_conv_kernel kind, const tg_conv_geom *g,
+			  const float *a, const float *b, const float *bias, float *y);
+/* How many primitives the context's cache holds (for the tests). */
+int tg_conv_dnnl_made(const tg_ctx *ctx);
+#else
+static inline tg_conv_done tg_conv_dnnl(tg_ctx *ctx, tg_conv_kernel kind,
+					const tg_conv_geom *g, const float *a, const float *b,
+					const float *bias, float *y)
+{
+	(void)ctx, (void)kind, (void)g, (void)a, (void)b, (void)bias, (void)y;
+	return TG_CONV_DECLINED;
+}
+static inline int tg_conv_dnnl_made(const tg_ctx *ctx)
+{
+	(void)ctx;
+	return 0;
+}
+#endif
+
+#endif

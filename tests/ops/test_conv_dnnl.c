@@ -1,0 +1,352 @@
+/*
+ * test_conv_dnnl.c - conv2d's oneDNN kernels (ops/conv_dnnl.c) against its
+ * im2col kernels, in f32.
+ *
+ * Two contexts run the same convolutions: one as made by default (oneDNN
+ * when the build has it), one made with TG_CONV=im2col in the environment.
+ * Each kernel (forward with bias, input gradient, weight gradient) is
+ * compared over random shapes and every option, on one and two threads;
+ * the tolerance is relative to the sum of |a b| over each element's
+ * products (the im2col context computes it from |x|, |w|, |dout|), which
+ * is what f32 sums taken in another order differ by. Then the steady step
+ * of a CNN's convolutions allocates nothing through the context, two
+ * contexts in two threads give the one-thread results, and the calling
+ * thread's OpenMP setting survives a call.
+ * Shape legend: x (N,C,H,W), w (O,C/G,KH,KW), out (N,O,OH,OW).
+ */
+#include "../engine/test_util.h"
+#include "../../ops/conv_dnnl.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#ifdef TG_HAVE_DNNL
+#include <omp.h>
+#endif
+
+enum { SEED = 11 };
+
+static tg_ctx *im2col_ctx(uint64_t seed)
+{
+	const char *old = getenv("TG_CONV");
+	char *keep = old ? strdup(old) : NULL;
+	setenv("TG_CONV", "im2col", 1);
+	tg_ctx *ctx = tg_ctx_new(seed);
+	if (keep)
+		setenv("TG_CONV", keep, 1);
+	else
+		unsetenv("TG_CONV");
+	free(keep);
+	return ctx;
+}
+
+/* t as doubles (n elements). */
+static double *values(const tg_tensor *t, size_t n)
+{
+	assert_non_null(t);
+	assert_int_equal(tg_numel(t), n);
+	double *v = malloc(n * sizeof *v);
+	const float *d = tg_data(t);
+	for (size_t i = 0; i < n; i++)
+		v[i] = d[i];
+	return v;
+}
+
+/* Fails, naming the case, the kernel and the element, unless got and want
+ * agree within tol of mag (each element's sum of |a b|, at least 1e-3). */
+static void expect_agree(const char *label, const char *kernel, const tg_tensor *got,
+			 const tg_tensor *want, const tg_tensor *mag, double tol)
+{
+	size_t n = (size_t)tg_numel(want);
+	double *g = values(got, n), *w = values(want, n), *m = values(mag, n);
+	for (size_t i = 0; i < n; i++) {
+		double scale = m[i] > 1e-3 ? m[i] : 1e-3;
+		if (!(fabs(g[i] - w[i]) <= tol * scale))
+			fail_msg("%s, %s: element %zu is %.9g with oneDNN, %.9g with im2col "
+				 "(sum |a b| %.6g, tolerance %g)",
+				 kernel, label, i, g[i], w[i], m[i], tol);
+	}
+	free(g), free(w), free(m);
+}
+
+typedef struct conv_case {
+	int64_t N, C, H, W, O, KH, KW;
+	tg_conv_opts o;
+} conv_case;
+
+static int64_t out_side(int64_t n, int64_t k, int s, int p, int d)
+{
+	int64_t span = n + 2 * p - d * (k - 1) - 1;
+	return span < 0 ? 0 : span / s + 1;
+}
+
+static tg_tensor *rand_f32(tg_ctx *ctx, int64_t a, int64_t b, int64_t c, int64_t d)
+{
+	return tg_rand(ctx, TG_F32, 4, (int64_t[]){ a, b, c, d }, -1, 1);
+}
+
+/* The same tensor in another context. */
+static tg_tensor *copy_to(tg_ctx *ctx, const tg_tensor *t)
+{
+	return tg_from_f32(ctx, TG_F32, tg_ndim(t), tg_shape(t), tg_data(t));
+}
+
+/* The three kernels of case c in ctx (oneDNN) and in ref (im2col) on the
+ * same random inputs, each against the other. */
+static void compare_case(tg_ctx *ctx, tg_ctx *ref, const conv_case *c)
+{
+	int64_t G = c->o.groups, OH, OW;
+	OH = out_side(c->H, c->KH, c->o.stride[0], c->o.padding[0], c->o.dilation[0]);
+	OW = out_side(c->W, c->KW, c->o.stride[1], c->o.padding[1], c->o.dilation[1]);
+	assert_true(OH >= 1 && OW >= 1);
+	char label[256];
+	snprintf(label, sizeof label,
+		 "x (%lld,%lld,%lld,%lld) w (%lld,%lld,%lld,%lld) stride (%d,%d) padding (%d,%d) "
+		 "dilation (%d,%d) groups %d, %d threads",
+		 (long long)c->N, (long long)c->C, (long long)c->H, (long long)c->W,
+		 (long long)c->O, (long long)(c->C / G), (long long)c->KH, (long long)c->KW,
+		 c->o.stride[0], c->o.stride[1], c->o.padding[0], c->o.padding[1],
+		 c->o.dilation[0], c->o.dilation[1], c->o.groups, tg_threads(ctx));
+	tg_tensor *x = rand_f32(ref, c->N, c->C, c->H, c->W);
+	tg_tensor *w = rand_f32(ref, c->O, c->C / G, c->KH, c->KW);
+	tg_tensor *b = tg_rand(ref, TG_F32, 1, (int64_t[]){ c->O }, -1, 1);
+	tg_tensor *d = rand_f32(ref, c->N, c->O, OH, OW);
+	tg_tensor *xd = copy_to(ctx, x), *wd = copy_to(ctx, w), *bd = copy_to(ctx, b);
+	tg_tensor *dd = copy_to(ctx, d);
+	const tg_conv_opts *o = &c->o;
+	tg_tensor *ax = tg_abs(x), *aw = tg_abs(w), *ad = tg_abs(d);
+
+	expect_agree(label, "forward", tg_conv2d(xd, wd, bd, o), tg_conv2d(x, w, b, o),
+		     tg_conv2d(ax, aw, tg_abs(b), o), 1e-5);
+	expect_agree(label, "input grad", tg_conv2d_input_grad(dd, wd, c->H, c->W, o),
+		     tg_conv2d_input_grad(d, w, c->H, c->W, o),
+		     tg_conv2d_input_grad(ad, aw, c->H, c->W, o), 1e-5);
+	expect_agree(label, "weight grad", tg_conv2d_weight_grad(xd, dd, c->KH, c->KW, o),
+		     tg_conv2d_weight_grad(x, d, c->KH, c->KW, o),
+		     tg_conv2d_weight_grad(ax, ad, c->KH, c->KW, o), 1e-5);
+	assert_ctx_ok(ctx);
+	assert_ctx_ok(ref);
+	tg_reset(ctx);
+	tg_reset(ref);
+}
+
+/* Strides 1-3, padding 0-2, dilation 1-2 and groups 1, 2, 4, each per axis
+ * and mixed; kernels 3x3, 2x3, 1x1, 3x1 and 5x2; images of random sides
+ * 5-14 (non-square), batches of 1 and 3, channels random multiples of the
+ * groups; on one thread and on two. */
+static void dnnl_kernels_match_im2col_over_every_option(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED), *ref = im2col_ctx(SEED);
+	static const int64_t kernels[][2] = { { 3, 3 }, { 2, 3 }, { 1, 1 }, { 3, 1 }, { 5, 2 } };
+	static const int groups[] = { 1, 2, 4 };
+	srand(SEED);
+	int cases = 0, i = 0;
+	for (int t = 1; t <= 2; t++) {
+		tg_set_threads(ctx, t);
+		tg_set_threads(ref, t);
+		for (int s = 1; s <= 3; s++)
+			for (int p = 0; p <= 2; p++)
+				for (int dl = 1; dl <= 2; dl++)
+					for (int gi = 0; gi < 3; gi++, i++) {
+						int G = groups[gi], mix = i % 3 == 0;
+						conv_case c = {
+							.N = i % 2 ? 3 : 1,
+							.C = G * (1 + rand() % 3),
+							.H = 5 + rand() % 10,
+							.W = 5 + rand() % 10,
+							.O = G * (1 + rand() % 4),
+							.KH = kernels[i % 5][0],
+							.KW = kernels[i % 5][1],
+							.o = { { s, mix ? 1 + s % 3 : s },
+							       { p, mix ? (p + 1) % 3 : p },
+							       { dl, mix ? 3 - dl : dl },
+							       G },
+						};
+						/* the dilated kernel must fit the padded image */
+						while (out_side(c.H, c.KH, c.o.stride[0], c.o.padding[0],
+								c.o.dilation[0]) < 1 ||
+						       out_side(c.W, c.KW, c.o.stride[1], c.o.padding[1],
+								c.o.dilation[1]) < 1)
+							c.H++, c.W++;
+						compare_case(ctx, ref, &c);
+						cases++;
+					}
+	}
+	assert_int_equal(cases, 108);
+#ifdef TG_HAVE_DNNL
+	if (tg_conv_dnnl_made(ctx) < 1)
+		fail_msg("oneDNN made no primitive: the comparison compared im2col with itself");
+#endif
+	assert_int_equal(tg_conv_dnnl_made(ref), 0);
+	tg_ctx_free(ctx);
+	tg_ctx_free(ref);
+}
+
+/* The CNN's convolutions at batch 64, whose channels fill oneDNN's blocks
+ * (the layouts are reordered there and back), on two threads. */
+static void dnnl_matches_im2col_on_the_cnn_layers(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED), *ref = im2col_ctx(SEED);
+	tg_set_threads(ctx, 2);
+	tg_set_threads(ref, 2);
+	const conv_case layers[] = {
+		{ .N = 64, .C = 1, .H = 28, .W = 28, .O = 32, .KH = 3, .KW = 3,
+		  .o = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1 } },
+		{ .N = 64, .C = 32, .H = 14, .W = 14, .O = 64, .KH = 3, .KW = 3,
+		  .o = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1 } },
+	};
+	for (size_t i = 0; i < LEN(layers); i++)
+		compare_case(ctx, ref, &layers[i]);
+	tg_ctx_free(ctx);
+	tg_ctx_free(ref);
+}
+
+/* Counts the context's allocations. */
+typedef struct {
+	long calls;
+} counting;
+
+static void *counting_alloc(size_t size, void *user)
+{
+	((counting *)user)->calls++;
+	return malloc(size);
+}
+
+static void counting_free(void *p, void *user)
+{
+	(void)user;
+	free(p);
+}
+
+/* The CNN's two convolutions with ReLU and pooling, forward and backward,
+ * for 10 steps after 3 of warm-up: the primitives are made once and the
+ * scratchpads and blocked copies come from the step arena. */
+static void steady_dnnl_steps_allocate_nothing_through_the_context(void **state)
+{
+	(void)state;
+	counting c = { 0 };
+	tg_allocator a = { counting_alloc, counting_free, &c };
+	tg_ctx *ctx = tg_ctx_new_with(1, &a);
+	tg_set_threads(ctx, 2);
+	tg_tensor *w1 = tg_param(tg_randn(ctx, TG_F32, SHAPE(32, 1, 3, 3), 0, 0.3));
+	tg_tensor *b1 = tg_param(tg_zeros(ctx, TG_F32, SHAPE(32)));
+	tg_tensor *w2 = tg_param(tg_randn(ctx, TG_F32, SHAPE(64, 32, 3, 3), 0, 0.1));
+	tg_tensor *b2 = tg_param(tg_zeros(ctx, TG_F32, SHAPE(64)));
+	const tg_conv_opts o = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1 };
+	long before = 0;
+	for (int i = 0; i < 13; i++) {
+		if (i == 3)
+			before = c.calls;
+		tg_tensor *x = tg_randn(ctx, TG_F32, SHAPE(16, 1, 28, 28), 0, 1);
+		tg_tensor *h = tg_max_pool2d(tg_relu(tg_conv2d(x, w1, b1, &o)), 2, 2, 0);
+		tg_tensor *y = tg_max_pool2d(tg_relu(tg_conv2d(h, w2, b2, &o)), 2, 2, 0);
+		assert_int_equal(tg_backward(tg_sum(y)), 0);
+		tg_reset(ctx);
+	}
+	assert_ctx_ok(ctx);
+	if (c.calls != before)
+		fail_msg("%ld allocations through the context in 10 steady-state steps",
+			 c.calls - before);
+#ifdef TG_HAVE_DNNL
+	/* forward of both, weight grads of both, input grad of the second,
+	 * for each of the two runs of images */
+	assert_int_equal(tg_conv_dnnl_made(ctx), 5 * 2);
+#endif
+	tg_ctx_free(ctx);
+}
+
+/* Two contexts, each in its own thread at 2 threads, run the same
+ * convolution step as one context alone: every thread's oneDNN calls use
+ * its own context's engine, stream and cache. */
+typedef struct job {
+	uint64_t seed;
+	float dw[64 * 32 * 9];
+	float dx0; /* one element of dx */
+	bool ok;
+} job;
+
+static void conv_step(job *j)
+{
+	tg_ctx *ctx = tg_ctx_new(j->seed);
+	tg_set_threads(ctx, 2);
+	const tg_conv_opts o = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1 };
+	tg_tensor *w = tg_param(tg_randn(ctx, TG_F32, SHAPE(64, 32, 3, 3), 0, 0.1));
+	for (int i = 0; i < 4; i++) {
+		tg_zero_grads(ctx);
+		tg_tensor *x = tg_set_requires_grad(tg_randn(ctx, TG_F32, SHAPE(8, 32, 14, 14), 0, 1),
+						    true);
+		tg_backward(tg_sum(tg_relu(tg_conv2d(x, w, NULL, &o))));
+		j->dx0 = tg_ok(ctx) ? ((const float *)tg_data(tg_grad(x)))[5] : NAN;
+		tg_reset(ctx);
+	}
+	j->ok = tg_ok(ctx);
+	if (j->ok)
+		memcpy(j->dw, tg_data(tg_grad(w)), sizeof j->dw);
+	tg_ctx_free(ctx);
+}
+
+static void *conv_thread(void *arg)
+{
+	conv_step(arg);
+	return NULL;
+}
+
+static void two_contexts_in_two_threads_match_one(void **state)
+{
+	(void)state;
+	static job alone[2], together[2];
+	for (int i = 0; i < 2; i++) {
+		alone[i].seed = together[i].seed = 100 + (uint64_t)i;
+		conv_step(&alone[i]);
+	}
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, conv_thread, &together[i]), 0);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+	for (int i = 0; i < 2; i++) {
+		assert_true(alone[i].ok && together[i].ok);
+		if (alone[i].dx0 != together[i].dx0)
+			fail_msg("context %d: dx[5] is %.9g in a thread of its own, %.9g alone", i,
+				 together[i].dx0, alone[i].dx0);
+		for (size_t k = 0; k < LEN(alone[i].dw); k++)
+			if (alone[i].dw[k] != together[i].dw[k])
+				fail_msg("context %d: dw[%zu] is %.9g in a thread of its own, %.9g "
+					 "alone",
+					 i, k, together[i].dw[k], alone[i].dw[k]);
+	}
+}
+
+/* oneDNN runs at one OpenMP thread inside each call; the calling thread's
+ * own OpenMP setting is put back after it. */
+static void the_callers_openmp_setting_is_kept(void **state)
+{
+	(void)state;
+#ifdef TG_HAVE_DNNL
+	int was = omp_get_max_threads();
+	omp_set_num_threads(3);
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	const tg_conv_opts o = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1 };
+	tg_tensor *w = tg_param(tg_randn(ctx, TG_F32, SHAPE(16, 4, 3, 3), 0, 0.1));
+	tg_tensor *x = tg_randn(ctx, TG_F32, SHAPE(2, 4, 8, 8), 0, 1);
+	assert_int_equal(tg_backward(tg_sum(tg_conv2d(x, w, NULL, &o))), 0);
+	assert_true(tg_conv_dnnl_made(ctx) > 0);
+	int now = omp_get_max_threads();
+	tg_ctx_free(ctx);
+	omp_set_num_threads(was);
+	assert_int_equal(now, 3);
+#endif
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(dnnl_kernels_match_im2col_over_every_option),
+		cmocka_unit_test(dnnl_matches_im2col_on_the_cnn_layers),
+		cmocka_unit_test(steady_dnnl_steps_allocate_nothing_through_the_context),
+		cmocka_unit_test(two_contexts_in_two_threads_match_one),
+		cmocka_unit_test(the_callers_openmp_setting_is_kept),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
