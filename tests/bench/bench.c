@@ -11,10 +11,9 @@
  * Memory is counted three ways:
  *   - the context's own allocations, through a counting tg_allocator given
  *     to tg_ctx_new_with (arena blocks, header slots, ctx tensors, names);
- *   - every malloc, calloc, realloc, posix_memalign and aligned_alloc call
- *     made by this program and by libtapegrad.a, which is linked statically
- *     with -Wl,--wrap=malloc,...,--wrap=free (calls made inside shared
- *     libraries, OpenBLAS, oneDNN and libc, are not seen);
+ *   - every malloc, calloc, realloc, posix_memalign, aligned_alloc and
+ *     memalign call of the process, shared libraries (OpenBLAS, oneDNN,
+ *     libc) included: this program defines them, counting, over glibc's;
  *   - resident memory: VmRSS when the loop starts, the peak during the loop
  *     (VmHWM after resetting it through /proc/self/clear_refs) and the
  *     process's peak (getrusage ru_maxrss).
@@ -46,66 +45,81 @@ enum { WARM = 5 }; /* iterations before the allocation counters are read */
  * exactly them: valgrind --tool=callgrind --toggle-collect=train ... */
 #define NOINLINE __attribute__((noinline))
 
-/* ---- counting every malloc of this program and of libtapegrad.a ---------- */
+/* ---- counting every allocation of the process ------------------------------ */
+/* This program defines malloc and its kin, so every call in the process goes
+ * through them: this program's, libtapegrad.a's, and those of the shared
+ * libraries (OpenBLAS, oneDNN and its C++ runtime, libc itself), since the
+ * executable's definitions come first in symbol lookup. Each counts and hands
+ * the call to glibc's own entry points. Worker threads allocate too, so the
+ * counters are atomic. */
 
-void *__real_malloc(size_t size);
-void *__real_calloc(size_t n, size_t size);
-void *__real_realloc(void *p, size_t size);
-void __real_free(void *p);
-int __real_posix_memalign(void **p, size_t align, size_t size);
-void *__real_aligned_alloc(size_t align, size_t size);
+void *__libc_malloc(size_t size);
+void *__libc_calloc(size_t n, size_t size);
+void *__libc_realloc(void *p, size_t size);
+void __libc_free(void *p);
+void *__libc_memalign(size_t align, size_t size);
 
 static struct {
 	unsigned long long malloc, calloc, realloc, memalign, free;
 } wrapped;
 
-void *__wrap_malloc(size_t size);
-void *__wrap_calloc(size_t n, size_t size);
-void *__wrap_realloc(void *p, size_t size);
-void __wrap_free(void *p);
-int __wrap_posix_memalign(void **p, size_t align, size_t size);
-void *__wrap_aligned_alloc(size_t align, size_t size);
+#define COUNT(field) __atomic_add_fetch(&wrapped.field, 1, __ATOMIC_RELAXED)
 
-void *__wrap_malloc(size_t size)
+void *malloc(size_t size)
 {
-	wrapped.malloc++;
-	return __real_malloc(size);
+	COUNT(malloc);
+	return __libc_malloc(size);
 }
 
-void *__wrap_calloc(size_t n, size_t size)
+void *calloc(size_t n, size_t size)
 {
-	wrapped.calloc++;
-	return __real_calloc(n, size);
+	COUNT(calloc);
+	return __libc_calloc(n, size);
 }
 
-void *__wrap_realloc(void *p, size_t size)
+void *realloc(void *p, size_t size)
 {
-	wrapped.realloc++;
-	return __real_realloc(p, size);
+	COUNT(realloc);
+	return __libc_realloc(p, size);
 }
 
-void __wrap_free(void *p)
+void free(void *p)
 {
 	if (p)
-		wrapped.free++;
-	__real_free(p);
+		COUNT(free);
+	__libc_free(p);
 }
 
-int __wrap_posix_memalign(void **p, size_t align, size_t size)
+int posix_memalign(void **p, size_t align, size_t size)
 {
-	wrapped.memalign++;
-	return __real_posix_memalign(p, align, size);
+	if (align < sizeof(void *) || (align & (align - 1)))
+		return EINVAL;
+	COUNT(memalign);
+	void *m = __libc_memalign(align, size);
+	if (!m && size)
+		return ENOMEM;
+	*p = m;
+	return 0;
 }
 
-void *__wrap_aligned_alloc(size_t align, size_t size)
+void *aligned_alloc(size_t align, size_t size)
 {
-	wrapped.memalign++;
-	return __real_aligned_alloc(align, size);
+	COUNT(memalign);
+	return __libc_memalign(align, size);
+}
+
+void *memalign(size_t align, size_t size)
+{
+	COUNT(memalign);
+	return __libc_memalign(align, size);
 }
 
 static unsigned long long wrapped_allocs(void)
 {
-	return wrapped.malloc + wrapped.calloc + wrapped.realloc + wrapped.memalign;
+	return __atomic_load_n(&wrapped.malloc, __ATOMIC_RELAXED) +
+	       __atomic_load_n(&wrapped.calloc, __ATOMIC_RELAXED) +
+	       __atomic_load_n(&wrapped.realloc, __ATOMIC_RELAXED) +
+	       __atomic_load_n(&wrapped.memalign, __ATOMIC_RELAXED);
 }
 
 /* ---- timing every GEMM of libtapegrad.a ----------------------------------- */
@@ -258,7 +272,7 @@ static void mark_warm(void)
 	R.ctxb0 = counted.bytes;
 	R.cf0 = counted.frees;
 	R.w0 = wrapped_allocs();
-	R.wf0 = wrapped.free;
+	R.wf0 = __atomic_load_n(&wrapped.free, __ATOMIC_RELAXED);
 }
 
 static void mark_end(void)
@@ -267,7 +281,7 @@ static void mark_end(void)
 	R.ctxb1 = counted.bytes;
 	R.cf1 = counted.frees;
 	R.w1 = wrapped_allocs();
-	R.wf1 = wrapped.free;
+	R.wf1 = __atomic_load_n(&wrapped.free, __ATOMIC_RELAXED);
 	R.loop_peak_kb = status_kb("VmHWM");
 	R.gemm1 = gemm_time.sec;
 	R.gcalls1 = gemm_time.calls;

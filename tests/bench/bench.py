@@ -327,8 +327,9 @@ def suite_main(a):
               "tapegrad's time in those GEMMs, the ratio tapegrad would reach if all else "
               "took no time (the CNN's convolutions that do not go through cblas count as "
               "all else). Allocations per steady-state "
-              "iteration: through the context's allocator, and every malloc of bench.c "
-              "and libtapegrad.a.")
+              "iteration: through the context's allocator, and every malloc, calloc, "
+              "realloc and aligned allocation of the process, shared libraries "
+              "(OpenBLAS, oneDNN, libc) included.")
     text = "\n".join(md)
     log(text)
     if not a.no_save:
@@ -568,9 +569,9 @@ def main():
               "both sides; the peak in the loop is VmHWM after resetting it at the loop's "
               "start (/proc/self/clear_refs). Allocation counts are over the steady state "
               "(after 5 warm-up iterations): ctx allocs through the context's tg_allocator; "
-              "malloc calls are every malloc/calloc/realloc made by bench.c and "
-              "libtapegrad.a (linked statically with -Wl,--wrap), not those inside "
-              "OpenBLAS or libc.")
+              "malloc calls are every malloc/calloc/realloc/aligned allocation of the "
+              "process, those inside OpenBLAS, oneDNN and libc included (tg_bench "
+              "defines them, counting, over glibc's).")
     md.append("")
     md.append("### Thread settings as each process saw them")
     md.append("")
