@@ -548,7 +548,7 @@ def main():
     md.append("### Memory (medians over repetitions)")
     md.append("")
     md.append("| workload | side | RSS at loop start | peak RSS in loop | process peak RSS | "
-              "arena high-water | ctx allocs / iter | malloc calls / iter (--wrap) |")
+              "arena high-water | ctx allocs / iter | malloc calls / iter (process-wide) |")
     md.append("|---|---|---|---|---|---|---|---|")
     for key, desc, w, fw, threads, size in WORKLOADS:
         if key not in results:
