@@ -172,7 +172,7 @@ const char *tg_blas_advice_for(const char *corename, bool avx2, bool avx512)
 	return IS_ONE_OF(corename, avx2_kernels) ? NULL : "Haswell";
 }
 
-static bool cpu_has(int avx512)
+bool tg_cpu_has(bool avx512)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
 	__builtin_cpu_init();
@@ -188,7 +188,7 @@ static bool cpu_has(int avx512)
 
 const char *tg_blas_advice(void)
 {
-	return tg_blas_advice_for(openblas_get_corename(), cpu_has(0), cpu_has(1));
+	return tg_blas_advice_for(openblas_get_corename(), tg_cpu_has(false), tg_cpu_has(true));
 }
 
 const char *tg_blas_info(void)

@@ -364,5 +364,8 @@ tg_tensor *tg_accumulate(tg_tensor *a, tg_tensor *b);
 
 /* Before every BLAS call: OpenBLAS runs with ctx's thread count. */
 void tg_blas_enter(const tg_ctx *ctx);
+/* Whether the CPU has AVX2 and FMA (false), or the AVX-512 subsets that
+ * OpenBLAS's SkylakeX kernels use (true). */
+bool tg_cpu_has(bool avx512);
 
 #endif /* TG_INTERNAL_H */

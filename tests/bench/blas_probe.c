@@ -26,6 +26,7 @@
  *	blas_probe --measure  self-check and time it; prints "kernel pass sgemm dgemm"
  */
 #include "tapegrad.h"
+#include "internal.h"
 #include "blas_choose.h"
 
 #include <cblas.h>
@@ -152,20 +153,6 @@ static void measure_under(const char *self, blas_run *run)
 	run->passed = true;
 }
 
-static bool cpu_has(bool avx512)
-{
-#if defined(__x86_64__) && defined(__GNUC__)
-	__builtin_cpu_init();
-	if (avx512) /* as tg_blas_advice: what OpenBLAS's SkylakeX kernels use */
-		return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-		       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-	(void)avx512;
-	return false;
-#endif
-}
-
 int main(int argc, char **argv)
 {
 	char msg[256];
@@ -189,7 +176,7 @@ int main(int argc, char **argv)
 	}
 	const char *current = openblas_get_corename();
 	const char *names[3];
-	int n = blas_candidates(current, cpu_has(false), cpu_has(true), names);
+	int n = blas_candidates(current, tg_cpu_has(false), tg_cpu_has(true), names);
 	if (n == 1) { /* nothing to compare: the self-check alone */
 		int rc = tg_blas_selfcheck(msg, sizeof msg);
 		fprintf(stderr, "blas_probe: %s is the one kernel to try on this CPU; %s\n",

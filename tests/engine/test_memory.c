@@ -6,30 +6,6 @@
 
 #include <stdlib.h>
 
-/* An allocator that counts calls and fails the fail_at-th one (1-based). */
-typedef struct {
-	long calls;
-	long fail_at;
-	long live;
-} counting;
-
-static void *counting_alloc(size_t size, void *user)
-{
-	counting *c = user;
-	c->calls++;
-	if (c->fail_at && c->calls == c->fail_at)
-		return NULL;
-	c->live++;
-	return malloc(size);
-}
-
-static void counting_free(void *p, void *user)
-{
-	counting *c = user;
-	c->live--;
-	free(p);
-}
-
 static tg_tensor *one_step(tg_ctx *ctx, tg_tensor *w)
 {
 	tg_tensor *x = tg_randn(ctx, TG_F32, SHAPE(64, 32), 0, 1);

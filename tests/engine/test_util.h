@@ -12,6 +12,7 @@
 #include <cmocka.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tapegrad.h"
@@ -45,5 +46,32 @@
 				 tg_status_name(tg_status_of(ctx)), tg_error(ctx),       \
 				 tg_status_name(code), (text));                          \
 	} while (0)
+
+/* An allocator that counts: calls made, blocks live, and fails the call
+ * numbered fail_at (0: never). Given to tg_ctx_new_with as
+ *	counting c = { 0 };
+ *	tg_allocator a = { counting_alloc, counting_free, &c }; */
+typedef struct {
+	long calls;
+	long fail_at;
+	long live;
+} counting;
+
+static inline void *counting_alloc(size_t size, void *user)
+{
+	counting *c = user;
+	c->calls++;
+	if (c->fail_at && c->calls == c->fail_at)
+		return NULL;
+	c->live++;
+	return malloc(size);
+}
+
+static inline void counting_free(void *p, void *user)
+{
+	counting *c = user;
+	c->live--;
+	free(p);
+}
 
 #endif

@@ -10,29 +10,6 @@
 
 #include "tapegrad_nn.h"
 
-typedef struct {
-	long calls;
-	long fail_at; /* 0: never */
-	long live;
-} counting;
-
-static void *counting_alloc(size_t size, void *user)
-{
-	counting *c = user;
-	c->calls++;
-	if (c->fail_at && c->calls == c->fail_at)
-		return NULL;
-	c->live++;
-	return malloc(size);
-}
-
-static void counting_free(void *p, void *user)
-{
-	counting *c = user;
-	c->live--;
-	free(p);
-}
-
 enum { N = 8, D = 6, K = 3 };
 
 /* A net with every kind of module: affine, batch norm, ReLU, dropout. */

@@ -757,25 +757,6 @@ static void cnn_misuse_is_a_named_error(void **state)
 
 /* ---- every failing allocation while building and running one ------------------------ */
 
-typedef struct {
-	long calls, fail_at, live;
-} counting;
-
-static void *counting_alloc(size_t size, void *user)
-{
-	counting *c = user;
-	if (++c->calls == c->fail_at)
-		return NULL;
-	c->live++;
-	return malloc(size);
-}
-
-static void counting_free(void *p, void *user)
-{
-	((counting *)user)->live--;
-	free(p);
-}
-
 /* Builds a model of every built-in kind and runs a step; whether it failed. */
 static bool build_and_step(long fail_at, long *calls, bool cnn)
 {

@@ -300,22 +300,6 @@ static void the_gradient_ops_match_the_naive_loops(void **state)
 }
 
 /* A conv step (conv, relu, pool, sum, backward) reuses the step arena. */
-typedef struct {
-	long calls;
-} counting;
-
-static void *counting_alloc(size_t size, void *user)
-{
-	((counting *)user)->calls++;
-	return malloc(size);
-}
-
-static void counting_free(void *p, void *user)
-{
-	(void)user;
-	free(p);
-}
-
 static void steady_conv_steps_allocate_nothing(void **state)
 {
 	(void)state;

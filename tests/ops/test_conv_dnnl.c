@@ -202,23 +202,6 @@ static void dnnl_matches_im2col_on_the_cnn_layers(void **state)
 	tg_ctx_free(ref);
 }
 
-/* Counts the context's allocations. */
-typedef struct {
-	long calls;
-} counting;
-
-static void *counting_alloc(size_t size, void *user)
-{
-	((counting *)user)->calls++;
-	return malloc(size);
-}
-
-static void counting_free(void *p, void *user)
-{
-	(void)user;
-	free(p);
-}
-
 /* The CNN's two convolutions with ReLU and pooling, forward and backward,
  * for 10 steps after 3 of warm-up: the primitives are made once and the
  * scratchpads and blocked copies come from the step arena. */
