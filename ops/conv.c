@@ -611,7 +611,7 @@ static tg_tensor *conv_input_grad(const geom *g, tg_tensor *dout, tg_tensor *w)
 }
 
 /* dw += each partial sum of the threads after the first. */
-static void add_parts(tg_dtype dt, void *dw, const char *part, int nparts, size_t n)
+void tg_conv_add_parts(tg_dtype dt, void *dw, const void *part, int nparts, size_t n)
 {
 	for (int t = 0; t < nparts; t++) {
 		if (dt == TG_F64) {
@@ -660,7 +660,7 @@ static tg_tensor *conv_weight_grad(const geom *g, tg_tensor *x, tg_tensor *dout)
 				return NULL;
 		}
 		run_images(ctx, T, weight_grad_images, &j);
-		add_parts(dt, dw->data, j.part, T - 1, dw->numel);
+		tg_conv_add_parts(dt, dw->data, j.part, T - 1, dw->numel);
 		return tg_op_end(&conv2d_weight_grad_op, dw, 2, in, NULL, 0, g);
 	}
 	void *col, *rows;

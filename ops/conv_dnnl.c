@@ -478,9 +478,8 @@ static tg_conv_done conv_lanes(tg_ctx *ctx, cache *c, int T, tg_conv_kernel kind
 	for (int i = 0; i < T; i++)
 		if (!ls.l[i].ok)
 			return TG_CONV_DECLINED;
-	for (int i = 1; i < T && part; i++)
-		for (size_t k = 0; k < ws; k++)
-			y[k] += part[(size_t)(i - 1) * ws + k];
+	if (part)
+		tg_conv_add_parts(TG_F32, y, part, T - 1, ws);
 	return TG_CONV_COMPUTED;
 }
 

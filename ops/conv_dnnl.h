@@ -32,6 +32,11 @@ typedef enum tg_conv_done {
 	TG_CONV_FAILED,   /* out of memory (the step arena, the cache): ENOMEM recorded */
 } tg_conv_done;
 
+/* dw (n elements) += each of the nparts partial weight gradients that
+ * follow one another in part: the lanes after the first write theirs
+ * apart, in both kernels. */
+void tg_conv_add_parts(tg_dtype dt, void *dw, const void *part, int nparts, size_t n);
+
 #ifdef TG_HAVE_DNNL
 /* The f32 kernel on oneDNN. It declines when the context was made with
  * TG_CONV=im2col in the environment (ctx->conv_im2col), when oneDNN refuses
