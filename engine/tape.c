@@ -166,6 +166,11 @@ static inline bool records(const tg_ctx *ctx, int nin, tg_tensor *const *in)
 	return need;
 }
 
+bool tg_op_records(const tg_ctx *ctx, int nin, tg_tensor *const *in)
+{
+	return records(ctx, nin, in);
+}
+
 /* Fills the node n for out = op(in...) and puts it on the tape. Field by
  * field: the entries of in, in_version and needs past nin are never read;
  * unused attributes read as 0. */

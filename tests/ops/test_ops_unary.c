@@ -333,6 +333,55 @@ static void tails_keep_their_relative_precision_in_f64_and_f32(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* a and b hold the same bits, or both NaN (of any sign) at an element */
+static void same_bits(const char *what, const tg_tensor *a, const tg_tensor *b, size_t es)
+{
+	for (size_t i = 0; i < tg_numel(a); i++) {
+		double x = tg_get(a, i), y = tg_get(b, i);
+		if (isnan(x) && isnan(y))
+			continue;
+		if (memcmp((const char *)tg_data(a) + i * es, (const char *)tg_data(b) + i * es, es))
+			fail_msg("%s[%zu]: %.17g against %.17g", what, i, x, y);
+	}
+}
+
+/* A recorded gelu keeps Phi(x) for its backward pass: its value and its
+ * gradient have the bits of an unrecorded gelu and of tg_gelu_backward,
+ * which compute erfc afresh, at 1 and 2 threads, over the tails too. */
+static void recorded_gelu_gives_the_bits_of_the_unrecorded_one(void **state)
+{
+	(void)state;
+	enum { N = 40000 };
+	double *x = malloc(N * sizeof *x), *w = malloc(N * sizeof *w);
+	assert_non_null(x);
+	assert_non_null(w);
+	for (int i = 0; i < N; i++) {
+		x[i] = -30.0 + 40.0 * i / N + 1e-3 * (i % 7);
+		w[i] = 0.5 + (i % 13) / 7.0;
+	}
+	x[0] = 0.0, x[1] = -0.0, x[2] = 1e-30, x[3] = -800, x[4] = INFINITY, x[5] = NAN;
+	for (int threads = 1; threads <= 2; threads++)
+		for (int dt = TG_F32; dt <= TG_F64; dt++) {
+			tg_ctx *ctx = tg_ctx_new(3);
+			tg_set_threads(ctx, threads);
+			size_t es = dt == TG_F64 ? sizeof(double) : sizeof(float);
+			tg_tensor *xc = tg_from_f64(ctx, dt, SHAPE(N), x);
+			tg_tensor *wc = tg_from_f64(ctx, dt, SHAPE(N), w);
+			tg_tensor *p = tg_param(tg_from_f64(ctx, dt, SHAPE(N), x));
+			tg_tensor *plain = tg_gelu(xc);
+			tg_tensor *rec = tg_gelu(p);
+			assert_true(tg_requires_grad(rec));
+			assert_int_equal(tg_backward(tg_sum(tg_mul(rec, wc))), 0);
+			tg_tensor *want = tg_gelu_backward(wc, xc);
+			assert_ctx_ok(ctx);
+			same_bits("gelu", plain, rec, es);
+			same_bits("gelu's gradient", want, tg_grad(p), es);
+			tg_ctx_free(ctx);
+		}
+	free(x);
+	free(w);
+}
+
 static void gelu_backward_rejects_different_shapes(void **state)
 {
 	(void)state;
@@ -562,6 +611,7 @@ int main(void)
 		cmocka_unit_test(first_and_second_derivatives_match_closed_forms),
 		cmocka_unit_test(gelu_silu_and_erf_give_their_known_values),
 		cmocka_unit_test(tails_keep_their_relative_precision_in_f64_and_f32),
+		cmocka_unit_test(recorded_gelu_gives_the_bits_of_the_unrecorded_one),
 		cmocka_unit_test(gelu_backward_rejects_different_shapes),
 		cmocka_unit_test(relu_and_abs_have_zero_gradient_at_zero),
 		cmocka_unit_test(softmax_of_two_logits_matches_hand_values),
