@@ -31,20 +31,6 @@ static char *block_base(tg_block *b)
 	return (char *)b + TG_BLOCK_HEAD;
 }
 
-void tg_advise_huge(void *p, size_t size)
-{
-#ifdef MADV_HUGEPAGE
-	if (size < TG_HUGE_FROM)
-		return;
-	uintptr_t lo = ((uintptr_t)p + TG_HUGE_PAGE - 1) & ~(uintptr_t)(TG_HUGE_PAGE - 1);
-	uintptr_t hi = ((uintptr_t)p + size) & ~(uintptr_t)(TG_HUGE_PAGE - 1);
-	if (hi > lo)
-		madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
-#else
-	(void)p, (void)size;
-#endif
-}
-
 static tg_block *block_new(tg_ctx *ctx, size_t need)
 {
 	size_t size = FIRST_BLOCK;
@@ -56,7 +42,6 @@ static tg_block *block_new(tg_ctx *ctx, size_t need)
 	if (!b)
 		return tg_fail(ctx, TG_ENOMEM, "out of memory growing the step arena by %zu bytes",
 			       size);
-	tg_advise_huge(b, align_up(sizeof *b) + size);
 	b->next = NULL;
 	b->size = size;
 	b->used = 0;

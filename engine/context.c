@@ -19,15 +19,9 @@
 
 static void tg_blas_warn_once(void);
 
-/* Big allocations start on a huge-page boundary, so that all of them can
- * take the huge pages tg_advise_huge asks for. */
 static void *default_alloc(size_t size, void *user)
 {
 	(void)user;
-	if (size >= TG_HUGE_FROM) {
-		void *p = NULL;
-		return posix_memalign(&p, TG_HUGE_PAGE, size) ? NULL : p;
-	}
 	return malloc(size);
 }
 
@@ -86,8 +80,6 @@ void *tg_ctx_alloc(tg_ctx *ctx, size_t size)
 	void *p = ctx->alloc.alloc(size ? size : 1, ctx->alloc.user);
 	if (!p)
 		tg_fail(ctx, TG_ENOMEM, "out of memory allocating %zu bytes", size);
-	else
-		tg_advise_huge(p, size);
 	return p;
 }
 

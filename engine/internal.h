@@ -160,15 +160,6 @@ void tg_ctx_release(tg_ctx *ctx, void *p);
 void tg_arena_init(tg_ctx *ctx);
 void tg_arena_reset(tg_ctx *ctx);
 void tg_arena_free(tg_ctx *ctx);
-/* Asks for transparent huge pages over the whole 2 MiB pages inside
- * [p, p + size) when size is TG_HUGE_FROM or more: their first touch then
- * faults in one zeroed 2 MiB page where it would fault in 512 small ones,
- * and the first steps of a training run spend most of their extra time in
- * those faults (7 500 for a 100-2048-10 MLP at batch 512, about 2.5 us
- * each on the VM measured). Any allocator's memory: where the memory or
- * the system takes no advice, nothing changes. */
-enum { TG_HUGE_PAGE = 2 << 20, TG_HUGE_FROM = 4 << 20 };
-void tg_advise_huge(void *p, size_t size);
 TG_SLOW void *tg_arena_grow(tg_ctx *ctx, size_t size);  /* tg_arena_alloc's slow path */
 TG_SLOW tg_tensor *tg_arena_next_slot(tg_ctx *ctx);     /* tg_arena_header's */
 /* The context whose header range holds p, NULL if none. Takes a lock: for

@@ -4,10 +4,7 @@
  */
 #include "test_util.h"
 
-#include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 static tg_tensor *one_step(tg_ctx *ctx, tg_tensor *w)
 {
@@ -104,76 +101,6 @@ static void a_failed_allocation_is_enomem_and_the_context_recovers(void **state)
 	}
 }
 
-/* The transparent-huge-page mode of the system: "always", "madvise" or
- * "never" (also when unknown). */
-static const char *thp_mode(void)
-{
-	static char mode[16];
-	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-	char line[128] = "";
-	if (f) {
-		if (!fgets(line, sizeof line, f))
-			line[0] = 0;
-		fclose(f);
-	}
-	char *a = strchr(line, '['), *b = a ? strchr(a, ']') : NULL;
-	if (!a || !b || b - a - 1 >= (long)sizeof mode)
-		return "never";
-	memcpy(mode, a + 1, (size_t)(b - a - 1));
-	mode[b - a - 1] = 0;
-	return mode;
-}
-
-/* Whether the mapping holding addr carries the huge-page advice (the "hg"
- * of its VmFlags in /proc/self/smaps). */
-static bool advised_huge(const void *addr)
-{
-	FILE *f = fopen("/proc/self/smaps", "r");
-	assert_non_null(f);
-	char line[512];
-	bool inside = false, hg = false;
-	uintptr_t a = (uintptr_t)addr;
-	while (fgets(line, sizeof line, f)) {
-		unsigned long lo, hi;
-		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
-			inside = a >= lo && a < hi;
-			continue;
-		}
-		if (inside && !strncmp(line, "VmFlags:", 8)) {
-			hg = strstr(line, " hg") != NULL;
-			break;
-		}
-	}
-	fclose(f);
-	return hg;
-}
-
-/* A step tensor in an arena block of 4 MiB or more, and a parameter of as
- * much, lie in memory advised for transparent huge pages, whatever the
- * allocator; small ones do not ask. */
-static void big_blocks_and_parameters_ask_for_huge_pages(void **state)
-{
-	(void)state;
-	if (!strcmp(thp_mode(), "never"))
-		skip();
-	counting c = { 0 };
-	tg_allocator a = { counting_alloc, counting_free, &c };
-	for (int custom = 0; custom <= 1; custom++) {
-		tg_ctx *ctx = custom ? tg_ctx_new_with(1, &a) : tg_ctx_new(1);
-		tg_tensor *small = tg_zeros(ctx, TG_F32, SHAPE(1024));
-		tg_tensor *big = tg_zeros(ctx, TG_F32, SHAPE(4 << 20)); /* 16 MiB */
-		tg_tensor *p = tg_param(tg_zeros(ctx, TG_F32, SHAPE(3 << 20)));
-		assert_ctx_ok(ctx);
-		/* the middle of each: a 2 MiB page wholly inside the allocation */
-		assert_true(advised_huge((const char *)tg_data(big) + (8 << 20)));
-		assert_true(advised_huge((const float *)tg_data(p) + (3 << 19)));
-		if (!strcmp(thp_mode(), "madvise"))
-			assert_false(advised_huge(tg_data(small)));
-		tg_ctx_free(ctx);
-	}
-	assert_int_equal(c.live, 0);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -181,7 +108,6 @@ int main(void)
 		cmocka_unit_test(the_arena_grows_past_its_first_block_and_reports_its_high_water),
 		cmocka_unit_test(the_arena_limit_turns_exhaustion_into_enomem),
 		cmocka_unit_test(a_failed_allocation_is_enomem_and_the_context_recovers),
-		cmocka_unit_test(big_blocks_and_parameters_ask_for_huge_pages),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
