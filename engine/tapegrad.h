@@ -484,6 +484,10 @@ TG_API tg_tensor *tg_expand(tg_tensor *x, int ndim, const int64_t *shape);
 TG_API tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b); /* (N,K) @ (K,M) -> (N,M); da = dout b^T, db = a^T dout */
 /* op(a) @ op(b) with op = transpose where ta/tb: a BLAS flag, no copy. */
 TG_API tg_tensor *tg_matmul_t(tg_tensor *a, bool ta, tg_tensor *b, bool tb);
+/* b + a @ w: a (N,K) @ w (K,M) plus the row b, (M,) or (1,M), in every row,
+ * one pass over the output (torch.addmm). da = dout w^T, dw = a^T dout,
+ * db = dout summed over rows. tg_affine_forward's product. */
+TG_API tg_tensor *tg_addmm(tg_tensor *a, tg_tensor *w, tg_tensor *b);
 TG_API tg_tensor *tg_transpose(tg_tensor *x);            /* (N,M) -> (M,N); dx = dout^T */
 /* Same data, new shape; one entry may be -1 (inferred). dx = reshape(dout). */
 TG_API tg_tensor *tg_reshape(tg_tensor *x, int ndim, const int64_t *shape);

@@ -90,7 +90,11 @@ tg_tensor *tg_affine_forward(const tg_affine *l, tg_tensor *x)
 	tg_tensor *x2 = x;
 	if (nd != 2)
 		x2 = tg_reshape(x, 2, (int64_t[]){n, d});
-	tg_tensor *y = tg_add(tg_matmul(x2, l->W), l->b);
+	/* a bias row goes into the product's output (one pass); any other
+	 * shape broadcasts as tg_add does */
+	int64_t bn = tg_ndim(l->b) == 1 ? tg_dim(l->b, 0)
+		   : tg_ndim(l->b) == 2 && tg_dim(l->b, 0) == 1 ? tg_dim(l->b, 1) : -1;
+	tg_tensor *y = bn == m ? tg_addmm(x2, l->W, l->b) : tg_add(tg_matmul(x2, l->W), l->b);
 	if (nd == 1)
 		y = tg_reshape(y, 1, (int64_t[]){m});
 	return y;

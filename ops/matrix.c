@@ -1,6 +1,6 @@
 /*
- * matrix.c - matrix products through OpenBLAS (plain and batched), transpose
- * and reshape.
+ * matrix.c - matrix products through OpenBLAS (plain, with a bias row, and
+ * batched), transpose and reshape.
  *
  * matmul_t multiplies op(a) @ op(b), op a transpose or not, with the BLAS
  * transpose flags: no transpose is ever materialised, forward or backward.
@@ -139,6 +139,68 @@ tg_tensor *tg_matmul_t(tg_tensor *a, bool ta, tg_tensor *b, bool tb)
 tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b)
 {
 	return matmul("tg_matmul", a, false, b, false);
+}
+
+/* ---- addmm: C = b + A B, the affine layer's product and bias in one ---------- */
+/* b, a (M,) or (1,M) row, is written into every row of C and the GEMM adds
+ * A B to it (beta = 1). As tg_add(tg_matmul(a, w), b) it would cost a
+ * second pass over C, which OpenBLAS first zeroes for beta = 0 anyway:
+ * reading and writing the layer's whole output once more. The sums differ
+ * from that form only in where b's rounding falls (OpenBLAS adds its
+ * partial sums over blocks of K into C).
+ *   dA = dC B^T, dB = A^T dC (matmul's rules), db = dC summed over rows. */
+
+static void addmm_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *a = tg_node_input(n, 0), *w = tg_node_input(n, 1), *b = tg_node_input(n, 2);
+	if (tg_node_needs_grad(n, 0))
+		grad_product(n, 0, dout, false, w, true);
+	if (tg_node_needs_grad(n, 1))
+		grad_product(n, 1, a, true, dout, false);
+	if (tg_node_needs_grad(n, 2))
+		tg_node_grad(n, 2, tg_sum_to(dout, b->ndim, b->shape));
+}
+
+static const tg_op addmm_op = { .name = "addmm", .backward = addmm_backward,
+				.inputs = (const char *const[]){ "a", "w", "b" } };
+TG_OP_REGISTER(addmm_op);
+
+tg_tensor *tg_addmm(tg_tensor *a, tg_tensor *w, tg_tensor *b)
+{
+	const char *who = "tg_addmm";
+	tg_tensor *in[3] = { a, w, b };
+	tg_ctx *ctx = tg_op_begin(who, 3, in);
+	if (!ctx)
+		return NULL;
+	char sa[TG_SHAPE_STR], sw[TG_SHAPE_STR], sb[TG_SHAPE_STR];
+	if (a->ndim != 2 || w->ndim != 2 || a->shape[1] != w->shape[0])
+		return tg_fail(ctx, TG_ESHAPE,
+			       "%s: a %s @ w %s: both must be 2-D with a's columns w's rows", who,
+			       tg_shape_fmt(a->ndim, a->shape, sa), tg_shape_fmt(w->ndim, w->shape, sw));
+	int64_t N = a->shape[0], K = a->shape[1], M = w->shape[1];
+	if (!((b->ndim == 1 && b->shape[0] == M) ||
+	      (b->ndim == 2 && b->shape[0] == 1 && b->shape[1] == M)))
+		return tg_fail(ctx, TG_ESHAPE, "%s: b %s must be a row (%lld,) or (1,%lld) for w %s",
+			       who, tg_shape_fmt(b->ndim, b->shape, sb), (long long)M, (long long)M,
+			       tg_shape_fmt(w->ndim, w->shape, sw));
+	if (N > INT_MAX || K > INT_MAX || M > INT_MAX)
+		return tg_fail(ctx, TG_ESHAPE, "%s: a %s @ w %s: a size exceeds the BLAS limit %d",
+			       who, tg_shape_fmt(a->ndim, a->shape, sa),
+			       tg_shape_fmt(w->ndim, w->shape, sw), INT_MAX);
+	tg_tensor *out = tg_tensor_new(ctx, who, a->dtype, 2, (int64_t[]){ N, M });
+	if (!out)
+		return NULL;
+	size_t row = (size_t)M * tg_dtype_size(a->dtype);
+	for (int64_t i = 0; i < N; i++)
+		memcpy((char *)out->data + (size_t)i * row, b->data, row);
+	tg_blas_enter(ctx);
+	if (a->dtype == TG_F64)
+		cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)M, (int)K, 1.0,
+			    a->data, (int)K, w->data, (int)M, 1.0, out->data, (int)M);
+	else
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)M, (int)K, 1.0f,
+			    a->data, (int)K, w->data, (int)M, 1.0f, out->data, (int)M);
+	return tg_op_end(&addmm_op, out, 3, in, NULL, 0, NULL);
 }
 
 /* ---- bmm: batched C = op(A) op(B), batch axes broadcast ---------------------- */

@@ -4,7 +4,8 @@
  * and f32: permute for every order of 3 axes and across tile edges, slice and
  * its adjoint pad_axis, concat and stack of more tensors than a node holds
  * (differentiable to each), split and concat round trips, bmm's broadcasting
- * against per-item tg_matmul, forward and backward; and every misuse, with
+ * against per-item tg_matmul, forward and backward; addmm against a naive
+ * loop and against matmul plus add; and every misuse, with
  * its code and a message naming the op. Gradients in general are checked
  * numerically by the op table's test.
  */
@@ -847,6 +848,97 @@ static void shape_ops_work_on_more_than_4_dimensions(void **state)
 	assert_ctx_ok(ctx);
 }
 
+/* ---- addmm --------------------------------------------------------------------- */
+
+/* b + a @ w against a naive loop, for K past OpenBLAS's blocks of K (where
+ * its partial sums go into the output one after another), with b as (M,)
+ * and (1,M); its gradients against those of tg_add(tg_matmul(a, w), b).
+ * The tolerance is relative to sum |a_ik w_kj| + |b_j|. */
+static void addmm_matches_a_naive_loop_and_matmul_plus_add(void **state)
+{
+	tg_ctx *ctx = *state;
+	const int64_t shapes[][3] = { { 5, 7, 4 }, { 3, 1000, 9 }, { 130, 600, 70 } };
+	for (int dt = TG_F32; dt <= TG_F64; dt++)
+		for (size_t s = 0; s < LEN(shapes); s++)
+			for (int row2 = 0; row2 <= 1; row2++) {
+				int64_t N = shapes[s][0], K = shapes[s][1], M = shapes[s][2];
+				double eps = dt == TG_F64 ? 1e-15 : 1e-6;
+				tg_tensor *a = tg_param(rand_t(ctx, dt, SHAPE(N, K)));
+				tg_tensor *w = tg_param(rand_t(ctx, dt, SHAPE(K, M)));
+				tg_tensor *b = tg_param(row2 ? rand_t(ctx, dt, SHAPE(1, M))
+							     : rand_t(ctx, dt, SHAPE(M)));
+				tg_tensor *g = rand_t(ctx, dt, SHAPE(N, M));
+				double *A = malloc((size_t)(N * K) * sizeof *A);
+				double *W = malloc((size_t)(K * M) * sizeof *W);
+				double *Bv = malloc((size_t)M * sizeof *Bv);
+				assert_true(A && W && Bv);
+				assert_int_equal(tg_copy_to_f64(a, A, (size_t)(N * K)), 0);
+				assert_int_equal(tg_copy_to_f64(w, W, (size_t)(K * M)), 0);
+				assert_int_equal(tg_copy_to_f64(b, Bv, (size_t)M), 0);
+				tg_tensor *c = tg_addmm(a, w, b);
+				check_shape(c, SHAPE(N, M));
+				for (int64_t i = 0; i < N; i++)
+					for (int64_t j = 0; j < M; j++) {
+						double sum = Bv[j], mag = fabs(Bv[j]);
+						for (int64_t k = 0; k < K; k++) {
+							sum += A[i * K + k] * W[k * M + j];
+							mag += fabs(A[i * K + k] * W[k * M + j]);
+						}
+						double got = tg_get(c, (size_t)(i * M + j));
+						if (!(fabs(got - sum) <= 4 * eps * mag))
+							fail_msg("addmm (%lld,%lld,%lld)[%lld,%lld] = %.17g, "
+								 "expected %.17g",
+								 (long long)N, (long long)K, (long long)M,
+								 (long long)i, (long long)j, got, sum);
+					}
+				assert_int_equal(tg_backward(tg_sum(tg_mul(c, g))), 0);
+				tg_tensor *da = tg_detach(tg_grad(a)), *dw = tg_detach(tg_grad(w));
+				tg_tensor *db = tg_detach(tg_grad(b));
+				tg_zero_grads(ctx);
+				tg_tensor *c2 = tg_add(tg_matmul(a, w), b);
+				assert_int_equal(tg_backward(tg_sum(tg_mul(c2, g))), 0);
+				double tol = 4 * eps * (double)(K > N ? K : N);
+				check_same(da, tg_grad(a), tol);
+				check_same(dw, tg_grad(w), tol);
+				check_same(db, tg_grad(b), tol);
+				assert_ctx_ok(ctx);
+				free(A);
+				free(W);
+				free(Bv);
+				tg_zero_grads(ctx);
+				tg_reset(ctx);
+			}
+}
+
+static void addmm_rejects_shapes_that_do_not_fit(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *a = rand_t(ctx, TG_F64, SHAPE(2, 3)), *w = rand_t(ctx, TG_F64, SHAPE(3, 4));
+	tg_tensor *b3 = rand_t(ctx, TG_F64, SHAPE(3)), *b24 = rand_t(ctx, TG_F64, SHAPE(2, 4));
+	tg_tensor *b4 = rand_t(ctx, TG_F64, SHAPE(4)), *b4f = rand_t(ctx, TG_F32, SHAPE(4));
+	tg_tensor *a3 = rand_t(ctx, TG_F64, SHAPE(3));
+	assert_null(tg_addmm(a, w, b3));
+	assert_error(ctx, TG_ESHAPE, "tg_addmm: b (3,) must be a row (4,) or (1,4) for w (3,4)");
+	tg_clear_error(ctx);
+	assert_null(tg_addmm(a, w, b24));
+	assert_error(ctx, TG_ESHAPE, "tg_addmm: b (2,4) must be a row (4,) or (1,4) for w (3,4)");
+	tg_clear_error(ctx);
+	assert_null(tg_addmm(a, b24, b4));
+	assert_error(ctx, TG_ESHAPE,
+		     "tg_addmm: a (2,3) @ w (2,4): both must be 2-D with a's columns w's rows");
+	tg_clear_error(ctx);
+	assert_null(tg_addmm(a3, w, b4));
+	assert_error(ctx, TG_ESHAPE,
+		     "tg_addmm: a (3,) @ w (3,4): both must be 2-D with a's columns w's rows");
+	tg_clear_error(ctx);
+	assert_null(tg_addmm(a, w, b4f));
+	assert_error(ctx, TG_EDTYPE, "tg_addmm");
+	tg_clear_error(ctx);
+	assert_null(tg_addmm(NULL, w, b4));
+	assert_error(ctx, TG_ENULL, "tg_addmm");
+	tg_clear_error(ctx);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -878,6 +970,8 @@ int main(void)
 		T(bmm_broadcasts_batch_axes_like_per_item_matmul),
 		T(bmm_t_matches_bmm_of_permuted_copies_for_all_four_flags),
 		T(bmm_rejects_shapes_that_do_not_fit),
+		T(addmm_matches_a_naive_loop_and_matmul_plus_add),
+		T(addmm_rejects_shapes_that_do_not_fit),
 		T(shape_ops_work_on_more_than_4_dimensions),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
