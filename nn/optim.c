@@ -246,7 +246,7 @@ void tg_optim_free(tg_optim *o)
  * the regularised loss, clipped; wd is 0 for a parameter without decay. */
 
 #define DEFINE_UPDATE(T, SQRT, NAME, GRAD)                                                         \
-	TG_HOT_LOOP                                                                                \
+	TG_HOT_LOOP_WIDE                                                                              \
 	static void NAME(tg_optim_kind kind, const tg_optim_opts *o, size_t n, T *P, const T *G,   \
 			 T *S1, T *S2, T wd, T scale, T lr_t)                                      \
 	{                                                                                          \

@@ -597,6 +597,8 @@ static NOINLINE int suite_train(tg_ctx *ctx, const suite_spec *s, long long tota
 		tg_optim_zero_grad(opt);
 		tg_backward(loss);
 		tg_optim_step(opt);
+		if (losses && loss)
+			fprintf(losses, "%a\n", tg_item(loss));
 		if (it >= total - LAST_LOSS && loss) {
 			loss_sum += tg_item(loss);
 			loss_n++;
