@@ -338,6 +338,24 @@ static inline void tg_rows_next(int naxes, const int64_t *dim, int64_t *idx, con
 		return sum;                                                          \
 	}
 
+/* start + X[0] + ... + X[n-1] in eight interleaved partial sums (X[k] into
+ * lane k % 8), added pairwise at the end: the same bits for the same run,
+ * but not those of the plain loop. A sum of one long run is otherwise a
+ * chain of dependent additions, an addition's latency per element. */
+#define TG_SUM_RUN_WIDE(name, T)                                                     \
+	static inline double name(double start, const T *X, int64_t n)               \
+	{                                                                            \
+		double l[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };                            \
+		int64_t k = 0;                                                       \
+		for (; k + 8 <= n; k += 8)                                           \
+			for (int i = 0; i < 8; i++)                                  \
+				l[i] += X[k + i];                                    \
+		for (; k < n; k++)                                                   \
+			l[k % 8] += X[k];                                            \
+		return start + (((l[0] + l[1]) + (l[2] + l[3])) +                    \
+				((l[4] + l[5]) + (l[6] + l[7])));                    \
+	}
+
 /* acc (n) += each row of X (rows, n) in turn; four rows per pass over acc. */
 #define TG_ADD_ROWS(name, T)                                                         \
 	static inline void name(double *acc, const T *X, int64_t rows, int64_t n)    \
@@ -354,6 +372,8 @@ static inline void tg_rows_next(int naxes, const int64_t *dim, int64_t *idx, con
 
 TG_SUM_RUN(tg_sum_run_f64, double)
 TG_SUM_RUN(tg_sum_run_f32, float)
+TG_SUM_RUN_WIDE(tg_sum_run_wide_f64, double)
+TG_SUM_RUN_WIDE(tg_sum_run_wide_f32, float)
 TG_ADD_ROWS(tg_add_rows_f64, double)
 TG_ADD_ROWS(tg_add_rows_f32, float)
 
