@@ -9,6 +9,7 @@
  * calls anything of ops/. Sums accumulate in double for both dtypes.
  */
 #include "internal.h"
+#include "parallel.h"
 
 #include <string.h>
 
@@ -106,6 +107,44 @@ SUM_TO_KERNEL(sum_to_f32, float, tg_sum_run_f32, tg_sum_run_wide_f32, tg_add_row
 EXPAND_KERNEL(expand_f64, double)
 EXPAND_KERNEL(expand_f32, float)
 
+/* acc[lo, hi) += the columns [lo, hi) of each row of X (rows, n) in turn,
+ * grouped as TG_ADD_ROWS groups them, so that a split of the columns across
+ * threads gives the bits of one pass: the sum_to of a (B, M) gradient to a
+ * (M,) or (1, M) bias, big enough to split. */
+typedef struct rows_job {
+	const void *X;
+	double *acc;
+	int64_t rows, n;
+	bool f64;
+} rows_job;
+
+#define ADD_COLUMNS(name, T)                                                          \
+	static void name(const rows_job *j, int64_t lo, int64_t hi)                   \
+	{                                                                             \
+		const T *X = j->X;                                                    \
+		double *acc = j->acc;                                                 \
+		int64_t n = j->n, r = 0;                                              \
+		for (; r + 4 <= j->rows; r += 4, X += 4 * n)                          \
+			for (int64_t c = lo; c < hi; c++)                             \
+				acc[c] = acc[c] + X[c] + X[n + c] + X[2 * n + c]      \
+					 + X[3 * n + c];                              \
+		for (; r < j->rows; r++, X += n)                                      \
+			for (int64_t c = lo; c < hi; c++)                             \
+				acc[c] += X[c];                                       \
+	}
+
+ADD_COLUMNS(add_columns_f64, double)
+ADD_COLUMNS(add_columns_f32, float)
+
+static void add_columns_part(void *arg, size_t lo, size_t hi)
+{
+	const rows_job *j = arg;
+	if (j->f64)
+		add_columns_f64(j, (int64_t)lo, (int64_t)hi);
+	else
+		add_columns_f32(j, (int64_t)lo, (int64_t)hi);
+}
+
 /* Checks a shape argument (ndim, shape) of who; false after recording why. */
 static bool shape_arg(tg_ctx *ctx, const char *who, int ndim, const int64_t *shape)
 {
@@ -164,7 +203,18 @@ tg_tensor *tg_sum_to(tg_tensor *x, int ndim, const int64_t *shape)
 	if (!acc)
 		return NULL;
 	memset(acc, 0, out->numel * sizeof(double));
-	if (x->dtype == TG_F64) {
+	int64_t n = m.dim[INNER], rows = m.dim[ROW];
+	if ((int64_t)x->numel == rows * n && m.s[INNER] && !m.s[ROW]) {
+		/* rows of x summed onto one row: split the columns */
+		rows_job j = { x->data, acc, rows, n, x->dtype == TG_F64 };
+		size_t min = (size_t)((TG_PAR_MIN + rows - 1) / rows);
+		tg_parallel_for(ctx, (size_t)n, min > 16 ? min : 16, 16, add_columns_part, &j);
+		if (x->dtype == TG_F32) {
+			float *Y = out->data;
+			for (size_t i = 0; i < out->numel; i++)
+				Y[i] = (float)acc[i];
+		}
+	} else if (x->dtype == TG_F64) {
 		sum_to_f64(&m, x->data, acc, x->numel);
 	} else {
 		sum_to_f32(&m, x->data, acc, x->numel);

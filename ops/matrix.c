@@ -9,6 +9,7 @@
  * Shape legend: op(a) (N,K) @ op(b) (K,M) -> (N,M).
  */
 #include "internal.h"
+#include "parallel.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -165,6 +166,20 @@ static const tg_op addmm_op = { .name = "addmm", .backward = addmm_backward,
 				.inputs = (const char *const[]){ "a", "w", "b" } };
 TG_OP_REGISTER(addmm_op);
 
+/* rows [lo, hi) of out = the row b, for tg_parallel_for */
+typedef struct fill_job {
+	void *out;
+	const void *row;
+	size_t bytes;
+} fill_job;
+
+static void fill_rows(void *arg, size_t lo, size_t hi)
+{
+	const fill_job *j = arg;
+	for (size_t i = lo; i < hi; i++)
+		memcpy((char *)j->out + i * j->bytes, j->row, j->bytes);
+}
+
 tg_tensor *tg_addmm(tg_tensor *a, tg_tensor *w, tg_tensor *b)
 {
 	const char *who = "tg_addmm";
@@ -190,9 +205,9 @@ tg_tensor *tg_addmm(tg_tensor *a, tg_tensor *w, tg_tensor *b)
 	tg_tensor *out = tg_tensor_new(ctx, who, a->dtype, 2, (int64_t[]){ N, M });
 	if (!out)
 		return NULL;
-	size_t row = (size_t)M * tg_dtype_size(a->dtype);
-	for (int64_t i = 0; i < N; i++)
-		memcpy((char *)out->data + (size_t)i * row, b->data, row);
+	fill_job fj = { out->data, b->data, (size_t)M * tg_dtype_size(a->dtype) };
+	size_t min = (size_t)((TG_PAR_MIN + M - 1) / M);
+	tg_parallel_for(ctx, (size_t)N, min > 2 ? min : 2, 1, fill_rows, &fj);
 	tg_blas_enter(ctx);
 	if (a->dtype == TG_F64)
 		cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)M, (int)K, 1.0,
