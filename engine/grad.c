@@ -63,7 +63,7 @@ static bool bmap_make(int nbig, const int64_t *big, int nsmall, const int64_t *s
 		for (int64_t o = 0; o < blocks; o++) {                               \
 			double *a = acc + off;                                       \
 			if (m->s[INNER] && !m->s[ROW]) {                             \
-				add_rows(a, X, rows, n);                             \
+				add_rows(a, X, rows, n, n);                          \
 				X += rows * n;                                       \
 			} else if (!m->s[INNER] && !m->s[ROW]) {                     \
 				a[0] = sum_run_wide(a[0], X, rows * n);              \
@@ -72,7 +72,7 @@ static bool bmap_make(int nbig, const int64_t *big, int nsmall, const int64_t *s
 				for (int64_t i = 0; i < rows; i++, X += n) {         \
 					double *r = a + i * m->s[ROW];               \
 					if (m->s[INNER])                             \
-						add_rows(r, X, 1, n);                \
+						add_rows(r, X, 1, n, n);             \
 					else                                         \
 						r[0] = sum_run(r[0], X, n);          \
 				}                                                    \
@@ -107,10 +107,9 @@ SUM_TO_KERNEL(sum_to_f32, float, tg_sum_run_f32, tg_sum_run_wide_f32, tg_add_row
 EXPAND_KERNEL(expand_f64, double)
 EXPAND_KERNEL(expand_f32, float)
 
-/* acc[lo, hi) += the columns [lo, hi) of each row of X (rows, n) in turn,
- * grouped as TG_ADD_ROWS groups them, so that a split of the columns across
- * threads gives the bits of one pass: the sum_to of a (B, M) gradient to a
- * (M,) or (1, M) bias, big enough to split. */
+/* acc[lo, hi) += the columns [lo, hi) of each row of X (rows, n), for
+ * tg_parallel_for: the sum_to of a (B, M) gradient to a (M,) or (1, M)
+ * bias, split by columns (the bits of one pass, tg_add_rows). */
 typedef struct rows_job {
 	const void *X;
 	double *acc;
@@ -118,31 +117,14 @@ typedef struct rows_job {
 	bool f64;
 } rows_job;
 
-#define ADD_COLUMNS(name, T)                                                          \
-	static void name(const rows_job *j, int64_t lo, int64_t hi)                   \
-	{                                                                             \
-		const T *X = j->X;                                                    \
-		double *acc = j->acc;                                                 \
-		int64_t n = j->n, r = 0;                                              \
-		for (; r + 4 <= j->rows; r += 4, X += 4 * n)                          \
-			for (int64_t c = lo; c < hi; c++)                             \
-				acc[c] = acc[c] + X[c] + X[n + c] + X[2 * n + c]      \
-					 + X[3 * n + c];                              \
-		for (; r < j->rows; r++, X += n)                                      \
-			for (int64_t c = lo; c < hi; c++)                             \
-				acc[c] += X[c];                                       \
-	}
-
-ADD_COLUMNS(add_columns_f64, double)
-ADD_COLUMNS(add_columns_f32, float)
-
 static void add_columns_part(void *arg, size_t lo, size_t hi)
 {
 	const rows_job *j = arg;
+	int64_t w = (int64_t)(hi - lo);
 	if (j->f64)
-		add_columns_f64(j, (int64_t)lo, (int64_t)hi);
+		tg_add_rows_f64(j->acc + lo, (const double *)j->X + lo, j->rows, w, j->n);
 	else
-		add_columns_f32(j, (int64_t)lo, (int64_t)hi);
+		tg_add_rows_f32(j->acc + lo, (const float *)j->X + lo, j->rows, w, j->n);
 }
 
 /* Checks a shape argument (ndim, shape) of who; false after recording why. */
@@ -209,15 +191,12 @@ tg_tensor *tg_sum_to(tg_tensor *x, int ndim, const int64_t *shape)
 		rows_job j = { x->data, acc, rows, n, x->dtype == TG_F64 };
 		size_t min = (size_t)((TG_PAR_MIN + rows - 1) / rows);
 		tg_parallel_for(ctx, (size_t)n, min > 16 ? min : 16, 16, add_columns_part, &j);
-		if (x->dtype == TG_F32) {
-			float *Y = out->data;
-			for (size_t i = 0; i < out->numel; i++)
-				Y[i] = (float)acc[i];
-		}
 	} else if (x->dtype == TG_F64) {
 		sum_to_f64(&m, x->data, acc, x->numel);
 	} else {
 		sum_to_f32(&m, x->data, acc, x->numel);
+	}
+	if (x->dtype == TG_F32) {
 		float *Y = out->data;
 		for (size_t i = 0; i < out->numel; i++)
 			Y[i] = (float)acc[i];

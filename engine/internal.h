@@ -356,16 +356,19 @@ static inline void tg_rows_next(int naxes, const int64_t *dim, int64_t *idx, con
 				((l[4] + l[5]) + (l[6] + l[7])));                    \
 	}
 
-/* acc (n) += each row of X (rows, n) in turn; four rows per pass over acc. */
+/* acc (n) += each row of X (rows of n, ld elements apart) in turn; four rows
+ * per pass over acc. A column's sum has the same bits whichever columns
+ * share the call, so columns may be split across threads. */
 #define TG_ADD_ROWS(name, T)                                                         \
-	static inline void name(double *acc, const T *X, int64_t rows, int64_t n)    \
+	static inline void name(double *acc, const T *X, int64_t rows, int64_t n,    \
+				int64_t ld)                                          \
 	{                                                                            \
 		int64_t r = 0;                                                       \
-		for (; r + 4 <= rows; r += 4, X += 4 * n)                            \
+		for (; r + 4 <= rows; r += 4, X += 4 * ld)                           \
 			for (int64_t j = 0; j < n; j++)                              \
-				acc[j] = acc[j] + X[j] + X[n + j] + X[2 * n + j]     \
-					 + X[3 * n + j];                             \
-		for (; r < rows; r++, X += n)                                        \
+				acc[j] = acc[j] + X[j] + X[ld + j] + X[2 * ld + j]   \
+					 + X[3 * ld + j];                            \
+		for (; r < rows; r++, X += ld)                                       \
 			for (int64_t j = 0; j < n; j++)                              \
 				acc[j] += X[j];                                      \
 	}

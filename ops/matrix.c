@@ -74,8 +74,10 @@ static char *operand_fmt(const tg_tensor *t, bool trans, char *buf)
 	return buf;
 }
 
-/* out (N,M) = op(a) @ op(b), shapes already checked. */
-static void product(tg_tensor *out, const tg_tensor *a, bool ta, const tg_tensor *b, bool tb)
+/* out (N,M) = op(a) @ op(b) + beta out, shapes already checked; beta is 0
+ * (out's contents unread) or 1 (added to). */
+static void product(tg_tensor *out, const tg_tensor *a, bool ta, const tg_tensor *b, bool tb,
+		    double beta)
 {
 	int N = (int)out->shape[0], M = (int)out->shape[1];
 	int K = (int)(ta ? a->shape[0] : a->shape[1]);
@@ -84,11 +86,11 @@ static void product(tg_tensor *out, const tg_tensor *a, bool ta, const tg_tensor
 	int lda = (int)a->shape[1], ldb = (int)b->shape[1];
 	tg_blas_enter(out->ctx);
 	if (a->dtype == TG_F64)
-		cblas_dgemm(CblasRowMajor, fa, fb, N, M, K, 1.0, a->data, lda, b->data, ldb, 0.0,
+		cblas_dgemm(CblasRowMajor, fa, fb, N, M, K, 1.0, a->data, lda, b->data, ldb, beta,
 			    out->data, M);
 	else
-		cblas_sgemm(CblasRowMajor, fa, fb, N, M, K, 1.0f, a->data, lda, b->data, ldb, 0.0f,
-			    out->data, M);
+		cblas_sgemm(CblasRowMajor, fa, fb, N, M, K, 1.0f, a->data, lda, b->data, ldb,
+			    (float)beta, out->data, M);
 }
 
 static tg_tensor *matmul(const char *who, tg_tensor *a, bool ta, tg_tensor *b, bool tb)
@@ -115,7 +117,7 @@ static tg_tensor *matmul(const char *who, tg_tensor *a, bool ta, tg_tensor *b, b
 	tg_tensor *out = tg_tensor_new(ctx, who, a->dtype, 2, (int64_t[]){ N, M });
 	if (!out)
 		return NULL;
-	product(out, a, ta, b, tb);
+	product(out, a, ta, b, tb, 0);
 	const double attr[2] = { ta, tb };
 	return tg_op_end(&matmul_op, out, 2, in, attr, 2, NULL);
 }
@@ -127,7 +129,7 @@ static tg_tensor *matmul_into(tg_tensor *out, tg_tensor *a, bool ta, tg_tensor *
 {
 	if (!a || !b || !tg_ok(out->ctx))
 		return NULL;
-	product(out, a, ta, b, tb);
+	product(out, a, ta, b, tb, 0);
 	out->version++;
 	return out;
 }
@@ -208,13 +210,7 @@ tg_tensor *tg_addmm(tg_tensor *a, tg_tensor *w, tg_tensor *b)
 	fill_job fj = { out->data, b->data, (size_t)M * tg_dtype_size(a->dtype) };
 	size_t min = (size_t)((TG_PAR_MIN + M - 1) / M);
 	tg_parallel_for(ctx, (size_t)N, min > 2 ? min : 2, 1, fill_rows, &fj);
-	tg_blas_enter(ctx);
-	if (a->dtype == TG_F64)
-		cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)M, (int)K, 1.0,
-			    a->data, (int)K, w->data, (int)M, 1.0, out->data, (int)M);
-	else
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)M, (int)K, 1.0f,
-			    a->data, (int)K, w->data, (int)M, 1.0f, out->data, (int)M);
+	product(out, a, false, w, false, 1);
 	return tg_op_end(&addmm_op, out, 3, in, NULL, 0, NULL);
 }
 

@@ -25,10 +25,10 @@ typedef struct view {
 /* Y (outer, inner) = scale * sum over n, accumulated in double, for the
  * outer slices [o0, o1) and in each the columns [i0, i1) of inner. acc holds
  * inner doubles; with inner 1 (a sum over all elements, or along the last
- * axis) each slice is one run summed in a register. Four rows per pass
- * over acc, grouped as tg_add_rows groups them, so a column's sum has the
- * same bits whichever columns share the call. */
-#define SUM_AXIS_KERNEL(name, T, sum_run)                                                 \
+ * axis) each slice is one run summed in a register, else its rows are
+ * added into acc by tg_add_rows, so a column's sum has the same bits
+ * whichever columns share the call. */
+#define SUM_AXIS_KERNEL(name, T, sum_run, add_rows)                                       \
 	static void name(view v, const T *X, T *Y, double scale, double *acc, int64_t o0, \
 			 int64_t o1, int64_t i0, int64_t i1)                               \
 	{                                                                                 \
@@ -41,14 +41,7 @@ typedef struct view {
 			}                                                                 \
 			double *a = acc + i0;                                             \
 			memset(a, 0, (size_t)w * sizeof(double));                         \
-			int64_t r = 0;                                                    \
-			for (; r + 4 <= v.n; r += 4, x += 4 * in)                         \
-				for (int64_t j = 0; j < w; j++)                           \
-					a[j] = a[j] + x[j] + x[in + j] + x[2 * in + j]    \
-					       + x[3 * in + j];                           \
-			for (; r < v.n; r++, x += in)                                     \
-				for (int64_t j = 0; j < w; j++)                           \
-					a[j] += x[j];                                     \
+			add_rows(a, x, v.n, w, in);                                       \
 			for (int64_t j = 0; j < w; j++)                                   \
 				Y[o * in + i0 + j] = (T)(a[j] * scale);                   \
 		}                                                                         \
@@ -114,8 +107,8 @@ typedef struct view {
 		}                                                                    \
 	}
 
-SUM_AXIS_KERNEL(sum_axis_f64, double, tg_sum_run_f64)
-SUM_AXIS_KERNEL(sum_axis_f32, float, tg_sum_run_f32)
+SUM_AXIS_KERNEL(sum_axis_f64, double, tg_sum_run_f64, tg_add_rows_f64)
+SUM_AXIS_KERNEL(sum_axis_f32, float, tg_sum_run_f32, tg_add_rows_f32)
 MAX_AXIS_KERNEL(max_axis_f64, double)
 MAX_AXIS_KERNEL(max_axis_f32, float)
 MAX_SHARE_KERNEL(max_share_f64, double)

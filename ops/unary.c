@@ -785,26 +785,30 @@ tg_tensor *tg_gelu(tg_tensor *x)
 
 static const tg_op gelu_backward_op;
 
-/* O = D (Phi(x) + x phi(x)), Phi(x) = erfc(-x / sqrt 2) / 2 and
- * phi(x) = e^(-x^2 / 2) / sqrt(2 pi), in chunks: c holds the erfc, O the e. */
+/* O = D (Phi(x) + x phi(x)), Phi(x) = erfc(-x / sqrt 2) / 2 (from P, the
+ * forward pass's, when it is not NULL) and phi(x) = e^(-x^2 / 2) / sqrt(2 pi),
+ * in chunks: c holds Phi, O the e. */
 #define GELU_BACKWARD_KERNEL(name, T, S)                                              \
-	static void name(const T *D, const T *X, T *O, size_t n, double a)            \
+	static void name(const T *D, const T *X, const T *P, T *O, size_t n)          \
 	{                                                                             \
-		(void)a;                                                              \
 		T c[CHUNK];                                                           \
 		for (size_t i0 = 0; i0 < n; i0 += CHUNK) {                            \
 			size_t m = n - i0 < CHUNK ? n - i0 : CHUNK;                   \
-			const T *x = X + i0;                                          \
+			const T *x = X + i0, *Phi = P ? P + i0 : c;                   \
 			T *o = O + i0;                                                \
-			for (size_t i = 0; i < m; i++) {                              \
-				c[i] = -x[i] * (T)INV_SQRT_2;                         \
-				o[i] = -x[i] * x[i] / 2;                              \
+			if (!P) {                                                     \
+				for (size_t i = 0; i < m; i++)                        \
+					c[i] = -x[i] * (T)INV_SQRT_2;                 \
+				tg_vmath_erfc_##S(c, c, m);                           \
+				for (size_t i = 0; i < m; i++)                        \
+					c[i] = c[i] / 2;                              \
 			}                                                             \
-			tg_vmath_erfc_##S(c, c, m);                                   \
+			for (size_t i = 0; i < m; i++)                                \
+				o[i] = -x[i] * x[i] / 2;                              \
 			tg_vmath_exp_##S(o, o, m);                                    \
 			for (size_t i = 0; i < m; i++) {                              \
 				T pdf = (T)INV_SQRT_2PI * o[i];                       \
-				o[i] = D[i0 + i] * (c[i] / 2 + x[i] * pdf);           \
+				o[i] = D[i0 + i] * (Phi[i] + x[i] * pdf);             \
 			}                                                             \
 		}                                                                     \
 	}
@@ -812,42 +816,22 @@ static const tg_op gelu_backward_op;
 GELU_BACKWARD_KERNEL(gelu_backward_f64, double, f64)
 GELU_BACKWARD_KERNEL(gelu_backward_f32, float, f32)
 
-/* The same with Phi given (the forward pass's): O = D (P + x phi(x)). */
-#define GELU_BACKWARD_PHI_KERNEL(name, T, S)                                            \
-	static void name(const T *D, const T *X, const T *P, T *O, size_t n)            \
-	{                                                                               \
-		for (size_t i0 = 0; i0 < n; i0 += CHUNK) {                              \
-			size_t m = n - i0 < CHUNK ? n - i0 : CHUNK;                     \
-			const T *x = X + i0;                                            \
-			T *o = O + i0;                                                  \
-			for (size_t i = 0; i < m; i++)                                  \
-				o[i] = -x[i] * x[i] / 2;                                \
-			tg_vmath_exp_##S(o, o, m);                                      \
-			for (size_t i = 0; i < m; i++) {                                \
-				T pdf = (T)INV_SQRT_2PI * o[i];                         \
-				o[i] = D[i0 + i] * (P[i0 + i] + x[i] * pdf);            \
-			}                                                               \
-		}                                                                       \
-	}
-
-GELU_BACKWARD_PHI_KERNEL(gelu_backward_phi_f64, double, f64)
-GELU_BACKWARD_PHI_KERNEL(gelu_backward_phi_f32, float, f32)
-
-typedef struct gelu_phi_job {
+typedef struct gelu_job {
 	bool f64;
 	const void *D, *X, *P;
 	void *O;
-} gelu_phi_job;
+} gelu_job;
 
-static void gelu_backward_phi_part(void *arg, size_t lo, size_t hi)
+static void gelu_backward_part(void *arg, size_t lo, size_t hi)
 {
-	const gelu_phi_job *j = arg;
+	const gelu_job *j = arg;
+	const void *P = j->P;
 	if (j->f64)
-		gelu_backward_phi_f64((const double *)j->D + lo, (const double *)j->X + lo,
-				      (const double *)j->P + lo, (double *)j->O + lo, hi - lo);
+		gelu_backward_f64((const double *)j->D + lo, (const double *)j->X + lo,
+				  P ? (const double *)P + lo : NULL, (double *)j->O + lo, hi - lo);
 	else
-		gelu_backward_phi_f32((const float *)j->D + lo, (const float *)j->X + lo,
-				      (const float *)j->P + lo, (float *)j->O + lo, hi - lo);
+		gelu_backward_f32((const float *)j->D + lo, (const float *)j->X + lo,
+				  P ? (const float *)P + lo : NULL, (float *)j->O + lo, hi - lo);
 }
 
 /* tg_gelu_backward(dout, x), from phi = Phi(x) when it is not NULL. */
@@ -857,12 +841,9 @@ static tg_tensor *gelu_backward_of(tg_tensor *dout, tg_tensor *x, const void *ph
 	tg_tensor *out = fused_out("tg_gelu_backward", in, "x");
 	if (!out)
 		return NULL;
-	if (phi) {
-		gelu_phi_job j = { x->dtype == TG_F64, dout->data, x->data, phi, out->data };
-		tg_parallel_for(x->ctx, x->numel, TG_PAR_MIN, 16, gelu_backward_phi_part, &j);
-	} else {
-		run_fused(dout, x, out, gelu_backward_f64, gelu_backward_f32, TG_PAR_MIN_MATH, 0);
-	}
+	gelu_job j = { x->dtype == TG_F64, dout->data, x->data, phi, out->data };
+	tg_parallel_for(x->ctx, x->numel, phi ? TG_PAR_MIN : TG_PAR_MIN_MATH, 16, gelu_backward_part,
+			&j);
 	return tg_op_end(&gelu_backward_op, out, 2, in, NULL, 0, NULL);
 }
 
