@@ -356,6 +356,36 @@ static inline void tg_rows_next(int naxes, const int64_t *dim, int64_t *idx, con
 				((l[4] + l[5]) + (l[6] + l[7])));                    \
 	}
 
+/* The largest of X[0..n-1], n >= 1, in sixteen interleaved running maxima
+ * (the plain loop is a chain of dependent compares). It differs from the
+ * plain loop only in which zero, +0 or -0, a maximum of zero is, and in
+ * whether a NaN in X is passed over or returned (the plain loop passes
+ * over all but X[0]'s). The softmax rows use it as their shift, where
+ * neither changes a value: a NaN in a row makes the whole row NaN anyway. */
+#define TG_MAX_RUN(name, T)                                                          \
+	static inline T name(const T *X, int64_t n)                                  \
+	{                                                                            \
+		if (n < 16) {                                                        \
+			T m = X[0];                                                  \
+			for (int64_t k = 1; k < n; k++)                              \
+				m = X[k] > m ? X[k] : m;                             \
+			return m;                                                    \
+		}                                                                    \
+		T l[16];                                                             \
+		for (int i = 0; i < 16; i++)                                         \
+			l[i] = X[i];                                                 \
+		int64_t k = 16;                                                      \
+		for (; k + 16 <= n; k += 16)                                         \
+			for (int i = 0; i < 16; i++)                                 \
+				l[i] = X[k + i] > l[i] ? X[k + i] : l[i];            \
+		for (; k < n; k++)                                                   \
+			l[k % 16] = X[k] > l[k % 16] ? X[k] : l[k % 16];             \
+		for (int w = 8; w >= 1; w /= 2)                                      \
+			for (int i = 0; i < w; i++)                                  \
+				l[i] = l[i + w] > l[i] ? l[i + w] : l[i];            \
+		return l[0];                                                         \
+	}
+
 /* acc (n) += each row of X (rows of n, ld elements apart) in turn; four rows
  * per pass over acc. A column's sum has the same bits whichever columns
  * share the call, so columns may be split across threads. */
@@ -377,6 +407,8 @@ TG_SUM_RUN(tg_sum_run_f64, double)
 TG_SUM_RUN(tg_sum_run_f32, float)
 TG_SUM_RUN_WIDE(tg_sum_run_wide_f64, double)
 TG_SUM_RUN_WIDE(tg_sum_run_wide_f32, float)
+TG_MAX_RUN(tg_max_run_f64, double)
+TG_MAX_RUN(tg_max_run_f32, float)
 TG_ADD_ROWS(tg_add_rows_f64, double)
 TG_ADD_ROWS(tg_add_rows_f32, float)
 

@@ -4,12 +4,15 @@
  *
  * Shapes: x is (..., K), K = classes; logits are (N,K), N = batch. Each row
  * is shifted by its maximum before exponentiating, so logits of any size
- * give finite values; sums are accumulated in double for both dtypes. The
+ * give finite values; sums are accumulated in double for both dtypes, in
+ * eight interleaved partial sums, and the maximum in sixteen running ones
+ * (internal.h), so that a long row is not one chain of dependent adds. The
  * backward rules are written with ops on the node's saved tensors, so they
  * can be recorded for second order. The exponentials are SLEEF's over a
  * whole row (vmath.h), within 1 ULP.
  */
 #include "internal.h"
+#include "hot_loop.h"
 #include "parallel.h"
 #include "vmath.h"
 
@@ -18,44 +21,42 @@
 /* ---- the row kernels --------------------------------------------------------------- */
 
 /* One function per dtype and kernel over `rows` rows of k elements. */
-#define ROW_KERNEL(name, T, body)                                                    \
-	static void name(const T *X, T *Y, size_t rows, size_t k)                    \
+#define ROW_KERNEL(name, T, MAX, body)                                                   \
+	TG_HOT_LOOP static void name(const T *X, T *Y, size_t rows, size_t k)            \
 	{                                                                                \
 		for (size_t r = 0; r < rows; r++, X += k, Y += k) {                      \
-			T m = X[0];                                                      \
-			for (size_t j = 1; j < k; j++)                                   \
-				m = X[j] > m ? X[j] : m;                                 \
+			T m = MAX(X, (int64_t)k);                                        \
 			body                                                             \
 		}                                                                        \
 	}
 
 /* y = e^(x - m) / sum_j e^(x_j - m); the row of Y holds x - m, then e^(x - m) */
-#define SOFTMAX_ROW(T, EXP)                                                          \
+#define SOFTMAX_ROW(T, EXP, SUM)                                                         \
 	for (size_t j = 0; j < k; j++)                                                   \
 		Y[j] = X[j] - m;                                                         \
 	EXP(Y, Y, k);                                                                    \
-	double s = 0;                                                                    \
-	for (size_t j = 0; j < k; j++)                                                   \
-		s += Y[j];                                                               \
+	double s = SUM(0.0, Y, (int64_t)k);                                              \
 	for (size_t j = 0; j < k; j++)                                                   \
 		Y[j] = (T)(Y[j] / s);
 
 /* y = x - m - ln sum_j e^(x_j - m); the row of Y holds the e^(x - m) first */
-#define LOG_SOFTMAX_ROW(T, EXP)                                                      \
+#define LOG_SOFTMAX_ROW(T, EXP, SUM)                                                     \
 	for (size_t j = 0; j < k; j++)                                                   \
 		Y[j] = X[j] - m;                                                         \
 	EXP(Y, Y, k);                                                                    \
-	double s = 0;                                                                    \
-	for (size_t j = 0; j < k; j++)                                                   \
-		s += Y[j];                                                               \
+	double s = SUM(0.0, Y, (int64_t)k);                                              \
 	T lse = (T)log(s);                                                               \
 	for (size_t j = 0; j < k; j++)                                                   \
 		Y[j] = X[j] - m - lse;
 
-ROW_KERNEL(softmax_f64, double, SOFTMAX_ROW(double, tg_vmath_exp_f64))
-ROW_KERNEL(softmax_f32, float, SOFTMAX_ROW(float, tg_vmath_exp_f32))
-ROW_KERNEL(log_softmax_f64, double, LOG_SOFTMAX_ROW(double, tg_vmath_exp_f64))
-ROW_KERNEL(log_softmax_f32, float, LOG_SOFTMAX_ROW(float, tg_vmath_exp_f32))
+ROW_KERNEL(softmax_f64, double, tg_max_run_f64,
+	   SOFTMAX_ROW(double, tg_vmath_exp_f64, tg_sum_run_wide_f64))
+ROW_KERNEL(softmax_f32, float, tg_max_run_f32,
+	   SOFTMAX_ROW(float, tg_vmath_exp_f32, tg_sum_run_wide_f32))
+ROW_KERNEL(log_softmax_f64, double, tg_max_run_f64,
+	   LOG_SOFTMAX_ROW(double, tg_vmath_exp_f64, tg_sum_run_wide_f64))
+ROW_KERNEL(log_softmax_f32, float, tg_max_run_f32,
+	   LOG_SOFTMAX_ROW(float, tg_vmath_exp_f32, tg_sum_run_wide_f32))
 
 /* ---- rows split across the threads ----------------------------------------------- */
 /* Each row is computed whole by one thread, as in one pass: a split gives
@@ -153,31 +154,28 @@ tg_tensor *tg_log_softmax(tg_tensor *x)
 
 enum { CHUNK = 256 };
 
-#define CROSS_ENTROPY_KERNEL(name, T)                                                \
-	static void name(const T *X, const int64_t *labels, double *L, size_t r0,         \
-			 size_t r1, size_t k)                                             \
+#define CROSS_ENTROPY_KERNEL(name, T, MAX)                                               \
+	TG_HOT_LOOP static void name(const T *X, const int64_t *labels, double *L,       \
+				     size_t r0, size_t r1, size_t k)                     \
 	{                                                                                \
 		double e[CHUNK];                                                         \
 		X += r0 * k;                                                             \
 		for (size_t r = r0; r < r1; r++, X += k) {                               \
-			double m = X[0];                                                 \
-			for (size_t j = 1; j < k; j++)                                   \
-				m = X[j] > m ? X[j] : m;                                 \
+			double m = MAX(X, (int64_t)k);                                   \
 			double s = 0;                                                    \
 			for (size_t j0 = 0; j0 < k; j0 += CHUNK) {                       \
 				size_t c = k - j0 < CHUNK ? k - j0 : CHUNK;              \
 				for (size_t j = 0; j < c; j++)                           \
 					e[j] = (double)X[j0 + j] - m;                    \
 				tg_vmath_exp_f64(e, e, c);                               \
-				for (size_t j = 0; j < c; j++)                           \
-					s += e[j];                                       \
+				s = tg_sum_run_wide_f64(s, e, (int64_t)c);               \
 			}                                                                \
 			L[r] = (m - X[labels[r]]) + log(s);                              \
 		}                                                                        \
 	}
 
-CROSS_ENTROPY_KERNEL(cross_entropy_f64, double)
-CROSS_ENTROPY_KERNEL(cross_entropy_f32, float)
+CROSS_ENTROPY_KERNEL(cross_entropy_f64, double, tg_max_run_f64)
+CROSS_ENTROPY_KERNEL(cross_entropy_f32, float, tg_max_run_f32)
 
 /* The forward kernel (L set) or the backward one (O set) over rows [lo, hi). */
 typedef struct ce_job {
@@ -291,33 +289,31 @@ tg_tensor *tg_cross_entropy_i32(tg_tensor *logits, const int32_t *labels, int64_
  * p = softmax(x) and g the gradient of out: d dout = sum(g (p - onehot)) / N,
  * dx = softmax's rule applied to h = g dout / N, that is p (h - sum(h p)). */
 
-#define CE_BACKWARD_KERNEL(name, T, EXP)                                                  \
-	static void name(const T *X, const int64_t *labels, T dout, T *O, size_t rows,     \
-			 size_t r0, size_t r1, size_t k)                                    \
+#define CE_BACKWARD_KERNEL(name, T, EXP, MAX, SUM)                                        \
+	TG_HOT_LOOP static void name(const T *X, const int64_t *labels, T dout, T *O,     \
+				     size_t rows, size_t r0, size_t r1, size_t k)         \
 	{                                                                                 \
 		const T inv_n = (T)(1.0 / (double)rows);                                  \
 		X += r0 * k;                                                              \
 		O += r0 * k;                                                              \
 		for (size_t r = r0; r < r1; r++, X += k, O += k) {                        \
-			T m = X[0];                                                       \
-			for (size_t j = 1; j < k; j++)                                    \
-				m = X[j] > m ? X[j] : m;                                  \
+			T m = MAX(X, (int64_t)k);                                         \
 			for (size_t j = 0; j < k; j++)                                    \
 				O[j] = X[j] - m;                                          \
 			EXP(O, O, k);                                                     \
-			double s = 0;                                                     \
+			double s = SUM(0.0, O, (int64_t)k);                               \
+			size_t lab = (size_t)labels[r];                                   \
+			T p_lab = (T)(O[lab] / s);                                        \
 			for (size_t j = 0; j < k; j++)                                    \
-				s += O[j];                                                \
-			for (size_t j = 0; j < k; j++) {                                  \
-				T p = (T)(O[j] / s);                                      \
-				T diff = p - (j == (size_t)labels[r] ? 1 : 0);            \
-				O[j] = diff * inv_n * dout;                               \
-			}                                                                 \
+				O[j] = (T)(O[j] / s) * inv_n * dout;                      \
+			O[lab] = (p_lab - 1) * inv_n * dout;                              \
 		}                                                                         \
 	}
 
-CE_BACKWARD_KERNEL(ce_backward_f64, double, tg_vmath_exp_f64)
-CE_BACKWARD_KERNEL(ce_backward_f32, float, tg_vmath_exp_f32)
+CE_BACKWARD_KERNEL(ce_backward_f64, double, tg_vmath_exp_f64, tg_max_run_f64,
+		   tg_sum_run_wide_f64)
+CE_BACKWARD_KERNEL(ce_backward_f32, float, tg_vmath_exp_f32, tg_max_run_f32,
+		   tg_sum_run_wide_f32)
 
 static const tg_op cross_entropy_backward_op;
 

@@ -10,6 +10,8 @@
 #include "../engine/test_util.h"
 #include "internal.h"
 
+#include <float.h>
+
 /* t's shape must be (ndim, shape). */
 static void check_shape(const tg_tensor *t, int ndim, const int64_t *shape)
 {
@@ -882,6 +884,78 @@ static void nll_of_log_softmax_is_cross_entropy(void **state)
 	}
 }
 
+/* Rows long enough for the row kernels' sixteen running maxima and eight
+ * partial sums (k = 16, 17, 1003: whole blocks, a tail, many blocks; the
+ * maximum in the first lane, in a later lane, in the tail): softmax,
+ * log_softmax and cross-entropy with its gradient against long double, and
+ * the fused gradient bit for bit against softmax - onehot composed. */
+static void long_rows_of_softmax_and_cross_entropy_match_long_double(void **state)
+{
+	tg_ctx *ctx = *state;
+	const int64_t ks[] = { 1, 15, 16, 17, 1003 };
+	uint64_t seed = 12345;
+	for (int dti = 0; dti < 2; dti++) {
+		tg_dtype dt = dti ? TG_F32 : TG_F64;
+		double tol = dti ? 2e-6 : 1e-13; /* relative, per value */
+		for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+			const int64_t k = ks[ki], rows = 3;
+			double *v = malloc((size_t)(rows * k) * sizeof *v);
+			assert_non_null(v);
+			for (int64_t i = 0; i < rows * k; i++) {
+				seed = seed * 6364136223846793005u + 1442695040888963407u;
+				v[i] = ((double)(seed >> 11) / 9007199254740992.0 - 0.5) * 60;
+			}
+			/* each row's maximum, so large that a shift by any other value
+			 * overflows e^x: at the start, in the middle, at the end */
+			const int64_t at[3] = { 0, k / 2, k - 1 };
+			const double big = dti ? 120 : 750;
+			/* below the smallest normal number, absolutely */
+			const double tiny = tol * (dti ? FLT_MIN : DBL_MIN);
+			for (int64_t r = 0; r < rows; r++)
+				v[r * k + at[r]] = big + (double)r;
+			if (dt == TG_F32)
+				for (int64_t i = 0; i < rows * k; i++)
+					v[i] = (float)v[i];
+			int64_t lab[3] = { k - 1, 0, k / 3 };
+			tg_tensor *x = tg_param(tg_from_f64(ctx, dt, SHAPE(rows, k), v));
+			tg_tensor *labels = tg_from_i64(ctx, SHAPE(rows), lab);
+			tg_tensor *sm = tg_softmax(x), *lsm = tg_log_softmax(x);
+			tg_tensor *ce = tg_cross_entropy(x, labels);
+			assert_int_equal(tg_backward(ce), 0);
+			long double want_ce = 0;
+			for (int64_t r = 0; r < rows; r++) {
+				const double *row = v + r * k;
+				long double m = big + r, s = 0;
+				for (int64_t j = 0; j < k; j++)
+					s += expl((long double)row[j] - m);
+				for (int64_t j = 0; j < k; j++) {
+					long double p = expl((long double)row[j] - m) / s;
+					long double lp = (long double)row[j] - m - logl(s);
+					long double g = (p - (j == lab[r])) / rows;
+					size_t i = (size_t)(r * k + j);
+					/* x - m rounds in the dtype: an error of |x - m| ulps in p
+					 * (and p underflows, for most j) */
+					long double rel = tol * (1 + fabsl(lp));
+					assert_true(fabsl(tg_get(sm, i) - p) <= rel * p + tiny);
+					assert_true(fabsl(tg_get(lsm, i) - lp) <= tol * (fabsl(lp) + 1));
+					assert_true(fabsl(tg_get(tg_grad(x), i) - g) <=
+						    rel * fabsl(g) + tiny + tol / rows * (j == lab[r]));
+				}
+				want_ce += m + logl(s) - row[lab[r]];
+			}
+			want_ce /= rows;
+			assert_true(fabsl(tg_item(ce) - want_ce) <= tol * (fabsl(want_ce) + 1));
+			/* the fused gradient rounds as the composed form does */
+			tg_tensor *composed = tg_mul_scalar(
+				tg_sub(tg_softmax(x), tg_one_hot(labels, dt, k)), 1.0 / (double)rows);
+			for (size_t i = 0; i < (size_t)(rows * k); i++)
+				assert_true(tg_get(composed, i) == tg_get(tg_grad(x), i));
+			free(v);
+			tg_reset(ctx);
+		}
+	}
+}
+
 static void index_tensors_never_require_a_gradient(void **state)
 {
 	tg_ctx *ctx = *state;
@@ -1188,6 +1262,7 @@ int main(void)
 		T(embedding_looks_up_rows_for_indices_of_any_shape),
 		T(a_short_label_tensor_is_a_shape_error),
 		T(nll_of_log_softmax_is_cross_entropy),
+		T(long_rows_of_softmax_and_cross_entropy_match_long_double),
 		T(index_tensors_never_require_a_gradient),
 		T(where_picks_a_where_the_mask_is_nonzero_for_every_mask_dtype),
 		T(where_gradient_goes_to_the_chosen_side_summed_to_its_shape),
