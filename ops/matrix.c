@@ -10,6 +10,7 @@
  */
 #include "internal.h"
 #include "parallel.h"
+#include "transpose.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -381,24 +382,6 @@ tg_tensor *tg_bmm(tg_tensor *a, tg_tensor *b)
 
 /* ---- transpose: (N,M) -> (M,N) copy; dx = dout^T -------------------------------- */
 
-/* Y (M,N) = X (N,M)^T, in tiles so that both sides stay in cache. */
-#define TRANSPOSE_KERNEL(name, T)                                                    \
-	static void name(const T *X, T *Y, int64_t N, int64_t M)                     \
-	{                                                                            \
-		enum { TILE = 32 };                                                  \
-		for (int64_t i0 = 0; i0 < N; i0 += TILE)                             \
-			for (int64_t j0 = 0; j0 < M; j0 += TILE) {                   \
-				int64_t i1 = i0 + TILE < N ? i0 + TILE : N;          \
-				int64_t j1 = j0 + TILE < M ? j0 + TILE : M;          \
-				for (int64_t i = i0; i < i1; i++)                    \
-					for (int64_t j = j0; j < j1; j++)            \
-						Y[j * N + i] = X[i * M + j];         \
-			}                                                            \
-	}
-
-TRANSPOSE_KERNEL(transpose_f64, double)
-TRANSPOSE_KERNEL(transpose_f32, float)
-
 static void transpose_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_node_grad(n, 0, tg_transpose(dout));
@@ -422,10 +405,7 @@ tg_tensor *tg_transpose(tg_tensor *x)
 	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, 2, (int64_t[]){ M, N });
 	if (!out)
 		return NULL;
-	if (x->dtype == TG_F64)
-		transpose_f64(x->data, out->data, N, M);
-	else
-		transpose_f32(x->data, out->data, N, M);
+	tg_transpose_tiles(tg_dtype_size(x->dtype), x->data, out->data, N, M, M, N);
 	return tg_op_end(&transpose_op, out, 1, &x, NULL, 0, NULL);
 }
 
