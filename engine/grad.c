@@ -51,10 +51,10 @@ static bool bmap_make(int nbig, const int64_t *big, int nsmall, const int64_t *s
  * rows of X fall on one row of acc (a bias gradient: acc[j] += X[i*D + j])
  * they are added as a block, and where a whole block of rows falls on one
  * element (a convolution's bias gradient: the H x W plane of a channel) it
- * is summed as one run, in interleaved partial sums. The axes before the
- * last two are walked with tg_rows_next, so any number of dimensions takes
- * the same inner paths. */
-#define SUM_TO_KERNEL(name, T, sum_run, sum_run_wide, add_rows)                      \
+ * is summed as one run (tg_sum_run). The axes before the last two are
+ * walked with tg_rows_next, so any number of dimensions takes the same
+ * inner paths. */
+#define SUM_TO_KERNEL(name, T, sum_run, add_rows)                                    \
 	static void name(const bmap *m, const T *X, double *acc, size_t numel)       \
 	{                                                                            \
 		const int64_t n = m->dim[INNER], rows = m->dim[ROW];                 \
@@ -66,7 +66,7 @@ static bool bmap_make(int nbig, const int64_t *big, int nsmall, const int64_t *s
 				add_rows(a, X, rows, n, n);                          \
 				X += rows * n;                                       \
 			} else if (!m->s[INNER] && !m->s[ROW]) {                     \
-				a[0] = sum_run_wide(a[0], X, rows * n);              \
+				a[0] = sum_run(a[0], X, rows * n);                   \
 				X += rows * n;                                       \
 			} else {                                                     \
 				for (int64_t i = 0; i < rows; i++, X += n) {         \
@@ -102,8 +102,8 @@ static bool bmap_make(int nbig, const int64_t *big, int nsmall, const int64_t *s
 		}                                                                    \
 	}
 
-SUM_TO_KERNEL(sum_to_f64, double, tg_sum_run_f64, tg_sum_run_wide_f64, tg_add_rows_f64)
-SUM_TO_KERNEL(sum_to_f32, float, tg_sum_run_f32, tg_sum_run_wide_f32, tg_add_rows_f32)
+SUM_TO_KERNEL(sum_to_f64, double, tg_sum_run_f64, tg_add_rows_f64)
+SUM_TO_KERNEL(sum_to_f32, float, tg_sum_run_f32, tg_add_rows_f32)
 EXPAND_KERNEL(expand_f64, double)
 EXPAND_KERNEL(expand_f32, float)
 

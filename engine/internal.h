@@ -320,29 +320,17 @@ static inline void tg_rows_next(int naxes, const int64_t *dim, int64_t *idx, con
 	}
 }
 
-/* ---- summing runs in double ----------------------------------------------------- */
-/* Every sum here adds its terms one at a time, in the order of X, into a
- * double: the unrolled forms group from the left, so they give the bits of the
- * plain loop whatever the shape or the path. */
-
-/* start + X[0] + ... + X[n-1]. */
-#define TG_SUM_RUN(name, T)                                                          \
-	static inline double name(double start, const T *X, int64_t n)               \
-	{                                                                            \
-		double sum = start;                                                  \
-		int64_t k = 0;                                                       \
-		for (; k + 4 <= n; k += 4)                                           \
-			sum = sum + X[k] + X[k + 1] + X[k + 2] + X[k + 3];           \
-		for (; k < n; k++)                                                   \
-			sum += X[k];                                                 \
-		return sum;                                                          \
-	}
+/* ---- summing runs in double ------------------------------------------------------ */
+/* A run (one row, one whole block) is summed in eight interleaved partial
+ * sums, not one chain of dependent additions (an addition's latency per
+ * element); columns (tg_add_rows) add their rows in order, vectorised
+ * across the columns. Either way a sum depends only on its terms and how
+ * they fall into runs and rows, never on the thread count. */
 
 /* start + X[0] + ... + X[n-1] in eight interleaved partial sums (X[k] into
  * lane k % 8), added pairwise at the end: the same bits for the same run,
- * but not those of the plain loop. A sum of one long run is otherwise a
- * chain of dependent additions, an addition's latency per element. */
-#define TG_SUM_RUN_WIDE(name, T)                                                     \
+ * but not those of the plain left-to-right loop. */
+#define TG_SUM_RUN(name, T)                                                          \
 	static inline double name(double start, const T *X, int64_t n)               \
 	{                                                                            \
 		double l[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };                            \
@@ -361,7 +349,8 @@ static inline void tg_rows_next(int naxes, const int64_t *dim, int64_t *idx, con
  * plain loop only in which zero, +0 or -0, a maximum of zero is, and in
  * whether a NaN in X is passed over or returned (the plain loop passes
  * over all but X[0]'s). The softmax rows use it as their shift, where
- * neither changes a value: a NaN in a row makes the whole row NaN anyway. */
+ * neither changes a value (a NaN in a row makes the whole row NaN anyway);
+ * max_axis (reduce.c) restores the plain loop's zero and NaN after it. */
 #define TG_MAX_RUN(name, T)                                                          \
 	static inline T name(const T *X, int64_t n)                                  \
 	{                                                                            \
@@ -405,8 +394,6 @@ static inline void tg_rows_next(int naxes, const int64_t *dim, int64_t *idx, con
 
 TG_SUM_RUN(tg_sum_run_f64, double)
 TG_SUM_RUN(tg_sum_run_f32, float)
-TG_SUM_RUN_WIDE(tg_sum_run_wide_f64, double)
-TG_SUM_RUN_WIDE(tg_sum_run_wide_f32, float)
 TG_MAX_RUN(tg_max_run_f64, double)
 TG_MAX_RUN(tg_max_run_f32, float)
 TG_ADD_ROWS(tg_add_rows_f64, double)

@@ -11,6 +11,7 @@
  * (outer, n, inner).
  */
 #include "internal.h"
+#include "hot_loop.h"
 #include "parallel.h"
 
 #include <math.h>
@@ -30,7 +31,7 @@ typedef struct view {
  * whichever columns share the call. */
 #define SUM_AXIS_KERNEL(name, T, sum_run, add_rows)                                       \
 	static void name(view v, const T *X, T *Y, double scale, double *acc, int64_t o0, \
-			 int64_t o1, int64_t i0, int64_t i1)                               \
+			 int64_t o1, int64_t i0, int64_t i1)                              \
 	{                                                                                 \
 		const int64_t in = v.inner, w = i1 - i0;                                  \
 		for (int64_t o = o0; o < o1; o++) {                                       \
@@ -51,18 +52,40 @@ typedef struct view {
  * propagates, as in NumPy). */
 #define BEATS(a, b) ((a) > (b) || (isnan(a) && !isnan(b)))
 
+/* An element that ties the max y of its slice: equal to it, or a NaN when
+ * the max is NaN. */
+#define TIES(x, y) ((x) == (y) || (isnan(x) && isnan(y)))
+
+/* The max of a run X[0..n), n >= 1, with the bits of the plain loop
+ * (y = X[0], then X[k] wherever it BEATS y): tg_max_run's sixteen running
+ * maxima and a pass that looks for NaNs, both vectorised, not one chain of
+ * dependent compares. Where the winner is a NaN or a zero (values with more
+ * than one encoding) it is the first element that ties it, as the plain
+ * loop keeps the first. */
+#define MAX_RUN(name, T, max_run)                                                    \
+	static inline T name(const T *X, int64_t n)                                  \
+	{                                                                            \
+		T y = max_run(X, n);                                                 \
+		int has_nan = 0;                                                     \
+		for (int64_t k = 0; k < n; k++)                                      \
+			has_nan |= X[k] != X[k];                                     \
+		if (has_nan)                                                         \
+			y = (T)NAN;                                                  \
+		if (!has_nan && y != 0)                                              \
+			return y;                                                    \
+		int64_t k = 0;                                                       \
+		while (!TIES(X[k], y))                                               \
+			k++;                                                         \
+		return X[k];                                                         \
+	}
+
 /* Y (outer, inner) = max over n; NaN if the slice holds one. */
-#define MAX_AXIS_KERNEL(name, T)                                                     \
-	static void name(view v, const T *X, T *Y)                                   \
+#define MAX_AXIS_KERNEL(name, T, max_run)                                            \
+	TG_HOT_LOOP static void name(view v, const T *X, T *Y)                       \
 	{                                                                            \
 		if (v.inner == 1) {                                                  \
-			for (int64_t o = 0; o < v.outer; o++, X += v.n) {            \
-				T y = X[0];                                          \
-				for (int64_t k = 1; k < v.n; k++)                    \
-					if (BEATS(X[k], y))                          \
-						y = X[k];                            \
-				Y[o] = y;                                            \
-			}                                                            \
+			for (int64_t o = 0; o < v.outer; o++, X += v.n)              \
+				Y[o] = max_run(X, v.n);                              \
 			return;                                                      \
 		}                                                                    \
 		for (int64_t o = 0; o < v.outer; o++) {                              \
@@ -77,16 +100,24 @@ typedef struct view {
 		}                                                                    \
 	}
 
-/* An element that ties the max y of its slice: equal to it, or a NaN when
- * the max is NaN. */
-#define TIES(x, y) ((x) == (y) || (isnan(x) && isnan(y)))
-
 /* M (outer, n, inner) = 1/c at each of the c elements of a slice that tie
  * its max, 0 elsewhere. y and c hold inner values. */
-#define MAX_SHARE_KERNEL(name, T)                                                    \
-	static void name(view v, const T *X, T *M, T *y, int64_t *c)                 \
+#define MAX_SHARE_KERNEL(name, T, max_run)                                           \
+	TG_HOT_LOOP static void name(view v, const T *X, T *M, T *y, int64_t *c)     \
 	{                                                                            \
 		const int64_t in = v.inner;                                          \
+		if (in == 1) { /* runs: each row's max, then its ties */             \
+			for (int64_t o = 0; o < v.outer; o++, X += v.n, M += v.n) {  \
+				const T m = max_run(X, v.n);                         \
+				int64_t ties = 0;                                    \
+				for (int64_t k = 0; k < v.n; k++)                    \
+					ties += TIES(X[k], m);                       \
+				const T share = (T)(1.0 / (double)ties);             \
+				for (int64_t k = 0; k < v.n; k++)                    \
+					M[k] = TIES(X[k], m) ? share : 0;            \
+			}                                                            \
+			return;                                                      \
+		}                                                                    \
 		for (int64_t o = 0; o < v.outer; o++, X += v.n * in, M += v.n * in) { \
 			for (int64_t i = 0; i < in; i++) {                           \
 				y[i] = X[i];                                         \
@@ -109,10 +140,12 @@ typedef struct view {
 
 SUM_AXIS_KERNEL(sum_axis_f64, double, tg_sum_run_f64, tg_add_rows_f64)
 SUM_AXIS_KERNEL(sum_axis_f32, float, tg_sum_run_f32, tg_add_rows_f32)
-MAX_AXIS_KERNEL(max_axis_f64, double)
-MAX_AXIS_KERNEL(max_axis_f32, float)
-MAX_SHARE_KERNEL(max_share_f64, double)
-MAX_SHARE_KERNEL(max_share_f32, float)
+MAX_RUN(max_run_f64, double, tg_max_run_f64)
+MAX_RUN(max_run_f32, float, tg_max_run_f32)
+MAX_AXIS_KERNEL(max_axis_f64, double, max_run_f64)
+MAX_AXIS_KERNEL(max_axis_f32, float, max_run_f32)
+MAX_SHARE_KERNEL(max_share_f64, double, max_run_f64)
+MAX_SHARE_KERNEL(max_share_f32, float, max_run_f32)
 
 /* ---- split across the threads ----------------------------------------------- */
 /* Each slice (or column) is reduced whole by one thread, in the order of one
@@ -120,8 +153,8 @@ MAX_SHARE_KERNEL(max_share_f32, float)
  * all elements, or along an axis with nothing outside it) of more than
  * SUM_BLOCK elements is summed in fixed blocks whose sums are then added in
  * order: the blocks depend on the length alone, so the result has the same
- * bits for every thread count (and differs from a plain left-to-right sum
- * in the last bits). */
+ * bits for every thread count. (Runs are summed by tg_sum_run, in eight
+ * interleaved partial sums.) */
 
 enum { SUM_BLOCK = 32768, MAX_BLOCKS = 64 };
 

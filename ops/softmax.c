@@ -50,13 +50,13 @@
 		Y[j] = X[j] - m - lse;
 
 ROW_KERNEL(softmax_f64, double, tg_max_run_f64,
-	   SOFTMAX_ROW(double, tg_vmath_exp_f64, tg_sum_run_wide_f64))
+	   SOFTMAX_ROW(double, tg_vmath_exp_f64, tg_sum_run_f64))
 ROW_KERNEL(softmax_f32, float, tg_max_run_f32,
-	   SOFTMAX_ROW(float, tg_vmath_exp_f32, tg_sum_run_wide_f32))
+	   SOFTMAX_ROW(float, tg_vmath_exp_f32, tg_sum_run_f32))
 ROW_KERNEL(log_softmax_f64, double, tg_max_run_f64,
-	   LOG_SOFTMAX_ROW(double, tg_vmath_exp_f64, tg_sum_run_wide_f64))
+	   LOG_SOFTMAX_ROW(double, tg_vmath_exp_f64, tg_sum_run_f64))
 ROW_KERNEL(log_softmax_f32, float, tg_max_run_f32,
-	   LOG_SOFTMAX_ROW(float, tg_vmath_exp_f32, tg_sum_run_wide_f32))
+	   LOG_SOFTMAX_ROW(float, tg_vmath_exp_f32, tg_sum_run_f32))
 
 /* ---- rows split across the threads ----------------------------------------------- */
 /* Each row is computed whole by one thread, as in one pass: a split gives
@@ -168,7 +168,7 @@ enum { CHUNK = 256 };
 				for (size_t j = 0; j < c; j++)                           \
 					e[j] = (double)X[j0 + j] - m;                    \
 				tg_vmath_exp_f64(e, e, c);                               \
-				s = tg_sum_run_wide_f64(s, e, (int64_t)c);               \
+				s = tg_sum_run_f64(s, e, (int64_t)c);               \
 			}                                                                \
 			L[r] = (m - X[labels[r]]) + log(s);                              \
 		}                                                                        \
@@ -311,9 +311,9 @@ tg_tensor *tg_cross_entropy_i32(tg_tensor *logits, const int32_t *labels, int64_
 	}
 
 CE_BACKWARD_KERNEL(ce_backward_f64, double, tg_vmath_exp_f64, tg_max_run_f64,
-		   tg_sum_run_wide_f64)
+		   tg_sum_run_f64)
 CE_BACKWARD_KERNEL(ce_backward_f32, float, tg_vmath_exp_f32, tg_max_run_f32,
-		   tg_sum_run_wide_f32)
+		   tg_sum_run_f32)
 
 static const tg_op cross_entropy_backward_op;
 

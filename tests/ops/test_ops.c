@@ -359,6 +359,74 @@ static void max_axis_takes_each_slices_largest_with_and_without_keepdim(void **s
 	}
 }
 
+/* The plain loop's max of a run: X[0], then each X[k] that beats it. */
+static double plain_max(const double *X, int64_t n)
+{
+	double y = X[0];
+	for (int64_t k = 1; k < n; k++)
+		if (X[k] > y || (isnan(X[k]) && !isnan(y)))
+			y = X[k];
+	return y;
+}
+
+/* max_axis along rows long enough for the sixteen running maxima, with the
+ * maximum anywhere (first, in a lane, in the tail), rows whose maximum is a
+ * zero of either sign, -inf rows, and NaNs of two payloads: each row's max
+ * has the plain loop's bits, f64 and f32, and the gradient goes in equal
+ * shares to the elements that tie it. */
+static void max_axis_along_long_rows_has_the_bits_of_the_plain_loop(void **state)
+{
+	tg_ctx *ctx = *state;
+	enum { ROWS = 9, N = 53 };
+	double v[ROWS * N];
+	uint64_t seed = 99;
+	for (int i = 0; i < ROWS * N; i++) {
+		seed = seed * 6364136223846793005u + 1442695040888963407u;
+		v[i] = (double)(int)(seed >> 58) - 40; /* -40..23: many ties */
+	}
+	double nan1 = nan("1"), nan2 = nan("2");
+	v[0 * N + 0] = 100;                       /* at the start */
+	v[1 * N + 20] = 100;                      /* in a lane */
+	v[2 * N + N - 1] = 100;                   /* in the tail */
+	for (int j = 0; j < N; j++) {
+		v[3 * N + j] = v[4 * N + j] = -1;
+		v[5 * N + j] = -INFINITY;
+	}
+	/* maxima of zero: the first in a later lane than a zero of the other
+	 * sign that comes after it */
+	v[3 * N + 5] = -0.0, v[3 * N + 16] = 0.0, v[3 * N + 40] = 0.0;
+	v[4 * N + 5] = 0.0, v[4 * N + 16] = -0.0, v[4 * N + 40] = -0.0;
+	v[6 * N + 30] = nan1, v[6 * N + 40] = nan2; /* the first NaN wins (f64) */
+	v[7 * N + 0] = nan2, v[7 * N + 17] = nan1;
+	v[8 * N + 3] = 23, v[8 * N + 50] = 23;    /* a tie */
+	for (int dti = 0; dti < 2; dti++) {
+		tg_dtype dt = dti ? TG_F32 : TG_F64;
+		tg_tensor *x = tg_param(tg_from_f64(ctx, dt, SHAPE(ROWS, N), v));
+		tg_tensor *m = tg_max_axis(x, 1, false);
+		assert_int_equal(tg_backward(tg_sum(m)), 0);
+		for (int r = 0; r < ROWS; r++) {
+			double want = plain_max(v + r * N, N);
+			double got = dti ? (double)((const float *)tg_data(m))[r]
+					 : ((const double *)tg_data(m))[r];
+			if (dti)
+				want = (double)(float)want;
+			if (memcmp(&got, &want, sizeof got))
+				fail_msg("%s row %d: max %a, the plain loop's %a", dti ? "f32" : "f64",
+					 r, got, want);
+			if (isnan(want))
+				continue; /* the gradient of a NaN max is checked elsewhere */
+			int ties = 0;
+			for (int j = 0; j < N; j++)
+				ties += v[r * N + j] == want;
+			double share = dti ? (double)(float)(1.0 / ties) : 1.0 / ties;
+			for (int j = 0; j < N; j++)
+				assert_true(tg_get(tg_grad(x), (size_t)(r * N + j)) ==
+					    (v[r * N + j] == want ? share : 0));
+		}
+		tg_reset(ctx);
+	}
+}
+
 static void max_axis_of_a_vector_drops_to_a_scalar(void **state)
 {
 	tg_ctx *ctx = *state;
@@ -1237,6 +1305,7 @@ int main(void)
 		T(sum_axis_sums_each_axis_with_and_without_keepdim),
 		T(mean_axis_divides_by_the_axis_length),
 		T(max_axis_takes_each_slices_largest_with_and_without_keepdim),
+		T(max_axis_along_long_rows_has_the_bits_of_the_plain_loop),
 		T(max_axis_of_a_vector_drops_to_a_scalar),
 		T(reductions_reject_an_axis_out_of_range),
 		T(max_splits_the_gradient_evenly_between_tied_maxima),
