@@ -382,6 +382,59 @@ static void recorded_gelu_gives_the_bits_of_the_unrecorded_one(void **state)
 	free(w);
 }
 
+/* pow: x^2, x^1 and x^-1 are the one correctly rounded operation each
+ * (x x, x, 1 / x), other exponents libm's pow, bit for bit, over finite
+ * values of every scale, subnormals, signed zeros, infinities and NaN; and
+ * the gradient of x^2 is 2 x exactly. */
+static void pow_gives_the_bits_of_one_rounding_or_of_libm(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	enum { N = 64 };
+	double v[N] = { 0.0, -0.0, INFINITY, -INFINITY, NAN, 1e-310, -4e-320, 1e300, -3e-200,
+			1, -1, 0.5, 3 };
+	uint64_t seed = 7;
+	for (int i = 13; i < N; i++) {
+		seed = seed * 6364136223846793005u + 1442695040888963407u;
+		double m = (double)(seed >> 11) / 9007199254740992.0 - 0.5;
+		v[i] = ldexp(m, (int)(seed % 120) - 60);
+	}
+	const double ps[] = { 2, 1, -1, 3, 0.5, -2.5 };
+	for (int dti = 0; dti < 2; dti++) {
+		tg_dtype dt = dti ? TG_F32 : TG_F64;
+		tg_tensor *x = tg_from_f64(ctx, dt, 1, (int64_t[]){ N }, v);
+		for (size_t q = 0; q < sizeof ps / sizeof ps[0]; q++) {
+			tg_tensor *y = tg_pow(x, ps[q]);
+			assert_non_null(y);
+			for (int i = 0; i < N; i++) {
+				double got, want;
+				if (dti) {
+					float a = ((const float *)tg_data(x))[i], p = (float)ps[q];
+					float w = p == 2 ? a * a : p == 1 ? a : p == -1 ? 1 / a : powf(a, p);
+					got = ((const float *)tg_data(y))[i], want = w;
+				} else {
+					double a = v[i], p = ps[q];
+					want = p == 2 ? a * a : p == 1 ? a : p == -1 ? 1 / a : pow(a, p);
+					got = ((const double *)tg_data(y))[i];
+				}
+				if (memcmp(&got, &want, sizeof got) && !(isnan(got) && isnan(want)))
+					fail_msg("%s: (%a)^%g = %a, expected %a", dti ? "f32" : "f64",
+						 v[i], ps[q], got, want);
+			}
+		}
+		tg_tensor *w = tg_param(tg_from_f64(ctx, dt, 1, (int64_t[]){ N }, v));
+		assert_int_equal(tg_backward(tg_sum(tg_pow(w, 2))), 0);
+		for (int i = 0; i < N; i++) {
+			double a = tg_get(x, (size_t)i), g = tg_get(tg_grad(w), (size_t)i);
+			double want = dti ? (double)((float)a * 2.0f) : a * 2;
+			if (!(g == want || (isnan(g) && isnan(want))))
+				fail_msg("d(x^2)/dx at %a = %a, expected %a", a, g, want);
+		}
+		tg_reset(ctx);
+	}
+	tg_ctx_free(ctx);
+}
+
 static void gelu_backward_rejects_different_shapes(void **state)
 {
 	(void)state;
@@ -612,6 +665,7 @@ int main(void)
 		cmocka_unit_test(gelu_silu_and_erf_give_their_known_values),
 		cmocka_unit_test(tails_keep_their_relative_precision_in_f64_and_f32),
 		cmocka_unit_test(recorded_gelu_gives_the_bits_of_the_unrecorded_one),
+		cmocka_unit_test(pow_gives_the_bits_of_one_rounding_or_of_libm),
 		cmocka_unit_test(gelu_backward_rejects_different_shapes),
 		cmocka_unit_test(relu_and_abs_have_zero_gradient_at_zero),
 		cmocka_unit_test(softmax_of_two_logits_matches_hand_values),
