@@ -96,11 +96,22 @@ static tg_ctx *index_ctx(const char *who, const tg_tensor *idx)
 
 static tg_tensor *select_along(tg_tensor *x, int axis, const int64_t *idx, int64_t n);
 static tg_tensor *add_along(tg_tensor *src, int axis, const int64_t *idx, int64_t size);
+static void scatter(tg_tensor *out, const tg_tensor *src, int axis, const int64_t *idx);
 
+/* dx is scattered straight into x's own gradient buffer when the engine
+ * offers it (an embedding table's first gradient of a training step): no
+ * step tensor of the table's size to clear, fill and then copy. */
 static void index_select_backward(tg_node *n, tg_tensor *dout)
 {
 	int axis = (int)tg_node_attr(n, 0);
 	tg_tensor *x = tg_node_input(n, 0);
+	tg_tensor *buf = tg_node_grad_buffer(n, 0);
+	if (buf && tg_ok(x->ctx)) {
+		scatter(buf, dout, axis, n->aux);
+		buf->version++;
+		tg_node_grad(n, 0, buf);
+		return;
+	}
 	tg_node_grad(n, 0, add_along(dout, axis, n->aux, x->shape[axis]));
 }
 
@@ -195,7 +206,21 @@ static tg_tensor *select_along(tg_tensor *x, int axis, const int64_t *idx, int64
 INDEX_ADD_KERNEL(index_add_f64, double)
 INDEX_ADD_KERNEL(index_add_f32, float)
 
-/* The scatter: src has n = len(idx) entries along axis, out has size. */
+/* out = zeros, then out[.., idx[i], ..] += src[.., i, ..]: src has n =
+ * len(idx) entries along axis, out its own size there. */
+static void scatter(tg_tensor *out, const tg_tensor *src, int axis, const int64_t *idx)
+{
+	memset(out->data, 0, out->numel * tg_dtype_size(out->dtype));
+	size_t outer, inner, size = (size_t)out->shape[axis];
+	split_at(src, axis, &outer, &inner);
+	if (src->dtype == TG_F64)
+		index_add_f64(src->data, out->data, idx, src->shape[axis], outer, size, inner);
+	else
+		index_add_f32(src->data, out->data, idx, src->shape[axis], outer, size, inner);
+}
+
+/* The scatter as an op: src has n = len(idx) entries along axis, out has
+ * size. */
 static tg_tensor *add_along(tg_tensor *src, int axis, const int64_t *idx, int64_t size)
 {
 	static const char who[] = "index_add";
@@ -208,15 +233,7 @@ static tg_tensor *add_along(tg_tensor *src, int axis, const int64_t *idx, int64_
 	tg_tensor *out = tg_tensor_new(ctx, who, src->dtype, src->ndim, shape);
 	if (!out)
 		return NULL;
-	memset(out->data, 0, out->numel * tg_dtype_size(out->dtype));
-	size_t outer, inner;
-	split_at(src, axis, &outer, &inner);
-	if (src->dtype == TG_F64)
-		index_add_f64(src->data, out->data, idx, src->shape[axis], outer, (size_t)size,
-			      inner);
-	else
-		index_add_f32(src->data, out->data, idx, src->shape[axis], outer, (size_t)size,
-			      inner);
+	scatter(out, src, axis, idx);
 	const double attr[2] = { axis, (double)size };
 	return tg_op_end(&index_add_op, out, 1, &src, attr, 2, idx);
 }

@@ -859,6 +859,39 @@ static void embedding_looks_up_rows_for_indices_of_any_shape(void **state)
 	assert_error(ctx, TG_ESHAPE, "tg_embedding: table is (4,); expected (V,D)");
 }
 
+/* A table's first gradient of a step is scattered straight into its
+ * gradient buffer: after tg_zero_grad the buffer, which still holds the last
+ * step's rows, is cleared where this step's indices do not reach; a second
+ * backward in the same step adds to it; and the values are those of the
+ * scatter as an op (TG_CREATE_GRAPH, which never takes the buffer). */
+static void embedding_gradient_in_the_tables_own_buffer_starts_clean(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *table = tg_param(tg_from_f64(ctx, TG_F32, SHAPE(5, 2),
+						(double[]){ 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 }));
+	tg_tensor *w = tg_from_f64(ctx, TG_F32, SHAPE(3, 2), (double[]){ 1, 2, 3, 4, 5, 6 });
+	assert_int_equal(tg_backward(tg_sum(tg_mul(tg_embedding(table, IDX(ctx, 0, 1, 4)), w))),
+			 0);
+	check_values(tg_grad(table), (double[]){ 1, 2, 3, 4, 0, 0, 0, 0, 5, 6 }, 10, 0);
+	tg_reset(ctx);
+	tg_zero_grad(table);
+	w = tg_from_f64(ctx, TG_F32, SHAPE(3, 2), (double[]){ 1, 2, 3, 4, 5, 6 });
+	tg_tensor *y = tg_sum(tg_mul(tg_embedding(table, IDX(ctx, 2, 2, 3)), w));
+	assert_int_equal(tg_backward(y), 0);
+	check_values(tg_grad(table), (double[]){ 0, 0, 0, 0, 4, 6, 5, 6, 0, 0 }, 10, 0);
+	/* a second backward of the step adds */
+	y = tg_sum(tg_mul(tg_embedding(table, IDX(ctx, 0, 2, 3)), w));
+	assert_int_equal(tg_backward(y), 0);
+	check_values(tg_grad(table), (double[]){ 1, 2, 0, 0, 7, 10, 10, 12, 0, 0 }, 10, 0);
+	tg_reset(ctx);
+	/* the same values through the scatter op */
+	tg_zero_grad(table);
+	w = tg_from_f64(ctx, TG_F32, SHAPE(3, 2), (double[]){ 1, 2, 3, 4, 5, 6 });
+	y = tg_sum(tg_mul(tg_embedding(table, IDX(ctx, 2, 2, 3)), w));
+	assert_int_equal(tg_backward_ex(y, NULL, TG_CREATE_GRAPH), 0);
+	check_values(tg_grad(table), (double[]){ 0, 0, 0, 0, 4, 6, 5, 6, 0, 0 }, 10, 0);
+}
+
 static void pick_takes_one_element_per_row(void **state)
 {
 	tg_ctx *ctx = *state;
@@ -1322,6 +1355,7 @@ int main(void)
 		T(gather_rows_copies_the_indexed_rows),
 		T(gather_rows_gradient_adds_repeated_rows),
 		T(gather_rows_rejects_an_index_out_of_range),
+		T(embedding_gradient_in_the_tables_own_buffer_starts_clean),
 		T(pick_takes_one_element_per_row),
 		T(pick_gradient_is_one_hot_times_dout),
 		T(pick_rejects_an_index_out_of_range),
