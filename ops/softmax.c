@@ -109,13 +109,95 @@ static tg_tensor *along_last_axis(const tg_op *op, const char *who, tg_tensor *x
 }
 
 /* ---- softmax: y = e^(x - max) / sum e^(x - max); dx = y (dout - sum(dout y)) -------- */
-/* The sum runs over the last axis and keeps it, broadcasting back over K. */
+/* The gradient is one op of its own, softmax_grad (dout, y): one pass over
+ * each row for the products and their sum, one for dx, where the composed
+ * form (mul, sum_axis, sub, mul) made four tensors. It rounds step by step
+ * as that form does: dout y in the dtype, summed by tg_sum_run and rounded,
+ * then y (dout - dot). Its own rule, with g = dout, s = sum(g y) and h the
+ * gradient of dx: dg = softmax_grad(h, y), dy = h (g - s) - g sum(h y). y is
+ * the softmax node's output, so a recorded backward reaches x through it. */
+
+#define SOFTMAX_GRAD_KERNEL(name, T, SUM)                                            \
+	TG_HOT_LOOP static void name(const T *G, const T *Y, T *O, size_t rows,      \
+				     size_t k)                                       \
+	{                                                                            \
+		for (size_t r = 0; r < rows; r++, G += k, Y += k, O += k) {          \
+			for (size_t j = 0; j < k; j++)                               \
+				O[j] = G[j] * Y[j];                                  \
+			const T dot = (T)SUM(0.0, O, (int64_t)k);                    \
+			for (size_t j = 0; j < k; j++)                               \
+				O[j] = Y[j] * (G[j] - dot);                          \
+		}                                                                    \
+	}
+
+SOFTMAX_GRAD_KERNEL(softmax_grad_f64, double, tg_sum_run_f64)
+SOFTMAX_GRAD_KERNEL(softmax_grad_f32, float, tg_sum_run_f32)
+
+typedef struct grad_rows_job {
+	bool f64;
+	const void *G, *Y;
+	void *O;
+	size_t k;
+} grad_rows_job;
+
+static void grad_rows_part(void *arg, size_t lo, size_t hi)
+{
+	const grad_rows_job *j = arg;
+	size_t off = lo * j->k;
+	if (j->f64)
+		softmax_grad_f64((const double *)j->G + off, (const double *)j->Y + off,
+				 (double *)j->O + off, hi - lo, j->k);
+	else
+		softmax_grad_f32((const float *)j->G + off, (const float *)j->Y + off,
+				 (float *)j->O + off, hi - lo, j->k);
+}
+
+static const tg_op softmax_grad_op;
+
+/* dx of softmax for dout and y = softmax(x), one shape and dtype (the rule's
+ * own tensors). */
+static tg_tensor *softmax_grad(tg_tensor *dout, tg_tensor *y)
+{
+	static const char who[] = "softmax_grad";
+	tg_tensor *in[2] = { dout, y };
+	tg_ctx *ctx = tg_op_begin(who, 2, in);
+	if (!ctx)
+		return NULL;
+	if (!tg_same_shape(dout, y)) {
+		char sd[TG_SHAPE_STR], sy[TG_SHAPE_STR];
+		return tg_fail(ctx, TG_ESHAPE, "%s: dout %s and y %s differ", who,
+			       tg_shape_fmt(dout->ndim, dout->shape, sd),
+			       tg_shape_fmt(y->ndim, y->shape, sy));
+	}
+	tg_tensor *out = tg_tensor_like(y, who);
+	if (!out)
+		return NULL;
+	size_t k = (size_t)y->shape[y->ndim - 1];
+	grad_rows_job j = { y->dtype == TG_F64, dout->data, y->data, out->data, k };
+	tg_parallel_for(ctx, y->numel / k, rows_min(k) * 2, 1, grad_rows_part, &j);
+	return tg_op_end(&softmax_grad_op, out, 2, in, NULL, 0, NULL);
+}
+
+static void softmax_grad_backward(tg_node *n, tg_tensor *h)
+{
+	tg_tensor *g = tg_node_input(n, 0), *y = tg_node_input(n, 1);
+	if (tg_node_needs_grad(n, 0))
+		tg_node_grad(n, 0, softmax_grad(h, y));
+	if (tg_node_needs_grad(n, 1)) {
+		tg_tensor *s = tg_sum_axis(tg_mul(g, y), -1, true);  /* (..., 1) */
+		tg_tensor *hy = tg_sum_axis(tg_mul(h, y), -1, true); /* (..., 1) */
+		tg_node_grad(n, 1, tg_sub(tg_mul(h, tg_sub(g, s)), tg_mul(g, hy)));
+	}
+}
+
+static const tg_op softmax_grad_op = { .name = "softmax_grad",
+				       .backward = softmax_grad_backward,
+				       .inputs = (const char *const[]){ "dout", "y" } };
+TG_OP_REGISTER(softmax_grad_op);
 
 static void softmax_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_tensor *y = tg_node_output(n);
-	tg_tensor *dot = tg_sum_axis(tg_mul(dout, y), -1, true); /* (..., 1) */
-	tg_node_grad(n, 0, tg_mul(y, tg_sub(dout, dot)));
+	tg_node_grad(n, 0, softmax_grad(dout, tg_node_output(n)));
 }
 
 static const tg_op softmax_op = { .name = "softmax", .backward = softmax_backward };

@@ -989,7 +989,8 @@ static void nll_of_log_softmax_is_cross_entropy(void **state)
  * partial sums (k = 16, 17, 1003: whole blocks, a tail, many blocks; the
  * maximum in the first lane, in a later lane, in the tail): softmax,
  * log_softmax and cross-entropy with its gradient against long double, and
- * the fused gradient bit for bit against softmax - onehot composed. */
+ * the fused gradients bit for bit against their composed forms:
+ * cross-entropy's softmax - onehot, softmax's y (dout - sum(dout y)). */
 static void long_rows_of_softmax_and_cross_entropy_match_long_double(void **state)
 {
 	tg_ctx *ctx = *state;
@@ -1049,6 +1050,15 @@ static void long_rows_of_softmax_and_cross_entropy_match_long_double(void **stat
 			/* the fused gradient rounds as the composed form does */
 			tg_tensor *composed = tg_mul_scalar(
 				tg_sub(tg_softmax(x), tg_one_hot(labels, dt, k)), 1.0 / (double)rows);
+			for (size_t i = 0; i < (size_t)(rows * k); i++)
+				assert_true(tg_get(composed, i) == tg_get(tg_grad(x), i));
+			/* softmax's fused gradient, the same way: dout = x / 7 */
+			tg_zero_grad(x);
+			tg_tensor *dout = tg_mul_scalar(tg_detach(x), 1.0 / 7);
+			assert_int_equal(tg_backward_ex(tg_softmax(x), dout, 0), 0);
+			tg_tensor *y = tg_softmax(x);
+			tg_tensor *dot = tg_sum_axis(tg_mul(dout, y), -1, true);
+			composed = tg_mul(y, tg_sub(dout, dot));
 			for (size_t i = 0; i < (size_t)(rows * k); i++)
 				assert_true(tg_get(composed, i) == tg_get(tg_grad(x), i));
 			free(v);
