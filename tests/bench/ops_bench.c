@@ -1,0 +1,290 @@
+/*
+ * ops_bench.c - tapegrad's side of the op-level workloads (tests/bench/run
+ * --ops): expressions that are not MLPs, each one forward pass, backward
+ * pass and reset, with every parameter's gradient cleared after the step
+ * as training does. ops_bench.py times PyTorch on the same expressions.
+ *
+ *	ops_bench NAME [--iters N] [--threads T]
+ *	ops_bench --list
+ *
+ * Prints one line "RESULT side=tapegrad workload=NAME ... sec_per_iter=S
+ * loss=L": the median over 5 runs of N iterations, after 2 warm-up steps.
+ * f32 throughout; the inputs are tg_randn draws (seed 1), the indices fixed
+ * multiples of 7919 modulo the table size.
+ */
+#include "tapegrad.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SH(...) (const int64_t[]){ __VA_ARGS__ }
+#define NDIM(...) ((int)(sizeof((int64_t[]){ __VA_ARGS__ }) / sizeof(int64_t)))
+
+enum { MAXP = 4, MAXIDX = 8192 };
+
+typedef struct bench {
+	tg_ctx *ctx;
+	tg_tensor *p[MAXP]; /* parameters */
+	tg_tensor *x;       /* a kept input without a gradient */
+	int32_t idx[MAXIDX];
+	int64_t nidx;
+} bench;
+
+typedef struct workload {
+	const char *name, *what;
+	void (*setup)(bench *b);
+	tg_tensor *(*step)(bench *b); /* the loss */
+	int iters;
+} workload;
+
+static tg_tensor *param(bench *b, int ndim, const int64_t *shape)
+{
+	return tg_param(tg_randn(b->ctx, TG_F32, ndim, shape, 0, 1));
+}
+
+#define P(b, ...) param(b, NDIM(__VA_ARGS__), SH(__VA_ARGS__))
+
+static void indices(bench *b, int64_t n, int64_t range)
+{
+	b->nidx = n;
+	for (int64_t i = 0; i < n; i++)
+		b->idx[i] = (int32_t)((uint64_t)i * 7919u % (uint64_t)range);
+}
+
+static tg_tensor *idx_tensor(bench *b)
+{
+	return tg_from_i32(b->ctx, 1, SH(b->nidx), b->idx);
+}
+
+/* ---- the workloads -------------------------------------------------------- */
+
+static void ce10k_setup(bench *b) { b->p[0] = P(b, 64, 10000), indices(b, 64, 10000); }
+static tg_tensor *ce10k(bench *b) { return tg_cross_entropy(b->p[0], tg_labels(b->ctx, b->nidx, b->idx)); }
+
+static void softmax_setup(bench *b) { b->p[0] = P(b, 512, 1000); }
+static tg_tensor *softmax(bench *b)
+{
+	return tg_sum(tg_mul(tg_softmax(b->p[0]), tg_softmax(b->p[0])));
+}
+
+static void lsm_setup(bench *b) { b->p[0] = P(b, 256, 1000), indices(b, 256, 1000); }
+static tg_tensor *lsm(bench *b)
+{
+	return tg_nll(tg_log_softmax(b->p[0]), tg_labels(b->ctx, b->nidx, b->idx));
+}
+
+static void attn_setup(bench *b)
+{
+	for (int i = 0; i < 3; i++)
+		b->p[i] = P(b, 8, 128, 64);
+}
+static tg_tensor *attn(bench *b)
+{
+	tg_tensor *s = tg_mul_scalar(tg_bmm_t(b->p[0], false, b->p[1], true), 0.125);
+	return tg_sum(tg_tanh(tg_bmm(tg_softmax(s), b->p[2])));
+}
+
+static void ln_setup(bench *b) { b->p[0] = P(b, 256, 1024), b->p[1] = P(b, 1024), b->p[2] = P(b, 1024); }
+static tg_tensor *ln(bench *b)
+{
+	return tg_sum(tg_gelu(tg_layer_norm(b->p[0], b->p[1], b->p[2], 1e-5)));
+}
+
+static void rowstats_setup(bench *b) { b->p[0] = P(b, 512, 2048); }
+static tg_tensor *rowstats(bench *b)
+{
+	tg_tensor *d = tg_sub(b->p[0], tg_mean_axis(b->p[0], 1, true));
+	return tg_sum(tg_sqrt(tg_add_scalar(tg_mean_axis(tg_mul(d, d), 1, false), 1e-5)));
+}
+
+static void red_setup(bench *b) { b->p[0] = P(b, 4096, 1024); }
+static tg_tensor *red(bench *b)
+{
+	tg_tensor *m = tg_mean_axis(b->p[0], 0, false);
+	return tg_add(tg_sum(tg_max_axis(b->p[0], 1, false)), tg_sum(tg_mul(m, m)));
+}
+
+static void bcast_setup(bench *b) { b->p[0] = P(b, 1024, 1024), b->p[1] = P(b, 1, 1024), b->p[2] = P(b, 1024, 1); }
+static tg_tensor *bcast(bench *b) { return tg_sum(tg_mul(tg_add(b->p[0], b->p[1]), b->p[2])); }
+
+static void ew_setup(bench *b) { b->p[0] = P(b, 1 << 20), b->p[1] = P(b, 1 << 20); }
+static tg_tensor *ew(bench *b)
+{
+	return tg_sum(tg_exp(tg_mul_scalar(tg_add(tg_mul(b->p[0], b->p[1]), b->p[0]), 0.1)));
+}
+static tg_tensor *powdiv(bench *b)
+{
+	return tg_sum(tg_div(tg_pow(b->p[0], 2), tg_add_scalar(tg_mul(b->p[1], b->p[1]), 1)));
+}
+
+static void permute_setup(bench *b) { b->p[0] = P(b, 64, 128, 256); }
+static tg_tensor *permute(bench *b)
+{
+	static const int perm[3] = { 2, 0, 1 };
+	tg_tensor *t = tg_permute(b->p[0], perm);
+	return tg_sum(tg_mul(t, tg_permute(b->p[0], perm)));
+}
+
+static void transpose_setup(bench *b) { b->p[0] = P(b, 1024, 4096); }
+static tg_tensor *transpose(bench *b)
+{
+	return tg_sum(tg_mul(tg_transpose(b->p[0]), tg_transpose(b->p[0])));
+}
+
+static void smallbmm_setup(bench *b) { b->p[0] = P(b, 4096, 8, 8), b->p[1] = P(b, 4096, 8, 8); }
+static tg_tensor *smallbmm(bench *b) { return tg_sum(tg_bmm(b->p[0], b->p[1])); }
+
+static void bn_setup(bench *b) { b->p[0] = P(b, 256, 512), b->p[1] = P(b, 512), b->p[2] = P(b, 512); }
+static tg_tensor *bn(bench *b)
+{
+	return tg_sum(tg_tanh(tg_batch_norm(b->p[0], b->p[1], b->p[2], 1e-5, NULL, NULL)));
+}
+
+static void cat_setup(bench *b) { b->p[0] = P(b, 512, 512), b->p[1] = P(b, 512, 512); }
+static tg_tensor *cat(bench *b)
+{
+	tg_tensor *c = tg_concat(b->ctx, 2, b->p, 1);
+	return tg_sum(tg_mul(c, c));
+}
+
+static void gather_setup(bench *b) { b->p[0] = P(b, 20000, 256), indices(b, 8192, 20000); }
+static tg_tensor *gather(bench *b) { return tg_sum(tg_tanh(tg_gather_rows(b->p[0], idx_tensor(b)))); }
+
+static void emb_setup(bench *b) { b->p[0] = P(b, 50000, 128), indices(b, 4096, 50000); }
+static tg_tensor *emb(bench *b) { return tg_sum(tg_tanh(tg_embedding(b->p[0], idx_tensor(b)))); }
+
+static void conv_setup(bench *b)
+{
+	b->p[0] = P(b, 16, 3, 5, 5), b->p[1] = P(b, 16);
+	b->x = tg_keep(tg_randn(b->ctx, TG_F32, 4, SH(32, 3, 32, 32), 0, 1));
+}
+static tg_tensor *conv(bench *b)
+{
+	tg_conv_opts o = TG_CONV_DEFAULTS;
+	o.padding[0] = o.padding[1] = 2;
+	return tg_sum(tg_max_pool2d(tg_relu(tg_conv2d(b->x, b->p[0], b->p[1], &o)), 2, 2, 0));
+}
+
+static void avgpool_setup(bench *b) { b->p[0] = P(b, 32, 16, 64, 64); }
+static tg_tensor *avgpool(bench *b) { return tg_sum(tg_avg_pool2d(b->p[0], 2, 2, 0)); }
+
+static const workload WORKLOADS[] = {
+	{ "o-ce10k", "cross_entropy (64,10000)", ce10k_setup, ce10k, 30 },
+	{ "o-softmax", "sum(softmax(x) * softmax(x)), x (512,1000)", softmax_setup, softmax, 30 },
+	{ "o-lsm-nll", "nll(log_softmax(x)), x (256,1000)", lsm_setup, lsm, 50 },
+	{ "o-attn", "sum(tanh(softmax(q k^T / 8) v)), q k v (8,128,64)", attn_setup, attn, 50 },
+	{ "o-layernorm", "sum(gelu(layer_norm(x))), x (256,1024)", ln_setup, ln, 30 },
+	{ "o-rowstats", "sum(sqrt(mean((x - mean(x,1))^2, 1) + eps)), x (512,2048)",
+	  rowstats_setup, rowstats, 20 },
+	{ "o-reduce", "sum(max_axis(x,1)) + sum(mean_axis(x,0)^2), x (4096,1024)", red_setup, red,
+	  10 },
+	{ "o-bcast", "sum((a + b) * c), a (1024,1024), b (1,1024), c (1024,1)", bcast_setup, bcast,
+	  30 },
+	{ "o-elementwise", "sum(exp((x y + x) / 10)), x y (2^20)", ew_setup, ew, 20 },
+	{ "o-pow", "sum(x^2 / (y y + 1)), x y (2^20)", ew_setup, powdiv, 20 },
+	{ "o-permute", "sum(permute(x) * permute(x)), x (64,128,256) to (256,64,128)",
+	  permute_setup, permute, 10 },
+	{ "o-transpose", "sum(x^T * x^T), x (1024,4096)", transpose_setup, transpose, 10 },
+	{ "o-bmm-small", "sum(bmm(a, b)), a b (4096,8,8)", smallbmm_setup, smallbmm, 30 },
+	{ "o-batchnorm", "sum(tanh(batch_norm(x))), x (256,512)", bn_setup, bn, 50 },
+	{ "o-concat", "sum(c * c), c = concat(a, b, axis 1), a b (512,512)", cat_setup, cat, 30 },
+	{ "o-gather", "sum(tanh(gather_rows(t, 8192 rows))), t (20000,256)", gather_setup, gather,
+	  10 },
+	{ "o-embedding", "sum(tanh(embedding(t, 4096 indices))), t (50000,128)", emb_setup, emb,
+	  20 },
+	{ "o-conv", "sum(max_pool2d(relu(conv2d(x, w 16x3x5x5, pad 2)))), x (32,3,32,32)",
+	  conv_setup, conv, 20 },
+	{ "o-avgpool", "sum(avg_pool2d(x, 2)), x (32,16,64,64)", avgpool_setup, avgpool, 10 },
+};
+enum { NW = sizeof WORKLOADS / sizeof WORKLOADS[0] };
+
+/* ---- the measurement ------------------------------------------------------ */
+
+static double now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static int by_value(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+/* One step: the loss, its backward pass, the reset and cleared gradients.
+ * The loss, or NAN after an error. */
+static double step(bench *b, const workload *w)
+{
+	tg_tensor *loss = w->step(b);
+	double l = loss && !tg_backward(loss) ? tg_item(loss) : NAN;
+	tg_reset(b->ctx);
+	for (int i = 0; i < MAXP; i++)
+		if (b->p[i])
+			tg_zero_grad(b->p[i]);
+	return l;
+}
+
+static const char usage[] = "usage: ops_bench NAME [--iters N] [--threads T] | --list\n";
+
+int main(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		fputs(usage, argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	if (!strcmp(argv[1], "--list")) {
+		for (int i = 0; i < NW; i++)
+			printf("%s\t%s\n", WORKLOADS[i].name, WORKLOADS[i].what);
+		return 0;
+	}
+	const workload *w = NULL;
+	for (int i = 0; i < NW; i++)
+		if (!strcmp(argv[1], WORKLOADS[i].name))
+			w = &WORKLOADS[i];
+	if (!w) {
+		fprintf(stderr, "ops_bench: unknown workload %s (ops_bench --list)\n", argv[1]);
+		return 2;
+	}
+	int iters = w->iters, threads = 1;
+	for (int i = 2; i < argc; i++) {
+		char *end = NULL;
+		long v = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
+		if (!end || *end || v < 1 ||
+		    (strcmp(argv[i], "--iters") && strcmp(argv[i], "--threads"))) {
+			fputs(usage, stderr);
+			return 2;
+		}
+		*(!strcmp(argv[i], "--iters") ? &iters : &threads) = (int)v;
+		i++;
+	}
+	bench b = { .ctx = tg_ctx_new(1) };
+	if (!b.ctx)
+		return 1;
+	tg_set_threads(b.ctx, threads);
+	w->setup(&b);
+	double loss = step(&b, w);
+	loss = step(&b, w);
+	double t[5];
+	for (int r = 0; r < 5 && !isnan(loss); r++) {
+		double t0 = now();
+		for (int i = 0; i < iters && !isnan(loss); i++)
+			loss = step(&b, w);
+		t[r] = (now() - t0) / iters;
+	}
+	if (isnan(loss)) {
+		fprintf(stderr, "ops_bench: %s: %s\n", w->name,
+			tg_ok(b.ctx) ? "the loss is NaN" : tg_error(b.ctx));
+		tg_ctx_free(b.ctx);
+		return 1;
+	}
+	qsort(t, 5, sizeof t[0], by_value);
+	printf("RESULT side=tapegrad workload=%s threads=%d iters=%d sec_per_iter=%.9g loss=%.6g\n",
+	       w->name, threads, iters, t[2], loss);
+	tg_ctx_free(b.ctx);
+	return 0;
+}
