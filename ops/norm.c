@@ -344,21 +344,32 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
  * (R), so that every pass computes xhat = (x - mean) * inv_std to the same
  * bits. */
 
+/* The eight lanes of a sum added pairwise, as tg_sum_run adds its own. */
+#define LANES_SUM(l)                                                                     \
+	((((l)[0] + (l)[1]) + ((l)[2] + (l)[3])) + (((l)[4] + (l)[5]) + ((l)[6] + (l)[7])))
+
 #define LAYER_NORM_KERNELS(T, sfx)                                                      \
-	/* st = mean, inv_std = 1 / sqrt(var + eps) of each row; var biased */          \
+	/* st = mean, inv_std = 1 / sqrt(var + eps) of each row; var biased. Each     \
+	 * sum runs in eight interleaved partial sums (lane j % 8), as tg_sum_run's  \
+	 * do, not as one chain of dependent adds. */                                 \
+	TG_HOT_LOOP                                                                     \
 	static void row_stats_##sfx(const T *X, size_t r, size_t d, double eps, T *st)  \
 	{                                                                               \
 		T *mean = st, *inv_std = st + r;                                        \
 		for (size_t i = 0; i < r; i++, X += d) {                                \
-			double s = 0, v = 0;                                            \
-			for (size_t j = 0; j < d; j++)                                  \
-				s += X[j];                                              \
-			mean[i] = (T)(s / (double)d);                                   \
-			for (size_t j = 0; j < d; j++) {                                \
+			mean[i] = (T)(tg_sum_run_##sfx(0, X, (int64_t)d) / (double)d); \
+			double v[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };                       \
+			size_t j = 0;                                                   \
+			for (; j + 8 <= d; j += 8)                                      \
+				for (int k = 0; k < 8; k++) {                           \
+					double c = X[j + k] - mean[i];                  \
+					v[k] += c * c;                                  \
+				}                                                       \
+			for (; j < d; j++) {                                            \
 				double c = X[j] - mean[i];                              \
-				v += c * c;                                             \
+				v[j % 8] += c * c;                                      \
 			}                                                               \
-			inv_std[i] = (T)(1 / sqrt(v / (double)d + eps));                \
+			inv_std[i] = (T)(1 / sqrt(LANES_SUM(v) / (double)d + eps));     \
 		}                                                                       \
 	}                                                                               \
                                                                                         \
@@ -375,19 +386,30 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 	}                                                                               \
                                                                                         \
 	/* DX = inv_std (a - mean(a) - xhat mean(a xhat)) per row, a = dout * G */      \
+	TG_HOT_LOOP                                                                     \
 	static void row_dx_##sfx(const T *DOUT, const T *X, const T *st, const T *G,    \
 				 size_t r, size_t d, T *restrict DX)                    \
 	{                                                                               \
 		const T *mean = st, *inv_std = st + r;                                  \
 		for (size_t i = 0; i < r; i++, X += d, DOUT += d, DX += d) {            \
-			double sa = 0, saxh = 0;                                        \
-			for (size_t j = 0; j < d; j++) {                                \
+			double sa[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };                      \
+			double saxh[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };                    \
+			size_t j = 0;                                                   \
+			for (; j + 8 <= d; j += 8)                                      \
+				for (int k = 0; k < 8; k++) {                           \
+					T xh = (X[j + k] - mean[i]) * inv_std[i];       \
+					T a = DOUT[j + k] * G[j + k];                   \
+					sa[k] += a;                                     \
+					saxh[k] += (double)a * xh;                      \
+				}                                                       \
+			for (; j < d; j++) {                                            \
 				T xh = (X[j] - mean[i]) * inv_std[i];                   \
 				T a = DOUT[j] * G[j];                                   \
-				sa += a;                                                \
-				saxh += (double)a * xh;                                 \
+				sa[j % 8] += a;                                         \
+				saxh[j % 8] += (double)a * xh;                          \
 			}                                                               \
-			T ma = (T)(sa / (double)d), maxh = (T)(saxh / (double)d);       \
+			T ma = (T)(LANES_SUM(sa) / (double)d);                          \
+			T maxh = (T)(LANES_SUM(saxh) / (double)d);                      \
 			for (size_t j = 0; j < d; j++) {                                \
 				T xh = (X[j] - mean[i]) * inv_std[i];                   \
 				DX[j] = inv_std[i] * (DOUT[j] * G[j] - ma - xh * maxh); \
