@@ -133,8 +133,25 @@ static tg_tensor *along_last_axis(const tg_op *op, const char *who, tg_tensor *x
 SOFTMAX_GRAD_KERNEL(softmax_grad_f64, double, tg_sum_run_f64)
 SOFTMAX_GRAD_KERNEL(softmax_grad_f32, float, tg_sum_run_f32)
 
+/* g - e^y sum(g) per row: log_softmax's gradient (below), the same way */
+#define LOG_SOFTMAX_GRAD_KERNEL(name, T, SUM, EXP)                                   \
+	TG_HOT_LOOP static void name(const T *G, const T *Y, T *O, size_t rows,      \
+				     size_t k)                                       \
+	{                                                                            \
+		for (size_t r = 0; r < rows; r++, G += k, Y += k, O += k) {          \
+			const T total = (T)SUM(0.0, G, (int64_t)k);                  \
+			EXP(Y, O, k);                                                \
+			for (size_t j = 0; j < k; j++)                               \
+				O[j] = G[j] - O[j] * total;                          \
+		}                                                                    \
+	}
+
+LOG_SOFTMAX_GRAD_KERNEL(log_softmax_grad_f64, double, tg_sum_run_f64, tg_vmath_exp_f64)
+LOG_SOFTMAX_GRAD_KERNEL(log_softmax_grad_f32, float, tg_sum_run_f32, tg_vmath_exp_f32)
+
 typedef struct grad_rows_job {
-	bool f64;
+	void (*k64)(const double *, const double *, double *, size_t, size_t);
+	void (*k32)(const float *, const float *, float *, size_t, size_t);
 	const void *G, *Y;
 	void *O;
 	size_t k;
@@ -144,21 +161,20 @@ static void grad_rows_part(void *arg, size_t lo, size_t hi)
 {
 	const grad_rows_job *j = arg;
 	size_t off = lo * j->k;
-	if (j->f64)
-		softmax_grad_f64((const double *)j->G + off, (const double *)j->Y + off,
-				 (double *)j->O + off, hi - lo, j->k);
+	if (j->k64)
+		j->k64((const double *)j->G + off, (const double *)j->Y + off,
+		       (double *)j->O + off, hi - lo, j->k);
 	else
-		softmax_grad_f32((const float *)j->G + off, (const float *)j->Y + off,
-				 (float *)j->O + off, hi - lo, j->k);
+		j->k32((const float *)j->G + off, (const float *)j->Y + off, (float *)j->O + off,
+		       hi - lo, j->k);
 }
 
-static const tg_op softmax_grad_op;
-
-/* dx of softmax for dout and y = softmax(x), one shape and dtype (the rule's
- * own tensors). */
-static tg_tensor *softmax_grad(tg_tensor *dout, tg_tensor *y)
+/* A row gradient op of dout and y (the node's output it differentiates), one
+ * shape and dtype: the rule's own tensors. */
+static tg_tensor *grad_rows(const tg_op *op, const char *who, tg_tensor *dout, tg_tensor *y,
+			    void (*k64)(const double *, const double *, double *, size_t, size_t),
+			    void (*k32)(const float *, const float *, float *, size_t, size_t))
 {
-	static const char who[] = "softmax_grad";
 	tg_tensor *in[2] = { dout, y };
 	tg_ctx *ctx = tg_op_begin(who, 2, in);
 	if (!ctx)
@@ -173,9 +189,24 @@ static tg_tensor *softmax_grad(tg_tensor *dout, tg_tensor *y)
 	if (!out)
 		return NULL;
 	size_t k = (size_t)y->shape[y->ndim - 1];
-	grad_rows_job j = { y->dtype == TG_F64, dout->data, y->data, out->data, k };
+	grad_rows_job j = { y->dtype == TG_F64 ? k64 : NULL, k32, dout->data, y->data, out->data,
+			    k };
 	tg_parallel_for(ctx, y->numel / k, rows_min(k) * 2, 1, grad_rows_part, &j);
-	return tg_op_end(&softmax_grad_op, out, 2, in, NULL, 0, NULL);
+	return tg_op_end(op, out, 2, in, NULL, 0, NULL);
+}
+
+static const tg_op softmax_grad_op, log_softmax_grad_op;
+
+static tg_tensor *softmax_grad(tg_tensor *dout, tg_tensor *y)
+{
+	return grad_rows(&softmax_grad_op, "softmax_grad", dout, y, softmax_grad_f64,
+			 softmax_grad_f32);
+}
+
+static tg_tensor *log_softmax_grad(tg_tensor *dout, tg_tensor *y)
+{
+	return grad_rows(&log_softmax_grad_op, "log_softmax_grad", dout, y, log_softmax_grad_f64,
+			 log_softmax_grad_f32);
 }
 
 static void softmax_grad_backward(tg_node *n, tg_tensor *h)
@@ -214,10 +245,27 @@ tg_tensor *tg_softmax(tg_tensor *x)
 
 static void log_softmax_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_tensor *p = tg_exp(tg_node_output(n));
-	tg_tensor *total = tg_sum_axis(dout, -1, true); /* (..., 1) */
-	tg_node_grad(n, 0, tg_sub(dout, tg_mul(p, total)));
+	tg_node_grad(n, 0, log_softmax_grad(dout, tg_node_output(n)));
 }
+
+/* log_softmax_grad (g, y) = g - e^y sum(g), one op as softmax_grad is (it
+ * rounds as tg_exp, tg_sum_axis, tg_mul and tg_sub would). Its rule, with h
+ * the gradient of its output and p = e^y: dg = h - sum(h p), dy = -h p
+ * sum(g), each sum over the row. */
+static void log_softmax_grad_backward(tg_node *n, tg_tensor *h)
+{
+	tg_tensor *g = tg_node_input(n, 0), *y = tg_node_input(n, 1);
+	tg_tensor *hp = tg_mul(h, tg_exp(y));
+	if (tg_node_needs_grad(n, 0))
+		tg_node_grad(n, 0, tg_sub(h, tg_sum_axis(hp, -1, true)));
+	if (tg_node_needs_grad(n, 1))
+		tg_node_grad(n, 1, tg_neg(tg_mul(hp, tg_sum_axis(g, -1, true))));
+}
+
+static const tg_op log_softmax_grad_op = { .name = "log_softmax_grad",
+					   .backward = log_softmax_grad_backward,
+					   .inputs = (const char *const[]){ "dout", "y" } };
+TG_OP_REGISTER(log_softmax_grad_op);
 
 static const tg_op log_softmax_op = { .name = "log_softmax", .backward = log_softmax_backward };
 TG_OP_REGISTER(log_softmax_op);

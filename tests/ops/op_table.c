@@ -243,6 +243,21 @@ static tg_tensor *f_softmax_grad(tg_tensor *const *in, void *user)
 	tg_set_grad_enabled(ctx, was);
 	return rc ? NULL : dz;
 }
+/* log_softmax_grad, the same way through log_softmax. */
+static tg_tensor *f_log_softmax_grad(tg_tensor *const *in, void *user)
+{
+	(void)user;
+	tg_ctx *ctx = tg_ctx_of(in[1]);
+	if (!ctx)
+		return NULL;
+	tg_tensor *z = tg_set_requires_grad(
+		tg_zeros(ctx, tg_dtype_of(in[1]), tg_ndim(in[1]), tg_shape(in[1])), true);
+	bool was = tg_set_grad_enabled(ctx, true);
+	tg_tensor *y = tg_log_softmax(tg_add(in[1], z)), *dz = NULL;
+	int rc = tg_grad_of(1, &y, &in[0], 1, &z, &dz, TG_CREATE_GRAPH);
+	tg_set_grad_enabled(ctx, was);
+	return rc ? NULL : dz;
+}
 FN(softmax, tg_softmax(in[0]))
 FN(log_softmax, tg_log_softmax(in[0]))
 FN(cross_entropy, tg_cross_entropy(in[0], first(in[0], labels, tg_dim(in[0], 0))))
@@ -617,6 +632,11 @@ const op_row op_table[] = {
 	  .v = { { .name = "(2,3)", .in = { SH(2, 3) } },
 		 { .name = "(4,)", .in = { SH(4) } },
 		 { .name = "(2,2,3)", .in = { SH(2, 2, 3) } } } },
+	{ .op = "log_softmax_grad", .fn = f_log_softmax_grad, .nin = 2,
+	  .gen = { GEN_ANY, GEN_ANY }, .twice = true,
+	  .v = { { .name = "(2,3) and (2,3)", .in = { SH(2, 3), SH(2, 3) } },
+		 { .name = "(4,) and (4,)", .in = { SH(4), SH(4) } },
+		 { .name = "(2,2,3) and (2,2,3)", .in = { SH(2, 2, 3), SH(2, 2, 3) } } } },
 	{ .op = "cross_entropy", .fn = f_cross_entropy, .nin = 1, .gen = { GEN_ANY },
 	  .twice = true,
 	  .v = { { .name = "(4,4) labels 1,3,0,2", .in = { SH(4, 4) } },

@@ -990,7 +990,8 @@ static void nll_of_log_softmax_is_cross_entropy(void **state)
  * maximum in the first lane, in a later lane, in the tail): softmax,
  * log_softmax and cross-entropy with its gradient against long double, and
  * the fused gradients bit for bit against their composed forms:
- * cross-entropy's softmax - onehot, softmax's y (dout - sum(dout y)). */
+ * cross-entropy's softmax - onehot, softmax's y (dout - sum(dout y)),
+ * log_softmax's dout - e^y sum(dout). */
 static void long_rows_of_softmax_and_cross_entropy_match_long_double(void **state)
 {
 	tg_ctx *ctx = *state;
@@ -1059,6 +1060,13 @@ static void long_rows_of_softmax_and_cross_entropy_match_long_double(void **stat
 			tg_tensor *y = tg_softmax(x);
 			tg_tensor *dot = tg_sum_axis(tg_mul(dout, y), -1, true);
 			composed = tg_mul(y, tg_sub(dout, dot));
+			for (size_t i = 0; i < (size_t)(rows * k); i++)
+				assert_true(tg_get(composed, i) == tg_get(tg_grad(x), i));
+			/* and log_softmax's: dout - e^y sum(dout) */
+			tg_zero_grad(x);
+			assert_int_equal(tg_backward_ex(tg_log_softmax(x), dout, 0), 0);
+			y = tg_log_softmax(x);
+			composed = tg_sub(dout, tg_mul(tg_exp(y), tg_sum_axis(dout, -1, true)));
 			for (size_t i = 0; i < (size_t)(rows * k); i++)
 				assert_true(tg_get(composed, i) == tg_get(tg_grad(x), i));
 			free(v);
