@@ -225,39 +225,26 @@ static tg_tensor *f_index_add(tg_tensor *const *in, void *user)
 
 FN(pick, tg_pick(in[0], first(in[0], picks, tg_dim(in[0], 0))))
 
-/* softmax_grad has no public function: it is softmax's backward. Its value
- * for g and x is the gradient of sum(softmax(x + z) * g) for a zero z of x's
- * shape, taken with history (tg_grad_of, which leaves x's own gradient
- * alone): softmax_grad(g, softmax(x)), with x reaching it through y. */
-static tg_tensor *f_softmax_grad(tg_tensor *const *in, void *user)
+/* softmax_grad and log_softmax_grad have no public function: they are
+ * softmax's and log_softmax's backward. The value of each for g and x is
+ * the gradient of sum(f(x + z) * g) for a zero z of x's shape, taken with
+ * history (tg_grad_of, which leaves x's own gradient alone): the op of g
+ * and y = f(x), with x reaching it through y. */
+static tg_tensor *row_grad_of(tg_tensor *(*f)(tg_tensor *), tg_tensor *const *in)
 {
-	(void)user;
 	tg_ctx *ctx = tg_ctx_of(in[1]);
 	if (!ctx)
 		return NULL;
 	tg_tensor *z = tg_set_requires_grad(
 		tg_zeros(ctx, tg_dtype_of(in[1]), tg_ndim(in[1]), tg_shape(in[1])), true);
 	bool was = tg_set_grad_enabled(ctx, true);
-	tg_tensor *y = tg_softmax(tg_add(in[1], z)), *dz = NULL;
+	tg_tensor *y = f(tg_add(in[1], z)), *dz = NULL;
 	int rc = tg_grad_of(1, &y, &in[0], 1, &z, &dz, TG_CREATE_GRAPH);
 	tg_set_grad_enabled(ctx, was);
 	return rc ? NULL : dz;
 }
-/* log_softmax_grad, the same way through log_softmax. */
-static tg_tensor *f_log_softmax_grad(tg_tensor *const *in, void *user)
-{
-	(void)user;
-	tg_ctx *ctx = tg_ctx_of(in[1]);
-	if (!ctx)
-		return NULL;
-	tg_tensor *z = tg_set_requires_grad(
-		tg_zeros(ctx, tg_dtype_of(in[1]), tg_ndim(in[1]), tg_shape(in[1])), true);
-	bool was = tg_set_grad_enabled(ctx, true);
-	tg_tensor *y = tg_log_softmax(tg_add(in[1], z)), *dz = NULL;
-	int rc = tg_grad_of(1, &y, &in[0], 1, &z, &dz, TG_CREATE_GRAPH);
-	tg_set_grad_enabled(ctx, was);
-	return rc ? NULL : dz;
-}
+FN(softmax_grad, row_grad_of(tg_softmax, in))
+FN(log_softmax_grad, row_grad_of(tg_log_softmax, in))
 FN(softmax, tg_softmax(in[0]))
 FN(log_softmax, tg_log_softmax(in[0]))
 FN(cross_entropy, tg_cross_entropy(in[0], first(in[0], labels, tg_dim(in[0], 0))))
