@@ -327,6 +327,12 @@ static inline void tg_rows_next(int naxes, const int64_t *dim, int64_t *idx, con
  * across the columns. Either way a sum depends only on its terms and how
  * they fall into runs and rows, never on the thread count. */
 
+/* The eight lanes of a sum, added pairwise. */
+static inline double tg_sum_lanes(const double l[8])
+{
+	return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+}
+
 /* start + X[0] + ... + X[n-1] in eight interleaved partial sums (X[k] into
  * lane k % 8), added pairwise at the end: the same bits for the same run,
  * but not those of the plain left-to-right loop. */
@@ -340,8 +346,7 @@ static inline void tg_rows_next(int naxes, const int64_t *dim, int64_t *idx, con
 				l[i] += X[k + i];                                    \
 		for (; k < n; k++)                                                   \
 			l[k % 8] += X[k];                                            \
-		return start + (((l[0] + l[1]) + (l[2] + l[3])) +                    \
-				((l[4] + l[5]) + (l[6] + l[7])));                    \
+		return start + tg_sum_lanes(l);                                      \
 	}
 
 /* The largest of X[0..n-1], n >= 1, in sixteen interleaved running maxima

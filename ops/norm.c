@@ -344,20 +344,16 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
  * (R), so that every pass computes xhat = (x - mean) * inv_std to the same
  * bits. */
 
-/* The eight lanes of a sum added pairwise, as tg_sum_run adds its own. */
-#define LANES_SUM(l)                                                                     \
-	((((l)[0] + (l)[1]) + ((l)[2] + (l)[3])) + (((l)[4] + (l)[5]) + ((l)[6] + (l)[7])))
-
 #define LAYER_NORM_KERNELS(T, sfx)                                                      \
-	/* st = mean, inv_std = 1 / sqrt(var + eps) of each row; var biased. Each     \
-	 * sum runs in eight interleaved partial sums (lane j % 8), as tg_sum_run's  \
-	 * do, not as one chain of dependent adds. */                                 \
+	/* st = mean, inv_std = 1 / sqrt(var + eps) of each row; var biased. Each       \
+	 * sum runs in eight interleaved partial sums (lane j % 8), as tg_sum_run's     \
+	 * do, not as one chain of dependent adds. */                                   \
 	TG_HOT_LOOP                                                                     \
 	static void row_stats_##sfx(const T *X, size_t r, size_t d, double eps, T *st)  \
 	{                                                                               \
 		T *mean = st, *inv_std = st + r;                                        \
 		for (size_t i = 0; i < r; i++, X += d) {                                \
-			mean[i] = (T)(tg_sum_run_##sfx(0, X, (int64_t)d) / (double)d); \
+			mean[i] = (T)(tg_sum_run_##sfx(0, X, (int64_t)d) / (double)d);  \
 			double v[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };                       \
 			size_t j = 0;                                                   \
 			for (; j + 8 <= d; j += 8)                                      \
@@ -369,7 +365,7 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 				double c = X[j] - mean[i];                              \
 				v[j % 8] += c * c;                                      \
 			}                                                               \
-			inv_std[i] = (T)(1 / sqrt(LANES_SUM(v) / (double)d + eps));     \
+			inv_std[i] = (T)(1 / sqrt(tg_sum_lanes(v) / (double)d + eps));  \
 		}                                                                       \
 	}                                                                               \
                                                                                         \
@@ -408,8 +404,8 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 				sa[j % 8] += a;                                         \
 				saxh[j % 8] += (double)a * xh;                          \
 			}                                                               \
-			T ma = (T)(LANES_SUM(sa) / (double)d);                          \
-			T maxh = (T)(LANES_SUM(saxh) / (double)d);                      \
+			T ma = (T)(tg_sum_lanes(sa) / (double)d);                       \
+			T maxh = (T)(tg_sum_lanes(saxh) / (double)d);                   \
 			for (size_t j = 0; j < d; j++) {                                \
 				T xh = (X[j] - mean[i]) * inv_std[i];                   \
 				DX[j] = inv_std[i] * (DOUT[j] * G[j] - ma - xh * maxh); \

@@ -69,10 +69,10 @@ typedef struct view {
 		int has_nan = 0;                                                     \
 		for (int64_t k = 0; k < n; k++)                                      \
 			has_nan |= X[k] != X[k];                                     \
-		if (has_nan)                                                         \
-			y = (T)NAN;                                                  \
 		if (!has_nan && y != 0)                                              \
 			return y;                                                    \
+		if (has_nan)                                                         \
+			y = (T)NAN;                                                  \
 		int64_t k = 0;                                                       \
 		while (!TIES(X[k], y))                                               \
 			k++;                                                         \

@@ -123,18 +123,7 @@ static plan plan_of(const tg_tensor *x, const int *perm)
  * read whole from X and written whole to Y, so every cache line is used in
  * full once. Writing a column of Y at a time instead touches TILE lines a
  * power-of-two stride apart for each element, which share a cache set and
- * evict each other: five times slower for a (2048,2048) float. Constant
- * bounds for whole tiles let the compiler unroll them. */
-#define TILE_COPY(na, nb)                                                            \
-	do {                                                                         \
-		for (int64_t b = 0; b < (nb); b++)                                   \
-			for (int64_t a = 0; a < (na); a++)                           \
-				buf[a][b] = xt[b * ldx + a];                         \
-		for (int64_t a = 0; a < (na); a++)                                   \
-			for (int64_t b = 0; b < (nb); b++)                           \
-				yt[a * ldy + b] = buf[a][b];                         \
-	} while (0)
-
+ * evict each other: five times slower for a (2048,2048) float. */
 #define TRANSPOSE_TILES(name, T)                                                     \
 	static void name(const T *X, T *Y, int64_t rows, int64_t cols, int64_t ldx,  \
 			 int64_t ldy)                                                \
@@ -147,10 +136,12 @@ static plan plan_of(const tg_tensor *x, const int *perm)
 				int64_t na = cols - a0 < TILE ? cols - a0 : TILE;    \
 				const T *xt = X + b0 * ldx + a0;                     \
 				T *yt = Y + a0 * ldy + b0;                           \
-				if (na == TILE && nb == TILE)                        \
-					TILE_COPY(TILE, TILE);                       \
-				else                                                 \
-					TILE_COPY(na, nb);                           \
+				for (int64_t b = 0; b < nb; b++)                     \
+					for (int64_t a = 0; a < na; a++)             \
+						buf[a][b] = xt[b * ldx + a];         \
+				for (int64_t a = 0; a < na; a++)                     \
+					for (int64_t b = 0; b < nb; b++)             \
+						yt[a * ldy + b] = buf[a][b];         \
 			}                                                            \
 	}
 

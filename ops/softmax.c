@@ -526,8 +526,7 @@ static void cross_entropy_backward_backward(tg_node *n, tg_tensor *g)
 	}
 	if (tg_node_needs_grad(n, 1)) {
 		tg_tensor *h = tg_mul(tg_mul_scalar(g, inv_n), dout);
-		tg_tensor *dot = tg_sum_axis(tg_mul(h, p), -1, true); /* (N,1) */
-		tg_node_grad(n, 1, tg_mul(p, tg_sub(h, dot)));
+		tg_node_grad(n, 1, softmax_grad(h, p));
 	}
 }
 
