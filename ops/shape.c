@@ -119,44 +119,6 @@ static plan plan_of(const tg_tensor *x, const int *perm)
 		}                                                                    \
 	} while (0)
 
-/* A 2-D transpose goes through a TILE x TILE buffer: each tile's rows are
- * read whole from X and written whole to Y, so every cache line is used in
- * full once. Writing a column of Y at a time instead touches TILE lines a
- * power-of-two stride apart for each element, which share a cache set and
- * evict each other: five times slower for a (2048,2048) float. */
-#define TRANSPOSE_TILES(name, T)                                                     \
-	static void name(const T *X, T *Y, int64_t rows, int64_t cols, int64_t ldx,  \
-			 int64_t ldy)                                                \
-	{                                                                            \
-		enum { TILE = 16 };                                                  \
-		T buf[TILE][TILE];                                                   \
-		for (int64_t b0 = 0; b0 < rows; b0 += TILE)                          \
-			for (int64_t a0 = 0; a0 < cols; a0 += TILE) {                \
-				int64_t nb = rows - b0 < TILE ? rows - b0 : TILE;    \
-				int64_t na = cols - a0 < TILE ? cols - a0 : TILE;    \
-				const T *xt = X + b0 * ldx + a0;                     \
-				T *yt = Y + a0 * ldy + b0;                           \
-				for (int64_t b = 0; b < nb; b++)                     \
-					for (int64_t a = 0; a < na; a++)             \
-						buf[a][b] = xt[b * ldx + a];         \
-				for (int64_t a = 0; a < na; a++)                     \
-					for (int64_t b = 0; b < nb; b++)             \
-						yt[a * ldy + b] = buf[a][b];         \
-			}                                                            \
-	}
-
-TRANSPOSE_TILES(transpose_tiles_8, uint64_t)
-TRANSPOSE_TILES(transpose_tiles_4, uint32_t)
-
-void tg_transpose_tiles(size_t es, const void *X, void *Y, int64_t rows, int64_t cols,
-			int64_t ldx, int64_t ldy)
-{
-	if (es == 8)
-		transpose_tiles_8(X, Y, rows, cols, ldx, ldy);
-	else
-		transpose_tiles_4(X, Y, rows, cols, ldx, ldy);
-}
-
 /* Either memcpy of runs or, for each index of the other axes, a transpose
  * between x's last axis A and out's last axis B. */
 #define PERMUTE_KERNEL(name, T)                                                      \

@@ -1,7 +1,7 @@
 /*
- * transpose.h - the one tiled 2-D transpose of ops/ (shape.c): permute's
- * kernel and tg_transpose (matrix.c) both move their elements through it.
- * Internal to ops/; not installed.
+ * transpose.h - the one 2-D transpose of ops/ (transpose.c): permute's
+ * kernel (shape.c) and tg_transpose (matrix.c) both move their elements
+ * through it. Internal to ops/; not installed.
  */
 #ifndef TG_TRANSPOSE_H
 #define TG_TRANSPOSE_H

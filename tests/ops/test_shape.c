@@ -1,7 +1,8 @@
 /*
  * test_shape.c - the shape ops (ops/shape.c) and the batched matmul
  * (ops/matrix.c) against hand-computed values and naive index loops, in f64
- * and f32: permute for every order of 3 axes and across tile edges, slice and
+ * and f32: permute for every order of 3 axes, across tile edges and around the
+ * transpose's vector blocks (bits unchanged), slice and
  * its adjoint pad_axis, concat and stack of more tensors than a node holds
  * (differentiable to each), split and concat round trips, bmm's broadcasting
  * against per-item tg_matmul, forward and backward; addmm against a naive
@@ -12,6 +13,7 @@
 #include "../engine/test_util.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 /* t's shape must be (ndim, shape). */
 static void check_shape(const tg_tensor *t, int ndim, const int64_t *shape)
@@ -193,6 +195,66 @@ static void permute_of_larger_tensors_crosses_tile_edges(void **state)
 	check_permute(ctx, TG_F32, SHAPE(2, 33, 3, 35), (int[]){ 3, 0, 2, 1 });
 	tg_tensor *x = rand_t(ctx, TG_F64, SHAPE(45, 66));
 	check_same(tg_permute(x, (int[]){ 1, 0 }), tg_transpose(x), 0);
+}
+
+/* Every size around the transpose's vector blocks (8 floats, 4 doubles) and
+ * their 128-row panels, so that whole blocks, the last rows and the last
+ * columns are all met; and transposes inside a permute, where rows and
+ * columns are not their tensor's whole axes. */
+static void transposes_of_sizes_around_the_blocks_match_a_naive_loop(void **state)
+{
+	tg_ctx *ctx = *state;
+	static const int64_t sizes[] = { 1, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 33, 127, 128, 129, 257 };
+	for (size_t i = 0; i < LEN(sizes); i++)
+		for (size_t j = 0; j < LEN(sizes); j++) {
+			check_permute(ctx, TG_F64, SHAPE(sizes[i], sizes[j]), (int[]){ 1, 0 });
+			check_permute(ctx, TG_F32, SHAPE(sizes[i], sizes[j]), (int[]){ 1, 0 });
+		}
+	check_permute(ctx, TG_F32, SHAPE(20, 6, 24), (int[]){ 2, 1, 0 });
+	check_permute(ctx, TG_F64, SHAPE(20, 6, 24), (int[]){ 2, 1, 0 });
+	check_permute(ctx, TG_F32, SHAPE(17, 3, 33), (int[]){ 2, 1, 0 });
+	check_permute(ctx, TG_F64, SHAPE(9, 2, 130), (int[]){ 2, 1, 0 });
+	tg_tensor *x = rand_t(ctx, TG_F32, SHAPE(129, 40));
+	check_same(tg_permute(x, (int[]){ 1, 0 }), tg_transpose(x), 0);
+}
+
+/* A transpose moves bits: NaN payloads, signed zeros and infinities arrive
+ * as they were, in whole blocks and at the edges. */
+static void transpose_moves_bits_unchanged(void **state)
+{
+	tg_ctx *ctx = *state;
+	enum { R = 11, C = 10 };
+	uint32_t b32[R * C], want32[R * C];
+	uint64_t b64[R * C], want64[R * C];
+	for (uint32_t i = 0; i < R * C; i++) {
+		static const uint32_t s32[] = { 0x7fc00001u, 0xffa00005u, 0x80000000u, 0x7f800000u,
+						0x3f800000u, 0x00000001u, 0x7f8000ffu };
+		static const uint64_t s64[] = { 0x7ff8000000000001u, 0xfff4000000000007u,
+						0x8000000000000000u, 0xfff0000000000000u,
+						0x3ff0000000000000u, 0x7ff0000000000003u };
+		b32[i] = s32[i % LEN(s32)] ^ (i << 8 & 0x3ff00u);
+		b64[i] = s64[i % LEN(s64)] ^ ((uint64_t)i << 20);
+	}
+	for (int r = 0; r < R; r++)
+		for (int c = 0; c < C; c++) {
+			want32[c * R + r] = b32[r * C + c];
+			want64[c * R + r] = b64[r * C + c];
+		}
+	float f32[R * C];
+	double f64[R * C];
+	memcpy(f32, b32, sizeof f32);
+	memcpy(f64, b64, sizeof f64);
+	tg_tensor *x32 = tg_from_f32(ctx, TG_F32, SHAPE(R, C), f32);
+	tg_tensor *x64 = tg_from_f64(ctx, TG_F64, SHAPE(R, C), f64);
+	assert_ctx_ok(ctx);
+	/* the input itself kept the bits, so that a difference is the transpose's */
+	assert_memory_equal(tg_data(x32), b32, sizeof b32);
+	assert_memory_equal(tg_data(x64), b64, sizeof b64);
+	assert_memory_equal(tg_data(tg_transpose(x32)), want32, sizeof want32);
+	assert_memory_equal(tg_data(tg_transpose(x64)), want64, sizeof want64);
+	assert_memory_equal(tg_data(tg_permute(x32, (int[]){ 1, 0 })), want32, sizeof want32);
+	assert_memory_equal(tg_data(tg_permute(x64, (int[]){ 1, 0 })), want64, sizeof want64);
+	assert_ctx_ok(ctx);
 }
 
 /* dx of y = permute(x, perm) for upstream dy is permute(dy, perm^-1). */
@@ -945,6 +1007,8 @@ int main(void)
 		T(permute_of_2d_is_the_transpose),
 		T(permute_matches_a_naive_loop_for_4d_orders_and_size_one_axes),
 		T(permute_of_larger_tensors_crosses_tile_edges),
+	T(transposes_of_sizes_around_the_blocks_match_a_naive_loop),
+	T(transpose_moves_bits_unchanged),
 		T(permute_backward_applies_the_inverse_permutation),
 		T(permute_rejects_what_is_not_a_permutation),
 		T(squeeze_and_unsqueeze_drop_and_insert_axes_of_size_1),
