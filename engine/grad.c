@@ -149,7 +149,7 @@ static bool shape_arg(tg_ctx *ctx, const char *who, int ndim, const int64_t *sha
 static void sum_to_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_tensor *x = tg_node_input(n, 0);
-	tg_node_grad(n, 0, tg_expand(dout, x->ndim, x->shape));
+	TG_NODE_GRAD_INTO(n, 0, tg_expand(dout, x->ndim, x->shape));
 }
 
 /* sum_to's and expand's target shape: "to (1,3)" */

@@ -390,7 +390,7 @@ static void accumulate(tg_tensor *x, tg_tensor *g)
 	 * rule wrote it there itself (tg_node_grad_buffer) */
 	tg_tensor *buf = grad_buffer(x);
 	if (buf) {
-		if (g != buf)
+		if (g->data != buf->data)
 			memcpy(buf->data, g->data, x->numel * tg_dtype_size(x->dtype));
 		buf->version++;
 		x->grad = buf;
@@ -407,6 +407,28 @@ tg_tensor *tg_node_grad_buffer(tg_node *n, int i)
 	if (x->node || x->grad || ctx->walk || ctx->grad_enabled || ctx->anomaly)
 		return NULL;
 	return grad_buffer(x);
+}
+
+void tg_grad_dest_arm(tg_node *n, int i)
+{
+	tg_tensor *buf = tg_node_grad_buffer(n, i);
+	if (!buf)
+		return;
+	/* the buffer is no tensor the rule reads (a forward pass that took
+	 * tg_grad(x) as an input): the kernels' inputs and outputs are apart */
+	for (int k = 0; k < n->nin; k++)
+		if (n->in[k] == buf)
+			return;
+	if (n->out == buf)
+		return;
+	buf->ctx->grad_dest = buf;
+}
+
+void tg_node_grad_into(tg_node *n, int i, tg_tensor *dx)
+{
+	if (n)
+		n->out->ctx->grad_dest = NULL;
+	tg_node_grad(n, i, dx);
 }
 
 /* tg_node_grad when dx needs a look: another context or dtype than the

@@ -126,6 +126,22 @@ static TG_SLOW tg_tensor *make_slow(tg_ctx *ctx, tg_dtype dt, int ndim,
 
 /* A step tensor of a valid shape with n elements; data of up to 16 bytes
  * lives in the header slot. */
+/* With TG_NODE_GRAD_INTO armed: the armed leaf gradient buffer's memory for
+ * the first tensor of its dtype and shape (and then disarmed), the arena's
+ * for any other. */
+static TG_SLOW void *dest_or_arena(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape,
+				   size_t bytes)
+{
+	tg_tensor *d = ctx->grad_dest;
+	bool same = d->dtype == dt && d->ndim == ndim;
+	for (int i = 0; same && i < ndim; i++)
+		same = d->shape[i] == shape[i];
+	if (!same)
+		return tg_arena_alloc_fast(ctx, bytes);
+	ctx->grad_dest = NULL;
+	return d->data;
+}
+
 static inline tg_tensor *make(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape,
 			      size_t n)
 {
@@ -133,7 +149,9 @@ static inline tg_tensor *make(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t 
 	tg_tensor *t = tg_arena_header_fast(ctx);
 	if (!t)
 		return make_slow(ctx, dt, ndim, shape, n, NULL);
-	void *data = bytes <= sizeof t->small ? t->small : tg_arena_alloc_fast(ctx, bytes);
+	void *data = bytes <= sizeof t->small ? t->small
+		     : __builtin_expect(ctx->grad_dest != NULL, 0) ? dest_or_arena(ctx, dt, ndim, shape, bytes)
+		     : tg_arena_alloc_fast(ctx, bytes);
 	if (!data)
 		return make_slow(ctx, dt, ndim, shape, n, t);
 	return init(t, ctx, dt, ndim, shape, n, data);

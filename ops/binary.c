@@ -226,7 +226,7 @@ static void sub_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_node_grad(n, 0, dout);
 	if (tg_node_needs_grad(n, 1))
-		tg_node_grad(n, 1, tg_neg(sum_to_input(n, 1, dout)));
+		TG_NODE_GRAD_INTO(n, 1, tg_neg(sum_to_input(n, 1, dout)));
 }
 
 static const tg_op sub_op = { .name = "sub", .backward = sub_backward,
@@ -243,9 +243,9 @@ static void mul_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_tensor *a = tg_node_input(n, 0), *b = tg_node_input(n, 1);
 	if (tg_node_needs_grad(n, 0))
-		tg_node_grad(n, 0, tg_mul(dout, b));
+		TG_NODE_GRAD_INTO(n, 0, tg_mul(dout, b));
 	if (tg_node_needs_grad(n, 1))
-		tg_node_grad(n, 1, tg_mul(dout, a));
+		TG_NODE_GRAD_INTO(n, 1, tg_mul(dout, a));
 }
 
 static const tg_op mul_op = { .name = "mul", .backward = mul_backward, .inputs = commutes };
@@ -410,7 +410,7 @@ static void add_scalar_backward(tg_node *n, tg_tensor *dout) { tg_node_grad(n, 0
 
 static void mul_scalar_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_node_grad(n, 0, tg_mul_scalar(dout, tg_node_attr(n, 0)));
+	TG_NODE_GRAD_INTO(n, 0, tg_mul_scalar(dout, tg_node_attr(n, 0)));
 }
 
 /* pow: dx = dout * p * x^(p-1) */

@@ -361,7 +361,7 @@ static void sum_backward(tg_node *n, tg_tensor *dout)
 	double scale = tg_node_attr(n, 2);
 	if (scale != 1.0)
 		dout = tg_mul_scalar(dout, scale);
-	tg_node_grad(n, 0, tg_expand(unreduce(n, dout), x->ndim, x->shape));
+	TG_NODE_GRAD_INTO(n, 0, tg_expand(unreduce(n, dout), x->ndim, x->shape));
 }
 
 static const tg_op sum_op = { .name = "sum", .backward = sum_backward };

@@ -226,7 +226,7 @@ static tg_tensor *step_const(tg_tensor *x, double pos, double zero, double neg)
 
 UNARY_KERNEL(neg, -x)
 
-static void neg_backward(tg_node *n, tg_tensor *dout) { tg_node_grad(n, 0, tg_neg(dout)); }
+static void neg_backward(tg_node *n, tg_tensor *dout) { TG_NODE_GRAD_INTO(n, 0, tg_neg(dout)); }
 
 static const tg_op neg_op = { .name = "neg", .backward = neg_backward };
 TG_OP_REGISTER(neg_op);
@@ -239,7 +239,7 @@ VMATH_KERNEL(exp)
 
 static void exp_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_node_grad(n, 0, tg_mul(dout, tg_node_output(n)));
+	TG_NODE_GRAD_INTO(n, 0, tg_mul(dout, tg_node_output(n)));
 }
 
 static const tg_op exp_op = { .name = "exp", .backward = exp_backward };
@@ -253,7 +253,7 @@ VMATH_KERNEL(log)
 
 static void log_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_node_grad(n, 0, tg_div(dout, tg_node_input(n, 0)));
+	TG_NODE_GRAD_INTO(n, 0, tg_div(dout, tg_node_input(n, 0)));
 }
 
 static const tg_op log_op = { .name = "log", .backward = log_backward };
@@ -267,7 +267,7 @@ UNARY_KERNEL(sqrt, sqrt(x))
 
 static void sqrt_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_node_grad(n, 0, tg_div(dout, tg_mul_scalar(tg_node_output(n), 2.0)));
+	TG_NODE_GRAD_INTO(n, 0, tg_div(dout, tg_mul_scalar(tg_node_output(n), 2.0)));
 }
 
 static const tg_op sqrt_op = { .name = "sqrt", .backward = sqrt_backward };
@@ -282,7 +282,7 @@ UNARY_KERNEL(abs, fabs(x))
 static void abs_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_tensor *sign = step_const(tg_node_input(n, 0), 1.0, 0.0, -1.0);
-	tg_node_grad(n, 0, tg_mul(dout, sign));
+	TG_NODE_GRAD_INTO(n, 0, tg_mul(dout, sign));
 }
 
 static const tg_op abs_op = { .name = "abs", .backward = abs_backward };
@@ -300,7 +300,7 @@ CHUNKED_KERNEL(sigmoid, -fabs(x), CALL_EXP, SIGMOID_OF(x, ei))
 
 static void sigmoid_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_node_grad(n, 0, tg_sigmoid_backward(dout, tg_node_output(n)));
+	TG_NODE_GRAD_INTO(n, 0, tg_sigmoid_backward(dout, tg_node_output(n)));
 }
 
 static const tg_op sigmoid_op = { .name = "sigmoid", .backward = sigmoid_backward };
@@ -363,7 +363,7 @@ VMATH_KERNEL(tanh)
 
 static void tanh_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_node_grad(n, 0, tg_tanh_backward(dout, tg_node_output(n)));
+	TG_NODE_GRAD_INTO(n, 0, tg_tanh_backward(dout, tg_node_output(n)));
 }
 
 static const tg_op tanh_op = { .name = "tanh", .backward = tanh_backward };
@@ -421,7 +421,7 @@ UNARY_KERNEL_ATTR(TG_HOT_LOOP, relu, x < 0 ? 0 : x) /* NaN stays NaN */
 
 static void relu_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_node_grad(n, 0, tg_relu_backward(dout, tg_node_input(n, 0)));
+	TG_NODE_GRAD_INTO(n, 0, tg_relu_backward(dout, tg_node_input(n, 0)));
 }
 
 static const tg_op relu_op = { .name = "relu", .backward = relu_backward };
@@ -484,7 +484,7 @@ UNARY_KERNEL(leaky_relu, x > 0 ? x : a * x)
 
 static void leaky_relu_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_node_grad(n, 0, tg_leaky_relu_backward(dout, tg_node_input(n, 0), tg_node_attr(n, 0)));
+	TG_NODE_GRAD_INTO(n, 0, tg_leaky_relu_backward(dout, tg_node_input(n, 0), tg_node_attr(n, 0)));
 }
 
 /* "alpha 0.01": leaky_relu's and elu's one constant */
@@ -552,7 +552,7 @@ CHUNKED_KERNEL(elu, x > 0 ? 0 : x, CALL_EXPM1, x > 0 ? x : a * ei)
 
 static void elu_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_node_grad(n, 0, tg_elu_backward(dout, tg_node_input(n, 0), tg_node_attr(n, 0)));
+	TG_NODE_GRAD_INTO(n, 0, tg_elu_backward(dout, tg_node_input(n, 0), tg_node_attr(n, 0)));
 }
 
 static const tg_op elu_op = { .name = "elu", .backward = elu_backward,
@@ -633,7 +633,7 @@ CHUNKED_KERNEL(softplus, -fabs(x), CALL_EXP_LOG1P, (x > 0 ? x : 0) + ei)
 
 static void softplus_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_node_grad(n, 0, tg_mul(dout, tg_sigmoid(tg_node_input(n, 0))));
+	TG_NODE_GRAD_INTO(n, 0, tg_mul(dout, tg_sigmoid(tg_node_input(n, 0))));
 }
 
 static const tg_op softplus_op = { .name = "softplus", .backward = softplus_backward };
@@ -650,7 +650,7 @@ VMATH_KERNEL(log1p)
 
 static void log1p_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_node_grad(n, 0, tg_div(dout, tg_add_scalar(tg_node_input(n, 0), 1.0)));
+	TG_NODE_GRAD_INTO(n, 0, tg_div(dout, tg_add_scalar(tg_node_input(n, 0), 1.0)));
 }
 
 static const tg_op log1p_op = { .name = "log1p", .backward = log1p_backward };
@@ -665,7 +665,7 @@ VMATH_KERNEL(expm1)
 
 static void expm1_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_node_grad(n, 0, tg_mul(dout, tg_exp(tg_node_input(n, 0))));
+	TG_NODE_GRAD_INTO(n, 0, tg_mul(dout, tg_exp(tg_node_input(n, 0))));
 }
 
 static const tg_op expm1_op = { .name = "expm1", .backward = expm1_backward };
@@ -679,7 +679,7 @@ VMATH_KERNEL(sin)
 
 static void sin_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_node_grad(n, 0, tg_mul(dout, tg_cos(tg_node_input(n, 0))));
+	TG_NODE_GRAD_INTO(n, 0, tg_mul(dout, tg_cos(tg_node_input(n, 0))));
 }
 
 static const tg_op sin_op = { .name = "sin", .backward = sin_backward };
@@ -693,7 +693,7 @@ VMATH_KERNEL(cos)
 
 static void cos_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_node_grad(n, 0, tg_mul(dout, tg_neg(tg_sin(tg_node_input(n, 0)))));
+	TG_NODE_GRAD_INTO(n, 0, tg_mul(dout, tg_neg(tg_sin(tg_node_input(n, 0)))));
 }
 
 static const tg_op cos_op = { .name = "cos", .backward = cos_backward };
@@ -713,7 +713,7 @@ static void erf_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_tensor *x = tg_node_input(n, 0);
 	tg_tensor *e = tg_exp(tg_mul_scalar(tg_mul(x, x), -1.0));
-	tg_node_grad(n, 0, tg_mul(dout, tg_mul_scalar(e, TWO_OVER_SQRT_PI)));
+	TG_NODE_GRAD_INTO(n, 0, tg_mul(dout, tg_mul_scalar(e, TWO_OVER_SQRT_PI)));
 }
 
 static const tg_op erf_op = { .name = "erf", .backward = erf_backward };
@@ -737,7 +737,7 @@ static tg_tensor *gelu_backward_of(tg_tensor *dout, tg_tensor *x, const void *ph
 
 static void gelu_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_node_grad(n, 0, gelu_backward_of(dout, tg_node_input(n, 0), n->aux));
+	TG_NODE_GRAD_INTO(n, 0, gelu_backward_of(dout, tg_node_input(n, 0), n->aux));
 }
 
 static const tg_op gelu_op = { .name = "gelu", .backward = gelu_backward };
@@ -879,7 +879,7 @@ static void silu_backward(tg_node *n, tg_tensor *dout)
 	tg_tensor *s = tg_sigmoid(x);
 	tg_tensor *one_minus_s = tg_add_scalar(tg_neg(s), 1.0);
 	tg_tensor *local = tg_mul(s, tg_add_scalar(tg_mul(x, one_minus_s), 1.0));
-	tg_node_grad(n, 0, tg_mul(dout, local));
+	TG_NODE_GRAD_INTO(n, 0, tg_mul(dout, local));
 }
 
 static const tg_op silu_op = { .name = "silu", .backward = silu_backward };

@@ -892,6 +892,167 @@ static void embedding_gradient_in_the_tables_own_buffer_starts_clean(void **stat
 	check_values(tg_grad(table), (double[]){ 0, 0, 0, 0, 4, 6, 5, 6, 0, 0 }, 10, 0);
 }
 
+/* ---- first gradients made in the leaf's own buffer (TG_NODE_GRAD_INTO) ------- */
+
+/* Expressions in a (40,30) positive leaf p, a mixed-sign leaf z and a
+ * weighting w, each ending in a rule that makes its input's gradient in the
+ * leaf's buffer: directly (mul, sub's negation, mul_scalar, the unary
+ * rules, sum's and sum_to's expand), after an intermediate of the leaf's
+ * shape took the buffer (sqrt, cos), the leaf on both sides (z z) and a
+ * broadcast weighting. */
+typedef tg_tensor *(*leaf_expr)(tg_tensor *p, tg_tensor *z, tg_tensor *w);
+#define LEAF_EXPR(name, body)                                                          \
+	static tg_tensor *name(tg_tensor *p, tg_tensor *z, tg_tensor *w)               \
+	{                                                                              \
+		(void)p, (void)z, (void)w;                                             \
+		return body;                                                           \
+	}
+LEAF_EXPR(le_mul, tg_sum(tg_mul(tg_mul(p, z), w)))
+LEAF_EXPR(le_square, tg_sum(tg_mul(tg_mul(z, z), w)))
+LEAF_EXPR(le_sub, tg_sum(tg_mul(tg_sub(p, z), w)))
+LEAF_EXPR(le_scale, tg_add(tg_sum(tg_mul(tg_mul_scalar(z, -3.5), w)), tg_sum(tg_mul(p, w))))
+LEAF_EXPR(le_sums, tg_add(tg_sum(z), tg_sum(tg_mul(tg_mean_axis(p, 0, false), tg_sum_axis(w, 0, false)))))
+LEAF_EXPR(le_sum_to, tg_add(tg_sum(tg_mul(tg_sum_to(tg_mul(z, w), 2, (int64_t[]){ 1, 30 }), tg_sum_axis(p, 0, true))), tg_sum(p)))
+LEAF_EXPR(le_exp_log, tg_add(tg_sum(tg_mul(tg_exp(z), w)), tg_sum(tg_mul(tg_log(p), w))))
+LEAF_EXPR(le_sqrt_abs, tg_add(tg_sum(tg_mul(tg_sqrt(p), w)), tg_sum(tg_mul(tg_abs(z), w))))
+LEAF_EXPR(le_sig_tanh, tg_add(tg_sum(tg_mul(tg_sigmoid(z), w)), tg_sum(tg_mul(tg_tanh(p), w))))
+LEAF_EXPR(le_relus, tg_add(tg_sum(tg_mul(tg_relu(z), w)), tg_sum(tg_mul(tg_leaky_relu(p, 0.1), w))))
+LEAF_EXPR(le_elu_softplus, tg_add(tg_sum(tg_mul(tg_elu(z, 0.7), w)), tg_sum(tg_mul(tg_softplus(p), w))))
+LEAF_EXPR(le_log1p_expm1, tg_add(tg_sum(tg_mul(tg_log1p(p), w)), tg_sum(tg_mul(tg_expm1(z), w))))
+LEAF_EXPR(le_sin_cos, tg_add(tg_sum(tg_mul(tg_sin(z), w)), tg_sum(tg_mul(tg_cos(p), w))))
+LEAF_EXPR(le_erf_gelu, tg_add(tg_sum(tg_mul(tg_erf(z), w)), tg_sum(tg_mul(tg_gelu(p), w))))
+LEAF_EXPR(le_silu_neg, tg_add(tg_sum(tg_mul(tg_silu(z), w)), tg_sum(tg_mul(tg_neg(p), w))))
+LEAF_EXPR(le_bcast, tg_sum(tg_mul(tg_mul(z, tg_sum_axis(w, 0, false)), p)))
+
+/* bits of t's data as a malloc'd copy */
+static void *bits_of(const tg_tensor *t)
+{
+	size_t n = tg_numel(t) * (tg_dtype_of(t) == TG_F64 ? 8 : 4);
+	void *c = malloc(n);
+	assert_non_null(c);
+	memcpy(c, tg_data(t), n);
+	return c;
+}
+
+/* tg_backward's gradients of p and z, made in their buffers, have the bits
+ * of tg_grad_of's (which never takes a buffer), after the buffers held an
+ * earlier step's gradient; a second backward doubles them exactly. */
+static void check_grads_in_buffers(tg_ctx *ctx, tg_dtype dt, leaf_expr f, const char *name)
+{
+	tg_tensor *p = tg_param(tg_rand(ctx, dt, SHAPE(40, 30), 0.5, 2.5));
+	tg_tensor *z = tg_param(tg_rand(ctx, dt, SHAPE(40, 30), -2, 2));
+	tg_tensor *w = tg_keep(tg_rand(ctx, dt, SHAPE(40, 30), -1, 1));
+	/* an earlier step leaves other values in both buffers */
+	assert_int_equal(tg_backward(tg_sum(tg_mul(tg_mul(p, z), tg_mul_scalar(w, 9)))), 0);
+	tg_reset(ctx);
+	tg_zero_grad(p);
+	tg_zero_grad(z);
+	tg_tensor *in[2] = { p, z }, *g[2];
+	assert_int_equal(tg_grad_of(1, (tg_tensor *[]){ f(p, z, w) }, NULL, 2, in, g,
+				    TG_ALLOW_UNUSED),
+			 0);
+	void *want[2] = { bits_of(g[0]), bits_of(g[1]) };
+	assert_int_equal(tg_backward(f(p, z, w)), 0);
+	size_t bytes = tg_numel(p) * (dt == TG_F64 ? 8 : 4);
+	for (int i = 0; i < 2; i++)
+		if (memcmp(tg_data(tg_grad(in[i])), want[i], bytes))
+			fail_msg("%s, %s: the gradient of %s differs from tg_grad_of's", name,
+				 tg_dtype_name(dt), i ? "z" : "p");
+	assert_int_equal(tg_backward(f(p, z, w)), 0);
+	for (int i = 0; i < 2; i++) {
+		for (size_t k = 0; k < tg_numel(p); k++)
+			if (tg_get(tg_grad(in[i]), k) != 2 * (dt == TG_F64 ? ((double *)want[i])[k]
+									   : (double)((float *)want[i])[k]))
+				fail_msg("%s, %s: a second backward did not add to the gradient of %s at %zu",
+					 name, tg_dtype_name(dt), i ? "z" : "p", k);
+	}
+	free(want[0]);
+	free(want[1]);
+	tg_ctx_free(ctx);
+}
+
+static void first_gradients_made_in_the_leafs_buffer_match_tg_grad_of(void **state)
+{
+	(void)state;
+	static const struct {
+		leaf_expr f;
+		const char *name;
+	} cases[] = {
+		{ le_mul, "mul" },	     { le_square, "z z" },	      { le_sub, "sub" },
+		{ le_scale, "mul_scalar" },  { le_sums, "sum, mean_axis" }, { le_sum_to, "sum_to" },
+		{ le_exp_log, "exp, log" },  { le_sqrt_abs, "sqrt, abs" },   { le_sig_tanh, "sigmoid, tanh" },
+		{ le_relus, "relu, leaky_relu" }, { le_elu_softplus, "elu, softplus" },
+		{ le_log1p_expm1, "log1p, expm1" }, { le_sin_cos, "sin, cos" },
+		{ le_erf_gelu, "erf, gelu" }, { le_silu_neg, "silu, neg" }, { le_bcast, "broadcast" },
+	};
+	for (size_t c = 0; c < LEN(cases); c++)
+		for (int dt = TG_F32; dt <= TG_F64; dt++)
+			check_grads_in_buffers(tg_ctx_new(7 + (uint64_t)c), dt, cases[c].f,
+					       cases[c].name);
+}
+
+/* Two rules written with TG_NODE_GRAD_INTO the way it must hold for any
+ * rule: five = 5x, whose rule makes 2 dout and 3 dout, both of x's shape,
+ * and adds them (only the first may take the buffer); same = c, whose rule
+ * hands dout on and so makes no tensor (the buffer, offered and not taken,
+ * must not stay offered to the next rule, c v's). */
+static void five_backward(tg_node *n, tg_tensor *dout)
+{
+	TG_NODE_GRAD_INTO(n, 0, tg_add(tg_mul_scalar(dout, 2), tg_mul_scalar(dout, 3)));
+}
+
+static void same_backward(tg_node *n, tg_tensor *dout) { TG_NODE_GRAD_INTO(n, 0, dout); }
+
+static void grad_into_keeps_intermediates_and_disarms(void **state)
+{
+	(void)state;
+	static const tg_op five_op = { .name = "five", .backward = five_backward };
+	static const tg_op same_op = { .name = "same", .backward = same_backward };
+	tg_ctx *ctx = tg_ctx_new(5);
+	tg_tensor *x = tg_param(tg_rand(ctx, TG_F64, SHAPE(600, 30), -1, 1));
+	tg_tensor *c = tg_param(tg_rand(ctx, TG_F64, SHAPE(600, 1), -1, 1));
+	tg_tensor *w = tg_rand(ctx, TG_F64, SHAPE(600, 30), -1, 1);
+	tg_tensor *u = tg_rand(ctx, TG_F64, SHAPE(600, 1), -1, 1);
+	tg_tensor *v = tg_rand(ctx, TG_F64, SHAPE(600, 1), -1, 1);
+	bool was = tg_set_grad_enabled(ctx, false);
+	tg_tensor *five = tg_mul_scalar(x, 5), *same = tg_mul_scalar(c, 1);
+	tg_set_grad_enabled(ctx, was);
+	five = tg_record(&five_op, five, 1, &x, NULL, 0);
+	/* in this order, so that the walk meets same's rule, then c v's */
+	tg_tensor *cv = tg_sum(tg_mul(c, v));
+	same = tg_record(&same_op, same, 1, &c, NULL, 0);
+	tg_tensor *su = tg_sum(tg_mul(same, u));
+	tg_tensor *y = tg_add(tg_add(cv, su), tg_sum(tg_mul(five, w)));
+	assert_int_equal(tg_backward(y), 0);
+	for (size_t i = 0; i < 600 * 30; i++) {
+		double wi = tg_get(w, i);
+		assert_true(tg_get(tg_grad(x), i) == 2 * wi + 3 * wi);
+	}
+	for (size_t r = 0; r < 600; r++)
+		assert_true(tg_get(tg_grad(c), r) == tg_get(u, r) + tg_get(v, r));
+	tg_ctx_free(ctx);
+}
+
+/* A forward pass that read a leaf's gradient buffer (tg_grad(p) as an
+ * input to two products): the first gradient made in the buffer changes
+ * what the other product saved, and the walk says so instead of using it. */
+static void a_gradient_buffer_read_by_the_forward_pass_is_a_version_error(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(3);
+	tg_tensor *p = tg_param(tg_rand(ctx, TG_F64, SHAPE(40, 30), -1, 1));
+	tg_tensor *w = tg_rand(ctx, TG_F64, SHAPE(40, 30), -1, 1);
+	assert_int_equal(tg_backward(tg_sum(tg_mul(p, p))), 0);
+	tg_tensor *gp = tg_grad(p);
+	tg_zero_grad(p);
+	/* in this order, so that the walk meets p w first */
+	tg_tensor *reads_buffer = tg_sum(tg_mul(p, gp));
+	tg_tensor *y = tg_add(reads_buffer, tg_sum(tg_mul(p, w)));
+	assert_int_equal(tg_backward(y), -1);
+	assert_error(ctx, TG_EVERSION, "tg_backward: input 1");
+	tg_ctx_free(ctx);
+}
+
 static void pick_takes_one_element_per_row(void **state)
 {
 	tg_ctx *ctx = *state;
@@ -1374,6 +1535,9 @@ int main(void)
 		T(gather_rows_gradient_adds_repeated_rows),
 		T(gather_rows_rejects_an_index_out_of_range),
 		T(embedding_gradient_in_the_tables_own_buffer_starts_clean),
+		cmocka_unit_test(first_gradients_made_in_the_leafs_buffer_match_tg_grad_of),
+		cmocka_unit_test(a_gradient_buffer_read_by_the_forward_pass_is_a_version_error),
+		cmocka_unit_test(grad_into_keeps_intermediates_and_disarms),
 		T(pick_takes_one_element_per_row),
 		T(pick_gradient_is_one_hot_times_dout),
 		T(pick_rejects_an_index_out_of_range),
