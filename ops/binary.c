@@ -260,9 +260,12 @@ BINARY_KERNEL(div, x / y)
 static void div_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_tensor *a = tg_node_input(n, 0), *b = tg_node_input(n, 1);
+	if (!tg_node_needs_grad(n, 1)) {
+		TG_NODE_GRAD_INTO(n, 0, tg_div(dout, b));
+		return;
+	}
 	tg_tensor *da = tg_div(dout, b);
-	if (tg_node_needs_grad(n, 1))
-		tg_node_grad(n, 1, tg_neg(sum_to_input(n, 1, tg_div(tg_mul(da, a), b))));
+	tg_node_grad(n, 1, tg_neg(sum_to_input(n, 1, tg_div(tg_mul(da, a), b))));
 	tg_node_grad(n, 0, da);
 }
 
@@ -303,9 +306,11 @@ static void route(tg_node *n, tg_tensor *dout, bool max)
 	tg_tensor *a = tg_node_input(n, 0), *b = tg_node_input(n, 1);
 	tg_tensor *m = share_of_a(a, b, max);
 	if (tg_node_needs_grad(n, 0))
-		tg_node_grad(n, 0, tg_mul(dout, m));
-	if (tg_node_needs_grad(n, 1))
-		tg_node_grad(n, 1, tg_mul(dout, tg_add_scalar(tg_neg(m), 1.0)));
+		TG_NODE_GRAD_INTO(n, 0, tg_mul(dout, m));
+	if (tg_node_needs_grad(n, 1)) {
+		tg_tensor *rest = tg_add_scalar(tg_neg(m), 1.0);
+		TG_NODE_GRAD_INTO(n, 1, tg_mul(dout, rest));
+	}
 }
 
 static void maximum_backward(tg_node *n, tg_tensor *dout) { route(n, dout, true); }

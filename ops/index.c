@@ -351,7 +351,7 @@ static void pick_backward(tg_node *n, tg_tensor *dout)
 	tg_tensor *x = tg_node_input(n, 0);
 	int64_t N = x->shape[0], K = x->shape[1];
 	tg_tensor *mask = tg_one_hot_of(x->ctx, x->dtype, n->aux, N, K);
-	tg_node_grad(n, 0, tg_mul(mask, tg_reshape(dout, 2, (int64_t[]){ N, 1 })));
+	TG_NODE_GRAD_INTO(n, 0, tg_mul(mask, tg_reshape(dout, 2, (int64_t[]){ N, 1 })));
 }
 
 /* the column picked in each row: "idx [1, 0]" */

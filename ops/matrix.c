@@ -384,7 +384,7 @@ tg_tensor *tg_bmm(tg_tensor *a, tg_tensor *b)
 
 static void transpose_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_node_grad(n, 0, tg_transpose(dout));
+	TG_NODE_GRAD_INTO(n, 0, tg_transpose(dout));
 }
 
 static const tg_op transpose_op = { .name = "transpose", .backward = transpose_backward };
@@ -414,7 +414,7 @@ tg_tensor *tg_transpose(tg_tensor *x)
 static void reshape_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_tensor *x = tg_node_input(n, 0);
-	tg_node_grad(n, 0, tg_reshape(dout, x->ndim, x->shape));
+	TG_NODE_GRAD_INTO(n, 0, tg_reshape(dout, x->ndim, x->shape));
 }
 
 static int reshape_describe(const tg_node *n, char *buf, size_t size)

@@ -277,7 +277,7 @@ static void batch_norm_backward(tg_node *n, tg_tensor *dout)
 	if (!sums)
 		return;
 	if (tg_node_needs_grad(n, 0))
-		tg_node_grad(n, 0, backward_dx(ctx, who, dout, x, gamma, eps, n->aux, sums));
+		TG_NODE_GRAD_INTO(n, 0, backward_dx(ctx, who, dout, x, gamma, eps, n->aux, sums));
 	if (ctx->grad_enabled) {
 		if (tg_node_needs_grad(n, 1)) {
 			tg_tensor *inv_std;
@@ -576,7 +576,7 @@ static void layer_norm_backward(tg_node *n, tg_tensor *dout)
 	double eps = tg_node_attr(n, 0);
 	tg_ctx *ctx = x->ctx;
 	if (tg_node_needs_grad(n, 0))
-		tg_node_grad(n, 0, row_backward_dx(who, dout, x, gamma, eps, n->aux));
+		TG_NODE_GRAD_INTO(n, 0, row_backward_dx(who, dout, x, gamma, eps, n->aux));
 	if (ctx->grad_enabled) {
 		if (tg_node_needs_grad(n, 1)) {
 			tg_tensor *inv_std;

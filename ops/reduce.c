@@ -423,7 +423,7 @@ static void max_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_tensor *x = tg_node_input(n, 0);
 	tg_tensor *share = max_share(x, (int)tg_node_attr(n, 0));
-	tg_node_grad(n, 0, tg_mul(share, unreduce(n, dout)));
+	TG_NODE_GRAD_INTO(n, 0, tg_mul(share, unreduce(n, dout)));
 }
 
 static const tg_op max_op = { .name = "max", .backward = max_backward };

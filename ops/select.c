@@ -99,9 +99,9 @@ static void where_backward(tg_node *n, tg_tensor *dout)
 	tg_tensor *mask = tg_node_input(n, 0);
 	tg_tensor *zero = tg_zeros(dout->ctx, dout->dtype, 0, NULL);
 	if (tg_node_needs_grad(n, 1))
-		tg_node_grad(n, 1, tg_where(mask, dout, zero));
+		TG_NODE_GRAD_INTO(n, 1, tg_where(mask, dout, zero));
 	if (tg_node_needs_grad(n, 2))
-		tg_node_grad(n, 2, tg_where(mask, zero, dout));
+		TG_NODE_GRAD_INTO(n, 2, tg_where(mask, zero, dout));
 }
 
 static const tg_op where_op = { .name = "where", .backward = where_backward };
@@ -195,7 +195,8 @@ static void clamp_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_tensor *x = tg_node_input(n, 0);
 	tg_tensor *zero = tg_zeros(dout->ctx, dout->dtype, 0, NULL);
-	tg_node_grad(n, 0, tg_where(inside(x, tg_node_attr(n, 0), tg_node_attr(n, 1)), dout, zero));
+	tg_tensor *in = inside(x, tg_node_attr(n, 0), tg_node_attr(n, 1));
+	TG_NODE_GRAD_INTO(n, 0, tg_where(in, dout, zero));
 }
 
 /* the bounds: "[-1, 1]", "[0, inf]" */

@@ -159,7 +159,7 @@ static void permute_backward(tg_node *n, tg_tensor *dout)
 	int inv[TG_MAX_DIMS];
 	for (int j = 0; j < dout->ndim; j++)
 		inv[perm[j]] = j;
-	tg_node_grad(n, 0, permute(dout, inv));
+	TG_NODE_GRAD_INTO(n, 0, permute(dout, inv));
 }
 
 static const tg_op permute_op = { .name = "permute", .backward = permute_backward };
@@ -294,14 +294,14 @@ static void slice_backward(tg_node *n, tg_tensor *dout)
 	const tg_tensor *x = tg_node_input(n, 0);
 	int axis = (int)tg_node_attr(n, 0);
 	int64_t start = (int64_t)tg_node_attr(n, 1), length = (int64_t)tg_node_attr(n, 2);
-	tg_node_grad(n, 0, pad(dout, axis, start, x->shape[axis] - start - length));
+	TG_NODE_GRAD_INTO(n, 0, pad(dout, axis, start, x->shape[axis] - start - length));
 }
 
 static void pad_backward(tg_node *n, tg_tensor *dout)
 {
 	const tg_tensor *x = tg_node_input(n, 0);
 	int axis = (int)tg_node_attr(n, 0);
-	tg_node_grad(n, 0, slice(dout, axis, (int64_t)tg_node_attr(n, 1), x->shape[axis]));
+	TG_NODE_GRAD_INTO(n, 0, slice(dout, axis, (int64_t)tg_node_attr(n, 1), x->shape[axis]));
 }
 
 static const tg_op slice_op = { .name = "slice", .backward = slice_backward };

@@ -228,7 +228,7 @@ TG_OP_REGISTER(softmax_grad_op);
 
 static void softmax_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_node_grad(n, 0, softmax_grad(dout, tg_node_output(n)));
+	TG_NODE_GRAD_INTO(n, 0, softmax_grad(dout, tg_node_output(n)));
 }
 
 static const tg_op softmax_op = { .name = "softmax", .backward = softmax_backward };
@@ -245,7 +245,7 @@ tg_tensor *tg_softmax(tg_tensor *x)
 
 static void log_softmax_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_node_grad(n, 0, log_softmax_grad(dout, tg_node_output(n)));
+	TG_NODE_GRAD_INTO(n, 0, log_softmax_grad(dout, tg_node_output(n)));
 }
 
 /* log_softmax_grad (g, y) = g - e^y sum(g), one op as softmax_grad is (it
@@ -325,7 +325,7 @@ static tg_tensor *ce_backward(tg_tensor *dout, tg_tensor *logits, const int64_t 
 
 static void cross_entropy_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_node_grad(n, 0, ce_backward(dout, tg_node_input(n, 0), n->aux));
+	TG_NODE_GRAD_INTO(n, 0, ce_backward(dout, tg_node_input(n, 0), n->aux));
 }
 
 /* the labels kept with the node: "labels [2, 0]"; the logits are input nin - 1 */
