@@ -405,7 +405,7 @@ static void concat_backward(tg_node *n, tg_tensor *dout)
 	for (int i = 0; i < n->nin; i++) {
 		const int64_t len = n->in[i]->shape[axis];
 		if (tg_node_needs_grad(n, i))
-			tg_node_grad(n, i, slice(dout, axis, at, len));
+			TG_NODE_GRAD_INTO(n, i, slice(dout, axis, at, len));
 		at += len;
 	}
 }
@@ -416,7 +416,7 @@ static void stack_backward(tg_node *n, tg_tensor *dout)
 	for (int i = 0; i < n->nin; i++)
 		if (tg_node_needs_grad(n, i)) {
 			const tg_tensor *x = n->in[i];
-			tg_node_grad(n, i, tg_reshape(slice(dout, axis, i, 1), x->ndim, x->shape));
+			TG_NODE_GRAD_INTO(n, i, tg_reshape(slice(dout, axis, i, 1), x->ndim, x->shape));
 		}
 }
 

@@ -898,9 +898,10 @@ static void embedding_gradient_in_the_tables_own_buffer_starts_clean(void **stat
  * weighting w, each ending in a rule that makes its input's gradient in the
  * leaf's buffer: directly (mul, sub's negation, mul_scalar, the unary
  * rules, sum's and sum_to's expand, softmax's, cross-entropy's and the
- * norms' fused gradients, the shape ops, where, clamp, max and min, div),
- * after an intermediate of the leaf's shape took the buffer (sqrt, cos),
- * the leaf on both sides (z z) and a broadcast weighting. */
+ * norms' fused gradients, the shape ops, concat and stack, where, clamp,
+ * max and min, div), after an intermediate of the leaf's shape took the
+ * buffer (sqrt, cos), the leaf on both sides (z z) and a broadcast
+ * weighting. */
 /* a (40) label per row of w, and ones and zeros of its width, in its context */
 static tg_tensor *labels_of(const tg_tensor *w)
 {
@@ -944,6 +945,10 @@ LEAF_EXPR(le_permute_slice, tg_add(tg_sum(tg_mul(tg_permute(z, (int[]){ 1, 0 }),
 LEAF_EXPR(le_transpose_reshape, tg_add(tg_sum(tg_mul(tg_transpose(z), tg_transpose(w))),
 				       tg_sum(tg_mul(tg_reshape(p, 2, (int64_t[]){ 30, 40 }),
 						     tg_reshape(w, 2, (int64_t[]){ 30, 40 })))))
+LEAF_EXPR(le_concat_stack, tg_add(tg_sum(tg_mul(tg_concat(tg_ctx_of(w), 2, (tg_tensor *[]){ z, w }, 1),
+						  tg_concat(tg_ctx_of(w), 2, (tg_tensor *[]){ w, w }, 1))),
+				  tg_sum(tg_mul(tg_stack(tg_ctx_of(w), 2, (tg_tensor *[]){ w, p }, 0),
+						tg_stack(tg_ctx_of(w), 2, (tg_tensor *[]){ w, w }, 0)))))
 LEAF_EXPR(le_pad, tg_sum(tg_mul(tg_slice(tg_pad_axis(z, 0, 2, 3), 0, 1, 40), w)))
 LEAF_EXPR(le_where_clamp, tg_add(tg_sum(tg_mul(tg_where(tg_relu(w), z, tg_mul_scalar(w, 2)), w)),
 				 tg_sum(tg_mul(tg_clamp(p, 1, 2), w))))
@@ -1022,6 +1027,7 @@ static void first_gradients_made_in_the_leafs_buffer_match_tg_grad_of(void **sta
 		{ le_softmaxes, "softmax, log_softmax" }, { le_ce_pick, "cross_entropy, pick" },
 		{ le_norms, "batch_norm, layer_norm" }, { le_permute_slice, "permute, slice" },
 		{ le_transpose_reshape, "transpose, reshape" }, { le_pad, "pad_axis" },
+		{ le_concat_stack, "concat, stack" },
 		{ le_where_clamp, "where, clamp" }, { le_max_div, "maximum, minimum, max_axis, div" },
 	};
 	for (size_t c = 0; c < LEN(cases); c++)
