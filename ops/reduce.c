@@ -101,9 +101,13 @@ typedef struct view {
 	}
 
 /* M (outer, n, inner) = 1/c at each of the c elements of a slice that tie
- * its max, 0 elsewhere. y and c hold inner values. */
+ * its max, 0 elsewhere; times the slice's dout when D (outer, inner) is
+ * given, the product rounded once as share * dout rounds it (0 * dout
+ * included: a signed zero, or NaN for an infinite dout). y and c hold
+ * inner values. */
 #define MAX_SHARE_KERNEL(name, T, max_run)                                           \
-	TG_HOT_LOOP static void name(view v, const T *X, T *M, T *y, int64_t *c)     \
+	TG_HOT_LOOP static void name(view v, const T *X, const T *D, T *M, T *y,     \
+				     int64_t *c)                                     \
 	{                                                                            \
 		const int64_t in = v.inner;                                          \
 		if (in == 1) { /* runs: each row's max, then its ties */             \
@@ -113,8 +117,14 @@ typedef struct view {
 				for (int64_t k = 0; k < v.n; k++)                    \
 					ties += TIES(X[k], m);                       \
 				const T share = (T)(1.0 / (double)ties);             \
+				if (!D) {                                            \
+					for (int64_t k = 0; k < v.n; k++)            \
+						M[k] = TIES(X[k], m) ? share : 0;    \
+					continue;                                    \
+				}                                                    \
+				const T d = D[o];                                    \
 				for (int64_t k = 0; k < v.n; k++)                    \
-					M[k] = TIES(X[k], m) ? share : 0;            \
+					M[k] = (TIES(X[k], m) ? share : 0) * d;      \
 			}                                                            \
 			return;                                                      \
 		}                                                                    \
@@ -130,11 +140,14 @@ typedef struct view {
 			for (int64_t k = 0; k < v.n; k++)                            \
 				for (int64_t i = 0; i < in; i++)                     \
 					c[i] += TIES(X[k * in + i], y[i]);           \
+			const T *d = D ? D + o * in : NULL;                          \
 			for (int64_t k = 0; k < v.n; k++)                            \
-				for (int64_t i = 0; i < in; i++)                     \
-					M[k * in + i] = TIES(X[k * in + i], y[i])    \
-							? (T)(1.0 / (double)c[i])    \
-							: 0;                         \
+				for (int64_t i = 0; i < in; i++) {                   \
+					T s = TIES(X[k * in + i], y[i])              \
+						      ? (T)(1.0 / (double)c[i])      \
+						      : 0;                           \
+					M[k * in + i] = d ? s * d[i] : s;            \
+				}                                                    \
 		}                                                                    \
 	}
 
@@ -400,8 +413,10 @@ tg_tensor *tg_mean_axis(tg_tensor *x, int axis, bool keepdim)
  * among them (c ties get dout / c each), as tg_maximum splits a tie; a
  * slice holding a NaN has max NaN, and its NaNs share the gradient. */
 
-/* The constant shares of x for axis (-1: all elements): no history. */
-static tg_tensor *max_share(tg_tensor *x, int axis)
+/* The constant shares of x for axis (-1: all elements), or, with dout,
+ * the shares times dout: x's gradient in one pass instead of a shares
+ * tensor and a product. No history. */
+static tg_tensor *max_share(tg_tensor *x, int axis, const tg_tensor *dout)
 {
 	tg_tensor *m = tg_tensor_like(x, "max (backward)");
 	if (!m)
@@ -412,18 +427,27 @@ static tg_tensor *max_share(tg_tensor *x, int axis)
 	int64_t *c = tg_arena_alloc(x->ctx, (size_t)v.inner * sizeof(int64_t));
 	if (!y || !c)
 		return NULL;
+	const void *D = dout ? dout->data : NULL;
 	if (x->dtype == TG_F64)
-		max_share_f64(v, x->data, m->data, y, c);
+		max_share_f64(v, x->data, D, m->data, y, c);
 	else
-		max_share_f32(v, x->data, m->data, y, c);
+		max_share_f32(v, x->data, D, m->data, y, c);
 	return m;
 }
 
+/* A plain backward routes dout in the shares' pass; a recorded one
+ * (TG_CREATE_GRAPH) multiplies, so that dout's part carries history. Both
+ * give the same bits. */
 static void max_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_tensor *x = tg_node_input(n, 0);
-	tg_tensor *share = max_share(x, (int)tg_node_attr(n, 0));
-	TG_NODE_GRAD_INTO(n, 0, tg_mul(share, unreduce(n, dout)));
+	int axis = (int)tg_node_attr(n, 0);
+	if (!x->ctx->grad_enabled) {
+		TG_NODE_GRAD_INTO(n, 0, max_share(x, axis, dout));
+		return;
+	}
+	tg_tensor *share = max_share(x, axis, NULL);
+	tg_node_grad(n, 0, tg_mul(share, unreduce(n, dout)));
 }
 
 static const tg_op max_op = { .name = "max", .backward = max_backward };

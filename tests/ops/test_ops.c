@@ -470,6 +470,53 @@ static void max_splits_the_gradient_evenly_between_tied_maxima(void **state)
 	assert_ctx_ok(ctx);
 }
 
+/* A plain backward routes max's dout in the shares' own pass; a recorded
+ * one multiplies a shares tensor by dout. Their gradients have the same
+ * bits: ties of three, a NaN slice, zeros of both signs, and upstream
+ * gradients negative, zero, infinite and NaN, for max and for max_axis
+ * along the last axis (runs), a leading one and a middle one (strided),
+ * f32 and f64. */
+static void max_gradient_in_one_pass_has_the_bits_of_share_times_dout(void **state)
+{
+	tg_ctx *ctx = *state;
+	static const double xv[4 * 6] = { 1,  3, 3, 3,	 -2, 0, NAN, 5,	   2, NAN, 1, 0,
+					  -0.0, 0, -1, -0.0, 0, 0, 7,	 7, 7, 7,   7, 7 };
+	static const double dv[8] = { -2.5, 0, INFINITY, NAN, 3, -0.0, 1.5, -4 };
+	for (int dt = TG_F32; dt <= TG_F64; dt++)
+		for (int form = 0; form < 4; form++) {
+			void *got = NULL;
+			for (int recorded = 0; recorded < 2; recorded++) {
+				tg_tensor *x = form == 3 ? tg_param(tg_from_f64(ctx, dt, SHAPE(2, 3, 4), xv))
+							 : tg_param(tg_from_f64(ctx, dt, SHAPE(4, 6), xv));
+				/* form 0: max_axis(x, 1) (4) weighted by dv[0..4); 1:
+				 * max_axis(x, 0) (6) by dv[0..6); 2: max(x) by dv[2]
+				 * (inf); 3: the middle axis of (2,3,4), (2,4) by dv */
+				tg_tensor *m = form == 0   ? tg_max_axis(x, 1, false)
+					       : form == 1 ? tg_max_axis(x, 0, true)
+					       : form == 2 ? tg_max(x)
+							   : tg_max_axis(x, 1, false);
+				int64_t k = tg_numel(m);
+				tg_tensor *w = tg_from_f64(ctx, dt, 1, &k, form == 2 ? dv + 2 : dv);
+				tg_tensor *y = tg_sum(tg_mul(tg_reshape(m, 1, &k), w));
+				assert_int_equal(tg_backward_ex(y, NULL, recorded ? TG_CREATE_GRAPH : 0),
+						 0);
+				size_t bytes = 24 * (size_t)(dt == TG_F64 ? 8 : 4);
+				if (!recorded) {
+					got = malloc(bytes);
+					assert_non_null(got);
+					memcpy(got, tg_data(tg_grad(x)), bytes);
+				} else if (memcmp(got, tg_data(tg_grad(x)), bytes)) {
+					fail_msg("max form %d, %s: the one-pass gradient differs from "
+						 "share * dout",
+						 form, tg_dtype_name((tg_dtype)dt));
+				}
+				tg_reset(ctx);
+			}
+			free(got);
+		}
+	assert_ctx_ok(ctx);
+}
+
 static void max_of_a_slice_with_nan_is_nan_and_routes_to_the_nans(void **state)
 {
 	tg_ctx *ctx = *state;
@@ -1589,6 +1636,7 @@ int main(void)
 		T(max_axis_of_a_vector_drops_to_a_scalar),
 		T(reductions_reject_an_axis_out_of_range),
 		T(max_splits_the_gradient_evenly_between_tied_maxima),
+	T(max_gradient_in_one_pass_has_the_bits_of_share_times_dout),
 		T(max_of_a_slice_with_nan_is_nan_and_routes_to_the_nans),
 		T(reductions_of_8d_tensors_match_loops_over_every_axis),
 		T(sum_to_and_expand_of_8d_tensors_match_loops),
