@@ -309,7 +309,7 @@ static void report(void)
 	       "ctx_allocs_total=%llu wrap_allocs_total=%llu arena_high_water=%zu loss=%.6g "
 	       "blas_threads=%d tg_threads=%d openblas_corename=%s openblas_parallel=%d "
 	       "env_OPENBLAS_NUM_THREADS=%s env_OMP_NUM_THREADS=%s env_OPENBLAS_CORETYPE=%s "
-	       "gemm_sec_per_iter=%.9g gemm_calls_per_iter=%.6g gemm_share=%.4f error=%s\n",
+	       "env_OPENBLAS_THREAD_TIMEOUT=%s gemm_sec_per_iter=%.9g gemm_calls_per_iter=%.6g gemm_share=%.4f error=%s\n",
 	       R.workload, R.dtype, R.threads, R.iters, R.wall, R.cpu,
 	       R.iters ? R.wall / (double)R.iters : NAN, R.rss_start_kb, R.loop_peak_kb,
 	       R.peak_reset, maxrss_kb(), (double)(R.ctx1 - R.ctx0) * per,
@@ -318,6 +318,7 @@ static void report(void)
 	       wrapped_allocs(), R.arena_hw, R.loss, openblas_get_num_threads(), R.threads,
 	       corename, openblas_get_parallel(), env_or("OPENBLAS_NUM_THREADS"),
 	       env_or("OMP_NUM_THREADS"), env_or("OPENBLAS_CORETYPE"),
+	       env_or("OPENBLAS_THREAD_TIMEOUT"),
 	       R.iters ? (R.gemm1 - R.gemm0) / (double)R.iters : NAN,
 	       R.iters ? (double)(R.gcalls1 - R.gcalls0) / (double)R.iters : NAN,
 	       R.wall > 0 ? (R.gemm1 - R.gemm0) / R.wall : NAN, R.error ? "yes" : "none");

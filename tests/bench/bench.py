@@ -576,8 +576,9 @@ def main():
     md.append("### Thread settings as each process saw them")
     md.append("")
     md.append("| workload | side | OPENBLAS_CORETYPE | OpenBLAS core | OpenBLAS threads | "
-              "OPENBLAS_NUM_THREADS | OMP_NUM_THREADS | torch threads (intra, interop) |")
-    md.append("|---|---|---|---|---|---|---|---|")
+              "OPENBLAS_NUM_THREADS | OMP_NUM_THREADS | OPENBLAS_THREAD_TIMEOUT | "
+              "torch threads (intra, interop) |")
+    md.append("|---|---|---|---|---|---|---|---|---|")
     for key, desc, w, fw, threads, size in WORKLOADS:
         if key not in results:
             continue
@@ -590,7 +591,8 @@ def main():
             md.append(f"| {key} | {side} | {st.first('env_OPENBLAS_CORETYPE')} | "
                       f"{st.first('openblas_corename')} | {st.first('blas_threads')} | "
                       f"{st.first('env_OPENBLAS_NUM_THREADS')} | "
-                      f"{st.first('env_OMP_NUM_THREADS')} | {tt} |")
+                      f"{st.first('env_OMP_NUM_THREADS')} | "
+                      f"{st.first('env_OPENBLAS_THREAD_TIMEOUT')} | {tt} |")
     md.append("")
     md.append("Final training loss (mean of the last 50 iterations; W4: dz per repetition "
               "= 5 and the last sigmoid output) as a check that both sides do the same "

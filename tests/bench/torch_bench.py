@@ -403,7 +403,8 @@ def main():
                  torch_threads=torch.get_num_threads(),
                  torch_interop_threads=torch.get_num_interop_threads(),
                  torch_version=torch.__version__, error="none")
-    for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_CORETYPE"):
+    for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_CORETYPE",
+              "OPENBLAS_THREAD_TIMEOUT"):
         run.r["env_" + k] = os.environ.get(k) or "unset"
     print("RESULT " + " ".join(f"{k}={v}" for k, v in run.r.items()), flush=True)
 
