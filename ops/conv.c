@@ -960,12 +960,87 @@ static bool two_by_two(const geom *g)
 	return g->KH == 2 && g->KW == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/* Eight float 2x2 windows at once: the even and odd elements of 16 */
+#define EVEN_PS(x0, x1)                                                                    \
+	_mm256_castpd_ps(_mm256_permute4x64_pd(                                            \
+	    _mm256_castps_pd(_mm256_shuffle_ps(x0, x1, _MM_SHUFFLE(2, 0, 2, 0))), 0xd8))
+#define ODD_PS(x0, x1)                                                                     \
+	_mm256_castpd_ps(_mm256_permute4x64_pd(                                            \
+	    _mm256_castps_pd(_mm256_shuffle_ps(x0, x1, _MM_SHUFFLE(3, 1, 3, 1))), 0xd8))
+
+/* The 2x2 loop below for one output row of floats, eight windows at a time
+ * in AVX2 registers: the same compares with >, the same choices and
+ * indices. The windows done (a multiple of 8, the rest left to the loop);
+ * *nan set when any of their cells is NaN. */
+__attribute__((target("avx2"))) static int64_t pool2_row_f32_avx2(const float *r0,
+								 const float *r1, float *out,
+								 int64_t *idx, int64_t base,
+								 int64_t W, int64_t OW, bool *nan)
+{
+	const __m256i one = _mm256_set1_epi32(1), two_k = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+	const __m256i below = _mm256_set1_epi32((int)W); /* r1's cells: + W */
+	__m256 bad = _mm256_setzero_ps();
+	int64_t ow = 0;
+	for (; ow + 8 <= OW; ow += 8) {
+		const float *p0 = r0 + 2 * ow, *p1 = r1 + 2 * ow;
+		__m256 x0 = _mm256_loadu_ps(p0), x1 = _mm256_loadu_ps(p0 + 8);
+		__m256 y0 = _mm256_loadu_ps(p1), y1 = _mm256_loadu_ps(p1 + 8);
+		__m256 a = EVEN_PS(x0, x1), b = ODD_PS(x0, x1);
+		__m256 c = EVEN_PS(y0, y1), d = ODD_PS(y0, y1);
+		bad = _mm256_or_ps(bad, _mm256_or_ps(_mm256_cmp_ps(a, b, _CMP_UNORD_Q),
+						     _mm256_cmp_ps(c, d, _CMP_UNORD_Q)));
+		__m256 gab = _mm256_cmp_ps(b, a, _CMP_GT_OQ), gcd = _mm256_cmp_ps(d, c, _CMP_GT_OQ);
+		__m256 ab = _mm256_blendv_ps(a, b, gab), cd = _mm256_blendv_ps(c, d, gcd);
+		__m256 sel = _mm256_cmp_ps(cd, ab, _CMP_GT_OQ);
+		_mm256_storeu_ps(out + ow, _mm256_blendv_ps(ab, cd, sel));
+		__m256i kab = _mm256_and_si256(_mm256_castps_si256(gab), one);
+		__m256i kcd = _mm256_add_epi32(below, _mm256_and_si256(_mm256_castps_si256(gcd), one));
+		__m256i off = _mm256_add_epi32(
+		    _mm256_blendv_epi8(kab, kcd, _mm256_castps_si256(sel)), two_k);
+		__m256i at = _mm256_set1_epi64x(base + 2 * ow);
+		_mm256_storeu_si256((__m256i *)(void *)(idx + ow),
+				    _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(off)), at));
+		_mm256_storeu_si256((__m256i *)(void *)(idx + ow + 4),
+				    _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(off, 1)), at));
+	}
+	*nan = _mm256_movemask_ps(bad) != 0;
+	return ow;
+}
+
+static int64_t pool2_row_f32(const float *r0, const float *r1, float *out, int64_t *idx,
+			     int64_t base, int64_t W, int64_t OW, bool *nan)
+{
+	if (W >= INT_MAX / 2 || !__builtin_cpu_supports("avx2"))
+		return 0;
+	return pool2_row_f32_avx2(r0, r1, out, idx, base, W, OW, nan);
+}
+#else
+static int64_t pool2_row_f32(const float *r0, const float *r1, float *out, int64_t *idx,
+			     int64_t base, int64_t W, int64_t OW, bool *nan)
+{
+	(void)r0, (void)r1, (void)out, (void)idx, (void)base, (void)W, (void)OW, (void)nan;
+	return 0;
+}
+#endif
+
+/* doubles: the loop alone */
+static int64_t pool2_row_f64(const double *r0, const double *r1, double *out, int64_t *idx,
+			     int64_t base, int64_t W, int64_t OW, bool *nan)
+{
+	(void)r0, (void)r1, (void)out, (void)idx, (void)base, (void)W, (void)OW, (void)nan;
+	return 0;
+}
+
 /* For the planes [p0, p1) of x (N*C planes HxW): idx = the flat index into
  * x of the first maximum of each window in row-major order and out = x
  * there; padding never wins. 2x2 at stride 2 has a loop of its own that
- * the compiler keeps free of branches, comparing with > only; an output
- * row whose windows hold a NaN is done again by the general loop. */
-#define MAXPOOL_KERNEL(name, T)                                                            \
+ * the compiler keeps free of branches, comparing with > only (floats take
+ * eight windows at a time first, pool2_row_f32); an output row whose
+ * windows hold a NaN is done again by the general loop. */
+#define MAXPOOL_KERNEL(name, T, row_fast)                                                  \
 	static void name(const geom *g, const T *x, T *out, int64_t *idx, int64_t p0,      \
 			 int64_t p1)                                                       \
 	{                                                                                  \
@@ -981,7 +1056,8 @@ static bool two_by_two(const geom *g)
 				if (two) {                                                 \
 					const T *r0 = x + base, *r1 = r0 + W;              \
 					bool nan = false;                                  \
-					for (int64_t ow = 0; ow < OW; ow++) {              \
+					int64_t ow = row_fast(r0, r1, out, idx, base, W, OW, &nan); \
+					for (; ow < OW; ow++) {                            \
 						int64_t i = 2 * ow;                        \
 						T a = r0[i], b = r0[i + 1];                \
 						T c = r1[i], d = r1[i + 1];                \
@@ -1017,8 +1093,8 @@ static bool two_by_two(const geom *g)
 			}                                                                  \
 	}
 
-MAXPOOL_KERNEL(maxpool_f64, double)
-MAXPOOL_KERNEL(maxpool_f32, float)
+MAXPOOL_KERNEL(maxpool_f64, double, pool2_row_f64)
+MAXPOOL_KERNEL(maxpool_f32, float, pool2_row_f32)
 
 typedef struct pool_job {
 	const pool_aux *a;

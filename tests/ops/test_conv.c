@@ -476,6 +476,46 @@ static void max_pool_routes_to_the_first_nan(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* 2x2 stride-2 pools of floats take eight windows at a time in AVX2
+ * registers: over rows of 20 windows (two blocks and a tail) with ties in
+ * every position, zeros of both signs and a NaN inside a block, the
+ * values, the signs of zeros and where dout goes match the doubles' pool,
+ * which runs the one-window loop alone. */
+static void max_pool_2x2_of_floats_in_blocks_matches_the_doubles(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	enum { H = 4, W = 41, N = 2 * H * W, ON = 2 * 2 * 20 };
+	double x[N], d[ON];
+	for (int i = 0; i < N; i++) /* small integers: many ties */
+		x[i] = (double)((i * 7 + i / 5) % 4) - 1;
+	for (int i = 0; i < N; i += 9)
+		x[i] = (i / 9) % 2 ? -0.0 : 0.0;
+	x[W + 17] = NAN;           /* plane 0, output row 0, inside the first block */
+	x[H * W + 2 * W + 3] = NAN; /* plane 1, output row 1 */
+	for (int i = 0; i < ON; i++)
+		d[i] = i + 1;
+	tg_tensor *g[2], *y[2];
+	for (int k = 0; k < 2; k++) {
+		tg_dtype dt = k ? TG_F32 : TG_F64;
+		tg_tensor *tx = tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(1, 2, H, W), x), true);
+		y[k] = tg_max_pool2d(tx, 2, 2, 0);
+		tg_tensor *td = tg_from_f64(ctx, dt, SHAPE(1, 2, 2, 20), d);
+		assert_int_equal(tg_backward_ex(y[k], td, 0), 0);
+		assert_ctx_ok(ctx);
+		g[k] = tg_grad(tx);
+	}
+	for (size_t i = 0; i < ON; i++) {
+		double a = tg_get(y[0], i), b = tg_get(y[1], i);
+		if (!(a == b || (isnan(a) && isnan(b))) || signbit(a) != signbit(b))
+			fail_msg("output %zu: float %g, double %g", i, b, a);
+	}
+	for (size_t i = 0; i < N; i++)
+		if (tg_get(g[0], i) != tg_get(g[1], i))
+			fail_msg("dx[%zu]: float %g, double %g", i, tg_get(g[1], i), tg_get(g[0], i));
+	tg_ctx_free(ctx);
+}
+
 /* Tied maxima: the first in row-major window order takes all of dout, as
  * in PyTorch; overlapping windows each route to their own first maximum. */
 static void max_pool_gives_a_tie_to_the_first_maximum_in_row_major_order(void **state)
@@ -638,6 +678,7 @@ int main(void)
 		cmocka_unit_test(pools_match_the_naive_loops),
 		cmocka_unit_test(max_pool_on_two_threads_matches_the_naive_loops),
 		cmocka_unit_test(max_pool_routes_to_the_first_nan),
+		cmocka_unit_test(max_pool_2x2_of_floats_in_blocks_matches_the_doubles),
 		cmocka_unit_test(max_pool_gives_a_tie_to_the_first_maximum_in_row_major_order),
 		cmocka_unit_test(pool_padding_is_never_a_max_and_counts_in_the_mean),
 		cmocka_unit_test(conv2d_rejects_each_misuse_with_the_shapes),
