@@ -94,7 +94,7 @@ static void rows_seek(int naxes, const int64_t *dim, int64_t r, int64_t *idx, co
  * that vectorise like the flat one, chosen once for all rows: (N,D) op (D),
  * every bias add and batch-norm op, takes the first. */
 #define BINARY_LOOPS(k, f, T, sfx)                                                      \
-	static void k##_##sfx(const tg_bcast *bc, const T *restrict A,                  \
+	TG_HOT_LOOP static void k##_##sfx(const tg_bcast *bc, const T *restrict A,      \
 			      const T *restrict B, T *restrict Y, size_t lo, size_t hi, \
 			      bool flat)                                                \
 	{                                                                               \
@@ -330,16 +330,16 @@ tg_tensor *tg_minimum(tg_tensor *a, tg_tensor *b) { return minimum_forward(&mini
 
 /* One kernel per op and dtype; f is an expression of x and the constant s. */
 #define SCALAR_KERNEL(k, f)                                                             \
-	static void k##_f64(const double *restrict X, double *restrict Y, size_t n,     \
-			    double s)                                                   \
+	TG_HOT_LOOP static void k##_f64(const double *restrict X, double *restrict Y,   \
+					size_t n, double s)                             \
 	{                                                                               \
 		for (size_t i = 0; i < n; i++) {                                        \
 			double x = X[i];                                                \
 			Y[i] = (f);                                                     \
 		}                                                                       \
 	}                                                                               \
-	static void k##_f32(const float *restrict X, float *restrict Y, size_t n,       \
-			    float s)                                                    \
+	TG_HOT_LOOP static void k##_f32(const float *restrict X, float *restrict Y,     \
+					size_t n, float s)                              \
 	{                                                                               \
 		for (size_t i = 0; i < n; i++) {                                        \
 			float x = X[i];                                                 \

@@ -28,10 +28,11 @@ typedef void (*kernel_f64)(const double *X, double *Y, size_t n, const double *p
 typedef void (*kernel_f32)(const float *X, float *Y, size_t n, const double *p);
 
 /* One loop per dtype computing Y = f(X); f is an expression of x and of the
- * op's attributes a, b, c (p[0..2], converted to the dtype). attr is empty,
- * or TG_HOT_LOOP for the kernels that training spends its time in. k_min is
- * the size from which the loop is split across the context's threads. */
-#define UNARY_KERNEL(k, f) UNARY_KERNEL_ATTR(, k, f)
+ * op's attributes a, b, c (p[0..2], converted to the dtype), compiled with
+ * an AVX2 copy (TG_HOT_LOOP: a third faster than SSE2 on tensors that fit
+ * in the caches, the same bits). k_min is the size from which the loop is
+ * split across the context's threads. */
+#define UNARY_KERNEL(k, f) UNARY_KERNEL_ATTR(TG_HOT_LOOP, k, f)
 #define UNARY_KERNEL_ATTR(attr, k, f)                                                   \
 	enum { k##_min = TG_PAR_MIN };                                                  \
 	attr static void k##_f64(const double *X, double *Y, size_t n, const double *p) \
@@ -129,7 +130,7 @@ enum { CHUNK = 256 };
 	CHUNKED_KERNEL_T(k##_f64, double, f64, pre, CALLS, post)                          \
 	CHUNKED_KERNEL_T(k##_f32, float, f32, pre, CALLS, post)
 #define CHUNKED_KERNEL_T(name, T, S, pre, CALLS, post)                                    \
-	static void name(const T *X, T *Y, size_t n, const double *p)                     \
+	TG_HOT_LOOP static void name(const T *X, T *Y, size_t n, const double *p)                     \
 	{                                                                                 \
 		typedef T real; /* the dtype, for casts in pre and post */                \
 		const real a = (real)p[0];                                                \
@@ -317,6 +318,7 @@ tg_tensor *tg_sigmoid(tg_tensor *x)
 
 static const tg_op sigmoid_backward_op;
 
+TG_HOT_LOOP
 static void sigmoid_backward_f64(const double *D, const double *Y, double *O, size_t n, double a)
 {
 	(void)a;
@@ -324,6 +326,7 @@ static void sigmoid_backward_f64(const double *D, const double *Y, double *O, si
 		O[i] = D[i] * Y[i] * (1 - Y[i]);
 }
 
+TG_HOT_LOOP
 static void sigmoid_backward_f32(const float *D, const float *Y, float *O, size_t n, double a)
 {
 	(void)a;
@@ -417,7 +420,7 @@ TG_OP_REGISTER(tanh_backward_op);
 
 /* ---- relu: y = max(x, 0); dx = relu_backward(dout, x) = dout [x > 0], relu'(0) = 0 --- */
 
-UNARY_KERNEL_ATTR(TG_HOT_LOOP, relu, x < 0 ? 0 : x) /* NaN stays NaN */
+UNARY_KERNEL(relu, x < 0 ? 0 : x) /* NaN stays NaN */
 
 static void relu_backward(tg_node *n, tg_tensor *dout)
 {
@@ -578,7 +581,7 @@ static const tg_op elu_backward_op;
 
 /* O = D m(X), in chunks: O holds e^min(x, 0) between the passes */
 #define ELU_BACKWARD_KERNEL(name, T, S)                                               \
-	static void name(const T *D, const T *X, T *O, size_t n, double alpha)        \
+	TG_HOT_LOOP static void name(const T *D, const T *X, T *O, size_t n, double alpha)        \
 	{                                                                             \
 		const T a = (T)alpha;                                                 \
 		for (size_t i0 = 0; i0 < n; i0 += CHUNK) {                            \
@@ -744,6 +747,7 @@ static const tg_op gelu_op = { .name = "gelu", .backward = gelu_backward };
 TG_OP_REGISTER(gelu_op);
 
 /* y = x Phi, Phi given: the fused kernels' shape with D = x, X = Phi. */
+TG_HOT_LOOP
 static void times_phi_f64(const double *D, const double *X, double *O, size_t n, double a)
 {
 	(void)a;
@@ -751,6 +755,7 @@ static void times_phi_f64(const double *D, const double *X, double *O, size_t n,
 		O[i] = D[i] * X[i];
 }
 
+TG_HOT_LOOP
 static void times_phi_f32(const float *D, const float *X, float *O, size_t n, double a)
 {
 	(void)a;
@@ -789,7 +794,7 @@ static const tg_op gelu_backward_op;
  * forward pass's, when it is not NULL) and phi(x) = e^(-x^2 / 2) / sqrt(2 pi),
  * in chunks: c holds Phi, O the e. */
 #define GELU_BACKWARD_KERNEL(name, T, S)                                              \
-	static void name(const T *D, const T *X, const T *P, T *O, size_t n)          \
+	TG_HOT_LOOP static void name(const T *D, const T *X, const T *P, T *O, size_t n)          \
 	{                                                                             \
 		T c[CHUNK];                                                           \
 		for (size_t i0 = 0; i0 < n; i0 += CHUNK) {                            \
