@@ -18,21 +18,30 @@
 /* ---- the shared kernel and public-function shape ------------------------------------ */
 
 /* The sum over i of f(a, b) with a = A[i], b = B[i] in double and the op's
- * attribute p; one function per dtype. */
+ * attribute p; one function per dtype. The terms go into eight interleaved
+ * partial sums (term i into lane i % 8, tg_sum_lanes), not one chain of
+ * dependent additions: a regression's loss over a large output took an
+ * addition's latency per element. */
 typedef double (*loss_kernel)(const void *A, const void *B, size_t n, double p);
 
 #define LOSS_KERNEL(k, f) LOSS_KERNEL_T(k##_f64, double, f) LOSS_KERNEL_T(k##_f32, float, f)
 #define LOSS_KERNEL_T(name, T, f)                                                          \
-	static double name(const void *A_, const void *B_, size_t n, double p)             \
+	TG_HOT_LOOP static double name(const void *A_, const void *B_, size_t n, double p) \
 	{                                                                                  \
 		const T *A = A_, *B = B_;                                                  \
-		double s = 0;                                                              \
+		double l[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };                                  \
 		(void)p;                                                                   \
-		for (size_t i = 0; i < n; i++) {                                           \
+		size_t i = 0;                                                              \
+		for (; i + 8 <= n; i += 8)                                                 \
+			for (int k = 0; k < 8; k++) {                                      \
+				double a = A[i + k], b = B[i + k];                         \
+				l[k] += (f);                                               \
+			}                                                                  \
+		for (; i < n; i++) {                                                       \
 			double a = A[i], b = B[i];                                         \
-			s += (f);                                                          \
+			l[i % 8] += (f);                                                   \
 		}                                                                          \
-		return s;                                                                  \
+		return tg_sum_lanes(l);                                                    \
 	}
 
 /* Checks the two inputs in[0], in[1] (named names[0], names[1] in errors):
@@ -213,10 +222,10 @@ tg_tensor *tg_huber(tg_tensor *pred, tg_tensor *target, double delta)
 enum { CHUNK = 256 };
 
 #define BCE_KERNEL(name, T)                                                                \
-	static double name(const void *A_, const void *B_, size_t n, double p)             \
+	TG_HOT_LOOP static double name(const void *A_, const void *B_, size_t n, double p) \
 	{                                                                                  \
 		const T *A = A_, *B = B_;                                                  \
-		double s = 0, e[CHUNK];                                                    \
+		double l[8] = { 0, 0, 0, 0, 0, 0, 0, 0 }, e[CHUNK];                        \
 		(void)p;                                                                   \
 		for (size_t i0 = 0; i0 < n; i0 += CHUNK) {                                 \
 			size_t m = n - i0 < CHUNK ? n - i0 : CHUNK;                        \
@@ -224,12 +233,12 @@ enum { CHUNK = 256 };
 				e[i] = -fabs((double)A[i0 + i]);                           \
 			tg_vmath_exp_f64(e, e, m);                                         \
 			tg_vmath_log1p_f64(e, e, m);                                       \
-			for (size_t i = 0; i < m; i++) {                                   \
+			for (size_t i = 0; i < m; i++) { /* CHUNK % 8 == 0: lane (i0 + i) % 8 */ \
 				double a = A[i0 + i], b = B[i0 + i];                       \
-				s += (a > 0 ? a : 0) - a * b + e[i];                       \
+				l[i % 8] += (a > 0 ? a : 0) - a * b + e[i];                \
 			}                                                                  \
 		}                                                                          \
-		return s;                                                                  \
+		return tg_sum_lanes(l);                                                    \
 	}
 
 BCE_KERNEL(bce_f64, double)

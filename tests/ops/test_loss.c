@@ -204,6 +204,48 @@ static void losses_match_their_formulas_on_random_data_in_f64(void **state)
 	tg_ctx_free(rng);
 }
 
+/* Long inputs, whose terms the kernels add in eight interleaved partial
+ * sums: 1 003 of them (125 whole rounds of eight and a tail of three; bce
+ * in chunks of 256) against the same terms summed in long double, every
+ * loss, f64; the terms are computed here as the kernels compute them, so
+ * only the summation can differ. */
+static void long_losses_sum_their_terms_to_long_double_accuracy(void **state)
+{
+	(void)state;
+	enum { M = 1003 };
+	tg_ctx *ctx = tg_ctx_new(13);
+	double *a = malloc(M * sizeof *a), *b = malloc(M * sizeof *b);
+	assert_non_null(a);
+	assert_non_null(b);
+	static const loss_fn fns[4] = { mse, l1, huber, bce };
+	static const char *const names[4] = { "mse", "l1", "huber 1.5", "bce" };
+	for (int k = 0; k < 4; k++) {
+		for (int i = 0; i < M; i++) {
+			a[i] = (k == 3 ? 4 : 2) * tg_random_normal(ctx);
+			b[i] = k == 3 ? tg_random_uniform(ctx) : 2 * tg_random_normal(ctx);
+		}
+		long double want = 0;
+		for (int i = 0; i < M; i++) {
+			double d = a[i] - b[i], ad = fabs(d);
+			want += k == 0   ? d * d
+				: k == 1 ? ad
+				: k == 2 ? (ad <= 1.5 ? d * d / 2 : 1.5 * (ad - 0.75))
+					 : (a[i] > 0 ? a[i] : 0) - a[i] * b[i] + log1p(exp(-fabs(a[i])));
+		}
+		const int64_t shape[1] = { M };
+		tg_tensor *y = fns[k](tg_from_f64(ctx, TG_F64, 1, shape, a),
+				      tg_from_f64(ctx, TG_F64, 1, shape, b), 1.5);
+		assert_ctx_ok(ctx);
+		double got = tg_item(y), mean = (double)(want / M);
+		print_message("%s over %d: %.17g, long double %.17g\n", names[k], M, got, mean);
+		check(names[k], &got, &mean, 1, 4e-15);
+		tg_reset(ctx);
+	}
+	free(a);
+	free(b);
+	tg_ctx_free(ctx);
+}
+
 /* f32 against f64 on the same random values, every loss. */
 static void f32_losses_agree_with_f64(void **state)
 {
@@ -383,6 +425,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(regression_losses_give_hand_computed_values_and_gradients),
 		cmocka_unit_test(huber_is_continuous_at_delta),
+		cmocka_unit_test(long_losses_sum_their_terms_to_long_double_accuracy),
 		cmocka_unit_test(bce_gives_hand_computed_values_and_gradients),
 		cmocka_unit_test(losses_match_their_formulas_on_random_data_in_f64),
 		cmocka_unit_test(f32_losses_agree_with_f64),

@@ -957,8 +957,14 @@ static tg_tensor *labels_of(const tg_tensor *w)
 		l[i] = (int32_t)(i * 7 % 30);
 	return tg_labels(tg_ctx_of(w), 40, l);
 }
-static tg_tensor *ones_of(const tg_tensor *w) { return tg_ones(tg_ctx_of(w), tg_dtype_of(w), 1, (int64_t[]){ 30 }); }
-static tg_tensor *zeros_of(const tg_tensor *w) { return tg_zeros(tg_ctx_of(w), tg_dtype_of(w), 1, (int64_t[]){ 30 }); }
+static tg_tensor *ones_of(const tg_tensor *w)
+{
+	return tg_ones(tg_ctx_of(w), tg_dtype_of(w), 1, (int64_t[]){ 30 });
+}
+static tg_tensor *zeros_of(const tg_tensor *w)
+{
+	return tg_zeros(tg_ctx_of(w), tg_dtype_of(w), 1, (int64_t[]){ 30 });
+}
 
 typedef tg_tensor *(*leaf_expr)(tg_tensor *p, tg_tensor *z, tg_tensor *w);
 #define LEAF_EXPR(name, body)                                                          \
@@ -971,31 +977,38 @@ LEAF_EXPR(le_mul, tg_sum(tg_mul(tg_mul(p, z), w)))
 LEAF_EXPR(le_square, tg_sum(tg_mul(tg_mul(z, z), w)))
 LEAF_EXPR(le_sub, tg_sum(tg_mul(tg_sub(p, z), w)))
 LEAF_EXPR(le_scale, tg_add(tg_sum(tg_mul(tg_mul_scalar(z, -3.5), w)), tg_sum(tg_mul(p, w))))
-LEAF_EXPR(le_sums, tg_add(tg_sum(z), tg_sum(tg_mul(tg_mean_axis(p, 0, false), tg_sum_axis(w, 0, false)))))
-LEAF_EXPR(le_sum_to, tg_add(tg_sum(tg_mul(tg_sum_to(tg_mul(z, w), 2, (int64_t[]){ 1, 30 }), tg_sum_axis(p, 0, true))), tg_sum(p)))
+LEAF_EXPR(le_sums, tg_add(tg_sum(z),
+			  tg_sum(tg_mul(tg_mean_axis(p, 0, false), tg_sum_axis(w, 0, false)))))
+LEAF_EXPR(le_sum_to, tg_add(tg_sum(tg_mul(tg_sum_to(tg_mul(z, w), 2, (int64_t[]){ 1, 30 }),
+					    tg_sum_axis(p, 0, true))),
+			    tg_sum(p)))
 LEAF_EXPR(le_exp_log, tg_add(tg_sum(tg_mul(tg_exp(z), w)), tg_sum(tg_mul(tg_log(p), w))))
 LEAF_EXPR(le_sqrt_abs, tg_add(tg_sum(tg_mul(tg_sqrt(p), w)), tg_sum(tg_mul(tg_abs(z), w))))
 LEAF_EXPR(le_sig_tanh, tg_add(tg_sum(tg_mul(tg_sigmoid(z), w)), tg_sum(tg_mul(tg_tanh(p), w))))
 LEAF_EXPR(le_relus, tg_add(tg_sum(tg_mul(tg_relu(z), w)), tg_sum(tg_mul(tg_leaky_relu(p, 0.1), w))))
-LEAF_EXPR(le_elu_softplus, tg_add(tg_sum(tg_mul(tg_elu(z, 0.7), w)), tg_sum(tg_mul(tg_softplus(p), w))))
+LEAF_EXPR(le_elu_softplus,
+	  tg_add(tg_sum(tg_mul(tg_elu(z, 0.7), w)), tg_sum(tg_mul(tg_softplus(p), w))))
 LEAF_EXPR(le_log1p_expm1, tg_add(tg_sum(tg_mul(tg_log1p(p), w)), tg_sum(tg_mul(tg_expm1(z), w))))
 LEAF_EXPR(le_sin_cos, tg_add(tg_sum(tg_mul(tg_sin(z), w)), tg_sum(tg_mul(tg_cos(p), w))))
 LEAF_EXPR(le_erf_gelu, tg_add(tg_sum(tg_mul(tg_erf(z), w)), tg_sum(tg_mul(tg_gelu(p), w))))
 LEAF_EXPR(le_silu_neg, tg_add(tg_sum(tg_mul(tg_silu(z), w)), tg_sum(tg_mul(tg_neg(p), w))))
 LEAF_EXPR(le_bcast, tg_sum(tg_mul(tg_mul(z, tg_sum_axis(w, 0, false)), p)))
-LEAF_EXPR(le_softmaxes, tg_add(tg_sum(tg_mul(tg_softmax(z), w)), tg_sum(tg_mul(tg_log_softmax(p), w))))
+LEAF_EXPR(le_softmaxes,
+	  tg_add(tg_sum(tg_mul(tg_softmax(z), w)), tg_sum(tg_mul(tg_log_softmax(p), w))))
 LEAF_EXPR(le_ce_pick, tg_add(tg_cross_entropy(z, labels_of(w)), tg_sum(tg_pick(p, labels_of(w)))))
-LEAF_EXPR(le_norms, tg_add(tg_sum(tg_mul(tg_batch_norm(z, ones_of(w), zeros_of(w), 1e-5, NULL, NULL), w)),
-			   tg_sum(tg_mul(tg_layer_norm(p, ones_of(w), zeros_of(w), 1e-5), w))))
+LEAF_EXPR(le_norms,
+	  tg_add(tg_sum(tg_mul(tg_batch_norm(z, ones_of(w), zeros_of(w), 1e-5, NULL, NULL), w)),
+		 tg_sum(tg_mul(tg_layer_norm(p, ones_of(w), zeros_of(w), 1e-5), w))))
 LEAF_EXPR(le_permute_slice, tg_add(tg_sum(tg_mul(tg_permute(z, (int[]){ 1, 0 }), tg_transpose(w))),
 				   tg_sum(tg_mul(tg_slice(p, 1, 0, 30), w))))
 LEAF_EXPR(le_transpose_reshape, tg_add(tg_sum(tg_mul(tg_transpose(z), tg_transpose(w))),
 				       tg_sum(tg_mul(tg_reshape(p, 2, (int64_t[]){ 30, 40 }),
 						     tg_reshape(w, 2, (int64_t[]){ 30, 40 })))))
-LEAF_EXPR(le_concat_stack, tg_add(tg_sum(tg_mul(tg_concat(tg_ctx_of(w), 2, (tg_tensor *[]){ z, w }, 1),
-						  tg_concat(tg_ctx_of(w), 2, (tg_tensor *[]){ w, w }, 1))),
-				  tg_sum(tg_mul(tg_stack(tg_ctx_of(w), 2, (tg_tensor *[]){ w, p }, 0),
-						tg_stack(tg_ctx_of(w), 2, (tg_tensor *[]){ w, w }, 0)))))
+LEAF_EXPR(le_concat_stack,
+	  tg_add(tg_sum(tg_mul(tg_concat(tg_ctx_of(w), 2, (tg_tensor *[]){ z, w }, 1),
+			       tg_concat(tg_ctx_of(w), 2, (tg_tensor *[]){ w, w }, 1))),
+		 tg_sum(tg_mul(tg_stack(tg_ctx_of(w), 2, (tg_tensor *[]){ w, p }, 0),
+			       tg_stack(tg_ctx_of(w), 2, (tg_tensor *[]){ w, w }, 0)))))
 LEAF_EXPR(le_pad, tg_sum(tg_mul(tg_slice(tg_pad_axis(z, 0, 2, 3), 0, 1, 40), w)))
 LEAF_EXPR(le_where_clamp, tg_add(tg_sum(tg_mul(tg_where(tg_relu(w), z, tg_mul_scalar(w, 2)), w)),
 				 tg_sum(tg_mul(tg_clamp(p, 1, 2), w))))
