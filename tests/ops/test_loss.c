@@ -9,6 +9,7 @@
 #include "../engine/test_util.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 /* A loss with its one attribute (huber's delta; ignored by the others). */
 typedef tg_tensor *(*loss_fn)(tg_tensor *a, tg_tensor *b, double p);
@@ -246,6 +247,67 @@ static void long_losses_sum_their_terms_to_long_double_accuracy(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* A plain backward of mse, l1 and huber computes both gradients in one
+ * pass, split across the threads; a recorded one (TG_CREATE_GRAPH)
+ * composes ops. Their gradients have the same bits for pred and target, at
+ * 1 and 2 threads: 40 000 elements (pred's in its own buffer) with ties,
+ * |d| exactly delta, zeros of both signs, a NaN, an infinity and large
+ * values, an upstream gradient of 3.7, f32 and f64. */
+static void one_pass_loss_gradients_have_the_bits_of_the_composed_rules(void **state)
+{
+	(void)state;
+	enum { M = 40000 };
+	tg_ctx *ctx = tg_ctx_new(14);
+	double *a = malloc(M * sizeof *a), *b = malloc(M * sizeof *b);
+	assert_non_null(a);
+	assert_non_null(b);
+	for (int i = 0; i < M; i++) {
+		a[i] = 3 * tg_random_normal(ctx);
+		b[i] = i % 7 == 0 ? a[i] : 3 * tg_random_normal(ctx); /* ties */
+	}
+	a[1] = 2.5, b[1] = 1.0;    /* |d| = 1.5 = delta */
+	a[2] = -0.25, b[2] = 0.45; /* |d| = 0.7 = delta, in doubles */
+	a[3] = -0.0, b[3] = 0.0;
+	a[4] = NAN;
+	b[5] = INFINITY;
+	a[6] = 1e30, b[6] = -1e30;
+	static const loss_fn fns[4] = { mse, l1, huber, huber };
+	static const double deltas[4] = { 0, 0, 1.5, 0.7 };
+	const int64_t shape[1] = { M };
+	for (int k = 0; k < 4; k++)
+		for (int dti = 0; dti < 2; dti++) {
+			tg_dtype dt = dti ? TG_F32 : TG_F64;
+			size_t bytes = M * (size_t)(dt == TG_F64 ? 8 : 4);
+			void *got[2] = { NULL, NULL };
+			/* run 0: plain, 1 thread; 1: plain, 2 threads; 2: recorded */
+			for (int run = 0; run < 3; run++) {
+				tg_set_threads(ctx, run == 1 ? 2 : 1);
+				tg_tensor *p = tg_param(tg_from_f64(ctx, dt, 1, shape, a));
+				tg_tensor *t = tg_set_requires_grad(tg_from_f64(ctx, dt, 1, shape, b), true);
+				tg_tensor *y = tg_mul_scalar(fns[k](p, t, deltas[k]), 3.7);
+				assert_int_equal(tg_backward_ex(y, NULL, run == 2 ? TG_CREATE_GRAPH : 0), 0);
+				tg_tensor *g[2] = { tg_grad(p), tg_grad(t) };
+				for (int i = 0; i < 2; i++) {
+					if (!run) {
+						got[i] = malloc(bytes);
+						assert_non_null(got[i]);
+						memcpy(got[i], tg_data(g[i]), bytes);
+					} else if (memcmp(got[i], tg_data(g[i]), bytes)) {
+						fail_msg("loss %d, %s: the gradient of %s differs in run %d "
+							 "(1: 2 threads, 2: the composed rule)",
+							 k, dti ? "f32" : "f64", i ? "target" : "pred", run);
+					}
+				}
+				tg_reset(ctx);
+			}
+			free(got[0]);
+			free(got[1]);
+		}
+	free(a);
+	free(b);
+	tg_ctx_free(ctx);
+}
+
 /* f32 against f64 on the same random values, every loss. */
 static void f32_losses_agree_with_f64(void **state)
 {
@@ -426,6 +488,7 @@ int main(void)
 		cmocka_unit_test(regression_losses_give_hand_computed_values_and_gradients),
 		cmocka_unit_test(huber_is_continuous_at_delta),
 		cmocka_unit_test(long_losses_sum_their_terms_to_long_double_accuracy),
+		cmocka_unit_test(one_pass_loss_gradients_have_the_bits_of_the_composed_rules),
 		cmocka_unit_test(bce_gives_hand_computed_values_and_gradients),
 		cmocka_unit_test(losses_match_their_formulas_on_random_data_in_f64),
 		cmocka_unit_test(f32_losses_agree_with_f64),
