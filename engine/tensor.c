@@ -124,8 +124,6 @@ static TG_SLOW tg_tensor *make_slow(tg_ctx *ctx, tg_dtype dt, int ndim,
 	return data ? init(t, ctx, dt, ndim, shape, n, data) : NULL;
 }
 
-/* A step tensor of a valid shape with n elements; data of up to 16 bytes
- * lives in the header slot. */
 /* With TG_NODE_GRAD_INTO armed: the armed leaf gradient buffer's memory for
  * the first tensor of its dtype and shape (and then disarmed), the arena's
  * for any other. */
@@ -142,6 +140,8 @@ static TG_SLOW void *dest_or_arena(tg_ctx *ctx, tg_dtype dt, int ndim, const int
 	return d->data;
 }
 
+/* A step tensor of a valid shape with n elements; data of up to 16 bytes
+ * lives in the header slot. */
 static inline tg_tensor *make(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape,
 			      size_t n)
 {
@@ -149,9 +149,13 @@ static inline tg_tensor *make(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t 
 	tg_tensor *t = tg_arena_header_fast(ctx);
 	if (!t)
 		return make_slow(ctx, dt, ndim, shape, n, NULL);
-	void *data = bytes <= sizeof t->small ? t->small
-		     : __builtin_expect(ctx->grad_dest != NULL, 0) ? dest_or_arena(ctx, dt, ndim, shape, bytes)
-		     : tg_arena_alloc_fast(ctx, bytes);
+	void *data;
+	if (bytes <= sizeof t->small)
+		data = t->small;
+	else if (__builtin_expect(ctx->grad_dest != NULL, 0))
+		data = dest_or_arena(ctx, dt, ndim, shape, bytes);
+	else
+		data = tg_arena_alloc_fast(ctx, bytes);
 	if (!data)
 		return make_slow(ctx, dt, ndim, shape, n, t);
 	return init(t, ctx, dt, ndim, shape, n, data);

@@ -1018,21 +1018,11 @@ static int64_t pool2_row_f32(const float *r0, const float *r1, float *out, int64
 	return pool2_row_f32_avx2(r0, r1, out, idx, base, W, OW, nan);
 }
 #else
-static int64_t pool2_row_f32(const float *r0, const float *r1, float *out, int64_t *idx,
-			     int64_t base, int64_t W, int64_t OW, bool *nan)
-{
-	(void)r0, (void)r1, (void)out, (void)idx, (void)base, (void)W, (void)OW, (void)nan;
-	return 0;
-}
+#define pool2_row_f32(r0, r1, out, idx, base, W, OW, nan) ((int64_t)0)
 #endif
 
-/* doubles: the loop alone */
-static int64_t pool2_row_f64(const double *r0, const double *r1, double *out, int64_t *idx,
-			     int64_t base, int64_t W, int64_t OW, bool *nan)
-{
-	(void)r0, (void)r1, (void)out, (void)idx, (void)base, (void)W, (void)OW, (void)nan;
-	return 0;
-}
+/* doubles: the loop alone, from window 0 */
+#define pool2_row_f64(r0, r1, out, idx, base, W, OW, nan) ((int64_t)0)
 
 /* For the planes [p0, p1) of x (N*C planes HxW): idx = the flat index into
  * x of the first maximum of each window in row-major order and out = x

@@ -161,12 +161,11 @@ typedef enum { GRAD_MSE, GRAD_L1, GRAD_HUBER } grad_kind;
 			if (k == GRAD_MSE) {                                               \
 				local = d;                                                 \
 			} else if (k == GRAD_L1) {                                         \
-				local = (T)((double)(dd > 0) - (double)(dd < 0));          \
+				local = (T)mask_value(SIGN, dd, p);                        \
 			} else {                                                           \
-				const T m = fabs(dd) <= p ? 1 : 0;                         \
-				const T c = fabs(dd) <= p ? 0 : (T)copysign(p, dd);        \
+				const T m = (T)mask_value(INSIDE, dd, p);                  \
 				const T md = m * d;                                        \
-				local = md + c;                                            \
+				local = md + (T)mask_value(OUTSIDE, dd, p);                \
 			}                                                                  \
 			const T g = local * s;                                             \
 			G[i] = g;                                                          \
@@ -204,9 +203,10 @@ static tg_tensor *loss_grad(tg_node *n, tg_tensor *dout, grad_kind k, double c, 
 {
 	tg_tensor *a = tg_node_input(n, 0), *b = tg_node_input(n, 1);
 	static const char who[] = "a loss's backward";
+	const bool target = tg_node_needs_grad(n, 1);
 	tg_tensor *g = tg_tensor_like(a, who);
-	tg_tensor *ng = g && tg_node_needs_grad(n, 1) ? tg_tensor_like(b, who) : NULL;
-	if (!g || (tg_node_needs_grad(n, 1) && !ng))
+	tg_tensor *ng = g && target ? tg_tensor_like(b, who) : NULL;
+	if (!g || (target && !ng))
 		return NULL;
 	const double f = c / (double)a->numel; /* spread's scalar, as tg_mul_scalar rounds it */
 	const bool f64 = a->dtype == TG_F64;
@@ -331,7 +331,8 @@ enum { CHUNK = 256 };
 				e[i] = -fabs((double)A[i0 + i]);                           \
 			tg_vmath_exp_f64(e, e, m);                                         \
 			tg_vmath_log1p_f64(e, e, m);                                       \
-			for (size_t i = 0; i < m; i++) { /* CHUNK % 8 == 0: lane (i0 + i) % 8 */ \
+			/* CHUNK % 8 == 0: lane i % 8 is lane (i0 + i) % 8 */           \
+			for (size_t i = 0; i < m; i++) {                                   \
 				double a = A[i0 + i], b = B[i0 + i];                       \
 				l[i % 8] += (a > 0 ? a : 0) - a * b + e[i];                \
 			}                                                                  \

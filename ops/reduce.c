@@ -117,12 +117,7 @@ typedef struct view {
 				for (int64_t k = 0; k < v.n; k++)                    \
 					ties += TIES(X[k], m);                       \
 				const T share = (T)(1.0 / (double)ties);             \
-				if (!D) {                                            \
-					for (int64_t k = 0; k < v.n; k++)            \
-						M[k] = TIES(X[k], m) ? share : 0;    \
-					continue;                                    \
-				}                                                    \
-				const T d = D[o];                                    \
+				const T d = D ? D[o] : 1; /* share * 1: exact */     \
 				for (int64_t k = 0; k < v.n; k++)                    \
 					M[k] = (TIES(X[k], m) ? share : 0) * d;      \
 			}                                                            \

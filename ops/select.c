@@ -75,8 +75,8 @@ static void mask_bytes(const tg_tensor *mask, unsigned char *M)
 /* Y = M ? A : B along the rows of bc's innermost axis; M, A, B each have
  * stride 0 or 1 along it. */
 #define WHERE_KERNEL(name, T)                                                         \
-	TG_HOT_LOOP static void name(const bcast3 *bc, const unsigned char *M, const T *A,         \
-			 const T *B, T *Y, size_t n)                                   \
+	TG_HOT_LOOP static void name(const bcast3 *bc, const unsigned char *M,        \
+				     const T *A, const T *B, T *Y, size_t n)          \
 	{                                                                              \
 		enum { L = TG_MAX_DIMS - 1 };                                          \
 		const int64_t m = bc->dim[L], rows = (int64_t)n / m;                   \
@@ -162,7 +162,7 @@ tg_tensor *tg_where(tg_tensor *mask, tg_tensor *a, tg_tensor *b)
  * stays NaN and gets none. */
 
 #define CLAMP_KERNEL(name, T)                                                         \
-	TG_HOT_LOOP static void name(const T *X, T *Y, size_t n, T lo, T hi)                       \
+	TG_HOT_LOOP static void name(const T *X, T *Y, size_t n, T lo, T hi)          \
 	{                                                                              \
 		for (size_t i = 0; i < n; i++) {                                       \
 			T x = X[i];                                                    \

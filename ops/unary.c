@@ -32,10 +32,10 @@ typedef void (*kernel_f32)(const float *X, float *Y, size_t n, const double *p);
  * an AVX2 copy (TG_HOT_LOOP: a third faster than SSE2 on tensors that fit
  * in the caches, the same bits). k_min is the size from which the loop is
  * split across the context's threads. */
-#define UNARY_KERNEL(k, f) UNARY_KERNEL_ATTR(TG_HOT_LOOP, k, f)
-#define UNARY_KERNEL_ATTR(attr, k, f)                                                   \
+#define UNARY_KERNEL(k, f)                                                              \
 	enum { k##_min = TG_PAR_MIN };                                                  \
-	attr static void k##_f64(const double *X, double *Y, size_t n, const double *p) \
+	TG_HOT_LOOP static void k##_f64(const double *X, double *Y, size_t n,           \
+					const double *p)                                \
 	{                                                                               \
 		const double a = p[0], b = p[1], c = p[2];                              \
 		(void)a, (void)b, (void)c;                                              \
@@ -44,7 +44,8 @@ typedef void (*kernel_f32)(const float *X, float *Y, size_t n, const double *p);
 			Y[i] = (f);                                                     \
 		}                                                                       \
 	}                                                                               \
-	attr static void k##_f32(const float *X, float *Y, size_t n, const double *p)   \
+	TG_HOT_LOOP static void k##_f32(const float *X, float *Y, size_t n,             \
+					const double *p)                                \
 	{                                                                               \
 		const float a = (float)p[0], b = (float)p[1], c = (float)p[2];          \
 		(void)a, (void)b, (void)c;                                              \
@@ -130,7 +131,7 @@ enum { CHUNK = 256 };
 	CHUNKED_KERNEL_T(k##_f64, double, f64, pre, CALLS, post)                          \
 	CHUNKED_KERNEL_T(k##_f32, float, f32, pre, CALLS, post)
 #define CHUNKED_KERNEL_T(name, T, S, pre, CALLS, post)                                    \
-	TG_HOT_LOOP static void name(const T *X, T *Y, size_t n, const double *p)                     \
+	TG_HOT_LOOP static void name(const T *X, T *Y, size_t n, const double *p)         \
 	{                                                                                 \
 		typedef T real; /* the dtype, for casts in pre and post */                \
 		const real a = (real)p[0];                                                \
@@ -227,7 +228,10 @@ static tg_tensor *step_const(tg_tensor *x, double pos, double zero, double neg)
 
 UNARY_KERNEL(neg, -x)
 
-static void neg_backward(tg_node *n, tg_tensor *dout) { TG_NODE_GRAD_INTO(n, 0, tg_neg(dout)); }
+static void neg_backward(tg_node *n, tg_tensor *dout)
+{
+	TG_NODE_GRAD_INTO(n, 0, tg_neg(dout));
+}
 
 static const tg_op neg_op = { .name = "neg", .backward = neg_backward };
 TG_OP_REGISTER(neg_op);
@@ -487,7 +491,8 @@ UNARY_KERNEL(leaky_relu, x > 0 ? x : a * x)
 
 static void leaky_relu_backward(tg_node *n, tg_tensor *dout)
 {
-	TG_NODE_GRAD_INTO(n, 0, tg_leaky_relu_backward(dout, tg_node_input(n, 0), tg_node_attr(n, 0)));
+	TG_NODE_GRAD_INTO(n, 0,
+			  tg_leaky_relu_backward(dout, tg_node_input(n, 0), tg_node_attr(n, 0)));
 }
 
 /* "alpha 0.01": leaky_relu's and elu's one constant */
@@ -581,7 +586,8 @@ static const tg_op elu_backward_op;
 
 /* O = D m(X), in chunks: O holds e^min(x, 0) between the passes */
 #define ELU_BACKWARD_KERNEL(name, T, S)                                               \
-	TG_HOT_LOOP static void name(const T *D, const T *X, T *O, size_t n, double alpha)        \
+	TG_HOT_LOOP static void name(const T *D, const T *X, T *O, size_t n,          \
+				     double alpha)                                    \
 	{                                                                             \
 		const T a = (T)alpha;                                                 \
 		for (size_t i0 = 0; i0 < n; i0 += CHUNK) {                            \
@@ -794,7 +800,8 @@ static const tg_op gelu_backward_op;
  * forward pass's, when it is not NULL) and phi(x) = e^(-x^2 / 2) / sqrt(2 pi),
  * in chunks: c holds Phi, O the e. */
 #define GELU_BACKWARD_KERNEL(name, T, S)                                              \
-	TG_HOT_LOOP static void name(const T *D, const T *X, const T *P, T *O, size_t n)          \
+	TG_HOT_LOOP static void name(const T *D, const T *X, const T *P, T *O,        \
+				     size_t n)                                        \
 	{                                                                             \
 		T c[CHUNK];                                                           \
 		for (size_t i0 = 0; i0 < n; i0 += CHUNK) {                            \
