@@ -32,4 +32,9 @@
 #define TG_HOT_LOOP_WIDE
 #endif
 
+/* Loops shorter than this are not worth a TG_HOT_LOOP copy's dispatch
+ * (an indirect call through the resolved symbol) where a graph of tiny
+ * tensors makes a call per op: ops/binary.c runs its baseline code below. */
+enum { TG_HOT_MIN = 64 };
+
 #endif /* TG_HOT_LOOP_H */
