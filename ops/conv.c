@@ -971,43 +971,95 @@ static bool two_by_two(const geom *g)
 	_mm256_castpd_ps(_mm256_permute4x64_pd(                                            \
 	    _mm256_castps_pd(_mm256_shuffle_ps(x0, x1, _MM_SHUFFLE(3, 1, 3, 1))), 0xd8))
 
-/* The 2x2 loop below for one output row of floats, eight windows at a time
- * in AVX2 registers: the same compares with >, the same choices and
- * indices. The windows done (a multiple of 8, the rest left to the loop);
- * *nan set when any of their cells is NaN. */
+/* Windows ow .. ow+7 of one output row of floats (the 2x2 loop below, in
+ * AVX2 registers): the same compares with >, the same choices and indices;
+ * bad gets the lanes whose cells hold a NaN. */
+__attribute__((target("avx2"))) static inline void pool2_block8(const float *r0,
+								 const float *r1, float *out,
+								 int64_t *idx, int64_t base,
+								 int64_t W, int64_t ow, __m256 *bad)
+{
+	const __m256i one = _mm256_set1_epi32(1), two_k = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+	const __m256i below = _mm256_set1_epi32((int)W); /* r1's cells: + W */
+	const float *p0 = r0 + 2 * ow, *p1 = r1 + 2 * ow;
+	__m256 x0 = _mm256_loadu_ps(p0), x1 = _mm256_loadu_ps(p0 + 8);
+	__m256 y0 = _mm256_loadu_ps(p1), y1 = _mm256_loadu_ps(p1 + 8);
+	__m256 a = EVEN_PS(x0, x1), b = ODD_PS(x0, x1);
+	__m256 c = EVEN_PS(y0, y1), d = ODD_PS(y0, y1);
+	*bad = _mm256_or_ps(*bad, _mm256_or_ps(_mm256_cmp_ps(a, b, _CMP_UNORD_Q),
+					       _mm256_cmp_ps(c, d, _CMP_UNORD_Q)));
+	__m256 gab = _mm256_cmp_ps(b, a, _CMP_GT_OQ), gcd = _mm256_cmp_ps(d, c, _CMP_GT_OQ);
+	__m256 ab = _mm256_blendv_ps(a, b, gab), cd = _mm256_blendv_ps(c, d, gcd);
+	__m256 sel = _mm256_cmp_ps(cd, ab, _CMP_GT_OQ);
+	_mm256_storeu_ps(out + ow, _mm256_blendv_ps(ab, cd, sel));
+	__m256i kab = _mm256_and_si256(_mm256_castps_si256(gab), one);
+	__m256i kcd = _mm256_add_epi32(below, _mm256_and_si256(_mm256_castps_si256(gcd), one));
+	__m256i off = _mm256_add_epi32(_mm256_blendv_epi8(kab, kcd, _mm256_castps_si256(sel)), two_k);
+	__m256i at = _mm256_set1_epi64x(base + 2 * ow);
+	_mm256_storeu_si256((__m256i *)(void *)(idx + ow),
+			    _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(off)), at));
+	_mm256_storeu_si256((__m256i *)(void *)(idx + ow + 4),
+			    _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(off, 1)), at));
+}
+
+/* Windows ow .. ow+3, the same in 128-bit registers (rows of 4 to 7). */
+__attribute__((target("avx2"))) static inline void pool2_block4(const float *r0,
+								 const float *r1, float *out,
+								 int64_t *idx, int64_t base,
+								 int64_t W, int64_t ow, __m128 *bad)
+{
+	const __m128i one = _mm_set1_epi32(1), two_k = _mm_setr_epi32(0, 2, 4, 6);
+	const __m128i below = _mm_set1_epi32((int)W);
+	const float *p0 = r0 + 2 * ow, *p1 = r1 + 2 * ow;
+	__m128 x0 = _mm_loadu_ps(p0), x1 = _mm_loadu_ps(p0 + 4);
+	__m128 y0 = _mm_loadu_ps(p1), y1 = _mm_loadu_ps(p1 + 4);
+	__m128 a = _mm_shuffle_ps(x0, x1, _MM_SHUFFLE(2, 0, 2, 0));
+	__m128 b = _mm_shuffle_ps(x0, x1, _MM_SHUFFLE(3, 1, 3, 1));
+	__m128 c = _mm_shuffle_ps(y0, y1, _MM_SHUFFLE(2, 0, 2, 0));
+	__m128 d = _mm_shuffle_ps(y0, y1, _MM_SHUFFLE(3, 1, 3, 1));
+	*bad = _mm_or_ps(*bad, _mm_or_ps(_mm_cmp_ps(a, b, _CMP_UNORD_Q),
+					 _mm_cmp_ps(c, d, _CMP_UNORD_Q)));
+	__m128 gab = _mm_cmp_ps(b, a, _CMP_GT_OQ), gcd = _mm_cmp_ps(d, c, _CMP_GT_OQ);
+	__m128 ab = _mm_blendv_ps(a, b, gab), cd = _mm_blendv_ps(c, d, gcd);
+	__m128 sel = _mm_cmp_ps(cd, ab, _CMP_GT_OQ);
+	_mm_storeu_ps(out + ow, _mm_blendv_ps(ab, cd, sel));
+	__m128i kab = _mm_and_si128(_mm_castps_si128(gab), one);
+	__m128i kcd = _mm_add_epi32(below, _mm_and_si128(_mm_castps_si128(gcd), one));
+	__m128i off = _mm_add_epi32(_mm_blendv_epi8(kab, kcd, _mm_castps_si128(sel)), two_k);
+	_mm256_storeu_si256((__m256i *)(void *)(idx + ow),
+			    _mm256_add_epi64(_mm256_cvtepi32_epi64(off),
+					     _mm256_set1_epi64x(base + 2 * ow)));
+}
+
+/* One output row of float 2x2 windows in AVX2 registers, eight at a time
+ * and four in rows of 4 to 7; a row's last block overlaps the one before
+ * when its length is not a multiple (a window's result depends on its own
+ * cells alone, so a window done twice gets the same value). The windows
+ * done: OW, or 0 for rows under 4 (left to the loop); *nan set when any of
+ * their cells is NaN. */
 __attribute__((target("avx2"))) static int64_t pool2_row_f32_avx2(const float *r0,
 								 const float *r1, float *out,
 								 int64_t *idx, int64_t base,
 								 int64_t W, int64_t OW, bool *nan)
 {
-	const __m256i one = _mm256_set1_epi32(1), two_k = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
-	const __m256i below = _mm256_set1_epi32((int)W); /* r1's cells: + W */
-	__m256 bad = _mm256_setzero_ps();
-	int64_t ow = 0;
-	for (; ow + 8 <= OW; ow += 8) {
-		const float *p0 = r0 + 2 * ow, *p1 = r1 + 2 * ow;
-		__m256 x0 = _mm256_loadu_ps(p0), x1 = _mm256_loadu_ps(p0 + 8);
-		__m256 y0 = _mm256_loadu_ps(p1), y1 = _mm256_loadu_ps(p1 + 8);
-		__m256 a = EVEN_PS(x0, x1), b = ODD_PS(x0, x1);
-		__m256 c = EVEN_PS(y0, y1), d = ODD_PS(y0, y1);
-		bad = _mm256_or_ps(bad, _mm256_or_ps(_mm256_cmp_ps(a, b, _CMP_UNORD_Q),
-						     _mm256_cmp_ps(c, d, _CMP_UNORD_Q)));
-		__m256 gab = _mm256_cmp_ps(b, a, _CMP_GT_OQ), gcd = _mm256_cmp_ps(d, c, _CMP_GT_OQ);
-		__m256 ab = _mm256_blendv_ps(a, b, gab), cd = _mm256_blendv_ps(c, d, gcd);
-		__m256 sel = _mm256_cmp_ps(cd, ab, _CMP_GT_OQ);
-		_mm256_storeu_ps(out + ow, _mm256_blendv_ps(ab, cd, sel));
-		__m256i kab = _mm256_and_si256(_mm256_castps_si256(gab), one);
-		__m256i kcd = _mm256_add_epi32(below, _mm256_and_si256(_mm256_castps_si256(gcd), one));
-		__m256i off = _mm256_add_epi32(
-		    _mm256_blendv_epi8(kab, kcd, _mm256_castps_si256(sel)), two_k);
-		__m256i at = _mm256_set1_epi64x(base + 2 * ow);
-		_mm256_storeu_si256((__m256i *)(void *)(idx + ow),
-				    _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(off)), at));
-		_mm256_storeu_si256((__m256i *)(void *)(idx + ow + 4),
-				    _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(off, 1)), at));
+	if (OW >= 8) {
+		__m256 bad = _mm256_setzero_ps();
+		for (int64_t ow = 0; ow + 8 <= OW; ow += 8)
+			pool2_block8(r0, r1, out, idx, base, W, ow, &bad);
+		if (OW % 8)
+			pool2_block8(r0, r1, out, idx, base, W, OW - 8, &bad);
+		*nan = _mm256_movemask_ps(bad) != 0;
+		return OW;
 	}
-	*nan = _mm256_movemask_ps(bad) != 0;
-	return ow;
+	if (OW >= 4) {
+		__m128 bad = _mm_setzero_ps();
+		pool2_block4(r0, r1, out, idx, base, W, 0, &bad);
+		if (OW > 4)
+			pool2_block4(r0, r1, out, idx, base, W, OW - 4, &bad);
+		*nan = _mm_movemask_ps(bad) != 0;
+		return OW;
+	}
+	return 0;
 }
 
 static int64_t pool2_row_f32(const float *r0, const float *r1, float *out, int64_t *idx,
@@ -1017,18 +1069,103 @@ static int64_t pool2_row_f32(const float *r0, const float *r1, float *out, int64
 		return 0;
 	return pool2_row_f32_avx2(r0, r1, out, idx, base, W, OW, nan);
 }
+
+/* The backward of windows ow .. ow+7 (scatter2 below): each window's four
+ * cells get dout at its arg-max and +0 elsewhere, the same bits, written
+ * as two rows of 16 floats. */
+__attribute__((target("avx2"))) static inline void scatter2_block8(const int64_t *ir,
+								    const float *dr, float *r0,
+								    float *r1, int64_t base,
+								    int64_t W, int64_t ow)
+{
+	const __m256i low = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+	__m256i at = _mm256_set1_epi64x(base + 2 * ow);
+	__m256i i0 = _mm256_sub_epi64(_mm256_loadu_si256((const __m256i *)(const void *)(ir + ow)),
+				      _mm256_add_epi64(at, _mm256_setr_epi64x(0, 2, 4, 6)));
+	__m256i i1 = _mm256_sub_epi64(_mm256_loadu_si256((const __m256i *)(const void *)(ir + ow + 4)),
+				      _mm256_add_epi64(at, _mm256_setr_epi64x(8, 10, 12, 14)));
+	/* the offsets in the window, 0, 1, W or W + 1: the low halves */
+	__m256i off = _mm256_inserti128_si256(
+	    _mm256_castsi128_si256(_mm256_castsi256_si128(_mm256_permutevar8x32_epi32(i0, low))),
+	    _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(i1, low)), 1);
+	__m256 d = _mm256_loadu_ps(dr + ow);
+#define AT_OFF(k) _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(off, _mm256_set1_epi32((int)(k)))), d)
+	__m256 v0 = AT_OFF(0), v1 = AT_OFF(1), v2 = AT_OFF(W), v3 = AT_OFF(W + 1);
+#undef AT_OFF
+	__m256 lo = _mm256_unpacklo_ps(v0, v1), hi = _mm256_unpackhi_ps(v0, v1);
+	_mm256_storeu_ps(r0 + 2 * ow, _mm256_permute2f128_ps(lo, hi, 0x20));
+	_mm256_storeu_ps(r0 + 2 * ow + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+	lo = _mm256_unpacklo_ps(v2, v3);
+	hi = _mm256_unpackhi_ps(v2, v3);
+	_mm256_storeu_ps(r1 + 2 * ow, _mm256_permute2f128_ps(lo, hi, 0x20));
+	_mm256_storeu_ps(r1 + 2 * ow + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+}
+
+/* Windows ow .. ow+3, the same in 128-bit registers. */
+__attribute__((target("avx2"))) static inline void scatter2_block4(const int64_t *ir,
+								    const float *dr, float *r0,
+								    float *r1, int64_t base,
+								    int64_t W, int64_t ow)
+{
+	const __m256i low = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+	__m256i i0 = _mm256_sub_epi64(_mm256_loadu_si256((const __m256i *)(const void *)(ir + ow)),
+				      _mm256_add_epi64(_mm256_set1_epi64x(base + 2 * ow),
+						       _mm256_setr_epi64x(0, 2, 4, 6)));
+	__m128i off = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(i0, low));
+	__m128 d = _mm_loadu_ps(dr + ow);
+#define AT_OFF(k) _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(off, _mm_set1_epi32((int)(k)))), d)
+	__m128 v0 = AT_OFF(0), v1 = AT_OFF(1), v2 = AT_OFF(W), v3 = AT_OFF(W + 1);
+#undef AT_OFF
+	_mm_storeu_ps(r0 + 2 * ow, _mm_unpacklo_ps(v0, v1));
+	_mm_storeu_ps(r0 + 2 * ow + 4, _mm_unpackhi_ps(v0, v1));
+	_mm_storeu_ps(r1 + 2 * ow, _mm_unpacklo_ps(v2, v3));
+	_mm_storeu_ps(r1 + 2 * ow + 4, _mm_unpackhi_ps(v2, v3));
+}
+
+/* One output row's windows (r0, r1: their two rows of dx), blocks as in
+ * pool2_row_f32_avx2; the windows done, OW or 0. */
+__attribute__((target("avx2"))) static int64_t scatter2_row_f32_avx2(const int64_t *ir,
+								    const float *dr, float *r0,
+								    float *r1, int64_t base,
+								    int64_t W, int64_t OW)
+{
+	if (OW >= 8) {
+		for (int64_t ow = 0; ow + 8 <= OW; ow += 8)
+			scatter2_block8(ir, dr, r0, r1, base, W, ow);
+		if (OW % 8)
+			scatter2_block8(ir, dr, r0, r1, base, W, OW - 8);
+		return OW;
+	}
+	if (OW >= 4) {
+		scatter2_block4(ir, dr, r0, r1, base, W, 0);
+		if (OW > 4)
+			scatter2_block4(ir, dr, r0, r1, base, W, OW - 4);
+		return OW;
+	}
+	return 0;
+}
+
+static int64_t scatter2_row_f32(const int64_t *ir, const float *dr, float *r0, float *r1,
+				int64_t base, int64_t W, int64_t OW)
+{
+	if (W >= INT_MAX / 2 || !__builtin_cpu_supports("avx2"))
+		return 0;
+	return scatter2_row_f32_avx2(ir, dr, r0, r1, base, W, OW);
+}
 #else
 #define pool2_row_f32(r0, r1, out, idx, base, W, OW, nan) ((int64_t)0)
+#define scatter2_row_f32(ir, dr, r0, r1, base, W, OW) ((int64_t)0)
 #endif
 
-/* doubles: the loop alone, from window 0 */
+/* doubles: the loops alone, from window 0 */
 #define pool2_row_f64(r0, r1, out, idx, base, W, OW, nan) ((int64_t)0)
+#define scatter2_row_f64(ir, dr, r0, r1, base, W, OW) ((int64_t)0)
 
 /* For the planes [p0, p1) of x (N*C planes HxW): idx = the flat index into
  * x of the first maximum of each window in row-major order and out = x
  * there; padding never wins. 2x2 at stride 2 has a loop of its own that
  * the compiler keeps free of branches, comparing with > only (floats take
- * eight windows at a time first, pool2_row_f32); an output row whose
+ * whole rows of 4 windows or more in AVX2 blocks, pool2_row_f32); an output row whose
  * windows hold a NaN is done again by the general loop. */
 #define MAXPOOL_KERNEL(name, T, row_fast)                                                  \
 	static void name(const geom *g, const T *x, T *out, int64_t *idx, int64_t p0,      \
@@ -1106,9 +1243,10 @@ static void maxpool_planes(void *arg, int tid, int64_t p0, int64_t p1)
 
 /* The 2x2 window at stride 2 without padding: its four cells are zeroed and
  * dout written at the arg-max, window by window while they are in cache
- * (no pass zeroing the planes first, no branch); rows and columns that no
+ * (no pass zeroing the planes first, no branch; floats' rows of 4 windows
+ * or more in AVX2 blocks, scatter2_row_f32); rows and columns that no
  * window covers (odd sides) are zeroed. */
-#define SCATTER2_KERNEL(name, T)                                                           \
+#define SCATTER2_KERNEL(name, T, row_fast)                                                 \
 	static void name(const geom *g, const int64_t *idx, const T *d, T *dx, int64_t p0, \
 			 int64_t p1)                                                       \
 	{                                                                                  \
@@ -1120,7 +1258,8 @@ static void maxpool_planes(void *arg, int tid, int64_t p0, int64_t p1)
 				T *r0 = dx + base, *r1 = r0 + W;                           \
 				const int64_t *ir = idx + (p * OH + oh) * OW;              \
 				const T *dr = d + (p * OH + oh) * OW;                      \
-				for (int64_t ow = 0; ow < OW; ow++) {                      \
+				int64_t ow = row_fast(ir, dr, r0, r1, base, W, OW);        \
+				for (; ow < OW; ow++) {                                    \
 					r0[2 * ow] = r0[2 * ow + 1] = 0;                   \
 					r1[2 * ow] = r1[2 * ow + 1] = 0;                   \
 					dx[ir[ow]] = dr[ow];                               \
@@ -1134,8 +1273,8 @@ static void maxpool_planes(void *arg, int tid, int64_t p0, int64_t p1)
 		}                                                                          \
 	}
 
-SCATTER2_KERNEL(scatter2_f64, double)
-SCATTER2_KERNEL(scatter2_f32, float)
+SCATTER2_KERNEL(scatter2_f64, double, scatter2_row_f64)
+SCATTER2_KERNEL(scatter2_f32, float, scatter2_row_f32)
 
 /* dx planes [p0, p1) = 0, then dx[idx[i]] += dout[i] for their outputs i:
  * a window's arg-max lies in its own plane, so planes split cleanly. */

@@ -476,43 +476,54 @@ static void max_pool_routes_to_the_first_nan(void **state)
 	tg_ctx_free(ctx);
 }
 
-/* 2x2 stride-2 pools of floats take eight windows at a time in AVX2
- * registers: over rows of 20 windows (two blocks and a tail) with ties in
- * every position, zeros of both signs and a NaN inside a block, the
- * values, the signs of zeros and where dout goes match the doubles' pool,
- * which runs the one-window loop alone. */
+/* 2x2 stride-2 pools of floats take rows of 4 windows or more in AVX2
+ * blocks of 8 or 4, the last one overlapping the one before, forward and
+ * backward: over rows of 1 to 33 windows (odd and even sides), with ties
+ * in every position, zeros of both signs, a NaN inside a block and douts
+ * of both zeros and NaN, the values, the signs of zeros and the bits that
+ * dout leaves in dx match the doubles' pool, which runs the one-window
+ * loops alone. */
 static void max_pool_2x2_of_floats_in_blocks_matches_the_doubles(void **state)
 {
 	(void)state;
 	tg_ctx *ctx = tg_ctx_new(SEED);
-	enum { H = 4, W = 41, N = 2 * H * W, ON = 2 * 2 * 20 };
-	double x[N], d[ON];
-	for (int i = 0; i < N; i++) /* small integers: many ties */
-		x[i] = (double)((i * 7 + i / 5) % 4) - 1;
-	for (int i = 0; i < N; i += 9)
-		x[i] = (i / 9) % 2 ? -0.0 : 0.0;
-	x[W + 17] = NAN;           /* plane 0, output row 0, inside the first block */
-	x[H * W + 2 * W + 3] = NAN; /* plane 1, output row 1 */
-	for (int i = 0; i < ON; i++)
-		d[i] = i + 1;
-	tg_tensor *g[2], *y[2];
-	for (int k = 0; k < 2; k++) {
-		tg_dtype dt = k ? TG_F32 : TG_F64;
-		tg_tensor *tx = tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(1, 2, H, W), x), true);
-		y[k] = tg_max_pool2d(tx, 2, 2, 0);
-		tg_tensor *td = tg_from_f64(ctx, dt, SHAPE(1, 2, 2, 20), d);
-		assert_int_equal(tg_backward_ex(y[k], td, 0), 0);
-		assert_ctx_ok(ctx);
-		g[k] = tg_grad(tx);
-	}
-	for (size_t i = 0; i < ON; i++) {
-		double a = tg_get(y[0], i), b = tg_get(y[1], i);
-		if (!(a == b || (isnan(a) && isnan(b))) || signbit(a) != signbit(b))
-			fail_msg("output %zu: float %g, double %g", i, b, a);
-	}
-	for (size_t i = 0; i < N; i++)
-		if (tg_get(g[0], i) != tg_get(g[1], i))
-			fail_msg("dx[%zu]: float %g, double %g", i, tg_get(g[1], i), tg_get(g[0], i));
+	enum { H = 5, MAXW = 2 * 33 + 1 };
+	static const int ows[] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 14, 15, 16, 17, 20, 23, 33 };
+	double x[2 * H * MAXW], d[2 * 2 * 33];
+	for (size_t c = 0; c < sizeof ows / sizeof ows[0]; c++)
+		for (int odd = 0; odd < 2; odd++) {
+			int OW = ows[c], W = 2 * OW + odd, N = 2 * H * W, ON = 2 * 2 * OW;
+			for (int i = 0; i < N; i++) /* small integers: many ties */
+				x[i] = (double)((i * 7 + i / 5) % 4) - 1;
+			for (int i = 0; i < N; i += 9)
+				x[i] = (i / 9) % 2 ? -0.0 : 0.0;
+			x[W + 2 * OW - 1] = NAN;         /* plane 0, output row 0, last window */
+			x[H * W + 2 * W + OW / 2] = NAN; /* plane 1, output row 1 */
+			for (int i = 0; i < ON; i++)
+				d[i] = i % 11 == 3 ? -0.0 : i % 13 == 5 ? NAN : i % 7 == 2 ? 0.0 : i + 1;
+			tg_tensor *g[2], *y[2];
+			for (int k = 0; k < 2; k++) {
+				tg_dtype dt = k ? TG_F32 : TG_F64;
+				tg_tensor *tx = tg_set_requires_grad(
+					tg_from_f64(ctx, dt, SHAPE(1, 2, H, W), x), true);
+				y[k] = tg_max_pool2d(tx, 2, 2, 0);
+				tg_tensor *td = tg_from_f64(ctx, dt, SHAPE(1, 2, 2, OW), d);
+				assert_int_equal(tg_backward_ex(y[k], td, 0), 0);
+				assert_ctx_ok(ctx);
+				g[k] = tg_grad(tx);
+			}
+			for (size_t i = 0; i < (size_t)ON; i++) {
+				double a = tg_get(y[0], i), b = tg_get(y[1], i);
+				if (!(a == b || (isnan(a) && isnan(b))) || signbit(a) != signbit(b))
+					fail_msg("W %d, output %zu: float %g, double %g", W, i, b, a);
+			}
+			for (size_t i = 0; i < (size_t)N; i++) {
+				double a = tg_get(g[0], i), b = tg_get(g[1], i);
+				if (!(a == b || (isnan(a) && isnan(b))) || signbit(a) != signbit(b))
+					fail_msg("W %d, dx[%zu]: float %g, double %g", W, i, b, a);
+			}
+			tg_reset(ctx);
+		}
 	tg_ctx_free(ctx);
 }
 
