@@ -181,3 +181,68 @@ enum { CHUNK = 256 };
 
 VM_LOG1P(f64, double, 1e306)
 VM_LOG1P(f32, float, 1e37f)
+
+/* ---- pow with one exponent for the whole array ---------------------------- */
+
+#define VM_POW_LOOP(name, attr, T, W, V, LOAD, STORE, SET1, FN)                          \
+	attr static void name(const T *X, T *Y, size_t n, T p)                           \
+	{                                                                                \
+		V e = SET1(p);                                                           \
+		size_t i = 0;                                                            \
+		for (; i + W <= n; i += W)                                               \
+			STORE(Y + i, FN(LOAD(X + i), e));                                \
+		if (i < n) {                                                             \
+			T pad[W];                                                        \
+			memset(pad, 0, sizeof pad);                                      \
+			memcpy(pad, X + i, (n - i) * sizeof *X);                         \
+			STORE(pad, FN(LOAD(pad), e));                                    \
+			memcpy(Y + i, pad, (n - i) * sizeof *Y);                         \
+		}                                                                        \
+	}
+
+#define VM_POW_SCALAR(name, T, FN)                                   \
+	static void name(const T *X, T *Y, size_t n, T p)            \
+	{                                                            \
+		for (size_t i = 0; i < n; i++)                       \
+			Y[i] = FN(X[i], p);                          \
+	}
+
+#if VM_X86
+VM_POW_LOOP(pow_f64_avx512, __attribute__((target("avx512f"))), double, 8, __m512d,
+	    _mm512_loadu_pd, _mm512_storeu_pd, _mm512_set1_pd, Sleef_powd8_u10avx512f)
+VM_POW_LOOP(pow_f32_avx512, __attribute__((target("avx512f"))), float, 16, __m512,
+	    _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, Sleef_powf16_u10avx512f)
+VM_POW_LOOP(pow_f64_avx2, __attribute__((target("avx2,fma"))), double, 4, __m256d,
+	    _mm256_loadu_pd, _mm256_storeu_pd, _mm256_set1_pd, Sleef_powd4_u10avx2)
+VM_POW_LOOP(pow_f32_avx2, __attribute__((target("avx2,fma"))), float, 8, __m256,
+	    _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, Sleef_powf8_u10avx2)
+VM_POW_LOOP(pow_f64_sse2, , double, 2, __m128d, _mm_loadu_pd, _mm_storeu_pd, _mm_set1_pd,
+	    Sleef_powd2_u10sse2)
+VM_POW_LOOP(pow_f32_sse2, , float, 4, __m128, _mm_loadu_ps, _mm_storeu_ps, _mm_set1_ps,
+	    Sleef_powf4_u10sse2)
+VM_POW_SCALAR(pow_f64_scalar, double, Sleef_pow_u10)
+VM_POW_SCALAR(pow_f32_scalar, float, Sleef_powf_u10)
+
+#define VM_POW_PUBLIC(S, T)                                                  \
+	void tg_vmath_pow_##S(const T *X, T *Y, size_t n, T p)               \
+	{                                                                    \
+		switch (tg_vmath_level()) {                                  \
+		case TG_VMATH_AVX512:                                        \
+			pow_##S##_avx512(X, Y, n, p);                        \
+			break;                                               \
+		case TG_VMATH_AVX2:                                          \
+			pow_##S##_avx2(X, Y, n, p);                          \
+			break;                                               \
+		case TG_VMATH_SSE2:                                          \
+			pow_##S##_sse2(X, Y, n, p);                          \
+			break;                                               \
+		default:                                                     \
+			pow_##S##_scalar(X, Y, n, p);                        \
+		}                                                            \
+	}
+VM_POW_PUBLIC(f64, double)
+VM_POW_PUBLIC(f32, float)
+#else
+VM_POW_SCALAR(tg_vmath_pow_f64, double, Sleef_pow_u10)
+VM_POW_SCALAR(tg_vmath_pow_f32, float, Sleef_powf_u10)
+#endif

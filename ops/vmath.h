@@ -21,6 +21,11 @@
 TG_VMATH_FUNCS(TG_VMATH_DECLARE)
 #undef TG_VMATH_DECLARE
 
+/* Y[i] = X[i]^p, one exponent for the array: SLEEF's pow (1.0 ULP, C99's
+ * special cases). */
+void tg_vmath_pow_f64(const double *X, double *Y, size_t n, double p);
+void tg_vmath_pow_f32(const float *X, float *Y, size_t n, float p);
+
 /* The vector widths that may run: TG_VMATH_SCALAR, TG_VMATH_SSE2,
  * TG_VMATH_AVX2 or TG_VMATH_AVX512 (the CPU's best, the default). Lowering
  * it lets the tests measure every width one machine has; it is not for

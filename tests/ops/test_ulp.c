@@ -15,7 +15,7 @@
  * normal number in magnitude.
  *
  * Bounds asserted: SLEEF's 1.0 ULP for the functions it computes alone
- * (exp, expm1, log, log1p, tanh, sin, cos, erf), as 1.001: tanh gives
+ * (exp, expm1, log, log1p, tanh, sin, cos, erf, pow), as 1.001: tanh gives
  * x + 1 ULP for some tiny x, 1 ULP and a hair from the exact value, and
  * the long double reference is itself rounded, 2^-11 ULP of an f64; what the few roundings
  * around them add for the composed ones (sigmoid, silu, softplus, elu,
@@ -62,6 +62,19 @@ static long double ref_softplus(long double x)
 
 static tg_tensor *elu_1(tg_tensor *x) { return tg_elu(x, 1.0); }
 
+/* pow with exponents that are exact in both dtypes (the op rounds its
+ * exponent to the dtype): 3 and 7 over both signs, -2.5 and 0.5 over
+ * positive x, 1.5 over both (NaN for x < 0, as C99 has it) */
+#define POW_CASE(name, p)                                                        \
+	static tg_tensor *name(tg_tensor *x) { return tg_pow(x, p); }            \
+	static long double ref_##name(long double x) { return powl(x, p); }
+POW_CASE(pow_3, 3)
+POW_CASE(pow_7, 7)
+POW_CASE(pow_m2_5, -2.5)
+POW_CASE(pow_0_5, 0.5)
+POW_CASE(pow_1_5, 1.5)
+#undef POW_CASE
+
 /* The domains keep the results in the normal range of the dtype, where an
  * ULP is relative; the special values reach past them. */
 static const ulp_case cases[] = {
@@ -73,6 +86,11 @@ static const ulp_case cases[] = {
 	{ "sin", tg_sin, ref_sin, -1e4, 1e4, -1e4, 1e4, 1e-300, U10 },
 	{ "cos", tg_cos, ref_cos, -1e4, 1e4, -1e4, 1e4, 1e-300, U10 },
 	{ "erf", tg_erf, ref_erf, -6, 6, -4, 4, 1e-300, U10 },
+	{ "x^3", pow_3, ref_pow_3, -1e100, 1e100, -1e12, 1e12, 1e-100, U10 },
+	{ "x^7", pow_7, ref_pow_7, -1e40, 1e40, -3e5, 3e5, 1e-40, U10 },
+	{ "x^-2.5", pow_m2_5, ref_pow_m2_5, 1e-100, 1e100, 1e-15, 1e15, 1e-100, U10 },
+	{ "x^0.5", pow_0_5, ref_pow_0_5, 0, 1e300, 0, 1e38, 1e-300, U10 },
+	{ "x^1.5", pow_1_5, ref_pow_1_5, -1e200, 1e200, -1e25, 1e25, 1e-200, U10 },
 	/* e = e^-|x| (1 ULP), 1 + e and the division (0.5 each) */
 	{ "sigmoid", tg_sigmoid, ref_sigmoid, -700, 40, -85, 20, 1e-300, 2.5 },
 	/* sigmoid's, times x (0.5), and e / (1 + e)'s rounding carried */
@@ -211,10 +229,62 @@ static void every_op_stays_within_its_ulp_bound(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* pow's special cases are C99's (Annex F.9.4.4) at every width: over
+ * every pair of special bases and exponents, a NaN, an infinity or a zero
+ * from libm's pow comes out the same (sign included) and a finite value
+ * within 1 ULP of it. */
+static void pow_gives_c99s_special_values(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	static const double exps[] = { 3, -3, 2, -2, 1, -1, 0.5, -0.5, 2.5, -2.5, 0, -0.0,
+				       INFINITY, -INFINITY, NAN, 1e10, -1e10, 7, 1e-300 };
+	enum { NE = sizeof exps / sizeof exps[0] };
+	int best = tg_vmath_limit(TG_VMATH_AVX512);
+	for (int level = best; level >= TG_VMATH_SCALAR; level--) {
+		tg_vmath_limit(level);
+		for (int dt = TG_F32; dt <= TG_F64; dt++)
+			for (size_t e = 0; e < NE; e++) {
+				bool f32 = dt == TG_F32;
+				double x[NSPECIAL];
+				for (size_t i = 0; i < NSPECIAL; i++)
+					x[i] = f32 ? (float)specials[i] : specials[i];
+				tg_tensor *y = tg_pow(tg_from_f64(ctx, (tg_dtype)dt, SHAPE(NSPECIAL), x),
+						      exps[e]);
+				assert_non_null(y);
+				for (size_t i = 0; i < NSPECIAL; i++) {
+					double got = tg_get(y, i);
+					double want = f32 ? powf((float)x[i], (float)exps[e])
+							  : pow(x[i], exps[e]);
+					bool ok;
+					if (isnan(want))
+						ok = isnan(got);
+					else if (isinf(want) || want == 0)
+						ok = got == want && signbit(got) == signbit(want);
+					else { /* an ULP of want, subnormal ones that of the smallest normal */
+						int ex = ilogb(want), emin = f32 ? -126 : -1022;
+						ok = fabs(got - want) <=
+						     ldexp(1, (ex < emin ? emin : ex) - (f32 ? 23 : 52));
+					}
+					if (!ok)
+						fail_msg("pow %s at width %s: %.17g ^ %.17g = %.17g, "
+							 "libm %.17g",
+							 f32 ? "f32" : "f64", level_names[level], x[i],
+							 exps[e], got, want);
+				}
+				tg_reset(ctx);
+			}
+	}
+	tg_vmath_limit(best);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(every_op_stays_within_its_ulp_bound),
+		cmocka_unit_test(pow_gives_c99s_special_values),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
