@@ -7,6 +7,7 @@
  * mask is only read: it has any dtype and never gets a gradient.
  */
 #include "internal.h"
+#include "parallel.h"
 
 #include <math.h>
 #include <string.h>
@@ -48,26 +49,35 @@ static bool broadcast3(tg_tensor *const *t, bcast3 *bc)
 
 /* ---- where: mask ? a : b; da = where(mask, dout, 0), db = where(mask, 0, dout) ---- */
 
+/* M (n) = X != 0, one byte each */
+#define MASK_KERNEL(name, T)                                                          \
+	TG_HOT_LOOP static void name(const T *restrict X, unsigned char *restrict M,  \
+				     size_t n)                                        \
+	{                                                                              \
+		for (size_t i = 0; i < n; i++)                                         \
+			M[i] = X[i] != 0;                                              \
+	}
+MASK_KERNEL(mask_f64, double)
+MASK_KERNEL(mask_f32, float)
+MASK_KERNEL(mask_i32, int32_t)
+MASK_KERNEL(mask_i64, int64_t)
+
 /* M (n) = mask != 0, one byte each, from a mask of any dtype */
 static void mask_bytes(const tg_tensor *mask, unsigned char *M)
 {
 	size_t n = mask->numel;
 	switch (mask->dtype) {
 	case TG_F64:
-		for (size_t i = 0; i < n; i++)
-			M[i] = ((const double *)mask->data)[i] != 0;
+		mask_f64(mask->data, M, n);
 		break;
 	case TG_F32:
-		for (size_t i = 0; i < n; i++)
-			M[i] = ((const float *)mask->data)[i] != 0;
+		mask_f32(mask->data, M, n);
 		break;
 	case TG_I32:
-		for (size_t i = 0; i < n; i++)
-			M[i] = ((const int32_t *)mask->data)[i] != 0;
+		mask_i32(mask->data, M, n);
 		break;
 	case TG_I64:
-		for (size_t i = 0; i < n; i++)
-			M[i] = ((const int64_t *)mask->data)[i] != 0;
+		mask_i64(mask->data, M, n);
 		break;
 	}
 }
@@ -84,8 +94,20 @@ static void mask_bytes(const tg_tensor *mask, unsigned char *M)
 		int64_t im[L] = { 0 }, iab[L] = { 0 }; /* mask's walk; a's and b's */  \
 		int64_t om = 0, oa = 0, ob = 0, unused = 0;                            \
 		for (int64_t r = 0; r < rows; r++, Y += m) {                           \
-			for (int64_t i = 0; i < m; i++)                                \
-				Y[i] = M[om + i * sm] ? A[oa + i * sa] : B[ob + i * sb]; \
+			const unsigned char *Mr = M + om;                              \
+			const T *Ar = A + oa, *Br = B + ob;                            \
+			if (sm == 1 && sa == 1 && sb == 1)                             \
+				for (int64_t i = 0; i < m; i++)                        \
+					Y[i] = Mr[i] ? Ar[i] : Br[i];                  \
+			else if (sm == 1 && sa == 1 && sb == 0)                        \
+				for (int64_t i = 0; i < m; i++)                        \
+					Y[i] = Mr[i] ? Ar[i] : Br[0];                  \
+			else if (sm == 1 && sa == 0 && sb == 1)                        \
+				for (int64_t i = 0; i < m; i++)                        \
+					Y[i] = Mr[i] ? Ar[0] : Br[i];                  \
+			else                                                           \
+				for (int64_t i = 0; i < m; i++)                        \
+					Y[i] = Mr[i * sm] ? Ar[i * sa] : Br[i * sb];   \
 			tg_rows_next(L, bc->dim, im, bc->s[0], &om, bc->s[0], &unused); \
 			tg_rows_next(L, bc->dim, iab, bc->s[1], &oa, bc->s[2], &ob);    \
 		}                                                                      \
@@ -191,11 +213,58 @@ static tg_tensor *inside(tg_tensor *x, double lo, double hi)
 	return m;
 }
 
+/* dx = lo <= x <= hi ? dout : +0, in one pass: the bits of the where below */
+#define CLAMP_GRAD_KERNEL(name, T)                                                     \
+	TG_HOT_LOOP static void name(const T *restrict X, const T *restrict D,          \
+				     T *restrict Y, size_t n, T lo, T hi)              \
+	{                                                                               \
+		for (size_t i = 0; i < n; i++)                                          \
+			Y[i] = X[i] >= lo && X[i] <= hi ? D[i] : 0;                     \
+	}
+CLAMP_GRAD_KERNEL(clamp_grad_f64, double)
+CLAMP_GRAD_KERNEL(clamp_grad_f32, float)
+
+typedef struct clamp_job {
+	const void *X, *D;
+	void *Y;
+	double lo, hi;
+	bool f64;
+} clamp_job;
+
+static void clamp_grad_part(void *arg, size_t lo, size_t hi)
+{
+	const clamp_job *j = arg;
+	if (j->f64)
+		clamp_grad_f64((const double *)j->X + lo, (const double *)j->D + lo,
+			       (double *)j->Y + lo, hi - lo, j->lo, j->hi);
+	else
+		clamp_grad_f32((const float *)j->X + lo, (const float *)j->D + lo,
+			       (float *)j->Y + lo, hi - lo, (float)j->lo, (float)j->hi);
+}
+
+static tg_tensor *clamp_grad(tg_tensor *x, tg_tensor *dout, double lo, double hi)
+{
+	tg_tensor *dx = tg_tensor_like(x, "clamp (backward)");
+	if (!dx)
+		return NULL;
+	clamp_job j = { x->data, dout->data, dx->data, lo, hi, x->dtype == TG_F64 };
+	tg_parallel_for(x->ctx, x->numel, TG_PAR_MIN, 16, clamp_grad_part, &j);
+	return dx;
+}
+
+/* A plain backward is one pass over x and dout; a recorded one
+ * (TG_CREATE_GRAPH) is where, so that dout's part carries history. Both
+ * give the same bits. */
 static void clamp_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_tensor *x = tg_node_input(n, 0);
+	double lo = tg_node_attr(n, 0), hi = tg_node_attr(n, 1);
+	if (!x->ctx->grad_enabled) {
+		TG_NODE_GRAD_INTO(n, 0, clamp_grad(x, dout, lo, hi));
+		return;
+	}
 	tg_tensor *zero = tg_zeros(dout->ctx, dout->dtype, 0, NULL);
-	tg_tensor *in = inside(x, tg_node_attr(n, 0), tg_node_attr(n, 1));
+	tg_tensor *in = inside(x, lo, hi);
 	TG_NODE_GRAD_INTO(n, 0, tg_where(in, dout, zero));
 }
 

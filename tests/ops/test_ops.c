@@ -1428,6 +1428,24 @@ static tg_tensor *index_tensor(tg_ctx *ctx, tg_dtype dt, int nd, const int64_t *
 	return t;
 }
 
+/* An index tensor (i32 or i64) of any size holding v. */
+static tg_tensor *index_tensor_any(tg_ctx *ctx, tg_dtype dt, int nd, const int64_t *shape,
+				   const int64_t *v)
+{
+	tg_tensor *t = tg_from_i64(ctx, nd, shape, v);
+	assert_non_null(t);
+	if (dt == TG_I32) {
+		size_t n = tg_numel(t);
+		int32_t *v32 = malloc(n * sizeof *v32);
+		assert_non_null(v32);
+		for (size_t i = 0; i < n; i++)
+			v32[i] = (int32_t)v[i];
+		t = tg_from_i32(ctx, nd, shape, v32);
+		free(v32);
+	}
+	return t;
+}
+
 static void where_picks_a_where_the_mask_is_nonzero_for_every_mask_dtype(void **state)
 {
 	tg_ctx *ctx = *state;
@@ -1557,6 +1575,121 @@ static void clamp_gradient_passes_inside_and_at_the_bounds(void **state)
 	}
 }
 
+/* A plain backward runs clamp's rule in one pass over x and dout, split
+ * across the threads; a recorded one is where over a mask. Their gradients
+ * have the same bits: x at and beside both bounds, NaN, zeros of both
+ * signs, infinities; dout NaN, infinite, -0; bounds that the f32 rounding
+ * moves (0.1) and an infinite one; 1 and 2 threads over 40 000 elements. */
+static void clamp_gradient_in_one_pass_has_the_bits_of_where(void **state)
+{
+	tg_ctx *ctx = *state;
+	enum { N = 40000 };
+	static const double bounds[][2] = { { -1, 2 }, { 0.1, 0.3 }, { -INFINITY, 0 } };
+	double *x = malloc(N * sizeof *x), *d = malloc(N * sizeof *d);
+	assert_non_null(x);
+	assert_non_null(d);
+	for (size_t b = 0; b < sizeof bounds / sizeof bounds[0]; b++)
+		for (int dt = TG_F32; dt <= TG_F64; dt++) {
+			double lo = bounds[b][0], hi = bounds[b][1];
+			const double sp[] = { lo, hi, nextafter(lo, -INFINITY), nextafter(hi, INFINITY),
+					      (float)lo, (float)hi, NAN, 0.0, -0.0, INFINITY, -INFINITY };
+			enum { NSP = sizeof sp / sizeof sp[0] };
+			for (int i = 0; i < N; i++) {
+				x[i] = i % 3 ? sp[i % NSP] : -3 + 6.0 * i / N;
+				d[i] = i % 7 == 1 ? NAN : i % 7 == 3 ? -0.0 : i % 7 == 5 ? INFINITY : i - 5000.5;
+			}
+			for (int threads = 1; threads <= 2; threads++) {
+				tg_set_threads(ctx, threads);
+				void *got = NULL;
+				size_t bytes = N * (size_t)(dt == TG_F64 ? 8 : 4);
+				for (int recorded = 0; recorded < 2; recorded++) {
+					tg_tensor *p = tg_param(tg_from_f64(ctx, dt, SHAPE(N), x));
+					tg_tensor *dy = tg_from_f64(ctx, dt, SHAPE(N), d);
+					assert_int_equal(tg_backward_ex(tg_clamp(p, lo, hi), dy,
+									recorded ? TG_CREATE_GRAPH : 0),
+							 0);
+					assert_ctx_ok(ctx);
+					if (!recorded) {
+						got = malloc(bytes);
+						assert_non_null(got);
+						memcpy(got, tg_data(tg_grad(p)), bytes);
+					} else if (memcmp(got, tg_data(tg_grad(p)), bytes)) {
+						fail_msg("clamp [%g, %g] %s, %d threads: the one-pass "
+							 "gradient differs from where's",
+							 lo, hi, tg_dtype_name((tg_dtype)dt), threads);
+					}
+					tg_reset(ctx);
+				}
+				free(got);
+			}
+		}
+	tg_set_threads(ctx, 1);
+	free(x);
+	free(d);
+}
+
+/* where's rows along the last axis: mask, a and b all of the output's
+ * shape, a or b a scalar, a a row broadcast over the rows, and a mask
+ * broadcast along them (each read with its own stride), for masks of
+ * every dtype (zeros of both signs and NaN among the floats'), against
+ * the choice made element by element. */
+static void where_over_rows_of_every_stride_matches_the_plain_choice(void **state)
+{
+	tg_ctx *ctx = *state;
+	enum { R = 37, C = 41, N = R * C };
+	double mv[N], av[N], bv[N];
+	for (int i = 0; i < N; i++) {
+		mv[i] = i % 5 == 0 ? 0 : i % 5 == 1 ? -0.0 : i % 5 == 2 ? NAN : i % 3 ? 0 : -2;
+		av[i] = i * 0.5 - 100;
+		bv[i] = 7 - i;
+	}
+	static const int64_t shapes[][3][2] = {
+		/* mask, a, b; 0 columns: a scalar */
+		{ { R, C }, { R, C }, { R, C } }, { { R, C }, { R, C }, { 0, 0 } },
+		{ { R, C }, { 0, 0 }, { R, C } }, { { R, C }, { 1, C }, { R, C } },
+		{ { R, 1 }, { R, C }, { R, C } },
+	};
+	for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++)
+		for (int vt = TG_F32; vt <= TG_F64; vt++)
+			for (int mt = 0; mt < 4; mt++) {
+				tg_tensor *t[3];
+				const double *src[3] = { mv, av, bv };
+				for (int j = 0; j < 3; j++) {
+					const int64_t *sh = shapes[c][j];
+					tg_dtype dt = j == 0 && mt < 2 ? (mt ? TG_F64 : TG_F32) : (tg_dtype)vt;
+					if (sh[0] == 0)
+						t[j] = tg_scalar(ctx, dt, src[j][3]);
+					else if (j == 0 && mt >= 2) {
+						int64_t iv[N];
+						for (int i = 0; i < sh[0] * sh[1]; i++)
+							iv[i] = isnan(mv[i]) ? 3 : (int64_t)mv[i];
+						t[j] = index_tensor_any(ctx, mt == 2 ? TG_I32 : TG_I64, 2, sh, iv);
+					} else
+						t[j] = tg_from_f64(ctx, dt, 2, sh, src[j]);
+				}
+				tg_tensor *y = tg_where(t[0], t[1], t[2]);
+				assert_ctx_ok(ctx);
+				for (int r = 0; r < R; r++)
+					for (int k = 0; k < C; k++) {
+						int64_t im = shapes[c][0][1] == 1 ? r : r * C + k;
+						int64_t ia = shapes[c][1][0] == 0 ? 3
+							     : shapes[c][1][0] == 1 ? k : r * C + k;
+						int64_t ib = shapes[c][2][0] == 0 ? 3 : r * C + k;
+						bool on = mt >= 2 ? (isnan(mv[im]) || (int64_t)mv[im] != 0)
+								  : mv[im] != 0 || isnan(mv[im]);
+						double want = on ? av[ia] : bv[ib];
+						if (vt == TG_F32)
+							want = (float)want;
+						double got = tg_get(y, (size_t)(r * C + k));
+						if (got != want)
+							fail_msg("where case %zu, mask dtype %d, %s, (%d,%d): "
+								 "%g, expected %g",
+								 c, mt, tg_dtype_name((tg_dtype)vt), r, k, got, want);
+					}
+				tg_reset(ctx);
+			}
+}
+
 static void clamp_rejects_bounds_in_the_wrong_order_or_nan(void **state)
 {
 	tg_ctx *ctx = *state;
@@ -1684,6 +1817,8 @@ int main(void)
 		T(where_reports_shapes_dtypes_and_contexts_that_do_not_fit),
 		T(clamp_holds_values_to_the_bounds_and_keeps_nan),
 		T(clamp_gradient_passes_inside_and_at_the_bounds),
+		T(clamp_gradient_in_one_pass_has_the_bits_of_where),
+		T(where_over_rows_of_every_stride_matches_the_plain_choice),
 		T(clamp_rejects_bounds_in_the_wrong_order_or_nan),
 		T(maximum_and_minimum_propagate_nan_from_either_side),
 		T(every_op_here_returns_null_for_a_null_input),
