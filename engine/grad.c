@@ -55,7 +55,7 @@ static bool bmap_make(int nbig, const int64_t *big, int nsmall, const int64_t *s
  * walked with tg_rows_next, so any number of dimensions takes the same
  * inner paths. */
 #define SUM_TO_KERNEL(name, T, sum_run, add_rows)                                    \
-	static void name(const bmap *m, const T *X, double *acc, size_t numel)       \
+	TG_HOT_LOOP static void name(const bmap *m, const T *X, double *acc, size_t numel)       \
 	{                                                                            \
 		const int64_t n = m->dim[INNER], rows = m->dim[ROW];                 \
 		const int64_t blocks = (int64_t)numel / (n * rows);                  \
@@ -83,15 +83,21 @@ static bool bmap_make(int nbig, const int64_t *big, int nsmall, const int64_t *s
 
 /* Y (big) = X (small) repeated along the broadcast axes; a run along the
  * innermost axis is a copy, or a fill where X is broadcast along it. */
+/* Rows of x copied or one value repeated; short rows (a few hundred
+ * bytes) by a loop, where memcpy's call would cost as much as the copy. */
 #define EXPAND_KERNEL(name, T)                                                       \
-	static void name(const bmap *m, const T *X, T *Y, size_t numel)              \
+	TG_HOT_LOOP static void name(const bmap *m, const T *restrict X,             \
+				     T *restrict Y, size_t numel)                    \
 	{                                                                            \
 		const int64_t n = m->dim[INNER], s = m->s[INNER];                    \
 		const int64_t rows = (int64_t)numel / n;                             \
 		int64_t idx[INNER] = { 0 }, off = 0, unused = 0;                     \
 		for (int64_t r = 0; r < rows; r++, Y += n) {                         \
 			const T *x = X + off;                                        \
-			if (s) {                                                     \
+			if (s && n * (int64_t)sizeof(T) < 1024) {                    \
+				for (int64_t i = 0; i < n; i++)                      \
+					Y[i] = x[i];                                 \
+			} else if (s) {                                              \
 				memcpy(Y, x, (size_t)n * sizeof(T));                 \
 			} else {                                                     \
 				const T v = x[0];                                    \
@@ -117,7 +123,7 @@ typedef struct rows_job {
 	bool f64;
 } rows_job;
 
-static void add_columns_part(void *arg, size_t lo, size_t hi)
+TG_HOT_LOOP static void add_columns_part(void *arg, size_t lo, size_t hi)
 {
 	const rows_job *j = arg;
 	int64_t w = (int64_t)(hi - lo);

@@ -30,7 +30,7 @@ typedef struct view {
  * added into acc by tg_add_rows, so a column's sum has the same bits
  * whichever columns share the call. */
 #define SUM_AXIS_KERNEL(name, T, sum_run, add_rows)                                       \
-	static void name(view v, const T *X, T *Y, double scale, double *acc, int64_t o0, \
+	TG_HOT_LOOP static void name(view v, const T *X, T *Y, double scale, double *acc, int64_t o0, \
 			 int64_t o1, int64_t i0, int64_t i1)                              \
 	{                                                                                 \
 		const int64_t in = v.inner, w = i1 - i0;                                  \
@@ -195,7 +195,7 @@ static void sum_part(void *arg, size_t lo, size_t hi)
 		sum_axis_f32(j->v, j->X, j->Y, j->scale, j->acc, o0, o1, i0, i1);
 }
 
-static void block_part(void *arg, size_t lo, size_t hi)
+TG_HOT_LOOP static void block_part(void *arg, size_t lo, size_t hi)
 {
 	const reduce_job *j = arg;
 	size_t n = (size_t)j->v.n;
