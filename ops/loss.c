@@ -150,28 +150,41 @@ static tg_tensor *mask(const tg_node *n, mask_kind k, double p)
 
 typedef enum { GRAD_MSE, GRAD_L1, GRAD_HUBER } grad_kind;
 
-#define LOSS_GRAD_KERNEL(name, T)                                                          \
-	TG_HOT_LOOP static void name(grad_kind k, const T *A, const T *B, T s, double p,   \
-				     T *G, T *NG, size_t n)                                \
-	{                                                                                  \
-		for (size_t i = 0; i < n; i++) {                                           \
-			const double dd = (double)A[i] - B[i]; /* the masks' difference */ \
-			const T d = A[i] - B[i];               /* tg_sub's */              \
-			T local;                                                           \
-			if (k == GRAD_MSE) {                                               \
-				local = d;                                                 \
-			} else if (k == GRAD_L1) {                                         \
-				local = (T)mask_value(SIGN, dd, p);                        \
-			} else {                                                           \
-				const T m = (T)mask_value(INSIDE, dd, p);                  \
-				const T md = m * d;                                        \
-				local = md + (T)mask_value(OUTSIDE, dd, p);                \
-			}                                                                  \
-			const T g = local * s;                                             \
-			G[i] = g;                                                          \
-			if (NG)                                                            \
+/* One loop per kind and per target (with or without -g), each free of
+ * branches, so that they vectorise; local is the kind's mask expression
+ * over d (the dtype's difference) and dd (the double one), written as
+ * mask_value has it. */
+#define LOSS_GRAD_LOOP(T, LOCAL)                                                           \
+	do {                                                                               \
+		if (NG)                                                                    \
+			for (size_t i = 0; i < n; i++) {                                   \
+				const double dd = (double)A[i] - B[i];                     \
+				const T d = A[i] - B[i];                                   \
+				(void)dd, (void)d;                                         \
+				const T g = (LOCAL) * s;                                   \
+				G[i] = g;                                                  \
 				NG[i] = -g;                                                \
-		}                                                                          \
+			}                                                                  \
+		else                                                                       \
+			for (size_t i = 0; i < n; i++) {                                   \
+				const double dd = (double)A[i] - B[i];                     \
+				const T d = A[i] - B[i];                                   \
+				(void)dd, (void)d;                                         \
+				G[i] = (LOCAL) * s;                                        \
+			}                                                                  \
+	} while (0)
+
+#define LOSS_GRAD_KERNEL(name, T)                                                          \
+	TG_HOT_LOOP static void name(grad_kind k, const T *restrict A, const T *restrict B,\
+				     T s, double p, T *restrict G, T *restrict NG, size_t n)\
+	{                                                                                  \
+		if (k == GRAD_MSE)                                                         \
+			LOSS_GRAD_LOOP(T, d);                                              \
+		else if (k == GRAD_L1) /* SIGN */                                          \
+			LOSS_GRAD_LOOP(T, (T)((double)(dd > 0) - (double)(dd < 0)));       \
+		else /* INSIDE * d + OUTSIDE */                                            \
+			LOSS_GRAD_LOOP(T, (T)(fabs(dd) <= p ? 1 : 0) * d +                 \
+					      (T)(fabs(dd) <= p ? 0 : copysign(p, dd)));   \
 	}
 
 LOSS_GRAD_KERNEL(loss_grad_f64, double)
