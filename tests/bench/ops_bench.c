@@ -171,6 +171,39 @@ static tg_tensor *conv(bench *b)
 static void avgpool_setup(bench *b) { b->p[0] = P(b, 32, 16, 64, 64); }
 static tg_tensor *avgpool(bench *b) { return tg_sum(tg_avg_pool2d(b->p[0], 2, 2, 0)); }
 
+static tg_tensor *vmath(bench *b) { return tg_sum(tg_mul(tg_softplus(b->p[0]), tg_silu(b->p[1]))); }
+static tg_tensor *trig(bench *b) { return tg_sum(tg_mul(tg_sin(b->p[0]), tg_cos(b->p[1]))); }
+static tg_tensor *powclamp(bench *b) { return tg_sum(tg_pow(tg_clamp(b->p[0], -2, 2), 3)); }
+
+static void convs2_setup(bench *b)
+{
+	b->p[0] = P(b, 32, 16, 32, 32), b->p[1] = P(b, 32, 16, 3, 3), b->p[2] = P(b, 32);
+}
+static tg_tensor *convs2(bench *b)
+{
+	tg_conv_opts o = TG_CONV_DEFAULTS;
+	o.stride[0] = o.stride[1] = 2;
+	o.padding[0] = o.padding[1] = 1;
+	return tg_sum(tg_relu(tg_conv2d(b->p[0], b->p[1], b->p[2], &o)));
+}
+
+static void summid_setup(bench *b) { b->p[0] = P(b, 64, 512, 64); }
+static tg_tensor *summid(bench *b)
+{
+	tg_tensor *s = tg_sum_axis(b->p[0], 1, false);
+	return tg_sum(tg_mul(s, s));
+}
+
+static void cols_setup(bench *b) { b->p[0] = P(b, 256, 2048), indices(b, 512, 2048); }
+static tg_tensor *cols(bench *b) { return tg_sum(tg_tanh(tg_index_select(b->p[0], 1, idx_tensor(b)))); }
+
+static void huber_setup(bench *b)
+{
+	b->p[0] = P(b, 512, 784);
+	b->x = tg_keep(tg_randn(b->ctx, TG_F32, 2, SH(512, 784), 0, 1));
+}
+static tg_tensor *huber(bench *b) { return tg_huber(b->p[0], b->x, 1.0); }
+
 static const workload WORKLOADS[] = {
 	{ "o-ce10k", "cross_entropy (64,10000)", ce10k_setup, ce10k, 30 },
 	{ "o-softmax", "sum(softmax(x) * softmax(x)), x (512,1000)", softmax_setup, softmax, 30 },
@@ -198,6 +231,15 @@ static const workload WORKLOADS[] = {
 	{ "o-conv", "sum(max_pool2d(relu(conv2d(x, w 16x3x5x5, pad 2)))), x (32,3,32,32)",
 	  conv_setup, conv, 20 },
 	{ "o-avgpool", "sum(avg_pool2d(x, 2)), x (32,16,64,64)", avgpool_setup, avgpool, 10 },
+	{ "o-vmath", "sum(softplus(x) * silu(y)), x y (2^20)", ew_setup, vmath, 20 },
+	{ "o-trig", "sum(sin(x) * cos(y)), x y (2^20)", ew_setup, trig, 20 },
+	{ "o-powclamp", "sum(clamp(x, -2, 2)^3), x (2^20)", ew_setup, powclamp, 20 },
+	{ "o-conv-s2", "sum(relu(conv2d(x, w 32x16x3x3, stride 2, pad 1))), x (32,16,32,32)",
+	  convs2_setup, convs2, 20 },
+	{ "o-sum-mid", "sum(sum_axis(x, 1)^2), x (64,512,64)", summid_setup, summid, 20 },
+	{ "o-cols", "sum(tanh(index_select(x, 1, 512 of 2048))), x (256,2048)", cols_setup, cols,
+	  30 },
+	{ "o-huber", "huber(p, t, 1), p t (512,784)", huber_setup, huber, 30 },
 };
 enum { NW = sizeof WORKLOADS / sizeof WORKLOADS[0] };
 

@@ -103,6 +103,27 @@ def torch_side(name, iters, threads):
     elif name == "o-avgpool":
         P["x"] = R(32, 16, 64, 64)
         f = lambda: F.avg_pool2d(P["x"], 2, 2).sum()
+    elif name == "o-vmath":
+        P["x"], P["y"] = R(1 << 20), R(1 << 20)
+        f = lambda: (F.softplus(P["x"]) * F.silu(P["y"])).sum()
+    elif name == "o-trig":
+        P["x"], P["y"] = R(1 << 20), R(1 << 20)
+        f = lambda: (torch.sin(P["x"]) * torch.cos(P["y"])).sum()
+    elif name == "o-powclamp":
+        P["x"] = R(1 << 20)
+        f = lambda: (torch.clamp(P["x"], -2, 2) ** 3).sum()
+    elif name == "o-conv-s2":
+        P["x"], P["w"], P["b"] = R(32, 16, 32, 32), R(32, 16, 3, 3), R(32)
+        f = lambda: F.relu(F.conv2d(P["x"], P["w"], P["b"], stride=2, padding=1)).sum()
+    elif name == "o-sum-mid":
+        P["x"] = R(64, 512, 64)
+        f = lambda: (P["x"].sum(1) ** 2).sum()
+    elif name == "o-cols":
+        P["x"] = R(256, 2048); cols = idx(512, 2048)
+        f = lambda: torch.tanh(torch.index_select(P["x"], 1, cols)).sum()
+    elif name == "o-huber":
+        P["p"] = R(512, 784); t = torch.randn(512, 784)
+        f = lambda: F.huber_loss(P["p"], t, delta=1.0)
     else:
         sys.exit(f"ops_bench.py: unknown workload {name}")
 
