@@ -243,6 +243,16 @@ VM_POW_SCALAR(pow_f32_scalar, float, Sleef_powf_u10)
 VM_POW_PUBLIC(f64, double)
 VM_POW_PUBLIC(f32, float)
 #else
-VM_POW_SCALAR(tg_vmath_pow_f64, double, Sleef_pow_u10)
-VM_POW_SCALAR(tg_vmath_pow_f32, float, Sleef_powf_u10)
+VM_POW_SCALAR(pow_f64_any, double, Sleef_pow_u10)
+VM_POW_SCALAR(pow_f32_any, float, Sleef_powf_u10)
+
+void tg_vmath_pow_f64(const double *X, double *Y, size_t n, double p)
+{
+	pow_f64_any(X, Y, n, p);
+}
+
+void tg_vmath_pow_f32(const float *X, float *Y, size_t n, float p)
+{
+	pow_f32_any(X, Y, n, p);
+}
 #endif
