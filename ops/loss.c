@@ -344,8 +344,15 @@ enum { CHUNK = 256 };
 				e[i] = -fabs((double)A[i0 + i]);                           \
 			tg_vmath_exp_f64(e, e, m);                                         \
 			tg_vmath_log1p_f64(e, e, m);                                       \
-			/* CHUNK % 8 == 0: lane i % 8 is lane (i0 + i) % 8 */           \
-			for (size_t i = 0; i < m; i++) {                                   \
+			/* CHUNK % 8 == 0: lane i % 8 is lane (i0 + i) % 8; eight  \
+			 * at a time, so that the lanes stay in registers */       \
+			size_t i = 0;                                                      \
+			for (; i + 8 <= m; i += 8)                                         \
+				for (int k = 0; k < 8; k++) {                              \
+					double a = A[i0 + i + k], b = B[i0 + i + k];       \
+					l[k] += (a > 0 ? a : 0) - a * b + e[i + k];        \
+				}                                                          \
+			for (; i < m; i++) {                                               \
 				double a = A[i0 + i], b = B[i0 + i];                       \
 				l[i % 8] += (a > 0 ? a : 0) - a * b + e[i];                \
 			}                                                                  \
@@ -369,10 +376,25 @@ static void bce_backward(tg_node *n, tg_tensor *dout)
 static const tg_op bce_with_logits_op = { .name = "bce_with_logits", .backward = bce_backward };
 TG_OP_REGISTER(bce_with_logits_op);
 
+/* How many of X[0..n) are outside [0, 1] or NaN, in one vector loop. */
+#define OUTSIDE_KERNEL(name, T)                                                  \
+	TG_HOT_LOOP static size_t name(const T *X, size_t n)                     \
+	{                                                                        \
+		size_t bad = 0;                                                  \
+		for (size_t i = 0; i < n; i++)                                   \
+			bad += !(X[i] >= 0 && X[i] <= 1);                        \
+		return bad;                                                      \
+	}
+OUTSIDE_KERNEL(outside_unit_f64, double)
+OUTSIDE_KERNEL(outside_unit_f32, float)
+
 /* Every target in [0, 1] (soft targets allowed); else records the first
  * that is not. */
 static bool targets_ok(tg_ctx *ctx, const char *who, const tg_tensor *t)
 {
+	if (!(t->dtype == TG_F64 ? outside_unit_f64(t->data, t->numel)
+				 : outside_unit_f32(t->data, t->numel)))
+		return true;
 	for (size_t i = 0; i < t->numel; i++) {
 		double v = t->dtype == TG_F64 ? ((const double *)t->data)[i]
 					      : ((const float *)t->data)[i];
