@@ -310,7 +310,9 @@ BINARY_KERNEL(minimum, WINS_MIN(x, y) ? x : y)
 BINARY_KERNEL(share_max, TIE(x, y) ? 0.5 : (WINS_MAX(x, y) ? 1 : 0))
 BINARY_KERNEL(share_min, TIE(x, y) ? 0.5 : (WINS_MIN(x, y) ? 1 : 0))
 
-/* a's share of dout in maximum (max) or minimum (!max), with no history */
+/* a's share of dout in maximum (max) or minimum (!max), with no history;
+ * b's is share_of_a(b, a, max): 1 - a's exactly (0, 1/2 or 1), with the
+ * ties and NaNs routed the same way. */
 static tg_tensor *share_of_a(tg_tensor *a, tg_tensor *b, bool max)
 {
 	static const tg_op share_op = { .name = "share", .backward = NULL };
@@ -324,13 +326,10 @@ static tg_tensor *share_of_a(tg_tensor *a, tg_tensor *b, bool max)
 static void route(tg_node *n, tg_tensor *dout, bool max)
 {
 	tg_tensor *a = tg_node_input(n, 0), *b = tg_node_input(n, 1);
-	tg_tensor *m = share_of_a(a, b, max);
 	if (tg_node_needs_grad(n, 0))
-		TG_NODE_GRAD_INTO(n, 0, tg_mul(dout, m));
-	if (tg_node_needs_grad(n, 1)) {
-		tg_tensor *rest = tg_add_scalar(tg_neg(m), 1.0);
-		TG_NODE_GRAD_INTO(n, 1, tg_mul(dout, rest));
-	}
+		TG_NODE_GRAD_INTO(n, 0, tg_mul(dout, share_of_a(a, b, max)));
+	if (tg_node_needs_grad(n, 1))
+		TG_NODE_GRAD_INTO(n, 1, tg_mul(dout, share_of_a(b, a, max)));
 }
 
 static void maximum_backward(tg_node *n, tg_tensor *dout) { route(n, dout, true); }
