@@ -55,7 +55,8 @@ static bool bmap_make(int nbig, const int64_t *big, int nsmall, const int64_t *s
  * walked with tg_rows_next, so any number of dimensions takes the same
  * inner paths. */
 #define SUM_TO_KERNEL(name, T, sum_run, add_rows)                                    \
-	TG_HOT_LOOP static void name(const bmap *m, const T *X, double *acc, size_t numel)       \
+	TG_HOT_LOOP static void name(const bmap *m, const T *X, double *acc,         \
+				     size_t numel)                                   \
 	{                                                                            \
 		const int64_t n = m->dim[INNER], rows = m->dim[ROW];                 \
 		const int64_t blocks = (int64_t)numel / (n * rows);                  \
@@ -82,9 +83,9 @@ static bool bmap_make(int nbig, const int64_t *big, int nsmall, const int64_t *s
 	}
 
 /* Y (big) = X (small) repeated along the broadcast axes; a run along the
- * innermost axis is a copy, or a fill where X is broadcast along it. */
-/* Rows of x copied or one value repeated; short rows (a few hundred
- * bytes) by a loop, where memcpy's call would cost as much as the copy. */
+ * innermost axis is a copy, or a fill where X is broadcast along it. Short
+ * runs (under 1 KiB) are copied by a loop: memcpy's call would cost as
+ * much as the copy. */
 #define EXPAND_KERNEL(name, T)                                                       \
 	TG_HOT_LOOP static void name(const bmap *m, const T *restrict X,             \
 				     T *restrict Y, size_t numel)                    \

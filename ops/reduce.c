@@ -30,8 +30,8 @@ typedef struct view {
  * added into acc by tg_add_rows, so a column's sum has the same bits
  * whichever columns share the call. */
 #define SUM_AXIS_KERNEL(name, T, sum_run, add_rows)                                       \
-	TG_HOT_LOOP static void name(view v, const T *X, T *Y, double scale, double *acc, int64_t o0, \
-			 int64_t o1, int64_t i0, int64_t i1)                              \
+	TG_HOT_LOOP static void name(view v, const T *X, T *Y, double scale, double *acc, \
+				     int64_t o0, int64_t o1, int64_t i0, int64_t i1)      \
 	{                                                                                 \
 		const int64_t in = v.inner, w = i1 - i0;                                  \
 		for (int64_t o = o0; o < o1; o++) {                                       \

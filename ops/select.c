@@ -183,6 +183,9 @@ tg_tensor *tg_where(tg_tensor *mask, tg_tensor *a, tg_tensor *b)
 /* The gradient passes at the bounds themselves, as PyTorch's does; a NaN x
  * stays NaN and gets none. */
 
+/* Where the gradient passes: the bounds included, never at NaN */
+#define INSIDE(x, lo, hi) ((x) >= (lo) && (x) <= (hi))
+
 #define CLAMP_KERNEL(name, T)                                                         \
 	TG_HOT_LOOP static void name(const T *X, T *Y, size_t n, T lo, T hi)          \
 	{                                                                              \
@@ -194,7 +197,7 @@ tg_tensor *tg_where(tg_tensor *mask, tg_tensor *a, tg_tensor *b)
 	static void name##_inside(const T *X, T *Y, size_t n, T lo, T hi)              \
 	{                                                                              \
 		for (size_t i = 0; i < n; i++)                                         \
-			Y[i] = X[i] >= lo && X[i] <= hi;                               \
+			Y[i] = INSIDE(X[i], lo, hi);                                   \
 	}
 
 CLAMP_KERNEL(clamp_f64, double)
@@ -219,7 +222,7 @@ static tg_tensor *inside(tg_tensor *x, double lo, double hi)
 				     T *restrict Y, size_t n, T lo, T hi)              \
 	{                                                                               \
 		for (size_t i = 0; i < n; i++)                                          \
-			Y[i] = X[i] >= lo && X[i] <= hi ? D[i] : 0;                     \
+			Y[i] = INSIDE(X[i], lo, hi) ? D[i] : 0;                         \
 	}
 CLAMP_GRAD_KERNEL(clamp_grad_f64, double)
 CLAMP_GRAD_KERNEL(clamp_grad_f32, float)
