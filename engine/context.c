@@ -135,15 +135,6 @@ void tg_set_threads(tg_ctx *ctx, int n)
 	ctx->threads = n;
 }
 
-/* OpenBLAS keeps one thread count for the process; each context's calls set
- * it to their own count when it differs, so a context's setting holds for
- * its own products whatever another context asked for. */
-void tg_blas_enter(const tg_ctx *ctx)
-{
-	if (openblas_get_num_threads() != ctx->threads)
-		openblas_set_num_threads(ctx->threads);
-}
-
 /* ---- which BLAS kernel runs ---------------------------------------------- */
 
 /* OpenBLAS 0.3.21's kernels by the widest vectors their sgemm and dgemm
@@ -234,8 +225,8 @@ static void tg_blas_warn_once(void)
 			core, strcmp(advice, "SkylakeX") ? "AVX2" : "AVX-512", advice);
 }
 
-/* The self-check: C = op(A) op(B) through cblas_?gemm, row-major with the
- * flags tg_matmul_t passes, for f32 and f64, all four transpose flags, on
+/* The self-check: C = op(A) op(B) through tg_gemm (cblas_?gemm, row-major
+ * with the flags tg_matmul_t passes), for f32 and f64, all four transpose flags, on
  * odd shapes (edges of every kernel's blocking), against a plain triple
  * loop in long double. An element may differ by 4 K eps sum_k |a_ik b_kj|
  * (the bound of any summation order, doubled). Returns the worst error as
@@ -258,16 +249,8 @@ static double check_one(tg_ctx *ctx, bool f64, int N, int K, int M, bool ta, boo
 			((float *)p)[j] = (float)v;
 	}
 #define AT(p, i) (f64 ? (long double)((const double *)(p))[i] : (long double)((const float *)(p))[i])
-	enum CBLAS_TRANSPOSE fa = ta ? CblasTrans : CblasNoTrans;
-	enum CBLAS_TRANSPOSE fb = tb ? CblasTrans : CblasNoTrans;
 	int lda = ta ? N : K, ldb = tb ? K : M;
-	tg_blas_enter(ctx);
-	if (f64)
-		cblas_dgemm(CblasRowMajor, fa, fb, N, M, K, 1.0, (double *)a, lda, (double *)b, ldb,
-			    0.0, (double *)c, M);
-	else
-		cblas_sgemm(CblasRowMajor, fa, fb, N, M, K, 1.0f, (float *)a, lda, (float *)b, ldb,
-			    0.0f, (float *)c, M);
+	tg_gemm(ctx, f64 ? TG_F64 : TG_F32, ta, tb, N, M, K, a, lda, b, ldb, 0, c, M);
 	double eps = f64 ? 0x1p-52 : 0x1p-23;
 	worst = 0;
 	for (int i = 0; i < N; i++)

@@ -434,8 +434,16 @@ tg_tensor *tg_accumulate(tg_tensor *a, tg_tensor *b);
 
 /* ---- BLAS ------------------------------------------------------------------ */
 
-/* Before every BLAS call: OpenBLAS runs with ctx's thread count. */
-void tg_blas_enter(const tg_ctx *ctx);
+/* C (N,M) = op(A) op(B) + beta C, row major (lda, ldb and ldc the row
+ * lengths in memory), with OpenBLAS at one thread; a large product split
+ * across ctx's threads in bands of C (gemm.c), on the calling thread alone
+ * when ctx is NULL. Every product of the library goes through here. beta
+ * is 0 (C unread) or 1. Products of fewer multiply-adds than
+ * TG_GEMM_SPLIT_MIN are not split: about 5 us of work at one thread (where
+ * OpenBLAS itself starts threading), against some 2 us for a split. */
+#define TG_GEMM_SPLIT_MIN 262144.0
+void tg_gemm(const tg_ctx *ctx, tg_dtype dt, bool ta, bool tb, int N, int M, int K,
+	     const void *A, int lda, const void *B, int ldb, double beta, void *C, int ldc);
 /* Whether the CPU has AVX2 and FMA (false), or the AVX-512 subsets that
  * OpenBLAS's SkylakeX kernels use (true). */
 bool tg_cpu_has(bool avx512);

@@ -100,16 +100,15 @@ TG_API bool tg_set_grad_enabled(tg_ctx *ctx, bool on); /* returns old value */
 TG_API bool tg_grad_enabled(const tg_ctx *ctx);
 TG_API void tg_set_anomaly(tg_ctx *ctx, bool on); /* NaN/Inf checks, every op */
 TG_API void tg_set_abort_on_error(tg_ctx *ctx, bool on); /* for debuggers */
-/* Threads for this context's work, default 1: the BLAS threads of its
- * products, and the split of its other large loops (elementwise ops and
- * their backward kernels, reductions, softmax and cross-entropy rows,
- * optimizer updates; from about 32K elements) across a pool of n - 1
- * workers started at the first split and joined at exit. A split gives the
- * bits of one thread. OpenBLAS holds one count per process: each product
- * sets it to its context's count when it differs, so contexts used from
- * one thread each get their own setting. Contexts used from several
- * threads at once should all keep 1 (the default), so that no call changes
- * it while another runs; the pool serves one loop at a time and another
+/* Threads for this context's work, default 1: its large loops (matrix
+ * products, elementwise ops and their backward kernels, reductions,
+ * softmax and cross-entropy rows, optimizer updates; from about 32K
+ * elements) split across a pool of n - 1 workers started at the first
+ * split and joined at exit. A split loop gives the bits of one thread; a
+ * split product (bands of its rows or columns, each an OpenBLAS call at
+ * one thread) may differ in the last place. Every product sets OpenBLAS's
+ * one process-wide thread count to 1, so contexts used from several
+ * threads at once never change each other's setting; the pool serves one loop at a time and another
  * thread's loop runs on its caller alone meanwhile. */
 TG_API void tg_set_threads(tg_ctx *ctx, int n);
 TG_API int tg_threads(const tg_ctx *ctx);

@@ -22,7 +22,6 @@
 #include "internal.h"
 #include "parallel.h"
 
-#include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <string.h>
@@ -196,19 +195,14 @@ static void pack(const geom *g, size_t size, const void *t, int64_t n0, int64_t 
 		}
 }
 
-/* C (M,N) = op(A) (M,K) @ op(B) (K,N) + beta C, row-major. */
-static void gemm(tg_dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
-		 const void *A, int64_t lda, const void *B, int64_t ldb, double beta, void *C,
-		 int64_t ldc)
+/* C (M,N) = op(A) (M,K) @ op(B) (K,N) + beta C, row-major; split across
+ * ctx's threads when large, on the calling thread alone when ctx is NULL. */
+static void gemm(const tg_ctx *ctx, tg_dtype dt, bool ta, bool tb, int64_t M, int64_t N,
+		 int64_t K, const void *A, int64_t lda, const void *B, int64_t ldb, double beta,
+		 void *C, int64_t ldc)
 {
-	enum CBLAS_TRANSPOSE fa = ta ? CblasTrans : CblasNoTrans;
-	enum CBLAS_TRANSPOSE fb = tb ? CblasTrans : CblasNoTrans;
-	if (dt == TG_F64)
-		cblas_dgemm(CblasRowMajor, fa, fb, (int)M, (int)N, (int)K, 1.0, A, (int)lda, B,
-			    (int)ldb, beta, C, (int)ldc);
-	else
-		cblas_sgemm(CblasRowMajor, fa, fb, (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B,
-			    (int)ldb, (float)beta, C, (int)ldc);
+	tg_gemm(ctx, dt, ta, tb, (int)M, (int)N, (int)K, A, (int)lda, B, (int)ldb, beta, C,
+		(int)ldc);
 }
 
 /* The column buffer (K, B*L) and the rows (OG, B*L) of one batch in the
@@ -270,23 +264,20 @@ static void run_part(void *p, size_t lo, size_t hi)
 		r->fn(r->arg, (int)t, r->n * (int64_t)t / r->T, r->n * (int64_t)(t + 1) / r->T);
 }
 
-/* fn over [0, n) cut into T runs, at most T at a time on the pool. With
- * blas, OpenBLAS runs single-threaded inside (tg_blas_enter restores the
- * context's count at the next product). */
-static void par_for(const tg_ctx *ctx, int T, int64_t n, bool blas, range_fn fn, void *arg)
+/* fn over [0, n) cut into T runs, at most T at a time on the pool. */
+static void par_for(const tg_ctx *ctx, int T, int64_t n, range_fn fn, void *arg)
 {
 	runs r = { fn, arg, T, n };
 	if (T == 1) {
 		run_part(&r, 0, 1);
 		return;
 	}
-	if (blas && openblas_get_num_threads() != 1)
-		openblas_set_num_threads(1);
 	tg_parallel_for(ctx, (size_t)T, 1, 1, run_part, &r);
 }
 
 /* What the three per-image kernels read and write. */
 typedef struct conv_job {
+	const tg_ctx *ctx; /* for the products: NULL when several lanes run them */
 	const geom *g;
 	tg_dtype dt;
 	const char *x;    /* forward and weight grad: images (N,C,H,W) */
@@ -348,7 +339,7 @@ static void forward_images(void *arg, int tid, int64_t lo, int64_t hi)
 			char *out = j->y + (size_t)((n * g->O + grp * OG) * L) * size;
 			if (j->b)
 				fill_bias(j->dt, j->b + (size_t)(grp * OG) * size, out, OG, L);
-			gemm(j->dt, false, false, OG, L, K, j->w + (size_t)(grp * OG * K) * size, K,
+			gemm(j->ctx, j->dt, false, false, OG, L, K, j->w + (size_t)(grp * OG * K) * size, K,
 			     src, L, j->b ? 1.0 : 0.0, out, L);
 		}
 }
@@ -368,7 +359,7 @@ static void input_grad_images(void *arg, int tid, int64_t lo, int64_t hi)
 		for (int64_t grp = 0; grp < g->G; grp++) {
 			char *dxg = dx + (size_t)(grp * CG * g->H * g->W) * size;
 			const char *d = j->dout + (size_t)((n * g->O + grp * OG) * L) * size;
-			gemm(j->dt, true, false, K, L, OG, j->w + (size_t)(grp * OG * K) * size, K, d,
+			gemm(j->ctx, j->dt, true, false, K, L, OG, j->w + (size_t)(grp * OG * K) * size, K, d,
 			     L, 0.0, col ? col : dxg, L);
 			if (col)
 				col2im_one(g, j->dt, col, dxg, L);
@@ -395,7 +386,7 @@ static void weight_grad_images(void *arg, int tid, int64_t lo, int64_t hi)
 				im2col_one(g, j->dt, src, col, L);
 				src = col;
 			}
-			gemm(j->dt, false, true, OG, K, L,
+			gemm(j->ctx, j->dt, false, true, OG, K, L,
 			     j->dout + (size_t)((n * g->O + grp * OG) * L) * size, L, src, L,
 			     n > lo ? 1.0 : 0.0, dw + (size_t)(grp * OG * K) * size, K);
 		}
@@ -416,9 +407,8 @@ static bool image_cols(tg_ctx *ctx, const geom *g, tg_dtype dt, int T, char **co
 /* Runs fn over the images of j on T workers. */
 static void run_images(tg_ctx *ctx, int T, range_fn fn, conv_job *j)
 {
-	if (T == 1)
-		tg_blas_enter(ctx);
-	par_for(ctx, T, j->g->N, true, fn, j);
+	j->ctx = T == 1 ? ctx : NULL;
+	par_for(ctx, T, j->g->N, fn, j);
 }
 
 /* ---- conv2d: out[n,o] = b[o] + sum_{c,kh,kw} w[o,c,kh,kw] x[n, c', oh s + kh d - p, ..]
@@ -543,12 +533,11 @@ static tg_tensor *conv(const geom *g, tg_tensor *x, tg_tensor *w, tg_tensor *b)
 		return NULL;
 	size_t size = tg_dtype_size(dt);
 	int64_t OG = g->O / g->G, K = g->C / g->G * g->KH * g->KW, L = g->OH * g->OW;
-	tg_blas_enter(ctx);
 	for (int64_t n0 = 0, B; n0 < g->N; n0 += B) {
 		B = g->N - n0 < batch_of(g) ? g->N - n0 : batch_of(g);
 		for (int64_t grp = 0; grp < g->G; grp++) {
 			im2col(g, dt, x->data, n0, B, grp, col);
-			gemm(dt, false, false, OG, B * L, K,
+			gemm(ctx, dt, false, false, OG, B * L, K,
 			     (const char *)w->data + (size_t)(grp * OG * K) * size, K, col, B * L,
 			     0.0, rows, B * L);
 			if (b)
@@ -596,12 +585,11 @@ static tg_tensor *conv_input_grad(const geom *g, tg_tensor *dout, tg_tensor *w)
 	size_t size = tg_dtype_size(dt);
 	int64_t OG = g->O / g->G, K = g->C / g->G * g->KH * g->KW, L = g->OH * g->OW;
 	memset(dx->data, 0, dx->numel * size);
-	tg_blas_enter(ctx);
 	for (int64_t n0 = 0, B; n0 < g->N; n0 += B) {
 		B = g->N - n0 < batch_of(g) ? g->N - n0 : batch_of(g);
 		for (int64_t grp = 0; grp < g->G; grp++) {
 			pack(g, size, dout->data, n0, B, grp, rows, false);
-			gemm(dt, true, false, K, B * L, OG,
+			gemm(ctx, dt, true, false, K, B * L, OG,
 			     (const char *)w->data + (size_t)(grp * OG * K) * size, K, rows, B * L,
 			     0.0, col, B * L);
 			col2im(g, dt, col, n0, B, grp, dx->data);
@@ -668,13 +656,12 @@ static tg_tensor *conv_weight_grad(const geom *g, tg_tensor *x, tg_tensor *dout)
 		return NULL;
 	if (g->N == 0)
 		memset(dw->data, 0, dw->numel * size);
-	tg_blas_enter(ctx);
 	for (int64_t n0 = 0, B; n0 < g->N; n0 += B) {
 		B = g->N - n0 < batch_of(g) ? g->N - n0 : batch_of(g);
 		for (int64_t grp = 0; grp < g->G; grp++) {
 			im2col(g, dt, x->data, n0, B, grp, col);
 			pack(g, size, dout->data, n0, B, grp, rows, false);
-			gemm(dt, false, true, OG, K, B * L, rows, B * L, col, B * L, n0 ? 1.0 : 0.0,
+			gemm(ctx, dt, false, true, OG, K, B * L, rows, B * L, col, B * L, n0 ? 1.0 : 0.0,
 			     (char *)dw->data + (size_t)(grp * OG * K) * size, K);
 		}
 	}
@@ -1329,7 +1316,7 @@ static tg_tensor *scatter_at(const pool_aux *a, tg_tensor *dout)
 	if (!dx)
 		return NULL;
 	pool_job j = { a, dout->dtype, dout->data, dx->data, NULL };
-	par_for(ctx, pool_workers(ctx, g), g->N * g->C, false, scatter_planes, &j);
+	par_for(ctx, pool_workers(ctx, g), g->N * g->C, scatter_planes, &j);
 	return tg_op_end(&max_pool2d_backward_op, dx, 1, &dout, NULL, 0, a);
 }
 
@@ -1353,7 +1340,7 @@ tg_tensor *tg_max_pool2d(tg_tensor *x, int kernel, int stride, int padding)
 	if (!out)
 		return NULL;
 	pool_job j = { saved, x->dtype, x->data, out->data, idx };
-	par_for(ctx, pool_workers(ctx, &a.g), a.g.N * a.g.C, false, maxpool_planes, &j);
+	par_for(ctx, pool_workers(ctx, &a.g), a.g.N * a.g.C, maxpool_planes, &j);
 	return tg_op_end(&max_pool2d_op, out, 1, &x, NULL, 0, saved);
 }
 

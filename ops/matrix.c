@@ -12,8 +12,8 @@
 #include "parallel.h"
 #include "transpose.h"
 
-#include <cblas.h>
 #include <limits.h>
+#include <stdint.h>
 #include <string.h>
 
 /* ---- matmul_t: C = op(A) op(B) ---------------------------------------------- */
@@ -82,16 +82,8 @@ static void product(tg_tensor *out, const tg_tensor *a, bool ta, const tg_tensor
 {
 	int N = (int)out->shape[0], M = (int)out->shape[1];
 	int K = (int)(ta ? a->shape[0] : a->shape[1]);
-	enum CBLAS_TRANSPOSE fa = ta ? CblasTrans : CblasNoTrans;
-	enum CBLAS_TRANSPOSE fb = tb ? CblasTrans : CblasNoTrans;
-	int lda = (int)a->shape[1], ldb = (int)b->shape[1];
-	tg_blas_enter(out->ctx);
-	if (a->dtype == TG_F64)
-		cblas_dgemm(CblasRowMajor, fa, fb, N, M, K, 1.0, a->data, lda, b->data, ldb, beta,
-			    out->data, M);
-	else
-		cblas_sgemm(CblasRowMajor, fa, fb, N, M, K, 1.0f, a->data, lda, b->data, ldb,
-			    (float)beta, out->data, M);
+	tg_gemm(out->ctx, a->dtype, ta, tb, N, M, K, a->data, (int)a->shape[1], b->data,
+		(int)b->shape[1], beta, out->data, M);
 }
 
 static tg_tensor *matmul(const char *who, tg_tensor *a, bool ta, tg_tensor *b, bool tb)
@@ -287,45 +279,67 @@ static bool batch_of(const tg_tensor *a, const tg_tensor *b, batch *bt)
 
 /* The GEMM of one item: C (N,M) = op(A) op(B), row major. */
 typedef struct gemm {
-	enum CBLAS_TRANSPOSE fa, fb;
+	const tg_ctx *ctx;
+	bool ta, tb;
 	int N, M, K, lda, ldb;
 } gemm;
 
 static void gemm_run(const gemm *g, tg_dtype dt, const void *A, const void *B, void *C)
 {
-	if (dt == TG_F64)
-		cblas_dgemm(CblasRowMajor, g->fa, g->fb, g->N, g->M, g->K, 1.0, A, g->lda, B,
-			    g->ldb, 0.0, C, g->M);
-	else
-		cblas_sgemm(CblasRowMajor, g->fa, g->fb, g->N, g->M, g->K, 1.0f, A, g->lda, B,
-			    g->ldb, 0.0f, C, g->M);
+	tg_gemm(g->ctx, dt, g->ta, g->tb, g->N, g->M, g->K, A, g->lda, B, g->ldb, 0, C, g->M);
 }
 
-/* Every item's GEMM, walking the batch index like an odometer. */
+/* The GEMMs of items [lo, hi) of a batch, each on its caller's thread. */
+typedef struct items_job {
+	const batch *bt;
+	gemm g;
+	tg_dtype dt;
+	const char *A, *B;
+	char *C;
+} items_job;
+
+static void run_items(void *arg, size_t lo, size_t hi)
+{
+	const items_job *j = arg;
+	const size_t es = tg_dtype_size(j->dt);
+	const size_t c_item = (size_t)j->g.N * (size_t)j->g.M * es;
+	for (size_t t = lo; t < hi; t++) {
+		/* item t's index along each batch axis, the last the fastest */
+		int64_t oa = 0, ob = 0, rest = (int64_t)t;
+		for (int d = j->bt->nb - 1; d >= 0; d--) {
+			int64_t i = rest % j->bt->dim[d];
+			rest /= j->bt->dim[d];
+			oa += i * j->bt->sa[d];
+			ob += i * j->bt->sb[d];
+		}
+		gemm_run(&j->g, j->dt, j->A + (size_t)oa * es, j->B + (size_t)ob * es,
+			 j->C + t * c_item);
+	}
+}
+
+/* Every item's GEMM. Items of a that share one b are the rows of one
+ * product; a large item is split across the threads by itself; small ones
+ * are shared out whole among the threads once there are enough of them. */
 static void bmm_items(const batch *bt, gemm g, tg_dtype dt, const char *A, const char *B,
 		      char *C)
 {
-	const size_t es = tg_dtype_size(dt);
-	const size_t c_item = (size_t)g.N * (size_t)g.M * es;
-	if (g.fa == CblasNoTrans && bt->items_b == 1 && bt->items_a == bt->items &&
+	if (!g.ta && bt->items_b == 1 && bt->items_a == bt->items &&
 	    (int64_t)g.N * bt->items <= INT_MAX) {
 		g.N *= (int)bt->items; /* the items of a are rows of one matrix */
 		gemm_run(&g, dt, A, B, C);
 		return;
 	}
-	int64_t cnt[TG_MAX_DIMS] = { 0 }, oa = 0, ob = 0;
-	for (int64_t t = 0; t < bt->items; t++, C += c_item) {
-		gemm_run(&g, dt, A + (size_t)oa * es, B + (size_t)ob * es, C);
-		for (int d = bt->nb - 1; d >= 0; d--) {
-			oa += bt->sa[d];
-			ob += bt->sb[d];
-			if (++cnt[d] < bt->dim[d])
-				break;
-			oa -= bt->sa[d] * bt->dim[d];
-			ob -= bt->sb[d] * bt->dim[d];
-			cnt[d] = 0;
-		}
+	const tg_ctx *ctx = g.ctx;
+	double macs = (double)g.N * (double)g.M * (double)g.K;
+	items_job j = { bt, g, dt, A, B, C };
+	if (macs >= TG_GEMM_SPLIT_MIN) {
+		run_items(&j, 0, (size_t)bt->items);
+		return;
 	}
+	j.g.ctx = NULL;
+	/* as many items as make TG_GEMM_SPLIT_MIN multiply-adds, at least 2 */
+	size_t min = macs >= 1 ? (size_t)(TG_GEMM_SPLIT_MIN / macs) + 1 : SIZE_MAX;
+	tg_parallel_for(ctx, (size_t)bt->items, min < 2 ? 2 : min, 1, run_items, &j);
 }
 
 static tg_tensor *bmm(const char *who, tg_tensor *a, bool ta, tg_tensor *b, bool tb)
@@ -362,9 +376,7 @@ static tg_tensor *bmm(const char *who, tg_tensor *a, bool ta, tg_tensor *b, bool
 	tg_tensor *out = tg_tensor_new(ctx, who, a->dtype, bt.nb + 2, shape);
 	if (!out)
 		return NULL;
-	gemm g = { ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-		   (int)N, (int)M, (int)K, (int)a->shape[la + 1], (int)b->shape[lb + 1] };
-	tg_blas_enter(ctx);
+	gemm g = { ctx, ta, tb, (int)N, (int)M, (int)K, (int)a->shape[la + 1], (int)b->shape[lb + 1] };
 	bmm_items(&bt, g, a->dtype, a->data, b->data, out->data);
 	const double attr[2] = { ta, tb };
 	return tg_op_end(&bmm_op, out, 2, in, attr, 2, NULL);

@@ -33,6 +33,7 @@
 #include <cblas.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,16 +125,39 @@ static unsigned long long wrapped_allocs(void)
 
 /* ---- timing every GEMM of libtapegrad.a ----------------------------------- */
 /* cblas_sgemm and cblas_dgemm are wrapped as malloc is
- * (-Wl,--wrap=cblas_sgemm,--wrap=cblas_dgemm): each call made by the library
- * adds its wall time here, so the GEMM share of a workload is measured in
- * the run itself (two clock reads per call, some 50 ns). */
+ * (-Wl,--wrap=cblas_sgemm,--wrap=cblas_dgemm): the wall time during which
+ * at least one call made by the library runs is added up here, so the GEMM
+ * share of a workload is measured in the run itself (two clock reads and
+ * two lock round trips per call, well under a microsecond). A product
+ * split across threads runs as concurrent calls, one per part: the time
+ * counts once. */
 
 static double now(clockid_t clock);
 
 static struct {
+	pthread_mutex_t lock;
+	int running;  /* calls in progress */
+	double since; /* when running last went from 0 to 1 */
 	double sec;
 	unsigned long long calls;
-} gemm_time;
+} gemm_time = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void gemm_enter(void)
+{
+	pthread_mutex_lock(&gemm_time.lock);
+	if (gemm_time.running++ == 0)
+		gemm_time.since = now(CLOCK_MONOTONIC);
+	pthread_mutex_unlock(&gemm_time.lock);
+}
+
+static void gemm_leave(void)
+{
+	pthread_mutex_lock(&gemm_time.lock);
+	if (--gemm_time.running == 0)
+		gemm_time.sec += now(CLOCK_MONOTONIC) - gemm_time.since;
+	gemm_time.calls++;
+	pthread_mutex_unlock(&gemm_time.lock);
+}
 
 void __real_cblas_sgemm(enum CBLAS_ORDER o, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb,
 			int m, int n, int k, float alpha, const float *a, int lda, const float *b,
@@ -152,20 +176,18 @@ void __wrap_cblas_sgemm(enum CBLAS_ORDER o, enum CBLAS_TRANSPOSE ta, enum CBLAS_
 			int m, int n, int k, float alpha, const float *a, int lda, const float *b,
 			int ldb, float beta, float *c, int ldc)
 {
-	double t0 = now(CLOCK_MONOTONIC);
+	gemm_enter();
 	__real_cblas_sgemm(o, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-	gemm_time.sec += now(CLOCK_MONOTONIC) - t0;
-	gemm_time.calls++;
+	gemm_leave();
 }
 
 void __wrap_cblas_dgemm(enum CBLAS_ORDER o, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb,
 			int m, int n, int k, double alpha, const double *a, int lda,
 			const double *b, int ldb, double beta, double *c, int ldc)
 {
-	double t0 = now(CLOCK_MONOTONIC);
+	gemm_enter();
 	__real_cblas_dgemm(o, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-	gemm_time.sec += now(CLOCK_MONOTONIC) - t0;
-	gemm_time.calls++;
+	gemm_leave();
 }
 
 /* ---- counting the context's own allocations ------------------------------ */

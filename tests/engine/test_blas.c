@@ -30,11 +30,14 @@ static tg_tensor *random_matrix(tg_ctx *ctx, tg_dtype dt, int64_t r, int64_t c)
 	return t;
 }
 
-/* C = op(A) op(B) against a long double triple loop: each element within
- * 4 K eps sum_k |a_ik b_kj|, the rounding bound of any summation order */
-static void check_product(tg_dtype dt, int64_t N, int64_t K, int64_t M, bool ta, bool tb)
+/* C = op(A) op(B) on a context of the given threads against a long double
+ * triple loop: each element within 4 K eps sum_k |a_ik b_kj|, the rounding
+ * bound of any summation order. */
+static void check_product(tg_dtype dt, int64_t N, int64_t K, int64_t M, bool ta, bool tb,
+			  int threads)
 {
 	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_set_threads(ctx, threads);
 	tg_tensor *a = random_matrix(ctx, dt, ta ? K : N, ta ? N : K);
 	tg_tensor *b = random_matrix(ctx, dt, tb ? M : K, tb ? K : M);
 	tg_tensor *c = ta || tb ? tg_matmul_t(a, ta, b, tb) : tg_matmul(a, b);
@@ -53,10 +56,10 @@ static void check_product(tg_dtype dt, int64_t N, int64_t K, int64_t M, bool ta,
 			}
 			double got = tg_get(c, (size_t)(i * M + j));
 			if (!(fabsl(got - ref) <= 4 * K * eps * mag))
-				fail_msg("%s %lldx%lldx%lld ta=%d tb=%d C[%lld,%lld] = %.17g, loops give "
-					 "%.17Lg (bound %.3g)",
+				fail_msg("%s %lldx%lldx%lld ta=%d tb=%d, %d threads: C[%lld,%lld] = "
+					 "%.17g, loops give %.17Lg (bound %.3g)",
 					 dt == TG_F64 ? "f64" : "f32", (long long)N, (long long)K, (long long)M, ta,
-					 tb, (long long)i, (long long)j, got, ref,
+					 tb, threads, (long long)i, (long long)j, got, ref,
 					 (double)(4 * K * eps * mag));
 		}
 	tg_ctx_free(ctx);
@@ -72,7 +75,27 @@ static void sgemm_and_dgemm_match_plain_loops_on_odd_shapes(void **state)
 		for (size_t s = 0; s < LEN(shapes); s++)
 			for (int f = 0; f < 4; f++)
 				check_product(d ? TG_F64 : TG_F32, shapes[s][0], shapes[s][1],
-					      shapes[s][2], f & 1, f & 2);
+					      shapes[s][2], f & 1, f & 2, 1);
+}
+
+/* A product of 2^18 multiply-adds or more is cut into one band of C's rows
+ * (N >= M) or columns per thread (engine/gemm.c), each its own GEMM: on 2
+ * and 3 threads every element is right. Bands of rows and of columns,
+ * bands of unequal size (3 threads), a side long enough for two bands only
+ * (40 columns: 16 + 24), one too short to cut (31), a long K, every
+ * transpose. */
+static void products_split_across_threads_match_plain_loops(void **state)
+{
+	(void)state;
+	static const int64_t shapes[][3] = {
+		{ 257, 67, 129 }, { 33, 300, 515 }, { 1000, 20, 17 }, { 17, 1000, 40 }, { 31, 1024, 31 },
+	};
+	for (int d = 0; d < 2; d++)
+		for (size_t s = 0; s < LEN(shapes); s++)
+			for (int f = 0; f < 4; f++)
+				for (int t = 2; t <= 3; t++)
+					check_product(d ? TG_F64 : TG_F32, shapes[s][0], shapes[s][1],
+						      shapes[s][2], f & 1, f & 2, t);
 }
 
 static void the_library_self_check_passes(void **state)
@@ -272,6 +295,7 @@ int main(int argc, char **argv)
 	}
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(sgemm_and_dgemm_match_plain_loops_on_odd_shapes),
+	    cmocka_unit_test(products_split_across_threads_match_plain_loops),
 	    cmocka_unit_test(the_library_self_check_passes),
 	    cmocka_unit_test(blas_info_names_the_library_and_kernel),
 	    cmocka_unit_test(a_generic_or_avx2_kernel_gets_advice_where_a_wider_one_runs),

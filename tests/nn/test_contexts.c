@@ -1,7 +1,7 @@
 /*
  * test_contexts.c - contexts are independent: two threads, each training in
  * its own context, get the bits a sequential run gets, and each context's
- * BLAS thread count holds for its own products. tests/run runs this file
+ * products run on its own threads, two contexts' at once too. tests/run runs this file
  * under ThreadSanitizer as well.
  */
 #include "../engine/test_util.h"
@@ -115,33 +115,80 @@ static void two_threads_training_their_own_contexts_match_a_sequential_run(void 
 	assert_true(memcmp(seq[0].params, seq[1].params, sizeof(double) * 16) != 0);
 }
 
-static void each_context_runs_its_products_with_its_own_thread_count(void **state)
+/* ---- products on several threads --------------------------------------------------- */
+
+enum { PN = 300, PK = 200, PM = 120, REPS = 20 };
+
+typedef struct product_job {
+	int threads;
+	double c[PN * PM]; /* the last product's values */
+	int ctx_threads;   /* tg_threads after the products */
+	int rc;
+} product_job;
+
+/* A (PN,PK) @ B (PK,PM), uniform in [0,1) from seed 5 (the same in every
+ * context), REPS times on a context of j->threads threads. */
+static void *multiply(void *arg)
+{
+	product_job *j = arg;
+	j->rc = -1;
+	tg_ctx *ctx = tg_ctx_new(5);
+	if (!ctx)
+		return NULL;
+	tg_set_threads(ctx, j->threads);
+	tg_tensor *a = tg_keep(tg_rand(ctx, TG_F64, 2, (int64_t[]){ PN, PK }, 0, 1));
+	tg_tensor *b = tg_keep(tg_rand(ctx, TG_F64, 2, (int64_t[]){ PK, PM }, 0, 1));
+	for (int r = 0; r < REPS && tg_ok(ctx); r++) {
+		tg_tensor *c = tg_matmul(a, b);
+		for (size_t i = 0; c && i < PN * PM; i++)
+			j->c[i] = tg_get(c, i);
+		tg_reset(ctx);
+	}
+	j->ctx_threads = tg_threads(ctx);
+	j->rc = tg_ok(ctx) ? 0 : -1;
+	tg_ctx_free(ctx);
+	return NULL;
+}
+
+/* Products split across their own context's threads (engine/gemm.c) with
+ * OpenBLAS at one thread: two contexts of 2 threads multiplying in two
+ * threads at once (one finds the pool busy and runs its bands alone), and
+ * a context of 3 threads beside one of 1, all get the values of one
+ * thread within rounding (2 K eps K, the inputs in [0,1)); OpenBLAS's
+ * process-wide count is 1 after each and no context's setting changed. */
+static void each_context_runs_its_products_on_its_own_threads(void **state)
 {
 	(void)state;
-	tg_ctx *a = tg_ctx_new(1), *b = tg_ctx_new(2);
-	tg_set_threads(a, 2);
-	assert_int_equal(tg_threads(a), 2);
-	assert_int_equal(tg_threads(b), 1);
-	int64_t sh[2] = { 8, 8 };
-	tg_tensor *xa = tg_ones(a, TG_F64, 2, sh), *xb = tg_ones(b, TG_F64, 2, sh);
-	assert_non_null(tg_matmul(xa, xa));
-	int after_a = openblas_get_num_threads();
-	assert_non_null(tg_matmul(xb, xb));
-	int after_b = openblas_get_num_threads();
-	/* OpenBLAS caps the count at the cores it found */
-	int cores = openblas_get_num_procs();
-	assert_int_equal(after_a, cores >= 2 ? 2 : 1);
-	assert_int_equal(after_b, 1);
-	assert_int_equal(tg_threads(a), 2); /* b's product did not change a's setting */
-	tg_ctx_free(a);
-	tg_ctx_free(b);
+	static product_job one = { .threads = 1 }, two[2] = { { .threads = 2 }, { .threads = 2 } },
+			   three = { .threads = 3 };
+	multiply(&one);
+	assert_int_equal(one.rc, 0);
+	assert_int_equal(openblas_get_num_threads(), 1);
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, multiply, &two[i]), 0);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+	multiply(&three);
+	assert_int_equal(openblas_get_num_threads(), 1);
+	const product_job *runs[3] = { &two[0], &two[1], &three };
+	double tol = 2.0 * PK * 0x1p-52 * PK;
+	for (int r = 0; r < 3; r++) {
+		assert_int_equal(runs[r]->rc, 0);
+		assert_int_equal(runs[r]->ctx_threads, runs[r]->threads);
+		for (size_t i = 0; i < PN * PM; i++)
+			if (!(fabs(runs[r]->c[i] - one.c[i]) <= tol))
+				fail_msg("run %d (%d threads): C[%zu] = %.17g, one thread %.17g", r,
+					 runs[r]->threads, i, runs[r]->c[i], one.c[i]);
+	}
+	assert_true(one.c[0] > 10); /* a real product: 200 terms of mean 1/4 */
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(two_threads_training_their_own_contexts_match_a_sequential_run),
-		cmocka_unit_test(each_context_runs_its_products_with_its_own_thread_count),
+		cmocka_unit_test(each_context_runs_its_products_on_its_own_threads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

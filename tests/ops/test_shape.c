@@ -860,6 +860,53 @@ static void bmm_t_matches_bmm_of_permuted_copies_for_all_four_flags(void **state
 	assert_ctx_ok(ctx);
 }
 
+/* tg_bmm_t(a, ta, b, tb) on a new context of the given threads, inputs
+ * from seed 11 (the same on every call); its values into out. */
+static void bmm_on_threads(int threads, const int64_t *sa, int na, bool ta, const int64_t *sb,
+			   int nb, bool tb, double *out, size_t n)
+{
+	tg_ctx *ctx = tg_ctx_new(11);
+	tg_set_threads(ctx, threads);
+	tg_tensor *c = tg_bmm_t(rand_t(ctx, TG_F32, na, sa), ta, rand_t(ctx, TG_F32, nb, sb), tb);
+	assert_ctx_ok(ctx);
+	assert_int_equal(tg_numel(c), n);
+	assert_int_equal(tg_copy_to_f64(c, out, n), 0);
+	tg_ctx_free(ctx);
+}
+
+/* Small items are shared out whole among the threads once they make 2^18
+ * multiply-adds (ops/matrix.c), each one GEMM on one thread: the bits of
+ * one thread, on 2 and 3 threads, with broadcast batch axes (item [i,j]
+ * is a[i,0] @ b[j], found from the item's number) and transposes. A large
+ * item is cut into bands across the threads: within rounding. */
+static void bmm_on_two_and_three_threads_gives_the_values_of_one(void **state)
+{
+	(void)state;
+	static double one[30 * 40 * 9 * 5], more[30 * 40 * 9 * 5];
+	const size_t small = 30 * 40 * 9 * 5, large = 3 * 200 * 50;
+	for (int f = 0; f < 4; f++) {
+		bool ta = f & 1, tb = f & 2;
+		int64_t sa[4] = { 30, 1, ta ? 7 : 9, ta ? 9 : 7 }, sb[3] = { 40, tb ? 5 : 7, tb ? 7 : 5 };
+		bmm_on_threads(1, sa, 4, ta, sb, 3, tb, one, small);
+		for (int t = 2; t <= 3; t++) {
+			bmm_on_threads(t, sa, 4, ta, sb, 3, tb, more, small);
+			for (size_t i = 0; i < small; i++)
+				if (memcmp(&one[i], &more[i], sizeof one[i]))
+					fail_msg("ta=%d tb=%d, %d threads: element %zu is %a, on one "
+						 "thread %a", ta, tb, t, i, more[i], one[i]);
+		}
+	}
+	int64_t la[3] = { 3, 200, 60 }, lb[3] = { 3, 60, 50 };
+	bmm_on_threads(1, la, 3, false, lb, 3, false, one, large);
+	for (int t = 2; t <= 3; t++) {
+		bmm_on_threads(t, la, 3, false, lb, 3, false, more, large);
+		for (size_t i = 0; i < large; i++)
+			if (!(fabs(more[i] - one[i]) <= 2 * 60 * 0x1p-23 * 60))
+				fail_msg("large items, %d threads: element %zu is %.9g, on one thread "
+					 "%.9g", t, i, more[i], one[i]);
+	}
+}
+
 static void bmm_rejects_shapes_that_do_not_fit(void **state)
 {
 	tg_ctx *ctx = *state;
@@ -1031,6 +1078,7 @@ int main(void)
 		T(bmm_f32_matches_a_naive_loop),
 		T(bmm_broadcasts_batch_axes_like_per_item_matmul),
 		T(bmm_t_matches_bmm_of_permuted_copies_for_all_four_flags),
+		T(bmm_on_two_and_three_threads_gives_the_values_of_one),
 		T(bmm_rejects_shapes_that_do_not_fit),
 		T(addmm_matches_a_naive_loop_and_matmul_plus_add),
 		T(addmm_rejects_shapes_that_do_not_fit),

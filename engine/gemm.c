@@ -1,0 +1,96 @@
+/*
+ * gemm.c - every matrix product of the library (matmul, addmm, bmm, the
+ * convolutions' column products): OpenBLAS at one thread, a large product
+ * cut into one part per thread of its context and run on the pool
+ * (parallel.h).
+ *
+ * A part is a band of C's rows or of its columns with all of K, each its
+ * own GEMM call. The band runs across the side whose operand is the
+ * larger: cutting C's rows has every part pack all of op(B), cutting its
+ * columns all of op(A), so the smaller one is packed twice. An element
+ * may differ from one thread's in the last place, as with OpenBLAS's own
+ * threads: its kernels treat the edges of a call by the call's size.
+ *
+ * The pool and not OpenBLAS's threads: two pools on the same cores each
+ * spin while the other works (OpenBLAS's workers in sched_yield), and
+ * OpenBLAS's threaded GEMM allocates on every call.
+ */
+#include "internal.h"
+#include "parallel.h"
+
+#include <cblas.h>
+
+enum {
+	/* Parts start on multiples of this many rows or columns: the widest
+	 * register block of OpenBLAS's x86 kernels, so that only the last
+	 * part has a narrow edge block. */
+	BAND_ALIGN = 16,
+};
+
+typedef struct product {
+	tg_dtype dt;
+	bool ta, tb, rows; /* rows: the parts are bands of C's rows */
+	int N, M, K, lda, ldb, ldc, parts;
+	const char *A, *B;
+	char *C;
+	double beta;
+} product;
+
+static void run(const product *p, int N, int M, const char *A, const char *B, char *C)
+{
+	enum CBLAS_TRANSPOSE fa = p->ta ? CblasTrans : CblasNoTrans;
+	enum CBLAS_TRANSPOSE fb = p->tb ? CblasTrans : CblasNoTrans;
+	if (p->dt == TG_F64)
+		cblas_dgemm(CblasRowMajor, fa, fb, N, M, p->K, 1.0, (const double *)A, p->lda,
+			    (const double *)B, p->ldb, p->beta, (double *)C, p->ldc);
+	else
+		cblas_sgemm(CblasRowMajor, fa, fb, N, M, p->K, 1.0f, (const float *)A, p->lda,
+			    (const float *)B, p->ldb, (float)p->beta, (float *)C, p->ldc);
+}
+
+/* Where part i of the split side begins: a multiple of BAND_ALIGN. */
+static int band_start(const product *p, size_t i)
+{
+	int n = p->rows ? p->N : p->M;
+	if (i >= (size_t)p->parts)
+		return n;
+	int64_t b = (int64_t)n * (int64_t)i / p->parts;
+	return (int)(b / BAND_ALIGN * BAND_ALIGN);
+}
+
+/* Parts [lo, hi) as one band: rows (or columns) r0 to r1 of C. */
+static void run_parts(void *arg, size_t lo, size_t hi)
+{
+	const product *p = arg;
+	int r0 = band_start(p, lo), r1 = band_start(p, hi);
+	if (r0 >= r1)
+		return;
+	size_t es = tg_dtype_size(p->dt);
+	if (p->rows) {
+		/* row r of op(A): row r of A, or column r of A^T */
+		size_t a_off = p->ta ? (size_t)r0 : (size_t)r0 * (size_t)p->lda;
+		run(p, r1 - r0, p->M, p->A + a_off * es, p->B,
+		    p->C + (size_t)r0 * (size_t)p->ldc * es);
+	} else {
+		/* column c of op(B): column c of B, or row c of B^T */
+		size_t b_off = p->tb ? (size_t)r0 * (size_t)p->ldb : (size_t)r0;
+		run(p, p->N, r1 - r0, p->A, p->B + b_off * es, p->C + (size_t)r0 * es);
+	}
+}
+
+void tg_gemm(const tg_ctx *ctx, tg_dtype dt, bool ta, bool tb, int N, int M, int K,
+	     const void *A, int lda, const void *B, int ldb, double beta, void *C, int ldc)
+{
+	if (openblas_get_num_threads() != 1)
+		openblas_set_num_threads(1);
+	/* cutting rows duplicates op(B)'s packing (K x M), columns op(A)'s (N x K) */
+	product p = { .dt = dt, .ta = ta, .tb = tb, .rows = N >= M, .N = N, .M = M, .K = K,
+		      .lda = lda, .ldb = ldb, .ldc = ldc, .A = A, .B = B, .C = C, .beta = beta };
+	int side = p.rows ? N : M, t = tg_threads(ctx);
+	p.parts = side / BAND_ALIGN < t ? side / BAND_ALIGN : t;
+	if (p.parts < 2 || (double)N * (double)M * (double)K < TG_GEMM_SPLIT_MIN) {
+		run(&p, N, M, A, B, C);
+		return;
+	}
+	tg_parallel_for(ctx, (size_t)p.parts, 1, 1, run_parts, &p);
+}
