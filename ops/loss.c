@@ -22,12 +22,15 @@
  * attribute p; one function per dtype. The terms go into eight interleaved
  * partial sums (term i into lane i % 8, tg_sum_lanes), not one chain of
  * dependent additions: a regression's loss over a large output took an
- * addition's latency per element. */
+ * addition's latency per element. With an AVX-512 copy (doubles of float
+ * data fill twice the lanes): huber over (512,784) floats, forward and
+ * backward, 320 -> 235 us. */
 typedef double (*loss_kernel)(const void *A, const void *B, size_t n, double p);
 
 #define LOSS_KERNEL(k, f) LOSS_KERNEL_T(k##_f64, double, f) LOSS_KERNEL_T(k##_f32, float, f)
 #define LOSS_KERNEL_T(name, T, f)                                                          \
-	TG_HOT_LOOP static double name(const void *A_, const void *B_, size_t n, double p) \
+	TG_HOT_LOOP_WIDE                                                                   \
+	static double name(const void *A_, const void *B_, size_t n, double p)             \
 	{                                                                                  \
 		const T *A = A_, *B = B_;                                                  \
 		double l[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };                                  \
@@ -175,8 +178,9 @@ typedef enum { GRAD_MSE, GRAD_L1, GRAD_HUBER } grad_kind;
 	} while (0)
 
 #define LOSS_GRAD_KERNEL(name, T)                                                          \
-	TG_HOT_LOOP static void name(grad_kind k, const T *restrict A, const T *restrict B,\
-				     T s, double p, T *restrict G, T *restrict NG, size_t n)\
+	TG_HOT_LOOP_WIDE                                                                   \
+	static void name(grad_kind k, const T *restrict A, const T *restrict B, T s,        \
+			 double p, T *restrict G, T *restrict NG, size_t n)                 \
 	{                                                                                  \
 		if (k == GRAD_MSE)                                                         \
 			LOSS_GRAD_LOOP(T, d);                                              \
