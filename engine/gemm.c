@@ -36,16 +36,23 @@ typedef struct product {
 	double beta;
 } product;
 
+/* One OpenBLAS call. */
+static void gemm1(tg_dtype dt, bool ta, bool tb, int N, int M, int K, const void *A, int lda,
+		  const void *B, int ldb, double beta, void *C, int ldc)
+{
+	enum CBLAS_TRANSPOSE fa = ta ? CblasTrans : CblasNoTrans;
+	enum CBLAS_TRANSPOSE fb = tb ? CblasTrans : CblasNoTrans;
+	if (dt == TG_F64)
+		cblas_dgemm(CblasRowMajor, fa, fb, N, M, K, 1.0, A, lda, B, ldb, beta, C, ldc);
+	else
+		cblas_sgemm(CblasRowMajor, fa, fb, N, M, K, 1.0f, A, lda, B, ldb, (float)beta, C,
+			    ldc);
+}
+
+/* The band N x M of p at A, B, C. */
 static void run(const product *p, int N, int M, const char *A, const char *B, char *C)
 {
-	enum CBLAS_TRANSPOSE fa = p->ta ? CblasTrans : CblasNoTrans;
-	enum CBLAS_TRANSPOSE fb = p->tb ? CblasTrans : CblasNoTrans;
-	if (p->dt == TG_F64)
-		cblas_dgemm(CblasRowMajor, fa, fb, N, M, p->K, 1.0, (const double *)A, p->lda,
-			    (const double *)B, p->ldb, p->beta, (double *)C, p->ldc);
-	else
-		cblas_sgemm(CblasRowMajor, fa, fb, N, M, p->K, 1.0f, (const float *)A, p->lda,
-			    (const float *)B, p->ldb, (float)p->beta, (float *)C, p->ldc);
+	gemm1(p->dt, p->ta, p->tb, N, M, p->K, A, p->lda, B, p->ldb, p->beta, C, p->ldc);
 }
 
 /* Where part i of the split side begins: a multiple of BAND_ALIGN. */
@@ -84,13 +91,14 @@ void tg_gemm(const tg_ctx *ctx, tg_dtype dt, bool ta, bool tb, int N, int M, int
 	if (openblas_get_num_threads() != 1)
 		openblas_set_num_threads(1);
 	/* cutting rows duplicates op(B)'s packing (K x M), columns op(A)'s (N x K) */
-	product p = { .dt = dt, .ta = ta, .tb = tb, .rows = N >= M, .N = N, .M = M, .K = K,
-		      .lda = lda, .ldb = ldb, .ldc = ldc, .A = A, .B = B, .C = C, .beta = beta };
-	int side = p.rows ? N : M, t = tg_threads(ctx);
-	p.parts = side / BAND_ALIGN < t ? side / BAND_ALIGN : t;
-	if (p.parts < 2 || (double)N * (double)M * (double)K < TG_GEMM_SPLIT_MIN) {
-		run(&p, N, M, A, B, C);
+	const bool rows = N >= M;
+	const int t = ctx ? ctx->threads : 1, parts = (rows ? N : M) / BAND_ALIGN;
+	if (t < 2 || parts < 2 || (double)N * (double)M * (double)K < TG_GEMM_SPLIT_MIN) {
+		gemm1(dt, ta, tb, N, M, K, A, lda, B, ldb, beta, C, ldc);
 		return;
 	}
+	product p = { .dt = dt, .ta = ta, .tb = tb, .rows = rows, .N = N, .M = M, .K = K,
+		      .lda = lda, .ldb = ldb, .ldc = ldc, .parts = parts < t ? parts : t,
+		      .A = A, .B = B, .C = C, .beta = beta };
 	tg_parallel_for(ctx, (size_t)p.parts, 1, 1, run_parts, &p);
 }

@@ -874,28 +874,34 @@ static void bmm_on_threads(int threads, const int64_t *sa, int na, bool ta, cons
 	tg_ctx_free(ctx);
 }
 
-/* Small items are shared out whole among the threads once they make 2^18
- * multiply-adds (ops/matrix.c), each one GEMM on one thread: the bits of
- * one thread, on 2 and 3 threads, with broadcast batch axes (item [i,j]
- * is a[i,0] @ b[j], found from the item's number) and transposes. A large
- * item is cut into bands across the threads: within rounding. */
+/* Items of 2^15 multiply-adds or more are shared out whole among the
+ * threads once they make 2^18 (ops/matrix.c), each one GEMM on one thread:
+ * the bits of one thread, on 2 and 3 threads, with broadcast batch axes
+ * (item [i,j] is a[i,0] @ b[j], found from the item's number) and every
+ * transpose. Smaller items run in turn on the caller; a large item is cut
+ * into bands across the threads: within rounding. */
 static void bmm_on_two_and_three_threads_gives_the_values_of_one(void **state)
 {
 	(void)state;
-	static double one[30 * 40 * 9 * 5], more[30 * 40 * 9 * 5];
-	const size_t small = 30 * 40 * 9 * 5, large = 3 * 200 * 50;
+	enum { I = 6, J = 5, N = 40, K = 32, M = 30 };
+	static double one[I * J * N * M], more[I * J * N * M];
+	const size_t mid = I * J * N * M, large = 3 * 200 * 50, tiny = 30 * 40 * 3 * 2;
 	for (int f = 0; f < 4; f++) {
 		bool ta = f & 1, tb = f & 2;
-		int64_t sa[4] = { 30, 1, ta ? 7 : 9, ta ? 9 : 7 }, sb[3] = { 40, tb ? 5 : 7, tb ? 7 : 5 };
-		bmm_on_threads(1, sa, 4, ta, sb, 3, tb, one, small);
+		int64_t sa[4] = { I, 1, ta ? K : N, ta ? N : K }, sb[3] = { J, tb ? M : K, tb ? K : M };
+		bmm_on_threads(1, sa, 4, ta, sb, 3, tb, one, mid);
 		for (int t = 2; t <= 3; t++) {
-			bmm_on_threads(t, sa, 4, ta, sb, 3, tb, more, small);
-			for (size_t i = 0; i < small; i++)
+			bmm_on_threads(t, sa, 4, ta, sb, 3, tb, more, mid);
+			for (size_t i = 0; i < mid; i++)
 				if (memcmp(&one[i], &more[i], sizeof one[i]))
 					fail_msg("ta=%d tb=%d, %d threads: element %zu is %a, on one "
 						 "thread %a", ta, tb, t, i, more[i], one[i]);
 		}
 	}
+	int64_t ta_[4] = { 30, 1, 3, 4 }, tb_[3] = { 40, 4, 2 };
+	bmm_on_threads(1, ta_, 4, false, tb_, 3, false, one, tiny);
+	bmm_on_threads(2, ta_, 4, false, tb_, 3, false, more, tiny);
+	assert_memory_equal(one, more, sizeof(double) * tiny);
 	int64_t la[3] = { 3, 200, 60 }, lb[3] = { 3, 60, 50 };
 	bmm_on_threads(1, la, 3, false, lb, 3, false, one, large);
 	for (int t = 2; t <= 3; t++) {
