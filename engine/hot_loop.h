@@ -26,9 +26,10 @@
 #define TG_HOT_LOOP
 #endif
 /* The same with a third copy for AVX-512, for loops bound by square roots
- * and divisions (the optimizers' updates) or by arithmetic in double on
- * float data (the regression losses), which a wider vector speeds up where
- * the memory-bound loops above gained nothing measurable. */
+ * and divisions (the optimizers' updates, softmax and cross-entropy rows)
+ * or by arithmetic in double on float data (the regression losses), which
+ * a wider vector speeds up where the memory-bound loops above gained
+ * nothing measurable. */
 #ifndef TG_HOT_LOOP_WIDE
 #define TG_HOT_LOOP_WIDE
 #endif
