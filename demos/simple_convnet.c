@@ -37,7 +37,7 @@ static const char usage_text[] =
 	"Fashion-MNIST and draws its 30 first-layer filters before and after training\n"
 	"(the book's figure 7-24).\n"
 	"  --epochs N   passes over the 60000 training images (default 2)\n"
-	"  --threads T  BLAS threads (default 2)\n"
+	"  --threads T  threads of the products and large loops (default 2)\n"
 	"  --out DIR    where simple_convnet_filters.csv, .gp and .png go\n"
 	"               (default experiments_out; demos/experiments gives demos/pictures)\n"
 	"  --quick      1 epoch on the first 3000 training images, to check the pipeline\n";

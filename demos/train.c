@@ -102,7 +102,8 @@ static const char usage_text[] =
 	"  --replace            draw each batch with replacement (the seeds' loop) instead\n"
 	"                       of shuffled epochs; an epoch is then N/B steps\n"
 	"  --seed S             seed of initialisation, shuffling and dropout (default 42)\n"
-	"  --threads T          BLAS threads (default 1; at most the machine's cores)\n"
+	"  --threads T          threads of the products and large loops (default 1; at\n"
+	"                       most the machine's cores)\n"
 	"  --anomaly            check every op for NaN/Inf and name the first that made one\n"
 	"  --no-divergence-check  train on when the loss grows past 1000 times the first\n"
 	"                       step's (and past 100); by default that stops the run\n"
@@ -1247,7 +1248,7 @@ int main(int argc, char **argv)
 	printf("optimizer %s lr %g, schedule %s, weight decay %g\n", tg_optim_name(kind), oo.lr,
 	       c.schedule, c.weight_decay);
 	int64_t planned = c.iters ? c.iters : c.epochs;
-	printf("batches   %lld, %s, %lld %s%s; seed %llu, %d BLAS thread%s\n",
+	printf("batches   %lld, %s, %lld %s%s; seed %llu, %d thread%s\n",
 	       (long long)c.batch, c.replace ? "drawn with replacement" : "shuffled epochs",
 	       (long long)planned, c.iters ? "step" : "epoch", planned == 1 ? "" : "s",
 	       (unsigned long long)c.seed, c.threads, c.threads == 1 ? "" : "s");

@@ -27,8 +27,8 @@ static const char usage_text[] =
 	"batch 100 drawn with replacement, N iterations (default 10000), train and\n"
 	"test accuracy every 600 iterations. DIR holds MNIST-format IDX files\n"
 	"(default " TG_FASHION_MNIST_DIR ").\n"
-	"T: BLAS threads, 1 to 256; more than the machine has cores are capped to\n"
-	"its cores, with a warning.\n";
+	"T: threads (products and large loops), 1 to 256; more than the machine has\n"
+	"cores are capped to its cores, with a warning.\n";
 
 /* One line per epoch, as the seeds print train_acc, test_acc. */
 static bool print_epoch(const tg_metrics *m, void *user)

@@ -1712,7 +1712,7 @@ static void op_context(vm *v)
 		break;
 	}
 	case 4: {
-		/* one BLAS thread only: a second pool would slow every run */
+		/* one thread only: a second pool would slow every run */
 		int n = (int)(u8(r) % 3) - 1;
 		snapshot(v);
 		tg_set_threads(v->ctx, n);
