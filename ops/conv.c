@@ -339,8 +339,8 @@ static void forward_images(void *arg, int tid, int64_t lo, int64_t hi)
 			char *out = j->y + (size_t)((n * g->O + grp * OG) * L) * size;
 			if (j->b)
 				fill_bias(j->dt, j->b + (size_t)(grp * OG) * size, out, OG, L);
-			gemm(j->ctx, j->dt, false, false, OG, L, K, j->w + (size_t)(grp * OG * K) * size, K,
-			     src, L, j->b ? 1.0 : 0.0, out, L);
+			gemm(j->ctx, j->dt, false, false, OG, L, K,
+			     j->w + (size_t)(grp * OG * K) * size, K, src, L, j->b ? 1.0 : 0.0, out, L);
 		}
 }
 
@@ -359,8 +359,8 @@ static void input_grad_images(void *arg, int tid, int64_t lo, int64_t hi)
 		for (int64_t grp = 0; grp < g->G; grp++) {
 			char *dxg = dx + (size_t)(grp * CG * g->H * g->W) * size;
 			const char *d = j->dout + (size_t)((n * g->O + grp * OG) * L) * size;
-			gemm(j->ctx, j->dt, true, false, K, L, OG, j->w + (size_t)(grp * OG * K) * size, K, d,
-			     L, 0.0, col ? col : dxg, L);
+			gemm(j->ctx, j->dt, true, false, K, L, OG,
+			     j->w + (size_t)(grp * OG * K) * size, K, d, L, 0.0, col ? col : dxg, L);
 			if (col)
 				col2im_one(g, j->dt, col, dxg, L);
 		}
@@ -661,8 +661,8 @@ static tg_tensor *conv_weight_grad(const geom *g, tg_tensor *x, tg_tensor *dout)
 		for (int64_t grp = 0; grp < g->G; grp++) {
 			im2col(g, dt, x->data, n0, B, grp, col);
 			pack(g, size, dout->data, n0, B, grp, rows, false);
-			gemm(ctx, dt, false, true, OG, K, B * L, rows, B * L, col, B * L, n0 ? 1.0 : 0.0,
-			     (char *)dw->data + (size_t)(grp * OG * K) * size, K);
+			gemm(ctx, dt, false, true, OG, K, B * L, rows, B * L, col, B * L,
+			     n0 ? 1.0 : 0.0, (char *)dw->data + (size_t)(grp * OG * K) * size, K);
 		}
 	}
 	return tg_op_end(&conv2d_weight_grad_op, dw, 2, in, NULL, 0, g);
