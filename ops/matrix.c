@@ -13,7 +13,6 @@
 #include "transpose.h"
 
 #include <limits.h>
-#include <stdint.h>
 #include <string.h>
 
 /* ---- matmul_t: C = op(A) op(B) ---------------------------------------------- */
@@ -349,21 +348,16 @@ static void bmm_items(const batch *bt, gemm g, tg_dtype dt, const char *A, const
 		gemm_run(&g, dt, A, B, C);
 		return;
 	}
-	const tg_ctx *ctx = g.ctx;
 	double macs = (double)g.N * (double)g.M * (double)g.K;
 	items_job j = { bt, g, dt, A, B, C };
-	if (macs >= TG_GEMM_SPLIT_MIN) {
-		run_items(&j, 0, (size_t)bt->items);
+	if (macs >= TG_GEMM_SPLIT_MIN || macs < ITEM_SHARE_MIN) {
+		run_items(&j, 0, (size_t)bt->items); /* tg_gemm splits the large ones */
 		return;
 	}
 	j.g.ctx = NULL;
-	if (macs < ITEM_SHARE_MIN) {
-		run_items(&j, 0, (size_t)bt->items);
-		return;
-	}
-	/* as many items as make TG_GEMM_SPLIT_MIN multiply-adds, at least 2 */
-	size_t min = macs >= 1 ? (size_t)(TG_GEMM_SPLIT_MIN / macs) + 1 : SIZE_MAX;
-	tg_parallel_for(ctx, (size_t)bt->items, min < 2 ? 2 : min, 1, run_items, &j);
+	/* as many items as make TG_GEMM_SPLIT_MIN multiply-adds (2 to 8) */
+	size_t min = (size_t)(TG_GEMM_SPLIT_MIN / macs) + 1;
+	tg_parallel_for(g.ctx, (size_t)bt->items, min, 1, run_items, &j);
 }
 
 static tg_tensor *bmm(const char *who, tg_tensor *a, bool ta, tg_tensor *b, bool tb)
