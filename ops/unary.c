@@ -2,8 +2,8 @@
  * unary.c - elementwise ops of one tensor: neg, exp, log, sqrt, abs,
  * log1p, expm1, sin, cos, erf, the activations (sigmoid, tanh, relu, leaky
  * relu, elu, softplus, gelu, silu) and the fused sigmoid_backward,
- * tanh_backward, relu_backward, leaky_relu_backward, elu_backward and
- * gelu_backward.
+ * tanh_backward, relu_backward, leaky_relu_backward, elu_backward,
+ * softplus_backward, gelu_backward and silu_backward.
  *
  * Each op: the kernel, the public function (check, compute, record), the
  * backward rule written with ops on the node's saved input and output (so a
@@ -643,7 +643,7 @@ CHUNKED_KERNEL(softplus, -fabs(x), CALL_EXP_LOG1P, (x > 0 ? x : 0) + ei)
 
 static void softplus_backward(tg_node *n, tg_tensor *dout)
 {
-	TG_NODE_GRAD_INTO(n, 0, tg_mul(dout, tg_sigmoid(tg_node_input(n, 0))));
+	TG_NODE_GRAD_INTO(n, 0, tg_softplus_backward(dout, tg_node_input(n, 0)));
 }
 
 static const tg_op softplus_op = { .name = "softplus", .backward = softplus_backward };
@@ -972,14 +972,102 @@ CHUNKED_KERNEL(silu, -fabs(x), CALL_EXP, x * SIGMOID_OF(x, ei))
 
 static void silu_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_tensor *x = tg_node_input(n, 0);
-	tg_tensor *s = tg_sigmoid(x);
-	tg_tensor *one_minus_s = tg_add_scalar(tg_neg(s), 1.0);
-	tg_tensor *local = tg_mul(s, tg_add_scalar(tg_mul(x, one_minus_s), 1.0));
-	TG_NODE_GRAD_INTO(n, 0, tg_mul(dout, local));
+	TG_NODE_GRAD_INTO(n, 0, tg_silu_backward(dout, tg_node_input(n, 0)));
 }
 
 static const tg_op silu_op = { .name = "silu", .backward = silu_backward };
 TG_OP_REGISTER(silu_op);
 
 tg_tensor *tg_silu(tg_tensor *x) { return UNARY(&silu_op, "tg_silu", x, silu, NULL, 0); }
+
+/* ---- softplus_backward: out = dout s; silu_backward: out = dout s (1 + x (1 - s)), ------ */
+/* ---- s = sigmoid(x); d dout = the op again with g, dx = g dout s (1 - s) times 1 -------- */
+/* ---- (softplus) or 2 + x (1 - 2 s) (silu) ---------------------------------------------- */
+/* The local gradients of softplus and silu in one pass each, where their
+ * rules as ops made two and seven passes over x's size; every step rounds
+ * in the dtype as those ops did, so the bits are the same. The rules for
+ * x are made of ops, so they differentiate again. */
+
+static const tg_op softplus_backward_op, silu_backward_op;
+
+/* O = D f(x, s), s = sigmoid(x) in its stable form, in chunks: O holds
+ * e^-|x| between the passes */
+#define SIGMOID_TIMES_KERNEL(name, T, S, f)                                           \
+	TG_HOT_LOOP static void name(const T *D, const T *X, T *O, size_t n, double a) \
+	{                                                                             \
+		(void)a;                                                              \
+		for (size_t i0 = 0; i0 < n; i0 += CHUNK) {                            \
+			size_t m = n - i0 < CHUNK ? n - i0 : CHUNK;                   \
+			const T *xs = X + i0;                                         \
+			T *o = O + i0;                                                \
+			for (size_t i = 0; i < m; i++)                                \
+				o[i] = -fabs(xs[i]);                                  \
+			tg_vmath_exp_##S(o, o, m);                                    \
+			for (size_t i = 0; i < m; i++) {                              \
+				T x = xs[i], s = SIGMOID_OF(x, o[i]);                 \
+				o[i] = D[i0 + i] * (f);                               \
+			}                                                             \
+		}                                                                     \
+	}
+
+SIGMOID_TIMES_KERNEL(softplus_backward_f64, double, f64, s)
+SIGMOID_TIMES_KERNEL(softplus_backward_f32, float, f32, s)
+SIGMOID_TIMES_KERNEL(silu_backward_f64, double, f64, s * (x * (1 - s) + 1))
+SIGMOID_TIMES_KERNEL(silu_backward_f32, float, f32, s * (x * (1 - s) + 1))
+
+tg_tensor *tg_softplus_backward(tg_tensor *dout, tg_tensor *x)
+{
+	tg_tensor *in[2] = { dout, x };
+	tg_tensor *out = fused_out("tg_softplus_backward", in, "x");
+	if (!out)
+		return NULL;
+	run_fused(dout, x, out, softplus_backward_f64, softplus_backward_f32, TG_PAR_MIN_MATH, 0);
+	return tg_op_end(&softplus_backward_op, out, 2, in, NULL, 0, NULL);
+}
+
+tg_tensor *tg_silu_backward(tg_tensor *dout, tg_tensor *x)
+{
+	tg_tensor *in[2] = { dout, x };
+	tg_tensor *out = fused_out("tg_silu_backward", in, "x");
+	if (!out)
+		return NULL;
+	run_fused(dout, x, out, silu_backward_f64, silu_backward_f32, TG_PAR_MIN_MATH, 0);
+	return tg_op_end(&silu_backward_op, out, 2, in, NULL, 0, NULL);
+}
+
+/* g dout s (1 - s), s = sigmoid(x), made of ops */
+static tg_tensor *g_dout_sigmoid_slope(tg_tensor *g, tg_tensor *dout, tg_tensor *s)
+{
+	return tg_sigmoid_backward(tg_mul(g, dout), s);
+}
+
+static void softplus_backward_backward(tg_node *n, tg_tensor *g)
+{
+	tg_tensor *dout = tg_node_input(n, 0), *x = tg_node_input(n, 1);
+	if (tg_node_needs_grad(n, 0))
+		tg_node_grad(n, 0, tg_softplus_backward(g, x));
+	if (tg_node_needs_grad(n, 1))
+		tg_node_grad(n, 1, g_dout_sigmoid_slope(g, dout, tg_sigmoid(x)));
+}
+
+static void silu_backward_backward(tg_node *n, tg_tensor *g)
+{
+	tg_tensor *dout = tg_node_input(n, 0), *x = tg_node_input(n, 1);
+	if (tg_node_needs_grad(n, 0))
+		tg_node_grad(n, 0, tg_silu_backward(g, x));
+	if (tg_node_needs_grad(n, 1)) {
+		tg_tensor *s = tg_sigmoid(x); /* silu'' = s (1 - s) (2 + x (1 - 2 s)) */
+		tg_tensor *c = tg_add_scalar(tg_mul(x, tg_add_scalar(tg_mul_scalar(s, -2.0), 1.0)),
+					     2.0);
+		tg_node_grad(n, 1, tg_mul(g_dout_sigmoid_slope(g, dout, s), c));
+	}
+}
+
+static const tg_op softplus_backward_op = { .name = "softplus_backward",
+					    .backward = softplus_backward_backward,
+					    .inputs = (const char *const[]){ "dout", "x" } };
+TG_OP_REGISTER(softplus_backward_op);
+static const tg_op silu_backward_op = { .name = "silu_backward",
+					.backward = silu_backward_backward,
+					.inputs = (const char *const[]){ "dout", "x" } };
+TG_OP_REGISTER(silu_backward_op);

@@ -80,6 +80,8 @@ FN(erf, tg_erf(in[0]))
 FN(gelu, tg_gelu(in[0]))
 FN(silu, tg_silu(in[0]))
 FN(gelu_backward, tg_gelu_backward(in[0], in[1]))
+FN(softplus_backward, tg_softplus_backward(in[0], in[1]))
+FN(silu_backward, tg_silu_backward(in[0], in[1]))
 
 /* arg[0], arg[1]: the bounds */
 FN(clamp, tg_clamp(in[0], ARG(0), ARG(1)))
@@ -415,6 +417,16 @@ const op_row op_table[] = {
 	UNARY("gelu", f_gelu, GEN_ANY, 0),
 	UNARY("silu", f_silu, GEN_ANY, 0),
 	{ .op = "gelu_backward", .fn = f_gelu_backward, .nin = 2,
+	  .gen = { GEN_ANY, GEN_ANY }, .twice = true,
+	  .v = { { .name = "(2,3) and (2,3)", .in = { SH(2, 3), SH(2, 3) } },
+		 { .name = "scalars", .in = { SCALAR, SCALAR } },
+		 { .name = "(2,2,2) and (2,2,2)", .in = { SH(2, 2, 2), SH(2, 2, 2) } } } },
+	{ .op = "softplus_backward", .fn = f_softplus_backward, .nin = 2,
+	  .gen = { GEN_ANY, GEN_ANY }, .twice = true,
+	  .v = { { .name = "(2,3) and (2,3)", .in = { SH(2, 3), SH(2, 3) } },
+		 { .name = "scalars", .in = { SCALAR, SCALAR } },
+		 { .name = "(2,2,2) and (2,2,2)", .in = { SH(2, 2, 2), SH(2, 2, 2) } } } },
+	{ .op = "silu_backward", .fn = f_silu_backward, .nin = 2,
 	  .gen = { GEN_ANY, GEN_ANY }, .twice = true,
 	  .v = { { .name = "(2,3) and (2,3)", .in = { SH(2, 3), SH(2, 3) } },
 		 { .name = "scalars", .in = { SCALAR, SCALAR } },

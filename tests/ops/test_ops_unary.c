@@ -382,6 +382,48 @@ static void recorded_gelu_gives_the_bits_of_the_unrecorded_one(void **state)
 	free(w);
 }
 
+/* softplus's and silu's fused local gradients have the bits of their rules
+ * as ops (dout sigmoid(x); dout (s (x (1 - s) + 1))), at 1 and 2 threads,
+ * over the tails, signed zeros, infinities and NaN; and a recorded
+ * backward pass through them gives those bits too. */
+static void softplus_and_silu_backward_give_the_bits_of_their_ops(void **state)
+{
+	(void)state;
+	enum { N = 40000 };
+	double *x = malloc(N * sizeof *x), *w = malloc(N * sizeof *w);
+	assert_non_null(x);
+	assert_non_null(w);
+	for (int i = 0; i < N; i++) {
+		x[i] = -120.0 + 200.0 * i / N + 1e-3 * (i % 7);
+		w[i] = (i % 3 ? 0.5 : -1.5) + (i % 13) / 7.0;
+	}
+	x[0] = 0.0, x[1] = -0.0, x[2] = 1e-30, x[3] = -800, x[4] = INFINITY, x[5] = NAN;
+	x[6] = -INFINITY, x[7] = 800, x[8] = -1e-30;
+	for (int threads = 1; threads <= 2; threads++)
+		for (int dt = TG_F32; dt <= TG_F64; dt++) {
+			tg_ctx *ctx = tg_ctx_new(3);
+			tg_set_threads(ctx, threads);
+			size_t es = dt == TG_F64 ? sizeof(double) : sizeof(float);
+			tg_tensor *xc = tg_from_f64(ctx, dt, SHAPE(N), x);
+			tg_tensor *wc = tg_from_f64(ctx, dt, SHAPE(N), w);
+			tg_tensor *s = tg_sigmoid(xc);
+			tg_tensor *one_minus_s = tg_add_scalar(tg_neg(s), 1.0);
+			tg_tensor *silu_local =
+			    tg_mul(s, tg_add_scalar(tg_mul(xc, one_minus_s), 1.0));
+			same_bits("softplus_backward", tg_softplus_backward(wc, xc), tg_mul(wc, s),
+				  es);
+			same_bits("silu_backward", tg_silu_backward(wc, xc), tg_mul(wc, silu_local),
+				  es);
+			tg_tensor *p = tg_param(tg_from_f64(ctx, dt, SHAPE(N), x));
+			assert_int_equal(tg_backward(tg_sum(tg_mul(tg_silu(p), wc))), 0);
+			same_bits("silu's gradient", tg_grad(p), tg_mul(wc, silu_local), es);
+			assert_ctx_ok(ctx);
+			tg_ctx_free(ctx);
+		}
+	free(x);
+	free(w);
+}
+
 /* pow: x^2, x^1 and x^-1 are the one correctly rounded operation each
  * (x x, x, 1 / x), bit for bit; other exponents SLEEF's pow, within 1 ULP
  * of libm's and with its NaN, infinities and zeros (signs included); over
@@ -457,6 +499,24 @@ static void gelu_backward_rejects_different_shapes(void **state)
 	assert_null(tg_gelu_backward(d, x));
 	assert_error(ctx, TG_ESHAPE,
 		     "tg_gelu_backward: dout (2,3) and x (3,) must have the same shape");
+	tg_ctx_free(ctx);
+}
+
+static void softplus_and_silu_backward_reject_different_shapes(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *d = tg_zeros(ctx, TG_F64, SHAPE(2, 3)), *x = tg_zeros(ctx, TG_F64, SHAPE(3));
+	assert_null(tg_softplus_backward(d, x));
+	assert_error(ctx, TG_ESHAPE,
+		     "tg_softplus_backward: dout (2,3) and x (3,) must have the same shape");
+	tg_ctx_free(ctx);
+	ctx = tg_ctx_new(1);
+	d = tg_zeros(ctx, TG_F32, SHAPE(4)), x = tg_zeros(ctx, TG_F32, SHAPE(4, 1));
+	assert_null(tg_silu_backward(d, x));
+	assert_error(ctx, TG_ESHAPE,
+		     "tg_silu_backward: dout (4,) and x (4,1) must have the same shape");
+	assert_null(tg_silu_backward(NULL, x));
 	tg_ctx_free(ctx);
 }
 
@@ -679,6 +739,7 @@ int main(void)
 		cmocka_unit_test(gelu_silu_and_erf_give_their_known_values),
 		cmocka_unit_test(tails_keep_their_relative_precision_in_f64_and_f32),
 		cmocka_unit_test(recorded_gelu_gives_the_bits_of_the_unrecorded_one),
+		cmocka_unit_test(softplus_and_silu_backward_give_the_bits_of_their_ops),
 		cmocka_unit_test(pow_gives_the_bits_of_one_rounding_or_sleefs_bound),
 		cmocka_unit_test(gelu_backward_rejects_different_shapes),
 		cmocka_unit_test(relu_and_abs_have_zero_gradient_at_zero),
@@ -690,6 +751,7 @@ int main(void)
 		cmocka_unit_test(softmax_of_a_scalar_is_a_shape_error),
 		cmocka_unit_test(sigmoid_backward_rejects_different_shapes),
 		cmocka_unit_test(relu_backward_rejects_different_shapes),
+		cmocka_unit_test(softplus_and_silu_backward_reject_different_shapes),
 		cmocka_unit_test(unary_ops_pass_null_through_and_keep_the_first_error),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
