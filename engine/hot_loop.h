@@ -27,9 +27,9 @@
 #endif
 /* The same with a third copy for AVX-512, for loops bound by square roots
  * and divisions (the optimizers' updates, softmax and cross-entropy rows)
- * or by arithmetic in double on float data (the regression losses), which
- * a wider vector speeds up where the memory-bound loops above gained
- * nothing measurable. */
+ * or by arithmetic in double on float data (the regression losses, layer
+ * norm's rows, gelu's Phi of floats), which a wider vector speeds up where
+ * the memory-bound loops above gained nothing measurable. */
 #ifndef TG_HOT_LOOP_WIDE
 #define TG_HOT_LOOP_WIDE
 #endif

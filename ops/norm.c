@@ -348,7 +348,7 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 	/* st = mean, inv_std = 1 / sqrt(var + eps) of each row; var biased. Each       \
 	 * sum runs in eight interleaved partial sums (lane j % 8), as tg_sum_run's     \
 	 * do, not as one chain of dependent adds. */                                   \
-	TG_HOT_LOOP                                                                     \
+	TG_HOT_LOOP_WIDE                                                                \
 	static void row_stats_##sfx(const T *X, size_t r, size_t d, double eps, T *st)  \
 	{                                                                               \
 		T *mean = st, *inv_std = st + r;                                        \
@@ -382,7 +382,7 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 	}                                                                               \
                                                                                         \
 	/* DX = inv_std (a - mean(a) - xhat mean(a xhat)) per row, a = dout * G */      \
-	TG_HOT_LOOP                                                                     \
+	TG_HOT_LOOP_WIDE                                                                \
 	static void row_dx_##sfx(const T *DOUT, const T *X, const T *st, const T *G,    \
 				 size_t r, size_t d, T *restrict DX)                    \
 	{                                                                               \
@@ -414,6 +414,7 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 	}                                                                               \
                                                                                         \
 	/* sums = the column sums over the rows of dout (D), then of dout * xhat (D) */ \
+	TG_HOT_LOOP_WIDE                                                                \
 	static void row_sums_##sfx(const T *DOUT, const T *X, const T *st, size_t r,    \
 				   size_t d, double *sums)                              \
 	{                                                                               \
