@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -206,6 +207,7 @@ typedef struct marks {
 	pthread_t first;	 /* the thread that ran the part at 0 */
 	_Atomic int others;	 /* parts run by another thread than first's */
 	_Atomic int first_known;
+	_Atomic size_t other_first; /* the start of the first part another thread ran */
 } marks;
 
 /* Marks its indices. The part at 0 waits (up to 5 s) until another thread
@@ -226,8 +228,11 @@ static void mark(void *arg, size_t lo, size_t hi)
 	}
 	while (!atomic_load(&m->first_known))
 		sched_yield();
-	if (!pthread_equal(m->first, pthread_self()))
+	if (!pthread_equal(m->first, pthread_self())) {
+		size_t none = SIZE_MAX;
+		atomic_compare_exchange_strong(&m->other_first, &none, lo);
 		atomic_fetch_add(&m->others, 1);
+	}
 }
 
 static void a_split_loop_runs_on_two_threads_and_covers_each_index_once(void **state)
@@ -241,12 +246,22 @@ static void a_split_loop_runs_on_two_threads_and_covers_each_index_once(void **s
 	static marks m;
 	for (int rep = 0; rep < 20; rep++) { /* the pool's sleep and spin paths */
 		memset(&m, 0, sizeof m);
+		atomic_store(&m.other_first, SIZE_MAX);
 		tg_parallel_for(ctx, N, TG_PAR_MIN, 16, mark, &m);
 		for (size_t i = 0; i < N; i++)
 			if (m.seen[i] != 1)
 				fail_msg("index %zu ran %d times", i, m.seen[i]);
 		if (!atomic_load(&m.others))
 			fail_msg("rep %d: every part ran on one thread", rep);
+		/* The worker starts at its own share, the second half: the
+		 * caller holds part 0 until the worker has run a part, so it
+		 * cannot have taken it. Loops of one size give each thread
+		 * the same elements, which it may still hold in its cache. */
+		size_t parts = (size_t)tg_parallel_parts(ctx, N, TG_PAR_MIN), p = parts / 2;
+		size_t half = (N / parts * p + N % parts * p / parts) / 16 * 16;
+		if (atomic_load(&m.other_first) != half)
+			fail_msg("rep %d: the worker's first part starts at %zu, not %zu (of %zu parts)",
+				 rep, atomic_load(&m.other_first), half, parts);
 	}
 	/* one thread: a single call on the caller */
 	tg_set_threads(ctx, 1);
@@ -277,6 +292,40 @@ static void a_long_sum_is_exact_where_it_can_be(void **state)
 		assert_near(tg_item(tg_sum(x)), 28571 * 5.25 + 3.75, 0);
 		assert_near(tg_item(tg_mean(x)), (28571 * 5.25 + 3.75) / 200003, 1e-7);
 		assert_ctx_ok(ctx);
+		tg_ctx_free(ctx);
+	}
+}
+
+/* Adds 1 to each index of its part. */
+static void count(void *arg, size_t lo, size_t hi)
+{
+	_Atomic unsigned char *seen = arg;
+	for (size_t i = lo; i < hi; i++)
+		atomic_fetch_add_explicit(&seen[i], 1, memory_order_relaxed);
+}
+
+/* More threads than parts a loop can have (32), and counts that are not
+ * multiples of the parts: every index runs once. */
+static void many_threads_cover_each_index_once(void **state)
+{
+	(void)state;
+	static _Atomic unsigned char seen[N];
+	static const int threads[] = { 3, 5, 40 };
+	for (size_t k = 0; k < sizeof threads / sizeof threads[0]; k++) {
+		tg_ctx *ctx = tg_ctx_new(1);
+		assert_non_null(ctx);
+		tg_set_threads(ctx, threads[k]);
+		int parts = tg_parallel_parts(ctx, N, TG_PAR_MIN_MATH);
+		assert_true(parts >= 2 && parts <= 32);
+		for (int rep = 0; rep < 20; rep++) {
+			size_t n = N - (size_t)rep * 777;
+			memset(seen, 0, sizeof seen);
+			tg_parallel_for(ctx, n, TG_PAR_MIN_MATH, 16, count, seen);
+			for (size_t i = 0; i < N; i++)
+				if (seen[i] != (i < n))
+					fail_msg("%d threads, n %zu: index %zu ran %d times", threads[k],
+						 n, i, seen[i]);
+		}
 		tg_ctx_free(ctx);
 	}
 }
@@ -319,6 +368,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(a_split_loop_runs_on_two_threads_and_covers_each_index_once),
+		cmocka_unit_test(many_threads_cover_each_index_once),
 		cmocka_unit_test(elementwise_reduction_and_row_ops_give_the_bits_of_one_thread),
 		cmocka_unit_test(every_optimizer_update_gives_the_bits_of_one_thread),
 		cmocka_unit_test(a_long_sum_is_exact_where_it_can_be),
