@@ -460,6 +460,8 @@ TG_API tg_tensor *tg_leaky_relu_backward(tg_tensor *dout, tg_tensor *x, double a
 TG_API tg_tensor *tg_elu_backward(tg_tensor *dout, tg_tensor *x, double alpha);
 /* dout * (Phi(x) + x phi(x)): gelu's local gradient as one fused op. */
 TG_API tg_tensor *tg_gelu_backward(tg_tensor *dout, tg_tensor *x);
+/* dout * p * x^(p-1): pow's local gradient as one fused op. */
+TG_API tg_tensor *tg_pow_backward(tg_tensor *dout, tg_tensor *x, double p);
 /* dout * sigmoid(x): softplus's local gradient as one fused op. */
 TG_API tg_tensor *tg_softplus_backward(tg_tensor *dout, tg_tensor *x);
 /* dout * s (1 + x (1 - s)), s = sigmoid(x): silu's local gradient as one fused op. */

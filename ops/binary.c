@@ -441,12 +441,10 @@ static void mul_scalar_backward(tg_node *n, tg_tensor *dout)
 	TG_NODE_GRAD_INTO(n, 0, tg_mul_scalar(dout, tg_node_attr(n, 0)));
 }
 
-/* pow: dx = dout * p * x^(p-1) */
+/* pow: dx = pow_backward(dout, x, p) = dout * p * x^(p-1) */
 static void pow_backward(tg_node *n, tg_tensor *dout)
 {
-	double p = tg_node_attr(n, 0);
-	tg_tensor *x = tg_node_input(n, 0);
-	tg_node_grad(n, 0, tg_mul(dout, tg_mul_scalar(tg_pow(x, p - 1.0), p)));
+	TG_NODE_GRAD_INTO(n, 0, tg_pow_backward(dout, tg_node_input(n, 0), tg_node_attr(n, 0)));
 }
 
 /* the constant as written: "+ 3" ("- 3" for -3), "* 1.1", "^ 2" */
@@ -492,3 +490,92 @@ tg_tensor *tg_pow(tg_tensor *x, double p)
 {
 	return scalar_op(&pow_op, "tg_pow", x, p, pow_f64, pow_f32, TG_PAR_MIN_MATH);
 }
+
+/* ---- pow_backward: out = dout p x^(p-1); d dout = pow_backward(g, x, p), ------------ */
+/* ---- dx = pow_backward(g dout p, x, p - 1) --------------------------------------------- */
+/* pow's local gradient in one pass, where mul(dout, mul_scalar(pow(x, p - 1),
+ * p)) made three: x^(p-1) a chunk at a time through pow's own kernel (so
+ * x^1 is x, x^2 one product, others SLEEF's), then the two products in
+ * that order, in the dtype, with p and p - 1 rounded to it as those ops
+ * round their constants: the same bits. */
+
+static const tg_op pow_backward_op;
+
+enum { POW_CHUNK = 256 };
+
+#define POW_BACKWARD_KERNEL(name, T, POW)                                             \
+	static void name(const T *D, const T *X, T *O, size_t n, T p, T e)            \
+	{                                                                             \
+		for (size_t i0 = 0; i0 < n; i0 += POW_CHUNK) {                        \
+			size_t m = n - i0 < POW_CHUNK ? n - i0 : POW_CHUNK;           \
+			T *o = O + i0;                                                \
+			POW(X + i0, o, m, e);                                         \
+			times_dout_##name(D + i0, o, m, p);                           \
+		}                                                                     \
+	}
+
+/* O = D (O p), elementwise */
+#define TIMES_DOUT(name, T)                                                          \
+	TG_HOT_LOOP static void times_dout_##name(const T *D, T *O, size_t m, T p)   \
+	{                                                                            \
+		for (size_t i = 0; i < m; i++)                                       \
+			O[i] = D[i] * (O[i] * p);                                    \
+	}
+TIMES_DOUT(pow_backward_f64, double)
+TIMES_DOUT(pow_backward_f32, float)
+POW_BACKWARD_KERNEL(pow_backward_f64, double, pow_f64)
+POW_BACKWARD_KERNEL(pow_backward_f32, float, pow_f32)
+
+typedef struct pow_backward_job {
+	bool f64;
+	const void *D, *X;
+	void *O;
+	double p;
+} pow_backward_job;
+
+static void pow_backward_part(void *arg, size_t lo, size_t hi)
+{
+	const pow_backward_job *j = arg;
+	if (j->f64)
+		pow_backward_f64((const double *)j->D + lo, (const double *)j->X + lo,
+				 (double *)j->O + lo, hi - lo, j->p, j->p - 1.0);
+	else
+		pow_backward_f32((const float *)j->D + lo, (const float *)j->X + lo,
+				 (float *)j->O + lo, hi - lo, (float)j->p, (float)(j->p - 1.0));
+}
+
+tg_tensor *tg_pow_backward(tg_tensor *dout, tg_tensor *x, double p)
+{
+	static const char who[] = "tg_pow_backward";
+	tg_tensor *in[2] = { dout, x };
+	tg_ctx *ctx = tg_op_begin(who, 2, in);
+	if (!ctx)
+		return NULL;
+	if (!tg_same_shape(dout, x)) {
+		char sd[TG_SHAPE_STR], sx[TG_SHAPE_STR];
+		return tg_fail(ctx, TG_ESHAPE, "%s: dout %s and x %s must have the same shape", who,
+			       tg_shape_fmt(dout->ndim, dout->shape, sd),
+			       tg_shape_fmt(x->ndim, x->shape, sx));
+	}
+	tg_tensor *out = tg_tensor_like(x, who);
+	if (!out)
+		return NULL;
+	pow_backward_job j = { x->dtype == TG_F64, dout->data, x->data, out->data, p };
+	tg_parallel_for(ctx, x->numel, TG_PAR_MIN_MATH, 16, pow_backward_part, &j);
+	return tg_op_end(&pow_backward_op, out, 2, in, &p, 1, NULL);
+}
+
+static void pow_backward_backward(tg_node *n, tg_tensor *g)
+{
+	tg_tensor *dout = tg_node_input(n, 0), *x = tg_node_input(n, 1);
+	double p = tg_node_attr(n, 0);
+	if (tg_node_needs_grad(n, 0))
+		tg_node_grad(n, 0, tg_pow_backward(g, x, p));
+	if (tg_node_needs_grad(n, 1))
+		tg_node_grad(n, 1, tg_pow_backward(tg_mul_scalar(tg_mul(g, dout), p), x, p - 1.0));
+}
+
+static const tg_op pow_backward_op = { .name = "pow_backward", .backward = pow_backward_backward,
+				       .inputs = (const char *const[]){ "dout", "x" },
+				       .describe = pow_describe };
+TG_OP_REGISTER(pow_backward_op);

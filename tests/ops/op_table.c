@@ -81,6 +81,7 @@ FN(gelu, tg_gelu(in[0]))
 FN(silu, tg_silu(in[0]))
 FN(gelu_backward, tg_gelu_backward(in[0], in[1]))
 FN(softplus_backward, tg_softplus_backward(in[0], in[1]))
+FN(pow_backward, tg_pow_backward(in[0], in[1], ARG(0)))
 FN(silu_backward, tg_silu_backward(in[0], in[1]))
 
 /* arg[0], arg[1]: the bounds */
@@ -364,6 +365,13 @@ const op_row op_table[] = {
 		 { .name = "x^2, scalar", .in = { SCALAR }, .arg = { 2 } },
 		 { .name = "x^0.5", .in = { SH(2, 3) }, .arg = { 0.5 } },
 		 { .name = "x^-1.5", .in = { SH(4) }, .arg = { -1.5 } } } },
+	{ .op = "pow_backward", .fn = f_pow_backward, .nin = 2, .gen = { GEN_ANY, GEN_POS },
+	  .twice = true,
+	  .v = { { .name = "(2,3) and (2,3), p 3", .in = { SH(2, 3), SH(2, 3) }, .arg = { 3 } },
+		 { .name = "scalars, p 2", .in = { SCALAR, SCALAR }, .arg = { 2 } },
+		 { .name = "(4,) and (4,), p 0.5", .in = { SH(4), SH(4) }, .arg = { 0.5 } },
+		 { .name = "(2,2) and (2,2), p -1.5", .in = { SH(2, 2), SH(2, 2) },
+		   .arg = { -1.5 } } } },
 	UNARY("add_scalar", f_add_scalar, GEN_ANY, 0.75),
 	UNARY("mul_scalar", f_mul_scalar, GEN_ANY, -1.25),
 

@@ -424,6 +424,54 @@ static void softplus_and_silu_backward_give_the_bits_of_their_ops(void **state)
 	free(w);
 }
 
+/* pow's fused local gradient has the bits of its rule as ops, dout *
+ * (x^(p-1) * p), for exponents with their own kernels (2, 1, 0: x x, x,
+ * 1 / x) and SLEEF's, at 1 and 2 threads, over signed zeros, infinities,
+ * NaN and values of every scale; a recorded backward pass gives them too. */
+static void pow_backward_gives_the_bits_of_its_ops(void **state)
+{
+	(void)state;
+	enum { N = 20000 };
+	static const double ps[] = { 2, 3, 1, 0, -1, 0.5, -2.5, 1.1 };
+	double *x = malloc(N * sizeof *x), *w = malloc(N * sizeof *w);
+	assert_non_null(x);
+	assert_non_null(w);
+	for (int i = 0; i < N; i++) {
+		x[i] = (i % 2 ? -1 : 1) * pow(10.0, -30.0 + 60.0 * i / N) + (i % 5) / 3.0;
+		w[i] = (i % 3 ? 0.5 : -1.5) + (i % 13) / 7.0;
+	}
+	x[0] = 0.0, x[1] = -0.0, x[2] = INFINITY, x[3] = -INFINITY, x[4] = NAN, x[5] = 1.0;
+	for (int threads = 1; threads <= 2; threads++)
+		for (int dt = TG_F32; dt <= TG_F64; dt++)
+			for (size_t k = 0; k < LEN(ps); k++) {
+				tg_ctx *ctx = tg_ctx_new(3);
+				tg_set_threads(ctx, threads);
+				size_t es = dt == TG_F64 ? sizeof(double) : sizeof(float);
+				tg_tensor *xc = tg_from_f64(ctx, dt, SHAPE(N), x);
+				tg_tensor *wc = tg_from_f64(ctx, dt, SHAPE(N), w);
+				tg_tensor *want = tg_mul(wc, tg_mul_scalar(tg_pow(xc, ps[k] - 1), ps[k]));
+				same_bits("pow_backward", tg_pow_backward(wc, xc, ps[k]), want, es);
+				tg_tensor *p = tg_param(tg_from_f64(ctx, dt, SHAPE(N), x));
+				assert_int_equal(tg_backward(tg_sum(tg_mul(tg_pow(p, ps[k]), wc))), 0);
+				same_bits("pow's gradient", tg_grad(p), want, es);
+				assert_ctx_ok(ctx);
+				tg_ctx_free(ctx);
+			}
+	free(x);
+	free(w);
+}
+
+static void pow_backward_rejects_different_shapes(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *d = tg_zeros(ctx, TG_F32, SHAPE(2, 3)), *x = tg_zeros(ctx, TG_F32, SHAPE(6));
+	assert_null(tg_pow_backward(d, x, 2));
+	assert_error(ctx, TG_ESHAPE,
+		     "tg_pow_backward: dout (2,3) and x (6,) must have the same shape");
+	tg_ctx_free(ctx);
+}
+
 /* pow: x^2, x^1 and x^-1 are the one correctly rounded operation each
  * (x x, x, 1 / x), bit for bit; other exponents SLEEF's pow, within 1 ULP
  * of libm's and with its NaN, infinities and zeros (signs included); over
@@ -741,6 +789,8 @@ int main(void)
 		cmocka_unit_test(recorded_gelu_gives_the_bits_of_the_unrecorded_one),
 		cmocka_unit_test(softplus_and_silu_backward_give_the_bits_of_their_ops),
 		cmocka_unit_test(pow_gives_the_bits_of_one_rounding_or_sleefs_bound),
+		cmocka_unit_test(pow_backward_gives_the_bits_of_its_ops),
+		cmocka_unit_test(pow_backward_rejects_different_shapes),
 		cmocka_unit_test(gelu_backward_rejects_different_shapes),
 		cmocka_unit_test(relu_and_abs_have_zero_gradient_at_zero),
 		cmocka_unit_test(softmax_of_two_logits_matches_hand_values),
