@@ -277,6 +277,86 @@ tg_tensor *tg_mul(tg_tensor *a, tg_tensor *b) { return mul_forward(&mul_op, "tg_
 
 BINARY_KERNEL(div, x / y)
 
+/* div's plain backward when a, b and dout have one shape: da = dout / b
+ * and db = -((da a) / b) in one pass over the three, where the rule's ops
+ * made four; the same roundings (neg is exact), so the same bits. DA may
+ * be NULL (a needs no gradient). */
+#define DIV_GRADS_KERNEL(name, T)                                                     \
+	TG_HOT_LOOP static void name(const T *D, const T *A, const T *B, T *DA, T *DB, \
+				     size_t n)                                         \
+	{                                                                              \
+		if (DA)                                                                \
+			for (size_t i = 0; i < n; i++) {                               \
+				T q = D[i] / B[i];                                     \
+				DA[i] = q;                                             \
+				DB[i] = -((q * A[i]) / B[i]);                          \
+			}                                                              \
+		else                                                                   \
+			for (size_t i = 0; i < n; i++)                                 \
+				DB[i] = -((D[i] / B[i] * A[i]) / B[i]);                \
+	}
+DIV_GRADS_KERNEL(div_grads_f64, double)
+DIV_GRADS_KERNEL(div_grads_f32, float)
+
+typedef struct div_grads_job {
+	bool f64;
+	const void *D, *A, *B;
+	void *DA, *DB;
+} div_grads_job;
+
+static void div_grads_part(void *arg, size_t lo, size_t hi)
+{
+	const div_grads_job *j = arg;
+	size_t es = j->f64 ? sizeof(double) : sizeof(float);
+#define AT(p) ((p) ? (char *)(p) + lo * es : NULL)
+	if (j->f64)
+		div_grads_f64((const double *)AT(j->D), (const double *)AT(j->A),
+			      (const double *)AT(j->B), (double *)AT(j->DA), (double *)AT(j->DB),
+			      hi - lo);
+	else
+		div_grads_f32((const float *)AT(j->D), (const float *)AT(j->A),
+			      (const float *)AT(j->B), (float *)AT(j->DA), (float *)AT(j->DB),
+			      hi - lo);
+#undef AT
+}
+
+/* Input i's gradient tensor of x's shape: the leaf's own buffer when it
+ * takes it, x is as large as TG_NODE_GRAD_INTO asks (a small one's
+ * gradient stays a tensor of its own, as a graph export shows it) and the
+ * pass reads nothing there (not when both inputs are one tensor, as the
+ * pass writes both gradients at once, nor when the buffer is an input,
+ * the output or dout: a forward pass that read tg_grad(x)), else a new
+ * one; NULL after recording why. */
+static tg_tensor *grad_dest(tg_node *n, int i, tg_tensor *x, const tg_tensor *dout)
+{
+	tg_tensor *buf = x->numel >= TG_GRAD_INTO_MIN && n->in[0] != n->in[1]
+				 ? tg_node_grad_buffer(n, i)
+				 : NULL;
+	if (buf && (buf == n->in[0] || buf == n->in[1] || buf == n->out || buf == dout))
+		buf = NULL;
+	return buf ? buf : tg_tensor_like(x, "tg_div backward");
+}
+
+/* The one-pass gradients of a / b; false when the shapes differ or the
+ * pass records (a TG_CREATE_GRAPH backward keeps the ops). */
+static bool div_grads_one_pass(tg_node *n, tg_tensor *dout, tg_tensor *a, tg_tensor *b)
+{
+	if (a->ctx->grad_enabled || !tg_same_shape(a, b) || !tg_same_shape(dout, a))
+		return false;
+	bool need_a = tg_node_needs_grad(n, 0);
+	tg_tensor *da = need_a ? grad_dest(n, 0, a, dout) : NULL;
+	tg_tensor *db = (!need_a || da) ? grad_dest(n, 1, b, dout) : NULL;
+	if (!db)
+		return true; /* the error is recorded; the walk stops */
+	div_grads_job j = { a->dtype == TG_F64, dout->data, a->data, b->data,
+			    da ? da->data : NULL, db->data };
+	tg_parallel_for(a->ctx, a->numel, TG_PAR_MIN, 16, div_grads_part, &j);
+	tg_node_grad(n, 1, db);
+	if (da)
+		tg_node_grad(n, 0, da);
+	return true;
+}
+
 static void div_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_tensor *a = tg_node_input(n, 0), *b = tg_node_input(n, 1);
@@ -284,6 +364,8 @@ static void div_backward(tg_node *n, tg_tensor *dout)
 		TG_NODE_GRAD_INTO(n, 0, tg_div(dout, b));
 		return;
 	}
+	if (div_grads_one_pass(n, dout, a, b))
+		return;
 	tg_tensor *da = tg_div(dout, b);
 	tg_node_grad(n, 1, tg_neg(sum_to_input(n, 1, tg_div(tg_mul(da, a), b))));
 	tg_node_grad(n, 0, da);
