@@ -74,4 +74,18 @@ static inline void counting_free(void *p, void *user)
 	free(p);
 }
 
+/* a and b, of one dtype and size, hold the same bits at every element, or
+ * a NaN (of any sign or payload) both; else fails naming what and where. */
+static inline void assert_tensor_bits(const char *what, const tg_tensor *a, const tg_tensor *b)
+{
+	size_t es = tg_dtype_of(a) == TG_F64 ? sizeof(double) : sizeof(float);
+	for (size_t i = 0; i < tg_numel(a); i++) {
+		double x = tg_get(a, i), y = tg_get(b, i);
+		if (isnan(x) && isnan(y))
+			continue;
+		if (memcmp((const char *)tg_data(a) + i * es, (const char *)tg_data(b) + i * es, es))
+			fail_msg("%s[%zu]: %.17g against %.17g", what, i, x, y);
+	}
+}
+
 #endif
