@@ -304,6 +304,34 @@ tg_tensor *tg_abs(tg_tensor *x) { return UNARY(&abs_op, "tg_abs", x, abs, NULL, 
 
 CHUNKED_KERNEL(sigmoid, -fabs(x), CALL_EXP, SIGMOID_OF(x, ei))
 
+/* O = D f(x, s), s = sigmoid(x) in its stable form, in chunks: O holds
+ * e^-|x| between the passes. The fused local gradients of softplus and
+ * silu, below. */
+#define SIGMOID_TIMES_KERNEL(name, T, S, f)                                           \
+	TG_HOT_LOOP static void name(const T *D, const T *X, T *O, size_t n, double a) \
+	{                                                                             \
+		(void)a;                                                              \
+		for (size_t i0 = 0; i0 < n; i0 += CHUNK) {                            \
+			size_t m = n - i0 < CHUNK ? n - i0 : CHUNK;                   \
+			const T *xs = X + i0;                                         \
+			T *o = O + i0;                                                \
+			for (size_t i = 0; i < m; i++)                                \
+				o[i] = -fabs(xs[i]);                                  \
+			tg_vmath_exp_##S(o, o, m);                                    \
+			for (size_t i = 0; i < m; i++) {                              \
+				T x = xs[i], s = SIGMOID_OF(x, o[i]);                 \
+				o[i] = D[i0 + i] * (f);                               \
+			}                                                             \
+		}                                                                     \
+	}
+
+/* g dout s (1 - s), s = sigmoid(x), made of ops: part of the second
+ * derivatives of softplus and silu */
+static tg_tensor *g_dout_sigmoid_slope(tg_tensor *g, tg_tensor *dout, tg_tensor *s)
+{
+	return tg_sigmoid_backward(tg_mul(g, dout), s);
+}
+
 static void sigmoid_backward(tg_node *n, tg_tensor *dout)
 {
 	TG_NODE_GRAD_INTO(n, 0, tg_sigmoid_backward(dout, tg_node_output(n)));
@@ -654,6 +682,41 @@ tg_tensor *tg_softplus(tg_tensor *x)
 	return UNARY(&softplus_op, "tg_softplus", x, softplus, NULL, 0);
 }
 
+/* ---- softplus_backward: out = dout s, s = sigmoid(x); d dout = softplus_backward(g, x), */
+/* ---- dx = g dout s (1 - s) -------------------------------------------------------------- */
+/* softplus's local gradient in one pass, where mul(dout, sigmoid(x)) made
+ * two; the same roundings, so the same bits. The rule for x is made of
+ * ops, so it differentiates again. */
+
+static const tg_op softplus_backward_op;
+
+SIGMOID_TIMES_KERNEL(softplus_backward_f64, double, f64, s)
+SIGMOID_TIMES_KERNEL(softplus_backward_f32, float, f32, s)
+
+tg_tensor *tg_softplus_backward(tg_tensor *dout, tg_tensor *x)
+{
+	tg_tensor *in[2] = { dout, x };
+	tg_tensor *out = fused_out("tg_softplus_backward", in, "x");
+	if (!out)
+		return NULL;
+	run_fused(dout, x, out, softplus_backward_f64, softplus_backward_f32, TG_PAR_MIN_MATH, 0);
+	return tg_op_end(&softplus_backward_op, out, 2, in, NULL, 0, NULL);
+}
+
+static void softplus_backward_backward(tg_node *n, tg_tensor *g)
+{
+	tg_tensor *dout = tg_node_input(n, 0), *x = tg_node_input(n, 1);
+	if (tg_node_needs_grad(n, 0))
+		tg_node_grad(n, 0, tg_softplus_backward(g, x));
+	if (tg_node_needs_grad(n, 1))
+		tg_node_grad(n, 1, g_dout_sigmoid_slope(g, dout, tg_sigmoid(x)));
+}
+
+static const tg_op softplus_backward_op = { .name = "softplus_backward",
+					    .backward = softplus_backward_backward,
+					    .inputs = (const char *const[]){ "dout", "x" } };
+TG_OP_REGISTER(softplus_backward_op);
+
 /* ---- log1p: y = ln(1 + x); dx = dout / (1 + x) ---------------------------------------- */
 
 VMATH_KERNEL(log1p)
@@ -736,10 +799,6 @@ tg_tensor *tg_erf(tg_tensor *x) { return UNARY(&erf_op, "tg_erf", x, erf, NULL, 
  * (1 + erf(x / sqrt 2)) / 2 cancels to 0 for x << 0, where erfc keeps the
  * tail's relative precision. phi(x) = e^(-x^2/2) / sqrt(2 pi). */
 
-CHUNKED_KERNEL_T(gelu_f64, double, f64, -x * INV_SQRT_2, CALL_ERFC, x * (ei / 2))
-CHUNKED_KERNEL_T(gelu_phi_f64, double, f64, -x * INV_SQRT_2, CALL_ERFC, ((void)x, ei / 2))
-enum { gelu_min = TG_PAR_MIN_MATH, gelu_phi_min = TG_PAR_MIN_MATH };
-
 /* Phi of floats is computed in double from one exp, where SLEEF's erfcf
  * costs ten (2.4 ns an element against 0.2 for expf at AVX-512, which
  * made erfc half of a layer norm and gelu step): for u = |x| / sqrt 2 >= 0
@@ -792,34 +851,47 @@ static void phi_chunk_f32(const float *X, float *Phi, size_t m)
 	phi_values_f32(X, a, t, Phi, m);
 }
 
-/* Y = x Phi(x), or Phi(x) alone (gelu_phi), in chunks */
-TG_HOT_LOOP static void gelu_of_f32(const float *X, float *Y, size_t n, bool times_x)
+/* Phi(x) of m <= CHUNK doubles, as erfc(-x / sqrt 2) / 2 */
+static void phi_chunk_f64(const double *X, double *Phi, size_t m)
 {
-	for (size_t i0 = 0; i0 < n; i0 += CHUNK) {
-		size_t m = n - i0 < CHUNK ? n - i0 : CHUNK;
-		phi_chunk_f32(X + i0, Y + i0, m);
-		if (times_x)
-			for (size_t i = 0; i < m; i++)
-				Y[i0 + i] *= X[i0 + i];
+	for (size_t i = 0; i < m; i++)
+		Phi[i] = -X[i] * INV_SQRT_2;
+	tg_vmath_erfc_f64(Phi, Phi, m);
+	for (size_t i = 0; i < m; i++)
+		Phi[i] = Phi[i] / 2;
+}
+
+/* gelu's Y = x Phi(x) and gelu_phi's Y = Phi(x) (a recorded gelu's aux),
+ * in chunks: every gelu kernel takes Phi from phi_chunk_S. */
+#define GELU_KERNELS(T, S)                                                            \
+	TG_HOT_LOOP static void gelu_of_##S(const T *X, T *Y, size_t n, bool times_x) \
+	{                                                                             \
+		for (size_t i0 = 0; i0 < n; i0 += CHUNK) {                            \
+			size_t m = n - i0 < CHUNK ? n - i0 : CHUNK;                   \
+			phi_chunk_##S(X + i0, Y + i0, m);                             \
+			if (times_x)                                                  \
+				for (size_t i = 0; i < m; i++)                        \
+					Y[i0 + i] *= X[i0 + i];                       \
+		}                                                                     \
+	}                                                                             \
+	static void gelu_##S(const T *X, T *Y, size_t n, const double *p)             \
+	{                                                                             \
+		(void)p;                                                              \
+		gelu_of_##S(X, Y, n, true);                                           \
+	}                                                                             \
+	static void gelu_phi_##S(const T *X, T *Y, size_t n, const double *p)         \
+	{                                                                             \
+		(void)p;                                                              \
+		gelu_of_##S(X, Y, n, false);                                          \
 	}
-}
+GELU_KERNELS(double, f64)
+GELU_KERNELS(float, f32)
+enum { gelu_min = TG_PAR_MIN_MATH, gelu_phi_min = TG_PAR_MIN_MATH };
 
-static void gelu_f32(const float *X, float *Y, size_t n, const double *p)
-{
-	(void)p;
-	gelu_of_f32(X, Y, n, true);
-}
-
-static void gelu_phi_f32(const float *X, float *Y, size_t n, const double *p)
-{
-	(void)p;
-	gelu_of_f32(X, Y, n, false);
-}
-
-/* erfc costs ten exps (tests/bench: 2.4 ns an f32, 6.9 an f64 at AVX-512),
- * so a recorded gelu keeps Phi(x) as its node's aux, n elements of x's
- * dtype in the step arena, and its backward pass computes no erfc again:
- * the same Phi, so the same bits as tg_gelu_backward(dout, x). */
+/* Phi costs an erfc (6.9 ns an f64 at AVX-512) or an exp in double (an
+ * f32), so a recorded gelu keeps Phi(x) as its node's aux, n elements of
+ * x's dtype in the step arena, and its backward pass computes no Phi
+ * again: the same Phi, so the same bits as tg_gelu_backward(dout, x). */
 static tg_tensor *gelu_backward_of(tg_tensor *dout, tg_tensor *x, const void *phi);
 
 static void gelu_backward(tg_node *n, tg_tensor *dout)
@@ -887,7 +959,7 @@ static const tg_op gelu_backward_op;
 			const T *x = X + i0, *Phi = P ? P + i0 : c;                   \
 			T *o = O + i0;                                                \
 			if (!P)                                                       \
-				PHI_CHUNK_##S(x, c, m);                               \
+				phi_chunk_##S(x, c, m);                               \
 			for (size_t i = 0; i < m; i++)                                \
 				o[i] = -x[i] * x[i] / 2;                              \
 			tg_vmath_exp_##S(o, o, m);                                    \
@@ -897,18 +969,6 @@ static const tg_op gelu_backward_op;
 			}                                                             \
 		}                                                                     \
 	}
-
-/* Phi(x) of m doubles at c, as erfc(-x / sqrt 2) / 2 */
-static void phi_chunk_f64(const double *x, double *c, size_t m)
-{
-	for (size_t i = 0; i < m; i++)
-		c[i] = -x[i] * INV_SQRT_2;
-	tg_vmath_erfc_f64(c, c, m);
-	for (size_t i = 0; i < m; i++)
-		c[i] = c[i] / 2;
-}
-#define PHI_CHUNK_f64 phi_chunk_f64
-#define PHI_CHUNK_f32 phi_chunk_f32
 
 GELU_BACKWARD_KERNEL(gelu_backward_f64, double, f64)
 GELU_BACKWARD_KERNEL(gelu_backward_f32, float, f32)
@@ -980,50 +1040,16 @@ TG_OP_REGISTER(silu_op);
 
 tg_tensor *tg_silu(tg_tensor *x) { return UNARY(&silu_op, "tg_silu", x, silu, NULL, 0); }
 
-/* ---- softplus_backward: out = dout s; silu_backward: out = dout s (1 + x (1 - s)), ------ */
-/* ---- s = sigmoid(x); d dout = the op again with g, dx = g dout s (1 - s) times 1 -------- */
-/* ---- (softplus) or 2 + x (1 - 2 s) (silu) ---------------------------------------------- */
-/* The local gradients of softplus and silu in one pass each, where their
- * rules as ops made two and seven passes over x's size; every step rounds
- * in the dtype as those ops did, so the bits are the same. The rules for
- * x are made of ops, so they differentiate again. */
+/* ---- silu_backward: out = dout s (1 + x (1 - s)), s = sigmoid(x); d dout = ------------- */
+/* ---- silu_backward(g, x), dx = g dout s (1 - s) (2 + x (1 - 2 s)) ----------------------- */
+/* silu's local gradient in one pass, where its rule as ops (sigmoid, neg,
+ * add_scalar and four products) made seven; the same roundings, so the
+ * same bits. The rule for x is made of ops, so it differentiates again. */
 
-static const tg_op softplus_backward_op, silu_backward_op;
+static const tg_op silu_backward_op;
 
-/* O = D f(x, s), s = sigmoid(x) in its stable form, in chunks: O holds
- * e^-|x| between the passes */
-#define SIGMOID_TIMES_KERNEL(name, T, S, f)                                           \
-	TG_HOT_LOOP static void name(const T *D, const T *X, T *O, size_t n, double a) \
-	{                                                                             \
-		(void)a;                                                              \
-		for (size_t i0 = 0; i0 < n; i0 += CHUNK) {                            \
-			size_t m = n - i0 < CHUNK ? n - i0 : CHUNK;                   \
-			const T *xs = X + i0;                                         \
-			T *o = O + i0;                                                \
-			for (size_t i = 0; i < m; i++)                                \
-				o[i] = -fabs(xs[i]);                                  \
-			tg_vmath_exp_##S(o, o, m);                                    \
-			for (size_t i = 0; i < m; i++) {                              \
-				T x = xs[i], s = SIGMOID_OF(x, o[i]);                 \
-				o[i] = D[i0 + i] * (f);                               \
-			}                                                             \
-		}                                                                     \
-	}
-
-SIGMOID_TIMES_KERNEL(softplus_backward_f64, double, f64, s)
-SIGMOID_TIMES_KERNEL(softplus_backward_f32, float, f32, s)
 SIGMOID_TIMES_KERNEL(silu_backward_f64, double, f64, s * (x * (1 - s) + 1))
 SIGMOID_TIMES_KERNEL(silu_backward_f32, float, f32, s * (x * (1 - s) + 1))
-
-tg_tensor *tg_softplus_backward(tg_tensor *dout, tg_tensor *x)
-{
-	tg_tensor *in[2] = { dout, x };
-	tg_tensor *out = fused_out("tg_softplus_backward", in, "x");
-	if (!out)
-		return NULL;
-	run_fused(dout, x, out, softplus_backward_f64, softplus_backward_f32, TG_PAR_MIN_MATH, 0);
-	return tg_op_end(&softplus_backward_op, out, 2, in, NULL, 0, NULL);
-}
 
 tg_tensor *tg_silu_backward(tg_tensor *dout, tg_tensor *x)
 {
@@ -1033,21 +1059,6 @@ tg_tensor *tg_silu_backward(tg_tensor *dout, tg_tensor *x)
 		return NULL;
 	run_fused(dout, x, out, silu_backward_f64, silu_backward_f32, TG_PAR_MIN_MATH, 0);
 	return tg_op_end(&silu_backward_op, out, 2, in, NULL, 0, NULL);
-}
-
-/* g dout s (1 - s), s = sigmoid(x), made of ops */
-static tg_tensor *g_dout_sigmoid_slope(tg_tensor *g, tg_tensor *dout, tg_tensor *s)
-{
-	return tg_sigmoid_backward(tg_mul(g, dout), s);
-}
-
-static void softplus_backward_backward(tg_node *n, tg_tensor *g)
-{
-	tg_tensor *dout = tg_node_input(n, 0), *x = tg_node_input(n, 1);
-	if (tg_node_needs_grad(n, 0))
-		tg_node_grad(n, 0, tg_softplus_backward(g, x));
-	if (tg_node_needs_grad(n, 1))
-		tg_node_grad(n, 1, g_dout_sigmoid_slope(g, dout, tg_sigmoid(x)));
 }
 
 static void silu_backward_backward(tg_node *n, tg_tensor *g)
@@ -1063,10 +1074,6 @@ static void silu_backward_backward(tg_node *n, tg_tensor *g)
 	}
 }
 
-static const tg_op softplus_backward_op = { .name = "softplus_backward",
-					    .backward = softplus_backward_backward,
-					    .inputs = (const char *const[]){ "dout", "x" } };
-TG_OP_REGISTER(softplus_backward_op);
 static const tg_op silu_backward_op = { .name = "silu_backward",
 					.backward = silu_backward_backward,
 					.inputs = (const char *const[]){ "dout", "x" } };
