@@ -8,6 +8,7 @@
  * their negation runs on the small sum.
  */
 #include "internal.h"
+#include "fused.h"
 #include "parallel.h"
 #include "vmath.h"
 
@@ -585,9 +586,12 @@ static const tg_op pow_backward_op;
 
 enum { POW_CHUNK = 256 };
 
+/* O = D (x^e p) with e = p - 1, both rounded to the dtype: tg_fused_f64 and
+ * tg_fused_f32 kernels, p their attribute */
 #define POW_BACKWARD_KERNEL(name, T, POW)                                             \
-	static void name(const T *D, const T *X, T *O, size_t n, T p, T e)            \
+	static void name(const T *D, const T *X, T *O, size_t n, double pd)           \
 	{                                                                             \
+		const T p = (T)pd, e = (T)(pd - 1.0);                                 \
 		for (size_t i0 = 0; i0 < n; i0 += POW_CHUNK) {                        \
 			size_t m = n - i0 < POW_CHUNK ? n - i0 : POW_CHUNK;           \
 			T *o = O + i0;                                                \
@@ -608,42 +612,13 @@ TIMES_DOUT(pow_backward_f32, float)
 POW_BACKWARD_KERNEL(pow_backward_f64, double, pow_f64)
 POW_BACKWARD_KERNEL(pow_backward_f32, float, pow_f32)
 
-typedef struct pow_backward_job {
-	bool f64;
-	const void *D, *X;
-	void *O;
-	double p;
-} pow_backward_job;
-
-static void pow_backward_part(void *arg, size_t lo, size_t hi)
-{
-	const pow_backward_job *j = arg;
-	if (j->f64)
-		pow_backward_f64((const double *)j->D + lo, (const double *)j->X + lo,
-				 (double *)j->O + lo, hi - lo, j->p, j->p - 1.0);
-	else
-		pow_backward_f32((const float *)j->D + lo, (const float *)j->X + lo,
-				 (float *)j->O + lo, hi - lo, (float)j->p, (float)(j->p - 1.0));
-}
-
 tg_tensor *tg_pow_backward(tg_tensor *dout, tg_tensor *x, double p)
 {
-	static const char who[] = "tg_pow_backward";
 	tg_tensor *in[2] = { dout, x };
-	tg_ctx *ctx = tg_op_begin(who, 2, in);
-	if (!ctx)
-		return NULL;
-	if (!tg_same_shape(dout, x)) {
-		char sd[TG_SHAPE_STR], sx[TG_SHAPE_STR];
-		return tg_fail(ctx, TG_ESHAPE, "%s: dout %s and x %s must have the same shape", who,
-			       tg_shape_fmt(dout->ndim, dout->shape, sd),
-			       tg_shape_fmt(x->ndim, x->shape, sx));
-	}
-	tg_tensor *out = tg_tensor_like(x, who);
+	tg_tensor *out = tg_fused_out("tg_pow_backward", in, "x");
 	if (!out)
 		return NULL;
-	pow_backward_job j = { x->dtype == TG_F64, dout->data, x->data, out->data, p };
-	tg_parallel_for(ctx, x->numel, TG_PAR_MIN_MATH, 16, pow_backward_part, &j);
+	tg_run_fused(dout, x, out, pow_backward_f64, pow_backward_f32, TG_PAR_MIN_MATH, p);
 	return tg_op_end(&pow_backward_op, out, 2, in, &p, 1, NULL);
 }
 

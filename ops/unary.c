@@ -15,6 +15,7 @@
  * Phi of floats is computed in double from SLEEF's exp (phi_chunk_f32).
  */
 #include "internal.h"
+#include "fused.h"
 #include "parallel.h"
 #include "vmath.h"
 
@@ -157,57 +158,6 @@ enum { CHUNK = 256 };
 #define CALL_EXPM1(S) tg_vmath_expm1_##S(e, e, m);
 #define CALL_ERFC(S) tg_vmath_erfc_##S(e, e, m);
 #define CALL_EXP_LOG1P(S) tg_vmath_exp_##S(e, e, m); tg_vmath_log1p_##S(e, e, m);
-
-/* ---- the fused backward ops' shared shape ------------------------------------- */
-
-/* O = f(D, X) elementwise: dout and the saved tensor, of one shape; a is
- * the op's attribute (alpha), unused by most. */
-typedef void (*fused_f64)(const double *D, const double *X, double *O, size_t n, double a);
-typedef void (*fused_f32)(const float *D, const float *X, float *O, size_t n, double a);
-
-typedef struct fused_job {
-	fused_f64 k64;
-	fused_f32 k32;
-	const void *D, *X;
-	void *O;
-	double a;
-} fused_job;
-
-static void fused_part(void *arg, size_t lo, size_t hi)
-{
-	const fused_job *j = arg;
-	if (j->k64)
-		j->k64((const double *)j->D + lo, (const double *)j->X + lo, (double *)j->O + lo,
-		       hi - lo, j->a);
-	else
-		j->k32((const float *)j->D + lo, (const float *)j->X + lo, (float *)j->O + lo,
-		       hi - lo, j->a);
-}
-
-/* out = k(dout, x) in x's dtype, split across the threads from min elements. */
-static void run_fused(const tg_tensor *dout, const tg_tensor *x, tg_tensor *out, fused_f64 k64,
-		      fused_f32 k32, size_t min, double a)
-{
-	fused_job j = { x->dtype == TG_F64 ? k64 : NULL, k32, dout->data, x->data, out->data, a };
-	tg_parallel_for(x->ctx, x->numel, min, 16, fused_part, &j);
-}
-
-/* Checks the inputs of a fused backward op, dout and the saved tensor in[1]
- * (named t in errors), which must have one shape, and makes the output;
- * NULL after recording why. */
-static tg_tensor *fused_out(const char *who, tg_tensor *const *in, const char *t)
-{
-	tg_ctx *ctx = tg_op_begin(who, 2, in);
-	if (!ctx)
-		return NULL;
-	if (!tg_same_shape(in[0], in[1])) {
-		char sa[TG_SHAPE_STR], sb[TG_SHAPE_STR];
-		return tg_fail(ctx, TG_ESHAPE, "%s: dout %s and %s %s must have the same shape", who,
-			       tg_shape_fmt(in[0]->ndim, in[0]->shape, sa), t,
-			       tg_shape_fmt(in[1]->ndim, in[1]->shape, sb));
-	}
-	return tg_tensor_like(in[1], who);
-}
 
 /* ---- step constant: pos where x > 0, zero where x == 0, neg where x < 0 ------- */
 /* The masks of leaky relu, elu and abs. Made with grad mode off, so it
@@ -370,10 +320,10 @@ static void sigmoid_backward_f32(const float *D, const float *Y, float *O, size_
 tg_tensor *tg_sigmoid_backward(tg_tensor *dout, tg_tensor *y)
 {
 	tg_tensor *in[2] = { dout, y };
-	tg_tensor *out = fused_out("tg_sigmoid_backward", in, "y");
+	tg_tensor *out = tg_fused_out("tg_sigmoid_backward", in, "y");
 	if (!out)
 		return NULL;
-	run_fused(dout, y, out, sigmoid_backward_f64, sigmoid_backward_f32, TG_PAR_MIN, 0);
+	tg_run_fused(dout, y, out, sigmoid_backward_f64, sigmoid_backward_f32, TG_PAR_MIN, 0);
 	return tg_op_end(&sigmoid_backward_op, out, 2, in, NULL, 0, NULL);
 }
 
@@ -430,10 +380,10 @@ TANH_BACKWARD_KERNEL(tanh_backward_f32, float)
 tg_tensor *tg_tanh_backward(tg_tensor *dout, tg_tensor *y)
 {
 	tg_tensor *in[2] = { dout, y };
-	tg_tensor *out = fused_out("tg_tanh_backward", in, "y");
+	tg_tensor *out = tg_fused_out("tg_tanh_backward", in, "y");
 	if (!out)
 		return NULL;
-	run_fused(dout, y, out, tanh_backward_f64, tanh_backward_f32, TG_PAR_MIN, 0);
+	tg_run_fused(dout, y, out, tanh_backward_f64, tanh_backward_f32, TG_PAR_MIN, 0);
 	return tg_op_end(&tanh_backward_op, out, 2, in, NULL, 0, NULL);
 }
 
@@ -496,10 +446,10 @@ static void relu_backward_f32(const float *D, const float *X, float *O, size_t n
 tg_tensor *tg_relu_backward(tg_tensor *dout, tg_tensor *x)
 {
 	tg_tensor *in[2] = { dout, x };
-	tg_tensor *out = fused_out("tg_relu_backward", in, "x");
+	tg_tensor *out = tg_fused_out("tg_relu_backward", in, "x");
 	if (!out)
 		return NULL;
-	run_fused(dout, x, out, relu_backward_f64, relu_backward_f32, TG_PAR_MIN, 0);
+	tg_run_fused(dout, x, out, relu_backward_f64, relu_backward_f32, TG_PAR_MIN, 0);
 	return tg_op_end(&relu_backward_op, out, 2, in, NULL, 0, NULL);
 }
 
@@ -562,10 +512,10 @@ LEAKY_RELU_BACKWARD_KERNEL(leaky_relu_backward_f32, float)
 tg_tensor *tg_leaky_relu_backward(tg_tensor *dout, tg_tensor *x, double alpha)
 {
 	tg_tensor *in[2] = { dout, x };
-	tg_tensor *out = fused_out("tg_leaky_relu_backward", in, "x");
+	tg_tensor *out = tg_fused_out("tg_leaky_relu_backward", in, "x");
 	if (!out)
 		return NULL;
-	run_fused(dout, x, out, leaky_relu_backward_f64, leaky_relu_backward_f32, TG_PAR_MIN,
+	tg_run_fused(dout, x, out, leaky_relu_backward_f64, leaky_relu_backward_f32, TG_PAR_MIN,
 		  alpha);
 	return tg_op_end(&leaky_relu_backward_op, out, 2, in, &alpha, 1, NULL);
 }
@@ -640,10 +590,10 @@ ELU_BACKWARD_KERNEL(elu_backward_f32, float, f32)
 tg_tensor *tg_elu_backward(tg_tensor *dout, tg_tensor *x, double alpha)
 {
 	tg_tensor *in[2] = { dout, x };
-	tg_tensor *out = fused_out("tg_elu_backward", in, "x");
+	tg_tensor *out = tg_fused_out("tg_elu_backward", in, "x");
 	if (!out)
 		return NULL;
-	run_fused(dout, x, out, elu_backward_f64, elu_backward_f32, TG_PAR_MIN_MATH, alpha);
+	tg_run_fused(dout, x, out, elu_backward_f64, elu_backward_f32, TG_PAR_MIN_MATH, alpha);
 	return tg_op_end(&elu_backward_op, out, 2, in, &alpha, 1, NULL);
 }
 
@@ -696,10 +646,11 @@ SIGMOID_TIMES_KERNEL(softplus_backward_f32, float, f32, s)
 tg_tensor *tg_softplus_backward(tg_tensor *dout, tg_tensor *x)
 {
 	tg_tensor *in[2] = { dout, x };
-	tg_tensor *out = fused_out("tg_softplus_backward", in, "x");
+	tg_tensor *out = tg_fused_out("tg_softplus_backward", in, "x");
 	if (!out)
 		return NULL;
-	run_fused(dout, x, out, softplus_backward_f64, softplus_backward_f32, TG_PAR_MIN_MATH, 0);
+	tg_run_fused(dout, x, out, softplus_backward_f64, softplus_backward_f32, TG_PAR_MIN_MATH,
+		     0);
 	return tg_op_end(&softplus_backward_op, out, 2, in, NULL, 0, NULL);
 }
 
@@ -932,9 +883,8 @@ tg_tensor *tg_gelu(tg_tensor *x)
 		return NULL;
 	const double attr[3] = { 0, 0, 0 };
 	run_unary(x, phi, gelu_phi_f64, gelu_phi_f32, gelu_phi_min, attr);
-	fused_job j = { x->dtype == TG_F64 ? times_phi_f64 : NULL, times_phi_f32, x->data, phi,
-			out->data, 0 };
-	tg_parallel_for(ctx, x->numel, TG_PAR_MIN, 16, fused_part, &j);
+	tg_fused_run(ctx, x->dtype, (size_t)x->numel, x->data, phi, out->data, times_phi_f64,
+		     times_phi_f32, TG_PAR_MIN, 0);
 	return tg_op_end(&gelu_op, out, 1, &x, NULL, 0, phi);
 }
 
@@ -995,7 +945,7 @@ static void gelu_backward_part(void *arg, size_t lo, size_t hi)
 static tg_tensor *gelu_backward_of(tg_tensor *dout, tg_tensor *x, const void *phi)
 {
 	tg_tensor *in[2] = { dout, x };
-	tg_tensor *out = fused_out("tg_gelu_backward", in, "x");
+	tg_tensor *out = tg_fused_out("tg_gelu_backward", in, "x");
 	if (!out)
 		return NULL;
 	gelu_job j = { x->dtype == TG_F64, dout->data, x->data, phi, out->data };
@@ -1054,10 +1004,10 @@ SIGMOID_TIMES_KERNEL(silu_backward_f32, float, f32, s * (x * (1 - s) + 1))
 tg_tensor *tg_silu_backward(tg_tensor *dout, tg_tensor *x)
 {
 	tg_tensor *in[2] = { dout, x };
-	tg_tensor *out = fused_out("tg_silu_backward", in, "x");
+	tg_tensor *out = tg_fused_out("tg_silu_backward", in, "x");
 	if (!out)
 		return NULL;
-	run_fused(dout, x, out, silu_backward_f64, silu_backward_f32, TG_PAR_MIN_MATH, 0);
+	tg_run_fused(dout, x, out, silu_backward_f64, silu_backward_f32, TG_PAR_MIN_MATH, 0);
 	return tg_op_end(&silu_backward_op, out, 2, in, NULL, 0, NULL);
 }
 

@@ -1,0 +1,35 @@
+/*
+ * fused.h - the shared shape of the fused backward ops (fused.c): an op of
+ * dout and one saved tensor of its shape, computed elementwise in one
+ * pass. unary.c's activations and binary.c's pow use it. Internal to ops/;
+ * not installed.
+ */
+#ifndef TG_FUSED_H
+#define TG_FUSED_H
+
+#include "internal.h"
+
+/* O = f(D, X) elementwise: dout and the saved tensor, of one shape; a is
+ * the op's attribute (alpha, pow's exponent), unused by most. */
+typedef void (*tg_fused_f64)(const double *D, const double *X, double *O, size_t n, double a);
+typedef void (*tg_fused_f32)(const float *D, const float *X, float *O, size_t n, double a);
+
+/* O = k(D, X) over n elements of dtype dt (k64 for f64, k32 for f32),
+ * split across ctx's threads from min elements. */
+void tg_fused_run(const tg_ctx *ctx, tg_dtype dt, size_t n, const void *D, const void *X,
+		  void *O, tg_fused_f64 k64, tg_fused_f32 k32, size_t min, double a);
+
+/* out = k(dout, x) in x's dtype, split across the threads from min elements. */
+static inline void tg_run_fused(const tg_tensor *dout, const tg_tensor *x, tg_tensor *out,
+				tg_fused_f64 k64, tg_fused_f32 k32, size_t min, double a)
+{
+	tg_fused_run(x->ctx, x->dtype, (size_t)x->numel, dout->data, x->data, out->data, k64, k32,
+		     min, a);
+}
+
+/* Checks the inputs of a fused backward op, dout and the saved tensor in[1]
+ * (named t in errors), which must have one shape, and makes the output;
+ * NULL after recording why. */
+tg_tensor *tg_fused_out(const char *who, tg_tensor *const *in, const char *t);
+
+#endif /* TG_FUSED_H */
