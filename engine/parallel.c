@@ -14,9 +14,9 @@
  * tensors of one size give each thread the same elements as the loop
  * before, which it may still hold in its cache, when every thread is on
  * time: on a 2-core VM, where the cores share no cache, claiming in turn
- * made sum(c * c) over a concat 2 times slower at 2 threads than at 1. Waiting is a short spin and then a condition
- * variable, both ways: an idle pool takes no CPU from the BLAS threads or
- * other processes.
+ * made sum(c * c) over a concat 2 times slower at 2 threads than at 1.
+ * Waiting is a short spin and then a condition variable, both ways: an
+ * idle pool takes no CPU from the BLAS threads or other processes.
  */
 #include "internal.h"
 #include "parallel.h"
