@@ -103,11 +103,11 @@ typedef struct view {
 /* M (outer, n, inner) = 1/c at each of the c elements of a slice that tie
  * its max, 0 elsewhere; times the slice's dout when D (outer, inner) is
  * given, the product rounded once as share * dout rounds it (0 * dout
- * included: a signed zero, or NaN for an infinite dout). y and c hold
- * inner values. */
+ * included: a signed zero, or NaN for an infinite dout). y, c and share
+ * hold inner values: each column's 1/c is divided once, not per element. */
 #define MAX_SHARE_KERNEL(name, T, max_run)                                           \
 	TG_HOT_LOOP static void name(view v, const T *X, const T *D, T *M, T *y,     \
-				     int64_t *c)                                     \
+				     int64_t *c, T *share)                           \
 	{                                                                            \
 		const int64_t in = v.inner;                                          \
 		if (in == 1) { /* runs: each row's max, then its ties */             \
@@ -135,12 +135,12 @@ typedef struct view {
 			for (int64_t k = 0; k < v.n; k++)                            \
 				for (int64_t i = 0; i < in; i++)                     \
 					c[i] += TIES(X[k * in + i], y[i]);           \
+			for (int64_t i = 0; i < in; i++)                             \
+				share[i] = (T)(1.0 / (double)c[i]);                  \
 			const T *d = D ? D + o * in : NULL;                          \
 			for (int64_t k = 0; k < v.n; k++)                            \
 				for (int64_t i = 0; i < in; i++) {                   \
-					T s = TIES(X[k * in + i], y[i])              \
-						      ? (T)(1.0 / (double)c[i])      \
-						      : 0;                           \
+					T s = TIES(X[k * in + i], y[i]) ? share[i] : 0; \
 					M[k * in + i] = d ? s * d[i] : s;            \
 				}                                                    \
 		}                                                                    \
@@ -419,14 +419,15 @@ static tg_tensor *max_share(tg_tensor *x, int axis, const tg_tensor *dout)
 	view v = view_of(x, axis);
 	size_t es = tg_dtype_size(x->dtype);
 	void *y = tg_arena_alloc(x->ctx, (size_t)v.inner * es);
+	void *share = tg_arena_alloc(x->ctx, (size_t)v.inner * es);
 	int64_t *c = tg_arena_alloc(x->ctx, (size_t)v.inner * sizeof(int64_t));
-	if (!y || !c)
+	if (!y || !share || !c)
 		return NULL;
 	const void *D = dout ? dout->data : NULL;
 	if (x->dtype == TG_F64)
-		max_share_f64(v, x->data, D, m->data, y, c);
+		max_share_f64(v, x->data, D, m->data, y, c, share);
 	else
-		max_share_f32(v, x->data, D, m->data, y, c);
+		max_share_f32(v, x->data, D, m->data, y, c, share);
 	return m;
 }
 
