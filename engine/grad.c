@@ -8,6 +8,7 @@
  * other, so a TG_CREATE_GRAPH backward can be differentiated again; none
  * calls anything of ops/. Sums accumulate in double for both dtypes.
  */
+#include "hot_loop.h"
 #include "internal.h"
 #include "parallel.h"
 
@@ -256,8 +257,9 @@ static void accumulate_backward(tg_node *n, tg_tensor *dout)
 static const tg_op accumulate_op = { .name = "accumulate", .backward = accumulate_backward };
 TG_OP_REGISTER(accumulate_op);
 
+/* Y = A + B elementwise; Y may be A (a leaf's buffer adding into itself). */
 #define ACCUMULATE_KERNEL(name, T)                                                   \
-	static void name(const T *A, const T *B, T *Y, size_t n)                     \
+	TG_HOT_LOOP static void name(const T *A, const T *B, T *Y, size_t n)         \
 	{                                                                            \
 		for (size_t i = 0; i < n; i++)                                       \
 			Y[i] = A[i] + B[i];                                          \
@@ -265,6 +267,30 @@ TG_OP_REGISTER(accumulate_op);
 
 ACCUMULATE_KERNEL(accumulate_f64, double)
 ACCUMULATE_KERNEL(accumulate_f32, float)
+
+typedef struct accumulate_job {
+	bool f64;
+	const void *A, *B;
+	void *Y;
+} accumulate_job;
+
+static void accumulate_part(void *arg, size_t lo, size_t hi)
+{
+	const accumulate_job *j = arg;
+	if (j->f64)
+		accumulate_f64((const double *)j->A + lo, (const double *)j->B + lo,
+			       (double *)j->Y + lo, hi - lo);
+	else
+		accumulate_f32((const float *)j->A + lo, (const float *)j->B + lo,
+			       (float *)j->Y + lo, hi - lo);
+}
+
+void tg_add_arrays(const tg_ctx *ctx, tg_dtype dt, const void *A, const void *B, void *Y,
+		   size_t n)
+{
+	accumulate_job j = { dt == TG_F64, A, B, Y };
+	tg_parallel_for(ctx, n, TG_PAR_MIN, 16, accumulate_part, &j);
+}
 
 tg_tensor *tg_accumulate(tg_tensor *a, tg_tensor *b)
 {
@@ -281,9 +307,6 @@ tg_tensor *tg_accumulate(tg_tensor *a, tg_tensor *b)
 	tg_tensor *out = tg_tensor_like(a, who);
 	if (!out)
 		return NULL;
-	if (a->dtype == TG_F64)
-		accumulate_f64(a->data, b->data, out->data, out->numel);
-	else
-		accumulate_f32(a->data, b->data, out->data, out->numel);
+	tg_add_arrays(ctx, a->dtype, a->data, b->data, out->data, out->numel);
 	return tg_op_end(&accumulate_op, out, 2, in, NULL, 0, NULL);
 }

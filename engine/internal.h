@@ -431,6 +431,10 @@ TG_ADD_ROWS(tg_add_rows_f32, float)
  * mode is on: how the reverse walk sums two gradients of one tensor with
  * history (TG_CREATE_GRAPH). Its rule distributes. step */
 tg_tensor *tg_accumulate(tg_tensor *a, tg_tensor *b);
+/* Y[i] = A[i] + B[i] for n elements of dtype dt, split across ctx's threads
+ * (each element alone, so the bits of one pass); Y may be A. */
+void tg_add_arrays(const tg_ctx *ctx, tg_dtype dt, const void *A, const void *B, void *Y,
+		   size_t n);
 
 /* ---- BLAS ------------------------------------------------------------------ */
 

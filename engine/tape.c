@@ -311,17 +311,7 @@ const tg_node *tg_producer(const tg_tensor *t)
 TG_HOT_LOOP
 static void add_into(tg_tensor *dst, const tg_tensor *src)
 {
-	if (dst->dtype == TG_F64) {
-		double *d = dst->data;
-		const double *s = src->data;
-		for (size_t i = 0; i < dst->numel; i++)
-			d[i] += s[i];
-	} else {
-		float *d = dst->data;
-		const float *s = src->data;
-		for (size_t i = 0; i < dst->numel; i++)
-			d[i] += s[i];
-	}
+	tg_add_arrays(dst->ctx, dst->dtype, dst->data, src->data, dst->data, dst->numel);
 	dst->version++;
 }
 
