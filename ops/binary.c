@@ -260,9 +260,18 @@ tg_tensor *tg_sub(tg_tensor *a, tg_tensor *b) { return sub_forward(&sub_op, "tg_
 
 BINARY_KERNEL(mul, x * y)
 
+/* x * x: one product dout x serves both edges, the second adding it to
+ * the first as a second product would (p + p, the same bits), where two
+ * products made a pass more. */
 static void mul_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_tensor *a = tg_node_input(n, 0), *b = tg_node_input(n, 1);
+	if (a == b) {
+		tg_tensor *g = NULL;
+		TG_NODE_GRAD_INTO(n, 0, (g = tg_mul(dout, a)));
+		tg_node_grad(n, 1, g);
+		return;
+	}
 	if (tg_node_needs_grad(n, 0))
 		TG_NODE_GRAD_INTO(n, 0, tg_mul(dout, b));
 	if (tg_node_needs_grad(n, 1))

@@ -1126,6 +1126,69 @@ static void div_gradients_in_one_pass_have_the_bits_of_the_ops(void **state)
 	free(w);
 }
 
+/* x * x takes one product dout x for both of its edges and adds it twice;
+ * a tensor's gradients add up in the order the walk reaches them, split
+ * across the threads from 32768 elements: for w (x x) + v x the gradient
+ * is ((v + p) + p), p = w x rounded in the dtype, whether x is a leaf or
+ * an intermediate, on 1 and 2 threads. */
+static void a_square_adds_its_product_twice_after_earlier_gradients(void **state)
+{
+	(void)state;
+	enum { N = 40000 };
+	double *x = malloc(N * sizeof *x), *w = malloc(N * sizeof *w), *v = malloc(N * sizeof *v);
+	assert_non_null(x);
+	assert_non_null(w);
+	assert_non_null(v);
+	for (int i = 0; i < N; i++) {
+		x[i] = (i % 2 ? -1 : 1) * (0.1 + (i % 97) / 7.0);
+		w[i] = 0.3 + (i % 13) / 11.0;
+		v[i] = (i % 3 - 1) * 1e-3 * (i % 17) + 1.0 / 3.0;
+	}
+	static const int sizes[] = { N, 100 };
+	/* threads 1, 2; f32, f64; a leaf or an intermediate; with v x or not; two sizes */
+	for (int c = 0; c < 2 * 2 * 2 * 2 * 2; c++) {
+		int threads = 1 + c % 2;
+		tg_dtype dt = c / 2 % 2 ? TG_F64 : TG_F32;
+		bool inner = c / 4 % 2, with_v = c / 8 % 2;
+		int64_t n = sizes[c / 16];
+		tg_ctx *ctx = tg_ctx_new(3);
+		tg_set_threads(ctx, threads);
+		tg_tensor *X = tg_param(tg_from_f64(ctx, dt, SHAPE(n), x));
+		tg_tensor *W = tg_from_f64(ctx, dt, SHAPE(n), w);
+		tg_tensor *V = tg_from_f64(ctx, dt, SHAPE(n), v);
+		tg_tensor *z = inner ? tg_mul_scalar(X, 1.0) : X; /* exact */
+		tg_tensor *y = tg_sum(tg_mul(W, tg_mul(z, z)));
+		if (with_v)
+			y = tg_add(y, tg_sum(tg_mul(V, z)));
+		assert_int_equal(tg_backward(y), 0);
+		assert_ctx_ok(ctx);
+		const tg_tensor *g = tg_grad(X);
+		assert_non_null(g);
+		for (int64_t i = 0; i < n; i++) {
+			double want;
+			if (dt == TG_F32) {
+				volatile float p = (float)w[i] * (float)x[i];
+				volatile float e = with_v ? (float)v[i] + p : p;
+				want = (float)(e + p);
+			} else {
+				volatile double p = w[i] * x[i];
+				volatile double e = with_v ? v[i] + p : p;
+				want = e + p;
+			}
+			if (tg_get(g, (size_t)i) != want)
+				fail_msg("%s %s, %d threads, %s v x, n %lld: element %lld is %a, "
+					 "expected %a",
+					 tg_dtype_name(dt), inner ? "intermediate" : "leaf", threads,
+					 with_v ? "with" : "without", (long long)n, (long long)i,
+					 tg_get(g, (size_t)i), want);
+		}
+		tg_ctx_free(ctx);
+	}
+	free(x);
+	free(w);
+	free(v);
+}
+
 static void first_gradients_made_in_the_leafs_buffer_match_tg_grad_of(void **state)
 {
 	(void)state;
@@ -1854,6 +1917,7 @@ int main(void)
 		T(embedding_gradient_in_the_tables_own_buffer_starts_clean),
 		cmocka_unit_test(first_gradients_made_in_the_leafs_buffer_match_tg_grad_of),
 		cmocka_unit_test(div_gradients_in_one_pass_have_the_bits_of_the_ops),
+		cmocka_unit_test(a_square_adds_its_product_twice_after_earlier_gradients),
 		cmocka_unit_test(a_gradient_buffer_read_by_the_forward_pass_is_a_version_error),
 		cmocka_unit_test(grad_into_keeps_intermediates_and_disarms),
 		cmocka_unit_test(a_broadcast_leafs_buffer_takes_only_its_own_shape),
