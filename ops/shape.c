@@ -10,8 +10,10 @@
  * a tensor is seen as (outer, n, inner); axis < 0 counts from the end.
  */
 #include "internal.h"
+#include "parallel.h"
 #include "transpose.h"
 
+#include <assert.h>
 #include <string.h>
 
 /* ---- shared checks ------------------------------------------------------------ */
@@ -261,29 +263,96 @@ tg_tensor *tg_unsqueeze(tg_tensor *x, int axis)
 	return tg_reshape(x, x->ndim + 1, shape);
 }
 
+/* ---- rows of pieces: the copies of slice, pad_axis, concat and stack ---------- */
+/* The output, viewed as outer rows of row bytes, is a list of pieces per
+ * row in order: piece k is len bytes at offset off of row o, copied from
+ * src + o * stride, or zeros where src is NULL. The copy is split across
+ * the threads by output bytes, at the bounds the elementwise loops use for
+ * a tensor of this size, so that the thread that writes a part is the one
+ * that reads it next (on a VM whose cores share no cache, concat at 2
+ * threads had taken longer than at 1). Each byte is copied once, so the
+ * result is the same for every thread count. */
+
+enum { MAX_PIECES = TG_MAX_INPUTS + 2 };
+
+typedef struct piece {
+	const char *src;
+	size_t off, len, stride;
+} piece;
+
+typedef struct pieces_job {
+	char *Y;
+	size_t row;
+	int np;
+	piece p[MAX_PIECES];
+} pieces_job;
+
+static void pieces_part(void *arg, size_t lo, size_t hi)
+{
+	const pieces_job *j = arg;
+	size_t o = lo / j->row, r = lo % j->row;
+	int k = 0;
+	while (j->p[k].off + j->p[k].len <= r)
+		k++;
+	for (size_t at = lo; at < hi;) {
+		const piece *p = &j->p[k];
+		size_t end = p->off + p->len, take = end - r < hi - at ? end - r : hi - at;
+		if (p->src)
+			memcpy(j->Y + at, p->src + o * p->stride + (r - p->off), take);
+		else
+			memset(j->Y + at, 0, take);
+		at += take;
+		r += take;
+		if (r == end && ++k == j->np)
+			k = 0, r = 0, o++;
+	}
+}
+
+/* Adds a piece of len bytes (none when len is 0) at the end of a row. */
+static void add_piece(pieces_job *j, const void *src, size_t len, size_t stride)
+{
+	if (!len)
+		return;
+	assert(j->np < MAX_PIECES);
+	size_t off = j->np ? j->p[j->np - 1].off + j->p[j->np - 1].len : 0;
+	j->p[j->np++] = (piece){ src, off, len, stride };
+}
+
+/* Runs the job over out, whose rows the pieces fill. */
+static void copy_pieces(const tg_tensor *out, pieces_job *j)
+{
+	size_t es = tg_dtype_size(out->dtype), total = out->numel * es;
+	j->Y = out->data;
+	j->row = j->np ? j->p[j->np - 1].off + j->p[j->np - 1].len : 0;
+	if (!total || !j->row)
+		return;
+	assert(total % j->row == 0);
+	tg_parallel_for(out->ctx, total, TG_PAR_MIN * es, 16 * es, pieces_part, j);
+}
+
 /* ---- slice: x[start : start+length] along axis; dx = pad_axis(dout) ----------- */
 /* ---- pad_axis: before zeros, x, after zeros along axis; dx = slice(dout) ------ */
 /* Attributes: [0] the axis counted from the front; slice [1] start, [2]
  * length; pad_axis [1] before, [2] after. */
 
-/* Y (outer, m, inner) from X (outer, n, inner): rows [at, at + m) of X when
- * slicing, or X into rows [at, at + n) of a zero Y when padding. es is the
- * element size in bytes. */
-static void slice_copy(const char *X, char *Y, view v, int64_t at, int64_t m, size_t es)
+/* out (outer, m, inner) from X (outer, n, inner): rows [at, at + m) of X
+ * when slicing, or X into rows [at, at + n) of a zero out when padding. */
+static void slice_copy(const char *X, const tg_tensor *out, view v, int64_t at, int64_t m)
 {
-	const size_t run = (size_t)(m * v.inner) * es;
-	for (int64_t o = 0; o < v.outer; o++)
-		memcpy(Y + (size_t)(o * m) * v.inner * es,
-		       X + (size_t)(o * v.n + at) * v.inner * es, run);
+	const size_t es = tg_dtype_size(out->dtype), in = (size_t)v.inner * es;
+	pieces_job j = { .np = 0 };
+	add_piece(&j, X + (size_t)at * in, (size_t)m * in, (size_t)v.n * in);
+	copy_pieces(out, &j);
 }
 
-static void pad_copy(const char *X, char *Y, view v, int64_t at, int64_t m, size_t es)
+static void pad_copy(const char *X, const tg_tensor *out, view v, int64_t at, int64_t m)
 {
-	const size_t run = (size_t)(v.n * v.inner) * es;
-	memset(Y, 0, (size_t)(v.outer * m * v.inner) * es);
-	for (int64_t o = 0; o < v.outer; o++)
-		memcpy(Y + (size_t)(o * m + at) * v.inner * es,
-		       X + (size_t)(o * v.n) * v.inner * es, run);
+	const size_t es = tg_dtype_size(out->dtype), in = (size_t)v.inner * es;
+	pieces_job j = { .np = 0 };
+	add_piece(&j, NULL, (size_t)at * in, 0);
+	add_piece(&j, X, (size_t)v.n * in, (size_t)v.n * in);
+	add_piece(&j, NULL, (size_t)(m - at - v.n) * in, 0);
+	copy_pieces(out, &j);
 }
 
 static tg_tensor *slice(tg_tensor *x, int axis, int64_t start, int64_t length);
@@ -322,8 +391,7 @@ static tg_tensor *slice(tg_tensor *x, int axis, int64_t start, int64_t length)
 	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, x->ndim, shape);
 	if (!out)
 		return NULL;
-	slice_copy(x->data, out->data, view_of(x->ndim, x->shape, axis), start, length,
-		   tg_dtype_size(x->dtype));
+	slice_copy(x->data, out, view_of(x->ndim, x->shape, axis), start, length);
 	const double attr[3] = { axis, (double)start, (double)length };
 	return tg_op_end(&slice_op, out, 1, &x, attr, 3, NULL);
 }
@@ -364,8 +432,7 @@ static tg_tensor *pad(tg_tensor *x, int axis, int64_t before, int64_t after)
 	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, x->ndim, shape);
 	if (!out)
 		return NULL;
-	pad_copy(x->data, out->data, view_of(x->ndim, x->shape, axis), before, shape[axis],
-		 tg_dtype_size(x->dtype));
+	pad_copy(x->data, out, view_of(x->ndim, x->shape, axis), before, shape[axis]);
 	const double attr[3] = { axis, (double)before, (double)after };
 	return tg_op_end(&pad_axis_op, out, 1, &x, attr, 3, NULL);
 }
@@ -439,16 +506,12 @@ static tg_tensor *concat_node(tg_ctx *ctx, int n, tg_tensor *const *xs, int axis
 		return NULL;
 	const size_t es = tg_dtype_size(out->dtype);
 	const view v = view_of(out->ndim, out->shape, axis);
-	int64_t at = 0;
+	pieces_job j = { .np = 0 };
 	for (int i = 0; i < n; i++) {
-		const int64_t m = xs[i]->shape[axis];
-		const char *X = xs[i]->data;
-		char *Y = (char *)out->data + (size_t)(at * v.inner) * es;
-		const size_t run = (size_t)(m * v.inner) * es;
-		for (int64_t o = 0; o < v.outer; o++)
-			memcpy(Y + (size_t)(o * v.n * v.inner) * es, X + (size_t)o * run, run);
-		at += m;
+		const size_t run = (size_t)(xs[i]->shape[axis] * v.inner) * es;
+		add_piece(&j, xs[i]->data, run, run);
 	}
+	copy_pieces(out, &j);
 	const double attr[1] = { axis };
 	return tg_op_end(&concat_op, out, n, xs, attr, 1, NULL);
 }
@@ -465,15 +528,12 @@ static tg_tensor *stack_node(tg_ctx *ctx, int n, tg_tensor *const *xs, int axis)
 	tg_tensor *out = tg_tensor_new(ctx, who, x0->dtype, x0->ndim + 1, shape);
 	if (!out)
 		return NULL;
-	const size_t es = tg_dtype_size(out->dtype);
-	const view v = view_of(out->ndim, out->shape, axis);
-	const size_t run = (size_t)v.inner * es;
-	for (int i = 0; i < n; i++) {
-		const char *X = xs[i]->data;
-		char *Y = (char *)out->data + (size_t)i * run;
-		for (int64_t o = 0; o < v.outer; o++)
-			memcpy(Y + (size_t)(o * n) * run, X + (size_t)o * run, run);
-	}
+	const size_t run = (size_t)view_of(out->ndim, out->shape, axis).inner *
+			   tg_dtype_size(out->dtype);
+	pieces_job j = { .np = 0 };
+	for (int i = 0; i < n; i++)
+		add_piece(&j, xs[i]->data, run, run);
+	copy_pieces(out, &j);
 	const double attr[1] = { axis };
 	return tg_op_end(&stack_op, out, n, xs, attr, 1, NULL);
 }

@@ -753,6 +753,109 @@ static void split_rejects_parts_that_do_not_fit(void **state)
 	tg_clear_error(ctx);
 }
 
+/* ---- the copies split across threads ----------------------------------------- */
+/* slice, pad_axis, concat and stack copy pieces of rows split across the
+ * threads by output bytes, so a part may start or end inside any piece. On
+ * 1, 2 and 3 threads, tensors past the split's threshold, every element
+ * is its source's (iota values name their source) or a padding zero. */
+
+/* t seen along axis as (outer, n, inner). */
+static void view3(const tg_tensor *t, int axis, int64_t v[3])
+{
+	v[0] = v[2] = 1;
+	v[1] = tg_shape(t)[axis];
+	for (int i = 0; i < tg_ndim(t); i++)
+		if (i != axis)
+			v[i < axis ? 0 : 2] *= tg_shape(t)[i];
+}
+
+/* out must be xs joined along axis (stack: a new axis there). */
+static void check_join(const tg_tensor *out, int n, tg_tensor *const *xs, int axis, bool stack)
+{
+	assert_non_null(out);
+	int64_t v[3];
+	view3(out, axis, v);
+	for (int64_t o = 0; o < v[0]; o++)
+		for (int64_t j = 0, k = 0, at = 0; j < v[1]; j++) {
+			int64_t m = stack ? 1 : tg_shape(xs[k])[axis];
+			if (j - at == m)
+				at += m, k++, m = stack ? 1 : tg_shape(xs[k])[axis];
+			assert_true(k < n);
+			for (int64_t i = 0; i < v[2]; i++) {
+				double got = tg_get(out, (size_t)((o * v[1] + j) * v[2] + i));
+				double want = tg_get(xs[k], (size_t)((o * m + j - at) * v[2] + i));
+				if (got != want)
+					fail_msg("element (%lld,%lld,%lld) of the join along axis %d is %g, "
+						 "expected %g from input %lld",
+						 (long long)o, (long long)j, (long long)i, axis, got, want,
+						 (long long)k);
+			}
+		}
+}
+
+/* out must be x's rows [at, at + len) along axis (pad: x in rows [at, at +
+ * n) of zeros). */
+static void check_rows(const tg_tensor *out, const tg_tensor *x, int axis, int64_t at, bool pad)
+{
+	assert_non_null(out);
+	int64_t vo[3], vx[3];
+	view3(out, axis, vo);
+	view3(x, axis, vx);
+	for (int64_t o = 0; o < vo[0]; o++)
+		for (int64_t j = 0; j < vo[1]; j++)
+			for (int64_t i = 0; i < vo[2]; i++) {
+				int64_t r = pad ? j - at : j + at;
+				double want = r >= 0 && r < vx[1]
+						      ? tg_get(x, (size_t)((o * vx[1] + r) * vx[2] + i))
+						      : 0;
+				double got = tg_get(out, (size_t)((o * vo[1] + j) * vo[2] + i));
+				if (got != want)
+					fail_msg("%s along axis %d at %lld: element (%lld,%lld,%lld) is "
+						 "%g, expected %g",
+						 pad ? "pad" : "slice", axis, (long long)at, (long long)o,
+						 (long long)j, (long long)i, got, want);
+			}
+}
+
+static void copies_split_across_threads_take_each_element_from_its_source(void **state)
+{
+	(void)state;
+	for (int threads = 1; threads <= 3; threads++)
+		for (int d = 0; d < 2; d++) {
+			tg_dtype dt = d ? TG_F64 : TG_F32;
+			tg_ctx *ctx = tg_ctx_new(3);
+			assert_non_null(ctx);
+			tg_set_threads(ctx, threads);
+			tg_tensor *a = iota(ctx, dt, SHAPE(5, 37, 300), 0);
+			tg_tensor *b = iota(ctx, dt, SHAPE(5, 11, 300), 1e6);
+			tg_tensor *c = iota(ctx, dt, SHAPE(5, 1, 300), 2e6);
+			tg_tensor *mid[3] = { a, b, c };
+			check_join(tg_concat(ctx, 3, mid, 1), 3, mid, 1, false);
+			tg_tensor *p = iota(ctx, dt, SHAPE(7, 40, 130), 0);
+			tg_tensor *q = iota(ctx, dt, SHAPE(3, 40, 130), 1e6);
+			tg_tensor *front[2] = { p, q };
+			check_join(tg_concat(ctx, 2, front, 0), 2, front, 0, false);
+			tg_tensor *r = iota(ctx, dt, SHAPE(100, 7, 50), 0);
+			tg_tensor *t = iota(ctx, dt, SHAPE(100, 7, 3), 1e6);
+			tg_tensor *last[2] = { r, t };
+			check_join(tg_concat(ctx, 2, last, 2), 2, last, 2, false);
+			tg_tensor *rows[3] = { iota(ctx, dt, SHAPE(50, 701), 0),
+					       iota(ctx, dt, SHAPE(50, 701), 1e6),
+					       iota(ctx, dt, SHAPE(50, 701), 2e6) };
+			for (int axis = 0; axis <= 2; axis++)
+				check_join(tg_stack(ctx, 3, rows, axis), 3, rows, axis, true);
+			check_rows(tg_slice(a, 1, 3, 30), a, 1, 3, false);
+			check_rows(tg_slice(a, 2, 7, 290), a, 2, 7, false);
+			check_rows(tg_slice(p, 0, 1, 5), p, 0, 1, false);
+			check_rows(tg_pad_axis(a, 1, 0, 9), a, 1, 0, true);
+			check_rows(tg_pad_axis(a, 1, 4, 0), a, 1, 4, true);
+			check_rows(tg_pad_axis(a, 2, 3, 5), a, 2, 3, true);
+			check_rows(tg_pad_axis(p, 0, 2, 3), p, 0, 2, true);
+			assert_true(tg_ok(ctx));
+			tg_ctx_free(ctx);
+		}
+}
+
 /* ---- bmm ------------------------------------------------------------------------ */
 
 /* C (N,M) = A (N,K) @ B (K,M), each addressed with its own row stride. */
@@ -1080,6 +1183,7 @@ int main(void)
 		T(split_gives_consecutive_slices),
 		T(split_then_concat_is_the_identity_forward_and_backward),
 		T(split_rejects_parts_that_do_not_fit),
+		T(copies_split_across_threads_take_each_element_from_its_source),
 		T(bmm_f64_matches_a_naive_loop),
 		T(bmm_f32_matches_a_naive_loop),
 		T(bmm_broadcasts_batch_axes_like_per_item_matmul),
