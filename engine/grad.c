@@ -83,29 +83,36 @@ static bool bmap_make(int nbig, const int64_t *big, int nsmall, const int64_t *s
 		}                                                                    \
 	}
 
-/* Y (big) = X (small) repeated along the broadcast axes; a run along the
- * innermost axis is a copy, or a fill where X is broadcast along it. Short
- * runs (under 1 KiB) are copied by a loop: memcpy's call would cost as
- * much as the copy. */
+/* Y[lo, hi) of big = X (small) repeated along the broadcast axes; a run
+ * along the innermost axis is a copy, or a fill where X is broadcast along
+ * it. Short runs (under 1 KiB) are copied by a loop: memcpy's call would
+ * cost as much as the copy. A part may start and end inside a row. */
 #define EXPAND_KERNEL(name, T)                                                       \
 	TG_HOT_LOOP static void name(const bmap *m, const T *restrict X,             \
-				     T *restrict Y, size_t numel)                    \
+				     T *restrict Y, size_t lo, size_t hi)            \
 	{                                                                            \
 		const int64_t n = m->dim[INNER], s = m->s[INNER];                    \
-		const int64_t rows = (int64_t)numel / n;                             \
-		int64_t idx[INNER] = { 0 }, off = 0, unused = 0;                     \
-		for (int64_t r = 0; r < rows; r++, Y += n) {                         \
+		int64_t idx[INNER], off = 0, unused = 0, i0 = (int64_t)lo % n;       \
+		for (int64_t k = INNER - 1, r = (int64_t)lo / n; k >= 0; k--) {      \
+			idx[k] = r % m->dim[k];                                      \
+			r /= m->dim[k];                                              \
+			off += idx[k] * m->s[k];                                     \
+		}                                                                    \
+		Y += lo - (size_t)i0;                                                \
+		for (size_t at = lo; at < hi; Y += n, i0 = 0) {                      \
+			const int64_t i1 = hi - at < (size_t)(n - i0) ? i0 + (int64_t)(hi - at) : n; \
 			const T *x = X + off;                                        \
-			if (s && n * (int64_t)sizeof(T) < 1024) {                    \
-				for (int64_t i = 0; i < n; i++)                      \
+			if (s && (i1 - i0) * (int64_t)sizeof(T) < 1024) {            \
+				for (int64_t i = i0; i < i1; i++)                    \
 					Y[i] = x[i];                                 \
 			} else if (s) {                                              \
-				memcpy(Y, x, (size_t)n * sizeof(T));                 \
+				memcpy(Y + i0, x + i0, (size_t)(i1 - i0) * sizeof(T)); \
 			} else {                                                     \
 				const T v = x[0];                                    \
-				for (int64_t i = 0; i < n; i++)                      \
+				for (int64_t i = i0; i < i1; i++)                    \
 					Y[i] = v;                                    \
 			}                                                            \
+			at += (size_t)(i1 - i0);                                     \
 			tg_rows_next(INNER, m->dim, idx, m->s, &off, m->s, &unused); \
 		}                                                                    \
 	}
@@ -114,6 +121,22 @@ SUM_TO_KERNEL(sum_to_f64, double, tg_sum_run_f64, tg_add_rows_f64)
 SUM_TO_KERNEL(sum_to_f32, float, tg_sum_run_f32, tg_add_rows_f32)
 EXPAND_KERNEL(expand_f64, double)
 EXPAND_KERNEL(expand_f32, float)
+
+typedef struct expand_job {
+	const bmap *m;
+	const void *X;
+	void *Y;
+	bool f64;
+} expand_job;
+
+static void expand_part(void *arg, size_t lo, size_t hi)
+{
+	const expand_job *j = arg;
+	if (j->f64)
+		expand_f64(j->m, j->X, j->Y, lo, hi);
+	else
+		expand_f32(j->m, j->X, j->Y, lo, hi);
+}
 
 /* acc[lo, hi) += the columns [lo, hi) of each row of X (rows, n), for
  * tg_parallel_for: the sum_to of a (B, M) gradient to a (M,) or (1, M)
@@ -239,10 +262,10 @@ tg_tensor *tg_expand(tg_tensor *x, int ndim, const int64_t *shape)
 	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, ndim, shape);
 	if (!out)
 		return NULL;
-	if (x->dtype == TG_F64)
-		expand_f64(&m, x->data, out->data, out->numel);
-	else
-		expand_f32(&m, x->data, out->data, out->numel);
+	/* split by elements, as the elementwise loops that read it next */
+	expand_job j = { &m, x->data, out->data, x->dtype == TG_F64 };
+	if (out->numel)
+		tg_parallel_for(ctx, out->numel, TG_PAR_MIN, 16, expand_part, &j);
 	return tg_op_end(&expand_op, out, 1, &x, NULL, 0, NULL);
 }
 

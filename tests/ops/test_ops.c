@@ -787,6 +787,65 @@ static void expand_repeats_along_broadcast_axes(void **state)
 	assert_error(ctx, TG_ESHAPE, "tg_expand: x's shape (3,) does not broadcast to (3,2)");
 }
 
+/* expand is split across the threads by elements from 32768 on, so a part
+ * may start or end inside a row: on 1, 2 and 3 threads each element is its
+ * source's (iota values name it), for runs that are copied, filled, long
+ * and short. */
+static void expand_split_across_threads_takes_each_element_from_its_source(void **state)
+{
+	(void)state;
+	static const struct {
+		int nx, ny;
+		int64_t x[3], y[3];
+	} cases[] = {
+		{ 1, 1, { 1 }, { 40001 } },		  /* one long fill */
+		{ 2, 2, { 1, 300 }, { 200, 300 } },	  /* rows copied */
+		{ 2, 2, { 200, 1 }, { 200, 300 } },	  /* rows filled */
+		{ 3, 3, { 5, 1, 3001 }, { 5, 40, 3001 } }, /* long copies */
+		{ 2, 3, { 1, 7 }, { 700, 9, 7 } },	  /* short copies, a new axis */
+	};
+	for (size_t c = 0; c < LEN(cases); c++)
+		for (int threads = 1; threads <= 3; threads++)
+			for (int dt = TG_F32; dt <= TG_F64; dt++) {
+				tg_ctx *ctx = tg_ctx_new(3);
+				assert_non_null(ctx);
+				tg_set_threads(ctx, threads);
+				const int nx = cases[c].nx, ny = cases[c].ny;
+				const int64_t *xs = cases[c].x, *ys = cases[c].y;
+				size_t n = 1, m = 1;
+				for (int i = 0; i < nx; i++)
+					n *= (size_t)xs[i];
+				for (int i = 0; i < ny; i++)
+					m *= (size_t)ys[i];
+				double *v = malloc(n * sizeof *v);
+				assert_non_null(v);
+				for (size_t i = 0; i < n; i++)
+					v[i] = 1.0 + (double)i;
+				tg_tensor *x = tg_from_f64(ctx, (tg_dtype)dt, nx, xs, v);
+				tg_tensor *y = tg_expand(x, ny, ys);
+				assert_ctx_ok(ctx);
+				for (size_t e = 0; e < m; e++) {
+					/* the source: each index of y mod x's size, right-aligned */
+					size_t src = 0, rest = e, stride = 1;
+					for (int k = ny - 1, kx = nx - 1; k >= 0; k--, kx--) {
+						size_t i = rest % (size_t)ys[k];
+						rest /= (size_t)ys[k];
+						if (kx >= 0 && xs[kx] != 1)
+							src += i * stride;
+						if (kx >= 0)
+							stride *= (size_t)xs[kx];
+					}
+					if (tg_get(y, e) != v[src])
+						fail_msg("case %zu, %s, %d threads: element %zu is %g, "
+							 "expected %g",
+							 c, tg_dtype_name((tg_dtype)dt), threads, e,
+							 tg_get(y, e), v[src]);
+				}
+				free(v);
+				tg_ctx_free(ctx);
+			}
+}
+
 /* ---- indexing --------------------------------------------------------------------- */
 
 /* n labels from a literal, as an i32 index tensor */
@@ -1911,6 +1970,7 @@ int main(void)
 		T(sum_to_sums_leading_and_inner_axes_of_a_3d_tensor),
 		T(sum_to_rejects_a_shape_that_does_not_broadcast),
 		T(expand_repeats_along_broadcast_axes),
+		cmocka_unit_test(expand_split_across_threads_takes_each_element_from_its_source),
 		T(gather_rows_copies_the_indexed_rows),
 		T(gather_rows_gradient_adds_repeated_rows),
 		T(gather_rows_rejects_an_index_out_of_range),
