@@ -62,38 +62,56 @@ MASK_KERNEL(mask_f32, float)
 MASK_KERNEL(mask_i32, int32_t)
 MASK_KERNEL(mask_i64, int64_t)
 
-/* M (n) = mask != 0, one byte each, from a mask of any dtype */
-static void mask_bytes(const tg_tensor *mask, unsigned char *M)
+/* M[lo, hi) = mask != 0, one byte each, from a mask of any dtype; a part of
+ * tg_parallel_for over the mask's elements */
+static void mask_part(void *arg, size_t lo, size_t hi)
 {
-	size_t n = mask->numel;
+	const tg_tensor *mask = ((void **)arg)[0];
+	unsigned char *M = (unsigned char *)((void **)arg)[1] + lo;
+	size_t n = hi - lo;
 	switch (mask->dtype) {
 	case TG_F64:
-		mask_f64(mask->data, M, n);
+		mask_f64((const double *)mask->data + lo, M, n);
 		break;
 	case TG_F32:
-		mask_f32(mask->data, M, n);
+		mask_f32((const float *)mask->data + lo, M, n);
 		break;
 	case TG_I32:
-		mask_i32(mask->data, M, n);
+		mask_i32((const int32_t *)mask->data + lo, M, n);
 		break;
 	case TG_I64:
-		mask_i64(mask->data, M, n);
+		mask_i64((const int64_t *)mask->data + lo, M, n);
 		break;
 	}
 }
 
-/* Y = M ? A : B along the rows of bc's innermost axis; M, A, B each have
- * stride 0 or 1 along it. */
+static void mask_bytes(const tg_tensor *mask, unsigned char *M)
+{
+	void *arg[2] = { (void *)mask, M };
+	tg_parallel_for(mask->ctx, mask->numel, TG_PAR_MIN, 64, mask_part, arg);
+}
+
+/* Y = M ? A : B along the rows [r0, r1) of bc's innermost axis; M, A, B
+ * each have stride 0 or 1 along it. */
 #define WHERE_KERNEL(name, T)                                                         \
 	TG_HOT_LOOP static void name(const bcast3 *bc, const unsigned char *M,        \
-				     const T *A, const T *B, T *Y, size_t n)          \
+				     const T *A, const T *B, T *Y, int64_t r0,        \
+				     int64_t r1)                                      \
 	{                                                                              \
 		enum { L = TG_MAX_DIMS - 1 };                                          \
-		const int64_t m = bc->dim[L], rows = (int64_t)n / m;                   \
+		const int64_t m = bc->dim[L];                                          \
 		const int64_t sm = bc->s[0][L], sa = bc->s[1][L], sb = bc->s[2][L];    \
-		int64_t im[L] = { 0 }, iab[L] = { 0 }; /* mask's walk; a's and b's */  \
+		int64_t im[L], iab[L]; /* mask's walk; a's and b's */                  \
 		int64_t om = 0, oa = 0, ob = 0, unused = 0;                            \
-		for (int64_t r = 0; r < rows; r++, Y += m) {                           \
+		for (int64_t k = L - 1, r = r0; k >= 0; k--) {                         \
+			im[k] = iab[k] = r % bc->dim[k];                               \
+			r /= bc->dim[k];                                               \
+			om += im[k] * bc->s[0][k];                                     \
+			oa += im[k] * bc->s[1][k];                                     \
+			ob += im[k] * bc->s[2][k];                                     \
+		}                                                                      \
+		Y += r0 * m;                                                           \
+		for (int64_t r = r0; r < r1; r++, Y += m) {                            \
 			const unsigned char *Mr = M + om;                              \
 			const T *Ar = A + oa, *Br = B + ob;                            \
 			if (sm == 1 && sa == 1 && sb == 1)                             \
@@ -115,6 +133,23 @@ static void mask_bytes(const tg_tensor *mask, unsigned char *M)
 
 WHERE_KERNEL(where_f64, double)
 WHERE_KERNEL(where_f32, float)
+
+typedef struct where_job {
+	const bcast3 *bc;
+	const unsigned char *M;
+	const void *A, *B;
+	void *Y;
+	bool f64;
+} where_job;
+
+static void where_part(void *arg, size_t lo, size_t hi)
+{
+	const where_job *j = arg;
+	if (j->f64)
+		where_f64(j->bc, j->M, j->A, j->B, j->Y, (int64_t)lo, (int64_t)hi);
+	else
+		where_f32(j->bc, j->M, j->A, j->B, j->Y, (int64_t)lo, (int64_t)hi);
+}
 
 static void where_backward(tg_node *n, tg_tensor *dout)
 {
@@ -172,10 +207,12 @@ tg_tensor *tg_where(tg_tensor *mask, tg_tensor *a, tg_tensor *b)
 	if (!M)
 		return NULL;
 	mask_bytes(mask, M);
-	if (a->dtype == TG_F64)
-		where_f64(&bc, M, a->data, b->data, out->data, out->numel);
-	else
-		where_f32(&bc, M, a->data, b->data, out->data, out->numel);
+	/* whole rows, split as run_binary splits a broadcast (ops/binary.c) */
+	where_job j = { &bc, M, a->data, b->data, out->data, a->dtype == TG_F64 };
+	size_t m = (size_t)bc.dim[TG_MAX_DIMS - 1], rows = m ? out->numel / m : 0;
+	size_t min_rows = m ? (TG_PAR_MIN + m - 1) / m : 2;
+	if (rows)
+		tg_parallel_for(ctx, rows, min_rows > 1 ? min_rows : 2, 1, where_part, &j);
 	return tg_op_end(&where_op, out, 3, in, NULL, 0, NULL);
 }
 
@@ -245,6 +282,16 @@ static void clamp_grad_part(void *arg, size_t lo, size_t hi)
 			       (float *)j->Y + lo, hi - lo, (float)j->lo, (float)j->hi);
 }
 
+static void clamp_part(void *arg, size_t lo, size_t hi)
+{
+	const clamp_job *j = arg;
+	if (j->f64)
+		clamp_f64((const double *)j->X + lo, (double *)j->Y + lo, hi - lo, j->lo, j->hi);
+	else
+		clamp_f32((const float *)j->X + lo, (float *)j->Y + lo, hi - lo, (float)j->lo,
+			  (float)j->hi);
+}
+
 static tg_tensor *clamp_grad(tg_tensor *x, tg_tensor *dout, double lo, double hi)
 {
 	tg_tensor *dx = tg_tensor_like(x, "clamp (backward)");
@@ -292,10 +339,8 @@ tg_tensor *tg_clamp(tg_tensor *x, double lo, double hi)
 	tg_tensor *out = tg_tensor_like(x, who);
 	if (!out)
 		return NULL;
-	if (x->dtype == TG_F64)
-		clamp_f64(x->data, out->data, x->numel, lo, hi);
-	else
-		clamp_f32(x->data, out->data, x->numel, (float)lo, (float)hi);
+	clamp_job j = { x->data, NULL, out->data, lo, hi, x->dtype == TG_F64 };
+	tg_parallel_for(ctx, x->numel, TG_PAR_MIN, 16, clamp_part, &j);
 	const double attr[2] = { lo, hi };
 	return tg_op_end(&clamp_op, out, 1, &x, attr, 2, NULL);
 }
