@@ -79,20 +79,23 @@ typedef struct view {
 		return X[k];                                                         \
 	}
 
-/* Y (outer, inner) = max over n; NaN if the slice holds one. */
+/* Y (outer, inner) = max over n for the slices [o0, o1); NaN if the slice
+ * holds one. */
 #define MAX_AXIS_KERNEL(name, T, max_run)                                            \
-	TG_HOT_LOOP static void name(view v, const T *X, T *Y)                       \
+	TG_HOT_LOOP static void name(view v, const T *X, T *Y, int64_t o0, int64_t o1) \
 	{                                                                            \
 		if (v.inner == 1) {                                                  \
-			for (int64_t o = 0; o < v.outer; o++, X += v.n)              \
-				Y[o] = max_run(X, v.n);                              \
+			for (int64_t o = o0; o < o1; o++)                            \
+				Y[o] = max_run(X + o * v.n, v.n);                    \
 			return;                                                      \
 		}                                                                    \
-		for (int64_t o = 0; o < v.outer; o++) {                              \
+		for (int64_t o = o0; o < o1; o++) {                                  \
 			T *y = Y + o * v.inner;                                      \
-			memcpy(y, X + o * v.n * v.inner, (size_t)v.inner * sizeof(T)); \
+			const T *Xo = X + o * v.n * v.inner;                         \
+			for (int64_t i = 0; i < v.inner; i++)                        \
+				y[i] = Xo[i];                                        \
 			for (int64_t k = 1; k < v.n; k++) {                          \
-				const T *x = X + (o * v.n + k) * v.inner;            \
+				const T *x = Xo + k * v.inner;                       \
 				for (int64_t i = 0; i < v.inner; i++)                \
 					if (BEATS(x[i], y[i]))                       \
 						y[i] = x[i];                         \
@@ -103,45 +106,52 @@ typedef struct view {
 /* M (outer, n, inner) = 1/c at each of the c elements of a slice that tie
  * its max, 0 elsewhere; times the slice's dout when D (outer, inner) is
  * given, the product rounded once as share * dout rounds it (0 * dout
- * included: a signed zero, or NaN for an infinite dout). y, c and share
- * hold inner values: each column's 1/c is divided once, not per element. */
+ * included: a signed zero, or NaN for an infinite dout). For the slices
+ * [o0, o1); the scratch rows y, c and share hold inner values for each
+ * slice (outer x inner each), so that a split's parts share none. Each
+ * column's 1/c is divided once. */
 #define MAX_SHARE_KERNEL(name, T, max_run)                                           \
-	TG_HOT_LOOP static void name(view v, const T *X, const T *D, T *M, T *y,     \
-				     int64_t *c, T *share)                           \
+	TG_HOT_LOOP static void name(view v, const T *X, const T *D, T *M, T *y0,    \
+				     int64_t *c0, T *s0, int64_t o0, int64_t o1)     \
 	{                                                                            \
 		const int64_t in = v.inner;                                          \
 		if (in == 1) { /* runs: each row's max, then its ties */             \
-			for (int64_t o = 0; o < v.outer; o++, X += v.n, M += v.n) {  \
-				const T m = max_run(X, v.n);                         \
+			for (int64_t o = o0; o < o1; o++) {                          \
+				const T *Xo = X + o * v.n;                           \
+				T *Mo = M + o * v.n;                                 \
+				const T m = max_run(Xo, v.n);                        \
 				int64_t ties = 0;                                    \
 				for (int64_t k = 0; k < v.n; k++)                    \
-					ties += TIES(X[k], m);                       \
-				const T share = (T)(1.0 / (double)ties);             \
+					ties += TIES(Xo[k], m);                      \
+				const T sh = (T)(1.0 / (double)ties);                \
 				const T d = D ? D[o] : 1; /* share * 1: exact */     \
 				for (int64_t k = 0; k < v.n; k++)                    \
-					M[k] = (TIES(X[k], m) ? share : 0) * d;      \
+					Mo[k] = (TIES(Xo[k], m) ? sh : 0) * d;       \
 			}                                                            \
 			return;                                                      \
 		}                                                                    \
-		for (int64_t o = 0; o < v.outer; o++, X += v.n * in, M += v.n * in) { \
-			for (int64_t i = 0; i < in; i++) {                           \
-				y[i] = X[i];                                         \
+		for (int64_t o = o0; o < o1; o++) {                                  \
+			const T *Xo = X + o * v.n * in;                              \
+			T *Mo = M + o * v.n * in, *y = y0 + o * in, *share = s0 + o * in; \
+			int64_t *c = c0 + o * in;                                    \
+			for (int64_t i = 0; i < in; i++) {                          \
+				y[i] = Xo[i];                                        \
 				c[i] = 0;                                            \
 			}                                                            \
 			for (int64_t k = 1; k < v.n; k++)                            \
-				for (int64_t i = 0; i < in; i++)                     \
-					if (BEATS(X[k * in + i], y[i]))              \
-						y[i] = X[k * in + i];                \
+				for (int64_t i = 0; i < in; i++)                    \
+					if (BEATS(Xo[k * in + i], y[i]))             \
+						y[i] = Xo[k * in + i];               \
 			for (int64_t k = 0; k < v.n; k++)                            \
-				for (int64_t i = 0; i < in; i++)                     \
-					c[i] += TIES(X[k * in + i], y[i]);           \
-			for (int64_t i = 0; i < in; i++)                             \
+				for (int64_t i = 0; i < in; i++)                    \
+					c[i] += TIES(Xo[k * in + i], y[i]);          \
+			for (int64_t i = 0; i < in; i++)                            \
 				share[i] = (T)(1.0 / (double)c[i]);                  \
 			const T *d = D ? D + o * in : NULL;                          \
 			for (int64_t k = 0; k < v.n; k++)                            \
-				for (int64_t i = 0; i < in; i++) {                   \
-					T s = TIES(X[k * in + i], y[i]) ? share[i] : 0; \
-					M[k * in + i] = d ? s * d[i] : s;            \
+				for (int64_t i = 0; i < in; i++) {                  \
+					T s = TIES(Xo[k * in + i], y[i]) ? share[i] : 0; \
+					Mo[k * in + i] = d ? s * d[i] : s;           \
 				}                                                    \
 		}                                                                    \
 	}
@@ -240,32 +250,48 @@ static void sum_axis(tg_ctx *ctx, view v, const tg_tensor *x, void *Y, double sc
 
 typedef struct max_job {
 	view v;
-	const void *X;
-	void *Y;
+	const void *X, *D;
+	void *Y;	 /* the maxima, or the shares */
+	void *y, *share; /* the shares' scratch rows */
+	int64_t *c;
 	bool f64;
 } max_job;
 
 static void max_part(void *arg, size_t lo, size_t hi)
 {
 	const max_job *j = arg;
-	view v = j->v;
-	v.outer = (int64_t)(hi - lo);
-	size_t es = j->f64 ? sizeof(double) : sizeof(float);
-	const char *X = (const char *)j->X + lo * (size_t)(j->v.n * j->v.inner) * es;
-	char *Y = (char *)j->Y + lo * (size_t)j->v.inner * es;
 	if (j->f64)
-		max_axis_f64(v, (const double *)X, (double *)Y);
+		max_axis_f64(j->v, j->X, j->Y, (int64_t)lo, (int64_t)hi);
 	else
-		max_axis_f32(v, (const float *)X, (float *)Y);
+		max_axis_f32(j->v, j->X, j->Y, (int64_t)lo, (int64_t)hi);
 }
 
-/* Y = max of x over v's n, the outer slices split across ctx's threads. */
+static void share_part(void *arg, size_t lo, size_t hi)
+{
+	const max_job *j = arg;
+	if (j->f64)
+		max_share_f64(j->v, j->X, j->D, j->Y, j->y, j->c, j->share, (int64_t)lo,
+			      (int64_t)hi);
+	else
+		max_share_f32(j->v, j->X, j->D, j->Y, j->y, j->c, j->share, (int64_t)lo,
+			      (int64_t)hi);
+}
+
+/* Runs fn over j's slices, split across ctx's threads from TG_PAR_MIN
+ * elements on. A split by columns (for few slices) was slower at 2 threads
+ * than none: each part read a stretch of every row, across pages. */
+static void max_split(tg_ctx *ctx, max_job *j, size_t numel, tg_range_fn fn)
+{
+	size_t per = numel / (size_t)j->v.outer, min = (TG_PAR_MIN + per - 1) / per;
+	tg_parallel_for(ctx, (size_t)j->v.outer, min > 2 ? min : 2, 1, fn, j);
+}
+
+/* Y = max of x over v's n, the slices split across ctx's threads. */
 static void max_axis(tg_ctx *ctx, view v, const tg_tensor *x, void *Y)
 {
-	max_job j = { v, x->data, Y, x->dtype == TG_F64 };
-	size_t per = x->numel / (size_t)v.outer;
-	size_t min = (TG_PAR_MIN + per - 1) / (per ? per : 1);
-	tg_parallel_for(ctx, (size_t)v.outer, min > 2 ? min : 2, 1, max_part, &j);
+	max_job j = { .v = v, .X = x->data, .Y = Y, .f64 = x->dtype == TG_F64 };
+	if (x->numel)
+		max_split(ctx, &j, x->numel, max_part);
 }
 
 /* ---- the shared public-function shape ----------------------------------------- */
@@ -418,16 +444,19 @@ static tg_tensor *max_share(tg_tensor *x, int axis, const tg_tensor *dout)
 		return NULL;
 	view v = view_of(x, axis);
 	size_t es = tg_dtype_size(x->dtype);
-	void *y = tg_arena_alloc(x->ctx, (size_t)v.inner * es);
-	void *share = tg_arena_alloc(x->ctx, (size_t)v.inner * es);
-	int64_t *c = tg_arena_alloc(x->ctx, (size_t)v.inner * sizeof(int64_t));
-	if (!y || !share || !c)
-		return NULL;
-	const void *D = dout ? dout->data : NULL;
-	if (x->dtype == TG_F64)
-		max_share_f64(v, x->data, D, m->data, y, c, share);
-	else
-		max_share_f32(v, x->data, D, m->data, y, c, share);
+	/* split as max_axis splits, with scratch rows for each slice */
+	max_job j = { .v = v, .X = x->data, .D = dout ? dout->data : NULL, .Y = m->data,
+		      .f64 = x->dtype == TG_F64 };
+	if (v.inner > 1) {
+		size_t k = (size_t)(v.outer * v.inner);
+		j.y = tg_arena_alloc(x->ctx, k * es);
+		j.share = tg_arena_alloc(x->ctx, k * es);
+		j.c = tg_arena_alloc(x->ctx, k * sizeof(int64_t));
+		if (!j.y || !j.share || !j.c)
+			return NULL;
+	}
+	if (x->numel)
+		max_split(x->ctx, &j, x->numel, share_part);
 	return m;
 }
 

@@ -451,6 +451,83 @@ static void reductions_reject_an_axis_out_of_range(void **state)
 	assert_error(ctx, TG_EARG, "tg_max_axis: axis 0 is out of range for shape ()");
 }
 
+/* max_axis and its shares are split across the threads by slices, each
+ * with its own scratch rows: on 1, 2 and 3 threads, along each axis of
+ * (A,B,C) with many ties and a NaN, each max and each gradient (1/c of w's
+ * entry at each of c tied maxima) is the plain loop's. */
+static void max_axis_split_across_threads_matches_a_plain_loop(void **state)
+{
+	(void)state;
+	enum { A = 6, B = 90, C = 130, N = A * B * C };
+	const int64_t dims[3] = { A, B, C };
+	double *xv = malloc(N * sizeof *xv), *wv = malloc(N * sizeof *wv);
+	assert_true(xv && wv);
+	for (int i = 0; i < N; i++) {
+		xv[i] = (i * 7919) % 5;
+		wv[i] = 0.25 + (i % 11) / 3.0;
+	}
+	xv[N / 3] = NAN;
+	for (int threads = 1; threads <= 3; threads++)
+		for (int axis = 0; axis < 3; axis++)
+			for (int dt = TG_F32; dt <= TG_F64; dt++) {
+				tg_ctx *ctx = tg_ctx_new(5);
+				assert_non_null(ctx);
+				tg_set_threads(ctx, threads);
+				tg_tensor *x = tg_param(tg_from_f64(ctx, (tg_dtype)dt, SHAPE(A, B, C), xv));
+				tg_tensor *y = tg_max_axis(x, axis, false);
+				int64_t outer = 1, n = dims[axis], inner = 1;
+				for (int k = 0; k < axis; k++)
+					outer *= dims[k];
+				for (int k = axis + 1; k < 3; k++)
+					inner *= dims[k];
+				tg_tensor *w = tg_from_f64(ctx, (tg_dtype)dt, tg_ndim(y), tg_shape(y), wv);
+				assert_int_equal(tg_backward(tg_sum(tg_mul(y, w))), 0);
+				assert_ctx_ok(ctx);
+				const tg_tensor *g = tg_grad(x);
+				for (int64_t o = 0; o < outer; o++)
+					for (int64_t i = 0; i < inner; i++) {
+						double m = -INFINITY;
+						int64_t ties = 0;
+						bool nan = false;
+						for (int64_t k = 0; k < n; k++) {
+							double e = xv[(o * n + k) * inner + i];
+							nan |= e != e;
+							m = e > m ? e : m;
+						}
+						for (int64_t k = 0; k < n; k++) {
+							double e = xv[(o * n + k) * inner + i];
+							ties += nan ? e != e : e == m;
+						}
+						double got = tg_get(y, (size_t)(o * inner + i));
+						if (!(nan ? got != got : got == m))
+							fail_msg("%d threads, axis %d: max (%lld,%lld) is %g, "
+								 "expected %g",
+								 threads, axis, (long long)o, (long long)i, got,
+								 nan ? NAN : m);
+						double d = wv[o * inner + i], share = 1.0 / (double)ties;
+						if (dt == TG_F32)
+							d = (float)d, share = (float)share;
+						for (int64_t k = 0; k < n; k++) {
+							size_t at = (size_t)((o * n + k) * inner + i);
+							double e = xv[at];
+							bool tie = nan ? e != e : e == m;
+							double want = tie ? share * d : 0;
+							if (dt == TG_F32)
+								want = (float)want;
+							if (tg_get(g, at) != want)
+								fail_msg("%d threads, axis %d, %s: gradient at "
+									 "%zu is %g, expected %g",
+									 threads, axis,
+									 tg_dtype_name((tg_dtype)dt), at,
+									 tg_get(g, at), want);
+						}
+					}
+				tg_ctx_free(ctx);
+			}
+	free(xv);
+	free(wv);
+}
+
 static void max_splits_the_gradient_evenly_between_tied_maxima(void **state)
 {
 	tg_ctx *ctx = *state;
@@ -1810,6 +1887,78 @@ static void clamp_gradient_in_one_pass_has_the_bits_of_where(void **state)
  * broadcast along them (each read with its own stride), for masks of
  * every dtype (zeros of both signs and NaN among the floats'), against
  * the choice made element by element. */
+/* where, its mask and clamp are split across the threads from 32768
+ * elements on (where by whole rows): on 1, 2 and 3 threads, over rows of
+ * every stride, each element is the plain choice. */
+static void where_and_clamp_split_across_threads_match_the_plain_choice(void **state)
+{
+	(void)state;
+	enum { R = 1000, C = 41, N = R * C };
+	double *mv = malloc(N * sizeof *mv), *av = malloc(N * sizeof *av),
+	       *bv = malloc(N * sizeof *bv);
+	int64_t *iv = malloc(N * sizeof *iv);
+	assert_true(mv && av && bv && iv);
+	for (int i = 0; i < N; i++) {
+		mv[i] = i % 5 == 0 ? 0 : i % 5 == 1 ? -0.0 : i % 5 == 2 ? NAN : i % 3 ? 0 : -2;
+		iv[i] = isnan(mv[i]) ? 3 : (int64_t)mv[i];
+		av[i] = i * 0.5 - 100;
+		bv[i] = 7 - i;
+	}
+	static const int64_t shapes[][3][2] = {
+		/* mask, a, b; 0 columns: a scalar */
+		{ { R, C }, { R, C }, { R, C } }, { { R, C }, { R, C }, { 0, 0 } },
+		{ { R, C }, { 1, C }, { R, C } }, { { R, 1 }, { R, C }, { R, C } },
+	};
+	for (int threads = 1; threads <= 3; threads++)
+		for (size_t c = 0; c < LEN(shapes); c++)
+			for (int mt = 0; mt < 2; mt++) {
+				tg_ctx *ctx = tg_ctx_new(5);
+				assert_non_null(ctx);
+				tg_set_threads(ctx, threads);
+				tg_tensor *t[3];
+				const double *src[3] = { mv, av, bv };
+				for (int j = 0; j < 3; j++) {
+					const int64_t *sh = shapes[c][j];
+					if (sh[0] == 0)
+						t[j] = tg_scalar(ctx, TG_F32, src[j][3]);
+					else if (j == 0 && mt)
+						t[j] = index_tensor_any(ctx, TG_I32, 2, sh, iv);
+					else
+						t[j] = tg_from_f64(ctx, TG_F32, 2, sh, src[j]);
+				}
+				tg_tensor *y = tg_where(t[0], t[1], t[2]);
+				tg_tensor *cl = tg_clamp(t[1], -50, 60);
+				assert_ctx_ok(ctx);
+				for (int r = 0; r < R; r++)
+					for (int k = 0; k < C; k++) {
+						int64_t im = shapes[c][0][1] == 1 ? r : r * C + k;
+						int64_t ia = shapes[c][1][0] == 0 ? 3
+							     : shapes[c][1][0] == 1 ? k : r * C + k;
+						int64_t ib = shapes[c][2][0] == 0 ? 3 : r * C + k;
+						bool on = mt ? iv[im] != 0 : mv[im] != 0 || isnan(mv[im]);
+						double want = (float)(on ? av[ia] : bv[ib]);
+						double got = tg_get(y, (size_t)(r * C + k));
+						if (got != want)
+							fail_msg("%d threads, case %zu, %s mask: (%d,%d) is "
+								 "%g, expected %g",
+								 threads, c, mt ? "i32" : "f32", r, k, got,
+								 want);
+					}
+				for (size_t i = 0; i < tg_numel(t[1]); i++) {
+					double a = tg_get(t[1], i), want = a < -50 ? -50 : a > 60 ? 60 : a;
+					if (tg_get(cl, i) != want)
+						fail_msg("%d threads: clamp of element %zu is %g, "
+							 "expected %g",
+							 threads, i, tg_get(cl, i), want);
+				}
+				tg_ctx_free(ctx);
+			}
+	free(mv);
+	free(av);
+	free(bv);
+	free(iv);
+}
+
 static void where_over_rows_of_every_stride_matches_the_plain_choice(void **state)
 {
 	tg_ctx *ctx = *state;
@@ -1959,6 +2108,7 @@ int main(void)
 		T(max_axis_of_a_vector_drops_to_a_scalar),
 		T(reductions_reject_an_axis_out_of_range),
 		T(max_splits_the_gradient_evenly_between_tied_maxima),
+		cmocka_unit_test(max_axis_split_across_threads_matches_a_plain_loop),
 	T(max_gradient_in_one_pass_has_the_bits_of_share_times_dout),
 		T(max_of_a_slice_with_nan_is_nan_and_routes_to_the_nans),
 		T(reductions_of_8d_tensors_match_loops_over_every_axis),
@@ -1999,6 +2149,7 @@ int main(void)
 		T(clamp_gradient_passes_inside_and_at_the_bounds),
 		T(clamp_gradient_in_one_pass_has_the_bits_of_where),
 		T(where_over_rows_of_every_stride_matches_the_plain_choice),
+		cmocka_unit_test(where_and_clamp_split_across_threads_match_the_plain_choice),
 		T(clamp_rejects_bounds_in_the_wrong_order_or_nan),
 		T(maximum_and_minimum_propagate_nan_from_either_side),
 		T(every_op_here_returns_null_for_a_null_input),
