@@ -8,6 +8,8 @@
  * Each op: the kernel, the public function (check, compute, record), the
  * backward rule written with ops on the node's saved input and output (so a
  * TG_CREATE_GRAPH backward gives gradients with history), the descriptor.
+ * A plain backward of a rule whose ops make several passes runs them as
+ * one pass with the same roundings (grad_one_pass).
  * Masks of the backward pass are constants made with grad mode off.
  * The elementary functions (exp, log, tanh, erf, ...) are SLEEF's, over
  * whole arrays at the CPU's vector width (vmath.h): within 1 ULP of the
@@ -159,6 +161,77 @@ enum { CHUNK = 256 };
 #define CALL_ERFC(S) tg_vmath_erfc_##S(e, e, m);
 #define CALL_EXP_LOG1P(S) tg_vmath_exp_##S(e, e, m); tg_vmath_log1p_##S(e, e, m);
 
+/* ---- a rule's plain backward in one pass ---------------------------------------- */
+/* Rules whose ops make two or more passes (sqrt, abs, log1p, expm1, sin, cos,
+ * erf) take a plain backward in one pass over dout and the saved tensor,
+ * rounding in the dtype as their ops do, in the same order: the same bits.
+ * A TG_CREATE_GRAPH backward keeps the ops, so that the gradient has
+ * history. */
+
+/* O = f(d, t) elementwise, f of dout's element d and the saved tensor's t */
+#define GRAD_KERNEL_T(name, T, f)                                                         \
+	TG_HOT_LOOP static void name(const T *D, const T *X, T *O, size_t n, double a)     \
+	{                                                                                 \
+		typedef T real; /* the dtype, for casts in f */                           \
+		(void)a, (void)(real)0;                                                   \
+		for (size_t i = 0; i < n; i++) {                                          \
+			T d = D[i], t = X[i];                                             \
+			O[i] = (f);                                                       \
+		}                                                                         \
+	}
+#define GRAD_KERNEL(k, f)                                                                 \
+	enum { k##_grad_min = TG_PAR_MIN };                                               \
+	GRAD_KERNEL_T(k##_grad_f64, double, f) GRAD_KERNEL_T(k##_grad_f32, float, f)
+
+/* O = post(d, e) with e = F(pre(t)), F the vmath functions CALLS(S) applies
+ * to e[0..m), a chunk at a time, as CHUNKED_KERNEL */
+#define GRAD_CHUNKED_T(name, T, S, pre, CALLS, post)                                      \
+	TG_HOT_LOOP static void name(const T *D, const T *X, T *O, size_t n, double a)     \
+	{                                                                                 \
+		typedef T real; /* the dtype, for casts in pre and post */                \
+		(void)a, (void)(real)0;                                                   \
+		T e[CHUNK];                                                               \
+		for (size_t i0 = 0; i0 < n; i0 += CHUNK) {                                \
+			size_t m = n - i0 < CHUNK ? n - i0 : CHUNK;                       \
+			for (size_t i = 0; i < m; i++) {                                  \
+				T t = X[i0 + i];                                          \
+				e[i] = (pre);                                             \
+			}                                                                 \
+			CALLS(S)                                                          \
+			for (size_t i = 0; i < m; i++) {                                  \
+				T d = D[i0 + i], ei = e[i];                               \
+				O[i0 + i] = (post);                                       \
+			}                                                                 \
+		}                                                                         \
+	}
+#define GRAD_CHUNKED(k, pre, CALLS, post)                                                 \
+	enum { k##_grad_min = TG_PAR_MIN_MATH };                                          \
+	GRAD_CHUNKED_T(k##_grad_f64, double, f64, pre, CALLS, post)                       \
+	GRAD_CHUNKED_T(k##_grad_f32, float, f32, pre, CALLS, post)
+
+/* k(dout, t), made after TG_NODE_GRAD_INTO has armed the leaf's buffer */
+static tg_tensor *fused_grad(const tg_node *n, tg_tensor *dout, tg_tensor *t, tg_fused_f64 k64,
+			     tg_fused_f32 k32, size_t min)
+{
+	tg_tensor *dx = tg_tensor_like(t, n->op->name);
+	if (dx)
+		tg_run_fused(dout, t, dx, k64, k32, min, 0);
+	return dx;
+}
+
+/* Gives input 0 of n its gradient k(dout, t) in one pass and returns true,
+ * or false where the rule must run its ops (a recorded backward). */
+static bool grad_one_pass(tg_node *n, tg_tensor *dout, tg_tensor *t, tg_fused_f64 k64,
+			  tg_fused_f32 k32, size_t min)
+{
+	if (t->ctx->grad_enabled || !tg_same_shape(dout, t) || dout->dtype != t->dtype)
+		return false;
+	TG_NODE_GRAD_INTO(n, 0, fused_grad(n, dout, t, k64, k32, min));
+	return true;
+}
+
+#define GRAD_ONE_PASS(n, dout, t, k) grad_one_pass(n, dout, t, k##_grad_f64, k##_grad_f32, k##_grad_min)
+
 /* ---- step constant: pos where x > 0, zero where x == 0, neg where x < 0 ------- */
 /* The masks of leaky relu, elu and abs. Made with grad mode off, so it
  * has no history even inside a recorded backward. */
@@ -221,8 +294,12 @@ tg_tensor *tg_log(tg_tensor *x) { return UNARY(&log_op, "tg_log", x, log, NULL, 
 
 UNARY_KERNEL(sqrt, sqrt(x))
 
+GRAD_KERNEL(sqrt, d / (t * 2)) /* t: the output y */
+
 static void sqrt_backward(tg_node *n, tg_tensor *dout)
 {
+	if (GRAD_ONE_PASS(n, dout, tg_node_output(n), sqrt))
+		return;
 	TG_NODE_GRAD_INTO(n, 0, tg_div(dout, tg_mul_scalar(tg_node_output(n), 2.0)));
 }
 
@@ -235,8 +312,12 @@ tg_tensor *tg_sqrt(tg_tensor *x) { return UNARY(&sqrt_op, "tg_sqrt", x, sqrt, NU
 
 UNARY_KERNEL(abs, fabs(x))
 
+GRAD_KERNEL(abs, d * (t > 0 ? (real)1 : (t < 0 ? (real)-1 : (real)0)))
+
 static void abs_backward(tg_node *n, tg_tensor *dout)
 {
+	if (GRAD_ONE_PASS(n, dout, tg_node_input(n, 0), abs))
+		return;
 	tg_tensor *sign = step_const(tg_node_input(n, 0), 1.0, 0.0, -1.0);
 	TG_NODE_GRAD_INTO(n, 0, tg_mul(dout, sign));
 }
@@ -672,8 +753,12 @@ TG_OP_REGISTER(softplus_backward_op);
 
 VMATH_KERNEL(log1p)
 
+GRAD_KERNEL(log1p, d / (t + 1))
+
 static void log1p_backward(tg_node *n, tg_tensor *dout)
 {
+	if (GRAD_ONE_PASS(n, dout, tg_node_input(n, 0), log1p))
+		return;
 	TG_NODE_GRAD_INTO(n, 0, tg_div(dout, tg_add_scalar(tg_node_input(n, 0), 1.0)));
 }
 
@@ -687,8 +772,12 @@ tg_tensor *tg_log1p(tg_tensor *x) { return UNARY(&log1p_op, "tg_log1p", x, log1p
 
 VMATH_KERNEL(expm1)
 
+GRAD_CHUNKED(expm1, t, CALL_EXP, d * ei)
+
 static void expm1_backward(tg_node *n, tg_tensor *dout)
 {
+	if (GRAD_ONE_PASS(n, dout, tg_node_input(n, 0), expm1))
+		return;
 	TG_NODE_GRAD_INTO(n, 0, tg_mul(dout, tg_exp(tg_node_input(n, 0))));
 }
 
@@ -701,8 +790,14 @@ tg_tensor *tg_expm1(tg_tensor *x) { return UNARY(&expm1_op, "tg_expm1", x, expm1
 
 VMATH_KERNEL(sin)
 
+#define CALL_COS(S) tg_vmath_cos_##S(e, e, m);
+#define CALL_SIN(S) tg_vmath_sin_##S(e, e, m);
+GRAD_CHUNKED(sin, t, CALL_COS, d * ei)
+
 static void sin_backward(tg_node *n, tg_tensor *dout)
 {
+	if (GRAD_ONE_PASS(n, dout, tg_node_input(n, 0), sin))
+		return;
 	TG_NODE_GRAD_INTO(n, 0, tg_mul(dout, tg_cos(tg_node_input(n, 0))));
 }
 
@@ -715,8 +810,12 @@ tg_tensor *tg_sin(tg_tensor *x) { return UNARY(&sin_op, "tg_sin", x, sin, NULL, 
 
 VMATH_KERNEL(cos)
 
+GRAD_CHUNKED(cos, t, CALL_SIN, d * -ei)
+
 static void cos_backward(tg_node *n, tg_tensor *dout)
 {
+	if (GRAD_ONE_PASS(n, dout, tg_node_input(n, 0), cos))
+		return;
 	TG_NODE_GRAD_INTO(n, 0, tg_mul(dout, tg_neg(tg_sin(tg_node_input(n, 0)))));
 }
 
@@ -733,9 +832,14 @@ static const double INV_SQRT_2PI = 0.39894228040143268;     /* 1 / sqrt(2 pi) */
 
 VMATH_KERNEL(erf)
 
+/* the ops' roundings: x x, its negation (exact), e^, times 2/sqrt(pi), times dout */
+GRAD_CHUNKED(erf, -(t * t), CALL_EXP, d * (ei * (real)TWO_OVER_SQRT_PI))
+
 static void erf_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_tensor *x = tg_node_input(n, 0);
+	if (GRAD_ONE_PASS(n, dout, x, erf))
+		return;
 	tg_tensor *e = tg_exp(tg_mul_scalar(tg_mul(x, x), -1.0));
 	TG_NODE_GRAD_INTO(n, 0, tg_mul(dout, tg_mul_scalar(e, TWO_OVER_SQRT_PI)));
 }

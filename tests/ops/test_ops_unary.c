@@ -463,6 +463,63 @@ static void pow_backward_rejects_different_shapes(void **state)
  * finite values of every scale, subnormals, signed zeros, infinities and
  * NaN; and the gradient of x^2 is 2 x exactly. (tests/ops/test_ulp.c
  * measures pow's error against long double over dense ranges.) */
+/* sqrt, abs, log1p, expm1, sin, cos and erf take a plain backward in one
+ * pass; a TG_CREATE_GRAPH backward runs the rules' ops. Both must give the
+ * same bits, on 1 and 2 threads (split from 8192 or 32768 elements), f32
+ * and f64, over zeros of both signs, infinities, NaN, the negative numbers
+ * outside sqrt's and log1p's domains and ordinary values, with dout of
+ * every sign (w). */
+typedef tg_tensor *(*unary_fn)(tg_tensor *);
+
+static void one_pass_rules_give_the_bits_of_their_ops(void **state)
+{
+	(void)state;
+	static const struct {
+		unary_fn f;
+		const char *name;
+	} ops[] = { { tg_sqrt, "sqrt" }, { tg_abs, "abs" }, { tg_log1p, "log1p" },
+		    { tg_expm1, "expm1" }, { tg_sin, "sin" }, { tg_cos, "cos" },
+		    { tg_erf, "erf" } };
+	enum { N = 40000 };
+	double *x = malloc(N * sizeof *x), *w = malloc(N * sizeof *w);
+	assert_true(x && w);
+	for (int i = 0; i < N; i++) {
+		x[i] = (i % 3 - 1) * pow(10.0, -8.0 + 10.0 * i / N) * (1 + (i % 7) / 3.0);
+		w[i] = (i % 5 ? 0.75 : -1.25) + (i % 13) / 7.0;
+	}
+	const double special[] = { 0.0, -0.0, INFINITY, -INFINITY, NAN, -1.0, -2.5, 1e-300 };
+	for (size_t k = 0; k < LEN(special); k++)
+		x[k * 997] = special[k];
+	w[5] = 0.0, w[6] = -0.0;
+	static const int sizes[] = { N, 100 };
+	for (size_t o = 0; o < LEN(ops); o++)
+		for (int c = 0; c < 2 * 2 * 2; c++) {
+			int threads = 1 + c % 2;
+			tg_dtype dt = c / 2 % 2 ? TG_F64 : TG_F32;
+			int64_t n = sizes[c / 4];
+			tg_ctx *ctx = tg_ctx_new(3);
+			tg_set_threads(ctx, threads);
+			tg_tensor *X = tg_param(tg_from_f64(ctx, dt, SHAPE(n), x));
+			tg_tensor *W = tg_keep(tg_from_f64(ctx, dt, SHAPE(n), w));
+			tg_tensor *g[2];
+			for (int pass = 0; pass < 2; pass++) {
+				tg_zero_grad(X);
+				tg_tensor *y = tg_sum(tg_mul(ops[o].f(X), W));
+				assert_int_equal(tg_backward_ex(y, NULL, pass ? TG_CREATE_GRAPH : 0), 0);
+				assert_ctx_ok(ctx);
+				g[pass] = tg_keep(tg_grad(X));
+				tg_reset(ctx);
+			}
+			char what[64];
+			snprintf(what, sizeof what, "%s's gradient, %s, %d threads, n %lld",
+				 ops[o].name, dt == TG_F64 ? "f64" : "f32", threads, (long long)n);
+			assert_tensor_bits(what, g[0], g[1]);
+			tg_ctx_free(ctx);
+		}
+	free(x);
+	free(w);
+}
+
 static void pow_gives_the_bits_of_one_rounding_or_sleefs_bound(void **state)
 {
 	(void)state;
@@ -773,6 +830,7 @@ int main(void)
 		cmocka_unit_test(tails_keep_their_relative_precision_in_f64_and_f32),
 		cmocka_unit_test(recorded_gelu_gives_the_bits_of_the_unrecorded_one),
 		cmocka_unit_test(softplus_and_silu_backward_give_the_bits_of_their_ops),
+		cmocka_unit_test(one_pass_rules_give_the_bits_of_their_ops),
 		cmocka_unit_test(pow_gives_the_bits_of_one_rounding_or_sleefs_bound),
 		cmocka_unit_test(pow_backward_gives_the_bits_of_its_ops),
 		cmocka_unit_test(pow_backward_rejects_different_shapes),
