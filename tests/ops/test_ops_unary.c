@@ -629,6 +629,77 @@ static void relu_and_abs_have_zero_gradient_at_zero(void **state)
 
 /* ---- softmax, log-softmax, cross-entropy ------------------------------------------ */
 
+/* Rows shorter than 512 go through the exp a block of rows at a time: on
+ * 1 and 2 threads, for row lengths 1 to 513, softmax, log_softmax and their
+ * gradients (and cross-entropy's) of each row of a batch have the bits of
+ * that row alone, a batch of one row (cross-entropy's gradient with the
+ * batch's 1/N moved into dout, the same products); cross-entropy's loss is
+ * the mean of the rows' losses (f64, within 1e-14). */
+static void rows_in_blocks_give_the_bits_of_each_row_alone(void **state)
+{
+	(void)state;
+	static const int64_t lengths[] = { 1, 3, 10, 37, 255, 511, 513 };
+	enum { R = 300 };
+	for (size_t c = 0; c < LEN(lengths) * 2 * 2; c++) {
+		const int64_t k = lengths[c % LEN(lengths)];
+		const int threads = 1 + (int)(c / LEN(lengths) % 2);
+		const tg_dtype dt = c / LEN(lengths) / 2 ? TG_F64 : TG_F32;
+		tg_ctx *ctx = tg_ctx_new(11);
+		tg_set_threads(ctx, threads);
+		tg_tensor *x = tg_param(tg_randn(ctx, dt, SHAPE(R, k), 0, 3));
+		tg_tensor *w = tg_keep(tg_randn(ctx, dt, SHAPE(R, k), 0, 1));
+		int32_t lab[R];
+		for (int r = 0; r < R; r++)
+			lab[r] = (int32_t)((r * 7) % k);
+		tg_tensor *(*const fs[2])(tg_tensor *) = { tg_softmax, tg_log_softmax };
+		for (int f = 0; f < 3; f++) {
+			/* the batch */
+			tg_zero_grad(x);
+			tg_tensor *y = f < 2 ? fs[f](x) : NULL;
+			tg_tensor *loss = f < 2 ? tg_sum(tg_mul(y, w))
+						: tg_cross_entropy(x, tg_labels(ctx, R, lab));
+			assert_int_equal(tg_backward(loss), 0);
+			assert_ctx_ok(ctx);
+			tg_tensor *yk = y ? tg_keep(y) : NULL, *gk = tg_keep(tg_grad(x));
+			double lsum = 0, lk = tg_item(loss);
+			tg_reset(ctx);
+			for (int r = 0; r < R; r++) {
+				tg_zero_grad(x);
+				tg_tensor *xr = tg_slice(x, 0, r, 1);
+				tg_tensor *yr = f < 2 ? fs[f](xr) : NULL;
+				tg_tensor *lr = f < 2 ? tg_sum(tg_mul(yr, tg_slice(w, 0, r, 1)))
+						      : tg_cross_entropy(xr, tg_labels(ctx, 1, lab + r));
+				if (f == 2) {
+					lsum += tg_item(lr);
+					lr = tg_mul_scalar(lr, 1.0 / R);
+				}
+				assert_int_equal(tg_backward(lr), 0);
+				assert_ctx_ok(ctx);
+				const tg_tensor *g = tg_grad(x);
+				for (int64_t j = 0; j < k; j++) {
+					size_t at = (size_t)(r * k + j);
+					double a = tg_get(gk, at), b = tg_get(g, at);
+					double u = yr ? tg_get(yk, at) : 0, v = yr ? tg_get(yr, (size_t)j) : 0;
+					if (memcmp(&a, &b, sizeof a) || memcmp(&u, &v, sizeof u))
+						fail_msg("%s, k %lld, %s, %d threads, row %d, element "
+							 "%lld: %a and gradient %a in the batch, %a and "
+							 "%a alone",
+							 f == 0 ? "softmax" : f == 1 ? "log_softmax"
+										 : "cross_entropy",
+							 (long long)k, dt == TG_F64 ? "f64" : "f32",
+							 threads, r, (long long)j, u, a, v, b);
+				}
+				tg_reset(ctx);
+			}
+			if (f == 2 && dt == TG_F64 && !(fabs(lk - lsum / R) <= 1e-14 * fabs(lk)))
+				fail_msg("cross_entropy, k %lld: %.17g for the batch, %.17g the mean of "
+					 "its rows",
+					 (long long)k, lk, lsum / R);
+		}
+		tg_ctx_free(ctx);
+	}
+}
+
 static void softmax_of_two_logits_matches_hand_values(void **state)
 {
 	(void)state;
@@ -836,6 +907,7 @@ int main(void)
 		cmocka_unit_test(pow_backward_rejects_different_shapes),
 		cmocka_unit_test(gelu_backward_rejects_different_shapes),
 		cmocka_unit_test(relu_and_abs_have_zero_gradient_at_zero),
+		cmocka_unit_test(rows_in_blocks_give_the_bits_of_each_row_alone),
 		cmocka_unit_test(softmax_of_two_logits_matches_hand_values),
 		cmocka_unit_test(softmax_normalises_each_row_of_the_last_axis),
 		cmocka_unit_test(cross_entropy_is_the_mean_of_the_picked_negative_log_softmax),
