@@ -259,6 +259,7 @@ tg_tensor *tg_expand(tg_tensor *x, int ndim, const int64_t *shape)
 		return tg_fail(ctx, TG_ESHAPE, "%s: x's shape %s does not broadcast to %s", who,
 			       tg_shape_fmt(x->ndim, x->shape, a), tg_shape_fmt(ndim, shape, b));
 	}
+	const tg_tensor *armed = ctx->grad_dest;
 	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, ndim, shape);
 	if (!out)
 		return NULL;
@@ -266,6 +267,10 @@ tg_tensor *tg_expand(tg_tensor *x, int ndim, const int64_t *shape)
 	expand_job j = { &m, x->data, out->data, x->dtype == TG_F64 };
 	if (out->numel)
 		tg_parallel_for(ctx, out->numel, TG_PAR_MIN, 16, expand_part, &j);
+	/* one value throughout, in memory of its own (not a leaf's gradient
+	 * buffer, which other tensors write) */
+	if (x->numel == 1 && !(armed && out->data == armed->data))
+		out->uniform_at = out->version + 1;
 	return tg_op_end(&expand_op, out, 1, &x, NULL, 0, NULL);
 }
 

@@ -87,6 +87,7 @@ struct tg_tensor {
 	tg_tensor *grad_store; /* a parameter's ctx gradient buffer, reused */
 	tg_node *node;       /* producer; NULL for leaves */
 	uint32_t version;    /* bumped by every in-place change */
+	uint32_t uniform_at; /* see tg_is_uniform */
 	bool requires_grad;
 	bool persistent;     /* ctx lifetime */
 	bool consumed;       /* an input of a recorded node */
@@ -321,6 +322,16 @@ typedef struct tg_bcast {
 	int64_t sb[TG_MAX_DIMS];
 } tg_bcast;
 bool tg_broadcast(const tg_tensor *a, const tg_tensor *b, tg_bcast *bc);
+
+/* True while every element of t equals its first: tg_expand of one element
+ * (a sum's or a mean's backward) sets uniform_at to version + 1 on a
+ * tensor of its own memory, and any in-place change bumps the version.
+ * The binary kernels and the fused backward ops then read that element
+ * alone instead of the whole tensor, with the same bits. */
+static inline bool tg_is_uniform(const tg_tensor *t)
+{
+	return t->uniform_at != 0 && t->uniform_at == t->version + 1;
+}
 
 /* Walks the rows of a padded shape: idx counts over the axes [0, naxes) of
  * dim, the last fastest, and each step moves the offsets *oa and *ob by the

@@ -103,6 +103,7 @@ static inline tg_tensor *init(tg_tensor *t, tg_ctx *ctx, tg_dtype dt, int ndim,
 	t->grad_store = NULL;
 	t->node = NULL;
 	t->version = 0;
+	t->uniform_at = 0;
 	t->requires_grad = false;
 	t->persistent = false;
 	t->consumed = false;

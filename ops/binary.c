@@ -41,14 +41,22 @@ bool tg_broadcast(const tg_tensor *a, const tg_tensor *b, tg_bcast *bc)
 
 /* Checks a and b and makes the output. Equal shapes need no broadcast map
  * (*flat set); otherwise bc gets it. NULL after recording why. */
+/* How a binary kernel walks its inputs: a broadcast (tg_bcast's rows), or
+ * one shape, elementwise, with a uniform input (tg_is_uniform: a sum's
+ * expanded gradient) read as its one value. */
+enum { BROADCAST, FLAT, FLAT_A1, FLAT_B1 };
+
 static tg_tensor *binary_out(const char *who, tg_tensor *a, tg_tensor *b, tg_bcast *bc,
-			     bool *flat)
+			     int *flat)
 {
 	tg_tensor *in[2] = { a, b };
 	tg_ctx *ctx = tg_op_begin(who, 2, in);
 	if (!ctx)
 		return NULL;
-	*flat = tg_same_shape(a, b);
+	*flat = !tg_same_shape(a, b) ? BROADCAST
+		: tg_is_uniform(a)   ? FLAT_A1
+		: tg_is_uniform(b)   ? FLAT_B1
+				     : FLAT;
 	if (*flat)
 		return tg_tensor_like(a, who);
 	if (!tg_broadcast(a, b, bc)) {
@@ -102,8 +110,24 @@ static void rows_seek(int naxes, const int64_t *dim, int64_t r, int64_t *idx, co
 #define BINARY_LOOPS(k, f, T, sfx)                                                      \
 	static inline __attribute__((always_inline)) void k##_##sfx##_body(             \
 	    const tg_bcast *bc, const T *restrict A, const T *restrict B,               \
-	    T *restrict Y, size_t lo, size_t hi, bool flat)                             \
+	    T *restrict Y, size_t lo, size_t hi, int flat)                             \
 	{                                                                               \
+		if (flat == FLAT_A1) {                                                  \
+			const T x = A[0];                                               \
+			for (size_t i = lo; i < hi; i++) {                              \
+				T y = B[i];                                             \
+				Y[i] = (f);                                             \
+			}                                                               \
+			return;                                                         \
+		}                                                                       \
+		if (flat == FLAT_B1) {                                                  \
+			const T y = B[0];                                               \
+			for (size_t i = lo; i < hi; i++) {                              \
+				T x = A[i];                                             \
+				Y[i] = (f);                                             \
+			}                                                               \
+			return;                                                         \
+		}                                                                       \
 		if (flat) {                                                             \
 			for (size_t i = lo; i < hi; i++) {                              \
 				T x = A[i], y = B[i];                                   \
@@ -136,12 +160,12 @@ static void rows_seek(int naxes, const int64_t *dim, int64_t r, int64_t *idx, co
 	}                                                                               \
 	TG_HOT_LOOP static void k##_##sfx##_wide(const tg_bcast *bc, const T *restrict A, \
 						 const T *restrict B, T *restrict Y,    \
-						 size_t lo, size_t hi, bool flat)       \
+						 size_t lo, size_t hi, int flat)       \
 	{                                                                               \
 		k##_##sfx##_body(bc, A, B, Y, lo, hi, flat);                            \
 	}                                                                               \
 	static void k##_##sfx(const tg_bcast *bc, const T *restrict A, const T *restrict B, \
-			      T *restrict Y, size_t lo, size_t hi, bool flat)           \
+			      T *restrict Y, size_t lo, size_t hi, int flat)           \
 	{                                                                               \
 		size_t m = flat ? 1 : (size_t)bc->dim[TG_MAX_DIMS - 1];                 \
 		if ((hi - lo) * m < TG_HOT_MIN)                                         \
@@ -152,9 +176,9 @@ static void rows_seek(int naxes, const int64_t *dim, int64_t r, int64_t *idx, co
 
 /* One broadcast kernel's call, for tg_parallel_for. */
 typedef void (*binary_f64)(const tg_bcast *, const double *restrict, const double *restrict,
-			   double *restrict, size_t, size_t, bool);
+			   double *restrict, size_t, size_t, int);
 typedef void (*binary_f32)(const tg_bcast *, const float *restrict, const float *restrict,
-			   float *restrict, size_t, size_t, bool);
+			   float *restrict, size_t, size_t, int);
 
 typedef struct binary_job {
 	binary_f64 k64;
@@ -162,7 +186,7 @@ typedef struct binary_job {
 	const tg_bcast *bc;
 	const void *A, *B;
 	void *Y;
-	bool flat;
+	int flat;
 } binary_job;
 
 static void binary_part(void *arg, size_t lo, size_t hi)
@@ -179,7 +203,7 @@ static void binary_part(void *arg, size_t lo, size_t hi)
  * output element depends on its two inputs alone, so a split gives the
  * bits of one pass. */
 static void run_binary(const tg_bcast *bc, const tg_tensor *a, const tg_tensor *b,
-		       tg_tensor *out, bool flat, binary_f64 k64, binary_f32 k32)
+		       tg_tensor *out, int flat, binary_f64 k64, binary_f32 k32)
 {
 	binary_job j = { out->dtype == TG_F64 ? k64 : NULL, k32, bc, a->data, b->data,
 			 out->data, flat };
@@ -202,7 +226,7 @@ static void run_binary(const tg_bcast *bc, const tg_tensor *a, const tg_tensor *
 				      tg_tensor *b)                                     \
 	{                                                                               \
 		tg_bcast bc;                                                            \
-		bool flat;                                                              \
+		int flat;                                                               \
 		tg_tensor *out = binary_out(who, a, b, &bc, &flat);                     \
 		if (!out)                                                               \
 			return NULL;                                                    \

@@ -12,11 +12,33 @@ typedef struct fused_job {
 	const void *D, *X;
 	void *O;
 	double a;
+	bool d_uniform;
 } fused_job;
+
+/* the row of copies of a uniform D, in elements */
+enum { ROW = 256 };
 
 static void fused_part(void *arg, size_t lo, size_t hi)
 {
 	const fused_job *j = arg;
+	if (j->d_uniform) { /* the kernel on ROW elements at a time, D a row of D[0] */
+		if (j->k64) {
+			double d[ROW];
+			for (size_t i = 0; i < ROW; i++)
+				d[i] = *(const double *)j->D;
+			for (size_t i = lo; i < hi; i += ROW)
+				j->k64(d, (const double *)j->X + i, (double *)j->O + i,
+				       hi - i < ROW ? hi - i : ROW, j->a);
+		} else {
+			float d[ROW];
+			for (size_t i = 0; i < ROW; i++)
+				d[i] = *(const float *)j->D;
+			for (size_t i = lo; i < hi; i += ROW)
+				j->k32(d, (const float *)j->X + i, (float *)j->O + i,
+				       hi - i < ROW ? hi - i : ROW, j->a);
+		}
+		return;
+	}
 	if (j->k64)
 		j->k64((const double *)j->D + lo, (const double *)j->X + lo, (double *)j->O + lo,
 		       hi - lo, j->a);
@@ -25,10 +47,10 @@ static void fused_part(void *arg, size_t lo, size_t hi)
 		       hi - lo, j->a);
 }
 
-void tg_fused_run(const tg_ctx *ctx, tg_dtype dt, size_t n, const void *D, const void *X,
-		  void *O, tg_fused_f64 k64, tg_fused_f32 k32, size_t min, double a)
+void tg_fused_run(const tg_ctx *ctx, tg_dtype dt, size_t n, const void *D, bool d_uniform,
+		  const void *X, void *O, tg_fused_f64 k64, tg_fused_f32 k32, size_t min, double a)
 {
-	fused_job j = { dt == TG_F64 ? k64 : NULL, k32, D, X, O, a };
+	fused_job j = { dt == TG_F64 ? k64 : NULL, k32, D, X, O, a, d_uniform && n > 0 };
 	tg_parallel_for(ctx, n, min, 16, fused_part, &j);
 }
 

@@ -15,16 +15,18 @@ typedef void (*tg_fused_f64)(const double *D, const double *X, double *O, size_t
 typedef void (*tg_fused_f32)(const float *D, const float *X, float *O, size_t n, double a);
 
 /* O = k(D, X) over n elements of dtype dt (k64 for f64, k32 for f32),
- * split across ctx's threads from min elements. */
-void tg_fused_run(const tg_ctx *ctx, tg_dtype dt, size_t n, const void *D, const void *X,
-		  void *O, tg_fused_f64 k64, tg_fused_f32 k32, size_t min, double a);
+ * split across ctx's threads from min elements. With d_uniform every
+ * element of D equals D[0] (tg_is_uniform): the kernel reads a short
+ * row of copies of it, again and again, instead of all of D. */
+void tg_fused_run(const tg_ctx *ctx, tg_dtype dt, size_t n, const void *D, bool d_uniform,
+		  const void *X, void *O, tg_fused_f64 k64, tg_fused_f32 k32, size_t min, double a);
 
 /* out = k(dout, x) in x's dtype, split across the threads from min elements. */
 static inline void tg_run_fused(const tg_tensor *dout, const tg_tensor *x, tg_tensor *out,
 				tg_fused_f64 k64, tg_fused_f32 k32, size_t min, double a)
 {
-	tg_fused_run(x->ctx, x->dtype, (size_t)x->numel, dout->data, x->data, out->data, k64, k32,
-		     min, a);
+	tg_fused_run(x->ctx, x->dtype, (size_t)x->numel, dout->data, tg_is_uniform(dout), x->data,
+		     out->data, k64, k32, min, a);
 }
 
 /* Checks the inputs of a fused backward op, dout and the saved tensor in[1]

@@ -987,8 +987,8 @@ tg_tensor *tg_gelu(tg_tensor *x)
 		return NULL;
 	const double attr[3] = { 0, 0, 0 };
 	run_unary(x, phi, gelu_phi_f64, gelu_phi_f32, gelu_phi_min, attr);
-	tg_fused_run(ctx, x->dtype, (size_t)x->numel, x->data, phi, out->data, times_phi_f64,
-		     times_phi_f32, TG_PAR_MIN, 0);
+	tg_fused_run(ctx, x->dtype, (size_t)x->numel, x->data, false, phi, out->data,
+		     times_phi_f64, times_phi_f32, TG_PAR_MIN, 0);
 	return tg_op_end(&gelu_op, out, 1, &x, NULL, 0, phi);
 }
 

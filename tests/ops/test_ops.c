@@ -923,6 +923,49 @@ static void expand_split_across_threads_takes_each_element_from_its_source(void 
 			}
 }
 
+/* An expand of one element (a sum's gradient) is read as its one value by
+ * the binary kernels and the fused backward ops; a change through
+ * tg_data_mut makes them read every element again. On 1 and 2 threads, in
+ * either operand's place. */
+static void a_uniform_expand_is_read_as_one_value_until_it_changes(void **state)
+{
+	(void)state;
+	enum { N = 40000 };
+	for (int threads = 1; threads <= 2; threads++)
+		for (int dt = TG_F32; dt <= TG_F64; dt++) {
+			tg_ctx *ctx = tg_ctx_new(3);
+			tg_set_threads(ctx, threads);
+			tg_tensor *x = tg_randn(ctx, (tg_dtype)dt, SHAPE(N), 0, 1);
+			tg_tensor *e = tg_expand(tg_scalar(ctx, (tg_dtype)dt, 1.5), SHAPE(N));
+			for (int changed = 0; changed < 2; changed++) {
+				if (changed) {
+					if (dt == TG_F32)
+						((float *)tg_data_mut(e))[N - 3] = -4.0f;
+					else
+						((double *)tg_data_mut(e))[N - 3] = -4.0;
+				}
+				tg_tensor *ys[4] = { tg_mul(e, x), tg_mul(x, e), tg_sub(e, x),
+						     tg_relu_backward(e, x) };
+				assert_ctx_ok(ctx);
+				for (size_t i = 0; i < N; i++) {
+					double v = tg_get(e, i), xi = tg_get(x, i);
+					double want[4] = { v * xi, xi * v, v - xi, xi > 0 ? v : 0 };
+					for (int k = 0; k < 4; k++) {
+						if (dt == TG_F32)
+							want[k] = (float)want[k];
+						if (tg_get(ys[k], i) != want[k])
+							fail_msg("%s, %d threads, %s, result %d, "
+								 "element %zu: %g, expected %g",
+								 dt == TG_F64 ? "f64" : "f32", threads,
+								 changed ? "changed" : "uniform", k, i,
+								 tg_get(ys[k], i), want[k]);
+					}
+				}
+			}
+			tg_ctx_free(ctx);
+		}
+}
+
 /* ---- indexing --------------------------------------------------------------------- */
 
 /* n labels from a literal, as an i32 index tensor */
@@ -2121,6 +2164,7 @@ int main(void)
 		T(sum_to_rejects_a_shape_that_does_not_broadcast),
 		T(expand_repeats_along_broadcast_axes),
 		cmocka_unit_test(expand_split_across_threads_takes_each_element_from_its_source),
+		cmocka_unit_test(a_uniform_expand_is_read_as_one_value_until_it_changes),
 		T(gather_rows_copies_the_indexed_rows),
 		T(gather_rows_gradient_adds_repeated_rows),
 		T(gather_rows_rejects_an_index_out_of_range),
