@@ -3,6 +3,8 @@
  * --ops): expressions that are not MLPs, each one forward pass, backward
  * pass and reset, with every parameter's gradient cleared after the step
  * as training does. ops_bench.py times PyTorch on the same expressions.
+ * The o- workloads are the op table; the s- ones (--ops --sweep) a sweep
+ * of expressions nobody tuned, run to look for slow paths.
  *
  *	ops_bench NAME [--iters N] [--threads T]
  *	ops_bench --list
@@ -204,6 +206,107 @@ static void huber_setup(bench *b)
 }
 static tg_tensor *huber(bench *b) { return tg_huber(b->p[0], b->x, 1.0); }
 
+/* ---- the sweep (--sweep): expressions nobody tuned, to look for slow paths ---- */
+
+#define X0(b) (b->p[0])
+#define X1(b) (b->p[1])
+static void e20(bench *b) { b->p[0] = P(b, 1 << 20), b->p[1] = P(b, 1 << 20); }
+static void m1k(bench *b) { b->p[0] = P(b, 1024, 1024), b->p[1] = P(b, 1024, 1024); }
+static void m4k(bench *b) { b->p[0] = P(b, 4096, 1024); }
+static void t3(bench *b) { b->p[0] = P(b, 64, 512, 64); }
+static void pt_setup(bench *b, bool unit)
+{
+	b->p[0] = P(b, 512, 784);
+	b->x = tg_keep(unit ? tg_rand(b->ctx, TG_F32, 2, SH(512, 784), 0, 1)
+			    : tg_randn(b->ctx, TG_F32, 2, SH(512, 784), 0, 1));
+}
+static void pt(bench *b) { pt_setup(b, false); }
+static void pt01(bench *b) { pt_setup(b, true); }
+static tg_tensor *sq(tg_tensor *t) { return tg_mul(t, t); }
+static tg_tensor *logsig(bench *b) { return tg_sum(tg_log(tg_sigmoid(X0(b)))); }
+static tg_tensor *sqrt1(bench *b) { return tg_sum(tg_sqrt(tg_add_scalar(sq(X0(b)), 1))); }
+static tg_tensor *leaky(bench *b) { return tg_sum(tg_mul(tg_leaky_relu(X0(b), 0.01), X1(b))); }
+static tg_tensor *elu(bench *b) { return tg_sum(tg_elu(X0(b), 1.0)); }
+static tg_tensor *tanh2(bench *b) { return tg_sum(tg_tanh(tg_tanh(X0(b)))); }
+static tg_tensor *erf1(bench *b) { return tg_sum(tg_erf(X0(b))); }
+static tg_tensor *log1p1(bench *b) { return tg_sum(tg_log1p(sq(X0(b)))); }
+static tg_tensor *maxim(bench *b) { return tg_sum(tg_maximum(X0(b), X1(b))); }
+static tg_tensor *absd(bench *b) { return tg_sum(tg_abs(tg_sub(X0(b), X1(b)))); }
+static tg_tensor *sigmul(bench *b) { return tg_sum(tg_mul(tg_sigmoid(X0(b)), X1(b))); }
+static tg_tensor *expm(bench *b) { return tg_sum(tg_expm1(tg_mul_scalar(X0(b), 0.5))); }
+static tg_tensor *divabs(bench *b) { return tg_sum(tg_div(X0(b), tg_add_scalar(tg_abs(X1(b)), 1))); }
+static tg_tensor *max0(bench *b) { return tg_sum(tg_max_axis(X0(b), 0, false)); }
+static tg_tensor *sum0(bench *b) { return tg_sum(sq(tg_sum_axis(X0(b), 0, false))); }
+static tg_tensor *mean2(bench *b) { return tg_sum(sq(tg_mean_axis(X0(b), 2, false))); }
+static tg_tensor *max2(bench *b) { return tg_sum(tg_max_axis(X0(b), 2, false)); }
+static tg_tensor *max1(bench *b) { return tg_sum(tg_max_axis(X0(b), 1, false)); }
+static tg_tensor *meanall(bench *b) { return tg_mean(sq(X0(b))); }
+static tg_tensor *mse(bench *b) { return tg_mse(X0(b), b->x); }
+static tg_tensor *l1(bench *b) { return tg_l1(X0(b), b->x); }
+static tg_tensor *bce(bench *b) { return tg_bce_with_logits(X0(b), b->x); }
+static void narrow_setup(bench *b) { b->p[0] = P(b, 65536, 10), indices(b, 8192, 10); }
+static tg_tensor *ce_narrow(bench *b)
+{
+	return tg_cross_entropy(tg_slice(X0(b), 0, 0, 8192), idx_tensor(b));
+}
+static tg_tensor *lsm_sq(bench *b) { return tg_sum(sq(tg_log_softmax(X0(b)))); }
+static void wide_setup(bench *b) { b->p[0] = P(b, 16, 65536); }
+static tg_tensor *softmax_t(bench *b) { return tg_sum(sq(tg_softmax(tg_transpose(X0(b))))); }
+static tg_tensor *slice1(bench *b) { return tg_sum(sq(tg_slice(X0(b), 1, 100, 800))); }
+static tg_tensor *stack4(bench *b)
+{
+	tg_tensor *xs[4] = { X0(b), X1(b), X0(b), X1(b) };
+	return tg_sum(sq(tg_stack(b->ctx, 4, xs, 1)));
+}
+static void row_setup(bench *b) { b->p[0] = P(b, 1024, 1024), b->p[1] = P(b, 1024); }
+static tg_tensor *expand1(bench *b) { return tg_sum(tg_mul(X0(b), tg_expand(X1(b), 2, SH(1024, 1024)))); }
+static void col_setup(bench *b) { b->p[0] = P(b, 1024, 1024), b->p[1] = P(b, 1024, 1); }
+static tg_tensor *rowdiv(bench *b)
+{
+	return tg_sum(tg_tanh(tg_div(X0(b), tg_add_scalar(tg_abs(X1(b)), 1))));
+}
+static void nhwc_setup(bench *b) { b->p[0] = P(b, 32, 64, 32, 32); }
+static tg_tensor *nhwc(bench *b) { return tg_sum(sq(tg_permute(X0(b), (const int[]){ 0, 2, 3, 1 }))); }
+static void bmm_setup(bench *b) { b->p[0] = P(b, 16, 256, 256), b->p[1] = P(b, 16, 256, 256); }
+static tg_tensor *bmm_tanh(bench *b) { return tg_sum(tg_tanh(tg_bmm(X0(b), X1(b)))); }
+static void bmmb_setup(bench *b) { b->p[0] = P(b, 64, 128, 64), b->p[1] = P(b, 64, 256); }
+static void pool_setup(bench *b) { b->p[0] = P(b, 32, 16, 64, 64); }
+static tg_tensor *mpool(bench *b) { return tg_sum(tg_max_pool2d(X0(b), 2, 2, 0)); }
+static tg_tensor *mpool3(bench *b) { return tg_sum(tg_max_pool2d(X0(b), 3, 2, 1)); }
+static void c1_setup(bench *b) { b->p[0] = P(b, 32, 64, 16, 16), b->p[1] = P(b, 128, 64, 1, 1), b->p[2] = P(b, 128); }
+static void c3_setup(bench *b) { b->p[0] = P(b, 16, 64, 16, 16), b->p[1] = P(b, 64, 64, 3, 3), b->p[2] = P(b, 64); }
+static void cdw_setup(bench *b) { b->p[0] = P(b, 16, 64, 32, 32), b->p[1] = P(b, 64, 1, 3, 3), b->p[2] = P(b, 64); }
+static tg_tensor *conv_relu(bench *b, int pad, int groups)
+{
+	tg_conv_opts o = TG_CONV_DEFAULTS;
+	o.padding[0] = o.padding[1] = pad;
+	o.groups = groups;
+	return tg_sum(tg_relu(tg_conv2d(X0(b), X1(b), b->p[2], &o)));
+}
+static tg_tensor *conv1x1(bench *b) { return conv_relu(b, 0, 1); }
+static tg_tensor *conv3(bench *b) { return conv_relu(b, 1, 1); }
+static tg_tensor *convdw(bench *b) { return conv_relu(b, 1, 64); }
+static void lnn_setup(bench *b) { b->p[0] = P(b, 4096, 64), b->p[1] = P(b, 64), b->p[2] = P(b, 64); }
+static tg_tensor *ln_narrow(bench *b) { return tg_sum(tg_tanh(tg_layer_norm(X0(b), X1(b), b->p[2], 1e-5))); }
+static void tiny_setup(bench *b) { b->p[0] = P(b, 32, 16), b->p[1] = P(b, 16, 16), b->p[2] = P(b, 16); }
+static tg_tensor *tiny(bench *b) { return tg_sum(tg_tanh(tg_addmm(X0(b), X1(b), b->p[2]))); }
+static void where_setup(bench *b)
+{
+	e20(b);
+	b->x = tg_keep(tg_rand(b->ctx, TG_F32, 1, SH(1 << 20), 0, 1));
+}
+static tg_tensor *where1(bench *b) { return tg_sum(tg_where(b->x, X0(b), sq(X1(b)))); }
+static tg_tensor *minmax(bench *b)
+{
+	return tg_sum(tg_minimum(tg_maximum(X0(b), X1(b)), tg_mul_scalar(X0(b), 2)));
+}
+static void pick_setup(bench *b) { b->p[0] = P(b, 8192, 100), indices(b, 8192, 100); }
+static tg_tensor *pick(bench *b) { return tg_sum(tg_pick(tg_log_softmax(X0(b)), idx_tensor(b))); }
+static void mm_setup(bench *b) { b->p[0] = P(b, 256, 512), b->p[1] = P(b, 512, 256); }
+static tg_tensor *mm(bench *b) { return tg_sum(tg_sigmoid(tg_matmul(X0(b), X1(b)))); }
+static tg_tensor *powh(bench *b) { return tg_sum(tg_pow(tg_add_scalar(tg_abs(X0(b)), 1), 1.5)); }
+static tg_tensor *sincos(bench *b) { return tg_sum(tg_sin(tg_cos(X0(b)))); }
+
 static const workload WORKLOADS[] = {
 	{ "o-ce10k", "cross_entropy (64,10000)", ce10k_setup, ce10k, 30 },
 	{ "o-softmax", "sum(softmax(x) * softmax(x)), x (512,1000)", softmax_setup, softmax, 30 },
@@ -240,6 +343,53 @@ static const workload WORKLOADS[] = {
 	{ "o-cols", "sum(tanh(index_select(x, 1, 512 of 2048))), x (256,2048)", cols_setup, cols,
 	  30 },
 	{ "o-huber", "huber(p, t, 1), p t (512,784)", huber_setup, huber, 30 },
+	/* the sweep; x y (2^20) unless said */
+	{ "s-logsig", "sum(log(sigmoid(x)))", e20, logsig, 20 },
+	{ "s-sqrt", "sum(sqrt(x x + 1))", e20, sqrt1, 20 },
+	{ "s-leaky", "sum(leaky_relu(x, 0.01) y)", e20, leaky, 20 },
+	{ "s-elu", "sum(elu(x))", e20, elu, 20 },
+	{ "s-tanh2", "sum(tanh(tanh(x)))", e20, tanh2, 20 },
+	{ "s-erf", "sum(erf(x))", e20, erf1, 20 },
+	{ "s-log1p", "sum(log1p(x x))", e20, log1p1, 20 },
+	{ "s-maximum", "sum(maximum(x, y))", e20, maxim, 20 },
+	{ "s-absd", "sum(|x - y|)", e20, absd, 20 },
+	{ "s-sigmul", "sum(sigmoid(x) y)", e20, sigmul, 20 },
+	{ "s-expm1", "sum(expm1(x / 2))", e20, expm, 20 },
+	{ "s-div", "sum(x / (|y| + 1))", e20, divabs, 20 },
+	{ "s-max0", "sum(max_axis(x, 0)), x (4096,1024)", m4k, max0, 10 },
+	{ "s-sum0", "sum(sum_axis(x, 0)^2), x (4096,1024)", m4k, sum0, 10 },
+	{ "s-mean2", "sum(mean_axis(x, 2)^2), x (64,512,64)", t3, mean2, 10 },
+	{ "s-max2", "sum(max_axis(x, 2)), x (64,512,64)", t3, max2, 10 },
+	{ "s-max1", "sum(max_axis(x, 1)), x (64,512,64)", t3, max1, 10 },
+	{ "s-meanall", "mean(x x), x (4096,1024)", m4k, meanall, 10 },
+	{ "s-mse", "mse(p, t), (512,784)", pt, mse, 30 },
+	{ "s-l1", "l1(p, t), (512,784)", pt, l1, 30 },
+	{ "s-bce", "bce_with_logits(p, t), (512,784), t in [0,1)", pt01, bce, 30 },
+	{ "s-ce-narrow", "cross_entropy of 8192 rows of x (65536,10)", narrow_setup, ce_narrow, 30 },
+	{ "s-lsm-narrow", "sum(log_softmax(x)^2), x (65536,10)", narrow_setup, lsm_sq, 10 },
+	{ "s-lsm-wide", "sum(log_softmax(x)^2), x (16,65536)", wide_setup, lsm_sq, 10 },
+	{ "s-softmax-t", "sum(softmax(x^T)^2), x (1024,1024)", m1k, softmax_t, 10 },
+	{ "s-slice", "sum(x[:, 100:900]^2), x (1024,1024)", m1k, slice1, 20 },
+	{ "s-stack", "sum(stack(x, y, x, y, axis 1)^2), x y (1024,1024)", m1k, stack4, 10 },
+	{ "s-expand", "sum(x expand(y)), x (1024,1024), y (1024)", row_setup, expand1, 20 },
+	{ "s-rowdiv", "sum(tanh(x / (|y| + 1))), x (1024,1024), y (1024,1)", col_setup, rowdiv, 20 },
+	{ "s-nhwc", "sum(permute(x, 0 2 3 1)^2), x (32,64,32,32)", nhwc_setup, nhwc, 5 },
+	{ "s-bmm", "sum(tanh(bmm(a, b))), a b (16,256,256)", bmm_setup, bmm_tanh, 5 },
+	{ "s-bmm-bcast", "sum(tanh(bmm(a, b))), a (64,128,64), b (64,256)", bmmb_setup, bmm_tanh, 10 },
+	{ "s-maxpool", "sum(max_pool2d(x, 2)), x (32,16,64,64)", pool_setup, mpool, 10 },
+	{ "s-maxpool3", "sum(max_pool2d(x, 3, stride 2, pad 1)), x (32,16,64,64)", pool_setup, mpool3, 10 },
+	{ "s-conv1x1", "sum(relu(conv2d(x, w 128x64x1x1))), x (32,64,16,16)", c1_setup, conv1x1, 10 },
+	{ "s-conv3", "sum(relu(conv2d(x, w 64x64x3x3, pad 1))), x (16,64,16,16)", c3_setup, conv3, 5 },
+	{ "s-convdw", "sum(relu(conv2d(x, w 64x1x3x3, pad 1, groups 64))), x (16,64,32,32)",
+	  cdw_setup, convdw, 5 },
+	{ "s-ln-narrow", "sum(tanh(layer_norm(x))), x (4096,64)", lnn_setup, ln_narrow, 20 },
+	{ "s-tiny", "sum(tanh(addmm(a, w, b))), a (32,16), w (16,16)", tiny_setup, tiny, 2000 },
+	{ "s-where", "sum(where(m, x, y y)), m in [0,1)", where_setup, where1, 20 },
+	{ "s-minmax", "sum(minimum(maximum(x, y), 2 x))", e20, minmax, 20 },
+	{ "s-pick", "sum(pick(log_softmax(x), idx)), x (8192,100)", pick_setup, pick, 20 },
+	{ "s-mm", "sum(sigmoid(a @ b)), a (256,512), b (512,256)", mm_setup, mm, 20 },
+	{ "s-powh", "sum((|x| + 1)^1.5)", e20, powh, 20 },
+	{ "s-sincos", "sum(sin(cos(x)))", e20, sincos, 20 },
 };
 enum { NW = sizeof WORKLOADS / sizeof WORKLOADS[0] };
 

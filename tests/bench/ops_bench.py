@@ -3,10 +3,12 @@
 (ops_bench.c) and PyTorch 1.13 eager on the same expressions, forward,
 backward and cleared gradients per step, f32, interleaved in fresh processes
 (tapegrad, PyTorch, [the --before build,] ...), the medians of --reps runs.
-Writes the "ops" section of tests/bench/results.md.
+Writes the "ops" section of tests/bench/results.md; with --sweep, the
+sweep's s- workloads (expressions nobody tuned, run to look for slow paths)
+and its "sweep" section.
 
     ops_bench.py --bin OPS_BENCH [--before OLD_OPS_BENCH] [--reps 3] [--only NAME,..]
-                 [--threads 1] [--no-torch] [--no-save]
+                 [--sweep] [--threads 1] [--no-torch] [--no-save]
     ops_bench.py --torch NAME [--iters N] [--threads T]   (PyTorch's side, one run)
 """
 import argparse
@@ -19,6 +21,103 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import bench  # noqa: E402  (write_results, bench_env, load_avg)
+
+
+def sweep_torch(name, P, R, idx):
+    """PyTorch's side of the sweep (ops_bench.c's s- workloads): fills the
+    parameters P and returns the step's loss function."""
+    import torch
+    import torch.nn.functional as F
+    x = lambda: P["x"]  # noqa: E731
+    y = lambda: P["y"]  # noqa: E731
+    sq = lambda t: t * t  # noqa: E731
+    e20 = lambda: P.update(x=R(1 << 20), y=R(1 << 20))  # noqa: E731
+    if name in ("s-mse", "s-l1", "s-bce"):
+        P["x"] = R(512, 784)
+        t = torch.rand(512, 784) if name == "s-bce" else torch.randn(512, 784)
+        loss = {"s-mse": F.mse_loss, "s-l1": F.l1_loss,
+                "s-bce": F.binary_cross_entropy_with_logits}[name]
+        return lambda: loss(x(), t)
+    if name in ("s-ce-narrow", "s-pick"):
+        k, n = (10, 65536) if name == "s-ce-narrow" else (100, 8192)
+        P["x"] = R(n, k)
+        lab = idx(8192, k)
+        if name == "s-ce-narrow":
+            return lambda: F.cross_entropy(x()[:8192], lab)
+        return lambda: F.log_softmax(x(), -1).gather(1, lab[:, None]).sum()
+    if name == "s-where":
+        e20()
+        m = torch.rand(1 << 20) != 0
+        return lambda: torch.where(m, x(), sq(y())).sum()
+    if name in ("s-conv1x1", "s-conv3", "s-convdw"):
+        xs, ws, b, pad, groups = {
+            "s-conv1x1": ((32, 64, 16, 16), (128, 64, 1, 1), 128, 0, 1),
+            "s-conv3": ((16, 64, 16, 16), (64, 64, 3, 3), 64, 1, 1),
+            "s-convdw": ((16, 64, 32, 32), (64, 1, 3, 3), 64, 1, 64)}[name]
+        P.update(x=R(*xs), y=R(*ws), b=R(b))
+        return lambda: F.relu(F.conv2d(x(), y(), P["b"], padding=pad, groups=groups)).sum()
+    setups = {
+        "s-max0": lambda: P.update(x=R(4096, 1024)), "s-sum0": lambda: P.update(x=R(4096, 1024)),
+        "s-meanall": lambda: P.update(x=R(4096, 1024)),
+        "s-mean2": lambda: P.update(x=R(64, 512, 64)), "s-max2": lambda: P.update(x=R(64, 512, 64)),
+        "s-max1": lambda: P.update(x=R(64, 512, 64)),
+        "s-lsm-narrow": lambda: P.update(x=R(65536, 10)),
+        "s-lsm-wide": lambda: P.update(x=R(16, 65536)),
+        "s-softmax-t": lambda: P.update(x=R(1024, 1024)), "s-slice": lambda: P.update(x=R(1024, 1024)),
+        "s-stack": lambda: P.update(x=R(1024, 1024), y=R(1024, 1024)),
+        "s-expand": lambda: P.update(x=R(1024, 1024), y=R(1024)),
+        "s-rowdiv": lambda: P.update(x=R(1024, 1024), y=R(1024, 1)),
+        "s-nhwc": lambda: P.update(x=R(32, 64, 32, 32)),
+        "s-bmm": lambda: P.update(x=R(16, 256, 256), y=R(16, 256, 256)),
+        "s-bmm-bcast": lambda: P.update(x=R(64, 128, 64), y=R(64, 256)),
+        "s-maxpool": lambda: P.update(x=R(32, 16, 64, 64)),
+        "s-maxpool3": lambda: P.update(x=R(32, 16, 64, 64)),
+        "s-ln-narrow": lambda: P.update(x=R(4096, 64), g=R(64), b=R(64)),
+        "s-tiny": lambda: P.update(x=R(32, 16), y=R(16, 16), b=R(16)),
+        "s-mm": lambda: P.update(x=R(256, 512), y=R(512, 256)),
+    }
+    steps = {
+        "s-logsig": lambda: torch.log(torch.sigmoid(x())).sum(),
+        "s-sqrt": lambda: torch.sqrt(sq(x()) + 1).sum(),
+        "s-leaky": lambda: (F.leaky_relu(x(), 0.01) * y()).sum(),
+        "s-elu": lambda: F.elu(x()).sum(),
+        "s-tanh2": lambda: torch.tanh(torch.tanh(x())).sum(),
+        "s-erf": lambda: torch.erf(x()).sum(),
+        "s-log1p": lambda: torch.log1p(sq(x())).sum(),
+        "s-maximum": lambda: torch.maximum(x(), y()).sum(),
+        "s-absd": lambda: torch.abs(x() - y()).sum(),
+        "s-sigmul": lambda: (torch.sigmoid(x()) * y()).sum(),
+        "s-expm1": lambda: torch.expm1(x() * 0.5).sum(),
+        "s-div": lambda: (x() / (torch.abs(y()) + 1)).sum(),
+        "s-max0": lambda: x().max(0)[0].sum(),
+        "s-sum0": lambda: sq(x().sum(0)).sum(),
+        "s-mean2": lambda: sq(x().mean(2)).sum(),
+        "s-max2": lambda: x().max(2)[0].sum(),
+        "s-max1": lambda: x().max(1)[0].sum(),
+        "s-meanall": lambda: sq(x()).mean(),
+        "s-lsm-narrow": lambda: sq(F.log_softmax(x(), -1)).sum(),
+        "s-lsm-wide": lambda: sq(F.log_softmax(x(), -1)).sum(),
+        "s-softmax-t": lambda: sq(torch.softmax(x().t(), -1)).sum(),
+        "s-slice": lambda: sq(x()[:, 100:900]).sum(),
+        "s-stack": lambda: sq(torch.stack([x(), y(), x(), y()], 1)).sum(),
+        "s-expand": lambda: (x() * y().expand(1024, 1024)).sum(),
+        "s-rowdiv": lambda: torch.tanh(x() / (torch.abs(y()) + 1)).sum(),
+        "s-nhwc": lambda: sq(x().permute(0, 2, 3, 1)).sum(),
+        "s-bmm": lambda: torch.tanh(torch.matmul(x(), y())).sum(),
+        "s-bmm-bcast": lambda: torch.tanh(torch.matmul(x(), y())).sum(),
+        "s-maxpool": lambda: F.max_pool2d(x(), 2, 2).sum(),
+        "s-maxpool3": lambda: F.max_pool2d(x(), 3, 2, 1).sum(),
+        "s-ln-narrow": lambda: torch.tanh(F.layer_norm(x(), (64,), P["g"], P["b"], 1e-5)).sum(),
+        "s-tiny": lambda: torch.tanh(torch.addmm(P["b"], x(), y())).sum(),
+        "s-minmax": lambda: torch.minimum(torch.maximum(x(), y()), x() * 2).sum(),
+        "s-mm": lambda: torch.sigmoid(x() @ y()).sum(),
+        "s-powh": lambda: ((torch.abs(x()) + 1) ** 1.5).sum(),
+        "s-sincos": lambda: torch.sin(torch.cos(x())).sum(),
+    }
+    if name not in steps:
+        sys.exit(f"ops_bench.py: unknown workload {name}")
+    setups.get(name, e20)()
+    return steps[name]
 
 
 def torch_side(name, iters, threads):
@@ -34,7 +133,9 @@ def torch_side(name, iters, threads):
         return torch.tensor([i * 7919 % rng for i in range(n)])
 
     P = {}
-    if name == "o-ce10k":
+    if name.startswith("s-"):
+        f = sweep_torch(name, P, R, idx)
+    elif name == "o-ce10k":
         P["a"] = R(64, 10000); lab = idx(64, 10000)
         f = lambda: F.cross_entropy(P["a"], lab)
     elif name == "o-softmax":
@@ -179,6 +280,8 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--only", help="comma-separated workload names")
+    ap.add_argument("--sweep", action="store_true",
+                    help="the sweep's s- workloads instead of the op table's o- ones")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-save", action="store_true")
     ap.add_argument("--results", default=os.path.join(HERE, "results.md"))
@@ -192,11 +295,13 @@ def main():
     if a.only:
         keep = set(a.only.split(","))
         work = [w for w in work if w[0] in keep]
+    else:
+        work = [w for w in work if w[0].startswith("s-" if a.sweep else "o-")]
     have_torch = not a.no_torch and subprocess.run(
         [a.python, "-c", "import torch"], capture_output=True).returncode == 0
     env = bench.bench_env(a.threads)
     start_load = f"{bench.load_avg():.2f}"
-    print(f"tests/bench --ops: {len(work)} workloads, {a.reps} interleaved runs each, "
+    print(f"tests/bench --ops{' --sweep' if a.sweep else ''}: {len(work)} workloads, {a.reps} interleaved runs each, "
           f"{a.threads} thread(s), load {start_load}")
     rows = []
     for name, what in work:
@@ -243,8 +348,9 @@ def main():
     if geo:
         print(f"geometric mean {geo:.2f}x, minimum {min(ratios):.2f}x")
     if not a.no_save:
-        bench.write_results(a.results, "ops", text)
-        print(f"wrote the ops section of {os.path.relpath(a.results)}")
+        section = "sweep" if a.sweep else "ops"
+        bench.write_results(a.results, section, text)
+        print(f"wrote the {section} section of {os.path.relpath(a.results)}")
 
 
 if __name__ == "__main__":
