@@ -367,9 +367,79 @@ enum { CHUNK = 256 };
 BCE_KERNEL(bce_f64, double)
 BCE_KERNEL(bce_f32, float)
 
+/* bce's plain backward in two passes where its ops made five: sigmoid(x)
+ * (tg_sigmoid, into the logits' own buffer when they take it), then
+ * d logits = (sigmoid(x) - t) s in place and d targets = (-x) s; the ops'
+ * roundings, so the bits of a recorded backward, which keeps the ops. */
+#define BCE_GRAD_KERNEL(name, T)                                                           \
+	TG_HOT_LOOP static void name(const T *X, const T *B, T s, T *G, T *NG, size_t n)    \
+	{                                                                                  \
+		if (G)                                                                     \
+			for (size_t i = 0; i < n; i++)                                     \
+				G[i] = (G[i] - B[i]) * s;                                  \
+		if (NG)                                                                    \
+			for (size_t i = 0; i < n; i++)                                     \
+				NG[i] = -X[i] * s;                                         \
+	}
+
+BCE_GRAD_KERNEL(bce_grad_f64, double)
+BCE_GRAD_KERNEL(bce_grad_f32, float)
+
+typedef struct bce_grad_job {
+	bool f64;
+	const void *X, *B;
+	double s; /* in the dtype already */
+	void *G, *NG;
+} bce_grad_job;
+
+static void bce_grad_part(void *arg, size_t lo, size_t hi)
+{
+	const bce_grad_job *j = arg;
+	size_t es = j->f64 ? sizeof(double) : sizeof(float);
+#define AT(p) ((p) ? (char *)(p) + lo * es : NULL)
+	if (j->f64)
+		bce_grad_f64((const double *)AT(j->X), (const double *)AT(j->B), j->s,
+			     (double *)AT(j->G), (double *)AT(j->NG), hi - lo);
+	else
+		bce_grad_f32((const float *)AT(j->X), (const float *)AT(j->B), (float)j->s,
+			     (float *)AT(j->G), (float *)AT(j->NG), hi - lo);
+#undef AT
+}
+
+/* The logits' gradient, made after TG_NODE_GRAD_INTO has armed their
+ * buffer, and the targets' into *neg when they need one. */
+static tg_tensor *bce_grads(tg_node *n, tg_tensor *dout, tg_tensor **neg)
+{
+	tg_tensor *x = tg_node_input(n, 0), *t = tg_node_input(n, 1);
+	const bool logits = tg_node_needs_grad(n, 0), targets = tg_node_needs_grad(n, 1);
+	tg_tensor *g = logits ? tg_sigmoid(x) : NULL;
+	tg_tensor *ng = targets ? tg_tensor_like(t, "a loss's backward") : NULL;
+	if ((logits && !g) || (targets && !ng))
+		return NULL;
+	const double f = 1.0 / (double)x->numel; /* spread's scalar, as tg_mul_scalar rounds it */
+	const bool f64 = x->dtype == TG_F64;
+	bce_grad_job j = { f64, x->data, t->data,
+			   f64 ? *(const double *)dout->data * f
+			       : (double)(*(const float *)dout->data * (float)f),
+			   g ? g->data : NULL, ng ? ng->data : NULL };
+	tg_parallel_for(x->ctx, x->numel, TG_PAR_MIN, 16, bce_grad_part, &j);
+	*neg = ng;
+	return g;
+}
+
 static void bce_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_tensor *x = tg_node_input(n, 0), *t = tg_node_input(n, 1);
+	if (!x->ctx->grad_enabled) {
+		tg_tensor *neg = NULL;
+		if (tg_node_needs_grad(n, 0))
+			TG_NODE_GRAD_INTO(n, 0, bce_grads(n, dout, &neg));
+		else
+			bce_grads(n, dout, &neg);
+		if (neg)
+			tg_node_grad(n, 1, neg);
+		return;
+	}
 	tg_tensor *s = spread(n, dout, 1.0);
 	if (tg_node_needs_grad(n, 0))
 		tg_node_grad(n, 0, tg_mul(tg_sub(tg_sigmoid(x), t), s));

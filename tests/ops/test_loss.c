@@ -308,6 +308,64 @@ static void one_pass_loss_gradients_have_the_bits_of_the_composed_rules(void **s
 	tg_ctx_free(ctx);
 }
 
+/* bce_with_logits' plain backward makes sigmoid(x) and then both
+ * gradients in one more pass; a recorded one (TG_CREATE_GRAPH) composes
+ * ops. Same bits for logits and targets, at 1 and 2 threads, f32 and f64,
+ * with either or both needing a gradient: 40 000 logits with zeros of both
+ * signs, +-40 and a NaN, targets in [0, 1] with 0 and 1 themselves, an
+ * upstream gradient of 3.7. */
+static void bce_gradients_in_two_passes_have_the_bits_of_the_composed_rule(void **state)
+{
+	(void)state;
+	enum { M = 40000 };
+	tg_ctx *ctx = tg_ctx_new(15);
+	double *a = malloc(M * sizeof *a), *b = malloc(M * sizeof *b);
+	assert_true(a && b);
+	for (int i = 0; i < M; i++) {
+		a[i] = 3 * tg_random_normal(ctx);
+		b[i] = i % 5 == 0 ? (i % 2) : tg_random_uniform(ctx);
+	}
+	a[1] = 0.0, a[2] = -0.0, a[3] = 40, a[4] = -40, a[5] = NAN;
+	const int64_t shape[1] = { M };
+	for (int need = 1; need <= 3; need++) /* 1: logits, 2: targets, 3: both */
+		for (int dti = 0; dti < 2; dti++) {
+			tg_dtype dt = dti ? TG_F32 : TG_F64;
+			size_t bytes = M * (size_t)(dt == TG_F64 ? 8 : 4);
+			void *got[2] = { NULL, NULL };
+			for (int run = 0; run < 3; run++) {
+				tg_set_threads(ctx, run == 1 ? 2 : 1);
+				tg_tensor *p = tg_set_requires_grad(tg_from_f64(ctx, dt, 1, shape, a),
+								    need & 1);
+				tg_tensor *t = tg_set_requires_grad(tg_from_f64(ctx, dt, 1, shape, b),
+								    need & 2);
+				tg_tensor *y = tg_mul_scalar(tg_bce_with_logits(p, t), 3.7);
+				assert_int_equal(tg_backward_ex(y, NULL, run == 2 ? TG_CREATE_GRAPH : 0), 0);
+				assert_ctx_ok(ctx);
+				tg_tensor *g[2] = { need & 1 ? tg_grad(p) : NULL, need & 2 ? tg_grad(t) : NULL };
+				for (int i = 0; i < 2; i++) {
+					if (!g[i])
+						continue;
+					if (!run) {
+						got[i] = malloc(bytes);
+						assert_non_null(got[i]);
+						memcpy(got[i], tg_data(g[i]), bytes);
+					} else if (memcmp(got[i], tg_data(g[i]), bytes)) {
+						fail_msg("bce, %s, need %d: the gradient of %s differs in run "
+							 "%d (1: 2 threads, 2: the composed rule)",
+							 dti ? "f32" : "f64", need, i ? "targets" : "logits",
+							 run);
+					}
+				}
+				tg_reset(ctx);
+			}
+			free(got[0]);
+			free(got[1]);
+		}
+	free(a);
+	free(b);
+	tg_ctx_free(ctx);
+}
+
 /* f32 against f64 on the same random values, every loss. */
 static void f32_losses_agree_with_f64(void **state)
 {
@@ -489,6 +547,7 @@ int main(void)
 		cmocka_unit_test(huber_is_continuous_at_delta),
 		cmocka_unit_test(long_losses_sum_their_terms_to_long_double_accuracy),
 		cmocka_unit_test(one_pass_loss_gradients_have_the_bits_of_the_composed_rules),
+		cmocka_unit_test(bce_gradients_in_two_passes_have_the_bits_of_the_composed_rule),
 		cmocka_unit_test(bce_gives_hand_computed_values_and_gradients),
 		cmocka_unit_test(losses_match_their_formulas_on_random_data_in_f64),
 		cmocka_unit_test(f32_losses_agree_with_f64),
