@@ -92,12 +92,8 @@ static bool bmap_make(int nbig, const int64_t *big, int nsmall, const int64_t *s
 				     T *restrict Y, size_t lo, size_t hi)            \
 	{                                                                            \
 		const int64_t n = m->dim[INNER], s = m->s[INNER];                    \
-		int64_t idx[INNER], off = 0, unused = 0, i0 = (int64_t)lo % n;       \
-		for (int64_t k = INNER - 1, r = (int64_t)lo / n; k >= 0; k--) {      \
-			idx[k] = r % m->dim[k];                                      \
-			r /= m->dim[k];                                              \
-			off += idx[k] * m->s[k];                                     \
-		}                                                                    \
+		int64_t idx[INNER], off, unused, i0 = (int64_t)lo % n;               \
+		tg_rows_seek(INNER, m->dim, (int64_t)lo / n, idx, m->s, &off, m->s, &unused); \
 		Y += lo - (size_t)i0;                                                \
 		for (size_t at = lo; at < hi; Y += n, i0 = 0) {                      \
 			const int64_t i1 = hi - at < (size_t)(n - i0) ? i0 + (int64_t)(hi - at) : n; \

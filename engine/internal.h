@@ -352,6 +352,20 @@ static inline void tg_rows_next(int naxes, const int64_t *dim, int64_t *idx, con
 	}
 }
 
+/* Where tg_rows_next stands at row r: idx, and the offsets *oa and *ob
+ * from 0, for a part of a split loop that starts at row r. */
+static inline void tg_rows_seek(int naxes, const int64_t *dim, int64_t r, int64_t *idx,
+				const int64_t *sa, int64_t *oa, const int64_t *sb, int64_t *ob)
+{
+	*oa = *ob = 0;
+	for (int k = naxes - 1; k >= 0; k--) {
+		idx[k] = r % dim[k];
+		r /= dim[k];
+		*oa += idx[k] * sa[k];
+		*ob += idx[k] * sb[k];
+	}
+}
+
 /* ---- summing runs in double ------------------------------------------------------ */
 /* A run (one row, one whole block) is summed in eight interleaved partial
  * sums, not one chain of dependent additions (an addition's latency per

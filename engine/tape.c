@@ -308,7 +308,6 @@ const tg_node *tg_producer(const tg_tensor *t)
 
 /* ---- gradients ------------------------------------------------------------------- */
 
-TG_HOT_LOOP
 static void add_into(tg_tensor *dst, const tg_tensor *src)
 {
 	tg_add_arrays(dst->ctx, dst->dtype, dst->data, src->data, dst->data, dst->numel);

@@ -39,12 +39,14 @@ bool tg_broadcast(const tg_tensor *a, const tg_tensor *b, tg_bcast *bc)
 	return true;
 }
 
-/* Checks a and b and makes the output. Equal shapes need no broadcast map
- * (*flat set); otherwise bc gets it. NULL after recording why. */
 /* How a binary kernel walks its inputs: a broadcast (tg_bcast's rows), or
  * one shape, elementwise, with a uniform input (tg_is_uniform: a sum's
  * expanded gradient) read as its one value. */
 enum { BROADCAST, FLAT, FLAT_A1, FLAT_B1 };
+
+/* Checks a and b and makes the output. Equal shapes need no broadcast map
+ * (*flat set to a FLAT walk); otherwise bc gets it. NULL after recording
+ * why. */
 
 static tg_tensor *binary_out(const char *who, tg_tensor *a, tg_tensor *b, tg_bcast *bc,
 			     int *flat)
@@ -67,27 +69,13 @@ static tg_tensor *binary_out(const char *who, tg_tensor *a, tg_tensor *b, tg_bca
 	return tg_tensor_new(ctx, who, a->dtype, bc->ndim, bc->shape);
 }
 
-/* The offsets in A and B (strides sa, sb) of row r of the padded shape dim,
- * and its index over the axes [0, naxes), for tg_rows_next to go on from. */
-static void rows_seek(int naxes, const int64_t *dim, int64_t r, int64_t *idx, const int64_t *sa,
-		      int64_t *oa, const int64_t *sb, int64_t *ob)
-{
-	*oa = *ob = 0;
-	for (int k = naxes - 1; k >= 0; k--) {
-		idx[k] = r % dim[k];
-		r /= dim[k];
-		*oa += idx[k] * sa[k];
-		*ob += idx[k] * sb[k];
-	}
-}
-
 /* The rows [r0, r1) of a broadcast: the body (...) runs once per row of the
  * innermost axis with pa, pb at the row's first elements of A and B and Y
  * at the output's; tg_rows_next walks the outer axes, any number of them. */
 #define BINARY_ROWS(T, ...)                                                             \
 	do {                                                                            \
 		int64_t idx[L], oa, ob;                                                 \
-		rows_seek(L, bc->dim, r0, idx, bc->sa, &oa, bc->sb, &ob);               \
+		tg_rows_seek(L, bc->dim, r0, idx, bc->sa, &oa, bc->sb, &ob);            \
 		Y += r0 * m;                                                            \
 		for (int64_t r = r0; r < r1; r++, Y += m) {                             \
 			const T *restrict pa = A + oa, *restrict pb = B + ob;           \

@@ -93,6 +93,15 @@ static tg_tensor *spread(const tg_node *n, tg_tensor *dout, double c)
 	return tg_mul_scalar(dout, c / (double)tg_node_input(n, 0)->numel);
 }
 
+/* spread's scalar dout c / n as a value of the dtype, rounded as
+ * tg_mul_scalar rounds it: for the one-pass gradients. */
+static double spread_scalar(const tg_node *n, const tg_tensor *dout, double c)
+{
+	const double f = c / (double)tg_node_input(n, 0)->numel;
+	return dout->dtype == TG_F64 ? *(const double *)dout->data * f
+				     : (double)(*(const float *)dout->data * (float)f);
+}
+
 /* Hands pred the gradient g and target -g. */
 static void to_both(tg_node *n, tg_tensor *g)
 {
@@ -225,11 +234,7 @@ static tg_tensor *loss_grad(tg_node *n, tg_tensor *dout, grad_kind k, double c, 
 	tg_tensor *ng = g && target ? tg_tensor_like(b, who) : NULL;
 	if (!g || (target && !ng))
 		return NULL;
-	const double f = c / (double)a->numel; /* spread's scalar, as tg_mul_scalar rounds it */
-	const bool f64 = a->dtype == TG_F64;
-	loss_grad_job j = { k, f64, a->data, b->data,
-			    f64 ? *(const double *)dout->data * f
-				: (double)(*(const float *)dout->data * (float)f),
+	loss_grad_job j = { k, a->dtype == TG_F64, a->data, b->data, spread_scalar(n, dout, c),
 			    p, g->data, ng ? ng->data : NULL };
 	tg_parallel_for(a->ctx, a->numel, TG_PAR_MIN, 16, loss_grad_part, &j);
 	*neg = ng;
@@ -416,11 +421,7 @@ static tg_tensor *bce_grads(tg_node *n, tg_tensor *dout, tg_tensor **neg)
 	tg_tensor *ng = targets ? tg_tensor_like(t, "a loss's backward") : NULL;
 	if ((logits && !g) || (targets && !ng))
 		return NULL;
-	const double f = 1.0 / (double)x->numel; /* spread's scalar, as tg_mul_scalar rounds it */
-	const bool f64 = x->dtype == TG_F64;
-	bce_grad_job j = { f64, x->data, t->data,
-			   f64 ? *(const double *)dout->data * f
-			       : (double)(*(const float *)dout->data * (float)f),
+	bce_grad_job j = { x->dtype == TG_F64, x->data, t->data, spread_scalar(n, dout, 1.0),
 			   g ? g->data : NULL, ng ? ng->data : NULL };
 	tg_parallel_for(x->ctx, x->numel, TG_PAR_MIN, 16, bce_grad_part, &j);
 	*neg = ng;

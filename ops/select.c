@@ -62,12 +62,18 @@ MASK_KERNEL(mask_f32, float)
 MASK_KERNEL(mask_i32, int32_t)
 MASK_KERNEL(mask_i64, int64_t)
 
+typedef struct mask_job {
+	const tg_tensor *mask;
+	unsigned char *M;
+} mask_job;
+
 /* M[lo, hi) = mask != 0, one byte each, from a mask of any dtype; a part of
  * tg_parallel_for over the mask's elements */
 static void mask_part(void *arg, size_t lo, size_t hi)
 {
-	const tg_tensor *mask = ((void **)arg)[0];
-	unsigned char *M = (unsigned char *)((void **)arg)[1] + lo;
+	const mask_job *j = arg;
+	const tg_tensor *mask = j->mask;
+	unsigned char *M = j->M + lo;
 	size_t n = hi - lo;
 	switch (mask->dtype) {
 	case TG_F64:
@@ -87,8 +93,8 @@ static void mask_part(void *arg, size_t lo, size_t hi)
 
 static void mask_bytes(const tg_tensor *mask, unsigned char *M)
 {
-	void *arg[2] = { (void *)mask, M };
-	tg_parallel_for(mask->ctx, mask->numel, TG_PAR_MIN, 64, mask_part, arg);
+	mask_job j = { mask, M };
+	tg_parallel_for(mask->ctx, mask->numel, TG_PAR_MIN, 64, mask_part, &j);
 }
 
 /* Y = M ? A : B along the rows [r0, r1) of bc's innermost axis; M, A, B
@@ -102,14 +108,9 @@ static void mask_bytes(const tg_tensor *mask, unsigned char *M)
 		const int64_t m = bc->dim[L];                                          \
 		const int64_t sm = bc->s[0][L], sa = bc->s[1][L], sb = bc->s[2][L];    \
 		int64_t im[L], iab[L]; /* mask's walk; a's and b's */                  \
-		int64_t om = 0, oa = 0, ob = 0, unused = 0;                            \
-		for (int64_t k = L - 1, r = r0; k >= 0; k--) {                         \
-			im[k] = iab[k] = r % bc->dim[k];                               \
-			r /= bc->dim[k];                                               \
-			om += im[k] * bc->s[0][k];                                     \
-			oa += im[k] * bc->s[1][k];                                     \
-			ob += im[k] * bc->s[2][k];                                     \
-		}                                                                      \
+		int64_t om, oa, ob, unused;                                            \
+		tg_rows_seek(L, bc->dim, r0, im, bc->s[0], &om, bc->s[0], &unused);    \
+		tg_rows_seek(L, bc->dim, r0, iab, bc->s[1], &oa, bc->s[2], &ob);       \
 		Y += r0 * m;                                                           \
 		for (int64_t r = r0; r < r1; r++, Y += m) {                            \
 			const unsigned char *Mr = M + om;                              \

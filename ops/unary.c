@@ -160,6 +160,8 @@ enum { CHUNK = 256 };
 #define CALL_EXPM1(S) tg_vmath_expm1_##S(e, e, m);
 #define CALL_ERFC(S) tg_vmath_erfc_##S(e, e, m);
 #define CALL_EXP_LOG1P(S) tg_vmath_exp_##S(e, e, m); tg_vmath_log1p_##S(e, e, m);
+#define CALL_COS(S) tg_vmath_cos_##S(e, e, m);
+#define CALL_SIN(S) tg_vmath_sin_##S(e, e, m);
 
 /* ---- a rule's plain backward in one pass ---------------------------------------- */
 /* Rules whose ops make two or more passes (sqrt, abs, log1p, expm1, sin, cos,
@@ -790,8 +792,6 @@ tg_tensor *tg_expm1(tg_tensor *x) { return UNARY(&expm1_op, "tg_expm1", x, expm1
 
 VMATH_KERNEL(sin)
 
-#define CALL_COS(S) tg_vmath_cos_##S(e, e, m);
-#define CALL_SIN(S) tg_vmath_sin_##S(e, e, m);
 GRAD_CHUNKED(sin, t, CALL_COS, d * ei)
 
 static void sin_backward(tg_node *n, tg_tensor *dout)
