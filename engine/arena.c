@@ -38,11 +38,16 @@ static tg_block *block_new(tg_ctx *ctx, size_t need)
 		size = ctx->arena.cur->size * 2;
 	if (size < need)
 		size = need;
-	tg_block *b = ctx->alloc.alloc(align_up(sizeof *b) + size, ctx->alloc.user);
-	if (!b)
+	/* room to align the block to a line inside what the allocator gives */
+	char *raw = size <= SIZE_MAX - TG_BLOCK_HEAD - TG_LINE
+			    ? ctx->alloc.alloc(TG_BLOCK_HEAD + size + TG_LINE - 1, ctx->alloc.user)
+			    : NULL;
+	if (!raw)
 		return tg_fail(ctx, TG_ENOMEM, "out of memory growing the step arena by %zu bytes",
 			       size);
+	tg_block *b = (tg_block *)(void *)(raw + (-(uintptr_t)raw & (TG_LINE - 1)));
 	b->next = NULL;
+	b->raw = raw;
 	b->size = size;
 	b->used = 0;
 	ctx->arena.reserved += size;
@@ -54,19 +59,23 @@ static tg_block *block_new(tg_ctx *ctx, size_t need)
 void *tg_arena_grow(tg_ctx *ctx, size_t size)
 {
 	tg_arena *a = &ctx->arena;
-	size = align_up(size ? size : 1);
-	if (a->limit && a->used + size > a->limit)
-		return tg_fail(ctx, TG_ENOMEM,
-			       "step arena limit of %zu bytes reached (%zu in use, %zu more wanted)",
-			       a->limit, a->used, size);
+	size_t want = size ? size : 1;
+	size = align_up(want);
 	tg_block *b = a->cur;
-	while (b && b->used + size > b->size) {
+	while (b && b->used + tg_arena_pad(b->used, want) + size > b->size) {
 		if (!b->next)
 			break;
 		b = b->next;
 		b->used = 0;
 	}
-	if (!b || b->used + size > b->size) {
+	/* a new block starts on a line: no pad there */
+	bool fits = b && b->used + tg_arena_pad(b->used, want) + size <= b->size;
+	size_t pad = fits ? tg_arena_pad(b->used, want) : 0;
+	if (a->limit && a->used + pad + size > a->limit)
+		return tg_fail(ctx, TG_ENOMEM,
+			       "step arena limit of %zu bytes reached (%zu in use, %zu more wanted)",
+			       a->limit, a->used, pad + size);
+	if (!fits) {
 		tg_block *nb = block_new(ctx, size);
 		if (!nb)
 			return NULL;
@@ -77,9 +86,9 @@ void *tg_arena_grow(tg_ctx *ctx, size_t size)
 		b = nb;
 	}
 	a->cur = b;
-	void *p = block_base(b) + b->used;
-	b->used += size;
-	a->used += size;
+	void *p = block_base(b) + b->used + pad;
+	b->used += pad + size;
+	a->used += pad + size;
 	return p;
 }
 
@@ -105,7 +114,7 @@ void tg_arena_free(tg_ctx *ctx)
 	tg_block *b = ctx->arena.head;
 	while (b) {
 		tg_block *next = b->next;
-		ctx->alloc.free(b, ctx->alloc.user);
+		ctx->alloc.free(b->raw, ctx->alloc.user);
 		b = next;
 	}
 	memset(&ctx->arena, 0, sizeof ctx->arena);

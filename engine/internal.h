@@ -17,6 +17,7 @@
  * across resets, so steady-state steps allocate nothing. */
 typedef struct tg_block {
 	struct tg_block *next;
+	void *raw; /* what the allocator returned: the block is aligned inside it */
 	size_t size;  /* usable bytes after the header */
 	size_t used;
 } tg_block;
@@ -188,7 +189,17 @@ TG_SLOW tg_tensor *tg_arena_next_slot(tg_ctx *ctx);     /* tg_arena_header's */
  * failure paths only. */
 TG_SLOW tg_ctx *tg_arena_owner(const void *p);
 
-enum { TG_ARENA_ALIGN = 16, TG_BLOCK_HEAD = (sizeof(tg_block) + 15) & ~15 };
+/* Allocations are 16-byte aligned, and those of TG_LINE_MIN bytes or more
+ * start on a cache line (blocks and their bases are aligned to TG_LINE):
+ * rows of a tensor whose row length is a multiple of a line then start on
+ * lines too, which a transpose past the cache needs (ops/transpose.c). */
+enum { TG_ARENA_ALIGN = 16, TG_LINE = 64, TG_LINE_MIN = 512, TG_BLOCK_HEAD = TG_LINE };
+
+/* Bytes to skip at offset used of a block before size bytes. */
+static inline size_t tg_arena_pad(size_t used, size_t size)
+{
+	return size >= TG_LINE_MIN ? -used & (TG_LINE - 1) : 0;
+}
 
 /* Every op allocates, so the common cases are inline and call nothing: the
  * _fast forms return NULL where the full form would take its slow path. */
@@ -198,16 +209,19 @@ static inline void *tg_arena_alloc_fast(tg_ctx *ctx, size_t size)
 {
 	tg_arena *a = &ctx->arena;
 	tg_block *b = a->cur;
-	size_t n = (size + TG_ARENA_ALIGN - 1) & ~(size_t)(TG_ARENA_ALIGN - 1);
-	if (!b || a->limit || n - 1 >= b->size - b->used)
+	if (!b || a->limit)
 		return NULL;
-	void *p = (char *)b + TG_BLOCK_HEAD + b->used;
+	size_t pad = tg_arena_pad(b->used, size);
+	size_t n = pad + ((size + TG_ARENA_ALIGN - 1) & ~(size_t)(TG_ARENA_ALIGN - 1));
+	if (n - 1 >= b->size - b->used)
+		return NULL;
+	void *p = (char *)b + TG_BLOCK_HEAD + b->used + pad;
 	b->used += n;
 	a->used += n;
 	return p;
 }
 
-/* Step memory, 16-byte aligned. */
+/* Step memory, 16-byte aligned (a line from TG_LINE_MIN bytes on). */
 static inline void *tg_arena_alloc(tg_ctx *ctx, size_t size)
 {
 	void *p = tg_arena_alloc_fast(ctx, size);

@@ -443,7 +443,9 @@ static tg_tensor *keep(tg_tensor *t, const char *who, bool requires_grad)
 		return index_grad_refused(who, t);
 	size_t head = (sizeof(tg_tensor) + 15) & ~(size_t)15;
 	size_t bytes = t->numel * tg_dtype_size(t->dtype);
-	tg_tensor *p = tg_ctx_alloc(ctx, head + bytes);
+	/* data of TG_LINE_MIN bytes or more starts on a line, as in the arena */
+	size_t slack = bytes >= TG_LINE_MIN ? TG_LINE - 1 : 0;
+	tg_tensor *p = tg_ctx_alloc(ctx, head + slack + bytes);
 	if (!p)
 		return NULL;
 	*p = (tg_tensor){ 0 };
@@ -454,6 +456,8 @@ static tg_tensor *keep(tg_tensor *t, const char *who, bool requires_grad)
 	memcpy(p->shape, t->shape, (size_t)t->ndim * sizeof *p->shape);
 	p->numel = t->numel;
 	p->data = (char *)p + head;
+	if (slack)
+		p->data = (char *)p->data + (-(uintptr_t)p->data & (TG_LINE - 1));
 	memcpy(p->data, t->data, bytes);
 	p->persistent = true;
 	p->requires_grad = requires_grad;

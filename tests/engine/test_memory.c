@@ -101,6 +101,56 @@ static void a_failed_allocation_is_enomem_and_the_context_recovers(void **state)
 	}
 }
 
+/* An allocator whose blocks start 8 bytes past a 16-byte boundary: the
+ * least any allocator may give for doubles. */
+static void *off8_alloc(size_t size, void *user)
+{
+	(void)user;
+	char *p = malloc(size + 16);
+	return p ? p + 8 : NULL;
+}
+
+static void off8_free(void *ptr, void *user)
+{
+	(void)user;
+	if (ptr)
+		free((char *)ptr - 8);
+}
+
+static bool on_a_line(const tg_tensor *t) { return (uintptr_t)tg_data(t) % 64 == 0; }
+
+/* Step tensors and parameters of 512 bytes or more start on a cache line,
+ * whatever came before them and whatever the allocator's alignment, in the
+ * first block and in those chained after it; smaller ones are packed. */
+static void large_tensors_start_on_a_cache_line(void **state)
+{
+	(void)state;
+	tg_allocator off8 = { off8_alloc, off8_free, NULL };
+	for (int with = 0; with < 2; with++) {
+		tg_ctx *ctx = with ? tg_ctx_new_with(1, &off8) : tg_ctx_new(1);
+		assert_non_null(ctx);
+		for (int i = 1; i <= 40; i++) {
+			tg_tensor *small = tg_zeros(ctx, TG_F32, SHAPE(i));
+			tg_tensor *big = tg_zeros(ctx, TG_F32, SHAPE(128 + 37 * i));
+			tg_tensor *huge = tg_zeros(ctx, TG_F64, SHAPE(9000 * i + 3));
+			tg_tensor *param = tg_param(tg_zeros(ctx, TG_F64, SHAPE(64 + i)));
+			assert_true(small && big && huge && param);
+			if (!on_a_line(big) || !on_a_line(huge) || !on_a_line(param))
+				fail_msg("step %d: tensors of %zu, %zu and %zu bytes at offsets %u, %u, %u",
+					 i, tg_numel(big) * 4, tg_numel(huge) * 8, tg_numel(param) * 8,
+					 (unsigned)((uintptr_t)tg_data(big) % 64),
+					 (unsigned)((uintptr_t)tg_data(huge) % 64),
+					 (unsigned)((uintptr_t)tg_data(param) % 64));
+		}
+		assert_true(tg_arena_used(ctx) > (1u << 20)); /* past the first block */
+		/* small tensors are packed in 16-byte steps: 20 bytes take 32 */
+		tg_tensor *a = tg_zeros(ctx, TG_F32, SHAPE(5)), *b = tg_zeros(ctx, TG_F32, SHAPE(5));
+		assert_int_equal((char *)tg_data(b) - (char *)tg_data(a), 32);
+		assert_ctx_ok(ctx);
+		tg_ctx_free(ctx);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -108,6 +158,7 @@ int main(void)
 		cmocka_unit_test(the_arena_grows_past_its_first_block_and_reports_its_high_water),
 		cmocka_unit_test(the_arena_limit_turns_exhaustion_into_enomem),
 		cmocka_unit_test(a_failed_allocation_is_enomem_and_the_context_recovers),
+		cmocka_unit_test(large_tensors_start_on_a_cache_line),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
