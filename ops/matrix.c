@@ -435,7 +435,7 @@ tg_tensor *tg_transpose(tg_tensor *x)
 	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, 2, (int64_t[]){ M, N });
 	if (!out)
 		return NULL;
-	tg_transpose_tiles(tg_dtype_size(x->dtype), x->data, out->data, N, M, M, N);
+	tg_permute_data(x, (const int[]){ 1, 0 }, out);
 	return tg_op_end(&transpose_op, out, 1, &x, NULL, 0, NULL);
 }
 

@@ -51,107 +51,8 @@ static view view_of(int ndim, const int64_t *shape, int axis)
 }
 
 /* ---- permute: out axis j is x's axis perm[j]; dx = permute(dout, perm^-1) ---- */
-/* The permutation is simplified first: axes of size 1 are dropped, and two
- * axes that are neighbours in both x and out, in the same order, are merged.
- * What remains is either a copy of contiguous runs (x's last axis stays
- * last: (B,N,M) -> (N,B,M)) or, for each index of the other axes, a tiled 2-D
- * transpose between x's last axis and out's last axis ((N,M) -> (M,N),
- * (B,N,M) -> (B,M,N)). The node keeps perm (TG_MAX_DIMS ints) as aux. */
-
-typedef struct plan {
-	int k;                   /* axes left, in x's order */
-	int64_t n[TG_MAX_DIMS];  /* sizes */
-	int64_t sx[TG_MAX_DIMS]; /* element strides in x */
-	int64_t sy[TG_MAX_DIMS]; /* element strides in out */
-} plan;
-
-static plan plan_of(const tg_tensor *x, const int *perm)
-{
-	int64_t sx[TG_MAX_DIMS], sy[TG_MAX_DIMS];
-	int64_t s = 1;
-	for (int i = x->ndim - 1; i >= 0; i--) {
-		sx[i] = s;
-		s *= x->shape[i];
-	}
-	s = 1;
-	for (int j = x->ndim - 1; j >= 0; j--) {
-		sy[perm[j]] = s;
-		s *= x->shape[perm[j]];
-	}
-	plan p = { 0 };
-	for (int i = 0; i < x->ndim; i++) {
-		if (x->shape[i] == 1)
-			continue;
-		int k = p.k;
-		if (k > 0 && p.sx[k - 1] == x->shape[i] * sx[i] &&
-		    p.sy[k - 1] == x->shape[i] * sy[i]) {
-			p.n[k - 1] *= x->shape[i]; /* contiguous in both: one axis */
-			p.sx[k - 1] = sx[i];
-			p.sy[k - 1] = sy[i];
-			continue;
-		}
-		p.n[k] = x->shape[i];
-		p.sx[k] = sx[i];
-		p.sy[k] = sy[i];
-		p.k++;
-	}
-	return p;
-}
-
-/* Calls body(xo, yo) for every index of the axes ax[0..m) of p, xo and yo
- * the element offsets of that index in x and out. */
-#define FOR_EACH_INDEX(p, ax, m, xo, yo, body)                                       \
-	do {                                                                         \
-		int64_t cnt_[TG_MAX_DIMS] = { 0 }, xo = 0, yo = 0;                   \
-		for (;;) {                                                           \
-			body;                                                        \
-			int d_ = (m) - 1;                                            \
-			for (; d_ >= 0; d_--) {                                      \
-				int a_ = (ax)[d_];                                   \
-				xo += (p)->sx[a_];                                   \
-				yo += (p)->sy[a_];                                   \
-				if (++cnt_[d_] < (p)->n[a_])                         \
-					break;                                       \
-				xo -= (p)->sx[a_] * (p)->n[a_];                      \
-				yo -= (p)->sy[a_] * (p)->n[a_];                      \
-				cnt_[d_] = 0;                                        \
-			}                                                            \
-			if (d_ < 0)                                                  \
-				break;                                               \
-		}                                                                    \
-	} while (0)
-
-/* Either memcpy of runs or, for each index of the other axes, a transpose
- * between x's last axis A and out's last axis B. */
-#define PERMUTE_KERNEL(name, T)                                                      \
-	static void name(const plan *p, const T *X, T *Y)                            \
-	{                                                                            \
-		int ax[TG_MAX_DIMS], m = 0;                                          \
-		const int A = p->k - 1; /* x's last axis: stride 1 in x */           \
-		if (p->k == 0) {                                                     \
-			Y[0] = X[0];                                                 \
-			return;                                                      \
-		}                                                                    \
-		if (p->sy[A] == 1) { /* last stays last: runs of n[A] */             \
-			const size_t run = (size_t)p->n[A] * sizeof(T);              \
-			for (int i = 0; i < A; i++)                                  \
-				ax[m++] = i;                                         \
-			FOR_EACH_INDEX(p, ax, m, xo, yo, memcpy(Y + yo, X + xo, run)); \
-			return;                                                      \
-		}                                                                    \
-		int B = 0; /* out's last axis: stride 1 in out */                    \
-		while (p->sy[B] != 1)                                                \
-			B++;                                                         \
-		for (int i = 0; i < A; i++)                                          \
-			if (i != B)                                                  \
-				ax[m++] = i;                                         \
-		FOR_EACH_INDEX(p, ax, m, xo, yo,                                     \
-			       tg_transpose_tiles(sizeof(T), X + xo, Y + yo, p->n[B], \
-						  p->n[A], p->sx[B], p->sy[A]));     \
-	}
-
-PERMUTE_KERNEL(permute_8, uint64_t)
-PERMUTE_KERNEL(permute_4, uint32_t)
+/* The copy is transpose.c's. The node keeps perm (TG_MAX_DIMS ints) as
+ * aux. */
 
 static tg_tensor *permute(tg_tensor *x, const int *perm);
 
@@ -181,11 +82,7 @@ static tg_tensor *permute(tg_tensor *x, const int *perm)
 	tg_tensor *out = saved ? tg_tensor_new(ctx, who, x->dtype, x->ndim, shape) : NULL;
 	if (!out)
 		return NULL;
-	plan p = plan_of(x, perm);
-	if (tg_dtype_size(x->dtype) == 8)
-		permute_8(&p, x->data, out->data);
-	else
-		permute_4(&p, x->data, out->data);
+	tg_permute_data(x, perm, out);
 	return tg_op_end(&permute_op, out, 1, &x, NULL, 0, saved);
 }
 

@@ -856,6 +856,41 @@ static void copies_split_across_threads_take_each_element_from_its_source(void *
 		}
 }
 
+/* Permutes large enough to be split across threads (by runs, by indices,
+ * by column strips of one transpose) and, from 1 MiB on, written past the
+ * cache; each with the tensors at every 16-byte offset from a cache line,
+ * so that the AVX-512 blocks' grid is shifted every way. */
+static void permutes_split_and_streamed_match_a_naive_loop(void **state)
+{
+	(void)state;
+	for (int threads = 1; threads <= 3; threads++)
+		for (int shift = 1; shift <= 4; shift++) {
+			tg_ctx *ctx = tg_ctx_new(3);
+			assert_non_null(ctx);
+			tg_set_threads(ctx, threads);
+			/* a step tensor of 4 * shift + 1 floats moves the next ones
+			 * by 16 bytes more each time */
+#define AT_SHIFT() tg_zeros(ctx, TG_F32, SHAPE(4 * shift + 1))
+			AT_SHIFT();
+			check_permute(ctx, TG_F32, SHAPE(512, 768), (int[]){ 1, 0 });
+			AT_SHIFT();
+			check_permute(ctx, TG_F64, SHAPE(256, 384), (int[]){ 1, 0 });
+			AT_SHIFT();
+			check_permute(ctx, TG_F32, SHAPE(2, 256, 640), (int[]){ 0, 2, 1 });
+			AT_SHIFT();
+			check_permute(ctx, TG_F64, SHAPE(2, 40, 256, 16), (int[]){ 0, 3, 2, 1 });
+			AT_SHIFT();
+			check_permute(ctx, TG_F32, SHAPE(700, 1000), (int[]){ 1, 0 });
+			AT_SHIFT();
+			check_permute(ctx, TG_F32, SHAPE(8, 64, 33, 32), (int[]){ 0, 2, 3, 1 });
+			AT_SHIFT();
+			check_permute(ctx, TG_F64, SHAPE(300, 50, 40), (int[]){ 1, 0, 2 });
+#undef AT_SHIFT
+			assert_true(tg_ok(ctx));
+			tg_ctx_free(ctx);
+		}
+}
+
 /* ---- bmm ------------------------------------------------------------------------ */
 
 /* C (N,M) = A (N,K) @ B (K,M), each addressed with its own row stride. */
@@ -1184,6 +1219,7 @@ int main(void)
 		T(split_then_concat_is_the_identity_forward_and_backward),
 		T(split_rejects_parts_that_do_not_fit),
 		T(copies_split_across_threads_take_each_element_from_its_source),
+		T(permutes_split_and_streamed_match_a_naive_loop),
 		T(bmm_f64_matches_a_naive_loop),
 		T(bmm_f32_matches_a_naive_loop),
 		T(bmm_broadcasts_batch_axes_like_per_item_matmul),
