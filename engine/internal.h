@@ -173,6 +173,10 @@ struct tg_ctx {
 enum { TG_GRAD_INTO_MIN = 512 };
 void tg_grad_dest_arm(tg_node *n, int i);
 void tg_node_grad_into(tg_node *n, int i, tg_tensor *dx); /* disarms, then tg_node_grad */
+/* True when input i has taken no gradient yet in this backward (or the
+ * walk drops its gradient): the next tg_node_grad is kept as it is, not
+ * added to an earlier one. */
+bool tg_node_grad_first(const tg_node *n, int i);
 
 /* ---- memory --------------------------------------------------------------- */
 

@@ -335,19 +335,23 @@ typedef struct tg_walk {
 	tg_node *touched;      /* nodes given a walk_grad, chained by walk_next */
 } tg_walk;
 
+/* Where the walk keeps x's gradient; NULL for a leaf it drops. */
+static tg_tensor **walk_slot(tg_walk *w, const tg_tensor *x)
+{
+	if (x->node)
+		return &x->node->walk_grad;
+	for (int i = 0; i < w->nin; i++)
+		if (w->in[i] == x)
+			return &w->leaf_grad[i];
+	return NULL;
+}
+
 static void walk_accumulate(tg_walk *w, tg_tensor *x, tg_tensor *g)
 {
-	tg_tensor **slot = NULL;
-	if (x->node) {
-		slot = &x->node->walk_grad;
-		if (!*slot) {
-			x->node->walk_next = w->touched;
-			w->touched = x->node;
-		}
-	} else {
-		for (int i = 0; i < w->nin && !slot; i++)
-			if (w->in[i] == x)
-				slot = &w->leaf_grad[i];
+	tg_tensor **slot = walk_slot(w, x);
+	if (x->node && !*slot) {
+		x->node->walk_next = w->touched;
+		w->touched = x->node;
 	}
 	tg_tensor *sum = !slot ? NULL : *slot ? tg_accumulate(*slot, g) : g;
 	if (sum)
@@ -396,6 +400,16 @@ tg_tensor *tg_node_grad_buffer(tg_node *n, int i)
 	if (x->node || x->grad || ctx->walk || ctx->grad_enabled || ctx->anomaly)
 		return NULL;
 	return grad_buffer(x);
+}
+
+bool tg_node_grad_first(const tg_node *n, int i)
+{
+	const tg_tensor *x = n->in[i];
+	if (x->ctx->walk) {
+		tg_tensor **slot = walk_slot(x->ctx->walk, x);
+		return !slot || !*slot;
+	}
+	return !x->grad;
 }
 
 void tg_grad_dest_arm(tg_node *n, int i)

@@ -274,10 +274,24 @@ BINARY_KERNEL(mul, x * y)
 
 /* x * x: one product dout x serves both edges, the second adding it to
  * the first as a second product would (p + p, the same bits), where two
- * products made a pass more. */
+ * products made a pass more. When x has no gradient yet, a plain backward
+ * makes p + p in the product's own pass: doubling is exact, so the bits
+ * are those of the two edges (an earlier gradient g would instead give
+ * (g + p) + p, not g + (p + p)). Only from TG_GRAD_INTO_MIN elements on,
+ * where a graph export shows the edges' gradients by shape alone: a small
+ * x's two edges keep their own p each. */
+BINARY_KERNEL(twice_product, (x * y) + (x * y))
+
 static void mul_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_tensor *a = tg_node_input(n, 0), *b = tg_node_input(n, 1);
+	if (a == b && a->numel >= TG_GRAD_INTO_MIN && !a->ctx->grad_enabled &&
+	    tg_node_grad_first(n, 0)) {
+		static const tg_op twice_op = { .name = "twice_product", .backward = NULL };
+		TG_NODE_GRAD_INTO(n, 0, twice_product_forward(&twice_op, "tg_mul backward", dout, a));
+		n->in_grad[1] = n->in_grad[0];
+		return;
+	}
 	if (a == b) {
 		tg_tensor *g = NULL;
 		TG_NODE_GRAD_INTO(n, 0, (g = tg_mul(dout, a)));

@@ -1309,7 +1309,8 @@ static void div_gradients_in_one_pass_have_the_bits_of_the_ops(void **state)
  * a tensor's gradients add up in the order the walk reaches them, split
  * across the threads from 32768 elements: for w (x x) + v x the gradient
  * is ((v + p) + p), p = w x rounded in the dtype, whether x is a leaf or
- * an intermediate, on 1 and 2 threads. */
+ * an intermediate, on 1 and 2 threads, with w a tensor or 1 (sum's
+ * uniform gradient), through tg_backward and through tg_grad_of. */
 static void a_square_adds_its_product_twice_after_earlier_gradients(void **state)
 {
 	(void)state;
@@ -1324,41 +1325,50 @@ static void a_square_adds_its_product_twice_after_earlier_gradients(void **state
 		v[i] = (i % 3 - 1) * 1e-3 * (i % 17) + 1.0 / 3.0;
 	}
 	static const int sizes[] = { N, 100 };
-	/* threads 1, 2; f32, f64; a leaf or an intermediate; with v x or not; two sizes */
-	for (int c = 0; c < 2 * 2 * 2 * 2 * 2; c++) {
+	/* threads 1, 2; f32, f64; a leaf or an intermediate; with v x or not;
+	 * two sizes; w x x, 1 x x, or w x x through tg_grad_of */
+	for (int c = 0; c < 2 * 2 * 2 * 2 * 2 * 3; c++) {
 		int threads = 1 + c % 2;
 		tg_dtype dt = c / 2 % 2 ? TG_F64 : TG_F32;
 		bool inner = c / 4 % 2, with_v = c / 8 % 2;
-		int64_t n = sizes[c / 16];
+		int64_t n = sizes[c / 16 % 2];
+		int how = c / 32; /* 0: w, backward; 1: no w, backward; 2: w, tg_grad_of */
 		tg_ctx *ctx = tg_ctx_new(3);
 		tg_set_threads(ctx, threads);
 		tg_tensor *X = tg_param(tg_from_f64(ctx, dt, SHAPE(n), x));
 		tg_tensor *W = tg_from_f64(ctx, dt, SHAPE(n), w);
 		tg_tensor *V = tg_from_f64(ctx, dt, SHAPE(n), v);
 		tg_tensor *z = inner ? tg_mul_scalar(X, 1.0) : X; /* exact */
-		tg_tensor *y = tg_sum(tg_mul(W, tg_mul(z, z)));
+		tg_tensor *y = tg_sum(how == 1 ? tg_mul(z, z) : tg_mul(W, tg_mul(z, z)));
 		if (with_v)
 			y = tg_add(y, tg_sum(tg_mul(V, z)));
-		assert_int_equal(tg_backward(y), 0);
+		const tg_tensor *g = NULL;
+		if (how == 2) {
+			tg_tensor *gx = NULL;
+			assert_int_equal(tg_grad_of(1, &y, NULL, 1, &X, &gx, 0), 0);
+			g = gx;
+		} else {
+			assert_int_equal(tg_backward(y), 0);
+			g = tg_grad(X);
+		}
 		assert_ctx_ok(ctx);
-		const tg_tensor *g = tg_grad(X);
 		assert_non_null(g);
 		for (int64_t i = 0; i < n; i++) {
-			double want;
+			double want, wi = how == 1 ? 1 : w[i];
 			if (dt == TG_F32) {
-				volatile float p = (float)w[i] * (float)x[i];
+				volatile float p = (float)wi * (float)x[i];
 				volatile float e = with_v ? (float)v[i] + p : p;
 				want = (float)(e + p);
 			} else {
-				volatile double p = w[i] * x[i];
+				volatile double p = wi * x[i];
 				volatile double e = with_v ? v[i] + p : p;
 				want = e + p;
 			}
 			if (tg_get(g, (size_t)i) != want)
-				fail_msg("%s %s, %d threads, %s v x, n %lld: element %lld is %a, "
-					 "expected %a",
+				fail_msg("%s %s, %d threads, %s v x, n %lld, way %d: element %lld is "
+					 "%a, expected %a",
 					 tg_dtype_name(dt), inner ? "intermediate" : "leaf", threads,
-					 with_v ? "with" : "without", (long long)n, (long long)i,
+					 with_v ? "with" : "without", (long long)n, how, (long long)i,
 					 tg_get(g, (size_t)i), want);
 		}
 		tg_ctx_free(ctx);
