@@ -509,7 +509,7 @@ static tg_tensor *conv(const geom *g, tg_tensor *x, tg_tensor *w, tg_tensor *b)
 	if (!out)
 		return NULL;
 	tg_dtype dt = x->dtype;
-	switch (dt == TG_F32 ? tg_conv_dnnl(ctx, TG_CONV_FORWARD, g, x->data, w->data,
+	switch (dt == TG_F32 ? tg_conv_dnnl(ctx, TG_CONV_FORWARD, g, x, w,
 					    b ? b->data : NULL, out->data)
 			     : TG_CONV_DECLINED) {
 	case TG_CONV_COMPUTED:
@@ -561,7 +561,7 @@ static tg_tensor *conv_input_grad(const geom *g, tg_tensor *dout, tg_tensor *w)
 	if (!dx)
 		return NULL;
 	tg_dtype dt = dout->dtype;
-	switch (dt == TG_F32 ? tg_conv_dnnl(ctx, TG_CONV_INPUT_GRAD, g, dout->data, w->data,
+	switch (dt == TG_F32 ? tg_conv_dnnl(ctx, TG_CONV_INPUT_GRAD, g, dout, w,
 					    NULL, dx->data)
 			     : TG_CONV_DECLINED) {
 	case TG_CONV_COMPUTED:
@@ -627,7 +627,7 @@ static tg_tensor *conv_weight_grad(const geom *g, tg_tensor *x, tg_tensor *dout)
 		return NULL;
 	tg_dtype dt = x->dtype;
 	size_t size = tg_dtype_size(dt);
-	switch (dt == TG_F32 ? tg_conv_dnnl(ctx, TG_CONV_WEIGHT_GRAD, g, x->data, dout->data,
+	switch (dt == TG_F32 ? tg_conv_dnnl(ctx, TG_CONV_WEIGHT_GRAD, g, x, dout,
 					    NULL, dw->data)
 			     : TG_CONV_DECLINED) {
 	case TG_CONV_COMPUTED:

@@ -23,7 +23,7 @@ typedef struct tg_conv_geom {
 typedef enum tg_conv_kernel {
 	TG_CONV_FORWARD,     /* y = out (N,O,OH,OW) from a = x, b = w, bias (O) or NULL */
 	TG_CONV_INPUT_GRAD,  /* y = dx (N,C,H,W) from a = dout, b = w */
-	TG_CONV_WEIGHT_GRAD, /* y = dw (O,CG,KH,KW) from a = x, b = dout */
+	TG_CONV_WEIGHT_GRAD, /* y = dw (O,CG,KH,KW) from a = x, b = dout (f32 tensors) */
 } tg_conv_kernel;
 
 typedef enum tg_conv_done {
@@ -42,18 +42,25 @@ void tg_conv_add_parts(tg_dtype dt, void *dw, const void *part, int nparts, size
  * TG_CONV=im2col in the environment (ctx->conv_im2col), when oneDNN refuses
  * the geometry and when its primitive cannot be made. */
 tg_conv_done tg_conv_dnnl(tg_ctx *ctx, tg_conv_kernel kind, const tg_conv_geom *g,
-			  const float *a, const float *b, const float *bias, float *y);
+			  const tg_tensor *a, const tg_tensor *b, const float *bias, float *y);
 /* How many primitives the context's cache holds (for the tests). */
 int tg_conv_dnnl_made(const tg_ctx *ctx);
+/* How many blocked copies its kernels read instead of reordering again. */
+uint64_t tg_conv_dnnl_reused(const tg_ctx *ctx);
 #else
 static inline tg_conv_done tg_conv_dnnl(tg_ctx *ctx, tg_conv_kernel kind,
-					const tg_conv_geom *g, const float *a, const float *b,
-					const float *bias, float *y)
+					const tg_conv_geom *g, const tg_tensor *a,
+					const tg_tensor *b, const float *bias, float *y)
 {
 	(void)ctx, (void)kind, (void)g, (void)a, (void)b, (void)bias, (void)y;
 	return TG_CONV_DECLINED;
 }
 static inline int tg_conv_dnnl_made(const tg_ctx *ctx)
+{
+	(void)ctx;
+	return 0;
+}
+static inline uint64_t tg_conv_dnnl_reused(const tg_ctx *ctx)
 {
 	(void)ctx;
 	return 0;

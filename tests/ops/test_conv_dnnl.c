@@ -202,6 +202,80 @@ static void dnnl_matches_im2col_on_the_cnn_layers(void **state)
 	tg_ctx_free(ref);
 }
 
+/* Negates and shifts t's data in place (a new version). */
+static void change(tg_tensor *t)
+{
+	float *d = tg_data_mut(t);
+	assert_non_null(d);
+	for (size_t i = 0; i < tg_numel(t); i++)
+		d[i] = 0.5f - d[i];
+}
+
+/* The weight gradient reads the blocked x of the forward and the blocked
+ * dout of the input gradient; a tensor changed in place since is
+ * reordered again, and so is another tensor in the same memory in a later
+ * step. */
+static void blocked_copies_are_shared_only_at_the_same_version(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED), *ref = im2col_ctx(SEED);
+	for (int t = 1; t <= 2; t++) {
+		tg_set_threads(ctx, t);
+		tg_set_threads(ref, t);
+		const conv_case c = { .N = 8, .C = 32, .H = 10, .W = 10, .O = 32, .KH = 3, .KW = 3,
+				      .o = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1 } };
+		const tg_conv_opts *o = &c.o;
+		for (int step = 0; step < 2; step++) {
+			tg_tensor *x = rand_f32(ref, c.N, c.C, c.H, c.W);
+			tg_tensor *w = rand_f32(ref, c.O, c.C, c.KH, c.KW);
+			tg_tensor *d = rand_f32(ref, c.N, c.O, c.H, c.W);
+			tg_tensor *xd = copy_to(ctx, x), *wd = copy_to(ctx, w), *dd = copy_to(ctx, d);
+			tg_tensor *ax = tg_abs(x), *aw = tg_abs(w), *ad = tg_abs(d);
+			uint64_t before = tg_conv_dnnl_reused(ctx);
+			expect_agree("first", "forward", tg_conv2d(xd, wd, NULL, o),
+				     tg_conv2d(x, w, NULL, o), tg_conv2d(ax, aw, NULL, o), 1e-5);
+			expect_agree("first", "input grad", tg_conv2d_input_grad(dd, wd, 10, 10, o),
+				     tg_conv2d_input_grad(d, w, 10, 10, o),
+				     tg_conv2d_input_grad(ad, aw, 10, 10, o), 1e-5);
+			expect_agree("first", "weight grad",
+				     tg_conv2d_weight_grad(xd, dd, 3, 3, o),
+				     tg_conv2d_weight_grad(x, d, 3, 3, o),
+				     tg_conv2d_weight_grad(ax, ad, 3, 3, o), 1e-5);
+#ifdef TG_HAVE_DNNL
+			/* x and dout in the weight gradient, in each of t lanes (w's
+			 * layout for the input gradient is another: ABcd16a16b
+			 * against the forward's ABcd16b16a) */
+			if (tg_conv_dnnl_made(ctx) > 0 &&
+			    tg_conv_dnnl_reused(ctx) - before != 2 * (uint64_t)t)
+				fail_msg("%d threads: %llu blocked copies read again, expected %d", t,
+					 (unsigned long long)(tg_conv_dnnl_reused(ctx) - before),
+					 2 * t);
+#endif
+			/* each input changed in place, in both contexts */
+			change(x), change(xd), change(w), change(wd), change(d), change(dd);
+			ax = tg_abs(x), aw = tg_abs(w), ad = tg_abs(d);
+			expect_agree("changed", "forward", tg_conv2d(xd, wd, NULL, o),
+				     tg_conv2d(x, w, NULL, o), tg_conv2d(ax, aw, NULL, o), 1e-5);
+			expect_agree("changed", "input grad",
+				     tg_conv2d_input_grad(dd, wd, 10, 10, o),
+				     tg_conv2d_input_grad(d, w, 10, 10, o),
+				     tg_conv2d_input_grad(ad, aw, 10, 10, o), 1e-5);
+			change(xd), change(x); /* once more: only the forward saw the last one */
+			ax = tg_abs(x);
+			expect_agree("changed", "weight grad",
+				     tg_conv2d_weight_grad(xd, dd, 3, 3, o),
+				     tg_conv2d_weight_grad(x, d, 3, 3, o),
+				     tg_conv2d_weight_grad(ax, ad, 3, 3, o), 1e-5);
+			assert_ctx_ok(ctx);
+			assert_ctx_ok(ref);
+			tg_reset(ctx);
+			tg_reset(ref);
+		}
+	}
+	tg_ctx_free(ctx);
+	tg_ctx_free(ref);
+}
+
 /* The CNN's two convolutions with ReLU and pooling, forward and backward,
  * for 10 steps after 3 of warm-up: the primitives are made once and the
  * scratchpads and blocked copies come from the step arena. */
@@ -327,6 +401,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(dnnl_kernels_match_im2col_over_every_option),
 		cmocka_unit_test(dnnl_matches_im2col_on_the_cnn_layers),
+		cmocka_unit_test(blocked_copies_are_shared_only_at_the_same_version),
 		cmocka_unit_test(steady_dnnl_steps_allocate_nothing_through_the_context),
 		cmocka_unit_test(two_contexts_in_two_threads_match_one),
 		cmocka_unit_test(the_callers_openmp_setting_is_kept),
