@@ -47,7 +47,6 @@ enum { BROADCAST, FLAT, FLAT_A1, FLAT_B1 };
 /* Checks a and b and makes the output. Equal shapes need no broadcast map
  * (*flat set to a FLAT walk); otherwise bc gets it. NULL after recording
  * why. */
-
 static tg_tensor *binary_out(const char *who, tg_tensor *a, tg_tensor *b, tg_bcast *bc,
 			     int *flat)
 {
