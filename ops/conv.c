@@ -947,6 +947,19 @@ static bool two_by_two(const geom *g)
 	return g->KH == 2 && g->KW == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0;
 }
 
+/* Output columns [*a, *b) of a row have their whole KW columns inside x:
+ * ow*sw - pw >= 0 and ow*sw - pw + KW <= W. */
+static void inner_columns(const geom *g, int64_t *a, int64_t *b)
+{
+	int64_t last = g->W - g->KW + g->pw; /* the last window's first column + pw */
+	*a = (g->pw + g->sw - 1) / g->sw;
+	*b = last < 0 ? 0 : last / g->sw + 1;
+	if (*b > g->OW)
+		*b = g->OW;
+	if (*b < *a)
+		*b = *a;
+}
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
@@ -1057,6 +1070,141 @@ static int64_t pool2_row_f32(const float *r0, const float *r1, float *out, int64
 	return pool2_row_f32_avx2(r0, r1, out, idx, base, W, OW, nan);
 }
 
+/* ---- any window: the columns whose windows lie inside x, eight at a time ---- */
+/* Windows ow .. ow+7 of a float output row, rows [h0, h1) of the plane at
+ * x: the scalar loop's visit in registers, cell by cell in row-major order
+ * with WINS, so that ties and NaNs pick the same cell. Columns come by a
+ * load at stride 1, two loads and a shuffle at stride 2 (never past lane
+ * 7's cell), a gather at others (step: lane j's offset, j*sw). */
+__attribute__((target("avx2"))) static inline void poolk_block8(const geom *g, const float *x,
+								 int64_t h0, int64_t h1,
+								 float *out, int64_t *idx,
+								 int64_t pbase, int64_t ow,
+								 __m256i step)
+{
+	int64_t c0 = ow * g->sw - g->pw; /* lane 0's first column */
+	__m256 v = _mm256_undefined_ps();
+	__m256i best = _mm256_setzero_si256();
+	bool first = true;
+	for (int64_t ih = h0; ih < h1; ih++)
+		for (int64_t kw = 0; kw < g->KW; kw++) {
+			int32_t at = (int32_t)(ih * g->W + c0 + kw);
+			__m256 c;
+			if (g->sw == 1) {
+				c = _mm256_loadu_ps(x + at);
+			} else if (g->sw == 2) { /* evens of 0..7, odds of 7..14 */
+				__m256 lo = _mm256_loadu_ps(x + at), hi = _mm256_loadu_ps(x + at + 7);
+				c = _mm256_castpd_ps(_mm256_permute4x64_pd(
+				    _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 2, 0))),
+				    0xd8));
+			} else {
+				c = _mm256_i32gather_ps(x + at, step, 4);
+			}
+			__m256i ci = _mm256_add_epi32(_mm256_set1_epi32(at), step);
+			if (first) {
+				v = c;
+				best = ci;
+				first = false;
+				continue;
+			}
+			__m256 wins = _mm256_or_ps(_mm256_cmp_ps(c, v, _CMP_GT_OQ),
+						   _mm256_and_ps(_mm256_cmp_ps(c, c, _CMP_UNORD_Q),
+								 _mm256_cmp_ps(v, v, _CMP_ORD_Q)));
+			v = _mm256_blendv_ps(v, c, wins);
+			best = _mm256_blendv_epi8(best, ci, _mm256_castps_si256(wins));
+		}
+	_mm256_storeu_ps(out + ow, v);
+	__m256i at = _mm256_set1_epi64x(pbase);
+	_mm256_storeu_si256((__m256i *)(void *)(idx + ow),
+			    _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(best)), at));
+	_mm256_storeu_si256((__m256i *)(void *)(idx + ow + 4),
+			    _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(best, 1)),
+					     at));
+}
+
+/* The same for doubles, four windows at a time. */
+__attribute__((target("avx2"))) static inline void poolk_block4(const geom *g, const double *x,
+								 int64_t h0, int64_t h1,
+								 double *out, int64_t *idx,
+								 int64_t pbase, int64_t ow,
+								 __m128i step)
+{
+	int64_t c0 = ow * g->sw - g->pw;
+	__m256d v = _mm256_undefined_pd();
+	__m256i best = _mm256_setzero_si256();
+	const __m256i step64 = _mm256_cvtepi32_epi64(step);
+	bool first = true;
+	for (int64_t ih = h0; ih < h1; ih++)
+		for (int64_t kw = 0; kw < g->KW; kw++) {
+			int64_t at = ih * g->W + c0 + kw;
+			__m256d c;
+			if (g->sw == 1) {
+				c = _mm256_loadu_pd(x + at);
+			} else if (g->sw == 2) { /* 0 and 2 of 0..3, 1 and 3 of 3..6 */
+				__m256d lo = _mm256_permute4x64_pd(_mm256_loadu_pd(x + at), 0xd8);
+				__m256d hi = _mm256_permute4x64_pd(_mm256_loadu_pd(x + at + 3), 0xd8);
+				c = _mm256_blend_pd(lo, hi, 0xc);
+			} else {
+				c = _mm256_i32gather_pd(x + at, step, 8);
+			}
+			__m256i ci = _mm256_add_epi64(_mm256_set1_epi64x(at), step64);
+			if (first) {
+				v = c;
+				best = ci;
+				first = false;
+				continue;
+			}
+			__m256d wins = _mm256_or_pd(_mm256_cmp_pd(c, v, _CMP_GT_OQ),
+						    _mm256_and_pd(_mm256_cmp_pd(c, c, _CMP_UNORD_Q),
+								  _mm256_cmp_pd(v, v, _CMP_ORD_Q)));
+			v = _mm256_blendv_pd(v, c, wins);
+			best = _mm256_castpd_si256(_mm256_blendv_pd(_mm256_castsi256_pd(best),
+								    _mm256_castsi256_pd(ci), wins));
+		}
+	_mm256_storeu_pd(out + ow, v);
+	_mm256_storeu_si256((__m256i *)(void *)(idx + ow),
+			    _mm256_add_epi64(best, _mm256_set1_epi64x(pbase)));
+}
+
+/* The inner columns [a, b) of one output row (rows [h0, h1) of plane p),
+ * in blocks of 8 floats or 4 doubles, the last block overlapping the one
+ * before (a window done twice gets the same value). False when the row is
+ * left to the scalar loop: too few inner columns, no AVX2, or a plane too
+ * large for 32-bit offsets. */
+__attribute__((target("avx2"))) static bool poolk_row_avx2(const geom *g, tg_dtype dt,
+							    const void *x, int64_t p, int64_t h0,
+							    int64_t h1, void *out, int64_t *idx,
+							    int64_t a, int64_t b)
+{
+	int64_t lanes = dt == TG_F64 ? 4 : 8, pbase = p * g->H * g->W;
+	if (b - a < lanes)
+		return false;
+	if (dt == TG_F64) {
+		const double *xp = (const double *)x + pbase;
+		__m128i step = _mm_mullo_epi32(_mm_setr_epi32(0, 1, 2, 3),
+					       _mm_set1_epi32((int32_t)g->sw));
+		for (int64_t ow = a; ow < b; ow += 4)
+			poolk_block4(g, xp, h0, h1, out, idx, pbase, ow + 4 <= b ? ow : b - 4, step);
+	} else {
+		const float *xp = (const float *)x + pbase;
+		__m256i step = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+						  _mm256_set1_epi32((int32_t)g->sw));
+		for (int64_t ow = a; ow < b; ow += 8)
+			poolk_block8(g, xp, h0, h1, out, idx, pbase, ow + 8 <= b ? ow : b - 8, step);
+	}
+	return true;
+}
+
+static bool poolk_row(const geom *g, tg_dtype dt, const void *x, int64_t p, int64_t h0,
+		      int64_t h1, void *out, int64_t *idx, int64_t a, int64_t b)
+{
+	/* offsets within a plane and lane strides in 32 bits */
+	if (g->H * g->W >= INT_MAX / 2 || g->sw > INT_MAX / 16 ||
+	    !__builtin_cpu_supports("avx2"))
+		return false;
+	return poolk_row_avx2(g, dt, x, p, h0, h1, out, idx, a, b);
+}
+
 /* The backward of windows ow .. ow+7 (scatter2 below): each window's four
  * cells get dout at its arg-max and +0 elsewhere, the same bits, written
  * as two rows of 16 floats. */
@@ -1141,6 +1289,7 @@ static int64_t scatter2_row_f32(const int64_t *ir, const float *dr, float *r0, f
 }
 #else
 #define pool2_row_f32(r0, r1, out, idx, base, W, OW, nan) ((int64_t)0)
+#define poolk_row(g, dt, x, p, h0, h1, out, idx, a, b) false
 #define scatter2_row_f32(ir, dr, r0, r1, base, W, OW) ((int64_t)0)
 #endif
 
@@ -1153,13 +1302,16 @@ static int64_t scatter2_row_f32(const int64_t *ir, const float *dr, float *r0, f
  * there; padding never wins. 2x2 at stride 2 has a loop of its own that
  * the compiler keeps free of branches, comparing with > only (floats take
  * whole rows of 4 windows or more in AVX2 blocks, pool2_row_f32); an output row whose
- * windows hold a NaN is done again by the general loop. */
-#define MAXPOOL_KERNEL(name, T, row_fast)                                                  \
+ * windows hold a NaN is done again by the general loop. In the general
+ * loop the windows that lie inside x take AVX2 blocks (poolk_row), the
+ * columns at the edges one window at a time. */
+#define MAXPOOL_KERNEL(name, T, DT, row_fast)                                              \
 	static void name(const geom *g, const T *x, T *out, int64_t *idx, int64_t p0,      \
 			 int64_t p1)                                                       \
 	{                                                                                  \
-		int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;                        \
+		int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, a, b;                  \
 		bool two = two_by_two(g);                                                  \
+		inner_columns(g, &a, &b);                                                  \
 		out += p0 * OH * OW;                                                       \
 		idx += p0 * OH * OW;                                                       \
 		for (int64_t p = p0; p < p1; p++)                                          \
@@ -1188,7 +1340,12 @@ static int64_t scatter2_row_f32(const int64_t *ir, const float *dr, float *r0, f
 						continue;                                  \
 					}                                                  \
 				}                                                          \
-				for (int64_t ow = 0; ow < OW; ow++, out++, idx++) {        \
+				bool inner = poolk_row(g, DT, x, p, h0, h1, out, idx, a, b); \
+				for (int64_t ow = 0; ow < OW; ow++) {                      \
+					if (inner && ow == a) {                            \
+						ow = b - 1; /* done in registers */        \
+						continue;                                  \
+					}                                                  \
 					int64_t w0, w1;                                    \
 					window(ow, g->sw, g->pw, g->KW, W, &w0, &w1);      \
 					int64_t best = base + w0;                          \
@@ -1201,14 +1358,16 @@ static int64_t scatter2_row_f32(const int64_t *ir, const float *dr, float *r0, f
 							best = t ? (p * H + ih) * W + iw : best; \
 						}                                          \
 					}                                                  \
-					*out = v;                                          \
-					*idx = best;                                       \
+					out[ow] = v;                                       \
+					idx[ow] = best;                                    \
 				}                                                          \
+				out += OW;                                                 \
+				idx += OW;                                                 \
 			}                                                                  \
 	}
 
-MAXPOOL_KERNEL(maxpool_f64, double, pool2_row_f64)
-MAXPOOL_KERNEL(maxpool_f32, float, pool2_row_f32)
+MAXPOOL_KERNEL(maxpool_f64, double, TG_F64, pool2_row_f64)
+MAXPOOL_KERNEL(maxpool_f32, float, TG_F32, pool2_row_f32)
 
 typedef struct pool_job {
 	const pool_aux *a;

@@ -527,6 +527,105 @@ static void max_pool_2x2_of_floats_in_blocks_matches_the_doubles(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* The first maximum of each window in row-major order, a NaN beating any
+ * number and the first NaN kept (the kernel's WINS); dx[best] += dout. */
+static void naive_max_pool_wins(int64_t P, int64_t H, int64_t W, int k, int s, int p,
+				const double *x, const double *dout, double *y, int64_t *at,
+				double *dx)
+{
+	int64_t OH = out_side(H, k, s, p, 1), OW = out_side(W, k, s, p, 1);
+	memset(dx, 0, (size_t)(P * H * W) * sizeof *dx);
+	for (int64_t pl = 0; pl < P; pl++)
+		for (int64_t oh = 0; oh < OH; oh++)
+			for (int64_t ow = 0; ow < OW; ow++) {
+				int64_t h0, h1, w0, w1, yi = (pl * OH + oh) * OW + ow, best = -1;
+				win(oh, s, p, k, H, &h0, &h1);
+				win(ow, s, p, k, W, &w0, &w1);
+				for (int64_t ih = h0; ih < h1; ih++)
+					for (int64_t iw = w0; iw < w1; iw++) {
+						int64_t i = (pl * H + ih) * W + iw;
+						if (best < 0 || x[i] > x[best] ||
+						    (isnan(x[i]) && !isnan(x[best])))
+							best = i;
+					}
+				y[yi] = x[best];
+				at[yi] = best;
+				dx[best] += dout[yi];
+			}
+}
+
+/* Windows of any size and stride whose columns lie inside x are done 8
+ * floats or 4 doubles at a time (loads at stride 1, gathers at others),
+ * the last block of a row overlapping the one before; the columns at the
+ * edges by the scalar loop. Over kernels 1 to 5, strides 1 to 4, every
+ * padding and widths that give 0 to about 30 inner columns, in f32 and
+ * f64, with ties everywhere, zeros of both signs and NaNs: the values
+ * (with their signs), which cell each window routes dout to, and dx match
+ * the rule exactly. */
+static void max_pool_of_any_window_in_blocks_matches_the_rule(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	enum { P = 2, H = 7, MAXW = 4 * 33 + 5 };
+	static const int widths[] = { 5, 8, 9, 12, 13, 17, 20, 31, 36, 41, 64, 67, 100, MAXW };
+	/* padding makes the output up to (H+1) x (W+1) */
+	enum { NX = P * H * MAXW, NY = P * (H + 1) * (MAXW + 1) };
+	double *x = malloc(NX * sizeof *x), *dx = malloc(NX * sizeof *dx);
+	double *d = malloc(NY * sizeof *d), *y = malloc(NY * sizeof *y);
+	int64_t *at = malloc(NY * sizeof *at);
+	assert_true(x && d && y && dx && at);
+	int cases = 0;
+	for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++)
+		for (int k = 1; k <= 5; k++)
+			for (int s = 1; s <= 4; s++)
+				for (int p = 0; p <= k / 2; p++) {
+					int64_t W = widths[wi], N = P * H * W;
+					int64_t OH = out_side(H, k, s, p, 1), OW = out_side(W, k, s, p, 1);
+					if (OW < 1 || OH < 1)
+						continue;
+					assert_true(P * OH * OW <= NY);
+					for (int64_t i = 0; i < N; i++) /* small integers: ties */
+						x[i] = (double)((i * 7 + i / 5 + k + s) % 5) - 2;
+					for (int64_t i = 3; i < N; i += 11)
+						x[i] = (i / 11) % 2 ? -0.0 : 0.0;
+					for (int64_t i = (k * 13 + s * 5) % 17; i < N; i += 37 + k)
+						x[i] = NAN;
+					for (int64_t i = 0; i < P * OH * OW; i++)
+						d[i] = (double)(i % 29 + 1);
+					naive_max_pool_wins(P, H, W, k, s, p, x, d, y, at, dx);
+					for (int dti = 0; dti < 2; dti++) {
+						tg_dtype dt = dti ? TG_F32 : TG_F64;
+						tg_tensor *tx = tg_set_requires_grad(
+							tg_from_f64(ctx, dt, SHAPE(1, P, H, W), x), true);
+						tg_tensor *ty = tg_max_pool2d(tx, k, s, p);
+						tg_tensor *td = tg_from_f64(ctx, dt, SHAPE(1, P, OH, OW), d);
+						assert_int_equal(tg_backward_ex(ty, td, 0), 0);
+						assert_ctx_ok(ctx);
+						for (size_t i = 0; i < (size_t)(P * OH * OW); i++) {
+							double a = tg_get(ty, i);
+							if (!(a == y[i] || (isnan(a) && isnan(y[i]))) ||
+							    signbit(a) != signbit(y[i]))
+								fail_msg("W %lld kernel %d stride %d padding %d %s, "
+									 "output %zu: %g, expected %g (x[%lld])",
+									 (long long)W, k, s, p, dti ? "f32" : "f64",
+									 i, a, y[i], (long long)at[i]);
+						}
+						/* dout is integers: any sum is exact, a wrong route shows */
+						char label[80];
+						snprintf(label, sizeof label,
+							 "W %lld kernel %d stride %d padding %d %s",
+							 (long long)W, k, s, p, dti ? "f32" : "f64");
+						expect_close("any-window dx", label, tg_grad(tx), dx, (size_t)N,
+							     0);
+						tg_reset(ctx);
+						cases++;
+					}
+				}
+	assert_true(cases > 600);
+	free(x), free(d), free(y), free(dx), free(at);
+	tg_ctx_free(ctx);
+}
+
 /* Tied maxima: the first in row-major window order takes all of dout, as
  * in PyTorch; overlapping windows each route to their own first maximum. */
 static void max_pool_gives_a_tie_to_the_first_maximum_in_row_major_order(void **state)
@@ -690,6 +789,7 @@ int main(void)
 		cmocka_unit_test(max_pool_on_two_threads_matches_the_naive_loops),
 		cmocka_unit_test(max_pool_routes_to_the_first_nan),
 		cmocka_unit_test(max_pool_2x2_of_floats_in_blocks_matches_the_doubles),
+		cmocka_unit_test(max_pool_of_any_window_in_blocks_matches_the_rule),
 		cmocka_unit_test(max_pool_gives_a_tie_to_the_first_maximum_in_row_major_order),
 		cmocka_unit_test(pool_padding_is_never_a_max_and_counts_in_the_mean),
 		cmocka_unit_test(conv2d_rejects_each_misuse_with_the_shapes),
