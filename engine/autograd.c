@@ -25,6 +25,7 @@ typedef struct call {
 	bool started;   /* grad mode and tape changed: end puts them back */
 	bool grad_was;
 	tg_node *tape;  /* the tape as the call found it */
+	uint64_t gen;   /* the step it was found in */
 } call;
 
 /* ---- arguments, the evaluation of f, and the end ------------------------------ */
@@ -111,12 +112,16 @@ static int begin(call *c, const char *who, tg_ctx *ctx, tg_fn f, void *user, int
 	c->started = true;
 	c->grad_was = ctx->grad_enabled;
 	c->tape = ctx->tape;
+	c->gen = ctx->gen;
 	ctx->grad_enabled = true;
 	for (int i = 0; i < nin; i++)
 		c->x[i] = tg_set_requires_grad(tg_detach(in[i]), true);
 	if (ctx->status != TG_OK)
 		return -1;
 	c->y = f(c->x, user);
+	if (ctx->gen != c->gen && ctx->status == TG_OK)
+		tg_fail(ctx, TG_ESTALE, "%s: f called tg_reset, which ends the step of the call's tensors",
+			who);
 	if (ctx->status != TG_OK)
 		return -1;
 	if (!c->y) {
@@ -133,7 +138,8 @@ static int end(call *c, tg_tensor **res, int nres)
 		return -1;
 	if (c->started) {
 		c->ctx->grad_enabled = c->grad_was;
-		c->ctx->tape = c->tape;
+		/* f may have called tg_reset: the tape found is gone with its step */
+		c->ctx->tape = c->ctx->gen == c->gen ? c->tape : NULL;
 	}
 	if (c->ctx->status == TG_OK)
 		return 0;

@@ -35,6 +35,7 @@ typedef struct check {
 	saved_input saved[TG_MAX_INPUTS];
 	bool grad_was;
 	tg_node *tape;      /* the tape as the check found it */
+	uint64_t gen;       /* the step it was found in */
 	tg_tensor *w;       /* weighting of f's output; made at the first call */
 	tg_tensor *v[TG_MAX_INPUTS]; /* second order: weightings of the gradients */
 } check;
@@ -126,18 +127,22 @@ static int save_inputs(check *c)
 
 static void restore_inputs(check *c)
 {
+	bool same_step = c->ctx->gen == c->gen;
 	for (int i = 0; i < c->nin; i++) {
 		tg_tensor *t = c->in[i];
 		const saved_input *s = &c->saved[i];
+		if (!same_step && t->gen != 0)
+			continue; /* f called tg_reset: a step input is gone */
 		t->requires_grad = s->requires_grad;
 		t->version = s->version;
-		t->grad = s->grad;
-		if (s->grad_values && t->grad_store) {
+		/* after a reset, a step gradient and the saved values (step memory) are gone */
+		t->grad = same_step ? s->grad : NULL;
+		if (same_step && s->grad_values && t->grad_store) {
 			memcpy(t->grad_store->data, s->grad_values, t->numel * sizeof(double));
 			t->grad = t->grad_store;
 		}
 	}
-	c->ctx->tape = c->tape;
+	c->ctx->tape = same_step ? c->tape : NULL;
 	c->ctx->grad_enabled = c->grad_was;
 }
 
@@ -145,7 +150,8 @@ static void restore_inputs(check *c)
 static void clear_grads(check *c)
 {
 	for (int i = 0; i < c->nin; i++)
-		c->in[i]->grad = NULL;
+		if (c->in[i]->gen == 0 || c->in[i]->gen == c->ctx->gen) /* not stale */
+			c->in[i]->grad = NULL;
 }
 
 /* A step tensor of values drawn from the context's generator: magnitudes in
@@ -187,6 +193,11 @@ static double dot(const tg_tensor *a, const tg_tensor *b)
 static tg_tensor *forward(check *c)
 {
 	tg_tensor *y = c->f(c->in, c->user);
+	if (c->ctx->gen != c->gen && c->ctx->status == TG_OK)
+		tg_fail(c->ctx, TG_ESTALE,
+			"%s: f called tg_reset, which ends the step of the check's tensors (the "
+			"inputs' gradients are dropped)",
+			c->who);
 	if (c->ctx->status != TG_OK)
 		return NULL;
 	if (!y) {
@@ -247,6 +258,7 @@ static int eval_loss(check *c, double *out)
 static int eval_grad_loss(check *c, double *out)
 {
 	tg_node *tape = c->ctx->tape;
+	uint64_t gen = c->ctx->gen;
 	clear_grads(c);
 	tg_tensor *y = forward(c);
 	int rc = y ? backward(c, y, 0) : -1;
@@ -255,7 +267,7 @@ static int eval_grad_loss(check *c, double *out)
 		if (c->in[j]->grad)
 			g += dot(c->in[j]->grad, c->v[j]);
 	clear_grads(c);
-	c->ctx->tape = tape;
+	c->ctx->tape = c->ctx->gen == gen ? tape : NULL;
 	*out = g;
 	return rc;
 }
@@ -328,15 +340,20 @@ static int compare(check *c, int (*eval)(check *, double *), tg_tensor *const *a
 	for (int i = 0; i < c->nin; i++) {
 		tg_tensor *x = c->in[i];
 		for (size_t k = 0; k < x->numel; k++) {
+			/* NULL once x is stale (f called tg_reset), the error recorded */
 			double *d = tg_data_mut(x);
+			if (!d)
+				return -1;
 			double x0 = d[k], lp, lm;
 			d[k] = x0 + eps;
 			int rc = eval(c, &lp);
-			d = tg_data_mut(x);
+			if (!(d = tg_data_mut(x)))
+				return -1;
 			d[k] = x0 - eps;
 			if (rc == 0)
 				rc = eval(c, &lm);
-			d = tg_data_mut(x);
+			if (!(d = tg_data_mut(x)))
+				return -1;
 			d[k] = x0;
 			if (rc)
 				return -1;
@@ -390,6 +407,7 @@ static int begin(check *c, const char *who, tg_ctx *ctx, tg_fn f, void *user, in
 	res->first.input = -1;
 	c->grad_was = ctx->grad_enabled;
 	c->tape = ctx->tape;
+	c->gen = ctx->gen;
 	if (save_inputs(c))
 		return -1;
 	ctx->grad_enabled = true;

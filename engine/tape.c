@@ -796,12 +796,13 @@ static tg_tensor *grad_of_result(tg_ctx *ctx, tg_walk *w, int i, int nout,
 int tg_grad_of(int nout, tg_tensor *const *outputs, tg_tensor *const *douts, int nin,
 	       tg_tensor *const *inputs, tg_tensor **grads, unsigned flags)
 {
-	tg_ctx *ctx = first_ctx(nout, outputs, nin, inputs);
-	if (!ctx || ctx->status != TG_OK)
-		return -1;
+	/* all NULL on every failure, an earlier error's included */
 	if (grads)
 		for (int i = 0; i < nin; i++)
 			grads[i] = NULL;
+	tg_ctx *ctx = first_ctx(nout, outputs, nin, inputs);
+	if (!ctx || ctx->status != TG_OK)
+		return -1;
 	if (grad_of_check(ctx, nout, outputs, douts, nin, inputs, grads, flags))
 		return -1;
 	tg_tensor **leaf_grad = tg_arena_alloc(ctx, (size_t)nin * sizeof *leaf_grad);

@@ -206,6 +206,16 @@ static void grad_of_rejects_bad_arguments(void **state)
 	assert_near(tg_get(g, 1), 6, 0);
 	tg_set_grad_enabled(ctx, true);
 	assert_int_equal(tg_grad_of(0, NULL, NULL, 0, NULL, NULL, 0), -1); /* no context */
+	/* grads all NULL on every failure: after an earlier error, and with no context */
+	tg_tensor *g2[2] = { x, x };
+	assert_null(tg_mul(x, bad));
+	assert_int_equal(tg_grad_of(1, &s, NULL, 2, (tg_tensor *[2]){ x, x }, g2, 0), -1);
+	assert_null(g2[0]);
+	assert_null(g2[1]);
+	tg_clear_error(ctx);
+	g = x;
+	assert_int_equal(tg_grad_of(1, (tg_tensor *[1]){ NULL }, NULL, 1, &x, &g, 0), -1);
+	assert_null(g);
 	tg_ctx_free(ctx);
 }
 
@@ -544,6 +554,73 @@ static void functional_calls_reject_bad_arguments(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* f ends the step it is called in: the call fails naming the reset, puts
+ * back no tape of the old step, and the next step's backward runs. */
+static tg_tensor *f_resets(tg_tensor *const *in, void *user)
+{
+	tg_reset(user);
+	return tg_sum(tg_mul(in[0], in[0]));
+}
+
+/* the same on f's second call, after the check's analytic pass */
+typedef struct {
+	tg_ctx *ctx;
+	int calls;
+} later;
+
+static tg_tensor *f_resets_later(tg_tensor *const *in, void *user)
+{
+	later *l = user;
+	if (++l->calls == 2)
+		tg_reset(l->ctx);
+	return tg_sum(tg_mul(in[0], in[0]));
+}
+
+static void a_reset_inside_f_fails_the_call_and_leaves_a_working_tape(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *w = tg_param(tg_ones(ctx, TG_F64, SHAPE(2)));
+	for (int kind = 0; kind < 5; kind++) {
+		tg_tensor *x = tg_ones(ctx, TG_F64, SHAPE(2)), *r[1] = { w }, *out = w;
+		tg_tensor *before = tg_sum(tg_mul(w, w)); /* on the tape the call finds */
+		assert_non_null(before);
+		const tg_node *found = ctx->tape;
+		assert_non_null(found);
+		int rc;
+		const char *who;
+		tg_gradcheck_result res;
+		switch (kind) {
+		case 0: rc = tg_vjp(ctx, f_resets, ctx, 1, &x, NULL, &out, r), who = "tg_vjp"; break;
+		case 1: rc = tg_jvp(ctx, f_resets, ctx, 1, &x, &x, &out, r), who = "tg_jvp"; break;
+		case 2: rc = tg_hessian(ctx, f_resets, ctx, 1, &x, r), who = "tg_hessian"; break;
+		case 3: rc = tg_gradcheck(ctx, f_resets, ctx, 1, &w, NULL, &res), who = "tg_gradcheck"; break;
+		default:
+			rc = tg_gradcheck(ctx, f_resets_later, &(later){ ctx, 0 }, 1, &x, NULL, &res);
+			who = "tg_gradcheck";
+		}
+		assert_int_equal(rc, -1);
+		/* the step copies of the inputs are stale when f uses them: that
+		 * op names the reset; a parameter input lives on, and the call does */
+		char want[96];
+		snprintf(want, sizeof want, "%s: f called tg_reset", who);
+		assert_error(ctx, TG_ESTALE, kind == 3 ? want : "was freed by tg_reset");
+		if (kind < 3)
+			assert_null(r[0]);
+		/* the old step's nodes are not put back (their memory is the new step's) */
+		assert_ptr_not_equal(ctx->tape, found);
+		tg_clear_error(ctx);
+		/* the step f began: its backward walks its own tape alone */
+		tg_tensor *loss = tg_sum(tg_mul(w, tg_scalar(ctx, TG_F64, 3)));
+		tg_zero_grads(ctx);
+		assert_int_equal(tg_backward(loss), 0);
+		assert_near(tg_get(tg_grad(w), 1), 3, 0);
+		assert_true(tg_requires_grad(w));
+		tg_reset(ctx);
+	}
+	tg_ctx_free(ctx);
+}
+
 static tg_tensor *f_sum_cubed(tg_tensor *const *in, void *user)
 {
 	(void)user;
@@ -585,6 +662,7 @@ int main(void)
 		cmocka_unit_test(hessian_of_the_sigmoid_neuron_matches_finite_differences),
 		cmocka_unit_test(functional_calls_leave_inputs_and_tape_as_they_were),
 		cmocka_unit_test(functional_calls_reject_bad_arguments),
+		cmocka_unit_test(a_reset_inside_f_fails_the_call_and_leaves_a_working_tape),
 		cmocka_unit_test(a_hessian_too_wide_for_a_tensor_is_a_shape_error),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
