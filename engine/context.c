@@ -132,7 +132,7 @@ void tg_set_threads(tg_ctx *ctx, int n)
 		tg_fail(ctx, TG_EARG, "tg_set_threads: thread count %d is not positive", n);
 		return;
 	}
-	ctx->threads = n;
+	ctx->threads = n < TG_MAX_THREADS ? n : TG_MAX_THREADS;
 }
 
 /* ---- which BLAS kernel runs ---------------------------------------------- */
@@ -417,6 +417,8 @@ static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 uint64_t tg_random_u64(tg_ctx *ctx)
 {
+	if (!ctx)
+		return 0;
 	uint64_t *s = ctx->rng;
 	uint64_t result = rotl(s[1] * 5, 7) * 9;
 	uint64_t t = s[1] << 17;
@@ -431,12 +433,16 @@ uint64_t tg_random_u64(tg_ctx *ctx)
 
 double tg_random_uniform(tg_ctx *ctx)
 {
+	if (!ctx)
+		return NAN;
 	return (double)(tg_random_u64(ctx) >> 11) * 0x1.0p-53;
 }
 
 double tg_random_normal(tg_ctx *ctx)
 {
 	/* Box-Muller; one of the pair is dropped so the stream stays stateless. */
+	if (!ctx)
+		return NAN;
 	double u1 = tg_random_uniform(ctx);
 	double u2 = tg_random_uniform(ctx);
 	return sqrt(-2.0 * log(1.0 - u1)) * cos(2.0 * M_PI * u2);

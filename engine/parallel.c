@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 enum {
-	MAX_WORKERS = 63,
+	MAX_WORKERS = TG_MAX_THREADS - 1,
 	MAX_PARTS = 32, /* one bit of the ticket each */
 	PER_THREAD = 4, /* parts per thread, so that a late worker leaves less to wait for */
 	SPIN = 2000,	/* polls (a few us) before sleeping on a condition variable */

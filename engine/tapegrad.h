@@ -53,7 +53,9 @@ extern "C" {
 #define TG_API
 #endif
 
-/* A tensor has 0 to TG_MAX_DIMS dimensions; an op 0 to TG_MAX_INPUTS inputs. */
+/* A tensor has 0 to TG_MAX_DIMS dimensions, each of size 1 or more (an empty
+ * tensor, or a slice or split of length 0, is TG_ESHAPE / TG_EARG); an op 0
+ * to TG_MAX_INPUTS inputs. */
 enum { TG_MAX_DIMS = 8, TG_MAX_INPUTS = 4, TG_MAX_ATTRS = 4 };
 
 typedef struct tg_ctx tg_ctx;
@@ -110,8 +112,9 @@ TG_API void tg_set_abort_on_error(tg_ctx *ctx, bool on); /* for debuggers */
  * one process-wide thread count to 1, so contexts used from several
  * threads at once never change each other's setting; the pool serves one loop at a time and another
  * thread's loop runs on its caller alone meanwhile. */
-TG_API void tg_set_threads(tg_ctx *ctx, int n);
+TG_API void tg_set_threads(tg_ctx *ctx, int n); /* n above TG_MAX_THREADS counts as it */
 TG_API int tg_threads(const tg_ctx *ctx);
+enum { TG_MAX_THREADS = 64 };
 /* ---- BLAS --------------------------------------------------------------- */
 /* The BLAS and kernel the products run on, "OpenBLAS 0.3.21 Haswell, 2 cores";
  * a static string. */
@@ -139,6 +142,7 @@ TG_API void tg_set_arena_limit(tg_ctx *ctx, size_t bytes); /* 0: no limit */
 TG_API size_t tg_arena_used(const tg_ctx *ctx);  /* bytes in this step */
 TG_API size_t tg_arena_high_water(const tg_ctx *ctx);
 TG_API void tg_seed(tg_ctx *ctx, uint64_t seed);
+/* A NULL ctx gives 0 (u64) or NaN and moves no generator. */
 TG_API uint64_t tg_random_u64(tg_ctx *ctx);       /* the context's generator */
 TG_API double tg_random_uniform(tg_ctx *ctx);     /* [0, 1) */
 TG_API double tg_random_normal(tg_ctx *ctx);      /* N(0, 1) */
@@ -417,7 +421,8 @@ TG_API tg_tensor *tg_minimum(tg_tensor *a, tg_tensor *b); /* routes dout to the 
  * a and b share one dtype. da = dout where mask, db = dout where !mask,
  * each summed to its input's shape; mask gets no gradient. */
 TG_API tg_tensor *tg_where(tg_tensor *mask, tg_tensor *a, tg_tensor *b);
-TG_API tg_tensor *tg_pow(tg_tensor *x, double p);         /* x^p; dx = dout p x^(p-1) */
+/* x^p; dx = dout p x^(p-1), and 0 for p = 0 (at x = 0 too, as PyTorch) */
+TG_API tg_tensor *tg_pow(tg_tensor *x, double p);
 TG_API tg_tensor *tg_add_scalar(tg_tensor *x, double s);  /* x + s; dx = dout */
 TG_API tg_tensor *tg_mul_scalar(tg_tensor *x, double s);  /* x * s; dx = dout s */
 
@@ -579,7 +584,7 @@ TG_API tg_tensor *tg_l1(tg_tensor *pred, tg_tensor *target);
 TG_API tg_tensor *tg_huber(tg_tensor *pred, tg_tensor *target, double delta);
 /* Binary cross-entropy of sigmoid(logits) against targets in [0, 1] (soft
  * targets allowed; others are TG_EARG): mean(max(x, 0) - x t + ln(1 + e^-|x|)),
- * finite for any logits. d logits = dout (sigmoid(x) - t) / n, d targets = -dout x / n. */
+ * finite for any finite logits (an infinite one gives NaN, as in PyTorch). d logits = dout (sigmoid(x) - t) / n, d targets = -dout x / n. */
 TG_API tg_tensor *tg_bce_with_logits(tg_tensor *logits, tg_tensor *targets);
 
 /* ---- ops: normalisation ------------------------------------------------- */
@@ -642,7 +647,8 @@ TG_API tg_tensor *tg_conv2d_weight_grad(tg_tensor *x, tg_tensor *dout, int64_t K
 /* The maximum of each kernel x kernel window at stride (>= 1) over x padded
  * by padding in [0, kernel/2] on each side with -inf (never selected):
  * (N,C,H,W) -> (N,C,OH,OW). dx gets dout at each window's arg-max: the
- * first maximum in row-major window order (as PyTorch), or the first NaN. step */
+ * first maximum in row-major window order (as PyTorch), or the first NaN
+ * (PyTorch 1.13 routes to the last NaN of a window). step */
 TG_API tg_tensor *tg_max_pool2d(tg_tensor *x, int kernel, int stride, int padding);
 /* The mean of each window, padding counted as zeros in the divisor
  * kernel^2 (PyTorch's count_include_pad=True); arguments as max_pool2d. dx

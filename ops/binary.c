@@ -625,6 +625,11 @@ enum { POW_CHUNK = 256 };
 #define POW_BACKWARD_KERNEL(name, T, POW)                                             \
 	static void name(const T *D, const T *X, T *O, size_t n, double pd)           \
 	{                                                                             \
+		if (pd == 0) { /* x^0 is 1 throughout: 0, not 0 x^-1 (NaN at 0) */   \
+			for (size_t i = 0; i < n; i++)                                \
+				O[i] = 0;                                             \
+			return;                                                       \
+		}                                                                     \
 		const T p = (T)pd, e = (T)(pd - 1.0);                                 \
 		for (size_t i0 = 0; i0 < n; i0 += POW_CHUNK) {                        \
 			size_t m = n - i0 < POW_CHUNK ? n - i0 : POW_CHUNK;           \

@@ -692,6 +692,14 @@ static bool conv_geom(tg_ctx *ctx, const char *who, const int64_t *xs, const int
 			o->dilation[0], o->dilation[1], o->groups);
 		return false;
 	}
+	/* sizes a caller of the gradient ops gives, and what BLAS takes: in int
+	 * range, the arithmetic below cannot overflow */
+	for (int i = 0; i < 4; i++)
+		if ((i > 0 && xs[i] > INT_MAX) || ws[i] > INT_MAX) {
+			tg_fail(ctx, TG_ESHAPE, "%s: x %s, w %s: a size exceeds the BLAS limit %d",
+				who, bx, bw, INT_MAX);
+			return false;
+		}
 	*g = (geom){ .N = xs[0], .C = xs[1], .H = xs[2], .W = xs[3], .O = ws[0], .KH = ws[2],
 		     .KW = ws[3], .sh = o->stride[0], .sw = o->stride[1], .ph = o->padding[0],
 		     .pw = o->padding[1], .dh = o->dilation[0], .dw = o->dilation[1],
@@ -726,8 +734,9 @@ static bool conv_geom(tg_ctx *ctx, const char *who, const int64_t *xs, const int
 			(long long)(g->H + 2 * g->ph), (long long)(g->W + 2 * g->pw));
 		return false;
 	}
-	int64_t K = g->C / g->G * g->KH * g->KW, L = g->OH * g->OW;
-	if (K > INT_MAX || L > INT_MAX || g->O > INT_MAX) {
+	int64_t K, L = g->OH * g->OW;
+	if (__builtin_mul_overflow(g->C / g->G, g->KH * g->KW, &K) || K > INT_MAX ||
+	    L > INT_MAX) {
 		tg_fail(ctx, TG_ESHAPE, "%s: x %s, w %s: a size exceeds the BLAS limit %d", who, bx,
 			bw, INT_MAX);
 		return false;
@@ -802,7 +811,8 @@ tg_tensor *tg_conv2d_input_grad(tg_tensor *dout, tg_tensor *w, int64_t H, int64_
 		return tg_fail(ctx, TG_EARG, "%s: input size %lldx%lld; must be positive", who,
 			       (long long)H, (long long)W);
 	int G = o ? o->groups : 1;
-	int64_t xs[4] = { dout->shape[0], w->shape[1] * (G > 0 ? G : 1), H, W };
+	int64_t g1 = G > 0 ? G : 1, c = w->shape[1] <= INT64_MAX / g1 ? w->shape[1] * g1 : INT64_MAX;
+	int64_t xs[4] = { dout->shape[0], c, H, W };
 	geom g;
 	if (!conv_geom(ctx, who, xs, w->shape, o, &g) || !dout_fits(ctx, who, dout, &g))
 		return NULL;

@@ -140,6 +140,23 @@ static void custom_errors_enter_through_tg_fail(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* The generator's calls take a NULL context without a crash; a thread
+ * count above the pool's size counts as the largest it serves. */
+static void random_draws_and_thread_counts_take_out_of_range_arguments(void **state)
+{
+	(void)state;
+	assert_int_equal(tg_random_u64(NULL), 0);
+	assert_true(isnan(tg_random_uniform(NULL)));
+	assert_true(isnan(tg_random_normal(NULL)));
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_set_threads(ctx, 100000);
+	assert_int_equal(tg_threads(ctx), TG_MAX_THREADS);
+	tg_set_threads(ctx, 3);
+	assert_int_equal(tg_threads(ctx), 3);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -153,6 +170,7 @@ int main(void)
 		cmocka_unit_test(anomaly_mode_names_a_nan_gradient),
 		cmocka_unit_test(without_anomaly_mode_log0_is_minus_infinity),
 		cmocka_unit_test(custom_errors_enter_through_tg_fail),
+		cmocka_unit_test(random_draws_and_thread_counts_take_out_of_range_arguments),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

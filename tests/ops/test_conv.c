@@ -10,6 +10,7 @@
  */
 #include "../engine/test_util.h"
 
+#include <limits.h>
 #include <stdlib.h>
 
 enum { SEED = 7 };
@@ -678,6 +679,25 @@ static void conv2d_rejects_each_misuse_with_the_shapes(void **state)
 
 	assert_null(tg_conv2d(tg_zeros(ctx, TG_F64, SHAPE(4, 5, 5)), w, NULL, NULL));
 	assert_error(ctx, TG_ESHAPE, "tg_conv2d: x is (4,5,5); expected 4-D (N,C,H,W)");
+	tg_clear_error(ctx);
+	/* sizes the gradient ops take from the caller: beyond BLAS's int, before
+	 * any arithmetic on them could overflow (UBSan watches in that build) */
+	tg_tensor *d3 = tg_zeros(ctx, TG_F64, SHAPE(1, 2, 3, 3));
+	tg_conv_opts dil4 = TG_CONV_DEFAULTS;
+	dil4.dilation[0] = 4;
+	assert_null(tg_conv2d_weight_grad(x, d3, (int64_t)1 << 62, 3, &dil4));
+	assert_error(ctx, TG_ESHAPE,
+		     "tg_conv2d_weight_grad: x (1,4,5,5), w (2,4,4611686018427387904,3): a size "
+		     "exceeds the BLAS limit 2147483647");
+	tg_clear_error(ctx);
+	assert_null(tg_conv2d_input_grad(d3, tg_zeros(ctx, TG_F64, SHAPE(2, 4, 3, 3)), INT64_MAX,
+					 5, NULL));
+	assert_error(ctx, TG_ESHAPE, "tg_conv2d_input_grad: x (1,4,9223372036854775807,5)");
+	tg_clear_error(ctx);
+	tg_conv_opts huge_g = TG_CONV_DEFAULTS;
+	huge_g.groups = INT_MAX;
+	assert_null(tg_conv2d_input_grad(d3, w, 5, 5, &huge_g));
+	assert_error(ctx, TG_ESHAPE, "a size exceeds the BLAS limit");
 	tg_clear_error(ctx);
 	assert_null(tg_conv2d(x, tg_zeros(ctx, TG_F64, SHAPE(2, 4, 3)), NULL, NULL));
 	assert_error(ctx, TG_ESHAPE, "tg_conv2d: w is (2,4,3); expected 4-D (O,C/groups,KH,KW)");
