@@ -273,6 +273,7 @@ static void bmmb_setup(bench *b) { b->p[0] = P(b, 64, 128, 64), b->p[1] = P(b, 6
 static void pool_setup(bench *b) { b->p[0] = P(b, 32, 16, 64, 64); }
 static tg_tensor *mpool(bench *b) { return tg_sum(tg_max_pool2d(X0(b), 2, 2, 0)); }
 static tg_tensor *mpool3(bench *b) { return tg_sum(tg_max_pool2d(X0(b), 3, 2, 1)); }
+static tg_tensor *apool3(bench *b) { return tg_sum(tg_avg_pool2d(X0(b), 3, 1, 1)); }
 static void c1_setup(bench *b) { b->p[0] = P(b, 32, 64, 16, 16), b->p[1] = P(b, 128, 64, 1, 1), b->p[2] = P(b, 128); }
 static void c3_setup(bench *b) { b->p[0] = P(b, 16, 64, 16, 16), b->p[1] = P(b, 64, 64, 3, 3), b->p[2] = P(b, 64); }
 static void cdw_setup(bench *b) { b->p[0] = P(b, 16, 64, 32, 32), b->p[1] = P(b, 64, 1, 3, 3), b->p[2] = P(b, 64); }
@@ -378,6 +379,7 @@ static const workload WORKLOADS[] = {
 	{ "s-bmm-bcast", "sum(tanh(bmm(a, b))), a (64,128,64), b (64,256)", bmmb_setup, bmm_tanh, 10 },
 	{ "s-maxpool", "sum(max_pool2d(x, 2)), x (32,16,64,64)", pool_setup, mpool, 10 },
 	{ "s-maxpool3", "sum(max_pool2d(x, 3, stride 2, pad 1)), x (32,16,64,64)", pool_setup, mpool3, 10 },
+	{ "s-avgpool3", "sum(avg_pool2d(x, 3, stride 1, pad 1)), x (32,16,64,64)", pool_setup, apool3, 10 },
 	{ "s-conv1x1", "sum(relu(conv2d(x, w 128x64x1x1))), x (32,64,16,16)", c1_setup, conv1x1, 10 },
 	{ "s-conv3", "sum(relu(conv2d(x, w 64x64x3x3, pad 1))), x (16,64,16,16)", c3_setup, conv3, 5 },
 	{ "s-convdw", "sum(relu(conv2d(x, w 64x1x3x3, pad 1, groups 64))), x (16,64,32,32)",
