@@ -255,6 +255,9 @@ tg_tensor *tg_record(const tg_op *op, tg_tensor *out, int nin, tg_tensor *const 
 	tg_tensor *all[TG_MAX_INPUTS + 1];
 	if (nin < 0 || nin > TG_MAX_INPUTS || (nin > 0 && !in)) {
 		tg_ctx *ctx = tg_tensor_check(who, out);
+		if (nin > 0 && nin <= TG_MAX_INPUTS)
+			return tg_fail(ctx, TG_ENULL, "tg_record: %s: %d inputs and the array is NULL",
+				       who, nin);
 		return tg_fail(ctx, TG_EARG, "tg_record: %s: %d inputs; an op takes 0 to %d", who,
 			       nin, TG_MAX_INPUTS);
 	}
@@ -267,7 +270,10 @@ tg_tensor *tg_record(const tg_op *op, tg_tensor *out, int nin, tg_tensor *const 
 	if (!op || !op->name || !op->backward)
 		return tg_fail(ctx, TG_ENULL, "tg_record: the op descriptor, its name or its "
 					      "backward rule is NULL");
-	if (nattrs < 0 || nattrs > TG_MAX_ATTRS || (nattrs > 0 && !attrs))
+	if (nattrs > 0 && nattrs <= TG_MAX_ATTRS && !attrs)
+		return tg_fail(ctx, TG_ENULL, "tg_record: %s: %d attributes and the array is NULL",
+			       who, nattrs);
+	if (nattrs < 0 || nattrs > TG_MAX_ATTRS)
 		return tg_fail(ctx, TG_EARG, "tg_record: %s: %d attributes; an op keeps 0 to %d",
 			       who, nattrs, TG_MAX_ATTRS);
 	if (out->node || out->persistent)
@@ -442,7 +448,7 @@ static TG_SLOW void node_grad_checked(tg_node *n, int i, tg_tensor *dx)
 	tg_ctx *ctx = x->ctx;
 	if (dx->ctx != ctx || dx->dtype != x->dtype) {
 		char a[TG_SHAPE_STR];
-		tg_fail(ctx, TG_EARG,
+		tg_fail(ctx, dx->ctx != ctx ? TG_ECTX : TG_EDTYPE,
 			"backward of %s: gradient of input %d is %s %s, input is %s",
 			n->op->name, i, tg_dtype_name(dx->dtype),
 			tg_shape_fmt(dx->ndim, dx->shape, a), tg_dtype_name(x->dtype));
@@ -469,7 +475,14 @@ static TG_SLOW void node_grad_checked(tg_node *n, int i, tg_tensor *dx)
 
 void tg_node_grad(tg_node *n, int i, tg_tensor *dx)
 {
-	if (!n || !dx || (unsigned)i >= (unsigned)n->nin || !n->needs[i])
+	if (!n || !dx)
+		return;
+	if ((unsigned)i >= (unsigned)n->nin) { /* a custom op's rule, mistaken */
+		tg_fail(n->out->ctx, TG_EARG, "backward of %s: a gradient for input %d; it has %d",
+			n->op->name, i, n->nin);
+		return;
+	}
+	if (!n->needs[i])
 		return;
 	tg_tensor *x = n->in[i];
 	if (dx->ctx != x->ctx || dx->dtype != x->dtype || x->ctx->anomaly ||
@@ -571,6 +584,11 @@ int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags)
 	if (!ctx)
 		return -1;
 	char a[TG_SHAPE_STR], b[TG_SHAPE_STR];
+	if (flags & ~(unsigned)TG_CREATE_GRAPH) {
+		tg_fail(ctx, TG_EARG, "tg_backward: unknown flags 0x%x (TG_CREATE_GRAPH is the one)",
+			flags);
+		return -1;
+	}
 	if (!y->requires_grad && !ctx->grad_enabled) {
 		tg_fail(ctx, TG_EARG,
 			"tg_backward: the output %s has no history because grad mode is off "

@@ -377,6 +377,9 @@ tg_tensor *tg_randn(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape, do
 {
 	if (!random_dtype_ok(ctx, "tg_randn", dt))
 		return NULL;
+	if (ctx && ctx->status == TG_OK && !(std >= 0 && isfinite(std) && isfinite(mean)))
+		return tg_fail(ctx, TG_EARG, "tg_randn: mean %g, std %g; std must be finite and >= 0, "
+					     "mean finite", mean, std);
 	tg_tensor *t = tg_tensor_new(ctx, "tg_randn", dt, ndim, shape);
 	if (!t)
 		return NULL;
@@ -395,6 +398,8 @@ tg_tensor *tg_rand(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape, dou
 {
 	if (!random_dtype_ok(ctx, "tg_rand", dt))
 		return NULL;
+	if (ctx && ctx->status == TG_OK && !(lo <= hi && isfinite(lo) && isfinite(hi)))
+		return tg_fail(ctx, TG_EARG, "tg_rand: [%g, %g); lo <= hi, both finite", lo, hi);
 	tg_tensor *t = tg_tensor_new(ctx, "tg_rand", dt, ndim, shape);
 	if (!t)
 		return NULL;
@@ -604,9 +609,12 @@ int tg_copy_to_f64(const tg_tensor *t, double *out, size_t n)
 	tg_ctx *ctx = arg_ctx("tg_copy_to_f64", t);
 	if (!ctx)
 		return -1;
-	if (!out || n < t->numel) {
-		tg_fail(ctx, out ? TG_EARG : TG_ENULL,
-			"tg_copy_to_f64: output holds %zu values, tensor has %zu", out ? n : 0,
+	if (!out) {
+		tg_fail(ctx, TG_ENULL, "tg_copy_to_f64: the output array is NULL");
+		return -1;
+	}
+	if (n < t->numel) {
+		tg_fail(ctx, TG_EARG, "tg_copy_to_f64: output holds %zu values, tensor has %zu", n,
 			t->numel);
 		return -1;
 	}

@@ -141,8 +141,9 @@ static void custom_errors_enter_through_tg_fail(void **state)
 }
 
 /* The generator's calls take a NULL context without a crash; a thread
- * count above the pool's size counts as the largest it serves. */
-static void random_draws_and_thread_counts_take_out_of_range_arguments(void **state)
+ * count above the pool's size counts as the largest it serves; random
+ * tensors' parameters and backward's flags are checked. */
+static void random_draws_thread_counts_and_flags_take_out_of_range_arguments(void **state)
 {
 	(void)state;
 	assert_int_equal(tg_random_u64(NULL), 0);
@@ -154,6 +155,22 @@ static void random_draws_and_thread_counts_take_out_of_range_arguments(void **st
 	tg_set_threads(ctx, 3);
 	assert_int_equal(tg_threads(ctx), 3);
 	assert_ctx_ok(ctx);
+	/* a distribution's parameters are checked like any argument */
+	assert_null(tg_randn(ctx, TG_F64, 1, (int64_t[]){ 2 }, 0, -1));
+	assert_error(ctx, TG_EARG, "tg_randn: mean 0, std -1; std must be finite and >= 0");
+	tg_clear_error(ctx);
+	assert_null(tg_randn(ctx, TG_F32, 1, (int64_t[]){ 2 }, NAN, 1));
+	assert_error(ctx, TG_EARG, "tg_randn: mean nan");
+	tg_clear_error(ctx);
+	assert_null(tg_rand(ctx, TG_F64, 1, (int64_t[]){ 2 }, 1, 0));
+	assert_error(ctx, TG_EARG, "tg_rand: [1, 0); lo <= hi, both finite");
+	tg_clear_error(ctx);
+	tg_tensor *c = tg_rand(ctx, TG_F64, 1, (int64_t[]){ 2 }, 3, 3); /* a point */
+	assert_near(tg_get(c, 1), 3, 0);
+	/* and backward's flags */
+	tg_tensor *x = tg_param(tg_ones(ctx, TG_F64, 1, (int64_t[]){ 2 }));
+	assert_int_equal(tg_backward_ex(tg_sum(x), NULL, 4), -1);
+	assert_error(ctx, TG_EARG, "tg_backward: unknown flags 0x4");
 	tg_ctx_free(ctx);
 }
 
@@ -170,7 +187,7 @@ int main(void)
 		cmocka_unit_test(anomaly_mode_names_a_nan_gradient),
 		cmocka_unit_test(without_anomaly_mode_log0_is_minus_infinity),
 		cmocka_unit_test(custom_errors_enter_through_tg_fail),
-		cmocka_unit_test(random_draws_and_thread_counts_take_out_of_range_arguments),
+		cmocka_unit_test(random_draws_thread_counts_and_flags_take_out_of_range_arguments),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -117,6 +117,30 @@ static tg_tensor *f_cube_half_detached(tg_tensor *const *in, void *user)
 	return cube_as(&cube_half_detached_op, in[0]);
 }
 
+/* rules with a mistake the backward names: a gradient for an input the op
+ * does not have, of another dtype, of another context */
+static tg_ctx *other_ctx;
+
+static void past_the_inputs_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_node_grad(n, 1, dout);
+}
+
+static void other_dtype_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_node_grad(n, 0, tg_ones(tg_ctx_of(dout), TG_F32, tg_ndim(dout), tg_shape(dout)));
+}
+
+static void other_ctx_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_node_grad(n, 0, tg_ones(other_ctx, TG_F64, tg_ndim(dout), tg_shape(dout)));
+}
+
+static const tg_op past_the_inputs_op = { .name = "past_the_inputs",
+					  .backward = past_the_inputs_backward };
+static const tg_op other_dtype_op = { .name = "other_dtype", .backward = other_dtype_backward };
+static const tg_op other_ctx_op = { .name = "other_ctx", .backward = other_ctx_backward };
+
 /* ---- tests ------------------------------------------------------------------------- */
 
 static const double xs[] = { 1.5, -2, 0.5, 3, -0.25, 1 };
@@ -275,6 +299,13 @@ static void tg_record_rejects_bad_descriptors_and_outputs(void **state)
 	assert_error(ctx, TG_EARG, "7 attributes");
 	tg_clear_error(ctx);
 
+	assert_null(tg_record(&cube_op, out, 1, NULL, NULL, 0));
+	assert_error(ctx, TG_ENULL, "cube: 1 inputs and the array is NULL");
+	tg_clear_error(ctx);
+	assert_null(tg_record(&cube_op, out, 1, &x, NULL, 2));
+	assert_error(ctx, TG_ENULL, "cube: 2 attributes and the array is NULL");
+	tg_clear_error(ctx);
+
 	/* NULL in, NULL out; with a context known, the NULL is reported */
 	assert_null(tg_record(&cube_op, NULL, 1, &x, NULL, 0));
 	assert_error(ctx, TG_ENULL, "argument 0 is NULL");
@@ -295,6 +326,33 @@ static void tg_record_rejects_bad_descriptors_and_outputs(void **state)
 	tg_ctx_free(ctx);
 }
 
+static void a_rule_that_gives_a_wrong_gradient_is_named(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	other_ctx = tg_ctx_new(1);
+	static const struct {
+		const tg_op *op;
+		tg_status code;
+		const char *text;
+	} cases[] = {
+		{ &past_the_inputs_op, TG_EARG, "backward of past_the_inputs: a gradient for input 1; it has 1" },
+		{ &other_dtype_op, TG_EDTYPE, "backward of other_dtype: gradient of input 0 is f32 (2,), input is f64" },
+		{ &other_ctx_op, TG_ECTX, "backward of other_ctx: gradient of input 0 is f64" },
+	};
+	for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+		tg_tensor *x = tg_param(tg_ones(ctx, TG_F64, SHAPE(2)));
+		tg_tensor *y = cube_as(cases[k].op, x);
+		assert_non_null(y);
+		assert_int_equal(tg_backward(tg_sum(y)), -1);
+		assert_error(ctx, cases[k].code, cases[k].text);
+		tg_clear_error(ctx);
+		tg_reset(ctx);
+	}
+	tg_ctx_free(other_ctx);
+	tg_ctx_free(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -306,6 +364,7 @@ int main(void)
 		cmocka_unit_test(a_rule_with_wrong_history_fails_only_the_second_order_check),
 		cmocka_unit_test(cube_appears_by_name_in_the_dot_graph),
 		cmocka_unit_test(tg_record_rejects_bad_descriptors_and_outputs),
+		cmocka_unit_test(a_rule_that_gives_a_wrong_gradient_is_named),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
