@@ -134,15 +134,39 @@ tg_tensor *tg_module_add_state(tg_module *m, tg_tensor *t, const char *field)
 	return s;
 }
 
+/* True when a is m or holds m (a parent of m, or a parent of that, ...). */
+static bool holds(const tg_module *a, const tg_module *m)
+{
+	for (; m; m = m->parent)
+		if (m == a)
+			return true;
+	return false;
+}
+
 int tg_module_add(tg_module *m, tg_module *child)
 {
-	if (!m) {
-		tg_module_free(child);
+	/* A child with an owner is never freed here, whatever else is wrong:
+	 * its owner frees it, and a second free would be a use after free. */
+	if (child && (child->parent || (m && holds(child, m)))) {
+		if (!m)
+			return -1;
+		if (child->parent)
+			tg_fail(m->ctx, TG_EARG,
+				"tg_module_add: module \"%s\": child \"%s\" belongs to module "
+				"\"%s\" already (a module has one parent)",
+				m->name, child->name, child->parent->name);
+		else if (child == m)
+			tg_fail(m->ctx, TG_EARG,
+				"tg_module_add: module \"%s\" cannot contain itself", m->name);
+		else
+			tg_fail(m->ctx, TG_EARG,
+				"tg_module_add: module \"%s\": child \"%s\" holds it; adding it "
+				"would make a cycle",
+				m->name, child->name);
 		return -1;
 	}
-	if (child == m) {
-		tg_fail(m->ctx, TG_EARG, "tg_module_add: module \"%s\" cannot contain itself",
-			m->name);
+	if (!m) {
+		tg_module_free(child);
 		return -1;
 	}
 	if (!tg_ok(m->ctx)) {
@@ -166,6 +190,7 @@ int tg_module_add(tg_module *m, tg_module *child)
 		return -1;
 	}
 	m->children[m->nchildren++] = child;
+	child->parent = m;
 	return 0;
 }
 

@@ -289,6 +289,7 @@ struct tg_module {
 	size_t nstate;
 	tg_module **children;   /* owned, nchildren of them */
 	size_t nchildren;
+	tg_module *parent;      /* the module that owns this one; NULL for a root */
 	bool training;          /* starts true */
 	void *self;             /* the module's own data */
 };
@@ -310,7 +311,9 @@ TG_API tg_tensor *tg_module_add_param(tg_module *m, tg_tensor *t, const char *fi
 TG_API tg_tensor *tg_module_add_state(tg_module *m, tg_tensor *t, const char *field);
 /* Adds child to m (m then owns it). 0 ok; -1 and an error in ctx (child is
  * freed then, so that nothing leaks: tg_module_add(seq, tg_linear(...)) needs
- * no check between the two; only child == m is refused without freeing). A
+ * no check between the two). A module has one parent: a child added already
+ * (to m or to another module) and a child that is m or holds m, which would
+ * make a cycle, are refused without freeing, as their owner frees them. A
  * child NULL from a failed builder gives -1 with that builder's error. */
 TG_API int tg_module_add(tg_module *m, tg_module *child);
 /* m's forward: y = m->vt->forward(m, x). NULL in, NULL out. step */

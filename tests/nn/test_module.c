@@ -426,6 +426,52 @@ static void a_partly_built_sequential_frees_cleanly(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* ---- a module has one parent ---------------------------------------------------------- */
+
+static void a_child_has_one_parent_and_no_cycle_is_made(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_init he = {TG_INIT_HE, 0};
+	/* twice into one sequential: one copy of its parameters, freed once */
+	tg_module *seq = tg_sequential(ctx, "seq");
+	tg_module *fc = tg_linear(ctx, TG_F32, 4, 4, he, "fc");
+	assert_int_equal(tg_module_add(seq, fc), 0);
+	assert_int_equal(tg_module_add(seq, fc), -1);
+	assert_error(ctx, TG_EARG,
+		     "tg_module_add: module \"seq\": child \"fc\" belongs to module \"seq\" "
+		     "already");
+	assert_int_equal(seq->nchildren, 1);
+	assert_int_equal(tg_module_params(seq, NULL, 0), 2);
+	tg_clear_error(ctx);
+	/* into a second sequential: refused, even when the context has failed */
+	tg_module *other = tg_sequential(ctx, "other");
+	assert_int_equal(tg_module_add(other, fc), -1);
+	assert_error(ctx, TG_EARG, "child \"fc\" belongs to module \"seq\" already");
+	assert_int_equal(tg_module_add(other, fc), -1);
+	assert_int_equal(tg_module_add(NULL, fc), -1);
+	assert_int_equal(other->nchildren, 0);
+	tg_clear_error(ctx);
+	/* a holds b: b cannot hold a, nor a's parent */
+	tg_module *a = tg_sequential(ctx, "a"), *b = tg_sequential(ctx, "b");
+	assert_int_equal(tg_module_add(a, b), 0);
+	assert_int_equal(tg_module_add(seq, a), 0);
+	assert_int_equal(tg_module_add(b, a), -1);
+	assert_error(ctx, TG_EARG, "child \"a\" belongs to module \"seq\" already");
+	tg_clear_error(ctx);
+	assert_int_equal(tg_module_add(b, seq), -1);
+	assert_error(ctx, TG_EARG,
+		     "tg_module_add: module \"b\": child \"seq\" holds it; adding it would "
+		     "make a cycle");
+	assert_int_equal(b->nchildren, 0);
+	tg_clear_error(ctx);
+	tg_module_train(seq, false);
+	assert_false(b->training);
+	tg_module_free(seq);
+	tg_module_free(other);
+	tg_ctx_free(ctx);
+}
+
 /* ---- misuse is reported, named ------------------------------------------------------- */
 
 static void misuse_is_a_named_error(void **state)
@@ -812,6 +858,7 @@ int main(void)
 	    cmocka_unit_test(linear_relu_linear_equals_the_ops_bit_for_bit),
 	    cmocka_unit_test(embedding_looks_up_rows_of_an_index_tensor),
 	    cmocka_unit_test(a_partly_built_sequential_frees_cleanly),
+	    cmocka_unit_test(a_child_has_one_parent_and_no_cycle_is_made),
 	    cmocka_unit_test(misuse_is_a_named_error),
 	    cmocka_unit_test(conv_and_pool_modules_equal_the_ops_they_wrap),
 	    cmocka_unit_test(a_cnn_spec_reads_back_with_its_names),
