@@ -1209,13 +1209,17 @@ int main(int argc, char **argv)
 
 	to.confusion = k ? confusion : NULL;
 	int64_t per_epoch = c.replace ? (d.train.n / gbatch > 1 ? d.train.n / gbatch : 1)
-				      : (d.train.n + gbatch - 1) / gbatch;
+				      : d.train.n / gbatch + (d.train.n % gbatch != 0);
+	/* the run's steps must be countable; --iters spans iters / per_epoch
+	 * epochs rounded up, written without iters + per_epoch - 1 */
+	if (!c.iters && c.epochs > INT64_MAX / per_epoch)
+		usage_error("--epochs %lld: %lld epochs of %lld steps are more than %lld steps; "
+			    "give at most %lld",
+			    (long long)c.epochs, (long long)c.epochs, (long long)per_epoch,
+			    (long long)INT64_MAX, (long long)(INT64_MAX / per_epoch));
+	int64_t epochs = c.iters ? c.iters / per_epoch + (c.iters % per_epoch != 0) : c.epochs;
 	tg_schedule sch;
-	check_option(ctx,
-		     tg_schedule_parse(ctx, c.schedule, oo.lr,
-				       c.iters ? (c.iters + per_epoch - 1) / per_epoch : c.epochs,
-				       &sch),
-		     "--schedule");
+	check_option(ctx, tg_schedule_parse(ctx, c.schedule, oo.lr, epochs, &sch), "--schedule");
 	to.schedule = &sch;
 	saver sv = {
 		.ctx = ctx, .path = c.save, .tensors = tensors, .n = n, .opt = opt, .sch = &sch,

@@ -466,6 +466,7 @@ typedef struct run {
 	const tg_dataset *test;     /* may be NULL */
 	tg_train_opts opts;
 	tg_dtype dt;
+	int64_t batch;              /* rows the batcher draws a step (all ranks) */
 	int64_t per_epoch;          /* steps in a full epoch */
 	int64_t total;              /* steps planned */
 	int64_t epochs;             /* epochs planned */
@@ -746,7 +747,10 @@ static int plan(run *r)
 {
 	const tg_train_opts *o = &r->opts;
 	int64_t ranks = o->dist ? tg_dist_hooks_of(o->dist)->size(o->dist) : 1;
-	int64_t n = r->train->n, b = o->batch * ranks; /* the global batch */
+	int64_t n = r->train->n, b; /* the global batch */
+	/* a batch too large to count is larger than any data set: all of it */
+	if (__builtin_mul_overflow(o->batch, ranks, &b))
+		b = INT64_MAX;
 	if (b < 1 || o->eval_batch < 0 || (o->iters <= 0 && o->epochs < 1) ||
 	    !(o->progress_every >= 0) || (unsigned)o->progress > TG_PROGRESS_LINES ||
 	    o->patience < 0 || o->start_epoch < 0 || o->start_iter < 0) {
@@ -768,10 +772,12 @@ static int plan(run *r)
 			(long long)o->patience);
 		return -1;
 	}
+	/* n / b rounded up is written without n + b - 1, which overflows for
+	 * the largest batches */
 	if (o->replace)
 		r->per_epoch = n / b > 1 ? n / b : 1;
 	else
-		r->per_epoch = o->drop_last ? n / b : (n + b - 1) / b;
+		r->per_epoch = n / b + (!o->drop_last && n % b);
 	if (r->per_epoch < 1) {
 		tg_fail(r->ctx, TG_EARG, "%s: batch %lld > %lld samples with drop_last", r->who,
 			(long long)b, (long long)n);
@@ -785,8 +791,19 @@ static int plan(run *r)
 			r->who, (long long)last, last == 1 ? "" : "s", (long long)ranks);
 		return -1;
 	}
-	r->total = o->iters > 0 ? o->iters : o->epochs * r->per_epoch;
-	r->epochs = (r->total + r->per_epoch - 1) / r->per_epoch;
+	if (o->iters > 0)
+		r->total = o->iters;
+	else if (__builtin_mul_overflow(o->epochs, r->per_epoch, &r->total)) {
+		tg_fail(r->ctx, TG_EARG,
+			"%s: %lld epochs of %lld steps are more than %lld steps; give fewer "
+			"epochs",
+			r->who, (long long)o->epochs, (long long)r->per_epoch,
+			(long long)INT64_MAX);
+		return -1;
+	}
+	r->epochs = r->total / r->per_epoch + (r->total % r->per_epoch != 0);
+	/* without replacement a batch larger than the data set is all of it */
+	r->batch = !o->replace && b > n ? n : b;
 	r->progress = o->progress;
 	if (r->progress == TG_PROGRESS_AUTO)
 		r->progress = isatty(fileno(stderr)) ? TG_PROGRESS_TTY : TG_PROGRESS_LINES;
@@ -947,7 +964,7 @@ static int fit(const char *who, tg_module *m, tg_optim *o, const tg_task *task,
 			 (r.opts.drop_last ? TG_BATCH_DROP_LAST : 0);
 	const tg_dist_hooks *dh = r.opts.dist ? tg_dist_hooks_of(r.opts.dist) : NULL;
 	int64_t ranks = dh ? dh->size(r.opts.dist) : 1;
-	bt = tg_batcher_new(ctx, train, r.opts.batch * ranks, flags);
+	bt = tg_batcher_new(ctx, train, r.batch, flags);
 	if (!bt || (ranks > 1 && tg_batcher_shard(bt, dh->rank(r.opts.dist), ranks)) ||
 	    log_open(&r))
 		goto out_free;

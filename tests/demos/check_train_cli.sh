@@ -54,6 +54,9 @@ expect 2 "--load-nonfinite needs --load FILE" --load-nonfinite
 expect 2 "--batch 999999999999: at most 2147483647" --batch 999999999999
 expect 2 "--batch 2000: --data digits has 1437 training samples; give at most 1437" \
 	--data digits --batch 2000
+# the steps of a run must be countable: iris is 8 steps an epoch
+expect 2 "--epochs 2305843009213693952: 2305843009213693952 epochs of 8 steps are more than 9223372036854775807 steps; give at most 1152921504606846975" \
+	--data iris --epochs 2305843009213693952
 cores=$(getconf _NPROCESSORS_ONLN)
 expect 2 "--threads $((cores + 1)): this machine has $cores core" --threads $((cores + 1))
 
@@ -137,6 +140,13 @@ fi
 	>/dev/null 2>"$out"
 if grep -q "the loss diverged" "$out"; then
 	echo "FAIL: train --no-divergence-check still stopped for divergence: $(cat "$out")"
+	fails=$((fails + 1))
+fi
+
+# the most steps there can be is a run that trains (stopped here after 3 s)
+timeout 3 "$train" --data iris --iters 9223372036854775807 --quiet >"$dir/stdout" 2>"$out"
+if [ -s "$out" ] || ! grep -q "^epoch  *1  iter  *8 " "$dir/stdout"; then
+	echo "FAIL: train --data iris --iters 9223372036854775807: no first epoch: $(head -n 1 "$out")"
 	fails=$((fails + 1))
 fi
 

@@ -355,6 +355,60 @@ static void iterations_with_replacement_count_epochs_of_n_over_b_steps(void **st
 	fixture_free(&f);
 }
 
+static void sizes_too_large_to_count_are_refused_or_read_as_all_the_data(void **state)
+{
+	(void)state;
+	fixture f;
+	fixture_new(&f, 5, NULL, NULL);
+	tg_train_opts to = quiet_opts();
+	tg_metrics last;
+	/* epochs x 15 steps would overflow: refused before any step */
+	to.epochs = INT64_MAX / 15 + 1;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, NULL, &to, &last), -1);
+	assert_error(f.ctx, TG_EARG, "epochs of 15 steps are more than");
+	tg_clear_error(f.ctx);
+	to.epochs = INT64_MAX;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, NULL, &to, &last), -1);
+	assert_error(f.ctx, TG_EARG,
+		     "tg_train: 9223372036854775807 epochs of 15 steps are more than "
+		     "9223372036854775807 steps");
+	assert_int_equal(tg_optim_steps(f.opt), 0);
+	tg_clear_error(f.ctx);
+	/* a batch larger than any data set is one batch of all 1437 rows */
+	to.epochs = 2;
+	to.batch = INT64_MAX;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, NULL, &to, &last), 0);
+	assert_int_equal(last.epoch, 2);
+	assert_int_equal(last.iter, 2);
+	assert_int_equal(tg_optim_steps(f.opt), 2);
+	/* ... and no batch at all with drop_last */
+	to.drop_last = true;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, NULL, &to, &last), -1);
+	assert_error(f.ctx, TG_EARG,
+		     "tg_train: batch 9223372036854775807 > 1437 samples with drop_last");
+	tg_clear_error(f.ctx);
+	/* the most steps there can be: ceil(INT64_MAX / 15) epochs planned */
+	to.drop_last = false;
+	to.batch = 100;
+	to.iters = INT64_MAX;
+	FILE *out = tmpfile();
+	assert_non_null(out);
+	to.out = out;
+	counter c = { .stop_after = 1 };
+	to.on_epoch = count_epoch;
+	to.user = &c;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, NULL, &to, &last), 0);
+	assert_int_equal(last.iter, 15);
+	rewind(out);
+	char line[256];
+	assert_non_null(fgets(line, sizeof line, out));
+	fclose(out);
+	/* 614891469123651721 epochs: the epoch number is 18 wide */
+	if (strncmp(line, "epoch                  1  iter", 30))
+		fail_msg("the epoch line is \"%s\"", line);
+	fixture_free(&f);
+}
+
 static void a_callback_returning_false_stops_training_after_that_epoch(void **state)
 {
 	(void)state;
@@ -811,6 +865,7 @@ int main(void)
 		cmocka_unit_test(training_does_nothing_while_the_context_holds_an_error),
 		cmocka_unit_test(the_csv_log_has_a_header_and_one_row_per_epoch),
 		cmocka_unit_test(iterations_with_replacement_count_epochs_of_n_over_b_steps),
+		cmocka_unit_test(sizes_too_large_to_count_are_refused_or_read_as_all_the_data),
 		cmocka_unit_test(a_callback_returning_false_stops_training_after_that_epoch),
 		cmocka_unit_test(evaluation_is_deterministic_and_restores_the_modes),
 		cmocka_unit_test(evaluation_with_grad_mode_off_stays_off),
