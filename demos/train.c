@@ -480,9 +480,19 @@ static void prove_writable(const char *opt, const char *path, bool in_place)
 				path);
 			exit(1);
 		}
-		/* a checkpoint replaces the file (a new one is renamed over it); a
-		 * log is written into it */
-		if (access(path, W_OK) != 0 && (in_place || !S_ISREG(st.st_mode))) {
+		/* a checkpoint replaces the file (a new one is renamed over it),
+		 * which would lose a FIFO, a device node or a socket; a log is
+		 * written into it */
+		if (!in_place && !S_ISREG(st.st_mode)) {
+			fprintf(stderr, "%s: %s %s: is %s, not a regular file; a checkpoint "
+					"replaces the file at its path\n",
+				prog, opt, path,
+				S_ISFIFO(st.st_mode)  ? "a FIFO"
+				: S_ISSOCK(st.st_mode) ? "a socket"
+						       : "a device");
+			exit(1);
+		}
+		if (access(path, W_OK) != 0 && in_place) {
 			fprintf(stderr, "%s: %s %s: cannot write: %s\n", prog, opt, path,
 				strerror(errno));
 			exit(1);

@@ -710,9 +710,19 @@ static int write_file(int fd, void (*body)(writer *w, const void *arg), const vo
 	return w.err;
 }
 
+/* What a non-regular file is, for the message that refuses it. */
+static const char *file_kind(mode_t m)
+{
+	return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO (named pipe)" :
+	       S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device" :
+	       S_ISSOCK(m) ? "a socket" : "not a regular file";
+}
+
 /* Writes a file at path atomically: body writes its bytes into a temporary
  * of its own, which is synced and renamed over path. What is written is
- * named in errors as `what` ("checkpoint"). 0 ok, -1 on error. */
+ * named in errors as `what` ("checkpoint"). Only a regular file is replaced:
+ * the rename would put the file in the place of a FIFO, a device node or a
+ * socket, and that is lost. 0 ok, -1 on error. */
 static int save_atomic(tg_ctx *ctx, const char *path, const char *what,
 		       void (*body)(writer *w, const void *arg), const void *arg)
 {
@@ -729,6 +739,21 @@ static int save_atomic(tg_ctx *ctx, const char *path, const char *what,
 		tg_fail(ctx, TG_ENOMEM, "%s: out of memory", path);
 		goto out_free;
 	}
+	/* final is no link (resolve_links followed them all), so lstat sees
+	 * what the rename would replace */
+	struct stat st;
+	bool existed = lstat(final, &st) == 0;
+	if (existed && !S_ISREG(st.st_mode)) {
+		if (strcmp(final, path))
+			tg_fail(ctx, TG_EIO,
+				"%s: cannot write %s: the link leads to %s, which is %s, not a "
+				"regular file",
+				path, what, final, file_kind(st.st_mode));
+		else
+			tg_fail(ctx, TG_EIO, "%s: cannot write %s: it is %s, not a regular file",
+				path, what, file_kind(st.st_mode));
+		goto out_free;
+	}
 	remove_leftovers(dir, base_of(final));
 	int fd = create_temp(final, tmp, size);
 	if (fd < 0) {
@@ -736,8 +761,7 @@ static int save_atomic(tg_ctx *ctx, const char *path, const char *what,
 			path, what, dir, strerror(errno));
 		goto out_free;
 	}
-	struct stat st;
-	if (stat(final, &st) == 0 && S_ISREG(st.st_mode))
+	if (existed)
 		fchmod(fd, st.st_mode & 07777); /* the old file's permissions carry over */
 	int err = write_file(fd, body, arg);
 	if (!err && rename(tmp, final) != 0)
@@ -795,14 +819,6 @@ int tg_checkpoint_save(tg_ctx *ctx, const char *path, tg_tensor *const *t, size_
 	int rc = s && tg_state_add(s, t, n) == 0 ? tg_checkpoint_save_state(ctx, path, s) : -1;
 	tg_state_free(s);
 	return rc;
-}
-
-/* What a non-regular file is, for the message that refuses it. */
-static const char *file_kind(mode_t m)
-{
-	return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO (named pipe)" :
-	       S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device" :
-	       S_ISSOCK(m) ? "a socket" : "not a regular file";
 }
 
 /* The whole file in a malloc'd buffer. Only a regular file is read: the open

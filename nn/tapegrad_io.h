@@ -387,8 +387,10 @@ TG_API int tg_state_restore_rng(const tg_state *s, tg_ctx *ctx);
  * removed and whatever was at path is untouched. Temporaries
  * "<path>.tmp.<pid>..." whose process no longer exists (a save killed
  * mid-write) are removed by the next save to path. When path is a symbolic
- * link the file it points at is written and the link stays. A tensor freed
- * since tg_state_add is TG_ESTALE. 0 ok, -1 on error (TG_EIO names the path
+ * link the file it points at is written and the link stays. Only a regular
+ * file is replaced: a FIFO, a device node, a socket or a directory at path
+ * (or where its link leads) is TG_EIO naming what it is, and stays. A
+ * tensor freed since tg_state_add is TG_ESTALE. 0 ok, -1 on error (TG_EIO names the path
  * and the system's reason). */
 TG_API int tg_checkpoint_save_state(tg_ctx *ctx, const char *path, const tg_state *s);
 

@@ -85,6 +85,12 @@ fast 1 "--log /nonexistent/dir/m.csv: cannot write in /nonexistent/dir" \
 fast 1 "--save $dir: is a directory" --data digits --save "$dir"
 mkfifo "$dir/fifo"
 fast 1 "--load: $dir/fifo: not a regular file (a FIFO)" --data digits --load "$dir/fifo"
+# a checkpoint is renamed over its path: a FIFO there is refused, and kept
+fast 1 "--save $dir/fifo: is a FIFO, not a regular file" --data digits --save "$dir/fifo"
+if [ ! -p "$dir/fifo" ]; then
+	echo "FAIL: train --save $dir/fifo: the FIFO is gone"
+	fails=$((fails + 1))
+fi
 # --resume: a file that is not a checkpoint, a checkpoint cut short, one
 # without a run in it, another data set, flags the file decides
 printf 'not a checkpoint\n' >"$dir/junk.ckpt"

@@ -18,8 +18,11 @@
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -958,6 +961,73 @@ static void saving_onto_a_symbolic_link_writes_its_target(void **state)
 	tmp_remove(&d);
 }
 
+/* A save at path fails naming what is there, and leaves it as it was, of
+ * type `type` (S_IFIFO, ...), with no temporary beside it. */
+static void expect_save_refused(const tmpdir *d, const char *path, mode_t type, const char *want)
+{
+	tg_ctx *ctx = tg_ctx_new(3);
+	tg_tensor *t[NT];
+	make_model(ctx, TG_F32, t);
+	int before = tmp_count(d);
+	assert_int_equal(tg_checkpoint_save(ctx, path, t, NT), -1);
+	assert_error(ctx, TG_EIO, want);
+	tg_clear_error(ctx);
+	assert_int_equal(tg_export_npz(ctx, path, t, NT), -1);
+	assert_error(ctx, TG_EIO, "cannot write the .npz file");
+	tg_ctx_free(ctx);
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	if ((st.st_mode & S_IFMT) != type)
+		fail_msg("%s is of type 0%o after the save, was 0%o", path,
+			 (unsigned)(st.st_mode & S_IFMT), (unsigned)type);
+	assert_int_equal(tmp_count(d), before);
+}
+
+static void saving_never_replaces_what_is_not_a_regular_file(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char path[256], link_path[256], want[640];
+	/* a FIFO, and a link to it */
+	tmp_file(&d, "fifo.ckpt", path);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	snprintf(want, sizeof want,
+		 "%s: cannot write checkpoint: it is a FIFO (named pipe), not a regular file", path);
+	expect_save_refused(&d, path, S_IFIFO, want);
+	tmp_file(&d, "link.ckpt", link_path);
+	assert_int_equal(symlink("fifo.ckpt", link_path), 0);
+	snprintf(want, sizeof want,
+		 "%s: cannot write checkpoint: the link leads to %s, which is a FIFO (named "
+		 "pipe), not a regular file",
+		 link_path, path);
+	expect_save_refused(&d, link_path, S_IFIFO, want);
+	struct stat st;
+	assert_int_equal(lstat(link_path, &st), 0);
+	assert_true(S_ISLNK(st.st_mode));
+	/* a socket */
+	tmp_file(&d, "sock.ckpt", path);
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	assert_true(strlen(path) < sizeof sa.sun_path);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	snprintf(want, sizeof want, "%s: cannot write checkpoint: it is a socket", path);
+	expect_save_refused(&d, path, S_IFSOCK, want);
+	close(fd);
+	/* a device node, as mknod nulldev c 1 3 makes (where this may make one) */
+	tmp_file(&d, "nulldev", path);
+	if (mknod(path, S_IFCHR | 0600, makedev(1, 3)) == 0) {
+		snprintf(want, sizeof want,
+			 "%s: cannot write checkpoint: it is a character device", path);
+		expect_save_refused(&d, path, S_IFCHR, want);
+	} else {
+		printf("(no device node: mknod %s: %s)\n", path, strerror(errno));
+	}
+	tmp_remove(&d);
+}
+
 /* A net of 784-2048-2048-10 (23 MB of f32): big enough that one save is
  * still writing when the other thread's begins. */
 enum { SAVES = 20, NBIG = 3 };
@@ -1563,6 +1633,7 @@ int main(void)
 		cmocka_unit_test(an_absurd_size_in_the_file_is_rejected_without_allocating),
 		cmocka_unit_test(a_missing_file_is_an_io_error),
 		cmocka_unit_test(a_fifo_is_refused_at_once_not_waited_on),
+		cmocka_unit_test(saving_never_replaces_what_is_not_a_regular_file),
 		cmocka_unit_test(nonfinite_weights_are_refused_unless_asked_for),
 		cmocka_unit_test(unnamed_or_duplicate_tensors_are_refused),
 		cmocka_unit_test(saving_into_a_missing_directory_fails_and_touches_nothing),
