@@ -157,7 +157,12 @@ typedef struct tg_train_opts {
 	tg_progress progress;   /* TG_PROGRESS_AUTO */
 	double progress_every;  /* seconds between TG_PROGRESS_LINES lines: 10 */
 	FILE *out;              /* epoch lines, confusion matrix: stdout; NULL: silent */
-	const char *log_path;   /* CSV, one row per epoch; NULL: no log */
+	/* CSV, a header and one row per epoch; NULL: no log. Written anew, but
+	 * when resuming (start_epoch > 0) into a log file that has rows: the
+	 * rows up to start_epoch stay and the new ones follow (later rows are
+	 * cut, as those epochs run again); one whose header is another is
+	 * TG_EIO and left as it is. */
+	const char *log_path;
 	/* K class names (K = the net's outputs) for the confusion matrix, or NULL
 	 * to number the classes. Borrowed for the call. */
 	const char *const *class_names;

@@ -21,6 +21,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -529,19 +530,75 @@ static void show_progress(run *r, int64_t epoch, int64_t it)
 
 /* ---- the CSV log ------------------------------------------------------------------------ */
 
+static const char log_header[] =
+	"epoch,iter,train_loss,train_acc,test_loss,test_acc,seconds,val_loss,val_acc,"
+	"train_mse,train_rmse,train_r2,val_mse,val_rmse,val_r2,test_mse,test_rmse,test_r2\n";
+
+static int log_fail(run *r, const char *why)
+{
+	tg_fail(r->ctx, TG_EIO, "%s: resuming the log %s: %s", r->who, r->opts.log_path, why);
+	fclose(r->log);
+	r->log = NULL;
+	return -1;
+}
+
+/* Resuming into a log that has rows: those of the epochs done stay and the
+ * new rows follow them. Rows past start_epoch (a run stopped after its
+ * log's row and before its save) are cut, as those epochs run again. A log
+ * with another header is not mixed with this one's rows. */
+static int log_resume(run *r)
+{
+	FILE *f = r->log;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len = getline(&line, &cap, f);
+	int rc = 0;
+	if (len < 0 && ferror(f))
+		rc = log_fail(r, strerror(errno));
+	else if (len >= 0 && strcmp(line, log_header))
+		rc = log_fail(r, "its first line is not this log's header; give another log "
+				 "rather than mixing two kinds of rows");
+	long keep = rc || len < 0 ? 0 : ftell(f);
+	while (!rc && len >= 0 && (len = getline(&line, &cap, f)) >= 0) {
+		char *end;
+		long long epoch = strtoll(line, &end, 10);
+		if (line[len - 1] != '\n' || epoch > r->opts.start_epoch)
+			break; /* a row cut short, or of an epoch that runs again */
+		if (end == line || *end != ',') {
+			rc = log_fail(r, "a row does not start with its epoch");
+			break;
+		}
+		keep = ftell(f);
+	}
+	free(line);
+	if (rc)
+		return -1;
+	if (ferror(f) || keep < 0 || fflush(f) || ftruncate(fileno(f), keep) ||
+	    fseek(f, keep, SEEK_SET))
+		return log_fail(r, strerror(errno));
+	if (keep == 0)
+		fputs(log_header, f);
+	return 0;
+}
+
+/* A new log, or, when training resumes, the log of the epochs before. */
 static int log_open(run *r)
 {
-	if (!r->opts.log_path)
+	const char *path = r->opts.log_path;
+	if (!path)
 		return 0;
-	r->log = fopen(r->opts.log_path, "w");
+	/* only a regular file is read back: a pipe or a terminal is written */
+	struct stat st;
+	bool resume = r->opts.start_epoch > 0 && stat(path, &st) == 0 && S_ISREG(st.st_mode);
+	r->log = fopen(path, resume ? "r+" : "w");
 	if (!r->log) {
-		tg_fail(r->ctx, TG_EIO, "%s: cannot write the log %s: %s", r->who, r->opts.log_path,
+		tg_fail(r->ctx, TG_EIO, "%s: cannot write the log %s: %s", r->who, path,
 			strerror(errno));
 		return -1;
 	}
-	fprintf(r->log, "epoch,iter,train_loss,train_acc,test_loss,test_acc,seconds,val_loss,"
-			"val_acc,train_mse,train_rmse,train_r2,val_mse,val_rmse,val_r2,test_mse,"
-			"test_rmse,test_r2\n");
+	if (resume)
+		return log_resume(r);
+	fputs(log_header, r->log);
 	return 0;
 }
 

@@ -3,7 +3,8 @@
 # straight and training 2, saving, and resuming to 4 leave byte-identical
 # files (a classifier on the digits, a regressor on the diabetes data); a
 # run's file loads without the net flags, flags that disagree with it are a
-# usage error, and a version-1 file (tensors only) loads with the net flags.
+# usage error, a version-1 file (tensors only) loads with the net flags, and
+# a resumed run's log keeps the rows of the epochs before.
 # Run by meson test (suite "outside") with TG_BUILD_ROOT set.
 set -u
 train="${TG_BUILD_ROOT:?run through meson test}/demos/train"
@@ -65,6 +66,16 @@ straight_vs_resumed digits cosine:4 --hidden 16 --no-bn --dropout 0.2 --batch 12
 # plateau's best loss and count carry over (patience 0: it cuts the rate
 # after any epoch without a better test loss)
 straight_vs_resumed diabetes plateau:0.5:0 --batch 16 --lr 0.05
+
+# a resumed run with the same --log adds its epochs' rows to the ones there
+run log3 --data digits --hidden 16 --batch 256 --epochs 3 --save "$dir/log.ckpt" \
+	--log "$dir/log.csv"
+run log5 --resume "$dir/log.ckpt" --epochs 5 --log "$dir/log.csv"
+got=$(cut -d, -f1 "$dir/log.csv" | tr '\n' ' ')
+if [ "$got" != "epoch 1 2 3 4 5 " ]; then
+	echo "FAIL: --resume --log: the log's epochs are '$got', wanted 'epoch 1 2 3 4 5 '"
+	fails=$((fails + 1))
+fi
 
 # --load takes the net from the file: the same test figures with no net
 # flags, with the ones it was made with, and a usage error naming both for

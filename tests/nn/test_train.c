@@ -329,6 +329,86 @@ static void the_csv_log_has_a_header_and_one_row_per_epoch(void **state)
 	fixture_free(&f);
 }
 
+/* The epoch and iter of each row of the log at path, after its header
+ * (which must be one line, the first); returns the number of rows. */
+static int log_rows(const char *path, long long (*rows)[2], int cap)
+{
+	FILE *in = fopen(path, "r");
+	assert_non_null(in);
+	char line[512];
+	int n = 0, headers = 0;
+	while (fgets(line, sizeof line, in)) {
+		if (!strncmp(line, "epoch,", 6)) {
+			if (n)
+				fail_msg("a header after row %d: %s", n, line);
+			headers++;
+			continue;
+		}
+		assert_true(n < cap);
+		if (sscanf(line, "%lld,%lld,", &rows[n][0], &rows[n][1]) != 2)
+			fail_msg("row %d: %s", n + 1, line);
+		n++;
+	}
+	fclose(in);
+	assert_int_equal(headers, 1);
+	return n;
+}
+
+static void a_resumed_run_keeps_the_rows_of_its_log(void **state)
+{
+	(void)state;
+	fixture f;
+	fixture_new(&f, 5, NULL, NULL);
+	char path[] = "/tmp/tg_train_log_XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	tg_train_opts to = quiet_opts();
+	to.batch = 100; /* 15 steps an epoch */
+	to.log_path = path;
+	tg_metrics last;
+	/* 3 epochs logged; the run is taken up after 2 (its save of epoch 3 lost) */
+	to.epochs = 3;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, NULL, &to, &last), 0);
+	to.start_epoch = 2;
+	to.start_iter = 30;
+	to.epochs = 4;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, NULL, &to, &last), 0);
+	long long rows[8][2];
+	int n = log_rows(path, rows, 8);
+	assert_int_equal(n, 4);
+	for (int i = 0; i < n; i++) {
+		assert_int_equal(rows[i][0], i + 1);
+		assert_int_equal(rows[i][1], 15 * (i + 1));
+	}
+	/* a log of something else is not written into */
+	const char other[] = "step,loss\n1,0.5\n";
+	FILE *out = fopen(path, "w");
+	assert_non_null(out);
+	fputs(other, out);
+	fclose(out);
+	to.start_epoch = 4;
+	to.start_iter = 60;
+	to.epochs = 5;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, NULL, &to, &last), -1);
+	assert_error(f.ctx, TG_EIO, "its first line is not this log's header");
+	tg_clear_error(f.ctx);
+	char back[64] = { 0 };
+	FILE *in = fopen(path, "r");
+	assert_non_null(in);
+	assert_int_equal(fread(back, 1, sizeof back - 1, in), strlen(other));
+	fclose(in);
+	assert_string_equal(back, other);
+	/* a run from the start begins a new log */
+	to.start_epoch = 0;
+	to.start_iter = 0;
+	to.epochs = 1;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, NULL, &to, &last), 0);
+	assert_int_equal(log_rows(path, rows, 8), 1);
+	unlink(path);
+	fixture_free(&f);
+}
+
 static void iterations_with_replacement_count_epochs_of_n_over_b_steps(void **state)
 {
 	(void)state;
@@ -864,6 +944,7 @@ int main(void)
 		cmocka_unit_test(a_net_that_does_not_fit_the_data_is_a_shape_error),
 		cmocka_unit_test(training_does_nothing_while_the_context_holds_an_error),
 		cmocka_unit_test(the_csv_log_has_a_header_and_one_row_per_epoch),
+		cmocka_unit_test(a_resumed_run_keeps_the_rows_of_its_log),
 		cmocka_unit_test(iterations_with_replacement_count_epochs_of_n_over_b_steps),
 		cmocka_unit_test(sizes_too_large_to_count_are_refused_or_read_as_all_the_data),
 		cmocka_unit_test(a_callback_returning_false_stops_training_after_that_epoch),
