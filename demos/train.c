@@ -338,6 +338,10 @@ static config parse_args(int argc, char **argv)
 		if (!val) {
 			if (i + 1 >= argc)
 				usage_error("%s needs a value", a);
+			/* "--log --quiet" forgot the file name: the next option is
+			 * not taken for it (--opt=--x still gives such a value) */
+			if (!strncmp(argv[i + 1], "--", 2))
+				usage_error("%s needs a value, not the option %s", a, argv[i + 1]);
 			val = argv[++i];
 		}
 		if (c.ngiven < 64)

@@ -27,6 +27,10 @@ expect() {
 
 expect 2 "unknown option --bogus" --bogus
 expect 2 "--lr needs a value" --lr
+# an option after one that wants a value is not taken for it
+expect 2 "--log needs a value, not the option --quiet" --data iris --epochs 1 --log --quiet
+expect 2 "--log needs a value, not the option --save" --log --save x.ckpt
+expect 2 "--epochs needs a value, not the option --quiet" --epochs --quiet
 expect 2 "--lr needs a number" --lr 0.1x
 expect 2 "--lr must be a positive number" --lr nan
 expect 2 "--lr must be a positive number" --lr inf
