@@ -954,6 +954,15 @@ static int parse_item(tg_ctx *ctx, const char *path, uint32_t version, uint32_t 
 		else
 			bytes *= dim;
 	}
+	for (int k = 0; k < it->ndim; k++)
+		if (it->shape[k] < 1) { /* a size tapegrad never writes */
+			char buf[160];
+			tg_fail(ctx, TG_EFORMAT,
+				"%s: corrupted: tensor %.*s has shape %s; every size is 1 to %lld",
+				path, (int)len, name, shape_str(it->ndim, it->shape, buf, sizeof buf),
+				(long long)INT64_MAX);
+			return -1;
+		}
 	if (!fits || bytes > room) {
 		char buf[160];
 		tg_fail(ctx, TG_EFORMAT,

@@ -338,10 +338,10 @@ static bool bn_args_ok(tg_ctx *ctx, const tg_batchnorm *bn, tg_tensor *x)
 			tg_shape_str(x, xs, sizeof xs), (long long)d);
 		return false;
 	}
-	if (!(bn->eps > 0) || !(bn->avg_decay >= 0 && bn->avg_decay <= 1)) {
+	if (!(bn->eps > 0 && isfinite(bn->eps)) || !(bn->avg_decay >= 0 && bn->avg_decay <= 1)) {
 		tg_fail(ctx, TG_EARG,
-			"tg_batchnorm_forward: %s: eps = %g must be positive and avg_decay = %g in "
-			"[0, 1]",
+			"tg_batchnorm_forward: %s: eps = %g must be positive and finite, avg_decay "
+			"= %g in [0, 1]",
 			who, bn->eps, bn->avg_decay);
 		return false;
 	}
@@ -600,10 +600,10 @@ tg_module *tg_batchnorm1d(tg_ctx *ctx, tg_dtype dt, int64_t d, double eps, doubl
 {
 	if (!ctx || !tg_ok(ctx) || !sizes_ok(ctx, "tg_batchnorm1d", name, d, 1))
 		return NULL;
-	if (!(eps > 0) || !(avg_decay >= 0 && avg_decay <= 1))
+	if (!(eps > 0 && isfinite(eps)) || !(avg_decay >= 0 && avg_decay <= 1))
 		return tg_fail(ctx, TG_EARG,
-			       "tg_batchnorm1d: \"%s\": eps = %g must be positive and avg_decay = "
-			       "%g in [0, 1]",
+			       "tg_batchnorm1d: \"%s\": eps = %g must be positive and finite, "
+			       "avg_decay = %g in [0, 1]",
 			       name ? name : "", eps, avg_decay);
 	tg_batchnorm bn = {.eps = eps, .avg_decay = avg_decay, .training = true};
 	tg_module *m = module_with(ctx, &bn_vt, name, &bn, sizeof bn);

@@ -477,8 +477,14 @@ int64_t tg_optim_steps(const tg_optim *o)
 
 void tg_optim_set_steps(tg_optim *o, int64_t t)
 {
-	if (o && t >= 0)
-		o->t = t;
+	if (!o)
+		return;
+	if (t < 0) {
+		tg_fail(o->ctx, TG_EARG, "tg_optim_set_steps: %lld steps; a count is >= 0",
+			(long long)t);
+		return;
+	}
+	o->t = t;
 }
 
 tg_tensor *const *tg_optim_state(const tg_optim *o, size_t *n)

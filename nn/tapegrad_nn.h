@@ -481,7 +481,7 @@ TG_API void tg_optim_set_decay(tg_optim *o, size_t i, bool on);
  * ask before tg_optim_zero_grad or the next tg_backward changes them. */
 TG_API double tg_optim_grad_norm(const tg_optim *o);
 TG_API int64_t tg_optim_steps(const tg_optim *o);	/* steps taken (Adam's t) */
-TG_API void tg_optim_set_steps(tg_optim *o, int64_t t); /* when resuming */
+TG_API void tg_optim_set_steps(tg_optim *o, int64_t t); /* when resuming; t >= 0 */
 /* The state tensors, for checkpoints; none for SGD. */
 TG_API tg_tensor *const *tg_optim_state(const tg_optim *o, size_t *n); /* borrowed */
 

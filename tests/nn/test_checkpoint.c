@@ -442,6 +442,25 @@ static void an_absurd_size_in_the_file_is_rejected_without_allocating(void **sta
 	memset(f + 12, 0xff, 4);
 	spit(path, f, n);
 	expect_load_error(ctx, path, &w, 1, TG_EFORMAT, "4294967295 tensors cannot fit");
+	/* sizes no tensor has: 0, and one past int64 (with a 0 beside it, so
+	 * that the product fits the bytes present) */
+	static const unsigned char dims[][16] = {
+		{ 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 },
+		{ 0, 0, 0, 0, 0, 0, 0, 0x80, 0, 0, 0, 0, 0, 0, 0, 0 },
+	};
+	static const char *const want[] = { "tensor w has shape (2,0); every size is 1 to",
+					    "tensor w has shape (-1,0); every size is 1 to" };
+	for (int k = 0; k < 2; k++) {
+		n = 8 + sizeof head - 16;
+		memcpy(f + 8, head, sizeof head - 16);
+		memcpy(f + n, dims[k], 16);
+		n += 16;
+		uint32_t c = (uint32_t)crc32(0, f, (uInt)n);
+		for (int i = 0; i < 4; i++)
+			f[n++] = (unsigned char)(c >> (8 * i));
+		spit(path, f, n);
+		expect_load_error(ctx, path, &w, 1, TG_EFORMAT, want[k]);
+	}
 	tg_ctx_free(ctx);
 	tmp_remove(&d);
 }

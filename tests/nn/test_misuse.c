@@ -154,11 +154,34 @@ static void nn_functions_given_null_fail_cleanly(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* Values a spec or a resumed run could not carry are refused where given:
+ * an infinite batch-norm eps (its spec would not parse back), a negative
+ * step count. */
+static void values_no_run_could_resume_are_refused(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	assert_null(tg_batchnorm1d(ctx, TG_F32, 3, INFINITY, 0.9, "bn"));
+	assert_error(ctx, TG_EARG, "tg_batchnorm1d: \"bn\": eps = inf must be positive and finite");
+	tg_clear_error(ctx);
+	tg_tensor *w = tg_param(tg_ones(ctx, TG_F32, SHAPE(2)));
+	tg_optim_opts oo = tg_optim_defaults(TG_ADAM);
+	tg_optim *o = tg_optim_new(ctx, &w, 1, &oo);
+	assert_non_null(o);
+	tg_optim_set_steps(o, 7);
+	assert_ctx_ok(ctx);
+	tg_optim_set_steps(o, -5);
+	assert_error(ctx, TG_EARG, "tg_optim_set_steps: -5 steps; a count is >= 0");
+	tg_optim_free(o);
+	tg_ctx_free(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(every_op_given_a_null_tensor_fails_and_names_the_argument),
 		cmocka_unit_test(nn_functions_given_null_fail_cleanly),
+		cmocka_unit_test(values_no_run_could_resume_are_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
