@@ -954,9 +954,33 @@ static tg_dist *join(tg_ctx *ctx, config *c, int *argc, char ***argv)
 	return d;
 }
 
+/* True when a and b are one file: the same name, or one file found at both. */
+static bool same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+	if (!strcmp(a, b))
+		return true;
+	return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+	       sa.st_ino == sb.st_ino;
+}
+
+/* The outputs each need a file of their own: the checkpoint replaces the
+ * file at its path, and two logs would write over each other's rows. */
+static void outputs_apart(const config *c)
+{
+	const char *opt[3] = { "--save", "--log", "--step-log" };
+	const char *path[3] = { c->save, c->log, c->step_log };
+	for (int i = 0; i < 3; i++)
+		for (int j = i + 1; j < 3; j++)
+			if (path[i] && path[j] && same_file(path[i], path[j]))
+				usage_error("%s and %s name the same file %s; give each its own",
+					    opt[i], opt[j], path[j]);
+}
+
 int main(int argc, char **argv)
 {
 	config c = parse_args(argc, argv);
+	outputs_apart(&c);
 	/* Every path is proved before the data is loaded: a bad one is found in
 	 * a second, not after the training it would lose. */
 	if (c.load)

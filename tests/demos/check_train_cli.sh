@@ -31,6 +31,8 @@ expect 2 "--lr needs a value" --lr
 expect 2 "--log needs a value, not the option --quiet" --data iris --epochs 1 --log --quiet
 expect 2 "--log needs a value, not the option --save" --log --save x.ckpt
 expect 2 "--epochs needs a value, not the option --quiet" --epochs --quiet
+# each output a file of its own: a checkpoint would replace the log
+expect 2 "--save and --log name the same file run.out; give each its own" --save run.out --log run.out
 expect 2 "--lr needs a number" --lr 0.1x
 expect 2 "--lr must be a positive number" --lr nan
 expect 2 "--lr must be a positive number" --lr inf
@@ -82,6 +84,11 @@ fast() {
 		fails=$((fails + 1))
 	fi
 }
+# one file under two names is one file: a log and a link to it
+: >"$dir/a.csv"
+ln -s "$dir/a.csv" "$dir/a.link"
+fast 2 "--log and --step-log name the same file $dir/a.link" --log "$dir/a.csv" \
+	--step-log "$dir/a.link"
 fast 1 "--save /nonexistent/dir/m.ckpt: cannot write in /nonexistent/dir" \
 	--data digits --save /nonexistent/dir/m.ckpt
 fast 1 "--log /nonexistent/dir/m.csv: cannot write in /nonexistent/dir" \
