@@ -179,7 +179,7 @@ int tg_module_add(tg_module *m, tg_module *child)
 		return -1;
 	}
 	if (child->ctx != m->ctx) {
-		tg_fail(m->ctx, TG_EARG,
+		tg_fail(m->ctx, TG_ECTX,
 			"tg_module_add: module \"%s\": child \"%s\" belongs to another context",
 			m->name, child->name);
 		tg_module_free(child);

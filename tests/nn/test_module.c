@@ -495,7 +495,7 @@ static void misuse_is_a_named_error(void **state)
 		     "another context");
 	tg_clear_error(ctx);
 	assert_int_equal(tg_module_add(m, tg_flatten(other, "f")), -1);
-	assert_error(ctx, TG_EARG, "child \"f\" belongs to another context");
+	assert_error(ctx, TG_ECTX, "child \"f\" belongs to another context");
 	tg_clear_error(ctx);
 	tg_module *o = tg_sequential(other, "o");
 	assert_null(tg_forward(o, x));
