@@ -772,8 +772,8 @@ static int csv_row(csv_parse *p, csv_rows *r, const char *s, const char *e, long
 {
 	int n = split_fields(s, e, p->f, p->ncol);
 	if (n != p->ncol)
-		return csv_fail(p, TG_EFORMAT, "line %lld: %d columns, expected %d (as on line %lld)",
-				line, n, p->ncol, p->ncol_line);
+		return csv_fail(p, TG_EFORMAT, "line %lld: %d column%s, expected %d (as on line %lld)",
+				line, n, n == 1 ? "" : "s", p->ncol, p->ncol_line);
 	if (r->n == r->cap && csv_grow(p, r))
 		return -1;
 	float *x = r->x + r->n * r->d;
@@ -856,8 +856,8 @@ static int target_column(csv_parse *p, int k)
 	int lc = o->target_columns ? o->target_columns[k] : o->label_column;
 	int col = lc < 0 ? p->ncol + lc : lc;
 	if (col < 0 || col >= p->ncol) {
-		tg_fail(p->ctx, TG_EARG, "%s: %s column %d out of range for %d columns", p->path,
-			o->float_targets ? "target" : "label", lc, p->ncol);
+		tg_fail(p->ctx, TG_EARG, "%s: %s column %d out of range for %d column%s", p->path,
+			o->float_targets ? "target" : "label", lc, p->ncol, p->ncol == 1 ? "" : "s");
 		return -1;
 	}
 	return col;
