@@ -212,6 +212,9 @@ TG_API tg_tensor *tg_set_name(tg_tensor *t, const char *name);   /* copied */
 TG_API tg_tensor *tg_set_decay(tg_tensor *t, bool on);
 TG_API bool tg_decays(const tg_tensor *t);
 
+/* Read-only questions about t. These (tg_dim aside) record nothing: NULL or
+ * a stale t gets NULL, -1, 0, TG_F32 or false, so tg_ctx_of(t) != NULL
+ * tells whether t is alive. */
 TG_API tg_ctx *tg_ctx_of(const tg_tensor *t);        /* borrowed */
 TG_API int tg_ndim(const tg_tensor *t);
 TG_API int64_t tg_dim(const tg_tensor *t, int i);     /* i < 0 counts from the end */

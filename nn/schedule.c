@@ -166,7 +166,9 @@ static bool num(const char *s, double *out)
 	char *end;
 	errno = 0;
 	double v = strtod(s, &end);
-	if (!*s || *end || errno || !isfinite(v))
+	/* a number too small for a normal double (ERANGE, |v| below DBL_MIN) is
+	 * still that number; one too large is infinite */
+	if (!*s || *end || (errno && !(errno == ERANGE && fabs(v) < 1)) || !isfinite(v))
 		return false;
 	*out = v;
 	return true;

@@ -49,6 +49,9 @@ static void closed_forms_match_pytorch(void **state)
 	expect_rates(&s, STEP_LR, LEN(STEP_LR), NULL);
 	s = parsed(ctx, "exp:0.9", 10);
 	expect_rates(&s, EXP_LR, LEN(EXP_LR), NULL);
+	/* a gamma below the normal doubles is a number like any other */
+	s = parsed(ctx, "exp:1e-320", 10);
+	assert_near(tg_schedule_lr(&s, 1, NAN), 0.1 * 1e-320, 0);
 	s = parsed(ctx, "cosine:8:0.001", 100);
 	expect_rates(&s, COS_LR, LEN(COS_LR), NULL);
 	/* past T the cosine stays at its minimum (PyTorch's would rise again) */
