@@ -110,6 +110,15 @@ static int check_set(tg_ctx *ctx, const char *who, const tg_task *t, const tg_da
 			which, tg_loss_name(t->loss));
 		return -1;
 	}
+	/* a bad label named by its row of the set, before a step where the
+	 * loss could name only its place in a batch */
+	for (int64_t i = 0; wants_labels(t) && i < ds->n; i++)
+		if (ds->y[i] < 0 || (ds->classes > 0 && ds->y[i] >= ds->classes)) {
+			tg_fail(ctx, TG_EARG, "%s: the %s set's row %lld has label %d, outside [0, %d)",
+				who, which, (long long)i, (int)ds->y[i],
+				ds->classes > 0 ? (int)ds->classes : INT32_MAX);
+			return -1;
+		}
 	return 0;
 }
 

@@ -174,6 +174,28 @@ static void a_step_that_fails_in_anomaly_mode_stops_training_naming_the_op(void 
 	fixture_free(&f);
 }
 
+/* A label outside the set's classes is named by its row before a step is
+ * taken (the loss could name only its place in a batch); nothing moves. */
+static void a_bad_label_is_named_by_its_row_before_training(void **state)
+{
+	(void)state;
+	fixture f;
+	fixture_new(&f, 3, NULL, NULL);
+	tg_train_opts to = quiet_opts();
+	to.epochs = 1;
+	tg_metrics last;
+	f.train.y[7] = 10;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, &f.test, &to, &last), -1);
+	assert_error(f.ctx, TG_EARG, "tg_train: the train set's row 7 has label 10, outside [0, 10)");
+	tg_clear_error(f.ctx);
+	f.train.y[7] = 1;
+	f.test.y[300] = -2;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, &f.test, &to, &last), -1);
+	assert_error(f.ctx, TG_EARG, "the test set's row 300 has label -2");
+	assert_int_equal(tg_optim_steps(f.opt), 0);
+	fixture_free(&f);
+}
+
 static void a_non_finite_loss_stops_training_without_anomaly_mode(void **state)
 {
 	(void)state;
@@ -939,6 +961,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(an_mlp_learns_the_uci_digits_to_95_percent_test_accuracy),
 		cmocka_unit_test(a_step_that_fails_in_anomaly_mode_stops_training_naming_the_op),
+		cmocka_unit_test(a_bad_label_is_named_by_its_row_before_training),
 		cmocka_unit_test(a_non_finite_loss_stops_training_without_anomaly_mode),
 		cmocka_unit_test(a_diverging_loss_stops_training_without_anomaly_mode),
 		cmocka_unit_test(a_net_that_does_not_fit_the_data_is_a_shape_error),
