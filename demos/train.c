@@ -1170,6 +1170,24 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
+	/* A net from a file must take the data's samples: one sample through it
+	 * (in evaluation mode, which draws nothing from the generator) names a
+	 * mismatch now, not at the first step. */
+	const tg_dataset *first = c.eval_only ? &d.test : &d.train;
+	if ((c.load || c.resume) && first->n > 0) {
+		int64_t shape[1 + TG_SAMPLE_MAX_DIMS];
+		int nd = tg_dataset_batch_shape(first, 1, shape);
+		tg_module_train(model, false);
+		bool was = tg_set_grad_enabled(ctx, false);
+		tg_tensor *y = tg_forward(model, tg_from_f32(ctx, mo.dtype, nd, shape, first->x));
+		tg_set_grad_enabled(ctx, was);
+		tg_module_train(model, true);
+		if (!y)
+			usage_error("%s %s: the net %s does not take --data %s's samples: %s",
+				    c.resume ? "--resume" : "--load", c.resume ? c.resume : c.load,
+				    arch, c.data, tg_error(ctx));
+		tg_reset(ctx);
+	}
 
 	size_t nweights = 0;
 	for (size_t i = 0; i < np; i++)

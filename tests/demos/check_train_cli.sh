@@ -141,6 +141,8 @@ if ! "$train" --data digits --epochs 1 --quiet --save "$dir/good.ckpt" >/dev/nul
 	echo "FAIL: train --data digits --epochs 1 --save: $(cat "$out")"
 	fails=$((fails + 1))
 fi
+# a saved net and data of another width: named before a step is taken
+expect 2 "does not take --data iris's samples" --data iris --load "$dir/good.ckpt" --epochs 1
 cp "$dir/good.ckpt" "$dir/good.bak"
 "$train" --data digits --optim adam --lr 1e6 --epochs 3 --quiet --save "$dir/good.ckpt" \
 	>/dev/null 2>"$out"
