@@ -377,12 +377,12 @@ tg_tensor *tg_randn(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape, do
 {
 	if (!random_dtype_ok(ctx, "tg_randn", dt))
 		return NULL;
-	if (ctx && ctx->status == TG_OK && !(std >= 0 && isfinite(std) && isfinite(mean)))
-		return tg_fail(ctx, TG_EARG, "tg_randn: mean %g, std %g; std must be finite and >= 0, "
-					     "mean finite", mean, std);
 	tg_tensor *t = tg_tensor_new(ctx, "tg_randn", dt, ndim, shape);
 	if (!t)
 		return NULL;
+	if (!(std >= 0 && isfinite(std) && isfinite(mean)))
+		return tg_fail(ctx, TG_EARG, "tg_randn: mean %g, std %g; std must be finite and >= 0, "
+					     "mean finite", mean, std);
 	for (size_t i = 0; i < t->numel; i++) {
 		double v = mean + std * tg_random_normal(ctx);
 		if (dt == TG_F64)
@@ -398,11 +398,11 @@ tg_tensor *tg_rand(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape, dou
 {
 	if (!random_dtype_ok(ctx, "tg_rand", dt))
 		return NULL;
-	if (ctx && ctx->status == TG_OK && !(lo <= hi && isfinite(lo) && isfinite(hi)))
-		return tg_fail(ctx, TG_EARG, "tg_rand: [%g, %g); lo <= hi, both finite", lo, hi);
 	tg_tensor *t = tg_tensor_new(ctx, "tg_rand", dt, ndim, shape);
 	if (!t)
 		return NULL;
+	if (!(lo <= hi && isfinite(lo) && isfinite(hi)))
+		return tg_fail(ctx, TG_EARG, "tg_rand: [%g, %g); lo <= hi, both finite", lo, hi);
 	for (size_t i = 0; i < t->numel; i++) {
 		double v = lo + (hi - lo) * tg_random_uniform(ctx);
 		if (dt == TG_F64)

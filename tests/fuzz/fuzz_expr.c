@@ -607,9 +607,13 @@ static void op_leaf(vm *v)
 		break;
 	case 6:
 	case 7:
-		/* random values make no index tensor, whatever the shape */
+		/* random values make no index tensor, whatever the shape; a
+		 * distribution's parameters are finite, std >= 0 and lo <= hi */
 		if (index_dtype(dt))
 			predicted = TG_EDTYPE;
+		else if (predicted == TG_OK &&
+			 !(isfinite(a) && isfinite(b) && (how == 6 ? b >= 0 : a <= b)))
+			predicted = TG_EARG;
 		who = how == 6 ? "tg_randn" : "tg_rand";
 		t = how == 6 ? tg_randn(v->ctx, dt, nd, shape, a, b)
 			     : tg_rand(v->ctx, dt, nd, shape, a, b);
