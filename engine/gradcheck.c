@@ -131,7 +131,7 @@ static void restore_inputs(check *c)
 	for (int i = 0; i < c->nin; i++) {
 		tg_tensor *t = c->in[i];
 		const saved_input *s = &c->saved[i];
-		if (!same_step && t->gen != 0)
+		if (!tg_tensor_alive(t))
 			continue; /* f called tg_reset: a step input is gone */
 		t->requires_grad = s->requires_grad;
 		t->version = s->version;
@@ -150,7 +150,7 @@ static void restore_inputs(check *c)
 static void clear_grads(check *c)
 {
 	for (int i = 0; i < c->nin; i++)
-		if (c->in[i]->gen == 0 || c->in[i]->gen == c->ctx->gen) /* not stale */
+		if (tg_tensor_alive(c->in[i]))
 			c->in[i]->grad = NULL;
 }
 

@@ -1081,47 +1081,57 @@ static int64_t pool2_row_f32(const float *r0, const float *r1, float *out, int64
 }
 
 /* ---- any window: the columns whose windows lie inside x, eight at a time ---- */
+/* The cells x[j*sw] of lanes j = 0..7: a load at stride 1, two loads and a
+ * shuffle at stride 2 (evens of 0..7, odds of 7..14: never past lane 7's
+ * cell), a gather at others (step: lane j's offset, j*sw). */
+__attribute__((target("avx2"))) static inline __m256 cells8(const float *x, int64_t sw,
+							     __m256i step)
+{
+	if (sw == 1)
+		return _mm256_loadu_ps(x);
+	if (sw == 2)
+		return _mm256_castpd_ps(_mm256_permute4x64_pd(
+		    _mm256_castps_pd(_mm256_shuffle_ps(_mm256_loadu_ps(x), _mm256_loadu_ps(x + 7),
+						       _MM_SHUFFLE(3, 1, 2, 0))),
+		    0xd8));
+	return _mm256_i32gather_ps(x, step, 4);
+}
+
+/* The same for four doubles: 0 and 2 of 0..3, 1 and 3 of 3..6 at stride 2. */
+__attribute__((target("avx2"))) static inline __m256d cells4(const double *x, int64_t sw,
+							      __m128i step)
+{
+	if (sw == 1)
+		return _mm256_loadu_pd(x);
+	if (sw == 2)
+		return _mm256_blend_pd(_mm256_permute4x64_pd(_mm256_loadu_pd(x), 0xd8),
+				       _mm256_permute4x64_pd(_mm256_loadu_pd(x + 3), 0xd8), 0xc);
+	return _mm256_i32gather_pd(x, step, 8);
+}
+
 /* Windows ow .. ow+7 of a float output row, rows [h0, h1) of the plane at
- * x: the scalar loop's visit in registers, cell by cell in row-major order
- * with WINS, so that ties and NaNs pick the same cell. Columns come by a
- * load at stride 1, two loads and a shuffle at stride 2 (never past lane
- * 7's cell), a gather at others (step: lane j's offset, j*sw). */
+ * x: the scalar loop's visit in registers, from the window's first cell,
+ * then cell by cell in row-major order with WINS (which the first cell
+ * never wins over itself), so that ties and NaNs pick the same cell. */
 __attribute__((target("avx2"))) static inline void poolk_block8(const geom *g, const float *x,
 								 int64_t h0, int64_t h1,
 								 float *out, int64_t *idx,
 								 int64_t pbase, int64_t ow,
 								 __m256i step)
 {
-	int64_t c0 = ow * g->sw - g->pw; /* lane 0's first column */
-	__m256 v = _mm256_undefined_ps();
-	__m256i best = _mm256_setzero_si256();
-	bool first = true;
+	int32_t at0 = (int32_t)(h0 * g->W + ow * g->sw - g->pw); /* lane 0's first cell */
+	__m256 v = cells8(x + at0, g->sw, step);
+	__m256i best = _mm256_add_epi32(_mm256_set1_epi32(at0), step);
 	for (int64_t ih = h0; ih < h1; ih++)
 		for (int64_t kw = 0; kw < g->KW; kw++) {
-			int32_t at = (int32_t)(ih * g->W + c0 + kw);
-			__m256 c;
-			if (g->sw == 1) {
-				c = _mm256_loadu_ps(x + at);
-			} else if (g->sw == 2) { /* evens of 0..7, odds of 7..14 */
-				__m256 lo = _mm256_loadu_ps(x + at), hi = _mm256_loadu_ps(x + at + 7);
-				c = _mm256_castpd_ps(_mm256_permute4x64_pd(
-				    _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 2, 0))),
-				    0xd8));
-			} else {
-				c = _mm256_i32gather_ps(x + at, step, 4);
-			}
-			__m256i ci = _mm256_add_epi32(_mm256_set1_epi32(at), step);
-			if (first) {
-				v = c;
-				best = ci;
-				first = false;
-				continue;
-			}
+			int32_t at = at0 + (int32_t)((ih - h0) * g->W + kw);
+			__m256 c = cells8(x + at, g->sw, step);
 			__m256 wins = _mm256_or_ps(_mm256_cmp_ps(c, v, _CMP_GT_OQ),
 						   _mm256_and_ps(_mm256_cmp_ps(c, c, _CMP_UNORD_Q),
 								 _mm256_cmp_ps(v, v, _CMP_ORD_Q)));
 			v = _mm256_blendv_ps(v, c, wins);
-			best = _mm256_blendv_epi8(best, ci, _mm256_castps_si256(wins));
+			best = _mm256_blendv_epi8(best, _mm256_add_epi32(_mm256_set1_epi32(at), step),
+						  _mm256_castps_si256(wins));
 		}
 	_mm256_storeu_ps(out + ow, v);
 	__m256i at = _mm256_set1_epi64x(pbase);
@@ -1139,37 +1149,21 @@ __attribute__((target("avx2"))) static inline void poolk_block4(const geom *g, c
 								 int64_t pbase, int64_t ow,
 								 __m128i step)
 {
-	int64_t c0 = ow * g->sw - g->pw;
-	__m256d v = _mm256_undefined_pd();
-	__m256i best = _mm256_setzero_si256();
+	int64_t at0 = h0 * g->W + ow * g->sw - g->pw;
 	const __m256i step64 = _mm256_cvtepi32_epi64(step);
-	bool first = true;
+	__m256d v = cells4(x + at0, g->sw, step);
+	__m256i best = _mm256_add_epi64(_mm256_set1_epi64x(at0), step64);
 	for (int64_t ih = h0; ih < h1; ih++)
 		for (int64_t kw = 0; kw < g->KW; kw++) {
-			int64_t at = ih * g->W + c0 + kw;
-			__m256d c;
-			if (g->sw == 1) {
-				c = _mm256_loadu_pd(x + at);
-			} else if (g->sw == 2) { /* 0 and 2 of 0..3, 1 and 3 of 3..6 */
-				__m256d lo = _mm256_permute4x64_pd(_mm256_loadu_pd(x + at), 0xd8);
-				__m256d hi = _mm256_permute4x64_pd(_mm256_loadu_pd(x + at + 3), 0xd8);
-				c = _mm256_blend_pd(lo, hi, 0xc);
-			} else {
-				c = _mm256_i32gather_pd(x + at, step, 8);
-			}
-			__m256i ci = _mm256_add_epi64(_mm256_set1_epi64x(at), step64);
-			if (first) {
-				v = c;
-				best = ci;
-				first = false;
-				continue;
-			}
+			int64_t at = at0 + (ih - h0) * g->W + kw;
+			__m256d c = cells4(x + at, g->sw, step);
 			__m256d wins = _mm256_or_pd(_mm256_cmp_pd(c, v, _CMP_GT_OQ),
 						    _mm256_and_pd(_mm256_cmp_pd(c, c, _CMP_UNORD_Q),
 								  _mm256_cmp_pd(v, v, _CMP_ORD_Q)));
 			v = _mm256_blendv_pd(v, c, wins);
-			best = _mm256_castpd_si256(_mm256_blendv_pd(_mm256_castsi256_pd(best),
-								    _mm256_castsi256_pd(ci), wins));
+			best = _mm256_castpd_si256(_mm256_blendv_pd(
+			    _mm256_castsi256_pd(best),
+			    _mm256_castsi256_pd(_mm256_add_epi64(_mm256_set1_epi64x(at), step64)), wins));
 		}
 	_mm256_storeu_pd(out + ow, v);
 	_mm256_storeu_si256((__m256i *)(void *)(idx + ow),
