@@ -555,6 +555,20 @@ static bool versions_intact(const char *who, const tg_node *n)
 	return true;
 }
 
+/* Whether the backward rule of op (NULL: the grad_ready hook) called
+ * tg_reset during a walk that started in step gen: the nodes ahead and the
+ * step tensors are gone, so the walk stops with TG_ESTALE. */
+static bool step_ended(tg_ctx *ctx, uint64_t gen, const char *who, const tg_op *op)
+{
+	if (ctx->gen == gen)
+		return false;
+	if (ctx->status == TG_OK)
+		tg_fail(ctx, TG_ESTALE,
+			"%s: %s%s called tg_reset, which ends the step of the walk's tensors", who,
+			op ? "the backward rule of " : "the grad_ready hook", op ? op->name : "");
+	return true;
+}
+
 /* The grad_ready hook: each leaf that needs a gradient is marked with the
  * earliest node (last in the walk) that uses it; when the walk has run that
  * node's rule, or skipped it, the leaf's gradient is final. */
@@ -568,7 +582,8 @@ static void mark_last_uses(tg_node *from)
 
 static void report_ready(tg_ctx *ctx, const tg_node *n)
 {
-	for (int i = 0; i < n->nin && ctx->status == TG_OK; i++) {
+	uint64_t gen = ctx->gen;
+	for (int i = 0; i < n->nin && ctx->status == TG_OK && ctx->gen == gen; i++) {
 		tg_tensor *x = n->in[i];
 		if (x->last_use != n)
 			continue;
@@ -631,19 +646,32 @@ int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags)
 	if (hook)
 		mark_last_uses(y->node);
 	accumulate(y, dy);
+	uint64_t gen = ctx->gen;
 	for (tg_node *n = y->node; n && ctx->status == TG_OK; n = n->prev) {
 		if (n->out->grad) {
 			if (!versions_intact("tg_backward", n))
 				break;
 			n->op->backward(n, n->out->grad);
+			if (step_ended(ctx, gen, "tg_backward", n->op))
+				break;
 		}
-		if (hook)
+		if (hook) {
 			report_ready(ctx, n);
+			if (step_ended(ctx, gen, "tg_backward", NULL))
+				break;
+		}
 	}
-	if (hook && ctx->status != TG_OK)
-		for (tg_node *n = y->node; n; n = n->prev)
-			for (int i = 0; i < n->nin; i++)
-				n->in[i]->last_use = NULL;
+	if (hook && ctx->status != TG_OK) {
+		if (ctx->gen == gen) {
+			for (tg_node *n = y->node; n; n = n->prev)
+				for (int i = 0; i < n->nin; i++)
+					n->in[i]->last_use = NULL;
+		} else {
+			/* the nodes and step tensors are gone; only ctx tensors are left */
+			for (tg_tensor *t = ctx->kept; t; t = t->next_kept)
+				t->last_use = NULL;
+		}
+	}
 	ctx->in_backward = false;
 	ctx->grad_enabled = was;
 	return ctx->status == TG_OK ? 0 : -1;
@@ -773,12 +801,15 @@ static void grad_of_walk(tg_ctx *ctx, int nout, tg_tensor *const *outputs,
 		if (y->node && (!start || y->node->index > start->index))
 			start = y->node;
 	}
+	uint64_t gen = ctx->gen;
 	for (tg_node *n = start; n && ctx->status == TG_OK; n = n->prev) {
 		if (!n->walk_grad)
 			continue;
 		if (!versions_intact("tg_grad_of", n))
 			break;
 		n->op->backward(n, n->walk_grad);
+		if (step_ended(ctx, gen, "tg_grad_of", n->op))
+			break;
 	}
 }
 
@@ -835,11 +866,12 @@ int tg_grad_of(int nout, tg_tensor *const *outputs, tg_tensor *const *douts, int
 	ctx->grad_enabled = (flags & TG_CREATE_GRAPH) != 0;
 	ctx->in_backward = true;
 	ctx->walk = &w;
+	uint64_t gen = ctx->gen;
 	grad_of_walk(ctx, nout, outputs, douts, seeds);
 	ctx->walk = NULL;
 	for (int i = 0; i < nin && ctx->status == TG_OK; i++)
 		grads[i] = grad_of_result(ctx, &w, i, nout, seeds, grads, flags);
-	for (tg_node *n = w.touched; n; n = n->walk_next)
+	for (tg_node *n = w.touched; n && ctx->gen == gen; n = n->walk_next)
 		n->walk_grad = NULL;
 	ctx->in_backward = false;
 	ctx->grad_enabled = was;

@@ -396,6 +396,68 @@ static void the_buffer_is_offered_only_for_a_first_leaf_gradient(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* ---- a hook or a backward rule that ends the step ----------------------- */
+
+static void reset_ready(tg_tensor *leaf, void *user)
+{
+	tg_reset(tg_ctx_of(leaf));
+	(*(int *)user)++;
+}
+
+static void reset_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_reset(tg_ctx_of(dout));
+	(void)n;
+}
+
+/* The nodes still to walk and the step's tensors are gone with the reset:
+ * the walk stops there and says so, and the next step works. */
+static void a_reset_during_the_walk_stops_it(void **state)
+{
+	(void)state;
+	static const tg_op resets = { .name = "resets", .backward = reset_backward };
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *w = tg_param(tg_scalar(ctx, TG_F64, 3));
+	tg_tensor *v = tg_param(tg_scalar(ctx, TG_F64, 5));
+	int called = 0;
+	tg_set_grad_ready(ctx, reset_ready, &called);
+	tg_tensor *f = tg_mul(tg_exp(tg_mul(w, v)), tg_add(w, v));
+	assert_int_equal(tg_backward(f), -1);
+	assert_int_equal(called, 1);
+	assert_error(ctx, TG_ESTALE, "tg_backward: the grad_ready hook called tg_reset");
+	tg_clear_error(ctx);
+	tg_set_grad_ready(ctx, NULL, NULL);
+	tg_zero_grads(ctx);
+	tg_reset(ctx);
+
+	/* a custom op's rule, under tg_backward and under tg_grad_of */
+	for (int k = 0; k < 2; k++) {
+		tg_set_grad_enabled(ctx, false);
+		tg_tensor *a = tg_mul(w, w);
+		tg_set_grad_enabled(ctx, true);
+		a = tg_record(&resets, a, 1, &w, NULL, 0);
+		f = tg_mul(tg_exp(tg_mul(a, v)), tg_add(v, v));
+		tg_tensor *g[2], *in[2] = { w, v };
+		if (k == 0) {
+			assert_int_equal(tg_backward(f), -1);
+			assert_error(ctx, TG_ESTALE, "tg_backward: the backward rule of resets "
+						     "called tg_reset");
+		} else {
+			assert_int_equal(tg_grad_of(1, &f, NULL, 2, in, g, 0), -1);
+			assert_null(g[0]);
+			assert_error(ctx, TG_ESTALE, "tg_grad_of: the backward rule of resets "
+						     "called tg_reset");
+		}
+		tg_clear_error(ctx);
+		tg_zero_grads(ctx);
+		tg_reset(ctx);
+	}
+	assert_int_equal(tg_backward(tg_mul(w, v)), 0);
+	assert_near(tg_item(tg_grad(w)), 5, 0);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -410,6 +472,7 @@ int main(void)
 		cmocka_unit_test(the_gradient_of_an_unused_parameter_stays_null),
 		cmocka_unit_test(recording_an_output_already_used_is_refused),
 		cmocka_unit_test(grad_ready_reports_each_leaf_once_with_its_final_gradient),
+		cmocka_unit_test(a_reset_during_the_walk_stops_it),
 		cmocka_unit_test(a_product_writes_a_leafs_first_gradient_into_its_buffer),
 		cmocka_unit_test(a_leaf_used_twice_by_one_product_gets_both_gradients),
 		cmocka_unit_test(the_buffer_is_offered_only_for_a_first_leaf_gradient),
