@@ -286,6 +286,12 @@ tg_tensor *tg_record(const tg_op *op, tg_tensor *out, int nin, tg_tensor *const 
 			       "tg_record: %s: the output was already used as an input of a "
 			       "recorded op; record it before using it",
 			       who);
+	for (int i = 0; i < nin; i++)
+		if (in[i] == out)
+			return tg_fail(ctx, TG_EARG,
+				       "tg_record: %s: the output is also input %d; an op makes a "
+				       "new tensor",
+				       who, i);
 	return tg_op_end(op, out, nin, in, attrs, nattrs, NULL);
 }
 

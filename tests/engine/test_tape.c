@@ -191,6 +191,12 @@ static void recording_an_output_already_used_is_refused(void **state)
 	assert_non_null(b);
 	assert_null(tg_record(&twice, a, 1, &p, NULL, 0));
 	assert_error(ctx, TG_EARG, "tg_record: twice: the output was already used as an input");
+	tg_clear_error(ctx);
+	/* its own input: the walk would hand the node's gradient to itself */
+	tg_tensor *c = tg_scalar(ctx, TG_F64, 6);
+	tg_tensor *in[2] = { p, c };
+	assert_null(tg_record(&twice, c, 2, in, NULL, 0));
+	assert_error(ctx, TG_EARG, "tg_record: twice: the output is also input 1");
 	tg_ctx_free(ctx);
 }
 
