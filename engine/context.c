@@ -353,8 +353,18 @@ void *tg_failv(tg_ctx *ctx, tg_status code, const char *fmt, va_list ap)
 {
 	if (!ctx || ctx->status != TG_OK)
 		return NULL;
+	if (code <= TG_OK || code > TG_EFORMAT) {
+		/* a code that is no error would leave the caller's NULL unexplained */
+		int n = snprintf(ctx->message, sizeof ctx->message,
+				 "tg_fail: code %d is not an error status; the message: ", (int)code);
+		if (n > 0 && (size_t)n < sizeof ctx->message)
+			vsnprintf(ctx->message + n, sizeof ctx->message - (size_t)n,
+				  fmt ? fmt : "(NULL)", ap);
+		code = TG_EARG;
+	} else {
+		vsnprintf(ctx->message, sizeof ctx->message, fmt ? fmt : "(NULL)", ap);
+	}
 	ctx->status = code;
-	vsnprintf(ctx->message, sizeof ctx->message, fmt, ap);
 	if (ctx->abort_on_error) {
 		fprintf(stderr, "tapegrad: %s: %s\n", tg_status_name(code), ctx->message);
 		abort();

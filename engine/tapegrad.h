@@ -160,6 +160,7 @@ TG_API const char *tg_error(const tg_ctx *ctx); /* owned by ctx; "" if ok */
 TG_API void tg_clear_error(tg_ctx *ctx);
 TG_API const char *tg_status_name(tg_status s);  /* "TG_ESHAPE", static */
 /* Records an error from user code (custom ops, loaders): first error wins.
+ * A code that is no error (TG_OK, out of range) is recorded as TG_EARG.
  * Returns NULL so that a failing function can `return tg_fail(...)`. */
 TG_API void *tg_fail(tg_ctx *ctx, tg_status code, const char *fmt, ...)
 #ifdef __GNUC__

@@ -137,6 +137,14 @@ static void custom_errors_enter_through_tg_fail(void **state)
 	assert_null(tg_fail(ctx, TG_EIO, "second"));
 	assert_error(ctx, TG_EARG, "my_op: alpha -1 is negative");
 	assert_string_equal(tg_status_name(TG_EANOMALY), "TG_EANOMALY");
+	/* a code that is no error still records one: the caller returns NULL */
+	tg_clear_error(ctx);
+	assert_null(tg_fail(ctx, TG_OK, "my_op: bad %s", "alpha"));
+	assert_error(ctx, TG_EARG, "tg_fail: code 0 is not an error status; the message: "
+				   "my_op: bad alpha");
+	tg_clear_error(ctx);
+	assert_null(tg_fail(ctx, (tg_status)99, "x"));
+	assert_error(ctx, TG_EARG, "tg_fail: code 99 is not an error status");
 	tg_ctx_free(ctx);
 }
 
