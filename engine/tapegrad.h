@@ -260,10 +260,11 @@ TG_API void tg_zero_grads(tg_ctx *ctx);                        /* every param */
 /* Called by tg_backward (not tg_grad_of) once for each leaf that requires a
  * gradient and that the walk reaches, as soon as its gradient is final: the
  * walk has passed the earliest node that uses it, so nothing more is added.
- * tg_grad(leaf) then holds the step's whole gradient (zeros when none
- * reached it). Data-parallel training starts sending a gradient here while
- * the walk goes on (nn/tapegrad_dist.h). fn NULL: none. A hook (or a
- * backward rule) that calls tg_reset stops the walk with TG_ESTALE. */
+ * tg_grad(leaf) then holds the step's whole gradient; when none reached
+ * it, zeros if the leaf had a gradient before, else NULL. Data-parallel
+ * training starts sending a gradient here while the walk goes on
+ * (nn/tapegrad_dist.h). fn NULL: none. A hook (or a backward rule) that
+ * calls tg_reset stops the walk with TG_ESTALE. */
 typedef void (*tg_grad_ready_fn)(tg_tensor *leaf, void *user);
 TG_API void tg_set_grad_ready(tg_ctx *ctx, tg_grad_ready_fn fn, void *user);
 

@@ -254,6 +254,24 @@ static void grad_ready_reports_each_leaf_once_with_its_final_gradient(void **sta
 	assert_ptr_equal(log.who[0], v);
 	assert_ptr_equal(log.who[1], w);
 	assert_near(log.grad[1], 2 * 3 * 5, 0);
+	/* s's node is passed without a gradient: NULL before s ever had one,
+	 * zeros after */
+	tg_tensor *s = tg_param(tg_scalar(ctx, TG_F64, 4));
+	for (int k = 0; k < 2; k++) {
+		tg_zero_grads(ctx);
+		tg_reset(ctx);
+		log.n = 0;
+		assert_non_null(tg_mul(s, s));
+		assert_int_equal(tg_backward(tg_mul(w, v)), 0);
+		assert_int_equal(log.n, 3);
+		assert_ptr_equal(log.who[2], s);
+		if (k == 0) {
+			assert_true(isnan(log.grad[2]));
+			assert_int_equal(tg_backward(tg_mul(s, s)), 0);
+		} else {
+			assert_near(log.grad[2], 0, 0);
+		}
+	}
 	tg_set_grad_ready(ctx, NULL, NULL);
 	tg_zero_grads(ctx);
 	tg_reset(ctx);
