@@ -446,12 +446,27 @@ void tg_node_grad_into(tg_node *n, int i, tg_tensor *dx)
 	tg_node_grad(n, i, dx);
 }
 
-/* tg_node_grad when dx needs a look: another context or dtype than the
- * input (an error), another shape (summed down), or anomaly mode. */
+/* Whether dx, handed to an input of ctx, is a step tensor of ctx that a
+ * tg_reset freed (a rule that kept it from an earlier step). */
+static inline bool stale_grad(const tg_ctx *ctx, const tg_tensor *dx)
+{
+	return dx->magic != TG_TENSOR_MAGIC ||
+	       (dx->ctx == ctx && !dx->persistent && dx->gen != ctx->gen);
+}
+
+/* tg_node_grad when dx needs a look: freed by tg_reset, another context or
+ * dtype than the input (an error), another shape (summed down), or anomaly
+ * mode. */
 static TG_SLOW void node_grad_checked(tg_node *n, int i, tg_tensor *dx)
 {
 	tg_tensor *x = n->in[i];
 	tg_ctx *ctx = x->ctx;
+	if (stale_grad(ctx, dx)) {
+		tg_fail(ctx, TG_ESTALE,
+			"backward of %s: the gradient of input %d was freed by tg_reset", n->op->name,
+			i);
+		return;
+	}
 	if (dx->ctx != ctx || dx->dtype != x->dtype) {
 		char a[TG_SHAPE_STR];
 		tg_fail(ctx, dx->ctx != ctx ? TG_ECTX : TG_EDTYPE,
@@ -491,8 +506,8 @@ void tg_node_grad(tg_node *n, int i, tg_tensor *dx)
 	if (!n->needs[i])
 		return;
 	tg_tensor *x = n->in[i];
-	if (dx->ctx != x->ctx || dx->dtype != x->dtype || x->ctx->anomaly ||
-	    !tg_same_shape(dx, x)) {
+	if (stale_grad(x->ctx, dx) || dx->ctx != x->ctx || dx->dtype != x->dtype ||
+	    x->ctx->anomaly || !tg_same_shape(dx, x)) {
 		node_grad_checked(n, i, dx);
 		return;
 	}

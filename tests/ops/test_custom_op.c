@@ -136,6 +136,18 @@ static void other_ctx_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_ones(other_ctx, TG_F64, tg_ndim(dout), tg_shape(dout)));
 }
 
+/* keeps its first gradient and hands it on in later steps too */
+static tg_tensor *kept_dx;
+
+static void kept_gradient_backward(tg_node *n, tg_tensor *dout)
+{
+	if (!kept_dx)
+		kept_dx = tg_mul_scalar(dout, 3);
+	tg_node_grad(n, 0, kept_dx);
+}
+
+static const tg_op kept_gradient_op = { .name = "kept_gradient",
+					.backward = kept_gradient_backward };
 static const tg_op past_the_inputs_op = { .name = "past_the_inputs",
 					  .backward = past_the_inputs_backward };
 static const tg_op other_dtype_op = { .name = "other_dtype", .backward = other_dtype_backward };
@@ -353,6 +365,24 @@ static void a_rule_that_gives_a_wrong_gradient_is_named(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* A gradient kept from an earlier step was freed by its tg_reset: named,
+ * not read. */
+static void a_rule_that_hands_on_a_freed_gradient_is_named(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *x = tg_param(tg_ones(ctx, TG_F64, SHAPE(2)));
+	kept_dx = NULL;
+	assert_int_equal(tg_backward(tg_sum(cube_as(&kept_gradient_op, x))), 0);
+	assert_near(tg_get(tg_grad(x), 0), 3, 0);
+	tg_zero_grads(ctx);
+	tg_reset(ctx);
+	assert_int_equal(tg_backward(tg_sum(cube_as(&kept_gradient_op, x))), -1);
+	assert_error(ctx, TG_ESTALE,
+		     "backward of kept_gradient: the gradient of input 0 was freed by tg_reset");
+	tg_ctx_free(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -365,6 +395,7 @@ int main(void)
 		cmocka_unit_test(cube_appears_by_name_in_the_dot_graph),
 		cmocka_unit_test(tg_record_rejects_bad_descriptors_and_outputs),
 		cmocka_unit_test(a_rule_that_gives_a_wrong_gradient_is_named),
+		cmocka_unit_test(a_rule_that_hands_on_a_freed_gradient_is_named),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
