@@ -211,6 +211,12 @@ static tg_tensor *forward(check *c)
 		tg_fail(c->ctx, TG_ECTX, "%s: f returned a tensor of another context", c->who);
 		return NULL;
 	}
+	if (!tg_dtype_is_float(y->dtype)) {
+		char a[TG_SHAPE_STR];
+		tg_fail(c->ctx, TG_EDTYPE, "%s: f returned an index tensor (%s %s)", c->who,
+			tg_dtype_name(y->dtype), tg_shape_fmt(y->ndim, y->shape, a));
+		return NULL;
+	}
 	if (!c->w) {
 		c->w = weighting(c->ctx, y->dtype, y->ndim, y->shape);
 		if (!c->w)

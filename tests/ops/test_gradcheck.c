@@ -500,6 +500,14 @@ static tg_tensor *f_bad_matmul(tg_tensor *const *in, void *user)
 	return tg_matmul(in[0], in[0]);
 }
 
+/* labels of the inputs' signs: no value to differentiate */
+static tg_tensor *f_labels(tg_tensor *const *in, void *user)
+{
+	(void)user;
+	int32_t v[2] = { tg_get(in[0], 0) > 0, tg_get(in[0], 1) > 0 };
+	return tg_from_i32(tg_ctx_of(in[0]), 1, (int64_t[]){ 2 }, v);
+}
+
 static void gradcheck_reports_the_error_of_f_and_bad_arguments(void **state)
 {
 	(void)state;
@@ -514,6 +522,14 @@ static void gradcheck_reports_the_error_of_f_and_bad_arguments(void **state)
 	tg_tensor *x32 = tg_ones(ctx, TG_F32, SHAPE(2));
 	assert_int_equal(tg_gradcheck(ctx, f_mul2, NULL, 1, &x32, &OPTS, &res), -1);
 	assert_error(ctx, TG_EDTYPE, "f64");
+	tg_clear_error(ctx);
+
+	tg_tensor *x2 = tg_ones(ctx, TG_F64, SHAPE(2));
+	assert_int_equal(tg_gradcheck(ctx, f_labels, NULL, 1, &x2, &OPTS, &res), -1);
+	assert_error(ctx, TG_EDTYPE, "tg_gradcheck: f returned an index tensor (i32 (2,))");
+	tg_clear_error(ctx);
+	assert_int_equal(tg_gradcheck2(ctx, f_labels, NULL, 1, &x2, &OPTS, &res), -1);
+	assert_error(ctx, TG_EDTYPE, "tg_gradcheck2: f returned an index tensor");
 	tg_clear_error(ctx);
 
 	assert_int_equal(tg_gradcheck(ctx, f_mul2, NULL, 0, &x, &OPTS, &res), -1);
