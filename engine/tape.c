@@ -604,7 +604,9 @@ static void mark_last_uses(tg_node *from)
 static void report_ready(tg_ctx *ctx, const tg_node *n)
 {
 	uint64_t gen = ctx->gen;
-	for (int i = 0; i < n->nin && ctx->status == TG_OK && ctx->gen == gen; i++) {
+	/* the hook may take itself off (tg_set_grad_ready(ctx, NULL, NULL)) */
+	for (int i = 0; i < n->nin && ctx->status == TG_OK && ctx->gen == gen && ctx->grad_ready;
+	     i++) {
 		tg_tensor *x = n->in[i];
 		if (x->last_use != n)
 			continue;
@@ -676,13 +678,13 @@ int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags)
 			if (step_ended(ctx, gen, "tg_backward", n->op))
 				break;
 		}
-		if (hook) {
+		if (hook && ctx->grad_ready) {
 			report_ready(ctx, n);
 			if (step_ended(ctx, gen, "tg_backward", NULL))
 				break;
 		}
 	}
-	if (hook && ctx->status != TG_OK) {
+	if (hook && (ctx->status != TG_OK || !ctx->grad_ready)) {
 		if (ctx->gen == gen) {
 			for (tg_node *n = y->node; n; n = n->prev)
 				for (int i = 0; i < n->nin; i++)

@@ -420,6 +420,34 @@ static void the_buffer_is_offered_only_for_a_first_leaf_gradient(void **state)
 	tg_ctx_free(ctx);
 }
 
+static void ready_once(tg_tensor *leaf, void *user)
+{
+	log_ready(leaf, user);
+	tg_set_grad_ready(tg_ctx_of(leaf), NULL, NULL);
+}
+
+/* A hook that takes itself off is called no more, in this walk or later
+ * ones; put back, it reports every leaf again. */
+static void a_hook_may_take_itself_off_during_the_walk(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *w = tg_param(tg_scalar(ctx, TG_F64, 3));
+	tg_tensor *v = tg_param(tg_scalar(ctx, TG_F64, 5));
+	ready_log log = { 0 };
+	tg_set_grad_ready(ctx, ready_once, &log);
+	assert_int_equal(tg_backward(tg_mul(tg_exp(tg_mul(w, v)), tg_add(w, v))), 0);
+	assert_int_equal(log.n, 1);
+	assert_int_equal(tg_backward(tg_mul(w, v)), 0);
+	assert_int_equal(log.n, 1);
+	tg_set_grad_ready(ctx, log_ready, &log);
+	log.n = 0;
+	assert_int_equal(tg_backward(tg_mul(tg_exp(tg_mul(w, v)), tg_add(w, v))), 0);
+	assert_int_equal(log.n, 2);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
 /* ---- a hook or a backward rule that ends the step ----------------------- */
 
 static void reset_ready(tg_tensor *leaf, void *user)
@@ -496,6 +524,7 @@ int main(void)
 		cmocka_unit_test(the_gradient_of_an_unused_parameter_stays_null),
 		cmocka_unit_test(recording_an_output_already_used_is_refused),
 		cmocka_unit_test(grad_ready_reports_each_leaf_once_with_its_final_gradient),
+		cmocka_unit_test(a_hook_may_take_itself_off_during_the_walk),
 		cmocka_unit_test(a_reset_during_the_walk_stops_it),
 		cmocka_unit_test(a_product_writes_a_leafs_first_gradient_into_its_buffer),
 		cmocka_unit_test(a_leaf_used_twice_by_one_product_gets_both_gradients),
