@@ -627,6 +627,13 @@ int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags)
 			flags);
 		return -1;
 	}
+	if (ctx->in_backward) {
+		/* it would clear the gradients the walk under way is handing on */
+		tg_fail(ctx, TG_EARG,
+			"tg_backward: called during another walk (from a backward rule or the "
+			"grad_ready hook)");
+		return -1;
+	}
 	if (!y->requires_grad && !ctx->grad_enabled) {
 		tg_fail(ctx, TG_EARG,
 			"tg_backward: the output %s has no history because grad mode is off "
@@ -877,6 +884,13 @@ int tg_grad_of(int nout, tg_tensor *const *outputs, tg_tensor *const *douts, int
 		return -1;
 	if (grad_of_check(ctx, nout, outputs, douts, nin, inputs, grads, flags))
 		return -1;
+	if (ctx->walk) {
+		/* the two walks would share the nodes' walk_grad */
+		tg_fail(ctx, TG_EARG,
+			"tg_grad_of: called during another tg_grad_of's walk (from a backward "
+			"rule)");
+		return -1;
+	}
 	tg_tensor **leaf_grad = tg_arena_alloc(ctx, (size_t)nin * sizeof *leaf_grad);
 	tg_tensor **seeds = tg_arena_alloc(ctx, (size_t)nout * sizeof *seeds);
 	if (!leaf_grad || !seeds)
@@ -885,7 +899,7 @@ int tg_grad_of(int nout, tg_tensor *const *outputs, tg_tensor *const *douts, int
 		leaf_grad[i] = NULL;
 	tg_walk w = { nin, inputs, leaf_grad, NULL };
 
-	bool was = ctx->grad_enabled;
+	bool was = ctx->grad_enabled, was_in_backward = ctx->in_backward;
 	ctx->grad_enabled = (flags & TG_CREATE_GRAPH) != 0;
 	ctx->in_backward = true;
 	ctx->walk = &w;
@@ -896,7 +910,7 @@ int tg_grad_of(int nout, tg_tensor *const *outputs, tg_tensor *const *douts, int
 		grads[i] = grad_of_result(ctx, &w, i, nout, seeds, grads, flags);
 	for (tg_node *n = w.touched; n && ctx->gen == gen; n = n->walk_next)
 		n->walk_grad = NULL;
-	ctx->in_backward = false;
+	ctx->in_backward = was_in_backward; /* a rule of tg_backward may call it */
 	ctx->grad_enabled = was;
 	if (ctx->status != TG_OK) {
 		for (int i = 0; i < nin; i++)

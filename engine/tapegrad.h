@@ -277,7 +277,9 @@ TG_API void tg_set_grad_ready(tg_ctx *ctx, tg_grad_ready_fn fn, void *user);
  * flags: TG_CREATE_GRAPH gives grads history (differentiate them again);
  * TG_ALLOW_UNUSED gives a zero tensor for an input the outputs do not depend
  * on, which is otherwise a TG_EARG error naming the input. grads[i] are new
- * step tensors; 0 ok, -1 (grads all NULL) on error. */
+ * step tensors; 0 ok, -1 (grads all NULL) on error. A backward rule or a
+ * grad_ready hook may call it during tg_backward's walk; a walk's rule
+ * that calls tg_backward, or tg_grad_of during tg_grad_of's, is TG_EARG. */
 TG_API int tg_grad_of(int nout, tg_tensor *const *outputs, tg_tensor *const *douts, int nin,
 		      tg_tensor *const *inputs, tg_tensor **grads, unsigned flags);
 

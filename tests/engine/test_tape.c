@@ -448,6 +448,71 @@ static void a_hook_may_take_itself_off_during_the_walk(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* ---- walks started inside a walk -------------------------------------------- */
+
+static tg_tensor *inner_p;
+static int inner_kind; /* 0: tg_grad_of, 1: tg_backward */
+
+/* cube's rule, after differentiating p^2 on the side */
+static void nested_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_ctx *ctx = tg_ctx_of(dout);
+	tg_tensor *x = tg_node_input(n, 0), *g;
+	bool was = tg_set_grad_enabled(ctx, true);
+	tg_tensor *q = tg_mul(inner_p, inner_p);
+	if (inner_kind == 0)
+		tg_grad_of(1, &q, NULL, 1, &inner_p, &g, 0);
+	else
+		tg_backward(q);
+	tg_set_grad_enabled(ctx, was);
+	tg_node_grad(n, 0, tg_mul(dout, tg_mul_scalar(tg_mul(x, x), 3)));
+}
+
+/* tg_grad_of inside tg_backward's walk works (the walks keep their
+ * gradients apart); tg_grad_of inside tg_grad_of's, or tg_backward inside
+ * either, would mix them up and is refused. y = e^b a^3 + b a at a = 2,
+ * b = 3: dy/da = 12 e^3 + 3, dy/db = 8 e^3 + 2. */
+static void a_walk_inside_a_walk_is_refused_where_they_would_mix(void **state)
+{
+	(void)state;
+	static const tg_op nested = { .name = "nested", .backward = nested_backward };
+	tg_ctx *ctx = tg_ctx_new(1);
+	inner_p = tg_param(tg_scalar(ctx, TG_F64, 7));
+	tg_tensor *a = tg_param(tg_scalar(ctx, TG_F64, 2));
+	tg_tensor *b = tg_param(tg_scalar(ctx, TG_F64, 3));
+	for (inner_kind = 0; inner_kind < 2; inner_kind++) {
+		tg_set_grad_enabled(ctx, false);
+		tg_tensor *c = tg_mul(tg_mul(a, a), a);
+		tg_set_grad_enabled(ctx, true);
+		c = tg_record(&nested, c, 1, &a, NULL, 0);
+		tg_tensor *y = tg_add(tg_mul(tg_exp(b), c), tg_mul(b, a));
+		tg_tensor *g[2], *in[2] = { a, b };
+		assert_int_equal(tg_grad_of(1, &y, NULL, 2, in, g, 0), -1);
+		assert_error(ctx, TG_EARG, inner_kind == 0 ? "tg_grad_of: called during another "
+							     "tg_grad_of's walk"
+							   : "tg_backward: called during another walk");
+		tg_clear_error(ctx);
+		if (inner_kind == 0) {
+			assert_null(tg_grad(a));
+			assert_int_equal(tg_backward(y), 0);
+			assert_near(tg_item(tg_grad(a)), 12 * exp(3) + 3, 1e-12);
+			assert_near(tg_item(tg_grad(b)), 8 * exp(3) + 2, 1e-12);
+			assert_null(tg_grad(inner_p));
+		} else {
+			assert_int_equal(tg_backward(y), -1);
+			assert_error(ctx, TG_EARG, "tg_backward: called during another walk");
+			tg_clear_error(ctx);
+		}
+		tg_zero_grads(ctx);
+		tg_reset(ctx);
+	}
+	/* the walk state is back: a plain backward works */
+	assert_int_equal(tg_backward(tg_mul(a, b)), 0);
+	assert_near(tg_item(tg_grad(a)), 3, 0);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
 /* ---- a hook or a backward rule that ends the step ----------------------- */
 
 static void reset_ready(tg_tensor *leaf, void *user)
@@ -525,6 +590,7 @@ int main(void)
 		cmocka_unit_test(recording_an_output_already_used_is_refused),
 		cmocka_unit_test(grad_ready_reports_each_leaf_once_with_its_final_gradient),
 		cmocka_unit_test(a_hook_may_take_itself_off_during_the_walk),
+		cmocka_unit_test(a_walk_inside_a_walk_is_refused_where_they_would_mix),
 		cmocka_unit_test(a_reset_during_the_walk_stops_it),
 		cmocka_unit_test(a_product_writes_a_leafs_first_gradient_into_its_buffer),
 		cmocka_unit_test(a_leaf_used_twice_by_one_product_gets_both_gradients),
