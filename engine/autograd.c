@@ -134,8 +134,11 @@ static int begin(call *c, const char *who, tg_ctx *ctx, tg_fn f, void *user, int
 /* Puts back the grad mode and the tape; on error, drops the nres results. */
 static int end(call *c, tg_tensor **res, int nres)
 {
-	if (!c->ctx)
+	if (!c->ctx) {
+		for (int i = 0; res && i < nres; i++)
+			res[i] = NULL;
 		return -1;
+	}
 	if (c->started) {
 		c->ctx->grad_enabled = c->grad_was;
 		/* f may have called tg_reset: the tape found is gone with its step */

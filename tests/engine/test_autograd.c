@@ -549,7 +549,13 @@ static void functional_calls_reject_bad_arguments(void **state)
 	tg_clear_error(ctx);
 	tg_ctx_free(other);
 
+	/* no context: no error to record, and the results are NULL all the same */
+	r[0] = x;
 	assert_int_equal(tg_jacobian(NULL, f_vec, &M, 1, &x, r), -1);
+	assert_null(r[0]);
+	r[0] = x;
+	assert_int_equal(tg_vjp(NULL, f_vec, &M, 1, &x, NULL, NULL, r), -1);
+	assert_null(r[0]);
 	assert_true(tg_grad_enabled(ctx));
 	tg_ctx_free(ctx);
 }
