@@ -116,7 +116,7 @@ static void to_both(tg_node *n, tg_tensor *g)
 typedef enum {
 	SIGN,    /* sign(d), 0 at 0 */
 	INSIDE,  /* [|d| <= p] */
-	OUTSIDE, /* |d| > p ? p sign(d) : 0 */
+	OUTSIDE, /* |d| > p ? p sign(d) : 0; NaN at a NaN d */
 } mask_kind;
 
 static double mask_value(mask_kind k, double d, double p)
@@ -127,7 +127,7 @@ static double mask_value(mask_kind k, double d, double p)
 	case INSIDE:
 		return fabs(d) <= p ? 1 : 0;
 	case OUTSIDE:
-		return fabs(d) <= p ? 0 : copysign(p, d);
+		return fabs(d) <= p ? 0 : isnan(d) ? d : copysign(p, d);
 	}
 	return 0;
 }
@@ -195,9 +195,9 @@ typedef enum { GRAD_MSE, GRAD_L1, GRAD_HUBER } grad_kind;
 			LOSS_GRAD_LOOP(T, d);                                              \
 		else if (k == GRAD_L1) /* SIGN */                                          \
 			LOSS_GRAD_LOOP(T, (T)((double)(dd > 0) - (double)(dd < 0)));       \
-		else /* INSIDE * d + OUTSIDE */                                            \
-			LOSS_GRAD_LOOP(T, (T)(fabs(dd) <= p ? 1 : 0) * d +                 \
-					      (T)(fabs(dd) <= p ? 0 : copysign(p, dd)));   \
+		else /* INSIDE ? d : OUTSIDE */                                            \
+			LOSS_GRAD_LOOP(T, fabs(dd) <= p ? d                                \
+					      : (T)(isnan(dd) ? dd : copysign(p, dd)));    \
 	}
 
 LOSS_GRAD_KERNEL(loss_grad_f64, double)
@@ -299,10 +299,12 @@ tg_tensor *tg_l1(tg_tensor *pred, tg_tensor *target)
 }
 
 /* ---- huber: L = mean(|d| <= delta ? d^2 / 2 : delta (|d| - delta / 2)) ------------------- */
-/* d pred = dout clamp(d, -delta, delta) / n, written m d + c with the
+/* d pred = dout clamp(d, -delta, delta) / n, written where(m, d, c) with the
  * constants m = [|d| <= delta] and c = |d| > delta ? delta sign(d) : 0, so
- * that a recorded backward differentiates the quadratic part again.
- * d target = -d pred. */
+ * that a recorded backward differentiates the quadratic part again. A select,
+ * not m d + c: an infinite d outside gets delta sign(d), not 0 inf = NaN. A
+ * NaN d gets a NaN gradient, with no history (second derivative 0), as in
+ * PyTorch. d target = -d pred. */
 
 LOSS_KERNEL(huber, fabs(a - b) <= p ? 0.5 * (a - b) * (a - b) : p * (fabs(a - b) - 0.5 * p))
 
@@ -312,7 +314,7 @@ static void huber_backward(tg_node *n, tg_tensor *dout)
 	if (loss_grad_fused(n, dout, GRAD_HUBER, 1.0, delta))
 		return;
 	tg_tensor *d = tg_sub(tg_node_input(n, 0), tg_node_input(n, 1));
-	tg_tensor *local = tg_add(tg_mul(mask(n, INSIDE, delta), d), mask(n, OUTSIDE, delta));
+	tg_tensor *local = tg_where(mask(n, INSIDE, delta), d, mask(n, OUTSIDE, delta));
 	to_both(n, tg_mul(local, spread(n, dout, 1.0)));
 }
 

@@ -124,6 +124,49 @@ static void huber_is_continuous_at_delta(void **state)
 	check("huber at |d| = delta, d pred", r.da, da, 2, 0);
 }
 
+/* An infinite d is outside any delta: its gradient is delta sign(d) / n, as
+ * PyTorch's, not 0 inf = NaN; a NaN d keeps a NaN gradient. Both the one-pass
+ * rule of a plain backward and the composed one of a recorded backward, whose
+ * second derivative is 0 at each of them (outside, or NaN), as PyTorch's. */
+static void huber_gradient_of_an_infinite_difference_is_delta_sign(void **state)
+{
+	(void)state;
+	const double a[4] = { INFINITY, -INFINITY, 3, NAN }, b[4] = { 0, 0, INFINITY, 0 };
+	const double da[4] = { 0.25, -0.25, -0.25, NAN };
+	for (int recorded = 0; recorded <= 1; recorded++)
+		for (int f32 = 0; f32 <= 1; f32++) {
+			tg_ctx *ctx = tg_ctx_new(1);
+			const tg_dtype dt = f32 ? TG_F32 : TG_F64;
+			tg_tensor *pa = tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(4), a), true);
+			tg_tensor *pb = tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(4), b), true);
+			tg_tensor *y = tg_huber(pa, pb, 1);
+			assert_int_equal(tg_backward_ex(y, NULL, recorded ? TG_CREATE_GRAPH : 0), 0);
+			assert_ctx_ok(ctx);
+			double ga[4], gb[4];
+			assert_int_equal(tg_copy_to_f64(tg_grad(pa), ga, 4), 0);
+			assert_int_equal(tg_copy_to_f64(tg_grad(pb), gb, 4), 0);
+			print_message("%s, %s: d pred %g %g %g %g\n", recorded ? "recorded" : "plain",
+				      f32 ? "f32" : "f64", ga[0], ga[1], ga[2], ga[3]);
+			for (int i = 0; i < 4; i++) {
+				if (isnan(da[i])) {
+					assert_true(isnan(ga[i]) && isnan(gb[i]));
+					continue;
+				}
+				assert_true(ga[i] == da[i]);
+				assert_true(gb[i] == -da[i]);
+			}
+			if (recorded) {
+				tg_tensor *g = tg_grad(pa);
+				tg_zero_grad(pa), tg_zero_grad(pb);
+				assert_int_equal(tg_backward(tg_sum(g)), 0);
+				assert_int_equal(tg_copy_to_f64(tg_grad(pa), ga, 4), 0);
+				for (int i = 0; i < 4; i++)
+					assert_true(ga[i] == 0);
+			}
+			tg_ctx_free(ctx);
+		}
+}
+
 /* x 0, ln 3, -ln 3, 2 against t 0.5, 1, 0, 0.25: -t ln s - (1 - t) ln(1 - s)
  * with s = sigmoid(x) = 1/2, 3/4, 1/4, ... */
 static void bce_gives_hand_computed_values_and_gradients(void **state)
@@ -545,6 +588,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(regression_losses_give_hand_computed_values_and_gradients),
 		cmocka_unit_test(huber_is_continuous_at_delta),
+		cmocka_unit_test(huber_gradient_of_an_infinite_difference_is_delta_sign),
 		cmocka_unit_test(long_losses_sum_their_terms_to_long_double_accuracy),
 		cmocka_unit_test(one_pass_loss_gradients_have_the_bits_of_the_composed_rules),
 		cmocka_unit_test(bce_gradients_in_two_passes_have_the_bits_of_the_composed_rule),
