@@ -664,10 +664,18 @@ int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags)
 			tg_shape_fmt(y->ndim, y->shape, a), tg_shape_fmt(dy->ndim, dy->shape, b));
 		return -1;
 	}
+	bool dy_is_buffer = false;
 	for (tg_node *n = ctx->tape; n; n = n->prev) {
 		n->out->grad = NULL;
 		memset(n->in_grad, 0, sizeof n->in_grad);
+		for (int i = 0; i < n->nin; i++)
+			dy_is_buffer |= n->in[i]->grad_store == dy;
 	}
+	/* dy is a leaf's gradient buffer (tg_grad of a leaf, fed back as the
+	 * upstream gradient: v <- J^T v): the walk writes that buffer in place
+	 * while dy may still be some node's dout, so it goes in as a copy */
+	if (dy_is_buffer && !(dy = tg_detach(dy)))
+		return -1;
 
 	bool was = ctx->grad_enabled;
 	ctx->grad_enabled = (flags & TG_CREATE_GRAPH) != 0;

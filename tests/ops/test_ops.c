@@ -1488,6 +1488,58 @@ static void a_gradient_buffer_read_by_the_forward_pass_is_a_version_error(void *
 	tg_ctx_free(ctx);
 }
 
+/* y = f(p) for the upstream-gradient test below: a product, a gather of rows
+ * in another order, and two branches that both read the upstream gradient. */
+static tg_tensor *feedback_fn(int k, tg_tensor *p, tg_tensor *w, const tg_tensor *perm)
+{
+	switch (k) {
+	case 0:
+		return tg_matmul(p, w);
+	case 1:
+		return tg_index_select(p, 0, perm);
+	default:
+		return tg_add(tg_sin(p), tg_mul(p, w));
+	}
+}
+
+/* A leaf's gradient fed back as the upstream gradient of a function of the
+ * leaf (v <- J^T v with v = tg_grad(p), the buffer itself): the walk writes
+ * p's buffer while rules still read it as their dout, so the gradient must
+ * be that of a copy of v, after tg_zero_grad or added to the gradient held. */
+static void a_leafs_gradient_as_the_upstream_gradient_acts_as_a_copy(void **state)
+{
+	(void)state;
+	enum { N = 40 };
+	for (int k = 0; k < 3; k++)
+		for (int zero = 0; zero <= 1; zero++) {
+			tg_ctx *ctx = tg_ctx_new(5);
+			tg_tensor *p = tg_param(tg_rand(ctx, TG_F64, SHAPE(N, N), -1, 1));
+			tg_tensor *w = tg_rand(ctx, TG_F64, SHAPE(N, N), -1, 1);
+			int32_t order[N];
+			for (int i = 0; i < N; i++)
+				order[i] = (7 * i) % N;
+			tg_tensor *perm = tg_labels(ctx, N, order);
+			/* the reference: v's values as a tensor of their own */
+			assert_int_equal(tg_backward(tg_sum(tg_mul(tg_sin(p), w))), 0);
+			tg_tensor *v = tg_detach(tg_grad(p));
+			if (zero)
+				tg_zero_grad(p);
+			assert_int_equal(tg_backward_ex(feedback_fn(k, p, w, perm), v, 0), 0);
+			tg_tensor *want = tg_detach(tg_grad(p));
+			/* the same with the buffer itself as dy */
+			tg_zero_grad(p);
+			assert_int_equal(tg_backward(tg_sum(tg_mul(tg_sin(p), w))), 0);
+			tg_tensor *gp = tg_grad(p);
+			if (zero)
+				tg_zero_grad(p);
+			assert_int_equal(tg_backward_ex(feedback_fn(k, p, w, perm), gp, 0), 0);
+			assert_ctx_ok(ctx);
+			print_message("f %d, %s\n", k, zero ? "after tg_zero_grad" : "added");
+			check_values(tg_grad(p), tg_data(want), N * N, 0);
+			tg_ctx_free(ctx);
+		}
+}
+
 static void pick_takes_one_element_per_row(void **state)
 {
 	tg_ctx *ctx = *state;
@@ -2183,6 +2235,7 @@ int main(void)
 		cmocka_unit_test(div_gradients_in_one_pass_have_the_bits_of_the_ops),
 		cmocka_unit_test(a_square_adds_its_product_twice_after_earlier_gradients),
 		cmocka_unit_test(a_gradient_buffer_read_by_the_forward_pass_is_a_version_error),
+		cmocka_unit_test(a_leafs_gradient_as_the_upstream_gradient_acts_as_a_copy),
 		cmocka_unit_test(grad_into_keeps_intermediates_and_disarms),
 		cmocka_unit_test(a_broadcast_leafs_buffer_takes_only_its_own_shape),
 		T(pick_takes_one_element_per_row),
