@@ -24,7 +24,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-enum { CHUNK = 1 << 16 };
+enum { CHUNK = 1 << 16 }; /* TG_CSV_MIN_BYTES is two of them */
 
 /* Like ops, these functions do nothing while the context holds an error. */
 static bool usable(const tg_ctx *ctx)
@@ -789,8 +789,14 @@ static int csv_row(csv_parse *p, csv_rows *r, const char *s, const char *e, long
 			if (!number)
 				why = f.e == f.s ? "not a number (empty field)" : "not a number";
 			char shown[400];
+			show_field(f, shown, sizeof shown);
+			if (number && isfinite((float)v)) /* the scale made it overflow */
+				return csv_fail(p, TG_EFORMAT,
+						"line %lld, column %d: \"%s\" divided by scale %g is "
+						"not finite (in single precision)",
+						line, c + 1, shown, scale);
 			return csv_fail(p, TG_EFORMAT, "line %lld, column %d: \"%s\" is %s", line,
-					c + 1, show_field(f, shown, sizeof shown), why);
+					c + 1, shown, why);
 		}
 		if (role < 0) {
 			*x++ = xv;
@@ -813,6 +819,14 @@ static int csv_row(csv_parse *p, csv_rows *r, const char *s, const char *e, long
 	}
 	r->n++;
 	return 0;
+}
+
+/* A header name in double quotes, as spreadsheets write it, without them. */
+static field unquote(field f)
+{
+	if (f.e - f.s >= 2 && *f.s == '"' && f.e[-1] == '"')
+		return (field){ f.s + 1, f.e - 1 };
+	return f;
 }
 
 /* The 0-based column of target k: by name from the header line, or by index
@@ -840,6 +854,7 @@ static int target_column(csv_parse *p, int k)
 				c = e;
 			field f;
 			split_fields(s, c, &f, 1);
+			f = unquote(f);
 			if (f.e - f.s == (ptrdiff_t)strlen(want) && !memcmp(f.s, want, strlen(want))) {
 				if (col < p->ncol)
 					return col;
@@ -1051,6 +1066,19 @@ int tg_load_csv(tg_ctx *ctx, const char *path, const tg_csv_options *opt, tg_dat
 	csv_parse p = { .ctx = ctx, .path = path, .opt = opt ? *opt : TG_CSV_DEFAULTS,
 			.first = true };
 	bool listed = p.opt.target_columns || p.opt.target_names;
+	if (p.opt.scale < 0) {
+		tg_fail(ctx, TG_EARG,
+			"tg_load_csv: scale %g is negative; features are divided by it (0 means 1)",
+			p.opt.scale);
+		return -1;
+	}
+	if (p.opt.max_bytes > 0 && p.opt.max_bytes < TG_CSV_MIN_BYTES) {
+		tg_fail(ctx, TG_EARG,
+			"tg_load_csv: max_bytes %lld is below %lld, the least a CSV load takes "
+			"(0: tg_data_max_bytes())",
+			(long long)p.opt.max_bytes, (long long)TG_CSV_MIN_BYTES);
+		return -1;
+	}
 	if (p.opt.classes > TG_DATA_MAX_CLASSES || !isfinite(p.opt.scale) ||
 	    (unsigned)p.opt.header > TG_CSV_HEADER_NO || p.opt.max_rows < 0 ||
 	    p.opt.max_bytes < 0 || p.opt.ntargets < 0 || p.opt.ntargets > TG_CSV_MAX_TARGETS ||
@@ -1067,8 +1095,8 @@ int tg_load_csv(tg_ctx *ctx, const char *path, const tg_csv_options *opt, tg_dat
 	p.ntarget = p.opt.ntargets > 0 ? p.opt.ntargets : 1;
 	p.max_rows = p.opt.max_rows ? p.opt.max_rows : TG_CSV_MAX_ROWS;
 	p.max_bytes = p.opt.max_bytes ? p.opt.max_bytes : tg_data_max_bytes();
-	if (p.max_bytes < 2 * CHUNK)
-		p.max_bytes = 2 * CHUNK;
+	if (p.max_bytes < TG_CSV_MIN_BYTES)
+		p.max_bytes = TG_CSV_MIN_BYTES;
 	src f;
 	if (src_open(ctx, path, &f))
 		return -1;
@@ -1502,14 +1530,15 @@ tg_batcher *tg_batcher_new(tg_ctx *ctx, const tg_dataset *ds, int64_t batch, uns
 	if (batch < 1)
 		return tg_fail(ctx, TG_EARG, "tg_batcher_new: batch size %lld is not positive",
 			       (long long)batch);
-	if (batch > TG_DATA_MAX_ELEMS / ds->d)
+	if (flags & ~(unsigned)(TG_BATCH_REPLACE | TG_BATCH_DROP_LAST))
+		return tg_fail(ctx, TG_EARG, "tg_batcher_new: unknown flags 0x%x", flags);
+	bool replace = flags & TG_BATCH_REPLACE;
+	/* shuffled epochs: a batch larger than the data set is all of it */
+	if ((replace || batch <= ds->n) && batch > TG_DATA_MAX_ELEMS / ds->d)
 		return tg_fail(ctx, TG_EARG,
 			       "tg_batcher_new: a batch of %lld rows of %lld features exceeds %lld "
 			       "values",
 			       (long long)batch, (long long)ds->d, (long long)TG_DATA_MAX_ELEMS);
-	if (flags & ~(unsigned)(TG_BATCH_REPLACE | TG_BATCH_DROP_LAST))
-		return tg_fail(ctx, TG_EARG, "tg_batcher_new: unknown flags 0x%x", flags);
-	bool replace = flags & TG_BATCH_REPLACE;
 	if (!replace && (flags & TG_BATCH_DROP_LAST) && batch > ds->n)
 		return tg_fail(ctx, TG_EARG,
 			       "tg_batcher_new: batch size %lld > %lld samples with "

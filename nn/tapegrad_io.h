@@ -129,7 +129,8 @@ TG_API int tg_load_mnist(tg_ctx *ctx, const char *dir, tg_dataset *train, tg_dat
  * class label (an integer in [0, classes)) or, with float_targets, T float
  * targets (ds.t, in the order listed); the others are the features, in
  * order. Target columns are chosen by index (label_column for one, or
- * target_columns) or by their names in the header line (target_names). When
+ * target_columns) or by their names in the header line (target_names; a
+ * name there may stand in double quotes). When
  * the header was detected, errors say so (a data row with a stray word is
  * taken for a header).
  *
@@ -149,10 +150,11 @@ typedef struct tg_csv_options {
 	int label_column;     /* 0-based; negative counts from the end (-1: last) */
 	tg_csv_header header;
 	int classes;          /* labels in [0, classes); <= 0: max label + 1 */
-	double scale;         /* features are divided by scale; 0 means 1 */
+	double scale;         /* features are divided by scale (> 0); 0 means 1 */
 	int64_t max_rows;     /* more rows is an error; 0: TG_CSV_MAX_ROWS */
 	/* Bytes the load may take (text read and data set); more is an error,
-	 * found before it is allocated. 0: tg_data_max_bytes(). */
+	 * found before it is allocated. 0: tg_data_max_bytes(); at least
+	 * TG_CSV_MIN_BYTES (two chunks of text), else TG_EARG. */
 	int64_t max_bytes;
 	/* ntargets columns listed by index (0-based, negative from the end) or
 	 * by name (target_names; needs a header line), borrowed for the call;
@@ -168,6 +170,7 @@ typedef struct tg_csv_options {
 
 #define TG_CSV_MAX_ROWS ((int64_t)1 << 24)
 #define TG_CSV_MAX_TARGETS 4096
+#define TG_CSV_MIN_BYTES ((int64_t)1 << 17)
 
 /* Label last, header detected, classes from the labels, no scaling, the
  * default caps. */

@@ -72,6 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_loaded(ctx, rc, &ds, file.path, NULL);
 	if (loader == 0) {
 		bool bad_opt = opt.classes > TG_DATA_MAX_CLASSES || !isfinite(opt.scale) ||
+			       opt.scale < 0 ||
 			       (unsigned)opt.header > TG_CSV_HEADER_NO;
 		if (bad_opt)
 			require(rc == -1 && tg_status_of(ctx) == TG_EARG, "bad options accepted");

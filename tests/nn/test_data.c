@@ -702,6 +702,18 @@ static void csv_options_pick_the_label_column_scale_and_header(void **state)
 	/* a label column beyond the row */
 	opt = (tg_csv_options){ .label_column = 3 };
 	expect_csv_error(p, &opt, TG_EARG, "label column 3 out of range for 3 columns");
+	/* a negative scale, and a cap below what a load takes, are refused */
+	opt = (tg_csv_options){ .label_column = -1, .scale = -4 };
+	expect_csv_error(p, &opt, TG_EARG, "tg_load_csv: scale -4 is negative");
+	opt = (tg_csv_options){ .label_column = -1, .max_bytes = 1000 };
+	expect_csv_error(p, &opt, TG_EARG,
+			 "tg_load_csv: max_bytes 1000 is below 131072, the least a CSV load takes");
+	opt.max_bytes = TG_CSV_MIN_BYTES;
+	ctx = tg_ctx_new(1);
+	assert_int_equal(tg_load_csv(ctx, p, &opt, &ds), 0);
+	assert_int_equal(ds.n, 2);
+	tg_dataset_free(&ds);
+	tg_ctx_free(ctx);
 	tmp_remove(&d);
 }
 
@@ -742,6 +754,12 @@ static void csv_with_a_non_numeric_field_names_line_and_column(void **state)
 	expect_csv_error(p, NULL, TG_EFORMAT, "line 1, column 2: \"1e39\" is not finite");
 	write_text(p, "1,2,inf\n");
 	expect_csv_error(p, NULL, TG_EFORMAT, "line 1, column 3: \"inf\" is not finite");
+	/* a finite number that the scale makes overflow: the scale is named */
+	write_text(p, "1,2,0\n");
+	tg_csv_options tiny = TG_CSV_DEFAULTS;
+	tiny.scale = 1e-300;
+	expect_csv_error(p, &tiny, TG_EFORMAT,
+			 "line 1, column 1: \"1\" divided by scale 1e-300 is not finite");
 	tmp_remove(&d);
 }
 
@@ -1098,6 +1116,7 @@ static void shuffled_epochs_deliver_each_sample_exactly_once(void **state)
 	check_epochs(103, 10, 0, 11, 3);  /* the short last batch is kept */
 	check_epochs(100, 10, 0, 10, 10); /* an exact division */
 	check_epochs(7, 50, 0, 1, 7);     /* one batch of everything */
+	check_epochs(7, INT64_MAX, 0, 1, 7); /* however large the batch asked for */
 }
 
 static void drop_last_drops_the_short_batch(void **state)
@@ -1111,6 +1130,10 @@ static void drop_last_drops_the_short_batch(void **state)
 	tg_clear_error(ctx);
 	assert_null(tg_batcher_new(ctx, &src, 0, 0));
 	assert_error(ctx, TG_EARG, "batch size 0 is not positive");
+	tg_clear_error(ctx);
+	/* drawn with replacement, a batch is as large as asked */
+	assert_null(tg_batcher_new(ctx, &src, INT64_MAX, TG_BATCH_REPLACE));
+	assert_error(ctx, TG_EARG, "tg_batcher_new: a batch of 9223372036854775807 rows");
 	tg_ctx_free(ctx);
 	tg_dataset_free(&src);
 }
@@ -1622,9 +1645,10 @@ static void csv_float_targets_by_name_and_by_index(void **state)
 	tmp_file(&d, "n.csv", p);
 	write_text(p, "1,2,3\n4,5,6\n");
 	expect_csv_error(p, &noheader, TG_EARG, "asked for by name, but the file has no header");
-	/* a label by name: a class label column chosen from the header */
+	/* a label by name: a class label column chosen from the header, its
+	 * name in quotes as spreadsheets write it */
 	tmp_file(&d, "l.csv", p);
-	write_text(p, "kind,w\n1,0.5\n0,2\n");
+	write_text(p, "\"kind\",\"w\"\n1,0.5\n0,2\n");
 	tg_csv_options byname = TG_CSV_DEFAULTS;
 	byname.target_names = (const char *const[]){ "kind" };
 	byname.ntargets = 1;
