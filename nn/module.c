@@ -48,12 +48,10 @@ tg_module *tg_module_new(tg_ctx *ctx, const tg_module_vt *vt, const char *name, 
 	return m;
 }
 
-void tg_module_free(tg_module *m)
+static void free_tree(tg_module *m)
 {
-	if (!m)
-		return;
 	for (size_t i = 0; i < m->nchildren; i++)
-		tg_module_free(m->children[i]);
+		free_tree(m->children[i]);
 	if (m->vt && m->vt->free)
 		m->vt->free(m);
 	free(m->children);
@@ -61,6 +59,21 @@ void tg_module_free(tg_module *m)
 	free(m->state);
 	free(m->name);
 	free(m);
+}
+
+void tg_module_free(tg_module *m)
+{
+	if (!m)
+		return;
+	if (m->parent) { /* its parent frees it; freeing it here would free it twice */
+		tg_fail(m->ctx, TG_EARG,
+			"tg_module_free: module \"%s\" belongs to %s%s%s; free the model it is "
+			"part of",
+			m->name, *m->parent->name ? "module \"" : "an unnamed module",
+			m->parent->name, *m->parent->name ? "\"" : "");
+		return;
+	}
+	free_tree(m);
 }
 
 /* Room for one more pointer in *list of n; false (TG_ENOMEM) without memory. */

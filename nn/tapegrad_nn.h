@@ -299,7 +299,9 @@ struct tg_module {
  * stays the caller's. malloc'd */
 TG_API tg_module *tg_module_new(tg_ctx *ctx, const tg_module_vt *vt, const char *name,
 				void *self);
-/* Frees m, its children and (through vt->free) its own data; NULL is fine. */
+/* Frees m, its children and (through vt->free) its own data; NULL is fine.
+ * A module added to another is its parent's to free: freeing it alone is
+ * TG_EARG naming the parent, and nothing is freed. */
 TG_API void tg_module_free(tg_module *m);
 /* Makes a parameter of t (tg_param; a t that is a parameter already is used
  * as it is) named "<module name>.<field>" ("<field>" when the module has no

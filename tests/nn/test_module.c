@@ -467,6 +467,13 @@ static void a_child_has_one_parent_and_no_cycle_is_made(void **state)
 	tg_clear_error(ctx);
 	tg_module_train(seq, false);
 	assert_false(b->training);
+	/* a child is its parent's to free: freeing it alone frees nothing */
+	tg_module_free(b);
+	assert_error(ctx, TG_EARG,
+		     "tg_module_free: module \"b\" belongs to module \"a\"; free the model "
+		     "it is part of");
+	assert_int_equal(a->nchildren, 1);
+	tg_clear_error(ctx);
 	tg_module_free(seq);
 	tg_module_free(other);
 	tg_ctx_free(ctx);
