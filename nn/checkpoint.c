@@ -844,8 +844,15 @@ static unsigned char *read_file(tg_ctx *ctx, const char *path, size_t *size)
 		goto out_close;
 	}
 	if (st.st_size < MIN_FILE) {
-		tg_fail(ctx, TG_EFORMAT, "%s: truncated: %lld bytes, a checkpoint has at least %d",
-			path, (long long)st.st_size, MIN_FILE);
+		/* a short file that does not even start as one is no checkpoint */
+		unsigned char head[sizeof MAGIC];
+		ssize_t k = pread(fd, head, sizeof head, 0);
+		if (k > 0 && memcmp(head, MAGIC, (size_t)k) != 0)
+			tg_fail(ctx, TG_EFORMAT, "%s: not a tapegrad checkpoint (wrong magic)", path);
+		else
+			tg_fail(ctx, TG_EFORMAT,
+				"%s: truncated: %lld bytes, a checkpoint has at least %d", path,
+				(long long)st.st_size, MIN_FILE);
 		goto out_close;
 	}
 	if ((uint64_t)st.st_size > SIZE_MAX / 2) {

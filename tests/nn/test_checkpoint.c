@@ -336,6 +336,9 @@ static void a_truncated_file_is_rejected(void **state)
 	expect_bad_file(path, TG_EFORMAT, "truncated: 10 bytes, a checkpoint has at least 20");
 	spit(path, b.p, 0);
 	expect_bad_file(path, TG_EFORMAT, "truncated: 0 bytes");
+	/* a short file that is not the start of one is no checkpoint */
+	spit(path, "hello\n", 6);
+	expect_bad_file(path, TG_EFORMAT, "model.ckpt: not a tapegrad checkpoint (wrong magic)");
 	free(b.p);
 	tmp_remove(&d);
 }
