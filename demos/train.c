@@ -422,6 +422,8 @@ static config parse_args(int argc, char **argv)
 		usage_error("--load-nonfinite needs --load FILE");
 	if (c.iters && c.epochs_given)
 		usage_error("give --epochs or --iters, not both");
+	if (c.layers && c.hidden)
+		usage_error("give --layers (all sizes) or --hidden (the hidden ones), not both");
 	if (!c.dist && (c.sync_bn || c.dist_stats || c.no_overlap || c.dist_timeout))
 		usage_error("--sync-bn, --dist-stats, --no-overlap and --dist-timeout go with --dist");
 	if (c.dist_timeout < 0 || !isfinite(c.dist_timeout))

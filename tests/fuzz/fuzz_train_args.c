@@ -167,6 +167,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	c = parse_args(argc, argv);
+	require(!(c.layers && c.hidden), "--layers with --hidden");
 	/* the net, batch and epochs of --resume and --load come from the file;
 	 * otherwise the data set's defaults fill what was not given */
 	bool from_file = c.resume || c.load;
