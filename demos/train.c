@@ -251,6 +251,8 @@ static double parse_double(const char *opt, const char *s)
 	char *end;
 	errno = 0;
 	double v = strtod(s, &end);
+	if (end != s && !*end && errno == ERANGE && isinf(v))
+		usage_error("%s %s is out of range of a double", opt, s);
 	if (end == s || *end || errno)
 		usage_error("%s needs a number", opt);
 	return v;
@@ -261,6 +263,9 @@ static int64_t parse_int(const char *opt, const char *s, int64_t lo)
 	char *end;
 	errno = 0;
 	long long v = strtoll(s, &end, 10);
+	if (end != s && !*end && errno == ERANGE)
+		usage_error("%s %s is out of range: an integer from %lld to %lld", opt, s,
+			    (long long)lo, LLONG_MAX);
 	if (end == s || *end || errno || v < lo)
 		usage_error("%s needs an integer >= %lld", opt, (long long)lo);
 	return v;

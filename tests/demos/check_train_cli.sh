@@ -40,7 +40,9 @@ expect 2 "--weight-decay must be a finite number >= 0" --weight-decay inf
 expect 2 "--weight-decay must be a finite number >= 0" --weight-decay -1
 expect 2 "--dropout must be in [0, 1)" --dropout 1
 expect 2 "--batch needs an integer >= 1" --batch 0
-expect 2 "--batch needs an integer >= 1" --batch 99999999999999999999
+expect 2 "--batch 99999999999999999999 is out of range: an integer from 1 to 9223372036854775807" \
+	--batch 99999999999999999999
+expect 2 "--lr 1e999 is out of range of a double" --lr 1e999
 expect 2 "--threads needs an integer >= 1" --threads 0
 expect 2 "--threads: at most 256" --threads 4294967297
 expect 2 "--dtype is f16; it must be f32 or f64" --dtype f16
