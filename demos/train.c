@@ -972,7 +972,9 @@ static bool same_file(const char *a, const char *b)
 }
 
 /* The outputs each need a file of their own: the checkpoint replaces the
- * file at its path, and two logs would write over each other's rows. */
+ * file at its path, and two logs would write over each other's rows. A log
+ * is not written over the checkpoint the run starts from either (a save
+ * there is how a run goes on). */
 static void outputs_apart(const config *c)
 {
 	const char *opt[3] = { "--save", "--log", "--step-log" };
@@ -982,6 +984,12 @@ static void outputs_apart(const config *c)
 			if (path[i] && path[j] && same_file(path[i], path[j]))
 				usage_error("%s and %s name the same file %s; give each its own",
 					    opt[i], opt[j], path[j]);
+	const char *in = c->resume ? "--resume" : "--load";
+	const char *from = c->resume ? c->resume : c->load;
+	for (int i = 1; from && i < 3; i++)
+		if (path[i] && same_file(path[i], from))
+			usage_error("%s %s is the checkpoint %s reads; writing the log there "
+				    "would destroy it", opt[i], path[i], in);
 }
 
 int main(int argc, char **argv)

@@ -125,6 +125,16 @@ fast 2 "--hidden: a resumed run takes it from $dir/run.ckpt" \
 	--hidden 16 --resume "$dir/run.ckpt"
 fast 2 "--epochs 1: the run in $dir/run.ckpt has trained 1 epoch already" \
 	--epochs 1 --resume "$dir/run.ckpt"
+# a log over the checkpoint the run starts from would destroy it
+cp "$dir/run.ckpt" "$dir/run.copy"
+fast 2 "--log $dir/run.ckpt is the checkpoint --load reads; writing the log there would destroy it" \
+	--data digits --epochs 1 --load "$dir/run.ckpt" --log "$dir/run.ckpt"
+fast 2 "--step-log $dir/run.ckpt is the checkpoint --resume reads" \
+	--epochs 2 --resume "$dir/run.ckpt" --step-log "$dir/run.ckpt"
+if ! cmp -s "$dir/run.ckpt" "$dir/run.copy"; then
+	echo "FAIL: train --load/--resume $dir/run.ckpt with a log there: the checkpoint changed"
+	fails=$((fails + 1))
+fi
 
 # one training image with batch norm: said as it is, no option never given
 printf '\000\000\010\003\000\000\000\001\000\000\000\002\000\000\000\002\001\002\003\004' \
