@@ -1289,6 +1289,19 @@ int main(int argc, char **argv)
 			    (long long)c.epochs, (long long)c.epochs, (long long)per_epoch,
 			    (long long)INT64_MAX, (long long)(INT64_MAX / per_epoch));
 	int64_t epochs = c.iters ? c.iters / per_epoch + (c.iters % per_epoch != 0) : c.epochs;
+	/* a run saved inside an epoch (--iters) has no place to go on from:
+	 * its epoch's order of batches is gone, and counting its part-epoch as
+	 * whole would run past --epochs */
+	int64_t whole = c.replace || !to.drop_last ? per_epoch : d.train.n / gbatch;
+	if (c.resume && file.iter != file.epoch * whole) {
+		fprintf(stderr,
+			"%s: --resume %s: the run stopped at step %lld, inside epoch %lld (%lld "
+			"steps an epoch); --resume continues a run saved at the end of an epoch\n",
+			prog, c.resume, (long long)file.iter, (long long)file.epoch,
+			(long long)whole);
+		rc = 1;
+		goto out;
+	}
 	tg_schedule sch;
 	check_option(ctx, tg_schedule_parse(ctx, c.schedule, oo.lr, epochs, &sch), "--schedule");
 	to.schedule = &sch;

@@ -135,6 +135,14 @@ if ! cmp -s "$dir/run.ckpt" "$dir/run.copy"; then
 	echo "FAIL: train --load/--resume $dir/run.ckpt with a log there: the checkpoint changed"
 	fails=$((fails + 1))
 fi
+# a run saved inside an epoch (--iters) has no epoch's end to go on from
+if ! "$train" --data digits --hidden 8 --iters 3 --quiet --save "$dir/part.ckpt" \
+	>/dev/null 2>"$out"; then
+	echo "FAIL: train --data digits --hidden 8 --iters 3 --save: $(cat "$out")"
+	fails=$((fails + 1))
+fi
+expect 1 "--resume $dir/part.ckpt: the run stopped at step 3, inside epoch 1 (12 steps an epoch)" \
+	--resume "$dir/part.ckpt"
 
 # one training image with batch norm: said as it is, no option never given
 printf '\000\000\010\003\000\000\000\001\000\000\000\002\000\000\000\002\001\002\003\004' \
