@@ -9,6 +9,8 @@
  * The context is checked after every step: a step that failed (a shape
  * error, a NaN found by anomaly mode, a non-finite loss) stops training with
  * its error kept in the context; the loop never trains on after a failure.
+ * A non-finite loss caused by a NaN or an Inf in the train set is TG_EARG
+ * naming the value's row and column.
  * A loss that diverges stops it too, anomaly mode or not: a step whose loss
  * exceeds both TG_TRAIN_DIVERGENCE times the first step's loss and
  * TG_TRAIN_DIVERGENCE_FLOOR (a cross-entropy no trained net reaches; a

@@ -661,6 +661,28 @@ static int log_close(run *r)
  * loss checked is the global batch's, the same on every rank, and backward
  * starts from this rank's share of it (its rows over the global batch's):
  * the gradients summed over the ranks are then the global batch's mean. */
+/* The first value of the batch's rows of ds that is not finite, said as
+ * "row R has feature F = V" into buf; false when there is none. */
+static bool bad_value(const tg_dataset *ds, const tg_batch *b, char *buf, size_t size)
+{
+	for (int64_t k = 0; k < b->n; k++) {
+		int64_t i = b->idx[k];
+		for (int64_t j = 0; j < ds->d; j++)
+			if (!isfinite(ds->x[i * ds->d + j])) {
+				snprintf(buf, size, "row %lld has feature %lld = %g", (long long)i,
+					 (long long)j, (double)ds->x[i * ds->d + j]);
+				return true;
+			}
+		for (int64_t j = 0; ds->t && j < ds->tdim; j++)
+			if (!isfinite(ds->t[i * ds->tdim + j])) {
+				snprintf(buf, size, "row %lld has target %lld = %g", (long long)i,
+					 (long long)j, (double)ds->t[i * ds->tdim + j]);
+				return true;
+			}
+	}
+	return false;
+}
+
 static int step(run *r, const tg_batch *b, int64_t epoch, int64_t it)
 {
 	tg_ctx *ctx = r->ctx;
@@ -672,7 +694,13 @@ static int step(run *r, const tg_batch *b, int64_t epoch, int64_t it)
 	double l = loss ? tg_item(loss) : NAN, mine = l, seed = 1;
 	if (dist && tg_dist_hooks_of(dist)->loss(dist, l, b->n, !tg_ok(ctx), &l, &seed))
 		return -1;
-	if (tg_ok(ctx) && !isfinite(l))
+	char bad[128];
+	if (tg_ok(ctx) && !isfinite(l) && bad_value(r->train, b, bad, sizeof bad))
+		tg_fail(ctx, TG_EARG,
+			"%s: the loss is %g at epoch %lld, step %lld: the train set's %s; data "
+			"must be finite",
+			r->who, l, (long long)epoch, (long long)it + 1, bad);
+	else if (tg_ok(ctx) && !isfinite(l))
 		tg_fail(ctx, TG_EANOMALY,
 			"%s: the loss is %g at epoch %lld, step %lld; try a smaller learning "
 			"rate, or anomaly mode to find the op that made it",

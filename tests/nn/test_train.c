@@ -175,8 +175,9 @@ static void a_step_that_fails_in_anomaly_mode_stops_training_naming_the_op(void 
 }
 
 /* A label outside the set's classes is named by its row before a step is
- * taken (the loss could name only its place in a batch); nothing moves. */
-static void a_bad_label_is_named_by_its_row_before_training(void **state)
+ * taken (the loss could name only its place in a batch); nothing moves. A
+ * feature that is not finite is named by its row when its loss is. */
+static void bad_data_is_named_by_its_row_of_the_set(void **state)
 {
 	(void)state;
 	fixture f;
@@ -193,6 +194,15 @@ static void a_bad_label_is_named_by_its_row_before_training(void **state)
 	assert_int_equal(tg_train(f.net, f.opt, &f.train, &f.test, &to, &last), -1);
 	assert_error(f.ctx, TG_EARG, "the test set's row 300 has label -2");
 	assert_int_equal(tg_optim_steps(f.opt), 0);
+	tg_clear_error(f.ctx);
+	/* a NaN feature: the loss it makes is blamed on the data, not the rate */
+	f.test.y[300] = 1;
+	f.train.x[7 * f.train.d + 5] = NAN;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, &f.test, &to, &last), -1);
+	assert_error(f.ctx, TG_EARG, "tg_train: the loss is nan at epoch 1, step ");
+	assert_error(f.ctx, TG_EARG,
+		     "the train set's row 7 has feature 5 = nan; data must be finite");
+	assert_int_equal(tg_optim_steps(f.opt), last.iter);
 	fixture_free(&f);
 }
 
@@ -961,7 +971,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(an_mlp_learns_the_uci_digits_to_95_percent_test_accuracy),
 		cmocka_unit_test(a_step_that_fails_in_anomaly_mode_stops_training_naming_the_op),
-		cmocka_unit_test(a_bad_label_is_named_by_its_row_before_training),
+		cmocka_unit_test(bad_data_is_named_by_its_row_of_the_set),
 		cmocka_unit_test(a_non_finite_loss_stops_training_without_anomaly_mode),
 		cmocka_unit_test(a_diverging_loss_stops_training_without_anomaly_mode),
 		cmocka_unit_test(a_net_that_does_not_fit_the_data_is_a_shape_error),
