@@ -726,6 +726,10 @@ static const char *file_kind(mode_t m)
 static int save_atomic(tg_ctx *ctx, const char *path, const char *what,
 		       void (*body)(writer *w, const void *arg), const void *arg)
 {
+	if (!*path) {
+		tg_fail(ctx, TG_EARG, "cannot write %s: the path is empty", what);
+		return -1;
+	}
 	char *final = resolve_links(path);
 	if (!final) {
 		tg_fail(ctx, TG_EIO, "%s: cannot resolve the path: %s", path, strerror(errno));
@@ -1385,7 +1389,7 @@ int tg_checkpoint_load_flags(tg_ctx *ctx, const char *path, tg_tensor *const *t,
 		return -1;
 	if (check_list(ctx, "tg_checkpoint_load", path, t, n))
 		return -1;
-	if (flags & ~(unsigned)TG_CHECKPOINT_NONFINITE) {
+	if (flags & ~(unsigned)(TG_CHECKPOINT_NONFINITE | TG_CHECKPOINT_STRICT)) {
 		tg_fail(ctx, TG_EARG, "tg_checkpoint_load_flags: unknown flags 0x%x", flags);
 		return -1;
 	}

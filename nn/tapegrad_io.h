@@ -433,7 +433,8 @@ TG_API int tg_state_load_into(const tg_state *s, tg_tensor *const *t, size_t n,
  * list must have the same names (metadata is ignored). On any error
  * (TG_EIO, TG_EFORMAT, TG_EARG) no tensor is changed. 0 ok, -1 on error. */
 TG_API int tg_checkpoint_load(tg_ctx *ctx, const char *path, tg_tensor *const *t, size_t n);
-/* tg_checkpoint_load with flags (0 or TG_CHECKPOINT_NONFINITE). */
+/* tg_checkpoint_load with flags (0 or TG_CHECKPOINT_NONFINITE; it loads
+ * strictly, so TG_CHECKPOINT_STRICT changes nothing). */
 TG_API int tg_checkpoint_load_flags(tg_ctx *ctx, const char *path, tg_tensor *const *t,
 				    size_t n, unsigned flags);
 

@@ -544,6 +544,12 @@ static void nonfinite_weights_are_refused_unless_asked_for(void **state)
 			fail_msg("fc1.b[2] loaded as %g, saved as %g", v, bad[k / 2]);
 		assert_int_equal(tg_checkpoint_load_flags(ctx, path, t, NT, 8), -1);
 		assert_error(ctx, TG_EARG, "tg_checkpoint_load_flags: unknown flags 0x8");
+		tg_clear_error(ctx);
+		/* the load is strict already: asking for it changes nothing */
+		assert_int_equal(tg_checkpoint_load_flags(ctx, path, t, NT,
+							  TG_CHECKPOINT_NONFINITE |
+							      TG_CHECKPOINT_STRICT),
+				 0);
 		tg_ctx_free(ctx);
 	}
 	tmp_remove(&d);
@@ -594,6 +600,13 @@ static void saving_into_a_missing_directory_fails_and_touches_nothing(void **sta
 	snprintf(want, sizeof want, "%s: cannot write checkpoint", bad);
 	assert_error(ctx, TG_EIO, want);
 	assert_error(ctx, TG_EIO, "No such file or directory");
+	tg_clear_error(ctx);
+	/* nor is an empty path a place */
+	assert_int_equal(tg_checkpoint_save(ctx, "", t, NT), -1);
+	assert_error(ctx, TG_EARG, "cannot write checkpoint: the path is empty");
+	tg_clear_error(ctx);
+	assert_int_equal(tg_export_npz(ctx, "", t, NT), -1);
+	assert_error(ctx, TG_EARG, "cannot write the .npz file: the path is empty");
 	tg_ctx_free(ctx);
 	bytes after = slurp(good);
 	assert_int_equal(after.n, before.n);
