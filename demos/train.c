@@ -441,6 +441,16 @@ static config parse_args(int argc, char **argv)
 			if (!strcmp(c.given[j], mlp_only[i]))
 				usage_error("%s is a flag of the MLP; --net %s gives the whole net",
 					    mlp_only[i], c.net);
+	static const char *const training_only[] = {
+		"--optim", "--lr", "--schedule", "--weight-decay", "--batch", "--epochs",
+		"--iters", "--replace", "--anomaly", "--no-divergence-check", "--save", "--log",
+		"--step-log", NULL,
+	};
+	for (int i = 0; c.eval_only && training_only[i]; i++)
+		for (int j = 0; j < c.ngiven; j++)
+			if (!strcmp(c.given[j], training_only[i]))
+				usage_error("%s goes with training; --eval-only trains nothing",
+					    training_only[i]);
 	return c;
 }
 

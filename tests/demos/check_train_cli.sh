@@ -48,6 +48,10 @@ expect 2 "--threads: at most 256" --threads 4294967297
 expect 2 "--dtype is f16; it must be f32 or f64" --dtype f16
 expect 2 '--schedule: tg_schedule_parse: "linear": unknown schedule' --schedule linear
 expect 2 "--eval-only needs --load FILE" --eval-only
+expect 2 "--save goes with training; --eval-only trains nothing" \
+	--load x.ckpt --eval-only --save y.ckpt
+expect 2 "--epochs goes with training; --eval-only trains nothing" \
+	--load x.ckpt --eval-only --epochs=3
 expect 2 "--bn takes no value" --bn=1
 expect 2 "give --epochs or --iters, not both" --epochs 1 --iters 1
 expect 2 "give --layers (all sizes) or --hidden (the hidden ones), not both" \
