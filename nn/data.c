@@ -848,7 +848,8 @@ static int target_column(csv_parse *p, int k)
 			return -1;
 		}
 		const char *s = p->head, *e = s + strlen(s);
-		for (int col = 0;; col++) {
+		int found = -1;
+		for (int col = 0; col < p->ncol; col++) {
 			const char *c = memchr(s, ',', (size_t)(e - s));
 			if (!c)
 				c = e;
@@ -856,14 +857,21 @@ static int target_column(csv_parse *p, int k)
 			split_fields(s, c, &f, 1);
 			f = unquote(f);
 			if (f.e - f.s == (ptrdiff_t)strlen(want) && !memcmp(f.s, want, strlen(want))) {
-				if (col < p->ncol)
-					return col;
-				break;
+				if (found >= 0) { /* either could be meant */
+					tg_fail(p->ctx, TG_EARG,
+						"%s: columns %d and %d are both named \"%s\" in the "
+						"header; choose by index (target_columns)",
+						p->path, found + 1, col + 1, want);
+					return -1;
+				}
+				found = col;
 			}
 			if (c == e)
 				break;
 			s = c + 1;
 		}
+		if (found >= 0)
+			return found;
 		tg_fail(p->ctx, TG_EARG, "%s: no column named \"%s\" in the header", p->path,
 			want);
 		return -1;

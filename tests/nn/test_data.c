@@ -1630,6 +1630,13 @@ static void csv_float_targets_by_name_and_by_index(void **state)
 	expect_csv_error(p, &o, TG_EARG, "no column named \"nope\" in the header");
 	o.target_names = (const char *const[]){ "y1", "y1" };
 	expect_csv_error(p, &o, TG_EARG, "column 2 is named as a target twice");
+	/* a name the header gives two columns does not pick one of them */
+	tmp_file(&d, "dup.csv", p);
+	write_text(p, "a,y1,y1,y2\n1,2,3,4\n");
+	o.target_names = (const char *const[]){ "y2", "y1" };
+	expect_csv_error(p, &o, TG_EARG,
+			 "columns 2 and 3 are both named \"y1\" in the header; choose by index");
+	tmp_file(&d, "r.csv", p);
 	o.target_names = NULL;
 	o.target_columns = (const int[]){ 1, 9 };
 	expect_csv_error(p, &o, TG_EARG, "target column 9 out of range for 4 columns");
