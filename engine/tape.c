@@ -648,6 +648,8 @@ int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags)
 			tg_shape_fmt(y->ndim, y->shape, a));
 		return -1;
 	}
+	/* a dy given by the caller may be a leaf's gradient buffer (below) */
+	bool given = dy != NULL, dy_is_buffer = false;
 	if (!dy) {
 		if (y->numel != 1) {
 			tg_fail(ctx, TG_ESHAPE,
@@ -664,11 +666,10 @@ int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags)
 			tg_shape_fmt(y->ndim, y->shape, a), tg_shape_fmt(dy->ndim, dy->shape, b));
 		return -1;
 	}
-	bool dy_is_buffer = false;
 	for (tg_node *n = ctx->tape; n; n = n->prev) {
 		n->out->grad = NULL;
 		memset(n->in_grad, 0, sizeof n->in_grad);
-		for (int i = 0; i < n->nin; i++)
+		for (int i = 0; given && i < n->nin; i++)
 			dy_is_buffer |= n->in[i]->grad_store == dy;
 	}
 	/* dy is a leaf's gradient buffer (tg_grad of a leaf, fed back as the
