@@ -834,7 +834,16 @@ tg_tensor *tg_conv2d_weight_grad(tg_tensor *x, tg_tensor *dout, int64_t KH, int6
 	if (KH < 1 || KW < 1)
 		return tg_fail(ctx, TG_EARG, "%s: kernel %lldx%lld; must be positive", who,
 			       (long long)KH, (long long)KW);
+	/* w's shape follows from the groups: check them before making it up */
 	int G = o && o->groups > 0 ? o->groups : 1;
+	if (x->shape[1] % G || dout->shape[1] % G) {
+		char bx[TG_SHAPE_STR], bd[TG_SHAPE_STR];
+		return tg_fail(ctx, TG_ESHAPE,
+			       "%s: x %s, dout %s: groups %d must divide the input channels %lld and "
+			       "the output channels %lld",
+			       who, tg_shape_fmt(4, x->shape, bx), tg_shape_fmt(4, dout->shape, bd), G,
+			       (long long)x->shape[1], (long long)dout->shape[1]);
+	}
 	int64_t ws[4] = { dout->shape[1], x->shape[1] / G, KH, KW };
 	geom g;
 	if (!conv_geom(ctx, who, x->shape, ws, o, &g) || !dout_fits(ctx, who, dout, &g))

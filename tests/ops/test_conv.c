@@ -759,7 +759,17 @@ static void conv2d_rejects_each_misuse_with_the_shapes(void **state)
 		     "(1,2,3,3)");
 	tg_clear_error(ctx);
 	assert_null(tg_conv2d_weight_grad(x, tg_zeros(ctx, TG_F64, SHAPE(1, 2, 3, 3)), 3, 3, &g3));
-	assert_error(ctx, TG_ESHAPE, "tg_conv2d_weight_grad");
+	assert_error(ctx, TG_ESHAPE,
+		     "tg_conv2d_weight_grad: x (1,4,5,5), dout (1,2,3,3): groups 3 must divide the "
+		     "input channels 4 and the output channels 2");
+	tg_clear_error(ctx);
+	/* more groups than channels: no kernel of C/groups = 0 channels is made up */
+	tg_conv_opts g8 = g2;
+	g8.groups = 8;
+	assert_null(tg_conv2d_weight_grad(x, tg_zeros(ctx, TG_F64, SHAPE(1, 8, 3, 3)), 3, 3, &g8));
+	assert_error(ctx, TG_ESHAPE,
+		     "tg_conv2d_weight_grad: x (1,4,5,5), dout (1,8,3,3): groups 8 must divide the "
+		     "input channels 4 and the output channels 8");
 	tg_clear_error(ctx);
 
 	/* a failure earlier in a chain arrives intact through conv and pool */
