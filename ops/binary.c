@@ -661,6 +661,8 @@ tg_tensor *tg_pow_backward(tg_tensor *dout, tg_tensor *x, double p)
 	return tg_op_end(&pow_backward_op, out, 2, in, &p, 1, NULL);
 }
 
+/* At p = 0 the output is zeros whatever x is, so dx is zeros too (as
+ * d dout is): not the rule's 0 x^-2, NaN at x = 0 or for an infinite dout. */
 static void pow_backward_backward(tg_node *n, tg_tensor *g)
 {
 	tg_tensor *dout = tg_node_input(n, 0), *x = tg_node_input(n, 1);
@@ -668,7 +670,9 @@ static void pow_backward_backward(tg_node *n, tg_tensor *g)
 	if (tg_node_needs_grad(n, 0))
 		tg_node_grad(n, 0, tg_pow_backward(g, x, p));
 	if (tg_node_needs_grad(n, 1))
-		tg_node_grad(n, 1, tg_pow_backward(tg_mul_scalar(tg_mul(g, dout), p), x, p - 1.0));
+		tg_node_grad(n, 1, p == 0 ? tg_pow_backward(g, x, 0)
+					  : tg_pow_backward(tg_mul_scalar(tg_mul(g, dout), p), x,
+							    p - 1.0));
 }
 
 static const tg_op pow_backward_op = { .name = "pow_backward", .backward = pow_backward_backward,

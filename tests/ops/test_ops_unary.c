@@ -452,6 +452,34 @@ static void pow_backward_gives_the_bits_of_its_ops(void **state)
 	free(w);
 }
 
+/* x^0 is 1 and x^1 is x everywhere, so their second and third derivatives
+ * are zeros at every x, as PyTorch has them: at zeros and infinities too,
+ * where the rule's 0 x^-2 would be NaN. */
+static void pow_derivatives_past_the_exponent_are_zeros_everywhere(void **state)
+{
+	(void)state;
+	static const double x[] = { 0.0, -0.0, INFINITY, -INFINITY, 4.9e-324, 1e300, -2.5, 3 };
+	for (int dt = TG_F32; dt <= TG_F64; dt++)
+		for (int p = 0; p <= 1; p++) {
+			tg_ctx *ctx = tg_ctx_new(1);
+			tg_tensor *in = tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(LEN(x)), x), true);
+			tg_tensor *y = tg_sum(tg_pow(in, p)), *g = NULL;
+			/* derivative p + 2 of x^p */
+			for (int k = 0; k <= p + 1; k++) {
+				assert_int_equal(tg_grad_of(1, &y, NULL, 1, &in, &g,
+							    TG_CREATE_GRAPH | TG_ALLOW_UNUSED),
+						 0);
+				y = tg_sum(g);
+			}
+			for (size_t i = 0; i < LEN(x); i++)
+				if (tg_get(g, i) != 0)
+					fail_msg("x^%d: derivative %d at x = %g is %g, expected 0", p,
+						 p + 2, x[i], tg_get(g, i));
+			assert_ctx_ok(ctx);
+			tg_ctx_free(ctx);
+		}
+}
+
 static void pow_backward_rejects_different_shapes(void **state)
 {
 	(void)state;
@@ -910,6 +938,7 @@ int main(void)
 		cmocka_unit_test(one_pass_rules_give_the_bits_of_their_ops),
 		cmocka_unit_test(pow_gives_the_bits_of_one_rounding_or_sleefs_bound),
 		cmocka_unit_test(pow_backward_gives_the_bits_of_its_ops),
+		cmocka_unit_test(pow_derivatives_past_the_exponent_are_zeros_everywhere),
 		cmocka_unit_test(pow_backward_rejects_different_shapes),
 		cmocka_unit_test(gelu_backward_rejects_different_shapes),
 		cmocka_unit_test(relu_and_abs_have_zero_gradient_at_zero),
