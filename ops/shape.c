@@ -27,9 +27,15 @@ static int axis_arg(tg_ctx *ctx, const char *who, const char *name, const tg_ten
 	int a = axis < 0 ? axis + ndim : axis;
 	if (a < 0 || a >= ndim) {
 		char buf[TG_SHAPE_STR];
-		tg_fail(ctx, TG_EARG, "%s: axis %d is out of range for %s of shape %s (%s%d)",
-			who, axis, name, tg_shape_fmt(x->ndim, x->shape, buf),
-			ndim == x->ndim ? "axes 0 to " : "new axis at 0 to ", ndim - 1);
+		if (ndim == 0) /* not "axes 0 to -1" */
+			tg_fail(ctx, TG_EARG,
+				"%s: axis %d is out of range for %s of shape () (a scalar has no "
+				"axes)",
+				who, axis, name);
+		else
+			tg_fail(ctx, TG_EARG, "%s: axis %d is out of range for %s of shape %s (%s%d)",
+				who, axis, name, tg_shape_fmt(x->ndim, x->shape, buf),
+				ndim == x->ndim ? "axes 0 to " : "new axis at 0 to ", ndim - 1);
 		return -1;
 	}
 	return a;

@@ -326,6 +326,32 @@ static void squeeze_and_unsqueeze_drop_and_insert_axes_of_size_1(void **state)
 	assert_ctx_ok(ctx);
 }
 
+/* A scalar has no axis to squeeze, slice, pad or split: the message says
+ * so rather than give a range of axes "0 to -1". */
+static void axis_arguments_of_a_scalar_say_it_has_no_axes(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *s = tg_scalar(ctx, TG_F64, 2), *parts[1];
+	const char *want = "axis 0 is out of range for x of shape () (a scalar has no axes)";
+	assert_null(tg_squeeze(s, 0));
+	assert_error(ctx, TG_EARG, "tg_squeeze: ");
+	assert_error(ctx, TG_EARG, want);
+	tg_clear_error(ctx);
+	assert_null(tg_slice(s, 0, 0, 1));
+	assert_error(ctx, TG_EARG, want);
+	tg_clear_error(ctx);
+	assert_null(tg_pad_axis(s, -1, 1, 1));
+	assert_error(ctx, TG_EARG, "tg_pad_axis: axis -1 is out of range for x of shape () (a "
+				   "scalar has no axes)");
+	tg_clear_error(ctx);
+	assert_int_equal(tg_split(s, 0, 1, NULL, parts), -1);
+	assert_error(ctx, TG_EARG, want);
+	tg_clear_error(ctx);
+	/* a new axis has a place in a scalar: position 0 */
+	check_shape(tg_unsqueeze(s, 0), SHAPE(1));
+	assert_ctx_ok(ctx);
+}
+
 static void squeeze_and_unsqueeze_reject_bad_axes(void **state)
 {
 	tg_ctx *ctx = *state;
@@ -1204,6 +1230,7 @@ int main(void)
 		T(permute_rejects_what_is_not_a_permutation),
 		T(squeeze_and_unsqueeze_drop_and_insert_axes_of_size_1),
 		T(squeeze_and_unsqueeze_reject_bad_axes),
+		T(axis_arguments_of_a_scalar_say_it_has_no_axes),
 		T(slice_takes_the_hand_computed_elements),
 		T(slice_gradient_is_dout_padded_with_zeros),
 		T(slice_and_pad_axis_reject_out_of_range_arguments),
