@@ -172,6 +172,21 @@ static TG_SLOW tg_tensor *new_failed(tg_ctx *ctx, const char *who, tg_dtype dt,
 	return NULL;
 }
 
+/* make found no memory (arena or header space), and said so: the message
+ * gets the caller and the tensor in front, "tg_add: f32 (4096,4096): step
+ * arena limit of ... reached", so that it names the op that ran out. */
+static TG_SLOW tg_tensor *made_none(tg_ctx *ctx, const char *who, tg_dtype dt, int ndim,
+				    const int64_t *shape)
+{
+	if (ctx->status != TG_ENOMEM || !who)
+		return NULL;
+	char buf[TG_SHAPE_STR], said[sizeof ctx->message];
+	memcpy(said, ctx->message, sizeof said);
+	snprintf(ctx->message, sizeof ctx->message, "%s: %s %s: %.*s", who, tg_dtype_name(dt),
+		 tg_shape_fmt(ndim, shape, buf), (int)(sizeof said - 160), said);
+	return NULL;
+}
+
 tg_tensor *tg_tensor_new(tg_ctx *ctx, const char *who, tg_dtype dt, int ndim,
 			 const int64_t *shape)
 {
@@ -184,16 +199,20 @@ tg_tensor *tg_tensor_new(tg_ctx *ctx, const char *who, tg_dtype dt, int ndim,
 	for (int i = 0; ok && i < ndim; i++)
 		ok = shape[i] > 0 && !__builtin_mul_overflow(n, (uint64_t)shape[i], &n) &&
 		     n <= (uint64_t)1 << 40;
-	return ok ? make(ctx, dt, ndim, shape, n) : new_failed(ctx, who, dt, ndim, shape);
+	if (!ok)
+		return new_failed(ctx, who, dt, ndim, shape);
+	tg_tensor *t = make(ctx, dt, ndim, shape, n);
+	return t ? t : made_none(ctx, who, dt, ndim, shape);
 }
 
 tg_tensor *tg_tensor_like(const tg_tensor *like, const char *who)
 {
-	(void)who; /* like's shape and dtype are valid: nothing to report */
 	tg_ctx *ctx = like->ctx;
 	if (ctx->status != TG_OK)
 		return NULL;
-	return make(ctx, like->dtype, like->ndim, like->shape, like->numel);
+	/* like's shape and dtype are valid: only memory can run out */
+	tg_tensor *t = make(ctx, like->dtype, like->ndim, like->shape, like->numel);
+	return t ? t : made_none(ctx, who, like->dtype, like->ndim, like->shape);
 }
 
 /* Whether v is a whole number that an index tensor of dtype dt holds. */

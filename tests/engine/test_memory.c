@@ -70,6 +70,28 @@ static void the_arena_limit_turns_exhaustion_into_enomem(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* Running out of memory names the function that wanted it and the tensor it
+ * was making, in front of what the arena says, in the forward pass and in
+ * a backward rule's op alike. */
+static void running_out_of_memory_names_the_op_and_its_tensor(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_set_arena_limit(ctx, 100000);
+	tg_tensor *x = tg_param(tg_zeros(ctx, TG_F32, SHAPE(100, 100)));
+	assert_non_null(tg_mul(x, x)); /* x's zeros and this: 80000 bytes */
+	assert_null(tg_relu(tg_mul(x, x)));
+	assert_error(ctx, TG_ENOMEM, "tg_mul: f32 (100,100): step arena limit of 100000 bytes");
+	tg_clear_error(ctx);
+	tg_reset(ctx);
+	/* the forward pass fits, the gradient of mul_scalar does not */
+	tg_tensor *y = tg_sum(tg_mul_scalar(x, 2));
+	assert_non_null(y);
+	assert_int_equal(tg_backward(y), -1);
+	assert_error(ctx, TG_ENOMEM, ": f32 (100,100): step arena limit of 100000 bytes");
+	tg_ctx_free(ctx);
+}
+
 static void a_failed_allocation_is_enomem_and_the_context_recovers(void **state)
 {
 	(void)state;
@@ -157,6 +179,7 @@ int main(void)
 		cmocka_unit_test(steady_state_steps_allocate_nothing),
 		cmocka_unit_test(the_arena_grows_past_its_first_block_and_reports_its_high_water),
 		cmocka_unit_test(the_arena_limit_turns_exhaustion_into_enomem),
+		cmocka_unit_test(running_out_of_memory_names_the_op_and_its_tensor),
 		cmocka_unit_test(a_failed_allocation_is_enomem_and_the_context_recovers),
 		cmocka_unit_test(large_tensors_start_on_a_cache_line),
 	};
