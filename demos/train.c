@@ -813,6 +813,30 @@ static void read_run(tg_ctx *rctx, const char *opt, const char *path, saved *s)
 			prog, path);
 		exit(1);
 	}
+	/* The values a resumed run takes from the file, checked as the flags
+	 * they stand for are: a damaged file must not turn into a run with
+	 * another batch, rate or dtype than the one saved. */
+	const char *bad = NULL;
+	if (s->dtype && strcmp(s->dtype, "f32") && strcmp(s->dtype, "f64"))
+		bad = "its dtype is neither f32 nor f64";
+	else if (!whole)
+		;
+	else if (!(s->lr > 0) || !isfinite(s->lr))
+		bad = "its learning rate is not a positive number";
+	else if (!(s->weight_decay >= 0) || !isfinite(s->weight_decay))
+		bad = "its weight decay is not a finite number >= 0";
+	else if (s->batch < 1 || s->batch > INT32_MAX)
+		bad = "its batch is not a whole number from 1 to 2147483647";
+	else if ((uint64_t)s->replace > 1 || (uint64_t)s->drop_last > 1)
+		bad = "its replace and drop_last flags are not 0 or 1";
+	else if (s->epochs < 1)
+		bad = "its number of epochs is not >= 1";
+	else if (s->epoch < 0 || s->iter < 0 || s->steps < 0)
+		bad = "its epoch, step or optimizer step count is negative";
+	if (bad) {
+		fprintf(stderr, "%s: %s %s: a damaged run: %s\n", prog, opt, path, bad);
+		exit(1);
+	}
 }
 
 /* Everything --save writes, borrowed from main. */

@@ -3,8 +3,9 @@
 # straight and training 2, saving, and resuming to 4 leave byte-identical
 # files (a classifier on the digits, a regressor on the diabetes data); a
 # run's file loads without the net flags, flags that disagree with it are a
-# usage error, a version-1 file (tensors only) loads with the net flags, and
-# a resumed run's log keeps the rows of the epochs before.
+# usage error, a version-1 file (tensors only) loads with the net flags, a
+# run file holding values train never saves (a rate of 0, a batch of -3) is
+# refused, and a resumed run's log keeps the rows of the epochs before.
 # Run by meson test (suite "outside") with TG_BUILD_ROOT set.
 set -u
 train="${TG_BUILD_ROOT:?run through meson test}/demos/train"
@@ -130,6 +131,38 @@ for _ in range(count):
 body = b'TGCKPT\0\0' + struct.pack('<II', 1, len(keep)) + b''.join(keep)
 open(sys.argv[2], 'wb').write(body + struct.pack('<I', zlib.crc32(body)))
 PY
+	# a run whose values (with a good CRC) are not ones train saves: exit 1
+	# naming the value, never a run with the preset's in their place
+	for bad in "dtype f16 its dtype" "optim.lr nan its learning rate" \
+		   "optim.lr 0 its learning rate" "train 0 its batch" \
+		   "train -3 its batch" "epoch -1 its epoch"; do
+		set -- $bad
+		key=$1 val=$2
+		shift 2
+		python3 - "$dir/one" "$dir/bad" "$key" "$val" <<'PY'
+import struct, sys, zlib
+b = bytearray(open(sys.argv[1], 'rb').read()[:-4])
+key, val = sys.argv[3].encode(), sys.argv[4]
+entries, = struct.unpack_from('<I', b, 16)
+o = 20
+for _ in range(entries):  # the first value of metadata entry key becomes val
+    kl, = struct.unpack_from('<H', b, o); k = bytes(b[o + 2:o + 2 + kl]); o += 2 + kl
+    kind = b[o]; n, = struct.unpack_from('<I', b, o + 1); o += 5
+    if k == key:
+        new = (struct.pack('<d', float(val)) if kind == 0 else
+               struct.pack('<q', int(val)) if kind == 1 else val.encode())
+        b[o:o + len(new)] = new
+    o += n if kind == 2 else 8 * n
+open(sys.argv[2], 'wb').write(bytes(b) + struct.pack('<I', zlib.crc32(bytes(b))))
+PY
+		"$train" --resume "$dir/bad" --epochs 3 --quiet >/dev/null 2>"$dir/err"
+		rc=$?
+		if [ "$rc" != 1 ] || ! head -n 1 "$dir/err" | grep -qF "a damaged run: $*"; then
+			echo "FAIL: --resume of a run with $key $val: exit $rc: $(head -n 1 "$dir/err")"
+			fails=$((fails + 1))
+		fi
+	done
+
 	run v1 --data digits --hidden 32 --load "$dir/v1" --eval-only
 	if ! grep -q "accuracy $want" "$dir/v1.out"; then
 		echo "FAIL: --load of a version-1 file with the net flags:"
