@@ -928,7 +928,10 @@ static int csv_first(csv_parse *p, csv_rows *r, const char *s, const char *e, lo
 	return 0;
 }
 
-/* True if some field of the line is not a number; then why[] says which. */
+/* True if some field of the line is neither a number nor empty; then why[]
+ * says which. An empty field names no column: in a line of numbers it is a
+ * missing value, which the line read as data reports, not a header to skip
+ * without a word. */
 static bool is_header(const char *s, const char *e, long long line, char *why, size_t size)
 {
 	for (int col = 1;; col++) {
@@ -938,7 +941,7 @@ static bool is_header(const char *s, const char *e, long long line, char *why, s
 		field f;
 		split_fields(s, c, &f, 1);
 		double v;
-		if (!parse_number(f, &v)) {
+		if (f.s != f.e && !parse_number(f, &v)) {
 			char shown[400];
 			snprintf(why, size,
 				 "line %lld was taken for a header: its column %d \"%.60s\" is not "

@@ -141,7 +141,8 @@ TG_API int tg_load_mnist(tg_ctx *ctx, const char *dir, tg_dataset *train, tg_dat
  *	tg_load_csv(ctx, "diabetes.csv", &o, &ds);   // ds.t (442,1), ds.y NULL
  */
 typedef enum {
-	TG_CSV_HEADER_AUTO, /* skip the first line if any field is not a number */
+	TG_CSV_HEADER_AUTO, /* skip the first line if a field is neither a number nor
+			     * empty (an empty field is a missing value: an error) */
 	TG_CSV_HEADER_YES,  /* always skip the first line */
 	TG_CSV_HEADER_NO,   /* the first line is data */
 } tg_csv_header;

@@ -1517,6 +1517,23 @@ static void a_wrong_header_guess_is_explained(void **state)
 	tg_csv_options opt = TG_CSV_DEFAULTS;
 	opt.header = TG_CSV_HEADER_NO;
 	expect_csv_error(p, &opt, TG_EFORMAT, "line 1, column 2: \"x\" is not a number");
+	/* an empty field names no column: line 1 with a missing value (or only
+	 * blanks there) is data and its gap an error, not a header dropped
+	 * without a word; a header with an empty name is still one */
+	write_text(p, "1,,0\n3,4,1\n");
+	expect_csv_error(p, NULL, TG_EFORMAT,
+			 "line 1, column 2: \"\" is not a number (empty field)");
+	write_text(p, "1,2, \t\n3,4,1\n");
+	expect_csv_error(p, NULL, TG_EFORMAT,
+			 "line 1, column 3: \"\" is not a number (empty field)");
+	write_text(p, ",x,y\n3,4,1\n");
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_dataset ds;
+	assert_int_equal(tg_load_csv(ctx, p, NULL, &ds), 0);
+	assert_int_equal(ds.n, 1);
+	assert_near(ds.x[0], 3, 0);
+	tg_dataset_free(&ds);
+	tg_ctx_free(ctx);
 	tmp_remove(&d);
 }
 
