@@ -683,6 +683,23 @@ static bool bad_value(const tg_dataset *ds, const tg_batch *b, char *buf, size_t
 	return false;
 }
 
+/* The error of a step whose forward or loss failed on an epoch's short last
+ * batch, said again with that: a batch of other rows than the ones asked for
+ * (a batch norm refuses one row) is the likely cause, and drop_last the
+ * remedy. */
+static void short_batch_failed(run *r, const tg_batch *b, int64_t epoch, int64_t it)
+{
+	char msg[1024];
+	tg_status code = tg_status_of(r->ctx);
+	snprintf(msg, sizeof msg, "%s", tg_error(r->ctx));
+	tg_clear_error(r->ctx);
+	tg_fail(r->ctx, code,
+		"%s: epoch %lld, step %lld, the epoch's last batch of %lld row%s (%lld samples, "
+		"batch %lld; drop_last leaves it out): %s",
+		r->who, (long long)epoch, (long long)it + 1, (long long)b->total,
+		b->total == 1 ? "" : "s", (long long)r->train->n, (long long)r->batch, msg);
+}
+
 static int step(run *r, const tg_batch *b, int64_t epoch, int64_t it)
 {
 	tg_ctx *ctx = r->ctx;
@@ -691,6 +708,8 @@ static int step(run *r, const tg_batch *b, int64_t epoch, int64_t it)
 		return -1;
 	tg_tensor *out = tg_forward(r->m, b->x);
 	tg_tensor *loss = task_loss(&r->task, r->who, out, b->labels, b->t);
+	if (!tg_ok(ctx) && b->total < r->batch)
+		short_batch_failed(r, b, epoch, it);
 	double l = loss ? tg_item(loss) : NAN, mine = l, seed = 1;
 	if (dist && tg_dist_hooks_of(dist)->loss(dist, l, b->n, !tg_ok(ctx), &l, &seed))
 		return -1;

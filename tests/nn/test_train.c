@@ -293,6 +293,35 @@ static void a_net_that_does_not_fit_the_data_is_a_shape_error(void **state)
 	tg_ctx_free(ctx);
 }
 
+static void a_failure_in_the_short_last_batch_says_so(void **state)
+{
+	(void)state;
+	/* 5 samples in batches of 2: the last batch has one row, which batch
+	 * norm refuses in training; the error says it was that batch */
+	tg_mlp_opts mo = tg_mlp_defaults();
+	mo.batchnorm = true;
+	fixture f;
+	fixture_new(&f, 1, &mo, NULL);
+	tg_dataset five;
+	assert_int_equal(tg_dataset_head(f.ctx, &f.train, 5, &five), 0);
+	tg_train_opts to = quiet_opts();
+	to.batch = 2;
+	to.epochs = 1;
+	tg_metrics last;
+	assert_int_equal(tg_train(f.net, f.opt, &five, NULL, &to, &last), -1);
+	assert_error(f.ctx, TG_ESHAPE,
+		     "tg_train: epoch 1, step 3, the epoch's last batch of 1 row (5 samples, "
+		     "batch 2; drop_last leaves it out): tg_batchnorm_forward: bn1.gamma: a batch "
+		     "of 1 (1,32) in training mode");
+	assert_int_equal(last.iter, 2);
+	tg_clear_error(f.ctx);
+	to.drop_last = true;
+	assert_int_equal(tg_train(f.net, f.opt, &five, NULL, &to, &last), 0);
+	assert_int_equal(last.iter, 2);
+	tg_dataset_free(&five);
+	fixture_free(&f);
+}
+
 static void training_does_nothing_while_the_context_holds_an_error(void **state)
 {
 	(void)state;
@@ -975,6 +1004,7 @@ int main(void)
 		cmocka_unit_test(a_non_finite_loss_stops_training_without_anomaly_mode),
 		cmocka_unit_test(a_diverging_loss_stops_training_without_anomaly_mode),
 		cmocka_unit_test(a_net_that_does_not_fit_the_data_is_a_shape_error),
+		cmocka_unit_test(a_failure_in_the_short_last_batch_says_so),
 		cmocka_unit_test(training_does_nothing_while_the_context_holds_an_error),
 		cmocka_unit_test(the_csv_log_has_a_header_and_one_row_per_epoch),
 		cmocka_unit_test(a_resumed_run_keeps_the_rows_of_its_log),
