@@ -1449,12 +1449,47 @@ typedef struct npz {
 	uint32_t *size;
 } npz;
 
-/* Fixed date and time (1980-01-01 00:00) so the same tensors give the same
- * bytes. */
-static void put_zip_common(writer *w, uint32_t crc, uint32_t size, size_t name_len)
+/* Whether name has a byte above 0x7f and is well-formed UTF-8 (no overlong
+ * form, surrogate or code point above U+10FFFF): a zip member's name is read
+ * as CP437 unless its flag says UTF-8, so "été" would come back from
+ * numpy.load as "├⌐t├⌐". */
+static bool utf8_beyond_ascii(const char *name)
 {
+	const unsigned char *p = (const unsigned char *)name;
+	bool beyond = false;
+	while (*p) {
+		unsigned c = *p++;
+		if (c < 0x80)
+			continue;
+		beyond = true;
+		int more = c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2
+			   : c >= 0xf0 && c <= 0xf4 ? 3 : -1;
+		if (more < 0)
+			return false;
+		unsigned lo = 0x80, hi = 0xbf; /* the second byte's range */
+		if (c == 0xe0)
+			lo = 0xa0;
+		else if (c == 0xed)
+			hi = 0x9f;
+		else if (c == 0xf0)
+			lo = 0x90;
+		else if (c == 0xf4)
+			hi = 0x8f;
+		for (int k = 0; k < more; k++, p++) {
+			if (*p < (k ? 0x80u : lo) || *p > (k ? 0xbfu : hi))
+				return false;
+		}
+	}
+	return beyond;
+}
+
+/* Fixed date and time (1980-01-01 00:00) so the same tensors give the same
+ * bytes. Flag bit 11 says the name is UTF-8. */
+static void put_zip_common(writer *w, uint32_t crc, uint32_t size, const char *name)
+{
+	size_t name_len = strlen(name);
 	put_le(w, 20, 2);     /* version needed: 2.0 */
-	put_le(w, 0, 2);      /* flags */
+	put_le(w, utf8_beyond_ascii(name) ? 0x800 : 0, 2); /* flags */
 	put_le(w, 0, 2);      /* stored */
 	put_le(w, 0, 2);      /* time */
 	put_le(w, 0x21, 2);   /* date */
@@ -1480,7 +1515,7 @@ static void write_npz(writer *w, const void *arg)
 		z->size[i] = (uint32_t)(hl + bytes);
 		z->offset[i] = (uint32_t)w->pos;
 		put_le(w, 0x04034b50, 4);
-		put_zip_common(w, z->crc[i], z->size[i], strlen(name));
+		put_zip_common(w, z->crc[i], z->size[i], name);
 		put(w, name, strlen(name));
 		put(w, ".npy", 4);
 		put(w, head, hl);
@@ -1491,7 +1526,7 @@ static void write_npz(writer *w, const void *arg)
 		const char *name = tg_name(z->t[i]);
 		put_le(w, 0x02014b50, 4);
 		put_le(w, 20, 2); /* made by: 2.0 */
-		put_zip_common(w, z->crc[i], z->size[i], strlen(name));
+		put_zip_common(w, z->crc[i], z->size[i], name);
 		put_le(w, 0, 2);  /* comment length */
 		put_le(w, 0, 2);  /* disk */
 		put_le(w, 0, 2);  /* internal attributes */

@@ -1560,14 +1560,33 @@ static void numpy_reads_the_npz_export(void **state)
 	tg_tensor *t[6];
 	make_typed(ctx, 1, t);
 	t[4] = tg_set_name(tg_param(tg_randn(ctx, TG_F32, SHAPE(3, 4), 0, 1)), "fc1.W");
-	t[5] = tg_set_name(tg_keep(tg_full(ctx, TG_F64, SHAPE(3), -0.5)), "fc1.b");
+	/* a name beyond ASCII: "fc1.bé" in UTF-8 */
+	t[5] = tg_set_name(tg_keep(tg_full(ctx, TG_F64, SHAPE(3), -0.5)), "fc1.b\xc3\xa9");
 	assert_int_equal(tg_export_npz(ctx, path, t, 6), 0);
 	assert_ctx_ok(ctx);
-	/* a zip whose members are the .npy files */
+	/* a zip whose members are the .npy files, an ASCII name's flags 0 */
 	bytes z = slurp(path);
 	assert_memory_equal(z.p, "PK\x03\x04", 4);
+	assert_memory_equal(z.p + 6, "\x00\x00", 2);
 	assert_memory_equal(z.p + 30, "w.f32.npy\x93NUMPY\x01\x00", 17);
 	free(z.p);
+	/* the UTF-8 flag (bit 11) on a UTF-8 name beyond ASCII, so that it is
+	 * not read as CP437; not on bytes that are no UTF-8 */
+	static const char *const names[] = { "b\xc3\xa9ta", "\xe2\x82\xac", "\xff", "\xc0\xaf",
+					     "\xed\xa0\x80", "b\xc3" };
+	static const unsigned char flag[] = { 0x08, 0x08, 0, 0, 0, 0 };
+	for (size_t i = 0; i < LEN(names); i++) {
+		tg_tensor *u = tg_set_name(tg_keep(tg_zeros(ctx, TG_F32, SHAPE(1))), names[i]);
+		assert_int_equal(tg_export_npz(ctx, path, &u, 1), 0);
+		z = slurp(path);
+		assert_int_equal(z.p[6], 0);
+		assert_int_equal(z.p[7], flag[i]);
+		size_t central = z.n - 22 - 46 - strlen(names[i]) - 4;
+		assert_memory_equal(z.p + central, "PK\x01\x02", 4);
+		assert_int_equal(z.p[central + 9], flag[i]);
+		free(z.p);
+	}
+	assert_int_equal(tg_export_npz(ctx, path, t, 6), 0);
 	const char *py = numpy_python();
 	if (!py) {
 		print_message("numpy_reads_the_npz_export: skipped, no python3 with numpy "
@@ -1581,7 +1600,7 @@ static void numpy_reads_the_npz_export(void **state)
 	char out[256], cmd[1024];
 	tmp_file(&d, "numpy.txt", out);
 	snprintf(cmd, sizeof cmd,
-		 "%s -c 'import sys, numpy\n"
+		 "PYTHONIOENCODING=utf-8 %s -c 'import sys, numpy\n"
 		 "z = numpy.load(sys.argv[1])\n"
 		 "for k in z.files:\n"
 		 "    a = z[k]\n"
