@@ -1040,6 +1040,8 @@ int main(int argc, char **argv)
 		prove_writable("--save", c.save, false);
 	if (c.log)
 		prove_writable("--log", c.log, true);
+	if (c.step_log)
+		prove_writable("--step-log", c.step_log, true);
 	saved file = { 0 };
 	uint64_t seed = c.seed;
 	if (c.resume) { /* the context starts from the run's seed: a first look for it */

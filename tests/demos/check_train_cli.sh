@@ -102,6 +102,9 @@ fast 1 "--save /nonexistent/dir/m.ckpt: cannot write in /nonexistent/dir" \
 fast 1 "--log /nonexistent/dir/m.csv: cannot write in /nonexistent/dir" \
 	--data digits --log /nonexistent/dir/m.csv
 fast 1 "--save $dir: is a directory" --data digits --save "$dir"
+fast 1 "--step-log /nonexistent/dir/s.txt: cannot write in /nonexistent/dir" \
+	--data digits --step-log /nonexistent/dir/s.txt
+fast 1 "--step-log $dir: is a directory" --data digits --step-log "$dir"
 mkfifo "$dir/fifo"
 fast 1 "--load: $dir/fifo: not a regular file (a FIFO)" --data digits --load "$dir/fifo"
 # a checkpoint is renamed over its path: a FIFO there is refused, and kept
