@@ -227,7 +227,8 @@ TG_API int tg_fit(tg_module *m, tg_optim *o, const tg_task *task, const tg_datas
 
 /* The task's loss and metrics of m on ds (task NULL: classification), batch
  * rows at a time (<= 0: 1000), in evaluation mode with grad mode off (both
- * restored). confusion (may be NULL) receives the K*K counts, zeroed first,
+ * restored: each module of m gets back the mode it had, so a batch norm
+ * kept in evaluation mode in a training model stays so). confusion (may be NULL) receives the K*K counts, zeroed first,
  * for a task that has them (K = m's outputs; 2 for one binary target). 0 ok,
  * -1 on error. */
 TG_API int tg_score(tg_module *m, const tg_task *task, const tg_dataset *ds, int64_t batch,

@@ -297,9 +297,50 @@ static tg_dtype module_dtype(const tg_module *m)
 	return tg_module_params(m, p, 1) ? tg_dtype_of(p[0]) : TG_F32;
 }
 
-static bool module_training(const tg_module *m)
+/* Each module's train/eval flag in m's tree, depth first, into or out of
+ * on[*i...]: an evaluation puts the whole tree in evaluation mode and then
+ * gives every module back the mode it had (a batch norm a caller keeps in
+ * evaluation mode inside a training model stays so). */
+static size_t count_modules(const tg_module *m)
 {
-	return m->training;
+	size_t n = 1;
+	for (size_t i = 0; i < m->nchildren; i++)
+		n += count_modules(m->children[i]);
+	return n;
+}
+
+static void walk_modes(tg_module *m, bool *on, size_t *i, bool restore)
+{
+	if (restore)
+		m->training = on[*i];
+	else
+		on[*i] = m->training;
+	++*i;
+	for (size_t k = 0; k < m->nchildren; k++)
+		walk_modes(m->children[k], on, i, restore);
+}
+
+/* The modes of m's tree (malloc'd), then the tree in evaluation mode; NULL
+ * and TG_ENOMEM without memory, the modes unchanged. */
+static bool *enter_eval(tg_module *m, const char *who)
+{
+	bool *on = malloc(count_modules(m) * sizeof *on);
+	if (!on) {
+		tg_fail(m->ctx, TG_ENOMEM, "%s: out of memory for the modules' modes", who);
+		return NULL;
+	}
+	size_t i = 0;
+	walk_modes(m, on, &i, false);
+	tg_module_train(m, false);
+	return on;
+}
+
+/* Gives each module of m's tree back its mode from enter_eval; frees on. */
+static void leave_eval(tg_module *m, bool *on)
+{
+	size_t i = 0;
+	walk_modes(m, on, &i, true);
+	free(on);
 }
 
 /* ---- evaluation ----------------------------------------------------------------- */
@@ -327,9 +368,12 @@ int tg_score(tg_module *m, const tg_task *task, const tg_dataset *ds, int64_t ba
 		return -1;
 	}
 	tg_dtype dt = module_dtype(m);
-	bool was_training = module_training(m);
+	bool *modes = enter_eval(m, "tg_score");
+	if (!modes) {
+		tally_free(&ty);
+		return -1;
+	}
 	bool grad = tg_set_grad_enabled(ctx, false);
-	tg_module_train(m, false);
 	for (int64_t start = 0; start < n; start += batch) {
 		int64_t nb = n - start < batch ? n - start : batch;
 		int64_t shape[1 + TG_SAMPLE_MAX_DIMS];
@@ -355,7 +399,7 @@ int tg_score(tg_module *m, const tg_task *task, const tg_dataset *ds, int64_t ba
 		tg_reset(ctx);
 	}
 	tg_reset(ctx);
-	tg_module_train(m, was_training);
+	leave_eval(m, modes);
 	tg_set_grad_enabled(ctx, grad);
 	if (out && tg_ok(ctx))
 		tally_scores(&ty, task, out);
@@ -1051,15 +1095,18 @@ static int fit(const char *who, tg_module *m, tg_optim *o, const tg_task *task,
 		goto out_free;
 	/* K of the test confusion matrix: from one forward pass of a test row. */
 	if (test && (r.opts.out || r.opts.confusion)) {
-		bool grad = tg_set_grad_enabled(ctx, false), was = module_training(m);
-		tg_module_train(m, false); /* no running statistics move, no dropout drawn */
+		/* no running statistics move, no dropout drawn */
+		bool *modes = enter_eval(m, who);
+		if (!modes)
+			goto out_free;
+		bool grad = tg_set_grad_enabled(ctx, false);
 		int64_t shape[1 + TG_SAMPLE_MAX_DIMS];
 		int nd = tg_dataset_batch_shape(test, 1, shape);
 		tg_tensor *x = tg_from_f32(ctx, r.dt, nd, shape, test->x);
 		tg_tensor *y = tg_forward(m, x);
 		int64_t w = y && tg_ndim(y) == 2 ? tg_shape(y)[1] : 0;
 		tg_reset(ctx);
-		tg_module_train(m, was);
+		leave_eval(m, modes);
 		tg_set_grad_enabled(ctx, grad);
 		if (!tg_ok(ctx))
 			goto out_free;

@@ -619,6 +619,26 @@ static void evaluation_is_deterministic_and_restores_the_modes(void **state)
 	assert_int_equal(total, 360);
 	assert_near((double)diag / 360.0, a1, 1e-12);
 	assert_near(a1, count_accuracy(f.net, &f.test), 1e-12);
+	/* each module gets its own mode back: a batch norm kept in evaluation
+	 * mode (frozen statistics) in a training net stays so, and one in
+	 * training mode in an evaluating net stays in training */
+	tg_module *seq = tg_mlp_module(f.net);
+	tg_module *bn = NULL;
+	for (size_t i = 0; i < seq->nchildren; i++)
+		if (!strcmp(seq->children[i]->vt->kind, "bn"))
+			bn = seq->children[i];
+	assert_non_null(bn);
+	for (int root = 0; root < 2; root++) {
+		tg_module_train(seq, root);
+		tg_module_train(bn, !root);
+		tg_scores sc;
+		assert_int_equal(tg_score(seq, NULL, &f.test, 100, &sc, NULL), 0);
+		assert_int_equal(tg_evaluate(f.net, &f.test, 100, NULL, NULL, NULL), 0);
+		assert_ctx_ok(f.ctx);
+		assert_int_equal(seq->training, root);
+		assert_int_equal(bn->training, !root);
+		assert_int_equal(seq->children[0]->training, root);
+	}
 	fixture_free(&f);
 }
 
