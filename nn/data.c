@@ -1736,6 +1736,38 @@ static void standardise(float *a, int64_t n, int64_t w, const tg_tensor *mean,
 			a[i * w + j] = (float)((a[i * w + j] - m[j]) / s[j]);
 }
 
+/* mean and std hold w finite f64 numbers, each std positive (they may come
+ * from a checkpoint or the caller's hands); TG_EARG naming the first that
+ * does not, else 0. */
+static int check_stats(tg_ctx *ctx, const tg_tensor *mean, const tg_tensor *std, int64_t w)
+{
+	const tg_tensor *t[2] = { mean, std };
+	for (int k = 0; k < 2; k++) {
+		const char *name = tg_name(t[k]) ? tg_name(t[k]) : k ? "std" : "mean";
+		if (tg_dtype_of(t[k]) != TG_F64 || (int64_t)tg_numel(t[k]) != w) {
+			if (!tg_data(t[k])) /* records TG_ESTALE */
+				return -1;
+			tg_fail(ctx, TG_EARG,
+				"tg_standardiser_apply: %s is %s with %zu values; expected %lld f64",
+				name, (const char *[]){ "f32", "f64", "i32", "i64" }[tg_dtype_of(t[k]) & 3],
+				tg_numel(t[k]), (long long)w);
+			return -1;
+		}
+		const double *v = tg_data(t[k]);
+		if (!v)
+			return -1;
+		for (int64_t j = 0; j < w; j++)
+			if (!isfinite(v[j]) || (k && !(v[j] > 0))) {
+				tg_fail(ctx, TG_EARG,
+					"tg_standardiser_apply: %s[%lld] is %g; %s", name, (long long)j,
+					v[j], k ? "a deviation must be positive and finite"
+						: "a mean must be finite");
+				return -1;
+			}
+	}
+	return 0;
+}
+
 int tg_standardiser_apply(tg_ctx *ctx, const tg_standardiser *s, tg_dataset *ds)
 {
 	if (!usable(ctx))
@@ -1755,6 +1787,9 @@ int tg_standardiser_apply(tg_ctx *ctx, const tg_standardiser *s, tg_dataset *ds)
 			(long long)ds->tdim);
 		return -1;
 	}
+	if (check_stats(ctx, s->mean, s->std, s->d) ||
+	    (s->tdim && check_stats(ctx, s->target_mean, s->target_std, s->tdim)))
+		return -1;
 	standardise(ds->x, ds->n, ds->d, s->mean, s->std);
 	if (s->tdim)
 		standardise(ds->t, ds->n, ds->tdim, s->target_mean, s->target_std);

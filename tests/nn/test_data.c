@@ -1843,6 +1843,36 @@ static void the_standardiser_uses_the_training_split_only(void **state)
 	assert_int_equal(tg_standardiser_fit(ctx, &lab, true, &fo), -1);
 	assert_error(ctx, TG_EARG, "targets asked for, but the data set has class labels");
 	tg_clear_error(ctx);
+	/* numbers loaded from a damaged checkpoint, or set by hand: a deviation
+	 * of 0, a NaN, a tensor of another size, one freed by tg_reset are
+	 * errors, and the data set stays as it was */
+	tg_dataset two = { .n = 1, .d = 2, .classes = 2, .x = (float[]){ 5, 6 },
+			   .y = (int32_t[]){ 1 } };
+	assert_int_equal(tg_standardiser_fit(ctx, &train, false, &fo), 0);
+	double *dev = tg_data_mut(fo.std);
+	dev[1] = 0;
+	assert_int_equal(tg_standardiser_apply(ctx, &fo, &two), -1);
+	assert_error(ctx, TG_EARG, "tg_standardiser_apply: standardiser.std[1] is 0; a deviation "
+				   "must be positive and finite");
+	tg_clear_error(ctx);
+	dev[1] = 1;
+	((double *)tg_data_mut(fo.mean))[0] = NAN;
+	assert_int_equal(tg_standardiser_apply(ctx, &fo, &two), -1);
+	assert_error(ctx, TG_EARG, "standardiser.mean[0] is nan; a mean must be finite");
+	tg_clear_error(ctx);
+	assert_near(two.x[0], 5, 0);
+	assert_near(two.x[1], 6, 0);
+	((double *)tg_data_mut(fo.mean))[0] = 0;
+	tg_standardiser bad = fo;
+	bad.std = tg_keep(tg_ones(ctx, TG_F32, 1, (int64_t[]){ 2 }));
+	assert_int_equal(tg_standardiser_apply(ctx, &bad, &two), -1);
+	assert_error(ctx, TG_EARG, "tg_standardiser_apply: std is f32 with 2 values; expected 2 f64");
+	tg_clear_error(ctx);
+	bad.std = tg_ones(ctx, TG_F64, 1, (int64_t[]){ 2 });
+	tg_reset(ctx);
+	assert_int_equal(tg_standardiser_apply(ctx, &bad, &two), -1);
+	assert_int_equal(tg_status_of(ctx), TG_ESTALE);
+	tg_clear_error(ctx);
 	tg_dataset_free(&train);
 	tg_dataset_free(&test);
 	tg_ctx_free(ctx);
