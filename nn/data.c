@@ -1249,6 +1249,23 @@ static int alloc_like(tg_ctx *ctx, const char *who, const tg_dataset *src, int64
 	return 0;
 }
 
+/* Ends a call that made a data set from src: on success *made goes to out,
+ * which may be src itself (src's old memory is freed then: a subset in
+ * place); on failure out is empty, unless it is src, which stays as it
+ * was. Returns rc. */
+static int replace_out(tg_dataset *out, const tg_dataset *src, tg_dataset *made, int rc)
+{
+	if (rc) {
+		if (out != src)
+			*out = (tg_dataset){ 0 };
+		return rc;
+	}
+	if (out == src)
+		tg_dataset_free(out);
+	*out = *made;
+	return 0;
+}
+
 /* Copies rows idx[0..n) (checked) into a new data set. */
 static int gather(tg_ctx *ctx, const char *who, const tg_dataset *src, const int64_t *idx,
 		  int64_t n, tg_dataset *out)
@@ -1286,15 +1303,16 @@ int tg_dataset_subset(tg_ctx *ctx, const tg_dataset *src, const int64_t *idx, in
 		tg_fail(ctx, TG_ENULL, "tg_dataset_subset: %s is NULL", !out ? "out" : "idx");
 		return -1;
 	}
-	*out = (tg_dataset){ 0 };
-	if (check_dataset(ctx, "tg_dataset_subset", src))
-		return -1;
-	if (n < 1) {
+	tg_dataset made = { 0 };
+	int rc = check_dataset(ctx, "tg_dataset_subset", src);
+	if (!rc && n < 1) {
 		tg_fail(ctx, TG_EARG, "tg_dataset_subset: %lld rows; need at least 1",
 			(long long)n);
-		return -1;
+		rc = -1;
 	}
-	return gather(ctx, "tg_dataset_subset", src, idx, n, out);
+	if (!rc)
+		rc = gather(ctx, "tg_dataset_subset", src, idx, n, &made);
+	return replace_out(out, src, &made, rc);
 }
 
 int tg_dataset_head(tg_ctx *ctx, const tg_dataset *src, int64_t n, tg_dataset *out)
@@ -1305,23 +1323,24 @@ int tg_dataset_head(tg_ctx *ctx, const tg_dataset *src, int64_t n, tg_dataset *o
 		tg_fail(ctx, TG_ENULL, "tg_dataset_head: out is NULL");
 		return -1;
 	}
-	*out = (tg_dataset){ 0 };
-	if (check_dataset(ctx, "tg_dataset_head", src))
-		return -1;
-	if (n < 1) {
+	tg_dataset made = { 0 };
+	int rc = check_dataset(ctx, "tg_dataset_head", src);
+	if (!rc && n < 1) {
 		tg_fail(ctx, TG_EARG, "tg_dataset_head: %lld rows; need at least 1", (long long)n);
-		return -1;
+		rc = -1;
 	}
-	if (n > src->n)
+	if (!rc && n > src->n)
 		n = src->n;
-	if (alloc_like(ctx, "tg_dataset_head", src, n, out))
-		return -1;
-	memcpy(out->x, src->x, (size_t)(n * src->d) * sizeof(float));
-	if (src->y)
-		memcpy(out->y, src->y, (size_t)n * sizeof(int32_t));
-	if (src->t)
-		memcpy(out->t, src->t, (size_t)(n * src->tdim) * sizeof(float));
-	return 0;
+	if (!rc)
+		rc = alloc_like(ctx, "tg_dataset_head", src, n, &made);
+	if (!rc) {
+		memcpy(made.x, src->x, (size_t)(n * src->d) * sizeof(float));
+		if (src->y)
+			memcpy(made.y, src->y, (size_t)n * sizeof(int32_t));
+		if (src->t)
+			memcpy(made.t, src->t, (size_t)(n * src->tdim) * sizeof(float));
+	}
+	return replace_out(out, src, &made, rc);
 }
 
 /* A uniform integer in [0, n), n >= 1, without modulo bias. */
@@ -1355,32 +1374,40 @@ int tg_dataset_split(tg_ctx *ctx, const tg_dataset *src, int64_t n_val, tg_datas
 		tg_fail(ctx, TG_ENULL, "tg_dataset_split: %s is NULL", !train ? "train" : "val");
 		return -1;
 	}
-	*train = (tg_dataset){ 0 };
-	*val = (tg_dataset){ 0 };
-	if (check_dataset(ctx, "tg_dataset_split", src))
+	if (train == val) {
+		tg_fail(ctx, TG_EARG, "tg_dataset_split: train and val are the same data set; "
+				      "the split needs two");
 		return -1;
-	if (n_val < 1 || n_val >= src->n) {
+	}
+	/* either may be src (a split in place): both are made before src goes */
+	tg_dataset t = { 0 }, v = { 0 };
+	int rc = check_dataset(ctx, "tg_dataset_split", src);
+	if (!rc && (n_val < 1 || n_val >= src->n)) {
 		tg_fail(ctx, TG_EARG,
 			"tg_dataset_split: %lld validation rows of %lld; need 1..%lld",
 			(long long)n_val, (long long)src->n, (long long)src->n - 1);
-		return -1;
+		rc = -1;
 	}
-	int64_t *perm = malloc((size_t)src->n * sizeof *perm);
-	if (!perm) {
+	int64_t *perm = rc ? NULL : malloc((size_t)src->n * sizeof *perm);
+	if (!rc && !perm) {
 		tg_fail(ctx, TG_ENOMEM, "tg_dataset_split: out of memory for %lld indices",
 			(long long)src->n);
-		return -1;
+		rc = -1;
 	}
-	for (int64_t i = 0; i < src->n; i++)
-		perm[i] = i;
-	shuffle(ctx, perm, src->n);
-	int rc = gather(ctx, "tg_dataset_split", src, perm, n_val, val);
 	if (!rc) {
-		rc = gather(ctx, "tg_dataset_split", src, perm + n_val, src->n - n_val, train);
-		if (rc)
-			tg_dataset_free(val);
+		for (int64_t i = 0; i < src->n; i++)
+			perm[i] = i;
+		shuffle(ctx, perm, src->n);
+		rc = gather(ctx, "tg_dataset_split", src, perm, n_val, &v);
+		if (!rc) {
+			rc = gather(ctx, "tg_dataset_split", src, perm + n_val, src->n - n_val, &t);
+			if (rc)
+				tg_dataset_free(&v);
+		}
 	}
 	free(perm);
+	replace_out(train, src, &t, rc);
+	replace_out(val, src, &v, rc);
 	return rc;
 }
 

@@ -193,7 +193,9 @@ TG_API int tg_load_iris(tg_ctx *ctx, const char *path, tg_dataset *out);
 TG_API int tg_load_digits(tg_ctx *ctx, const char *path, tg_dataset *out);
 
 /* ---- subsets -------------------------------------------------------------- */
-/* Each output is a new data set (a copy); free it with tg_dataset_free. */
+/* Each output is a new data set (a copy); free it with tg_dataset_free. An
+ * output may be src itself: src's rows are then replaced (its old memory
+ * freed), and on error it stays as it was. */
 
 /* Rows idx[0..n) of src, in that order (repeats allowed). */
 TG_API int tg_dataset_subset(tg_ctx *ctx, const tg_dataset *src, const int64_t *idx,
@@ -202,7 +204,8 @@ TG_API int tg_dataset_subset(tg_ctx *ctx, const tg_dataset *src, const int64_t *
 TG_API int tg_dataset_head(tg_ctx *ctx, const tg_dataset *src, int64_t n, tg_dataset *out);
 /* Shuffles src's rows with the context's generator (the same seed gives the
  * same split) and puts the first n_val of them in val, the other N - n_val in
- * train, both in shuffled order. 1 <= n_val < N. */
+ * train, both in shuffled order. 1 <= n_val < N; train and val are two
+ * data sets (TG_EARG otherwise). */
 TG_API int tg_dataset_split(tg_ctx *ctx, const tg_dataset *src, int64_t n_val,
 			    tg_dataset *train, tg_dataset *val);
 

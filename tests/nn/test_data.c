@@ -936,6 +936,32 @@ static void head_and_subset_copy_the_chosen_rows(void **state)
 	/* while an error is set, loaders and subsets do nothing */
 	assert_int_equal(tg_dataset_head(ctx, &src, 2, &h), -1);
 	assert_error(ctx, TG_EARG, "index 10 at 1");
+	tg_clear_error(ctx);
+	/* in place: out is src, whose rows are replaced (the old ones freed;
+	 * the sanitizer build sees a leak otherwise); on error src stays */
+	assert_int_equal(tg_dataset_subset(ctx, &src, (int64_t[]){ 9, 1, 8 }, 3, &src), 0);
+	assert_int_equal(src.n, 3);
+	assert_near(src.x[0], 9, 0);
+	assert_int_equal(src.y[2], 8 % 3);
+	assert_int_equal(tg_dataset_head(ctx, &src, 2, &src), 0);
+	assert_int_equal(src.n, 2);
+	assert_near(src.x[2], 1, 0);
+	assert_int_equal(tg_dataset_subset(ctx, &src, (int64_t[]){ 5 }, 1, &src), -1);
+	assert_error(ctx, TG_EARG, "index 5 at 0 is out of range [0,2)");
+	tg_clear_error(ctx);
+	assert_int_equal(src.n, 2);
+	assert_near(src.x[0], 9, 0);
+	tg_dataset_free(&src);
+	src = numbered(10);
+	tg_dataset val;
+	assert_int_equal(tg_dataset_split(ctx, &src, 3, &src, &val), 0);
+	assert_int_equal(src.n, 7);
+	assert_int_equal(val.n, 3);
+	tg_dataset_free(&val);
+	/* one struct for both parts would lose one of them */
+	assert_int_equal(tg_dataset_split(ctx, &src, 3, &val, &val), -1);
+	assert_error(ctx, TG_EARG, "tg_dataset_split: train and val are the same data set");
+	assert_int_equal(src.n, 7);
 	tg_ctx_free(ctx);
 	tg_dataset_free(&src);
 }
