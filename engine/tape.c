@@ -700,6 +700,11 @@ int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags)
 				break;
 		}
 	}
+	/* y a leaf: no node hands it more than dy, so its gradient is final now */
+	if (hook && !y->node && ctx->grad_ready && ctx->status == TG_OK) {
+		ctx->grad_ready(y, ctx->grad_ready_user);
+		step_ended(ctx, gen, "tg_backward", NULL);
+	}
 	if (hook && (ctx->status != TG_OK || !ctx->grad_ready)) {
 		if (ctx->gen == gen) {
 			for (tg_node *n = y->node; n; n = n->prev)

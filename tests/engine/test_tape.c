@@ -221,7 +221,8 @@ static void log_ready(tg_tensor *leaf, void *user)
 /* f = (w * x) * v + w at w = 3, x = 2, v = 5: w is used twice, first by the
  * earliest node, so it is final only at the end of the walk; v and x are
  * final after their one use. df/dw = x v + 1 = 11, df/dv = w x = 6,
- * df/dx = w v = 15; u is a parameter no node uses: never reported. */
+ * df/dx = w v = 15; u is a parameter no node uses: never reported. A loss
+ * that is a leaf is reported by itself. */
 static void grad_ready_reports_each_leaf_once_with_its_final_gradient(void **state)
 {
 	(void)state;
@@ -272,6 +273,14 @@ static void grad_ready_reports_each_leaf_once_with_its_final_gradient(void **sta
 			assert_near(log.grad[2], 0, 0);
 		}
 	}
+	/* a loss that is a leaf itself: reached at once, its gradient final */
+	tg_zero_grads(ctx);
+	tg_reset(ctx);
+	log.n = 0;
+	assert_int_equal(tg_backward(w), 0);
+	assert_int_equal(log.n, 1);
+	assert_ptr_equal(log.who[0], w);
+	assert_near(log.grad[0], 1, 0);
 	tg_set_grad_ready(ctx, NULL, NULL);
 	tg_zero_grads(ctx);
 	tg_reset(ctx);
