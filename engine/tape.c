@@ -454,6 +454,20 @@ static inline bool stale_grad(const tg_ctx *ctx, const tg_tensor *dx)
 	       (dx->ctx == ctx && !dx->persistent && dx->gen != ctx->gen);
 }
 
+/* Whether x's shape broadcasts to dx's (NumPy rules), so that dx sums back
+ * to it over the broadcast axes. */
+static bool sums_to(const tg_tensor *dx, const tg_tensor *x)
+{
+	if (x->ndim > dx->ndim)
+		return false;
+	for (int k = 1; k <= x->ndim; k++) {
+		int64_t d = dx->shape[dx->ndim - k], s = x->shape[x->ndim - k];
+		if (s != d && s != 1)
+			return false;
+	}
+	return true;
+}
+
 /* tg_node_grad when dx needs a look: freed by tg_reset, another context or
  * dtype than the input (an error), another shape (summed down), or anomaly
  * mode. */
@@ -467,12 +481,25 @@ static TG_SLOW void node_grad_checked(tg_node *n, int i, tg_tensor *dx)
 			i);
 		return;
 	}
-	if (dx->ctx != ctx || dx->dtype != x->dtype) {
-		char a[TG_SHAPE_STR];
-		tg_fail(ctx, dx->ctx != ctx ? TG_ECTX : TG_EDTYPE,
-			"backward of %s: gradient of input %d is %s %s, input is %s",
+	char a[TG_SHAPE_STR], b[TG_SHAPE_STR];
+	if (dx->ctx != ctx) {
+		tg_fail(ctx, TG_ECTX,
+			"backward of %s: the gradient of input %d belongs to another context",
+			n->op->name, i);
+		return;
+	}
+	if (dx->dtype != x->dtype) {
+		tg_fail(ctx, TG_EDTYPE, "backward of %s: gradient of input %d is %s %s, input is %s",
 			n->op->name, i, tg_dtype_name(dx->dtype),
 			tg_shape_fmt(dx->ndim, dx->shape, a), tg_dtype_name(x->dtype));
+		return;
+	}
+	if (!sums_to(dx, x)) {
+		tg_fail(ctx, TG_ESHAPE,
+			"backward of %s: gradient of input %d is %s, which does not sum to the "
+			"input's shape %s",
+			n->op->name, i, tg_shape_fmt(dx->ndim, dx->shape, a),
+			tg_shape_fmt(x->ndim, x->shape, b));
 		return;
 	}
 	if (!tg_same_shape(dx, x)) {

@@ -118,7 +118,8 @@ static tg_tensor *f_cube_half_detached(tg_tensor *const *in, void *user)
 }
 
 /* rules with a mistake the backward names: a gradient for an input the op
- * does not have, of another dtype, of another context */
+ * does not have, of another dtype, of another context, of a shape that does
+ * not sum back to the input's */
 static tg_ctx *other_ctx;
 
 static void past_the_inputs_backward(tg_node *n, tg_tensor *dout)
@@ -134,6 +135,11 @@ static void other_dtype_backward(tg_node *n, tg_tensor *dout)
 static void other_ctx_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_node_grad(n, 0, tg_ones(other_ctx, TG_F64, tg_ndim(dout), tg_shape(dout)));
+}
+
+static void other_shape_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_node_grad(n, 0, tg_ones(tg_ctx_of(dout), TG_F64, 2, (int64_t[]){ 3, 1 }));
 }
 
 /* keeps its first gradient and hands it on in later steps too */
@@ -152,6 +158,7 @@ static const tg_op past_the_inputs_op = { .name = "past_the_inputs",
 					  .backward = past_the_inputs_backward };
 static const tg_op other_dtype_op = { .name = "other_dtype", .backward = other_dtype_backward };
 static const tg_op other_ctx_op = { .name = "other_ctx", .backward = other_ctx_backward };
+static const tg_op other_shape_op = { .name = "other_shape", .backward = other_shape_backward };
 
 /* ---- tests ------------------------------------------------------------------------- */
 
@@ -350,7 +357,11 @@ static void a_rule_that_gives_a_wrong_gradient_is_named(void **state)
 	} cases[] = {
 		{ &past_the_inputs_op, TG_EARG, "backward of past_the_inputs: a gradient for input 1; it has 1" },
 		{ &other_dtype_op, TG_EDTYPE, "backward of other_dtype: gradient of input 0 is f32 (2,), input is f64" },
-		{ &other_ctx_op, TG_ECTX, "backward of other_ctx: gradient of input 0 is f64" },
+		{ &other_ctx_op, TG_ECTX,
+		  "backward of other_ctx: the gradient of input 0 belongs to another context" },
+		{ &other_shape_op, TG_ESHAPE,
+		  "backward of other_shape: gradient of input 0 is (3,1), which does not sum to the "
+		  "input's shape (2,)" },
 	};
 	for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
 		tg_tensor *x = tg_param(tg_ones(ctx, TG_F64, SHAPE(2)));
