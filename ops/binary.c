@@ -308,34 +308,35 @@ TG_OP_REGISTER(mul_op);
 
 tg_tensor *tg_mul(tg_tensor *a, tg_tensor *b) { return mul_forward(&mul_op, "tg_mul", a, b); }
 
-/* ---- div: a / b; da = dout / b, db = -dout * a / b^2 -------------------------- */
+/* ---- div: a / b; da = dout / b, db = -dout * (a / b) / b ---------------------- */
+/* db takes the output y = a / b, finite wherever the forward value is:
+ * (dout / b) a / b would overflow to inf (NaN at a = 0) for a tiny b. */
 
 BINARY_KERNEL(div, x / y)
 
-/* div's plain backward when a, b and dout have one shape: da = dout / b
- * and db = -((da a) / b) in one pass over the three, where the rule's ops
+/* div's plain backward when y, b and dout have one shape: da = dout / b
+ * and db = -(dout (y / b)) in one pass over the three, where the rule's ops
  * made four; the same roundings (neg is exact), so the same bits. DA may
  * be NULL (a needs no gradient). */
 #define DIV_GRADS_KERNEL(name, T)                                                     \
-	TG_HOT_LOOP static void name(const T *D, const T *A, const T *B, T *DA, T *DB, \
+	TG_HOT_LOOP static void name(const T *D, const T *Y, const T *B, T *DA, T *DB, \
 				     size_t n)                                         \
 	{                                                                              \
 		if (DA)                                                                \
 			for (size_t i = 0; i < n; i++) {                               \
-				T q = D[i] / B[i];                                     \
-				DA[i] = q;                                             \
-				DB[i] = -((q * A[i]) / B[i]);                          \
+				DA[i] = D[i] / B[i];                                   \
+				DB[i] = -(D[i] * (Y[i] / B[i]));                       \
 			}                                                              \
 		else                                                                   \
 			for (size_t i = 0; i < n; i++)                                 \
-				DB[i] = -((D[i] / B[i] * A[i]) / B[i]);                \
+				DB[i] = -(D[i] * (Y[i] / B[i]));                       \
 	}
 DIV_GRADS_KERNEL(div_grads_f64, double)
 DIV_GRADS_KERNEL(div_grads_f32, float)
 
 typedef struct div_grads_job {
 	bool f64;
-	const void *D, *A, *B;
+	const void *D, *Y, *B;
 	void *DA, *DB;
 } div_grads_job;
 
@@ -345,11 +346,11 @@ static void div_grads_part(void *arg, size_t lo, size_t hi)
 	size_t es = j->f64 ? sizeof(double) : sizeof(float);
 #define AT(p) ((p) ? (char *)(p) + lo * es : NULL)
 	if (j->f64)
-		div_grads_f64((const double *)AT(j->D), (const double *)AT(j->A),
+		div_grads_f64((const double *)AT(j->D), (const double *)AT(j->Y),
 			      (const double *)AT(j->B), (double *)AT(j->DA), (double *)AT(j->DB),
 			      hi - lo);
 	else
-		div_grads_f32((const float *)AT(j->D), (const float *)AT(j->A),
+		div_grads_f32((const float *)AT(j->D), (const float *)AT(j->Y),
 			      (const float *)AT(j->B), (float *)AT(j->DA), (float *)AT(j->DB),
 			      hi - lo);
 #undef AT
@@ -383,7 +384,7 @@ static bool div_grads_one_pass(tg_node *n, tg_tensor *dout, tg_tensor *a, tg_ten
 	tg_tensor *db = (!need_a || da) ? grad_dest(n, 1, b, dout) : NULL;
 	if (!db)
 		return true; /* the error is recorded; the walk stops */
-	div_grads_job j = { a->dtype == TG_F64, dout->data, a->data, b->data,
+	div_grads_job j = { a->dtype == TG_F64, dout->data, n->out->data, b->data,
 			    da ? da->data : NULL, db->data };
 	tg_parallel_for(a->ctx, a->numel, TG_PAR_MIN, 16, div_grads_part, &j);
 	tg_node_grad(n, 1, db);
@@ -401,9 +402,10 @@ static void div_backward(tg_node *n, tg_tensor *dout)
 	}
 	if (div_grads_one_pass(n, dout, a, b))
 		return;
-	tg_tensor *da = tg_div(dout, b);
-	tg_node_grad(n, 1, tg_neg(sum_to_input(n, 1, tg_div(tg_mul(da, a), b))));
-	tg_node_grad(n, 0, da);
+	tg_tensor *y = tg_node_output(n);
+	tg_node_grad(n, 1, tg_neg(sum_to_input(n, 1, tg_mul(dout, tg_div(y, b)))));
+	if (tg_node_needs_grad(n, 0))
+		tg_node_grad(n, 0, tg_div(dout, b));
 }
 
 static const tg_op div_op = { .name = "div", .backward = div_backward,

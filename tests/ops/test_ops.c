@@ -1250,6 +1250,33 @@ static void check_grads_in_buffers(tg_ctx *ctx, tg_dtype dt, leaf_expr f, const 
 	tg_ctx_free(ctx);
 }
 
+/* d(a / b)/db = -dout (a / b) / b is finite wherever a / b is, as PyTorch
+ * has it: 0 for a = 0 over a denormal b (not 0 inf = NaN), and -1e20 for
+ * dout 1e300 (1e30 in f32) times a / b^2 = 1e-280 (1e-50), not inf from
+ * dout / b first; in one pass and through the recorded ops, f64 and f32. */
+static void div_gradient_of_b_is_finite_where_the_quotient_is(void **state)
+{
+	(void)state;
+	for (int dt = TG_F32; dt <= TG_F64; dt++)
+		for (int pass = 0; pass < 2; pass++) {
+			tg_ctx *ctx = tg_ctx_new(1);
+			bool f64 = dt == TG_F64;
+			double a[] = { 0, -0.0, f64 ? 1e-300 : 1e-30, 3 };
+			double b[] = { f64 ? 5e-324 : 1e-44, f64 ? -1e-310 : -1e-40, 1e-10, 2 };
+			double w[] = { 1, 2, f64 ? 1e300 : 1e30, 1 };
+			double want[] = { 0, 0, -1e20, -0.75 };
+			tg_tensor *A = tg_param(tg_from_f64(ctx, dt, SHAPE(4), a));
+			tg_tensor *B = tg_param(tg_from_f64(ctx, dt, SHAPE(4), b));
+			tg_tensor *W = tg_from_f64(ctx, dt, SHAPE(4), w);
+			tg_tensor *y = tg_sum(tg_mul(tg_div(A, B), W));
+			assert_int_equal(tg_backward_ex(y, NULL, pass ? TG_CREATE_GRAPH : 0), 0);
+			for (size_t i = 0; i < 4; i++)
+				assert_near(tg_get(tg_grad(B), i), want[i], fabs(want[i]) * 1e-6);
+			assert_ctx_ok(ctx);
+			tg_ctx_free(ctx);
+		}
+}
+
 /* div's plain backward takes both gradients in one pass when a, b and dout
  * have one shape: the bits of its rule's ops (a TG_CREATE_GRAPH backward
  * runs them), into the leaves' buffers or not (small tensors, a constant
@@ -2233,6 +2260,7 @@ int main(void)
 		T(embedding_gradient_in_the_tables_own_buffer_starts_clean),
 		cmocka_unit_test(first_gradients_made_in_the_leafs_buffer_match_tg_grad_of),
 		cmocka_unit_test(div_gradients_in_one_pass_have_the_bits_of_the_ops),
+		cmocka_unit_test(div_gradient_of_b_is_finite_where_the_quotient_is),
 		cmocka_unit_test(a_square_adds_its_product_twice_after_earlier_gradients),
 		cmocka_unit_test(a_gradient_buffer_read_by_the_forward_pass_is_a_version_error),
 		cmocka_unit_test(a_leafs_gradient_as_the_upstream_gradient_acts_as_a_copy),
