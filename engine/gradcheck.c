@@ -2,8 +2,9 @@
  * gradcheck.c - numerical checks of the gradients the tape computes.
  *
  * The scalar checked is L = sum(f(in) * w) for a fixed random weighting w.
- * Its gradient is the backward pass of f with upstream gradient w, so the
- * check needs no op of its own beyond f. The numerical side perturbs each
+ * Its gradient is the backward pass of f with upstream gradient w, taken
+ * with tg_grad_of, so the check needs no op of its own beyond f and changes
+ * no tensor's tg_grad (nor those of the caller's tensors that f reads). The numerical side perturbs each
  * input element in place by +-eps and takes central differences in f64.
  * Each element is judged as PyTorch's gradcheck judges it: it fails when
  * |analytic - numeric| > atol + rtol |numeric|; failures go to the report.
@@ -146,14 +147,6 @@ static void restore_inputs(check *c)
 	c->ctx->grad_enabled = c->grad_was;
 }
 
-/* Drops the inputs' gradients; a leaf buffer is zeroed when next used. */
-static void clear_grads(check *c)
-{
-	for (int i = 0; i < c->nin; i++)
-		if (tg_tensor_alive(c->in[i]))
-			c->in[i]->grad = NULL;
-}
-
 /* A step tensor of values drawn from the context's generator: magnitudes in
  * [0.5, 1.5) with random signs, so no weight is near zero. */
 static tg_tensor *weighting(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape)
@@ -231,10 +224,14 @@ static tg_tensor *forward(check *c)
 	return y;
 }
 
-/* The backward pass of L = sum(y * w): y's upstream gradient is w. A y that
- * depends on no input has zero gradients and nothing to walk. */
-static int backward(check *c, tg_tensor *y, unsigned flags)
+/* g[i] = the gradient of L = sum(y * w) with respect to input i (y's
+ * upstream gradient is w), NULL for zero: the backward pass by tg_grad_of,
+ * which keeps its gradients to itself. A y that depends on no input has
+ * zero gradients and nothing to walk. */
+static int backward(check *c, tg_tensor *y, unsigned flags, tg_tensor **g)
 {
+	for (int i = 0; i < c->nin; i++)
+		g[i] = NULL;
 	if (!y->requires_grad)
 		return 0;
 	tg_tensor *dy = c->w;
@@ -243,7 +240,7 @@ static int backward(check *c, tg_tensor *y, unsigned flags)
 			tg_dtype_name(y->dtype));
 		return -1;
 	}
-	return tg_backward_ex(y, dy, flags);
+	return tg_grad_of(1, &y, &dy, c->nin, c->in, g, flags | TG_ALLOW_UNUSED);
 }
 
 /* First order: L at the current input values, grad mode off. */
@@ -265,14 +262,12 @@ static int eval_grad_loss(check *c, double *out)
 {
 	tg_node *tape = c->ctx->tape;
 	uint64_t gen = c->ctx->gen;
-	clear_grads(c);
-	tg_tensor *y = forward(c);
-	int rc = y ? backward(c, y, 0) : -1;
+	tg_tensor *y = forward(c), *G[TG_MAX_INPUTS];
+	int rc = y ? backward(c, y, 0, G) : -1;
 	double g = 0;
 	for (int j = 0; rc == 0 && j < c->nin; j++)
-		if (c->in[j]->grad)
-			g += dot(c->in[j]->grad, c->v[j]);
-	clear_grads(c);
+		if (G[j])
+			g += dot(G[j], c->v[j]);
 	c->ctx->tape = c->ctx->gen == gen ? tape : NULL;
 	*out = g;
 	return rc;
@@ -377,20 +372,6 @@ static int compare(check *c, int (*eval)(check *, double *), tg_tensor *const *a
 	return 0;
 }
 
-/* A step copy of the gradient x has now, or NULL for none (zero). */
-static int copy_grads(check *c, tg_tensor **ana)
-{
-	for (int i = 0; i < c->nin; i++) {
-		ana[i] = NULL;
-		if (c->in[i]->grad) {
-			ana[i] = tg_detach(c->in[i]->grad);
-			if (!ana[i])
-				return -1;
-		}
-	}
-	return 0;
-}
-
 /* The check records on a tape of its own, started empty and dropped at the
  * end: its backward passes walk only f's nodes and leave the gradients of
  * the caller's intermediates alone. */
@@ -440,34 +421,29 @@ int tg_gradcheck(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in
 		return -1;
 	tg_tensor *ana[TG_MAX_INPUTS];
 	tg_tensor *y = forward(&c);
-	int rc = y ? backward(&c, y, 0) : -1;
-	if (rc == 0)
-		rc = copy_grads(&c, ana);
-	clear_grads(&c);
+	int rc = y ? backward(&c, y, 0, ana) : -1;
 	if (rc == 0)
 		rc = compare(&c, eval_loss, ana, res);
 	return end(&c, rc, res);
 }
 
 /* The analytic gradient of g = sum_j sum(G_j * v_j), G_j = grad_j(L) with
- * history: one backward from each G_j with upstream v_j; leaf gradients add
- * up over the calls. */
+ * history: one walk from every G_j at once with upstream v_j. */
 static int second_order(check *c, tg_tensor **ana)
 {
-	tg_tensor *y = forward(c);
-	if (!y || backward(c, y, TG_CREATE_GRAPH))
+	tg_tensor *y = forward(c), *G[TG_MAX_INPUTS], *outs[TG_MAX_INPUTS], *ws[TG_MAX_INPUTS];
+	for (int i = 0; i < c->nin; i++)
+		ana[i] = NULL;
+	if (!y || backward(c, y, TG_CREATE_GRAPH, G))
 		return -1;
-	tg_tensor *G[TG_MAX_INPUTS];
-	for (int j = 0; j < c->nin; j++)
-		G[j] = c->in[j]->grad;
-	clear_grads(c);
+	int k = 0;
 	for (int j = 0; j < c->nin; j++) {
 		if (!G[j] || !G[j]->requires_grad)
 			continue; /* a constant gradient: g is linear in it */
-		if (tg_backward_ex(G[j], c->v[j], 0))
-			return -1;
+		outs[k] = G[j];
+		ws[k++] = c->v[j];
 	}
-	return copy_grads(c, ana);
+	return k ? tg_grad_of(k, outs, ws, c->nin, c->in, ana, TG_ALLOW_UNUSED) : 0;
 }
 
 int tg_gradcheck2(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in,
@@ -486,7 +462,6 @@ int tg_gradcheck2(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *i
 	tg_tensor *ana[TG_MAX_INPUTS];
 	if (rc == 0)
 		rc = second_order(&c, ana);
-	clear_grads(&c);
 	if (rc == 0)
 		rc = compare(&c, eval_grad_loss, ana, res);
 	return end(&c, rc, res);

@@ -331,10 +331,11 @@ TG_API const tg_node *tg_producer(const tg_tensor *t); /* NULL for leaves */
 /* ---- gradient checking -------------------------------------------------- */
 /* f maps inputs to a tensor; the check differentiates L = sum(f * w) for a
  * fixed random weighting w, numerically (central differences in f64, step
- * eps) and with tg_backward, and judges every input element as PyTorch's
- * gradcheck does: it fails when |analytic - numeric| > atol + rtol |numeric|.
- * Inputs must be f64 leaves; the check leaves them, their gradients and the
- * tape as it found them. Returns 0 when every element passes, 1 when any
+ * eps) and with a backward pass (tg_grad_of), and judges every input element
+ * as PyTorch's gradcheck does: it fails when |analytic - numeric| > atol +
+ * rtol |numeric|. Inputs must be f64 leaves; the check leaves them, their
+ * gradients and the tape as it found them, and no tensor's tg_grad changes
+ * (nor those of the parameters or intermediates f reads). Returns 0 when every element passes, 1 when any
  * fails, -1 on error (the context's). An f that calls tg_reset ends the
  * step its call works in: that call (this check, tg_vjp, ...) fails with
  * TG_ESTALE and leaves the new step's tape as it is. */

@@ -494,6 +494,36 @@ static void gradcheck_leaves_its_inputs_as_it_found_them(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* f reads a parameter q and an intermediate h of the caller's besides its
+ * input: their gradients, from the caller's backward, are not the check's */
+static tg_tensor *f_reads_q_and_h(tg_tensor *const *in, void *user)
+{
+	tg_tensor **qh = user;
+	return tg_mul(tg_mul(in[0], qh[0]), qh[1]);
+}
+
+static void gradcheck_leaves_the_gradients_of_what_f_reads_alone(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *q = tg_param(tg_from_f64(ctx, TG_F64, SHAPE(3), (double[]){ 0.5, -2, 1.5 }));
+	tg_tensor *h = tg_mul_scalar(q, 3);
+	/* d sum(h) = 1, d/dq = 3; and q's leaf gradient in its buffer */
+	assert_int_equal(tg_backward(tg_sum(h)), 0);
+	tg_tensor *qh[2] = { q, h };
+	tg_tensor *x = tg_from_f64(ctx, TG_F64, SHAPE(3), (double[]){ 1.25, 0.75, -1 });
+	tg_gradcheck_result res;
+	assert_int_equal(tg_gradcheck(ctx, f_reads_q_and_h, qh, 1, &x, &OPTS, &res), 0);
+	assert_int_equal(tg_gradcheck2(ctx, f_reads_q_and_h, qh, 1, &x, &OPTS, &res), 0);
+	assert_ctx_ok(ctx);
+	for (size_t i = 0; i < 3; i++) {
+		assert_near(tg_get(tg_grad(h), i), 1, 0);
+		assert_near(tg_get(tg_grad(q), i), 3, 0);
+	}
+	assert_null(tg_grad(x));
+	tg_ctx_free(ctx);
+}
+
 static tg_tensor *f_bad_matmul(tg_tensor *const *in, void *user)
 {
 	(void)user;
@@ -573,6 +603,7 @@ int main(void)
 		cmocka_unit_test(gradcheck2_detects_a_gradient_without_history),
 		cmocka_unit_test(gradcheck2_of_the_squared_op_detects_a_rule_that_cuts_dout),
 		cmocka_unit_test(gradcheck_leaves_its_inputs_as_it_found_them),
+		cmocka_unit_test(gradcheck_leaves_the_gradients_of_what_f_reads_alone),
 		cmocka_unit_test(gradcheck_reports_the_error_of_f_and_bad_arguments),
 	};
 	return cmocka_run_group_tests(tests, setup_report, NULL);
