@@ -248,6 +248,52 @@ tg_tensor *tg_op_end(const tg_op *op, tg_tensor *out, int nin, tg_tensor *const 
 	return push(n, op, out, nin, in, attrs, nattrs, aux);
 }
 
+/* tg_op_begin for tg_record: out and in[0..nin) are all[0] and all[1..nin],
+ * named the output and input i in errors rather than arguments 0 to nin. */
+static tg_ctx *record_begin(const char *who, int nin, tg_tensor *const *all)
+{
+	tg_ctx *ctx = NULL;
+	for (int i = 0; i <= nin && !ctx; i++)
+		if (all[i] && !(ctx = tg_tensor_check(who, all[i])))
+			return NULL; /* stale, reported */
+	if (!ctx || ctx->status != TG_OK)
+		return NULL;
+	char a[TG_SHAPE_STR], b[TG_SHAPE_STR], what[32];
+	const tg_tensor *out = all[0];
+	if (!out)
+		return tg_fail(ctx, TG_ENULL, "tg_record: %s: the output is NULL", who);
+	for (int i = 1; i <= nin; i++) {
+		const tg_tensor *x = all[i];
+		if (!x)
+			return tg_fail(ctx, TG_ENULL, "tg_record: %s: input %d is NULL", who, i - 1);
+		if (!tg_tensor_check(who, x))
+			return NULL;
+		if (x->ctx != ctx)
+			return tg_fail(ctx, TG_ECTX,
+				       "tg_record: %s: input %d belongs to another context than the "
+				       "output",
+				       who, i - 1);
+	}
+	for (int i = 0; i <= nin; i++) {
+		const tg_tensor *x = all[i];
+		snprintf(what, sizeof what, i ? "input %d" : "the output", i - 1);
+		if (!tg_dtype_is_float(x->dtype))
+			return tg_fail(ctx, TG_EDTYPE,
+				       "tg_record: %s: %s is an index tensor (%s %s); a recorded op's "
+				       "output and inputs hold f32 or f64 values",
+				       who, what, tg_dtype_name(x->dtype),
+				       tg_shape_fmt(x->ndim, x->shape, a));
+		if (x->dtype != out->dtype)
+			return tg_fail(ctx, TG_EDTYPE,
+				       "tg_record: %s: the output is %s %s, %s is %s %s; a recorded "
+				       "op's output and inputs share one dtype",
+				       who, tg_dtype_name(out->dtype),
+				       tg_shape_fmt(out->ndim, out->shape, a), what,
+				       tg_dtype_name(x->dtype), tg_shape_fmt(x->ndim, x->shape, b));
+	}
+	return tg_op_begin(who, nin + 1, all);
+}
+
 tg_tensor *tg_record(const tg_op *op, tg_tensor *out, int nin, tg_tensor *const *in,
 		     const double *attrs, int nattrs)
 {
@@ -264,7 +310,7 @@ tg_tensor *tg_record(const tg_op *op, tg_tensor *out, int nin, tg_tensor *const 
 	all[0] = out;
 	for (int i = 0; i < nin; i++)
 		all[i + 1] = in[i];
-	tg_ctx *ctx = tg_op_begin(who, nin + 1, all);
+	tg_ctx *ctx = record_begin(who, nin, all);
 	if (!ctx)
 		return NULL;
 	if (!op || !op->name || !op->backward)

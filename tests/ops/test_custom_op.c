@@ -327,9 +327,29 @@ static void tg_record_rejects_bad_descriptors_and_outputs(void **state)
 
 	/* NULL in, NULL out; with a context known, the NULL is reported */
 	assert_null(tg_record(&cube_op, NULL, 1, &x, NULL, 0));
-	assert_error(ctx, TG_ENULL, "argument 0 is NULL");
+	assert_error(ctx, TG_ENULL, "tg_record: cube: the output is NULL");
 	tg_clear_error(ctx);
 	assert_null(cube(NULL));
+	tg_tensor *x_null[2] = { x, NULL };
+	assert_null(tg_record(&cube_op, out, 2, x_null, NULL, 0));
+	assert_error(ctx, TG_ENULL, "tg_record: cube: input 1 is NULL");
+	tg_clear_error(ctx);
+
+	/* the output and the inputs named as such, not as arguments 0 to nin */
+	tg_tensor *x_label[2] = { x, tg_labels(ctx, 1, (int32_t[]){ 0 }) };
+	assert_null(tg_record(&cube_op, out, 2, x_label, NULL, 0));
+	assert_error(ctx, TG_EDTYPE, "tg_record: cube: input 1 is an index tensor (i32 (1,))");
+	tg_clear_error(ctx);
+	assert_null(tg_record(&cube_op, tg_scalar(ctx, TG_F32, 8), 1, &x, NULL, 0));
+	assert_error(ctx, TG_EDTYPE, "tg_record: cube: the output is f32 (), input 0 is f64 ()");
+	tg_clear_error(ctx);
+	tg_ctx *other = tg_ctx_new(1);
+	tg_tensor *x_other[2] = { x, tg_scalar(other, TG_F64, 1) };
+	assert_null(tg_record(&cube_op, out, 2, x_other, NULL, 0));
+	assert_error(ctx, TG_ECTX, "tg_record: cube: input 1 belongs to another context than the output");
+	tg_clear_error(ctx);
+	assert_true(tg_ok(other));
+	tg_ctx_free(other);
 
 	/* after all that, a good call records the node with its attributes */
 	const double attrs[2] = { 0.5, -3 };
