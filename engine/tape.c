@@ -563,7 +563,8 @@ static TG_SLOW void node_grad_checked(tg_node *n, int i, tg_tensor *dx)
 			return;
 		}
 	}
-	n->in_grad[i] = dx;
+	if (!ctx->walk) /* a tg_grad_of walk keeps its gradients to itself */
+		n->in_grad[i] = dx;
 	accumulate(x, dx);
 }
 
@@ -584,7 +585,8 @@ void tg_node_grad(tg_node *n, int i, tg_tensor *dx)
 		node_grad_checked(n, i, dx);
 		return;
 	}
-	n->in_grad[i] = dx;
+	if (!x->ctx->walk) /* a tg_grad_of walk keeps its gradients to itself */
+		n->in_grad[i] = dx;
 	accumulate(x, dx);
 }
 

@@ -480,6 +480,24 @@ static void a_later_backward_replaces_the_shares(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* tg_grad_of keeps its gradients to itself: the edges still show the
+ * latest backward's shares, as tg_grad does. */
+static void a_grad_of_walk_leaves_the_shares_of_the_backward(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *a = named_param(ctx, "a", 3);
+	tg_tensor *u = tg_set_name(tg_mul_scalar(a, 2), "u");
+	assert_int_equal(tg_backward(u), 0);
+	tg_tensor *w = tg_scalar(ctx, TG_F64, 100), *g_a;
+	assert_int_equal(tg_grad_of(1, &u, &w, 1, &a, &g_a, 0), 0);
+	assert_near(tg_item(g_a), 200, 0);
+	dot *g = graph_of(u);
+	assert_edge(g, "a", "u = mul_scalar\\n* 2", "3\\ngrad 2");
+	dot_free(g);
+	tg_ctx_free(ctx);
+}
+
 /* ---- values ----------------------------------------------------------------------------- */
 
 static void small_tensors_in_full_large_ones_by_shape(void **state)
@@ -690,6 +708,7 @@ int main(void)
 		cmocka_unit_test(custom_ops_get_input_numbers_and_their_own_constants),
 		cmocka_unit_test(before_backward_edges_carry_values_only),
 		cmocka_unit_test(a_later_backward_replaces_the_shares),
+		cmocka_unit_test(a_grad_of_walk_leaves_the_shares_of_the_backward),
 		cmocka_unit_test(small_tensors_in_full_large_ones_by_shape),
 		cmocka_unit_test(a_shared_subgraph_is_drawn_once),
 		cmocka_unit_test(a_leaf_alone_is_a_graph_of_one_edge),
