@@ -153,7 +153,12 @@ static int allreduce_wait(tg_dist *d, const void *in, void *out, int count, MPI_
 
 static MPI_Datatype mpi_type(tg_dtype dt)
 {
-	return dt == TG_F64 ? MPI_DOUBLE : MPI_FLOAT;
+	switch (dt) {
+	case TG_F64: return MPI_DOUBLE;
+	case TG_I32: return MPI_INT32_T;
+	case TG_I64: return MPI_INT64_T;
+	default: return MPI_FLOAT;
+	}
 }
 
 static int usable(const tg_dist *d)

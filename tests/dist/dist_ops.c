@@ -9,7 +9,7 @@
  *    global batch of both ranks' rows (1e-12), and all but the last
  *    bucket start during the walk;
  *  - a step that fails on one rank stops both, naming that rank;
- *  - tg_dist_sum, tg_dist_agree, tg_dist_broadcast.
+ *  - tg_dist_sum, tg_dist_agree, tg_dist_broadcast (of index tensors too).
  * Prints every value it compares; exits 1 on any difference.
  */
 #include "tapegrad.h"
@@ -155,6 +155,12 @@ int main(int argc, char **argv)
 	check("tg_dist_step_end after rank 1 failed", rc, -1, 0);
 	check("... names rank 1", strstr(tg_error(ctx), "rank 1 failed in its backward") != NULL, 1, 0);
 	tg_clear_error(ctx);
+
+	/* an index tensor broadcasts whole: rank 0's 7 in every element */
+	tg_tensor *ix = tg_keep(tg_full(ctx, TG_I64, 1, (int64_t[]){ 4 }, 7.0 + 5 * rank));
+	tg_dist_broadcast(d, &ix, 1);
+	check("tg_dist_broadcast of i64: element 3", tg_get(ix, 3), 7, 0);
+
 	tg_mlp_free(net);
 	tg_mlp_free(one);
 	tg_ctx_free(ref);
