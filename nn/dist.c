@@ -245,6 +245,28 @@ void tg_dist_free(tg_dist *d)
 		MPI_Finalize();
 }
 
+/* Rank root's count elements of buf into every rank's, waited for with a
+ * bound. */
+static int bcast_wait(tg_dist *d, void *buf, int count, MPI_Datatype type, int root,
+		      const char *what)
+{
+	MPI_Request req;
+	int rc = MPI_Ibcast(buf, count, type, root, d->misc, &req);
+	if (rc != MPI_SUCCESS)
+		return mpi_fail(d, rc, what);
+	return wait_bounded(d, &req, what);
+}
+
+/* The lowest rank whose bad is true (size: none), on every rank. -1 when
+ * the all-reduce fails. */
+static int lowest_rank(tg_dist *d, bool bad, const char *what)
+{
+	int who = bad ? d->rank : d->size;
+	if (allreduce_wait(d, MPI_IN_PLACE, &who, 1, MPI_INT, MPI_MIN, what))
+		return -1;
+	return who;
+}
+
 /* ---- broadcasts ------------------------------------------------------------------------ */
 
 int tg_dist_broadcast(tg_dist *d, tg_tensor *const *t, size_t n)
@@ -471,6 +493,97 @@ out_of_memory:
 	return -1;
 }
 
+/* A tensor's dtype and shape as TG_MAX_DIMS + 2 numbers. */
+enum { DESC = TG_MAX_DIMS + 2 };
+
+static void describe(const tg_tensor *t, int64_t *v)
+{
+	v[0] = (int64_t)tg_dtype_of(t);
+	v[1] = tg_ndim(t);
+	for (int k = 0; k < TG_MAX_DIMS; k++)
+		v[2 + k] = k < tg_ndim(t) ? tg_shape(t)[k] : 0;
+}
+
+/* "f32 (16,4)" */
+static void say_desc(const int64_t *v, char *buf, size_t size)
+{
+	static const char *const names[] = { [TG_F32] = "f32", [TG_F64] = "f64", [TG_I32] = "i32",
+					     [TG_I64] = "i64" };
+	int len = snprintf(buf, size, "%s (", names[v[0]]);
+	for (int64_t k = 0; k < v[1] && k < TG_MAX_DIMS && len > 0 && (size_t)len < size; k++)
+		len += snprintf(buf + len, size - (size_t)len, "%s%lld", k ? "," : "",
+				(long long)v[2 + k]);
+	if (len > 0 && (size_t)len < size)
+		snprintf(buf + len, size - (size_t)len, ")");
+}
+
+/* Every rank's model has rank 0's tensors: as many, of its dtypes and
+ * shapes. Else every rank fails, naming the lowest rank that differs and
+ * the first tensor where it does: a broadcast of unequal tensors would
+ * truncate or, worse, fill a tensor in part and go on. */
+static int same_tensors(tg_dist *d, tg_tensor *const *all, size_t nt, size_t np)
+{
+	const char *what = "comparing the ranks' models";
+	int64_t count[2] = { (int64_t)nt, (int64_t)np }, mine[2] = { (int64_t)nt, (int64_t)np };
+	if (bcast_wait(d, count, 2, MPI_INT64_T, 0, what))
+		return -1;
+	int who = lowest_rank(d, count[0] != mine[0] || count[1] != mine[1], what);
+	if (who < 0)
+		return -1;
+	if (who < d->size) {
+		if (bcast_wait(d, mine, 2, MPI_INT64_T, who, what))
+			return -1;
+		tg_fail(d->ctx, TG_ESHAPE,
+			"tg_dist_attach: the ranks' models differ: rank 0's has %lld tensors "
+			"(%lld parameters), rank %d's %lld (%lld); every rank must build the same "
+			"model",
+			(long long)count[0], (long long)count[1], who, (long long)mine[0],
+			(long long)mine[1]);
+		return -1;
+	}
+	int64_t *ref = malloc((nt ? nt : 1) * DESC * sizeof *ref);
+	if (!ref) {
+		tg_fail(d->ctx, TG_ENOMEM, "tg_dist_attach: out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < nt; i++)
+		describe(all[i], ref + i * DESC);
+	if (nt > 0 && bcast_wait(d, ref, (int)(nt * DESC), MPI_INT64_T, 0, what))
+		goto out_free;
+	/* the first tensor that differs on some rank, and the lowest rank
+	 * where it does: (tensor, rank) ordered as tensor * size + rank */
+	int64_t first = INT64_MAX, desc[DESC];
+	for (size_t i = 0; i < nt && first == INT64_MAX; i++) {
+		describe(all[i], desc);
+		if (memcmp(desc, ref + i * DESC, sizeof desc))
+			first = (int64_t)i * d->size + d->rank;
+	}
+	if (allreduce_wait(d, MPI_IN_PLACE, &first, 1, MPI_INT64_T, MPI_MIN, what))
+		goto out_free;
+	if (first != INT64_MAX) {
+		size_t i = (size_t)(first / d->size);
+		who = (int)(first % d->size);
+		describe(all[i], desc);
+		if (bcast_wait(d, desc, DESC, MPI_INT64_T, who, what))
+			goto out_free;
+		char a[128], b[128];
+		say_desc(ref + i * DESC, a, sizeof a);
+		say_desc(desc, b, sizeof b);
+		const char *name = tg_name(all[i]);
+		tg_fail(d->ctx, TG_ESHAPE,
+			"tg_dist_attach: the ranks' models differ: %s %zu%s%s is %s on rank 0 "
+			"but %s on rank %d; every rank must build the same model",
+			i < np ? "parameter" : "buffer", i < np ? i : i - np, name ? " " : "",
+			name ? name : "", a, b, who);
+		goto out_free;
+	}
+	free(ref);
+	return 0;
+out_free:
+	free(ref);
+	return -1;
+}
+
 int tg_dist_attach(tg_dist *d, tg_module *m)
 {
 	if (!usable(d))
@@ -491,7 +604,9 @@ int tg_dist_attach(tg_dist *d, tg_module *m)
 	}
 	tg_module_tensors(m, all, nt);
 	/* tg_module_tensors: the parameters first, then the state */
-	int rc = tg_dist_broadcast(d, all, nt);
+	int rc = same_tensors(d, all, nt, np);
+	if (rc == 0)
+		rc = tg_dist_broadcast(d, all, nt);
 	if (rc == 0)
 		rc = make_buckets(d, all, np);
 	if (rc == 0 && nt > np) {

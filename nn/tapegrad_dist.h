@@ -91,7 +91,8 @@ TG_API int tg_dist_size(const tg_dist *d);  /* ranks; 1 for NULL */
 /* Takes part in m's training: broadcasts rank 0's parameters and buffers
  * (batch-norm statistics) to every rank, packs the gradients into buckets
  * and hooks the reverse walk (tg_set_grad_ready). Once per tg_dist. 0 ok,
- * -1. */
+ * -1; TG_ESHAPE on every rank when the ranks' models differ in their
+ * tensors' number, dtypes or shapes, naming the first that does. */
 TG_API int tg_dist_attach(tg_dist *d, tg_module *m);
 /* Batch norm with the global batch's statistics: every "bn" module below
  * m (attached or not) then all-reduces its batch's sum and squared

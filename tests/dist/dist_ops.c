@@ -9,7 +9,8 @@
  *    global batch of both ranks' rows (1e-12), and all but the last
  *    bucket start during the walk;
  *  - a step that fails on one rank stops both, naming that rank;
- *  - tg_dist_sum, tg_dist_agree, tg_dist_broadcast (of index tensors too).
+ *  - tg_dist_sum, tg_dist_agree, tg_dist_broadcast (of index tensors too);
+ *  - ranks whose models differ fail together, saying how.
  * Prints every value it compares; exits 1 on any difference.
  */
 #include "tapegrad.h"
@@ -41,6 +42,40 @@ static void rows(double *x, int32_t *y)
 		for (int j = 0; j < 4; j++)
 			x[i * 4 + j] = sin(1.0 + i * 4 + j) * (1 + 0.1 * i);
 		y[i] = (i * 7) % 3;
+	}
+}
+
+/* true when the context's message holds want; prints it when not */
+static bool says(tg_ctx *ctx, const char *want)
+{
+	bool ok = !tg_ok(ctx) && strstr(tg_error(ctx), want);
+	if (!ok)
+		printf("rank %d: expected an error with \"%s\", got: %s\n", rank, want,
+		       tg_ok(ctx) ? "no error" : tg_error(ctx));
+	return ok;
+}
+
+/* Models of other shapes on rank 1 (4-8-3 against 4-6-3), and of another
+ * dtype (f32 against f64): tg_dist_attach fails on both ranks, naming
+ * the tensor, its shapes and rank 1, and nothing hangs. */
+static void unequal_models(const tg_dist_opts *o)
+{
+	const char *spec[2][2] = { { "4-8-3", "4-6-3" }, { "4-8-3", "4-8-3" } };
+	const char *want[2] = { "parameter 0 fc1.W is f64 (4,8) on rank 0 but f64 (4,6) on rank 1",
+				"parameter 0 fc1.W is f64 (4,8) on rank 0 but f32 (4,8) on rank 1" };
+	for (int k = 0; k < 2; k++) {
+		tg_ctx *c = tg_ctx_new(1);
+		tg_dist *d = tg_dist_new(c, NULL, NULL, o);
+		tg_mlp_opts mo = tg_mlp_defaults();
+		mo.dtype = k == 1 && rank == 1 ? TG_F32 : TG_F64;
+		tg_mlp *net = tg_mlp_new(c, spec[k][rank], &mo);
+		int rc = tg_dist_attach(d, tg_mlp_module(net));
+		check(k ? "tg_dist_attach, f32 on rank 1" : "tg_dist_attach, 4-6-3 on rank 1", rc, -1,
+		      0);
+		check("... names the tensor and rank 1", says(c, want[k]), 1, 0);
+		tg_mlp_free(net);
+		tg_dist_free(d);
+		tg_ctx_free(c);
 	}
 }
 
@@ -161,6 +196,7 @@ int main(int argc, char **argv)
 	tg_dist_broadcast(d, &ix, 1);
 	check("tg_dist_broadcast of i64: element 3", tg_get(ix, 3), 7, 0);
 
+	unequal_models(&o);
 	tg_mlp_free(net);
 	tg_mlp_free(one);
 	tg_ctx_free(ref);
