@@ -168,11 +168,14 @@ static int usable(const tg_dist *d)
 
 /* ---- start and end ------------------------------------------------------------------ */
 
+static int same_run(tg_dist *d, const char *who, bool failed, const double *v,
+		    const char *const *names, size_t n);
+
 static const tg_dist_hooks hooks = {
 	.rank = tg_dist_rank, .size = tg_dist_size, .step_begin = tg_dist_step_begin,
 	.loss = tg_dist_loss, .step_end = tg_dist_step_end, .sum = tg_dist_sum,
 	.agree = tg_dist_agree, .sync_rng = tg_dist_sync_rng, .fork_rng = tg_dist_fork_rng,
-	.sync_buffers = tg_dist_sync_buffers,
+	.sync_buffers = tg_dist_sync_buffers, .same_run = same_run,
 };
 
 tg_dist *tg_dist_new(tg_ctx *ctx, int *argc, char ***argv, const tg_dist_opts *opts)
@@ -346,6 +349,66 @@ int tg_dist_agree(tg_dist *d, bool go)
 	if (allreduce_wait(d, MPI_IN_PLACE, &v, 1, MPI_INT, MPI_LAND, "an agreement of the ranks"))
 		return -1;
 	return v;
+}
+
+/* tg_fit's start (dist_hooks.h): works on a context in error, as a rank
+ * that failed must still tell the others. */
+static int same_run(tg_dist *d, const char *who, bool failed, const double *v,
+		    const char *const *names, size_t n)
+{
+	if (!d || d->broken)
+		return -1;
+	const char *what = "comparing the ranks' runs";
+	int bad = lowest_rank(d, failed || !v, what);
+	if (bad < 0)
+		return -1;
+	if (bad < d->size) {
+		if (!failed)
+			tg_fail(d->ctx, TG_EARG,
+				"%s: rank %d of %d could not start training (its message says "
+				"why); every rank stops",
+				who, bad, d->size);
+		return -1;
+	}
+	double *ref = malloc((n ? n : 1) * sizeof *ref);
+	if (!ref) {
+		tg_fail(d->ctx, TG_ENOMEM, "%s: out of memory", who);
+		return -1;
+	}
+	memcpy(ref, v, n * sizeof *ref);
+	int64_t first = INT64_MAX;
+	if (n > 0 && bcast_wait(d, ref, (int)n, MPI_DOUBLE, 0, what))
+		goto out_free;
+	for (size_t i = 0; i < n && first == INT64_MAX; i++)
+		if (memcmp(&ref[i], &v[i], sizeof *v))
+			first = (int64_t)i * d->size + d->rank;
+	if (allreduce_wait(d, MPI_IN_PLACE, &first, 1, MPI_INT64_T, MPI_MIN, what))
+		goto out_free;
+	if (first != INT64_MAX) {
+		size_t i = (size_t)(first / d->size);
+		int at = (int)(first % d->size);
+		double theirs = v[i];
+		if (bcast_wait(d, &theirs, 1, MPI_DOUBLE, at, what))
+			goto out_free;
+		/* the shortest digits that tell the two apart */
+		char a[32], b[32];
+		for (int prec = 6; prec <= 17; prec++) {
+			snprintf(a, sizeof a, "%.*g", prec, ref[i]);
+			snprintf(b, sizeof b, "%.*g", prec, theirs);
+			if (strcmp(a, b))
+				break;
+		}
+		tg_fail(d->ctx, TG_EARG,
+			"%s: the ranks' runs differ in %s: %s on rank 0, %s on rank %d; every "
+			"rank must train with the same options and data",
+			who, names[i], a, b, at);
+		goto out_free;
+	}
+	free(ref);
+	return 0;
+out_free:
+	free(ref);
+	return -1;
 }
 
 /* ---- the all-reduce op: y = sum_r x_r; dx = sum_r dout_r ------------------------------- */

@@ -22,6 +22,11 @@ typedef struct tg_dist_hooks {
 	int (*sync_rng)(tg_dist *d);
 	void (*fork_rng)(tg_dist *d);
 	int (*sync_buffers)(tg_dist *d);
+	/* tg_fit's start: every rank's setup worked (failed: this one's did
+	 * not) and its v[0..n) equal rank 0's; else -1 on every rank, naming
+	 * the lowest rank that failed or the first of names that differs. */
+	int (*same_run)(tg_dist *d, const char *who, bool failed, const double *v,
+			const char *const *names, size_t n);
 } tg_dist_hooks;
 
 /* d's table: the first member of every tg_dist. */

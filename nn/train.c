@@ -533,6 +533,8 @@ typedef struct run {
 	double t0;                  /* when training began */
 	double first_loss;          /* of the first step: the divergence check's reference */
 	bool have_first;            /* first_loss is set (the call's first step ran) */
+	bool told;                  /* under dist: the ranks compared their runs */
+	bool started;               /* the loop began */
 	double drawn_at;            /* when progress was last shown */
 	bool drawn;                 /* a TTY progress line is on screen */
 	double best_val;            /* the lowest validation loss so far */
@@ -1049,6 +1051,36 @@ static int loop(run *r, tg_batcher *bt, tg_metrics *mt)
 	}
 }
 
+/* Under dist, before the loop: every rank set up its run (failed: this one
+ * did not), and with the same options, data shapes and optimizer as rank
+ * 0's; else every rank fails, the others naming the rank that differs, as
+ * a rank that trained otherwise would make the others wait for
+ * collectives it never calls, or train apart from them. */
+static int same_run(run *r, const tg_dist_hooks *dh, bool failed)
+{
+	static const char *const names[] = {
+		"the train set's rows", "features per row", "targets per row", "batch (per rank)",
+		"epochs", "iters", "replace", "drop_last", "full_train_eval", "patience",
+		"no_divergence_check", "start_epoch", "start_iter", "a validation set",
+		"a schedule", "the parameters' dtype", "the learning rate", "the optimizer's steps",
+	};
+	const tg_train_opts *o = &r->opts;
+	r->told = true;
+	if (failed)
+		return dh->same_run(o->dist, r->who, true, NULL, names, 0);
+	const tg_dataset *t = r->train;
+	double v[] = {
+		(double)t->n, (double)t->d, (double)t->tdim, (double)o->batch,
+		(double)(o->iters > 0 ? 0 : o->epochs), (double)o->iters, o->replace,
+		o->drop_last, o->full_train_eval, (double)o->patience, o->no_divergence_check,
+		(double)o->start_epoch, (double)o->start_iter, r->val != NULL,
+		o->schedule != NULL, (double)r->dt, tg_optim_lr(r->o), (double)tg_optim_steps(r->o),
+	};
+	_Static_assert(sizeof v / sizeof v[0] == sizeof names / sizeof names[0],
+		       "a name for every value");
+	return dh->same_run(o->dist, r->who, false, v, names, sizeof v / sizeof v[0]);
+}
+
 static tg_metrics no_metrics(void)
 {
 	return (tg_metrics){
@@ -1070,26 +1102,28 @@ static int fit(const char *who, tg_module *m, tg_optim *o, const tg_task *task,
 		*last = mt;
 	if (!ctx || !tg_ok(ctx))
 		return -1;
-	if (!o) {
-		tg_fail(ctx, TG_ENULL, "%s: the optimizer is NULL", who);
-		return -1;
-	}
 	run r = { .ctx = ctx, .who = who, .m = m, .o = o, .task = task ? *task : classify_task,
 		  .train = train, .val = val, .test = test,
 		  .opts = opts ? *opts : tg_train_defaults(), .dt = module_dtype(m),
 		  .best_val = INFINITY };
+	/* under dist a rank that fails from here to the loop tells the others
+	 * (at out_free), which would wait for it otherwise */
+	tg_batcher *bt = NULL;
+	int rc = -1;
+	if (!o) {
+		tg_fail(ctx, TG_ENULL, "%s: the optimizer is NULL", who);
+		goto out_free;
+	}
 	if (check_task(ctx, who, &r.task) || check_set(ctx, who, &r.task, train, "train") ||
 	    (val && check_set(ctx, who, &r.task, val, "validation")) ||
 	    (test && check_set(ctx, who, &r.task, test, "test")) || plan(&r))
-		return -1;
+		goto out_free;
 	int64_t rows = r.opts.replace || r.opts.batch < train->n ? r.opts.batch : train->n;
 	if (rows > TG_DATA_MAX_ELEMS / train->d) { /* could never be one tensor */
 		tg_fail(ctx, TG_EARG, "%s: a batch of %lld rows of %lld features is too large", who,
 			(long long)rows, (long long)train->d);
-		return -1;
+		goto out_free;
 	}
-	tg_batcher *bt = NULL;
-	int rc = -1;
 	if (tally_init(ctx, who, &r.tr, rows,
 		       is_regression(r.task.loss) ? train->tdim : 0))
 		goto out_free;
@@ -1128,12 +1162,15 @@ static int fit(const char *who, tg_module *m, tg_optim *o, const tg_task *task,
 	if (!bt || (ranks > 1 && tg_batcher_shard(bt, dh->rank(r.opts.dist), ranks)) ||
 	    log_open(&r))
 		goto out_free;
+	if (dh && same_run(&r, dh, false))
+		goto out_free;
 
 	bool grad = tg_set_grad_enabled(ctx, true);
 	if (r.opts.anomaly)
 		tg_set_anomaly(ctx, true);
 	tg_module_train(m, true);
 	r.t0 = r.drawn_at = now();
+	r.started = true;
 	rc = loop(&r, bt, &mt);
 	tg_reset(ctx);
 	clear_progress(&r);
@@ -1148,6 +1185,8 @@ static int fit(const char *who, tg_module *m, tg_optim *o, const tg_task *task,
 		fflush(r.opts.out);
 	}
 out_free:
+	if (!r.started && r.opts.dist && !r.told)
+		same_run(&r, tg_dist_hooks_of(r.opts.dist), true);
 	log_close(&r);
 	tg_batcher_free(bt);
 	free(r.own);

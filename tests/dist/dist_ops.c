@@ -10,12 +10,14 @@
  *    bucket start during the walk;
  *  - a step that fails on one rank stops both, naming that rank;
  *  - tg_dist_sum, tg_dist_agree, tg_dist_broadcast (of index tensors too);
- *  - ranks whose models differ fail together, saying how.
+ *  - ranks whose models or tg_fit runs differ fail together, saying how.
  * Prints every value it compares; exits 1 on any difference.
  */
 #include "tapegrad.h"
 #include "tapegrad_dist.h"
 #include "tapegrad_nn.h"
+#include "tapegrad_train.h"
+#include "tapegrad_io.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -73,6 +75,59 @@ static void unequal_models(const tg_dist_opts *o)
 		check(k ? "tg_dist_attach, f32 on rank 1" : "tg_dist_attach, 4-6-3 on rank 1", rc, -1,
 		      0);
 		check("... names the tensor and rank 1", says(c, want[k]), 1, 0);
+		tg_mlp_free(net);
+		tg_dist_free(d);
+		tg_ctx_free(c);
+	}
+}
+
+/* tg_fit with another batch on rank 1, and with no train set on rank 1:
+ * both ranks fail at once, rank 0 naming what differs or that rank 1
+ * could not start, rather than waiting for rank 1 or training apart. */
+static void unequal_runs(const tg_dist_opts *o)
+{
+	float x[40 * 4];
+	int32_t y[40];
+	for (int i = 0; i < 40; i++) {
+		for (int j = 0; j < 4; j++)
+			x[i * 4 + j] = (float)sin(i * 4.0 + j);
+		y[i] = i % 3;
+	}
+	const char *want[3] = { NULL, "differ in batch (per rank): 6 on rank 0, 5 on rank 1",
+				"rank 1 of 2 could not start training" };
+	for (int k = 0; k < 3; k++) {
+		tg_ctx *c = tg_ctx_new(1);
+		tg_dist *d = tg_dist_new(c, NULL, NULL, o);
+		tg_mlp_opts mo = tg_mlp_defaults();
+		mo.dtype = TG_F64;
+		tg_mlp *net = tg_mlp_new(c, "4-8-3", &mo);
+		tg_module *m = tg_mlp_module(net);
+		tg_dist_attach(d, m);
+		tg_tensor *p[4];
+		size_t np = tg_module_params(m, p, 4);
+		tg_optim_opts oo = tg_optim_defaults(TG_SGD);
+		tg_optim *opt = tg_optim_new(c, p, np, &oo);
+		tg_dataset tr = { .n = k == 2 && rank == 1 ? 0 : 40, .d = 4, .classes = 3, .x = x,
+				  .y = y };
+		tg_train_opts to = tg_train_defaults();
+		to.dist = d;
+		to.batch = k == 1 && rank == 1 ? 5 : 6;
+		to.epochs = 2;
+		to.out = NULL;
+		tg_metrics last;
+		int rc = tg_fit(m, opt, NULL, &tr, NULL, NULL, &to, &last);
+		if (k == 0) {
+			check("tg_fit on equal ranks", rc, 0, 0);
+			check("... steps (40 rows in global batches of 12, 2 epochs)",
+			      (double)last.iter, 8, 0);
+		} else {
+			check(k == 1 ? "tg_fit, batch 5 on rank 1" : "tg_fit, no train set on rank 1",
+			      rc, -1, 0);
+			check("... says why", says(c, k == 2 && rank == 1 ? "the train set is empty"
+									  : want[k]),
+			      1, 0);
+		}
+		tg_optim_free(opt);
 		tg_mlp_free(net);
 		tg_dist_free(d);
 		tg_ctx_free(c);
@@ -197,6 +252,7 @@ int main(int argc, char **argv)
 	check("tg_dist_broadcast of i64: element 3", tg_get(ix, 3), 7, 0);
 
 	unequal_models(&o);
+	unequal_runs(&o);
 	tg_mlp_free(net);
 	tg_mlp_free(one);
 	tg_ctx_free(ref);
