@@ -170,11 +170,12 @@ static int usable(const tg_dist *d)
 
 static int same_run(tg_dist *d, const char *who, bool failed, const double *v,
 		    const char *const *names, size_t n);
+static int epoch_end(tg_dist *d, const char *who, bool failed, bool go);
 
 static const tg_dist_hooks hooks = {
 	.rank = tg_dist_rank, .size = tg_dist_size, .step_begin = tg_dist_step_begin,
 	.loss = tg_dist_loss, .step_end = tg_dist_step_end, .sum = tg_dist_sum,
-	.agree = tg_dist_agree, .sync_rng = tg_dist_sync_rng, .fork_rng = tg_dist_fork_rng,
+	.epoch_end = epoch_end, .sync_rng = tg_dist_sync_rng, .fork_rng = tg_dist_fork_rng,
 	.sync_buffers = tg_dist_sync_buffers, .same_run = same_run,
 };
 
@@ -349,6 +350,28 @@ int tg_dist_agree(tg_dist *d, bool go)
 	if (allreduce_wait(d, MPI_IN_PLACE, &v, 1, MPI_INT, MPI_LAND, "an agreement of the ranks"))
 		return -1;
 	return v;
+}
+
+/* tg_fit's epoch end (dist_hooks.h): on a context in error too, as a
+ * rank whose evaluation or save failed must tell the others, which would
+ * wait for it otherwise. One all-reduce of the lowest of: this rank when
+ * it failed, else size + go. */
+static int epoch_end(tg_dist *d, const char *who, bool failed, bool go)
+{
+	if (!d || d->broken)
+		return -1;
+	int v = failed ? d->rank : d->size + (go ? 1 : 0);
+	if (allreduce_wait(d, MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MIN, "an epoch's end"))
+		return -1;
+	if (v < d->size) {
+		if (!failed)
+			tg_fail(d->ctx, TG_EIO,
+				"%s: rank %d of %d failed at the end of an epoch (its message says "
+				"why); every rank stops",
+				who, v, d->size);
+		return -1;
+	}
+	return v > d->size;
 }
 
 /* tg_fit's start (dist_hooks.h): works on a context in error, as a rank

@@ -18,7 +18,10 @@ typedef struct tg_dist_hooks {
 		    double *seed);
 	int (*step_end)(tg_dist *d, bool failed);
 	int (*sum)(tg_dist *d, double *v, size_t n);
-	int (*agree)(tg_dist *d, bool go);
+	/* An epoch's end: -1 on every rank when any failed (failed: this
+	 * one), the others naming the lowest; else 1 when every rank goes on,
+	 * 0 when any stops. */
+	int (*epoch_end)(tg_dist *d, const char *who, bool failed, bool go);
 	int (*sync_rng)(tg_dist *d);
 	void (*fork_rng)(tg_dist *d);
 	int (*sync_buffers)(tg_dist *d);

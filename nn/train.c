@@ -1032,17 +1032,21 @@ static int loop(run *r, tg_batcher *bt, tg_metrics *mt)
 		if (r->epoch_steps == 0)
 			return 0;
 		mt->epoch = ++epoch;
-		if (end_epoch(r, mt))
-			return -1;
-		/* the next epoch's rate, before on_epoch so a checkpoint saved there
-		 * holds the schedule's position for the epochs that follow */
-		set_rate(r, epoch, r->val ? mt->val_loss : mt->test_loss);
-		bool go = !r->opts.on_epoch || r->opts.on_epoch(mt, r->opts.user);
-		if (r->opts.dist) { /* one rank's stop (a failed save) stops all */
-			int all = tg_dist_hooks_of(r->opts.dist)->agree(r->opts.dist, go);
+		bool evaluated = end_epoch(r, mt) == 0, go = false;
+		if (evaluated) {
+			/* the next epoch's rate, before on_epoch so a checkpoint saved
+			 * there holds the schedule's position for the epochs that follow */
+			set_rate(r, epoch, r->val ? mt->val_loss : mt->test_loss);
+			go = !r->opts.on_epoch || r->opts.on_epoch(mt, r->opts.user);
+		}
+		if (r->opts.dist) { /* one rank's stop or failure (a save) stops all */
+			int all = tg_dist_hooks_of(r->opts.dist)->epoch_end(r->opts.dist, r->who,
+									     !tg_ok(r->ctx), go);
 			if (all < 0)
 				return -1;
 			go = all;
+		} else if (!evaluated) {
+			return -1;
 		}
 		if (!go)
 			return 0;

@@ -10,7 +10,8 @@
  *    bucket start during the walk;
  *  - a step that fails on one rank stops both, naming that rank;
  *  - tg_dist_sum, tg_dist_agree, tg_dist_broadcast (of index tensors too);
- *  - ranks whose models or tg_fit runs differ fail together, saying how.
+ *  - ranks whose models or tg_fit runs differ, or one that fails at an
+ *    epoch's end, fail together, saying how.
  * Prints every value it compares; exits 1 on any difference.
  */
 #include "tapegrad.h"
@@ -81,9 +82,21 @@ static void unequal_models(const tg_dist_opts *o)
 	}
 }
 
-/* tg_fit with another batch on rank 1, and with no train set on rank 1:
- * both ranks fail at once, rank 0 naming what differs or that rank 1
- * could not start, rather than waiting for rank 1 or training apart. */
+/* on_epoch that fails on rank 1 at the end of epoch 1, as a save that
+ * cannot write */
+static bool fail_on_rank_1(const tg_metrics *mt, void *user)
+{
+	(void)mt;
+	if (rank != 1)
+		return true;
+	tg_fail(user, TG_EIO, "saving failed here");
+	return false;
+}
+
+/* tg_fit with another batch on rank 1, with no train set on rank 1, and
+ * with rank 1 failing after its first epoch: both ranks fail at once,
+ * rank 0 naming what differs or the rank that failed, rather than
+ * waiting for rank 1 until the timeout or training apart. */
 static void unequal_runs(const tg_dist_opts *o)
 {
 	float x[40 * 4];
@@ -93,9 +106,13 @@ static void unequal_runs(const tg_dist_opts *o)
 			x[i * 4 + j] = (float)sin(i * 4.0 + j);
 		y[i] = i % 3;
 	}
-	const char *want[3] = { NULL, "differ in batch (per rank): 6 on rank 0, 5 on rank 1",
-				"rank 1 of 2 could not start training" };
-	for (int k = 0; k < 3; k++) {
+	const char *want[4] = { NULL, "differ in batch (per rank): 6 on rank 0, 5 on rank 1",
+				"rank 1 of 2 could not start training",
+				"rank 1 of 2 failed at the end of an epoch" };
+	const char *what[4] = { "tg_fit on equal ranks", "tg_fit, batch 5 on rank 1",
+				"tg_fit, no train set on rank 1", "tg_fit, failing on rank 1" };
+	const char *own[4] = { NULL, want[1], "the train set is empty", "saving failed here" };
+	for (int k = 0; k < 4; k++) {
 		tg_ctx *c = tg_ctx_new(1);
 		tg_dist *d = tg_dist_new(c, NULL, NULL, o);
 		tg_mlp_opts mo = tg_mlp_defaults();
@@ -114,19 +131,18 @@ static void unequal_runs(const tg_dist_opts *o)
 		to.batch = k == 1 && rank == 1 ? 5 : 6;
 		to.epochs = 2;
 		to.out = NULL;
+		if (k == 3) {
+			to.on_epoch = fail_on_rank_1;
+			to.user = c;
+		}
 		tg_metrics last;
 		int rc = tg_fit(m, opt, NULL, &tr, NULL, NULL, &to, &last);
-		if (k == 0) {
-			check("tg_fit on equal ranks", rc, 0, 0);
+		check(what[k], rc, k ? -1 : 0, 0);
+		if (k == 0)
 			check("... steps (40 rows in global batches of 12, 2 epochs)",
 			      (double)last.iter, 8, 0);
-		} else {
-			check(k == 1 ? "tg_fit, batch 5 on rank 1" : "tg_fit, no train set on rank 1",
-			      rc, -1, 0);
-			check("... says why", says(c, k == 2 && rank == 1 ? "the train set is empty"
-									  : want[k]),
-			      1, 0);
-		}
+		else
+			check("... says why", says(c, rank == 1 ? own[k] : want[k]), 1, 0);
 		tg_optim_free(opt);
 		tg_mlp_free(net);
 		tg_dist_free(d);
