@@ -49,6 +49,8 @@ struct tg_dist {
 	int rank, size;
 	bool own_init;        /* MPI_Init was ours: MPI_Finalize is too */
 	bool broken;          /* a collective failed: abort, never finalise */
+	MPI_Op rows_op;       /* rows_combine: the step's rows and failures */
+	int failed_rank;      /* this step's, found by a batch norm; size: none */
 	tg_module *model;
 	tg_tensor **params;   /* (P) in bucket order: the last parameter first */
 	size_t *slot;         /* (P) each parameter's bucket */
@@ -179,6 +181,23 @@ static const tg_dist_hooks hooks = {
 	.sync_buffers = tg_dist_sync_buffers, .same_run = same_run,
 };
 
+/* MPI_LONG_INT pairs {rows, rank}: the rows summed, the lowest rank kept */
+typedef struct rows_rank {
+	long rows;
+	int rank;
+} rows_rank;
+
+static void rows_combine(void *in, void *inout, int *len, MPI_Datatype *type)
+{
+	(void)type;
+	const rows_rank *a = in;
+	rows_rank *b = inout;
+	for (int i = 0; i < *len; i++) {
+		b[i].rows += a[i].rows;
+		b[i].rank = a[i].rank < b[i].rank ? a[i].rank : b[i].rank;
+	}
+}
+
 tg_dist *tg_dist_new(tg_ctx *ctx, int *argc, char ***argv, const tg_dist_opts *opts)
 {
 	if (!ctx || !tg_ok(ctx))
@@ -205,10 +224,12 @@ tg_dist *tg_dist_new(tg_ctx *ctx, int *argc, char ***argv, const tg_dist_opts *o
 		free(d);
 		return tg_fail(ctx, TG_EIO, "tg_dist_new: MPI_Comm_dup failed");
 	}
+	MPI_Op_create(rows_combine, 1, &d->rows_op);
 	MPI_Comm_set_errhandler(d->grads, MPI_ERRORS_RETURN);
 	MPI_Comm_set_errhandler(d->misc, MPI_ERRORS_RETURN);
 	MPI_Comm_rank(d->misc, &d->rank);
 	MPI_Comm_size(d->misc, &d->size);
+	d->failed_rank = d->size;
 	return d;
 }
 
@@ -244,6 +265,7 @@ void tg_dist_free(tg_dist *d)
 	}
 	MPI_Comm_free(&d->grads);
 	MPI_Comm_free(&d->misc);
+	MPI_Op_free(&d->rows_op);
 	free(d);
 	if (own)
 		MPI_Finalize();
@@ -736,6 +758,7 @@ int tg_dist_step_begin(tg_dist *d)
 	}
 	d->next = 0;
 	d->guess = 0;
+	d->failed_rank = d->size;
 	d->in_step = true;
 	return 0;
 }
@@ -744,20 +767,28 @@ int tg_dist_loss(tg_dist *d, double loss, int64_t n, bool failed, double *global
 {
 	if (!d || d->broken)
 		return -1;
-	/* sum of loss * n, sum of n, and the lowest rank that failed */
-	double v[2] = { failed ? 0 : loss * (double)n, (double)n };
-	int who = failed ? d->rank : d->size;
-	if (allreduce_wait(d, MPI_IN_PLACE, v, 2, MPI_DOUBLE, MPI_SUM, "the loss's all-reduce") ||
-	    allreduce_wait(d, MPI_IN_PLACE, &who, 1, MPI_INT, MPI_MIN, "the loss's all-reduce"))
+	/* the rows and the lowest rank that failed: the collective of a
+	 * synchronised batch norm's count, which met this one on the ranks
+	 * where a batch-norm layer waited for a rank that failed before it
+	 * (those know the rank already) */
+	rows_rank v = { failed ? 0 : (long)n, failed ? d->rank : d->size };
+	if (d->failed_rank < d->size)
+		v.rank = d->failed_rank;
+	else if (allreduce_wait(d, MPI_IN_PLACE, &v, 1, MPI_LONG_INT, d->rows_op,
+				"the loss's all-reduce"))
 		return -1;
-	if (who < d->size) {
+	d->failed_rank = d->size;
+	if (v.rank < d->size) {
 		d->in_step = false;
 		tg_fail(d->ctx, TG_EIO, "tg_dist: rank %d failed in its forward pass; every rank stops",
-			who);
+			v.rank);
 		return -1;
 	}
-	*global = v[0] / v[1];
-	d->seed = (double)n / v[1];
+	double sum = loss * (double)n;
+	if (allreduce_wait(d, MPI_IN_PLACE, &sum, 1, MPI_DOUBLE, MPI_SUM, "the loss's all-reduce"))
+		return -1;
+	*global = sum / (double)v.rows;
+	d->seed = (double)n / (double)v.rows;
 	*seed = d->seed;
 	return 0;
 }
@@ -844,12 +875,24 @@ static tg_dist *dist_of_bn_vt(const tg_module_vt *vt)
 static tg_tensor *sync_bn_forward(tg_module *m, tg_tensor *x)
 {
 	tg_dist *d = dist_of_bn_vt(m->vt);
-	if (!m->training || !x || tg_ndim(x) != 2)
-		return d->plain_bn_vt->forward(m, x); /* evaluation; shape errors as ever */
-	tg_batchnorm *bn = m->self;
-	double rows = (double)tg_dim(x, 0);
-	if (tg_dist_sum(d, &rows, 1))
+	if (!m->training)
+		return d->plain_bn_vt->forward(m, x); /* evaluation */
+	if (!x || tg_ndim(x) != 2 || !usable(d))
+		return d->plain_bn_vt->forward(m, x); /* shape errors as ever */
+	/* The rows over the ranks, in the collective that tg_dist_loss starts
+	 * with: a rank whose forward failed before this layer skips the layer
+	 * and meets it there, and tells the others which rank it is. */
+	rows_rank v = { (long)tg_dim(x, 0), d->size };
+	if (allreduce_wait(d, MPI_IN_PLACE, &v, 1, MPI_LONG_INT, d->rows_op,
+			   "the synchronised batch norm's count of rows"))
 		return NULL;
+	if (v.rank < d->size) {
+		d->failed_rank = v.rank;
+		return tg_fail(d->ctx, TG_EIO, "tg_dist: rank %d failed in its forward pass; every "
+			       "rank stops", v.rank);
+	}
+	tg_batchnorm *bn = m->self;
+	double rows = (double)v.rows;
 	if (rows < 2)
 		return tg_fail(d->ctx, TG_ESHAPE,
 			       "tg_dist_sync_bn: a global batch of %g row has variance 0", rows);

@@ -8,7 +8,8 @@
  *    after tg_dist_step_end equal those of one process that takes the
  *    global batch of both ranks' rows (1e-12), and all but the last
  *    bucket start during the walk;
- *  - a step that fails on one rank stops both, naming that rank;
+ *  - a step that fails on one rank stops both, naming that rank, also
+ *    when it fails before a synchronised batch norm;
  *  - tg_dist_sum, tg_dist_agree, tg_dist_broadcast (of index tensors too);
  *  - ranks whose models or tg_fit runs differ, or one that fails at an
  *    epoch's end, fail together, saying how.
@@ -80,6 +81,42 @@ static void unequal_models(const tg_dist_opts *o)
 		tg_dist_free(d);
 		tg_ctx_free(c);
 	}
+}
+
+/* A forward that fails on rank 1 before a synchronised batch norm: rank
+ * 0, waiting in the layer for rank 1's rows, learns there that rank 1
+ * failed, and the ranks' collectives stay in step (a sum afterwards is
+ * right). */
+static void failure_before_sync_bn(const tg_dist_opts *o)
+{
+	tg_ctx *c = tg_ctx_new(1);
+	tg_dist *d = tg_dist_new(c, NULL, NULL, o);
+	tg_mlp_opts mo = tg_mlp_defaults();
+	mo.dtype = TG_F64;
+	mo.batchnorm = true;
+	tg_mlp *net = tg_mlp_new(c, "4-8-3", &mo);
+	tg_module *m = tg_mlp_module(net);
+	if (tg_dist_attach(d, m) || tg_dist_sync_bn(d, m))
+		printf("rank %d: %s\n", rank, tg_error(c));
+	double xs[12], global, seed;
+	for (int i = 0; i < 12; i++)
+		xs[i] = sin(i + rank);
+	tg_dist_step_begin(d);
+	if (rank == 1)
+		tg_fail(c, TG_EARG, "rank 1's forward failed here");
+	tg_tensor *x = tg_from_f64(c, TG_F64, 2, (int64_t[]){ 3, 4 }, xs);
+	tg_tensor *loss = tg_cross_entropy(tg_forward(m, x), tg_labels(c, 3, (int32_t[]){ 0, 1, 2 }));
+	int rc = tg_dist_loss(d, loss ? tg_item(loss) : NAN, 3, !tg_ok(c), &global, &seed);
+	check("tg_dist_loss, rank 1 failed before batch norm", rc, -1, 0);
+	check("... names rank 1",
+	      says(c, rank == 1 ? "forward failed here" : "rank 1 failed in its forward"), 1, 0);
+	tg_clear_error(c);
+	double v = rank + 1;
+	tg_dist_sum(d, &v, 1);
+	check("... and a sum afterwards (1 + 2)", v, 3, 0);
+	tg_mlp_free(net);
+	tg_dist_free(d);
+	tg_ctx_free(c);
 }
 
 /* on_epoch that fails on rank 1 at the end of epoch 1, as a save that
@@ -269,6 +306,7 @@ int main(int argc, char **argv)
 
 	unequal_models(&o);
 	unequal_runs(&o);
+	failure_before_sync_bn(&o);
 	tg_mlp_free(net);
 	tg_mlp_free(one);
 	tg_ctx_free(ref);
