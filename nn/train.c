@@ -1065,20 +1065,34 @@ static int same_run(run *r, const tg_dist_hooks *dh, bool failed)
 	static const char *const names[] = {
 		"the train set's rows", "features per row", "targets per row", "batch (per rank)",
 		"epochs", "iters", "replace", "drop_last", "full_train_eval", "patience",
-		"no_divergence_check", "start_epoch", "start_iter", "a validation set",
-		"a schedule", "the parameters' dtype", "the learning rate", "the optimizer's steps",
+		"no_divergence_check", "start_epoch", "start_iter", "the validation set's rows",
+		"the parameters' dtype", "the learning rate", "the optimizer's steps",
+		"the test set's rows (a plateau schedule reads its loss)", "a schedule",
+		"the schedule's kind", "the schedule's base_lr", "the schedule's step_size",
+		"the schedule's gamma", "the schedule's t_max", "the schedule's warmup",
+		"the schedule's min_lr", "the schedule's factor", "the schedule's patience",
+		"the schedule's threshold", "the schedule's epoch", "the schedule's lr",
+		"the schedule's best", "the schedule's bad_epochs",
 	};
 	const tg_train_opts *o = &r->opts;
 	r->told = true;
 	if (failed)
 		return dh->same_run(o->dist, r->who, true, NULL, names, 0);
 	const tg_dataset *t = r->train;
+	const tg_schedule *s = o->schedule, none = { 0 }, *sc = s ? s : &none;
+	/* the test set steers training only through a plateau without a
+	 * validation set: elsewhere a rank may evaluate on its own */
+	bool steers = s && s->kind == TG_SCHED_PLATEAU && !r->val;
 	double v[] = {
 		(double)t->n, (double)t->d, (double)t->tdim, (double)o->batch,
 		(double)(o->iters > 0 ? 0 : o->epochs), (double)o->iters, o->replace,
 		o->drop_last, o->full_train_eval, (double)o->patience, o->no_divergence_check,
-		(double)o->start_epoch, (double)o->start_iter, r->val != NULL,
-		o->schedule != NULL, (double)r->dt, tg_optim_lr(r->o), (double)tg_optim_steps(r->o),
+		(double)o->start_epoch, (double)o->start_iter, r->val ? (double)r->val->n : -1,
+		(double)r->dt, tg_optim_lr(r->o), (double)tg_optim_steps(r->o),
+		steers && r->test ? (double)r->test->n : -1, s != NULL, (double)sc->kind,
+		sc->base_lr, (double)sc->step_size, sc->gamma, (double)sc->t_max,
+		(double)sc->warmup, sc->min_lr, sc->factor, (double)sc->patience, sc->threshold,
+		(double)sc->epoch, sc->lr, sc->best, (double)sc->bad_epochs,
 	};
 	_Static_assert(sizeof v / sizeof v[0] == sizeof names / sizeof names[0],
 		       "a name for every value");

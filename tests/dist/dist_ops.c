@@ -130,8 +130,9 @@ static bool fail_on_rank_1(const tg_metrics *mt, void *user)
 	return false;
 }
 
-/* tg_fit with another batch on rank 1, with no train set on rank 1, and
- * with rank 1 failing after its first epoch: both ranks fail at once,
+/* tg_fit with another batch on rank 1, with no train set on rank 1, with
+ * rank 1 failing after its first epoch, and with another schedule on rank
+ * 1 (the rates would part after an epoch): both ranks fail at once,
  * rank 0 naming what differs or the rank that failed, rather than
  * waiting for rank 1 until the timeout or training apart. */
 static void unequal_runs(const tg_dist_opts *o)
@@ -143,13 +144,16 @@ static void unequal_runs(const tg_dist_opts *o)
 			x[i * 4 + j] = (float)sin(i * 4.0 + j);
 		y[i] = i % 3;
 	}
-	const char *want[4] = { NULL, "differ in batch (per rank): 6 on rank 0, 5 on rank 1",
+	const char *want[5] = { NULL, "differ in batch (per rank): 6 on rank 0, 5 on rank 1",
 				"rank 1 of 2 could not start training",
-				"rank 1 of 2 failed at the end of an epoch" };
-	const char *what[4] = { "tg_fit on equal ranks", "tg_fit, batch 5 on rank 1",
-				"tg_fit, no train set on rank 1", "tg_fit, failing on rank 1" };
-	const char *own[4] = { NULL, want[1], "the train set is empty", "saving failed here" };
-	for (int k = 0; k < 4; k++) {
+				"rank 1 of 2 failed at the end of an epoch",
+				"differ in the schedule's step_size: 1 on rank 0, 2 on rank 1" };
+	const char *what[5] = { "tg_fit on equal ranks", "tg_fit, batch 5 on rank 1",
+				"tg_fit, no train set on rank 1", "tg_fit, failing on rank 1",
+				"tg_fit, another schedule on rank 1" };
+	const char *own[5] = { NULL, want[1], "the train set is empty", "saving failed here",
+			       want[4] };
+	for (int k = 0; k < 5; k++) {
 		tg_ctx *c = tg_ctx_new(1);
 		tg_dist *d = tg_dist_new(c, NULL, NULL, o);
 		tg_mlp_opts mo = tg_mlp_defaults();
@@ -172,6 +176,10 @@ static void unequal_runs(const tg_dist_opts *o)
 			to.on_epoch = fail_on_rank_1;
 			to.user = c;
 		}
+		tg_schedule sch = tg_schedule_defaults(TG_SCHED_STEP, oo.lr, 2);
+		sch.step_size = 1 + rank;
+		if (k == 4)
+			to.schedule = &sch;
 		tg_metrics last;
 		int rc = tg_fit(m, opt, NULL, &tr, NULL, NULL, &to, &last);
 		check(what[k], rc, k ? -1 : 0, 0);
