@@ -10,6 +10,7 @@
 #include "hot_loop.h"
 #include "parallel.h"
 #include "tapegrad_nn.h"
+#include "optim_opts.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -437,6 +438,11 @@ void tg_optim_zero_grad(tg_optim *o)
 double tg_optim_lr(const tg_optim *o)
 {
 	return o ? o->o.lr : NAN;
+}
+
+tg_optim_opts tg_optim_opts_of(const tg_optim *o)
+{
+	return o ? o->o : (tg_optim_opts){ 0 };
 }
 
 void tg_optim_set_lr(tg_optim *o, double lr)

@@ -16,6 +16,7 @@
 #include "tapegrad_train.h"
 #include "tapegrad_dist.h"
 #include "dist_hooks.h"
+#include "optim_opts.h"
 
 #include <errno.h>
 #include <math.h>
@@ -1067,6 +1068,9 @@ static int same_run(run *r, const tg_dist_hooks *dh, bool failed)
 		"epochs", "iters", "replace", "drop_last", "full_train_eval", "patience",
 		"no_divergence_check", "start_epoch", "start_iter", "the validation set's rows",
 		"the parameters' dtype", "the learning rate", "the optimizer's steps",
+		"the optimizer's kind", "the optimizer's momentum", "the optimizer's rho",
+		"the optimizer's beta1", "the optimizer's beta2", "the optimizer's eps",
+		"the optimizer's weight_decay", "the optimizer's clip_norm",
 		"the test set's rows (a plateau schedule reads its loss)", "a schedule",
 		"the schedule's kind", "the schedule's base_lr", "the schedule's step_size",
 		"the schedule's gamma", "the schedule's t_max", "the schedule's warmup",
@@ -1083,12 +1087,14 @@ static int same_run(run *r, const tg_dist_hooks *dh, bool failed)
 	/* the test set steers training only through a plateau without a
 	 * validation set: elsewhere a rank may evaluate on its own */
 	bool steers = s && s->kind == TG_SCHED_PLATEAU && !r->val;
+	tg_optim_opts oo = tg_optim_opts_of(r->o);
 	double v[] = {
 		(double)t->n, (double)t->d, (double)t->tdim, (double)o->batch,
 		(double)(o->iters > 0 ? 0 : o->epochs), (double)o->iters, o->replace,
 		o->drop_last, o->full_train_eval, (double)o->patience, o->no_divergence_check,
 		(double)o->start_epoch, (double)o->start_iter, r->val ? (double)r->val->n : -1,
-		(double)r->dt, tg_optim_lr(r->o), (double)tg_optim_steps(r->o),
+		(double)r->dt, tg_optim_lr(r->o), (double)tg_optim_steps(r->o), (double)oo.kind,
+		oo.momentum, oo.rho, oo.beta1, oo.beta2, oo.eps, oo.weight_decay, oo.clip_norm,
 		steers && r->test ? (double)r->test->n : -1, s != NULL, (double)sc->kind,
 		sc->base_lr, (double)sc->step_size, sc->gamma, (double)sc->t_max,
 		(double)sc->warmup, sc->min_lr, sc->factor, (double)sc->patience, sc->threshold,

@@ -1,0 +1,14 @@
+/*
+ * optim_opts.h - the options an optimizer was made with, for tg_fit
+ * (nn/train.c), whose ranks under dist must all train with the same. Not
+ * installed.
+ */
+#ifndef TG_OPTIM_OPTS_H
+#define TG_OPTIM_OPTS_H
+
+#include "tapegrad_nn.h"
+
+/* o's options (its current learning rate in lr); zeros for NULL. */
+tg_optim_opts tg_optim_opts_of(const tg_optim *o);
+
+#endif /* TG_OPTIM_OPTS_H */
