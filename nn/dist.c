@@ -27,12 +27,13 @@
 
 /* One all-reduce's worth of gradients, of one dtype: the parameters
  * params[first .. first+count) at their offsets; the last bucket has one
- * more element, the status (0, or 1 from a rank whose backward failed). */
+ * more element, the status (0, or 1 from a rank whose backward failed),
+ * and then one per parameter: 1 from each rank where it has a gradient. */
 typedef struct bucket {
 	size_t first, count;  /* into tg_dist.params */
 	size_t numel;         /* gradient elements, without the status slot */
 	tg_dtype dt;
-	void *buf;            /* numel + 1 elements */
+	void *buf;            /* numel + 1 elements; the last bucket's + nparams */
 	size_t ready;         /* parameters whose gradient is final this step */
 	MPI_Request req;
 } bucket;
@@ -495,7 +496,7 @@ tg_tensor *tg_dist_allreduce(tg_dist *d, tg_tensor *x)
 static int start_bucket(tg_dist *d, bucket *b)
 {
 	bool last = b == &d->buckets[d->nbuckets - 1];
-	int count = (int)b->numel + (last ? 1 : 0);
+	int count = (int)(b->numel + (last ? 1 + d->nparams : 0));
 	int rc = MPI_Iallreduce(MPI_IN_PLACE, b->buf, count, mpi_type(b->dt), MPI_SUM, d->grads,
 			    &b->req);
 	if (rc != MPI_SUCCESS)
@@ -589,7 +590,8 @@ static int make_buckets(tg_dist *d, tg_tensor *const *p, size_t np)
 		d->buckets[d->nbuckets++] = (bucket){ .dt = TG_F64, .req = MPI_REQUEST_NULL };
 	for (size_t i = 0; i < d->nbuckets; i++) {
 		bucket *b = &d->buckets[i];
-		b->buf = calloc(b->numel + 1, b->dt == TG_F64 ? 8 : 4);
+		b->buf = calloc(b->numel + 1 + (i + 1 == d->nbuckets ? np : 0),
+				b->dt == TG_F64 ? 8 : 4);
 		if (!b->buf)
 			goto out_of_memory;
 	}
@@ -793,6 +795,23 @@ int tg_dist_loss(tg_dist *d, double loss, int64_t n, bool failed, double *global
 	return 0;
 }
 
+/* p got no gradient here but did on another rank: the global batch's
+ * gradient src becomes its gradient here too, as one process of the
+ * global batch would give it one; else the ranks' optimizers would update
+ * p apart. Made by a backward of sum(p * g), whose gradient for p is g. */
+static int give_grad(tg_dist *d, tg_tensor *p, const void *src)
+{
+	tg_tensor *g = tg_empty(d->ctx, tg_dtype_of(p), tg_ndim(p), tg_shape(p));
+	void *dst = g ? tg_data_mut(g) : NULL;
+	if (!dst)
+		return -1;
+	memcpy(dst, src, tg_numel(p) * (tg_dtype_of(p) == TG_F64 ? 8 : 4));
+	bool was = tg_set_grad_enabled(d->ctx, true);
+	int rc = tg_backward(tg_sum(tg_mul(p, g)));
+	tg_set_grad_enabled(d->ctx, was);
+	return rc ? -1 : 0;
+}
+
 int tg_dist_step_end(tg_dist *d, bool failed)
 {
 	if (!d || d->broken)
@@ -812,6 +831,13 @@ int tg_dist_step_end(tg_dist *d, bool failed)
 		*(double *)status = failed ? 1 : 0;
 	else
 		*(float *)status = failed ? 1.0f : 0.0f;
+	for (size_t i = 0; i < d->nparams; i++) {
+		bool has = tg_grad(d->params[i]) != NULL;
+		if (last->dt == TG_F64)
+			((double *)status)[1 + i] = has;
+		else
+			((float *)status)[1 + i] = has;
+	}
 	if (start_ready(d, true))
 		return -1;
 	for (size_t i = 0; i < d->nbuckets; i++)
@@ -831,12 +857,18 @@ int tg_dist_step_end(tg_dist *d, bool failed)
 	}
 	for (size_t i = 0; i < d->nparams; i++) {
 		tg_tensor *g = tg_grad(d->params[i]);
-		void *dst = g ? tg_data_mut(g) : NULL;
-		if (!dst)
-			continue;
 		bucket *b = &d->buckets[d->slot[i]];
 		size_t es = b->dt == TG_F64 ? 8 : 4;
-		memcpy(dst, (char *)b->buf + d->offset[i] * es, tg_numel(d->params[i]) * es);
+		const void *src = (char *)b->buf + d->offset[i] * es;
+		bool elsewhere = last->dt == TG_F64 ? ((double *)status)[1 + i] != 0
+						    : ((float *)status)[1 + i] != 0;
+		if (g) {
+			void *dst = tg_data_mut(g);
+			if (dst)
+				memcpy(dst, src, tg_numel(d->params[i]) * es);
+		} else if (elsewhere && give_grad(d, d->params[i], src)) {
+			return -1;
+		}
 	}
 	d->st.steps++;
 	d->st.compute_s += d->t_backward_end - d->t_begin - d->sync_in_step;

@@ -24,7 +24,9 @@
  * the walk; tg_dist_step_end waits for every bucket before the optimizer
  * step. Each rank seeds its backward with n_r / N (its rows over the global
  * batch's), so the sum over ranks is the global batch's mean gradient,
- * short last batches included. f32 and f64.
+ * short last batches included; a parameter that the forward passes of
+ * some ranks skip gets that gradient on every rank, as in one process of
+ * the global batch. f32 and f64.
  *
  * Errors: MPI's error handler returns codes (MPI_ERRORS_RETURN), and every
  * wait polls with a bound (tg_dist_opts.timeout), so a rank that dies or

@@ -7,7 +7,8 @@
  *    one, several all-reduces in flight during backward), the gradients
  *    after tg_dist_step_end equal those of one process that takes the
  *    global batch of both ranks' rows (1e-12), and all but the last
- *    bucket start during the walk;
+ *    bucket start during the walk; a parameter that one rank's forward
+ *    skips gets the global batch's gradient there too;
  *  - a step that fails on one rank stops both, naming that rank, also
  *    when it fails before a synchronised batch norm;
  *  - tg_dist_sum, tg_dist_agree, tg_dist_broadcast (of index tensors too);
@@ -114,6 +115,45 @@ static void failure_before_sync_bn(const tg_dist_opts *o)
 	double v = rank + 1;
 	tg_dist_sum(d, &v, 1);
 	check("... and a sum afterwards (1 + 2)", v, 3, 0);
+	tg_mlp_free(net);
+	tg_dist_free(d);
+	tg_ctx_free(c);
+}
+
+/* A parameter that only rank 1's forward uses (b of a 2-3 affine layer):
+ * rank 0 gets the global batch's gradient for it as well, and both ranks'
+ * SGD steps move it alike, to where one process of both rows moves it:
+ * dL/db = 1/2 a step, two steps of 0.01: b = -0.01. */
+static void parameter_used_on_one_rank(const tg_dist_opts *o)
+{
+	tg_ctx *c = tg_ctx_new(1);
+	tg_dist *d = tg_dist_new(c, NULL, NULL, o);
+	tg_mlp_opts mo = tg_mlp_defaults();
+	mo.dtype = TG_F64;
+	tg_mlp *net = tg_mlp_new(c, "2-3", &mo);
+	tg_module *m = tg_mlp_module(net);
+	tg_dist_attach(d, m);
+	tg_tensor *p[2]; /* W (2,3), b (3) */
+	tg_module_params(m, p, 2);
+	tg_optim_opts oo = tg_optim_defaults(TG_SGD);
+	tg_optim *opt = tg_optim_new(c, p, 2, &oo);
+	for (int step = 0; step < 2; step++) {
+		double global, seed;
+		tg_dist_step_begin(d);
+		tg_tensor *x = tg_from_f64(c, TG_F64, 2, (int64_t[]){ 1, 2 }, (double[]){ 1, 2 });
+		tg_tensor *y = tg_matmul(x, p[0]);
+		tg_tensor *loss = tg_sum(rank == 1 ? tg_add(y, p[1]) : y);
+		tg_dist_loss(d, tg_item(loss), 1, false, &global, &seed);
+		tg_optim_zero_grad(opt);
+		tg_backward_ex(loss, tg_scalar(c, TG_F64, seed), 0);
+		tg_dist_step_end(d, false);
+		tg_optim_step(opt);
+		tg_reset(c);
+	}
+	check("b[2], used by rank 1 alone, after 2 steps", tg_get(p[1], 2), -0.01, 1e-15);
+	if (!tg_ok(c))
+		printf("rank %d: %s\n", rank, tg_error(c));
+	tg_optim_free(opt);
 	tg_mlp_free(net);
 	tg_dist_free(d);
 	tg_ctx_free(c);
@@ -319,6 +359,7 @@ int main(int argc, char **argv)
 	unequal_models(&o);
 	unequal_runs(&o);
 	failure_before_sync_bn(&o);
+	parameter_used_on_one_rank(&o);
 	tg_mlp_free(net);
 	tg_mlp_free(one);
 	tg_ctx_free(ref);
