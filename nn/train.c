@@ -1056,6 +1056,22 @@ static int loop(run *r, tg_batcher *bt, tg_metrics *mt)
 	}
 }
 
+/* A checksum of bytes, a 64-bit word at a time, on from h. */
+static uint64_t checksum(uint64_t h, const void *p, size_t bytes)
+{
+	const unsigned char *b = p;
+	size_t i = 0;
+	for (; i + 8 <= bytes; i += 8) {
+		uint64_t w;
+		memcpy(&w, b + i, 8);
+		h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+		h ^= h >> 29;
+	}
+	for (; i < bytes; i++)
+		h = (h ^ b[i]) * 0x100000001b3ull;
+	return h;
+}
+
 /* Under dist, before the loop: every rank set up its run (failed: this one
  * did not), and with the same options, data shapes and optimizer as rank
  * 0's; else every rank fails, the others naming the rank that differs, as
@@ -1064,7 +1080,8 @@ static int loop(run *r, tg_batcher *bt, tg_metrics *mt)
 static int same_run(run *r, const tg_dist_hooks *dh, bool failed)
 {
 	static const char *const names[] = {
-		"the train set's rows", "features per row", "targets per row", "batch (per rank)",
+		"the train set's rows", "features per row", "targets per row",
+		"the train set's values (a checksum)", "batch (per rank)",
 		"epochs", "iters", "replace", "drop_last", "full_train_eval", "patience",
 		"no_divergence_check", "start_epoch", "start_iter", "the validation set's rows",
 		"the parameters' dtype", "the learning rate", "the optimizer's steps",
@@ -1088,8 +1105,13 @@ static int same_run(run *r, const tg_dist_hooks *dh, bool failed)
 	 * validation set: elsewhere a rank may evaluate on its own */
 	bool steers = s && s->kind == TG_SCHED_PLATEAU && !r->val;
 	tg_optim_opts oo = tg_optim_opts_of(r->o);
+	/* the batcher takes each global batch's rows by index on every rank:
+	 * its rows must be the same rows everywhere */
+	uint64_t h = checksum(0, t->x, (size_t)(t->n * t->d) * sizeof *t->x);
+	h = t->y ? checksum(h, t->y, (size_t)t->n * sizeof *t->y) : h;
+	h = t->t ? checksum(h, t->t, (size_t)(t->n * t->tdim) * sizeof *t->t) : h;
 	double v[] = {
-		(double)t->n, (double)t->d, (double)t->tdim, (double)o->batch,
+		(double)t->n, (double)t->d, (double)t->tdim, (double)(h >> 11), (double)o->batch,
 		(double)(o->iters > 0 ? 0 : o->epochs), (double)o->iters, o->replace,
 		o->drop_last, o->full_train_eval, (double)o->patience, o->no_divergence_check,
 		(double)o->start_epoch, (double)o->start_iter, r->val ? (double)r->val->n : -1,

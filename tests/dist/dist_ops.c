@@ -171,8 +171,9 @@ static bool fail_on_rank_1(const tg_metrics *mt, void *user)
 }
 
 /* tg_fit with another batch on rank 1, with no train set on rank 1, with
- * rank 1 failing after its first epoch, and with another schedule or
- * weight decay on rank 1 (the parameters would part): both ranks fail at once,
+ * rank 1 failing after its first epoch, and with another schedule, weight
+ * decay or train set on rank 1 (the parameters would part): both ranks
+ * fail at once,
  * rank 0 naming what differs or the rank that failed, rather than
  * waiting for rank 1 until the timeout or training apart. */
 static void unequal_runs(const tg_dist_opts *o)
@@ -184,18 +185,21 @@ static void unequal_runs(const tg_dist_opts *o)
 			x[i * 4 + j] = (float)sin(i * 4.0 + j);
 		y[i] = i % 3;
 	}
-	const char *want[6] = { NULL, "differ in batch (per rank): 6 on rank 0, 5 on rank 1",
+	const char *want[7] = { NULL, "differ in batch (per rank): 6 on rank 0, 5 on rank 1",
 				"rank 1 of 2 could not start training",
 				"rank 1 of 2 failed at the end of an epoch",
 				"differ in the schedule's step_size: 1 on rank 0, 2 on rank 1",
-				"differ in the optimizer's weight_decay: 0 on rank 0, 0.5 on rank 1" };
-	const char *what[6] = { "tg_fit on equal ranks", "tg_fit, batch 5 on rank 1",
+				"differ in the optimizer's weight_decay: 0 on rank 0, 0.5 on rank 1",
+				"differ in the train set's values (a checksum)" };
+	const char *what[7] = { "tg_fit on equal ranks", "tg_fit, batch 5 on rank 1",
 				"tg_fit, no train set on rank 1", "tg_fit, failing on rank 1",
 				"tg_fit, another schedule on rank 1",
-				"tg_fit, another weight decay on rank 1" };
-	const char *own[6] = { NULL, want[1], "the train set is empty", "saving failed here",
-			       want[4], want[5] };
-	for (int k = 0; k < 6; k++) {
+				"tg_fit, another weight decay on rank 1",
+				"tg_fit, another value in rank 1's train set" };
+	const char *own[7] = { NULL, want[1], "the train set is empty", "saving failed here",
+			       want[4], want[5], want[6] };
+	for (int k = 0; k < 7; k++) {
+		x[37] = k == 6 && rank == 1 ? 0.5f : (float)sin(37.0);
 		tg_ctx *c = tg_ctx_new(1);
 		tg_dist *d = tg_dist_new(c, NULL, NULL, o);
 		tg_mlp_opts mo = tg_mlp_defaults();
