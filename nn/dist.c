@@ -51,6 +51,7 @@ struct tg_dist {
 	bool own_init;        /* MPI_Init was ours: MPI_Finalize is too */
 	bool broken;          /* a collective failed: abort, never finalise */
 	MPI_Op rows_op;       /* rows_combine: the step's rows and failures */
+	char told[512];       /* the context's error when every rank learned of it */
 	int failed_rank;      /* this step's, found by a batch norm; size: none */
 	tg_module *model;
 	tg_tensor **params;   /* (P) in bucket order: the last parameter first */
@@ -164,6 +165,13 @@ static MPI_Datatype mpi_type(tg_dtype dt)
 	}
 }
 
+/* Every rank has learned of the failure the context holds: tg_dist_free
+ * may then finalise, as none waits for this one. */
+static void told_all(tg_dist *d)
+{
+	snprintf(d->told, sizeof d->told, "%s", tg_error(d->ctx));
+}
+
 static int usable(const tg_dist *d)
 {
 	return d && !d->broken && tg_ok(d->ctx);
@@ -256,7 +264,10 @@ void tg_dist_free(tg_dist *d)
 	if (d->model)
 		tg_set_grad_ready(d->ctx, NULL, NULL);
 	forget_buckets(d);
-	bool broken = d->broken, own = d->own_init;
+	/* an error the other ranks were not told of: they may wait for this
+	 * rank in a collective, and finalising would wait for them */
+	bool untold = !tg_ok(d->ctx) && strncmp(tg_error(d->ctx), d->told, sizeof d->told - 1);
+	bool broken = d->broken || untold, own = d->own_init;
 	if (broken) {
 		/* a request may be outstanding with a dead peer: finalising could
 		 * wait for it for ever */
@@ -392,6 +403,7 @@ static int epoch_end(tg_dist *d, const char *who, bool failed, bool go)
 				"%s: rank %d of %d failed at the end of an epoch (its message says "
 				"why); every rank stops",
 				who, v, d->size);
+		told_all(d);
 		return -1;
 	}
 	return v > d->size;
@@ -414,6 +426,7 @@ static int same_run(tg_dist *d, const char *who, bool failed, const double *v,
 				"%s: rank %d of %d could not start training (its message says "
 				"why); every rank stops",
 				who, bad, d->size);
+		told_all(d);
 		return -1;
 	}
 	double *ref = malloc((n ? n : 1) * sizeof *ref);
@@ -448,6 +461,7 @@ static int same_run(tg_dist *d, const char *who, bool failed, const double *v,
 			"%s: the ranks' runs differ in %s: %s on rank 0, %s on rank %d; every "
 			"rank must train with the same options and data",
 			who, names[i], a, b, at);
+		told_all(d);
 		goto out_free;
 	}
 	free(ref);
@@ -649,6 +663,7 @@ static int same_tensors(tg_dist *d, tg_tensor *const *all, size_t nt, size_t np)
 			"model",
 			(long long)count[0], (long long)count[1], who, (long long)mine[0],
 			(long long)mine[1]);
+		told_all(d);
 		return -1;
 	}
 	int64_t *ref = malloc((nt ? nt : 1) * DESC * sizeof *ref);
@@ -685,6 +700,7 @@ static int same_tensors(tg_dist *d, tg_tensor *const *all, size_t nt, size_t np)
 			"but %s on rank %d; every rank must build the same model",
 			i < np ? "parameter" : "buffer", i < np ? i : i - np, name ? " " : "",
 			name ? name : "", a, b, who);
+		told_all(d);
 		goto out_free;
 	}
 	free(ref);
@@ -784,6 +800,7 @@ int tg_dist_loss(tg_dist *d, double loss, int64_t n, bool failed, double *global
 		d->in_step = false;
 		tg_fail(d->ctx, TG_EIO, "tg_dist: rank %d failed in its forward pass; every rank stops",
 			v.rank);
+		told_all(d);
 		return -1;
 	}
 	double sum = loss * (double)n;
@@ -853,6 +870,7 @@ int tg_dist_step_end(tg_dist *d, bool failed)
 			return -1;
 		tg_fail(d->ctx, TG_EIO, "tg_dist: rank %d failed in its backward pass; every rank "
 			"stops", who);
+		told_all(d);
 		return -1;
 	}
 	for (size_t i = 0; i < d->nparams; i++) {
@@ -920,14 +938,19 @@ static tg_tensor *sync_bn_forward(tg_module *m, tg_tensor *x)
 		return NULL;
 	if (v.rank < d->size) {
 		d->failed_rank = v.rank;
-		return tg_fail(d->ctx, TG_EIO, "tg_dist: rank %d failed in its forward pass; every "
-			       "rank stops", v.rank);
+		tg_fail(d->ctx, TG_EIO, "tg_dist: rank %d failed in its forward pass; every rank "
+			"stops", v.rank);
+		told_all(d);
+		return NULL;
 	}
 	tg_batchnorm *bn = m->self;
 	double rows = (double)v.rows;
-	if (rows < 2)
-		return tg_fail(d->ctx, TG_ESHAPE,
-			       "tg_dist_sync_bn: a global batch of %g row has variance 0", rows);
+	if (rows < 2) { /* on every rank alike */
+		tg_fail(d->ctx, TG_ESHAPE, "tg_dist_sync_bn: a global batch of %g row has variance 0",
+			rows);
+		told_all(d);
+		return NULL;
+	}
 	tg_tensor *mean = tg_mul_scalar(tg_dist_allreduce(d, tg_sum_axis(x, 0, false)), 1 / rows);
 	tg_tensor *xc = tg_sub(x, mean);
 	tg_tensor *var = tg_mul_scalar(tg_dist_allreduce(d, tg_sum_axis(tg_mul(xc, xc), 0, false)),

@@ -85,7 +85,9 @@ TG_API bool tg_dist_available(void);
  * bad; TG_EIO when MPI fails to start. malloc'd */
 TG_API tg_dist *tg_dist_new(tg_ctx *ctx, int *argc, char ***argv, const tg_dist_opts *opts);
 /* MPI_Finalize when tg_dist_new started MPI; MPI_Abort after an error
- * in a collective (a peer may be gone). NULL is fine. */
+ * in a collective (a peer may be gone), or while the context holds an
+ * error the other ranks were not told of (they may be waiting for this
+ * rank in a collective). NULL is fine. */
 TG_API void tg_dist_free(tg_dist *d);
 TG_API int tg_dist_rank(const tg_dist *d);  /* 0 .. size-1; 0 for NULL */
 TG_API int tg_dist_size(const tg_dist *d);  /* ranks; 1 for NULL */

@@ -9,6 +9,9 @@
 #     message and aborts the job.
 # After each, 2 ranks --resume the checkpoint of epoch 1 to epoch 4 and must
 # end with the tensors of a straight 4-epoch run (1e-12).
+#  3. rank 1 fails on its own before training (its data will not load):
+#     it aborts the job at once, saying why, rather than leaving rank 0 to
+#     wait out --dist-timeout 30 in a collective rank 1 never calls.
 # Run by meson test (suites "outside" and "dist").
 set -u
 . "$(dirname "$0")/mpi_env.sh"
@@ -85,6 +88,19 @@ interrupt killed KILL
 interrupt stopped STOP
 grep -q 'did not complete within 5 s' "$dir/stopped.out" ||
 	fail "stopped: rank 0 did not say that its wait ran out"
+
+empty=$(mktemp -d)
+start=$(date +%s)
+$mpirun -np 1 "$train" --dist --data iris --quiet --dist-timeout 30 : \
+	-np 1 "$train" --dist --data "$empty" --quiet --dist-timeout 30 >"$dir/alone.out" 2>&1
+status=$?
+took=$(( $(date +%s) - start ))
+rmdir "$empty"
+echo "alone: rank 1 could not load its data; the job ended in $took s with status $status"
+[ "$status" -ne 0 ] || fail "alone: the job ended with status 0"
+[ "$took" -lt 20 ] || fail "alone: the job took $took s to end (a rank waited out its timeout)"
+grep -q 'rank 1 of 2.*loading the data' "$dir/alone.out" ||
+	{ fail "alone: rank 1 did not say why:"; cat "$dir/alone.out"; }
 
 if [ "$fails" -ne 0 ]; then
 	echo "$fails failure(s)"
