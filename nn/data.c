@@ -1299,11 +1299,11 @@ int tg_dataset_subset(tg_ctx *ctx, const tg_dataset *src, const int64_t *idx, in
 {
 	if (!usable(ctx))
 		return -1;
+	tg_dataset made = { 0 };
 	if (!out || !idx) {
 		tg_fail(ctx, TG_ENULL, "tg_dataset_subset: %s is NULL", !out ? "out" : "idx");
-		return -1;
+		return out ? replace_out(out, src, &made, -1) : -1;
 	}
-	tg_dataset made = { 0 };
 	int rc = check_dataset(ctx, "tg_dataset_subset", src);
 	if (!rc && n < 1) {
 		tg_fail(ctx, TG_EARG, "tg_dataset_subset: %lld rows; need at least 1",

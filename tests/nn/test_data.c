@@ -933,6 +933,14 @@ static void head_and_subset_copy_the_chosen_rows(void **state)
 	assert_int_equal(tg_dataset_subset(ctx, &src, (int64_t[]){ 1, 10 }, 2, &s), -1);
 	assert_error(ctx, TG_EARG, "index 10 at 1 is out of range [0,10)");
 	assert_empty(&s);
+	tg_clear_error(ctx);
+	/* a NULL index list empties out like every other error */
+	s = (tg_dataset){ .n = 5, .d = 2 };
+	assert_int_equal(tg_dataset_subset(ctx, &src, NULL, 1, &s), -1);
+	assert_error(ctx, TG_ENULL, "tg_dataset_subset: idx is NULL");
+	assert_empty(&s);
+	tg_clear_error(ctx);
+	assert_int_equal(tg_dataset_subset(ctx, &src, (int64_t[]){ 1, 10 }, 2, &s), -1);
 	/* while an error is set, loaders and subsets do nothing */
 	assert_int_equal(tg_dataset_head(ctx, &src, 2, &h), -1);
 	assert_error(ctx, TG_EARG, "index 10 at 1");
