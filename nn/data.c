@@ -1186,6 +1186,12 @@ static int check_sample_shape(tg_ctx *ctx, const char *who, int64_t d, int ndim,
 			TG_SAMPLE_MAX_DIMS);
 		return -1;
 	}
+	for (int i = 0; i < ndim; i++)
+		if (shape[i] < 1) {
+			tg_fail(ctx, TG_ESHAPE, "%s: sample size %lld at dimension %d is not positive",
+				who, (long long)shape[i], i);
+			return -1;
+		}
 	char text[128];
 	int len = snprintf(text, sizeof text, "(");
 	int64_t prod = 1;

@@ -84,8 +84,9 @@ TG_API int64_t tg_data_max_bytes(void);
 /* Frees x, y and t and zeroes *ds; NULL or an empty struct is fine. */
 TG_API void tg_dataset_free(tg_dataset *ds);
 /* Gives each sample of ds the shape shape[0..ndim) (ndim 0: flat rows of
- * D); its product must be D, else TG_ESHAPE naming both. The data stay as
- * they are: (N,D) row-major is (N,C,H,W) row-major. 0 ok, -1 on error. */
+ * D); each size must be positive and their product D, else TG_ESHAPE naming
+ * them. The data stay as they are: (N,D) row-major is (N,C,H,W) row-major.
+ * 0 ok, -1 on error. */
 TG_API int tg_dataset_reshape(tg_ctx *ctx, tg_dataset *ds, int ndim, const int64_t *shape);
 /* The shape of a batch of n samples of ds into out (room for
  * 1 + TG_SAMPLE_MAX_DIMS): (n,D), or (n, ds->shape...). Returns its ndim. */

@@ -1050,6 +1050,15 @@ static void image_samples_come_in_batches_of_their_shape(void **state)
 		     "tg_dataset_reshape: samples of shape (1,4,2) do not hold the 6 features");
 	assert_int_equal(src.ndim, 0); /* unchanged */
 	tg_clear_error(ctx);
+	/* negative sizes are named as such, even when their product fits */
+	assert_int_equal(tg_dataset_reshape(ctx, &src, 2, (int64_t[]){ -2, -3 }), -1);
+	assert_error(ctx, TG_ESHAPE,
+		     "tg_dataset_reshape: sample size -2 at dimension 0 is not positive");
+	tg_clear_error(ctx);
+	assert_int_equal(tg_dataset_reshape(ctx, &src, 2, (int64_t[]){ 6, 0 }), -1);
+	assert_error(ctx, TG_ESHAPE, "sample size 0 at dimension 1 is not positive");
+	assert_int_equal(src.ndim, 0);
+	tg_clear_error(ctx);
 	src.ndim = 2; /* a shape set by hand that does not fit */
 	src.shape[0] = 5;
 	src.shape[1] = 5;
