@@ -612,9 +612,11 @@ int tg_load_mnist(tg_ctx *ctx, const char *dir, tg_dataset *train, tg_dataset *t
 /* The longest line: 256 MiB, so a line's fields always count in an int. */
 #define MAX_LINE ((size_t)1 << 28)
 
-/* One field, trimmed: [s, e). */
+/* One field, trimmed: [s, e). A quoted field is the text between its
+ * quotes, where "" still stands for one quote. */
 typedef struct field {
 	const char *s, *e;
+	bool quoted;
 } field;
 
 static bool is_blank(char c)
@@ -622,28 +624,84 @@ static bool is_blank(char c)
 	return c == ' ' || c == '\t';
 }
 
-/* Splits the line [s, e) at commas into f[0..max); returns the number of
- * fields (it may exceed max: the extra ones are only counted). */
-static int split_fields(const char *s, const char *e, field *f, int max)
+/* What is wrong with a field's quoting, as split_fields reports it. */
+typedef struct quoting {
+	int col;         /* the first column (1-based) quoted wrongly; 0: none */
+	const char *why; /* what is wrong with it */
+} quoting;
+
+/* Reads the field that starts at s into *f and returns where it ends: at
+ * the comma after it, or at e. A field whose first non-blank byte is a
+ * double quote runs to the closing quote ("" inside is an escaped quote),
+ * commas and all; *why says what is wrong when that quote is missing or
+ * something other than blanks follows it. */
+static const char *next_field(const char *s, const char *e, field *f, const char **why)
+{
+	while (s < e && is_blank(*s))
+		s++;
+	if (s < e && *s == '"') {
+		const char *a = ++s, *q;
+		while ((q = memchr(s, '"', (size_t)(e - s))) && q + 1 < e && q[1] == '"')
+			s = q + 2;
+		if (!q) {
+			*f = (field){ a, e, true };
+			*why = "a quoted field with no closing quote (on this line)";
+			return e;
+		}
+		*f = (field){ a, q, true };
+		for (s = q + 1; s < e && is_blank(*s);)
+			s++;
+		if (s == e || *s == ',')
+			return s;
+		*why = "text after the closing quote (a quote inside a quoted field is "
+		       "written \"\")";
+		const char *c = memchr(s, ',', (size_t)(e - s));
+		return c ? c : e;
+	}
+	const char *c = memchr(s, ',', (size_t)(e - s));
+	if (!c)
+		c = e;
+	const char *b = c;
+	while (b > s && is_blank(b[-1]))
+		b--;
+	*f = (field){ s, b, false };
+	return c;
+}
+
+/* Splits the line [s, e) into fields f[0..max); returns the number of
+ * fields (it may exceed max: the extra ones are only counted). *q, when
+ * not NULL, gets the first field quoted wrongly. */
+static int split_fields(const char *s, const char *e, field *f, int max, quoting *q)
 {
 	int n = 0;
+	if (q)
+		*q = (quoting){ 0 };
 	for (;;) {
-		const char *c = memchr(s, ',', (size_t)(e - s));
-		if (!c)
-			c = e;
-		if (n < max) {
-			const char *a = s, *b = c;
-			while (a < b && is_blank(*a))
-				a++;
-			while (b > a && is_blank(b[-1]))
-				b--;
-			f[n] = (field){ a, b };
-		}
+		field g;
+		const char *why = NULL;
+		const char *c = next_field(s, e, &g, &why);
+		if (n < max)
+			f[n] = g;
 		n++;
+		if (why && q && !q->col)
+			*q = (quoting){ n, why };
 		if (c == e)
 			return n;
 		s = c + 1;
 	}
+}
+
+/* True if the field's text is name (a quoted field's "" read as one quote). */
+static bool field_is(field f, const char *name)
+{
+	const char *c = f.s;
+	for (; *name; name++, c++) {
+		if (c == f.e || *c != *name)
+			return false;
+		if (f.quoted && *c == '"')
+			c++; /* the second quote of "" */
+	}
+	return c == f.e;
 }
 
 /* Parses a field as a number (possibly inf or nan); false if it is not one.
@@ -770,7 +828,10 @@ static int csv_grow(csv_parse *p, csv_rows *r)
 /* Parses one data line into row r->n. */
 static int csv_row(csv_parse *p, csv_rows *r, const char *s, const char *e, long long line)
 {
-	int n = split_fields(s, e, p->f, p->ncol);
+	quoting q;
+	int n = split_fields(s, e, p->f, p->ncol, &q);
+	if (q.col)
+		return csv_fail(p, TG_EFORMAT, "line %lld, column %d: %s", line, q.col, q.why);
 	if (n != p->ncol)
 		return csv_fail(p, TG_EFORMAT, "line %lld: %d column%s, expected %d (as on line %lld)",
 				line, n, n == 1 ? "" : "s", p->ncol, p->ncol_line);
@@ -821,14 +882,6 @@ static int csv_row(csv_parse *p, csv_rows *r, const char *s, const char *e, long
 	return 0;
 }
 
-/* A header name in double quotes, as spreadsheets write it, without them. */
-static field unquote(field f)
-{
-	if (f.e - f.s >= 2 && *f.s == '"' && f.e[-1] == '"')
-		return (field){ f.s + 1, f.e - 1 };
-	return f;
-}
-
 /* The 0-based column of target k: by name from the header line, or by index
  * (negative from the end); -1 and an error when there is none. */
 static int target_column(csv_parse *p, int k)
@@ -850,13 +903,10 @@ static int target_column(csv_parse *p, int k)
 		const char *s = p->head, *e = s + strlen(s);
 		int found = -1;
 		for (int col = 0; col < p->ncol; col++) {
-			const char *c = memchr(s, ',', (size_t)(e - s));
-			if (!c)
-				c = e;
 			field f;
-			split_fields(s, c, &f, 1);
-			f = unquote(f);
-			if (f.e - f.s == (ptrdiff_t)strlen(want) && !memcmp(f.s, want, strlen(want))) {
+			const char *why = NULL;
+			const char *c = next_field(s, e, &f, &why);
+			if (field_is(f, want)) {
 				if (found >= 0) { /* either could be meant */
 					tg_fail(p->ctx, TG_EARG,
 						"%s: columns %d and %d are both named \"%s\" in the "
@@ -889,7 +939,7 @@ static int target_column(csv_parse *p, int k)
 /* The first data line fixes the column count and the target columns. */
 static int csv_first(csv_parse *p, csv_rows *r, const char *s, const char *e, long long line)
 {
-	p->ncol = split_fields(s, e, NULL, 0);
+	p->ncol = split_fields(s, e, NULL, 0, NULL);
 	p->ncol_line = line;
 	if (p->ncol <= p->ntarget && !p->opt.float_targets)
 		return csv_fail(p, TG_EFORMAT, "line %lld: %d column; a row needs features and a label",
@@ -935,11 +985,9 @@ static int csv_first(csv_parse *p, csv_rows *r, const char *s, const char *e, lo
 static bool is_header(const char *s, const char *e, long long line, char *why, size_t size)
 {
 	for (int col = 1;; col++) {
-		const char *c = memchr(s, ',', (size_t)(e - s));
-		if (!c)
-			c = e;
 		field f;
-		split_fields(s, c, &f, 1);
+		const char *bad = NULL;
+		const char *c = next_field(s, e, &f, &bad);
 		double v;
 		if (f.s != f.e && !parse_number(f, &v)) {
 			char shown[400];
@@ -968,6 +1016,11 @@ static int csv_line(csv_parse *p, csv_rows *r, const char *s, const char *e, lon
 	if (first && (p->opt.header == TG_CSV_HEADER_YES ||
 		      (p->opt.header == TG_CSV_HEADER_AUTO &&
 		       is_header(s, e, line, p->header, sizeof p->header)))) {
+		quoting q;
+		split_fields(s, e, NULL, 0, &q);
+		if (q.col)
+			return csv_fail(p, TG_EFORMAT, "line %lld, column %d: %s", line, q.col,
+					q.why);
 		p->head = strndup(s, (size_t)(e - s));
 		if (!p->head) {
 			tg_fail(p->ctx, TG_ENOMEM, "%s: out of memory for the header", p->path);

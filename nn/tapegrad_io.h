@@ -130,10 +130,13 @@ TG_API int tg_load_mnist(tg_ctx *ctx, const char *dir, tg_dataset *train, tg_dat
  * class label (an integer in [0, classes)) or, with float_targets, T float
  * targets (ds.t, in the order listed); the others are the features, in
  * order. Target columns are chosen by index (label_column for one, or
- * target_columns) or by their names in the header line (target_names; a
- * name there may stand in double quotes). When
- * the header was detected, errors say so (a data row with a stray word is
- * taken for a header).
+ * target_columns) or by their names in the header line (target_names).
+ * Any field, in the header or a data row, may stand in double quotes as in
+ * RFC 4180: commas inside are part of it and "" is one quote ("a,b" is the
+ * name a,b; "1.5" the number 1.5). A quoted field ends on its line; one
+ * whose closing quote is missing or followed by more than blanks is an
+ * error naming the line and column. When the header was detected, errors
+ * say so (a data row with a stray word is taken for a header).
  *
  *	tg_csv_options o = TG_CSV_DEFAULTS;   // diabetes.csv: 10 features, "target"
  *	o.target_names = (const char *[]){ "target" };

@@ -1741,6 +1741,53 @@ static void csv_float_targets_by_name_and_by_index(void **state)
 	tmp_remove(&d);
 }
 
+/* Quoted fields as RFC 4180 writes them: a comma inside is part of the
+ * field, "" is one quote, in the header and in data rows alike. */
+static void csv_quoted_fields_hold_commas_and_escaped_quotes(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char p[256];
+	tmp_file(&d, "q.csv", p);
+	write_text(p, "\"a,b\", \"say \"\"hi\"\"\" ,y\n1,\"2.5\",0\n3, \"4\" ,1\n");
+	tg_csv_options o = TG_CSV_DEFAULTS;
+	o.target_names = (const char *const[]){ "say \"hi\"" };
+	o.ntargets = 1;
+	o.float_targets = true;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_dataset ds;
+	assert_int_equal(tg_load_csv(ctx, p, &o, &ds), 0);
+	assert_int_equal(ds.n, 2);
+	assert_int_equal(ds.d, 2);
+	assert_near(ds.t[0], 2.5, 0);
+	assert_near(ds.t[1], 4, 0);
+	assert_near(ds.x[0], 1, 0);
+	assert_near(ds.x[3], 1, 0);
+	tg_dataset_free(&ds);
+	o.target_names = (const char *const[]){ "a,b" };
+	assert_int_equal(tg_load_csv(ctx, p, &o, &ds), 0);
+	assert_near(ds.t[1], 3, 0);
+	tg_dataset_free(&ds);
+	tg_ctx_free(ctx);
+	/* the default label column of a three-column header */
+	write_text(p, "\"a,b\",c,y\n1,2,0\n3,4,1\n");
+	ctx = tg_ctx_new(1);
+	assert_int_equal(tg_load_csv(ctx, p, NULL, &ds), 0);
+	assert_int_equal(ds.d, 2);
+	assert_int_equal(ds.y[1], 1);
+	tg_dataset_free(&ds);
+	tg_ctx_free(ctx);
+	/* quoting gone wrong names the line and column */
+	write_text(p, "x,\"y\n1,0\n");
+	expect_csv_error(p, NULL, TG_EFORMAT, "line 1, column 2: a quoted field with no closing");
+	write_text(p, "x,y\n1,0\n\"2\"3,1\n");
+	expect_csv_error(p, NULL, TG_EFORMAT, "line 3, column 1: text after the closing quote");
+	write_text(p, "x,y\n\"1,5\",1\n");
+	expect_csv_error(p, NULL, TG_EFORMAT, "line 2, column 1: \"1,5\" is not a number");
+	tmp_remove(&d);
+}
+
 /* 5 samples of 2 features and 3 targets: row i is (i, 10 i), (i, -i, 0.5 i). */
 static tg_dataset target_set(void)
 {
@@ -2003,6 +2050,7 @@ int main(void)
 		cmocka_unit_test(a_wrong_header_guess_is_explained),
 		cmocka_unit_test(long_fields_and_odd_bytes_give_whole_messages),
 		cmocka_unit_test(csv_float_targets_by_name_and_by_index),
+		cmocka_unit_test(csv_quoted_fields_hold_commas_and_escaped_quotes),
 		cmocka_unit_test(float_targets_travel_through_subsets_splits_and_batches),
 		cmocka_unit_test(the_standardiser_uses_the_training_split_only),
 		cmocka_unit_test(the_shipped_regression_and_binary_data_load),
