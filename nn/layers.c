@@ -338,11 +338,14 @@ static bool bn_args_ok(tg_ctx *ctx, const tg_batchnorm *bn, tg_tensor *x)
 			tg_shape_str(x, xs, sizeof xs), (long long)d);
 		return false;
 	}
-	if (!(bn->eps > 0 && isfinite(bn->eps)) || !(bn->avg_decay >= 0 && bn->avg_decay <= 1)) {
-		tg_fail(ctx, TG_EARG,
-			"tg_batchnorm_forward: %s: eps = %g must be positive and finite, avg_decay "
-			"= %g in [0, 1]",
-			who, bn->eps, bn->avg_decay);
+	char why[128];
+	if (tg_norm_eps_wrong(bn->eps, tg_dtype_of(bn->gamma), why, sizeof why)) {
+		tg_fail(ctx, TG_EARG, "tg_batchnorm_forward: %s: %s", who, why);
+		return false;
+	}
+	if (!(bn->avg_decay >= 0 && bn->avg_decay <= 1)) {
+		tg_fail(ctx, TG_EARG, "tg_batchnorm_forward: %s: avg_decay = %g is not in [0, 1]",
+			who, bn->avg_decay);
 		return false;
 	}
 	if (bn->training && tg_dim(x, 0) < 2) {
@@ -600,11 +603,12 @@ tg_module *tg_batchnorm1d(tg_ctx *ctx, tg_dtype dt, int64_t d, double eps, doubl
 {
 	if (!ctx || !tg_ok(ctx) || !sizes_ok(ctx, "tg_batchnorm1d", name, d, 1))
 		return NULL;
-	if (!(eps > 0 && isfinite(eps)) || !(avg_decay >= 0 && avg_decay <= 1))
-		return tg_fail(ctx, TG_EARG,
-			       "tg_batchnorm1d: \"%s\": eps = %g must be positive and finite, "
-			       "avg_decay = %g in [0, 1]",
-			       name ? name : "", eps, avg_decay);
+	char why[128];
+	if (tg_norm_eps_wrong(eps, dt, why, sizeof why))
+		return tg_fail(ctx, TG_EARG, "tg_batchnorm1d: \"%s\": %s", name ? name : "", why);
+	if (!(avg_decay >= 0 && avg_decay <= 1))
+		return tg_fail(ctx, TG_EARG, "tg_batchnorm1d: \"%s\": avg_decay = %g is not in [0, 1]",
+			       name ? name : "", avg_decay);
 	tg_batchnorm bn = {.eps = eps, .avg_decay = avg_decay, .training = true};
 	tg_module *m = module_with(ctx, &bn_vt, name, &bn, sizeof bn);
 	if (m) {
@@ -645,9 +649,9 @@ tg_module *tg_layernorm(tg_ctx *ctx, tg_dtype dt, int64_t d, double eps, const c
 {
 	if (!ctx || !tg_ok(ctx) || !sizes_ok(ctx, "tg_layernorm", name, d, 1))
 		return NULL;
-	if (!(eps > 0) || !isfinite(eps))
-		return tg_fail(ctx, TG_EARG, "tg_layernorm: \"%s\": eps = %g must be positive",
-			       name ? name : "", eps);
+	char why[128];
+	if (tg_norm_eps_wrong(eps, dt, why, sizeof why))
+		return tg_fail(ctx, TG_EARG, "tg_layernorm: \"%s\": %s", name ? name : "", why);
 	tg_module *m = module_with(ctx, &ln_vt, name, &eps, sizeof eps);
 	if (m) {
 		tg_module_add_param(m, tg_init_vector(ctx, dt, d, 1.0, true, NULL), "gamma", false);

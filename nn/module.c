@@ -9,6 +9,7 @@
  */
 #include "tapegrad.h"
 #include "tapegrad_nn.h"
+#include "bn_running.h"
 
 #include <errno.h>
 #include <math.h>
@@ -326,6 +327,7 @@ tg_module *tg_sequential(tg_ctx *ctx, const char *name)
 static int check_opts(tg_ctx *ctx, const char *arch, const tg_mlp_opts *o)
 {
 	const char *bad = NULL;
+	char why[128];
 	if (o->dtype != TG_F32 && o->dtype != TG_F64)
 		bad = "dtype is neither TG_F32 nor TG_F64";
 	else if ((unsigned)o->act.kind > TG_ACT_ELU)
@@ -335,8 +337,8 @@ static int check_opts(tg_ctx *ctx, const char *arch, const tg_mlp_opts *o)
 		bad = "unknown initialiser or a negative std";
 	else if (!(o->dropout >= 0 && o->dropout < 1))
 		bad = "dropout must be in [0, 1)";
-	else if (o->batchnorm && !(o->bn_eps > 0))
-		bad = "bn_eps must be positive";
+	else if (o->batchnorm && tg_norm_eps_wrong(o->bn_eps, o->dtype, why, sizeof why))
+		bad = why;
 	else if (o->batchnorm && !(o->bn_avg_decay >= 0 && o->bn_avg_decay <= 1))
 		bad = "bn_avg_decay must be in [0, 1]";
 	if (!bad)
@@ -565,8 +567,11 @@ static tg_module *parse_piece(tg_ctx *ctx, piece *p, counts *c, const tg_mlp_opt
 		if (!size_word(ctx, p, 1, &a) || !num_word(ctx, p, 2, o->bn_eps, &v) ||
 		    !num_word(ctx, p, 3, o->bn_avg_decay, &w) || !words_at_most(ctx, p, 4))
 			return NULL;
-		if (!(v > 0) || !(w >= 0 && w <= 1))
-			return bad_piece(ctx, p, "eps must be positive and avg_decay in [0, 1]");
+		char why[128];
+		if (tg_norm_eps_wrong(v, o->dtype, why, sizeof why))
+			return bad_piece(ctx, p, why);
+		if (!(w >= 0 && w <= 1))
+			return bad_piece(ctx, p, "avg_decay must be in [0, 1]");
 		return tg_batchnorm1d(ctx, o->dtype, a, v, w,
 				      num_name(name, sizeof name, "bn", ++c->bn));
 	}
@@ -574,8 +579,9 @@ static tg_module *parse_piece(tg_ctx *ctx, piece *p, counts *c, const tg_mlp_opt
 		if (!size_word(ctx, p, 1, &a) || !num_word(ctx, p, 2, TG_LN_EPS, &v) ||
 		    !words_at_most(ctx, p, 3))
 			return NULL;
-		if (!(v > 0))
-			return bad_piece(ctx, p, "eps must be positive");
+		char why[128];
+		if (tg_norm_eps_wrong(v, o->dtype, why, sizeof why))
+			return bad_piece(ctx, p, why);
 		return tg_layernorm(ctx, o->dtype, a, v,
 				    num_name(name, sizeof name, "ln", ++c->ln));
 	}

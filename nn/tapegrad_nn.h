@@ -347,12 +347,14 @@ TG_API tg_module *tg_activation(tg_ctx *ctx, tg_act act, const char *name);
 /* Batch norm over the features of (N,D) as tg_batchnorm_forward: gamma,
  * beta parameters (no decay), running_mean, running_var state; the module's
  * train/eval flag picks batch or running statistics. Spec "bn:D", or
- * "bn:D:eps:avg_decay" when those are not TG_BN_EPS and TG_BN_AVG_DECAY. */
+ * "bn:D:eps:avg_decay" when those are not TG_BN_EPS and TG_BN_AVG_DECAY.
+ * eps must be a positive normal number in dt (1e-300 is 0 in f32), else
+ * TG_EARG; avg_decay in [0, 1]. */
 TG_API tg_module *tg_batchnorm1d(tg_ctx *ctx, tg_dtype dt, int64_t d, double eps,
 				 double avg_decay, const char *name);
 /* tg_layer_norm over the last axis, gamma (ones) and beta (zeros) (D)
  * parameters without decay. Spec "ln:D", or "ln:D:eps" when eps is not
- * TG_LN_EPS. */
+ * TG_LN_EPS; eps as tg_batchnorm1d's. */
 #define TG_LN_EPS 1e-5
 TG_API tg_module *tg_layernorm(tg_ctx *ctx, tg_dtype dt, int64_t d, double eps,
 			       const char *name);

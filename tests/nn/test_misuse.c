@@ -162,7 +162,21 @@ static void values_no_run_could_resume_are_refused(void **state)
 	(void)state;
 	tg_ctx *ctx = tg_ctx_new(1);
 	assert_null(tg_batchnorm1d(ctx, TG_F32, 3, INFINITY, 0.9, "bn"));
-	assert_error(ctx, TG_EARG, "tg_batchnorm1d: \"bn\": eps = inf must be positive and finite");
+	assert_error(ctx, TG_EARG,
+		     "tg_batchnorm1d: \"bn\": eps = inf is not a positive normal number in f32");
+	tg_clear_error(ctx);
+	/* one that f32 rounds to 0 is refused there, while f64 holds it */
+	assert_null(tg_batchnorm1d(ctx, TG_F32, 3, 1e-300, 0.9, "bn"));
+	assert_error(ctx, TG_EARG, "eps = 1e-300 is not a positive normal number in f32");
+	tg_clear_error(ctx);
+	assert_null(tg_layernorm(ctx, TG_F32, 3, 1e-39, "ln"));
+	assert_error(ctx, TG_EARG, "tg_layernorm: \"ln\": eps = 1e-39 is not a positive normal");
+	tg_clear_error(ctx);
+	tg_module *bn64 = tg_batchnorm1d(ctx, TG_F64, 3, 1e-300, 0.9, "bn");
+	assert_non_null(bn64);
+	tg_module_free(bn64);
+	assert_null(tg_batchnorm1d(ctx, TG_F64, 3, 0.5, 1.5, "bn"));
+	assert_error(ctx, TG_EARG, "tg_batchnorm1d: \"bn\": avg_decay = 1.5 is not in [0, 1]");
 	tg_clear_error(ctx);
 	tg_tensor *w = tg_param(tg_ones(ctx, TG_F32, SHAPE(2)));
 	tg_optim_opts oo = tg_optim_defaults(TG_ADAM);

@@ -259,7 +259,12 @@ static void parse_errors_name_the_bad_piece(void **state)
 	    {"relu,,relu", "piece 2 \"\": the kind is empty"},
 	    {"dropout", "the probability is missing"},
 	    {"dropout:1.5", "piece 1 \"dropout:1.5\": the drop probability must be in [0, 1)"},
-	    {"ln:4:-1", "eps must be positive"},
+	    {"ln:4:-1", "eps = -1 is not a positive normal number in f32"},
+	    /* an eps that rounds to 0 in the model's dtype would give 0 / 0 */
+	    {"linear:3:2,bn:2:1e-300:0",
+	     "piece 2 \"bn:2:1e-300:0\": eps = 1e-300 is not a positive normal number in f32"},
+	    {"ln:4:1e-40", "eps = 1e-40 is not a positive normal number in f32"},
+	    {"bn:4:1e40", "eps = 1e+40 is not a positive normal number in f32"},
 	    {"leaky_relu:abc", "\"abc\" is not a number"},
 	    {"784-0-10", "size 2 is 0"},
 	    {"", "size 1 \"\""},
