@@ -511,8 +511,25 @@ static bool sizes_ok(tg_ctx *ctx, const char *who, const char *name, int64_t a, 
 
 /* linear: x @ W + b */
 
+/* A layer's input must have its parameters' dtype; else an error naming the
+ * layer and both dtypes, where the op would only name itself. */
+static bool input_dtype_ok(const tg_module *m, const tg_tensor *x)
+{
+	static const char *const names[] = { [TG_F32] = "f32", [TG_F64] = "f64",
+					     [TG_I32] = "i32", [TG_I64] = "i64" };
+	tg_dtype in = tg_dtype_of(x), p = tg_dtype_of(m->params[0]);
+	if (in == p)
+		return true;
+	tg_fail(m->ctx, TG_EDTYPE, "%s \"%s\": input is %s, the layer's parameters %s",
+		m->vt->kind, m->name, (unsigned)in <= TG_I64 ? names[in] : "?",
+		(unsigned)p <= TG_I64 ? names[p] : "?");
+	return false;
+}
+
 static tg_tensor *linear_forward(tg_module *m, tg_tensor *x)
 {
+	if (!input_dtype_ok(m, x))
+		return NULL;
 	tg_affine l = {m->params[0], m->params[1]};
 	return tg_affine_forward(&l, x);
 }
@@ -581,6 +598,8 @@ static tg_tensor *bn_forward(tg_module *m, tg_tensor *x)
 {
 	tg_batchnorm *bn = m->self;
 	bn->training = m->training;
+	if (!input_dtype_ok(m, x))
+		return NULL;
 	return tg_batchnorm_forward(bn, x);
 }
 
@@ -629,6 +648,8 @@ tg_module *tg_batchnorm1d(tg_ctx *ctx, tg_dtype dt, int64_t d, double eps, doubl
 
 static tg_tensor *ln_forward(tg_module *m, tg_tensor *x)
 {
+	if (!input_dtype_ok(m, x))
+		return NULL;
 	return tg_layer_norm(x, m->params[0], m->params[1], *(const double *)m->self);
 }
 
@@ -755,6 +776,8 @@ static int pair_str(char *buf, size_t size, const int v[2])
 
 static tg_tensor *conv_forward(tg_module *m, tg_tensor *x)
 {
+	if (!input_dtype_ok(m, x))
+		return NULL;
 	return tg_conv2d(x, m->params[0], m->params[1], m->self);
 }
 

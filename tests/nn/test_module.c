@@ -368,6 +368,37 @@ static void linear_relu_linear_equals_the_ops_bit_for_bit(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* An input of another dtype than a layer's parameters is named at the layer,
+ * with both dtypes, not at the op the layer runs. */
+static void an_input_of_the_wrong_dtype_names_the_layer(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_module *m = tg_model_parse(ctx, "linear:3:2,bn:2,relu,linear:2:2", NULL);
+	assert_non_null(m);
+	assert_null(tg_forward(m, tg_ones(ctx, TG_F64, SHAPE(4, 3))));
+	assert_error(ctx, TG_EDTYPE, "linear \"fc1\": input is f64, the layer's parameters f32");
+	tg_clear_error(ctx);
+	tg_module_free(m);
+	tg_mlp_opts o = tg_mlp_defaults();
+	o.dtype = TG_F64;
+	const char *const specs[] = {"bn:3", "ln:3", "conv:3:2:1"};
+	const char *const want[] = {"bn \"bn1\": input is f32, the layer's parameters f64",
+				    "ln \"ln1\": input is f32, the layer's parameters f64",
+				    "conv \"conv1\": input is f32, the layer's parameters f64"};
+	for (int i = 0; i < 3; i++) {
+		m = tg_model_parse(ctx, specs[i], &o);
+		assert_non_null(m);
+		tg_tensor *x = i < 2 ? tg_ones(ctx, TG_F32, SHAPE(4, 3))
+				     : tg_ones(ctx, TG_F32, SHAPE(1, 3, 4, 4));
+		assert_null(tg_forward(m, x));
+		assert_error(ctx, TG_EDTYPE, want[i]);
+		tg_clear_error(ctx);
+		tg_module_free(m);
+	}
+	tg_ctx_free(ctx);
+}
+
 /* ---- embedding -------------------------------------------------------------------------- */
 
 static void embedding_looks_up_rows_of_an_index_tensor(void **state)
@@ -868,6 +899,7 @@ int main(void)
 	    cmocka_unit_test(parse_errors_name_the_bad_piece),
 	    cmocka_unit_test(decay_is_set_by_the_module_and_read_by_the_optimizer),
 	    cmocka_unit_test(linear_relu_linear_equals_the_ops_bit_for_bit),
+	    cmocka_unit_test(an_input_of_the_wrong_dtype_names_the_layer),
 	    cmocka_unit_test(embedding_looks_up_rows_of_an_index_tensor),
 	    cmocka_unit_test(a_partly_built_sequential_frees_cleanly),
 	    cmocka_unit_test(a_child_has_one_parent_and_no_cycle_is_made),
