@@ -162,8 +162,10 @@ typedef struct tg_train_opts {
 	/* CSV, a header and one row per epoch; NULL: no log. Written anew, but
 	 * when resuming (start_epoch > 0) into a log file that has rows: the
 	 * rows up to start_epoch stay and the new ones follow (later rows are
-	 * cut, as those epochs run again); one whose header is another is
-	 * TG_EIO and left as it is. */
+	 * cut, as those epochs run again). One whose header is another (or
+	 * this one with CR LF line ends), or whose rows stop before
+	 * start_epoch (a header alone, a gap) is TG_EIO naming the epochs and
+	 * left as it is; an empty file is begun anew. */
 	const char *log_path;
 	/* K class names (K = the net's outputs) for the confusion matrix, or NULL
 	 * to number the classes. Borrowed for the call. */

@@ -598,10 +598,20 @@ static int log_fail(run *r, const char *why)
 	return -1;
 }
 
+/* True if line is the log's header but for a CR before its LF. */
+static bool crlf_header(const char *line, ssize_t len)
+{
+	size_t h = sizeof log_header - 1;
+	return (size_t)len == h + 1 && line[len - 2] == '\r' && line[len - 1] == '\n' &&
+	       !memcmp(line, log_header, h - 1);
+}
+
 /* Resuming into a log that has rows: those of the epochs done stay and the
  * new rows follow them. Rows past start_epoch (a run stopped after its
  * log's row and before its save) are cut, as those epochs run again. A log
- * with another header is not mixed with this one's rows. */
+ * with another header is not mixed with this one's rows, and one whose rows
+ * do not run on to start_epoch (a header alone, rows lost, a gap) is
+ * refused rather than continued with epochs missing. */
 static int log_resume(run *r)
 {
 	FILE *f = r->log;
@@ -609,26 +619,59 @@ static int log_resume(run *r)
 	size_t cap = 0;
 	ssize_t len = getline(&line, &cap, f);
 	int rc = 0;
+	long long start = (long long)r->opts.start_epoch;
 	if (len < 0 && ferror(f))
 		rc = log_fail(r, strerror(errno));
+	else if (len >= 0 && crlf_header(line, len))
+		rc = log_fail(r, "its lines end in CR LF, and this log's rows in LF alone; convert "
+				 "it (dos2unix) or give another log");
 	else if (len >= 0 && strcmp(line, log_header))
 		rc = log_fail(r, "its first line is not this log's header; give another log "
 				 "rather than mixing two kinds of rows");
+	bool header = len >= 0;
 	long keep = rc || len < 0 ? 0 : ftell(f);
+	long long last = -1, next = -1; /* the last row kept, the first row cut */
+	char why[256];
 	while (!rc && len >= 0 && (len = getline(&line, &cap, f)) >= 0) {
 		char *end;
 		long long epoch = strtoll(line, &end, 10);
-		if (line[len - 1] != '\n' || epoch > r->opts.start_epoch)
-			break; /* a row cut short, or of an epoch that runs again */
+		if (line[len - 1] != '\n')
+			break; /* a row cut short */
 		if (end == line || *end != ',') {
 			rc = log_fail(r, "a row does not start with its epoch");
 			break;
 		}
+		if (epoch > start) { /* an epoch that runs again */
+			next = epoch;
+			break;
+		}
+		if (last >= 0 && epoch != last + 1) {
+			snprintf(why, sizeof why, "its rows go from epoch %lld to epoch %lld; give "
+				 "another log rather than one with epochs missing", last, epoch);
+			rc = log_fail(r, why);
+			break;
+		}
+		last = epoch;
 		keep = ftell(f);
 	}
 	free(line);
 	if (rc)
 		return -1;
+	/* a log begun by an earlier resume may start after start_epoch (its
+	 * rows are then cut), but one with rows up to an epoch before it, or
+	 * a header alone, has lost some */
+	if (header && last >= 0 && last < start) {
+		snprintf(why, sizeof why, "its last row is of epoch %lld, but the checkpoint is "
+			 "of epoch %lld: the rows of epochs %lld to %lld are missing; give another "
+			 "log", last, start, last + 1, start);
+		return log_fail(r, why);
+	}
+	if (header && last < 0 && next < 0) {
+		snprintf(why, sizeof why, "it has a header and no rows, but the checkpoint is of "
+			 "epoch %lld: the rows of epochs up to %lld are missing; give another log",
+			 start, start);
+		return log_fail(r, why);
+	}
 	if (ferror(f) || keep < 0 || fflush(f) || ftruncate(fileno(f), keep) ||
 	    fseek(f, keep, SEEK_SET))
 		return log_fail(r, strerror(errno));
