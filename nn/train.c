@@ -1207,6 +1207,10 @@ static int fit(const char *who, tg_module *m, tg_optim *o, const tg_task *task,
 	    (val && check_set(ctx, who, &r.task, val, "validation")) ||
 	    (test && check_set(ctx, who, &r.task, test, "test")) || plan(&r))
 		goto out_free;
+	/* a resumed run that fails before its first step stopped where it
+	 * resumed: the epochs and steps of the checkpoint are done */
+	mt.epoch = r.opts.start_epoch;
+	mt.iter = r.opts.start_iter;
 	int64_t rows = r.opts.replace || r.opts.batch < train->n ? r.opts.batch : train->n;
 	if (rows > TG_DATA_MAX_ELEMS / train->d) { /* could never be one tensor */
 		tg_fail(ctx, TG_EARG, "%s: a batch of %lld rows of %lld features is too large", who,

@@ -487,6 +487,9 @@ static void a_resumed_run_keeps_the_rows_of_its_log(void **state)
 		assert_int_equal(tg_train(f.net, f.opt, &f.train, NULL, &to, &last), -1);
 		assert_error(f.ctx, TG_EIO, bad[i].why);
 		tg_clear_error(f.ctx);
+		/* the run stopped where it resumed */
+		assert_int_equal(last.epoch, 4);
+		assert_int_equal(last.iter, 60);
 		char got[1024] = { 0 };
 		in = fopen(path, "r");
 		assert_non_null(in);
