@@ -939,7 +939,10 @@ static int target_column(csv_parse *p, int k)
 /* The first data line fixes the column count and the target columns. */
 static int csv_first(csv_parse *p, csv_rows *r, const char *s, const char *e, long long line)
 {
-	p->ncol = split_fields(s, e, NULL, 0, NULL);
+	quoting q;
+	p->ncol = split_fields(s, e, NULL, 0, &q);
+	if (q.col)
+		return csv_fail(p, TG_EFORMAT, "line %lld, column %d: %s", line, q.col, q.why);
 	p->ncol_line = line;
 	if (p->ncol <= p->ntarget && !p->opt.float_targets)
 		return csv_fail(p, TG_EFORMAT, "line %lld: %d column; a row needs features and a label",

@@ -1783,6 +1783,10 @@ static void csv_quoted_fields_hold_commas_and_escaped_quotes(void **state)
 	expect_csv_error(p, NULL, TG_EFORMAT, "line 1, column 2: a quoted field with no closing");
 	write_text(p, "x,y\n1,0\n\"2\"3,1\n");
 	expect_csv_error(p, NULL, TG_EFORMAT, "line 3, column 1: text after the closing quote");
+	write_text(p, "1,\"\n");
+	expect_csv_error(p, NULL, TG_EFORMAT, "line 1, column 2: a quoted field with no closing");
+	write_text(p, "\"\n");
+	expect_csv_error(p, NULL, TG_EFORMAT, "line 1, column 1: a quoted field with no closing");
 	write_text(p, "x,y\n\"1,5\",1\n");
 	expect_csv_error(p, NULL, TG_EFORMAT, "line 2, column 1: \"1,5\" is not a number");
 	tmp_remove(&d);
