@@ -164,8 +164,9 @@ typedef struct tg_train_opts {
 	 * rows up to start_epoch stay and the new ones follow (later rows are
 	 * cut, as those epochs run again). One whose header is another (or
 	 * this one with CR LF line ends), or whose rows stop before
-	 * start_epoch (a header alone, a gap) is TG_EIO naming the epochs and
-	 * left as it is; an empty file is begun anew. */
+	 * start_epoch (rows lost, a gap) is TG_EIO naming the epochs and left
+	 * as it is; an empty file is begun anew, and a header alone (a log
+	 * begun by a resume that stopped before its first row) goes on. */
 	const char *log_path;
 	/* K class names (K = the net's outputs) for the confusion matrix, or NULL
 	 * to number the classes. Borrowed for the call. */

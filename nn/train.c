@@ -610,8 +610,8 @@ static bool crlf_header(const char *line, ssize_t len)
  * new rows follow them. Rows past start_epoch (a run stopped after its
  * log's row and before its save) are cut, as those epochs run again. A log
  * with another header is not mixed with this one's rows, and one whose rows
- * do not run on to start_epoch (a header alone, rows lost, a gap) is
- * refused rather than continued with epochs missing. */
+ * do not run on to start_epoch (rows lost, a gap) is refused rather than
+ * continued with epochs missing. */
 static int log_resume(run *r)
 {
 	FILE *f = r->log;
@@ -630,7 +630,7 @@ static int log_resume(run *r)
 				 "rather than mixing two kinds of rows");
 	bool header = len >= 0;
 	long keep = rc || len < 0 ? 0 : ftell(f);
-	long long last = -1, next = -1; /* the last row kept, the first row cut */
+	long long last = -1; /* the last row kept */
 	char why[256];
 	while (!rc && len >= 0 && (len = getline(&line, &cap, f)) >= 0) {
 		char *end;
@@ -641,10 +641,8 @@ static int log_resume(run *r)
 			rc = log_fail(r, "a row does not start with its epoch");
 			break;
 		}
-		if (epoch > start) { /* an epoch that runs again */
-			next = epoch;
+		if (epoch > start) /* an epoch that runs again: cut from here */
 			break;
-		}
 		if (last >= 0 && epoch != last + 1) {
 			snprintf(why, sizeof why, "its rows go from epoch %lld to epoch %lld; give "
 				 "another log rather than one with epochs missing", last, epoch);
@@ -658,18 +656,13 @@ static int log_resume(run *r)
 	if (rc)
 		return -1;
 	/* a log begun by an earlier resume may start after start_epoch (its
-	 * rows are then cut), but one with rows up to an epoch before it, or
-	 * a header alone, has lost some */
+	 * rows are then cut) or hold its header alone (that resume stopped
+	 * before its first row), but one with rows up to an epoch before it
+	 * has lost some */
 	if (header && last >= 0 && last < start) {
 		snprintf(why, sizeof why, "its last row is of epoch %lld, but the checkpoint is "
 			 "of epoch %lld: the rows of epochs %lld to %lld are missing; give another "
 			 "log", last, start, last + 1, start);
-		return log_fail(r, why);
-	}
-	if (header && last < 0 && next < 0) {
-		snprintf(why, sizeof why, "it has a header and no rows, but the checkpoint is of "
-			 "epoch %lld: the rows of epochs up to %lld are missing; give another log",
-			 start, start);
 		return log_fail(r, why);
 	}
 	if (ferror(f) || keep < 0 || fflush(f) || ftruncate(fileno(f), keep) ||
