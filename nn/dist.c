@@ -18,6 +18,7 @@
 
 #include <mpi.h>
 
+#include <limits.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -35,7 +36,8 @@ typedef struct bucket {
 	tg_dtype dt;
 	void *buf;            /* numel + 1 elements; the last bucket's + nparams */
 	size_t ready;         /* parameters whose gradient is final this step */
-	MPI_Request req;
+	MPI_Request *req;     /* one per chunk of at most tg_dist.chunk elements */
+	size_t nreq;
 } bucket;
 
 struct tg_dist {
@@ -48,6 +50,7 @@ struct tg_dist {
 	MPI_Comm grads;       /* the gradient buckets */
 	MPI_Comm misc;        /* everything else, in the order every rank calls it */
 	int rank, size;
+	size_t chunk;         /* elements per MPI call: MPI counts are int */
 	bool own_init;        /* MPI_Init was ours: MPI_Finalize is too */
 	bool broken;          /* a collective failed: abort, never finalise */
 	MPI_Op rows_op;       /* rows_combine: the step's rows and failures */
@@ -140,16 +143,39 @@ static int wait_bounded(tg_dist *d, MPI_Request *req, const char *what)
 	}
 }
 
-/* The step's collectives outside the buckets, timed as sync. */
-static int allreduce_wait(tg_dist *d, const void *in, void *out, int count, MPI_Datatype type,
+/* The elements of count that the call at element at carries: MPI's
+ * counts are int, so a transfer of more than d->chunk (INT_MAX) elements
+ * is made of several calls. */
+static int piece(const tg_dist *d, size_t count, size_t at)
+{
+	return (int)(count - at < d->chunk ? count - at : d->chunk);
+}
+
+static size_t extent_of(MPI_Datatype type)
+{
+	MPI_Aint lb = 0, extent = 0;
+	MPI_Type_get_extent(type, &lb, &extent);
+	return (size_t)extent;
+}
+
+/* The step's collectives outside the buckets, timed as sync: count
+ * elements in pieces of at most d->chunk, each waited for in turn. */
+static int allreduce_wait(tg_dist *d, const void *in, void *out, size_t count, MPI_Datatype type,
 			  MPI_Op op, const char *what)
 {
 	double t0 = now();
-	MPI_Request req;
-	int rc = MPI_Iallreduce(in, out, count, type, op, d->misc, &req);
-	if (rc != MPI_SUCCESS)
-		return mpi_fail(d, rc, what);
-	rc = wait_bounded(d, &req, what);
+	size_t es = extent_of(type), at = 0;
+	int rc = 0;
+	do {
+		MPI_Request req;
+		const void *src = in == MPI_IN_PLACE ? in : (const char *)in + at * es;
+		rc = MPI_Iallreduce(src, (char *)out + at * es, piece(d, count, at), type, op,
+				    d->misc, &req);
+		if (rc != MPI_SUCCESS)
+			return mpi_fail(d, rc, what);
+		rc = wait_bounded(d, &req, what);
+		at += (size_t)piece(d, count, at);
+	} while (rc == 0 && at < count);
 	if (d->in_step)
 		d->sync_in_step += now() - t0;
 	return rc;
@@ -227,6 +253,7 @@ tg_dist *tg_dist_new(tg_ctx *ctx, int *argc, char ***argv, const tg_dist_opts *o
 	d->ctx = ctx;
 	d->opts = o;
 	d->own_init = !up;
+	d->chunk = INT_MAX;
 	MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
 	if (MPI_Comm_dup(MPI_COMM_WORLD, &d->grads) != MPI_SUCCESS ||
 	    MPI_Comm_dup(MPI_COMM_WORLD, &d->misc) != MPI_SUCCESS) {
@@ -242,10 +269,18 @@ tg_dist *tg_dist_new(tg_ctx *ctx, int *argc, char ***argv, const tg_dist_opts *o
 	return d;
 }
 
+void tg_dist_set_chunk(tg_dist *d, size_t elems)
+{
+	if (d && elems >= 1 && elems <= INT_MAX)
+		d->chunk = elems;
+}
+
 static void forget_buckets(tg_dist *d)
 {
-	for (size_t i = 0; i < d->nbuckets; i++)
+	for (size_t i = 0; i < d->nbuckets; i++) {
 		free(d->buckets[i].buf);
+		free(d->buckets[i].req);
+	}
 	free(d->buckets);
 	free(d->params);
 	free(d->slot);
@@ -283,16 +318,23 @@ void tg_dist_free(tg_dist *d)
 		MPI_Finalize();
 }
 
-/* Rank root's count elements of buf into every rank's, waited for with a
- * bound. */
-static int bcast_wait(tg_dist *d, void *buf, int count, MPI_Datatype type, int root,
+/* Rank root's count elements of buf into every rank's, in pieces of at
+ * most d->chunk, each waited for with a bound. */
+static int bcast_wait(tg_dist *d, void *buf, size_t count, MPI_Datatype type, int root,
 		      const char *what)
 {
-	MPI_Request req;
-	int rc = MPI_Ibcast(buf, count, type, root, d->misc, &req);
-	if (rc != MPI_SUCCESS)
-		return mpi_fail(d, rc, what);
-	return wait_bounded(d, &req, what);
+	size_t es = extent_of(type), at = 0;
+	do {
+		MPI_Request req;
+		int rc = MPI_Ibcast((char *)buf + at * es, piece(d, count, at), type, root, d->misc,
+				    &req);
+		if (rc != MPI_SUCCESS)
+			return mpi_fail(d, rc, what);
+		if (wait_bounded(d, &req, what))
+			return -1;
+		at += (size_t)piece(d, count, at);
+	} while (at < count);
+	return 0;
 }
 
 /* The lowest rank whose bad is true (size: none), on every rank. -1 when
@@ -315,12 +357,8 @@ int tg_dist_broadcast(tg_dist *d, tg_tensor *const *t, size_t n)
 		void *p = tg_data_mut(t[i]);
 		if (!p)
 			return -1;
-		size_t count = tg_numel(t[i]);
-		MPI_Request req;
-		int rc = MPI_Ibcast(p, (int)count, mpi_type(tg_dtype_of(t[i])), 0, d->misc, &req);
-		if (rc != MPI_SUCCESS)
-			return mpi_fail(d, rc, "the broadcast of rank 0's tensors");
-		if (wait_bounded(d, &req, "the broadcast of rank 0's tensors"))
+		if (bcast_wait(d, p, tg_numel(t[i]), mpi_type(tg_dtype_of(t[i])), 0,
+			       "the broadcast of rank 0's tensors"))
 			return -1;
 	}
 	return 0;
@@ -373,7 +411,7 @@ int tg_dist_sum(tg_dist *d, double *v, size_t n)
 {
 	if (!usable(d))
 		return -1;
-	return allreduce_wait(d, MPI_IN_PLACE, v, (int)n, MPI_DOUBLE, MPI_SUM, "a sum over the ranks");
+	return allreduce_wait(d, MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, "a sum over the ranks");
 }
 
 int tg_dist_agree(tg_dist *d, bool go)
@@ -436,7 +474,7 @@ static int same_run(tg_dist *d, const char *who, bool failed, const double *v,
 	}
 	memcpy(ref, v, n * sizeof *ref);
 	int64_t first = INT64_MAX;
-	if (n > 0 && bcast_wait(d, ref, (int)n, MPI_DOUBLE, 0, what))
+	if (n > 0 && bcast_wait(d, ref, n, MPI_DOUBLE, 0, what))
 		goto out_free;
 	for (size_t i = 0; i < n && first == INT64_MAX; i++)
 		if (memcmp(&ref[i], &v[i], sizeof *v))
@@ -499,7 +537,7 @@ tg_tensor *tg_dist_allreduce(tg_dist *d, tg_tensor *x)
 	void *out = y ? tg_data_mut(y) : NULL;
 	if (!out)
 		return NULL;
-	if (allreduce_wait(d, tg_data(x), out, (int)tg_numel(x), mpi_type(dt), MPI_SUM,
+	if (allreduce_wait(d, tg_data(x), out, tg_numel(x), mpi_type(dt), MPI_SUM,
 			   "the all-reduce of a tensor"))
 		return NULL;
 	return tg_record(&d->sum_op, y, 1, &x, NULL, 0);
@@ -507,14 +545,23 @@ tg_tensor *tg_dist_allreduce(tg_dist *d, tg_tensor *x)
 
 /* ---- gradient buckets ---------------------------------------------------------------- */
 
+/* The bucket's elements: the last's status and flags too. */
+static size_t bucket_count(const tg_dist *d, const bucket *b)
+{
+	return b->numel + (b == &d->buckets[d->nbuckets - 1] ? 1 + d->nparams : 0);
+}
+
+/* All of the bucket's pieces, of at most d->chunk elements each. */
 static int start_bucket(tg_dist *d, bucket *b)
 {
-	bool last = b == &d->buckets[d->nbuckets - 1];
-	int count = (int)(b->numel + (last ? 1 + d->nparams : 0));
-	int rc = MPI_Iallreduce(MPI_IN_PLACE, b->buf, count, mpi_type(b->dt), MPI_SUM, d->grads,
-			    &b->req);
-	if (rc != MPI_SUCCESS)
-		return mpi_fail(d, rc, "starting a gradient all-reduce");
+	size_t count = bucket_count(d, b), es = b->dt == TG_F64 ? 8 : 4, at = 0;
+	for (size_t k = 0; k < b->nreq; k++) {
+		int rc = MPI_Iallreduce(MPI_IN_PLACE, (char *)b->buf + at * es, piece(d, count, at),
+					mpi_type(b->dt), MPI_SUM, d->grads, &b->req[k]);
+		if (rc != MPI_SUCCESS)
+			return mpi_fail(d, rc, "starting a gradient all-reduce");
+		at += (size_t)piece(d, count, at);
+	}
 	d->st.bytes += (double)b->numel * (b->dt == TG_F64 ? 8 : 4);
 	return 0;
 }
@@ -551,8 +598,9 @@ static int start_ready(tg_dist *d, bool end)
 	 * progress thread) */
 	for (size_t i = 0; i < d->next; i++) {
 		int done;
-		if (d->buckets[i].req != MPI_REQUEST_NULL)
-			MPI_Test(&d->buckets[i].req, &done, MPI_STATUS_IGNORE);
+		for (size_t k = 0; k < d->buckets[i].nreq; k++)
+			if (d->buckets[i].req[k] != MPI_REQUEST_NULL)
+				MPI_Test(&d->buckets[i].req[k], &done, MPI_STATUS_IGNORE);
 	}
 	return 0;
 }
@@ -592,7 +640,7 @@ static int make_buckets(tg_dist *d, tg_tensor *const *p, size_t np)
 		if (!b || b->dt != tg_dtype_of(t) ||
 		    (b->numel + n) * es > d->opts.bucket_bytes) {
 			b = &d->buckets[d->nbuckets++];
-			*b = (bucket){ .first = k, .dt = tg_dtype_of(t), .req = MPI_REQUEST_NULL };
+			*b = (bucket){ .first = k, .dt = tg_dtype_of(t) };
 		}
 		d->params[k] = t;
 		d->slot[k] = (size_t)(b - d->buckets);
@@ -601,13 +649,17 @@ static int make_buckets(tg_dist *d, tg_tensor *const *p, size_t np)
 		b->count++;
 	}
 	if (d->nbuckets == 0) /* no parameters: one empty bucket carries the status */
-		d->buckets[d->nbuckets++] = (bucket){ .dt = TG_F64, .req = MPI_REQUEST_NULL };
+		d->buckets[d->nbuckets++] = (bucket){ .dt = TG_F64 };
 	for (size_t i = 0; i < d->nbuckets; i++) {
 		bucket *b = &d->buckets[i];
 		b->buf = calloc(b->numel + 1 + (i + 1 == d->nbuckets ? np : 0),
 				b->dt == TG_F64 ? 8 : 4);
-		if (!b->buf)
+		b->nreq = (bucket_count(d, b) + d->chunk - 1) / d->chunk;
+		b->req = malloc((b->nreq ? b->nreq : 1) * sizeof *b->req);
+		if (!b->buf || !b->req)
 			goto out_of_memory;
+		for (size_t k = 0; k < b->nreq; k++)
+			b->req[k] = MPI_REQUEST_NULL;
 	}
 	d->st.buckets = (int64_t)d->nbuckets;
 	return 0;
@@ -673,7 +725,7 @@ static int same_tensors(tg_dist *d, tg_tensor *const *all, size_t nt, size_t np)
 	}
 	for (size_t i = 0; i < nt; i++)
 		describe(all[i], ref + i * DESC);
-	if (nt > 0 && bcast_wait(d, ref, (int)(nt * DESC), MPI_INT64_T, 0, what))
+	if (nt > 0 && bcast_wait(d, ref, nt * DESC, MPI_INT64_T, 0, what))
 		goto out_free;
 	/* the first tensor that differs on some rank, and the lowest rank
 	 * where it does: (tensor, rank) ordered as tensor * size + rank */
@@ -858,8 +910,9 @@ int tg_dist_step_end(tg_dist *d, bool failed)
 	if (start_ready(d, true))
 		return -1;
 	for (size_t i = 0; i < d->nbuckets; i++)
-		if (wait_bounded(d, &d->buckets[i].req, "a gradient all-reduce"))
-			return -1;
+		for (size_t k = 0; k < d->buckets[i].nreq; k++)
+			if (wait_bounded(d, &d->buckets[i].req[k], "a gradient all-reduce"))
+				return -1;
 	bool any_failed = last->dt == TG_F64 ? *(double *)status != 0 : *(float *)status != 0;
 	double t_wait = now();
 	d->in_step = false;

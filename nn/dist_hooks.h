@@ -32,6 +32,11 @@ typedef struct tg_dist_hooks {
 			const char *const *names, size_t n);
 } tg_dist_hooks;
 
+/* At most elems (1 .. INT_MAX, the default) elements per MPI call; a
+ * larger transfer goes in pieces. Before tg_dist_attach; for tests, which
+ * cannot afford a tensor of 2^31 elements. */
+void tg_dist_set_chunk(tg_dist *d, size_t elems);
+
 /* d's table: the first member of every tg_dist. */
 static inline const tg_dist_hooks *tg_dist_hooks_of(const tg_dist *d)
 {

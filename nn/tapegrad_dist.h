@@ -116,7 +116,8 @@ TG_API int tg_dist_sync_buffers(tg_dist *d);
 
 /* The sum of x over the ranks, every rank's x of one shape; an op:
  * dx = the sum of dout over the ranks (each rank's loss depends on every
- * rank's x). step */
+ * rank's x). Any number of elements (MPI's int counts are passed in
+ * pieces). step */
 TG_API tg_tensor *tg_dist_allreduce(tg_dist *d, tg_tensor *x);
 /* v[0..n) summed over the ranks, in place. 0 ok, -1. */
 TG_API int tg_dist_sum(tg_dist *d, double *v, size_t n);

@@ -21,6 +21,7 @@
 #include "tapegrad_nn.h"
 #include "tapegrad_train.h"
 #include "tapegrad_io.h"
+#include "dist_hooks.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -255,6 +256,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	rank = tg_dist_rank(d);
+	/* --chunk K: every transfer in pieces of at most K elements, as one of
+	 * 2^31 or more goes (MPI's counts are int) */
+	for (int i = 1; i + 1 < argc; i++)
+		if (!strcmp(argv[i], "--chunk"))
+			tg_dist_set_chunk(d, (size_t)atoll(argv[i + 1]));
 	if (tg_dist_size(d) != 2) {
 		fprintf(stderr, "dist_ops: run with mpirun -np 2\n");
 		tg_dist_free(d);
@@ -266,6 +272,16 @@ int main(int argc, char **argv)
 	tg_dist_sum(d, v, 2);
 	check("tg_dist_sum [0] (0 + 1)", v[0], 1, 0);
 	check("tg_dist_sum [1] (10 + 20)", v[1], 30, 0);
+	double many[12], worst = 0; /* more than a --chunk */
+	for (int i = 0; i < 12; i++)
+		many[i] = rank * i + 1;
+	tg_dist_sum(d, many, 12);
+	for (int i = 0; i < 12; i++)
+		worst = fmax(worst, fabs(many[i] - (i + 2)));
+	check("tg_dist_sum of 12: max|v - (i + 2)|", worst, 0, 0);
+	tg_tensor *big = tg_keep(tg_full(ctx, TG_F64, 2, (int64_t[]){ 3, 4 }, 1.0 + rank));
+	tg_tensor *bigsum = tg_dist_allreduce(d, big);
+	check("tg_dist_allreduce of 12: element 11 (1 + 2)", tg_get(bigsum, 11), 3, 0);
 	check("tg_dist_agree(rank != 1)", tg_dist_agree(d, rank != 1), 0, 0);
 	check("tg_dist_agree(true)", tg_dist_agree(d, true), 1, 0);
 	tg_tensor *b = tg_keep(tg_full(ctx, TG_F32, 1, (int64_t[]){ 3 }, 5.0 + rank));
