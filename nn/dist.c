@@ -347,11 +347,128 @@ static int lowest_rank(tg_dist *d, bool bad, const char *what)
 	return who;
 }
 
+/* ---- the ranks' tensors alike ---------------------------------------------------------- */
+
+/* A tensor's dtype and shape as TG_MAX_DIMS + 2 numbers. */
+enum { DESC = TG_MAX_DIMS + 2 };
+
+static void describe(const tg_tensor *t, int64_t *v)
+{
+	v[0] = (int64_t)tg_dtype_of(t);
+	v[1] = tg_ndim(t);
+	for (int k = 0; k < TG_MAX_DIMS; k++)
+		v[2 + k] = k < tg_ndim(t) ? tg_shape(t)[k] : 0;
+}
+
+/* "f32 (16,4)" */
+static void say_desc(const int64_t *v, char *buf, size_t size)
+{
+	static const char *const names[] = { [TG_F32] = "f32", [TG_F64] = "f64", [TG_I32] = "i32",
+					     [TG_I64] = "i64" };
+	int len = snprintf(buf, size, "%s (", names[v[0]]);
+	for (int64_t k = 0; k < v[1] && k < TG_MAX_DIMS && len > 0 && (size_t)len < size; k++)
+		len += snprintf(buf + len, size - (size_t)len, "%s%lld", k ? "," : "",
+				(long long)v[2 + k]);
+	if (len > 0 && (size_t)len < size)
+		snprintf(buf + len, size - (size_t)len, ")");
+}
+
+/* Every rank's all[0..nt) are rank 0's tensors: as many, of its dtypes
+ * and shapes. Else every rank fails (TG_ESHAPE), naming the lowest rank
+ * that differs and the first tensor where it does: a broadcast of unequal
+ * tensors would truncate or, worse, fill a tensor in part and go on.
+ * model: all is tg_dist_attach's model, its np parameters first; else who
+ * is the call whose tensors they are. */
+static int same_tensors(tg_dist *d, const char *who_call, bool model, tg_tensor *const *all,
+			size_t nt, size_t np)
+{
+	const char *what = model ? "comparing the ranks' models" : "comparing the ranks' tensors";
+	int64_t count[2] = { (int64_t)nt, (int64_t)np }, mine[2] = { (int64_t)nt, (int64_t)np };
+	if (bcast_wait(d, count, 2, MPI_INT64_T, 0, what))
+		return -1;
+	int who = lowest_rank(d, count[0] != mine[0] || count[1] != mine[1], what);
+	if (who < 0)
+		return -1;
+	if (who < d->size) {
+		if (bcast_wait(d, mine, 2, MPI_INT64_T, who, what))
+			return -1;
+		if (!model)
+			tg_fail(d->ctx, TG_ESHAPE,
+				"%s: the ranks' calls differ: rank 0 passes %lld tensors, rank %d "
+				"%lld; every rank must pass rank 0's",
+				who_call, (long long)count[0], who, (long long)mine[0]);
+		else
+			tg_fail(d->ctx, TG_ESHAPE,
+				"tg_dist_attach: the ranks' models differ: rank 0's has %lld "
+				"tensors (%lld parameters), rank %d's %lld (%lld); every rank must "
+				"build the same model",
+				(long long)count[0], (long long)count[1], who, (long long)mine[0],
+				(long long)mine[1]);
+		told_all(d);
+		return -1;
+	}
+	int64_t *ref = malloc((nt ? nt : 1) * DESC * sizeof *ref);
+	if (!ref) {
+		tg_fail(d->ctx, TG_ENOMEM, "%s: out of memory", who_call);
+		return -1;
+	}
+	for (size_t i = 0; i < nt; i++)
+		describe(all[i], ref + i * DESC);
+	if (nt > 0 && bcast_wait(d, ref, nt * DESC, MPI_INT64_T, 0, what))
+		goto out_free;
+	/* the first tensor that differs on some rank, and the lowest rank
+	 * where it does: (tensor, rank) ordered as tensor * size + rank */
+	int64_t first = INT64_MAX, desc[DESC];
+	for (size_t i = 0; i < nt && first == INT64_MAX; i++) {
+		describe(all[i], desc);
+		if (memcmp(desc, ref + i * DESC, sizeof desc))
+			first = (int64_t)i * d->size + d->rank;
+	}
+	if (allreduce_wait(d, MPI_IN_PLACE, &first, 1, MPI_INT64_T, MPI_MIN, what))
+		goto out_free;
+	if (first != INT64_MAX) {
+		size_t i = (size_t)(first / d->size);
+		who = (int)(first % d->size);
+		describe(all[i], desc);
+		if (bcast_wait(d, desc, DESC, MPI_INT64_T, who, what))
+			goto out_free;
+		char a[128], b[128];
+		say_desc(ref + i * DESC, a, sizeof a);
+		say_desc(desc, b, sizeof b);
+		const char *name = tg_name(all[i]);
+		if (!model)
+			tg_fail(d->ctx, TG_ESHAPE,
+				"%s: the ranks' tensors differ: tensor %zu%s%s is %s on rank 0 but "
+				"%s on rank %d; every rank must pass rank 0's dtypes and shapes",
+				who_call, i, name ? " " : "", name ? name : "", a, b, who);
+		else
+			tg_fail(d->ctx, TG_ESHAPE,
+				"tg_dist_attach: the ranks' models differ: %s %zu%s%s is %s on "
+				"rank 0 but %s on rank %d; every rank must build the same model",
+				i < np ? "parameter" : "buffer", i < np ? i : i - np,
+				name ? " " : "", name ? name : "", a, b, who);
+		told_all(d);
+		goto out_free;
+	}
+	free(ref);
+	return 0;
+out_free:
+	free(ref);
+	return -1;
+}
+
 /* ---- broadcasts ------------------------------------------------------------------------ */
 
 int tg_dist_broadcast(tg_dist *d, tg_tensor *const *t, size_t n)
 {
 	if (!usable(d))
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (!t[i]) {
+			tg_fail(d->ctx, TG_ENULL, "tg_dist_broadcast: tensor %zu is NULL", i);
+			return -1;
+		}
+	if (same_tensors(d, "tg_dist_broadcast", false, t, n, n))
 		return -1;
 	for (size_t i = 0; i < n; i++) {
 		void *p = tg_data_mut(t[i]);
@@ -516,6 +633,34 @@ static tg_dist *dist_of_op(const tg_op *op)
 	return (tg_dist *)(void *)((char *)op - offsetof(tg_dist, sum_op));
 }
 
+/* A tensor all-reduce's header, all-reduced (MIN) before its data: x's
+ * dtype and shape and their negations, so that the minimum gives back
+ * every rank's own only when all agree; else the ranks' data would not
+ * fit each other's (MPI's truncation, or worse). -1 on every rank alike
+ * when they differ, naming the shapes. */
+enum { HEADER = 2 * DESC };
+
+static int header_check(tg_dist *d, tg_tensor *x)
+{
+	int64_t h[HEADER], mine[DESC];
+	describe(x, mine);
+	for (int k = 0; k < DESC; k++) {
+		h[k] = mine[k];
+		h[DESC + k] = -mine[k];
+	}
+	if (allreduce_wait(d, MPI_IN_PLACE, h, HEADER, MPI_INT64_T, MPI_MIN,
+			   "the all-reduce of a tensor"))
+		return -1;
+	bool same = true;
+	for (int k = 0; k < DESC; k++)
+		same = same && h[k] == mine[k] && -h[DESC + k] == mine[k];
+	if (same)
+		return 0;
+	/* rare: name rank 0's and the lowest rank that differs */
+	same_tensors(d, "tg_dist_allreduce", false, &x, 1, 1);
+	return -1;
+}
+
 static void allreduce_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_dist *d = dist_of_op(tg_node_op(n));
@@ -533,6 +678,8 @@ tg_tensor *tg_dist_allreduce(tg_dist *d, tg_tensor *x)
 	tg_dtype dt = tg_dtype_of(x);
 	if (dt != TG_F32 && dt != TG_F64)
 		return tg_fail(d->ctx, TG_EDTYPE, "tg_dist_allreduce: x is an index tensor");
+	if (header_check(d, x))
+		return NULL;
 	tg_tensor *y = tg_empty(d->ctx, dt, tg_ndim(x), tg_shape(x));
 	void *out = y ? tg_data_mut(y) : NULL;
 	if (!out)
@@ -669,99 +816,6 @@ out_of_memory:
 	return -1;
 }
 
-/* A tensor's dtype and shape as TG_MAX_DIMS + 2 numbers. */
-enum { DESC = TG_MAX_DIMS + 2 };
-
-static void describe(const tg_tensor *t, int64_t *v)
-{
-	v[0] = (int64_t)tg_dtype_of(t);
-	v[1] = tg_ndim(t);
-	for (int k = 0; k < TG_MAX_DIMS; k++)
-		v[2 + k] = k < tg_ndim(t) ? tg_shape(t)[k] : 0;
-}
-
-/* "f32 (16,4)" */
-static void say_desc(const int64_t *v, char *buf, size_t size)
-{
-	static const char *const names[] = { [TG_F32] = "f32", [TG_F64] = "f64", [TG_I32] = "i32",
-					     [TG_I64] = "i64" };
-	int len = snprintf(buf, size, "%s (", names[v[0]]);
-	for (int64_t k = 0; k < v[1] && k < TG_MAX_DIMS && len > 0 && (size_t)len < size; k++)
-		len += snprintf(buf + len, size - (size_t)len, "%s%lld", k ? "," : "",
-				(long long)v[2 + k]);
-	if (len > 0 && (size_t)len < size)
-		snprintf(buf + len, size - (size_t)len, ")");
-}
-
-/* Every rank's model has rank 0's tensors: as many, of its dtypes and
- * shapes. Else every rank fails, naming the lowest rank that differs and
- * the first tensor where it does: a broadcast of unequal tensors would
- * truncate or, worse, fill a tensor in part and go on. */
-static int same_tensors(tg_dist *d, tg_tensor *const *all, size_t nt, size_t np)
-{
-	const char *what = "comparing the ranks' models";
-	int64_t count[2] = { (int64_t)nt, (int64_t)np }, mine[2] = { (int64_t)nt, (int64_t)np };
-	if (bcast_wait(d, count, 2, MPI_INT64_T, 0, what))
-		return -1;
-	int who = lowest_rank(d, count[0] != mine[0] || count[1] != mine[1], what);
-	if (who < 0)
-		return -1;
-	if (who < d->size) {
-		if (bcast_wait(d, mine, 2, MPI_INT64_T, who, what))
-			return -1;
-		tg_fail(d->ctx, TG_ESHAPE,
-			"tg_dist_attach: the ranks' models differ: rank 0's has %lld tensors "
-			"(%lld parameters), rank %d's %lld (%lld); every rank must build the same "
-			"model",
-			(long long)count[0], (long long)count[1], who, (long long)mine[0],
-			(long long)mine[1]);
-		told_all(d);
-		return -1;
-	}
-	int64_t *ref = malloc((nt ? nt : 1) * DESC * sizeof *ref);
-	if (!ref) {
-		tg_fail(d->ctx, TG_ENOMEM, "tg_dist_attach: out of memory");
-		return -1;
-	}
-	for (size_t i = 0; i < nt; i++)
-		describe(all[i], ref + i * DESC);
-	if (nt > 0 && bcast_wait(d, ref, nt * DESC, MPI_INT64_T, 0, what))
-		goto out_free;
-	/* the first tensor that differs on some rank, and the lowest rank
-	 * where it does: (tensor, rank) ordered as tensor * size + rank */
-	int64_t first = INT64_MAX, desc[DESC];
-	for (size_t i = 0; i < nt && first == INT64_MAX; i++) {
-		describe(all[i], desc);
-		if (memcmp(desc, ref + i * DESC, sizeof desc))
-			first = (int64_t)i * d->size + d->rank;
-	}
-	if (allreduce_wait(d, MPI_IN_PLACE, &first, 1, MPI_INT64_T, MPI_MIN, what))
-		goto out_free;
-	if (first != INT64_MAX) {
-		size_t i = (size_t)(first / d->size);
-		who = (int)(first % d->size);
-		describe(all[i], desc);
-		if (bcast_wait(d, desc, DESC, MPI_INT64_T, who, what))
-			goto out_free;
-		char a[128], b[128];
-		say_desc(ref + i * DESC, a, sizeof a);
-		say_desc(desc, b, sizeof b);
-		const char *name = tg_name(all[i]);
-		tg_fail(d->ctx, TG_ESHAPE,
-			"tg_dist_attach: the ranks' models differ: %s %zu%s%s is %s on rank 0 "
-			"but %s on rank %d; every rank must build the same model",
-			i < np ? "parameter" : "buffer", i < np ? i : i - np, name ? " " : "",
-			name ? name : "", a, b, who);
-		told_all(d);
-		goto out_free;
-	}
-	free(ref);
-	return 0;
-out_free:
-	free(ref);
-	return -1;
-}
-
 int tg_dist_attach(tg_dist *d, tg_module *m)
 {
 	if (!usable(d))
@@ -782,7 +836,7 @@ int tg_dist_attach(tg_dist *d, tg_module *m)
 	}
 	tg_module_tensors(m, all, nt);
 	/* tg_module_tensors: the parameters first, then the state */
-	int rc = same_tensors(d, all, nt, np);
+	int rc = same_tensors(d, "tg_dist_attach", true, all, nt, np);
 	if (rc == 0)
 		rc = tg_dist_broadcast(d, all, nt);
 	if (rc == 0)

@@ -105,7 +105,8 @@ TG_API int tg_dist_attach(tg_dist *d, tg_module *m);
  * mode is unchanged. 0 ok, -1. */
 TG_API int tg_dist_sync_bn(tg_dist *d, tg_module *m);
 /* Rank 0's values of t[0..n) into every rank's (same shapes and dtypes).
- * 0 ok, -1. */
+ * 0 ok, -1; TG_ESHAPE on every rank when the ranks' n, dtypes or shapes
+ * differ, naming the first tensor and rank that do. */
 TG_API int tg_dist_broadcast(tg_dist *d, tg_tensor *const *t, size_t n);
 /* The attached model's buffers (tg_module_tensors that are not parameters)
  * from rank 0 to all: per-rank batch-norm statistics made equal before an
@@ -116,8 +117,9 @@ TG_API int tg_dist_sync_buffers(tg_dist *d);
 
 /* The sum of x over the ranks, every rank's x of one shape; an op:
  * dx = the sum of dout over the ranks (each rank's loss depends on every
- * rank's x). Any number of elements (MPI's int counts are passed in
- * pieces). step */
+ * rank's x). TG_ESHAPE on every rank when the ranks' dtypes or shapes
+ * differ, naming them. Any number of elements (MPI's int counts are
+ * passed in pieces). step */
 TG_API tg_tensor *tg_dist_allreduce(tg_dist *d, tg_tensor *x);
 /* v[0..n) summed over the ranks, in place. 0 ok, -1. */
 TG_API int tg_dist_sum(tg_dist *d, double *v, size_t n);

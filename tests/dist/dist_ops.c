@@ -121,6 +121,37 @@ static void failure_before_sync_bn(const tg_dist_opts *o)
 	tg_ctx_free(c);
 }
 
+/* tg_dist_broadcast and tg_dist_allreduce of tensors whose number, shapes
+ * or dtypes differ by rank: an error on every rank naming both, rather
+ * than MPI's truncation, and the ranks stay in step. */
+static void unequal_tensors(const tg_dist_opts *o)
+{
+	tg_ctx *c = tg_ctx_new(1);
+	tg_dist *d = tg_dist_new(c, NULL, NULL, o);
+	tg_tensor *t = tg_keep(tg_zeros(c, TG_F32, 1, (int64_t[]){ 3 + rank }));
+	check("tg_dist_broadcast of (3) and (4)", tg_dist_broadcast(d, &t, 1), -1, 0);
+	check("... names both", says(c, "tensor 0 is f32 (3) on rank 0 but f32 (4) on rank 1"), 1, 0);
+	tg_clear_error(c);
+	tg_tensor *two[2] = { t, t };
+	check("tg_dist_broadcast of 1 and 2 tensors", tg_dist_broadcast(d, two, 1 + (size_t)rank),
+	      -1, 0);
+	check("... names both", says(c, "rank 0 passes 1 tensors, rank 1 2"), 1, 0);
+	tg_clear_error(c);
+	tg_tensor *x = tg_zeros(c, rank ? TG_F64 : TG_F32, 2, (int64_t[]){ 2, 3 });
+	check("tg_dist_allreduce of f32 and f64", tg_dist_allreduce(d, x) == NULL, 1, 0);
+	check("... names both", says(c, "f32 (2,3) on rank 0 but f64 (2,3) on rank 1"), 1, 0);
+	tg_clear_error(c);
+	x = tg_zeros(c, TG_F64, 2, (int64_t[]){ 2, 3 - rank });
+	check("tg_dist_allreduce of (2,3) and (2,2)", tg_dist_allreduce(d, x) == NULL, 1, 0);
+	check("... names both", says(c, "f64 (2,3) on rank 0 but f64 (2,2) on rank 1"), 1, 0);
+	tg_clear_error(c);
+	double v = rank + 1;
+	tg_dist_sum(d, &v, 1);
+	check("... and a sum afterwards (1 + 2)", v, 3, 0);
+	tg_dist_free(d);
+	tg_ctx_free(c);
+}
+
 /* A parameter that only rank 1's forward uses (b of a 2-3 affine layer):
  * rank 0 gets the global batch's gradient for it as well, and both ranks'
  * SGD steps move it alike, to where one process of both rows moves it:
@@ -379,6 +410,7 @@ int main(int argc, char **argv)
 	unequal_models(&o);
 	unequal_runs(&o);
 	failure_before_sync_bn(&o);
+	unequal_tensors(&o);
 	parameter_used_on_one_rank(&o);
 	tg_mlp_free(net);
 	tg_mlp_free(one);
