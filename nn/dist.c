@@ -56,6 +56,7 @@ struct tg_dist {
 	MPI_Op rows_op;       /* rows_combine: the step's rows and failures */
 	char told[512];       /* the context's error when every rank learned of it */
 	int failed_rank;      /* this step's, found by a batch norm; size: none */
+	int64_t step_allreduces; /* tg_dist_allreduce calls in this step's forward */
 	tg_module *model;
 	tg_tensor **params;   /* (P) in bucket order: the last parameter first */
 	size_t *slot;         /* (P) each parameter's bucket */
@@ -633,41 +634,66 @@ static tg_dist *dist_of_op(const tg_op *op)
 	return (tg_dist *)(void *)((char *)op - offsetof(tg_dist, sum_op));
 }
 
-/* A tensor all-reduce's header, all-reduced (MIN) before its data: x's
- * dtype and shape and their negations, so that the minimum gives back
- * every rank's own only when all agree; else the ranks' data would not
- * fit each other's (MPI's truncation, or worse). -1 on every rank alike
- * when they differ, naming the shapes. */
-enum { HEADER = 2 * DESC };
+/* A tensor all-reduce's header, all-reduced (MIN) before its data: the
+ * lowest rank whose step failed (size: none), then x's dtype and shape
+ * and their negations, so that the minimum gives back every rank's own
+ * only when all agree; else the ranks' data would not fit each other's.
+ * A rank whose step fails after a forward that all-reduced sends one at
+ * its step's end (x NULL: no shape, INT64_MAX, which no minimum picks):
+ * the others, waiting in a backward all-reduce (synchronised batch
+ * norm), learn there which rank failed rather than waiting for it. -1
+ * when a rank failed or the shapes differ, on every rank alike. */
+enum { HEADER = 1 + 2 * DESC };
 
-static int header_check(tg_dist *d, tg_tensor *x)
+static int header_check(tg_dist *d, const tg_tensor *x, bool failed)
 {
 	int64_t h[HEADER], mine[DESC];
-	describe(x, mine);
+	h[0] = failed ? d->rank : d->size;
+	if (x)
+		describe(x, mine);
 	for (int k = 0; k < DESC; k++) {
-		h[k] = mine[k];
-		h[DESC + k] = -mine[k];
+		h[1 + k] = x ? mine[k] : INT64_MAX;
+		h[1 + DESC + k] = x ? -mine[k] : INT64_MAX;
 	}
 	if (allreduce_wait(d, MPI_IN_PLACE, h, HEADER, MPI_INT64_T, MPI_MIN,
 			   "the all-reduce of a tensor"))
 		return -1;
+	if (h[0] < d->size) {
+		d->failed_rank = (int)h[0];
+		if (!failed) {
+			tg_fail(d->ctx, TG_EIO, "tg_dist: rank %d failed in its backward pass; every "
+				"rank stops", d->failed_rank);
+			told_all(d);
+		}
+		return -1;
+	}
+	if (!x)
+		return 0;
 	bool same = true;
 	for (int k = 0; k < DESC; k++)
-		same = same && h[k] == mine[k] && -h[DESC + k] == mine[k];
+		same = same && h[1 + k] == mine[k] && -h[1 + DESC + k] == mine[k];
 	if (same)
 		return 0;
 	/* rare: name rank 0's and the lowest rank that differs */
-	same_tensors(d, "tg_dist_allreduce", false, &x, 1, 1);
+	tg_tensor *t = (tg_tensor *)x;
+	same_tensors(d, "tg_dist_allreduce", false, &t, 1, 1);
 	return -1;
 }
+
+static tg_tensor *allreduce(tg_dist *d, tg_tensor *x, bool backward);
 
 static void allreduce_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_dist *d = dist_of_op(tg_node_op(n));
-	tg_node_grad(n, 0, tg_dist_allreduce(d, dout));
+	tg_node_grad(n, 0, allreduce(d, dout, true));
 }
 
 tg_tensor *tg_dist_allreduce(tg_dist *d, tg_tensor *x)
+{
+	return allreduce(d, x, false);
+}
+
+static tg_tensor *allreduce(tg_dist *d, tg_tensor *x, bool backward)
 {
 	if (!x)
 		return NULL;
@@ -678,8 +704,10 @@ tg_tensor *tg_dist_allreduce(tg_dist *d, tg_tensor *x)
 	tg_dtype dt = tg_dtype_of(x);
 	if (dt != TG_F32 && dt != TG_F64)
 		return tg_fail(d->ctx, TG_EDTYPE, "tg_dist_allreduce: x is an index tensor");
-	if (header_check(d, x))
+	if (header_check(d, x, false))
 		return NULL;
+	if (d->in_step && !backward)
+		d->step_allreduces++;
 	tg_tensor *y = tg_empty(d->ctx, dt, tg_ndim(x), tg_shape(x));
 	void *out = y ? tg_data_mut(y) : NULL;
 	if (!out)
@@ -883,6 +911,7 @@ int tg_dist_step_begin(tg_dist *d)
 	d->next = 0;
 	d->guess = 0;
 	d->failed_rank = d->size;
+	d->step_allreduces = 0;
 	d->in_step = true;
 	return 0;
 }
@@ -941,6 +970,12 @@ int tg_dist_step_end(tg_dist *d, bool failed)
 		return -1;
 	double t = now();
 	d->t_backward_end = t;
+	/* a forward that all-reduced (synchronised batch norm) has a backward
+	 * that does too: a rank whose backward failed before it meets the
+	 * others there, with the rank that failed (header_check) */
+	if (d->in_step && d->step_allreduces > 0 && d->failed_rank == d->size &&
+	    header_check(d, NULL, failed) && d->broken)
+		return -1;
 	/* what the walk did not report (unused parameters, a walk that
 	 * stopped, or no overlap): packed now */
 	for (size_t i = 0; i < d->nparams; i++)
@@ -971,7 +1006,7 @@ int tg_dist_step_end(tg_dist *d, bool failed)
 	double t_wait = now();
 	d->in_step = false;
 	if (any_failed) { /* every rank knows it: the lowest that failed is named */
-		int who = failed ? d->rank : d->size;
+		int who = d->failed_rank < d->size ? d->failed_rank : failed ? d->rank : d->size;
 		if (allreduce_wait(d, MPI_IN_PLACE, &who, 1, MPI_INT, MPI_MIN,
 				   "naming the rank that failed"))
 			return -1;

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int fails;
 static int rank;
@@ -112,6 +113,50 @@ static void failure_before_sync_bn(const tg_dist_opts *o)
 	check("tg_dist_loss, rank 1 failed before batch norm", rc, -1, 0);
 	check("... names rank 1",
 	      says(c, rank == 1 ? "forward failed here" : "rank 1 failed in its forward"), 1, 0);
+	tg_clear_error(c);
+	double v = rank + 1;
+	tg_dist_sum(d, &v, 1);
+	check("... and a sum afterwards (1 + 2)", v, 3, 0);
+	tg_mlp_free(net);
+	tg_dist_free(d);
+	tg_ctx_free(c);
+}
+
+/* A backward that fails on rank 1 before it reaches a synchronised batch
+ * norm (whose backward all-reduces): rank 0, waiting there, learns that
+ * rank 1 failed at once, not after the timeout, and the ranks'
+ * collectives stay in step. */
+static void failure_before_sync_bn_backward(const tg_dist_opts *o)
+{
+	tg_ctx *c = tg_ctx_new(1);
+	tg_dist *d = tg_dist_new(c, NULL, NULL, o);
+	tg_mlp_opts mo = tg_mlp_defaults();
+	mo.dtype = TG_F64;
+	mo.batchnorm = true;
+	tg_mlp *net = tg_mlp_new(c, "4-8-3", &mo);
+	tg_module *m = tg_mlp_module(net);
+	if (tg_dist_attach(d, m) || tg_dist_sync_bn(d, m))
+		printf("rank %d: %s\n", rank, tg_error(c));
+	double xs[12], global, seed;
+	for (int i = 0; i < 12; i++)
+		xs[i] = cos(i + rank);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	tg_dist_step_begin(d);
+	tg_tensor *x = tg_from_f64(c, TG_F64, 2, (int64_t[]){ 3, 4 }, xs);
+	tg_tensor *loss = tg_cross_entropy(tg_forward(m, x), tg_labels(c, 3, (int32_t[]){ 0, 1, 2 }));
+	tg_dist_loss(d, loss ? tg_item(loss) : NAN, 3, !tg_ok(c), &global, &seed);
+	if (rank == 1)
+		tg_fail(c, TG_EARG, "rank 1's backward failed here");
+	else
+		tg_backward_ex(loss, tg_scalar(c, TG_F64, seed), 0);
+	int rc = tg_dist_step_end(d, !tg_ok(c));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	check("tg_dist_step_end, rank 1 failed before batch norm's backward", rc, -1, 0);
+	check("... names rank 1",
+	      says(c, rank == 1 ? "backward failed here" : "rank 1 failed in its backward"), 1, 0);
+	check("... at once (s, not the timeout)",
+	      (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec) < 5, 1, 0);
 	tg_clear_error(c);
 	double v = rank + 1;
 	tg_dist_sum(d, &v, 1);
@@ -410,6 +455,7 @@ int main(int argc, char **argv)
 	unequal_models(&o);
 	unequal_runs(&o);
 	failure_before_sync_bn(&o);
+	failure_before_sync_bn_backward(&o);
 	unequal_tensors(&o);
 	parameter_used_on_one_rank(&o);
 	tg_mlp_free(net);
