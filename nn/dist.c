@@ -57,6 +57,7 @@ struct tg_dist {
 	char told[512];       /* the context's error when every rank learned of it */
 	int failed_rank;      /* this step's, found by a batch norm; size: none */
 	int64_t step_allreduces; /* tg_dist_allreduce calls in this step's forward */
+	bool forward_done;    /* this step's tg_dist_loss has been */
 	tg_module *model;
 	tg_tensor **params;   /* (P) in bucket order: the last parameter first */
 	size_t *slot;         /* (P) each parameter's bucket */
@@ -639,9 +640,10 @@ static tg_dist *dist_of_op(const tg_op *op)
  * and their negations, so that the minimum gives back every rank's own
  * only when all agree; else the ranks' data would not fit each other's.
  * A rank whose step fails after a forward that all-reduced sends one at
- * its step's end (x NULL: no shape, INT64_MAX, which no minimum picks):
- * the others, waiting in a backward all-reduce (synchronised batch
- * norm), learn there which rank failed rather than waiting for it. -1
+ * its step's end, and one in place of an all-reduce whose x failed (x
+ * NULL: no shape, INT64_MAX, which no minimum picks): the others, waiting
+ * in an all-reduce (synchronised batch norm), learn there which rank
+ * failed rather than waiting for it. -1
  * when a rank failed or the shapes differ, on every rank alike. */
 enum { HEADER = 1 + 2 * DESC };
 
@@ -661,8 +663,8 @@ static int header_check(tg_dist *d, const tg_tensor *x, bool failed)
 	if (h[0] < d->size) {
 		d->failed_rank = (int)h[0];
 		if (!failed) {
-			tg_fail(d->ctx, TG_EIO, "tg_dist: rank %d failed in its backward pass; every "
-				"rank stops", d->failed_rank);
+			tg_fail(d->ctx, TG_EIO, "tg_dist: rank %d failed in its %s pass; every rank "
+				"stops", d->failed_rank, d->forward_done ? "backward" : "forward");
 			told_all(d);
 		}
 		return -1;
@@ -695,6 +697,11 @@ tg_tensor *tg_dist_allreduce(tg_dist *d, tg_tensor *x)
 
 static tg_tensor *allreduce(tg_dist *d, tg_tensor *x, bool backward)
 {
+	/* x failed here inside a step (the op that made it): the others wait
+	 * in this all-reduce's header, so they learn of it there, and every
+	 * rank's tg_dist_loss or tg_dist_step_end then knows the rank */
+	if (!x && d && !d->broken && d->in_step && !backward && d->failed_rank == d->size)
+		header_check(d, NULL, true);
 	if (!x)
 		return NULL;
 	if (!d)
@@ -912,6 +919,7 @@ int tg_dist_step_begin(tg_dist *d)
 	d->guess = 0;
 	d->failed_rank = d->size;
 	d->step_allreduces = 0;
+	d->forward_done = false;
 	d->in_step = true;
 	return 0;
 }
@@ -942,6 +950,7 @@ int tg_dist_loss(tg_dist *d, double loss, int64_t n, bool failed, double *global
 	if (allreduce_wait(d, MPI_IN_PLACE, &sum, 1, MPI_DOUBLE, MPI_SUM, "the loss's all-reduce"))
 		return -1;
 	*global = sum / (double)v.rows;
+	d->forward_done = true;
 	d->seed = (double)n / (double)v.rows;
 	*seed = d->seed;
 	return 0;

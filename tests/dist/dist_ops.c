@@ -166,6 +166,38 @@ static void failure_before_sync_bn_backward(const tg_dist_opts *o)
 	tg_ctx_free(c);
 }
 
+/* Inside a step's forward, rank 1's input to an all-reduce failed (NULL,
+ * as when an op before it fails there alone): rank 0, waiting in the
+ * all-reduce, learns that rank 1 failed, and tg_dist_loss stops both,
+ * naming rank 1, with the ranks' collectives in step. */
+static void failure_at_allreduce(const tg_dist_opts *o)
+{
+	tg_ctx *c = tg_ctx_new(1);
+	tg_dist *d = tg_dist_new(c, NULL, NULL, o);
+	tg_mlp_opts mo = tg_mlp_defaults();
+	tg_mlp *net = tg_mlp_new(c, "2-2", &mo);
+	if (tg_dist_attach(d, tg_mlp_module(net)))
+		printf("rank %d: %s\n", rank, tg_error(c));
+	tg_dist_step_begin(d);
+	tg_tensor *x = tg_zeros(c, TG_F64, 1, (int64_t[]){ 3 });
+	if (rank == 1)
+		tg_fail(c, TG_EARG, "rank 1's forward failed here");
+	check("tg_dist_allreduce, rank 1's x failed", tg_dist_allreduce(d, rank ? NULL : x) == NULL,
+	      1, 0);
+	double global, seed;
+	int rc = tg_dist_loss(d, 1.0, 3, !tg_ok(c), &global, &seed);
+	check("... tg_dist_loss", rc, -1, 0);
+	check("... names rank 1",
+	      says(c, rank == 1 ? "forward failed here" : "rank 1 failed in its forward"), 1, 0);
+	tg_clear_error(c);
+	double v = rank + 1;
+	tg_dist_sum(d, &v, 1);
+	check("... and a sum afterwards (1 + 2)", v, 3, 0);
+	tg_mlp_free(net);
+	tg_dist_free(d);
+	tg_ctx_free(c);
+}
+
 /* tg_dist_broadcast and tg_dist_allreduce of tensors whose number, shapes
  * or dtypes differ by rank: an error on every rank naming both, rather
  * than MPI's truncation, and the ranks stay in step. */
@@ -456,6 +488,7 @@ int main(int argc, char **argv)
 	unequal_runs(&o);
 	failure_before_sync_bn(&o);
 	failure_before_sync_bn_backward(&o);
+	failure_at_allreduce(&o);
 	unequal_tensors(&o);
 	parameter_used_on_one_rank(&o);
 	tg_mlp_free(net);
