@@ -301,9 +301,10 @@ tg_tensor *tg_scalar(tg_ctx *ctx, tg_dtype dt, double value)
 tg_tensor *tg_from_f64(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape,
 		       const double *values)
 {
-	if (ctx && !values)
-		return tg_fail(ctx, TG_ENULL, "tg_from_f64: values is NULL");
+	/* the shape first: a bad one is named even when values is NULL too */
 	tg_tensor *t = tg_tensor_new(ctx, "tg_from_f64", dt, ndim, shape);
+	if (t && !values)
+		return tg_fail(ctx, TG_ENULL, "tg_from_f64: values is NULL");
 	if (!t)
 		return NULL;
 	if (!tg_dtype_is_float(dt)) {
@@ -325,9 +326,10 @@ tg_tensor *tg_from_f64(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape,
 tg_tensor *tg_from_f32(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape,
 		       const float *values)
 {
-	if (ctx && !values)
-		return tg_fail(ctx, TG_ENULL, "tg_from_f32: values is NULL");
+	/* the shape first: a bad one is named even when values is NULL too */
 	tg_tensor *t = tg_tensor_new(ctx, "tg_from_f32", dt, ndim, shape);
+	if (t && !values)
+		return tg_fail(ctx, TG_ENULL, "tg_from_f32: values is NULL");
 	if (!t)
 		return NULL;
 	if (!tg_dtype_is_float(dt)) {
@@ -348,9 +350,10 @@ tg_tensor *tg_from_f32(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape,
 
 tg_tensor *tg_from_i32(tg_ctx *ctx, int ndim, const int64_t *shape, const int32_t *values)
 {
-	if (ctx && !values)
-		return tg_fail(ctx, TG_ENULL, "tg_from_i32: values is NULL");
+	/* the shape first: a bad one is named even when values is NULL too */
 	tg_tensor *t = tg_tensor_new(ctx, "tg_from_i32", TG_I32, ndim, shape);
+	if (t && !values)
+		return tg_fail(ctx, TG_ENULL, "tg_from_i32: values is NULL");
 	if (t)
 		memcpy(t->data, values, t->numel * sizeof *values);
 	return t;
@@ -358,9 +361,10 @@ tg_tensor *tg_from_i32(tg_ctx *ctx, int ndim, const int64_t *shape, const int32_
 
 tg_tensor *tg_from_i64(tg_ctx *ctx, int ndim, const int64_t *shape, const int64_t *values)
 {
-	if (ctx && !values)
-		return tg_fail(ctx, TG_ENULL, "tg_from_i64: values is NULL");
+	/* the shape first: a bad one is named even when values is NULL too */
 	tg_tensor *t = tg_tensor_new(ctx, "tg_from_i64", TG_I64, ndim, shape);
+	if (t && !values)
+		return tg_fail(ctx, TG_ENULL, "tg_from_i64: values is NULL");
 	if (t)
 		memcpy(t->data, values, t->numel * sizeof *values);
 	return t;

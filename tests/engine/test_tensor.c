@@ -146,6 +146,22 @@ static void bad_shapes_are_errors_that_name_the_shape(void **state)
 	assert_null(tg_from_f64(ctx, TG_F64, SHAPE(2), NULL));
 	assert_error(ctx, TG_ENULL, "values is NULL");
 	tg_clear_error(ctx);
+	/* a bad shape is named before the missing values */
+	assert_null(tg_from_f64(ctx, TG_F64, SHAPE(0), NULL));
+	assert_error(ctx, TG_ESHAPE, "tg_from_f64: shape (0,): dimension 0 is 0");
+	tg_clear_error(ctx);
+	assert_null(tg_from_f32(ctx, TG_F32, SHAPE(2, 0), NULL));
+	assert_error(ctx, TG_ESHAPE, "tg_from_f32: shape (2,0): dimension 1 is 0");
+	tg_clear_error(ctx);
+	assert_null(tg_from_i32(ctx, SHAPE(0), NULL));
+	assert_error(ctx, TG_ESHAPE, "tg_from_i32: shape (0,): dimension 0 is 0");
+	tg_clear_error(ctx);
+	assert_null(tg_from_i64(ctx, SHAPE(-1), NULL));
+	assert_error(ctx, TG_ESHAPE, "tg_from_i64: shape (-1,): dimension 0 is -1");
+	tg_clear_error(ctx);
+	assert_null(tg_from_i64(ctx, SHAPE(2), NULL));
+	assert_error(ctx, TG_ENULL, "tg_from_i64: values is NULL");
+	tg_clear_error(ctx);
 	assert_true(isnan(tg_item(tg_zeros(ctx, TG_F64, SHAPE(2)))));
 	assert_error(ctx, TG_ESHAPE, "tg_item: shape (2,) has 2 elements, not 1");
 	tg_clear_error(ctx);

@@ -496,7 +496,7 @@ static tg_tensor *leaf_index(vm *v, tg_dtype dt, int nd, int64_t *shape, uint64_
 		for (size_t i = 0; i < cap; i++)
 			d[i] = vals[i % 16];
 		*who = "tg_from_i64";
-		*predicted = pass_null ? TG_ENULL : n ? TG_OK : TG_ESHAPE;
+		*predicted = !n ? TG_ESHAPE : pass_null ? TG_ENULL : TG_OK; /* shape first */
 		t = tg_from_i64(v->ctx, nd, shape, pass_null ? NULL : d);
 		free(d);
 		return t;
@@ -517,7 +517,7 @@ static tg_tensor *leaf_index(vm *v, tg_dtype dt, int nd, int64_t *shape, uint64_
 		t = tg_labels(v->ctx, m, pass_null ? NULL : d);
 	} else {
 		*who = "tg_from_i32";
-		*predicted = pass_null ? TG_ENULL : n ? TG_OK : TG_ESHAPE;
+		*predicted = !n ? TG_ESHAPE : pass_null ? TG_ENULL : TG_OK; /* shape first */
 		t = tg_from_i32(v->ctx, nd, shape, pass_null ? NULL : d);
 	}
 	free(d);
@@ -577,7 +577,8 @@ static void op_leaf(vm *v)
 			if (!holds(dt, x))
 				predicted = TG_EARG;
 		}
-		if (pass_null)
+		/* a bad shape or dtype is named first; a NULL before the values */
+		if (pass_null && (predicted == TG_OK || predicted == TG_EARG))
 			predicted = TG_ENULL;
 		if (how == 3) {
 			double *d = malloc(len * sizeof *d);
