@@ -206,7 +206,8 @@ TG_API tg_tensor *tg_keep(tg_tensor *t);                         /* ctx */
 /* A step copy of t's values with no history. */
 TG_API tg_tensor *tg_detach(tg_tensor *t);                       /* step */
 TG_API tg_tensor *tg_set_requires_grad(tg_tensor *t, bool on);   /* returns t */
-TG_API tg_tensor *tg_set_name(tg_tensor *t, const char *name);   /* copied */
+/* name is copied; NULL or "" clears it (tg_name then gives NULL). Returns t. */
+TG_API tg_tensor *tg_set_name(tg_tensor *t, const char *name);
 /* Whether an optimizer's weight decay applies to t: a property the module
  * that makes a parameter sets on it (weights yes; biases and norms' scales
  * and shifts no). Off unless set. Returns t. */

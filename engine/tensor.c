@@ -538,7 +538,7 @@ tg_tensor *tg_set_name(tg_tensor *t, const char *name)
 	tg_ctx *ctx = arg_ctx("tg_set_name", t);
 	if (!ctx)
 		return NULL;
-	size_t n = name ? strlen(name) + 1 : 0;
+	size_t n = name && *name ? strlen(name) + 1 : 0;  /* "" is no name */
 	char *copy = NULL;
 	if (n) {
 		copy = t->persistent ? tg_ctx_alloc(ctx, n) : tg_arena_alloc(ctx, n);

@@ -201,6 +201,8 @@ static void names_are_copied(void **state)
 	assert_string_equal(tg_name(w), "fc1.W");
 	tg_set_name(w, "renamed");
 	assert_string_equal(tg_name(w), "renamed");
+	tg_set_name(w, "");
+	assert_null(tg_name(w));
 	tg_ctx_free(ctx);
 }
 

@@ -1867,7 +1867,9 @@ static void op_access(vm *v)
 		bool null = bit(r);
 		tg_tensor *t = tg_set_name(x, null ? NULL : name);
 		if (t)
-			require(null ? !tg_name(t) : !strcmp(tg_name(t), name), "tg_set_name");
+			/* NULL or "" clears the name */
+			require(null || !n ? !tg_name(t) : !strcmp(tg_name(t), name),
+				"tg_set_name");
 		break;
 	}
 	case 8: {

@@ -201,6 +201,23 @@ static void apple_graph_shows_values_gradients_and_op_names(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* "" is no name: the box reads "mul", not " = mul", the leaf "leaf" */
+static void an_empty_name_is_no_name(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *x = named_param(ctx, "", 3);
+	tg_tensor *y = tg_set_name(tg_mul(x, x), "");
+	assert_null(tg_name(y));
+	assert_int_equal(tg_backward(y), 0);
+	dot *g = graph_of(y);
+	assert_int_equal(count(g->text, "label=\"mul\""), 1);
+	assert_int_equal(count(g->text, " = "), 0);
+	assert_int_equal(count(g->text, "label=\"leaf\""), 1);
+	dot_free(g);
+	tg_ctx_free(ctx);
+}
+
 /* seed 001: (apple 100 * 2 + orange 150 * 3) * tax 1.1 = 715, every edge with
  * the share its consumer sends back */
 static void apple_orange_edges_carry_their_own_gradients(void **state)
@@ -701,6 +718,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(apple_graph_shows_values_gradients_and_op_names),
 		cmocka_unit_test(apple_orange_edges_carry_their_own_gradients),
+		cmocka_unit_test(an_empty_name_is_no_name),
 		cmocka_unit_test(a_tensor_used_twice_has_one_share_per_edge),
 		cmocka_unit_test(a_broadcast_input_gets_its_gradient_in_its_own_shape),
 		cmocka_unit_test(ops_show_their_constants),
