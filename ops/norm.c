@@ -20,6 +20,28 @@
 #include <string.h>
 
 /* ---- the kernels ------------------------------------------------------------------ */
+/* 1 / sqrt(var + eps) of the n values X[i * stride] (f64 or f32), whose mean
+ * is mean, when their plain sum of squares overflows (f64 values of 1e154
+ * and more): the variance of x s, s = 2^-k so that |x| s < 1, scaled back.
+ * Taken only then, so that the common path keeps its speed and its bits. */
+static TG_SLOW double scaled_inv_std(const void *X, bool f64, size_t n, size_t stride,
+				     double mean, double eps)
+{
+	const double *xd = X;
+	const float *xf = X;
+	double m = 0;
+	for (size_t i = 0; i < n; i++)
+		m = fmax(m, fabs(f64 ? xd[i * stride] : xf[i * stride]));
+	if (!isfinite(m) || m == 0)
+		return NAN;
+	double s = ldexp(1, -(ilogb(m) + 1)), ms = mean * s, acc = 0;
+	for (size_t i = 0; i < n; i++) {
+		double c = (f64 ? xd[i * stride] : xf[i * stride]) * s - ms;
+		acc += c * c;
+	}
+	return s / sqrt(acc / (double)n + eps * s * s);
+}
+
 /* The statistics of x are kept in its dtype, mean (D) then inv_std (D), so
  * that every pass computes xhat = (x - mean) * inv_std to the same bits. */
 
@@ -45,7 +67,9 @@
 		for (size_t j = 0; j < d; j++) {                                        \
 			double v = acc[j] / (double)n;                                  \
 			var[j] = (T)v;                                                  \
-			inv_std[j] = (T)(1 / sqrt(v + eps));                            \
+			inv_std[j] = (T)(isinf(v) ? scaled_inv_std(X + j, sizeof(T) == 8, \
+								   n, d, mean[j], eps) \
+						  : 1 / sqrt(v + eps));                 \
 		}                                                                       \
 	}                                                                               \
                                                                                         \
@@ -138,14 +162,71 @@ static bool shapes_ok(tg_ctx *ctx, const char *who, const tg_tensor *x, int ncol
 
 /* ---- the statistics with history, for recorded rules ------------------------------------ */
 
+/* Whether any value of t is infinite. */
+static bool any_inf(const tg_tensor *t)
+{
+	for (size_t i = 0; i < t->numel; i++)
+		if (isinf(t->dtype == TG_F64 ? ((const double *)t->data)[i]
+					    : ((const float *)t->data)[i]))
+			return true;
+	return false;
+}
+
+/* normalized_along once var, the plain variance, has overflowed somewhere:
+ * each group of x (a column for axis 0, else a row) whose variance is
+ * infinite is scaled by s = 2^-k so that |x| s < 1, the others by 1 (to
+ * the same bits as the plain way); xhat = (xs - mean(xs)) r with
+ * r = 1 / sqrt(var(xs) + eps s^2), and inv_std = r s. */
+static TG_SLOW tg_tensor *normalized_scaled(tg_tensor *x, int axis, bool keep, double eps,
+					    const tg_tensor *var, tg_tensor **inv_std)
+{
+	tg_tensor *s = tg_empty(x->ctx, x->dtype, var->ndim, var->shape);
+	if (!s)
+		return *inv_std = NULL;
+	size_t d = (size_t)x->shape[x->ndim - 1], groups = var->numel;
+	size_t len = axis == 0 ? (size_t)x->shape[0] : d, stride = axis == 0 ? d : 1;
+	bool f64 = x->dtype == TG_F64;
+	for (size_t g = 0; g < groups; g++) {
+		double v = f64 ? ((const double *)var->data)[g] : ((const float *)var->data)[g];
+		size_t base = axis == 0 ? g : g * d;
+		double m = 0;
+		for (size_t i = 0; isinf(v) && i < len; i++) {
+			size_t at = base + i * stride;
+			m = fmax(m, fabs(f64 ? ((const double *)x->data)[at]
+					     : ((const float *)x->data)[at]));
+		}
+		double sg = m > 0 && isfinite(m) ? ldexp(1, -(ilogb(m) + 1)) : 1;
+		if (f64)
+			((double *)s->data)[g] = sg;
+		else
+			((float *)s->data)[g] = (float)sg;
+	}
+	tg_tensor *xs = tg_mul(x, s);
+	tg_tensor *xc = tg_sub(xs, tg_mean_axis(xs, axis, keep));
+	tg_tensor *vs = tg_mean_axis(tg_mul(xc, xc), axis, keep);
+	tg_tensor *r = tg_pow(tg_add(vs, tg_mul_scalar(tg_mul(s, s), eps)), -0.5);
+	*inv_std = tg_mul(r, s);
+	return tg_mul(xc, r);
+}
+
+/* xhat = (x - mean) * inv_std along axis made of ops, so that it carries
+ * x's history; *inv_std likewise, the statistics' shape. */
+static tg_tensor *normalized_along(tg_tensor *x, int axis, bool keep, double eps,
+				   tg_tensor **inv_std)
+{
+	tg_tensor *xc = tg_sub(x, tg_mean_axis(x, axis, keep));
+	tg_tensor *var = tg_mean_axis(tg_mul(xc, xc), axis, keep);
+	if (var && __builtin_expect(any_inf(var), 0))
+		return normalized_scaled(x, axis, keep, eps, var, inv_std);
+	*inv_std = tg_pow(tg_add_scalar(var, eps), -0.5);
+	return tg_mul(xc, *inv_std);
+}
+
 /* xhat = (x - mean) * inv_std made of ops, so that it carries x's history;
  * *inv_std (D) = 1 / sqrt(var + eps) likewise. */
 static tg_tensor *normalized(tg_tensor *x, double eps, tg_tensor **inv_std)
 {
-	tg_tensor *xc = tg_sub(x, tg_mean_axis(x, 0, false));
-	tg_tensor *var = tg_mean_axis(tg_mul(xc, xc), 0, false);
-	*inv_std = tg_pow(tg_add_scalar(var, eps), -0.5);
-	return tg_mul(xc, *inv_std);
+	return normalized_along(x, 0, false, eps, inv_std);
 }
 
 static tg_tensor *column_sum(tg_tensor *x) { return tg_sum_axis(x, 0, false); }
@@ -365,7 +446,10 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 				double c = X[j] - mean[i];                              \
 				v[j % 8] += c * c;                                      \
 			}                                                               \
-			inv_std[i] = (T)(1 / sqrt(tg_sum_lanes(v) / (double)d + eps));  \
+			double var = tg_sum_lanes(v) / (double)d;                       \
+			inv_std[i] = (T)(isinf(var) ? scaled_inv_std(X, sizeof(T) == 8, d, 1, \
+								     mean[i], eps)      \
+						    : 1 / sqrt(var + eps));             \
 		}                                                                       \
 	}                                                                               \
                                                                                         \
@@ -483,10 +567,7 @@ static void *row_statistics(tg_ctx *ctx, const tg_tensor *x, double eps)
  * carries x's history; *inv_std (..., 1) likewise. */
 static tg_tensor *normalized_rows(tg_tensor *x, double eps, tg_tensor **inv_std)
 {
-	tg_tensor *xc = tg_sub(x, tg_mean_axis(x, -1, true));
-	tg_tensor *var = tg_mean_axis(tg_mul(xc, xc), -1, true);
-	*inv_std = tg_pow(tg_add_scalar(var, eps), -0.5);
-	return tg_mul(xc, *inv_std);
+	return normalized_along(x, -1, true, eps, inv_std);
 }
 
 static tg_tensor *row_sum(tg_tensor *x) { return tg_sum_axis(x, -1, true); }

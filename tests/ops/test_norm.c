@@ -432,6 +432,90 @@ static void layer_norm_backward_is_the_gradient_for_x(void **state)
 /* Rows 1 2 3 6 (mean 3, biased var 3.5), -4 -1 1 4 (mean 0, var 8.5) and
  * 3 3 3 3 (var 0); eps 0.5 makes sqrt(var + eps) 2 and 3: xhat = -1 -0.5 0
  * 1.5, -4/3 -1/3 1/3 4/3 and 0. */
+/* f(x) of shape (r,c) with gamma (c) and beta (c), and for the loss
+ * sum(f(x) w): y, dx, dgamma, then hg = d sum(dx v) / dgamma, a second
+ * order that goes through the statistics made of ops. */
+static void norm_grads(norm_fn f, tg_dtype dt, int64_t r, int64_t c, const double *xv,
+		       double eps, double *y, double *dx, double *dg, double *hg)
+{
+	tg_ctx *ctx = tg_ctx_new(1);
+	const double gv[4] = { 1.5, -0.5, 2, 1 }, bv[4] = { 0.1, 0.2, 0.3, 0.4 };
+	const double wv[12] = { 0.3, -1, 2, 0.7, 1.1, -0.4, 0.2, 0.9, -0.6, 0.5, 1.3, -2 };
+	const double vv[12] = { 0.1, 0.2, -0.3, 0.4, -0.5, 0.6, 0.7, -0.8, 0.9, 1, -1.1, 1.2 };
+	tg_tensor *x = tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(r, c), xv), true);
+	tg_tensor *g = tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(c), gv), true);
+	tg_tensor *b = tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(c), bv), true);
+	tg_tensor *out = f(x, g, b, eps);
+	tg_tensor *loss = tg_sum(tg_mul(out, tg_from_f64(ctx, dt, SHAPE(r, c), wv)));
+	tg_tensor *in[3] = { x, g, b }, *gr[3];
+	assert_int_equal(tg_grad_of(1, &loss, NULL, 3, in, gr, TG_CREATE_GRAPH), 0);
+	tg_tensor *s = tg_sum(tg_mul(gr[0], tg_from_f64(ctx, dt, SHAPE(r, c), vv)));
+	tg_tensor *h;
+	assert_int_equal(tg_grad_of(1, &s, NULL, 1, &g, &h, 0), 0);
+	assert_ctx_ok(ctx);
+	size_t n = (size_t)(r * c);
+	assert_int_equal(tg_copy_to_f64(out, y, n), 0);
+	assert_int_equal(tg_copy_to_f64(gr[0], dx, n), 0);
+	assert_int_equal(tg_copy_to_f64(gr[1], dg, (size_t)c), 0);
+	assert_int_equal(tg_copy_to_f64(h, hg, (size_t)c), 0);
+	tg_ctx_free(ctx);
+}
+
+/* a within tol of b relative to the largest |b| of its group (a column
+ * for batch norm, a row for layer norm) of the (r,c) arrays */
+static void assert_rel(const double *a, const double *b, int64_t r, int64_t c, bool columns,
+		       double tol)
+{
+	for (int64_t i = 0; i < r * c; i++) {
+		double m = 0;
+		for (int64_t k = 0; k < (columns ? r : c); k++)
+			m = fmax(m, fabs(b[columns ? k * c + i % c : i / c * c + k]));
+		if (!(fabs(a[i] - b[i]) <= tol * m))
+			fail_msg("element %lld: %.17g, expected %.17g", (long long)i, a[i], b[i]);
+	}
+}
+
+/* Values whose squares overflow (f64 from 1e154, f32 from 1e19) have a
+ * variance the plain sums cannot hold: the statistics are those of x
+ * scaled by a power of two, so that y, dx and the second order are x's
+ * at a small scale, scaled back (and not beta with a zero gradient). */
+static void huge_values_normalise_as_at_a_small_scale(void **state)
+{
+	(void)state;
+	const double big[12] = { 1e308, -1e308, 3e307, -5e306, 3e160, -1e160,
+				 2e159, 7e160, 1e200, -3e199, 5e200, 2e199 };
+	const double k = 1000; /* big 2^-k: no overflow, still normal doubles */
+	double small[12];
+	for (int i = 0; i < 12; i++)
+		small[i] = ldexp(big[i], -(int)k);
+	double y[12], dx[12], dg[4], hg[4], ry[12], rdx[12], rdg[4], rhg[4];
+	for (int bn = 0; bn <= 1; bn++) {
+		norm_fn f = bn ? fused : tg_layer_norm;
+		int64_t r = bn ? 4 : 3, c = bn ? 3 : 4;
+		norm_grads(f, TG_F64, r, c, big, 1e-5, y, dx, dg, hg);
+		/* eps is as negligible against var there as 1e-5 is here */
+		norm_grads(f, TG_F64, r, c, small, 1e-300, ry, rdx, rdg, rhg);
+		for (int i = 0; i < 12; i++)
+			dx[i] = ldexp(dx[i], (int)k);
+		for (int j = 0; j < c; j++)
+			hg[j] = ldexp(hg[j], (int)k);
+		assert_rel(y, ry, r, c, bn, 1e-13);
+		assert_rel(dx, rdx, r, c, bn, 1e-12);
+		assert_rel(dg, rdg, 1, c, false, 1e-13);
+		assert_rel(hg, rhg, 1, c, false, 1e-12);
+		/* f32 whose squares overflow, the recorded statistics too,
+		 * against f64 that holds them */
+		const double mid[12] = { 1e30, -1e30, 3e29, -5e28, 3e25, -1e25,
+					 2e24, 7e25, 1, -3, 5, 2 };
+		norm_grads(f, TG_F32, r, c, mid, 1e-5, y, dx, dg, hg);
+		norm_grads(f, TG_F64, r, c, mid, 1e-5, ry, rdx, rdg, rhg);
+		assert_rel(y, ry, r, c, bn, 1e-5);
+		assert_rel(dx, rdx, r, c, bn, 1e-5);
+		assert_rel(dg, rdg, 1, c, false, 1e-5);
+		assert_rel(hg, rhg, 1, c, false, 1e-5);
+	}
+}
+
 static void layer_norm_gives_hand_computed_values(void **state)
 {
 	(void)state;
@@ -559,6 +643,7 @@ int main(void)
 		cmocka_unit_test(layer_norm_matches_its_composition_of_ops_to_1e12),
 		cmocka_unit_test(layer_norm_backward_is_the_gradient_for_x),
 		cmocka_unit_test(layer_norm_gives_hand_computed_values),
+		cmocka_unit_test(huge_values_normalise_as_at_a_small_scale),
 		cmocka_unit_test(f32_layer_norm_agrees_with_f64),
 		cmocka_unit_test(layer_norm_rejects_bad_shapes_dtypes_eps_and_nulls),
 	 };
