@@ -42,6 +42,25 @@ static TG_SLOW double scaled_inv_std(const void *X, bool f64, size_t n, size_t s
 	return s / sqrt(acc / (double)n + eps * s * s);
 }
 
+/* The mean of the n values X[i * stride] (f64 or f32) when their plain sum
+ * overflows (f64 values near the largest double): the mean of x s, s = 2^-k
+ * so that |x| s < 1, scaled back; sum / n (the overflow) for values that are
+ * not finite. Taken only then, as scaled_inv_std. */
+static TG_SLOW double scaled_mean(const void *X, bool f64, size_t n, size_t stride, double sum)
+{
+	const double *xd = X;
+	const float *xf = X;
+	double m = 0;
+	for (size_t i = 0; i < n; i++)
+		m = fmax(m, fabs(f64 ? xd[i * stride] : xf[i * stride]));
+	if (!isfinite(m) || m == 0)
+		return sum / (double)n;
+	double s = ldexp(1, -(ilogb(m) + 1)), acc = 0;
+	for (size_t i = 0; i < n; i++)
+		acc += (f64 ? xd[i * stride] : xf[i * stride]) * s;
+	return acc / (double)n / s;
+}
+
 /* The statistics of x are kept in its dtype, mean (D) then inv_std (D), so
  * that every pass computes xhat = (x - mean) * inv_std to the same bits. */
 
@@ -57,7 +76,9 @@ static TG_SLOW double scaled_inv_std(const void *X, bool f64, size_t n, size_t s
 			for (size_t j = 0; j < d; j++)                                  \
 				acc[j] += X[i * d + j];                                 \
 		for (size_t j = 0; j < d; j++)                                          \
-			mean[j] = (T)(acc[j] / (double)n);                              \
+			mean[j] = (T)(isinf(acc[j]) ? scaled_mean(X + j, sizeof(T) == 8, \
+								  n, d, acc[j])         \
+						    : acc[j] / (double)n);              \
 		memset(acc, 0, d * sizeof *acc);                                        \
 		for (size_t i = 0; i < n; i++)                                          \
 			for (size_t j = 0; j < d; j++) {                                \
@@ -434,7 +455,9 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 	{                                                                               \
 		T *mean = st, *inv_std = st + r;                                        \
 		for (size_t i = 0; i < r; i++, X += d) {                                \
-			mean[i] = (T)(tg_sum_run_##sfx(0, X, (int64_t)d) / (double)d);  \
+			double sum = tg_sum_run_##sfx(0, X, (int64_t)d);                \
+			mean[i] = (T)(isinf(sum) ? scaled_mean(X, sizeof(T) == 8, d, 1, sum) \
+						 : sum / (double)d);                    \
 			double v[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };                       \
 			size_t j = 0;                                                   \
 			for (; j + 8 <= d; j += 8)                                      \

@@ -516,6 +516,35 @@ static void huge_values_normalise_as_at_a_small_scale(void **state)
 	}
 }
 
+/* Values near the largest double, of one sign: their plain sum overflows
+ * too, so the mean is that of x scaled by a power of two, scaled back (not
+ * inf, which would make every xhat NaN). */
+static void huge_values_whose_sum_overflows_normalise(void **state)
+{
+	(void)state;
+	const double big[12] = { 1e308, 1.2e308, 1.5e308, 9e307, 8e307, 1e308,
+				 1.5e308, 1.2e308, 7e307, 1.1e308, 3e307, 1e308 };
+	const double k = 1000;
+	double small[12];
+	for (int i = 0; i < 12; i++)
+		small[i] = ldexp(big[i], -(int)k);
+	double y[12], dx[12], dg[4], hg[4], ry[12], rdx[12], rdg[4], rhg[4];
+	for (int bn = 0; bn <= 1; bn++) {
+		norm_fn f = bn ? fused : tg_layer_norm;
+		int64_t r = bn ? 4 : 3, c = bn ? 3 : 4;
+		norm_grads(f, TG_F64, r, c, big, 1e-5, y, dx, dg, hg);
+		norm_grads(f, TG_F64, r, c, small, 1e-300, ry, rdx, rdg, rhg);
+		for (int i = 0; i < 12; i++)
+			dx[i] = ldexp(dx[i], (int)k);
+		for (int j = 0; j < c; j++)
+			hg[j] = ldexp(hg[j], (int)k);
+		assert_rel(y, ry, r, c, bn, 1e-13);
+		assert_rel(dx, rdx, r, c, bn, 1e-12);
+		assert_rel(dg, rdg, 1, c, false, 1e-13);
+		assert_rel(hg, rhg, 1, c, false, 1e-12);
+	}
+}
+
 static void layer_norm_gives_hand_computed_values(void **state)
 {
 	(void)state;
@@ -644,6 +673,7 @@ int main(void)
 		cmocka_unit_test(layer_norm_backward_is_the_gradient_for_x),
 		cmocka_unit_test(layer_norm_gives_hand_computed_values),
 		cmocka_unit_test(huge_values_normalise_as_at_a_small_scale),
+		cmocka_unit_test(huge_values_whose_sum_overflows_normalise),
 		cmocka_unit_test(f32_layer_norm_agrees_with_f64),
 		cmocka_unit_test(layer_norm_rejects_bad_shapes_dtypes_eps_and_nulls),
 	 };
