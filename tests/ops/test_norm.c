@@ -429,9 +429,6 @@ static void layer_norm_backward_is_the_gradient_for_x(void **state)
 	tg_ctx_free(ctx);
 }
 
-/* Rows 1 2 3 6 (mean 3, biased var 3.5), -4 -1 1 4 (mean 0, var 8.5) and
- * 3 3 3 3 (var 0); eps 0.5 makes sqrt(var + eps) 2 and 3: xhat = -1 -0.5 0
- * 1.5, -4/3 -1/3 1/3 4/3 and 0. */
 /* f(x) of shape (r,c) with gamma (c) and beta (c), and for the loss
  * sum(f(x) w): y, dx, dgamma, then hg = d sum(dx v) / dgamma, a second
  * order that goes through the statistics made of ops. */
@@ -545,6 +542,9 @@ static void huge_values_whose_sum_overflows_normalise(void **state)
 	}
 }
 
+/* Rows 1 2 3 6 (mean 3, biased var 3.5), -4 -1 1 4 (mean 0, var 8.5) and
+ * 3 3 3 3 (var 0); eps 0.5 makes sqrt(var + eps) 2 and 3: xhat = -1 -0.5 0
+ * 1.5, -4/3 -1/3 1/3 4/3 and 0. */
 static void layer_norm_gives_hand_computed_values(void **state)
 {
 	(void)state;
