@@ -1290,14 +1290,16 @@ int tg_train(tg_mlp *m, tg_optim *o, const tg_dataset *train, const tg_dataset *
 		*last = no_metrics();
 	if (!ctx || !tg_ok(ctx))
 		return -1;
-	if (!o) {
+	if (!o)
 		tg_fail(ctx, TG_ENULL, "tg_train: the optimizer is NULL");
-		return -1;
-	}
-	if (check_fit(ctx, "tg_train", m, train, "train") ||
-	    (test && check_fit(ctx, "tg_train", m, test, "test")))
-		return -1;
-	return fit("tg_train", tg_mlp_module(m), o, NULL, train, NULL, test, opts, last);
+	else if (!check_fit(ctx, "tg_train", m, train, "train") &&
+		 !(test && check_fit(ctx, "tg_train", m, test, "test")))
+		return fit("tg_train", tg_mlp_module(m), o, NULL, train, NULL, test, opts, last);
+	/* under dist the other ranks wait for this one at tg_fit's start, as
+	 * a rank that fails in tg_fit before its loop tells them */
+	if (opts && opts->dist)
+		tg_dist_hooks_of(opts->dist)->same_run(opts->dist, "tg_train", true, NULL, NULL, 0);
+	return -1;
 }
 
 int tg_fit(tg_module *m, tg_optim *o, const tg_task *task, const tg_dataset *train,

@@ -350,6 +350,36 @@ static void unequal_runs(const tg_dist_opts *o)
 		tg_dist_free(d);
 		tg_ctx_free(c);
 	}
+	/* tg_train, whose own checks refuse rank 1's empty train set before
+	 * tg_fit's: rank 1 still tells rank 0, which stops at once */
+	tg_ctx *c = tg_ctx_new(1);
+	tg_dist *d = tg_dist_new(c, NULL, NULL, o);
+	tg_mlp_opts mo = tg_mlp_defaults();
+	mo.dtype = TG_F64;
+	tg_mlp *net = tg_mlp_new(c, "4-8-3", &mo);
+	tg_dist_attach(d, tg_mlp_module(net));
+	tg_tensor *p[4];
+	size_t np = tg_module_params(tg_mlp_module(net), p, 4);
+	tg_optim_opts oo = tg_optim_defaults(TG_SGD);
+	tg_optim *opt = tg_optim_new(c, p, np, &oo);
+	tg_dataset tr = { .n = rank == 1 ? 0 : 40, .d = 4, .classes = 3, .x = x, .y = y };
+	tg_train_opts to = tg_train_defaults();
+	to.dist = d;
+	to.batch = 6;
+	to.epochs = 2;
+	to.out = NULL;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	check("tg_train, no train set on rank 1", tg_train(net, opt, &tr, NULL, &to, NULL), -1, 0);
+	check("... says why", says(c, rank == 1 ? "the train set is empty"
+					       : "rank 1 of 2 could not start training"), 1, 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	check("... at once (s, not the timeout)",
+	      (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec) < 5, 1, 0);
+	tg_optim_free(opt);
+	tg_mlp_free(net);
+	tg_dist_free(d);
+	tg_ctx_free(c);
 }
 
 int main(int argc, char **argv)
