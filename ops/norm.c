@@ -20,6 +20,19 @@
 #include <string.h>
 
 /* ---- the kernels ------------------------------------------------------------------ */
+/* The power of two s = 2^-k that brings the n values X[i * stride] (f64 or
+ * f32) below 1 in magnitude (|x| s < 1), for the statistics whose plain sums
+ * overflow; 0 when a value is not finite or all are 0. */
+static TG_SLOW double down_scale(const void *X, bool f64, size_t n, size_t stride)
+{
+	const double *xd = X;
+	const float *xf = X;
+	double m = 0;
+	for (size_t i = 0; i < n; i++)
+		m = fmax(m, fabs(f64 ? xd[i * stride] : xf[i * stride]));
+	return isfinite(m) && m > 0 ? ldexp(1, -(ilogb(m) + 1)) : 0;
+}
+
 /* 1 / sqrt(var + eps) of the n values X[i * stride] (f64 or f32), whose mean
  * is mean, when their plain sum of squares overflows (f64 values of 1e154
  * and more): the variance of x s, s = 2^-k so that |x| s < 1, scaled back.
@@ -29,12 +42,9 @@ static TG_SLOW double scaled_inv_std(const void *X, bool f64, size_t n, size_t s
 {
 	const double *xd = X;
 	const float *xf = X;
-	double m = 0;
-	for (size_t i = 0; i < n; i++)
-		m = fmax(m, fabs(f64 ? xd[i * stride] : xf[i * stride]));
-	if (!isfinite(m) || m == 0)
+	double s = down_scale(X, f64, n, stride), ms = mean * s, acc = 0;
+	if (s == 0)
 		return NAN;
-	double s = ldexp(1, -(ilogb(m) + 1)), ms = mean * s, acc = 0;
 	for (size_t i = 0; i < n; i++) {
 		double c = (f64 ? xd[i * stride] : xf[i * stride]) * s - ms;
 		acc += c * c;
@@ -50,12 +60,9 @@ static TG_SLOW double scaled_mean(const void *X, bool f64, size_t n, size_t stri
 {
 	const double *xd = X;
 	const float *xf = X;
-	double m = 0;
-	for (size_t i = 0; i < n; i++)
-		m = fmax(m, fabs(f64 ? xd[i * stride] : xf[i * stride]));
-	if (!isfinite(m) || m == 0)
+	double s = down_scale(X, f64, n, stride), acc = 0;
+	if (s == 0)
 		return sum / (double)n;
-	double s = ldexp(1, -(ilogb(m) + 1)), acc = 0;
 	for (size_t i = 0; i < n; i++)
 		acc += (f64 ? xd[i * stride] : xf[i * stride]) * s;
 	return acc / (double)n / s;
@@ -209,14 +216,10 @@ static TG_SLOW tg_tensor *normalized_scaled(tg_tensor *x, int axis, bool keep, d
 	bool f64 = x->dtype == TG_F64;
 	for (size_t g = 0; g < groups; g++) {
 		double v = f64 ? ((const double *)var->data)[g] : ((const float *)var->data)[g];
-		size_t base = axis == 0 ? g : g * d;
-		double m = 0;
-		for (size_t i = 0; isinf(v) && i < len; i++) {
-			size_t at = base + i * stride;
-			m = fmax(m, fabs(f64 ? ((const double *)x->data)[at]
-					     : ((const float *)x->data)[at]));
-		}
-		double sg = m > 0 && isfinite(m) ? ldexp(1, -(ilogb(m) + 1)) : 1;
+		size_t base = axis == 0 ? g : g * d, es = f64 ? sizeof(double) : sizeof(float);
+		double sg = isinf(v) ? down_scale((const char *)x->data + base * es, f64, len, stride)
+				     : 0;
+		sg = sg > 0 ? sg : 1;
 		if (f64)
 			((double *)s->data)[g] = sg;
 		else
