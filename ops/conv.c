@@ -428,9 +428,9 @@ static void conv2d_backward(tg_node *n, tg_tensor *dout)
 	const geom *g = n->aux;
 	tg_tensor *x = tg_node_input(n, 0), *w = tg_node_input(n, 1);
 	if (tg_node_needs_grad(n, 0))
-		tg_node_grad(n, 0, conv_input_grad(g, dout, w));
+		TG_NODE_GRAD_INTO(n, 0, conv_input_grad(g, dout, w));
 	if (tg_node_needs_grad(n, 1))
-		tg_node_grad(n, 1, conv_weight_grad(g, x, dout));
+		TG_NODE_GRAD_INTO(n, 1, conv_weight_grad(g, x, dout));
 	if (n->nin == 3 && tg_node_needs_grad(n, 2))
 		tg_node_grad(n, 2, tg_reshape(tg_sum_to(dout, 3, (int64_t[]){ g->O, 1, 1 }), 1,
 					      &g->O));
@@ -916,7 +916,7 @@ static tg_tensor *scatter_at(const pool_aux *a, tg_tensor *dout);
 
 static void max_pool2d_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_node_grad(n, 0, scatter_at(n->aux, dout));
+	TG_NODE_GRAD_INTO(n, 0, scatter_at(n->aux, dout));
 }
 
 static void max_pool2d_scatter_backward(tg_node *n, tg_tensor *dx)
@@ -1526,7 +1526,7 @@ static tg_tensor *avg_unpool(const geom *g, tg_tensor *dout);
 
 static void avg_pool2d_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_node_grad(n, 0, avg_unpool(n->aux, dout));
+	TG_NODE_GRAD_INTO(n, 0, avg_unpool(n->aux, dout));
 }
 
 static void avg_pool2d_backward_backward(tg_node *n, tg_tensor *dx)

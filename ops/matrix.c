@@ -230,11 +230,11 @@ static void bmm_backward(tg_node *n, tg_tensor *dout)
 	bool ta = tg_node_attr(n, 0) != 0, tb = tg_node_attr(n, 1) != 0;
 	const char *who = "tg_bmm_t";
 	if (tg_node_needs_grad(n, 0))
-		tg_node_grad(n, 0, sum_to_input(ta ? bmm(who, b, tb, dout, true)
-						   : bmm(who, dout, false, b, !tb), a));
+		TG_NODE_GRAD_INTO(n, 0, sum_to_input(ta ? bmm(who, b, tb, dout, true)
+							 : bmm(who, dout, false, b, !tb), a));
 	if (tg_node_needs_grad(n, 1))
-		tg_node_grad(n, 1, sum_to_input(tb ? bmm(who, dout, true, a, ta)
-						   : bmm(who, a, !ta, dout, false), b));
+		TG_NODE_GRAD_INTO(n, 1, sum_to_input(tb ? bmm(who, dout, true, a, ta)
+							 : bmm(who, a, !ta, dout, false), b));
 }
 
 static const tg_op bmm_op = { .name = "bmm", .backward = bmm_backward };

@@ -380,14 +380,25 @@ static void concat_backward(tg_node *n, tg_tensor *dout)
 	}
 }
 
+/* Item i of dout along axis, in x's shape: the slice without its axis of
+ * 1, copied once where nothing records (no node, so no slice to keep). */
+static tg_tensor *unstack(tg_tensor *dout, int axis, int64_t i, const tg_tensor *x)
+{
+	if (tg_op_records(dout->ctx, 1, &dout))
+		return tg_reshape(slice(dout, axis, i, 1), x->ndim, x->shape);
+	tg_tensor *out = tg_tensor_new(dout->ctx, "tg_stack backward", dout->dtype, x->ndim,
+				       x->shape);
+	if (out)
+		slice_copy(dout->data, out, view_of(dout->ndim, dout->shape, axis), i, 1);
+	return out;
+}
+
 static void stack_backward(tg_node *n, tg_tensor *dout)
 {
 	int axis = (int)tg_node_attr(n, 0);
 	for (int i = 0; i < n->nin; i++)
-		if (tg_node_needs_grad(n, i)) {
-			const tg_tensor *x = n->in[i];
-			TG_NODE_GRAD_INTO(n, i, tg_reshape(slice(dout, axis, i, 1), x->ndim, x->shape));
-		}
+		if (tg_node_needs_grad(n, i))
+			TG_NODE_GRAD_INTO(n, i, unstack(dout, axis, i, n->in[i]));
 }
 
 static const tg_op concat_op = { .name = "concat", .backward = concat_backward };

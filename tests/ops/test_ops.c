@@ -1195,6 +1195,17 @@ LEAF_EXPR(le_max_div, tg_add(tg_add(tg_sum(tg_mul(tg_maximum(z, tg_mul_scalar(w,
 				    tg_sum(tg_max_axis(tg_minimum(p, tg_add_scalar(w, 1.5)), 1, false))),
 			     tg_sum(tg_mul(tg_div(z, tg_add_scalar(w, 3)), w))))
 
+/* The same for leaves of (2,3,10,10), the rules of 4-D ops: z the images
+ * and p the kernels of a convolution, pools of z and p, batched products of
+ * z and p with w. */
+static const tg_conv_opts le_conv_opts = { { 1, 2 }, { 2, 1 }, { 1, 1 }, 1 };
+LEAF_EXPR(le_conv, tg_sum(tg_mul(tg_conv2d(z, p, NULL, &le_conv_opts),
+				 tg_conv2d(w, w, NULL, &le_conv_opts))))
+LEAF_EXPR(le_pools, tg_add(tg_sum(tg_mul(tg_max_pool2d(z, 2, 2, 0), tg_avg_pool2d(w, 2, 2, 0))),
+			   tg_sum(tg_mul(tg_avg_pool2d(p, 3, 1, 1), w))))
+LEAF_EXPR(le_bmm, tg_add(tg_sum(tg_mul(tg_bmm_t(z, false, w, true), tg_bmm(w, w))),
+			 tg_sum(tg_mul(tg_bmm_t(w, true, p, false), tg_bmm(w, w)))))
+
 /* bits of t's data as a malloc'd copy */
 static void *bits_of(const tg_tensor *t)
 {
@@ -1208,11 +1219,12 @@ static void *bits_of(const tg_tensor *t)
 /* tg_backward's gradients of p and z, made in their buffers, have the bits
  * of tg_grad_of's (which never takes a buffer), after the buffers held an
  * earlier step's gradient; a second backward adds to them. */
-static void check_grads_in_buffers(tg_ctx *ctx, tg_dtype dt, leaf_expr f, const char *name)
+static void check_grads_in_buffers_of(tg_ctx *ctx, tg_dtype dt, leaf_expr f, const char *name,
+				      int ndim, const int64_t *shape)
 {
-	tg_tensor *p = tg_param(tg_rand(ctx, dt, SHAPE(40, 30), 0.5, 2.5));
-	tg_tensor *z = tg_param(tg_rand(ctx, dt, SHAPE(40, 30), -2, 2));
-	tg_tensor *w = tg_keep(tg_rand(ctx, dt, SHAPE(40, 30), -1, 1));
+	tg_tensor *p = tg_param(tg_rand(ctx, dt, ndim, shape, 0.5, 2.5));
+	tg_tensor *z = tg_param(tg_rand(ctx, dt, ndim, shape, -2, 2));
+	tg_tensor *w = tg_keep(tg_rand(ctx, dt, ndim, shape, -1, 1));
 	/* an earlier step leaves other values in both buffers */
 	assert_int_equal(tg_backward(tg_sum(tg_mul(tg_mul(p, z), tg_mul_scalar(w, 9)))), 0);
 	tg_reset(ctx);
@@ -1248,6 +1260,11 @@ static void check_grads_in_buffers(tg_ctx *ctx, tg_dtype dt, leaf_expr f, const 
 	free(want[0]);
 	free(want[1]);
 	tg_ctx_free(ctx);
+}
+
+static void check_grads_in_buffers(tg_ctx *ctx, tg_dtype dt, leaf_expr f, const char *name)
+{
+	check_grads_in_buffers_of(ctx, dt, f, name, SHAPE(40, 30));
 }
 
 /* d(a / b)/db = -dout (a / b) / b is finite wherever a / b is, as PyTorch
@@ -1428,6 +1445,16 @@ static void first_gradients_made_in_the_leafs_buffer_match_tg_grad_of(void **sta
 		for (int dt = TG_F32; dt <= TG_F64; dt++)
 			check_grads_in_buffers(tg_ctx_new(7 + (uint64_t)c), dt, cases[c].f,
 					       cases[c].name);
+	static const struct {
+		leaf_expr f;
+		const char *name;
+	} cases4[] = {
+		{ le_conv, "conv2d" }, { le_pools, "max_pool2d, avg_pool2d" }, { le_bmm, "bmm" },
+	};
+	for (size_t c = 0; c < LEN(cases4); c++)
+		for (int dt = TG_F32; dt <= TG_F64; dt++)
+			check_grads_in_buffers_of(tg_ctx_new(40 + (uint64_t)c), dt, cases4[c].f,
+						  cases4[c].name, SHAPE(2, 3, 10, 10));
 }
 
 /* Two rules written with TG_NODE_GRAD_INTO the way it must hold for any
