@@ -63,7 +63,7 @@ typedef struct view {
  * than one encoding) it is the first element that ties it, as the plain
  * loop keeps the first. */
 #define MAX_RUN(name, T, max_run)                                                    \
-	static inline T name(const T *X, int64_t n)                                  \
+	static inline TG_ALWAYS_INLINE T name(const T *X, int64_t n)                 \
 	{                                                                            \
 		T y = max_run(X, n);                                                 \
 		int has_nan = 0;                                                     \

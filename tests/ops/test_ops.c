@@ -374,11 +374,22 @@ static double plain_max(const double *X, int64_t n)
  * zero of either sign, -inf rows, and NaNs of two payloads: each row's max
  * has the plain loop's bits, f64 and f32, and the gradient goes in equal
  * shares to the elements that tie it. */
+static void max_axis_rows_of(tg_ctx *ctx, int N);
+
 static void max_axis_along_long_rows_has_the_bits_of_the_plain_loop(void **state)
 {
-	tg_ctx *ctx = *state;
-	enum { ROWS = 9, N = 53 };
-	double v[ROWS * N];
+	/* 53 and 203: sixteen scalars and a tail; from 256 the vectors, over
+	 * whole blocks (256, 1024) or blocks, a part and a tail (300) */
+	static const int lengths[] = { 53, 203, 256, 300, 1024 };
+	for (size_t i = 0; i < LEN(lengths); i++)
+		max_axis_rows_of(*state, lengths[i]);
+}
+
+static void max_axis_rows_of(tg_ctx *ctx, int N)
+{
+	enum { ROWS = 9 };
+	double *v = malloc(ROWS * (size_t)N * sizeof *v);
+	assert_non_null(v);
 	uint64_t seed = 99;
 	for (int i = 0; i < ROWS * N; i++) {
 		seed = seed * 6364136223846793005u + 1442695040888963407u;
@@ -399,6 +410,8 @@ static void max_axis_along_long_rows_has_the_bits_of_the_plain_loop(void **state
 	v[6 * N + 30] = nan1, v[6 * N + 40] = nan2; /* the first NaN wins (f64) */
 	v[7 * N + 0] = nan2, v[7 * N + 17] = nan1;
 	v[8 * N + 3] = 23, v[8 * N + 50] = 23;    /* a tie */
+	if (N > 150)
+		v[1 * N + 150] = 100; /* a tie in a later block */
 	for (int dti = 0; dti < 2; dti++) {
 		tg_dtype dt = dti ? TG_F32 : TG_F64;
 		tg_tensor *x = tg_param(tg_from_f64(ctx, dt, SHAPE(ROWS, N), v));
@@ -425,6 +438,7 @@ static void max_axis_along_long_rows_has_the_bits_of_the_plain_loop(void **state
 		}
 		tg_reset(ctx);
 	}
+	free(v);
 }
 
 static void max_axis_of_a_vector_drops_to_a_scalar(void **state)
