@@ -134,7 +134,7 @@ struct tg_ctx {
 	bool anomaly;
 	bool abort_on_error;
 	bool in_backward;
-	bool kept_step_grad; /* a ctx tensor holds a step gradient: tg_reset drops it */
+	bool kept_step_grad; /* a ctx tensor holds a step gradient: tg_reset keeps its values */
 	struct tg_walk *walk; /* set during a tg_grad_of walk: gradients go there */
 	/* armed by TG_NODE_GRAD_INTO: the next tensor made of its shape and
 	 * dtype gets this leaf gradient buffer's memory (tensor.c's make) */

@@ -1011,20 +1011,40 @@ int tg_grad_of(int nout, tg_tensor *const *outputs, tg_tensor *const *douts, int
 
 /* ---- the end of a step ---------------------------------------------------------------- */
 
+/* A ctx tensor's gradient from a TG_CREATE_GRAPH backward is a step tensor
+ * (it has history): before the step ends its values move into the tensor's
+ * own buffer, so that gradients go on accumulating over steps until
+ * tg_zero_grad, as they do without TG_CREATE_GRAPH. Dropped only when no
+ * buffer can be made (an error already set, or out of memory). */
+static void keep_step_grad(tg_tensor *t)
+{
+	tg_tensor *g = t->grad;
+	if (!g || g == t->grad_store)
+		return;
+	t->grad = NULL;
+	if (!t->grad_store) {
+		t->grad_store = tg_keep(g);
+		t->grad = t->grad_store;
+		return;
+	}
+	memcpy(t->grad_store->data, g->data, t->numel * tg_dtype_size(t->dtype));
+	t->grad_store->version++;
+	t->grad = t->grad_store;
+}
+
 void tg_reset(tg_ctx *ctx)
 {
 	if (!ctx)
 		return;
+	if (ctx->kept_step_grad) {
+		for (tg_tensor *t = ctx->kept; t; t = t->next_kept)
+			keep_step_grad(t);
+		ctx->kept_step_grad = false;
+	}
 	ctx->gen++;
 	ctx->tape = NULL;
 	ctx->tape_len = 0;
 	tg_arena_reset(ctx);
-	if (ctx->kept_step_grad) {
-		for (tg_tensor *t = ctx->kept; t; t = t->next_kept)
-			if (t->grad != t->grad_store)
-				t->grad = NULL; /* a step gradient from a TG_CREATE_GRAPH backward */
-		ctx->kept_step_grad = false;
-	}
 }
 
 /* ---- the op registry --------------------------------------------------------------- */

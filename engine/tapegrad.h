@@ -251,8 +251,10 @@ TG_API int tg_backward(tg_tensor *y);                          /* 0 ok */
 TG_API int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags);
 /* Leaf gradients accumulate over backward calls until tg_zero_grad; an
  * intermediate's gradient is the one from the latest backward. NULL if no
- * gradient reached t. A parameter's gradient is ctx (step after a
- * TG_CREATE_GRAPH backward); any other is step. */
+ * gradient reached t. A parameter's gradient is ctx; after a TG_CREATE_GRAPH
+ * backward it is a step tensor with history until tg_reset, which moves its
+ * values into the parameter's own buffer (so they go on accumulating). Any
+ * other is step. */
 TG_API tg_tensor *tg_grad(const tg_tensor *t);                 /* see above */
 /* After it, tg_grad of a leaf that had a gradient reads zeros, and the next
  * backward's gradient is written into the buffer (not added to zeros). */

@@ -153,11 +153,40 @@ static void create_graph_makes_the_gradient_differentiable(void **state)
 	assert_int_equal(tg_backward(g), 0);
 	assert_near(tg_item(tg_grad(x)), 12, 1e-12);
 	assert_ctx_ok(ctx);
-	/* after reset the parameter's graph gradient is gone, not dangling */
+	/* after reset the parameter's graph gradient is a ctx buffer, not dangling */
 	tg_reset(ctx);
 	tg_zero_grad(x);
 	tg_backward(tg_mul(x, x));
 	assert_near(tg_item(tg_grad(x)), 4, 1e-12);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+/* Gradient accumulation over steps (micro-batches) where one step's loss
+ * took a TG_CREATE_GRAPH backward: that step's gradient has history and
+ * lives in the step, but its values outlive the reset like any other's. */
+static void a_create_graph_gradient_keeps_accumulating_over_resets(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *x = tg_param(tg_scalar(ctx, TG_F64, 2));
+	tg_tensor *w = tg_param(tg_scalar(ctx, TG_F64, 5)); /* no buffer before */
+	tg_backward(tg_mul(x, x));                            /* dx = 4 */
+	tg_reset(ctx);
+	assert_int_equal(tg_backward_ex(tg_mul(tg_mul(x, x), tg_mul(x, w)), NULL,
+					TG_CREATE_GRAPH), 0);   /* dx = 3 x^2 w = 60, dw = x^3 = 8 */
+	assert_near(tg_item(tg_grad(x)), 64, 1e-12);
+	assert_non_null(tg_producer(tg_grad(x)));
+	tg_reset(ctx);
+	assert_near(tg_item(tg_grad(x)), 64, 1e-12);
+	assert_near(tg_item(tg_grad(w)), 8, 1e-12);
+	assert_null(tg_producer(tg_grad(x)));
+	tg_backward(tg_mul(x, w));                            /* dx = 5, dw = 2 */
+	assert_near(tg_item(tg_grad(x)), 69, 1e-12);
+	assert_near(tg_item(tg_grad(w)), 10, 1e-12);
+	tg_reset(ctx);
+	tg_zero_grads(ctx);
+	assert_near(tg_item(tg_grad(x)), 0, 0);
 	assert_ctx_ok(ctx);
 	tg_ctx_free(ctx);
 }
@@ -595,6 +624,7 @@ int main(void)
 		cmocka_unit_test(a_parameter_changed_between_forward_and_backward_is_an_error),
 		cmocka_unit_test(backward_of_a_non_scalar_needs_an_upstream_gradient),
 		cmocka_unit_test(create_graph_makes_the_gradient_differentiable),
+		cmocka_unit_test(a_create_graph_gradient_keeps_accumulating_over_resets),
 		cmocka_unit_test(the_gradient_of_an_unused_parameter_stays_null),
 		cmocka_unit_test(recording_an_output_already_used_is_refused),
 		cmocka_unit_test(grad_ready_reports_each_leaf_once_with_its_final_gradient),
