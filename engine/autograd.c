@@ -66,7 +66,8 @@ static int check_like_inputs(const call *c, tg_tensor *const *in, tg_tensor *con
 			return -1;
 		if (!tg_same_shape(others[i], in[i]) || others[i]->dtype != in[i]->dtype) {
 			char a[TG_SHAPE_STR], b[TG_SHAPE_STR];
-			tg_fail(c->ctx, TG_ESHAPE, "%s: %s %d is %s %s, input %d is %s %s", c->who,
+			tg_fail(c->ctx, tg_same_shape(others[i], in[i]) ? TG_EDTYPE : TG_ESHAPE,
+				"%s: %s %d is %s %s, input %d is %s %s", c->who,
 				what, i, tg_dtype_name(others[i]->dtype),
 				tg_shape_fmt(others[i]->ndim, others[i]->shape, a), i,
 				tg_dtype_name(in[i]->dtype), tg_shape_fmt(in[i]->ndim, in[i]->shape, b));
@@ -267,7 +268,8 @@ int tg_vjp(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in, tg_t
 		if (v && check_tensor(&c, v, "v", 0) == 0) {
 			if (!tg_same_shape(v, c.y) || v->dtype != c.y->dtype) {
 				char a[TG_SHAPE_STR], b[TG_SHAPE_STR];
-				tg_fail(ctx, TG_ESHAPE, "tg_vjp: v is %s %s, f's output %s %s",
+				tg_fail(ctx, tg_same_shape(v, c.y) ? TG_EDTYPE : TG_ESHAPE,
+					"tg_vjp: v is %s %s, f's output %s %s",
 					tg_dtype_name(v->dtype), tg_shape_fmt(v->ndim, v->shape, a),
 					tg_dtype_name(c.y->dtype),
 					tg_shape_fmt(c.y->ndim, c.y->shape, b));

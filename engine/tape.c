@@ -877,7 +877,8 @@ static int grad_of_check(tg_ctx *ctx, int nout, tg_tensor *const *outputs,
 			return -1;
 		}
 		if (dy && (!tg_same_shape(y, dy) || dy->dtype != y->dtype)) {
-			tg_fail(ctx, TG_ESHAPE, "tg_grad_of: output %d is %s %s, douts[%d] is %s %s",
+			tg_fail(ctx, tg_same_shape(y, dy) ? TG_EDTYPE : TG_ESHAPE,
+				"tg_grad_of: output %d is %s %s, douts[%d] is %s %s",
 				k, tg_dtype_name(y->dtype), tg_shape_fmt(y->ndim, y->shape, a), k,
 				tg_dtype_name(dy->dtype), tg_shape_fmt(dy->ndim, dy->shape, b));
 			return -1;

@@ -170,6 +170,14 @@ static void grad_of_rejects_bad_arguments(void **state)
 	assert_int_equal(tg_grad_of(1, &y, &bad, 1, &x, &g, 0), -1);
 	assert_error(ctx, TG_ESHAPE, "douts[0] is f64 (3,)");
 	tg_clear_error(ctx);
+	/* right shape, wrong dtype: a dtype error, as tg_backward_ex says */
+	tg_tensor *d32 = tg_ones(ctx, TG_F32, SHAPE(2));
+	assert_int_equal(tg_grad_of(1, &y, &d32, 1, &x, &g, 0), -1);
+	assert_error(ctx, TG_EDTYPE, "output 0 is f64 (2,), douts[0] is f32 (2,)");
+	tg_clear_error(ctx);
+	assert_int_equal(tg_backward_ex(y, d32, 0), -1);
+	assert_int_equal(tg_status_of(ctx), TG_EDTYPE);
+	tg_clear_error(ctx);
 
 	assert_int_equal(tg_grad_of(1, &s, NULL, 1, &c, &g, 0), -1);
 	assert_error(ctx, TG_EARG, "input 0 (2,) does not require a gradient");
@@ -527,6 +535,13 @@ static void functional_calls_reject_bad_arguments(void **state)
 	tg_tensor *t2 = tg_ones(ctx, TG_F64, SHAPE(2));
 	assert_int_equal(tg_jvp(ctx, f_vec, &M, 1, &x, &t2, NULL, r), -1);
 	assert_error(ctx, TG_ESHAPE, "tg_jvp: tangent 0 is f64 (2,), input 0 is f64 (3,)");
+	tg_clear_error(ctx);
+	tg_tensor *t32 = tg_ones(ctx, TG_F32, SHAPE(3)), *v32 = tg_ones(ctx, TG_F32, SHAPE(2));
+	assert_int_equal(tg_jvp(ctx, f_vec, &M, 1, &x, &t32, NULL, r), -1);
+	assert_error(ctx, TG_EDTYPE, "tg_jvp: tangent 0 is f32 (3,), input 0 is f64 (3,)");
+	tg_clear_error(ctx);
+	assert_int_equal(tg_vjp(ctx, f_vec, &M, 1, &x, v32, NULL, r), -1);
+	assert_error(ctx, TG_EDTYPE, "tg_vjp: v is f32 (2,), f's output f64 (2,)");
 	tg_clear_error(ctx);
 
 	assert_int_equal(tg_jvp(ctx, f_vec, &M, 1, &x, NULL, NULL, r), -1);
