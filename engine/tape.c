@@ -568,9 +568,21 @@ static TG_SLOW void node_grad_checked(tg_node *n, int i, tg_tensor *dx)
 	accumulate(x, dx);
 }
 
+/* A rule handed NULL for input i: after an op of the rule failed, its
+ * error is set; otherwise the rule lost the gradient without saying so,
+ * and the walk would go on without it. */
+static TG_SLOW void node_grad_null(const tg_node *n, int i)
+{
+	tg_ctx *ctx = n->in[i]->ctx;
+	if (ctx->status == TG_OK)
+		tg_fail(ctx, TG_ENULL,
+			"backward of %s: the gradient of input %d is NULL and no error was recorded",
+			n->op->name, i);
+}
+
 void tg_node_grad(tg_node *n, int i, tg_tensor *dx)
 {
-	if (!n || !dx)
+	if (!n)
 		return;
 	if ((unsigned)i >= (unsigned)n->nin) { /* a custom op's rule, mistaken */
 		tg_fail(n->out->ctx, TG_EARG, "backward of %s: a gradient for input %d; it has %d",
@@ -579,6 +591,10 @@ void tg_node_grad(tg_node *n, int i, tg_tensor *dx)
 	}
 	if (!n->needs[i])
 		return;
+	if (!dx) {
+		node_grad_null(n, i);
+		return;
+	}
 	tg_tensor *x = n->in[i];
 	if (stale_grad(x->ctx, dx) || dx->ctx != x->ctx || dx->dtype != x->dtype ||
 	    x->ctx->anomaly || !tg_same_shape(dx, x)) {

@@ -317,7 +317,8 @@ TG_API tg_tensor *tg_node_output(const tg_node *n);         /* borrowed */
 TG_API double tg_node_attr(const tg_node *n, int i);
 TG_API bool tg_node_needs_grad(const tg_node *n, int i);
 /* Hands input i its gradient dx. dx may have the output's broadcast shape:
- * it is summed back to the input's shape. */
+ * it is summed back to the input's shape. A NULL dx (an op of the rule
+ * failed) is TG_ENULL unless an error is already set. */
 TG_API void tg_node_grad(tg_node *n, int i, tg_tensor *dx);
 /* For a rule that can write input i's gradient itself (a product's kernel
  * writing its result where it is told): the leaf's own gradient buffer, when

@@ -119,7 +119,7 @@ static tg_tensor *f_cube_half_detached(tg_tensor *const *in, void *user)
 
 /* rules with a mistake the backward names: a gradient for an input the op
  * does not have, of another dtype, of another context, of a shape that does
- * not sum back to the input's */
+ * not sum back to the input's, none at all (NULL with no error recorded) */
 static tg_ctx *other_ctx;
 
 static void past_the_inputs_backward(tg_node *n, tg_tensor *dout)
@@ -142,6 +142,12 @@ static void other_shape_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_ones(tg_ctx_of(dout), TG_F64, 2, (int64_t[]){ 3, 1 }));
 }
 
+static void null_gradient_backward(tg_node *n, tg_tensor *dout)
+{
+	(void)dout;
+	tg_node_grad(n, 0, NULL);
+}
+
 /* keeps its first gradient and hands it on in later steps too */
 static tg_tensor *kept_dx;
 
@@ -159,6 +165,8 @@ static const tg_op past_the_inputs_op = { .name = "past_the_inputs",
 static const tg_op other_dtype_op = { .name = "other_dtype", .backward = other_dtype_backward };
 static const tg_op other_ctx_op = { .name = "other_ctx", .backward = other_ctx_backward };
 static const tg_op other_shape_op = { .name = "other_shape", .backward = other_shape_backward };
+static const tg_op null_gradient_op = { .name = "null_gradient",
+					.backward = null_gradient_backward };
 
 /* ---- tests ------------------------------------------------------------------------- */
 
@@ -382,6 +390,9 @@ static void a_rule_that_gives_a_wrong_gradient_is_named(void **state)
 		{ &other_shape_op, TG_ESHAPE,
 		  "backward of other_shape: gradient of input 0 is (3,1), which does not sum to the "
 		  "input's shape (2,)" },
+		{ &null_gradient_op, TG_ENULL,
+		  "backward of null_gradient: the gradient of input 0 is NULL and no error was "
+		  "recorded" },
 	};
 	for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
 		tg_tensor *x = tg_param(tg_ones(ctx, TG_F64, SHAPE(2)));
