@@ -383,6 +383,63 @@ static tg_tensor *grad_buffer(tg_tensor *x)
 	return x->grad_store;
 }
 
+/* Tensors by address, each with the position it was first added at: an
+ * open-addressing table of twice as many slots or more, so that a walk over
+ * many inputs finds each in constant time. */
+typedef struct addr_index {
+	size_t mask;            /* slots - 1, slots a power of two */
+	const tg_tensor **key;  /* NULL: empty */
+	int *pos;
+} addr_index;
+
+/* Below this many entries a linear search is as fast as the table. */
+enum { ADDR_INDEX_MIN = 16 };
+
+static size_t addr_hash(const tg_tensor *t)
+{
+	uint64_t h = (uint64_t)(uintptr_t)t;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	return (size_t)h;
+}
+
+/* An empty table for n entries in the step arena; false after recording
+ * why. */
+static bool addr_index_init(tg_ctx *ctx, addr_index *a, size_t n)
+{
+	size_t slots = 2 * ADDR_INDEX_MIN;
+	while (slots < 2 * n)
+		slots *= 2;
+	a->mask = slots - 1;
+	a->key = tg_arena_alloc(ctx, slots * sizeof *a->key);
+	a->pos = tg_arena_alloc(ctx, slots * sizeof *a->pos);
+	if (!a->key || !a->pos)
+		return false;
+	memset(a->key, 0, slots * sizeof *a->key);
+	return true;
+}
+
+/* The position t was first added at, or -1. */
+static int addr_index_find(const addr_index *a, const tg_tensor *t)
+{
+	for (size_t k = addr_hash(t) & a->mask; a->key[k]; k = (k + 1) & a->mask)
+		if (a->key[k] == t)
+			return a->pos[k];
+	return -1;
+}
+
+/* Adds t at pos unless it is there already. */
+static void addr_index_add(addr_index *a, const tg_tensor *t, int pos)
+{
+	size_t k = addr_hash(t) & a->mask;
+	for (; a->key[k]; k = (k + 1) & a->mask)
+		if (a->key[k] == t)
+			return;
+	a->key[k] = t;
+	a->pos[k] = pos;
+}
+
 /* What one tg_grad_of walk keeps instead of .grad: an intermediate's
  * gradient sits on its producer node (walk_grad), a leaf's only when it is
  * one of the inputs asked about; other leaves' gradients are dropped. */
@@ -391,17 +448,28 @@ typedef struct tg_walk {
 	tg_tensor *const *in;
 	tg_tensor **leaf_grad; /* nin slots, for the inputs that are leaves */
 	tg_node *touched;      /* nodes given a walk_grad, chained by walk_next */
+	addr_index leaves;     /* the leaf inputs, when ADDR_INDEX_MIN or more */
+	addr_index given;      /* the gradients handed out so far, likewise */
 } tg_walk;
+
+/* The position of x's first occurrence among the inputs, or -1. */
+static int walk_input(const tg_walk *w, const tg_tensor *x)
+{
+	if (w->leaves.key)
+		return addr_index_find(&w->leaves, x);
+	for (int i = 0; i < w->nin; i++)
+		if (w->in[i] == x)
+			return i;
+	return -1;
+}
 
 /* Where the walk keeps x's gradient; NULL for a leaf it drops. */
 static tg_tensor **walk_slot(tg_walk *w, const tg_tensor *x)
 {
 	if (x->node)
 		return &x->node->walk_grad;
-	for (int i = 0; i < w->nin; i++)
-		if (w->in[i] == x)
-			return &w->leaf_grad[i];
-	return NULL;
+	int i = walk_input(w, x);
+	return i >= 0 ? &w->leaf_grad[i] : NULL;
 }
 
 static void walk_accumulate(tg_walk *w, tg_tensor *x, tg_tensor *g)
@@ -955,10 +1023,8 @@ static tg_tensor *grad_of_result(tg_ctx *ctx, tg_walk *w, int i, int nout,
 				 tg_tensor *const *seeds, tg_tensor **grads, unsigned flags)
 {
 	tg_tensor *x = w->in[i];
-	tg_tensor *g = x->node ? x->node->walk_grad : w->leaf_grad[i];
-	for (int j = 0; j < i && !g; j++)
-		if (w->in[j] == x)
-			g = w->leaf_grad[j]; /* a leaf given twice: its slot is the first */
+	/* a leaf given twice: its slot is the first */
+	tg_tensor *g = x->node ? x->node->walk_grad : w->leaf_grad[walk_input(w, x)];
 	if (!g) {
 		if (flags & TG_ALLOW_UNUSED)
 			return tg_zeros(ctx, x->dtype, x->ndim, x->shape);
@@ -971,10 +1037,15 @@ static tg_tensor *grad_of_result(tg_ctx *ctx, tg_walk *w, int i, int nout,
 	bool shared = false;
 	for (int k = 0; k < nout; k++)
 		shared = shared || g == seeds[k];
-	for (int j = 0; j < i; j++)
+	if (w->given.key)
+		shared = shared || addr_index_find(&w->given, g) >= 0;
+	for (int j = 0; j < i && !w->given.key; j++)
 		shared = shared || g == grads[j];
-	if (!shared)
+	if (!shared) {
+		if (w->given.key)
+			addr_index_add(&w->given, g, i);
 		return g;
+	}
 	return flags & TG_CREATE_GRAPH ? tg_sum_to(g, g->ndim, g->shape) : tg_detach(g);
 }
 
@@ -1003,7 +1074,15 @@ int tg_grad_of(int nout, tg_tensor *const *outputs, tg_tensor *const *douts, int
 		return -1;
 	for (int i = 0; i < nin; i++)
 		leaf_grad[i] = NULL;
-	tg_walk w = { nin, inputs, leaf_grad, NULL };
+	tg_walk w = { nin, inputs, leaf_grad, NULL, { 0 }, { 0 } };
+	if (nin >= ADDR_INDEX_MIN) {
+		if (!addr_index_init(ctx, &w.leaves, (size_t)nin) ||
+		    !addr_index_init(ctx, &w.given, (size_t)nin))
+			return -1;
+		for (int i = 0; i < nin; i++)
+			if (!inputs[i]->node)
+				addr_index_add(&w.leaves, inputs[i], i);
+	}
 
 	bool was = ctx->grad_enabled, was_in_backward = ctx->in_backward;
 	ctx->grad_enabled = (flags & TG_CREATE_GRAPH) != 0;

@@ -6,6 +6,8 @@
  * differences in f64 (step H; truncation about H^2, rounding about
  * 1e-16 / H, both far below the 1e-7 asked).
  */
+#include <time.h>
+
 #include "test_util.h"
 #include "internal.h"
 
@@ -151,6 +153,86 @@ static void grad_of_several_outputs_adds_their_vjps(void **state)
 	for (size_t i = 0; i < 3; i++)
 		assert_near(tg_get(gx, i), vv[i], 0);
 	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+/* Many inputs at once, as a table looks them up: leaves given twice,
+ * intermediates, an unused one, and inputs that the walk hands one and the
+ * same gradient tensor (add passes dout on to both its inputs). Each result
+ * is a tensor of its own, and equals the input's gradient asked alone. */
+static void grad_of_many_inputs_matches_asking_one_at_a_time(void **state)
+{
+	(void)state;
+	enum { N = 40 };
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *leaf[N], *in[2 * N + 1], *g[2 * N + 1];
+	for (int i = 0; i < N; i++)
+		leaf[i] = needs_grad(tg_scalar(ctx, TG_F64, 0.25 * i - 3));
+	tg_tensor *y = NULL;
+	int n = 0;
+	for (int i = 0; i < N; i += 2) {
+		tg_tensor *h = tg_add(leaf[i], leaf[i + 1]);   /* one dout for both */
+		tg_tensor *t = tg_mul(h, tg_mul_scalar(h, 0.5 + i));
+		y = y ? tg_add(y, t) : t;
+		in[n++] = leaf[i];
+		in[n++] = h;
+		in[n++] = leaf[i + 1];
+		in[n++] = leaf[i];                             /* given twice */
+	}
+	tg_tensor *unused = needs_grad(tg_scalar(ctx, TG_F64, 1));
+	in[n++] = unused;
+	assert_int_equal(tg_grad_of(1, &y, NULL, n, in, g, TG_ALLOW_UNUSED), 0);
+	for (int i = 0; i < n; i++) {
+		tg_tensor *one;
+		assert_int_equal(tg_grad_of(1, &y, NULL, 1, &in[i], &one, TG_ALLOW_UNUSED), 0);
+		assert_near(tg_item(g[i]), tg_item(one), 0);
+		for (int j = 0; j < i; j++)
+			assert_true(g[i] != g[j]);
+	}
+	assert_near(tg_item(g[n - 1]), 0, 0);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+static double seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The gradients of n inputs take time linear in n, like tg_backward of the
+ * same graph (each input and each gradient handed out is found in a table,
+ * not by comparing with all the others). Best of three of each, and a wide
+ * margin: at this n a search per input costs 30 to 100 backward passes. */
+static void grad_of_many_inputs_costs_about_one_backward(void **state)
+{
+	(void)state;
+	enum { N = 100000 };
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor **x = malloc(N * sizeof *x), **g = malloc(N * sizeof *g);
+	assert_non_null(x);
+	assert_non_null(g);
+	for (int i = 0; i < N; i++)
+		x[i] = needs_grad(tg_scalar(ctx, TG_F64, i));
+	tg_tensor *s = tg_stack(ctx, N, x, 0);
+	tg_tensor *y = tg_sum(tg_mul(s, s));
+	double best_of = INFINITY, best_back = INFINITY;
+	for (int k = 0; k < 3; k++) {
+		double t0 = seconds();
+		assert_int_equal(tg_grad_of(1, &y, NULL, N, x, g, 0), 0);
+		double t1 = seconds();
+		assert_int_equal(tg_backward(y), 0);
+		double t2 = seconds();
+		best_of = fmin(best_of, t1 - t0);
+		best_back = fmin(best_back, t2 - t1);
+	}
+	assert_near(tg_item(g[N - 1]), 2.0 * (N - 1), 0);
+	printf("tg_grad_of of %d inputs: %.3f s, tg_backward %.3f s\n", N, best_of, best_back);
+	assert_true(best_of < 10 * best_back + 0.05);
+	assert_ctx_ok(ctx);
+	free(x);
+	free(g);
 	tg_ctx_free(ctx);
 }
 
@@ -676,6 +758,8 @@ int main(void)
 		cmocka_unit_test(grad_of_with_create_graph_differentiates_again),
 		cmocka_unit_test(grad_of_an_unused_input_is_an_error_unless_allowed),
 		cmocka_unit_test(grad_of_several_outputs_adds_their_vjps),
+		cmocka_unit_test(grad_of_many_inputs_matches_asking_one_at_a_time),
+		cmocka_unit_test(grad_of_many_inputs_costs_about_one_backward),
 		cmocka_unit_test(grad_of_rejects_bad_arguments),
 		cmocka_unit_test(jacobian_matches_finite_differences_both_ways),
 		cmocka_unit_test(jvp_and_vjp_match_finite_differences),
