@@ -418,8 +418,13 @@ int tg_hessian(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in,
 {
 	call c;
 	int nres = nin > 0 && nin <= 4096 ? nin * nin : 0;
-	if (nin > 4096 && ctx && ctx->status == TG_OK) {
-		tg_fail(ctx, TG_EARG, "tg_hessian: %d inputs; at most 4096", nin);
+	if (nin > 4096) {
+		/* the results NULL, as after any failure: hess holds nin * nin */
+		if (hess)
+			for (size_t k = 0; k < (size_t)nin * (size_t)nin; k++)
+				hess[k] = NULL;
+		if (ctx && ctx->status == TG_OK)
+			tg_fail(ctx, TG_EARG, "tg_hessian: %d inputs; at most 4096", nin);
 		return -1;
 	}
 	if (begin(&c, "tg_hessian", ctx, f, user, nin, in, hess, nres) == 0 &&
