@@ -148,8 +148,20 @@ int tg_act_parse(tg_ctx *ctx, const char *s, tg_act *out)
 	return -1;
 }
 
+/* The shortest of %.15g, %.16g, %.17g that reads back as v. */
+static const char *num_str(double v, char *buf, size_t size)
+{
+	for (int digits = 15; digits <= 17; digits++) {
+		snprintf(buf, size, "%.*g", digits, v);
+		if (strtod(buf, NULL) == v)
+			break;
+	}
+	return buf;
+}
+
 char *tg_act_str(tg_act act, char *buf, size_t size)
 {
+	char a[32];
 	if (!buf || !size)
 		return buf;
 	switch (act.kind) {
@@ -166,10 +178,10 @@ char *tg_act_str(tg_act act, char *buf, size_t size)
 		snprintf(buf, size, "tanh");
 		break;
 	case TG_ACT_LEAKY_RELU:
-		snprintf(buf, size, "leaky_relu:%g", act.alpha);
+		snprintf(buf, size, "leaky_relu:%s", num_str(act.alpha, a, sizeof a));
 		break;
 	case TG_ACT_ELU:
-		snprintf(buf, size, "elu:%g", act.alpha);
+		snprintf(buf, size, "elu:%s", num_str(act.alpha, a, sizeof a));
 		break;
 	default:
 		snprintf(buf, size, "unknown(%d)", (int)act.kind);
@@ -473,17 +485,6 @@ static tg_module *module_with(tg_ctx *ctx, const tg_module_vt *vt, const char *n
 	if (!m)
 		free(copy);
 	return m;
-}
-
-/* The shortest of %.15g, %.16g, %.17g that reads back as v. */
-static const char *num_str(double v, char *buf, size_t size)
-{
-	for (int digits = 15; digits <= 17; digits++) {
-		snprintf(buf, size, "%.*g", digits, v);
-		if (strtod(buf, NULL) == v)
-			break;
-	}
-	return buf;
 }
 
 static void free_self(tg_module *m)

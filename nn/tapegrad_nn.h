@@ -119,7 +119,9 @@ typedef struct tg_act {
 /* "identity" (or "none"), "relu", "sigmoid", "tanh", "leaky_relu",
  * "leaky_relu:0.1", "elu", "elu:0.5". 0 ok; -1 and TG_EARG in ctx. */
 TG_API int tg_act_parse(tg_ctx *ctx, const char *s, tg_act *out);
-TG_API char *tg_act_str(tg_act act, char *buf, size_t size); /* returns buf */
+/* "leaky_relu:0.1" into buf; returns buf. alpha is written in as few digits
+ * as read back exactly, so tg_act_parse of the string gives act again. */
+TG_API char *tg_act_str(tg_act act, char *buf, size_t size);
 /* act applied elementwise. Identity returns x itself. */
 TG_API tg_tensor *tg_act_forward(tg_act act, tg_tensor *x); /* step (or x) */
 

@@ -243,6 +243,33 @@ static void every_builtin_module_writes_a_spec_that_reads_back(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* An alpha of many digits is written in all of them: the model read back
+ * from its spec (a checkpoint's "arch") computes what the model did. */
+static void an_activations_alpha_reads_back_exactly(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_module *m = tg_sequential(ctx, NULL);
+	tg_module_add(m, tg_activation(ctx, (tg_act){TG_ACT_LEAKY_RELU, 0.123456789}, "a1"));
+	tg_module_add(m, tg_activation(ctx, (tg_act){TG_ACT_ELU, 1.0 / 3}, "a2"));
+	char buf[128];
+	assert_true(tg_module_spec(m, buf, sizeof buf) > 0);
+	assert_string_equal(buf, "leaky_relu:0.123456789,elu:0.3333333333333333");
+	tg_module *r = tg_model_parse(ctx, buf, NULL);
+	assert_non_null(r);
+	for (size_t i = 0; i < 2; i++) {
+		const tg_act *a = m->children[i]->self, *b = r->children[i]->self;
+		if (a->alpha != b->alpha)
+			fail_msg("child %zu: alpha %.17g read back as %.17g", i, a->alpha, b->alpha);
+	}
+	tg_tensor *x = f64(ctx, SHAPE(3), (double[]){-1.5, -0.25, 2});
+	assert_same_bits(tg_forward(m, x), tg_forward(r, x));
+	assert_ctx_ok(ctx);
+	tg_module_free(m);
+	tg_module_free(r);
+	tg_ctx_free(ctx);
+}
+
 static void parse_errors_name_the_bad_piece(void **state)
 {
 	(void)state;
@@ -896,6 +923,7 @@ int main(void)
 	    cmocka_unit_test(params_and_tensors_come_in_order_with_the_mlps_names),
 	    cmocka_unit_test(train_and_eval_reach_every_child),
 	    cmocka_unit_test(every_builtin_module_writes_a_spec_that_reads_back),
+	    cmocka_unit_test(an_activations_alpha_reads_back_exactly),
 	    cmocka_unit_test(parse_errors_name_the_bad_piece),
 	    cmocka_unit_test(decay_is_set_by_the_module_and_read_by_the_optimizer),
 	    cmocka_unit_test(linear_relu_linear_equals_the_ops_bit_for_bit),
