@@ -242,27 +242,84 @@ void tg_module_train(tg_module *m, bool on)
 		tg_module_train(m->children[i], on);
 }
 
-/* Appends m's params (state when !params) and its children's into out. */
-static size_t collect(const tg_module *m, bool params, tg_tensor **out, size_t cap, size_t n)
+/* Calls fn on each of m's params (state when !params) and its children's,
+ * depth first, until fn returns false; false then. */
+static bool each(const tg_module *m, bool params, bool (*fn)(tg_tensor *t, void *arg), void *arg)
 {
 	size_t k = params ? m->nparams : m->nstate;
 	tg_tensor **own = params ? m->params : m->state;
-	for (size_t i = 0; i < k; i++, n++)
-		if (out && n < cap)
-			out[n] = own[i];
+	for (size_t i = 0; i < k; i++)
+		if (!fn(own[i], arg))
+			return false;
 	for (size_t i = 0; i < m->nchildren; i++)
-		n = collect(m->children[i], params, out, cap, n);
-	return n;
+		if (!each(m->children[i], params, fn, arg))
+			return false;
+	return true;
+}
+
+/* Whether t, met at place `at` of the walk (params, then state), was met
+ * before: a parameter shared by two modules (tied weights) is one
+ * parameter, listed where it is first met. */
+typedef struct search {
+	tg_tensor *t;
+	size_t left; /* places of the walk before t's */
+	bool found;
+} search;
+
+static bool before(tg_tensor *t, void *arg)
+{
+	search *s = arg;
+	if (!s->left)
+		return false;
+	s->left--;
+	s->found = t == s->t;
+	return !s->found;
+}
+
+static bool seen(const tg_module *root, tg_tensor *t, size_t at)
+{
+	search s = { t, at, false };
+	if (each(root, true, before, &s))
+		each(root, false, before, &s);
+	return s.found;
+}
+
+/* The list being made: each tensor of root's tree once, into out[0..cap). */
+typedef struct listing {
+	const tg_module *root;
+	tg_tensor **out;
+	size_t cap, n;
+	size_t at; /* places of the walk passed */
+} listing;
+
+static bool add_once(tg_tensor *t, void *arg)
+{
+	listing *l = arg;
+	if (seen(l->root, t, l->at++))
+		return true;
+	if (l->out && l->n < l->cap)
+		l->out[l->n] = t;
+	l->n++;
+	return true;
 }
 
 size_t tg_module_params(const tg_module *m, tg_tensor **out, size_t cap)
 {
-	return m ? collect(m, true, out, cap, 0) : 0;
+	if (!m)
+		return 0;
+	listing l = { .root = m, .out = out, .cap = cap };
+	each(m, true, add_once, &l);
+	return l.n;
 }
 
 size_t tg_module_tensors(const tg_module *m, tg_tensor **out, size_t cap)
 {
-	return m ? collect(m, false, out, cap, collect(m, true, out, cap, 0)) : 0;
+	if (!m)
+		return 0;
+	listing l = { .root = m, .out = out, .cap = cap };
+	each(m, true, add_once, &l);
+	each(m, false, add_once, &l);
+	return l.n;
 }
 
 int tg_module_spec(const tg_module *m, char *buf, size_t size)

@@ -326,10 +326,12 @@ TG_API tg_tensor *tg_forward(tg_module *m, tg_tensor *x);
 TG_API void tg_module_train(tg_module *m, bool on);
 /* Every parameter of m and the modules below it, depth first in the order
  * they were added, into out[0..cap); returns how many there are (call with
- * cap 0 to count). */
+ * cap 0 to count). A tensor that several modules hold (tied weights) is
+ * listed once, where it is first met, as an optimizer and a checkpoint
+ * need it. */
 TG_API size_t tg_module_params(const tg_module *m, tg_tensor **out, size_t cap);
 /* Everything a checkpoint holds of m: the parameters, then the state, in
- * the same order. */
+ * the same order, each once. */
 TG_API size_t tg_module_tensors(const tg_module *m, tg_tensor **out, size_t cap);
 /* m's architecture string (see tg_model_parse) into buf; returns its
  * length as snprintf, -1 (and an error) when a module has no spec. */

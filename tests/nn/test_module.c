@@ -142,6 +142,60 @@ static void params_and_tensors_come_in_order_with_the_mlps_names(void **state)
 
 /* ---- train/eval reaches every child --------------------------------------------------- */
 
+/* A decoder using the encoder's weight transposed: y = (x W) W^T. */
+static tg_tensor *tied_forward(tg_module *m, tg_tensor *x)
+{
+	return tg_matmul_t(x, false, m->params[0], true);
+}
+
+static const tg_module_vt tied_vt = {.kind = "tied", .forward = tied_forward};
+
+static void a_weight_two_modules_share_is_one_parameter(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_module *m = tg_sequential(ctx, "ae");
+	tg_module *enc = tg_linear(ctx, TG_F64, 3, 2, (tg_init){TG_INIT_STD, 0.5}, "enc");
+	tg_module_add(m, enc);
+	tg_module *dec = tg_module_new(ctx, &tied_vt, "dec", NULL);
+	tg_tensor *W = enc->params[0];
+	assert_ptr_equal(tg_module_add_param(dec, W, "W", true), W);
+	tg_module_add(m, dec);
+	assert_ctx_ok(ctx);
+	/* W, enc.b: W once, where first met */
+	tg_tensor *p[4], *t[4];
+	assert_int_equal(tg_module_params(m, NULL, 0), 2);
+	assert_int_equal(tg_module_params(m, p, 4), 2);
+	assert_ptr_equal(p[0], W);
+	assert_ptr_equal(p[1], enc->params[1]);
+	assert_int_equal(tg_module_tensors(m, t, 4), 2);
+	/* an optimizer takes the list as it is (each tensor once) */
+	tg_optim_opts oo = tg_optim_defaults(TG_SGD);
+	oo.lr = 0.1;
+	tg_optim *opt = tg_optim_new(ctx, p, 2, &oo);
+	assert_non_null(opt);
+	/* one SGD step moves W by lr times the gradient of both of its uses */
+	double x0[3] = {1, -2, 0.5};
+	tg_tensor *x = f64(ctx, SHAPE(1, 3), x0);
+	tg_tensor *ref = tg_param(tg_from_f64(ctx, TG_F64, 2, tg_shape(W), tg_data(W)));
+	tg_tensor *b = tg_detach(enc->params[1]);
+	tg_tensor *want = tg_sum(tg_mul(tg_matmul_t(tg_add(tg_matmul(x, ref), b), false, ref, true), x));
+	tg_backward(want);
+	tg_tensor *loss = tg_sum(tg_mul(tg_forward(m, x), x));
+	tg_optim_zero_grad(opt);
+	tg_backward(loss);
+	assert_ctx_ok(ctx);
+	double w1[6];
+	for (size_t i = 0; i < 6; i++)
+		w1[i] = tg_get(ref, i) - 0.1 * tg_get(tg_grad(ref), i);
+	tg_optim_step(opt);
+	assert_values(W, w1, 6, 1e-15);
+	assert_ctx_ok(ctx);
+	tg_optim_free(opt);
+	tg_module_free(m);
+	tg_ctx_free(ctx);
+}
+
 static void train_and_eval_reach_every_child(void **state)
 {
 	(void)state;
@@ -921,6 +975,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(a_users_module_trains_inside_a_sequential),
 	    cmocka_unit_test(params_and_tensors_come_in_order_with_the_mlps_names),
+	    cmocka_unit_test(a_weight_two_modules_share_is_one_parameter),
 	    cmocka_unit_test(train_and_eval_reach_every_child),
 	    cmocka_unit_test(every_builtin_module_writes_a_spec_that_reads_back),
 	    cmocka_unit_test(an_activations_alpha_reads_back_exactly),
