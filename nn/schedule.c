@@ -40,6 +40,8 @@ tg_schedule tg_schedule_defaults(tg_schedule_kind kind, double base_lr, int64_t 
 	return s;
 }
 
+static const char *fault(const tg_schedule *s);
+
 /* The closed form of every kind but plateau at epoch e >= 0. */
 static double closed_form(const tg_schedule *s, int64_t e)
 {
@@ -87,8 +89,8 @@ static void plateau_step(tg_schedule *s, double loss)
 
 double tg_schedule_lr(tg_schedule *s, int64_t epoch, double val_loss)
 {
-	if (!s)
-		return NAN;
+	if (!s || fault(s))
+		return NAN; /* a step size of 0 would divide by zero */
 	if (epoch < 0)
 		epoch = 0;
 	if (s->kind == TG_SCHED_PLATEAU) {
@@ -102,6 +104,35 @@ double tg_schedule_lr(tg_schedule *s, int64_t epoch, double val_loss)
 	return s->lr;
 }
 
+/* What is wrong with s's hyperparameters, or NULL. */
+static const char *fault(const tg_schedule *s)
+{
+	if ((unsigned)s->kind > TG_SCHED_PLATEAU)
+		return "an unknown kind";
+	if (!(s->base_lr > 0) || !isfinite(s->base_lr))
+		return "base_lr must be > 0";
+	if (!(s->min_lr >= 0) || !(s->min_lr <= s->base_lr))
+		return "min_lr must lie in [0, base_lr]";
+	if (s->kind == TG_SCHED_STEP && s->step_size < 1)
+		return "the step size must be >= 1 epoch";
+	if ((s->kind == TG_SCHED_STEP || s->kind == TG_SCHED_EXPONENTIAL) &&
+	    !(s->gamma > 0 && s->gamma <= 1))
+		return "gamma must lie in (0, 1]";
+	if (s->kind == TG_SCHED_COSINE && s->t_max < 1)
+		return "cosine needs T >= 1 epoch";
+	if (s->kind == TG_SCHED_WARMUP_COSINE && s->warmup < 1)
+		return "the warm-up must be >= 1 epoch";
+	if (s->kind == TG_SCHED_WARMUP_COSINE && s->t_max <= s->warmup)
+		return "T must exceed the warm-up (T counts the warm-up epochs)";
+	if (s->kind == TG_SCHED_PLATEAU && !(s->factor > 0 && s->factor < 1))
+		return "the factor must lie in (0, 1)";
+	if (s->kind == TG_SCHED_PLATEAU && s->patience < 0)
+		return "the patience must be >= 0";
+	if (s->kind == TG_SCHED_PLATEAU && !(s->threshold >= 0 && s->threshold < 1))
+		return "the threshold must lie in [0, 1)";
+	return NULL;
+}
+
 int tg_schedule_check(tg_ctx *ctx, const tg_schedule *s)
 {
 	if (!ctx || !tg_ok(ctx))
@@ -110,30 +141,7 @@ int tg_schedule_check(tg_ctx *ctx, const tg_schedule *s)
 		tg_fail(ctx, TG_ENULL, "tg_schedule_check: the schedule is NULL");
 		return -1;
 	}
-	const char *bad = NULL;
-	if ((unsigned)s->kind > TG_SCHED_PLATEAU)
-		bad = "an unknown kind";
-	else if (!(s->base_lr > 0) || !isfinite(s->base_lr))
-		bad = "base_lr must be > 0";
-	else if (!(s->min_lr >= 0) || !(s->min_lr <= s->base_lr))
-		bad = "min_lr must lie in [0, base_lr]";
-	else if (s->kind == TG_SCHED_STEP && s->step_size < 1)
-		bad = "the step size must be >= 1 epoch";
-	else if ((s->kind == TG_SCHED_STEP || s->kind == TG_SCHED_EXPONENTIAL) &&
-		 !(s->gamma > 0 && s->gamma <= 1))
-		bad = "gamma must lie in (0, 1]";
-	else if (s->kind == TG_SCHED_COSINE && s->t_max < 1)
-		bad = "cosine needs T >= 1 epoch";
-	else if (s->kind == TG_SCHED_WARMUP_COSINE && s->warmup < 1)
-		bad = "the warm-up must be >= 1 epoch";
-	else if (s->kind == TG_SCHED_WARMUP_COSINE && s->t_max <= s->warmup)
-		bad = "T must exceed the warm-up (T counts the warm-up epochs)";
-	else if (s->kind == TG_SCHED_PLATEAU && !(s->factor > 0 && s->factor < 1))
-		bad = "the factor must lie in (0, 1)";
-	else if (s->kind == TG_SCHED_PLATEAU && s->patience < 0)
-		bad = "the patience must be >= 0";
-	else if (s->kind == TG_SCHED_PLATEAU && !(s->threshold >= 0 && s->threshold < 1))
-		bad = "the threshold must lie in [0, 1)";
+	const char *bad = fault(s);
 	if (!bad)
 		return 0;
 	tg_fail(ctx, TG_EARG, "tg_schedule_check: %s schedule: %s",

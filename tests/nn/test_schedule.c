@@ -112,6 +112,39 @@ static void warm_up_then_cosine_by_hand(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* A struct filled in by hand is not checked until tg_fit checks it; asked
+ * for a rate directly, a schedule out of range gives NAN (which
+ * tg_optim_set_lr refuses, naming it) instead of dividing by a step size
+ * of 0. */
+static void a_schedule_out_of_range_gives_nan_not_a_crash(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_schedule s = tg_schedule_defaults(TG_SCHED_STEP, 0.1, 10);
+	s.step_size = 0;
+	assert_true(isnan(tg_schedule_lr(&s, 3, NAN)));
+	assert_int_equal(s.epoch, -1); /* the position stays */
+	tg_tensor *w = tg_param(tg_ones(ctx, TG_F64, 1, (int64_t[]){ 2 }));
+	tg_optim_opts oo = tg_optim_defaults(TG_SGD);
+	tg_optim *o = tg_optim_new(ctx, &w, 1, &oo);
+	tg_optim_set_lr(o, tg_schedule_lr(&s, 3, NAN));
+	assert_error(ctx, TG_EARG, "lr = nan");
+	assert_near(tg_optim_lr(o), 0.01, 0);
+	tg_clear_error(ctx);
+	s = tg_schedule_defaults(TG_SCHED_WARMUP_COSINE, 0.1, 3);
+	s.warmup = 0;
+	assert_true(isnan(tg_schedule_lr(&s, 0, NAN)));
+	s = tg_schedule_defaults(TG_SCHED_PLATEAU, 0.1, 3);
+	s.factor = 2;
+	assert_true(isnan(tg_schedule_lr(&s, 1, 0.5)));
+	assert_true(isnan(tg_schedule_lr(NULL, 1, 0.5)));
+	/* fixed, it runs */
+	s.factor = 0.5;
+	assert_near(tg_schedule_lr(&s, 1, 0.5), 0.1, 0);
+	tg_optim_free(o);
+	tg_ctx_free(ctx);
+}
+
 static void parse_fills_the_fields_and_names_bad_strings(void **state)
 {
 	(void)state;
@@ -235,6 +268,7 @@ int main(void)
 		cmocka_unit_test(closed_forms_match_pytorch),
 		cmocka_unit_test(reduce_on_plateau_matches_pytorch),
 		cmocka_unit_test(warm_up_then_cosine_by_hand),
+		cmocka_unit_test(a_schedule_out_of_range_gives_nan_not_a_crash),
 		cmocka_unit_test(parse_fills_the_fields_and_names_bad_strings),
 		cmocka_unit_test(a_position_saved_in_a_checkpoint_gives_the_same_rates),
 	};
