@@ -393,6 +393,11 @@ int tg_optim_step(tg_optim *o)
 {
 	if (!o || !tg_ok(o->ctx))
 		return -1;
+	if (o->t == INT64_MAX) { /* set by tg_optim_set_steps: no step can follow */
+		tg_fail(o->ctx, TG_EARG, "tg_optim_step: %lld steps taken; the count cannot grow",
+			(long long)o->t);
+		return -1;
+	}
 	const tg_optim_opts *c = &o->o;
 	/* The norm costs a pass over every gradient; without clipping nothing
 	 * here needs it, and the gradients stay for tg_optim_grad_norm to read

@@ -462,6 +462,27 @@ static void optimizer_state_is_named_after_its_parameters(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* A step count restored as the largest count (a checkpoint's "optim.steps")
+ * cannot grow: the step is refused with nothing changed, instead of a
+ * signed overflow. */
+static void a_step_count_at_its_limit_is_refused(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *w = tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2), (double[]){1, -2}));
+	tg_optim_opts o = tg_optim_defaults(TG_ADAM);
+	tg_optim *opt = tg_optim_new(ctx, &w, 1, &o);
+	tg_optim_set_steps(opt, INT64_MAX);
+	tg_backward(tg_sum(tg_mul(w, w)));
+	assert_int_equal(tg_optim_step(opt), -1);
+	assert_error(ctx, TG_EARG, "cannot grow");
+	assert_int_equal(tg_optim_steps(opt), INT64_MAX);
+	assert_near(tg_get(w, 0), 1, 0);
+	assert_near(tg_get(w, 1), -2, 0);
+	tg_optim_free(opt);
+	tg_ctx_free(ctx);
+}
+
 static void optimizer_names_parse_and_defaults_are_the_books(void **state)
 {
 	(void)state;
@@ -507,6 +528,7 @@ int main(void)
 	    cmocka_unit_test(zeroed_gradients_read_zeros_and_are_overwritten),
 	    cmocka_unit_test(a_step_between_forward_and_backward_is_caught),
 	    cmocka_unit_test(optimizer_state_is_named_after_its_parameters),
+	    cmocka_unit_test(a_step_count_at_its_limit_is_refused),
 	    cmocka_unit_test(optimizer_names_parse_and_defaults_are_the_books),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
