@@ -100,7 +100,7 @@ double tg_init_std(tg_init init, int64_t n_in, int64_t n_out)
 	case TG_INIT_LECUN:
 		return sqrt(1.0 / (double)n_in);
 	case TG_INIT_GLOROT:
-		return sqrt(2.0 / (double)(n_in + n_out));
+		return sqrt(2.0 / ((double)n_in + (double)n_out)); /* no int64 sum to overflow */
 	case TG_INIT_HE:
 		return sqrt(2.0 / (double)n_in);
 	}

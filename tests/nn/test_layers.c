@@ -590,6 +590,12 @@ static void initialiser_names_parse_and_print(void **state)
 	tg_clear_error(ctx);
 	assert_int_equal(tg_init_parse(ctx, "kaiming", &in), -1);
 	assert_error(ctx, TG_EARG, "\"kaiming\"");
+	tg_clear_error(ctx);
+	/* the largest sizes give a std, with no int64 sum to overflow */
+	in = (tg_init){TG_INIT_GLOROT, 0};
+	assert_near(tg_init_std(in, INT64_MAX, INT64_MAX), sqrt(1.0 / 0x1p63), 1e-25);
+	assert_null(tg_init_weight(ctx, TG_F32, INT64_MAX, 2, in, "w"));
+	assert_int_not_equal(tg_status_of(ctx), TG_OK);
 	tg_ctx_free(ctx);
 }
 
