@@ -831,7 +831,13 @@ tg_module *tg_conv2d_layer(tg_ctx *ctx, tg_dtype dt, int64_t c_in, int64_t c_out
 			       "tg_conv2d_layer: \"%s\": groups %d must divide c_in %lld and "
 			       "c_out %lld",
 			       nm, o.groups, (long long)c_in, (long long)c_out);
-	int64_t fan_in = c_in / o.groups * kh * kw, fan_out = c_out / o.groups * kh * kw;
+	int64_t fan_in, fan_out;
+	if (__builtin_mul_overflow(c_in / o.groups, (int64_t)kh * kw, &fan_in) ||
+	    __builtin_mul_overflow(c_out / o.groups, (int64_t)kh * kw, &fan_out))
+		return tg_fail(ctx, TG_EARG,
+			       "tg_conv2d_layer: \"%s\": channels %lld -> %lld with a %dx%d kernel "
+			       "are too many to count",
+			       nm, (long long)c_in, (long long)c_out, kh, kw);
 	double std = tg_init_std(init, fan_in, fan_out);
 	if (!(std >= 0) || !isfinite(std)) {
 		char buf[32];

@@ -866,6 +866,13 @@ static void cnn_misuse_is_a_named_error(void **state)
 	assert_null(tg_conv2d_layer(ctx, TG_F32, 4, 6, 0, 3, NULL, he, "c"));
 	assert_error(ctx, TG_EARG, "sizes 0 and 3 must be positive");
 	tg_clear_error(ctx);
+	/* fans too large for int64 are refused, not overflowed */
+	assert_null(tg_conv2d_layer(ctx, TG_F32, INT64_MAX / 2, 4, 3, 3, NULL, he, "c"));
+	assert_error(ctx, TG_EARG, "too many to count");
+	tg_clear_error(ctx);
+	assert_null(tg_conv2d_layer(ctx, TG_F32, 4, INT64_MAX, 2, 1, NULL, he, "c"));
+	assert_error(ctx, TG_EARG, "too many to count");
+	tg_clear_error(ctx);
 	assert_null(tg_maxpool2d_layer(ctx, 2, 2, 2, "p"));
 	assert_error(ctx, TG_EARG, "tg_maxpool2d_layer: \"p\": kernel 2 and stride 2");
 	tg_clear_error(ctx);
