@@ -586,10 +586,14 @@ tg_module *tg_activation(tg_ctx *ctx, tg_act act, const char *name)
 {
 	if (!ctx || !tg_ok(ctx))
 		return NULL;
-	if ((unsigned)act.kind > TG_ACT_ELU || !isfinite(act.alpha))
-		return tg_fail(ctx, TG_EARG,
-			       "tg_activation: \"%s\": unknown activation %d (alpha %g)",
-			       name ? name : "", (int)act.kind, act.alpha);
+	if ((unsigned)act.kind > TG_ACT_ELU)
+		return tg_fail(ctx, TG_EARG, "tg_activation: \"%s\": unknown activation %d",
+			       name ? name : "", (int)act.kind);
+	if (!isfinite(act.alpha)) {
+		char a[64];
+		return tg_fail(ctx, TG_EARG, "tg_activation: \"%s\": %s: alpha must be finite",
+			       name ? name : "", tg_act_str(act, a, sizeof a));
+	}
 	return module_with(ctx, &act_vt[act.kind], name, &act, sizeof act);
 }
 

@@ -625,6 +625,13 @@ static void misuse_is_a_named_error(void **state)
 	assert_null(tg_forward(o, x));
 	assert_error(ctx, TG_EARG, "module \"o\" (sequential) and its input belong to different");
 	tg_clear_error(ctx);
+	/* an activation is named for what is wrong with it: its kind or its alpha */
+	assert_null(tg_activation(ctx, (tg_act){TG_ACT_LEAKY_RELU, NAN}, "a"));
+	assert_error(ctx, TG_EARG, "tg_activation: \"a\": leaky_relu:nan: alpha must be finite");
+	tg_clear_error(ctx);
+	assert_null(tg_activation(ctx, (tg_act){(tg_act_kind)42, 0}, "a"));
+	assert_error(ctx, TG_EARG, "tg_activation: \"a\": unknown activation 42");
+	tg_clear_error(ctx);
 	/* a state tensor is a copy without a gradient, named */
 	tg_tensor *st = tg_module_add_state(m, tg_ones(ctx, TG_F64, SHAPE(2)), "count");
 	assert_string_equal(tg_name(st), "m.count");
