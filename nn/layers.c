@@ -271,6 +271,11 @@ int tg_argmax_rows(const tg_tensor *x, int32_t *out)
 			tg_shape_str(x, a, sizeof a));
 		return -1;
 	}
+	if (tg_dtype_of(x) != TG_F32 && tg_dtype_of(x) != TG_F64) {
+		tg_fail(ctx, TG_EDTYPE, "tg_argmax_rows: x is %s; scores are f32 or f64",
+			tg_dtype_of(x) == TG_I32 ? "i32" : "i64");
+		return -1;
+	}
 	int64_t n = tg_dim(x, 0), k = tg_dim(x, 1);
 	const void *data = tg_data(x);
 	for (int64_t i = 0; i < n; i++) {

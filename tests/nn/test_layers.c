@@ -367,6 +367,13 @@ static void argmax_rows_names_the_predicted_class(void **state)
 	assert_int_equal(out[0], 2);
 	assert_int_equal(out[1], 0);
 	assert_int_equal(out[2], 1);
+	/* index scores are refused, not read as floats: -3 > -5 but the bits
+	 * of -3 as a float are below those of -5 */
+	tg_tensor *ints = tg_from_i32(ctx, SHAPE(1, 2), (int32_t[]){-5, -3});
+	out[0] = -1;
+	assert_int_equal(tg_argmax_rows(ints, out), -1);
+	assert_error(ctx, TG_EDTYPE, "tg_argmax_rows: x is i32; scores are f32 or f64");
+	assert_int_equal(out[0], -1);
 	tg_ctx_free(ctx);
 }
 
