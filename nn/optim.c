@@ -450,6 +450,11 @@ tg_optim_opts tg_optim_opts_of(const tg_optim *o)
 	return o ? o->o : (tg_optim_opts){ 0 };
 }
 
+tg_ctx *tg_optim_ctx_of(const tg_optim *o)
+{
+	return o ? o->ctx : NULL;
+}
+
 void tg_optim_set_lr(tg_optim *o, double lr)
 {
 	if (!o)

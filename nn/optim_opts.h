@@ -1,7 +1,7 @@
 /*
- * optim_opts.h - the options an optimizer was made with, for tg_fit
- * (nn/train.c), whose ranks under dist must all train with the same. Not
- * installed.
+ * optim_opts.h - the options an optimizer was made with, and its context,
+ * for tg_fit (nn/train.c), whose ranks under dist must all train with the
+ * same and whose model must be the optimizer's context's. Not installed.
  */
 #ifndef TG_OPTIM_OPTS_H
 #define TG_OPTIM_OPTS_H
@@ -10,5 +10,7 @@
 
 /* o's options (its current learning rate in lr); zeros for NULL. */
 tg_optim_opts tg_optim_opts_of(const tg_optim *o);
+/* The context o's parameters and state belong to; NULL for NULL. */
+tg_ctx *tg_optim_ctx_of(const tg_optim *o);
 
 #endif /* TG_OPTIM_OPTS_H */

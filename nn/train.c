@@ -1196,6 +1196,11 @@ static int fit(const char *who, tg_module *m, tg_optim *o, const tg_task *task,
 		tg_fail(ctx, TG_ENULL, "%s: the optimizer is NULL", who);
 		goto out_free;
 	}
+	if (tg_optim_ctx_of(o) != ctx) { /* its steps would change nothing of m */
+		tg_fail(ctx, TG_ECTX, "%s: the optimizer belongs to another context than the model",
+			who);
+		goto out_free;
+	}
 	if (check_task(ctx, who, &r.task) || check_set(ctx, who, &r.task, train, "train") ||
 	    (val && check_set(ctx, who, &r.task, val, "validation")) ||
 	    (test && check_set(ctx, who, &r.task, test, "test")) || plan(&r))

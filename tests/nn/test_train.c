@@ -293,6 +293,37 @@ static void a_net_that_does_not_fit_the_data_is_a_shape_error(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* An optimizer over another context's parameters would step nothing of the
+ * model: refused before the first step, not a run that "trains" in vain. */
+static void an_optimizer_of_another_context_is_refused(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1), *other = tg_ctx_new(2);
+	tg_module *m = tg_model_parse(ctx, "2-3-2", NULL);
+	tg_module *elsewhere = tg_model_parse(other, "2-3-2", NULL);
+	tg_tensor *p[4];
+	size_t np = tg_module_params(elsewhere, p, 4);
+	tg_optim_opts oo = tg_optim_defaults(TG_SGD);
+	tg_optim *opt = tg_optim_new(other, p, np, &oo);
+	assert_non_null(opt);
+	float x[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+	int32_t y[4] = { 0, 1, 0, 1 };
+	tg_dataset ds = { .n = 4, .d = 2, .classes = 2, .x = x, .y = y };
+	tg_train_opts to = quiet_opts();
+	to.epochs = 2;
+	tg_metrics last;
+	assert_int_equal(tg_fit(m, opt, NULL, &ds, NULL, NULL, &to, &last), -1);
+	assert_error(ctx, TG_ECTX, "tg_fit: the optimizer belongs to another context");
+	assert_int_equal(last.iter, 0);
+	assert_int_equal(tg_optim_steps(opt), 0);
+	assert_ctx_ok(other);
+	tg_optim_free(opt);
+	tg_module_free(m);
+	tg_module_free(elsewhere);
+	tg_ctx_free(other);
+	tg_ctx_free(ctx);
+}
+
 static void a_failure_in_the_short_last_batch_says_so(void **state)
 {
 	(void)state;
@@ -1075,7 +1106,8 @@ int main(void)
 		cmocka_unit_test(a_non_finite_loss_stops_training_without_anomaly_mode),
 		cmocka_unit_test(a_diverging_loss_stops_training_without_anomaly_mode),
 		cmocka_unit_test(a_net_that_does_not_fit_the_data_is_a_shape_error),
-		cmocka_unit_test(a_failure_in_the_short_last_batch_says_so),
+		cmocka_unit_test(an_optimizer_of_another_context_is_refused),
+	cmocka_unit_test(a_failure_in_the_short_last_batch_says_so),
 		cmocka_unit_test(training_does_nothing_while_the_context_holds_an_error),
 		cmocka_unit_test(the_csv_log_has_a_header_and_one_row_per_epoch),
 		cmocka_unit_test(a_resumed_run_keeps_the_rows_of_its_log),
