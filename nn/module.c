@@ -923,7 +923,16 @@ static bool expand_short(tg_ctx *ctx, const char *arch, int64_t c, int64_t h, in
 					  "size");
 				return false;
 			}
-			int64_t d = flat ? p.c : p.c * p.h * p.w;
+			int64_t d = p.c;
+			if (!flat && (__builtin_mul_overflow(p.c, p.h, &d) ||
+				      __builtin_mul_overflow(d, p.w, &d) || d > INT32_MAX)) {
+				snprintf(why, sizeof why,
+					 "flattens to more than %d features, too many for a "
+					 "linear layer",
+					 INT32_MAX);
+				bad_short(ctx, &p, why);
+				return false;
+			}
 			if (!flat)
 				fit = fit && append(out, size, &len, "%sflatten", len ? "," : "");
 			fit = fit && append(out, size, &len, ",linear:%lld:%lld%s", (long long)d,
@@ -951,9 +960,9 @@ tg_module *tg_model_parse_image(tg_ctx *ctx, const char *arch, int64_t c, int64_
 		return tg_fail(ctx, TG_ENULL, "tg_model_parse_image: the architecture string is NULL");
 	if (c < 1 || h < 1 || w < 1 || c > INT32_MAX || h > INT32_MAX || w > INT32_MAX)
 		return tg_fail(ctx, TG_EARG,
-			       "tg_model_parse_image: \"%s\": image shape (%lld,%lld,%lld) must be "
-			       "positive",
-			       arch, (long long)c, (long long)h, (long long)w);
+			       "tg_model_parse_image: \"%s\": image shape (%lld,%lld,%lld): each "
+			       "size must be 1 to %d",
+			       arch, (long long)c, (long long)h, (long long)w, INT32_MAX);
 	if (!*arch)
 		return tg_fail(ctx, TG_EARG, "tg_model_parse_image: the architecture string is empty");
 	char full[4096];

@@ -931,7 +931,19 @@ static void cnn_misuse_is_a_named_error(void **state)
 		tg_clear_error(ctx);
 	}
 	assert_null(tg_model_parse_image(ctx, "cnn", 1, 0, 28, NULL));
-	assert_error(ctx, TG_EARG, "image shape (1,0,28) must be positive");
+	assert_error(ctx, TG_EARG, "image shape (1,0,28): each size must be 1 to 2147483647");
+	tg_clear_error(ctx);
+	assert_null(tg_model_parse_image(ctx, "cnn", 1, INT64_MAX, 28, NULL));
+	assert_error(ctx, TG_EARG, "each size must be 1 to 2147483647");
+	tg_clear_error(ctx);
+	/* an image too large to flatten into a linear layer is named by its
+	 * piece, with no product overflowed on the way */
+	assert_null(tg_model_parse_image(ctx, "10", INT32_MAX, INT32_MAX, INT32_MAX, NULL));
+	assert_error(ctx, TG_EARG, "piece 1 \"10\" on input (N,2147483647,2147483647,2147483647): "
+				   "flattens to more than 2147483647 features");
+	tg_clear_error(ctx);
+	assert_null(tg_model_parse_image(ctx, "pool2-10", 1, 131072, 65536, NULL));
+	assert_error(ctx, TG_EARG, "piece 2 \"10\" on input (N,1,65536,32768): flattens");
 	tg_clear_error(ctx);
 	assert_null(tg_model_parse_image(ctx, NULL, 1, 28, 28, NULL));
 	assert_error(ctx, TG_ENULL, "tg_model_parse_image");
