@@ -225,8 +225,11 @@ TG_API tg_train_opts tg_train_defaults(void);
  * the dtype of m's parameters. opts NULL means the defaults. On return m is
  * in training mode and grad mode is as it was; last (may be NULL) receives
  * the final metrics (after a failure, last->iter is the number of steps that
- * completed). An optimizer made in another context than m's is TG_ECTX. 0
- * ok, -1 on error (in ctx; a log file that can't be written is TG_EIO). */
+ * completed). An optimizer made in another context than m's is TG_ECTX; a
+ * class label at or above m's K outputs (found by one forward pass of a row
+ * in evaluation mode) is TG_EARG naming its set and row, before the first
+ * step. 0 ok, -1 on error (in ctx; a log file that can't be written is
+ * TG_EIO). */
 TG_API int tg_fit(tg_module *m, tg_optim *o, const tg_task *task, const tg_dataset *train,
 		  const tg_dataset *val, const tg_dataset *test, const tg_train_opts *opts,
 		  tg_metrics *last);

@@ -1173,6 +1173,42 @@ static tg_metrics no_metrics(void)
 	};
 }
 
+/* The width of m's output for one row of ds, in evaluation mode with grad
+ * mode off (no running statistics move, no dropout drawn): K for a (N,K)
+ * output, 0 for another shape; -1 on error. */
+static int64_t out_width(tg_module *m, const char *who, tg_dtype dt, const tg_dataset *ds)
+{
+	tg_ctx *ctx = m->ctx;
+	bool *modes = enter_eval(m, who);
+	if (!modes)
+		return -1;
+	bool grad = tg_set_grad_enabled(ctx, false);
+	int64_t shape[1 + TG_SAMPLE_MAX_DIMS];
+	int nd = tg_dataset_batch_shape(ds, 1, shape);
+	tg_tensor *y = tg_forward(m, tg_from_f32(ctx, dt, nd, shape, ds->x));
+	int64_t w = y && tg_ndim(y) == 2 ? tg_shape(y)[1] : 0;
+	tg_reset(ctx);
+	leave_eval(m, modes);
+	tg_set_grad_enabled(ctx, grad);
+	return tg_ok(ctx) ? w : -1;
+}
+
+/* Every label of ds below the model's k outputs (k 0: not known). */
+static int check_labels(tg_ctx *ctx, const char *who, const tg_dataset *ds, int64_t k,
+			const char *which)
+{
+	for (int64_t i = 0; k > 0 && i < ds->n; i++)
+		if (ds->y[i] >= k) {
+			tg_fail(ctx, TG_EARG,
+				"%s: the %s set's row %lld has label %d; the model has %lld outputs "
+				"(classes 0 to %lld)",
+				who, which, (long long)i, (int)ds->y[i], (long long)k,
+				(long long)k - 1);
+			return -1;
+		}
+	return 0;
+}
+
 /* tg_fit, its messages naming who. */
 static int fit(const char *who, tg_module *m, tg_optim *o, const tg_task *task,
 	       const tg_dataset *train, const tg_dataset *val, const tg_dataset *test,
@@ -1218,22 +1254,19 @@ static int fit(const char *who, tg_module *m, tg_optim *o, const tg_task *task,
 	if (tally_init(ctx, who, &r.tr, rows,
 		       is_regression(r.task.loss) ? train->tdim : 0))
 		goto out_free;
+	/* The model's K outputs bound every label, checked here naming its set
+	 * and row, not at the step (or the epoch's end) that meets it */
+	if (wants_labels(&r.task)) {
+		int64_t k = out_width(m, who, r.dt, train);
+		if (k < 0 || check_labels(ctx, who, train, k, "train") ||
+		    (val && check_labels(ctx, who, val, k, "validation")) ||
+		    (test && check_labels(ctx, who, test, k, "test")))
+			goto out_free;
+	}
 	/* K of the test confusion matrix: from one forward pass of a test row. */
 	if (test && (r.opts.out || r.opts.confusion)) {
-		/* no running statistics move, no dropout drawn */
-		bool *modes = enter_eval(m, who);
-		if (!modes)
-			goto out_free;
-		bool grad = tg_set_grad_enabled(ctx, false);
-		int64_t shape[1 + TG_SAMPLE_MAX_DIMS];
-		int nd = tg_dataset_batch_shape(test, 1, shape);
-		tg_tensor *x = tg_from_f32(ctx, r.dt, nd, shape, test->x);
-		tg_tensor *y = tg_forward(m, x);
-		int64_t w = y && tg_ndim(y) == 2 ? tg_shape(y)[1] : 0;
-		tg_reset(ctx);
-		leave_eval(m, modes);
-		tg_set_grad_enabled(ctx, grad);
-		if (!tg_ok(ctx))
+		int64_t w = out_width(m, who, r.dt, test);
+		if (w < 0)
 			goto out_free;
 		r.k = confusion_k(&r.task, test, w);
 	}

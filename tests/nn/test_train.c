@@ -324,6 +324,39 @@ static void an_optimizer_of_another_context_is_refused(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* A label beyond the model's outputs is named by its set and row before
+ * the first step: the train set's rather than a place in a shuffled batch,
+ * the test set's rather than after an epoch of training. */
+static void a_label_beyond_the_models_outputs_is_named_before_training(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_module *m = tg_model_parse(ctx, "2-3", NULL);
+	tg_tensor *p[2];
+	size_t np = tg_module_params(m, p, 2);
+	tg_optim_opts oo = tg_optim_defaults(TG_SGD);
+	tg_optim *opt = tg_optim_new(ctx, p, np, &oo);
+	float x[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+	int32_t y[4] = { 0, 1, 2, 3 }, ok[4] = { 0, 1, 2, 1 }, bad[4] = { 0, 1, 5, 1 };
+	tg_dataset train = { .n = 4, .d = 2, .classes = 4, .x = x, .y = y };
+	tg_train_opts to = quiet_opts();
+	to.batch = 2;
+	tg_metrics last;
+	assert_int_equal(tg_fit(m, opt, NULL, &train, NULL, NULL, &to, &last), -1);
+	assert_error(ctx, TG_EARG, "tg_fit: the train set's row 3 has label 3; the model has 3 "
+				   "outputs (classes 0 to 2)");
+	tg_clear_error(ctx);
+	train.y = ok;
+	tg_dataset test = { .n = 4, .d = 2, .x = x, .y = bad };
+	assert_int_equal(tg_fit(m, opt, NULL, &train, NULL, &test, &to, &last), -1);
+	assert_error(ctx, TG_EARG, "tg_fit: the test set's row 2 has label 5");
+	assert_int_equal(last.iter, 0);
+	assert_int_equal(tg_optim_steps(opt), 0);
+	tg_optim_free(opt);
+	tg_module_free(m);
+	tg_ctx_free(ctx);
+}
+
 static void a_failure_in_the_short_last_batch_says_so(void **state)
 {
 	(void)state;
@@ -1107,7 +1140,8 @@ int main(void)
 		cmocka_unit_test(a_diverging_loss_stops_training_without_anomaly_mode),
 		cmocka_unit_test(a_net_that_does_not_fit_the_data_is_a_shape_error),
 		cmocka_unit_test(an_optimizer_of_another_context_is_refused),
-	cmocka_unit_test(a_failure_in_the_short_last_batch_says_so),
+		cmocka_unit_test(a_label_beyond_the_models_outputs_is_named_before_training),
+		cmocka_unit_test(a_failure_in_the_short_last_batch_says_so),
 		cmocka_unit_test(training_does_nothing_while_the_context_holds_an_error),
 		cmocka_unit_test(the_csv_log_has_a_header_and_one_row_per_epoch),
 		cmocka_unit_test(a_resumed_run_keeps_the_rows_of_its_log),
