@@ -251,8 +251,9 @@ static double parse_double(const char *opt, const char *s)
 	char *end;
 	errno = 0;
 	double v = strtod(s, &end);
-	if (end != s && !*end && errno == ERANGE && isinf(v))
-		usage_error("%s %s is out of range of a double", opt, s);
+	if (end != s && !*end && errno == ERANGE)
+		usage_error("%s %s is out of range of a double (%s)", opt, s,
+			    isinf(v) ? "too large" : "too small");
 	if (end == s || *end || errno)
 		usage_error("%s needs a number", opt);
 	return v;
@@ -269,6 +270,15 @@ static int64_t parse_int(const char *opt, const char *s, int64_t lo)
 	if (end == s || *end || errno || v < lo)
 		usage_error("%s needs an integer >= %lld", opt, (long long)lo);
 	return v;
+}
+
+/* The option (or flag) opt was given; its text, else NULL. */
+static const char *given(const config *c, const char *opt)
+{
+	for (int i = 0; i < c->ngiven; i++)
+		if (!strcmp(c->given[i], opt))
+			return c->given[i];
+	return NULL;
 }
 
 static config parse_args(int argc, char **argv)
@@ -349,6 +359,9 @@ static config parse_args(int argc, char **argv)
 				usage_error("%s needs a value, not the option %s", a, argv[i + 1]);
 			val = argv[++i];
 		}
+		/* an unset shell variable: --save "" would train and then fail */
+		if (!*val)
+			usage_error("%s needs a value, not an empty string", a);
 		if (c.ngiven < 64)
 			c.given[c.ngiven++] = with_value[k];
 		if (!strcmp(a, "--data"))
@@ -383,8 +396,11 @@ static config parse_args(int argc, char **argv)
 			c.dist_timeout = parse_double(a, val);
 		else if (!strcmp(a, "--dropout"))
 			c.dropout = parse_double(a, val);
-		else if (!strcmp(a, "--lr"))
+		else if (!strcmp(a, "--lr")) {
 			c.lr = parse_double(a, val);
+			if (!(c.lr > 0)) /* 0 stands for the optimizer's default */
+				usage_error("--lr must be a positive number");
+		}
 		else if (!strcmp(a, "--weight-decay"))
 			c.weight_decay = parse_double(a, val), c.wd_given = true;
 		else if (!strcmp(a, "--batch")) {
@@ -429,9 +445,9 @@ static config parse_args(int argc, char **argv)
 		usage_error("give --epochs or --iters, not both");
 	if (c.layers && c.hidden)
 		usage_error("give --layers (all sizes) or --hidden (the hidden ones), not both");
-	if (!c.dist && (c.sync_bn || c.dist_stats || c.no_overlap || c.dist_timeout))
+	if (!c.dist && (c.sync_bn || c.dist_stats || c.no_overlap || given(&c, "--dist-timeout")))
 		usage_error("--sync-bn, --dist-stats, --no-overlap and --dist-timeout go with --dist");
-	if (c.dist_timeout < 0 || !isfinite(c.dist_timeout))
+	if (given(&c, "--dist-timeout") && !(c.dist_timeout > 0 && isfinite(c.dist_timeout)))
 		usage_error("--dist-timeout must be a positive number of seconds");
 	static const char *const mlp_only[] = {
 		"--layers", "--hidden", "--act", "--bn", "--no-bn", "--dropout", NULL,
@@ -452,15 +468,6 @@ static config parse_args(int argc, char **argv)
 				usage_error("%s goes with training; --eval-only trains nothing",
 					    training_only[i]);
 	return c;
-}
-
-/* The option (or flag) opt was given; its text, else NULL. */
-static const char *given(const config *c, const char *opt)
-{
-	for (int i = 0; i < c->ngiven; i++)
-		if (!strcmp(c->given[i], opt))
-			return c->given[i];
-	return NULL;
 }
 
 static const char *const net_flags[] = {

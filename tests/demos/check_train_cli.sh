@@ -36,6 +36,16 @@ expect 2 "--save and --log name the same file run.out; give each its own" --save
 expect 2 "--lr needs a number" --lr 0.1x
 expect 2 "--lr must be a positive number" --lr nan
 expect 2 "--lr must be a positive number" --lr inf
+# 0 would otherwise stand for the optimizer's default rate
+expect 2 "--lr must be a positive number" --data iris --epochs 1 --lr 0
+expect 2 "--lr must be a positive number" --data iris --epochs 1 --lr -0
+expect 2 "--lr 1e-320 is out of range of a double (too small)" --lr 1e-320
+# an empty value (an unset variable) is refused before training, not after it
+expect 2 "--save needs a value, not an empty string" --data iris --epochs 1 --save ""
+expect 2 "--log needs a value, not an empty string" --data iris --epochs 1 --log=
+expect 2 "--hidden needs a value, not an empty string" --data iris --epochs 1 --hidden ""
+expect 2 "--dist-timeout go with --dist" --data iris --epochs 1 --dist-timeout 0
+expect 2 "--dist-timeout must be a positive number of seconds" --data iris --epochs 1 --dist --dist-timeout 0
 expect 2 "--weight-decay must be a finite number >= 0" --weight-decay inf
 expect 2 "--weight-decay must be a finite number >= 0" --weight-decay -1
 expect 2 "--dropout must be in [0, 1)" --dropout 1
