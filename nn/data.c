@@ -1121,6 +1121,55 @@ out_free:
 	return rc;
 }
 
+/* The options make sense together; else TG_EARG naming the one that does
+ * not and why. */
+static int csv_check_options(tg_ctx *ctx, const tg_csv_options *o)
+{
+	const char *what = "tg_load_csv: ";
+	bool listed = o->target_columns || o->target_names;
+	if (!isfinite(o->scale) || o->scale < 0)
+		tg_fail(ctx, TG_EARG, "%sscale %g is %s; features are divided by it (0 means 1)",
+			what, o->scale, o->scale < 0 ? "negative" : "not finite");
+	else if (o->max_bytes < 0 || (o->max_bytes > 0 && o->max_bytes < TG_CSV_MIN_BYTES))
+		tg_fail(ctx, TG_EARG,
+			"%smax_bytes %lld is below %lld, the least a CSV load takes "
+			"(0: tg_data_max_bytes())",
+			what, (long long)o->max_bytes, (long long)TG_CSV_MIN_BYTES);
+	else if (o->classes > TG_DATA_MAX_CLASSES)
+		tg_fail(ctx, TG_EARG, "%sclasses %d: at most %d (<= 0: the largest label + 1)",
+			what, o->classes, TG_DATA_MAX_CLASSES);
+	else if ((unsigned)o->header > TG_CSV_HEADER_NO)
+		tg_fail(ctx, TG_EARG,
+			"%sheader %d: not TG_CSV_HEADER_AUTO, TG_CSV_HEADER_YES or TG_CSV_HEADER_NO",
+			what, (int)o->header);
+	else if (o->max_rows < 0)
+		tg_fail(ctx, TG_EARG, "%smax_rows %lld is negative (0: TG_CSV_MAX_ROWS)", what,
+			(long long)o->max_rows);
+	else if (o->ntargets < 0 || o->ntargets > TG_CSV_MAX_TARGETS)
+		tg_fail(ctx, TG_EARG, "%sntargets %d: from 0 to %d", what, o->ntargets,
+			TG_CSV_MAX_TARGETS);
+	else if (o->target_columns && o->target_names)
+		tg_fail(ctx, TG_EARG,
+			"%starget_columns and target_names both given; choose the targets by "
+			"index or by name",
+			what);
+	else if (listed && o->ntargets < 1)
+		tg_fail(ctx, TG_EARG, "%sntargets %d with %s: it lists at least 1", what,
+			o->ntargets, o->target_names ? "target_names" : "target_columns");
+	else if (!listed && o->ntargets > 1)
+		tg_fail(ctx, TG_EARG,
+			"%sntargets %d without target_columns or target_names to list them", what,
+			o->ntargets);
+	else if (!o->float_targets && o->ntargets > 1)
+		tg_fail(ctx, TG_EARG,
+			"%sntargets %d: a class label is 1 column; several targets need "
+			"float_targets",
+			what, o->ntargets);
+	else
+		return 0;
+	return -1;
+}
+
 int tg_load_csv(tg_ctx *ctx, const char *path, const tg_csv_options *opt, tg_dataset *out)
 {
 	if (!usable(ctx))
@@ -1132,33 +1181,8 @@ int tg_load_csv(tg_ctx *ctx, const char *path, const tg_csv_options *opt, tg_dat
 	*out = (tg_dataset){ 0 };
 	csv_parse p = { .ctx = ctx, .path = path, .opt = opt ? *opt : TG_CSV_DEFAULTS,
 			.first = true };
-	bool listed = p.opt.target_columns || p.opt.target_names;
-	if (p.opt.scale < 0) {
-		tg_fail(ctx, TG_EARG,
-			"tg_load_csv: scale %g is negative; features are divided by it (0 means 1)",
-			p.opt.scale);
+	if (csv_check_options(ctx, &p.opt))
 		return -1;
-	}
-	if (p.opt.max_bytes > 0 && p.opt.max_bytes < TG_CSV_MIN_BYTES) {
-		tg_fail(ctx, TG_EARG,
-			"tg_load_csv: max_bytes %lld is below %lld, the least a CSV load takes "
-			"(0: tg_data_max_bytes())",
-			(long long)p.opt.max_bytes, (long long)TG_CSV_MIN_BYTES);
-		return -1;
-	}
-	if (p.opt.classes > TG_DATA_MAX_CLASSES || !isfinite(p.opt.scale) ||
-	    (unsigned)p.opt.header > TG_CSV_HEADER_NO || p.opt.max_rows < 0 ||
-	    p.opt.max_bytes < 0 || p.opt.ntargets < 0 || p.opt.ntargets > TG_CSV_MAX_TARGETS ||
-	    (listed && p.opt.ntargets < 1) || (!listed && p.opt.ntargets > 1) ||
-	    (!p.opt.float_targets && p.opt.ntargets > 1)) {
-		tg_fail(ctx, TG_EARG,
-			"tg_load_csv: bad option (classes %d, scale %g, header %d, max_rows %lld, "
-			"max_bytes %lld, %d target column%s%s%s)",
-			p.opt.classes, p.opt.scale, (int)p.opt.header, (long long)p.opt.max_rows,
-			(long long)p.opt.max_bytes, p.opt.ntargets, p.opt.ntargets == 1 ? "" : "s",
-			listed ? " listed" : "", p.opt.float_targets ? ", float" : ", a class label");
-		return -1;
-	}
 	p.ntarget = p.opt.ntargets > 0 ? p.opt.ntargets : 1;
 	p.max_rows = p.opt.max_rows ? p.opt.max_rows : TG_CSV_MAX_ROWS;
 	p.max_bytes = p.opt.max_bytes ? p.opt.max_bytes : tg_data_max_bytes();

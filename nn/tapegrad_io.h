@@ -163,7 +163,7 @@ typedef struct tg_csv_options {
 	int64_t max_bytes;
 	/* ntargets columns listed by index (0-based, negative from the end) or
 	 * by name (target_names; needs a header line), borrowed for the call;
-	 * both NULL: the one column label_column. More than one only with
+	 * not both (TG_EARG); both NULL: the one column label_column. More than one only with
 	 * float_targets; at most TG_CSV_MAX_TARGETS. */
 	int ntargets;
 	const int *target_columns;

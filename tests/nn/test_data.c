@@ -1714,7 +1714,32 @@ static void csv_float_targets_by_name_and_by_index(void **state)
 	tg_csv_options labels = TG_CSV_DEFAULTS; /* two class-label columns: no */
 	labels.target_columns = (const int[]){ 1, 3 };
 	labels.ntargets = 2;
-	expect_csv_error(p, &labels, TG_EARG, "2 target columns listed, a class label");
+	expect_csv_error(p, &labels, TG_EARG,
+			 "tg_load_csv: ntargets 2: a class label is 1 column; several targets "
+			 "need float_targets");
+	/* columns and names at once could disagree: neither is taken */
+	tg_csv_options both = o;
+	both.target_columns = (const int[]){ 1, 3 };
+	both.target_names = (const char *const[]){ "y2", "y1" };
+	expect_csv_error(p, &both, TG_EARG,
+			 "tg_load_csv: target_columns and target_names both given");
+	/* each bad option is named, with what it may be */
+	tg_csv_options bad = TG_CSV_DEFAULTS;
+	bad.ntargets = 2;
+	expect_csv_error(p, &bad, TG_EARG,
+			 "tg_load_csv: ntargets 2 without target_columns or target_names");
+	bad = TG_CSV_DEFAULTS;
+	bad.classes = TG_DATA_MAX_CLASSES + 1;
+	expect_csv_error(p, &bad, TG_EARG, "tg_load_csv: classes 65537: at most 65536");
+	bad = TG_CSV_DEFAULTS;
+	bad.scale = INFINITY;
+	expect_csv_error(p, &bad, TG_EARG, "tg_load_csv: scale inf is not finite; features are divided");
+	bad = TG_CSV_DEFAULTS;
+	bad.max_rows = -1;
+	expect_csv_error(p, &bad, TG_EARG, "tg_load_csv: max_rows -1 is negative");
+	bad = TG_CSV_DEFAULTS;
+	bad.header = (tg_csv_header)7;
+	expect_csv_error(p, &bad, TG_EARG, "tg_load_csv: header 7: not TG_CSV_HEADER_AUTO");
 	tg_csv_options noheader = TG_CSV_DEFAULTS;
 	noheader.header = TG_CSV_HEADER_NO;
 	noheader.float_targets = true;
