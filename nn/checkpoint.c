@@ -831,6 +831,10 @@ int tg_checkpoint_save(tg_ctx *ctx, const char *path, tg_tensor *const *t, size_
  * error. */
 static unsigned char *read_file(tg_ctx *ctx, const char *path, size_t *size)
 {
+	if (!*path) {
+		tg_fail(ctx, TG_EARG, "cannot read checkpoint: the path is empty");
+		return NULL;
+	}
 	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
 		tg_fail(ctx, TG_EIO, "%s: cannot open: %s", path, strerror(errno));

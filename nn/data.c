@@ -111,6 +111,10 @@ static int refill(src *s)
 static int src_open(tg_ctx *ctx, const char *path, src *s)
 {
 	*s = (src){ .ctx = ctx, .path = path, .fd = -1 };
+	if (!*path) { /* open("") would say only "No such file" of a name not shown */
+		tg_fail(ctx, TG_EARG, "cannot read a data file: the path is empty");
+		return -1;
+	}
 	s->fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (s->fd < 0) {
 		int err = errno;
@@ -571,6 +575,12 @@ int tg_load_mnist(tg_ctx *ctx, const char *dir, tg_dataset *train, tg_dataset *t
 	*test = (tg_dataset){ 0 };
 	if (!dir)
 		dir = TG_FASHION_MNIST_DIR;
+	if (!*dir) { /* not the root directory that "/train-images-idx3-ubyte" is in */
+		tg_fail(ctx, TG_EARG,
+			"tg_load_mnist: dir is empty; give a directory (NULL means %s)",
+			TG_FASHION_MNIST_DIR);
+		return -1;
+	}
 	/* All four headers are read and checked before any pixel. */
 	char im[2][4096], lb[2][4096];
 	idx_pair p[2];

@@ -607,6 +607,12 @@ static void saving_into_a_missing_directory_fails_and_touches_nothing(void **sta
 	tg_clear_error(ctx);
 	assert_int_equal(tg_export_npz(ctx, "", t, NT), -1);
 	assert_error(ctx, TG_EARG, "cannot write the .npz file: the path is empty");
+	tg_clear_error(ctx);
+	/* an empty path is not read either, and the error says why */
+	tg_state *st = NULL;
+	assert_int_equal(tg_checkpoint_read(ctx, "", &st), -1);
+	assert_null(st);
+	assert_error(ctx, TG_EARG, "cannot read checkpoint: the path is empty");
 	tg_ctx_free(ctx);
 	bytes after = slurp(good);
 	assert_int_equal(after.n, before.n);

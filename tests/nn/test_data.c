@@ -557,6 +557,18 @@ static void a_missing_idx_file_is_an_io_error(void **state)
 	expect_idx_error(img, missing, 10, TG_EIO, want);
 	/* a directory is not a data file */
 	expect_idx_error(d.path, lbl, 10, TG_EIO, d.path);
+	/* an empty path names the problem, and an empty directory is not "/" */
+	expect_idx_error(img, "", 10, TG_EARG, "cannot read a data file: the path is empty");
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_dataset train = { .n = 7 }, test = { .n = 7 };
+	assert_int_equal(tg_load_csv(ctx, "", NULL, &train), -1);
+	assert_error(ctx, TG_EARG, "cannot read a data file: the path is empty");
+	tg_clear_error(ctx);
+	assert_int_equal(tg_load_mnist(ctx, "", &train, &test), -1);
+	assert_error(ctx, TG_EARG, "tg_load_mnist: dir is empty");
+	assert_empty(&train);
+	assert_empty(&test);
+	tg_ctx_free(ctx);
 	tmp_remove(&d);
 }
 
