@@ -202,6 +202,7 @@ demo_plot demo_plot_args(int argc, char **argv, const char *prog, const char *wh
 		}
 		demo_unknown(&c);
 	}
+	demo_prove_out(prog, p.out);
 	return p;
 }
 
@@ -230,6 +231,28 @@ int demo_make_dir(const char *dir)
 		return -1;
 	}
 	return 0;
+}
+
+void demo_prove_out(const char *prog, const char *dir)
+{
+	if (demo_make_dir(dir) != 0) {
+		fprintf(stderr, "%s: --out %s: cannot make the directory: %s\n", prog, dir,
+			strerror(errno));
+		exit(1);
+	}
+	char probe[4096];
+	int fd = -1;
+	if (snprintf(probe, sizeof probe, "%s/.probe-XXXXXX", dir) < (int)sizeof probe)
+		fd = mkstemp(probe);
+	else
+		errno = ENAMETOOLONG;
+	if (fd < 0) {
+		fprintf(stderr, "%s: --out %s: cannot write in it: %s\n", prog, dir,
+			strerror(errno));
+		exit(1);
+	}
+	close(fd);
+	unlink(probe);
 }
 
 FILE *demo_create(const char *dir, const char *file)

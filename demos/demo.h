@@ -104,6 +104,10 @@ typedef struct demo_plot {
 demo_plot demo_plot_args(int argc, char **argv, const char *prog, const char *what);
 /* mkdir -p DIR: 0 when DIR is (now) a directory, else -1 with errno set. */
 int demo_make_dir(const char *dir);
+/* --out DIR is made (with its parents) and a file can be created in it:
+ * checked before the work whose results go there. Else prints
+ * "prog: --out DIR: <reason>" and exits 1. */
+void demo_prove_out(const char *prog, const char *dir);
 /* fopen(DIR/file, "w"), making DIR (and its parents) first; prints the
  * reason and returns NULL on failure. */
 FILE *demo_create(const char *dir, const char *file);

@@ -141,6 +141,7 @@ int main(int argc, char **argv)
 	}
 	if (quick)
 		epochs = 1;
+	demo_prove_out("simple_convnet", out); /* before the training, not after it */
 
 	tg_ctx *ctx = demo_open("simple_convnet", 42, threads);
 	if (!ctx)

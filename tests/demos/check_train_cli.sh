@@ -3,7 +3,7 @@
 # usage error (exit 2) whose first line names the option and what is wrong,
 # --help prints the usage and exits 0, bad paths are found before training,
 # a diverging run saves nothing, and a short run on the digits ends in a
-# test accuracy. Run by meson test (suite "outside") with TG_BUILD_ROOT set.
+# test accuracy; the other demos' --out DIR is checked before their work. Run by meson test (suite "outside") with TG_BUILD_ROOT set.
 set -u
 train="${TG_BUILD_ROOT:?run through meson test}/demos/train"
 out=$(mktemp)
@@ -264,6 +264,23 @@ if ! grep -q "^epoch [0-9]*/200  iter" "$out"; then
 	cat "$out"
 	fails=$((fails + 1))
 fi
+
+# the other demos that write into --out DIR find a DIR they cannot use
+# before their work, not after it: nothing on stdout, exit 1, named
+for demo in valley simple_convnet; do
+	"${TG_BUILD_ROOT}/demos/$demo" --quick --out "$train" >"$dir/stdout" 2>"$out"
+	rc=$?
+	first=$(head -n 1 "$out")
+	case "$first" in
+	"$demo: --out $train: cannot make the directory: Not a directory") ;;
+	*) first="wrong message: $first" ;;
+	esac
+	if [ "$rc" != 1 ] || [ -s "$dir/stdout" ] || [ "${first#wrong}" != "$first" ]; then
+		echo "FAIL: $demo --quick --out FILE: exit $rc, $first, stdout:"
+		head -n 3 "$dir/stdout"
+		fails=$((fails + 1))
+	fi
+done
 
 if [ "$fails" -gt 0 ]; then
 	echo "$fails of the train command-line checks failed"
