@@ -1245,8 +1245,8 @@ static int load_known(tg_ctx *ctx, const char *path, const tg_csv_options *opt, 
 
 int tg_load_iris(tg_ctx *ctx, const char *path, tg_dataset *out)
 {
-	tg_csv_options opt = TG_CSV_DEFAULTS;
-	opt.header = TG_CSV_HEADER_YES;
+	tg_csv_options opt = TG_CSV_DEFAULTS; /* the header is found, not assumed: a file
+					       * without it keeps its first sample */
 	opt.classes = 3;
 	return load_known(ctx, path, &opt, 4, "iris", out);
 }

@@ -189,7 +189,8 @@ TG_API int tg_load_csv(tg_ctx *ctx, const char *path, const tg_csv_options *opt,
 
 /* Fisher's iris as shipped in demos/data/iris.csv (header line
  * "150,4,setosa,versicolor,virginica", then rows of 4 features and the class):
- * 150 x 4, 3 classes. */
+ * 150 x 4, 3 classes. A file without the header line reads whole (the
+ * header is detected as TG_CSV_HEADER_AUTO does). */
 TG_API int tg_load_iris(tg_ctx *ctx, const char *path, tg_dataset *out);
 /* UCI handwritten digits as in demos/data/digits.csv.gz (1797 rows of 64
  * pixels 0..16 and the label, no header): 1797 x 64, 10 classes, pixels

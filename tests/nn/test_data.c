@@ -839,6 +839,14 @@ static void the_iris_loader_checks_the_feature_count(void **state)
 	assert_int_equal(tg_load_iris(ctx, p, &ds), -1);
 	assert_error(ctx, TG_EFORMAT, "3 features per row, iris has 4");
 	assert_empty(&ds);
+	tg_clear_error(ctx);
+	/* without the header line no sample is taken for it */
+	write_text(p, "5.1,3.5,1.4,0.2,0\n7,3.2,4.7,1.4,1\n6.3,3.3,6,2.5,2\n");
+	assert_int_equal(tg_load_iris(ctx, p, &ds), 0);
+	assert_int_equal(ds.n, 3);
+	assert_near(ds.x[0], 5.1f, 0);
+	assert_int_equal(ds.y[0], 0);
+	tg_dataset_free(&ds);
 	tg_ctx_free(ctx);
 	tmp_remove(&d);
 }
