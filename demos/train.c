@@ -137,7 +137,8 @@ static const char usage_text[] =
 	"  --dist-stats         with --dist: print the time per step in compute, waiting for\n"
 	"                       the gradients' all-reduce and the rest\n"
 	"  --no-overlap         with --dist: all-reduce after backward, not during it\n"
-	"  --step-log FILE      write each step's number and loss (the global batch's mean)\n"
+	"  --step-log FILE      write each step's number and loss (the global batch's mean);\n"
+	"                       with --resume, after the lines of the steps done before\n"
 	"  -h, --help           this text\n";
 
 static const char *const fashion_names[] = {
@@ -973,6 +974,62 @@ static void log_step(int64_t iter, double loss, void *user)
 	fprintf(user, "%lld %.17g\n", (long long)iter, loss);
 }
 
+/* The step log, opened for writing. A resumed run keeps the lines of the
+ * steps its checkpoint has done (up to step `done`) and writes after them;
+ * lines past it (a run stopped after them and before its save) are cut, as
+ * those steps run again. A file whose lines are not "step loss", skip a
+ * step or stop short of `done` is refused rather than continued. NULL
+ * after a message. */
+static FILE *step_log_open(const char *path, bool resume, int64_t done)
+{
+	struct stat st;
+	resume = resume && stat(path, &st) == 0 && S_ISREG(st.st_mode);
+	FILE *f = fopen(path, resume ? "r+" : "w");
+	if (!f) {
+		fprintf(stderr, "%s: --step-log %s: %s\n", prog, path, strerror(errno));
+		return NULL;
+	}
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	long keep = 0;
+	long long last = -1; /* the last step kept */
+	const char *bad = NULL;
+	while (resume && (len = getline(&line, &cap, f)) >= 0) {
+		char *end;
+		long long step = strtoll(line, &end, 10);
+		if (line[len - 1] != '\n')
+			break; /* a line cut short */
+		if (end == line || *end != ' ') {
+			bad = "a line does not start with its step number";
+			break;
+		}
+		if (step > done) /* a step that runs again: cut from here */
+			break;
+		if (last >= 0 && step != last + 1) {
+			bad = "its lines skip steps";
+			break;
+		}
+		last = step;
+		keep = ftell(f);
+	}
+	free(line);
+	if (!bad && last >= 0 && last < done)
+		bad = "its last step comes before the checkpoint's: steps are missing";
+	if (bad) {
+		fprintf(stderr, "%s: --step-log %s: %s; give another file\n", prog, path, bad);
+		fclose(f);
+		return NULL;
+	}
+	if (resume && (ferror(f) || keep < 0 || fflush(f) || ftruncate(fileno(f), keep) ||
+		       fseek(f, keep, SEEK_SET))) {
+		fprintf(stderr, "%s: --step-log %s: %s\n", prog, path, strerror(errno));
+		fclose(f);
+		return NULL;
+	}
+	return f;
+}
+
 /* --dist: this process joins the MPI job. Ranks above 0 print nothing on
  * stdout, write no log or checkpoint and show no progress; their errors
  * on stderr name the rank. */
@@ -1407,9 +1464,8 @@ int main(int argc, char **argv)
 	to.dist = dist;
 	FILE *step_log = NULL;
 	if (c.step_log) {
-		step_log = fopen(c.step_log, "w");
+		step_log = step_log_open(c.step_log, c.resume != NULL, file.iter);
 		if (!step_log) {
-			fprintf(stderr, "%s: --step-log %s: %s\n", prog, c.step_log, strerror(errno));
 			rc = 1;
 			goto out;
 		}

@@ -5,7 +5,8 @@
 # run's file loads without the net flags, flags that disagree with it are a
 # usage error, a version-1 file (tensors only) loads with the net flags, a
 # run file holding values train never saves (a rate of 0, a batch of -3) is
-# refused, and a resumed run's log keeps the rows of the epochs before.
+# refused, and a resumed run's log and step log keep the rows of the epochs
+# before (a step log with steps missing is refused).
 # Run by meson test (suite "outside") with TG_BUILD_ROOT set.
 set -u
 train="${TG_BUILD_ROOT:?run through meson test}/demos/train"
@@ -32,12 +33,23 @@ straight_vs_resumed() {
 	data=$1 sched=$2
 	shift 2
 	rm -f "$dir/A" "$dir/B"
-	run "$data-A" --data "$data" "$@" --schedule "$sched" --epochs 4 --save "$dir/A"
-	run "$data-B" --data "$data" "$@" --schedule "$sched" --epochs 2 --save "$dir/B"
+	run "$data-A" --data "$data" "$@" --schedule "$sched" --epochs 4 --save "$dir/A" \
+		--step-log "$dir/SA"
+	run "$data-B" --data "$data" "$@" --schedule "$sched" --epochs 2 --save "$dir/B" \
+		--step-log "$dir/SB"
 	cp "$dir/B" "$dir/B2"
-	run "$data-R" --data "$data" --resume "$dir/B" --epochs 4 --save "$dir/B"
+	# a step past the save (a run stopped after it) runs again: its line goes
+	steps=$(wc -l <"$dir/SB")
+	echo "$((steps + 1)) 0.5" >>"$dir/SB"
+	run "$data-R" --data "$data" --resume "$dir/B" --epochs 4 --save "$dir/B" \
+		--step-log "$dir/SB"
 	if ! cmp "$dir/A" "$dir/B"; then
 		echo "FAIL: --data $data: 4 epochs straight and 2 + resumed 2 differ"
+		fails=$((fails + 1))
+	fi
+	# the resumed run's step log follows the steps before, as the straight one
+	if ! cmp "$dir/SA" "$dir/SB"; then
+		echo "FAIL: --data $data: the step logs of the straight and resumed runs differ"
 		fails=$((fails + 1))
 	fi
 	# the resumed run counts its epochs from 3, and ends as the straight one
@@ -75,6 +87,16 @@ run log5 --resume "$dir/log.ckpt" --epochs 5 --log "$dir/log.csv"
 got=$(cut -d, -f1 "$dir/log.csv" | tr '\n' ' ')
 if [ "$got" != "epoch 1 2 3 4 5 " ]; then
 	echo "FAIL: --resume --log: the log's epochs are '$got', wanted 'epoch 1 2 3 4 5 '"
+	fails=$((fails + 1))
+fi
+# a step log with a step missing is not continued: the file stays as it was
+printf '1 2.5\n3 2.25\n' >"$dir/gap.log"
+"$train" --resume "$dir/log.ckpt" --epochs 6 --step-log "$dir/gap.log" --quiet \
+	>/dev/null 2>"$dir/gap.err"
+rc=$?
+if [ "$rc" != 1 ] || ! grep -qF -- "--step-log $dir/gap.log: its lines skip steps" \
+	"$dir/gap.err" || [ "$(cat "$dir/gap.log")" != "$(printf '1 2.5\n3 2.25')" ]; then
+	echo "FAIL: --resume --step-log with a gap: exit $rc, $(head -n 1 "$dir/gap.err")"
 	fails=$((fails + 1))
 fi
 
