@@ -969,9 +969,12 @@ static void take_run(config *c, const saved *s)
 }
 
 /* --step-log: one line per step, its number and the global batch's loss. */
+static int step_log_errno; /* the first failed write's, for the message */
+
 static void log_step(int64_t iter, double loss, void *user)
 {
-	fprintf(user, "%lld %.17g\n", (long long)iter, loss);
+	if (fprintf(user, "%lld %.17g\n", (long long)iter, loss) < 0 && !step_log_errno)
+		step_log_errno = errno ? errno : EIO;
 }
 
 /* The step log, opened for writing. A resumed run keeps the lines of the
@@ -1475,9 +1478,14 @@ int main(int argc, char **argv)
 	}
 	tg_metrics last;
 	int fit_rc = tg_fit(model, opt, &d.task, &d.train, NULL, &d.test, &to, &last);
-	if (step_log && fclose(step_log)) {
-		fprintf(stderr, "%s: --step-log %s: %s\n", prog, c.step_log, strerror(errno));
-		rc = 1;
+	if (step_log) { /* a failed write sets the error flag; the close may not see it */
+		bool bad = ferror(step_log);
+		errno = 0;
+		if (fclose(step_log) || bad) {
+			fprintf(stderr, "%s: --step-log %s: writing failed: %s\n", prog, c.step_log,
+				strerror(step_log_errno ? step_log_errno : errno ? errno : EIO));
+			rc = 1;
+		}
 	}
 	if (fit_rc) {
 		if (sv.failed) {
@@ -1547,5 +1555,12 @@ out:
 	tg_state_free(file.st);
 	tg_dist_free(dist);
 	tg_ctx_free(ctx);
+	/* the figures on stdout are the run's result: a full disk under a
+	 * redirection must not end in success */
+	if (fflush(stdout) || ferror(stdout)) {
+		fprintf(stderr, "%s: writing the results to stdout failed: %s\n", prog,
+			strerror(errno ? errno : EIO));
+		rc = 1;
+	}
 	return rc;
 }

@@ -265,6 +265,23 @@ if ! grep -q "^epoch [0-9]*/200  iter" "$out"; then
 	fails=$((fails + 1))
 fi
 
+# a write that fails (a full disk) is not a success: the step log, and the
+# results on stdout
+if [ -w /dev/full ]; then
+	"$train" --data iris --epochs 1 --quiet --step-log /dev/full >/dev/null 2>"$out"
+	rc=$?
+	if [ "$rc" != 1 ] || ! grep -qF -- "--step-log /dev/full: writing failed: No space" "$out"; then
+		echo "FAIL: train --step-log /dev/full: exit $rc, $(head -n 1 "$out")"
+		fails=$((fails + 1))
+	fi
+	"$train" --data iris --epochs 1 --quiet >/dev/full 2>"$out"
+	rc=$?
+	if [ "$rc" != 1 ] || ! grep -qF "writing the results to stdout failed: No space" "$out"; then
+		echo "FAIL: train >/dev/full: exit $rc, $(head -n 1 "$out")"
+		fails=$((fails + 1))
+	fi
+fi
+
 # the other demos that write into --out DIR find a DIR they cannot use
 # before their work, not after it: nothing on stdout, exit 1, named
 for demo in valley simple_convnet; do
