@@ -166,7 +166,9 @@ typedef struct tg_train_opts {
 	 * this one with CR LF line ends), or whose rows stop before
 	 * start_epoch (rows lost, a gap) is TG_EIO naming the epochs and left
 	 * as it is; an empty file is begun anew, and a header alone (a log
-	 * begun by a resume that stopped before its first row) goes on. */
+	 * begun by a resume that stopped before its first row) goes on. A row
+	 * that cannot be written (a full disk) is TG_EIO and stops the run at
+	 * its epoch. */
 	const char *log_path;
 	/* K class names (K = the net's outputs) for the confusion matrix, or NULL
 	 * to number the classes. Borrowed for the call. */

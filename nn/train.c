@@ -703,11 +703,14 @@ static void log_field(FILE *f, double v, const char *sep)
 		fprintf(f, "%.6f%s", v, sep);
 }
 
-static void log_row(run *r, const tg_metrics *mt)
+/* The epoch's row, written through: a row that cannot be written (a full
+ * disk) stops the run at this epoch, as a failed save does, rather than
+ * after every epoch still to come. 0 ok, -1 on error. */
+static int log_row(run *r, const tg_metrics *mt)
 {
 	FILE *f = r->log;
 	if (!f)
-		return;
+		return 0;
 	fprintf(f, "%lld,%lld,", (long long)mt->epoch, (long long)mt->iter);
 	log_field(f, mt->train_loss, ",");
 	log_field(f, mt->train_acc, ",");
@@ -720,7 +723,12 @@ static void log_row(run *r, const tg_metrics *mt)
 			     mt->val_r2, mt->test_mse, mt->test_rmse, mt->test_r2 };
 	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
 		log_field(f, v[i], i + 1 < sizeof v / sizeof v[0] ? "," : "\n");
-	fflush(f);
+	errno = 0;
+	if (fflush(f) == 0 && !ferror(f))
+		return 0;
+	tg_fail(r->ctx, TG_EIO, "%s: writing the log %s failed at epoch %lld: %s", r->who,
+		r->opts.log_path, (long long)mt->epoch, strerror(errno ? errno : EIO));
+	return -1;
 }
 
 static int log_close(run *r)
@@ -918,7 +926,8 @@ static int end_epoch(run *r, tg_metrics *mt)
 	}
 	mt->best_val_loss = r->val ? r->best_val : NAN;
 	mt->best_epoch = r->best_epoch;
-	log_row(r, mt);
+	if (log_row(r, mt))
+		return -1;
 	clear_progress(r);
 	FILE *f = r->opts.out;
 	if (f) {

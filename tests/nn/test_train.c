@@ -454,6 +454,31 @@ static void the_csv_log_has_a_header_and_one_row_per_epoch(void **state)
 	fixture_free(&f);
 }
 
+/* A log that cannot be written (a full disk) stops the run at the epoch
+ * whose row failed, as a failed save does, not after every epoch to come. */
+static void a_log_that_cannot_be_written_stops_the_run_at_that_epoch(void **state)
+{
+	(void)state;
+	if (access("/dev/full", W_OK) != 0)
+		skip();
+	fixture f;
+	fixture_new(&f, 5, NULL, NULL);
+	tg_train_opts to = quiet_opts();
+	to.epochs = 3;
+	to.batch = 100;
+	to.log_path = "/dev/full";
+	counter c = { 0 };
+	to.on_epoch = count_epoch;
+	to.user = &c;
+	tg_metrics last;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, &f.test, &to, &last), -1);
+	assert_error(f.ctx, TG_EIO, "writing the log /dev/full failed at epoch 1: No space");
+	assert_int_equal(c.calls, 0);
+	assert_int_equal(last.epoch, 1);
+	assert_int_equal(tg_optim_steps(f.opt), 15);
+	fixture_free(&f);
+}
+
 /* The epoch and iter of each row of the log at path, after its header
  * (which must be one line, the first); returns the number of rows. */
 static int log_rows(const char *path, long long (*rows)[2], int cap)
@@ -1144,6 +1169,7 @@ int main(void)
 		cmocka_unit_test(a_failure_in_the_short_last_batch_says_so),
 		cmocka_unit_test(training_does_nothing_while_the_context_holds_an_error),
 		cmocka_unit_test(the_csv_log_has_a_header_and_one_row_per_epoch),
+		cmocka_unit_test(a_log_that_cannot_be_written_stops_the_run_at_that_epoch),
 		cmocka_unit_test(a_resumed_run_keeps_the_rows_of_its_log),
 		cmocka_unit_test(iterations_with_replacement_count_epochs_of_n_over_b_steps),
 		cmocka_unit_test(sizes_too_large_to_count_are_refused_or_read_as_all_the_data),
