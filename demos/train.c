@@ -162,7 +162,7 @@ typedef struct config {
 	const char *load;
 	const char *schedule;
 	const char *resume;
-	const char *given[64]; /* the options given, for --resume and --load */
+	const char *given[64]; /* the options given, each once, for --resume and --load */
 	int ngiven;
 	double dropout;
 	double lr;            /* <= 0: the optimizer's default */
@@ -282,6 +282,14 @@ static const char *given(const config *c, const char *opt)
 	return NULL;
 }
 
+/* Notes that opt was given; each option once, so that every one fits in
+ * given[] however often options repeat. */
+static void note_given(config *c, const char *opt)
+{
+	if (!given(c, opt) && c->ngiven < (int)(sizeof c->given / sizeof c->given[0]))
+		c->given[c->ngiven++] = opt;
+}
+
 static config parse_args(int argc, char **argv)
 {
 	config c = {
@@ -335,8 +343,7 @@ static config parse_args(int argc, char **argv)
 		if (flag) {
 			if (val)
 				usage_error("%s takes no value", a);
-			if (c.ngiven < 64)
-				c.given[c.ngiven++] = argv[i];
+			note_given(&c, argv[i]);
 			continue;
 		}
 		/* options with a value */
@@ -363,8 +370,7 @@ static config parse_args(int argc, char **argv)
 		/* an unset shell variable: --save "" would train and then fail */
 		if (!*val)
 			usage_error("%s needs a value, not an empty string", a);
-		if (c.ngiven < 64)
-			c.given[c.ngiven++] = with_value[k];
+		note_given(&c, with_value[k]);
 		if (!strcmp(a, "--data"))
 			c.data = val;
 		else if (!strcmp(a, "--net"))

@@ -45,6 +45,11 @@ expect 2 "--save needs a value, not an empty string" --data iris --epochs 1 --sa
 expect 2 "--log needs a value, not an empty string" --data iris --epochs 1 --log=
 expect 2 "--hidden needs a value, not an empty string" --data iris --epochs 1 --hidden ""
 expect 2 "--dist-timeout go with --dist" --data iris --epochs 1 --dist-timeout 0
+# an option after many others (a flag repeated 70 times) is still checked
+many=$(i=0; while [ $i -lt 70 ]; do printf -- '--quiet '; i=$((i + 1)); done)
+# shellcheck disable=SC2086
+expect 2 "--hidden is a flag of the MLP" --data digits --net conv8:3p1-pool2-32-10 --epochs 1 \
+	$many --hidden 5
 expect 2 "--dist-timeout must be a positive number of seconds" --data iris --epochs 1 --dist --dist-timeout 0
 expect 2 "--weight-decay must be a finite number >= 0" --weight-decay inf
 expect 2 "--weight-decay must be a finite number >= 0" --weight-decay -1
