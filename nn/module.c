@@ -12,6 +12,7 @@
 #include "bn_running.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -569,8 +570,9 @@ typedef struct {
 	int fc, bn, ln, act, dropout, emb, flatten, conv, pool;
 } counts;
 
-/* Word i as "a" or "axb", each from min to 65535, into out[2] (def for both
- * when absent); false after recording why not. */
+/* Word i as "a" or "axb", each from min to INT_MAX (any value the conv and
+ * pool layers take, so that every spec they write reads back), into out[2]
+ * (def for both when absent); false after recording why not. */
 static bool pair_word(tg_ctx *ctx, const piece *p, int i, int min, int def, int out[2])
 {
 	if (i >= p->nword) {
@@ -582,13 +584,13 @@ static bool pair_word(tg_ctx *ctx, const piece *p, int i, int min, int def, int 
 		char *end;
 		errno = 0;
 		long v = strtol(s, &end, 10);
-		if (end == s || errno || v < min || v > 65535 || (*end && *end != 'x') ||
+		if (end == s || errno || v < min || v > INT_MAX || (*end && *end != 'x') ||
 		    (*end == 'x' && side == 1)) {
 			char why[128];
 			snprintf(why, sizeof why,
-				 "value %d \"%s\" must be an integer from %d to 65535, or two "
+				 "value %d \"%s\" must be an integer from %d to %d, or two "
 				 "as \"3x5\"",
-				 i, p->word[i], min);
+				 i, p->word[i], min, INT_MAX);
 			bad_piece(ctx, p, why);
 			return false;
 		}

@@ -753,6 +753,23 @@ static void a_cnn_spec_reads_back_with_its_names(void **state)
 	assert_int_equal(tg_dim(y, 1), 3);
 	tg_module_free(m);
 	tg_module_free(r);
+	/* sizes past 65535, which the layers take, are written and read back:
+	 * a 1-D signal's long kernel, a pool's long stride */
+	tg_conv_opts wide = {{1, 70000}, {0, 35000}, {1, 1}, 1};
+	m = tg_sequential(ctx, "s");
+	tg_module_add(m, tg_conv2d_layer(ctx, TG_F64, 1, 2, 1, 70001, &wide,
+					     (tg_init){TG_INIT_HE, 0}, "conv1"));
+	tg_module_add(m, tg_maxpool2d_layer(ctx, 1, 100000, 0, "pool1"));
+	assert_ctx_ok(ctx);
+	static const char *const wide_arch = "conv:1:2:1x70001:1x70000:0x35000,maxpool:1:100000";
+	assert_int_equal(tg_module_spec(m, buf, sizeof buf), (int)strlen(wide_arch));
+	assert_string_equal(buf, wide_arch);
+	r = tg_model_parse(ctx, buf, &mo);
+	assert_ctx_ok(ctx);
+	tg_module_spec(r, again, sizeof again);
+	assert_string_equal(again, wide_arch);
+	tg_module_free(m);
+	tg_module_free(r);
 	tg_ctx_free(ctx);
 }
 
