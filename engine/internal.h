@@ -94,6 +94,8 @@ struct tg_tensor {
 	bool persistent;     /* ctx lifetime */
 	bool consumed;       /* an input of a recorded node */
 	bool decay;          /* weight decay applies (tg_set_decay) */
+	bool lent;           /* data handed out writable (tg_data_mut): it may
+			      * change later without a version bump */
 	char *name;
 	tg_tensor *next_kept; /* ctx tensors, for tg_ctx_free and tg_zero_grads */
 	const tg_node *last_use; /* during a tg_backward with a grad_ready hook: the

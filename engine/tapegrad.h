@@ -228,7 +228,8 @@ TG_API bool tg_requires_grad(const tg_tensor *t);
 TG_API bool tg_is_param(const tg_tensor *t);
 TG_API const void *tg_data(const tg_tensor *t);      /* borrowed, read only */
 /* Writable data; counts as an in-place change (bumps the version, so a
- * backward through an op that saved t reports TG_EVERSION). */
+ * backward through an op that saved t reports TG_EVERSION). The pointer may
+ * be kept and written through again: ops that read t after a write see it. */
 TG_API void *tg_data_mut(tg_tensor *t);              /* borrowed */
 TG_API double tg_item(const tg_tensor *t);           /* the one element; NAN on error */
 TG_API double tg_get(const tg_tensor *t, size_t i);  /* flat index; NAN on error */

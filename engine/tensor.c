@@ -108,6 +108,7 @@ static inline tg_tensor *init(tg_tensor *t, tg_ctx *ctx, tg_dtype dt, int ndim,
 	t->persistent = false;
 	t->consumed = false;
 	t->decay = false;
+	t->lent = false;
 	t->name = NULL;
 	t->next_kept = NULL;
 	t->last_use = NULL;
@@ -587,6 +588,7 @@ void *tg_data_mut(tg_tensor *t)
 	if (!arg_ctx("tg_data_mut", t))
 		return NULL;
 	t->version++;
+	t->lent = true;
 	return t->data;
 }
 

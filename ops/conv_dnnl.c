@@ -55,7 +55,10 @@ enum { SLOTS = 32, LANES = 16, SCRATCH_ALIGN = 64 };
  * input gradient did (w is taken in another layout by the input gradient
  * than by the forward, ABcd16a16b against ABcd16b16a, so it is reordered
  * again). A depthwise layer (16,64,32,32) made six reorders of about 0.8 ms a
- * step beside 2.8 ms of convolution. */
+ * step beside 2.8 ms of convolution. A tensor whose data was handed out by
+ * tg_data_mut is never shared: its caller may write through the pointer
+ * at any time after (a central difference perturbs an input between two
+ * calls), and the version does not see that. */
 enum { COPIES = 32 };
 
 /* The three tensors of a kernel, in the order tg_conv_dnnl takes them:
@@ -465,6 +468,8 @@ static void lane_tensors(tg_conv_kernel kind, const tg_conv_geom *g, int64_t lo,
 static void *copy_find(const cache *c, const tg_tensor *t, const void *src,
 		       const dnnl_memory_desc_t *md)
 {
+	if (t->lent)
+		return NULL;
 	for (int i = 0; i < COPIES; i++) {
 		const copy_of *k = &c->copies[i];
 		if (k->copy && k->t == t && k->src == src && k->version == t->version &&
@@ -483,6 +488,8 @@ static void copies_keep(cache *c, const lane *l, const tg_tensor *ta, const tg_t
 			continue;
 		const tg_tensor *x = t == A ? ta : tb;
 		const dnnl_memory_desc_t *md;
+		if (x->lent)
+			continue;
 		if (dnnl_memory_get_memory_desc(l->e->inner[t], &md) != dnnl_success)
 			continue;
 		c->copies[c->next_copy] = (copy_of){ x, l->data[t], x->version, x->ctx->gen, *md,

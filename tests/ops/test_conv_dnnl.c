@@ -276,6 +276,56 @@ static void blocked_copies_are_shared_only_at_the_same_version(void **state)
 	tg_ctx_free(ref);
 }
 
+/* 0.5 - each of the n floats at d, written through a pointer kept from an
+ * earlier tg_data_mut (no version bump). */
+static void flip(float *d, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		d[i] = 0.5f - d[i];
+}
+
+/* A caller may keep tg_data_mut's pointer and write through it again, as a
+ * central difference does between two calls: the kernels that read the
+ * tensor after the write see it, blocked copies or not. */
+static void a_write_through_a_kept_pointer_reaches_the_next_convolution(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED), *ref = im2col_ctx(SEED);
+	const tg_conv_opts o = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1 };
+	for (int t = 1; t <= 2; t++) {
+		tg_set_threads(ctx, t);
+		tg_set_threads(ref, t);
+		tg_tensor *x = rand_f32(ref, 8, 32, 10, 10), *w = rand_f32(ref, 32, 32, 3, 3);
+		tg_tensor *d = rand_f32(ref, 8, 32, 10, 10);
+		tg_tensor *xd = copy_to(ctx, x), *wd = copy_to(ctx, w), *dd = copy_to(ctx, d);
+		float *px = tg_data_mut(x), *pxd = tg_data_mut(xd);
+		float *pw = tg_data_mut(w), *pwd = tg_data_mut(wd);
+		float *pd = tg_data_mut(d), *pdd = tg_data_mut(dd);
+		assert_non_null(tg_conv2d(xd, wd, NULL, &o));
+		assert_non_null(tg_conv2d_input_grad(dd, wd, 10, 10, &o));
+		flip(px, tg_numel(x)), flip(pxd, tg_numel(xd));
+		flip(pw, tg_numel(w)), flip(pwd, tg_numel(wd));
+		flip(pd, tg_numel(d)), flip(pdd, tg_numel(dd));
+		tg_tensor *ax = tg_abs(x), *aw = tg_abs(w), *ad = tg_abs(d);
+		expect_agree("written", "forward", tg_conv2d(xd, wd, NULL, &o),
+			     tg_conv2d(x, w, NULL, &o), tg_conv2d(ax, aw, NULL, &o), 1e-5);
+		expect_agree("written", "input grad", tg_conv2d_input_grad(dd, wd, 10, 10, &o),
+			     tg_conv2d_input_grad(d, w, 10, 10, &o),
+			     tg_conv2d_input_grad(ad, aw, 10, 10, &o), 1e-5);
+		flip(pxd, tg_numel(xd)), flip(px, tg_numel(x)); /* after the forward's copy */
+		ax = tg_abs(x);
+		expect_agree("written", "weight grad", tg_conv2d_weight_grad(xd, dd, 3, 3, &o),
+			     tg_conv2d_weight_grad(x, d, 3, 3, &o),
+			     tg_conv2d_weight_grad(ax, ad, 3, 3, &o), 1e-5);
+		assert_ctx_ok(ctx);
+		assert_ctx_ok(ref);
+		tg_reset(ctx);
+		tg_reset(ref);
+	}
+	tg_ctx_free(ctx);
+	tg_ctx_free(ref);
+}
+
 /* The CNN's two convolutions with ReLU and pooling, forward and backward,
  * for 10 steps after 3 of warm-up: the primitives are made once and the
  * scratchpads and blocked copies come from the step arena. */
@@ -402,6 +452,7 @@ int main(void)
 		cmocka_unit_test(dnnl_kernels_match_im2col_over_every_option),
 		cmocka_unit_test(dnnl_matches_im2col_on_the_cnn_layers),
 		cmocka_unit_test(blocked_copies_are_shared_only_at_the_same_version),
+		cmocka_unit_test(a_write_through_a_kept_pointer_reaches_the_next_convolution),
 		cmocka_unit_test(steady_dnnl_steps_allocate_nothing_through_the_context),
 		cmocka_unit_test(two_contexts_in_two_threads_match_one),
 		cmocka_unit_test(the_callers_openmp_setting_is_kept),
