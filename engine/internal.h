@@ -423,7 +423,11 @@ static inline double tg_sum_lanes(const double l[8])
  * over all but X[0]'s). The softmax rows use it as their shift, where
  * neither changes a value (a NaN in a row makes the whole row NaN anyway);
  * max_axis (reduce.c) restores the plain loop's zero and NaN after it. */
-#if defined(__GNUC__)
+/* Not under AddressSanitizer: its fake stack frames (detect_stack_use_after_
+ * return) do not keep the 64-byte alignment GCC gives vector locals and
+ * arrays, and the aligned moves fault; that build takes the scalars, which
+ * give the same bits. */
+#if defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
 /* The sixteen maxima in vectors of 32 bytes (I: the integer of T's size),
  * which every copy of a hot loop has (two SSE registers, one AVX2 or
  * AVX-512 one): GCC did not vectorise the loop of sixteen scalars (vmaxss,

@@ -454,8 +454,9 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
  * T, for the whole blocks of eight from j (left at the tail). Written with
  * vectors where the compiler has them, the same operations lane by lane:
  * GCC left the loop of eight scalars unvectorised (vmovss and vmulsd, a
- * quarter of layer_norm and gelu's forward and backward over (256,1024)). */
-#if defined(__GNUC__)
+ * quarter of layer_norm and gelu's forward and backward over (256,1024)).
+ * Not under AddressSanitizer, as TG_MAX_LANES (engine/internal.h). */
+#if defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
 #define DX_LANES(T, DOUT, X, G, m, s, d, j, sa, saxh)                                   \
 	do {                                                                            \
 		typedef T tv_ __attribute__((vector_size(8 * sizeof(T))));              \
