@@ -304,6 +304,16 @@ for demo in valley simple_convnet; do
 	fi
 done
 
+# demos/experiments --quick without --out would put short runs' pictures
+# over the full runs' in demos/pictures: refused before any work
+"${TG_SOURCE_ROOT}/demos/experiments" --quick valley >"$dir/stdout" 2>"$out"
+rc=$?
+if [ "$rc" != 2 ] || [ -s "$dir/stdout" ] ||
+	! grep -qF "demos/experiments: --quick needs --out DIR" "$out"; then
+	echo "FAIL: experiments --quick without --out: exit $rc, $(head -n 1 "$out")"
+	fails=$((fails + 1))
+fi
+
 if [ "$fails" -gt 0 ]; then
 	echo "$fails of the train command-line checks failed"
 	exit 1
