@@ -278,17 +278,18 @@ int tg_argmax_rows(const tg_tensor *x, int32_t *out)
 	}
 	int64_t n = tg_dim(x, 0), k = tg_dim(x, 1);
 	const void *data = tg_data(x);
+	/* a NaN is the largest, the first of them wins (torch.argmax, NumPy) */
 	for (int64_t i = 0; i < n; i++) {
 		int32_t best = 0;
 		if (tg_dtype_of(x) == TG_F64) {
 			const double *r = (const double *)data + i * k;
-			for (int64_t j = 1; j < k; j++)
-				if (r[j] > r[best])
+			for (int64_t j = 1; j < k && !isnan(r[best]); j++)
+				if (r[j] > r[best] || isnan(r[j]))
 					best = (int32_t)j;
 		} else {
 			const float *r = (const float *)data + i * k;
-			for (int64_t j = 1; j < k; j++)
-				if (r[j] > r[best])
+			for (int64_t j = 1; j < k && !isnan(r[best]); j++)
+				if (r[j] > r[best] || isnan(r[j]))
 					best = (int32_t)j;
 		}
 		out[i] = best;

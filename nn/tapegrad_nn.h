@@ -140,7 +140,8 @@ TG_API tg_tensor *tg_cross_entropy_soft(tg_tensor *logits, tg_tensor *t); /* ste
  * first param's dtype; 0 when none decays. */
 TG_API tg_tensor *tg_weight_penalty(tg_tensor *const *params, size_t n, double lambda); /* step */
 /* The index of the largest value of each row of x (N,K), f32 or f64, into
- * out[N]: the predicted class. 0 ok, -1 on error. */
+ * out[N]: the predicted class; the first NaN of a row counts as its
+ * largest, as in torch.argmax. 0 ok, -1 on error. */
 TG_API int tg_argmax_rows(const tg_tensor *x, int32_t *out);
 
 /* ---- batch normalisation over the features of (N,D) ------------------------------ */

@@ -367,6 +367,16 @@ static void argmax_rows_names_the_predicted_class(void **state)
 	assert_int_equal(out[0], 2);
 	assert_int_equal(out[1], 0);
 	assert_int_equal(out[2], 1);
+	/* the first NaN of a row is its largest, wherever it stands (torch.argmax) */
+	const double nan_rows[] = { NAN, 5, 1, NAN, 1, 7, NAN, 9, 2, 3, 4, 1 };
+	for (int dt = TG_F32; dt <= TG_F64; dt++) {
+		assert_int_equal(tg_argmax_rows(tg_from_f64(ctx, (tg_dtype)dt, SHAPE(3, 4), nan_rows),
+						out),
+				 0);
+		assert_int_equal(out[0], 0);
+		assert_int_equal(out[1], 2);
+		assert_int_equal(out[2], 2);
+	}
 	/* index scores are refused, not read as floats: -3 > -5 but the bits
 	 * of -3 as a float are below those of -5 */
 	tg_tensor *ints = tg_from_i32(ctx, SHAPE(1, 2), (int32_t[]){-5, -3});
