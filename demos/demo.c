@@ -45,6 +45,11 @@ bool demo_cli_next(demo_cli *c)
 	const char *a = c->argv[c->i];
 	if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 		fputs(c->usage, stdout);
+		if (fflush(stdout) || ferror(stdout)) {
+			fprintf(stderr, "%s: writing --help to stdout failed: %s\n", c->prog,
+				strerror(errno));
+			exit(1);
+		}
 		exit(0);
 	}
 	return true;

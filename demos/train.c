@@ -312,6 +312,11 @@ static config parse_args(int argc, char **argv)
 		bool flag = true;
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			fputs(usage_text, stdout);
+			if (fflush(stdout) || ferror(stdout)) {
+				fprintf(stderr, "%s: writing --help to stdout failed: %s\n", prog,
+					strerror(errno));
+				exit(1);
+			}
 			exit(0);
 		} else if (!strcmp(a, "--bn")) {
 			c.bn = 1;

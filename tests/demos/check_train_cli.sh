@@ -285,6 +285,16 @@ if [ -w /dev/full ]; then
 		echo "FAIL: train >/dev/full: exit $rc, $(head -n 1 "$out")"
 		fails=$((fails + 1))
 	fi
+	# --help too: a usage text nobody could read is no success
+	for demo in train valley; do
+		"${TG_BUILD_ROOT}/demos/$demo" --help >/dev/full 2>"$out"
+		rc=$?
+		if [ "$rc" != 1 ] ||
+			! grep -qF "$demo: writing --help to stdout failed: No space" "$out"; then
+			echo "FAIL: $demo --help >/dev/full: exit $rc, $(head -n 1 "$out")"
+			fails=$((fails + 1))
+		fi
+	done
 fi
 
 # the other demos that write into --out DIR find a DIR they cannot use
