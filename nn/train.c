@@ -530,6 +530,7 @@ typedef struct run {
 	int64_t *own;               /* confusion when the caller gave none */
 	int64_t k;                  /* K of the confusion matrix, 0: none */
 	FILE *log;
+	double log_t0;              /* the log's seconds before this call (a resumed run) */
 	tg_progress progress;
 	double t0;                  /* when training began */
 	double first_loss;          /* of the first step: the divergence check's reference */
@@ -651,6 +652,12 @@ static int log_resume(run *r)
 		}
 		last = epoch;
 		keep = ftell(f);
+		/* the seconds go on from the last row kept */
+		const char *c = end;
+		for (int field = 1; c && field < 6; field++)
+			c = strchr(c + 1, ',');
+		double sec = c ? strtod(c + 1, NULL) : 0;
+		r->log_t0 = isfinite(sec) && sec > 0 ? sec : 0;
 	}
 	free(line);
 	if (rc)
@@ -694,13 +701,14 @@ static int log_open(run *r)
 	return 0;
 }
 
-/* A CSV field: empty for NAN (not measured). */
+/* A CSV field: empty for NAN (not measured); nine significant digits, so
+ * that a small loss (an MSE of 1e-8) keeps its figures. */
 static void log_field(FILE *f, double v, const char *sep)
 {
 	if (isnan(v))
 		fprintf(f, "%s", sep);
 	else
-		fprintf(f, "%.6f%s", v, sep);
+		fprintf(f, "%.9g%s", v, sep);
 }
 
 /* The epoch's row, written through: a row that cannot be written (a full
@@ -716,7 +724,7 @@ static int log_row(run *r, const tg_metrics *mt)
 	log_field(f, mt->train_acc, ",");
 	log_field(f, mt->test_loss, ",");
 	log_field(f, mt->test_acc, ",");
-	fprintf(f, "%.3f,", mt->seconds);
+	fprintf(f, "%.3f,", r->log_t0 + mt->seconds);
 	log_field(f, mt->val_loss, ",");
 	log_field(f, mt->val_acc, ",");
 	const double v[] = { mt->train_mse, mt->train_rmse, mt->train_r2, mt->val_mse, mt->val_rmse,

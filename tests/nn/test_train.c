@@ -443,9 +443,10 @@ static void the_csv_log_has_a_header_and_one_row_per_epoch(void **state)
 		assert_true(sec >= prev_seconds);
 		prev_seconds = sec;
 		if (rows == 3) {
-			assert_near(tea, last.test_acc, 1e-6);
-			assert_near(tel, last.test_loss, 1e-6);
-			assert_near(trl, last.train_loss, 1e-6);
+			/* nine significant figures, not six decimals */
+			assert_near(tea, last.test_acc, 1e-8 * tea);
+			assert_near(tel, last.test_loss, 1e-8 * tel);
+			assert_near(trl, last.train_loss, 1e-8 * trl);
 		}
 	}
 	fclose(in);
@@ -600,6 +601,29 @@ static void a_resumed_run_keeps_the_rows_of_its_log(void **state)
 		assert_int_equal(n, 1);
 		assert_int_equal(rows[0][0], 5);
 	}
+	/* the seconds of a resumed run's rows go on from the rows kept */
+	snprintf(text, sizeof text, "%s\n1,15,,,,,250,,,,,,,,,,,\n2,30,,,,,500,,,,,,,,,,,\n"
+		 "3,45,,,,,750,,,,,,,,,,,\n4,60,,,,,1000.25,,,,,,,,,,,\n", hdr);
+	out = fopen(path, "w");
+	assert_non_null(out);
+	fputs(text, out);
+	fclose(out);
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, NULL, &to, &last), 0);
+	assert_int_equal(log_rows(path, rows, 8), 5);
+	in = fopen(path, "r");
+	assert_non_null(in);
+	char line[512];
+	double sec = 0;
+	while (fgets(line, sizeof line, in))
+		if (!strncmp(line, "5,75,", 5)) {
+			const char *c = line;
+			for (int comma = 0; c && comma < 6; comma++)
+				c = strchr(c + 1, ',');
+			assert_non_null(c);
+			sec = strtod(c + 1, NULL);
+		}
+	fclose(in);
+	assert_true(sec >= 1000.25 && sec < 1000.25 + 60);
 	/* a run from the start begins a new log */
 	to.start_epoch = 0;
 	to.start_iter = 0;
