@@ -734,11 +734,14 @@ static bool conv_geom(tg_ctx *ctx, const char *who, const int64_t *xs, const int
 			(long long)(g->H + 2 * g->ph), (long long)(g->W + 2 * g->pw));
 		return false;
 	}
-	int64_t K, L = g->OH * g->OW;
+	/* each output side may pass 2^32 (padding up to INT_MAX on both sides):
+	 * their product is checked, not computed */
+	int64_t K, L;
 	if (__builtin_mul_overflow(g->C / g->G, g->KH * g->KW, &K) || K > INT_MAX ||
-	    L > INT_MAX) {
-		tg_fail(ctx, TG_ESHAPE, "%s: x %s, w %s: a size exceeds the BLAS limit %d", who, bx,
-			bw, INT_MAX);
+	    __builtin_mul_overflow(g->OH, g->OW, &L) || L > INT_MAX) {
+		tg_fail(ctx, TG_ESHAPE,
+			"%s: x %s, w %s: a size exceeds the BLAS limit %d (output %lldx%lld)", who,
+			bx, bw, INT_MAX, (long long)g->OH, (long long)g->OW);
 		return false;
 	}
 	return true;

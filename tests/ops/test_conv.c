@@ -723,6 +723,19 @@ static void conv2d_rejects_each_misuse_with_the_shapes(void **state)
 	assert_null(tg_conv2d(x, w, NULL, &dil));
 	assert_error(ctx, TG_ESHAPE, "the kernel spans 3x7 with dilation (1,3)");
 	tg_clear_error(ctx);
+	/* padding INT_MAX on both sides makes each output side 2^32: their
+	 * product passes int64, and is refused before anything multiplies it */
+	tg_conv_opts wide = TG_CONV_DEFAULTS;
+	wide.padding[0] = wide.padding[1] = INT_MAX;
+	tg_tensor *w1 = tg_zeros(ctx, TG_F64, SHAPE(2, 4, 2, 2));
+	assert_null(tg_conv2d(x, w1, NULL, &wide));
+	assert_error(ctx, TG_ESHAPE,
+		     "tg_conv2d: x (1,4,5,5), w (2,4,2,2): a size exceeds the BLAS limit "
+		     "2147483647 (output 4294967298x4294967298)");
+	tg_clear_error(ctx);
+	assert_null(tg_conv2d_input_grad(d3, w1, 5, 5, &wide));
+	assert_error(ctx, TG_ESHAPE, "exceeds the BLAS limit 2147483647 (output 4294967298x");
+	tg_clear_error(ctx);
 	tg_conv_opts bad = g2;
 	bad.stride[0] = 0;
 	assert_null(tg_conv2d(x, w, NULL, &bad));
