@@ -70,14 +70,17 @@ static void shape_failed(tg_ctx *ctx, const char *who, int ndim, const int64_t *
 		tg_fail(ctx, TG_ENULL, "%s: shape is NULL for %d dimensions", who, ndim);
 		return;
 	}
-	size_t n = 1;
-	for (int i = 0; i < ndim; i++) {
-		char buf[TG_SHAPE_STR];
+	char buf[TG_SHAPE_STR];
+	/* a size of 0 or less first: it, not the product of the others, is
+	 * what is wrong with (2^40,2^40,0) */
+	for (int i = 0; i < ndim; i++)
 		if (shape[i] <= 0) {
 			tg_fail(ctx, TG_ESHAPE, "%s: shape %s: dimension %d is %lld; must be positive",
 				who, tg_shape_fmt(ndim, shape, buf), i, (long long)shape[i]);
 			return;
 		}
+	size_t n = 1;
+	for (int i = 0; i < ndim; i++) {
 		if (__builtin_mul_overflow(n, (uint64_t)shape[i], &n) || n > (uint64_t)1 << 40) {
 			tg_fail(ctx, TG_ESHAPE, "%s: shape %s has too many elements", who,
 				tg_shape_fmt(ndim, shape, buf));

@@ -143,6 +143,10 @@ static void bad_shapes_are_errors_that_name_the_shape(void **state)
 	assert_null(tg_zeros(ctx, TG_F64, SHAPE(1 << 30, 1 << 30)));
 	assert_error(ctx, TG_ESHAPE, "too many elements");
 	tg_clear_error(ctx);
+	/* an empty axis is what is wrong, however large the others */
+	assert_null(tg_zeros(ctx, TG_F64, SHAPE(1 << 30, 1 << 30, 0)));
+	assert_error(ctx, TG_ESHAPE, "tg_zeros: shape (1073741824,1073741824,0): dimension 2 is 0");
+	tg_clear_error(ctx);
 	assert_null(tg_from_f64(ctx, TG_F64, SHAPE(2), NULL));
 	assert_error(ctx, TG_ENULL, "values is NULL");
 	tg_clear_error(ctx);
