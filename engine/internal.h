@@ -279,8 +279,9 @@ static inline bool tg_same_shape(const tg_tensor *a, const tg_tensor *b)
 	return true;
 }
 const char *tg_dtype_name(tg_dtype dt);
-/* "(2,3)"; buf of TG_SHAPE_STR bytes */
-enum { TG_SHAPE_STR = 96 };
+/* "(2,3)"; buf of TG_SHAPE_STR bytes, room for TG_MAX_DIMS sizes of 20
+ * digits and a sign each, so that every shape is written whole */
+enum { TG_SHAPE_STR = 176 };
 char *tg_shape_fmt(int ndim, const int64_t *shape, char *buf);
 
 /* ---- the op interface ------------------------------------------------------ */

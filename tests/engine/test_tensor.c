@@ -143,6 +143,14 @@ static void bad_shapes_are_errors_that_name_the_shape(void **state)
 	assert_null(tg_zeros(ctx, TG_F64, SHAPE(1 << 30, 1 << 30)));
 	assert_error(ctx, TG_ESHAPE, "too many elements");
 	tg_clear_error(ctx);
+	/* every axis of the largest shape is written out */
+	const int64_t t40 = (int64_t)1 << 40;
+	assert_null(tg_zeros(ctx, TG_F64, SHAPE(t40, t40, t40, t40, t40, t40, t40, INT64_MIN)));
+	assert_error(ctx, TG_ESHAPE,
+		     "shape (1099511627776,1099511627776,1099511627776,1099511627776,"
+		     "1099511627776,1099511627776,1099511627776,-9223372036854775808): "
+		     "dimension 7 is -9223372036854775808");
+	tg_clear_error(ctx);
 	/* an empty axis is what is wrong, however large the others */
 	assert_null(tg_zeros(ctx, TG_F64, SHAPE(1 << 30, 1 << 30, 0)));
 	assert_error(ctx, TG_ESHAPE, "tg_zeros: shape (1073741824,1073741824,0): dimension 2 is 0");
