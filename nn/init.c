@@ -120,6 +120,9 @@ tg_tensor *tg_init_weight(tg_ctx *ctx, tg_dtype dt, int64_t n_in, int64_t n_out,
 {
 	if (!ctx || !tg_ok(ctx))
 		return NULL;
+	if (n_in <= 0 || n_out <= 0)
+		return tg_fail(ctx, TG_EARG, "tg_init_weight: %s: sizes %lld and %lld must be positive",
+			       name ? name : "weight", (long long)n_in, (long long)n_out);
 	double std = tg_init_std(init, n_in, n_out);
 	if (!(std >= 0) || !isfinite(std)) {
 		char buf[32];
@@ -137,6 +140,9 @@ tg_tensor *tg_init_vector(tg_ctx *ctx, tg_dtype dt, int64_t n, double value, boo
 {
 	if (!ctx || !tg_ok(ctx))
 		return NULL;
+	if (n <= 0)
+		return tg_fail(ctx, TG_EARG, "tg_init_vector: %s: size %lld must be positive",
+			       name ? name : "vector", (long long)n);
 	int64_t shape[1] = {n};
 	tg_tensor *v = tg_full(ctx, dt, 1, shape, value);
 	return named(param ? tg_param(v) : tg_keep(v), name);

@@ -613,6 +613,16 @@ static void initialiser_names_parse_and_print(void **state)
 	assert_near(tg_init_std(in, INT64_MAX, INT64_MAX), sqrt(1.0 / 0x1p63), 1e-25);
 	assert_null(tg_init_weight(ctx, TG_F32, INT64_MAX, 2, in, "w"));
 	assert_int_not_equal(tg_status_of(ctx), TG_OK);
+	tg_clear_error(ctx);
+	/* an empty size is named as such, whatever std the initialiser gives */
+	assert_null(tg_init_weight(ctx, TG_F32, 0, 3, (tg_init){TG_INIT_HE, 0}, "fc.W"));
+	assert_error(ctx, TG_EARG, "tg_init_weight: fc.W: sizes 0 and 3 must be positive");
+	tg_clear_error(ctx);
+	assert_null(tg_init_weight(ctx, TG_F32, 3, -1, (tg_init){TG_INIT_STD, 0.01}, NULL));
+	assert_error(ctx, TG_EARG, "tg_init_weight: weight: sizes 3 and -1 must be positive");
+	tg_clear_error(ctx);
+	assert_null(tg_init_vector(ctx, TG_F32, 0, 1, true, "bn.gamma"));
+	assert_error(ctx, TG_EARG, "tg_init_vector: bn.gamma: size 0 must be positive");
 	tg_ctx_free(ctx);
 }
 
