@@ -650,9 +650,10 @@ typedef struct tg_conv_opts {
  * images split across tg_set_threads' threads, when an image has 64 output
  * positions or more; else one per group over a batch of images (fewer when
  * their columns would pass 16 MiB of f32). In f32, when the library was
- * built with oneDNN, its direct kernels instead (and for both gradients);
- * TG_CONV=im2col in the environment when a context is made keeps that
- * context on im2col.
+ * built with oneDNN, its direct kernels instead (and for both gradients),
+ * but for an axis whose padded side, stride and dilated kernel pass 2^30
+ * (beyond oneDNN's 32-bit indices); TG_CONV=im2col in the environment when
+ * a context is made keeps that context on im2col.
  * dx = tg_conv2d_input_grad(dout, w), dw = tg_conv2d_weight_grad(x, dout),
  * db = dout summed over N, OH, OW. step */
 TG_API tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *b, const tg_conv_opts *o);

@@ -561,10 +561,23 @@ static tg_conv_done conv_lanes(tg_ctx *ctx, cache *c, int T, tg_conv_kernel kind
 	return TG_CONV_COMPUTED;
 }
 
+/* oneDNN's kernels index in 32 bits: where an axis's stride plus its image
+ * side nears 2^31 they return wrong gradients (stride 2147483645 over a 5x6
+ * image gave a weight gradient of zeros; 2147482650 over a side of 1000
+ * also failed). A geometry whose padded side, stride and dilated kernel on
+ * one axis add up past 2^30 runs on im2col. Sizes are at most INT_MAX
+ * (conv.c's checks): the sums cannot overflow. */
+static bool fits_32_bits(const tg_conv_geom *g)
+{
+	const int64_t lim = (int64_t)1 << 30;
+	return g->H + 2 * g->ph + g->sh + g->dh * (g->KH - 1) <= lim &&
+	       g->W + 2 * g->pw + g->sw + g->dw * (g->KW - 1) <= lim;
+}
+
 tg_conv_done tg_conv_dnnl(tg_ctx *ctx, tg_conv_kernel kind, const tg_conv_geom *g,
 			  const tg_tensor *a, const tg_tensor *b, const float *bias, float *y)
 {
-	if (g->N < 1 || ctx->conv_im2col)
+	if (g->N < 1 || ctx->conv_im2col || !fits_32_bits(g))
 		return TG_CONV_DECLINED;
 	cache *c = cache_of(ctx);
 	if (!c)

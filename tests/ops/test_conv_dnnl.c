@@ -17,6 +17,7 @@
 #include "../engine/test_util.h"
 #include "../../ops/conv_dnnl.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #ifdef TG_HAVE_DNNL
@@ -75,7 +76,7 @@ typedef struct conv_case {
 
 static int64_t out_side(int64_t n, int64_t k, int s, int p, int d)
 {
-	int64_t span = n + 2 * p - d * (k - 1) - 1;
+	int64_t span = n + 2 * (int64_t)p - d * (k - 1) - 1;
 	return span < 0 ? 0 : span / s + 1;
 }
 
@@ -178,6 +179,26 @@ static void dnnl_kernels_match_im2col_over_every_option(void **state)
 		fail_msg("oneDNN made no primitive: the comparison compared im2col with itself");
 #endif
 	assert_int_equal(tg_conv_dnnl_made(ref), 0);
+	tg_ctx_free(ctx);
+	tg_ctx_free(ref);
+}
+
+/* Strides, paddings and dilations near INT_MAX, where oneDNN's 32-bit
+ * indices overflow (its weight gradient was all zeros at stride 2147483645
+ * over a 5x6 image): those geometries run on im2col and agree. */
+static void huge_strides_and_paddings_match_im2col(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED), *ref = im2col_ctx(SEED);
+	const conv_case cases[] = {
+		{ 1, 2, 5, 6, 2, 2, 3, { { INT_MAX - 2, INT_MAX - 2 }, { 0, 0 }, { 1, 1 }, 1 } },
+		{ 2, 2, 5, 6, 4, 2, 3, { { INT_MAX, 1 }, { 0, 0 }, { 1, 1 }, 1 } },
+		{ 1, 2, 40, 6, 2, 2, 3, { { INT_MAX - 37, 1 }, { 0, 0 }, { 1, 1 }, 2 } },
+		{ 1, 2, 5, 6, 2, 2, 3, { { INT_MAX, INT_MAX }, { INT_MAX - 1, 1 }, { 1, 1 }, 1 } },
+		{ 1, 2, 5, 6, 2, 1, 1, { { 1, 1 }, { 0, 0 }, { INT_MAX, INT_MAX }, 1 } },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		compare_case(ctx, ref, &cases[i]);
 	tg_ctx_free(ctx);
 	tg_ctx_free(ref);
 }
@@ -451,6 +472,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(dnnl_kernels_match_im2col_over_every_option),
 		cmocka_unit_test(dnnl_matches_im2col_on_the_cnn_layers),
+		cmocka_unit_test(huge_strides_and_paddings_match_im2col),
 		cmocka_unit_test(blocked_copies_are_shared_only_at_the_same_version),
 		cmocka_unit_test(a_write_through_a_kept_pointer_reaches_the_next_convolution),
 		cmocka_unit_test(steady_dnnl_steps_allocate_nothing_through_the_context),
