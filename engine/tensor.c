@@ -8,6 +8,7 @@
  */
 #include "internal.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -430,12 +431,23 @@ tg_tensor *tg_rand(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape, dou
 		return NULL;
 	if (!(lo <= hi && isfinite(lo) && isfinite(hi)))
 		return tg_fail(ctx, TG_EARG, "tg_rand: [%g, %g); lo <= hi, both finite", lo, hi);
+	if (dt == TG_F32 && !(fabs(lo) <= FLT_MAX && fabs(hi) <= FLT_MAX))
+		return tg_fail(ctx, TG_EARG, "tg_rand: [%g, %g) is beyond f32's range", lo, hi);
+	/* hi - lo overflows when the bounds are far apart; the two-term form
+	 * cannot, and is used only there so that other ranges keep their bits */
+	const bool far = !isfinite(hi - lo);
+	/* rounding (of the sum, then to f32) may reach hi: the value below it */
+	const double top64 = nextafter(hi, -INFINITY);
+	const float top32 = (float)hi < hi ? (float)hi : nextafterf((float)hi, -INFINITY);
 	for (size_t i = 0; i < t->numel; i++) {
-		double v = lo + (hi - lo) * tg_random_uniform(ctx);
-		if (dt == TG_F64)
-			((double *)t->data)[i] = v;
-		else
-			((float *)t->data)[i] = (float)v;
+		double u = tg_random_uniform(ctx);
+		double v = far ? (1 - u) * lo + u * hi : lo + (hi - lo) * u;
+		if (dt == TG_F64) {
+			((double *)t->data)[i] = v < hi || lo == hi ? v : fmax(top64, lo);
+		} else {
+			float f = (float)v;
+			((float *)t->data)[i] = f < hi || lo == hi || top32 < lo ? f : top32;
+		}
 	}
 	return t;
 }

@@ -72,6 +72,36 @@ static void random_tensors_follow_the_seed_and_their_distribution(void **state)
 	tg_ctx_free(c3);
 }
 
+static void uniform_values_stay_below_hi_at_the_extremes_of_a_range(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(3);
+	/* hi - lo overflows a double: the values are still inside, and spread */
+	tg_tensor *w = tg_rand(ctx, TG_F64, SHAPE(1000), -1e308, 1e308);
+	size_t neg = 0;
+	for (size_t i = 0; i < 1000; i++) {
+		double v = tg_get(w, i);
+		if (!(isfinite(v) && v >= -1e308 && v < 1e308))
+			fail_msg("value %zu of [-1e308, 1e308) is %g", i, v);
+		neg += v < 0;
+	}
+	assert_true(neg > 400 && neg < 600);
+	/* one value fits in [1, 1 + ulp): half the draws used to round up to hi */
+	tg_tensor *a = tg_rand(ctx, TG_F64, SHAPE(64), 1, 1 + 0x1p-52);
+	tg_tensor *b = tg_rand(ctx, TG_F32, SHAPE(64), 1, 1 + 0x1p-23);
+	for (size_t i = 0; i < 64; i++) {
+		if (tg_get(a, i) != 1)
+			fail_msg("f64 value %zu of [1, 1 + 2^-52) is 1 + %g", i, tg_get(a, i) - 1);
+		if (tg_get(b, i) != 1)
+			fail_msg("f32 value %zu of [1, 1 + 2^-23) is 1 + %g", i, tg_get(b, i) - 1);
+	}
+	/* bounds an f32 cannot hold would give infinities */
+	assert_null(tg_rand(ctx, TG_F32, SHAPE(4), 0, 1e300));
+	assert_int_equal(tg_status_of(ctx), TG_EARG);
+	assert_string_equal(tg_error(ctx), "tg_rand: [0, 1e+300) is beyond f32's range");
+	tg_ctx_free(ctx);
+}
+
 static void params_outlive_reset_and_step_tensors_do_not(void **state)
 {
 	(void)state;
@@ -223,6 +253,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(constructors_fill_the_values_they_name),
 		cmocka_unit_test(random_tensors_follow_the_seed_and_their_distribution),
+		cmocka_unit_test(uniform_values_stay_below_hi_at_the_extremes_of_a_range),
 		cmocka_unit_test(params_outlive_reset_and_step_tensors_do_not),
 		cmocka_unit_test(a_stale_tensor_is_caught_after_many_steps),
 		cmocka_unit_test(a_tensor_kept_past_one_reset_is_stale_however_many_follow),

@@ -28,6 +28,7 @@
 
 #include "fuzz_common.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -609,11 +610,15 @@ static void op_leaf(vm *v)
 	case 6:
 	case 7:
 		/* random values make no index tensor, whatever the shape; a
-		 * distribution's parameters are finite, std >= 0 and lo <= hi */
+		 * distribution's parameters are finite, std >= 0 and lo <= hi,
+		 * uniform's bounds within the dtype's range */
 		if (index_dtype(dt))
 			predicted = TG_EDTYPE;
 		else if (predicted == TG_OK &&
 			 !(isfinite(a) && isfinite(b) && (how == 6 ? b >= 0 : a <= b)))
+			predicted = TG_EARG;
+		else if (predicted == TG_OK && how == 7 && dt == TG_F32 &&
+			 !(fabs(a) <= FLT_MAX && fabs(b) <= FLT_MAX))
 			predicted = TG_EARG;
 		who = how == 6 ? "tg_randn" : "tg_rand";
 		t = how == 6 ? tg_randn(v->ctx, dt, nd, shape, a, b)
