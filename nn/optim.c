@@ -341,38 +341,73 @@ static void update_part(void *arg, size_t lo, size_t hi)
 		       at(j->S2, lo, es), (float)j->wd, (float)j->scale, (float)j->lr_t);
 }
 
-/* sum over elements of (grad + wd p)^2, in double */
-static double sum_sq(const tg_tensor *p, const tg_tensor *g, double wd)
+/* sum over elements of ((grad + wd p) k)^2, in double; k = 1 but where the
+ * squares overflow */
+static double sum_sq(const tg_tensor *p, const tg_tensor *g, double wd, double k)
 {
 	size_t n = tg_numel(p);
 	double s = 0;
 	if (tg_dtype_of(p) == TG_F64) {
 		const double *P = tg_data(p), *G = tg_data(g);
 		for (size_t i = 0; i < n; i++) {
-			double x = G[i] + wd * P[i];
+			double x = (G[i] + wd * P[i]) * k;
 			s += x * x;
 		}
 	} else {
 		const float *P = tg_data(p), *G = tg_data(g);
 		float w = (float)wd;
 		for (size_t i = 0; i < n; i++) {
-			double x = G[i] + w * P[i];
+			double x = (G[i] + w * P[i]) * k;
 			s += x * x;
 		}
 	}
 	return s;
 }
 
-/* The global norm of the gradients present, each plus wd p. */
+/* The largest |grad + wd p| */
+static double max_abs(const tg_tensor *p, const tg_tensor *g, double wd)
+{
+	size_t n = tg_numel(p);
+	double m = 0;
+	for (size_t i = 0; i < n; i++) {
+		double x = tg_dtype_of(p) == TG_F64
+				   ? ((const double *)tg_data(g))[i] + wd * ((const double *)tg_data(p))[i]
+				   : (double)(((const float *)tg_data(g))[i] +
+					      (float)wd * ((const float *)tg_data(p))[i]);
+		m = fmax(m, fabs(x));
+	}
+	return m;
+}
+
+/* The global norm of the gradients present, each plus wd p. Where the sum
+ * of squares overflows (f64 gradients past about 1e154) though every
+ * element is finite, the sum is taken again of the elements scaled by the
+ * largest, so that clipping still scales by a finite norm. */
 static double global_norm(const tg_optim *o)
 {
 	double total = 0;
 	for (size_t i = 0; i < o->n; i++) {
 		tg_tensor *g = tg_grad(o->p[i]);
 		if (g)
-			total += sum_sq(o->p[i], g, o->decay[i] ? o->o.weight_decay : 0);
+			total += sum_sq(o->p[i], g, o->decay[i] ? o->o.weight_decay : 0, 1);
 	}
-	return sqrt(total);
+	if (!isinf(total))
+		return sqrt(total);
+	double m = 0;
+	for (size_t i = 0; i < o->n; i++) {
+		tg_tensor *g = tg_grad(o->p[i]);
+		if (g)
+			m = fmax(m, max_abs(o->p[i], g, o->decay[i] ? o->o.weight_decay : 0));
+	}
+	if (!isfinite(m))
+		return total;
+	total = 0;
+	for (size_t i = 0; i < o->n; i++) {
+		tg_tensor *g = tg_grad(o->p[i]);
+		if (g)
+			total += sum_sq(o->p[i], g, o->decay[i] ? o->o.weight_decay : 0, 1 / m);
+	}
+	return m * sqrt(total);
 }
 
 /* Whether the norm involves the parameters, which the step changes. */

@@ -270,6 +270,41 @@ static void clipping_scales_all_gradients_to_the_max_norm(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* f64 gradients of 3e200 and 4e200: their squares overflow a double, the
+ * norm 5e200 does not, and clipping scales by it rather than by inf (which
+ * made every gradient 0) */
+static void clipping_survives_gradients_whose_squares_overflow(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *p[2] = {
+	    tg_set_name(tg_param(tg_zeros(ctx, TG_F64, SHAPE(1))), "a.W"),
+	    tg_set_name(tg_param(tg_zeros(ctx, TG_F64, SHAPE(1))), "a.b"),
+	};
+	tg_optim_opts o = tg_optim_defaults(TG_SGD);
+	o.lr = 1;
+	o.clip_norm = 1;
+	tg_optim *opt = tg_optim_new(ctx, p, 2, &o);
+	tg_tensor *g0 = tg_from_f64(ctx, TG_F64, SHAPE(1), (double[]){3e200});
+	tg_tensor *g1 = tg_from_f64(ctx, TG_F64, SHAPE(1), (double[]){-4e200});
+	assert_int_equal(tg_backward(tg_add(tg_sum(tg_mul(p[0], g0)), tg_sum(tg_mul(p[1], g1)))),
+			 0);
+	assert_int_equal(tg_optim_step(opt), 0);
+	assert_near(tg_optim_grad_norm(opt) / 5e200, 1, 1e-15);
+	assert_near(tg_get(p[0], 0), -0.6, 1e-15);
+	assert_near(tg_get(p[1], 0), 0.8, 1e-15);
+	/* an infinite gradient has an infinite norm, as before */
+	tg_optim_zero_grad(opt);
+	tg_tensor *ginf = tg_from_f64(ctx, TG_F64, SHAPE(1), (double[]){INFINITY});
+	assert_int_equal(tg_backward(tg_add(tg_sum(tg_mul(p[0], ginf)), tg_sum(tg_mul(p[1], g1)))),
+			 0);
+	assert_int_equal(tg_optim_step(opt), 0);
+	assert_true(isinf(tg_optim_grad_norm(opt)));
+	assert_ctx_ok(ctx);
+	tg_optim_free(opt);
+	tg_ctx_free(ctx);
+}
+
 /* Without clipping the step leaves the norm to tg_optim_grad_norm, which reads
  * the gradients still there; with weight decay the step computes it, because
  * the decay term uses the parameters from before the update. */
@@ -522,6 +557,7 @@ int main(void)
 	    cmocka_unit_test(weight_decay_moves_weights_and_not_biases),
 	    cmocka_unit_test(weight_decay_equals_the_penalty_in_the_loss),
 	    cmocka_unit_test(clipping_scales_all_gradients_to_the_max_norm),
+	    cmocka_unit_test(clipping_survives_gradients_whose_squares_overflow),
 	    cmocka_unit_test(grad_norm_is_the_last_steps_with_and_without_clipping),
 	    cmocka_unit_test(optimizer_refuses_a_tensor_without_a_gradient_naming_it),
 	    cmocka_unit_test(optimizer_skips_a_parameter_without_a_gradient),
