@@ -604,7 +604,10 @@ TG_API tg_tensor *tg_l1(tg_tensor *pred, tg_tensor *target);
 TG_API tg_tensor *tg_huber(tg_tensor *pred, tg_tensor *target, double delta);
 /* Binary cross-entropy of sigmoid(logits) against targets in [0, 1] (soft
  * targets allowed; others are TG_EARG): mean(max(x, 0) - x t + ln(1 + e^-|x|)),
- * finite for any finite logits (an infinite one gives NaN, as in PyTorch). d logits = dout (sigmoid(x) - t) / n, d targets = -dout x / n. */
+ * finite for any finite logits; an infinite one gives the limit, 0 when it
+ * is confidently right (+inf with t = 1, -inf with t = 0), else inf (where
+ * PyTorch 1.13 gives NaN for -inf and for +inf with t = 1).
+ * d logits = dout (sigmoid(x) - t) / n, d targets = -dout x / n. */
 TG_API tg_tensor *tg_bce_with_logits(tg_tensor *logits, tg_tensor *targets);
 
 /* ---- ops: normalisation ------------------------------------------------- */

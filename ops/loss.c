@@ -337,13 +337,24 @@ tg_tensor *tg_huber(tg_tensor *pred, tg_tensor *target, double delta)
 /* ---- bce_with_logits: L = mean(max(x, 0) - x t + ln(1 + e^-|x|)) ------------------------- */
 /* The binary cross-entropy of sigmoid(x) against t, -t ln s - (1 - t) ln(1 - s),
  * rewritten so that nothing overflows: e^-|x| <= 1, and for |x| large the
- * log term underflows to 0 and the loss is max(x, 0) - x t exactly.
+ * log term underflows to 0 and the loss is max(x, 0) - x t exactly; an
+ * infinite x gives that term's limit (bce_linear).
  * d logits = dout (sigmoid(x) - t) / n, d targets = -dout x / n. The log
  * terms are SLEEF's exp and log1p in double (vmath.h), CHUNK at a time. */
 
 enum { CHUNK = 256 };
 
-#define BCE_KERNEL(name, T)                                                                \
+/* max(x, 0) - x t: the fast form, NaN at an infinite x (inf - inf, inf 0) */
+#define BCE_PLAIN(x, t) (((x) > 0 ? (x) : 0) - (x) * (t))
+
+/* The same, and at an infinite x its limit: 0 for a logit confidently right
+ * (+inf with t = 1, -inf with t = 0), else +inf. */
+static inline double bce_linear(double x, double t)
+{
+	return isinf(x) ? ((x > 0 ? 1 - t : t) == 0 ? 0 : INFINITY) : BCE_PLAIN(x, t);
+}
+
+#define BCE_KERNEL(name, T, LINEAR)                                                        \
 	TG_HOT_LOOP static double name(const void *A_, const void *B_, size_t n, double p) \
 	{                                                                                  \
 		const T *A = A_, *B = B_;                                                  \
@@ -361,18 +372,35 @@ enum { CHUNK = 256 };
 			for (; i + 8 <= m; i += 8)                                         \
 				for (int k = 0; k < 8; k++) {                              \
 					double a = A[i0 + i + k], b = B[i0 + i + k];       \
-					l[k] += (a > 0 ? a : 0) - a * b + e[i + k];        \
+					l[k] += LINEAR(a, b) + e[i + k];                   \
 				}                                                          \
 			for (; i < m; i++) {                                               \
 				double a = A[i0 + i], b = B[i0 + i];                       \
-				l[i % 8] += (a > 0 ? a : 0) - a * b + e[i];                \
+				l[i % 8] += LINEAR(a, b) + e[i];                           \
 			}                                                                  \
 		}                                                                          \
 		return tg_sum_lanes(l);                                                    \
 	}
 
-BCE_KERNEL(bce_f64, double)
-BCE_KERNEL(bce_f32, float)
+BCE_KERNEL(bce_plain_f64, double, BCE_PLAIN)
+BCE_KERNEL(bce_plain_f32, float, BCE_PLAIN)
+BCE_KERNEL(bce_limit_f64, double, bce_linear)
+BCE_KERNEL(bce_limit_f32, float, bce_linear)
+
+/* The fast loop; only a NaN sum, which an infinite logit makes, takes the
+ * loop that knows the limits again (a NaN logit keeps it NaN). The finite
+ * terms are the same in both, so are the bits. */
+static double bce_f64(const void *A, const void *B, size_t n, double p)
+{
+	double s = bce_plain_f64(A, B, n, p);
+	return isnan(s) ? bce_limit_f64(A, B, n, p) : s;
+}
+
+static double bce_f32(const void *A, const void *B, size_t n, double p)
+{
+	double s = bce_plain_f32(A, B, n, p);
+	return isnan(s) ? bce_limit_f32(A, B, n, p) : s;
+}
 
 /* bce's plain backward in two passes where its ops made five: sigmoid(x)
  * (tg_sigmoid, into the logits' own buffer when they take it), then

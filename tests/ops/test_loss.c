@@ -190,6 +190,33 @@ static void bce_gives_hand_computed_values_and_gradients(void **state)
 	}
 }
 
+/* An infinite logit gives the loss's limit, not inf - inf or inf 0 = NaN: 0
+ * where it is confidently right, inf where wrong or the target is soft;
+ * d logits = sigmoid(x) - t stays finite. One element per run, in the
+ * eight-lane body and in the tail. */
+static void bce_of_an_infinite_logit_is_its_limit(void **state)
+{
+	(void)state;
+	const double x[6] = { INFINITY, INFINITY, INFINITY, -INFINITY, -INFINITY, -INFINITY };
+	const double t[6] = { 1, 0, 0.5, 0, 1, 0.25 };
+	const double loss[6] = { 0, INFINITY, INFINITY, 0, INFINITY, INFINITY };
+	const double dx[6] = { 0, 1, 0.5, 0, -1, -0.25 };
+	for (int f32 = 0; f32 <= 1; f32++)
+		for (int i = 0; i < 6; i++)
+			for (size_t n = 1; n <= 9; n += 8) {
+				/* n copies of the element */
+				double xs[9], ts[9];
+				for (size_t k = 0; k < n; k++)
+					xs[k] = x[i], ts[k] = t[i];
+				result r = run(bce, 0, f32 ? TG_F32 : TG_F64, n, xs, ts);
+				if (!(r.loss == loss[i]) || !(fabs(r.da[n - 1] * (double)n - dx[i]) <= 1e-6))
+					fail_msg("bce, %s, x %g, t %g (%zu of them): loss %g, d logits "
+						 "%g; expected %g and %g",
+						 f32 ? "f32" : "f64", x[i], t[i], n, r.loss,
+						 r.da[n - 1] * (double)n, loss[i], dx[i]);
+			}
+}
+
 /* ---- against the textbook formulas on random data ---------------------------------------- */
 
 /* One random problem of 50 elements: a, b ~ N(0, 2) for the regression
@@ -589,6 +616,7 @@ int main(void)
 		cmocka_unit_test(regression_losses_give_hand_computed_values_and_gradients),
 		cmocka_unit_test(huber_is_continuous_at_delta),
 		cmocka_unit_test(huber_gradient_of_an_infinite_difference_is_delta_sign),
+		cmocka_unit_test(bce_of_an_infinite_logit_is_its_limit),
 		cmocka_unit_test(long_losses_sum_their_terms_to_long_double_accuracy),
 		cmocka_unit_test(one_pass_loss_gradients_have_the_bits_of_the_composed_rules),
 		cmocka_unit_test(bce_gradients_in_two_passes_have_the_bits_of_the_composed_rule),
