@@ -11,9 +11,13 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* ---- a set of pointers, each with the number it was given ------------------- */
 
@@ -386,6 +390,76 @@ int tg_write_dot(const tg_tensor *y, FILE *f)
 	return rc;
 }
 
+static const char *file_kind(mode_t m)
+{
+	return S_ISDIR(m) ? "a directory" : S_ISCHR(m) ? "a character device" :
+	       S_ISBLK(m) ? "a block device" : S_ISFIFO(m) ? "a FIFO" :
+	       S_ISSOCK(m) ? "a socket" : "not a regular file";
+}
+
+/* A new file "<path>.tmp.<pid>.<i>" for writing, made with O_EXCL so that
+ * no other writer's temporary (nor a link planted there) is written; its
+ * name into tmp (size bytes). NULL with errno set. */
+static FILE *create_temp(const char *path, char *tmp, size_t size)
+{
+	for (int i = 0; i < 1000; i++) {
+		snprintf(tmp, size, "%s.tmp.%ld.%d", path, (long)getpid(), i);
+		int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+		if (fd < 0 && errno == EEXIST)
+			continue;
+		if (fd < 0)
+			return NULL;
+		FILE *f = fdopen(fd, "w");
+		if (!f) {
+			int err = errno;
+			close(fd);
+			unlink(tmp);
+			errno = err;
+		}
+		return f;
+	}
+	errno = EEXIST;
+	return NULL;
+}
+
+/* path, or when it is a symbolic link the file it finally leads to (which
+ * may not exist yet), so that the link stays a link. malloc'd; NULL with
+ * errno set (ELOOP after too many links). */
+static char *follow_links(const char *path)
+{
+	char *p = strdup(path);
+	for (int hops = 0; p && hops < 40; hops++) {
+		struct stat st;
+		if (lstat(p, &st) != 0 || !S_ISLNK(st.st_mode))
+			return p;
+		char target[PATH_MAX];
+		ssize_t k = readlink(p, target, sizeof target - 1);
+		if (k < 0) {
+			free(p);
+			return NULL;
+		}
+		target[k] = '\0';
+		const char *slash = strrchr(p, '/');
+		size_t dir = target[0] == '/' || !slash ? 0 : (size_t)(slash - p) + 1;
+		char *next = malloc(dir + (size_t)k + 1);
+		if (next) {
+			memcpy(next, p, dir);
+			memcpy(next + dir, target, (size_t)k + 1);
+		}
+		free(p);
+		p = next;
+	}
+	if (p) {
+		free(p);
+		errno = ELOOP;
+	}
+	return NULL;
+}
+
+/* Written to a temporary beside the file, then renamed over it, so a
+ * failed write leaves what was there. Only a regular file is replaced (the
+ * rename would put the graph in the place of a device node, a FIFO or a
+ * socket, and that is lost); a symbolic link is followed and stays. */
 int tg_write_dot_file(const tg_tensor *y, const char *path)
 {
 	tg_ctx *ctx = tg_tensor_check("tg_write_dot_file", y);
@@ -395,18 +469,30 @@ int tg_write_dot_file(const tg_tensor *y, const char *path)
 		tg_fail(ctx, TG_ENULL, "tg_write_dot_file: the path is NULL");
 		return -1;
 	}
-	size_t len = strlen(path);
-	char *tmp = tg_ctx_alloc(ctx, len + 5);
-	if (!tmp)
+	struct stat st;
+	char *target = follow_links(path); /* malloc'd */
+	if (!target) {
+		tg_fail(ctx, errno == ENOMEM ? TG_ENOMEM : TG_EIO,
+			"tg_write_dot_file: cannot follow %s: %s", path, strerror(errno));
 		return -1;
-	memcpy(tmp, path, len);
-	memcpy(tmp + len, ".tmp", 5);
+	}
+	const char *dst = target;
 	int rc = -1;
-	FILE *f = fopen(tmp, "w");
+	char *tmp = NULL;
+	if (stat(dst, &st) == 0 && !S_ISREG(st.st_mode)) {
+		tg_fail(ctx, TG_EIO, "tg_write_dot_file: cannot write %s: it is %s, not a regular file",
+			dst, file_kind(st.st_mode));
+		goto out_free_names;
+	}
+	size_t size = strlen(dst) + 40;
+	tmp = tg_ctx_alloc(ctx, size);
+	if (!tmp)
+		goto out_free_names;
+	FILE *f = create_temp(dst, tmp, size);
 	if (!f) {
 		tg_fail(ctx, TG_EIO, "tg_write_dot_file: cannot create %s: %s", tmp,
 			strerror(errno));
-		goto out_free_name;
+		goto out_free_names;
 	}
 	rc = tg_write_dot(y, f);
 	if (fclose(f) && rc == 0) {
@@ -414,14 +500,15 @@ int tg_write_dot_file(const tg_tensor *y, const char *path)
 			strerror(errno));
 		rc = -1;
 	}
-	if (rc == 0 && rename(tmp, path)) {
-		tg_fail(ctx, TG_EIO, "tg_write_dot_file: cannot rename %s to %s: %s", tmp, path,
+	if (rc == 0 && rename(tmp, dst)) {
+		tg_fail(ctx, TG_EIO, "tg_write_dot_file: cannot rename %s to %s: %s", tmp, dst,
 			strerror(errno));
 		rc = -1;
 	}
 	if (rc)
 		remove(tmp);
-out_free_name:
+out_free_names:
 	tg_ctx_release(ctx, tmp);
+	free(target);
 	return rc;
 }

@@ -424,6 +424,9 @@ TG_API int tg_hessian(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *cons
  * backward, the gradient this consumer handed back along it: a tensor used
  * twice has two edges with their own shares, which add up to its gradient. */
 TG_API int tg_write_dot(const tg_tensor *y, FILE *f);           /* 0 ok */
+/* Through a temporary beside path, renamed over it: a failed write leaves
+ * what was there. Only a regular file is replaced (a device, a FIFO or a
+ * directory at path is TG_EIO); a symbolic link is followed and stays. */
 TG_API int tg_write_dot_file(const tg_tensor *y, const char *path);
 
 /* ---- ops: elementwise, binary (NumPy broadcasting) ---------------------- */

@@ -13,6 +13,7 @@
 #include "op_table.h"
 
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* The DOT text of y's graph, malloc'd. */
@@ -691,6 +692,45 @@ static void dot_file_is_written_whole_and_errors_name_the_path(void **state)
 	tg_ctx_free(ctx);
 }
 
+static void dot_file_replaces_only_a_regular_file_and_follows_a_link(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *y = tg_exp(tg_param(tg_scalar(ctx, TG_F64, 3)));
+	char dir[] = "/tmp/tg_dot_XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char fifo[256], link[256], file[256];
+	snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+	snprintf(link, sizeof link, "%s/link.dot", dir);
+	snprintf(file, sizeof file, "%s/file.dot", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+
+	/* a FIFO (a device, a socket) is not replaced by a regular file */
+	assert_int_equal(tg_write_dot_file(y, fifo), -1);
+	assert_error(ctx, TG_EIO, "it is a FIFO, not a regular file");
+	tg_clear_error(ctx);
+	struct stat st;
+	assert_int_equal(lstat(fifo, &st), 0);
+	assert_true(S_ISFIFO(st.st_mode));
+	assert_int_equal(tg_write_dot_file(y, dir), -1);
+	assert_error(ctx, TG_EIO, "it is a directory");
+	tg_clear_error(ctx);
+
+	/* through a link: the file it leads to is written and the link stays */
+	assert_int_equal(symlink("file.dot", link), 0);
+	assert_int_equal(tg_write_dot_file(y, link), 0);
+	assert_ctx_ok(ctx);
+	assert_int_equal(lstat(link, &st), 0);
+	assert_true(S_ISLNK(st.st_mode));
+	assert_int_equal(stat(file, &st), 0);
+	assert_true(S_ISREG(st.st_mode) && st.st_size > 0);
+	unlink(link);
+	unlink(file);
+	unlink(fifo);
+	assert_int_equal(rmdir(dir), 0); /* no temporary left */
+	tg_ctx_free(ctx);
+}
+
 static void bad_arguments_are_reported(void **state)
 {
 	(void)state;
@@ -732,6 +772,7 @@ int main(void)
 		cmocka_unit_test(a_leaf_alone_is_a_graph_of_one_edge),
 		cmocka_unit_test(every_op_draws_its_edges_with_the_gradients_handed_back),
 		cmocka_unit_test(dot_file_is_written_whole_and_errors_name_the_path),
+		cmocka_unit_test(dot_file_replaces_only_a_regular_file_and_follows_a_link),
 		cmocka_unit_test(bad_arguments_are_reported),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
