@@ -732,7 +732,11 @@ static int save_atomic(tg_ctx *ctx, const char *path, const char *what,
 	}
 	char *final = resolve_links(path);
 	if (!final) {
-		tg_fail(ctx, TG_EIO, "%s: cannot resolve the path: %s", path, strerror(errno));
+		if (errno == ENOMEM)
+			tg_fail(ctx, TG_ENOMEM, "%s: out of memory", path);
+		else
+			tg_fail(ctx, TG_EIO, "%s: cannot resolve the path: %s", path,
+				strerror(errno));
 		return -1;
 	}
 	char *dir = dir_of(final);

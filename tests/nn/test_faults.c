@@ -2,13 +2,71 @@
  * test_faults.c - one full training step (forward, backward, optimizer,
  * reset) with the N-th allocation failing, for every N, and with the arena
  * limit at every size: each failure is a clean TG_ENOMEM, nothing leaks,
- * and the context trains again once the error is cleared.
+ * and the context trains again once the error is cleared. Where the linker
+ * wraps the C library's allocation functions (TG_WRAP_ALLOC), saving and
+ * reading a checkpoint with the N-th of those failing, likewise.
  */
 #include "../engine/test_util.h"
 
+#include <errno.h>
 #include <stdlib.h>
+#include <unistd.h>
 
+#include "tapegrad_io.h"
 #include "tapegrad_nn.h"
+
+#ifdef TG_WRAP_ALLOC
+/* malloc and friends as the library calls them, linked through ld's --wrap
+ * (tests/meson.build): counted, and the call numbered libc_fail_at fails as
+ * malloc fails (0: none). */
+static long libc_calls, libc_fail_at;
+
+static bool libc_fails(void)
+{
+	libc_calls++;
+	if (libc_fail_at && libc_calls == libc_fail_at) {
+		errno = ENOMEM;
+		return true;
+	}
+	return false;
+}
+
+void *__real_malloc(size_t size);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t size);
+char *__real_strdup(const char *s);
+char *__real_strndup(const char *s, size_t n);
+void *__wrap_malloc(size_t size);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_realloc(void *p, size_t size);
+char *__wrap_strdup(const char *s);
+char *__wrap_strndup(const char *s, size_t n);
+
+void *__wrap_malloc(size_t size)
+{
+	return libc_fails() ? NULL : __real_malloc(size);
+}
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+	return libc_fails() ? NULL : __real_calloc(n, size);
+}
+
+void *__wrap_realloc(void *p, size_t size)
+{
+	return libc_fails() ? NULL : __real_realloc(p, size);
+}
+
+char *__wrap_strdup(const char *s)
+{
+	return libc_fails() ? NULL : __real_strdup(s);
+}
+
+char *__wrap_strndup(const char *s, size_t n)
+{
+	return libc_fails() ? NULL : __real_strndup(s, n);
+}
+#endif
 
 enum { N = 8, D = 6, K = 3 };
 
@@ -122,11 +180,92 @@ static void every_arena_limit_gives_a_clean_enomem(void **state)
 	tg_ctx_free(ctx);
 }
 
+#ifdef TG_WRAP_ALLOC
+/* Save a state (tensors and metadata), read it, load it, export it; 0 when
+ * all of it succeeded. */
+static int save_and_read(tg_ctx *ctx, const char *path, const char *npz, tg_tensor *const *t)
+{
+	tg_state *s = tg_state_new(ctx);
+	int64_t epoch = 3;
+	int rc = s ? tg_state_add(s, t, 2) : -1;
+	if (rc == 0)
+		rc = tg_state_set_string(s, "arch", "3-2");
+	if (rc == 0)
+		rc = tg_state_set_i64(s, "epoch", &epoch, 1);
+	if (rc == 0)
+		rc = tg_checkpoint_save_state(ctx, path, s);
+	tg_state_free(s);
+	tg_state *r = NULL;
+	if (rc == 0)
+		rc = tg_checkpoint_read(ctx, path, &r);
+	if (rc == 0 && !tg_state_string(r, "arch"))
+		rc = -1;
+	tg_state_free(r);
+	if (rc == 0)
+		rc = tg_checkpoint_load(ctx, path, t, 2);
+	if (rc == 0)
+		rc = tg_export_npz(ctx, npz, t, 2);
+	return rc;
+}
+
+static void every_failing_libc_allocation_in_a_checkpoint_save_is_a_clean_enomem(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/tg_faults_XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char path[256], npz[256];
+	snprintf(path, sizeof path, "%s/model.ckpt", dir);
+	snprintf(npz, sizeof npz, "%s/model.npz", dir);
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *t[2] = {
+		tg_set_name(tg_param(tg_randn(ctx, TG_F32, SHAPE(3, 2), 0, 1)), "fc1.W"),
+		tg_set_name(tg_param(tg_randn(ctx, TG_F32, SHAPE(2), 0, 1)), "fc1.b"),
+	};
+	float w0 = tg_get(t[0], 4);
+	libc_calls = 0;
+	assert_int_equal(save_and_read(ctx, path, npz, t), 0);
+	long total = libc_calls;
+	assert_true(total > 10);
+	long failures = 0;
+	for (long n = 1; n <= total; n++) {
+		libc_calls = 0;
+		libc_fail_at = n;
+		int rc = save_and_read(ctx, path, npz, t);
+		libc_fail_at = 0;
+		if (rc != 0) {
+			assert_error(ctx, TG_ENOMEM, "out of memory");
+			tg_clear_error(ctx);
+			failures++;
+		}
+		assert_ctx_ok(ctx);
+		/* the file saved before is whole, and the next save goes through */
+		((float *)tg_data_mut(t[0]))[4] = 0;
+		assert_int_equal(tg_checkpoint_load(ctx, path, t, 2), 0);
+		assert_float_equal(tg_get(t[0], 4), w0, 0);
+		assert_int_equal(save_and_read(ctx, path, npz, t), 0);
+	}
+	print_message("%ld C library allocations in a save and read; %ld failed cleanly\n", total,
+		      failures);
+	assert_true(failures > 0);
+	tg_ctx_free(ctx);
+	unlink(path);
+	unlink(npz);
+	assert_int_equal(rmdir(dir), 0);
+}
+#else
+static void every_failing_libc_allocation_in_a_checkpoint_save_is_a_clean_enomem(void **state)
+{
+	(void)state;
+	skip(); /* the linker cannot wrap malloc here */
+}
+#endif
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(every_failing_allocation_in_a_training_step_is_a_clean_enomem),
 		cmocka_unit_test(every_arena_limit_gives_a_clean_enomem),
+		cmocka_unit_test(every_failing_libc_allocation_in_a_checkpoint_save_is_a_clean_enomem),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
