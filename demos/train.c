@@ -205,6 +205,28 @@ static void usage_error(const char *fmt, ...)
 	exit(2);
 }
 
+/* An argument the library refused, in ctx: a usage error, unless the library
+ * ran out of memory, which no other argument mends: then the message alone
+ * and exit 1. */
+static void refused(tg_ctx *ctx, const char *fmt, ...)
+#ifdef __GNUC__
+	__attribute__((format(printf, 2, 3), noreturn))
+#endif
+	;
+static void refused(tg_ctx *ctx, const char *fmt, ...)
+{
+	char msg[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (tg_status_of(ctx) == TG_ENOMEM) {
+		fprintf(stderr, "%s: %s\n", prog, msg);
+		exit(1);
+	}
+	usage_error("%s", msg);
+}
+
 /* ---- command line ------------------------------------------------------------------ */
 
 /* Defaults per data set: what the flags not given become. */
@@ -744,7 +766,7 @@ static tg_module *build_cnn(tg_ctx *ctx, const config *c, const data *d,
 			       : tg_model_parse_image(ctx, c->net, tr->shape[0], tr->shape[1],
 						      tr->shape[2], mo);
 	if (!m)
-		usage_error("--net: %s", tg_error(ctx));
+		refused(ctx, "--net: %s", tg_error(ctx));
 	/* one image through it, in evaluation mode, for the output's shape */
 	bool grad = tg_set_grad_enabled(ctx, false);
 	tg_module_train(m, false);
@@ -756,9 +778,9 @@ static tg_module *build_cnn(tg_ctx *ctx, const config *c, const data *d,
 	tg_module_train(m, true);
 	tg_set_grad_enabled(ctx, grad);
 	if (!tg_ok(ctx))
-		usage_error("--net %s on images (%lld,%lld,%lld): %s", c->net,
-			    (long long)tr->shape[0], (long long)tr->shape[1],
-			    (long long)tr->shape[2], tg_error(ctx));
+		refused(ctx, "--net %s on images (%lld,%lld,%lld): %s", c->net,
+			(long long)tr->shape[0], (long long)tr->shape[1], (long long)tr->shape[2],
+			tg_error(ctx));
 	if (got != out)
 		usage_error("--net %s gives %lld outputs; --data %s has %lld classes, so its last "
 			    "size must be %lld",
@@ -778,12 +800,12 @@ static void check_net_fits(const tg_mlp *net, const data *d, const char *spec)
 			    d->train.t ? "targets" : "classes", (long long)in, (long long)out);
 }
 
-/* Reports a parse failure of an option value as a usage error. */
+/* Reports a parse failure of an option value as a usage error (see refused). */
 static void check_option(tg_ctx *ctx, int rc, const char *opt)
 {
 	if (rc == 0 && tg_ok(ctx))
 		return;
-	usage_error("%s: %s", opt, tg_error(ctx));
+	refused(ctx, "%s: %s", opt, tg_error(ctx));
 }
 
 /* ---- a run's file: save and resume ------------------------------------------------- */
@@ -1197,7 +1219,7 @@ int main(int argc, char **argv)
 		} else {
 			net = tg_mlp_new(ctx, spec, &mo);
 			if (!net)
-				usage_error("%s", tg_error(ctx));
+				refused(ctx, "%s", tg_error(ctx));
 			check_net_fits(net, &d, spec);
 		}
 		if (tg_module_spec(own ? own : tg_mlp_module(net), flags_arch,

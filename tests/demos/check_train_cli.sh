@@ -324,6 +324,21 @@ if [ "$rc" != 2 ] || [ -s "$dir/stdout" ] ||
 	fails=$((fails + 1))
 fi
 
+# running out of memory while building the net is no usage error: exit 1
+# and the message alone. A limit on the address space makes the net too
+# large on any machine; not under AddressSanitizer, whose shadow memory
+# needs more address space than the limit.
+if ! ldd "$train" 2>/dev/null | grep -q libasan; then
+	(ulimit -v 3000000 && "$train" --data iris --hidden 100000-100000 --epochs 1) \
+		>/dev/null 2>"$out"
+	rc=$?
+	if [ "$rc" != 1 ] || ! head -n 1 "$out" | grep -qF "out of memory" ||
+		grep -qF "usage:" "$out"; then
+		echo "FAIL: train with a net too large for memory: exit $rc, $(head -n 1 "$out")"
+		fails=$((fails + 1))
+	fi
+fi
+
 if [ "$fails" -gt 0 ]; then
 	echo "$fails of the train command-line checks failed"
 	exit 1
