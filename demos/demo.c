@@ -277,10 +277,13 @@ FILE *demo_create(const char *dir, const char *file)
 int demo_close(FILE *f, const char *dir, const char *file)
 {
 	bool bad = ferror(f);
-	bad = fclose(f) != 0 || bad;
-	if (bad)
-		fprintf(stderr, "could not write %s/%s\n", dir, file);
-	return bad ? -1 : 0;
+	int err = fflush(f) != 0 ? errno : 0; /* a full disk shows here, or below */
+	if (fclose(f) != 0 && !err)
+		err = errno;
+	if (bad || err)
+		fprintf(stderr, "could not write %s/%s: %s\n", dir, file,
+			err ? strerror(err) : "a write failed");
+	return bad || err ? -1 : 0;
 }
 
 void demo_gp_begin(FILE *gp, const char *name, int w, int h)

@@ -314,6 +314,19 @@ for demo in valley simple_convnet; do
 	fi
 done
 
+# a demo's output that cannot be written (a file size limit of 0 stands in
+# for a full disk) is reported with the reason; stderr goes to a pipe,
+# which the limit does not touch
+mkdir "$dir/full"
+msg=$( (trap '' XFSZ; ulimit -f 0 && "${TG_BUILD_ROOT}/demos/valley" --quick --out "$dir/full" \
+	2>&1 >/dev/null; echo "exit $?") )
+case "$msg" in
+*"could not write $dir/full/valley.csv: File too large"*"exit 1") ;;
+*)
+	echo "FAIL: valley --out onto a full disk: $msg"
+	fails=$((fails + 1)) ;;
+esac
+
 # demos/experiments --quick without --out would put short runs' pictures
 # over the full runs' in demos/pictures: refused before any work
 "${TG_SOURCE_ROOT}/demos/experiments" --quick valley >"$dir/stdout" 2>"$out"
