@@ -116,11 +116,14 @@ static tg_ctx *add_ok(tg_module *m, tg_tensor *t, const char *field, const char 
 	if (!t || !field)
 		return tg_fail(m->ctx, TG_ENULL, "%s: module \"%s\": %s is NULL", who, m->name,
 			       !t ? "the tensor" : "field");
+	if (!tg_ctx_of(t)) {
+		tg_data(t); /* records TG_ESTALE */
+		return NULL;
+	}
 	if (tg_ctx_of(t) != m->ctx)
-		return tg_fail(m->ctx, TG_EARG,
-			       "%s: module \"%s\": tensor for %s belongs to another context (or is "
-			       "stale)",
-			       who, m->name, field);
+		return tg_fail(m->ctx, TG_ECTX,
+			       "%s: module \"%s\": tensor for %s belongs to another context", who,
+			       m->name, field);
 	return m->ctx;
 }
 
@@ -223,7 +226,7 @@ tg_tensor *tg_forward(tg_module *m, tg_tensor *x)
 	if (!m)
 		return tg_fail(ctx, TG_ENULL, "tg_forward: the module is NULL");
 	if (m->ctx != ctx)
-		return tg_fail(ctx, TG_EARG,
+		return tg_fail(ctx, TG_ECTX,
 			       "tg_forward: module \"%s\" (%s) and its input belong to different "
 			       "contexts",
 			       m->name, kind_of(m));

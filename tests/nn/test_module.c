@@ -614,16 +614,23 @@ static void misuse_is_a_named_error(void **state)
 	assert_error(ctx, TG_ENULL, "tg_module_add_param: module \"m\": the tensor is NULL");
 	tg_clear_error(ctx);
 	assert_null(tg_module_add_state(m, tg_ones(other, TG_F64, SHAPE(2)), "s"));
-	assert_error(ctx, TG_EARG,
+	assert_error(ctx, TG_ECTX,
 		     "tg_module_add_state: module \"m\": tensor for s belongs to "
 		     "another context");
 	tg_clear_error(ctx);
+	/* a step tensor freed by tg_reset is stale, not of another context */
+	tg_tensor *gone = tg_ones(ctx, TG_F64, SHAPE(2));
+	tg_reset(ctx);
+	assert_null(tg_module_add_param(m, gone, "g", false));
+	assert_int_equal(tg_status_of(ctx), TG_ESTALE);
+	tg_clear_error(ctx);
+	x = tg_ones(ctx, TG_F64, SHAPE(2, 2));
 	assert_int_equal(tg_module_add(m, tg_flatten(other, "f")), -1);
 	assert_error(ctx, TG_ECTX, "child \"f\" belongs to another context");
 	tg_clear_error(ctx);
 	tg_module *o = tg_sequential(other, "o");
 	assert_null(tg_forward(o, x));
-	assert_error(ctx, TG_EARG, "module \"o\" (sequential) and its input belong to different");
+	assert_error(ctx, TG_ECTX, "module \"o\" (sequential) and its input belong to different");
 	tg_clear_error(ctx);
 	/* an activation is named for what is wrong with it: its kind or its alpha */
 	assert_null(tg_activation(ctx, (tg_act){TG_ACT_LEAKY_RELU, NAN}, "a"));
