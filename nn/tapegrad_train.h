@@ -10,7 +10,8 @@
  * error, a NaN found by anomaly mode, a non-finite loss) stops training with
  * its error kept in the context; the loop never trains on after a failure.
  * A non-finite loss caused by a NaN or an Inf in the train set is TG_EARG
- * naming the value's row and column.
+ * naming the value's row and column; so is one in a set being evaluated
+ * (validation, test, tg_score), rather than a NAN among the metrics.
  * A loss that diverges stops it too, anomaly mode or not: a step whose loss
  * exceeds both TG_TRAIN_DIVERGENCE times the first step's loss and
  * TG_TRAIN_DIVERGENCE_FLOOR (a cross-entropy no trained net reaches; a
@@ -240,8 +241,9 @@ TG_API int tg_fit(tg_module *m, tg_optim *o, const tg_task *task, const tg_datas
  * rows at a time (<= 0: 1000), in evaluation mode with grad mode off (both
  * restored: each module of m gets back the mode it had, so a batch norm
  * kept in evaluation mode in a training model stays so). confusion (may be NULL) receives the K*K counts, zeroed first,
- * for a task that has them (K = m's outputs; 2 for one binary target). 0 ok,
- * -1 on error. */
+ * for a task that has them (K = m's outputs; 2 for one binary target). A
+ * batch whose loss is not finite because of a NaN or an Inf in ds is
+ * TG_EARG naming its row and column. 0 ok, -1 on error. */
 TG_API int tg_score(tg_module *m, const tg_task *task, const tg_dataset *ds, int64_t batch,
 		    tg_scores *out, int64_t *confusion);
 

@@ -346,8 +346,34 @@ static void leave_eval(tg_module *m, bool *on)
 
 /* ---- evaluation ----------------------------------------------------------------- */
 
-int tg_score(tg_module *m, const tg_task *task, const tg_dataset *ds, int64_t batch,
-	     tg_scores *out, int64_t *confusion)
+/* The first value of rows idx[0..n) of ds (rows first .. first + n - 1
+ * when idx is NULL) that is not finite, said as "row R has feature F = V"
+ * into buf; false when there is none. */
+static bool bad_value(const tg_dataset *ds, const int64_t *idx, int64_t first, int64_t n,
+		      char *buf, size_t size)
+{
+	for (int64_t k = 0; k < n; k++) {
+		int64_t i = idx ? idx[k] : first + k;
+		for (int64_t j = 0; j < ds->d; j++)
+			if (!isfinite(ds->x[i * ds->d + j])) {
+				snprintf(buf, size, "row %lld has feature %lld = %g", (long long)i,
+					 (long long)j, (double)ds->x[i * ds->d + j]);
+				return true;
+			}
+		for (int64_t j = 0; ds->t && j < ds->tdim; j++)
+			if (!isfinite(ds->t[i * ds->tdim + j])) {
+				snprintf(buf, size, "row %lld has target %lld = %g", (long long)i,
+					 (long long)j, (double)ds->t[i * ds->tdim + j]);
+				return true;
+			}
+	}
+	return false;
+}
+
+
+/* tg_score, its errors said by who of its which set */
+static int score(tg_module *m, const tg_task *task, const tg_dataset *ds, int64_t batch,
+		 tg_scores *out, int64_t *confusion, const char *who, const char *which)
 {
 	tg_ctx *ctx = m ? m->ctx : NULL;
 	if (out)
@@ -356,7 +382,7 @@ int tg_score(tg_module *m, const tg_task *task, const tg_dataset *ds, int64_t ba
 		return -1;
 	if (!task)
 		task = &classify_task;
-	if (check_task(ctx, "tg_score", task) || check_set(ctx, "tg_score", task, ds, "evaluation"))
+	if (check_task(ctx, who, task) || check_set(ctx, who, task, ds, which))
 		return -1;
 	int64_t n = ds->n, d = ds->d, w = ds->tdim;
 	if (batch <= 0)
@@ -364,12 +390,12 @@ int tg_score(tg_module *m, const tg_task *task, const tg_dataset *ds, int64_t ba
 	if (batch > n)
 		batch = n;
 	tally ty;
-	if (tally_init(ctx, "tg_score", &ty, batch, is_regression(task->loss) ? w : 0)) {
+	if (tally_init(ctx, who, &ty, batch, is_regression(task->loss) ? w : 0)) {
 		tally_free(&ty);
 		return -1;
 	}
 	tg_dtype dt = module_dtype(m);
-	bool *modes = enter_eval(m, "tg_score");
+	bool *modes = enter_eval(m, who);
 	if (!modes) {
 		tally_free(&ty);
 		return -1;
@@ -386,9 +412,16 @@ int tg_score(tg_module *m, const tg_task *task, const tg_dataset *ds, int64_t ba
 							ds->t + start * w)
 					  : NULL;
 		tg_tensor *o = tg_forward(m, x);
-		tg_tensor *l = task_loss(task, "tg_score", o, labels, target);
+		tg_tensor *l = task_loss(task, who, o, labels, target);
 		if (!l)
 			break;
+		char bad[128];
+		double lv = tg_item(l);
+		if (!isfinite(lv) && bad_value(ds, NULL, start, nb, bad, sizeof bad)) {
+			tg_fail(ctx, TG_EARG, "%s: the loss is %g: the %s set's %s; data must be finite",
+				who, isnan(lv) ? NAN : lv, which, bad); /* "nan", not "-nan" */
+			break;
+		}
 		if (start == 0 && confusion) {
 			ty.k = confusion_k(task, ds, tg_shape(o)[1]);
 			ty.confusion = ty.k ? confusion : NULL;
@@ -406,6 +439,12 @@ int tg_score(tg_module *m, const tg_task *task, const tg_dataset *ds, int64_t ba
 		tally_scores(&ty, task, out);
 	tally_free(&ty);
 	return tg_ok(ctx) ? 0 : -1;
+}
+
+int tg_score(tg_module *m, const tg_task *task, const tg_dataset *ds, int64_t batch,
+	     tg_scores *out, int64_t *confusion)
+{
+	return score(m, task, ds, batch, out, confusion, "tg_score", "evaluation");
 }
 
 /* The MLP's checks, with its spec in the messages: its input width must be
@@ -760,28 +799,6 @@ static int log_close(run *r)
  * loss checked is the global batch's, the same on every rank, and backward
  * starts from this rank's share of it (its rows over the global batch's):
  * the gradients summed over the ranks are then the global batch's mean. */
-/* The first value of the batch's rows of ds that is not finite, said as
- * "row R has feature F = V" into buf; false when there is none. */
-static bool bad_value(const tg_dataset *ds, const tg_batch *b, char *buf, size_t size)
-{
-	for (int64_t k = 0; k < b->n; k++) {
-		int64_t i = b->idx[k];
-		for (int64_t j = 0; j < ds->d; j++)
-			if (!isfinite(ds->x[i * ds->d + j])) {
-				snprintf(buf, size, "row %lld has feature %lld = %g", (long long)i,
-					 (long long)j, (double)ds->x[i * ds->d + j]);
-				return true;
-			}
-		for (int64_t j = 0; ds->t && j < ds->tdim; j++)
-			if (!isfinite(ds->t[i * ds->tdim + j])) {
-				snprintf(buf, size, "row %lld has target %lld = %g", (long long)i,
-					 (long long)j, (double)ds->t[i * ds->tdim + j]);
-				return true;
-			}
-	}
-	return false;
-}
-
 /* The error of a step whose forward or loss failed on an epoch's short last
  * batch, said again with that: a batch of other rows than the ones asked for
  * (a batch norm refuses one row) is the likely cause, and drop_last the
@@ -813,7 +830,7 @@ static int step(run *r, const tg_batch *b, int64_t epoch, int64_t it)
 	if (dist && tg_dist_hooks_of(dist)->loss(dist, l, b->n, !tg_ok(ctx), &l, &seed))
 		return -1;
 	char bad[128];
-	if (tg_ok(ctx) && !isfinite(l) && bad_value(r->train, b, bad, sizeof bad))
+	if (tg_ok(ctx) && !isfinite(l) && bad_value(r->train, b->idx, 0, b->n, bad, sizeof bad))
 		tg_fail(ctx, TG_EARG,
 			"%s: the loss is %g at epoch %lld, step %lld: the train set's %s; data "
 			"must be finite",
@@ -911,7 +928,7 @@ static int end_epoch(run *r, tg_metrics *mt)
 			     (!r->opts.full_train_eval && tally_sum(r))))
 		return -1;
 	if (r->opts.full_train_eval) {
-		if (tg_score(r->m, &r->task, r->train, eb, &s, NULL))
+		if (score(r->m, &r->task, r->train, eb, &s, NULL, r->who, "train"))
 			return -1;
 	} else {
 		tally_scores(&r->tr, &r->task, &s);
@@ -919,11 +936,11 @@ static int end_epoch(run *r, tg_metrics *mt)
 	put_scores(&s, &mt->train_loss, &mt->train_acc, &mt->train_mse, &mt->train_rmse,
 		   &mt->train_r2);
 	s = (tg_scores){ .loss = NAN, .acc = NAN, .mse = NAN, .rmse = NAN, .r2 = NAN };
-	if (r->val && tg_score(r->m, &r->task, r->val, eb, &s, NULL))
+	if (r->val && score(r->m, &r->task, r->val, eb, &s, NULL, r->who, "validation"))
 		return -1;
 	put_scores(&s, &mt->val_loss, &mt->val_acc, &mt->val_mse, &mt->val_rmse, &mt->val_r2);
 	s = (tg_scores){ .loss = NAN, .acc = NAN, .mse = NAN, .rmse = NAN, .r2 = NAN };
-	if (r->test && tg_score(r->m, &r->task, r->test, eb, &s, r->confusion))
+	if (r->test && score(r->m, &r->task, r->test, eb, &s, r->confusion, r->who, "test"))
 		return -1;
 	put_scores(&s, &mt->test_loss, &mt->test_acc, &mt->test_mse, &mt->test_rmse,
 		   &mt->test_r2);

@@ -203,6 +203,21 @@ static void bad_data_is_named_by_its_row_of_the_set(void **state)
 	assert_error(f.ctx, TG_EARG,
 		     "the train set's row 7 has feature 5 = nan; data must be finite");
 	assert_int_equal(tg_optim_steps(f.opt), last.iter);
+	tg_clear_error(f.ctx);
+	/* so is one in a set being evaluated, rather than a NaN among the
+	 * metrics (early stopping and plateau would take it for no progress) */
+	f.train.x[7 * f.train.d + 5] = 0;
+	f.test.x[300 * f.test.d + 3] = INFINITY;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, &f.test, &to, &last), -1);
+	assert_error(f.ctx, TG_EARG,
+		     "tg_train: the loss is nan: the test set's row 300 has feature 3 = inf; "
+		     "data must be finite");
+	tg_clear_error(f.ctx);
+	double loss = 0;
+	assert_int_equal(tg_evaluate(f.net, &f.test, 100, &loss, NULL, NULL), -1);
+	assert_error(f.ctx, TG_EARG,
+		     "tg_score: the loss is nan: the evaluation set's row 300 has feature 3 = "
+		     "inf; data must be finite");
 	fixture_free(&f);
 }
 
