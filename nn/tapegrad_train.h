@@ -196,7 +196,9 @@ typedef struct tg_train_opts {
 	/* Resuming: the epochs and steps already completed (0, 0). The loop,
 	 * progress, the log's rows and the metrics count on from them; epochs
 	 * and iters stay the totals. The divergence check measures against the
-	 * call's first step. */
+	 * call's first step. A run resumes where an epoch ended: start_iter
+	 * must be start_epoch times this run's steps per epoch (TG_EARG
+	 * otherwise, as an epoch's order of batches is not kept). */
 	int64_t start_epoch, start_iter;
 	/* Data-parallel training over MPI ranks (tapegrad_dist.h; attached to
 	 * the model), or NULL: this process alone. Every rank calls tg_fit with

@@ -1013,6 +1013,25 @@ static int plan(run *r)
 			(long long)b, (long long)n);
 		return -1;
 	}
+	/* a run resumes where an epoch ended: the loop counts epochs and steps
+	 * on from there, and from another step it would run past the epochs
+	 * asked for or cut the last one short */
+	int64_t done;
+	bool over = __builtin_mul_overflow(o->start_epoch, r->per_epoch, &done);
+	if (over || done != o->start_iter) {
+		char at[64] = "past the last step a count holds";
+		if (!over)
+			snprintf(at, sizeof at, "at step %lld", (long long)done);
+		tg_fail(r->ctx, TG_EARG,
+			"%s: start_epoch %lld and start_iter %lld disagree: an epoch is %lld "
+			"step%s (%lld samples, batch %lld), so %lld epoch%s end%s %s; a run "
+			"resumes at the end of an epoch",
+			r->who, (long long)o->start_epoch, (long long)o->start_iter,
+			(long long)r->per_epoch, r->per_epoch == 1 ? "" : "s", (long long)n,
+			(long long)b, (long long)o->start_epoch, o->start_epoch == 1 ? "" : "s",
+			o->start_epoch == 1 ? "s" : "", at);
+		return -1;
+	}
 	int64_t last = o->replace || o->drop_last ? 0 : n % b;
 	if (last && last < ranks) {
 		tg_fail(r->ctx, TG_EARG,

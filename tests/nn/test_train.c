@@ -649,6 +649,39 @@ static void a_resumed_run_keeps_the_rows_of_its_log(void **state)
 	fixture_free(&f);
 }
 
+/* start_iter inside an epoch, or counted with another batch, would run
+ * past the epochs asked for or cut the last one short: it is refused
+ * before a step. */
+static void a_resume_inside_an_epoch_is_refused(void **state)
+{
+	(void)state;
+	fixture f;
+	fixture_new(&f, 5, NULL, NULL);
+	tg_train_opts to = quiet_opts();
+	to.batch = 100; /* 15 steps an epoch */
+	to.epochs = 4;
+	tg_metrics last;
+	to.start_epoch = 2;
+	to.start_iter = 12;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, NULL, &to, &last), -1);
+	assert_error(f.ctx, TG_EARG,
+		     "tg_train: start_epoch 2 and start_iter 12 disagree: an epoch is 15 steps "
+		     "(1437 samples, batch 100), so 2 epochs end at step 30");
+	assert_int_equal(tg_optim_steps(f.opt), 0);
+	tg_clear_error(f.ctx);
+	to.start_epoch = INT64_MAX;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, NULL, &to, &last), -1);
+	assert_error(f.ctx, TG_EARG, "end past the last step a count holds");
+	tg_clear_error(f.ctx);
+	to.start_epoch = 2;
+	to.start_iter = 30;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, NULL, &to, &last), 0);
+	assert_int_equal(last.epoch, 4);
+	assert_int_equal(last.iter, 60);
+	assert_int_equal(tg_optim_steps(f.opt), 30);
+	fixture_free(&f);
+}
+
 static void iterations_with_replacement_count_epochs_of_n_over_b_steps(void **state)
 {
 	(void)state;
@@ -1201,6 +1234,7 @@ int main(void)
 		cmocka_unit_test(a_step_that_fails_in_anomaly_mode_stops_training_naming_the_op),
 		cmocka_unit_test(bad_data_is_named_by_its_row_of_the_set),
 		cmocka_unit_test(a_non_finite_loss_stops_training_without_anomaly_mode),
+		cmocka_unit_test(a_resume_inside_an_epoch_is_refused),
 		cmocka_unit_test(a_diverging_loss_stops_training_without_anomaly_mode),
 		cmocka_unit_test(a_net_that_does_not_fit_the_data_is_a_shape_error),
 		cmocka_unit_test(an_optimizer_of_another_context_is_refused),
