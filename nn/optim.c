@@ -197,11 +197,15 @@ tg_optim *tg_optim_new(tg_ctx *ctx, tg_tensor *const *params, size_t n, const tg
 {
 	if (!ctx || !tg_ok(ctx))
 		return NULL;
-	if (!params || !opts || !n)
-		return tg_fail(ctx, !n && params && opts ? TG_EARG : TG_ENULL, "tg_optim_new: %s",
-			       !params ? "params is NULL"
-			       : !opts ? "opts is NULL"
-				       : "no parameters to optimize");
+	/* an empty list is that whether or not its pointer is NULL (a model
+	 * without parameters counts 0 and may pass NULL) */
+	if (!n)
+		return tg_fail(ctx, TG_EARG,
+			       "tg_optim_new: no parameters to optimize (n = 0; a model without "
+			       "parameters has nothing to train)");
+	if (!params || !opts)
+		return tg_fail(ctx, TG_ENULL, "tg_optim_new: %s",
+			       !params ? "params is NULL" : "opts is NULL");
 	if (check_opts(ctx, opts) || check_params(ctx, params, n))
 		return NULL;
 	tg_optim *o = calloc(1, sizeof *o);

@@ -470,7 +470,8 @@ TG_API tg_optim_opts tg_optim_defaults(tg_optim_kind kind);
 TG_API int tg_optim_parse(tg_ctx *ctx, const char *s, tg_optim_kind *out);
 TG_API const char *tg_optim_name(tg_optim_kind kind); /* "adam"; static */
 /* Over params[0..n) (the array is copied). TG_EARG naming the tensor if one
- * does not require a gradient, or for a bad option; NULL then. */
+ * does not require a gradient, for a bad option, or for n = 0 (params may
+ * then be NULL); NULL then. */
 TG_API tg_optim *tg_optim_new(tg_ctx *ctx, tg_tensor *const *params, size_t n,
 			      const tg_optim_opts *opts); /* free with tg_optim_free */
 /* Frees o (not its tensors: they are the context's). Safe before or after

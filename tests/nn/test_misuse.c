@@ -115,6 +115,10 @@ static void nn_functions_given_null_fail_cleanly(void **state)
 	FAILS_WITH(ctx, tg_batchnorm_init(NULL, ctx, TG_F32, 2, "bn1") == 0, "NULL");
 	FAILS_WITH(ctx, tg_mlp_new(ctx, NULL, NULL), "NULL");
 	FAILS_WITH(ctx, tg_optim_new(ctx, NULL, 1, NULL), "NULL");
+	/* an empty list is named as such, its pointer NULL or not */
+	tg_optim_opts sgd = tg_optim_defaults(TG_SGD);
+	FAILS_WITH(ctx, tg_optim_new(ctx, NULL, 0, &sgd), "no parameters to optimize");
+	FAILS_WITH(ctx, tg_optim_new(ctx, &p, 0, &sgd), "no parameters to optimize");
 	FAILS_QUIETLY(tg_weight_penalty(NULL, 1, 0.1)); /* no tensor, no context */
 	FAILS_WITH(ctx, tg_cross_entropy_soft(p, NULL), "NULL");
 	FAILS_WITH(ctx, tg_dropout_apply(p, NULL, 0.5), "NULL");
