@@ -169,21 +169,31 @@ typedef struct tally {
 	int64_t judged;     /* predictions judged (samples, or elements for binary) */
 	double sse;         /* sum of squared errors (regression) */
 	int64_t tdim;       /* T: targets per sample (regression) */
-	double *sy, *syy;   /* (T) sums of the targets and their squares */
+	/* (T) sums of the targets and their squares, each target less shift,
+	 * the set's first row: SST = syy - sy^2 / n is then not the small
+	 * difference of two huge sums for targets far from 0 (and every rank
+	 * shifts alike, as they share the set) */
+	double *sy, *syy;
+	double *shift;
 	int32_t *pred;      /* (B) argmax predictions of a batch */
 	int64_t *confusion; /* (K,K) counts, or NULL */
 	int64_t k;          /* K of the confusion matrix; 0 until known */
 } tally;
 
-static int tally_init(tg_ctx *ctx, const char *who, tally *ty, int64_t rows, int64_t tdim)
+/* tdim targets per sample, shifted by the first row of ds's targets */
+static int tally_init(tg_ctx *ctx, const char *who, tally *ty, int64_t rows, int64_t tdim,
+		      const tg_dataset *ds)
 {
 	*ty = (tally){ .tdim = tdim };
 	ty->pred = malloc((size_t)rows * sizeof *ty->pred);
 	if (tdim) {
 		ty->sy = calloc((size_t)tdim, sizeof *ty->sy);
 		ty->syy = calloc((size_t)tdim, sizeof *ty->syy);
+		ty->shift = calloc((size_t)tdim, sizeof *ty->shift);
+		for (int64_t j = 0; ty->shift && j < tdim; j++)
+			ty->shift[j] = ds->t[j];
 	}
-	if (!ty->pred || (tdim && (!ty->sy || !ty->syy))) {
+	if (!ty->pred || (tdim && (!ty->sy || !ty->syy || !ty->shift))) {
 		tg_fail(ctx, TG_ENOMEM, "%s: out of memory for %lld predictions", who,
 			(long long)rows);
 		return -1;
@@ -204,6 +214,7 @@ static void tally_free(tally *ty)
 	free(ty->pred);
 	free(ty->sy);
 	free(ty->syy);
+	free(ty->shift);
 }
 
 static double value_at(const void *p, tg_dtype dt, int64_t i)
@@ -254,8 +265,8 @@ static int tally_add(tally *ty, const tg_task *t, double l, int64_t nb, tg_tenso
 					ty->confusion[truth * 2 + p]++;
 			} else {
 				ty->sse += (o - v) * (o - v);
-				ty->sy[j] += v;
-				ty->syy[j] += v * v;
+				ty->sy[j] += v - ty->shift[j];
+				ty->syy[j] += (v - ty->shift[j]) * (v - ty->shift[j]);
 			}
 		}
 	ty->judged += nb * w;
@@ -390,7 +401,7 @@ static int score(tg_module *m, const tg_task *task, const tg_dataset *ds, int64_
 	if (batch > n)
 		batch = n;
 	tally ty;
-	if (tally_init(ctx, who, &ty, batch, is_regression(task->loss) ? w : 0)) {
+	if (tally_init(ctx, who, &ty, batch, is_regression(task->loss) ? w : 0, ds)) {
 		tally_free(&ty);
 		return -1;
 	}
@@ -1304,8 +1315,8 @@ static int fit(const char *who, tg_module *m, tg_optim *o, const tg_task *task,
 			(long long)rows, (long long)train->d);
 		goto out_free;
 	}
-	if (tally_init(ctx, who, &r.tr, rows,
-		       is_regression(r.task.loss) ? train->tdim : 0))
+	if (tally_init(ctx, who, &r.tr, rows, is_regression(r.task.loss) ? train->tdim : 0,
+		       train))
 		goto out_free;
 	/* The model's K outputs bound every label, checked here naming its set
 	 * and row, not at the step (or the epoch's end) that meets it */

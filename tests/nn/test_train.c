@@ -1160,6 +1160,27 @@ static void the_metrics_are_the_hand_computed_ones(void **state)
 	assert_int_equal(tg_score(id, &l1, &reg, 3, &s, NULL), 0);
 	assert_near(s.loss, 1.0, 1e-7);
 	assert_near(s.r2, 1 - 6.0 / 14.0, 1e-12);
+	/* targets far from 0 (1e6 and a few steps of f32's 1/16 there) over
+	 * many rows: R2 as a two-pass sum finds it, not from sums of squares
+	 * near 1e15 that cancel to the few digits they have left */
+	enum { FAR = 1000 };
+	tg_dataset far = { .n = FAR, .d = 1, .tdim = 1 };
+	far.x = malloc(FAR * sizeof(float));
+	far.t = malloc(FAR * sizeof(float));
+	double mean = 0, sst = 0, sse = 0;
+	for (int i = 0; i < FAR; i++) {
+		far.t[i] = 1e6f + 0.0625f * (float)(i % 7);
+		far.x[i] = far.t[i] + 0.0625f * (float)(i % 3 - 1);
+		mean += far.t[i] / (double)FAR;
+	}
+	for (int i = 0; i < FAR; i++) {
+		sst += (far.t[i] - mean) * (far.t[i] - mean);
+		sse += ((double)far.x[i] - far.t[i]) * ((double)far.x[i] - far.t[i]);
+	}
+	assert_int_equal(tg_score(id, &l1, &far, 300, &s, NULL), 0);
+	assert_near(s.mse, sse / FAR, 1e-15);
+	assert_near(s.r2, 1 - sse / sst, 1e-9);
+	tg_dataset_free(&far);
 	/* Huber, delta 1: 0, 0.5, 0.5, 1 * (2 - 0.5) = 1.5: mean 0.625 */
 	tg_task huber = { .loss = TG_LOSS_HUBER, .delta = 1 };
 	assert_int_equal(tg_score(id, &huber, &reg, 3, &s, NULL), 0);
