@@ -213,6 +213,47 @@ tg_tensor *tg_act_forward(tg_act act, tg_tensor *x)
 /* ---- losses ---------------------------------------------------------------------- */
 
 /* -sum(t * log_softmax(x)) / N; d x = (softmax(x) - t) / N when rows of t sum to 1 */
+/* Soft targets are a distribution per row: each element in [0, 1] and each
+ * row summing to 1 within TG_SOFT_TARGET_TOL (probabilities written with a
+ * few decimals pass; a row of zeros, two ones or counts do not), as the
+ * loss and its gradient (softmax - t) / N assume. 0 ok; -1 and TG_EARG
+ * naming the first element or row that is not. Other dtypes are left to
+ * the ops to refuse. */
+static int check_soft_targets(tg_ctx *ctx, tg_tensor *t)
+{
+	tg_dtype dt = tg_dtype_of(t);
+	if (dt != TG_F32 && dt != TG_F64)
+		return 0;
+	const void *p = tg_data(t);
+	if (!p)
+		return -1;
+	int64_t rows = tg_dim(t, 0), k = tg_dim(t, 1);
+	char sh[96];
+	for (int64_t i = 0; i < rows; i++) {
+		double sum = 0;
+		for (int64_t j = 0; j < k; j++) {
+			double v = dt == TG_F32 ? ((const float *)p)[i * k + j]
+						: ((const double *)p)[i * k + j];
+			if (!(v >= 0 && v <= 1)) {
+				tg_fail(ctx, TG_EARG,
+					"tg_cross_entropy_soft: targets %s: element (%lld,%lld) is %g, "
+					"outside [0, 1]",
+					tg_shape_str(t, sh, sizeof sh), (long long)i, (long long)j, v);
+				return -1;
+			}
+			sum += v;
+		}
+		if (!(fabs(sum - 1) <= TG_SOFT_TARGET_TOL)) {
+			tg_fail(ctx, TG_EARG,
+				"tg_cross_entropy_soft: targets %s: row %lld sums to %.9g; each row "
+				"of soft targets is a distribution summing to 1",
+				tg_shape_str(t, sh, sizeof sh), (long long)i, sum);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 tg_tensor *tg_cross_entropy_soft(tg_tensor *logits, tg_tensor *t)
 {
 	tg_ctx *ctx = begin(logits);
@@ -226,6 +267,8 @@ tg_tensor *tg_cross_entropy_soft(tg_tensor *logits, tg_tensor *t)
 		return tg_fail(ctx, TG_ESHAPE,
 			       "tg_cross_entropy_soft: logits %s and targets %s must both be (N,K)",
 			       tg_shape_str(logits, a, sizeof a), tg_shape_str(t, b, sizeof b));
+	if (tg_dtype_of(t) == tg_dtype_of(logits) && check_soft_targets(ctx, t))
+		return NULL;
 	double n = (double)tg_dim(logits, 0);
 	return tg_mul_scalar(tg_sum(tg_mul(t, tg_log_softmax(logits))), -1.0 / n);
 }

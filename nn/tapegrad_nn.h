@@ -131,7 +131,11 @@ TG_API tg_tensor *tg_act_forward(tg_act act, tg_tensor *x); /* step (or x) */
 
 /* With one-hot or soft targets t (N,K), rows summing to 1:
  * -sum(t * log_softmax(logits)) / N. d logits = (softmax(logits) - t) / N,
- * the seeds' SoftmaxWithLoss backward. */
+ * the seeds' SoftmaxWithLoss backward. An element outside [0, 1] (or NaN),
+ * or a row whose sum is off 1 by more than TG_SOFT_TARGET_TOL (a row of
+ * zeros, two ones, counts; not probabilities written with a few decimals),
+ * is TG_EARG naming it. */
+#define TG_SOFT_TARGET_TOL 1e-2
 TG_API tg_tensor *tg_cross_entropy_soft(tg_tensor *logits, tg_tensor *t); /* step */
 /* 0.5 lambda sum(W^2) over the params marked for decay (tg_decays: the
  * weights tg_linear, tg_affine_init and tg_mlp_new make): the seeds'

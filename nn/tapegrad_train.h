@@ -233,8 +233,10 @@ TG_API tg_train_opts tg_train_defaults(void);
  * completed). An optimizer made in another context than m's is TG_ECTX; a
  * class label at or above m's K outputs (found by one forward pass of a row
  * in evaluation mode) is TG_EARG naming its set and row, before the first
- * step. 0 ok, -1 on error (in ctx; a log file that can't be written is
- * TG_EIO). */
+ * step; so is a target the task's loss refuses (a binary target outside
+ * [0, 1], a soft target row that is not a distribution, as
+ * tg_cross_entropy_soft says). 0 ok, -1 on error (in ctx; a log file that
+ * can't be written is TG_EIO). */
 TG_API int tg_fit(tg_module *m, tg_optim *o, const tg_task *task, const tg_dataset *train,
 		  const tg_dataset *val, const tg_dataset *test, const tg_train_opts *opts,
 		  tg_metrics *last);

@@ -111,6 +111,31 @@ static int check_set(tg_ctx *ctx, const char *who, const tg_task *t, const tg_da
 			which, tg_loss_name(t->loss));
 		return -1;
 	}
+	/* a target the loss refuses likewise: BCE's outside [0, 1], a soft
+	 * target row that is not a distribution (tg_cross_entropy_soft's rule) */
+	bool soft = t->loss == TG_LOSS_SOFT_CROSS_ENTROPY;
+	for (int64_t i = 0; (soft || t->loss == TG_LOSS_BCE_WITH_LOGITS) && i < ds->n; i++) {
+		const float *row = ds->t + i * ds->tdim;
+		double sum = 0;
+		for (int64_t j = 0; j < ds->tdim; j++) {
+			if (!(row[j] >= 0 && row[j] <= 1)) {
+				tg_fail(ctx, TG_EARG,
+					"%s: the %s set's row %lld has target %lld = %g, outside [0, "
+					"1] (%s loss)",
+					who, which, (long long)i, (long long)j, (double)row[j],
+					tg_loss_name(t->loss));
+				return -1;
+			}
+			sum += row[j];
+		}
+		if (soft && !(fabs(sum - 1) <= TG_SOFT_TARGET_TOL)) {
+			tg_fail(ctx, TG_EARG,
+				"%s: the %s set's row %lld has targets summing to %.9g; soft targets "
+				"are a distribution summing to 1",
+				who, which, (long long)i, sum);
+			return -1;
+		}
+	}
 	/* a bad label named by its row of the set, before a step where the
 	 * loss could name only its place in a batch */
 	for (int64_t i = 0; wants_labels(t) && i < ds->n; i++)

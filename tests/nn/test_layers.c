@@ -338,6 +338,36 @@ static void soft_cross_entropy_rejects_targets_of_another_shape(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* Targets that are not a distribution per row (a row of zeros from a
+ * one-hot of a label out of range, two ones, a negative or NaN element)
+ * are named; probabilities written with a few decimals pass. */
+static void soft_cross_entropy_rejects_targets_that_are_not_distributions(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *x = tg_zeros(ctx, TG_F64, SHAPE(2, 3));
+	const struct {
+		double t[6];
+		const char *why;
+	} bad[] = {
+		{ { 1, 0, 0, 0, 0, 0 }, "targets (2,3): row 1 sums to 0; each row" },
+		{ { 1, 0, 0, 0, 1, 1 }, "row 1 sums to 2;" },
+		{ { 1, 0, 0, 1.5, -0.5, 0 }, "element (1,0) is 1.5, outside [0, 1]" },
+		{ { 1, 0, 0, 0.5, -0.25, 0.75 }, "element (1,1) is -0.25, outside [0, 1]" },
+		{ { NAN, 0, 1, 0, 1, 0 }, "element (0,0) is nan, outside [0, 1]" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		assert_null(tg_cross_entropy_soft(x, f64(ctx, SHAPE(2, 3), bad[i].t)));
+		assert_error(ctx, TG_EARG, bad[i].why);
+		tg_clear_error(ctx);
+	}
+	const float third[6] = { 0.333f, 0.333f, 0.333f, 0, 1, 0 };
+	tg_tensor *x32 = tg_zeros(ctx, TG_F32, SHAPE(2, 3));
+	assert_non_null(tg_cross_entropy_soft(x32, tg_from_f32(ctx, TG_F32, SHAPE(2, 3), third)));
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
 /* 0.5 lambda sum(W^2) over ".W" params only; gradient lambda W */
 static void weight_penalty_counts_weights_and_not_biases(void **state)
 {
@@ -867,6 +897,7 @@ int main(void)
 	    cmocka_unit_test(soft_targets_give_y_minus_t_over_n_too),
 	    cmocka_unit_test(softmax_cross_entropy_gradients_match_central_differences),
 	    cmocka_unit_test(soft_cross_entropy_rejects_targets_of_another_shape),
+	    cmocka_unit_test(soft_cross_entropy_rejects_targets_that_are_not_distributions),
 	    cmocka_unit_test(weight_penalty_counts_weights_and_not_biases),
 	    cmocka_unit_test(argmax_rows_names_the_predicted_class),
 	    cmocka_unit_test(batchnorm_training_normalises_with_the_biased_batch_variance),

@@ -1236,6 +1236,20 @@ static void the_metrics_are_the_hand_computed_ones(void **state)
 	assert_int_equal(tg_score(id, &st, &soft, 3, &s, NULL), 0);
 	assert_near(s.acc, 0.5, 1e-12);
 	assert_near(s.loss, sce, 1e-6);
+	/* a target the loss refuses is named by its row of the set */
+	soft.t[5] = 0.1f; /* row 2 sums to 0.3 */
+	assert_int_equal(tg_score(id, &st, &soft, 3, &s, NULL), -1);
+	assert_error(ctx, TG_EARG, "tg_score: the evaluation set's row 2 has targets summing to 0.3");
+	tg_clear_error(ctx);
+	soft.t[5] = -0.2f;
+	assert_int_equal(tg_score(id, &st, &soft, 3, &s, NULL), -1);
+	assert_error(ctx, TG_EARG,
+		     "tg_score: the evaluation set's row 2 has target 1 = -0.2, outside [0, 1] "
+		     "(soft cross-entropy loss)");
+	tg_clear_error(ctx);
+	assert_int_equal(tg_score(id, &binary, &soft, 3, &s, NULL), -1);
+	assert_error(ctx, TG_EARG, "row 2 has target 1 = -0.2, outside [0, 1] (bce-with-logits");
+	tg_clear_error(ctx);
 	tg_dataset_free(&soft);
 	/* a task and a data set that do not go together */
 	assert_int_equal(tg_score(id, &mse, &cls, 3, &s, NULL), -1);
