@@ -380,6 +380,43 @@ static void leave_eval(tg_module *m, bool *on)
 	free(on);
 }
 
+/* A set evaluated beside train (which) must hold samples of train's width
+ * (and shape, when both are shaped: flat rows beside images suit a model
+ * that flattens them) and as many targets each, or the model that trains
+ * on one cannot take the other: found before the first step, not after an
+ * epoch's updates. */
+static int check_like(tg_ctx *ctx, const char *who, const tg_dataset *train,
+		      const tg_dataset *ds, const char *which)
+{
+	int64_t a[1 + TG_SAMPLE_MAX_DIMS], b[1 + TG_SAMPLE_MAX_DIMS];
+	int na = tg_dataset_batch_shape(train, 1, a), nb = tg_dataset_batch_shape(ds, 1, b);
+	bool same = train->d == ds->d;
+	for (int i = 1; same && train->ndim && ds->ndim && (na != nb || i < na); i++)
+		same = na == nb && a[i] == b[i];
+	if (!same) {
+		char sa[96] = "", sb[96] = "";
+		for (int i = 1, o = 0; i < na && o < (int)sizeof sa; i++)
+			o += snprintf(sa + o, sizeof sa - (size_t)o, i > 1 ? ",%lld" : "%lld",
+				      (long long)a[i]);
+		for (int i = 1, o = 0; i < nb && o < (int)sizeof sb; i++)
+			o += snprintf(sb + o, sizeof sb - (size_t)o, i > 1 ? ",%lld" : "%lld",
+				      (long long)b[i]);
+		tg_fail(ctx, TG_ESHAPE,
+			"%s: the %s set's samples are (%s), the train set's (%s): the model takes "
+			"one shape",
+			who, which, sb, sa);
+		return -1;
+	}
+	if (train->t && ds->t && train->tdim != ds->tdim) {
+		tg_fail(ctx, TG_ESHAPE,
+			"%s: the %s set has %lld targets a sample, the train set %lld: the model "
+			"gives one number of outputs",
+			who, which, (long long)ds->tdim, (long long)train->tdim);
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- evaluation ----------------------------------------------------------------- */
 
 /* The first value of rows idx[0..n) of ds (rows first .. first + n - 1
@@ -1327,8 +1364,11 @@ static int fit(const char *who, tg_module *m, tg_optim *o, const tg_task *task,
 		goto out_free;
 	}
 	if (check_task(ctx, who, &r.task) || check_set(ctx, who, &r.task, train, "train") ||
-	    (val && check_set(ctx, who, &r.task, val, "validation")) ||
-	    (test && check_set(ctx, who, &r.task, test, "test")) || plan(&r))
+	    (val && (check_set(ctx, who, &r.task, val, "validation") ||
+		     check_like(ctx, who, train, val, "validation"))) ||
+	    (test && (check_set(ctx, who, &r.task, test, "test") ||
+		      check_like(ctx, who, train, test, "test"))) ||
+	    plan(&r))
 		goto out_free;
 	/* a resumed run that fails before its first step stopped where it
 	 * resumed: the epochs and steps of the checkpoint are done */

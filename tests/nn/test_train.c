@@ -649,6 +649,53 @@ static void a_resumed_run_keeps_the_rows_of_its_log(void **state)
 	fixture_free(&f);
 }
 
+/* A validation or test set the model cannot take beside the train set is
+ * refused before a step, not at the end of an epoch of updates: features
+ * of another width or shape, another number of targets. Flat rows beside
+ * images of their width suit a model that flattens them. */
+static void a_set_unlike_the_train_set_is_refused_before_a_step(void **state)
+{
+	(void)state;
+	fixture f;
+	fixture_new(&f, 5, NULL, NULL);
+	tg_train_opts to = quiet_opts();
+	to.epochs = 1;
+	tg_metrics last;
+	tg_module *m = tg_mlp_module(f.net);
+	assert_int_equal(tg_dataset_reshape(f.ctx, &f.test, 2, (int64_t[]){ 8, 8 }), 0);
+	assert_int_equal(tg_fit(m, f.opt, NULL, &f.train, &f.test, NULL, &to, &last), -1);
+	assert_error(f.ctx, TG_ESHAPE,
+		     "tg_fit: the validation set's samples are (8,8), the train set's (1,8,8)");
+	assert_int_equal(tg_optim_steps(f.opt), 0);
+	tg_clear_error(f.ctx);
+	tg_dataset narrow = { .n = 2, .d = 63, .classes = 10 };
+	narrow.x = calloc(2 * 63, sizeof(float));
+	narrow.y = calloc(2, sizeof(int32_t));
+	assert_int_equal(tg_fit(m, f.opt, NULL, &f.train, NULL, &narrow, &to, &last), -1);
+	assert_error(f.ctx, TG_ESHAPE, "tg_fit: the test set's samples are (63), the train set's");
+	assert_int_equal(tg_optim_steps(f.opt), 0);
+	tg_clear_error(f.ctx);
+	tg_dataset_free(&narrow);
+	/* targets: 2 a sample beside the train set's 3 */
+	tg_dataset reg = { .n = 4, .d = 64, .tdim = 3 }, reg2 = { .n = 4, .d = 64, .tdim = 2 };
+	reg.x = calloc(4 * 64, sizeof(float));
+	reg.t = calloc(4 * 3, sizeof(float));
+	reg2.x = calloc(4 * 64, sizeof(float));
+	reg2.t = calloc(4 * 2, sizeof(float));
+	tg_task mse = { .loss = TG_LOSS_MSE };
+	assert_int_equal(tg_fit(m, f.opt, &mse, &reg, &reg2, NULL, &to, &last), -1);
+	assert_error(f.ctx, TG_ESHAPE,
+		     "tg_fit: the validation set has 2 targets a sample, the train set 3");
+	assert_int_equal(tg_optim_steps(f.opt), 0);
+	tg_clear_error(f.ctx);
+	tg_dataset_free(&reg);
+	tg_dataset_free(&reg2);
+	/* flat rows of the same width go */
+	assert_int_equal(tg_dataset_reshape(f.ctx, &f.test, 0, NULL), 0);
+	assert_int_equal(tg_fit(m, f.opt, NULL, &f.train, &f.test, NULL, &to, &last), 0);
+	fixture_free(&f);
+}
+
 /* start_iter inside an epoch, or counted with another batch, would run
  * past the epochs asked for or cut the last one short: it is refused
  * before a step. */
@@ -1270,6 +1317,7 @@ int main(void)
 		cmocka_unit_test(bad_data_is_named_by_its_row_of_the_set),
 		cmocka_unit_test(a_non_finite_loss_stops_training_without_anomaly_mode),
 		cmocka_unit_test(a_resume_inside_an_epoch_is_refused),
+		cmocka_unit_test(a_set_unlike_the_train_set_is_refused_before_a_step),
 		cmocka_unit_test(a_diverging_loss_stops_training_without_anomaly_mode),
 		cmocka_unit_test(a_net_that_does_not_fit_the_data_is_a_shape_error),
 		cmocka_unit_test(an_optimizer_of_another_context_is_refused),
