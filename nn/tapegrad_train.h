@@ -141,7 +141,8 @@ typedef enum {
 
 typedef struct tg_train_opts {
 	int64_t epochs;         /* 10; ignored when iters > 0 */
-	int64_t iters;          /* 0: run `epochs` epochs; > 0: stop after this many steps */
+	int64_t iters;          /* 0: run `epochs` epochs; > 0: stop after this many steps;
+				 * < 0: TG_EARG */
 	int64_t batch;          /* 100 */
 	/* false: shuffled epochs, every sample once per epoch (the last batch
 	 * may be short unless drop_last). true: each batch drawn with

@@ -1054,7 +1054,7 @@ static int plan(run *r)
 	/* a batch too large to count is larger than any data set: all of it */
 	if (__builtin_mul_overflow(o->batch, ranks, &b))
 		b = INT64_MAX;
-	if (b < 1 || o->eval_batch < 0 || (o->iters <= 0 && o->epochs < 1) ||
+	if (b < 1 || o->eval_batch < 0 || o->iters < 0 || (o->iters == 0 && o->epochs < 1) ||
 	    !(o->progress_every >= 0) || (unsigned)o->progress > TG_PROGRESS_LINES ||
 	    o->patience < 0 || o->start_epoch < 0 || o->start_iter < 0) {
 		tg_fail(r->ctx, TG_EARG,

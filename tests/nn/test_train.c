@@ -774,6 +774,14 @@ static void sizes_too_large_to_count_are_refused_or_read_as_all_the_data(void **
 		     "9223372036854775807 steps");
 	assert_int_equal(tg_optim_steps(f.opt), 0);
 	tg_clear_error(f.ctx);
+	/* a negative step count is a bad option, not "count epochs" */
+	to.epochs = 2;
+	to.iters = -1;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, NULL, &to, &last), -1);
+	assert_error(f.ctx, TG_EARG, "tg_train: bad options: batch 100, epochs 2, iters -1");
+	assert_int_equal(tg_optim_steps(f.opt), 0);
+	tg_clear_error(f.ctx);
+	to.iters = 0;
 	/* a batch larger than any data set is one batch of all 1437 rows */
 	to.epochs = 2;
 	to.batch = INT64_MAX;
