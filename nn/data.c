@@ -1559,6 +1559,13 @@ static void prefetch_row(const float *row, int64_t d)
 	__builtin_prefetch(end - 1); /* the last line, when the row starts mid-line */
 }
 
+/* A dtype's name for a message: "i32", or "unknown". */
+static const char *batch_dtype_name(tg_dtype dt)
+{
+	static const char *const names[] = { "f32", "f64", "i32", "i64" };
+	return (unsigned)dt < sizeof names / sizeof names[0] ? names[dt] : "unknown";
+}
+
 tg_tensor *tg_dataset_batch(tg_ctx *ctx, const tg_dataset *ds, const int64_t *idx, int64_t n,
 			    tg_dtype dt, int32_t *labels)
 {
@@ -1571,7 +1578,8 @@ tg_tensor *tg_dataset_batch(tg_ctx *ctx, const tg_dataset *ds, const int64_t *id
 	if (n < 1)
 		return tg_fail(ctx, TG_EARG, "tg_dataset_batch: batch of %lld rows", (long long)n);
 	if (dt != TG_F32 && dt != TG_F64)
-		return tg_fail(ctx, TG_EDTYPE, "tg_dataset_batch: unknown dtype %d", (int)dt);
+		return tg_fail(ctx, TG_EDTYPE, "tg_dataset_batch: dtype %s; a batch of features is f32 or f64",
+			       batch_dtype_name(dt));
 	for (int64_t i = 0; i < n; i++)
 		if (idx[i] < 0 || idx[i] >= ds->n)
 			return tg_fail(
@@ -1619,7 +1627,8 @@ tg_tensor *tg_dataset_targets(tg_ctx *ctx, const tg_dataset *ds, const int64_t *
 		return tg_fail(ctx, TG_EARG, "tg_dataset_targets: batch of %lld rows",
 			       (long long)n);
 	if (dt != TG_F32 && dt != TG_F64)
-		return tg_fail(ctx, TG_EDTYPE, "tg_dataset_targets: unknown dtype %d", (int)dt);
+		return tg_fail(ctx, TG_EDTYPE, "tg_dataset_targets: dtype %s; a batch of features is f32 or f64",
+			       batch_dtype_name(dt));
 	for (int64_t i = 0; i < n; i++)
 		if (idx[i] < 0 || idx[i] >= ds->n)
 			return tg_fail(

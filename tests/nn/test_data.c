@@ -1019,6 +1019,10 @@ static void a_batch_gathers_rows_and_labels_in_either_dtype(void **state)
 	assert_ctx_ok(ctx);
 	assert_null(tg_dataset_batch(ctx, &src, (int64_t[]){ -1 }, 1, TG_F32, NULL));
 	assert_error(ctx, TG_EARG, "tg_dataset_batch: index -1 at 0 is out of range [0,10)");
+	tg_clear_error(ctx);
+	/* a dtype of indices is named, not numbered */
+	assert_null(tg_dataset_batch(ctx, &src, (int64_t[]){ 1 }, 1, TG_I32, NULL));
+	assert_error(ctx, TG_EDTYPE, "tg_dataset_batch: dtype i32; a batch of features is f32 or f64");
 	tg_ctx_free(ctx);
 	tg_dataset_free(&src);
 }
