@@ -218,6 +218,14 @@ typedef struct tg_train_opts {
 	 * from start_iter) and its loss (the global batch's mean); NULL: none. */
 	void (*on_step)(int64_t iter, double loss, void *user);
 	void *step_user;
+	/* Resuming early stopping: the best validation loss so far and its
+	 * epoch (tg_metrics.best_val_loss and best_epoch where the run
+	 * stopped), so that the patience counts on from them as in a run that
+	 * never stopped. start_best_epoch 0: none yet (the first epoch's loss
+	 * is the best); else in [1, start_epoch], with start_best_val a
+	 * number, or TG_EARG. */
+	int64_t start_best_epoch;
+	double start_best_val;
 } tg_train_opts;
 
 TG_API tg_train_opts tg_train_defaults(void);

@@ -1056,16 +1056,23 @@ static int plan(run *r)
 		b = INT64_MAX;
 	if (b < 1 || o->eval_batch < 0 || o->iters < 0 || (o->iters == 0 && o->epochs < 1) ||
 	    !(o->progress_every >= 0) || (unsigned)o->progress > TG_PROGRESS_LINES ||
-	    o->patience < 0 || o->start_epoch < 0 || o->start_iter < 0) {
+	    o->patience < 0 || o->start_epoch < 0 || o->start_iter < 0 ||
+	    o->start_best_epoch < 0 || o->start_best_epoch > o->start_epoch ||
+	    (o->start_best_epoch > 0 && isnan(o->start_best_val))) {
 		tg_fail(r->ctx, TG_EARG,
 			"%s: bad options: batch %lld, epochs %lld, iters %lld, eval_batch "
 			"%lld, progress %d every %g s, patience %lld, start_epoch %lld, "
-			"start_iter %lld",
+			"start_iter %lld, start_best_epoch %lld (loss %g)",
 			r->who, (long long)b, (long long)o->epochs, (long long)o->iters,
 			(long long)o->eval_batch, (int)o->progress, o->progress_every,
 			(long long)o->patience, (long long)o->start_epoch,
-			(long long)o->start_iter);
+			(long long)o->start_iter, (long long)o->start_best_epoch,
+			o->start_best_val);
 		return -1;
+	}
+	if (o->start_best_epoch > 0) {
+		r->best_val = o->start_best_val;
+		r->best_epoch = o->start_best_epoch;
 	}
 	if (o->schedule && tg_schedule_check(r->ctx, o->schedule))
 		return -1;

@@ -1171,6 +1171,51 @@ static void early_stopping_stops_after_patience_epochs_without_improvement(void 
 	assert_near(tr.val[last.best_epoch - 1], best, 0);
 	for (int64_t e = last.best_epoch; e < tr.n; e++)
 		assert_true(tr.val[e] >= best);
+	/* the same run taken up after the epoch following its best, given the
+	 * best so far, stops at the same epoch with the same parameters */
+	{
+		fixture g;
+		fixture_new(&g, 11, NULL, NULL);
+		tg_train_opts tb = quiet_opts();
+		tb.patience = 3;
+		tb.epochs = last.best_epoch + 1;
+		tg_metrics part, rest;
+		assert_int_equal(tg_fit(tg_mlp_module(g.net), g.opt, NULL, &g.train, &val, NULL, &tb,
+					&part),
+				 0);
+		assert_false(part.stopped_early);
+		tb.epochs = 50;
+		tb.start_epoch = part.epoch;
+		tb.start_iter = part.iter;
+		tb.start_best_epoch = part.best_epoch;
+		tb.start_best_val = part.best_val_loss;
+		assert_int_equal(tg_fit(tg_mlp_module(g.net), g.opt, NULL, &g.train, &val, NULL, &tb,
+					&rest),
+				 0);
+		assert_true(rest.stopped_early);
+		assert_int_equal(rest.epoch, last.epoch);
+		assert_int_equal(rest.best_epoch, last.best_epoch);
+		size_t np;
+		tg_tensor *const *pa = tg_mlp_params(f.net, &np);
+		tg_tensor *const *pb = tg_mlp_params(g.net, &np);
+		for (size_t i = 0; i < np; i++)
+			assert_memory_equal(tg_data(pa[i]), tg_data(pb[i]),
+					    tg_numel(pa[i]) * sizeof(float));
+		/* a best epoch after the epochs done, or a NaN best, is refused */
+		tb.start_best_epoch = tb.start_epoch + 1;
+		assert_int_equal(tg_fit(tg_mlp_module(g.net), g.opt, NULL, &g.train, &val, NULL, &tb,
+					&rest),
+				 -1);
+		assert_error(g.ctx, TG_EARG, "bad options:");
+		tg_clear_error(g.ctx);
+		tb.start_best_epoch = 1;
+		tb.start_best_val = NAN;
+		assert_int_equal(tg_fit(tg_mlp_module(g.net), g.opt, NULL, &g.train, &val, NULL, &tb,
+					&rest),
+				 -1);
+		assert_error(g.ctx, TG_EARG, "start_best_epoch 1 (loss nan)");
+		fixture_free(&g);
+	}
 	/* patience needs a validation set */
 	to.on_epoch = NULL;
 	assert_int_equal(tg_fit(tg_mlp_module(f.net), f.opt, NULL, &f.train, NULL, NULL, &to,
