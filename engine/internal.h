@@ -96,10 +96,16 @@ struct tg_tensor {
 	bool decay;          /* weight decay applies (tg_set_decay) */
 	bool lent;           /* data handed out writable (tg_data_mut): it may
 			      * change later without a version bump */
+	bool touched;        /* a leaf given a gradient by the tg_backward under way */
+	bool grad_changed;   /* and its earlier gradient was added to in place */
+	bool grad_lost;      /* a failed tg_backward left the gradient partly
+			      * accumulated: refused until tg_zero_grad */
 	char *name;
 	tg_tensor *next_kept; /* ctx tensors, for tg_ctx_free and tg_zero_grads */
 	const tg_node *last_use; /* during a tg_backward with a grad_ready hook: the
 				  * earliest node that uses this leaf */
+	tg_tensor *grad_before;  /* touched: the gradient when the walk began */
+	tg_tensor *next_touched; /* touched: the walk's list of such leaves */
 	double small[2];     /* a step tensor's data when it fits: no arena block */
 	/* last, so that the fields every op reads share the first cache lines
 	 * whatever TG_MAX_DIMS is; ndim entries are set */
@@ -137,6 +143,7 @@ struct tg_ctx {
 	bool abort_on_error;
 	bool in_backward;
 	bool kept_step_grad; /* a ctx tensor holds a step gradient: tg_reset keeps its values */
+	tg_tensor *touched;  /* leaves the tg_backward under way has given a gradient */
 	struct tg_walk *walk; /* set during a tg_grad_of walk: gradients go there */
 	/* armed by TG_NODE_GRAD_INTO: the next tensor made of its shape and
 	 * dtype gets this leaf gradient buffer's memory (tensor.c's make) */

@@ -484,6 +484,17 @@ static void walk_accumulate(tg_walk *w, tg_tensor *x, tg_tensor *g)
 		*slot = sum; /* kept as it was when the add failed: the walk stops */
 }
 
+/* A leaf's first gradient of this tg_backward: what it held before is
+ * noted, so that a walk that fails can put it back (end_touched). */
+static TG_SLOW void note_touched(tg_ctx *ctx, tg_tensor *x)
+{
+	x->touched = true;
+	x->grad_changed = false;
+	x->grad_before = x->grad;
+	x->next_touched = ctx->touched;
+	ctx->touched = x;
+}
+
 static void accumulate(tg_tensor *x, tg_tensor *g)
 {
 	tg_ctx *ctx = x->ctx;
@@ -491,6 +502,8 @@ static void accumulate(tg_tensor *x, tg_tensor *g)
 		walk_accumulate(ctx->walk, x, g);
 		return;
 	}
+	if (!x->node && !x->touched)
+		note_touched(ctx, x);
 	bool create_graph = ctx->grad_enabled;
 	if (x->node || create_graph || (x->grad && x->grad != x->grad_store)) {
 		/* an intermediate, any gradient that must keep its history, or one
@@ -501,6 +514,7 @@ static void accumulate(tg_tensor *x, tg_tensor *g)
 		return;
 	}
 	if (x->grad) {
+		x->grad_changed |= x->grad == x->grad_before;
 		add_into(x->grad, g);
 		return;
 	}
@@ -674,6 +688,18 @@ void tg_node_grad(tg_node *n, int i, tg_tensor *dx)
 	accumulate(x, dx);
 }
 
+/* A gradient a failed tg_backward added to in place: neither what it was
+ * nor what it should have become; only tg_zero_grad gives it back. */
+static TG_SLOW void grad_lost_failed(const char *who, const tg_tensor *t)
+{
+	char buf[TG_SHAPE_STR];
+	tg_fail(t->ctx, TG_EARG,
+		"%s: the gradient of %s%s%s %s was partly accumulated by a tg_backward that "
+		"failed; call tg_zero_grad on it (or tg_zero_grads) and run the backward again",
+		who, t->name ? "'" : "", t->name ? t->name : "leaf", t->name ? "'" : "",
+		tg_shape_fmt(t->ndim, t->shape, buf));
+}
+
 /* A leaf whose buffer exists but holds no gradient of this step (grad NULL,
  * grad_store set: tg_zero_grad left it so) reads zeros: the buffer is cleared
  * here, on the first look, which a training step never takes between
@@ -682,6 +708,10 @@ tg_tensor *tg_grad(const tg_tensor *t)
 {
 	if (!tg_tensor_check("tg_grad", t))
 		return NULL;
+	if (t->grad_lost) {
+		grad_lost_failed("tg_grad", t);
+		return NULL;
+	}
 	if (!t->grad && t->grad_store && t->requires_grad && !t->node && !t->ctx->walk) {
 		tg_tensor *m = (tg_tensor *)t; /* the gradient is no part of t's value */
 		memset(m->grad_store->data, 0, t->numel * tg_dtype_size(t->dtype));
@@ -698,6 +728,7 @@ void tg_zero_grad(tg_tensor *t)
 	if (!tg_tensor_check("tg_zero_grad", t))
 		return;
 	t->grad = NULL;
+	t->grad_lost = false;
 }
 
 void tg_zero_grads(tg_ctx *ctx)
@@ -774,6 +805,42 @@ static void report_ready(tg_ctx *ctx, const tg_node *n)
 	}
 }
 
+/* A walk that failed puts back what it changed: a leaf's gradient it
+ * started or replaced is returned to what it was; one it added to in place
+ * cannot be, and is marked lost (tg_grad, tg_backward refuse it until
+ * tg_zero_grad). The intermediates' gradients of the pass are dropped.
+ * y NULL: a tg_reset ended the step during the walk, so only ctx tensors
+ * are left, and a gradient it kept may have moved into its buffer. */
+static void end_touched(tg_ctx *ctx, const tg_tensor *y)
+{
+	bool failed = ctx->status != TG_OK;
+	if (!y) {
+		for (tg_tensor *t = ctx->kept; t; t = t->next_kept) {
+			if (!t->touched)
+				continue;
+			t->touched = false;
+			if (failed && !t->grad_before)
+				t->grad = NULL;
+			else if (failed)
+				t->grad_lost = true;
+		}
+		ctx->touched = NULL;
+		return;
+	}
+	for (tg_tensor *t = ctx->touched; t; t = t->next_touched) {
+		t->touched = false;
+		if (failed && t->grad_changed)
+			t->grad_lost = true;
+		else if (failed)
+			t->grad = t->grad_before;
+	}
+	ctx->touched = NULL;
+	for (tg_node *n = y->node; failed && n; n = n->prev) {
+		n->out->grad = NULL;
+		memset(n->in_grad, 0, sizeof n->in_grad);
+	}
+}
+
 int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags)
 {
 	tg_tensor *in[2] = { y, dy };
@@ -823,6 +890,16 @@ int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags)
 	} else if (!tg_same_shape(y, dy)) {
 		tg_fail(ctx, TG_ESHAPE, "tg_backward: output %s and upstream gradient %s differ",
 			tg_shape_fmt(y->ndim, y->shape, a), tg_shape_fmt(dy->ndim, dy->shape, b));
+		return -1;
+	}
+	/* a lost gradient on the part of the tape the walk goes over */
+	const tg_tensor *lost = y->grad_lost ? y : NULL;
+	for (const tg_node *n = y->node; n && !lost; n = n->prev)
+		for (int i = 0; i < n->nin; i++)
+			if (n->in[i]->grad_lost && n->needs[i])
+				lost = n->in[i];
+	if (lost) {
+		grad_lost_failed("tg_backward", lost);
 		return -1;
 	}
 	for (tg_node *n = ctx->tape; n; n = n->prev) {
@@ -875,6 +952,7 @@ int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags)
 				t->last_use = NULL;
 		}
 	}
+	end_touched(ctx, ctx->gen == gen ? y : NULL);
 	ctx->in_backward = false;
 	ctx->grad_enabled = was;
 	return ctx->status == TG_OK ? 0 : -1;

@@ -248,7 +248,14 @@ enum {
 };
 
 /* y must be a scalar (one element); its gradient starts at 1. With grad mode
- * off nothing was recorded, and backward says so. */
+ * off nothing was recorded, and backward says so.
+ * A backward that fails midway (the arena limit, a rule's error) puts back
+ * what it changed: every leaf gradient it started or replaced is as before
+ * the call, the intermediates' gradients are dropped. A leaf gradient it had
+ * already added to in place (one accumulated by an earlier backward) cannot
+ * be put back: it is marked lost, and tg_grad, tg_optim_step and tg_backward
+ * refuse it (TG_EARG, naming it) until tg_zero_grad. So after
+ * tg_clear_error the same backward may simply be run again. */
 TG_API int tg_backward(tg_tensor *y);                          /* 0 ok */
 /* dy is y's upstream gradient (same shape), or NULL for a scalar y. */
 TG_API int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags);

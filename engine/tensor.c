@@ -113,6 +113,9 @@ static inline tg_tensor *init(tg_tensor *t, tg_ctx *ctx, tg_dtype dt, int ndim,
 	t->consumed = false;
 	t->decay = false;
 	t->lent = false;
+	t->touched = false;
+	t->grad_changed = false;
+	t->grad_lost = false;
 	t->name = NULL;
 	t->next_kept = NULL;
 	t->last_use = NULL;

@@ -437,6 +437,12 @@ int tg_optim_step(tg_optim *o)
 			(long long)o->t);
 		return -1;
 	}
+	/* a gradient a failed tg_backward left partly accumulated is refused
+	 * (by tg_grad, naming it) before any parameter moves */
+	for (size_t i = 0; i < o->n; i++)
+		tg_grad(o->p[i]);
+	if (!tg_ok(o->ctx))
+		return -1;
 	const tg_optim_opts *c = &o->o;
 	/* The norm costs a pass over every gradient; without clipping nothing
 	 * here needs it, and the gradients stay for tg_optim_grad_norm to read

@@ -92,6 +92,128 @@ static void running_out_of_memory_names_the_op_and_its_tensor(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* y = sum(tanh(a @ b) * exp(a)) of two (64,64) parameters, and backward. */
+static int tanh_exp_backward(tg_tensor *a, tg_tensor *b)
+{
+	tg_tensor *y = tg_sum(tg_mul(tg_tanh(tg_matmul(a, b)), tg_exp(a)));
+	return y ? tg_backward(y) : -1;
+}
+
+/* The gradients of a and b must equal want (each n values), bit for bit. */
+static void assert_grads_are(tg_tensor *const p[2], double *const want[2], size_t n,
+			     size_t limit)
+{
+	for (int j = 0; j < 2; j++) {
+		tg_tensor *g = tg_grad(p[j]);
+		assert_non_null(g);
+		for (size_t i = 0; i < n; i++)
+			if (tg_get(g, i) != want[j][i])
+				fail_msg("limit %zu: grad of %c[%zu] = %.17g, expected %.17g", limit,
+					 'a' + j, i, tg_get(g, i), want[j][i]);
+	}
+}
+
+/* A backward stopped midway by the arena limit, at every limit from the
+ * forward pass's use to the backward's, leaves no gradient half counted:
+ * run again after tg_clear_error it gives exactly what one clean backward
+ * gives; over a gradient accumulated before, it either adds its share once
+ * or refuses the gradients it had added to until tg_zero_grad. */
+static void a_failed_backward_leaves_no_gradient_half_accumulated(void **state)
+{
+	(void)state;
+	enum { N = 64 * 64 };
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_seed(ctx, 7);
+	tg_tensor *p[2] = { tg_param(tg_randn(ctx, TG_F64, SHAPE(64, 64), 0, 0.5)),
+			    tg_param(tg_randn(ctx, TG_F64, SHAPE(64, 64), 0, 0.5)) };
+	/* the gradients of one backward, and of two accumulated */
+	double *want[2][2];
+	size_t full = 0;
+	for (int k = 0; k < 2; k++) {
+		assert_int_equal(tanh_exp_backward(p[0], p[1]), 0);
+		full = tg_arena_used(ctx) > full ? tg_arena_used(ctx) : full;
+		for (int j = 0; j < 2; j++) {
+			want[k][j] = malloc(N * sizeof(double));
+			assert_int_equal(tg_copy_to_f64(tg_grad(p[j]), want[k][j], N), 0);
+		}
+		tg_reset(ctx);
+	}
+	assert_non_null(tg_exp(tg_tanh(tg_matmul(p[0], p[1]))));
+	size_t forward = tg_arena_used(ctx);
+	tg_reset(ctx);
+
+	int failed = 0, refused = 0;
+	for (int accumulated = 0; accumulated < 2; accumulated++) {
+		for (size_t limit = forward; limit < full; limit += (full - forward) / 64) {
+			tg_zero_grads(ctx);
+			if (accumulated)
+				assert_int_equal(tanh_exp_backward(p[0], p[1]), 0);
+			tg_reset(ctx);
+			tg_set_arena_limit(ctx, limit);
+			if (tanh_exp_backward(p[0], p[1]) == 0) {
+				tg_set_arena_limit(ctx, 0);
+				tg_reset(ctx);
+				continue;
+			}
+			if (tg_status_of(ctx) != TG_ENOMEM) /* the forward pass did not fit */
+				fail_msg("limit %zu: %s", limit, tg_error(ctx));
+			failed++;
+			tg_clear_error(ctx);
+			tg_set_arena_limit(ctx, 0);
+			if (tg_backward(tg_sum(tg_mul(tg_tanh(tg_matmul(p[0], p[1])),
+						       tg_exp(p[0])))) != 0) {
+				assert_true(accumulated);
+				assert_error(ctx, TG_EARG, "call tg_zero_grad");
+				tg_clear_error(ctx);
+				refused++;
+				tg_zero_grads(ctx);
+				assert_int_equal(tanh_exp_backward(p[0], p[1]), 0);
+				assert_grads_are(p, want[0], N, limit);
+			} else {
+				assert_grads_are(p, want[accumulated], N, limit);
+			}
+			tg_reset(ctx);
+		}
+	}
+	assert_true(failed > 64);
+	assert_true(refused > 0);
+	assert_ctx_ok(ctx);
+	for (int k = 0; k < 4; k++)
+		free(want[k / 2][k % 2]);
+	tg_ctx_free(ctx);
+}
+
+/* A gradient a failed backward added to in place is refused, naming what
+ * to do, until tg_zero_grad. */
+static void a_gradient_left_partly_accumulated_is_refused_until_zero_grad(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *p[2] = { tg_param(tg_ones(ctx, TG_F64, SHAPE(64, 64))),
+			    tg_param(tg_ones(ctx, TG_F64, SHAPE(64, 64))) };
+	tg_set_name(p[0], "a");
+	assert_int_equal(tanh_exp_backward(p[0], p[1]), 0);
+	tg_reset(ctx);
+	assert_int_equal(tanh_exp_backward(p[0], p[1]), 0); /* accumulating */
+	size_t full = tg_arena_used(ctx);
+	tg_reset(ctx);
+	/* exp's share of a is added in; the last allocation, in matmul's rule, fails */
+	tg_set_arena_limit(ctx, full - 1);
+	assert_int_equal(tanh_exp_backward(p[0], p[1]), -1);
+	assert_error(ctx, TG_ENOMEM, "step arena limit");
+	tg_clear_error(ctx);
+	tg_set_arena_limit(ctx, 0);
+	assert_null(tg_grad(p[0]));
+	assert_error(ctx, TG_EARG,
+		     "tg_grad: the gradient of 'a' (64,64) was partly accumulated by a "
+		     "tg_backward that failed; call tg_zero_grad");
+	tg_clear_error(ctx);
+	tg_zero_grad(p[0]);
+	assert_non_null(tg_grad(p[0]));
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
 static void a_failed_allocation_is_enomem_and_the_context_recovers(void **state)
 {
 	(void)state;
@@ -180,6 +302,8 @@ int main(void)
 		cmocka_unit_test(the_arena_grows_past_its_first_block_and_reports_its_high_water),
 		cmocka_unit_test(the_arena_limit_turns_exhaustion_into_enomem),
 		cmocka_unit_test(running_out_of_memory_names_the_op_and_its_tensor),
+		cmocka_unit_test(a_failed_backward_leaves_no_gradient_half_accumulated),
+		cmocka_unit_test(a_gradient_left_partly_accumulated_is_refused_until_zero_grad),
 		cmocka_unit_test(a_failed_allocation_is_enomem_and_the_context_recovers),
 		cmocka_unit_test(large_tensors_start_on_a_cache_line),
 	};

@@ -1610,6 +1610,15 @@ static void op_backward(vm *v)
 		else if (dy && !tg_same_shape(y, dy))
 			predicted = TG_ESHAPE;
 	}
+	/* a gradient an earlier failed backward left partly accumulated, on the
+	 * part of the tape the walk would go over: refused until tg_zero_grad */
+	bool lost = false;
+	if (e == PLAIN && predicted == TG_OK) {
+		lost = y->grad_lost;
+		for (const tg_node *n = y->node; n && !lost; n = n->prev)
+			for (int i = 0; i < n->nin; i++)
+				lost |= n->in[i]->grad_lost && n->needs[i];
+	}
 	if (e == ALLNULL)
 		e = NOTHING; /* tg_backward(NULL): -1, no context to report to */
 	int rc = (how & 8) && !dy && !flags ? tg_backward(y) : tg_backward_ex(y, dy, flags);
@@ -1629,6 +1638,13 @@ static void op_backward(vm *v)
 		require(st == (tg_status)predicted && strstr(tg_error(v->ctx), "tg_backward"),
 			"tg_backward: expected %s, got %s \"%s\"", tg_status_name((tg_status)predicted),
 			tg_status_name(st), tg_error(v->ctx));
+		return;
+	}
+	if (lost) { /* or no memory for the upstream gradient of ones */
+		require(st == TG_ENOMEM ||
+				(st == TG_EARG && strstr(tg_error(v->ctx), "partly accumulated")),
+			"tg_backward over a lost gradient: %s \"%s\"", tg_status_name(st),
+			tg_error(v->ctx));
 		return;
 	}
 	/* The walk over a well-formed tape can only run out of memory, meet a
@@ -1652,6 +1668,8 @@ static void op_grad(vm *v)
 	tg_tensor *x = get(v);
 	snapshot(v);
 	bool was_stale = stale(v, x);
+	/* a gradient a failed backward left partly accumulated: tg_grad refuses it */
+	bool lost = kind < 2 && live(v, x) && x->grad_lost;
 	if (kind == 3) {
 		tg_zero_grads(v->ctx);
 		require(tg_status_of(v->ctx) == v->before, "tg_zero_grads changed the status");
@@ -1674,6 +1692,9 @@ static void op_grad(vm *v)
 	else if (was_stale)
 		require(st == TG_ESTALE, "tg_grad/tg_zero_grad of a stale tensor: %s",
 			tg_status_name(st));
+	else if (lost)
+		require(st == TG_EARG && strstr(tg_error(v->ctx), "partly accumulated"),
+			"tg_grad of a lost gradient: %s", tg_status_name(st));
 	else
 		require(st == TG_OK, "tg_grad/tg_zero_grad failed: %s", tg_error(v->ctx));
 }

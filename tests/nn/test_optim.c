@@ -500,6 +500,39 @@ static void optimizer_state_is_named_after_its_parameters(void **state)
 /* A step count restored as the largest count (a checkpoint's "optim.steps")
  * cannot grow: the step is refused with nothing changed, instead of a
  * signed overflow. */
+/* A gradient a failed backward left partly accumulated is refused by the
+ * step before any parameter moves, until tg_zero_grad. */
+static void a_step_over_a_gradient_a_failed_backward_left_is_refused(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *p[2] = { tg_param(tg_ones(ctx, TG_F64, SHAPE(64, 64))),
+			    tg_param(tg_ones(ctx, TG_F64, SHAPE(64, 64))) };
+	tg_set_name(p[0], "a");
+	tg_optim_opts o = tg_optim_defaults(TG_SGD);
+	tg_optim *opt = tg_optim_new(ctx, p, 2, &o);
+	size_t full = 0;
+	for (int i = 0; i < 3; i++) { /* the third, accumulating, fails at its end */
+		if (i == 2)
+			tg_set_arena_limit(ctx, full - 1);
+		tg_tensor *y = tg_sum(tg_mul(tg_tanh(tg_matmul(p[0], p[1])), tg_exp(p[0])));
+		assert_int_equal(tg_backward(y), i == 2 ? -1 : 0);
+		full = tg_arena_used(ctx);
+		tg_reset(ctx);
+	}
+	tg_clear_error(ctx);
+	tg_set_arena_limit(ctx, 0);
+	assert_int_equal(tg_optim_step(opt), -1);
+	assert_error(ctx, TG_EARG, "the gradient of 'a' (64,64) was partly accumulated");
+	for (int j = 0; j < 2; j++)
+		assert_near(tg_get(p[j], 0), 1, 0);
+	tg_clear_error(ctx);
+	tg_optim_zero_grad(opt);
+	assert_int_equal(tg_optim_step(opt), 0);
+	tg_optim_free(opt);
+	tg_ctx_free(ctx);
+}
+
 static void a_step_count_at_its_limit_is_refused(void **state)
 {
 	(void)state;
@@ -565,6 +598,7 @@ int main(void)
 	    cmocka_unit_test(a_step_between_forward_and_backward_is_caught),
 	    cmocka_unit_test(optimizer_state_is_named_after_its_parameters),
 	    cmocka_unit_test(a_step_count_at_its_limit_is_refused),
+	    cmocka_unit_test(a_step_over_a_gradient_a_failed_backward_left_is_refused),
 	    cmocka_unit_test(optimizer_names_parse_and_defaults_are_the_books),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
