@@ -250,8 +250,12 @@ typedef struct batch {
 	int64_t items, items_a, items_b;
 } batch;
 
-/* Right-aligns the batch axes of a and b; false if they do not broadcast. */
-static bool batch_of(const tg_tensor *a, const tg_tensor *b, batch *bt)
+/* What batch_of found wrong, if anything. */
+typedef enum { BATCH_OK, BATCH_MISMATCH, BATCH_TOO_MANY } batch_fit;
+
+/* Right-aligns the batch axes of a and b: whether they broadcast, and
+ * whether the broadcast batch's item count fits in int64. */
+static batch_fit batch_of(const tg_tensor *a, const tg_tensor *b, batch *bt)
 {
 	const int na = a->ndim - 2, nb = b->ndim - 2;
 	bt->nb = na > nb ? na : nb;
@@ -263,17 +267,19 @@ static bool batch_of(const tg_tensor *a, const tg_tensor *b, batch *bt)
 		int64_t da = back < na ? a->shape[na - 1 - back] : 1;
 		int64_t db = back < nb ? b->shape[nb - 1 - back] : 1;
 		if (da != db && da != 1 && db != 1)
-			return false;
+			return BATCH_MISMATCH;
 		bt->dim[d] = da > db ? da : db;
 		bt->sa[d] = da == 1 ? 0 : stride_a;
 		bt->sb[d] = db == 1 ? 0 : stride_b;
 		stride_a *= da;
 		stride_b *= db;
-		bt->items *= bt->dim[d];
+		/* the inputs' own counts fit (they exist); their broadcast may not */
+		if (__builtin_mul_overflow(bt->items, bt->dim[d], &bt->items))
+			return BATCH_TOO_MANY;
 		bt->items_a *= da;
 		bt->items_b *= db;
 	}
-	return true;
+	return BATCH_OK;
 }
 
 /* The GEMM of one item: C (N,M) = op(A) op(B), row major. */
@@ -380,9 +386,14 @@ static tg_tensor *bmm(const char *who, tg_tensor *a, bool ta, tg_tensor *b, bool
 			       who, operand_fmt(a, ta, sa), operand_fmt(b, tb, sb), (long long)K,
 			       (long long)Kb);
 	batch bt;
-	if (!batch_of(a, b, &bt))
+	batch_fit fit = batch_of(a, b, &bt);
+	if (fit == BATCH_MISMATCH)
 		return tg_fail(ctx, TG_ESHAPE, "%s: %s @ %s: the batch axes (all but the last "
 					       "two) do not broadcast",
+			       who, operand_fmt(a, ta, sa), operand_fmt(b, tb, sb));
+	if (fit == BATCH_TOO_MANY)
+		return tg_fail(ctx, TG_ESHAPE, "%s: %s @ %s: the batch axes broadcast to more "
+					       "than 2^63 matrices",
 			       who, operand_fmt(a, ta, sa), operand_fmt(b, tb, sb));
 	if (N > INT_MAX || K > INT_MAX || M > INT_MAX)
 		return tg_fail(ctx, TG_ESHAPE, "%s: %s @ %s: a size exceeds the BLAS limit %d",

@@ -2228,6 +2228,27 @@ static void maximum_and_minimum_propagate_nan_from_either_side(void **state)
 
 /* ---- NULL in, NULL out -------------------------------------------------------------- */
 
+/* Batch axes that broadcast to more matrices than int64 counts are refused
+ * with a message, not multiplied past it. Tensors that large cannot be
+ * made, so two small ones are given the shapes (their values are never
+ * read). */
+static void bmm_refuses_batch_axes_that_broadcast_past_int64(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *a = tg_zeros(ctx, TG_F32, SHAPE(1, 1, 1, 1, 2, 2));
+	tg_tensor *b = tg_zeros(ctx, TG_F32, SHAPE(1, 1, 1, 1, 2, 2));
+	a->shape[0] = a->shape[2] = 65536;
+	b->shape[1] = b->shape[3] = 65536;
+	a->numel = b->numel = (size_t)65536 * 65536 * 4;
+	tg_tensor *c = tg_bmm(a, b);
+	a->shape[0] = a->shape[2] = b->shape[1] = b->shape[3] = 1;
+	a->numel = b->numel = 4;
+	assert_null(c);
+	assert_error(ctx, TG_ESHAPE,
+		     "tg_bmm: (65536,1,65536,1,2,2) @ (1,65536,1,65536,2,2): the batch axes "
+		     "broadcast to more than 2^63 matrices");
+}
+
 static void every_op_here_returns_null_for_a_null_input(void **state)
 {
 	tg_ctx *ctx = *state;
@@ -2328,6 +2349,7 @@ int main(void)
 		cmocka_unit_test(where_and_clamp_split_across_threads_match_the_plain_choice),
 		T(clamp_rejects_bounds_in_the_wrong_order_or_nan),
 		T(maximum_and_minimum_propagate_nan_from_either_side),
+		T(bmm_refuses_batch_axes_that_broadcast_past_int64),
 		T(every_op_here_returns_null_for_a_null_input),
 #undef T
 	};
