@@ -92,6 +92,20 @@ void *tg_arena_grow(tg_ctx *ctx, size_t size)
 	return p;
 }
 
+void *tg_arena_array(tg_ctx *ctx, const char *who, tg_dtype dt, int64_t n1, int64_t n2,
+		     int64_t n3)
+{
+	size_t n;
+	if (n1 < 0 || n2 < 0 || n3 < 0 || __builtin_mul_overflow((size_t)n1, (size_t)n2, &n) ||
+	    __builtin_mul_overflow(n, (size_t)n3, &n) ||
+	    __builtin_mul_overflow(n, tg_dtype_size(dt), &n) || n > SIZE_MAX / 2)
+		return tg_fail(ctx, TG_ENOMEM,
+			       "%s: a buffer of %lld x %lld x %lld %s elements is more than "
+			       "memory can hold",
+			       who, (long long)n1, (long long)n2, (long long)n3, tg_dtype_name(dt));
+	return tg_arena_alloc(ctx, n);
+}
+
 static void headers_step_ends(tg_ctx *ctx);
 static void headers_free(tg_ctx *ctx);
 

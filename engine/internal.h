@@ -242,6 +242,12 @@ static inline void *tg_arena_alloc(tg_ctx *ctx, size_t size)
 	return p ? p : tg_arena_grow(ctx, size);
 }
 
+/* n1 * n2 * n3 elements of dt in the step arena (a kernel's scratch): a
+ * product past what memory can hold is TG_ENOMEM naming who and the counts,
+ * never wrapped round to a small block. NULL on error. */
+void *tg_arena_array(tg_ctx *ctx, const char *who, tg_dtype dt, int64_t n1, int64_t n2,
+		     int64_t n3);
+
 /* The next header of the range: a bump. NULL at the end of the lap, where
  * the range has no room, and always with the ring. */
 static inline tg_tensor *tg_arena_header_fast(tg_ctx *ctx)

@@ -210,8 +210,8 @@ static void gemm(const tg_ctx *ctx, tg_dtype dt, bool ta, bool tb, int64_t M, in
 static bool buffers(tg_ctx *ctx, const geom *g, tg_dtype dt, void **col, void **rows)
 {
 	int64_t K = g->C / g->G * g->KH * g->KW, BL = batch_of(g) * g->OH * g->OW;
-	*col = tg_arena_alloc(ctx, (size_t)(K * BL) * tg_dtype_size(dt));
-	*rows = *col ? tg_arena_alloc(ctx, (size_t)(g->O / g->G * BL) * tg_dtype_size(dt)) : NULL;
+	*col = tg_arena_array(ctx, "conv2d: im2col columns", dt, K, BL, 1);
+	*rows = *col ? tg_arena_array(ctx, "conv2d: im2col rows", dt, g->O / g->G, BL, 1) : NULL;
 	return *rows != NULL;
 }
 
@@ -400,7 +400,7 @@ static bool image_cols(tg_ctx *ctx, const geom *g, tg_dtype dt, int T, char **co
 	*col = NULL;
 	if (direct(g))
 		return true;
-	*col = tg_arena_alloc(ctx, (size_t)(T * K * L) * tg_dtype_size(dt));
+	*col = tg_arena_array(ctx, "conv2d: im2col columns", dt, T, K, L);
 	return *col != NULL;
 }
 

@@ -3,6 +3,7 @@
  * the byte limit, no allocation in steady state, and allocation failure.
  */
 #include "test_util.h"
+#include "internal.h"
 
 #include <stdlib.h>
 
@@ -214,6 +215,28 @@ static void a_gradient_left_partly_accumulated_is_refused_until_zero_grad(void *
 	tg_ctx_free(ctx);
 }
 
+/* A kernel's scratch of n1 x n2 x n3 elements (conv2d's im2col columns:
+ * threads x K x L) whose byte count passes size_t is refused, not wrapped
+ * round to a small block the kernel would write past. */
+static void scratch_whose_size_overflows_is_enomem_not_a_small_block(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	double *ok = tg_arena_array(ctx, "test", TG_F64, 2, 3, 4);
+	assert_non_null(ok);
+	ok[23] = 1;
+	/* 16 x (2^31 - 1) x 2^31 x 8 bytes: 2^69, 2^3 once wrapped */
+	assert_null(tg_arena_array(ctx, "conv2d: im2col columns", TG_F64, 16, INT32_MAX,
+				   (int64_t)1 << 31));
+	assert_error(ctx, TG_ENOMEM,
+		     "conv2d: im2col columns: a buffer of 16 x 2147483647 x 2147483648 f64 "
+		     "elements is more than memory can hold");
+	tg_clear_error(ctx);
+	assert_null(tg_arena_array(ctx, "test", TG_F32, (int64_t)1 << 31, (int64_t)1 << 31, 1 << 2));
+	assert_error(ctx, TG_ENOMEM, "test: a buffer of");
+	tg_ctx_free(ctx);
+}
+
 static void a_failed_allocation_is_enomem_and_the_context_recovers(void **state)
 {
 	(void)state;
@@ -304,6 +327,7 @@ int main(void)
 		cmocka_unit_test(running_out_of_memory_names_the_op_and_its_tensor),
 		cmocka_unit_test(a_failed_backward_leaves_no_gradient_half_accumulated),
 		cmocka_unit_test(a_gradient_left_partly_accumulated_is_refused_until_zero_grad),
+		cmocka_unit_test(scratch_whose_size_overflows_is_enomem_not_a_small_block),
 		cmocka_unit_test(a_failed_allocation_is_enomem_and_the_context_recovers),
 		cmocka_unit_test(large_tensors_start_on_a_cache_line),
 	};
