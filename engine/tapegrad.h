@@ -667,8 +667,10 @@ typedef struct tg_conv_opts {
  * their columns would pass 16 MiB of f32). In f32, when the library was
  * built with oneDNN, its direct kernels instead (and for both gradients),
  * but for an axis whose padded side, stride and dilated kernel pass 2^30
- * (beyond oneDNN's 32-bit indices); TG_CONV=im2col in the environment when
- * a context is made keeps that context on im2col.
+ * (beyond oneDNN's 32-bit indices), and where the padding meets a NaN or
+ * inf in w (forward) or dout (weight gradient): oneDNN skips the padding,
+ * im2col gives NaN there (0 x inf) as PyTorch does. TG_CONV=im2col in the
+ * environment when a context is made keeps that context on im2col.
  * dx = tg_conv2d_input_grad(dout, w), dw = tg_conv2d_weight_grad(x, dout),
  * db = dout summed over N, OH, OW. step */
 TG_API tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *b, const tg_conv_opts *o);

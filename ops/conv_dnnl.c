@@ -574,10 +574,30 @@ static bool fits_32_bits(const tg_conv_geom *g)
 	       g->W + 2 * g->pw + g->sw + g->dw * (g->KW - 1) <= lim;
 }
 
+/* Whether every element of an f32 tensor is finite (an OR over the
+ * exponent bits, which vectorises). */
+static bool all_finite(const tg_tensor *t)
+{
+	const uint32_t *v = t->data;
+	uint32_t bad = 0;
+	for (size_t i = 0; i < t->numel; i++)
+		bad |= (v[i] & 0x7f800000u) == 0x7f800000u;
+	return !bad;
+}
+
+/* oneDNN skips the zero padding where im2col (and PyTorch) multiply by it:
+ * a NaN or inf that meets the border, in w for the forward pass or in dout
+ * for the weight gradient, gives NaN there (0 x inf) but not here. Such a
+ * call runs on im2col. The input gradient reads no padding. */
+static bool border_agrees(tg_conv_kernel kind, const tg_conv_geom *g, const tg_tensor *b)
+{
+	return kind == TG_CONV_INPUT_GRAD || (g->ph == 0 && g->pw == 0) || all_finite(b);
+}
+
 tg_conv_done tg_conv_dnnl(tg_ctx *ctx, tg_conv_kernel kind, const tg_conv_geom *g,
 			  const tg_tensor *a, const tg_tensor *b, const float *bias, float *y)
 {
-	if (g->N < 1 || ctx->conv_im2col || !fits_32_bits(g))
+	if (g->N < 1 || ctx->conv_im2col || !fits_32_bits(g) || !border_agrees(kind, g, b))
 		return TG_CONV_DECLINED;
 	cache *c = cache_of(ctx);
 	if (!c)

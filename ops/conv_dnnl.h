@@ -40,7 +40,8 @@ void tg_conv_add_parts(tg_dtype dt, void *dw, const void *part, int nparts, size
 #ifdef TG_HAVE_DNNL
 /* The f32 kernel on oneDNN. It declines when the context was made with
  * TG_CONV=im2col in the environment (ctx->conv_im2col), when oneDNN refuses
- * the geometry and when its primitive cannot be made. */
+ * the geometry, when its primitive cannot be made, and when a NaN or inf
+ * would meet the padding (which oneDNN skips rather than multiplies). */
 tg_conv_done tg_conv_dnnl(tg_ctx *ctx, tg_conv_kernel kind, const tg_conv_geom *g,
 			  const tg_tensor *a, const tg_tensor *b, const float *bias, float *y);
 /* How many primitives the context's cache holds (for the tests). */

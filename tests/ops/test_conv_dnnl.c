@@ -448,6 +448,64 @@ static void two_contexts_in_two_threads_match_one(void **state)
 
 /* oneDNN runs at one OpenMP thread inside each call; the calling thread's
  * own OpenMP setting is put back after it. */
+/* got and want agree element by element: NaN where the other is NaN, the
+ * same infinity, else within f32 rounding. */
+static void expect_same_nonfinite(const char *kernel, const tg_tensor *got, const tg_tensor *want)
+{
+	assert_non_null(got);
+	assert_non_null(want);
+	assert_int_equal(tg_numel(got), tg_numel(want));
+	for (size_t i = 0; i < tg_numel(want); i++) {
+		double a = tg_get(got, i), b = tg_get(want, i);
+		bool same = isnan(a) ? isnan(b) : isinf(a) || isinf(b) ? a == b
+								: fabs(a - b) <= 1e-5 * (1 + fabs(b));
+		if (!same)
+			fail_msg("%s[%zu]: %g by default, %g by im2col", kernel, i, a, b);
+	}
+}
+
+/* conv2d with padding 1 of x = ones (1,1,4,4) and w = [[inf, 0], [nan, 1]];
+ * the weight gradient of a dout with inf, -inf and NaN on its border; the
+ * input gradients of that dout and of that w. */
+static void nonfinite_at_the_border(tg_ctx *c, tg_tensor *out[4])
+{
+	const tg_conv_opts o = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1 };
+	double dv[25];
+	for (int i = 0; i < 25; i++)
+		dv[i] = 1;
+	dv[0] = INFINITY;
+	dv[4] = -INFINITY;
+	dv[24] = NAN;
+	tg_tensor *x = tg_ones(c, TG_F32, SHAPE(1, 1, 4, 4));
+	tg_tensor *w = tg_from_f64(c, TG_F32, SHAPE(1, 1, 2, 2), (double[]){ INFINITY, 0, NAN, 1 });
+	tg_tensor *w_ok = tg_from_f64(c, TG_F32, SHAPE(1, 1, 2, 2), (double[]){ 1, 2, 3, 4 });
+	tg_tensor *d = tg_from_f64(c, TG_F32, SHAPE(1, 1, 5, 5), dv);
+	out[0] = tg_conv2d(x, w, NULL, &o);
+	out[1] = tg_conv2d_weight_grad(x, d, 2, 2, &o);
+	out[2] = tg_conv2d_input_grad(d, w_ok, 4, 4, &o);
+	out[3] = tg_conv2d_input_grad(tg_ones(c, TG_F32, SHAPE(1, 1, 5, 5)), w, 4, 4, &o);
+	assert_ctx_ok(c);
+}
+
+/* A NaN or inf that meets the zero padding makes NaN there (0 x inf) by
+ * default as under im2col and in PyTorch: out[0] above is NaN, not 1. */
+static void nonfinite_values_at_the_padding_give_nan_as_im2col(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED), *ref = im2col_ctx(SEED);
+	tg_tensor *got[4], *want[4];
+	nonfinite_at_the_border(ctx, got);
+	nonfinite_at_the_border(ref, want);
+	static const char *const names[4] = { "forward", "weight gradient",
+					      "input gradient (dout)", "input gradient (w)" };
+	assert_true(isnan(tg_get(got[0], 0)));
+	assert_true(isnan(tg_get(got[1], 0)));
+	for (int i = 0; i < 4; i++)
+		expect_same_nonfinite(names[i], got[i], want[i]);
+	tg_ctx_free(ctx);
+	tg_ctx_free(ref);
+}
+
 static void the_callers_openmp_setting_is_kept(void **state)
 {
 	(void)state;
@@ -478,6 +536,7 @@ int main(void)
 		cmocka_unit_test(steady_dnnl_steps_allocate_nothing_through_the_context),
 		cmocka_unit_test(two_contexts_in_two_threads_match_one),
 		cmocka_unit_test(the_callers_openmp_setting_is_kept),
+		cmocka_unit_test(nonfinite_values_at_the_padding_give_nan_as_im2col),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
