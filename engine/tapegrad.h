@@ -194,8 +194,8 @@ TG_API tg_tensor *tg_from_i64(tg_ctx *ctx, int ndim, const int64_t *shape,
 /* n labels as a (n) i32 tensor: tg_labels(ctx, 3, (int32_t[]){0, 2, 1}). */
 TG_API tg_tensor *tg_labels(tg_ctx *ctx, int64_t n, const int32_t *values); /* step */
 /* N(mean, std^2), std >= 0; uniform [lo, hi), lo <= hi, every value below hi
- * in the dtype however close the bounds or far apart; all finite (rand's
- * bounds within the dtype's range), else TG_EARG */
+ * in the dtype however close the bounds or far apart; all finite (and in
+ * f32 within its range: mean, std, lo and hi), else TG_EARG */
 TG_API tg_tensor *tg_randn(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape,
 			   double mean, double std);
 TG_API tg_tensor *tg_rand(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape,

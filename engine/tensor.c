@@ -414,6 +414,9 @@ tg_tensor *tg_randn(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape, do
 	if (!(std >= 0 && isfinite(std) && isfinite(mean)))
 		return tg_fail(ctx, TG_EARG, "tg_randn: mean %g, std %g; std must be finite and >= 0, "
 					     "mean finite", mean, std);
+	if (dt == TG_F32 && !(fabs(mean) <= FLT_MAX && std <= FLT_MAX))
+		return tg_fail(ctx, TG_EARG, "tg_randn: mean %g, std %g is beyond f32's range",
+			       mean, std);
 	for (size_t i = 0; i < t->numel; i++) {
 		double v = mean + std * tg_random_normal(ctx);
 		if (dt == TG_F64)

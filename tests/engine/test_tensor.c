@@ -99,6 +99,16 @@ static void uniform_values_stay_below_hi_at_the_extremes_of_a_range(void **state
 	assert_null(tg_rand(ctx, TG_F32, SHAPE(4), 0, 1e300));
 	assert_int_equal(tg_status_of(ctx), TG_EARG);
 	assert_string_equal(tg_error(ctx), "tg_rand: [0, 1e+300) is beyond f32's range");
+	tg_clear_error(ctx);
+	/* so would a normal distribution's mean or spread */
+	assert_null(tg_randn(ctx, TG_F32, SHAPE(4), 1e39, 1));
+	assert_string_equal(tg_error(ctx), "tg_randn: mean 1e+39, std 1 is beyond f32's range");
+	tg_clear_error(ctx);
+	assert_null(tg_randn(ctx, TG_F32, SHAPE(4), 0, 1e300));
+	assert_string_equal(tg_error(ctx), "tg_randn: mean 0, std 1e+300 is beyond f32's range");
+	assert_int_equal(tg_status_of(ctx), TG_EARG);
+	tg_clear_error(ctx);
+	assert_non_null(tg_randn(ctx, TG_F64, SHAPE(4), 1e39, 1e300)); /* f64 holds them */
 	tg_ctx_free(ctx);
 }
 

@@ -611,13 +611,13 @@ static void op_leaf(vm *v)
 	case 7:
 		/* random values make no index tensor, whatever the shape; a
 		 * distribution's parameters are finite, std >= 0 and lo <= hi,
-		 * uniform's bounds within the dtype's range */
+		 * and in f32 within its range */
 		if (index_dtype(dt))
 			predicted = TG_EDTYPE;
 		else if (predicted == TG_OK &&
 			 !(isfinite(a) && isfinite(b) && (how == 6 ? b >= 0 : a <= b)))
 			predicted = TG_EARG;
-		else if (predicted == TG_OK && how == 7 && dt == TG_F32 &&
+		else if (predicted == TG_OK && dt == TG_F32 &&
 			 !(fabs(a) <= FLT_MAX && fabs(b) <= FLT_MAX))
 			predicted = TG_EARG;
 		who = how == 6 ? "tg_randn" : "tg_rand";
