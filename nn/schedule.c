@@ -332,6 +332,17 @@ int tg_schedule_set_state(tg_ctx *ctx, tg_schedule *s, const double *v, size_t n
 		tg_fail(ctx, TG_EARG, "tg_schedule_set_state: %s (%zu values)", bad, n);
 		return -1;
 	}
+	/* plateau only lowers its rate from base_lr, never below min_lr: any
+	 * other rate is no position of this schedule */
+	if (s->kind == TG_SCHED_PLATEAU &&
+	    (v[2] > s->base_lr || (v[2] < s->min_lr && v[2] != s->base_lr))) {
+		tg_fail(ctx, TG_EARG,
+			"tg_schedule_set_state: the plateau's learning rate %g is %s %g; it lies "
+			"between min_lr %g and base_lr %g",
+			v[2], v[2] > s->base_lr ? "above its base_lr" : "below its min_lr",
+			v[2] > s->base_lr ? s->base_lr : s->min_lr, s->min_lr, s->base_lr);
+		return -1;
+	}
 	s->epoch = (int64_t)v[1];
 	s->lr = v[2];
 	s->best = v[3];

@@ -361,8 +361,9 @@ TG_API int tg_schedule_check(tg_ctx *ctx, const tg_schedule *s);
 TG_API double tg_schedule_lr(tg_schedule *s, int64_t epoch, double val_loss);
 /* The position as TG_SCHEDULE_STATE numbers (kind, epoch, lr, best,
  * bad_epochs) into out[0..n); returns TG_SCHEDULE_STATE, or -1 when n is
- * smaller. Set it back into a schedule of the same kind (TG_EARG otherwise):
- * the rates that follow are the same. */
+ * smaller. Set it back into a schedule of the same kind (TG_EARG otherwise,
+ * and for a plateau's rate above its base_lr or below its min_lr): the
+ * rates that follow are the same. */
 TG_API int tg_schedule_state(const tg_schedule *s, double *out, size_t n);
 TG_API int tg_schedule_set_state(tg_ctx *ctx, tg_schedule *s, const double *v, size_t n);
 

@@ -258,6 +258,24 @@ static void a_position_saved_in_a_checkpoint_gives_the_same_rates(void **state)
 	tg_clear_error(ctx);
 	assert_int_equal(tg_schedule_set_state(ctx, &a, v, 4), -1);
 	assert_error(ctx, TG_EARG, "5 numbers");
+	tg_clear_error(ctx);
+	/* a plateau's rate only falls from base_lr 0.1, and not below min_lr */
+	tg_schedule p = parsed(ctx, "plateau:0.5:2:0.01:0.001", 20);
+	tg_schedule_state(&p, v, LEN(v));
+	v[2] = 0.2;
+	assert_int_equal(tg_schedule_set_state(ctx, &p, v, TG_SCHEDULE_STATE), -1);
+	assert_error(ctx, TG_EARG,
+		     "tg_schedule_set_state: the plateau's learning rate 0.2 is above its base_lr "
+		     "0.1; it lies between min_lr 0.001 and base_lr 0.1");
+	tg_clear_error(ctx);
+	v[2] = 0.0005;
+	assert_int_equal(tg_schedule_set_state(ctx, &p, v, TG_SCHEDULE_STATE), -1);
+	assert_error(ctx, TG_EARG, "learning rate 0.0005 is below its min_lr 0.001");
+	tg_clear_error(ctx);
+	assert_near(p.lr, 0.1, 0); /* left as it was */
+	v[2] = 0.05;
+	assert_int_equal(tg_schedule_set_state(ctx, &p, v, TG_SCHEDULE_STATE), 0);
+	assert_near(tg_schedule_lr(&p, 0, NAN), 0.05, 0);
 	unlink(path);
 	tg_ctx_free(ctx);
 }
