@@ -1001,6 +1001,21 @@ static void take_run(config *c, const saved *s)
 			    s->epoch == 1 ? "" : "s");
 }
 
+/* What main follows while tg_fit runs: the epochs that ended (their
+ * evaluation and log row done, on_epoch reached), --save. */
+typedef struct watch {
+	saver *sv;            /* --save: its path NULL when not given */
+	int64_t ended;        /* the last epoch on_epoch saw, or the resumed one */
+} watch;
+
+/* on_epoch: notes the epoch's end, then --save's checkpoint. */
+static bool epoch_ended(const tg_metrics *m, void *user)
+{
+	watch *w = user;
+	w->ended = m->epoch;
+	return !w->sv->path || save_epoch(m, w->sv);
+}
+
 /* --step-log: one line per step, its number and the global batch's loss. */
 static int step_log_errno; /* the first failed write's, for the message */
 
@@ -1448,10 +1463,9 @@ int main(int argc, char **argv)
 		.train = { gbatch, (int64_t)c.seed, c.replace, to.drop_last, c.epochs },
 		.saved_epoch = -1,
 	};
-	if (c.save) {
-		to.on_epoch = save_epoch;
-		to.user = &sv;
-	}
+	watch w = { .sv = &sv, .ended = c.resume ? file.epoch : 0 };
+	to.on_epoch = epoch_ended;
+	to.user = &w;
 	if (c.resume) {
 		char why[1024];
 		double pos[TG_SCHEDULE_STATE];
@@ -1526,9 +1540,20 @@ int main(int argc, char **argv)
 			save_elsewhere(&sv, last.epoch, last.iter);
 			goto out;
 		}
-		fprintf(stderr, "%s: training stopped after %lld step%s (in epoch %lld): %s\n",
-			prog, (long long)last.iter, last.iter == 1 ? "" : "s",
-			(long long)last.epoch + 1, tg_error(ctx));
+		/* last.epoch counts an epoch whose steps are done: a failure in
+		 * its evaluation or log row comes before on_epoch saw it; one
+		 * after the last epoch (the log's close) is in no epoch to come */
+		char where[64];
+		if (last.epoch > w.ended)
+			snprintf(where, sizeof where, "at the end of epoch %lld",
+				 (long long)last.epoch);
+		else if (last.epoch >= epochs)
+			snprintf(where, sizeof where, "after epoch %lld, the last",
+				 (long long)last.epoch);
+		else
+			snprintf(where, sizeof where, "in epoch %lld", (long long)last.epoch + 1);
+		fprintf(stderr, "%s: training stopped after %lld step%s (%s): %s\n", prog,
+			(long long)last.iter, last.iter == 1 ? "" : "s", where, tg_error(ctx));
 		if (c.save && sv.saved_epoch < 0)
 			fprintf(stderr, "%s: nothing saved; %s is as it was\n", prog, c.save);
 		else if (c.save)

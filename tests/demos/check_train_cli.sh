@@ -273,6 +273,12 @@ fi
 # a write that fails (a full disk) is not a success: the step log, and the
 # results on stdout
 if [ -w /dev/full ]; then
+	# a log row that cannot be written stops the run in the epoch it ends
+	expect 1 "training stopped after 8 steps (at the end of epoch 1): tg_fit: writing the log /dev/full failed at epoch 1: No space" \
+		--data iris --epochs 1 --quiet --log /dev/full
+	# a log row that cannot be written stops the run in the epoch it ends
+	expect 1 "training stopped after 8 steps (at the end of epoch 1): tg_fit: writing the log /dev/full failed at epoch 1: No space" \
+		--data iris --epochs 1 --quiet --log /dev/full
 	"$train" --data iris --epochs 1 --quiet --step-log /dev/full >/dev/null 2>"$out"
 	rc=$?
 	if [ "$rc" != 1 ] || ! grep -qF -- "--step-log /dev/full: writing failed: No space" "$out"; then
