@@ -1002,10 +1002,14 @@ static void take_run(config *c, const saved *s)
 }
 
 /* What main follows while tg_fit runs: the epochs that ended (their
- * evaluation and log row done, on_epoch reached), --save. */
+ * evaluation and log row done, on_epoch reached), --save, --step-log. */
 typedef struct watch {
+	tg_ctx *ctx;
 	saver *sv;            /* --save: its path NULL when not given */
 	int64_t ended;        /* the last epoch on_epoch saw, or the resumed one */
+	FILE *step_log;       /* --step-log, or NULL */
+	const char *step_path;
+	bool step_failed;     /* a line could not be written: the run stopped there */
 } watch;
 
 /* on_epoch: notes the epoch's end, then --save's checkpoint. */
@@ -1016,13 +1020,19 @@ static bool epoch_ended(const tg_metrics *m, void *user)
 	return !w->sv->path || save_epoch(m, w->sv);
 }
 
-/* --step-log: one line per step, its number and the global batch's loss. */
-static int step_log_errno; /* the first failed write's, for the message */
-
+/* --step-log: one line per step, its number and the global batch's loss.
+ * A line that cannot be written stops the run at that step, as a log row
+ * that cannot be written stops it at its epoch. */
 static void log_step(int64_t iter, double loss, void *user)
 {
-	if (fprintf(user, "%lld %.17g\n", (long long)iter, loss) < 0 && !step_log_errno)
-		step_log_errno = errno ? errno : EIO;
+	watch *w = user;
+	errno = 0;
+	if (fprintf(w->step_log, "%lld %.17g\n", (long long)iter, loss) < 0 ||
+	    ferror(w->step_log)) {
+		w->step_failed = true;
+		tg_fail(w->ctx, TG_EIO, "--step-log %s: writing the line of step %lld failed: %s",
+			w->step_path, (long long)iter, strerror(errno ? errno : EIO));
+	}
 }
 
 /* The step log, opened for writing. A resumed run keeps the lines of the
@@ -1463,7 +1473,7 @@ int main(int argc, char **argv)
 		.train = { gbatch, (int64_t)c.seed, c.replace, to.drop_last, c.epochs },
 		.saved_epoch = -1,
 	};
-	watch w = { .sv = &sv, .ended = c.resume ? file.epoch : 0 };
+	watch w = { .ctx = ctx, .sv = &sv, .ended = c.resume ? file.epoch : 0 };
 	to.on_epoch = epoch_ended;
 	to.user = &w;
 	if (c.resume) {
@@ -1512,25 +1522,25 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	to.dist = dist;
-	FILE *step_log = NULL;
 	if (c.step_log) {
-		step_log = step_log_open(c.step_log, c.resume != NULL, file.iter);
-		if (!step_log) {
+		w.step_log = step_log_open(c.step_log, c.resume != NULL, file.iter);
+		if (!w.step_log) {
 			rc = 1;
 			goto out;
 		}
-		setvbuf(step_log, NULL, _IOLBF, 0); /* a line per step, as it happens */
+		w.step_path = c.step_log;
+		setvbuf(w.step_log, NULL, _IOLBF, 0); /* a line per step, as it happens */
 		to.on_step = log_step;
-		to.step_user = step_log;
+		to.step_user = &w;
 	}
 	tg_metrics last;
 	int fit_rc = tg_fit(model, opt, &d.task, &d.train, NULL, &d.test, &to, &last);
-	if (step_log) { /* a failed write sets the error flag; the close may not see it */
-		bool bad = ferror(step_log);
+	if (w.step_log) { /* a failed write sets the error flag; the close may not see it */
+		bool bad = ferror(w.step_log);
 		errno = 0;
-		if (fclose(step_log) || bad) {
+		if ((fclose(w.step_log) || bad) && !w.step_failed) {
 			fprintf(stderr, "%s: --step-log %s: writing failed: %s\n", prog, c.step_log,
-				strerror(step_log_errno ? step_log_errno : errno ? errno : EIO));
+				strerror(errno ? errno : EIO));
 			rc = 1;
 		}
 	}
