@@ -399,11 +399,16 @@ static const char *file_kind(mode_t m)
 
 /* A new file "<path>.tmp.<pid>.<i>" for writing, made with O_EXCL so that
  * no other writer's temporary (nor a link planted there) is written; its
- * name into tmp (size bytes). NULL with errno set. */
+ * name into tmp (size bytes). The file's name is cut to its first
+ * NAME_MAX - 32 bytes there, so that the temporary's name fits in NAME_MAX
+ * whenever the file's does. NULL with errno set. */
 static FILE *create_temp(const char *path, char *tmp, size_t size)
 {
+	const char *slash = strrchr(path, '/');
+	size_t dir = slash ? (size_t)(slash + 1 - path) : 0, name = strlen(path) - dir;
+	int keep = (int)(dir + (name < NAME_MAX - 32 ? name : NAME_MAX - 32));
 	for (int i = 0; i < 1000; i++) {
-		snprintf(tmp, size, "%s.tmp.%ld.%d", path, (long)getpid(), i);
+		snprintf(tmp, size, "%.*s.tmp.%ld.%d", keep, path, (long)getpid(), i);
 		int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
 		if (fd < 0 && errno == EEXIST)
 			continue;

@@ -23,8 +23,8 @@
  * Version 1 is the same without the metadata (no entries field), with f32
  * and f64 tensors of at most 4 dimensions; it still loads.
  *
- * Save writes a temporary of its own ("<path>.tmp.<pid>.<random>", created
- * with O_EXCL, so threads and processes saving to one path never share one),
+ * Save writes a temporary of its own ("<path>.tmp.<pid>.<random>", the
+ * name cut short to fit in NAME_MAX, created with O_EXCL, so threads and processes saving to one path never share one),
  * fsyncs it, renames it over path and fsyncs the directory: the file at path
  * is always either an old checkpoint or a whole new one. Temporaries left by
  * writers that died are removed by the next save to that path. A path that
@@ -621,7 +621,19 @@ static const char *base_of(const char *path)
 	return slash ? slash + 1 : path;
 }
 
-/* Removes the temporary files "<base>.tmp.<pid>[.<any>]" in dir whose writer
+/* The bytes of a file's name that its temporaries' names begin with: all
+ * of them, or the first TEMP_STEM of a longer one, so that the temporary's
+ * name (".tmp.<pid>.<6 hex digits>" added) fits in NAME_MAX, as the final
+ * name does. */
+enum { TEMP_STEM = NAME_MAX - 32 };
+
+static size_t temp_stem(const char *base)
+{
+	size_t n = strlen(base);
+	return n < TEMP_STEM ? n : TEMP_STEM;
+}
+
+/* Removes the temporary files "<stem>.tmp.<pid>[.<any>]" in dir whose writer
  * process no longer exists: what a save killed mid-write leaves behind.
  * Temporaries of live processes (this one's other threads included) stay.
  * A writer in another PID namespace sharing the directory looks dead from
@@ -631,7 +643,7 @@ static void remove_leftovers(const char *dir, const char *base)
 	DIR *d = opendir(dir);
 	if (!d)
 		return;
-	size_t blen = strlen(base);
+	size_t blen = temp_stem(base);
 	struct dirent *e;
 	while ((e = readdir(d))) {
 		const char *s = e->d_name;
@@ -650,8 +662,9 @@ static void remove_leftovers(const char *dir, const char *base)
 	closedir(d);
 }
 
-/* Creates "<final>.tmp.<pid>.<6 hex digits>", a name no other thread or
- * process uses, like mkstemp but with the usual 0666 & ~umask permissions.
+/* Creates "<stem>.tmp.<pid>.<6 hex digits>" beside final (temp_stem), a
+ * name no other thread or process uses, like mkstemp but with the usual
+ * 0666 & ~umask permissions.
  * Fills tmp (size bytes); the fd, or -1 with errno set. */
 static int create_temp(const char *final, char *tmp, size_t size)
 {
@@ -659,9 +672,11 @@ static int create_temp(const char *final, char *tmp, size_t size)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	uint64_t r = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15u ^ (uintptr_t)tmp ^
 		     (uint64_t)ts.tv_sec << 20;
+	const char *base = base_of(final);
+	int keep = (int)(base - final + (ptrdiff_t)temp_stem(base));
 	for (int tries = 0; tries < 100; tries++) {
 		r = r * 6364136223846793005u + 1442695040888963407u;
-		int k = snprintf(tmp, size, "%s.tmp.%ld.%06x", final, (long)getpid(),
+		int k = snprintf(tmp, size, "%.*s.tmp.%ld.%06x", keep, final, (long)getpid(),
 				 (unsigned)(r >> 40) & 0xffffff);
 		if (k < 0 || (size_t)k >= size) {
 			errno = ENAMETOOLONG;

@@ -956,6 +956,53 @@ static void leftovers_of_dead_writers_are_removed_by_the_next_save(void **state)
 	tmp_remove(&d);
 }
 
+static void a_name_of_255_bytes_is_saved_and_its_dead_leftovers_removed(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	/* the longest name a directory entry may have: the temporary's name
+	 * must fit too, though it cannot be this name with more added */
+	char name[256], path[400], npz[400], dead[700];
+	memset(name, 'a', 255);
+	name[255] = '\0';
+	snprintf(path, sizeof path, "%s/%s", d.path, name);
+	name[250] = '\0';
+	snprintf(npz, sizeof npz, "%s/%s.npz", d.path, name);
+	/* what a save of path killed mid-write left: its temporary's name
+	 * starts with as much of path's name as fits */
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(0);
+	assert_int_equal(waitpid(pid, NULL, 0), pid);
+	snprintf(dead, sizeof dead, "%s/%.*s.tmp.%ld.a1b2c3", d.path, NAME_MAX - 32, name,
+		 (long)pid);
+	touch(dead);
+	snapshot a, b;
+	save_model(path, TG_F32, &a);
+	if (exists(dead))
+		fail_msg("a dead writer's temporary is still there: %s", dead);
+	tg_ctx *ctx = tg_ctx_new(2);
+	tg_tensor *t[NT];
+	make_model(ctx, TG_F32, t);
+	assert_int_equal(tg_checkpoint_load(ctx, path, t, NT), 0);
+	b = snap(t, NT);
+	assert_same_values(&a, &b);
+	assert_int_equal(tg_export_npz(ctx, npz, t, NT), 0);
+	assert_ctx_ok(ctx);
+	assert_true(exists(npz));
+	assert_int_equal(tmp_count(&d), 2); /* no temporary is left */
+	/* once more, over the files that are there */
+	assert_int_equal(tg_checkpoint_save(ctx, path, t, NT), 0);
+	assert_int_equal(tg_export_npz(ctx, npz, t, NT), 0);
+	assert_ctx_ok(ctx);
+	assert_int_equal(tmp_count(&d), 2);
+	tg_ctx_free(ctx);
+	tmp_remove(&d);
+}
+
 static void saving_onto_a_symbolic_link_writes_its_target(void **state)
 {
 	(void)state;
@@ -1704,6 +1751,7 @@ int main(void)
 		cmocka_unit_test(a_save_killed_mid_write_leaves_a_whole_checkpoint),
 		cmocka_unit_test(a_full_device_fails_the_save_and_keeps_the_old_file),
 		cmocka_unit_test(leftovers_of_dead_writers_are_removed_by_the_next_save),
+		cmocka_unit_test(a_name_of_255_bytes_is_saved_and_its_dead_leftovers_removed),
 		cmocka_unit_test(saving_onto_a_symbolic_link_writes_its_target),
 		cmocka_unit_test(two_threads_saving_to_one_path_always_leave_a_whole_file),
 		cmocka_unit_test(the_committed_fixture_still_loads),

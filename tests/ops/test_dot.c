@@ -12,6 +12,7 @@
 #include "internal.h"
 #include "op_table.h"
 
+#include <dirent.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -692,6 +693,35 @@ static void dot_file_is_written_whole_and_errors_name_the_path(void **state)
 	tg_ctx_free(ctx);
 }
 
+static void dot_file_of_a_255_byte_name_is_written(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *y = tg_exp(tg_param(tg_scalar(ctx, TG_F64, 3)));
+	char dir[] = "/tmp/tg_dot_XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	/* the longest legal name: the temporary beside it must still fit */
+	char name[256], path[400];
+	memset(name, 'g', 255);
+	name[255] = '\0';
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	for (int i = 0; i < 2; i++) { /* made, then replaced */
+		if (tg_write_dot_file(y, path) != 0)
+			fail_msg("tg_write_dot_file: %s", tg_error(ctx));
+		assert_int_equal(access(path, R_OK), 0);
+	}
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	int n = 0;
+	for (struct dirent *e; (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	assert_int_equal(n, 1); /* no temporary is left */
+	unlink(path);
+	rmdir(dir);
+	tg_ctx_free(ctx);
+}
+
 static void dot_file_replaces_only_a_regular_file_and_follows_a_link(void **state)
 {
 	(void)state;
@@ -772,6 +802,7 @@ int main(void)
 		cmocka_unit_test(a_leaf_alone_is_a_graph_of_one_edge),
 		cmocka_unit_test(every_op_draws_its_edges_with_the_gradients_handed_back),
 		cmocka_unit_test(dot_file_is_written_whole_and_errors_name_the_path),
+		cmocka_unit_test(dot_file_of_a_255_byte_name_is_written),
 		cmocka_unit_test(dot_file_replaces_only_a_regular_file_and_follows_a_link),
 		cmocka_unit_test(bad_arguments_are_reported),
 	};
