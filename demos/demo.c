@@ -5,6 +5,7 @@
 #include "demo.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -260,15 +261,36 @@ void demo_prove_out(const char *prog, const char *dir)
 	unlink(probe);
 }
 
+/* DIR/.file.tmp.<pid>: where DIR/file is written until it is whole. The
+ * name is this process's alone; one there already was left by a process of
+ * the same number that is gone. 0, or -1 when the name does not fit. */
+static int temp_name(char *buf, size_t size, const char *dir, const char *file)
+{
+	int n = snprintf(buf, size, "%s/.%s.tmp.%ld", dir, file, (long)getpid());
+	return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
 FILE *demo_create(const char *dir, const char *file)
 {
-	char path[4096];
+	char path[4096], tmp[4096];
 	snprintf(path, sizeof path, "%s/%s", dir, file);
 	if (demo_make_dir(dir) != 0) {
 		fprintf(stderr, "cannot make %s: %s\n", dir, strerror(errno));
 		return NULL;
 	}
-	FILE *f = fopen(path, "w");
+	FILE *f = NULL;
+	int fd = -1;
+	errno = ENAMETOOLONG;
+	if (temp_name(tmp, sizeof tmp, dir, file) == 0) {
+		unlink(tmp);
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+	}
+	if (fd >= 0 && !(f = fdopen(fd, "w"))) {
+		int err = errno;
+		close(fd);
+		unlink(tmp);
+		errno = err;
+	}
 	if (!f)
 		fprintf(stderr, "cannot write %s: %s\n", path, strerror(errno));
 	return f;
@@ -276,13 +298,21 @@ FILE *demo_create(const char *dir, const char *file)
 
 int demo_close(FILE *f, const char *dir, const char *file)
 {
+	char path[4096], tmp[4096];
+	snprintf(path, sizeof path, "%s/%s", dir, file);
+	temp_name(tmp, sizeof tmp, dir, file); /* it fitted in demo_create */
 	bool bad = ferror(f);
 	int err = fflush(f) != 0 ? errno : 0; /* a full disk shows here, or below */
 	if (fclose(f) != 0 && !err)
 		err = errno;
-	if (bad || err)
-		fprintf(stderr, "could not write %s/%s: %s\n", dir, file,
+	/* whole: in the place of the file; else gone, and the file as it was */
+	if (!bad && !err && rename(tmp, path) != 0)
+		err = errno;
+	if (bad || err) {
+		unlink(tmp);
+		fprintf(stderr, "could not write %s: %s\n", path,
 			err ? strerror(err) : "a write failed");
+	}
 	return bad || err ? -1 : 0;
 }
 
@@ -291,7 +321,8 @@ void demo_gp_begin(FILE *gp, const char *name, int w, int h)
 	fprintf(gp,
 		"# %s.gp - draws %s.png from the CSV beside it: gnuplot %s.gp\n"
 		"set terminal pngcairo size %d,%d font 'sans,10'\n"
-		"set output '%s.png'\n"
+		"if (!exists('png')) { png = '%s.png' }\n"
+		"set output png\n"
 		"set datafile separator ','\n"
 		"set datafile columnheaders\n",
 		name, name, name, w, h, name);
@@ -322,17 +353,34 @@ int demo_render(const char *dir, const char *name)
 		       dir, name, name, name, dir);
 		return 0;
 	}
-	char qdir[4200], qgp[600], cmd[5000];
+	/* the picture goes to a temporary (the script's png, set here) that
+	 * takes the place of DIR/name.png when gnuplot has drawn it whole */
+	char qdir[4200], qgp[600], qset[700], cmd[6000], file[600], tmp[4096], png[4096];
 	shell_quote(qdir, sizeof qdir, dir);
 	snprintf(cmd, sizeof cmd, "%s.gp", name);
 	shell_quote(qgp, sizeof qgp, cmd);
-	snprintf(cmd, sizeof cmd, "cd %s && gnuplot %s", qdir, qgp);
+	snprintf(file, sizeof file, "%s.png", name);
+	snprintf(png, sizeof png, "%s/%s", dir, file);
+	if (temp_name(tmp, sizeof tmp, dir, file) != 0) {
+		fprintf(stderr, "could not write %s: %s\n", png, strerror(ENAMETOOLONG));
+		return -1;
+	}
+	snprintf(cmd, sizeof cmd, "png = '%s'", strrchr(tmp, '/') + 1);
+	shell_quote(qset, sizeof qset, cmd);
+	snprintf(cmd, sizeof cmd, "cd %s && gnuplot -e %s %s", qdir, qset, qgp);
 	fflush(NULL);
+	unlink(tmp);
 	int st = system(cmd);
 	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		unlink(tmp);
 		fprintf(stderr, "'%s' failed (status %d)\n", cmd, st);
 		return -1;
 	}
-	printf("picture: %s/%s.png\n", dir, name);
+	if (rename(tmp, png) != 0) {
+		fprintf(stderr, "could not write %s: %s\n", png, strerror(errno));
+		unlink(tmp);
+		return -1;
+	}
+	printf("picture: %s\n", png);
 	return 1;
 }

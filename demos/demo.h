@@ -108,16 +108,21 @@ int demo_make_dir(const char *dir);
  * checked before the work whose results go there. Else prints
  * "prog: --out DIR: <reason>" and exits 1. */
 void demo_prove_out(const char *prog, const char *dir);
-/* fopen(DIR/file, "w"), making DIR (and its parents) first; prints the
- * reason and returns NULL on failure. */
+/* A new file for DIR/file, making DIR (and its parents) first: a temporary
+ * beside it (DIR/.file.tmp.<pid>) until demo_close. Prints the reason and
+ * returns NULL on failure. */
 FILE *demo_create(const char *dir, const char *file);
-/* Closes f; prints the reason and returns -1 if anything failed to write. */
+/* Closes f and puts it in the place of DIR/file; if anything failed to
+ * write, removes it instead (DIR/file stays as it was), prints the reason
+ * and returns -1. */
 int demo_close(FILE *f, const char *dir, const char *file);
 /* The gnuplot preamble every script starts with: a PNG terminal of w x h
- * pixels writing name.png, CSV input with a header line. */
+ * pixels writing name.png (or the file named by the variable png, when it
+ * is set before), CSV input with a header line. */
 void demo_gp_begin(FILE *gp, const char *name, int w, int h);
-/* Runs gnuplot on DIR/name.gp inside DIR, which makes DIR/name.png. 1 made,
- * 0 gnuplot is not installed (says so), -1 gnuplot failed. */
+/* Runs gnuplot on DIR/name.gp inside DIR, which makes DIR/name.png: drawn
+ * into a temporary that replaces it when gnuplot succeeds. 1 made, 0
+ * gnuplot is not installed (says so), -1 gnuplot failed. */
 int demo_render(const char *dir, const char *name);
 
 #endif /* TG_DEMO_H */

@@ -316,8 +316,10 @@ done
 
 # a demo's output that cannot be written (a file size limit of 0 stands in
 # for a full disk) is reported with the reason; stderr goes to a pipe,
-# which the limit does not touch
+# which the limit does not touch. The file written before stays as it was,
+# and no partial one is left beside it.
 mkdir "$dir/full"
+echo "an earlier run" >"$dir/full/valley.csv"
 msg=$( (trap '' XFSZ; ulimit -f 0 && "${TG_BUILD_ROOT}/demos/valley" --quick --out "$dir/full" \
 	2>&1 >/dev/null; echo "exit $?") )
 case "$msg" in
@@ -326,6 +328,11 @@ case "$msg" in
 	echo "FAIL: valley --out onto a full disk: $msg"
 	fails=$((fails + 1)) ;;
 esac
+left=$(cd "$dir/full" && ls -A | tr '\n' ' ')
+if [ "$(cat "$dir/full/valley.csv")" != "an earlier run" ] || [ "$left" != "valley.csv " ]; then
+	echo "FAIL: valley --out onto a full disk left: $left; valley.csv: $(head -c 80 "$dir/full/valley.csv")"
+	fails=$((fails + 1))
+fi
 
 # demos/experiments --quick without --out would put short runs' pictures
 # over the full runs' in demos/pictures: refused before any work
