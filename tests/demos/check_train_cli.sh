@@ -334,6 +334,16 @@ if [ "$(cat "$dir/full/valley.csv")" != "an earlier run" ] || [ "$left" != "vall
 	fails=$((fails + 1))
 fi
 
+# the step log filling up in a later epoch stops the run in that epoch
+msg=$( (trap '' XFSZ; ulimit -f 1 && "$train" --data iris --epochs 50 --quiet \
+	--step-log "$dir/steps" 2>&1 >/dev/null; echo "exit $?") )
+case "$msg" in
+*"training stopped after "*" steps (in epoch "[2-9]"): --step-log $dir/steps: writing the line of step "*": File too large"*"exit 1") ;;
+*)
+	echo "FAIL: train --step-log onto a full disk: $msg"
+	fails=$((fails + 1)) ;;
+esac
+
 # demos/experiments --quick without --out would put short runs' pictures
 # over the full runs' in demos/pictures: refused before any work
 "${TG_SOURCE_ROOT}/demos/experiments" --quick valley >"$dir/stdout" 2>"$out"
