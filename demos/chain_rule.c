@@ -89,12 +89,15 @@ static void shell_quote(char *out, size_t size, const char *s)
 	out[o] = '\0';
 }
 
-/* Writes DIR/name.dot for the graph that produced y, and DIR/name.png. */
+/* Writes DIR/name.dot for the graph that produced y, and DIR/name.png: dot
+ * draws it into DIR/.name.png.tmp.<pid>, which takes the place of the PNG
+ * only when dot succeeds, so a failure leaves no partial picture. */
 static void save_graph(struct run *r, const char *name, const tg_tensor *y)
 {
-	char dot[1024], png[1024];
+	char dot[1024], png[1024], tmp[1100];
 	snprintf(dot, sizeof dot, "%s/%s.dot", r->dir, name);
 	snprintf(png, sizeof png, "%s/%s.png", r->dir, name);
+	snprintf(tmp, sizeof tmp, "%s/.%s.png.tmp.%ld", r->dir, name, (long)getpid());
 	if (tg_write_dot_file(y, dot) != 0) {
 		fprintf(stderr, "chain_rule: cannot write %s: %s\n", dot,
 			tg_error(tg_ctx_of(y)));
@@ -105,13 +108,21 @@ static void save_graph(struct run *r, const char *name, const tg_tensor *y)
 		printf("  graph: %s\n", dot);
 		return;
 	}
-	char qdot[2100], qpng[2100], cmd[4400];
+	char qdot[2100], qtmp[2300], cmd[4600];
 	shell_quote(qdot, sizeof qdot, dot);
-	shell_quote(qpng, sizeof qpng, png);
-	snprintf(cmd, sizeof cmd, "dot -Tpng %s -o %s", qdot, qpng);
+	shell_quote(qtmp, sizeof qtmp, tmp);
+	snprintf(cmd, sizeof cmd, "dot -Tpng %s -o %s", qdot, qtmp);
+	fflush(NULL);
 	int st = system(cmd);
 	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		fprintf(stderr, "chain_rule: '%s' failed (status %d)\n", cmd, st);
+		unlink(tmp);
+		r->files_ok = false;
+		return;
+	}
+	if (rename(tmp, png) != 0) {
+		fprintf(stderr, "chain_rule: cannot write %s: %s\n", png, strerror(errno));
+		unlink(tmp);
 		r->files_ok = false;
 		return;
 	}

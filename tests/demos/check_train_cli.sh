@@ -334,6 +334,22 @@ if [ "$(cat "$dir/full/valley.csv")" != "an earlier run" ] || [ "$left" != "vall
 	fails=$((fails + 1))
 fi
 
+# chain_rule's pictures: dot draws into a temporary that replaces the PNG
+# only when dot succeeds. A dot that fails after writing part of its output
+# leaves the earlier PNG and no partial one.
+mkdir "$dir/bin" "$dir/graphs"
+printf '#!/bin/sh\nfor a; do o=$a; done\nprintf partial >"$o"\nexit 1\n' >"$dir/bin/dot"
+chmod +x "$dir/bin/dot"
+echo "an earlier picture" >"$dir/graphs/apple.png"
+PATH="$dir/bin:$PATH" "${TG_BUILD_ROOT}/demos/chain_rule" --out "$dir/graphs" >/dev/null 2>"$out"
+rc=$?
+left=$(cd "$dir/graphs" && ls -A | grep -v '\.dot$' | tr '\n' ' ')
+if [ "$rc" != 1 ] || [ "$(cat "$dir/graphs/apple.png")" != "an earlier picture" ] ||
+	[ "$left" != "apple.png " ]; then
+	echo "FAIL: chain_rule with a failing dot: exit $rc, left: $left; $(head -n 1 "$out")"
+	fails=$((fails + 1))
+fi
+
 # the step log filling up in a later epoch stops the run in that epoch
 msg=$( (trap '' XFSZ; ulimit -f 1 && "$train" --data iris --epochs 50 --quiet \
 	--step-log "$dir/steps" 2>&1 >/dev/null; echo "exit $?") )
