@@ -1789,7 +1789,10 @@ bool tg_batch_next(tg_batcher *b, tg_dtype dt, tg_batch *out)
 /* ---- standardising -------------------------------------------------------------- */
 
 /* Per-column mean and population standard deviation of a (n, w) array, in
- * double; a constant column gets std 1, so it becomes 0 and stays finite. */
+ * double; a constant column gets std 1, so it becomes 0 and stays finite.
+ * Constant means a spread within rounding of the mean, relative to it: a
+ * column whose numbers are all small (around 1e-14, say) still varies and
+ * is scaled like any other. */
 static void column_stats(const float *a, int64_t n, int64_t w, double *mean, double *std)
 {
 	for (int64_t j = 0; j < w; j++)
@@ -1806,7 +1809,7 @@ static void column_stats(const float *a, int64_t n, int64_t w, double *mean, dou
 		}
 	for (int64_t j = 0; j < w; j++) {
 		std[j] = sqrt(std[j] / (double)n);
-		if (!(std[j] > 1e-12 * (fabs(mean[j]) + 1)))
+		if (!(std[j] > 1e-12 * fabs(mean[j])))
 			std[j] = 1;
 	}
 }

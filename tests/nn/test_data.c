@@ -1951,6 +1951,18 @@ static void the_standardiser_uses_the_training_split_only(void **state)
 	assert_near(mean[1], 7, 1e-12);
 	assert_near(sd[1], 1, 0);
 	assert_near(((const double *)tg_data(st.target_std))[2], 0.5 * sqrt(2.0), 1e-12);
+	/* a column of small numbers varies: it is scaled, not taken for constant */
+	{
+		tg_dataset tiny = { .n = 4, .d = 1, .classes = 1,
+				    .x = (float[]){ -2e-14f, 2e-14f, -2e-14f, 2e-14f },
+				    .y = (int32_t[]){ 0, 0, 0, 0 } };
+		tg_standardiser ts;
+		assert_int_equal(tg_standardiser_fit(ctx, &tiny, false, &ts), 0);
+		assert_near(((const double *)tg_data(ts.std))[0], 2e-14, 1e-20);
+		assert_int_equal(tg_standardiser_apply(ctx, &ts, &tiny), 0);
+		assert_near(tiny.x[0], -1, 1e-6);
+		assert_near(tiny.x[1], 1, 1e-6);
+	}
 	assert_string_equal(tg_name(st.mean), "standardiser.mean");
 	assert_string_equal(tg_name(st.std), "standardiser.std");
 	assert_string_equal(tg_name(st.target_mean), "standardiser.target_mean");
