@@ -1713,6 +1713,24 @@ int tg_batcher_shard(tg_batcher *b, int64_t part, int64_t parts)
 			(long long)parts);
 		return -1;
 	}
+	/* every batch must give each part a row: the full ones and an epoch's
+	 * short last one (found now, not when an epoch reaches it) */
+	const tg_dataset *ds = b->ds;
+	bool replace = b->flags & TG_BATCH_REPLACE;
+	int64_t most = replace || b->batch < ds->n ? b->batch : ds->n;
+	int64_t last = replace || (b->flags & TG_BATCH_DROP_LAST) || b->batch >= ds->n
+			       ? 0
+			       : ds->n % b->batch;
+	int64_t rows = last ? last : most;
+	if (rows < parts) {
+		tg_fail(b->ctx, TG_EARG,
+			"tg_batcher_shard: %s of %lld row%s cannot give each of %lld parts a "
+			"row; choose another batch%s",
+			last ? "the short last batch of an epoch" : "a batch", (long long)rows,
+			rows == 1 ? "" : "s", (long long)parts,
+			last ? " or drop it (TG_BATCH_DROP_LAST)" : "");
+		return -1;
+	}
 	b->part = part;
 	b->parts = parts;
 	return 0;

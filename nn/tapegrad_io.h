@@ -302,7 +302,9 @@ TG_API int64_t tg_batcher_epoch(const tg_batcher *b); /* epochs completed */
 /* Data-parallel training: of each batch of m rows (drawn as before, from
  * the same permutation on every rank) deliver only rows [m part / parts,
  * m (part + 1) / parts), so the parts of one batch are disjoint and cover
- * it. 0 <= part < parts; 0 ok, -1 (TG_EARG). */
+ * it. 0 <= part < parts, and every batch, an epoch's short last one too,
+ * must have at least parts rows: else TG_EARG here, before an epoch starts.
+ * 0 ok, -1. */
 TG_API int tg_batcher_shard(tg_batcher *b, int64_t part, int64_t parts);
 
 /* ---- checkpoints ---------------------------------------------------------- */

@@ -1216,6 +1216,50 @@ static void drop_last_drops_the_short_batch(void **state)
 	tg_dataset_free(&src);
 }
 
+/* Sharded batchers of the same seed cover each epoch once between them, and
+ * a batch too small to give every part a row is refused at tg_batcher_shard,
+ * not when an epoch reaches it. */
+static void shards_of_a_batcher_cover_each_epoch_once(void **state)
+{
+	(void)state;
+	tg_dataset src = numbered(10);
+	int seen[10] = { 0 };
+	for (int64_t part = 0; part < 3; part++) {
+		tg_ctx *ctx = tg_ctx_new(3);
+		tg_batcher *b = tg_batcher_new(ctx, &src, 6, 0); /* batches of 6 and 4 */
+		assert_int_equal(tg_batcher_shard(b, part, 3), 0);
+		tg_batch bt;
+		for (int epoch = 0; epoch < 2; epoch++) {
+			while (tg_batch_next(b, TG_F32, &bt)) {
+				assert_true(bt.n >= 1);
+				for (int64_t i = 0; i < bt.n; i++)
+					seen[bt.idx[i]]++;
+				tg_reset(ctx);
+			}
+			assert_true(tg_ok(ctx));
+		}
+		tg_batcher_free(b);
+		tg_ctx_free(ctx);
+	}
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(seen[i], 2);
+
+	tg_ctx *ctx = tg_ctx_new(3);
+	tg_batcher *b = tg_batcher_new(ctx, &src, 4, 0); /* 4, 4 and 2 */
+	assert_int_equal(tg_batcher_shard(b, 0, 3), -1);
+	assert_error(ctx, TG_EARG, "tg_batcher_shard: the short last batch of an epoch of 2 "
+				   "rows cannot give each of 3 parts a row");
+	tg_clear_error(ctx);
+	tg_batcher_free(b);
+	b = tg_batcher_new(ctx, &src, 4, TG_BATCH_DROP_LAST);
+	assert_int_equal(tg_batcher_shard(b, 2, 3), 0);
+	assert_int_equal(tg_batcher_shard(b, 0, 5), -1);
+	assert_error(ctx, TG_EARG, "a batch of 4 rows cannot give each of 5 parts a row");
+	tg_batcher_free(b);
+	tg_ctx_free(ctx);
+	tg_dataset_free(&src);
+}
+
 /* ---- special files, gzip edges, memory bounds --------------------------------- */
 
 static double seconds_now(void)
@@ -2106,6 +2150,7 @@ int main(void)
 		cmocka_unit_test(batches_with_replacement_draw_valid_rows_deterministically),
 		cmocka_unit_test(shuffled_epochs_deliver_each_sample_exactly_once),
 		cmocka_unit_test(drop_last_drops_the_short_batch),
+		cmocka_unit_test(shards_of_a_batcher_cover_each_epoch_once),
 		cmocka_unit_test(a_fifo_or_a_device_is_refused_at_once),
 		cmocka_unit_test(gzip_edges_are_errors_that_name_the_file_once),
 		cmocka_unit_test(a_dangling_gz_link_is_named_as_such),
