@@ -715,10 +715,16 @@ static bool field_is(field f, const char *name)
 }
 
 /* Parses a field as a number (possibly inf or nan); false if it is not one.
- * A field of any length: the byte after a field is a comma, a blank, a line
- * end or the NUL after the text, none of which continues a number. */
+ * Blanks inside a quoted field's quotes (" 1.5 ") are trimmed as blanks
+ * around an unquoted one are. A field of any length: the byte after a field
+ * is a comma, a blank, a quote, a line end or the NUL after the text, none
+ * of which continues a number. */
 static bool parse_number(field f, double *v)
 {
+	for (; f.quoted && f.s < f.e && is_blank(*f.s); f.s++)
+		;
+	for (; f.quoted && f.e > f.s && is_blank(f.e[-1]); f.e--)
+		;
 	if (f.e == f.s || is_blank(*f.s))
 		return false;
 	char *end;

@@ -133,7 +133,7 @@ TG_API int tg_load_mnist(tg_ctx *ctx, const char *dir, tg_dataset *train, tg_dat
  * target_columns) or by their names in the header line (target_names).
  * Any field, in the header or a data row, may stand in double quotes as in
  * RFC 4180: commas inside are part of it and "" is one quote ("a,b" is the
- * name a,b; "1.5" the number 1.5). A quoted field ends on its line; one
+ * name a,b; "1.5" and " 1.5 " the number 1.5). A quoted field ends on its line; one
  * whose closing quote is missing or followed by more than blanks is an
  * error naming the line and column. When the header was detected, errors
  * say so (a data row with a stray word is taken for a header).

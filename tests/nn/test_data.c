@@ -1870,7 +1870,16 @@ static void csv_quoted_fields_hold_commas_and_escaped_quotes(void **state)
 	assert_int_equal(ds.d, 2);
 	assert_int_equal(ds.y[1], 1);
 	tg_dataset_free(&ds);
+	/* blanks inside the quotes around a number, as around an unquoted one */
+	write_text(p, "x,z,y\n\" 1.5\",\"-2e3 \",\"\t1 \"\n");
+	assert_int_equal(tg_load_csv(ctx, p, NULL, &ds), 0);
+	assert_near(ds.x[0], 1.5, 0);
+	assert_near(ds.x[1], -2000, 0);
+	assert_int_equal(ds.y[0], 1);
+	tg_dataset_free(&ds);
 	tg_ctx_free(ctx);
+	write_text(p, "x,y\n1,0\n\"  \",1\n");
+	expect_csv_error(p, NULL, TG_EFORMAT, "line 3, column 1: \"  \" is not a number");
 	/* quoting gone wrong names the line and column */
 	write_text(p, "x,\"y\n1,0\n");
 	expect_csv_error(p, NULL, TG_EFORMAT, "line 1, column 2: a quoted field with no closing");
