@@ -138,8 +138,8 @@ TG_API int tg_load_mnist(tg_ctx *ctx, const char *dir, tg_dataset *train, tg_dat
  * error naming the line and column. When the header was detected, errors
  * say so (a data row with a stray word is taken for a header).
  *
- *	tg_csv_options o = TG_CSV_DEFAULTS;   // diabetes.csv: 10 features, "target"
- *	o.target_names = (const char *[]){ "target" };
+ *	tg_csv_options o = TG_CSV_DEFAULTS;   // diabetes.csv: 10 features, "progression"
+ *	o.target_names = (const char *[]){ "progression" };
  *	o.ntargets = 1;
  *	o.float_targets = true;
  *	tg_load_csv(ctx, "diabetes.csv", &o, &ds);   // ds.t (442,1), ds.y NULL
