@@ -1885,6 +1885,20 @@ int tg_standardiser_fit(tg_ctx *ctx, const tg_dataset *train, bool targets,
 	return 0;
 }
 
+/* The first value of a (n, w) array that (x - mean) / std takes beyond
+ * single precision (a test value far out on a column of small spread), as
+ * its flat index; -1 when there is none. */
+static int64_t first_overflow(const float *a, int64_t n, int64_t w, const tg_tensor *mean,
+			      const tg_tensor *std)
+{
+	const double *m = tg_data(mean), *s = tg_data(std);
+	for (int64_t i = 0; i < n; i++)
+		for (int64_t j = 0; j < w; j++)
+			if (!isfinite((float)((a[i * w + j] - m[j]) / s[j])))
+				return i * w + j;
+	return -1;
+}
+
 /* (x - mean) / std over every row of a (n, w) array, in place. */
 static void standardise(float *a, int64_t n, int64_t w, const tg_tensor *mean,
 			const tg_tensor *std)
@@ -1949,6 +1963,22 @@ int tg_standardiser_apply(tg_ctx *ctx, const tg_standardiser *s, tg_dataset *ds)
 	if (check_stats(ctx, s->mean, s->std, s->d) ||
 	    (s->tdim && check_stats(ctx, s->target_mean, s->target_std, s->tdim)))
 		return -1;
+	for (int k = 0; k < (s->tdim ? 2 : 1); k++) {
+		const float *a = k ? ds->t : ds->x;
+		int64_t w = k ? ds->tdim : ds->d;
+		int64_t at = first_overflow(a, ds->n, w, k ? s->target_mean : s->mean,
+					    k ? s->target_std : s->std);
+		if (at >= 0) {
+			int64_t j = at % w;
+			tg_fail(ctx, TG_EARG,
+				"tg_standardiser_apply: row %lld, %s %lld: (%g - mean %g) / std %g "
+				"is not finite in single precision",
+				(long long)(at / w), k ? "target" : "feature", (long long)j,
+				(double)a[at], ((const double *)tg_data(k ? s->target_mean : s->mean))[j],
+				((const double *)tg_data(k ? s->target_std : s->std))[j]);
+			return -1;
+		}
+	}
 	standardise(ds->x, ds->n, ds->d, s->mean, s->std);
 	if (s->tdim)
 		standardise(ds->t, ds->n, ds->tdim, s->target_mean, s->target_std);

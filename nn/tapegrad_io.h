@@ -243,8 +243,9 @@ TG_API int tg_standardiser_fit(tg_ctx *ctx, const tg_dataset *train, bool target
 			       tg_standardiser *out);
 /* Standardises ds in place; its widths must be the fitted ones, and the
  * numbers (which a checkpoint may have loaded) f64 of those widths, finite,
- * each std > 0: TG_EARG naming the first that is not, ds unchanged. 0 ok,
- * -1. */
+ * each std > 0: TG_EARG naming the first that is not, ds unchanged; so is
+ * a value the standardising takes beyond single precision (far out on a
+ * column of small spread). 0 ok, -1. */
 TG_API int tg_standardiser_apply(tg_ctx *ctx, const tg_standardiser *s, tg_dataset *ds);
 /* Puts s's tensors (2 or 4) into out (room for 4; may be NULL) and returns
  * how many: what a checkpoint saves beside the model's. */

@@ -2015,6 +2015,15 @@ static void the_standardiser_uses_the_training_split_only(void **state)
 		assert_int_equal(tg_standardiser_apply(ctx, &ts, &tiny), 0);
 		assert_near(tiny.x[0], -1, 1e-6);
 		assert_near(tiny.x[1], 1, 1e-6);
+		/* a value so far out that its standard score overflows: an error,
+		 * the data set unchanged */
+		tg_dataset far = { .n = 2, .d = 1, .classes = 1, .x = (float[]){ 0, 1e30f },
+				   .y = (int32_t[]){ 0, 0 } };
+		assert_int_equal(tg_standardiser_apply(ctx, &ts, &far), -1);
+		assert_error(ctx, TG_EARG, "row 1, feature 0: (1e+30 - mean 0) / std 2e-14 is "
+					   "not finite in single precision");
+		assert_near(far.x[0], 0, 0);
+		tg_clear_error(ctx);
 	}
 	assert_string_equal(tg_name(st.mean), "standardiser.mean");
 	assert_string_equal(tg_name(st.std), "standardiser.std");
