@@ -143,6 +143,7 @@ struct tg_ctx {
 	bool abort_on_error;
 	bool in_backward;
 	bool kept_step_grad; /* a ctx tensor holds a step gradient: tg_reset keeps its values */
+	bool grads_lost;     /* a failed tg_backward marked a gradient lost: backward looks */
 	tg_tensor *touched;  /* leaves the tg_backward under way has given a gradient */
 	struct tg_walk *walk; /* set during a tg_grad_of walk: gradients go there */
 	/* armed by TG_NODE_GRAD_INTO: the next tensor made of its shape and

@@ -822,7 +822,7 @@ static void end_touched(tg_ctx *ctx, const tg_tensor *y)
 			if (failed && !t->grad_before)
 				t->grad = NULL;
 			else if (failed)
-				t->grad_lost = true;
+				t->grad_lost = ctx->grads_lost = true;
 		}
 		ctx->touched = NULL;
 		return;
@@ -830,7 +830,7 @@ static void end_touched(tg_ctx *ctx, const tg_tensor *y)
 	for (tg_tensor *t = ctx->touched; t; t = t->next_touched) {
 		t->touched = false;
 		if (failed && t->grad_changed)
-			t->grad_lost = true;
+			t->grad_lost = ctx->grads_lost = true;
 		else if (failed)
 			t->grad = t->grad_before;
 	}
@@ -892,9 +892,10 @@ int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags)
 			tg_shape_fmt(y->ndim, y->shape, a), tg_shape_fmt(dy->ndim, dy->shape, b));
 		return -1;
 	}
-	/* a lost gradient on the part of the tape the walk goes over */
+	/* a lost gradient on the part of the tape the walk goes over (looked
+	 * for only once a failed walk has marked one) */
 	const tg_tensor *lost = y->grad_lost ? y : NULL;
-	for (const tg_node *n = y->node; n && !lost; n = n->prev)
+	for (const tg_node *n = y->node; ctx->grads_lost && n && !lost; n = n->prev)
 		for (int i = 0; i < n->nin; i++)
 			if (n->in[i]->grad_lost && n->needs[i])
 				lost = n->in[i];
