@@ -247,24 +247,42 @@ int tg_parallel_parts(const tg_ctx *ctx, size_t n, size_t min)
 	return (int)(most < want ? most : want);
 }
 
+/* The parts of a loop one after another on the calling thread, cut as the
+ * pool cuts them: a loop whose parts do sums of their own (a product's
+ * bands, engine/gemm.c) gives the same bits whether the pool ran it or
+ * another thread's loop held the pool. */
+static void run_alone(size_t n, size_t align, unsigned parts, tg_range_fn fn, void *arg)
+{
+	for (unsigned p = 0; p < parts; p++) {
+		size_t lo = bound(n, align, p, parts), hi = bound(n, align, p + 1, parts);
+		if (lo < hi)
+			fn(arg, lo, hi);
+	}
+}
+
 void tg_parallel_for(const tg_ctx *ctx, size_t n, size_t min, size_t align, tg_range_fn fn,
 		     void *arg)
 {
 	int parts = tg_parallel_parts(ctx, n, min);
-	if (parts <= 1 || pthread_mutex_trylock(&pool.submit)) {
+	align = align ? align : 1;
+	if (parts <= 1) {
 		fn(arg, 0, n);
+		return;
+	}
+	if (pthread_mutex_trylock(&pool.submit)) {
+		run_alone(n, align, (unsigned)parts, fn, arg);
 		return;
 	}
 	grow(ctx->threads - 1 < MAX_WORKERS ? ctx->threads - 1 : MAX_WORKERS);
 	if (!pool.nworkers) {
 		pthread_mutex_unlock(&pool.submit);
-		fn(arg, 0, n);
+		run_alone(n, align, (unsigned)parts, fn, arg);
 		return;
 	}
 	pool.fn = fn;
 	pool.arg = arg;
 	pool.n = n;
-	pool.align = align ? align : 1;
+	pool.align = align;
 	int threads = ctx->threads < MAX_WORKERS + 1 ? ctx->threads : MAX_WORKERS + 1;
 	uint32_t gen = post((unsigned)threads, (unsigned)parts);
 	unsigned mine = claim(gen, 0);

@@ -32,7 +32,8 @@ enum { TG_PAR_MIN = 32768, TG_PAR_MIN_MATH = 8192 };
  * at once on the pool. A loop whose result at i depends on i alone gives
  * the same bits either way. Returns when every part is done. When the
  * pool is busy with another thread's loop, or cannot start, the caller
- * runs all of [0, n) itself. */
+ * runs the same parts itself, one after another, so that a result never
+ * depends on what other threads were doing. */
 void tg_parallel_for(const struct tg_ctx *ctx, size_t n, size_t min, size_t align,
 		     tg_range_fn fn, void *arg);
 

@@ -111,7 +111,9 @@ TG_API void tg_set_abort_on_error(tg_ctx *ctx, bool on); /* for debuggers */
  * one thread) may differ in the last place. Every product sets OpenBLAS's
  * one process-wide thread count to 1, so contexts used from several
  * threads at once never change each other's setting; the pool serves one loop at a time and another
- * thread's loop runs on its caller alone meanwhile. */
+ * thread's loop runs on its caller alone meanwhile, cut as the pool would
+ * cut it: a context's results are the same bits whatever other contexts
+ * do at the same time. */
 TG_API void tg_set_threads(tg_ctx *ctx, int n); /* n above TG_MAX_THREADS counts as it */
 TG_API int tg_threads(const tg_ctx *ctx);
 enum { TG_MAX_THREADS = 64 };
