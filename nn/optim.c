@@ -346,7 +346,7 @@ static void update_part(void *arg, size_t lo, size_t hi)
 }
 
 /* sum over elements of ((grad + wd p) k)^2, in double; k = 1 but where the
- * squares overflow */
+ * squares overflow (global_norm) */
 static double sum_sq(const tg_tensor *p, const tg_tensor *g, double wd, double k)
 {
 	size_t n = tg_numel(p);
@@ -368,50 +368,27 @@ static double sum_sq(const tg_tensor *p, const tg_tensor *g, double wd, double k
 	return s;
 }
 
-/* The largest |grad + wd p| */
-static double max_abs(const tg_tensor *p, const tg_tensor *g, double wd)
-{
-	size_t n = tg_numel(p);
-	double m = 0;
-	for (size_t i = 0; i < n; i++) {
-		double x = tg_dtype_of(p) == TG_F64
-				   ? ((const double *)tg_data(g))[i] + wd * ((const double *)tg_data(p))[i]
-				   : (double)(((const float *)tg_data(g))[i] +
-					      (float)wd * ((const float *)tg_data(p))[i]);
-		m = fmax(m, fabs(x));
-	}
-	return m;
-}
-
-/* The global norm of the gradients present, each plus wd p. Where the sum
- * of squares overflows (f64 gradients past about 1e154) though every
- * element is finite, the sum is taken again of the elements scaled by the
- * largest, so that clipping still scales by a finite norm. */
-static double global_norm(const tg_optim *o)
+/* The sum of squares over the gradients present, each plus wd p, times k. */
+static double sum_sq_all(const tg_optim *o, double k)
 {
 	double total = 0;
 	for (size_t i = 0; i < o->n; i++) {
 		tg_tensor *g = tg_grad(o->p[i]);
 		if (g)
-			total += sum_sq(o->p[i], g, o->decay[i] ? o->o.weight_decay : 0, 1);
+			total += sum_sq(o->p[i], g, o->decay[i] ? o->o.weight_decay : 0, k);
 	}
-	if (!isinf(total))
-		return sqrt(total);
-	double m = 0;
-	for (size_t i = 0; i < o->n; i++) {
-		tg_tensor *g = tg_grad(o->p[i]);
-		if (g)
-			m = fmax(m, max_abs(o->p[i], g, o->decay[i] ? o->o.weight_decay : 0));
-	}
-	if (!isfinite(m))
-		return total;
-	total = 0;
-	for (size_t i = 0; i < o->n; i++) {
-		tg_tensor *g = tg_grad(o->p[i]);
-		if (g)
-			total += sum_sq(o->p[i], g, o->decay[i] ? o->o.weight_decay : 0, 1 / m);
-	}
-	return m * sqrt(total);
+	return total;
+}
+
+/* The global norm of the gradients present, each plus wd p. Where the sum
+ * of squares overflows (f64 gradients past about 1e154), the sum is taken
+ * again of the elements scaled by 2^-600 (exact; what underflows there is
+ * nothing beside what overflowed), so that clipping still scales by a
+ * finite norm; an infinite element keeps it infinite. */
+static double global_norm(const tg_optim *o)
+{
+	double total = sum_sq_all(o, 1);
+	return isinf(total) ? 0x1p600 * sqrt(sum_sq_all(o, 0x1p-600)) : sqrt(total);
 }
 
 /* Whether the norm involves the parameters, which the step changes. */
