@@ -380,6 +380,15 @@ static void leave_eval(tg_module *m, bool *on)
 	free(on);
 }
 
+/* "d1,d2,..": axes 1 to n - 1 of a batch shape s, a sample's */
+static const char *sample_str(const int64_t *s, int n, char *buf, size_t size)
+{
+	buf[0] = '\0';
+	for (int i = 1, o = 0; i < n && o < (int)size; i++)
+		o += snprintf(buf + o, size - (size_t)o, i > 1 ? ",%lld" : "%lld", (long long)s[i]);
+	return buf;
+}
+
 /* A set evaluated beside train (which) must hold samples of train's width
  * (and shape, when both are shaped: flat rows beside images suit a model
  * that flattens them) and as many targets each, or the model that trains
@@ -394,17 +403,11 @@ static int check_like(tg_ctx *ctx, const char *who, const tg_dataset *train,
 	for (int i = 1; same && train->ndim && ds->ndim && (na != nb || i < na); i++)
 		same = na == nb && a[i] == b[i];
 	if (!same) {
-		char sa[96] = "", sb[96] = "";
-		for (int i = 1, o = 0; i < na && o < (int)sizeof sa; i++)
-			o += snprintf(sa + o, sizeof sa - (size_t)o, i > 1 ? ",%lld" : "%lld",
-				      (long long)a[i]);
-		for (int i = 1, o = 0; i < nb && o < (int)sizeof sb; i++)
-			o += snprintf(sb + o, sizeof sb - (size_t)o, i > 1 ? ",%lld" : "%lld",
-				      (long long)b[i]);
+		char sa[96], sb[96];
 		tg_fail(ctx, TG_ESHAPE,
 			"%s: the %s set's samples are (%s), the train set's (%s): the model takes "
 			"one shape",
-			who, which, sb, sa);
+			who, which, sample_str(b, nb, sb, sizeof sb), sample_str(a, na, sa, sizeof sa));
 		return -1;
 	}
 	if (train->t && ds->t && train->tdim != ds->tdim) {
