@@ -60,6 +60,9 @@ void *tg_arena_grow(tg_ctx *ctx, size_t size)
 {
 	tg_arena *a = &ctx->arena;
 	size_t want = size ? size : 1;
+	if (want > SIZE_MAX - TG_BLOCK_HEAD - 2 * (size_t)TG_LINE)
+		return tg_fail(ctx, TG_ENOMEM, "out of memory: %zu bytes of step memory asked for",
+			       want);
 	size = align_up(want);
 	tg_block *b = a->cur;
 	while (b && b->used + tg_arena_pad(b->used, want) + size > b->size) {

@@ -224,8 +224,8 @@ static inline void *tg_arena_alloc_fast(tg_ctx *ctx, size_t size)
 {
 	tg_arena *a = &ctx->arena;
 	tg_block *b = a->cur;
-	if (!b || a->limit)
-		return NULL;
+	if (!b || a->limit || size > b->size)
+		return NULL; /* (a size near SIZE_MAX would round to 0 below) */
 	size_t pad = tg_arena_pad(b->used, size);
 	size_t n = pad + ((size + TG_ARENA_ALIGN - 1) & ~(size_t)(TG_ARENA_ALIGN - 1));
 	if (n - 1 >= b->size - b->used)

@@ -237,6 +237,24 @@ static void scratch_whose_size_overflows_is_enomem_not_a_small_block(void **stat
 	tg_ctx_free(ctx);
 }
 
+/* Step memory of a size near SIZE_MAX is refused: rounded up to the
+ * arena's alignment it would wrap round to a few bytes. */
+static void a_size_near_size_max_is_enomem_not_a_wrapped_block(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	/* a current block with room, its cursor off a line: a padded size */
+	assert_non_null(tg_arena_alloc(ctx, 16));
+	for (size_t back = 1; back <= 64; back++) {
+		assert_null(tg_arena_alloc(ctx, SIZE_MAX - back + 1));
+		assert_error(ctx, TG_ENOMEM, "out of memory");
+		tg_clear_error(ctx);
+	}
+	assert_non_null(tg_arena_alloc(ctx, 64));
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
 static void a_failed_allocation_is_enomem_and_the_context_recovers(void **state)
 {
 	(void)state;
@@ -328,6 +346,7 @@ int main(void)
 		cmocka_unit_test(a_failed_backward_leaves_no_gradient_half_accumulated),
 		cmocka_unit_test(a_gradient_left_partly_accumulated_is_refused_until_zero_grad),
 		cmocka_unit_test(scratch_whose_size_overflows_is_enomem_not_a_small_block),
+		cmocka_unit_test(a_size_near_size_max_is_enomem_not_a_wrapped_block),
 		cmocka_unit_test(a_failed_allocation_is_enomem_and_the_context_recovers),
 		cmocka_unit_test(large_tensors_start_on_a_cache_line),
 	};
