@@ -13,6 +13,7 @@
  */
 #include "tapegrad.h"
 #include "tapegrad_io.h"
+#include "c_locale.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -728,7 +729,7 @@ static bool parse_number(field f, double *v)
 	if (f.e == f.s || is_blank(*f.s))
 		return false;
 	char *end;
-	*v = strtod(f.s, &end);
+	*v = tg_c_strtod(f.s, &end);
 	return end == f.e;
 }
 

@@ -8,6 +8,7 @@
  */
 #include "tapegrad.h"
 #include "tapegrad_nn.h"
+#include "c_locale.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -41,7 +42,7 @@ int tg_init_parse(tg_ctx *ctx, const char *s, tg_init *out)
 	}
 	if (!strncmp(s, "std:", 4)) {
 		char *end;
-		double v = strtod(s + 4, &end);
+		double v = tg_c_strtod(s + 4, &end);
 		if (end == s + 4 || *end || !(v > 0) || !isfinite(v)) {
 			tg_fail(ctx, TG_EARG,
 				"tg_init_parse: \"%s\": the std after \"std:\" must be a positive "
@@ -71,7 +72,7 @@ char *tg_init_str(tg_init init, char *buf, size_t size)
 		return buf;
 	switch (init.kind) {
 	case TG_INIT_STD:
-		snprintf(buf, size, "std:%g", init.std);
+		tg_c_snprintf(buf, size, "std:%g", init.std);
 		break;
 	case TG_INIT_LECUN:
 		snprintf(buf, size, "lecun");

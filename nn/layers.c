@@ -12,6 +12,7 @@
 #include "tapegrad.h"
 #include "tapegrad_nn.h"
 #include "bn_running.h"
+#include "c_locale.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -129,7 +130,7 @@ int tg_act_parse(tg_ctx *ctx, const char *s, tg_act *out)
 		tg_act a = {act_names[i].kind, act_names[i].alpha};
 		if (colon) {
 			char *end;
-			a.alpha = strtod(colon + 1, &end);
+			a.alpha = tg_c_strtod(colon + 1, &end);
 			bool has_alpha = a.kind == TG_ACT_LEAKY_RELU || a.kind == TG_ACT_ELU;
 			if (!has_alpha || end == colon + 1 || *end || !isfinite(a.alpha)) {
 				tg_fail(ctx, TG_EARG, "tg_act_parse: \"%s\": %s", s,
@@ -152,8 +153,8 @@ int tg_act_parse(tg_ctx *ctx, const char *s, tg_act *out)
 static const char *num_str(double v, char *buf, size_t size)
 {
 	for (int digits = 15; digits <= 17; digits++) {
-		snprintf(buf, size, "%.*g", digits, v);
-		if (strtod(buf, NULL) == v)
+		tg_c_snprintf(buf, size, "%.*g", digits, v);
+		if (tg_c_strtod(buf, NULL) == v)
 			break;
 	}
 	return buf;

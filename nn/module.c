@@ -10,6 +10,7 @@
 #include "tapegrad.h"
 #include "tapegrad_nn.h"
 #include "bn_running.h"
+#include "c_locale.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -547,7 +548,7 @@ static bool num_word(tg_ctx *ctx, const piece *p, int i, double def, double *out
 		return true;
 	}
 	char *end;
-	double v = strtod(p->word[i], &end);
+	double v = tg_c_strtod(p->word[i], &end);
 	if (end == p->word[i] || *end || !isfinite(v)) {
 		char why[96];
 		snprintf(why, sizeof why, "\"%s\" is not a number", p->word[i]);

@@ -10,6 +10,7 @@
  */
 #include "tapegrad.h"
 #include "tapegrad_train.h"
+#include "c_locale.h"
 
 #include <errno.h>
 #include <math.h>
@@ -173,7 +174,7 @@ static bool num(const char *s, double *out)
 {
 	char *end;
 	errno = 0;
-	double v = strtod(s, &end);
+	double v = tg_c_strtod(s, &end);
 	/* a number too small for a normal double (ERANGE, |v| below DBL_MIN) is
 	 * still that number; one too large is infinite */
 	if (!*s || *end || (errno && !(errno == ERANGE && fabs(v) < 1)) || !isfinite(v))

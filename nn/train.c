@@ -17,6 +17,7 @@
 #include "tapegrad_dist.h"
 #include "dist_hooks.h"
 #include "optim_opts.h"
+#include "c_locale.h"
 
 #include <errno.h>
 #include <math.h>
@@ -614,12 +615,12 @@ void tg_confusion_print(FILE *f, const int64_t *confusion, int k, const char *co
 		for (int j = 0; j < k; j++)
 			fprintf(f, "%*lld", col_w, (long long)confusion[(int64_t)i * k + j]);
 		if (row)
-			fprintf(f, "  %.3f\n", (double)confusion[(int64_t)i * k + i] / (double)row);
+			tg_c_fprintf(f, "  %.3f\n", (double)confusion[(int64_t)i * k + i] / (double)row);
 		else
 			fprintf(f, "  -\n");
 	}
 	if (total)
-		fprintf(f, "accuracy %.4f (%lld of %lld)\n", (double)right / (double)total,
+		tg_c_fprintf(f, "accuracy %.4f (%lld of %lld)\n", (double)right / (double)total,
 			(long long)right, (long long)total);
 }
 
@@ -693,7 +694,7 @@ static void show_progress(run *r, int64_t epoch, int64_t it)
 	double loss = r->tr.seen ? r->tr.loss_sum / (double)r->tr.seen : NAN;
 	const char *lead = r->progress == TG_PROGRESS_TTY ? "\r\033[K" : "";
 	const char *tail = r->progress == TG_PROGRESS_TTY ? "" : "\n";
-	fprintf(stderr, "%sepoch %lld/%lld  iter %lld/%lld  loss %.4f  %.0f it/s  ETA %ld:%02ld%s",
+	tg_c_fprintf(stderr, "%sepoch %lld/%lld  iter %lld/%lld  loss %.4f  %.0f it/s  ETA %ld:%02ld%s",
 		lead, (long long)epoch, (long long)r->epochs, (long long)it, (long long)r->total,
 		loss, rate, eta_s / 60, eta_s % 60, tail);
 	fflush(stderr);
@@ -771,7 +772,7 @@ static int log_resume(run *r)
 		const char *c = end;
 		for (int field = 1; c && field < 6; field++)
 			c = strchr(c + 1, ',');
-		double sec = c ? strtod(c + 1, NULL) : 0;
+		double sec = c ? tg_c_strtod(c + 1, NULL) : 0;
 		r->log_t0 = isfinite(sec) && sec > 0 ? sec : 0;
 	}
 	free(line);
@@ -823,7 +824,7 @@ static void log_field(FILE *f, double v, const char *sep)
 	if (isnan(v))
 		fprintf(f, "%s", sep);
 	else
-		fprintf(f, "%.9g%s", v, sep);
+		tg_c_fprintf(f, "%.9g%s", v, sep);
 }
 
 /* The epoch's row, written through: a row that cannot be written (a full
@@ -839,7 +840,7 @@ static int log_row(run *r, const tg_metrics *mt)
 	log_field(f, mt->train_acc, ",");
 	log_field(f, mt->test_loss, ",");
 	log_field(f, mt->test_acc, ",");
-	fprintf(f, "%.3f,", r->log_t0 + mt->seconds);
+	tg_c_fprintf(f, "%.3f,", r->log_t0 + mt->seconds);
 	log_field(f, mt->val_loss, ",");
 	log_field(f, mt->val_acc, ",");
 	const double v[] = { mt->train_mse, mt->train_rmse, mt->train_r2, mt->val_mse, mt->val_rmse,
@@ -990,9 +991,9 @@ static void print_scores(FILE *f, const char *which, bool regression, double los
 			 double r2)
 {
 	if (regression)
-		fprintf(f, "  %s loss %.4f R2 %.4f", which, loss, r2);
+		tg_c_fprintf(f, "  %s loss %.4f R2 %.4f", which, loss, r2);
 	else
-		fprintf(f, "  %s loss %.4f acc %.4f", which, loss, acc);
+		tg_c_fprintf(f, "  %s loss %.4f acc %.4f", which, loss, acc);
 }
 
 static int end_epoch(run *r, tg_metrics *mt)
@@ -1041,7 +1042,7 @@ static int end_epoch(run *r, tg_metrics *mt)
 			print_scores(f, "val", reg, mt->val_loss, mt->val_acc, mt->val_r2);
 		if (r->test)
 			print_scores(f, "test", reg, mt->test_loss, mt->test_acc, mt->test_r2);
-		fprintf(f, "  %.1f s\n", mt->seconds);
+		tg_c_fprintf(f, "  %.1f s\n", mt->seconds);
 		fflush(f);
 	}
 	return 0;
@@ -1150,7 +1151,7 @@ static bool out_of_patience(run *r, tg_metrics *mt)
 		return false;
 	mt->stopped_early = true;
 	if (r->opts.out) {
-		fprintf(r->opts.out,
+		tg_c_fprintf(r->opts.out,
 			"early stop: the validation loss has not improved for %lld epoch%s (best "
 			"%.4f at epoch %lld)\n",
 			(long long)(mt->epoch - r->best_epoch),
