@@ -243,8 +243,14 @@ tg_dist *tg_dist_new(tg_ctx *ctx, int *argc, char ***argv, const tg_dist_opts *o
 	if (o.bucket_bytes < 1 || !(o.timeout > 0))
 		return tg_fail(ctx, TG_EARG, "tg_dist_new: bucket_bytes %zu and timeout %g s must be "
 			       "positive", o.bucket_bytes, o.timeout);
-	int up = 0;
+	int up = 0, done = 0;
 	MPI_Initialized(&up);
+	MPI_Finalized(&done);
+	if (done) /* any MPI call now would abort the process */
+		return tg_fail(ctx, TG_EARG,
+			       "tg_dist_new: MPI has been finalised (tg_dist_free of the tg_dist "
+			       "that started it) and cannot start again in this process; keep "
+			       "one tg_dist for the whole run");
 	if (!up && MPI_Init(argc, argv) != MPI_SUCCESS)
 		return tg_fail(ctx, TG_EIO, "tg_dist_new: MPI_Init failed");
 	tg_dist *d = calloc(1, sizeof *d);
@@ -465,6 +471,10 @@ int tg_dist_broadcast(tg_dist *d, tg_tensor *const *t, size_t n)
 {
 	if (!usable(d))
 		return -1;
+	if (!t && n > 0) {
+		tg_fail(d->ctx, TG_ENULL, "tg_dist_broadcast: t is NULL (n = %zu)", n);
+		return -1;
+	}
 	for (size_t i = 0; i < n; i++)
 		if (!t[i]) {
 			tg_fail(d->ctx, TG_ENULL, "tg_dist_broadcast: tensor %zu is NULL", i);
@@ -530,6 +540,10 @@ int tg_dist_sum(tg_dist *d, double *v, size_t n)
 {
 	if (!usable(d))
 		return -1;
+	if (!v && n > 0) {
+		tg_fail(d->ctx, TG_ENULL, "tg_dist_sum: v is NULL (n = %zu)", n);
+		return -1;
+	}
 	return allreduce_wait(d, MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, "a sum over the ranks");
 }
 
@@ -863,6 +877,11 @@ int tg_dist_attach(tg_dist *d, tg_module *m)
 		tg_fail(d->ctx, TG_EARG, "tg_dist_attach: a model is attached already");
 		return -1;
 	}
+	if (m->ctx != d->ctx) { /* its gradients would never reach the buckets */
+		tg_fail(d->ctx, TG_ECTX,
+			"tg_dist_attach: the module belongs to another context than the tg_dist");
+		return -1;
+	}
 	size_t np = tg_module_params(m, NULL, 0), nt = tg_module_tensors(m, NULL, 0);
 	tg_tensor **all = calloc(nt ? nt : 1, sizeof *all);
 	if (!all) {
@@ -928,6 +947,10 @@ int tg_dist_loss(tg_dist *d, double loss, int64_t n, bool failed, double *global
 {
 	if (!d || d->broken)
 		return -1;
+	if (!global || !seed) {
+		tg_fail(d->ctx, TG_ENULL, "tg_dist_loss: %s is NULL", !global ? "global" : "seed");
+		return -1;
+	}
 	/* the rows and the lowest rank that failed: the collective of a
 	 * synchronised batch norm's count, which met this one on the ranks
 	 * where a batch-norm layer waited for a rank that failed before it
@@ -977,6 +1000,10 @@ int tg_dist_step_end(tg_dist *d, bool failed)
 {
 	if (!d || d->broken)
 		return -1;
+	if (!d->model) { /* no buckets to carry the gradients */
+		tg_fail(d->ctx, TG_EARG, "tg_dist_step_end: no model is attached (tg_dist_attach)");
+		return -1;
+	}
 	double t = now();
 	d->t_backward_end = t;
 	/* a forward that all-reduced (synchronised batch norm) has a backward
@@ -1140,6 +1167,11 @@ int tg_dist_sync_bn(tg_dist *d, tg_module *m)
 		return -1;
 	if (!m) {
 		tg_fail(d->ctx, TG_ENULL, "tg_dist_sync_bn: the module is NULL");
+		return -1;
+	}
+	if (m->ctx != d->ctx) {
+		tg_fail(d->ctx, TG_ECTX,
+			"tg_dist_sync_bn: the module belongs to another context than the tg_dist");
 		return -1;
 	}
 	return convert_bn(d, m);

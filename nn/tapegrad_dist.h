@@ -81,8 +81,9 @@ TG_API bool tg_dist_available(void);
 
 /* Joins the job: MPI_Init (argc, argv may be NULL) unless MPI is up
  * already, a communicator of its own with MPI_ERRORS_RETURN. opts NULL: the
- * defaults. NULL and TG_EARG when the build has no MPI or the options are
- * bad; TG_EIO when MPI fails to start. malloc'd */
+ * defaults. NULL and TG_EARG when the build has no MPI, the options are
+ * bad or MPI was finalised (by tg_dist_free: MPI starts once a process);
+ * TG_EIO when MPI fails to start. malloc'd */
 TG_API tg_dist *tg_dist_new(tg_ctx *ctx, int *argc, char ***argv, const tg_dist_opts *opts);
 /* MPI_Finalize when tg_dist_new started MPI; MPI_Abort after an error
  * in a collective (a peer may be gone), or while the context holds an
@@ -94,9 +95,10 @@ TG_API int tg_dist_size(const tg_dist *d);  /* ranks; 1 for NULL */
 
 /* Takes part in m's training: broadcasts rank 0's parameters and buffers
  * (batch-norm statistics) to every rank, packs the gradients into buckets
- * and hooks the reverse walk (tg_set_grad_ready). Once per tg_dist. 0 ok,
- * -1; TG_ESHAPE on every rank when the ranks' models differ in their
- * tensors' number, dtypes or shapes, naming the first that does. */
+ * and hooks the reverse walk (tg_set_grad_ready). Once per tg_dist, with
+ * a module of d's context (else TG_ECTX). 0 ok, -1; TG_ESHAPE on every
+ * rank when the ranks' models differ in their tensors' number, dtypes or
+ * shapes, naming the first that does. */
 TG_API int tg_dist_attach(tg_dist *d, tg_module *m);
 /* Batch norm with the global batch's statistics: every "bn" module below
  * m (attached or not) then all-reduces its batch's sum and squared

@@ -12,6 +12,8 @@
  *  - a step that fails on one rank stops both, naming that rank, also
  *    when it fails before a synchronised batch norm;
  *  - tg_dist_sum, tg_dist_agree, tg_dist_broadcast (of index tensors too);
+ *  - NULL arrays, no model attached, a module of another context, MPI
+ *    started again after tg_dist_free: errors, not crashes;
  *  - ranks whose models or tg_fit runs differ, or one that fails at an
  *    epoch's end, fail together, saying how.
  * Prints every value it compares; exits 1 on any difference.
@@ -195,6 +197,52 @@ static void failure_at_allreduce(const tg_dist_opts *o)
 	check("... and a sum afterwards (1 + 2)", v, 3, 0);
 	tg_mlp_free(net);
 	tg_dist_free(d);
+	tg_ctx_free(c);
+}
+
+/* Calls a user can get wrong, the same on every rank: NULL arrays and
+ * outputs, tg_dist_step_end with no model attached, a module of another
+ * context. Each is an error naming what is wrong, not a crash, and the
+ * ranks stay in step (a sum afterwards is right). */
+static void misuse(const tg_dist_opts *o)
+{
+	tg_ctx *c = tg_ctx_new(1), *other = tg_ctx_new(1);
+	tg_dist *d = tg_dist_new(c, NULL, NULL, o);
+	double global, seed;
+	check("tg_dist_sum(d, NULL, 3)", tg_dist_sum(d, NULL, 3), -1, 0);
+	check("... says so", says(c, "tg_dist_sum: v is NULL (n = 3)"), 1, 0);
+	tg_clear_error(c);
+	check("tg_dist_broadcast(d, NULL, 2)", tg_dist_broadcast(d, NULL, 2), -1, 0);
+	check("... says so", says(c, "tg_dist_broadcast: t is NULL (n = 2)"), 1, 0);
+	tg_clear_error(c);
+	check("tg_dist_sum(d, NULL, 0)", tg_dist_sum(d, NULL, 0), 0, 0);
+	check("tg_dist_broadcast(d, NULL, 0)", tg_dist_broadcast(d, NULL, 0), 0, 0);
+	check("tg_dist_loss with global NULL", tg_dist_loss(d, 1.0, 3, false, NULL, &seed), -1,
+	      0);
+	check("... says so", says(c, "tg_dist_loss: global is NULL"), 1, 0);
+	tg_clear_error(c);
+	check("tg_dist_step_end with no model attached", tg_dist_step_end(d, false), -1, 0);
+	check("... says so", says(c, "tg_dist_step_end: no model is attached"), 1, 0);
+	tg_clear_error(c);
+	tg_mlp_opts mo = tg_mlp_defaults();
+	tg_mlp *net = tg_mlp_new(other, "2-2", &mo);
+	check("tg_dist_attach of another context's module",
+	      tg_dist_attach(d, tg_mlp_module(net)), -1, 0);
+	check("... says so", says(c, "tg_dist_attach: the module belongs to another context"), 1,
+	      0);
+	tg_clear_error(c);
+	check("tg_dist_sync_bn of another context's module",
+	      tg_dist_sync_bn(d, tg_mlp_module(net)), -1, 0);
+	check("... says so", says(c, "tg_dist_sync_bn: the module belongs to another context"),
+	      1, 0);
+	tg_clear_error(c);
+	double v = rank + 1;
+	tg_dist_sum(d, &v, 1);
+	check("... and a sum afterwards (1 + 2)", v, 3, 0);
+	(void)global;
+	tg_mlp_free(net);
+	tg_dist_free(d);
+	tg_ctx_free(other);
 	tg_ctx_free(c);
 }
 
@@ -521,10 +569,14 @@ int main(int argc, char **argv)
 	failure_at_allreduce(&o);
 	unequal_tensors(&o);
 	parameter_used_on_one_rank(&o);
+	misuse(&o);
 	tg_mlp_free(net);
 	tg_mlp_free(one);
 	tg_ctx_free(ref);
-	tg_dist_free(d);
+	tg_dist_free(d); /* MPI_Finalize: this tg_dist started MPI */
+	/* MPI cannot start again: an error, not MPI's abort of the process */
+	check("tg_dist_new after MPI_Finalize", tg_dist_new(ctx, NULL, NULL, &o) == NULL, 1, 0);
+	check("... says so", says(ctx, "tg_dist_new: MPI has been finalised"), 1, 0);
 	tg_ctx_free(ctx);
 	if (rank == 0)
 		printf("%s\n", fails ? "FAILED" : "all checks passed");
