@@ -211,11 +211,16 @@ static int same_run(tg_dist *d, const char *who, bool failed, const double *v,
 		    const char *const *names, size_t n);
 static int epoch_end(tg_dist *d, const char *who, bool failed, bool go);
 
+static const tg_module *attached(const tg_dist *d)
+{
+	return d ? d->model : NULL;
+}
+
 static const tg_dist_hooks hooks = {
 	.rank = tg_dist_rank, .size = tg_dist_size, .step_begin = tg_dist_step_begin,
 	.loss = tg_dist_loss, .step_end = tg_dist_step_end, .sum = tg_dist_sum,
 	.epoch_end = epoch_end, .sync_rng = tg_dist_sync_rng, .fork_rng = tg_dist_fork_rng,
-	.sync_buffers = tg_dist_sync_buffers, .same_run = same_run,
+	.sync_buffers = tg_dist_sync_buffers, .same_run = same_run, .model = attached,
 };
 
 /* MPI_LONG_INT pairs {rows, rank}: the rows summed, the lowest rank kept */

@@ -30,6 +30,8 @@ typedef struct tg_dist_hooks {
 	 * the lowest rank that failed or the first of names that differs. */
 	int (*same_run)(tg_dist *d, const char *who, bool failed, const double *v,
 			const char *const *names, size_t n);
+	/* The module tg_dist_attach took; NULL: none. */
+	const tg_module *(*model)(const tg_dist *d);
 } tg_dist_hooks;
 
 /* At most elems (1 .. INT_MAX, the default) elements per MPI call; a

@@ -1245,6 +1245,18 @@ static uint64_t checksum(uint64_t h, const void *p, size_t bytes)
 	return h;
 }
 
+/* A checksum of the values of t[0..n), on from h. */
+static uint64_t checksum_tensors(uint64_t h, tg_tensor *const *t, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		tg_dtype dt = tg_dtype_of(t[i]);
+		const void *p = tg_data(t[i]);
+		if (p)
+			h = checksum(h, p, tg_numel(t[i]) * (dt == TG_F64 || dt == TG_I64 ? 8 : 4));
+	}
+	return h;
+}
+
 /* Under dist, before the loop: every rank set up its run (failed: this one
  * did not), and with the same options, data shapes and optimizer as rank
  * 0's; else every rank fails, the others naming the rank that differs, as
@@ -1267,6 +1279,8 @@ static int same_run(run *r, const tg_dist_hooks *dh, bool failed)
 		"the schedule's min_lr", "the schedule's factor", "the schedule's patience",
 		"the schedule's threshold", "the schedule's epoch", "the schedule's lr",
 		"the schedule's best", "the schedule's bad_epochs",
+		"the model's parameters (a checksum; a rank changed them after tg_dist_attach)",
+		"the optimizer's state (a checksum)",
 	};
 	const tg_train_opts *o = &r->opts;
 	r->told = true;
@@ -1283,6 +1297,20 @@ static int same_run(run *r, const tg_dist_hooks *dh, bool failed)
 	uint64_t h = checksum(0, t->x, (size_t)(t->n * t->d) * sizeof *t->x);
 	h = t->y ? checksum(h, t->y, (size_t)t->n * sizeof *t->y) : h;
 	h = t->t ? checksum(h, t->t, (size_t)(t->n * t->tdim) * sizeof *t->t) : h;
+	/* tg_dist_attach made the parameters rank 0's; one changed since on one
+	 * rank (a checkpoint loaded there alone), or optimizer state that
+	 * differs, would train the ranks apart without a word */
+	size_t np = tg_module_params(r->m, NULL, 0), ns = 0;
+	tg_tensor **p = malloc((np ? np : 1) * sizeof *p);
+	if (!p) {
+		tg_fail(r->ctx, TG_ENOMEM, "%s: out of memory", r->who);
+		return dh->same_run(o->dist, r->who, true, NULL, names, 0);
+	}
+	tg_module_params(r->m, p, np);
+	uint64_t hp = checksum_tensors(0, p, np);
+	free(p);
+	tg_tensor *const *st = tg_optim_state(r->o, &ns);
+	uint64_t hs = checksum_tensors(0, st, st ? ns : 0);
 	double v[] = {
 		(double)t->n, (double)t->d, (double)t->tdim, (double)(h >> 11), (double)o->batch,
 		(double)(o->iters > 0 ? 0 : o->epochs), (double)o->iters, o->replace,
@@ -1293,7 +1321,8 @@ static int same_run(run *r, const tg_dist_hooks *dh, bool failed)
 		steers && r->test ? (double)r->test->n : -1, s != NULL, (double)sc->kind,
 		sc->base_lr, (double)sc->step_size, sc->gamma, (double)sc->t_max,
 		(double)sc->warmup, sc->min_lr, sc->factor, (double)sc->patience, sc->threshold,
-		(double)sc->epoch, sc->lr, sc->best, (double)sc->bad_epochs,
+		(double)sc->epoch, sc->lr, sc->best, (double)sc->bad_epochs, (double)(hp >> 11),
+		(double)(hs >> 11),
 	};
 	_Static_assert(sizeof v / sizeof v[0] == sizeof names / sizeof names[0],
 		       "a name for every value");
@@ -1372,6 +1401,15 @@ static int fit(const char *who, tg_module *m, tg_optim *o, const tg_task *task,
 	if (tg_optim_ctx_of(o) != ctx) { /* its steps would change nothing of m */
 		tg_fail(ctx, TG_ECTX, "%s: the optimizer belongs to another context than the model",
 			who);
+		goto out_free;
+	}
+	/* the buckets carry the attached model's gradients only: m's would
+	 * stay each rank's own, and the ranks train apart */
+	if (r.opts.dist && tg_dist_hooks_of(r.opts.dist)->model(r.opts.dist) != m) {
+		tg_fail(ctx, TG_EARG,
+			"%s: opts.dist has %s model attached; tg_dist_attach the model being "
+			"trained",
+			who, tg_dist_hooks_of(r.opts.dist)->model(r.opts.dist) ? "another" : "no");
 		goto out_free;
 	}
 	if (check_task(ctx, who, &r.task) || check_set(ctx, who, &r.task, train, "train") ||

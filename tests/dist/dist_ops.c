@@ -332,7 +332,9 @@ static bool fail_on_rank_1(const tg_metrics *mt, void *user)
  * decay or train set on rank 1 (the parameters would part): both ranks
  * fail at once,
  * rank 0 naming what differs or the rank that failed, rather than
- * waiting for rank 1 until the timeout or training apart. */
+ * waiting for rank 1 until the timeout or training apart; so do a
+ * parameter or momentum that rank 1 alone set after tg_dist_attach (a
+ * checkpoint loaded there alone), and tg_fit of a model not attached. */
 static void unequal_runs(const tg_dist_opts *o)
 {
 	float x[40 * 4];
@@ -342,20 +344,27 @@ static void unequal_runs(const tg_dist_opts *o)
 			x[i * 4 + j] = (float)sin(i * 4.0 + j);
 		y[i] = i % 3;
 	}
-	const char *want[7] = { NULL, "differ in batch (per rank): 6 on rank 0, 5 on rank 1",
-				"rank 1 of 2 could not start training",
-				"rank 1 of 2 failed at the end of an epoch",
-				"differ in the schedule's step_size: 1 on rank 0, 2 on rank 1",
-				"differ in the optimizer's weight_decay: 0 on rank 0, 0.5 on rank 1",
-				"differ in the train set's values (a checksum)" };
-	const char *what[7] = { "tg_fit on equal ranks", "tg_fit, batch 5 on rank 1",
-				"tg_fit, no train set on rank 1", "tg_fit, failing on rank 1",
-				"tg_fit, another schedule on rank 1",
-				"tg_fit, another weight decay on rank 1",
-				"tg_fit, another value in rank 1's train set" };
-	const char *own[7] = { NULL, want[1], "the train set is empty", "saving failed here",
-			       want[4], want[5], want[6] };
-	for (int k = 0; k < 7; k++) {
+	enum { RUNS = 10 };
+	const char *want[RUNS] = { NULL, "differ in batch (per rank): 6 on rank 0, 5 on rank 1",
+				   "rank 1 of 2 could not start training",
+				   "rank 1 of 2 failed at the end of an epoch",
+				   "differ in the schedule's step_size: 1 on rank 0, 2 on rank 1",
+				   "differ in the optimizer's weight_decay: 0 on rank 0, 0.5 on rank 1",
+				   "differ in the train set's values (a checksum)",
+				   "differ in the model's parameters (a checksum",
+				   "differ in the optimizer's state (a checksum)",
+				   "tg_fit: opts.dist has no model attached" };
+	const char *what[RUNS] = { "tg_fit on equal ranks", "tg_fit, batch 5 on rank 1",
+				   "tg_fit, no train set on rank 1", "tg_fit, failing on rank 1",
+				   "tg_fit, another schedule on rank 1",
+				   "tg_fit, another weight decay on rank 1",
+				   "tg_fit, another value in rank 1's train set",
+				   "tg_fit, a parameter set on rank 1 after tg_dist_attach",
+				   "tg_fit, other momentum on rank 1",
+				   "tg_fit of a model not attached" };
+	const char *own[RUNS] = { NULL, want[1], "the train set is empty", "saving failed here",
+				  want[4], want[5], want[6], want[7], want[8], want[9] };
+	for (int k = 0; k < RUNS; k++) {
 		x[37] = k == 6 && rank == 1 ? 0.5f : (float)sin(37.0);
 		tg_ctx *c = tg_ctx_new(1);
 		tg_dist *d = tg_dist_new(c, NULL, NULL, o);
@@ -363,13 +372,20 @@ static void unequal_runs(const tg_dist_opts *o)
 		mo.dtype = TG_F64;
 		tg_mlp *net = tg_mlp_new(c, "4-8-3", &mo);
 		tg_module *m = tg_mlp_module(net);
-		tg_dist_attach(d, m);
+		if (k != 9)
+			tg_dist_attach(d, m);
 		tg_tensor *p[4];
 		size_t np = tg_module_params(m, p, 4);
-		tg_optim_opts oo = tg_optim_defaults(TG_SGD);
+		tg_optim_opts oo = tg_optim_defaults(k == 8 ? TG_MOMENTUM : TG_SGD);
 		if (k == 5 && rank == 1)
 			oo.weight_decay = 0.5;
 		tg_optim *opt = tg_optim_new(c, p, np, &oo);
+		if (k == 7 && rank == 1) /* as a checkpoint loaded on rank 1 alone */
+			((double *)tg_data_mut(p[1]))[0] = 0.25;
+		size_t ns = 0;
+		tg_tensor *const *st = tg_optim_state(opt, &ns);
+		if (k == 8 && rank == 1 && ns > 0)
+			((double *)tg_data_mut(st[0]))[0] = 0.25;
 		tg_dataset tr = { .n = k == 2 && rank == 1 ? 0 : 40, .d = 4, .classes = 3, .x = x,
 				  .y = y };
 		tg_train_opts to = tg_train_defaults();
