@@ -216,11 +216,25 @@ static const tg_module *attached(const tg_dist *d)
 	return d ? d->model : NULL;
 }
 
+static size_t count_synced(const tg_dist *d, const tg_module *m)
+{
+	size_t n = m->vt == &d->bn_vt;
+	for (size_t i = 0; i < m->nchildren; i++)
+		n += count_synced(d, m->children[i]);
+	return n;
+}
+
+static size_t synced_bn(const tg_dist *d)
+{
+	return d && d->model ? count_synced(d, d->model) : 0;
+}
+
 static const tg_dist_hooks hooks = {
 	.rank = tg_dist_rank, .size = tg_dist_size, .step_begin = tg_dist_step_begin,
 	.loss = tg_dist_loss, .step_end = tg_dist_step_end, .sum = tg_dist_sum,
 	.epoch_end = epoch_end, .sync_rng = tg_dist_sync_rng, .fork_rng = tg_dist_fork_rng,
 	.sync_buffers = tg_dist_sync_buffers, .same_run = same_run, .model = attached,
+	.synced_bn = synced_bn,
 };
 
 /* MPI_LONG_INT pairs {rows, rank}: the rows summed, the lowest rank kept */

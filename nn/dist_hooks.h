@@ -32,6 +32,9 @@ typedef struct tg_dist_hooks {
 			const char *const *names, size_t n);
 	/* The module tg_dist_attach took; NULL: none. */
 	const tg_module *(*model)(const tg_dist *d);
+	/* The batch-norm layers of the attached model that tg_dist_sync_bn
+	 * made global: the ranks' must agree, as each all-reduces. */
+	size_t (*synced_bn)(const tg_dist *d);
 } tg_dist_hooks;
 
 /* At most elems (1 .. INT_MAX, the default) elements per MPI call; a

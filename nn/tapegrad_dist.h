@@ -104,7 +104,8 @@ TG_API int tg_dist_attach(tg_dist *d, tg_module *m);
  * m (attached or not) then all-reduces its batch's sum and squared
  * deviations, so mean and variance are those of the global batch, and its
  * backward all-reduces likewise (PyTorch's SyncBatchNorm). Evaluation
- * mode is unchanged. 0 ok, -1. */
+ * mode is unchanged. Every rank calls it alike: tg_fit stops every rank,
+ * saying so, when the ranks' synchronised layers differ. 0 ok, -1. */
 TG_API int tg_dist_sync_bn(tg_dist *d, tg_module *m);
 /* Rank 0's values of t[0..n) into every rank's (same shapes and dtypes).
  * 0 ok, -1; TG_ESHAPE on every rank when the ranks' n, dtypes or shapes

@@ -1281,6 +1281,7 @@ static int same_run(run *r, const tg_dist_hooks *dh, bool failed)
 		"the schedule's best", "the schedule's bad_epochs",
 		"the model's parameters (a checksum; a rank changed them after tg_dist_attach)",
 		"the optimizer's state (a checksum)",
+		"the batch-norm layers synchronised (tg_dist_sync_bn)",
 	};
 	const tg_train_opts *o = &r->opts;
 	r->told = true;
@@ -1322,7 +1323,7 @@ static int same_run(run *r, const tg_dist_hooks *dh, bool failed)
 		sc->base_lr, (double)sc->step_size, sc->gamma, (double)sc->t_max,
 		(double)sc->warmup, sc->min_lr, sc->factor, (double)sc->patience, sc->threshold,
 		(double)sc->epoch, sc->lr, sc->best, (double)sc->bad_epochs, (double)(hp >> 11),
-		(double)(hs >> 11),
+		(double)(hs >> 11), (double)dh->synced_bn(o->dist),
 	};
 	_Static_assert(sizeof v / sizeof v[0] == sizeof names / sizeof names[0],
 		       "a name for every value");

@@ -334,7 +334,9 @@ static bool fail_on_rank_1(const tg_metrics *mt, void *user)
  * rank 0 naming what differs or the rank that failed, rather than
  * waiting for rank 1 until the timeout or training apart; so do a
  * parameter or momentum that rank 1 alone set after tg_dist_attach (a
- * checkpoint loaded there alone), and tg_fit of a model not attached. */
+ * checkpoint loaded there alone), tg_fit of a model not attached, and
+ * batch norm synchronised on rank 0 alone (its all-reduces would meet
+ * rank 1's others). */
 static void unequal_runs(const tg_dist_opts *o)
 {
 	float x[40 * 4];
@@ -344,7 +346,7 @@ static void unequal_runs(const tg_dist_opts *o)
 			x[i * 4 + j] = (float)sin(i * 4.0 + j);
 		y[i] = i % 3;
 	}
-	enum { RUNS = 10 };
+	enum { RUNS = 11 };
 	const char *want[RUNS] = { NULL, "differ in batch (per rank): 6 on rank 0, 5 on rank 1",
 				   "rank 1 of 2 could not start training",
 				   "rank 1 of 2 failed at the end of an epoch",
@@ -353,7 +355,9 @@ static void unequal_runs(const tg_dist_opts *o)
 				   "differ in the train set's values (a checksum)",
 				   "differ in the model's parameters (a checksum",
 				   "differ in the optimizer's state (a checksum)",
-				   "tg_fit: opts.dist has no model attached" };
+				   "tg_fit: opts.dist has no model attached",
+				   "differ in the batch-norm layers synchronised (tg_dist_sync_bn): 1 "
+				   "on rank 0, 0 on rank 1" };
 	const char *what[RUNS] = { "tg_fit on equal ranks", "tg_fit, batch 5 on rank 1",
 				   "tg_fit, no train set on rank 1", "tg_fit, failing on rank 1",
 				   "tg_fit, another schedule on rank 1",
@@ -361,21 +365,25 @@ static void unequal_runs(const tg_dist_opts *o)
 				   "tg_fit, another value in rank 1's train set",
 				   "tg_fit, a parameter set on rank 1 after tg_dist_attach",
 				   "tg_fit, other momentum on rank 1",
-				   "tg_fit of a model not attached" };
+				   "tg_fit of a model not attached",
+				   "tg_fit, batch norm synchronised on rank 0 alone" };
 	const char *own[RUNS] = { NULL, want[1], "the train set is empty", "saving failed here",
-				  want[4], want[5], want[6], want[7], want[8], want[9] };
+				  want[4], want[5], want[6], want[7], want[8], want[9], want[10] };
 	for (int k = 0; k < RUNS; k++) {
 		x[37] = k == 6 && rank == 1 ? 0.5f : (float)sin(37.0);
 		tg_ctx *c = tg_ctx_new(1);
 		tg_dist *d = tg_dist_new(c, NULL, NULL, o);
 		tg_mlp_opts mo = tg_mlp_defaults();
 		mo.dtype = TG_F64;
+		mo.batchnorm = k == 10;
 		tg_mlp *net = tg_mlp_new(c, "4-8-3", &mo);
 		tg_module *m = tg_mlp_module(net);
 		if (k != 9)
 			tg_dist_attach(d, m);
-		tg_tensor *p[4];
-		size_t np = tg_module_params(m, p, 4);
+		if (k == 10 && rank == 0)
+			tg_dist_sync_bn(d, m);
+		tg_tensor *p[8];
+		size_t np = tg_module_params(m, p, 8);
 		tg_optim_opts oo = tg_optim_defaults(k == 8 ? TG_MOMENTUM : TG_SGD);
 		if (k == 5 && rank == 1)
 			oo.weight_decay = 0.5;
