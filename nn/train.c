@@ -906,8 +906,18 @@ static int step(run *r, const tg_batch *b, int64_t epoch, int64_t it)
 	double l = loss ? tg_item(loss) : NAN, mine = l, seed = 1;
 	if (dist && tg_dist_hooks_of(dist)->loss(dist, l, b->n, !tg_ok(ctx), &l, &seed))
 		return -1;
+	/* the rows of the global batch, whose loss l is: this rank's are rows
+	 * [total rank / size, total (rank + 1) / size) of them (tg_batcher_shard),
+	 * so every rank finds a bad value any rank's rows hold, and all say so */
+	const int64_t *idx = b->idx;
+	int64_t rows = b->n;
+	if (dist && idx) {
+		const tg_dist_hooks *dh = tg_dist_hooks_of(dist);
+		idx -= b->total * dh->rank(dist) / dh->size(dist);
+		rows = b->total;
+	}
 	char bad[128];
-	if (tg_ok(ctx) && !isfinite(l) && bad_value(r->train, b->idx, 0, b->n, bad, sizeof bad))
+	if (tg_ok(ctx) && !isfinite(l) && bad_value(r->train, idx, 0, rows, bad, sizeof bad))
 		tg_fail(ctx, TG_EARG,
 			"%s: the loss is %g at epoch %lld, step %lld: the train set's %s; data "
 			"must be finite",

@@ -14,6 +14,7 @@
  *  - tg_dist_sum, tg_dist_agree, tg_dist_broadcast (of index tensors too);
  *  - NULL arrays, no model attached, a module of another context, MPI
  *    started again after tg_dist_free: errors, not crashes;
+ *  - a NaN in one rank's rows is named on every rank;
  *  - ranks whose models or tg_fit runs differ, or one that fails at an
  *    epoch's end, fail together, saying how.
  * Prints every value it compares; exits 1 on any difference.
@@ -243,6 +244,47 @@ static void misuse(const tg_dist_opts *o)
 	tg_mlp_free(net);
 	tg_dist_free(d);
 	tg_ctx_free(other);
+	tg_ctx_free(c);
+}
+
+/* A NaN in the train set, in the rows of one rank's half of the global
+ * batch (the whole set of 12 rows, so whichever rank draws it): the
+ * global loss is NaN on both, and both name the row, not only the rank
+ * that holds it (the other would advise a smaller learning rate). */
+static void nan_in_one_ranks_rows(const tg_dist_opts *o)
+{
+	float x[12 * 4];
+	int32_t y[12];
+	for (int i = 0; i < 12; i++) {
+		for (int j = 0; j < 4; j++)
+			x[i * 4 + j] = (float)sin(i * 4.0 + j);
+		y[i] = i % 3;
+	}
+	x[7 * 4 + 1] = NAN;
+	tg_ctx *c = tg_ctx_new(1);
+	tg_dist *d = tg_dist_new(c, NULL, NULL, o);
+	tg_mlp_opts mo = tg_mlp_defaults();
+	mo.dtype = TG_F64;
+	tg_mlp *net = tg_mlp_new(c, "4-8-3", &mo);
+	tg_module *m = tg_mlp_module(net);
+	tg_dist_attach(d, m);
+	tg_tensor *p[4];
+	size_t np = tg_module_params(m, p, 4);
+	tg_optim_opts oo = tg_optim_defaults(TG_SGD);
+	tg_optim *opt = tg_optim_new(c, p, np, &oo);
+	tg_dataset tr = { .n = 12, .d = 4, .classes = 3, .x = x, .y = y };
+	tg_train_opts to = tg_train_defaults();
+	to.dist = d;
+	to.batch = 6;
+	to.epochs = 1;
+	to.out = NULL;
+	check("tg_fit, a NaN in row 7", tg_fit(m, opt, NULL, &tr, NULL, NULL, &to, NULL), -1, 0);
+	check("... names it on both ranks", says(c, "the train set's row 7 has feature 1 = nan"), 1,
+	      0);
+	tg_clear_error(c);
+	tg_optim_free(opt);
+	tg_mlp_free(net);
+	tg_dist_free(d);
 	tg_ctx_free(c);
 }
 
@@ -594,6 +636,7 @@ int main(int argc, char **argv)
 	unequal_tensors(&o);
 	parameter_used_on_one_rank(&o);
 	misuse(&o);
+	nan_in_one_ranks_rows(&o);
 	tg_mlp_free(net);
 	tg_mlp_free(one);
 	tg_ctx_free(ref);
