@@ -229,12 +229,18 @@ static size_t synced_bn(const tg_dist *d)
 	return d && d->model ? count_synced(d, d->model) : 0;
 }
 
+static void told(tg_dist *d)
+{
+	if (d)
+		told_all(d);
+}
+
 static const tg_dist_hooks hooks = {
 	.rank = tg_dist_rank, .size = tg_dist_size, .step_begin = tg_dist_step_begin,
 	.loss = tg_dist_loss, .step_end = tg_dist_step_end, .sum = tg_dist_sum,
 	.epoch_end = epoch_end, .sync_rng = tg_dist_sync_rng, .fork_rng = tg_dist_fork_rng,
 	.sync_buffers = tg_dist_sync_buffers, .same_run = same_run, .model = attached,
-	.synced_bn = synced_bn,
+	.synced_bn = synced_bn, .told = told,
 };
 
 /* MPI_LONG_INT pairs {rows, rank}: the rows summed, the lowest rank kept */

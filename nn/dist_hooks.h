@@ -35,6 +35,9 @@ typedef struct tg_dist_hooks {
 	/* The batch-norm layers of the attached model that tg_dist_sync_bn
 	 * made global: the ranks' must agree, as each all-reduces. */
 	size_t (*synced_bn)(const tg_dist *d);
+	/* The context's error is every rank's (one they all found in the
+	 * global batch's loss): tg_dist_free may then finalise, not abort. */
+	void (*told)(tg_dist *d);
 } tg_dist_hooks;
 
 /* At most elems (1 .. INT_MAX, the default) elements per MPI call; a

@@ -938,8 +938,13 @@ static int step(run *r, const tg_batch *b, int64_t epoch, int64_t it)
 			"times the first step's %.4g; try a smaller learning rate (the check is off "
 			"with tg_train_opts.no_divergence_check, train --no-divergence-check)",
 			r->who, l, (long long)epoch, (long long)it + 1, TG_TRAIN_DIVERGENCE, r->first_loss);
-	if (!tg_ok(ctx))
-		return -1; /* under dist every rank stops here alike */
+	if (!tg_ok(ctx)) {
+		/* under dist every rank stops here alike, as the loss is the global
+		 * batch's: none waits for another, and the ranks may finalise */
+		if (dist)
+			tg_dist_hooks_of(dist)->told(dist);
+		return -1;
+	}
 	if (!r->opts.full_train_eval)
 		tally_add(&r->tr, &r->task, mine, b->n, out, b->y, b->t);
 	tg_optim_zero_grad(r->o);
