@@ -295,9 +295,15 @@ static void report_element(const check *c, const tg_gradcheck_result *res, int i
 		at[d] = (int64_t)(r % (size_t)x->shape[d]);
 		r /= (size_t)x->shape[d];
 	}
-	fprintf(f, "%s: input %d element %zu %s: analytic %.6g, numeric %.6g, difference %.3g > %.3g\n",
-		c->who, i, k, tg_shape_fmt(x->ndim, at, buf), an, num, fabs(an - num),
-		c->opts.atol + c->opts.rtol * fabs(num));
+	if (!isfinite(num))
+		fprintf(f, "%s: input %d element %zu %s: analytic %.6g, numeric %.6g (f overflowed "
+			"or is undefined within eps)\n",
+			c->who, i, k, tg_shape_fmt(x->ndim, at, buf), an, num);
+	else
+		fprintf(f, "%s: input %d element %zu %s: analytic %.6g, numeric %.6g, difference "
+			"%.3g > %.3g\n",
+			c->who, i, k, tg_shape_fmt(x->ndim, at, buf), an, num, fabs(an - num),
+			c->opts.atol + c->opts.rtol * fabs(num));
 }
 
 /* Judges one element: errors into the maxima, a failure into the count, the
@@ -305,9 +311,10 @@ static void report_element(const check *c, const tg_gradcheck_result *res, int i
 static void judge(const check *c, tg_gradcheck_result *res, int i, size_t k, double an,
 		  double num)
 {
-	double err = fabs(num - an);
+	/* the same infinity on both sides is a match, as in PyTorch's allclose */
+	double err = an == num ? 0 : fabs(num - an);
 	double scale = fmax(1.0, fmax(fabs(num), fabs(an)));
-	double rel = isnan(err) ? INFINITY : err / scale;
+	double rel = isnan(err) || isinf(err) ? INFINITY : err / scale;
 	if (isnan(err))
 		err = INFINITY;
 	if (err > res->max_abs[i])
@@ -315,7 +322,9 @@ static void judge(const check *c, tg_gradcheck_result *res, int i, size_t k, dou
 	if (rel > res->max_rel[i])
 		res->max_rel[i] = rel;
 	res->checked++;
-	if (err <= c->opts.atol + c->opts.rtol * fabs(num))
+	/* a numeric difference that overflowed makes rtol |num| infinite: it
+	 * would pass any analytic value, so it passes none but its own */
+	if (err == 0 || (isfinite(num) && err <= c->opts.atol + c->opts.rtol * fabs(num)))
 		return;
 	if (res->failed++ == 0) {
 		const tg_tensor *x = c->in[i];

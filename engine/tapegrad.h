@@ -349,13 +349,14 @@ TG_API const tg_node *tg_producer(const tg_tensor *t); /* NULL for leaves */
  * fixed random weighting w, numerically (central differences in f64, step
  * eps) and with a backward pass (tg_grad_of), and judges every input element
  * as PyTorch's gradcheck does: it fails when |analytic - numeric| > atol +
- * rtol |numeric|. Inputs must be f64 leaves; the check leaves them, their
- * gradients and the tape as it found them, and no tensor's tg_grad changes
- * (nor those of the parameters or intermediates f reads). Returns 0 when
- * every element passes, 1 when any fails, -1 on error (the context's). An f
- * that calls tg_reset ends the step its call works in: that call (this
- * check, tg_vjp, ...) fails with TG_ESTALE and leaves the new step's tape as
- * it is. */
+ * rtol |numeric|, or when the numeric value is infinite (a difference that
+ * overflowed) and the analytic one is not that same infinity. Inputs must
+ * be f64 leaves; the check leaves them, their gradients and the tape as it
+ * found them, and no tensor's tg_grad changes (nor those of the parameters
+ * or intermediates f reads). Returns 0 when every element passes, 1 when any
+ * fails, -1 on error (the context's). An f that calls tg_reset ends the step
+ * its call works in: that call (this check, tg_vjp, ...) fails with
+ * TG_ESTALE and leaves the new step's tape as it is. */
 typedef tg_tensor *(*tg_fn)(tg_tensor *const *in, void *user);
 typedef struct tg_gradcheck_opts {
 	double eps;   /* central-difference step, > 0 */

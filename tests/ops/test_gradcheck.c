@@ -403,6 +403,36 @@ static void gradcheck_judges_by_atol_and_rtol(void **state)
 	tg_ctx_free(ctx);
 }
 
+static tg_tensor *f_exp_scaled(tg_tensor *const *in, void *user)
+{
+	(void)user;
+	return tg_mul_scalar(tg_exp(in[0]), 1e-10);
+}
+
+/* At x = 709.782 with step 1e-3, e^(x + eps) overflows (the largest finite
+ * e^x is near x = 709.7827): the numeric derivative is inf, which makes
+ * rtol |numeric| inf too. The analytic 1e-10 e^x (1.8e298) is no match for
+ * it, however loose the tolerances: the element fails. */
+static void gradcheck_fails_an_element_whose_difference_overflowed(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *x = tg_from_f64(ctx, TG_F64, SHAPE(1), (double[]){ 709.782 });
+	tg_gradcheck_result res;
+	const double tols[][2] = { { 1e-5, 1e-3 }, { 1e300, 1e10 } };
+	for (int k = 0; k < 2; k++) {
+		tg_gradcheck_opts o = { .eps = 1e-3, .atol = tols[k][0], .rtol = tols[k][1] };
+		assert_int_equal(tg_gradcheck(ctx, f_exp_scaled, NULL, 1, &x, &o, &res), 1);
+		assert_int_equal(res.checked, 1);
+		assert_int_equal(res.failed, 1);
+		assert_true(isinf(res.first.numeric));
+		assert_true(isfinite(res.first.analytic));
+		assert_true(isinf(res.worst_abs) && isinf(res.worst_rel));
+	}
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
 static void gradcheck2_detects_a_gradient_without_history(void **state)
 {
 	(void)state;
@@ -600,6 +630,7 @@ int main(void)
 		cmocka_unit_test(hessian_vector_product_of_a_known_function),
 		cmocka_unit_test(gradcheck_detects_a_wrong_backward_rule),
 		cmocka_unit_test(gradcheck_judges_by_atol_and_rtol),
+		cmocka_unit_test(gradcheck_fails_an_element_whose_difference_overflowed),
 		cmocka_unit_test(gradcheck2_detects_a_gradient_without_history),
 		cmocka_unit_test(gradcheck2_of_the_squared_op_detects_a_rule_that_cuts_dout),
 		cmocka_unit_test(gradcheck_leaves_its_inputs_as_it_found_them),
