@@ -6,7 +6,9 @@
  * VJP, two for a JVP or an HVP (the second differentiates the first, which
  * TG_CREATE_GRAPH recorded), one per row or column for a Jacobian, one per
  * input element for a Hessian. No tensor's .grad is used. The nodes recorded
- * are cut off the tape at the end; results are copies without history.
+ * are cut off the tape at the end, their outputs left without history (a
+ * tensor f kept must not look as if a walk could reach through it); results
+ * are copies without history.
  *
  * Shapes: f's output y has m elements; input i has n_i.
  */
@@ -143,7 +145,10 @@ static int end(call *c, tg_tensor **res, int nres)
 	if (c->started) {
 		c->ctx->grad_enabled = c->grad_was;
 		/* f may have called tg_reset: the tape found is gone with its step */
-		c->ctx->tape = c->ctx->gen == c->gen ? c->tape : NULL;
+		if (c->ctx->gen == c->gen)
+			tg_tape_cut(c->ctx, c->tape);
+		else
+			c->ctx->tape = NULL;
 	}
 	if (c->ctx->status == TG_OK)
 		return 0;

@@ -9,7 +9,8 @@
  * Each element is judged as PyTorch's gradcheck judges it: it fails when
  * |analytic - numeric| > atol + rtol |numeric|; failures go to the report.
  * The check leaves the inputs as it found them: values, versions, gradients,
- * requires_grad, the grad mode, and the tape (its own nodes are cut off).
+ * requires_grad, the grad mode, and the tape (its own nodes are cut off,
+ * their outputs left without history).
  * The weightings come from the context's generator, which moves on.
  */
 #include "internal.h"
@@ -143,7 +144,10 @@ static void restore_inputs(check *c)
 			t->grad = t->grad_store;
 		}
 	}
-	c->ctx->tape = same_step ? c->tape : NULL;
+	if (same_step)
+		tg_tape_cut(c->ctx, c->tape);
+	else
+		c->ctx->tape = NULL;
 	c->ctx->grad_enabled = c->grad_was;
 }
 
@@ -268,7 +272,10 @@ static int eval_grad_loss(check *c, double *out)
 	for (int j = 0; rc == 0 && j < c->nin; j++)
 		if (G[j])
 			g += dot(G[j], c->v[j]);
-	c->ctx->tape = c->ctx->gen == gen ? tape : NULL;
+	if (c->ctx->gen == gen)
+		tg_tape_cut(c->ctx, tape);
+	else
+		c->ctx->tape = NULL;
 	*out = g;
 	return rc;
 }

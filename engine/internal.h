@@ -331,6 +331,11 @@ tg_tensor *tg_op_end(const tg_op *op, tg_tensor *out, int nin, tg_tensor *const 
 bool tg_op_records(const tg_ctx *ctx, int nin, tg_tensor *const *in);
 /* An aux buffer in the step arena holding a copy of n bytes of src. */
 const void *tg_save_aux(tg_ctx *ctx, const void *src, size_t n);
+/* Takes the nodes recorded since the tape was `to` off it again (the
+ * derivative functions' and the gradient check's own nodes): their outputs
+ * are left without history, constants to any later op, since a walk over
+ * the tape would no longer reach those nodes. */
+void tg_tape_cut(tg_ctx *ctx, tg_node *to);
 
 /* Every built-in op descriptor registers itself here, so that the tests can
  * walk the list and fail on an op without a gradient-check row. */

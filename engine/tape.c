@@ -248,6 +248,17 @@ tg_tensor *tg_op_end(const tg_op *op, tg_tensor *out, int nin, tg_tensor *const 
 	return push(n, op, out, nin, in, attrs, nattrs, aux);
 }
 
+void tg_tape_cut(tg_ctx *ctx, tg_node *to)
+{
+	for (tg_node *n = ctx->tape; n && n != to; n = n->prev) {
+		if (n->out->node == n) {
+			n->out->node = NULL;
+			n->out->requires_grad = false;
+		}
+	}
+	ctx->tape = to;
+}
+
 /* tg_op_begin for tg_record: out and in[0..nin) are all[0] and all[1..nin],
  * named the output and input i in errors rather than arguments 0 to nin. */
 static tg_ctx *record_begin(const char *who, int nin, tg_tensor *const *all)

@@ -356,7 +356,9 @@ TG_API const tg_node *tg_producer(const tg_tensor *t); /* NULL for leaves */
  * or intermediates f reads). Returns 0 when every element passes, 1 when any
  * fails, -1 on error (the context's). An f that calls tg_reset ends the step
  * its call works in: that call (this check, tg_vjp, ...) fails with
- * TG_ESTALE and leaves the new step's tape as it is. */
+ * TG_ESTALE and leaves the new step's tape as it is. Like the derivative
+ * functions below, the check cuts its nodes off the tape again: a tensor f
+ * keeps comes out without history. */
 typedef tg_tensor *(*tg_fn)(tg_tensor *const *in, void *user);
 typedef struct tg_gradcheck_opts {
 	double eps;   /* central-difference step, > 0 */
@@ -396,7 +398,10 @@ TG_API int tg_gradcheck2(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *c
  * tensor's tg_grad. Every result is a new step tensor without history, in
  * the inputs' dtype. out, where a function has it, receives f's value (step;
  * NULL: not wanted). Each returns 0, or -1 with the context's error and the
- * results NULL. The nodes they record are cut off the tape again. */
+ * results NULL. The nodes they record are cut off the tape again, so a
+ * tensor f makes and keeps (through user) comes out without history: its
+ * values can be read, and to later ops it is a constant, a backward from it
+ * alone an error (f's value with history is f called again, outside). */
 
 /* Vector-Jacobian product: vjp[i] = v^T df/din[i] (in[i]'s shape); v has f's
  * output shape, or is NULL when f returns one element. One backward pass. */

@@ -537,6 +537,59 @@ static void functional_calls_leave_inputs_and_tape_as_they_were(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* f = p * x for a parameter p, keeping what it makes in user. */
+typedef struct kept {
+	tg_tensor *p, *y, *h;
+} kept;
+
+static tg_tensor *f_keeps(tg_tensor *const *in, void *user)
+{
+	kept *k = user;
+	k->h = tg_mul(k->p, in[0]);
+	k->y = tg_sum(k->h);
+	return k->y;
+}
+
+/* The nodes f recorded are off the tape after the call: a walk from a
+ * tensor f kept would not reach them and would hand p nothing, quietly.
+ * Such a tensor comes out without history instead: a backward from it is
+ * an error, and beside others it is a constant. For every derivative
+ * function and the gradient check. */
+static void tensors_f_keeps_come_out_without_history(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	kept k = { tg_param(f64(ctx, SHAPE(2), (double[]){ 3, 4 })), NULL, NULL };
+	tg_tensor *x = f64(ctx, SHAPE(2), (double[]){ 1, 2 });
+	tg_tensor *v = f64(ctx, SHAPE(2), (double[]){ 1, 1 });
+	for (int call = 0; call < 7; call++) {
+		tg_tensor *r[1], *out;
+		switch (call) {
+		case 0: assert_int_equal(tg_vjp(ctx, f_keeps, &k, 1, &x, NULL, &out, r), 0); break;
+		case 1: assert_int_equal(tg_jvp(ctx, f_keeps, &k, 1, &x, &v, &out, r), 0); break;
+		case 2: assert_int_equal(tg_hvp(ctx, f_keeps, &k, 1, &x, &v, &out, r), 0); break;
+		case 3: assert_int_equal(tg_jacobian(ctx, f_keeps, &k, 1, &x, r), 0); break;
+		case 4: assert_int_equal(tg_hessian(ctx, f_keeps, &k, 1, &x, r), 0); break;
+		case 5: assert_int_equal(tg_gradcheck(ctx, f_keeps, &k, 1, &x, NULL, NULL), 0); break;
+		case 6: assert_int_equal(tg_gradcheck2(ctx, f_keeps, &k, 1, &x, NULL, NULL), 0); break;
+		}
+		assert_false(tg_requires_grad(k.y));
+		assert_false(tg_requires_grad(k.h));
+		assert_null(tg_producer(k.h));
+		assert_near(tg_item(k.y), 11, 1e-4); /* the check last calls f at x +- eps */
+		assert_int_equal(tg_backward(k.y), -1);
+		assert_error(ctx, TG_EARG, "does not depend on any tensor that requires a gradient");
+		tg_clear_error(ctx);
+		/* a constant beside p's own term: d sum(p p) = 2 p */
+		assert_int_equal(tg_backward(tg_add(k.y, tg_sum(tg_mul(k.p, k.p)))), 0);
+		assert_near(tg_get(tg_grad(k.p), 0), 6, 0);
+		assert_near(tg_get(tg_grad(k.p), 1), 8, 0);
+		tg_zero_grad(k.p);
+	}
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
 static tg_tensor *f_null(tg_tensor *const *in, void *user)
 {
 	(void)in;
@@ -748,6 +801,7 @@ int main(void)
 		cmocka_unit_test(hvp_is_h_times_v_and_not_g_plus_hv),
 		cmocka_unit_test(hessian_of_the_sigmoid_neuron_matches_finite_differences),
 		cmocka_unit_test(functional_calls_leave_inputs_and_tape_as_they_were),
+		cmocka_unit_test(tensors_f_keeps_come_out_without_history),
 		cmocka_unit_test(functional_calls_reject_bad_arguments),
 		cmocka_unit_test(a_reset_inside_f_fails_the_call_and_leaves_a_working_tape),
 		cmocka_unit_test(a_hessian_too_wide_for_a_tensor_is_a_shape_error),
