@@ -516,9 +516,13 @@ static void accumulate(tg_tensor *x, tg_tensor *g)
 	if (!x->node && !x->touched)
 		note_touched(ctx, x);
 	bool create_graph = ctx->grad_enabled;
-	if (x->node || create_graph || (x->grad && x->grad != x->grad_store)) {
-		/* an intermediate, any gradient that must keep its history, or one
-		 * left with history by a TG_CREATE_GRAPH backward */
+	/* a buffer that a recorded op took as an input (tg_grad(x) used in a
+	 * forward pass) is saved for that op's backward: not written in place */
+	bool saved = x->grad_store && x->grad_store->consumed;
+	if (x->node || create_graph || saved || (x->grad && x->grad != x->grad_store)) {
+		/* an intermediate, any gradient that must keep its history, one
+		 * left with history by a TG_CREATE_GRAPH backward, or a saved
+		 * buffer's */
 		x->grad = x->grad ? tg_accumulate(x->grad, g) : g;
 		if (x->persistent)
 			ctx->kept_step_grad = true;
@@ -548,7 +552,8 @@ tg_tensor *tg_node_grad_buffer(tg_node *n, int i)
 	tg_tensor *x = n->in[i];
 	tg_ctx *ctx = x->ctx;
 	/* the cases accumulate copies in: a leaf's first gradient of the step */
-	if (x->node || x->grad || ctx->walk || ctx->grad_enabled || ctx->anomaly)
+	if (x->node || x->grad || ctx->walk || ctx->grad_enabled || ctx->anomaly ||
+	    (x->grad_store && x->grad_store->consumed))
 		return NULL;
 	return grad_buffer(x);
 }

@@ -233,7 +233,10 @@ TG_API bool tg_is_param(const tg_tensor *t);
 TG_API const void *tg_data(const tg_tensor *t);      /* borrowed, read only */
 /* Writable data; counts as an in-place change (bumps the version, so a
  * backward through an op that saved t reports TG_EVERSION). The pointer may
- * be kept and written through again: ops that read t after a write see it. */
+ * be kept and written through again: ops that read t after a write see it.
+ * Only the call bumps the version: a write through a kept pointer after an
+ * op saved t goes unseen by that check, so call it again for each round of
+ * writes. */
 TG_API void *tg_data_mut(tg_tensor *t);              /* borrowed */
 TG_API double tg_item(const tg_tensor *t);           /* the one element; NAN on error */
 TG_API double tg_get(const tg_tensor *t, size_t i);  /* flat index; NAN on error */
@@ -265,8 +268,11 @@ TG_API int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags);
  * intermediate's gradient is the one from the latest backward. NULL if no
  * gradient reached t. A parameter's gradient is ctx; after a TG_CREATE_GRAPH
  * backward it is a step tensor with history until tg_reset, which moves its
- * values into the parameter's own buffer (so they go on accumulating). Any
- * other is step. */
+ * values into the parameter's own buffer (so they go on accumulating). It is
+ * such a step tensor, without history, too once the buffer tg_grad gave was
+ * an input of a recorded op (a forward pass that reads the gradient): the op
+ * saved it, so backward adds into a new tensor, and the buffer keeps its
+ * values. Any other is step. */
 TG_API tg_tensor *tg_grad(const tg_tensor *t);                 /* see above */
 /* After it, tg_grad of a leaf that had a gradient reads zeros, and the next
  * backward's gradient is written into the buffer (not added to zeros). */

@@ -379,6 +379,43 @@ static void a_product_writes_a_leafs_first_gradient_into_its_buffer(void **state
 	tg_ctx_free(ctx);
 }
 
+/* A forward pass that reads a leaf's gradient buffer (tg_grad(w), as a
+ * gradient penalty or a hand-made optimizer step might) saves it for its
+ * backward: the walk must not add into it, nor have a product write the
+ * leaf's first gradient there, before the op that saved it has run. */
+static void a_gradient_buffer_read_by_the_forward_pass_is_not_written_in_place(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(3);
+	tg_tensor *w = tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2, 2), (double[]){ 1, 2, 3, 4 }));
+	tg_tensor *eye = tg_from_f64(ctx, TG_F64, SHAPE(2, 2), (double[]){ 1, 0, 0, 1 });
+	assert_int_equal(tg_backward(tg_sum(tg_mul(w, w))), 0);
+	tg_tensor *g = tg_grad(w); /* 2 w, w's buffer */
+	/* the op that reads g is recorded first, so walked last: w's gradient
+	 * from the later terms arrives while g is still to be read */
+	for (int round = 0; round < 2; round++) {
+		tg_tensor *a = tg_sum(tg_mul(g, w));
+		tg_tensor *b = round ? tg_sum(tg_matmul(w, eye)) : tg_sum(tg_mul(w, w));
+		assert_int_equal(tg_backward(tg_add(a, b)), 0);
+		/* round 0: 2 w before + g + 2 w; round 1, after tg_zero_grad: g + 1 */
+		for (int i = 0; i < 4; i++) {
+			double wi = i + 1;
+			assert_near(tg_get(tg_grad(w), i), round ? 2 * wi + 1 : 6 * wi, 0);
+			assert_near(tg_get(g, i), 2 * wi, 0); /* the buffer kept its values */
+		}
+		tg_zero_grad(w);
+	}
+	/* the step's end moves the gradient into the buffer, as after a
+	 * TG_CREATE_GRAPH backward, and later steps accumulate as usual */
+	assert_int_equal(tg_backward(tg_sum(tg_mul(g, w))), 0);
+	tg_reset(ctx);
+	assert_int_equal(tg_backward(tg_sum(w)), 0);
+	for (int i = 0; i < 4; i++)
+		assert_near(tg_get(tg_grad(w), i), 2 * (i + 1) + 1, 0);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
 /* f = sum(w @ w^T): both gradients go to w, the first written into its
  * buffer, the second added: df/dw = (J + J^T) w = 2 J w, J all ones, so
  * every element of column j is 2 * (sum of column j of w). */
@@ -633,6 +670,7 @@ int main(void)
 		cmocka_unit_test(a_reset_during_the_walk_stops_it),
 		cmocka_unit_test(a_product_writes_a_leafs_first_gradient_into_its_buffer),
 		cmocka_unit_test(a_leaf_used_twice_by_one_product_gets_both_gradients),
+		cmocka_unit_test(a_gradient_buffer_read_by_the_forward_pass_is_not_written_in_place),
 		cmocka_unit_test(the_buffer_is_offered_only_for_a_first_leaf_gradient),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
