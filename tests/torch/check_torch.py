@@ -184,6 +184,12 @@ def t_gelu_backward(dout, x):
     return dout * (Phi + x * phi)
 
 
+def t_act_backward(f, dout, x):
+    """dout times f's derivative at x, by differentiating f."""
+    xg = need_grad(x)
+    return torch.autograd.grad(f(xg), xg, dout, create_graph=True)[0]
+
+
 def t_ce_backward(dout, logits, labels):
     n, k = logits.shape
     return dout * (torch.softmax(logits, -1) - F.one_hot(labels, k).double()) / n
@@ -256,6 +262,11 @@ TORCH = {
         a[1] > 0, torch.ones_like(a[1]),
         at[0] * torch.exp(torch.where(a[1] < 0, a[1], torch.zeros_like(a[1])))),
     'gelu_backward': lambda a, at: t_gelu_backward(a[0], a[1]),
+    'pow_backward': lambda a, at: t_act_backward(lambda x: torch.pow(x, at[0]), a[0], a[1]),
+    'softplus_backward': lambda a, at: t_act_backward(
+        lambda x: F.softplus(x, threshold=50.0), a[0], a[1]),
+    'silu_backward': lambda a, at: t_act_backward(F.silu, a[0], a[1]),
+    'addmm': lambda a, at: torch.addmm(a[2], a[0], a[1]),
     'detach': lambda a, at: a[0].detach(),
     'sum': lambda a, at: a[0].sum(),
     'mean': lambda a, at: a[0].mean(),
@@ -646,6 +657,10 @@ def gen_matmul(c, name):
         return post(c, c.o('transpose', [a]))
     if name == 'matmul':
         return post(c, c.o('matmul', [a, b]))
+    if name == 'addmm':   # the row b as (M,) or (1,M)
+        sr = rng.choice([[m], [1, m]])
+        a, b = c.x([n, k], vals(rng, n * k)), c.x([k, m], vals(rng, k * m))
+        return post(c, c.o('addmm', [a, b, c.x(sr, vals(rng, m))]))
     return post(c, c.o('matmul_t', [a, b], [ta, tb]))
 
 
@@ -918,12 +933,17 @@ def gen_act_backward(c, name):
     shape = rand_shape(rng, rng.randint(0, 4), cap=48)
     n = numel(shape)
     dout = c.x(shape, vals(rng, n))
+    p = rng.choice([2.0, 3.0, -1.0, 0.0, 0.5, 1.5, 2.5])
     if name in ('sigmoid_backward', 'tanh_backward'):
         y = c.x(shape, vals(rng, n, 'unit'))
+    elif name == 'pow_backward' and p != int(p):   # x^p is NaN for a negative x
+        y = c.x(shape, vals(rng, n, 'pos'))
     else:
         y = c.x(shape, vals(rng, n))
     if name in ('leaky_relu_backward', 'elu_backward'):
         return post(c, c.o(name, [dout, y], [rng.choice([0.01, 0.2, 1.0, 1.7])]))
+    if name == 'pow_backward':
+        return post(c, c.o(name, [dout, y], [p]))
     return post(c, c.o(name, [dout, y]))
 
 
@@ -1107,7 +1127,7 @@ for _n in ('sum', 'mean', 'max', 'sum_axis', 'mean_axis', 'max_axis'):
     OPS[_n] = lambda c, n=_n: gen_reduce(c, n)
 for _n in ('sum_to', 'expand'):
     OPS[_n] = lambda c, n=_n: gen_sum_to(c, n)
-for _n in ('matmul', 'matmul_t', 'transpose'):
+for _n in ('matmul', 'matmul_t', 'transpose', 'addmm'):
     OPS[_n] = lambda c, n=_n: gen_matmul(c, n)
 for _n in ('bmm', 'bmm_t'):
     OPS[_n] = lambda c, n=_n: gen_bmm(c, n)
@@ -1126,7 +1146,8 @@ for _n in ('mse', 'l1', 'huber', 'bce_with_logits'):
 for _n in ('batch_norm', 'batch_norm_backward', 'layer_norm', 'layer_norm_backward'):
     OPS[_n] = lambda c, n=_n: gen_norm(c, n)
 for _n in ('sigmoid_backward', 'tanh_backward', 'relu_backward', 'leaky_relu_backward',
-           'elu_backward', 'gelu_backward'):
+           'elu_backward', 'gelu_backward', 'pow_backward', 'softplus_backward',
+           'silu_backward'):
     OPS[_n] = lambda c, n=_n: gen_act_backward(c, n)
 for _n in ('conv2d', 'conv2d_input_grad', 'conv2d_weight_grad'):
     OPS[_n] = lambda c, n=_n: gen_conv(c, n)
