@@ -63,7 +63,11 @@ typedef struct tg_tensor tg_tensor;
 typedef struct tg_node tg_node;
 
 /* f32 and f64 hold values and take part in every op; i32 and i64 hold
- * indices and labels (index tensors) and never require a gradient. */
+ * indices and labels (index tensors) and never require a gradient. An op
+ * takes an index tensor only where it asks for indices or labels, as
+ * tg_where's mask, and in tg_detach and tg_keep; any other (shape ops too:
+ * reshape, slice, concat) says TG_EDTYPE, so indices are made in the shape
+ * they are used in. */
 typedef enum { TG_F32, TG_F64, TG_I32, TG_I64 } tg_dtype;
 
 typedef enum {
@@ -465,7 +469,9 @@ TG_API tg_tensor *tg_minimum(tg_tensor *a, tg_tensor *b); /* routes dout to the 
  * a and b share one dtype. da = dout where mask, db = dout where !mask,
  * each summed to its input's shape; mask gets no gradient. */
 TG_API tg_tensor *tg_where(tg_tensor *mask, tg_tensor *a, tg_tensor *b);
-/* x^p; dx = dout p x^(p-1), and 0 for p = 0 (at x = 0 too, as PyTorch) */
+/* x^p; dx = dout p x^(p-1), and 0 for p = 0 (at x = 0 too, as PyTorch).
+ * Values and derivatives follow C's pow, -0 too: (-0)^-0.5 = +inf, and
+ * so dx at -0 for p = 0.5 (PyTorch's rsqrt gives -inf for both). */
 TG_API tg_tensor *tg_pow(tg_tensor *x, double p);
 TG_API tg_tensor *tg_add_scalar(tg_tensor *x, double s);  /* x + s; dx = dout */
 TG_API tg_tensor *tg_mul_scalar(tg_tensor *x, double s);  /* x * s; dx = dout s */
@@ -497,6 +503,8 @@ TG_API tg_tensor *tg_silu(tg_tensor *x);     /* x sigmoid(x); dx = dout s (1 + x
  * dx = dout where lo <= x <= hi (the bounds included, as PyTorch), 0
  * outside and at a NaN x, which stays NaN. lo > hi or a NaN bound is TG_EARG. */
 TG_API tg_tensor *tg_clamp(tg_tensor *x, double lo, double hi);
+/* The fused local gradients below take dout and x (or y) of one shape:
+ * unlike the binary ops, they do not broadcast (TG_ESHAPE). */
 /* dout * y * (1 - y): sigmoid's local gradient as one fused op. */
 TG_API tg_tensor *tg_sigmoid_backward(tg_tensor *dout, tg_tensor *y);
 /* dout * (1 - y^2): tanh's local gradient as one fused op. */
@@ -520,9 +528,11 @@ TG_API tg_tensor *tg_silu_backward(tg_tensor *dout, tg_tensor *x);
 
 TG_API tg_tensor *tg_sum(tg_tensor *x);                    /* all elements -> scalar */
 TG_API tg_tensor *tg_mean(tg_tensor *x);                   /* all elements -> scalar */
-/* max routes dout to the arg-max; c elements tied for a max get dout / c
- * each (an even split, as tg_maximum's tie). A NaN in a slice makes its max
- * NaN (the NaNs take the gradient, split the same way). */
+/* max and max_axis route dout to the arg-max of the tensor or of each
+ * slice; c elements tied for a max get dout / c each (an even split, as
+ * tg_maximum's tie and torch.amax; torch.max(x, dim) gives it all to the
+ * one index it returns). A NaN in a slice makes its max NaN (the NaNs take
+ * the gradient, split the same way). */
 TG_API tg_tensor *tg_max(tg_tensor *x);                    /* all -> scalar; routes to the arg-max */
 TG_API tg_tensor *tg_sum_axis(tg_tensor *x, int axis, bool keepdim);  /* dx = expand(dout) */
 TG_API tg_tensor *tg_mean_axis(tg_tensor *x, int axis, bool keepdim); /* dx = expand(dout) / n */
