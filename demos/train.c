@@ -777,14 +777,18 @@ static tg_module *build_cnn(tg_ctx *ctx, const config *c, const data *d,
 	tg_reset(ctx);
 	tg_module_train(m, true);
 	tg_set_grad_enabled(ctx, grad);
-	if (!tg_ok(ctx))
+	if (!tg_ok(ctx)) {
+		tg_module_free(m);
 		refused(ctx, "--net %s on images (%lld,%lld,%lld): %s", c->net,
 			(long long)tr->shape[0], (long long)tr->shape[1], (long long)tr->shape[2],
 			tg_error(ctx));
-	if (got != out)
+	}
+	if (got != out) {
+		tg_module_free(m);
 		usage_error("--net %s gives %lld outputs; --data %s has %lld classes, so its last "
 			    "size must be %lld",
 			    c->net, (long long)got, c->data, (long long)out, (long long)out);
+	}
 	return m;
 }
 
