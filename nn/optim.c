@@ -27,6 +27,7 @@ struct tg_optim {
 	tg_tensor **state; /* s1 and s2 listed, for checkpoints */
 	size_t nstate;
 	int64_t t;	   /* steps taken */
+	int64_t *pt;	   /* (n) the steps that updated each parameter: Adam's t for it */
 	double grad_norm;  /* of the last step, before clipping */
 	bool norm_pending; /* the last step left grad_norm to tg_optim_grad_norm */
 };
@@ -219,7 +220,8 @@ tg_optim *tg_optim_new(tg_ctx *ctx, tg_tensor *const *params, size_t n, const tg
 	o->s1 = calloc(n, sizeof *o->s1);
 	o->s2 = calloc(n, sizeof *o->s2);
 	o->state = calloc(2 * n, sizeof *o->state);
-	if (!o->p || !o->decay || !o->s1 || !o->s2 || !o->state) {
+	o->pt = calloc(n, sizeof *o->pt);
+	if (!o->p || !o->decay || !o->s1 || !o->s2 || !o->state || !o->pt) {
 		tg_optim_free(o);
 		return tg_fail(ctx, TG_ENOMEM, "tg_optim_new: out of memory for %zu parameters", n);
 	}
@@ -243,6 +245,7 @@ void tg_optim_free(tg_optim *o)
 	free(o->s1);
 	free(o->s2);
 	free(o->state);
+	free(o->pt);
 	free(o);
 }
 
@@ -431,12 +434,17 @@ int tg_optim_step(tg_optim *o)
 	if (c->clip_norm > 0 && o->grad_norm > c->clip_norm)
 		scale = c->clip_norm / o->grad_norm;
 	o->t++;
-	double lr_t =
-	    c->lr * sqrt(1 - pow(c->beta2, (double)o->t)) / (1 - pow(c->beta1, (double)o->t));
 	for (size_t i = 0; i < o->n; i++) {
 		tg_tensor *p = o->p[i], *g = tg_grad(p);
 		if (!g)
 			continue;
+		/* Adam's bias correction counts the updates this parameter's
+		 * moments took: one skipped while frozen (or unused) has moments
+		 * of fewer steps than the optimizer, as PyTorch's per-parameter
+		 * step */
+		int64_t t = ++o->pt[i];
+		double lr_t =
+		    c->lr * sqrt(1 - pow(c->beta2, (double)t)) / (1 - pow(c->beta1, (double)t));
 		double wd = o->decay[i] ? c->weight_decay : 0;
 		void *P = tg_data_mut(p);
 		const void *G = tg_data(g);
@@ -523,6 +531,27 @@ void tg_optim_set_steps(tg_optim *o, int64_t t)
 		return;
 	}
 	o->t = t;
+	for (size_t i = 0; i < o->n; i++)
+		o->pt[i] = t;
+}
+
+int64_t tg_optim_param_steps(const tg_optim *o, size_t i)
+{
+	return o && i < o->n ? o->pt[i] : -1;
+}
+
+void tg_optim_set_param_steps(tg_optim *o, size_t i, int64_t t)
+{
+	if (!o)
+		return;
+	if (i >= o->n || t < 0 || t > o->t) {
+		tg_fail(o->ctx, TG_EARG,
+			"tg_optim_set_param_steps: params[%zu], %lld steps; the optimizer has %zu "
+			"parameters and has taken %lld steps (set them first: tg_optim_set_steps)",
+			i, (long long)t, o->n, (long long)o->t);
+		return;
+	}
+	o->pt[i] = t;
 }
 
 tg_tensor *const *tg_optim_state(const tg_optim *o, size_t *n)

@@ -437,7 +437,8 @@ TG_API tg_module *tg_model_parse_image(tg_ctx *ctx, const char *arch, int64_t c,
  *	          point; PyTorch's nesterov=True keeps a differently scaled buffer)
  *	AdaGrad   h += g^2;  p -= lr g / (sqrt(h) + eps)
  *	RMSprop   h = rho h + (1 - rho) g^2;  p -= lr g / (sqrt(h) + eps)
- *	Adam      t += 1;  lr_t = lr sqrt(1 - beta2^t) / (1 - beta1^t);
+ *	Adam      t += 1;  lr_t = lr sqrt(1 - beta2^t) / (1 - beta1^t)
+ *	          (t counts the steps that updated this parameter);
  *	          m += (1 - beta1)(g - m);  v += (1 - beta2)(g^2 - v);
  *	          p -= lr_t m / (sqrt(v) + eps)
  * Before the rule, g becomes the gradient of the regularised loss
@@ -494,8 +495,17 @@ TG_API void tg_optim_set_decay(tg_optim *o, size_t i, bool on);
  * step does not compute it: this call reads the gradients still present, so
  * ask before tg_optim_zero_grad or the next tg_backward changes them. */
 TG_API double tg_optim_grad_norm(const tg_optim *o);
-TG_API int64_t tg_optim_steps(const tg_optim *o);	/* steps taken (Adam's t) */
-TG_API void tg_optim_set_steps(tg_optim *o, int64_t t); /* when resuming; t >= 0 */
+TG_API int64_t tg_optim_steps(const tg_optim *o);	/* steps taken */
+/* When resuming; t >= 0. Sets every parameter's count (below) to t too. */
+TG_API void tg_optim_set_steps(tg_optim *o, int64_t t);
+/* The steps that updated params[i] (Adam's t for it): tg_optim_steps but
+ * for the steps that skipped it (no gradient: frozen or unused), as
+ * PyTorch's per-parameter step; -1 for a bad i. A run resumed with
+ * tg_optim_set_steps alone counts every parameter as updated at every step;
+ * set a parameter's own count after it (0 to tg_optim_steps, else TG_EARG)
+ * when it was skipped. */
+TG_API int64_t tg_optim_param_steps(const tg_optim *o, size_t i);
+TG_API void tg_optim_set_param_steps(tg_optim *o, size_t i, int64_t t);
 /* The state tensors, for checkpoints; none for SGD. */
 TG_API tg_tensor *const *tg_optim_state(const tg_optim *o, size_t *n); /* borrowed */
 

@@ -551,6 +551,98 @@ static void a_step_count_at_its_limit_is_refused(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* A parameter frozen (tg_set_requires_grad off) after its first step is
+ * skipped by every rule, weight decay and velocity included, and Adam's bias
+ * correction for it counts only the steps that updated it: frozen for steps
+ * 2 and 3, its step 4 is Adam's second (as PyTorch's per-parameter step),
+ * not its fourth. g = C on u, so the rule is written out below. */
+static void a_frozen_parameter_stays_and_adam_counts_its_own_steps(void **state)
+{
+	(void)state;
+	for (int k = TG_SGD; k <= TG_ADAM; k++) {
+		tg_ctx *ctx = tg_ctx_new(SEED);
+		tg_tensor *p[2] = {
+		    tg_set_decay(tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2), W0)), true),
+		    tg_set_decay(tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2), W0)), true),
+		};
+		tg_optim_opts o = tg_optim_defaults((tg_optim_kind)k);
+		o.lr = 0.1;
+		o.weight_decay = k == TG_ADAM ? 0 : 0.5;
+		tg_optim *opt = tg_optim_new(ctx, p, 2, &o);
+		tg_tensor *c = tg_from_f64(ctx, TG_F64, SHAPE(2), C);
+		double frozen[2] = {0};
+		for (int s = 1; s <= 4; s++) {
+			tg_set_requires_grad(p[1], s < 2 || s > 3);
+			tg_optim_zero_grad(opt);
+			assert_int_equal(tg_backward(tg_add(quadratic(ctx, p[0]),
+							    tg_sum(tg_mul(p[1], c)))), 0);
+			assert_int_equal(tg_optim_step(opt), 0);
+			tg_reset(ctx);
+			c = tg_from_f64(ctx, TG_F64, SHAPE(2), C);
+			if (s == 1)
+				frozen[0] = tg_get(p[1], 0), frozen[1] = tg_get(p[1], 1);
+			if (s == 3) {
+				printf("%s frozen u = (%.17g, %.17g), after step 1 (%.17g, %.17g)\n",
+				       tg_optim_name(k), tg_get(p[1], 0), tg_get(p[1], 1), frozen[0],
+				       frozen[1]);
+				assert_near(tg_get(p[1], 0), frozen[0], 0);
+				assert_near(tg_get(p[1], 1), frozen[1], 0);
+			}
+		}
+		assert_int_equal(tg_optim_steps(opt), 4);
+		assert_int_equal(tg_optim_param_steps(opt, 0), 4);
+		assert_int_equal(tg_optim_param_steps(opt, 1), 2);
+		if (k == TG_ADAM) {
+			for (int i = 0; i < 2; i++) {
+				double m = 0, v = 0, u = W0[i];
+				for (int t = 1; t <= 2; t++) {
+					m += (1 - o.beta1) * (C[i] - m);
+					v += (1 - o.beta2) * (C[i] * C[i] - v);
+					u -= o.lr * sqrt(1 - pow(o.beta2, t)) / (1 - pow(o.beta1, t)) *
+					     m / (sqrt(v) + o.eps);
+				}
+				printf("adam u[%d] %.17g, want %.17g\n", i, tg_get(p[1], i), u);
+				assert_near(tg_get(p[1], i), u, 1e-15);
+			}
+		}
+		assert_ctx_ok(ctx);
+		tg_optim_free(opt);
+		tg_ctx_free(ctx);
+	}
+}
+
+/* Resuming sets every parameter's count with the optimizer's; a count of
+ * its own lies in [0, steps]. */
+static void parameter_step_counts_are_set_when_resuming(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *p[2] = {tg_param(tg_ones(ctx, TG_F64, SHAPE(2))),
+			   tg_param(tg_ones(ctx, TG_F64, SHAPE(2)))};
+	tg_optim_opts o = tg_optim_defaults(TG_ADAM);
+	tg_optim *opt = tg_optim_new(ctx, p, 2, &o);
+	tg_optim_set_steps(opt, 7);
+	assert_int_equal(tg_optim_param_steps(opt, 0), 7);
+	assert_int_equal(tg_optim_param_steps(opt, 1), 7);
+	assert_int_equal(tg_optim_param_steps(opt, 2), -1);
+	tg_optim_set_param_steps(opt, 1, 3);
+	assert_int_equal(tg_optim_param_steps(opt, 1), 3);
+	assert_ctx_ok(ctx);
+	tg_optim_set_param_steps(opt, 1, 8);
+	assert_error(ctx, TG_EARG, "tg_optim_set_param_steps: params[1], 8 steps; the optimizer "
+				   "has 2 parameters and has taken 7 steps");
+	tg_clear_error(ctx);
+	tg_optim_set_param_steps(opt, 2, 1);
+	assert_error(ctx, TG_EARG, "params[2], 1 steps");
+	tg_clear_error(ctx);
+	tg_optim_set_param_steps(opt, 0, -1);
+	assert_error(ctx, TG_EARG, "params[0], -1 steps");
+	tg_clear_error(ctx);
+	assert_int_equal(tg_optim_param_steps(opt, 1), 3);
+	tg_optim_free(opt);
+	tg_ctx_free(ctx);
+}
+
 static void optimizer_names_parse_and_defaults_are_the_books(void **state)
 {
 	(void)state;
@@ -599,6 +691,8 @@ int main(void)
 	    cmocka_unit_test(optimizer_state_is_named_after_its_parameters),
 	    cmocka_unit_test(a_step_count_at_its_limit_is_refused),
 	    cmocka_unit_test(a_step_over_a_gradient_a_failed_backward_left_is_refused),
+	    cmocka_unit_test(a_frozen_parameter_stays_and_adam_counts_its_own_steps),
+	    cmocka_unit_test(parameter_step_counts_are_set_when_resuming),
 	    cmocka_unit_test(optimizer_names_parse_and_defaults_are_the_books),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
