@@ -239,8 +239,12 @@ TG_API tg_train_opts tg_train_defaults(void);
  * prints the test confusion matrix (classification, one binary target) to
  * opts->out. The data sets must hold what the task learns from (class labels
  * or float targets), and m's outputs the targets' shape; input batches take
- * the dtype of m's parameters. opts NULL means the defaults. On return m is
- * in training mode and grad mode is as it was; last (may be NULL) receives
+ * the dtype of m's parameters. opts NULL means the defaults. m trains in
+ * training mode: an m in evaluation mode is put in training mode whole, while
+ * in an m in training mode a module kept in evaluation mode (a batch norm
+ * whose statistics are frozen for fine-tuning) stays so. On return m is in
+ * training mode, each module as it trained, and grad mode is as it was;
+ * last (may be NULL) receives
  * the final metrics (after a failure, last->iter is the number of steps that
  * completed). An optimizer made in another context than m's is TG_ECTX; a
  * class label at or above m's K outputs (found by one forward pass of a row

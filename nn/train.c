@@ -358,9 +358,8 @@ static void walk_modes(tg_module *m, bool *on, size_t *i, bool restore)
 		walk_modes(m->children[k], on, i, restore);
 }
 
-/* The modes of m's tree (malloc'd), then the tree in evaluation mode; NULL
- * and TG_ENOMEM without memory, the modes unchanged. */
-static bool *enter_eval(tg_module *m, const char *who)
+/* The modes of m's tree (malloc'd); NULL and TG_ENOMEM without memory. */
+static bool *save_modes(tg_module *m, const char *who)
 {
 	bool *on = malloc(count_modules(m) * sizeof *on);
 	if (!on) {
@@ -369,7 +368,16 @@ static bool *enter_eval(tg_module *m, const char *who)
 	}
 	size_t i = 0;
 	walk_modes(m, on, &i, false);
-	tg_module_train(m, false);
+	return on;
+}
+
+/* The modes of m's tree (malloc'd), then the tree in evaluation mode; NULL
+ * and TG_ENOMEM without memory, the modes unchanged. */
+static bool *enter_eval(tg_module *m, const char *who)
+{
+	bool *on = save_modes(m, who);
+	if (on)
+		tg_module_train(m, false);
 	return on;
 }
 
@@ -1409,6 +1417,7 @@ static int fit(const char *who, tg_module *m, tg_optim *o, const tg_task *task,
 	/* under dist a rank that fails from here to the loop tells the others
 	 * (at out_free), which would wait for it otherwise */
 	tg_batcher *bt = NULL;
+	bool *modes = NULL; /* the modes of m's tree while it trains */
 	int rc = -1;
 	if (!o) {
 		tg_fail(ctx, TG_ENULL, "%s: the optimizer is NULL", who);
@@ -1483,10 +1492,17 @@ static int fit(const char *who, tg_module *m, tg_optim *o, const tg_task *task,
 	if (dh && same_run(&r, dh, false))
 		goto out_free;
 
+	/* A model in evaluation mode is put in training mode whole; in a model
+	 * in training mode a module the caller keeps in evaluation mode (a
+	 * batch norm whose statistics are frozen for fine-tuning) stays so. */
+	if (!m->training)
+		tg_module_train(m, true);
+	modes = save_modes(m, who);
+	if (!modes)
+		goto out_free;
 	bool grad = tg_set_grad_enabled(ctx, true);
 	if (r.opts.anomaly)
 		tg_set_anomaly(ctx, true);
-	tg_module_train(m, true);
 	r.t0 = r.drawn_at = now();
 	r.started = true;
 	rc = loop(&r, bt, &mt);
@@ -1495,7 +1511,8 @@ static int fit(const char *who, tg_module *m, tg_optim *o, const tg_task *task,
 	if (r.opts.anomaly)
 		tg_set_anomaly(ctx, false);
 	tg_set_grad_enabled(ctx, grad);
-	tg_module_train(m, true);
+	leave_eval(m, modes); /* the modes it trained with */
+	modes = NULL;
 	rc |= log_close(&r);
 	if (rc == 0 && r.k && r.confusion && r.opts.out && mt.epoch > 0) {
 		fprintf(r.opts.out, "confusion matrix on the test set:\n");
@@ -1507,6 +1524,7 @@ out_free:
 		same_run(&r, tg_dist_hooks_of(r.opts.dist), true);
 	log_close(&r);
 	tg_batcher_free(bt);
+	free(modes);
 	free(r.own);
 	tally_free(&r.tr);
 	if (last)

@@ -909,6 +909,49 @@ static void evaluation_is_deterministic_and_restores_the_modes(void **state)
 	fixture_free(&f);
 }
 
+/* Fine-tuning with frozen batch-norm statistics: a batch norm kept in
+ * evaluation mode inside a training net trains in evaluation mode (its
+ * running statistics do not move) and is so on return; a net put in
+ * evaluation mode whole trains in training mode whole. */
+static void training_keeps_a_module_the_caller_keeps_in_evaluation_mode(void **state)
+{
+	(void)state;
+	fixture f;
+	tg_mlp_opts mo = tg_mlp_defaults();
+	mo.batchnorm = true;
+	fixture_new(&f, 5, &mo, NULL);
+	tg_module *seq = tg_mlp_module(f.net);
+	tg_module *bn = NULL;
+	for (size_t i = 0; i < seq->nchildren; i++)
+		if (!strcmp(seq->children[i]->vt->kind, "bn"))
+			bn = seq->children[i];
+	assert_non_null(bn);
+	tg_train_opts to = quiet_opts();
+	to.epochs = 1;
+	to.batch = 64;
+	size_t d = tg_numel(bn->state[0]);
+	double mean0[32];
+	for (size_t j = 0; j < d; j++)
+		mean0[j] = tg_get(bn->state[0], j);
+	tg_module_train(bn, false);
+	assert_int_equal(tg_fit(seq, f.opt, NULL, &f.train, NULL, &f.test, &to, NULL), 0);
+	assert_ctx_ok(f.ctx);
+	for (size_t j = 0; j < d; j++)
+		if (tg_get(bn->state[0], j) != mean0[j])
+			fail_msg("bn1.running_mean[%zu] moved from %.17g to %.17g in evaluation mode",
+				 j, mean0[j], tg_get(bn->state[0], j));
+	assert_true(seq->training);
+	assert_false(bn->training);
+	/* the whole net in evaluation mode: trained (and returned) in training */
+	tg_module_train(seq, false);
+	assert_int_equal(tg_fit(seq, f.opt, NULL, &f.train, NULL, NULL, &to, NULL), 0);
+	assert_true(seq->training);
+	assert_true(bn->training);
+	assert_true(tg_get(bn->state[0], 0) != mean0[0]);
+	assert_ctx_ok(f.ctx);
+	fixture_free(&f);
+}
+
 static void evaluation_with_grad_mode_off_stays_off(void **state)
 {
 	(void)state;
@@ -1384,6 +1427,7 @@ int main(void)
 		cmocka_unit_test(sizes_too_large_to_count_are_refused_or_read_as_all_the_data),
 		cmocka_unit_test(a_callback_returning_false_stops_training_after_that_epoch),
 		cmocka_unit_test(evaluation_is_deterministic_and_restores_the_modes),
+		cmocka_unit_test(training_keeps_a_module_the_caller_keeps_in_evaluation_mode),
 		cmocka_unit_test(evaluation_with_grad_mode_off_stays_off),
 		cmocka_unit_test(the_confusion_matrix_prints_names_counts_and_recall),
 		cmocka_unit_test(a_net_and_optimizer_may_be_freed_after_their_context),
