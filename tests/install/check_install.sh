@@ -38,6 +38,33 @@ out=$(LD_LIBRARY_PATH="$libdir" "$tmp/prog")
 [ "$out" = "220 2.2" ] || { echo "FAIL: installed build printed '$out', expected '220 2.2'"; exit 1; }
 echo "pkg-config build: $out"
 
+# 1a. each installed header compiles alone, first in a file of its own,
+# as strict C11 and, where a C++ compiler is, as C++17 (extern "C", no
+# C-only constructs)
+incdir=$(dirname "$(find "$tmp/root" -name tapegrad.h | head -n 1)")
+nh=0
+for h in "$incdir"/tapegrad*.h; do
+	[ -e "$h" ] || { echo "FAIL: meson install wrote no header tapegrad*.h"; exit 1; }
+	printf '#include <%s>\nint tg_header_probe;\n' "$(basename "$h")" >"$tmp/h.c"
+	cc -std=c11 -Wall -Wextra -Wpedantic -Werror -I"$incdir" -c "$tmp/h.c" -o "$tmp/h.o" ||
+		{ echo "FAIL: $(basename "$h") does not compile alone as C11"; exit 1; }
+	if command -v c++ >/dev/null; then
+		cp "$tmp/h.c" "$tmp/h.cc"
+		c++ -std=c++17 -Wall -Wextra -Wpedantic -Werror -I"$incdir" -c "$tmp/h.cc" -o "$tmp/h.o" ||
+			{ echo "FAIL: $(basename "$h") does not compile alone as C++17"; exit 1; }
+	fi
+	nh=$((nh + 1))
+done
+echo "$nh installed headers compile alone"
+if command -v c++ >/dev/null; then # a C++ program links: the prototypes are extern "C"
+	cp "$tmp/prog.c" "$tmp/prog.cc"
+	c++ -std=c++17 -o "$tmp/prog_cxx" "$tmp/prog.cc" $(pkg-config --cflags tapegrad) $libs ||
+		{ echo "FAIL: a C++ program does not build against the installed library"; exit 1; }
+	out=$(LD_LIBRARY_PATH="$libdir" "$tmp/prog_cxx")
+	[ "$out" = "220 2.2" ] || { echo "FAIL: C++ build printed '$out', expected '220 2.2'"; exit 1; }
+	echo "C++ build: $out"
+fi
+
 # 2. as a meson subproject (with the system's pkg-config again: the sysroot
 # of step 1 would move the paths of the MPI the subproject finds)
 unset PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
