@@ -65,6 +65,14 @@ if command -v c++ >/dev/null; then # a C++ program links: the prototypes are ext
 	echo "C++ build: $out"
 fi
 
+# 1b. the shared library exports the API and nothing else: every symbol it
+# defines for others is tg_*, so none can clash with a program's own
+so=$(find "$libdir" -name 'libtapegrad.so.*.*' | head -n 1)
+[ -n "$so" ] || { echo "FAIL: meson install wrote no libtapegrad.so"; exit 1; }
+leaks=$(nm -D --defined-only "$so" | awk 'NF == 3 && $3 !~ /^tg_/ { print $3 }')
+[ -z "$leaks" ] || { echo "FAIL: libtapegrad.so exports symbols outside tg_*:" $leaks; exit 1; }
+echo "libtapegrad.so exports $(nm -D --defined-only "$so" | grep -c ' tg_') tg_* symbols and nothing else"
+
 # 2. as a meson subproject (with the system's pkg-config again: the sysroot
 # of step 1 would move the paths of the MPI the subproject finds)
 unset PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
