@@ -73,6 +73,21 @@ leaks=$(nm -D --defined-only "$so" | awk 'NF == 3 && $3 !~ /^tg_/ { print $3 }')
 [ -z "$leaks" ] || { echo "FAIL: libtapegrad.so exports symbols outside tg_*:" $leaks; exit 1; }
 echo "libtapegrad.so exports $(nm -D --defined-only "$so" | grep -c ' tg_') tg_* symbols and nothing else"
 
+# 1c. the installed static library, with what `pkg-config --static` adds:
+# Libs.private and Requires.private must name every library libtapegrad.a
+# calls into (the BLAS, SLEEF, zlib, MPI, oneDNN as this build has them);
+# --whole-archive takes in every object, so each one's calls must resolve
+[ -f "$libdir/libtapegrad.a" ] || { echo "FAIL: meson install wrote no libtapegrad.a"; exit 1; }
+static_libs=$(pkg-config --static --libs tapegrad | sed 's/-ltapegrad\( \|$\)/-Wl,-Bstatic,--whole-archive -ltapegrad -Wl,--no-whole-archive,-Bdynamic /')
+cc -o "$tmp/prog_static" "$tmp/prog.c" $(pkg-config --static --cflags tapegrad) $static_libs ||
+	{ echo "FAIL: a program does not link with libtapegrad.a and 'pkg-config --static --libs tapegrad': $static_libs"; exit 1; }
+if ldd "$tmp/prog_static" | grep -q libtapegrad; then
+	echo "FAIL: the static build links libtapegrad.so"; exit 1
+fi
+out=$("$tmp/prog_static")
+[ "$out" = "220 2.2" ] || { echo "FAIL: static build printed '$out', expected '220 2.2'"; exit 1; }
+echo "pkg-config --static build: $out"
+
 # 2. as a meson subproject (with the system's pkg-config again: the sysroot
 # of step 1 would move the paths of the MPI the subproject finds)
 unset PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
