@@ -485,6 +485,12 @@ tg_ctx *tg_optim_ctx_of(const tg_optim *o)
 	return o ? o->ctx : NULL;
 }
 
+tg_tensor *const *tg_optim_params_of(const tg_optim *o, size_t *n)
+{
+	*n = o ? o->n : 0;
+	return o ? o->p : NULL;
+}
+
 void tg_optim_set_lr(tg_optim *o, double lr)
 {
 	if (!o)

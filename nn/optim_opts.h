@@ -12,5 +12,7 @@
 tg_optim_opts tg_optim_opts_of(const tg_optim *o);
 /* The context o's parameters and state belong to; NULL for NULL. */
 tg_ctx *tg_optim_ctx_of(const tg_optim *o);
+/* o's parameters (borrowed) and their count in *n; NULL and 0 for NULL. */
+tg_tensor *const *tg_optim_params_of(const tg_optim *o, size_t *n);
 
 #endif /* TG_OPTIM_OPTS_H */

@@ -246,7 +246,8 @@ TG_API tg_train_opts tg_train_defaults(void);
  * training mode, each module as it trained, and grad mode is as it was;
  * last (may be NULL) receives
  * the final metrics (after a failure, last->iter is the number of steps that
- * completed). An optimizer made in another context than m's is TG_ECTX; a
+ * completed). An optimizer made in another context than m's is TG_ECTX; one
+ * that updates none of the parameters m lists (another model's) is TG_EARG; a
  * class label at or above m's K outputs (found by one forward pass of a row
  * in evaluation mode) is TG_EARG naming its set and row, before the first
  * step; so is a target the task's loss refuses (a binary target outside

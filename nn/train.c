@@ -403,6 +403,36 @@ static const char *sample_str(const int64_t *s, int n, char *buf, size_t size)
  * that flattens them) and as many targets each, or the model that trains
  * on one cannot take the other: found before the first step, not after an
  * epoch's updates. */
+/* An optimizer over none of m's parameters (another model's, in the same
+ * context) would let tg_fit train nothing, silently: TG_EARG when m lists
+ * parameters and o updates none of them. A model that lists none (a custom
+ * module keeping its own) is not checked. */
+static int check_optim_fits(tg_ctx *ctx, const char *who, const tg_module *m, const tg_optim *o)
+{
+	size_t nm = tg_module_params(m, NULL, 0), no;
+	tg_tensor *const *op = tg_optim_params_of(o, &no);
+	if (!nm)
+		return 0;
+	tg_tensor **mp = malloc(nm * sizeof *mp);
+	if (!mp) {
+		tg_fail(ctx, TG_ENOMEM, "%s: out of memory listing the model's parameters", who);
+		return -1;
+	}
+	tg_module_params(m, mp, nm);
+	bool shared = false;
+	for (size_t i = 0; i < no && !shared; i++)
+		for (size_t j = 0; j < nm && !shared; j++)
+			shared = op[i] == mp[j];
+	free(mp);
+	if (shared)
+		return 0;
+	tg_fail(ctx, TG_EARG,
+		"%s: the optimizer updates none of the model's %zu parameters (it holds %zu "
+		"others); make it from tg_module_params of the model being trained",
+		who, nm, no);
+	return -1;
+}
+
 static int check_like(tg_ctx *ctx, const char *who, const tg_dataset *train,
 		      const tg_dataset *ds, const char *which)
 {
@@ -1437,7 +1467,8 @@ static int fit(const char *who, tg_module *m, tg_optim *o, const tg_task *task,
 			who, tg_dist_hooks_of(r.opts.dist)->model(r.opts.dist) ? "another" : "no");
 		goto out_free;
 	}
-	if (check_task(ctx, who, &r.task) || check_set(ctx, who, &r.task, train, "train") ||
+	if (check_optim_fits(ctx, who, m, o) || check_task(ctx, who, &r.task) ||
+	    check_set(ctx, who, &r.task, train, "train") ||
 	    (val && (check_set(ctx, who, &r.task, val, "validation") ||
 		     check_like(ctx, who, train, val, "validation"))) ||
 	    (test && (check_set(ctx, who, &r.task, test, "test") ||

@@ -1280,6 +1280,42 @@ static tg_dataset tiny_set(int64_t w, const float *x, const float *t)
 	return ds;
 }
 
+/* An optimizer made over another model's parameters (same context) would
+ * train nothing: tg_fit refuses it before the first step. One over some of
+ * the model's parameters trains those. */
+static void an_optimizer_over_none_of_the_models_parameters_is_refused(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_dataset reg = tiny_set(1, (const float[]){ 1, 2, 3, 4 }, (const float[]){ 1, 3, 2, 6 });
+	tg_module *a = tg_model_parse(ctx, "linear:1:1", NULL);
+	tg_module *b = tg_model_parse(ctx, "linear:1:1", NULL);
+	tg_tensor *pa[2], *pb[2];
+	assert_int_equal(tg_module_params(a, pa, 2), 2);
+	assert_int_equal(tg_module_params(b, pb, 2), 2);
+	tg_optim_opts oo = tg_optim_defaults(TG_SGD);
+	tg_optim *of_a = tg_optim_new(ctx, pa, 2, &oo);
+	tg_optim *of_b_weight = tg_optim_new(ctx, pb, 1, &oo);
+	tg_train_opts to = quiet_opts();
+	to.epochs = 1;
+	to.batch = 2;
+	tg_task task = { .loss = TG_LOSS_MSE };
+	double before = tg_get(pb[0], 0);
+	assert_int_equal(tg_fit(b, of_a, &task, &reg, NULL, NULL, &to, NULL), -1);
+	assert_error(ctx, TG_EARG, "tg_fit: the optimizer updates none of the model's 2 parameters");
+	tg_clear_error(ctx);
+	assert_true(tg_get(pb[0], 0) == before);
+	assert_int_equal(tg_fit(b, of_b_weight, &task, &reg, NULL, NULL, &to, NULL), 0);
+	assert_true(tg_get(pb[0], 0) != before);
+	tg_optim_free(of_b_weight);
+	tg_optim_free(of_a);
+	tg_module_free(b);
+	tg_module_free(a);
+	tg_dataset_free(&reg);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
 /* The identity as the model: its outputs are the features, so every figure
  * can be worked out by hand. Batches of 3 check the sums across batches. */
 static void the_metrics_are_the_hand_computed_ones(void **state)
@@ -1435,6 +1471,7 @@ int main(void)
 		cmocka_unit_test(a_binary_classifier_learns_breast_cancer_to_95_percent),
 		cmocka_unit_test(a_classifier_module_learns_the_digits_through_tg_fit),
 		cmocka_unit_test(early_stopping_stops_after_patience_epochs_without_improvement),
+		cmocka_unit_test(an_optimizer_over_none_of_the_models_parameters_is_refused),
 		cmocka_unit_test(the_metrics_are_the_hand_computed_ones),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
