@@ -583,4 +583,11 @@ void tg_gemm(const tg_ctx *ctx, tg_dtype dt, bool ta, bool tb, int N, int M, int
  * OpenBLAS's SkylakeX kernels use (true). */
 bool tg_cpu_has(bool avx512);
 
+/* The newest ctx tensor (tg_param, tg_keep), and the freeing of every ctx
+ * tensor made after it: what a constructor that fails undoes, so that a
+ * failed call leaves the context as it found it (declared for nn in
+ * nn/kept_undo.h). */
+tg_tensor *tg_kept_newest(tg_ctx *ctx);
+void tg_kept_drop_newer(tg_ctx *ctx, tg_tensor *mark);
+
 #endif /* TG_INTERNAL_H */

@@ -519,6 +519,24 @@ static tg_tensor *keep(tg_tensor *t, const char *who, bool requires_grad)
 tg_tensor *tg_param(tg_tensor *t) { return keep(t, "tg_param", true); }
 tg_tensor *tg_keep(tg_tensor *t) { return keep(t, "tg_keep", false); }
 
+tg_tensor *tg_kept_newest(tg_ctx *ctx)
+{
+	return ctx ? ctx->kept : NULL;
+}
+
+void tg_kept_drop_newer(tg_ctx *ctx, tg_tensor *mark)
+{
+	if (!ctx)
+		return;
+	while (ctx->kept && ctx->kept != mark) {
+		tg_tensor *t = ctx->kept;
+		ctx->kept = t->next_kept;
+		t->magic = 0;
+		tg_ctx_release(ctx, t->name);
+		tg_ctx_release(ctx, t);
+	}
+}
+
 tg_tensor *tg_detach(tg_tensor *t)
 {
 	tg_ctx *ctx = new_from("tg_detach", t);

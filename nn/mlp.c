@@ -9,6 +9,7 @@
  */
 #include "tapegrad.h"
 #include "tapegrad_nn.h"
+#include "kept_undo.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +58,7 @@ tg_mlp *tg_mlp_new(tg_ctx *ctx, const char *spec, const tg_mlp_opts *opts)
 		    "architectures)",
 		    spec);
 	tg_mlp_opts o = opts ? *opts : tg_mlp_defaults();
+	tg_tensor *mark = tg_kept_newest(ctx);
 	tg_module *seq = tg_model_parse(ctx, spec, &o); /* checks spec and options */
 	tg_mlp *m = seq ? calloc(1, sizeof *m) : NULL;
 	size_t np = tg_module_params(seq, NULL, 0), ns = tg_module_tensors(seq, NULL, 0);
@@ -64,6 +66,7 @@ tg_mlp *tg_mlp_new(tg_ctx *ctx, const char *spec, const tg_mlp_opts *opts)
 	tg_tensor **st = seq ? malloc(ns * sizeof *st) : NULL;
 	if (!m || !p || !st) {
 		tg_module_free(seq);
+		tg_kept_drop_newer(ctx, mark);
 		free(m);
 		free(p);
 		free(st);

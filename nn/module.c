@@ -11,6 +11,7 @@
 #include "tapegrad_nn.h"
 #include "bn_running.h"
 #include "c_locale.h"
+#include "kept_undo.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -775,7 +776,7 @@ static tg_module *build_full(tg_ctx *ctx, const char *arch, const tg_mlp_opts *o
 	return seq;
 }
 
-tg_module *tg_model_parse(tg_ctx *ctx, const char *arch, const tg_mlp_opts *opts)
+static tg_module *model_parse(tg_ctx *ctx, const char *arch, const tg_mlp_opts *opts)
 {
 	if (!ctx || !tg_ok(ctx))
 		return NULL;
@@ -785,6 +786,16 @@ tg_module *tg_model_parse(tg_ctx *ctx, const char *arch, const tg_mlp_opts *opts
 	if (!*arch || (*arch >= '0' && *arch <= '9'))
 		return build_mlp(ctx, arch, &o);
 	return build_full(ctx, arch, &o);
+}
+
+/* A failed parse frees the parameters of the pieces it had built. */
+tg_module *tg_model_parse(tg_ctx *ctx, const char *arch, const tg_mlp_opts *opts)
+{
+	tg_tensor *mark = tg_kept_newest(ctx);
+	tg_module *m = model_parse(ctx, arch, opts);
+	if (!m)
+		tg_kept_drop_newer(ctx, mark);
+	return m;
 }
 
 /* ---- the short form for images ------------------------------------------------------- */
@@ -975,5 +986,9 @@ tg_module *tg_model_parse_image(tg_ctx *ctx, const char *arch, int64_t c, int64_
 	if (!expand_short(ctx, arch, c, h, w, full, sizeof full))
 		return NULL;
 	tg_mlp_opts o = opts ? *opts : tg_mlp_defaults();
-	return build_full(ctx, full, &o);
+	tg_tensor *mark = tg_kept_newest(ctx);
+	tg_module *m = build_full(ctx, full, &o);
+	if (!m)
+		tg_kept_drop_newer(ctx, mark);
+	return m;
 }

@@ -11,6 +11,7 @@
 #include "parallel.h"
 #include "tapegrad_nn.h"
 #include "optim_opts.h"
+#include "kept_undo.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -229,7 +230,9 @@ tg_optim *tg_optim_new(tg_ctx *ctx, tg_tensor *const *params, size_t n, const tg
 		o->p[i] = params[i];
 		o->decay[i] = tg_decays(params[i]); /* set by the module that made it */
 	}
+	tg_tensor *mark = tg_kept_newest(ctx);
 	if (make_state(o)) {
+		tg_kept_drop_newer(ctx, mark); /* the state made before the failure */
 		tg_optim_free(o);
 		return NULL;
 	}

@@ -263,11 +263,64 @@ static void every_failing_libc_allocation_in_a_checkpoint_save_is_a_clean_enomem
 }
 #endif
 
+/* The failing calls of round, made once: constructors that fail partway,
+ * after making some parameters or state. */
+static void failing_constructors(tg_ctx *ctx, tg_optim_opts *oo, tg_tensor *const *p, size_t n,
+				 counting *c)
+{
+	assert_null(tg_model_parse(ctx, "linear:4:8,relu,bn:8,bogus:3", NULL));
+	assert_error(ctx, TG_EARG, "unknown kind \"bogus\"");
+	tg_clear_error(ctx);
+	assert_null(tg_model_parse(ctx, "linear:4:8,relu,linear:8:x", NULL));
+	assert_error(ctx, TG_EARG, "must be an integer");
+	tg_clear_error(ctx);
+	assert_null(tg_model_parse_image(ctx, "conv4:3-pool2-8-bogus", 1, 8, 8, NULL));
+	tg_clear_error(ctx);
+	assert_null(tg_mlp_new(ctx, "4-8-x", NULL));
+	tg_clear_error(ctx);
+	/* the state of the second parameter cannot be made */
+	c->fail_at = c->calls + 3;
+	assert_null(tg_optim_new(ctx, p, n, oo));
+	c->fail_at = 0;
+	assert_error(ctx, TG_ENOMEM, "out of memory");
+	tg_clear_error(ctx);
+	tg_reset(ctx);
+}
+
+/* Context tensors live until tg_ctx_free, so the parameters and state of a
+ * constructor that failed partway are freed by it: repeated failures leave
+ * the context's memory as it was, where they once grew it without bound. */
+static void failed_constructors_leave_no_context_tensors(void **state)
+{
+	(void)state;
+	counting c = { 0 };
+	tg_allocator a = { counting_alloc, counting_free, &c };
+	tg_ctx *ctx = tg_ctx_new_with(3, &a);
+	assert_non_null(ctx);
+	tg_module *m = tg_model_parse(ctx, "linear:4:3", NULL);
+	assert_non_null(m);
+	tg_tensor *p[2];
+	size_t n = tg_module_params(m, p, 2);
+	assert_int_equal(n, 2);
+	tg_optim_opts oo = tg_optim_defaults(TG_ADAM);
+	failing_constructors(ctx, &oo, p, n, &c); /* the arena's first blocks */
+	long live = c.live;
+	for (int i = 0; i < 200; i++)
+		failing_constructors(ctx, &oo, p, n, &c);
+	if (c.live != live)
+		fail_msg("200 rounds of failed constructors left %ld allocations of the context",
+			 c.live - live);
+	tg_module_free(m);
+	tg_ctx_free(ctx);
+	assert_int_equal(c.live, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(every_failing_allocation_in_a_training_step_is_a_clean_enomem),
 		cmocka_unit_test(every_arena_limit_gives_a_clean_enomem),
+		cmocka_unit_test(failed_constructors_leave_no_context_tensors),
 		cmocka_unit_test(every_failing_libc_allocation_in_a_checkpoint_save_is_a_clean_enomem),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
