@@ -75,17 +75,21 @@ static TG_SLOW double scaled_mean(const void *X, bool f64, size_t n, size_t stri
 	/* st = mean, inv_std = 1 / sqrt(var + eps); var (D) = biased variance */       \
 	TG_HOT_LOOP                                                                     \
 	static void stats_##sfx(const T *X, size_t n, size_t d, double eps, double *acc, \
-				T *st, T *var)                                          \
+				double *off2, T *st, T *var)                            \
 	{                                                                               \
 		T *mean = st, *inv_std = st + d;                                        \
 		memset(acc, 0, d * sizeof *acc);                                        \
 		for (size_t i = 0; i < n; i++)                                          \
 			for (size_t j = 0; j < d; j++)                                  \
 				acc[j] += X[i * d + j];                                 \
-		for (size_t j = 0; j < d; j++)                                          \
+		for (size_t j = 0; j < d; j++) {                                        \
 			mean[j] = (T)(isinf(acc[j]) ? scaled_mean(X + j, sizeof(T) == 8, \
 								  n, d, acc[j])         \
 						    : acc[j] / (double)n);              \
+			/* the mean's rounding to T, taken back out of var below */     \
+			double off = acc[j] / (double)n - mean[j];                      \
+			off2[j] = isfinite(off) ? off * off : 0;                        \
+		}                                                                       \
 		memset(acc, 0, d * sizeof *acc);                                        \
 		for (size_t i = 0; i < n; i++)                                          \
 			for (size_t j = 0; j < d; j++) {                                \
@@ -93,7 +97,7 @@ static TG_SLOW double scaled_mean(const void *X, bool f64, size_t n, size_t stri
 				acc[j] += c * c;                                        \
 			}                                                               \
 		for (size_t j = 0; j < d; j++) {                                        \
-			double v = acc[j] / (double)n;                                  \
+			double v = fmax(acc[j] / (double)n - off2[j], 0);               \
 			var[j] = (T)v;                                                  \
 			inv_std[j] = (T)(isinf(v) ? scaled_inv_std(X + j, sizeof(T) == 8, \
 								   n, d, mean[j], eps) \
@@ -300,13 +304,13 @@ static void *statistics(tg_ctx *ctx, const tg_tensor *x, double eps)
 {
 	size_t n = (size_t)x->shape[0], d = (size_t)x->shape[1];
 	void *st = tg_arena_alloc(ctx, 3 * d * tg_dtype_size(x->dtype));
-	double *acc = tg_arena_alloc(ctx, d * sizeof *acc);
+	double *acc = tg_arena_alloc(ctx, 2 * d * sizeof *acc);
 	if (!st || !acc)
 		return NULL;
 	if (x->dtype == TG_F64)
-		stats_f64(x->data, n, d, eps, acc, st, (double *)st + 2 * d);
+		stats_f64(x->data, n, d, eps, acc, acc + d, st, (double *)st + 2 * d);
 	else
-		stats_f32(x->data, n, d, eps, acc, st, (float *)st + 2 * d);
+		stats_f32(x->data, n, d, eps, acc, acc + d, st, (float *)st + 2 * d);
 	return st;
 }
 
@@ -510,7 +514,10 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 				double c = X[j] - mean[i];                              \
 				v[j % 8] += c * c;                                      \
 			}                                                               \
-			double var = tg_sum_lanes(v) / (double)d;                       \
+			/* less the square of the mean's rounding to T */               \
+			double off = sum / (double)d - mean[i];                         \
+			double var = fmax(tg_sum_lanes(v) / (double)d                   \
+					  - (isfinite(off) ? off * off : 0), 0);         \
 			inv_std[i] = (T)(isinf(var) ? scaled_inv_std(X, sizeof(T) == 8, d, 1, \
 								     mean[i], eps)      \
 						    : 1 / sqrt(var + eps));             \

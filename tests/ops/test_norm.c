@@ -627,6 +627,73 @@ static void f32_layer_norm_agrees_with_f64(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* f32 values 1e4 + j 2^-10 (f32's spacing there), j = -10..11 repeated:
+ * their mean, 1e4 + 2^-11, is not an f32, and rounding it shifts every
+ * deviation by half a spacing. The variance about the rounded mean exceeds
+ * the true one by that shift squared (0.6 % here), which the statistics
+ * must take back out: the batch's var, and the spread of y (1 for gamma 1
+ * and beta 0, less eps's part), are measured against long double. */
+static long double offset_spread(const tg_tensor *y, size_t n, size_t stride, size_t first)
+{
+	long double m = 0, v = 0;
+	for (size_t i = 0; i < n; i++)
+		m += tg_get(y, first + i * stride);
+	m /= n;
+	for (size_t i = 0; i < n; i++) {
+		long double c = tg_get(y, first + i * stride) - m;
+		v += c * c;
+	}
+	return sqrtl(v / n);
+}
+
+static void f32_statistics_of_values_with_a_large_offset_are_exact(void **state)
+{
+	(void)state;
+	enum { N = 22 * 20 };
+	tg_ctx *ctx = tg_ctx_new(1);
+	float xv[N * 2];
+	long double mean = 0, var = 0, eps = 1e-9L;
+	for (int i = 0; i < N; i++) {
+		xv[2 * i] = xv[2 * i + 1] = 1e4f + (float)(i % 22 - 10) * 0x1p-10f;
+		mean += xv[2 * i];
+	}
+	mean /= N;
+	for (int i = 0; i < N; i++)
+		var += ((long double)xv[2 * i] - mean) * ((long double)xv[2 * i] - mean);
+	var /= N;
+	long double spread = sqrtl(var / (var + eps));
+	bool bad = false;
+	tg_tensor *x = tg_from_f32(ctx, TG_F32, SHAPE(N, 2), xv);
+	tg_tensor *g2 = tg_ones(ctx, TG_F32, SHAPE(2)), *b2 = tg_zeros(ctx, TG_F32, SHAPE(2));
+	tg_tensor *bvar = NULL;
+	tg_tensor *y = tg_batch_norm(x, g2, b2, (double)eps, NULL, &bvar);
+	assert_ctx_ok(ctx);
+	for (size_t j = 0; j < 2; j++) {
+		double e_var = (double)fabsl(tg_get(bvar, j) / var - 1);
+		double e_y = (double)fabsl(offset_spread(y, N, 2, j) / spread - 1);
+		print_message("batch_norm column %zu: var off by %.3g, y's spread by %.3g\n", j,
+			      e_var, e_y);
+		if (!(e_var < 1e-5 && e_y < 1e-5) && (bad = true))
+			print_error("batch_norm f32 column %zu: var %.9g (exact %.9Lg), y's spread "
+				 "%.9Lg (exact %.9Lg)\n", j, tg_get(bvar, j), var,
+				 offset_spread(y, N, 2, j), spread);
+	}
+	tg_tensor *xr = tg_from_f32(ctx, TG_F32, SHAPE(2, N), xv); /* each row the pattern */
+	tg_tensor *gn = tg_ones(ctx, TG_F32, SHAPE(N)), *bn = tg_zeros(ctx, TG_F32, SHAPE(N));
+	tg_tensor *yr = tg_layer_norm(xr, gn, bn, (double)eps);
+	assert_ctx_ok(ctx);
+	for (size_t r = 0; r < 2; r++) {
+		long double got = offset_spread(yr, N, 1, r * N);
+		print_message("layer_norm row %zu: y's spread off by %.3g\n", r,
+			      (double)fabsl(got / spread - 1));
+		if (!(fabsl(got / spread - 1) < 1e-5) && (bad = true))
+			print_error("layer_norm f32 row %zu: y's spread %.9Lg (exact %.9Lg)\n", r,
+				    got, spread);
+	}
+	tg_ctx_free(ctx);
+	assert_false(bad);
+}
+
 static void layer_norm_rejects_bad_shapes_dtypes_eps_and_nulls(void **state)
 {
 	(void)state;
@@ -675,6 +742,7 @@ int main(void)
 		cmocka_unit_test(huge_values_normalise_as_at_a_small_scale),
 		cmocka_unit_test(huge_values_whose_sum_overflows_normalise),
 		cmocka_unit_test(f32_layer_norm_agrees_with_f64),
+		cmocka_unit_test(f32_statistics_of_values_with_a_large_offset_are_exact),
 		cmocka_unit_test(layer_norm_rejects_bad_shapes_dtypes_eps_and_nulls),
 	 };
 	return cmocka_run_group_tests(tests, NULL, NULL);
