@@ -145,10 +145,7 @@ static int end(call *c, tg_tensor **res, int nres)
 	if (c->started) {
 		c->ctx->grad_enabled = c->grad_was;
 		/* f may have called tg_reset: the tape found is gone with its step */
-		if (c->ctx->gen == c->gen)
-			tg_tape_cut(c->ctx, c->tape);
-		else
-			c->ctx->tape = NULL;
+		tg_tape_cut(c->ctx, c->tape, c->ctx->gen == c->gen);
 	}
 	if (c->ctx->status == TG_OK)
 		return 0;

@@ -144,10 +144,7 @@ static void restore_inputs(check *c)
 			t->grad = t->grad_store;
 		}
 	}
-	if (same_step)
-		tg_tape_cut(c->ctx, c->tape);
-	else
-		c->ctx->tape = NULL;
+	tg_tape_cut(c->ctx, c->tape, same_step);
 	c->ctx->grad_enabled = c->grad_was;
 }
 
@@ -272,10 +269,7 @@ static int eval_grad_loss(check *c, double *out)
 	for (int j = 0; rc == 0 && j < c->nin; j++)
 		if (G[j])
 			g += dot(G[j], c->v[j]);
-	if (c->ctx->gen == gen)
-		tg_tape_cut(c->ctx, tape);
-	else
-		c->ctx->tape = NULL;
+	tg_tape_cut(c->ctx, tape, c->ctx->gen == gen);
 	*out = g;
 	return rc;
 }

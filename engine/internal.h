@@ -334,8 +334,9 @@ const void *tg_save_aux(tg_ctx *ctx, const void *src, size_t n);
 /* Takes the nodes recorded since the tape was `to` off it again (the
  * derivative functions' and the gradient check's own nodes): their outputs
  * are left without history, constants to any later op, since a walk over
- * the tape would no longer reach those nodes. */
-void tg_tape_cut(tg_ctx *ctx, tg_node *to);
+ * the tape would no longer reach those nodes. same_step false (f called
+ * tg_reset, and `to` went with its step): the tape is left empty. */
+void tg_tape_cut(tg_ctx *ctx, tg_node *to, bool same_step);
 
 /* Every built-in op descriptor registers itself here, so that the tests can
  * walk the list and fail on an op without a gradient-check row. */

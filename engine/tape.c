@@ -248,8 +248,12 @@ tg_tensor *tg_op_end(const tg_op *op, tg_tensor *out, int nin, tg_tensor *const 
 	return push(n, op, out, nin, in, attrs, nattrs, aux);
 }
 
-void tg_tape_cut(tg_ctx *ctx, tg_node *to)
+void tg_tape_cut(tg_ctx *ctx, tg_node *to, bool same_step)
 {
+	if (!same_step) {
+		ctx->tape = NULL;
+		return;
+	}
 	for (tg_node *n = ctx->tape; n && n != to; n = n->prev) {
 		if (n->out->node == n) {
 			n->out->node = NULL;
