@@ -398,11 +398,6 @@ static const char *sample_str(const int64_t *s, int n, char *buf, size_t size)
 	return buf;
 }
 
-/* A set evaluated beside train (which) must hold samples of train's width
- * (and shape, when both are shaped: flat rows beside images suit a model
- * that flattens them) and as many targets each, or the model that trains
- * on one cannot take the other: found before the first step, not after an
- * epoch's updates. */
 /* An optimizer over none of m's parameters (another model's, in the same
  * context) would let tg_fit train nothing, silently: TG_EARG when m lists
  * parameters and o updates none of them. A model that lists none (a custom
@@ -433,6 +428,11 @@ static int check_optim_fits(tg_ctx *ctx, const char *who, const tg_module *m, co
 	return -1;
 }
 
+/* A set evaluated beside train (which) must hold samples of train's width
+ * (and shape, when both are shaped: flat rows beside images suit a model
+ * that flattens them) and as many targets each, or the model that trains
+ * on one cannot take the other: found before the first step, not after an
+ * epoch's updates. */
 static int check_like(tg_ctx *ctx, const char *who, const tg_dataset *train,
 		      const tg_dataset *ds, const char *which)
 {
