@@ -77,6 +77,16 @@ static tg_train_opts quiet_opts(void)
 	return to;
 }
 
+/* The last child of seq of the given kind ("bn", ...), or NULL. */
+static tg_module *child_of_kind(const tg_module *seq, const char *kind)
+{
+	tg_module *found = NULL;
+	for (size_t i = 0; i < seq->nchildren; i++)
+		if (!strcmp(seq->children[i]->vt->kind, kind))
+			found = seq->children[i];
+	return found;
+}
+
 /* Accuracy of net on ds counted here, row by row, from its logits in
  * evaluation mode without the training loop's code. */
 static double count_accuracy(tg_mlp *net, const tg_dataset *ds)
@@ -890,10 +900,7 @@ static void evaluation_is_deterministic_and_restores_the_modes(void **state)
 	 * mode (frozen statistics) in a training net stays so, and one in
 	 * training mode in an evaluating net stays in training */
 	tg_module *seq = tg_mlp_module(f.net);
-	tg_module *bn = NULL;
-	for (size_t i = 0; i < seq->nchildren; i++)
-		if (!strcmp(seq->children[i]->vt->kind, "bn"))
-			bn = seq->children[i];
+	tg_module *bn = child_of_kind(seq, "bn");
 	assert_non_null(bn);
 	for (int root = 0; root < 2; root++) {
 		tg_module_train(seq, root);
@@ -921,10 +928,7 @@ static void training_keeps_a_module_the_caller_keeps_in_evaluation_mode(void **s
 	mo.batchnorm = true;
 	fixture_new(&f, 5, &mo, NULL);
 	tg_module *seq = tg_mlp_module(f.net);
-	tg_module *bn = NULL;
-	for (size_t i = 0; i < seq->nchildren; i++)
-		if (!strcmp(seq->children[i]->vt->kind, "bn"))
-			bn = seq->children[i];
+	tg_module *bn = child_of_kind(seq, "bn");
 	assert_non_null(bn);
 	tg_train_opts to = quiet_opts();
 	to.epochs = 1;
