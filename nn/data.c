@@ -21,6 +21,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -41,6 +42,71 @@ void tg_dataset_free(tg_dataset *ds)
 	free(ds->y);
 	free(ds->t);
 	*ds = (tg_dataset){ 0 };
+}
+
+/* ---- where a data set's arrays live ----------------------------------------- */
+
+/* A batch gathers rows from all over x, each in a page of its own, and on a
+ * virtual machine a page the TLB misses can cost microseconds: W3's 512 rows
+ * of Fashion-MNIST took 2.1 ms a step on 4 KiB pages and 0.4 ms on 2 MiB
+ * ones. So an array of BIG bytes or more is placed where the system may
+ * back it with transparent huge pages (madvise, before a byte is written);
+ * it stays an ordinary malloc'd block that free() releases. */
+enum { GRAIN = 2 << 20, BIG = 2 * GRAIN };
+
+static uintptr_t grain_up(uintptr_t a)
+{
+	return (a + GRAIN - 1) & ~(uintptr_t)(GRAIN - 1);
+}
+
+static uintptr_t grain_down(uintptr_t a)
+{
+	return a & ~(uintptr_t)(GRAIN - 1);
+}
+
+/* malloc(bytes), with the whole grains inside it advised for huge pages. */
+static void *big_alloc(size_t bytes)
+{
+	void *p = malloc(bytes);
+#ifdef MADV_HUGEPAGE
+	if (p && bytes >= BIG) {
+		uintptr_t a = grain_up((uintptr_t)p), e = grain_down((uintptr_t)p + bytes);
+		if (e > a)
+			madvise((void *)a, e - a, MADV_HUGEPAGE); /* advice: failure is fine */
+	}
+#endif
+	return p;
+}
+
+/* The final home of a loaded array p of bytes: a big one moves into
+ * big_alloc'd memory, grain by grain, each grain of p given back to the
+ * system once copied so that the two together take little more than one; a
+ * small one is shrunk to bytes. p itself when that fails (or bytes is 0). */
+static void *settle(void *p, size_t bytes)
+{
+	if (!p || !bytes)
+		return p;
+	if (bytes < BIG) {
+		void *q = realloc(p, bytes);
+		return q ? q : p;
+	}
+	char *q = big_alloc(bytes);
+	if (!q)
+		return p;
+	const char *src = p;
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	for (size_t at = 0; at < bytes; at += GRAIN) {
+		size_t len = bytes - at < GRAIN ? bytes - at : GRAIN;
+		memcpy(q + at, src + at, len);
+		/* whole pages of this piece, never the block's first or last page
+		 * (the allocator's own words may share them) */
+		uintptr_t a = ((uintptr_t)src + at + page - 1) / page * page;
+		uintptr_t e = ((uintptr_t)src + at + len) / page * page;
+		if (a > (uintptr_t)src + page && e + page < (uintptr_t)src + bytes && e > a)
+			madvise((void *)a, e - a, MADV_DONTNEED);
+	}
+	free(p);
+	return q;
 }
 
 /* ---- memory a file may claim ------------------------------------------------ */
@@ -519,6 +585,7 @@ static int pair_read(tg_ctx *ctx, idx_pair *p, int classes, tg_dataset *out)
 		pair_close(p);
 		return -1;
 	}
+	x = settle(x, (size_t)p->im.count * sizeof(float));
 	*out = (tg_dataset){
 		.n = p->im.dim[0], .d = p->im.dim[1] * p->im.dim[2], .classes = classes,
 		.x = x, .y = y, .ndim = 3, .shape = { 1, p->im.dim[1], p->im.dim[2] },
@@ -1221,15 +1288,13 @@ int tg_load_csv(tg_ctx *ctx, const char *path, const tg_csv_options *opt, tg_dat
 		return -1;
 	}
 	/* Give back the slack of the last doubling. */
-	float *x = realloc(r.x, (size_t)(r.n * r.d) * sizeof(float));
-	*out = (tg_dataset){ .n = r.n, .d = r.d, .x = x ? x : r.x };
+	*out = (tg_dataset){ .n = r.n, .d = r.d,
+			     .x = settle(r.x, (size_t)(r.n * r.d) * sizeof(float)) };
 	if (p.opt.float_targets) {
-		float *t = realloc(r.t, (size_t)(r.n * r.tdim) * sizeof(float));
-		out->t = t ? t : r.t;
+		out->t = settle(r.t, (size_t)(r.n * r.tdim) * sizeof(float));
 		out->tdim = r.tdim;
 	} else {
-		int32_t *y = realloc(r.y, (size_t)r.n * sizeof(int32_t));
-		out->y = y ? y : r.y;
+		out->y = settle(r.y, (size_t)r.n * sizeof(int32_t));
 		out->classes = p.opt.classes > 0 ? p.opt.classes : (int32_t)p.max_label + 1;
 	}
 	return 0;
@@ -1336,9 +1401,9 @@ static int check_dataset(tg_ctx *ctx, const char *who, const tg_dataset *ds)
 static int alloc_like(tg_ctx *ctx, const char *who, const tg_dataset *src, int64_t n,
 		      tg_dataset *out)
 {
-	float *x = malloc((size_t)(n * src->d) * sizeof(float));
+	float *x = big_alloc((size_t)(n * src->d) * sizeof(float));
 	int32_t *y = src->y ? malloc((size_t)n * sizeof(int32_t)) : NULL;
-	float *t = src->t ? malloc((size_t)(n * src->tdim) * sizeof(float)) : NULL;
+	float *t = src->t ? big_alloc((size_t)(n * src->tdim) * sizeof(float)) : NULL;
 	if (!x || (src->y && !y) || (src->t && !t)) {
 		free(x);
 		free(y);

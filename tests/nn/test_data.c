@@ -11,6 +11,7 @@
 
 #include <dirent.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -926,6 +927,126 @@ static void split_partitions_the_rows_deterministically_for_a_seed(void **state)
 	assert_empty(&tr[0]);
 	tg_ctx_free(ctx);
 	tg_dataset_free(&src);
+}
+
+/* The flags of the mapping that holds address a, from /proc/self/smaps
+ * ("" when not found): " hg" among them is MADV_HUGEPAGE's advice. */
+static void vma_flags(const void *a, char *flags, size_t size)
+{
+	flags[0] = 0;
+	FILE *f = fopen("/proc/self/smaps", "r");
+	if (!f)
+		return;
+	char line[512];
+	bool inside = false;
+	while (fgets(line, sizeof line, f)) {
+		unsigned long lo, hi;
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+			inside = (uintptr_t)a >= lo && (uintptr_t)a < hi;
+		else if (inside && strncmp(line, "VmFlags:", 8) == 0) {
+			snprintf(flags, size, "%s", line + 8);
+			break;
+		}
+	}
+	fclose(f);
+}
+
+/* Whether the kernel takes MADV_HUGEPAGE advice at all. */
+static bool huge_advice_taken(void)
+{
+	size_t len = 4 << 20;
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return false;
+	bool ok = madvise(p, len, MADV_HUGEPAGE) == 0;
+	munmap(p, len);
+	return ok;
+}
+
+/* A whole 2 MiB grain of x's rows lies in memory advised for huge pages. */
+static void assert_huge_advised(const float *x, size_t bytes)
+{
+	uintptr_t grain = 2 << 20, a = ((uintptr_t)x + grain - 1) & ~(grain - 1);
+	assert_true(a + grain <= (uintptr_t)x + bytes);
+	char flags[512];
+	vma_flags((const void *)a, flags, sizeof flags);
+	if (!flags[0] || !huge_advice_taken())
+		return; /* no smaps, or no transparent huge pages in this kernel */
+	if (!strstr(flags, " hg")) {
+		print_error("the mapping of %p has flags%s", (void *)a, flags);
+		fail();
+	}
+}
+
+/* Batches gather rows from all over a data set, and on a virtual machine a
+ * TLB miss can cost microseconds a page: the loaders and subsets put a big
+ * x where it may have 2 MiB pages, each value as read. */
+static void big_data_sets_lie_on_huge_page_advice_with_their_values(void **state)
+{
+	(void)state;
+	tmpdir d;
+	tmp_make(&d);
+	char img[256], lbl[256], csv[256];
+	tmp_file(&d, "img", img);
+	tmp_file(&d, "lbl", lbl);
+	tmp_file(&d, "big.csv", csv);
+	enum { N = 2000, SIDE = 28, D = SIDE * SIDE };
+	unsigned char *pix = malloc((size_t)N * D), lab[N];
+	assert_non_null(pix);
+	for (size_t i = 0; i < (size_t)N * D; i++)
+		pix[i] = (unsigned char)(i * 7 % 256);
+	for (int i = 0; i < N; i++)
+		lab[i] = (unsigned char)(i % 10);
+	write_idx(img, 0x803, 3, (uint32_t[]){ N, SIDE, SIDE }, pix, (size_t)N * D);
+	write_idx(lbl, 0x801, 1, (uint32_t[]){ N }, lab, N);
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_dataset ds, sub;
+	assert_int_equal(tg_load_idx(ctx, img, lbl, 10, &ds), 0);
+	assert_int_equal(ds.n, N);
+	for (size_t i = 0; i < (size_t)N * D; i++)
+		if (ds.x[i] != (float)(pix[i] / 255.0)) {
+			print_error("x[%zu] = %.9g, pixel %d\n", i, ds.x[i], pix[i]);
+			fail();
+		}
+	assert_int_equal(ds.y[N - 1], (N - 1) % 10);
+	assert_huge_advised(ds.x, (size_t)N * D * sizeof(float));
+	/* a subset of most rows, backwards */
+	int64_t idx[N - 100];
+	for (int i = 0; i < N - 100; i++)
+		idx[i] = N - 1 - i;
+	assert_int_equal(tg_dataset_subset(ctx, &ds, idx, N - 100, &sub), 0);
+	assert_true(memcmp(sub.x, ds.x + (size_t)(N - 1) * D, D * sizeof(float)) == 0);
+	assert_true(memcmp(sub.x + (size_t)(N - 101) * D, ds.x + (size_t)100 * D,
+			   D * sizeof(float)) == 0);
+	assert_huge_advised(sub.x, (size_t)(N - 100) * D * sizeof(float));
+	tg_dataset_free(&sub);
+	tg_dataset_free(&ds);
+	/* a CSV of 22 000 rows of 50 features and a label: 4.4 MB of floats */
+	enum { R = 22000, C = 50 };
+	FILE *f = fopen(csv, "w");
+	assert_non_null(f);
+	for (int r = 0; r < R; r++) {
+		for (int c = 0; c < C; c++)
+			fprintf(f, "%d.25,", (r * 31 + c) % 1000);
+		fprintf(f, "%d\n", r % 3);
+	}
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(tg_load_csv(ctx, csv, NULL, &ds), 0);
+	assert_ctx_ok(ctx);
+	assert_int_equal(ds.n, R);
+	assert_int_equal(ds.d, C);
+	for (int r = 0; r < R; r++)
+		for (int c = 0; c < C; c++)
+			if (ds.x[(size_t)r * C + c] != (float)((r * 31 + c) % 1000) + 0.25f) {
+				print_error("row %d column %d: %.9g\n", r, c, ds.x[(size_t)r * C + c]);
+				fail();
+			}
+	assert_int_equal(ds.y[R - 1], (R - 1) % 3);
+	assert_huge_advised(ds.x, (size_t)R * C * sizeof(float));
+	tg_dataset_free(&ds);
+	tg_ctx_free(ctx);
+	free(pix);
+	tmp_remove(&d);
 }
 
 static void head_and_subset_copy_the_chosen_rows(void **state)
@@ -2163,6 +2284,7 @@ int main(void)
 		cmocka_unit_test(the_iris_loader_checks_the_feature_count),
 		cmocka_unit_test(split_partitions_the_rows_deterministically_for_a_seed),
 		cmocka_unit_test(head_and_subset_copy_the_chosen_rows),
+		cmocka_unit_test(big_data_sets_lie_on_huge_page_advice_with_their_values),
 		cmocka_unit_test(a_batch_gathers_rows_and_labels_in_either_dtype),
 		cmocka_unit_test(image_samples_come_in_batches_of_their_shape),
 		cmocka_unit_test(batches_with_replacement_draw_valid_rows_deterministically),
