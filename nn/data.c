@@ -14,6 +14,7 @@
 #include "tapegrad.h"
 #include "tapegrad_io.h"
 #include "c_locale.h"
+#include "parallel.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1631,6 +1632,36 @@ static void prefetch_row(const float *row, int64_t d)
 	__builtin_prefetch(end - 1); /* the last line, when the row starts mid-line */
 }
 
+/* Rows [lo, hi) of a batch: the part of tg_dataset_batch one thread copies. */
+typedef struct batch_rows {
+	const tg_dataset *ds;
+	const int64_t *idx;
+	tg_dtype dt;
+	void *data;
+	int32_t *labels;
+} batch_rows;
+
+static void batch_rows_part(void *arg, size_t lo, size_t hi)
+{
+	const batch_rows *g = arg;
+	const tg_dataset *ds = g->ds;
+	int64_t d = ds->d;
+	for (int64_t i = (int64_t)lo; i < (int64_t)hi; i++) {
+		const float *row = ds->x + g->idx[i] * d;
+		if (i + PREFETCH_AHEAD < (int64_t)hi)
+			prefetch_row(ds->x + g->idx[i + PREFETCH_AHEAD] * d, d);
+		if (g->dt == TG_F32) {
+			memcpy((float *)g->data + i * d, row, (size_t)d * sizeof(float));
+		} else {
+			double *out = (double *)g->data + i * d;
+			for (int64_t j = 0; j < d; j++)
+				out[j] = row[j];
+		}
+		if (g->labels && ds->y)
+			g->labels[i] = ds->y[g->idx[i]];
+	}
+}
+
 /* A dtype's name for a message: "i32", or "unknown". */
 static const char *batch_dtype_name(tg_dtype dt)
 {
@@ -1664,21 +1695,9 @@ tg_tensor *tg_dataset_batch(tg_ctx *ctx, const tg_dataset *ds, const int64_t *id
 	void *data = x ? tg_data_mut(x) : NULL;
 	if (!data)
 		return NULL;
-	int64_t d = ds->d;
-	for (int64_t i = 0; i < n; i++) {
-		const float *row = ds->x + idx[i] * d;
-		if (i + PREFETCH_AHEAD < n)
-			prefetch_row(ds->x + idx[i + PREFETCH_AHEAD] * d, d);
-		if (dt == TG_F32) {
-			memcpy((float *)data + i * d, row, (size_t)d * sizeof(float));
-		} else {
-			double *out = (double *)data + i * d;
-			for (int64_t j = 0; j < d; j++)
-				out[j] = row[j];
-		}
-		if (labels && ds->y)
-			labels[i] = ds->y[idx[i]];
-	}
+	batch_rows g = { ds, idx, dt, data, labels };
+	/* rows wait on memory, not on arithmetic: split like a plain loop */
+	tg_parallel_for(ctx, (size_t)n, TG_PAR_MIN / (size_t)ds->d + 1, 1, batch_rows_part, &g);
 	return x;
 }
 

@@ -8,6 +8,7 @@
 #include "../engine/test_util.h"
 
 #include "parallel.h"
+#include "tapegrad_io.h"
 #include "tapegrad_nn.h"
 
 #include <pthread.h>
@@ -198,6 +199,52 @@ static void every_optimizer_update_gives_the_bits_of_one_thread(void **state)
 	}
 }
 
+/* ---- mini-batches --------------------------------------------------------------------- */
+
+/* A batch of R rows of C features, gathered at 1 and 2 threads in either
+ * dtype: each row the data set's row, each label its label, the same bits. */
+static void a_batch_gathered_by_two_threads_is_the_rows_and_labels(void **state)
+{
+	(void)state;
+	enum { ROWS = 1000 };
+	tg_dataset ds = { .n = ROWS, .d = C, .classes = 7, .x = malloc((size_t)ROWS * C * sizeof(float)),
+			  .y = malloc(ROWS * sizeof(int32_t)) };
+	assert_non_null(ds.x);
+	assert_non_null(ds.y);
+	for (size_t i = 0; i < (size_t)ROWS * C; i++)
+		ds.x[i] = (float)i / 3.0f;
+	for (int i = 0; i < ROWS; i++)
+		ds.y[i] = i % 7;
+	int64_t idx[R];
+	for (int i = 0; i < R; i++)
+		idx[i] = (int64_t)(((uint64_t)i * 7919 + 13) % ROWS);
+	for (int d = 0; d < 2; d++) {
+		tg_dtype dt = d ? TG_F64 : TG_F32;
+		for (int threads = 1; threads <= 2; threads++) {
+			tg_ctx *ctx = tg_ctx_new(1);
+			tg_set_threads(ctx, threads);
+			/* R rows of C: split as a loop of R C elements is */
+			assert_int_equal(tg_parallel_parts(ctx, R, TG_PAR_MIN / C + 1) > 1, threads > 1);
+			int32_t labels[R];
+			tg_tensor *b = tg_dataset_batch(ctx, &ds, idx, R, dt, labels);
+			assert_ctx_ok(ctx);
+			for (int i = 0; i < R; i++) {
+				assert_int_equal(labels[i], ds.y[idx[i]]);
+				for (int j = 0; j < C; j++) {
+					double want = ds.x[idx[i] * C + j];
+					double got = d ? ((const double *)tg_data(b))[i * C + j]
+						       : ((const float *)tg_data(b))[i * C + j];
+					if (got != want)
+						fail_msg("%d threads, %s: row %d column %d is %.9g, not %.9g",
+							 threads, d ? "f64" : "f32", i, j, got, want);
+				}
+			}
+			tg_ctx_free(ctx);
+		}
+	}
+	tg_dataset_free(&ds);
+}
+
 /* ---- the pool itself ------------------------------------------------------------------- */
 
 enum { N = 100000 };
@@ -371,6 +418,7 @@ int main(void)
 		cmocka_unit_test(many_threads_cover_each_index_once),
 		cmocka_unit_test(elementwise_reduction_and_row_ops_give_the_bits_of_one_thread),
 		cmocka_unit_test(every_optimizer_update_gives_the_bits_of_one_thread),
+		cmocka_unit_test(a_batch_gathered_by_two_threads_is_the_rows_and_labels),
 		cmocka_unit_test(a_long_sum_is_exact_where_it_can_be),
 		cmocka_unit_test(two_threaded_contexts_at_once_give_the_bits_of_one_thread),
 	};
