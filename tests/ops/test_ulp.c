@@ -235,6 +235,48 @@ static void every_op_stays_within_its_ulp_bound(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* f32 x^p at an integral exponent 2 < |p| <= 64 (and -2) is computed in
+ * double and rounded once: within 0.5 ULP and the double's 2^-25, where
+ * SLEEF's powf allows 1.0. Every such exponent, 2^16 points each, over
+ * magnitudes whose powers fill float's normal range (and, evenly spaced
+ * from -b to b, some that leave it). */
+static void integral_powers_of_floats_round_once(void **state)
+{
+	(void)state;
+	enum { PTS = 1 << 16 };
+	tg_ctx *ctx = tg_ctx_new(1);
+	double *x = malloc(PTS * sizeof *x);
+	assert_non_null(x);
+	double worst = 0, worst_x = 0, worst_p = 0;
+	for (int p = -64; p <= 64; p++) {
+		if (p >= -1 && p <= 2)
+			continue; /* x^0, x^1, x^-1 and x^2 are exact or one operation */
+		double a = pow(1e-37, 1.0 / abs(p)), b = pow(1e38, 1.0 / abs(p));
+		for (size_t i = 0; i < PTS; i++)
+			x[i] = (float)point(i, PTS, -b, b, a);
+		tg_tensor *y = tg_pow(tg_from_f64(ctx, TG_F32, SHAPE(PTS), x), p);
+		assert_non_null(y);
+		for (size_t i = 0; i < PTS; i++) {
+			double got = ((const float *)tg_data(y))[i];
+			double err = ulp_error(got, powl(x[i], p), 24, -126, FLT_MAX);
+			if (!(err <= 0.5 + 0x1p-24))
+				fail_msg("%.9g ^ %d = %.9g, exact %.12Lg: %.6f ULP", x[i], p, got,
+					 powl(x[i], p), err);
+			if (err > worst) {
+				worst = err;
+				worst_x = x[i];
+				worst_p = p;
+			}
+		}
+		tg_reset(ctx);
+	}
+	printf("  f32 x^p, integral 2 < |p| <= 64: worst %.6f ULP (%.9g ^ %g)\n", worst, worst_x,
+	       worst_p);
+	free(x);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
 /* pow's special cases are C99's (Annex F.9.4.4) at every width: over
  * every pair of special bases and exponents, a NaN, an infinity or a zero
  * from libm's pow comes out the same (sign included) and a finite value
@@ -291,6 +333,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(every_op_stays_within_its_ulp_bound),
 		cmocka_unit_test(pow_gives_c99s_special_values),
+		cmocka_unit_test(integral_powers_of_floats_round_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
