@@ -495,10 +495,12 @@ SCALAR_KERNEL(add_scalar, x + s)
 SCALAR_KERNEL(mul_scalar, x * s)
 
 /* f32 x^p for an integral p with 2 < |p| <= IPOW_MAX, or p = -2: the power
- * by repeated squaring in double, then one rounding to float. Each product
- * of powers of a float rounds at most once, at 2^-53, and there are at most
- * 2 log2|p| of them (and a division for p < 0), so the float is within
- * 0.5 + 2^-25 ULP of x^p: below SLEEF's 1.0, at a fraction of its cost.
+ * by repeated squaring in double, then one rounding to float. A chain of
+ * products that makes x^|p| carries at most |p| - 1 roundings of 2^-53
+ * relative (a squaring doubles its input's error), and a division for
+ * p < 0 one more: at most 2^-47 of x^p for |p| <= 64, which is 2^-23 of a
+ * float's ULP, so the float is within 0.5 + 2^-23 ULP of x^p: below
+ * SLEEF's 1.0, at a fraction of its cost.
  * Products keep C99's special values of pow at integral exponents (signed
  * zeros and infinities by the exponent's parity, NaN as NaN); a power that
  * leaves double's range lies far outside float's, so it rounds to the
