@@ -541,11 +541,6 @@ TG_HOT_LOOP static void ipow_f32(const float *restrict X, float *restrict Y, siz
 	}
 }
 
-static void pow_other_f64(const double *X, double *Y, size_t n, double p)
-{
-	tg_vmath_pow_f64(X, Y, n, p);
-}
-
 static void pow_other_f32(const float *X, float *Y, size_t n, float p)
 {
 	if (ipow_f32_takes(p))
@@ -575,7 +570,7 @@ static void pow_other_f32(const float *X, float *Y, size_t n, float p)
 			VPOW(X, Y, n, p);                                            \
 	}
 
-POW_KERNEL(pow_f64, double, pow_other_f64)
+POW_KERNEL(pow_f64, double, tg_vmath_pow_f64)
 POW_KERNEL(pow_f32, float, pow_other_f32)
 
 typedef void (*scalar_f64_fn)(const double *restrict, double *restrict, size_t, double);
