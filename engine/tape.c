@@ -889,8 +889,9 @@ int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags)
 	}
 	if (!y->requires_grad) {
 		tg_fail(ctx, TG_EARG,
-			"tg_backward: the output %s does not depend on any tensor that requires a "
-			"gradient (a tg_param, or one marked with tg_set_requires_grad)",
+			"tg_backward: the output %s has no history: it does not depend on any "
+			"tensor that requires a gradient (a tg_param, or one marked with "
+			"tg_set_requires_grad), or it was made with grad mode off",
 			tg_shape_fmt(y->ndim, y->shape, a));
 		return -1;
 	}
