@@ -244,16 +244,19 @@ static int backward(check *c, tg_tensor *y, unsigned flags, tg_tensor **g)
 	return tg_grad_of(1, &y, &dy, c->nin, c->in, g, flags | TG_ALLOW_UNUSED);
 }
 
-/* First order: L at the current input values, grad mode off. */
+/* First order: L at the current input values. Grad mode stays on, as for
+ * every call of f: an f that takes a gradient itself (a gradient penalty,
+ * tg_grad_of inside) needs its ops recorded. The nodes are cut off the tape
+ * again, as in eval_grad_loss. */
 static int eval_loss(check *c, double *out)
 {
-	c->ctx->grad_enabled = false;
+	tg_node *tape = c->ctx->tape;
+	uint64_t gen = c->ctx->gen;
 	tg_tensor *y = forward(c);
-	c->ctx->grad_enabled = true;
-	if (!y)
-		return -1;
-	*out = dot(y, c->w);
-	return 0;
+	if (y)
+		*out = dot(y, c->w);
+	tg_tape_cut(c->ctx, tape, c->ctx->gen == gen);
+	return y ? 0 : -1;
 }
 
 /* Second order: g = sum_j sum(grad_j(L) * v_j) at the current input values,

@@ -889,8 +889,9 @@ int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags)
 	}
 	if (!y->requires_grad) {
 		tg_fail(ctx, TG_EARG,
-			"tg_backward: the output %s does not depend on any tensor that requires a "
-			"gradient (a tg_param, or one marked with tg_set_requires_grad)",
+			"tg_backward: the output %s has no history: it does not depend on any "
+			"tensor that requires a gradient (a tg_param, or one marked with "
+			"tg_set_requires_grad), or it was made with grad mode off",
 			tg_shape_fmt(y->ndim, y->shape, a));
 		return -1;
 	}
@@ -1119,7 +1120,8 @@ static void grad_of_walk(tg_ctx *ctx, int nout, tg_tensor *const *outputs,
 /* Input i's gradient as a tensor of its own: a zero one when unused (if
  * allowed), a copy when it is an upstream gradient or another input's. */
 static tg_tensor *grad_of_result(tg_ctx *ctx, tg_walk *w, int i, int nout,
-				 tg_tensor *const *seeds, tg_tensor **grads, unsigned flags)
+				 tg_tensor *const *outputs, tg_tensor *const *seeds,
+				 tg_tensor **grads, unsigned flags)
 {
 	tg_tensor *x = w->in[i];
 	/* a leaf given twice: its slot is the first */
@@ -1127,7 +1129,16 @@ static tg_tensor *grad_of_result(tg_ctx *ctx, tg_walk *w, int i, int nout,
 	if (!g) {
 		if (flags & TG_ALLOW_UNUSED)
 			return tg_zeros(ctx, x->dtype, x->ndim, x->shape);
+		bool history = false;
+		for (int k = 0; k < nout; k++)
+			history = history || outputs[k]->requires_grad;
 		char a[TG_SHAPE_STR];
+		if (!history)
+			return tg_fail(ctx, TG_EARG,
+				       "tg_grad_of: input %d %s is not used by the outputs: none has "
+				       "history (each was made with grad mode off, or from no tensor "
+				       "that requires a gradient); TG_ALLOW_UNUSED gives zeros",
+				       i, tg_shape_fmt(x->ndim, x->shape, a));
 		return tg_fail(ctx, TG_EARG,
 			       "tg_grad_of: input %d %s is not used by the outputs (pass "
 			       "TG_ALLOW_UNUSED for a zero gradient)",
@@ -1191,7 +1202,7 @@ int tg_grad_of(int nout, tg_tensor *const *outputs, tg_tensor *const *douts, int
 	grad_of_walk(ctx, nout, outputs, douts, seeds);
 	ctx->walk = NULL;
 	for (int i = 0; i < nin && ctx->status == TG_OK; i++)
-		grads[i] = grad_of_result(ctx, &w, i, nout, seeds, grads, flags);
+		grads[i] = grad_of_result(ctx, &w, i, nout, outputs, seeds, grads, flags);
 	for (tg_node *n = w.touched; n && ctx->gen == gen; n = n->walk_next)
 		n->walk_grad = NULL;
 	ctx->in_backward = was_in_backward; /* a rule of tg_backward may call it */

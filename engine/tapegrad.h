@@ -297,7 +297,10 @@ TG_API void tg_set_grad_ready(tg_ctx *ctx, tg_grad_ready_fn fn, void *user);
  * torch.autograd.grad: grads[i] = sum_k d<outputs[k], douts[k]>/d inputs[i].
  * douts is NULL or has one upstream gradient per output (same shape and
  * dtype), a NULL entry standing for 1 of a one-element output. Inputs may be
- * leaves, parameters or intermediates; each must require a gradient. No
+ * leaves, parameters or intermediates; each must require a gradient. An
+ * intermediate's gradient counts every recorded path into it, through the
+ * rules of a recorded backward that read it too (div's reads its output,
+ * expm1's its input: the reverse of PyTorch's). No
  * tensor's tg_grad changes, leaf or intermediate: the walk keeps its own.
  * flags: TG_CREATE_GRAPH gives grads history (differentiate them again);
  * TG_ALLOW_UNUSED gives a zero tensor for an input the outputs do not depend

@@ -119,6 +119,29 @@ static void grad_of_an_unused_input_is_an_error_unless_allowed(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* An output made while grad mode was off (or from a detached copy) has no
+ * history: the error says that, not only that the input goes unused. */
+static void grad_of_an_output_without_history_says_so(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *x = needs_grad(f64(ctx, SHAPE(2), (double[]){ 1, 3 }));
+	tg_set_grad_enabled(ctx, false);
+	tg_tensor *y = tg_sum(tg_mul(x, x));
+	tg_set_grad_enabled(ctx, true);
+	tg_tensor *z = tg_sum(tg_detach(x)), *g;
+	tg_tensor *outs[2] = { y, z };
+	assert_int_equal(tg_grad_of(2, outs, NULL, 1, &x, &g, 0), -1);
+	assert_error(ctx, TG_EARG, "input 0 (2,) is not used by the outputs: none has history");
+	assert_null(g);
+	tg_clear_error(ctx);
+	/* allowed, the gradient is zero, as for any unused input */
+	assert_int_equal(tg_grad_of(2, outs, NULL, 1, &x, &g, TG_ALLOW_UNUSED), 0);
+	assert_near(tg_get(g, 0), 0, 0);
+	assert_near(tg_get(g, 1), 0, 0);
+	tg_ctx_free(ctx);
+}
+
 /* y1 = x * w (a vector, upstream v), y2 = sum(x^2) (a scalar, upstream 1):
  * the gradient is v w + 2 x. */
 static void grad_of_several_outputs_adds_their_vjps(void **state)
@@ -793,6 +816,7 @@ int main(void)
 		cmocka_unit_test(grad_of_leaves_every_grad_untouched),
 		cmocka_unit_test(grad_of_with_create_graph_differentiates_again),
 		cmocka_unit_test(grad_of_an_unused_input_is_an_error_unless_allowed),
+		cmocka_unit_test(grad_of_an_output_without_history_says_so),
 		cmocka_unit_test(grad_of_several_outputs_adds_their_vjps),
 		cmocka_unit_test(grad_of_many_inputs_matches_asking_one_at_a_time),
 		cmocka_unit_test(grad_of_rejects_bad_arguments),

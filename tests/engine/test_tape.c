@@ -82,9 +82,11 @@ static void grad_mode_off_records_nothing(void **state)
 	assert_error(ctx, TG_EARG, "grad mode is off (tg_set_grad_enabled)");
 	tg_clear_error(ctx);
 	tg_set_grad_enabled(ctx, true);
-	/* with grad mode on, the same y is a constant */
+	/* with grad mode on, the same y is a constant, and the error names
+	 * grad mode as one way it came to be one */
 	assert_int_equal(tg_backward(y), -1);
 	assert_error(ctx, TG_EARG, "does not depend on any tensor that requires a gradient");
+	assert_non_null(strstr(tg_error(ctx), "made with grad mode off"));
 	tg_clear_error(ctx);
 	y = tg_mul(w, w);
 	assert_non_null(tg_producer(y));

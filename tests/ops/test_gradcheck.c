@@ -477,6 +477,36 @@ static void gradcheck2_of_the_squared_op_detects_a_rule_that_cuts_dout(void **st
 	tg_ctx_free(ctx);
 }
 
+/* A gradient penalty: sum((d sum(x^3) / dx)^2) = sum(9 x^4), a function that
+ * takes a gradient itself (tg_grad_of with TG_CREATE_GRAPH), as
+ * tg_gradcheck2's own does. Every evaluation of f, the perturbed ones too,
+ * must run with grad mode on, or its tg_grad_of has nothing to walk. */
+static tg_tensor *f_gradient_penalty(tg_tensor *const *in, void *user)
+{
+	(void)user;
+	tg_tensor *y = tg_sum(tg_pow(in[0], 3)), *g;
+	if (tg_grad_of(1, &y, NULL, 1, in, &g, TG_CREATE_GRAPH))
+		return NULL;
+	return tg_sum(tg_mul(g, g));
+}
+
+static void gradcheck_of_a_function_that_takes_a_gradient(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *x = tg_from_f64(ctx, TG_F64, SHAPE(3), (double[]){ 1, -2, 0.5 });
+	tg_gradcheck_result res;
+	assert_int_equal(tg_gradcheck(ctx, f_gradient_penalty, NULL, 1, &x, &OPTS, &res), 0);
+	assert_ctx_ok(ctx);
+	assert_int_equal(res.checked, 3);
+	assert_int_equal(tg_gradcheck2(ctx, f_gradient_penalty, NULL, 1, &x, &OPTS, &res), 0);
+	assert_ctx_ok(ctx);
+	assert_int_equal(res.checked, 3);
+	assert_false(tg_requires_grad(x));
+	assert_true(tg_grad_enabled(ctx));
+	tg_ctx_free(ctx);
+}
+
 /* ---- the checker's contract ------------------------------------------------------------------ */
 
 static tg_tensor *f_mul2(tg_tensor *const *in, void *user)
@@ -633,6 +663,7 @@ int main(void)
 		cmocka_unit_test(gradcheck_fails_an_element_whose_difference_overflowed),
 		cmocka_unit_test(gradcheck2_detects_a_gradient_without_history),
 		cmocka_unit_test(gradcheck2_of_the_squared_op_detects_a_rule_that_cuts_dout),
+		cmocka_unit_test(gradcheck_of_a_function_that_takes_a_gradient),
 		cmocka_unit_test(gradcheck_leaves_its_inputs_as_it_found_them),
 		cmocka_unit_test(gradcheck_leaves_the_gradients_of_what_f_reads_alone),
 		cmocka_unit_test(gradcheck_reports_the_error_of_f_and_bad_arguments),
