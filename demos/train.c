@@ -1360,10 +1360,13 @@ int main(int argc, char **argv)
 		tg_tensor *y = tg_forward(model, tg_from_f32(ctx, mo.dtype, nd, shape, first->x));
 		tg_set_grad_enabled(ctx, was);
 		tg_module_train(model, true);
-		if (!y)
+		if (!y) {
+			free(tensors); /* what LeakSanitizer would report at the exit */
+			free(params);
 			usage_error("%s %s: the net %s does not take --data %s's samples: %s",
 				    c.resume ? "--resume" : "--load", c.resume ? c.resume : c.load,
 				    arch, c.data, tg_error(ctx));
+		}
 		tg_reset(ctx);
 	}
 
