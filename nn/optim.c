@@ -30,6 +30,7 @@ struct tg_optim {
 	size_t nstate;
 	int64_t t;	   /* steps taken */
 	int64_t *pt;	   /* (n) the steps that updated each parameter: Adam's t for it */
+	tg_tensor **zg;	   /* (n) step: zeros for a missing gradient in this step, or NULL */
 	double grad_norm;  /* of the last step, before clipping */
 	bool norm_pending; /* the last step left grad_norm to tg_optim_grad_norm */
 };
@@ -223,7 +224,8 @@ tg_optim *tg_optim_new(tg_ctx *ctx, tg_tensor *const *params, size_t n, const tg
 	o->s2 = calloc(n, sizeof *o->s2);
 	o->state = calloc(2 * n, sizeof *o->state);
 	o->pt = calloc(n, sizeof *o->pt);
-	if (!o->p || !o->decay || !o->s1 || !o->s2 || !o->state || !o->pt) {
+	o->zg = calloc(n, sizeof *o->zg);
+	if (!o->p || !o->decay || !o->s1 || !o->s2 || !o->state || !o->pt || !o->zg) {
 		tg_optim_free(o);
 		return tg_fail(ctx, TG_ENOMEM, "tg_optim_new: out of memory for %zu parameters", n);
 	}
@@ -250,6 +252,7 @@ void tg_optim_free(tg_optim *o)
 	free(o->s2);
 	free(o->state);
 	free(o->pt);
+	free(o->zg);
 	free(o);
 }
 
@@ -436,6 +439,19 @@ int tg_optim_step(tg_optim *o)
 		tg_grad(o->p[i]);
 	if (!tg_ok(o->ctx))
 		return -1;
+	/* A parameter that had a gradient keeps one: on a step that does not
+	 * reach it, tg_grad reads zeros and its state and decay move on. A run
+	 * resumed in a new process has no such buffer yet; its restored count
+	 * says the parameter had one, and zeros stand in for it, so the
+	 * resumed run makes the uninterrupted one's updates. Made before any
+	 * parameter moves, so that running out of memory changes nothing. */
+	for (size_t i = 0; i < o->n; i++) {
+		tg_tensor *p = o->p[i];
+		o->zg[i] = NULL;
+		if (!tg_grad(p) && updates_without_grad(o, i) &&
+		    !(o->zg[i] = tg_zeros(o->ctx, tg_dtype_of(p), tg_ndim(p), tg_shape(p))))
+			return -1;
+	}
 	const tg_optim_opts *c = &o->o;
 	/* The norm costs a pass over every gradient; without clipping nothing
 	 * here needs it, and the gradients stay for tg_optim_grad_norm to read
@@ -449,14 +465,8 @@ int tg_optim_step(tg_optim *o)
 	o->t++;
 	for (size_t i = 0; i < o->n; i++) {
 		tg_tensor *p = o->p[i], *g = tg_grad(p);
-		/* A parameter that had a gradient keeps one: on a step that does
-		 * not reach it, tg_grad reads zeros and its state and decay move
-		 * on. A run resumed in a new process has no such buffer yet; its
-		 * restored count says the parameter had one, and zeros stand in
-		 * for it, so the resumed run makes the uninterrupted one's
-		 * updates. */
-		if (!g && updates_without_grad(o, i))
-			g = tg_zeros(o->ctx, tg_dtype_of(p), tg_ndim(p), tg_shape(p));
+		if (!g)
+			g = o->zg[i];
 		if (!g)
 			continue;
 		/* Adam's bias correction counts the updates this parameter's

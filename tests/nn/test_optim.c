@@ -798,6 +798,38 @@ static void parameter_counts_round_trip_through_a_state(void **state)
 	branch_free(&a);
 }
 
+/* A resumed step whose zeros for a missing gradient cannot be made (the
+ * arena limit reached) is TG_ENOMEM and moves nothing: neither a parameter
+ * nor a count; with memory back the same step runs. */
+static void a_resumed_step_out_of_memory_changes_nothing(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *p[2];
+	for (int i = 0; i < 2; i++)
+		p[i] = tg_set_decay(tg_param(tg_full(ctx, TG_F64, SHAPE(1000), 1.0)), true);
+	tg_optim_opts o = tg_optim_defaults(TG_MOMENTUM);
+	o.weight_decay = 0.5;
+	tg_optim *opt = tg_optim_new(ctx, p, 2, &o);
+	tg_optim_set_steps(opt, 1); /* both had gradients: zeros stand in */
+	tg_set_arena_limit(ctx, 1);
+	assert_int_equal(tg_optim_step(opt), -1);
+	assert_error(ctx, TG_ENOMEM, "step arena limit");
+	tg_clear_error(ctx);
+	tg_set_arena_limit(ctx, 0);
+	for (int i = 0; i < 2; i++)
+		assert_near(tg_get(p[i], 999), 1.0, 0);
+	assert_int_equal(tg_optim_steps(opt), 1);
+	assert_int_equal(tg_optim_param_steps(opt, 1), 1);
+	assert_int_equal(tg_optim_step(opt), 0);
+	assert_int_equal(tg_optim_param_steps(opt, 1), 2);
+	printf("after a step of zeros with decay 0.5: p[1][999] = %.17g\n", tg_get(p[1], 999));
+	assert_near(tg_get(p[1], 999), 1 - o.lr * 0.5, 1e-15);
+	assert_ctx_ok(ctx);
+	tg_optim_free(opt);
+	tg_ctx_free(ctx);
+}
+
 /* A state of another optimizer, of another number of parameters, with
  * counts out of range, or without a step count is refused by name and the
  * optimizer keeps its counts; a state saved before per-parameter counts
@@ -913,6 +945,7 @@ int main(void)
 	    cmocka_unit_test(a_run_resumed_in_a_new_context_makes_the_same_updates),
 	    cmocka_unit_test(parameter_counts_round_trip_through_a_state),
 	    cmocka_unit_test(restoring_a_state_that_does_not_fit_is_refused),
+	    cmocka_unit_test(a_resumed_step_out_of_memory_changes_nothing),
 	    cmocka_unit_test(optimizer_names_parse_and_defaults_are_the_books),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
