@@ -609,19 +609,11 @@ int tg_state_optim(tg_state *s, const tg_optim *o)
 	}
 	if (!tg_ok(o->ctx))
 		return -1;
-	int64_t *pt = malloc(o->n * sizeof *pt);
-	if (!pt) {
-		tg_fail(o->ctx, TG_ENOMEM, "tg_state_optim: out of memory for %zu counts", o->n);
-		return -1;
-	}
-	memcpy(pt, o->pt, o->n * sizeof *pt);
-	int rc = tg_state_set_string(s, "optim", tg_optim_name(o->o.kind)) ||
-			 tg_state_set_i64(s, "optim.steps", &o->t, 1) ||
-			 tg_state_set_i64(s, "optim.param_steps", pt, o->n)
-		     ? -1
-		     : 0;
-	free(pt);
-	return rc;
+	return tg_state_set_string(s, "optim", tg_optim_name(o->o.kind)) ||
+		       tg_state_set_i64(s, "optim.steps", &o->t, 1) ||
+		       tg_state_set_i64(s, "optim.param_steps", o->pt, o->n)
+		   ? -1
+		   : 0;
 }
 
 /* The state's counts for o, checked: steps, and each parameter's into pt
