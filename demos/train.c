@@ -892,7 +892,7 @@ typedef struct saver {
 	size_t n;
 	tg_optim *opt;
 	tg_schedule *sch;
-	const char *arch, *dtype, *data, *optim, *schedule;
+	const char *arch, *dtype, *data, *schedule;
 	double lr, weight_decay;
 	int64_t train[5];     /* batch, seed, replace, drop_last, epochs */
 	int64_t saved_epoch;  /* the last epoch saved, -1: none yet */
@@ -904,13 +904,11 @@ static int save_run(saver *sv, const char *path, int64_t epoch, int64_t iter)
 {
 	tg_state *st = tg_state_new(sv->ctx);
 	double pos[TG_SCHEDULE_STATE];
-	int64_t steps = tg_optim_steps(sv->opt);
 	int rc = !st || tg_state_add(st, sv->tensors, sv->n) ||
 		 tg_state_set_string(st, "arch", sv->arch) ||
 		 tg_state_set_string(st, "dtype", sv->dtype) ||
 		 tg_state_set_string(st, "data", sv->data) ||
-		 tg_state_set_string(st, "optim", sv->optim) ||
-		 tg_state_set_i64(st, "optim.steps", &steps, 1) ||
+		 tg_state_optim(st, sv->opt) ||
 		 tg_state_set_f64(st, "optim.lr", &sv->lr, 1) ||
 		 tg_state_set_f64(st, "optim.weight_decay", &sv->weight_decay, 1) ||
 		 tg_state_set_string(st, "schedule.spec", sv->schedule) ||
@@ -1362,10 +1360,13 @@ int main(int argc, char **argv)
 		tg_tensor *y = tg_forward(model, tg_from_f32(ctx, mo.dtype, nd, shape, first->x));
 		tg_set_grad_enabled(ctx, was);
 		tg_module_train(model, true);
-		if (!y)
+		if (!y) {
+			free(tensors); /* what LeakSanitizer would report at the exit */
+			free(params);
 			usage_error("%s %s: the net %s does not take --data %s's samples: %s",
 				    c.resume ? "--resume" : "--load", c.resume ? c.resume : c.load,
 				    arch, c.data, tg_error(ctx));
+		}
 		tg_reset(ctx);
 	}
 
@@ -1472,7 +1473,7 @@ int main(int argc, char **argv)
 	to.schedule = &sch;
 	saver sv = {
 		.ctx = ctx, .path = c.save, .tensors = tensors, .n = n, .opt = opt, .sch = &sch,
-		.arch = arch, .dtype = c.dtype, .data = c.data, .optim = tg_optim_name(kind),
+		.arch = arch, .dtype = c.dtype, .data = c.data,
 		.schedule = c.schedule, .lr = oo.lr, .weight_decay = c.weight_decay,
 		.train = { gbatch, (int64_t)c.seed, c.replace, to.drop_last, c.epochs },
 		.saved_epoch = -1,
@@ -1486,11 +1487,11 @@ int main(int argc, char **argv)
 		int64_t npos = tg_state_f64(file.st, "schedule", pos, TG_SCHEDULE_STATE);
 		if (tg_state_load_into(file.st, tensors, n, TG_CHECKPOINT_STRICT, why,
 				       sizeof why) < 0 ||
-		    tg_schedule_set_state(ctx, &sch, pos, (size_t)npos)) {
+		    tg_schedule_set_state(ctx, &sch, pos, (size_t)npos) ||
+		    tg_state_restore_optim(file.st, opt)) {
 			rc = fail(ctx, "--resume");
 			goto out;
 		}
-		tg_optim_set_steps(opt, file.steps);
 		to.start_epoch = file.epoch;
 		to.start_iter = file.iter;
 		printf("resumed   %s after %lld epoch%s, %lld step%s\n", c.resume,

@@ -577,8 +577,10 @@ typedef struct {
 
 /* Word i as "a" or "axb", each from min to INT_MAX (any value the conv and
  * pool layers take, so that every spec they write reads back), into out[2]
- * (def for both when absent); false after recording why not. */
-static bool pair_word(tg_ctx *ctx, const piece *p, int i, int min, int def, int out[2])
+ * (def for both when absent); false after recording why not, which offers
+ * the "axb" form only where a pair is taken (two: a conv's sides). */
+static bool pair_word(tg_ctx *ctx, const piece *p, int i, int min, int def, bool two,
+		      int out[2])
 {
 	if (i >= p->nword) {
 		out[0] = out[1] = def;
@@ -592,10 +594,8 @@ static bool pair_word(tg_ctx *ctx, const piece *p, int i, int min, int def, int 
 		if (end == s || errno || v < min || v > INT_MAX || (*end && *end != 'x') ||
 		    (*end == 'x' && side == 1)) {
 			char why[128];
-			snprintf(why, sizeof why,
-				 "value %d \"%s\" must be an integer from %d to %d, or two "
-				 "as \"3x5\"",
-				 i, p->word[i], min, INT_MAX);
+			snprintf(why, sizeof why, "value %d \"%s\" must be an integer from %d to %d%s",
+				 i, p->word[i], min, INT_MAX, two ? ", or two as \"3x5\"" : "");
 			bad_piece(ctx, p, why);
 			return false;
 		}
@@ -673,9 +673,11 @@ static tg_module *parse_piece(tg_ctx *ctx, piece *p, counts *c, const tg_mlp_opt
 			return NULL;
 		if (p->nword < 4)
 			return bad_piece(ctx, p, "the kernel size is missing, as \"conv:1:32:3\"");
-		if (!pair_word(ctx, p, 3, 1, 1, ks) || !pair_word(ctx, p, 4, 1, 1, co.stride) ||
-		    !pair_word(ctx, p, 5, 0, 0, co.padding) ||
-		    !pair_word(ctx, p, 6, 1, 1, co.dilation) || !pair_word(ctx, p, 7, 1, 1, g))
+		if (!pair_word(ctx, p, 3, 1, 1, true, ks) ||
+		    !pair_word(ctx, p, 4, 1, 1, true, co.stride) ||
+		    !pair_word(ctx, p, 5, 0, 0, true, co.padding) ||
+		    !pair_word(ctx, p, 6, 1, 1, true, co.dilation) ||
+		    !pair_word(ctx, p, 7, 1, 1, false, g))
 			return NULL;
 		if (g[0] != g[1])
 			return bad_piece(ctx, p, "groups is one number");
@@ -689,8 +691,9 @@ static tg_module *parse_piece(tg_ctx *ctx, piece *p, counts *c, const tg_mlp_opt
 		int kk[2], st[2], pad[2];
 		if (p->nword < 2)
 			return bad_piece(ctx, p, "the window size is missing, as \"maxpool:2\"");
-		if (!pair_word(ctx, p, 1, 1, 1, kk) || !pair_word(ctx, p, 2, 1, kk[0], st) ||
-		    !pair_word(ctx, p, 3, 0, 0, pad) || !words_at_most(ctx, p, 4))
+		if (!pair_word(ctx, p, 1, 1, 1, false, kk) ||
+		    !pair_word(ctx, p, 2, 1, kk[0], false, st) ||
+		    !pair_word(ctx, p, 3, 0, 0, false, pad) || !words_at_most(ctx, p, 4))
 			return NULL;
 		if (kk[0] != kk[1] || st[0] != st[1] || pad[0] != pad[1])
 			return bad_piece(ctx, p, "pooling takes square windows: one number each");

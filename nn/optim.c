@@ -10,6 +10,7 @@
 #include "hot_loop.h"
 #include "parallel.h"
 #include "tapegrad_nn.h"
+#include "tapegrad_io.h"
 #include "optim_opts.h"
 #include "kept_undo.h"
 
@@ -29,6 +30,7 @@ struct tg_optim {
 	size_t nstate;
 	int64_t t;	   /* steps taken */
 	int64_t *pt;	   /* (n) the steps that updated each parameter: Adam's t for it */
+	tg_tensor **zg;	   /* (n) step: zeros for a missing gradient in this step, or NULL */
 	double grad_norm;  /* of the last step, before clipping */
 	bool norm_pending; /* the last step left grad_norm to tg_optim_grad_norm */
 };
@@ -222,7 +224,8 @@ tg_optim *tg_optim_new(tg_ctx *ctx, tg_tensor *const *params, size_t n, const tg
 	o->s2 = calloc(n, sizeof *o->s2);
 	o->state = calloc(2 * n, sizeof *o->state);
 	o->pt = calloc(n, sizeof *o->pt);
-	if (!o->p || !o->decay || !o->s1 || !o->s2 || !o->state || !o->pt) {
+	o->zg = calloc(n, sizeof *o->zg);
+	if (!o->p || !o->decay || !o->s1 || !o->s2 || !o->state || !o->pt || !o->zg) {
 		tg_optim_free(o);
 		return tg_fail(ctx, TG_ENOMEM, "tg_optim_new: out of memory for %zu parameters", n);
 	}
@@ -249,6 +252,7 @@ void tg_optim_free(tg_optim *o)
 	free(o->s2);
 	free(o->state);
 	free(o->pt);
+	free(o->zg);
 	free(o);
 }
 
@@ -351,36 +355,45 @@ static void update_part(void *arg, size_t lo, size_t hi)
 		       at(j->S2, lo, es), (float)j->wd, (float)j->scale, (float)j->lr_t);
 }
 
-/* sum over elements of ((grad + wd p) k)^2, in double; k = 1 but where the
- * squares overflow (global_norm) */
+/* sum over elements of ((grad + wd p) k)^2, in double, g NULL meaning a
+ * gradient of zeros; k = 1 but where the squares overflow (global_norm) */
 static double sum_sq(const tg_tensor *p, const tg_tensor *g, double wd, double k)
 {
 	size_t n = tg_numel(p);
 	double s = 0;
 	if (tg_dtype_of(p) == TG_F64) {
-		const double *P = tg_data(p), *G = tg_data(g);
+		const double *P = tg_data(p), *G = g ? tg_data(g) : NULL;
 		for (size_t i = 0; i < n; i++) {
-			double x = (G[i] + wd * P[i]) * k;
+			double x = ((G ? G[i] : 0) + wd * P[i]) * k;
 			s += x * x;
 		}
 	} else {
-		const float *P = tg_data(p), *G = tg_data(g);
+		const float *P = tg_data(p), *G = g ? tg_data(g) : NULL;
 		float w = (float)wd;
 		for (size_t i = 0; i < n; i++) {
-			double x = (G[i] + w * P[i]) * k;
+			double x = ((G ? G[i] : 0) + w * P[i]) * k;
 			s += x * x;
 		}
 	}
 	return s;
 }
 
-/* The sum of squares over the gradients present, each plus wd p, times k. */
+/* Whether a step updates params[i] when it has no gradient: never while it
+ * is frozen (no gradient required), nor before its first update; after it,
+ * with zeros (below). */
+static bool updates_without_grad(const tg_optim *o, size_t i)
+{
+	return o->pt[i] > 0 && tg_requires_grad(o->p[i]);
+}
+
+/* The sum of squares over the gradients a step uses, each plus wd p, times
+ * k. */
 static double sum_sq_all(const tg_optim *o, double k)
 {
 	double total = 0;
 	for (size_t i = 0; i < o->n; i++) {
 		tg_tensor *g = tg_grad(o->p[i]);
-		if (g)
+		if (g || updates_without_grad(o, i))
 			total += sum_sq(o->p[i], g, o->decay[i] ? o->o.weight_decay : 0, k);
 	}
 	return total;
@@ -426,6 +439,19 @@ int tg_optim_step(tg_optim *o)
 		tg_grad(o->p[i]);
 	if (!tg_ok(o->ctx))
 		return -1;
+	/* A parameter that had a gradient keeps one: on a step that does not
+	 * reach it, tg_grad reads zeros and its state and decay move on. A run
+	 * resumed in a new process has no such buffer yet; its restored count
+	 * says the parameter had one, and zeros stand in for it, so the
+	 * resumed run makes the uninterrupted one's updates. Made before any
+	 * parameter moves, so that running out of memory changes nothing. */
+	for (size_t i = 0; i < o->n; i++) {
+		tg_tensor *p = o->p[i];
+		o->zg[i] = NULL;
+		if (!tg_grad(p) && updates_without_grad(o, i) &&
+		    !(o->zg[i] = tg_zeros(o->ctx, tg_dtype_of(p), tg_ndim(p), tg_shape(p))))
+			return -1;
+	}
 	const tg_optim_opts *c = &o->o;
 	/* The norm costs a pass over every gradient; without clipping nothing
 	 * here needs it, and the gradients stay for tg_optim_grad_norm to read
@@ -439,6 +465,8 @@ int tg_optim_step(tg_optim *o)
 	o->t++;
 	for (size_t i = 0; i < o->n; i++) {
 		tg_tensor *p = o->p[i], *g = tg_grad(p);
+		if (!g)
+			g = o->zg[i];
 		if (!g)
 			continue;
 		/* Adam's bias correction counts the updates this parameter's
@@ -568,4 +596,93 @@ tg_tensor *const *tg_optim_state(const tg_optim *o, size_t *n)
 	if (n)
 		*n = o ? o->nstate : 0;
 	return o ? o->state : NULL;
+}
+
+/* ---- checkpoints: kind and step counts ---------------------------------------------- */
+
+int tg_state_optim(tg_state *s, const tg_optim *o)
+{
+	if (!s || !o) {
+		if (o)
+			tg_fail(o->ctx, TG_ENULL, "tg_state_optim: the state is NULL");
+		return -1;
+	}
+	if (!tg_ok(o->ctx))
+		return -1;
+	return tg_state_set_string(s, "optim", tg_optim_name(o->o.kind)) ||
+		       tg_state_set_i64(s, "optim.steps", &o->t, 1) ||
+		       tg_state_set_i64(s, "optim.param_steps", o->pt, o->n)
+		   ? -1
+		   : 0;
+}
+
+/* The state's counts for o, checked: steps, and each parameter's into pt
+ * (every one steps when the state has none). 0 ok, -1. */
+static int read_counts(const tg_state *s, const tg_optim *o, int64_t *steps, int64_t *pt)
+{
+	const char *who = "tg_state_restore_optim";
+	const char *kind = tg_state_string(s, "optim");
+	if (kind && strcmp(kind, tg_optim_name(o->o.kind))) {
+		tg_fail(o->ctx, TG_EFORMAT, "%s: the state holds the state of %s; this optimizer is %s",
+			who, kind, tg_optim_name(o->o.kind));
+		return -1;
+	}
+	if (tg_state_i64(s, "optim.steps", steps, 1) != 1) {
+		tg_fail(o->ctx, TG_EARG, "%s: the state has no step count (\"optim.steps\", one i64)",
+			who);
+		return -1;
+	}
+	if (*steps < 0) {
+		tg_fail(o->ctx, TG_EFORMAT, "%s: the state's step count is %lld; a count is >= 0", who,
+			(long long)*steps);
+		return -1;
+	}
+	int64_t n = tg_state_i64(s, "optim.param_steps", NULL, 0);
+	if (n < 0) { /* saved before per-parameter counts */
+		for (size_t i = 0; i < o->n; i++)
+			pt[i] = *steps;
+		return 0;
+	}
+	if ((uint64_t)n != o->n) {
+		tg_fail(o->ctx, TG_EFORMAT,
+			"%s: the state counts the steps of %lld parameters; this optimizer has %zu",
+			who, (long long)n, o->n);
+		return -1;
+	}
+	tg_state_i64(s, "optim.param_steps", pt, o->n);
+	for (size_t i = 0; i < o->n; i++)
+		if (pt[i] < 0 || pt[i] > *steps) {
+			tg_fail(o->ctx, TG_EFORMAT,
+				"%s: the state counts %lld steps for params[%zu] %s; the optimizer took "
+				"%lld",
+				who, (long long)pt[i], i, tg_name(o->p[i]) ? tg_name(o->p[i]) : "(unnamed)",
+				(long long)*steps);
+			return -1;
+		}
+	return 0;
+}
+
+int tg_state_restore_optim(const tg_state *s, tg_optim *o)
+{
+	if (!s || !o) {
+		if (o)
+			tg_fail(o->ctx, TG_ENULL, "tg_state_restore_optim: the state is NULL");
+		return -1;
+	}
+	if (!tg_ok(o->ctx))
+		return -1;
+	int64_t steps;
+	int64_t *pt = malloc(o->n * sizeof *pt);
+	if (!pt) {
+		tg_fail(o->ctx, TG_ENOMEM, "tg_state_restore_optim: out of memory for %zu counts",
+			o->n);
+		return -1;
+	}
+	int rc = read_counts(s, o, &steps, pt);
+	if (rc == 0) {
+		o->t = steps;
+		memcpy(o->pt, pt, o->n * sizeof *pt);
+	}
+	free(pt);
+	return rc;
 }

@@ -339,7 +339,10 @@ TG_API int tg_batcher_shard(tg_batcher *b, int64_t part, int64_t parts);
  *
  * The keys a resumable run writes (tg_state_set_* and friends):
  *	"arch"          string: tg_module_spec of the model
- *	"optim"         string: tg_optim_name;  "optim.steps": i64, tg_optim_steps
+ *	"optim"         string: tg_optim_name;  "optim.steps": i64, tg_optim_steps;
+ *	                "optim.param_steps": i64 x params, tg_optim_param_steps
+ *	                (tg_state_optim writes the three, tg_state_restore_optim
+ *	                reads them; a file without the last still loads)
  *	"schedule"      f64 numbers: tg_schedule_state
  *	"rng"           i64 x 4: the context's generator (tg_state_rng)
  *	"epoch", "iter" i64: epochs and optimizer steps completed
@@ -349,6 +352,7 @@ TG_API int tg_batcher_shard(tg_batcher *b, int64_t part, int64_t parts);
  *	tg_state *st = tg_state_new(ctx);
  *	tg_state_add(st, params, np);                    // and running statistics
  *	tg_state_add(st, tg_optim_state(opt, &ns), ns);  // "fc1.W.m", ...
+ *	tg_state_optim(st, opt);                         // its kind and step counts
  *	tg_state_set_string(st, "arch", arch);
  *	tg_state_set_i64(st, "epoch", &epoch, 1);
  *	tg_state_rng(st);
@@ -359,6 +363,7 @@ TG_API int tg_batcher_shard(tg_batcher *b, int64_t part, int64_t parts);
  *		tg_module *m = tg_model_parse(ctx, tg_state_string(st, "arch"), NULL);
  *		char why[512];
  *		tg_state_load_into(st, params, np, 0, why, sizeof why); // names not matched in why
+ *		tg_state_restore_optim(st, opt);
  *		tg_state_restore_rng(st, ctx);
  *	}
  */

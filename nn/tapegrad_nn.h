@@ -448,7 +448,8 @@ TG_API tg_module *tg_model_parse_image(tg_ctx *ctx, const char *arch, int64_t c,
  * those g exceeds it, every g is scaled by clip_norm / norm. The gradient
  * tensors themselves are left unchanged. Parameters are written through
  * tg_data_mut, so a backward through a graph recorded before the step
- * reports TG_EVERSION. A parameter whose gradient is NULL is skipped. State
+ * reports TG_EVERSION. A parameter whose gradient is NULL is skipped
+ * (until its first update: see tg_state_optim below). State
  * tensors are tg_keep tensors named "<param>.v" (Momentum, Nesterov),
  * "<param>.h" (AdaGrad, RMSprop), "<param>.m" and "<param>.v" (Adam). */
 
@@ -508,6 +509,28 @@ TG_API int64_t tg_optim_param_steps(const tg_optim *o, size_t i);
 TG_API void tg_optim_set_param_steps(tg_optim *o, size_t i, int64_t t);
 /* The state tensors, for checkpoints; none for SGD. */
 TG_API tg_tensor *const *tg_optim_state(const tg_optim *o, size_t *n); /* borrowed */
+
+/* A frozen parameter (tg_set_requires_grad off) is skipped. One that
+ * requires a gradient but got none (a branch the step did not use) is
+ * skipped until its first update; after it (tg_optim_param_steps > 0) it
+ * takes a gradient of zeros, as tg_grad reads for a leaf that had a
+ * gradient, so its state and weight decay move on: the same updates in a
+ * run resumed in a new process (with its counts restored) as in one that
+ * never stopped.
+ *
+ * What a checkpoint (tapegrad_io.h) needs of o beside its state tensors:
+ * tg_state_optim puts its kind ("optim", tg_optim_name), its step count
+ * ("optim.steps") and each parameter's count ("optim.param_steps", i64 x n
+ * in params order) into s; tg_state_restore_optim sets them back into an
+ * optimizer over the same parameters. A state of another kind, of another
+ * number of parameters, or whose counts are negative or above the steps
+ * taken is TG_EFORMAT naming it, and o is left as it was; a state without
+ * "optim.steps" is TG_EARG. A state saved before per-parameter counts (no
+ * "optim.param_steps") counts every parameter as updated at every step.
+ * 0 ok, -1. */
+typedef struct tg_state tg_state;
+TG_API int tg_state_optim(tg_state *s, const tg_optim *o);
+TG_API int tg_state_restore_optim(const tg_state *s, tg_optim *o);
 
 #ifdef __cplusplus
 }

@@ -934,6 +934,16 @@ static void cnn_misuse_is_a_named_error(void **state)
 		assert_error(ctx, TG_EARG, full[i].why);
 		tg_clear_error(ctx);
 	}
+	/* a value that takes one number is not offered the "3x5" form */
+	static const char *const single[] = {"maxpool:0", "avgpool:2:0", "maxpool:2:1:-1",
+					     "conv:3:6:3:1:0:1:0"};
+	for (size_t i = 0; i < LEN(single); i++) {
+		assert_null(tg_model_parse(ctx, single[i], NULL));
+		assert_error(ctx, TG_EARG, "must be an integer from");
+		printf("%s: %s\n", single[i], tg_error(ctx));
+		assert_null(strstr(tg_error(ctx), "3x5"));
+		tg_clear_error(ctx);
+	}
 	static const struct {
 		const char *arch, *why;
 	} shortf[] = {

@@ -8,7 +8,11 @@
  * by hand.
  */
 #include "../engine/test_util.h"
+#include "tapegrad_io.h"
 #include "tapegrad_nn.h"
+
+#include <stdio.h>
+#include <unistd.h>
 
 enum { SEED = 4321, STEPS = 3 };
 
@@ -643,6 +647,251 @@ static void parameter_step_counts_are_set_when_resuming(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* ---- resuming in a new context ------------------------------------------------ */
+
+/* The loss of step s (from 1): the quadratic of p[0], plus c . p[1] on odd
+ * steps only (a branch the even steps do not use: p[1] gets no gradient
+ * there). */
+static tg_tensor *branch_loss(tg_ctx *ctx, tg_tensor *const *p, int s)
+{
+	tg_tensor *l = quadratic(ctx, p[0]);
+	if (s % 2)
+		l = tg_add(l, tg_sum(tg_mul(p[1], tg_from_f64(ctx, TG_F64, SHAPE(2), C))));
+	return l;
+}
+
+typedef struct branch_run {
+	tg_ctx *ctx;
+	tg_tensor *p[2];
+	tg_optim *opt;
+	tg_tensor *all[6]; /* p, then the optimizer's state */
+	size_t n;
+} branch_run;
+
+static void branch_new(branch_run *r, const tg_optim_opts *o)
+{
+	r->ctx = tg_ctx_new(SEED);
+	for (int i = 0; i < 2; i++) {
+		r->p[i] = tg_param(tg_from_f64(r->ctx, TG_F64, SHAPE(2), W0));
+		tg_set_decay(tg_set_name(r->p[i], i ? "branch.W" : "q.W"), true);
+	}
+	r->opt = tg_optim_new(r->ctx, r->p, 2, o);
+	assert_non_null(r->opt);
+	size_t ns;
+	tg_tensor *const *st = tg_optim_state(r->opt, &ns);
+	r->all[0] = r->p[0], r->all[1] = r->p[1];
+	for (size_t i = 0; i < ns; i++)
+		r->all[2 + i] = st[i];
+	r->n = 2 + ns;
+}
+
+static void branch_steps(branch_run *r, int from, int to)
+{
+	for (int s = from; s <= to; s++) {
+		tg_optim_zero_grad(r->opt);
+		assert_int_equal(tg_backward(branch_loss(r->ctx, r->p, s)), 0);
+		assert_int_equal(tg_optim_step(r->opt), 0);
+		tg_reset(r->ctx);
+	}
+	assert_ctx_ok(r->ctx);
+}
+
+static void branch_free(branch_run *r)
+{
+	tg_optim_free(r->opt);
+	tg_ctx_free(r->ctx);
+}
+
+/* Six steps straight, and three saved with tg_state_optim, read into a new
+ * context (where p[1] never had a gradient) with tg_state_restore_optim and
+ * run three more, end with the same bits in the parameters and the state,
+ * for every rule with weight decay and clipping off and on: p[1], unused on
+ * even steps, takes zeros there (its state decays, weight decay applies)
+ * in both runs, and Adam's counts are the saved ones. */
+static void a_run_resumed_in_a_new_context_makes_the_same_updates(void **state)
+{
+	(void)state;
+	char path[64];
+	snprintf(path, sizeof path, "/tmp/tg_test_optim_%ld.ckpt", (long)getpid());
+	for (int k = TG_SGD; k <= TG_ADAM; k++)
+		for (int variant = 0; variant < 2; variant++) {
+			tg_optim_opts o = tg_optim_defaults((tg_optim_kind)k);
+			o.lr = 0.1;
+			o.weight_decay = variant ? 0.5 : 0;
+			o.clip_norm = variant ? 1 : 0;
+			branch_run a, b, c;
+			branch_new(&a, &o);
+			branch_steps(&a, 1, 6);
+			branch_new(&b, &o);
+			branch_steps(&b, 1, 3);
+			tg_state *st = tg_state_new(b.ctx);
+			assert_int_equal(tg_state_add(st, b.all, b.n), 0);
+			assert_int_equal(tg_state_optim(st, b.opt), 0);
+			assert_int_equal(tg_checkpoint_save_state(b.ctx, path, st), 0);
+			tg_state_free(st);
+			branch_free(&b);
+
+			branch_new(&c, &o);
+			assert_int_equal(tg_checkpoint_read(c.ctx, path, &st), 0);
+			assert_int_equal(tg_state_load_into(st, c.all, c.n, TG_CHECKPOINT_STRICT, NULL, 0),
+					 (int)c.n);
+			assert_int_equal(tg_state_restore_optim(st, c.opt), 0);
+			tg_state_free(st);
+			assert_int_equal(tg_optim_steps(c.opt), 3);
+			assert_int_equal(tg_optim_param_steps(c.opt, 0), 3);
+			assert_int_equal(tg_optim_param_steps(c.opt, 1), 3);
+			branch_steps(&c, 4, 6);
+			printf("%s wd %g clip %g: p[1] straight (%.17g, %.17g), resumed (%.17g, %.17g)\n",
+			       tg_optim_name(k), o.weight_decay, o.clip_norm, tg_get(a.p[1], 0),
+			       tg_get(a.p[1], 1), tg_get(c.p[1], 0), tg_get(c.p[1], 1));
+			assert_int_equal(tg_optim_param_steps(c.opt, 1), tg_optim_param_steps(a.opt, 1));
+			for (size_t i = 0; i < a.n; i++)
+				assert_tensor_bits(tg_name(a.all[i]), c.all[i], a.all[i]);
+			branch_free(&a);
+			branch_free(&c);
+		}
+	unlink(path);
+}
+
+/* A parameter that was never updated (its branch unused from the start) is
+ * skipped, and so is one updated before and then frozen; the counts saved
+ * say so and come back. */
+static void parameter_counts_round_trip_through_a_state(void **state)
+{
+	(void)state;
+	tg_optim_opts o = tg_optim_defaults(TG_ADAM);
+	branch_run a;
+	branch_new(&a, &o);
+	for (int s = 2; s <= 6; s += 2) /* even steps only: p[1] unused */
+		branch_steps(&a, s, s);
+	assert_int_equal(tg_optim_param_steps(a.opt, 1), 0);
+	assert_tensor_bits("never updated", a.p[1],
+			   tg_from_f64(a.ctx, TG_F64, SHAPE(2), W0));
+	tg_state *st = tg_state_new(a.ctx);
+	assert_int_equal(tg_state_optim(st, a.opt), 0);
+	assert_string_equal(tg_state_string(st, "optim"), "adam");
+	int64_t got[3] = {0};
+	assert_int_equal(tg_state_i64(st, "optim.steps", got, 3), 1);
+	assert_int_equal(got[0], 3);
+	assert_int_equal(tg_state_i64(st, "optim.param_steps", got, 3), 2);
+	assert_int_equal(got[0], 3);
+	assert_int_equal(got[1], 0);
+	branch_run b;
+	branch_new(&b, &o);
+	assert_int_equal(tg_state_restore_optim(st, b.opt), 0);
+	assert_int_equal(tg_optim_steps(b.opt), 3);
+	assert_int_equal(tg_optim_param_steps(b.opt, 1), 0);
+	tg_state_free(st);
+	branch_free(&b);
+	/* frozen after an update: skipped, weight decay and state included */
+	tg_optim_opts m = tg_optim_defaults(TG_MOMENTUM);
+	m.weight_decay = 0.5;
+	branch_new(&b, &m);
+	branch_steps(&b, 1, 1);
+	tg_set_requires_grad(b.p[1], false);
+	double before[2] = {tg_get(b.p[1], 0), tg_get(b.p[1], 1)};
+	branch_steps(&b, 2, 3);
+	assert_near(tg_get(b.p[1], 0), before[0], 0);
+	assert_near(tg_get(b.p[1], 1), before[1], 0);
+	assert_int_equal(tg_optim_param_steps(b.opt, 1), 1);
+	branch_free(&b);
+	branch_free(&a);
+}
+
+/* A resumed step whose zeros for a missing gradient cannot be made (the
+ * arena limit reached) is TG_ENOMEM and moves nothing: neither a parameter
+ * nor a count; with memory back the same step runs. */
+static void a_resumed_step_out_of_memory_changes_nothing(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *p[2];
+	for (int i = 0; i < 2; i++)
+		p[i] = tg_set_decay(tg_param(tg_full(ctx, TG_F64, SHAPE(1000), 1.0)), true);
+	tg_optim_opts o = tg_optim_defaults(TG_MOMENTUM);
+	o.weight_decay = 0.5;
+	tg_optim *opt = tg_optim_new(ctx, p, 2, &o);
+	tg_optim_set_steps(opt, 1); /* both had gradients: zeros stand in */
+	tg_set_arena_limit(ctx, 1);
+	assert_int_equal(tg_optim_step(opt), -1);
+	assert_error(ctx, TG_ENOMEM, "step arena limit");
+	tg_clear_error(ctx);
+	tg_set_arena_limit(ctx, 0);
+	for (int i = 0; i < 2; i++)
+		assert_near(tg_get(p[i], 999), 1.0, 0);
+	assert_int_equal(tg_optim_steps(opt), 1);
+	assert_int_equal(tg_optim_param_steps(opt, 1), 1);
+	assert_int_equal(tg_optim_step(opt), 0);
+	assert_int_equal(tg_optim_param_steps(opt, 1), 2);
+	printf("after a step of zeros with decay 0.5: p[1][999] = %.17g\n", tg_get(p[1], 999));
+	assert_near(tg_get(p[1], 999), 1 - o.lr * 0.5, 1e-15);
+	assert_ctx_ok(ctx);
+	tg_optim_free(opt);
+	tg_ctx_free(ctx);
+}
+
+/* A state of another optimizer, of another number of parameters, with
+ * counts out of range, or without a step count is refused by name and the
+ * optimizer keeps its counts; a state saved before per-parameter counts
+ * sets every count to the steps. */
+static void restoring_a_state_that_does_not_fit_is_refused(void **state)
+{
+	(void)state;
+	tg_optim_opts o = tg_optim_defaults(TG_ADAM);
+	branch_run r;
+	branch_new(&r, &o);
+	branch_steps(&r, 1, 2);
+	tg_state *st = tg_state_new(r.ctx);
+	int64_t steps = 9, counts[3] = {9, 4, 1};
+	/* saved before per-parameter counts */
+	assert_int_equal(tg_state_set_string(st, "optim", "adam"), 0);
+	assert_int_equal(tg_state_set_i64(st, "optim.steps", &steps, 1), 0);
+	assert_int_equal(tg_state_restore_optim(st, r.opt), 0);
+	assert_int_equal(tg_optim_steps(r.opt), 9);
+	assert_int_equal(tg_optim_param_steps(r.opt, 1), 9);
+	tg_optim_set_steps(r.opt, 2);
+	struct {
+		const char *key;
+		int64_t n;
+		const int64_t *v;
+		tg_status code;
+		const char *want;
+	} bad[] = {
+	    {"optim.param_steps", 3, counts, TG_EFORMAT,
+	     "tg_state_restore_optim: the state counts the steps of 3 parameters; this "
+	     "optimizer has 2"},
+	    {"optim.param_steps", 2, (int64_t[]){9, 10}, TG_EFORMAT,
+	     "counts 10 steps for params[1] branch.W; the optimizer took 9"},
+	    {"optim.param_steps", 2, (int64_t[]){-1, 0}, TG_EFORMAT, "counts -1 steps for params[0]"},
+	    {"optim.steps", 1, (int64_t[]){-4}, TG_EFORMAT, "step count is -4"},
+	};
+	for (size_t i = 0; i < LEN(bad); i++) {
+		tg_state *b = tg_state_new(r.ctx);
+		assert_int_equal(tg_state_set_i64(b, "optim.steps", &steps, 1), 0);
+		assert_int_equal(tg_state_set_i64(b, bad[i].key, bad[i].v, (size_t)bad[i].n), 0);
+		assert_int_equal(tg_state_restore_optim(b, r.opt), -1);
+		assert_error(r.ctx, bad[i].code, bad[i].want);
+		tg_clear_error(r.ctx);
+		assert_int_equal(tg_optim_steps(r.opt), 2);
+		assert_int_equal(tg_optim_param_steps(r.opt, 1), 2);
+		tg_state_free(b);
+	}
+	assert_int_equal(tg_state_set_string(st, "optim", "rmsprop"), 0);
+	assert_int_equal(tg_state_restore_optim(st, r.opt), -1);
+	assert_error(r.ctx, TG_EFORMAT,
+		     "tg_state_restore_optim: the state holds the state of rmsprop; this optimizer "
+		     "is adam");
+	tg_clear_error(r.ctx);
+	tg_state_free(st);
+	st = tg_state_new(r.ctx);
+	assert_int_equal(tg_state_restore_optim(st, r.opt), -1);
+	assert_error(r.ctx, TG_EARG, "no step count (\"optim.steps\"");
+	tg_clear_error(r.ctx);
+	assert_int_equal(tg_optim_steps(r.opt), 2);
+	tg_state_free(st);
+	branch_free(&r);
+}
+
 static void optimizer_names_parse_and_defaults_are_the_books(void **state)
 {
 	(void)state;
@@ -693,6 +942,10 @@ int main(void)
 	    cmocka_unit_test(a_step_over_a_gradient_a_failed_backward_left_is_refused),
 	    cmocka_unit_test(a_frozen_parameter_stays_and_adam_counts_its_own_steps),
 	    cmocka_unit_test(parameter_step_counts_are_set_when_resuming),
+	    cmocka_unit_test(a_run_resumed_in_a_new_context_makes_the_same_updates),
+	    cmocka_unit_test(parameter_counts_round_trip_through_a_state),
+	    cmocka_unit_test(restoring_a_state_that_does_not_fit_is_refused),
+	    cmocka_unit_test(a_resumed_step_out_of_memory_changes_nothing),
 	    cmocka_unit_test(optimizer_names_parse_and_defaults_are_the_books),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
