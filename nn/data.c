@@ -1632,9 +1632,13 @@ static void prefetch_row(const float *row, int64_t d)
 	__builtin_prefetch(end - 1); /* the last line, when the row starts mid-line */
 }
 
-/* Rows [lo, hi) of a batch: the part of tg_dataset_batch one thread copies. */
+/* Rows [lo, hi) of a batch: the part of tg_dataset_batch (src the
+ * features, d = ds->d, with the labels) or tg_dataset_targets (src the
+ * targets, d = ds->tdim) one thread copies. */
 typedef struct batch_rows {
-	const tg_dataset *ds;
+	const float *src; /* rows of d floats */
+	int64_t d;
+	const int32_t *y; /* the labels to copy, or NULL */
 	const int64_t *idx;
 	tg_dtype dt;
 	void *data;
@@ -1644,12 +1648,11 @@ typedef struct batch_rows {
 static void batch_rows_part(void *arg, size_t lo, size_t hi)
 {
 	const batch_rows *g = arg;
-	const tg_dataset *ds = g->ds;
-	int64_t d = ds->d;
+	int64_t d = g->d;
 	for (int64_t i = (int64_t)lo; i < (int64_t)hi; i++) {
-		const float *row = ds->x + g->idx[i] * d;
+		const float *row = g->src + g->idx[i] * d;
 		if (i + PREFETCH_AHEAD < (int64_t)hi)
-			prefetch_row(ds->x + g->idx[i + PREFETCH_AHEAD] * d, d);
+			prefetch_row(g->src + g->idx[i + PREFETCH_AHEAD] * d, d);
 		if (g->dt == TG_F32) {
 			memcpy((float *)g->data + i * d, row, (size_t)d * sizeof(float));
 		} else {
@@ -1657,9 +1660,26 @@ static void batch_rows_part(void *arg, size_t lo, size_t hi)
 			for (int64_t j = 0; j < d; j++)
 				out[j] = row[j];
 		}
-		if (g->labels && ds->y)
-			g->labels[i] = ds->y[g->idx[i]];
+		if (g->labels && g->y)
+			g->labels[i] = g->y[g->idx[i]];
 	}
+}
+
+/* The rows idx[0..n) of src into a new tensor of dt and the given shape
+ * (n rows of d), copied by the context's threads; the labels too when y
+ * and labels are given. */
+static tg_tensor *gather_rows(tg_ctx *ctx, const float *src, int64_t d, const int32_t *y,
+			      const int64_t *idx, int64_t n, tg_dtype dt, int nd,
+			      const int64_t *shape, int32_t *labels)
+{
+	tg_tensor *x = tg_empty(ctx, dt, nd, shape); /* every row is copied in */
+	void *data = x ? tg_data_mut(x) : NULL;
+	if (!data)
+		return NULL;
+	batch_rows g = { src, d, y, idx, dt, data, labels };
+	/* rows wait on memory, not on arithmetic: split like a plain loop */
+	tg_parallel_for(ctx, (size_t)n, TG_PAR_MIN / (size_t)d + 1, 1, batch_rows_part, &g);
+	return x;
 }
 
 /* A dtype's name for a message: "i32", or "unknown". */
@@ -1669,78 +1689,58 @@ static const char *batch_dtype_name(tg_dtype dt)
 	return (unsigned)dt < sizeof names / sizeof names[0] ? names[dt] : "unknown";
 }
 
+/* The checks of tg_dataset_batch and tg_dataset_targets (targets: the
+ * data set must have float targets). 0 ok, -1 after recording why. */
+static int batch_args(tg_ctx *ctx, const char *who, const tg_dataset *ds, const int64_t *idx,
+		      int64_t n, tg_dtype dt, bool targets)
+{
+	if (!usable(ctx))
+		return -1;
+	if (!idx) {
+		tg_fail(ctx, TG_ENULL, "%s: idx is NULL", who);
+		return -1;
+	}
+	if (check_dataset(ctx, who, ds))
+		return -1;
+	if (targets && !ds->t) {
+		tg_fail(ctx, TG_EARG, "%s: the data set has class labels, not float targets", who);
+		return -1;
+	}
+	if (n < 1) {
+		tg_fail(ctx, TG_EARG, "%s: batch of %lld rows", who, (long long)n);
+		return -1;
+	}
+	if (dt != TG_F32 && dt != TG_F64) {
+		tg_fail(ctx, TG_EDTYPE, "%s: dtype %s; a batch of features is f32 or f64", who,
+			batch_dtype_name(dt));
+		return -1;
+	}
+	for (int64_t i = 0; i < n; i++)
+		if (idx[i] < 0 || idx[i] >= ds->n) {
+			tg_fail(ctx, TG_EARG, "%s: index %lld at %lld is out of range [0,%lld)", who,
+				(long long)idx[i], (long long)i, (long long)ds->n);
+			return -1;
+		}
+	return 0;
+}
+
 tg_tensor *tg_dataset_batch(tg_ctx *ctx, const tg_dataset *ds, const int64_t *idx, int64_t n,
 			    tg_dtype dt, int32_t *labels)
 {
-	if (!usable(ctx))
+	if (batch_args(ctx, "tg_dataset_batch", ds, idx, n, dt, false))
 		return NULL;
-	if (!idx)
-		return tg_fail(ctx, TG_ENULL, "tg_dataset_batch: idx is NULL");
-	if (check_dataset(ctx, "tg_dataset_batch", ds))
-		return NULL;
-	if (n < 1)
-		return tg_fail(ctx, TG_EARG, "tg_dataset_batch: batch of %lld rows", (long long)n);
-	if (dt != TG_F32 && dt != TG_F64)
-		return tg_fail(ctx, TG_EDTYPE, "tg_dataset_batch: dtype %s; a batch of features is f32 or f64",
-			       batch_dtype_name(dt));
-	for (int64_t i = 0; i < n; i++)
-		if (idx[i] < 0 || idx[i] >= ds->n)
-			return tg_fail(
-			    ctx, TG_EARG,
-			    "tg_dataset_batch: index %lld at %lld is out of range [0,%lld)",
-			    (long long)idx[i], (long long)i, (long long)ds->n);
 	int64_t shape[1 + TG_SAMPLE_MAX_DIMS];
 	int nd = tg_dataset_batch_shape(ds, n, shape);
-	tg_tensor *x = tg_empty(ctx, dt, nd, shape); /* every row is copied in */
-	void *data = x ? tg_data_mut(x) : NULL;
-	if (!data)
-		return NULL;
-	batch_rows g = { ds, idx, dt, data, labels };
-	/* rows wait on memory, not on arithmetic: split like a plain loop */
-	tg_parallel_for(ctx, (size_t)n, TG_PAR_MIN / (size_t)ds->d + 1, 1, batch_rows_part, &g);
-	return x;
+	return gather_rows(ctx, ds->x, ds->d, ds->y, idx, n, dt, nd, shape, labels);
 }
 
 tg_tensor *tg_dataset_targets(tg_ctx *ctx, const tg_dataset *ds, const int64_t *idx, int64_t n,
 			      tg_dtype dt)
 {
-	if (!usable(ctx))
+	if (batch_args(ctx, "tg_dataset_targets", ds, idx, n, dt, true))
 		return NULL;
-	if (!idx)
-		return tg_fail(ctx, TG_ENULL, "tg_dataset_targets: idx is NULL");
-	if (check_dataset(ctx, "tg_dataset_targets", ds))
-		return NULL;
-	if (!ds->t)
-		return tg_fail(ctx, TG_EARG,
-			       "tg_dataset_targets: the data set has class labels, not float "
-			       "targets");
-	if (n < 1)
-		return tg_fail(ctx, TG_EARG, "tg_dataset_targets: batch of %lld rows",
-			       (long long)n);
-	if (dt != TG_F32 && dt != TG_F64)
-		return tg_fail(ctx, TG_EDTYPE, "tg_dataset_targets: dtype %s; a batch of features is f32 or f64",
-			       batch_dtype_name(dt));
-	for (int64_t i = 0; i < n; i++)
-		if (idx[i] < 0 || idx[i] >= ds->n)
-			return tg_fail(
-			    ctx, TG_EARG,
-			    "tg_dataset_targets: index %lld at %lld is out of range [0,%lld)",
-			    (long long)idx[i], (long long)i, (long long)ds->n);
-	int64_t w = ds->tdim;
-	tg_tensor *t = tg_empty(ctx, dt, 2, (int64_t[]){ n, w });
-	void *data = t ? tg_data_mut(t) : NULL;
-	if (!data)
-		return NULL;
-	for (int64_t i = 0; i < n; i++) {
-		const float *row = ds->t + idx[i] * w;
-		if (dt == TG_F32) {
-			memcpy((float *)data + i * w, row, (size_t)w * sizeof(float));
-		} else {
-			for (int64_t j = 0; j < w; j++)
-				((double *)data)[i * w + j] = row[j];
-		}
-	}
-	return t;
+	return gather_rows(ctx, ds->t, ds->tdim, NULL, idx, n, dt, 2,
+			   (const int64_t[]){ n, ds->tdim }, NULL);
 }
 
 struct tg_batcher {

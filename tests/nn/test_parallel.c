@@ -201,6 +201,14 @@ static void every_optimizer_update_gives_the_bits_of_one_thread(void **state)
 
 /* ---- mini-batches --------------------------------------------------------------------- */
 
+/* NaN in the step memory the next tensor of R rows of c takes: a row the
+ * gather leaves out shows, whatever an earlier context left there. */
+static void poison_step_memory(tg_ctx *ctx, tg_dtype dt, int64_t c)
+{
+	assert_non_null(tg_full(ctx, dt, 2, (const int64_t[]){ R, c }, NAN));
+	tg_reset(ctx);
+}
+
 /* A batch of R rows of C features, gathered at 1 and 2 threads in either
  * dtype: each row the data set's row, each label its label, the same bits. */
 static void a_batch_gathered_by_two_threads_is_the_rows_and_labels(void **state)
@@ -226,6 +234,7 @@ static void a_batch_gathered_by_two_threads_is_the_rows_and_labels(void **state)
 			/* R rows of C: split as a loop of R C elements is */
 			assert_int_equal(tg_parallel_parts(ctx, R, TG_PAR_MIN / C + 1) > 1, threads > 1);
 			int32_t labels[R];
+			poison_step_memory(ctx, dt, C);
 			tg_tensor *b = tg_dataset_batch(ctx, &ds, idx, R, dt, labels);
 			assert_ctx_ok(ctx);
 			for (int i = 0; i < R; i++) {
@@ -239,6 +248,50 @@ static void a_batch_gathered_by_two_threads_is_the_rows_and_labels(void **state)
 							 threads, d ? "f64" : "f32", i, j, got, want);
 				}
 			}
+			tg_ctx_free(ctx);
+		}
+	}
+	tg_dataset_free(&ds);
+}
+
+/* Float targets (a regression's) of R rows of C, gathered as the
+ * features are: each row the data set's, the same bits at 1 and 2 threads
+ * in either dtype. */
+static void targets_gathered_by_two_threads_are_the_rows(void **state)
+{
+	(void)state;
+	enum { ROWS = 1000 };
+	tg_dataset ds = { .n = ROWS, .d = 3, .x = calloc((size_t)ROWS * 3, sizeof(float)),
+			  .tdim = C, .t = malloc((size_t)ROWS * C * sizeof(float)) };
+	assert_non_null(ds.x);
+	assert_non_null(ds.t);
+	for (size_t i = 0; i < (size_t)ROWS * C; i++)
+		ds.t[i] = (float)i / 7.0f;
+	int64_t idx[R];
+	for (int i = 0; i < R; i++)
+		idx[i] = (int64_t)(((uint64_t)i * 7919 + 13) % ROWS);
+	for (int d = 0; d < 2; d++) {
+		tg_dtype dt = d ? TG_F64 : TG_F32;
+		for (int threads = 1; threads <= 2; threads++) {
+			tg_ctx *ctx = tg_ctx_new(1);
+			tg_set_threads(ctx, threads);
+			assert_int_equal(tg_parallel_parts(ctx, R, TG_PAR_MIN / C + 1) > 1, threads > 1);
+			poison_step_memory(ctx, dt, C);
+			tg_tensor *t = tg_dataset_targets(ctx, &ds, idx, R, dt);
+			assert_ctx_ok(ctx);
+			assert_int_equal(tg_ndim(t), 2);
+			assert_int_equal(tg_shape(t)[0], R);
+			assert_int_equal(tg_shape(t)[1], C);
+			for (int i = 0; i < R; i++)
+				for (int j = 0; j < C; j++) {
+					double want = ds.t[idx[i] * C + j];
+					double got = d ? ((const double *)tg_data(t))[i * C + j]
+						       : ((const float *)tg_data(t))[i * C + j];
+					if (got != want)
+						fail_msg("%d threads, %s: target row %d column %d is %.9g, "
+							 "not %.9g",
+							 threads, d ? "f64" : "f32", i, j, got, want);
+				}
 			tg_ctx_free(ctx);
 		}
 	}
@@ -419,6 +472,7 @@ int main(void)
 		cmocka_unit_test(elementwise_reduction_and_row_ops_give_the_bits_of_one_thread),
 		cmocka_unit_test(every_optimizer_update_gives_the_bits_of_one_thread),
 		cmocka_unit_test(a_batch_gathered_by_two_threads_is_the_rows_and_labels),
+		cmocka_unit_test(targets_gathered_by_two_threads_are_the_rows),
 		cmocka_unit_test(a_long_sum_is_exact_where_it_can_be),
 		cmocka_unit_test(two_threaded_contexts_at_once_give_the_bits_of_one_thread),
 	};
