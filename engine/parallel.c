@@ -82,13 +82,16 @@ static size_t bound(size_t n, size_t align, unsigned p, unsigned parts)
 
 /* Claims and runs parts of the loop of generation gen until none is left,
  * from the first of the share of thread `me` (0 the caller, w + 1 worker
- * w) on, round to the part before it; the number run. The loop's fields
- * stay put while a claimed part runs: the caller waits for it. */
+ * w) on, round to the part before it; the number run. Only the caller and
+ * the first threads - 1 workers take part: a pool grown by a context of
+ * more threads leaves its other workers idle, so that a loop runs on its
+ * context's threads. The loop's fields stay put while a claimed part
+ * runs: the caller waits for it. */
 static unsigned claim(uint32_t gen, unsigned me)
 {
 	unsigned ran = 0;
 	uint64_t t = atomic_load_explicit(&pool.ticket, memory_order_acquire);
-	if (GEN(t) != gen || !PARTS(t))
+	if (GEN(t) != gen || !PARTS(t) || me >= THREADS(t))
 		return 0;
 	const unsigned parts = PARTS(t), threads = THREADS(t);
 	const unsigned first = me % threads * parts / threads;

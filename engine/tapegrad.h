@@ -118,7 +118,8 @@ TG_API void tg_set_abort_on_error(tg_ctx *ctx, bool on); /* for debuggers */
  * thread's loop runs on its caller alone meanwhile, cut as the pool would
  * cut it: a context's results are the same bits whatever other contexts
  * do at the same time. */
-TG_API void tg_set_threads(tg_ctx *ctx, int n); /* n above TG_MAX_THREADS counts as it */
+/* n above TG_MAX_THREADS counts as it; n < 1 is TG_EARG and keeps the count */
+TG_API void tg_set_threads(tg_ctx *ctx, int n);
 TG_API int tg_threads(const tg_ctx *ctx);
 enum { TG_MAX_THREADS = 64 };
 /* ---- BLAS --------------------------------------------------------------- */

@@ -4,6 +4,8 @@
  */
 #include "test_util.h"
 
+#include <limits.h>
+
 static void the_first_error_survives_a_chain_of_ops(void **state)
 {
 	(void)state;
@@ -163,6 +165,13 @@ static void random_draws_thread_counts_and_flags_take_out_of_range_arguments(voi
 	tg_set_threads(ctx, 3);
 	assert_int_equal(tg_threads(ctx), 3);
 	assert_ctx_ok(ctx);
+	static const int bad[] = { 0, -1, INT_MIN };
+	for (size_t i = 0; i < LEN(bad); i++) {
+		tg_set_threads(ctx, bad[i]);
+		assert_error(ctx, TG_EARG, "tg_set_threads: thread count");
+		assert_int_equal(tg_threads(ctx), 3);
+		tg_clear_error(ctx);
+	}
 	/* a distribution's parameters are checked like any argument */
 	assert_null(tg_randn(ctx, TG_F64, 1, (int64_t[]){ 2 }, 0, -1));
 	assert_error(ctx, TG_EARG, "tg_randn: mean 0, std -1; std must be finite and >= 0");

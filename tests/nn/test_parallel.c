@@ -430,6 +430,63 @@ static void many_threads_cover_each_index_once(void **state)
 	}
 }
 
+/* The threads that ran parts of a loop. Each thread's first part waits (up
+ * to 1 s) until three threads have come, so that every thread the pool
+ * would let claim a part gets one, whatever the load. */
+typedef struct entrants {
+	_Atomic int count;
+	pthread_t who[TG_MAX_THREADS];
+	pthread_mutex_t lock;
+} entrants;
+
+static void enter(void *arg, size_t lo, size_t hi)
+{
+	(void)lo;
+	(void)hi;
+	entrants *e = arg;
+	pthread_mutex_lock(&e->lock);
+	int n = atomic_load(&e->count);
+	for (int i = 0; i < n; i++)
+		if (pthread_equal(e->who[i], pthread_self())) {
+			pthread_mutex_unlock(&e->lock);
+			return;
+		}
+	e->who[n] = pthread_self();
+	atomic_store(&e->count, n + 1);
+	pthread_mutex_unlock(&e->lock);
+	for (int k = 0; k < 1000 && atomic_load(&e->count) < 3; k++) {
+		struct timespec ms = { 0, 1000000 };
+		nanosleep(&ms, NULL);
+	}
+}
+
+/* A context of 2 threads after one of 4 has grown the pool to 3 workers:
+ * its loops run on 2 threads, the caller and one worker, not on every
+ * worker the pool holds; and back at 4 threads the others take part again. */
+static void a_loop_runs_on_its_contexts_threads_after_a_larger_pool(void **state)
+{
+	(void)state;
+	tg_ctx *big = tg_ctx_new(1), *ctx = tg_ctx_new(1);
+	assert_non_null(big);
+	assert_non_null(ctx);
+	tg_set_threads(big, 4);
+	tg_set_threads(ctx, 2);
+	static entrants e = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	tg_parallel_for(big, N, TG_PAR_MIN, 16, enter, &e); /* starts 3 workers */
+	for (int rep = 0; rep < 3; rep++) {
+		atomic_store(&e.count, 0);
+		tg_parallel_for(ctx, N, TG_PAR_MIN, 16, enter, &e);
+		if (atomic_load(&e.count) > 2)
+			fail_msg("rep %d: a loop of a 2-thread context ran on %d threads", rep,
+				 atomic_load(&e.count));
+	}
+	atomic_store(&e.count, 0);
+	tg_parallel_for(big, N, TG_PAR_MIN, 16, enter, &e);
+	assert_true(atomic_load(&e.count) >= 1 && atomic_load(&e.count) <= 4);
+	tg_ctx_free(ctx);
+	tg_ctx_free(big);
+}
+
 /* ---- contexts with threads, from threads ------------------------------------------ */
 
 typedef struct concurrent {
@@ -469,6 +526,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(a_split_loop_runs_on_two_threads_and_covers_each_index_once),
 		cmocka_unit_test(many_threads_cover_each_index_once),
+		cmocka_unit_test(a_loop_runs_on_its_contexts_threads_after_a_larger_pool),
 		cmocka_unit_test(elementwise_reduction_and_row_ops_give_the_bits_of_one_thread),
 		cmocka_unit_test(every_optimizer_update_gives_the_bits_of_one_thread),
 		cmocka_unit_test(a_batch_gathered_by_two_threads_is_the_rows_and_labels),
