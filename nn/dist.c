@@ -970,11 +970,20 @@ int tg_dist_step_begin(tg_dist *d)
 
 int tg_dist_loss(tg_dist *d, double loss, int64_t n, bool failed, double *global, double *seed)
 {
+	if (global)
+		*global = NAN;
+	if (seed)
+		*seed = 0;
 	if (!d || d->broken)
 		return -1;
+	/* a bad argument fails this rank's step, told to the others in the
+	 * collective below, which they would otherwise wait in for ever */
 	if (!global || !seed) {
 		tg_fail(d->ctx, TG_ENULL, "tg_dist_loss: %s is NULL", !global ? "global" : "seed");
-		return -1;
+		failed = true;
+	} else if (n < 0) {
+		tg_fail(d->ctx, TG_EARG, "tg_dist_loss: n = %lld rows is negative", (long long)n);
+		failed = true;
 	}
 	/* the rows and the lowest rank that failed: the collective of a
 	 * synchronised batch norm's count, which met this one on the ranks
@@ -994,7 +1003,18 @@ int tg_dist_loss(tg_dist *d, double loss, int64_t n, bool failed, double *global
 		told_all(d);
 		return -1;
 	}
-	double sum = loss * (double)n;
+	if (v.rows == 0) { /* the mean and the seed n / N would be 0 / 0 */
+		d->in_step = false;
+		tg_fail(d->ctx, TG_EARG,
+			"tg_dist_loss: the global batch has no rows (n is 0 on all %d ranks), so "
+			"it has no mean loss; skip the step rather than take it",
+			d->size);
+		told_all(d);
+		return -1;
+	}
+	/* a rank of no rows adds nothing, whatever its loss (the mean of no
+	 * rows is NaN) */
+	double sum = n > 0 ? loss * (double)n : 0;
 	if (allreduce_wait(d, MPI_IN_PLACE, &sum, 1, MPI_DOUBLE, MPI_SUM, "the loss's all-reduce"))
 		return -1;
 	*global = sum / (double)v.rows;

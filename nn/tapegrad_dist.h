@@ -142,8 +142,14 @@ TG_API void tg_dist_fork_rng(tg_dist *d);
 TG_API int tg_dist_step_begin(tg_dist *d);
 /* After the forward: this rank's mean loss over its n rows (failed: this
  * rank's step failed, loss ignored) into *global, the global batch's mean
- * loss, and *seed, this rank's backward seed n / N. -1 when any rank
- * failed, with a message naming the first that did. */
+ * loss, and *seed, this rank's backward seed n / N. A rank of n = 0 rows
+ * adds nothing (its loss, the NaN mean of no rows, is ignored) and gets
+ * seed 0. -1 when any rank failed, with a message naming the first that
+ * did; a NULL global or seed, or n < 0, fails this rank's step so (the
+ * others stop too, not wait). -1 and TG_EARG on every rank when the global
+ * batch has no rows (n = 0 on all: no mean; skip such a step; tg_fit never
+ * makes one, as tg_batcher_shard gives each rank a row of every batch).
+ * On -1, *global is NaN and *seed 0. */
 TG_API int tg_dist_loss(tg_dist *d, double loss, int64_t n, bool failed, double *global,
 			double *seed);
 /* After backward (failed: it failed here): starts the buckets not started

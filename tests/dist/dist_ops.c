@@ -14,6 +14,7 @@
  *  - tg_dist_sum, tg_dist_agree, tg_dist_broadcast (of index tensors too);
  *  - NULL arrays, no model attached, a module of another context, MPI
  *    started again after tg_dist_free: errors, not crashes;
+ *  - steps of few rows: a rank of none, a global batch of none;
  *  - a NaN in one rank's rows is named on every rank;
  *  - ranks whose models or tg_fit runs differ, or one that fails at an
  *    epoch's end, fail together, saying how.
@@ -197,6 +198,44 @@ static void failure_at_allreduce(const tg_dist_opts *o)
 	tg_dist_sum(d, &v, 1);
 	check("... and a sum afterwards (1 + 2)", v, 3, 0);
 	tg_mlp_free(net);
+	tg_dist_free(d);
+	tg_ctx_free(c);
+}
+
+/* Steps of few rows: a rank of no rows (its loss the NaN mean of none)
+ * adds nothing to the global loss and gets seed 0; a global batch of no
+ * rows at all is TG_EARG on every rank, not a loss and seed of 0 / 0; a
+ * negative n or a NULL output on rank 1 alone stops both ranks, naming
+ * rank 1, rather than leaving rank 0 waiting; the ranks stay in step. */
+static void few_rows(const tg_dist_opts *o)
+{
+	tg_ctx *c = tg_ctx_new(1);
+	tg_dist *d = tg_dist_new(c, NULL, NULL, o);
+	double global = 7, seed = 7;
+	int rc = tg_dist_loss(d, rank ? NAN : 1.5, rank ? 0 : 3, false, &global, &seed);
+	check("tg_dist_loss, no rows on rank 1", rc, 0, 0);
+	check("... the global loss is rank 0's", global, 1.5, 0);
+	check("... the seed (3 / 3 and 0 / 3)", seed, rank ? 0 : 1, 0);
+	rc = tg_dist_loss(d, NAN, 0, false, &global, &seed);
+	check("tg_dist_loss, no rows on any rank", rc, -1, 0);
+	check("... says so", says(c, "tg_dist_loss: the global batch has no rows (n is 0 on all 2"),
+	      1, 0);
+	check("... the global loss NaN", isnan(global), 1, 0);
+	check("... the seed 0", seed, 0, 0);
+	tg_clear_error(c);
+	rc = tg_dist_loss(d, 1.0, rank ? -3 : 3, false, &global, &seed);
+	check("tg_dist_loss, n = -3 on rank 1", rc, -1, 0);
+	check("... names it", says(c, rank ? "tg_dist_loss: n = -3 rows is negative"
+					   : "rank 1 failed in its forward"), 1, 0);
+	tg_clear_error(c);
+	rc = tg_dist_loss(d, 1.0, 3, false, rank ? NULL : &global, &seed);
+	check("tg_dist_loss, global NULL on rank 1", rc, -1, 0);
+	check("... names it", says(c, rank ? "tg_dist_loss: global is NULL"
+					   : "rank 1 failed in its forward"), 1, 0);
+	tg_clear_error(c);
+	double v = rank + 1;
+	tg_dist_sum(d, &v, 1);
+	check("... and a sum afterwards (1 + 2)", v, 3, 0);
 	tg_dist_free(d);
 	tg_ctx_free(c);
 }
@@ -638,6 +677,7 @@ int main(int argc, char **argv)
 	unequal_tensors(&o);
 	parameter_used_on_one_rank(&o);
 	misuse(&o);
+	few_rows(&o);
 	nan_in_one_ranks_rows(&o);
 	tg_mlp_free(net);
 	tg_mlp_free(one);
