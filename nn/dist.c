@@ -205,6 +205,15 @@ static int usable(const tg_dist *d)
 	return d && !d->broken && tg_ok(d->ctx);
 }
 
+/* A NULL tg_dist, said in ctx when an argument reaches one (ctx NULL:
+ * none does, and -1 alone tells it). */
+static int no_dist(tg_ctx *ctx, const char *fn)
+{
+	if (ctx && tg_ok(ctx))
+		tg_fail(ctx, TG_ENULL, "%s: the tg_dist is NULL", fn);
+	return -1;
+}
+
 /* ---- start and end ------------------------------------------------------------------ */
 
 static int same_run(tg_dist *d, const char *who, bool failed, const double *v,
@@ -494,6 +503,8 @@ out_free:
 
 int tg_dist_broadcast(tg_dist *d, tg_tensor *const *t, size_t n)
 {
+	if (!d)
+		return no_dist(t && n > 0 ? tg_ctx_of(t[0]) : NULL, "tg_dist_broadcast");
 	if (!usable(d))
 		return -1;
 	if (!t && n > 0) {
@@ -892,6 +903,8 @@ out_of_memory:
 
 int tg_dist_attach(tg_dist *d, tg_module *m)
 {
+	if (!d)
+		return no_dist(m ? m->ctx : NULL, "tg_dist_attach");
 	if (!usable(d))
 		return -1;
 	if (!m) {
@@ -1208,6 +1221,8 @@ static int convert_bn(tg_dist *d, tg_module *m)
 
 int tg_dist_sync_bn(tg_dist *d, tg_module *m)
 {
+	if (!d)
+		return no_dist(m ? m->ctx : NULL, "tg_dist_sync_bn");
 	if (!usable(d))
 		return -1;
 	if (!m) {

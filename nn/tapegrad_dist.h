@@ -35,6 +35,13 @@
  * rank. After an error the context holds it; tg_dist_free then aborts the
  * job (MPI_Abort) rather than finalising, so no rank waits for a dead one.
  *
+ * A NULL tg_dist: every function fails (-1, NULL; tg_dist_agree too),
+ * with TG_ENULL naming it in the context of the module or tensor passed
+ * when one is (tg_dist_attach, tg_dist_sync_bn, tg_dist_broadcast,
+ * tg_dist_allreduce), as there is no other context to tell; tg_dist_rank
+ * is 0, tg_dist_size 1, and tg_dist_free, tg_dist_fork_rng and the stats
+ * do nothing. A build without MPI answers so for every call.
+ *
  * Lifetimes: tg_dist_new's result is malloc'd and freed by tg_dist_free,
  * before the context. Without MPI in the build tg_dist_new fails (TG_EARG)
  * and tg_dist_available is false.
