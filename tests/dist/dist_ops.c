@@ -412,7 +412,8 @@ static bool fail_on_rank_1(const tg_metrics *mt, void *user)
 
 /* tg_fit with another batch on rank 1, with no train set on rank 1, with
  * rank 1 failing after its first epoch, and with another schedule, weight
- * decay or train set on rank 1 (the parameters would part): both ranks
+ * decay, optimizer (named as such, not by its other learning rate) or
+ * train set on rank 1 (the parameters would part): both ranks
  * fail at once,
  * rank 0 naming what differs or the rank that failed, rather than
  * waiting for rank 1 until the timeout or training apart; so do a
@@ -429,7 +430,7 @@ static void unequal_runs(const tg_dist_opts *o)
 			x[i * 4 + j] = (float)sin(i * 4.0 + j);
 		y[i] = i % 3;
 	}
-	enum { RUNS = 11 };
+	enum { RUNS = 12 };
 	const char *want[RUNS] = { NULL, "differ in batch (per rank): 6 on rank 0, 5 on rank 1",
 				   "rank 1 of 2 could not start training",
 				   "rank 1 of 2 failed at the end of an epoch",
@@ -440,7 +441,8 @@ static void unequal_runs(const tg_dist_opts *o)
 				   "differ in the optimizer's state (a checksum)",
 				   "tg_fit: opts.dist has no model attached",
 				   "differ in the batch-norm layers synchronised (tg_dist_sync_bn): 1 "
-				   "on rank 0, 0 on rank 1" };
+				   "on rank 0, 0 on rank 1",
+				   "differ in the optimizer's kind: 0 on rank 0, 5 on rank 1" };
 	const char *what[RUNS] = { "tg_fit on equal ranks", "tg_fit, batch 5 on rank 1",
 				   "tg_fit, no train set on rank 1", "tg_fit, failing on rank 1",
 				   "tg_fit, another schedule on rank 1",
@@ -449,9 +451,10 @@ static void unequal_runs(const tg_dist_opts *o)
 				   "tg_fit, a parameter set on rank 1 after tg_dist_attach",
 				   "tg_fit, other momentum on rank 1",
 				   "tg_fit of a model not attached",
-				   "tg_fit, batch norm synchronised on rank 0 alone" };
+				   "tg_fit, batch norm synchronised on rank 0 alone",
+				   "tg_fit, Adam on rank 1 (its own learning rate)" };
 	const char *own[RUNS] = { NULL, want[1], "the train set is empty", "saving failed here",
-				  want[4], want[5], want[6], want[7], want[8], want[9], want[10] };
+				  want[4], want[5], want[6], want[7], want[8], want[9], want[10], want[11] };
 	for (int k = 0; k < RUNS; k++) {
 		x[37] = k == 6 && rank == 1 ? 0.5f : (float)sin(37.0);
 		tg_ctx *c = tg_ctx_new(1);
@@ -467,7 +470,9 @@ static void unequal_runs(const tg_dist_opts *o)
 			tg_dist_sync_bn(d, m);
 		tg_tensor *p[8];
 		size_t np = tg_module_params(m, p, 8);
-		tg_optim_opts oo = tg_optim_defaults(k == 8 ? TG_MOMENTUM : TG_SGD);
+		tg_optim_opts oo = tg_optim_defaults(k == 8			? TG_MOMENTUM
+						     : k == 11 && rank == 1 ? TG_ADAM
+									     : TG_SGD);
 		if (k == 5 && rank == 1)
 			oo.weight_decay = 0.5;
 		tg_optim *opt = tg_optim_new(c, p, np, &oo);
