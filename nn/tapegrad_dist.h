@@ -34,6 +34,20 @@
  * failure is told to every rank with the loss (tg_dist_loss), naming the
  * rank. After an error the context holds it; tg_dist_free then aborts the
  * job (MPI_Abort) rather than finalising, so no rank waits for a dead one.
+ * A rank that is killed or exits without tg_dist_free is seen by mpirun,
+ * which ends the job naming it; one that stops (SIGSTOP, a deadlock) ends
+ * it after opts.timeout, the waiting ranks saying so. What no collective
+ * carries: a failure after a step's gradients are shared (in
+ * tg_optim_step or tg_train_opts.on_step, as a --step-log that cannot
+ * write) is its rank's alone, and tg_fit returns -1 there while the
+ * others wait in the next step; that rank's tg_dist_free (or its exit)
+ * ends the job at once, MPI_Abort naming it, so call it before any long
+ * work; else the others fail after opts.timeout. A failure at an epoch's
+ * end (evaluation, on_epoch, a save) is every rank's, naming the rank.
+ * Ranks whose models, dtypes, batches, optimizers, epochs, data or
+ * options differ fail before the first step, each naming what differs;
+ * seeds and thread counts may differ (rank 0's parameters and generator
+ * are every rank's, and the gradients the same all-reduced sum).
  *
  * A NULL tg_dist: every function fails (-1, NULL; tg_dist_agree too),
  * with TG_ENULL naming it in the context of the module or tensor passed
