@@ -205,6 +205,15 @@ static int usable(const tg_dist *d)
 	return d && !d->broken && tg_ok(d->ctx);
 }
 
+/* A NULL tg_dist, said in ctx when an argument reaches one (ctx NULL:
+ * none does, and -1 alone tells it). */
+static int no_dist(tg_ctx *ctx, const char *fn)
+{
+	if (ctx && tg_ok(ctx))
+		tg_fail(ctx, TG_ENULL, "%s: the tg_dist is NULL", fn);
+	return -1;
+}
+
 /* ---- start and end ------------------------------------------------------------------ */
 
 static int same_run(tg_dist *d, const char *who, bool failed, const double *v,
@@ -494,6 +503,8 @@ out_free:
 
 int tg_dist_broadcast(tg_dist *d, tg_tensor *const *t, size_t n)
 {
+	if (!d)
+		return no_dist(t && n > 0 ? tg_ctx_of(t[0]) : NULL, "tg_dist_broadcast");
 	if (!usable(d))
 		return -1;
 	if (!t && n > 0) {
@@ -892,6 +903,8 @@ out_of_memory:
 
 int tg_dist_attach(tg_dist *d, tg_module *m)
 {
+	if (!d)
+		return no_dist(m ? m->ctx : NULL, "tg_dist_attach");
 	if (!usable(d))
 		return -1;
 	if (!m) {
@@ -970,11 +983,20 @@ int tg_dist_step_begin(tg_dist *d)
 
 int tg_dist_loss(tg_dist *d, double loss, int64_t n, bool failed, double *global, double *seed)
 {
+	if (global)
+		*global = NAN;
+	if (seed)
+		*seed = 0;
 	if (!d || d->broken)
 		return -1;
+	/* a bad argument fails this rank's step, told to the others in the
+	 * collective below, which they would otherwise wait in for ever */
 	if (!global || !seed) {
 		tg_fail(d->ctx, TG_ENULL, "tg_dist_loss: %s is NULL", !global ? "global" : "seed");
-		return -1;
+		failed = true;
+	} else if (n < 0) {
+		tg_fail(d->ctx, TG_EARG, "tg_dist_loss: n = %lld rows is negative", (long long)n);
+		failed = true;
 	}
 	/* the rows and the lowest rank that failed: the collective of a
 	 * synchronised batch norm's count, which met this one on the ranks
@@ -994,7 +1016,18 @@ int tg_dist_loss(tg_dist *d, double loss, int64_t n, bool failed, double *global
 		told_all(d);
 		return -1;
 	}
-	double sum = loss * (double)n;
+	if (v.rows == 0) { /* the mean and the seed n / N would be 0 / 0 */
+		d->in_step = false;
+		tg_fail(d->ctx, TG_EARG,
+			"tg_dist_loss: the global batch has no rows (n is 0 on all %d ranks), so "
+			"it has no mean loss; skip the step rather than take it",
+			d->size);
+		told_all(d);
+		return -1;
+	}
+	/* a rank of no rows adds nothing, whatever its loss (the mean of no
+	 * rows is NaN) */
+	double sum = n > 0 ? loss * (double)n : 0;
 	if (allreduce_wait(d, MPI_IN_PLACE, &sum, 1, MPI_DOUBLE, MPI_SUM, "the loss's all-reduce"))
 		return -1;
 	*global = sum / (double)v.rows;
@@ -1188,6 +1221,8 @@ static int convert_bn(tg_dist *d, tg_module *m)
 
 int tg_dist_sync_bn(tg_dist *d, tg_module *m)
 {
+	if (!d)
+		return no_dist(m ? m->ctx : NULL, "tg_dist_sync_bn");
 	if (!usable(d))
 		return -1;
 	if (!m) {

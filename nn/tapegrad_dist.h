@@ -34,6 +34,27 @@
  * failure is told to every rank with the loss (tg_dist_loss), naming the
  * rank. After an error the context holds it; tg_dist_free then aborts the
  * job (MPI_Abort) rather than finalising, so no rank waits for a dead one.
+ * A rank that is killed or exits without tg_dist_free is seen by mpirun,
+ * which ends the job naming it; one that stops (SIGSTOP, a deadlock) ends
+ * it after opts.timeout, the waiting ranks saying so. What no collective
+ * carries: a failure after a step's gradients are shared (in
+ * tg_optim_step or tg_train_opts.on_step, as a --step-log that cannot
+ * write) is its rank's alone, and tg_fit returns -1 there while the
+ * others wait in the next step; that rank's tg_dist_free (or its exit)
+ * ends the job at once, MPI_Abort naming it, so call it before any long
+ * work; else the others fail after opts.timeout. A failure at an epoch's
+ * end (evaluation, on_epoch, a save) is every rank's, naming the rank.
+ * Ranks whose models, dtypes, batches, optimizers, epochs, data or
+ * options differ fail before the first step, each naming what differs;
+ * seeds and thread counts may differ (rank 0's parameters and generator
+ * are every rank's, and the gradients the same all-reduced sum).
+ *
+ * A NULL tg_dist: every function fails (-1, NULL; tg_dist_agree too),
+ * with TG_ENULL naming it in the context of the module or tensor passed
+ * when one is (tg_dist_attach, tg_dist_sync_bn, tg_dist_broadcast,
+ * tg_dist_allreduce), as there is no other context to tell; tg_dist_rank
+ * is 0, tg_dist_size 1, and tg_dist_free, tg_dist_fork_rng and the stats
+ * do nothing. A build without MPI answers so for every call.
  *
  * Lifetimes: tg_dist_new's result is malloc'd and freed by tg_dist_free,
  * before the context. Without MPI in the build tg_dist_new fails (TG_EARG)
@@ -142,8 +163,14 @@ TG_API void tg_dist_fork_rng(tg_dist *d);
 TG_API int tg_dist_step_begin(tg_dist *d);
 /* After the forward: this rank's mean loss over its n rows (failed: this
  * rank's step failed, loss ignored) into *global, the global batch's mean
- * loss, and *seed, this rank's backward seed n / N. -1 when any rank
- * failed, with a message naming the first that did. */
+ * loss, and *seed, this rank's backward seed n / N. A rank of n = 0 rows
+ * adds nothing (its loss, the NaN mean of no rows, is ignored) and gets
+ * seed 0. -1 when any rank failed, with a message naming the first that
+ * did; a NULL global or seed, or n < 0, fails this rank's step so (the
+ * others stop too, not wait). -1 and TG_EARG on every rank when the global
+ * batch has no rows (n = 0 on all: no mean; skip such a step; tg_fit never
+ * makes one, as tg_batcher_shard gives each rank a row of every batch).
+ * On -1, *global is NaN and *seed 0. */
 TG_API int tg_dist_loss(tg_dist *d, double loss, int64_t n, bool failed, double *global,
 			double *seed);
 /* After backward (failed: it failed here): starts the buckets not started

@@ -12,6 +12,8 @@
 #  3. rank 1 fails on its own before training (its data will not load):
 #     it aborts the job at once, saying why, rather than leaving rank 0 to
 #     wait out --dist-timeout 30 in a collective rank 1 never calls.
+#  4. rank 0's --step-log fails after a step (on_step): the job ends at
+#     once, rank 0 saying why.
 # Run by meson test (suites "outside" and "dist").
 set -u
 . "$(dirname "$0")/mpi_env.sh"
@@ -101,6 +103,23 @@ echo "alone: rank 1 could not load its data; the job ended in $took s with statu
 [ "$took" -lt 20 ] || fail "alone: the job took $took s to end (a rank waited out its timeout)"
 grep -q 'rank 1 of 2.*loading the data' "$dir/alone.out" ||
 	{ fail "alone: rank 1 did not say why:"; cat "$dir/alone.out"; }
+
+# 4. rank 0's --step-log cannot write (a full disk) at step 1, a failure
+#    after the step's gradients are shared that no collective carries: the
+#    job still ends at once, naming rank 0, rather than leaving rank 1 to
+#    wait out --dist-timeout 30 in the next step
+if [ -w /dev/full ]; then
+	start=$(date +%s)
+	$mpirun -np 2 "$train" --dist --data iris --epochs 2 --quiet --step-log /dev/full \
+		--dist-timeout 30 >"$dir/full.out" 2>&1
+	status=$?
+	took=$(( $(date +%s) - start ))
+	echo "full: rank 0's --step-log failed; the job ended in $took s with status $status"
+	[ "$status" -ne 0 ] || fail "full: the job ended with status 0"
+	[ "$took" -lt 20 ] || fail "full: the job took $took s to end (a rank waited out its timeout)"
+	grep -q 'rank 0 of 2.*--step-log /dev/full: writing the line of step 1 failed' "$dir/full.out" ||
+		{ fail "full: rank 0 did not say why:"; cat "$dir/full.out"; }
+fi
 
 if [ "$fails" -ne 0 ]; then
 	echo "$fails failure(s)"

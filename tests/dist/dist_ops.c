@@ -14,6 +14,7 @@
  *  - tg_dist_sum, tg_dist_agree, tg_dist_broadcast (of index tensors too);
  *  - NULL arrays, no model attached, a module of another context, MPI
  *    started again after tg_dist_free: errors, not crashes;
+ *  - steps of few rows: a rank of none, a global batch of none;
  *  - a NaN in one rank's rows is named on every rank;
  *  - ranks whose models or tg_fit runs differ, or one that fails at an
  *    epoch's end, fail together, saying how.
@@ -201,6 +202,44 @@ static void failure_at_allreduce(const tg_dist_opts *o)
 	tg_ctx_free(c);
 }
 
+/* Steps of few rows: a rank of no rows (its loss the NaN mean of none)
+ * adds nothing to the global loss and gets seed 0; a global batch of no
+ * rows at all is TG_EARG on every rank, not a loss and seed of 0 / 0; a
+ * negative n or a NULL output on rank 1 alone stops both ranks, naming
+ * rank 1, rather than leaving rank 0 waiting; the ranks stay in step. */
+static void few_rows(const tg_dist_opts *o)
+{
+	tg_ctx *c = tg_ctx_new(1);
+	tg_dist *d = tg_dist_new(c, NULL, NULL, o);
+	double global = 7, seed = 7;
+	int rc = tg_dist_loss(d, rank ? NAN : 1.5, rank ? 0 : 3, false, &global, &seed);
+	check("tg_dist_loss, no rows on rank 1", rc, 0, 0);
+	check("... the global loss is rank 0's", global, 1.5, 0);
+	check("... the seed (3 / 3 and 0 / 3)", seed, rank ? 0 : 1, 0);
+	rc = tg_dist_loss(d, NAN, 0, false, &global, &seed);
+	check("tg_dist_loss, no rows on any rank", rc, -1, 0);
+	check("... says so", says(c, "tg_dist_loss: the global batch has no rows (n is 0 on all 2"),
+	      1, 0);
+	check("... the global loss NaN", isnan(global), 1, 0);
+	check("... the seed 0", seed, 0, 0);
+	tg_clear_error(c);
+	rc = tg_dist_loss(d, 1.0, rank ? -3 : 3, false, &global, &seed);
+	check("tg_dist_loss, n = -3 on rank 1", rc, -1, 0);
+	check("... names it", says(c, rank ? "tg_dist_loss: n = -3 rows is negative"
+					   : "rank 1 failed in its forward"), 1, 0);
+	tg_clear_error(c);
+	rc = tg_dist_loss(d, 1.0, 3, false, rank ? NULL : &global, &seed);
+	check("tg_dist_loss, global NULL on rank 1", rc, -1, 0);
+	check("... names it", says(c, rank ? "tg_dist_loss: global is NULL"
+					   : "rank 1 failed in its forward"), 1, 0);
+	tg_clear_error(c);
+	double v = rank + 1;
+	tg_dist_sum(d, &v, 1);
+	check("... and a sum afterwards (1 + 2)", v, 3, 0);
+	tg_dist_free(d);
+	tg_ctx_free(c);
+}
+
 /* Calls a user can get wrong, the same on every rank: NULL arrays and
  * outputs, tg_dist_step_end with no model attached, a module of another
  * context. Each is an error naming what is wrong, not a crash, and the
@@ -373,7 +412,8 @@ static bool fail_on_rank_1(const tg_metrics *mt, void *user)
 
 /* tg_fit with another batch on rank 1, with no train set on rank 1, with
  * rank 1 failing after its first epoch, and with another schedule, weight
- * decay or train set on rank 1 (the parameters would part): both ranks
+ * decay, optimizer (named as such, not by its other learning rate) or
+ * train set on rank 1 (the parameters would part): both ranks
  * fail at once,
  * rank 0 naming what differs or the rank that failed, rather than
  * waiting for rank 1 until the timeout or training apart; so do a
@@ -390,7 +430,7 @@ static void unequal_runs(const tg_dist_opts *o)
 			x[i * 4 + j] = (float)sin(i * 4.0 + j);
 		y[i] = i % 3;
 	}
-	enum { RUNS = 11 };
+	enum { RUNS = 12 };
 	const char *want[RUNS] = { NULL, "differ in batch (per rank): 6 on rank 0, 5 on rank 1",
 				   "rank 1 of 2 could not start training",
 				   "rank 1 of 2 failed at the end of an epoch",
@@ -401,7 +441,8 @@ static void unequal_runs(const tg_dist_opts *o)
 				   "differ in the optimizer's state (a checksum)",
 				   "tg_fit: opts.dist has no model attached",
 				   "differ in the batch-norm layers synchronised (tg_dist_sync_bn): 1 "
-				   "on rank 0, 0 on rank 1" };
+				   "on rank 0, 0 on rank 1",
+				   "differ in the optimizer's kind: 0 on rank 0, 5 on rank 1" };
 	const char *what[RUNS] = { "tg_fit on equal ranks", "tg_fit, batch 5 on rank 1",
 				   "tg_fit, no train set on rank 1", "tg_fit, failing on rank 1",
 				   "tg_fit, another schedule on rank 1",
@@ -410,9 +451,10 @@ static void unequal_runs(const tg_dist_opts *o)
 				   "tg_fit, a parameter set on rank 1 after tg_dist_attach",
 				   "tg_fit, other momentum on rank 1",
 				   "tg_fit of a model not attached",
-				   "tg_fit, batch norm synchronised on rank 0 alone" };
+				   "tg_fit, batch norm synchronised on rank 0 alone",
+				   "tg_fit, Adam on rank 1 (its own learning rate)" };
 	const char *own[RUNS] = { NULL, want[1], "the train set is empty", "saving failed here",
-				  want[4], want[5], want[6], want[7], want[8], want[9], want[10] };
+				  want[4], want[5], want[6], want[7], want[8], want[9], want[10], want[11] };
 	for (int k = 0; k < RUNS; k++) {
 		x[37] = k == 6 && rank == 1 ? 0.5f : (float)sin(37.0);
 		tg_ctx *c = tg_ctx_new(1);
@@ -428,7 +470,9 @@ static void unequal_runs(const tg_dist_opts *o)
 			tg_dist_sync_bn(d, m);
 		tg_tensor *p[8];
 		size_t np = tg_module_params(m, p, 8);
-		tg_optim_opts oo = tg_optim_defaults(k == 8 ? TG_MOMENTUM : TG_SGD);
+		tg_optim_opts oo = tg_optim_defaults(k == 8			? TG_MOMENTUM
+						     : k == 11 && rank == 1 ? TG_ADAM
+									     : TG_SGD);
 		if (k == 5 && rank == 1)
 			oo.weight_decay = 0.5;
 		tg_optim *opt = tg_optim_new(c, p, np, &oo);
@@ -638,6 +682,7 @@ int main(int argc, char **argv)
 	unequal_tensors(&o);
 	parameter_used_on_one_rank(&o);
 	misuse(&o);
+	few_rows(&o);
 	nan_in_one_ranks_rows(&o);
 	tg_mlp_free(net);
 	tg_mlp_free(one);

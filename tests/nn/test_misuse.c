@@ -6,6 +6,9 @@
  */
 #include "../engine/test_util.h"
 
+#include <math.h>
+
+#include "tapegrad_dist.h"
 #include "tapegrad_io.h"
 #include "tapegrad_nn.h"
 
@@ -158,6 +161,51 @@ static void nn_functions_given_null_fail_cleanly(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* tapegrad_dist.h given a NULL tg_dist (as a build without MPI always
+ * has): -1 or NULL from every call, never a crash, and TG_ENULL naming it
+ * where a module or tensor reaches a context; the same with and without
+ * MPI in the build (no MPI call is made: no mpirun needed). */
+static void dist_functions_given_null_fail_cleanly(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_mlp_opts mo = tg_mlp_defaults();
+	tg_mlp *net = tg_mlp_new(ctx, "2-2", &mo);
+	tg_module *m = tg_mlp_module(net);
+	tg_tensor *t = tg_keep(tg_zeros(ctx, TG_F64, SHAPE(2)));
+	FAILS_WITH(ctx, tg_dist_attach(NULL, m) == 0, "tg_dist_attach: the tg_dist is NULL");
+	FAILS_WITH(ctx, tg_dist_sync_bn(NULL, m) == 0, "tg_dist_sync_bn: the tg_dist is NULL");
+	FAILS_WITH(ctx, tg_dist_broadcast(NULL, &t, 1) == 0,
+		   "tg_dist_broadcast: the tg_dist is NULL");
+	FAILS_WITH(ctx, tg_dist_allreduce(NULL, t), "tg_dist_allreduce: the tg_dist is NULL");
+	FAILS_QUIETLY(tg_dist_attach(NULL, NULL) == 0 || tg_dist_sync_bn(NULL, NULL) == 0);
+	FAILS_QUIETLY(tg_dist_broadcast(NULL, NULL, 1) == 0 || tg_dist_broadcast(NULL, NULL, 0) == 0);
+	FAILS_QUIETLY(tg_dist_allreduce(NULL, NULL) || tg_dist_sync_buffers(NULL) == 0);
+	double v[2] = { 1, 2 }, global = 7, seed = 7;
+	FAILS_QUIETLY(tg_dist_sum(NULL, v, 2) == 0 || tg_dist_sum(NULL, NULL, 2) == 0);
+	FAILS_QUIETLY(tg_dist_agree(NULL, true) != -1 || tg_dist_agree(NULL, false) != -1);
+	FAILS_QUIETLY(tg_dist_sync_rng(NULL) == 0 || tg_dist_step_begin(NULL) == 0);
+	FAILS_QUIETLY(tg_dist_step_end(NULL, false) == 0 || tg_dist_step_end(NULL, true) == 0);
+	FAILS_QUIETLY(tg_dist_loss(NULL, 1.0, 3, false, &global, &seed) == 0);
+	assert_true(isnan(global));
+	assert_true(seed == 0);
+	FAILS_QUIETLY(tg_dist_loss(NULL, 1.0, 3, false, NULL, NULL) == 0);
+	FAILS_QUIETLY(tg_dist_new(NULL, NULL, NULL, NULL));
+	assert_int_equal(tg_dist_rank(NULL), 0);
+	assert_int_equal(tg_dist_size(NULL), 1);
+	tg_dist_stats st = { .steps = 5 };
+	tg_dist_stats_get(NULL, &st);
+	assert_int_equal(st.steps, 0);
+	tg_dist_stats_get(NULL, NULL);
+	tg_dist_stats_clear(NULL);
+	tg_dist_fork_rng(NULL);
+	tg_dist_free(NULL);
+	assert_true(v[0] == 1 && v[1] == 2);
+	assert_ctx_ok(ctx);
+	tg_mlp_free(net);
+	tg_ctx_free(ctx);
+}
+
 /* Values a spec or a resumed run could not carry are refused where given:
  * an infinite batch-norm eps (its spec would not parse back), a negative
  * step count. */
@@ -200,6 +248,7 @@ int main(void)
 		cmocka_unit_test(every_op_given_a_null_tensor_fails_and_names_the_argument),
 		cmocka_unit_test(nn_functions_given_null_fail_cleanly),
 		cmocka_unit_test(values_no_run_could_resume_are_refused),
+		cmocka_unit_test(dist_functions_given_null_fail_cleanly),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
