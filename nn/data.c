@@ -844,6 +844,7 @@ typedef struct csv_parse {
 	field *f;            /* (ncol) */
 	bool first;          /* no line with content seen yet */
 	char *head;          /* the header line as read, when one was skipped; malloc'd */
+	long long head_line; /* its line */
 	char header[256];    /* why line 1 was taken for a header, when it was guessed */
 } csv_parse;
 
@@ -1050,6 +1051,16 @@ static int csv_first(csv_parse *p, csv_rows *r, const char *s, const char *e, lo
 	}
 	for (int c = 0; c < p->ncol; c++)
 		p->role[c] = -1;
+	/* names pick columns only when the header names every column: one more
+	 * or fewer would shift every name onto another column, or off the row */
+	if (p->opt.target_names && p->head) {
+		int nh = split_fields(p->head, p->head + strlen(p->head), NULL, 0, &q);
+		if (nh != p->ncol)
+			return csv_fail(p, TG_EFORMAT,
+					"line %lld: %d column%s, but the header (line %lld) names "
+					"%d: the target names cannot be matched to columns",
+					line, p->ncol, p->ncol == 1 ? "" : "s", p->head_line, nh);
+	}
 	for (int k = 0; k < p->ntarget; k++) {
 		int col = target_column(p, k);
 		if (col < 0)
@@ -1110,6 +1121,7 @@ static int csv_line(csv_parse *p, csv_rows *r, const char *s, const char *e, lon
 			return csv_fail(p, TG_EFORMAT, "line %lld, column %d: %s", line, q.col,
 					q.why);
 		p->head = strndup(s, (size_t)(e - s));
+		p->head_line = line;
 		if (!p->head) {
 			tg_fail(p->ctx, TG_ENOMEM, "%s: out of memory for the header", p->path);
 			return -1;

@@ -1896,6 +1896,18 @@ static void csv_float_targets_by_name_and_by_index(void **state)
 	o.target_names = (const char *const[]){ "y2", "y1" };
 	expect_csv_error(p, &o, TG_EARG,
 			 "columns 2 and 3 are both named \"y1\" in the header; choose by index");
+	/* a header that names one column more or fewer than the rows hold
+	 * would put each name on another column: y1 on a, or y2 off the row */
+	tmp_file(&d, "short.csv", p);
+	write_text(p, "y1,b,y2\n1,2,3,4\n5,6,7,8\n");
+	o.target_names = (const char *const[]){ "y2", "y1" };
+	expect_csv_error(p, &o, TG_EFORMAT,
+			 "line 2: 4 columns, but the header (line 1) names 3: the target names "
+			 "cannot be matched to columns");
+	tmp_file(&d, "long.csv", p);
+	write_text(p, "\n a,y1,b,y2 \n1,2,3\n");
+	expect_csv_error(p, &o, TG_EFORMAT,
+			 "line 3: 3 columns, but the header (line 2) names 4");
 	tmp_file(&d, "r.csv", p);
 	o.target_names = NULL;
 	o.target_columns = (const int[]){ 1, 9 };
