@@ -1445,8 +1445,11 @@ int main(int argc, char **argv)
 	}
 
 	to.confusion = k ? confusion : NULL;
+	/* the steps of an epoch as tg_fit takes them: without the short last
+	 * batch when drop_last leaves it out, so that --iters spans the epochs
+	 * the run makes and the schedule's T is theirs */
 	int64_t per_epoch = c.replace ? (d.train.n / gbatch > 1 ? d.train.n / gbatch : 1)
-				      : d.train.n / gbatch + (d.train.n % gbatch != 0);
+				      : d.train.n / gbatch + (!to.drop_last && short_rows);
 	/* the run's steps must be countable; --iters spans iters / per_epoch
 	 * epochs rounded up, written without iters + per_epoch - 1 */
 	if (!c.iters && c.epochs > INT64_MAX / per_epoch)
@@ -1458,13 +1461,12 @@ int main(int argc, char **argv)
 	/* a run saved inside an epoch (--iters) has no place to go on from:
 	 * its epoch's order of batches is gone, and counting its part-epoch as
 	 * whole would run past --epochs */
-	int64_t whole = c.replace || !to.drop_last ? per_epoch : d.train.n / gbatch;
-	if (c.resume && file.iter != file.epoch * whole) {
+	if (c.resume && file.iter != file.epoch * per_epoch) {
 		fprintf(stderr,
 			"%s: --resume %s: the run stopped at step %lld, inside epoch %lld (%lld "
 			"steps an epoch); --resume continues a run saved at the end of an epoch\n",
 			prog, c.resume, (long long)file.iter, (long long)file.epoch,
-			(long long)whole);
+			(long long)per_epoch);
 		rc = 1;
 		goto out;
 	}
