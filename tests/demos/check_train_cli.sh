@@ -234,6 +234,18 @@ if ! "$train" --help >"$out" 2>&1 || ! grep -q "^usage: train" "$out"; then
 	echo "FAIL: train --help does not print the usage and exit 0"
 	fails=$((fails + 1))
 fi
+# --help names the log's columns as the log has them, every one in order
+if ! "$train" --data iris --epochs 1 --quiet --log "$dir/cols.csv" >/dev/null 2>"$out"; then
+	echo "FAIL: train --data iris --epochs 1 --log: $(cat "$out")"
+	fails=$((fails + 1))
+fi
+cols=$(head -n 1 "$dir/cols.csv")
+"$train" --help 2>&1 | sed -n '/^  --log /,/^  --save /p' | sed 's/^  --log FILE.csv//' |
+	tr -d ' \n' >"$out"
+if [ -z "$cols" ] || ! grep -qF -- "$cols" "$out"; then
+	echo "FAIL: train --help does not list the log's columns $cols: $(cat "$out")"
+	fails=$((fails + 1))
+fi
 
 # a run that trains: two epochs on the digits end in a test accuracy
 if ! "$train" --data digits --epochs 2 --quiet >"$out" 2>&1; then
