@@ -1935,6 +1935,15 @@ static void column_stats(const float *a, int64_t n, int64_t w, double *mean, dou
 	}
 }
 
+/* The index of the first of a[0..n) that is not finite, or -1. */
+static int64_t first_nonfinite(const float *a, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		if (!isfinite(a[i]))
+			return i;
+	return -1;
+}
+
 /* A named (w) f64 ctx tensor of v. */
 static tg_tensor *stat_tensor(tg_ctx *ctx, const double *v, int64_t w, const char *name)
 {
@@ -1959,6 +1968,17 @@ int tg_standardiser_fit(tg_ctx *ctx, const tg_dataset *train, bool targets,
 		return -1;
 	}
 	int64_t d = train->d, w = targets ? train->tdim : 0;
+	/* a NaN or an Inf would make its column's mean and std NaN, which
+	 * every apply then refuses without saying which row was at fault */
+	for (int k = 0; k < (w ? 2 : 1); k++) {
+		int64_t cols = k ? w : d, at = first_nonfinite(k ? train->t : train->x, train->n * cols);
+		if (at >= 0) {
+			tg_fail(ctx, TG_EARG, "tg_standardiser_fit: row %lld, %s %lld is %g; data must be "
+				"finite", (long long)(at / cols), k ? "target" : "feature",
+				(long long)(at % cols), (double)(k ? train->t : train->x)[at]);
+			return -1;
+		}
+	}
 	double *v = malloc((size_t)(2 * (d > w ? d : w)) * sizeof *v);
 	if (!v) {
 		tg_fail(ctx, TG_ENOMEM, "tg_standardiser_fit: out of memory for %lld columns",

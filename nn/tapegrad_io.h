@@ -240,7 +240,8 @@ typedef struct tg_standardiser {
 } tg_standardiser;
 
 /* Fits on train (targets: also its float targets; TG_EARG for class
- * labels). 0 ok, -1 on error (out zeroed). */
+ * labels). A NaN or an Inf among the values fitted is TG_EARG naming its
+ * row and column. 0 ok, -1 on error (out zeroed). */
 TG_API int tg_standardiser_fit(tg_ctx *ctx, const tg_dataset *train, bool targets,
 			       tg_standardiser *out);
 /* Standardises ds in place; its widths must be the fitted ones, and the

@@ -2188,6 +2188,20 @@ static void the_standardiser_uses_the_training_split_only(void **state)
 	assert_error(ctx, TG_ESHAPE, "fitted on 2 features and 3 targets; the data set has 3 "
 				     "features and 3 targets");
 	tg_clear_error(ctx);
+	/* a NaN or an Inf in what is fitted is named by its row and column at
+	 * the fit, not found later as a mean of NaN that every apply refuses */
+	tg_dataset holes = { .n = 3, .d = 2, .tdim = 2, .x = (float[]){ 1, 2, 3, NAN, 5, 6 },
+			     .t = (float[]){ 1, 2, 3, 4, -INFINITY, 6 } };
+	assert_int_equal(tg_standardiser_fit(ctx, &holes, false, &fo), -1);
+	assert_error(ctx, TG_EARG, "tg_standardiser_fit: row 1, feature 1 is nan; data must be "
+				   "finite");
+	assert_null(fo.mean);
+	tg_clear_error(ctx);
+	holes.x[3] = 4;
+	assert_int_equal(tg_standardiser_fit(ctx, &holes, false, &fo), 0); /* targets not fitted */
+	assert_int_equal(tg_standardiser_fit(ctx, &holes, true, &fo), -1);
+	assert_error(ctx, TG_EARG, "tg_standardiser_fit: row 2, target 0 is -inf");
+	tg_clear_error(ctx);
 	tg_dataset lab = { .n = 1, .d = 2, .classes = 2, .x = (float[]){ 1, 2 },
 			   .y = (int32_t[]){ 1 } };
 	assert_int_equal(tg_standardiser_fit(ctx, &lab, true, &fo), -1);
