@@ -1297,14 +1297,19 @@ int main(int argc, char **argv)
 		usage_error("--data %s has %lld training sample; batch norm needs at least 2 in a "
 			    "batch (use --no-bn)",
 			    c.data, (long long)d.train.n);
+	/* a batch the data set's defaults chose is said to be theirs, so that
+	 * a small data set is not refused for an option never typed */
+	const char *dflt = given(&c, "--batch") || c.resume ? "" : " (the default)";
+	const char *es = d.train.n == 1 ? "" : "s";
 	if (!c.eval_only && c.batch > d.train.n)
-		usage_error("--batch %lld: --data %s has %lld training samples; give at most %lld",
-			    (long long)c.batch, c.data, (long long)d.train.n,
+		usage_error("--batch %lld%s: --data %s has %lld training sample%s; give at "
+			    "most %lld",
+			    (long long)c.batch, dflt, c.data, (long long)d.train.n, es,
 			    (long long)d.train.n);
 	if (!c.eval_only && c.batch * ranks > d.train.n)
-		usage_error("--batch %lld per rank x %d ranks: --data %s has %lld training "
-			    "samples; give at most %lld",
-			    (long long)c.batch, ranks, c.data, (long long)d.train.n,
+		usage_error("--batch %lld%s per rank x %d ranks: --data %s has %lld training "
+			    "sample%s; give at most %lld",
+			    (long long)c.batch, dflt, ranks, c.data, (long long)d.train.n, es,
 			    (long long)(d.train.n / ranks));
 	size_t np = tg_module_params(model, NULL, 0);
 	size_t nm = tg_module_tensors(model, NULL, 0);

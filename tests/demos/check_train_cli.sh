@@ -195,6 +195,12 @@ if grep -q drop_last "$out"; then
 	echo "FAIL: train --data (one image): the message speaks of drop_last: $(cat "$out")"
 	fails=$((fails + 1))
 fi
+# without batch norm its batch is the default, too large: said to be the
+# default, not taken for one typed
+expect 2 "--batch 128 (the default): --data $dir has 1 training sample; give at most 1" \
+	--data "$dir" --quiet --no-bn
+expect 2 "--batch 2: --data $dir has 1 training sample; give at most 1" \
+	--data "$dir" --quiet --no-bn --batch 2
 
 # a diverging run stops, exits 1 suggesting a smaller rate, and leaves the
 # good checkpoint at --save as it was
