@@ -567,8 +567,15 @@ int tg_score(tg_module *m, const tg_task *task, const tg_dataset *ds, int64_t ba
 static int check_fit(tg_ctx *ctx, const char *who, const tg_mlp *m, const tg_dataset *ds,
 		     const char *which)
 {
-	if (!ds || !ds->x || !ds->y || ds->n < 1) {
+	if (!ds || !ds->x || ds->n < 1 || (!ds->y && !ds->t)) {
 		tg_fail(ctx, TG_EARG, "%s: the %s set is empty or NULL", who, which);
+		return -1;
+	}
+	if (!ds->y) { /* a set of float targets is not empty: it is another task's */
+		tg_fail(ctx, TG_EARG,
+			"%s: the %s set has float targets; the net is a classifier of class "
+			"labels (tg_fit and tg_score take a task for float targets)",
+			who, which);
 		return -1;
 	}
 	int64_t d = tg_mlp_width(m, 0), k = tg_mlp_width(m, tg_mlp_depth(m));

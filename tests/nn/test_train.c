@@ -698,6 +698,24 @@ static void a_set_unlike_the_train_set_is_refused_before_a_step(void **state)
 		     "tg_fit: the validation set has 2 targets a sample, the train set 3");
 	assert_int_equal(tg_optim_steps(f.opt), 0);
 	tg_clear_error(f.ctx);
+	/* the MLP's classifier loop and evaluation take class labels: a set of
+	 * float targets is said to be one, not called empty */
+	tg_dataset reg10 = { .n = 4, .d = 64, .tdim = 10 };
+	reg10.x = calloc(4 * 64, sizeof(float));
+	reg10.t = calloc(4 * 10, sizeof(float));
+	assert_int_equal(tg_train(f.net, f.opt, &reg10, NULL, &to, &last), -1);
+	assert_error(f.ctx, TG_EARG, "tg_train: the train set has float targets; the net is a "
+				     "classifier of class labels");
+	tg_clear_error(f.ctx);
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, &reg10, &to, &last), -1);
+	assert_error(f.ctx, TG_EARG, "tg_train: the test set has float targets");
+	tg_clear_error(f.ctx);
+	double loss;
+	assert_int_equal(tg_evaluate(f.net, &reg10, 0, &loss, NULL, NULL), -1);
+	assert_error(f.ctx, TG_EARG, "tg_evaluate: the evaluation set has float targets");
+	tg_clear_error(f.ctx);
+	assert_int_equal(tg_optim_steps(f.opt), 0);
+	tg_dataset_free(&reg10);
 	tg_dataset_free(&reg);
 	tg_dataset_free(&reg2);
 	/* flat rows of the same width go */
