@@ -1022,6 +1022,25 @@ static int target_column(csv_parse *p, int k)
 	return col;
 }
 
+/* The columns a header line names: its fields up to the last that is not
+ * empty (none of them are quoted wrongly: the header was checked). */
+static int header_width(const char *s)
+{
+	const char *e = s + strlen(s);
+	int n = 0, named = 0;
+	for (;;) {
+		field f;
+		const char *why = NULL;
+		const char *c = next_field(s, e, &f, &why);
+		n++;
+		if (f.s != f.e)
+			named = n;
+		if (c == e)
+			return named;
+		s = c + 1;
+	}
+}
+
 /* The first data line fixes the column count and the target columns. */
 static int csv_first(csv_parse *p, csv_rows *r, const char *s, const char *e, long long line)
 {
@@ -1052,9 +1071,10 @@ static int csv_first(csv_parse *p, csv_rows *r, const char *s, const char *e, lo
 	for (int c = 0; c < p->ncol; c++)
 		p->role[c] = -1;
 	/* names pick columns only when the header names every column: one more
-	 * or fewer would shift every name onto another column, or off the row */
+	 * or fewer would shift every name onto another column, or off the row
+	 * (empty fields at the header's end, a trailing comma, name none) */
 	if (p->opt.target_names && p->head) {
-		int nh = split_fields(p->head, p->head + strlen(p->head), NULL, 0, &q);
+		int nh = header_width(p->head);
 		if (nh != p->ncol)
 			return csv_fail(p, TG_EFORMAT,
 					"line %lld: %d column%s, but the header (line %lld) names "

@@ -132,7 +132,8 @@ TG_API int tg_load_mnist(tg_ctx *ctx, const char *dir, tg_dataset *train, tg_dat
  * order. Target columns are chosen by index (label_column for one, or
  * target_columns) or by their names in the header line (target_names),
  * which must then name every column: a header of more or fewer fields than
- * the rows is an error naming both lines, as it would shift the names.
+ * the rows (empty ones at its end aside) is an error naming both lines, as
+ * it would shift the names.
  * Any field, in the header or a data row, may stand in double quotes as in
  * RFC 4180: commas inside are part of it and "" is one quote ("a,b" is the
  * name a,b; "1.5" and " 1.5 " the number 1.5). A quoted field ends on its line; one

@@ -1908,6 +1908,19 @@ static void csv_float_targets_by_name_and_by_index(void **state)
 	write_text(p, "\n a,y1,b,y2 \n1,2,3\n");
 	expect_csv_error(p, &o, TG_EFORMAT,
 			 "line 3: 3 columns, but the header (line 2) names 4");
+	/* empty fields at the header's end (a trailing comma) name no column */
+	tmp_file(&d, "trail.csv", p);
+	write_text(p, "a,y1,b,y2,,\n1,2,3,4\n");
+	{
+		tg_ctx *tc = tg_ctx_new(1);
+		tg_dataset td;
+		assert_int_equal(tg_load_csv(tc, p, &o, &td), 0);
+		assert_int_equal(td.d, 2);
+		assert_near(td.t[0], 4, 0);
+		assert_near(td.t[1], 2, 0);
+		tg_dataset_free(&td);
+		tg_ctx_free(tc);
+	}
 	tmp_file(&d, "r.csv", p);
 	o.target_names = NULL;
 	o.target_columns = (const int[]){ 1, 9 };
