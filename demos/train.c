@@ -108,7 +108,11 @@ static const char usage_text[] =
 	"  --no-divergence-check  train on when the loss grows past 1000 times the first\n"
 	"                       step's (and past 100); by default that stops the run\n"
 	"output\n"
-	"  --log FILE.csv       write epoch,iter,train_loss,train_acc,test_loss,test_acc,seconds\n"
+	"  --log FILE.csv       a CSV row per epoch: epoch,iter,train_loss,train_acc,test_loss,\n"
+	"                       test_acc,seconds,val_loss,val_acc,train_mse,train_rmse,train_r2,\n"
+	"                       val_mse,val_rmse,val_r2,test_mse,test_rmse,test_r2; a field is\n"
+	"                       empty where the run has no such figure (no validation set; acc\n"
+	"                       or mse for the other kind of task)\n"
 	"  --save FILE          save the run after every epoch and at the end: parameters,\n"
 	"                       batch-norm statistics, optimizer state, schedule, generator,\n"
 	"                       epoch, the architecture and the flags --resume needs\n"
@@ -1293,14 +1297,19 @@ int main(int argc, char **argv)
 		usage_error("--data %s has %lld training sample; batch norm needs at least 2 in a "
 			    "batch (use --no-bn)",
 			    c.data, (long long)d.train.n);
+	/* a batch the data set's defaults chose is said to be theirs, so that
+	 * a small data set is not refused for an option never typed */
+	const char *dflt = given(&c, "--batch") || c.resume ? "" : " (the default)";
+	const char *es = d.train.n == 1 ? "" : "s";
 	if (!c.eval_only && c.batch > d.train.n)
-		usage_error("--batch %lld: --data %s has %lld training samples; give at most %lld",
-			    (long long)c.batch, c.data, (long long)d.train.n,
+		usage_error("--batch %lld%s: --data %s has %lld training sample%s; give at "
+			    "most %lld",
+			    (long long)c.batch, dflt, c.data, (long long)d.train.n, es,
 			    (long long)d.train.n);
 	if (!c.eval_only && c.batch * ranks > d.train.n)
-		usage_error("--batch %lld per rank x %d ranks: --data %s has %lld training "
-			    "samples; give at most %lld",
-			    (long long)c.batch, ranks, c.data, (long long)d.train.n,
+		usage_error("--batch %lld%s per rank x %d ranks: --data %s has %lld training "
+			    "sample%s; give at most %lld",
+			    (long long)c.batch, dflt, ranks, c.data, (long long)d.train.n, es,
 			    (long long)(d.train.n / ranks));
 	size_t np = tg_module_params(model, NULL, 0);
 	size_t nm = tg_module_tensors(model, NULL, 0);
@@ -1445,8 +1454,11 @@ int main(int argc, char **argv)
 	}
 
 	to.confusion = k ? confusion : NULL;
+	/* the steps of an epoch as tg_fit takes them: without the short last
+	 * batch when drop_last leaves it out, so that --iters spans the epochs
+	 * the run makes and the schedule's T is theirs */
 	int64_t per_epoch = c.replace ? (d.train.n / gbatch > 1 ? d.train.n / gbatch : 1)
-				      : d.train.n / gbatch + (d.train.n % gbatch != 0);
+				      : d.train.n / gbatch + (!to.drop_last && short_rows);
 	/* the run's steps must be countable; --iters spans iters / per_epoch
 	 * epochs rounded up, written without iters + per_epoch - 1 */
 	if (!c.iters && c.epochs > INT64_MAX / per_epoch)
@@ -1458,13 +1470,12 @@ int main(int argc, char **argv)
 	/* a run saved inside an epoch (--iters) has no place to go on from:
 	 * its epoch's order of batches is gone, and counting its part-epoch as
 	 * whole would run past --epochs */
-	int64_t whole = c.replace || !to.drop_last ? per_epoch : d.train.n / gbatch;
-	if (c.resume && file.iter != file.epoch * whole) {
+	if (c.resume && file.iter != file.epoch * per_epoch) {
 		fprintf(stderr,
 			"%s: --resume %s: the run stopped at step %lld, inside epoch %lld (%lld "
 			"steps an epoch); --resume continues a run saved at the end of an epoch\n",
 			prog, c.resume, (long long)file.iter, (long long)file.epoch,
-			(long long)whole);
+			(long long)per_epoch);
 		rc = 1;
 		goto out;
 	}

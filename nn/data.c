@@ -844,6 +844,7 @@ typedef struct csv_parse {
 	field *f;            /* (ncol) */
 	bool first;          /* no line with content seen yet */
 	char *head;          /* the header line as read, when one was skipped; malloc'd */
+	long long head_line; /* its line */
 	char header[256];    /* why line 1 was taken for a header, when it was guessed */
 } csv_parse;
 
@@ -1021,6 +1022,25 @@ static int target_column(csv_parse *p, int k)
 	return col;
 }
 
+/* The columns a header line names: its fields up to the last that is not
+ * empty (none of them are quoted wrongly: the header was checked). */
+static int header_width(const char *s)
+{
+	const char *e = s + strlen(s);
+	int n = 0, named = 0;
+	for (;;) {
+		field f;
+		const char *why = NULL;
+		const char *c = next_field(s, e, &f, &why);
+		n++;
+		if (f.s != f.e)
+			named = n;
+		if (c == e)
+			return named;
+		s = c + 1;
+	}
+}
+
 /* The first data line fixes the column count and the target columns. */
 static int csv_first(csv_parse *p, csv_rows *r, const char *s, const char *e, long long line)
 {
@@ -1050,6 +1070,17 @@ static int csv_first(csv_parse *p, csv_rows *r, const char *s, const char *e, lo
 	}
 	for (int c = 0; c < p->ncol; c++)
 		p->role[c] = -1;
+	/* names pick columns only when the header names every column: one more
+	 * or fewer would shift every name onto another column, or off the row
+	 * (empty fields at the header's end, a trailing comma, name none) */
+	if (p->opt.target_names && p->head) {
+		int nh = header_width(p->head);
+		if (nh != p->ncol)
+			return csv_fail(p, TG_EFORMAT,
+					"line %lld: %d column%s, but the header (line %lld) names "
+					"%d: the target names cannot be matched to columns",
+					line, p->ncol, p->ncol == 1 ? "" : "s", p->head_line, nh);
+	}
 	for (int k = 0; k < p->ntarget; k++) {
 		int col = target_column(p, k);
 		if (col < 0)
@@ -1110,6 +1141,7 @@ static int csv_line(csv_parse *p, csv_rows *r, const char *s, const char *e, lon
 			return csv_fail(p, TG_EFORMAT, "line %lld, column %d: %s", line, q.col,
 					q.why);
 		p->head = strndup(s, (size_t)(e - s));
+		p->head_line = line;
 		if (!p->head) {
 			tg_fail(p->ctx, TG_ENOMEM, "%s: out of memory for the header", p->path);
 			return -1;
@@ -1923,6 +1955,15 @@ static void column_stats(const float *a, int64_t n, int64_t w, double *mean, dou
 	}
 }
 
+/* The index of the first of a[0..n) that is not finite, or -1. */
+static int64_t first_nonfinite(const float *a, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		if (!isfinite(a[i]))
+			return i;
+	return -1;
+}
+
 /* A named (w) f64 ctx tensor of v. */
 static tg_tensor *stat_tensor(tg_ctx *ctx, const double *v, int64_t w, const char *name)
 {
@@ -1947,6 +1988,17 @@ int tg_standardiser_fit(tg_ctx *ctx, const tg_dataset *train, bool targets,
 		return -1;
 	}
 	int64_t d = train->d, w = targets ? train->tdim : 0;
+	/* a NaN or an Inf would make its column's mean and std NaN, which
+	 * every apply then refuses without saying which row was at fault */
+	for (int k = 0; k < (w ? 2 : 1); k++) {
+		int64_t cols = k ? w : d, at = first_nonfinite(k ? train->t : train->x, train->n * cols);
+		if (at >= 0) {
+			tg_fail(ctx, TG_EARG, "tg_standardiser_fit: row %lld, %s %lld is %g; data must be "
+				"finite", (long long)(at / cols), k ? "target" : "feature",
+				(long long)(at % cols), (double)(k ? train->t : train->x)[at]);
+			return -1;
+		}
+	}
 	double *v = malloc((size_t)(2 * (d > w ? d : w)) * sizeof *v);
 	if (!v) {
 		tg_fail(ctx, TG_ENOMEM, "tg_standardiser_fit: out of memory for %lld columns",

@@ -130,7 +130,10 @@ TG_API int tg_load_mnist(tg_ctx *ctx, const char *dir, tg_dataset *train, tg_dat
  * class label (an integer in [0, classes)) or, with float_targets, T float
  * targets (ds.t, in the order listed); the others are the features, in
  * order. Target columns are chosen by index (label_column for one, or
- * target_columns) or by their names in the header line (target_names).
+ * target_columns) or by their names in the header line (target_names),
+ * which must then name every column: a header of more or fewer fields than
+ * the rows (empty ones at its end aside) is an error naming both lines, as
+ * it would shift the names.
  * Any field, in the header or a data row, may stand in double quotes as in
  * RFC 4180: commas inside are part of it and "" is one quote ("a,b" is the
  * name a,b; "1.5" and " 1.5 " the number 1.5). A quoted field ends on its line; one
@@ -238,7 +241,8 @@ typedef struct tg_standardiser {
 } tg_standardiser;
 
 /* Fits on train (targets: also its float targets; TG_EARG for class
- * labels). 0 ok, -1 on error (out zeroed). */
+ * labels). A NaN or an Inf among the values fitted is TG_EARG naming its
+ * row and column. 0 ok, -1 on error (out zeroed). */
 TG_API int tg_standardiser_fit(tg_ctx *ctx, const tg_dataset *train, bool targets,
 			       tg_standardiser *out);
 /* Standardises ds in place; its widths must be the fitted ones, and the

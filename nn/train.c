@@ -567,8 +567,15 @@ int tg_score(tg_module *m, const tg_task *task, const tg_dataset *ds, int64_t ba
 static int check_fit(tg_ctx *ctx, const char *who, const tg_mlp *m, const tg_dataset *ds,
 		     const char *which)
 {
-	if (!ds || !ds->x || !ds->y || ds->n < 1) {
+	if (!ds || !ds->x || ds->n < 1 || (!ds->y && !ds->t)) {
 		tg_fail(ctx, TG_EARG, "%s: the %s set is empty or NULL", who, which);
+		return -1;
+	}
+	if (!ds->y) { /* a set of float targets is not empty: it is another task's */
+		tg_fail(ctx, TG_EARG,
+			"%s: the %s set has float targets; the net is a classifier of class "
+			"labels (tg_fit and tg_score take a task for float targets)",
+			who, which);
 		return -1;
 	}
 	int64_t d = tg_mlp_width(m, 0), k = tg_mlp_width(m, tg_mlp_depth(m));
@@ -1111,20 +1118,31 @@ static int plan(run *r)
 	/* a batch too large to count is larger than any data set: all of it */
 	if (__builtin_mul_overflow(o->batch, ranks, &b))
 		b = INT64_MAX;
-	if (b < 1 || o->eval_batch < 0 || o->iters < 0 || (o->iters == 0 && o->epochs < 1) ||
-	    !(o->progress_every >= 0) || (unsigned)o->progress > TG_PROGRESS_LINES ||
-	    o->patience < 0 || o->start_epoch < 0 || o->start_iter < 0 ||
-	    o->start_best_epoch < 0 || o->start_best_epoch > o->start_epoch ||
-	    (o->start_best_epoch > 0 && isnan(o->start_best_val))) {
+	/* the first option that is wrong, said after all of them */
+	const char *why = b < 1                          ? "batch must be >= 1"
+			  : o->eval_batch < 0            ? "eval_batch must be >= 0 (0: 1000)"
+			  : o->iters < 0                 ? "iters must be >= 0"
+			  : o->iters == 0 && o->epochs < 1 ? "epochs must be >= 1 when iters is 0"
+			  : !(o->progress_every >= 0)    ? "progress_every must be >= 0"
+			  : (unsigned)o->progress > TG_PROGRESS_LINES ? "progress is no tg_progress"
+			  : o->patience < 0              ? "patience must be >= 0"
+			  : o->start_epoch < 0           ? "start_epoch must be >= 0"
+			  : o->start_iter < 0            ? "start_iter must be >= 0"
+			  : o->start_best_epoch < 0 || o->start_best_epoch > o->start_epoch
+				  ? "start_best_epoch must lie in [0, start_epoch]"
+			  : o->start_best_epoch > 0 && isnan(o->start_best_val)
+				  ? "start_best_val must be a number"
+				  : NULL;
+	if (why) {
 		tg_fail(r->ctx, TG_EARG,
 			"%s: bad options: batch %lld, epochs %lld, iters %lld, eval_batch "
 			"%lld, progress %d every %g s, patience %lld, start_epoch %lld, "
-			"start_iter %lld, start_best_epoch %lld (loss %g)",
+			"start_iter %lld, start_best_epoch %lld (loss %g): %s",
 			r->who, (long long)b, (long long)o->epochs, (long long)o->iters,
 			(long long)o->eval_batch, (int)o->progress, o->progress_every,
 			(long long)o->patience, (long long)o->start_epoch,
 			(long long)o->start_iter, (long long)o->start_best_epoch,
-			o->start_best_val);
+			o->start_best_val, why);
 		return -1;
 	}
 	if (o->start_best_epoch > 0) {

@@ -166,6 +166,23 @@ fi
 expect 1 "--resume $dir/part.ckpt: the run stopped at step 3, inside epoch 1 (12 steps an epoch)" \
 	--resume "$dir/part.ckpt"
 
+# batch norm with a last batch of one row: the run drops that batch, and
+# --iters counts the epochs it makes without it (the cosine's T), so ten
+# steps of one-step epochs are the run --epochs 10 makes, step for step
+for how in "--iters 10" "--epochs 10"; do
+	# shellcheck disable=SC2086
+	if ! "$train" --data iris --bn --batch 119 $how --quiet \
+		--step-log "$dir/steps ${how#--}" >/dev/null 2>"$out"; then
+		echo "FAIL: train --data iris --bn --batch 119 $how: $(cat "$out")"
+		fails=$((fails + 1))
+	fi
+done
+if ! cmp -s "$dir/steps iters 10" "$dir/steps epochs 10"; then
+	echo "FAIL: train --data iris --bn --batch 119: --iters 10 and --epochs 10 differ:"
+	paste "$dir/steps iters 10" "$dir/steps epochs 10" | head -n 12
+	fails=$((fails + 1))
+fi
+
 # one training image with batch norm: said as it is, no option never given
 printf '\000\000\010\003\000\000\000\001\000\000\000\002\000\000\000\002\001\002\003\004' \
 	>"$dir/train-images-idx3-ubyte"
@@ -178,6 +195,12 @@ if grep -q drop_last "$out"; then
 	echo "FAIL: train --data (one image): the message speaks of drop_last: $(cat "$out")"
 	fails=$((fails + 1))
 fi
+# without batch norm its batch is the default, too large: said to be the
+# default, not taken for one typed
+expect 2 "--batch 128 (the default): --data $dir has 1 training sample; give at most 1" \
+	--data "$dir" --quiet --no-bn
+expect 2 "--batch 2: --data $dir has 1 training sample; give at most 1" \
+	--data "$dir" --quiet --no-bn --batch 2
 
 # a diverging run stops, exits 1 suggesting a smaller rate, and leaves the
 # good checkpoint at --save as it was
@@ -215,6 +238,18 @@ fi
 
 if ! "$train" --help >"$out" 2>&1 || ! grep -q "^usage: train" "$out"; then
 	echo "FAIL: train --help does not print the usage and exit 0"
+	fails=$((fails + 1))
+fi
+# --help names the log's columns as the log has them, every one in order
+if ! "$train" --data iris --epochs 1 --quiet --log "$dir/cols.csv" >/dev/null 2>"$out"; then
+	echo "FAIL: train --data iris --epochs 1 --log: $(cat "$out")"
+	fails=$((fails + 1))
+fi
+cols=$(head -n 1 "$dir/cols.csv")
+"$train" --help 2>&1 | sed -n '/^  --log /,/^  --save /p' | sed 's/^  --log FILE.csv//' |
+	tr -d ' \n' >"$out"
+if [ -z "$cols" ] || ! grep -qF -- "$cols" "$out"; then
+	echo "FAIL: train --help does not list the log's columns $cols: $(cat "$out")"
 	fails=$((fails + 1))
 fi
 

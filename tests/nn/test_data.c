@@ -1896,6 +1896,31 @@ static void csv_float_targets_by_name_and_by_index(void **state)
 	o.target_names = (const char *const[]){ "y2", "y1" };
 	expect_csv_error(p, &o, TG_EARG,
 			 "columns 2 and 3 are both named \"y1\" in the header; choose by index");
+	/* a header that names one column more or fewer than the rows hold
+	 * would put each name on another column: y1 on a, or y2 off the row */
+	tmp_file(&d, "short.csv", p);
+	write_text(p, "y1,b,y2\n1,2,3,4\n5,6,7,8\n");
+	o.target_names = (const char *const[]){ "y2", "y1" };
+	expect_csv_error(p, &o, TG_EFORMAT,
+			 "line 2: 4 columns, but the header (line 1) names 3: the target names "
+			 "cannot be matched to columns");
+	tmp_file(&d, "long.csv", p);
+	write_text(p, "\n a,y1,b,y2 \n1,2,3\n");
+	expect_csv_error(p, &o, TG_EFORMAT,
+			 "line 3: 3 columns, but the header (line 2) names 4");
+	/* empty fields at the header's end (a trailing comma) name no column */
+	tmp_file(&d, "trail.csv", p);
+	write_text(p, "a,y1,b,y2,,\n1,2,3,4\n");
+	{
+		tg_ctx *tc = tg_ctx_new(1);
+		tg_dataset td;
+		assert_int_equal(tg_load_csv(tc, p, &o, &td), 0);
+		assert_int_equal(td.d, 2);
+		assert_near(td.t[0], 4, 0);
+		assert_near(td.t[1], 2, 0);
+		tg_dataset_free(&td);
+		tg_ctx_free(tc);
+	}
 	tmp_file(&d, "r.csv", p);
 	o.target_names = NULL;
 	o.target_columns = (const int[]){ 1, 9 };
@@ -2175,6 +2200,20 @@ static void the_standardiser_uses_the_training_split_only(void **state)
 	assert_int_equal(tg_standardiser_apply(ctx, &st, &narrow), -1);
 	assert_error(ctx, TG_ESHAPE, "fitted on 2 features and 3 targets; the data set has 3 "
 				     "features and 3 targets");
+	tg_clear_error(ctx);
+	/* a NaN or an Inf in what is fitted is named by its row and column at
+	 * the fit, not found later as a mean of NaN that every apply refuses */
+	tg_dataset holes = { .n = 3, .d = 2, .tdim = 2, .x = (float[]){ 1, 2, 3, NAN, 5, 6 },
+			     .t = (float[]){ 1, 2, 3, 4, -INFINITY, 6 } };
+	assert_int_equal(tg_standardiser_fit(ctx, &holes, false, &fo), -1);
+	assert_error(ctx, TG_EARG, "tg_standardiser_fit: row 1, feature 1 is nan; data must be "
+				   "finite");
+	assert_null(fo.mean);
+	tg_clear_error(ctx);
+	holes.x[3] = 4;
+	assert_int_equal(tg_standardiser_fit(ctx, &holes, false, &fo), 0); /* targets not fitted */
+	assert_int_equal(tg_standardiser_fit(ctx, &holes, true, &fo), -1);
+	assert_error(ctx, TG_EARG, "tg_standardiser_fit: row 2, target 0 is -inf");
 	tg_clear_error(ctx);
 	tg_dataset lab = { .n = 1, .d = 2, .classes = 2, .x = (float[]){ 1, 2 },
 			   .y = (int32_t[]){ 1 } };

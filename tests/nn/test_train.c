@@ -698,6 +698,24 @@ static void a_set_unlike_the_train_set_is_refused_before_a_step(void **state)
 		     "tg_fit: the validation set has 2 targets a sample, the train set 3");
 	assert_int_equal(tg_optim_steps(f.opt), 0);
 	tg_clear_error(f.ctx);
+	/* the MLP's classifier loop and evaluation take class labels: a set of
+	 * float targets is said to be one, not called empty */
+	tg_dataset reg10 = { .n = 4, .d = 64, .tdim = 10 };
+	reg10.x = calloc(4 * 64, sizeof(float));
+	reg10.t = calloc(4 * 10, sizeof(float));
+	assert_int_equal(tg_train(f.net, f.opt, &reg10, NULL, &to, &last), -1);
+	assert_error(f.ctx, TG_EARG, "tg_train: the train set has float targets; the net is a "
+				     "classifier of class labels");
+	tg_clear_error(f.ctx);
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, &reg10, &to, &last), -1);
+	assert_error(f.ctx, TG_EARG, "tg_train: the test set has float targets");
+	tg_clear_error(f.ctx);
+	double loss;
+	assert_int_equal(tg_evaluate(f.net, &reg10, 0, &loss, NULL, NULL), -1);
+	assert_error(f.ctx, TG_EARG, "tg_evaluate: the evaluation set has float targets");
+	tg_clear_error(f.ctx);
+	assert_int_equal(tg_optim_steps(f.opt), 0);
+	tg_dataset_free(&reg10);
 	tg_dataset_free(&reg);
 	tg_dataset_free(&reg2);
 	/* flat rows of the same width go */
@@ -789,9 +807,29 @@ static void sizes_too_large_to_count_are_refused_or_read_as_all_the_data(void **
 	to.iters = -1;
 	assert_int_equal(tg_train(f.net, f.opt, &f.train, NULL, &to, &last), -1);
 	assert_error(f.ctx, TG_EARG, "tg_train: bad options: batch 100, epochs 2, iters -1");
+	assert_error(f.ctx, TG_EARG, "): iters must be >= 0");
 	assert_int_equal(tg_optim_steps(f.opt), 0);
 	tg_clear_error(f.ctx);
 	to.iters = 0;
+	/* each bad option is named after the list of them, not left to be
+	 * found in it */
+	to.epochs = 0;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, NULL, &to, &last), -1);
+	assert_error(f.ctx, TG_EARG, "epochs 0, iters 0, eval_batch 1000");
+	assert_error(f.ctx, TG_EARG, "): epochs must be >= 1 when iters is 0");
+	tg_clear_error(f.ctx);
+	to.epochs = 2;
+	to.eval_batch = -3;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, NULL, &to, &last), -1);
+	assert_error(f.ctx, TG_EARG, "): eval_batch must be >= 0 (0: 1000)");
+	tg_clear_error(f.ctx);
+	to.eval_batch = 1000;
+	to.patience = -1;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, NULL, &to, &last), -1);
+	assert_error(f.ctx, TG_EARG, "): patience must be >= 0");
+	tg_clear_error(f.ctx);
+	to.patience = 0;
+	assert_int_equal(tg_optim_steps(f.opt), 0);
 	/* a batch larger than any data set is one batch of all 1437 rows */
 	to.epochs = 2;
 	to.batch = INT64_MAX;
@@ -1254,13 +1292,14 @@ static void early_stopping_stops_after_patience_epochs_without_improvement(void 
 					&rest),
 				 -1);
 		assert_error(g.ctx, TG_EARG, "bad options:");
+		assert_error(g.ctx, TG_EARG, "): start_best_epoch must lie in [0, start_epoch]");
 		tg_clear_error(g.ctx);
 		tb.start_best_epoch = 1;
 		tb.start_best_val = NAN;
 		assert_int_equal(tg_fit(tg_mlp_module(g.net), g.opt, NULL, &g.train, &val, NULL, &tb,
 					&rest),
 				 -1);
-		assert_error(g.ctx, TG_EARG, "start_best_epoch 1 (loss nan)");
+		assert_error(g.ctx, TG_EARG, "start_best_epoch 1 (loss nan): start_best_val must be a number");
 		fixture_free(&g);
 	}
 	/* patience needs a validation set */
