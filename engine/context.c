@@ -7,6 +7,7 @@
  * tg_clear_error (a single place for a breakpoint, as cairo's _cairo_error).
  */
 #include "internal.h"
+#include "random.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -425,11 +426,9 @@ int tg_rng_set_state(tg_ctx *ctx, const uint64_t state[4])
 
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
-uint64_t tg_random_u64(tg_ctx *ctx)
+/* One step of xoshiro256** on the state s. */
+static inline uint64_t next_u64(uint64_t s[4])
 {
-	if (!ctx)
-		return 0;
-	uint64_t *s = ctx->rng;
 	uint64_t result = rotl(s[1] * 5, 7) * 9;
 	uint64_t t = s[1] << 17;
 	s[2] ^= s[0];
@@ -439,6 +438,28 @@ uint64_t tg_random_u64(tg_ctx *ctx)
 	s[2] ^= t;
 	s[3] = rotl(s[3], 45);
 	return result;
+}
+
+uint64_t tg_random_u64(tg_ctx *ctx)
+{
+	if (!ctx)
+		return 0;
+	return next_u64(ctx->rng);
+}
+
+void tg_random_u64_fill(tg_ctx *ctx, uint64_t *out, size_t n)
+{
+	if (!ctx) {
+		memset(out, 0, n * sizeof *out);
+		return;
+	}
+	/* the state in locals, where the compiler keeps it in registers
+	 * (through ctx->rng every step stores and reloads it) */
+	uint64_t s[4];
+	memcpy(s, ctx->rng, sizeof s);
+	for (size_t i = 0; i < n; i++)
+		out[i] = next_u64(s);
+	memcpy(ctx->rng, s, sizeof s);
 }
 
 double tg_random_uniform(tg_ctx *ctx)

@@ -13,6 +13,8 @@
 #include "tapegrad_nn.h"
 #include "bn_running.h"
 #include "c_locale.h"
+#include "hot_loop.h"
+#include "random.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -469,22 +471,46 @@ tg_tensor *tg_dropout_apply(tg_tensor *x, tg_tensor *mask, double p)
 	return tg_mul(x, scaled);
 }
 
-/* A 0/1 mask of x's shape: element i kept when the i-th uniform draw is >= p. */
+/* The mask of tg_dropout_forward, already scaled: element i is 1 / (1 - p)
+ * (kept) when the i-th uniform draw u_i >= p, else 0; the numbers
+ * tg_dropout_apply would make of the 0/1 mask. u_i = (r_i >> 11) 2^-53 for
+ * the i-th 64-bit draw r_i (tg_random_uniform), and p 2^53 is exact, so
+ * u_i >= p exactly when the integer r_i >> 11 >= ceil(p 2^53): the draws
+ * come in blocks (tg_random_u64_fill) and are compared as integers, one
+ * pass over the mask instead of a call per element, a pass zeroing it and a
+ * pass scaling it. */
+/* Y[k] = keep where (R[k] >> 11) >= thr, else 0; branch-free (a branch on
+ * each draw is mispredicted at random) and compared as signed integers,
+ * which both sides fit (below 2^53) and vectors compare. */
+#define KEEP_KERNEL(T, name)                                                               \
+	TG_HOT_LOOP_WIDE                                                                   \
+	static void name(T *restrict Y, const uint64_t *restrict R, size_t n, int64_t thr, \
+			 T keep)                                                           \
+	{                                                                                  \
+		for (size_t k = 0; k < n; k++)                                             \
+			Y[k] = (int64_t)(R[k] >> 11) >= thr ? keep : (T)0;                  \
+	}
+KEEP_KERNEL(double, keep_f64)
+KEEP_KERNEL(float, keep_f32)
+
 static tg_tensor *draw_mask(tg_ctx *ctx, tg_tensor *x, double p)
 {
-	tg_tensor *m = tg_zeros(ctx, tg_dtype_of(x), tg_ndim(x), tg_shape(x));
+	tg_tensor *m = tg_empty(ctx, tg_dtype_of(x), tg_ndim(x), tg_shape(x));
 	void *data = tg_data_mut(m);
 	if (!data)
 		return NULL;
 	size_t n = tg_numel(m);
-	if (tg_dtype_of(m) == TG_F64) {
-		double *d = data;
-		for (size_t i = 0; i < n; i++)
-			d[i] = tg_random_uniform(ctx) >= p ? 1.0 : 0.0;
-	} else {
-		float *f = data;
-		for (size_t i = 0; i < n; i++)
-			f[i] = tg_random_uniform(ctx) >= p ? 1.0f : 0.0f;
+	const int64_t thr = (int64_t)ceil(p * 0x1p53);
+	const double keep = 1.0 / (1.0 - p);
+	const bool f64 = tg_dtype_of(m) == TG_F64;
+	uint64_t r[256];
+	for (size_t i = 0; i < n; i += 256) {
+		size_t c = n - i < 256 ? n - i : 256;
+		tg_random_u64_fill(ctx, r, c);
+		if (f64)
+			keep_f64((double *)data + i, r, c, thr, keep);
+		else
+			keep_f32((float *)data + i, r, c, thr, (float)keep);
 	}
 	return m;
 }
@@ -500,7 +526,7 @@ tg_tensor *tg_dropout_forward(const tg_dropout *d, tg_tensor *x)
 		return NULL;
 	if (!d->training || d->p == 0)
 		return x;
-	return tg_dropout_apply(x, draw_mask(ctx, x, d->p), d->p);
+	return tg_mul(x, draw_mask(ctx, x, d->p)); /* a constant: it has no history */
 }
 
 /* ---- built-in modules ---------------------------------------------------------------- */

@@ -356,26 +356,54 @@ static void update_part(void *arg, size_t lo, size_t hi)
 }
 
 /* sum over elements of ((grad + wd p) k)^2, in double, g NULL meaning a
- * gradient of zeros; k = 1 but where the squares overflow (global_norm) */
+ * gradient of zeros; k = 1 but where the squares overflow (global_norm).
+ * The squares go into eight interleaved partial sums (element i into lane
+ * i % 8), added pairwise at the end, not one chain of dependent additions
+ * that took an addition's latency per element: the norm's pass cost more
+ * than the update it precedes. The same bits from run to run; against the
+ * plain left-to-right sum, a difference of a few units in double's last
+ * place. */
+#define SUM_SQ_LANES(T, GV)                                                                \
+	do {                                                                               \
+		double l[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };                                  \
+		size_t i = 0;                                                              \
+		for (; i + 8 <= n; i += 8)                                                 \
+			for (int j = 0; j < 8; j++) {                                      \
+				double x = (T)(GV(i + j) + wd * P[i + j]) * k;             \
+				l[j] += x * x;                                             \
+			}                                                                  \
+		for (; i < n; i++) {                                                       \
+			double x = (T)(GV(i) + wd * P[i]) * k;                             \
+			l[i % 8] += x * x;                                                 \
+		}                                                                          \
+		return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));  \
+	} while (0)
+#define GRAD_AT(i) G[i]
+#define ZERO_AT(i) 0
+
+#define DEFINE_SUM_SQ(T, name)                                                             \
+	TG_HOT_LOOP_WIDE                                                                   \
+	static double name(size_t n, const T *P, const T *G, T wd, double k)               \
+	{                                                                                  \
+		SUM_SQ_LANES(T, GRAD_AT);                                                  \
+	}                                                                                  \
+	TG_HOT_LOOP_WIDE                                                                   \
+	static double name##_nograd(size_t n, const T *P, T wd, double k)                  \
+	{                                                                                  \
+		SUM_SQ_LANES(T, ZERO_AT);                                                  \
+	}
+
+DEFINE_SUM_SQ(double, sum_sq_double)
+DEFINE_SUM_SQ(float, sum_sq_float)
+
 static double sum_sq(const tg_tensor *p, const tg_tensor *g, double wd, double k)
 {
 	size_t n = tg_numel(p);
-	double s = 0;
-	if (tg_dtype_of(p) == TG_F64) {
-		const double *P = tg_data(p), *G = g ? tg_data(g) : NULL;
-		for (size_t i = 0; i < n; i++) {
-			double x = ((G ? G[i] : 0) + wd * P[i]) * k;
-			s += x * x;
-		}
-	} else {
-		const float *P = tg_data(p), *G = g ? tg_data(g) : NULL;
-		float w = (float)wd;
-		for (size_t i = 0; i < n; i++) {
-			double x = ((G ? G[i] : 0) + w * P[i]) * k;
-			s += x * x;
-		}
-	}
-	return s;
+	if (tg_dtype_of(p) == TG_F64)
+		return g ? sum_sq_double(n, tg_data(p), tg_data(g), wd, k)
+			 : sum_sq_double_nograd(n, tg_data(p), wd, k);
+	return g ? sum_sq_float(n, tg_data(p), tg_data(g), (float)wd, k)
+		 : sum_sq_float_nograd(n, tg_data(p), (float)wd, k);
 }
 
 /* Whether a step updates params[i] when it has no gradient: never while it

@@ -2,6 +2,7 @@
  * test_tensor.c - tensors: constructors, accessors, the two lifetimes.
  */
 #include "test_util.h"
+#include "random.h"
 
 static void constructors_fill_the_values_they_name(void **state)
 {
@@ -40,6 +41,26 @@ static void constructors_fill_the_values_they_name(void **state)
 	assert_string_equal(tg_shape_str(b, buf, sizeof buf), "(3,)");
 	assert_string_equal(tg_shape_str(s, buf, sizeof buf), "()");
 	tg_ctx_free(ctx);
+}
+
+/* tg_random_u64_fill is the stream of tg_random_u64, draw for draw, and
+ * leaves the generator where as many single draws leave it. */
+static void random_fill_is_the_stream_of_single_draws(void **state)
+{
+	(void)state;
+	tg_ctx *a = tg_ctx_new(11), *b = tg_ctx_new(11);
+	uint64_t got[300];
+	for (size_t n = 0; n <= 300; n += 37) {
+		tg_random_u64_fill(a, got, n);
+		for (size_t i = 0; i < n; i++)
+			assert_true(got[i] == tg_random_u64(b));
+		assert_true(tg_random_u64(a) == tg_random_u64(b)); /* the state after */
+	}
+	got[0] = 1;
+	tg_random_u64_fill(NULL, got, 1);
+	assert_true(got[0] == 0);
+	tg_ctx_free(a);
+	tg_ctx_free(b);
 }
 
 static void random_tensors_follow_the_seed_and_their_distribution(void **state)
@@ -262,6 +283,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(constructors_fill_the_values_they_name),
+		cmocka_unit_test(random_fill_is_the_stream_of_single_draws),
 		cmocka_unit_test(random_tensors_follow_the_seed_and_their_distribution),
 		cmocka_unit_test(uniform_values_stay_below_hi_at_the_extremes_of_a_range),
 		cmocka_unit_test(params_outlive_reset_and_step_tensors_do_not),

@@ -579,6 +579,46 @@ static void dropout_mask_comes_from_the_context_generator(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* Masks of more draws than tg_dropout_forward takes in one block, of both
+ * dtypes: y_i is x_i / (1 - p) computed in x's dtype where the i-th draw
+ * u_i >= p, else 0; p down to where p 2^53 is below 1 and near 1; the
+ * generator is left after the last draw; the gradient is the mask. */
+static void dropout_masks_of_many_blocks_follow_the_draws_exactly(void **state)
+{
+	(void)state;
+	const double ps[] = {1e-300, 0.1, 0.5, 0.75, 0.999};
+	for (int f64 = 0; f64 < 2; f64++) {
+		for (size_t k = 0; k < sizeof ps / sizeof ps[0]; k++) {
+			const double p = ps[k];
+			tg_ctx *ctx = tg_ctx_new(SEED), *ref = tg_ctx_new(SEED);
+			tg_dtype dt = f64 ? TG_F64 : TG_F32;
+			tg_tensor *x = tg_param(tg_randn(ctx, dt, SHAPE(37, 29), 0, 1));
+			tg_seed(ctx, 5 + k);
+			tg_seed(ref, 5 + k);
+			tg_dropout d = {p, true};
+			tg_tensor *y = tg_dropout_forward(&d, x);
+			tg_backward(tg_sum(y));
+			assert_ctx_ok(ctx);
+			const tg_tensor *g = tg_grad(x);
+			for (size_t i = 0; i < 37 * 29; i++) {
+				bool keep = tg_random_uniform(ref) >= p;
+				double s = 1.0 / (1.0 - p);
+				double want = f64 ? tg_get(x, i) * s
+						  : (double)((float)tg_get(x, i) * (float)s);
+				double wg = f64 ? s : (double)(float)s;
+				if (tg_get(y, i) != (keep ? want : 0) || tg_get(g, i) != (keep ? wg : 0))
+					fail_msg("%s p %g element %zu: y %.17g grad %.17g, want %.17g "
+						 "%.17g",
+						 f64 ? "f64" : "f32", p, i, tg_get(y, i), tg_get(g, i),
+						 keep ? want : 0, keep ? wg : 0);
+			}
+			assert_true(tg_random_u64(ctx) == tg_random_u64(ref));
+			tg_ctx_free(ctx);
+			tg_ctx_free(ref);
+		}
+	}
+}
+
 static void dropout_in_evaluation_is_the_identity(void **state)
 {
 	(void)state;
@@ -906,6 +946,7 @@ int main(void)
 	    cmocka_unit_test(batchnorm_after_affine_gradients_match_central_differences),
 	    cmocka_unit_test(dropout_with_a_fixed_mask_scales_kept_values_and_checks),
 	    cmocka_unit_test(dropout_mask_comes_from_the_context_generator),
+	    cmocka_unit_test(dropout_masks_of_many_blocks_follow_the_draws_exactly),
 	    cmocka_unit_test(dropout_in_evaluation_is_the_identity),
 	    cmocka_unit_test(dropout_rejects_p_outside_zero_to_one),
 	    cmocka_unit_test(initialiser_names_parse_and_print),
