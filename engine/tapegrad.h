@@ -655,7 +655,10 @@ TG_API tg_tensor *tg_bce_with_logits(tg_tensor *logits, tg_tensor *targets);
  * beta (D), eps > 0. dx = tg_batch_norm_backward(dout, x, gamma, eps),
  * dgamma = sum(dout xhat), dbeta = sum(dout) over the batch. mean and var,
  * when not NULL, receive the batch's statistics (D) without history, for
- * running averages. step */
+ * running averages. x (N,C,...), e.g. images (N,C,H,W), is normalised per
+ * channel over N and the axes after C (PyTorch's BatchNorm2d), in place
+ * without transposes; gamma, beta and the statistics are then (C), and
+ * each channel needs 2 values or more. step */
 TG_API tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double eps,
 				tg_tensor **mean, tg_tensor **var);
 /* gamma / sqrt(var + eps) / N * (N dout - sum dout - xhat sum(dout xhat)):

@@ -11,7 +11,10 @@
  * that they can be recorded; the rules of all four are written with ops.
  * Sums are accumulated in double.
  * Shapes: batch norm: N = batch (at least 2), D = features; x, y, dout, dx
- * are (N,D), gamma, beta and the statistics (D). Layer norm: x (..., D) seen
+ * are (N,D), gamma, beta and the statistics (D); or x (N,C,...), images
+ * (N,C,H,W), normalised per channel over N and the axes after C (PyTorch's
+ * BatchNorm2d), read in place by kernels of their own (no transposes), with
+ * gamma, beta and the statistics (C). Layer norm: x (..., D) seen
  * as (R,D), R rows; gamma, beta (D), the statistics (R).
  */
 #include "internal.h"
@@ -20,52 +23,60 @@
 #include <string.h>
 
 /* ---- the kernels ------------------------------------------------------------------ */
-/* The power of two s = 2^-k that brings the n values X[i * stride] (f64 or
+/* The slow paths below read a group of values X[i * stride + k], i < n,
+ * k < len: a column of (N,D) is len 1 and stride D, a channel of (N,C,S)
+ * len S and stride C S, a row len D. */
+
+/* The value X[i * stride + k] (f64 or f32) of a group. */
+static double group_at(const void *X, bool f64, size_t i, size_t k, size_t stride)
+{
+	return f64 ? ((const double *)X)[i * stride + k] : ((const float *)X)[i * stride + k];
+}
+
+/* The power of two s = 2^-k that brings the values of a group (f64 or
  * f32) below 1 in magnitude (|x| s < 1), for the statistics whose plain sums
  * overflow; 0 when a value is not finite or all are 0. */
-static TG_SLOW double down_scale(const void *X, bool f64, size_t n, size_t stride)
+static TG_SLOW double down_scale(const void *X, bool f64, size_t n, size_t len, size_t stride)
 {
-	const double *xd = X;
-	const float *xf = X;
 	double m = 0;
 	for (size_t i = 0; i < n; i++)
-		m = fmax(m, fabs(f64 ? xd[i * stride] : xf[i * stride]));
+		for (size_t k = 0; k < len; k++)
+			m = fmax(m, fabs(group_at(X, f64, i, k, stride)));
 	return isfinite(m) && m > 0 ? ldexp(1, -(ilogb(m) + 1)) : 0;
 }
 
-/* 1 / sqrt(var + eps) of the n values X[i * stride] (f64 or f32), whose mean
- * is mean, when their plain sum of squares overflows (f64 values of 1e154
- * and more): the variance of x s, s = 2^-k so that |x| s < 1, scaled back.
- * Taken only then, so that the common path keeps its speed and its bits. */
-static TG_SLOW double scaled_inv_std(const void *X, bool f64, size_t n, size_t stride,
-				     double mean, double eps)
+/* 1 / sqrt(var + eps) of a group (f64 or f32), whose mean is mean, when
+ * its plain sum of squares overflows (f64 values of 1e154 and more): the
+ * variance of x s, s = 2^-k so that |x| s < 1, scaled back. Taken only
+ * then, so that the common path keeps its speed and its bits. */
+static TG_SLOW double scaled_inv_std(const void *X, bool f64, size_t n, size_t len,
+				     size_t stride, double mean, double eps)
 {
-	const double *xd = X;
-	const float *xf = X;
-	double s = down_scale(X, f64, n, stride), ms = mean * s, acc = 0;
+	double s = down_scale(X, f64, n, len, stride), ms = mean * s, acc = 0;
 	if (s == 0)
 		return NAN;
-	for (size_t i = 0; i < n; i++) {
-		double c = (f64 ? xd[i * stride] : xf[i * stride]) * s - ms;
-		acc += c * c;
-	}
-	return s / sqrt(acc / (double)n + eps * s * s);
+	for (size_t i = 0; i < n; i++)
+		for (size_t k = 0; k < len; k++) {
+			double c = group_at(X, f64, i, k, stride) * s - ms;
+			acc += c * c;
+		}
+	return s / sqrt(acc / (double)(n * len) + eps * s * s);
 }
 
-/* The mean of the n values X[i * stride] (f64 or f32) when their plain sum
- * overflows (f64 values near the largest double): the mean of x s, s = 2^-k
- * so that |x| s < 1, scaled back; sum / n (the overflow) for values that are
+/* The mean of a group (f64 or f32) when its plain sum overflows (f64
+ * values near the largest double): the mean of x s, s = 2^-k so that
+ * |x| s < 1, scaled back; sum / count (the overflow) for values that are
  * not finite. Taken only then, as scaled_inv_std. */
-static TG_SLOW double scaled_mean(const void *X, bool f64, size_t n, size_t stride, double sum)
+static TG_SLOW double scaled_mean(const void *X, bool f64, size_t n, size_t len, size_t stride,
+				  double sum)
 {
-	const double *xd = X;
-	const float *xf = X;
-	double s = down_scale(X, f64, n, stride), acc = 0;
+	double s = down_scale(X, f64, n, len, stride), acc = 0;
 	if (s == 0)
-		return sum / (double)n;
+		return sum / (double)(n * len);
 	for (size_t i = 0; i < n; i++)
-		acc += (f64 ? xd[i * stride] : xf[i * stride]) * s;
-	return acc / (double)n / s;
+		for (size_t k = 0; k < len; k++)
+			acc += group_at(X, f64, i, k, stride) * s;
+	return acc / (double)(n * len) / s;
 }
 
 /* The statistics of x are kept in its dtype, mean (D) then inv_std (D), so
@@ -84,7 +95,7 @@ static TG_SLOW double scaled_mean(const void *X, bool f64, size_t n, size_t stri
 				acc[j] += X[i * d + j];                                 \
 		for (size_t j = 0; j < d; j++) {                                        \
 			mean[j] = (T)(isinf(acc[j]) ? scaled_mean(X + j, sizeof(T) == 8, \
-								  n, d, acc[j])         \
+								  n, 1, d, acc[j])      \
 						    : acc[j] / (double)n);              \
 			/* the mean's rounding to T, taken back out of var below */     \
 			double off = acc[j] / (double)n - mean[j];                      \
@@ -100,7 +111,7 @@ static TG_SLOW double scaled_mean(const void *X, bool f64, size_t n, size_t stri
 			double v = fmax(acc[j] / (double)n - off2[j], 0);               \
 			var[j] = (T)v;                                                  \
 			inv_std[j] = (T)(isinf(v) ? scaled_inv_std(X + j, sizeof(T) == 8, \
-								   n, d, mean[j], eps) \
+								   n, 1, d, mean[j], eps) \
 						  : 1 / sqrt(v + eps));                 \
 		}                                                                       \
 	}                                                                               \
@@ -157,16 +168,172 @@ static TG_SLOW double scaled_mean(const void *X, bool f64, size_t n, size_t stri
 NORM_KERNELS(double, f64)
 NORM_KERNELS(float, f32)
 
+/* The same for x (N,C,S) with S > 1, an image's H W: channel j is the N
+ * planes X[(i C + j) S + k], k < S. Each plane's sums go to LANES partial
+ * sums in double (and its last S mod LANES values to one more), added in a
+ * fixed order, so that the loop over a plane is vector code without
+ * reordering any one sum; the elementwise passes take the channel's values
+ * once per plane and round as the kernels above. */
+
+enum { LANES = 8 };
+
+/* a[0..LANES) the partial sums, a[LANES] the sum of the planes' tails */
+static double lanes_total(const double *a)
+{
+	double t = 0;
+	for (int l = 0; l <= LANES; l++)
+		t += a[l];
+	return t;
+}
+
+#define PLANE_KERNELS(T, sfx)                                                           \
+	/* a[l] += the plane's values (sq: their squares after taking off m) */         \
+	TG_HOT_LOOP                                                                     \
+	static void plane_add_##sfx(const T *P, size_t s, bool sq, double m, double *a) \
+	{                                                                               \
+		size_t k = 0;                                                           \
+		if (sq) {                                                               \
+			for (; k + LANES <= s; k += LANES)                              \
+				for (int l = 0; l < LANES; l++) {                       \
+					double c = P[k + l] - m;                        \
+					a[l] += c * c;                                  \
+				}                                                       \
+			for (; k < s; k++) {                                            \
+				double c = P[k] - m;                                    \
+				a[LANES] += c * c;                                      \
+			}                                                               \
+			return;                                                         \
+		}                                                                       \
+		for (; k + LANES <= s; k += LANES)                                      \
+			for (int l = 0; l < LANES; l++)                                 \
+				a[l] += P[k + l];                                       \
+		for (; k < s; k++)                                                      \
+			a[LANES] += P[k];                                               \
+	}                                                                               \
+                                                                                        \
+	static void plane_stats_##sfx(const T *X, size_t n, size_t d, size_t s,         \
+				      double eps, T *st, T *var)                        \
+	{                                                                               \
+		T *mean = st, *inv_std = st + d;                                        \
+		double cnt = (double)(n * s);                                           \
+		for (size_t j = 0; j < d; j++) {                                        \
+			double a[LANES + 1] = { 0 };                                    \
+			for (size_t i = 0; i < n; i++)                                  \
+				plane_add_##sfx(X + (i * d + j) * s, s, false, 0, a);   \
+			double sum = lanes_total(a);                                    \
+			bool f64 = sizeof(T) == 8;                                      \
+			const T *Xj = X + j * s;                                        \
+			mean[j] = (T)(isinf(sum) ? scaled_mean(Xj, f64, n, s, d * s, sum) \
+						 : sum / cnt);                          \
+			double off = sum / cnt - mean[j];                               \
+			double off2 = isfinite(off) ? off * off : 0;                    \
+			memset(a, 0, sizeof a);                                         \
+			for (size_t i = 0; i < n; i++)                                  \
+				plane_add_##sfx(Xj + i * d * s, s, true, mean[j], a);   \
+			double v = fmax(lanes_total(a) / cnt - off2, 0);                \
+			var[j] = (T)v;                                                  \
+			inv_std[j] = (T)(isinf(v) ? scaled_inv_std(Xj, f64, n, s, d * s, \
+								   mean[j], eps)        \
+						  : 1 / sqrt(v + eps));                 \
+		}                                                                       \
+	}                                                                               \
+                                                                                        \
+	TG_HOT_LOOP                                                                     \
+	static void plane_forward_##sfx(const T *X, const T *st, const T *G,            \
+					const T *B, size_t n, size_t d, size_t s,       \
+					T *restrict Y)                                  \
+	{                                                                               \
+		const T *mean = st, *inv_std = st + d;                                  \
+		for (size_t i = 0; i < n; i++)                                          \
+			for (size_t j = 0; j < d; j++) {                                \
+				const T *x = X + (i * d + j) * s;                       \
+				T *y = Y + (i * d + j) * s;                             \
+				T m = mean[j], r = inv_std[j], g = G[j], b = B[j];      \
+				for (size_t k = 0; k < s; k++)                          \
+					y[k] = (x[k] - m) * r * g + b;                  \
+			}                                                               \
+	}                                                                               \
+                                                                                        \
+	/* a[l] += a plane's dout, b[l] += its dout xhat */                             \
+	TG_HOT_LOOP                                                                     \
+	static void plane_dot_##sfx(const T *dy, const T *x, size_t s, T m, T r,        \
+				    double *restrict a, double *restrict b)             \
+	{                                                                               \
+		size_t k = 0;                                                           \
+		for (; k + LANES <= s; k += LANES)                                      \
+			for (int l = 0; l < LANES; l++) {                               \
+				T xh = (x[k + l] - m) * r;                              \
+				a[l] += dy[k + l];                                      \
+				b[l] += (double)dy[k + l] * xh;                         \
+			}                                                               \
+		for (; k < s; k++) {                                                    \
+			T xh = (x[k] - m) * r;                                          \
+			a[LANES] += dy[k];                                              \
+			b[LANES] += (double)dy[k] * xh;                                 \
+		}                                                                       \
+	}                                                                               \
+                                                                                        \
+	static void plane_sums_##sfx(const T *DOUT, const T *X, const T *st, size_t n,  \
+				     size_t d, size_t s, double *sums)                  \
+	{                                                                               \
+		const T *mean = st, *inv_std = st + d;                                  \
+		for (size_t j = 0; j < d; j++) {                                        \
+			double a[LANES + 1] = { 0 }, b[LANES + 1] = { 0 };              \
+			for (size_t i = 0; i < n; i++)                                  \
+				plane_dot_##sfx(DOUT + (i * d + j) * s,                 \
+						X + (i * d + j) * s,                    \
+						s, mean[j], inv_std[j], a, b);          \
+			sums[j] = lanes_total(a);                                       \
+			sums[d + j] = lanes_total(b);                                   \
+		}                                                                       \
+	}                                                                               \
+                                                                                        \
+	TG_HOT_LOOP                                                                     \
+	static void plane_dx_##sfx(const T *DOUT, const T *X, const T *st, const T *G,  \
+				   const double *sums, size_t n, size_t d, size_t s,    \
+				   T *restrict DX)                                      \
+	{                                                                               \
+		const T *mean = st, *inv_std = st + d;                                  \
+		double cnt = (double)(n * s);                                           \
+		for (size_t i = 0; i < n; i++)                                          \
+			for (size_t j = 0; j < d; j++) {                                \
+				const T *dy = DOUT + (i * d + j) * s;                   \
+				const T *x = X + (i * d + j) * s;                       \
+				T *dx = DX + (i * d + j) * s;                           \
+				T m = mean[j], r = inv_std[j], scale = G[j] * r;        \
+				T mdy = (T)(sums[j] / cnt);                             \
+				T mdyxh = (T)(sums[d + j] / cnt);                       \
+				for (size_t k = 0; k < s; k++) {                        \
+					T xh = (x[k] - m) * r;                          \
+					dx[k] = scale * (dy[k] - mdy - xh * mdyxh);     \
+				}                                                       \
+			}                                                               \
+	}
+
+PLANE_KERNELS(double, f64)
+PLANE_KERNELS(float, f32)
+
 /* ---- checking arguments -------------------------------------------------------------- */
 
-/* x is (N,D) with N >= 2, each of cols (D), eps positive; else records why.
- * names[i] names cols[i] in the message. */
+/* The size of a plane of x (N,C,...) for batch norm: the product of the
+ * axes after C, 1 for (N,D). */
+static size_t plane_size(const tg_tensor *x)
+{
+	size_t s = 1;
+	for (int i = 2; i < x->ndim; i++)
+		s *= (size_t)x->shape[i];
+	return s;
+}
+
+/* x is (N,D) with N >= 2, or (N,C,...) with 2 values or more per channel,
+ * each of cols (D), eps positive; else records why. names[i] names cols[i]
+ * in the message. */
 static bool shapes_ok(tg_ctx *ctx, const char *who, const tg_tensor *x, int ncols,
 		      tg_tensor *const *cols, const char *const *names, double eps)
 {
 	char xs[TG_SHAPE_STR], cs[TG_SHAPE_STR];
-	if (x->ndim != 2) {
-		tg_fail(ctx, TG_ESHAPE, "%s: x %s must be (N,D)", who,
+	if (x->ndim < 2) {
+		tg_fail(ctx, TG_ESHAPE, "%s: x %s must be (N,D) or (N,C,...)", who,
 			tg_shape_fmt(x->ndim, x->shape, xs));
 		return false;
 	}
@@ -178,11 +345,18 @@ static bool shapes_ok(tg_ctx *ctx, const char *who, const tg_tensor *x, int ncol
 				(long long)x->shape[1]);
 			return false;
 		}
-	if (x->shape[0] < 2) {
+	if (x->ndim == 2 && x->shape[0] < 2) {
 		tg_fail(ctx, TG_ESHAPE,
 			"%s: x %s: a batch of %lld has no variance to normalise by; it needs "
 			"2 rows or more",
 			who, tg_shape_fmt(x->ndim, x->shape, xs), (long long)x->shape[0]);
+		return false;
+	}
+	if (x->ndim > 2 && x->numel > 0 && x->numel / (size_t)x->shape[1] < 2) {
+		tg_fail(ctx, TG_ESHAPE,
+			"%s: x %s: %zu value per channel has no variance to normalise by; it "
+			"needs 2 or more",
+			who, tg_shape_fmt(x->ndim, x->shape, xs), x->numel / (size_t)x->shape[1]);
 		return false;
 	}
 	if (!(eps > 0 && isfinite(eps))) {
@@ -221,7 +395,7 @@ static TG_SLOW tg_tensor *normalized_scaled(tg_tensor *x, int axis, bool keep, d
 	for (size_t g = 0; g < groups; g++) {
 		double v = f64 ? ((const double *)var->data)[g] : ((const float *)var->data)[g];
 		size_t base = axis == 0 ? g : g * d, es = f64 ? sizeof(double) : sizeof(float);
-		double sg = isinf(v) ? down_scale((const char *)x->data + base * es, f64, len, stride)
+		double sg = isinf(v) ? down_scale((const char *)x->data + base * es, f64, len, 1, stride)
 				     : 0;
 		sg = sg > 0 ? sg : 1;
 		if (f64)
@@ -259,6 +433,40 @@ static tg_tensor *normalized(tg_tensor *x, double eps, tg_tensor **inv_std)
 
 static tg_tensor *column_sum(tg_tensor *x) { return tg_sum_axis(x, 0, false); }
 
+/* The rules written with ops see batch norm's x as (R,C), one row per
+ * value of each channel: x (N,C,...) becomes (N ... , C) by a permute and a
+ * reshape that carry history; (N,D) stays as it is. */
+static tg_tensor *as_rows(tg_tensor *t)
+{
+	if (!t || t->ndim == 2)
+		return t;
+	int perm[TG_MAX_DIMS], nd = t->ndim;
+	perm[0] = 0;
+	for (int i = 1; i < nd - 1; i++)
+		perm[i] = i + 1;
+	perm[nd - 1] = 1;
+	int64_t c = t->shape[1];
+	return tg_reshape(tg_permute(t, perm), 2, (int64_t[]){ (int64_t)(t->numel / (size_t)c), c });
+}
+
+/* as_rows undone: r (R,C) back to the shape of x (N,C,...). */
+static tg_tensor *from_rows(tg_tensor *r, const tg_tensor *x)
+{
+	if (!r || x->ndim == 2)
+		return r;
+	int perm[TG_MAX_DIMS], nd = x->ndim;
+	int64_t shape[TG_MAX_DIMS];
+	shape[0] = x->shape[0];
+	for (int i = 2; i < nd; i++)
+		shape[i - 1] = x->shape[i];
+	shape[nd - 1] = x->shape[1];
+	perm[0] = 0;
+	perm[1] = nd - 1;
+	for (int i = 2; i < nd; i++)
+		perm[i] = i - 1;
+	return tg_permute(tg_reshape(r, nd, shape), perm);
+}
+
 /* ---- batch_norm_backward: dx = gamma inv_std / N (N dout - sum dout - xhat sum(dout xhat)) */
 /* Per column, dout -> dx is gamma times a symmetric linear map, so the
  * gradient for dout is this op applied to the upstream gradient g. The one
@@ -272,8 +480,12 @@ static const tg_op batch_norm_backward_op;
  * statistics st of x: beta's and gamma's gradients. */
 static void column_sums(const tg_tensor *dout, const tg_tensor *x, const void *st, double *sums)
 {
-	size_t n = (size_t)x->shape[0], d = (size_t)x->shape[1];
-	if (x->dtype == TG_F64)
+	size_t n = (size_t)x->shape[0], d = (size_t)x->shape[1], s = plane_size(x);
+	if (s > 1 && x->dtype == TG_F64)
+		plane_sums_f64(dout->data, x->data, st, n, d, s, sums);
+	else if (s > 1)
+		plane_sums_f32(dout->data, x->data, st, n, d, s, sums);
+	else if (x->dtype == TG_F64)
 		sums_f64(dout->data, x->data, st, n, d, sums);
 	else
 		sums_f32(dout->data, x->data, st, n, d, sums);
@@ -290,7 +502,12 @@ static tg_tensor *backward_dx(tg_ctx *ctx, const char *who, tg_tensor *dout, tg_
 	if (!dx || !k)
 		return NULL;
 	column_sums(dout, x, st, sums);
-	if (x->dtype == TG_F64)
+	size_t s = plane_size(x);
+	if (s > 1 && x->dtype == TG_F64)
+		plane_dx_f64(dout->data, x->data, st, gamma->data, sums, n, d, s, dx->data);
+	else if (s > 1)
+		plane_dx_f32(dout->data, x->data, st, gamma->data, sums, n, d, s, dx->data);
+	else if (x->dtype == TG_F64)
 		dx_f64(dout->data, x->data, st, gamma->data, sums, n, d, k, dx->data);
 	else
 		dx_f32(dout->data, x->data, st, gamma->data, sums, n, d, k, dx->data);
@@ -307,7 +524,12 @@ static void *statistics(tg_ctx *ctx, const tg_tensor *x, double eps)
 	double *acc = tg_arena_alloc(ctx, 2 * d * sizeof *acc);
 	if (!st || !acc)
 		return NULL;
-	if (x->dtype == TG_F64)
+	size_t s = plane_size(x);
+	if (s > 1 && x->dtype == TG_F64)
+		plane_stats_f64(x->data, n, d, s, eps, st, (double *)st + 2 * d);
+	else if (s > 1)
+		plane_stats_f32(x->data, n, d, s, eps, st, (float *)st + 2 * d);
+	else if (x->dtype == TG_F64)
 		stats_f64(x->data, n, d, eps, acc, acc + d, st, (double *)st + 2 * d);
 	else
 		stats_f32(x->data, n, d, eps, acc, acc + d, st, (float *)st + 2 * d);
@@ -344,16 +566,18 @@ static void batch_norm_backward_backward(tg_node *n, tg_tensor *g)
 		dg = tg_batch_norm_backward(g, x, gamma, eps);
 	tg_node_grad(n, 0, dg);
 	if (tg_node_needs_grad(n, 1)) {
-		tg_tensor *inv_std;
-		tg_tensor *xh = normalized(x, eps, &inv_std);
-		tg_tensor *t = tg_add(tg_add(tg_mul(xh, column_sum(tg_mul(g, dx))),
-					     tg_mul(dx, column_sum(tg_mul(g, xh)))),
-				      tg_mul(dg, column_sum(tg_mul(dout, xh))));
-		tg_node_grad(n, 1, tg_mul(t, tg_mul_scalar(inv_std, -1.0 / (double)x->shape[0])));
+		tg_tensor *inv_std, *gr = as_rows(g), *dxr = as_rows(dx);
+		tg_tensor *xh = normalized(as_rows(x), eps, &inv_std);
+		tg_tensor *t = tg_add(tg_add(tg_mul(xh, column_sum(tg_mul(gr, dxr))),
+					     tg_mul(dxr, column_sum(tg_mul(gr, xh)))),
+				      tg_mul(as_rows(dg), column_sum(tg_mul(as_rows(dout), xh))));
+		double rows = (double)(x->numel / (size_t)x->shape[1]);
+		tg_node_grad(n, 1, from_rows(tg_mul(t, tg_mul_scalar(inv_std, -1.0 / rows)), x));
 	}
 	if (tg_node_needs_grad(n, 2)) {
 		tg_tensor *one = tg_ones(x->ctx, x->dtype, 1, gamma->shape);
-		tg_node_grad(n, 2, column_sum(tg_mul(dout, tg_batch_norm_backward(g, x, one, eps))));
+		tg_node_grad(n, 2, column_sum(tg_mul(as_rows(dout),
+						     as_rows(tg_batch_norm_backward(g, x, one, eps)))));
 	}
 }
 
@@ -390,9 +614,10 @@ static void batch_norm_backward(tg_node *n, tg_tensor *dout)
 	if (ctx->grad_enabled) {
 		if (tg_node_needs_grad(n, 1)) {
 			tg_tensor *inv_std;
-			tg_node_grad(n, 1, column_sum(tg_mul(dout, normalized(x, eps, &inv_std))));
+			tg_node_grad(n, 1, column_sum(tg_mul(as_rows(dout),
+							     normalized(as_rows(x), eps, &inv_std))));
 		}
-		tg_node_grad(n, 2, column_sum(dout));
+		tg_node_grad(n, 2, column_sum(as_rows(dout)));
 		return;
 	}
 	if (!tg_node_needs_grad(n, 0))
@@ -429,7 +654,7 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 	tg_ctx *ctx = tg_op_begin(who, 3, in);
 	if (!ctx || !shapes_ok(ctx, who, x, 2, in + 1, (const char *[]){ "gamma", "beta" }, eps))
 		return NULL;
-	size_t n = (size_t)x->shape[0], d = (size_t)x->shape[1];
+	size_t n = (size_t)x->shape[0], d = (size_t)x->shape[1], s = plane_size(x);
 	void *st = statistics(ctx, x, eps);
 	tg_tensor *y = tg_tensor_like(x, who);
 	if (!st || !y)
@@ -439,7 +664,11 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 		return NULL;
 	if (var && !(*var = columns(ctx, who, x, (char *)st + 2 * d * size)))
 		return NULL;
-	if (x->dtype == TG_F64)
+	if (s > 1 && x->dtype == TG_F64)
+		plane_forward_f64(x->data, st, gamma->data, beta->data, n, d, s, y->data);
+	else if (s > 1)
+		plane_forward_f32(x->data, st, gamma->data, beta->data, n, d, s, y->data);
+	else if (x->dtype == TG_F64)
 		forward_f64(x->data, st, gamma->data, beta->data, n, d, y->data);
 	else
 		forward_f32(x->data, st, gamma->data, beta->data, n, d, y->data);
@@ -501,7 +730,7 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 		T *mean = st, *inv_std = st + r;                                        \
 		for (size_t i = 0; i < r; i++, X += d) {                                \
 			double sum = tg_sum_run_##sfx(0, X, (int64_t)d);                \
-			mean[i] = (T)(isinf(sum) ? scaled_mean(X, sizeof(T) == 8, d, 1, sum) \
+			mean[i] = (T)(isinf(sum) ? scaled_mean(X, sizeof(T) == 8, 1, d, d, sum) \
 						 : sum / (double)d);                    \
 			double v[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };                       \
 			size_t j = 0;                                                   \
@@ -518,7 +747,7 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 			double off = sum / (double)d - mean[i];                         \
 			double var = fmax(tg_sum_lanes(v) / (double)d                   \
 					  - (isfinite(off) ? off * off : 0), 0);         \
-			inv_std[i] = (T)(isinf(var) ? scaled_inv_std(X, sizeof(T) == 8, d, 1, \
+			inv_std[i] = (T)(isinf(var) ? scaled_inv_std(X, sizeof(T) == 8, 1, d, d, \
 								     mean[i], eps)      \
 						    : 1 / sqrt(var + eps));             \
 		}                                                                       \

@@ -736,6 +736,149 @@ static NOINLINE int cnn_train(tg_ctx *ctx, const tg_dataset *ds, long long total
 	return tg_ok(ctx) ? 0 : -1;
 }
 
+/* ---- two CNNs of (B,3,32,32) images: batch norm, strides, groups --------- */
+/* Each layer is conv (padding k/2) -> [batch norm per channel] -> ReLU; then
+ * the mean over each channel's plane (global average pooling) -> fc 10,
+ * cross-entropy. Weights N(0, 2/fan_in) (fan_in = C/groups k k, or the fc's
+ * inputs), biases 0, gamma 1, beta 0, eps 1e-5; Momentum 0.9, lr 0.01,
+ * batch 32 drawn with replacement inside the timed loop from N_IMG
+ * synthetic images (pixel i: the top 24 bits of i * 2654435761 mod 2^32
+ * over 2^24; label i: 7 i mod 10). Mirrored by torch_bench.py's IMG_CNNS.
+ *	cnn-bn:  conv 3->32 3x3 +BN, conv 32->64 3x3 s2, conv 64->128 3x3 s2
+ *	cnn-dws: conv 3->32 3x3 s2 +BN, then depthwise-separable pairs:
+ *		 depthwise 3x3 (groups 32) +BN, pointwise 32->128 +BN,
+ *		 depthwise 3x3 s2 (groups 128) +BN, pointwise 128->256 +BN
+ *		 (no conv biases: batch norm's beta takes their place) */
+
+enum { N_IMG = 1024, IMG_BATCH = 32, IMG_SIDE = 32 };
+
+typedef struct img_conv {
+	int c_in, c_out, k, stride, groups;
+	bool bias, bn;
+} img_conv;
+
+static const img_conv CNN_BN[] = {
+	{ 3, 32, 3, 1, 1, true, true },
+	{ 32, 64, 3, 2, 1, true, false },
+	{ 64, 128, 3, 2, 1, true, false },
+};
+static const img_conv CNN_DWS[] = {
+	{ 3, 32, 3, 2, 1, false, true },      { 32, 32, 3, 1, 32, false, true },
+	{ 32, 128, 1, 1, 1, false, true },    { 128, 128, 3, 2, 128, false, true },
+	{ 128, 256, 1, 1, 1, false, true },
+};
+
+static int img_synthetic(tg_dataset *ds)
+{
+	memset(ds, 0, sizeof *ds);
+	ds->n = N_IMG;
+	ds->d = 3 * IMG_SIDE * IMG_SIDE;
+	ds->classes = 10;
+	ds->x = malloc((size_t)(ds->n * ds->d) * sizeof(float));
+	ds->y = malloc((size_t)ds->n * sizeof(int32_t));
+	if (!ds->x || !ds->y)
+		return -1;
+	for (int64_t i = 0; i < ds->n * ds->d; i++)
+		ds->x[i] = (float)((double)(((uint32_t)i * 2654435761u) >> 8) / 16777216.0);
+	for (int64_t i = 0; i < ds->n; i++)
+		ds->y[i] = (int32_t)(i * 7 % 10);
+	return 0;
+}
+
+enum { IMG_MAX_LAYERS = 8, IMG_MAX_PARAMS = 4 * IMG_MAX_LAYERS + 2 };
+
+static NOINLINE int img_cnn_train(tg_ctx *ctx, const img_conv *L, int nl, long long total)
+{
+	tg_tensor *p[IMG_MAX_PARAMS], *w[IMG_MAX_LAYERS], *b[IMG_MAX_LAYERS];
+	tg_tensor *gamma[IMG_MAX_LAYERS], *beta[IMG_MAX_LAYERS];
+	size_t np = 0;
+	for (int l = 0; l < nl; l++) {
+		int64_t cg = L[l].c_in / L[l].groups, fan_in = cg * L[l].k * L[l].k;
+		w[l] = tg_param(tg_randn(ctx, TG_F32, 4,
+					 (int64_t[]){ L[l].c_out, cg, L[l].k, L[l].k }, 0,
+					 sqrt(2.0 / (double)fan_in)));
+		p[np++] = w[l];
+		b[l] = gamma[l] = beta[l] = NULL;
+		int64_t o = L[l].c_out;
+		if (L[l].bias)
+			p[np++] = b[l] = tg_param(tg_zeros(ctx, TG_F32, 1, &o));
+		if (L[l].bn) {
+			p[np++] = gamma[l] = tg_param(tg_ones(ctx, TG_F32, 1, &o));
+			p[np++] = beta[l] = tg_param(tg_zeros(ctx, TG_F32, 1, &o));
+		}
+	}
+	int64_t feat = L[nl - 1].c_out;
+	tg_tensor *fw = tg_param(tg_randn(ctx, TG_F32, 2, (int64_t[]){ feat, 10 }, 0,
+					  sqrt(2.0 / (double)feat)));
+	tg_tensor *fb = tg_param(tg_zeros(ctx, TG_F32, 1, (int64_t[]){ 10 }));
+	p[np++] = fw;
+	p[np++] = fb;
+	tg_dataset ds = { 0 };
+	if (!tg_ok(ctx) || img_synthetic(&ds)) {
+		tg_dataset_free(&ds);
+		return -1;
+	}
+	tg_optim_opts oo = tg_optim_defaults(TG_MOMENTUM);
+	oo.lr = 0.01;
+	tg_optim *opt = tg_optim_new(ctx, p, np, &oo);
+	tg_batcher *bt = tg_batcher_new(ctx, &ds, IMG_BATCH, TG_BATCH_REPLACE);
+	if (!opt || !bt) {
+		tg_batcher_free(bt);
+		tg_optim_free(opt);
+		tg_dataset_free(&ds);
+		return -1;
+	}
+	double loss_sum = 0;
+	long long loss_n = 0, it = 0;
+	mark_start();
+	double w0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
+	while (it < total && tg_ok(ctx)) {
+		tg_batch batch;
+		if (!tg_batch_next(bt, TG_F32, &batch))
+			continue;
+		if (it == WARM)
+			mark_warm();
+		tg_tensor *h = tg_reshape(batch.x, 4,
+					  (int64_t[]){ batch.n, 3, IMG_SIDE, IMG_SIDE });
+		for (int l = 0; l < nl; l++) {
+			int s = L[l].stride, pad = L[l].k / 2;
+			tg_conv_opts o = { { s, s }, { pad, pad }, { 1, 1 }, L[l].groups };
+			h = tg_conv2d(h, w[l], b[l], &o);
+			if (L[l].bn)
+				h = tg_batch_norm(h, gamma[l], beta[l], 1e-5, NULL, NULL);
+			h = tg_relu(h);
+		}
+		const int64_t *s = h ? tg_shape(h) : NULL;
+		h = s ? tg_mean_axis(tg_reshape(h, 3, (int64_t[]){ s[0], s[1], s[2] * s[3] }), 2,
+				     false)
+		      : NULL;
+		tg_tensor *loss = tg_cross_entropy_i32(tg_addmm(h, fw, fb), batch.y, batch.n);
+		tg_optim_zero_grad(opt);
+		tg_backward(loss);
+		tg_optim_step(opt);
+		if (losses && loss)
+			fprintf(losses, "%a\n", tg_item(loss));
+		if (it >= total - LAST_LOSS && loss) {
+			loss_sum += tg_item(loss);
+			loss_n++;
+		}
+		tg_reset(ctx);
+		it++;
+	}
+	R.wall = now(CLOCK_MONOTONIC) - w0;
+	R.cpu = now(CLOCK_PROCESS_CPUTIME_ID) - c0;
+	if (it <= WARM)
+		mark_warm();
+	mark_end();
+	R.iters = it;
+	R.loss = loss_n ? loss_sum / (double)loss_n : NAN;
+	R.arena_hw = tg_arena_high_water(ctx);
+	tg_batcher_free(bt);
+	tg_optim_free(opt);
+	tg_dataset_free(&ds);
+	return tg_ok(ctx) ? 0 : -1;
+}
+
 /* ---- the CNN's two convolutions alone ------------------------------------ */
 /* conv1 (64,1,28,28) -> 32 channels and conv2 (64,32,14,14) -> 64 channels,
  * 3x3, padding 1, with bias: forward, then backward from fixed upstream
@@ -948,7 +1091,7 @@ static const char usage_text[] =
 	"usage: tg_bench WORKLOAD [--iters N] [--epochs E] [--threads T] [--seed S] [--data DIR]\n"
 	"                [--losses FILE]\n"
 	"\n"
-	"WORKLOAD: w1 w1-f64 w2 w3 w4-scalar w4-sigmoid cnn conv-layers\n"
+	"WORKLOAD: w1 w1-f64 w2 w3 w4-scalar w4-sigmoid cnn cnn-bn cnn-dws conv-layers\n"
 	"          floor-w1 floor-w1-f64 floor-w2 floor-w3\n"
 	"w1: 784-50-10 sigmoid, init std 0.01, SGD 0.1, batch 100 with replacement,\n"
 	"    N iterations (10000); w2: 784-100x5-10, affine-BN-ReLU, He, Adam 0.001,\n"
@@ -959,6 +1102,11 @@ static const char usage_text[] =
 	"cnn: conv32 3x3 p1-ReLU-pool2-conv64 3x3 p1-ReLU-pool2-128-10, He, Adam 1e-3,\n"
 	"    batch 64 with replacement of (64,1,28,28) Fashion-MNIST images (synthetic\n"
 	"    ones when --data has none), N iterations (100).\n"
+	"cnn-bn: (32,3,32,32) synthetic images, conv32 3x3-BN-ReLU, conv64 3x3 s2-ReLU,\n"
+	"    conv128 3x3 s2-ReLU, global average pool, fc 10, Momentum 0.9 lr 0.01,\n"
+	"    N iterations (60); cnn-dws: the same images, conv32 3x3 s2-BN-ReLU, then\n"
+	"    depthwise 3x3 / pointwise 1x1 pairs to 128 and (s2) 256 channels, each\n"
+	"    BN-ReLU, global average pool, fc 10, Momentum, N (60).\n"
 	"conv-layers: the CNN's two convolutions alone, forward and backward, N (100).\n"
 	"s-*: the workload suite (tg_bench suite-list: name arch act optimizer batch\n"
 	"    dtype loss iterations), synthetic data, batches with replacement.\n"
@@ -1080,6 +1228,25 @@ int main(int argc, char **argv)
 		if (rc)
 			fprintf(stderr, "tg_bench: cnn: %s\n", tg_error(ctx));
 		tg_dataset_free(&train_set);
+		tg_ctx_free(ctx);
+		if (losses && fclose(losses))
+			rc = 1;
+		R.error = rc ? "yes" : NULL;
+		report();
+		return rc ? 1 : 0;
+	}
+	if (!strcmp(w, "cnn-bn") || !strcmp(w, "cnn-dws")) {
+		tg_ctx *ctx = tg_ctx_new_with((uint64_t)seed, &counting);
+		if (!ctx)
+			return 1;
+		tg_set_threads(ctx, (int)threads);
+		bool bn = !strcmp(w, "cnn-bn");
+		int rc = img_cnn_train(ctx, bn ? CNN_BN : CNN_DWS,
+				       bn ? (int)(sizeof CNN_BN / sizeof CNN_BN[0])
+					  : (int)(sizeof CNN_DWS / sizeof CNN_DWS[0]),
+				       iters >= 0 ? iters : 60);
+		if (rc)
+			fprintf(stderr, "tg_bench: %s: %s\n", w, tg_error(ctx));
 		tg_ctx_free(ctx);
 		if (losses && fclose(losses))
 			rc = 1;

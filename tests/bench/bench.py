@@ -44,10 +44,20 @@ WORKLOADS = [
     ("cnn-t2", "CNN the same, 2 threads", "cnn", None, 2, "big"),
 ]
 
-# The CNN rows of the suite: key, threads (bench.c cnn_train, torch_bench.py cnn_train)
-SUITE_CNN = [("s-cnn", 1), ("s-cnn-t2", 2)]
 CNN_DESC = ("conv32 3x3 p1-ReLU-pool2-conv64 3x3 p1-ReLU-pool2-128-10, Adam 1e-3, batch 64, "
             "(64,1,28,28) f32, CE")
+# The CNN rows of the suite: key, workload, threads, description (bench.c
+# cnn_train and img_cnn_train, torch_bench.py cnn_train and img_cnn_train)
+SUITE_CNN = [
+    ("s-cnn", "cnn", 1, CNN_DESC),
+    ("s-cnn-t2", "cnn", 2, CNN_DESC),
+    ("s-cnn-bn", "cnn-bn", 1,
+     "conv32 3x3-BN-ReLU, conv64 3x3 s2-ReLU, conv128 3x3 s2-ReLU, global avg pool, fc 10, "
+     "Momentum 0.9, batch 32, (32,3,32,32) f32, CE"),
+    ("s-cnn-dws", "cnn-dws", 1,
+     "conv32 3x3 s2-BN-ReLU, depthwise 3x3-BN-ReLU, 1x1 128-BN-ReLU, depthwise 3x3 s2-BN-ReLU, "
+     "1x1 256-BN-ReLU, global avg pool, fc 10, Momentum 0.9, batch 32, (32,3,32,32) f32, CE"),
+]
 
 MARK = "<!-- bench:{}:{} -->"
 
@@ -193,7 +203,7 @@ def suite_main(a):
                            check=True).stdout.splitlines()
     only = set(a.only.split(",")) if a.only else None
     specs = [ln for ln in lines if not only or ln.split()[0] in only]
-    specs += [f"{k} cnn {t}" for k, t in SUITE_CNN if not only or k in only]
+    specs += [f"{k} cnn {w} {t}" for k, w, t, _ in SUITE_CNN if not only or k in only]
     datadir = os.path.join(os.path.dirname(os.path.abspath(a.bin)), "suite-data")
     os.makedirs(datadir, exist_ok=True)
     torch_ok = not a.no_torch and subprocess.run(
@@ -206,16 +216,17 @@ def suite_main(a):
     for spec in specs:
         threads = 1
         if spec.split()[1] == "cnn":
-            name, _, threads = spec.split()
+            name, _, cw, threads = spec.split()
             threads = int(threads)
             iters = 20 if a.quick else 60
-            targs = ["cnn", "--threads", str(threads), "--iters", str(iters)]
+            targs = [cw, "--threads", str(threads), "--iters", str(iters)]
             sides = [("tapegrad", [a.bin] + targs)]
             if torch_ok:
                 sides.append(("torch", [a.python, os.path.join(HERE, "torch_bench.py")] + targs))
             if a.before:
                 sides.append(("before", [a.before] + targs))
-            desc = f"CNN {CNN_DESC}, {threads} thread{'s' if threads > 1 else ''}"
+            cdesc = next(d for k, _, _, d in SUITE_CNN if k == name)
+            desc = f"CNN {cdesc}, {threads} thread{'s' if threads > 1 else ''}"
         else:
             name, arch, act, optk, batch, dt, lossk, iters = spec.split()
             iters = max(20, int(int(iters) * scale))

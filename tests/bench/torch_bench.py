@@ -29,6 +29,7 @@ The maths is tapegrad's, with these equivalences:
 	               [--data DIR]
 	torch_bench.py s-NAME --suite-spec "LINE" --data FILE [--iters N]
 	torch_bench.py cnn [--iters N] [--threads T] [--data DIR]
+	torch_bench.py cnn-bn|cnn-dws [--iters N] [--threads T]
 	torch_bench.py conv-layers [--iters N] [--threads T] [--no-mkldnn]
 """
 import argparse
@@ -293,6 +294,65 @@ def cnn_train(run, X, Y, iters, seed):
     run.r["loss"] = loss_sum / loss_n if loss_n else float("nan")
 
 
+# bench.c's CNN_BN and CNN_DWS: c_in, c_out, k, stride, groups, bias, bn
+IMG_CNNS = {
+    "cnn-bn": [(3, 32, 3, 1, 1, True, True), (32, 64, 3, 2, 1, True, False),
+               (64, 128, 3, 2, 1, True, False)],
+    "cnn-dws": [(3, 32, 3, 2, 1, False, True), (32, 32, 3, 1, 32, False, True),
+                (32, 128, 1, 1, 1, False, True), (128, 128, 3, 2, 128, False, True),
+                (128, 256, 1, 1, 1, False, True)],
+}
+
+
+def img_cnn_train(run, w, iters, seed):
+    """bench.c's img_cnn_train: conv (padding k/2) -> [batch norm] -> ReLU per
+    layer, global average pooling, fc 10; weights N(0, 2/fan_in), biases 0,
+    Momentum 0.9 lr 0.01, batch 32 with replacement from 1024 synthetic
+    (3,32,32) images (pixel i: (i * 2654435761 mod 2^32) >> 8 over 2^24,
+    label i: 7 i mod 10)."""
+    layers = IMG_CNNS[w]
+    n, d = 1024, 3 * 32 * 32
+    i = np.arange(n * d, dtype=np.uint64)
+    h = (i * np.uint64(2654435761)) & np.uint64(0xFFFFFFFF)
+    X = torch.from_numpy(((h >> np.uint64(8)).astype(np.float64) / 16777216.0)
+                         .astype(np.float32).reshape(n, 3, 32, 32))
+    Y = torch.from_numpy(np.arange(n, dtype=np.int64) * 7 % 10)
+    mods = []
+    for c_in, c_out, k, s, g, bias, bn in layers:
+        conv = nn.Conv2d(c_in, c_out, k, s, k // 2, groups=g, bias=bias)
+        nn.init.normal_(conv.weight, 0.0, math.sqrt(2.0 / conv.weight[0].numel()))
+        if bias:
+            nn.init.zeros_(conv.bias)
+        mods.append(conv)
+        if bn:
+            # batch statistics only, as tg_batch_norm (no running averages)
+            mods.append(nn.BatchNorm2d(c_out, eps=1e-5, track_running_stats=False))
+        mods.append(nn.ReLU())
+    fc = nn.Linear(layers[-1][1], 10)
+    nn.init.normal_(fc.weight, 0.0, math.sqrt(2.0 / layers[-1][1]))
+    nn.init.zeros_(fc.bias)
+    model = nn.Sequential(*mods, nn.AdaptiveAvgPool2d(1), nn.Flatten(), fc)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    g = torch.Generator().manual_seed(seed)
+    total = iters if iters >= 0 else 60
+    loss_sum, loss_n = 0.0, 0
+    model.train()
+    run.start()
+    for it in range(total):
+        idx = torch.randint(0, n, (32,), generator=g)
+        x = X.index_select(0, idx)
+        y = Y.index_select(0, idx)
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if it >= total - LAST_LOSS:
+            loss_sum += loss.item()
+            loss_n += 1
+    run.stop(total)
+    run.r["loss"] = loss_sum / loss_n if loss_n else float("nan")
+
+
 def conv_layers(run, iters):
     """bench.c's conv_layers: the CNN's two convolutions alone, forward and
     backward from fixed upstream gradients (dw, db of both, dx of conv2)."""
@@ -386,6 +446,8 @@ def main():
             print(f"torch_bench.py: cnn: {e}; synthetic images instead", file=sys.stderr)
             X, Y = cnn_synthetic()
         cnn_train(run, X, Y, a.iters, a.seed)
+    elif w in IMG_CNNS:
+        img_cnn_train(run, w, a.iters, a.seed)
     elif w == "conv-layers":
         with torch.backends.mkldnn.flags(enabled=not a.no_mkldnn):
             conv_layers(run, a.iters)

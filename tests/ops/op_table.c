@@ -655,7 +655,7 @@ const op_row op_table[] = {
 		 { .name = "() and (1,5) label 1", .in = { SCALAR, SH(1, 5) } },
 		 { .name = "(1,1) and (3,4) labels 1,3,0", .in = { SH(1, 1), SH(3, 4) } } } },
 
-	/* norm.c: x (N,D), gamma and beta (D) */
+	/* norm.c: x (N,D), gamma and beta (D); or x (N,C,...), gamma and beta (C) */
 	{ .op = "batch_norm", .fn = f_batch_norm, .nin = 3,
 	  .gen = { GEN_ANY, GEN_AWAY, GEN_ANY }, .twice = true,
 	  .v = { { .name = "(4,3) eps 1e-5", .in = { SH(4, 3), SH(3), SH(3) }, .arg = { 1e-5 } },
@@ -663,7 +663,11 @@ const op_row op_table[] = {
 		   .arg = { 0.1 } },
 		 { .name = "one column (6,1) eps 1e-3", .in = { SH(6, 1), SH(1), SH(1) },
 		   .arg = { 1e-3 } },
-		 { .name = "(8,5) eps 1e-5", .in = { SH(8, 5), SH(5), SH(5) }, .arg = { 1e-5 } } } },
+		 { .name = "(8,5) eps 1e-5", .in = { SH(8, 5), SH(5), SH(5) }, .arg = { 1e-5 } },
+		 { .name = "channels (3,2,2,5) eps 1e-5", .in = { SH(3, 2, 2, 5), SH(2), SH(2) },
+		   .arg = { 1e-5 } },
+		 { .name = "channels (2,3,9) eps 0.1", .in = { SH(2, 3, 9), SH(3), SH(3) },
+		   .arg = { 0.1 } } } },
 	{ .op = "batch_norm_backward", .fn = f_batch_norm_backward, .nin = 3,
 	  .gen = { GEN_ANY, GEN_ANY, GEN_AWAY }, .twice = true,
 	  .v = { { .name = "(4,3) eps 1e-5", .in = { SH(4, 3), SH(4, 3), SH(3) }, .arg = { 1e-5 } },
@@ -672,7 +676,9 @@ const op_row op_table[] = {
 		 { .name = "one column (6,1) eps 1e-3", .in = { SH(6, 1), SH(6, 1), SH(1) },
 		   .arg = { 1e-3 } },
 		 { .name = "(5,4) eps 1e-5", .in = { SH(5, 4), SH(5, 4), SH(4) },
-		   .arg = { 1e-5 } } } },
+		   .arg = { 1e-5 } },
+		 { .name = "channels (3,2,2,5) eps 1e-5",
+		   .in = { SH(3, 2, 2, 5), SH(3, 2, 2, 5), SH(2) }, .arg = { 1e-5 } } } },
 
 	/* norm.c: layer norm of x (..., D) over its last axis; gamma and beta (D) */
 	{ .op = "layer_norm", .fn = f_layer_norm, .nin = 3,

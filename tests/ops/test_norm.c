@@ -4,8 +4,8 @@
  * second-order gradients, to 1e-12 in f64; the statistics and outputs by
  * hand; f32 against f64 at the size of a training batch; the errors they
  * report. Gradients in general are checked numerically by the op table's test.
- * Shapes: batch norm x (N,D), N = batch, D = features; layer norm x (..., D),
- * R rows of D.
+ * Shapes: batch norm x (N,D), N = batch, D = features, or x (N,C,...) per
+ * channel; layer norm x (..., D), R rows of D.
  */
 #include "../engine/test_util.h"
 
@@ -26,6 +26,23 @@ static tg_tensor *composed(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, doub
 static tg_tensor *fused(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double eps)
 {
 	return tg_batch_norm(x, gamma, beta, eps, NULL, NULL);
+}
+
+/* Batch norm of x (N,C,...) per channel made of ops: the composition on
+ * the rows (N ..., C) of x permuted to (N, ..., C), permuted back. */
+static tg_tensor *composed_channels(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double eps)
+{
+	int nd = tg_ndim(x), to[TG_MAX_DIMS], back[TG_MAX_DIMS];
+	const int64_t *s = tg_shape(x);
+	int64_t moved[TG_MAX_DIMS];
+	for (int i = 0; i < nd; i++) {
+		to[i] = i == 0 ? 0 : i == nd - 1 ? 1 : i + 1;
+		back[i] = i == 0 ? 0 : i == 1 ? nd - 1 : i - 1;
+		moved[i] = s[to[i]];
+	}
+	tg_tensor *r = tg_reshape(tg_permute(x, to), 2, (int64_t[]){ -1, s[1] });
+	tg_tensor *y = composed(r, gamma, beta, eps);
+	return tg_permute(tg_reshape(y, nd, moved), back);
 }
 
 /* Layer norm made of ops: batch norm's composition along the last axis. */
@@ -50,6 +67,7 @@ typedef struct problem {
 	int ndim;
 	int64_t shape[TG_MAX_DIMS];
 	int64_t n, d;
+	int64_t c; /* gamma's and beta's length: d, or the channels C of x (N,C,...) */
 	double eps;
 	double *x, *gamma, *beta, *w, *v;
 } problem;
@@ -71,6 +89,7 @@ static problem problem_shaped(tg_ctx *ctx, int ndim, const int64_t *shape, doubl
 		p.shape[i] = shape[i], p.n *= i < ndim - 1 ? shape[i] : 1;
 	int64_t d = p.d;
 	size_t nd = (size_t)(p.n * d);
+	p.c = d;
 	p.x = draw(ctx, nd, 3, 2);
 	p.gamma = draw(ctx, (size_t)d, 1, 0.5);
 	p.beta = draw(ctx, (size_t)d, 0, 1);
@@ -83,6 +102,17 @@ static problem problem_shaped(tg_ctx *ctx, int ndim, const int64_t *shape, doubl
 static problem problem_new(tg_ctx *ctx, int64_t n, int64_t d, double eps)
 {
 	return problem_shaped(ctx, 2, (const int64_t[]){ n, d }, eps);
+}
+
+/* x (N,C,...) of the shape (ndim, shape), gamma and beta (C) */
+static problem problem_channels(tg_ctx *ctx, int ndim, const int64_t *shape, double eps)
+{
+	problem p = problem_shaped(ctx, ndim, shape, eps);
+	p.c = shape[1];
+	free(p.gamma), free(p.beta);
+	p.gamma = draw(ctx, (size_t)p.c, 1, 0.5);
+	p.beta = draw(ctx, (size_t)p.c, 0, 1);
+	return p;
 }
 
 static void problem_free(problem *p)
@@ -124,12 +154,12 @@ static void outcome_free(outcome *o)
 static outcome run(norm_fn f, const problem *p, bool second)
 {
 	tg_ctx *ctx = tg_ctx_new(1);
-	size_t nd = (size_t)(p->n * p->d), d = (size_t)p->d;
+	size_t nd = (size_t)(p->n * p->d), d = (size_t)p->c;
 	tg_tensor *x = tg_set_requires_grad(tg_from_f64(ctx, TG_F64, p->ndim, p->shape, p->x), true);
 	tg_tensor *gamma =
-	    tg_set_requires_grad(tg_from_f64(ctx, TG_F64, SHAPE(p->d), p->gamma), true);
+	    tg_set_requires_grad(tg_from_f64(ctx, TG_F64, SHAPE(p->c), p->gamma), true);
 	tg_tensor *beta =
-	    tg_set_requires_grad(tg_from_f64(ctx, TG_F64, SHAPE(p->d), p->beta), true);
+	    tg_set_requires_grad(tg_from_f64(ctx, TG_F64, SHAPE(p->c), p->beta), true);
 	tg_tensor *w = tg_from_f64(ctx, TG_F64, p->ndim, p->shape, p->w);
 	tg_tensor *y = f(x, gamma, beta, p->eps);
 	assert_int_equal(tg_backward_ex(tg_sum(tg_mul(y, w)), NULL, second ? TG_CREATE_GRAPH : 0),
@@ -314,6 +344,146 @@ static void f32_batch_norm_agrees_with_f64_on_a_training_batch(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* ---- batch norm of x (N,C,...) per channel ---------------------------------------------- */
+
+/* Planes of 1 (the (N,D) kernels), 3, 6, 20 (lanes and a tail), 64 (lanes
+ * alone), a batch of 1 with planes of 9, and 5-D. */
+static const struct {
+	int ndim;
+	int64_t shape[5];
+	double eps;
+} channel_shapes[] = {
+	{ 4, { 2, 3, 1, 1 }, 1e-5 }, { 3, { 4, 2, 3 }, 0.1 },	    { 4, { 3, 2, 2, 3 }, 1e-5 },
+	{ 4, { 2, 3, 4, 5 }, 1e-3 }, { 4, { 2, 4, 8, 8 }, 1e-5 }, { 4, { 1, 2, 3, 3 }, 1e-5 },
+	{ 5, { 2, 2, 2, 3, 2 }, 1e-5 },
+};
+
+static void batch_norm_over_channels_matches_its_composition_on_rows_to_1e12(void **state)
+{
+	(void)state;
+	tg_ctx *rng = tg_ctx_new(11);
+	for (size_t k = 0; k < LEN(channel_shapes); k++) {
+		problem p = problem_channels(rng, channel_shapes[k].ndim, channel_shapes[k].shape,
+					     channel_shapes[k].eps);
+		char what[96];
+		int at = snprintf(what, sizeof what, "x (");
+		for (int i = 0; i < p.ndim; i++)
+			at += snprintf(what + at, sizeof what - (size_t)at, "%s%lld", i ? "," : "",
+				       (long long)p.shape[i]);
+		snprintf(what + at, sizeof what - (size_t)at, ") eps %g", p.eps);
+		outcome want = run(composed_channels, &p, true);
+		outcome got = run(fused, &p, true);
+		assert_outcomes_agree(what, &got, &want, 1e-12);
+		outcome plain = run(fused, &p, false);
+		assert_outcomes_agree(what, &plain, &want, 1e-12);
+		outcome_free(&want), outcome_free(&got), outcome_free(&plain);
+		problem_free(&p);
+	}
+	tg_ctx_free(rng);
+}
+
+/* y, dx, dgamma and dbeta of sum(y w) for x (N,C,H,W) in dt; the plain
+ * backward, and batch_norm_backward for dx on its own. */
+static void channels_in(tg_ctx *ctx, const problem *p, tg_dtype dt, double *out[4])
+{
+	tg_tensor *x = tg_set_requires_grad(tg_from_f64(ctx, dt, p->ndim, p->shape, p->x), true);
+	tg_tensor *gamma = tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(p->c), p->gamma), true);
+	tg_tensor *beta = tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(p->c), p->beta), true);
+	tg_tensor *w = tg_from_f64(ctx, dt, p->ndim, p->shape, p->w);
+	tg_tensor *y = tg_batch_norm(x, gamma, beta, p->eps, NULL, NULL);
+	assert_int_equal(tg_backward(tg_sum(tg_mul(y, w))), 0);
+	tg_tensor *dx = tg_batch_norm_backward(w, x, gamma, p->eps);
+	assert_ctx_ok(ctx);
+	size_t nd = (size_t)(p->n * p->d);
+	assert_int_equal(tg_copy_to_f64(y, out[0], nd), 0);
+	assert_int_equal(tg_copy_to_f64(tg_grad(x), out[1], nd), 0);
+	assert_int_equal(tg_copy_to_f64(tg_grad(gamma), out[2], (size_t)p->c), 0);
+	assert_int_equal(tg_copy_to_f64(tg_grad(beta), out[3], (size_t)p->c), 0);
+	for (size_t i = 0; i < nd; i++)
+		assert_near(tg_get(dx, i), out[1][i], (dt == TG_F64 ? 1e-13 : 1e-6) *
+							   fmax(1, fabs(out[1][i])));
+}
+
+/* By hand, in double, for x (N,C,H,W): each channel's mean and biased
+ * variance over N, H and W; y = xhat gamma + beta; dbeta = sum w, dgamma =
+ * sum w xhat, dx = gamma inv_std (w - mean(w) - xhat mean(w xhat)). */
+static void channels_by_hand(const problem *p, double *out[4])
+{
+	int64_t N = p->shape[0], C = p->shape[1], S = p->n * p->d / (N * C);
+	for (int64_t c = 0; c < C; c++) {
+		double m = 0, v = 0, sw = 0, swx = 0;
+		for (int64_t i = 0; i < N; i++)
+			for (int64_t k = 0; k < S; k++)
+				m += p->x[(i * C + c) * S + k];
+		m /= (double)(N * S);
+		for (int64_t i = 0; i < N; i++)
+			for (int64_t k = 0; k < S; k++) {
+				double e = p->x[(i * C + c) * S + k] - m;
+				v += e * e;
+			}
+		double r = 1 / sqrt(v / (double)(N * S) + p->eps);
+		for (int64_t i = 0; i < N; i++)
+			for (int64_t k = 0; k < S; k++) {
+				int64_t at = (i * C + c) * S + k;
+				double xh = (p->x[at] - m) * r;
+				out[0][at] = xh * p->gamma[c] + p->beta[c];
+				sw += p->w[at], swx += p->w[at] * xh;
+			}
+		out[2][c] = swx, out[3][c] = sw;
+		for (int64_t i = 0; i < N; i++)
+			for (int64_t k = 0; k < S; k++) {
+				int64_t at = (i * C + c) * S + k;
+				double xh = (p->x[at] - m) * r;
+				out[1][at] = p->gamma[c] * r *
+					     (p->w[at] - sw / (double)(N * S) - xh * swx / (double)(N * S));
+			}
+	}
+}
+
+static void batch_norm_over_channels_gives_hand_computed_values_in_f64_and_f32(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(13);
+	/* planes of 81 (10 lanes' worth and a tail of 1) and of 7 (tail alone) */
+	const int64_t shapes[2][4] = { { 8, 16, 9, 9 }, { 5, 3, 7, 1 } };
+	for (int q = 0; q < 2; q++) {
+		problem p = problem_channels(ctx, 4, shapes[q], 1e-5);
+		size_t nd = (size_t)(p.n * p.d), c = (size_t)p.c;
+		double *want[4], *got[4];
+		size_t len[4] = { nd, nd, c, c };
+		for (int s = 0; s < 4; s++) {
+			want[s] = calloc(len[s], sizeof(double));
+			got[s] = calloc(len[s], sizeof(double));
+			assert_true(want[s] && got[s]);
+		}
+		channels_by_hand(&p, want);
+		for (int k = 0; k < 2; k++) {
+			tg_dtype dt = k ? TG_F32 : TG_F64;
+			channels_in(ctx, &p, dt, got);
+			const char *names[4] = { "y", "dx", "dgamma", "dbeta" };
+			for (int s = 0; s < 4; s++) {
+				double worst = 0;
+				for (size_t i = 0; i < len[s]; i++)
+					worst = fmax(worst, fabs(got[s][i] - want[s][i]) /
+								fmax(1.0, fabs(want[s][i])));
+				print_message("x (%lld,%lld,%lld,%lld) %s %s: worst relative "
+					      "difference %.3g\n",
+					      (long long)p.shape[0], (long long)p.shape[1],
+					      (long long)p.shape[2], (long long)p.shape[3],
+					      k ? "f32" : "f64", names[s], worst);
+				if (!(worst < (k ? 2e-5 : 1e-12)))
+					fail_msg("%s %s differs from the hand computation by %.3g",
+						 k ? "f32" : "f64", names[s], worst);
+			}
+			tg_reset(ctx);
+		}
+		for (int s = 0; s < 4; s++)
+			free(want[s]), free(got[s]);
+		problem_free(&p);
+	}
+	tg_ctx_free(ctx);
+}
+
 /* ---- errors ------------------------------------------------------------------------- */
 
 static void batch_norm_refuses_a_batch_of_one(void **state)
@@ -329,6 +499,16 @@ static void batch_norm_refuses_a_batch_of_one(void **state)
 	tg_clear_error(ctx);
 	assert_null(tg_batch_norm_backward(x, x, one, 1e-5));
 	assert_error(ctx, TG_ESHAPE, "tg_batch_norm_backward: x (1,3): a batch of 1");
+	tg_clear_error(ctx);
+	/* per channel: one value each, however many axes */
+	tg_tensor *x4 = tg_ones(ctx, TG_F64, SHAPE(1, 3, 1, 1));
+	assert_null(tg_batch_norm(x4, one, one, 1e-5, NULL, NULL));
+	assert_error(ctx, TG_ESHAPE,
+		     "tg_batch_norm: x (1,3,1,1): 1 value per channel has no variance to normalise "
+		     "by; it needs 2 or more");
+	tg_clear_error(ctx);
+	assert_null(tg_batch_norm_backward(x4, x4, one, 1e-5));
+	assert_error(ctx, TG_ESHAPE, "tg_batch_norm_backward: x (1,3,1,1): 1 value per channel");
 	tg_ctx_free(ctx);
 }
 
@@ -351,9 +531,11 @@ static void batch_norm_rejects_bad_shapes_dtypes_and_eps(void **state)
 	assert_rejects(ctx,
 		       tg_batch_norm(x, d3, tg_ones(ctx, TG_F64, SHAPE(1, 3)), 1e-5, NULL, NULL),
 		       TG_ESHAPE, "tg_batch_norm: x (4,3): beta (1,3) must be (3,)");
+	assert_rejects(ctx, tg_batch_norm(d3, d3, d3, 1e-5, NULL, NULL), TG_ESHAPE,
+		       "tg_batch_norm: x (3,) must be (N,D) or (N,C,...)");
 	assert_rejects(
-	    ctx, tg_batch_norm(tg_ones(ctx, TG_F64, SHAPE(4, 3, 1)), d3, d3, 1e-5, NULL, NULL),
-	    TG_ESHAPE, "tg_batch_norm: x (4,3,1) must be (N,D)");
+	    ctx, tg_batch_norm(tg_ones(ctx, TG_F64, SHAPE(4, 2, 5, 5)), d3, d3, 1e-5, NULL, NULL),
+	    TG_ESHAPE, "tg_batch_norm: x (4,2,5,5): gamma (3,) must be (2,)");
 	assert_rejects(ctx,
 		       tg_batch_norm(tg_ones(ctx, TG_F32, SHAPE(4, 3)), d3, d3, 1e-5, NULL, NULL),
 		       TG_EDTYPE, "tg_batch_norm: dtypes differ");
@@ -540,6 +722,45 @@ static void huge_values_whose_sum_overflows_normalise(void **state)
 		assert_rel(dg, rdg, 1, c, false, 1e-13);
 		assert_rel(hg, rhg, 1, c, false, 1e-12);
 	}
+}
+
+/* The same per channel of x (N,C,S), S > 1: the planes' sums overflow and
+ * take the scaled statistics; y, dx and dgamma as at a small scale. */
+static void huge_values_normalise_per_channel(void **state)
+{
+	(void)state;
+	const double big[12] = { 1e308, 1.2e308, 1.5e308, 9e307, 8e307, 1e308,
+				 1.5e308, 1.2e308, 7e307, 1.1e308, 3e307, 1e308 };
+	const int k = 1000;
+	double got[3][12], want[3][12];
+	for (int q = 0; q < 2; q++) {
+		tg_ctx *ctx = tg_ctx_new(1);
+		double v[12];
+		for (int i = 0; i < 12; i++)
+			v[i] = q ? ldexp(big[i], -k) : big[i];
+		tg_tensor *x = tg_set_requires_grad(tg_from_f64(ctx, TG_F64, SHAPE(2, 2, 3), v), true);
+		tg_tensor *g = tg_set_requires_grad(tg_from_f64(ctx, TG_F64, SHAPE(2),
+								(const double[]){ 1.5, -0.5 }), true);
+		tg_tensor *b = tg_zeros(ctx, TG_F64, SHAPE(2));
+		tg_tensor *w = tg_from_f64(ctx, TG_F64, SHAPE(2, 2, 3),
+					   (const double[]){ 1, -2, 3, 0.5, 2, -1, 1, 1, -3, 2, 0, 1 });
+		tg_tensor *y = tg_batch_norm(x, g, b, q ? 1e-300 : 1e-5, NULL, NULL);
+		assert_int_equal(tg_backward(tg_sum(tg_mul(y, w))), 0);
+		assert_ctx_ok(ctx);
+		double(*out)[12] = q ? want : got;
+		assert_int_equal(tg_copy_to_f64(y, out[0], 12), 0);
+		assert_int_equal(tg_copy_to_f64(tg_grad(x), out[1], 12), 0);
+		assert_int_equal(tg_copy_to_f64(tg_grad(g), out[2], 2), 0);
+		tg_ctx_free(ctx);
+	}
+	for (int i = 0; i < 12; i++) {
+		assert_true(isfinite(got[0][i]));
+		assert_near(got[0][i], want[0][i], 1e-13 * fmax(1, fabs(want[0][i])));
+		double dx = ldexp(got[1][i], k);
+		assert_near(dx, want[1][i], 1e-12 * fmax(1, fabs(want[1][i])));
+	}
+	for (int j = 0; j < 2; j++)
+		assert_near(got[2][j], want[2][j], 1e-13 * fmax(1, fabs(want[2][j])));
 }
 
 /* Rows 1 2 3 6 (mean 3, biased var 3.5), -4 -1 1 4 (mean 0, var 8.5) and
@@ -734,6 +955,8 @@ int main(void)
 		cmocka_unit_test(gamma_and_beta_get_their_gradients_when_x_needs_none),
 		cmocka_unit_test(batch_norm_gives_the_batch_statistics_without_history),
 		cmocka_unit_test(f32_batch_norm_agrees_with_f64_on_a_training_batch),
+		cmocka_unit_test(batch_norm_over_channels_matches_its_composition_on_rows_to_1e12),
+		cmocka_unit_test(batch_norm_over_channels_gives_hand_computed_values_in_f64_and_f32),
 		cmocka_unit_test(batch_norm_refuses_a_batch_of_one),
 		cmocka_unit_test(batch_norm_rejects_bad_shapes_dtypes_and_eps),
 		cmocka_unit_test(layer_norm_matches_its_composition_of_ops_to_1e12),
@@ -741,6 +964,7 @@ int main(void)
 		cmocka_unit_test(layer_norm_gives_hand_computed_values),
 		cmocka_unit_test(huge_values_normalise_as_at_a_small_scale),
 		cmocka_unit_test(huge_values_whose_sum_overflows_normalise),
+		cmocka_unit_test(huge_values_normalise_per_channel),
 		cmocka_unit_test(f32_layer_norm_agrees_with_f64),
 		cmocka_unit_test(f32_statistics_of_values_with_a_large_offset_are_exact),
 		cmocka_unit_test(layer_norm_rejects_bad_shapes_dtypes_eps_and_nulls),
