@@ -224,7 +224,9 @@ typedef struct tg_train_opts {
 	/* Resuming early stopping: the best validation loss so far and its
 	 * epoch (tg_metrics.best_val_loss and best_epoch where the run
 	 * stopped), so that the patience counts on from them as in a run that
-	 * never stopped. start_best_epoch 0: none yet (the first epoch's loss
+	 * never stopped: a run whose patience had already run out (start_epoch
+	 * - start_best_epoch >= patience) ends at once, stopped_early, without
+	 * another epoch. start_best_epoch 0: none yet (the first epoch's loss
 	 * is the best); else in [1, start_epoch], with start_best_val a
 	 * number, or TG_EARG. */
 	int64_t start_best_epoch;

@@ -1246,6 +1246,13 @@ static int loop(run *r, tg_batcher *bt, tg_metrics *mt)
 	int64_t it = r->opts.start_iter, epoch = r->opts.start_epoch;
 	mt->epoch = epoch;
 	mt->iter = it;
+	/* a run taken up after its patience ran out has ended: no epoch more */
+	if (r->opts.start_best_epoch > 0) {
+		mt->best_val_loss = r->best_val;
+		mt->best_epoch = r->best_epoch;
+		if (out_of_patience(r, mt))
+			return 0;
+	}
 	set_rate(r, epoch, NAN);
 	for (;;) {
 		r->epoch_t0 = now();

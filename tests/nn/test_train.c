@@ -1286,6 +1286,31 @@ static void early_stopping_stops_after_patience_epochs_without_improvement(void 
 		for (size_t i = 0; i < np; i++)
 			assert_memory_equal(tg_data(pa[i]), tg_data(pb[i]),
 					    tg_numel(pa[i]) * sizeof(float));
+		/* taken up again where it stopped early, it has ended: no step,
+		 * the same parameters, stopped early again at the same epoch */
+		tb.start_epoch = rest.epoch;
+		tb.start_iter = rest.iter;
+		tb.start_best_epoch = rest.best_epoch;
+		tb.start_best_val = rest.best_val_loss;
+		tg_metrics again;
+		assert_int_equal(tg_fit(tg_mlp_module(g.net), g.opt, NULL, &g.train, &val, NULL, &tb,
+					&again),
+				 0);
+		assert_true(again.stopped_early);
+		assert_int_equal(again.epoch, last.epoch);
+		assert_int_equal(again.iter, rest.iter);
+		assert_int_equal(again.best_epoch, last.best_epoch);
+		assert_near(again.best_val_loss, last.best_val_loss, 0);
+		for (size_t i = 0; i < np; i++)
+			assert_memory_equal(tg_data(pa[i]), tg_data(pb[i]),
+					    tg_numel(pa[i]) * sizeof(float));
+		/* with more patience it trains on */
+		tb.patience = rest.epoch - rest.best_epoch + 1;
+		assert_int_equal(tg_fit(tg_mlp_module(g.net), g.opt, NULL, &g.train, &val, NULL, &tb,
+					&again),
+				 0);
+		assert_true(again.epoch > last.epoch);
+		tb.patience = 3;
 		/* a best epoch after the epochs done, or a NaN best, is refused */
 		tb.start_best_epoch = tb.start_epoch + 1;
 		assert_int_equal(tg_fit(tg_mlp_module(g.net), g.opt, NULL, &g.train, &val, NULL, &tb,
