@@ -1570,7 +1570,9 @@ static int fit(const char *who, tg_module *m, tg_optim *o, const tg_task *task,
 	leave_eval(m, modes); /* the modes it trained with */
 	modes = NULL;
 	rc |= log_close(&r);
-	if (rc == 0 && r.k && r.confusion && r.opts.out && mt.epoch > 0) {
+	/* the matrix of the last epoch evaluated in this call; none ran in a
+	 * run taken up after its end */
+	if (rc == 0 && r.k && r.confusion && r.opts.out && mt.epoch > r.opts.start_epoch) {
 		fprintf(r.opts.out, "confusion matrix on the test set:\n");
 		tg_confusion_print(r.opts.out, r.confusion, (int)r.k, r.opts.class_names);
 		fflush(r.opts.out);

@@ -883,6 +883,35 @@ static void a_callback_returning_false_stops_training_after_that_epoch(void **st
 	fixture_free(&f);
 }
 
+/* A run taken up when its epochs are done trains and evaluates nothing: it
+ * prints no confusion matrix, which no epoch of this call counted. */
+static void a_run_resumed_after_its_last_epoch_prints_no_confusion_matrix(void **state)
+{
+	(void)state;
+	fixture f;
+	fixture_new(&f, 5, NULL, NULL);
+	tg_train_opts to = quiet_opts();
+	to.epochs = 2;
+	tg_metrics last;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, &f.test, &to, &last), 0);
+	FILE *out = tmpfile();
+	assert_non_null(out);
+	to.out = out;
+	to.start_epoch = last.epoch;
+	to.start_iter = last.iter;
+	tg_metrics again;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, &f.test, &to, &again), 0);
+	assert_int_equal(again.epoch, 2);
+	assert_int_equal(again.iter, last.iter);
+	rewind(out);
+	char line[256];
+	while (fgets(line, sizeof line, out))
+		if (strstr(line, "confusion"))
+			fail_msg("a run of no epoch printed \"%s\"", line);
+	fclose(out);
+	fixture_free(&f);
+}
+
 /* ---- evaluation ------------------------------------------------------------------------- */
 
 static void evaluation_is_deterministic_and_restores_the_modes(void **state)
@@ -1530,6 +1559,7 @@ int main(void)
 		cmocka_unit_test(iterations_with_replacement_count_epochs_of_n_over_b_steps),
 		cmocka_unit_test(sizes_too_large_to_count_are_refused_or_read_as_all_the_data),
 		cmocka_unit_test(a_callback_returning_false_stops_training_after_that_epoch),
+		cmocka_unit_test(a_run_resumed_after_its_last_epoch_prints_no_confusion_matrix),
 		cmocka_unit_test(evaluation_is_deterministic_and_restores_the_modes),
 		cmocka_unit_test(training_keeps_a_module_the_caller_keeps_in_evaluation_mode),
 		cmocka_unit_test(evaluation_with_grad_mode_off_stays_off),
