@@ -153,9 +153,20 @@ def need_grad(t):
 # wrong third derivatives (the derivative of their double backward), which
 # central differences of the gradient confirm; their first and second
 # derivatives agree with the composite forms.
+def bn_dims(x):
+    """batch norm's axes of x (N,C,...): N and those after C"""
+    return [0] + list(range(2, x.dim()))
+
+
+def per_channel(v, x):
+    """a (C) tensor shaped to broadcast along axis 1 of x (N,C,...)"""
+    return v.reshape([-1] + [1] * (x.dim() - 2))
+
+
 def bn_composite(x, gamma, eps):
-    m = x.mean(0)
-    return (x - m) / torch.sqrt(((x - m) ** 2).mean(0) + eps) * gamma
+    m = x.mean(bn_dims(x), keepdim=True)
+    v = ((x - m) ** 2).mean(bn_dims(x), keepdim=True)
+    return (x - m) / torch.sqrt(v + eps) * per_channel(gamma, x)
 
 
 def ln_composite(x, gamma, eps):
@@ -175,7 +186,7 @@ def t_ln_backward(dout, x, gamma, eps):
 
 def t_batch_norm(x, g, b, eps):
     y = F.batch_norm(x, None, None, g, b, training=True, momentum=0.0, eps=eps)
-    return [y, x.detach().mean(0), x.detach().var(0, unbiased=False)]
+    return [y, x.detach().mean(bn_dims(x)), x.detach().var(bn_dims(x), unbiased=False)]
 
 
 def t_gelu_backward(dout, x):
@@ -847,6 +858,12 @@ def gen_norm(c, name):
     if name.startswith('batch_norm'):
         N, D = rng.randint(2, 6), rng.randint(1, 4)
         shape = [N, D]
+        if rng.random() < 0.5:
+            # (N,C,...), per channel over N and the axes after C; N may be
+            # 1 when they hold 2 values or more
+            shape += [rng.randint(1, 5) for _ in range(rng.randint(1, 3))]
+            if numel(shape[2:]) > 1:
+                shape[0] = rng.randint(1, 4)
     else:
         shape = rand_shape(rng, rng.randint(1, 4), cap=48)
         D = shape[-1]
@@ -864,8 +881,11 @@ def gen_norm(c, name):
     y, mean, var = c.o('batch_norm', [x, g, b], [eps], nout=3)
     y = post(c, y)
     if rng.random() < 0.3:
-        # the statistics, without history, beside y
+        # the statistics, without history, beside y (flattened when (N,C,...))
         rows = [c.o('unsqueeze', [mean], [0]), c.o('unsqueeze', [var], [0])]
+        if len(shape) > 2:
+            flat = c.o('reshape', [y], [2, 1, numel(shape)])
+            return c.o('concat', [flat] + rows, [1])
         return c.o('concat', [y] + rows, [0])
     return y
 
