@@ -18,6 +18,7 @@
  * as (R,D), R rows; gamma, beta (D), the statistics (R).
  */
 #include "internal.h"
+#include "parallel.h"
 
 #include <math.h>
 #include <string.h>
@@ -83,17 +84,18 @@ static TG_SLOW double scaled_mean(const void *X, bool f64, size_t n, size_t len,
  * that every pass computes xhat = (x - mean) * inv_std to the same bits. */
 
 #define NORM_KERNELS(T, sfx)                                                            \
-	/* st = mean, inv_std = 1 / sqrt(var + eps); var (D) = biased variance */       \
+	/* st = mean, inv_std = 1 / sqrt(var + eps); var (D) = biased variance; of  \
+	 * the columns [j0, j1) */                                                     \
 	TG_HOT_LOOP                                                                     \
-	static void stats_##sfx(const T *X, size_t n, size_t d, double eps, double *acc, \
-				double *off2, T *st, T *var)                            \
+	static void stats_##sfx(const T *X, size_t n, size_t d, size_t j0, size_t j1,   \
+				double eps, double *acc, double *off2, T *st, T *var)   \
 	{                                                                               \
 		T *mean = st, *inv_std = st + d;                                        \
-		memset(acc, 0, d * sizeof *acc);                                        \
+		memset(acc + j0, 0, (j1 - j0) * sizeof *acc);                           \
 		for (size_t i = 0; i < n; i++)                                          \
-			for (size_t j = 0; j < d; j++)                                  \
+			for (size_t j = j0; j < j1; j++)                                \
 				acc[j] += X[i * d + j];                                 \
-		for (size_t j = 0; j < d; j++) {                                        \
+		for (size_t j = j0; j < j1; j++) {                                      \
 			mean[j] = (T)(isinf(acc[j]) ? scaled_mean(X + j, sizeof(T) == 8, \
 								  n, 1, d, acc[j])      \
 						    : acc[j] / (double)n);              \
@@ -101,13 +103,13 @@ static TG_SLOW double scaled_mean(const void *X, bool f64, size_t n, size_t len,
 			double off = acc[j] / (double)n - mean[j];                      \
 			off2[j] = isfinite(off) ? off * off : 0;                        \
 		}                                                                       \
-		memset(acc, 0, d * sizeof *acc);                                        \
+		memset(acc + j0, 0, (j1 - j0) * sizeof *acc);                           \
 		for (size_t i = 0; i < n; i++)                                          \
-			for (size_t j = 0; j < d; j++) {                                \
+			for (size_t j = j0; j < j1; j++) {                              \
 				double c = X[i * d + j] - mean[j];                      \
 				acc[j] += c * c;                                        \
 			}                                                               \
-		for (size_t j = 0; j < d; j++) {                                        \
+		for (size_t j = j0; j < j1; j++) {                                      \
 			double v = fmax(acc[j] / (double)n - off2[j], 0);               \
 			var[j] = (T)v;                                                  \
 			inv_std[j] = (T)(isinf(v) ? scaled_inv_std(X + j, sizeof(T) == 8, \
@@ -116,27 +118,29 @@ static TG_SLOW double scaled_mean(const void *X, bool f64, size_t n, size_t len,
 		}                                                                       \
 	}                                                                               \
                                                                                         \
-	/* Y = xhat * G + B */                                                          \
+	/* Y = xhat * G + B, rows [i0, i1) */                                           \
 	TG_HOT_LOOP                                                                     \
 	static void forward_##sfx(const T *X, const T *st, const T *G, const T *B,      \
-				  size_t n, size_t d, T *restrict Y)                    \
+				  size_t i0, size_t i1, size_t d, T *restrict Y)        \
 	{                                                                               \
 		const T *mean = st, *inv_std = st + d;                                  \
-		for (size_t i = 0; i < n; i++)                                          \
+		for (size_t i = i0; i < i1; i++)                                        \
 			for (size_t j = 0; j < d; j++)                                  \
 				Y[i * d + j] =                                          \
 				    (X[i * d + j] - mean[j]) * inv_std[j] * G[j] + B[j]; \
 	}                                                                               \
                                                                                         \
-	/* sums = the column sums of dout (D), then of dout * xhat (D) */               \
+	/* sums = the column sums of dout (D), then of dout * xhat (D); columns        \
+	 * [j0, j1) */                                                                  \
 	TG_HOT_LOOP                                                                     \
 	static void sums_##sfx(const T *DOUT, const T *X, const T *st, size_t n,        \
-			       size_t d, double *sums)                                  \
+			       size_t d, size_t j0, size_t j1, double *sums)            \
 	{                                                                               \
 		const T *mean = st, *inv_std = st + d;                                  \
-		memset(sums, 0, 2 * d * sizeof *sums);                                  \
+		memset(sums + j0, 0, (j1 - j0) * sizeof *sums);                         \
+		memset(sums + d + j0, 0, (j1 - j0) * sizeof *sums);                     \
 		for (size_t i = 0; i < n; i++)                                          \
-			for (size_t j = 0; j < d; j++) {                                \
+			for (size_t j = j0; j < j1; j++) {                              \
 				T dy = DOUT[i * d + j];                                 \
 				T xh = (X[i * d + j] - mean[j]) * inv_std[j];           \
 				sums[j] += dy;                                          \
@@ -144,20 +148,29 @@ static TG_SLOW double scaled_mean(const void *X, bool f64, size_t n, size_t len,
 			}                                                               \
 	}                                                                               \
                                                                                         \
-	/* DX = G inv_std (dout - sum(dout) / N - xhat sum(dout xhat) / N); k is        \
-	 * scratch for 3 D values */                                                    \
-	TG_HOT_LOOP                                                                     \
-	static void dx_##sfx(const T *DOUT, const T *X, const T *st, const T *G,        \
-			     const double *sums, size_t n, size_t d, T *k, T *restrict DX) \
+	/* DX = G inv_std (dout - sum(dout) / N - xhat sum(dout xhat) / N): k (3 D      \
+	 * values) = G inv_std, sum(dout) / N and sum(dout xhat) / N ...               \
+	 */                                                                             \
+	static void dx_coef_##sfx(const T *st, const T *G, const double *sums, size_t n, \
+				  size_t d, T *k)                                       \
 	{                                                                               \
-		const T *mean = st, *inv_std = st + d;                                  \
+		const T *inv_std = st + d;                                              \
 		T *scale = k, *mdy = k + d, *mdyxh = k + 2 * d;                         \
 		for (size_t j = 0; j < d; j++) {                                        \
 			scale[j] = G[j] * inv_std[j];                                   \
 			mdy[j] = (T)(sums[j] / (double)n);                              \
 			mdyxh[j] = (T)(sums[d + j] / (double)n);                        \
 		}                                                                       \
-		for (size_t i = 0; i < n; i++)                                          \
+	}                                                                               \
+                                                                                        \
+	/* ... and DX from them, rows [i0, i1) */                                       \
+	TG_HOT_LOOP                                                                     \
+	static void dx_##sfx(const T *DOUT, const T *X, const T *st, const T *k,        \
+			     size_t i0, size_t i1, size_t d, T *restrict DX)            \
+	{                                                                               \
+		const T *mean = st, *inv_std = st + d;                                  \
+		const T *scale = k, *mdy = k + d, *mdyxh = k + 2 * d;                   \
+		for (size_t i = i0; i < i1; i++)                                        \
 			for (size_t j = 0; j < d; j++) {                                \
 				T xh = (X[i * d + j] - mean[j]) * inv_std[j];           \
 				DX[i * d + j] = scale[j] *                              \
@@ -211,12 +224,13 @@ static double lanes_total(const double *a)
 			a[LANES] += P[k];                                               \
 	}                                                                               \
                                                                                         \
+	/* the statistics of the channels [j0, j1) */                                   \
 	static void plane_stats_##sfx(const T *X, size_t n, size_t d, size_t s,         \
-				      double eps, T *st, T *var)                        \
+				      size_t j0, size_t j1, double eps, T *st, T *var)  \
 	{                                                                               \
 		T *mean = st, *inv_std = st + d;                                        \
 		double cnt = (double)(n * s);                                           \
-		for (size_t j = 0; j < d; j++) {                                        \
+		for (size_t j = j0; j < j1; j++) {                                      \
 			double a[LANES + 1] = { 0 };                                    \
 			for (size_t i = 0; i < n; i++)                                  \
 				plane_add_##sfx(X + (i * d + j) * s, s, false, 0, a);   \
@@ -238,20 +252,21 @@ static double lanes_total(const double *a)
 		}                                                                       \
 	}                                                                               \
                                                                                         \
+	/* Y = xhat * G + B, planes [p0, p1) (plane p = i d + j: image i, channel j) */ \
 	TG_HOT_LOOP                                                                     \
 	static void plane_forward_##sfx(const T *X, const T *st, const T *G,            \
-					const T *B, size_t n, size_t d, size_t s,       \
-					T *restrict Y)                                  \
+					const T *B, size_t p0, size_t p1, size_t d,     \
+					size_t s, T *restrict Y)                        \
 	{                                                                               \
 		const T *mean = st, *inv_std = st + d;                                  \
-		for (size_t i = 0; i < n; i++)                                          \
-			for (size_t j = 0; j < d; j++) {                                \
-				const T *x = X + (i * d + j) * s;                       \
-				T *y = Y + (i * d + j) * s;                             \
-				T m = mean[j], r = inv_std[j], g = G[j], b = B[j];      \
-				for (size_t k = 0; k < s; k++)                          \
-					y[k] = (x[k] - m) * r * g + b;                  \
-			}                                                               \
+		for (size_t p = p0; p < p1; p++) {                                      \
+			size_t j = p % d;                                               \
+			const T *x = X + p * s;                                         \
+			T *y = Y + p * s;                                               \
+			T m = mean[j], r = inv_std[j], g = G[j], b = B[j];              \
+			for (size_t k = 0; k < s; k++)                                  \
+				y[k] = (x[k] - m) * r * g + b;                          \
+		}                                                                       \
 	}                                                                               \
                                                                                         \
 	/* a[l] += a plane's dout, b[l] += its dout xhat */                             \
@@ -273,11 +288,13 @@ static double lanes_total(const double *a)
 		}                                                                       \
 	}                                                                               \
                                                                                         \
+	/* sums of the channels [j0, j1) */                                             \
 	static void plane_sums_##sfx(const T *DOUT, const T *X, const T *st, size_t n,  \
-				     size_t d, size_t s, double *sums)                  \
+				     size_t d, size_t s, size_t j0, size_t j1,          \
+				     double *sums)                                      \
 	{                                                                               \
 		const T *mean = st, *inv_std = st + d;                                  \
-		for (size_t j = 0; j < d; j++) {                                        \
+		for (size_t j = j0; j < j1; j++) {                                      \
 			double a[LANES + 1] = { 0 }, b[LANES + 1] = { 0 };              \
 			for (size_t i = 0; i < n; i++)                                  \
 				plane_dot_##sfx(DOUT + (i * d + j) * s,                 \
@@ -290,28 +307,125 @@ static double lanes_total(const double *a)
                                                                                         \
 	TG_HOT_LOOP                                                                     \
 	static void plane_dx_##sfx(const T *DOUT, const T *X, const T *st, const T *G,  \
-				   const double *sums, size_t n, size_t d, size_t s,    \
-				   T *restrict DX)                                      \
+				   const double *sums, size_t n, size_t p0, size_t p1,  \
+				   size_t d, size_t s, T *restrict DX)                  \
 	{                                                                               \
 		const T *mean = st, *inv_std = st + d;                                  \
 		double cnt = (double)(n * s);                                           \
-		for (size_t i = 0; i < n; i++)                                          \
-			for (size_t j = 0; j < d; j++) {                                \
-				const T *dy = DOUT + (i * d + j) * s;                   \
-				const T *x = X + (i * d + j) * s;                       \
-				T *dx = DX + (i * d + j) * s;                           \
-				T m = mean[j], r = inv_std[j], scale = G[j] * r;        \
-				T mdy = (T)(sums[j] / cnt);                             \
-				T mdyxh = (T)(sums[d + j] / cnt);                       \
-				for (size_t k = 0; k < s; k++) {                        \
-					T xh = (x[k] - m) * r;                          \
-					dx[k] = scale * (dy[k] - mdy - xh * mdyxh);     \
-				}                                                       \
+		for (size_t p = p0; p < p1; p++) {                                      \
+			size_t j = p % d;                                               \
+			const T *dy = DOUT + p * s, *x = X + p * s;                     \
+			T *dx = DX + p * s;                                             \
+			T m = mean[j], r = inv_std[j], scale = G[j] * r;                \
+			T mdy = (T)(sums[j] / cnt);                                     \
+			T mdyxh = (T)(sums[d + j] / cnt);                               \
+			for (size_t k = 0; k < s; k++) {                                \
+				T xh = (x[k] - m) * r;                                  \
+				dx[k] = scale * (dy[k] - mdy - xh * mdyxh);             \
 			}                                                               \
+		}                                                                       \
 	}
 
 PLANE_KERNELS(double, f64)
 PLANE_KERNELS(float, f32)
+
+/* ---- the passes, split across the context's threads ---------------------------------- */
+/* Each pass runs over units of its own: columns or channels for the
+ * statistics and the sums, rows or planes for the elementwise passes. A
+ * unit is computed whole by one thread, in the order one thread takes, so
+ * any split gives the same bits. */
+
+typedef struct norm_job {
+	bool f64;
+	const void *x, *dout, *g, *b, *k; /* k: batch norm's dx coefficients */
+	void *st, *y;                     /* st: the statistics; y: the output */
+	double *acc, *sums;               /* acc: 2 D doubles of scratch */
+	size_t n, d, s; /* batch norm: N, D (or C), the plane; layer norm: R, D, 1 */
+	double eps;
+} norm_job;
+
+/* fn over the units [0, units) of `each` values: on the context's threads
+ * once they hold TG_PAR_MIN values or more, the parts starting at
+ * multiples of align. */
+static void split(const tg_ctx *ctx, size_t units, size_t each, size_t align, tg_range_fn fn,
+		  norm_job *job)
+{
+	size_t min = each >= TG_PAR_MIN ? 1 : (TG_PAR_MIN + each - 1) / each;
+	tg_parallel_for(ctx, units, min, align, fn, job);
+}
+
+/* columns of x a cache line holds, so that parts of columns share none */
+static size_t column_align(const norm_job *j) { return j->f64 ? 8 : 16; }
+
+static void bn_stats_part(void *arg, size_t lo, size_t hi)
+{
+	const norm_job *j = arg;
+	size_t d = j->d;
+	if (j->s > 1 && j->f64)
+		plane_stats_f64(j->x, j->n, d, j->s, lo, hi, j->eps, j->st, (double *)j->st + 2 * d);
+	else if (j->s > 1)
+		plane_stats_f32(j->x, j->n, d, j->s, lo, hi, j->eps, j->st, (float *)j->st + 2 * d);
+	else if (j->f64)
+		stats_f64(j->x, j->n, d, lo, hi, j->eps, j->acc, j->acc + d, j->st,
+			  (double *)j->st + 2 * d);
+	else
+		stats_f32(j->x, j->n, d, lo, hi, j->eps, j->acc, j->acc + d, j->st,
+			  (float *)j->st + 2 * d);
+}
+
+static void bn_sums_part(void *arg, size_t lo, size_t hi)
+{
+	const norm_job *j = arg;
+	if (j->s > 1 && j->f64)
+		plane_sums_f64(j->dout, j->x, j->st, j->n, j->d, j->s, lo, hi, j->sums);
+	else if (j->s > 1)
+		plane_sums_f32(j->dout, j->x, j->st, j->n, j->d, j->s, lo, hi, j->sums);
+	else if (j->f64)
+		sums_f64(j->dout, j->x, j->st, j->n, j->d, lo, hi, j->sums);
+	else
+		sums_f32(j->dout, j->x, j->st, j->n, j->d, lo, hi, j->sums);
+}
+
+static void bn_forward_part(void *arg, size_t lo, size_t hi)
+{
+	const norm_job *j = arg;
+	if (j->s > 1 && j->f64)
+		plane_forward_f64(j->x, j->st, j->g, j->b, lo, hi, j->d, j->s, j->y);
+	else if (j->s > 1)
+		plane_forward_f32(j->x, j->st, j->g, j->b, lo, hi, j->d, j->s, j->y);
+	else if (j->f64)
+		forward_f64(j->x, j->st, j->g, j->b, lo, hi, j->d, j->y);
+	else
+		forward_f32(j->x, j->st, j->g, j->b, lo, hi, j->d, j->y);
+}
+
+static void bn_dx_part(void *arg, size_t lo, size_t hi)
+{
+	const norm_job *j = arg;
+	if (j->s > 1 && j->f64)
+		plane_dx_f64(j->dout, j->x, j->st, j->g, j->sums, j->n, lo, hi, j->d, j->s, j->y);
+	else if (j->s > 1)
+		plane_dx_f32(j->dout, j->x, j->st, j->g, j->sums, j->n, lo, hi, j->d, j->s, j->y);
+	else if (j->f64)
+		dx_f64(j->dout, j->x, j->st, j->k, lo, hi, j->d, j->y);
+	else
+		dx_f32(j->dout, j->x, j->st, j->k, lo, hi, j->d, j->y);
+}
+
+/* A batch-norm pass over the channels (the statistics, the sums) ... */
+static void bn_channels(const tg_ctx *ctx, tg_range_fn fn, norm_job *j)
+{
+	split(ctx, j->d, j->n * j->s, j->s > 1 ? 1 : column_align(j), fn, j);
+}
+
+/* ... or elementwise, over planes (N C of S values) or rows (N of D). */
+static void bn_elementwise(const tg_ctx *ctx, tg_range_fn fn, norm_job *j)
+{
+	if (j->s > 1)
+		split(ctx, j->n * j->d, j->s, 1, fn, j);
+	else
+		split(ctx, j->n, j->d, 1, fn, j);
+}
 
 /* ---- checking arguments -------------------------------------------------------------- */
 
@@ -480,15 +594,10 @@ static const tg_op batch_norm_backward_op;
  * statistics st of x: beta's and gamma's gradients. */
 static void column_sums(const tg_tensor *dout, const tg_tensor *x, const void *st, double *sums)
 {
-	size_t n = (size_t)x->shape[0], d = (size_t)x->shape[1], s = plane_size(x);
-	if (s > 1 && x->dtype == TG_F64)
-		plane_sums_f64(dout->data, x->data, st, n, d, s, sums);
-	else if (s > 1)
-		plane_sums_f32(dout->data, x->data, st, n, d, s, sums);
-	else if (x->dtype == TG_F64)
-		sums_f64(dout->data, x->data, st, n, d, sums);
-	else
-		sums_f32(dout->data, x->data, st, n, d, sums);
+	norm_job j = { .f64 = x->dtype == TG_F64, .x = x->data, .dout = dout->data,
+		       .st = (void *)st, .sums = sums, .n = (size_t)x->shape[0],
+		       .d = (size_t)x->shape[1], .s = plane_size(x) };
+	bn_channels(x->ctx, bn_sums_part, &j);
 }
 
 /* dx from the statistics st of x as a batch_norm_backward node; sums
@@ -502,15 +611,14 @@ static tg_tensor *backward_dx(tg_ctx *ctx, const char *who, tg_tensor *dout, tg_
 	if (!dx || !k)
 		return NULL;
 	column_sums(dout, x, st, sums);
-	size_t s = plane_size(x);
-	if (s > 1 && x->dtype == TG_F64)
-		plane_dx_f64(dout->data, x->data, st, gamma->data, sums, n, d, s, dx->data);
-	else if (s > 1)
-		plane_dx_f32(dout->data, x->data, st, gamma->data, sums, n, d, s, dx->data);
-	else if (x->dtype == TG_F64)
-		dx_f64(dout->data, x->data, st, gamma->data, sums, n, d, k, dx->data);
-	else
-		dx_f32(dout->data, x->data, st, gamma->data, sums, n, d, k, dx->data);
+	norm_job j = { .f64 = x->dtype == TG_F64, .x = x->data, .dout = dout->data,
+		       .g = gamma->data, .k = k, .st = (void *)st, .y = dx->data, .sums = sums,
+		       .n = n, .d = d, .s = plane_size(x) };
+	if (j.s == 1 && j.f64)
+		dx_coef_f64(st, gamma->data, sums, n, d, k);
+	else if (j.s == 1)
+		dx_coef_f32(st, gamma->data, sums, n, d, k);
+	bn_elementwise(ctx, bn_dx_part, &j);
 	tg_tensor *in[3] = { dout, x, gamma };
 	return tg_op_end(&batch_norm_backward_op, dx, 3, in, &eps, 1, NULL);
 }
@@ -524,15 +632,9 @@ static void *statistics(tg_ctx *ctx, const tg_tensor *x, double eps)
 	double *acc = tg_arena_alloc(ctx, 2 * d * sizeof *acc);
 	if (!st || !acc)
 		return NULL;
-	size_t s = plane_size(x);
-	if (s > 1 && x->dtype == TG_F64)
-		plane_stats_f64(x->data, n, d, s, eps, st, (double *)st + 2 * d);
-	else if (s > 1)
-		plane_stats_f32(x->data, n, d, s, eps, st, (float *)st + 2 * d);
-	else if (x->dtype == TG_F64)
-		stats_f64(x->data, n, d, eps, acc, acc + d, st, (double *)st + 2 * d);
-	else
-		stats_f32(x->data, n, d, eps, acc, acc + d, st, (float *)st + 2 * d);
+	norm_job j = { .f64 = x->dtype == TG_F64, .x = x->data, .st = st, .acc = acc,
+		       .n = n, .d = d, .s = plane_size(x), .eps = eps };
+	bn_channels(ctx, bn_stats_part, &j);
 	return st;
 }
 
@@ -664,14 +766,9 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 		return NULL;
 	if (var && !(*var = columns(ctx, who, x, (char *)st + 2 * d * size)))
 		return NULL;
-	if (s > 1 && x->dtype == TG_F64)
-		plane_forward_f64(x->data, st, gamma->data, beta->data, n, d, s, y->data);
-	else if (s > 1)
-		plane_forward_f32(x->data, st, gamma->data, beta->data, n, d, s, y->data);
-	else if (x->dtype == TG_F64)
-		forward_f64(x->data, st, gamma->data, beta->data, n, d, y->data);
-	else
-		forward_f32(x->data, st, gamma->data, beta->data, n, d, y->data);
+	norm_job j = { .f64 = x->dtype == TG_F64, .x = x->data, .g = gamma->data,
+		       .b = beta->data, .st = st, .y = y->data, .n = n, .d = d, .s = s };
+	bn_elementwise(ctx, bn_forward_part, &j);
 	return tg_op_end(&batch_norm_op, y, 3, in, &eps, 1, st);
 }
 
@@ -723,12 +820,14 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 #define LAYER_NORM_KERNELS(T, sfx)                                                      \
 	/* st = mean, inv_std = 1 / sqrt(var + eps) of each row; var biased. Each       \
 	 * sum runs in eight interleaved partial sums (lane j % 8), as tg_sum_run's     \
-	 * do, not as one chain of dependent adds. */                                   \
+	 * do, not as one chain of dependent adds. Rows [i0, i1) of r. */               \
 	TG_HOT_LOOP_WIDE                                                                \
-	static void row_stats_##sfx(const T *X, size_t r, size_t d, double eps, T *st)  \
+	static void row_stats_##sfx(const T *X, size_t r, size_t i0, size_t i1,         \
+				    size_t d, double eps, T *st)                        \
 	{                                                                               \
 		T *mean = st, *inv_std = st + r;                                        \
-		for (size_t i = 0; i < r; i++, X += d) {                                \
+		X += i0 * d;                                                            \
+		for (size_t i = i0; i < i1; i++, X += d) {                              \
 			double sum = tg_sum_run_##sfx(0, X, (int64_t)d);                \
 			mean[i] = (T)(isinf(sum) ? scaled_mean(X, sizeof(T) == 8, 1, d, d, sum) \
 						 : sum / (double)d);                    \
@@ -753,25 +852,31 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 		}                                                                       \
 	}                                                                               \
                                                                                         \
-	/* Y = xhat * G + B */                                                          \
+	/* Y = xhat * G + B, rows [i0, i1) of r */                                      \
 	TG_HOT_LOOP                                                                     \
 	static void row_forward_##sfx(const T *X, const T *st, const T *G, const T *B,  \
-				      size_t r, size_t d, T *restrict Y)                \
+				      size_t r, size_t i0, size_t i1, size_t d,         \
+				      T *restrict Y)                                    \
 	{                                                                               \
 		const T *mean = st, *inv_std = st + r;                                  \
-		for (size_t i = 0; i < r; i++)                                          \
+		for (size_t i = i0; i < i1; i++)                                        \
 			for (size_t j = 0; j < d; j++)                                  \
 				Y[i * d + j] =                                          \
 				    (X[i * d + j] - mean[i]) * inv_std[i] * G[j] + B[j]; \
 	}                                                                               \
                                                                                         \
-	/* DX = inv_std (a - mean(a) - xhat mean(a xhat)) per row, a = dout * G */      \
+	/* DX = inv_std (a - mean(a) - xhat mean(a xhat)) per row, a = dout * G;        \
+	 * rows [i0, i1) of r */                                                        \
 	TG_HOT_LOOP_WIDE                                                                \
 	static void row_dx_##sfx(const T *DOUT, const T *X, const T *st, const T *G,    \
-				 size_t r, size_t d, T *restrict DX)                    \
+				 size_t r, size_t i0, size_t i1, size_t d,              \
+				 T *restrict DX)                                        \
 	{                                                                               \
 		const T *mean = st, *inv_std = st + r;                                  \
-		for (size_t i = 0; i < r; i++, X += d, DOUT += d, DX += d) {            \
+		X += i0 * d;                                                            \
+		DOUT += i0 * d;                                                         \
+		DX += i0 * d;                                                           \
+		for (size_t i = i0; i < i1; i++, X += d, DOUT += d, DX += d) {          \
 			double sa[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };                      \
 			double saxh[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };                    \
 			size_t j = 0;                                                   \
@@ -791,15 +896,17 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 		}                                                                       \
 	}                                                                               \
                                                                                         \
-	/* sums = the column sums over the rows of dout (D), then of dout * xhat (D) */ \
+	/* sums = the column sums over the rows of dout (D), then of dout * xhat (D);   \
+	 * columns [j0, j1) */                                                          \
 	TG_HOT_LOOP_WIDE                                                                \
 	static void row_sums_##sfx(const T *DOUT, const T *X, const T *st, size_t r,    \
-				   size_t d, double *sums)                              \
+				   size_t d, size_t j0, size_t j1, double *sums)        \
 	{                                                                               \
 		const T *mean = st, *inv_std = st + r;                                  \
-		memset(sums, 0, 2 * d * sizeof *sums);                                  \
+		memset(sums + j0, 0, (j1 - j0) * sizeof *sums);                         \
+		memset(sums + d + j0, 0, (j1 - j0) * sizeof *sums);                     \
 		for (size_t i = 0; i < r; i++)                                          \
-			for (size_t j = 0; j < d; j++) {                                \
+			for (size_t j = j0; j < j1; j++) {                              \
 				T dy = DOUT[i * d + j];                                 \
 				T xh = (X[i * d + j] - mean[i]) * inv_std[i];           \
 				sums[j] += dy;                                          \
@@ -809,6 +916,50 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 
 LAYER_NORM_KERNELS(double, f64)
 LAYER_NORM_KERNELS(float, f32)
+
+/* Layer norm's passes for split (n = R rows of d): rows, but for the sums,
+ * which run over columns. */
+
+static void ln_stats_part(void *arg, size_t lo, size_t hi)
+{
+	const norm_job *j = arg;
+	if (j->f64)
+		row_stats_f64(j->x, j->n, lo, hi, j->d, j->eps, j->st);
+	else
+		row_stats_f32(j->x, j->n, lo, hi, j->d, j->eps, j->st);
+}
+
+static void ln_forward_part(void *arg, size_t lo, size_t hi)
+{
+	const norm_job *j = arg;
+	if (j->f64)
+		row_forward_f64(j->x, j->st, j->g, j->b, j->n, lo, hi, j->d, j->y);
+	else
+		row_forward_f32(j->x, j->st, j->g, j->b, j->n, lo, hi, j->d, j->y);
+}
+
+static void ln_dx_part(void *arg, size_t lo, size_t hi)
+{
+	const norm_job *j = arg;
+	if (j->f64)
+		row_dx_f64(j->dout, j->x, j->st, j->g, j->n, lo, hi, j->d, j->y);
+	else
+		row_dx_f32(j->dout, j->x, j->st, j->g, j->n, lo, hi, j->d, j->y);
+}
+
+static void ln_sums_part(void *arg, size_t lo, size_t hi)
+{
+	const norm_job *j = arg;
+	if (j->f64)
+		row_sums_f64(j->dout, j->x, j->st, j->n, j->d, lo, hi, j->sums);
+	else
+		row_sums_f32(j->dout, j->x, j->st, j->n, j->d, lo, hi, j->sums);
+}
+
+static void ln_rows(const tg_ctx *ctx, tg_range_fn fn, norm_job *j)
+{
+	split(ctx, j->n, j->d, 1, fn, j);
+}
 
 /* ---- checking arguments and the statistics ---------------------------------------------- */
 
@@ -850,10 +1001,9 @@ static void *row_statistics(tg_ctx *ctx, const tg_tensor *x, double eps)
 	void *st = tg_arena_alloc(ctx, 2 * r * tg_dtype_size(x->dtype));
 	if (!st)
 		return NULL;
-	if (x->dtype == TG_F64)
-		row_stats_f64(x->data, r, d, eps, st);
-	else
-		row_stats_f32(x->data, r, d, eps, st);
+	norm_job j = { .f64 = x->dtype == TG_F64, .x = x->data, .st = st, .n = r, .d = d,
+		       .eps = eps };
+	ln_rows(ctx, ln_stats_part, &j);
 	return st;
 }
 
@@ -889,10 +1039,9 @@ static tg_tensor *row_backward_dx(const char *who, tg_tensor *dout, tg_tensor *x
 	tg_tensor *dx = tg_tensor_like(x, who);
 	if (!dx)
 		return NULL;
-	if (x->dtype == TG_F64)
-		row_dx_f64(dout->data, x->data, st, gamma->data, r, d, dx->data);
-	else
-		row_dx_f32(dout->data, x->data, st, gamma->data, r, d, dx->data);
+	norm_job j = { .f64 = x->dtype == TG_F64, .x = x->data, .dout = dout->data,
+		       .g = gamma->data, .st = (void *)st, .y = dx->data, .n = r, .d = d };
+	ln_rows(x->ctx, ln_dx_part, &j);
 	tg_tensor *in[3] = { dout, x, gamma };
 	return tg_op_end(&layer_norm_backward_op, dx, 3, in, &eps, 1, NULL);
 }
@@ -969,10 +1118,9 @@ static void layer_norm_backward(tg_node *n, tg_tensor *dout)
 	double *sums = tg_arena_alloc(ctx, 2 * d * sizeof *sums);
 	if (!sums)
 		return;
-	if (x->dtype == TG_F64)
-		row_sums_f64(dout->data, x->data, n->aux, r, d, sums);
-	else
-		row_sums_f32(dout->data, x->data, n->aux, r, d, sums);
+	norm_job j = { .f64 = x->dtype == TG_F64, .x = x->data, .dout = dout->data,
+		       .st = (void *)n->aux, .sums = sums, .n = r, .d = d };
+	split(ctx, d, r, column_align(&j), ln_sums_part, &j);
 	if (tg_node_needs_grad(n, 1))
 		tg_node_grad(n, 1, tg_from_f64(ctx, x->dtype, 1, gamma->shape, sums + d));
 	if (tg_node_needs_grad(n, 2))
@@ -1000,9 +1148,8 @@ tg_tensor *tg_layer_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 	if (!st || !y)
 		return NULL;
 	size_t r = row_count(x), d = row_len(x);
-	if (x->dtype == TG_F64)
-		row_forward_f64(x->data, st, gamma->data, beta->data, r, d, y->data);
-	else
-		row_forward_f32(x->data, st, gamma->data, beta->data, r, d, y->data);
+	norm_job j = { .f64 = x->dtype == TG_F64, .x = x->data, .g = gamma->data,
+		       .b = beta->data, .st = st, .y = y->data, .n = r, .d = d };
+	ln_rows(ctx, ln_forward_part, &j);
 	return tg_op_end(&layer_norm_op, y, 3, in, &eps, 1, st);
 }

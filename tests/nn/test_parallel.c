@@ -1,8 +1,8 @@
 /*
  * test_parallel.c - loops split across a context's threads give the bits
  * of one thread: elementwise ops and their fused backward kernels,
- * broadcasts, reductions, softmax and cross-entropy rows, and every
- * optimizer's update, on tensors large enough to be split. tests/run runs
+ * broadcasts, reductions, softmax and cross-entropy rows, batch and layer
+ * norm, and every optimizer's update, on tensors large enough to be split. tests/run runs
  * this file under ThreadSanitizer as well.
  */
 #include "../engine/test_util.h"
@@ -147,6 +147,70 @@ static void elementwise_reduction_and_row_ops_give_the_bits_of_one_thread(void *
 		free(one.v);
 		free(two.v);
 	}
+}
+
+/* ---- batch and layer norm --------------------------------------------------------------- */
+
+/* Batch norm on x of the given shape, layer norm on it too, and their
+ * backward kernels called directly: outputs, statistics and the gradients
+ * of x, gamma and beta, in a context with the given thread count. */
+static void norm_case(tg_dtype dt, int threads, int nd, const int64_t *shape, run *r)
+{
+	tg_ctx *ctx = tg_ctx_new(13);
+	assert_non_null(ctx);
+	tg_set_threads(ctx, threads);
+	int64_t c = shape[1], d = shape[nd - 1];
+	tg_tensor *x = tg_param(tg_randn(ctx, dt, nd, shape, 0.5, 2));
+	tg_tensor *w = tg_randn(ctx, dt, nd, shape, 0, 1);
+	tg_tensor *g = tg_param(tg_randn(ctx, dt, SHAPE(c), 1, 0.3));
+	tg_tensor *b = tg_param(tg_randn(ctx, dt, SHAPE(c), 0, 1));
+	tg_tensor *lg = tg_param(tg_randn(ctx, dt, SHAPE(d), 1, 0.3));
+	tg_tensor *lb = tg_param(tg_randn(ctx, dt, SHAPE(d), 0, 1));
+	tg_tensor *mean, *var;
+	tg_tensor *y = tg_batch_norm(x, g, b, 1e-5, &mean, &var);
+	tg_tensor *z = tg_layer_norm(x, lg, lb, 1e-5);
+	keep(r, y);
+	keep(r, mean);
+	keep(r, var);
+	keep(r, z);
+	keep(r, tg_batch_norm_backward(w, x, g, 1e-5));
+	keep(r, tg_layer_norm_backward(w, x, lg, 1e-5));
+	tg_tensor *loss = tg_add(tg_sum(tg_mul(y, w)), tg_sum(tg_mul(tg_mul(z, z), w)));
+	if (tg_backward(loss))
+		fail_msg("backward: %s", tg_error(ctx));
+	tg_tensor *grads[] = { tg_grad(x), tg_grad(g), tg_grad(b), tg_grad(lg), tg_grad(lb) };
+	for (size_t i = 0; i < LEN(grads); i++)
+		keep(r, grads[i]);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+/* Each norm's passes split by columns, channels, rows or planes: (N,D)
+ * batches with parts off the cache lines, images of few channels (one
+ * channel per part or several), a 3-D x with a long last axis. */
+static void batch_and_layer_norm_give_the_bits_of_one_thread(void **state)
+{
+	(void)state;
+	static const int64_t shapes[][4] = {
+		{ R, C }, { 4096, 9 }, { 16, 6, 20, 21 }, { 4, 3, 100, 100 }, { 7, 5, 1201 },
+	};
+	static const int dims[] = { 2, 2, 4, 4, 3 };
+	for (size_t k = 0; k < LEN(shapes); k++)
+		for (int dd = 0; dd < 2; dd++) {
+			tg_dtype dt = dd ? TG_F64 : TG_F32;
+			run one = { 0 };
+			norm_case(dt, 1, dims[k], shapes[k], &one);
+			for (int threads = 2; threads <= 3; threads++) {
+				run more = { 0 };
+				norm_case(dt, threads, dims[k], shapes[k], &more);
+				char what[64];
+				snprintf(what, sizeof what, "%s norms, shape %zu, %d threads",
+					 dd ? "f64" : "f32", k, threads);
+				assert_same_bits(&one, &more, what);
+				free(more.v);
+			}
+			free(one.v);
+		}
 }
 
 /* ---- the optimizers ----------------------------------------------------------------- */
@@ -528,6 +592,7 @@ int main(void)
 		cmocka_unit_test(many_threads_cover_each_index_once),
 		cmocka_unit_test(a_loop_runs_on_its_contexts_threads_after_a_larger_pool),
 		cmocka_unit_test(elementwise_reduction_and_row_ops_give_the_bits_of_one_thread),
+		cmocka_unit_test(batch_and_layer_norm_give_the_bits_of_one_thread),
 		cmocka_unit_test(every_optimizer_update_gives_the_bits_of_one_thread),
 		cmocka_unit_test(a_batch_gathered_by_two_threads_is_the_rows_and_labels),
 		cmocka_unit_test(targets_gathered_by_two_threads_are_the_rows),
