@@ -1148,10 +1148,15 @@ void tg_dist_stats_clear(tg_dist *d)
 }
 
 /* ---- synchronised batch norm ------------------------------------------------------------ */
-/* Over the global batch of N rows: mean = sum_r sum_i x / N, var = sum_r
- * sum_i (x - mean)^2 / N (biased, as tg_batch_norm), y = gamma (x - mean) /
- * sqrt(var + eps) + beta; made of ops and tg_dist_allreduce, so backward
- * all-reduces the partial sums of the gradient as the forward did. */
+/* Over the global batch: for x (N,D), per feature over the M = sum_r N_r
+ * rows; for x (N,C,...), per channel over the M = sum_r N_r S_r values of
+ * the ranks, S_r the sizes after C (images of another size on each rank
+ * count as theirs). mean = sum_r sum x / M, var = sum_r sum (x - mean)^2 /
+ * M (biased, as tg_batch_norm), y = gamma (x - mean) / sqrt(var + eps) +
+ * beta; made of ops and tg_dist_allreduce, so backward all-reduces the
+ * partial sums of the gradient as the forward did. (N,C,...) sums over N
+ * and the trailing axes at once (tg_sum_to (1,C,1,...,1)), and that shape
+ * broadcasts the statistics, gamma and beta per channel. */
 
 static tg_dist *dist_of_bn_vt(const tg_module_vt *vt)
 {
@@ -1161,14 +1166,20 @@ static tg_dist *dist_of_bn_vt(const tg_module_vt *vt)
 static tg_tensor *sync_bn_forward(tg_module *m, tg_tensor *x)
 {
 	tg_dist *d = dist_of_bn_vt(m->vt);
+	tg_batchnorm *bn = m->self;
 	if (!m->training)
 		return d->plain_bn_vt->forward(m, x); /* evaluation */
-	if (!x || tg_ndim(x) != 2 || !usable(d))
-		return d->plain_bn_vt->forward(m, x); /* shape errors as ever */
-	/* The rows over the ranks, in the collective that tg_dist_loss starts
-	 * with: a rank whose forward failed before this layer skips the layer
-	 * and meets it there, and tells the others which rank it is. */
-	rows_rank v = { (long)tg_dim(x, 0), d->size };
+	/* shape errors as ever: this rank fails before the collective below,
+	 * as a rank whose forward failed before the layer */
+	if (!x || tg_ndim(x) < 2 || !bn->gamma || tg_dim(x, 1) != tg_dim(bn->gamma, 0) ||
+	    !usable(d))
+		return d->plain_bn_vt->forward(m, x);
+	int nd = tg_ndim(x);
+	/* The values per feature or channel over the ranks, in the collective
+	 * that tg_dist_loss starts with: a rank whose forward failed before
+	 * this layer skips the layer and meets it there, and tells the others
+	 * which rank it is. */
+	rows_rank v = { (long)(tg_numel(x) / (size_t)tg_dim(x, 1)), d->size };
 	if (allreduce_wait(d, MPI_IN_PLACE, &v, 1, MPI_LONG_INT, d->rows_op,
 			   "the synchronised batch norm's count of rows"))
 		return NULL;
@@ -1179,21 +1190,39 @@ static tg_tensor *sync_bn_forward(tg_module *m, tg_tensor *x)
 		told_all(d);
 		return NULL;
 	}
-	tg_batchnorm *bn = m->self;
-	double rows = (double)v.rows;
-	if (rows < 2) { /* on every rank alike */
-		tg_fail(d->ctx, TG_ESHAPE, "tg_dist_sync_bn: a global batch of %g row has variance 0",
-			rows);
+	double count = (double)v.rows;
+	if (count < 2) { /* on every rank alike */
+		if (nd == 2)
+			tg_fail(d->ctx, TG_ESHAPE,
+				"tg_dist_sync_bn: a global batch of %g row has variance 0", count);
+		else
+			tg_fail(d->ctx, TG_ESHAPE,
+				"tg_dist_sync_bn: a global batch of %g value per channel has "
+				"variance 0", count);
 		told_all(d);
 		return NULL;
 	}
-	tg_tensor *mean = tg_mul_scalar(tg_dist_allreduce(d, tg_sum_axis(x, 0, false)), 1 / rows);
-	tg_tensor *xc = tg_sub(x, mean);
-	tg_tensor *var = tg_mul_scalar(tg_dist_allreduce(d, tg_sum_axis(tg_mul(xc, xc), 0, false)),
-				       1 / rows);
-	tg_tensor *y = tg_add(tg_mul(tg_div(xc, tg_sqrt(tg_add_scalar(var, bn->eps))), bn->gamma),
-			      bn->beta);
-	if (y) {
+	tg_tensor *mean, *var, *gamma = bn->gamma, *beta = bn->beta;
+	tg_tensor *xc;
+	if (nd == 2) {
+		mean = tg_mul_scalar(tg_dist_allreduce(d, tg_sum_axis(x, 0, false)), 1 / count);
+		xc = tg_sub(x, mean);
+		var = tg_mul_scalar(tg_dist_allreduce(d, tg_sum_axis(tg_mul(xc, xc), 0, false)),
+				    1 / count);
+	} else {
+		int64_t per[TG_MAX_DIMS]; /* (1,C,1,...,1) */
+		for (int i = 0; i < nd; i++)
+			per[i] = i == 1 ? tg_dim(x, 1) : 1;
+		mean = tg_mul_scalar(tg_dist_allreduce(d, tg_sum_to(x, nd, per)), 1 / count);
+		xc = tg_sub(x, mean);
+		var = tg_mul_scalar(tg_dist_allreduce(d, tg_sum_to(tg_mul(xc, xc), nd, per)),
+				    1 / count);
+		gamma = tg_reshape(gamma, nd, per);
+		beta = tg_reshape(beta, nd, per);
+	}
+	tg_tensor *y = tg_add(tg_mul(tg_div(xc, tg_sqrt(tg_add_scalar(var, bn->eps))), gamma),
+			      beta);
+	if (y) { /* (C) or (1,C,1,...,1): the same C values in order */
 		tg_bn_update_running(bn->running_mean, mean, bn->avg_decay);
 		tg_bn_update_running(bn->running_var, var, bn->avg_decay);
 	}

@@ -344,7 +344,8 @@ int tg_argmax_rows(const tg_tensor *x, int32_t *out)
 }
 
 /* ---- batch norm: y = (x - mean) / sqrt(var + eps) * gamma + beta ------------------- */
-/* Training uses the batch's mean and biased variance (the fused op
+/* Per feature of (N,D), or per channel of (N,C,...) over N and the axes
+ * after C. Training uses the batch's mean and biased variance (the fused op
  * tg_batch_norm, gradient through the statistics included); evaluation the
  * running ones, constants of the graph. */
 
@@ -397,9 +398,11 @@ static bool bn_args_ok(tg_ctx *ctx, const tg_batchnorm *bn, tg_tensor *x)
 	const char *who = label(bn->gamma, "gamma");
 	char xs[96];
 	int64_t d = tg_dim(bn->gamma, 0);
-	if (tg_ndim(x) != 2 || tg_dim(x, 1) != d) {
-		tg_fail(ctx, TG_ESHAPE, "tg_batchnorm_forward: %s: input %s is not (N,%lld)", who,
-			tg_shape_str(x, xs, sizeof xs), (long long)d);
+	int nd = tg_ndim(x);
+	if (nd < 2 || tg_dim(x, 1) != d) {
+		tg_fail(ctx, TG_ESHAPE,
+			"tg_batchnorm_forward: %s: input %s is not (N,%lld) or (N,%lld,...)", who,
+			tg_shape_str(x, xs, sizeof xs), (long long)d, (long long)d);
 		return false;
 	}
 	char why[128];
@@ -412,11 +415,22 @@ static bool bn_args_ok(tg_ctx *ctx, const tg_batchnorm *bn, tg_tensor *x)
 			who, bn->avg_decay);
 		return false;
 	}
-	if (bn->training && tg_dim(x, 0) < 2) {
+	/* the values each channel is normalised over: N, times the trailing
+	 * axes' sizes for (N,C,...) */
+	size_t per_channel = tg_numel(x) / (size_t)d;
+	if (bn->training && nd == 2 && per_channel < 2) {
 		tg_fail(ctx, TG_ESHAPE,
-			"tg_batchnorm_forward: %s: a batch of 1 %s in training mode has variance "
+			"tg_batchnorm_forward: %s: a batch of %lld %s in training mode has variance "
 			"0; train with batches of 2 or more, or evaluate (training = false)",
-			who, tg_shape_str(x, xs, sizeof xs));
+			who, (long long)tg_dim(x, 0), tg_shape_str(x, xs, sizeof xs));
+		return false;
+	}
+	if (bn->training && per_channel < 2) {
+		tg_fail(ctx, TG_ESHAPE,
+			"tg_batchnorm_forward: %s: input %s has %zu value per channel, whose "
+			"variance in training mode is 0; train with 2 or more values per channel "
+			"(N times the sizes after C), or evaluate (training = false)",
+			who, tg_shape_str(x, xs, sizeof xs), per_channel);
 		return false;
 	}
 	return true;
@@ -433,7 +447,7 @@ tg_tensor *tg_batchnorm_forward(tg_batchnorm *bn, tg_tensor *x)
 	if (!bn_args_ok(ctx, bn, x))
 		return NULL;
 	if (bn->training) {
-		tg_tensor *mean, *var; /* (D), var biased */
+		tg_tensor *mean, *var; /* (C), var biased */
 		tg_tensor *y = tg_batch_norm(x, bn->gamma, bn->beta, bn->eps, &mean, &var);
 		if (y) {
 			tg_bn_update_running(bn->running_mean, mean, bn->avg_decay);
@@ -441,9 +455,23 @@ tg_tensor *tg_batchnorm_forward(tg_batchnorm *bn, tg_tensor *x)
 		}
 		return y;
 	}
-	tg_tensor *std = tg_sqrt(tg_add_scalar(bn->running_var, bn->eps));
-	tg_tensor *xn = tg_div(tg_sub(x, bn->running_mean), std);
-	return tg_add(tg_mul(xn, bn->gamma), bn->beta);
+	/* (C) broadcasts along the last axis, so for (N,C,...) the statistics,
+	 * gamma and beta are viewed as (C,1,...,1): one value per channel */
+	tg_tensor *rm = bn->running_mean, *rv = bn->running_var, *g = bn->gamma, *b = bn->beta;
+	int nd = tg_ndim(x);
+	if (nd > 2) {
+		int64_t shape[TG_MAX_DIMS];
+		shape[0] = tg_dim(bn->gamma, 0);
+		for (int i = 1; i < nd - 1; i++)
+			shape[i] = 1;
+		rm = tg_reshape(rm, nd - 1, shape);
+		rv = tg_reshape(rv, nd - 1, shape);
+		g = tg_reshape(g, nd - 1, shape);
+		b = tg_reshape(b, nd - 1, shape);
+	}
+	tg_tensor *std = tg_sqrt(tg_add_scalar(rv, bn->eps));
+	tg_tensor *xn = tg_div(tg_sub(x, rm), std);
+	return tg_add(tg_mul(xn, g), b);
 }
 
 /* ---- dropout, inverted: y = x * mask / (1 - p); dx = dout * mask / (1 - p) -------- */

@@ -123,9 +123,10 @@ TG_API int tg_dist_size(const tg_dist *d);  /* ranks; 1 for NULL */
 TG_API int tg_dist_attach(tg_dist *d, tg_module *m);
 /* Batch norm with the global batch's statistics: every "bn" module below
  * m (attached or not) then all-reduces its batch's sum and squared
- * deviations, so mean and variance are those of the global batch, and its
- * backward all-reduces likewise (PyTorch's SyncBatchNorm). Evaluation
- * mode is unchanged. Every rank calls it alike: tg_fit stops every rank,
+ * deviations, so mean and variance are those of the global batch (per
+ * feature of (N,D), per channel of (N,C,...) over every rank's N and
+ * trailing axes), and its backward all-reduces likewise (PyTorch's
+ * SyncBatchNorm). Evaluation mode is unchanged. Every rank calls it alike: tg_fit stops every rank,
  * saying so, when the ranks' synchronised layers differ. 0 ok, -1. */
 TG_API int tg_dist_sync_bn(tg_dist *d, tg_module *m);
 /* Rank 0's values of t[0..n) into every rank's (same shapes and dtypes).

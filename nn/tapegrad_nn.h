@@ -148,30 +148,38 @@ TG_API tg_tensor *tg_weight_penalty(tg_tensor *const *params, size_t n, double l
  * largest, as in torch.argmax. 0 ok, -1 on error. */
 TG_API int tg_argmax_rows(const tg_tensor *x, int32_t *out);
 
-/* ---- batch normalisation over the features of (N,D) ------------------------------ */
+/* ---- batch normalisation over the features of (N,D) or channels of (N,C,...) ------ */
 /* Training: y = (x - mean) / sqrt(var + eps) * gamma + beta with the batch's
  * per-feature mean and BIASED variance (divided by N, as the book), all made
  * of ops; then, outside the graph, the running statistics move towards the
  * batch's:
  *	running = avg_decay * running + (1 - avg_decay) * batch
- * (running_var takes the biased batch variance, as the book). Evaluation
- * uses the running statistics instead and updates nothing.
+ * (running_var takes the biased batch variance, as the book; PyTorch's
+ * takes the unbiased one, larger by m / (m - 1) for m values a feature).
+ * Evaluation uses the running statistics instead and updates nothing.
+ *
+ * x (N,C,...), e.g. images (N,C,H,W) as PyTorch's BatchNorm2d, is
+ * normalised per channel over N and the axes after C (tg_batch_norm), with
+ * gamma, beta and the statistics (C): m = N times the sizes after C, the
+ * running variance again biased; evaluation broadcasts them per channel.
  *
  * avg_decay is the weight of the OLD value: the book's and Keras's
  * momentum = 0.9. PyTorch's momentum = 0.1 is 1 - avg_decay. Defaults are
  * the book's: eps = 1e-6 (written 10e-7 there; PyTorch uses 1e-5) and
  * avg_decay = 0.9. A batch of one in training mode is TG_ESHAPE: its
  * variance is 0, every output would be beta, and the running variance would
- * be dragged towards 0 (PyTorch refuses it likewise). */
+ * be dragged towards 0 (PyTorch refuses it likewise). For (N,C,...) the
+ * same holds of a channel with one value (a batch of one 1x1 image); one image
+ * of 2 pixels or more trains. */
 
 #define TG_BN_EPS 1e-6
 #define TG_BN_AVG_DECAY 0.9
 
 typedef struct tg_batchnorm {
-	tg_tensor *gamma;	 /* (D) param "<name>.gamma", ones; ctx */
-	tg_tensor *beta;	 /* (D) param "<name>.beta", zeros; ctx */
-	tg_tensor *running_mean; /* (D) state "<name>.running_mean", zeros; ctx */
-	tg_tensor *running_var;	 /* (D) state "<name>.running_var", ones; ctx */
+	tg_tensor *gamma;	 /* (D) or (C) param "<name>.gamma", ones; ctx */
+	tg_tensor *beta;	 /* (D) or (C) param "<name>.beta", zeros; ctx */
+	tg_tensor *running_mean; /* (D) or (C) state "<name>.running_mean", zeros; ctx */
+	tg_tensor *running_var;	 /* (D) or (C) state "<name>.running_var", ones; ctx */
 	double eps;		 /* TG_BN_EPS */
 	double avg_decay;	 /* TG_BN_AVG_DECAY */
 	bool training;		 /* starts true */
@@ -180,7 +188,8 @@ typedef struct tg_batchnorm {
 /* 0 ok, -1 on error (in ctx). */
 TG_API int tg_batchnorm_init(tg_batchnorm *bn, tg_ctx *ctx, tg_dtype dt, int64_t d,
 			     const char *name);
-/* x (N,D) -> (N,D). Updates the running statistics when training. */
+/* x (N,D) -> (N,D), or (N,C,...) -> (N,C,...) per channel; another shape
+ * is TG_ESHAPE. Updates the running statistics when training. */
 TG_API tg_tensor *tg_batchnorm_forward(tg_batchnorm *bn, tg_tensor *x); /* step */
 
 /* ---- dropout, inverted ------------------------------------------------------------ */
@@ -353,10 +362,12 @@ TG_API tg_module *tg_linear(tg_ctx *ctx, tg_dtype dt, int64_t n_in, int64_t n_ou
 			    tg_init init, const char *name);
 /* act elementwise; no parameters. Spec tg_act_str's: "relu", "leaky_relu:0.1". */
 TG_API tg_module *tg_activation(tg_ctx *ctx, tg_act act, const char *name);
-/* Batch norm over the features of (N,D) as tg_batchnorm_forward: gamma,
- * beta parameters (no decay), running_mean, running_var state; the module's
- * train/eval flag picks batch or running statistics. Spec "bn:D", or
- * "bn:D:eps:avg_decay" when those are not TG_BN_EPS and TG_BN_AVG_DECAY.
+/* Batch norm over the features of (N,D), or the channels of (N,C,...) such
+ * as a convolution's (N,C,H,W) output (BatchNorm2d), as
+ * tg_batchnorm_forward: gamma, beta parameters (no decay), running_mean,
+ * running_var state; the module's train/eval flag picks batch or running
+ * statistics. Spec "bn:D", or "bn:D:eps:avg_decay" when those are not
+ * TG_BN_EPS and TG_BN_AVG_DECAY.
  * eps must be a positive normal number in dt (1e-300 is 0 in f32), else
  * TG_EARG; avg_decay in [0, 1]. */
 TG_API tg_module *tg_batchnorm1d(tg_ctx *ctx, tg_dtype dt, int64_t d, double eps,

@@ -1,7 +1,7 @@
 #!/bin/sh
 # check_cnn.sh - demos/train --net: a tiny CNN on the UCI digits as (1,8,8)
 # images learns (test accuracy at least 0.93 after 10 short epochs, where
-# chance is 0.1); training 4 epochs straight and 2 + resumed 2 leave
+# chance is 0.1), with batch norm after its convolution too; training 4 epochs straight and 2 + resumed 2 leave
 # byte-identical files; the file loads without flags and evaluates to the
 # accuracy it trained to; and the --net mistakes are usage errors naming
 # what is wrong. Run by meson test (suite "outside") with TG_BUILD_ROOT set.
@@ -68,6 +68,31 @@ if ! grep -q "^resumed .* after 2 epochs" "$dir/R.out"; then
 	fails=$((fails + 1))
 fi
 
+# with batch norm over the convolution's channels (the full form): it
+# learns, and the file's running statistics, (8) per channel, evaluate to
+# the same accuracy; 4 epochs straight = 2 + resumed 2
+bnnet=conv:1:8:3:1:1,bn:8,relu,maxpool:2,flatten,linear:128:10
+run bn --data digits --net $bnnet --epochs 10 --batch 32 --lr 0.003 --save "$dir/N"
+bnacc=$(sed -n 's/^final test accuracy \([0-9.]*\) .*/\1/p' "$dir/bn.out")
+if [ -z "$bnacc" ] || ! awk -v a="$bnacc" 'BEGIN { exit !(a >= 0.93) }'; then
+	echo "FAIL: --net $bnnet on the digits: final test accuracy '$bnacc', wanted >= 0.93"
+	cat "$dir/bn.out"
+	fails=$((fails + 1))
+fi
+run bnload --data digits --load "$dir/N" --eval-only
+if ! grep -q "^test loss [0-9.]*, accuracy $bnacc\$" "$dir/bnload.out"; then
+	echo "FAIL: --load of a CNN with batch norm: trained '$bnacc':"
+	cat "$dir/bnload.out"
+	fails=$((fails + 1))
+fi
+run BA --data digits --net $bnnet --batch 64 --schedule cosine:4 --epochs 4 --save "$dir/BA"
+run BB --data digits --net $bnnet --batch 64 --schedule cosine:4 --epochs 2 --save "$dir/BB"
+run BR --data digits --resume "$dir/BB" --epochs 4 --save "$dir/BB"
+if ! cmp "$dir/BA" "$dir/BB"; then
+	echo "FAIL: --net $bnnet: 4 epochs straight and 2 + resumed 2 differ"
+	fails=$((fails + 1))
+fi
+
 # expect CODE PATTERN ARGS...: train ARGS exits CODE and its stderr's first
 # line contains PATTERN (a fixed string)
 expect() {
@@ -98,4 +123,5 @@ if [ "$fails" -gt 0 ]; then
 	echo "$fails of the CNN checks failed"
 	exit 1
 fi
-echo "train --net: a CNN on the digits learns ($acc), resumes to the same bytes and loads"
+echo "train --net: a CNN on the digits learns ($acc; with batch norm $bnacc), resumes to the same" \
+	"bytes and loads"

@@ -11,6 +11,8 @@
  *    skips gets the global batch's gradient there too;
  *  - a step that fails on one rank stops both, naming that rank, also
  *    when it fails before a synchronised batch norm;
+ *  - synchronised batch norm over the channels of (N,C,H,W) and (N,C,L)
+ *    equals one process of the global batch;
  *  - tg_dist_sum, tg_dist_agree, tg_dist_broadcast (of index tensors too);
  *  - NULL arrays, no model attached, a module of another context, MPI
  *    started again after tg_dist_free: errors, not crashes;
@@ -166,6 +168,129 @@ static void failure_before_sync_bn_backward(const tg_dist_opts *o)
 	tg_dist_sum(d, &v, 1);
 	check("... and a sum afterwards (1 + 2)", v, 3, 0);
 	tg_mlp_free(net);
+	tg_dist_free(d);
+	tg_ctx_free(c);
+}
+
+/* Synchronised batch norm over channels: 2 ranks of 2 samples each
+ * against one process of all 4, for (N,2,2,2) images through a conv, a
+ * BatchNorm2d-like bn:3 and a linear layer, and for (N,2,5) sequences
+ * straight into bn:2: the loss, every gradient (1e-12) and the running
+ * statistics (1e-14) are the global batch's, per channel. Then one image of 1x1 on
+ * each rank trains (2 values per channel over the ranks, which a rank's
+ * own statistics would refuse), and a rank whose input has the wrong
+ * channels fails before the layer's collective, both ranks stopping and
+ * naming it. */
+static void sync_bn_over_channels(const tg_dist_opts *o)
+{
+	static const struct {
+		const char *arch;
+		int nd;
+		int64_t sample[3]; /* a sample's shape */
+	} cases[] = {
+		{ "conv:2:3:3:1:1,bn:3,relu,flatten,linear:12:3", 3, { 2, 2, 2 } },
+		{ "bn:2,flatten,linear:10:3", 2, { 2, 5 } },
+	};
+	for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+		tg_ctx *c = tg_ctx_new(5), *ref = tg_ctx_new(5);
+		tg_dist *d = tg_dist_new(c, NULL, NULL, o);
+		tg_mlp_opts mo = tg_mlp_defaults();
+		mo.dtype = TG_F64;
+		tg_module *m = tg_model_parse(c, cases[k].arch, &mo);
+		tg_module *m1 = tg_model_parse(ref, cases[k].arch, &mo);
+		if (!m || !m1 || tg_dist_attach(d, m) || tg_dist_sync_bn(d, m)) {
+			printf("rank %d: %s %s\n", rank, tg_error(c), tg_error(ref));
+			fails++;
+			return;
+		}
+		int64_t shape[4] = { 4 }, half[4] = { 2 };
+		size_t per = 1;
+		for (int i = 0; i < cases[k].nd; i++) {
+			shape[1 + i] = half[1 + i] = cases[k].sample[i];
+			per *= (size_t)cases[k].sample[i];
+		}
+		double xs[4 * 8 * 5];
+		for (size_t i = 0; i < 4 * per; i++)
+			xs[i] = sin(0.7 * (double)i) * (1 + 0.2 * (double)(i % 3)) + 0.1 * (double)i;
+		int32_t ys[4] = { 0, 2, 1, 2 };
+		tg_tensor *loss1 = tg_cross_entropy(
+			tg_forward(m1, tg_from_f64(ref, TG_F64, 1 + cases[k].nd, shape, xs)),
+			tg_labels(ref, 4, ys));
+		tg_backward(loss1);
+		tg_dist_step_begin(d);
+		tg_tensor *loss = tg_cross_entropy(
+			tg_forward(m, tg_from_f64(c, TG_F64, 1 + cases[k].nd, half,
+						  xs + 2 * per * (size_t)rank)),
+			tg_labels(c, 2, ys + 2 * rank));
+		double global, seed;
+		tg_dist_loss(d, loss ? tg_item(loss) : NAN, 2, !tg_ok(c), &global, &seed);
+		char what[96];
+		snprintf(what, sizeof what, "%s: the global batch's loss", cases[k].arch);
+		check(what, global, tg_item(loss1), 1e-14);
+		tg_backward_ex(loss, tg_scalar(c, TG_F64, seed), 0);
+		tg_dist_step_end(d, false);
+		tg_tensor *p[8], *p1[8];
+		size_t nt = tg_module_tensors(m, p, 8);
+		tg_module_tensors(m1, p1, 8);
+		for (size_t i = 0; i < nt; i++) {
+			bool state = !tg_requires_grad(p[i]);
+			const tg_tensor *a = state ? p[i] : tg_grad(p[i]);
+			const tg_tensor *b = state ? p1[i] : tg_grad(p1[i]);
+			double worst = 0, mag = 0;
+			for (size_t j = 0; a && b && j < tg_numel(p[i]); j++) {
+				worst = fmax(worst, fabs(tg_get(a, j) - tg_get(b, j)));
+				mag = fmax(mag, fabs(tg_get(b, j)));
+			}
+			/* the conv's bias has a gradient of 0 but for rounding
+			 * (batch norm takes the mean out): relative to 1 there */
+			snprintf(what, sizeof what, "%s of %s: max|diff| / max(max, 1)",
+				 state ? "value" : "grad", tg_name(p[i]));
+			check(what, a && b ? worst / fmax(mag, 1) : 1, 0, state ? 1e-14 : 1e-12);
+		}
+		if (!tg_ok(c)) {
+			printf("rank %d: error: %s\n", rank, tg_error(c));
+			fails++;
+		}
+		tg_reset(c);
+		tg_module_free(m);
+		tg_module_free(m1);
+		tg_dist_free(d);
+		tg_ctx_free(c);
+		tg_ctx_free(ref);
+	}
+
+	tg_ctx *c = tg_ctx_new(5);
+	tg_dist *d = tg_dist_new(c, NULL, NULL, o);
+	tg_mlp_opts mo = tg_mlp_defaults();
+	mo.dtype = TG_F64;
+	tg_module *m = tg_model_parse(c, "bn:3,flatten,linear:3:2", &mo);
+	if (tg_dist_attach(d, m) || tg_dist_sync_bn(d, m))
+		printf("rank %d: %s\n", rank, tg_error(c));
+	double global, seed;
+	tg_dist_step_begin(d);
+	tg_tensor *x = tg_from_f64(c, TG_F64, 4, (int64_t[]){ 1, 3, 1, 1 },
+				   (double[]){ rank, 2.0 * rank, -1.0 * rank });
+	tg_tensor *loss = tg_cross_entropy(tg_forward(m, x), tg_labels(c, 1, (int32_t[]){ 1 }));
+	int rc = tg_dist_loss(d, loss ? tg_item(loss) : NAN, 1, !tg_ok(c), &global, &seed);
+	check("one 1x1 image on each rank trains", rc, 0, 0);
+	if (rc == 0) {
+		tg_backward_ex(loss, tg_scalar(c, TG_F64, seed), 0);
+		rc = tg_dist_step_end(d, false);
+	}
+	check("... and its step ends", rc, 0, 0);
+	tg_reset(c);
+	tg_dist_step_begin(d);
+	x = tg_ones(c, TG_F64, 4, (int64_t[]){ 2, 3 + rank, 2, 2 });
+	loss = tg_cross_entropy(tg_forward(m, x), tg_labels(c, 2, (int32_t[]){ 0, 1 }));
+	rc = tg_dist_loss(d, loss ? tg_item(loss) : NAN, 2, !tg_ok(c), &global, &seed);
+	check("(2,4,2,2) into bn:3 on rank 1", rc, -1, 0);
+	check("... names it", says(c, rank ? "input (2,4,2,2) is not (N,3) or (N,3,...)"
+					   : "rank 1 failed in its forward"), 1, 0);
+	tg_clear_error(c);
+	double v = rank + 1;
+	tg_dist_sum(d, &v, 1);
+	check("... and a sum afterwards (1 + 2)", v, 3, 0);
+	tg_module_free(m);
 	tg_dist_free(d);
 	tg_ctx_free(c);
 }
@@ -678,6 +803,7 @@ int main(int argc, char **argv)
 	unequal_runs(&o);
 	failure_before_sync_bn(&o);
 	failure_before_sync_bn_backward(&o);
+	sync_bn_over_channels(&o);
 	failure_at_allreduce(&o);
 	unequal_tensors(&o);
 	parameter_used_on_one_rank(&o);

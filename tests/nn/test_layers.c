@@ -533,6 +533,189 @@ static void batchnorm_after_affine_gradients_match_central_differences(void **st
 	tg_ctx_free(ctx);
 }
 
+/* ---- batch norm over channels: x (N,C,...) -------------------------------------------- */
+
+/* Values for x with channel c shifted and scaled apart, so that a statistic
+ * taken over the wrong axis shows. */
+static tg_tensor *channel_input(tg_ctx *ctx, int ndim, const int64_t *shape, double phase)
+{
+	size_t n = 1;
+	for (int i = 0; i < ndim; i++)
+		n *= (size_t)shape[i];
+	size_t s = n / (size_t)(shape[0] * shape[1]);
+	double *v = malloc(n * sizeof *v);
+	assert_non_null(v);
+	for (size_t i = 0; i < n; i++) {
+		size_t c = i / s % (size_t)shape[1];
+		v[i] = (double)c * 3 - 1 + (1 + 0.5 * (double)c) * sin(1.7 * (double)i + phase);
+	}
+	tg_tensor *x = f64(ctx, ndim, shape, v);
+	free(v);
+	return x;
+}
+
+/* y[n,c,s] = (x - mean[c]) / sqrt(var[c] + eps) g[c] + b[c], in plain double
+ * loops over x's layout (N, C, S); mean and var are the batch's (biased)
+ * when training, else rm and rv. Writes the batch statistics into bm, bv. */
+static void channel_reference(const tg_tensor *x, const double *g, const double *b,
+			      const double *rm, const double *rv, double eps, bool training,
+			      double *y, double *bm, double *bv)
+{
+	size_t n = (size_t)tg_dim(x, 0), c = (size_t)tg_dim(x, 1);
+	size_t s = tg_numel(x) / (n * c);
+	for (size_t k = 0; k < c; k++) {
+		double sum = 0, sq = 0;
+		for (size_t i = 0; i < n; i++)
+			for (size_t j = 0; j < s; j++)
+				sum += tg_get(x, (i * c + k) * s + j);
+		bm[k] = sum / (double)(n * s);
+		for (size_t i = 0; i < n; i++)
+			for (size_t j = 0; j < s; j++) {
+				double d = tg_get(x, (i * c + k) * s + j) - bm[k];
+				sq += d * d;
+			}
+		bv[k] = sq / (double)(n * s);
+		double m = training ? bm[k] : rm[k], v = training ? bv[k] : rv[k];
+		for (size_t i = 0; i < n; i++)
+			for (size_t j = 0; j < s; j++) {
+				size_t at = (i * c + k) * s + j;
+				y[at] = (tg_get(x, at) - m) / sqrt(v + eps) * g[k] + b[k];
+			}
+	}
+}
+
+static void batchnorm_normalises_each_channel_of_3d_4d_and_5d_inputs(void **state)
+{
+	(void)state;
+	static const struct {
+		int ndim;
+		int64_t shape[5];
+	} cases[] = {
+	    {4, {2, 3, 4, 3}},    /* (N,C,H,W), W = C */
+	    {3, {4, 3, 5}},	    /* (N,C,L) */
+	    {5, {2, 3, 2, 3, 2}}, /* (N,C,D,H,W) */
+	    {4, {1, 3, 2, 2}},    /* one image: 4 values per channel */
+	};
+	for (size_t t = 0; t < LEN(cases); t++) {
+		tg_ctx *ctx = tg_ctx_new(SEED);
+		tg_batchnorm bn;
+		assert_int_equal(tg_batchnorm_init(&bn, ctx, TG_F64, 3, "bn1"), 0);
+		bn.eps = 1e-3;
+		double *g = tg_data_mut(bn.gamma), *b = tg_data_mut(bn.beta);
+		const double gv[3] = {2, 0.5, -1.5}, bv[3] = {1, -1, 0.25};
+		memcpy(g, gv, sizeof gv);
+		memcpy(b, bv, sizeof bv);
+		tg_tensor *x = channel_input(ctx, cases[t].ndim, cases[t].shape, 0.3);
+		size_t n = tg_numel(x);
+		double *want = malloc(n * sizeof *want), bm[3], bvar[3];
+		assert_non_null(want);
+		channel_reference(x, gv, bv, NULL, NULL, 1e-3, true, want, bm, bvar);
+		tg_tensor *y = tg_batchnorm_forward(&bn, x);
+		assert_ctx_ok(ctx);
+		assert_int_equal(tg_ndim(y), cases[t].ndim);
+		assert_values(y, want, n, 1e-12);
+		/* running = 0.9 running + 0.1 batch per channel, from 0 and 1; the
+		 * variance biased, as for (N,D) */
+		for (int k = 0; k < 3; k++) {
+			assert_near(tg_get(bn.running_mean, k), 0.1 * bm[k], 1e-12);
+			assert_near(tg_get(bn.running_var, k), 0.9 + 0.1 * bvar[k], 1e-12);
+		}
+		/* evaluation: the running statistics per channel, nothing updated */
+		double rm[3], rv[3];
+		for (int k = 0; k < 3; k++)
+			rm[k] = tg_get(bn.running_mean, k), rv[k] = tg_get(bn.running_var, k);
+		bn.training = false;
+		tg_tensor *x2 = channel_input(ctx, cases[t].ndim, cases[t].shape, 2.0);
+		channel_reference(x2, gv, bv, rm, rv, 1e-3, false, want, bm, bvar);
+		y = tg_batchnorm_forward(&bn, x2);
+		assert_ctx_ok(ctx);
+		assert_int_equal(tg_ndim(y), cases[t].ndim);
+		assert_values(y, want, n, 1e-12);
+		assert_values(bn.running_mean, rm, 3, 0);
+		assert_values(bn.running_var, rv, 3, 0);
+		free(want);
+		tg_ctx_free(ctx);
+	}
+}
+
+/* BN(x) with x, gamma and beta as checked inputs, in the layer's mode */
+static tg_tensor *bn_channels_fn(tg_tensor *const *in, void *user)
+{
+	tg_batchnorm bn = *(tg_batchnorm *)user;
+	bn.gamma = in[1];
+	bn.beta = in[2];
+	return tg_batchnorm_forward(&bn, in[0]);
+}
+
+static void batchnorm_over_channels_gradients_match_central_differences(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_batchnorm bn;
+	assert_int_equal(tg_batchnorm_init(&bn, ctx, TG_F64, 3, "bn1"), 0);
+	bn.eps = 1e-3;
+	double *rm = tg_data_mut(bn.running_mean), *rv = tg_data_mut(bn.running_var);
+	rm[0] = 0.5, rm[1] = -1, rm[2] = 2, rv[0] = 0.7, rv[1] = 2.5, rv[2] = 1.2;
+	const int64_t shapes[][5] = {{3, 3, 4}, {2, 3, 3, 2}, {2, 3, 2, 2, 2}, {1, 3, 2, 3}};
+	const int ndims[] = {3, 4, 5, 4};
+	for (size_t t = 0; t < LEN(ndims); t++)
+		for (int training = 1; training >= 0; training--) {
+			bn.training = training;
+			tg_tensor *in[3] = {
+			    channel_input(ctx, ndims[t], shapes[t], 0.1 * (double)t),
+			    tg_randn(ctx, TG_F64, SHAPE(3), 1, 0.5),
+			    tg_randn(ctx, TG_F64, SHAPE(3), 0, 1),
+			};
+			tg_gradcheck_result r;
+			assert_gradcheck(tg_gradcheck(ctx, bn_channels_fn, &bn, 3, in, &gc_opts, &r),
+					 ctx, &r, 1e-6);
+		}
+	tg_ctx_free(ctx);
+}
+
+static void batchnorm_over_channels_needs_two_values_per_channel_and_c_at_axis_1(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_batchnorm bn;
+	assert_int_equal(tg_batchnorm_init(&bn, ctx, TG_F64, 3, "bn2"), 0);
+	/* one image of 1x1 and one sequence of length 1: one value per channel */
+	assert_null(tg_batchnorm_forward(&bn, tg_ones(ctx, TG_F64, SHAPE(1, 3, 1, 1))));
+	assert_error(ctx, TG_ESHAPE,
+		     "tg_batchnorm_forward: bn2.gamma: input (1,3,1,1) has 1 value per channel");
+	tg_clear_error(ctx);
+	assert_null(tg_batchnorm_forward(&bn, tg_ones(ctx, TG_F64, SHAPE(1, 3, 1))));
+	assert_error(ctx, TG_ESHAPE, "input (1,3,1) has 1 value per channel");
+	tg_clear_error(ctx);
+	assert_values(bn.running_mean, (double[]){0, 0, 0}, 3, 0);
+	assert_values(bn.running_var, (double[]){1, 1, 1}, 3, 0);
+	/* ... which evaluation takes */
+	bn.training = false;
+	assert_non_null(tg_batchnorm_forward(&bn, tg_ones(ctx, TG_F64, SHAPE(1, 3, 1, 1))));
+	assert_ctx_ok(ctx);
+	/* one image of 1x2, and two of 1x1, have 2 values per channel */
+	bn.training = true;
+	assert_non_null(tg_batchnorm_forward(&bn, channel_input(ctx, SHAPE(1, 3, 1, 2), 0)));
+	assert_non_null(tg_batchnorm_forward(&bn, channel_input(ctx, SHAPE(2, 3, 1, 1), 0)));
+	assert_ctx_ok(ctx);
+	/* C must be axis 1, in either mode */
+	for (int training = 1; training >= 0; training--) {
+		bn.training = training;
+		assert_null(tg_batchnorm_forward(&bn, tg_ones(ctx, TG_F64, SHAPE(2, 4, 3, 3))));
+		assert_error(ctx, TG_ESHAPE,
+			     "tg_batchnorm_forward: bn2.gamma: input (2,4,3,3) is not (N,3) or "
+			     "(N,3,...)");
+		tg_clear_error(ctx);
+		assert_null(tg_batchnorm_forward(&bn, tg_ones(ctx, TG_F64, SHAPE(2, 2, 3, 3, 3, 3))));
+		assert_error(ctx, TG_ESHAPE, "input (2,2,3,3,3,3) is not (N,3) or (N,3,...)");
+		tg_clear_error(ctx);
+		assert_null(tg_batchnorm_forward(&bn, tg_ones(ctx, TG_F64, SHAPE(3))));
+		assert_error(ctx, TG_ESHAPE, "input (3,) is not (N,3) or (N,3,...)");
+		tg_clear_error(ctx);
+	}
+	tg_ctx_free(ctx);
+}
+
 /* ---- dropout ------------------------------------------------------------------------------- */
 
 static tg_tensor *dropout_fn(tg_tensor *const *in, void *user)
@@ -944,6 +1127,9 @@ int main(void)
 	    cmocka_unit_test(batchnorm_evaluation_uses_the_running_statistics),
 	    cmocka_unit_test(batchnorm_refuses_a_batch_of_one_in_training),
 	    cmocka_unit_test(batchnorm_after_affine_gradients_match_central_differences),
+	    cmocka_unit_test(batchnorm_normalises_each_channel_of_3d_4d_and_5d_inputs),
+	    cmocka_unit_test(batchnorm_over_channels_gradients_match_central_differences),
+	    cmocka_unit_test(batchnorm_over_channels_needs_two_values_per_channel_and_c_at_axis_1),
 	    cmocka_unit_test(dropout_with_a_fixed_mask_scales_kept_values_and_checks),
 	    cmocka_unit_test(dropout_mask_comes_from_the_context_generator),
 	    cmocka_unit_test(dropout_masks_of_many_blocks_follow_the_draws_exactly),

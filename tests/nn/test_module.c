@@ -881,6 +881,92 @@ static void a_tiny_cnn_learns_left_from_right(void **state)
 	tg_ctx_free(ctx);
 }
 
+static void a_cnn_with_batch_norm_reads_back_trains_and_evaluates(void **state)
+{
+	(void)state;
+	static const char *const arch = "conv:1:4:3:1:1,bn:4,relu,maxpool:2,flatten,linear:36:2";
+	enum { N = 8, S = 6 };
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_mlp_opts mo = tg_mlp_defaults();
+	mo.dtype = TG_F64;
+	tg_module *m = tg_model_parse(ctx, arch, &mo);
+	assert_non_null(m);
+	char buf[256];
+	assert_int_equal(tg_module_spec(m, buf, sizeof buf), (int)strlen(arch));
+	assert_string_equal(buf, arch);
+	/* eps and avg_decay of its own read back too */
+	tg_module *r = tg_model_parse(ctx, "conv:3:8:3,bn:8:1e-05:0.8,relu", &mo);
+	assert_non_null(r);
+	tg_module_spec(r, buf, sizeof buf);
+	assert_string_equal(buf, "conv:3:8:3,bn:8:1e-05:0.8,relu");
+	tg_module_free(r);
+	static const char *const names[] = {"conv1.W", "conv1.b", "bn1.gamma",
+					    "bn1.beta", "fc1.W",   "fc1.b",
+					    "bn1.running_mean", "bn1.running_var"};
+	tg_tensor *t[10];
+	assert_int_equal(tg_module_tensors(m, t, 10), LEN(names));
+	for (size_t i = 0; i < LEN(names); i++)
+		assert_string_equal(tg_name(t[i]), names[i]);
+	tg_tensor *gamma = t[2], *beta = t[3], *rmean = t[6], *rvar = t[7];
+	/* class 0: the left half of a 6x6 image is bright; class 1: the right */
+	double px[N * S * S];
+	int32_t lab[N];
+	tg_tensor *noise = tg_randn(ctx, TG_F64, SHAPE(N * S * S), 0, 0.1);
+	for (int n = 0; n < N; n++) {
+		lab[n] = n % 2;
+		for (int i = 0; i < S * S; i++)
+			px[n * S * S + i] = ((i % S < S / 2) == (lab[n] == 0) ? 1.0 : 0.0) +
+					    tg_get(noise, (size_t)(n * S * S + i));
+	}
+	tg_tensor *x = tg_keep(f64(ctx, SHAPE(N, 1, S, S), px));
+	tg_tensor *y = tg_keep(tg_from_i32(ctx, SHAPE(N), lab));
+	tg_tensor *p[8];
+	size_t np = tg_module_params(m, p, 8);
+	assert_int_equal(np, 6);
+	tg_optim_opts oo = tg_optim_defaults(TG_SGD);
+	oo.lr = 0.1;
+	tg_optim *opt = tg_optim_new(ctx, p, np, &oo);
+	double first = 0, last = 0;
+	for (int step = 0; step < 30; step++) {
+		tg_tensor *loss = tg_cross_entropy(tg_forward(m, x), y);
+		last = tg_item(loss);
+		if (step == 0)
+			first = last;
+		tg_optim_zero_grad(opt);
+		tg_backward(loss);
+		tg_optim_step(opt);
+		tg_reset(ctx);
+	}
+	assert_ctx_ok(ctx);
+	if (!(first > 0.3 && last < 0.5 * first))
+		fail_msg("loss went from %g to %g; expected it at least halved", first, last);
+	/* the running statistics moved off their start, one per channel */
+	assert_int_equal(tg_numel(rmean), 4);
+	for (size_t c = 0; c < 4; c++) {
+		assert_true(tg_get(rmean, c) != 0);
+		assert_true(tg_get(rvar, c) != 1 && tg_get(rvar, c) > 0);
+	}
+	/* one image trains (36 values per channel) ... */
+	assert_non_null(tg_forward(m, tg_slice(x, 0, 0, 1)));
+	assert_ctx_ok(ctx);
+	tg_reset(ctx);
+	/* ... and evaluation classifies the training images, gamma and beta
+	 * still getting gradients */
+	tg_module_train(m, false);
+	double rm0 = tg_get(rmean, 0);
+	tg_tensor *loss = tg_cross_entropy(tg_forward(m, x), y);
+	assert_int_equal(tg_backward(loss), 0);
+	assert_ctx_ok(ctx);
+	assert_true(tg_item(loss) < 0.5 * first);
+	assert_non_null(tg_grad(gamma));
+	assert_non_null(tg_grad(beta));
+	assert_true(tg_get(rmean, 0) == rm0);
+	tg_reset(ctx);
+	tg_optim_free(opt);
+	tg_module_free(m);
+	tg_ctx_free(ctx);
+}
+
 static void cnn_misuse_is_a_named_error(void **state)
 {
 	(void)state;
@@ -1051,6 +1137,7 @@ int main(void)
 	    cmocka_unit_test(a_cnn_spec_reads_back_with_its_names),
 	    cmocka_unit_test(the_short_cnn_form_builds_the_recipe),
 	    cmocka_unit_test(a_tiny_cnn_learns_left_from_right),
+	    cmocka_unit_test(a_cnn_with_batch_norm_reads_back_trains_and_evaluates),
 	    cmocka_unit_test(cnn_misuse_is_a_named_error),
 	    cmocka_unit_test(every_failing_allocation_is_a_clean_enomem),
 	};
