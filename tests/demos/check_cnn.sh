@@ -16,8 +16,10 @@ net=conv8:3p1-pool2-32-10
 run() {
 	name=$1
 	shift
-	if ! "$train" "$@" --quiet >"$dir/$name.out" 2>&1; then
-		echo "FAIL: train $*: exit $?:"
+	rc=0
+	"$train" "$@" --quiet >"$dir/$name.out" 2>&1 || rc=$?
+	if [ "$rc" -ne 0 ]; then
+		echo "FAIL: train $*: exit $rc:"
 		cat "$dir/$name.out"
 		fails=$((fails + 1))
 	fi
