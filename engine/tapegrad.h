@@ -652,7 +652,8 @@ TG_API tg_tensor *tg_bce_with_logits(tg_tensor *logits, tg_tensor *targets);
 
 /* Batch norm of the columns of x (N,D), N >= 2, with the batch's mean and
  * biased variance: y = (x - mean) / sqrt(var + eps) * gamma + beta; gamma,
- * beta (D), eps > 0. dx = tg_batch_norm_backward(dout, x, gamma, eps),
+ * beta (D), eps a positive normal number in x's dtype (1e-50 is 0 in f32),
+ * as for layer norm. dx = tg_batch_norm_backward(dout, x, gamma, eps),
  * dgamma = sum(dout xhat), dbeta = sum(dout) over the batch. mean and var,
  * when not NULL, receive the batch's statistics (D) without history, for
  * running averages. x (N,C,...), e.g. images (N,C,H,W), is normalised per
@@ -668,7 +669,7 @@ TG_API tg_tensor *tg_batch_norm_backward(tg_tensor *dout, tg_tensor *x, tg_tenso
 /* Layer norm of each row of x (..., D), ndim >= 1, over its last axis with the
  * row's mean and biased variance: y = (x - mean) / sqrt(var + eps) * gamma +
  * beta; gamma and beta (D) are both required (ones and zeros for a plain
- * normalisation), eps > 0. dx = tg_layer_norm_backward(dout, x, gamma, eps),
+ * normalisation), eps as batch norm's. dx = tg_layer_norm_backward(dout, x, gamma, eps),
  * dgamma = sum(dout xhat), dbeta = sum(dout) over the rows. step */
 TG_API tg_tensor *tg_layer_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double eps);
 /* inv_std (a - mean(a) - xhat mean(a xhat)) per row, a = dout gamma: layer

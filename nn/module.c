@@ -888,16 +888,23 @@ static bool expand_short(tg_ctx *ctx, const char *arch, int64_t c, int64_t h, in
 				bad_short(ctx, &p, "expected convO:K, as \"conv32:3\"");
 				return false;
 			}
+			bool seen_p = false, seen_s = false;
 			while (q < end) {
 				char opt = *q++;
-				bool ok = (opt == 'p' && short_num(&q, end, true, &pad)) ||
-					  (opt == 's' && short_num(&q, end, false, &stride));
+				bool again = (opt == 'p' && seen_p) || (opt == 's' && seen_s);
+				bool ok = !again &&
+					  ((opt == 'p' && short_num(&q, end, true, &pad)) ||
+					   (opt == 's' && short_num(&q, end, false, &stride)));
 				if (!ok) {
 					bad_short(ctx, &p,
-						  "after convO:K only pP (padding) and sS (stride), "
-						  "as \"conv32:3p1s2\"");
+						  again ? "pP (padding) and sS (stride) may each be "
+							  "given once"
+							: "after convO:K only pP (padding) and sS "
+							  "(stride), as \"conv32:3p1s2\"");
 					return false;
 				}
+				seen_p = seen_p || opt == 'p';
+				seen_s = seen_s || opt == 's';
 			}
 			int64_t oh = out_side(p.h, k, stride, pad), ow = out_side(p.w, k, stride, pad);
 			if (!oh || !ow) {

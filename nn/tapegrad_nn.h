@@ -422,7 +422,8 @@ TG_API tg_module *tg_avgpool2d_layer(tg_ctx *ctx, int k, int stride, int padding
 TG_API tg_module *tg_model_parse(tg_ctx *ctx, const char *arch, const tg_mlp_opts *opts);
 /* A small CNN for images (N,c,h,w) from a short form, pieces joined by '-':
  *	convO:K[pP][sS]  convolution to O channels, K x K kernel, padding P
- *	                 and stride S (0 and 1 unless given), then relu
+ *	                 and stride S (0 and 1 unless given; each at most once,
+ *	                 in either order), then relu
  *	poolK            max pooling K x K at stride K
  *	avgpoolK         average pooling likewise
  *	M                a linear layer to M features; flatten is put before the

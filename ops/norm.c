@@ -20,6 +20,7 @@
 #include "internal.h"
 #include "parallel.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -429,6 +430,22 @@ static void bn_elementwise(const tg_ctx *ctx, tg_range_fn fn, norm_job *j)
 
 /* ---- checking arguments -------------------------------------------------------------- */
 
+/* eps must be a positive normal number in x's dtype, as the norm layers
+ * require: the recorded rules add it to the variance in that dtype, where
+ * an eps that rounds to 0 (1e-50 in f32) leaves a constant group's
+ * (x - mean) / sqrt(var + eps) at 0 / 0. Else records why. */
+static bool eps_ok(tg_ctx *ctx, const char *who, const tg_tensor *x, double eps)
+{
+	bool f32 = x->dtype == TG_F32;
+	double lo = f32 ? FLT_MIN : DBL_MIN, hi = f32 ? FLT_MAX : DBL_MAX;
+	if (eps >= lo && eps <= hi)
+		return true;
+	tg_fail(ctx, TG_EARG, "%s: eps = %g must be positive and finite, a normal number in %s "
+			      "(%g to %g)",
+		who, eps, f32 ? "f32" : "f64", lo, hi);
+	return false;
+}
+
 /* The size of a plane of x (N,C,...) for batch norm: the product of the
  * axes after C, 1 for (N,D). */
 static size_t plane_size(const tg_tensor *x)
@@ -440,7 +457,7 @@ static size_t plane_size(const tg_tensor *x)
 }
 
 /* x is (N,D) with N >= 2, or (N,C,...) with 2 values or more per channel,
- * each of cols (D), eps positive; else records why. names[i] names cols[i]
+ * each of cols (D), eps as eps_ok; else records why. names[i] names cols[i]
  * in the message. */
 static bool shapes_ok(tg_ctx *ctx, const char *who, const tg_tensor *x, int ncols,
 		      tg_tensor *const *cols, const char *const *names, double eps)
@@ -473,11 +490,7 @@ static bool shapes_ok(tg_ctx *ctx, const char *who, const tg_tensor *x, int ncol
 			who, tg_shape_fmt(x->ndim, x->shape, xs), x->numel / (size_t)x->shape[1]);
 		return false;
 	}
-	if (!(eps > 0 && isfinite(eps))) {
-		tg_fail(ctx, TG_EARG, "%s: eps = %g must be positive and finite", who, eps);
-		return false;
-	}
-	return true;
+	return eps_ok(ctx, who, x, eps);
 }
 
 /* ---- the statistics with history, for recorded rules ------------------------------------ */
@@ -963,7 +976,7 @@ static void ln_rows(const tg_ctx *ctx, tg_range_fn fn, norm_job *j)
 
 /* ---- checking arguments and the statistics ---------------------------------------------- */
 
-/* x has a last axis (D), each of cols is (D), eps positive; else records why.
+/* x has a last axis (D), each of cols is (D), eps as eps_ok; else records why.
  * names[i] names cols[i] in the message. */
 static bool row_shapes_ok(tg_ctx *ctx, const char *who, const tg_tensor *x, int ncols,
 			  tg_tensor *const *cols, const char *const *names, double eps)
@@ -982,11 +995,7 @@ static bool row_shapes_ok(tg_ctx *ctx, const char *who, const tg_tensor *x, int 
 				tg_shape_fmt(cols[i]->ndim, cols[i]->shape, cs), (long long)d);
 			return false;
 		}
-	if (!(eps > 0 && isfinite(eps))) {
-		tg_fail(ctx, TG_EARG, "%s: eps = %g must be positive and finite", who, eps);
-		return false;
-	}
-	return true;
+	return eps_ok(ctx, who, x, eps);
 }
 
 /* x's rows R and their length D */

@@ -1040,6 +1040,8 @@ static void cnn_misuse_is_a_named_error(void **state)
 	    {"conv8", "expected convO:K"},
 	    {"conv8:3q1", "only pP (padding) and sS (stride)"},
 	    {"conv8:3s0", "only pP"},
+	    {"conv8:3p1p2-10", "piece 1 \"conv8:3p1p2\" on input (N,1,6,6): pP (padding) and sS"},
+	    {"conv8:3s1p0s2", "may each be given once"},
 	    {"pool2x", "expected poolK"},
 	    {"conv8:3--10", "piece 2 \"\" on input (N,8,4,4): expected convO:K[pP][sS]"},
 	    {"mlp", "piece 1 \"mlp\""},

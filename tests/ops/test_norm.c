@@ -9,6 +9,7 @@
  */
 #include "../engine/test_util.h"
 
+#include <float.h>
 #include <stdlib.h>
 
 typedef tg_tensor *(*norm_fn)(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double eps);
@@ -520,6 +521,50 @@ static void batch_norm_refuses_a_batch_of_one(void **state)
 		tg_clear_error(ctx);                                                               \
 	} while (0)
 
+/* eps is added to the variance in x's dtype by the recorded rules: one that
+ * is not a normal number there (1e-50 rounds to 0 in f32) is refused by all
+ * four ops, so a constant channel cannot come out as 0 / 0 = NaN in a
+ * TG_CREATE_GRAPH backward while a plain one gives 0. The smallest normal
+ * eps works on both paths. */
+static void norm_eps_must_be_a_normal_number_in_the_dtype(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	const double xv[8] = { 1, 2, 7, 7, 3, 5, 7, 7 }; /* channel 1 is constant */
+	tg_tensor *x = tg_set_requires_grad(tg_from_f64(ctx, TG_F32, SHAPE(2, 2, 2), xv), true);
+	tg_tensor *g = tg_set_requires_grad(tg_ones(ctx, TG_F32, SHAPE(2)), true);
+	tg_tensor *b = tg_zeros(ctx, TG_F32, SHAPE(2)), *g2 = tg_ones(ctx, TG_F32, SHAPE(2));
+	assert_rejects(ctx, tg_batch_norm(x, g, b, 1e-50, NULL, NULL), TG_EARG,
+		       "tg_batch_norm: eps = 1e-50 must be positive and finite, a normal number "
+		       "in f32");
+	assert_rejects(ctx, tg_batch_norm_backward(x, x, g, 1e-50), TG_EARG,
+		       "tg_batch_norm_backward: eps = 1e-50");
+	assert_rejects(ctx, tg_layer_norm(x, g2, b, 1e-40), TG_EARG,
+		       "tg_layer_norm: eps = 1e-40 must be positive and finite, a normal number");
+	assert_rejects(ctx, tg_layer_norm_backward(x, x, g2, 1e-50), TG_EARG,
+		       "tg_layer_norm_backward: eps = 1e-50");
+	assert_rejects(ctx, tg_batch_norm(x, g, b, 1e39, NULL, NULL), TG_EARG, "eps = 1e+39");
+	tg_tensor *x64 = tg_from_f64(ctx, TG_F64, SHAPE(2, 2, 2), xv);
+	tg_tensor *g64 = tg_ones(ctx, TG_F64, SHAPE(2)), *b64 = tg_zeros(ctx, TG_F64, SHAPE(2));
+	assert_rejects(ctx, tg_batch_norm(x64, g64, b64, 1e-310, NULL, NULL), TG_EARG,
+		       "eps = 1e-310 must be positive and finite, a normal number in f64");
+	assert_non_null(tg_batch_norm(x64, g64, b64, 1e-300, NULL, NULL));
+	/* FLT_MIN: dgamma of the constant channel is 0 with history as without */
+	tg_tensor *y = tg_batch_norm(x, g, b, FLT_MIN, NULL, NULL);
+	tg_tensor *w = tg_from_f64(ctx, TG_F32, SHAPE(2, 2, 2),
+				   (const double[]){ 1, -2, 3, 0.5, 2, -1, 1, 1 });
+	tg_tensor *loss = tg_sum(tg_mul(y, w)), *dg[2];
+	assert_int_equal(tg_grad_of(1, &loss, NULL, 2, (tg_tensor *[]){ x, g }, dg,
+				    TG_CREATE_GRAPH),
+			 0);
+	assert_ctx_ok(ctx);
+	assert_true(tg_get(dg[1], 1) == 0);
+	assert_true(isfinite(tg_get(dg[1], 0)));
+	for (int i = 0; i < 8; i++)
+		assert_true(isfinite(tg_get(dg[0], (size_t)i)));
+	tg_ctx_free(ctx);
+}
+
 static void batch_norm_rejects_bad_shapes_dtypes_and_eps(void **state)
 {
 	(void)state;
@@ -959,6 +1004,7 @@ int main(void)
 		cmocka_unit_test(batch_norm_over_channels_gives_hand_computed_values_in_f64_and_f32),
 		cmocka_unit_test(batch_norm_refuses_a_batch_of_one),
 		cmocka_unit_test(batch_norm_rejects_bad_shapes_dtypes_and_eps),
+		cmocka_unit_test(norm_eps_must_be_a_normal_number_in_the_dtype),
 		cmocka_unit_test(layer_norm_matches_its_composition_of_ops_to_1e12),
 		cmocka_unit_test(layer_norm_backward_is_the_gradient_for_x),
 		cmocka_unit_test(layer_norm_gives_hand_computed_values),
