@@ -288,6 +288,8 @@ static tg_tensor *conv1x1(bench *b) { return conv_relu(b, 0, 1); }
 static tg_tensor *conv3(bench *b) { return conv_relu(b, 1, 1); }
 static tg_tensor *convdw(bench *b) { return conv_relu(b, 1, 64); }
 static void lnn_setup(bench *b) { b->p[0] = P(b, 4096, 64), b->p[1] = P(b, 64), b->p[2] = P(b, 64); }
+static void bn2d_setup(bench *b) { b->p[0] = P(b, 32, 64, 32, 32), b->p[1] = P(b, 64), b->p[2] = P(b, 64); }
+static tg_tensor *bn2d(bench *b) { return tg_sum(tg_relu(tg_batch_norm(X0(b), X1(b), b->p[2], 1e-5, NULL, NULL))); }
 static tg_tensor *ln_narrow(bench *b) { return tg_sum(tg_tanh(tg_layer_norm(X0(b), X1(b), b->p[2], 1e-5))); }
 static void tiny_setup(bench *b) { b->p[0] = P(b, 32, 16), b->p[1] = P(b, 16, 16), b->p[2] = P(b, 16); }
 static tg_tensor *tiny(bench *b) { return tg_sum(tg_tanh(tg_addmm(X0(b), X1(b), b->p[2]))); }
@@ -385,6 +387,7 @@ static const workload WORKLOADS[] = {
 	{ "s-convdw", "sum(relu(conv2d(x, w 64x1x3x3, pad 1, groups 64))), x (16,64,32,32)",
 	  cdw_setup, convdw, 5 },
 	{ "s-ln-narrow", "sum(tanh(layer_norm(x))), x (4096,64)", lnn_setup, ln_narrow, 20 },
+	{ "s-bn2d", "sum(relu(batch_norm(x))) per channel, x (32,64,32,32)", bn2d_setup, bn2d, 5 },
 	{ "s-tiny", "sum(tanh(addmm(a, w, b))), a (32,16), w (16,16)", tiny_setup, tiny, 2000 },
 	{ "s-where", "sum(where(m, x, y y)), m in [0,1)", where_setup, where1, 20 },
 	{ "s-minmax", "sum(minimum(maximum(x, y), 2 x))", e20, minmax, 20 },

@@ -74,6 +74,7 @@ def sweep_torch(name, P, R, idx):
         "s-maxpool3": lambda: P.update(x=R(32, 16, 64, 64)),
         "s-avgpool3": lambda: P.update(x=R(32, 16, 64, 64)),
         "s-ln-narrow": lambda: P.update(x=R(4096, 64), g=R(64), b=R(64)),
+        "s-bn2d": lambda: P.update(x=R(32, 64, 32, 32), g=R(64), b=R(64)),
         "s-tiny": lambda: P.update(x=R(32, 16), y=R(16, 16), b=R(16)),
         "s-mm": lambda: P.update(x=R(256, 512), y=R(512, 256)),
     }
@@ -110,6 +111,8 @@ def sweep_torch(name, P, R, idx):
         "s-maxpool3": lambda: F.max_pool2d(x(), 3, 2, 1).sum(),
         "s-avgpool3": lambda: F.avg_pool2d(x(), 3, 1, 1).sum(),
         "s-ln-narrow": lambda: torch.tanh(F.layer_norm(x(), (64,), P["g"], P["b"], 1e-5)).sum(),
+        "s-bn2d": lambda: torch.relu(F.batch_norm(x(), None, None, P["g"], P["b"], training=True,
+                                                  eps=1e-5)).sum(),
         "s-tiny": lambda: torch.tanh(torch.addmm(P["b"], x(), y())).sum(),
         "s-minmax": lambda: torch.minimum(torch.maximum(x(), y()), x() * 2).sum(),
         "s-mm": lambda: torch.sigmoid(x() @ y()).sum(),
