@@ -888,23 +888,27 @@ static bool expand_short(tg_ctx *ctx, const char *arch, int64_t c, int64_t h, in
 				bad_short(ctx, &p, "expected convO:K, as \"conv32:3\"");
 				return false;
 			}
-			bool seen_p = false, seen_s = false;
+			bool seen_p = false, seen_s = false, bn = false;
 			while (q < end) {
 				char opt = *q++;
-				bool again = (opt == 'p' && seen_p) || (opt == 's' && seen_s);
+				bool again = (opt == 'p' && seen_p) || (opt == 's' && seen_s) ||
+					     (opt == 'b' && bn);
 				bool ok = !again &&
 					  ((opt == 'p' && short_num(&q, end, true, &pad)) ||
-					   (opt == 's' && short_num(&q, end, false, &stride)));
+					   (opt == 's' && short_num(&q, end, false, &stride)) ||
+					   opt == 'b');
 				if (!ok) {
 					bad_short(ctx, &p,
-						  again ? "pP (padding) and sS (stride) may each be "
-							  "given once"
-							: "after convO:K only pP (padding) and sS "
-							  "(stride), as \"conv32:3p1s2\"");
+						  again ? "pP (padding), sS (stride) and b (batch "
+							  "norm) may each be given once"
+							: "after convO:K only pP (padding), sS "
+							  "(stride) and b (batch norm), as "
+							  "\"conv32:3p1s2b\"");
 					return false;
 				}
 				seen_p = seen_p || opt == 'p';
 				seen_s = seen_s || opt == 's';
+				bn = bn || opt == 'b';
 			}
 			int64_t oh = out_side(p.h, k, stride, pad), ow = out_side(p.w, k, stride, pad);
 			if (!oh || !ow) {
@@ -914,9 +918,12 @@ static bool expand_short(tg_ctx *ctx, const char *arch, int64_t c, int64_t h, in
 				bad_short(ctx, &p, why);
 				return false;
 			}
-			fit = fit && append(out, size, &len, "%sconv:%lld:%lld:%lld:%lld:%lld,relu",
+			fit = fit && append(out, size, &len, "%sconv:%lld:%lld:%lld:%lld:%lld",
 					    len ? "," : "", (long long)p.c, (long long)v,
 					    (long long)k, (long long)stride, (long long)pad);
+			if (bn) /* over the conv's channels, before its relu */
+				fit = fit && append(out, size, &len, ",bn:%lld", (long long)v);
+			fit = fit && append(out, size, &len, ",relu");
 			p.c = v;
 			p.h = oh;
 			p.w = ow;
@@ -946,7 +953,7 @@ static bool expand_short(tg_ctx *ctx, const char *arch, int64_t c, int64_t h, in
 		} else {
 			if (!short_num(&q, end, false, &v) || q != end) {
 				bad_short(ctx, &p,
-					  "expected convO:K[pP][sS], poolK, avgpoolK or a layer "
+					  "expected convO:K[pP][sS][b], poolK, avgpoolK or a layer "
 					  "size");
 				return false;
 			}

@@ -421,9 +421,10 @@ TG_API tg_module *tg_avgpool2d_layer(tg_ctx *ctx, int k, int stride, int padding
  * opts may be NULL for tg_mlp_defaults. malloc'd: tg_module_free */
 TG_API tg_module *tg_model_parse(tg_ctx *ctx, const char *arch, const tg_mlp_opts *opts);
 /* A small CNN for images (N,c,h,w) from a short form, pieces joined by '-':
- *	convO:K[pP][sS]  convolution to O channels, K x K kernel, padding P
- *	                 and stride S (0 and 1 unless given; each at most once,
- *	                 in either order), then relu
+ *	convO:K[pP][sS][b]  convolution to O channels, K x K kernel, padding
+ *	                 P and stride S (0 and 1 unless given), with b batch
+ *	                 norm over its O channels (bn:O); then relu. Each
+ *	                 option at most once, in any order
  *	poolK            max pooling K x K at stride K
  *	avgpoolK         average pooling likewise
  *	M                a linear layer to M features; flatten is put before the

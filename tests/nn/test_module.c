@@ -827,6 +827,27 @@ static void the_short_cnn_form_builds_the_recipe(void **state)
 	assert_string_equal(buf, "conv:3:8:5:2,relu,avgpool:2,flatten,linear:8:16");
 	assert_ctx_ok(ctx);
 	tg_module_free(s);
+	/* b: batch norm over the conv's channels, before its relu, in any order
+	 * among the options; the same model as its full form */
+	static const char *const with_bn[] = { "conv8:3p1b-pool2-conv4:3bs2-10",
+					       "conv8:3bp1-pool2-conv4:3s2b-10" };
+	for (size_t i = 0; i < LEN(with_bn); i++) {
+		s = tg_model_parse_image(ctx, with_bn[i], 3, 8, 8, NULL);
+		assert_non_null(s);
+		tg_module_spec(s, buf, sizeof buf);
+		assert_string_equal(buf, "conv:3:8:3:1:1,bn:8,relu,maxpool:2,conv:8:4:3:2,bn:4,"
+					 "relu,flatten,linear:4:10");
+		tg_tensor *bp[16];
+		assert_int_equal(tg_module_params(s, bp, 16), 10);
+		assert_string_equal(tg_name(bp[2]), "bn1.gamma");
+		assert_int_equal(tg_dim(bp[2], 0), 8);
+		assert_string_equal(tg_name(bp[7]), "bn2.beta");
+		assert_int_equal(tg_dim(bp[7], 0), 4);
+		tg_tensor *out = tg_forward(s, tg_randn(ctx, TG_F32, SHAPE(2, 3, 8, 8), 0, 1));
+		assert_ctx_ok(ctx);
+		assert_int_equal(tg_dim(out, 1), 10);
+		tg_module_free(s);
+	}
 	tg_module_free(m);
 	tg_module_free(same);
 	tg_ctx_free(ctx);
@@ -1038,12 +1059,14 @@ static void cnn_misuse_is_a_named_error(void **state)
 	    {"16-conv8:3", "piece 2 \"conv8:3\" on input (N,16): a convolution must come before"},
 	    {"16-pool2", "a pooling must come before"},
 	    {"conv8", "expected convO:K"},
-	    {"conv8:3q1", "only pP (padding) and sS (stride)"},
+	    {"conv8:3q1", "only pP (padding), sS (stride) and b (batch norm)"},
+	    {"conv8:3b2", "only pP (padding), sS (stride) and b"},
+	    {"conv8:3bp1b-10", "piece 1 \"conv8:3bp1b\" on input (N,1,6,6): pP (padding), sS (stride) and b (batch norm) may each be given once"},
 	    {"conv8:3s0", "only pP"},
-	    {"conv8:3p1p2-10", "piece 1 \"conv8:3p1p2\" on input (N,1,6,6): pP (padding) and sS"},
+	    {"conv8:3p1p2-10", "piece 1 \"conv8:3p1p2\" on input (N,1,6,6): pP (padding), sS"},
 	    {"conv8:3s1p0s2", "may each be given once"},
 	    {"pool2x", "expected poolK"},
-	    {"conv8:3--10", "piece 2 \"\" on input (N,8,4,4): expected convO:K[pP][sS]"},
+	    {"conv8:3--10", "piece 2 \"\" on input (N,8,4,4): expected convO:K[pP][sS][b]"},
 	    {"mlp", "piece 1 \"mlp\""},
 	};
 	for (size_t i = 0; i < LEN(shortf); i++) {
