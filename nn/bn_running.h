@@ -6,9 +6,9 @@
 #ifndef TG_BN_RUNNING_H
 #define TG_BN_RUNNING_H
 
+#include "norm_eps.h"
 #include "tapegrad.h"
 
-#include <float.h>
 #include <math.h>
 #include <stdio.h>
 
@@ -16,18 +16,16 @@
  * part of the graph. */
 void tg_bn_update_running(tg_tensor *running, const tg_tensor *batch, double decay);
 
-/* A norm layer's eps must be a positive normal number in the layer's dtype:
- * one that rounds to 0 or a subnormal there leaves a constant feature's
- * (x - mean) / sqrt(var + eps) at 0 / 0. NULL when eps is fine, else why
- * not, written into buf. */
+/* A norm layer's eps must be a positive normal number in the layer's dtype,
+ * as the ops' (norm_eps.h). NULL when eps is fine, else why not, written
+ * into buf. */
 static inline const char *tg_norm_eps_wrong(double eps, tg_dtype dt, char *buf, size_t size)
 {
-	bool f32 = dt != TG_F64;
-	double lo = f32 ? FLT_MIN : DBL_MIN, hi = f32 ? FLT_MAX : DBL_MAX;
-	if (eps >= lo && eps <= hi)
+	double lo, hi;
+	if (tg_norm_eps_ok(eps, dt, &lo, &hi))
 		return NULL;
 	snprintf(buf, size, "eps = %g is not a positive normal number in %s (%g to %g)", eps,
-		 f32 ? "f32" : "f64", lo, hi);
+		 dt == TG_F64 ? "f64" : "f32", lo, hi);
 	return buf;
 }
 

@@ -18,9 +18,9 @@
  * as (R,D), R rows; gamma, beta (D), the statistics (R).
  */
 #include "internal.h"
+#include "norm_eps.h"
 #include "parallel.h"
 
-#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -431,18 +431,15 @@ static void bn_elementwise(const tg_ctx *ctx, tg_range_fn fn, norm_job *j)
 /* ---- checking arguments -------------------------------------------------------------- */
 
 /* eps must be a positive normal number in x's dtype, as the norm layers
- * require: the recorded rules add it to the variance in that dtype, where
- * an eps that rounds to 0 (1e-50 in f32) leaves a constant group's
- * (x - mean) / sqrt(var + eps) at 0 / 0. Else records why. */
+ * require (norm_eps.h). Else records why. */
 static bool eps_ok(tg_ctx *ctx, const char *who, const tg_tensor *x, double eps)
 {
-	bool f32 = x->dtype == TG_F32;
-	double lo = f32 ? FLT_MIN : DBL_MIN, hi = f32 ? FLT_MAX : DBL_MAX;
-	if (eps >= lo && eps <= hi)
+	double lo, hi;
+	if (tg_norm_eps_ok(eps, x->dtype, &lo, &hi))
 		return true;
 	tg_fail(ctx, TG_EARG, "%s: eps = %g must be positive and finite, a normal number in %s "
 			      "(%g to %g)",
-		who, eps, f32 ? "f32" : "f64", lo, hi);
+		who, eps, x->dtype == TG_F64 ? "f64" : "f32", lo, hi);
 	return false;
 }
 
