@@ -12,6 +12,14 @@
 #include <math.h>
 #include <stdio.h>
 
+/* (1,C,1,...,1) of nd dimensions into shape: the shape in which a (C)
+ * tensor broadcasts per channel over x (N,C,...) of nd dimensions. */
+static inline void tg_bn_channel_shape(int nd, int64_t c, int64_t *shape)
+{
+	for (int i = 0; i < nd; i++)
+		shape[i] = i == 1 ? c : 1;
+}
+
 /* running = decay * running + (1 - decay) * batch, in place: state, not
  * part of the graph. */
 void tg_bn_update_running(tg_tensor *running, const tg_tensor *batch, double decay);

@@ -1211,8 +1211,7 @@ static tg_tensor *sync_bn_forward(tg_module *m, tg_tensor *x)
 				    1 / count);
 	} else {
 		int64_t per[TG_MAX_DIMS]; /* (1,C,1,...,1) */
-		for (int i = 0; i < nd; i++)
-			per[i] = i == 1 ? tg_dim(x, 1) : 1;
+		tg_bn_channel_shape(nd, tg_dim(x, 1), per);
 		mean = tg_mul_scalar(tg_dist_allreduce(d, tg_sum_to(x, nd, per)), 1 / count);
 		xc = tg_sub(x, mean);
 		var = tg_mul_scalar(tg_dist_allreduce(d, tg_sum_to(tg_mul(xc, xc), nd, per)),

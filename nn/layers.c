@@ -456,18 +456,16 @@ tg_tensor *tg_batchnorm_forward(tg_batchnorm *bn, tg_tensor *x)
 		return y;
 	}
 	/* (C) broadcasts along the last axis, so for (N,C,...) the statistics,
-	 * gamma and beta are viewed as (C,1,...,1): one value per channel */
+	 * gamma and beta are viewed as (1,C,1,...,1): one value per channel */
 	tg_tensor *rm = bn->running_mean, *rv = bn->running_var, *g = bn->gamma, *b = bn->beta;
 	int nd = tg_ndim(x);
 	if (nd > 2) {
 		int64_t shape[TG_MAX_DIMS];
-		shape[0] = tg_dim(bn->gamma, 0);
-		for (int i = 1; i < nd - 1; i++)
-			shape[i] = 1;
-		rm = tg_reshape(rm, nd - 1, shape);
-		rv = tg_reshape(rv, nd - 1, shape);
-		g = tg_reshape(g, nd - 1, shape);
-		b = tg_reshape(b, nd - 1, shape);
+		tg_bn_channel_shape(nd, tg_dim(bn->gamma, 0), shape);
+		rm = tg_reshape(rm, nd, shape);
+		rv = tg_reshape(rv, nd, shape);
+		g = tg_reshape(g, nd, shape);
+		b = tg_reshape(b, nd, shape);
 	}
 	tg_tensor *std = tg_sqrt(tg_add_scalar(rv, bn->eps));
 	tg_tensor *xn = tg_div(tg_sub(x, rm), std);
