@@ -497,14 +497,6 @@ tg_tensor *tg_dropout_apply(tg_tensor *x, tg_tensor *mask, double p)
 	return tg_mul(x, scaled);
 }
 
-/* The mask of tg_dropout_forward, already scaled: element i is 1 / (1 - p)
- * (kept) when the i-th uniform draw u_i >= p, else 0; the numbers
- * tg_dropout_apply would make of the 0/1 mask. u_i = (r_i >> 11) 2^-53 for
- * the i-th 64-bit draw r_i (tg_random_uniform), and p 2^53 is exact, so
- * u_i >= p exactly when the integer r_i >> 11 >= ceil(p 2^53): the draws
- * come in blocks (tg_random_u64_fill) and are compared as integers, one
- * pass over the mask instead of a call per element, a pass zeroing it and a
- * pass scaling it. */
 /* Y[k] = keep where (R[k] >> 11) >= thr, else 0; branch-free (a branch on
  * each draw is mispredicted at random) and compared as signed integers,
  * which both sides fit (below 2^53) and vectors compare. */
@@ -519,6 +511,14 @@ tg_tensor *tg_dropout_apply(tg_tensor *x, tg_tensor *mask, double p)
 KEEP_KERNEL(double, keep_f64)
 KEEP_KERNEL(float, keep_f32)
 
+/* The mask of tg_dropout_forward, already scaled: element i is 1 / (1 - p)
+ * (kept) when the i-th uniform draw u_i >= p, else 0; the numbers
+ * tg_dropout_apply would make of the 0/1 mask. u_i = (r_i >> 11) 2^-53 for
+ * the i-th 64-bit draw r_i (tg_random_uniform), and p 2^53 is exact, so
+ * u_i >= p exactly when the integer r_i >> 11 >= ceil(p 2^53): the draws
+ * come in blocks (tg_random_u64_fill) and are compared as integers, one
+ * pass over the mask instead of a call per element, a pass zeroing it and a
+ * pass scaling it. */
 static tg_tensor *draw_mask(tg_ctx *ctx, tg_tensor *x, double p)
 {
 	tg_tensor *m = tg_empty(ctx, tg_dtype_of(x), tg_ndim(x), tg_shape(x));
