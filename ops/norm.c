@@ -615,18 +615,20 @@ static void column_sums(const tg_tensor *dout, const tg_tensor *x, const void *s
 static tg_tensor *backward_dx(tg_ctx *ctx, const char *who, tg_tensor *dout, tg_tensor *x,
 			      tg_tensor *gamma, double eps, const void *st, double *sums)
 {
-	size_t n = (size_t)x->shape[0], d = (size_t)x->shape[1];
+	size_t n = (size_t)x->shape[0], d = (size_t)x->shape[1], s = plane_size(x);
 	tg_tensor *dx = tg_tensor_like(x, who);
-	void *k = tg_arena_alloc(ctx, 3 * d * tg_dtype_size(x->dtype));
-	if (!dx || !k)
+	/* (N,D)'s coefficients, once for every row (the planes take theirs
+	 * a plane at a time) */
+	void *k = s == 1 ? tg_arena_alloc(ctx, 3 * d * tg_dtype_size(x->dtype)) : NULL;
+	if (!dx || (s == 1 && !k))
 		return NULL;
 	column_sums(dout, x, st, sums);
 	norm_job j = { .f64 = x->dtype == TG_F64, .x = x->data, .dout = dout->data,
 		       .g = gamma->data, .k = k, .st = (void *)st, .y = dx->data, .sums = sums,
-		       .n = n, .d = d, .s = plane_size(x) };
-	if (j.s == 1 && j.f64)
+		       .n = n, .d = d, .s = s };
+	if (s == 1 && j.f64)
 		dx_coef_f64(st, gamma->data, sums, n, d, k);
-	else if (j.s == 1)
+	else if (s == 1)
 		dx_coef_f32(st, gamma->data, sums, n, d, k);
 	bn_elementwise(ctx, bn_dx_part, &j);
 	tg_tensor *in[3] = { dout, x, gamma };
@@ -637,13 +639,14 @@ static tg_tensor *backward_dx(tg_ctx *ctx, const char *who, tg_tensor *dout, tg_
  * the step arena, or NULL. */
 static void *statistics(tg_ctx *ctx, const tg_tensor *x, double eps)
 {
-	size_t n = (size_t)x->shape[0], d = (size_t)x->shape[1];
+	size_t n = (size_t)x->shape[0], d = (size_t)x->shape[1], s = plane_size(x);
 	void *st = tg_arena_alloc(ctx, 3 * d * tg_dtype_size(x->dtype));
-	double *acc = tg_arena_alloc(ctx, 2 * d * sizeof *acc);
-	if (!st || !acc)
+	/* (N,D)'s column sums (a channel's sums stay in its kernel's locals) */
+	double *acc = s == 1 ? tg_arena_alloc(ctx, 2 * d * sizeof *acc) : NULL;
+	if (!st || (s == 1 && !acc))
 		return NULL;
 	norm_job j = { .f64 = x->dtype == TG_F64, .x = x->data, .st = st, .acc = acc,
-		       .n = n, .d = d, .s = plane_size(x), .eps = eps };
+		       .n = n, .d = d, .s = s, .eps = eps };
 	bn_channels(ctx, bn_stats_part, &j);
 	return st;
 }
