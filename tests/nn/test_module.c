@@ -853,14 +853,14 @@ static void the_short_cnn_form_builds_the_recipe(void **state)
 	tg_ctx_free(ctx);
 }
 
-static void a_tiny_cnn_learns_left_from_right(void **state)
+/* N noisy (N,1,S,S) f64 images (kept) and their labels: class 0 when the
+ * left half of an image is bright, class 1 when the right is. */
+enum { LR_N = 8, LR_S = 6 };
+static void left_right_images(tg_ctx *ctx, tg_tensor **x, tg_tensor **y)
 {
-	(void)state;
-	/* class 0: the left half of a 6x6 image is bright; class 1: the right */
-	enum { N = 8, S = 6 };
+	enum { N = LR_N, S = LR_S };
 	double px[N * S * S];
 	int32_t lab[N];
-	tg_ctx *ctx = tg_ctx_new(SEED);
 	tg_tensor *noise = tg_randn(ctx, TG_F64, SHAPE(N * S * S), 0, 0.1);
 	for (int n = 0; n < N; n++) {
 		lab[n] = n % 2;
@@ -870,15 +870,17 @@ static void a_tiny_cnn_learns_left_from_right(void **state)
 					    tg_get(noise, (size_t)(n * S * S + i));
 		}
 	}
-	tg_tensor *x = tg_keep(f64(ctx, SHAPE(N, 1, S, S), px));
-	tg_tensor *y = tg_keep(tg_from_i32(ctx, SHAPE(N), lab));
-	tg_mlp_opts mo = tg_mlp_defaults();
-	mo.dtype = TG_F64;
-	tg_module *m = tg_model_parse_image(ctx, "conv4:3p1-pool2-2", 1, S, S, &mo);
-	assert_non_null(m);
+	*x = tg_keep(f64(ctx, SHAPE(N, 1, S, S), px));
+	*y = tg_keep(tg_from_i32(ctx, SHAPE(N), lab));
+}
+
+/* 30 SGD steps (lr 0.1) of m's np parameters on x, y, which must at least
+ * halve the loss; its first value. */
+static double train_halves_the_loss(tg_ctx *ctx, tg_module *m, size_t np, tg_tensor *x,
+				    tg_tensor *y)
+{
 	tg_tensor *p[8];
-	size_t np = tg_module_params(m, p, 8);
-	assert_int_equal(np, 4);
+	assert_int_equal(tg_module_params(m, p, 8), np);
 	tg_optim_opts oo = tg_optim_defaults(TG_SGD);
 	oo.lr = 0.1;
 	tg_optim *opt = tg_optim_new(ctx, p, np, &oo);
@@ -898,6 +900,20 @@ static void a_tiny_cnn_learns_left_from_right(void **state)
 	if (!(first > 0.3 && last < 0.5 * first))
 		fail_msg("loss went from %g to %g; expected it at least halved", first, last);
 	tg_optim_free(opt);
+	return first;
+}
+
+static void a_tiny_cnn_learns_left_from_right(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *x, *y;
+	left_right_images(ctx, &x, &y);
+	tg_mlp_opts mo = tg_mlp_defaults();
+	mo.dtype = TG_F64;
+	tg_module *m = tg_model_parse_image(ctx, "conv4:3p1-pool2-2", 1, LR_S, LR_S, &mo);
+	assert_non_null(m);
+	train_halves_the_loss(ctx, m, 4, x, y);
 	tg_module_free(m);
 	tg_ctx_free(ctx);
 }
@@ -906,7 +922,6 @@ static void a_cnn_with_batch_norm_reads_back_trains_and_evaluates(void **state)
 {
 	(void)state;
 	static const char *const arch = "conv:1:4:3:1:1,bn:4,relu,maxpool:2,flatten,linear:36:2";
-	enum { N = 8, S = 6 };
 	tg_ctx *ctx = tg_ctx_new(SEED);
 	tg_mlp_opts mo = tg_mlp_defaults();
 	mo.dtype = TG_F64;
@@ -929,38 +944,9 @@ static void a_cnn_with_batch_norm_reads_back_trains_and_evaluates(void **state)
 	for (size_t i = 0; i < LEN(names); i++)
 		assert_string_equal(tg_name(t[i]), names[i]);
 	tg_tensor *gamma = t[2], *beta = t[3], *rmean = t[6], *rvar = t[7];
-	/* class 0: the left half of a 6x6 image is bright; class 1: the right */
-	double px[N * S * S];
-	int32_t lab[N];
-	tg_tensor *noise = tg_randn(ctx, TG_F64, SHAPE(N * S * S), 0, 0.1);
-	for (int n = 0; n < N; n++) {
-		lab[n] = n % 2;
-		for (int i = 0; i < S * S; i++)
-			px[n * S * S + i] = ((i % S < S / 2) == (lab[n] == 0) ? 1.0 : 0.0) +
-					    tg_get(noise, (size_t)(n * S * S + i));
-	}
-	tg_tensor *x = tg_keep(f64(ctx, SHAPE(N, 1, S, S), px));
-	tg_tensor *y = tg_keep(tg_from_i32(ctx, SHAPE(N), lab));
-	tg_tensor *p[8];
-	size_t np = tg_module_params(m, p, 8);
-	assert_int_equal(np, 6);
-	tg_optim_opts oo = tg_optim_defaults(TG_SGD);
-	oo.lr = 0.1;
-	tg_optim *opt = tg_optim_new(ctx, p, np, &oo);
-	double first = 0, last = 0;
-	for (int step = 0; step < 30; step++) {
-		tg_tensor *loss = tg_cross_entropy(tg_forward(m, x), y);
-		last = tg_item(loss);
-		if (step == 0)
-			first = last;
-		tg_optim_zero_grad(opt);
-		tg_backward(loss);
-		tg_optim_step(opt);
-		tg_reset(ctx);
-	}
-	assert_ctx_ok(ctx);
-	if (!(first > 0.3 && last < 0.5 * first))
-		fail_msg("loss went from %g to %g; expected it at least halved", first, last);
+	tg_tensor *x, *y;
+	left_right_images(ctx, &x, &y);
+	double first = train_halves_the_loss(ctx, m, 6, x, y);
 	/* the running statistics moved off their start, one per channel */
 	assert_int_equal(tg_numel(rmean), 4);
 	for (size_t c = 0; c < 4; c++) {
@@ -983,7 +969,6 @@ static void a_cnn_with_batch_norm_reads_back_trains_and_evaluates(void **state)
 	assert_non_null(tg_grad(beta));
 	assert_true(tg_get(rmean, 0) == rm0);
 	tg_reset(ctx);
-	tg_optim_free(opt);
 	tg_module_free(m);
 	tg_ctx_free(ctx);
 }
