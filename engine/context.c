@@ -52,6 +52,8 @@ tg_ctx *tg_ctx_new_with(uint64_t seed, const tg_allocator *a)
 	ctx->threads = 1;
 	const char *conv = getenv("TG_CONV");
 	ctx->conv_im2col = conv && !strcmp(conv, "im2col");
+	const char *sgemm = getenv("TG_SGEMM");
+	ctx->sgemm_blas = sgemm && !strcmp(sgemm, "openblas");
 	tg_arena_init(ctx);
 	tg_seed(ctx, seed);
 	tg_blas_warn_once();
@@ -185,7 +187,7 @@ const char *tg_blas_advice(void)
 
 const char *tg_blas_info(void)
 {
-	static char info[128];
+	static char info[192];
 	static atomic_int done;
 	if (atomic_load(&done))
 		return info;
@@ -196,8 +198,11 @@ const char *tg_blas_info(void)
 		version[0] = 0;
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	char buf[sizeof info];
-	snprintf(buf, sizeof buf, "%s%s%s %s, %ld core%s", name, version[0] ? " " : "", version,
-		 openblas_get_corename(), cores, cores == 1 ? "" : "s");
+	int n = snprintf(buf, sizeof buf, "%s%s%s %s, %ld core%s", name, version[0] ? " " : "",
+			 version, openblas_get_corename(), cores, cores == 1 ? "" : "s");
+	if (tg_sgemm_dnnl(NULL) && n > 0 && (size_t)n < sizeof buf)
+		snprintf(buf + n, sizeof buf - (size_t)n, "; f32 products from 2^19 multiply-adds: %s",
+			 tg_sgemm_dnnl_info());
 	/* racing first callers write the same text */
 	memcpy(info, buf, sizeof info);
 	atomic_store(&done, 1);
@@ -281,6 +286,8 @@ int tg_blas_selfcheck(char *msg, size_t size)
 	static const int shapes[][3] = {
 		{ 1, 1, 1 }, { 3, 5, 7 }, { 17, 33, 9 }, { 64, 65, 63 }, { 129, 37, 255 },
 		{ 2, 300, 1 }, { 31, 1, 47 },
+		/* TG_SGEMM_DNNL_MIN multiply-adds and more: oneDNN's sgemm where it runs */
+		{ 130, 67, 61 }, { 17, 513, 77 },
 	};
 	tg_ctx *ctx = tg_ctx_new(20261201);
 	if (!ctx) {
@@ -297,10 +304,14 @@ int tg_blas_selfcheck(char *msg, size_t size)
 				if (w < 0) {
 					rc = -1;
 				} else if (!(w <= 1)) {
+					bool dnnl = !d && tg_sgemm_dnnl(ctx) &&
+						    (double)sh[0] * sh[1] * sh[2] >= TG_SGEMM_DNNL_MIN;
 					snprintf(msg, size,
 						 "%cgemm (%s) %s%dx%d @ %s%dx%d: an element is off by "
 						 "%.3g of the error bound",
-						 d ? 'd' : 's', openblas_get_corename(), f & 1 ? "T " : "",
+						 d ? 'd' : 's',
+						 dnnl ? tg_sgemm_dnnl_info() : openblas_get_corename(),
+						 f & 1 ? "T " : "",
 						 sh[0], sh[1], f & 2 ? "T " : "", sh[1], sh[2], w);
 					rc = 1;
 				}
@@ -311,9 +322,10 @@ int tg_blas_selfcheck(char *msg, size_t size)
 		snprintf(msg, size, "tg_blas_selfcheck: no memory");
 	else if (!rc)
 		snprintf(msg, size,
-			 "sgemm and dgemm (%s) agree with the reference loops: worst error %.3g "
-			 "of the bound",
-			 openblas_get_corename(), worst);
+			 "sgemm and dgemm (%s%s%s) agree with the reference loops: worst error "
+			 "%.3g of the bound",
+			 openblas_get_corename(), tg_sgemm_dnnl(ctx) ? ", large sgemm " : "",
+			 tg_sgemm_dnnl(ctx) ? tg_sgemm_dnnl_info() : "", worst);
 	tg_ctx_free(ctx);
 	return rc ? -1 : 0;
 }

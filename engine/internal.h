@@ -157,6 +157,7 @@ struct tg_ctx {
 	void *kernel_cache;
 	void (*kernel_cache_free)(tg_ctx *ctx, void *cache);
 	bool conv_im2col; /* TG_CONV=im2col when made: conv2d keeps its im2col kernels */
+	bool sgemm_blas;  /* TG_SGEMM=openblas when made: f32 products stay on OpenBLAS */
 	tg_status status;
 	char message[512];
 };
@@ -571,13 +572,20 @@ void tg_add_arrays(const tg_ctx *ctx, tg_dtype dt, const void *A, const void *B,
 /* ---- BLAS ------------------------------------------------------------------ */
 
 /* C (N,M) = op(A) op(B) + beta C, row major (lda, ldb and ldc the row
- * lengths in memory), with OpenBLAS at one thread; a large product split
- * across ctx's threads in bands of C (gemm.c), on the calling thread alone
+ * lengths in memory), with OpenBLAS at one thread, or for f32 products of
+ * TG_SGEMM_DNNL_MIN multiply-adds or more oneDNN's sgemm at one thread
+ * where the build has oneDNN and the CPU AVX2 (gemm.c); a large product
+ * split across ctx's threads in bands of C, on the calling thread alone
  * when ctx is NULL. Every product of the library goes through here. beta
  * is 0 (C unread) or 1. Products of fewer multiply-adds than
  * TG_GEMM_SPLIT_MIN are not split: about 5 us of work at one thread (where
  * OpenBLAS itself starts threading), against some 2 us for a split. */
 #define TG_GEMM_SPLIT_MIN 262144.0
+#define TG_SGEMM_DNNL_MIN 524288.0
+/* Whether f32 products of TG_SGEMM_DNNL_MIN or more go to oneDNN in ctx
+ * (NULL: a context made now), and the text tg_blas_info adds for it. */
+bool tg_sgemm_dnnl(const tg_ctx *ctx);
+const char *tg_sgemm_dnnl_info(void);
 void tg_gemm(const tg_ctx *ctx, tg_dtype dt, bool ta, bool tb, int N, int M, int K,
 	     const void *A, int lda, const void *B, int ldb, double beta, void *C, int ldc);
 /* Whether the CPU has AVX2 and FMA (false), or the AVX-512 subsets that

@@ -112,6 +112,15 @@ def parse(stdout):
                         d[k] = float(v)
                     except ValueError:
                         d[k] = v
+            steady = d.get("steady_sec_per_iter")
+            if isinstance(steady, float) and steady == steady and d.get("iters"):
+                # time per iteration from iteration WARM on, on both sides:
+                # the first iterations' one-time costs (oneDNN generating
+                # its kernels, PyTorch's allocator) are not a step's
+                d["sec_per_iter"] = steady
+                d["cpu"] = d["steady_cpu_per_iter"] * d["iters"]
+                if isinstance(d.get("steady_gemm_share"), float):
+                    d["gemm_share"] = d["steady_gemm_share"]
             return d
     return None
 
@@ -332,11 +341,13 @@ def suite_main(a):
               "both threads' time in the 2-thread rows). Synthetic "
               "data made by tg_bench suite-data, the same file for both sides; the CNN "
               "trains on Fashion-MNIST (synthetic images of that shape when it is not "
-              "installed). Batches drawn with replacement inside the timed loop. GEMM share: "
-              "the wall time inside cblas_sgemm/dgemm calls made by libtapegrad.a (timed "
-              "through -Wl,--wrap) over the loop's wall time. Bound: PyTorch's time over "
+              "installed). Batches drawn with replacement inside the timed loop, timed from its 6th "
+              "iteration on, on both sides (the first five carry one-time costs: oneDNN "
+              "generating its kernels, PyTorch's allocator). GEMM share: "
+              "the wall time inside the cblas_sgemm/dgemm and oneDNN sgemm calls made by "
+              "libtapegrad.a (timed through -Wl,--wrap) over the loop's wall time. Bound: PyTorch's time over "
               "tapegrad's time in those GEMMs, the ratio tapegrad would reach if all else "
-              "took no time (the CNN's convolutions that do not go through cblas count as "
+              "took no time (the CNN's convolutions that do not go through a GEMM count as "
               "all else). Allocations per steady-state "
               "iteration: through the context's allocator, and every malloc, calloc, "
               "realloc and aligned allocation of the process, shared libraries "
@@ -549,10 +560,12 @@ def main():
                       f"{1 / th_best:,.0f} | {th_best / tg_best:.2f}× | | | | | |")
     md.append("")
     md.append("PyTorch / tapegrad above 1 means tapegrad is faster. floor / tapegrad is the "
-              "share of tapegrad's time that the same cblas_?gemm calls alone take; for the "
+              "share of tapegrad's time that the same GEMM calls alone take (the library's "
+              "own, OpenBLAS or oneDNN's sgemm); for the "
               "CNN, \"in run\" is the time inside its GEMM calls during the run itself. "
               "The CPU-time ratio (one-thread rows only) is less disturbed by other load "
-              "on the machine than the wall-time one. "
+              "on the machine than the wall-time one. Times per iteration are counted from "
+              "the 6th iteration on, on both sides. "
               "cpu/wall is process CPU time over wall time in the loop (below 1 for one "
               "thread: the process waited for a CPU; above 1: more than one thread ran).")
     md.append("")

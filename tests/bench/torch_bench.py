@@ -133,11 +133,21 @@ class Run:
         self.w0 = time.perf_counter()
         self.c0 = time.process_time()
 
+    def tick(self, it):
+        """Called before iteration it: the steady state is timed from WARM on."""
+        if it == WARM:
+            self.ww = time.perf_counter()
+            self.cw = time.process_time()
+
     def stop(self, iters):
-        self.r["wall"] = time.perf_counter() - self.w0
-        self.r["cpu"] = time.process_time() - self.c0
+        w1, c1 = time.perf_counter(), time.process_time()
+        self.r["wall"] = w1 - self.w0
+        self.r["cpu"] = c1 - self.c0
         self.r["iters"] = iters
         self.r["sec_per_iter"] = self.r["wall"] / iters if iters else float("nan")
+        if iters > WARM and hasattr(self, "ww"):
+            self.r["steady_sec_per_iter"] = (w1 - self.ww) / (iters - WARM)
+            self.r["steady_cpu_per_iter"] = (c1 - self.cw) / (iters - WARM)
         self.r["loop_peak_kb"] = status_kb("VmHWM")
 
 
@@ -155,6 +165,7 @@ def train(run, X, Y, model, opt, batch, iters, epochs, replace, seed):
     model.train()
     run.start()
     while it < total:
+        run.tick(it)
         if replace:
             idx = torch.randint(0, n, (batch,), generator=g)
         else:
@@ -227,6 +238,7 @@ def suite_train(run, w, spec, data, seed, iters):
     run.r["dtype"] = dt
     run.start()
     for it in range(total):
+        run.tick(it)
         idx = torch.randint(0, n, (batch,), generator=g)
         x = X.index_select(0, idx)
         y = Y.index_select(0, idx)
@@ -280,6 +292,7 @@ def cnn_train(run, X, Y, iters, seed):
     model.train()
     run.start()
     for it in range(total):
+        run.tick(it)
         idx = torch.randint(0, n, (64,), generator=g)
         x = X.index_select(0, idx)
         y = Y.index_select(0, idx)
@@ -339,6 +352,7 @@ def img_cnn_train(run, w, iters, seed):
     model.train()
     run.start()
     for it in range(total):
+        run.tick(it)
         idx = torch.randint(0, n, (32,), generator=g)
         x = X.index_select(0, idx)
         y = Y.index_select(0, idx)
@@ -363,7 +377,8 @@ def conv_layers(run, iters):
     params = [h] + list(c1.parameters()) + list(c2.parameters())
     total = iters if iters >= 0 else 100
     run.start()
-    for _ in range(total):
+    for it in range(total):
+        run.tick(it)
         for p in params:
             p.grad = None
         c1(x).backward(g1)
@@ -377,7 +392,8 @@ def tiny_scalar(run, reps):
     y = torch.tensor(3.0, requires_grad=True)
     z = torch.tensor(4.0, requires_grad=True)
     run.start()
-    for _ in range(reps):
+    for it in range(reps):
+        run.tick(it)
         f = (x + y) * z
         f.backward()
     run.stop(reps)
@@ -391,7 +407,8 @@ def tiny_sigmoid(run, reps):
     b = torch.tensor(0.25, requires_grad=True)
     y = None
     run.start()
-    for _ in range(reps):
+    for it in range(reps):
+        run.tick(it)
         y = torch.sigmoid((w * x).sum() + b)
         y.backward()
     run.stop(reps)

@@ -11,8 +11,12 @@
 #include "test_util.h"
 #include "../bench/blas_choose.h"
 
+#include <cblas.h>
 #include <stdlib.h>
 #include <unistd.h>
+#ifdef TG_HAVE_DNNL
+#include <omp.h>
+#endif
 
 enum { SEED = 77 };
 
@@ -70,6 +74,8 @@ static void sgemm_and_dgemm_match_plain_loops_on_odd_shapes(void **state)
 	(void)state;
 	static const int64_t shapes[][3] = {
 		{ 1, 1, 1 }, { 7, 13, 5 }, { 33, 65, 17 }, { 1, 300, 2 }, { 71, 3, 129 },
+		/* 2^19 multiply-adds and more: f32 on oneDNN's sgemm where it runs */
+		{ 130, 61, 67 }, { 17, 513, 77 },
 	};
 	for (int d = 0; d < 2; d++)
 		for (size_t s = 0; s < LEN(shapes); s++)
@@ -115,6 +121,44 @@ static void blas_info_names_the_library_and_kernel(void **state)
 	assert_non_null(strstr(info, "OpenBLAS"));
 	assert_non_null(strstr(info, "core"));
 	assert_ptr_equal(tg_blas_info(), info);
+}
+
+/* The f32 product of a context made with TG_SGEMM=openblas is OpenBLAS's
+ * own, bit for bit; one made without it says in tg_blas_info which sgemm
+ * its large products run on, and the caller's OpenMP thread count is the
+ * same after them. */
+static void tg_sgemm_openblas_keeps_f32_products_on_openblas(void **state)
+{
+	(void)state;
+	enum { N = 96, K = 130, M = 70 }; /* 873 600 multiply-adds */
+	float want[N * M];
+	for (int mode = 0; mode < 2; mode++) {
+		if (mode)
+			setenv("TG_SGEMM", "openblas", 1);
+		tg_ctx *ctx = tg_ctx_new(SEED);
+		if (mode)
+			unsetenv("TG_SGEMM");
+		tg_tensor *a = random_matrix(ctx, TG_F32, N, K);
+		tg_tensor *b = random_matrix(ctx, TG_F32, K, M);
+		tg_tensor *c = tg_matmul(a, b);
+		assert_ctx_ok(ctx);
+		if (mode) {
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, M, K, 1.0f,
+				    tg_data(a), K, tg_data(b), M, 0.0f, want, M);
+			assert_memory_equal(tg_data(c), want, sizeof want);
+		}
+		tg_ctx_free(ctx);
+	}
+#ifdef TG_HAVE_DNNL
+	assert_non_null(strstr(tg_blas_info(), "f32 products from 2^19 multiply-adds: oneDNN"));
+	omp_set_num_threads(3);
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_matmul(random_matrix(ctx, TG_F32, N, K), random_matrix(ctx, TG_F32, K, M));
+	assert_ctx_ok(ctx);
+	assert_int_equal(omp_get_max_threads(), 3);
+	tg_ctx_free(ctx);
+	omp_set_num_threads(1);
+#endif
 }
 
 static void a_generic_or_avx2_kernel_gets_advice_where_a_wider_one_runs(void **state)
@@ -298,6 +342,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(products_split_across_threads_match_plain_loops),
 	    cmocka_unit_test(the_library_self_check_passes),
 	    cmocka_unit_test(blas_info_names_the_library_and_kernel),
+	    cmocka_unit_test(tg_sgemm_openblas_keeps_f32_products_on_openblas),
 	    cmocka_unit_test(a_generic_or_avx2_kernel_gets_advice_where_a_wider_one_runs),
 	    cmocka_unit_test(the_probe_times_the_current_kernel_and_one_of_each_wider_class),
 	    cmocka_unit_test(the_probe_chooses_the_fastest_passing_kernel_by_a_clear_margin),
