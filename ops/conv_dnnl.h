@@ -39,7 +39,9 @@ void tg_conv_add_parts(tg_dtype dt, void *dw, const void *part, int nparts, size
 
 #ifdef TG_HAVE_DNNL
 /* The f32 kernel on oneDNN. It declines when the context was made with
- * TG_CONV=im2col in the environment (ctx->conv_im2col), when oneDNN refuses
+ * TG_CONV=im2col in the environment (ctx->conv_im2col), for a 1x1 kernel at
+ * stride 1 without padding or groups on 64 positions or more (conv.c's
+ * GEMM per image is faster there), when oneDNN refuses
  * the geometry, when its primitive cannot be made, and when a NaN or inf
  * would meet the padding (which oneDNN skips rather than multiplies). */
 tg_conv_done tg_conv_dnnl(tg_ctx *ctx, tg_conv_kernel kind, const tg_conv_geom *g,

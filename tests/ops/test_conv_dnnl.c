@@ -10,8 +10,9 @@
  * products (the im2col context computes it from |x|, |w|, |dout|), which
  * is what f32 sums taken in another order differ by. Then the steady step
  * of a CNN's convolutions allocates nothing through the context, two
- * contexts in two threads give the one-thread results, and the calling
- * thread's OpenMP setting survives a call.
+ * contexts in two threads give the one-thread results, the calling
+ * thread's OpenMP setting survives a call, and pointwise convolutions are
+ * left to im2col's GEMMs.
  * Shape legend: x (N,C,H,W), w (O,C/G,KH,KW), out (N,O,OH,OW).
  */
 #include "../engine/test_util.h"
@@ -508,6 +509,38 @@ static void nonfinite_values_at_the_padding_give_nan_as_im2col(void **state)
 	tg_ctx_free(ref);
 }
 
+/* Primitives made for conv2d forward and backward of x (N,C,H,W) with a
+ * KxK kernel of O outputs at stride s and groups G, on a new context. */
+static int primitives_for(int64_t C, int64_t H, int64_t O, int64_t K, int s, int G)
+{
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	const tg_conv_opts o = { { s, s }, { 0, 0 }, { 1, 1 }, G };
+	tg_tensor *w = tg_param(tg_randn(ctx, TG_F32, SHAPE(O, C / G, K, K), 0, 0.1));
+	tg_tensor *x = tg_param(tg_randn(ctx, TG_F32, SHAPE(2, C, H, H), 0, 1));
+	assert_int_equal(tg_backward(tg_sum(tg_conv2d(x, w, NULL, &o))), 0);
+	int made = tg_conv_dnnl_made(ctx);
+	tg_ctx_free(ctx);
+	return made;
+}
+
+/* A 1x1 kernel at stride 1 without padding or groups on 64 positions or
+ * more runs as conv.c's GEMM per image, not on oneDNN; on 49 positions, at
+ * stride 2, with groups, and any larger kernel, oneDNN takes it. Its values
+ * are im2col's, which dnnl_kernels_match_im2col_over_every_option and
+ * tests/ops/test_conv.c check. */
+static void pointwise_convolutions_run_as_a_gemm_per_image(void **state)
+{
+	(void)state;
+	assert_int_equal(primitives_for(8, 8, 16, 1, 1, 1), 0);
+	assert_int_equal(primitives_for(3, 20, 5, 1, 1, 1), 0);
+#ifdef TG_HAVE_DNNL
+	assert_true(primitives_for(8, 7, 16, 1, 1, 1) > 0);
+	assert_true(primitives_for(8, 16, 16, 1, 2, 1) > 0);
+	assert_true(primitives_for(8, 8, 16, 1, 1, 2) > 0);
+	assert_true(primitives_for(8, 10, 16, 3, 1, 1) > 0);
+#endif
+}
+
 static void the_callers_openmp_setting_is_kept(void **state)
 {
 	(void)state;
@@ -538,6 +571,7 @@ int main(void)
 		cmocka_unit_test(steady_dnnl_steps_allocate_nothing_through_the_context),
 		cmocka_unit_test(two_contexts_in_two_threads_match_one),
 		cmocka_unit_test(the_callers_openmp_setting_is_kept),
+		cmocka_unit_test(pointwise_convolutions_run_as_a_gemm_per_image),
 		cmocka_unit_test(nonfinite_values_at_the_padding_give_nan_as_im2col),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
