@@ -14,7 +14,8 @@
  * allocates outside the step arena. In f32 the three conv kernels ask
  * ops/conv_dnnl.c first, which runs oneDNN's direct kernels when the build
  * has libdnnl and the context was not made with TG_CONV=im2col; im2col is
- * the path of f64 and of whatever oneDNN declines.
+ * the path of f64 and of whatever oneDNN declines. Depthwise convolutions
+ * (groups = C) ask ops/conv_depthwise.c before either, in both dtypes.
  * Shape legend: x (N,C,H,W), w (O,CG,KH,KW), out (N,O,OH,OW); G groups, CG =
  * C/G and OG = O/G channels per group, L = OH*OW positions, K = CG*KH*KW.
  */

@@ -5,13 +5,13 @@
  * KH x KW weights, so each plane of out is a small stencil over one plane
  * of x: im2col would copy every input KH KW times to feed GEMMs of m rows,
  * and oneDNN reorders the planes into its blocked layouts and back. Here
- * each (image, channel) plane is one loop nest whose innermost loop runs
- * along a row, over the output columns whose input column lies inside the
- * image (the borders are cut off before it, so it has no branch and
- * vectorises). The planes are split across the context's threads; each
+ * each (image, channel) plane is copied into a zero-bordered one and run
+ * as a stencil whose innermost loops are plain vector loads and sums with
+ * no branch. The planes are split across the context's threads; each
  * plane, and each channel of the weight gradient, is summed in one fixed
  * order, so the bits do not depend on the thread count. conv.c asks here
- * first (conv_depthwise.h); nothing here allocates outside the step arena.
+ * first (conv_depthwise.h), for what runs faster here (faster_here);
+ * nothing here allocates outside the step arena.
  * Shape legend: x (N,C,H,W), w (O,1,KH,KW), out (N,O,OH,OW); K = KH KW.
  */
 #include "conv_depthwise.h"
@@ -23,50 +23,89 @@
 
 typedef tg_conv_geom geom; /* conv_dnnl.h */
 
-/* Each plane is first copied into a zero-bordered one (rows Wp apart),
- * so that every kernel position of every output reads inside it: the loops
- * below have no borders, and the padding is multiplied by the weights as
- * im2col does (0 x inf = NaN where PyTorch gives it). Outputs go V at a
- * time: V running sums stay in registers across the KH x KW taps (the
- * fixed loop over v vectorises); the last OW % V outputs of a row go one
- * at a time. The strides 1 and 2 are compiled apart, so that the compiler
- * sees them. */
+/* Each plane is first copied into a zero-bordered one, so that every
+ * kernel position of every output reads inside it: the loops below have no
+ * borders, and the padding is multiplied by the weights as im2col does
+ * (0 x inf = NaN where PyTorch gives it). At a horizontal stride s the
+ * bordered row (Wp columns) is kept as s phases of Wq = ceil(Wp / s)
+ * columns, column c at (c % s) Wq + c / s, rows Wr = s Wq apart: the
+ * columns ow s + off that one kernel column reads for consecutive ow are
+ * then consecutive, and every load is a plain vector load. Outputs go V at
+ * a time, their V running sums in registers across the taps. */
 enum { V64 = 4, V32 = 8, NW = 4 };
 
-/* dst (Rb,Sb) = src (R,S) moved down by top and right by left (negative
- * values crop), zero where src has nothing. */
-static void pad_plane(size_t size, const char *src, int64_t R, int64_t S, char *dst,
-		      int64_t Rb, int64_t Sb, int64_t top, int64_t left)
-{
-	int64_t a = left > 0 ? left : 0, b = left + S < Sb ? left + S : Sb;
-	if (b < a)
-		b = a;
-	for (int64_t i = 0; i < Rb; i++) {
-		char *d = dst + (size_t)(i * Sb) * size;
-		int64_t si = i - top;
-		if (si < 0 || si >= R || a == b) {
-			memset(d, 0, (size_t)Sb * size);
-			continue;
-		}
-		memset(d, 0, (size_t)a * size);
-		memcpy(d + (size_t)a * size, src + (size_t)(si * S + a - left) * size,
-		       (size_t)(b - a) * size);
-		memset(d + (size_t)b * size, 0, (size_t)(Sb - b) * size);
+/* dst (Rb rows Wr apart, in s phases of Wq) = src (R,S) moved down by top
+ * and right by left (negative values crop). Where src has nothing, dst is
+ * zeroed when zero is set and left as it was otherwise: a border zeroed
+ * once stays zero while planes of the same sizes are copied into it. The
+ * rows are short: plain loops, kept from being turned into calls of memcpy
+ * (NO_CALLS), which cost more than the copy. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NO_CALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define NO_CALLS
+#endif
+#define PAD_PLANE(name, T)                                                                  \
+	TG_HOT_LOOP NO_CALLS static void name(const T *restrict src, int64_t R, int64_t S,   \
+				  T *restrict dst, int64_t Rb, int64_t Sb, int64_t top,      \
+				  int64_t left, int64_t s, int64_t Wq, bool zero)            \
+	{                                                                                   \
+		int64_t a = left > 0 ? left : 0, b = left + S < Sb ? left + S : Sb;        \
+		int64_t i0 = top > 0 ? top : 0, i1 = top + R < Rb ? top + R : Rb;           \
+		int64_t am = a % s, ad = a / s; /* the divisions, once */                  \
+		if (zero)                                                                   \
+			memset(dst, 0, (size_t)(Rb * s * Wq) * sizeof(T));                  \
+		for (int64_t i = i0; i < i1; i++) {                                         \
+			T *restrict d = dst + i * s * Wq;                                   \
+			const T *restrict r = src + (i - top) * S - left;                   \
+			if (s == 1)                                                         \
+				for (int64_t k = a; k < b; k++)                             \
+					d[k] = r[k];                                        \
+			else if (s == 2) /* the same with the stride seen */                \
+				for (int64_t f = 0; f < 2; f++) {                           \
+					int64_t e = f - am < 0 ? f - am + 2 : f - am, k = a + e; \
+					T *restrict q = d + f * Wq + ad + (am + e >= 2);    \
+					for (int64_t n = (b - k + 1) / 2, i = 0; i < n; i++) \
+						q[i] = r[k + 2 * i];                        \
+				}                                                           \
+			else /* phase f: the columns a + e, e + s, ... with k % s = f */    \
+				for (int64_t f = 0; f < s; f++) {                           \
+					int64_t e = f - am < 0 ? f - am + s : f - am, k = a + e; \
+					T *restrict q = d + f * Wq + ad + (am + e >= s);    \
+					for (; k < b; k += s)                               \
+						*q++ = r[k];                                \
+				}                                                           \
+		}                                                                           \
 	}
+PAD_PLANE(pad_f64, double)
+PAD_PLANE(pad_f32, float)
+
+static void pad_plane(size_t size, const void *src, int64_t R, int64_t S, void *dst,
+		      int64_t Rb, int64_t Sb, int64_t top, int64_t left, int64_t s, int64_t Wq,
+		      bool zero)
+{
+	if (size == 8)
+		pad_f64(src, R, S, dst, Rb, Sb, top, left, s, Wq, zero);
+	else
+		pad_f32(src, R, S, dst, Rb, Sb, top, left, s, Wq, zero);
 }
 
 /* V lanes of T: GCC's vectors (32 bytes, one AVX2 register or two SSE
  * ones), lane by lane with the same roundings under AddressSanitizer, whose
  * fake stack frames do not keep the alignment of vector locals (as
- * TG_MAX_LANES, engine/internal.h). */
+ * TG_MAX_LANES, engine/internal.h). Without FMA either way. */
 #if defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
 #define LANES(T, V, name) typedef T name __attribute__((vector_size((V) * sizeof(T))))
 #define LANE(a, v) (a)[v]
+#define SPLAT(acc, b, V) ((acc) = (b) - (__typeof__(acc)){ 0 })
 #define MUL_ADD(acc, c, t, V) ((acc) += (c) * (t))
 #define MUL_ADD_LANES(acc, a, b, V) ((acc) += (a) * (b))
 #else
 #define LANES(T, V, name) typedef struct { T e[V]; } name
 #define LANE(a, v) (a).e[v]
+#define SPLAT(acc, b, V)                                                                    \
+	for (int v_ = 0; v_ < (V); v_++)                                                    \
+	LANE(acc, v_) = (b)
 #define MUL_ADD(acc, c, t, V)                                                               \
 	for (int v_ = 0; v_ < (V); v_++)                                                    \
 	LANE(acc, v_) += (c) * LANE(t, v_)
@@ -74,156 +113,126 @@ static void pad_plane(size_t size, const char *src, int64_t R, int64_t S, char *
 	for (int v_ = 0; v_ < (V); v_++)                                                    \
 	LANE(acc, v_) += LANE(a, v_) * LANE(b, v_)
 #endif
-/* dst = p[0], p[SW], ... p[(V-1) SW] */
-#define LOAD(dst, p, SW, V)                                                                 \
-	do {                                                                                \
-		if ((SW) == 1)                                                              \
-			memcpy(&(dst), (p), sizeof(dst));                                   \
-		else                                                                        \
-			for (int v_ = 0; v_ < (V); v_++)                                    \
-				LANE(dst, v_) = (p)[v_ * (SW)];                             \
-	} while (0)
 
-/* y (OH,OW) = b (or y itself when add) + the KH x KW stencil w over xp,
- * whose rows are Wp apart: y[oh,ow] += w[kh,kw] xp[oh sh + kh dh, ow sw +
- * kw dw], taps in order. */
-#define FORWARD_BLOCK(T, V, SW, NB)                                                         \
+/* y (OH,OW) = b + the KH x KW stencils w (np,KH,KW) over the np bordered
+ * planes xp, Pp elements apart, rows Wr apart, kernel column kw at cols[kw]
+ * along a row (the phases above):
+ * y[oh,ow] = b + the sum over j, kh, kw of w[j,kh,kw] x[j, oh sh + kh dh,
+ * ow sw + kw dw], in that order. Every output is that same sum whichever
+ * block computes it, so the last block of a row may overlap the one before. */
+#define FORWARD_BLOCK(T, V, NR, NB)                                                         \
 	for (; ow + (NB) * V <= OW; ow += (NB) * V) {                                       \
-		lanes acc[NB], t;                                                           \
-		for (int u = 0; u < (NB); u++) {                                            \
-			if (add)                                                            \
-				memcpy(&acc[u], r + ow + u * V, sizeof acc[u]);             \
-			else                                                                \
-				for (int v = 0; v < V; v++)                                 \
-					LANE(acc[u], v) = b;                                \
-		}                                                                           \
-		for (int64_t kh = 0; kh < KH; kh++) {                                       \
-			const T *restrict xr = x0 + kh * dh * Wp + ow * (SW);               \
-			for (int64_t kw = 0; kw < KW; kw++) {                               \
-				const T c = w[kh * KW + kw];                                \
-				for (int u = 0; u < (NB); u++) {                            \
-					LOAD(t, xr + kw * dw + u * V * (SW), SW, V);        \
-					MUL_ADD(acc[u], c, t, V);                           \
+		lanes acc[NR][NB], t;                                                       \
+		for (int q = 0; q < (NR); q++)                                              \
+			for (int u = 0; u < (NB); u++)                                      \
+				SPLAT(acc[q][u], b, V);                                     \
+		for (int64_t j = 0; j < np; j++)                                            \
+			for (int64_t kh = 0; kh < KH; kh++) {                               \
+				const T *restrict xr = x0 + j * Pp + kh * dh * Wr + ow;     \
+				const T *wr = w + (j * KH + kh) * KW;                       \
+				for (int64_t kw = 0; kw < KW; kw++) {                       \
+					const T c = wr[kw];                                 \
+					const T *restrict xk = xr + cols[kw];               \
+					for (int q = 0; q < (NR); q++)                      \
+						for (int u = 0; u < (NB); u++) {            \
+							memcpy(&t, xk + q * sh * Wr + u * V, sizeof t); \
+							MUL_ADD(acc[q][u], c, t, V);        \
+						}                                           \
 				}                                                           \
 			}                                                                   \
-		}                                                                           \
-		for (int u = 0; u < (NB); u++)                                              \
-			memcpy(r + ow + u * V, &acc[u], sizeof acc[u]);                     \
+		for (int q = 0; q < (NR); q++)                                              \
+			for (int u = 0; u < (NB); u++)                                      \
+				memcpy(r + q * OW + ow + u * V, &acc[q][u], sizeof acc[q][u]); \
 	}
 
-/* Four blocks of V side by side where they fit, so that the taps' adds
- * run in four chains, then two, then one; then the last columns. */
-#define FORWARD_AT(T, V, SW)                                                                \
-	for (int64_t oh = 0; oh < OH; oh++) {                                               \
+/* Rows [oh, oh + NR) of y: blocks of four vectors side by side where they
+ * fit, then two, then one, then one more that ends at the row's end; rows
+ * shorter than V go one output at a time. */
+#define FORWARD_ROWS(T, V, NR)                                                              \
+	{                                                                                   \
 		T *restrict r = y + oh * OW;                                                \
-		const T *restrict x0 = xp + oh * sh * Wp;                                   \
+		const T *restrict x0 = xp + oh * sh * Wr;                                   \
 		int64_t ow = 0;                                                             \
-		FORWARD_BLOCK(T, V, SW, 4)                                                  \
-		FORWARD_BLOCK(T, V, SW, 2)                                                  \
-		FORWARD_BLOCK(T, V, SW, 1)                                                  \
-		for (; ow < OW; ow++) {                                                     \
-			T acc = add ? r[ow] : b;                                            \
-			for (int64_t kh = 0; kh < KH; kh++)                                 \
-				for (int64_t kw = 0; kw < KW; kw++)                         \
-					acc += w[kh * KW + kw] *                            \
-					       x0[kh * dh * Wp + ow * (SW) + kw * dw];      \
-			r[ow] = acc;                                                        \
+		FORWARD_BLOCK(T, V, NR, 4)                                                  \
+		FORWARD_BLOCK(T, V, NR, 2)                                                  \
+		FORWARD_BLOCK(T, V, NR, 1)                                                  \
+		if (ow < OW && OW >= V) {                                                   \
+			ow = OW - V;                                                        \
+			FORWARD_BLOCK(T, V, NR, 1)                                          \
 		}                                                                           \
+		for (; ow < OW; ow++)                                                       \
+			for (int q = 0; q < (NR); q++) {                                    \
+				T acc = b;                                                  \
+				for (int64_t j = 0; j < np; j++)                            \
+					for (int64_t kh = 0; kh < KH; kh++)                 \
+						for (int64_t kw = 0; kw < KW; kw++)         \
+							acc += w[(j * KH + kh) * KW + kw] * \
+							       x0[j * Pp + (q * sh + kh * dh) * Wr + cols[kw] + ow]; \
+				r[q * OW + ow] = acc;                                       \
+			}                                                                   \
 	}
 
+/* Four chains of adds in flight: blocks of one row by four vectors, two
+ * rows by two or four rows by one, as the rows are long. */
 #define FORWARD_PLANE(name, T, V)                                                           \
 	TG_HOT_LOOP static void name(const geom *g, int64_t OH, int64_t OW, int64_t sh,      \
-				     int64_t sw, const T *restrict xp, int64_t Wp,           \
-				     const T *restrict w, T b, bool add, T *restrict y)      \
+				     int64_t np, const T *restrict xp, int64_t Pp, int64_t Wr, \
+				     const int64_t *cols, const T *restrict w, T b,          \
+				     T *restrict y)                                          \
 	{                                                                                   \
-		int64_t KH = g->KH, KW = g->KW, dh = g->dh, dw = g->dw;                    \
+		int64_t KH = g->KH, KW = g->KW, dh = g->dh, oh = 0;                        \
 		LANES(T, V, lanes);                                                         \
-		if (sw == 1)                                                                \
-			FORWARD_AT(T, V, 1)                                                 \
-		else if (sw == 2)                                                           \
-			FORWARD_AT(T, V, 2)                                                 \
-		else                                                                        \
-			FORWARD_AT(T, V, sw)                                                \
+		if (OW < 2 * V)                                                             \
+			for (; oh + 4 <= OH; oh += 4)                                       \
+				FORWARD_ROWS(T, V, 4)                                       \
+		if (OW < 4 * V)                                                             \
+			for (; oh + 2 <= OH; oh += 2)                                       \
+				FORWARD_ROWS(T, V, 2)                                       \
+		for (; oh < OH; oh++)                                                       \
+			FORWARD_ROWS(T, V, 1)                                               \
 	}
 
-/* xp (rows Wp apart) += the transposed stencil of w over d (OH,OW): each
- * output adds w[kh,kw] d[oh,ow] back where the forward pass read it. The
- * input gradient at strides above 1. */
-#define SCATTER_AT(T, SW)                                                                   \
-	for (int64_t oh = 0; oh < g->OH; oh++) {                                            \
-		const T *restrict r = d + oh * OW;                                          \
-		for (int64_t kh = 0; kh < KH; kh++) {                                       \
-			T *restrict xr = xp + (oh * g->sh + kh * g->dh) * Wp;               \
-			for (int64_t kw = 0; kw < KW; kw++) {                               \
-				const T c = w[kh * KW + kw];                                \
-				T *restrict xk = xr + kw * g->dw;                           \
-				for (int64_t ow = 0; ow < OW; ow++)                         \
-					xk[ow * (SW)] += c * r[ow];                         \
-			}                                                                   \
-		}                                                                           \
-	}
-
-#define SCATTER_PLANE(name, T)                                                              \
-	TG_HOT_LOOP static void name(const geom *g, const T *restrict d, const T *restrict w, \
-				     T *restrict xp, int64_t Wp)                             \
-	{                                                                                   \
-		int64_t OW = g->OW, KH = g->KH, KW = g->KW;                                \
-		if (g->sw == 2)                                                             \
-			SCATTER_AT(T, 2)                                                    \
-		else                                                                        \
-			SCATTER_AT(T, g->sw)                                                \
-	}
-
-/* acc (K,NW V) += at each kernel position k = (kh,kw), the products of d
- * (OH,OW) with xp (rows Wp apart) read there: NW vectors of V running
- * sums, which take a row's blocks of V in turn (NW chains of adds), then
- * V more for the row's last OW % V products. */
-#define WEIGHT_AT(T, V, SW)                                                                 \
-	for (int64_t kh = 0; kh < g->KH; kh++)                                              \
-		for (int64_t kw = 0; kw < g->KW; kw++) {                                    \
-			T *restrict a = acc + (kh * g->KW + kw) * (NW + 1) * V;             \
-			lanes s[NW], dv, xv;                                                \
-			memcpy(s, a, sizeof s);                                             \
-			for (int64_t oh = 0; oh < g->OH; oh++) {                            \
-				const T *restrict r = d + oh * OW;                          \
-				const T *restrict xr =                                      \
-					xp + (oh * g->sh + kh * g->dh) * Wp + kw * g->dw;   \
-				int64_t ow = 0;                                             \
-				for (; ow + NW * V <= OW; ow += NW * V)                     \
-					for (int u = 0; u < NW; u++) {                      \
-						memcpy(&dv, r + ow + u * V, sizeof dv);     \
-						LOAD(xv, xr + (ow + u * V) * (SW), SW, V);  \
-						MUL_ADD_LANES(s[u], dv, xv, V);             \
-					}                                                   \
-				for (int u = 0; ow + V <= OW; ow += V, u++) {               \
-					memcpy(&dv, r + ow, sizeof dv);                     \
-					LOAD(xv, xr + ow * (SW), SW, V);                    \
-					MUL_ADD_LANES(s[u], dv, xv, V);                     \
-				}                                                           \
-				for (int v = 0; ow < OW; ow++, v++)                         \
-					a[NW * V + v] += r[ow] * xr[ow * (SW)];             \
-			}                                                                   \
-			memcpy(a, s, sizeof s);                                             \
-		}
-
+/* acc (K,(NW+1) V) += at each kernel position k = (kh,kw) the products of
+ * d (OH,OW) with the bordered plane xp (rows Wr apart, kernel column kw at
+ * cols[kw]) read there: NW vectors of V running sums, which take a row's
+ * blocks of V in turn (NW chains of adds), then V more for the row's last
+ * OW % V products. */
 #define WEIGHT_PLANE(name, T, V)                                                            \
-	TG_HOT_LOOP static void name(const geom *g, const T *restrict xp, int64_t Wp,        \
+	TG_HOT_LOOP static void name(const geom *g, int64_t OH, int64_t OW,                  \
+				     const T *restrict xp, int64_t Wr, const int64_t *cols,  \
 				     const T *restrict d, T *restrict acc)                   \
 	{                                                                                   \
-		int64_t OW = g->OW;                                                        \
 		LANES(T, V, lanes);                                                         \
-		if (g->sw == 1)                                                             \
-			WEIGHT_AT(T, V, 1)                                                  \
-		else if (g->sw == 2)                                                        \
-			WEIGHT_AT(T, V, 2)                                                  \
-		else                                                                        \
-			WEIGHT_AT(T, V, g->sw)                                              \
+		for (int64_t kh = 0; kh < g->KH; kh++)                                      \
+			for (int64_t kw = 0; kw < g->KW; kw++) {                            \
+				T *restrict a = acc + (kh * g->KW + kw) * (NW + 1) * V;     \
+				lanes s[NW], dv, xv;                                        \
+				memcpy(s, a, sizeof s);                                     \
+				for (int64_t oh = 0; oh < OH; oh++) {                       \
+					const T *restrict r = d + oh * OW;                  \
+					const T *restrict xr =                              \
+						xp + (oh * g->sh + kh * g->dh) * Wr + cols[kw]; \
+					int64_t ow = 0;                                     \
+					for (; ow + NW * V <= OW; ow += NW * V)             \
+						for (int u = 0; u < NW; u++) {              \
+							memcpy(&dv, r + ow + u * V, sizeof dv); \
+							memcpy(&xv, xr + ow + u * V, sizeof xv); \
+							MUL_ADD_LANES(s[u], dv, xv, V);     \
+						}                                           \
+					for (int u = 0; ow + V <= OW; ow += V, u++) {       \
+						memcpy(&dv, r + ow, sizeof dv);             \
+						memcpy(&xv, xr + ow, sizeof xv);            \
+						MUL_ADD_LANES(s[u], dv, xv, V);             \
+					}                                                   \
+					for (int v = 0; ow < OW; ow++, v++)                 \
+						a[NW * V + v] += r[ow] * xr[ow];            \
+				}                                                           \
+				memcpy(a, s, sizeof s);                                     \
+			}                                                                   \
 	}
 
 FORWARD_PLANE(forward_f64, double, V64)
 FORWARD_PLANE(forward_f32, float, V32)
-SCATTER_PLANE(scatter_f64, double)
-SCATTER_PLANE(scatter_f32, float)
 WEIGHT_PLANE(weight_f64, double, V64)
 WEIGHT_PLANE(weight_f32, float, V32)
 
@@ -246,26 +255,12 @@ typedef struct dw_job {
 	const char *wf;   /* input grad at stride 1: w with each kernel turned 180 degrees */
 	char *y;          /* out (N,O,OH,OW), dx (N,C,H,W) or dw (O,1,KH,KW) */
 	char *scratch;    /* T runs of per elements */
-	int64_t per;      /* the scratch of one run: a bordered plane, then the sums */
-	int64_t Hp, Wp;   /* the bordered plane */
+	int64_t per;      /* the scratch of one run: bordered planes, then the sums */
+	int64_t Hp, Wp;   /* the bordered plane, its columns */
+	int64_t s, Wq;    /* its phases and their columns: rows s Wq apart */
+	const int64_t *cols; /* (KW): where kernel column kw reads along a row */
+	bool flat;        /* weight grad: the rows of a plane run as one (below) */
 } dw_job;
-
-static void forward_one(const dw_job *j, const char *xp, int64_t p)
-{
-	const geom *g = j->g;
-	size_t size = tg_dtype_size(j->dt);
-	int64_t o = p % g->O, K = g->KH * g->KW, L = g->OH * g->OW;
-	const char *w = j->b + (size_t)(o * K) * size;
-	char *y = j->y + (size_t)(p * L) * size;
-	if (j->dt == TG_F64)
-		forward_f64(g, g->OH, g->OW, g->sh, g->sw, (const double *)xp, j->Wp,
-			    (const double *)w, j->bias ? ((const double *)j->bias)[o] : 0, false,
-			    (double *)y);
-	else
-		forward_f32(g, g->OH, g->OW, g->sh, g->sw, (const float *)xp, j->Wp,
-			    (const float *)w, j->bias ? ((const float *)j->bias)[o] : 0, false,
-			    (float *)y);
-}
 
 /* Output planes p = (n, o): the bordered input plane of (n, o / m) is made
  * once for its m output planes. */
@@ -273,53 +268,53 @@ static void forward_run(const dw_job *j, char *xp, int64_t lo, int64_t hi)
 {
 	const geom *g = j->g;
 	size_t size = tg_dtype_size(j->dt);
-	int64_t m = g->O / g->C, HW = g->H * g->W, made = -1;
+	int64_t m = g->O / g->C, K = g->KH * g->KW, L = g->OH * g->OW, HW = g->H * g->W;
+	int64_t made = -1, Wr = j->s * j->Wq;
 	for (int64_t p = lo; p < hi; p++) {
-		int64_t in = p / g->O * g->C + p % g->O / m; /* (n, c) */
+		int64_t o = p % g->O, in = p / g->O * g->C + o / m; /* (n, c) */
 		if (in != made)
 			pad_plane(size, j->a + (size_t)(in * HW) * size, g->H, g->W, xp, j->Hp,
-				  j->Wp, g->ph, g->pw);
+				  j->Wp, g->ph, g->pw, j->s, j->Wq, made < 0);
 		made = in;
-		forward_one(j, xp, p);
+		const char *w = j->b + (size_t)(o * K) * size;
+		char *y = j->y + (size_t)(p * L) * size;
+		if (j->dt == TG_F64)
+			forward_f64(g, g->OH, g->OW, g->sh, 1, (const double *)xp, 0, Wr, j->cols,
+				    (const double *)w, j->bias ? ((const double *)j->bias)[o] : 0,
+				    (double *)y);
+		else
+			forward_f32(g, g->OH, g->OW, g->sh, 1, (const float *)xp, 0, Wr, j->cols,
+				    (const float *)w, j->bias ? ((const float *)j->bias)[o] : 0,
+				    (float *)y);
 	}
 }
 
-/* Input planes p = (n, c) of dx, from the m output planes of channel c. At
- * stride 1 this is the forward stencil of the turned kernel over dout
- * bordered by dh (KH-1) - ph rows (dw (KW-1) - pw columns); at larger
- * strides each output adds back into a bordered plane, then cut out. */
+/* Input planes p = (n, c) of dx, from the m output planes of channel c, at
+ * stride 1: the forward stencil of the turned kernels over the m planes of
+ * dout, each bordered by dh (KH-1) - ph rows and dw (KW-1) - pw columns
+ * (cut where the padding is larger). */
 static void input_grad_run(const dw_job *j, char *xp, int64_t lo, int64_t hi)
 {
 	const geom *g = j->g;
 	size_t size = tg_dtype_size(j->dt);
 	int64_t m = g->O / g->C, K = g->KH * g->KW, L = g->OH * g->OW, HW = g->H * g->W;
-	bool unit = g->sh == 1 && g->sw == 1;
+	int64_t P = j->Hp * j->Wp;
 	for (int64_t p = lo; p < hi; p++) {
 		int64_t c = p % g->C;
 		char *dx = j->y + (size_t)(p * HW) * size;
-		if (!unit)
-			memset(xp, 0, (size_t)(j->Hp * j->Wp) * size);
-		for (int64_t i = 0; i < m; i++) {
-			const char *d = j->a + (size_t)((p * m + i) * L) * size;
-			const char *w = (unit ? j->wf : j->b) + (size_t)((c * m + i) * K) * size;
-			if (unit) {
-				pad_plane(size, d, g->OH, g->OW, xp, j->Hp, j->Wp,
-					  g->dh * (g->KH - 1) - g->ph, g->dw * (g->KW - 1) - g->pw);
-				if (j->dt == TG_F64)
-					forward_f64(g, g->H, g->W, 1, 1, (const double *)xp, j->Wp,
-						    (const double *)w, 0, i > 0, (double *)dx);
-				else
-					forward_f32(g, g->H, g->W, 1, 1, (const float *)xp, j->Wp,
-						    (const float *)w, 0, i > 0, (float *)dx);
-			} else if (j->dt == TG_F64) {
-				scatter_f64(g, (const double *)d, (const double *)w, (double *)xp,
-					    j->Wp);
-			} else {
-				scatter_f32(g, (const float *)d, (const float *)w, (float *)xp, j->Wp);
-			}
-		}
-		if (!unit) /* dx = the plane inside the border */
-			pad_plane(size, xp, j->Hp, j->Wp, dx, g->H, g->W, -g->ph, -g->pw);
+		const char *d = j->a + (size_t)(p * m * L) * size; /* (m,OH,OW) */
+		for (int64_t i = 0; i < m; i++)
+			pad_plane(size, d + (size_t)(i * L) * size, g->OH, g->OW,
+				  xp + (size_t)(i * P) * size, j->Hp, j->Wp,
+				  g->dh * (g->KH - 1) - g->ph, g->dw * (g->KW - 1) - g->pw, 1, j->Wp,
+				  p == lo);
+		const char *w = j->wf + (size_t)(c * m * K) * size;
+		if (j->dt == TG_F64)
+			forward_f64(g, g->H, g->W, 1, m, (const double *)xp, P, j->Wp, j->cols,
+				    (const double *)w, 0, (double *)dx);
+		else
+			forward_f32(g, g->H, g->W, 1, m, (const float *)xp, P, j->Wp, j->cols,
+				    (const float *)w, 0, (float *)dx);
 	}
 }
 
@@ -340,37 +335,49 @@ FOLD(fold_f64, double)
 FOLD(fold_f32, float)
 
 /* Channels c of dw: the m output channels of each, summed over the images
- * in order into V lanes each, which are then added in one fixed tree. */
+ * in order into lanes, which are then added in one fixed tree. When flat,
+ * each plane of dout is first copied with its rows Wr apart, as those of
+ * the bordered x are, and its products run as one long row per kernel
+ * position; the zeros between its rows meet x's own columns, which is why
+ * flat needs x finite. */
 static void weight_grad_run(const dw_job *j, char *xp, int64_t lo, int64_t hi)
 {
 	const geom *g = j->g;
 	size_t size = tg_dtype_size(j->dt);
 	int64_t m = g->O / g->C, K = g->KH * g->KW, L = g->OH * g->OW, HW = g->H * g->W;
+	int64_t Wr = j->s * j->Wq, P = j->Hp * Wr;
 	int V = (NW + 1) * (j->dt == TG_F64 ? V64 : V32);
-	char *acc = xp + (size_t)(j->Hp * j->Wp) * size; /* (m,K,V) */
+	char *dp = xp + (size_t)P * size;  /* flat: a plane of dout, rows Wr apart */
+	char *acc = dp + (size_t)P * size; /* (m,K,V) */
+	int64_t OH = j->flat ? 1 : g->OH, OW = j->flat ? (g->OH - 1) * Wr + g->OW : g->OW;
 	for (int64_t c = lo; c < hi; c++) {
 		memset(acc, 0, (size_t)(m * K * V) * size);
 		for (int64_t n = 0; n < g->N; n++) {
+			bool first = c == lo && n == 0;
 			pad_plane(size, j->a + (size_t)((n * g->C + c) * HW) * size, g->H, g->W, xp,
-				  j->Hp, j->Wp, g->ph, g->pw);
+				  j->Hp, j->Wp, g->ph, g->pw, j->s, j->Wq, first);
 			for (int64_t i = 0; i < m; i++) {
 				const char *d = j->b + (size_t)((n * g->O + c * m + i) * L) * size;
 				char *a = acc + (size_t)(i * K * V) * size;
+				if (j->flat) {
+					pad_plane(size, d, g->OH, g->OW, dp, g->OH, Wr, 0, 0, 1, Wr,
+						  first && i == 0);
+					d = dp;
+				}
 				if (j->dt == TG_F64)
-					weight_f64(g, (const double *)xp, j->Wp, (const double *)d,
-						   (double *)a);
+					weight_f64(g, OH, OW, (const double *)xp, Wr, j->cols,
+						   (const double *)d, (double *)a);
 				else
-					weight_f32(g, (const float *)xp, j->Wp, (const float *)d,
-						   (float *)a);
+					weight_f32(g, OH, OW, (const float *)xp, Wr, j->cols,
+						   (const float *)d, (float *)a);
 			}
 		}
 		for (int64_t k = 0; k < m * K; k++) {
 			char *dw = j->y + (size_t)(c * m * K + k) * size;
-			if (j->dt == TG_F64) {
+			if (j->dt == TG_F64)
 				*(double *)dw = fold_f64((double *)acc + k * V, V);
-			} else {
+			else
 				*(float *)dw = fold_f32((float *)acc + k * V, V);
-			}
 		}
 	}
 }
@@ -410,21 +417,63 @@ static bool all_finite(const tg_tensor *t)
 	return !bad;
 }
 
-/* The sides of the bordered plane of one kind, each at most MAX_SIDE, and
- * their product at most MAX_PLANE elements; false for a larger border
- * (padding far past the kernel), which im2col takes. */
+/* The bordered plane of one kind: its rows, columns and phases (above),
+ * each side at most MAX_SIDE and the plane at most MAX_PLANE elements;
+ * false for a larger border (padding far past the kernel), which im2col
+ * takes. */
 enum { MAX_SIDE = 1 << 16, MAX_PLANE = 1 << 20 };
 
-static bool bordered(tg_conv_kernel kind, const geom *g, int64_t *Hp, int64_t *Wp)
+static bool bordered(tg_conv_kernel kind, const geom *g, dw_job *j)
 {
-	if (kind == TG_CONV_INPUT_GRAD && g->sh == 1 && g->sw == 1) {
-		*Hp = g->H + g->dh * (g->KH - 1);
-		*Wp = g->W + g->dw * (g->KW - 1);
-	} else {
-		*Hp = g->H + 2 * g->ph;
-		*Wp = g->W + 2 * g->pw;
+	j->s = g->sw;
+	if (kind == TG_CONV_INPUT_GRAD) { /* at stride 1 (faster_here) */
+		j->s = 1;
+		j->Hp = g->H + g->dh * (g->KH - 1);
+		j->Wp = j->Wq = g->W + g->dw * (g->KW - 1);
+		return j->Hp <= MAX_SIDE && j->Wp <= MAX_SIDE && j->Hp * j->Wp <= MAX_PLANE;
 	}
-	return *Hp <= MAX_SIDE && *Wp <= MAX_SIDE && *Hp * *Wp <= MAX_PLANE;
+	j->Hp = g->H + 2 * g->ph;
+	j->Wp = g->W + 2 * g->pw;
+	if (j->Hp > MAX_SIDE || j->Wp > MAX_SIDE || j->s > MAX_SIDE)
+		return false;
+	j->Wq = (j->Wp + j->s - 1) / j->s;
+	return j->Hp * j->s * j->Wq <= MAX_PLANE;
+}
+
+/* Past MAX_M output channels per input channel (a convolution of one
+ * channel into many, say), the GEMMs of oneDNN and im2col are faster. */
+enum { MAX_M = 4 };
+
+/* Where these kernels beat the others (one thread, 3x3 kernels, x as
+ * (N,C,H,W), microseconds here against there):
+ * - the gradients at strides above 1, which would add into a bordered
+ *   plane or read rows in phases, were slower than im2col in f64 (x
+ *   (32,128,16,16), stride 2: input grad 3070 against 1860, weight grad
+ *   1850 against 1350);
+ * - oneDNN's f32 kernels are faster but for its reorders, which cost more
+ *   than its sums on planes of 32x32 and more (x (16,64,32,32): forward 580
+ *   against 900, input grad 570 against 940) but not on smaller ones (x
+ *   (32,32,16,16): forward 150 against 100); its f32 weight gradient is
+ *   faster (550 against 1100; ops_bench s-convdw 3.3 ms with it, 3.6 ms
+ *   without).
+ * In f64, the forward pass at any stride and the gradients at stride 1
+ * run here (x (16,64,32,32): 1070, 1080 and 1760 against im2col's 4820,
+ * 5440 and 6220; the forward at stride 2 over (32,128,16,16): 800
+ * against 1330). */
+enum { DNNL_MIN_PLANE = 32 * 32 };
+
+static bool faster_here(tg_conv_kernel kind, const geom *g, tg_dtype dt)
+{
+	if (kind != TG_CONV_FORWARD && (g->sh > 1 || g->sw > 1))
+		return false;
+#ifdef TG_HAVE_DNNL
+	if (dt == TG_F32)
+		return kind != TG_CONV_WEIGHT_GRAD && g->sh == 1 && g->sw == 1 &&
+		       g->OH * g->OW >= DNNL_MIN_PLANE;
+#else
+	(void)dt;
+#endif
+	return true;
 }
 
 /* Work below this many products runs on the calling thread alone: a split
@@ -436,33 +485,35 @@ tg_conv_done tg_conv_depthwise(tg_ctx *ctx, tg_conv_kernel kind, const geom *g,
 {
 	dw_job j = { .g = g, .dt = a->dtype, .kind = kind, .a = a->data, .b = b->data,
 		     .bias = bias, .y = y };
-	if (g->G != g->C || g->N < 1 || ctx->conv_im2col || !bordered(kind, g, &j.Hp, &j.Wp))
+	if (g->G != g->C || g->N < 1 || g->O / g->C > MAX_M || ctx->conv_im2col ||
+	    !faster_here(kind, g, j.dt) || !bordered(kind, g, &j))
 		return TG_CONV_DECLINED;
-#ifdef TG_HAVE_DNNL
-	/* oneDNN's f32 weight gradient is faster (s-convdw: 0.55 ms against
-	 * 1.0 ms here over x (16,64,32,32), one thread) */
-	if (kind == TG_CONV_WEIGHT_GRAD && j.dt == TG_F32)
-		return TG_CONV_DECLINED;
-#endif
-	int64_t m = g->O / g->C, K = g->KH * g->KW;
-	bool unit = g->sh == 1 && g->sw == 1;
+	int64_t m = g->O / g->C, K = g->KH * g->KW, P = j.Hp * j.s * j.Wq;
 	/* the turned kernel reads the border of dout: 0 x inf would be NaN
 	 * there, which im2col's input gradient never computes */
-	if (kind == TG_CONV_INPUT_GRAD && unit && !all_finite(b))
+	if (kind == TG_CONV_INPUT_GRAD && !all_finite(b))
 		return TG_CONV_DECLINED;
 	j.units = kind == TG_CONV_FORWARD ? g->N * g->O : kind == TG_CONV_INPUT_GRAD ? g->N * g->C
 										     : g->C;
-	j.per = j.Hp * j.Wp + (kind == TG_CONV_WEIGHT_GRAD ? m * K * (NW + 1) * (j.dt == TG_F64 ? V64 : V32)
-							   : 0);
+	/* a bordered plane (m of them for the stencil of the input gradient;
+	 * the weight gradient's copy of dout and its sums after it) */
+	j.per = P * (kind == TG_CONV_INPUT_GRAD ? m : 1);
+	if (kind == TG_CONV_WEIGHT_GRAD)
+		j.per += P + m * K * (NW + 1) * (j.dt == TG_F64 ? V64 : V32);
+	j.flat = kind == TG_CONV_WEIGHT_GRAD && all_finite(a);
 	int64_t T = ctx->threads < MAX_RUNS ? ctx->threads : MAX_RUNS;
 	T = T < j.units ? T : j.units;
 	if (g->N * g->O * g->OH * g->OW * K < PAR_PRODUCTS || T < 1)
 		T = 1;
 	j.T = (int)T;
 	j.scratch = tg_arena_array(ctx, "conv2d: depthwise planes", j.dt, T, j.per, 1);
-	if (!j.scratch)
+	int64_t *cols = tg_arena_array(ctx, "conv2d: depthwise columns", TG_I64, g->KW, 1, 1);
+	if (!j.scratch || !cols)
 		return TG_CONV_FAILED;
-	if (kind == TG_CONV_INPUT_GRAD && unit) {
+	for (int64_t kw = 0; kw < g->KW; kw++)
+		cols[kw] = kw * g->dw % j.s * j.Wq + kw * g->dw / j.s;
+	j.cols = cols;
+	if (kind == TG_CONV_INPUT_GRAD) {
 		size_t size = tg_dtype_size(j.dt);
 		char *wf = tg_arena_array(ctx, "conv2d: depthwise kernels", j.dt, g->O, K, 1);
 		if (!wf)

@@ -13,10 +13,12 @@
  * m C): a = x and b = w for the forward (bias (O) or NULL), a = dout and b
  * = w for the input gradient, a = x and b = dout for the weight gradient;
  * y as in tg_conv_dnnl. It declines other geometries, those where im2col
- * or oneDNN is faster, contexts made with TG_CONV=im2col, and a NaN or inf
- * that would meet the zero padding (in w for the forward pass, in dout for
- * the weight gradient), which im2col multiplies by 0 and these kernels
- * skip. Bits do not depend on the context's thread count. */
+ * or oneDNN is faster (the gradients at strides above 1; in f32 with
+ * oneDNN, all but the forward pass and input gradient at stride 1 on
+ * planes of 32x32 outputs or more), more than 4 output channels per input
+ * channel, padding far past the kernel, contexts made with TG_CONV=im2col,
+ * and an input gradient whose w holds a NaN or inf. Bits do not depend on
+ * the context's thread count. */
 tg_conv_done tg_conv_depthwise(tg_ctx *ctx, tg_conv_kernel kind, const tg_conv_geom *g,
 			       const tg_tensor *a, const tg_tensor *b, const void *bias, void *y);
 

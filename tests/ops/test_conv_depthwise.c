@@ -9,7 +9,8 @@
  * padding 0-2 (more than the kernel needs too), dilation 1-2, multipliers 1
  * and 2, images down to 1x1 under a larger kernel, odd widths and rows
  * longer than the kernels' vector blocks; the tolerance is relative to the
- * sum of |a b| over each element's products. Then 2 and 3 threads give the
+ * sum of |a b| over each element's products. NaN and inf come out where
+ * im2col gives them. Then 2 and 3 threads give the
  * bits of one (but for the f32 weight gradient, which is oneDNN's when the
  * build has it), and tg_gradcheck passes through the depthwise rules in f64.
  * Shape legend: x (N,C,H,W), w (O,1,KH,KW), out (N,O,OH,OW).
@@ -47,15 +48,19 @@ static double *values(const tg_tensor *t, size_t n)
 }
 
 /* Fails, naming the case, the kernel and the element, unless got and want
- * agree within tol of mag (each element's sum of |a b|, at least 1e-3). */
+ * agree within tol of mag (each element's sum of |a b|, at least 1e-3), or
+ * are the same inf, or both NaN. */
 static void expect_agree(const char *label, const char *kernel, const tg_tensor *got,
 			 const tg_tensor *want, const tg_tensor *mag, double tol)
 {
 	size_t n = (size_t)tg_numel(want);
 	double *g = values(got, n), *w = values(want, n), *m = values(mag, n);
 	for (size_t i = 0; i < n; i++) {
-		double scale = m[i] > 1e-3 ? m[i] : 1e-3;
-		if (!(fabs(g[i] - w[i]) <= tol * scale))
+		double scale = !isfinite(m[i]) ? INFINITY : m[i] > 1e-3 ? m[i] : 1e-3;
+		bool ok = isnan(w[i])	? isnan(g[i])
+			  : isinf(w[i]) ? g[i] == w[i]
+					: fabs(g[i] - w[i]) <= tol * scale;
+		if (!ok)
 			fail_msg("%s, %s: element %zu is %.17g direct, %.17g with im2col "
 				 "(sum |a b| %.6g, tolerance %g)",
 				 kernel, label, i, g[i], w[i], m[i], tol);
@@ -168,9 +173,10 @@ static int pick(int lo, int hi)
 }
 
 /* Random cases over every option, each in f64 and f32, then the edges:
- * 1x1 images under kernels that only the padding lets in, and rows long
- * enough for every width of the kernels' vector blocks (4, 2, 1 and the
- * last columns), at stride 1 and 2. */
+ * 1x1 images under kernels that only the padding lets in, rows long enough
+ * for every width of the kernels' vector blocks (4, 2, 1 and the last
+ * columns) at strides 1-3, and in f32 planes of 32x32 outputs and more
+ * (smaller ones run on oneDNN when the build has it). */
 static void direct_depthwise_matches_im2col(void **state)
 {
 	(void)state;
@@ -198,12 +204,58 @@ static void direct_depthwise_matches_im2col(void **state)
 		{ 3, 4, 1, 6, 33, 5, 5, { .stride = { 1, 1 }, .padding = { 2, 2 }, .dilation = { 2, 1 } } },
 		{ 1, 2, 1, 9, 70, 3, 3, { .stride = { 3, 3 }, .padding = { 0, 2 }, .dilation = { 1, 2 } } },
 		{ 3, 3, 1, 8, 66, 1, 1, { .stride = { 1, 1 }, .padding = { 0, 0 }, .dilation = { 1, 1 } } },
+		{ 2, 3, 1, 33, 37, 3, 3, { .stride = { 1, 1 }, .padding = { 0, 0 }, .dilation = { 1, 1 } } },
+		{ 1, 2, 2, 40, 40, 5, 5, { .stride = { 1, 1 }, .padding = { 2, 2 }, .dilation = { 2, 2 } } },
+		{ 3, 2, 1, 32, 32, 3, 3, { .stride = { 1, 1 }, .padding = { 1, 1 }, .dilation = { 1, 1 } } },
+		{ 1, 3, 1, 36, 45, 4, 2, { .stride = { 1, 1 }, .padding = { 2, 1 }, .dilation = { 1, 2 } } },
 	};
 	for (size_t i = 0; i < LEN(edges); i++)
 		for (size_t t = 0; t < LEN(dts); t++) {
 			dw_case c = edges[i];
 			c.o.groups = (int)c.C;
 			compare_case(ctx, ref, dts[t], &c);
+		}
+	tg_ctx_free(ctx);
+	tg_ctx_free(ref);
+}
+
+/* A NaN or inf in x, w or dout gives NaN and inf where im2col gives them:
+ * the zero padding is multiplied, not skipped (0 x inf = NaN), and an
+ * infinite x takes the weight gradient's row-by-row loop. In f64, at
+ * strides 1 and 2. */
+static void nonfinite_values_match_im2col(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED), *ref = im2col_ctx(SEED);
+	for (int stride = 1; stride <= 2; stride++)
+		for (int which = 0; which < 3; which++) {
+			tg_conv_opts o = { .stride = { stride, stride }, .padding = { 1, 1 },
+					   .dilation = { 1, 1 }, .groups = 3 };
+			int64_t OH = out_side(7, 3, stride, 1, 1), OW = out_side(9, 3, stride, 1, 1);
+			tg_tensor *x = tg_rand(ref, TG_F64, SHAPE(2, 3, 7, 9), -1, 1);
+			tg_tensor *w = tg_rand(ref, TG_F64, SHAPE(3, 1, 3, 3), -1, 1);
+			tg_tensor *d = tg_rand(ref, TG_F64, SHAPE(2, 3, OH, OW), -1, 1);
+			double *bad = which == 0 ? (double *)tg_data(x) + 3 * 9 + 4
+				      : which == 1 ? (double *)tg_data(w) + 4
+						   : (double *)tg_data(d) + OW + 1;
+			*bad = which == 1 ? NAN : INFINITY;
+			tg_tensor *xd = copy_to(ctx, x), *wd = copy_to(ctx, w), *dd = copy_to(ctx, d);
+			tg_tensor *ax = tg_abs(x), *aw = tg_abs(w), *ad = tg_abs(d);
+			char label[64];
+			snprintf(label, sizeof label, "stride %d, a %s in %s", stride,
+				 which == 1 ? "NaN" : "inf", which == 0 ? "x" : which == 1 ? "w" : "dout");
+			expect_agree(label, "forward", tg_conv2d(xd, wd, NULL, &o),
+				     tg_conv2d(x, w, NULL, &o), tg_conv2d(ax, aw, NULL, &o), 1e-12);
+			expect_agree(label, "input grad", tg_conv2d_input_grad(dd, wd, 7, 9, &o),
+				     tg_conv2d_input_grad(d, w, 7, 9, &o),
+				     tg_conv2d_input_grad(ad, aw, 7, 9, &o), 1e-12);
+			expect_agree(label, "weight grad", tg_conv2d_weight_grad(xd, dd, 3, 3, &o),
+				     tg_conv2d_weight_grad(x, d, 3, 3, &o),
+				     tg_conv2d_weight_grad(ax, ad, 3, 3, &o), 1e-12);
+			assert_ctx_ok(ctx);
+			assert_ctx_ok(ref);
+			tg_reset(ctx);
+			tg_reset(ref);
 		}
 	tg_ctx_free(ctx);
 	tg_ctx_free(ref);
@@ -240,6 +292,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(direct_depthwise_matches_im2col),
+		cmocka_unit_test(nonfinite_values_match_im2col),
 		cmocka_unit_test(depthwise_gradients_pass_gradcheck),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
