@@ -454,8 +454,9 @@ enum { MAX_M = 4 };
  *   than its sums on planes of 32x32 and more (x (16,64,32,32): forward 580
  *   against 900, input grad 570 against 940) but not on smaller ones (x
  *   (32,32,16,16): forward 150 against 100); its f32 weight gradient is
- *   faster (550 against 1100; ops_bench s-convdw 3.3 ms with it, 3.6 ms
- *   without).
+ *   faster at 3x3 (550 against 1100; ops_bench s-convdw 3.3 ms with it,
+ *   3.6 ms without) but not past it (5x5: 2040 against 20250 over
+ *   (16,64,32,32), 690 against 5800 over (32,32,16,16)).
  * In f64, the forward pass at any stride and the gradients at stride 1
  * run here (x (16,64,32,32): 1070, 1080 and 1760 against im2col's 4820,
  * 5440 and 6220; the forward at stride 2 over (32,128,16,16): 800
@@ -468,8 +469,9 @@ static bool faster_here(tg_conv_kernel kind, const geom *g, tg_dtype dt)
 		return false;
 #ifdef TG_HAVE_DNNL
 	if (dt == TG_F32)
-		return kind != TG_CONV_WEIGHT_GRAD && g->sh == 1 && g->sw == 1 &&
-		       g->OH * g->OW >= DNNL_MIN_PLANE;
+		return g->sh == 1 && g->sw == 1 &&
+		       (kind == TG_CONV_WEIGHT_GRAD ? g->KH * g->KW > 9
+						    : g->OH * g->OW >= DNNL_MIN_PLANE);
 #else
 	(void)dt;
 #endif

@@ -15,7 +15,8 @@
  * y as in tg_conv_dnnl. It declines other geometries, those where im2col
  * or oneDNN is faster (the gradients at strides above 1; in f32 with
  * oneDNN, all but the forward pass and input gradient at stride 1 on
- * planes of 32x32 outputs or more), more than 4 output channels per input
+ * planes of 32x32 outputs or more and the weight gradient at stride 1 of
+ * kernels larger than 3x3), more than 4 output channels per input
  * channel, padding far past the kernel, contexts made with TG_CONV=im2col,
  * and an input gradient whose w holds a NaN or inf. Bits do not depend on
  * the context's thread count. */
