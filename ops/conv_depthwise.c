@@ -135,7 +135,8 @@ static void pad_plane(size_t size, const void *src, int64_t R, int64_t S, void *
 					const T *restrict xk = xr + cols[kw];               \
 					for (int q = 0; q < (NR); q++)                      \
 						for (int u = 0; u < (NB); u++) {            \
-							memcpy(&t, xk + q * sh * Wr + u * V, sizeof t); \
+							const T *xq = xk + q * sh * Wr;     \
+							memcpy(&t, xq + u * V, sizeof t);   \
 							MUL_ADD(acc[q][u], c, t, V);        \
 						}                                           \
 				}                                                           \
@@ -164,10 +165,12 @@ static void pad_plane(size_t size, const void *src, int64_t R, int64_t S, void *
 			for (int q = 0; q < (NR); q++) {                                    \
 				T acc = b;                                                  \
 				for (int64_t j = 0; j < np; j++)                            \
-					for (int64_t kh = 0; kh < KH; kh++)                 \
+					for (int64_t kh = 0; kh < KH; kh++) {               \
+						const T *xr = x0 + j * Pp + (q * sh + kh * dh) * Wr + ow; \
 						for (int64_t kw = 0; kw < KW; kw++)         \
 							acc += w[(j * KH + kh) * KW + kw] * \
-							       x0[j * Pp + (q * sh + kh * dh) * Wr + cols[kw] + ow]; \
+							       xr[cols[kw]];                \
+					}                                                   \
 				r[q * OW + ow] = acc;                                       \
 			}                                                                   \
 	}
@@ -306,8 +309,8 @@ static void input_grad_run(const dw_job *j, char *xp, int64_t lo, int64_t hi)
 		for (int64_t i = 0; i < m; i++)
 			pad_plane(size, d + (size_t)(i * L) * size, g->OH, g->OW,
 				  xp + (size_t)(i * P) * size, j->Hp, j->Wp,
-				  g->dh * (g->KH - 1) - g->ph, g->dw * (g->KW - 1) - g->pw, 1, j->Wp,
-				  p == lo);
+				  g->dh * (g->KH - 1) - g->ph, g->dw * (g->KW - 1) - g->pw, 1,
+				  j->Wp, p == lo);
 		const char *w = j->wf + (size_t)(c * m * K) * size;
 		if (j->dt == TG_F64)
 			forward_f64(g, g->H, g->W, 1, m, (const double *)xp, P, j->Wp, j->cols,

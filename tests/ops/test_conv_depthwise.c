@@ -197,19 +197,19 @@ static void direct_depthwise_matches_im2col(void **state)
 		c.o.groups = (int)c.C;
 		compare_case(ctx, ref, dts[i % 2], &c);
 	}
-	const dw_case edges[] = {
-		{ 1, 3, 1, 1, 1, 5, 5, { .stride = { 1, 1 }, .padding = { 2, 2 }, .dilation = { 1, 1 } } },
-		{ 3, 2, 2, 1, 1, 3, 2, { .stride = { 2, 3 }, .padding = { 2, 1 }, .dilation = { 1, 1 } } },
-		{ 1, 2, 1, 2, 3, 5, 4, { .stride = { 1, 1 }, .padding = { 2, 2 }, .dilation = { 1, 2 } } },
-		{ 3, 5, 1, 7, 75, 3, 3, { .stride = { 1, 1 }, .padding = { 1, 1 }, .dilation = { 1, 1 } } },
-		{ 1, 3, 2, 5, 77, 3, 5, { .stride = { 2, 2 }, .padding = { 1, 2 }, .dilation = { 1, 1 } } },
-		{ 3, 4, 1, 6, 33, 5, 5, { .stride = { 1, 1 }, .padding = { 2, 2 }, .dilation = { 2, 1 } } },
-		{ 1, 2, 1, 9, 70, 3, 3, { .stride = { 3, 3 }, .padding = { 0, 2 }, .dilation = { 1, 2 } } },
-		{ 3, 3, 1, 8, 66, 1, 1, { .stride = { 1, 1 }, .padding = { 0, 0 }, .dilation = { 1, 1 } } },
-		{ 2, 3, 1, 33, 37, 3, 3, { .stride = { 1, 1 }, .padding = { 0, 0 }, .dilation = { 1, 1 } } },
-		{ 1, 2, 2, 40, 40, 5, 5, { .stride = { 1, 1 }, .padding = { 2, 2 }, .dilation = { 2, 2 } } },
-		{ 3, 2, 1, 32, 32, 3, 3, { .stride = { 1, 1 }, .padding = { 1, 1 }, .dilation = { 1, 1 } } },
-		{ 1, 3, 1, 36, 45, 4, 2, { .stride = { 1, 1 }, .padding = { 2, 1 }, .dilation = { 1, 2 } } },
+	const dw_case edges[] = { /* N, C, m, H, W, KH, KW, { stride, padding, dilation } */
+		{ 1, 3, 1, 1, 1, 5, 5, { { 1, 1 }, { 2, 2 }, { 1, 1 } } },
+		{ 3, 2, 2, 1, 1, 3, 2, { { 2, 3 }, { 2, 1 }, { 1, 1 } } },
+		{ 1, 2, 1, 2, 3, 5, 4, { { 1, 1 }, { 2, 2 }, { 1, 2 } } },
+		{ 3, 5, 1, 7, 75, 3, 3, { { 1, 1 }, { 1, 1 }, { 1, 1 } } },
+		{ 1, 3, 2, 5, 77, 3, 5, { { 2, 2 }, { 1, 2 }, { 1, 1 } } },
+		{ 3, 4, 1, 6, 33, 5, 5, { { 1, 1 }, { 2, 2 }, { 2, 1 } } },
+		{ 1, 2, 1, 9, 70, 3, 3, { { 3, 3 }, { 0, 2 }, { 1, 2 } } },
+		{ 3, 3, 1, 8, 66, 1, 1, { { 1, 1 }, { 0, 0 }, { 1, 1 } } },
+		{ 2, 3, 1, 33, 37, 3, 3, { { 1, 1 }, { 0, 0 }, { 1, 1 } } },
+		{ 1, 2, 2, 40, 40, 5, 5, { { 1, 1 }, { 2, 2 }, { 2, 2 } } },
+		{ 3, 2, 1, 32, 32, 3, 3, { { 1, 1 }, { 1, 1 }, { 1, 1 } } },
+		{ 1, 3, 1, 36, 45, 4, 2, { { 1, 1 }, { 2, 1 }, { 1, 2 } } },
 	};
 	for (size_t i = 0; i < LEN(edges); i++)
 		for (size_t t = 0; t < LEN(dts); t++) {
@@ -244,8 +244,9 @@ static void nonfinite_values_match_im2col(void **state)
 			tg_tensor *xd = copy_to(ctx, x), *wd = copy_to(ctx, w), *dd = copy_to(ctx, d);
 			tg_tensor *ax = tg_abs(x), *aw = tg_abs(w), *ad = tg_abs(d);
 			char label[64];
+			const char *in = which == 0 ? "x" : which == 1 ? "w" : "dout";
 			snprintf(label, sizeof label, "stride %d, a %s in %s", stride,
-				 which == 1 ? "NaN" : "inf", which == 0 ? "x" : which == 1 ? "w" : "dout");
+				 which == 1 ? "NaN" : "inf", in);
 			expect_agree(label, "forward", tg_conv2d(xd, wd, NULL, &o),
 				     tg_conv2d(x, w, NULL, &o), tg_conv2d(ax, aw, NULL, &o), 1e-12);
 			expect_agree(label, "input grad", tg_conv2d_input_grad(dd, wd, 7, 9, &o),
