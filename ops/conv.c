@@ -14,10 +14,12 @@
  * allocates outside the step arena. In f32 the three conv kernels ask
  * ops/conv_dnnl.c first, which runs oneDNN's direct kernels when the build
  * has libdnnl and the context was not made with TG_CONV=im2col; im2col is
- * the path of f64 and of whatever oneDNN declines.
+ * the path of f64 and of whatever oneDNN declines. Depthwise convolutions
+ * (groups = C) ask ops/conv_depthwise.c before either, in both dtypes.
  * Shape legend: x (N,C,H,W), w (O,CG,KH,KW), out (N,O,OH,OW); G groups, CG =
  * C/G and OG = O/G channels per group, L = OH*OW positions, K = CG*KH*KW.
  */
+#include "conv_depthwise.h"
 #include "conv_dnnl.h"
 #include "internal.h"
 #include "parallel.h"
@@ -509,9 +511,11 @@ static tg_tensor *conv(const geom *g, tg_tensor *x, tg_tensor *w, tg_tensor *b)
 	if (!out)
 		return NULL;
 	tg_dtype dt = x->dtype;
-	switch (dt == TG_F32 ? tg_conv_dnnl(ctx, TG_CONV_FORWARD, g, x, w,
-					    b ? b->data : NULL, out->data)
-			     : TG_CONV_DECLINED) {
+	tg_conv_done done = tg_conv_depthwise(ctx, TG_CONV_FORWARD, g, x, w,
+					      b ? b->data : NULL, out->data);
+	if (done == TG_CONV_DECLINED && dt == TG_F32)
+		done = tg_conv_dnnl(ctx, TG_CONV_FORWARD, g, x, w, b ? b->data : NULL, out->data);
+	switch (done) {
 	case TG_CONV_COMPUTED:
 		return tg_op_end(&conv2d_op, out, nin, in, NULL, 0, g);
 	case TG_CONV_FAILED:
@@ -561,9 +565,10 @@ static tg_tensor *conv_input_grad(const geom *g, tg_tensor *dout, tg_tensor *w)
 	if (!dx)
 		return NULL;
 	tg_dtype dt = dout->dtype;
-	switch (dt == TG_F32 ? tg_conv_dnnl(ctx, TG_CONV_INPUT_GRAD, g, dout, w,
-					    NULL, dx->data)
-			     : TG_CONV_DECLINED) {
+	tg_conv_done done = tg_conv_depthwise(ctx, TG_CONV_INPUT_GRAD, g, dout, w, NULL, dx->data);
+	if (done == TG_CONV_DECLINED && dt == TG_F32)
+		done = tg_conv_dnnl(ctx, TG_CONV_INPUT_GRAD, g, dout, w, NULL, dx->data);
+	switch (done) {
 	case TG_CONV_COMPUTED:
 		return tg_op_end(&conv2d_input_grad_op, dx, 2, in, NULL, 0, g);
 	case TG_CONV_FAILED:
@@ -627,9 +632,10 @@ static tg_tensor *conv_weight_grad(const geom *g, tg_tensor *x, tg_tensor *dout)
 		return NULL;
 	tg_dtype dt = x->dtype;
 	size_t size = tg_dtype_size(dt);
-	switch (dt == TG_F32 ? tg_conv_dnnl(ctx, TG_CONV_WEIGHT_GRAD, g, x, dout,
-					    NULL, dw->data)
-			     : TG_CONV_DECLINED) {
+	tg_conv_done done = tg_conv_depthwise(ctx, TG_CONV_WEIGHT_GRAD, g, x, dout, NULL, dw->data);
+	if (done == TG_CONV_DECLINED && dt == TG_F32)
+		done = tg_conv_dnnl(ctx, TG_CONV_WEIGHT_GRAD, g, x, dout, NULL, dw->data);
+	switch (done) {
 	case TG_CONV_COMPUTED:
 		return tg_op_end(&conv2d_weight_grad_op, dw, 2, in, NULL, 0, g);
 	case TG_CONV_FAILED:
