@@ -240,8 +240,8 @@ static void pad_plane(size_t size, const void *src, int64_t R, int64_t S, void *
 			}                                                                   \
 	}
 
-FORWARD_PLANE(forward_f64, double, V64)
-FORWARD_PLANE(forward_f32, float, V32)
+FORWARD_PLANE(stencil_f64, double, V64)
+FORWARD_PLANE(stencil_f32, float, V32)
 WEIGHT_PLANE(weight_f64, double, V64)
 WEIGHT_PLANE(weight_f32, float, V32)
 
@@ -288,11 +288,11 @@ static void forward_run(const dw_job *j, char *xp, int64_t lo, int64_t hi)
 		const char *w = j->b + (size_t)(o * K) * size;
 		char *y = j->y + (size_t)(p * L) * size;
 		if (j->dt == TG_F64)
-			forward_f64(g, g->OH, g->OW, g->sh, 1, (const double *)xp, 0, Wr, j->cols,
+			stencil_f64(g, g->OH, g->OW, g->sh, 1, (const double *)xp, 0, Wr, j->cols,
 				    (const double *)w, j->bias ? ((const double *)j->bias)[o] : 0,
 				    (double *)y);
 		else
-			forward_f32(g, g->OH, g->OW, g->sh, 1, (const float *)xp, 0, Wr, j->cols,
+			stencil_f32(g, g->OH, g->OW, g->sh, 1, (const float *)xp, 0, Wr, j->cols,
 				    (const float *)w, j->bias ? ((const float *)j->bias)[o] : 0,
 				    (float *)y);
 	}
@@ -319,10 +319,10 @@ static void input_grad_run(const dw_job *j, char *xp, int64_t lo, int64_t hi)
 				  j->Wp, p == lo);
 		const char *w = j->wf + (size_t)(c * m * K) * size;
 		if (j->dt == TG_F64)
-			forward_f64(g, g->H, g->W, 1, m, (const double *)xp, P, j->Wp, j->cols,
+			stencil_f64(g, g->H, g->W, 1, m, (const double *)xp, P, j->Wp, j->cols,
 				    (const double *)w, 0, (double *)dx);
 		else
-			forward_f32(g, g->H, g->W, 1, m, (const float *)xp, P, j->Wp, j->cols,
+			stencil_f32(g, g->H, g->W, 1, m, (const float *)xp, P, j->Wp, j->cols,
 				    (const float *)w, 0, (float *)dx);
 	}
 }
