@@ -470,7 +470,7 @@ typedef enum { L_CE, L_MSE, L_BCE } suite_loss;
 typedef struct suite_spec {
 	const char *name;
 	const char *arch;  /* widths, "in-h1-...-out" */
-	const char *act;   /* relu sigmoid tanh leaky_relu elu gelu */
+	const char *act;   /* relu sigmoid tanh leaky_relu elu gelu silu softplus */
 	tg_optim_kind opt;
 	int64_t batch;
 	tg_dtype dt;
@@ -494,12 +494,94 @@ static const suite_spec SUITE[] = {
 	{ "s-lrelu-mom-2048", "1024-2048-10", "leaky_relu", TG_MOMENTUM, 64, TG_F32, L_CE, 25 },
 };
 
+/* A workload of the command line (--spec), beside the table's. */
+static suite_spec custom;
+static char custom_text[256];
+
 static const suite_spec *suite_find(const char *name)
 {
+	if (custom.name && !strcmp(custom.name, name))
+		return &custom;
 	for (size_t i = 0; i < sizeof SUITE / sizeof SUITE[0]; i++)
 		if (!strcmp(SUITE[i].name, name))
 			return &SUITE[i];
 	return NULL;
+}
+
+static const char *const ACTS[] = { "relu", "sigmoid", "tanh", "leaky_relu", "elu",
+				    "gelu", "silu", "softplus" };
+static const char *const OPTS[] = { "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam" };
+static const char *const LOSSES[] = { "ce", "mse", "bce" };
+
+/* The index of word in names, or of the number it spells; -1 if neither. */
+static int word_index(const char *word, const char *const *names, int n)
+{
+	char *end;
+	long v = strtol(word, &end, 10);
+	if (end != word && !*end)
+		return v >= 0 && v < n ? (int)v : -1;
+	for (int i = 0; i < n; i++)
+		if (!strcmp(word, names[i]))
+			return i;
+	return -1;
+}
+
+static int parse_arch(const char *arch, int64_t *w);
+
+/* --spec "NAME ARCH ACT OPTIMIZER BATCH DTYPE LOSS [ITERATIONS]", the
+ * fields of suite-list's lines, the optimizer and loss by name or number:
+ * custom, or a message on stderr and -1. */
+static int parse_spec(const char *line)
+{
+	static const char *const field[] = { "name", "arch", "act", "optimizer", "batch",
+					     "dtype", "loss", "iterations" };
+	char *tok[9] = { 0 };
+	int n = 0;
+	if (strlen(line) >= sizeof custom_text) {
+		fprintf(stderr, "tg_bench: --spec: longer than %zu characters\n",
+			sizeof custom_text - 1);
+		return -1;
+	}
+	strcpy(custom_text, line);
+	for (char *t = strtok(custom_text, " \t"); t && n < 9; t = strtok(NULL, " \t"))
+		tok[n++] = t;
+	if (n < 7 || n > 8) {
+		fprintf(stderr, "tg_bench: --spec needs 7 or 8 fields (%s), not %d\n",
+			"NAME ARCH ACT OPTIMIZER BATCH DTYPE LOSS [ITERATIONS]", n);
+		return -1;
+	}
+	int64_t w[TG_MLP_MAX_LAYERS + 3];
+	int nw = parse_arch(tok[1], w);
+	int dashes = 0;
+	for (const char *c = tok[1]; *c; c++)
+		dashes += *c == '-';
+	bool arch_ok = nw >= 2 && nw <= TG_MLP_MAX_LAYERS + 1 && dashes == nw - 1 &&
+		       strspn(tok[1], "0123456789-") == strlen(tok[1]);
+	for (int i = 0; arch_ok && i < nw; i++)
+		arch_ok = w[i] >= 1 && w[i] <= 1 << 16;
+	int act = word_index(tok[2], ACTS, (int)(sizeof ACTS / sizeof ACTS[0]));
+	int opt = word_index(tok[3], OPTS, (int)(sizeof OPTS / sizeof OPTS[0]));
+	int loss = word_index(tok[6], LOSSES, (int)(sizeof LOSSES / sizeof LOSSES[0]));
+	char *end;
+	long long batch = strtoll(tok[4], &end, 10);
+	bool batch_ok = end != tok[4] && !*end && batch >= 1 && batch <= N_SUITE;
+	long long iters = 100;
+	bool iters_ok = true;
+	if (n == 8) {
+		iters = strtoll(tok[7], &end, 10);
+		iters_ok = end != tok[7] && !*end && iters >= 1;
+	}
+	bool dt_ok = !strcmp(tok[5], "f32") || !strcmp(tok[5], "f64");
+	const bool ok[] = { *tok[0] != 0, arch_ok, act >= 0, opt >= 0, batch_ok, dt_ok, loss >= 0,
+			    iters_ok };
+	for (int i = 0; i < n; i++)
+		if (!ok[i]) {
+			fprintf(stderr, "tg_bench: --spec: bad %s \"%s\"\n", field[i], tok[i]);
+			return -1;
+		}
+	custom = (suite_spec){ tok[0], tok[1], ACTS[act], (tg_optim_kind)opt, batch,
+			       !strcmp(tok[5], "f64") ? TG_F64 : TG_F32, (suite_loss)loss, iters };
+	return 0;
 }
 
 static int parse_arch(const char *arch, int64_t *w)
@@ -567,6 +649,10 @@ static tg_tensor *suite_act(const char *act, tg_tensor *x)
 		return tg_leaky_relu(x, 0.01);
 	if (!strcmp(act, "elu"))
 		return tg_elu(x, 1.0);
+	if (!strcmp(act, "silu"))
+		return tg_silu(x);
+	if (!strcmp(act, "softplus"))
+		return tg_softplus(x);
 	return tg_gelu(x);
 }
 
@@ -1127,7 +1213,7 @@ static NOINLINE int tiny_sigmoid(tg_ctx *ctx, long long reps)
 
 static const char usage_text[] =
 	"usage: tg_bench WORKLOAD [--iters N] [--epochs E] [--threads T] [--seed S] [--data DIR]\n"
-	"                [--losses FILE]\n"
+	"                [--losses FILE] [--spec LINE]\n"
 	"\n"
 	"WORKLOAD: w1 w1-f64 w2 w3 w4-scalar w4-sigmoid cnn cnn-bn cnn-dws conv-layers\n"
 	"          floor-w1 floor-w1-f64 floor-w2 floor-w3\n"
@@ -1148,6 +1234,11 @@ static const char usage_text[] =
 	"conv-layers: the CNN's two convolutions alone, forward and backward, N (100).\n"
 	"s-*: the workload suite (tg_bench suite-list: name arch act optimizer batch\n"
 	"    dtype loss iterations), synthetic data, batches with replacement.\n"
+	"--spec \"NAME ARCH ACT OPTIMIZER BATCH DTYPE LOSS [ITERATIONS]\" adds a suite\n"
+	"    workload NAME, e.g. \"x-silu 784-64-64-10 silu adam 32 f32 ce 300\":\n"
+	"    ACT relu sigmoid tanh leaky_relu elu gelu silu softplus, OPTIMIZER sgd\n"
+	"    momentum nesterov adagrad rmsprop adam, DTYPE f32 f64, LOSS ce mse bce;\n"
+	"    suite-list then prints its line alone.\n"
 	"--losses FILE writes each training iteration's loss as a hexadecimal float.\n";
 
 static long long number(const char *opt, const char *s)
@@ -1168,6 +1259,19 @@ int main(int argc, char **argv)
 		fputs(usage_text, argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;
 	}
+	/* --spec LINE, anywhere after the workload: taken out of argv here */
+	for (int i = 2; i < argc; i++)
+		if (!strcmp(argv[i], "--spec")) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "tg_bench: --spec needs a workload's line\n");
+				return 2;
+			}
+			if (parse_spec(argv[i + 1]))
+				return 2;
+			memmove(argv + i, argv + i + 2, (size_t)(argc - i - 1) * sizeof *argv);
+			argc -= 2;
+			i--;
+		}
 	if (!strcmp(argv[1], "suite-data") && argc == 4 && suite_find(argv[2])) {
 		/* the data set of a suite workload, for torch_bench.py: int64 n, d,
 		 * classes, tdim, then x (float32), then y (int32) or t (float32) */
@@ -1306,11 +1410,14 @@ int main(int argc, char **argv)
 		return rc ? 1 : 0;
 	}
 	if (!strcmp(w, "suite-list")) {
-		for (size_t i = 0; i < sizeof SUITE / sizeof SUITE[0]; i++)
-			printf("%s %s %s %d %lld %s %d %lld\n", SUITE[i].name, SUITE[i].arch,
-			       SUITE[i].act, (int)SUITE[i].opt, (long long)SUITE[i].batch,
-			       SUITE[i].dt == TG_F64 ? "f64" : "f32", (int)SUITE[i].loss,
-			       SUITE[i].iters);
+		/* the table, or only --spec's workload when there is one */
+		size_t n = custom.name ? 1 : sizeof SUITE / sizeof SUITE[0];
+		for (size_t i = 0; i < n; i++) {
+			const suite_spec *s = custom.name ? &custom : &SUITE[i];
+			printf("%s %s %s %d %lld %s %d %lld\n", s->name, s->arch, s->act,
+			       (int)s->opt, (long long)s->batch, s->dt == TG_F64 ? "f64" : "f32",
+			       (int)s->loss, s->iters);
+		}
 		return 0;
 	}
 

@@ -211,8 +211,20 @@ def suite_main(a):
     lines = subprocess.run([a.bin, "suite-list"], capture_output=True, text=True,
                            check=True).stdout.splitlines()
     only = set(a.only.split(",")) if a.only else None
-    specs = [ln for ln in lines if not only or ln.split()[0] in only]
-    specs += [f"{k} cnn {w} {t}" for k, w, t, _ in SUITE_CNN if not only or k in only]
+    # --spec: workloads of the command line, in suite-list's form (tg_bench
+    # checks and normalises them), alone unless --only names others too
+    spec_args = {}
+    for sp in a.spec or []:
+        r = subprocess.run([a.bin, "suite-list", "--spec", sp], capture_output=True, text=True)
+        if r.returncode:
+            sys.exit(f"bench.py: --spec {sp!r}: {r.stderr.strip()}")
+        ln = r.stdout.strip()
+        spec_args[ln.split()[0]] = (ln, ["--spec", sp])
+    if a.spec and not only:
+        only = set()
+    specs = [ln for ln in lines if only is None or ln.split()[0] in only]
+    specs += [f"{k} cnn {w} {t}" for k, w, t, _ in SUITE_CNN if only is None or k in only]
+    specs += [ln for ln, _ in spec_args.values()]
     datadir = os.path.join(os.path.dirname(os.path.abspath(a.bin)), "suite-data")
     os.makedirs(datadir, exist_ok=True)
     torch_ok = not a.no_torch and subprocess.run(
@@ -240,14 +252,15 @@ def suite_main(a):
             name, arch, act, optk, batch, dt, lossk, iters = spec.split()
             iters = max(20, int(int(iters) * scale))
             data = os.path.join(datadir, name + ".bin")
-            subprocess.run([a.bin, "suite-data", name, data], check=True)
-            sides = [("tapegrad", [a.bin, name, "--iters", str(iters)])]
+            extra = spec_args[name][1] if name in spec_args else []
+            subprocess.run([a.bin, "suite-data", name, data] + extra, check=True)
+            sides = [("tapegrad", [a.bin, name, "--iters", str(iters)] + extra)]
             if torch_ok:
                 sides.append(("torch", [a.python, os.path.join(HERE, "torch_bench.py"), name,
                                         "--suite-spec", spec, "--data", data,
                                         "--iters", str(iters)]))
             if a.before:
-                sides.append(("before", [a.before, name, "--iters", str(iters)]))
+                sides.append(("before", [a.before, name, "--iters", str(iters)] + extra))
             desc = (f"{arch} {act}, {OPT_NAMES[int(optk)]}, batch {batch}, {dt}, "
                     f"{LOSS_NAMES[int(lossk)]}")
         env = bench_env(threads)
@@ -355,7 +368,8 @@ def suite_main(a):
     text = "\n".join(md)
     log(text)
     if not a.no_save:
-        write_results(a.results, "suite", text)
+        if not a.spec:  # a --spec run is printed, not the suite's table
+            write_results(a.results, "suite", text)
         stamp = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
         with open(a.history, "a", newline="") as fh:
             wr = csv.writer(fh)
@@ -400,6 +414,11 @@ def main():
     ap.add_argument("--suite", action="store_true",
                     help="the workload suite (s-*) instead of W1-W4; --only names s-* keys")
     ap.add_argument("--before", help="--suite: another tg_bench to time beside (tapegrad only)")
+    ap.add_argument("--spec", action="append", metavar="LINE",
+                    help="--suite: a workload of your own instead of the suite's (repeatable), "
+                         "\"NAME ARCH ACT OPTIMIZER BATCH DTYPE LOSS [ITERATIONS]\", e.g. "
+                         "\"x-silu 784-64-64-10 silu adam 32 f32 ce 300\" (tg_bench --help); "
+                         "printed and added to history.csv, results.md unchanged")
     a = ap.parse_args()
     if a.suite:
         return suite_main(a)

@@ -27,7 +27,7 @@ The maths is tapegrad's, with these equivalences:
 
 	torch_bench.py WORKLOAD [--iters N] [--epochs E] [--threads T] [--seed S]
 	               [--data DIR]
-	torch_bench.py s-NAME --suite-spec "LINE" --data FILE [--iters N]
+	torch_bench.py NAME --suite-spec "LINE" --data FILE [--iters N]
 	torch_bench.py cnn [--iters N] [--threads T] [--data DIR]
 	torch_bench.py cnn-bn|cnn-dws [--iters N] [--threads T]
 	torch_bench.py conv-layers [--iters N] [--threads T] [--no-mkldnn]
@@ -210,7 +210,7 @@ def suite_train(run, w, spec, data, seed, iters):
     he = act in ("relu", "leaky_relu", "elu", "gelu")
     acts = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh,
             "leaky_relu": lambda: nn.LeakyReLU(0.01), "elu": lambda: nn.ELU(1.0),
-            "gelu": nn.GELU}
+            "gelu": nn.GELU, "silu": nn.SiLU, "softplus": nn.Softplus}
     std = (lambda i, o: math.sqrt(2.0 / i)) if he else (lambda i, o: math.sqrt(2.0 / (i + o)))
     layers = []
     for i in range(len(widths) - 1):
@@ -436,7 +436,7 @@ def main():
     run.r.update(side="torch", workload=w, dtype="f64" if dtype == torch.float64 else "f32",
                  threads=a.threads)
     he = lambda n: math.sqrt(2.0 / n)
-    if w.startswith("s-"):
+    if a.suite_spec:
         suite_train(run, w, a.suite_spec, a.data, a.seed, a.iters)
     elif w in ("w1", "w1-f64", "w2", "w3"):
         X, Y = load(a.data, dtype)
