@@ -133,11 +133,7 @@ static void tg_sgemm_openblas_keeps_f32_products_on_openblas(void **state)
 	enum { N = 96, K = 130, M = 70 }; /* 873 600 multiply-adds */
 	float want[N * M];
 	for (int mode = 0; mode < 2; mode++) {
-		if (mode)
-			setenv("TG_SGEMM", "openblas", 1);
-		tg_ctx *ctx = tg_ctx_new(SEED);
-		if (mode)
-			unsetenv("TG_SGEMM");
+		tg_ctx *ctx = mode ? ctx_made_with("TG_SGEMM", "openblas", SEED) : tg_ctx_new(SEED);
 		tg_tensor *a = random_matrix(ctx, TG_F32, N, K);
 		tg_tensor *b = random_matrix(ctx, TG_F32, K, M);
 		tg_tensor *c = tg_matmul(a, b);

@@ -88,4 +88,21 @@ static inline void assert_tensor_bits(const char *what, const tg_tensor *a, cons
 	}
 }
 
+/* A context made while the environment variable name is value (a context
+ * reads its settings, TG_CONV, TG_SGEMM, when it is made), the variable
+ * put back as it was after. */
+static inline tg_ctx *ctx_made_with(const char *name, const char *value, uint64_t seed)
+{
+	const char *old = getenv(name);
+	char *keep = old ? strdup(old) : NULL;
+	setenv(name, value, 1);
+	tg_ctx *ctx = tg_ctx_new(seed);
+	if (keep)
+		setenv(name, keep, 1);
+	else
+		unsetenv(name);
+	free(keep);
+	return ctx;
+}
+
 #endif

@@ -15,58 +15,14 @@
  * the build has it), and tg_gradcheck passes through the depthwise rules in f64.
  * Shape legend: x (N,C,H,W), w (O,1,KH,KW), out (N,O,OH,OW).
  */
-#include "../engine/test_util.h"
+#include "conv_check.h"
 
 #include <stdlib.h>
 
 enum { SEED = 23 };
 
-static tg_ctx *im2col_ctx(uint64_t seed)
-{
-	const char *old = getenv("TG_CONV");
-	char *keep = old ? strdup(old) : NULL;
-	setenv("TG_CONV", "im2col", 1);
-	tg_ctx *ctx = tg_ctx_new(seed);
-	if (keep)
-		setenv("TG_CONV", keep, 1);
-	else
-		unsetenv("TG_CONV");
-	free(keep);
-	return ctx;
-}
-
-/* t as doubles (n elements). */
-static double *values(const tg_tensor *t, size_t n)
-{
-	assert_non_null(t);
-	assert_int_equal(tg_numel(t), n);
-	double *v = malloc(n * sizeof *v);
-	for (size_t i = 0; i < n; i++)
-		v[i] = tg_dtype_of(t) == TG_F64 ? ((const double *)tg_data(t))[i]
-						: ((const float *)tg_data(t))[i];
-	return v;
-}
-
-/* Fails, naming the case, the kernel and the element, unless got and want
- * agree within tol of mag (each element's sum of |a b|, at least 1e-3), or
- * are the same inf, or both NaN. */
-static void expect_agree(const char *label, const char *kernel, const tg_tensor *got,
-			 const tg_tensor *want, const tg_tensor *mag, double tol)
-{
-	size_t n = (size_t)tg_numel(want);
-	double *g = values(got, n), *w = values(want, n), *m = values(mag, n);
-	for (size_t i = 0; i < n; i++) {
-		double scale = !isfinite(m[i]) ? INFINITY : m[i] > 1e-3 ? m[i] : 1e-3;
-		bool ok = isnan(w[i])	? isnan(g[i])
-			  : isinf(w[i]) ? g[i] == w[i]
-					: fabs(g[i] - w[i]) <= tol * scale;
-		if (!ok)
-			fail_msg("%s, %s: element %zu is %.17g direct, %.17g with im2col "
-				 "(sum |a b| %.6g, tolerance %g)",
-				 kernel, label, i, g[i], w[i], m[i], tol);
-	}
-	free(g), free(w), free(m);
-}
+/* how the results checked against im2col are named in a failure */
+static const char PATH[] = "direct";
 
 /* Fails unless a and b hold the same bits. */
 static void expect_same_bits(const char *label, const char *kernel, int threads,
@@ -145,13 +101,13 @@ static void compare_case(tg_ctx *ctx, tg_ctx *ref, tg_dtype dt, const dw_case *c
 	tg_tensor *y1 = tg_conv2d(xd, wd, bd, o), *y0 = tg_conv2d(xd, wd, NULL, o);
 	tg_tensor *dx1 = tg_conv2d_input_grad(dd, wd, c->H, c->W, o);
 	tg_tensor *dw1 = tg_conv2d_weight_grad(xd, dd, c->KH, c->KW, o);
-	expect_agree(label, "forward with bias", y1, tg_conv2d(x, w, b, o),
+	expect_agree(label, "forward with bias", PATH, y1, tg_conv2d(x, w, b, o),
 		     tg_conv2d(ax, aw, tg_abs(b), o), tol);
-	expect_agree(label, "forward", y0, tg_conv2d(x, w, NULL, o), tg_conv2d(ax, aw, NULL, o),
+	expect_agree(label, "forward", PATH, y0, tg_conv2d(x, w, NULL, o), tg_conv2d(ax, aw, NULL, o),
 		     tol);
-	expect_agree(label, "input grad", dx1, tg_conv2d_input_grad(d, w, c->H, c->W, o),
+	expect_agree(label, "input grad", PATH, dx1, tg_conv2d_input_grad(d, w, c->H, c->W, o),
 		     tg_conv2d_input_grad(ad, aw, c->H, c->W, o), tol);
-	expect_agree(label, "weight grad", dw1, tg_conv2d_weight_grad(x, d, c->KH, c->KW, o),
+	expect_agree(label, "weight grad", PATH, dw1, tg_conv2d_weight_grad(x, d, c->KH, c->KW, o),
 		     tg_conv2d_weight_grad(ax, ad, c->KH, c->KW, o), tol);
 	for (int t = 2; t <= 3; t++) {
 		tg_set_threads(ctx, t);
@@ -246,12 +202,12 @@ static void nonfinite_values_match_im2col(void **state)
 			const char *in = which == 0 ? "x" : which == 1 ? "w" : "dout";
 			snprintf(label, sizeof label, "stride %d, a %s in %s", stride,
 				 which == 1 ? "NaN" : "inf", in);
-			expect_agree(label, "forward", tg_conv2d(xd, wd, NULL, &o),
+			expect_agree(label, "forward", PATH, tg_conv2d(xd, wd, NULL, &o),
 				     tg_conv2d(x, w, NULL, &o), tg_conv2d(ax, aw, NULL, &o), 1e-12);
-			expect_agree(label, "input grad", tg_conv2d_input_grad(dd, wd, 7, 9, &o),
+			expect_agree(label, "input grad", PATH, tg_conv2d_input_grad(dd, wd, 7, 9, &o),
 				     tg_conv2d_input_grad(d, w, 7, 9, &o),
 				     tg_conv2d_input_grad(ad, aw, 7, 9, &o), 1e-12);
-			expect_agree(label, "weight grad", tg_conv2d_weight_grad(xd, dd, 3, 3, &o),
+			expect_agree(label, "weight grad", PATH, tg_conv2d_weight_grad(xd, dd, 3, 3, &o),
 				     tg_conv2d_weight_grad(x, d, 3, 3, &o),
 				     tg_conv2d_weight_grad(ax, ad, 3, 3, &o), 1e-12);
 			assert_ctx_ok(ctx);

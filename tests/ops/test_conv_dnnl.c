@@ -15,7 +15,7 @@
  * left to im2col's GEMMs.
  * Shape legend: x (N,C,H,W), w (O,C/G,KH,KW), out (N,O,OH,OW).
  */
-#include "../engine/test_util.h"
+#include "conv_check.h"
 #include "../../ops/conv_dnnl.h"
 
 #include <limits.h>
@@ -27,48 +27,8 @@
 
 enum { SEED = 11 };
 
-static tg_ctx *im2col_ctx(uint64_t seed)
-{
-	const char *old = getenv("TG_CONV");
-	char *keep = old ? strdup(old) : NULL;
-	setenv("TG_CONV", "im2col", 1);
-	tg_ctx *ctx = tg_ctx_new(seed);
-	if (keep)
-		setenv("TG_CONV", keep, 1);
-	else
-		unsetenv("TG_CONV");
-	free(keep);
-	return ctx;
-}
-
-/* t as doubles (n elements). */
-static double *values(const tg_tensor *t, size_t n)
-{
-	assert_non_null(t);
-	assert_int_equal(tg_numel(t), n);
-	double *v = malloc(n * sizeof *v);
-	const float *d = tg_data(t);
-	for (size_t i = 0; i < n; i++)
-		v[i] = d[i];
-	return v;
-}
-
-/* Fails, naming the case, the kernel and the element, unless got and want
- * agree within tol of mag (each element's sum of |a b|, at least 1e-3). */
-static void expect_agree(const char *label, const char *kernel, const tg_tensor *got,
-			 const tg_tensor *want, const tg_tensor *mag, double tol)
-{
-	size_t n = (size_t)tg_numel(want);
-	double *g = values(got, n), *w = values(want, n), *m = values(mag, n);
-	for (size_t i = 0; i < n; i++) {
-		double scale = m[i] > 1e-3 ? m[i] : 1e-3;
-		if (!(fabs(g[i] - w[i]) <= tol * scale))
-			fail_msg("%s, %s: element %zu is %.9g with oneDNN, %.9g with im2col "
-				 "(sum |a b| %.6g, tolerance %g)",
-				 kernel, label, i, g[i], w[i], m[i], tol);
-	}
-	free(g), free(w), free(m);
-}
+/* how the results checked against im2col are named in a failure */
+static const char PATH[] = "with oneDNN";
 
 typedef struct conv_case {
 	int64_t N, C, H, W, O, KH, KW;
@@ -117,12 +77,12 @@ static void compare_case(tg_ctx *ctx, tg_ctx *ref, const conv_case *c)
 	const tg_conv_opts *o = &c->o;
 	tg_tensor *ax = tg_abs(x), *aw = tg_abs(w), *ad = tg_abs(d);
 
-	expect_agree(label, "forward", tg_conv2d(xd, wd, bd, o), tg_conv2d(x, w, b, o),
+	expect_agree(label, "forward", PATH, tg_conv2d(xd, wd, bd, o), tg_conv2d(x, w, b, o),
 		     tg_conv2d(ax, aw, tg_abs(b), o), 1e-5);
-	expect_agree(label, "input grad", tg_conv2d_input_grad(dd, wd, c->H, c->W, o),
+	expect_agree(label, "input grad", PATH, tg_conv2d_input_grad(dd, wd, c->H, c->W, o),
 		     tg_conv2d_input_grad(d, w, c->H, c->W, o),
 		     tg_conv2d_input_grad(ad, aw, c->H, c->W, o), 1e-5);
-	expect_agree(label, "weight grad", tg_conv2d_weight_grad(xd, dd, c->KH, c->KW, o),
+	expect_agree(label, "weight grad", PATH, tg_conv2d_weight_grad(xd, dd, c->KH, c->KW, o),
 		     tg_conv2d_weight_grad(x, d, c->KH, c->KW, o),
 		     tg_conv2d_weight_grad(ax, ad, c->KH, c->KW, o), 1e-5);
 	assert_ctx_ok(ctx);
@@ -254,12 +214,12 @@ static void blocked_copies_are_shared_only_at_the_same_version(void **state)
 			tg_tensor *xd = copy_to(ctx, x), *wd = copy_to(ctx, w), *dd = copy_to(ctx, d);
 			tg_tensor *ax = tg_abs(x), *aw = tg_abs(w), *ad = tg_abs(d);
 			uint64_t before = tg_conv_dnnl_reused(ctx);
-			expect_agree("first", "forward", tg_conv2d(xd, wd, NULL, o),
+			expect_agree("first", "forward", PATH, tg_conv2d(xd, wd, NULL, o),
 				     tg_conv2d(x, w, NULL, o), tg_conv2d(ax, aw, NULL, o), 1e-5);
-			expect_agree("first", "input grad", tg_conv2d_input_grad(dd, wd, 10, 10, o),
+			expect_agree("first", "input grad", PATH, tg_conv2d_input_grad(dd, wd, 10, 10, o),
 				     tg_conv2d_input_grad(d, w, 10, 10, o),
 				     tg_conv2d_input_grad(ad, aw, 10, 10, o), 1e-5);
-			expect_agree("first", "weight grad",
+			expect_agree("first", "weight grad", PATH,
 				     tg_conv2d_weight_grad(xd, dd, 3, 3, o),
 				     tg_conv2d_weight_grad(x, d, 3, 3, o),
 				     tg_conv2d_weight_grad(ax, ad, 3, 3, o), 1e-5);
@@ -278,15 +238,15 @@ static void blocked_copies_are_shared_only_at_the_same_version(void **state)
 			/* each input changed in place, in both contexts */
 			change(x), change(xd), change(w), change(wd), change(d), change(dd);
 			ax = tg_abs(x), aw = tg_abs(w), ad = tg_abs(d);
-			expect_agree("changed", "forward", tg_conv2d(xd, wd, NULL, o),
+			expect_agree("changed", "forward", PATH, tg_conv2d(xd, wd, NULL, o),
 				     tg_conv2d(x, w, NULL, o), tg_conv2d(ax, aw, NULL, o), 1e-5);
-			expect_agree("changed", "input grad",
+			expect_agree("changed", "input grad", PATH,
 				     tg_conv2d_input_grad(dd, wd, 10, 10, o),
 				     tg_conv2d_input_grad(d, w, 10, 10, o),
 				     tg_conv2d_input_grad(ad, aw, 10, 10, o), 1e-5);
 			change(xd), change(x); /* once more: only the forward saw the last one */
 			ax = tg_abs(x);
-			expect_agree("changed", "weight grad",
+			expect_agree("changed", "weight grad", PATH,
 				     tg_conv2d_weight_grad(xd, dd, 3, 3, o),
 				     tg_conv2d_weight_grad(x, d, 3, 3, o),
 				     tg_conv2d_weight_grad(ax, ad, 3, 3, o), 1e-5);
@@ -331,14 +291,14 @@ static void a_write_through_a_kept_pointer_reaches_the_next_convolution(void **s
 		flip(pw, tg_numel(w)), flip(pwd, tg_numel(wd));
 		flip(pd, tg_numel(d)), flip(pdd, tg_numel(dd));
 		tg_tensor *ax = tg_abs(x), *aw = tg_abs(w), *ad = tg_abs(d);
-		expect_agree("written", "forward", tg_conv2d(xd, wd, NULL, &o),
+		expect_agree("written", "forward", PATH, tg_conv2d(xd, wd, NULL, &o),
 			     tg_conv2d(x, w, NULL, &o), tg_conv2d(ax, aw, NULL, &o), 1e-5);
-		expect_agree("written", "input grad", tg_conv2d_input_grad(dd, wd, 10, 10, &o),
+		expect_agree("written", "input grad", PATH, tg_conv2d_input_grad(dd, wd, 10, 10, &o),
 			     tg_conv2d_input_grad(d, w, 10, 10, &o),
 			     tg_conv2d_input_grad(ad, aw, 10, 10, &o), 1e-5);
 		flip(pxd, tg_numel(xd)), flip(px, tg_numel(x)); /* after the forward's copy */
 		ax = tg_abs(x);
-		expect_agree("written", "weight grad", tg_conv2d_weight_grad(xd, dd, 3, 3, &o),
+		expect_agree("written", "weight grad", PATH, tg_conv2d_weight_grad(xd, dd, 3, 3, &o),
 			     tg_conv2d_weight_grad(x, d, 3, 3, &o),
 			     tg_conv2d_weight_grad(ax, ad, 3, 3, &o), 1e-5);
 		assert_ctx_ok(ctx);
