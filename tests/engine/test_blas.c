@@ -10,6 +10,7 @@
  */
 #include "test_util.h"
 #include "../bench/blas_choose.h"
+#include "internal.h" /* tg_gemm */
 
 #include <cblas.h>
 #include <stdlib.h>
@@ -102,6 +103,83 @@ static void products_split_across_threads_match_plain_loops(void **state)
 				for (int t = 2; t <= 3; t++)
 					check_product(d ? TG_F64 : TG_F32, shapes[s][0], shapes[s][1],
 						      shapes[s][2], f & 1, f & 2, t);
+}
+
+/* A product with a few columns whose A is read transposed (x^T dy, the
+ * weight gradient of a layer of few outputs) runs as its transpose into a
+ * scratch matrix, copied back (engine/gemm.c, narrow products): from 1 to
+ * 11 columns (11: one past the rule), odd sizes on both sides of 2^19
+ * multiply-adds, at 1, 2 and 3 threads, f32 and f64. */
+static void narrow_weight_gradients_match_plain_loops(void **state)
+{
+	(void)state;
+	static const int64_t shapes[][3] = {
+		{ 2049, 257, 1 }, { 1031, 263, 2 }, { 717, 251, 3 }, { 301, 199, 10 },
+		{ 129, 410, 10 }, { 301, 199, 11 }, { 63, 1031, 10 }, { 1000, 40, 10 },
+	};
+	for (int d = 0; d < 2; d++)
+		for (size_t s = 0; s < LEN(shapes); s++)
+			for (int t = 1; t <= 3; t++)
+				check_product(d ? TG_F64 : TG_F32, shapes[s][0], shapes[s][1],
+					      shapes[s][2], true, false, t);
+}
+
+/* tg_gemm itself on a narrow product inside larger matrices (lda, ldb and
+ * ldc past the rows' lengths): beta 1 adds to C, beta 0 never reads it (NaN
+ * there does not come through), and the columns of C past M are left as
+ * they were. */
+static void narrow_products_keep_beta_and_leading_dimensions(void **state)
+{
+	(void)state;
+	enum { N = 700, K = 300, M = 6, LDA = N + 5, LDB = M + 3, LDC = M + 4 };
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	for (int d = 0; d < 2; d++)
+		for (int beta = 0; beta <= 1; beta++) {
+			tg_dtype dt = d ? TG_F64 : TG_F32;
+			double eps = d ? 0x1p-52 : 0x1p-23;
+			tg_tensor *a = random_matrix(ctx, dt, K, LDA);
+			tg_tensor *b = random_matrix(ctx, dt, K, LDB);
+			tg_tensor *c = random_matrix(ctx, dt, N, LDC);
+			assert_ctx_ok(ctx);
+			double *c0 = malloc((size_t)N * LDC * sizeof *c0);
+			for (size_t i = 0; i < (size_t)N * LDC; i++) {
+				if (!beta && i % LDC < M) {
+					if (d)
+						((double *)tg_data_mut(c))[i] = NAN;
+					else
+						((float *)tg_data_mut(c))[i] = NAN;
+				}
+				c0[i] = tg_get(c, i);
+			}
+			tg_gemm(ctx, dt, true, false, N, M, K, tg_data(a), LDA, tg_data(b), LDB, beta,
+				tg_data_mut(c), LDC);
+			for (int64_t i = 0; i < N; i++)
+				for (int64_t j = 0; j < LDC; j++) {
+					double got = tg_get(c, (size_t)(i * LDC + j));
+					if (j >= M) {
+						if (memcmp(&got, &c0[i * LDC + j], sizeof got))
+							fail_msg("%s beta %d: C[%lld,%lld] past M changed "
+								 "to %.17g from %.17g",
+								 d ? "f64" : "f32", beta, (long long)i,
+								 (long long)j, got, c0[i * LDC + j]);
+						continue;
+					}
+					long double ref = beta ? c0[i * LDC + j] : 0, mag = fabsl(ref);
+					for (int64_t k = 0; k < K; k++) {
+						long double x = tg_get(a, (size_t)(k * LDA + i));
+						long double y = tg_get(b, (size_t)(k * LDB + j));
+						ref += x * y;
+						mag += fabsl(x * y);
+					}
+					if (!(fabsl(got - ref) <= 4 * (K + 1) * eps * mag))
+						fail_msg("%s beta %d: C[%lld,%lld] = %.17g, loops give "
+							 "%.17Lg",
+							 d ? "f64" : "f32", beta, (long long)i,
+							 (long long)j, got, ref);
+				}
+			free(c0);
+		}
+	tg_ctx_free(ctx);
 }
 
 static void the_library_self_check_passes(void **state)
@@ -336,6 +414,8 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(sgemm_and_dgemm_match_plain_loops_on_odd_shapes),
 	    cmocka_unit_test(products_split_across_threads_match_plain_loops),
+	    cmocka_unit_test(narrow_weight_gradients_match_plain_loops),
+	    cmocka_unit_test(narrow_products_keep_beta_and_leading_dimensions),
 	    cmocka_unit_test(the_library_self_check_passes),
 	    cmocka_unit_test(blas_info_names_the_library_and_kernel),
 	    cmocka_unit_test(tg_sgemm_openblas_keeps_f32_products_on_openblas),
