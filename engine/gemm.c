@@ -186,21 +186,24 @@ static void run_parts(void *arg, size_t lo, size_t hi)
 /* x^T dy, the weight gradient of a layer of few outputs (a classifier's
  * last layer, a regression head), is a C (N, M) of a few long columns.
  * Both libraries run it as it is at a third to a half of the speed they
- * run its transpose, C^T (M, N) = B^T A, rows of N: over 7 widths N from
- * 64 to 4096 and batches K from 8 to 1024 at one thread, the transpose
- * into a scratch matrix and copied back took (geometric means, products of
- * 2^19 multiply-adds or more) 0.33 to 0.66 of the time with oneDNN's sgemm
- * for M from 2 to 10 (a 2048-wide layer of 10 outputs, batch 512: 418 us
- * against 234), 0.58 to 0.74 with OpenBLAS's dgemm for M from 1 to 10. Not
- * used where it measured no faster: f32 products on OpenBLAS, M = 1 on
- * oneDNN, M past 10, smaller products, and the other transposes. */
-enum { NARROW_MAX_M = 10, NARROW_MIN_N = 64 };
+ * run its transpose, C^T (M, N) = B^T A, rows of N: over widths N from 64
+ * to 4096 and batches K from 16 to 4096 at one thread, the transpose into
+ * a scratch matrix and copied back took 0.28 to 0.41 of the time with
+ * oneDNN's sgemm for M = 2 (up to 0.61 at the largest), 0.58 to 0.76 for
+ * M = 10 (a 2048-wide layer at batch 512: 418 us against 234), and 0.4 to
+ * 0.7 with OpenBLAS's dgemm for M from 1 to 10 from 2^20 multiply-adds on.
+ * Not used where it measured no faster: f64 products below 2^20 (0.9 to
+ * 1.1), batches under 32 (1.05 to 1.2), f32 products on OpenBLAS, M = 1 on
+ * oneDNN, M past 10, and the other transposes. */
+enum { NARROW_MAX_M = 10, NARROW_MIN_N = 64, NARROW_MIN_K = 32 };
 
-static bool narrow(tg_dtype dt, bool dnnl, bool ta, bool tb, int N, int M, double size)
+static bool narrow(tg_dtype dt, bool dnnl, bool ta, bool tb, int N, int M, int K, double size)
 {
-	if (!ta || tb || M > NARROW_MAX_M || N < NARROW_MIN_N || size < TG_SGEMM_DNNL_MIN)
+	if (!ta || tb || M > NARROW_MAX_M || N < NARROW_MIN_N || K < NARROW_MIN_K)
 		return false;
-	return dt == TG_F64 ? M >= 1 : dnnl && M >= 2;
+	if (dt == TG_F64)
+		return M >= 1 && size >= 2 * TG_SGEMM_DNNL_MIN;
+	return dnnl && M >= 2; /* dnnl: from TG_SGEMM_DNNL_MIN on */
 }
 
 /* C (N, M) = T^T + beta C, T (M, N) rows of N: a few rows read side by
@@ -236,7 +239,7 @@ void tg_gemm(const tg_ctx *ctx, tg_dtype dt, bool ta, bool tb, int N, int M, int
 	const bool rows = N >= M;
 	const double size = (double)N * (double)M * (double)K;
 	const bool dnnl = dt == TG_F32 && size >= TG_SGEMM_DNNL_MIN && tg_sgemm_dnnl(ctx);
-	if (narrow(dt, dnnl, ta, tb, N, M, size) &&
+	if (narrow(dt, dnnl, ta, tb, N, M, K, size) &&
 	    narrow_product(ctx, dt, N, M, K, A, lda, B, ldb, beta, C, ldc))
 		return;
 	const int t = ctx ? ctx->threads : 1, parts = (rows ? N : M) / BAND_ALIGN;

@@ -108,14 +108,16 @@ static void products_split_across_threads_match_plain_loops(void **state)
 /* A product with a few columns whose A is read transposed (x^T dy, the
  * weight gradient of a layer of few outputs) runs as its transpose into a
  * scratch matrix, copied back (engine/gemm.c, narrow products): from 1 to
- * 11 columns (11: one past the rule), odd sizes on both sides of 2^19
- * multiply-adds, at 1, 2 and 3 threads, f32 and f64. */
+ * 11 columns (11: one past the rule), odd sizes on both sides of 2^19 and
+ * 2^20 multiply-adds and of the rule's least N and K, at 1, 2 and 3
+ * threads, f32 and f64. */
 static void narrow_weight_gradients_match_plain_loops(void **state)
 {
 	(void)state;
 	static const int64_t shapes[][3] = {
-		{ 2049, 257, 1 }, { 1031, 263, 2 }, { 717, 251, 3 }, { 301, 199, 10 },
-		{ 129, 410, 10 }, { 301, 199, 11 }, { 63, 1031, 10 }, { 1000, 40, 10 },
+		{ 2049, 257, 1 }, { 4099, 257, 1 }, { 1031, 263, 2 }, { 717, 251, 3 },
+		{ 301, 199, 10 }, { 521, 211, 10 }, { 129, 410, 10 }, { 301, 199, 11 },
+		{ 63, 1031, 10 }, { 1000, 40, 10 }, { 5003, 31, 10 },
 	};
 	for (int d = 0; d < 2; d++)
 		for (size_t s = 0; s < LEN(shapes); s++)
