@@ -263,8 +263,8 @@ static void run_alone(size_t n, size_t align, unsigned parts, tg_range_fn fn, vo
 	}
 }
 
-void tg_parallel_for(const tg_ctx *ctx, size_t n, size_t min, size_t align, tg_range_fn fn,
-		     void *arg)
+void tg_parallel_split(const tg_ctx *ctx, size_t n, size_t min, size_t align, tg_range_fn fn,
+		       void *arg)
 {
 	int parts = tg_parallel_parts(ctx, n, min);
 	align = align ? align : 1;

@@ -34,8 +34,22 @@ enum { TG_PAR_MIN = 32768, TG_PAR_MIN_MATH = 8192 };
  * pool is busy with another thread's loop, or cannot start, the caller
  * runs the same parts itself, one after another, so that a result never
  * depends on what other threads were doing. */
-void tg_parallel_for(const struct tg_ctx *ctx, size_t n, size_t min, size_t align,
-		     tg_range_fn fn, void *arg);
+void tg_parallel_split(const struct tg_ctx *ctx, size_t n, size_t min, size_t align,
+		       tg_range_fn fn, void *arg);
+/* The loop too short to split is the common case (every op of a scalar
+ * graph), decided here so that the call is direct: fn known at the call
+ * site is inlined, no job goes through the pool's code (tests/bench's W4,
+ * (x + y) z and its backward: 0.161 us a step through the out-of-line
+ * call, 0.151 with this, 0.146 with binary.c's own short cut as well). */
+static inline void tg_parallel_for(const struct tg_ctx *ctx, size_t n, size_t min,
+				   size_t align, tg_range_fn fn, void *arg)
+{
+	if (n < min) {
+		fn(arg, 0, n);
+		return;
+	}
+	tg_parallel_split(ctx, n, min, align, fn, arg);
+}
 
 /* The number of parts tg_parallel_for would split a loop of n into. */
 int tg_parallel_parts(const struct tg_ctx *ctx, size_t n, size_t min);

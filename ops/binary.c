@@ -192,6 +192,13 @@ static void binary_part(void *arg, size_t lo, size_t hi)
 static void run_binary(const tg_bcast *bc, const tg_tensor *a, const tg_tensor *b,
 		       tg_tensor *out, int flat, binary_f64 k64, binary_f32 k32)
 {
+	if (flat && out->numel < TG_PAR_MIN) { /* one call, no job: the scalar graphs */
+		if (out->dtype == TG_F64)
+			k64(bc, a->data, b->data, out->data, 0, out->numel, flat);
+		else
+			k32(bc, a->data, b->data, out->data, 0, out->numel, flat);
+		return;
+	}
 	binary_job j = { out->dtype == TG_F64 ? k64 : NULL, k32, bc, a->data, b->data,
 			 out->data, flat };
 	if (!out->numel)
