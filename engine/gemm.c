@@ -196,13 +196,14 @@ static void run_parts(void *arg, size_t lo, size_t hi)
  * 1.1), batches under 32 (1.05 to 1.2), f32 products on OpenBLAS, M = 1 on
  * oneDNN, M past 10, and the other transposes. */
 enum { NARROW_MAX_M = 10, NARROW_MIN_N = 64, NARROW_MIN_K = 32 };
+#define NARROW_F64_MIN 1048576.0 /* 2^20 multiply-adds */
 
 static bool narrow(tg_dtype dt, bool dnnl, bool ta, bool tb, int N, int M, int K, double size)
 {
 	if (!ta || tb || M > NARROW_MAX_M || N < NARROW_MIN_N || K < NARROW_MIN_K)
 		return false;
 	if (dt == TG_F64)
-		return M >= 1 && size >= 2 * TG_SGEMM_DNNL_MIN;
+		return M >= 1 && size >= NARROW_F64_MIN;
 	return dnnl && M >= 2; /* dnnl: from TG_SGEMM_DNNL_MIN on */
 }
 

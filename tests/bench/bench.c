@@ -508,6 +508,17 @@ static const suite_spec *suite_find(const char *name)
 	return NULL;
 }
 
+static int parse_arch(const char *arch, int64_t *w)
+{
+	int n = 0;
+	for (const char *p = arch; *p && n <= TG_MLP_MAX_LAYERS;) {
+		char *end;
+		w[n++] = strtoll(p, &end, 10);
+		p = *end == '-' ? end + 1 : end;
+	}
+	return n;
+}
+
 static const char *const ACTS[] = { "relu", "sigmoid", "tanh", "leaky_relu", "elu",
 				    "gelu", "silu", "softplus" };
 static const char *const OPTS[] = { "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam" };
@@ -525,8 +536,6 @@ static int word_index(const char *word, const char *const *names, int n)
 			return i;
 	return -1;
 }
-
-static int parse_arch(const char *arch, int64_t *w);
 
 /* --spec "NAME ARCH ACT OPTIMIZER BATCH DTYPE LOSS [ITERATIONS]", the
  * fields of suite-list's lines, the optimizer and loss by name or number:
@@ -582,17 +591,6 @@ static int parse_spec(const char *line)
 	custom = (suite_spec){ tok[0], tok[1], ACTS[act], (tg_optim_kind)opt, batch,
 			       !strcmp(tok[5], "f64") ? TG_F64 : TG_F32, (suite_loss)loss, iters };
 	return 0;
-}
-
-static int parse_arch(const char *arch, int64_t *w)
-{
-	int n = 0;
-	for (const char *p = arch; *p && n <= TG_MLP_MAX_LAYERS;) {
-		char *end;
-		w[n++] = strtoll(p, &end, 10);
-		p = *end == '-' ? end + 1 : end;
-	}
-	return n;
 }
 
 /* The synthetic data set, the same numbers as torch_bench.py's suite_data. */

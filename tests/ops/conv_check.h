@@ -1,6 +1,7 @@
 /*
- * conv_check.h - comparing a convolution kernel's results with im2col's,
- * for the tests of the oneDNN and the direct depthwise kernels.
+ * conv_check.h - shared by the convolution tests: output sizes, copies
+ * between contexts, and comparing a kernel's results with im2col's (the
+ * oneDNN and the direct depthwise kernels).
  */
 #ifndef TG_CONV_CHECK_H
 #define TG_CONV_CHECK_H
@@ -11,6 +12,22 @@
 static inline tg_ctx *im2col_ctx(uint64_t seed)
 {
 	return ctx_made_with("TG_CONV", "im2col", seed);
+}
+
+/* The output side of a convolution along an input side n: kernel k,
+ * stride s, padding p, dilation d (0 when the kernel does not fit). */
+static inline int64_t out_side(int64_t n, int64_t k, int s, int p, int d)
+{
+	int64_t span = n + 2 * (int64_t)p - d * (k - 1) - 1;
+	return span < 0 ? 0 : span / s + 1;
+}
+
+/* The same tensor, f32 or f64, in another context. */
+static inline tg_tensor *copy_to(tg_ctx *ctx, const tg_tensor *t)
+{
+	tg_dtype dt = tg_dtype_of(t);
+	return dt == TG_F64 ? tg_from_f64(ctx, dt, tg_ndim(t), tg_shape(t), tg_data(t))
+			    : tg_from_f32(ctx, dt, tg_ndim(t), tg_shape(t), tg_data(t));
 }
 
 /* t's n elements as doubles, f32 or f64; the caller frees them. */

@@ -8,7 +8,7 @@
  * and tie rule, and every misuse's message. Images are small so the suite
  * stays fast. Shape legend: x (N,C,H,W), w (O,C/G,KH,KW), out (N,O,OH,OW).
  */
-#include "../engine/test_util.h"
+#include "conv_check.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -22,12 +22,6 @@ typedef struct conv_case {
 	tg_conv_opts o;
 	int64_t OH, OW;
 } conv_case;
-
-static int64_t out_side(int64_t n, int64_t k, int s, int p, int d)
-{
-	int64_t span = n + 2 * p - d * (k - 1) - 1;
-	return span < 0 ? 0 : span / s + 1;
-}
 
 /* The input index of output (oh, ow) and kernel tap (kh, kw), or -1 in the
  * padding. */

@@ -44,19 +44,6 @@ typedef struct dw_case {
 	tg_conv_opts o;
 } dw_case;
 
-static int64_t out_side(int64_t n, int64_t k, int s, int p, int d)
-{
-	int64_t span = n + 2 * (int64_t)p - d * (k - 1) - 1;
-	return span < 0 ? 0 : span / s + 1;
-}
-
-static tg_tensor *copy_to(tg_ctx *ctx, const tg_tensor *t)
-{
-	tg_dtype dt = tg_dtype_of(t);
-	return dt == TG_F64 ? tg_from_f64(ctx, dt, tg_ndim(t), tg_shape(t), tg_data(t))
-			    : tg_from_f32(ctx, dt, tg_ndim(t), tg_shape(t), tg_data(t));
-}
-
 /* Whether the weight gradient of c in dt runs here, where the bits do not
  * depend on the thread count: in f32 oneDNN takes the 3x3 kernels and
  * those at larger strides, and its sums on several threads are not those

@@ -35,21 +35,9 @@ typedef struct conv_case {
 	tg_conv_opts o;
 } conv_case;
 
-static int64_t out_side(int64_t n, int64_t k, int s, int p, int d)
-{
-	int64_t span = n + 2 * (int64_t)p - d * (k - 1) - 1;
-	return span < 0 ? 0 : span / s + 1;
-}
-
 static tg_tensor *rand_f32(tg_ctx *ctx, int64_t a, int64_t b, int64_t c, int64_t d)
 {
 	return tg_rand(ctx, TG_F32, 4, (int64_t[]){ a, b, c, d }, -1, 1);
-}
-
-/* The same tensor in another context. */
-static tg_tensor *copy_to(tg_ctx *ctx, const tg_tensor *t)
-{
-	return tg_from_f32(ctx, TG_F32, tg_ndim(t), tg_shape(t), tg_data(t));
 }
 
 /* The three kernels of case c in ctx (oneDNN) and in ref (im2col) on the
