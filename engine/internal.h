@@ -100,6 +100,8 @@ struct tg_tensor {
 	bool grad_changed;   /* and its earlier gradient was added to in place */
 	bool grad_lost;      /* a failed tg_backward left the gradient partly
 			      * accumulated: refused until tg_zero_grad */
+	bool store_blank;    /* grad_store made by a walk that gave the leaf no
+			      * gradient (it failed): tg_grad reads NULL, not zeros */
 	char *name;
 	tg_tensor *next_kept; /* ctx tensors, for tg_ctx_free and tg_zero_grads */
 	const tg_node *last_use; /* during a tg_backward with a grad_ready hook: the

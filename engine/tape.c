@@ -394,6 +394,8 @@ static tg_tensor *grad_buffer(tg_tensor *x)
 	if (!x->grad_store) {
 		tg_tensor *z = tg_zeros(x->ctx, x->dtype, x->ndim, x->shape);
 		x->grad_store = x->persistent ? tg_keep(z) : z;
+		/* until a walk that gave x its gradient ends well (end_touched) */
+		x->store_blank = true;
 	}
 	return x->grad_store;
 }
@@ -723,7 +725,9 @@ static TG_SLOW void grad_lost_failed(const char *who, const tg_tensor *t)
 /* A leaf whose buffer exists but holds no gradient of this step (grad NULL,
  * grad_store set: tg_zero_grad left it so) reads zeros: the buffer is cleared
  * here, on the first look, which a training step never takes between
- * tg_zero_grad and the backward that overwrites it. */
+ * tg_zero_grad and the backward that overwrites it. A buffer that only a
+ * failed walk wrote (store_blank) is no gradient the leaf ever had: NULL, as
+ * before that walk. */
 tg_tensor *tg_grad(const tg_tensor *t)
 {
 	if (!tg_tensor_check("tg_grad", t))
@@ -732,7 +736,8 @@ tg_tensor *tg_grad(const tg_tensor *t)
 		grad_lost_failed("tg_grad", t);
 		return NULL;
 	}
-	if (!t->grad && t->grad_store && t->requires_grad && !t->node && !t->ctx->walk) {
+	if (!t->grad && t->grad_store && !t->store_blank && t->requires_grad && !t->node &&
+	    !t->ctx->walk) {
 		tg_tensor *m = (tg_tensor *)t; /* the gradient is no part of t's value */
 		memset(m->grad_store->data, 0, t->numel * tg_dtype_size(t->dtype));
 		m->grad_store->version++;
@@ -843,6 +848,8 @@ static void end_touched(tg_ctx *ctx, const tg_tensor *y)
 				t->grad = NULL;
 			else if (failed)
 				t->grad_lost = ctx->grads_lost = true;
+			else
+				t->store_blank = false;
 		}
 		ctx->touched = NULL;
 		return;
@@ -853,6 +860,8 @@ static void end_touched(tg_ctx *ctx, const tg_tensor *y)
 			t->grad_lost = ctx->grads_lost = true;
 		else if (failed)
 			t->grad = t->grad_before;
+		else
+			t->store_blank = false;
 	}
 	ctx->touched = NULL;
 	for (tg_node *n = y->node; failed && n; n = n->prev) {
@@ -1236,6 +1245,7 @@ static void keep_step_grad(tg_tensor *t)
 	memcpy(t->grad_store->data, g->data, t->numel * tg_dtype_size(t->dtype));
 	t->grad_store->version++;
 	t->grad = t->grad_store;
+	t->store_blank = false;
 }
 
 void tg_reset(tg_ctx *ctx)

@@ -116,6 +116,7 @@ static inline tg_tensor *init(tg_tensor *t, tg_ctx *ctx, tg_dtype dt, int ndim,
 	t->touched = false;
 	t->grad_changed = false;
 	t->grad_lost = false;
+	t->store_blank = false;
 	t->name = NULL;
 	t->next_kept = NULL;
 	t->last_use = NULL;

@@ -652,6 +652,88 @@ static void a_reset_during_the_walk_stops_it(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* Rules that fail midway: input 0 takes its gradient (handed over, or
+ * written into the buffer tg_node_grad_buffer offers, which the walk then
+ * makes), and input 1 is handed one of the wrong shape. */
+static void fail_after_handing(tg_node *n, tg_tensor *dout)
+{
+	tg_node_grad(n, 0, dout);
+	tg_node_grad(n, 1, tg_zeros(tg_ctx_of(dout), TG_F64, SHAPE(7)));
+}
+
+static void fail_after_buffer(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *buf = tg_node_grad_buffer(n, 0);
+	if (buf)
+		memcpy(tg_data_mut(buf), tg_data(dout), tg_numel(buf) * sizeof(double));
+	tg_node_grad(n, 1, tg_zeros(tg_ctx_of(dout), TG_F64, SHAPE(7)));
+}
+
+/* x (3,) and y (3,) through a rule of two inputs */
+static tg_tensor *failing(const tg_op *op, tg_tensor *x, tg_tensor *y)
+{
+	tg_ctx *ctx = tg_ctx_of(x);
+	bool was = tg_set_grad_enabled(ctx, false);
+	tg_tensor *out = tg_add(x, y);
+	tg_set_grad_enabled(ctx, was);
+	tg_tensor *in[2] = { x, y };
+	return tg_record(op, out, 2, in, NULL, 0);
+}
+
+/* After a failed backward tg_grad reads what it read before the call: NULL
+ * for a leaf that had no gradient (not zeros from a buffer the walk made
+ * for it), zeros for one tg_zero_grad cleared; and the next backward gives
+ * the gradient one clean backward gives. */
+static void a_failed_backward_leaves_each_gradient_as_it_was(void **state)
+{
+	(void)state;
+	static const tg_op ops[2] = { { .name = "fail_after_handing",
+					.backward = fail_after_handing },
+				      { .name = "fail_after_buffer",
+					.backward = fail_after_buffer } };
+	for (int k = 0; k < 2; k++) {
+		tg_ctx *ctx = tg_ctx_new(1);
+		tg_tensor *p = tg_param(tg_ones(ctx, TG_F64, SHAPE(3)));
+		tg_tensor *q = tg_param(tg_ones(ctx, TG_F64, SHAPE(3)));
+		for (int zeroed = 0; zeroed < 2; zeroed++) {
+			tg_tensor *s = tg_set_requires_grad(tg_ones(ctx, TG_F64, SHAPE(3)), true);
+			if (zeroed) {
+				assert_int_equal(tg_backward(tg_sum(tg_mul(p, s))), 0);
+				tg_zero_grads(ctx);
+				tg_zero_grad(s);
+			}
+			/* a ctx leaf and a step leaf take input 0's gradient */
+			assert_int_equal(tg_backward(tg_sum(failing(&ops[k], p, q))), -1);
+			assert_error(ctx, TG_ESHAPE, "gradient of input 1 is (7,)");
+			tg_clear_error(ctx);
+			assert_int_equal(tg_backward(tg_sum(failing(&ops[k], s, q))), -1);
+			tg_clear_error(ctx);
+			tg_tensor *leaf[2] = { p, s };
+			for (int j = 0; j < 2; j++) {
+				tg_tensor *g = tg_grad(leaf[j]);
+				assert_ctx_ok(ctx);
+				if (!zeroed) {
+					assert_null(g);
+					continue;
+				}
+				assert_non_null(g);
+				for (int i = 0; i < 3; i++)
+					assert_near(tg_get(g, i), 0, 0);
+			}
+			assert_null(tg_grad(q));
+			/* and a clean backward: d/dp sum(3 p) = 3 */
+			tg_zero_grads(ctx);
+			assert_int_equal(tg_backward(tg_sum(tg_mul_scalar(p, 3))), 0);
+			for (int i = 0; i < 3; i++)
+				assert_near(tg_get(tg_grad(p), i), 3, 0);
+			tg_zero_grads(ctx);
+			tg_reset(ctx);
+		}
+		assert_ctx_ok(ctx);
+		tg_ctx_free(ctx);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -674,6 +756,7 @@ int main(void)
 		cmocka_unit_test(a_leaf_used_twice_by_one_product_gets_both_gradients),
 		cmocka_unit_test(a_gradient_buffer_read_by_the_forward_pass_is_not_written_in_place),
 		cmocka_unit_test(the_buffer_is_offered_only_for_a_first_leaf_gradient),
+		cmocka_unit_test(a_failed_backward_leaves_each_gradient_as_it_was),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
