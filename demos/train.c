@@ -1160,6 +1160,40 @@ static void outputs_apart(const config *c)
 				    "would destroy it", opt[i], path[i], in);
 }
 
+/* Nor is any output written over a file the data is read from: a shipped
+ * data set's file, or one of the four IDX files (or their .gz) of a
+ * directory. Called once --data is known (a --resume names it). */
+static void data_apart(const config *c)
+{
+	static const char *const idx[4] = { "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+					    "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte" };
+	static const char *const shipped[4][2] = { { "diabetes", "diabetes.csv" },
+						   { "breast-cancer", "breast_cancer.csv" },
+						   { "digits", "digits.csv.gz" },
+						   { "iris", "iris.csv" } };
+	char files[8][PATH_MAX];
+	int n = 0;
+	for (int i = 0; i < 4; i++)
+		if (!strcmp(c->data, shipped[i][0]))
+			find_data(shipped[i][1], files[n++], sizeof files[0]);
+	const char *dir = !strcmp(c->data, "fashion-mnist") ? TG_FASHION_MNIST_DIR : c->data;
+	for (int i = 0; !n && i < 8; i++) {
+		int len = snprintf(files[i], sizeof files[0], "%s/%s%s", dir, idx[i / 2],
+				   i % 2 ? ".gz" : "");
+		if (len < 0 || (size_t)len >= sizeof files[0])
+			files[i][0] = 0;
+	}
+	if (!n)
+		n = 8;
+	const char *opt[3] = { "--save", "--log", "--step-log" };
+	const char *path[3] = { c->save, c->log, c->step_log };
+	for (int i = 0; i < 3; i++)
+		for (int k = 0; path[i] && k < n; k++)
+			if (files[k][0] && same_file(path[i], files[k]))
+				usage_error("%s %s is a file --data %s reads (%s); writing there "
+					    "would destroy it", opt[i], path[i], c->data, files[k]);
+}
+
 int main(int argc, char **argv)
 {
 	config c = parse_args(argc, argv);
@@ -1207,6 +1241,7 @@ int main(int argc, char **argv)
 	} else if (c.load) {
 		read_run(ctx, "--load", c.load, &file);
 	}
+	data_apart(&c);
 	apply_preset(&c);
 	{ /* a bad --schedule is found before the data is loaded */
 		tg_schedule probe;

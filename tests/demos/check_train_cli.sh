@@ -157,6 +157,35 @@ if ! cmp -s "$dir/run.ckpt" "$dir/run.copy"; then
 	echo "FAIL: train --load/--resume $dir/run.ckpt with a log there: the checkpoint changed"
 	fails=$((fails + 1))
 fi
+# nor over a file the data is read from: a shipped data set's (its name
+# found from --resume's file too), or an IDX file of a directory or its .gz
+mkdir "$dir/idx"
+for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte \
+	t10k-labels-idx1-ubyte.gz; do
+	printf 'images\n' >"$dir/idx/$f"
+done
+cp -r "$dir/idx" "$dir/idx.copy"
+fast 2 "--save $dir/idx/t10k-images-idx3-ubyte is a file --data $dir/idx reads" \
+	--data "$dir/idx" --save "$dir/idx/t10k-images-idx3-ubyte"
+fast 2 "--log $dir/idx/../idx/t10k-labels-idx1-ubyte.gz is a file --data $dir/idx reads" \
+	--data "$dir/idx" --log "$dir/idx/../idx/t10k-labels-idx1-ubyte.gz"
+# (the shipped files copied: train looks in ./demos/data first)
+mkdir -p "$dir/tree/demos/data"
+cp "$TG_SOURCE_ROOT/demos/data/iris.csv" "$TG_SOURCE_ROOT/demos/data/digits.csv.gz" \
+	"$dir/tree/demos/data/"
+cp -r "$dir/tree" "$dir/tree.copy"
+ln -s "$dir/tree/demos/data/iris.csv" "$dir/iris.link"
+cd "$dir/tree" || exit 1
+fast 2 "--step-log $dir/iris.link is a file --data iris reads" \
+	--data iris --epochs 1 --step-log "$dir/iris.link"
+fast 2 "--log demos/data/digits.csv.gz is a file --data digits reads" \
+	--epochs 2 --resume "$dir/run.ckpt" --log demos/data/digits.csv.gz
+cd - >/dev/null || exit 1
+if ! diff -r "$dir/idx" "$dir/idx.copy" >/dev/null ||
+   ! diff -r "$dir/tree" "$dir/tree.copy" >/dev/null; then
+	echo "FAIL: train with an output over a file of --data: the file changed"
+	fails=$((fails + 1))
+fi
 # a run saved inside an epoch (--iters) has no epoch's end to go on from
 if ! "$train" --data digits --hidden 8 --iters 3 --quiet --save "$dir/part.ckpt" \
 	>/dev/null 2>"$out"; then
