@@ -781,6 +781,9 @@ static tg_module *build_cnn(tg_ctx *ctx, const config *c, const data *d,
 	int nd = tg_dataset_batch_shape(tr, 1, shape);
 	tg_tensor *y = tg_forward(m, tg_from_f32(ctx, mo->dtype, nd, shape, tr->x));
 	int64_t out = outputs_of(d), got = y && tg_ndim(y) == 2 ? tg_dim(y, 1) : -1;
+	char dims[128] = "?"; /* the output's shape, for a net that gives no row */
+	if (y)
+		tg_shape_str(y, dims, sizeof dims);
 	tg_reset(ctx);
 	tg_module_train(m, true);
 	tg_set_grad_enabled(ctx, grad);
@@ -789,6 +792,12 @@ static tg_module *build_cnn(tg_ctx *ctx, const config *c, const data *d,
 		refused(ctx, "--net %s on images (%lld,%lld,%lld): %s", c->net,
 			(long long)tr->shape[0], (long long)tr->shape[1], (long long)tr->shape[2],
 			tg_error(ctx));
+	}
+	if (got < 0) { /* no linear layer last: images come out */
+		tg_module_free(m);
+		usage_error("--net %s gives an output of shape %s for one image, not a row of "
+			    "scores; end it with a linear layer of %lld outputs, one a class",
+			    c->net, dims, (long long)out);
 	}
 	if (got != out) {
 		tg_module_free(m);

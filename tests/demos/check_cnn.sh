@@ -113,6 +113,11 @@ expect() {
 expect 2 "--net cnn: --data iris is not images" --data iris --net cnn
 expect 2 "--hidden is a flag of the MLP; --net $net gives the whole net" \
 	--data digits --net $net --hidden 16
+# a net ending in a convolution or a pool gives images, not scores
+expect 2 "--net conv8:3 gives an output of shape (1,8,6,6) for one image, not a row of scores; end it with a linear layer of 10 outputs" \
+	--data digits --net conv8:3 --epochs 1
+expect 2 "--net conv8:3-avgpool2 gives an output of shape (1,8,3,3)" \
+	--data digits --net conv8:3-avgpool2 --epochs 1
 expect 2 "--net conv8:3-pool2-32-7 gives 7 outputs; --data digits has 10 classes" \
 	--data digits --net conv8:3-pool2-32-7
 expect 2 'piece 2 "pool16" on input (N,8,8,8): a 16x16 window does not fit' \
