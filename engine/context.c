@@ -362,6 +362,42 @@ const char *tg_status_name(tg_status s)
 	return "TG_E?";
 }
 
+/* The n bytes of text in room bytes at m (room > 16): its start, " ... " and
+ * its end, each cut between UTF-8 characters. */
+static void elide(char *m, size_t room, const char *text, size_t n)
+{
+	static const char gap[] = " ... ";
+	size_t keep = room - sizeof gap, head = keep / 2, tail = keep - head;
+	while (head > 0 && ((unsigned char)text[head] & 0xC0) == 0x80)
+		head--;
+	size_t from = n - tail;
+	while (from < n && ((unsigned char)text[from] & 0xC0) == 0x80)
+		from++;
+	memcpy(m, text, head);
+	memcpy(m + head, gap, sizeof gap - 1);
+	memcpy(m + head + sizeof gap - 1, text + from, n - from);
+	m[head + sizeof gap - 1 + n - from] = '\0';
+}
+
+/* The message at ctx->message + at: whole when it fits, else its start and
+ * its end, so that a long path inside it does not push the reason, which
+ * comes last, out of it. */
+static void put_message(tg_ctx *ctx, size_t at, const char *fmt, va_list ap)
+{
+	char *m = ctx->message + at;
+	size_t room = sizeof ctx->message - at;
+	va_list again;
+	va_copy(again, ap);
+	int n = vsnprintf(m, room, fmt, ap);
+	char *all = n >= 0 && (size_t)n >= room && room > 16 ? malloc((size_t)n + 1) : NULL;
+	if (all) { /* else the start alone, as vsnprintf left it */
+		vsnprintf(all, (size_t)n + 1, fmt, again);
+		elide(m, room, all, (size_t)n);
+		free(all);
+	}
+	va_end(again);
+}
+
 void *tg_failv(tg_ctx *ctx, tg_status code, const char *fmt, va_list ap)
 {
 	if (!ctx || ctx->status != TG_OK)
@@ -371,11 +407,10 @@ void *tg_failv(tg_ctx *ctx, tg_status code, const char *fmt, va_list ap)
 		int n = snprintf(ctx->message, sizeof ctx->message,
 				 "tg_fail: code %d is not an error status; the message: ", (int)code);
 		if (n > 0 && (size_t)n < sizeof ctx->message)
-			vsnprintf(ctx->message + n, sizeof ctx->message - (size_t)n,
-				  fmt ? fmt : "(NULL)", ap);
+			put_message(ctx, (size_t)n, fmt ? fmt : "(NULL)", ap);
 		code = TG_EARG;
 	} else {
-		vsnprintf(ctx->message, sizeof ctx->message, fmt ? fmt : "(NULL)", ap);
+		put_message(ctx, 0, fmt ? fmt : "(NULL)", ap);
 	}
 	ctx->status = code;
 	if (ctx->abort_on_error) {

@@ -161,7 +161,9 @@ struct tg_ctx {
 	bool conv_im2col; /* TG_CONV=im2col when made: conv2d keeps its im2col kernels */
 	bool sgemm_blas;  /* TG_SGEMM=openblas when made: f32 products stay on OpenBLAS */
 	tg_status status;
-	char message[512];
+	/* room for a path of PATH_MAX bytes and its reason; a longer message
+	 * keeps its start and its end (tg_failv) */
+	char message[8192];
 };
 
 /* A slow path kept out of line, so that its caller's common path needs no

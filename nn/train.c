@@ -927,15 +927,16 @@ static int log_close(run *r)
  * remedy. */
 static void short_batch_failed(run *r, const tg_batch *b, int64_t epoch, int64_t it)
 {
-	char msg[1024];
 	tg_status code = tg_status_of(r->ctx);
-	snprintf(msg, sizeof msg, "%s", tg_error(r->ctx));
+	char *msg = strdup(tg_error(r->ctx)); /* the whole of it, read before the clear */
 	tg_clear_error(r->ctx);
 	tg_fail(r->ctx, code,
 		"%s: epoch %lld, step %lld, the epoch's last batch of %lld row%s (%lld samples, "
 		"batch %lld; drop_last leaves it out): %s",
 		r->who, (long long)epoch, (long long)it + 1, (long long)b->total,
-		b->total == 1 ? "" : "s", (long long)r->train->n, (long long)r->batch, msg);
+		b->total == 1 ? "" : "s", (long long)r->train->n, (long long)r->batch,
+		msg ? msg : "out of memory for its message");
+	free(msg);
 }
 
 static int step(run *r, const tg_batch *b, int64_t epoch, int64_t it)

@@ -150,6 +150,54 @@ static void custom_errors_enter_through_tg_fail(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* A message naming a path of PATH_MAX bytes is kept whole; a longer one
+ * keeps its start and its reason, which comes last, around " ... ", cut
+ * between UTF-8 characters; through the relay of a code that is no error
+ * too. */
+static void a_long_message_keeps_its_start_and_its_reason(void **state)
+{
+	(void)state;
+	enum { LONG = 20000 };
+	char *path = malloc(LONG + 1);
+	assert_non_null(path);
+	/* "/dir/" then two-byte characters (e with acute accent) to the end */
+	memcpy(path, "/dir/", 5);
+	for (size_t i = 5; i + 1 < LONG; i += 2)
+		memcpy(path + i, "\xc3\xa9", 2);
+	path[LONG - (LONG - 5) % 2] = 0;
+	tg_ctx *ctx = tg_ctx_new(1);
+	for (int k = 0; k < 3; k++) {
+		size_t len = k == 0 ? 4095 : strlen(path); /* whole characters */
+		char saved = path[len];
+		path[len] = 0;
+		if (k < 2)
+			assert_null(tg_fail(ctx, TG_EIO, "save: %s: File name too long", path));
+		else
+			assert_null(tg_fail(ctx, TG_OK, "save: %s: File name too long", path));
+		const char *m = tg_error(ctx);
+		size_t n = strlen(m);
+		const char *start = k < 2 ? "save: /dir/\xc3\xa9" : "tg_fail: code 0 is not";
+		assert_memory_equal(m, start, strlen(start));
+		assert_true(n >= 19 && !strcmp(m + n - 19, ": File name too long" + 1));
+		if (k == 0) {
+			assert_int_equal(n, strlen("save: : File name too long") + 4095);
+		} else {
+			assert_non_null(strstr(m, " ... "));
+			assert_true(n < 8192 && n > 8000);
+		}
+		/* whole characters on both sides of the gap */
+		for (size_t i = 0; i < n; i++)
+			if ((unsigned char)m[i] == 0xc3)
+				assert_int_equal((unsigned char)m[i + 1], 0xa9);
+			else if ((unsigned char)m[i] == 0xa9)
+				assert_int_equal((unsigned char)m[i - 1], 0xc3);
+		path[len] = saved;
+		tg_clear_error(ctx);
+	}
+	tg_ctx_free(ctx);
+	free(path);
+}
+
 /* The generator's calls take a NULL context without a crash; a thread
  * count above the pool's size counts as the largest it serves; random
  * tensors' parameters and backward's flags are checked. */
@@ -204,6 +252,7 @@ int main(void)
 		cmocka_unit_test(anomaly_mode_names_a_nan_gradient),
 		cmocka_unit_test(without_anomaly_mode_log0_is_minus_infinity),
 		cmocka_unit_test(custom_errors_enter_through_tg_fail),
+		cmocka_unit_test(a_long_message_keeps_its_start_and_its_reason),
 		cmocka_unit_test(random_draws_thread_counts_and_flags_take_out_of_range_arguments),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

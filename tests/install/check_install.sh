@@ -17,8 +17,9 @@ int main(void)
 	tg_tensor *p = tg_mul(tg_mul(a, tg_scalar(ctx, TG_F64, 2)), tg_scalar(ctx, TG_F64, 1.1));
 	tg_backward(p);
 	printf("%g %g\n", tg_item(p), tg_item(tg_grad(a)));
+	int failed = !tg_ok(ctx);
 	tg_ctx_free(ctx);
-	return !tg_ok(ctx);
+	return failed;
 }
 C
 
