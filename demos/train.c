@@ -1056,9 +1056,10 @@ static void log_step(int64_t iter, double loss, void *user)
 /* The step log, opened for writing. A resumed run keeps the lines of the
  * steps its checkpoint has done (up to step `done`) and writes after them;
  * lines past it (a run stopped after them and before its save) are cut, as
- * those steps run again. A file whose lines are not "step loss", skip a
- * step or stop short of `done` is refused rather than continued. NULL
- * after a message. */
+ * those steps run again. A file whose lines are not "step loss" with steps
+ * 1, 2, ... in turn, or that stops short of `done` (an empty one too), is
+ * refused rather than continued; a path with no file starts a new log.
+ * NULL after a message. */
 static FILE *step_log_open(const char *path, bool resume, int64_t done)
 {
 	struct stat st;
@@ -1072,29 +1073,38 @@ static FILE *step_log_open(const char *path, bool resume, int64_t done)
 	size_t cap = 0;
 	ssize_t len;
 	long keep = 0;
-	long long last = -1; /* the last step kept */
+	long long last = 0; /* the last step kept; the first is 1 */
 	const char *bad = NULL;
 	while (resume && (len = getline(&line, &cap, f)) >= 0) {
-		char *end;
-		long long step = strtoll(line, &end, 10);
 		if (line[len - 1] != '\n')
 			break; /* a line cut short */
-		if (end == line || *end != ' ') {
+		char *end, *lend;
+		errno = 0;
+		long long step = strtoll(line, &end, 10);
+		if (end == line || *end != ' ' || errno) {
 			bad = "a line does not start with its step number";
+			break;
+		}
+		(void)strtod(end + 1, &lend);
+		if (lend == end + 1 || *lend != '\n') {
+			bad = "a line's loss is not a number";
 			break;
 		}
 		if (step > done) /* a step that runs again: cut from here */
 			break;
-		if (last >= 0 && step != last + 1) {
-			bad = "its lines skip steps";
+		if (step != last + 1) {
+			bad = !last ? "its first line is not step 1"
+			      : step <= last ? "its steps go back or repeat"
+					     : "its lines skip steps";
 			break;
 		}
 		last = step;
 		keep = ftell(f);
 	}
 	free(line);
-	if (!bad && last >= 0 && last < done)
-		bad = "its last step comes before the checkpoint's: steps are missing";
+	if (!bad && resume && last < done)
+		bad = last ? "its last step comes before the checkpoint's: steps are missing"
+			   : "it has no line of the checkpoint's steps";
 	if (bad) {
 		fprintf(stderr, "%s: --step-log %s: %s; give another file\n", prog, path, bad);
 		fclose(f);

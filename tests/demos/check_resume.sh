@@ -89,14 +89,47 @@ if [ "$got" != "epoch 1 2 3 4 5 " ]; then
 	echo "FAIL: --resume --log: the log's epochs are '$got', wanted 'epoch 1 2 3 4 5 '"
 	fails=$((fails + 1))
 fi
-# a step log with a step missing is not continued: the file stays as it was
-printf '1 2.5\n3 2.25\n' >"$dir/gap.log"
-"$train" --resume "$dir/log.ckpt" --epochs 6 --step-log "$dir/gap.log" --quiet \
-	>/dev/null 2>"$dir/gap.err"
-rc=$?
-if [ "$rc" != 1 ] || ! grep -qF -- "--step-log $dir/gap.log: its lines skip steps" \
-	"$dir/gap.err" || [ "$(cat "$dir/gap.log")" != "$(printf '1 2.5\n3 2.25')" ]; then
-	echo "FAIL: --resume --step-log with a gap: exit $rc, $(head -n 1 "$dir/gap.err")"
+# a step log that is not this run's steps 1, 2, ... up to the checkpoint's
+# (18 steps: 3 epochs of 6) is not continued: the file stays as it was
+bad_step_log() { # WHY: the lines written to $dir/bad.log are refused for WHY
+	cp "$dir/bad.log" "$dir/bad.copy"
+	"$train" --resume "$dir/log.ckpt" --epochs 6 --step-log "$dir/bad.log" --quiet \
+		>/dev/null 2>"$dir/bad.err"
+	rc=$?
+	if [ "$rc" != 1 ] || ! grep -qF -- "--step-log $dir/bad.log: $1; give another file" \
+		"$dir/bad.err" || ! cmp -s "$dir/bad.log" "$dir/bad.copy"; then
+		echo "FAIL: --resume --step-log with lines $(head -c 40 "$dir/bad.log" | tr '\n' '|'):"
+		echo "      exit $rc, $(head -n 1 "$dir/bad.err")"
+		echo "      wanted exit 1, the file unchanged and: $1"
+		fails=$((fails + 1))
+	fi
+}
+steps() { i=$1; while [ "$i" -le "$2" ]; do echo "$i 0.5"; i=$((i + 1)); done; }
+printf '1 2.5\n3 2.25\n' >"$dir/bad.log"
+bad_step_log "its lines skip steps"
+{ echo "-5 0.1"; echo "-5 0.1"; steps 1 18; } >"$dir/bad.log"
+bad_step_log "its first line is not step 1"
+{ echo "0 0.1"; steps 1 18; } >"$dir/bad.log"
+bad_step_log "its first line is not step 1"
+{ steps 1 2; steps 2 18; } >"$dir/bad.log"
+bad_step_log "its steps go back or repeat"
+{ echo "1 garbage"; steps 2 18; } >"$dir/bad.log"
+bad_step_log "a line's loss is not a number"
+{ echo "1 0.5 extra"; steps 2 18; } >"$dir/bad.log"
+bad_step_log "a line's loss is not a number"
+{ echo "step 1 0.5"; steps 2 18; } >"$dir/bad.log"
+bad_step_log "a line does not start with its step number"
+steps 1 17 >"$dir/bad.log"
+bad_step_log "its last step comes before the checkpoint's: steps are missing"
+: >"$dir/bad.log"
+bad_step_log "it has no line of the checkpoint's steps"
+# the steps done are kept, nan losses too, and the lines of steps that run
+# again are cut
+{ steps 1 17; echo "18 nan"; steps 19 20; } >"$dir/good.log"
+run goodlog --resume "$dir/log.ckpt" --epochs 4 --step-log "$dir/good.log"
+got=$(cut -d' ' -f1 "$dir/good.log" | tr '\n' ' ')
+if [ "$got" != "$(seq 1 24 | tr '\n' ' ')" ] || [ "$(sed -n 18p "$dir/good.log")" != "18 nan" ]; then
+	echo "FAIL: --resume --step-log over steps 1-20: its steps are now $got"
 	fails=$((fails + 1))
 fi
 
