@@ -968,6 +968,14 @@ static int step(run *r, const tg_batch *b, int64_t epoch, int64_t it)
 			"%s: the loss is %g at epoch %lld, step %lld: the train set's %s; data "
 			"must be finite",
 			r->who, l, (long long)epoch, (long long)it + 1, bad);
+	else if (tg_ok(ctx) && !isfinite(l) && !r->have_first)
+		/* no update of this run made it: the learning rate is not the cause */
+		tg_fail(ctx, TG_EANOMALY,
+			"%s: the loss is %g at epoch %lld, step %lld, before this run's first "
+			"update: the parameters it starts from (their initialisation or the "
+			"values loaded) or the model's settings give it; anomaly mode finds the "
+			"op that made it",
+			r->who, l, (long long)epoch, (long long)it + 1);
 	else if (tg_ok(ctx) && !isfinite(l))
 		tg_fail(ctx, TG_EANOMALY,
 			"%s: the loss is %g at epoch %lld, step %lld; try a smaller learning "

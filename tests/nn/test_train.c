@@ -249,6 +249,28 @@ static void a_non_finite_loss_stops_training_without_anomaly_mode(void **state)
 	fixture_free(&f);
 }
 
+/* A loss that is not finite before any update (parameters too large for
+ * f32 from the start) is not put down to the learning rate. */
+static void a_non_finite_first_loss_names_the_starting_parameters(void **state)
+{
+	(void)state;
+	fixture f;
+	fixture_new(&f, 3, NULL, NULL);
+	size_t np;
+	tg_tensor *w = tg_mlp_params(f.net, &np)[0];
+	float *v = tg_data_mut(w);
+	for (size_t i = 0; i < tg_numel(w); i++)
+		v[i] = 1e37f;
+	tg_train_opts to = quiet_opts();
+	to.epochs = 2;
+	tg_metrics last;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, &f.test, &to, &last), -1);
+	assert_error(f.ctx, TG_EANOMALY, "at epoch 1, step 1, before this run's first update: "
+					 "the parameters it starts from");
+	assert_int_equal(tg_optim_steps(f.opt), 0);
+	fixture_free(&f);
+}
+
 static void a_diverging_loss_stops_training_without_anomaly_mode(void **state)
 {
 	(void)state;
@@ -1547,6 +1569,7 @@ int main(void)
 		cmocka_unit_test(a_non_finite_loss_stops_training_without_anomaly_mode),
 		cmocka_unit_test(a_resume_inside_an_epoch_is_refused),
 		cmocka_unit_test(a_set_unlike_the_train_set_is_refused_before_a_step),
+		cmocka_unit_test(a_non_finite_first_loss_names_the_starting_parameters),
 		cmocka_unit_test(a_diverging_loss_stops_training_without_anomaly_mode),
 		cmocka_unit_test(a_net_that_does_not_fit_the_data_is_a_shape_error),
 		cmocka_unit_test(an_optimizer_of_another_context_is_refused),
