@@ -690,6 +690,34 @@ static int read_counts(const tg_state *s, const tg_optim *o, int64_t *steps, int
 	return 0;
 }
 
+/* The sums of squares o keeps (AdaGrad's and RMSprop's h, Adam's v) are
+ * never negative: one loaded so from a file (made by other means than a
+ * run) would give NaN square roots at the next step, where the loss would
+ * blame the learning rate. NaN is left to the loader's own check. 0 ok. */
+static int check_squares(const tg_optim *o)
+{
+	tg_optim_kind k = o->o.kind;
+	tg_tensor *const *sq = k == TG_ADAGRAD || k == TG_RMSPROP ? o->s1
+			       : k == TG_ADAM			  ? o->s2
+								  : NULL;
+	for (size_t i = 0; sq && i < o->n; i++) {
+		const tg_tensor *t = sq[i];
+		const void *v = tg_data(t);
+		for (size_t j = 0; v && j < tg_numel(t); j++) {
+			double x = tg_dtype_of(t) == TG_F64 ? ((const double *)v)[j]
+							    : ((const float *)v)[j];
+			if (x < 0) {
+				tg_fail(o->ctx, TG_EFORMAT,
+					"tg_state_restore_optim: %s holds %g at element %zu; %s "
+					"keeps sums of squares, never negative",
+					tg_name(t), x, j, tg_optim_name(k));
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
 int tg_state_restore_optim(const tg_state *s, tg_optim *o)
 {
 	if (!s || !o) {
@@ -706,7 +734,7 @@ int tg_state_restore_optim(const tg_state *s, tg_optim *o)
 			o->n);
 		return -1;
 	}
-	int rc = read_counts(s, o, &steps, pt);
+	int rc = read_counts(s, o, &steps, pt) || check_squares(o) ? -1 : 0;
 	if (rc == 0) {
 		o->t = steps;
 		memcpy(o->pt, pt, o->n * sizeof *pt);

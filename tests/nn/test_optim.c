@@ -943,6 +943,28 @@ static void restoring_a_state_that_does_not_fit_is_refused(void **state)
 	assert_error(r.ctx, TG_EARG, "no step count (\"optim.steps\"");
 	tg_clear_error(r.ctx);
 	assert_int_equal(tg_optim_steps(r.opt), 2);
+	/* a negative sum of squares in Adam's v (its tensors loaded first) */
+	assert_int_equal(tg_state_set_i64(st, "optim.steps", &steps, 1), 0);
+	size_t ns;
+	tg_tensor *v1 = tg_optim_state(r.opt, &ns)[3];
+	assert_int_equal(ns, 4);
+	double was = tg_get(v1, 1);
+	assert_true(was >= 0);
+	if (tg_dtype_of(v1) == TG_F64)
+		((double *)tg_data_mut(v1))[1] = -1;
+	else
+		((float *)tg_data_mut(v1))[1] = -1;
+	assert_int_equal(tg_state_restore_optim(st, r.opt), -1);
+	assert_error(r.ctx, TG_EFORMAT, "tg_state_restore_optim: branch.W.v holds -1 at element "
+					"1; adam keeps sums of squares, never negative");
+	tg_clear_error(r.ctx);
+	assert_int_equal(tg_optim_steps(r.opt), 2);
+	if (tg_dtype_of(v1) == TG_F64)
+		((double *)tg_data_mut(v1))[1] = was;
+	else
+		((float *)tg_data_mut(v1))[1] = (float)was;
+	assert_int_equal(tg_state_restore_optim(st, r.opt), 0);
+	assert_int_equal(tg_optim_steps(r.opt), 9);
 	tg_state_free(st);
 	branch_free(&r);
 }
