@@ -236,6 +236,14 @@ tg_tensor *tg_forward(tg_module *m, tg_tensor *x)
 	if (!y && tg_ok(ctx))
 		return tg_fail(ctx, TG_EARG, "tg_forward: module \"%s\" (%s) returned NULL",
 			       m->name, kind_of(m));
+	/* the caller's next op (a loss) would fail in the other context, or
+	 * read a tensor a tg_reset freed */
+	if (y && tg_ctx_of(y) != ctx)
+		return tg_fail(ctx, tg_ctx_of(y) ? TG_ECTX : TG_ESTALE,
+			       "tg_forward: module \"%s\" (%s) returned a tensor %s", m->name,
+			       kind_of(m),
+			       tg_ctx_of(y) ? "of another context than its input's"
+					    : "that is no longer valid (a tg_reset freed it)");
 	return y;
 }
 

@@ -939,6 +939,8 @@ static void short_batch_failed(run *r, const tg_batch *b, int64_t epoch, int64_t
 	free(msg);
 }
 
+/* One training step on b: 0 made, -1 failed before the update was made,
+ * 1 made and then failed by the on_step callback's error. */
 static int step(run *r, const tg_batch *b, int64_t epoch, int64_t it)
 {
 	tg_ctx *ctx = r->ctx;
@@ -1012,9 +1014,12 @@ static int step(run *r, const tg_batch *b, int64_t epoch, int64_t it)
 	}
 	tg_optim_step(r->o);
 	tg_reset(ctx);
-	if (tg_ok(ctx) && r->opts.on_step)
+	if (!tg_ok(ctx))
+		return -1;
+	/* the step is made: counted even if the callback then sets an error */
+	if (r->opts.on_step)
 		r->opts.on_step(it + 1, l, r->opts.step_user);
-	return tg_ok(ctx) ? 0 : -1;
+	return tg_ok(ctx) ? 0 : 1;
 }
 
 /* Under dist: the epoch's running figures summed over the ranks, so they
@@ -1283,11 +1288,14 @@ static int loop(run *r, tg_batcher *bt, tg_metrics *mt)
 					return -1;
 				break; /* the end of a shuffled epoch */
 			}
-			if (step(r, &b, epoch + 1, it))
+			int made = step(r, &b, epoch + 1, it);
+			if (made < 0)
 				return -1;
 			it++;
 			r->epoch_steps++;
 			mt->iter = it;
+			if (made) /* on_step set an error after the step */
+				return -1;
 			show_progress(r, epoch + 1, it);
 		}
 		if (r->epoch_steps == 0)

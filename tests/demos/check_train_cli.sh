@@ -339,8 +339,9 @@ fi
 # results on stdout
 if [ -w /dev/full ]; then
 	# the step log stops the run at the first line it cannot write, as the
-	# epoch log stops it at its row; each names the epoch it stopped in
-	expect 1 "training stopped after 0 steps (in epoch 1): --step-log /dev/full: writing the line of step 1 failed: No space" \
+	# epoch log stops it at its row; each names the epoch it stopped in and
+	# counts the steps made (step 1's update is, before its line fails)
+	expect 1 "training stopped after 1 step (in epoch 1): --step-log /dev/full: writing the line of step 1 failed: No space" \
 		--data iris --epochs 3 --quiet --step-log /dev/full
 	expect 1 "training stopped after 8 steps (at the end of epoch 1): tg_fit: writing the log /dev/full failed at epoch 1: No space" \
 		--data iris --epochs 1 --quiet --log /dev/full

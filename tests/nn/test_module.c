@@ -50,6 +50,21 @@ static tg_tensor *scale_forward(tg_module *m, tg_tensor *x)
 
 static const tg_module_vt scale_vt = {.kind = "scale", .forward = scale_forward};
 
+/* a forward that answers with a tensor of another context, or a freed one */
+static tg_ctx *stray_ctx;
+
+static tg_tensor *stray_forward(tg_module *m, tg_tensor *x)
+{
+	(void)m;
+	if (stray_ctx)
+		return tg_ones(stray_ctx, TG_F64, 1, (int64_t[]){2});
+	tg_tensor *y = tg_ones(tg_ctx_of(x), TG_F64, 1, (int64_t[]){2});
+	tg_reset(tg_ctx_of(x));
+	return y;
+}
+
+static const tg_module_vt stray_vt = {.kind = "stray", .forward = stray_forward};
+
 static tg_module *scale_new(tg_ctx *ctx, int64_t d, const char *name)
 {
 	tg_module *m = tg_module_new(ctx, &scale_vt, name, NULL);
@@ -632,6 +647,21 @@ static void misuse_is_a_named_error(void **state)
 	assert_null(tg_forward(o, x));
 	assert_error(ctx, TG_ECTX, "module \"o\" (sequential) and its input belong to different");
 	tg_clear_error(ctx);
+	/* nor may its output: named at the forward, not at the loss after it */
+	tg_module *s = tg_module_new(ctx, &stray_vt, "s", NULL);
+	stray_ctx = other;
+	assert_null(tg_forward(s, x));
+	assert_error(ctx, TG_ECTX,
+		     "tg_forward: module \"s\" (stray) returned a tensor of another context "
+		     "than its input's");
+	tg_clear_error(ctx);
+	stray_ctx = NULL;
+	assert_null(tg_forward(s, x));
+	assert_error(ctx, TG_ESTALE, "module \"s\" (stray) returned a tensor that is no longer "
+				     "valid (a tg_reset freed it)");
+	tg_clear_error(ctx);
+	tg_module_free(s);
+	x = tg_ones(ctx, TG_F64, SHAPE(2, 2));
 	/* an activation is named for what is wrong with it: its kind or its alpha */
 	assert_null(tg_activation(ctx, (tg_act){TG_ACT_LEAKY_RELU, NAN}, "a"));
 	assert_error(ctx, TG_EARG, "tg_activation: \"a\": leaky_relu:nan: alpha must be finite");

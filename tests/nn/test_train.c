@@ -249,6 +249,32 @@ static void a_non_finite_loss_stops_training_without_anomaly_mode(void **state)
 	fixture_free(&f);
 }
 
+/* on_step failing at step 3: the three updates made are counted */
+static void fail_at_step_3(int64_t iter, double loss, void *user)
+{
+	(void)loss;
+	if (iter == 3)
+		tg_fail(user, TG_EARG, "step callback: stop at %lld", (long long)iter);
+}
+
+static void an_error_set_by_on_step_counts_the_step_it_follows(void **state)
+{
+	(void)state;
+	fixture f;
+	fixture_new(&f, 3, NULL, NULL);
+	tg_train_opts to = quiet_opts();
+	to.epochs = 2;
+	to.on_step = fail_at_step_3;
+	to.step_user = f.ctx;
+	tg_metrics last;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, &f.test, &to, &last), -1);
+	assert_error(f.ctx, TG_EARG, "step callback: stop at 3");
+	assert_int_equal(tg_optim_steps(f.opt), 3);
+	assert_int_equal(last.iter, 3);
+	assert_int_equal(last.epoch, 0);
+	fixture_free(&f);
+}
+
 /* A loss that is not finite before any update (parameters too large for
  * f32 from the start) is not put down to the learning rate. */
 static void a_non_finite_first_loss_names_the_starting_parameters(void **state)
@@ -1570,6 +1596,7 @@ int main(void)
 		cmocka_unit_test(a_resume_inside_an_epoch_is_refused),
 		cmocka_unit_test(a_set_unlike_the_train_set_is_refused_before_a_step),
 		cmocka_unit_test(a_non_finite_first_loss_names_the_starting_parameters),
+		cmocka_unit_test(an_error_set_by_on_step_counts_the_step_it_follows),
 		cmocka_unit_test(a_diverging_loss_stops_training_without_anomaly_mode),
 		cmocka_unit_test(a_net_that_does_not_fit_the_data_is_a_shape_error),
 		cmocka_unit_test(an_optimizer_of_another_context_is_refused),
