@@ -80,7 +80,9 @@ static int check_like_inputs(const call *c, tg_tensor *const *in, tg_tensor *con
 }
 
 /* Checks the common arguments, copies the inputs and evaluates f with grad
- * mode on. nres results are set to NULL first. */
+ * mode on. The results are left as they are until written (end sets them
+ * to NULL on failure): the result array may be one of the arguments, as in
+ * v <- H v. */
 static int begin(call *c, const char *who, tg_ctx *ctx, tg_fn f, void *user, int nin,
 		 tg_tensor *const *in, tg_tensor **res, int nres)
 {
@@ -89,12 +91,11 @@ static int begin(call *c, const char *who, tg_ctx *ctx, tg_fn f, void *user, int
 	c->ctx = ctx;
 	if (!ctx || ctx->status != TG_OK)
 		return -1;
+	(void)nres;
 	if (!res) {
 		tg_fail(ctx, TG_ENULL, "%s: the result array is NULL", who);
 		return -1;
 	}
-	for (int i = 0; i < nres; i++)
-		res[i] = NULL;
 	if (!f || !in) {
 		tg_fail(ctx, TG_ENULL, "%s: %s is NULL", who, !f ? "the function f" : "the input array");
 		return -1;
@@ -152,6 +153,15 @@ static int end(call *c, tg_tensor **res, int nres)
 	for (int i = 0; res && i < nres; i++)
 		res[i] = NULL;
 	return -1;
+}
+
+/* end, with f's value given (out) NULL on failure too */
+static int end_with_out(call *c, tg_tensor **res, int nres, tg_tensor **out)
+{
+	int rc = end(c, res, nres);
+	if (rc && out)
+		*out = NULL;
+	return rc;
 }
 
 /* f's value for the caller, when wanted. */
@@ -263,8 +273,6 @@ int tg_vjp(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in, tg_t
 	   tg_tensor **out, tg_tensor **vjp)
 {
 	call c;
-	if (out)
-		*out = NULL;
 	if (begin(&c, "tg_vjp", ctx, f, user, nin, in, vjp, nin) == 0) {
 		tg_tensor *dy = NULL;
 		if (v && check_tensor(&c, v, "v", 0) == 0) {
@@ -284,7 +292,7 @@ int tg_vjp(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in, tg_t
 			tg_grad_of(1, &c.y, &dy, nin, c.x, vjp, TG_ALLOW_UNUSED);
 		give_out(&c, out);
 	}
-	return end(&c, vjp, nin);
+	return end_with_out(&c, vjp, nin, out);
 }
 
 /* The double-VJP trick: g(u) = J^T u for a dummy u that requires a gradient
@@ -294,8 +302,6 @@ int tg_jvp(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in,
 	   tg_tensor *const *tangents, tg_tensor **out, tg_tensor **jvp)
 {
 	call c;
-	if (out)
-		*out = NULL;
 	if (begin(&c, "tg_jvp", ctx, f, user, nin, in, jvp, 1) == 0 &&
 	    check_like_inputs(&c, in, tangents, "tangent") == 0) {
 		tg_tensor **t = copies(ctx, nin, tangents);
@@ -309,15 +315,13 @@ int tg_jvp(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in,
 		}
 		give_out(&c, out);
 	}
-	return end(&c, jvp, 1);
+	return end_with_out(&c, jvp, 1, out);
 }
 
 int tg_hvp(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in,
 	   tg_tensor *const *v, tg_tensor **out, tg_tensor **hvp)
 {
 	call c;
-	if (out)
-		*out = NULL;
 	if (begin(&c, "tg_hvp", ctx, f, user, nin, in, hvp, nin) == 0 &&
 	    check_scalar_output(&c) == 0 && check_like_inputs(&c, in, v, "v") == 0) {
 		tg_tensor **vs = copies(ctx, nin, v);
@@ -329,7 +333,7 @@ int tg_hvp(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in,
 		}
 		give_out(&c, out);
 	}
-	return end(&c, hvp, nin);
+	return end_with_out(&c, hvp, nin, out);
 }
 
 /* ---- Jacobian and Hessian ---------------------------------------------------------- */

@@ -1168,15 +1168,36 @@ static tg_tensor *grad_of_result(tg_ctx *ctx, tg_walk *w, int i, int nout,
 	return flags & TG_CREATE_GRAPH ? tg_sum_to(g, g->ndim, g->shape) : tg_detach(g);
 }
 
+/* A step copy of the n pointers at a (a itself when NULL or n < 1); NULL
+ * and *ok false when there is no memory for it. */
+static tg_tensor *const *args_copy(tg_ctx *ctx, tg_tensor *const *a, int n, bool *ok)
+{
+	if (!a || n < 1 || !*ok)
+		return a;
+	tg_tensor **c = tg_arena_alloc(ctx, (size_t)n * sizeof *c);
+	if (!c) {
+		*ok = false;
+		return NULL;
+	}
+	memcpy(c, a, (size_t)n * sizeof *c);
+	return c;
+}
+
 int tg_grad_of(int nout, tg_tensor *const *outputs, tg_tensor *const *douts, int nin,
 	       tg_tensor *const *inputs, tg_tensor **grads, unsigned flags)
 {
-	/* all NULL on every failure, an earlier error's included */
+	tg_ctx *ctx = first_ctx(nout, outputs, nin, inputs);
+	/* the arguments are read from copies, so that grads may be one of them
+	 * (y = dy/dx written over y), and then grads is cleared: all NULL on
+	 * every failure, an earlier error's included */
+	bool ok = ctx && ctx->status == TG_OK;
+	outputs = args_copy(ctx, outputs, nout, &ok);
+	douts = args_copy(ctx, douts, nout, &ok);
+	inputs = args_copy(ctx, inputs, nin, &ok);
 	if (grads)
 		for (int i = 0; i < nin; i++)
 			grads[i] = NULL;
-	tg_ctx *ctx = first_ctx(nout, outputs, nin, inputs);
-	if (!ctx || ctx->status != TG_OK)
+	if (!ok)
 		return -1;
 	if (grad_of_check(ctx, nout, outputs, douts, nin, inputs, grads, flags))
 		return -1;

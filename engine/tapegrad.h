@@ -306,9 +306,11 @@ TG_API void tg_set_grad_ready(tg_ctx *ctx, tg_grad_ready_fn fn, void *user);
  * flags: TG_CREATE_GRAPH gives grads history (differentiate them again);
  * TG_ALLOW_UNUSED gives a zero tensor for an input the outputs do not depend
  * on, which is otherwise a TG_EARG error naming the input. grads[i] are new
- * step tensors; 0 ok, -1 (grads all NULL) on error. A backward rule or a
- * grad_ready hook may call it during tg_backward's walk; a walk's rule
- * that calls tg_backward, or tg_grad_of during tg_grad_of's, is TG_EARG. */
+ * step tensors; 0 ok, -1 (grads all NULL) on error. grads may be one of the
+ * argument arrays (y = dy/dx written over y): they are read first. A
+ * backward rule or a grad_ready hook may call it during tg_backward's walk;
+ * a walk's rule that calls tg_backward, or tg_grad_of during tg_grad_of's,
+ * is TG_EARG. */
 TG_API int tg_grad_of(int nout, tg_tensor *const *outputs, tg_tensor *const *douts, int nin,
 		      tg_tensor *const *inputs, tg_tensor **grads, unsigned flags);
 
@@ -412,10 +414,12 @@ TG_API int tg_gradcheck2(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *c
  * tensor's tg_grad. Every result is a new step tensor without history, in
  * the inputs' dtype. out, where a function has it, receives f's value (step;
  * NULL: not wanted). Each returns 0, or -1 with the context's error and the
- * results NULL. The nodes they record are cut off the tape again, so a
- * tensor f makes and keeps (through user) comes out without history: its
- * values can be read, and to later ops it is a constant, a backward from it
- * alone an error (f's value with history is f called again, outside). */
+ * results NULL. A result array may be an argument's (v <- H v): the
+ * arguments are read before it is written. The nodes they record are cut
+ * off the tape again, so a tensor f makes and keeps (through user) comes
+ * out without history: its values can be read, and to later ops it is a
+ * constant, a backward from it alone an error (f's value with history is f
+ * called again, outside). */
 
 /* Vector-Jacobian product: vjp[i] = v^T df/din[i] (in[i]'s shape); v has f's
  * output shape, or is NULL when f returns one element. One backward pass. */

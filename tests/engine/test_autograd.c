@@ -613,6 +613,56 @@ static void tensors_f_keeps_come_out_without_history(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* The result array may be one of the arguments: y = dy/dx written over y
+ * (x^3 at 2: 12, 12, 6), v <- H v (power iteration), t <- J t, and a
+ * Jacobian over its input's slot, each as with arrays apart. */
+static void a_result_may_be_written_over_an_argument(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *x = tg_set_requires_grad(tg_scalar(ctx, TG_F64, 2), true);
+	tg_tensor *y = tg_mul(tg_mul(x, x), x);
+	const double want[3] = { 12, 12, 6 };
+	for (int k = 0; k < 3; k++) {
+		assert_int_equal(tg_grad_of(1, &y, NULL, 1, &x, &y, TG_CREATE_GRAPH), 0);
+		assert_near(tg_item(y), want[k], 0);
+	}
+	tg_tensor *douts[1] = { tg_scalar(ctx, TG_F64, 3) };
+	y = tg_mul(x, x);
+	assert_int_equal(tg_grad_of(1, &y, douts, 1, &x, douts, 0), 0);
+	assert_near(tg_item(douts[0]), 12, 0);
+	tg_tensor *in[1] = { x };
+	assert_int_equal(tg_grad_of(1, &y, NULL, 1, in, in, 0), 0);
+	assert_near(tg_item(in[0]), 4, 0);
+
+	tg_tensor *A = f64(ctx, SHAPE(3, 3), (double[]){ 2, 1, 0, 1, 0, -1, 0, -1, 3 });
+	tg_tensor *p = f64(ctx, SHAPE(3), (double[]){ 0.5, -1, 2 });
+	tg_tensor *v = f64(ctx, SHAPE(3), (double[]){ 1, -2, 0.5 }), *apart;
+	assert_int_equal(tg_hvp(ctx, f_cubic, A, 1, &p, &v, NULL, &apart), 0);
+	assert_int_equal(tg_hvp(ctx, f_cubic, A, 1, &p, &v, NULL, &v), 0);
+	assert_memory_equal(tg_data(v), tg_data(apart), 3 * sizeof(double));
+	mats M = make_mats(ctx, 2, 3);
+	tg_tensor *t = f64(ctx, SHAPE(3), (double[]){ 1, 0, -1 }), *out = NULL;
+	assert_int_equal(tg_jvp(ctx, f_vec, &M, 1, &p, &t, NULL, &apart), 0);
+	assert_int_equal(tg_jvp(ctx, f_vec, &M, 1, &p, &t, &out, &t), 0);
+	assert_memory_equal(tg_data(t), tg_data(apart), 2 * sizeof(double));
+	assert_non_null(out);
+	tg_tensor *xs[1] = { p };
+	assert_int_equal(tg_jacobian(ctx, f_vec, &M, 1, xs, &apart), 0);
+	assert_int_equal(tg_jacobian(ctx, f_vec, &M, 1, xs, xs), 0);
+	assert_memory_equal(tg_data(xs[0]), tg_data(apart), 6 * sizeof(double));
+	/* a failure still leaves the results NULL, out too */
+	tg_tensor *bad = f64(ctx, SHAPE(2), (double[]){ 1, 2 });
+	out = p;
+	assert_int_equal(tg_jvp(ctx, f_vec, &M, 1, &p, &bad, &out, &t), -1);
+	assert_error(ctx, TG_ESHAPE, "tg_jvp: tangent 0 is f64 (2,), input 0 is f64 (3,)");
+	assert_null(t);
+	assert_null(out);
+	tg_clear_error(ctx);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
 static tg_tensor *f_null(tg_tensor *const *in, void *user)
 {
 	(void)in;
@@ -830,6 +880,7 @@ int main(void)
 		cmocka_unit_test(a_reset_inside_f_fails_the_call_and_leaves_a_working_tape),
 		cmocka_unit_test(a_hessian_too_wide_for_a_tensor_is_a_shape_error),
 		cmocka_unit_test(a_hessian_of_too_many_inputs_leaves_its_results_null),
+		cmocka_unit_test(a_result_may_be_written_over_an_argument),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
