@@ -748,9 +748,25 @@ tg_tensor *tg_grad(const tg_tensor *t)
 
 /* Marks the buffer empty instead of clearing it: the next gradient is copied
  * in, and tg_grad clears it if asked first. */
+/* A leaf the tg_backward under way has still to hand gradients to (a
+ * grad_ready hook's walk, before the leaf's own report): zeroing it there
+ * would drop the part already added and keep the rest. */
+static bool pending(const char *who, const tg_tensor *t)
+{
+	if (!t->last_use)
+		return false;
+	char buf[TG_SHAPE_STR];
+	tg_fail(t->ctx, TG_EARG,
+		"%s: %s%s%s %s still takes gradients from the tg_backward under way; zero it "
+		"once its grad_ready report has come, or after the backward",
+		who, t->name ? "'" : "", t->name ? t->name : "the leaf", t->name ? "'" : "",
+		tg_shape_fmt(t->ndim, t->shape, buf));
+	return true;
+}
+
 void tg_zero_grad(tg_tensor *t)
 {
-	if (!tg_tensor_check("tg_zero_grad", t))
+	if (!tg_tensor_check("tg_zero_grad", t) || pending("tg_zero_grad", t))
 		return;
 	t->grad = NULL;
 	t->grad_lost = false;
@@ -760,6 +776,10 @@ void tg_zero_grads(tg_ctx *ctx)
 {
 	if (!ctx)
 		return;
+	/* all or none */
+	for (tg_tensor *t = ctx->kept; t; t = t->next_kept)
+		if (t->requires_grad && pending("tg_zero_grads", t))
+			return;
 	for (tg_tensor *t = ctx->kept; t; t = t->next_kept)
 		if (t->requires_grad)
 			tg_zero_grad(t);

@@ -290,7 +290,9 @@ TG_API void tg_zero_grads(tg_ctx *ctx);                        /* every param */
  * it, zeros if the leaf had a gradient before, else NULL. Data-parallel
  * training starts sending a gradient here while the walk goes on
  * (nn/tapegrad_dist.h). fn NULL: none. A hook (or a backward rule) that
- * calls tg_reset stops the walk with TG_ESTALE. */
+ * calls tg_reset stops the walk with TG_ESTALE. A hook may tg_zero_grad a
+ * leaf already reported; zeroing one the walk still adds to (tg_zero_grads
+ * from the first report) is TG_EARG, naming it, and zeroes nothing. */
 typedef void (*tg_grad_ready_fn)(tg_tensor *leaf, void *user);
 TG_API void tg_set_grad_ready(tg_ctx *ctx, tg_grad_ready_fn fn, void *user);
 

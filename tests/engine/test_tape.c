@@ -322,6 +322,48 @@ static void grad_ready_reports_each_leaf_once_with_its_final_gradient(void **sta
 	tg_ctx_free(ctx);
 }
 
+/* Hooks that zero gradients: every leaf's (w still takes its first node's
+ * share when v is reported), or the reported leaf's own, final one. */
+static void zero_all(tg_tensor *leaf, void *user)
+{
+	(void)user;
+	tg_zero_grads(tg_ctx_of(leaf));
+}
+
+static void zero_own(tg_tensor *leaf, void *user)
+{
+	*(double *)user += tg_get(tg_grad(leaf), 0);
+	tg_zero_grad(leaf);
+}
+
+/* A hook may zero a leaf whose gradient is final (taken, as an optimizer
+ * in the backward would, and cleared), not one the walk still adds to:
+ * that is an error naming the leaf, and tg_zero_grads zeroes none. */
+static void a_hook_zeroes_only_final_gradients(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *w = tg_param(tg_scalar(ctx, TG_F64, 3));
+	tg_tensor *x = tg_param(tg_scalar(ctx, TG_F64, 2));
+	tg_tensor *v = tg_param(tg_scalar(ctx, TG_F64, 5));
+	tg_set_grad_ready(ctx, zero_all, NULL);
+	assert_int_equal(tg_backward(tg_add(tg_mul(tg_mul(w, x), v), w)), -1);
+	assert_error(ctx, TG_EARG, "tg_zero_grads: the leaf () still takes gradients from the "
+				   "tg_backward under way");
+	tg_clear_error(ctx);
+	for (int i = 0; i < 3; i++)
+		assert_null(tg_grad((tg_tensor *[]){ w, x, v }[i]));
+	tg_reset(ctx);
+	double taken = 0;
+	tg_set_grad_ready(ctx, zero_own, &taken);
+	assert_int_equal(tg_backward(tg_add(tg_mul(tg_mul(w, x), v), w)), 0);
+	assert_near(taken, 11 + 15 + 6, 0);
+	for (int i = 0; i < 3; i++) /* zeroed: a buffer that reads zeros */
+		assert_near(tg_get(tg_grad((tg_tensor *[]){ w, x, v }[i]), 0), 0, 0);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
 /* ---- a product's gradient written into the parameter's own buffer ------------- */
 
 /* L = sum(tanh(x @ w) * c): the same gradient, to the bit, whether the
@@ -750,6 +792,7 @@ int main(void)
 		cmocka_unit_test(recording_an_output_already_used_is_refused),
 		cmocka_unit_test(grad_ready_reports_each_leaf_once_with_its_final_gradient),
 		cmocka_unit_test(a_hook_may_take_itself_off_during_the_walk),
+		cmocka_unit_test(a_hook_zeroes_only_final_gradients),
 		cmocka_unit_test(a_walk_inside_a_walk_is_refused_where_they_would_mix),
 		cmocka_unit_test(a_reset_during_the_walk_stops_it),
 		cmocka_unit_test(a_product_writes_a_leafs_first_gradient_into_its_buffer),
