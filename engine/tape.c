@@ -710,16 +710,24 @@ void tg_node_grad(tg_node *n, int i, tg_tensor *dx)
 	accumulate(x, dx);
 }
 
+/* A leaf for a message: "'name' (shape)", or "leaf (shape)" unnamed. */
+static const char *leaf_label(const tg_tensor *t, char *buf, size_t size)
+{
+	char shape[TG_SHAPE_STR];
+	snprintf(buf, size, "%s%s%s %s", t->name ? "'" : "", t->name ? t->name : "leaf",
+		 t->name ? "'" : "", tg_shape_fmt(t->ndim, t->shape, shape));
+	return buf;
+}
+
 /* A gradient a failed tg_backward added to in place: neither what it was
  * nor what it should have become; only tg_zero_grad gives it back. */
 static TG_SLOW void grad_lost_failed(const char *who, const tg_tensor *t)
 {
-	char buf[TG_SHAPE_STR];
+	char buf[TG_SHAPE_STR + 256];
 	tg_fail(t->ctx, TG_EARG,
-		"%s: the gradient of %s%s%s %s was partly accumulated by a tg_backward that "
+		"%s: the gradient of %s was partly accumulated by a tg_backward that "
 		"failed; call tg_zero_grad on it (or tg_zero_grads) and run the backward again",
-		who, t->name ? "'" : "", t->name ? t->name : "leaf", t->name ? "'" : "",
-		tg_shape_fmt(t->ndim, t->shape, buf));
+		who, leaf_label(t, buf, sizeof buf));
 }
 
 /* A leaf whose buffer exists but holds no gradient of this step (grad NULL,
@@ -746,8 +754,6 @@ tg_tensor *tg_grad(const tg_tensor *t)
 	return t->grad;
 }
 
-/* Marks the buffer empty instead of clearing it: the next gradient is copied
- * in, and tg_grad clears it if asked first. */
 /* A leaf the tg_backward under way has still to hand gradients to (a
  * grad_ready hook's walk, before the leaf's own report): zeroing it there
  * would drop the part already added and keep the rest. */
@@ -755,15 +761,16 @@ static bool pending(const char *who, const tg_tensor *t)
 {
 	if (!t->last_use)
 		return false;
-	char buf[TG_SHAPE_STR];
+	char buf[TG_SHAPE_STR + 256];
 	tg_fail(t->ctx, TG_EARG,
-		"%s: %s%s%s %s still takes gradients from the tg_backward under way; zero it "
-		"once its grad_ready report has come, or after the backward",
-		who, t->name ? "'" : "", t->name ? t->name : "the leaf", t->name ? "'" : "",
-		tg_shape_fmt(t->ndim, t->shape, buf));
+		"%s: %s still takes gradients from the tg_backward under way; zero it once "
+		"its grad_ready report has come, or after the backward",
+		who, leaf_label(t, buf, sizeof buf));
 	return true;
 }
 
+/* Marks the buffer empty instead of clearing it: the next gradient is copied
+ * in, and tg_grad clears it if asked first. */
 void tg_zero_grad(tg_tensor *t)
 {
 	if (!tg_tensor_check("tg_zero_grad", t) || pending("tg_zero_grad", t))

@@ -348,7 +348,7 @@ static void a_hook_zeroes_only_final_gradients(void **state)
 	tg_tensor *v = tg_param(tg_scalar(ctx, TG_F64, 5));
 	tg_set_grad_ready(ctx, zero_all, NULL);
 	assert_int_equal(tg_backward(tg_add(tg_mul(tg_mul(w, x), v), w)), -1);
-	assert_error(ctx, TG_EARG, "tg_zero_grads: the leaf () still takes gradients from the "
+	assert_error(ctx, TG_EARG, "tg_zero_grads: leaf () still takes gradients from the "
 				   "tg_backward under way");
 	tg_clear_error(ctx);
 	for (int i = 0; i < 3; i++)
