@@ -256,7 +256,9 @@ TG_API tg_train_opts tg_train_defaults(void);
  * [0, 1], a soft target row that is not a distribution, as
  * tg_cross_entropy_soft says). A validation or test set whose samples
  * differ from the train set's in width, in shape (when both are shaped) or
- * in their number of targets is TG_ESHAPE, also before the first step. 0
+ * in their number of targets is TG_ESHAPE, also before the first step; flat
+ * rows beside shaped samples of their width (or the reverse) are batched in
+ * the train set's shape, the one the model takes. 0
  * ok, -1 on error (in ctx; a log file that can't be written is TG_EIO). */
 TG_API int tg_fit(tg_module *m, tg_optim *o, const tg_task *task, const tg_dataset *train,
 		  const tg_dataset *val, const tg_dataset *test, const tg_train_opts *opts,

@@ -428,11 +428,26 @@ static int check_optim_fits(tg_ctx *ctx, const char *who, const tg_module *m, co
 	return -1;
 }
 
+/* ds as batches in train's sample shape, when one of the two is flat rows
+ * and the other shaped samples of their width (check_like): the model
+ * takes the shape it trains on, a net of convolutions as well as one that
+ * flattens. The copy shares ds's arrays. */
+static const tg_dataset *as_train(tg_dataset *copy, const tg_dataset *train,
+				  const tg_dataset *ds)
+{
+	if (!ds || (ds->ndim == 0) == (train->ndim == 0))
+		return ds;
+	*copy = *ds;
+	copy->ndim = train->ndim;
+	memcpy(copy->shape, train->shape, sizeof copy->shape);
+	return copy;
+}
+
 /* A set evaluated beside train (which) must hold samples of train's width
- * (and shape, when both are shaped: flat rows beside images suit a model
- * that flattens them) and as many targets each, or the model that trains
- * on one cannot take the other: found before the first step, not after an
- * epoch's updates. */
+ * (and shape, when both are shaped: flat rows beside images are batched in
+ * train's shape, as_train) and as many targets each, or the model that
+ * trains on one cannot take the other: found before the first step, not
+ * after an epoch's updates. */
 static int check_like(tg_ctx *ctx, const char *who, const tg_dataset *train,
 		      const tg_dataset *ds, const char *which)
 {
@@ -680,6 +695,7 @@ typedef struct run {
 	const tg_dataset *train;
 	const tg_dataset *val;      /* may be NULL */
 	const tg_dataset *test;     /* may be NULL */
+	tg_dataset val_as, test_as; /* val and test in train's sample shape (as_train) */
 	tg_train_opts opts;
 	tg_dtype dt;
 	int64_t batch;              /* rows the batcher draws a step (all ranks) */
@@ -1517,6 +1533,8 @@ static int fit(const char *who, tg_module *m, tg_optim *o, const tg_task *task,
 		      check_like(ctx, who, train, test, "test"))) ||
 	    plan(&r))
 		goto out_free;
+	r.val = val = as_train(&r.val_as, train, val);
+	r.test = test = as_train(&r.test_as, train, test);
 	/* a resumed run that fails before its first step stopped where it
 	 * resumed: the epochs and steps of the checkpoint are done */
 	mt.epoch = r.opts.start_epoch;

@@ -766,9 +766,30 @@ static void a_set_unlike_the_train_set_is_refused_before_a_step(void **state)
 	tg_dataset_free(&reg10);
 	tg_dataset_free(&reg);
 	tg_dataset_free(&reg2);
-	/* flat rows of the same width go */
+	/* flat rows of the same width go, batched as the train set's images:
+	 * to the MLP, and to a net that convolves them, as validation and test
+	 * sets (the test's confusion matrix takes a forward pass of a row) */
 	assert_int_equal(tg_dataset_reshape(f.ctx, &f.test, 0, NULL), 0);
 	assert_int_equal(tg_fit(m, f.opt, NULL, &f.train, &f.test, NULL, &to, &last), 0);
+	tg_mlp_opts mo = tg_mlp_defaults();
+	tg_module *cnn = tg_model_parse_image(f.ctx, "conv4:3-10", 1, 8, 8, &mo);
+	assert_non_null(cnn);
+	tg_tensor *cp[8];
+	size_t np = tg_module_params(cnn, cp, 8);
+	tg_optim_opts adam = tg_optim_defaults(TG_ADAM);
+	tg_optim *co = tg_optim_new(f.ctx, cp, np, &adam);
+	int64_t confusion[100];
+	to.confusion = confusion;
+	assert_int_equal(tg_fit(cnn, co, NULL, &f.train, &f.test, &f.test, &to, &last), 0);
+	/* the figures of the same rows as images */
+	tg_scores sc;
+	assert_int_equal(tg_dataset_reshape(f.ctx, &f.test, 3, (int64_t[]){ 1, 8, 8 }), 0);
+	assert_int_equal(tg_score(cnn, NULL, &f.test, 0, &sc, NULL), 0);
+	assert_near(last.val_loss, sc.loss, 0);
+	assert_near(last.test_acc, sc.acc, 0);
+	assert_true(sc.loss < 2.3); /* it learned something in the epoch */
+	tg_optim_free(co);
+	tg_module_free(cnn);
 	fixture_free(&f);
 }
 
