@@ -681,6 +681,19 @@ static int load_split(tg_ctx *ctx, data *d, const char *file, int64_t n_test,
 	return rc;
 }
 
+/* The file in demos/data of a data set shipped with the tree, or NULL. */
+static const char *shipped_file(const char *what)
+{
+	static const char *const files[][2] = { { "diabetes", "diabetes.csv" },
+						{ "breast-cancer", "breast_cancer.csv" },
+						{ "digits", "digits.csv.gz" },
+						{ "iris", "iris.csv" } };
+	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+		if (!strcmp(what, files[i][0]))
+			return files[i][1];
+	return NULL;
+}
+
 static int load_data(tg_ctx *ctx, const char *what, data *d)
 {
 	d->name = what;
@@ -693,7 +706,7 @@ static int load_data(tg_ctx *ctx, const char *what, data *d)
 		o.float_targets = true;
 		d->task.loss = TG_LOSS_MSE;
 		d->scaled = "features and target standardised on the training split";
-		return load_fixed(ctx, d, "diabetes.csv", &o, true);
+		return load_fixed(ctx, d, shipped_file(what), &o, true);
 	}
 	if (!strcmp(what, "breast-cancer")) {
 		tg_csv_options o = TG_CSV_DEFAULTS; /* the class (0 or 1) is last */
@@ -702,7 +715,7 @@ static int load_data(tg_ctx *ctx, const char *what, data *d)
 		d->task.loss = TG_LOSS_BCE_WITH_LOGITS;
 		d->class_names = cancer_names;
 		d->scaled = "features standardised on the training split";
-		return load_fixed(ctx, d, "breast_cancer.csv", &o, false);
+		return load_fixed(ctx, d, shipped_file(what), &o, false);
 	}
 	if (!strcmp(what, "fashion-mnist")) {
 		d->class_names = fashion_names;
@@ -717,11 +730,11 @@ static int load_data(tg_ctx *ctx, const char *what, data *d)
 	}
 	if (!strcmp(what, "digits")) {
 		d->class_names = NULL; /* the class numbers are the names */
-		return load_split(ctx, d, "digits.csv.gz", 360, tg_load_digits);
+		return load_split(ctx, d, shipped_file(what), 360, tg_load_digits);
 	}
 	if (!strcmp(what, "iris")) {
 		d->class_names = iris_names;
-		return load_split(ctx, d, "iris.csv", 30, tg_load_iris);
+		return load_split(ctx, d, shipped_file(what), 30, tg_load_iris);
 	}
 	if (access(what, R_OK)) {
 		usage_error("--data %s: no such data set or directory (fashion-mnist, digits, "
@@ -1186,24 +1199,20 @@ static void data_apart(const config *c)
 {
 	static const char *const idx[4] = { "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
 					    "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte" };
-	static const char *const shipped[4][2] = { { "diabetes", "diabetes.csv" },
-						   { "breast-cancer", "breast_cancer.csv" },
-						   { "digits", "digits.csv.gz" },
-						   { "iris", "iris.csv" } };
 	char files[8][PATH_MAX];
 	int n = 0;
-	for (int i = 0; i < 4; i++)
-		if (!strcmp(c->data, shipped[i][0]))
-			find_data(shipped[i][1], files[n++], sizeof files[0]);
-	const char *dir = !strcmp(c->data, "fashion-mnist") ? TG_FASHION_MNIST_DIR : c->data;
-	for (int i = 0; !n && i < 8; i++) {
-		int len = snprintf(files[i], sizeof files[0], "%s/%s%s", dir, idx[i / 2],
-				   i % 2 ? ".gz" : "");
-		if (len < 0 || (size_t)len >= sizeof files[0])
-			files[i][0] = 0;
+	if (shipped_file(c->data)) {
+		find_data(shipped_file(c->data), files[n++], sizeof files[0]);
+	} else {
+		const char *dir =
+			!strcmp(c->data, "fashion-mnist") ? TG_FASHION_MNIST_DIR : c->data;
+		for (; n < 8; n++) {
+			int len = snprintf(files[n], sizeof files[0], "%s/%s%s", dir, idx[n / 2],
+					   n % 2 ? ".gz" : "");
+			if (len < 0 || (size_t)len >= sizeof files[0])
+				files[n][0] = 0; /* no such path: nothing to keep apart */
+		}
 	}
-	if (!n)
-		n = 8;
 	const char *opt[3] = { "--save", "--log", "--step-log" };
 	const char *path[3] = { c->save, c->log, c->step_log };
 	for (int i = 0; i < 3; i++)

@@ -84,14 +84,13 @@ static int check_like_inputs(const call *c, tg_tensor *const *in, tg_tensor *con
  * to NULL on failure): the result array may be one of the arguments, as in
  * v <- H v. */
 static int begin(call *c, const char *who, tg_ctx *ctx, tg_fn f, void *user, int nin,
-		 tg_tensor *const *in, tg_tensor **res, int nres)
+		 tg_tensor *const *in, tg_tensor **res)
 {
 	memset(c, 0, sizeof *c);
 	c->who = who;
 	c->ctx = ctx;
 	if (!ctx || ctx->status != TG_OK)
 		return -1;
-	(void)nres;
 	if (!res) {
 		tg_fail(ctx, TG_ENULL, "%s: the result array is NULL", who);
 		return -1;
@@ -273,7 +272,7 @@ int tg_vjp(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in, tg_t
 	   tg_tensor **out, tg_tensor **vjp)
 {
 	call c;
-	if (begin(&c, "tg_vjp", ctx, f, user, nin, in, vjp, nin) == 0) {
+	if (begin(&c, "tg_vjp", ctx, f, user, nin, in, vjp) == 0) {
 		tg_tensor *dy = NULL;
 		if (v && check_tensor(&c, v, "v", 0) == 0) {
 			if (!tg_same_shape(v, c.y) || v->dtype != c.y->dtype) {
@@ -302,7 +301,7 @@ int tg_jvp(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in,
 	   tg_tensor *const *tangents, tg_tensor **out, tg_tensor **jvp)
 {
 	call c;
-	if (begin(&c, "tg_jvp", ctx, f, user, nin, in, jvp, 1) == 0 &&
+	if (begin(&c, "tg_jvp", ctx, f, user, nin, in, jvp) == 0 &&
 	    check_like_inputs(&c, in, tangents, "tangent") == 0) {
 		tg_tensor **t = copies(ctx, nin, tangents);
 		tg_tensor **g = tg_arena_alloc(ctx, (size_t)nin * sizeof *g);
@@ -322,7 +321,7 @@ int tg_hvp(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in,
 	   tg_tensor *const *v, tg_tensor **out, tg_tensor **hvp)
 {
 	call c;
-	if (begin(&c, "tg_hvp", ctx, f, user, nin, in, hvp, nin) == 0 &&
+	if (begin(&c, "tg_hvp", ctx, f, user, nin, in, hvp) == 0 &&
 	    check_scalar_output(&c) == 0 && check_like_inputs(&c, in, v, "v") == 0) {
 		tg_tensor **vs = copies(ctx, nin, v);
 		tg_tensor **g = tg_arena_alloc(ctx, (size_t)nin * sizeof *g);
@@ -382,7 +381,7 @@ int tg_jacobian(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in,
 		tg_tensor **jac)
 {
 	call c;
-	if (begin(&c, "tg_jacobian", ctx, f, user, nin, in, jac, nin) == 0) {
+	if (begin(&c, "tg_jacobian", ctx, f, user, nin, in, jac) == 0) {
 		size_t n = 0;
 		for (int i = 0; i < nin && ctx->status == TG_OK; i++) {
 			jac[i] = outer_shaped(&c, c.y, c.x[i], "Jacobian");
@@ -433,7 +432,7 @@ int tg_hessian(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in,
 			tg_fail(ctx, TG_EARG, "tg_hessian: %d inputs; at most 4096", nin);
 		return -1;
 	}
-	if (begin(&c, "tg_hessian", ctx, f, user, nin, in, hess, nres) == 0 &&
+	if (begin(&c, "tg_hessian", ctx, f, user, nin, in, hess) == 0 &&
 	    check_scalar_output(&c) == 0) {
 		for (int i = 0; i < nin && ctx->status == TG_OK; i++)
 			for (int j = 0; j < nin && ctx->status == TG_OK; j++)
