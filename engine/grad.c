@@ -188,7 +188,7 @@ static int to_shape_describe(const tg_node *n, char *buf, size_t size)
 }
 
 static const tg_op sum_to_op = { .name = "sum_to", .backward = sum_to_backward,
-				 .describe = to_shape_describe };
+				 .describe = to_shape_describe, .unread = TG_UNREAD_ALL };
 TG_OP_REGISTER(sum_to_op);
 
 tg_tensor *tg_sum_to(tg_tensor *x, int ndim, const int64_t *shape)
@@ -240,7 +240,7 @@ static void expand_backward(tg_node *n, tg_tensor *dout)
 }
 
 static const tg_op expand_op = { .name = "expand", .backward = expand_backward,
-				 .describe = to_shape_describe };
+				 .describe = to_shape_describe, .unread = TG_UNREAD_ALL };
 TG_OP_REGISTER(expand_op);
 
 tg_tensor *tg_expand(tg_tensor *x, int ndim, const int64_t *shape)
@@ -278,7 +278,8 @@ static void accumulate_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 1, dout);
 }
 
-static const tg_op accumulate_op = { .name = "accumulate", .backward = accumulate_backward };
+static const tg_op accumulate_op = { .name = "accumulate", .backward = accumulate_backward,
+				     .unread = TG_UNREAD_ALL };
 TG_OP_REGISTER(accumulate_op);
 
 /* Y = A + B elementwise; Y may be A (a leaf's buffer adding into itself). */

@@ -605,14 +605,19 @@ static inline bool stale_grad(const tg_ctx *ctx, const tg_tensor *dx)
 }
 
 /* Whether x's shape broadcasts to dx's (NumPy rules), so that dx sums back
- * to it over the broadcast axes. */
-static bool sums_to(const tg_tensor *dx, const tg_tensor *x)
+ * to it over the broadcast axes, and each axis summed away is one of the
+ * output y's, of its size (counted from the last): a gradient in the
+ * output's broadcast shape, not one of a rule that made up axes. */
+static bool sums_to(const tg_tensor *dx, const tg_tensor *x, const tg_tensor *y)
 {
 	if (x->ndim > dx->ndim)
 		return false;
-	for (int k = 1; k <= x->ndim; k++) {
-		int64_t d = dx->shape[dx->ndim - k], s = x->shape[x->ndim - k];
-		if (s != d && s != 1)
+	for (int k = 1; k <= dx->ndim; k++) {
+		int64_t d = dx->shape[dx->ndim - k];
+		int64_t s = k <= x->ndim ? x->shape[x->ndim - k] : 1;
+		if (s == d)
+			continue;
+		if (s != 1 || k > y->ndim || y->shape[y->ndim - k] != d)
 			return false;
 	}
 	return true;
@@ -644,12 +649,13 @@ static TG_SLOW void node_grad_checked(tg_node *n, int i, tg_tensor *dx)
 			tg_shape_fmt(dx->ndim, dx->shape, a), tg_dtype_name(x->dtype));
 		return;
 	}
-	if (!sums_to(dx, x)) {
+	if (!sums_to(dx, x, n->out)) {
+		char c[TG_SHAPE_STR];
 		tg_fail(ctx, TG_ESHAPE,
-			"backward of %s: gradient of input %d is %s, which does not sum to the "
-			"input's shape %s",
+			"backward of %s: gradient of input %d is %s, which is neither the input's "
+			"shape %s nor one that sums to it over axes of the output %s",
 			n->op->name, i, tg_shape_fmt(dx->ndim, dx->shape, a),
-			tg_shape_fmt(x->ndim, x->shape, b));
+			tg_shape_fmt(x->ndim, x->shape, b), tg_shape_fmt(n->out->ndim, n->out->shape, c));
 		return;
 	}
 	if (!tg_same_shape(dx, x)) {
@@ -797,8 +803,9 @@ void tg_zero_grads(tg_ctx *ctx)
 static bool versions_intact(const char *who, const tg_node *n)
 {
 	tg_ctx *ctx = n->out->ctx;
+	const unsigned unread = n->op->unread;
 	for (int i = 0; i < n->nin; i++) {
-		if (n->in[i]->version != n->in_version[i]) {
+		if (!(unread & 1u << i) && n->in[i]->version != n->in_version[i]) {
 			char buf[TG_SHAPE_STR];
 			tg_fail(ctx, TG_EVERSION,
 				"%s: input %d %s%s%s of %s was modified in place after the "
@@ -809,7 +816,7 @@ static bool versions_intact(const char *who, const tg_node *n)
 			return false;
 		}
 	}
-	if (n->out->version != n->out_version) {
+	if (!(unread & TG_UNREAD_OUTPUT) && n->out->version != n->out_version) {
 		tg_fail(ctx, TG_EVERSION,
 			"%s: the output of %s was modified in place after it was made", who,
 			n->op->name);

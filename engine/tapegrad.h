@@ -336,7 +336,15 @@ typedef struct tg_op {
 	/* Writes the op's constants into buf as snprintf does ("^ 2", "axis 1"),
 	 * from the node's attributes; NULL or a result <= 0: none. */
 	int (*describe)(const tg_node *n, char *buf, size_t size);
+	/* The tensors whose values the rule never reads, only their shapes:
+	 * bit i (1u << i) for input i, TG_UNREAD_OUTPUT for the output. Those
+	 * may be changed in place between the forward and the backward; any
+	 * other input or output so changed makes the backward TG_EVERSION.
+	 * 0 (left out): the rule may read every one. */
+	unsigned unread;
 } tg_op;
+#define TG_UNREAD_OUTPUT (1u << TG_MAX_INPUTS)
+#define TG_UNREAD_ALL ((1u << (TG_MAX_INPUTS + 1)) - 1) /* every input and the output */
 
 /* Records out as op applied to in[0..nin); attrs (may be NULL) are saved on
  * the node. Returns out (NULL if out or any input is NULL or on error). */
@@ -347,7 +355,9 @@ TG_API tg_tensor *tg_node_output(const tg_node *n);         /* borrowed */
 TG_API double tg_node_attr(const tg_node *n, int i);
 TG_API bool tg_node_needs_grad(const tg_node *n, int i);
 /* Hands input i its gradient dx. dx may have the output's broadcast shape:
- * it is summed back to the input's shape. A NULL dx (an op of the rule
+ * it is summed back to the input's shape. A shape that is neither the
+ * input's nor sums to it over axes of the output (counted from the last,
+ * of the output's sizes) is TG_ESHAPE. A NULL dx (an op of the rule
  * failed) is TG_ENULL unless an error is already set. */
 TG_API void tg_node_grad(tg_node *n, int i, tg_tensor *dx);
 /* For a rule that can write input i's gradient itself (a product's kernel

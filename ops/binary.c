@@ -252,7 +252,8 @@ static void add_backward(tg_node *n, tg_tensor *dout)
 /* operands of a commutative op have no roles */
 static const char *const commutes[] = { "", "" };
 
-static const tg_op add_op = { .name = "add", .backward = add_backward, .inputs = commutes };
+static const tg_op add_op = { .name = "add", .backward = add_backward, .inputs = commutes,
+			      .unread = TG_UNREAD_ALL };
 TG_OP_REGISTER(add_op);
 
 tg_tensor *tg_add(tg_tensor *a, tg_tensor *b) { return add_forward(&add_op, "tg_add", a, b); }
@@ -269,7 +270,8 @@ static void sub_backward(tg_node *n, tg_tensor *dout)
 }
 
 static const tg_op sub_op = { .name = "sub", .backward = sub_backward,
-			      .inputs = (const char *const[]){ "minuend", "subtrahend" } };
+			      .inputs = (const char *const[]){ "minuend", "subtrahend" },
+			      .unread = TG_UNREAD_ALL };
 TG_OP_REGISTER(sub_op);
 
 tg_tensor *tg_sub(tg_tensor *a, tg_tensor *b) { return sub_forward(&sub_op, "tg_sub", a, b); }
@@ -647,9 +649,9 @@ static int pow_describe(const tg_node *n, char *buf, size_t size)
 }
 
 static const tg_op add_scalar_op = { .name = "add_scalar", .backward = add_scalar_backward,
-				     .describe = add_scalar_describe };
+				     .describe = add_scalar_describe, .unread = TG_UNREAD_ALL };
 static const tg_op mul_scalar_op = { .name = "mul_scalar", .backward = mul_scalar_backward,
-				     .describe = mul_scalar_describe };
+				     .describe = mul_scalar_describe, .unread = TG_UNREAD_ALL };
 static const tg_op pow_op = { .name = "pow", .backward = pow_backward,
 			      .inputs = (const char *const[]){ "base" }, .describe = pow_describe };
 TG_OP_REGISTER(add_scalar_op);

@@ -1544,10 +1544,10 @@ static void avg_pool2d_backward_backward(tg_node *n, tg_tensor *dx)
 }
 
 static const tg_op avg_pool2d_op = { .name = "avg_pool2d", .backward = avg_pool2d_backward,
-				     .describe = pool_describe };
+				     .describe = pool_describe, .unread = TG_UNREAD_ALL };
 static const tg_op avg_pool2d_backward_op = { .name = "avg_pool2d_backward",
 					      .backward = avg_pool2d_backward_backward,
-					      .describe = pool_describe };
+					      .describe = pool_describe, .unread = TG_UNREAD_ALL };
 TG_OP_REGISTER(avg_pool2d_op);
 TG_OP_REGISTER(avg_pool2d_backward_op);
 

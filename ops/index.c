@@ -149,9 +149,9 @@ static int index_add_describe(const tg_node *n, char *buf, size_t size)
 }
 
 static const tg_op index_select_op = { .name = "index_select", .backward = index_select_backward,
-				       .describe = select_describe };
+				       .describe = select_describe, .unread = TG_UNREAD_ALL };
 static const tg_op index_add_op = { .name = "index_add", .backward = index_add_backward,
-				    .describe = index_add_describe };
+				    .describe = index_add_describe, .unread = TG_UNREAD_ALL };
 TG_OP_REGISTER(index_select_op);
 TG_OP_REGISTER(index_add_op);
 

@@ -428,7 +428,8 @@ static void transpose_backward(tg_node *n, tg_tensor *dout)
 	TG_NODE_GRAD_INTO(n, 0, tg_transpose(dout));
 }
 
-static const tg_op transpose_op = { .name = "transpose", .backward = transpose_backward };
+static const tg_op transpose_op = { .name = "transpose", .backward = transpose_backward,
+				    .unread = TG_UNREAD_ALL };
 TG_OP_REGISTER(transpose_op);
 
 tg_tensor *tg_transpose(tg_tensor *x)
@@ -466,7 +467,7 @@ static int reshape_describe(const tg_node *n, char *buf, size_t size)
 }
 
 static const tg_op reshape_op = { .name = "reshape", .backward = reshape_backward,
-				  .describe = reshape_describe };
+				  .describe = reshape_describe, .unread = TG_UNREAD_ALL };
 TG_OP_REGISTER(reshape_op);
 
 /* Resolves shape (one entry may be -1) for x's element count into out;

@@ -398,12 +398,12 @@ static void sum_backward(tg_node *n, tg_tensor *dout)
 	TG_NODE_GRAD_INTO(n, 0, tg_expand(unreduce(n, dout), x->ndim, x->shape));
 }
 
-static const tg_op sum_op = { .name = "sum", .backward = sum_backward };
-static const tg_op mean_op = { .name = "mean", .backward = sum_backward };
+static const tg_op sum_op = { .name = "sum", .backward = sum_backward, .unread = TG_UNREAD_ALL };
+static const tg_op mean_op = { .name = "mean", .backward = sum_backward, .unread = TG_UNREAD_ALL };
 static const tg_op sum_axis_op = { .name = "sum_axis", .backward = sum_backward,
-				   .describe = axis_describe };
+				   .describe = axis_describe, .unread = TG_UNREAD_ALL };
 static const tg_op mean_axis_op = { .name = "mean_axis", .backward = sum_backward,
-				    .describe = axis_describe };
+				    .describe = axis_describe, .unread = TG_UNREAD_ALL };
 TG_OP_REGISTER(sum_op);
 TG_OP_REGISTER(mean_op);
 TG_OP_REGISTER(sum_axis_op);

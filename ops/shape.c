@@ -71,7 +71,8 @@ static void permute_backward(tg_node *n, tg_tensor *dout)
 	TG_NODE_GRAD_INTO(n, 0, permute(dout, inv));
 }
 
-static const tg_op permute_op = { .name = "permute", .backward = permute_backward };
+static const tg_op permute_op = { .name = "permute", .backward = permute_backward,
+				  .unread = TG_UNREAD_ALL };
 TG_OP_REGISTER(permute_op);
 
 /* x permuted by perm, a checked permutation of x's ndim axes. */
@@ -276,8 +277,10 @@ static void pad_backward(tg_node *n, tg_tensor *dout)
 	TG_NODE_GRAD_INTO(n, 0, slice(dout, axis, (int64_t)tg_node_attr(n, 1), x->shape[axis]));
 }
 
-static const tg_op slice_op = { .name = "slice", .backward = slice_backward };
-static const tg_op pad_axis_op = { .name = "pad_axis", .backward = pad_backward };
+static const tg_op slice_op = { .name = "slice", .backward = slice_backward,
+				.unread = TG_UNREAD_ALL };
+static const tg_op pad_axis_op = { .name = "pad_axis", .backward = pad_backward,
+				   .unread = TG_UNREAD_ALL };
 TG_OP_REGISTER(slice_op);
 TG_OP_REGISTER(pad_axis_op);
 
@@ -401,8 +404,10 @@ static void stack_backward(tg_node *n, tg_tensor *dout)
 			TG_NODE_GRAD_INTO(n, i, unstack(dout, axis, i, n->in[i]));
 }
 
-static const tg_op concat_op = { .name = "concat", .backward = concat_backward };
-static const tg_op stack_op = { .name = "stack", .backward = stack_backward };
+static const tg_op concat_op = { .name = "concat", .backward = concat_backward,
+				 .unread = TG_UNREAD_ALL };
+static const tg_op stack_op = { .name = "stack", .backward = stack_backward,
+				.unread = TG_UNREAD_ALL };
 TG_OP_REGISTER(concat_op);
 TG_OP_REGISTER(stack_op);
 

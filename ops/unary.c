@@ -259,7 +259,7 @@ static void neg_backward(tg_node *n, tg_tensor *dout)
 	TG_NODE_GRAD_INTO(n, 0, tg_neg(dout));
 }
 
-static const tg_op neg_op = { .name = "neg", .backward = neg_backward };
+static const tg_op neg_op = { .name = "neg", .backward = neg_backward, .unread = TG_UNREAD_ALL };
 TG_OP_REGISTER(neg_op);
 
 tg_tensor *tg_neg(tg_tensor *x) { return UNARY(&neg_op, "tg_neg", x, neg, NULL, 0); }

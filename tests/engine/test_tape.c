@@ -121,6 +121,36 @@ static void a_parameter_changed_between_forward_and_backward_is_an_error(void **
 	tg_ctx_free(ctx);
 }
 
+/* Rules that read only shapes (add's, sum's, reshape's, ...) let their
+ * tensors change in place before the backward, as PyTorch's unsaved ones;
+ * a rule that reads a changed value (exp's reads its output) refuses. */
+static void values_no_rule_reads_may_change_in_place(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *w = tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2, 3), (double[]){ 1, 2, 3, 4, 5, 6 }));
+	tg_tensor *x = tg_param(tg_from_f64(ctx, TG_F64, SHAPE(3), (double[]){ 7, 8, 9 }));
+	tg_tensor *a = tg_add(w, x);
+	tg_tensor *b = tg_reshape(tg_transpose(a), SHAPE(6));
+	tg_tensor *c = tg_sub(tg_mul_scalar(b, 2), tg_slice(b, 0, 0, 6));
+	tg_tensor *s = tg_sum(tg_add_scalar(tg_neg(c), 1));
+	tg_tensor *changed[] = { w, x, a, b, c };
+	for (size_t i = 0; i < sizeof changed / sizeof *changed; i++)
+		((double *)tg_data_mut(changed[i]))[0] = -100;
+	assert_int_equal(tg_backward(s), 0);
+	for (int i = 0; i < 6; i++)
+		assert_near(tg_get(tg_grad(w), (size_t)i), -1, 0);
+	for (int i = 0; i < 3; i++)
+		assert_near(tg_get(tg_grad(x), (size_t)i), -2, 0);
+
+	tg_tensor *e = tg_exp(x);
+	tg_tensor *t = tg_sum(e);
+	((double *)tg_data_mut(e))[1] = 0;
+	assert_int_equal(tg_backward(t), -1);
+	assert_error(ctx, TG_EVERSION, "the output of exp was modified in place");
+	tg_ctx_free(ctx);
+}
+
 static void backward_of_a_non_scalar_needs_an_upstream_gradient(void **state)
 {
 	(void)state;
@@ -784,6 +814,7 @@ int main(void)
 		cmocka_unit_test(parameter_gradients_survive_reset_and_steps_reuse_them),
 		cmocka_unit_test(grad_mode_off_records_nothing),
 		cmocka_unit_test(step_leaves_get_gradients_when_asked),
+		cmocka_unit_test(values_no_rule_reads_may_change_in_place),
 		cmocka_unit_test(a_parameter_changed_between_forward_and_backward_is_an_error),
 		cmocka_unit_test(backward_of_a_non_scalar_needs_an_upstream_gradient),
 		cmocka_unit_test(create_graph_makes_the_gradient_differentiable),

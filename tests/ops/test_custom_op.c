@@ -142,6 +142,13 @@ static void other_shape_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, tg_ones(tg_ctx_of(dout), TG_F64, 2, (int64_t[]){ 3, 1 }));
 }
 
+/* a gradient in a shape that sums to the input's, over an axis the output
+ * (of the input's shape) does not have */
+static void made_up_axis_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_node_grad(n, 0, tg_expand(dout, 2, (int64_t[]){ 7, 2 }));
+}
+
 static void null_gradient_backward(tg_node *n, tg_tensor *dout)
 {
 	(void)dout;
@@ -165,6 +172,7 @@ static const tg_op past_the_inputs_op = { .name = "past_the_inputs",
 static const tg_op other_dtype_op = { .name = "other_dtype", .backward = other_dtype_backward };
 static const tg_op other_ctx_op = { .name = "other_ctx", .backward = other_ctx_backward };
 static const tg_op other_shape_op = { .name = "other_shape", .backward = other_shape_backward };
+static const tg_op made_up_axis_op = { .name = "made_up_axis", .backward = made_up_axis_backward };
 static const tg_op null_gradient_op = { .name = "null_gradient",
 					.backward = null_gradient_backward };
 
@@ -388,8 +396,11 @@ static void a_rule_that_gives_a_wrong_gradient_is_named(void **state)
 		{ &other_ctx_op, TG_ECTX,
 		  "backward of other_ctx: the gradient of input 0 belongs to another context" },
 		{ &other_shape_op, TG_ESHAPE,
-		  "backward of other_shape: gradient of input 0 is (3,1), which does not sum to the "
-		  "input's shape (2,)" },
+		  "backward of other_shape: gradient of input 0 is (3,1), which is neither the "
+		  "input's shape (2,) nor one that sums to it over axes of the output (2,)" },
+		{ &made_up_axis_op, TG_ESHAPE,
+		  "backward of made_up_axis: gradient of input 0 is (7,2), which is neither the "
+		  "input's shape (2,) nor one that sums to it over axes of the output (2,)" },
 		{ &null_gradient_op, TG_ENULL,
 		  "backward of null_gradient: the gradient of input 0 is NULL and no error was "
 		  "recorded" },
