@@ -527,6 +527,10 @@ static tg_module *bad_piece(tg_ctx *ctx, const piece *p, const char *why)
 		       p->index, p->text, why);
 }
 
+/* Whether s starts as a number written plainly does: strtol and strtod
+ * also take leading white space (and strtol a sign where none belongs). */
+static bool starts_digit(const char *s) { return *s >= '0' && *s <= '9'; }
+
 /* Word i as a positive size; false after recording why not. */
 static bool size_word(tg_ctx *ctx, const piece *p, int i, int64_t *out)
 {
@@ -539,7 +543,7 @@ static bool size_word(tg_ctx *ctx, const piece *p, int i, int64_t *out)
 	char *end;
 	errno = 0;
 	long long v = strtoll(p->word[i], &end, 10);
-	if (end == p->word[i] || *end || errno || v <= 0 || v > INT32_MAX) {
+	if (!starts_digit(p->word[i]) || *end || errno || v <= 0 || v > INT32_MAX) {
 		snprintf(why, sizeof why, "size %d \"%s\" must be an integer from 1 to %d", i,
 			 p->word[i], INT32_MAX);
 		bad_piece(ctx, p, why);
@@ -557,8 +561,9 @@ static bool num_word(tg_ctx *ctx, const piece *p, int i, double def, double *out
 		return true;
 	}
 	char *end;
-	double v = tg_c_strtod(p->word[i], &end);
-	if (end == p->word[i] || *end || !isfinite(v)) {
+	const char *w = p->word[i];
+	double v = tg_c_strtod(w, &end);
+	if (end == w || *end || !isfinite(v) || !(starts_digit(w) || strchr("+-.", *w))) {
 		char why[96];
 		snprintf(why, sizeof why, "\"%s\" is not a number", p->word[i]);
 		bad_piece(ctx, p, why);
@@ -599,7 +604,7 @@ static bool pair_word(tg_ctx *ctx, const piece *p, int i, int min, int def, bool
 		char *end;
 		errno = 0;
 		long v = strtol(s, &end, 10);
-		if (end == s || errno || v < min || v > INT_MAX || (*end && *end != 'x') ||
+		if (!starts_digit(s) || errno || v < min || v > INT_MAX || (*end && *end != 'x') ||
 		    (*end == 'x' && side == 1)) {
 			char why[128];
 			snprintf(why, sizeof why, "value %d \"%s\" must be an integer from %d to %d%s",

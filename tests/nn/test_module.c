@@ -1050,6 +1050,15 @@ static void cnn_misuse_is_a_named_error(void **state)
 	    {"maxpool", "the window size is missing"},
 	    {"maxpool:3:1:2", "padding must be at most half the window"},
 	    {"avgpool:2x3", "square windows"},
+	    /* numbers written plainly: no white space or sign for strtol to skip */
+	    {"conv:4:6: 3", "value 3 \" 3\" must be an integer from 1"},
+	    {"conv:4:6:3x 5", "value 3 \"3x 5\""},
+	    {"conv:4:6:3x+5", "value 3 \"3x+5\""},
+	    {"conv:4:6:+3", "value 3 \"+3\""},
+	    {"conv:4:6:3:1:-0", "value 5 \"-0\" must be an integer from 0"},
+	    {"maxpool:\t2", "must be an integer from 1"},
+	    {"linear: 4:6", "size 1 \" 4\" must be an integer from 1"},
+	    {"linear:4:6,bn:6: 1e-5", "\" 1e-5\" is not a number"},
 	};
 	for (size_t i = 0; i < LEN(full); i++) {
 		assert_null(tg_model_parse(ctx, full[i].arch, NULL));
