@@ -78,8 +78,9 @@ typedef enum {
 	TG_EARG,     /* a bad value (axis, index, label, option) */
 	TG_ENOMEM,   /* allocation failed or the arena limit was reached */
 	TG_ESTALE,   /* a tensor used after the tg_reset that freed it */
-	TG_EVERSION, /* a saved tensor was modified in place before backward */
-	TG_ECTX,     /* tensors of two contexts in one op */
+	TG_EVERSION, /* a tensor a backward rule reads was modified in place */
+	TG_ECTX,     /* tensors of two contexts in one op: recorded in the
+		      * context of the first (another thread may own the other) */
 	TG_EANOMALY, /* anomaly mode: a NaN or Inf appeared */
 	TG_EIO,      /* a file could not be read or written */
 	TG_EFORMAT,  /* a file's contents are not what they should be */
