@@ -32,6 +32,7 @@
 
 #include <cblas.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -304,7 +305,33 @@ typedef struct run {
 } run;
 
 static run R;
-static FILE *losses; /* --losses: every iteration's loss, exactly */
+static FILE *losses;             /* --losses: every iteration's loss, exactly */
+static const char *losses_path;  /* its name, for the messages */
+static int losses_errno;         /* the first failed write's errno; 0 when none */
+
+/* --losses: one iteration's loss; a failed write is reported by close_losses */
+static void log_loss(const tg_tensor *loss)
+{
+	if (losses && loss && fprintf(losses, "%a\n", tg_item(loss)) < 0 && !losses_errno)
+		losses_errno = errno ? errno : EIO;
+}
+
+/* Closes the --losses file: 0, or -1 after saying which write failed. */
+static int close_losses(void)
+{
+	if (!losses)
+		return 0;
+	if (ferror(losses) && !losses_errno)
+		losses_errno = EIO;
+	errno = 0;
+	if (fclose(losses) && !losses_errno)
+		losses_errno = errno ? errno : EIO;
+	losses = NULL;
+	if (!losses_errno)
+		return 0;
+	fprintf(stderr, "tg_bench: writing --losses %s: %s\n", losses_path, strerror(losses_errno));
+	return -1;
+}
 
 static void mark_start(void)
 {
@@ -432,8 +459,7 @@ static NOINLINE int train(tg_ctx *ctx, const tg_dataset *ds, const train_spec *s
 		tg_optim_zero_grad(opt);
 		tg_backward(loss);
 		tg_optim_step(opt);
-		if (losses && loss)
-			fprintf(losses, "%a\n", tg_item(loss));
+		log_loss(loss);
 		if (it >= total - LAST_LOSS && loss) {
 			loss_sum += tg_item(loss);
 			loss_n++;
@@ -577,8 +603,9 @@ static int parse_spec(const char *line)
 	long long iters = 100;
 	bool iters_ok = true;
 	if (n == 8) {
+		errno = 0;
 		iters = strtoll(tok[7], &end, 10);
-		iters_ok = end != tok[7] && !*end && iters >= 1;
+		iters_ok = end != tok[7] && !*end && !errno && iters >= 1 && iters <= INT_MAX;
 	}
 	bool dt_ok = !strcmp(tok[5], "f32") || !strcmp(tok[5], "f64");
 	const bool ok[] = { *tok[0] != 0, arch_ok, act >= 0, opt >= 0, batch_ok, dt_ok, loss >= 0,
@@ -742,8 +769,7 @@ static NOINLINE int suite_train(tg_ctx *ctx, const suite_spec *s, long long tota
 		tg_optim_zero_grad(opt);
 		tg_backward(loss);
 		tg_optim_step(opt);
-		if (losses && loss)
-			fprintf(losses, "%a\n", tg_item(loss));
+		log_loss(loss);
 		if (it >= total - LAST_LOSS && loss) {
 			loss_sum += tg_item(loss);
 			loss_n++;
@@ -834,8 +860,7 @@ static NOINLINE int cnn_train(tg_ctx *ctx, const tg_dataset *ds, long long total
 		tg_optim_zero_grad(opt);
 		tg_backward(loss);
 		tg_optim_step(opt);
-		if (losses && loss)
-			fprintf(losses, "%a\n", tg_item(loss));
+		log_loss(loss);
 		if (it >= total - LAST_LOSS && loss) {
 			loss_sum += tg_item(loss);
 			loss_n++;
@@ -978,8 +1003,7 @@ static NOINLINE int img_cnn_train(tg_ctx *ctx, const img_conv *L, int nl, long l
 		tg_optim_zero_grad(opt);
 		tg_backward(loss);
 		tg_optim_step(opt);
-		if (losses && loss)
-			fprintf(losses, "%a\n", tg_item(loss));
+		log_loss(loss);
 		if (it >= total - LAST_LOSS && loss) {
 			loss_sum += tg_item(loss);
 			loss_n++;
@@ -1237,18 +1261,47 @@ static const char usage_text[] =
 	"    ACT relu sigmoid tanh leaky_relu elu gelu silu softplus, OPTIMIZER sgd\n"
 	"    momentum nesterov adagrad rmsprop adam, DTYPE f32 f64, LOSS ce mse bce;\n"
 	"    suite-list then prints its line alone.\n"
-	"--losses FILE writes each training iteration's loss as a hexadecimal float.\n";
+	"--losses FILE writes each training iteration's loss as a hexadecimal float.\n"
+	"--iters and --epochs take 1 to 2147483647, --threads 1 to 64, --seed 0 or more.\n";
 
-static long long number(const char *opt, const char *s)
+/* The value of option opt, a whole number from lo to hi; exits 2 otherwise. */
+static long long number(const char *opt, const char *s, long long lo, long long hi)
 {
 	char *end;
 	errno = 0;
-	long long v = s ? strtoll(s, &end, 10) : -1;
-	if (!s || end == s || *end || errno || v < 0) {
-		fprintf(stderr, "tg_bench: %s needs a non-negative integer\n\n%s", opt, usage_text);
+	long long v = s ? strtoll(s, &end, 10) : 0;
+	if (!s || end == s || *end || errno || v < lo || v > hi) {
+		fprintf(stderr, "tg_bench: %s needs a whole number from %lld to %lld%s%s%s\n\n%s",
+			opt, lo, hi, s ? ", not '" : "", s ? s : "", s ? "'" : "", usage_text);
 		exit(2);
 	}
 	return v;
+}
+
+/* The workloads main runs, but for the suite's (suite_find) */
+static const char *const WORKLOAD_NAMES[] = {
+	"w1", "w1-f64", "w2", "w3", "w4-scalar", "w4-sigmoid", "cnn", "cnn-bn", "cnn-dws",
+	"conv-layers", "floor-w1", "floor-w1-f64", "floor-w2", "floor-w3", "suite-list",
+};
+
+static bool known_workload(const char *w)
+{
+	if (suite_find(w))
+		return true;
+	for (size_t i = 0; i < sizeof WORKLOAD_NAMES / sizeof WORKLOAD_NAMES[0]; i++)
+		if (!strcmp(w, WORKLOAD_NAMES[i]))
+			return true;
+	return false;
+}
+
+/* The end of a run: closes --losses, prints the RESULT line; the exit status. */
+static int finish(int rc)
+{
+	if (close_losses())
+		rc = 1;
+	R.error = rc ? "yes" : NULL;
+	report();
+	return rc ? 1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -1301,33 +1354,48 @@ int main(int argc, char **argv)
 	for (int i = 2; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!strcmp(a, "--iters"))
-			iters = number(a, v), i++;
+			iters = number(a, v, 1, INT_MAX), i++;
 		else if (!strcmp(a, "--epochs"))
-			epochs = number(a, v), i++;
+			epochs = number(a, v, 1, INT_MAX), i++;
 		else if (!strcmp(a, "--threads"))
-			threads = number(a, v), i++;
+			threads = number(a, v, 1, TG_MAX_THREADS), i++;
 		else if (!strcmp(a, "--seed"))
-			seed = number(a, v), i++;
-		else if (!strcmp(a, "--data") && v)
-			dir = v, i++;
-		else if (!strcmp(a, "--losses") && v) {
-			if (losses)
-				fclose(losses);
-			losses = fopen(v, "w");
-			if (!losses) {
-				fprintf(stderr, "tg_bench: %s: %s\n", v, strerror(errno));
+			seed = number(a, v, 0, LLONG_MAX), i++;
+		else if (!strcmp(a, "--data") || !strcmp(a, "--losses")) {
+			if (!v) {
+				fprintf(stderr, "tg_bench: %s needs a value\n\n%s", a, usage_text);
 				return 2;
 			}
+			*(!strcmp(a, "--data") ? &dir : &losses_path) = v;
 			i++;
-		}
-		else {
+		} else {
 			fprintf(stderr, "tg_bench: unknown option %s\n\n%s", a, usage_text);
 			return 2;
 		}
 	}
-	if (threads < 1) {
-		fprintf(stderr, "tg_bench: --threads must be at least 1\n");
+	if (!known_workload(w)) {
+		fprintf(stderr, "tg_bench: unknown workload %s\n\n%s", w, usage_text);
 		return 2;
+	}
+	if (!strcmp(w, "suite-list")) {
+		/* the table, or only --spec's workload when there is one */
+		size_t n = custom.name ? 1 : sizeof SUITE / sizeof SUITE[0];
+		for (size_t i = 0; i < n; i++) {
+			const suite_spec *s = custom.name ? &custom : &SUITE[i];
+			printf("%s %s %s %d %lld %s %d %lld\n", s->name, s->arch, s->act,
+			       (int)s->opt, (long long)s->batch, s->dt == TG_F64 ? "f64" : "f32",
+			       (int)s->loss, s->iters);
+		}
+		return 0;
+	}
+	/* opened only now that the arguments are known good: a mistake in them
+	 * leaves the file as it was */
+	if (losses_path) {
+		losses = fopen(losses_path, "w");
+		if (!losses) {
+			fprintf(stderr, "tg_bench: --losses %s: %s\n", losses_path, strerror(errno));
+			return 2;
+		}
 	}
 	R.workload = w;
 	R.dtype = strstr(w, "f64") ? "f64" : "f32";
@@ -1345,9 +1413,7 @@ int main(int argc, char **argv)
 		if (rc)
 			fprintf(stderr, "tg_bench: %s: %s\n", w, tg_error(ctx));
 		tg_ctx_free(ctx);
-		R.error = rc ? "yes" : NULL;
-		report();
-		return rc ? 1 : 0;
+		return finish(rc);
 	}
 	if (!strcmp(w, "cnn")) {
 		tg_ctx *ctx = tg_ctx_new_with((uint64_t)seed, &counting);
@@ -1369,11 +1435,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "tg_bench: cnn: %s\n", tg_error(ctx));
 		tg_dataset_free(&train_set);
 		tg_ctx_free(ctx);
-		if (losses && fclose(losses))
-			rc = 1;
-		R.error = rc ? "yes" : NULL;
-		report();
-		return rc ? 1 : 0;
+		return finish(rc);
 	}
 	if (!strcmp(w, "cnn-bn") || !strcmp(w, "cnn-dws")) {
 		tg_ctx *ctx = tg_ctx_new_with((uint64_t)seed, &counting);
@@ -1388,11 +1450,7 @@ int main(int argc, char **argv)
 		if (rc)
 			fprintf(stderr, "tg_bench: %s: %s\n", w, tg_error(ctx));
 		tg_ctx_free(ctx);
-		if (losses && fclose(losses))
-			rc = 1;
-		R.error = rc ? "yes" : NULL;
-		report();
-		return rc ? 1 : 0;
+		return finish(rc);
 	}
 	if (!strcmp(w, "conv-layers")) {
 		tg_ctx *ctx = tg_ctx_new_with((uint64_t)seed, &counting);
@@ -1403,20 +1461,7 @@ int main(int argc, char **argv)
 		if (rc)
 			fprintf(stderr, "tg_bench: conv-layers: %s\n", tg_error(ctx));
 		tg_ctx_free(ctx);
-		R.error = rc ? "yes" : NULL;
-		report();
-		return rc ? 1 : 0;
-	}
-	if (!strcmp(w, "suite-list")) {
-		/* the table, or only --spec's workload when there is one */
-		size_t n = custom.name ? 1 : sizeof SUITE / sizeof SUITE[0];
-		for (size_t i = 0; i < n; i++) {
-			const suite_spec *s = custom.name ? &custom : &SUITE[i];
-			printf("%s %s %s %d %lld %s %d %lld\n", s->name, s->arch, s->act,
-			       (int)s->opt, (long long)s->batch, s->dt == TG_F64 ? "f64" : "f32",
-			       (int)s->loss, s->iters);
-		}
-		return 0;
+		return finish(rc);
 	}
 
 	bool is_floor = !strncmp(w, "floor-", 6);
@@ -1504,11 +1549,5 @@ int main(int argc, char **argv)
 			fprintf(stderr, "tg_bench: %s: %s\n", w, tg_error(ctx));
 		tg_ctx_free(ctx);
 	}
-	if (losses && fclose(losses)) {
-		fprintf(stderr, "tg_bench: writing --losses: %s\n", strerror(errno));
-		rc = 1;
-	}
-	R.error = rc ? "yes" : NULL;
-	report();
-	return rc ? 1 : 0;
+	return finish(rc);
 }

@@ -30,6 +30,7 @@
 #include "blas_choose.h"
 
 #include <cblas.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,9 +154,20 @@ static void measure_under(const char *self, blas_run *run)
 	run->passed = true;
 }
 
-int main(int argc, char **argv)
+static const char usage[] =
+	"usage: blas_probe [--check | --measure]\n"
+	"  blas_probe            print the OPENBLAS_CORETYPE to set, nothing to keep the\n"
+	"                        current kernel (exit 1 only if no kernel passes)\n"
+	"  blas_probe --check    self-check the kernel this process runs; print it\n"
+	"  blas_probe --measure  self-check and time it; print \"kernel pass sgemm dgemm\"\n";
+
+static int probe(int argc, char **argv)
 {
 	char msg[256];
+	if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+		fputs(usage, stdout);
+		return 0;
+	}
 	if (argc == 2 && (!strcmp(argv[1], "--check") || !strcmp(argv[1], "--measure"))) {
 		int rc = tg_blas_selfcheck(msg, sizeof msg);
 		if (!strcmp(argv[1], "--check")) {
@@ -171,7 +183,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (argc != 1) {
-		fprintf(stderr, "usage: blas_probe [--check | --measure]\n");
+		fputs(usage, stderr);
 		return 2;
 	}
 	const char *current = openblas_get_corename();
@@ -239,4 +251,16 @@ int main(int argc, char **argv)
 			runs[k].name);
 	printf("%s\n", runs[k].name);
 	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int rc = probe(argc, argv);
+	/* stdout is the answer a script reads: one lost must not pass for
+	 * "keep the current kernel" */
+	if (fflush(stdout) || ferror(stdout)) {
+		fprintf(stderr, "blas_probe: writing to stdout: %s\n", strerror(errno));
+		return 1;
+	}
+	return rc;
 }

@@ -16,6 +16,8 @@
  */
 #include "tapegrad.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -426,7 +428,24 @@ static double step(bench *b, const workload *w)
 	return l;
 }
 
-static const char usage[] = "usage: ops_bench NAME [--iters N] [--threads T] | --list\n";
+static const char usage[] =
+	"usage: ops_bench NAME [--iters N] [--threads T] | --list\n"
+	"N from 1 to 2147483647 (the workload's own count by default), T from 1 to 64 (1).\n";
+
+/* The value of option opt, a whole number from lo to hi; -1 after saying
+ * what is wrong. */
+static long option(const char *opt, const char *s, long lo, long hi)
+{
+	char *end;
+	errno = 0;
+	long v = s ? strtol(s, &end, 10) : 0;
+	if (!s || end == s || *end || errno || v < lo || v > hi) {
+		fprintf(stderr, "ops_bench: %s needs a whole number from %ld to %ld%s%s%s\n%s", opt,
+			lo, hi, s ? ", not '" : "", s ? s : "", s ? "'" : "", usage);
+		return -1;
+	}
+	return v;
+}
 
 int main(int argc, char **argv)
 {
@@ -448,16 +467,19 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	int iters = w->iters, threads = 1;
-	for (int i = 2; i < argc; i++) {
-		char *end = NULL;
-		long v = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
-		if (!end || *end || v < 1 ||
-		    (strcmp(argv[i], "--iters") && strcmp(argv[i], "--threads"))) {
-			fputs(usage, stderr);
+	for (int i = 2; i < argc; i += 2) {
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		long n;
+		if (!strcmp(argv[i], "--iters"))
+			n = iters = (int)option(argv[i], v, 1, INT_MAX);
+		else if (!strcmp(argv[i], "--threads"))
+			n = threads = (int)option(argv[i], v, 1, TG_MAX_THREADS);
+		else {
+			fprintf(stderr, "ops_bench: unknown option %s\n%s", argv[i], usage);
 			return 2;
 		}
-		*(!strcmp(argv[i], "--iters") ? &iters : &threads) = (int)v;
-		i++;
+		if (n < 0)
+			return 2;
 	}
 	bench b = { .ctx = tg_ctx_new(1) };
 	if (!b.ctx)
