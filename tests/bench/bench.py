@@ -20,6 +20,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -161,21 +162,70 @@ class Stat:
         return default
 
 
+def usage_error(prog, msg):
+    """A mistake on the command line: the message, exit status 2 (as argparse)."""
+    print(f"{prog}: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_only(prog, only, valid):
+    """--only's names, a set; a usage error naming those that are not in valid."""
+    names = {n for n in only.split(",") if n}
+    bad = sorted(names - set(valid))
+    if bad or not names:
+        usage_error(prog, f"--only: unknown workload{'s' if len(bad) > 1 else ''} "
+                          f"{', '.join(bad) or repr(only)}; valid: {', '.join(valid)}")
+    return names
+
+
+def positive(text):
+    """argparse type: a whole number from 1 to 2^31 - 1 (the C programs' int)."""
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if not 1 <= v <= 2**31 - 1:
+        raise argparse.ArgumentTypeError(f"a whole number from 1 to {2**31 - 1}, not {text!r}")
+    return v
+
+
 def write_results(path, section, text):
-    """Replaces the section's part of path (between its markers), or adds it."""
+    """Replaces the section's part of path (between its markers), or adds it.
+    The new text goes to a file beside it, renamed over it once written, so
+    that a failed write leaves the old file whole."""
     begin, end = MARK.format(section, "begin"), MARK.format(section, "end")
     body = f"{begin}\n## Latest {section} run\n\n{text}\n{end}\n"
+    path = os.path.realpath(path)
     try:
         old = open(path).read()
-    except OSError:
+    except FileNotFoundError:
         old = "# tests/bench results\n\n"
     if begin in old and end in old:
         i, j = old.index(begin), old.index(end) + len(end)
         new = old[:i] + body.rstrip("\n") + old[j:]
     else:
         new = old.rstrip("\n") + "\n\n" + body
-    with open(path, "w") as f:
-        f.write(new)
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".results-",
+                                   suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(new)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError as e:
+        if tmp:
+            os.unlink(tmp)
+        sys.exit(f"{os.path.basename(sys.argv[0])}: writing {path}: {e.strerror or e}; "
+                 "left as it was")
 
 
 # Both sides run with glibc's heap kept: without these two settings glibc
@@ -210,16 +260,17 @@ def suite_main(a):
     scale = 0.2 if a.quick else 1.0
     lines = subprocess.run([a.bin, "suite-list"], capture_output=True, text=True,
                            check=True).stdout.splitlines()
-    only = set(a.only.split(",")) if a.only else None
     # --spec: workloads of the command line, in suite-list's form (tg_bench
     # checks and normalises them), alone unless --only names others too
     spec_args = {}
     for sp in a.spec or []:
         r = subprocess.run([a.bin, "suite-list", "--spec", sp], capture_output=True, text=True)
         if r.returncode:
-            sys.exit(f"bench.py: --spec {sp!r}: {r.stderr.strip()}")
+            usage_error("bench.py", f"--spec {sp!r}: {r.stderr.strip()}")
         ln = r.stdout.strip()
         spec_args[ln.split()[0]] = (ln, ["--spec", sp])
+    valid = [ln.split()[0] for ln in lines] + [k for k, _, _, _ in SUITE_CNN] + list(spec_args)
+    only = check_only("bench.py", a.only, valid) if a.only else None
     if a.spec and not only:
         only = set()
     specs = [ln for ln in lines if only is None or ln.split()[0] in only]
@@ -368,7 +419,9 @@ def suite_main(a):
     text = "\n".join(md)
     log(text)
     if not a.no_save:
-        if not a.spec:  # a --spec run is printed, not the suite's table
+        # a --spec run is printed, not the suite's table; a quick smoke run
+        # only goes to the history, as in the default mode
+        if not a.spec and not a.quick:
             write_results(a.results, "suite", text)
         stamp = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
         with open(a.history, "a", newline="") as fh:
@@ -376,7 +429,8 @@ def suite_main(a):
             for name, desc, iters, st, (l0, l1), threads in rows:
                 for side, s in st.items():
                     if s.n:
-                        wr.writerow([stamp, commit, 0, "suite", platform.node() and "vm",
+                        wr.writerow([stamp, commit, 0, "suite-quick" if a.quick else "suite",
+                                     platform.node() and "vm",
                                      a.cflags, name, side, threads, s.first("dtype"), iters,
                                      s.n,
                                      f"{s.med:.6g}", f"{s.lo:.6g}", f"{s.hi:.6g}",
@@ -394,19 +448,20 @@ def main():
     ap.add_argument("--python", default="/usr/bin/python3", help="interpreter with torch")
     ap.add_argument("--cflags", default="", help="recorded in the report")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--reps", type=int, help="repetitions of small workloads (5)")
-    ap.add_argument("--big-reps", type=int, help="repetitions of big workloads (3)")
+    ap.add_argument("--reps", type=positive, help="repetitions of small workloads (5)")
+    ap.add_argument("--big-reps", type=positive, help="repetitions of big workloads (3)")
     ap.add_argument("--only", help="comma-separated keys: " +
-                    ",".join(w[0] for w in WORKLOADS))
+                    ",".join(w[0] for w in WORKLOADS) + "; with --suite, s-* keys "
+                    "(tg_bench suite-list), s-cnn, s-cnn-t2, s-cnn-bn, s-cnn-dws")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-floor", action="store_true")
-    ap.add_argument("--w1-iters", type=int)
-    ap.add_argument("--w2-epochs", type=int)
-    ap.add_argument("--w3-epochs", type=int)
-    ap.add_argument("--max-iters", type=int,
+    ap.add_argument("--w1-iters", type=positive)
+    ap.add_argument("--w2-epochs", type=positive)
+    ap.add_argument("--w3-epochs", type=positive)
+    ap.add_argument("--max-iters", type=positive,
                     help="cap on iterations of the epoch workloads W2 and W3")
-    ap.add_argument("--w4-reps", type=int, help="tiny-graph repetitions (10^6)")
-    ap.add_argument("--torch-w4-reps", type=int,
+    ap.add_argument("--w4-reps", type=positive, help="tiny-graph repetitions (10^6)")
+    ap.add_argument("--torch-w4-reps", type=positive,
                     help="PyTorch's tiny-graph repetitions (as --w4-reps)")
     ap.add_argument("--results", default=os.path.join(HERE, "results.md"))
     ap.add_argument("--history", default=os.path.join(HERE, "history.csv"))
@@ -433,9 +488,7 @@ def main():
     w3_cap = a.max_iters or (10 if q else 0)
     w4 = a.w4_reps or (20000 if q else 1000000)
     tw4 = a.torch_w4_reps or a.w4_reps or (5000 if q else 1000000)
-    only = set(a.only.split(",")) if a.only else None
-    if only and not only <= {w[0] for w in WORKLOADS}:
-        sys.exit(f"bench.py: unknown workload in --only {a.only}")
+    only = check_only("bench.py", a.only, [w[0] for w in WORKLOADS]) if a.only else None
     mode = "quick" if q else ("partial" if only or a.no_torch else "full")
 
     torch_ok = False

@@ -1,10 +1,13 @@
 #!/bin/sh
-# check_args.sh - the benchmark programs refuse a bad command line before
-# doing anything: tg_bench and ops_bench say which option is out of its
-# range (exit 2) and leave a --losses file as it was; tg_bench reports a
-# --losses file it could not write; blas_probe prints --help on stdout and
-# fails when stdout does. No benchmark runs; a few seconds. Run by meson
-# test (suite "outside") with TG_BUILD_ROOT set.
+# check_args.sh - the benchmark tools refuse a bad command line before doing
+# anything: tg_bench and ops_bench say which option is out of its range
+# (exit 2) and leave a --losses file as it was; tg_bench reports a --losses
+# file it could not write; blas_probe prints --help on stdout and fails when
+# stdout does; bench.py and ops_bench.py refuse an unknown --only name,
+# listing the valid ones, with results.md untouched; a --suite --quick run
+# goes to history.csv only; ops_bench.py --iters reaches tapegrad's side. No
+# benchmark runs (the Python scripts drive stand-ins for the C programs); a few
+# seconds. Run by meson test (suite "outside") with TG_BUILD_ROOT set.
 set -u
 src="${TG_SOURCE_ROOT:?run through meson test}"
 bin="${TG_BUILD_ROOT:?run through meson test}/tests"
@@ -104,6 +107,77 @@ if [ -w /dev/full ]; then
 	if [ "$rc" -ne 1 ] || ! grep -q "^blas_probe: writing to stdout: " "$dir/err"; then
 		echo "FAIL: blas_probe --check >/dev/full: exit $rc (wanted 1):"
 		sed 's/^/  /' "$dir/err"
+		fails=$((fails + 1))
+	fi
+fi
+
+# ---- bench.py and ops_bench.py ------------------------------------------------
+py=/usr/bin/python3
+[ -x "$py" ] || py=$(command -v python3 || true)
+if [ -z "$py" ]; then
+	echo "check_args.sh: no python3: bench.py and ops_bench.py not checked"
+else
+	# stand-ins for tg_bench and ops_bench: they list workloads of their
+	# kind, log their arguments and print a RESULT line at once
+	mkdir "$dir/fake"
+	cat >"$dir/fake/tg_bench" <<EOF
+#!/bin/sh
+echo "\$*" >>"$dir/fake/log"
+case "\$1" in
+suite-list) echo "s-a 4-3-2 relu 0 2 f32 0 100" ;;
+suite-data) : >"\$3" ;;
+*) echo "RESULT sec_per_iter=0.001 cpu=0.02 iters=20 loss=1 dtype=f32 error=none" ;;
+esac
+EOF
+	cat >"$dir/fake/ops_bench" <<EOF
+#!/bin/sh
+echo "\$*" >>"$dir/fake/log"
+if [ "\$1" = --list ]; then
+	printf 'o-a\tthe first\no-b\tthe second\n'
+else
+	echo "RESULT side=tapegrad workload=\$1 sec_per_iter=0.001 loss=1"
+fi
+EOF
+	chmod +x "$dir/fake/tg_bench" "$dir/fake/ops_bench"
+	printf '# tests/bench results\n\nkept\n' >"$dir/results.md"
+	cp "$dir/results.md" "$dir/results.0"
+	files="--results $dir/results.md --history $dir/history.csv"
+	# shellcheck disable=SC2086
+	expect 2 "^bench.py: --only: unknown workload w9; valid: w1, w1-f64, " \
+		"$py" "$src/tests/bench/bench.py" --bin "$dir/fake/tg_bench" --no-torch --only w1,w9 $files
+	# shellcheck disable=SC2086
+	expect 2 "^bench.py: --only: unknown workload s-typo; valid: s-a, s-cnn, " \
+		"$py" "$src/tests/bench/bench.py" --bin "$dir/fake/tg_bench" --suite --no-torch \
+		--only s-typo $files
+	expect 2 "^ops_bench.py: --only: unknown workloads bogus, zz; valid: o-a, o-b$" \
+		"$py" "$src/tests/bench/ops_bench.py" --bin "$dir/fake/ops_bench" --no-torch \
+		--only zz,o-a,bogus --results "$dir/results.md"
+	same "$dir/results.md" "$dir/results.0" "an unknown --only name"
+	checks=$((checks + 1))
+	if [ -e "$dir/history.csv" ]; then
+		echo "FAIL: an unknown --only name wrote $dir/history.csv"
+		fails=$((fails + 1))
+	fi
+	# --suite --quick: history.csv only
+	cp "$dir/results.0" "$dir/results.md"
+	# shellcheck disable=SC2086
+	expect 0 "s-a: 4-3-2 relu" "$py" "$src/tests/bench/bench.py" --bin "$dir/fake/tg_bench" \
+		--suite --quick --no-torch --only s-a $files
+	same "$dir/results.md" "$dir/results.0" "bench.py --suite --quick"
+	checks=$((checks + 1))
+	if ! grep -q ",suite-quick,.*,s-a,tapegrad," "$dir/history.csv" 2>/dev/null; then
+		echo "FAIL: bench.py --suite --quick: no suite-quick row in history.csv:"
+		sed 's/^/  /' "$dir/history.csv" 2>/dev/null
+		fails=$((fails + 1))
+	fi
+	# ops_bench.py --iters reaches tapegrad's side (and --before's)
+	: >"$dir/fake/log"
+	expect 0 "o-b +tapegrad +1 ms" "$py" "$src/tests/bench/ops_bench.py" --bin "$dir/fake/ops_bench" \
+		--before "$dir/fake/ops_bench" --no-torch --no-save --only o-b --reps 1 --iters 7
+	checks=$((checks + 1))
+	if [ "$(grep -c "^o-b --threads 1 --iters 7$" "$dir/fake/log")" -ne 2 ]; then
+		echo "FAIL: ops_bench.py --iters 7: the programs ran as:"
+		sed 's/^/  /' "$dir/fake/log"
 		fails=$((fails + 1))
 	fi
 fi

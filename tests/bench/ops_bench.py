@@ -8,8 +8,12 @@ sweep's s- workloads (expressions nobody tuned, run to look for slow paths)
 and its "sweep" section.
 
     ops_bench.py --bin OPS_BENCH [--before OLD_OPS_BENCH] [--reps 3] [--only NAME,..]
-                 [--sweep] [--threads 1] [--no-torch] [--no-save]
+                 [--sweep] [--iters N] [--threads 1] [--no-torch] [--no-save]
+                 [--results FILE]
     ops_bench.py --torch NAME [--iters N] [--threads T]   (PyTorch's side, one run)
+
+--iters sets the iterations of each timed run on every side (each workload's
+own count in ops_bench.c, 20 for PyTorch, by default).
 """
 import argparse
 import os
@@ -275,16 +279,28 @@ def fmt(s):
     return "–" if s is None else f"{s * 1e3:.3g} ms" if s >= 1e-3 else f"{s * 1e6:.3g} µs"
 
 
+def threads(text):
+    """argparse type: a thread count, 1 to 64 (TG_MAX_THREADS)."""
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if not 1 <= v <= 64:
+        raise argparse.ArgumentTypeError(f"a whole number from 1 to 64, not {text!r}")
+    return v
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin")
     ap.add_argument("--before", help="another ops_bench build to time beside")
     ap.add_argument("--torch", metavar="NAME", help="run PyTorch's side of one workload")
     ap.add_argument("--python", default="/usr/bin/python3")
-    ap.add_argument("--iters", type=int)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--only", help="comma-separated workload names")
+    ap.add_argument("--iters", type=bench.positive,
+                    help="iterations per timed run, every side (default: the workload's)")
+    ap.add_argument("--threads", type=threads, default=1, help="1 to 64 (1)")
+    ap.add_argument("--reps", type=bench.positive, default=3)
+    ap.add_argument("--only", help="comma-separated workload names (ops_bench --list)")
     ap.add_argument("--sweep", action="store_true",
                     help="the sweep's s- workloads instead of the op table's o- ones")
     ap.add_argument("--no-torch", action="store_true")
@@ -298,7 +314,7 @@ def main():
     listing = subprocess.run([a.bin, "--list"], capture_output=True, text=True, check=True)
     work = [line.split("\t", 1) for line in listing.stdout.splitlines()]
     if a.only:
-        keep = set(a.only.split(","))
+        keep = bench.check_only("ops_bench.py", a.only, [w[0] for w in work])
         work = [w for w in work if w[0] in keep]
     else:
         work = [w for w in work if w[0].startswith("s-" if a.sweep else "o-")]
@@ -309,16 +325,17 @@ def main():
     print(f"tests/bench --ops{' --sweep' if a.sweep else ''}: {len(work)} workloads, {a.reps} interleaved runs each, "
           f"{a.threads} thread(s), load {start_load}")
     rows = []
+    iters = ["--iters", str(a.iters)] if a.iters else []
     for name, what in work:
         got = {"tg": [], "torch": [], "before": []}
         for _ in range(a.reps):
-            got["tg"].append(run([a.bin, name, "--threads", str(a.threads)], env))
+            got["tg"].append(run([a.bin, name, "--threads", str(a.threads)] + iters, env))
             if have_torch:
                 got["torch"].append(run([a.python, os.path.abspath(__file__), "--torch", name,
-                                         "--threads", str(a.threads)]
-                                        + (["--iters", str(a.iters)] if a.iters else []), env))
+                                         "--threads", str(a.threads)] + iters, env))
             if a.before:
-                got["before"].append(run([a.before, name, "--threads", str(a.threads)], env))
+                got["before"].append(run([a.before, name, "--threads", str(a.threads)] + iters,
+                                         env))
         med = {k: statistics.median(v) if v and None not in v else None for k, v in got.items()}
         ratio = med["torch"] / med["tg"] if med["torch"] and med["tg"] else None
         rows.append((name, what, med, ratio))
@@ -346,7 +363,8 @@ def main():
                             capture_output=True, text=True).stdout.strip() or "?"
     text = "\n".join(lines) + (
         f"\n\nForward, backward and cleared gradients per step, {a.threads} thread(s); the "
-        f"median of {a.reps} fresh processes per side, each the median of 5 timed runs; "
+        f"median of {a.reps} fresh processes per side, each the median of 5 timed runs"
+        f"{f' of {a.iters} iterations' if a.iters else ''}; "
         f"load {start_load} at the start, {bench.load_avg():.2f} at the end; commit {commit}"
         f"{', with uncommitted changes' if dirty() else ''}.\n")
     print("\n" + text)
