@@ -1,12 +1,13 @@
 #!/bin/sh
-# check_args.sh - the benchmark tools refuse a bad command line before doing
-# anything: tg_bench and ops_bench say which option is out of its range
-# (exit 2) and leave a --losses file as it was; tg_bench reports a --losses
-# file it could not write; blas_probe prints --help on stdout and fails when
-# stdout does; bench.py and ops_bench.py refuse an unknown --only name,
-# listing the valid ones, with results.md untouched; a --suite --quick run
-# goes to history.csv only; ops_bench.py --iters reaches tapegrad's side. No
-# benchmark runs (the Python scripts drive stand-ins for the C programs); a few
+# check_args.sh - the benchmark and fuzzing tools refuse a bad command line
+# before doing anything: tg_bench and ops_bench say which option is out of
+# its range (exit 2) and leave a --losses file as it was; tg_bench reports
+# a --losses file it could not write; blas_probe prints --help on stdout and
+# fails when stdout does; bench.py and ops_bench.py refuse an unknown --only
+# name, listing the valid ones, with results.md untouched; a --suite --quick
+# run goes to history.csv only; ops_bench.py --iters reaches tapegrad's side;
+# tests/bench/run --help and tests/fuzz/run 0 return at once. No benchmark
+# runs (the Python scripts drive stand-ins for the C programs); a few
 # seconds. Run by meson test (suite "outside") with TG_BUILD_ROOT set.
 set -u
 src="${TG_SOURCE_ROOT:?run through meson test}"
@@ -181,6 +182,14 @@ EOF
 		fails=$((fails + 1))
 	fi
 fi
+
+# ---- the scripts' usage ---------------------------------------------------------
+expect 0 "tests/bench/run --ops \[--sweep\]" "$src/tests/bench/run" --help
+expect 0 "tests/bench/run --suite" "$src/tests/bench/run" --suite -h
+expect 2 "^tests/fuzz/run: SECONDS must be a whole number from 1 .*, not 0$" \
+	"$src/tests/fuzz/run" 0 expr
+expect 2 "^tests/fuzz/run: SECONDS must be a whole number from 1 .*, not 1.5$" \
+	"$src/tests/fuzz/run" --keep-going 1.5
 
 echo "check_args.sh: $checks checks, $fails failed"
 [ "$fails" -eq 0 ]
