@@ -14,6 +14,7 @@
 #include "tapegrad.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,34 +71,24 @@ static double grad(const tg_tensor *t)
 
 /* ---- graph files ------------------------------------------------------------------- */
 
-/* s in single quotes for the shell, quotes inside escaped */
-static void shell_quote(char *out, size_t size, const char *s)
-{
-	size_t o = 0;
-	if (o + 1 < size)
-		out[o++] = '\'';
-	for (; *s && o + 5 < size; s++) {
-		if (*s == '\'') {
-			memcpy(out + o, "'\\''", 4);
-			o += 4;
-		} else {
-			out[o++] = *s;
-		}
-	}
-	if (o + 1 < size)
-		out[o++] = '\'';
-	out[o] = '\0';
-}
-
 /* Writes DIR/name.dot for the graph that produced y, and DIR/name.png: dot
  * draws it into DIR/.name.png.tmp.<pid>, which takes the place of the PNG
  * only when dot succeeds, so a failure leaves no partial picture. */
 static void save_graph(struct run *r, const char *name, const tg_tensor *y)
 {
-	char dot[1024], png[1024], tmp[1100];
-	snprintf(dot, sizeof dot, "%s/%s.dot", r->dir, name);
-	snprintf(png, sizeof png, "%s/%s.png", r->dir, name);
-	snprintf(tmp, sizeof tmp, "%s/.%s.png.tmp.%ld", r->dir, name, (long)getpid());
+	char dot[PATH_MAX], png[PATH_MAX], tmp[PATH_MAX];
+	/* --out was checked to leave room for every name up to DEMO_FILE_MAX;
+	 * a path that does not fit is refused, never cut short */
+	int nd = snprintf(dot, sizeof dot, "%s/%s.dot", r->dir, name);
+	int np = snprintf(png, sizeof png, "%s/%s.png", r->dir, name);
+	int nt = snprintf(tmp, sizeof tmp, "%s/.%s.png.tmp.%ld", r->dir, name, (long)getpid());
+	if (strlen(name) + 4 > DEMO_FILE_MAX || nd < 0 || np < 0 || nt < 0 ||
+	    nd >= (int)sizeof dot || np >= (int)sizeof png || nt >= (int)sizeof tmp) {
+		fprintf(stderr, "chain_rule: cannot write %s/%s.dot: %s\n", r->dir, name,
+			strerror(ENAMETOOLONG));
+		r->files_ok = false;
+		return;
+	}
 	if (tg_write_dot_file(y, dot) != 0) {
 		fprintf(stderr, "chain_rule: cannot write %s: %s\n", dot,
 			tg_error(tg_ctx_of(y)));
@@ -108,18 +99,27 @@ static void save_graph(struct run *r, const char *name, const tg_tensor *y)
 		printf("  graph: %s\n", dot);
 		return;
 	}
-	char qdot[2100], qtmp[2300], cmd[4600];
-	shell_quote(qdot, sizeof qdot, dot);
-	shell_quote(qtmp, sizeof qtmp, tmp);
-	snprintf(cmd, sizeof cmd, "dot -Tpng %s -o %s", qdot, qtmp);
+	char *qdot = demo_shell_quote(dot), *qtmp = demo_shell_quote(tmp), *cmd = NULL;
+	size_t len = qdot && qtmp ? strlen(qdot) + strlen(qtmp) + 32 : 0;
+	if (len && (cmd = malloc(len)))
+		snprintf(cmd, len, "dot -Tpng %s -o %s", qdot, qtmp);
+	free(qdot);
+	free(qtmp);
+	if (!cmd) {
+		fprintf(stderr, "chain_rule: cannot draw %s: out of memory\n", png);
+		r->files_ok = false;
+		return;
+	}
 	fflush(NULL);
 	int st = system(cmd);
 	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		fprintf(stderr, "chain_rule: '%s' failed (status %d)\n", cmd, st);
+		free(cmd);
 		unlink(tmp);
 		r->files_ok = false;
 		return;
 	}
+	free(cmd);
 	if (rename(tmp, png) != 0) {
 		fprintf(stderr, "chain_rule: cannot write %s: %s\n", png, strerror(errno));
 		unlink(tmp);
@@ -505,14 +505,14 @@ static const char usage_text[] =
 static bool on_path(const char *name)
 {
 	const char *path = getenv("PATH");
-	char file[1024];
+	char file[PATH_MAX];
 	while (path && *path) {
 		size_t n = strcspn(path, ":");
-		if (n == 0) /* an empty entry is the current directory */
-			snprintf(file, sizeof file, "./%s", name);
-		else
-			snprintf(file, sizeof file, "%.*s/%s", (int)n, path, name);
-		if (access(file, X_OK) == 0)
+		int len = n == 0 /* an empty entry is the current directory */
+				  ? snprintf(file, sizeof file, "./%s", name)
+				  : snprintf(file, sizeof file, "%.*s/%s", (int)n, path, name);
+		/* an entry too long for a path names no file */
+		if (len > 0 && (size_t)len < sizeof file && access(file, X_OK) == 0)
 			return true;
 		path += n + (path[n] == ':');
 	}
@@ -528,11 +528,7 @@ int main(int argc, char **argv)
 			continue;
 		demo_unknown(&c);
 	}
-	if (demo_make_dir(r.dir) != 0) {
-		fprintf(stderr, "chain_rule: cannot create directory %s: %s\n", r.dir,
-			strerror(errno));
-		return 1;
-	}
+	demo_prove_out("chain_rule", r.dir); /* before the examples, not after them */
 	r.render = on_path("dot");
 
 	int n = (int)(sizeof examples / sizeof examples[0]), matched = 0;

@@ -214,7 +214,7 @@ demo_plot demo_plot_args(int argc, char **argv, const char *prog, const char *wh
 
 int demo_make_dir(const char *dir)
 {
-	char buf[4096];
+	char buf[PATH_MAX];
 	if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) {
 		errno = ENAMETOOLONG;
 		return -1;
@@ -239,19 +239,30 @@ int demo_make_dir(const char *dir)
 	return 0;
 }
 
+/* The longest DIR whose files' paths all fit in PATH_MAX with their final
+ * NUL: DIR/.<name>.tmp.<pid>, name up to DEMO_FILE_MAX, pid up to 20 digits. */
+static const size_t dir_max = PATH_MAX - 1 - (sizeof "/." - 1) - DEMO_FILE_MAX -
+			      (sizeof ".tmp." - 1) - 20;
+
 void demo_prove_out(const char *prog, const char *dir)
 {
+	size_t len = strlen(dir);
+	if (len > dir_max) {
+		fprintf(stderr,
+			"%s: --out %s: too long: %zu characters, and the paths of the files in it "
+			"need it to have at most %zu\n",
+			prog, dir, len, dir_max);
+		exit(1);
+	}
 	if (demo_make_dir(dir) != 0) {
 		fprintf(stderr, "%s: --out %s: cannot make the directory: %s\n", prog, dir,
 			strerror(errno));
 		exit(1);
 	}
-	char probe[4096];
+	char probe[PATH_MAX];
 	int fd = -1;
-	if (snprintf(probe, sizeof probe, "%s/.probe-XXXXXX", dir) < (int)sizeof probe)
+	if (demo_path(probe, sizeof probe, dir, ".probe-XXXXXX") == 0)
 		fd = mkstemp(probe);
-	else
-		errno = ENAMETOOLONG;
 	if (fd < 0) {
 		fprintf(stderr, "%s: --out %s: cannot write in it: %s\n", prog, dir,
 			strerror(errno));
@@ -261,30 +272,46 @@ void demo_prove_out(const char *prog, const char *dir)
 	unlink(probe);
 }
 
+int demo_path(char *buf, size_t size, const char *dir, const char *file)
+{
+	int n = snprintf(buf, size, "%s/%s", dir, file);
+	if (n < 0 || (size_t)n >= size) {
+		if (size)
+			buf[0] = '\0';
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
+}
+
 /* DIR/.file.tmp.<pid>: where DIR/file is written until it is whole. The
  * name is this process's alone; one there already was left by a process of
  * the same number that is gone. 0, or -1 when the name does not fit. */
 static int temp_name(char *buf, size_t size, const char *dir, const char *file)
 {
 	int n = snprintf(buf, size, "%s/.%s.tmp.%ld", dir, file, (long)getpid());
-	return n < 0 || (size_t)n >= size ? -1 : 0;
+	if (n < 0 || (size_t)n >= size) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
 }
 
 FILE *demo_create(const char *dir, const char *file)
 {
-	char path[4096], tmp[4096];
-	snprintf(path, sizeof path, "%s/%s", dir, file);
+	char path[PATH_MAX], tmp[PATH_MAX];
+	if (demo_path(path, sizeof path, dir, file) != 0 ||
+	    temp_name(tmp, sizeof tmp, dir, file) != 0) {
+		fprintf(stderr, "cannot write %s/%s: %s\n", dir, file, strerror(errno));
+		return NULL;
+	}
 	if (demo_make_dir(dir) != 0) {
 		fprintf(stderr, "cannot make %s: %s\n", dir, strerror(errno));
 		return NULL;
 	}
 	FILE *f = NULL;
-	int fd = -1;
-	errno = ENAMETOOLONG;
-	if (temp_name(tmp, sizeof tmp, dir, file) == 0) {
-		unlink(tmp);
-		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-	}
+	unlink(tmp);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
 	if (fd >= 0 && !(f = fdopen(fd, "w"))) {
 		int err = errno;
 		close(fd);
@@ -298,9 +325,10 @@ FILE *demo_create(const char *dir, const char *file)
 
 int demo_close(FILE *f, const char *dir, const char *file)
 {
-	char path[4096], tmp[4096];
-	snprintf(path, sizeof path, "%s/%s", dir, file);
-	temp_name(tmp, sizeof tmp, dir, file); /* it fitted in demo_create */
+	char path[PATH_MAX], tmp[PATH_MAX];
+	/* both fitted in demo_create */
+	demo_path(path, sizeof path, dir, file);
+	temp_name(tmp, sizeof tmp, dir, file);
 	bool bad = ferror(f);
 	int err = fflush(f) != 0 ? errno : 0; /* a full disk shows here, or below */
 	if (fclose(f) != 0 && !err)
@@ -328,12 +356,17 @@ void demo_gp_begin(FILE *gp, const char *name, int w, int h)
 		name, name, name, w, h, name);
 }
 
-/* s in single quotes for the shell, quotes inside escaped */
-static void shell_quote(char *out, size_t size, const char *s)
+char *demo_shell_quote(const char *s)
 {
+	size_t n = 3;
+	for (const char *p = s; *p; p++)
+		n += *p == '\'' ? 4 : 1;
+	char *out = malloc(n);
+	if (!out)
+		return NULL;
 	size_t o = 0;
 	out[o++] = '\'';
-	for (; *s && o + 6 < size; s++) {
+	for (; *s; s++) {
 		if (*s == '\'') {
 			memcpy(out + o, "'\\''", 4);
 			o += 4;
@@ -343,6 +376,7 @@ static void shell_quote(char *out, size_t size, const char *s)
 	}
 	out[o++] = '\'';
 	out[o] = '\0';
+	return out;
 }
 
 int demo_render(const char *dir, const char *name)
@@ -355,27 +389,39 @@ int demo_render(const char *dir, const char *name)
 	}
 	/* the picture goes to a temporary (the script's png, set here) that
 	 * takes the place of DIR/name.png when gnuplot has drawn it whole */
-	char qdir[4200], qgp[600], qset[700], cmd[6000], file[600], tmp[4096], png[4096];
-	shell_quote(qdir, sizeof qdir, dir);
-	snprintf(cmd, sizeof cmd, "%s.gp", name);
-	shell_quote(qgp, sizeof qgp, cmd);
+	char gp[DEMO_FILE_MAX + 8], file[DEMO_FILE_MAX + 8], set[DEMO_FILE_MAX + 64];
+	char tmp[PATH_MAX], png[PATH_MAX];
+	snprintf(gp, sizeof gp, "%s.gp", name);
 	snprintf(file, sizeof file, "%s.png", name);
-	snprintf(png, sizeof png, "%s/%s", dir, file);
-	if (temp_name(tmp, sizeof tmp, dir, file) != 0) {
-		fprintf(stderr, "could not write %s: %s\n", png, strerror(ENAMETOOLONG));
+	if (strlen(name) + 4 > DEMO_FILE_MAX || demo_path(png, sizeof png, dir, file) != 0 ||
+	    temp_name(tmp, sizeof tmp, dir, file) != 0) {
+		fprintf(stderr, "could not write %s/%s.png: %s\n", dir, name,
+			strerror(ENAMETOOLONG));
 		return -1;
 	}
-	snprintf(cmd, sizeof cmd, "png = '%s'", strrchr(tmp, '/') + 1);
-	shell_quote(qset, sizeof qset, cmd);
-	snprintf(cmd, sizeof cmd, "cd %s && gnuplot -e %s %s", qdir, qset, qgp);
+	snprintf(set, sizeof set, "png = '%s'", strrchr(tmp, '/') + 1);
+	char *qdir = demo_shell_quote(dir), *qset = demo_shell_quote(set);
+	char *qgp = demo_shell_quote(gp), *cmd = NULL;
+	size_t n = qdir && qset && qgp ? strlen(qdir) + strlen(qset) + strlen(qgp) + 32 : 0;
+	if (n && (cmd = malloc(n)))
+		snprintf(cmd, n, "cd %s && gnuplot -e %s %s", qdir, qset, qgp);
+	free(qdir);
+	free(qset);
+	free(qgp);
+	if (!cmd) {
+		fprintf(stderr, "could not draw %s: out of memory\n", png);
+		return -1;
+	}
 	fflush(NULL);
 	unlink(tmp);
 	int st = system(cmd);
 	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		unlink(tmp);
 		fprintf(stderr, "'%s' failed (status %d)\n", cmd, st);
+		free(cmd);
 		return -1;
 	}
+	free(cmd);
 	if (rename(tmp, png) != 0) {
 		fprintf(stderr, "could not write %s: %s\n", png, strerror(errno));
 		unlink(tmp);

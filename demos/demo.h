@@ -93,6 +93,12 @@ double demo_now(void);
 
 /* ---- the output folder and gnuplot -------------------------------------------------- */
 
+/* The longest name of a file a demo writes into --out DIR
+ * ("simple_convnet_filters.csv", "gate_max_tie.png"): demo_prove_out takes
+ * only a DIR in which every such name, and its temporary, makes a path
+ * shorter than PATH_MAX, so that no path is ever cut short. */
+enum { DEMO_FILE_MAX = 64 };
+
 /* The experiments' command line: [--out DIR] [--quick] [--help]. */
 typedef struct demo_plot {
 	const char *out; /* --out DIR: where the CSV, the gnuplot script and the PNG go */
@@ -104,10 +110,17 @@ typedef struct demo_plot {
 demo_plot demo_plot_args(int argc, char **argv, const char *prog, const char *what);
 /* mkdir -p DIR: 0 when DIR is (now) a directory, else -1 with errno set. */
 int demo_make_dir(const char *dir);
-/* --out DIR is made (with its parents) and a file can be created in it:
- * checked before the work whose results go there. Else prints
- * "prog: --out DIR: <reason>" and exits 1. */
+/* --out DIR is short enough for its files (DEMO_FILE_MAX), is made (with
+ * its parents) and a file can be created in it: checked before the work
+ * whose results go there. Else prints "prog: --out DIR: <reason>" and exits
+ * 1; a DIR too long is refused before anything is made. */
 void demo_prove_out(const char *prog, const char *dir);
+/* DIR/file into buf (size bytes): 0, or -1 with errno ENAMETOOLONG when it
+ * does not fit (never a path cut short). */
+int demo_path(char *buf, size_t size, const char *dir, const char *file);
+/* s as one word for sh: in single quotes, each quote inside escaped. The
+ * caller frees it; NULL when out of memory. */
+char *demo_shell_quote(const char *s);
 /* A new file for DIR/file, making DIR (and its parents) first: a temporary
  * beside it (DIR/.file.tmp.<pid>) until demo_close. Prints the reason and
  * returns NULL on failure. */

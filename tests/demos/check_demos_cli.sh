@@ -1,0 +1,64 @@
+#!/bin/sh
+# check_demos_cli.sh - the command lines and outputs of the demos other
+# than train (check_train_cli.sh has train's), and of the scripts
+# demos/experiments and demos/run. Run by meson test (suite "outside") with
+# TG_BUILD_ROOT and TG_SOURCE_ROOT set.
+set -u
+demos="${TG_BUILD_ROOT:?run through meson test}/demos"
+src="${TG_SOURCE_ROOT:?run through meson test}"
+dir=$(mktemp -d)
+out="$dir/stderr"
+trap 'rm -rf "$dir"' EXIT
+fails=0
+
+# fail MESSAGE: one failed check
+fail() {
+	echo "FAIL: $*"
+	fails=$((fails + 1))
+}
+
+# a folder name of 200 d's, and paths made of them
+d=$(printf '%200s' '' | tr ' ' d)
+long="$d/$d/$d/$d/$d/$d"
+
+# --out of about 1000 characters: every graph under its own whole name
+# (gate_max, gate_max_tie and gate_mul once all landed in "gate_m")
+cd "$dir" || exit 1
+L="col/$long"
+L=$(printf '%s' "$L" | cut -c 1-1016)
+if ! "$demos/chain_rule" --out "$L" >"$dir/stdout" 2>"$out"; then
+	fail "chain_rule --out (1016 characters): exit $?: $(head -n 1 "$out")"
+fi
+for g in gate_max gate_max_tie gate_mul apple; do
+	[ -f "$L/$g.dot" ] || fail "chain_rule --out (1016 characters): no $g.dot"
+done
+graphs=$(grep -c '^  graph: ' "$dir/stdout")
+files=$(find "$L" -name '*.dot' | wc -l)
+if [ "$graphs" -lt 18 ] || [ "$graphs" -ne "$files" ]; then
+	fail "chain_rule --out (1016 characters): $graphs graphs printed, $files .dot files"
+fi
+rm -rf col
+
+# --out too long for its files' paths (PATH_MAX): exit 1 naming it, before
+# any work (nothing on stdout), nothing made
+# (4021 characters: under PATH_MAX, but DIR/.<name>.tmp.<pid> would not be)
+T="far/$long/$long/$long/$d/$d"
+for demo in chain_rule valley simple_convnet; do
+	quick=""
+	[ "$demo" = simple_convnet ] && quick=--quick
+	# shellcheck disable=SC2086
+	"$demos/$demo" --out "$T" $quick >"$dir/stdout" 2>"$out"
+	rc=$?
+	if [ "$rc" != 1 ] || [ -s "$dir/stdout" ] || [ -e far ] ||
+		! grep -qF "$demo: --out $T: too long: ${#T} characters" "$out"; then
+		fail "$demo --out (${#T} characters): exit $rc, $(ls -d far 2>/dev/null) $(head -c 200 "$out")"
+	fi
+	rm -rf far
+done
+cd - >/dev/null || exit 1
+
+if [ "$fails" -gt 0 ]; then
+	echo "$fails of the demos' command-line checks failed"
+	exit 1
+fi
+echo "demos: every command-line check passed"
