@@ -302,7 +302,7 @@ int main(int argc, char **argv)
 	free(r);
 	tg_dataset_free(&train);
 	tg_dataset_free(&test);
-	return rc ? 1 : 0;
+	return demo_end("batchnorm", rc ? 1 : 0);
 }
 
 #endif /* EX_NO_MAIN */

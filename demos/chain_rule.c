@@ -551,5 +551,5 @@ int main(int argc, char **argv)
 	printf("%d examples, %d match\n", n, matched);
 	if (!r.files_ok)
 		fprintf(stderr, "chain_rule: some graph files were not written\n");
-	return matched == n && r.files_ok ? 0 : 1;
+	return demo_end("chain_rule", matched == n && r.files_ok ? 0 : 1);
 }

@@ -1,6 +1,7 @@
 /*
  * demo.c - what the demos share (demo.h): the command line, the opening, the
- * data folder, the clock, and the output folder with gnuplot.
+ * data folder, the clock, the output folder with gnuplot, and the end (what
+ * was written to stdout was written whole).
  */
 #include "demo.h"
 
@@ -429,4 +430,17 @@ int demo_render(const char *dir, const char *name)
 	}
 	printf("picture: %s\n", png);
 	return 1;
+}
+
+/* ---- the end ------------------------------------------------------------------------- */
+
+int demo_end(const char *prog, int rc)
+{
+	int err = fflush(stdout) != 0 ? errno : 0;
+	if (err || ferror(stdout)) {
+		fprintf(stderr, "%s: writing the results to stdout failed: %s\n", prog,
+			err ? strerror(err) : "a write failed");
+		return 1;
+	}
+	return rc;
 }

@@ -1,8 +1,9 @@
 /*
  * demo.h - what the demos share: their command line, their opening (a
  * context with a thread count the machine has), the data in demos/data, a
- * clock, and the output folder the experiments write their CSV files,
- * gnuplot scripts and pictures to.
+ * clock, the output folder the experiments write their CSV files,
+ * gnuplot scripts and pictures to, and the end every main returns through
+ * (demo_end: results lost on stdout are a failure).
  *
  * A command line is read one argument at a time; each option is tried in
  * turn and the first that matches consumes it (and its value):
@@ -137,5 +138,13 @@ void demo_gp_begin(FILE *gp, const char *name, int w, int h);
  * into a temporary that replaces it when gnuplot succeeds. 1 made, 0
  * gnuplot is not installed (says so), -1 gnuplot failed. */
 int demo_render(const char *dir, const char *name);
+
+/* ---- the end ------------------------------------------------------------------------- */
+
+/* How each demo's main returns: rc, or 1 when anything written to stdout
+ * was lost (a full disk under a redirection), after saying so on stderr
+ * ("prog: writing the results to stdout failed: No space left on device").
+ * The figures on stdout are the run's result: losing them is no success. */
+int demo_end(const char *prog, int rc);
 
 #endif /* TG_DEMO_H */

@@ -142,5 +142,5 @@ int main(int argc, char **argv)
 		printf("\nevery entry agrees with finite differences to %g\n", TOL);
 	int rc = tg_ok(ctx) && !bad ? 0 : 1;
 	tg_ctx_free(ctx);
-	return rc;
+	return demo_end("derivatives", rc);
 }

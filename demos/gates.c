@@ -321,7 +321,7 @@ int main(int argc, char **argv)
 	int rc = write_files(cli.out, (const int(*)[4])tables, x, &o) ||
 		 demo_render(cli.out, "gates") < 0;
 	free(x);
-	return rc || !same ? 1 : 0;
+	return demo_end("gates", rc || !same ? 1 : 0);
 
 out_fail:
 	fprintf(stderr, "gates: %s\n", err);

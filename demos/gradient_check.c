@@ -283,5 +283,5 @@ int main(int argc, char **argv)
 		       cnn, TOL);
 	}
 	tg_ctx_free(ctx);
-	return rc;
+	return demo_end("gradient_check", rc);
 }

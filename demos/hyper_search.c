@@ -341,7 +341,7 @@ out:
 	free(t);
 	tg_dataset_free(&train);
 	tg_dataset_free(&test);
-	return rc ? 1 : 0;
+	return demo_end("hyper_search", rc ? 1 : 0);
 }
 
 #endif /* EX_NO_MAIN */

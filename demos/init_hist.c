@@ -220,7 +220,7 @@ int main(int argc, char **argv)
 	int rc = write_csv(cli.out, &o, h) || write_gp(cli.out, &o, h) ||
 		 demo_render(cli.out, "init_hist") < 0;
 	free(h);
-	return rc ? 1 : 0;
+	return demo_end("init_hist", rc ? 1 : 0);
 }
 
 #endif /* EX_NO_MAIN */

@@ -103,7 +103,7 @@ out:
 	free(loss);
 	tg_dataset_free(&train);
 	tg_dataset_free(&test);
-	return rc ? 1 : 0;
+	return demo_end("init_train", rc ? 1 : 0);
 }
 
 #endif /* EX_NO_MAIN */

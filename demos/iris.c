@@ -153,5 +153,5 @@ int main(int argc, char **argv)
 	tg_mlp_free(net);
 	tg_dataset_free(&ds);
 	tg_ctx_free(ctx);
-	return rc;
+	return demo_end("iris", rc);
 }

@@ -94,7 +94,7 @@ out:
 	free(loss);
 	tg_dataset_free(&train);
 	tg_dataset_free(&test);
-	return rc ? 1 : 0;
+	return demo_end("optimizers", rc ? 1 : 0);
 }
 
 #endif /* EX_NO_MAIN */

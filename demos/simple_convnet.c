@@ -216,5 +216,5 @@ out:
 	tg_dataset_free(&test);
 	tg_dataset_free(&head);
 	tg_ctx_free(ctx);
-	return rc;
+	return demo_end("simple_convnet", rc);
 }

@@ -107,5 +107,5 @@ int main(int argc, char **argv)
 	tg_dataset_free(&train);
 	tg_dataset_free(&test);
 	tg_ctx_free(ctx);
-	return rc;
+	return demo_end("two_layer", rc);
 }

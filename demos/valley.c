@@ -172,7 +172,7 @@ int main(int argc, char **argv)
 
 	int rc = write_csv(cli.out, v) || write_gp(cli.out, &o) || demo_render(cli.out, "valley") < 0;
 	free(v);
-	return rc ? 1 : 0;
+	return demo_end("valley", rc ? 1 : 0);
 }
 
 #endif /* EX_NO_MAIN */

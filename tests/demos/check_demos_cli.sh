@@ -57,6 +57,23 @@ for demo in chain_rule valley simple_convnet; do
 done
 cd - >/dev/null || exit 1
 
+# results that cannot be written to stdout (a full disk) are no success
+if [ -w /dev/full ]; then
+	for run in "chain_rule --out $dir/g" "derivatives" "valley --out $dir/v" \
+		"init_hist --out $dir/h"; do
+		# shellcheck disable=SC2086
+		set -- $run
+		demo=$1
+		shift
+		"$demos/$demo" "$@" >/dev/full 2>"$out"
+		rc=$?
+		if [ "$rc" != 1 ] ||
+			! grep -qF "$demo: writing the results to stdout failed: No space" "$out"; then
+			fail "$demo >/dev/full: exit $rc, $(tail -n 1 "$out")"
+		fi
+	done
+fi
+
 if [ "$fails" -gt 0 ]; then
 	echo "$fails of the demos' command-line checks failed"
 	exit 1
