@@ -188,22 +188,25 @@ double demo_now(void)
 
 /* ---- the output folder and gnuplot -------------------------------------------------- */
 
-demo_plot demo_plot_args(int argc, char **argv, const char *prog, const char *what)
+demo_plot demo_plot_args(int argc, char **argv, const char *prog, const char *what,
+			 const char *quick)
 {
 	char usage[1024];
 	snprintf(usage, sizeof usage,
 		 "%s - %s\n"
-		 "usage: %s [--out DIR] [--quick]\n"
+		 "usage: %s [--out DIR]%s\n"
 		 "  --out DIR  where the CSV, the gnuplot script and the PNG go\n"
 		 "             (default experiments_out)\n"
-		 "  --quick    a short run, to check that everything works\n",
-		 prog, what, prog);
+		 "%s%s%s",
+		 prog, what, prog, quick ? " [--quick]" : "",
+		 quick ? "  --quick    a short run, to check that everything works: " : "",
+		 quick ? quick : "", quick ? "\n" : "");
 	demo_plot p = { .out = "experiments_out" };
 	demo_cli c = demo_cli_begin(prog, usage, argc, argv);
 	while (demo_cli_next(&c)) {
 		if (demo_str(&c, "--out", &p.out))
 			continue;
-		if (demo_flag(&c, "--quick")) {
+		if (quick && demo_flag(&c, "--quick")) {
 			p.quick = true;
 			continue;
 		}

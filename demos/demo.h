@@ -106,9 +106,12 @@ typedef struct demo_plot {
 	bool quick;      /* --quick: a short run, to check the pipeline */
 } demo_plot;
 
-/* Reads [--out DIR] [--quick]; `what` says in a line what the program does
- * (for --help). Default folder: experiments_out. */
-demo_plot demo_plot_args(int argc, char **argv, const char *prog, const char *what);
+/* Reads [--out DIR] [--quick] and proves DIR (demo_prove_out); `what` says
+ * in a line what the program does, `quick` what --quick shortens ("3
+ * epochs instead of 20"), both for --help. quick NULL: the run is short
+ * already and there is no --quick. Default folder: experiments_out. */
+demo_plot demo_plot_args(int argc, char **argv, const char *prog, const char *what,
+			 const char *quick);
 /* mkdir -p DIR: 0 when DIR is (now) a directory, else -1 with errno set. */
 int demo_make_dir(const char *dir);
 /* --out DIR is short enough for its files (DEMO_FILE_MAX), is made (with

@@ -284,7 +284,8 @@ static int write_files(const char *dir, const int tables[4][4], const ex_xor *x,
 int main(int argc, char **argv)
 {
 	demo_plot cli = demo_plot_args(argc, argv, "gates",
-					"seed 003's perceptron gates, and XOR with one layer and two");
+					"seed 003's perceptron gates, and XOR with one layer and two",
+					"3 restarts of the XOR nets instead of 10");
 
 	char err[EX_ERR];
 	const ex_gate *g[3] = { &ex_and, &ex_nand, &ex_or };

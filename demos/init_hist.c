@@ -9,7 +9,7 @@
  * and init_hist.gp, and draws init_hist.png: one row of 5 histograms per
  * setting.
  *
- *	init_hist [--out DIR] [--quick]
+ *	init_hist [--out DIR]
  */
 #include "experiments.h"
 
@@ -206,7 +206,8 @@ static int write_gp(const char *dir, const ex_hist_opts *o, const ex_hist *h)
 int main(int argc, char **argv)
 {
 	demo_plot cli = demo_plot_args(argc, argv, "init_hist",
-					"activation histograms of 5 layers by initialisation");
+					"activation histograms of 5 layers by initialisation",
+					NULL);
 
 	ex_hist_opts o = ex_hist_defaults();
 	ex_hist *h = malloc(sizeof *h);

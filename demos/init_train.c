@@ -50,7 +50,8 @@ static const double seed_loss[ARMS][4] = {
 int main(int argc, char **argv)
 {
 	demo_plot cli = demo_plot_args(argc, argv, "init_train",
-					"std 0.01, lecun and he initialisation, trained on Fashion-MNIST");
+					"std 0.01, lecun and he initialisation, trained on Fashion-MNIST",
+					"301 iterations instead of 2000");
 
 	char err[EX_ERR];
 	tg_dataset train = { 0 }, test = { 0 };

@@ -40,7 +40,8 @@ enum { ARMS = 4, TAIL = 100, HALF = 10 };
 int main(int argc, char **argv)
 {
 	demo_plot cli = demo_plot_args(argc, argv, "optimizers",
-					"SGD, Momentum, AdaGrad and Adam on Fashion-MNIST");
+					"SGD, Momentum, AdaGrad and Adam on Fashion-MNIST",
+					"200 iterations instead of 2000");
 
 	char err[EX_ERR];
 	tg_dataset train = { 0 }, test = { 0 };

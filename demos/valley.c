@@ -13,7 +13,7 @@
  * (the paths) and valley.gp, and draws valley.png: the four paths over f's
  * contours.
  *
- *	valley [--out DIR] [--quick]
+ *	valley [--out DIR]
  */
 #include "experiments.h"
 
@@ -139,7 +139,8 @@ static int write_gp(const char *dir, const ex_valley_opts *o)
 int main(int argc, char **argv)
 {
 	demo_plot cli = demo_plot_args(argc, argv, "valley",
-					"the book's four optimizers on f(x, y) = x^2/20 + y^2");
+					"the book's four optimizers on f(x, y) = x^2/20 + y^2",
+					NULL);
 
 	ex_valley_opts o = ex_valley_defaults();
 	ex_valley *v = malloc(sizeof *v);

@@ -74,6 +74,21 @@ if [ -w /dev/full ]; then
 	done
 fi
 
+# valley and init_hist run short already: no --quick to ignore
+for demo in valley init_hist; do
+	"$demos/$demo" --quick --out "$dir/q" >/dev/null 2>"$out"
+	rc=$?
+	if [ "$rc" != 2 ] || ! grep -qF "$demo: unknown option '--quick'" "$out"; then
+		fail "$demo --quick: exit $rc, $(head -n 1 "$out")"
+	fi
+	if "$demos/$demo" --help | grep -q -- --quick; then
+		fail "$demo --help offers --quick"
+	fi
+done
+if ! "$demos/batchnorm" --help | grep -qF -- "--quick    a short run, to check that everything works: 3 epochs"; then
+	fail "batchnorm --help does not say what --quick shortens: $("$demos/batchnorm" --help)"
+fi
+
 if [ "$fails" -gt 0 ]; then
 	echo "$fails of the demos' command-line checks failed"
 	exit 1
