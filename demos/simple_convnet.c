@@ -38,7 +38,7 @@ static const char usage_text[] =
 	"(the book's figure 7-24).\n"
 	"  --epochs N   passes over the 60000 training images (default 2)\n"
 	"  --threads T  threads of the products and large loops (default 2)\n"
-	"  --out DIR    where simple_convnet_filters.csv, .gp and .png go\n"
+	"  --out DIR    where simple_convnet_filters.csv, .gp and (with gnuplot) .png go\n"
 	"               (default experiments_out; demos/experiments gives demos/pictures)\n"
 	"  --quick      1 epoch on the first 3000 training images, to check the pipeline\n";
 
@@ -198,10 +198,16 @@ int main(int argc, char **argv)
 	printf("final test accuracy %.4f (train %.4f), %lld epoch%s, %.1f s of training\n",
 	       last.test_acc, last.train_acc, (long long)last.epoch, last.epoch == 1 ? "" : "s",
 	       last.seconds);
+	int drawn = -1; /* demo_render: 1 drawn, 0 no gnuplot (said so), -1 failed */
 	if (write_csv(out, (const double *[]){ w[0], w[1] }) ||
-	    write_gp(out, last.epoch, ds->n, last.test_acc) || demo_render(out, NAME) < 0)
+	    write_gp(out, last.epoch, ds->n, last.test_acc) ||
+	    (drawn = demo_render(out, NAME)) < 0)
 		goto out;
-	printf("filters in %s/%s.csv, %s.gp and .png\n", out, NAME, NAME);
+	/* only what was written: no PNG without gnuplot */
+	if (drawn)
+		printf("filters in %s/%s.csv, %s.gp and %s.png\n", out, NAME, NAME, NAME);
+	else
+		printf("filters in %s/%s.csv and %s.gp\n", out, NAME, NAME);
 	rc = 0;
 	goto out;
 out_error:

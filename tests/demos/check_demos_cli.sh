@@ -89,6 +89,22 @@ if ! "$demos/batchnorm" --help | grep -qF -- "--quick    a short run, to check t
 	fail "batchnorm --help does not say what --quick shortens: $("$demos/batchnorm" --help)"
 fi
 
+# simple_convnet without gnuplot names the CSV and the script it wrote, no
+# picture it did not draw (needs Fashion-MNIST; 1 epoch on 3000 images)
+if [ -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+	mkdir "$dir/nopath"
+	PATH="$dir/nopath" "$demos/simple_convnet" --quick --out "$dir/sc" >"$dir/stdout" 2>"$out"
+	rc=$?
+	last=$(tail -n 1 "$dir/stdout")
+	if [ "$rc" != 0 ] ||
+		[ "$last" != "filters in $dir/sc/simple_convnet_filters.csv and simple_convnet_filters.gp" ] ||
+		[ -e "$dir/sc/simple_convnet_filters.png" ]; then
+		fail "simple_convnet without gnuplot: exit $rc, said: $last $(head -n 1 "$out")"
+	fi
+else
+	echo "simple_convnet without gnuplot: skipped (no Fashion-MNIST)"
+fi
+
 if [ "$fails" -gt 0 ]; then
 	echo "$fails of the demos' command-line checks failed"
 	exit 1
