@@ -105,6 +105,17 @@ else
 	echo "simple_convnet without gnuplot: skipped (no Fashion-MNIST)"
 fi
 
+# demos/experiments: an empty --out (an unset variable) is no directory
+for arg in "--out=" "--out ''"; do
+	eval "set -- $arg valley"
+	"$src/demos/experiments" "$@" >"$dir/stdout" 2>"$out"
+	rc=$?
+	if [ "$rc" != 2 ] || [ -s "$dir/stdout" ] ||
+		! grep -qF "demos/experiments: --out needs a directory, not an empty string" "$out"; then
+		fail "experiments $arg: exit $rc, $(head -n 1 "$out")"
+	fi
+done
+
 if [ "$fails" -gt 0 ]; then
 	echo "$fails of the demos' command-line checks failed"
 	exit 1
