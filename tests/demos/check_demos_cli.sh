@@ -116,6 +116,20 @@ for arg in "--out=" "--out ''"; do
 	fi
 done
 
+# demos/run --help: the help on stdout, first line first, with no build's
+# or install's talk before it
+"$src/demos/run" --help >"$dir/stdout" 2>"$out"
+rc=$?
+first=$(head -n 1 "$dir/stdout")
+case "$first" in
+"demos/run - the main job"*) ;;
+*) first="wrong: $first" ;;
+esac
+if [ "$rc" != 0 ] || [ "${first#wrong}" != "$first" ] ||
+	grep -qE "^INFO:|^ninja: |^Reading package" "$dir/stdout" "$out"; then
+	fail "demos/run --help: exit $rc, $first"
+fi
+
 if [ "$fails" -gt 0 ]; then
 	echo "$fails of the demos' command-line checks failed"
 	exit 1
