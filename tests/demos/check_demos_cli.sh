@@ -130,6 +130,14 @@ if [ "$rc" != 0 ] || [ "${first#wrong}" != "$first" ] ||
 	fail "demos/run --help: exit $rc, $first"
 fi
 
+# gradient_check's --samples stops where kinks would swamp the check
+"$demos/gradient_check" --samples 11 >/dev/null 2>"$out"
+rc=$?
+if [ "$rc" != 2 ] ||
+	! grep -qF "gradient_check: --samples needs a whole number from 1 to 10, not '11'" "$out"; then
+	fail "gradient_check --samples 11: exit $rc, $(head -n 1 "$out")"
+fi
+
 if [ "$fails" -gt 0 ]; then
 	echo "$fails of the demos' command-line checks failed"
 	exit 1
