@@ -40,18 +40,28 @@ typedef struct bucket {
 	size_t nreq;
 } bucket;
 
+/* The vt of the batch-norm modules that tg_dist_sync_bn converted: the
+ * plain vt's with forward replaced. Shared by d and those modules, which
+ * may outlive d or be freed before it: each holds a reference, and
+ * tg_dist_free sets d to NULL, after which an evaluation runs as plain
+ * batch norm and a training forward is an error. */
+typedef struct sync_vt {
+	tg_module_vt vt;            /* first: the modules' vt points here */
+	const tg_module_vt *plain;  /* the batch norm's own (static, in layers.c) */
+	tg_dist *d;                 /* NULL once tg_dist_free has run */
+	size_t refs;                /* d's and one per module */
+} sync_vt;
+
 struct tg_dist {
 	const tg_dist_hooks *hooks; /* first: how tg_fit calls this file */
 	tg_op sum_op;         /* the all-reduce op finds its tg_dist from here */
-	tg_module_vt bn_vt;   /* the synchronised batch norm's vt */
-	const tg_module_vt *plain_bn_vt;
+	sync_vt *sync;        /* the synchronised batch norm's vt; NULL before tg_dist_sync_bn */
 	tg_ctx *ctx;
 	tg_dist_opts opts;
 	MPI_Comm grads;       /* the gradient buckets */
 	MPI_Comm misc;        /* everything else, in the order every rank calls it */
 	int rank, size;
 	size_t chunk;         /* elements per MPI call: MPI counts are int */
-	bool own_init;        /* MPI_Init was ours: MPI_Finalize is too */
 	bool broken;          /* a collective failed: abort, never finalise */
 	MPI_Op rows_op;       /* rows_combine: the step's rows and failures */
 	char told[512];       /* the context's error when every rank learned of it */
@@ -217,7 +227,8 @@ static int no_dist(tg_ctx *ctx, const char *fn)
 /* ---- start and end ------------------------------------------------------------------ */
 
 static int same_run(tg_dist *d, const char *who, bool failed, const double *v,
-		    const char *const *names, size_t n);
+		    const char *const *names, const char *(*label)(const char *name, double v),
+		    size_t n);
 static int epoch_end(tg_dist *d, const char *who, bool failed, bool go);
 
 static const tg_module *attached(const tg_dist *d)
@@ -227,7 +238,7 @@ static const tg_module *attached(const tg_dist *d)
 
 static size_t count_synced(const tg_dist *d, const tg_module *m)
 {
-	size_t n = m->vt == &d->bn_vt;
+	size_t n = d->sync && m->vt == &d->sync->vt;
 	for (size_t i = 0; i < m->nchildren; i++)
 		n += count_synced(d, m->children[i]);
 	return n;
@@ -269,6 +280,11 @@ static void rows_combine(void *in, void *inout, int *len, MPI_Datatype *type)
 	}
 }
 
+/* MPI is the process's, not a context's: the tg_dists alive, and whether
+ * one of them started MPI (then the last one freed finalises it). */
+static int live;
+static bool started;
+
 tg_dist *tg_dist_new(tg_ctx *ctx, int *argc, char ***argv, const tg_dist_opts *opts)
 {
 	if (!ctx || !tg_ok(ctx))
@@ -282,9 +298,9 @@ tg_dist *tg_dist_new(tg_ctx *ctx, int *argc, char ***argv, const tg_dist_opts *o
 	MPI_Finalized(&done);
 	if (done) /* any MPI call now would abort the process */
 		return tg_fail(ctx, TG_EARG,
-			       "tg_dist_new: MPI has been finalised (tg_dist_free of the tg_dist "
-			       "that started it) and cannot start again in this process; keep "
-			       "one tg_dist for the whole run");
+			       "tg_dist_new: MPI has been finalised (tg_dist_free of the last "
+			       "tg_dist, when one started it) and cannot start again in this "
+			       "process; keep one tg_dist for the whole run");
 	if (!up && MPI_Init(argc, argv) != MPI_SUCCESS)
 		return tg_fail(ctx, TG_EIO, "tg_dist_new: MPI_Init failed");
 	tg_dist *d = calloc(1, sizeof *d);
@@ -294,7 +310,6 @@ tg_dist *tg_dist_new(tg_ctx *ctx, int *argc, char ***argv, const tg_dist_opts *o
 	d->sum_op = sum_op_proto; /* its backward finds d from the node's op */
 	d->ctx = ctx;
 	d->opts = o;
-	d->own_init = !up;
 	d->chunk = INT_MAX;
 	MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
 	if (MPI_Comm_dup(MPI_COMM_WORLD, &d->grads) != MPI_SUCCESS ||
@@ -308,6 +323,8 @@ tg_dist *tg_dist_new(tg_ctx *ctx, int *argc, char ***argv, const tg_dist_opts *o
 	MPI_Comm_rank(d->misc, &d->rank);
 	MPI_Comm_size(d->misc, &d->size);
 	d->failed_rank = d->size;
+	started = started || !up;
+	live++;
 	return d;
 }
 
@@ -334,6 +351,8 @@ static void forget_buckets(tg_dist *d)
 	d->nbuckets = d->nparams = d->nbuffers = 0;
 }
 
+static void sync_vt_release(sync_vt *s);
+
 void tg_dist_free(tg_dist *d)
 {
 	if (!d)
@@ -341,10 +360,14 @@ void tg_dist_free(tg_dist *d)
 	if (d->model)
 		tg_set_grad_ready(d->ctx, NULL, NULL);
 	forget_buckets(d);
+	if (d->sync) { /* its modules may outlive d: they keep it, without d */
+		d->sync->d = NULL;
+		sync_vt_release(d->sync);
+	}
 	/* an error the other ranks were not told of: they may wait for this
 	 * rank in a collective, and finalising would wait for them */
 	bool untold = !tg_ok(d->ctx) && strncmp(tg_error(d->ctx), d->told, sizeof d->told - 1);
-	bool broken = d->broken || untold, own = d->own_init;
+	bool broken = d->broken || untold;
 	if (broken) {
 		/* a request may be outstanding with a dead peer: finalising could
 		 * wait for it for ever */
@@ -352,11 +375,17 @@ void tg_dist_free(tg_dist *d)
 		fflush(stderr);
 		MPI_Abort(MPI_COMM_WORLD, 1);
 	}
-	MPI_Comm_free(&d->grads);
-	MPI_Comm_free(&d->misc);
-	MPI_Op_free(&d->rows_op);
+	int done = 0;
+	MPI_Finalized(&done); /* by the program that started MPI: nothing to free then */
+	if (!done) {
+		MPI_Comm_free(&d->grads);
+		MPI_Comm_free(&d->misc);
+		MPI_Op_free(&d->rows_op);
+	}
 	free(d);
-	if (own)
+	/* the last tg_dist finalises MPI when one of them started it: MPI is
+	 * the process's, and another tg_dist may still use it */
+	if (--live == 0 && started && !done)
 		MPI_Finalize();
 }
 
@@ -499,6 +528,115 @@ out_free:
 	return -1;
 }
 
+/* m's architecture, as tg_module_spec writes it where every module has a
+ * spec ("linear:4:8,relu,dropout:0.5,linear:8:3"), without its error
+ * where one has none: a module of its own is its kind, and its children in
+ * brackets. Writes like snprintf; returns the length. */
+static size_t arch_of(const tg_module *m, char *buf, size_t size)
+{
+	size_t len = 0;
+	const char *kind = m->vt && m->vt->kind ? m->vt->kind : "?";
+	bool seq = !strcmp(kind, "sequential");
+	if (m->nchildren == 0 && m->vt && m->vt->spec) {
+		int n = m->vt->spec(m, size ? buf : NULL, size);
+		return n > 0 ? (size_t)n : 0;
+	}
+	if (!seq || m->nchildren == 0)
+		len += (size_t)snprintf(size ? buf : NULL, size, "%s%s", kind,
+					m->nchildren ? "(" : "");
+	for (size_t i = 0; i < m->nchildren; i++) {
+		if (i) {
+			if (len + 1 < size)
+				buf[len] = ',', buf[len + 1] = '\0';
+			len++;
+		}
+		len += arch_of(m->children[i], len < size ? buf + len : NULL,
+			       len < size ? size - len : 0);
+	}
+	if (!seq && m->nchildren) {
+		if (len + 1 < size)
+			buf[len] = ')', buf[len + 1] = '\0';
+		len++;
+	}
+	return len;
+}
+
+/* s in at most 90 characters, around at: the whole, or "..." and the part
+ * where it differs from another. */
+static void excerpt(const char *s, size_t at, char *out, size_t size)
+{
+	size_t len = strlen(s), from = at > 30 ? at - 30 : 0;
+	if (len <= 90)
+		from = 0;
+	snprintf(out, size, "%s%.90s%s", from ? "..." : "", s + from,
+		 len - from > 90 ? "..." : "");
+}
+
+/* Every rank's model has rank 0's architecture: modules of other kinds or
+ * options (an activation, a dropout's rate) over tensors of the same
+ * shapes would train apart without a word. Else every rank fails
+ * (TG_EARG), naming rank 0's and the lowest other rank's. */
+static int same_arch(tg_dist *d, const tg_module *m)
+{
+	const char *what = "comparing the ranks' models";
+	size_t n = arch_of(m, NULL, 0);
+	char *mine = malloc(n + 1), *ref = NULL;
+	int64_t len[1] = { (int64_t)n };
+	int rc = -1;
+	if (!mine) {
+		tg_fail(d->ctx, TG_ENOMEM, "tg_dist_attach: out of memory");
+		return -1; /* the others fail in the broadcast below, after the timeout */
+	}
+	arch_of(m, mine, n + 1);
+	if (bcast_wait(d, len, 1, MPI_INT64_T, 0, what))
+		goto out_free;
+	ref = malloc((size_t)len[0] + 1);
+	if (!ref) {
+		tg_fail(d->ctx, TG_ENOMEM, "tg_dist_attach: out of memory");
+		goto out_free;
+	}
+	if (d->rank == 0)
+		memcpy(ref, mine, n + 1);
+	if (bcast_wait(d, ref, (size_t)len[0] + 1, MPI_CHAR, 0, what))
+		goto out_free;
+	int who = lowest_rank(d, strcmp(ref, mine) != 0, what);
+	if (who < 0)
+		goto out_free;
+	if (who == d->size) {
+		rc = 0;
+		goto out_free;
+	}
+	/* the lowest rank that differs: its architecture to every rank */
+	len[0] = (int64_t)n;
+	if (bcast_wait(d, len, 1, MPI_INT64_T, who, what))
+		goto out_free;
+	char *theirs = malloc((size_t)len[0] + 1);
+	if (!theirs) {
+		tg_fail(d->ctx, TG_ENOMEM, "tg_dist_attach: out of memory");
+		goto out_free;
+	}
+	if (d->rank == who)
+		memcpy(theirs, mine, n + 1);
+	if (bcast_wait(d, theirs, (size_t)len[0] + 1, MPI_CHAR, who, what) == 0) {
+		size_t at = 0;
+		while (ref[at] && ref[at] == theirs[at])
+			at++;
+		char a[128], b[128];
+		excerpt(ref, at, a, sizeof a);
+		excerpt(theirs, at, b, sizeof b);
+		tg_fail(d->ctx, TG_EARG,
+			"tg_dist_attach: the ranks' models differ: rank 0's is \"%s\" but rank "
+			"%d's \"%s\"; every rank must build the same model",
+			a, who, b);
+		told_all(d);
+	}
+	free(theirs);
+out_free:
+	free(ref);
+	free(mine);
+	return rc;
+}
+
 /* ---- broadcasts ------------------------------------------------------------------------ */
 
 int tg_dist_broadcast(tg_dist *d, tg_tensor *const *t, size_t n)
@@ -619,7 +757,8 @@ static int epoch_end(tg_dist *d, const char *who, bool failed, bool go)
 /* tg_fit's start (dist_hooks.h): works on a context in error, as a rank
  * that failed must still tell the others. */
 static int same_run(tg_dist *d, const char *who, bool failed, const double *v,
-		    const char *const *names, size_t n)
+		    const char *const *names, const char *(*label)(const char *name, double v),
+		    size_t n)
 {
 	if (!d || d->broken)
 		return -1;
@@ -663,6 +802,12 @@ static int same_run(tg_dist *d, const char *who, bool failed, const double *v,
 			snprintf(b, sizeof b, "%.*g", prec, theirs);
 			if (strcmp(a, b))
 				break;
+		}
+		const char *la = label ? label(names[i], ref[i]) : NULL;
+		const char *lb = label ? label(names[i], theirs) : NULL;
+		if (la && lb && strcmp(la, lb)) {
+			snprintf(a, sizeof a, "%s", la);
+			snprintf(b, sizeof b, "%s", lb);
 		}
 		tg_fail(d->ctx, TG_EARG,
 			"%s: the ranks' runs differ in %s: %s on rank 0, %s on rank %d; every "
@@ -930,6 +1075,8 @@ int tg_dist_attach(tg_dist *d, tg_module *m)
 	/* tg_module_tensors: the parameters first, then the state */
 	int rc = same_tensors(d, "tg_dist_attach", true, all, nt, np);
 	if (rc == 0)
+		rc = same_arch(d, m);
+	if (rc == 0)
 		rc = tg_dist_broadcast(d, all, nt);
 	if (rc == 0)
 		rc = make_buckets(d, all, np);
@@ -1158,22 +1305,48 @@ void tg_dist_stats_clear(tg_dist *d)
  * and the trailing axes at once (tg_sum_to (1,C,1,...,1)), and that shape
  * broadcasts the statistics, gamma and beta per channel. */
 
-static tg_dist *dist_of_bn_vt(const tg_module_vt *vt)
+static void sync_vt_release(sync_vt *s)
 {
-	return (tg_dist *)(void *)((char *)vt - offsetof(tg_dist, bn_vt));
+	if (s && --s->refs == 0)
+		free(s);
+}
+
+static tg_tensor *sync_bn_forward(tg_module *m, tg_tensor *x);
+
+static bool is_sync_vt(const tg_module_vt *vt)
+{
+	return vt && vt->forward == sync_bn_forward;
+}
+
+static void sync_bn_free(tg_module *m)
+{
+	sync_vt *s = (sync_vt *)(void *)m->vt;
+	if (s->plain->free)
+		s->plain->free(m);
+	m->vt = s->plain;
+	sync_vt_release(s);
 }
 
 static tg_tensor *sync_bn_forward(tg_module *m, tg_tensor *x)
 {
-	tg_dist *d = dist_of_bn_vt(m->vt);
+	const sync_vt *s = (const sync_vt *)(const void *)m->vt;
+	tg_dist *d = s->d;
 	tg_batchnorm *bn = m->self;
 	if (!m->training)
-		return d->plain_bn_vt->forward(m, x); /* evaluation */
+		return s->plain->forward(m, x); /* evaluation */
+	if (!d) {
+		if (x && tg_ok(m->ctx))
+			tg_fail(m->ctx, TG_EARG,
+				"tg_dist_sync_bn: batch norm \"%s\" trains over the ranks, but its "
+				"tg_dist has been freed (tg_dist_free); evaluation mode still works",
+				m->name);
+		return NULL;
+	}
 	/* shape errors as ever: this rank fails before the collective below,
 	 * as a rank whose forward failed before the layer */
 	if (!x || tg_ndim(x) < 2 || !bn->gamma || tg_dim(x, 1) != tg_dim(bn->gamma, 0) ||
 	    !usable(d))
-		return d->plain_bn_vt->forward(m, x);
+		return s->plain->forward(m, x);
 	int nd = tg_ndim(x);
 	/* The values per feature or channel over the ranks, in the collective
 	 * that tg_dist_loss starts with: a rank whose forward failed before
@@ -1230,16 +1403,32 @@ static tg_tensor *sync_bn_forward(tg_module *m, tg_tensor *x)
 
 static int convert_bn(tg_dist *d, tg_module *m)
 {
-	if (m->vt && m->vt->kind && !strcmp(m->vt->kind, "bn") && m->vt != &d->bn_vt) {
-		if (!d->plain_bn_vt) {
-			d->plain_bn_vt = m->vt;
-			d->bn_vt = *m->vt;
-			d->bn_vt.forward = sync_bn_forward;
-		} else if (m->vt != d->plain_bn_vt) {
+	const tg_module_vt *vt = m->vt;
+	if (is_sync_vt(vt) && vt != &d->sync->vt) {
+		const sync_vt *other = (const sync_vt *)(const void *)vt;
+		if (other->d) { /* each forward would all-reduce on both */
+			tg_fail(d->ctx, TG_EARG,
+				"tg_dist_sync_bn: batch norm \"%s\" is synchronised by another "
+				"tg_dist already; a model trains with one",
+				m->name);
+			return -1;
+		}
+		vt = other->plain; /* its tg_dist is gone: this one takes it over */
+	}
+	if (vt && vt->kind && !strcmp(vt->kind, "bn") && !is_sync_vt(vt)) {
+		if (!d->sync->plain) {
+			d->sync->plain = vt;
+			d->sync->vt = *vt;
+			d->sync->vt.forward = sync_bn_forward;
+			d->sync->vt.free = sync_bn_free;
+		} else if (vt != d->sync->plain) {
 			tg_fail(d->ctx, TG_EARG, "tg_dist_sync_bn: a \"bn\" module of another kind");
 			return -1;
 		}
-		m->vt = &d->bn_vt;
+		if (m->vt != vt)
+			sync_vt_release((sync_vt *)(void *)m->vt);
+		m->vt = &d->sync->vt;
+		d->sync->refs++;
 	}
 	for (size_t i = 0; i < m->nchildren; i++)
 		if (convert_bn(d, m->children[i]))
@@ -1261,6 +1450,15 @@ int tg_dist_sync_bn(tg_dist *d, tg_module *m)
 		tg_fail(d->ctx, TG_ECTX,
 			"tg_dist_sync_bn: the module belongs to another context than the tg_dist");
 		return -1;
+	}
+	if (!d->sync) {
+		d->sync = calloc(1, sizeof *d->sync);
+		if (!d->sync) {
+			tg_fail(d->ctx, TG_ENOMEM, "tg_dist_sync_bn: out of memory");
+			return -1;
+		}
+		d->sync->d = d;
+		d->sync->refs = 1;
 	}
 	return convert_bn(d, m);
 }

@@ -27,9 +27,12 @@ typedef struct tg_dist_hooks {
 	int (*sync_buffers)(tg_dist *d);
 	/* tg_fit's start: every rank's setup worked (failed: this one's did
 	 * not) and its v[0..n) equal rank 0's; else -1 on every rank, naming
-	 * the lowest rank that failed or the first of names that differs. */
+	 * the lowest rank that failed or the first of names that differs,
+	 * with both values, each said by label(name, value) when it gives a
+	 * word (label may be NULL). */
 	int (*same_run)(tg_dist *d, const char *who, bool failed, const double *v,
-			const char *const *names, size_t n);
+			const char *const *names, const char *(*label)(const char *name, double v),
+			size_t n);
 	/* The module tg_dist_attach took; NULL: none. */
 	const tg_module *(*model)(const tg_dist *d);
 	/* The batch-norm layers of the attached model that tg_dist_sync_bn

@@ -44,8 +44,10 @@
  * ends the job at once, MPI_Abort naming it, so call it before any long
  * work; else the others fail after opts.timeout. A failure at an epoch's
  * end (evaluation, on_epoch, a save) is every rank's, naming the rank.
- * Ranks whose models, dtypes, batches, optimizers, epochs, data or
- * options differ fail before the first step, each naming what differs;
+ * Ranks whose models (shapes, dtypes or architecture), batches,
+ * optimizers, epochs, data (train, validation, and test where a plateau
+ * reads its loss) or options differ fail before the first step, each
+ * naming what differs;
  * seeds and thread counts may differ (rank 0's parameters and generator
  * are every rank's, and the gradients the same all-reduced sum).
  *
@@ -57,8 +59,10 @@
  * do nothing. A build without MPI answers so for every call.
  *
  * Lifetimes: tg_dist_new's result is malloc'd and freed by tg_dist_free,
- * before the context. Without MPI in the build tg_dist_new fails (TG_EARG)
- * and tg_dist_available is false.
+ * before the context; before or after the model (see tg_dist_sync_bn).
+ * Several tg_dist may live in one process: MPI is finalised by the last
+ * one freed, when one of them started it. Without MPI in the build
+ * tg_dist_new fails (TG_EARG) and tg_dist_available is false.
  */
 #ifndef TAPEGRAD_DIST_H
 #define TAPEGRAD_DIST_H
@@ -101,12 +105,14 @@ TG_API tg_dist_opts tg_dist_defaults(void);
 TG_API bool tg_dist_available(void);
 
 /* Joins the job: MPI_Init (argc, argv may be NULL) unless MPI is up
- * already, a communicator of its own with MPI_ERRORS_RETURN. opts NULL: the
- * defaults. NULL and TG_EARG when the build has no MPI, the options are
- * bad or MPI was finalised (by tg_dist_free: MPI starts once a process);
- * TG_EIO when MPI fails to start. malloc'd */
+ * already (by the program or another tg_dist), a communicator of its own
+ * with MPI_ERRORS_RETURN. opts NULL: the defaults. NULL and TG_EARG when
+ * the build has no MPI, the options are bad or MPI was finalised (by
+ * tg_dist_free: MPI starts once a process); TG_EIO when MPI fails to
+ * start. malloc'd */
 TG_API tg_dist *tg_dist_new(tg_ctx *ctx, int *argc, char ***argv, const tg_dist_opts *opts);
-/* MPI_Finalize when tg_dist_new started MPI; MPI_Abort after an error
+/* MPI_Finalize when this is the last tg_dist and one of them started MPI
+ * (nothing when the program finalised it already); MPI_Abort after an error
  * in a collective (a peer may be gone), or while the context holds an
  * error the other ranks were not told of (they may be waiting for this
  * rank in a collective). NULL is fine. */
@@ -119,15 +125,21 @@ TG_API int tg_dist_size(const tg_dist *d);  /* ranks; 1 for NULL */
  * and hooks the reverse walk (tg_set_grad_ready). Once per tg_dist, with
  * a module of d's context (else TG_ECTX). 0 ok, -1; TG_ESHAPE on every
  * rank when the ranks' models differ in their tensors' number, dtypes or
- * shapes, naming the first that does. */
+ * shapes, naming the first that does; TG_EARG on every rank when their
+ * architectures differ (tg_module_spec: an activation, a dropout layer),
+ * naming rank 0's and the lowest other rank's. */
 TG_API int tg_dist_attach(tg_dist *d, tg_module *m);
 /* Batch norm with the global batch's statistics: every "bn" module below
  * m (attached or not) then all-reduces its batch's sum and squared
  * deviations, so mean and variance are those of the global batch (per
  * feature of (N,D), per channel of (N,C,...) over every rank's N and
  * trailing axes), and its backward all-reduces likewise (PyTorch's
- * SyncBatchNorm). Evaluation mode is unchanged. Every rank calls it alike: tg_fit stops every rank,
- * saying so, when the ranks' synchronised layers differ. 0 ok, -1. */
+ * SyncBatchNorm). Evaluation mode is unchanged. Every rank calls it alike:
+ * tg_fit stops every rank, saying so, when the ranks' synchronised layers
+ * differ. The layers may outlive d: after tg_dist_free they evaluate as
+ * plain batch norm, a training forward is TG_EARG, and another tg_dist may
+ * take them over; while d lives, another's tg_dist_sync_bn of them is
+ * TG_EARG. 0 ok, -1. */
 TG_API int tg_dist_sync_bn(tg_dist *d, tg_module *m);
 /* Rank 0's values of t[0..n) into every rank's (same shapes and dtypes).
  * 0 ok, -1; TG_ESHAPE on every rank when the ranks' n, dtypes or shapes

@@ -204,8 +204,9 @@ typedef struct tg_train_opts {
 	/* Data-parallel training over MPI ranks (tapegrad_dist.h; attached to
 	 * the model), or NULL: this process alone. Every rank calls tg_fit with
 	 * the same options but out and log_path (give them on rank 0 only),
-	 * the same train set and optimizer settings, on the model attached to
-	 * dist: before the first step the ranks compare them, and the
+	 * the same train and validation sets (and test set, when a plateau
+	 * schedule reads its loss) and optimizer settings, on the model
+	 * attached to dist: before the first step the ranks compare them, and the
 	 * parameters' and the optimizer state's values (a checkpoint loaded
 	 * after tg_dist_attach must be loaded on every rank), and one that
 	 * differs, or that fails to start, stops every rank with a message

@@ -1368,6 +1368,31 @@ static uint64_t checksum_tensors(uint64_t h, tg_tensor *const *t, size_t n)
 	return h;
 }
 
+/* A checksum of a data set's values: features, labels, targets. */
+static uint64_t checksum_data(const tg_dataset *t)
+{
+	uint64_t h = checksum(0, t->x, (size_t)(t->n * t->d) * sizeof *t->x);
+	h = t->y ? checksum(h, t->y, (size_t)t->n * sizeof *t->y) : h;
+	return t->t ? checksum(h, t->t, (size_t)(t->n * t->tdim) * sizeof *t->t) : h;
+}
+
+/* same_run's values said as words where they are kinds: NULL for a number. */
+static const char *kind_label(const char *name, double v)
+{
+	static const char *const sched[] = {
+		[TG_SCHED_CONSTANT] = "constant", [TG_SCHED_STEP] = "step",
+		[TG_SCHED_EXPONENTIAL] = "exponential", [TG_SCHED_COSINE] = "cosine",
+		[TG_SCHED_WARMUP_COSINE] = "warmup-cosine", [TG_SCHED_PLATEAU] = "plateau",
+	};
+	if (!strcmp(name, "the optimizer's kind"))
+		return tg_optim_name((tg_optim_kind)v);
+	if (!strcmp(name, "the schedule's kind") && v >= 0 && v < sizeof sched / sizeof *sched)
+		return sched[(size_t)v];
+	if (!strcmp(name, "the parameters' dtype"))
+		return v == TG_F64 ? "f64" : v == TG_F32 ? "f32" : NULL;
+	return NULL;
+}
+
 /* Under dist, before the loop: every rank set up its run (failed: this one
  * did not), and with the same options, data shapes and optimizer as rank
  * 0's; else every rank fails, the others naming the rank that differs, as
@@ -1380,11 +1405,13 @@ static int same_run(run *r, const tg_dist_hooks *dh, bool failed)
 		"the train set's values (a checksum)", "batch (per rank)",
 		"epochs", "iters", "replace", "drop_last", "full_train_eval", "patience",
 		"no_divergence_check", "start_epoch", "start_iter", "the validation set's rows",
+		"the validation set's values (a checksum)",
 		"the parameters' dtype", "the optimizer's kind", "the learning rate",
 		"the optimizer's steps", "the optimizer's momentum", "the optimizer's rho",
 		"the optimizer's beta1", "the optimizer's beta2", "the optimizer's eps",
 		"the optimizer's weight_decay", "the optimizer's clip_norm",
-		"the test set's rows (a plateau schedule reads its loss)", "a schedule",
+		"the test set's rows (a plateau schedule reads its loss)",
+		"the test set's values (a checksum; a plateau schedule reads its loss)", "a schedule",
 		"the schedule's kind", "the schedule's base_lr", "the schedule's step_size",
 		"the schedule's gamma", "the schedule's t_max", "the schedule's warmup",
 		"the schedule's min_lr", "the schedule's factor", "the schedule's patience",
@@ -1397,7 +1424,7 @@ static int same_run(run *r, const tg_dist_hooks *dh, bool failed)
 	const tg_train_opts *o = &r->opts;
 	r->told = true;
 	if (failed)
-		return dh->same_run(o->dist, r->who, true, NULL, names, 0);
+		return dh->same_run(o->dist, r->who, true, NULL, names, NULL, 0);
 	const tg_dataset *t = r->train;
 	const tg_schedule *s = o->schedule, none = { 0 }, *sc = s ? s : &none;
 	/* the test set steers training only through a plateau without a
@@ -1406,9 +1433,12 @@ static int same_run(run *r, const tg_dist_hooks *dh, bool failed)
 	tg_optim_opts oo = tg_optim_opts_of(r->o);
 	/* the batcher takes each global batch's rows by index on every rank:
 	 * its rows must be the same rows everywhere */
-	uint64_t h = checksum(0, t->x, (size_t)(t->n * t->d) * sizeof *t->x);
-	h = t->y ? checksum(h, t->y, (size_t)t->n * sizeof *t->y) : h;
-	h = t->t ? checksum(h, t->t, (size_t)(t->n * t->tdim) * sizeof *t->t) : h;
+	uint64_t h = checksum_data(t);
+	/* the validation set steers early stopping and a plateau: ranks whose
+	 * losses differ would decide apart, one stopping while the others
+	 * wait for it, or take other rates */
+	double hv = r->val ? (double)(checksum_data(r->val) >> 11) : -1;
+	double ht = steers && r->test ? (double)(checksum_data(r->test) >> 11) : -1;
 	/* tg_dist_attach made the parameters rank 0's; one changed since on one
 	 * rank (a checkpoint loaded there alone), or optimizer state that
 	 * differs, would train the ranks apart without a word */
@@ -1416,7 +1446,7 @@ static int same_run(run *r, const tg_dist_hooks *dh, bool failed)
 	tg_tensor **p = malloc((np ? np : 1) * sizeof *p);
 	if (!p) {
 		tg_fail(r->ctx, TG_ENOMEM, "%s: out of memory", r->who);
-		return dh->same_run(o->dist, r->who, true, NULL, names, 0);
+		return dh->same_run(o->dist, r->who, true, NULL, names, NULL, 0);
 	}
 	tg_module_params(r->m, p, np);
 	uint64_t hp = checksum_tensors(0, p, np);
@@ -1427,10 +1457,10 @@ static int same_run(run *r, const tg_dist_hooks *dh, bool failed)
 		(double)t->n, (double)t->d, (double)t->tdim, (double)(h >> 11), (double)o->batch,
 		(double)(o->iters > 0 ? 0 : o->epochs), (double)o->iters, o->replace,
 		o->drop_last, o->full_train_eval, (double)o->patience, o->no_divergence_check,
-		(double)o->start_epoch, (double)o->start_iter, r->val ? (double)r->val->n : -1,
+		(double)o->start_epoch, (double)o->start_iter, r->val ? (double)r->val->n : -1, hv,
 		(double)r->dt, (double)oo.kind, tg_optim_lr(r->o), (double)tg_optim_steps(r->o),
 		oo.momentum, oo.rho, oo.beta1, oo.beta2, oo.eps, oo.weight_decay, oo.clip_norm,
-		steers && r->test ? (double)r->test->n : -1, s != NULL, (double)sc->kind,
+		steers && r->test ? (double)r->test->n : -1, ht, s != NULL, (double)sc->kind,
 		sc->base_lr, (double)sc->step_size, sc->gamma, (double)sc->t_max,
 		(double)sc->warmup, sc->min_lr, sc->factor, (double)sc->patience, sc->threshold,
 		(double)sc->epoch, sc->lr, sc->best, (double)sc->bad_epochs, (double)(hp >> 11),
@@ -1438,7 +1468,7 @@ static int same_run(run *r, const tg_dist_hooks *dh, bool failed)
 	};
 	_Static_assert(sizeof v / sizeof v[0] == sizeof names / sizeof names[0],
 		       "a name for every value");
-	return dh->same_run(o->dist, r->who, false, v, names, sizeof v / sizeof v[0]);
+	return dh->same_run(o->dist, r->who, false, v, names, kind_label, sizeof v / sizeof v[0]);
 }
 
 static tg_metrics no_metrics(void)
@@ -1641,7 +1671,8 @@ int tg_train(tg_mlp *m, tg_optim *o, const tg_dataset *train, const tg_dataset *
 	/* under dist the other ranks wait for this one at tg_fit's start, as
 	 * a rank that fails in tg_fit before its loop tells them */
 	if (opts && opts->dist)
-		tg_dist_hooks_of(opts->dist)->same_run(opts->dist, "tg_train", true, NULL, NULL, 0);
+		tg_dist_hooks_of(opts->dist)->same_run(opts->dist, "tg_train", true, NULL, NULL,
+						       NULL, 0);
 	return -1;
 }
 

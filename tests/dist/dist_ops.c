@@ -68,24 +68,35 @@ static bool says(tg_ctx *ctx, const char *want)
 	return ok;
 }
 
-/* Models of other shapes on rank 1 (4-8-3 against 4-6-3), and of another
- * dtype (f32 against f64): tg_dist_attach fails on both ranks, naming
- * the tensor, its shapes and rank 1, and nothing hangs. */
+/* Models of other shapes on rank 1 (4-8-3 against 4-6-3), of another
+ * dtype (f32 against f64), and of the same shapes but another activation
+ * (tanh against relu) or a dropout layer: tg_dist_attach fails on both
+ * ranks, naming the tensor, its shapes and rank 1, or both ranks'
+ * architectures, and nothing hangs. */
 static void unequal_models(const tg_dist_opts *o)
 {
 	const char *spec[2][2] = { { "4-8-3", "4-6-3" }, { "4-8-3", "4-8-3" } };
-	const char *want[2] = { "parameter 0 fc1.W is f64 (4,8) on rank 0 but f64 (4,6) on rank 1",
-				"parameter 0 fc1.W is f64 (4,8) on rank 0 but f32 (4,8) on rank 1" };
-	for (int k = 0; k < 2; k++) {
+	const char *want[4] = { "parameter 0 fc1.W is f64 (4,8) on rank 0 but f64 (4,6) on rank 1",
+				"parameter 0 fc1.W is f64 (4,8) on rank 0 but f32 (4,8) on rank 1",
+				"the ranks' models differ: rank 0's is \"linear:4:8,relu,linear:8:3\" "
+				"but rank 1's \"linear:4:8,tanh,linear:8:3\"",
+				"the ranks' models differ: rank 0's is \"linear:4:8,relu,linear:8:3\" "
+				"but rank 1's \"linear:4:8,relu,dropout:0.5,linear:8:3\"" };
+	const char *what[4] = { "tg_dist_attach, 4-6-3 on rank 1", "tg_dist_attach, f32 on rank 1",
+				"tg_dist_attach, tanh on rank 1", "tg_dist_attach, dropout on rank 1" };
+	for (int k = 0; k < 4; k++) {
 		tg_ctx *c = tg_ctx_new(1);
 		tg_dist *d = tg_dist_new(c, NULL, NULL, o);
 		tg_mlp_opts mo = tg_mlp_defaults();
 		mo.dtype = k == 1 && rank == 1 ? TG_F32 : TG_F64;
-		tg_mlp *net = tg_mlp_new(c, spec[k][rank], &mo);
+		if (k == 2 && rank == 1)
+			mo.act.kind = TG_ACT_TANH;
+		if (k == 3 && rank == 1)
+			mo.dropout = 0.5;
+		tg_mlp *net = tg_mlp_new(c, spec[k == 0 ? 0 : 1][rank], &mo);
 		int rc = tg_dist_attach(d, tg_mlp_module(net));
-		check(k ? "tg_dist_attach, f32 on rank 1" : "tg_dist_attach, 4-6-3 on rank 1", rc, -1,
-		      0);
-		check("... names the tensor and rank 1", says(c, want[k]), 1, 0);
+		check(what[k], rc, -1, 0);
+		check("... names what differs and rank 1", says(c, want[k]), 1, 0);
 		tg_mlp_free(net);
 		tg_dist_free(d);
 		tg_ctx_free(c);
@@ -535,6 +546,76 @@ static bool fail_on_rank_1(const tg_metrics *mt, void *user)
 	return false;
 }
 
+/* A model whose batch norm tg_dist_sync_bn made global outlives its
+ * tg_dist (freed first, as the header allows): an evaluation then runs as
+ * plain batch norm, with the same output as before; a training forward is
+ * an error saying the tg_dist is gone; the model frees cleanly, and so does
+ * one freed before its tg_dist. A later tg_dist takes the layers over; a
+ * second tg_dist while the first lives is refused (each forward would
+ * all-reduce on both). check_ops.sh fills freed memory (MALLOC_PERTURB_),
+ * so a layer that reads its freed tg_dist fails here. */
+static void sync_bn_outlives_dist(const tg_dist_opts *o)
+{
+	double xs[24];
+	int32_t ys[6];
+	rows(xs, ys);
+	for (int order = 0; order < 2; order++) {
+		tg_ctx *c = tg_ctx_new(1);
+		tg_dist *d = tg_dist_new(c, NULL, NULL, o);
+		tg_mlp_opts mo = tg_mlp_defaults();
+		mo.dtype = TG_F64;
+		mo.batchnorm = true;
+		tg_mlp *net = tg_mlp_new(c, "4-8-3", &mo);
+		tg_module *m = tg_mlp_module(net);
+		tg_dist_attach(d, m);
+		check("tg_dist_sync_bn", tg_dist_sync_bn(d, m), 0, 0);
+		tg_dist *other = tg_dist_new(c, NULL, NULL, o);
+		check("tg_dist_sync_bn by a second tg_dist", tg_dist_sync_bn(other, m), -1, 0);
+		check("... says so", says(c, "batch norm \"bn1\" is synchronised by another tg_dist"),
+		      1, 0);
+		tg_clear_error(c);
+		tg_dist_free(other);
+		if (order == 1) { /* the model first, then its tg_dist */
+			tg_mlp_free(net);
+			tg_dist_free(d);
+			check("model freed before its tg_dist: no error", tg_ok(c), 1, 0);
+			tg_ctx_free(c);
+			continue;
+		}
+		tg_tensor *x = tg_keep(tg_from_f64(c, TG_F64, 2, (int64_t[]){ 3, 4 }, xs + 12 * rank));
+		tg_module_train(m, false);
+		tg_tensor *before = tg_keep(tg_forward(m, x));
+		tg_dist_free(d);
+		tg_tensor *after = tg_forward(m, x);
+		double worst = after ? 0 : INFINITY;
+		for (size_t i = 0; after && i < tg_numel(after); i++)
+			worst = fmax(worst, fabs(tg_get(after, i) - tg_get(before, i)));
+		check("evaluation after tg_dist_free: max|y - before|", worst, 0, 0);
+		tg_module_train(m, true);
+		check("a training forward after tg_dist_free fails", tg_forward(m, x) == NULL, 1, 0);
+		check("... says so", says(c, "batch norm \"bn1\" trains over the ranks, but its "
+					     "tg_dist has been freed"), 1, 0);
+		tg_clear_error(c);
+		/* a new tg_dist takes the layers over: its global batch's mean */
+		tg_dist *again = tg_dist_new(c, NULL, NULL, o);
+		check("tg_dist_sync_bn by a tg_dist after the first is freed",
+		      tg_dist_sync_bn(again, m), 0, 0);
+		/* fc1 then bn1 (gamma 1, beta 0) of the global batch: each
+		 * feature's sum over the 6 rows is 0 */
+		tg_tensor *y = tg_forward(m->children[1], tg_forward(m->children[0], x));
+		tg_tensor *all = tg_dist_allreduce(again, y ? tg_sum_axis(y, 0, false) : NULL);
+		double off = all ? 0 : INFINITY;
+		for (size_t i = 0; all && i < tg_numel(all); i++)
+			off = fmax(off, fabs(tg_get(all, i)));
+		check("... trains over the ranks: max|bn1's sum over the global batch|", off, 0,
+		      1e-12);
+		tg_mlp_free(net);
+		tg_dist_free(again);
+		check("... no error left", tg_ok(c), 1, 0);
+		tg_ctx_free(c);
+	}
+}
+
 /* tg_fit with another batch on rank 1, with no train set on rank 1, with
  * rank 1 failing after its first epoch, and with another schedule, weight
  * decay, optimizer (named as such, not by its other learning rate) or
@@ -545,7 +626,10 @@ static bool fail_on_rank_1(const tg_metrics *mt, void *user)
  * parameter or momentum that rank 1 alone set after tg_dist_attach (a
  * checkpoint loaded there alone), tg_fit of a model not attached, and
  * batch norm synchronised on rank 0 alone (its all-reduces would meet
- * rank 1's others). */
+ * rank 1's others), and validation rows (early stopping reads their loss)
+ * or test rows (a plateau schedule without validation rows reads theirs)
+ * whose labels differ on rank 1, as many as rank 0's: the ranks would stop
+ * or change their rate apart. */
 static void unequal_runs(const tg_dist_opts *o)
 {
 	float x[40 * 4];
@@ -555,7 +639,14 @@ static void unequal_runs(const tg_dist_opts *o)
 			x[i * 4 + j] = (float)sin(i * 4.0 + j);
 		y[i] = i % 3;
 	}
-	enum { RUNS = 12 };
+	float xv[10 * 4];
+	int32_t yv[10];
+	for (int i = 0; i < 10; i++) {
+		for (int j = 0; j < 4; j++)
+			xv[i * 4 + j] = (float)cos(i * 4.0 + j);
+		yv[i] = (i + rank) % 3;
+	}
+	enum { RUNS = 14 };
 	const char *want[RUNS] = { NULL, "differ in batch (per rank): 6 on rank 0, 5 on rank 1",
 				   "rank 1 of 2 could not start training",
 				   "rank 1 of 2 failed at the end of an epoch",
@@ -567,7 +658,10 @@ static void unequal_runs(const tg_dist_opts *o)
 				   "tg_fit: opts.dist has no model attached",
 				   "differ in the batch-norm layers synchronised (tg_dist_sync_bn): 1 "
 				   "on rank 0, 0 on rank 1",
-				   "differ in the optimizer's kind: 0 on rank 0, 5 on rank 1" };
+				   "differ in the optimizer's kind: sgd on rank 0, adam on rank 1",
+				   "differ in the validation set's values (a checksum)",
+				   "differ in the test set's values (a checksum; a plateau schedule "
+				   "reads its loss)" };
 	const char *what[RUNS] = { "tg_fit on equal ranks", "tg_fit, batch 5 on rank 1",
 				   "tg_fit, no train set on rank 1", "tg_fit, failing on rank 1",
 				   "tg_fit, another schedule on rank 1",
@@ -577,9 +671,12 @@ static void unequal_runs(const tg_dist_opts *o)
 				   "tg_fit, other momentum on rank 1",
 				   "tg_fit of a model not attached",
 				   "tg_fit, batch norm synchronised on rank 0 alone",
-				   "tg_fit, Adam on rank 1 (its own learning rate)" };
+				   "tg_fit, Adam on rank 1 (its own learning rate)",
+				   "tg_fit, other validation labels on rank 1",
+				   "tg_fit, plateau, other test labels on rank 1" };
 	const char *own[RUNS] = { NULL, want[1], "the train set is empty", "saving failed here",
-				  want[4], want[5], want[6], want[7], want[8], want[9], want[10], want[11] };
+				  want[4], want[5], want[6], want[7], want[8], want[9], want[10], want[11],
+				  want[12], want[13] };
 	for (int k = 0; k < RUNS; k++) {
 		x[37] = k == 6 && rank == 1 ? 0.5f : (float)sin(37.0);
 		tg_ctx *c = tg_ctx_new(1);
@@ -622,8 +719,15 @@ static void unequal_runs(const tg_dist_opts *o)
 		sch.step_size = 1 + rank;
 		if (k == 4)
 			to.schedule = &sch;
+		tg_schedule plateau = tg_schedule_defaults(TG_SCHED_PLATEAU, oo.lr, 2);
+		if (k == 13)
+			to.schedule = &plateau;
+		if (k == 12)
+			to.patience = 1;
+		tg_dataset held = { .n = 10, .d = 4, .classes = 3, .x = xv, .y = yv };
 		tg_metrics last;
-		int rc = tg_fit(m, opt, NULL, &tr, NULL, NULL, &to, &last);
+		int rc = tg_fit(m, opt, NULL, &tr, k == 12 ? &held : NULL, k == 13 ? &held : NULL,
+				&to, &last);
 		check(what[k], rc, k ? -1 : 0, 0);
 		if (k == 0)
 			check("... steps (40 rows in global batches of 12, 2 epochs)",
@@ -801,6 +905,7 @@ int main(int argc, char **argv)
 
 	unequal_models(&o);
 	unequal_runs(&o);
+	sync_bn_outlives_dist(&o);
 	failure_before_sync_bn(&o);
 	failure_before_sync_bn_backward(&o);
 	sync_bn_over_channels(&o);
@@ -813,7 +918,14 @@ int main(int argc, char **argv)
 	tg_mlp_free(net);
 	tg_mlp_free(one);
 	tg_ctx_free(ref);
-	tg_dist_free(d); /* MPI_Finalize: this tg_dist started MPI */
+	/* a second tg_dist outlives the one that started MPI: MPI stays up for
+	 * it, and its tg_dist_free finalises */
+	tg_dist *later = tg_dist_new(ctx, NULL, NULL, &o);
+	tg_dist_free(d);
+	double u = rank + 1;
+	check("a sum on a tg_dist that outlives the first (1 + 2)",
+	      tg_dist_sum(later, &u, 1) == 0 ? u : -1, 3, 0);
+	tg_dist_free(later); /* MPI_Finalize: the last tg_dist of the process */
 	/* MPI cannot start again: an error, not MPI's abort of the process */
 	check("tg_dist_new after MPI_Finalize", tg_dist_new(ctx, NULL, NULL, &o) == NULL, 1, 0);
 	check("... says so", says(ctx, "tg_dist_new: MPI has been finalised"), 1, 0);
