@@ -121,8 +121,9 @@ static const char usage_text[] =
 	"                       epoch, the architecture and the flags --resume needs\n"
 	"  --resume FILE        continue a --save'd run from its last epoch up to --epochs\n"
 	"                       (default: the file's); the data, net, optimizer, schedule,\n"
-	"                       batch and seed come from the file (giving one is an error;\n"
-	"                       --data may name the file's). Training E epochs straight and\n"
+	"                       batch, seed and --sync-bn come from the file (giving one is\n"
+	"                       an error; --data and --sync-bn may name the file's).\n"
+	"                       Training E epochs straight and\n"
 	"                       resuming to E give the same file when the schedule does not\n"
 	"                       depend on --epochs (constant, or cosine:T with T given)\n"
 	"  --load FILE          start from a checkpoint: the net comes from the file (net\n"
@@ -138,7 +139,8 @@ static const char usage_text[] =
 	"                       rank 0 prints, logs and saves. --save keeps the global batch,\n"
 	"                       so --resume may run on another number of ranks\n"
 	"  --sync-bn            with --dist: batch norm with the global batch's statistics\n"
-	"                       (default: each rank's own, as PyTorch's DDP)\n"
+	"                       (default: each rank's own, as PyTorch's DDP); --save keeps\n"
+	"                       it and --resume takes it from the file\n"
 	"  --dist-timeout S     with --dist: seconds a rank waits for the others before it\n"
 	"                       stops with an error (default 60)\n"
 	"  --dist-stats         with --dist: print the time per step in compute, waiting for\n"
@@ -850,6 +852,7 @@ typedef struct saved {
 	double lr, weight_decay;
 	int64_t batch, seed, replace, drop_last, epochs; /* "train" */
 	int64_t epoch, iter, steps;
+	int64_t sync_bn;      /* "sync_bn": 1 when batch norm was synchronised (--sync-bn) */
 } saved;
 
 /* Reads path into ctx (exit 1 naming it and the reason when it can't be
@@ -880,6 +883,10 @@ static void read_run(tg_ctx *rctx, const char *opt, const char *path, saved *s)
 		s->batch = tr[0], s->seed = tr[1], s->replace = tr[2], s->drop_last = tr[3];
 		s->epochs = tr[4];
 	}
+	/* files written before it was kept: per-rank batch norm */
+	if (tg_state_i64(s->st, "sync_bn", NULL, 0) != 1 ||
+	    tg_state_i64(s->st, "sync_bn", &s->sync_bn, 1) != 1)
+		s->sync_bn = 0;
 	if (!whole && !strcmp(opt, "--resume")) {
 		fprintf(stderr,
 			"%s: --resume %s: not a run saved by train --save (it lacks the run's "
@@ -901,8 +908,9 @@ static void read_run(tg_ctx *rctx, const char *opt, const char *path, saved *s)
 		bad = "its weight decay is not a finite number >= 0";
 	else if (s->batch < 1 || s->batch > INT32_MAX)
 		bad = "its batch is not a whole number from 1 to 2147483647";
-	else if ((uint64_t)s->replace > 1 || (uint64_t)s->drop_last > 1)
-		bad = "its replace and drop_last flags are not 0 or 1";
+	else if ((uint64_t)s->replace > 1 || (uint64_t)s->drop_last > 1 ||
+		 (uint64_t)s->sync_bn > 1)
+		bad = "its replace, drop_last and sync_bn flags are not 0 or 1";
 	else if (s->epochs < 1)
 		bad = "its number of epochs is not >= 1";
 	else if (s->epoch < 0 || s->iter < 0 || s->steps < 0)
@@ -924,6 +932,7 @@ typedef struct saver {
 	const char *arch, *dtype, *data, *schedule;
 	double lr, weight_decay;
 	int64_t train[5];     /* batch, seed, replace, drop_last, epochs */
+	int64_t sync_bn;      /* --sync-bn */
 	int64_t saved_epoch;  /* the last epoch saved, -1: none yet */
 	bool failed;
 } saver;
@@ -944,6 +953,7 @@ static int save_run(saver *sv, const char *path, int64_t epoch, int64_t iter)
 		 tg_schedule_state(sv->sch, pos, TG_SCHEDULE_STATE) < 0 ||
 		 tg_state_set_f64(st, "schedule", pos, TG_SCHEDULE_STATE) ||
 		 tg_state_set_i64(st, "train", sv->train, 5) ||
+		 tg_state_set_i64(st, "sync_bn", &sv->sync_bn, 1) ||
 		 tg_state_set_i64(st, "epoch", &epoch, 1) ||
 		 tg_state_set_i64(st, "iter", &iter, 1)
 		 ? -1 : 0;
@@ -1024,6 +1034,13 @@ static void take_run(config *c, const saved *s)
 	c->batch = s->batch;
 	c->seed = (uint64_t)s->seed;
 	c->replace = s->replace;
+	/* batch norm over the global batch or each rank's, as the run had it
+	 * (one process has the global batch's whatever the flag) */
+	if (given(c, "--sync-bn") && !s->sync_bn)
+		usage_error("--sync-bn: the run in %s trained with per-rank batch norm; a resumed "
+			    "run takes it from the file",
+			    c->resume);
+	c->sync_bn = s->sync_bn && c->dist;
 	if (!c->epochs_given)
 		c->epochs = s->epochs;
 	if (c->epochs <= s->epoch)
@@ -1485,6 +1502,21 @@ int main(int argc, char **argv)
 		       : !c.replace && short_rows &&
 				 ((bn && (c.sync_bn ? short_rows : short_rows / ranks) < 2) ||
 				  short_rows < ranks);
+	/* one process of the global batch keeps a last batch of 2 rows or
+	 * more: a run that drops it for its ranks' sake is another run */
+	bool one_drops = !c.replace && short_rows && bn && short_rows < 2;
+	bool dropped_for_ranks = !c.resume && dist && to.drop_last && !one_drops;
+	/* the file's run kept its last batch, which these ranks cannot share */
+	if (c.resume && !to.drop_last && !c.replace && short_rows && short_rows < ranks) {
+		fprintf(stderr,
+			"%s: --resume %s: the run keeps the last batch of each epoch, %lld row%s, "
+			"which %d ranks cannot share (a row each at least); resume it on at most "
+			"%lld rank%s\n",
+			prog, c.resume, (long long)short_rows, short_rows == 1 ? "" : "s", ranks,
+			(long long)short_rows, short_rows == 1 ? "" : "s");
+		rc = 1;
+		goto out;
+	}
 	to.anomaly = c.anomaly;
 	to.no_divergence_check = !c.divergence_check;
 	to.log_path = c.log;
@@ -1553,6 +1585,7 @@ int main(int argc, char **argv)
 		.arch = arch, .dtype = c.dtype, .data = c.data,
 		.schedule = c.schedule, .lr = oo.lr, .weight_decay = c.weight_decay,
 		.train = { gbatch, (int64_t)c.seed, c.replace, to.drop_last, c.epochs },
+		.sync_bn = c.sync_bn,
 		.saved_epoch = -1,
 	};
 	watch w = { .ctx = ctx, .sv = &sv, .ended = c.resume ? file.epoch : 0 };
@@ -1590,6 +1623,14 @@ int main(int argc, char **argv)
 		printf("dist      %d rank%s of batch %lld: a global batch of %lld%s\n", ranks,
 		       ranks == 1 ? "" : "s", (long long)c.batch, (long long)gbatch,
 		       c.sync_bn ? ", batch norm synchronised" : "");
+	if (dropped_for_ranks)
+		printf("dist      the last batch of %lld row%s %s, so it is dropped each epoch: "
+		       "not the run of one process of batch %lld\n",
+		       (long long)short_rows, short_rows == 1 ? "" : "s",
+		       short_rows < ranks ? "cannot be split over the ranks (a row each at least)"
+					  : "gives a rank fewer than 2 rows for its batch norm "
+					    "(--sync-bn would not)",
+		       (long long)gbatch);
 	fflush(stdout);
 	/* the order of the epochs to come: drawn from the generator as it was
 	 * when the resumed run was saved */

@@ -7,7 +7,8 @@
 # 1e-3) per tensor: see ckpt_compare.c), with and without synchronised batch norm
 # (of an MLP's features, and of a CNN's channels); per-rank batch norm
 # trains too, differently. A checkpoint written by 2 ranks resumes on 1 and
-# on 3 ranks and ends where a straight single-process run ends.
+# on 3 ranks and ends where a straight single-process run ends; one written
+# with --sync-bn, resumed without the flag, keeps batch norm synchronised.
 # Run by meson test (suites "outside" and "dist").
 set -u
 . "$(dirname "$0")/mpi_env.sh"
@@ -102,6 +103,17 @@ for m in on1 on3; do
 		{ fail "resumed ($m) and straight runs differ:"; cat "$dir/cmp"; }
 	echo "$m: $(tail -1 "$dir/cmp")"
 done
+
+echo "written by 2 ranks with --sync-bn after 2 epochs, resumed (no --sync-bn) to 4"
+dist syncstraight 2 $common --epochs 4 --batch 32 --bn --sync-bn --schedule cosine:4
+dist synchalf 2 $common --epochs 2 --batch 32 --bn --sync-bn --schedule cosine:4
+$mpirun -np 2 "$train" --dist --resume "$dir/synchalf.ckpt" --epochs 4 --save "$dir/syncres.ckpt" \
+	>"$dir/syncres.out" 2>&1 || { fail "resume with --sync-bn:"; cat "$dir/syncres.out"; }
+grep -q 'batch norm synchronised' "$dir/syncres.out" ||
+	{ fail "the resumed run does not synchronise batch norm:"; cat "$dir/syncres.out"; }
+"$compare" "$dir/syncstraight.ckpt" "$dir/syncres.ckpt" 1e-9 >"$dir/cmp" ||
+	{ fail "resumed --sync-bn and straight runs differ:"; cat "$dir/cmp"; }
+echo "syncres: $(tail -1 "$dir/cmp")"
 
 if [ "$fails" -ne 0 ]; then
 	echo "$fails failure(s)"

@@ -1,0 +1,66 @@
+#!/bin/sh
+# check_runs.sh - demos/train under mpirun where the ranks' runs could part
+# without a word:
+#  1. ranks whose models have the same shapes but another activation or a
+#     dropout layer (an MPMD line) stop before training, naming both
+#     architectures;
+#  2. a last batch too short for the ranks is dropped with a notice (one
+#     process of the global batch keeps it: another run);
+#  3. a one-process checkpoint that keeps such a last batch, resumed on more
+#     ranks than its rows, is refused saying so, not with advice --resume
+#     cannot take;
+#  4. --sync-bn given to resume a run of per-rank batch norm is refused.
+# Run by meson test (suites "outside" and "dist").
+set -u
+. "$(dirname "$0")/mpi_env.sh"
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+fails=0
+fail() {
+	echo "FAIL: $*"
+	fails=$((fails + 1))
+}
+
+for other in "--act tanh" "--dropout 0.5"; do
+	$mpirun -np 1 "$train" --dist --data iris --epochs 2 --quiet : \
+		-np 1 "$train" --dist --data iris --epochs 2 --quiet $other >"$dir/arch.out" 2>&1
+	status=$?
+	echo "rank 1 with $other: status $status"
+	[ "$status" -ne 0 ] || fail "rank 1 with $other: the job ended with status 0"
+	grep -q "the ranks' models differ: rank 0's is \"linear:4:16,relu,linear:16:3\" but rank 1's" \
+		"$dir/arch.out" || { fail "rank 1 with $other: not named:"; cat "$dir/arch.out"; }
+done
+
+# digits: 1437 train rows; a global batch of 4 leaves 1
+$mpirun -np 2 "$train" --dist --data digits --batch 2 --no-bn --epochs 1 --quiet \
+	>"$dir/drop.out" 2>&1 || { fail "2 ranks of batch 2:"; cat "$dir/drop.out"; }
+grep '^dist' "$dir/drop.out"
+grep -q 'the last batch of 1 row cannot be split over the ranks.*one process of batch 4' \
+	"$dir/drop.out" || { fail "no notice of the dropped batch:"; cat "$dir/drop.out"; }
+grep -q '359 steps' "$dir/drop.out" || { fail "not 359 steps:"; cat "$dir/drop.out"; }
+
+"$train" --data digits --batch 4 --no-bn --epochs 1 --quiet --save "$dir/one.ckpt" \
+	>"$dir/one.out" 2>&1 || { fail "one process of batch 4:"; cat "$dir/one.out"; }
+$mpirun -np 2 "$train" --dist --resume "$dir/one.ckpt" --epochs 2 --quiet >"$dir/res.out" 2>&1
+status=$?
+echo "a run that keeps its last row, resumed on 2 ranks: status $status"
+[ "$status" -ne 0 ] || fail "resumed on 2 ranks: the job ended with status 0"
+grep -q 'keeps the last batch of each epoch, 1 row, which 2 ranks cannot share.*at most 1 rank' \
+	"$dir/res.out" || { fail "resumed on 2 ranks: not said:"; cat "$dir/res.out"; }
+if grep -q 'drop_last\|after 0 steps' "$dir/res.out"; then
+	fail "resumed on 2 ranks: advice --resume cannot take:"
+	cat "$dir/res.out"
+fi
+
+$mpirun -np 2 "$train" --dist --resume "$dir/one.ckpt" --sync-bn --epochs 2 --quiet \
+	>"$dir/sync.out" 2>&1
+status=$?
+[ "$status" -ne 0 ] || fail "--sync-bn on a per-rank run: the job ended with status 0"
+grep -q -- '--sync-bn: the run in .* trained with per-rank batch norm' "$dir/sync.out" ||
+	{ fail "--sync-bn on a per-rank run: not said:"; cat "$dir/sync.out"; }
+
+if [ "$fails" -ne 0 ]; then
+	echo "$fails failure(s)"
+	exit 1
+fi
+echo "all run checks passed"
