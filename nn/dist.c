@@ -903,11 +903,13 @@ static tg_tensor *allreduce(tg_dist *d, tg_tensor *x, bool backward)
 		return tg_fail(tg_ctx_of(x), TG_ENULL, "tg_dist_allreduce: the tg_dist is NULL");
 	if (!usable(d))
 		return NULL;
+	/* the dtypes compared first: an index tensor on one rank is every
+	 * rank's error, not one rank's while the others wait */
+	if (header_check(d, x, false))
+		return NULL;
 	tg_dtype dt = tg_dtype_of(x);
 	if (dt != TG_F32 && dt != TG_F64)
 		return tg_fail(d->ctx, TG_EDTYPE, "tg_dist_allreduce: x is an index tensor");
-	if (header_check(d, x, false))
-		return NULL;
 	if (d->in_step && !backward)
 		d->step_allreduces++;
 	tg_tensor *y = tg_empty(d->ctx, dt, tg_ndim(x), tg_shape(x));

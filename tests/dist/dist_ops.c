@@ -489,6 +489,15 @@ static void unequal_tensors(const tg_dist_opts *o)
 	check("tg_dist_allreduce of (2,3) and (2,2)", tg_dist_allreduce(d, x) == NULL, 1, 0);
 	check("... names both", says(c, "f64 (2,3) on rank 0 but f64 (2,2) on rank 1"), 1, 0);
 	tg_clear_error(c);
+	/* an index tensor on one rank: named on both, not left to rank 0's wait */
+	x = tg_zeros(c, rank ? TG_I32 : TG_F32, 1, (int64_t[]){ 3 });
+	check("tg_dist_allreduce of f32 and i32", tg_dist_allreduce(d, x) == NULL, 1, 0);
+	check("... names both", says(c, "f32 (3) on rank 0 but i32 (3) on rank 1"), 1, 0);
+	tg_clear_error(c);
+	x = tg_zeros(c, TG_I64, 1, (int64_t[]){ 3 });
+	check("tg_dist_allreduce of i64 on every rank", tg_dist_allreduce(d, x) == NULL, 1, 0);
+	check("... an index tensor", says(c, "x is an index tensor"), 1, 0);
+	tg_clear_error(c);
 	double v = rank + 1;
 	tg_dist_sum(d, &v, 1);
 	check("... and a sum afterwards (1 + 2)", v, 3, 0);
