@@ -425,10 +425,10 @@ enum { DESC = TG_MAX_DIMS + 2 };
 
 static void describe(const tg_tensor *t, int64_t *v)
 {
-	v[0] = (int64_t)tg_dtype_of(t);
-	v[1] = tg_ndim(t);
+	v[0] = t ? (int64_t)tg_dtype_of(t) : -1; /* -1: NULL */
+	v[1] = t ? tg_ndim(t) : 0;
 	for (int k = 0; k < TG_MAX_DIMS; k++)
-		v[2 + k] = k < tg_ndim(t) ? tg_shape(t)[k] : 0;
+		v[2 + k] = t && k < tg_ndim(t) ? tg_shape(t)[k] : 0;
 }
 
 /* "f32 (16,4)" */
@@ -436,6 +436,10 @@ static void say_desc(const int64_t *v, char *buf, size_t size)
 {
 	static const char *const names[] = { [TG_F32] = "f32", [TG_F64] = "f64", [TG_I32] = "i32",
 					     [TG_I64] = "i64" };
+	if (v[0] < 0) {
+		snprintf(buf, size, "NULL");
+		return;
+	}
 	int len = snprintf(buf, size, "%s (", names[v[0]]);
 	for (int64_t k = 0; k < v[1] && k < TG_MAX_DIMS && len > 0 && (size_t)len < size; k++)
 		len += snprintf(buf + len, size - (size_t)len, "%s%lld", k ? "," : "",
@@ -649,13 +653,14 @@ int tg_dist_broadcast(tg_dist *d, tg_tensor *const *t, size_t n)
 		tg_fail(d->ctx, TG_ENULL, "tg_dist_broadcast: t is NULL (n = %zu)", n);
 		return -1;
 	}
+	/* compared first: a NULL on one rank is every rank's error, named */
+	if (same_tensors(d, "tg_dist_broadcast", false, t, n, n))
+		return -1;
 	for (size_t i = 0; i < n; i++)
 		if (!t[i]) {
 			tg_fail(d->ctx, TG_ENULL, "tg_dist_broadcast: tensor %zu is NULL", i);
 			return -1;
 		}
-	if (same_tensors(d, "tg_dist_broadcast", false, t, n, n))
-		return -1;
 	for (size_t i = 0; i < n; i++) {
 		void *p = tg_data_mut(t[i]);
 		if (!p)

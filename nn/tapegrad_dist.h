@@ -143,7 +143,8 @@ TG_API int tg_dist_attach(tg_dist *d, tg_module *m);
 TG_API int tg_dist_sync_bn(tg_dist *d, tg_module *m);
 /* Rank 0's values of t[0..n) into every rank's (same shapes and dtypes).
  * 0 ok, -1; TG_ESHAPE on every rank when the ranks' n, dtypes or shapes
- * differ, naming the first tensor and rank that do. */
+ * differ (a NULL on some rank too), naming the first tensor and rank that
+ * do; TG_ENULL on every rank for a NULL on all. */
 TG_API int tg_dist_broadcast(tg_dist *d, tg_tensor *const *t, size_t n);
 /* The attached model's buffers (tg_module_tensors that are not parameters)
  * from rank 0 to all: per-rank batch-norm statistics made equal before an

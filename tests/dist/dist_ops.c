@@ -481,6 +481,10 @@ static void unequal_tensors(const tg_dist_opts *o)
 	      -1, 0);
 	check("... names both", says(c, "rank 0 passes 1 tensors, rank 1 2"), 1, 0);
 	tg_clear_error(c);
+	tg_tensor *one[1] = { rank ? NULL : t };
+	check("tg_dist_broadcast of a tensor and NULL", tg_dist_broadcast(d, one, 1), -1, 0);
+	check("... names both", says(c, "tensor 0 is f32 (3) on rank 0 but NULL on rank 1"), 1, 0);
+	tg_clear_error(c);
 	tg_tensor *x = tg_zeros(c, rank ? TG_F64 : TG_F32, 2, (int64_t[]){ 2, 3 });
 	check("tg_dist_allreduce of f32 and f64", tg_dist_allreduce(d, x) == NULL, 1, 0);
 	check("... names both", says(c, "f32 (2,3) on rank 0 but f64 (2,3) on rank 1"), 1, 0);
