@@ -15,6 +15,7 @@
 #include "tapegrad_nn.h"
 #include "tapegrad_train.h"
 #include "tapegrad_dist.h"
+#include "demo.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1748,10 +1749,5 @@ out:
 	tg_ctx_free(ctx);
 	/* the figures on stdout are the run's result: a full disk under a
 	 * redirection must not end in success */
-	if (fflush(stdout) || ferror(stdout)) {
-		fprintf(stderr, "%s: writing the results to stdout failed: %s\n", prog,
-			strerror(errno ? errno : EIO));
-		rc = 1;
-	}
-	return rc;
+	return demo_end(prog, rc);
 }
