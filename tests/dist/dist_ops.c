@@ -103,6 +103,15 @@ static void unequal_models(const tg_dist_opts *o)
 	}
 }
 
+/* A 4-8-3 MLP in f64 with batch norm after its hidden layer. */
+static tg_mlp *bn_mlp(tg_ctx *c)
+{
+	tg_mlp_opts mo = tg_mlp_defaults();
+	mo.dtype = TG_F64;
+	mo.batchnorm = true;
+	return tg_mlp_new(c, "4-8-3", &mo);
+}
+
 /* A forward that fails on rank 1 before a synchronised batch norm: rank
  * 0, waiting in the layer for rank 1's rows, learns there that rank 1
  * failed, and the ranks' collectives stay in step (a sum afterwards is
@@ -111,10 +120,7 @@ static void failure_before_sync_bn(const tg_dist_opts *o)
 {
 	tg_ctx *c = tg_ctx_new(1);
 	tg_dist *d = tg_dist_new(c, NULL, NULL, o);
-	tg_mlp_opts mo = tg_mlp_defaults();
-	mo.dtype = TG_F64;
-	mo.batchnorm = true;
-	tg_mlp *net = tg_mlp_new(c, "4-8-3", &mo);
+	tg_mlp *net = bn_mlp(c);
 	tg_module *m = tg_mlp_module(net);
 	if (tg_dist_attach(d, m) || tg_dist_sync_bn(d, m))
 		printf("rank %d: %s\n", rank, tg_error(c));
@@ -147,10 +153,7 @@ static void failure_before_sync_bn_backward(const tg_dist_opts *o)
 {
 	tg_ctx *c = tg_ctx_new(1);
 	tg_dist *d = tg_dist_new(c, NULL, NULL, o);
-	tg_mlp_opts mo = tg_mlp_defaults();
-	mo.dtype = TG_F64;
-	mo.batchnorm = true;
-	tg_mlp *net = tg_mlp_new(c, "4-8-3", &mo);
+	tg_mlp *net = bn_mlp(c);
 	tg_module *m = tg_mlp_module(net);
 	if (tg_dist_attach(d, m) || tg_dist_sync_bn(d, m))
 		printf("rank %d: %s\n", rank, tg_error(c));
@@ -575,10 +578,7 @@ static void sync_bn_outlives_dist(const tg_dist_opts *o)
 	for (int order = 0; order < 2; order++) {
 		tg_ctx *c = tg_ctx_new(1);
 		tg_dist *d = tg_dist_new(c, NULL, NULL, o);
-		tg_mlp_opts mo = tg_mlp_defaults();
-		mo.dtype = TG_F64;
-		mo.batchnorm = true;
-		tg_mlp *net = tg_mlp_new(c, "4-8-3", &mo);
+		tg_mlp *net = bn_mlp(c);
 		tg_module *m = tg_mlp_module(net);
 		tg_dist_attach(d, m);
 		check("tg_dist_sync_bn", tg_dist_sync_bn(d, m), 0, 0);
