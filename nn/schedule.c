@@ -17,8 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const KIND_NAMES[] = { "constant", "step",   "exponential",
-					  "cosine",   "warmup", "plateau" };
+const char *tg_schedule_name(tg_schedule_kind kind)
+{
+	static const char *const names[] = { "constant", "step",   "exponential",
+					     "cosine",   "warmup", "plateau" };
+	return (unsigned)kind <= TG_SCHED_PLATEAU ? names[kind] : "?";
+}
 
 tg_schedule tg_schedule_defaults(tg_schedule_kind kind, double base_lr, int64_t epochs)
 {
@@ -146,7 +150,7 @@ int tg_schedule_check(tg_ctx *ctx, const tg_schedule *s)
 	if (!bad)
 		return 0;
 	tg_fail(ctx, TG_EARG, "tg_schedule_check: %s schedule: %s",
-		(unsigned)s->kind <= TG_SCHED_PLATEAU ? KIND_NAMES[s->kind] : "?", bad);
+		tg_schedule_name(s->kind), bad);
 	return -1;
 }
 

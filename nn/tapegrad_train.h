@@ -354,6 +354,9 @@ typedef struct tg_schedule {
 /* Numbers in a schedule's position (tg_schedule_state). */
 #define TG_SCHEDULE_STATE 5
 
+/* "constant", "step", "exponential", "cosine", "warmup" (warm-up then
+ * cosine), "plateau"; "?" for another value. static */
+TG_API const char *tg_schedule_name(tg_schedule_kind kind);
 /* A schedule of kind with the defaults above, base_lr and T = epochs. */
 TG_API tg_schedule tg_schedule_defaults(tg_schedule_kind kind, double base_lr, int64_t epochs);
 /* From a command-line string, with base_lr and T = epochs unless it says:

@@ -1379,15 +1379,10 @@ static uint64_t checksum_data(const tg_dataset *t)
 /* same_run's values said as words where they are kinds: NULL for a number. */
 static const char *kind_label(const char *name, double v)
 {
-	static const char *const sched[] = {
-		[TG_SCHED_CONSTANT] = "constant", [TG_SCHED_STEP] = "step",
-		[TG_SCHED_EXPONENTIAL] = "exponential", [TG_SCHED_COSINE] = "cosine",
-		[TG_SCHED_WARMUP_COSINE] = "warmup-cosine", [TG_SCHED_PLATEAU] = "plateau",
-	};
 	if (!strcmp(name, "the optimizer's kind"))
 		return tg_optim_name((tg_optim_kind)v);
-	if (!strcmp(name, "the schedule's kind") && v >= 0 && v < sizeof sched / sizeof *sched)
-		return sched[(size_t)v];
+	if (!strcmp(name, "the schedule's kind"))
+		return tg_schedule_name((tg_schedule_kind)v);
 	if (!strcmp(name, "the parameters' dtype"))
 		return v == TG_F64 ? "f64" : v == TG_F32 ? "f32" : NULL;
 	return NULL;
