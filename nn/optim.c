@@ -13,6 +13,9 @@
 #include "tapegrad_io.h"
 #include "optim_opts.h"
 #include "kept_undo.h"
+#include "norm_eps.h"
+
+#include <float.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -163,6 +166,47 @@ static int check_params(tg_ctx *ctx, tg_tensor *const *params, size_t n)
 	return 0;
 }
 
+static bool uses_eps(tg_optim_kind k)
+{
+	return k == TG_ADAGRAD || k == TG_RMSPROP || k == TG_ADAM;
+}
+
+/* The updates run in each parameter's dtype. There an eps that rounds to 0
+ * (1e-50 in f32) or a subnormal makes an element whose gradient is 0 a
+ * 0 / 0, and a rate or decay past the dtype's largest number an inf * 0:
+ * NaN parameters with no error. eps must be a positive normal number in
+ * every parameter's dtype, as a norm layer's (norm_eps.h); lr and
+ * weight_decay finite in it. lr_only: check lr alone (tg_optim_set_lr).
+ * 0 ok; -1 and TG_EARG naming the value and the parameter. */
+static int check_dtype_range(tg_ctx *ctx, const char *who, const tg_optim_opts *o,
+			     tg_tensor *const *params, size_t n, bool lr_only)
+{
+	for (size_t i = 0; i < n; i++) {
+		tg_dtype dt = tg_dtype_of(params[i]);
+		double lo, hi;
+		char what[96];
+		if (!lr_only && uses_eps(o->kind) && !tg_norm_eps_ok(o->eps, dt, &lo, &hi))
+			snprintf(what, sizeof what, "eps = %g is not a positive normal number",
+				 o->eps);
+		else if (dt != TG_F64 && o->lr > FLT_MAX)
+			snprintf(what, sizeof what, "lr = %g is beyond the largest number", o->lr);
+		else if (!lr_only && dt != TG_F64 && o->weight_decay > FLT_MAX)
+			snprintf(what, sizeof what, "weight_decay = %g is beyond the largest number",
+				 o->weight_decay);
+		else
+			continue;
+		const char *name = tg_name(params[i]) ? tg_name(params[i]) : "(unnamed)";
+		tg_norm_eps_ok(1, dt, &lo, &hi);
+		tg_fail(ctx, TG_EARG,
+			"%s: %s: params[%zu] %s is %s, where %s (%g to %g): the update would "
+			"make NaN of it",
+			who, tg_optim_name(o->kind), i, name, dt == TG_F64 ? "f64" : "f32", what,
+			lo, hi);
+		return -1;
+	}
+	return 0;
+}
+
 /* A zero state tensor like p, named "<p's name>.<suffix>". */
 static tg_tensor *state_like(tg_tensor *p, size_t i, const char *suffix)
 {
@@ -210,7 +254,8 @@ tg_optim *tg_optim_new(tg_ctx *ctx, tg_tensor *const *params, size_t n, const tg
 	if (!params || !opts)
 		return tg_fail(ctx, TG_ENULL, "tg_optim_new: %s",
 			       !params ? "params is NULL" : "opts is NULL");
-	if (check_opts(ctx, opts) || check_params(ctx, params, n))
+	if (check_opts(ctx, opts) || check_params(ctx, params, n) ||
+	    check_dtype_range(ctx, "tg_optim_new", opts, params, n, false))
 		return NULL;
 	tg_optim *o = calloc(1, sizeof *o);
 	if (!o)
@@ -558,6 +603,10 @@ void tg_optim_set_lr(tg_optim *o, double lr)
 		tg_fail(o->ctx, TG_EARG, "tg_optim_set_lr: lr = %g must be >= 0", lr);
 		return;
 	}
+	tg_optim_opts c = o->o;
+	c.lr = lr;
+	if (check_dtype_range(o->ctx, "tg_optim_set_lr", &c, o->p, o->n, true))
+		return;
 	o->o.lr = lr;
 }
 

@@ -490,7 +490,11 @@ TG_API int tg_optim_parse(tg_ctx *ctx, const char *s, tg_optim_kind *out);
 TG_API const char *tg_optim_name(tg_optim_kind kind); /* "adam"; static */
 /* Over params[0..n) (the array is copied). TG_EARG naming the tensor if one
  * does not require a gradient, for a bad option, or for n = 0 (params may
- * then be NULL); NULL then. */
+ * then be NULL); NULL then. The updates run in each parameter's dtype: an
+ * eps (AdaGrad, RMSprop, Adam) that is not a positive normal number there
+ * (1e-50 is 0 in f32, and a zero gradient would give 0 / 0), or an lr or
+ * weight_decay past its largest number, is TG_EARG naming the parameter;
+ * tg_optim_set_lr checks its lr likewise. */
 TG_API tg_optim *tg_optim_new(tg_ctx *ctx, tg_tensor *const *params, size_t n,
 			      const tg_optim_opts *opts); /* free with tg_optim_free */
 /* Frees o (not its tensors: they are the context's). Safe before or after

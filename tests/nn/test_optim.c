@@ -423,6 +423,60 @@ static void optimizer_refuses_a_tensor_without_a_gradient_naming_it(void **state
 	tg_ctx_free(ctx);
 }
 
+/* eps is added to a square root of a sum of squares in the parameter's
+ * dtype: one that rounds to 0 there (1e-50 in f32) turns an element whose
+ * gradient is 0 into 0 / 0 at the first step, NaN with no error. It is
+ * refused naming the parameter, as a norm layer's eps is; in f64 the same
+ * eps is a number and trains. A rate or a decay beyond f32's range is inf
+ * there, and inf * 0 NaN likewise. */
+static void an_eps_or_rate_outside_the_parameters_dtype_is_refused(void **state)
+{
+	(void)state;
+	const tg_optim_kind kinds[] = {TG_ADAGRAD, TG_RMSPROP, TG_ADAM};
+	for (size_t k = 0; k < LEN(kinds); k++) {
+		tg_ctx *ctx = tg_ctx_new(SEED);
+		tg_tensor *w32 = tg_set_name(tg_param(tg_ones(ctx, TG_F32, SHAPE(2))), "fc1.W");
+		tg_tensor *w64 = tg_set_name(tg_param(tg_ones(ctx, TG_F64, SHAPE(2))), "fc2.W");
+		tg_optim_opts o = tg_optim_defaults(kinds[k]);
+		o.eps = 1e-50;
+		assert_null(tg_optim_new(ctx, &w32, 1, &o));
+		assert_error(ctx, TG_EARG, "eps = 1e-50");
+		assert_error(ctx, TG_EARG, "params[0] fc1.W is f32");
+		tg_clear_error(ctx);
+		/* in f64 it is a number: a zero gradient leaves the element */
+		tg_optim *opt = tg_optim_new(ctx, &w64, 1, &o);
+		assert_non_null(opt);
+		double c[2] = {0, 1};
+		assert_int_equal(tg_backward(tg_sum(tg_mul(tg_from_f64(ctx, TG_F64, SHAPE(2), c), w64))), 0);
+		assert_int_equal(tg_optim_step(opt), 0);
+		assert_near(tg_get(w64, 0), 1, 0);
+		assert_true(tg_get(w64, 1) < 1);
+		assert_ctx_ok(ctx);
+		tg_optim_free(opt);
+		tg_ctx_free(ctx);
+	}
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *w32 = tg_set_name(tg_param(tg_ones(ctx, TG_F32, SHAPE(2))), "fc1.W");
+	tg_optim_opts o = tg_optim_defaults(TG_SGD);
+	o.eps = 1e-50; /* SGD reads no eps */
+	tg_optim *opt = tg_optim_new(ctx, &w32, 1, &o);
+	assert_non_null(opt);
+	tg_optim_set_lr(opt, 1e39);
+	assert_error(ctx, TG_EARG, "lr = 1e+39");
+	assert_near(tg_optim_lr(opt), 0.01, 0);
+	tg_clear_error(ctx);
+	tg_optim_free(opt);
+	o.lr = 1e39;
+	assert_null(tg_optim_new(ctx, &w32, 1, &o));
+	assert_error(ctx, TG_EARG, "lr = 1e+39");
+	tg_clear_error(ctx);
+	o.lr = 0.01;
+	o.weight_decay = 1e39;
+	assert_null(tg_optim_new(ctx, &w32, 1, &o));
+	assert_error(ctx, TG_EARG, "weight_decay = 1e+39");
+	tg_ctx_free(ctx);
+}
+
 static void optimizer_skips_a_parameter_without_a_gradient(void **state)
 {
 	(void)state;
@@ -1012,6 +1066,7 @@ int main(void)
 	    cmocka_unit_test(grad_norm_is_the_last_steps_with_and_without_clipping),
 	    cmocka_unit_test(grad_norm_of_large_parameters_is_the_plain_sum),
 	    cmocka_unit_test(optimizer_refuses_a_tensor_without_a_gradient_naming_it),
+	    cmocka_unit_test(an_eps_or_rate_outside_the_parameters_dtype_is_refused),
 	    cmocka_unit_test(optimizer_skips_a_parameter_without_a_gradient),
 	    cmocka_unit_test(zeroed_gradients_read_zeros_and_are_overwritten),
 	    cmocka_unit_test(a_step_between_forward_and_backward_is_caught),
