@@ -446,8 +446,12 @@ TG_API tg_module *tg_model_parse_image(tg_ctx *ctx, const char *arch, int64_t c,
  *	SGD       p -= lr g
  *	Momentum  v = momentum v - lr g;  p += v
  *	Nesterov  v = momentum v - lr g;  p += momentum^2 v - (1 + momentum) lr g
- *	          (the book's form: p moves as if evaluated at the look-ahead
- *	          point; PyTorch's nesterov=True keeps a differently scaled buffer)
+ *	          (the book's code, whose v in the second step is the new v:
+ *	          p += momentum^3 v_old - (1 + momentum + momentum^2) lr g. It
+ *	          is not PyTorch's nesterov=True, which is Bengio's form
+ *	          p += momentum^2 v_old - (1 + momentum) lr g with the v of the
+ *	          step before: their steps differ from the first one on, by
+ *	          momentum^2 lr g there)
  *	AdaGrad   h += g^2;  p -= lr g / (sqrt(h) + eps)
  *	RMSprop   h = rho h + (1 - rho) g^2;  p -= lr g / (sqrt(h) + eps)
  *	Adam      t += 1;  lr_t = lr sqrt(1 - beta2^t) / (1 - beta1^t)
