@@ -24,6 +24,13 @@ static inline void tg_bn_channel_shape(int nd, int64_t c, int64_t *shape)
  * part of the graph. */
 void tg_bn_update_running(tg_tensor *running, const tg_tensor *batch, double decay);
 
+/* Marks m, a module of tg_batchnorm1d, as one whose eps and avg_decay a
+ * spec piece stated against other defaults than TG_BN_EPS and
+ * TG_BN_AVG_DECAY (tg_model_parse's opts), so that its spec writes them
+ * even when they are those: "bn:D" would read back as the opts' values. */
+struct tg_module;
+void tg_bn_spec_states(struct tg_module *m);
+
 /* A norm layer's eps must be a positive normal number in the layer's dtype,
  * as the ops' (norm_eps.h). NULL when eps is fine, else why not, written
  * into buf. */

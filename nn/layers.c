@@ -701,6 +701,19 @@ tg_module *tg_activation(tg_ctx *ctx, tg_act act, const char *name)
 
 /* batch norm: tg_batchnorm_forward with the module's mode */
 
+/* The module's own data: the layer (first, so that m->self is a
+ * tg_batchnorm to whoever reads it as one) and whether its eps and
+ * avg_decay were stated by a spec piece against the reader's defaults. */
+typedef struct {
+	tg_batchnorm bn;
+	bool stated;
+} bn_self;
+
+void tg_bn_spec_states(tg_module *m)
+{
+	((bn_self *)m->self)->stated = true;
+}
+
 static tg_tensor *bn_forward(tg_module *m, tg_tensor *x)
 {
 	tg_batchnorm *bn = m->self;
@@ -714,7 +727,11 @@ static int bn_spec(const tg_module *m, char *buf, size_t size)
 {
 	const tg_batchnorm *bn = m->self;
 	long long d = (long long)tg_dim(bn->gamma, 0);
-	if (bn->eps == TG_BN_EPS && bn->avg_decay == TG_BN_AVG_DECAY)
+	/* "bn:D" reads back with the reader's defaults (tg_model_parse's
+	 * opts): a layer whose values a piece stated against other defaults
+	 * writes them even when they are TG_BN_EPS and TG_BN_AVG_DECAY */
+	if (bn->eps == TG_BN_EPS && bn->avg_decay == TG_BN_AVG_DECAY &&
+	    !((const bn_self *)m->self)->stated)
 		return put(buf, size, "bn:%lld", d);
 	char e[32], a[32];
 	return put(buf, size, "bn:%lld:%s:%s", d, num_str(bn->eps, e, sizeof e),
@@ -735,7 +752,7 @@ tg_module *tg_batchnorm1d(tg_ctx *ctx, tg_dtype dt, int64_t d, double eps, doubl
 	if (!(avg_decay >= 0 && avg_decay <= 1))
 		return tg_fail(ctx, TG_EARG, "tg_batchnorm1d: \"%s\": avg_decay = %g is not in [0, 1]",
 			       name ? name : "", avg_decay);
-	tg_batchnorm bn = {.eps = eps, .avg_decay = avg_decay, .training = true};
+	bn_self bn = {.bn = {.eps = eps, .avg_decay = avg_decay, .training = true}};
 	tg_module *m = module_with(ctx, &bn_vt, name, &bn, sizeof bn);
 	if (m) {
 		tg_batchnorm *b = m->self;

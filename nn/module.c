@@ -649,8 +649,11 @@ static tg_module *parse_piece(tg_ctx *ctx, piece *p, counts *c, const tg_mlp_opt
 			return bad_piece(ctx, p, why);
 		if (!(w >= 0 && w <= 1))
 			return bad_piece(ctx, p, "avg_decay must be in [0, 1]");
-		return tg_batchnorm1d(ctx, o->dtype, a, v, w,
-				      num_name(name, sizeof name, "bn", ++c->bn));
+		tg_module *m = tg_batchnorm1d(ctx, o->dtype, a, v, w,
+					      num_name(name, sizeof name, "bn", ++c->bn));
+		if (m && p->nword > 2 && (v != o->bn_eps || w != o->bn_avg_decay))
+			tg_bn_spec_states(m);
+		return m;
 	}
 	if (!strcmp(k, "ln")) {
 		if (!size_word(ctx, p, 1, &a) || !num_word(ctx, p, 2, TG_LN_EPS, &v) ||

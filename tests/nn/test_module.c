@@ -312,6 +312,46 @@ static void every_builtin_module_writes_a_spec_that_reads_back(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* With opts whose batch-norm eps and avg_decay are not TG_BN_EPS and
+ * TG_BN_AVG_DECAY, a piece "bn:D" takes the opts' values, and a piece that
+ * states TG_BN_EPS and TG_BN_AVG_DECAY keeps them: its spec says so, so that
+ * the model read back with the same opts is the model written. */
+static void a_batch_norms_stated_defaults_read_back_under_other_opts(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_mlp_opts o = tg_mlp_defaults();
+	o.bn_eps = 1e-3;
+	o.bn_avg_decay = 0.5;
+	tg_module *m = tg_model_parse(ctx, "linear:4:3,bn:3:1e-06:0.9,bn:3", &o);
+	assert_non_null(m);
+	const tg_batchnorm *b1 = m->children[1]->self, *b2 = m->children[2]->self;
+	assert_near(b1->eps, TG_BN_EPS, 0);
+	assert_near(b1->avg_decay, TG_BN_AVG_DECAY, 0);
+	assert_near(b2->eps, 1e-3, 0);
+	assert_near(b2->avg_decay, 0.5, 0);
+	char buf[128], again[128];
+	assert_true(tg_module_spec(m, buf, sizeof buf) > 0);
+	tg_module *r = tg_model_parse(ctx, buf, &o);
+	assert_non_null(r);
+	for (size_t i = 1; i < 3; i++) {
+		const tg_batchnorm *a = m->children[i]->self, *b = r->children[i]->self;
+		assert_near(b->eps, a->eps, 0);
+		assert_near(b->avg_decay, a->avg_decay, 0);
+	}
+	assert_true(tg_module_spec(r, again, sizeof again) > 0);
+	assert_string_equal(again, buf);
+	tg_module_free(r);
+	tg_module_free(m);
+	/* under the default opts the defaults are still left out */
+	m = tg_model_parse(ctx, "bn:3:1e-06:0.9", NULL);
+	assert_true(tg_module_spec(m, buf, sizeof buf) > 0);
+	assert_string_equal(buf, "bn:3");
+	assert_ctx_ok(ctx);
+	tg_module_free(m);
+	tg_ctx_free(ctx);
+}
+
 /* An alpha of many digits is written in all of them: the model read back
  * from its spec (a checkpoint's "arch") computes what the model did. */
 static void an_activations_alpha_reads_back_exactly(void **state)
@@ -1173,6 +1213,7 @@ int main(void)
 	    cmocka_unit_test(a_weight_two_modules_share_is_one_parameter),
 	    cmocka_unit_test(train_and_eval_reach_every_child),
 	    cmocka_unit_test(every_builtin_module_writes_a_spec_that_reads_back),
+	    cmocka_unit_test(a_batch_norms_stated_defaults_read_back_under_other_opts),
 	    cmocka_unit_test(an_activations_alpha_reads_back_exactly),
 	    cmocka_unit_test(parse_errors_name_the_bad_piece),
 	    cmocka_unit_test(decay_is_set_by_the_module_and_read_by_the_optimizer),
