@@ -128,6 +128,9 @@ struct tg_node {
 	const void *aux;     /* op-owned saved data in the step arena (indices) */
 	tg_tensor *walk_grad; /* out's gradient during a tg_grad_of walk, else NULL */
 	tg_node *walk_next;  /* the nodes given a walk_grad, to clear after the walk */
+	/* the stamp of the tg_grad_of walk that found this node's rule can hand
+	 * a gradient on to one of its inputs; anything else: it cannot */
+	uint64_t walk_reach;
 	tg_tensor *in_grad[TG_MAX_INPUTS]; /* gradient handed to each input by the
 					    * latest backward, for graph export */
 };
@@ -148,6 +151,7 @@ struct tg_ctx {
 	bool grads_lost;     /* a failed tg_backward marked a gradient lost: backward looks */
 	tg_tensor *touched;  /* leaves the tg_backward under way has given a gradient */
 	struct tg_walk *walk; /* set during a tg_grad_of walk: gradients go there */
+	uint64_t walk_stamp; /* bumped by each tg_grad_of walk (tg_node.walk_reach) */
 	/* armed by TG_NODE_GRAD_INTO: the next tensor made of its shape and
 	 * dtype gets this leaf gradient buffer's memory (tensor.c's make) */
 	tg_tensor *grad_dest;

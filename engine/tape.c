@@ -197,6 +197,7 @@ static inline tg_tensor *push(tg_node *n, const tg_op *op, tg_tensor *out, int n
 	n->aux = aux;
 	n->walk_grad = NULL;
 	n->walk_next = NULL;
+	n->walk_reach = 0;
 	ctx->tape = n;
 	out->node = n;
 	out->requires_grad = true;
@@ -465,15 +466,15 @@ typedef struct tg_walk {
 	tg_tensor *const *in;
 	tg_tensor **leaf_grad; /* nin slots, for the inputs that are leaves */
 	tg_node *touched;      /* nodes given a walk_grad, chained by walk_next */
-	addr_index leaves;     /* the leaf inputs, when ADDR_INDEX_MIN or more */
+	addr_index asked;      /* the inputs, when ADDR_INDEX_MIN or more */
 	addr_index given;      /* the gradients handed out so far, likewise */
 } tg_walk;
 
 /* The position of x's first occurrence among the inputs, or -1. */
 static int walk_input(const tg_walk *w, const tg_tensor *x)
 {
-	if (w->leaves.key)
-		return addr_index_find(&w->leaves, x);
+	if (w->asked.key)
+		return addr_index_find(&w->asked, x);
 	for (int i = 0; i < w->nin; i++)
 		if (w->in[i] == x)
 			return i;
@@ -1133,8 +1134,42 @@ static int grad_of_check(tg_ctx *ctx, int nout, tg_tensor *const *outputs,
 	return 0;
 }
 
+/* Marks the nodes from start down to the first on the tape whose rule can
+ * hand a gradient on to an input asked about (walk_reach = stamp): one of
+ * its inputs that needs a gradient is asked about, or is made by such a
+ * node. The others lead only to tensors the walk drops: like
+ * torch.autograd.grad, the walk skips them, so it costs nothing and fails
+ * on nothing (an in-place change, a rule's error) off the paths to the
+ * inputs. Inputs come before the node that reads them, so one pass from the
+ * first node up settles each from its inputs' producers: the tape's links
+ * are turned round for it and back again. A producer off the walk's range
+ * (a gradient check's own tape) has an older stamp: it leads nowhere. */
+static void mark_reaching(tg_walk *w, tg_node *start, uint64_t stamp)
+{
+	tg_node *up = NULL; /* the nodes passed, linked to the next later one */
+	for (tg_node *n = start, *prev; n; n = prev) {
+		prev = n->prev;
+		n->prev = up;
+		up = n;
+	}
+	tg_node *down = NULL;
+	for (tg_node *n = up, *next; n; n = next) {
+		next = n->prev;
+		bool reach = false;
+		for (int i = 0; i < n->nin && !reach; i++) {
+			const tg_tensor *x = n->in[i];
+			reach = n->needs[i] && ((x->node && x->node->walk_reach == stamp) ||
+						walk_input(w, x) >= 0);
+		}
+		n->walk_reach = reach ? stamp : 0;
+		n->prev = down;
+		down = n;
+	}
+}
+
 /* The walk proper: every output's upstream gradient, then the nodes from the
- * latest output's down, each rule handing its inputs their share. */
+ * latest output's down, each rule that leads to an input handing its inputs
+ * their share. */
 static void grad_of_walk(tg_ctx *ctx, int nout, tg_tensor *const *outputs,
 			 tg_tensor *const *douts, tg_tensor **seeds)
 {
@@ -1148,9 +1183,10 @@ static void grad_of_walk(tg_ctx *ctx, int nout, tg_tensor *const *outputs,
 		if (y->node && (!start || y->node->index > start->index))
 			start = y->node;
 	}
-	uint64_t gen = ctx->gen;
+	uint64_t gen = ctx->gen, stamp = ++ctx->walk_stamp;
+	mark_reaching(ctx->walk, start, stamp);
 	for (tg_node *n = start; n && ctx->status == TG_OK; n = n->prev) {
-		if (!n->walk_grad)
+		if (!n->walk_grad || n->walk_reach != stamp)
 			continue;
 		if (!versions_intact("tg_grad_of", n))
 			break;
@@ -1250,12 +1286,11 @@ int tg_grad_of(int nout, tg_tensor *const *outputs, tg_tensor *const *douts, int
 		leaf_grad[i] = NULL;
 	tg_walk w = { nin, inputs, leaf_grad, NULL, { 0 }, { 0 } };
 	if (nin >= ADDR_INDEX_MIN) {
-		if (!addr_index_init(ctx, &w.leaves, (size_t)nin) ||
+		if (!addr_index_init(ctx, &w.asked, (size_t)nin) ||
 		    !addr_index_init(ctx, &w.given, (size_t)nin))
 			return -1;
 		for (int i = 0; i < nin; i++)
-			if (!inputs[i]->node)
-				addr_index_add(&w.leaves, inputs[i], i);
+			addr_index_add(&w.asked, inputs[i], i);
 	}
 
 	bool was = ctx->grad_enabled, was_in_backward = ctx->in_backward;

@@ -304,7 +304,10 @@ TG_API void tg_set_grad_ready(tg_ctx *ctx, tg_grad_ready_fn fn, void *user);
  * leaves, parameters or intermediates; each must require a gradient. An
  * intermediate's gradient counts every recorded path into it, through the
  * rules of a recorded backward that read it too (div's reads its output,
- * expm1's its input: the reverse of PyTorch's). No
+ * expm1's its input: the reverse of PyTorch's). The walk runs only the rules
+ * on paths to the inputs, as PyTorch's does: a part of the graph that leads
+ * to none of them costs nothing, and an in-place change there (TG_EVERSION
+ * to tg_backward) is no error. No
  * tensor's tg_grad changes, leaf or intermediate: the walk keeps its own.
  * flags: TG_CREATE_GRAPH gives grads history (differentiate them again);
  * TG_ALLOW_UNUSED gives a zero tensor for an input the outputs do not depend

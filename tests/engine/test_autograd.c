@@ -119,6 +119,87 @@ static void grad_of_an_unused_input_is_an_error_unless_allowed(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* A custom op that counts its backward calls: x * 3. */
+static int tripled_backwards;
+static void triple_backward(tg_node *n, tg_tensor *dout)
+{
+	tripled_backwards++;
+	tg_node_grad(n, 0, tg_mul_scalar(dout, 3));
+}
+static const tg_op triple_op = { .name = "triple", .backward = triple_backward };
+static tg_tensor *triple(tg_tensor *x)
+{
+	tg_ctx *ctx = tg_ctx_of(x);
+	bool was = tg_set_grad_enabled(ctx, false);
+	tg_tensor *y = tg_mul_scalar(x, 3);
+	tg_set_grad_enabled(ctx, was);
+	return tg_record(&triple_op, y, 1, &x, NULL, 0);
+}
+
+static tg_tensor *f_times_user(tg_tensor *const *in, void *user)
+{
+	return tg_sum(tg_mul(in[0], user));
+}
+
+/* Like torch.autograd.grad, the walk goes only where a gradient can reach
+ * an input asked about: a branch of the graph that leads to none (here h's
+ * producers, p's side) is not differentiated, so its rules are not run and
+ * an in-place change there is no error. */
+static void grad_of_walks_only_the_paths_to_its_inputs(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *p = tg_param(f64(ctx, SHAPE(3), (double[]){ 0.5, -1, 2 }));
+	tg_tensor *x = needs_grad(f64(ctx, SHAPE(3), (double[]){ 1, 2, 3 }));
+	tg_tensor *e = tg_exp(p); /* exp's rule reads its output */
+	tg_tensor *h = triple(e);
+	tg_tensor *y = tg_sum(tg_mul(x, h));
+	tg_tensor *g;
+	tripled_backwards = 0;
+	assert_int_equal(tg_grad_of(1, &y, NULL, 1, &x, &g, 0), 0);
+	assert_ctx_ok(ctx);
+	assert_int_equal(tripled_backwards, 0);
+	for (size_t i = 0; i < 3; i++)
+		assert_near(tg_get(g, i), tg_get(h, i), 0);
+	/* an intermediate asked about: the walk stops at it unless it leads on */
+	assert_int_equal(tg_grad_of(1, &y, NULL, 1, &h, &g, 0), 0);
+	assert_int_equal(tripled_backwards, 0);
+	assert_int_equal(tg_grad_of(1, &y, NULL, 1, &e, &g, 0), 0);
+	assert_int_equal(tripled_backwards, 1);
+	for (size_t i = 0; i < 3; i++)
+		assert_near(tg_get(g, i), 3 * tg_get(x, i), 0);
+
+	/* e changed in place: p's gradient cannot be had, x's still can */
+	double *d = tg_data_mut(e);
+	d[0] += 1;
+	tg_tensor *z = tg_sum(tg_mul(x, e));
+	assert_int_equal(tg_grad_of(1, &z, NULL, 1, &x, &g, 0), 0);
+	assert_ctx_ok(ctx);
+	for (size_t i = 0; i < 3; i++)
+		assert_near(tg_get(g, i), tg_get(e, i), 0);
+	/* and so can a function's that reads e */
+	tg_tensor *out;
+	assert_int_equal(tg_vjp(ctx, f_times_user, e, 1, &x, NULL, &out, &g), 0);
+	assert_ctx_ok(ctx);
+	for (size_t i = 0; i < 3; i++)
+		assert_near(tg_get(g, i), tg_get(e, i), 0);
+	assert_int_equal(tg_grad_of(1, &z, NULL, 1, &p, &g, 0), -1);
+	assert_error(ctx, TG_EVERSION, "exp");
+	tg_clear_error(ctx);
+	/* many inputs (looked up by address): the same */
+	tg_tensor *many[20], *gs[20];
+	for (int i = 0; i < 20; i++)
+		many[i] = i % 2 ? x : h;
+	assert_int_equal(tg_grad_of(1, &y, NULL, 20, many, gs, 0), 0);
+	assert_ctx_ok(ctx);
+	assert_int_equal(tripled_backwards, 1);
+	for (size_t i = 0; i < 3; i++) {
+		assert_near(tg_get(gs[0], i), tg_get(x, i), 0);
+		assert_near(tg_get(gs[19], i), tg_get(h, i), 0);
+	}
+	tg_ctx_free(ctx);
+}
+
 /* An output made while grad mode was off (or from a detached copy) has no
  * history: the error says that, not only that the input goes unused. */
 static void grad_of_an_output_without_history_says_so(void **state)
@@ -870,6 +951,7 @@ int main(void)
 		cmocka_unit_test(grad_of_several_outputs_adds_their_vjps),
 		cmocka_unit_test(grad_of_many_inputs_matches_asking_one_at_a_time),
 		cmocka_unit_test(grad_of_rejects_bad_arguments),
+		cmocka_unit_test(grad_of_walks_only_the_paths_to_its_inputs),
 		cmocka_unit_test(jacobian_matches_finite_differences_both_ways),
 		cmocka_unit_test(jvp_and_vjp_match_finite_differences),
 		cmocka_unit_test(hvp_is_h_times_v_and_not_g_plus_hv),
