@@ -285,7 +285,7 @@ static void report_element(const check *c, const tg_gradcheck_result *res, int i
 {
 	FILE *f = c->opts.report;
 	int most = c->opts.max_report > 0 ? c->opts.max_report : 10;
-	if (!f || res->failed > (size_t)most)
+	if (!f || res->failed > (size_t)most + 1)
 		return;
 	if (res->failed == (size_t)most + 1) {
 		fprintf(f, "%s: more failing elements not shown\n", c->who);

@@ -376,6 +376,33 @@ static void gradcheck_detects_a_wrong_backward_rule(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* max_report caps the element lines; one line then says more were left
+ * out, before the count. */
+static void gradcheck_report_says_when_it_leaves_elements_out(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *x = tg_from_f64(ctx, TG_F64, SHAPE(2, 2), (double[]){ 1, -2, 0.5, 3 });
+	char *text = NULL;
+	size_t len = 0;
+	tg_gradcheck_opts o = TG_GRADCHECK_DEFAULTS;
+	o.max_report = 2;
+	o.report = open_memstream(&text, &len);
+	assert_non_null(o.report);
+	assert_int_equal(tg_gradcheck(ctx, f_square_wrong, NULL, 1, &x, &o, NULL), 1);
+	fclose(o.report);
+	int lines = 0;
+	for (const char *c = text; *c; c++)
+		lines += *c == '\n';
+	if (lines != 4 || !strstr(text, "element 1 (0,1)") || strstr(text, "element 2 (1,0)") ||
+	    !strstr(text, "tg_gradcheck: more failing elements not shown\n"
+			  "tg_gradcheck: 4 of 4 elements fail"))
+		fail_msg("2 element lines, then that more were left out, then the count:\n%s",
+			 text);
+	free(text);
+	tg_ctx_free(ctx);
+}
+
 /* The bound is atol + rtol |numeric|: an element just inside passes, and a
  * rule wrong by a relative 1e-4 passes the defaults but fails rtol 1e-5. */
 static void gradcheck_judges_by_atol_and_rtol(void **state)
@@ -659,6 +686,7 @@ int main(void)
 		cmocka_unit_test(f32_forward_agrees_with_f64),
 		cmocka_unit_test(hessian_vector_product_of_a_known_function),
 		cmocka_unit_test(gradcheck_detects_a_wrong_backward_rule),
+		cmocka_unit_test(gradcheck_report_says_when_it_leaves_elements_out),
 		cmocka_unit_test(gradcheck_judges_by_atol_and_rtol),
 		cmocka_unit_test(gradcheck_fails_an_element_whose_difference_overflowed),
 		cmocka_unit_test(gradcheck2_detects_a_gradient_without_history),
