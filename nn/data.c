@@ -1779,6 +1779,7 @@ struct tg_batcher {
 	tg_ctx *ctx;
 	const tg_dataset *ds; /* borrowed */
 	int64_t batch;        /* B */
+	int64_t n;            /* the data set's rows when made: order's size in epochs */
 	unsigned flags;
 	int64_t *order;       /* (N) this epoch's permutation, or (B) draws with replacement */
 	int64_t pos;          /* next position in order; -1 before an epoch */
@@ -1822,7 +1823,7 @@ tg_batcher *tg_batcher_new(tg_ctx *ctx, const tg_dataset *ds, int64_t batch, uns
 		return tg_fail(ctx, TG_ENOMEM, "tg_batcher_new: out of memory for %lld indices",
 			       (long long)norder);
 	}
-	*b = (tg_batcher){ .ctx = ctx, .ds = ds, .batch = batch, .flags = flags,
+	*b = (tg_batcher){ .ctx = ctx, .ds = ds, .batch = batch, .n = ds->n, .flags = flags,
 			   .order = order, .pos = -1, .y = y, .part = 0, .parts = 1 };
 	return b;
 }
@@ -1883,6 +1884,23 @@ bool tg_batch_next(tg_batcher *b, tg_dtype dt, tg_batch *out)
 	}
 	*out = (tg_batch){ 0 };
 	const tg_dataset *ds = b->ds;
+	/* the arrays are sized for the data set the batcher was made for: one
+	 * replaced in place since (a subset into itself, a free) is refused */
+	if (check_dataset(b->ctx, "tg_batch_next", ds))
+		return false;
+	if (!(b->flags & TG_BATCH_REPLACE) && ds->n != b->n) {
+		tg_fail(b->ctx, TG_EARG,
+			"tg_batch_next: the data set has %lld rows, the batcher was made for %lld; "
+			"make a new batcher for it",
+			(long long)ds->n, (long long)b->n);
+		return false;
+	}
+	if (ds->y && !b->y) {
+		tg_fail(b->ctx, TG_EARG,
+			"tg_batch_next: the data set has class labels, the batcher was made for "
+			"float targets; make a new batcher for it");
+		return false;
+	}
 	const int64_t *idx;
 	int64_t m;
 	if (b->flags & TG_BATCH_REPLACE) {

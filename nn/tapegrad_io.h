@@ -294,7 +294,10 @@ typedef struct tg_batch {
 	int64_t total;       /* rows of the whole batch this one is a shard of; n unsharded */
 } tg_batch;
 
-/* ds is borrowed and must outlive the batcher. NULL on error (batch < 1;
+/* ds is borrowed and must outlive the batcher, and keep its N rows (in
+ * shuffled epochs) and its kind of targets: a data set replaced in place
+ * since (tg_dataset_subset into itself, tg_dataset_free) is TG_EARG at the
+ * next tg_batch_next; make a new batcher for it. NULL on error (batch < 1;
  * TG_BATCH_DROP_LAST with batch > N would make empty epochs). malloc'd */
 TG_API tg_batcher *tg_batcher_new(tg_ctx *ctx, const tg_dataset *ds, int64_t batch,
 				  unsigned flags);

@@ -2130,6 +2130,71 @@ static void float_targets_travel_through_subsets_splits_and_batches(void **state
 	tg_ctx_free(ctx);
 }
 
+/* A batcher's arrays are sized for its data set's rows: a set replaced in
+ * place (a subset into itself) with another number of rows, emptied, or given
+ * labels it did not have is refused at the next batch, never walked with the
+ * old sizes. Drawn with replacement, a batch draws from the rows there are. */
+static void a_batcher_refuses_a_data_set_changed_under_it(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(4);
+	tg_dataset src = numbered(10);
+	tg_batcher *b = tg_batcher_new(ctx, &src, 4, 0);
+	tg_batch batch;
+	int batches = 0;
+	while (tg_batch_next(b, TG_F32, &batch)) {
+		batches++;
+		tg_reset(ctx);
+	}
+	assert_int_equal(batches, 3);
+	int64_t idx[1000];
+	for (int i = 0; i < 1000; i++)
+		idx[i] = i % 10;
+	assert_int_equal(tg_dataset_subset(ctx, &src, idx, 1000, &src), 0);
+	assert_false(tg_batch_next(b, TG_F32, &batch));
+	assert_error(ctx, TG_EARG,
+		     "tg_batch_next: the data set has 1000 rows, the batcher was made for 10");
+	assert_null(batch.x);
+	tg_clear_error(ctx);
+	tg_batcher_free(b);
+	/* shrunk in the middle of an epoch */
+	b = tg_batcher_new(ctx, &src, 4, 0);
+	assert_true(tg_batch_next(b, TG_F32, &batch));
+	tg_reset(ctx);
+	assert_int_equal(tg_dataset_head(ctx, &src, 3, &src), 0);
+	assert_false(tg_batch_next(b, TG_F32, &batch));
+	assert_error(ctx, TG_EARG, "the data set has 3 rows, the batcher was made for 1000");
+	tg_clear_error(ctx);
+	tg_batcher_free(b);
+	/* with replacement any number of rows will do, but not none */
+	b = tg_batcher_new(ctx, &src, 4, TG_BATCH_REPLACE);
+	for (int i = 0; i < 1000; i++)
+		idx[i] = i % 3;
+	assert_int_equal(tg_dataset_subset(ctx, &src, idx, 1000, &src), 0);
+	for (int k = 0; k < 20; k++) {
+		assert_true(tg_batch_next(b, TG_F32, &batch));
+		for (int64_t i = 0; i < batch.n; i++)
+			assert_true(batch.idx[i] >= 0 && batch.idx[i] < 1000);
+		tg_reset(ctx);
+	}
+	tg_dataset_free(&src);
+	assert_false(tg_batch_next(b, TG_F32, &batch));
+	assert_error(ctx, TG_EARG, "tg_batch_next: empty data set");
+	tg_clear_error(ctx);
+	tg_batcher_free(b);
+	/* float targets replaced by class labels: the batcher has no room for them */
+	tg_dataset ts = target_set();
+	b = tg_batcher_new(ctx, &ts, 2, 0);
+	tg_dataset_free(&ts);
+	ts = numbered(5);
+	assert_false(tg_batch_next(b, TG_F32, &batch));
+	assert_error(ctx, TG_EARG, "the data set has class labels, the batcher was made for "
+				   "float targets");
+	tg_batcher_free(b);
+	tg_dataset_free(&ts);
+	tg_ctx_free(ctx);
+}
+
 static void the_standardiser_uses_the_training_split_only(void **state)
 {
 	(void)state;
@@ -2330,6 +2395,7 @@ int main(void)
 		cmocka_unit_test(shuffled_epochs_deliver_each_sample_exactly_once),
 		cmocka_unit_test(drop_last_drops_the_short_batch),
 		cmocka_unit_test(shards_of_a_batcher_cover_each_epoch_once),
+		cmocka_unit_test(a_batcher_refuses_a_data_set_changed_under_it),
 		cmocka_unit_test(a_fifo_or_a_device_is_refused_at_once),
 		cmocka_unit_test(gzip_edges_are_errors_that_name_the_file_once),
 		cmocka_unit_test(a_dangling_gz_link_is_named_as_such),
