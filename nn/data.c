@@ -2064,14 +2064,29 @@ static void standardise(float *a, int64_t n, int64_t w, const tg_tensor *mean,
 			a[i * w + j] = (float)((a[i * w + j] - m[j]) / s[j]);
 }
 
-/* mean and std hold w finite f64 numbers, each std positive (they may come
- * from a checkpoint or the caller's hands); TG_EARG naming the first that
- * does not, else 0. */
-static int check_stats(tg_ctx *ctx, const tg_tensor *mean, const tg_tensor *std, int64_t w)
+/* mean and std (the targets' with targets) hold w finite f64 numbers, each
+ * std positive (they may come from a checkpoint or the caller's hands);
+ * TG_EARG naming the first that does not (TG_ENULL for one missing, TG_ECTX
+ * for one of another context), else 0. */
+static int check_stats(tg_ctx *ctx, const tg_tensor *mean, const tg_tensor *std, int64_t w,
+		       bool targets)
 {
+	static const char *const field[2][2] = { { "mean", "std" },
+						 { "target_mean", "target_std" } };
 	const tg_tensor *t[2] = { mean, std };
 	for (int k = 0; k < 2; k++) {
-		const char *name = tg_name(t[k]) ? tg_name(t[k]) : k ? "std" : "mean";
+		if (!t[k]) {
+			tg_fail(ctx, TG_ENULL, "tg_standardiser_apply: %s is NULL",
+				field[targets][k]);
+			return -1;
+		}
+		const char *name = tg_name(t[k]) ? tg_name(t[k]) : field[targets][k];
+		tg_ctx *owner = tg_ctx_of(t[k]);
+		if (owner && owner != ctx) {
+			tg_fail(ctx, TG_ECTX, "tg_standardiser_apply: %s belongs to another context",
+				name);
+			return -1;
+		}
 		if (tg_dtype_of(t[k]) != TG_F64 || (int64_t)tg_numel(t[k]) != w) {
 			if (!tg_data(t[k])) /* records TG_ESTALE */
 				return -1;
@@ -2115,8 +2130,8 @@ int tg_standardiser_apply(tg_ctx *ctx, const tg_standardiser *s, tg_dataset *ds)
 			(long long)ds->tdim);
 		return -1;
 	}
-	if (check_stats(ctx, s->mean, s->std, s->d) ||
-	    (s->tdim && check_stats(ctx, s->target_mean, s->target_std, s->tdim)))
+	if (check_stats(ctx, s->mean, s->std, s->d, false) ||
+	    (s->tdim && check_stats(ctx, s->target_mean, s->target_std, s->tdim, true)))
 		return -1;
 	for (int k = 0; k < (s->tdim ? 2 : 1); k++) {
 		const float *a = k ? ds->t : ds->x;

@@ -246,8 +246,9 @@ typedef struct tg_standardiser {
 TG_API int tg_standardiser_fit(tg_ctx *ctx, const tg_dataset *train, bool targets,
 			       tg_standardiser *out);
 /* Standardises ds in place; its widths must be the fitted ones, and the
- * numbers (which a checkpoint may have loaded) f64 of those widths, finite,
- * each std > 0: TG_EARG naming the first that is not, ds unchanged; so is
+ * numbers (which a checkpoint may have loaded) f64 tensors of ctx, of those
+ * widths, finite, each std > 0: TG_EARG naming the first that is not (one
+ * missing is TG_ENULL, one of another context TG_ECTX), ds unchanged; so is
  * a value the standardising takes beyond single precision (far out on a
  * column of small spread). 0 ok, -1. */
 TG_API int tg_standardiser_apply(tg_ctx *ctx, const tg_standardiser *s, tg_dataset *ds);

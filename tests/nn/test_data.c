@@ -2315,6 +2315,26 @@ static void the_standardiser_uses_the_training_split_only(void **state)
 	assert_int_equal(tg_standardiser_apply(ctx, &bad, &two), -1);
 	assert_int_equal(tg_status_of(ctx), TG_ESTALE);
 	tg_clear_error(ctx);
+	/* numbers taken back from a file that lacks some (tg_state_tensor gave
+	 * NULL), or of another context: named, not a -1 with no error, nor a
+	 * read of another context's tensor */
+	assert_int_equal(tg_standardiser_fit(ctx, &train, true, &bad), 0);
+	bad.target_std = NULL;
+	tg_dataset narrow3 = target_set();
+	float before = narrow3.x[2];
+	assert_int_equal(tg_standardiser_apply(ctx, &bad, &narrow3), -1);
+	assert_error(ctx, TG_ENULL, "tg_standardiser_apply: target_std is NULL");
+	assert_near(narrow3.x[2], before, 0);
+	tg_clear_error(ctx);
+	tg_ctx *other = tg_ctx_new(2);
+	bad = fo;
+	bad.mean = tg_set_name(tg_keep(tg_zeros(other, TG_F64, 1, (int64_t[]){ 2 })), "m2");
+	assert_int_equal(tg_standardiser_apply(ctx, &bad, &two), -1);
+	assert_error(ctx, TG_ECTX, "tg_standardiser_apply: m2 belongs to another context");
+	assert_near(two.x[0], 5, 0);
+	tg_clear_error(ctx);
+	tg_ctx_free(other);
+	tg_dataset_free(&narrow3);
 	tg_dataset_free(&train);
 	tg_dataset_free(&test);
 	tg_ctx_free(ctx);
