@@ -521,14 +521,25 @@ static const char *const net_flags[] = {
 /* ---- paths proved before any work ------------------------------------------------- */
 
 /* The directory a file at path lands in: that of the file a symbolic link
- * finally points at, as tg_checkpoint_save writes through links. */
+ * finally points at, as tg_checkpoint_save (and fopen) write through links;
+ * that file need not exist yet, so the links are followed one by one, not
+ * by realpath, which fails on a link to nothing. */
 static void landing_dir(const char *path, char *dir, size_t size)
 {
-	char real[PATH_MAX];
+	char p[PATH_MAX], target[PATH_MAX];
 	struct stat st;
-	const char *p = path;
-	if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode) && realpath(path, real))
-		p = real;
+	snprintf(p, sizeof p, "%s", path);
+	for (int hops = 0; hops < 40 && lstat(p, &st) == 0 && S_ISLNK(st.st_mode); hops++) {
+		ssize_t k = readlink(p, target, sizeof target - 1);
+		if (k < 0)
+			break;
+		target[k] = '\0';
+		char *end = strrchr(p, '/');
+		if (target[0] == '/' || !end)
+			snprintf(p, sizeof p, "%s", target);
+		else /* relative to the link's directory */
+			snprintf(end + 1, sizeof p - (size_t)(end + 1 - p), "%s", target);
+	}
 	const char *slash = strrchr(p, '/');
 	if (!slash)
 		snprintf(dir, size, ".");
@@ -545,7 +556,12 @@ static void prove_writable(const char *opt, const char *path, bool in_place)
 {
 	char dir[PATH_MAX], probe[PATH_MAX + 32];
 	struct stat st;
-	if (stat(path, &st) == 0) {
+	int err = stat(path, &st) == 0 ? 0 : errno;
+	if (err && err != ENOENT) { /* a loop of links, a path through a file */
+		fprintf(stderr, "%s: %s %s: %s\n", prog, opt, path, strerror(err));
+		exit(1);
+	}
+	if (!err) {
 		if (S_ISDIR(st.st_mode)) {
 			fprintf(stderr, "%s: %s %s: is a directory; give a file name\n", prog, opt,
 				path);

@@ -117,6 +117,14 @@ fast 1 "--save /nonexistent/dir/m.ckpt: cannot write in /nonexistent/dir" \
 fast 1 "--log /nonexistent/dir/m.csv: cannot write in /nonexistent/dir" \
 	--data digits --log /nonexistent/dir/m.csv
 fast 1 "--save $dir: is a directory" --data digits --save "$dir"
+# a link is written through: a link to a file in a missing directory, or a
+# loop of links, is found before training, not when the first save fails
+ln -s nodir/m.ckpt "$dir/dangling"
+fast 1 "--save $dir/dangling: cannot write in $dir/nodir" --data digits --save "$dir/dangling"
+fast 1 "--log $dir/dangling: cannot write in $dir/nodir" --data digits --log "$dir/dangling"
+ln -s loop2 "$dir/loop1"
+ln -s loop1 "$dir/loop2"
+fast 1 "--save $dir/loop1: Too many levels of symbolic links" --data digits --save "$dir/loop1"
 fast 1 "--step-log /nonexistent/dir/s.txt: cannot write in /nonexistent/dir" \
 	--data digits --step-log /nonexistent/dir/s.txt
 fast 1 "--step-log $dir: is a directory" --data digits --step-log "$dir"
