@@ -1551,47 +1551,179 @@ static const tg_op avg_pool2d_backward_op = { .name = "avg_pool2d_backward",
 TG_OP_REGISTER(avg_pool2d_op);
 TG_OP_REGISTER(avg_pool2d_backward_op);
 
+/* The output columns [*a, *b) whose window's column j (0 <= j < KW) lies
+ * inside x: 0 <= ow sw - pw + j < W. */
+static void tap_columns(const geom *g, int64_t j, int64_t *a, int64_t *b)
+{
+	int64_t lo = g->pw - j, hi = g->W - 1 + g->pw - j;
+	*a = lo <= 0 ? 0 : (lo + g->sw - 1) / g->sw;
+	*b = hi < 0 ? 0 : hi / g->sw + 1;
+	if (*b > g->OW)
+		*b = g->OW;
+	if (*b < *a)
+		*b = *a;
+}
+
+/* s[ow] = the sum of acc over window ow's columns, in their order: a pass
+ * over the outputs per kernel column. */
+TG_HOT_LOOP static void window_sums(const geom *g, const double *restrict acc, double *restrict s)
+{
+	int64_t sw = g->sw;
+	for (int64_t ow = 0; ow < g->OW; ow++)
+		s[ow] = 0;
+	for (int64_t j = 0; j < g->KW; j++) {
+		int64_t a, b, off = j - g->pw;
+		tap_columns(g, j, &a, &b);
+		for (int64_t ow = a; ow < b; ow++)
+			s[ow] += acc[ow * sw + off];
+	}
+}
+
+/* window_sums' adjoint: acc[iw] = the sum of v over the windows holding
+ * column iw. */
+TG_HOT_LOOP static void window_spread(const geom *g, const double *restrict v,
+				      double *restrict acc)
+{
+	int64_t sw = g->sw;
+	for (int64_t iw = 0; iw < g->W; iw++)
+		acc[iw] = 0;
+	for (int64_t j = 0; j < g->KW; j++) {
+		int64_t a, b, off = j - g->pw;
+		tap_columns(g, j, &a, &b);
+		for (int64_t ow = a; ow < b; ow++)
+			acc[ow * sw + off] += v[ow];
+	}
+}
+
 /* Y (N,C,OH,OW) = window sums of X / (KH KW), or, adjoint, X (N,C,H,W) gets
- * each Y / (KH KW) over its window. */
+ * each Y / (KH KW) over its window; planes [p0, p1), acc AVG_ROW doubles.
+ * Row by row of the output: pool sums the window's KH input rows into acc
+ * (a vector pass per row), then each window's KW columns of acc
+ * (window_sums), in double as before, one rounding to a float. unpool
+ * spreads the output row's values over acc's columns in double
+ * (window_spread), rounds once and writes the row to the window's input
+ * rows, adding it to those an earlier window wrote (windows start at rows
+ * that do not decrease): no pass clearing dx first, and the bits of adding
+ * to zeros, signs of zeros included (the row is its rounding plus 0). The
+ * window-by-window loops these replace took a quarter of a small CNN's step. */
 #define AVG_KERNELS(pool, unpool, T)                                                       \
-	static void pool(const geom *g, const T *X, T *Y)                                  \
+	TG_HOT_LOOP static void pool##_rows(const T *restrict X, int64_t W, int64_t h0,    \
+					    int64_t h1, double *restrict acc)              \
 	{                                                                                  \
-		double scale = 1.0 / (double)(g->KH * g->KW);                              \
-		for (int64_t p = 0; p < g->N * g->C; p++, X += g->H * g->W)                \
-			for (int64_t oh = 0; oh < g->OH; oh++) {                           \
+		if (h1 <= h0) {                                                            \
+			for (int64_t iw = 0; iw < W; iw++)                                 \
+				acc[iw] = 0;                                               \
+			return;                                                            \
+		}                                                                          \
+		for (int64_t iw = 0; iw < W; iw++)                                         \
+			acc[iw] = X[h0 * W + iw];                                          \
+		for (int64_t ih = h0 + 1; ih < h1; ih++)                                   \
+			for (int64_t iw = 0; iw < W; iw++)                                 \
+				acc[iw] += X[ih * W + iw];                                 \
+	}                                                                                  \
+	static void pool(const geom *g, const T *X, T *Y, double *acc, int64_t p0, int64_t p1) \
+	{                                                                                  \
+		double scale = 1.0 / (double)(g->KH * g->KW), *sums = acc + g->W;          \
+		X += p0 * g->H * g->W;                                                     \
+		Y += p0 * g->OH * g->OW;                                                   \
+		for (int64_t p = p0; p < p1; p++, X += g->H * g->W)                        \
+			for (int64_t oh = 0; oh < g->OH; oh++, Y += g->OW) {               \
 				int64_t h0, h1;                                            \
 				window(oh, g->sh, g->ph, g->KH, g->H, &h0, &h1);           \
-				for (int64_t ow = 0; ow < g->OW; ow++) {                   \
-					int64_t w0, w1;                                    \
-					window(ow, g->sw, g->pw, g->KW, g->W, &w0, &w1);   \
-					double s = 0;                                      \
-					for (int64_t ih = h0; ih < h1; ih++)               \
-						for (int64_t iw = w0; iw < w1; iw++)       \
-							s += X[ih * g->W + iw];            \
-					*Y++ = (T)(s * scale);                             \
-				}                                                          \
+				pool##_rows(X, g->W, h0, h1, acc);                         \
+				window_sums(g, acc, sums);                                 \
+				for (int64_t ow = 0; ow < g->OW; ow++)                     \
+					Y[ow] = (T)(sums[ow] * scale);                     \
 			}                                                                  \
 	}                                                                                  \
-	static void unpool(const geom *g, const T *Y, T *X)                                \
+	TG_HOT_LOOP static void unpool##_rows(const double *restrict acc, T *restrict row, \
+					      T *restrict X, int64_t W, int64_t h0,        \
+					      int64_t h1, int64_t done)                    \
+	{                                                                                  \
+		int64_t mid = h1 < done ? h1 : done;                                       \
+		for (int64_t iw = 0; iw < W; iw++)                                         \
+			row[iw] = (T)acc[iw] + 0; /* a -0 rounded from acc: +0 */          \
+		for (int64_t ih = h0; ih < mid; ih++)                                      \
+			for (int64_t iw = 0; iw < W; iw++)                                 \
+				X[ih * W + iw] += row[iw];                                 \
+		for (int64_t ih = mid > h0 ? mid : h0; ih < h1; ih++)                      \
+			for (int64_t iw = 0; iw < W; iw++)                                 \
+				X[ih * W + iw] = row[iw];                                  \
+	}                                                                                  \
+	static void unpool(const geom *g, const T *Y, T *X, double *acc, int64_t p0, int64_t p1) \
 	{                                                                                  \
 		double scale = 1.0 / (double)(g->KH * g->KW);                              \
-		for (int64_t p = 0; p < g->N * g->C; p++, X += g->H * g->W)                \
-			for (int64_t oh = 0; oh < g->OH; oh++) {                           \
+		size_t HW = (size_t)(g->H * g->W);                                         \
+		double *v = acc + g->W;                                                    \
+		T *row = (T *)(v + g->OW);                                                 \
+		X += (size_t)p0 * HW;                                                      \
+		Y += p0 * g->OH * g->OW;                                                   \
+		for (int64_t p = p0; p < p1; p++, X += HW) {                               \
+			int64_t done = 0; /* rows [0, done) written */                     \
+			for (int64_t oh = 0; oh < g->OH; oh++, Y += g->OW) {               \
 				int64_t h0, h1;                                            \
 				window(oh, g->sh, g->ph, g->KH, g->H, &h0, &h1);           \
-				for (int64_t ow = 0; ow < g->OW; ow++) {                   \
-					int64_t w0, w1;                                    \
-					window(ow, g->sw, g->pw, g->KW, g->W, &w0, &w1);   \
-					T v = (T)(*Y++ * scale);                           \
-					for (int64_t ih = h0; ih < h1; ih++)               \
-						for (int64_t iw = w0; iw < w1; iw++)       \
-							X[ih * g->W + iw] += v;            \
-				}                                                          \
+				if (h0 > done) /* rows between windows */                  \
+					memset(X + done * g->W, 0,                         \
+					       (size_t)((h0 - done) * g->W) * sizeof *X);  \
+				for (int64_t ow = 0; ow < g->OW; ow++)                     \
+					v[ow] = Y[ow] * scale;                             \
+				window_spread(g, v, acc);                                  \
+				unpool##_rows(acc, row, X, g->W, h0, h1, done);            \
+				done = h1 > done ? h1 : (h0 > done ? h0 : done);           \
 			}                                                                  \
+			if (done < g->H)                                                   \
+				memset(X + done * g->W, 0,                                 \
+				       (size_t)((g->H - done) * g->W) * sizeof *X);        \
+		}                                                                          \
 	}
 
 AVG_KERNELS(avg_pool_f64, avg_unpool_f64, double)
 AVG_KERNELS(avg_pool_f32, avg_unpool_f32, float)
+
+/* a run's buffers: acc (W), the window sums or values (OW <= W + 1), a row of T */
+#define AVG_ROW(g) (3 * (size_t)(g)->W + 2)
+
+typedef struct avg_job {
+	const geom *g;
+	tg_dtype dt;
+	const void *in;
+	void *out;
+	double *acc; /* AVG_ROW doubles per run */
+} avg_job;
+
+static void avg_pool_planes(void *arg, int tid, int64_t p0, int64_t p1)
+{
+	const avg_job *j = arg;
+	double *acc = j->acc + (size_t)tid * AVG_ROW(j->g);
+	if (j->dt == TG_F64)
+		avg_pool_f64(j->g, j->in, j->out, acc, p0, p1);
+	else
+		avg_pool_f32(j->g, j->in, j->out, acc, p0, p1);
+}
+
+static void avg_unpool_planes(void *arg, int tid, int64_t p0, int64_t p1)
+{
+	const avg_job *j = arg;
+	double *acc = j->acc + (size_t)tid * AVG_ROW(j->g);
+	if (j->dt == TG_F64)
+		avg_unpool_f64(j->g, j->in, j->out, acc, p0, p1);
+	else
+		avg_unpool_f32(j->g, j->in, j->out, acc, p0, p1);
+}
+
+/* fn over the planes of g, split as max_pool2d's */
+static bool avg_run(tg_ctx *ctx, const geom *g, tg_dtype dt, const void *in, void *out,
+		    range_fn fn)
+{
+	int T = pool_workers(ctx, g);
+	double *acc = tg_arena_alloc(ctx, (size_t)T * AVG_ROW(g) * sizeof *acc);
+	if (!acc)
+		return false;
+	avg_job j = { g, dt, in, out, acc };
+	par_for(ctx, T, g->N * g->C, fn, &j);
+	return true;
+}
 
 static tg_tensor *avg_pool(const geom *g, tg_tensor *x)
 {
@@ -1600,12 +1732,8 @@ static tg_tensor *avg_pool(const geom *g, tg_tensor *x)
 	if (!ctx)
 		return NULL;
 	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, 4, (int64_t[]){ g->N, g->C, g->OH, g->OW });
-	if (!out)
+	if (!out || !avg_run(ctx, g, x->dtype, x->data, out->data, avg_pool_planes))
 		return NULL;
-	if (x->dtype == TG_F64)
-		avg_pool_f64(g, x->data, out->data);
-	else
-		avg_pool_f32(g, x->data, out->data);
 	return tg_op_end(&avg_pool2d_op, out, 1, &x, NULL, 0, g);
 }
 
@@ -1616,13 +1744,8 @@ static tg_tensor *avg_unpool(const geom *g, tg_tensor *dout)
 	if (!ctx)
 		return NULL;
 	tg_tensor *dx = tg_tensor_new(ctx, who, dout->dtype, 4, (int64_t[]){ g->N, g->C, g->H, g->W });
-	if (!dx)
+	if (!dx || !avg_run(ctx, g, dout->dtype, dout->data, dx->data, avg_unpool_planes))
 		return NULL;
-	memset(dx->data, 0, dx->numel * tg_dtype_size(dx->dtype));
-	if (dout->dtype == TG_F64)
-		avg_unpool_f64(g, dout->data, dx->data);
-	else
-		avg_unpool_f32(g, dout->data, dx->data);
 	return tg_op_end(&avg_pool2d_backward_op, dx, 1, &dout, NULL, 0, g);
 }
 
