@@ -172,6 +172,21 @@ static tg_tensor *conv(bench *b)
 	return tg_sum(tg_max_pool2d(tg_relu(tg_conv2d(b->x, b->p[0], b->p[1], &o)), 2, 2, 0));
 }
 
+/* a small CNN's block: 5x5 conv, average pooling, 1x1 conv, batch 8 */
+static void cnnavg_setup(bench *b)
+{
+	b->p[0] = P(b, 16, 3, 5, 5), b->p[1] = P(b, 16), b->p[2] = P(b, 32, 16, 1, 1);
+	b->p[3] = P(b, 32);
+	b->x = tg_keep(tg_randn(b->ctx, TG_F32, 4, SH(8, 3, 32, 32), 0, 1));
+}
+static tg_tensor *cnnavg(bench *b)
+{
+	tg_conv_opts o = TG_CONV_DEFAULTS;
+	o.padding[0] = o.padding[1] = 2;
+	tg_tensor *h = tg_avg_pool2d(tg_relu(tg_conv2d(b->x, b->p[0], b->p[1], &o)), 2, 2, 0);
+	return tg_sum(tg_relu(tg_conv2d(h, b->p[2], b->p[3], NULL)));
+}
+
 static void avgpool_setup(bench *b) { b->p[0] = P(b, 32, 16, 64, 64); }
 static tg_tensor *avgpool(bench *b) { return tg_sum(tg_avg_pool2d(b->p[0], 2, 2, 0)); }
 
@@ -339,6 +354,10 @@ static const workload WORKLOADS[] = {
 	{ "o-conv", "sum(max_pool2d(relu(conv2d(x, w 16x3x5x5, pad 2)))), x (32,3,32,32)",
 	  conv_setup, conv, 20 },
 	{ "o-avgpool", "sum(avg_pool2d(x, 2)), x (32,16,64,64)", avgpool_setup, avgpool, 10 },
+	{ "o-cnn-avg",
+	  "sum(relu(conv2d(avg_pool2d(relu(conv2d(x, w 16x3x5x5, pad 2)), 2), w 32x16x1x1))), "
+	  "x (8,3,32,32)",
+	  cnnavg_setup, cnnavg, 100 },
 	{ "o-vmath", "sum(softplus(x) * silu(y)), x y (2^20)", ew_setup, vmath, 20 },
 	{ "o-trig", "sum(sin(x) * cos(y)), x y (2^20)", ew_setup, trig, 20 },
 	{ "o-powclamp", "sum(clamp(x, -2, 2)^3), x (2^20)", ew_setup, powclamp, 20 },

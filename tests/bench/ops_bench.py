@@ -213,6 +213,11 @@ def torch_side(name, iters, threads):
     elif name == "o-avgpool":
         P["x"] = R(32, 16, 64, 64)
         f = lambda: F.avg_pool2d(P["x"], 2, 2).sum()
+    elif name == "o-cnn-avg":
+        x = torch.randn(8, 3, 32, 32)
+        P["w"], P["b"], P["w2"], P["b2"] = R(16, 3, 5, 5), R(16), R(32, 16, 1, 1), R(32)
+        f = lambda: F.relu(F.conv2d(F.avg_pool2d(F.relu(F.conv2d(x, P["w"], P["b"], padding=2)), 2, 2),
+                                    P["w2"], P["b2"])).sum()
     elif name == "o-vmath":
         P["x"], P["y"] = R(1 << 20), R(1 << 20)
         f = lambda: (F.softplus(P["x"]) * F.silu(P["y"])).sum()
