@@ -402,9 +402,10 @@ static void pools_match_the_naive_loops(void **state)
 }
 
 /* Pools of 65536 elements or more split their planes across the
- * context's threads: 2x2 at stride 2 (its own loop) and 3x3 at stride 2
- * with padding, on 1 and 2 threads, 5 planes (runs of 2 and 3). */
-static void max_pool_on_two_threads_matches_the_naive_loops(void **state)
+ * context's threads: max and average, 2x2 at stride 2 (max's own loop) and
+ * 3x3 at stride 2 with padding, on 1 and 2 threads, 5 planes (runs of 2
+ * and 3). */
+static void pools_on_two_threads_match_the_naive_loops(void **state)
 {
 	(void)state;
 	tg_ctx *ctx = tg_ctx_new(SEED);
@@ -413,24 +414,26 @@ static void max_pool_on_two_threads_matches_the_naive_loops(void **state)
 	double *x = malloc(nx * sizeof *x), *dout = malloc(nx * sizeof *dout);
 	double *y = malloc(nx * sizeof *y), *dx = malloc(nx * sizeof *dx);
 	static const int kinds[][3] = { { 2, 2, 0 }, { 3, 2, 1 } };
-	for (int t = 1; t <= 2; t++)
+	for (int mt = 0; mt < 4; mt++) /* max, then avg; 1 thread, then 2 */
 		for (int i = 0; i < 2; i++) {
+			int m = mt / 2, t = 1 + mt % 2;
 			int k = kinds[i][0], s = kinds[i][1], p = kinds[i][2];
 			int64_t OH = out_side(H, k, s, p, 1), OW = out_side(W, k, s, p, 1);
 			tg_reset(ctx);
 			tg_set_threads(ctx, t);
 			fill(ctx, x, nx);
 			fill(ctx, dout, (size_t)(N * C * OH * OW));
-			naive_pool(true, N, C, H, W, k, s, p, x, dout, y, dx);
+			naive_pool(m == 0, N, C, H, W, k, s, p, x, dout, y, dx);
 			tg_tensor *tx = tg_set_requires_grad(tg_from_f64(ctx, TG_F32, SHAPE(N, C, H, W), x),
 							     true);
-			tg_tensor *ty = tg_max_pool2d(tx, k, s, p);
+			tg_tensor *ty = m == 0 ? tg_max_pool2d(tx, k, s, p)
+					       : tg_avg_pool2d(tx, k, s, p);
 			tg_tensor *td = tg_from_f64(ctx, TG_F32, SHAPE(N, C, OH, OW), dout);
 			assert_int_equal(tg_backward_ex(ty, td, 0), 0);
 			assert_ctx_ok(ctx);
 			char label[64];
-			snprintf(label, sizeof label, "kernel %d stride %d padding %d, %d threads", k, s,
-				 p, t);
+			snprintf(label, sizeof label, "%s kernel %d stride %d padding %d, %d threads",
+				 m == 0 ? "max" : "avg", k, s, p, t);
 			expect_close("pool out", label, ty, y, (size_t)(N * C * OH * OW), 1e-6);
 			expect_close("pool dx", label, tg_grad(tx), dx, nx, 1e-6);
 		}
@@ -823,7 +826,7 @@ int main(void)
 		cmocka_unit_test(the_gradient_ops_match_the_naive_loops),
 		cmocka_unit_test(steady_conv_steps_allocate_nothing),
 		cmocka_unit_test(pools_match_the_naive_loops),
-		cmocka_unit_test(max_pool_on_two_threads_matches_the_naive_loops),
+		cmocka_unit_test(pools_on_two_threads_match_the_naive_loops),
 		cmocka_unit_test(max_pool_routes_to_the_first_nan),
 		cmocka_unit_test(max_pool_2x2_of_floats_in_blocks_matches_the_doubles),
 		cmocka_unit_test(max_pool_of_any_window_in_blocks_matches_the_rule),
