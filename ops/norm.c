@@ -81,6 +81,14 @@ static TG_SLOW double scaled_mean(const void *X, bool f64, size_t n, size_t len,
 	return acc / (double)(n * len) / s;
 }
 
+/* The variance less a rounding correction, held at 0 from below; a NaN (an
+ * inf or NaN in the group: inf - inf) stays NaN, where fmax would make it 0
+ * and the group's finite entries would normalise to +-inf. */
+static inline double var_floor(double v)
+{
+	return v < 0 ? 0 : v;
+}
+
 /* The statistics of x are kept in its dtype, mean (D) then inv_std (D), so
  * that every pass computes xhat = (x - mean) * inv_std to the same bits. */
 
@@ -111,7 +119,7 @@ static TG_SLOW double scaled_mean(const void *X, bool f64, size_t n, size_t len,
 				acc[j] += c * c;                                        \
 			}                                                               \
 		for (size_t j = j0; j < j1; j++) {                                      \
-			double v = fmax(acc[j] / (double)n - off2[j], 0);               \
+			double v = var_floor(acc[j] / (double)n - off2[j]);            \
 			var[j] = (T)v;                                                  \
 			inv_std[j] = (T)(isinf(v) ? scaled_inv_std(X + j, sizeof(T) == 8, \
 								   n, 1, d, mean[j], eps) \
@@ -245,7 +253,7 @@ static double lanes_total(const double *a)
 			memset(a, 0, sizeof a);                                         \
 			for (size_t i = 0; i < n; i++)                                  \
 				plane_add_##sfx(Xj + i * d * s, s, true, mean[j], a);   \
-			double v = fmax(lanes_total(a) / cnt - off2, 0);                \
+			double v = var_floor(lanes_total(a) / cnt - off2);              \
 			var[j] = (T)v;                                                  \
 			inv_std[j] = (T)(isinf(v) ? scaled_inv_std(Xj, f64, n, s, d * s, \
 								   mean[j], eps)        \
@@ -857,8 +865,8 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 			}                                                               \
 			/* less the square of the mean's rounding to T */               \
 			double off = sum / (double)d - mean[i];                         \
-			double var = fmax(tg_sum_lanes(v) / (double)d                   \
-					  - (isfinite(off) ? off * off : 0), 0);         \
+			double var = var_floor(tg_sum_lanes(v) / (double)d              \
+					       - (isfinite(off) ? off * off : 0));    \
 			inv_std[i] = (T)(isinf(var) ? scaled_inv_std(X, sizeof(T) == 8, 1, d, d, \
 								     mean[i], eps)      \
 						    : 1 / sqrt(var + eps));             \

@@ -811,6 +811,64 @@ static void huge_values_normalise_per_channel(void **state)
 /* Rows 1 2 3 6 (mean 3, biased var 3.5), -4 -1 1 4 (mean 0, var 8.5) and
  * 3 3 3 3 (var 0); eps 0.5 makes sqrt(var + eps) 2 and 3: xhat = -1 -0.5 0
  * 1.5, -4/3 -1/3 1/3 4/3 and 0. */
+/* A group (a row for layer norm, a column or channel for batch norm) that
+ * holds an inf or a NaN has no mean and variance: its variance is NaN, not
+ * a clamped 0 (which made the finite entries of a row with an inf come out
+ * as -inf), and every output of the group is NaN, as in PyTorch; the
+ * other groups are untouched. */
+static void a_nan_or_inf_makes_its_group_nan(void **state)
+{
+	(void)state;
+	for (int d = 0; d < 2; d++) {
+		tg_dtype dt = d ? TG_F32 : TG_F64;
+		for (int bad = 0; bad < 3; bad++) {
+			double v = bad == 0 ? INFINITY : bad == 1 ? -INFINITY : NAN;
+			tg_ctx *ctx = tg_ctx_new(1);
+			/* layer norm: row 0 holds v, row 1 is plain */
+			double xr[8] = { 1, v, 2, 3, 1, 2, 3, 4 };
+			tg_tensor *x = tg_from_f64(ctx, dt, SHAPE(2, 4), xr);
+			tg_tensor *g = tg_param(tg_ones(ctx, dt, SHAPE(4)));
+			tg_tensor *b = tg_zeros(ctx, dt, SHAPE(4));
+			tg_tensor *y = tg_layer_norm(x, g, b, 1e-5);
+			assert_ctx_ok(ctx);
+			for (int i = 0; i < 4; i++) {
+				assert_true(isnan(tg_get(y, i)));
+				assert_true(isfinite(tg_get(y, 4 + i)));
+			}
+			assert_int_equal(tg_backward(tg_sum(tg_mul(y, tg_from_f64(ctx, dt, SHAPE(2, 4),
+						(double[]){ 1, 2, 3, 4, 4, 3, 2, 1 })))), 0);
+			for (int j = 0; j < 4; j++)
+				assert_true(isnan(tg_get(tg_grad(g), j)));
+			/* batch norm of (4,2): column 0 holds v; then per channel of
+			 * (2,2,2): channel 1 holds v */
+			double xc[8] = { 1, 1, v, 2, 2, 3, 3, 4 };
+			tg_tensor *var = NULL, *mean = NULL;
+			y = tg_batch_norm(tg_from_f64(ctx, dt, SHAPE(4, 2), xc),
+					  tg_ones(ctx, dt, SHAPE(2)), tg_zeros(ctx, dt, SHAPE(2)),
+					  1e-5, &mean, &var);
+			assert_ctx_ok(ctx);
+			assert_true(isnan(tg_get(var, 0)));
+			assert_near(tg_get(var, 1), 1.25, 1e-6);
+			for (int i = 0; i < 4; i++) {
+				assert_true(isnan(tg_get(y, 2 * i)));
+				assert_true(isfinite(tg_get(y, 2 * i + 1)));
+			}
+			double xs[8] = { 1, 2, 3, v, 5, 6, 7, 8 };
+			y = tg_batch_norm(tg_from_f64(ctx, dt, SHAPE(2, 2, 2), xs),
+					  tg_ones(ctx, dt, SHAPE(2)), tg_zeros(ctx, dt, SHAPE(2)),
+					  1e-5, &mean, &var);
+			assert_ctx_ok(ctx);
+			assert_true(isfinite(tg_get(var, 0)));
+			assert_true(isnan(tg_get(var, 1)));
+			for (int i = 0; i < 8; i++) {
+				bool in_1 = (i / 2) % 2 == 1;
+				assert_true(in_1 ? isnan(tg_get(y, i)) : isfinite(tg_get(y, i)));
+			}
+			tg_ctx_free(ctx);
+		}
+	}
+}
+
 static void layer_norm_gives_hand_computed_values(void **state)
 {
 	(void)state;
@@ -1011,6 +1069,7 @@ int main(void)
 		cmocka_unit_test(huge_values_normalise_as_at_a_small_scale),
 		cmocka_unit_test(huge_values_whose_sum_overflows_normalise),
 		cmocka_unit_test(huge_values_normalise_per_channel),
+		cmocka_unit_test(a_nan_or_inf_makes_its_group_nan),
 		cmocka_unit_test(f32_layer_norm_agrees_with_f64),
 		cmocka_unit_test(f32_statistics_of_values_with_a_large_offset_are_exact),
 		cmocka_unit_test(layer_norm_rejects_bad_shapes_dtypes_eps_and_nulls),
