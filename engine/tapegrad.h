@@ -162,9 +162,15 @@ TG_API int tg_rng_set_state(tg_ctx *ctx, const uint64_t state[4]); /* 0 ok, -1 *
 
 /* ---- errors ------------------------------------------------------------- */
 
+/* Whether ctx holds no error (false for a NULL ctx). */
 TG_API bool tg_ok(const tg_ctx *ctx);
+/* The kept error's code: TG_OK if none, TG_ENULL for a NULL ctx. */
 TG_API tg_status tg_status_of(const tg_ctx *ctx);
-TG_API const char *tg_error(const tg_ctx *ctx); /* owned by ctx; "" if ok */
+/* The kept error's message, owned by ctx and valid until tg_clear_error;
+ * "" if ok, "no context (NULL)" for a NULL ctx. */
+TG_API const char *tg_error(const tg_ctx *ctx);
+/* Forgets the kept error, so that ops compute again; a NULL ctx does
+ * nothing. */
 TG_API void tg_clear_error(tg_ctx *ctx);
 TG_API const char *tg_status_name(tg_status s);  /* "TG_ESHAPE", static */
 /* Records an error from user code (custom ops, loaders): first error wins.
@@ -178,7 +184,12 @@ TG_API void *tg_fail(tg_ctx *ctx, tg_status code, const char *fmt, ...)
 
 /* ---- tensors ------------------------------------------------------------ */
 /* Shapes are given as (ndim, shape): tg_zeros(ctx, TG_F64, 2, (int64_t[]){2, 3}).
- * ndim 0 is a scalar. All constructors return step tensors. */
+ * ndim 0 is a scalar. All constructors return step tensors, or NULL: for a
+ * NULL ctx or one holding an error, else with the reason in ctx: TG_ESHAPE
+ * for ndim outside 0..TG_MAX_DIMS, a size below 1 or more than 2^40
+ * elements; TG_ENULL for a NULL shape (ndim > 0) or values; TG_EDTYPE for
+ * an unknown dtype; TG_EARG for a value an index dtype (i32, i64) cannot
+ * hold as a whole number; TG_ENOMEM. */
 
 TG_API tg_tensor *tg_zeros(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape);
 /* Values left as they are, for a caller that writes every element before
@@ -215,6 +226,9 @@ TG_API tg_tensor *tg_param(tg_tensor *t);                        /* ctx */
 TG_API tg_tensor *tg_keep(tg_tensor *t);                         /* ctx */
 /* A step copy of t's values with no history. */
 TG_API tg_tensor *tg_detach(tg_tensor *t);                       /* step */
+/* tg_param, tg_keep and tg_detach fail as ops do: NULL, for a NULL t or
+ * while an error is set with nothing new recorded, else with TG_ESTALE for
+ * a stale t, TG_ENOMEM, or TG_EDTYPE for tg_param of an index tensor. */
 TG_API tg_tensor *tg_set_requires_grad(tg_tensor *t, bool on);   /* returns t */
 /* name is copied; NULL or "" clears it (tg_name then gives NULL). Returns t. */
 TG_API tg_tensor *tg_set_name(tg_tensor *t, const char *name);
@@ -472,14 +486,26 @@ TG_API int tg_hessian(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *cons
  * in full, up to 4 as a list to 6 digits, more by dtype and shape) and, after
  * backward, the gradient this consumer handed back along it: a tensor used
  * twice has two edges with their own shares, which add up to its gradient. */
-TG_API int tg_write_dot(const tg_tensor *y, FILE *f);           /* 0 ok */
+/* 0 ok; -1 for a NULL y (nothing recorded), with TG_ESTALE for a stale y,
+ * TG_ENULL for a NULL f, TG_ENOMEM, or TG_EIO when writing fails. */
+TG_API int tg_write_dot(const tg_tensor *y, FILE *f);
 /* Through a temporary beside path, renamed over it: a failed write leaves
  * what was there. Only a regular file is replaced (a device, a FIFO or a
- * directory at path is TG_EIO); a symbolic link is followed and stays. */
+ * directory at path is TG_EIO); a symbolic link is followed and stays. 0
+ * ok; -1 as tg_write_dot, TG_ENULL for a NULL path, TG_EIO naming the path
+ * and the reason. */
 TG_API int tg_write_dot_file(const tg_tensor *y, const char *path);
 
 /* ---- ops: elementwise, binary (NumPy broadcasting) ---------------------- */
-/* All ops return step tensors. Inputs must share one dtype and one context. */
+/* All ops return step tensors. Inputs must share one dtype and one context.
+ * Every op, here and in the ops sections below, fails as the errors
+ * paragraph at the top says: NULL, with the first failure kept in the
+ * context (TG_ESHAPE for shapes that do not fit, TG_EDTYPE for mixed or
+ * index dtypes, TG_ECTX for two contexts, TG_EARG for a bad axis or value,
+ * TG_ENULL for a NULL input beside one that names the context, TG_ESTALE,
+ * TG_ENOMEM); NULL too, with nothing new recorded, while an error is
+ * already set (the usual cause of a NULL input) or when no input names a
+ * context. */
 
 TG_API tg_tensor *tg_add(tg_tensor *a, tg_tensor *b);     /* a + b; da = db = dout */
 TG_API tg_tensor *tg_sub(tg_tensor *a, tg_tensor *b);     /* a - b; da = dout, db = -dout */
