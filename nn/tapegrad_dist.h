@@ -100,6 +100,8 @@ typedef struct tg_dist_stats {
 			      * others start at its end; the last always does) */
 } tg_dist_stats;
 
+/* The defaults noted on the fields: buckets of 25 MB, a timeout of 60 s,
+ * all-reduces overlapping backward. Cannot fail. */
 TG_API tg_dist_opts tg_dist_defaults(void);
 /* The build has MPI: tg_dist_new can work. */
 TG_API bool tg_dist_available(void);

@@ -234,6 +234,10 @@ typedef struct tg_train_opts {
 	double start_best_val;
 } tg_train_opts;
 
+/* The defaults noted on the fields: 10 epochs of batch 100 in shuffled
+ * epochs, evaluation in batches of 1000, progress TG_PROGRESS_AUTO (plain
+ * lines every 10 s), epoch lines to stdout; everything else 0, false or
+ * NULL. Cannot fail. */
 TG_API tg_train_opts tg_train_defaults(void);
 
 /* Trains the module m with o on train for task (NULL: classification with
