@@ -8,7 +8,8 @@
  * The defaults are per data set (see --help): on Fashion-MNIST the
  * configuration this project measured to reach 0.89 test accuracy within a
  * minute on two cores. With --net, a CNN on the images instead (--net cnn:
- * 0.9238). Run `train --help` for the options.
+ * 0.9232 after its 6 epochs on two threads, 0.9243 on im2col convolutions;
+ * README's table). Run `train --help` for the options.
  */
 #include "tapegrad.h"
 #include "tapegrad_io.h"
