@@ -281,8 +281,12 @@ enum {
  * be put back: it is marked lost, and tg_grad, tg_optim_step and tg_backward
  * refuse it (TG_EARG, naming it) until tg_zero_grad. So after
  * tg_clear_error the same backward may simply be run again. */
-TG_API int tg_backward(tg_tensor *y);                          /* 0 ok */
-/* dy is y's upstream gradient (same shape), or NULL for a scalar y. */
+TG_API int tg_backward(tg_tensor *y);
+/* dy is y's upstream gradient (same shape), or NULL for a scalar y.
+ * Both return 0, or -1 with the reason in the context: a y of more than one
+ * element without dy, or a dy of another shape, is TG_ESHAPE; a y without
+ * history (nothing it depends on requires a gradient, or grad mode was off)
+ * is TG_EARG; a NULL y records nothing. */
 TG_API int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags);
 /* Leaf gradients accumulate over backward calls until tg_zero_grad; an
  * intermediate's gradient is the one from the latest backward. NULL if no
