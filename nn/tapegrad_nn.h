@@ -508,9 +508,12 @@ TG_API void tg_optim_free(tg_optim *o);
  * does nothing while the context holds an error. */
 TG_API int tg_optim_step(tg_optim *o);
 TG_API void tg_optim_zero_grad(tg_optim *o); /* tg_zero_grad of each param */
-TG_API double tg_optim_lr(const tg_optim *o);
-TG_API void tg_optim_set_lr(tg_optim *o, double lr); /* for schedules */
-/* Whether weight decay applies to params[i] (default: tg_decays(params[i])). */
+TG_API double tg_optim_lr(const tg_optim *o); /* NAN for a NULL o */
+/* For schedules. An lr below 0, not finite or past the parameters' dtype's
+ * largest number is TG_EARG in o's context, and the rate stays. */
+TG_API void tg_optim_set_lr(tg_optim *o, double lr);
+/* Whether weight decay applies to params[i] (default: tg_decays(params[i])).
+ * An i past the parameters is TG_EARG. */
 TG_API void tg_optim_set_decay(tg_optim *o, size_t i, bool on);
 /* Global L2 norm of the (decayed) gradients at the last step, before
  * clipping; 0 before the first step. Without clipping or weight decay the
@@ -518,7 +521,8 @@ TG_API void tg_optim_set_decay(tg_optim *o, size_t i, bool on);
  * ask before tg_optim_zero_grad or the next tg_backward changes them. */
 TG_API double tg_optim_grad_norm(const tg_optim *o);
 TG_API int64_t tg_optim_steps(const tg_optim *o);	/* steps taken */
-/* When resuming; t >= 0. Sets every parameter's count (below) to t too. */
+/* When resuming; t >= 0, else TG_EARG and nothing changes. Sets every
+ * parameter's count (below) to t too. */
 TG_API void tg_optim_set_steps(tg_optim *o, int64_t t);
 /* The steps that updated params[i] (Adam's t for it): tg_optim_steps but
  * for the steps that skipped it (no gradient: frozen or unused), as
