@@ -404,8 +404,9 @@ TG_API int64_t tg_state_i64(const tg_state *s, const char *key, int64_t *out, si
 TG_API size_t tg_state_count(const tg_state *s);
 TG_API const char *tg_state_name(const tg_state *s, size_t i);
 TG_API tg_tensor *tg_state_tensor(tg_state *s, const char *name); /* step */
-/* Stores the context's generator under "rng" (4 numbers); restores it from
- * there (TG_EARG when the state has none). */
+/* Stores the context's generator under "rng" (4 numbers; out of memory is
+ * TG_ENOMEM in the context, which tg_ok then shows); restores it from there
+ * (0 ok; -1, TG_EARG when the state has none). */
 TG_API void tg_state_rng(tg_state *s);
 TG_API int tg_state_restore_rng(const tg_state *s, tg_ctx *ctx);
 
