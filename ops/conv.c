@@ -1686,42 +1686,37 @@ AVG_KERNELS(avg_pool_f32, avg_unpool_f32, float)
 
 typedef struct avg_job {
 	const geom *g;
-	tg_dtype dt;
+	bool pool;   /* the pool, or its adjoint */
+	bool f64;
 	const void *in;
 	void *out;
 	double *acc; /* AVG_ROW doubles per run */
 } avg_job;
 
-static void avg_pool_planes(void *arg, int tid, int64_t p0, int64_t p1)
+static void avg_planes(void *arg, int tid, int64_t p0, int64_t p1)
 {
 	const avg_job *j = arg;
 	double *acc = j->acc + (size_t)tid * AVG_ROW(j->g);
-	if (j->dt == TG_F64)
+	if (j->pool && j->f64)
 		avg_pool_f64(j->g, j->in, j->out, acc, p0, p1);
-	else
+	else if (j->pool)
 		avg_pool_f32(j->g, j->in, j->out, acc, p0, p1);
-}
-
-static void avg_unpool_planes(void *arg, int tid, int64_t p0, int64_t p1)
-{
-	const avg_job *j = arg;
-	double *acc = j->acc + (size_t)tid * AVG_ROW(j->g);
-	if (j->dt == TG_F64)
+	else if (j->f64)
 		avg_unpool_f64(j->g, j->in, j->out, acc, p0, p1);
 	else
 		avg_unpool_f32(j->g, j->in, j->out, acc, p0, p1);
 }
 
-/* fn over the planes of g, split as max_pool2d's */
-static bool avg_run(tg_ctx *ctx, const geom *g, tg_dtype dt, const void *in, void *out,
-		    range_fn fn)
+/* The pool (or its adjoint) of in into out over the planes of g, split as
+ * max_pool2d's. */
+static bool avg_run(tg_ctx *ctx, const geom *g, bool pool, const tg_tensor *in, tg_tensor *out)
 {
 	int T = pool_workers(ctx, g);
 	double *acc = tg_arena_alloc(ctx, (size_t)T * AVG_ROW(g) * sizeof *acc);
 	if (!acc)
 		return false;
-	avg_job j = { g, dt, in, out, acc };
-	par_for(ctx, T, g->N * g->C, fn, &j);
+	avg_job j = { g, pool, in->dtype == TG_F64, in->data, out->data, acc };
+	par_for(ctx, T, g->N * g->C, avg_planes, &j);
 	return true;
 }
 
@@ -1732,7 +1727,7 @@ static tg_tensor *avg_pool(const geom *g, tg_tensor *x)
 	if (!ctx)
 		return NULL;
 	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, 4, (int64_t[]){ g->N, g->C, g->OH, g->OW });
-	if (!out || !avg_run(ctx, g, x->dtype, x->data, out->data, avg_pool_planes))
+	if (!out || !avg_run(ctx, g, true, x, out))
 		return NULL;
 	return tg_op_end(&avg_pool2d_op, out, 1, &x, NULL, 0, g);
 }
@@ -1744,7 +1739,7 @@ static tg_tensor *avg_unpool(const geom *g, tg_tensor *dout)
 	if (!ctx)
 		return NULL;
 	tg_tensor *dx = tg_tensor_new(ctx, who, dout->dtype, 4, (int64_t[]){ g->N, g->C, g->H, g->W });
-	if (!dx || !avg_run(ctx, g, dout->dtype, dout->data, dx->data, avg_unpool_planes))
+	if (!dx || !avg_run(ctx, g, false, dout, dx))
 		return NULL;
 	return tg_op_end(&avg_pool2d_backward_op, dx, 1, &dout, NULL, 0, g);
 }
