@@ -119,6 +119,7 @@ struct tg_node {
 	tg_node *prev;       /* tape order: the node recorded before this one */
 	uint64_t index;      /* position on the tape, for graph export */
 	int nin;
+	int nattr;           /* attributes recorded; tg_node_attr reads no others */
 	tg_tensor *in[TG_MAX_INPUTS];
 	uint32_t in_version[TG_MAX_INPUTS];
 	bool needs[TG_MAX_INPUTS];

@@ -173,7 +173,7 @@ bool tg_op_records(const tg_ctx *ctx, int nin, tg_tensor *const *in)
 
 /* Fills the node n for out = op(in...) and puts it on the tape. Field by
  * field: the entries of in, in_version and needs past nin are never read;
- * unused attributes read as 0. */
+ * tg_node_attr reads no attribute past nattrs. */
 static inline tg_tensor *push(tg_node *n, const tg_op *op, tg_tensor *out, int nin,
 			      tg_tensor *const *in, const double *attrs, int nattrs,
 			      const void *aux)
@@ -192,6 +192,7 @@ static inline tg_tensor *push(tg_node *n, const tg_op *op, tg_tensor *out, int n
 	}
 	n->out = out;
 	n->out_version = out->version;
+	n->nattr = nattrs;
 	for (int i = 0; i < TG_MAX_ATTRS; i++)
 		n->attr[i] = i < nattrs ? attrs[i] : 0;
 	n->aux = aux;
@@ -367,7 +368,14 @@ const tg_op *tg_node_op(const tg_node *n) { return n ? n->op : NULL; }
 
 double tg_node_attr(const tg_node *n, int i)
 {
-	return n && i >= 0 && i < TG_MAX_ATTRS ? n->attr[i] : NAN;
+	if (n && i >= 0 && i < n->nattr)
+		return n->attr[i];
+	/* a rule reading an attribute its op did not record would otherwise
+	 * compute with a made-up 0 */
+	if (n)
+		tg_fail(n->out->ctx, TG_EARG, "tg_node_attr: %s: attribute %d; the node keeps %d",
+			n->op->name, i, n->nattr);
+	return NAN;
 }
 
 bool tg_node_needs_grad(const tg_node *n, int i)

@@ -374,6 +374,8 @@ TG_API tg_tensor *tg_record(const tg_op *op, tg_tensor *out, int nin,
 			    tg_tensor *const *in, const double *attrs, int nattrs);
 TG_API tg_tensor *tg_node_input(const tg_node *n, int i);   /* borrowed */
 TG_API tg_tensor *tg_node_output(const tg_node *n);         /* borrowed */
+/* Attribute i of the nattrs tg_record saved; an i outside [0, nattrs) is
+ * TG_EARG naming the op, and NaN (as is a NULL n, recording nothing). */
 TG_API double tg_node_attr(const tg_node *n, int i);
 TG_API bool tg_node_needs_grad(const tg_node *n, int i);
 /* Hands input i its gradient dx. dx may have the output's broadcast shape:

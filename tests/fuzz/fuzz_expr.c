@@ -1910,8 +1910,12 @@ static void op_access(vm *v)
 			require(tg_node_op(n) && tg_node_op(n)->name, "tg_node_op");
 			require(!tg_node_input(n, -1) && !tg_node_input(n, TG_MAX_INPUTS),
 				"tg_node_input out of range");
+			tg_status was = tg_status_of(v->ctx);
 			require(isnan(tg_node_attr(n, -1)) && !tg_node_needs_grad(n, 9),
 				"node accessors out of range");
+			if (was == TG_OK)
+				require(tg_status_of(v->ctx) == TG_EARG,
+					"tg_node_attr out of range reported %s", status_name(v));
 		}
 		break;
 	}

@@ -155,6 +155,12 @@ static void null_gradient_backward(tg_node *n, tg_tensor *dout)
 	tg_node_grad(n, 0, NULL);
 }
 
+/* reads an attribute that tg_record was not given (cube_as records none) */
+static void unrecorded_attr_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_node_grad(n, 0, tg_mul_scalar(dout, tg_node_attr(n, 0)));
+}
+
 /* keeps its first gradient and hands it on in later steps too */
 static tg_tensor *kept_dx;
 
@@ -175,6 +181,8 @@ static const tg_op other_shape_op = { .name = "other_shape", .backward = other_s
 static const tg_op made_up_axis_op = { .name = "made_up_axis", .backward = made_up_axis_backward };
 static const tg_op null_gradient_op = { .name = "null_gradient",
 					.backward = null_gradient_backward };
+static const tg_op unrecorded_attr_op = { .name = "unrecorded_attr",
+					  .backward = unrecorded_attr_backward };
 
 /* ---- tests ------------------------------------------------------------------------- */
 
@@ -378,6 +386,14 @@ static void tg_record_rejects_bad_descriptors_and_outputs(void **state)
 	assert_near(tg_node_attr(n, 0), 0.5, 0);
 	assert_near(tg_node_attr(n, 1), -3, 0);
 	assert_true(tg_ok(ctx));
+	/* one past those recorded is no silent 0, nor is a negative index */
+	assert_true(isnan(tg_node_attr(n, 2)));
+	assert_error(ctx, TG_EARG, "tg_node_attr: cube: attribute 2; the node keeps 2");
+	tg_clear_error(ctx);
+	assert_true(isnan(tg_node_attr(n, -1)));
+	assert_error(ctx, TG_EARG, "tg_node_attr: cube: attribute -1; the node keeps 2");
+	tg_clear_error(ctx);
+	assert_true(isnan(tg_node_attr(NULL, 0)));
 	tg_ctx_free(ctx);
 }
 
@@ -404,6 +420,8 @@ static void a_rule_that_gives_a_wrong_gradient_is_named(void **state)
 		{ &null_gradient_op, TG_ENULL,
 		  "backward of null_gradient: the gradient of input 0 is NULL and no error was "
 		  "recorded" },
+		{ &unrecorded_attr_op, TG_EARG,
+		  "tg_node_attr: unrecorded_attr: attribute 0; the node keeps 0" },
 	};
 	for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
 		tg_tensor *x = tg_param(tg_ones(ctx, TG_F64, SHAPE(2)));
