@@ -262,7 +262,8 @@ TG_API double tg_item(const tg_tensor *t);           /* the one element; NAN on 
 TG_API double tg_get(const tg_tensor *t, size_t i);  /* flat index; NAN on error */
 TG_API int tg_copy_to_f64(const tg_tensor *t, double *out, size_t n); /* 0 ok */
 TG_API int tg_assign(tg_tensor *dst, const tg_tensor *src); /* values; 0 ok */
-/* Writes the shape as "(2,3)" into buf; returns buf. */
+/* Writes the shape as "(2,3)" into buf ("(null)" for a NULL t, "(stale)"
+ * for a stale one); returns buf. */
 TG_API char *tg_shape_str(const tg_tensor *t, char *buf, size_t size);
 
 /* ---- backward ----------------------------------------------------------- */

@@ -44,6 +44,8 @@ char *tg_shape_str(const tg_tensor *t, char *buf, size_t size)
 		return buf;
 	if (!t)
 		snprintf(buf, size, "(null)");
+	else if (!tg_tensor_alive(t)) /* its header's shape may be zeros by now: "()" */
+		snprintf(buf, size, "(stale)");
 	else
 		snprintf(buf, size, "%s", tg_shape_fmt(t->ndim, t->shape, tmp));
 	return buf;

@@ -93,7 +93,7 @@ static void step_of(tg_ctx *ctx, int n, double base)
 }
 
 /* Reading t (tg_item, tg_get, tg_data, tg_numel) and using it in an op are
- * TG_ESTALE in ctx, each naming the function. */
+ * TG_ESTALE in ctx, each naming the function; tg_shape_str says "(stale)". */
 static void assert_stale(tg_ctx *ctx, tg_tensor *t)
 {
 	assert_ctx_ok(ctx);
@@ -110,6 +110,10 @@ static void assert_stale(tg_ctx *ctx, tg_tensor *t)
 	assert_error(ctx, TG_ESTALE, "tg_data: tensor");
 	tg_clear_error(ctx);
 	assert_int_equal(tg_numel(t), 0);
+	/* not the shape its header held (zeros where the page was given back) */
+	char buf[32];
+	assert_string_equal(tg_shape_str(t, buf, sizeof buf), "(stale)");
+	assert_ctx_ok(ctx);
 	assert_null(tg_neg(t));
 	assert_error(ctx, TG_ESTALE, "tg_neg: tensor");
 	tg_clear_error(ctx);
