@@ -121,8 +121,39 @@ void tg_arena_reset(tg_ctx *ctx)
 		b->used = 0;
 	a->cur = a->head;
 	a->used = 0;
+	a->epoch++;
 	if (a->hdr.base)
 		headers_step_ends(ctx);
+}
+
+void tg_arena_mark_take(const tg_ctx *ctx, tg_arena_mark *m)
+{
+	const tg_arena *a = &ctx->arena;
+	m->cur = a->cur;
+	m->cur_used = a->cur ? a->cur->used : 0;
+	m->used = a->used;
+	m->hdr_next = a->hdr.base ? a->hdr.next : NULL;
+	m->hdr_lap = a->hdr.lap;
+}
+
+/* The blocks after the mark's keep a stale used, as after a reset: the
+ * slow path clears it when it moves on to them. A ring slot is free only
+ * once its step is over (ring_next_slot), and a range that wrapped since
+ * the mark holds the mark's offset in another lap: those headers stay
+ * taken until tg_reset. */
+void tg_arena_rewind(tg_ctx *ctx, const tg_arena_mark *m)
+{
+	tg_arena *a = &ctx->arena;
+	if (a->used > a->high_water)
+		a->high_water = a->used;
+	a->cur = m->cur ? m->cur : a->head;
+	if (a->cur)
+		a->cur->used = m->cur ? m->cur_used : 0;
+	a->used = m->used;
+	a->epoch++;
+	tg_headers *h = &a->hdr;
+	if (m->hdr_next && h->lap == m->hdr_lap)
+		h->next = m->hdr_next;
 }
 
 void tg_arena_free(tg_ctx *ctx)
@@ -149,6 +180,9 @@ void tg_arena_free(tg_ctx *ctx)
  * headers a second, the fastest loop there is), 1.7 hours at a million
  * headers a second. Then the cursor wraps to the start, and a handle kept
  * over that many headers may find another live header, as with the ring.
+ * (tg_arena_rewind moves the cursor back within a step, over the headers
+ * of a derivative's pass that nothing outlives: a step's headers still
+ * lie after the previous step's.)
  *
  * Physical memory stays bounded: once the pages holding headers of steps
  * before the previous one make a grain (2 MiB), tg_reset gives them back.

@@ -41,6 +41,8 @@ typedef struct tg_slots {
  * the whole range (see arena.c for how long that takes): a kept handle
  * finds its own header, with its old generation, or zeros where its page
  * was given back, which tg_tensor_check traces to the context by address.
+ * (tg_arena_rewind moves it back within a step, over headers that no
+ * handle outlives.)
  * Positions are byte offsets that only grow ("monotonic"); the address of
  * offset o is base + o mod bytes. */
 typedef struct tg_headers {
@@ -70,12 +72,25 @@ typedef struct tg_headers {
 typedef struct tg_arena {
 	tg_block *head;     /* first block */
 	tg_block *cur;      /* block being filled */
-	size_t used;        /* bytes handed out this step, over all blocks */
-	size_t high_water;  /* most bytes handed out in one earlier step */
+	size_t used;        /* bytes in use this step, over all blocks */
+	size_t high_water;  /* most bytes in use at once in an earlier step, or
+			     * before a rewind (tg_arena_rewind) in this one */
 	size_t limit;       /* 0: none; else TG_ENOMEM beyond it */
 	size_t reserved;    /* bytes of all blocks */
+	uint64_t epoch;     /* bumped by every reset and rewind: memory handed out
+			     * before may be handed out again after */
 	tg_headers hdr;     /* step tensor headers */
 } tg_arena;
+
+/* Where the step arena and the header cursor stood (tg_arena_mark_take), for
+ * tg_arena_rewind to give back what was handed out after. */
+typedef struct tg_arena_mark {
+	tg_block *cur;
+	size_t cur_used;     /* cur's used */
+	size_t used;
+	tg_tensor *hdr_next; /* the header cursor; NULL with the ring */
+	uint64_t hdr_lap;
+} tg_arena_mark;
 
 struct tg_tensor {
 	uint64_t magic;      /* TG_TENSOR_MAGIC while alive */
@@ -209,6 +224,17 @@ void tg_arena_init(tg_ctx *ctx);
 void tg_arena_reset(tg_ctx *ctx);
 void tg_arena_free(tg_ctx *ctx);
 TG_SLOW void *tg_arena_grow(tg_ctx *ctx, size_t size);  /* tg_arena_alloc's slow path */
+/* Rewinding gives back, within one step, the memory and the tensor headers
+ * handed out since a mark, so that they are handed out again: for the
+ * passes of tg_jacobian and tg_hessian, once their values are copied out.
+ * Only where nothing made after the mark can be reached any more (no node,
+ * no tensor's field, no kernel's cache that outlives it points there):
+ * a handle kept past the rewind would read another tensor's values, with
+ * nothing to tell. Headers of the ring, or past a wrap of the range, are
+ * not given back. Kernels that keep step memory across calls key it on
+ * arena.epoch. */
+void tg_arena_mark_take(const tg_ctx *ctx, tg_arena_mark *m);
+void tg_arena_rewind(tg_ctx *ctx, const tg_arena_mark *m);
 TG_SLOW tg_tensor *tg_arena_next_slot(tg_ctx *ctx);     /* tg_arena_header's */
 /* The context whose header range holds p, NULL if none. Takes a lock: for
  * failure paths only. */

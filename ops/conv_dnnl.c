@@ -88,11 +88,13 @@ typedef struct prim {
 } prim;
 
 /* A blocked copy made this step: of which tensor's data (from src, the
- * lane's first element), at which version, in which layout. */
+ * lane's first element), at which version, in which layout. epoch: the
+ * arena's when it was made; a reset or a rewind (a Jacobian's pass over)
+ * since may have handed its memory out again. */
 typedef struct copy_of {
 	const tg_tensor *t;
 	const void *src;
-	uint64_t version, gen;
+	uint64_t version, epoch;
 	dnnl_memory_desc_t md;
 	void *copy;
 } copy_of;
@@ -473,7 +475,7 @@ static void *copy_find(const cache *c, const tg_tensor *t, const void *src,
 	for (int i = 0; i < COPIES; i++) {
 		const copy_of *k = &c->copies[i];
 		if (k->copy && k->t == t && k->src == src && k->version == t->version &&
-		    k->gen == t->ctx->gen && dnnl_memory_desc_equal(&k->md, md))
+		    k->epoch == t->ctx->arena.epoch && dnnl_memory_desc_equal(&k->md, md))
 			return k->copy;
 	}
 	return NULL;
@@ -492,8 +494,8 @@ static void copies_keep(cache *c, const lane *l, const tg_tensor *ta, const tg_t
 			continue;
 		if (dnnl_memory_get_memory_desc(l->e->inner[t], &md) != dnnl_success)
 			continue;
-		c->copies[c->next_copy] = (copy_of){ x, l->data[t], x->version, x->ctx->gen, *md,
-						    l->copy[t] };
+		c->copies[c->next_copy] = (copy_of){ x, l->data[t], x->version,
+						    x->ctx->arena.epoch, *md, l->copy[t] };
 		c->next_copy = (c->next_copy + 1) % COPIES;
 	}
 }

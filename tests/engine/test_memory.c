@@ -1,6 +1,7 @@
 /*
  * test_memory.c - the step arena: growth by chaining, the high-water mark,
- * the byte limit, no allocation in steady state, and allocation failure.
+ * the byte limit, no allocation in steady state, allocation failure, and
+ * rewinding to a mark within a step.
  */
 #include "test_util.h"
 #include "internal.h"
@@ -336,6 +337,69 @@ static void large_tensors_start_on_a_cache_line(void **state)
 	}
 }
 
+/* The same tensors, made after a mark: each pass of a derivative makes its
+ * gradients so (a row of 5 KB, then blocks of 400 KB past the first block
+ * of 1 MB, and a scalar whose data lives in its header). */
+typedef struct pass_made {
+	tg_tensor *t[6];
+} pass_made;
+
+static pass_made make_pass(tg_ctx *ctx)
+{
+	pass_made p = { { tg_full(ctx, TG_F64, SHAPE(640), 1) } };
+	for (int i = 1; i < 5; i++)
+		p.t[i] = tg_full(ctx, TG_F64, SHAPE(50000), i);
+	p.t[5] = tg_scalar(ctx, TG_F64, 7);
+	for (int i = 0; i < 6; i++)
+		assert_non_null(p.t[i]);
+	return p;
+}
+
+/* A rewind hands out again, within the step, the memory and the headers
+ * handed out since the mark: the next tensors land where the last ones
+ * were, in the blocks already chained (none reserved), while what came
+ * before the mark keeps its values. The high water counts the peak before
+ * the rewind. With the ring of header slots, headers are not handed out
+ * again (a slot is taken until its step is over), the memory is. */
+static void a_rewind_hands_out_the_same_memory_and_headers_again(void **state)
+{
+	(void)state;
+	for (int ring = 0; ring < 2; ring++) {
+		tg_ctx *ctx = ring ? ctx_made_with("TG_HEADER_SPACE", "0", 1) : tg_ctx_new(1);
+		tg_tensor *before = tg_full(ctx, TG_F64, SHAPE(1000), 3);
+		tg_arena_mark m;
+		tg_arena_mark_take(ctx, &m);
+		size_t at_mark = tg_arena_used(ctx);
+		pass_made first = make_pass(ctx);
+		size_t peak = tg_arena_used(ctx), reserved = ctx->arena.reserved;
+		assert_true(peak > (1u << 20)); /* past the first block */
+		const void *data[6];
+		for (int i = 0; i < 6; i++)
+			data[i] = tg_data(first.t[i]);
+		for (int pass = 0; pass < 3; pass++) {
+			tg_arena_rewind(ctx, &m);
+			assert_int_equal(tg_arena_used(ctx), at_mark);
+			assert_int_equal(tg_arena_high_water(ctx), peak);
+			pass_made again = make_pass(ctx);
+			for (int i = 0; i < 6; i++) {
+				assert_true((again.t[i] == first.t[i]) == !ring);
+				if (i < 5) /* the scalar's data is in its header */
+					assert_ptr_equal(tg_data(again.t[i]), data[i]);
+				assert_near(tg_get(again.t[i], 0), i == 5 ? 7 : i ? i : 1, 0);
+			}
+			assert_int_equal(tg_arena_used(ctx), peak);
+			assert_int_equal(ctx->arena.reserved, reserved);
+		}
+		for (size_t i = 0; i < 1000; i++)
+			assert_near(tg_get(before, i), 3, 0);
+		/* the step's high water is the peak, not the sum of the passes */
+		tg_reset(ctx);
+		assert_int_equal(tg_arena_high_water(ctx), peak);
+		assert_ctx_ok(ctx);
+		tg_ctx_free(ctx);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -349,6 +413,7 @@ int main(void)
 		cmocka_unit_test(a_size_near_size_max_is_enomem_not_a_wrapped_block),
 		cmocka_unit_test(a_failed_allocation_is_enomem_and_the_context_recovers),
 		cmocka_unit_test(large_tensors_start_on_a_cache_line),
+		cmocka_unit_test(a_rewind_hands_out_the_same_memory_and_headers_again),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
