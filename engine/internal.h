@@ -167,6 +167,8 @@ struct tg_ctx {
 	bool grads_lost;     /* a failed tg_backward marked a gradient lost: backward looks */
 	tg_tensor *touched;  /* leaves the tg_backward under way has given a gradient */
 	struct tg_walk *walk; /* set during a tg_grad_of walk: gradients go there */
+	uint64_t custom_nodes; /* nodes tg_record has recorded: custom ops' rules
+				* may keep what they make (autograd.c) */
 	uint64_t walk_stamp; /* bumped by each tg_grad_of walk (tg_node.walk_reach) */
 	/* armed by TG_NODE_GRAD_INTO: the next tensor made of its shape and
 	 * dtype gets this leaf gradient buffer's memory (tensor.c's make) */

@@ -355,6 +355,7 @@ tg_tensor *tg_record(const tg_op *op, tg_tensor *out, int nin, tg_tensor *const 
 				       "tg_record: %s: the output is also input %d; an op makes a "
 				       "new tensor",
 				       who, i);
+	ctx->custom_nodes++;
 	return tg_op_end(op, out, nin, in, attrs, nattrs, NULL);
 }
 

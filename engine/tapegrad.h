@@ -476,12 +476,17 @@ TG_API int tg_hvp(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *i
  * jac[i][r..., c...] = d f[r...] / d in[i][c...]). Built a row per output
  * element (one VJP each) or a column per input element (one JVP each),
  * whichever makes fewer passes. The two shapes together may have at most
- * TG_MAX_DIMS axes. */
+ * TG_MAX_DIMS axes. Each pass gives its step memory back to the next once
+ * its row or column is in jac, so the call takes f's memory, the result's
+ * and one pass's, not one pass's per row; unless f records a custom op
+ * (tg_record), whose rule may keep what it makes: then every pass's memory
+ * stays until tg_reset. */
 TG_API int tg_jacobian(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in,
 		       tg_tensor **jac);
 /* The Hessian of a one-element f as nin * nin blocks, row-major:
  * hess[i * nin + j] = d2f / din[i] din[j], of shape in[i].shape ++
- * in[j].shape (at most TG_MAX_DIMS axes). One pass per input element. */
+ * in[j].shape (at most TG_MAX_DIMS axes). One pass per input element over
+ * the recorded gradient, each giving its memory back as tg_jacobian's do. */
 TG_API int tg_hessian(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in,
 		      tg_tensor **hess);
 

@@ -610,6 +610,122 @@ static void hessian_of_the_sigmoid_neuron_matches_finite_differences(void **stat
 	tg_ctx_free(ctx);
 }
 
+/* ---- the memory of a Jacobian's or a Hessian's passes ----------------------------------- */
+
+/* Twenty elementwise ops: five times y <- y tanh(y) + exp(-y / 10). */
+static tg_tensor *f_chain(tg_tensor *const *in, void *user)
+{
+	(void)user;
+	tg_tensor *y = in[0];
+	for (int i = 0; i < 5; i++)
+		y = tg_add(tg_mul(tg_tanh(y), y), tg_exp(tg_mul_scalar(y, -0.1)));
+	return y;
+}
+
+/* sum(f_chain(x) x), for a Hessian */
+static tg_tensor *f_chain_dot(tg_tensor *const *in, void *user)
+{
+	return tg_sum(tg_mul(f_chain(in, user), in[0]));
+}
+
+enum { JAC_ROWS, JAC_COLUMNS, HESSIAN, VJP, JVP, HVP };
+
+/* The step memory one call takes at its peak, in a context of its own, at
+ * x of n elements (f_vec from n to 10 n for the columns and the JVP, the
+ * chain for the rest); *result: the bytes of its result. */
+static size_t peak_of(int call, int64_t n, size_t *result)
+{
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	mats M = make_mats(ctx, 10 * n, n);
+	tg_tensor *x = tg_rand(ctx, TG_F64, SHAPE(n), -1, 1);
+	size_t before = tg_arena_used(ctx);
+	tg_tensor *r, *out;
+	switch (call) {
+	case JAC_ROWS: assert_int_equal(tg_jacobian(ctx, f_chain, NULL, 1, &x, &r), 0); break;
+	case JAC_COLUMNS: assert_int_equal(tg_jacobian(ctx, f_vec, &M, 1, &x, &r), 0); break;
+	case HESSIAN: assert_int_equal(tg_hessian(ctx, f_chain_dot, NULL, 1, &x, &r), 0); break;
+	case VJP: assert_int_equal(tg_vjp(ctx, f_chain, NULL, 1, &x, x, &out, &r), 0); break;
+	case JVP: assert_int_equal(tg_jvp(ctx, f_vec, &M, 1, &x, &x, &out, &r), 0); break;
+	case HVP: assert_int_equal(tg_hvp(ctx, f_chain_dot, NULL, 1, &x, &x, &out, &r), 0); break;
+	}
+	assert_ctx_ok(ctx);
+	*result = tg_numel(r) * sizeof(double);
+	size_t peak = tg_arena_high_water(ctx) - before;
+	tg_ctx_free(ctx);
+	return peak;
+}
+
+/* Each pass's memory is given back to the next once its row or column is
+ * copied out: a Jacobian or a Hessian takes, besides its result, no more
+ * than twice what the one product of its kind takes (f, and for the
+ * columns and the Hessian the recorded first gradient, and one pass),
+ * where it took one pass's worth per row. 300 rows of the 20-op chain, 30
+ * columns of f_vec (300 outputs), and a 300 x 300 Hessian. */
+static void jacobian_and_hessian_passes_give_their_memory_back(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *what;
+		int call, product;
+		int64_t n;
+	} cases[] = {
+		{ "Jacobian by rows", JAC_ROWS, VJP, 300 },
+		{ "Jacobian by columns", JAC_COLUMNS, JVP, 30 },
+		{ "Hessian", HESSIAN, HVP, 300 },
+	};
+	for (size_t i = 0; i < LEN(cases); i++) {
+		size_t result, unused;
+		size_t peak = peak_of(cases[i].call, cases[i].n, &result);
+		size_t one = peak_of(cases[i].product, cases[i].n, &unused);
+		printf("%s of %lld inputs: %zu bytes at its peak (%zu of result); one product %zu\n",
+		       cases[i].what, (long long)cases[i].n, peak, result, one);
+		if (peak > result + 2 * one)
+			fail_msg("%s of %lld inputs took %zu bytes at its peak: %zu of result, and "
+				 "more than twice the %zu of one product",
+				 cases[i].what, (long long)cases[i].n, peak, result, one);
+	}
+}
+
+/* A custom op's rule is the caller's code: here it keeps each gradient it
+ * makes, one a pass. Where f records one, the passes keep their memory to
+ * the end of the step, and every gradient kept holds its own row. */
+static tg_tensor *twice_made[8];
+static int twice_calls;
+static void twice_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *dx = tg_mul_scalar(dout, 2);
+	if (twice_calls < 8)
+		twice_made[twice_calls++] = dx;
+	tg_node_grad(n, 0, dx);
+}
+static const tg_op twice_op = { .name = "twice", .backward = twice_backward };
+static tg_tensor *f_twice(tg_tensor *const *in, void *user)
+{
+	(void)user;
+	tg_ctx *ctx = tg_ctx_of(in[0]);
+	bool was = tg_set_grad_enabled(ctx, false);
+	tg_tensor *y = tg_mul_scalar(in[0], 2);
+	tg_set_grad_enabled(ctx, was);
+	return tg_record(&twice_op, y, 1, in, NULL, 0);
+}
+
+static void passes_through_a_custom_op_keep_their_memory(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *x = tg_rand(ctx, TG_F64, SHAPE(8), -1, 1), *jac;
+	twice_calls = 0;
+	assert_int_equal(tg_jacobian(ctx, f_twice, NULL, 1, &x, &jac), 0);
+	assert_ctx_ok(ctx);
+	assert_int_equal(twice_calls, 8);
+	for (int r = 0; r < 8; r++)
+		for (size_t k = 0; k < 8; k++) {
+			assert_near(tg_get(jac, (size_t)r * 8 + k), r == (int)k ? 2 : 0, 0);
+			assert_near(tg_get(twice_made[r], k), r == (int)k ? 2 : 0, 0);
+		}
+	tg_ctx_free(ctx);
+}
+
 /* ---- the functional calls' contract ---------------------------------------------------- */
 
 static void functional_calls_leave_inputs_and_tape_as_they_were(void **state)
@@ -956,6 +1072,8 @@ int main(void)
 		cmocka_unit_test(jvp_and_vjp_match_finite_differences),
 		cmocka_unit_test(hvp_is_h_times_v_and_not_g_plus_hv),
 		cmocka_unit_test(hessian_of_the_sigmoid_neuron_matches_finite_differences),
+		cmocka_unit_test(jacobian_and_hessian_passes_give_their_memory_back),
+		cmocka_unit_test(passes_through_a_custom_op_keep_their_memory),
 		cmocka_unit_test(functional_calls_leave_inputs_and_tape_as_they_were),
 		cmocka_unit_test(tensors_f_keeps_come_out_without_history),
 		cmocka_unit_test(functional_calls_reject_bad_arguments),

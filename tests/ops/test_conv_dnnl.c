@@ -248,6 +248,65 @@ static void blocked_copies_are_shared_only_at_the_same_version(void **state)
 	tg_ctx_free(ref);
 }
 
+/* conv2d(x, w) at opts o for tg_jacobian: inputs (x, w), or (w) with x
+ * given. */
+typedef struct conv_fn {
+	tg_conv_opts o;
+	tg_tensor *x;
+} conv_fn;
+
+static tg_tensor *conv_of(tg_tensor *const *in, void *user)
+{
+	const conv_fn *f = user;
+	return f->x ? tg_conv2d(f->x, in[0], NULL, &f->o) : tg_conv2d(in[0], in[1], NULL, &f->o);
+}
+
+/* A Jacobian's passes give their step memory back to the next pass, so
+ * the blocked copies one pass made (of its dout, and of x or w when the
+ * forward's was not of the layout wanted) lie where the next pass writes:
+ * each pass reorders again. By rows (every row a backward of the
+ * convolution) and by columns (every column a walk over the recorded
+ * backward's own convolutions), on one thread and on two; each entry of
+ * either Jacobian is an element of x or w, or 0. */
+static void jacobian_passes_match_im2col(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED), *ref = im2col_ctx(SEED);
+	for (int t = 1; t <= 2; t++) {
+		tg_set_threads(ctx, t);
+		tg_set_threads(ref, t);
+		tg_tensor *x = rand_f32(ref, 2, 16, 6, 6), *w = rand_f32(ref, 16, 16, 3, 3);
+		tg_tensor *xd = copy_to(ctx, x), *wd = copy_to(ctx, w);
+		conv_fn f = { { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1 }, NULL };
+		/* rows: 1152 outputs, 1152 + 2304 inputs */
+		tg_tensor *in[2] = { x, w }, *ind[2] = { xd, wd }, *jac[2], *jacd[2];
+		assert_int_equal(tg_jacobian(ref, conv_of, &f, 2, in, jac), 0);
+		assert_int_equal(tg_jacobian(ctx, conv_of, &f, 2, ind, jacd), 0);
+		for (int i = 0; i < 2; i++)
+			expect_agree("by rows", i ? "d out / d w" : "d out / d x", PATH, jacd[i],
+				     jac[i], tg_abs(jac[i]), 1e-5);
+		/* columns: of a w (4,16,1,3) alone, x given: 288 outputs, 192 inputs */
+		tg_tensor *ws = rand_f32(ref, 4, 16, 1, 3);
+		tg_tensor *wsd = copy_to(ctx, ws);
+		f.o.padding[0] = 0;
+		f.x = x;
+		assert_int_equal(tg_jacobian(ref, conv_of, &f, 1, &ws, jac), 0);
+		f.x = xd;
+		assert_int_equal(tg_jacobian(ctx, conv_of, &f, 1, &wsd, jacd), 0);
+		expect_agree("by columns", "d out / d w", PATH, jacd[0], jac[0], tg_abs(jac[0]), 1e-5);
+		assert_ctx_ok(ctx);
+		assert_ctx_ok(ref);
+		tg_reset(ctx);
+		tg_reset(ref);
+	}
+#ifdef TG_HAVE_DNNL
+	if (tg_conv_dnnl_made(ctx) < 1)
+		fail_msg("oneDNN made no primitive: the comparison compared im2col with itself");
+#endif
+	tg_ctx_free(ctx);
+	tg_ctx_free(ref);
+}
+
 /* 0.5 - each of the n floats at d, written through a pointer kept from an
  * earlier tg_data_mut (no version bump). */
 static void flip(float *d, size_t n)
@@ -515,6 +574,7 @@ int main(void)
 		cmocka_unit_test(dnnl_matches_im2col_on_the_cnn_layers),
 		cmocka_unit_test(huge_strides_and_paddings_match_im2col),
 		cmocka_unit_test(blocked_copies_are_shared_only_at_the_same_version),
+		cmocka_unit_test(jacobian_passes_match_im2col),
 		cmocka_unit_test(a_write_through_a_kept_pointer_reaches_the_next_convolution),
 		cmocka_unit_test(steady_dnnl_steps_allocate_nothing_through_the_context),
 		cmocka_unit_test(two_contexts_in_two_threads_match_one),
