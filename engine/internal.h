@@ -215,6 +215,16 @@ void tg_node_grad_into(tg_node *n, int i, tg_tensor *dx); /* disarms, then tg_no
  * walk drops its gradient): the next tg_node_grad is kept as it is, not
  * added to an earlier one. */
 bool tg_node_grad_first(const tg_node *n, int i);
+/* For a rule that can add input i's gradient dx into the gradient the input
+ * already holds, in a pass of its own kernel: that gradient's buffer, when
+ * tg_node_grad(n, i, dx) would add dx to it in place (a leaf's second
+ * gradient of a training step); NULL otherwise, and the rule hands dx on as
+ * usual. A rule that got the buffer adds every element of dx to it, as
+ * tg_add_arrays(buffer, dx) would, and then calls tg_node_grad_summed. For
+ * inputs of TG_GRAD_INTO_MIN elements or more: the graph export shows the
+ * edge with the sum, by its shape. */
+tg_tensor *tg_node_grad_sum_buffer(tg_node *n, int i);
+void tg_node_grad_summed(tg_node *n, int i);
 
 /* ---- memory --------------------------------------------------------------- */
 

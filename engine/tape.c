@@ -574,6 +574,30 @@ tg_tensor *tg_node_grad_buffer(tg_node *n, int i)
 	return grad_buffer(x);
 }
 
+tg_tensor *tg_node_grad_sum_buffer(tg_node *n, int i)
+{
+	if (!n || (unsigned)i >= (unsigned)n->nin || !n->needs[i])
+		return NULL;
+	tg_tensor *x = n->in[i];
+	tg_ctx *ctx = x->ctx;
+	/* the case accumulate adds in place: a leaf's own buffer holding its
+	 * gradient, no history to keep, no value to check first */
+	if (!x->grad || x->grad != x->grad_store || x->node || ctx->walk || ctx->grad_enabled ||
+	    ctx->anomaly || x->grad_store->consumed)
+		return NULL;
+	return x->grad;
+}
+
+void tg_node_grad_summed(tg_node *n, int i)
+{
+	tg_tensor *x = n->in[i];
+	if (!x->touched)
+		note_touched(x->ctx, x);
+	x->grad_changed |= x->grad == x->grad_before;
+	x->grad->version++;
+	n->in_grad[i] = x->grad; /* the edge's gradient is in the sum, of its shape */
+}
+
 bool tg_node_grad_first(const tg_node *n, int i)
 {
 	const tg_tensor *x = n->in[i];

@@ -425,7 +425,8 @@ tg_tensor *tg_bmm(tg_tensor *a, tg_tensor *b)
 
 static void transpose_backward(tg_node *n, tg_tensor *dout)
 {
-	TG_NODE_GRAD_INTO(n, 0, tg_transpose(dout));
+	if (!tg_permute_grad_sum(n, dout, (const int[]){ 1, 0 }))
+		TG_NODE_GRAD_INTO(n, 0, tg_transpose(dout));
 }
 
 static const tg_op transpose_op = { .name = "transpose", .backward = transpose_backward,

@@ -68,7 +68,8 @@ static void permute_backward(tg_node *n, tg_tensor *dout)
 	int inv[TG_MAX_DIMS];
 	for (int j = 0; j < dout->ndim; j++)
 		inv[perm[j]] = j;
-	TG_NODE_GRAD_INTO(n, 0, permute(dout, inv));
+	if (!tg_permute_grad_sum(n, dout, inv))
+		TG_NODE_GRAD_INTO(n, 0, permute(dout, inv));
 }
 
 static const tg_op permute_op = { .name = "permute", .backward = permute_backward,

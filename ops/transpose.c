@@ -18,6 +18,11 @@
  * written past the cache, with non-temporal stores, which do not read each
  * line in before writing it whole. All of them only move bits: NaN payloads
  * and signed zeros arrive as they were.
+ *
+ * Each also adds instead (tg_permute_grad_sum, a gradient taking a permuted
+ * one): Y + X element by element as the accumulate of a permuted copy
+ * would, so the sum has its bits, in one pass where the copy and the
+ * accumulate made two (and the copy's output went to memory and back).
  */
 #include "transpose.h"
 #include "parallel.h"
@@ -38,7 +43,7 @@
  * TILE lines a power-of-two stride apart for each element, which share a
  * cache set and evict each other: five times slower for a (2048,2048)
  * float. */
-#define TRANSPOSE_TILES(name, T)                                                     \
+#define TRANSPOSE_TILES(name, T, PUT)                                                \
 	static void name(const T *X, T *Y, int64_t rows, int64_t cols, int64_t ldx,  \
 			 int64_t ldy)                                                \
 	{                                                                            \
@@ -55,17 +60,27 @@
 						buf[a][b] = xt[b * ldx + a];         \
 				for (int64_t a = 0; a < na; a++)                     \
 					for (int64_t b = 0; b < nb; b++)             \
-						yt[a * ldy + b] = buf[a][b];         \
+						PUT(yt[a * ldy + b], buf[a][b]);     \
 			}                                                            \
 	}
 
-TRANSPOSE_TILES(tiles_8, uint64_t)
-TRANSPOSE_TILES(tiles_4, uint32_t)
+#define COPY(y, v) ((y) = (v))
+#define ADD(y, v) ((y) = (y) + (v))
+TRANSPOSE_TILES(tiles_8, uint64_t, COPY)
+TRANSPOSE_TILES(tiles_4, uint32_t, COPY)
+TRANSPOSE_TILES(tiles_add_8, double, ADD)
+TRANSPOSE_TILES(tiles_add_4, float, ADD)
+#undef COPY
+#undef ADD
 
-static void tiles(size_t es, const void *X, void *Y, int64_t rows, int64_t cols, int64_t ldx,
-		  int64_t ldy)
+static void tiles(size_t es, bool add, const void *X, void *Y, int64_t rows, int64_t cols,
+		  int64_t ldx, int64_t ldy)
 {
-	if (es == 8)
+	if (add && es == 8)
+		tiles_add_8(X, Y, rows, cols, ldx, ldy);
+	else if (add)
+		tiles_add_4(X, Y, rows, cols, ldx, ldy);
+	else if (es == 8)
 		tiles_8(X, Y, rows, cols, ldx, ldy);
 	else
 		tiles_4(X, Y, rows, cols, ldx, ldy);
@@ -76,10 +91,11 @@ static void tiles(size_t es, const void *X, void *Y, int64_t rows, int64_t cols,
 #if TR_X86
 #define AVX2 __attribute__((target("avx2")))
 
-/* The 8x8 floats at x (rows ldx apart) to y (rows ldy apart). Loads and
- * shuffles of __m256 go through may-alias vector types, so the uint32_t
- * elements are read as they are. */
-AVX2 static inline void block_4(const uint32_t *x, uint32_t *y, int64_t ldx, int64_t ldy)
+/* The 8x8 floats at x (rows ldx apart) to y (rows ldy apart), or added to
+ * it. Loads and shuffles of __m256 go through may-alias vector types, so
+ * the uint32_t elements are read as they are. */
+AVX2 static inline __attribute__((always_inline)) void
+block_4(const uint32_t *x, uint32_t *y, int64_t ldx, int64_t ldy, bool add)
 {
 #define ROW(i) _mm256_loadu_ps((const float *)(const void *)(x + (i) * ldx))
 	__m256 r0 = ROW(0), r1 = ROW(1), r2 = ROW(2), r3 = ROW(3);
@@ -94,7 +110,11 @@ AVX2 static inline void block_4(const uint32_t *x, uint32_t *y, int64_t ldx, int
 	__m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xee);
 	__m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xee);
 	__m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xee);
-#define PUT(i, v) _mm256_storeu_ps((float *)(void *)(y + (i) * ldy), v)
+#define PUT(i, v)                                                                        \
+	do {                                                                             \
+		float *at_ = (float *)(void *)(y + (i) * ldy);                          \
+		_mm256_storeu_ps(at_, add ? _mm256_add_ps(_mm256_loadu_ps(at_), v) : v); \
+	} while (0)
 	PUT(0, _mm256_permute2f128_ps(s0, s4, 0x20));
 	PUT(1, _mm256_permute2f128_ps(s1, s5, 0x20));
 	PUT(2, _mm256_permute2f128_ps(s2, s6, 0x20));
@@ -107,14 +127,19 @@ AVX2 static inline void block_4(const uint32_t *x, uint32_t *y, int64_t ldx, int
 }
 
 /* The 4x4 doubles at x to y, the same way. */
-AVX2 static inline void block_8(const uint64_t *x, uint64_t *y, int64_t ldx, int64_t ldy)
+AVX2 static inline __attribute__((always_inline)) void
+block_8(const uint64_t *x, uint64_t *y, int64_t ldx, int64_t ldy, bool add)
 {
 #define ROW(i) _mm256_loadu_pd((const double *)(const void *)(x + (i) * ldx))
 	__m256d r0 = ROW(0), r1 = ROW(1), r2 = ROW(2), r3 = ROW(3);
 #undef ROW
 	__m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
 	__m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
-#define PUT(i, v) _mm256_storeu_pd((double *)(void *)(y + (i) * ldy), v)
+#define PUT(i, v)                                                                        \
+	do {                                                                             \
+		double *at_ = (double *)(void *)(y + (i) * ldy);                        \
+		_mm256_storeu_pd(at_, add ? _mm256_add_pd(_mm256_loadu_pd(at_), v) : v); \
+	} while (0)
 	PUT(0, _mm256_permute2f128_pd(t0, t2, 0x20));
 	PUT(1, _mm256_permute2f128_pd(t1, t3, 0x20));
 	PUT(2, _mm256_permute2f128_pd(t0, t2, 0x31));
@@ -130,7 +155,7 @@ AVX2 static inline void block_8(const uint64_t *x, uint64_t *y, int64_t ldx, int
  * (1000,3000) floats 2.4 -> 0.8 ms, (1024,4096) doubles 5.6 -> 4.7 ms;
  * other panel sizes from 64 to 512 bytes and 64 to 256 rows were no
  * better. */
-#define VECTOR_BLOCKS(name, T, V, block)                                             \
+#define VECTOR_BLOCKS(name, T, V, block, add)                                        \
 	AVX2 static void name(const T *X, T *Y, int64_t rows, int64_t cols, int64_t ldx, \
 			      int64_t ldy)                                           \
 	{                                                                            \
@@ -142,22 +167,27 @@ AVX2 static inline void block_8(const uint64_t *x, uint64_t *y, int64_t ldx, int
 				for (int64_t a = a0; a < a1; a += V)                 \
 					for (int64_t b = b0; b < b1; b += V)         \
 						block(X + b * ldx + a, Y + a * ldy + b, \
-						      ldx, ldy);                     \
+						      ldx, ldy, add);                \
 			}                                                            \
 	}
 
-VECTOR_BLOCKS(blocks_4, uint32_t, 8, block_4)
-VECTOR_BLOCKS(blocks_8, uint64_t, 4, block_8)
+VECTOR_BLOCKS(blocks_4, uint32_t, 8, block_4, false)
+VECTOR_BLOCKS(blocks_8, uint64_t, 4, block_8, false)
+VECTOR_BLOCKS(blocks_add_4, uint32_t, 8, block_4, true)
+VECTOR_BLOCKS(blocks_add_8, uint64_t, 4, block_8, true)
 
 /* ---- whole lines in AVX-512 registers ----------------------------------------- */
 
 #define AVX512 __attribute__((target("avx512f")))
 
-/* Y's row i of a block: stored past the cache (nt) or through it. */
+/* Y's row i of a block: added to what it holds (add), or stored past the
+ * cache (nt) or through it. */
 #define PUT512(T, i, v)                                                                  \
 	do {                                                                             \
 		T *at_ = (T *)(void *)(y + (i) * ldy);                                  \
-		if (nt)                                                                  \
+		if (add)                                                                 \
+			STORE(at_, SUM(LOAD(at_), v));                                   \
+		else if (nt)                                                             \
 			STREAM(at_, v);                                                  \
 		else                                                                     \
 			STORE(at_, v);                                                   \
@@ -166,10 +196,12 @@ VECTOR_BLOCKS(blocks_8, uint64_t, 4, block_8)
 /* The 16x16 floats at x to y: pairs of rows interleaved, then quads, then
  * the 128-bit quarters twice. */
 AVX512 static inline __attribute__((always_inline)) void
-line_block_4(const uint32_t *x, uint32_t *y, int64_t ldx, int64_t ldy, bool nt)
+line_block_4(const uint32_t *x, uint32_t *y, int64_t ldx, int64_t ldy, bool nt, bool add)
 {
 #define STREAM _mm512_stream_ps
 #define STORE _mm512_storeu_ps
+#define LOAD _mm512_loadu_ps
+#define SUM _mm512_add_ps
 	__m512 r[16], t[16];
 	for (int i = 0; i < 16; i++)
 		r[i] = _mm512_loadu_ps((const float *)(const void *)(x + i * ldx));
@@ -197,14 +229,18 @@ line_block_4(const uint32_t *x, uint32_t *y, int64_t ldx, int64_t ldy, bool nt)
 	}
 #undef STREAM
 #undef STORE
+#undef LOAD
+#undef SUM
 }
 
 /* The 8x8 doubles at x to y, the same way from the pairs on. */
 AVX512 static inline __attribute__((always_inline)) void
-line_block_8(const uint64_t *x, uint64_t *y, int64_t ldx, int64_t ldy, bool nt)
+line_block_8(const uint64_t *x, uint64_t *y, int64_t ldx, int64_t ldy, bool nt, bool add)
 {
 #define STREAM _mm512_stream_pd
 #define STORE _mm512_storeu_pd
+#define LOAD _mm512_loadu_pd
+#define SUM _mm512_add_pd
 	__m512d r[8], t[8];
 	for (int i = 0; i < 8; i++)
 		r[i] = _mm512_loadu_pd((const double *)(const void *)(x + i * ldx));
@@ -225,25 +261,29 @@ line_block_8(const uint64_t *x, uint64_t *y, int64_t ldx, int64_t ldy, bool nt)
 	}
 #undef STREAM
 #undef STORE
+#undef LOAD
+#undef SUM
 }
 #undef PUT512
 
 /* rows x cols, multiples of the block's side V (one line of elements),
  * a column of blocks at a time: its V rows of Y are written in order, and
  * every line of X and Y is touched once. */
-#define LINE_BLOCKS(name, T, V, block)                                               \
+#define LINE_BLOCKS(name, T, V, block, add)                                          \
 	AVX512 static void name(const T *X, T *Y, int64_t rows, int64_t cols, int64_t ldx, \
 				int64_t ldy, bool nt)                                \
 	{                                                                            \
 		for (int64_t a = 0; a < cols; a += V)                                \
 			for (int64_t b = 0; b < rows; b += V)                        \
-				block(X + b * ldx + a, Y + a * ldy + b, ldx, ldy, nt); \
+				block(X + b * ldx + a, Y + a * ldy + b, ldx, ldy, nt, add); \
 		if (nt)                                                              \
 			_mm_sfence(); /* ordered before any later store */          \
 	}
 
-LINE_BLOCKS(lines_4, uint32_t, 16, line_block_4)
-LINE_BLOCKS(lines_8, uint64_t, 8, line_block_8)
+LINE_BLOCKS(lines_4, uint32_t, 16, line_block_4, false)
+LINE_BLOCKS(lines_8, uint64_t, 8, line_block_8, false)
+LINE_BLOCKS(lines_add_4, uint32_t, 16, line_block_4, true)
+LINE_BLOCKS(lines_add_8, uint64_t, 8, line_block_8, true)
 
 /* Elements from p to its next line boundary (0 when p is not on an
  * element boundary of its own). */
@@ -256,30 +296,31 @@ static int64_t to_line(const void *p, size_t es)
 
 /* ---- the 2-D transpose ----------------------------------------------------------- */
 
-/* Y[a * ldy + b] = X[b * ldx + a] through the AVX2 blocks and the tile. */
-static void blocks_or_tiles(size_t es, const char *X, char *Y, int64_t rows, int64_t cols,
-			    int64_t ldx, int64_t ldy)
+/* Y[a * ldy + b] = X[b * ldx + a] (add: Y[a * ldy + b] += X[b * ldx + a])
+ * through the AVX2 blocks and the tile. */
+static void blocks_or_tiles(size_t es, bool add, const char *X, char *Y, int64_t rows,
+			    int64_t cols, int64_t ldx, int64_t ldy)
 {
 #if TR_X86
 	const int64_t V = es == 8 ? 4 : 8; /* the block's side */
 	if (rows >= V && cols >= V && __builtin_cpu_supports("avx2")) {
 		const int64_t rv = rows / V * V, cv = cols / V * V;
+		const void *x = X;
+		void *y = Y;
 		if (es == 8)
-			blocks_8((const uint64_t *)(const void *)X, (uint64_t *)(void *)Y, rv, cv,
-				 ldx, ldy);
+			(add ? blocks_add_8 : blocks_8)(x, y, rv, cv, ldx, ldy);
 		else
-			blocks_4((const uint32_t *)(const void *)X, (uint32_t *)(void *)Y, rv, cv,
-				 ldx, ldy);
+			(add ? blocks_add_4 : blocks_4)(x, y, rv, cv, ldx, ldy);
 		/* the edges: X's last rows % V rows whole, then the last
 		 * cols % V columns of the rows above them */
-		tiles(es, X + (size_t)(rv * ldx) * es, Y + (size_t)rv * es, rows - rv, cols, ldx,
-		      ldy);
-		tiles(es, X + (size_t)cv * es, Y + (size_t)(cv * ldy) * es, rv, cols - cv, ldx,
-		      ldy);
+		tiles(es, add, X + (size_t)(rv * ldx) * es, Y + (size_t)rv * es, rows - rv, cols,
+		      ldx, ldy);
+		tiles(es, add, X + (size_t)cv * es, Y + (size_t)(cv * ldy) * es, rv, cols - cv,
+		      ldx, ldy);
 		return;
 	}
 #endif
-	tiles(es, X, Y, rows, cols, ldx, ldy);
+	tiles(es, add, X, Y, rows, cols, ldx, ldy);
 }
 
 /* The same, with AVX-512 where the CPU has it and rows of X and Y are
@@ -289,8 +330,8 @@ static void blocks_or_tiles(size_t es, const char *X, char *Y, int64_t rows, int
  * the AVX2 panels, which were faster for them: the line blocks of
  * (1000,3000) floats took 4.7 ms against 3.9, of (300,300) 59 us against
  * 38. */
-static void transpose_2d(size_t es, const char *X, char *Y, int64_t rows, int64_t cols,
-			 int64_t ldx, int64_t ldy, bool stream)
+static void transpose_2d(size_t es, bool add, const char *X, char *Y, int64_t rows,
+			 int64_t cols, int64_t ldx, int64_t ldy, bool stream)
 {
 #if TR_X86
 	const int64_t V = (int64_t)(64 / es);
@@ -303,23 +344,23 @@ static void transpose_2d(size_t es, const char *X, char *Y, int64_t rows, int64_
 		const char *x = X + (size_t)(b0 * ldx + a0) * es;
 		char *y = Y + (size_t)(a0 * ldy + b0) * es;
 		if (es == 8)
-			lines_8((const uint64_t *)(const void *)x, (uint64_t *)(void *)y, b1 - b0,
-				a1 - a0, ldx, ldy, nt);
+			(add ? lines_add_8 : lines_8)((const void *)x, (void *)y, b1 - b0, a1 - a0,
+						      ldx, ldy, nt);
 		else
-			lines_4((const uint32_t *)(const void *)x, (uint32_t *)(void *)y, b1 - b0,
-				a1 - a0, ldx, ldy, nt);
-		blocks_or_tiles(es, X, Y, b0, cols, ldx, ldy);
-		blocks_or_tiles(es, X + (size_t)(b1 * ldx) * es, Y + (size_t)b1 * es, rows - b1,
-				cols, ldx, ldy);
-		blocks_or_tiles(es, X + (size_t)(b0 * ldx) * es, Y + (size_t)b0 * es, b1 - b0, a0,
-				ldx, ldy);
-		blocks_or_tiles(es, X + (size_t)(b0 * ldx + a1) * es,
+			(add ? lines_add_4 : lines_4)((const void *)x, (void *)y, b1 - b0, a1 - a0,
+						      ldx, ldy, nt);
+		blocks_or_tiles(es, add, X, Y, b0, cols, ldx, ldy);
+		blocks_or_tiles(es, add, X + (size_t)(b1 * ldx) * es, Y + (size_t)b1 * es,
+				rows - b1, cols, ldx, ldy);
+		blocks_or_tiles(es, add, X + (size_t)(b0 * ldx) * es, Y + (size_t)b0 * es,
+				b1 - b0, a0, ldx, ldy);
+		blocks_or_tiles(es, add, X + (size_t)(b0 * ldx + a1) * es,
 				Y + (size_t)(a1 * ldy + b0) * es, b1 - b0, cols - a1, ldx, ldy);
 		return;
 	}
 #endif
 	(void)stream;
-	blocks_or_tiles(es, X, Y, rows, cols, ldx, ldy);
+	blocks_or_tiles(es, add, X, Y, rows, cols, ldx, ldy);
 }
 
 /* ---- permute: the plan ----------------------------------------------------------- */
@@ -370,6 +411,26 @@ static plan plan_of(const tg_tensor *x, const int *perm)
 }
 
 /* ---- permute: the copies, split into units ----------------------------------------- */
+
+/* Y[i] = Y[i] + X[i] for a run of n floats or doubles: the accumulate's
+ * sum, in its order. */
+#define ADD_RUN(name, T)                                                             \
+	TG_HOT_LOOP static void name(const T *X, T *Y, size_t n)                     \
+	{                                                                            \
+		for (size_t i = 0; i < n; i++)                                       \
+			Y[i] = Y[i] + X[i];                                          \
+	}
+
+ADD_RUN(add_run_8, double)
+ADD_RUN(add_run_4, float)
+
+static void add_run(size_t es, const void *X, void *Y, size_t n)
+{
+	if (es == 8)
+		add_run_8(X, Y, n);
+	else
+		add_run_4(X, Y, n);
+}
 /* A unit is one run, or one column strip of one index's transpose; units
  * go index by index, strip by strip. */
 
@@ -382,6 +443,7 @@ typedef struct permute_job {
 	int A, B;               /* x's last axis; out's last (-1: runs) */
 	int64_t strips, width;  /* per index: strips of width columns of A */
 	bool stream;
+	bool add;               /* Y += the permuted X */
 } permute_job;
 
 /* The element offsets in x and out of index i of the walked axes, with
@@ -423,7 +485,11 @@ static void permute_part(void *arg, size_t lo, size_t hi)
 		const size_t run = (size_t)p->n[j->A] * es;
 		seek(j, (int64_t)lo, cnt, &xo, &yo);
 		for (size_t u = lo; u < hi; u++) {
-			memcpy(j->Y + (size_t)yo * es, j->X + (size_t)xo * es, run);
+			if (j->add)
+				add_run(es, j->X + (size_t)xo * es, j->Y + (size_t)yo * es,
+					(size_t)p->n[j->A]);
+			else
+				memcpy(j->Y + (size_t)yo * es, j->X + (size_t)xo * es, run);
 			step(j, cnt, &xo, &yo);
 		}
 		return;
@@ -433,7 +499,7 @@ static void permute_part(void *arg, size_t lo, size_t hi)
 	seek(j, (int64_t)lo / j->strips, cnt, &xo, &yo);
 	for (size_t u = lo; u < hi; u++) {
 		int64_t a0 = s * j->width, w = na - a0 < j->width ? na - a0 : j->width;
-		transpose_2d(es, j->X + (size_t)(xo + a0) * es,
+		transpose_2d(es, j->add, j->X + (size_t)(xo + a0) * es,
 			     j->Y + (size_t)(yo + a0 * p->sy[j->A]) * es, p->n[j->B], w,
 			     p->sx[j->B], p->sy[j->A], j->stream);
 		if (++s == j->strips) {
@@ -443,13 +509,16 @@ static void permute_part(void *arg, size_t lo, size_t hi)
 	}
 }
 
-void tg_permute_data(const tg_tensor *x, const int *perm, tg_tensor *out)
+static void permute_into(const tg_tensor *x, const int *perm, tg_tensor *out, bool add)
 {
 	permute_job j = { .p = plan_of(x, perm), .es = tg_dtype_size(x->dtype),
-			  .X = x->data, .Y = out->data, .B = -1, .strips = 1 };
+			  .X = x->data, .Y = out->data, .B = -1, .strips = 1, .add = add };
 	const plan *p = &j.p;
 	if (p->k == 0) { /* one element, or none */
-		memcpy(j.Y, j.X, x->numel * j.es);
+		if (add)
+			add_run(j.es, j.X, j.Y, (size_t)x->numel);
+		else
+			memcpy(j.Y, j.X, x->numel * j.es);
 		return;
 	}
 	j.A = p->k - 1; /* stride 1 in x */
@@ -467,7 +536,7 @@ void tg_permute_data(const tg_tensor *x, const int *perm, tg_tensor *out)
 	size_t units = indices;
 	if (j.B >= 0) {
 		const int64_t na = p->n[j.A];
-		j.stream = x->numel * j.es >= TG_STREAM_MIN;
+		j.stream = !add && x->numel * j.es >= TG_STREAM_MIN; /* an add reads Y */
 		j.width = na;
 		/* strips of whole lines, enough for every thread to take a few */
 		int parts = tg_parallel_parts(x->ctx, x->numel, TG_PAR_MIN);
@@ -483,4 +552,22 @@ void tg_permute_data(const tg_tensor *x, const int *perm, tg_tensor *out)
 	size_t per_unit = x->numel / units ? x->numel / units : 1;
 	size_t min_units = (TG_PAR_MIN + per_unit - 1) / per_unit;
 	tg_parallel_for(x->ctx, units, min_units > 1 ? min_units : 2, 1, permute_part, &j);
+}
+
+void tg_permute_data(const tg_tensor *x, const int *perm, tg_tensor *out)
+{
+	permute_into(x, perm, out, false);
+}
+
+bool tg_permute_grad_sum(tg_node *n, tg_tensor *dout, const int *perm)
+{
+	tg_tensor *x = n->in[0];
+	if (x->numel < TG_GRAD_INTO_MIN || !tg_ok(x->ctx))
+		return false;
+	tg_tensor *sum = tg_node_grad_sum_buffer(n, 0);
+	if (!sum || sum->data == dout->data || dout->dtype != sum->dtype)
+		return false;
+	permute_into(dout, perm, sum, true);
+	tg_node_grad_summed(n, 0);
+	return true;
 }

@@ -18,5 +18,11 @@ enum { TG_STREAM_MIN = 1 << 20 };
  * permutation; out has the permuted shape and x's dtype. Split across x's
  * context's threads when large. */
 void tg_permute_data(const tg_tensor *x, const int *perm, tg_tensor *out);
+/* For the backward rule of a permute-like node n, whose input 0's gradient
+ * is dout permuted by perm: when that input already holds a gradient that
+ * the engine would add this one to in place (tg_node_grad_sum_buffer),
+ * dout is permuted straight into it, no permuted copy made and then added,
+ * and true is returned; false, and nothing done, otherwise. */
+bool tg_permute_grad_sum(tg_node *n, tg_tensor *dout, const int *perm);
 
 #endif /* TG_TRANSPOSE_H */

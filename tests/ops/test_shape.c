@@ -2,7 +2,8 @@
  * test_shape.c - the shape ops (ops/shape.c) and the batched matmul
  * (ops/matrix.c) against hand-computed values and naive index loops, in f64
  * and f32: permute for every order of 3 axes, across tile edges and around the
- * transpose's vector blocks (bits unchanged), slice and
+ * transpose's vector blocks (bits unchanged), a permuted gradient added
+ * into the one a leaf holds (the accumulate's bits, no copy made), slice and
  * its adjoint pad_axis, concat and stack of more tensors than a node holds
  * (differentiable to each), split and concat round trips, bmm's broadcasting
  * against per-item tg_matmul, forward and backward; addmm against a naive
@@ -275,6 +276,108 @@ static void permute_backward_applies_the_inverse_permutation(void **state)
 						     8,  9,  10, 11, 12, 13, 14, 15,
 						     16, 17, 18, 19, 20, 21, 22, 23 },
 		     24, 0);
+	assert_ctx_ok(ctx);
+}
+
+/* A gradient that x already holds takes permute(dy, perm^-1) in place, in
+ * one pass: the sum must be the accumulate's, element for element, as a
+ * naive loop rounds it in x's dtype. Two backwards of permute(x, perm)
+ * without a zero_grad between them: the second adds into the first. Sizes
+ * over the engine's in-place threshold, across the vector blocks' edges,
+ * the runs of a permute that keeps the last axis, on one and two
+ * threads. */
+static void check_permute_grad_sum(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape,
+				   const int *perm)
+{
+	int64_t oshape[ND];
+	int inv[ND];
+	for (int k = 0; k < ndim; k++) {
+		oshape[k] = shape[perm[k]];
+		inv[perm[k]] = k;
+	}
+	bool two_d = ndim == 2 && perm[0] == 1;
+	for (int pass = 0; pass < 2; pass++) { /* tg_permute, then tg_transpose */
+		if (pass == 1 && !two_d)
+			break;
+		tg_tensor *x = tg_param(rand_t(ctx, dt, ndim, shape));
+		tg_tensor *dy[2] = { rand_t(ctx, dt, ndim, oshape), rand_t(ctx, dt, ndim, oshape) };
+		size_t n = tg_numel(x);
+		double *D = malloc(n * sizeof *D), *G = malloc(n * sizeof *G),
+		       *want = malloc(n * sizeof *want);
+		assert_non_null(D);
+		assert_non_null(G);
+		assert_non_null(want);
+		for (int b = 0; b < 2; b++) {
+			tg_tensor *y = pass ? tg_transpose(x) : tg_permute(x, perm);
+			assert_int_equal(tg_backward_ex(y, dy[b], 0), 0);
+			assert_int_equal(tg_copy_to_f64(dy[b], D, n), 0);
+			permute_ref(D, b ? G : want, ndim, oshape, inv);
+		}
+		for (size_t i = 0; i < n; i++)
+			want[i] = dt == TG_F32 ? (double)(float)(want[i] + G[i]) : want[i] + G[i];
+		check_values(tg_grad(x), want, n, 0);
+		assert_ctx_ok(ctx);
+		free(D);
+		free(G);
+		free(want);
+		tg_reset(ctx);
+	}
+}
+
+static void a_permuted_gradient_adds_into_the_one_held_as_the_accumulate_does(void **state)
+{
+	tg_ctx *ctx = *state;
+	static const struct {
+		int ndim;
+		int64_t shape[4];
+		int perm[4];
+	} cases[] = {
+		{ 2, { 37, 513 }, { 1, 0 } },        { 2, { 64, 96 }, { 1, 0 } },
+		{ 2, { 256, 320 }, { 1, 0 } },       { 2, { 129, 131 }, { 1, 0 } },
+		{ 3, { 6, 33, 70 }, { 0, 2, 1 } },   { 3, { 33, 5, 40 }, { 1, 0, 2 } },
+		{ 3, { 64, 16, 48 }, { 2, 0, 1 } },  { 4, { 3, 5, 7, 11 }, { 3, 1, 0, 2 } },
+		{ 4, { 3, 5, 7, 11 }, { 1, 0, 2, 3 } }, { 4, { 3, 5, 7, 11 }, { 2, 3, 0, 1 } },
+	};
+	for (int t = 1; t <= 2; t++) {
+		tg_set_threads(ctx, t);
+		for (size_t c = 0; c < LEN(cases); c++) {
+			check_permute_grad_sum(ctx, TG_F32, cases[c].ndim, cases[c].shape,
+					       cases[c].perm);
+			check_permute_grad_sum(ctx, TG_F64, cases[c].ndim, cases[c].shape,
+					       cases[c].perm);
+		}
+	}
+	tg_set_threads(ctx, 1);
+}
+
+/* Step memory a backward of sum(a^T * w) + sum(b^T * w) makes, a and b
+ * parameters whose gradient buffers exist already. */
+static size_t transposes_backward_bytes(tg_ctx *ctx, tg_tensor *a, tg_tensor *b, tg_tensor *w)
+{
+	tg_tensor *l = tg_add(tg_sum(tg_mul(tg_transpose(a), w)), tg_sum(tg_mul(tg_transpose(b), w)));
+	size_t before = tg_arena_used(ctx);
+	assert_int_equal(tg_backward(l), 0);
+	size_t used = tg_arena_used(ctx) - before;
+	tg_reset(ctx);
+	tg_zero_grad(a);
+	tg_zero_grad(b);
+	return used;
+}
+
+/* x's second gradient of a step is transposed straight into its first: no
+ * step tensor of x's size for the copy, as when the two gradients go to
+ * two parameters, each written into its own buffer. */
+static void a_second_transposed_gradient_makes_no_copy(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *x = tg_param(rand_t(ctx, TG_F32, SHAPE(64, 96)));
+	tg_tensor *z = tg_param(rand_t(ctx, TG_F32, SHAPE(64, 96)));
+	tg_tensor *w = tg_keep(rand_t(ctx, TG_F32, SHAPE(96, 64)));
+	transposes_backward_bytes(ctx, x, z, w); /* the buffers made */
+	size_t two = transposes_backward_bytes(ctx, x, z, w);
+	size_t one = transposes_backward_bytes(ctx, x, x, w);
+	if (one != two)
+		fail_msg("the backward into one parameter made %zu bytes, into two %zu", one, two);
 	assert_ctx_ok(ctx);
 }
 
@@ -1227,6 +1330,8 @@ int main(void)
 	T(transposes_of_sizes_around_the_blocks_match_a_naive_loop),
 	T(transpose_moves_bits_unchanged),
 		T(permute_backward_applies_the_inverse_permutation),
+		T(a_permuted_gradient_adds_into_the_one_held_as_the_accumulate_does),
+		T(a_second_transposed_gradient_makes_no_copy),
 		T(permute_rejects_what_is_not_a_permutation),
 		T(squeeze_and_unsqueeze_drop_and_insert_axes_of_size_1),
 		T(squeeze_and_unsqueeze_reject_bad_axes),
