@@ -215,6 +215,11 @@ static void transposes_of_sizes_around_the_blocks_match_a_naive_loop(void **stat
 	check_permute(ctx, TG_F64, SHAPE(20, 6, 24), (int[]){ 2, 1, 0 });
 	check_permute(ctx, TG_F32, SHAPE(17, 3, 33), (int[]){ 2, 1, 0 });
 	check_permute(ctx, TG_F64, SHAPE(9, 2, 130), (int[]){ 2, 1, 0 });
+	/* rows a page apart, whole lines: the AVX-512 blocks in panels of 512
+	 * rows, the last one short */
+	check_permute(ctx, TG_F32, SHAPE(528, 1024), (int[]){ 1, 0 });
+	check_permute(ctx, TG_F64, SHAPE(1040, 512), (int[]){ 1, 0 });
+	check_permute(ctx, TG_F32, SHAPE(2, 544, 1040), (int[]){ 0, 2, 1 });
 	tg_tensor *x = rand_t(ctx, TG_F32, SHAPE(129, 40));
 	check_same(tg_permute(x, (int[]){ 1, 0 }), tg_transpose(x), 0);
 }
@@ -337,6 +342,7 @@ static void a_permuted_gradient_adds_into_the_one_held_as_the_accumulate_does(vo
 		{ 3, { 6, 33, 70 }, { 0, 2, 1 } },   { 3, { 33, 5, 40 }, { 1, 0, 2 } },
 		{ 3, { 64, 16, 48 }, { 2, 0, 1 } },  { 4, { 3, 5, 7, 11 }, { 3, 1, 0, 2 } },
 		{ 4, { 3, 5, 7, 11 }, { 1, 0, 2, 3 } }, { 4, { 3, 5, 7, 11 }, { 2, 3, 0, 1 } },
+		{ 2, { 528, 1024 }, { 1, 0 } },
 	};
 	for (int t = 1; t <= 2; t++) {
 		tg_set_threads(ctx, t);
