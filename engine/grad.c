@@ -154,6 +154,44 @@ TG_HOT_LOOP static void add_columns_part(void *arg, size_t lo, size_t hi)
 		tg_add_rows_f32(j->acc + lo, (const float *)j->X + lo, j->rows, w, j->n);
 }
 
+/* acc += X for the elements [lo, hi) of the small tensor's outermost axis
+ * that is not broadcast (k, padded): for tg_parallel_for, when that axis is
+ * not the innermost. Each part walks every slab of X along k (the axes
+ * before k are all broadcast) in the order of one pass, with the rows and
+ * runs of one pass, so an element of acc gets the bits one pass gives it:
+ * a convolution's bias gradient split by channels, the sum_to of a column
+ * broadcast (R, M) -> (R, 1) by rows. */
+typedef struct axis_job {
+	const bmap *m;
+	int k;
+	const void *X;
+	double *acc;
+	bool f64;
+} axis_job;
+
+static void sum_to_axis_part(void *arg, size_t lo, size_t hi)
+{
+	const axis_job *j = arg;
+	bmap sub = *j->m;
+	int64_t outer = 1, inner = 1, d = sub.dim[j->k];
+	for (int i = 0; i < j->k; i++) {
+		outer *= sub.dim[i];
+		sub.dim[i] = 1;
+	}
+	for (int i = j->k + 1; i < TG_MAX_DIMS; i++)
+		inner *= sub.dim[i];
+	sub.dim[j->k] = (int64_t)(hi - lo);
+	size_t len = (hi - lo) * (size_t)inner;
+	double *acc = j->acc + (int64_t)lo * sub.s[j->k];
+	for (int64_t o = 0; o < outer; o++) {
+		size_t at = (size_t)(o * d + (int64_t)lo) * (size_t)inner;
+		if (j->f64)
+			sum_to_f64(&sub, (const double *)j->X + at, acc, len);
+		else
+			sum_to_f32(&sub, (const float *)j->X + at, acc, len);
+	}
+}
+
 /* Checks a shape argument (ndim, shape) of who; false after recording why. */
 static bool shape_arg(tg_ctx *ctx, const char *who, int ndim, const int64_t *shape)
 {
@@ -213,11 +251,19 @@ tg_tensor *tg_sum_to(tg_tensor *x, int ndim, const int64_t *shape)
 		return NULL;
 	memset(acc, 0, out->numel * sizeof(double));
 	int64_t n = m.dim[INNER], rows = m.dim[ROW];
+	int k = 0; /* the outermost axis the result keeps, INNER if none before it */
+	while (k < INNER && !m.s[k])
+		k++;
 	if ((int64_t)x->numel == rows * n && m.s[INNER] && !m.s[ROW]) {
 		/* rows of x summed onto one row: split the columns */
 		rows_job j = { x->data, acc, rows, n, x->dtype == TG_F64 };
 		size_t min = (size_t)((TG_PAR_MIN + rows - 1) / rows);
 		tg_parallel_for(ctx, (size_t)n, min > 16 ? min : 16, 16, add_columns_part, &j);
+	} else if (k < INNER && x->numel >= TG_PAR_MIN) {
+		/* split the elements of the outermost axis the result keeps */
+		axis_job j = { &m, k, x->data, acc, x->dtype == TG_F64 };
+		size_t d = (size_t)m.dim[k], per = x->numel / d, min = (TG_PAR_MIN + per - 1) / per;
+		tg_parallel_for(ctx, d, min > 2 ? min : 2, 1, sum_to_axis_part, &j);
 	} else if (x->dtype == TG_F64) {
 		sum_to_f64(&m, x->data, acc, x->numel);
 	} else {

@@ -460,6 +460,93 @@ static void a_long_sum_is_exact_where_it_can_be(void **state)
 	}
 }
 
+/* ---- sum_to split by the axis it keeps ------------------------------------------------- */
+
+typedef struct sum_to_case {
+	int nd, ndim;
+	int64_t from[4], to[4];
+} sum_to_case;
+
+/* Where the result keeps an axis before the last, sum_to splits that axis
+ * across the threads: rows of a column broadcast's gradient, the channels
+ * of a convolution's bias gradient, a middle axis with the last kept or
+ * summed. */
+static const sum_to_case sum_to_cases[] = {
+	{ 2, 2, { 600, 257 }, { 600, 1 } },
+	{ 4, 3, { 16, 12, 20, 20 }, { 12, 1, 1 } },
+	{ 4, 4, { 16, 12, 20, 20 }, { 1, 12, 1, 1 } },
+	{ 4, 3, { 6, 30, 10, 257 }, { 30, 1, 257 } },
+	{ 3, 3, { 40, 3, 1000 }, { 40, 1, 1 } },
+	{ 3, 3, { 2, 64, 300 }, { 2, 64, 1 } },
+};
+
+/* sum_to of case c on x filled with whole multiples of 1/4 (exact in any
+ * order: y must be the exact sums) when exact, else N(0, 1) draws, in a
+ * context of the given thread count; the values kept in r. */
+static void sum_to_run(const sum_to_case *c, tg_dtype dt, bool exact, int threads, run *r)
+{
+	tg_ctx *ctx = tg_ctx_new(5);
+	assert_non_null(ctx);
+	tg_set_threads(ctx, threads);
+	tg_tensor *x = tg_randn(ctx, dt, c->nd, c->from, 0, 1);
+	size_t n = tg_numel(x);
+	if (exact) {
+		for (size_t i = 0; i < n; i++) {
+			double v = (double)((int64_t)(i * 7919 % 13) - 6) * 0.25;
+			if (dt == TG_F64)
+				((double *)tg_data_mut(x))[i] = v;
+			else
+				((float *)tg_data_mut(x))[i] = (float)v;
+		}
+	}
+	tg_tensor *y = tg_sum_to(x, c->ndim, c->to);
+	keep(r, y);
+	if (exact && y) {
+		/* the sums by broadcasting the index back, element by element */
+		size_t m = tg_numel(y);
+		double *want = calloc(m, sizeof *want);
+		assert_non_null(want);
+		int64_t idx[4] = { 0 };
+		for (size_t i = 0; i < n; i++) {
+			size_t at = 0;
+			for (int k = 0; k < c->ndim; k++) {
+				int64_t d = c->to[k], a = idx[c->nd - c->ndim + k];
+				at = at * (size_t)d + (size_t)(d == 1 ? 0 : a);
+			}
+			want[at] += tg_get(x, i);
+			for (int k = c->nd - 1; k >= 0 && ++idx[k] == c->from[k]; k--)
+				idx[k] = 0;
+		}
+		for (size_t i = 0; i < m; i++)
+			if (tg_get(y, i) != want[i])
+				fail_msg("sum_to %zu of %zu at %d threads: %.17g, want %.17g", i, m,
+					 threads, tg_get(y, i), want[i]);
+		free(want);
+	}
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+static void sum_to_split_by_the_axis_it_keeps_gives_the_sums_of_one_thread(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < LEN(sum_to_cases); i++)
+		for (int d = 0; d < 2; d++) {
+			tg_dtype dt = d ? TG_F64 : TG_F32;
+			run one = { 0 };
+			sum_to_run(&sum_to_cases[i], dt, false, 1, &one);
+			for (int threads = 1; threads <= 3; threads++) {
+				run exact = { 0 }, more = { 0 };
+				sum_to_run(&sum_to_cases[i], dt, true, threads, &exact);
+				sum_to_run(&sum_to_cases[i], dt, false, threads, &more);
+				assert_same_bits(&one, &more, "sum_to");
+				free(exact.v);
+				free(more.v);
+			}
+			free(one.v);
+		}
+}
+
 /* Adds 1 to each index of its part. */
 static void count(void *arg, size_t lo, size_t hi)
 {
@@ -597,6 +684,7 @@ int main(void)
 		cmocka_unit_test(a_batch_gathered_by_two_threads_is_the_rows_and_labels),
 		cmocka_unit_test(targets_gathered_by_two_threads_are_the_rows),
 		cmocka_unit_test(a_long_sum_is_exact_where_it_can_be),
+		cmocka_unit_test(sum_to_split_by_the_axis_it_keeps_gives_the_sums_of_one_thread),
 		cmocka_unit_test(two_threaded_contexts_at_once_give_the_bits_of_one_thread),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
