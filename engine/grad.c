@@ -363,6 +363,23 @@ void tg_add_arrays(const tg_ctx *ctx, tg_dtype dt, const void *A, const void *B,
 	tg_parallel_for(ctx, n, TG_PAR_MIN, 16, accumulate_part, &j);
 }
 
+typedef struct copy_job {
+	void *Y;
+	const void *X;
+} copy_job;
+
+static void copy_part(void *arg, size_t lo, size_t hi)
+{
+	const copy_job *j = arg;
+	memcpy((char *)j->Y + lo, (const char *)j->X + lo, hi - lo);
+}
+
+void tg_copy_arrays(const tg_ctx *ctx, void *Y, const void *X, size_t bytes)
+{
+	copy_job j = { Y, X };
+	tg_parallel_for(ctx, bytes, TG_PAR_MIN * sizeof(float), TG_LINE, copy_part, &j);
+}
+
 tg_tensor *tg_accumulate(tg_tensor *a, tg_tensor *b)
 {
 	static const char who[] = "accumulate";

@@ -615,6 +615,11 @@ tg_tensor *tg_accumulate(tg_tensor *a, tg_tensor *b);
  * (each element alone, so the bits of one pass); Y may be A. */
 void tg_add_arrays(const tg_ctx *ctx, tg_dtype dt, const void *A, const void *B, void *Y,
 		   size_t n);
+/* memcpy(Y, X, bytes), split across ctx's threads from TG_PAR_MIN floats'
+ * worth on: a copy of a large tensor on the caller alone runs at one core's
+ * speed, and leaves the rows a split loop reads next in the other core's
+ * cache (a reshape, a leaf's first gradient). Y and X do not overlap. */
+void tg_copy_arrays(const tg_ctx *ctx, void *Y, const void *X, size_t bytes);
 
 /* ---- BLAS ------------------------------------------------------------------ */
 

@@ -555,7 +555,7 @@ static void accumulate(tg_tensor *x, tg_tensor *g)
 	tg_tensor *buf = grad_buffer(x);
 	if (buf) {
 		if (g->data != buf->data)
-			memcpy(buf->data, g->data, x->numel * tg_dtype_size(x->dtype));
+			tg_copy_arrays(ctx, buf->data, g->data, x->numel * tg_dtype_size(x->dtype));
 		buf->version++;
 		x->grad = buf;
 	}

@@ -528,6 +528,6 @@ tg_tensor *tg_reshape(tg_tensor *x, int ndim, const int64_t *shape)
 	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, ndim, s);
 	if (!out)
 		return NULL;
-	memcpy(out->data, x->data, x->numel * tg_dtype_size(x->dtype));
+	tg_copy_arrays(ctx, out->data, x->data, x->numel * tg_dtype_size(x->dtype));
 	return tg_op_end(&reshape_op, out, 1, &x, NULL, 0, NULL);
 }

@@ -103,6 +103,8 @@ static void ops_run(tg_dtype dt, int threads, run *r)
 		/* (30, 10, 257) along the middle axis: slices and columns both */
 		tg_sum_axis(tg_reshape(h, SHAPE(30, 10, C)), 1, false),
 		tg_max_axis(tg_reshape(h, SHAPE(30, 10, C)), 1, true),
+		/* a reshape's copy, split by bytes */
+		tg_reshape(u, SHAPE(C, R)),
 	};
 	tg_tensor *loss = tg_cross_entropy_i32(h, labels, R);
 #ifndef __SANITIZE_THREAD__
