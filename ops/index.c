@@ -13,6 +13,7 @@
  * holds n of them; pick's x is (N,K), one label per row.
  */
 #include "internal.h"
+#include "parallel.h"
 
 #include <string.h>
 
@@ -191,14 +192,17 @@ static tg_tensor *select_along(tg_tensor *x, int axis, const int64_t *idx, int64
 	return tg_op_end(&index_select_op, out, 1, &x, attr, 1, idx);
 }
 
+/* Y[.., idx[i], ..] += S[.., i, ..] for the columns [j0, j1) of inner: each
+ * element adds its entries in the order of idx, whichever columns share
+ * the call. */
 #define INDEX_ADD_KERNEL(name, T)                                                          \
 	static void name(const T *S, T *Y, const int64_t *idx, int64_t n, size_t outer,     \
-			 size_t A, size_t inner)                                             \
+			 size_t A, size_t inner, size_t j0, size_t j1)                       \
 	{                                                                                  \
 		for (size_t o = 0; o < outer; o++, Y += A * inner)                         \
 			for (int64_t i = 0; i < n; i++, S += inner) {                      \
 				T *y = Y + (size_t)idx[i] * inner;                         \
-				for (size_t j = 0; j < inner; j++)                         \
+				for (size_t j = j0; j < j1; j++)                           \
 					y[j] += S[j];                                      \
 			}                                                                  \
 	}
@@ -206,17 +210,47 @@ static tg_tensor *select_along(tg_tensor *x, int axis, const int64_t *idx, int64
 INDEX_ADD_KERNEL(index_add_f64, double)
 INDEX_ADD_KERNEL(index_add_f32, float)
 
+typedef struct scatter_job {
+	const tg_tensor *src;
+	tg_tensor *out;
+	const int64_t *idx;
+	int64_t n;
+	size_t outer, A, inner;
+} scatter_job;
+
+static void clear_part(void *arg, size_t lo, size_t hi)
+{
+	const scatter_job *j = arg;
+	memset((char *)j->out->data + lo, 0, hi - lo);
+}
+
+static void index_add_part(void *arg, size_t lo, size_t hi)
+{
+	const scatter_job *j = arg;
+	if (j->src->dtype == TG_F64)
+		index_add_f64(j->src->data, j->out->data, j->idx, j->n, j->outer, j->A, j->inner, lo,
+			      hi);
+	else
+		index_add_f32(j->src->data, j->out->data, j->idx, j->n, j->outer, j->A, j->inner, lo,
+			      hi);
+}
+
 /* out = zeros, then out[.., idx[i], ..] += src[.., i, ..]: src has n =
- * len(idx) entries along axis, out its own size there. */
+ * len(idx) entries along axis, out its own size there. Both passes split
+ * across the threads when large: the clearing by bytes, the adds by
+ * columns of inner (an embedding table's gradient: its columns), so that
+ * repeated indices still add in order. */
 static void scatter(tg_tensor *out, const tg_tensor *src, int axis, const int64_t *idx)
 {
-	memset(out->data, 0, out->numel * tg_dtype_size(out->dtype));
-	size_t outer, inner, size = (size_t)out->shape[axis];
-	split_at(src, axis, &outer, &inner);
-	if (src->dtype == TG_F64)
-		index_add_f64(src->data, out->data, idx, src->shape[axis], outer, size, inner);
-	else
-		index_add_f32(src->data, out->data, idx, src->shape[axis], outer, size, inner);
+	tg_ctx *ctx = out->ctx;
+	scatter_job j = { src, out, idx, src->shape[axis], 0, (size_t)out->shape[axis], 0 };
+	split_at(src, axis, &j.outer, &j.inner);
+	size_t es = tg_dtype_size(out->dtype);
+	tg_parallel_for(ctx, out->numel * es, TG_PAR_MIN * es, TG_LINE, clear_part, &j);
+	if (!src->numel)
+		return;
+	size_t per = src->numel / j.inner, min = (TG_PAR_MIN + per - 1) / per;
+	tg_parallel_for(ctx, j.inner, min > 16 ? min : 16, 16, index_add_part, &j);
 }
 
 /* The scatter as an op: src has n = len(idx) entries along axis, out has

@@ -83,6 +83,10 @@ static void ops_run(tg_dtype dt, int threads, run *r)
 	int32_t labels[R];
 	for (int i = 0; i < R; i++)
 		labels[i] = (i * 37) % C;
+	int64_t rows[400]; /* repeated: their gradients add in order */
+	for (int i = 0; i < 400; i++)
+		rows[i] = (i * 7) % R;
+	tg_tensor *picked = tg_from_i64(ctx, SHAPE(400), rows);
 
 	tg_tensor *u = tg_add(tg_mul(x, w), x);			  /* (R,C) * (C), flat add */
 	tg_tensor *v = tg_div(tg_mul(u, col), tg_add_scalar(tg_abs(w), 1.0)); /* (R,1), (C) */
@@ -105,6 +109,8 @@ static void ops_run(tg_dtype dt, int threads, run *r)
 		tg_max_axis(tg_reshape(h, SHAPE(30, 10, C)), 1, true),
 		/* a reshape's copy, split by bytes */
 		tg_reshape(u, SHAPE(C, R)),
+		/* a gather, its gradient scattered by columns */
+		tg_gather_rows(h, picked),
 	};
 	tg_tensor *loss = tg_cross_entropy_i32(h, labels, R);
 #ifndef __SANITIZE_THREAD__
