@@ -168,6 +168,31 @@ static void split_at(const tg_tensor *x, int axis, size_t *outer, size_t *inner)
 }
 
 /* The gather: idx already checked against x's axis. */
+/* Y's runs [lo, hi) of select_along, run r the run idx[r % n] of X's outer
+ * slab r / n: a large gather (an embedding's rows) split across the
+ * threads by output rows, each copied by one thread. */
+typedef struct gather_job {
+	const char *X;
+	char *Y;
+	const int64_t *idx;
+	size_t n, A, run;
+} gather_job;
+
+static void gather_part(void *arg, size_t lo, size_t hi)
+{
+	const gather_job *j = arg;
+	size_t o = lo / j->n, i = lo % j->n;
+	const char *X = j->X + o * j->A * j->run;
+	char *Y = j->Y + lo * j->run;
+	for (size_t r = lo; r < hi; r++, Y += j->run) {
+		memcpy(Y, X + (size_t)j->idx[i] * j->run, j->run);
+		if (++i == j->n) {
+			i = 0;
+			X += j->A * j->run;
+		}
+	}
+}
+
 static tg_tensor *select_along(tg_tensor *x, int axis, const int64_t *idx, int64_t n)
 {
 	static const char who[] = "tg_index_select";
@@ -182,12 +207,10 @@ static tg_tensor *select_along(tg_tensor *x, int axis, const int64_t *idx, int64
 		return NULL;
 	size_t outer, inner, size = tg_dtype_size(x->dtype);
 	split_at(x, axis, &outer, &inner);
-	size_t run = inner * size, A = (size_t)x->shape[axis];
-	const char *X = x->data;
-	char *Y = out->data;
-	for (size_t o = 0; o < outer; o++, X += A * run)
-		for (int64_t i = 0; i < n; i++, Y += run)
-			memcpy(Y, X + (size_t)idx[i] * run, run);
+	size_t run = inner * size;
+	gather_job j = { x->data, out->data, idx, (size_t)n, (size_t)x->shape[axis], run };
+	size_t min = (TG_PAR_MIN * sizeof(float) + run - 1) / run;
+	tg_parallel_for(ctx, outer * (size_t)n, min, 1, gather_part, &j);
 	const double attr[1] = { axis };
 	return tg_op_end(&index_select_op, out, 1, &x, attr, 1, idx);
 }

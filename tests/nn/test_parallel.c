@@ -87,6 +87,10 @@ static void ops_run(tg_dtype dt, int threads, run *r)
 	for (int i = 0; i < 400; i++)
 		rows[i] = (i * 7) % R;
 	tg_tensor *picked = tg_from_i64(ctx, SHAPE(400), rows);
+	int64_t cols[200]; /* columns of every row: runs of one element */
+	for (int i = 0; i < 200; i++)
+		cols[i] = (i * 11) % C;
+	tg_tensor *picked_cols = tg_from_i64(ctx, SHAPE(200), cols);
 
 	tg_tensor *u = tg_add(tg_mul(x, w), x);			  /* (R,C) * (C), flat add */
 	tg_tensor *v = tg_div(tg_mul(u, col), tg_add_scalar(tg_abs(w), 1.0)); /* (R,1), (C) */
@@ -111,6 +115,8 @@ static void ops_run(tg_dtype dt, int threads, run *r)
 		tg_reshape(u, SHAPE(C, R)),
 		/* a gather, its gradient scattered by columns */
 		tg_gather_rows(h, picked),
+		/* a gather along the last axis, split across rows of x */
+		tg_index_select(h, 1, picked_cols),
 	};
 	tg_tensor *loss = tg_cross_entropy_i32(h, labels, R);
 #ifndef __SANITIZE_THREAD__
