@@ -561,31 +561,34 @@ static void accumulate(tg_tensor *x, tg_tensor *g)
 	}
 }
 
-tg_tensor *tg_node_grad_buffer(tg_node *n, int i)
+/* Input i of n when it is a leaf whose own buffer accumulate writes in
+ * place (no history to keep, no walk, no value to check first, a buffer no
+ * forward pass read); NULL otherwise. */
+static tg_tensor *leaf_written_in_place(const tg_node *n, int i)
 {
 	if (!n || (unsigned)i >= (unsigned)n->nin || !n->needs[i])
 		return NULL;
 	tg_tensor *x = n->in[i];
-	tg_ctx *ctx = x->ctx;
-	/* the cases accumulate copies in: a leaf's first gradient of the step */
-	if (x->node || x->grad || ctx->walk || ctx->grad_enabled || ctx->anomaly ||
+	const tg_ctx *ctx = x->ctx;
+	if (x->node || ctx->walk || ctx->grad_enabled || ctx->anomaly ||
 	    (x->grad_store && x->grad_store->consumed))
 		return NULL;
-	return grad_buffer(x);
+	return x;
+}
+
+tg_tensor *tg_node_grad_buffer(tg_node *n, int i)
+{
+	/* the case accumulate copies in: a leaf's first gradient of the step */
+	tg_tensor *x = leaf_written_in_place(n, i);
+	return x && !x->grad ? grad_buffer(x) : NULL;
 }
 
 tg_tensor *tg_node_grad_sum_buffer(tg_node *n, int i)
 {
-	if (!n || (unsigned)i >= (unsigned)n->nin || !n->needs[i])
-		return NULL;
-	tg_tensor *x = n->in[i];
-	tg_ctx *ctx = x->ctx;
-	/* the case accumulate adds in place: a leaf's own buffer holding its
-	 * gradient, no history to keep, no value to check first */
-	if (!x->grad || x->grad != x->grad_store || x->node || ctx->walk || ctx->grad_enabled ||
-	    ctx->anomaly || x->grad_store->consumed)
-		return NULL;
-	return x->grad;
+	/* the case accumulate adds in place: the leaf's own buffer holding its
+	 * gradient */
+	tg_tensor *x = leaf_written_in_place(n, i);
+	return x && x->grad && x->grad == x->grad_store ? x->grad : NULL;
 }
 
 void tg_node_grad_summed(tg_node *n, int i)
