@@ -19,12 +19,12 @@
 /* ---- the shared kernel and public-function shape ------------------------------------ */
 
 /* The sum over i of f(a, b) with a = A[i], b = B[i] in double and the op's
- * attribute p; one function per dtype. The terms go into eight interleaved
- * partial sums (term i into lane i % 8, tg_sum_lanes), not one chain of
- * dependent additions: a regression's loss over a large output took an
- * addition's latency per element. With an AVX-512 copy (doubles of float
- * data fill twice the lanes): huber over (512,784) floats, forward and
- * backward, 320 -> 235 us. */
+ * attribute p; one function per dtype. The terms go into TG_LANES
+ * interleaved partial sums (term i into lane i % TG_LANES, tg_sum_lanes),
+ * not one chain of dependent additions: a regression's loss over a large
+ * output took an addition's latency per element. With an AVX-512 copy
+ * (doubles of float data fill twice the lanes): huber over (512,784)
+ * floats, forward and backward, 320 -> 235 us. */
 typedef double (*loss_kernel)(const void *A, const void *B, size_t n, double p);
 
 #define LOSS_KERNEL(k, f) LOSS_KERNEL_T(k##_f64, double, f) LOSS_KERNEL_T(k##_f32, float, f)
@@ -33,17 +33,17 @@ typedef double (*loss_kernel)(const void *A, const void *B, size_t n, double p);
 	static double name(const void *A_, const void *B_, size_t n, double p)             \
 	{                                                                                  \
 		const T *A = A_, *B = B_;                                                  \
-		double l[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };                                  \
+		double l[TG_LANES] = { 0 };                                                \
 		(void)p;                                                                   \
 		size_t i = 0;                                                              \
-		for (; i + 8 <= n; i += 8)                                                 \
-			for (int k = 0; k < 8; k++) {                                      \
+		for (; i + TG_LANES <= n; i += TG_LANES)                                   \
+			for (int k = 0; k < TG_LANES; k++) {                               \
 				double a = A[i + k], b = B[i + k];                         \
 				l[k] += (f);                                               \
 			}                                                                  \
 		for (; i < n; i++) {                                                       \
 			double a = A[i], b = B[i];                                         \
-			l[i % 8] += (f);                                                   \
+			l[i % TG_LANES] += (f);                                            \
 		}                                                                          \
 		return tg_sum_lanes(l);                                                    \
 	}
@@ -367,7 +367,7 @@ static inline double bce_linear(double x, double t)
 	TG_HOT_LOOP static double name(const void *A_, const void *B_, size_t n, double p) \
 	{                                                                                  \
 		const T *A = A_, *B = B_;                                                  \
-		double l[8] = { 0, 0, 0, 0, 0, 0, 0, 0 }, e[CHUNK];                        \
+		double l[TG_LANES] = { 0 }, e[CHUNK];                                      \
 		(void)p;                                                                   \
 		for (size_t i0 = 0; i0 < n; i0 += CHUNK) {                                 \
 			size_t m = n - i0 < CHUNK ? n - i0 : CHUNK;                        \
@@ -375,17 +375,18 @@ static inline double bce_linear(double x, double t)
 				e[i] = -fabs((double)A[i0 + i]);                           \
 			tg_vmath_exp_f64(e, e, m);                                         \
 			tg_vmath_log1p_f64(e, e, m);                                       \
-			/* CHUNK % 8 == 0: lane i % 8 is lane (i0 + i) % 8; eight  \
-			 * at a time, so that the lanes stay in registers */       \
+			/* CHUNK % TG_LANES == 0: lane i % TG_LANES is lane         \
+			 * (i0 + i) % TG_LANES; TG_LANES at a time, so that the    \
+			 * lanes stay in registers */                              \
 			size_t i = 0;                                                      \
-			for (; i + 8 <= m; i += 8)                                         \
-				for (int k = 0; k < 8; k++) {                              \
+			for (; i + TG_LANES <= m; i += TG_LANES)                           \
+				for (int k = 0; k < TG_LANES; k++) {                       \
 					double a = A[i0 + i + k], b = B[i0 + i + k];       \
 					l[k] += LINEAR(a, b) + e[i + k];                   \
 				}                                                          \
 			for (; i < m; i++) {                                               \
 				double a = A[i0 + i], b = B[i0 + i];                       \
-				l[i % 8] += LINEAR(a, b) + e[i];                           \
+				l[i % TG_LANES] += LINEAR(a, b) + e[i];                    \
 			}                                                                  \
 		}                                                                          \
 		return tg_sum_lanes(l);                                                    \

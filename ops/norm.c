@@ -800,37 +800,41 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
  * (R), so that every pass computes xhat = (x - mean) * inv_std to the same
  * bits. */
 
-/* row_dx's eight lanes of sums, lane k taking the elements j with j % 8 = k:
- * sa[k] += a, saxh[k] += a xh in double, a = dout g and xh = (x - m) s in
- * T, for the whole blocks of eight from j (left at the tail). Written with
- * vectors where the compiler has them, the same operations lane by lane:
- * GCC left the loop of eight scalars unvectorised (vmovss and vmulsd, a
- * quarter of layer_norm and gelu's forward and backward over (256,1024)).
+/* row_dx's TG_LANES lanes of sums, lane k taking the elements j with
+ * j % TG_LANES = k: sa[k] += a, saxh[k] += a xh in double, a = dout g and
+ * xh = (x - m) s in T, for the whole blocks of TG_LANES from j (left at the
+ * tail), as two vectors of eight lanes, the second taking the second eight
+ * elements of each block (one vector of sixteen doubles made GCC spill:
+ * rows of 64 floats 5% slower). Written with vectors where the compiler
+ * has them, the same operations lane by lane: GCC left the loop of eight
+ * scalars unvectorised (vmovss and vmulsd, a quarter of layer_norm and
+ * gelu's forward and backward over (256,1024)).
  * Not under AddressSanitizer, as TG_MAX_LANES (engine/internal.h). */
 #if defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
 #define DX_LANES(T, DOUT, X, G, m, s, d, j, sa, saxh)                                   \
 	do {                                                                            \
 		typedef T tv_ __attribute__((vector_size(8 * sizeof(T))));              \
 		typedef double dv_ __attribute__((vector_size(8 * sizeof(double))));     \
-		dv_ a_sum_ = { 0 }, axh_sum_ = { 0 };                                   \
+		dv_ a_sum_[2] = { { 0 }, { 0 } }, axh_sum_[2] = { { 0 }, { 0 } };       \
 		const T m_ = (m), s_ = (s);                                             \
-		for (; (j) + 8 <= (d); (j) += 8) {                                      \
-			tv_ x_, dy_, g_;                                                \
-			memcpy(&x_, (X) + (j), sizeof x_);                              \
-			memcpy(&dy_, (DOUT) + (j), sizeof dy_);                         \
-			memcpy(&g_, (G) + (j), sizeof g_);                              \
-			tv_ xh_ = (x_ - m_) * s_, a_ = dy_ * g_;                        \
-			dv_ ad_ = __builtin_convertvector(a_, dv_);                     \
-			a_sum_ += ad_;                                                  \
-			axh_sum_ += ad_ * __builtin_convertvector(xh_, dv_);            \
-		}                                                                       \
-		memcpy(sa, &a_sum_, sizeof a_sum_);                                     \
-		memcpy(saxh, &axh_sum_, sizeof axh_sum_);                               \
+		for (; (j) + TG_LANES <= (d); (j) += TG_LANES)                          \
+			for (int h_ = 0; h_ < 2; h_++) {                                \
+				tv_ x_, dy_, g_;                                        \
+				memcpy(&x_, (X) + (j) + 8 * h_, sizeof x_);             \
+				memcpy(&dy_, (DOUT) + (j) + 8 * h_, sizeof dy_);        \
+				memcpy(&g_, (G) + (j) + 8 * h_, sizeof g_);             \
+				tv_ xh_ = (x_ - m_) * s_, a_ = dy_ * g_;                \
+				dv_ ad_ = __builtin_convertvector(a_, dv_);             \
+				a_sum_[h_] += ad_;                                      \
+				axh_sum_[h_] += ad_ * __builtin_convertvector(xh_, dv_); \
+			}                                                               \
+		memcpy(sa, a_sum_, sizeof a_sum_);                                      \
+		memcpy(saxh, axh_sum_, sizeof axh_sum_);                                \
 	} while (0)
 #else
 #define DX_LANES(T, DOUT, X, G, m, s, d, j, sa, saxh)                                   \
-	for (; (j) + 8 <= (d); (j) += 8)                                                \
-		for (int k = 0; k < 8; k++) {                                           \
+	for (; (j) + TG_LANES <= (d); (j) += TG_LANES)                                  \
+		for (int k = 0; k < TG_LANES; k++) {                                    \
 			T xh = ((X)[(j) + k] - (m)) * (s);                              \
 			T a = (DOUT)[(j) + k] * (G)[(j) + k];                           \
 			sa[k] += a;                                                     \
@@ -840,8 +844,8 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 
 #define LAYER_NORM_KERNELS(T, sfx)                                                      \
 	/* st = mean, inv_std = 1 / sqrt(var + eps) of each row; var biased. Each       \
-	 * sum runs in eight interleaved partial sums (lane j % 8), as tg_sum_run's     \
-	 * do, not as one chain of dependent adds. Rows [i0, i1) of r. */               \
+	 * sum runs in TG_LANES interleaved partial sums (lane j % TG_LANES), as        \
+	 * tg_sum_run's do, not as one chain of dependent adds. Rows [i0, i1) of r. */  \
 	TG_HOT_LOOP_WIDE                                                                \
 	static void row_stats_##sfx(const T *X, size_t r, size_t i0, size_t i1,         \
 				    size_t d, double eps, T *st)                        \
@@ -852,16 +856,16 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 			double sum = tg_sum_run_##sfx(0, X, (int64_t)d);                \
 			mean[i] = (T)(isinf(sum) ? scaled_mean(X, sizeof(T) == 8, 1, d, d, sum) \
 						 : sum / (double)d);                    \
-			double v[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };                       \
+			double v[TG_LANES] = { 0 };                                     \
 			size_t j = 0;                                                   \
-			for (; j + 8 <= d; j += 8)                                      \
-				for (int k = 0; k < 8; k++) {                           \
+			for (; j + TG_LANES <= d; j += TG_LANES)                        \
+				for (int k = 0; k < TG_LANES; k++) {                    \
 					double c = X[j + k] - mean[i];                  \
 					v[k] += c * c;                                  \
 				}                                                       \
 			for (; j < d; j++) {                                            \
 				double c = X[j] - mean[i];                              \
-				v[j % 8] += c * c;                                      \
+				v[j % TG_LANES] += c * c;                               \
 			}                                                               \
 			/* less the square of the mean's rounding to T */               \
 			double off = sum / (double)d - mean[i];                         \
@@ -898,15 +902,14 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 		DOUT += i0 * d;                                                         \
 		DX += i0 * d;                                                           \
 		for (size_t i = i0; i < i1; i++, X += d, DOUT += d, DX += d) {          \
-			double sa[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };                      \
-			double saxh[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };                    \
+			double sa[TG_LANES] = { 0 }, saxh[TG_LANES] = { 0 };            \
 			size_t j = 0;                                                   \
 			DX_LANES(T, DOUT, X, G, mean[i], inv_std[i], d, j, sa, saxh);   \
 			for (; j < d; j++) {                                            \
 				T xh = (X[j] - mean[i]) * inv_std[i];                   \
 				T a = DOUT[j] * G[j];                                   \
-				sa[j % 8] += a;                                         \
-				saxh[j % 8] += (double)a * xh;                          \
+				sa[j % TG_LANES] += a;                                  \
+				saxh[j % TG_LANES] += (double)a * xh;                   \
 			}                                                               \
 			T ma = (T)(tg_sum_lanes(sa) / (double)d);                       \
 			T maxh = (T)(tg_sum_lanes(saxh) / (double)d);                   \

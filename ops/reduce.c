@@ -171,7 +171,7 @@ MAX_SHARE_KERNEL(max_share_f32, float, max_run_f32)
  * all elements, or along an axis with nothing outside it) of more than
  * SUM_BLOCK elements is summed in fixed blocks whose sums are then added in
  * order: the blocks depend on the length alone, so the result has the same
- * bits for every thread count. (Runs are summed by tg_sum_run, in eight
+ * bits for every thread count. (Runs are summed by tg_sum_run, in sixteen
  * interleaved partial sums.) */
 
 enum { SUM_BLOCK = 32768, MAX_BLOCKS = 64 };

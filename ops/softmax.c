@@ -5,7 +5,7 @@
  * Shapes: x is (..., K), K = classes; logits are (N,K), N = batch. Each row
  * is shifted by its maximum before exponentiating, so logits of any size
  * give finite values; sums are accumulated in double for both dtypes, in
- * eight interleaved partial sums, and the maximum in sixteen running ones
+ * sixteen interleaved partial sums, and the maximum in sixteen running ones
  * (internal.h), so that a long row is not one chain of dependent adds. The
  * backward rules are written with ops on the node's saved tensors, so they
  * can be recorded for second order. The exponentials are SLEEF's over a
