@@ -872,20 +872,47 @@ static const double PHI_P[12] = {
 	-2.2051074910676114,  0.9913575936458079,  -0.17875724325422204,
 };
 
-/* a = P(t) - u^2 and t of each x, for the exp */
+/* a = P(t) - u^2 and t of each x, for the exp, with MAD(a, b, c) = a b + c:
+ * rounded twice (the baseline's and the AVX copies', which have no FMA) or
+ * once (fma). */
+#define PHI_ARGS_LOOP(MAD)                                                              \
+	for (size_t i = 0; i < m; i++) {                                                \
+		double u = fabs((double)X[i]) * INV_SQRT_2;                             \
+		double t = 2 / (2 + u);                                                 \
+		double p = MAD(MAD(MAD(MAD(MAD(PHI_P[11], t, PHI_P[10]), t, PHI_P[9]), t, \
+					PHI_P[8]), t, PHI_P[7]), t, PHI_P[6]);           \
+		p = MAD(MAD(MAD(MAD(MAD(MAD(p, t, PHI_P[5]), t, PHI_P[4]), t, PHI_P[3]), t, \
+				PHI_P[2]), t, PHI_P[1]), t, PHI_P[0]);                   \
+		A[i] = MAD(-u, u, p);                                                   \
+		T[i] = t;                                                               \
+	}
+#define PHI_MUL_ADD(a, b, c) ((a) * (b) + (c))
+
 TG_HOT_LOOP_WIDE static void phi_args_f32(const float *X, double *A, double *T, size_t m)
 {
-	for (size_t i = 0; i < m; i++) {
-		double u = fabs((double)X[i]) * INV_SQRT_2;
-		double t = 2 / (2 + u);
-		double p = ((((PHI_P[11] * t + PHI_P[10]) * t + PHI_P[9]) * t + PHI_P[8]) * t +
-			    PHI_P[7]) * t + PHI_P[6];
-		p = (((((p * t + PHI_P[5]) * t + PHI_P[4]) * t + PHI_P[3]) * t + PHI_P[2]) * t +
-		     PHI_P[1]) * t + PHI_P[0];
-		A[i] = p - u * u;
-		T[i] = t;
-	}
+	PHI_ARGS_LOOP(PHI_MUL_ADD)
 }
+
+/* The same with fused multiply-adds, for CPUs that have them (vmath.h's
+ * AVX2 and AVX-512 levels): 12 operations where the loop above has 24.
+ * Phi differs from the loop without FMA in one float of 32 million spread
+ * over [-15, 10] (the fit's 1.1e-8 dwarfs either rounding). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define PHI_FMA 1
+__attribute__((target("avx512f,fma"))) static void phi_args_f32_avx512(const float *X, double *A,
+								    double *T, size_t m)
+{
+	PHI_ARGS_LOOP(__builtin_fma)
+}
+
+__attribute__((target("avx2,fma"))) static void phi_args_f32_avx2(const float *X, double *A,
+								 double *T, size_t m)
+{
+	PHI_ARGS_LOOP(__builtin_fma)
+}
+#else
+#define PHI_FMA 0
+#endif
 
 /* Phi from a's exp and t, rounded to float */
 TG_HOT_LOOP_WIDE static void phi_values_f32(const float *X, const double *E, const double *T,
@@ -901,7 +928,15 @@ TG_HOT_LOOP_WIDE static void phi_values_f32(const float *X, const double *E, con
 static void phi_chunk_f32(const float *X, float *Phi, size_t m)
 {
 	double a[CHUNK], t[CHUNK];
-	phi_args_f32(X, a, t, m);
+#if PHI_FMA
+	int level = tg_vmath_level();
+	if (level == TG_VMATH_AVX512)
+		phi_args_f32_avx512(X, a, t, m);
+	else if (level == TG_VMATH_AVX2)
+		phi_args_f32_avx2(X, a, t, m);
+	else
+#endif
+		phi_args_f32(X, a, t, m);
 	tg_vmath_exp_f64(a, a, m);
 	phi_values_f32(X, a, t, Phi, m);
 }
