@@ -186,6 +186,7 @@ typedef struct reduce_job {
 	bool by_col;	  /* parts are columns of inner (every slice), else slices */
 	size_t block;	  /* blocked run: elements per block */
 	double *partial;  /* blocked run: one sum per block */
+	int64_t parts;	  /* slice groups: their number, each with its own acc */
 } reduce_job;
 
 static void sum_part(void *arg, size_t lo, size_t hi)
@@ -205,6 +206,23 @@ static void sum_part(void *arg, size_t lo, size_t hi)
 		sum_axis_f32(j->v, j->X, j->Y, j->scale, j->acc, o0, o1, i0, i1);
 }
 
+/* Groups [lo, hi) of slices: group g takes slices [g outer / parts,
+ * (g + 1) outer / parts), adding its rows into its own inner doubles of
+ * acc. */
+static void group_part(void *arg, size_t lo, size_t hi)
+{
+	const reduce_job *j = arg;
+	const int64_t in = j->v.inner;
+	for (int64_t g = (int64_t)lo; g < (int64_t)hi; g++) {
+		int64_t o0 = g * j->v.outer / j->parts, o1 = (g + 1) * j->v.outer / j->parts;
+		double *acc = j->acc + g * in;
+		if (j->f64)
+			sum_axis_f64(j->v, j->X, j->Y, j->scale, acc, o0, o1, 0, in);
+		else
+			sum_axis_f32(j->v, j->X, j->Y, j->scale, acc, o0, o1, 0, in);
+	}
+}
+
 TG_HOT_LOOP static void block_part(void *arg, size_t lo, size_t hi)
 {
 	const reduce_job *j = arg;
@@ -216,11 +234,11 @@ TG_HOT_LOOP static void block_part(void *arg, size_t lo, size_t hi)
 	}
 }
 
-/* Y = scale * sum of x over v's n, split across ctx's threads. */
-static void sum_axis(tg_ctx *ctx, view v, const tg_tensor *x, void *Y, double scale,
-		     double *acc)
+/* Y = scale * sum of x over v's n, split across ctx's threads; false
+ * after recording a failed allocation. */
+static bool sum_axis(tg_ctx *ctx, view v, const tg_tensor *x, void *Y, double scale)
 {
-	reduce_job j = { v, x->data, Y, scale, acc, x->dtype == TG_F64, false, 0, NULL };
+	reduce_job j = { v, x->data, Y, scale, NULL, x->dtype == TG_F64, false, 0, NULL, 0 };
 	size_t total = x->numel;
 	if (v.outer == 1 && v.inner == 1 && total > SUM_BLOCK) {
 		double partial[MAX_BLOCKS];
@@ -236,16 +254,33 @@ static void sum_axis(tg_ctx *ctx, view v, const tg_tensor *x, void *Y, double sc
 			*(double *)Y = s * scale;
 		else
 			*(float *)Y = (float)(s * scale);
-		return;
+		return true;
 	}
 	if (v.inner == 1) { /* runs: split the slices */
 		size_t per = (size_t)v.n, min = (TG_PAR_MIN + per - 1) / per;
 		tg_parallel_for(ctx, (size_t)v.outer, min > 2 ? min : 2, 1, sum_part, &j);
-	} else { /* split the columns, each part with its own stretch of acc */
-		j.by_col = true;
-		size_t per = total / (size_t)v.inner, min = (TG_PAR_MIN + per - 1) / per;
-		tg_parallel_for(ctx, (size_t)v.inner, min > 16 ? min : 16, 8, sum_part, &j);
+		return true;
 	}
+	/* Slices of rows (an axis in the middle): groups of whole slices, as
+	 * many as the parts a loop this long is cut into, when there are that
+	 * many slices, each group with inner doubles of its own; the columns
+	 * split instead reads a stretch of every row, and at 2 threads the sum
+	 * of (64,512,64) over its middle axis took longer than at 1. */
+	int parts = tg_parallel_parts(ctx, total, TG_PAR_MIN);
+	if (parts > 1 && v.outer >= parts) {
+		j.parts = parts;
+		if (!(j.acc = tg_arena_alloc(ctx, (size_t)parts * (size_t)v.inner * sizeof(double))))
+			return false;
+		tg_parallel_for(ctx, (size_t)parts, 2, 1, group_part, &j);
+		return true;
+	}
+	/* else the columns, each part with its own stretch of acc */
+	if (!(j.acc = tg_arena_alloc(ctx, (size_t)v.inner * sizeof(double))))
+		return false;
+	j.by_col = true;
+	size_t per = total / (size_t)v.inner, min = (TG_PAR_MIN + per - 1) / per;
+	tg_parallel_for(ctx, (size_t)v.inner, min > 16 ? min : 16, 8, sum_part, &j);
+	return true;
 }
 
 typedef struct max_job {
@@ -352,10 +387,8 @@ static tg_tensor *reduce(const tg_op *op, const char *who, int kind, bool mean,
 	view v = view_of(x, a);
 	double scale = mean ? 1.0 / (double)v.n : 1.0;
 	if (kind == SUM) {
-		double *acc = NULL;
-		if (v.inner > 1 && !(acc = tg_arena_alloc(ctx, (size_t)v.inner * sizeof(double))))
+		if (!sum_axis(ctx, v, x, out->data, scale))
 			return NULL;
-		sum_axis(ctx, v, x, out->data, scale, acc);
 	} else {
 		max_axis(ctx, v, x, out->data);
 	}

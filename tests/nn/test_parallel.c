@@ -108,8 +108,10 @@ static void ops_run(tg_dtype dt, int threads, run *r)
 		tg_sum_axis(h, 0, false), tg_mean_axis(h, 1, true), tg_max_axis(h, 0, false),
 		tg_max_axis(h, 1, false), tg_sum(h),		    tg_mean(u),
 		tg_softmax(h),		  tg_log_softmax(h),
-		/* (30, 10, 257) along the middle axis: slices and columns both */
+		/* along the middle axis: (30, 10, 257) split into groups of whole
+		 * slices, (3, 100, 257) into columns (fewer slices than parts) */
 		tg_sum_axis(tg_reshape(h, SHAPE(30, 10, C)), 1, false),
+		tg_sum_axis(tg_reshape(h, SHAPE(3, 100, C)), 1, true),
 		tg_max_axis(tg_reshape(h, SHAPE(30, 10, C)), 1, true),
 		/* a reshape's copy, split by bytes */
 		tg_reshape(u, SHAPE(C, R)),
