@@ -113,6 +113,9 @@ static void ops_run(tg_dtype dt, int threads, run *r)
 		tg_sum_axis(tg_reshape(h, SHAPE(30, 10, C)), 1, false),
 		tg_sum_axis(tg_reshape(h, SHAPE(3, 100, C)), 1, true),
 		tg_max_axis(tg_reshape(h, SHAPE(30, 10, C)), 1, true),
+		/* the losses' sums, in blocks split across the threads */
+		tg_mse(u, h), tg_l1(u, h), tg_huber(u, h, 1.0),
+		tg_bce_with_logits(h, tg_sigmoid(u)),
 		/* a reshape's copy, split by bytes */
 		tg_reshape(u, SHAPE(C, R)),
 		/* a gather, its gradient scattered by columns */

@@ -275,43 +275,56 @@ static void losses_match_their_formulas_on_random_data_in_f64(void **state)
 	tg_ctx_free(rng);
 }
 
-/* Long inputs, whose terms the kernels add in eight interleaved partial
- * sums: 1 003 of them (125 whole rounds of eight and a tail of three; bce
- * in chunks of 256) against the same terms summed in long double, every
- * loss, f64; the terms are computed here as the kernels compute them, so
- * only the summation can differ. */
+/* Long inputs, whose terms the kernels add in sixteen interleaved partial
+ * sums: 1 003 of them (62 whole rounds of sixteen and a tail of eleven; bce
+ * in chunks of 256), and 100 003, which are summed in four blocks of
+ * 32 768 (the last one short) split across the threads, at 1 and 2
+ * threads, against the same terms summed in long double, every loss, f64;
+ * the terms are computed here as the kernels compute them, so only the
+ * summation can differ. */
 static void long_losses_sum_their_terms_to_long_double_accuracy(void **state)
 {
 	(void)state;
-	enum { M = 1003 };
-	tg_ctx *ctx = tg_ctx_new(13);
-	double *a = malloc(M * sizeof *a), *b = malloc(M * sizeof *b);
-	assert_non_null(a);
-	assert_non_null(b);
+	static const int lengths[2] = { 1003, 100003 };
 	static const loss_fn fns[4] = { mse, l1, huber, bce };
 	static const char *const names[4] = { "mse", "l1", "huber 1.5", "bce" };
-	for (int k = 0; k < 4; k++) {
-		for (int i = 0; i < M; i++) {
-			a[i] = (k == 3 ? 4 : 2) * tg_random_normal(ctx);
-			b[i] = k == 3 ? tg_random_uniform(ctx) : 2 * tg_random_normal(ctx);
+	tg_ctx *ctx = tg_ctx_new(13);
+	double *a = malloc(100003 * sizeof *a), *b = malloc(100003 * sizeof *b);
+	assert_non_null(a);
+	assert_non_null(b);
+	for (int l = 0; l < 2; l++)
+		for (int k = 0; k < 4; k++) {
+			const int M = lengths[l];
+			for (int i = 0; i < M; i++) {
+				a[i] = (k == 3 ? 4 : 2) * tg_random_normal(ctx);
+				b[i] = k == 3 ? tg_random_uniform(ctx) : 2 * tg_random_normal(ctx);
+			}
+			long double want = 0;
+			for (int i = 0; i < M; i++) {
+				double d = a[i] - b[i], ad = fabs(d);
+				want += k == 0	 ? d * d
+					: k == 1 ? ad
+					: k == 2 ? (ad <= 1.5 ? d * d / 2 : 1.5 * (ad - 0.75))
+						 : (a[i] > 0 ? a[i] : 0) - a[i] * b[i] +
+							   log1p(exp(-fabs(a[i])));
+			}
+			double mean = (double)(want / M), got[2];
+			const int64_t shape[1] = { M };
+			for (int t = 0; t < 2; t++) {
+				tg_set_threads(ctx, t + 1);
+				tg_tensor *y = fns[k](tg_from_f64(ctx, TG_F64, 1, shape, a),
+						      tg_from_f64(ctx, TG_F64, 1, shape, b), 1.5);
+				assert_ctx_ok(ctx);
+				got[t] = tg_item(y);
+				tg_reset(ctx);
+			}
+			print_message("%s over %d: %.17g, long double %.17g\n", names[k], M, got[0],
+				      mean);
+			check(names[k], &got[0], &mean, 1, 4e-15);
+			if (memcmp(&got[0], &got[1], sizeof got[0]))
+				fail_msg("%s over %d: %.17g at 1 thread, %.17g at 2", names[k], M,
+					 got[0], got[1]);
 		}
-		long double want = 0;
-		for (int i = 0; i < M; i++) {
-			double d = a[i] - b[i], ad = fabs(d);
-			want += k == 0   ? d * d
-				: k == 1 ? ad
-				: k == 2 ? (ad <= 1.5 ? d * d / 2 : 1.5 * (ad - 0.75))
-					 : (a[i] > 0 ? a[i] : 0) - a[i] * b[i] + log1p(exp(-fabs(a[i])));
-		}
-		const int64_t shape[1] = { M };
-		tg_tensor *y = fns[k](tg_from_f64(ctx, TG_F64, 1, shape, a),
-				      tg_from_f64(ctx, TG_F64, 1, shape, b), 1.5);
-		assert_ctx_ok(ctx);
-		double got = tg_item(y), mean = (double)(want / M);
-		print_message("%s over %d: %.17g, long double %.17g\n", names[k], M, got, mean);
-		check(names[k], &got, &mean, 1, 4e-15);
-		tg_reset(ctx);
-	}
 	free(a);
 	free(b);
 	tg_ctx_free(ctx);
