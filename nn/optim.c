@@ -453,14 +453,57 @@ static double sum_sq_lanes(const double l[SQ_LANES])
 DEFINE_SUM_SQ(double, sum_sq_double)
 DEFINE_SUM_SQ(float, sum_sq_float)
 
-static double sum_sq(const tg_tensor *p, const tg_tensor *g, double wd, double k)
+/* The sum of squares of elements [lo, lo + n) of p (and g). */
+static double sum_sq_run(const tg_tensor *p, const tg_tensor *g, double wd, double k, size_t lo,
+			 size_t n)
+{
+	if (tg_dtype_of(p) == TG_F64)
+		return g ? sum_sq_double(n, (const double *)tg_data(p) + lo,
+					 (const double *)tg_data(g) + lo, wd, k)
+			 : sum_sq_double_nograd(n, (const double *)tg_data(p) + lo, wd, k);
+	return g ? sum_sq_float(n, (const float *)tg_data(p) + lo, (const float *)tg_data(g) + lo,
+				(float)wd, k)
+		 : sum_sq_float_nograd(n, (const float *)tg_data(p) + lo, (float)wd, k);
+}
+
+/* A parameter of more than SQ_BLOCK elements is summed in fixed blocks (at
+ * most SQ_MAX_BLOCKS, their size set by its length alone), split across
+ * the context's threads, and the blocks' sums added in order: the same
+ * bits at every thread count, as the losses' sums (ops/loss.c). */
+enum { SQ_BLOCK = 32768, SQ_MAX_BLOCKS = 64 };
+
+typedef struct sq_job {
+	const tg_tensor *p, *g;
+	double wd, k;
+	size_t n, block;
+	double *partial;
+} sq_job;
+
+static void sq_part(void *arg, size_t lo, size_t hi)
+{
+	const sq_job *j = arg;
+	for (size_t b = lo; b < hi; b++) {
+		size_t s = b * j->block, m = j->n - s < j->block ? j->n - s : j->block;
+		j->partial[b] = sum_sq_run(j->p, j->g, j->wd, j->k, s, m);
+	}
+}
+
+static double sum_sq(const tg_optim *o, const tg_tensor *p, const tg_tensor *g, double wd,
+		     double k)
 {
 	size_t n = tg_numel(p);
-	if (tg_dtype_of(p) == TG_F64)
-		return g ? sum_sq_double(n, tg_data(p), tg_data(g), wd, k)
-			 : sum_sq_double_nograd(n, tg_data(p), wd, k);
-	return g ? sum_sq_float(n, tg_data(p), tg_data(g), (float)wd, k)
-		 : sum_sq_float_nograd(n, tg_data(p), (float)wd, k);
+	if (n <= SQ_BLOCK)
+		return sum_sq_run(p, g, wd, k, 0, n);
+	size_t block = (n + SQ_MAX_BLOCKS - 1) / SQ_MAX_BLOCKS;
+	block = block > SQ_BLOCK ? (block + SQ_LANES - 1) / SQ_LANES * SQ_LANES : SQ_BLOCK;
+	double partial[SQ_MAX_BLOCKS];
+	sq_job j = { p, g, wd, k, n, block, partial };
+	size_t nb = (n + block - 1) / block;
+	tg_parallel_for(o->ctx, nb, 2, 1, sq_part, &j);
+	double s = 0;
+	for (size_t b = 0; b < nb; b++)
+		s += partial[b];
+	return s;
 }
 
 /* Whether a step updates params[i] when it has no gradient: never while it
@@ -479,7 +522,7 @@ static double sum_sq_all(const tg_optim *o, double k)
 	for (size_t i = 0; i < o->n; i++) {
 		tg_tensor *g = tg_grad(o->p[i]);
 		if (g || updates_without_grad(o, i))
-			total += sum_sq(o->p[i], g, o->decay[i] ? o->o.weight_decay : 0, k);
+			total += sum_sq(o, o->p[i], g, o->decay[i] ? o->o.weight_decay : 0, k);
 	}
 	return total;
 }

@@ -310,57 +310,70 @@ static void clipping_survives_gradients_whose_squares_overflow(void **state)
 }
 
 /* The global norm over parameters of many elements (not a multiple of the
- * summing loops' width), with weight decay on some, in both dtypes: the
- * norm of each g + wd p (in the parameter's dtype) as a plain sum in long
- * double gives, to rounding. One parameter takes no part in the loss: in
- * a resumed run (its count restored, no gradient buffer yet) it counts as
- * a gradient of zeros plus its decay. */
+ * summing loops' width; 100 003 are summed in four blocks split across the
+ * threads), with weight decay on some, in both dtypes, at 1 and 2 threads:
+ * the norm of each g + wd p (in the parameter's dtype) as a plain sum in
+ * long double gives, to rounding, and both thread counts the same bits. One
+ * parameter takes no part in the loss: in a resumed run (its count
+ * restored, no gradient buffer yet) it counts as a gradient of zeros plus
+ * its decay. */
 static void grad_norm_of_large_parameters_is_the_plain_sum(void **state)
 {
 	(void)state;
-	enum { NP = 3 };
-	const int64_t len[NP] = {1003, 16, 13};
-	const bool dec[NP] = {true, false, true};
+	enum { NP = 4 };
+	const int64_t len[NP] = {1003, 100003, 16, 13};
+	const bool dec[NP] = {true, true, false, true};
 	const double wd = 0.25;
 	for (int f64 = 0; f64 < 2; f64++) {
-		tg_dtype dt = f64 ? TG_F64 : TG_F32;
-		tg_ctx *ctx = tg_ctx_new(SEED);
-		tg_tensor *p[NP], *g[NP];
-		for (int i = 0; i < NP; i++) {
-			p[i] = tg_set_decay(tg_param(tg_randn(ctx, dt, SHAPE(len[i]), 0, 1)), dec[i]);
-			g[i] = tg_keep(tg_randn(ctx, dt, SHAPE(len[i]), 0, 1));
+		double norms[2][2];
+		for (int threads = 1; threads <= 2; threads++) {
+			tg_dtype dt = f64 ? TG_F64 : TG_F32;
+			tg_ctx *ctx = tg_ctx_new(SEED);
+			tg_set_threads(ctx, threads);
+			tg_tensor *p[NP], *g[NP];
+			for (int i = 0; i < NP; i++) {
+				p[i] = tg_set_decay(tg_param(tg_randn(ctx, dt, SHAPE(len[i]), 0, 1)),
+						    dec[i]);
+				g[i] = tg_keep(tg_randn(ctx, dt, SHAPE(len[i]), 0, 1));
+			}
+			tg_optim_opts o = tg_optim_defaults(TG_SGD);
+			o.weight_decay = wd;
+			tg_optim *opt = tg_optim_new(ctx, p, NP, &o);
+			assert_non_null(opt);
+			tg_optim_set_steps(opt, 1);
+			for (int step = 0; step < 2; step++) {
+				int used = NP - 1; /* p[3] left out */
+				long double want = 0;
+				for (int i = 0; i < NP; i++)
+					for (int64_t k = 0; k < len[i]; k++) {
+						double gk = i < used ? tg_get(g[i], k) : 0;
+						double pk = dec[i] ? tg_get(p[i], k) : 0;
+						double x = f64 ? gk + wd * pk
+							       : (double)((float)gk +
+									  (float)wd * (float)pk);
+						want += (long double)x * x;
+					}
+				tg_tensor *loss = tg_sum(tg_mul(p[0], g[0]));
+				for (int i = 1; i < used; i++)
+					loss = tg_add(loss, tg_sum(tg_mul(p[i], g[i])));
+				tg_optim_zero_grad(opt);
+				assert_int_equal(tg_backward(loss), 0);
+				assert_int_equal(tg_optim_step(opt), 0);
+				double got = tg_optim_grad_norm(opt), w = (double)sqrtl(want);
+				if (!(fabs(got - w) <= 1e-14 * w))
+					fail_msg("%s step %d, %d threads: norm %.17g, plain sum %.17g",
+						 f64 ? "f64" : "f32", step, threads, got, w);
+				norms[threads - 1][step] = got;
+				tg_reset(ctx);
+			}
+			assert_ctx_ok(ctx);
+			tg_optim_free(opt);
+			tg_ctx_free(ctx);
 		}
-		tg_optim_opts o = tg_optim_defaults(TG_SGD);
-		o.weight_decay = wd;
-		tg_optim *opt = tg_optim_new(ctx, p, NP, &o);
-		assert_non_null(opt);
-		tg_optim_set_steps(opt, 1);
-		for (int step = 0; step < 2; step++) {
-			int used = NP - 1; /* p[2] left out */
-			long double want = 0;
-			for (int i = 0; i < NP; i++)
-				for (int64_t k = 0; k < len[i]; k++) {
-					double gk = i < used ? tg_get(g[i], k) : 0;
-					double pk = dec[i] ? tg_get(p[i], k) : 0;
-					double x = f64 ? gk + wd * pk
-						       : (double)((float)gk + (float)wd * (float)pk);
-					want += (long double)x * x;
-				}
-			tg_tensor *loss = tg_sum(tg_mul(p[0], g[0]));
-			for (int i = 1; i < used; i++)
-				loss = tg_add(loss, tg_sum(tg_mul(p[i], g[i])));
-			tg_optim_zero_grad(opt);
-			assert_int_equal(tg_backward(loss), 0);
-			assert_int_equal(tg_optim_step(opt), 0);
-			double got = tg_optim_grad_norm(opt), w = (double)sqrtl(want);
-			if (!(fabs(got - w) <= 1e-14 * w))
-				fail_msg("%s step %d: norm %.17g, plain sum %.17g", f64 ? "f64" : "f32",
-					 step, got, w);
-			tg_reset(ctx);
-		}
-		assert_ctx_ok(ctx);
-		tg_optim_free(opt);
-		tg_ctx_free(ctx);
+		if (memcmp(norms[0], norms[1], sizeof norms[0]))
+			fail_msg("%s: norms %.17g, %.17g at 1 thread, %.17g, %.17g at 2",
+				 f64 ? "f64" : "f32", norms[0][0], norms[0][1], norms[1][0],
+				 norms[1][1]);
 	}
 }
 
