@@ -941,38 +941,41 @@ static void end_touched(tg_ctx *ctx, const tg_tensor *y)
 	}
 }
 
-int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags)
+/* tg_backward_ex's walk, its errors named who (the function the caller
+ * called). */
+static int backward(const char *who, tg_tensor *y, tg_tensor *dy, unsigned flags)
 {
 	tg_tensor *in[2] = { y, dy };
-	tg_ctx *ctx = tg_op_begin("tg_backward", dy ? 2 : 1, in);
+	tg_ctx *ctx = tg_op_begin(who, dy ? 2 : 1, in);
 	if (!ctx)
 		return -1;
 	char a[TG_SHAPE_STR], b[TG_SHAPE_STR];
 	if (flags & ~(unsigned)TG_CREATE_GRAPH) {
-		tg_fail(ctx, TG_EARG, "tg_backward: unknown flags 0x%x (TG_CREATE_GRAPH is the one)",
+		tg_fail(ctx, TG_EARG, "%s: unknown flags 0x%x (TG_CREATE_GRAPH is the one)", who,
 			flags);
 		return -1;
 	}
 	if (ctx->in_backward) {
 		/* it would clear the gradients the walk under way is handing on */
 		tg_fail(ctx, TG_EARG,
-			"tg_backward: called during another walk (from a backward rule or the "
-			"grad_ready hook)");
+			"%s: called during another walk (from a backward rule or the "
+			"grad_ready hook)",
+			who);
 		return -1;
 	}
 	if (!y->requires_grad && !ctx->grad_enabled) {
 		tg_fail(ctx, TG_EARG,
-			"tg_backward: the output %s has no history because grad mode is off "
+			"%s: the output %s has no history because grad mode is off "
 			"(tg_set_grad_enabled): ops recorded nothing",
-			tg_shape_fmt(y->ndim, y->shape, a));
+			who, tg_shape_fmt(y->ndim, y->shape, a));
 		return -1;
 	}
 	if (!y->requires_grad) {
 		tg_fail(ctx, TG_EARG,
-			"tg_backward: the output %s has no history: it does not depend on any "
+			"%s: the output %s has no history: it does not depend on any "
 			"tensor that requires a gradient (a tg_param, or one marked with "
 			"tg_set_requires_grad), or it was made with grad mode off",
-			tg_shape_fmt(y->ndim, y->shape, a));
+			who, tg_shape_fmt(y->ndim, y->shape, a));
 		return -1;
 	}
 	/* a dy given by the caller may be a leaf's gradient buffer (below) */
@@ -980,16 +983,16 @@ int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags)
 	if (!dy) {
 		if (y->numel != 1) {
 			tg_fail(ctx, TG_ESHAPE,
-				"tg_backward: the output has shape %s; a non-scalar output needs "
+				"%s: the output has shape %s; a non-scalar output needs "
 				"an upstream gradient (tg_backward_ex)",
-				tg_shape_fmt(y->ndim, y->shape, a));
+				who, tg_shape_fmt(y->ndim, y->shape, a));
 			return -1;
 		}
 		dy = tg_ones(ctx, y->dtype, y->ndim, y->shape);
 		if (!dy)
 			return -1;
 	} else if (!tg_same_shape(y, dy)) {
-		tg_fail(ctx, TG_ESHAPE, "tg_backward: output %s and upstream gradient %s differ",
+		tg_fail(ctx, TG_ESHAPE, "%s: output %s and upstream gradient %s differ", who,
 			tg_shape_fmt(y->ndim, y->shape, a), tg_shape_fmt(dy->ndim, dy->shape, b));
 		return -1;
 	}
@@ -1001,7 +1004,7 @@ int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags)
 			if (n->in[i]->grad_lost && n->needs[i])
 				lost = n->in[i];
 	if (lost) {
-		grad_lost_failed("tg_backward", lost);
+		grad_lost_failed(who, lost);
 		return -1;
 	}
 	for (tg_node *n = ctx->tape; n; n = n->prev) {
@@ -1026,22 +1029,22 @@ int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags)
 	uint64_t gen = ctx->gen;
 	for (tg_node *n = y->node; n && ctx->status == TG_OK; n = n->prev) {
 		if (n->out->grad) {
-			if (!versions_intact("tg_backward", n))
+			if (!versions_intact(who, n))
 				break;
 			n->op->backward(n, n->out->grad);
-			if (step_ended(ctx, gen, "tg_backward", n->op))
+			if (step_ended(ctx, gen, who, n->op))
 				break;
 		}
 		if (hook && ctx->grad_ready) {
 			report_ready(ctx, n);
-			if (step_ended(ctx, gen, "tg_backward", NULL))
+			if (step_ended(ctx, gen, who, NULL))
 				break;
 		}
 	}
 	/* y a leaf: no node hands it more than dy, so its gradient is final now */
 	if (hook && !y->node && ctx->grad_ready && ctx->status == TG_OK) {
 		ctx->grad_ready(y, ctx->grad_ready_user);
-		step_ended(ctx, gen, "tg_backward", NULL);
+		step_ended(ctx, gen, who, NULL);
 	}
 	if (hook && (ctx->status != TG_OK || !ctx->grad_ready)) {
 		if (ctx->gen == gen) {
@@ -1060,9 +1063,14 @@ int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags)
 	return ctx->status == TG_OK ? 0 : -1;
 }
 
+int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags)
+{
+	return backward("tg_backward_ex", y, dy, flags);
+}
+
 int tg_backward(tg_tensor *y)
 {
-	return tg_backward_ex(y, NULL, 0);
+	return backward("tg_backward", y, NULL, 0);
 }
 
 /* ---- gradients of chosen inputs ------------------------------------------------------- */

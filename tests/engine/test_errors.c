@@ -235,7 +235,15 @@ static void random_draws_thread_counts_and_flags_take_out_of_range_arguments(voi
 	/* and backward's flags */
 	tg_tensor *x = tg_param(tg_ones(ctx, TG_F64, 1, (int64_t[]){ 2 }));
 	assert_int_equal(tg_backward_ex(tg_sum(x), NULL, 4), -1);
-	assert_error(ctx, TG_EARG, "tg_backward: unknown flags 0x4");
+	assert_error(ctx, TG_EARG, "tg_backward_ex: unknown flags 0x4");
+	tg_clear_error(ctx);
+	/* each entry point names itself */
+	tg_tensor *three = tg_ones(ctx, TG_F64, 1, (int64_t[]){ 3 });
+	assert_int_equal(tg_backward_ex(tg_mul_scalar(x, 2), three, 0), -1);
+	assert_error(ctx, TG_ESHAPE, "tg_backward_ex: output (2,) and upstream gradient (3,) differ");
+	tg_clear_error(ctx);
+	assert_int_equal(tg_backward(tg_mul_scalar(x, 2)), -1);
+	assert_error(ctx, TG_ESHAPE, "tg_backward: the output has shape (2,); a non-scalar output");
 	tg_ctx_free(ctx);
 }
 
