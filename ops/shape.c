@@ -585,7 +585,11 @@ int tg_split(tg_tensor *x, int axis, int n, const int64_t *sizes, tg_tensor **ou
 		return -1;
 	char buf[TG_SHAPE_STR];
 	const int64_t len = x->shape[a];
-	if (n < 1 || (!sizes && len % n != 0)) {
+	if (n < 1) {
+		tg_fail(ctx, TG_EARG, "%s: n is %d; the number of parts must be 1 or more", who, n);
+		return -1;
+	}
+	if (!sizes && len % n != 0) {
 		tg_fail(ctx, TG_EARG, "%s: axis %d of x %s (size %lld) does not split into %d equal "
 				      "parts",
 			who, axis, tg_shape_fmt(x->ndim, x->shape, buf), (long long)len, n);

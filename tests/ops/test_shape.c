@@ -878,7 +878,11 @@ static void split_rejects_parts_that_do_not_fit(void **state)
 	assert_error(ctx, TG_EARG, "tg_split: sizes[1] is 0; each must be in [1, 6]");
 	tg_clear_error(ctx);
 	assert_int_equal(tg_split(x, 0, 0, NULL, p), -1);
-	assert_error(ctx, TG_EARG, "tg_split: axis 0 of x (2,6) (size 2) does not split into 0");
+	assert_error(ctx, TG_EARG, "tg_split: n is 0; the number of parts must be 1 or more");
+	tg_clear_error(ctx);
+	/* with sizes too: n, not the sizes, is what is wrong */
+	assert_int_equal(tg_split(x, 1, -2, (int64_t[]){ 3, 3 }, p), -1);
+	assert_error(ctx, TG_EARG, "tg_split: n is -2; the number of parts must be 1 or more");
 	tg_clear_error(ctx);
 	assert_int_equal(tg_split(x, 2, 2, NULL, p), -1);
 	assert_error(ctx, TG_EARG, "tg_split: axis 2 is out of range for x of shape (2,6)");
