@@ -250,6 +250,40 @@ int tg_parallel_parts(const tg_ctx *ctx, size_t n, size_t min)
 	return (int)(most < want ? most : want);
 }
 
+/* ---- sums of long runs ------------------------------------------------------------- */
+
+typedef struct block_sum_job {
+	tg_block_sum_fn fn;
+	void *arg;
+	size_t n, block;
+	double *partial; /* one sum per block */
+} block_sum_job;
+
+static void block_sum_part(void *arg, size_t lo, size_t hi)
+{
+	const block_sum_job *j = arg;
+	for (size_t b = lo; b < hi; b++) {
+		size_t s = b * j->block, m = j->n - s < j->block ? j->n - s : j->block;
+		j->partial[b] = j->fn(j->arg, s, m);
+	}
+}
+
+double tg_parallel_sum(const tg_ctx *ctx, size_t n, tg_block_sum_fn fn, void *arg)
+{
+	if (n <= TG_SUM_BLOCK)
+		return fn(arg, 0, n);
+	size_t block = (n + TG_SUM_BLOCKS - 1) / TG_SUM_BLOCKS;
+	block = block > TG_SUM_BLOCK ? (block + 255) / 256 * 256 : TG_SUM_BLOCK;
+	double partial[TG_SUM_BLOCKS];
+	block_sum_job j = { fn, arg, n, block, partial };
+	size_t nb = (n + block - 1) / block;
+	tg_parallel_for(ctx, nb, 2, 1, block_sum_part, &j);
+	double s = 0;
+	for (size_t b = 0; b < nb; b++)
+		s += partial[b];
+	return s;
+}
+
 /* The parts of a loop one after another on the calling thread, cut as the
  * pool cuts them: a loop whose parts do sums of their own (a product's
  * bands, engine/gemm.c) gives the same bits whether the pool ran it or

@@ -54,4 +54,14 @@ static inline void tg_parallel_for(const struct tg_ctx *ctx, size_t n, size_t mi
 /* The number of parts tg_parallel_for would split a loop of n into. */
 int tg_parallel_parts(const struct tg_ctx *ctx, size_t n, size_t min);
 
+/* The sum of a long run [0, n) whatever the thread count: fn(arg, lo, m)
+ * sums elements [lo, lo + m). Up to TG_SUM_BLOCK elements are one call;
+ * beyond, the run is cut into blocks set by n alone (at most
+ * TG_SUM_BLOCKS, each a whole number of 256 elements, TG_SUM_BLOCK or
+ * more), their sums taken across ctx's threads and added in order, so the
+ * result has the same bits at every thread count. */
+enum { TG_SUM_BLOCK = 32768, TG_SUM_BLOCKS = 64 };
+typedef double (*tg_block_sum_fn)(void *arg, size_t lo, size_t m);
+double tg_parallel_sum(const struct tg_ctx *ctx, size_t n, tg_block_sum_fn fn, void *arg);
+
 #endif /* TG_PARALLEL_H */

@@ -466,44 +466,25 @@ static double sum_sq_run(const tg_tensor *p, const tg_tensor *g, double wd, doub
 		 : sum_sq_float_nograd(n, (const float *)tg_data(p) + lo, (float)wd, k);
 }
 
-/* A parameter of more than SQ_BLOCK elements is summed in fixed blocks (at
- * most SQ_MAX_BLOCKS, their size set by its length alone), split across
- * the context's threads, and the blocks' sums added in order: the same
- * bits at every thread count, as the losses' sums (ops/loss.c). */
-enum { SQ_BLOCK = 32768, SQ_MAX_BLOCKS = 64 };
-
-typedef struct sq_job {
+/* A parameter's squares are summed by tg_parallel_sum: over more than
+ * TG_SUM_BLOCK elements in fixed blocks across the context's threads, with
+ * the same bits at every thread count. */
+typedef struct sq_run {
 	const tg_tensor *p, *g;
 	double wd, k;
-	size_t n, block;
-	double *partial;
-} sq_job;
+} sq_run;
 
-static void sq_part(void *arg, size_t lo, size_t hi)
+static double sq_block(void *arg, size_t lo, size_t m)
 {
-	const sq_job *j = arg;
-	for (size_t b = lo; b < hi; b++) {
-		size_t s = b * j->block, m = j->n - s < j->block ? j->n - s : j->block;
-		j->partial[b] = sum_sq_run(j->p, j->g, j->wd, j->k, s, m);
-	}
+	const sq_run *r = arg;
+	return sum_sq_run(r->p, r->g, r->wd, r->k, lo, m);
 }
 
 static double sum_sq(const tg_optim *o, const tg_tensor *p, const tg_tensor *g, double wd,
 		     double k)
 {
-	size_t n = tg_numel(p);
-	if (n <= SQ_BLOCK)
-		return sum_sq_run(p, g, wd, k, 0, n);
-	size_t block = (n + SQ_MAX_BLOCKS - 1) / SQ_MAX_BLOCKS;
-	block = block > SQ_BLOCK ? (block + SQ_LANES - 1) / SQ_LANES * SQ_LANES : SQ_BLOCK;
-	double partial[SQ_MAX_BLOCKS];
-	sq_job j = { p, g, wd, k, n, block, partial };
-	size_t nb = (n + block - 1) / block;
-	tg_parallel_for(o->ctx, nb, 2, 1, sq_part, &j);
-	double s = 0;
-	for (size_t b = 0; b < nb; b++)
-		s += partial[b];
-	return s;
+	sq_run r = { p, g, wd, k };
+	return tg_parallel_sum(o->ctx, tg_numel(p), sq_block, &r);
 }
 
 /* Whether a step updates params[i] when it has no gradient: never while it

@@ -67,49 +67,22 @@ static tg_ctx *pair_begin(const char *who, tg_tensor *const *in, const char *con
 	return ctx;
 }
 
-/* A loss over more than LOSS_BLOCK elements is summed in fixed blocks,
- * split across the threads, whose sums are then added in order: the
- * blocks depend on the length alone (at most LOSS_MAX_BLOCKS of them, each
- * a whole number of 256-element chunks), so the result has the same bits
- * for every thread count. With one run, a loss ran on one thread at any
- * thread count: bce_with_logits over (512,784), an exp and a log1p an
+/* A loss's terms are summed by tg_parallel_sum: over more than
+ * TG_SUM_BLOCK elements in fixed blocks across the threads, with the same
+ * bits at every thread count. With one run, a loss ran on one thread at
+ * any thread count: bce_with_logits over (512,784), an exp and a log1p an
  * element, was slower at 2 threads than PyTorch's. */
-enum { LOSS_BLOCK = 32768, LOSS_MAX_BLOCKS = 64 };
-
-typedef struct loss_job {
+typedef struct loss_run {
 	loss_kernel k;
 	const char *A, *B;
-	size_t es, n, block;
+	size_t es;
 	double p;
-	double *partial; /* one sum per block */
-} loss_job;
+} loss_run;
 
-static void loss_part(void *arg, size_t lo, size_t hi)
+static double loss_block(void *arg, size_t lo, size_t m)
 {
-	const loss_job *j = arg;
-	for (size_t b = lo; b < hi; b++) {
-		size_t s = b * j->block, m = j->n - s < j->block ? j->n - s : j->block;
-		j->partial[b] = j->k(j->A + s * j->es, j->B + s * j->es, m, j->p);
-	}
-}
-
-/* The sum of k's terms over the n elements of A and B. */
-static double loss_sum(tg_ctx *ctx, loss_kernel k, const tg_tensor *a, const tg_tensor *b,
-		       double p)
-{
-	size_t n = a->numel;
-	if (n <= LOSS_BLOCK)
-		return k(a->data, b->data, n, p);
-	size_t block = (n + LOSS_MAX_BLOCKS - 1) / LOSS_MAX_BLOCKS;
-	block = block > LOSS_BLOCK ? (block + 255) / 256 * 256 : LOSS_BLOCK;
-	double partial[LOSS_MAX_BLOCKS];
-	loss_job j = { k, a->data, b->data, tg_dtype_size(a->dtype), n, block, p, partial };
-	size_t nb = (n + block - 1) / block;
-	tg_parallel_for(ctx, nb, 2, 1, loss_part, &j);
-	double s = 0;
-	for (size_t i = 0; i < nb; i++)
-		s += partial[i];
-	return s;
+	const loss_run *r = arg;
+	return r->k(r->A + lo * r->es, r->B + lo * r->es, m, r->p);
 }
 
 /* The scalar mean of the kernel's terms over in[0], in[1], recorded as op
@@ -121,7 +94,9 @@ static tg_tensor *mean_loss(const tg_op *op, tg_ctx *ctx, const char *who, tg_te
 	if (!out)
 		return NULL;
 	size_t n = in[0]->numel;
-	double s = loss_sum(ctx, in[0]->dtype == TG_F64 ? k64 : k32, in[0], in[1], p);
+	loss_run r = { in[0]->dtype == TG_F64 ? k64 : k32, in[0]->data, in[1]->data,
+		       tg_dtype_size(in[0]->dtype), p };
+	double s = tg_parallel_sum(ctx, n, loss_block, &r);
 	double mean = s / (double)n;
 	if (out->dtype == TG_F64)
 		*(double *)out->data = mean;

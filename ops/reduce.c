@@ -169,12 +169,10 @@ MAX_SHARE_KERNEL(max_share_f32, float, max_run_f32)
 /* Each slice (or column) is reduced whole by one thread, in the order of one
  * pass, so a split gives the bits of one pass. A sum of a single run (over
  * all elements, or along an axis with nothing outside it) of more than
- * SUM_BLOCK elements is summed in fixed blocks whose sums are then added in
- * order: the blocks depend on the length alone, so the result has the same
- * bits for every thread count. (Runs are summed by tg_sum_run, in sixteen
- * interleaved partial sums.) */
-
-enum { SUM_BLOCK = 32768, MAX_BLOCKS = 64 };
+ * TG_SUM_BLOCK elements is summed in fixed blocks whose sums are then added
+ * in order (tg_parallel_sum): the blocks depend on the length alone, so the
+ * result has the same bits for every thread count. (Runs are summed by
+ * tg_sum_run, in sixteen interleaved partial sums.) */
 
 typedef struct reduce_job {
 	view v;
@@ -184,8 +182,6 @@ typedef struct reduce_job {
 	double *acc;
 	bool f64;
 	bool by_col;	  /* parts are columns of inner (every slice), else slices */
-	size_t block;	  /* blocked run: elements per block */
-	double *partial;  /* blocked run: one sum per block */
 	int64_t parts;	  /* slice groups: their number, each with its own acc */
 } reduce_job;
 
@@ -223,33 +219,22 @@ static void group_part(void *arg, size_t lo, size_t hi)
 	}
 }
 
-TG_HOT_LOOP static void block_part(void *arg, size_t lo, size_t hi)
+/* Elements [lo, lo + m) of a single run, for tg_parallel_sum */
+TG_HOT_LOOP static double run_block(void *arg, size_t lo, size_t m)
 {
 	const reduce_job *j = arg;
-	size_t n = (size_t)j->v.n;
-	for (size_t b = lo; b < hi; b++) {
-		size_t s = b * j->block, m = n - s < j->block ? n - s : j->block;
-		j->partial[b] = j->f64 ? tg_sum_run_f64(0, (const double *)j->X + s, (int64_t)m)
-				       : tg_sum_run_f32(0, (const float *)j->X + s, (int64_t)m);
-	}
+	return j->f64 ? tg_sum_run_f64(0, (const double *)j->X + lo, (int64_t)m)
+		      : tg_sum_run_f32(0, (const float *)j->X + lo, (int64_t)m);
 }
 
 /* Y = scale * sum of x over v's n, split across ctx's threads; false
  * after recording a failed allocation. */
 static bool sum_axis(tg_ctx *ctx, view v, const tg_tensor *x, void *Y, double scale)
 {
-	reduce_job j = { v, x->data, Y, scale, NULL, x->dtype == TG_F64, false, 0, NULL, 0 };
+	reduce_job j = { v, x->data, Y, scale, NULL, x->dtype == TG_F64, false, 0 };
 	size_t total = x->numel;
-	if (v.outer == 1 && v.inner == 1 && total > SUM_BLOCK) {
-		double partial[MAX_BLOCKS];
-		size_t block = (total + MAX_BLOCKS - 1) / MAX_BLOCKS;
-		j.block = block > SUM_BLOCK ? block : SUM_BLOCK;
-		j.partial = partial;
-		size_t nb = (total + j.block - 1) / j.block;
-		tg_parallel_for(ctx, nb, 2, 1, block_part, &j);
-		double s = 0;
-		for (size_t b = 0; b < nb; b++)
-			s += partial[b];
+	if (v.outer == 1 && v.inner == 1 && total > TG_SUM_BLOCK) {
+		double s = tg_parallel_sum(ctx, total, run_block, &j);
 		if (j.f64)
 			*(double *)Y = s * scale;
 		else
