@@ -54,7 +54,7 @@ typedef struct view {
 
 /* An element that ties the max y of its slice: equal to it, or a NaN when
  * the max is NaN. */
-#define TIES(x, y) ((x) == (y) || (isnan(x) && isnan(y)))
+#define TIES(x, y) (((x) == (y)) | (((x) != (x)) & ((y) != (y)))) /* no branch: vectorised */
 
 /* The max of a run X[0..n), n >= 1, with the bits of the plain loop
  * (y = X[0], then X[k] wherever it BEATS y): tg_max_run's sixteen running
@@ -79,91 +79,90 @@ typedef struct view {
 		return X[k];                                                         \
 	}
 
-/* Y (outer, inner) = max over n for the slices [o0, o1); NaN if the slice
- * holds one. */
-#define MAX_AXIS_KERNEL(name, T, max_run)                                            \
-	TG_HOT_LOOP static void name(view v, const T *X, T *Y, int64_t o0, int64_t o1) \
-	{                                                                            \
-		if (v.inner == 1) {                                                  \
-			for (int64_t o = o0; o < o1; o++)                            \
-				Y[o] = max_run(X + o * v.n, v.n);                    \
-			return;                                                      \
-		}                                                                    \
-		for (int64_t o = o0; o < o1; o++) {                                  \
-			T *y = Y + o * v.inner;                                      \
-			const T *Xo = X + o * v.n * v.inner;                         \
-			for (int64_t i = 0; i < v.inner; i++)                        \
-				y[i] = Xo[i];                                        \
-			for (int64_t k = 1; k < v.n; k++) {                          \
-				const T *x = Xo + k * v.inner;                       \
-				for (int64_t i = 0; i < v.inner; i++)                \
-					if (BEATS(x[i], y[i]))                       \
-						y[i] = x[i];                         \
-			}                                                            \
-		}                                                                    \
+/* The kernels of max take x's slice o, its rows [k0, k1) (k1 > k0) and in
+ * each row the columns [i0, i1) of inner, so that a split may cut slices,
+ * rows or columns; y, c, share and d are rows of inner values, indexed by
+ * column. */
+
+/* y[i] = the max of column i over the rows (a run's max when inner is 1);
+ * NaN if one of them is. */
+#define MAX_ROWS_KERNEL(name, T, max_run)                                          \
+	static inline TG_ALWAYS_INLINE void name(view v, const T *X, T *y, int64_t o,     \
+						 int64_t k0, int64_t k1, int64_t i0, int64_t i1) \
+	{                                                                          \
+		const int64_t in = v.inner;                                        \
+		const T *Xo = X + o * v.n * in;                                    \
+		if (in == 1) {                                                     \
+			y[0] = max_run(Xo + k0, k1 - k0);                          \
+			return;                                                    \
+		}                                                                  \
+		for (int64_t i = i0; i < i1; i++)                                  \
+			y[i] = Xo[k0 * in + i];                                    \
+		for (int64_t k = k0 + 1; k < k1; k++) {                            \
+			const T *x = Xo + k * in;                                  \
+			for (int64_t i = i0; i < i1; i++)                          \
+				if (BEATS(x[i], y[i]))                             \
+					y[i] = x[i];                               \
+		}                                                                  \
 	}
 
-/* M (outer, n, inner) = 1/c at each of the c elements of a slice that tie
- * its max, 0 elsewhere; times the slice's dout when D (outer, inner) is
- * given, the product rounded once as share * dout rounds it (0 * dout
- * included: a signed zero, or NaN for an infinite dout). For the slices
- * [o0, o1); the scratch rows y, c and share hold inner values for each
- * slice (outer x inner each), so that a split's parts share none. Each
- * column's 1/c is divided once. */
-#define MAX_SHARE_KERNEL(name, T, max_run)                                           \
-	TG_HOT_LOOP static void name(view v, const T *X, const T *D, T *M, T *y0,    \
-				     int64_t *c0, T *s0, int64_t o0, int64_t o1)     \
+/* c[i] = the elements of column i over the rows that tie y[i] */
+#define COUNT_TIES_KERNEL(name, T)                                                         \
+	static inline TG_ALWAYS_INLINE void name(view v, const T *X, const T *y, int64_t *c, \
+						 int64_t o, int64_t k0, int64_t k1, int64_t i0,  \
+						 int64_t i1)                                     \
+	{                                                                                  \
+		const int64_t in = v.inner;                                                \
+		const T *Xo = X + o * v.n * in;                                            \
+		if (in == 1) {                                                             \
+			const T m = y[0];                                                  \
+			int64_t t = 0;                                                     \
+			for (int64_t k = k0; k < k1; k++)                                  \
+				t += TIES(Xo[k], m);                                       \
+			c[0] = t;                                                          \
+			return;                                                            \
+		}                                                                          \
+		memset(c + i0, 0, (size_t)(i1 - i0) * sizeof *c);                          \
+		for (int64_t k = k0; k < k1; k++)                                          \
+			for (int64_t i = i0; i < i1; i++)                                  \
+				c[i] += TIES(Xo[k * in + i], y[i]);                        \
+	}
+
+/* M (outer, n, inner) over the rows = share[i] at the elements that tie
+ * y[i], 0 elsewhere; times the slice's dout d[i] when d is given, the
+ * product rounded once as share * dout rounds it (0 * dout included: a
+ * signed zero, or NaN for an infinite dout). */
+#define SHARE_ROWS_KERNEL(name, T)                                                   \
+	static inline TG_ALWAYS_INLINE void name(view v, const T *X, const T *y,          \
+						 const T *share, const T *d, T *M, int64_t o,    \
+						 int64_t k0, int64_t k1, int64_t i0, int64_t i1) \
 	{                                                                            \
 		const int64_t in = v.inner;                                          \
-		if (in == 1) { /* runs: each row's max, then its ties */             \
-			for (int64_t o = o0; o < o1; o++) {                          \
-				const T *Xo = X + o * v.n;                           \
-				T *Mo = M + o * v.n;                                 \
-				const T m = max_run(Xo, v.n);                        \
-				int64_t ties = 0;                                    \
-				for (int64_t k = 0; k < v.n; k++)                    \
-					ties += TIES(Xo[k], m);                      \
-				const T sh = (T)(1.0 / (double)ties);                \
-				const T d = D ? D[o] : 1; /* share * 1: exact */     \
-				for (int64_t k = 0; k < v.n; k++)                    \
-					Mo[k] = (TIES(Xo[k], m) ? sh : 0) * d;       \
-			}                                                            \
+		const T *Xo = X + o * v.n * in;                                      \
+		T *Mo = M + o * v.n * in;                                            \
+		if (in == 1) {                                                       \
+			const T m = y[0], sh = share[0], dd = d ? d[0] : 1;          \
+			for (int64_t k = k0; k < k1; k++) /* share * 1: exact */     \
+				Mo[k] = (TIES(Xo[k], m) ? sh : 0) * dd;              \
 			return;                                                      \
 		}                                                                    \
-		for (int64_t o = o0; o < o1; o++) {                                  \
-			const T *Xo = X + o * v.n * in;                              \
-			T *Mo = M + o * v.n * in, *y = y0 + o * in, *share = s0 + o * in; \
-			int64_t *c = c0 + o * in;                                    \
-			for (int64_t i = 0; i < in; i++) {                          \
-				y[i] = Xo[i];                                        \
-				c[i] = 0;                                            \
+		for (int64_t k = k0; k < k1; k++)                                    \
+			for (int64_t i = i0; i < i1; i++) {                          \
+				T s = TIES(Xo[k * in + i], y[i]) ? share[i] : 0;     \
+				Mo[k * in + i] = d ? s * d[i] : s;                   \
 			}                                                            \
-			for (int64_t k = 1; k < v.n; k++)                            \
-				for (int64_t i = 0; i < in; i++)                    \
-					if (BEATS(Xo[k * in + i], y[i]))             \
-						y[i] = Xo[k * in + i];               \
-			for (int64_t k = 0; k < v.n; k++)                            \
-				for (int64_t i = 0; i < in; i++)                    \
-					c[i] += TIES(Xo[k * in + i], y[i]);          \
-			for (int64_t i = 0; i < in; i++)                            \
-				share[i] = (T)(1.0 / (double)c[i]);                  \
-			const T *d = D ? D + o * in : NULL;                          \
-			for (int64_t k = 0; k < v.n; k++)                            \
-				for (int64_t i = 0; i < in; i++) {                  \
-					T s = TIES(Xo[k * in + i], y[i]) ? share[i] : 0; \
-					Mo[k * in + i] = d ? s * d[i] : s;           \
-				}                                                    \
-		}                                                                    \
 	}
 
 SUM_AXIS_KERNEL(sum_axis_f64, double, tg_sum_run_f64, tg_add_rows_f64)
 SUM_AXIS_KERNEL(sum_axis_f32, float, tg_sum_run_f32, tg_add_rows_f32)
 MAX_RUN(max_run_f64, double, tg_max_run_f64)
 MAX_RUN(max_run_f32, float, tg_max_run_f32)
-MAX_AXIS_KERNEL(max_axis_f64, double, max_run_f64)
-MAX_AXIS_KERNEL(max_axis_f32, float, max_run_f32)
-MAX_SHARE_KERNEL(max_share_f64, double, max_run_f64)
-MAX_SHARE_KERNEL(max_share_f32, float, max_run_f32)
+MAX_ROWS_KERNEL(max_rows_f64, double, max_run_f64)
+MAX_ROWS_KERNEL(max_rows_f32, float, max_run_f32)
+COUNT_TIES_KERNEL(count_ties_f64, double)
+COUNT_TIES_KERNEL(count_ties_f32, float)
+SHARE_ROWS_KERNEL(share_rows_f64, double)
+SHARE_ROWS_KERNEL(share_rows_f32, float)
 
 /* ---- split across the threads ----------------------------------------------- */
 /* Each slice (or column) is reduced whole by one thread, in the order of one
@@ -268,50 +267,202 @@ static bool sum_axis(tg_ctx *ctx, view v, const tg_tensor *x, void *Y, double sc
 	return true;
 }
 
+/* A max, or its shares, split across the threads. With at least as many
+ * slices as parts, each part takes whole slices. With fewer (a max over all
+ * elements, or over a leading axis), a part takes a stretch of every
+ * slice's columns when the stretches are long (MAX_COLS_MIN columns each),
+ * else a block of a slice's rows; the blocks' maxima, then their ties, are
+ * folded in order. A max is exact and the first element to tie it wins in
+ * every split, so each gives the bits of one pass. (Short stretches of
+ * columns were slower at 2 threads than no split: each part read a little
+ * of every row, across pages.) */
+
+enum { MAX_COLS_MIN = 1024 };
+
 typedef struct max_job {
 	view v;
-	const void *X, *D;
-	void *Y;	 /* the maxima, or the shares */
-	void *y, *share; /* the shares' scratch rows */
-	int64_t *c;
-	bool f64;
+	const void *X, *D; /* D: dout (outer, inner), for the shares times dout */
+	void *Y;	   /* the maxima, or the shares */
+	void *y, *share;   /* the shares' scratch: each slice's maxima, shares */
+	int64_t *c;	   /* and ties (outer x inner) */
+	void *by;	   /* split by rows: each block's maxima */
+	int64_t *bc;	   /* and ties (outer x blocks x inner) */
+	int64_t blocks;	   /* row blocks a slice */
 } max_job;
 
-static void max_part(void *arg, size_t lo, size_t hi)
+typedef struct max_kernels {
+	tg_range_fn slices, cols;		     /* the max: whole slices, columns */
+	tg_range_fn share_slices, share_cols;	     /* the shares: the same */
+	tg_range_fn block_max, block_ties, block_share; /* by rows, in three passes */
+	void (*fold_max)(const max_job *j, void *Y); /* blocks' maxima -> Y */
+	void (*fold_ties)(const max_job *j);	     /* blocks' ties -> c, share */
+} max_kernels;
+
+/* Block b of slice o: its rows [*k0, *k1) */
+static inline void block_rows(const max_job *j, int64_t u, int64_t *o, int64_t *k0, int64_t *k1)
 {
-	const max_job *j = arg;
-	if (j->f64)
-		max_axis_f64(j->v, j->X, j->Y, (int64_t)lo, (int64_t)hi);
-	else
-		max_axis_f32(j->v, j->X, j->Y, (int64_t)lo, (int64_t)hi);
+	int64_t b = u % j->blocks;
+	*o = u / j->blocks;
+	*k0 = j->v.n * b / j->blocks;
+	*k1 = j->v.n * (b + 1) / j->blocks;
 }
 
-static void share_part(void *arg, size_t lo, size_t hi)
+#define MAX_PARTS(sfx, T)                                                                    \
+	/* slice o's shares over the columns [i0, i1) */                                     \
+	static inline TG_ALWAYS_INLINE void share_slice_##sfx(const max_job *j, int64_t o,  \
+							      int64_t i0, int64_t i1)        \
+	{                                                                                    \
+		const view v = j->v;                                                         \
+		const int64_t in = v.inner;                                                  \
+		/* a run's max, ties and share in registers, not the scratch */             \
+		T y1, share1;                                                                \
+		int64_t c1;                                                                  \
+		T *y = in == 1 ? &y1 : (T *)j->y + o * in;                                   \
+		T *share = in == 1 ? &share1 : (T *)j->share + o * in;                       \
+		int64_t *c = in == 1 ? &c1 : j->c + o * in;                                  \
+		const T *d = j->D ? (const T *)j->D + o * in : NULL;                         \
+		max_rows_##sfx(v, j->X, y, o, 0, v.n, i0, i1);                               \
+		count_ties_##sfx(v, j->X, y, c, o, 0, v.n, i0, i1);                          \
+		for (int64_t i = i0; i < i1; i++)                                            \
+			share[i] = (T)(1.0 / (double)c[i]);                                  \
+		share_rows_##sfx(v, j->X, y, share, d, j->Y, o, 0, v.n, i0, i1);             \
+	}                                                                                    \
+	TG_HOT_LOOP static void slices_##sfx(void *arg, size_t lo, size_t hi)                            \
+	{                                                                                    \
+		const max_job *j = arg;                                                      \
+		for (int64_t o = (int64_t)lo; o < (int64_t)hi; o++)                          \
+			max_rows_##sfx(j->v, j->X, (T *)j->Y + o * j->v.inner, o, 0, j->v.n, \
+				       0, j->v.inner);                                       \
+	}                                                                                    \
+	TG_HOT_LOOP static void cols_##sfx(void *arg, size_t lo, size_t hi)                              \
+	{                                                                                    \
+		const max_job *j = arg;                                                      \
+		for (int64_t o = 0; o < j->v.outer; o++)                                     \
+			max_rows_##sfx(j->v, j->X, (T *)j->Y + o * j->v.inner, o, 0, j->v.n, \
+				       (int64_t)lo, (int64_t)hi);                            \
+	}                                                                                    \
+	TG_HOT_LOOP static void share_slices_##sfx(void *arg, size_t lo, size_t hi)                      \
+	{                                                                                    \
+		for (int64_t o = (int64_t)lo; o < (int64_t)hi; o++)                          \
+			share_slice_##sfx(arg, o, 0, ((const max_job *)arg)->v.inner);       \
+	}                                                                                    \
+	TG_HOT_LOOP static void share_cols_##sfx(void *arg, size_t lo, size_t hi)                        \
+	{                                                                                    \
+		for (int64_t o = 0; o < ((const max_job *)arg)->v.outer; o++)                \
+			share_slice_##sfx(arg, o, (int64_t)lo, (int64_t)hi);                 \
+	}                                                                                    \
+	TG_HOT_LOOP static void block_max_##sfx(void *arg, size_t lo, size_t hi)                         \
+	{                                                                                    \
+		const max_job *j = arg;                                                      \
+		const int64_t in = j->v.inner;                                               \
+		for (int64_t u = (int64_t)lo, o, k0, k1; u < (int64_t)hi; u++) {             \
+			block_rows(j, u, &o, &k0, &k1);                                      \
+			max_rows_##sfx(j->v, j->X, (T *)j->by + u * in, o, k0, k1, 0, in);   \
+		}                                                                            \
+	}                                                                                    \
+	TG_HOT_LOOP static void block_ties_##sfx(void *arg, size_t lo, size_t hi)                        \
+	{                                                                                    \
+		const max_job *j = arg;                                                      \
+		const int64_t in = j->v.inner;                                               \
+		for (int64_t u = (int64_t)lo, o, k0, k1; u < (int64_t)hi; u++) {             \
+			block_rows(j, u, &o, &k0, &k1);                                      \
+			count_ties_##sfx(j->v, j->X, (const T *)j->y + o * in, j->bc + u * in, o, \
+					 k0, k1, 0, in);                                     \
+		}                                                                            \
+	}                                                                                    \
+	TG_HOT_LOOP static void block_share_##sfx(void *arg, size_t lo, size_t hi)                       \
+	{                                                                                    \
+		const max_job *j = arg;                                                      \
+		const int64_t in = j->v.inner;                                               \
+		for (int64_t u = (int64_t)lo, o, k0, k1; u < (int64_t)hi; u++) {             \
+			block_rows(j, u, &o, &k0, &k1);                                      \
+			share_rows_##sfx(j->v, j->X, (const T *)j->y + o * in,               \
+					 (const T *)j->share + o * in,                       \
+					 j->D ? (const T *)j->D + o * in : NULL, j->Y, o, k0, \
+					 k1, 0, in);                                         \
+		}                                                                            \
+	}                                                                                    \
+	/* Y[o][i] = the first block's max of column i unless a later one BEATS it */       \
+	static void fold_max_##sfx(const max_job *j, void *Y)                                \
+	{                                                                                    \
+		const int64_t in = j->v.inner, B = j->blocks;                                \
+		const T *by = j->by;                                                         \
+		for (int64_t o = 0; o < j->v.outer; o++)                                     \
+			for (int64_t i = 0; i < in; i++) {                                   \
+				T m = by[o * B * in + i];                                    \
+				for (int64_t b = 1; b < B; b++) {                            \
+					T x = by[(o * B + b) * in + i];                      \
+					if (BEATS(x, m))                                     \
+						m = x;                                       \
+				}                                                            \
+				((T *)Y)[o * in + i] = m;                                    \
+			}                                                                    \
+	}                                                                                    \
+	static void fold_ties_##sfx(const max_job *j)                                        \
+	{                                                                                    \
+		const int64_t in = j->v.inner, B = j->blocks;                                \
+		for (int64_t o = 0; o < j->v.outer; o++)                                     \
+			for (int64_t i = 0; i < in; i++) {                                   \
+				int64_t c = 0;                                               \
+				for (int64_t b = 0; b < B; b++)                              \
+					c += j->bc[(o * B + b) * in + i];                    \
+				((T *)j->share)[o * in + i] = (T)(1.0 / (double)c);          \
+			}                                                                    \
+	}                                                                                    \
+	static const max_kernels max_kernels_##sfx = {                                       \
+		slices_##sfx,	   cols_##sfx,	      share_slices_##sfx, share_cols_##sfx, \
+		block_max_##sfx,   block_ties_##sfx, block_share_##sfx,  fold_max_##sfx,   \
+		fold_ties_##sfx,                                                             \
+	};
+
+MAX_PARTS(f64, double)
+MAX_PARTS(f32, float)
+
+/* Y = the max of x over v's slices (shares false), or the shares of its
+ * elements (into j->Y, with j's scratch set), split across ctx's threads
+ * from TG_PAR_MIN elements on; false after recording a failed
+ * allocation. */
+static bool max_split(tg_ctx *ctx, max_job *j, const tg_tensor *x, bool shares)
 {
-	const max_job *j = arg;
-	if (j->f64)
-		max_share_f64(j->v, j->X, j->D, j->Y, j->y, j->c, j->share, (int64_t)lo,
-			      (int64_t)hi);
-	else
-		max_share_f32(j->v, j->X, j->D, j->Y, j->y, j->c, j->share, (int64_t)lo,
-			      (int64_t)hi);
+	const max_kernels *k = x->dtype == TG_F64 ? &max_kernels_f64 : &max_kernels_f32;
+	const view v = j->v;
+	if (!x->numel)
+		return true;
+	int parts = tg_parallel_parts(ctx, x->numel, TG_PAR_MIN);
+	if (v.outer >= parts) {
+		size_t per = x->numel / (size_t)v.outer, min = (TG_PAR_MIN + per - 1) / per;
+		tg_parallel_for(ctx, (size_t)v.outer, min > 2 ? min : 2, 1,
+				shares ? k->share_slices : k->slices, j);
+		return true;
+	}
+	if (v.inner >= (int64_t)MAX_COLS_MIN * parts) {
+		size_t per = x->numel / (size_t)v.inner, min = (TG_PAR_MIN + per - 1) / per;
+		tg_parallel_for(ctx, (size_t)v.inner, min > 16 ? min : 16, 16,
+				shares ? k->share_cols : k->cols, j);
+		return true;
+	}
+	int64_t B = (parts + v.outer - 1) / v.outer;
+	j->blocks = B < v.n ? B : v.n;
+	size_t units = (size_t)(v.outer * j->blocks), es = tg_dtype_size(x->dtype);
+	if (!(j->by = tg_arena_alloc(ctx, units * (size_t)v.inner * es)))
+		return false;
+	tg_parallel_for(ctx, units, 2, 1, k->block_max, j);
+	k->fold_max(j, shares ? j->y : j->Y);
+	if (!shares)
+		return true;
+	if (!(j->bc = tg_arena_alloc(ctx, units * (size_t)v.inner * sizeof(int64_t))))
+		return false;
+	tg_parallel_for(ctx, units, 2, 1, k->block_ties, j);
+	k->fold_ties(j);
+	tg_parallel_for(ctx, units, 2, 1, k->block_share, j);
+	return true;
 }
 
-/* Runs fn over j's slices, split across ctx's threads from TG_PAR_MIN
- * elements on. A split by columns (for few slices) was slower at 2 threads
- * than none: each part read a stretch of every row, across pages. */
-static void max_split(tg_ctx *ctx, max_job *j, size_t numel, tg_range_fn fn)
+/* Y = max of x over v's n; false after recording a failed allocation. */
+static bool max_axis(tg_ctx *ctx, view v, const tg_tensor *x, void *Y)
 {
-	size_t per = numel / (size_t)j->v.outer, min = (TG_PAR_MIN + per - 1) / per;
-	tg_parallel_for(ctx, (size_t)j->v.outer, min > 2 ? min : 2, 1, fn, j);
-}
-
-/* Y = max of x over v's n, the slices split across ctx's threads. */
-static void max_axis(tg_ctx *ctx, view v, const tg_tensor *x, void *Y)
-{
-	max_job j = { .v = v, .X = x->data, .Y = Y, .f64 = x->dtype == TG_F64 };
-	if (x->numel)
-		max_split(ctx, &j, x->numel, max_part);
+	max_job j = { .v = v, .X = x->data, .Y = Y };
+	return max_split(ctx, &j, x, false);
 }
 
 /* ---- the shared public-function shape ----------------------------------------- */
@@ -374,8 +525,8 @@ static tg_tensor *reduce(const tg_op *op, const char *who, int kind, bool mean,
 	if (kind == SUM) {
 		if (!sum_axis(ctx, v, x, out->data, scale))
 			return NULL;
-	} else {
-		max_axis(ctx, v, x, out->data);
+	} else if (!max_axis(ctx, v, x, out->data)) {
+		return NULL;
 	}
 	const double attr[3] = { a, keepdim, scale };
 	return tg_op_end(op, out, 1, &x, attr, 3, NULL);
@@ -461,20 +612,12 @@ static tg_tensor *max_share(tg_tensor *x, int axis, const tg_tensor *dout)
 	if (!m)
 		return NULL;
 	view v = view_of(x, axis);
-	size_t es = tg_dtype_size(x->dtype);
-	/* split as max_axis splits, with scratch rows for each slice */
+	size_t k = (size_t)(v.outer * v.inner) + 1, es = tg_dtype_size(x->dtype); /* 1: never 0 */
 	max_job j = { .v = v, .X = x->data, .D = dout ? dout->data : NULL, .Y = m->data,
-		      .f64 = x->dtype == TG_F64 };
-	if (v.inner > 1) {
-		size_t k = (size_t)(v.outer * v.inner);
-		j.y = tg_arena_alloc(x->ctx, k * es);
-		j.share = tg_arena_alloc(x->ctx, k * es);
-		j.c = tg_arena_alloc(x->ctx, k * sizeof(int64_t));
-		if (!j.y || !j.share || !j.c)
-			return NULL;
-	}
-	if (x->numel)
-		max_split(x->ctx, &j, x->numel, share_part);
+		      .y = tg_arena_alloc(x->ctx, k * es), .share = tg_arena_alloc(x->ctx, k * es),
+		      .c = tg_arena_alloc(x->ctx, k * sizeof(int64_t)) };
+	if (!j.y || !j.share || !j.c || !max_split(x->ctx, &j, x, true))
+		return NULL;
 	return m;
 }
 

@@ -258,6 +258,7 @@ static tg_tensor *mean2(bench *b) { return tg_sum(sq(tg_mean_axis(X0(b), 2, fals
 static tg_tensor *max2(bench *b) { return tg_sum(tg_max_axis(X0(b), 2, false)); }
 static tg_tensor *max1(bench *b) { return tg_sum(tg_max_axis(X0(b), 1, false)); }
 static tg_tensor *meanall(bench *b) { return tg_mean(sq(X0(b))); }
+static tg_tensor *maxall(bench *b) { return tg_max(X0(b)); }
 static tg_tensor *mse(bench *b) { return tg_mse(X0(b), b->x); }
 static tg_tensor *l1(bench *b) { return tg_l1(X0(b), b->x); }
 static tg_tensor *bce(bench *b) { return tg_bce_with_logits(X0(b), b->x); }
@@ -386,6 +387,7 @@ static const workload WORKLOADS[] = {
 	{ "s-max2", "sum(max_axis(x, 2)), x (64,512,64)", t3, max2, 10 },
 	{ "s-max1", "sum(max_axis(x, 1)), x (64,512,64)", t3, max1, 10 },
 	{ "s-meanall", "mean(x x), x (4096,1024)", m4k, meanall, 10 },
+	{ "s-maxall", "max(x), x (4096,1024)", m4k, maxall, 10 },
 	{ "s-mse", "mse(p, t), (512,784)", pt, mse, 30 },
 	{ "s-l1", "l1(p, t), (512,784)", pt, l1, 30 },
 	{ "s-bce", "bce_with_logits(p, t), (512,784), t in [0,1)", pt01, bce, 30 },

@@ -62,7 +62,7 @@ def sweep_torch(name, P, R, idx):
         return lambda: F.relu(F.conv2d(x(), y(), P["b"], padding=pad, groups=groups)).sum()
     setups = {
         "s-max0": lambda: P.update(x=R(4096, 1024)), "s-sum0": lambda: P.update(x=R(4096, 1024)),
-        "s-meanall": lambda: P.update(x=R(4096, 1024)),
+        "s-meanall": lambda: P.update(x=R(4096, 1024)), "s-maxall": lambda: P.update(x=R(4096, 1024)),
         "s-mean2": lambda: P.update(x=R(64, 512, 64)), "s-max2": lambda: P.update(x=R(64, 512, 64)),
         "s-max1": lambda: P.update(x=R(64, 512, 64)),
         "s-lsm-narrow": lambda: P.update(x=R(65536, 10)),
@@ -101,6 +101,7 @@ def sweep_torch(name, P, R, idx):
         "s-max2": lambda: x().max(2)[0].sum(),
         "s-max1": lambda: x().max(1)[0].sum(),
         "s-meanall": lambda: sq(x()).mean(),
+        "s-maxall": lambda: x().max(),
         "s-lsm-narrow": lambda: sq(F.log_softmax(x(), -1)).sum(),
         "s-lsm-wide": lambda: sq(F.log_softmax(x(), -1)).sum(),
         "s-softmax-t": lambda: sq(torch.softmax(x().t(), -1)).sum(),

@@ -107,6 +107,7 @@ static void ops_run(tg_dtype dt, int threads, run *r)
 	tg_tensor *red[] = {
 		tg_sum_axis(h, 0, false), tg_mean_axis(h, 1, true), tg_max_axis(h, 0, false),
 		tg_max_axis(h, 1, false), tg_sum(h),		    tg_mean(u),
+		tg_max(h),
 		tg_softmax(h),		  tg_log_softmax(h),
 		/* along the middle axis: (30, 10, 257) split into groups of whole
 		 * slices, (3, 100, 257) into columns (fewer slices than parts) */
@@ -230,6 +231,108 @@ static void batch_and_layer_norm_give_the_bits_of_one_thread(void **state)
 			}
 			free(one.v);
 		}
+}
+
+/* ---- max: ties, signed zeros and NaNs across the parts ---------------------------- */
+
+/* The plain loop's max of column i of slice o of X (outer, n, inner), the
+ * first element that beats the ones before it, or the first NaN. */
+static float plain_max(const float *X, int64_t n, int64_t in, int64_t o, int64_t i)
+{
+	const float *x = X + o * n * in + i;
+	float y = x[0];
+	for (int64_t k = 1; k < n; k++)
+		if (x[k * in] > y || (isnan(x[k * in]) && !isnan(y)))
+			y = x[k * in];
+	return y;
+}
+
+static bool ties(float x, float y)
+{
+	return x == y || (isnan(x) && isnan(y));
+}
+
+/* x: the integers -2 .. 2, so that every max has ties spread over the
+ * rows; in column 5 (of the (R, C) layout) nothing above a zero, the
+ * zeros of both signs; with nan, a NaN late in column 7 and another in
+ * column 9. */
+static void fill_ties(float *x, bool nan)
+{
+	for (int64_t r = 0; r < R; r++)
+		for (int64_t c = 0; c < C; c++) {
+			float v = (float)((r * 7919 + c * 104729) % 5) - 2;
+			if (c == 5)
+				v = v > 0 ? -v : v;
+			if (v == 0 && (r + c) % 2)
+				v = -0.0f;
+			x[r * C + c] = v;
+		}
+	if (nan) {
+		x[250 * C + 7] = NAN;
+		x[3 * C + 9] = NAN;
+		x[290 * C + 9] = NAN;
+	}
+}
+
+/* The max of x seen as (outer, n, inner) over n at 1 and 2 threads, and
+ * x's gradient for dout d: both as the plain loop gives them, bit for
+ * bit. The shapes take each split: whole slices, blocks of rows (all
+ * elements; the leading axis; 3 slices), stretches of columns. */
+static void max_splits_keep_the_first_of_ties_and_nans(void **state)
+{
+	(void)state;
+	static const int64_t views[][3] = {
+		{ R, C, 1 }, { 1, R * C, 1 }, { 1, R, C }, { 3, 100, C }, { 1, 3, R * C / 3 },
+	};
+	static float X[R * C], want_y[R * C], want_g[R * C], c[R * C];
+	for (int nan = 0; nan < 2; nan++) {
+		fill_ties(X, nan);
+		for (size_t s = 0; s < LEN(views); s++) {
+			const int64_t outer = views[s][0], n = views[s][1], in = views[s][2];
+			float *d = want_y + outer * in; /* dout: after the maxima */
+			for (int64_t o = 0; o < outer; o++)
+				for (int64_t i = 0; i < in; i++) {
+					int64_t k = o * in + i;
+					want_y[k] = plain_max(X, n, in, o, i);
+					d[k] = (float)(k % 3) + 0.5f;
+					c[k] = 0;
+					for (int64_t m = 0; m < n; m++)
+						c[k] += ties(X[(o * n + m) * in + i], want_y[k]);
+				}
+			for (int64_t o = 0; o < outer; o++)
+				for (int64_t m = 0; m < n; m++)
+					for (int64_t i = 0; i < in; i++) {
+						int64_t k = o * in + i, e = (o * n + m) * in + i;
+						float share = (float)(1.0 / (double)c[k]);
+						want_g[e] = (ties(X[e], want_y[k]) ? share : 0) * d[k];
+					}
+			for (int threads = 1; threads <= 2; threads++) {
+				tg_ctx *ctx = tg_ctx_new(3);
+				assert_non_null(ctx);
+				tg_set_threads(ctx, threads);
+				tg_tensor *x = tg_param(tg_from_f32(ctx, TG_F32, SHAPE(outer, n, in), X));
+				tg_tensor *y = tg_max_axis(x, 1, false);
+				tg_tensor *dout = tg_from_f32(ctx, TG_F32, SHAPE(outer, in), d);
+				if (!y || tg_backward(tg_sum(tg_mul(y, dout))))
+					fail_msg("%s", tg_error(ctx));
+				const float *got_y = tg_data(y), *got_g = tg_data(tg_grad(x));
+				for (int64_t k = 0; k < outer * in; k++)
+					if (memcmp(&got_y[k], &want_y[k], sizeof(float)))
+						fail_msg("(%lld,%lld,%lld) nan %d, %d threads: max %lld is "
+							 "%g, the plain loop's %g",
+							 (long long)outer, (long long)n, (long long)in, nan,
+							 threads, (long long)k, got_y[k], want_y[k]);
+				for (int64_t e = 0; e < R * C; e++)
+					if (memcmp(&got_g[e], &want_g[e], sizeof(float)))
+						fail_msg("(%lld,%lld,%lld) nan %d, %d threads: gradient %lld "
+							 "is %g, the plain loop's %g",
+							 (long long)outer, (long long)n, (long long)in, nan,
+							 threads, (long long)e, got_g[e], want_g[e]);
+				assert_ctx_ok(ctx);
+				tg_ctx_free(ctx);
+			}
+		}
+	}
 }
 
 /* ---- the optimizers ----------------------------------------------------------------- */
@@ -699,6 +802,7 @@ int main(void)
 		cmocka_unit_test(a_loop_runs_on_its_contexts_threads_after_a_larger_pool),
 		cmocka_unit_test(elementwise_reduction_and_row_ops_give_the_bits_of_one_thread),
 		cmocka_unit_test(batch_and_layer_norm_give_the_bits_of_one_thread),
+		cmocka_unit_test(max_splits_keep_the_first_of_ties_and_nans),
 		cmocka_unit_test(every_optimizer_update_gives_the_bits_of_one_thread),
 		cmocka_unit_test(a_batch_gathered_by_two_threads_is_the_rows_and_labels),
 		cmocka_unit_test(targets_gathered_by_two_threads_are_the_rows),
