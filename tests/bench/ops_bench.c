@@ -231,6 +231,7 @@ static void e20(bench *b) { b->p[0] = P(b, 1 << 20), b->p[1] = P(b, 1 << 20); }
 static void m1k(bench *b) { b->p[0] = P(b, 1024, 1024), b->p[1] = P(b, 1024, 1024); }
 static void m4k(bench *b) { b->p[0] = P(b, 4096, 1024); }
 static void t3(bench *b) { b->p[0] = P(b, 64, 512, 64); }
+static void tall4(bench *b) { b->p[0] = P(b, 524288, 4); }
 static void pt_setup(bench *b, bool unit)
 {
 	b->p[0] = P(b, 512, 784);
@@ -259,6 +260,7 @@ static tg_tensor *max2(bench *b) { return tg_sum(tg_max_axis(X0(b), 2, false)); 
 static tg_tensor *max1(bench *b) { return tg_sum(tg_max_axis(X0(b), 1, false)); }
 static tg_tensor *meanall(bench *b) { return tg_mean(sq(X0(b))); }
 static tg_tensor *maxall(bench *b) { return tg_max(X0(b)); }
+static tg_tensor *sum1(bench *b) { return tg_sum(sq(tg_sum_axis(X0(b), 1, false))); }
 static tg_tensor *mse(bench *b) { return tg_mse(X0(b), b->x); }
 static tg_tensor *l1(bench *b) { return tg_l1(X0(b), b->x); }
 static tg_tensor *bce(bench *b) { return tg_bce_with_logits(X0(b), b->x); }
@@ -383,6 +385,7 @@ static const workload WORKLOADS[] = {
 	{ "s-div", "sum(x / (|y| + 1))", e20, divabs, 20 },
 	{ "s-max0", "sum(max_axis(x, 0)), x (4096,1024)", m4k, max0, 10 },
 	{ "s-sum0", "sum(sum_axis(x, 0)^2), x (4096,1024)", m4k, sum0, 10 },
+	{ "s-sum-last4", "sum(sum_axis(x, 1)^2), x (524288,4)", tall4, sum1, 10 },
 	{ "s-mean2", "sum(mean_axis(x, 2)^2), x (64,512,64)", t3, mean2, 10 },
 	{ "s-max2", "sum(max_axis(x, 2)), x (64,512,64)", t3, max2, 10 },
 	{ "s-max1", "sum(max_axis(x, 1)), x (64,512,64)", t3, max1, 10 },

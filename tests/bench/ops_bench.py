@@ -62,6 +62,7 @@ def sweep_torch(name, P, R, idx):
         return lambda: F.relu(F.conv2d(x(), y(), P["b"], padding=pad, groups=groups)).sum()
     setups = {
         "s-max0": lambda: P.update(x=R(4096, 1024)), "s-sum0": lambda: P.update(x=R(4096, 1024)),
+        "s-sum-last4": lambda: P.update(x=R(524288, 4)),
         "s-meanall": lambda: P.update(x=R(4096, 1024)), "s-maxall": lambda: P.update(x=R(4096, 1024)),
         "s-mean2": lambda: P.update(x=R(64, 512, 64)), "s-max2": lambda: P.update(x=R(64, 512, 64)),
         "s-max1": lambda: P.update(x=R(64, 512, 64)),
@@ -97,6 +98,7 @@ def sweep_torch(name, P, R, idx):
         "s-div": lambda: (x() / (torch.abs(y()) + 1)).sum(),
         "s-max0": lambda: x().max(0)[0].sum(),
         "s-sum0": lambda: sq(x().sum(0)).sum(),
+        "s-sum-last4": lambda: sq(x().sum(1)).sum(),
         "s-mean2": lambda: sq(x().mean(2)).sum(),
         "s-max2": lambda: x().max(2)[0].sum(),
         "s-max1": lambda: x().max(1)[0].sum(),

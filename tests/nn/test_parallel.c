@@ -276,13 +276,16 @@ static void fill_ties(float *x, bool nan)
 
 /* The max of x seen as (outer, n, inner) over n at 1 and 2 threads, and
  * x's gradient for dout d: both as the plain loop gives them, bit for
- * bit. The shapes take each split: whole slices, blocks of rows (all
- * elements; the leading axis; 3 slices), stretches of columns. */
+ * bit. The shapes take each split: whole slices (long runs and short
+ * ones), blocks of rows (all elements; the leading axis; 3 slices),
+ * stretches of columns. */
 static void max_splits_keep_the_first_of_ties_and_nans(void **state)
 {
 	(void)state;
 	static const int64_t views[][3] = {
 		{ R, C, 1 }, { 1, R * C, 1 }, { 1, R, C }, { 3, 100, C }, { 1, 3, R * C / 3 },
+		/* runs of 2 to 5: each length's own loop */
+		{ R * C / 2, 2, 1 }, { R * C / 3, 3, 1 }, { R * C / 4, 4, 1 }, { R * C / 5, 5, 1 },
 	};
 	static float X[R * C], want_y[R * C], want_g[R * C], c[R * C];
 	for (int nan = 0; nan < 2; nan++) {

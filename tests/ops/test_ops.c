@@ -260,6 +260,50 @@ static void sums_of_f32_accumulate_in_double(void **state)
 	assert_ctx_ok(ctx);
 }
 
+/* A run's sum as tg_sum_run documents it: X[k] into lane k % 16 of
+ * doubles from +0, lane k + 8 added to lane k, the eight added pairwise,
+ * and 0 + that, rounded to the dtype. */
+static double lanes_sum(const double *x, int64_t n, tg_dtype dt)
+{
+	double l[16] = { 0 }, h[8];
+	for (int64_t k = 0; k < n; k++)
+		l[k % 16] += dt == TG_F32 ? (double)(float)x[k] : x[k];
+	for (int k = 0; k < 8; k++)
+		h[k] = l[k] + l[k + 8];
+	double s = 0.0 + (((h[0] + h[1]) + (h[2] + h[3])) + ((h[4] + h[5]) + (h[6] + h[7])));
+	return dt == TG_F32 ? (double)(float)s : s;
+}
+
+/* Sums along a last axis of 1 to 20 (the short runs of 8 or fewer, a
+ * tail alone, lanes and a tail) have the bits of the lanes' order, on
+ * terms of mixed magnitudes where another order rounds differently; the
+ * gradient, each row's dout repeated along the axis, is exact. */
+static void sums_along_a_short_last_axis_add_in_the_lanes_order(void **state)
+{
+	tg_ctx *ctx = *state;
+	enum { ROWS = 37, NMAX = 20 };
+	static double v[ROWS * NMAX], want[ROWS], d[ROWS], wg[ROWS * NMAX];
+	for (int i = 0; i < ROWS * NMAX; i++)
+		v[i] = (double)((i * 7919) % 1000 - 500) * pow(10, i % 7 - 3) + 1.0 / 3;
+	for (int r = 0; r < ROWS; r++)
+		d[r] = r % 5 - 2.25;
+	for (int dt = TG_F32; dt <= TG_F64; dt++)
+		for (int64_t n = 1; n <= NMAX; n++) {
+			tg_tensor *x = tg_param(tg_from_f64(ctx, dt, SHAPE(ROWS, n), v));
+			tg_tensor *s = tg_sum_axis(x, 1, false);
+			tg_tensor *dout = tg_from_f64(ctx, dt, SHAPE(ROWS), d);
+			assert_int_equal(tg_backward(tg_sum(tg_mul(s, dout))), 0);
+			for (int r = 0; r < ROWS; r++) {
+				want[r] = lanes_sum(v + r * n, n, (tg_dtype)dt);
+				for (int64_t k = 0; k < n; k++)
+					wg[r * n + k] = d[r];
+			}
+			check_values(s, want, ROWS, 0);
+			check_values(tg_grad(x), wg, (size_t)(ROWS * n), 0);
+			tg_reset(ctx);
+		}
+}
+
 static void max_of_all_elements_is_the_largest(void **state)
 {
 	tg_ctx *ctx = *state;
@@ -2299,6 +2343,7 @@ int main(void)
 		T(reshape_infers_the_minus_one_entry),
 		T(reshape_rejects_a_shape_of_another_size_naming_both),
 		T(sum_and_mean_of_all_elements_give_scalars),
+		T(sums_along_a_short_last_axis_add_in_the_lanes_order),
 		T(sums_of_f32_accumulate_in_double),
 		T(max_of_all_elements_is_the_largest),
 		T(sum_axis_sums_each_axis_with_and_without_keepdim),
