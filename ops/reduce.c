@@ -328,6 +328,8 @@ typedef struct max_kernels {
 	void (*fold_ties)(const max_job *j);	     /* blocks' ties -> c, share */
 } max_kernels;
 
+enum { BLOCK_MAX, BLOCK_TIES, BLOCK_SHARE }; /* the passes over blocks of rows */
+
 /* Block b of slice o: its rows [*k0, *k1) */
 static inline void block_rows(const max_job *j, int64_t u, int64_t *o, int64_t *k0, int64_t *k1)
 {
@@ -414,36 +416,35 @@ static inline void block_rows(const max_job *j, int64_t u, int64_t *o, int64_t *
 			share_slice_##sfx(arg, ((const max_job *)arg)->v, o, (int64_t)lo,     \
 					  (int64_t)hi);                                      \
 	}                                                                                    \
-	TG_HOT_LOOP static void block_max_##sfx(void *arg, size_t lo, size_t hi)                         \
+	/* the blocks [lo, hi) of rows: their maxima, ties or shares (pass) */              \
+	static inline TG_ALWAYS_INLINE void blocks_##sfx(const max_job *j, size_t lo,        \
+							 size_t hi, int pass)                \
 	{                                                                                    \
-		const max_job *j = arg;                                                      \
 		const int64_t in = j->v.inner;                                               \
 		for (int64_t u = (int64_t)lo, o, k0, k1; u < (int64_t)hi; u++) {             \
 			block_rows(j, u, &o, &k0, &k1);                                      \
-			max_rows_##sfx(j->v, j->X, (T *)j->by + u * in, o, k0, k1, 0, in);   \
+			const T *y = (const T *)j->y + o * in;                               \
+			if (pass == BLOCK_MAX)                                               \
+				max_rows_##sfx(j->v, j->X, (T *)j->by + u * in, o, k0, k1, 0, in); \
+			else if (pass == BLOCK_TIES)                                         \
+				count_ties_##sfx(j->v, j->X, y, j->bc + u * in, o, k0, k1, 0, in); \
+			else                                                                 \
+				share_rows_##sfx(j->v, j->X, y, (const T *)j->share + o * in,  \
+						 j->D ? (const T *)j->D + o * in : NULL, j->Y, \
+						 o, k0, k1, 0, in);                            \
 		}                                                                            \
 	}                                                                                    \
-	TG_HOT_LOOP static void block_ties_##sfx(void *arg, size_t lo, size_t hi)                        \
+	TG_HOT_LOOP static void block_max_##sfx(void *arg, size_t lo, size_t hi)             \
 	{                                                                                    \
-		const max_job *j = arg;                                                      \
-		const int64_t in = j->v.inner;                                               \
-		for (int64_t u = (int64_t)lo, o, k0, k1; u < (int64_t)hi; u++) {             \
-			block_rows(j, u, &o, &k0, &k1);                                      \
-			count_ties_##sfx(j->v, j->X, (const T *)j->y + o * in, j->bc + u * in, o, \
-					 k0, k1, 0, in);                                     \
-		}                                                                            \
+		blocks_##sfx(arg, lo, hi, BLOCK_MAX);                                        \
 	}                                                                                    \
-	TG_HOT_LOOP static void block_share_##sfx(void *arg, size_t lo, size_t hi)                       \
+	TG_HOT_LOOP static void block_ties_##sfx(void *arg, size_t lo, size_t hi)            \
 	{                                                                                    \
-		const max_job *j = arg;                                                      \
-		const int64_t in = j->v.inner;                                               \
-		for (int64_t u = (int64_t)lo, o, k0, k1; u < (int64_t)hi; u++) {             \
-			block_rows(j, u, &o, &k0, &k1);                                      \
-			share_rows_##sfx(j->v, j->X, (const T *)j->y + o * in,               \
-					 (const T *)j->share + o * in,                       \
-					 j->D ? (const T *)j->D + o * in : NULL, j->Y, o, k0, \
-					 k1, 0, in);                                         \
-		}                                                                            \
+		blocks_##sfx(arg, lo, hi, BLOCK_TIES);                                       \
+	}                                                                                    \
+	TG_HOT_LOOP static void block_share_##sfx(void *arg, size_t lo, size_t hi)           \
+	{                                                                                    \
+		blocks_##sfx(arg, lo, hi, BLOCK_SHARE);                                      \
 	}                                                                                    \
 	/* Y[o][i] = the first block's max of column i unless a later one BEATS it */       \
 	static void fold_max_##sfx(const max_job *j, void *Y)                                \

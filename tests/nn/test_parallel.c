@@ -274,6 +274,19 @@ static void fill_ties(float *x, bool nan)
 	}
 }
 
+/* Fails unless got[0..n) has want's bits: "max 5 of (1,300,257) with a NaN,
+ * 2 threads, is ..." */
+static void same_floats(const char *what, const float *got, const float *want, int64_t n,
+			const int64_t view[3], int nan, int threads)
+{
+	for (int64_t k = 0; k < n; k++)
+		if (memcmp(&got[k], &want[k], sizeof(float)))
+			fail_msg("%s %lld of (%lld,%lld,%lld)%s, %d threads, is %g, the plain "
+				 "loop's %g",
+				 what, (long long)k, (long long)view[0], (long long)view[1],
+				 (long long)view[2], nan ? " with NaNs" : "", threads, got[k], want[k]);
+}
+
 /* The max of x seen as (outer, n, inner) over n at 1 and 2 threads, and
  * x's gradient for dout d: both as the plain loop gives them, bit for
  * bit. The shapes take each split: whole slices (long runs and short
@@ -318,19 +331,9 @@ static void max_splits_keep_the_first_of_ties_and_nans(void **state)
 				tg_tensor *dout = tg_from_f32(ctx, TG_F32, SHAPE(outer, in), d);
 				if (!y || tg_backward(tg_sum(tg_mul(y, dout))))
 					fail_msg("%s", tg_error(ctx));
-				const float *got_y = tg_data(y), *got_g = tg_data(tg_grad(x));
-				for (int64_t k = 0; k < outer * in; k++)
-					if (memcmp(&got_y[k], &want_y[k], sizeof(float)))
-						fail_msg("(%lld,%lld,%lld) nan %d, %d threads: max %lld is "
-							 "%g, the plain loop's %g",
-							 (long long)outer, (long long)n, (long long)in, nan,
-							 threads, (long long)k, got_y[k], want_y[k]);
-				for (int64_t e = 0; e < R * C; e++)
-					if (memcmp(&got_g[e], &want_g[e], sizeof(float)))
-						fail_msg("(%lld,%lld,%lld) nan %d, %d threads: gradient %lld "
-							 "is %g, the plain loop's %g",
-							 (long long)outer, (long long)n, (long long)in, nan,
-							 threads, (long long)e, got_g[e], want_g[e]);
+				same_floats("max", tg_data(y), want_y, outer * in, views[s], nan, threads);
+				same_floats("gradient", tg_data(tg_grad(x)), want_g, R * C, views[s], nan,
+					    threads);
 				assert_ctx_ok(ctx);
 				tg_ctx_free(ctx);
 			}
