@@ -162,6 +162,26 @@ static void expand_part(void *arg, size_t lo, size_t hi)
 		expand_f32(j->m, j->X, j->Y, lo, hi);
 }
 
+/* Y[lo, hi) of x's one row of n elements tiled: the first n by index,
+ * then what is written copied after itself, doubling (a whole number of
+ * rows each time). A short row broadcast along the leading axes (a sum's
+ * gradient along axis 0 of (1048576,2)): EXPAND_KERNEL walked and copied
+ * row by row. */
+static void tile_part(void *arg, size_t lo, size_t hi)
+{
+	const expand_job *j = arg;
+	const size_t es = j->f64 ? sizeof(double) : sizeof(float), n = (size_t)j->m->dim[INNER];
+	const size_t m = hi - lo, first = n < m ? n : m;
+	char *Y = (char *)j->Y + lo * es;
+	for (size_t k = 0; k < first; k++)
+		memcpy(Y + k * es, (const char *)j->X + (lo + k) % n * es, es);
+	for (size_t done = first; done < m;) {
+		size_t c = done < m - done ? done : m - done;
+		memcpy(Y + done * es, Y, c * es);
+		done += c;
+	}
+}
+
 /* rows [lo, hi) of a column repeated (REPEAT_KERNEL) */
 static void repeat_part(void *arg, size_t lo, size_t hi)
 {
@@ -348,6 +368,8 @@ tg_tensor *tg_expand(tg_tensor *x, int ndim, const int64_t *shape)
 	const int64_t n = m.dim[INNER];
 	if (!m.s[INNER] && n <= 8 && x->numel * (size_t)n == out->numel) /* x a column */
 		tg_parallel_for(ctx, x->numel, TG_PAR_MIN / (size_t)n, 16, repeat_part, &j);
+	else if (m.s[INNER] && n < 256 && x->numel == (size_t)n) /* x a short row */
+		tg_parallel_for(ctx, out->numel, TG_PAR_MIN, 16, tile_part, &j);
 	else if (out->numel)
 		tg_parallel_for(ctx, out->numel, TG_PAR_MIN, 16, expand_part, &j);
 	/* one value throughout, in memory of its own (not a leaf's gradient

@@ -82,7 +82,7 @@ typedef struct view {
 
 /* An element that ties the max y of its slice: equal to it, or a NaN when
  * the max is NaN. */
-#define TIES(x, y) (((x) == (y)) | (((x) != (x)) & ((y) != (y)))) /* no branch: vectorised */
+#define TIES(x, y) ((x) == (y) || (isnan(x) && isnan(y)))
 
 /* The max of a run X[0..n), n >= 1, with the bits of the plain loop
  * (y = X[0], then X[k] wherever it BEATS y): tg_max_run's sixteen running
@@ -340,7 +340,8 @@ static inline void block_rows(const max_job *j, int64_t u, int64_t *o, int64_t *
 }
 
 /* The statements after n with N their run length: a constant from 1 to 8
- * (n itself beyond), so that a loop over runs that short unrolls: the max
+ * (n itself beyond), so that a loop over runs (or rows) that short
+ * unrolls: the max
  * of a million runs of 2 floats 7.2 -> 0.8 ms, with its backward 22 ->
  * 9.6 ms (with the division skipped where a max has no tie). */
 #define WITH_SHORT_N(n, ...)                        \
@@ -387,6 +388,13 @@ static inline void block_rows(const max_job *j, int64_t u, int64_t *o, int64_t *
 							    0, 1);)                          \
 			return;                                                              \
 		}                                                                            \
+		if (v.inner < 4) { /* narrow rows: their width a constant (from 4 on, the generic loop takes a vector) */ \
+			WITH_SHORT_N(v.inner, const view w = { v.outer, v.n, N };            \
+				     for (int64_t o = (int64_t)lo; o < (int64_t)hi; o++)     \
+					     max_rows_##sfx(w, j->X, (T *)j->Y + o * N, o, 0, \
+							    v.n, 0, N);)                     \
+			return;                                                              \
+		}                                                                            \
 		for (int64_t o = (int64_t)lo; o < (int64_t)hi; o++)                          \
 			max_rows_##sfx(v, j->X, (T *)j->Y + o * v.inner, o, 0, v.n, 0,       \
 				       v.inner);                                             \
@@ -405,6 +413,12 @@ static inline void block_rows(const max_job *j, int64_t u, int64_t *o, int64_t *
 			WITH_SHORT_N(v.n, const view w = { v.outer, N, 1 };                  \
 				     for (int64_t o = (int64_t)lo; o < (int64_t)hi; o++)     \
 					     share_slice_##sfx(arg, w, o, 0, 1);)            \
+			return;                                                              \
+		}                                                                            \
+		if (v.inner < 4) {                                                           \
+			WITH_SHORT_N(v.inner, const view w = { v.outer, v.n, N };            \
+				     for (int64_t o = (int64_t)lo; o < (int64_t)hi; o++)     \
+					     share_slice_##sfx(arg, w, o, 0, N);)            \
 			return;                                                              \
 		}                                                                            \
 		for (int64_t o = (int64_t)lo; o < (int64_t)hi; o++)                          \

@@ -341,6 +341,48 @@ static void max_splits_keep_the_first_of_ties_and_nans(void **state)
 	}
 }
 
+/* ---- expand of a short row or a narrow column ------------------------------------ */
+
+/* A row of n tiled down, (n) to (ROWS, n) and (1, 1, n) to (4, ROWS / 4,
+ * n), and a column (ROWS, 1) repeated across n, at 1 and 2 threads (parts
+ * start inside a row): every element is the one its index names. */
+static void short_rows_and_narrow_columns_expand_by_index(void **state)
+{
+	(void)state;
+	static const int64_t widths[] = { 1, 2, 3, 5, 7, 8, 9, 255, 256 };
+	enum { ROWS = 40000 };
+	static double v[ROWS];
+	for (int i = 0; i < ROWS; i++)
+		v[i] = i * 0.5 - 7;
+	for (int threads = 1; threads <= 2; threads++)
+		for (size_t w = 0; w < LEN(widths); w++) {
+			const int64_t n = widths[w];
+			tg_ctx *ctx = tg_ctx_new(5);
+			assert_non_null(ctx);
+			tg_set_threads(ctx, threads);
+			tg_tensor *row = tg_from_f64(ctx, TG_F32, SHAPE(n), v);
+			tg_tensor *row3 = tg_from_f64(ctx, TG_F64, SHAPE(1, 1, n), v);
+			tg_tensor *col = tg_from_f64(ctx, TG_F32, SHAPE(ROWS, 1), v);
+			tg_tensor *t[] = { tg_expand(row, SHAPE(ROWS, n)),
+					   tg_expand(row3, SHAPE(4, ROWS / 4, n)),
+					   tg_expand(col, SHAPE(ROWS, n)) };
+			for (size_t k = 0; k < LEN(t); k++) {
+				if (!t[k])
+					fail_msg("%s", tg_error(ctx));
+				for (int64_t e = 0; e < ROWS * n; e++) {
+					double want = v[k < 2 ? e % n : e / n];
+					if (tg_get(t[k], (size_t)e) != want)
+						fail_msg("expand %zu, width %lld, %d threads: element %lld "
+							 "is %g, not %g",
+							 k, (long long)n, threads, (long long)e,
+							 tg_get(t[k], (size_t)e), want);
+				}
+			}
+			assert_ctx_ok(ctx);
+			tg_ctx_free(ctx);
+		}
+}
+
 /* ---- the optimizers ----------------------------------------------------------------- */
 
 /* Three steps of each optimizer on a (R, C) parameter whose gradient is a
@@ -809,6 +851,7 @@ int main(void)
 		cmocka_unit_test(elementwise_reduction_and_row_ops_give_the_bits_of_one_thread),
 		cmocka_unit_test(batch_and_layer_norm_give_the_bits_of_one_thread),
 		cmocka_unit_test(max_splits_keep_the_first_of_ties_and_nans),
+		cmocka_unit_test(short_rows_and_narrow_columns_expand_by_index),
 		cmocka_unit_test(every_optimizer_update_gives_the_bits_of_one_thread),
 		cmocka_unit_test(a_batch_gathered_by_two_threads_is_the_rows_and_labels),
 		cmocka_unit_test(targets_gathered_by_two_threads_are_the_rows),
