@@ -457,6 +457,16 @@ static inline void tg_rows_seek(int naxes, const int64_t *dim, int64_t r, int64_
 }
 
 /* ---- summing runs in double ------------------------------------------------------ */
+/* inlined into each caller's copy (TG_HOT_LOOP): an out-of-line copy is the
+ * baseline one, whatever the caller's (a tg_sum_run left out of line by
+ * GCC, in softmax.c, made log-softmax over rows of 10 take 2.5 times as
+ * long). Not under AddressSanitizer (below). */
+#if defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+#define TG_ALWAYS_INLINE __attribute__((always_inline))
+#else
+#define TG_ALWAYS_INLINE
+#endif
+
 /* A run (one row, one whole block) is summed in TG_LANES interleaved partial
  * sums, not one chain of dependent additions (an addition's latency per
  * element); columns (tg_add_rows) add their rows in order, vectorised
@@ -483,7 +493,7 @@ static inline double tg_sum_lanes(const double l[TG_LANES])
  * into lane k % TG_LANES), added pairwise at the end: the same bits for the
  * same run, but not those of the plain left-to-right loop. */
 #define TG_SUM_RUN(name, T)                                                          \
-	static inline double name(double start, const T *X, int64_t n)               \
+	static inline TG_ALWAYS_INLINE double name(double start, const T *X, int64_t n) \
 	{                                                                            \
 		double l[TG_LANES] = { 0 };                                          \
 		int64_t k = 0;                                                       \
@@ -505,7 +515,7 @@ static inline double tg_sum_lanes(const double l[TG_LANES])
  * it vectorises across them (reduce.c: a million sums of 2 floats took
  * 7 ms through tg_sum_run, a run at a time). */
 #define TG_SUM_SHORT(name, T)                                                        \
-	static inline double name(const T *X, int n)                                 \
+	static inline TG_ALWAYS_INLINE double name(const T *X, int n)                \
 	{                                                                            \
 		double h[8];                                                         \
 		for (int k = 0; k < 8; k++)                                          \
@@ -563,8 +573,6 @@ static inline double tg_sum_lanes(const double l[TG_LANES])
 			}                                                            \
 		memcpy(l, v_[0], sizeof v_[0]);                                      \
 	} while (0)
-/* inlined into each caller's copy (TG_HOT_LOOP) */
-#define TG_ALWAYS_INLINE __attribute__((always_inline))
 /* v = x > v ? x : v, lane by lane */
 #define TG_MAX_SELECT(v, x, ivec, vec)                                               \
 	do {                                                                         \
@@ -572,7 +580,6 @@ static inline double tg_sum_lanes(const double l[TG_LANES])
 		(v) = (vec)(((ivec)(x) & gt_) | ((ivec)(v) & ~gt_));                 \
 	} while (0)
 #else
-#define TG_ALWAYS_INLINE
 #define TG_MAX_LANES(T, I, l, X, n, k) TG_MAX_SCALARS(T, l, X, n, k)
 #endif
 /* The sixteen maxima as sixteen scalars: shorter runs, where the vectors'
