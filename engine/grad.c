@@ -115,8 +115,9 @@ static bool bmap_make(int nbig, const int64_t *big, int nsmall, const int64_t *s
 
 /* Y (rows, n) = each X[r] n times, rows [lo, hi), n <= 8 a constant in
  * each loop so that it vectorises: a column (R, 1) expanded to (R, n), where
- * EXPAND_KERNEL's walk from row to row cost more than its fill (a sum's
- * gradient along a last axis of 2: a million rows 1.8 -> 0.4 ms). */
+ * EXPAND_KERNEL's walk from row to row cost more than its fill (a sum
+ * along a last axis of 2 over a million rows, forward and backward:
+ * 5.2 -> 1.5 ms). */
 #define REPEAT_CASE(N)                                              \
 	case N:                                                     \
 		for (int64_t r = lo; r < hi; r++)                   \

@@ -460,7 +460,7 @@ static inline void tg_rows_seek(int naxes, const int64_t *dim, int64_t r, int64_
 /* inlined into each caller's copy (TG_HOT_LOOP): an out-of-line copy is the
  * baseline one, whatever the caller's (a tg_sum_run left out of line by
  * GCC, in softmax.c, made log-softmax over rows of 10 take 2.5 times as
- * long). Not under AddressSanitizer (below). */
+ * long). Empty under AddressSanitizer. */
 #if defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
 #define TG_ALWAYS_INLINE __attribute__((always_inline))
 #else

@@ -325,7 +325,7 @@ typedef struct max_kernels {
 	tg_range_fn share_slices, share_cols;	     /* the shares: the same */
 	tg_range_fn block_max, block_ties, block_share; /* by rows, in three passes */
 	void (*fold_max)(const max_job *j, void *Y); /* blocks' maxima -> Y */
-	void (*fold_ties)(const max_job *j);	     /* blocks' ties -> c, share */
+	void (*fold_ties)(const max_job *j);	     /* blocks' ties -> shares */
 } max_kernels;
 
 enum { BLOCK_MAX, BLOCK_TIES, BLOCK_SHARE }; /* the passes over blocks of rows */

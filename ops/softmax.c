@@ -81,7 +81,7 @@ static inline size_t rows_per_block(size_t k) { return k && k < ROW_BLOCK ? ROW_
 	TG_HOT_LOOP_WIDE                                                                 \
 	static void name(const T *X, T *Y, size_t rows, size_t k)                        \
 	{                                                                                \
-		T ms[ROW_BLOCK]; /* one for every copy: a frame of nine took longer */  \
+		T ms[ROW_BLOCK]; /* one, shared by every copy */                        \
 		SHORT_ROWS(name, X, Y, rows, k, ms)                                      \
 	}
 
