@@ -118,26 +118,12 @@ static bool bmap_make(int nbig, const int64_t *big, int nsmall, const int64_t *s
  * EXPAND_KERNEL's walk from row to row cost more than its fill (a sum
  * along a last axis of 2 over a million rows, forward and backward:
  * 5.2 -> 1.5 ms). */
-#define REPEAT_CASE(N)                                              \
-	case N:                                                     \
-		for (int64_t r = lo; r < hi; r++)                   \
-			for (int i = 0; i < (N); i++)               \
-				Y[r * (N) + i] = X[r];              \
-		break;
 #define REPEAT_KERNEL(name, T)                                                         \
 	TG_HOT_LOOP static void name(const T *restrict X, T *restrict Y, int64_t n,    \
 				     int64_t lo, int64_t hi)                           \
 	{                                                                              \
-		switch (n) {                                                           \
-			REPEAT_CASE(1)                                                 \
-			REPEAT_CASE(2)                                                 \
-			REPEAT_CASE(3)                                                 \
-			REPEAT_CASE(4)                                                 \
-			REPEAT_CASE(5)                                                 \
-			REPEAT_CASE(6)                                                 \
-			REPEAT_CASE(7)                                                 \
-			REPEAT_CASE(8)                                                 \
-		}                                                                      \
+		TG_WITH_SHORT_N(n, for (int64_t r = lo; r < hi; r++)                   \
+				     for (int i = 0; i < N; i++) Y[r * N + i] = X[r];) \
 	}
 
 REPEAT_KERNEL(repeat_f64, double)

@@ -39,4 +39,22 @@
  * tensors makes a call per op: ops/binary.c runs its baseline code below. */
 enum { TG_HOT_MIN = 64 };
 
+/* The statements after n with N their length: a constant from 1 to 8 (n
+ * itself beyond), so that a loop over runs or rows that short unrolls and
+ * vectorises across them, where a loop of a variable length n spent more
+ * on its set-up than on the run (a sum along a last axis of 2 over a
+ * million rows took 7 ms; a max, with its backward, 22 ms). */
+#define TG_WITH_SHORT_N(n, ...)                            \
+	switch (n) {                                       \
+	case 1: { enum { N = 1 }; __VA_ARGS__ } break;     \
+	case 2: { enum { N = 2 }; __VA_ARGS__ } break;     \
+	case 3: { enum { N = 3 }; __VA_ARGS__ } break;     \
+	case 4: { enum { N = 4 }; __VA_ARGS__ } break;     \
+	case 5: { enum { N = 5 }; __VA_ARGS__ } break;     \
+	case 6: { enum { N = 6 }; __VA_ARGS__ } break;     \
+	case 7: { enum { N = 7 }; __VA_ARGS__ } break;     \
+	case 8: { enum { N = 8 }; __VA_ARGS__ } break;     \
+	default: { const int64_t N = (n); __VA_ARGS__ }    \
+	}
+
 #endif /* TG_HOT_LOOP_H */

@@ -55,25 +55,12 @@ typedef struct view {
 /* Y[o] = scale * the sum of run o (n <= 8 elements) for the runs [o0, o1):
  * tg_sum_run's bits (tg_sum_short), n a constant in each loop so that it
  * vectorises across the runs. A million sums of 2 floats: 7.2 -> 0.5 ms. */
-#define SHORT_RUNS_CASE(N, sum_short)                                                \
-	case N:                                                                      \
-		for (int64_t o = o0; o < o1; o++)                                    \
-			Y[o] = (__typeof__(*Y))(sum_short(X + o * (N), N) * scale);  \
-		break;
 #define SHORT_RUNS_KERNEL(name, T, sum_short)                                                 \
 	TG_HOT_LOOP_WIDE static void name(const T *X, T *Y, int64_t n, double scale, int64_t o0, \
 					  int64_t o1)                                          \
 	{                                                                                     \
-		switch (n) {                                                                  \
-			SHORT_RUNS_CASE(1, sum_short)                                         \
-			SHORT_RUNS_CASE(2, sum_short)                                         \
-			SHORT_RUNS_CASE(3, sum_short)                                         \
-			SHORT_RUNS_CASE(4, sum_short)                                         \
-			SHORT_RUNS_CASE(5, sum_short)                                         \
-			SHORT_RUNS_CASE(6, sum_short)                                         \
-			SHORT_RUNS_CASE(7, sum_short)                                         \
-			SHORT_RUNS_CASE(8, sum_short)                                         \
-		}                                                                             \
+		TG_WITH_SHORT_N(n, for (int64_t o = o0; o < o1; o++)                          \
+				     Y[o] = (T)(sum_short(X + o * N, N) * scale);)            \
 	}
 
 /* The value that wins a max: a larger one, or the first NaN (a NaN
@@ -339,24 +326,6 @@ static inline void block_rows(const max_job *j, int64_t u, int64_t *o, int64_t *
 	*k1 = j->v.n * (b + 1) / j->blocks;
 }
 
-/* The statements after n with N their run length: a constant from 1 to 8
- * (n itself beyond), so that a loop over runs (or rows) that short
- * unrolls: the max
- * of a million runs of 2 floats 7.2 -> 0.8 ms, with its backward 22 ->
- * 9.6 ms (with the division skipped where a max has no tie). */
-#define WITH_SHORT_N(n, ...)                        \
-	switch (n) {                                \
-	case 1: { enum { N = 1 }; __VA_ARGS__ } break; \
-	case 2: { enum { N = 2 }; __VA_ARGS__ } break; \
-	case 3: { enum { N = 3 }; __VA_ARGS__ } break; \
-	case 4: { enum { N = 4 }; __VA_ARGS__ } break; \
-	case 5: { enum { N = 5 }; __VA_ARGS__ } break; \
-	case 6: { enum { N = 6 }; __VA_ARGS__ } break; \
-	case 7: { enum { N = 7 }; __VA_ARGS__ } break; \
-	case 8: { enum { N = 8 }; __VA_ARGS__ } break; \
-	default: { const int64_t N = (n); __VA_ARGS__ } \
-	}
-
 #define MAX_PARTS(sfx, T)                                                                    \
 	/* slice o's shares over the columns [i0, i1) */                                     \
 	static inline TG_ALWAYS_INLINE void share_slice_##sfx(const max_job *j, view v,    \
@@ -382,14 +351,14 @@ static inline void block_rows(const max_job *j, int64_t u, int64_t *o, int64_t *
 		const max_job *j = arg;                                                      \
 		const view v = j->v;                                                         \
 		if (v.inner == 1) {                                                          \
-			WITH_SHORT_N(v.n, const view w = { v.outer, N, 1 };                  \
+			TG_WITH_SHORT_N(v.n, const view w = { v.outer, N, 1 };                  \
 				     for (int64_t o = (int64_t)lo; o < (int64_t)hi; o++)     \
 					     max_rows_##sfx(w, j->X, (T *)j->Y + o, o, 0, N, \
 							    0, 1);)                          \
 			return;                                                              \
 		}                                                                            \
 		if (v.inner < 4) { /* narrow rows: their width a constant (from 4 on, the generic loop takes a vector) */ \
-			WITH_SHORT_N(v.inner, const view w = { v.outer, v.n, N };            \
+			TG_WITH_SHORT_N(v.inner, const view w = { v.outer, v.n, N };            \
 				     for (int64_t o = (int64_t)lo; o < (int64_t)hi; o++)     \
 					     max_rows_##sfx(w, j->X, (T *)j->Y + o * N, o, 0, \
 							    v.n, 0, N);)                     \
@@ -410,13 +379,13 @@ static inline void block_rows(const max_job *j, int64_t u, int64_t *o, int64_t *
 	{                                                                                    \
 		const view v = ((const max_job *)arg)->v;                                    \
 		if (v.inner == 1) {                                                          \
-			WITH_SHORT_N(v.n, const view w = { v.outer, N, 1 };                  \
+			TG_WITH_SHORT_N(v.n, const view w = { v.outer, N, 1 };                  \
 				     for (int64_t o = (int64_t)lo; o < (int64_t)hi; o++)     \
 					     share_slice_##sfx(arg, w, o, 0, 1);)            \
 			return;                                                              \
 		}                                                                            \
 		if (v.inner < 4) {                                                           \
-			WITH_SHORT_N(v.inner, const view w = { v.outer, v.n, N };            \
+			TG_WITH_SHORT_N(v.inner, const view w = { v.outer, v.n, N };            \
 				     for (int64_t o = (int64_t)lo; o < (int64_t)hi; o++)     \
 					     share_slice_##sfx(arg, w, o, 0, N);)            \
 			return;                                                              \

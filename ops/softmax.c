@@ -36,23 +36,12 @@ enum { ROW_BLOCK = 512 };
 /* rows of k elements that one exp call takes */
 static inline size_t rows_per_block(size_t k) { return k && k < ROW_BLOCK ? ROW_BLOCK / k : 1; }
 
-/* The rows' kernel body with k a constant for rows of 2 to 8 elements
- * (a few classes): its loops over a row unroll, where their set-up had
- * cost more than the row (softmax over (131072,8) floats, forward and
- * backward: 5.2 -> 2.8 ms). The same operations, so the same bits. */
-#define SHORT_ROWS(name, X, Y, rows, k, ms)             \
-	switch (k) {                                    \
-	case 2: name##_rows(X, Y, rows, 2, ms); break; \
-	case 3: name##_rows(X, Y, rows, 3, ms); break; \
-	case 4: name##_rows(X, Y, rows, 4, ms); break; \
-	case 5: name##_rows(X, Y, rows, 5, ms); break; \
-	case 6: name##_rows(X, Y, rows, 6, ms); break; \
-	case 7: name##_rows(X, Y, rows, 7, ms); break; \
-	case 8: name##_rows(X, Y, rows, 8, ms); break; \
-	default: name##_rows(X, Y, rows, k, ms);       \
-	}
-
-/* y = FINISH of the row's x, its max m, the e^(x - m) in y and their sum s */
+/* y = FINISH of the row's x, its max m, the e^(x - m) in y and their sum s.
+ * name runs name##_rows with k a constant for rows of up to 8 elements (a
+ * few classes, TG_WITH_SHORT_N): its loops over a row unroll, where their
+ * set-up had cost more than the row (softmax over (131072,8) floats,
+ * forward and backward: 5.2 -> 2.8 ms). The same operations, so the same
+ * bits. */
 #define ROW_KERNEL(name, T, MAX, EXP, SUM, FINISH)                                       \
 	static inline TG_ALWAYS_INLINE void name##_rows(const T *X, T *Y, size_t rows,   \
 							size_t k, T *ms)                 \
@@ -82,7 +71,7 @@ static inline size_t rows_per_block(size_t k) { return k && k < ROW_BLOCK ? ROW_
 	static void name(const T *X, T *Y, size_t rows, size_t k)                        \
 	{                                                                                \
 		T ms[ROW_BLOCK]; /* one, shared by every copy */                        \
-		SHORT_ROWS(name, X, Y, rows, k, ms)                                      \
+		TG_WITH_SHORT_N(k, name##_rows(X, Y, rows, N, ms);)                      \
 	}
 
 /* y / s, rounded to the dtype, given inv = 1 / s: a double's quotient; a
