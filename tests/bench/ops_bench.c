@@ -269,6 +269,9 @@ static tg_tensor *ce_narrow(bench *b)
 {
 	return tg_cross_entropy(tg_slice(X0(b), 0, 0, 8192), idx_tensor(b));
 }
+static void ce8_setup(bench *b) { b->p[0] = P(b, 8192, 8), indices(b, 8192, 8); }
+static tg_tensor *ce8(bench *b) { return tg_cross_entropy(X0(b), idx_tensor(b)); }
+static void tall8(bench *b) { b->p[0] = P(b, 131072, 8); }
 static tg_tensor *lsm_sq(bench *b) { return tg_sum(sq(tg_log_softmax(X0(b)))); }
 static void wide_setup(bench *b) { b->p[0] = P(b, 16, 65536); }
 static tg_tensor *softmax_t(bench *b) { return tg_sum(sq(tg_softmax(tg_transpose(X0(b))))); }
@@ -396,6 +399,8 @@ static const workload WORKLOADS[] = {
 	{ "s-bce", "bce_with_logits(p, t), (512,784), t in [0,1)", pt01, bce, 30 },
 	{ "s-ce-narrow", "cross_entropy of 8192 rows of x (65536,10)", narrow_setup, ce_narrow, 30 },
 	{ "s-lsm-narrow", "sum(log_softmax(x)^2), x (65536,10)", narrow_setup, lsm_sq, 10 },
+	{ "s-ce8", "cross_entropy of x (8192,8)", ce8_setup, ce8, 30 },
+	{ "s-lsm8", "sum(log_softmax(x)^2), x (131072,8)", tall8, lsm_sq, 10 },
 	{ "s-lsm-wide", "sum(log_softmax(x)^2), x (16,65536)", wide_setup, lsm_sq, 10 },
 	{ "s-softmax-t", "sum(softmax(x^T)^2), x (1024,1024)", m1k, softmax_t, 10 },
 	{ "s-slice", "sum(x[:, 100:900]^2), x (1024,1024)", m1k, slice1, 20 },

@@ -42,6 +42,10 @@ def sweep_torch(name, P, R, idx):
         loss = {"s-mse": F.mse_loss, "s-l1": F.l1_loss,
                 "s-bce": F.binary_cross_entropy_with_logits}[name]
         return lambda: loss(x(), t)
+    if name == "s-ce8":
+        P["x"] = R(8192, 8)
+        lab = idx(8192, 8)
+        return lambda: F.cross_entropy(x(), lab)
     if name in ("s-ce-narrow", "s-pick"):
         k, n = (10, 65536) if name == "s-ce-narrow" else (100, 8192)
         P["x"] = R(n, k)
@@ -67,6 +71,7 @@ def sweep_torch(name, P, R, idx):
         "s-mean2": lambda: P.update(x=R(64, 512, 64)), "s-max2": lambda: P.update(x=R(64, 512, 64)),
         "s-max1": lambda: P.update(x=R(64, 512, 64)),
         "s-lsm-narrow": lambda: P.update(x=R(65536, 10)),
+        "s-lsm8": lambda: P.update(x=R(131072, 8)),
         "s-lsm-wide": lambda: P.update(x=R(16, 65536)),
         "s-softmax-t": lambda: P.update(x=R(1024, 1024)), "s-slice": lambda: P.update(x=R(1024, 1024)),
         "s-stack": lambda: P.update(x=R(1024, 1024), y=R(1024, 1024)),
@@ -105,6 +110,7 @@ def sweep_torch(name, P, R, idx):
         "s-meanall": lambda: sq(x()).mean(),
         "s-maxall": lambda: x().max(),
         "s-lsm-narrow": lambda: sq(F.log_softmax(x(), -1)).sum(),
+        "s-lsm8": lambda: sq(F.log_softmax(x(), -1)).sum(),
         "s-lsm-wide": lambda: sq(F.log_softmax(x(), -1)).sum(),
         "s-softmax-t": lambda: sq(torch.softmax(x().t(), -1)).sum(),
         "s-slice": lambda: sq(x()[:, 100:900]).sum(),

@@ -663,8 +663,9 @@ static void relu_and_abs_have_zero_gradient_at_zero(void **state)
 
 /* ---- softmax, log-softmax, cross-entropy ------------------------------------------ */
 
-/* Rows shorter than 512 go through the exp a block of rows at a time: on
- * 1 and 2 threads, for row lengths 1 to 513, softmax, log_softmax and their
+/* Rows shorter than 512 go through the exp a block of rows at a time, and
+ * rows of up to 8 through loops of their own length: on 1 and 2 threads,
+ * for row lengths 1 to 513, softmax, log_softmax and their
  * gradients (and cross-entropy's) of each row of a batch have the bits of
  * that row alone, a batch of one row (cross-entropy's gradient with the
  * batch's 1/N moved into dout, the same products); cross-entropy's loss is
@@ -672,7 +673,7 @@ static void relu_and_abs_have_zero_gradient_at_zero(void **state)
 static void rows_in_blocks_give_the_bits_of_each_row_alone(void **state)
 {
 	(void)state;
-	static const int64_t lengths[] = { 1, 3, 10, 37, 255, 511, 513 };
+	static const int64_t lengths[] = { 1, 2, 3, 4, 5, 6, 7, 8, 10, 37, 255, 511, 513 };
 	enum { R = 300 };
 	for (size_t c = 0; c < LEN(lengths) * 2 * 2; c++) {
 		const int64_t k = lengths[c % LEN(lengths)];
