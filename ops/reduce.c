@@ -333,13 +333,26 @@ static inline void block_rows(const max_job *j, int64_t u, int64_t *o, int64_t *
 							      int64_t i1)                    \
 	{                                                                                    \
 		const int64_t in = v.inner;                                                  \
-		/* a run's max, ties and share in registers, not the scratch */             \
-		T y1, share1;                                                                \
-		int64_t c1;                                                                  \
-		T *y = in == 1 ? &y1 : (T *)j->y + o * in;                                   \
-		T *share = in == 1 ? &share1 : (T *)j->share + o * in;                       \
-		int64_t *c = in == 1 ? &c1 : j->c + o * in;                                  \
 		const T *d = j->D ? (const T *)j->D + o * in : NULL;                         \
+		if (in == 1) { /* a run: its ties counted as a share of 1 is written */     \
+			T y1, share1;                                                        \
+			max_rows_##sfx(v, j->X, &y1, o, 0, v.n, 0, 1);                       \
+			const T *x = (const T *)j->X + o * v.n, dd = d ? d[0] : 1;           \
+			T *m = (T *)j->Y + o * v.n;                                          \
+			int64_t c1 = 0;                                                      \
+			for (int64_t k = 0; k < v.n; k++) {                                  \
+				const bool t = TIES(x[k], y1);                               \
+				c1 += t;                                                     \
+				m[k] = (t ? (T)1 : 0) * dd;                                  \
+			}                                                                    \
+			if (c1 == 1) /* no tie: the share is 1, as written */               \
+				return;                                                      \
+			share1 = (T)(1.0 / (double)c1);                                      \
+			share_rows_##sfx(v, j->X, &y1, &share1, d, j->Y, o, 0, v.n, 0, 1);   \
+			return;                                                              \
+		}                                                                            \
+		T *y = (T *)j->y + o * in, *share = (T *)j->share + o * in;                  \
+		int64_t *c = j->c + o * in;                                                  \
 		max_rows_##sfx(v, j->X, y, o, 0, v.n, i0, i1);                               \
 		count_ties_##sfx(v, j->X, y, c, o, 0, v.n, i0, i1);                          \
 		for (int64_t i = i0; i < i1; i++)                                            \
