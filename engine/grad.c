@@ -12,6 +12,7 @@
 #include "internal.h"
 #include "parallel.h"
 
+#include <math.h>
 #include <string.h>
 
 /* ---- broadcasting a small shape into a big one ------------------------------ */
@@ -364,6 +365,65 @@ tg_tensor *tg_expand(tg_tensor *x, int ndim, const int64_t *shape)
 	if (x->numel == 1 && !(armed && out->data == armed->data))
 		out->uniform_at = out->version + 1;
 	return tg_op_end(&expand_op, out, 1, &x, NULL, 0, NULL);
+}
+
+/* ---- the lazy expand of a sum's gradient (internal.h) --------------------------- */
+
+/* Y[lo, hi) = the bits of Y[0], as whole elements of 4 or 8 bytes */
+typedef struct fill_job {
+	void *Y;
+	bool wide;
+} fill_job;
+
+TG_HOT_LOOP static void fill_part(void *arg, size_t lo, size_t hi)
+{
+	const fill_job *j = arg;
+	if (j->wide) {
+		uint64_t *y = j->Y;
+		const uint64_t v = y[0];
+		for (size_t i = lo > 0 ? lo : 1; i < hi; i++)
+			y[i] = v;
+	} else {
+		uint32_t *y = j->Y;
+		const uint32_t v = y[0];
+		for (size_t i = lo > 0 ? lo : 1; i < hi; i++)
+			y[i] = v;
+	}
+}
+
+void tg_fill_lazy(tg_tensor *t)
+{
+	fill_job j = { t->data, t->dtype == TG_F64 };
+	tg_parallel_for(t->ctx, t->numel, TG_PAR_MIN, 16, fill_part, &j);
+	t->lazy_fill = false;
+}
+
+void tg_node_grad_expand(tg_node *n, int i, tg_tensor *c)
+{
+	tg_tensor *x = n->in[i];
+	tg_ctx *ctx = x->ctx;
+	if (!n->needs[i] || !c || c->numel != 1 || c->dtype != x->dtype || c->ctx != ctx ||
+	    !x->node || x->numel < TG_GRAD_INTO_MIN || x->grad || ctx->walk ||
+	    ctx->grad_enabled || ctx->anomaly || !tg_op_reads_uniform(x->node->op)) {
+		TG_NODE_GRAD_INTO(n, i, tg_expand(c, x->ndim, x->shape));
+		return;
+	}
+	tg_tensor *u = tg_tensor_new(ctx, "tg_expand", x->dtype, x->ndim, x->shape);
+	if (u) {
+		const size_t es = tg_dtype_size(u->dtype);
+		memcpy(u->data, c->data, es);
+#ifndef NDEBUG
+		/* a reader that missed the flag sees NaN, not an old step's values */
+		const double nan = NAN;
+		const float nanf = NAN;
+		for (size_t k = 1; k < u->numel; k++)
+			memcpy((char *)u->data + k * es, es == 8 ? (const void *)&nan : (const void *)&nanf,
+			       es);
+#endif
+		u->uniform_at = u->version + 1;
+		u->lazy_fill = true;
+	}
+	tg_node_grad(n, i, u);
 }
 
 /* ---- accumulate: a + b of one shape; distributes: da = db = dout ----------------- */

@@ -105,6 +105,7 @@ struct tg_tensor {
 	tg_node *node;       /* producer; NULL for leaves */
 	uint32_t version;    /* bumped by every in-place change */
 	uint32_t uniform_at; /* see tg_is_uniform */
+	bool lazy_fill;      /* uniform, with element 0 alone written (tg_unlazy) */
 	bool requires_grad;
 	bool persistent;     /* ctx lifetime */
 	bool consumed;       /* an input of a recorded node */
@@ -393,6 +394,16 @@ void tg_tape_cut(tg_ctx *ctx, tg_node *to, bool same_step);
 		__attribute__((used, section("tg_op_registry"), aligned(sizeof(void *)))) = &var
 const tg_op *const *tg_op_registry(size_t *n);
 
+/* The ops whose backward reads its dout only through tg_is_uniform's
+ * paths (the binary kernels' one-value walks, tg_run_fused) or hands it on
+ * with tg_node_grad, whatever its inputs' shapes: a uniform gradient of
+ * such an op's output may be left with element 0 alone written
+ * (tg_node_grad_expand). */
+#define TG_OP_READS_UNIFORM(var)                                                    \
+	static const tg_op *const var##_reads_uniform                               \
+		__attribute__((used, section("tg_op_uniform"), aligned(sizeof(void *)))) = &var
+bool tg_op_reads_uniform(const tg_op *op);
+
 /* ---- describing an op's constants for graph export --------------------------- */
 
 /* "<prefix><v>" with v in full (the shortest form that reads back the same). */
@@ -421,6 +432,24 @@ bool tg_broadcast(const tg_tensor *a, const tg_tensor *b, tg_bcast *bc);
 static inline bool tg_is_uniform(const tg_tensor *t)
 {
 	return t->uniform_at != 0 && t->uniform_at == t->version + 1;
+}
+
+/* A sum's or a mean's backward hands its input the gradient c (one
+ * element) expanded to the input's shape. When the input is an
+ * intermediate whose op reads a uniform dout (TG_OP_READS_UNIFORM), taking
+ * its first gradient in a plain tg_backward, the expanded tensor is made
+ * lazily: uniform, with only element 0 written (the rest poisoned with
+ * NaN in builds with assertions), until tg_unlazy fills it. Every path
+ * that could read more of it fills it first: a second gradient added to
+ * it, a broadcast in a binary kernel, a gradient of another shape, tg_grad
+ * and a backward rule not in the list. Otherwise as
+ * TG_NODE_GRAD_INTO(n, i, tg_expand(c, shape of input i)). */
+void tg_node_grad_expand(tg_node *n, int i, tg_tensor *c);
+TG_SLOW void tg_fill_lazy(tg_tensor *t);
+static inline void tg_unlazy(tg_tensor *t)
+{
+	if (t && t->lazy_fill)
+		tg_fill_lazy(t);
 }
 
 /* Walks the rows of a padded shape: idx counts over the axes [0, naxes) of

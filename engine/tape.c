@@ -525,6 +525,11 @@ static TG_SLOW void note_touched(tg_ctx *ctx, tg_tensor *x)
 static void accumulate(tg_tensor *x, tg_tensor *g)
 {
 	tg_ctx *ctx = x->ctx;
+	/* a lazy gradient stays so only as an intermediate's first, for a rule
+	 * that reads it as one value (internal.h) */
+	if (g->lazy_fill && (ctx->walk || x->grad || !x->node || ctx->grad_enabled ||
+			     !tg_op_reads_uniform(x->node->op)))
+		tg_fill_lazy(g);
 	if (ctx->walk) {
 		walk_accumulate(ctx->walk, x, g);
 		return;
@@ -539,6 +544,7 @@ static void accumulate(tg_tensor *x, tg_tensor *g)
 		/* an intermediate, any gradient that must keep its history, one
 		 * left with history by a TG_CREATE_GRAPH backward, or a saved
 		 * buffer's */
+		tg_unlazy(x->grad);
 		x->grad = x->grad ? tg_accumulate(x->grad, g) : g;
 		if (x->persistent)
 			ctx->kept_step_grad = true;
@@ -695,6 +701,7 @@ static TG_SLOW void node_grad_checked(tg_node *n, int i, tg_tensor *dx)
 			tg_shape_fmt(x->ndim, x->shape, b), tg_shape_fmt(n->out->ndim, n->out->shape, c));
 		return;
 	}
+	tg_unlazy(dx); /* summed down, or looked at */
 	if (!tg_same_shape(dx, x)) {
 		dx = tg_sum_to(dx, x->ndim, x->shape);
 		if (!dx)
@@ -787,6 +794,7 @@ tg_tensor *tg_grad(const tg_tensor *t)
 		grad_lost_failed("tg_grad", t);
 		return NULL;
 	}
+	tg_unlazy(t->grad);
 	if (!t->grad && t->grad_store && !t->store_blank && t->requires_grad && !t->node &&
 	    !t->ctx->walk) {
 		tg_tensor *m = (tg_tensor *)t; /* the gradient is no part of t's value */
@@ -1031,6 +1039,8 @@ static int backward(const char *who, tg_tensor *y, tg_tensor *dy, unsigned flags
 		if (n->out->grad) {
 			if (!versions_intact(who, n))
 				break;
+			if (n->out->grad->lazy_fill && !tg_op_reads_uniform(n->op))
+				tg_fill_lazy(n->out->grad);
 			n->op->backward(n, n->out->grad);
 			if (step_ended(ctx, gen, who, n->op))
 				break;
@@ -1370,6 +1380,7 @@ static void keep_step_grad(tg_tensor *t)
 	tg_tensor *g = t->grad;
 	if (!g || g == t->grad_store)
 		return;
+	tg_unlazy(g);
 	t->grad = NULL;
 	if (!t->grad_store) {
 		t->grad_store = tg_keep(g);
@@ -1401,6 +1412,17 @@ void tg_reset(tg_ctx *ctx)
 
 extern const tg_op *const __start_tg_op_registry[] __attribute__((weak));
 extern const tg_op *const __stop_tg_op_registry[] __attribute__((weak));
+
+extern const tg_op *const __start_tg_op_uniform[] __attribute__((weak));
+extern const tg_op *const __stop_tg_op_uniform[] __attribute__((weak));
+
+bool tg_op_reads_uniform(const tg_op *op)
+{
+	for (const tg_op *const *p = __start_tg_op_uniform; p && p < __stop_tg_op_uniform; p++)
+		if (*p == op)
+			return true;
+	return false;
+}
 
 const tg_op *const *tg_op_registry(size_t *n)
 {

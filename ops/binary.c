@@ -58,6 +58,11 @@ static tg_tensor *binary_out(const char *who, tg_tensor *a, tg_tensor *b, tg_bca
 		: tg_is_uniform(a)   ? FLAT_A1
 		: tg_is_uniform(b)   ? FLAT_B1
 				     : FLAT;
+	/* a lazy uniform input is read as its one value, or filled first */
+	if (*flat != FLAT_A1)
+		tg_unlazy(a);
+	if (*flat != FLAT_B1)
+		tg_unlazy(b);
 	if (*flat)
 		return tg_tensor_like(a, who);
 	if (!tg_broadcast(a, b, bc)) {
@@ -255,6 +260,7 @@ static const char *const commutes[] = { "", "" };
 static const tg_op add_op = { .name = "add", .backward = add_backward, .inputs = commutes,
 			      .unread = TG_UNREAD_ALL };
 TG_OP_REGISTER(add_op);
+TG_OP_READS_UNIFORM(add_op);
 
 tg_tensor *tg_add(tg_tensor *a, tg_tensor *b) { return add_forward(&add_op, "tg_add", a, b); }
 
@@ -314,6 +320,7 @@ static void mul_backward(tg_node *n, tg_tensor *dout)
 
 static const tg_op mul_op = { .name = "mul", .backward = mul_backward, .inputs = commutes };
 TG_OP_REGISTER(mul_op);
+TG_OP_READS_UNIFORM(mul_op);
 
 tg_tensor *tg_mul(tg_tensor *a, tg_tensor *b) { return mul_forward(&mul_op, "tg_mul", a, b); }
 
@@ -655,8 +662,10 @@ static const tg_op mul_scalar_op = { .name = "mul_scalar", .backward = mul_scala
 static const tg_op pow_op = { .name = "pow", .backward = pow_backward,
 			      .inputs = (const char *const[]){ "base" }, .describe = pow_describe };
 TG_OP_REGISTER(add_scalar_op);
+TG_OP_READS_UNIFORM(add_scalar_op);
 TG_OP_REGISTER(mul_scalar_op);
 TG_OP_REGISTER(pow_op);
+TG_OP_READS_UNIFORM(pow_op);
 
 tg_tensor *tg_add_scalar(tg_tensor *x, double s)
 {

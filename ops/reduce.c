@@ -624,7 +624,10 @@ static void sum_backward(tg_node *n, tg_tensor *dout)
 	double scale = tg_node_attr(n, 2);
 	if (scale != 1.0)
 		dout = tg_mul_scalar(dout, scale);
-	TG_NODE_GRAD_INTO(n, 0, tg_expand(unreduce(n, dout), x->ndim, x->shape));
+	if (dout && dout->numel == 1) /* one value throughout, maybe written lazily */
+		tg_node_grad_expand(n, 0, unreduce(n, dout));
+	else
+		TG_NODE_GRAD_INTO(n, 0, tg_expand(unreduce(n, dout), x->ndim, x->shape));
 }
 
 static const tg_op sum_op = { .name = "sum", .backward = sum_backward, .unread = TG_UNREAD_ALL };

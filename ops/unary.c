@@ -275,6 +275,7 @@ static void exp_backward(tg_node *n, tg_tensor *dout)
 
 static const tg_op exp_op = { .name = "exp", .backward = exp_backward };
 TG_OP_REGISTER(exp_op);
+TG_OP_READS_UNIFORM(exp_op);
 
 tg_tensor *tg_exp(tg_tensor *x) { return UNARY(&exp_op, "tg_exp", x, exp, NULL, 0); }
 
@@ -289,6 +290,7 @@ static void log_backward(tg_node *n, tg_tensor *dout)
 
 static const tg_op log_op = { .name = "log", .backward = log_backward };
 TG_OP_REGISTER(log_op);
+TG_OP_READS_UNIFORM(log_op);
 
 tg_tensor *tg_log(tg_tensor *x) { return UNARY(&log_op, "tg_log", x, log, NULL, 0); }
 
@@ -307,6 +309,7 @@ static void sqrt_backward(tg_node *n, tg_tensor *dout)
 
 static const tg_op sqrt_op = { .name = "sqrt", .backward = sqrt_backward };
 TG_OP_REGISTER(sqrt_op);
+TG_OP_READS_UNIFORM(sqrt_op);
 
 tg_tensor *tg_sqrt(tg_tensor *x) { return UNARY(&sqrt_op, "tg_sqrt", x, sqrt, NULL, 0); }
 
@@ -326,6 +329,7 @@ static void abs_backward(tg_node *n, tg_tensor *dout)
 
 static const tg_op abs_op = { .name = "abs", .backward = abs_backward };
 TG_OP_REGISTER(abs_op);
+TG_OP_READS_UNIFORM(abs_op);
 
 tg_tensor *tg_abs(tg_tensor *x) { return UNARY(&abs_op, "tg_abs", x, abs, NULL, 0); }
 
@@ -372,6 +376,7 @@ static void sigmoid_backward(tg_node *n, tg_tensor *dout)
 
 static const tg_op sigmoid_op = { .name = "sigmoid", .backward = sigmoid_backward };
 TG_OP_REGISTER(sigmoid_op);
+TG_OP_READS_UNIFORM(sigmoid_op);
 
 tg_tensor *tg_sigmoid(tg_tensor *x)
 {
@@ -437,6 +442,7 @@ static void tanh_backward(tg_node *n, tg_tensor *dout)
 
 static const tg_op tanh_op = { .name = "tanh", .backward = tanh_backward };
 TG_OP_REGISTER(tanh_op);
+TG_OP_READS_UNIFORM(tanh_op);
 
 tg_tensor *tg_tanh(tg_tensor *x) { return UNARY(&tanh_op, "tg_tanh", x, tanh, NULL, 0); }
 
@@ -495,6 +501,7 @@ static void relu_backward(tg_node *n, tg_tensor *dout)
 
 static const tg_op relu_op = { .name = "relu", .backward = relu_backward };
 TG_OP_REGISTER(relu_op);
+TG_OP_READS_UNIFORM(relu_op);
 
 tg_tensor *tg_relu(tg_tensor *x) { return UNARY(&relu_op, "tg_relu", x, relu, NULL, 0); }
 
@@ -566,6 +573,7 @@ static int alpha_describe(const tg_node *n, char *buf, size_t size)
 static const tg_op leaky_relu_op = { .name = "leaky_relu", .backward = leaky_relu_backward,
 				     .describe = alpha_describe };
 TG_OP_REGISTER(leaky_relu_op);
+TG_OP_READS_UNIFORM(leaky_relu_op);
 
 tg_tensor *tg_leaky_relu(tg_tensor *x, double alpha)
 {
@@ -628,6 +636,7 @@ static void elu_backward(tg_node *n, tg_tensor *dout)
 static const tg_op elu_op = { .name = "elu", .backward = elu_backward,
 			      .describe = alpha_describe };
 TG_OP_REGISTER(elu_op);
+TG_OP_READS_UNIFORM(elu_op);
 
 tg_tensor *tg_elu(tg_tensor *x, double alpha)
 {
@@ -709,6 +718,7 @@ static void softplus_backward(tg_node *n, tg_tensor *dout)
 
 static const tg_op softplus_op = { .name = "softplus", .backward = softplus_backward };
 TG_OP_REGISTER(softplus_op);
+TG_OP_READS_UNIFORM(softplus_op);
 
 tg_tensor *tg_softplus(tg_tensor *x)
 {
@@ -766,6 +776,7 @@ static void log1p_backward(tg_node *n, tg_tensor *dout)
 
 static const tg_op log1p_op = { .name = "log1p", .backward = log1p_backward };
 TG_OP_REGISTER(log1p_op);
+TG_OP_READS_UNIFORM(log1p_op);
 
 tg_tensor *tg_log1p(tg_tensor *x) { return UNARY(&log1p_op, "tg_log1p", x, log1p, NULL, 0); }
 
@@ -785,6 +796,7 @@ static void expm1_backward(tg_node *n, tg_tensor *dout)
 
 static const tg_op expm1_op = { .name = "expm1", .backward = expm1_backward };
 TG_OP_REGISTER(expm1_op);
+TG_OP_READS_UNIFORM(expm1_op);
 
 tg_tensor *tg_expm1(tg_tensor *x) { return UNARY(&expm1_op, "tg_expm1", x, expm1, NULL, 0); }
 
@@ -803,6 +815,7 @@ static void sin_backward(tg_node *n, tg_tensor *dout)
 
 static const tg_op sin_op = { .name = "sin", .backward = sin_backward };
 TG_OP_REGISTER(sin_op);
+TG_OP_READS_UNIFORM(sin_op);
 
 tg_tensor *tg_sin(tg_tensor *x) { return UNARY(&sin_op, "tg_sin", x, sin, NULL, 0); }
 
@@ -821,6 +834,7 @@ static void cos_backward(tg_node *n, tg_tensor *dout)
 
 static const tg_op cos_op = { .name = "cos", .backward = cos_backward };
 TG_OP_REGISTER(cos_op);
+TG_OP_READS_UNIFORM(cos_op);
 
 tg_tensor *tg_cos(tg_tensor *x) { return UNARY(&cos_op, "tg_cos", x, cos, NULL, 0); }
 
@@ -846,6 +860,7 @@ static void erf_backward(tg_node *n, tg_tensor *dout)
 
 static const tg_op erf_op = { .name = "erf", .backward = erf_backward };
 TG_OP_REGISTER(erf_op);
+TG_OP_READS_UNIFORM(erf_op);
 
 tg_tensor *tg_erf(tg_tensor *x) { return UNARY(&erf_op, "tg_erf", x, erf, NULL, 0); }
 
@@ -1126,6 +1141,7 @@ static void silu_backward(tg_node *n, tg_tensor *dout)
 
 static const tg_op silu_op = { .name = "silu", .backward = silu_backward };
 TG_OP_REGISTER(silu_op);
+TG_OP_READS_UNIFORM(silu_op);
 
 tg_tensor *tg_silu(tg_tensor *x) { return UNARY(&silu_op, "tg_silu", x, silu, NULL, 0); }
 

@@ -3,6 +3,7 @@
  * mode, repeated backward, version counters, create_graph.
  */
 #include "test_util.h"
+#include "internal.h" /* tg_tensor's lazy_fill */
 
 /* f = (x + y) * z at x = -2, y = 5, z = -4 */
 typedef struct {
@@ -493,6 +494,136 @@ static void a_gradient_buffer_read_by_the_forward_pass_is_not_written_in_place(v
 /* f = sum(w @ w^T): both gradients go to w, the first written into its
  * buffer, the second added: df/dw = (J + J^T) w = 2 J w, J all ones, so
  * every element of column j is 2 * (sum of column j of w). */
+/* ---- a sum's gradient written lazily (internal.h, tg_node_grad_expand) ------------ */
+
+/* x, y (37,29), b (29): bodies whose sum or mean is the loss */
+typedef tg_tensor *(*body_fn)(tg_tensor *x, tg_tensor *y, tg_tensor *b);
+
+static tg_tensor *b_relu(tg_tensor *x, tg_tensor *y, tg_tensor *b) { (void)y, (void)b; return tg_relu(x); }
+static tg_tensor *b_sigmul(tg_tensor *x, tg_tensor *y, tg_tensor *b) { (void)b; return tg_mul(tg_sigmoid(x), y); }
+static tg_tensor *b_row(tg_tensor *x, tg_tensor *y, tg_tensor *b) { (void)y; return tg_mul(tg_tanh(x), b); }
+static tg_tensor *b_bias(tg_tensor *x, tg_tensor *y, tg_tensor *b) { (void)y; return tg_add(x, b); }
+static tg_tensor *b_bias_first(tg_tensor *x, tg_tensor *y, tg_tensor *b)
+{
+	(void)y;
+	return tg_add(b, tg_tanh(x)); /* the broadcast edge takes it first */
+}
+static tg_tensor *b_sqrt(tg_tensor *x, tg_tensor *y, tg_tensor *b)
+{
+	(void)y, (void)b;
+	return tg_sqrt(tg_add_scalar(tg_mul(x, x), 1.0));
+}
+static tg_tensor *b_two(tg_tensor *x, tg_tensor *y, tg_tensor *b)
+{
+	(void)b;
+	return tg_add(tg_elu(x, 1.0), tg_leaky_relu(y, 0.01));
+}
+static tg_tensor *b_square(tg_tensor *x, tg_tensor *y, tg_tensor *b)
+{
+	(void)y, (void)b;
+	tg_tensor *h = tg_softplus(x);
+	return tg_mul(h, h);
+}
+static tg_tensor *b_reused(tg_tensor *x, tg_tensor *y, tg_tensor *b)
+{
+	(void)b;
+	tg_tensor *h = tg_tanh(x);
+	return tg_add(h, tg_mul(h, y)); /* h takes a second gradient after the lazy one */
+}
+static tg_tensor *b_sub(tg_tensor *x, tg_tensor *y, tg_tensor *b) { (void)b; return tg_sub(tg_exp(x), y); }
+static tg_tensor *b_silu_sub(tg_tensor *x, tg_tensor *y, tg_tensor *b)
+{
+	(void)b;
+	return tg_add(tg_silu(x), tg_sub(x, y)); /* the add hands it to an op not in the list */
+}
+static tg_tensor *b_log(tg_tensor *x, tg_tensor *y, tg_tensor *b)
+{
+	(void)y, (void)b;
+	return tg_log(tg_add_scalar(tg_exp(x), 1.0));
+}
+static tg_tensor *b_math(tg_tensor *x, tg_tensor *y, tg_tensor *b)
+{
+	(void)b;
+	tg_tensor *s = tg_add(tg_pow(x, 3.0), tg_expm1(y));
+	s = tg_add(s, tg_add(tg_sin(x), tg_cos(y)));
+	return tg_add(s, tg_add(tg_erf(x), tg_log1p(tg_abs(y))));
+}
+
+static const struct {
+	const char *name;
+	body_fn f;
+	bool lazy; /* the body's output keeps a lazy gradient after the walk */
+} bodies[] = {
+	{ "relu(x)", b_relu, true },
+	{ "sigmoid(x) y", b_sigmul, true },
+	{ "tanh(x) b", b_row, false },
+	{ "x + b", b_bias, false },
+	{ "b + tanh(x)", b_bias_first, false },
+	{ "sqrt(x x + 1)", b_sqrt, true },
+	{ "elu(x) + leaky_relu(y)", b_two, true },
+	{ "softplus(x)^2 as h h", b_square, true },
+	{ "tanh(x) + tanh(x) y", b_reused, false },
+	{ "exp(x) - y", b_sub, false },
+	{ "silu(x) + (x - y)", b_silu_sub, false },
+	{ "log(exp(x) + 1)", b_log, true },
+	{ "x^3 + expm1(y) + sin(x) + cos(y) + erf(x) + log1p(|y|)", b_math, true },
+};
+
+typedef struct {
+	tg_ctx *ctx;
+	tg_tensor *x, *y, *b, *out;
+} lazy_run;
+
+/* The loss of body i reduced by sum or mean, walked; anomaly mode makes
+ * every gradient in full (no lazy one), with the same roundings. */
+static lazy_run lazy_walk(size_t i, tg_dtype dt, bool mean, bool anomaly)
+{
+	lazy_run r;
+	r.ctx = tg_ctx_new(3);
+	tg_set_anomaly(r.ctx, anomaly);
+	r.x = tg_param(tg_randn(r.ctx, dt, SHAPE(37, 29), 0, 1));
+	r.y = tg_param(tg_randn(r.ctx, dt, SHAPE(37, 29), 0, 1));
+	r.b = tg_param(tg_randn(r.ctx, dt, SHAPE(29), 0, 1));
+	r.out = bodies[i].f(r.x, r.y, r.b);
+	assert_int_equal(tg_backward(mean ? tg_mean(r.out) : tg_sum(r.out)), 0);
+	assert_ctx_ok(r.ctx);
+	return r;
+}
+
+static void a_lazy_sum_gradient_gives_the_bits_of_one_made_in_full(void **state)
+{
+	(void)state;
+	char what[160];
+	for (size_t i = 0; i < LEN(bodies); i++)
+		for (int k = 0; k < 4; k++) {
+			tg_dtype dt = k % 2 ? TG_F32 : TG_F64;
+			bool mean = k >= 2;
+			lazy_run a = lazy_walk(i, dt, mean, false), full = lazy_walk(i, dt, mean, true);
+			/* the lazy path was taken where it can be, and not elsewhere */
+			bool lazy = a.out->grad && a.out->grad->lazy_fill;
+			if (lazy != bodies[i].lazy)
+				fail_msg("%s: lazy gradient %d, expected %d", bodies[i].name, lazy,
+					 bodies[i].lazy);
+			assert_false(full.out->grad->lazy_fill);
+			tg_tensor *leaves[][2] = { { a.x, full.x }, { a.y, full.y }, { a.b, full.b } };
+			for (int l = 0; l < 3; l++) {
+				tg_tensor *ga = tg_grad(leaves[l][0]), *gf = tg_grad(leaves[l][1]);
+				assert_true((ga == NULL) == (gf == NULL));
+				snprintf(what, sizeof what, "%s %s %s: grad of %c", bodies[i].name,
+					 mean ? "mean" : "sum", dt == TG_F32 ? "f32" : "f64", "xyb"[l]);
+				if (ga)
+					assert_tensor_bits(what, ga, gf);
+			}
+			/* tg_grad of the body's output fills it: one value throughout */
+			tg_tensor *g = tg_grad(a.out);
+			assert_false(g->lazy_fill);
+			snprintf(what, sizeof what, "%s: tg_grad of the output", bodies[i].name);
+			assert_tensor_bits(what, g, tg_grad(full.out));
+			tg_ctx_free(a.ctx);
+			tg_ctx_free(full.ctx);
+		}
+}
+
 static void a_leaf_used_twice_by_one_product_gets_both_gradients(void **state)
 {
 	(void)state;
@@ -828,6 +959,7 @@ int main(void)
 		cmocka_unit_test(a_reset_during_the_walk_stops_it),
 		cmocka_unit_test(a_product_writes_a_leafs_first_gradient_into_its_buffer),
 		cmocka_unit_test(a_leaf_used_twice_by_one_product_gets_both_gradients),
+		cmocka_unit_test(a_lazy_sum_gradient_gives_the_bits_of_one_made_in_full),
 		cmocka_unit_test(a_gradient_buffer_read_by_the_forward_pass_is_not_written_in_place),
 		cmocka_unit_test(the_buffer_is_offered_only_for_a_first_leaf_gradient),
 		cmocka_unit_test(a_failed_backward_leaves_each_gradient_as_it_was),
