@@ -426,6 +426,14 @@ void tg_node_grad_expand(tg_node *n, int i, tg_tensor *c)
 	tg_node_grad(n, i, u);
 }
 
+tg_tensor *tg_uniform_value(const tg_tensor *u)
+{
+	tg_tensor *v = tg_tensor_new(u->ctx, "tg_uniform_value", u->dtype, 0, NULL);
+	if (v)
+		memcpy(v->data, u->data, tg_dtype_size(u->dtype));
+	return v;
+}
+
 /* ---- accumulate: a + b of one shape; distributes: da = db = dout ----------------- */
 
 static void accumulate_backward(tg_node *n, tg_tensor *dout)

@@ -445,6 +445,10 @@ static inline bool tg_is_uniform(const tg_tensor *t)
  * and a backward rule not in the list. Otherwise as
  * TG_NODE_GRAD_INTO(n, i, tg_expand(c, shape of input i)). */
 void tg_node_grad_expand(tg_node *n, int i, tg_tensor *c);
+/* A lazy u's one value as a tensor of one element (0 dimensions), for a
+ * rule that maps its dout element by element (neg, mul_scalar, sub) to
+ * apply the map once and hand the result on with tg_node_grad_expand. */
+tg_tensor *tg_uniform_value(const tg_tensor *u);
 TG_SLOW void tg_fill_lazy(tg_tensor *t);
 static inline void tg_unlazy(tg_tensor *t)
 {

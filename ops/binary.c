@@ -268,17 +268,26 @@ tg_tensor *tg_add(tg_tensor *a, tg_tensor *b) { return add_forward(&add_op, "tg_
 
 BINARY_KERNEL(sub, x - y)
 
+/* A lazy dout (a sum's uniform gradient, internal.h) is negated as its one
+ * value, and handed on as lazily. */
 static void sub_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_node_grad(n, 0, dout);
-	if (tg_node_needs_grad(n, 1))
-		TG_NODE_GRAD_INTO(n, 1, tg_neg(sum_to_input(n, 1, dout)));
+	if (!tg_node_needs_grad(n, 1))
+		return;
+	if (dout->lazy_fill && tg_same_shape(dout, tg_node_input(n, 1))) {
+		tg_node_grad_expand(n, 1, tg_neg(tg_uniform_value(dout)));
+		return;
+	}
+	tg_unlazy(dout);
+	TG_NODE_GRAD_INTO(n, 1, tg_neg(sum_to_input(n, 1, dout)));
 }
 
 static const tg_op sub_op = { .name = "sub", .backward = sub_backward,
 			      .inputs = (const char *const[]){ "minuend", "subtrahend" },
 			      .unread = TG_UNREAD_ALL };
 TG_OP_REGISTER(sub_op);
+TG_OP_READS_UNIFORM(sub_op);
 
 tg_tensor *tg_sub(tg_tensor *a, tg_tensor *b) { return sub_forward(&sub_op, "tg_sub", a, b); }
 
@@ -629,7 +638,10 @@ static void add_scalar_backward(tg_node *n, tg_tensor *dout) { tg_node_grad(n, 0
 
 static void mul_scalar_backward(tg_node *n, tg_tensor *dout)
 {
-	TG_NODE_GRAD_INTO(n, 0, tg_mul_scalar(dout, tg_node_attr(n, 0)));
+	if (dout->lazy_fill) /* as sub's */
+		tg_node_grad_expand(n, 0, tg_mul_scalar(tg_uniform_value(dout), tg_node_attr(n, 0)));
+	else
+		TG_NODE_GRAD_INTO(n, 0, tg_mul_scalar(dout, tg_node_attr(n, 0)));
 }
 
 /* pow: dx = pow_backward(dout, x, p) = dout * p * x^(p-1) */
@@ -664,6 +676,7 @@ static const tg_op pow_op = { .name = "pow", .backward = pow_backward,
 TG_OP_REGISTER(add_scalar_op);
 TG_OP_READS_UNIFORM(add_scalar_op);
 TG_OP_REGISTER(mul_scalar_op);
+TG_OP_READS_UNIFORM(mul_scalar_op);
 TG_OP_REGISTER(pow_op);
 TG_OP_READS_UNIFORM(pow_op);
 

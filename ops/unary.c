@@ -256,11 +256,15 @@ UNARY_KERNEL(neg, -x)
 
 static void neg_backward(tg_node *n, tg_tensor *dout)
 {
-	TG_NODE_GRAD_INTO(n, 0, tg_neg(dout));
+	if (dout->lazy_fill) /* a sum's uniform gradient, negated as its one value */
+		tg_node_grad_expand(n, 0, tg_neg(tg_uniform_value(dout)));
+	else
+		TG_NODE_GRAD_INTO(n, 0, tg_neg(dout));
 }
 
 static const tg_op neg_op = { .name = "neg", .backward = neg_backward, .unread = TG_UNREAD_ALL };
 TG_OP_REGISTER(neg_op);
+TG_OP_READS_UNIFORM(neg_op);
 
 tg_tensor *tg_neg(tg_tensor *x) { return UNARY(&neg_op, "tg_neg", x, neg, NULL, 0); }
 

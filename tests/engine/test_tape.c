@@ -531,6 +531,26 @@ static tg_tensor *b_reused(tg_tensor *x, tg_tensor *y, tg_tensor *b)
 	return tg_add(h, tg_mul(h, y)); /* h takes a second gradient after the lazy one */
 }
 static tg_tensor *b_sub(tg_tensor *x, tg_tensor *y, tg_tensor *b) { (void)b; return tg_sub(tg_exp(x), y); }
+static tg_tensor *b_subs(tg_tensor *x, tg_tensor *y, tg_tensor *b)
+{
+	(void)b;
+	return tg_sub(tg_tanh(x), tg_sigmoid(y)); /* the subtrahend lazily too */
+}
+static tg_tensor *b_sub_row(tg_tensor *x, tg_tensor *y, tg_tensor *b)
+{
+	(void)y;
+	return tg_sub(tg_tanh(x), b); /* summed down to b: filled first */
+}
+static tg_tensor *b_row_sub(tg_tensor *x, tg_tensor *y, tg_tensor *b)
+{
+	(void)y;
+	return tg_sub(b, tg_tanh(x));
+}
+static tg_tensor *b_scaled(tg_tensor *x, tg_tensor *y, tg_tensor *b)
+{
+	(void)b;
+	return tg_add(tg_mul_scalar(tg_relu(x), 2.5), tg_neg(tg_softplus(y)));
+}
 static tg_tensor *b_silu_sub(tg_tensor *x, tg_tensor *y, tg_tensor *b)
 {
 	(void)b;
@@ -563,7 +583,11 @@ static const struct {
 	{ "elu(x) + leaky_relu(y)", b_two, true },
 	{ "softplus(x)^2 as h h", b_square, true },
 	{ "tanh(x) + tanh(x) y", b_reused, false },
-	{ "exp(x) - y", b_sub, false },
+	{ "exp(x) - y", b_sub, true },
+	{ "tanh(x) - sigmoid(y)", b_subs, true },
+	{ "tanh(x) - b", b_sub_row, false },
+	{ "b - tanh(x)", b_row_sub, false },
+	{ "2.5 relu(x) + -softplus(y)", b_scaled, true },
 	{ "silu(x) + (x - y)", b_silu_sub, false },
 	{ "log(exp(x) + 1)", b_log, true },
 	{ "x^3 + expm1(y) + sin(x) + cos(y) + erf(x) + log1p(|y|)", b_math, true },
