@@ -361,13 +361,36 @@ DIV_GRADS_KERNEL(div_grads_f32, float)
 
 typedef struct div_grads_job {
 	bool f64;
+	bool d_uniform; /* every element of D is D[0] (tg_is_uniform) */
 	const void *D, *Y, *B;
 	void *DA, *DB;
 } div_grads_job;
 
+/* the row of copies of a uniform D, in elements (as fused.c's) */
+enum { DIV_ROW = 256 };
+
+/* [lo, hi) in runs of DIV_ROW, D a row of copies of D[0] */
+#define DIV_GRADS_UNIFORM(T, k)                                                          \
+	do {                                                                             \
+		T d[DIV_ROW];                                                            \
+		for (size_t i = 0; i < DIV_ROW; i++)                                     \
+			d[i] = *(const T *)j->D;                                         \
+		for (size_t i = lo; i < hi; i += DIV_ROW)                                \
+			k(d, (const T *)j->Y + i, (const T *)j->B + i,                   \
+			  j->DA ? (T *)j->DA + i : NULL, (T *)j->DB + i,                 \
+			  hi - i < DIV_ROW ? hi - i : DIV_ROW);                          \
+	} while (0)
+
 static void div_grads_part(void *arg, size_t lo, size_t hi)
 {
 	const div_grads_job *j = arg;
+	if (j->d_uniform) {
+		if (j->f64)
+			DIV_GRADS_UNIFORM(double, div_grads_f64);
+		else
+			DIV_GRADS_UNIFORM(float, div_grads_f32);
+		return;
+	}
 	size_t es = j->f64 ? sizeof(double) : sizeof(float);
 #define AT(p) ((p) ? (char *)(p) + lo * es : NULL)
 	if (j->f64)
@@ -409,8 +432,8 @@ static bool div_grads_one_pass(tg_node *n, tg_tensor *dout, tg_tensor *a, tg_ten
 	tg_tensor *db = (!need_a || da) ? grad_dest(n, 1, b, dout) : NULL;
 	if (!db)
 		return true; /* the error is recorded; the walk stops */
-	div_grads_job j = { a->dtype == TG_F64, dout->data, n->out->data, b->data,
-			    da ? da->data : NULL, db->data };
+	div_grads_job j = { a->dtype == TG_F64, tg_is_uniform(dout), dout->data, n->out->data,
+			    b->data, da ? da->data : NULL, db->data };
 	tg_parallel_for(a->ctx, a->numel, TG_PAR_MIN, 16, div_grads_part, &j);
 	tg_node_grad(n, 1, db);
 	if (da)
@@ -436,6 +459,7 @@ static void div_backward(tg_node *n, tg_tensor *dout)
 static const tg_op div_op = { .name = "div", .backward = div_backward,
 			      .inputs = (const char *const[]){ "numerator", "denominator" } };
 TG_OP_REGISTER(div_op);
+TG_OP_READS_UNIFORM(div_op);
 
 tg_tensor *tg_div(tg_tensor *a, tg_tensor *b) { return div_forward(&div_op, "tg_div", a, b); }
 

@@ -551,6 +551,21 @@ static tg_tensor *b_scaled(tg_tensor *x, tg_tensor *y, tg_tensor *b)
 	(void)b;
 	return tg_add(tg_mul_scalar(tg_relu(x), 2.5), tg_neg(tg_softplus(y)));
 }
+static tg_tensor *b_div(tg_tensor *x, tg_tensor *y, tg_tensor *b)
+{
+	(void)b;
+	return tg_div(tg_sigmoid(x), tg_add_scalar(tg_abs(y), 1.0)); /* both edges in one pass */
+}
+static tg_tensor *b_div_x(tg_tensor *x, tg_tensor *y, tg_tensor *b)
+{
+	(void)y, (void)b;
+	return tg_div(tg_tanh(x), tg_add_scalar(tg_exp(x), 1.0));
+}
+static tg_tensor *b_div_row(tg_tensor *x, tg_tensor *y, tg_tensor *b)
+{
+	(void)y;
+	return tg_div(tg_relu(x), tg_add_scalar(tg_abs(b), 1.0)); /* broadcast: the ops */
+}
 static tg_tensor *b_silu_sub(tg_tensor *x, tg_tensor *y, tg_tensor *b)
 {
 	(void)b;
@@ -588,6 +603,9 @@ static const struct {
 	{ "tanh(x) - b", b_sub_row, false },
 	{ "b - tanh(x)", b_row_sub, false },
 	{ "2.5 relu(x) + -softplus(y)", b_scaled, true },
+	{ "sigmoid(x) / (|y| + 1)", b_div, true },
+	{ "tanh(x) / (exp(x) + 1)", b_div_x, true },
+	{ "relu(x) / (|b| + 1)", b_div_row, false },
 	{ "silu(x) + (x - y)", b_silu_sub, false },
 	{ "log(exp(x) + 1)", b_log, true },
 	{ "x^3 + expm1(y) + sin(x) + cos(y) + erf(x) + log1p(|y|)", b_math, true },
@@ -598,18 +616,27 @@ typedef struct {
 	tg_tensor *x, *y, *b, *out;
 } lazy_run;
 
-/* The loss of body i reduced by sum or mean, walked; anomaly mode makes
- * every gradient in full (no lazy one), with the same roundings. */
-static lazy_run lazy_walk(size_t i, tg_dtype dt, bool mean, bool anomaly)
+/* The loss of body i reduced by sum or mean, walked; or (reference) the
+ * body walked from an upstream gradient of the same value made in full,
+ * with nothing to mark it uniform, so that every rule reads all of it:
+ * 1, or mean's 1 / n through the same mul_scalar. */
+static lazy_run lazy_walk(size_t i, tg_dtype dt, bool mean, bool reference)
 {
 	lazy_run r;
 	r.ctx = tg_ctx_new(3);
-	tg_set_anomaly(r.ctx, anomaly);
 	r.x = tg_param(tg_randn(r.ctx, dt, SHAPE(37, 29), 0, 1));
 	r.y = tg_param(tg_randn(r.ctx, dt, SHAPE(37, 29), 0, 1));
 	r.b = tg_param(tg_randn(r.ctx, dt, SHAPE(29), 0, 1));
 	r.out = bodies[i].f(r.x, r.y, r.b);
-	assert_int_equal(tg_backward(mean ? tg_mean(r.out) : tg_sum(r.out)), 0);
+	if (reference) {
+		tg_tensor *dy = tg_ones(r.ctx, dt, r.out->ndim, r.out->shape);
+		if (mean)
+			dy = tg_mul_scalar(dy, 1.0 / (double)r.out->numel);
+		assert_false(tg_is_uniform(dy));
+		assert_int_equal(tg_backward_ex(r.out, dy, 0), 0);
+	} else {
+		assert_int_equal(tg_backward(mean ? tg_mean(r.out) : tg_sum(r.out)), 0);
+	}
 	assert_ctx_ok(r.ctx);
 	return r;
 }
