@@ -496,7 +496,7 @@ static void a_gradient_buffer_read_by_the_forward_pass_is_not_written_in_place(v
  * every element of column j is 2 * (sum of column j of w). */
 /* ---- a sum's gradient written lazily (internal.h, tg_node_grad_expand) ------------ */
 
-/* x, y (37,29), b (29): bodies whose sum or mean is the loss */
+/* x, y (37,29) or (90,401), b (29) or (401): bodies whose sum or mean is the loss */
 typedef tg_tensor *(*body_fn)(tg_tensor *x, tg_tensor *y, tg_tensor *b);
 
 static tg_tensor *b_relu(tg_tensor *x, tg_tensor *y, tg_tensor *b) { (void)y, (void)b; return tg_relu(x); }
@@ -620,13 +620,16 @@ typedef struct {
  * body walked from an upstream gradient of the same value made in full,
  * with nothing to mark it uniform, so that every rule reads all of it:
  * 1, or mean's 1 / n through the same mul_scalar. */
-static lazy_run lazy_walk(size_t i, tg_dtype dt, bool mean, bool reference)
+static lazy_run lazy_walk(size_t i, tg_dtype dt, bool mean, bool reference, bool big)
 {
 	lazy_run r;
 	r.ctx = tg_ctx_new(3);
-	r.x = tg_param(tg_randn(r.ctx, dt, SHAPE(37, 29), 0, 1));
-	r.y = tg_param(tg_randn(r.ctx, dt, SHAPE(37, 29), 0, 1));
-	r.b = tg_param(tg_randn(r.ctx, dt, SHAPE(29), 0, 1));
+	/* big: (90,401) on two threads, so that the kernels and the fill split */
+	const int64_t rows = big ? 90 : 37, cols = big ? 401 : 29;
+	tg_set_threads(r.ctx, big ? 2 : 1);
+	r.x = tg_param(tg_randn(r.ctx, dt, SHAPE(rows, cols), 0, 1));
+	r.y = tg_param(tg_randn(r.ctx, dt, SHAPE(rows, cols), 0, 1));
+	r.b = tg_param(tg_randn(r.ctx, dt, SHAPE(cols), 0, 1));
 	r.out = bodies[i].f(r.x, r.y, r.b);
 	if (reference) {
 		tg_tensor *dy = tg_ones(r.ctx, dt, r.out->ndim, r.out->shape);
@@ -646,10 +649,11 @@ static void a_lazy_sum_gradient_gives_the_bits_of_one_made_in_full(void **state)
 	(void)state;
 	char what[160];
 	for (size_t i = 0; i < LEN(bodies); i++)
-		for (int k = 0; k < 4; k++) {
+		for (int k = 0; k < 8; k++) {
 			tg_dtype dt = k % 2 ? TG_F32 : TG_F64;
-			bool mean = k >= 2;
-			lazy_run a = lazy_walk(i, dt, mean, false), full = lazy_walk(i, dt, mean, true);
+			bool mean = k % 4 >= 2, big = k >= 4;
+			lazy_run a = lazy_walk(i, dt, mean, false, big),
+				 full = lazy_walk(i, dt, mean, true, big);
 			/* the lazy path was taken where it can be, and not elsewhere */
 			bool lazy = a.out->grad && a.out->grad->lazy_fill;
 			if (lazy != bodies[i].lazy)
@@ -660,8 +664,9 @@ static void a_lazy_sum_gradient_gives_the_bits_of_one_made_in_full(void **state)
 			for (int l = 0; l < 3; l++) {
 				tg_tensor *ga = tg_grad(leaves[l][0]), *gf = tg_grad(leaves[l][1]);
 				assert_true((ga == NULL) == (gf == NULL));
-				snprintf(what, sizeof what, "%s %s %s: grad of %c", bodies[i].name,
-					 mean ? "mean" : "sum", dt == TG_F32 ? "f32" : "f64", "xyb"[l]);
+				snprintf(what, sizeof what, "%s %s %s%s: grad of %c", bodies[i].name,
+					 mean ? "mean" : "sum", dt == TG_F32 ? "f32" : "f64",
+					 big ? " (90,401) 2 threads" : "", "xyb"[l]);
 				if (ga)
 					assert_tensor_bits(what, ga, gf);
 			}
