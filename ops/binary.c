@@ -509,6 +509,8 @@ static const tg_op minimum_op = { .name = "minimum", .backward = minimum_backwar
 				  .inputs = commutes };
 TG_OP_REGISTER(maximum_op);
 TG_OP_REGISTER(minimum_op);
+TG_OP_READS_UNIFORM(maximum_op);
+TG_OP_READS_UNIFORM(minimum_op);
 
 tg_tensor *tg_maximum(tg_tensor *a, tg_tensor *b) { return maximum_forward(&maximum_op, "tg_maximum", a, b); }
 tg_tensor *tg_minimum(tg_tensor *a, tg_tensor *b) { return minimum_forward(&minimum_op, "tg_minimum", a, b); }

@@ -566,6 +566,16 @@ static tg_tensor *b_div_row(tg_tensor *x, tg_tensor *y, tg_tensor *b)
 	(void)y;
 	return tg_div(tg_relu(x), tg_add_scalar(tg_abs(b), 1.0)); /* broadcast: the ops */
 }
+static tg_tensor *b_max(tg_tensor *x, tg_tensor *y, tg_tensor *b)
+{
+	(void)b;
+	return tg_maximum(tg_tanh(x), y);
+}
+static tg_tensor *b_min_row(tg_tensor *x, tg_tensor *y, tg_tensor *b)
+{
+	(void)y;
+	return tg_minimum(tg_sigmoid(x), b); /* b's share in the output's shape, summed down */
+}
 static tg_tensor *b_silu_sub(tg_tensor *x, tg_tensor *y, tg_tensor *b)
 {
 	(void)b;
@@ -606,6 +616,8 @@ static const struct {
 	{ "sigmoid(x) / (|y| + 1)", b_div, true },
 	{ "tanh(x) / (exp(x) + 1)", b_div_x, true },
 	{ "relu(x) / (|b| + 1)", b_div_row, false },
+	{ "maximum(tanh(x), y)", b_max, true },
+	{ "minimum(sigmoid(x), b)", b_min_row, true },
 	{ "silu(x) + (x - y)", b_silu_sub, false },
 	{ "log(exp(x) + 1)", b_log, true },
 	{ "x^3 + expm1(y) + sin(x) + cos(y) + erf(x) + log1p(|y|)", b_math, true },
