@@ -395,9 +395,10 @@ void tg_tape_cut(tg_ctx *ctx, tg_node *to, bool same_step);
 const tg_op *const *tg_op_registry(size_t *n);
 
 /* The ops whose backward reads its dout only through tg_is_uniform's
- * paths (the binary kernels' one-value walks, tg_run_fused) or hands it on
- * with tg_node_grad, whatever its inputs' shapes: a uniform gradient of
- * such an op's output may be left with element 0 alone written
+ * paths (the binary kernels' one-value walks, tg_run_fused, div's one-pass
+ * gradients), maps a lazy one as its one value (tg_uniform_value) or hands
+ * it on with tg_node_grad, whatever its inputs' shapes: a uniform gradient
+ * of such an op's output may be left with element 0 alone written
  * (tg_node_grad_expand). */
 #define TG_OP_READS_UNIFORM(var)                                                    \
 	static const tg_op *const var##_reads_uniform                               \
@@ -441,8 +442,9 @@ static inline bool tg_is_uniform(const tg_tensor *t)
  * lazily: uniform, with only element 0 written (the rest poisoned with
  * NaN in builds with assertions), until tg_unlazy fills it. Every path
  * that could read more of it fills it first: a second gradient added to
- * it, a broadcast in a binary kernel, a gradient of another shape, tg_grad
- * and a backward rule not in the list. Otherwise as
+ * it, a broadcast in a binary kernel, a gradient of another shape, a
+ * leaf's buffer, a walk, tg_grad and a backward rule not in the list.
+ * Otherwise as
  * TG_NODE_GRAD_INTO(n, i, tg_expand(c, shape of input i)). */
 void tg_node_grad_expand(tg_node *n, int i, tg_tensor *c);
 /* A lazy u's one value as a tensor of one element (0 dimensions), for a
