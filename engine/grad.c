@@ -412,8 +412,9 @@ void tg_node_grad_expand(tg_node *n, int i, tg_tensor *c)
 	if (u) {
 		const size_t es = tg_dtype_size(u->dtype);
 		memcpy(u->data, c->data, es);
-#ifndef NDEBUG
-		/* a reader that missed the flag sees NaN, not an old step's values */
+#ifndef __OPTIMIZE__
+		/* unoptimised builds (the sanitizers' test builds): a reader that
+		 * missed the flag sees NaN, not an old step's values */
 		const double nan = NAN;
 		const float nanf = NAN;
 		for (size_t k = 1; k < u->numel; k++)

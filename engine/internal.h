@@ -440,7 +440,7 @@ static inline bool tg_is_uniform(const tg_tensor *t)
  * intermediate whose op reads a uniform dout (TG_OP_READS_UNIFORM), taking
  * its first gradient in a plain tg_backward, the expanded tensor is made
  * lazily: uniform, with only element 0 written (the rest poisoned with
- * NaN in builds with assertions), until tg_unlazy fills it. Every path
+ * NaN in unoptimised builds), until tg_unlazy fills it. Every path
  * that could read more of it fills it first: a second gradient added to
  * it, a broadcast in a binary kernel, a gradient of another shape, a
  * leaf's buffer, a walk, tg_grad and a backward rule not in the list.
