@@ -369,32 +369,15 @@ tg_tensor *tg_expand(tg_tensor *x, int ndim, const int64_t *shape)
 
 /* ---- the lazy expand of a sum's gradient (internal.h) --------------------------- */
 
-/* Y[lo, hi) = the bits of Y[0], as whole elements of 4 or 8 bytes */
-typedef struct fill_job {
-	void *Y;
-	bool wide;
-} fill_job;
-
-TG_HOT_LOOP static void fill_part(void *arg, size_t lo, size_t hi)
-{
-	const fill_job *j = arg;
-	if (j->wide) {
-		uint64_t *y = j->Y;
-		const uint64_t v = y[0];
-		for (size_t i = lo > 0 ? lo : 1; i < hi; i++)
-			y[i] = v;
-	} else {
-		uint32_t *y = j->Y;
-		const uint32_t v = y[0];
-		for (size_t i = lo > 0 ? lo : 1; i < hi; i++)
-			y[i] = v;
-	}
-}
-
 void tg_fill_lazy(tg_tensor *t)
 {
-	fill_job j = { t->data, t->dtype == TG_F64 };
-	tg_parallel_for(t->ctx, t->numel, TG_PAR_MIN, 16, fill_part, &j);
+	/* tg_expand's loop over one element, a copy of element 0 (X and Y apart) */
+	uint64_t v;
+	memcpy(&v, t->data, tg_dtype_size(t->dtype));
+	bmap m;
+	bmap_make(t->ndim, t->shape, 0, NULL, &m);
+	expand_job j = { &m, &v, t->data, t->dtype == TG_F64 };
+	tg_parallel_for(t->ctx, t->numel, TG_PAR_MIN, 16, expand_part, &j);
 	t->lazy_fill = false;
 }
 

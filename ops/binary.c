@@ -366,29 +366,22 @@ typedef struct div_grads_job {
 	void *DA, *DB;
 } div_grads_job;
 
-/* the row of copies of a uniform D, in elements (as fused.c's) */
-enum { DIV_ROW = 256 };
-
-/* [lo, hi) in runs of DIV_ROW, D a row of copies of D[0] */
-#define DIV_GRADS_UNIFORM(T, k)                                                          \
-	do {                                                                             \
-		T d[DIV_ROW];                                                            \
-		for (size_t i = 0; i < DIV_ROW; i++)                                     \
-			d[i] = *(const T *)j->D;                                         \
-		for (size_t i = lo; i < hi; i += DIV_ROW)                                \
-			k(d, (const T *)j->Y + i, (const T *)j->B + i,                   \
-			  j->DA ? (T *)j->DA + i : NULL, (T *)j->DB + i,                 \
-			  hi - i < DIV_ROW ? hi - i : DIV_ROW);                          \
-	} while (0)
-
 static void div_grads_part(void *arg, size_t lo, size_t hi)
 {
 	const div_grads_job *j = arg;
 	if (j->d_uniform) {
 		if (j->f64)
-			DIV_GRADS_UNIFORM(double, div_grads_f64);
+			TG_UNIFORM_RUNS(double, j->D, lo, hi,
+					div_grads_f64(tg_d, (const double *)j->Y + tg_i,
+						      (const double *)j->B + tg_i,
+						      j->DA ? (double *)j->DA + tg_i : NULL,
+						      (double *)j->DB + tg_i, tg_m));
 		else
-			DIV_GRADS_UNIFORM(float, div_grads_f32);
+			TG_UNIFORM_RUNS(float, j->D, lo, hi,
+					div_grads_f32(tg_d, (const float *)j->Y + tg_i,
+						      (const float *)j->B + tg_i,
+						      j->DA ? (float *)j->DA + tg_i : NULL,
+						      (float *)j->DB + tg_i, tg_m));
 		return;
 	}
 	size_t es = j->f64 ? sizeof(double) : sizeof(float);

@@ -15,28 +15,18 @@ typedef struct fused_job {
 	bool d_uniform;
 } fused_job;
 
-/* the row of copies of a uniform D, in elements */
-enum { ROW = 256 };
-
 static void fused_part(void *arg, size_t lo, size_t hi)
 {
 	const fused_job *j = arg;
-	if (j->d_uniform) { /* the kernel on ROW elements at a time, D a row of D[0] */
-		if (j->k64) {
-			double d[ROW];
-			for (size_t i = 0; i < ROW; i++)
-				d[i] = *(const double *)j->D;
-			for (size_t i = lo; i < hi; i += ROW)
-				j->k64(d, (const double *)j->X + i, (double *)j->O + i,
-				       hi - i < ROW ? hi - i : ROW, j->a);
-		} else {
-			float d[ROW];
-			for (size_t i = 0; i < ROW; i++)
-				d[i] = *(const float *)j->D;
-			for (size_t i = lo; i < hi; i += ROW)
-				j->k32(d, (const float *)j->X + i, (float *)j->O + i,
-				       hi - i < ROW ? hi - i : ROW, j->a);
-		}
+	if (j->d_uniform) {
+		if (j->k64)
+			TG_UNIFORM_RUNS(double, j->D, lo, hi,
+					j->k64(tg_d, (const double *)j->X + tg_i,
+					       (double *)j->O + tg_i, tg_m, j->a));
+		else
+			TG_UNIFORM_RUNS(float, j->D, lo, hi,
+					j->k32(tg_d, (const float *)j->X + tg_i,
+					       (float *)j->O + tg_i, tg_m, j->a));
 		return;
 	}
 	if (j->k64)

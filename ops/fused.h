@@ -14,6 +14,23 @@
 typedef void (*tg_fused_f64)(const double *D, const double *X, double *O, size_t n, double a);
 typedef void (*tg_fused_f32)(const float *D, const float *X, float *O, size_t n, double a);
 
+/* A uniform D (tg_is_uniform) read as a row of copies of its one value:
+ * the statements (...) run for each run of [lo, hi), at tg_i, of tg_m <=
+ * TG_UNIFORM_ROW elements, with tg_d the row, where a kernel would take
+ * D + tg_i. */
+enum { TG_UNIFORM_ROW = 256 };
+#define TG_UNIFORM_RUNS(T, D, lo, hi, ...)                                           \
+	do {                                                                         \
+		T tg_d[TG_UNIFORM_ROW];                                              \
+		for (size_t k_ = 0; k_ < TG_UNIFORM_ROW; k_++)                       \
+			tg_d[k_] = *(const T *)(D);                                  \
+		for (size_t tg_i = (lo); tg_i < (hi); tg_i += TG_UNIFORM_ROW) {      \
+			const size_t tg_m =                                          \
+				(hi) - tg_i < TG_UNIFORM_ROW ? (hi) - tg_i : TG_UNIFORM_ROW; \
+			__VA_ARGS__;                                                 \
+		}                                                                    \
+	} while (0)
+
 /* O = k(D, X) over n elements of dtype dt (k64 for f64, k32 for f32),
  * split across ctx's threads from min elements. With d_uniform every
  * element of D equals D[0] (tg_is_uniform): the kernel reads a short
