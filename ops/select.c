@@ -97,36 +97,44 @@ static void mask_bytes(const tg_tensor *mask, unsigned char *M)
 	tg_parallel_for(mask->ctx, mask->numel, TG_PAR_MIN, 64, mask_part, &j);
 }
 
-/* Y = M ? A : B along the rows [r0, r1) of bc's innermost axis; M, A, B
- * each have stride 0 or 1 along it. */
+/* Y = M ? A : B over the output's elements [e0, e1): along the rows of
+ * bc's innermost axis, the first and the last perhaps in part, so that a
+ * split need not fall on whole rows (a 1-D where is one row). M, A, B each
+ * have stride 0 or 1 along the axis. */
 #define WHERE_KERNEL(name, T)                                                         \
 	TG_HOT_LOOP static void name(const bcast3 *bc, const unsigned char *M,        \
-				     const T *A, const T *B, T *Y, int64_t r0,        \
-				     int64_t r1)                                      \
+				     const T *A, const T *B, T *Y, int64_t e0,        \
+				     int64_t e1)                                      \
 	{                                                                              \
 		enum { L = TG_MAX_DIMS - 1 };                                          \
 		const int64_t m = bc->dim[L];                                          \
 		const int64_t sm = bc->s[0][L], sa = bc->s[1][L], sb = bc->s[2][L];    \
 		int64_t im[L], iab[L]; /* mask's walk; a's and b's */                  \
 		int64_t om, oa, ob, unused;                                            \
-		tg_rows_seek(L, bc->dim, r0, im, bc->s[0], &om, bc->s[0], &unused);    \
-		tg_rows_seek(L, bc->dim, r0, iab, bc->s[1], &oa, bc->s[2], &ob);       \
-		Y += r0 * m;                                                           \
-		for (int64_t r = r0; r < r1; r++, Y += m) {                            \
-			const unsigned char *Mr = M + om;                              \
-			const T *Ar = A + oa, *Br = B + ob;                            \
+		int64_t i0 = e0 % m; /* where the first row starts */                  \
+		tg_rows_seek(L, bc->dim, e0 / m, im, bc->s[0], &om, bc->s[0], &unused); \
+		tg_rows_seek(L, bc->dim, e0 / m, iab, bc->s[1], &oa, bc->s[2], &ob);    \
+		for (int64_t e = e0; e < e1; i0 = 0) {                                 \
+			const int64_t k = m - i0 < e1 - e ? m - i0 : e1 - e;           \
+			const unsigned char *Mr = M + om + i0 * sm;                    \
+			const T *Ar = A + oa + i0 * sa, *Br = B + ob + i0 * sb;        \
+			T *Yr = Y + e;                                                 \
 			if (sm == 1 && sa == 1 && sb == 1)                             \
-				for (int64_t i = 0; i < m; i++)                        \
-					Y[i] = Mr[i] ? Ar[i] : Br[i];                  \
+				for (int64_t i = 0; i < k; i++)                        \
+					Yr[i] = Mr[i] ? Ar[i] : Br[i];                 \
 			else if (sm == 1 && sa == 1 && sb == 0)                        \
-				for (int64_t i = 0; i < m; i++)                        \
-					Y[i] = Mr[i] ? Ar[i] : Br[0];                  \
+				for (int64_t i = 0; i < k; i++)                        \
+					Yr[i] = Mr[i] ? Ar[i] : Br[0];                 \
 			else if (sm == 1 && sa == 0 && sb == 1)                        \
-				for (int64_t i = 0; i < m; i++)                        \
-					Y[i] = Mr[i] ? Ar[0] : Br[i];                  \
+				for (int64_t i = 0; i < k; i++)                        \
+					Yr[i] = Mr[i] ? Ar[0] : Br[i];                 \
+			else if (sm == 1 && sa == 0 && sb == 0)                        \
+				for (int64_t i = 0; i < k; i++)                        \
+					Yr[i] = Mr[i] ? Ar[0] : Br[0];                 \
 			else                                                           \
-				for (int64_t i = 0; i < m; i++)                        \
-					Y[i] = Mr[i * sm] ? Ar[i * sa] : Br[i * sb];   \
+				for (int64_t i = 0; i < k; i++)                        \
+					Yr[i] = Mr[i * sm] ? Ar[i * sa] : Br[i * sb];  \
+			e += k;                                                        \
 			tg_rows_next(L, bc->dim, im, bc->s[0], &om, bc->s[0], &unused); \
 			tg_rows_next(L, bc->dim, iab, bc->s[1], &oa, bc->s[2], &ob);    \
 		}                                                                      \
@@ -164,6 +172,7 @@ static void where_backward(tg_node *n, tg_tensor *dout)
 
 static const tg_op where_op = { .name = "where", .backward = where_backward };
 TG_OP_REGISTER(where_op);
+TG_OP_READS_UNIFORM(where_op);
 
 /* Records why an argument of where is NULL, in the context of one that is
  * not (none: nothing to blame). Returns NULL. */
@@ -208,12 +217,15 @@ tg_tensor *tg_where(tg_tensor *mask, tg_tensor *a, tg_tensor *b)
 	if (!M)
 		return NULL;
 	mask_bytes(mask, M);
-	/* whole rows, split as run_binary splits a broadcast (ops/binary.c) */
+	/* A gradient that is one value over a's or b's shape (a sum's, handed
+	 * down: tg_is_uniform, perhaps with element 0 alone written) is read
+	 * as that value, as if a scalar were broadcast. */
+	for (int k = 1; k < 3; k++)
+		if (tg_is_uniform(in[k]))
+			memset(bc.s[k], 0, sizeof bc.s[k]);
 	where_job j = { &bc, M, a->data, b->data, out->data, a->dtype == TG_F64 };
-	size_t m = (size_t)bc.dim[TG_MAX_DIMS - 1], rows = m ? out->numel / m : 0;
-	size_t min_rows = m ? (TG_PAR_MIN + m - 1) / m : 2;
-	if (rows)
-		tg_parallel_for(ctx, rows, min_rows > 1 ? min_rows : 2, 1, where_part, &j);
+	if (out->numel)
+		tg_parallel_for(ctx, out->numel, TG_PAR_MIN, 16, where_part, &j);
 	return tg_op_end(&where_op, out, 3, in, NULL, 0, NULL);
 }
 
@@ -254,13 +266,20 @@ static tg_tensor *inside(tg_tensor *x, double lo, double hi)
 	return m;
 }
 
-/* dx = lo <= x <= hi ? dout : +0, in one pass: the bits of the where below */
+/* dx = lo <= x <= hi ? dout : +0, in one pass: the bits of the where below.
+ * A uniform dout (tg_is_uniform) is read as its one value, D[0]. */
 #define CLAMP_GRAD_KERNEL(name, T)                                                     \
 	TG_HOT_LOOP static void name(const T *restrict X, const T *restrict D,          \
-				     T *restrict Y, size_t n, T lo, T hi)              \
+				     bool d_uniform, T *restrict Y, size_t n, T lo,    \
+				     T hi)                                             \
 	{                                                                               \
-		for (size_t i = 0; i < n; i++)                                          \
-			Y[i] = INSIDE(X[i], lo, hi) ? D[i] : 0;                         \
+		if (d_uniform) {                                                        \
+			const T d = D[0];                                               \
+			for (size_t i = 0; i < n; i++)                                  \
+				Y[i] = INSIDE(X[i], lo, hi) ? d : 0;                    \
+		} else                                                                  \
+			for (size_t i = 0; i < n; i++)                                  \
+				Y[i] = INSIDE(X[i], lo, hi) ? D[i] : 0;                 \
 	}
 CLAMP_GRAD_KERNEL(clamp_grad_f64, double)
 CLAMP_GRAD_KERNEL(clamp_grad_f32, float)
@@ -270,16 +289,18 @@ typedef struct clamp_job {
 	void *Y;
 	double lo, hi;
 	bool f64;
+	bool d_uniform; /* the gradient's D: read D[0] alone */
 } clamp_job;
 
 static void clamp_grad_part(void *arg, size_t lo, size_t hi)
 {
 	const clamp_job *j = arg;
+	size_t d = j->d_uniform ? 0 : lo;
 	if (j->f64)
-		clamp_grad_f64((const double *)j->X + lo, (const double *)j->D + lo,
+		clamp_grad_f64((const double *)j->X + lo, (const double *)j->D + d, j->d_uniform,
 			       (double *)j->Y + lo, hi - lo, j->lo, j->hi);
 	else
-		clamp_grad_f32((const float *)j->X + lo, (const float *)j->D + lo,
+		clamp_grad_f32((const float *)j->X + lo, (const float *)j->D + d, j->d_uniform,
 			       (float *)j->Y + lo, hi - lo, (float)j->lo, (float)j->hi);
 }
 
@@ -298,7 +319,8 @@ static tg_tensor *clamp_grad(tg_tensor *x, tg_tensor *dout, double lo, double hi
 	tg_tensor *dx = tg_tensor_like(x, "clamp (backward)");
 	if (!dx)
 		return NULL;
-	clamp_job j = { x->data, dout->data, dx->data, lo, hi, x->dtype == TG_F64 };
+	clamp_job j = { x->data, dout->data, dx->data, lo, hi, x->dtype == TG_F64,
+			tg_is_uniform(dout) };
 	tg_parallel_for(x->ctx, x->numel, TG_PAR_MIN, 16, clamp_grad_part, &j);
 	return dx;
 }
@@ -328,6 +350,7 @@ static int clamp_describe(const tg_node *n, char *buf, size_t size)
 static const tg_op clamp_op = { .name = "clamp", .backward = clamp_backward,
 				.describe = clamp_describe };
 TG_OP_REGISTER(clamp_op);
+TG_OP_READS_UNIFORM(clamp_op);
 
 tg_tensor *tg_clamp(tg_tensor *x, double lo, double hi)
 {
@@ -340,7 +363,7 @@ tg_tensor *tg_clamp(tg_tensor *x, double lo, double hi)
 	tg_tensor *out = tg_tensor_like(x, who);
 	if (!out)
 		return NULL;
-	clamp_job j = { x->data, NULL, out->data, lo, hi, x->dtype == TG_F64 };
+	clamp_job j = { x->data, NULL, out->data, lo, hi, x->dtype == TG_F64, false };
 	tg_parallel_for(ctx, x->numel, TG_PAR_MIN, 16, clamp_part, &j);
 	const double attr[2] = { lo, hi };
 	return tg_op_end(&clamp_op, out, 1, &x, attr, 2, NULL);

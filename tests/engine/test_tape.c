@@ -593,6 +593,21 @@ static tg_tensor *b_math(tg_tensor *x, tg_tensor *y, tg_tensor *b)
 	s = tg_add(s, tg_add(tg_sin(x), tg_cos(y)));
 	return tg_add(s, tg_add(tg_erf(x), tg_log1p(tg_abs(y))));
 }
+static tg_tensor *b_where(tg_tensor *x, tg_tensor *y, tg_tensor *b)
+{
+	(void)b;
+	return tg_where(tg_relu(y), tg_tanh(x), tg_mul(y, y)); /* the mask has no gradient */
+}
+static tg_tensor *b_where_row(tg_tensor *x, tg_tensor *y, tg_tensor *b)
+{
+	(void)y;
+	return tg_where(tg_relu(b), tg_sigmoid(x), b); /* a broadcast mask; b summed down */
+}
+static tg_tensor *b_clamp(tg_tensor *x, tg_tensor *y, tg_tensor *b)
+{
+	(void)b;
+	return tg_clamp(tg_mul(x, y), -0.5, 0.5);
+}
 
 static const struct {
 	const char *name;
@@ -621,6 +636,9 @@ static const struct {
 	{ "silu(x) + (x - y)", b_silu_sub, false },
 	{ "log(exp(x) + 1)", b_log, true },
 	{ "x^3 + expm1(y) + sin(x) + cos(y) + erf(x) + log1p(|y|)", b_math, true },
+	{ "where(relu(y), tanh(x), y y)", b_where, true },
+	{ "where(relu(b), sigmoid(x), b)", b_where_row, true },
+	{ "clamp(x y, -0.5, 0.5)", b_clamp, true },
 };
 
 typedef struct {

@@ -2131,6 +2131,7 @@ static void where_and_clamp_split_across_threads_match_the_plain_choice(void **s
 		/* mask, a, b; 0 columns: a scalar */
 		{ { R, C }, { R, C }, { R, C } }, { { R, C }, { R, C }, { 0, 0 } },
 		{ { R, C }, { 1, C }, { R, C } }, { { R, 1 }, { R, C }, { R, C } },
+		{ { R, C }, { 0, 0 }, { 0, 0 } },
 	};
 	for (int threads = 1; threads <= 3; threads++)
 		for (size_t c = 0; c < LEN(shapes); c++)
@@ -2196,7 +2197,7 @@ static void where_over_rows_of_every_stride_matches_the_plain_choice(void **stat
 		/* mask, a, b; 0 columns: a scalar */
 		{ { R, C }, { R, C }, { R, C } }, { { R, C }, { R, C }, { 0, 0 } },
 		{ { R, C }, { 0, 0 }, { R, C } }, { { R, C }, { 1, C }, { R, C } },
-		{ { R, 1 }, { R, C }, { R, C } },
+		{ { R, 1 }, { R, C }, { R, C } }, { { R, C }, { 0, 0 }, { 0, 0 } },
 	};
 	for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++)
 		for (int vt = TG_F32; vt <= TG_F64; vt++)
