@@ -401,12 +401,63 @@ tg_tensor *tg_one_hot(const tg_tensor *labels, tg_dtype dt, int64_t k)
 
 /* ---- pick: out[i] = x[i, idx[i]]; dx = one_hot(idx) * dout[:, None] ------------ */
 /* The one-hot is a constant; dout (N) reshaped to (N,1) broadcasts over the K
- * columns in the product. Keeps idx (N) as aux. */
+ * columns in the product. Keeps idx (N) as aux. A plain backward writes
+ * the product in one pass, with no one-hot: row i is 0 d_i (-0 for a
+ * negative d_i, NaN for an infinite or NaN one) and 1 d_i at idx[i], the
+ * product's bits; a recorded one (TG_CREATE_GRAPH) is the ops. */
+
+#define PICK_GRAD_KERNEL(name, T)                                                        \
+	TG_HOT_LOOP static void name(const T *D, const int64_t *idx, T *G, int64_t K,    \
+				     size_t r0, size_t r1)                                \
+	{                                                                                \
+		for (size_t i = r0; i < r1; i++) {                                       \
+			const T d = D[i], z = (T)0 * d;                                  \
+			T *g = G + i * (size_t)K;                                        \
+			for (int64_t k = 0; k < K; k++)                                  \
+				g[k] = z;                                                \
+			g[idx[i]] = (T)1 * d;                                            \
+		}                                                                        \
+	}
+PICK_GRAD_KERNEL(pick_grad_f64, double)
+PICK_GRAD_KERNEL(pick_grad_f32, float)
+
+typedef struct pick_grad_job {
+	const void *D;
+	const int64_t *idx;
+	void *G;
+	int64_t K;
+	bool f64;
+} pick_grad_job;
+
+static void pick_grad_part(void *arg, size_t lo, size_t hi)
+{
+	const pick_grad_job *j = arg;
+	if (j->f64)
+		pick_grad_f64(j->D, j->idx, j->G, j->K, lo, hi);
+	else
+		pick_grad_f32(j->D, j->idx, j->G, j->K, lo, hi);
+}
+
+static tg_tensor *pick_grad(tg_tensor *x, tg_tensor *dout, const int64_t *idx)
+{
+	tg_tensor *dx = tg_tensor_like(x, "pick (backward)");
+	if (!dx)
+		return NULL;
+	const size_t N = (size_t)x->shape[0], K = (size_t)x->shape[1];
+	pick_grad_job j = { dout->data, idx, dx->data, (int64_t)K, x->dtype == TG_F64 };
+	size_t min_rows = K ? (TG_PAR_MIN + K - 1) / K : 2;
+	tg_parallel_for(x->ctx, N, min_rows > 1 ? min_rows : 2, 1, pick_grad_part, &j);
+	return dx;
+}
 
 static void pick_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_tensor *x = tg_node_input(n, 0);
 	int64_t N = x->shape[0], K = x->shape[1];
+	if (!x->ctx->grad_enabled) {
+		TG_NODE_GRAD_INTO(n, 0, pick_grad(x, dout, n->aux));
+		return;
+	}
 	tg_tensor *mask = tg_one_hot_of(x->ctx, x->dtype, n->aux, N, K);
 	TG_NODE_GRAD_INTO(n, 0, tg_mul(mask, tg_reshape(dout, 2, (int64_t[]){ N, 1 })));
 }

@@ -2057,6 +2057,59 @@ static void clamp_gradient_passes_inside_and_at_the_bounds(void **state)
  * have the same bits: x at and beside both bounds, NaN, zeros of both
  * signs, infinities; dout NaN, infinite, -0; bounds that the f32 rounding
  * moves (0.1) and an infinite one; 1 and 2 threads over 40 000 elements. */
+/* pick's plain backward writes one_hot(idx) * dout[:, None] in one pass:
+ * the bits of the product a recorded backward makes with ops, -0 and NaN
+ * off the picked column for a negative and an infinite dout, on 1 and 2
+ * threads (the rows split from 32768 elements). */
+static void pick_gradient_in_one_pass_has_the_bits_of_the_product(void **state)
+{
+	tg_ctx *ctx = *state;
+	enum { N = 3001, K = 37 };
+	static int32_t idx[N];
+	static double d[N];
+	for (int i = 0; i < N; i++) {
+		idx[i] = (int32_t)((i * 7 + i / 5) % K);
+		d[i] = i % 7 == 1 ? NAN : i % 7 == 3 ? -0.0 : i % 7 == 5 ? -INFINITY : i - 1500.25;
+	}
+	for (int dt = TG_F32; dt <= TG_F64; dt++)
+		for (int threads = 1; threads <= 2; threads++) {
+			tg_set_threads(ctx, threads);
+			void *got = NULL;
+			size_t bytes = (size_t)N * K * (dt == TG_F64 ? 8 : 4);
+			for (int recorded = 0; recorded < 2; recorded++) {
+				tg_tensor *x = tg_param(tg_randn(ctx, (tg_dtype)dt, SHAPE(N, K), 0, 1));
+				tg_tensor *dy = tg_from_f64(ctx, (tg_dtype)dt, SHAPE(N), d);
+				tg_tensor *labels = tg_labels(ctx, N, idx);
+				assert_int_equal(tg_backward_ex(tg_pick(x, labels), dy,
+								recorded ? TG_CREATE_GRAPH : 0),
+						 0);
+				assert_ctx_ok(ctx);
+				tg_tensor *g = tg_grad(x);
+				/* spot checks against the definition, both paths */
+				for (int i = 0; i < N; i += 250)
+					for (int k = 0; k < K; k++) {
+						double v = tg_get(g, (size_t)(i * K + k)), e = k == idx[i] ? d[i] : 0 * d[i];
+						if (!(isnan(v) && isnan(e)) && (v != e || signbit(v) != signbit(e)))
+							fail_msg("pick %s, %d threads, %s: grad[%d,%d] is %g, expected %g",
+								 recorded ? "recorded" : "plain", threads,
+								 tg_dtype_name((tg_dtype)dt), i, k, v, e);
+					}
+				if (!recorded) {
+					got = malloc(bytes);
+					assert_non_null(got);
+					memcpy(got, tg_data(g), bytes);
+				} else if (memcmp(got, tg_data(g), bytes)) {
+					fail_msg("pick %s, %d threads: the one-pass gradient differs from "
+						 "the product's",
+						 tg_dtype_name((tg_dtype)dt), threads);
+				}
+				tg_reset(ctx);
+			}
+			free(got);
+		}
+	tg_set_threads(ctx, 1);
+}
+
 static void clamp_gradient_in_one_pass_has_the_bits_of_where(void **state)
 {
 	tg_ctx *ctx = *state;
@@ -2111,8 +2164,8 @@ static void clamp_gradient_in_one_pass_has_the_bits_of_where(void **state)
  * every dtype (zeros of both signs and NaN among the floats'), against
  * the choice made element by element. */
 /* where, its mask and clamp are split across the threads from 32768
- * elements on (where by whole rows): on 1, 2 and 3 threads, over rows of
- * every stride, each element is the plain choice. */
+ * elements on (where by elements, its rows in part): on 1, 2 and 3
+ * threads, over rows of every stride, each element is the plain choice. */
 static void where_and_clamp_split_across_threads_match_the_plain_choice(void **state)
 {
 	(void)state;
@@ -2396,6 +2449,7 @@ int main(void)
 		T(where_reports_shapes_dtypes_and_contexts_that_do_not_fit),
 		T(clamp_holds_values_to_the_bounds_and_keeps_nan),
 		T(clamp_gradient_passes_inside_and_at_the_bounds),
+		T(pick_gradient_in_one_pass_has_the_bits_of_the_product),
 		T(clamp_gradient_in_one_pass_has_the_bits_of_where),
 		T(where_over_rows_of_every_stride_matches_the_plain_choice),
 		cmocka_unit_test(where_and_clamp_split_across_threads_match_the_plain_choice),
