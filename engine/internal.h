@@ -442,9 +442,9 @@ static inline bool tg_is_uniform(const tg_tensor *t)
  * lazily: uniform, with only element 0 written (the rest poisoned with
  * NaN in unoptimised builds), until tg_unlazy fills it. Every path
  * that could read more of it fills it first: a second gradient added to
- * it, a broadcast in a binary kernel, a gradient of another shape, a
- * leaf's buffer, a walk, tg_grad and a backward rule not in the list.
- * Otherwise as
+ * it, a gradient of another shape, a leaf's buffer, a walk, tg_grad and a
+ * backward rule not in the list. (The binary kernels, where and clamp
+ * read it as its one value, in a broadcast too.) Otherwise as
  * TG_NODE_GRAD_INTO(n, i, tg_expand(c, shape of input i)). */
 void tg_node_grad_expand(tg_node *n, int i, tg_tensor *c);
 /* A lazy u's one value as a tensor of one element (0 dimensions), for a

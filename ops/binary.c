@@ -14,6 +14,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include <string.h>
 
 /* ---- broadcasting ------------------------------------------------------------ */
 
@@ -41,7 +42,9 @@ bool tg_broadcast(const tg_tensor *a, const tg_tensor *b, tg_bcast *bc)
 
 /* How a binary kernel walks its inputs: a broadcast (tg_bcast's rows), or
  * one shape, elementwise, with a uniform input (tg_is_uniform: a sum's
- * expanded gradient) read as its one value. */
+ * expanded gradient) read as its one value. In a broadcast a uniform
+ * input is read as its one value too: its strides are all 0, as a
+ * scalar's would be. */
 enum { BROADCAST, FLAT, FLAT_A1, FLAT_B1 };
 
 /* Checks a and b and makes the output. Equal shapes need no broadcast map
@@ -54,14 +57,12 @@ static tg_tensor *binary_out(const char *who, tg_tensor *a, tg_tensor *b, tg_bca
 	tg_ctx *ctx = tg_op_begin(who, 2, in);
 	if (!ctx)
 		return NULL;
-	*flat = !tg_same_shape(a, b) ? BROADCAST
-		: tg_is_uniform(a)   ? FLAT_A1
-		: tg_is_uniform(b)   ? FLAT_B1
-				     : FLAT;
+	const bool a1 = tg_is_uniform(a), b1 = tg_is_uniform(b);
+	*flat = !tg_same_shape(a, b) ? BROADCAST : a1 ? FLAT_A1 : b1 ? FLAT_B1 : FLAT;
 	/* a lazy uniform input is read as its one value, or filled first */
-	if (*flat != FLAT_A1)
+	if (!a1 || *flat == FLAT_B1)
 		tg_unlazy(a);
-	if (*flat != FLAT_B1)
+	if (!b1 || *flat == FLAT_A1)
 		tg_unlazy(b);
 	if (*flat)
 		return tg_tensor_like(a, who);
@@ -70,6 +71,10 @@ static tg_tensor *binary_out(const char *who, tg_tensor *a, tg_tensor *b, tg_bca
 		return tg_fail(ctx, TG_ESHAPE, "%s: shapes %s and %s do not broadcast", who,
 			       tg_shape_fmt(a->ndim, a->shape, sa), tg_shape_fmt(b->ndim, b->shape, sb));
 	}
+	if (a1)
+		memset(bc->sa, 0, sizeof bc->sa);
+	if (b1)
+		memset(bc->sb, 0, sizeof bc->sb);
 	return tg_tensor_new(ctx, who, a->dtype, bc->ndim, bc->shape);
 }
 

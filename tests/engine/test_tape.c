@@ -616,7 +616,7 @@ static const struct {
 } bodies[] = {
 	{ "relu(x)", b_relu, true },
 	{ "sigmoid(x) y", b_sigmul, true },
-	{ "tanh(x) b", b_row, false },
+	{ "tanh(x) b", b_row, true },
 	{ "x + b", b_bias, false },
 	{ "b + tanh(x)", b_bias_first, false },
 	{ "sqrt(x x + 1)", b_sqrt, true },
@@ -630,7 +630,7 @@ static const struct {
 	{ "2.5 relu(x) + -softplus(y)", b_scaled, true },
 	{ "sigmoid(x) / (|y| + 1)", b_div, true },
 	{ "tanh(x) / (exp(x) + 1)", b_div_x, true },
-	{ "relu(x) / (|b| + 1)", b_div_row, false },
+	{ "relu(x) / (|b| + 1)", b_div_row, true },
 	{ "maximum(tanh(x), y)", b_max, true },
 	{ "minimum(sigmoid(x), b)", b_min_row, true },
 	{ "silu(x) + (x - y)", b_silu_sub, false },
@@ -708,6 +708,38 @@ static void a_lazy_sum_gradient_gives_the_bits_of_one_made_in_full(void **state)
 			tg_ctx_free(a.ctx);
 			tg_ctx_free(full.ctx);
 		}
+}
+
+/* A uniform tensor (a sum's gradient expanded: here one made in full by a
+ * recorded backward) on either side of a broadcast is read as its one
+ * value, as a scalar would be: the other side keeps its own strides. */
+static void a_uniform_gradient_in_a_broadcast_reads_as_its_one_value(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(3);
+	tg_tensor *x = tg_param(tg_randn(ctx, TG_F64, SHAPE(5, 3), 0, 1));
+	tg_tensor *h = tg_tanh(x);
+	assert_int_equal(tg_backward_ex(tg_mul_scalar(tg_sum(h), 2.5), NULL, TG_CREATE_GRAPH), 0);
+	tg_tensor *g = tg_grad(h);
+	assert_true(tg_is_uniform(g)); /* the path under test is taken */
+	tg_tensor *row = tg_from_f64(ctx, TG_F64, SHAPE(3), (double[]){ 1, -2, 4 });
+	tg_tensor *col = tg_from_f64(ctx, TG_F64, SHAPE(5, 1), (double[]){ 3, 5, 7, 11, 13 });
+	tg_tensor *gr = tg_mul(g, row), *cg = tg_sub(col, g), *big = tg_div(g, tg_reshape(x, 3, (int64_t[]){ 5, 1, 3 }));
+	assert_ctx_ok(ctx);
+	const double rv[3] = { 1, -2, 4 }, cv[5] = { 3, 5, 7, 11, 13 };
+	for (int i = 0; i < 5; i++)
+		for (int j = 0; j < 3; j++) {
+			assert_true(tg_get(gr, (size_t)(i * 3 + j)) == 2.5 * rv[j]);
+			assert_true(tg_get(cg, (size_t)(i * 3 + j)) == cv[i] - 2.5);
+		}
+	/* (5,3) against (5,1,3): (5,5,3), g's one value over every element */
+	assert_int_equal(tg_numel(big), 75);
+	for (int i = 0; i < 5; i++)
+		for (int k = 0; k < 5; k++)
+			for (int j = 0; j < 3; j++)
+				assert_true(tg_get(big, (size_t)((i * 5 + k) * 3 + j)) ==
+					    2.5 / tg_get(x, (size_t)(i * 3 + j)));
+	tg_ctx_free(ctx);
 }
 
 static void a_leaf_used_twice_by_one_product_gets_both_gradients(void **state)
@@ -1046,6 +1078,7 @@ int main(void)
 		cmocka_unit_test(a_product_writes_a_leafs_first_gradient_into_its_buffer),
 		cmocka_unit_test(a_leaf_used_twice_by_one_product_gets_both_gradients),
 		cmocka_unit_test(a_lazy_sum_gradient_gives_the_bits_of_one_made_in_full),
+		cmocka_unit_test(a_uniform_gradient_in_a_broadcast_reads_as_its_one_value),
 		cmocka_unit_test(a_gradient_buffer_read_by_the_forward_pass_is_not_written_in_place),
 		cmocka_unit_test(the_buffer_is_offered_only_for_a_first_leaf_gradient),
 		cmocka_unit_test(a_failed_backward_leaves_each_gradient_as_it_was),
