@@ -199,6 +199,12 @@ NORM_KERNELS(float, f32)
 
 enum { LANES = 8 };
 
+/* channels whose planes plane_stats and plane_sums read image by image;
+ * each channel's LANES + 1 sums on a row of two cache lines of its own, so
+ * that no vector of them straddles a line */
+enum { PLANE_BLOCK = 32, SUMS_STRIDE = 16 };
+#define TG_SUMS_ALIGN __attribute__((aligned(64)))
+
 /* a[0..LANES) the partial sums, a[LANES] the sum of the planes' tails */
 static double lanes_total(const double *a)
 {
@@ -233,31 +239,47 @@ static double lanes_total(const double *a)
 			a[LANES] += P[k];                                               \
 	}                                                                               \
                                                                                         \
-	/* the statistics of the channels [j0, j1) */                                   \
+	/* the statistics of the channels [j0, j1), PLANE_BLOCK channels at a   \
+	 * time, image by image, so that their planes are read in memory order; \
+	 * each channel's sums take its planes in the images' order, as one     \
+	 * channel at a time would */                                           \
 	static void plane_stats_##sfx(const T *X, size_t n, size_t d, size_t s,         \
 				      size_t j0, size_t j1, double eps, T *st, T *var)  \
 	{                                                                               \
 		T *mean = st, *inv_std = st + d;                                        \
-		double cnt = (double)(n * s);                                           \
-		for (size_t j = j0; j < j1; j++) {                                      \
-			double a[LANES + 1] = { 0 };                                    \
-			for (size_t i = 0; i < n; i++)                                  \
-				plane_add_##sfx(X + (i * d + j) * s, s, false, 0, a);   \
-			double sum = lanes_total(a);                                    \
-			bool f64 = sizeof(T) == 8;                                      \
-			const T *Xj = X + j * s;                                        \
-			mean[j] = (T)(isinf(sum) ? scaled_mean(Xj, f64, n, s, d * s, sum) \
-						 : sum / cnt);                          \
-			double off = sum / cnt - mean[j];                               \
-			double off2 = isfinite(off) ? off * off : 0;                    \
+		const double cnt = (double)(n * s);                                     \
+		const bool f64 = sizeof(T) == 8;                                        \
+		double a[PLANE_BLOCK][SUMS_STRIDE] TG_SUMS_ALIGN, off2[PLANE_BLOCK];    \
+		for (size_t jb = j0; jb < j1; jb += PLANE_BLOCK) {                      \
+			const size_t w = j1 - jb < PLANE_BLOCK ? j1 - jb : PLANE_BLOCK; \
 			memset(a, 0, sizeof a);                                         \
 			for (size_t i = 0; i < n; i++)                                  \
-				plane_add_##sfx(Xj + i * d * s, s, true, mean[j], a);   \
-			double v = var_floor(lanes_total(a) / cnt - off2);              \
-			var[j] = (T)v;                                                  \
-			inv_std[j] = (T)(isinf(v) ? scaled_inv_std(Xj, f64, n, s, d * s, \
-								   mean[j], eps)        \
-						  : 1 / sqrt(v + eps));                 \
+				for (size_t c = 0; c < w; c++)                          \
+					plane_add_##sfx(X + (i * d + jb + c) * s, s,    \
+							false, 0, a[c]);                \
+			for (size_t c = 0; c < w; c++) {                                \
+				const size_t j = jb + c;                                \
+				double sum = lanes_total(a[c]);                         \
+				mean[j] = (T)(isinf(sum) ? scaled_mean(X + j * s, f64, n, s, \
+								       d * s, sum)      \
+							 : sum / cnt);                  \
+				double off = sum / cnt - mean[j];                       \
+				off2[c] = isfinite(off) ? off * off : 0;                \
+			}                                                               \
+			memset(a, 0, sizeof a);                                         \
+			for (size_t i = 0; i < n; i++)                                  \
+				for (size_t c = 0; c < w; c++)                          \
+					plane_add_##sfx(X + (i * d + jb + c) * s, s,    \
+							true, mean[jb + c], a[c]);      \
+			for (size_t c = 0; c < w; c++) {                                \
+				const size_t j = jb + c;                                \
+				double v = var_floor(lanes_total(a[c]) / cnt - off2[c]); \
+				var[j] = (T)v;                                          \
+				inv_std[j] = (T)(isinf(v) ? scaled_inv_std(X + j * s, f64, n, \
+									   s, d * s,    \
+									   mean[j], eps) \
+							  : 1 / sqrt(v + eps));         \
+			}                                                               \
 		}                                                                       \
 	}                                                                               \
                                                                                         \
@@ -297,20 +319,28 @@ static double lanes_total(const double *a)
 		}                                                                       \
 	}                                                                               \
                                                                                         \
-	/* sums of the channels [j0, j1) */                                             \
+	/* sums of the channels [j0, j1), in blocks as plane_stats takes them */        \
 	static void plane_sums_##sfx(const T *DOUT, const T *X, const T *st, size_t n,  \
 				     size_t d, size_t s, size_t j0, size_t j1,          \
 				     double *sums)                                      \
 	{                                                                               \
 		const T *mean = st, *inv_std = st + d;                                  \
-		for (size_t j = j0; j < j1; j++) {                                      \
-			double a[LANES + 1] = { 0 }, b[LANES + 1] = { 0 };              \
+		double a[PLANE_BLOCK][SUMS_STRIDE] TG_SUMS_ALIGN;                       \
+		double b[PLANE_BLOCK][SUMS_STRIDE] TG_SUMS_ALIGN;                       \
+		for (size_t jb = j0; jb < j1; jb += PLANE_BLOCK) {                      \
+			const size_t w = j1 - jb < PLANE_BLOCK ? j1 - jb : PLANE_BLOCK; \
+			memset(a, 0, sizeof a);                                         \
+			memset(b, 0, sizeof b);                                         \
 			for (size_t i = 0; i < n; i++)                                  \
-				plane_dot_##sfx(DOUT + (i * d + j) * s,                 \
-						X + (i * d + j) * s,                    \
-						s, mean[j], inv_std[j], a, b);          \
-			sums[j] = lanes_total(a);                                       \
-			sums[d + j] = lanes_total(b);                                   \
+				for (size_t c = 0; c < w; c++) {                        \
+					const size_t p = (i * d + jb + c) * s;          \
+					plane_dot_##sfx(DOUT + p, X + p, s, mean[jb + c], \
+							inv_std[jb + c], a[c], b[c]);   \
+				}                                                       \
+			for (size_t c = 0; c < w; c++) {                                \
+				sums[jb + c] = lanes_total(a[c]);                       \
+				sums[d + jb + c] = lanes_total(b[c]);                   \
+			}                                                               \
 		}                                                                       \
 	}                                                                               \
                                                                                         \
