@@ -157,7 +157,7 @@ enum { CHUNK = 256 };
 	}
 
 #define CALL_EXP(S) tg_vmath_exp_##S(e, e, m);
-#define CALL_EXPM1(S) tg_vmath_expm1_##S(e, e, m);
+#define CALL_EXPM1_NONPOS(S) tg_vmath_expm1_nonpos_##S(e, e, m);
 #define CALL_ERFC(S) tg_vmath_erfc_##S(e, e, m);
 #define CALL_EXP_LOG1P(S) tg_vmath_exp_##S(e, e, m); tg_vmath_log1p_##S(e, e, m);
 #define CALL_COS(S) tg_vmath_cos_##S(e, e, m);
@@ -630,7 +630,7 @@ TG_OP_REGISTER(leaky_relu_backward_op);
 /* ---- elu: y = x > 0 ? x : alpha (e^x - 1); dx = elu_backward(dout, x) --------------- */
 /* ---- = dout (x > 0 ? 1 : alpha e^x) ---------------------------------------------------- */
 
-CHUNKED_KERNEL(elu, x > 0 ? 0 : x, CALL_EXPM1, x > 0 ? x : a * ei)
+CHUNKED_KERNEL(elu, x, CALL_EXPM1_NONPOS, x > 0 ? x : a * ei)
 
 static void elu_backward(tg_node *n, tg_tensor *dout)
 {

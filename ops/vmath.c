@@ -150,11 +150,115 @@ VM_EXPORT(cos)
 VM_EXPORT(erf)
 VM_EXPORT(erfc)
 
+enum { CHUNK = 256 };
+
+/* ---- expm1 of min(x, 0): elu's negative side ------------------------------ */
+/* With AVX-512 only the elements not above 0 (NaN among them) go through
+ * expm1: gathered a chunk at a time (compress), then returned to their
+ * places (expand), the others set to expm1(0) = 0; a chunk of three
+ * quarters or more of them takes expm1 over all its elements instead, the
+ * others zeroed, where the gathering would cost more than it saves.
+ * SLEEF's functions are lane by lane, so each element has the bits expm1
+ * over min(X, 0) gives it either way; the other widths compute just
+ * that. */
+#define VM_NONPOS_LOOP(S, T)                                                           \
+	static void expm1_nonpos_##S##_any(const T *X, T *Y, size_t n)                 \
+	{                                                                              \
+		T e[CHUNK];                                                            \
+		for (size_t i0 = 0; i0 < n; i0 += CHUNK) {                             \
+			size_t m = n - i0 < CHUNK ? n - i0 : CHUNK;                    \
+			for (size_t i = 0; i < m; i++)                                 \
+				e[i] = X[i0 + i] > 0 ? 0 : X[i0 + i];                  \
+			expm1_##S##_any(e, Y + i0, m);                                 \
+		}                                                                      \
+	}
+VM_NONPOS_LOOP(f64, double)
+VM_NONPOS_LOOP(f32, float)
+
+#if VM_X86
+/* whole vectors by plain loads and stores; the chunk's last, partial one
+ * (lanes `in`) by masked ones, which are slower */
+#define VM_LOAD_PART(SUF, in, W, p)                                                   \
+	((in) == (__typeof__(in))-1 ? _mm512_loadu_##SUF(p) : _mm512_maskz_loadu_##SUF(in, p))
+#define VM_STORE_PART(SUF, in, W, p, v)                                               \
+	do {                                                                           \
+		if ((in) == (__typeof__(in))-1)                                        \
+			_mm512_storeu_##SUF(p, v);                                     \
+		else                                                                   \
+			_mm512_mask_storeu_##SUF(p, in, v);                            \
+	} while (0)
+#define VM_NONPOS_SPLIT(S, T, W, V, MASK, SUF)                                                 \
+	__attribute__((target("avx512f"))) static void expm1_nonpos_##S##_split(const T *X,  \
+										 T *Y, size_t n) \
+	{                                                                                      \
+		T neg[CHUNK + W];                                                              \
+		MASK mk[CHUNK / W];                                                            \
+		const V zero = _mm512_setzero_##SUF();                                        \
+		for (size_t i0 = 0; i0 < n; i0 += CHUNK) {                                     \
+			const size_t m = n - i0 < CHUNK ? n - i0 : CHUNK, nv = (m + W - 1) / W; \
+			size_t nn = 0;                                                         \
+			for (size_t v = 0; v < nv; v++) {                                      \
+				const size_t left = m - v * W;                                 \
+				const MASK in = left >= W ? (MASK)-1 : (MASK)((1u << left) - 1); \
+				V x = VM_LOAD_PART(SUF, in, W, X + i0 + v * W);                \
+				mk[v] = (MASK)(in & ~_mm512_cmp_##SUF##_mask(x, zero, _CMP_GT_OQ)); \
+				nn += (size_t)__builtin_popcount(mk[v]);                       \
+			}                                                                      \
+			if (4 * nn > 3 * m) { /* mostly not above 0: all of them, at 0 */      \
+				for (size_t v = 0; v < nv; v++) {                              \
+					const size_t left = m - v * W;                         \
+					const MASK in = left >= W ? (MASK)-1                   \
+								  : (MASK)((1u << left) - 1); \
+					V x = VM_LOAD_PART(SUF, in, W, X + i0 + v * W);        \
+					VM_STORE_PART(SUF, in, W, Y + i0 + v * W,              \
+						      _mm512_maskz_mov_##SUF(mk[v], x));       \
+				}                                                              \
+				expm1_##S##_avx512(Y + i0, Y + i0, m);                         \
+				continue;                                                      \
+			}                                                                      \
+			size_t at = 0;                                                         \
+			for (size_t v = 0; v < nv; v++) {                                      \
+				const size_t left = m - v * W;                                 \
+				const MASK in = left >= W ? (MASK)-1 : (MASK)((1u << left) - 1); \
+				V x = VM_LOAD_PART(SUF, in, W, X + i0 + v * W);                \
+				_mm512_storeu_##SUF(neg + at, _mm512_maskz_compress_##SUF(mk[v], x)); \
+				at += (size_t)__builtin_popcount(mk[v]);                       \
+			}                                                                      \
+			memset(neg + nn, 0, W * sizeof *neg); /* read past nn below */         \
+			expm1_##S##_avx512(neg, neg, nn);                                      \
+			at = 0;                                                                \
+			for (size_t v = 0; v < nv; v++) {                                      \
+				const size_t left = m - v * W;                                 \
+				const MASK in = left >= W ? (MASK)-1 : (MASK)((1u << left) - 1); \
+				V r = _mm512_maskz_expand_##SUF(mk[v], _mm512_loadu_##SUF(neg + at)); \
+				at += (size_t)__builtin_popcount(mk[v]);                       \
+				VM_STORE_PART(SUF, in, W, Y + i0 + v * W, r);                  \
+			}                                                                      \
+		}                                                                              \
+	}
+VM_NONPOS_SPLIT(f64, double, 8, __m512d, __mmask8, pd)
+VM_NONPOS_SPLIT(f32, float, 16, __m512, __mmask16, ps)
+#endif
+
+#define VM_NONPOS_PUBLIC(S, T)                                                  \
+	void tg_vmath_expm1_nonpos_##S(const T *X, T *Y, size_t n)              \
+	{                                                                       \
+		if (VM_X86 && tg_vmath_level() == TG_VMATH_AVX512)              \
+			VM_NONPOS_AVX512(S, X, Y, n);                           \
+		else                                                            \
+			expm1_nonpos_##S##_any(X, Y, n);                        \
+	}
+#if VM_X86
+#define VM_NONPOS_AVX512(S, X, Y, n) expm1_nonpos_##S##_split(X, Y, n)
+#else
+#define VM_NONPOS_AVX512(S, X, Y, n) expm1_nonpos_##S##_any(X, Y, n)
+#endif
+VM_NONPOS_PUBLIC(f64, double)
+VM_NONPOS_PUBLIC(f32, float)
+
 /* ---- log1p: SLEEF's gives inf above 1e307 (f64) and 1e38 (f32) -------------- */
 /* There ln(1 + x) is ln x to far below an ULP; those elements are done
  * again with log. A chunk at a time, so that X == Y stays allowed. */
-
-enum { CHUNK = 256 };
 
 #define VM_LOG1P(S, T, BIG)                                                     \
 	void tg_vmath_log1p_##S(const T *X, T *Y, size_t n)                     \

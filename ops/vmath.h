@@ -21,6 +21,11 @@
 TG_VMATH_FUNCS(TG_VMATH_DECLARE)
 #undef TG_VMATH_DECLARE
 
+/* Y[i] = expm1(min(X[i], 0)), X == Y allowed: elu's negative side, where
+ * only the elements not above 0 cost an expm1 (with AVX-512). */
+void tg_vmath_expm1_nonpos_f64(const double *X, double *Y, size_t n);
+void tg_vmath_expm1_nonpos_f32(const float *X, float *Y, size_t n);
+
 /* Y[i] = X[i]^p, one exponent for the array: SLEEF's pow (1.0 ULP, C99's
  * special cases). */
 void tg_vmath_pow_f64(const double *X, double *Y, size_t n, double p);

@@ -26,6 +26,7 @@
 #include "../../ops/vmath.h"
 
 #include <float.h>
+#include <string.h>
 
 static const char *const level_names[] = { "scalar", "SSE2", "AVX2", "AVX-512" };
 #include <stdlib.h>
@@ -235,6 +236,66 @@ static void every_op_stays_within_its_ulp_bound(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* elu's expm1 of min(x, 0) gathers the elements not above 0 (AVX-512) or
+ * takes a chunk whole: at every width, over chunks of every mix of signs
+ * (none, a quarter, half, four fifths, all not above 0; NaN, -0 and the
+ * infinities among them) and lengths that end inside a vector and inside
+ * a chunk, each element has the bits of expm1 over min(x, 0). */
+#define NONPOS_CASE(S, T)                                                                    \
+	static void nonpos_matches_##S(const T *x, T *got, T *want, size_t n, int level)     \
+	{                                                                                    \
+		for (size_t i = 0; i < n; i++)                                               \
+			want[i] = x[i] > 0 ? 0 : x[i];                                       \
+		tg_vmath_expm1_##S(want, want, n);                                           \
+		tg_vmath_expm1_nonpos_##S(x, got, n);                                        \
+		for (size_t i = 0; i < n; i++)                                               \
+			if (memcmp(&got[i], &want[i], sizeof got[i]))                        \
+				fail_msg("expm1_nonpos " #S " at %s, n %zu: element %zu (x = %g) " \
+					 "is %g, expected %g",                                \
+					 level_names[level], n, i, (double)x[i], (double)got[i], \
+					 (double)want[i]);                                    \
+		memcpy(got, x, n * sizeof *x); /* in place */                                \
+		tg_vmath_expm1_nonpos_##S(got, got, n);                                      \
+		if (memcmp(got, want, n * sizeof *got))                                      \
+			fail_msg("expm1_nonpos " #S " at %s, n %zu: in place differs",       \
+				 level_names[level], n);                                      \
+	}
+NONPOS_CASE(f64, double)
+NONPOS_CASE(f32, float)
+
+static void expm1_of_the_nonpositive_side_has_the_bits_of_expm1(void **state)
+{
+	(void)state;
+	enum { N = 3000 };
+	static double x64[N], g64[N], w64[N];
+	static float x32[N], g32[N], w32[N];
+	static const double specials_np[] = { NAN, -0.0, 0.0, -INFINITY, INFINITY, -1e-300, -800 };
+	static const size_t lens[] = { 1, 15, 17, 255, 256, 257, 1000, N };
+	static const int below_in_5[] = { 0, 1, 2, 4, 5 }; /* out of 5 not above 0; 1 of 4 too */
+	int best = tg_vmath_limit(TG_VMATH_AVX512);
+	for (size_t mix = 0; mix < sizeof below_in_5 / sizeof below_in_5[0] + 1; mix++) {
+		unsigned r = 12345;
+		for (size_t i = 0; i < N; i++) {
+			r = r * 1103515245u + 12345u;
+			double u = (double)(r >> 8) / (1 << 24); /* [0, 1) */
+			bool neg = mix < 5 ? (int)(i % 5) < below_in_5[mix] : i % 4 == 0;
+			double v = neg ? -20 * u : 0.001 + 20 * u;
+			if (i % 97 == 3)
+				v = specials_np[(i / 97) % (sizeof specials_np / sizeof specials_np[0])];
+			x64[i] = v;
+			x32[i] = (float)v;
+		}
+		for (int level = best; level >= TG_VMATH_SCALAR; level--) {
+			tg_vmath_limit(level);
+			for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
+				nonpos_matches_f64(x64, g64, w64, lens[l], level);
+				nonpos_matches_f32(x32, g32, w32, lens[l], level);
+			}
+		}
+		tg_vmath_limit(best);
+	}
+}
+
 /* f32 x^p at an integral exponent 2 < |p| <= 64 (and -2) is computed in
  * double and rounded once: within 0.5 ULP and the double's 2^-23 (its
  * products' roundings, ops/binary.c), where SLEEF's powf allows 1.0. Every such exponent, 2^16 points each, over
@@ -332,6 +393,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(every_op_stays_within_its_ulp_bound),
+		cmocka_unit_test(expm1_of_the_nonpositive_side_has_the_bits_of_expm1),
 		cmocka_unit_test(pow_gives_c99s_special_values),
 		cmocka_unit_test(integral_powers_of_floats_round_once),
 	};
