@@ -7,6 +7,7 @@
  * mask is only read: it has any dtype and never gets a gradient.
  */
 #include "internal.h"
+#include "fused.h"
 #include "parallel.h"
 
 #include <math.h>
@@ -266,20 +267,13 @@ static tg_tensor *inside(tg_tensor *x, double lo, double hi)
 	return m;
 }
 
-/* dx = lo <= x <= hi ? dout : +0, in one pass: the bits of the where below.
- * A uniform dout (tg_is_uniform) is read as its one value, D[0]. */
+/* dx = lo <= x <= hi ? dout : +0, in one pass: the bits of the where below */
 #define CLAMP_GRAD_KERNEL(name, T)                                                     \
 	TG_HOT_LOOP static void name(const T *restrict X, const T *restrict D,          \
-				     bool d_uniform, T *restrict Y, size_t n, T lo,    \
-				     T hi)                                             \
+				     T *restrict Y, size_t n, T lo, T hi)              \
 	{                                                                               \
-		if (d_uniform) {                                                        \
-			const T d = D[0];                                               \
-			for (size_t i = 0; i < n; i++)                                  \
-				Y[i] = INSIDE(X[i], lo, hi) ? d : 0;                    \
-		} else                                                                  \
-			for (size_t i = 0; i < n; i++)                                  \
-				Y[i] = INSIDE(X[i], lo, hi) ? D[i] : 0;                 \
+		for (size_t i = 0; i < n; i++)                                          \
+			Y[i] = INSIDE(X[i], lo, hi) ? D[i] : 0;                         \
 	}
 CLAMP_GRAD_KERNEL(clamp_grad_f64, double)
 CLAMP_GRAD_KERNEL(clamp_grad_f32, float)
@@ -292,16 +286,26 @@ typedef struct clamp_job {
 	bool d_uniform; /* the gradient's D: read D[0] alone */
 } clamp_job;
 
+/* A uniform dout (tg_is_uniform) is read as a row of copies of its one
+ * value, as the fused kernels read it (fused.h). */
 static void clamp_grad_part(void *arg, size_t lo, size_t hi)
 {
 	const clamp_job *j = arg;
-	size_t d = j->d_uniform ? 0 : lo;
-	if (j->f64)
-		clamp_grad_f64((const double *)j->X + lo, (const double *)j->D + d, j->d_uniform,
-			       (double *)j->Y + lo, hi - lo, j->lo, j->hi);
+	const double *X64 = j->X, *D64 = j->D;
+	const float *X32 = j->X, *D32 = j->D;
+	double *Y64 = j->Y;
+	float *Y32 = j->Y;
+	if (j->d_uniform && j->f64)
+		TG_UNIFORM_RUNS(double, j->D, lo, hi,
+				clamp_grad_f64(X64 + tg_i, tg_d, Y64 + tg_i, tg_m, j->lo, j->hi));
+	else if (j->d_uniform)
+		TG_UNIFORM_RUNS(float, j->D, lo, hi,
+				clamp_grad_f32(X32 + tg_i, tg_d, Y32 + tg_i, tg_m, (float)j->lo,
+					       (float)j->hi));
+	else if (j->f64)
+		clamp_grad_f64(X64 + lo, D64 + lo, Y64 + lo, hi - lo, j->lo, j->hi);
 	else
-		clamp_grad_f32((const float *)j->X + lo, (const float *)j->D + d, j->d_uniform,
-			       (float *)j->Y + lo, hi - lo, (float)j->lo, (float)j->hi);
+		clamp_grad_f32(X32 + lo, D32 + lo, Y32 + lo, hi - lo, (float)j->lo, (float)j->hi);
 }
 
 static void clamp_part(void *arg, size_t lo, size_t hi)

@@ -176,11 +176,15 @@ VM_NONPOS_LOOP(f64, double)
 VM_NONPOS_LOOP(f32, float)
 
 #if VM_X86
-/* whole vectors by plain loads and stores; the chunk's last, partial one
- * (lanes `in`) by masked ones, which are slower */
-#define VM_LOAD_PART(SUF, in, W, p)                                                   \
+/* the lanes of vector v of a chunk of m elements, W a vector: all of them
+ * but in the chunk's last, partial vector */
+#define VM_LANES(MASK, W, m, v)                                                       \
+	((m) - (v) * (W) >= (W) ? (MASK)-1 : (MASK)((1u << ((m) - (v) * (W))) - 1))
+/* whole vectors by plain loads and stores, a partial one by masked ones,
+ * which are slower */
+#define VM_LOAD_PART(SUF, in, p)                                                      \
 	((in) == (__typeof__(in))-1 ? _mm512_loadu_##SUF(p) : _mm512_maskz_loadu_##SUF(in, p))
-#define VM_STORE_PART(SUF, in, W, p, v)                                               \
+#define VM_STORE_PART(SUF, in, p, v)                                                  \
 	do {                                                                           \
 		if ((in) == (__typeof__(in))-1)                                        \
 			_mm512_storeu_##SUF(p, v);                                     \
@@ -194,33 +198,28 @@ VM_NONPOS_LOOP(f32, float)
 		T neg[CHUNK + W];                                                              \
 		MASK mk[CHUNK / W];                                                            \
 		const V zero = _mm512_setzero_##SUF();                                        \
-		for (size_t i0 = 0; i0 < n; i0 += CHUNK) {                                     \
+		for (size_t i0 = 0; i0 < n; i0 += CHUNK, X += CHUNK, Y += CHUNK) {             \
 			const size_t m = n - i0 < CHUNK ? n - i0 : CHUNK, nv = (m + W - 1) / W; \
 			size_t nn = 0;                                                         \
 			for (size_t v = 0; v < nv; v++) {                                      \
-				const size_t left = m - v * W;                                 \
-				const MASK in = left >= W ? (MASK)-1 : (MASK)((1u << left) - 1); \
-				V x = VM_LOAD_PART(SUF, in, W, X + i0 + v * W);                \
+				const MASK in = VM_LANES(MASK, W, m, v);                       \
+				V x = VM_LOAD_PART(SUF, in, X + v * W);                        \
 				mk[v] = (MASK)(in & ~_mm512_cmp_##SUF##_mask(x, zero, _CMP_GT_OQ)); \
 				nn += (size_t)__builtin_popcount(mk[v]);                       \
 			}                                                                      \
 			if (4 * nn > 3 * m) { /* mostly not above 0: all of them, at 0 */      \
 				for (size_t v = 0; v < nv; v++) {                              \
-					const size_t left = m - v * W;                         \
-					const MASK in = left >= W ? (MASK)-1                   \
-								  : (MASK)((1u << left) - 1); \
-					V x = VM_LOAD_PART(SUF, in, W, X + i0 + v * W);        \
-					VM_STORE_PART(SUF, in, W, Y + i0 + v * W,              \
+					const MASK in = VM_LANES(MASK, W, m, v);               \
+					V x = VM_LOAD_PART(SUF, in, X + v * W);                \
+					VM_STORE_PART(SUF, in, Y + v * W,                      \
 						      _mm512_maskz_mov_##SUF(mk[v], x));       \
 				}                                                              \
-				expm1_##S##_avx512(Y + i0, Y + i0, m);                         \
+				expm1_##S##_avx512(Y, Y, m);                                   \
 				continue;                                                      \
 			}                                                                      \
 			size_t at = 0;                                                         \
 			for (size_t v = 0; v < nv; v++) {                                      \
-				const size_t left = m - v * W;                                 \
-				const MASK in = left >= W ? (MASK)-1 : (MASK)((1u << left) - 1); \
-				V x = VM_LOAD_PART(SUF, in, W, X + i0 + v * W);                \
+				V x = VM_LOAD_PART(SUF, VM_LANES(MASK, W, m, v), X + v * W);   \
 				_mm512_storeu_##SUF(neg + at, _mm512_maskz_compress_##SUF(mk[v], x)); \
 				at += (size_t)__builtin_popcount(mk[v]);                       \
 			}                                                                      \
@@ -228,30 +227,29 @@ VM_NONPOS_LOOP(f32, float)
 			expm1_##S##_avx512(neg, neg, nn);                                      \
 			at = 0;                                                                \
 			for (size_t v = 0; v < nv; v++) {                                      \
-				const size_t left = m - v * W;                                 \
-				const MASK in = left >= W ? (MASK)-1 : (MASK)((1u << left) - 1); \
 				V r = _mm512_maskz_expand_##SUF(mk[v], _mm512_loadu_##SUF(neg + at)); \
 				at += (size_t)__builtin_popcount(mk[v]);                       \
-				VM_STORE_PART(SUF, in, W, Y + i0 + v * W, r);                  \
+				VM_STORE_PART(SUF, VM_LANES(MASK, W, m, v), Y + v * W, r);     \
 			}                                                                      \
 		}                                                                              \
 	}
 VM_NONPOS_SPLIT(f64, double, 8, __m512d, __mmask8, pd)
 VM_NONPOS_SPLIT(f32, float, 16, __m512, __mmask16, ps)
-#endif
 
 #define VM_NONPOS_PUBLIC(S, T)                                                  \
 	void tg_vmath_expm1_nonpos_##S(const T *X, T *Y, size_t n)              \
 	{                                                                       \
-		if (VM_X86 && tg_vmath_level() == TG_VMATH_AVX512)              \
-			VM_NONPOS_AVX512(S, X, Y, n);                           \
+		if (tg_vmath_level() == TG_VMATH_AVX512)                        \
+			expm1_nonpos_##S##_split(X, Y, n);                      \
 		else                                                            \
 			expm1_nonpos_##S##_any(X, Y, n);                        \
 	}
-#if VM_X86
-#define VM_NONPOS_AVX512(S, X, Y, n) expm1_nonpos_##S##_split(X, Y, n)
 #else
-#define VM_NONPOS_AVX512(S, X, Y, n) expm1_nonpos_##S##_any(X, Y, n)
+#define VM_NONPOS_PUBLIC(S, T)                                                  \
+	void tg_vmath_expm1_nonpos_##S(const T *X, T *Y, size_t n)              \
+	{                                                                       \
+		expm1_nonpos_##S##_any(X, Y, n);                                \
+	}
 #endif
 VM_NONPOS_PUBLIC(f64, double)
 VM_NONPOS_PUBLIC(f32, float)
