@@ -288,19 +288,23 @@ static bool sum_axis(tg_ctx *ctx, view v, const tg_tensor *x, void *Y, double sc
  * slices as parts, each part takes whole slices. With fewer (a max over all
  * elements, or over a leading axis), a part takes a stretch of every
  * slice's columns when the stretches are long (MAX_COLS_MIN columns each),
- * else a block of a slice's rows; the blocks' maxima, then their ties, are
- * folded in order. A max is exact and the first element to tie it wins in
+ * else a block of a slice's rows; the blocks' maxima (the shares: their
+ * ties, the maxima given) are folded in order. A max is exact and the first element to tie it wins in
  * every split, so each gives the bits of one pass. (Short stretches of
  * columns were slower at 2 threads than no split: each part read a little
  * of every row, across pages.) */
 
 enum { MAX_COLS_MIN = 1024 };
 
+/* a run's ties counted in 32 bits this many elements at a time */
+enum { TIES_CHUNK = 1 << 30 };
+
 typedef struct max_job {
 	view v;
 	const void *X, *D; /* D: dout (outer, inner), for the shares times dout */
 	void *Y;	   /* the maxima, or the shares */
-	void *y, *share;   /* the shares' scratch: each slice's maxima, shares */
+	const void *y;	   /* the shares: each slice's maxima (the forward's output) */
+	void *share;	   /* the shares' scratch: each slice's shares */
 	int64_t *c;	   /* and ties (outer x inner) */
 	void *by;	   /* split by rows: each block's maxima */
 	int64_t *bc;	   /* and ties (outer x blocks x inner) */
@@ -335,25 +339,31 @@ static inline void block_rows(const max_job *j, int64_t u, int64_t *o, int64_t *
 		const int64_t in = v.inner;                                                  \
 		const T *d = j->D ? (const T *)j->D + o * in : NULL;                         \
 		if (in == 1) { /* a run: its ties counted as a share of 1 is written */     \
-			T y1, share1;                                                        \
-			max_rows_##sfx(v, j->X, &y1, o, 0, v.n, 0, 1);                       \
-			const T *x = (const T *)j->X + o * v.n, dd = d ? d[0] : 1;           \
+			const T y1 = ((const T *)j->y)[o], dd = d ? d[0] : 1;                \
+			const T *x = (const T *)j->X + o * v.n;                              \
 			T *m = (T *)j->Y + o * v.n;                                          \
+			const bool nan = isnan(y1);                                          \
 			int64_t c1 = 0;                                                      \
-			for (int64_t k = 0; k < v.n; k++) {                                  \
-				const bool t = TIES(x[k], y1);                               \
-				c1 += t;                                                     \
-				m[k] = (t ? (T)1 : 0) * dd;                                  \
+			/* counted in 32 bits, a vector's lanes as wide as the values' */    \
+			for (int64_t k0 = 0; k0 < v.n; k0 += TIES_CHUNK) {                   \
+				const int64_t k1 = v.n - k0 < TIES_CHUNK ? v.n : k0 + TIES_CHUNK; \
+				int32_t c = 0;                                               \
+				for (int64_t k = k0; k < k1; k++) {                          \
+					const bool t = (x[k] == y1) | (nan & (x[k] != x[k])); \
+					c += t;                                              \
+					m[k] = (t ? (T)1 : 0) * dd;                          \
+				}                                                            \
+				c1 += c;                                                     \
 			}                                                                    \
 			if (c1 == 1) /* no tie: the share is 1, as written */               \
 				return;                                                      \
-			share1 = (T)(1.0 / (double)c1);                                      \
+			const T share1 = (T)(1.0 / (double)c1);                              \
 			share_rows_##sfx(v, j->X, &y1, &share1, d, j->Y, o, 0, v.n, 0, 1);   \
 			return;                                                              \
 		}                                                                            \
-		T *y = (T *)j->y + o * in, *share = (T *)j->share + o * in;                  \
+		const T *y = (const T *)j->y + o * in;                                       \
+		T *share = (T *)j->share + o * in;                                           \
 		int64_t *c = j->c + o * in;                                                  \
-		max_rows_##sfx(v, j->X, y, o, 0, v.n, i0, i1);                               \
 		count_ties_##sfx(v, j->X, y, c, o, 0, v.n, i0, i1);                          \
 		for (int64_t i = i0; i < i1; i++)                                            \
 			share[i] = c[i] == 1 ? 1 : (T)(1.0 / (double)c[i]); /* no tie: no division */ \
@@ -479,9 +489,9 @@ MAX_PARTS(f64, double)
 MAX_PARTS(f32, float)
 
 /* Y = the max of x over v's slices (shares false), or the shares of its
- * elements (into j->Y, with j's scratch set), split across ctx's threads
- * from TG_PAR_MIN elements on; false after recording a failed
- * allocation. */
+ * elements (into j->Y, with the maxima j->y and the scratch set), split
+ * across ctx's threads from TG_PAR_MIN elements on; false after recording
+ * a failed allocation. */
 static bool max_split(tg_ctx *ctx, max_job *j, const tg_tensor *x, bool shares)
 {
 	const max_kernels *k = x->dtype == TG_F64 ? &max_kernels_f64 : &max_kernels_f32;
@@ -504,12 +514,13 @@ static bool max_split(tg_ctx *ctx, max_job *j, const tg_tensor *x, bool shares)
 	int64_t B = (parts + v.outer - 1) / v.outer;
 	j->blocks = B < v.n ? B : v.n;
 	size_t units = (size_t)(v.outer * j->blocks), es = tg_dtype_size(x->dtype);
-	if (!(j->by = tg_arena_alloc(ctx, units * (size_t)v.inner * es)))
-		return false;
-	tg_parallel_for(ctx, units, 2, 1, k->block_max, j);
-	k->fold_max(j, shares ? j->y : j->Y);
-	if (!shares)
+	if (!shares) {
+		if (!(j->by = tg_arena_alloc(ctx, units * (size_t)v.inner * es)))
+			return false;
+		tg_parallel_for(ctx, units, 2, 1, k->block_max, j);
+		k->fold_max(j, j->Y);
 		return true;
+	}
 	if (!(j->bc = tg_arena_alloc(ctx, units * (size_t)v.inner * sizeof(int64_t))))
 		return false;
 	tg_parallel_for(ctx, units, 2, 1, k->block_ties, j);
@@ -666,20 +677,23 @@ tg_tensor *tg_mean_axis(tg_tensor *x, int axis, bool keepdim)
  * among them (c ties get dout / c each), as tg_maximum splits a tie; a
  * slice holding a NaN has max NaN, and its NaNs share the gradient. */
 
-/* The constant shares of x for axis (-1: all elements), or, with dout,
- * the shares times dout: x's gradient in one pass instead of a shares
- * tensor and a product. No history. */
-static tg_tensor *max_share(tg_tensor *x, int axis, const tg_tensor *dout)
+/* The constant shares of max node n's input x, or, with dout, the shares
+ * times dout: x's gradient in one pass instead of a shares tensor and a
+ * product. The maxima are n's output, not found again: the walk has checked
+ * that neither x nor it changed since (versions_intact), and every split
+ * finds the same bits. No history. */
+static tg_tensor *max_share(const tg_node *n, const tg_tensor *dout)
 {
+	tg_tensor *x = tg_node_input(n, 0);
 	tg_tensor *m = tg_tensor_like(x, "max (backward)");
 	if (!m)
 		return NULL;
-	view v = view_of(x, axis);
+	view v = view_of(x, (int)tg_node_attr(n, 0));
 	size_t k = (size_t)(v.outer * v.inner) + 1, es = tg_dtype_size(x->dtype); /* 1: never 0 */
 	max_job j = { .v = v, .X = x->data, .D = dout ? dout->data : NULL, .Y = m->data,
-		      .y = tg_arena_alloc(x->ctx, k * es), .share = tg_arena_alloc(x->ctx, k * es),
+		      .y = tg_node_output(n)->data, .share = tg_arena_alloc(x->ctx, k * es),
 		      .c = tg_arena_alloc(x->ctx, k * sizeof(int64_t)) };
-	if (!j.y || !j.share || !j.c || !max_split(x->ctx, &j, x, true))
+	if (!j.share || !j.c || !max_split(x->ctx, &j, x, true))
 		return NULL;
 	return m;
 }
@@ -689,13 +703,11 @@ static tg_tensor *max_share(tg_tensor *x, int axis, const tg_tensor *dout)
  * give the same bits. */
 static void max_backward(tg_node *n, tg_tensor *dout)
 {
-	tg_tensor *x = tg_node_input(n, 0);
-	int axis = (int)tg_node_attr(n, 0);
-	if (!x->ctx->grad_enabled) {
-		TG_NODE_GRAD_INTO(n, 0, max_share(x, axis, dout));
+	if (!tg_node_input(n, 0)->ctx->grad_enabled) {
+		TG_NODE_GRAD_INTO(n, 0, max_share(n, dout));
 		return;
 	}
-	tg_tensor *share = max_share(x, axis, NULL);
+	tg_tensor *share = max_share(n, NULL);
 	tg_node_grad(n, 0, tg_mul(share, unreduce(n, dout)));
 }
 

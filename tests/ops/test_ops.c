@@ -671,6 +671,24 @@ static void max_of_a_slice_with_nan_is_nan_and_routes_to_the_nans(void **state)
 	assert_ctx_ok(ctx);
 }
 
+/* max's backward routes dout by the maxima its forward wrote, its output:
+ * an output changed in place since is refused, not routed by. */
+static void max_refuses_an_output_changed_in_place(void **state)
+{
+	tg_ctx *ctx = *state;
+	for (int all = 0; all <= 1; all++) {
+		tg_tensor *x = tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2, 3),
+						    (double[]){ 1, 5, 2, 7, 3, 0 }));
+		tg_tensor *m = all ? tg_max(x) : tg_max_axis(x, 1, false);
+		((double *)tg_data_mut(m))[0] = 2; /* x's 2 would take the gradient */
+		assert_int_equal(tg_backward(tg_sum(m)), -1);
+		assert_error(ctx, TG_EVERSION,
+			     all ? "the output of max was modified in place"
+				 : "the output of max_axis was modified in place");
+		tg_clear_error(ctx);
+	}
+}
+
 /* ---- up to 8 dimensions, against loops over multi-indices ---------------------------- */
 
 /* x (2,1,3,1,2,2,1,2): 48 distinct values, 7 i mod 48 - 20, a permutation. */
@@ -2410,6 +2428,7 @@ int main(void)
 		cmocka_unit_test(max_axis_split_across_threads_matches_a_plain_loop),
 	T(max_gradient_in_one_pass_has_the_bits_of_share_times_dout),
 		T(max_of_a_slice_with_nan_is_nan_and_routes_to_the_nans),
+		T(max_refuses_an_output_changed_in_place),
 		T(reductions_of_8d_tensors_match_loops_over_every_axis),
 		T(sum_to_and_expand_of_8d_tensors_match_loops),
 		T(binary_ops_broadcast_8d_shapes_like_loops),
