@@ -296,43 +296,53 @@ static void expm1_of_the_nonpositive_side_has_the_bits_of_expm1(void **state)
 	}
 }
 
-/* f32 x^p at an integral exponent 2 < |p| <= 64 (and -2) is computed in
- * double and rounded once: within 0.5 ULP and the double's 2^-23 (its
- * products' roundings, ops/binary.c), where SLEEF's powf allows 1.0. Every such exponent, 2^16 points each, over
- * magnitudes whose powers fill float's normal range (and, evenly spaced
- * from -b to b, some that leave it). */
-static void integral_powers_of_floats_round_once(void **state)
+/* f32 x^p at an integral exponent 2 < |p| <= 64 (and -2), or a
+ * half-integral one |p| < 64, is computed in double and rounded once:
+ * within 0.5 ULP and the double's 2^-23 (its products' roundings,
+ * ops/binary.c), where SLEEF's powf allows 1.0. Every such exponent, 2^16
+ * points each, over magnitudes whose powers fill float's normal range
+ * (and, evenly spaced from -b to b, some that leave it; a half's base
+ * taken as its magnitude, as a negative one gives NaN). */
+static void integral_and_half_powers_of_floats_round_once(void **state)
 {
 	(void)state;
 	enum { PTS = 1 << 16 };
 	tg_ctx *ctx = tg_ctx_new(1);
 	double *x = malloc(PTS * sizeof *x);
 	assert_non_null(x);
-	double worst = 0, worst_x = 0, worst_p = 0;
-	for (int p = -64; p <= 64; p++) {
-		if (p >= -1 && p <= 2)
+	double worst[2] = { 0 }, worst_x[2] = { 0 }, worst_p[2] = { 0 };
+	for (int p2 = -128; p2 <= 128; p2++) {
+		const double p = p2 / 2.0;
+		const bool half = p2 % 2 != 0;
+		if ((p >= -1 && p <= 2 && !half) || fabs(p) >= 64 + half)
 			continue; /* x^0, x^1, x^-1 and x^2 are exact or one operation */
-		double a = pow(1e-37, 1.0 / abs(p)), b = pow(1e38, 1.0 / abs(p));
-		for (size_t i = 0; i < PTS; i++)
+		double a = pow(1e-37, 1.0 / fabs(p)), b = pow(1e38, 1.0 / fabs(p));
+		for (size_t i = 0; i < PTS; i++) {
 			x[i] = (float)point(i, PTS, -b, b, a);
+			if (half)
+				x[i] = fabs(x[i]);
+		}
 		tg_tensor *y = tg_pow(tg_from_f64(ctx, TG_F32, SHAPE(PTS), x), p);
 		assert_non_null(y);
 		for (size_t i = 0; i < PTS; i++) {
 			double got = ((const float *)tg_data(y))[i];
-			double err = ulp_error(got, powl(x[i], p), 24, -126, FLT_MAX);
+			long double exact = powl(x[i], p);
+			double err = ulp_error(got, exact, 24, -126, FLT_MAX);
 			if (!(err <= 0.5 + 0x1p-23))
-				fail_msg("%.9g ^ %d = %.9g, exact %.12Lg: %.6f ULP", x[i], p, got,
-					 powl(x[i], p), err);
-			if (err > worst) {
-				worst = err;
-				worst_x = x[i];
-				worst_p = p;
+				fail_msg("%.9g ^ %g = %.9g, exact %.12Lg: %.6f ULP", x[i], p, got, exact,
+					 err);
+			if (err > worst[half]) {
+				worst[half] = err;
+				worst_x[half] = x[i];
+				worst_p[half] = p;
 			}
 		}
 		tg_reset(ctx);
 	}
-	printf("  f32 x^p, integral 2 < |p| <= 64: worst %.6f ULP (%.9g ^ %g)\n", worst, worst_x,
-	       worst_p);
+	printf("  f32 x^p, integral 2 < |p| <= 64: worst %.6f ULP (%.9g ^ %g)\n", worst[0],
+	       worst_x[0], worst_p[0]);
+	printf("  f32 x^p, half-integral |p| < 64: worst %.6f ULP (%.9g ^ %g)\n", worst[1],
+	       worst_x[1], worst_p[1]);
 	free(x);
 	assert_ctx_ok(ctx);
 	tg_ctx_free(ctx);
@@ -346,8 +356,9 @@ static void pow_gives_c99s_special_values(void **state)
 {
 	(void)state;
 	tg_ctx *ctx = tg_ctx_new(1);
-	static const double exps[] = { 3, -3, 2, -2, 1, -1, 0.5, -0.5, 2.5, -2.5, 0, -0.0,
-				       INFINITY, -INFINITY, NAN, 1e10, -1e10, 7, 1e-300 };
+	static const double exps[] = { 3, -3, 2, -2, 1, -1, 0.5, -0.5, 2.5, -2.5, 1.5, -1.5,
+				       63.5, -63.5, 0, -0.0, INFINITY, -INFINITY, NAN, 1e10,
+				       -1e10, 7, 1e-300 };
 	enum { NE = sizeof exps / sizeof exps[0] };
 	int best = tg_vmath_limit(TG_VMATH_AVX512);
 	for (int level = best; level >= TG_VMATH_SCALAR; level--) {
@@ -395,7 +406,7 @@ int main(void)
 		cmocka_unit_test(every_op_stays_within_its_ulp_bound),
 		cmocka_unit_test(expm1_of_the_nonpositive_side_has_the_bits_of_expm1),
 		cmocka_unit_test(pow_gives_c99s_special_values),
-		cmocka_unit_test(integral_powers_of_floats_round_once),
+		cmocka_unit_test(integral_and_half_powers_of_floats_round_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
