@@ -95,7 +95,7 @@ static inline double var_floor(double v)
 #define NORM_KERNELS(T, sfx)                                                            \
 	/* st = mean, inv_std = 1 / sqrt(var + eps); var (D) = biased variance; of  \
 	 * the columns [j0, j1) */                                                     \
-	TG_HOT_LOOP                                                                     \
+	TG_HOT_LOOP_WIDE                                                                \
 	static void stats_##sfx(const T *X, size_t n, size_t d, size_t j0, size_t j1,   \
 				double eps, double *acc, double *off2, T *st, T *var)   \
 	{                                                                               \
@@ -141,7 +141,7 @@ static inline double var_floor(double v)
                                                                                         \
 	/* sums = the column sums of dout (D), then of dout * xhat (D); columns        \
 	 * [j0, j1) */                                                                  \
-	TG_HOT_LOOP                                                                     \
+	TG_HOT_LOOP_WIDE                                                                \
 	static void sums_##sfx(const T *DOUT, const T *X, const T *st, size_t n,        \
 			       size_t d, size_t j0, size_t j1, double *sums)            \
 	{                                                                               \
@@ -216,7 +216,7 @@ static double lanes_total(const double *a)
 
 #define PLANE_KERNELS(T, sfx)                                                           \
 	/* a[l] += the plane's values (sq: their squares after taking off m) */         \
-	TG_HOT_LOOP                                                                     \
+	TG_HOT_LOOP_WIDE                                                                \
 	static void plane_add_##sfx(const T *P, size_t s, bool sq, double m, double *a) \
 	{                                                                               \
 		size_t k = 0;                                                           \
@@ -301,7 +301,7 @@ static double lanes_total(const double *a)
 	}                                                                               \
                                                                                         \
 	/* a[l] += a plane's dout, b[l] += its dout xhat */                             \
-	TG_HOT_LOOP                                                                     \
+	TG_HOT_LOOP_WIDE                                                                \
 	static void plane_dot_##sfx(const T *dy, const T *x, size_t s, T m, T r,        \
 				    double *restrict a, double *restrict b)             \
 	{                                                                               \

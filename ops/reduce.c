@@ -30,8 +30,9 @@ typedef struct view {
  * added into acc by tg_add_rows, so a column's sum has the same bits
  * whichever columns share the call. */
 #define SUM_AXIS_KERNEL(name, T, sum_run, add_rows, short_runs)                           \
-	TG_HOT_LOOP static void name(view v, const T *X, T *Y, double scale, double *acc, \
-				     int64_t o0, int64_t o1, int64_t i0, int64_t i1)      \
+	TG_HOT_LOOP_WIDE static void name(view v, const T *X, T *Y, double scale,       \
+					  double *acc, int64_t o0, int64_t o1, int64_t i0, \
+					  int64_t i1)                                       \
 	{                                                                                 \
 		const int64_t in = v.inner, w = i1 - i0;                                  \
 		if (in == 1 && v.n <= 8) {                                                \
@@ -236,7 +237,7 @@ static void group_part(void *arg, size_t lo, size_t hi)
 }
 
 /* Elements [lo, lo + m) of a single run, for tg_parallel_sum */
-TG_HOT_LOOP static double run_block(void *arg, size_t lo, size_t m)
+TG_HOT_LOOP_WIDE static double run_block(void *arg, size_t lo, size_t m)
 {
 	const reduce_job *j = arg;
 	return j->f64 ? tg_sum_run_f64(0, (const double *)j->X + lo, (int64_t)m)
