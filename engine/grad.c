@@ -57,7 +57,7 @@ static bool bmap_make(int nbig, const int64_t *big, int nsmall, const int64_t *s
  * walked with tg_rows_next, so any number of dimensions takes the same
  * inner paths. */
 #define SUM_TO_KERNEL(name, T, sum_run, add_rows)                                    \
-	TG_HOT_LOOP static void name(const bmap *m, const T *X, double *acc,         \
+	TG_HOT_LOOP_WIDE static void name(const bmap *m, const T *X, double *acc,       \
 				     size_t numel)                                   \
 	{                                                                            \
 		const int64_t n = m->dim[INNER], rows = m->dim[ROW];                 \
@@ -190,7 +190,7 @@ typedef struct rows_job {
 	bool f64;
 } rows_job;
 
-TG_HOT_LOOP static void add_columns_part(void *arg, size_t lo, size_t hi)
+TG_HOT_LOOP_WIDE static void add_columns_part(void *arg, size_t lo, size_t hi)
 {
 	const rows_job *j = arg;
 	int64_t w = (int64_t)(hi - lo);

@@ -28,10 +28,11 @@
 /* The same with a third copy for AVX-512, for loops bound by square roots
  * and divisions (the optimizers' updates, softmax and cross-entropy rows)
  * or by arithmetic in double on float data (the regression losses, layer
- * norm's rows, gelu's Phi of floats, the sums in double of reductions and
- * of batch norm's statistics and gradients), which a wider vector speeds up
- * where the memory-bound loops above gained nothing measurable. Neither
- * copy has FMA, so every element rounds as in the baseline. */
+ * norm's rows, gelu's Phi of floats, the sums in double of reductions, of
+ * a broadcast's gradient and of batch norm's statistics and gradients),
+ * which a wider vector speeds up where the memory-bound loops above gained
+ * nothing measurable. Neither copy has FMA, so every element rounds as in
+ * the baseline. */
 #ifndef TG_HOT_LOOP_WIDE
 #define TG_HOT_LOOP_WIDE
 #endif
