@@ -97,7 +97,7 @@ static tg_ctx *index_ctx(const char *who, const tg_tensor *idx)
 
 static tg_tensor *select_along(tg_tensor *x, int axis, const int64_t *idx, int64_t n);
 static tg_tensor *add_along(tg_tensor *src, int axis, const int64_t *idx, int64_t size);
-static void scatter(tg_tensor *out, const tg_tensor *src, int axis, const int64_t *idx);
+static bool scatter(tg_tensor *out, const tg_tensor *src, int axis, const int64_t *idx);
 
 /* dx is scattered straight into x's own gradient buffer when the engine
  * offers it (an embedding table's first gradient of a training step): no
@@ -108,7 +108,8 @@ static void index_select_backward(tg_node *n, tg_tensor *dout)
 	tg_tensor *x = tg_node_input(n, 0);
 	tg_tensor *buf = tg_node_grad_buffer(n, 0);
 	if (buf && tg_ok(x->ctx)) {
-		scatter(buf, dout, axis, n->aux);
+		if (!scatter(buf, dout, axis, n->aux))
+			return; /* the error is recorded; the walk stops */
 		buf->version++;
 		tg_node_grad(n, 0, buf);
 		return;
@@ -215,65 +216,134 @@ static tg_tensor *select_along(tg_tensor *x, int axis, const int64_t *idx, int64
 	return tg_op_end(&index_select_op, out, 1, &x, attr, 1, idx);
 }
 
-/* Y[.., idx[i], ..] += S[.., i, ..] for the columns [j0, j1) of inner: each
- * element adds its entries in the order of idx, whichever columns share
- * the call. */
+/* out = zeros, then out[.., idx[i], ..] += src[.., i, ..]. The entries go in
+ * idx's order, each row taking 0 + the first entry idx sends there (stored,
+ * not added to what the row held) and then the later ones added: the bits
+ * of clearing out and adding every entry in turn (0 + -0 is +0). Where idx
+ * names a quarter of the rows or more and they are long (SCATTER_ROW_MIN
+ * bytes or more), only the others are cleared, so the rows that take
+ * entries are written once instead of cleared, read back and written again
+ * (gather_rows of 8192 of 20000 rows of 256 floats, forward and backward:
+ * 6.27 -> 5.32 ms). With fewer rows named, out is cleared in one pass,
+ * which glibc's memset writes past the cache: clearing the runs between
+ * 4096 of 50000 rows of 128 floats one by one took 8% longer. */
+typedef struct scatter_job {
+	const char *src;
+	char *out;
+	const int64_t *idx;
+	const int64_t *first; /* first[r]: idx's first entry for row r, or -1;
+			       * NULL when out is cleared whole */
+	int64_t n;	      /* idx's length */
+	size_t outer, A, inner, es;
+} scatter_job;
+
+enum { SCATTER_ROW_MIN = 256, SCATTER_NAMED_PART = 4 };
+
+/* Y[.., idx[i], ..] += S[.., i, ..] for the columns [j0, j1) of inner (with
+ * first, the first entry of each row stored instead): each element takes
+ * its entries in idx's order, whichever columns share the call. */
 #define INDEX_ADD_KERNEL(name, T)                                                          \
-	static void name(const T *S, T *Y, const int64_t *idx, int64_t n, size_t outer,     \
-			 size_t A, size_t inner, size_t j0, size_t j1)                       \
+	static void name(const scatter_job *j, size_t j0, size_t j1)                       \
 	{                                                                                  \
-		for (size_t o = 0; o < outer; o++, Y += A * inner)                         \
-			for (int64_t i = 0; i < n; i++, S += inner) {                      \
-				T *y = Y + (size_t)idx[i] * inner;                         \
-				for (size_t j = j0; j < j1; j++)                           \
-					y[j] += S[j];                                      \
+		const T *S = (const T *)(const void *)j->src;                              \
+		T *Y = (T *)(void *)j->out;                                                \
+		const size_t A = j->A, inner = j->inner;                                   \
+		const int64_t *idx = j->idx, *first = j->first;                            \
+		for (size_t o = 0; o < j->outer; o++, Y += A * inner) {                    \
+			if (!first) {                                                      \
+				for (int64_t i = 0; i < j->n; i++, S += inner) {           \
+					T *y = Y + (size_t)idx[i] * inner;                 \
+					for (size_t k = j0; k < j1; k++)                   \
+						y[k] += S[k];                              \
+				}                                                          \
+				continue;                                                  \
 			}                                                                  \
+			for (int64_t i = 0; i < j->n; i++, S += inner) {                   \
+				T *y = Y + (size_t)idx[i] * inner;                         \
+				if (first[idx[i]] != i)                                    \
+					for (size_t k = j0; k < j1; k++)                   \
+						y[k] += S[k];                              \
+				else                                                       \
+					for (size_t k = j0; k < j1; k++)                   \
+						y[k] = (T)0 + S[k];                        \
+			}                                                                  \
+		}                                                                          \
 	}
 
 INDEX_ADD_KERNEL(index_add_f64, double)
 INDEX_ADD_KERNEL(index_add_f32, float)
 
-typedef struct scatter_job {
-	const tg_tensor *src;
-	tg_tensor *out;
-	const int64_t *idx;
-	int64_t n;
-	size_t outer, A, inner;
-} scatter_job;
-
-static void clear_part(void *arg, size_t lo, size_t hi)
-{
-	const scatter_job *j = arg;
-	memset((char *)j->out->data + lo, 0, hi - lo);
-}
-
 static void index_add_part(void *arg, size_t lo, size_t hi)
 {
 	const scatter_job *j = arg;
-	if (j->src->dtype == TG_F64)
-		index_add_f64(j->src->data, j->out->data, j->idx, j->n, j->outer, j->A, j->inner, lo,
-			      hi);
+	if (j->es == 8)
+		index_add_f64(j, lo, hi);
 	else
-		index_add_f32(j->src->data, j->out->data, j->idx, j->n, j->outer, j->A, j->inner, lo,
-			      hi);
+		index_add_f32(j, lo, hi);
+}
+
+/* bytes [lo, hi) of out cleared */
+static void clear_part(void *arg, size_t lo, size_t hi)
+{
+	const scatter_job *j = arg;
+	memset(j->out + lo, 0, hi - lo);
+}
+
+/* rows [lo, hi) of out (outer times A) cleared where idx names none, each
+ * run of them by one memset */
+static void clear_rows_part(void *arg, size_t lo, size_t hi)
+{
+	const scatter_job *j = arg;
+	const size_t bytes = j->inner * j->es;
+	for (size_t u = lo; u < hi;) {
+		if (j->first[u % j->A] >= 0) {
+			u++;
+			continue;
+		}
+		size_t v = u + 1;
+		while (v < hi && j->first[v % j->A] < 0)
+			v++;
+		memset(j->out + u * bytes, 0, (v - u) * bytes);
+		u = v;
+	}
 }
 
 /* out = zeros, then out[.., idx[i], ..] += src[.., i, ..]: src has n =
  * len(idx) entries along axis, out its own size there. Both passes split
- * across the threads when large: the clearing by bytes, the adds by
- * columns of inner (an embedding table's gradient: its columns), so that
- * repeated indices still add in order. */
-static void scatter(tg_tensor *out, const tg_tensor *src, int axis, const int64_t *idx)
+ * across the threads when large: the clearing by bytes or rows, the adds
+ * by columns of inner (an embedding table's gradient: its columns), so
+ * that repeated indices still add in order. False after recording a
+ * failed allocation. */
+static bool scatter(tg_tensor *out, const tg_tensor *src, int axis, const int64_t *idx)
 {
 	tg_ctx *ctx = out->ctx;
-	scatter_job j = { src, out, idx, src->shape[axis], 0, (size_t)out->shape[axis], 0 };
+	scatter_job j = { src->data, out->data, idx, NULL, src->shape[axis], 0,
+			  (size_t)out->shape[axis], 0, tg_dtype_size(out->dtype) };
 	split_at(src, axis, &j.outer, &j.inner);
-	size_t es = tg_dtype_size(out->dtype);
-	tg_parallel_for(ctx, out->numel * es, TG_PAR_MIN * es, TG_LINE, clear_part, &j);
+	size_t rows = j.outer * j.A, bytes = j.inner * j.es;
+	if (bytes >= SCATTER_ROW_MIN && (size_t)j.n >= j.A / SCATTER_NAMED_PART) {
+		int64_t *first = tg_arena_array(ctx, "index_add: rows", TG_I64, (int64_t)j.A, 1, 1);
+		if (!first)
+			return false;
+		for (size_t r = 0; r < j.A; r++)
+			first[r] = -1;
+		size_t named = 0; /* rows idx names */
+		for (int64_t i = 0; i < j.n; i++)
+			if (first[idx[i]] < 0)
+				first[idx[i]] = i, named++;
+		if (named >= j.A / SCATTER_NAMED_PART)
+			j.first = first;
+	}
+	if (j.first)
+		tg_parallel_for(ctx, rows, (TG_PAR_MIN * j.es + bytes - 1) / bytes, 1,
+				clear_rows_part, &j);
+	else
+		tg_parallel_for(ctx, out->numel * j.es, TG_PAR_MIN * j.es, TG_LINE, clear_part, &j);
 	if (!src->numel)
-		return;
+		return true;
 	size_t per = src->numel / j.inner, min = (TG_PAR_MIN + per - 1) / per;
 	tg_parallel_for(ctx, j.inner, min > 16 ? min : 16, 16, index_add_part, &j);
+	return true;
 }
 
 /* The scatter as an op: src has n = len(idx) entries along axis, out has
@@ -290,7 +360,8 @@ static tg_tensor *add_along(tg_tensor *src, int axis, const int64_t *idx, int64_
 	tg_tensor *out = tg_tensor_new(ctx, who, src->dtype, src->ndim, shape);
 	if (!out)
 		return NULL;
-	scatter(out, src, axis, idx);
+	if (!scatter(out, src, axis, idx))
+		return NULL;
 	const double attr[2] = { axis, (double)size };
 	return tg_op_end(&index_add_op, out, 1, &src, attr, 2, idx);
 }

@@ -1084,6 +1084,82 @@ static void gather_rows_gradient_adds_repeated_rows(void **state)
 	check_values(tg_grad(x), (double[]){ 3, 4, 0, 0, 6, 8 }, 6, 0);
 }
 
+/* index_select's gradient is a scatter: every row of x's gradient is 0 plus
+ * the entries idx sends there, added in idx's order, and 0 where it sends
+ * none, whatever the buffer held before. Against that plain loop, bit for
+ * bit, over entries whose order and signs matter (1e8, 1, -1e8 from the
+ * same row; -0, which 0 + -0 makes +0; NaN, inf): long rows with a quarter
+ * of them or more named (cleared apart), few named, short rows, an axis
+ * with rows before it, f32 and f64, 1 and 2 threads, each the second step
+ * into a buffer the first filled everywhere. */
+static void index_select_gradient_adds_in_idx_order_from_zero(void **state)
+{
+	(void)state;
+	static const double vals[] = { 1e8, 1, -1e8, -0.0, 3.5, NAN, -2, INFINITY, 0.25, -7 };
+	enum { NV = sizeof vals / sizeof vals[0] };
+	static const struct {
+		int64_t outer, A, inner; /* x (outer, A, inner), taken along axis 1 */
+		int64_t n;               /* entries (below) */
+	} cases[] = { { 1, 1024, 64, 600 }, { 1, 64, 64, 20 }, { 1, 1024, 4, 900 },
+		      { 3, 40, 96, 30 },    { 1, 200, 300, 120 } };
+	for (int th = 1; th <= 2; th++)
+		for (int dt = TG_F32; dt <= TG_F64; dt++)
+			for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+				tg_ctx *ctx = tg_ctx_new(1);
+				assert_non_null(ctx);
+				tg_set_threads(ctx, th);
+				const int64_t O = cases[c].outer, A = cases[c].A, I = cases[c].inner;
+				const int64_t n = cases[c].n;
+				tg_tensor *x = tg_param(tg_zeros(ctx, (tg_dtype)dt, SHAPE(O, A, I)));
+				/* step 1: every row takes a gradient of 5 */
+				int32_t *all = malloc((size_t)A * sizeof *all);
+				int32_t *idx = malloc((size_t)n * sizeof *idx);
+				double *d = malloc((size_t)(O * n * I) * sizeof *d);
+				double *want = calloc((size_t)(O * A * I), sizeof *want);
+				assert_true(all && idx && d && want);
+				for (int64_t r = 0; r < A; r++)
+					all[r] = (int32_t)r;
+				tg_tensor *y = tg_index_select(x, 1, tg_labels(ctx, A, all));
+				assert_int_equal(tg_backward_ex(y, tg_full(ctx, (tg_dtype)dt,
+									  SHAPE(O, A, I), 5), 0), 0);
+				tg_reset(ctx);
+				tg_zero_grad(x);
+				/* step 2: entry i names row 3 (i / 2) for the first half, row
+				 * 7 i for the rest, both modulo A / 2: the rows after, where
+				 * a 2-thread split starts, take nothing */
+				for (int64_t i = 0; i < n; i++)
+					idx[i] = (int32_t)((i < n / 2 ? 3 * (i / 2) : 7 * i) % (A / 2));
+				for (int64_t k = 0; k < O * n * I; k++)
+					d[k] = vals[(k * 7 + k / I) % NV];
+				tg_tensor *dy = tg_from_f64(ctx, (tg_dtype)dt, SHAPE(O, n, I), d);
+				y = tg_index_select(x, 1, tg_labels(ctx, n, idx));
+				assert_int_equal(tg_backward_ex(y, dy, 0), 0);
+				for (int64_t o = 0; o < O; o++)
+					for (int64_t i = 0; i < n; i++)
+						for (int64_t k = 0; k < I; k++) {
+							double *w = &want[(o * A + idx[i]) * I + k];
+							double v = tg_get(dy, (size_t)((o * n + i) * I + k));
+							*w = dt == TG_F32 ? (double)((float)*w + (float)v)
+									  : *w + v;
+						}
+				const tg_tensor *g = tg_grad(x);
+				for (int64_t k = 0; k < O * A * I; k++) {
+					double got = tg_get(g, (size_t)k);
+					bool same = isnan(want[k]) ? isnan(got)
+								   : got == want[k] &&
+									     signbit(got) == signbit(want[k]);
+					if (!same)
+						fail_msg("case %zu %s, %d threads: element %lld is %g, "
+							 "the loop gives %g",
+							 c, dt == TG_F32 ? "f32" : "f64", th, (long long)k,
+							 got, want[k]);
+				}
+				free(all), free(idx), free(d), free(want);
+				assert_ctx_ok(ctx);
+				tg_ctx_free(ctx);
+			}
+}
+
 static void gather_rows_rejects_an_index_out_of_range(void **state)
 {
 	tg_ctx *ctx = *state;
@@ -2443,6 +2519,7 @@ int main(void)
 		T(gather_rows_copies_the_indexed_rows),
 		T(gather_rows_gradient_adds_repeated_rows),
 		T(gather_rows_rejects_an_index_out_of_range),
+		cmocka_unit_test(index_select_gradient_adds_in_idx_order_from_zero),
 		T(embedding_gradient_in_the_tables_own_buffer_starts_clean),
 		cmocka_unit_test(first_gradients_made_in_the_leafs_buffer_match_tg_grad_of),
 		cmocka_unit_test(div_gradients_in_one_pass_have_the_bits_of_the_ops),
