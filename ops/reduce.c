@@ -290,8 +290,9 @@ static bool sum_axis(tg_ctx *ctx, view v, const tg_tensor *x, void *Y, double sc
  * elements, or over a leading axis), a part takes a stretch of every
  * slice's columns when the stretches are long (MAX_COLS_MIN columns each),
  * else a block of a slice's rows; the blocks' maxima (the shares: their
- * ties, the maxima given) are folded in order. A max is exact and the first element to tie it wins in
- * every split, so each gives the bits of one pass. (Short stretches of
+ * ties, the maxima given) are folded in order. A max is exact and the
+ * first element to tie it wins in every split, so each gives the bits of
+ * one pass. (Short stretches of
  * columns were slower at 2 threads than no split: each part read a little
  * of every row, across pages.) */
 
