@@ -613,8 +613,9 @@ static void pow_other_f32(const float *X, float *Y, size_t n, float p)
 }
 
 /* x^p through SLEEF's pow (vmath.h: 1.0 ULP, C99's special cases), f32 at
- * integral and half-integral exponents through ipow_f32, except for the exponents that make
- * it one correctly rounded operation: x^2 = x x, x^1 = x, x^-1 = 1 / x.
+ * integral and half-integral exponents through ipow_f32, except for the
+ * exponents that make it one correctly rounded operation: x^2 = x x,
+ * x^1 = x, x^-1 = 1 / x.
  * Those are the values C99's pow gives there (NaN, the infinities and
  * signed zeros included), and the cheapest. */
 #define POW_KERNEL(name, T, VPOW)                                                    \
