@@ -20,6 +20,7 @@
 #ifdef TG_HAVE_DNNL
 
 #include "parallel.h"
+#include "transpose.h"
 
 #include <assert.h>
 #include <oneapi/dnnl/dnnl.h>
@@ -81,6 +82,7 @@ typedef struct prim {
 	dnnl_memory_t user[NT];
 	dnnl_memory_t inner[NT];      /* == user[t] when the layouts agree */
 	dnnl_primitive_t reorder[NT]; /* user -> inner for a and b, inner -> user for y */
+	int block[NT];                /* inner is NCHW's channels in blocks of this (OWN) */
 	size_t copy[NT];              /* bytes of each blocked copy */
 	dnnl_memory_t bias_mem;
 	dnnl_memory_t scratch_mem;
@@ -266,6 +268,34 @@ static dnnl_primitive_t reorder_of(const cache *c, const dnnl_memory_desc_t *fro
 	return r;
 }
 
+/* OWN: where the blocked layout is (N, C / B, H, W, B), nChw16c or nChw8c,
+ * with C a multiple of B, the copy between it and NCHW is N C / B
+ * transposes of (B, H W), which transpose.c's line blocks move in fewer
+ * cycles than oneDNN's reorder; the same bytes either way. Inside the
+ * CNNs' steps (tg_bench cnn-bn, 1 thread, each way alone, mean over 100
+ * steps; to blocked, then back): (32,32,32,32) 572 and 611 us against 495
+ * and 447, (32,64,16,16) 277 and 282 against 245 and 235, (32,128,8,8) 134
+ * and 137 against 124 and 118. B of the layout md of the 4-D tensor plain,
+ * or 0 when it is another. */
+static int channel_block(const dnnl_memory_desc_t *md, const dnnl_memory_desc_t *plain)
+{
+	static const struct {
+		int b;
+		dnnl_format_tag_t tag;
+	} blocked[] = { { 16, dnnl_nChw16c }, { 8, dnnl_nChw8c } };
+	if (plain->ndims != 4 || plain->data_type != dnnl_f32)
+		return 0;
+	for (size_t i = 0; i < sizeof blocked / sizeof blocked[0]; i++) {
+		dnnl_memory_desc_t b;
+		if (plain->dims[1] % blocked[i].b == 0 &&
+		    dnnl_memory_desc_init_by_tag(&b, 4, plain->dims, dnnl_f32, blocked[i].tag) ==
+			    dnnl_success &&
+		    dnnl_memory_desc_equal(md, &b))
+			return blocked[i].b;
+	}
+	return 0;
+}
+
 /* Tensor t of e: user as the tensor is (plain), inner as pd takes it
  * (queried with q), and the reorder between them when they differ. */
 static bool tensor_make(const cache *c, prim *e, int t, const dnnl_memory_desc_t *plain,
@@ -286,6 +316,7 @@ static bool tensor_make(const cache *c, prim *e, int t, const dnnl_memory_desc_t
 		return false;
 	}
 	e->copy[t] = dnnl_memory_desc_get_size(md);
+	e->block[t] = channel_block(md, plain);
 	e->reorder[t] = t == Y ? reorder_of(c, md, plain) : reorder_of(c, plain, md);
 	return e->reorder[t] != NULL;
 }
@@ -401,6 +432,18 @@ static bool run(dnnl_stream_t s, dnnl_primitive_t p, int n, const dnnl_exec_arg_
 static bool reorder_run(const lane *l, int t)
 {
 	const prim *e = l->e;
+	if (e->block[t]) {
+		const dnnl_memory_desc_t *md;
+		if (dnnl_memory_get_memory_desc(e->user[t], &md) != dnnl_success)
+			return false;
+		const int64_t B = e->block[t], hw = md->dims[2] * md->dims[3];
+		const int64_t count = md->dims[0] * md->dims[1] / B;
+		if (t == Y)
+			tg_transpose_batch(sizeof(float), l->copy[t], l->data[t], count, hw, B);
+		else
+			tg_transpose_batch(sizeof(float), l->data[t], l->copy[t], count, B, hw);
+		return true;
+	}
 	dnnl_memory_t from = t == Y ? e->inner[t] : e->user[t];
 	dnnl_memory_t to = t == Y ? e->user[t] : e->inner[t];
 	dnnl_exec_arg_t args[2] = { { DNNL_ARG_FROM, from }, { DNNL_ARG_TO, to } };

@@ -378,6 +378,48 @@ static void transpose_2d(size_t es, bool add, const char *X, char *Y, int64_t ro
 	blocks_or_tiles(es, add, X, Y, rows, cols, ldx, ldy);
 }
 
+/* ---- many small transposes: channel blocks ------------------------------------------ */
+
+/* Y_i (cols, rows) = X_i^T for count matrices X_i (rows, cols) one after
+ * the other, on the calling thread: the layouts of a convolution's blocked
+ * channels (conv_dnnl.c), rows or cols being the block of channels. A
+ * block of 16 floats is one cache line, and AVX-512's line blocks take 16
+ * lines whole on both sides; other sizes go through the 2-D transpose. */
+void tg_transpose_batch(size_t es, const void *X, void *Y, int64_t count, int64_t rows,
+			int64_t cols)
+{
+	const size_t each = (size_t)(rows * cols) * es;
+#if TR_X86
+	enum { V = 16 };
+	const bool lines = es == 4 && (rows == V || cols == V) && rows >= V && cols >= V &&
+			   __builtin_cpu_supports("avx512f");
+#else
+	const bool lines = false;
+#endif
+	for (int64_t i = 0; i < count; i++) {
+		const char *x = (const char *)X + (size_t)i * each;
+		char *y = (char *)Y + (size_t)i * each;
+		if (!lines) {
+			transpose_2d(es, false, x, y, rows, cols, cols, rows, false);
+			continue;
+		}
+#if TR_X86
+		/* the long side in steps of V, its last V - 1 or fewer by the tile */
+		const int64_t n = rows == V ? cols : rows, nv = n / V * V;
+		if (rows == V)
+			lines_4((const void *)x, (void *)y, V, nv, cols, V, false, V);
+		else
+			lines_4((const void *)x, (void *)y, nv, V, V, rows, false, nv);
+		if (rows == V)
+			tiles(es, false, x + (size_t)nv * es, y + (size_t)(nv * V) * es, V,
+			      cols - nv, cols, V);
+		else
+			tiles(es, false, x + (size_t)(nv * V) * es, y + (size_t)nv * es, rows - nv,
+			      V, V, rows);
+#endif
+	}
+}
+
 /* ---- permute: the plan ----------------------------------------------------------- */
 /* Axes of size 1 are dropped, and two axes that are neighbours in both x
  * and out, in the same order, are merged. What remains is either a copy of

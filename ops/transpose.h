@@ -25,4 +25,10 @@ void tg_permute_data(const tg_tensor *x, const int *perm, tg_tensor *out);
  * and true is returned; false, and nothing done, otherwise. */
 bool tg_permute_grad_sum(tg_node *n, tg_tensor *dout, const int *perm);
 
+/* Y_i (cols, rows) = X_i^T for the count matrices X_i (rows, cols) that
+ * follow one another in X (es bytes an element), on the calling thread:
+ * the channel blocks of a convolution's layouts (conv_dnnl.c). */
+void tg_transpose_batch(size_t es, const void *X, void *Y, int64_t count, int64_t rows,
+			int64_t cols);
+
 #endif /* TG_TRANSPOSE_H */

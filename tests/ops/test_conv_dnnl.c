@@ -17,6 +17,7 @@
  */
 #include "conv_check.h"
 #include "../../ops/conv_dnnl.h"
+#include "../../ops/transpose.h"
 
 #include <limits.h>
 #include <pthread.h>
@@ -170,6 +171,76 @@ static void dnnl_matches_im2col_on_the_cnn_layers(void **state)
 		compare_case(ctx, ref, &layers[i]);
 	tg_ctx_free(ctx);
 	tg_ctx_free(ref);
+}
+
+/* Channel counts that fill oneDNN's blocks of 16 (and 8), whose layouts
+ * are copied by transpose.c's batched transposes: images of 1 to 51
+ * positions, a multiple of 16 or not, below 16 or above; plain and
+ * depthwise, stride 1 and 2, batches of 1 and 3, on one thread and two. */
+static void channel_blocks_match_im2col_at_every_side(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED), *ref = im2col_ctx(SEED);
+	static const int64_t sides[][2] = { { 1, 1 }, { 3, 3 }, { 4, 4 }, { 5, 7 }, { 17, 3 }, { 6, 6 } };
+	static const int64_t channels[] = { 16, 32, 48 };
+	int cases = 0;
+	for (int t = 1; t <= 2; t++) {
+		tg_set_threads(ctx, t);
+		tg_set_threads(ref, t);
+		for (size_t si = 0; si < LEN(sides); si++)
+			for (size_t ci = 0; ci < LEN(channels); ci++)
+				for (int v = 0; v < 4; v++, cases++) {
+					int64_t C = channels[ci];
+					int s = 1 + v % 2, G = v >= 2 ? (int)C : 1;
+					conv_case c = { .N = 1 + 2 * (int64_t)(cases % 2), .C = C,
+							.H = sides[si][0], .W = sides[si][1],
+							.O = G > 1 ? C : 32, .KH = 3, .KW = 3,
+							.o = { { s, s }, { 1, 1 }, { 1, 1 }, G } };
+					compare_case(ctx, ref, &c);
+				}
+	}
+	assert_int_equal(cases, 144);
+	tg_ctx_free(ctx);
+	tg_ctx_free(ref);
+}
+
+/* tg_transpose_batch against the index loop, bit for bit: matrices of 1 to
+ * 33 rows and columns around the blocks of 8 and 16 (the line blocks take
+ * 16 whole), one to three of them, floats and doubles; every element of
+ * Y is written (it starts as NaN payloads that no element of X has). */
+static void batched_transposes_move_every_element(void **state)
+{
+	(void)state;
+	static const int64_t sizes[] = { 1, 3, 8, 15, 16, 17, 31, 32, 33 };
+	for (size_t es = 4; es <= 8; es += 4)
+		for (size_t a = 0; a < LEN(sizes); a++)
+			for (size_t b = 0; b < LEN(sizes); b++)
+				for (int64_t count = 1; count <= 3; count++) {
+					int64_t rows = sizes[a], cols = sizes[b];
+					size_t n = (size_t)(count * rows * cols);
+					unsigned char *x = malloc(n * es), *y = malloc(n * es);
+					assert_non_null(x);
+					assert_non_null(y);
+					for (size_t i = 0; i < n * es; i++)
+						x[i] = (unsigned char)(i * 131 + i / 7);
+					memset(y, 0xff, n * es);
+					tg_transpose_batch(es, x, y, count, rows, cols);
+					for (int64_t m = 0; m < count; m++)
+						for (int64_t r = 0; r < rows; r++)
+							for (int64_t k = 0; k < cols; k++) {
+								size_t from = (size_t)((m * rows + r) * cols + k);
+								size_t to = (size_t)((m * cols + k) * rows + r);
+								if (memcmp(x + from * es, y + to * es, es))
+									fail_msg("%zu-byte (%lld,%lld) x %lld: "
+										 "element (%lld,%lld) of matrix %lld "
+										 "moved wrong",
+										 es, (long long)rows, (long long)cols,
+										 (long long)count, (long long)r,
+										 (long long)k, (long long)m);
+							}
+					free(x);
+					free(y);
+				}
 }
 
 /* Negates and shifts t's data in place (a new version). */
@@ -572,6 +643,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(dnnl_kernels_match_im2col_over_every_option),
 		cmocka_unit_test(dnnl_matches_im2col_on_the_cnn_layers),
+		cmocka_unit_test(channel_blocks_match_im2col_at_every_side),
+		cmocka_unit_test(batched_transposes_move_every_element),
 		cmocka_unit_test(huge_strides_and_paddings_match_im2col),
 		cmocka_unit_test(blocked_copies_are_shared_only_at_the_same_version),
 		cmocka_unit_test(jacobian_passes_match_im2col),
