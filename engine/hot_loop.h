@@ -37,6 +37,17 @@
 #define TG_HOT_LOOP_WIDE
 #endif
 
+/* Keeps GCC from turning a plain copy or fill loop back into a call of
+ * memcpy or memset (-ftree-loop-distribute-patterns), which costs more
+ * than the loop where the runs are a few dozen to a few hundred bytes:
+ * im2col's rows, the depthwise kernels' bordered planes, a broadcast's
+ * short rows. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define TG_NO_CALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define TG_NO_CALLS
+#endif
+
 /* Loops shorter than this are not worth a TG_HOT_LOOP copy's dispatch
  * (an indirect call through the resolved symbol) where a graph of tiny
  * tensors makes a call per op: ops/binary.c runs its baseline code below. */

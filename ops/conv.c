@@ -21,6 +21,7 @@
  */
 #include "conv_depthwise.h"
 #include "conv_dnnl.h"
+#include "hot_loop.h"
 #include "internal.h"
 #include "parallel.h"
 
@@ -66,15 +67,10 @@ static void span(int64_t OW, int64_t s, int64_t off, int64_t W, int64_t *lo, int
 /* col (K, L), rows ld apart, = the receptive fields of x (CG,H,W), one
  * column per output position; positions in the padding read 0. The copy
  * of one output row is a plain loop the compiler vectorises at stride 1;
- * NO_MEMCPY keeps GCC from turning it back into a memcpy call, which costs
- * more than the copy of a few dozen bytes. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define NO_MEMCPY __attribute__((optimize("no-tree-loop-distribute-patterns")))
-#else
-#define NO_MEMCPY
-#endif
+ * TG_NO_CALLS keeps GCC from turning it back into a memcpy call, which
+ * costs more than the copy of a few dozen bytes. */
 #define IM2COL(name, T)                                                                    \
-	NO_MEMCPY static void name(const geom *g, const T *restrict x, T *restrict col, int64_t ld) \
+	TG_NO_CALLS static void name(const geom *g, const T *restrict x, T *restrict col, int64_t ld) \
 	{                                                                                  \
 		int64_t CG = g->C / g->G, OW = g->OW, sw = g->sw;                          \
 		for (int64_t c = 0; c < CG; c++)                                           \

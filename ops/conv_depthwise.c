@@ -45,14 +45,9 @@ enum { V64 = 4, V32 = 8, NW = 4 };
  * zeroed when zero is set and left as it was otherwise: a border zeroed
  * once stays zero while planes of the same sizes are copied into it. The
  * rows are short: plain loops, kept from being turned into calls of memcpy
- * (NO_CALLS), which cost more than the copy. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define NO_CALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
-#else
-#define NO_CALLS
-#endif
+ * (TG_NO_CALLS), which cost more than the copy. */
 #define PAD_PLANE(name, T)                                                                  \
-	TG_HOT_LOOP NO_CALLS static void name(const T *restrict src, int64_t R, int64_t S,   \
+	TG_HOT_LOOP TG_NO_CALLS static void name(const T *restrict src, int64_t R, int64_t S,   \
 				  T *restrict dst, int64_t Rb, int64_t Sb, int64_t top,      \
 				  int64_t left, int64_t s, int64_t Wq, bool zero)            \
 	{                                                                                   \

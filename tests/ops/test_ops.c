@@ -943,19 +943,26 @@ static void expand_repeats_along_broadcast_axes(void **state)
 /* expand is split across the threads by elements from 32768 on, so a part
  * may start or end inside a row: on 1, 2 and 3 threads each element is its
  * source's (iota values name it), for runs that are copied, filled, long
- * and short. */
+ * and short, and for short rows tiled along the axes next to the last
+ * (split by rows of x: more of them than threads, and fewer). */
 static void expand_split_across_threads_takes_each_element_from_its_source(void **state)
 {
 	(void)state;
 	static const struct {
 		int nx, ny;
-		int64_t x[3], y[3];
+		int64_t x[4], y[4];
 	} cases[] = {
 		{ 1, 1, { 1 }, { 40001 } },		  /* one long fill */
 		{ 2, 2, { 1, 300 }, { 200, 300 } },	  /* rows copied */
 		{ 2, 2, { 200, 1 }, { 200, 300 } },	  /* rows filled */
 		{ 3, 3, { 5, 1, 3001 }, { 5, 40, 3001 } }, /* long copies */
 		{ 2, 3, { 1, 7 }, { 700, 9, 7 } },	  /* short copies, a new axis */
+		{ 3, 3, { 300, 1, 8 }, { 300, 40, 8 } }, /* short rows tiled */
+		{ 3, 3, { 7, 1, 255 }, { 7, 30, 255 } }, /* the longest tiled */
+		{ 3, 3, { 2, 1, 100 }, { 2, 500, 100 } }, /* two rows, tiled long */
+		{ 4, 4, { 5, 1, 1, 3 }, { 5, 4, 6, 3 } }, /* tiled along two axes */
+		{ 4, 4, { 2, 3, 1, 5 }, { 2, 3, 7, 5 } }, /* rows of two axes tiled */
+		{ 3, 4, { 4, 1, 6 }, { 3, 4, 5, 6 } }, /* a new axis too: walked */
 	};
 	for (size_t c = 0; c < LEN(cases); c++)
 		for (int threads = 1; threads <= 3; threads++)
