@@ -178,7 +178,7 @@ static void tile_part(void *arg, size_t lo, size_t hi)
  * the row, then what is written copied after itself, doubling. Per row of
  * Y, EXPAND_KERNEL walked to the next row and copied its n elements: a
  * mean's gradient over a middle axis, (1024,1,8) -> (1024,256,8), took
- * 650 us, (256,1,16) -> (256,1024,16) 570. */
+ * 606 us (95 tiled), (256,1,16) -> (256,1024,16) 556 (230). */
 typedef struct tiles_job {
 	const char *X;
 	char *Y;
@@ -398,15 +398,15 @@ tg_tensor *tg_expand(tg_tensor *x, int ndim, const int64_t *shape)
 		return NULL;
 	/* split by elements, as the elementwise loops that read it next */
 	expand_job j = { &m, x->data, out->data, x->dtype == TG_F64 };
-	const int64_t n = m.dim[INNER];
+	const int64_t n = m.dim[INNER], R = n < 256 ? tiled_rows(&m) : 0;
 	if (!m.s[INNER] && n <= 8 && x->numel * (size_t)n == out->numel) /* x a column */
 		tg_parallel_for(ctx, x->numel, TG_PAR_MIN / (size_t)n, 16, repeat_part, &j);
 	else if (m.s[INNER] && n < 256 && x->numel == (size_t)n) /* x a short row */
 		tg_parallel_for(ctx, out->numel, TG_PAR_MIN, 16, tile_part, &j);
-	else if (n < 256 && out->numel && tiled_rows(&m)) { /* x's short rows, each tiled */
-		size_t es = tg_dtype_size(x->dtype), R = (size_t)tiled_rows(&m);
-		tiles_job t = { x->data, out->data, (size_t)n * es, R * (size_t)n * es };
-		size_t each = R * (size_t)n, min = TG_PAR_MIN / each;
+	else if (R && out->numel) { /* x's short rows, each tiled */
+		size_t es = tg_dtype_size(x->dtype), each = (size_t)(R * n);
+		tiles_job t = { x->data, out->data, (size_t)n * es, each * es };
+		size_t min = TG_PAR_MIN / each;
 		tg_parallel_for(ctx, x->numel / (size_t)n, min ? min : 1, 1, tiles_part, &t);
 	} else if (out->numel)
 		tg_parallel_for(ctx, out->numel, TG_PAR_MIN, 16, expand_part, &j);
