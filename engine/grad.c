@@ -153,6 +153,17 @@ static void expand_part(void *arg, size_t lo, size_t hi)
 		expand_f32(j->m, j->X, j->Y, lo, hi);
 }
 
+/* bytes [have, total) of Y = its first have bytes repeated: what is
+ * written copied after itself, doubling */
+static void copy_doubling(char *Y, size_t have, size_t total)
+{
+	while (have < total) {
+		size_t c = have < total - have ? have : total - have;
+		memcpy(Y + have, Y, c);
+		have += c;
+	}
+}
+
 /* Y[lo, hi) of x's one row of n elements tiled: the first n by index,
  * then what is written copied after itself, doubling (a whole number of
  * rows each time). A short row broadcast along the leading axes (a sum's
@@ -166,16 +177,12 @@ static void tile_part(void *arg, size_t lo, size_t hi)
 	char *Y = (char *)j->Y + lo * es;
 	for (size_t k = 0; k < first; k++)
 		memcpy(Y + k * es, (const char *)j->X + (lo + k) % n * es, es);
-	for (size_t done = first; done < m;) {
-		size_t c = done < m - done ? done : m - done;
-		memcpy(Y + done * es, Y, c * es);
-		done += c;
-	}
+	copy_doubling(Y, first * es, m * es);
 }
 
 /* Groups [lo, hi) of rows tiled: Y (G, R, n) = each row of X (G, n)
  * repeated R times. Each group is written as tile_part writes its one:
- * the row, then what is written copied after itself, doubling. Per row of
+ * the row, then copy_doubling. Per row of
  * Y, EXPAND_KERNEL walked to the next row and copied its n elements: a
  * mean's gradient over a middle axis, (1024,1,8) -> (1024,256,8), took
  * 606 us (95 tiled), (256,1,16) -> (256,1024,16) 556 (230). */
@@ -191,11 +198,7 @@ static void tiles_part(void *arg, size_t lo, size_t hi)
 	for (size_t g = lo; g < hi; g++) {
 		char *Y = j->Y + g * j->group;
 		memcpy(Y, j->X + g * j->row, j->row);
-		for (size_t done = j->row; done < j->group;) {
-			size_t c = done < j->group - done ? done : j->group - done;
-			memcpy(Y + done, Y, c);
-			done += c;
-		}
+		copy_doubling(Y, j->row, j->group);
 	}
 }
 

@@ -81,8 +81,9 @@ typedef struct prim {
 	int arg[NT];                  /* DNNL_ARG_* of a, b and y */
 	dnnl_memory_t user[NT];
 	dnnl_memory_t inner[NT];      /* == user[t] when the layouts agree */
-	dnnl_primitive_t reorder[NT]; /* user -> inner for a and b, inner -> user for y */
-	int block[NT];                /* inner is NCHW's channels in blocks of this (OWN) */
+	dnnl_primitive_t reorder[NT]; /* user -> inner for a and b, inner -> user for y, */
+	int block[NT];                /* or, inner being NCHW's channels in blocks of
+				       * this, transpose.c's copy instead (OWN) */
 	size_t copy[NT];              /* bytes of each blocked copy */
 	dnnl_memory_t bias_mem;
 	dnnl_memory_t scratch_mem;
@@ -316,7 +317,8 @@ static bool tensor_make(const cache *c, prim *e, int t, const dnnl_memory_desc_t
 		return false;
 	}
 	e->copy[t] = dnnl_memory_desc_get_size(md);
-	e->block[t] = channel_block(md, plain);
+	if ((e->block[t] = channel_block(md, plain)))
+		return true;
 	e->reorder[t] = t == Y ? reorder_of(c, md, plain) : reorder_of(c, plain, md);
 	return e->reorder[t] != NULL;
 }
@@ -429,6 +431,9 @@ static bool run(dnnl_stream_t s, dnnl_primitive_t p, int n, const dnnl_exec_arg_
 	return dnnl_primitive_execute(p, s, n, args) == dnnl_success;
 }
 
+/* Whether tensor t of e is copied to or from another layout. */
+static bool relaid(const prim *e, int t) { return e->inner[t] != e->user[t]; }
+
 static bool reorder_run(const lane *l, int t)
 {
 	const prim *e = l->e;
@@ -459,7 +464,7 @@ static bool lane_run(lane *l, const float *bias)
 	int n = 0;
 	for (int t = 0; t < NT; t++) {
 		if (dnnl_memory_set_data_handle(e->user[t], l->data[t]) != dnnl_success ||
-		    (e->reorder[t] &&
+		    (relaid(e, t) &&
 		     dnnl_memory_set_data_handle(e->inner[t], l->copy[t]) != dnnl_success))
 			return false;
 		args[n++] = (dnnl_exec_arg_t){ e->arg[t], e->inner[t] };
@@ -478,9 +483,9 @@ static bool lane_run(lane *l, const float *bias)
 	 * pool's threads are tapegrad's own and keep the setting */
 	if (omp_get_max_threads() != 1)
 		omp_set_num_threads(1);
-	return (!e->reorder[A] || l->made[A] || reorder_run(l, A)) &&
-	       (!e->reorder[B] || l->made[B] || reorder_run(l, B)) &&
-	       run(l->stream, e->p, n, args) && (!e->reorder[Y] || reorder_run(l, Y)) &&
+	return (!relaid(e, A) || l->made[A] || reorder_run(l, A)) &&
+	       (!relaid(e, B) || l->made[B] || reorder_run(l, B)) &&
+	       run(l->stream, e->p, n, args) && (!relaid(e, Y) || reorder_run(l, Y)) &&
 	       dnnl_stream_wait(l->stream) == dnnl_success;
 }
 
@@ -529,7 +534,7 @@ static void *copy_find(const cache *c, const tg_tensor *t, const void *src,
 static void copies_keep(cache *c, const lane *l, const tg_tensor *ta, const tg_tensor *tb)
 {
 	for (int t = A; t <= B; t++) {
-		if (!l->e->reorder[t] || l->made[t])
+		if (!relaid(l->e, t) || l->made[t])
 			continue;
 		const tg_tensor *x = t == A ? ta : tb;
 		const dnnl_memory_desc_t *md;
@@ -576,7 +581,7 @@ static tg_conv_done conv_lanes(tg_ctx *ctx, cache *c, int T, tg_conv_kernel kind
 		lane *l = &ls.l[i];
 		lane_tensors(kind, g, lo[i], i, a, b, y, part, l->data);
 		for (int t = 0; t < NT; t++) {
-			if (!l->e->reorder[t])
+			if (!relaid(l->e, t))
 				continue;
 			const dnnl_memory_desc_t *md;
 			if (t != Y &&

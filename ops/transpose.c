@@ -406,16 +406,15 @@ void tg_transpose_batch(size_t es, const void *X, void *Y, int64_t count, int64_
 #if TR_X86
 		/* the long side in steps of V, its last V - 1 or fewer by the tile */
 		const int64_t n = rows == V ? cols : rows, nv = n / V * V;
-		if (rows == V)
+		if (rows == V) {
 			lines_4((const void *)x, (void *)y, V, nv, cols, V, false, V);
-		else
-			lines_4((const void *)x, (void *)y, nv, V, V, rows, false, nv);
-		if (rows == V)
 			tiles(es, false, x + (size_t)nv * es, y + (size_t)(nv * V) * es, V,
 			      cols - nv, cols, V);
-		else
+		} else {
+			lines_4((const void *)x, (void *)y, nv, V, V, rows, false, nv);
 			tiles(es, false, x + (size_t)(nv * V) * es, y + (size_t)nv * es, rows - nv,
 			      V, V, rows);
+		}
 #endif
 	}
 }
