@@ -383,14 +383,20 @@ typedef struct norm_job {
 	double eps;
 } norm_job;
 
+/* The units of `each` values a part of a split takes at least: TG_PAR_MIN
+ * values. */
+static size_t part_min(size_t each)
+{
+	return each >= TG_PAR_MIN ? 1 : (TG_PAR_MIN + each - 1) / each;
+}
+
 /* fn over the units [0, units) of `each` values: on the context's threads
  * once they hold TG_PAR_MIN values or more, the parts starting at
  * multiples of align. */
 static void split(const tg_ctx *ctx, size_t units, size_t each, size_t align, tg_range_fn fn,
 		  norm_job *job)
 {
-	size_t min = each >= TG_PAR_MIN ? 1 : (TG_PAR_MIN + each - 1) / each;
-	tg_parallel_for(ctx, units, min, align, fn, job);
+	tg_parallel_for(ctx, units, part_min(each), align, fn, job);
 }
 
 /* columns of x a cache line holds, so that parts of columns share none */
@@ -950,16 +956,15 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 		}                                                                       \
 	}                                                                               \
                                                                                         \
-	/* sums = the column sums over the rows of dout (D), then of dout * xhat (D);   \
-	 * columns [j0, j1) */                                                          \
+	/* sums += the column sums over the rows [i0, i1) of dout (D), then of dout    \
+	 * * xhat (D); columns [j0, j1), each taking the rows in order */              \
 	TG_HOT_LOOP_WIDE                                                                \
 	static void row_sums_##sfx(const T *DOUT, const T *X, const T *st, size_t r,    \
-				   size_t d, size_t j0, size_t j1, double *sums)        \
+				   size_t i0, size_t i1, size_t d, size_t j0, size_t j1, \
+				   double *sums)                                        \
 	{                                                                               \
 		const T *mean = st, *inv_std = st + r;                                  \
-		memset(sums + j0, 0, (j1 - j0) * sizeof *sums);                         \
-		memset(sums + d + j0, 0, (j1 - j0) * sizeof *sums);                     \
-		for (size_t i = 0; i < r; i++)                                          \
+		for (size_t i = i0; i < i1; i++)                                        \
 			for (size_t j = j0; j < j1; j++) {                              \
 				T dy = DOUT[i * d + j];                                 \
 				T xh = (X[i * d + j] - mean[i]) * inv_std[i];           \
@@ -983,13 +988,27 @@ static void ln_stats_part(void *arg, size_t lo, size_t hi)
 		row_stats_f32(j->x, j->n, lo, hi, j->d, j->eps, j->st);
 }
 
+/* The rows a pass that reads a block of x twice takes at a time: about
+ * 16 KB of x (and as much of dout), which the second reading finds in the
+ * cache; one row at least. */
+static size_t block_rows(const norm_job *j)
+{
+	size_t b = 16384 / ((j->f64 ? sizeof(double) : sizeof(float)) * j->d);
+	return b ? b : 1;
+}
+
+/* The forward pass of rows [lo, hi): each block's statistics, then its y. */
 static void ln_forward_part(void *arg, size_t lo, size_t hi)
 {
 	const norm_job *j = arg;
-	if (j->f64)
-		row_forward_f64(j->x, j->st, j->g, j->b, j->n, lo, hi, j->d, j->y);
-	else
-		row_forward_f32(j->x, j->st, j->g, j->b, j->n, lo, hi, j->d, j->y);
+	for (size_t b = block_rows(j), i = lo; i < hi; i += b) {
+		size_t e = hi - i < b ? hi : i + b;
+		ln_stats_part(arg, i, e);
+		if (j->f64)
+			row_forward_f64(j->x, j->st, j->g, j->b, j->n, i, e, j->d, j->y);
+		else
+			row_forward_f32(j->x, j->st, j->g, j->b, j->n, i, e, j->d, j->y);
+	}
 }
 
 static void ln_dx_part(void *arg, size_t lo, size_t hi)
@@ -1001,13 +1020,36 @@ static void ln_dx_part(void *arg, size_t lo, size_t hi)
 		row_dx_f32(j->dout, j->x, j->st, j->g, j->n, lo, hi, j->d, j->y);
 }
 
+/* sums += the rows [i0, i1) of the columns [j0, j1) */
+static void ln_sums_rows(const norm_job *j, size_t i0, size_t i1, size_t j0, size_t j1)
+{
+	if (j->f64)
+		row_sums_f64(j->dout, j->x, j->st, j->n, i0, i1, j->d, j0, j1, j->sums);
+	else
+		row_sums_f32(j->dout, j->x, j->st, j->n, i0, i1, j->d, j0, j1, j->sums);
+}
+
+/* the sums of the columns [lo, hi) over every row */
 static void ln_sums_part(void *arg, size_t lo, size_t hi)
 {
 	const norm_job *j = arg;
-	if (j->f64)
-		row_sums_f64(j->dout, j->x, j->st, j->n, j->d, lo, hi, j->sums);
-	else
-		row_sums_f32(j->dout, j->x, j->st, j->n, j->d, lo, hi, j->sums);
+	memset(j->sums + lo, 0, (hi - lo) * sizeof *j->sums);
+	memset(j->sums + j->d + lo, 0, (hi - lo) * sizeof *j->sums);
+	ln_sums_rows(j, 0, j->n, lo, hi);
+}
+
+/* dx of every row and the sums of every column, block by block: each
+ * block's dx, then its rows added to the sums while they are in the cache.
+ * Each column takes the rows in order, as ln_sums_part does, so the sums
+ * have the same bits. */
+static void ln_dx_sums(const norm_job *j)
+{
+	memset(j->sums, 0, 2 * j->d * sizeof *j->sums);
+	for (size_t b = block_rows(j), i = 0; i < j->n; i += b) {
+		size_t e = j->n - i < b ? j->n : i + b;
+		ln_dx_part((void *)j, i, e);
+		ln_sums_rows(j, i, e, 0, j->d);
+	}
 }
 
 static void ln_rows(const tg_ctx *ctx, tg_range_fn fn, norm_job *j)
@@ -1081,17 +1123,39 @@ static tg_tensor *to_columns(tg_tensor *x, const tg_tensor *gamma)
 
 static const tg_op layer_norm_backward_op;
 
-/* dx from the statistics st of x, recorded as a layer_norm_backward node. */
+/* The column sums of dout and of dout xhat (2 D doubles into sums), with
+ * the statistics st of x: beta's and gamma's gradients. */
+static void row_column_sums(const tg_tensor *dout, const tg_tensor *x, const void *st,
+			    double *sums)
+{
+	norm_job j = { .f64 = x->dtype == TG_F64, .x = x->data, .dout = dout->data,
+		       .st = (void *)st, .sums = sums, .n = row_count(x), .d = row_len(x) };
+	split(x->ctx, j.d, j.n, column_align(&j), ln_sums_part, &j);
+}
+
+/* dx from the statistics st of x, recorded as a layer_norm_backward node;
+ * the column sums into sums on the way, unless it is NULL: in the same
+ * pass where dx and the sums would each take one thread, else in a pass of
+ * their own across the threads. */
 static tg_tensor *row_backward_dx(const char *who, tg_tensor *dout, tg_tensor *x,
-				  tg_tensor *gamma, double eps, const void *st)
+				  tg_tensor *gamma, double eps, const void *st, double *sums)
 {
 	size_t r = row_count(x), d = row_len(x);
 	tg_tensor *dx = tg_tensor_like(x, who);
 	if (!dx)
 		return NULL;
 	norm_job j = { .f64 = x->dtype == TG_F64, .x = x->data, .dout = dout->data,
-		       .g = gamma->data, .st = (void *)st, .y = dx->data, .n = r, .d = d };
-	ln_rows(x->ctx, ln_dx_part, &j);
+		       .g = gamma->data, .st = (void *)st, .y = dx->data, .sums = sums,
+		       .n = r, .d = d };
+	if (!sums)
+		ln_rows(x->ctx, ln_dx_part, &j);
+	else if (tg_parallel_parts(x->ctx, r, part_min(d)) == 1 &&
+		 tg_parallel_parts(x->ctx, d, part_min(r)) == 1)
+		ln_dx_sums(&j);
+	else {
+		ln_rows(x->ctx, ln_dx_part, &j);
+		row_column_sums(dout, x, st, sums);
+	}
 	tg_tensor *in[3] = { dout, x, gamma };
 	return tg_op_end(&layer_norm_backward_op, dx, 3, in, &eps, 1, NULL);
 }
@@ -1110,7 +1174,7 @@ tg_tensor *tg_layer_norm_backward(tg_tensor *dout, tg_tensor *x, tg_tensor *gamm
 			       tg_shape_fmt(x->ndim, x->shape, xs));
 	}
 	void *st = row_statistics(ctx, x, eps);
-	return st ? row_backward_dx(who, dout, x, gamma, eps, st) : NULL;
+	return st ? row_backward_dx(who, dout, x, gamma, eps, st, NULL) : NULL;
 }
 
 static void layer_norm_backward_backward(tg_node *n, tg_tensor *g)
@@ -1150,8 +1214,15 @@ static void layer_norm_backward(tg_node *n, tg_tensor *dout)
 	tg_tensor *x = tg_node_input(n, 0), *gamma = tg_node_input(n, 1);
 	double eps = tg_node_attr(n, 0);
 	tg_ctx *ctx = x->ctx;
+	/* gamma's and beta's gradients in a plain backward: the column sums */
+	bool sum = !ctx->grad_enabled && (tg_node_needs_grad(n, 1) || tg_node_needs_grad(n, 2));
+	double *sums = sum ? tg_arena_alloc(ctx, 2 * row_len(x) * sizeof *sums) : NULL;
+	if (sum && !sums)
+		return;
 	if (tg_node_needs_grad(n, 0))
-		TG_NODE_GRAD_INTO(n, 0, row_backward_dx(who, dout, x, gamma, eps, n->aux));
+		TG_NODE_GRAD_INTO(n, 0, row_backward_dx(who, dout, x, gamma, eps, n->aux, sums));
+	else if (sum)
+		row_column_sums(dout, x, n->aux, sums);
 	if (ctx->grad_enabled) {
 		if (tg_node_needs_grad(n, 1)) {
 			tg_tensor *inv_std;
@@ -1162,17 +1233,10 @@ static void layer_norm_backward(tg_node *n, tg_tensor *dout)
 			tg_node_grad(n, 2, to_columns(dout, gamma));
 		return;
 	}
-	if (!tg_node_needs_grad(n, 1) && !tg_node_needs_grad(n, 2))
+	if (!sum || !tg_ok(ctx))
 		return;
-	size_t r = row_count(x), d = row_len(x);
-	double *sums = tg_arena_alloc(ctx, 2 * d * sizeof *sums);
-	if (!sums)
-		return;
-	norm_job j = { .f64 = x->dtype == TG_F64, .x = x->data, .dout = dout->data,
-		       .st = (void *)n->aux, .sums = sums, .n = r, .d = d };
-	split(ctx, d, r, column_align(&j), ln_sums_part, &j);
 	if (tg_node_needs_grad(n, 1))
-		tg_node_grad(n, 1, tg_from_f64(ctx, x->dtype, 1, gamma->shape, sums + d));
+		tg_node_grad(n, 1, tg_from_f64(ctx, x->dtype, 1, gamma->shape, sums + row_len(x)));
 	if (tg_node_needs_grad(n, 2))
 		tg_node_grad(n, 2, tg_from_f64(ctx, x->dtype, 1, gamma->shape, sums));
 }
@@ -1193,13 +1257,13 @@ tg_tensor *tg_layer_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 	if (!ctx ||
 	    !row_shapes_ok(ctx, who, x, 2, in + 1, (const char *[]){ "gamma", "beta" }, eps))
 		return NULL;
-	void *st = row_statistics(ctx, x, eps);
-	tg_tensor *y = tg_tensor_like(x, who);
-	if (!st || !y)
-		return NULL;
 	size_t r = row_count(x), d = row_len(x);
+	void *st = tg_arena_alloc(ctx, 2 * r * tg_dtype_size(x->dtype));
+	tg_tensor *y = st ? tg_tensor_like(x, who) : NULL;
+	if (!y)
+		return NULL;
 	norm_job j = { .f64 = x->dtype == TG_F64, .x = x->data, .g = gamma->data,
-		       .b = beta->data, .st = st, .y = y->data, .n = r, .d = d };
+		       .b = beta->data, .st = st, .y = y->data, .n = r, .d = d, .eps = eps };
 	ln_rows(ctx, ln_forward_part, &j);
 	return tg_op_end(&layer_norm_op, y, 3, in, &eps, 1, st);
 }
