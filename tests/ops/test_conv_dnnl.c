@@ -587,6 +587,45 @@ static void nonfinite_values_at_the_padding_give_nan_as_im2col(void **state)
 	tg_ctx_free(ref);
 }
 
+/* The weight gradient of x = ones (2,3,S,S) with padding 1 and a 3x3 kernel,
+ * for a dout that is 1 but for one value v at flat index at. */
+static tg_tensor *weight_grad_with_one(tg_ctx *c, int64_t S, size_t at, double v)
+{
+	const tg_conv_opts o = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1 };
+	tg_tensor *d = tg_ones(c, TG_F32, SHAPE(2, 4, S, S));
+	float *dv = tg_data_mut(d);
+	if (dv)
+		dv[at] = (float)v;
+	return tg_conv2d_weight_grad(tg_ones(c, TG_F32, SHAPE(2, 3, S, S)), d, 3, 3, &o);
+}
+
+/* One inf or NaN anywhere in a dout of any length is seen: the first value,
+ * one in the middle, the last (the tail past the widest vector), each
+ * giving NaN where it meets the padding as under im2col. */
+static void one_nonfinite_value_anywhere_in_dout_is_seen(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED), *ref = im2col_ctx(SEED);
+	static const int64_t sides[] = { 3, 5, 8, 13 };
+	static const double values[] = { INFINITY, -INFINITY, NAN };
+	for (size_t k = 0; k < LEN(sides); k++) {
+		size_t n = 2 * 4 * (size_t)(sides[k] * sides[k]);
+		const size_t at[] = { 0, n / 2 + 1, n - 2, n - 1 };
+		for (size_t a = 0; a < LEN(at); a++)
+			for (size_t v = 0; v < LEN(values); v++) {
+				tg_tensor *got = weight_grad_with_one(ctx, sides[k], at[a], values[v]);
+				tg_tensor *want = weight_grad_with_one(ref, sides[k], at[a], values[v]);
+				assert_ctx_ok(ctx);
+				assert_ctx_ok(ref);
+				expect_same_nonfinite("weight gradient", got, want);
+				tg_reset(ctx);
+				tg_reset(ref);
+			}
+	}
+	tg_ctx_free(ctx);
+	tg_ctx_free(ref);
+}
+
 /* Primitives made for conv2d forward and backward of x (N,C,H,W) with a
  * KxK kernel of O outputs at stride s and groups G, on a new context. */
 static int primitives_for(int64_t C, int64_t H, int64_t O, int64_t K, int s, int G)
@@ -654,6 +693,7 @@ int main(void)
 		cmocka_unit_test(the_callers_openmp_setting_is_kept),
 		cmocka_unit_test(pointwise_convolutions_run_as_a_gemm_per_image),
 		cmocka_unit_test(nonfinite_values_at_the_padding_give_nan_as_im2col),
+		cmocka_unit_test(one_nonfinite_value_anywhere_in_dout_is_seen),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
