@@ -6,7 +6,9 @@
  * variance, then scales by gamma and shifts by beta: three passes over x
  * forward and two backward, where the same maths made of mean_axis, sub,
  * mul, sqrt and div takes about ten and twenty. layer_norm does the same
- * along the last axis: each row with its own statistics. The gradients for
+ * along the last axis: each row with its own statistics, its passes taking
+ * a block of rows at a time so that the second reading of a block finds it
+ * in the cache. The gradients for
  * x, batch_norm_backward and layer_norm_backward, are ops of their own so
  * that they can be recorded; the rules of all four are written with ops.
  * Sums are accumulated in double.
