@@ -193,25 +193,32 @@ NORM_KERNELS(double, f64)
 NORM_KERNELS(float, f32)
 
 /* The same for x (N,C,S) with S > 1, an image's H W: channel j is the N
- * planes X[(i C + j) S + k], k < S. Each plane's sums go to LANES partial
- * sums in double (and its last S mod LANES values to one more), added in a
- * fixed order, so that the loop over a plane is vector code without
- * reordering any one sum; the elementwise passes take the channel's values
- * once per plane and round as the kernels above. */
+ * planes X[(i C + j) S + k], k < S. Each plane's sums go to ADD_LANES
+ * (statistics) or DOT_LANES (gradient sums) partial sums in double (and its
+ * last S mod lanes values to one more), added in a fixed order, so that the
+ * loop over a plane is vector code without reordering any one sum; the
+ * elementwise passes take the channel's values once per plane and round as
+ * the kernels above. The statistics' one running sum per lane is a chain of
+ * dependent adds: sixteen lanes of floats are four vectors of them in
+ * flight, which took a (32,64,16,16) forward pass from 146 to 96 us
+ * (doubles, which wait on memory, keep eight: no faster at sixteen); the
+ * gradient's two sums (dout and dout xhat) are already two chains, and
+ * were slower at sixteen lanes (105 to 118 us). */
 
-enum { LANES = 8 };
+enum { DOT_LANES = 8 };
+#define ADD_LANES(T) (sizeof(T) == sizeof(float) ? 16 : 8)
 
 /* channels whose planes plane_stats and plane_sums read image by image;
- * each channel's LANES + 1 sums on a row of two cache lines of its own, so
- * that no vector of them straddles a line */
-enum { PLANE_BLOCK = 32, SUMS_STRIDE = 16 };
+ * each channel's lanes + 1 sums on a row of three cache lines of its own,
+ * so that no vector of them straddles a line */
+enum { PLANE_BLOCK = 32, SUMS_STRIDE = 24 };
 #define TG_SUMS_ALIGN __attribute__((aligned(64)))
 
-/* a[0..LANES) the partial sums, a[LANES] the sum of the planes' tails */
-static double lanes_total(const double *a)
+/* a[0..lanes) the partial sums, a[lanes] the sum of the planes' tails */
+static double lanes_total(const double *a, int lanes)
 {
 	double t = 0;
-	for (int l = 0; l <= LANES; l++)
+	for (int l = 0; l <= lanes; l++)
 		t += a[l];
 	return t;
 }
@@ -223,28 +230,28 @@ static double lanes_total(const double *a)
 	{                                                                               \
 		size_t k = 0;                                                           \
 		if (sq) {                                                               \
-			for (; k + LANES <= s; k += LANES)                              \
-				for (int l = 0; l < LANES; l++) {                       \
+			for (; k + ADD_LANES(T) <= s; k += ADD_LANES(T))                \
+				for (int l = 0; l < ADD_LANES(T); l++) {                \
 					double c = P[k + l] - m;                        \
 					a[l] += c * c;                                  \
 				}                                                       \
 			for (; k < s; k++) {                                            \
 				double c = P[k] - m;                                    \
-				a[LANES] += c * c;                                      \
+				a[ADD_LANES(T)] += c * c;                               \
 			}                                                               \
 			return;                                                         \
 		}                                                                       \
-		for (; k + LANES <= s; k += LANES)                                      \
-			for (int l = 0; l < LANES; l++)                                 \
+		for (; k + ADD_LANES(T) <= s; k += ADD_LANES(T))                        \
+			for (int l = 0; l < ADD_LANES(T); l++)                          \
 				a[l] += P[k + l];                                       \
 		for (; k < s; k++)                                                      \
-			a[LANES] += P[k];                                               \
+			a[ADD_LANES(T)] += P[k];                                        \
 	}                                                                               \
                                                                                         \
-	/* the statistics of the channels [j0, j1), PLANE_BLOCK channels at a   \
-	 * time, image by image, so that their planes are read in memory order; \
-	 * each channel's sums take its planes in the images' order, as one     \
-	 * channel at a time would */                                           \
+	/* the statistics of the channels [j0, j1), PLANE_BLOCK channels at a           \
+	 * time, image by image, so that their planes are read in memory order;         \
+	 * each channel's sums take its planes in the images' order, as one             \
+	 * channel at a time would */                                                   \
 	static void plane_stats_##sfx(const T *X, size_t n, size_t d, size_t s,         \
 				      size_t j0, size_t j1, double eps, T *st, T *var)  \
 	{                                                                               \
@@ -261,7 +268,7 @@ static double lanes_total(const double *a)
 							false, 0, a[c]);                \
 			for (size_t c = 0; c < w; c++) {                                \
 				const size_t j = jb + c;                                \
-				double sum = lanes_total(a[c]);                         \
+				double sum = lanes_total(a[c], ADD_LANES(T));           \
 				mean[j] = (T)(isinf(sum) ? scaled_mean(X + j * s, f64, n, s, \
 								       d * s, sum)      \
 							 : sum / cnt);                  \
@@ -275,7 +282,8 @@ static double lanes_total(const double *a)
 							true, mean[jb + c], a[c]);      \
 			for (size_t c = 0; c < w; c++) {                                \
 				const size_t j = jb + c;                                \
-				double v = var_floor(lanes_total(a[c]) / cnt - off2[c]); \
+				double v = var_floor(lanes_total(a[c], ADD_LANES(T)) / cnt - \
+						   off2[c]);                            \
 				var[j] = (T)v;                                          \
 				inv_std[j] = (T)(isinf(v) ? scaled_inv_std(X + j * s, f64, n, \
 									   s, d * s,    \
@@ -308,16 +316,16 @@ static double lanes_total(const double *a)
 				    double *restrict a, double *restrict b)             \
 	{                                                                               \
 		size_t k = 0;                                                           \
-		for (; k + LANES <= s; k += LANES)                                      \
-			for (int l = 0; l < LANES; l++) {                               \
+		for (; k + DOT_LANES <= s; k += DOT_LANES)                              \
+			for (int l = 0; l < DOT_LANES; l++) {                           \
 				T xh = (x[k + l] - m) * r;                              \
 				a[l] += dy[k + l];                                      \
 				b[l] += (double)dy[k + l] * xh;                         \
 			}                                                               \
 		for (; k < s; k++) {                                                    \
 			T xh = (x[k] - m) * r;                                          \
-			a[LANES] += dy[k];                                              \
-			b[LANES] += (double)dy[k] * xh;                                 \
+			a[DOT_LANES] += dy[k];                                          \
+			b[DOT_LANES] += (double)dy[k] * xh;                             \
 		}                                                                       \
 	}                                                                               \
                                                                                         \
@@ -340,8 +348,8 @@ static double lanes_total(const double *a)
 							inv_std[jb + c], a[c], b[c]);   \
 				}                                                       \
 			for (size_t c = 0; c < w; c++) {                                \
-				sums[jb + c] = lanes_total(a[c]);                       \
-				sums[d + jb + c] = lanes_total(b[c]);                   \
+				sums[jb + c] = lanes_total(a[c], DOT_LANES);            \
+				sums[d + jb + c] = lanes_total(b[c], DOT_LANES);        \
 			}                                                               \
 		}                                                                       \
 	}                                                                               \
