@@ -21,7 +21,6 @@
  */
 #include "conv_depthwise.h"
 #include "conv_dnnl.h"
-#include "hot_loop.h"
 #include "internal.h"
 #include "parallel.h"
 
