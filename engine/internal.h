@@ -118,6 +118,12 @@ struct tg_tensor {
 			      * accumulated: refused until tg_zero_grad */
 	bool store_blank;    /* grad_store made by a walk that gave the leaf no
 			      * gradient (it failed): tg_grad reads NULL, not zeros */
+	bool shares;         /* its data is another step tensor's too (a reshape's
+			      * output, or what was reshaped): a write through
+			      * tg_data_mut or tg_assign gets a copy of its own
+			      * first (tg_tensor_own) */
+	bool written_later;  /* the engine writes its data in place after it is
+			      * made (a leaf's gradient buffer): never shared */
 	char *name;
 	tg_tensor *next_kept; /* ctx tensors, for tg_ctx_free and tg_zero_grads */
 	const tg_node *last_use; /* during a tg_backward with a grad_ready hook: the
@@ -331,6 +337,14 @@ tg_tensor *tg_tensor_new(tg_ctx *ctx, const char *who, tg_dtype dt, int ndim,
 			 const int64_t *shape);
 /* Same shape and dtype as like, uninitialised. */
 tg_tensor *tg_tensor_like(const tg_tensor *like, const char *who);
+/* A step tensor of x's dtype and the valid shape (ndim, shape) of x's
+ * element count, on x's data when x can share it (tg_reshape); NULL when it
+ * cannot (x's data may change in place, or fits in its header), or out of
+ * header space (recorded). */
+tg_tensor *tg_tensor_alias(tg_tensor *x, const char *who, int ndim, const int64_t *shape);
+/* t's data made its own (a copy) if it shares it, before a write; false
+ * (recorded) when memory runs out. */
+bool tg_tensor_own(tg_tensor *t, const char *who);
 bool tg_tensor_alive(const tg_tensor *t);
 static inline bool tg_same_shape(const tg_tensor *a, const tg_tensor *b)
 {

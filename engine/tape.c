@@ -404,6 +404,8 @@ static tg_tensor *grad_buffer(tg_tensor *x)
 	if (!x->grad_store) {
 		tg_tensor *z = tg_zeros(x->ctx, x->dtype, x->ndim, x->shape);
 		x->grad_store = x->persistent ? tg_keep(z) : z;
+		if (x->grad_store)
+			x->grad_store->written_later = true;
 		/* until a walk that gave x its gradient ends well (end_touched) */
 		x->store_blank = true;
 	}

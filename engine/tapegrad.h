@@ -256,7 +256,9 @@ TG_API const void *tg_data(const tg_tensor *t);      /* borrowed, read only */
  * be kept and written through again: ops that read t after a write see it.
  * Only the call bumps the version: a write through a kept pointer after an
  * op saved t goes unseen by that check, so call it again for each round of
- * writes. */
+ * writes. A t that shares its data with a reshape (tg_reshape) gets a copy
+ * of its own here, first: the pointer returned is then not tg_data's from
+ * before the call. NULL when memory for that copy runs out (TG_ENOMEM). */
 TG_API void *tg_data_mut(tg_tensor *t);              /* borrowed */
 TG_API double tg_item(const tg_tensor *t);           /* the one element; NAN on error */
 TG_API double tg_get(const tg_tensor *t, size_t i);  /* flat index; NAN on error */
@@ -615,7 +617,11 @@ TG_API tg_tensor *tg_matmul_t(tg_tensor *a, bool ta, tg_tensor *b, bool tb);
  * db = dout summed over rows. tg_affine_forward's product. */
 TG_API tg_tensor *tg_addmm(tg_tensor *a, tg_tensor *w, tg_tensor *b);
 TG_API tg_tensor *tg_transpose(tg_tensor *x);            /* (N,M) -> (M,N); dx = dout^T */
-/* Same data, new shape; one entry may be -1 (inferred). dx = reshape(dout). */
+/* Same data, new shape; one entry may be -1 (inferred). dx = reshape(dout).
+ * A step x's data is shared, not copied (a ctx tensor's, or one lent by
+ * tg_data_mut, is copied); each still reads as a copy: a write through
+ * tg_data_mut or tg_assign to either first gives the one written data of
+ * its own. */
 TG_API tg_tensor *tg_reshape(tg_tensor *x, int ndim, const int64_t *shape);
 /* Batched matmul: a (..., N, K) @ b (..., K, M) -> (..., N, M), the batch
  * axes (all but the last two) broadcast NumPy-style: (2,1,3,4) @ (5,4,2) ->

@@ -120,6 +120,8 @@ static inline tg_tensor *init(tg_tensor *t, tg_ctx *ctx, tg_dtype dt, int ndim,
 	t->grad_changed = false;
 	t->grad_lost = false;
 	t->store_blank = false;
+	t->shares = false;
+	t->written_later = false;
 	t->name = NULL;
 	t->next_kept = NULL;
 	t->last_use = NULL;
@@ -215,6 +217,40 @@ tg_tensor *tg_tensor_new(tg_ctx *ctx, const char *who, tg_dtype dt, int ndim,
 		return new_failed(ctx, who, dt, ndim, shape);
 	tg_tensor *t = make(ctx, dt, ndim, shape, n);
 	return t ? t : made_none(ctx, who, dt, ndim, shape);
+}
+
+/* Sharing needs a step tensor whose data nothing writes after it is made:
+ * not a ctx tensor (an optimizer writes parameters), one lent writable, a
+ * lazy gradient (filled later) or a gradient buffer; and data outside the
+ * header, which a copy of its own would take back. */
+tg_tensor *tg_tensor_alias(tg_tensor *x, const char *who, int ndim, const int64_t *shape)
+{
+	tg_ctx *ctx = x->ctx;
+	if (x->persistent || x->lent || x->lazy_fill || x->written_later ||
+	    x->numel * tg_dtype_size(x->dtype) <= sizeof x->small || ctx->status != TG_OK)
+		return NULL;
+	tg_tensor *t = tg_arena_header(ctx);
+	if (!t)
+		return made_none(ctx, who, x->dtype, ndim, shape);
+	init(t, ctx, x->dtype, ndim, shape, x->numel, x->data);
+	t->shares = x->shares = true;
+	return t;
+}
+
+TG_SLOW bool tg_tensor_own(tg_tensor *t, const char *who)
+{
+	if (!t->shares)
+		return true;
+	size_t bytes = t->numel * tg_dtype_size(t->dtype);
+	void *data = tg_arena_alloc(t->ctx, bytes);
+	if (!data) {
+		made_none(t->ctx, who, t->dtype, t->ndim, t->shape);
+		return false;
+	}
+	memcpy(data, t->data, bytes);
+	t->data = data;
+	t->shares = false;
+	return true;
 }
 
 tg_tensor *tg_tensor_like(const tg_tensor *like, const char *who)
@@ -630,6 +666,8 @@ void *tg_data_mut(tg_tensor *t)
 {
 	if (!arg_ctx("tg_data_mut", t))
 		return NULL;
+	if (t->shares && !tg_tensor_own(t, "tg_data_mut"))
+		return NULL;
 	t->version++;
 	t->lent = true;
 	return t->data;
@@ -703,6 +741,8 @@ int tg_assign(tg_tensor *dst, const tg_tensor *src)
 			tg_shape_fmt(dst->ndim, dst->shape, a), tg_shape_fmt(src->ndim, src->shape, b));
 		return -1;
 	}
+	if (dst->shares && !tg_tensor_own(dst, "tg_assign"))
+		return -1;
 	if (dst != src)
 		memmove(dst->data, src->data, dst->numel * tg_dtype_size(dst->dtype));
 	dst->version++;

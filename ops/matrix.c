@@ -452,7 +452,13 @@ tg_tensor *tg_transpose(tg_tensor *x)
 	return tg_op_end(&transpose_op, out, 1, &x, NULL, 0, NULL);
 }
 
-/* ---- reshape: same elements, new shape (a copy); dx = reshape(dout) ------------ */
+/* ---- reshape: same elements, new shape; dx = reshape(dout) -------------------- */
+/* The output shares x's data where x is a step tensor that nothing writes
+ * in place (tg_tensor_alias), as dx shares dout's: no copy either way. A
+ * write to either through tg_data_mut or tg_assign gives the one written a
+ * copy of its own first, so each reads as if reshape had copied. Other
+ * tensors (a parameter, data lent writable, a gradient buffer, 16 bytes or
+ * fewer) are copied. */
 
 static void reshape_backward(tg_node *n, tg_tensor *dout)
 {
@@ -525,9 +531,11 @@ tg_tensor *tg_reshape(tg_tensor *x, int ndim, const int64_t *shape)
 	int64_t s[TG_MAX_DIMS];
 	if (!resolve_shape(ctx, who, x, ndim, shape, s))
 		return NULL;
-	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, ndim, s);
-	if (!out)
-		return NULL;
-	tg_copy_arrays(ctx, out->data, x->data, x->numel * tg_dtype_size(x->dtype));
+	tg_tensor *out = tg_tensor_alias(x, who, ndim, s);
+	if (!out) {
+		if (!tg_ok(ctx) || !(out = tg_tensor_new(ctx, who, x->dtype, ndim, s)))
+			return NULL;
+		tg_copy_arrays(ctx, out->data, x->data, x->numel * tg_dtype_size(x->dtype));
+	}
 	return tg_op_end(&reshape_op, out, 1, &x, NULL, 0, NULL);
 }

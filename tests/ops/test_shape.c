@@ -408,6 +408,125 @@ static void permute_rejects_what_is_not_a_permutation(void **state)
 	assert_ctx_ok(ctx); /* NULL in, NULL out, nothing to report it in */
 }
 
+/* ---- reshape: shared data, separate writes ---------------------------------------- */
+
+/* The values of t, element by element, must be start + i (i < n). */
+static void check_iota(const tg_tensor *t, size_t n, double start)
+{
+	for (size_t i = 0; i < n; i++)
+		if (tg_get(t, i) != start + (double)i)
+			fail_msg("element %zu = %g, expected %g", i, tg_get(t, i), start + (double)i);
+}
+
+static void a_reshape_shares_the_data_and_a_write_to_either_stays_its_own(void **state)
+{
+	tg_ctx *ctx = *state;
+	for (int d = 0; d < 2; d++) {
+		tg_dtype dt = d ? TG_F32 : TG_F64;
+		tg_tensor *x = iota(ctx, dt, SHAPE(4, 6), 0);
+		tg_tensor *y = tg_reshape(x, SHAPE(3, 8));
+		check_shape(y, SHAPE(3, 8));
+		assert_ptr_equal(tg_data(y), tg_data(x)); /* no copy */
+		/* a write to the reshape leaves x as it was */
+		void *py = tg_data_mut(y);
+		assert_non_null(py);
+		if (dt == TG_F64)
+			((double *)py)[5] = 100;
+		else
+			((float *)py)[5] = 100;
+		assert_ptr_not_equal(tg_data(y), tg_data(x));
+		check_iota(x, 24, 0);
+		assert_true(tg_get(y, 5) == 100 && tg_get(y, 4) == 4 && tg_get(y, 23) == 23);
+		/* a write to x leaves its reshapes as they were */
+		tg_tensor *z = tg_reshape(x, SHAPE(24)), *u = tg_unsqueeze(x, 0);
+		assert_ptr_equal(tg_data(z), tg_data(x));
+		void *px = tg_data_mut(x);
+		if (dt == TG_F64)
+			((double *)px)[0] = -7;
+		else
+			((float *)px)[0] = -7;
+		assert_true(tg_get(x, 0) == -7);
+		check_iota(z, 24, 0);
+		check_iota(u, 24, 0);
+		/* and tg_assign writes only its destination */
+		tg_tensor *w = tg_reshape(z, SHAPE(6, 4));
+		assert_int_equal(tg_assign(w, iota(ctx, dt, SHAPE(6, 4), 50)), 0);
+		check_iota(w, 24, 50);
+		check_iota(z, 24, 0);
+		check_iota(u, 24, 0);
+	}
+	assert_ctx_ok(ctx);
+}
+
+static void reshapes_of_what_changes_in_place_are_copies(void **state)
+{
+	tg_ctx *ctx = *state;
+	/* a parameter, which an optimizer writes */
+	tg_tensor *p = tg_param(iota(ctx, TG_F64, SHAPE(2, 6), 0));
+	tg_tensor *rp = tg_reshape(p, SHAPE(12));
+	assert_ptr_not_equal(tg_data(rp), tg_data(p));
+	((double *)tg_data_mut(p))[3] = 30;
+	check_iota(rp, 12, 0);
+	/* a step tensor lent writable: its pointer may be written through later */
+	tg_tensor *x = iota(ctx, TG_F32, SHAPE(3, 5), 0);
+	float *px = tg_data_mut(x);
+	tg_tensor *rx = tg_reshape(x, SHAPE(5, 3));
+	px[2] = 42;
+	check_iota(rx, 15, 0);
+	/* a leaf's gradient buffer, which the next backward adds to */
+	tg_tensor *a = tg_set_requires_grad(iota(ctx, TG_F64, SHAPE(4, 4), 1), true);
+	assert_int_equal(tg_backward(tg_sum(tg_mul_scalar(a, 2))), 0);
+	tg_tensor *g = tg_reshape(tg_grad(a), SHAPE(16));
+	assert_int_equal(tg_backward(tg_sum(tg_mul_scalar(a, 2))), 0);
+	for (size_t i = 0; i < 16; i++)
+		assert_true(tg_get(tg_grad(a), i) == 4 && tg_get(g, i) == 2);
+	/* 16 bytes or fewer live in the header: copied */
+	tg_tensor *s = iota(ctx, TG_F64, SHAPE(2), 0);
+	assert_ptr_not_equal(tg_data(tg_reshape(s, SHAPE(2, 1))), tg_data(s));
+	assert_ctx_ok(ctx);
+}
+
+/* A write to x after an op saved its reshape leaves the reshape, and so the
+ * gradient, as it was; a write to the saved reshape itself is refused at
+ * the backward, as for any saved tensor. */
+static void a_write_after_a_reshape_was_saved(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *x = iota(ctx, TG_F64, SHAPE(2, 3), 1);
+	tg_tensor *w = tg_set_requires_grad(iota(ctx, TG_F64, SHAPE(3, 2), 0), true);
+	tg_tensor *y = tg_reshape(x, SHAPE(3, 2));
+	tg_tensor *l = tg_sum(tg_mul(y, w)); /* dw = y */
+	((double *)tg_data_mut(x))[0] = 99;
+	assert_int_equal(tg_backward(l), 0);
+	check_iota(tg_grad(w), 6, 1);
+	tg_zero_grad(w);
+	l = tg_sum(tg_mul(y, w));
+	((double *)tg_data_mut(y))[0] = 99;
+	assert_int_equal(tg_backward(l), -1);
+	assert_error(ctx, TG_EVERSION, "of mul was modified in place");
+	tg_clear_error(ctx);
+	assert_true(tg_get(x, 0) == 99 && tg_get(x, 1) == 2 && tg_get(x, 5) == 6);
+	assert_ctx_ok(ctx);
+}
+
+/* tg_gradcheck moves its inputs' values: a reshape made of an input before
+ * the check, which f reads, keeps its own. */
+static tg_tensor *times_captured(tg_tensor *const *in, void *user)
+{
+	return tg_sum(tg_mul(in[0], user));
+}
+
+static void a_gradcheck_leaves_reshapes_of_its_inputs_alone(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *x = tg_set_requires_grad(rand_t(ctx, TG_F64, SHAPE(3, 4)), true);
+	tg_tensor *r = tg_reshape(x, SHAPE(3, 4)); /* d/dx sum(x r) = r, r fixed */
+	tg_gradcheck_result res;
+	assert_int_equal(tg_gradcheck(ctx, times_captured, r, 1, &x, NULL, &res), 0);
+	assert_int_equal(res.failed, 0);
+	assert_ctx_ok(ctx);
+}
+
 /* ---- squeeze, unsqueeze ---------------------------------------------------------- */
 
 static void squeeze_and_unsqueeze_drop_and_insert_axes_of_size_1(void **state)
@@ -1343,6 +1462,10 @@ int main(void)
 		T(a_permuted_gradient_adds_into_the_one_held_as_the_accumulate_does),
 		T(a_second_transposed_gradient_makes_no_copy),
 		T(permute_rejects_what_is_not_a_permutation),
+		T(a_reshape_shares_the_data_and_a_write_to_either_stays_its_own),
+		T(reshapes_of_what_changes_in_place_are_copies),
+		T(a_write_after_a_reshape_was_saved),
+		T(a_gradcheck_leaves_reshapes_of_its_inputs_alone),
 		T(squeeze_and_unsqueeze_drop_and_insert_axes_of_size_1),
 		T(squeeze_and_unsqueeze_reject_bad_axes),
 		T(axis_arguments_of_a_scalar_say_it_has_no_axes),
