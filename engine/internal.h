@@ -337,11 +337,13 @@ tg_tensor *tg_tensor_new(tg_ctx *ctx, const char *who, tg_dtype dt, int ndim,
 			 const int64_t *shape);
 /* Same shape and dtype as like, uninitialised. */
 tg_tensor *tg_tensor_like(const tg_tensor *like, const char *who);
-/* A step tensor of x's dtype and the valid shape (ndim, shape) of x's
- * element count, on x's data when x can share it (tg_reshape); NULL when it
- * cannot (x's data may change in place, or fits in its header), or out of
- * header space (recorded). */
-tg_tensor *tg_tensor_alias(tg_tensor *x, const char *who, int ndim, const int64_t *shape);
+/* A step tensor of x's dtype and the valid shape (ndim, shape) on x's data
+ * from element off on, which holds as many elements as the shape (a
+ * reshape, or a slice of x's first axis of size above 1), when x can share
+ * it; NULL when it cannot (x's data may change in place), or out of header
+ * space (recorded). */
+tg_tensor *tg_tensor_alias(tg_tensor *x, const char *who, size_t off, int ndim,
+			   const int64_t *shape);
 /* t's data made its own (a copy) if it shares it, before a write; false
  * (recorded) when memory runs out. */
 bool tg_tensor_own(tg_tensor *t, const char *who);

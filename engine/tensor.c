@@ -4,10 +4,13 @@
  * A step tensor's header comes from the arena's slot ring and its data from
  * the step arena; both die at tg_reset. A ctx tensor (tg_param, tg_keep) is
  * one allocation from the context's allocator, freed by tg_ctx_free. Data is
- * contiguous and row-major. Nothing here records on the tape.
+ * contiguous and row-major; a step tensor may share another's (a reshape, a
+ * slice of leading rows: tg_tensor_alias) until either is written through
+ * tg_data_mut or tg_assign. Nothing here records on the tape.
  */
 #include "internal.h"
 
+#include <assert.h>
 #include <float.h>
 #include <math.h>
 #include <string.h>
@@ -221,18 +224,23 @@ tg_tensor *tg_tensor_new(tg_ctx *ctx, const char *who, tg_dtype dt, int ndim,
 
 /* Sharing needs a step tensor whose data nothing writes after it is made:
  * not a ctx tensor (an optimizer writes parameters), one lent writable, a
- * lazy gradient (filled later) or a gradient buffer; and data outside the
- * header, which a copy of its own would take back. */
-tg_tensor *tg_tensor_alias(tg_tensor *x, const char *who, int ndim, const int64_t *shape)
+ * lazy gradient (filled later) or a gradient buffer. A copy of its own
+ * (tg_tensor_own) is always arena memory, so data in x's header stays for
+ * the tensors that share it. */
+tg_tensor *tg_tensor_alias(tg_tensor *x, const char *who, size_t off, int ndim,
+			   const int64_t *shape)
 {
 	tg_ctx *ctx = x->ctx;
-	if (x->persistent || x->lent || x->lazy_fill || x->written_later ||
-	    x->numel * tg_dtype_size(x->dtype) <= sizeof x->small || ctx->status != TG_OK)
+	if (x->persistent || x->lent || x->lazy_fill || x->written_later || ctx->status != TG_OK)
 		return NULL;
+	size_t n = 1;
+	for (int i = 0; i < ndim; i++)
+		n *= (size_t)shape[i];
+	assert(off + n <= x->numel);
 	tg_tensor *t = tg_arena_header(ctx);
 	if (!t)
 		return made_none(ctx, who, x->dtype, ndim, shape);
-	init(t, ctx, x->dtype, ndim, shape, x->numel, x->data);
+	init(t, ctx, x->dtype, ndim, shape, n, (char *)x->data + off * tg_dtype_size(x->dtype));
 	t->shares = x->shares = true;
 	return t;
 }

@@ -457,8 +457,8 @@ tg_tensor *tg_transpose(tg_tensor *x)
  * in place (tg_tensor_alias), as dx shares dout's: no copy either way. A
  * write to either through tg_data_mut or tg_assign gives the one written a
  * copy of its own first, so each reads as if reshape had copied. Other
- * tensors (a parameter, data lent writable, a gradient buffer, 16 bytes or
- * fewer) are copied. */
+ * tensors (a parameter, data lent writable, a gradient buffer) are
+ * copied. */
 
 static void reshape_backward(tg_node *n, tg_tensor *dout)
 {
@@ -531,7 +531,7 @@ tg_tensor *tg_reshape(tg_tensor *x, int ndim, const int64_t *shape)
 	int64_t s[TG_MAX_DIMS];
 	if (!resolve_shape(ctx, who, x, ndim, shape, s))
 		return NULL;
-	tg_tensor *out = tg_tensor_alias(x, who, ndim, s);
+	tg_tensor *out = tg_tensor_alias(x, who, 0, ndim, s);
 	if (!out) {
 		if (!tg_ok(ctx) || !(out = tg_tensor_new(ctx, who, x->dtype, ndim, s)))
 			return NULL;

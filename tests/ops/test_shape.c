@@ -480,9 +480,36 @@ static void reshapes_of_what_changes_in_place_are_copies(void **state)
 	assert_int_equal(tg_backward(tg_sum(tg_mul_scalar(a, 2))), 0);
 	for (size_t i = 0; i < 16; i++)
 		assert_true(tg_get(tg_grad(a), i) == 4 && tg_get(g, i) == 2);
-	/* 16 bytes or fewer live in the header: copied */
-	tg_tensor *s = iota(ctx, TG_F64, SHAPE(2), 0);
-	assert_ptr_not_equal(tg_data(tg_reshape(s, SHAPE(2, 1))), tg_data(s));
+	assert_ctx_ok(ctx);
+}
+
+/* A slice of whole rows of the first axis above size 1 shares x's data
+ * from an offset on, with the same rule for writes; other slices copy. */
+static void a_slice_of_leading_rows_shares_and_writes_stay_apart(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *x = iota(ctx, TG_F64, SHAPE(5, 2, 3), 0);
+	tg_tensor *s = tg_slice(x, 0, 1, 3); /* elements 6 to 23 */
+	check_shape(s, SHAPE(3, 2, 3));
+	assert_ptr_equal(tg_data(s), (const double *)tg_data(x) + 6);
+	check_iota(s, 18, 6);
+	tg_tensor *u = tg_slice(tg_reshape(x, SHAPE(1, 5, 6)), 1, 4, 1); /* the last row */
+	assert_ptr_equal(tg_data(u), (const double *)tg_data(x) + 24);
+	tg_tensor *c = tg_slice(x, 1, 1, 1); /* every row's second half: a copy */
+	assert_ptr_not_equal(tg_data(c), tg_data(x));
+	check_values(c, (double[]){ 3, 4, 5, 9, 10, 11, 15, 16, 17, 21, 22, 23, 27, 28, 29 },
+		     15, 0);
+	((double *)tg_data_mut(s))[0] = -1;
+	check_iota(x, 30, 0);
+	((double *)tg_data_mut(x))[24] = -2;
+	check_iota(u, 6, 24);
+	assert_true(tg_get(s, 0) == -1 && tg_get(s, 1) == 7);
+	/* and one element of a header-sized tensor */
+	tg_tensor *h = iota(ctx, TG_F32, SHAPE(3), 0);
+	tg_tensor *h1 = tg_slice(h, 0, 2, 1);
+	assert_ptr_equal(tg_data(h1), (const float *)tg_data(h) + 2);
+	((float *)tg_data_mut(h))[2] = 9;
+	assert_true(tg_get(h1, 0) == 2);
 	assert_ctx_ok(ctx);
 }
 
@@ -1464,6 +1491,7 @@ int main(void)
 		T(permute_rejects_what_is_not_a_permutation),
 		T(a_reshape_shares_the_data_and_a_write_to_either_stays_its_own),
 		T(reshapes_of_what_changes_in_place_are_copies),
+		T(a_slice_of_leading_rows_shares_and_writes_stay_apart),
 		T(a_write_after_a_reshape_was_saved),
 		T(a_gradcheck_leaves_reshapes_of_its_inputs_alone),
 		T(squeeze_and_unsqueeze_drop_and_insert_axes_of_size_1),
