@@ -105,6 +105,7 @@ struct tg_tensor {
 	tg_node *node;       /* producer; NULL for leaves */
 	uint32_t version;    /* bumped by every in-place change */
 	uint32_t uniform_at; /* see tg_is_uniform */
+	uint32_t finite_at;  /* see tg_known_finite */
 	bool lazy_fill;      /* uniform, with element 0 alone written (tg_unlazy) */
 	bool requires_grad;
 	bool persistent;     /* ctx lifetime */
@@ -449,6 +450,22 @@ bool tg_broadcast(const tg_tensor *a, const tg_tensor *b, tg_bcast *bc);
 static inline bool tg_is_uniform(const tg_tensor *t)
 {
 	return t->uniform_at != 0 && t->uniform_at == t->version + 1;
+}
+
+/* True while every element of t is known to be finite (no NaN, no inf):
+ * a rule that has summed all of t and found the sum finite (conv2d's bias
+ * gradient) notes it with tg_note_finite, and any in-place change bumps the
+ * version. A kernel that must refuse NaN and inf (oneDNN's padded weight
+ * gradient) then skips its own pass over t. Not noted for data lent by
+ * tg_data_mut, which may change without a version bump. */
+static inline bool tg_known_finite(const tg_tensor *t)
+{
+	return t->finite_at != 0 && t->finite_at == t->version + 1;
+}
+static inline void tg_note_finite(tg_tensor *t)
+{
+	if (!t->lent)
+		t->finite_at = t->version + 1;
 }
 
 /* A sum's or a mean's backward hands its input the gradient c (one

@@ -113,6 +113,7 @@ static inline tg_tensor *init(tg_tensor *t, tg_ctx *ctx, tg_dtype dt, int ndim,
 	t->node = NULL;
 	t->version = 0;
 	t->uniform_at = 0;
+	t->finite_at = 0;
 	t->lazy_fill = false;
 	t->requires_grad = false;
 	t->persistent = false;

@@ -420,17 +420,33 @@ static tg_tensor *conv(const geom *g, tg_tensor *x, tg_tensor *w, tg_tensor *b);
 static tg_tensor *conv_input_grad(const geom *g, tg_tensor *dout, tg_tensor *w);
 static tg_tensor *conv_weight_grad(const geom *g, tg_tensor *x, tg_tensor *dout);
 
+/* Whether every value of t is finite. */
+static bool all_finite_values(const tg_tensor *t)
+{
+	for (size_t i = 0; i < t->numel; i++)
+		if (!isfinite(t->dtype == TG_F64 ? ((const double *)t->data)[i]
+						 : ((const float *)t->data)[i]))
+			return false;
+	return true;
+}
+
 static void conv2d_backward(tg_node *n, tg_tensor *dout)
 {
 	const geom *g = n->aux;
 	tg_tensor *x = tg_node_input(n, 0), *w = tg_node_input(n, 1);
+	/* the bias gradient first: all of dout summed, and a finite sum has no
+	 * NaN or inf among its terms, which the weight gradient then need not
+	 * look for (tg_known_finite) */
+	if (n->nin == 3 && tg_node_needs_grad(n, 2)) {
+		tg_tensor *db = tg_sum_to(dout, 3, (int64_t[]){ g->O, 1, 1 });
+		if (db && all_finite_values(db))
+			tg_note_finite(dout);
+		tg_node_grad(n, 2, tg_reshape(db, 1, &g->O));
+	}
 	if (tg_node_needs_grad(n, 0))
 		TG_NODE_GRAD_INTO(n, 0, conv_input_grad(g, dout, w));
 	if (tg_node_needs_grad(n, 1))
 		TG_NODE_GRAD_INTO(n, 1, conv_weight_grad(g, x, dout));
-	if (n->nin == 3 && tg_node_needs_grad(n, 2))
-		tg_node_grad(n, 2, tg_reshape(tg_sum_to(dout, 3, (int64_t[]){ g->O, 1, 1 }), 1,
-					      &g->O));
 }
 
 static void conv2d_input_grad_backward(tg_node *n, tg_tensor *dx)

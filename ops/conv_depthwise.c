@@ -428,6 +428,8 @@ static void run_part(void *arg, size_t lo, size_t hi)
  * which vectorises). */
 static bool all_finite(const tg_tensor *t)
 {
+	if (tg_known_finite(t))
+		return true;
 	uint64_t bad = 0;
 	if (t->dtype == TG_F64) {
 		const uint64_t *v = t->data, e = 0x7ff0000000000000u;

@@ -626,6 +626,56 @@ static void one_nonfinite_value_anywhere_in_dout_is_seen(void **state)
 	tg_ctx_free(ref);
 }
 
+/* conv2d's backward with a bias sums all of dout first; when the sum is
+ * finite, the weight gradient skips its own look for NaN and inf. An inf
+ * in dout makes the sum inf, so the weight gradient is im2col's (NaN where
+ * the inf meets the padding), and a dout written after a finite sum is
+ * looked at again. */
+static void conv_grads_of(tg_ctx *c, double v, tg_tensor *out[2])
+{
+	const tg_conv_opts o = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1 };
+	enum { N = 2 * 4 * 6 * 6 };
+	float ones[N], with_v[N];
+	for (int i = 0; i < N; i++)
+		ones[i] = with_v[i] = 1;
+	with_v[0] = with_v[N - 1] = (float)v; /* corners: they meet the padding */
+	tg_tensor *x = tg_ones(c, TG_F32, SHAPE(2, 3, 6, 6));
+	tg_tensor *w = tg_param(tg_ones(c, TG_F32, SHAPE(4, 3, 3, 3)));
+	tg_tensor *b = tg_param(tg_zeros(c, TG_F32, SHAPE(4)));
+	/* v in dout (never lent) as conv2d's backward sees it */
+	tg_tensor *dy = tg_from_f32(c, TG_F32, SHAPE(2, 4, 6, 6), with_v);
+	assert_int_equal(tg_backward_ex(tg_conv2d(x, w, b, &o), dy, 0), 0);
+	out[0] = tg_detach(tg_grad(w));
+	/* a dout of ones, summed finite by the backward, then v written in */
+	tg_tensor *d1 = tg_from_f32(c, TG_F32, SHAPE(2, 4, 6, 6), ones);
+	assert_int_equal(tg_backward_ex(tg_conv2d(x, w, b, &o), d1, 0), 0);
+	float *d = tg_data_mut(d1);
+	assert_non_null(d);
+	d[0] = d[N - 1] = (float)v;
+	out[1] = tg_conv2d_weight_grad(x, d1, 3, 3, &o);
+	tg_zero_grads(c);
+}
+
+static void a_finite_bias_gradient_spares_the_look_and_an_inf_does_not(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED), *ref = im2col_ctx(SEED);
+	static const double values[] = { 1.0, INFINITY, NAN };
+	for (size_t v = 0; v < LEN(values); v++) {
+		tg_tensor *got[2], *want[2];
+		conv_grads_of(ctx, values[v], got);
+		conv_grads_of(ref, values[v], want);
+		assert_ctx_ok(ctx);
+		assert_ctx_ok(ref);
+		expect_same_nonfinite("weight gradient through conv2d", got[0], want[0]);
+		expect_same_nonfinite("weight gradient after a write", got[1], want[1]);
+		tg_reset(ctx);
+		tg_reset(ref);
+	}
+	tg_ctx_free(ctx);
+	tg_ctx_free(ref);
+}
+
 /* Primitives made for conv2d forward and backward of x (N,C,H,W) with a
  * KxK kernel of O outputs at stride s and groups G, on a new context. */
 static int primitives_for(int64_t C, int64_t H, int64_t O, int64_t K, int s, int G)
@@ -694,6 +744,7 @@ int main(void)
 		cmocka_unit_test(pointwise_convolutions_run_as_a_gemm_per_image),
 		cmocka_unit_test(nonfinite_values_at_the_padding_give_nan_as_im2col),
 		cmocka_unit_test(one_nonfinite_value_anywhere_in_dout_is_seen),
+		cmocka_unit_test(a_finite_bias_gradient_spares_the_look_and_an_inf_does_not),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
