@@ -444,11 +444,9 @@ tg_tensor *tg_transpose(tg_tensor *x)
 		return tg_fail(ctx, TG_ESHAPE, "%s: x is %s; expected a 2-D (N,M)", who,
 			       tg_shape_fmt(x->ndim, x->shape, buf));
 	}
-	int64_t N = x->shape[0], M = x->shape[1];
-	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, 2, (int64_t[]){ M, N });
+	tg_tensor *out = tg_permuted(x, (const int[]){ 1, 0 }, who);
 	if (!out)
 		return NULL;
-	tg_permute_data(x, (const int[]){ 1, 0 }, out);
 	return tg_op_end(&transpose_op, out, 1, &x, NULL, 0, NULL);
 }
 

@@ -83,14 +83,10 @@ static tg_tensor *permute(tg_tensor *x, const int *perm)
 	tg_ctx *ctx = tg_op_begin(who, 1, &x);
 	if (!ctx)
 		return NULL;
-	int64_t shape[TG_MAX_DIMS];
-	for (int j = 0; j < x->ndim; j++)
-		shape[j] = x->shape[perm[j]];
 	const int *saved = tg_save_aux(ctx, perm, TG_MAX_DIMS * sizeof *perm);
-	tg_tensor *out = saved ? tg_tensor_new(ctx, who, x->dtype, x->ndim, shape) : NULL;
+	tg_tensor *out = saved ? tg_permuted(x, perm, who) : NULL;
 	if (!out)
 		return NULL;
-	tg_permute_data(x, perm, out);
 	return tg_op_end(&permute_op, out, 1, &x, NULL, 0, saved);
 }
 

@@ -610,9 +610,20 @@ static void permute_into(const tg_tensor *x, const int *perm, tg_tensor *out, bo
 	tg_parallel_for(x->ctx, units, min_units > 1 ? min_units : 2, 1, permute_part, &j);
 }
 
-void tg_permute_data(const tg_tensor *x, const int *perm, tg_tensor *out)
+tg_tensor *tg_permuted(tg_tensor *x, const int *perm, const char *who)
 {
-	permute_into(x, perm, out, false);
+	int64_t shape[TG_MAX_DIMS];
+	for (int j = 0; j < x->ndim; j++)
+		shape[j] = x->shape[perm[j]];
+	/* one axis left once those of size 1 go and neighbours merge: the
+	 * elements keep their order */
+	tg_tensor *out = plan_of(x, perm).k <= 1 ? tg_tensor_alias(x, who, 0, x->ndim, shape)
+						 : NULL;
+	if (out || !tg_ok(x->ctx))
+		return out;
+	if ((out = tg_tensor_new(x->ctx, who, x->dtype, x->ndim, shape)))
+		permute_into(x, perm, out, false);
+	return out;
 }
 
 bool tg_permute_grad_sum(tg_node *n, tg_tensor *dout, const int *perm)

@@ -14,10 +14,12 @@
  * 6.9 (an Intel Xeon with AVX-512, one thread). */
 enum { TG_STREAM_MIN = 1 << 20 };
 
-/* out = x permuted by perm (out axis j is x's axis perm[j]), a checked
- * permutation; out has the permuted shape and x's dtype. Split across x's
- * context's threads when large. */
-void tg_permute_data(const tg_tensor *x, const int *perm, tg_tensor *out);
+/* x permuted by perm (out axis j is x's axis perm[j]), a checked
+ * permutation, as a step tensor of the permuted shape: one that shares x's
+ * data when perm moves only axes of size 1 (the elements keep their order;
+ * tg_tensor_alias), else a new one they are copied into, split across x's
+ * context's threads when large. NULL on error (recorded). */
+tg_tensor *tg_permuted(tg_tensor *x, const int *perm, const char *who);
 /* For the backward rule of a permute-like node n, whose input 0's gradient
  * is dout permuted by perm: when that input already holds a gradient that
  * the engine would add this one to in place (tg_node_grad_sum_buffer),

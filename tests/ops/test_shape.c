@@ -536,6 +536,31 @@ static void a_write_after_a_reshape_was_saved(void **state)
 	assert_ctx_ok(ctx);
 }
 
+/* A permute that moves only axes of size 1 keeps the elements' order:
+ * shared as a reshape is, forward and backward; one that moves more copies. */
+static void a_permute_of_axes_of_size_1_shares(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *x = tg_set_requires_grad(iota(ctx, TG_F32, SHAPE(4, 1, 3, 1), 0), true);
+	tg_tensor *y = tg_permute(x, (int[]){ 1, 0, 3, 2 }); /* (1,4,1,3) */
+	check_shape(y, SHAPE(1, 4, 1, 3));
+	assert_ptr_equal(tg_data(y), tg_data(x));
+	tg_tensor *t = tg_transpose(tg_reshape(x, SHAPE(12, 1)));
+	check_shape(t, SHAPE(1, 12));
+	assert_ptr_equal(tg_data(t), tg_data(x));
+	tg_tensor *c = tg_permute(x, (int[]){ 2, 1, 0, 3 }); /* (3,1,4,1): a copy */
+	assert_ptr_not_equal(tg_data(c), tg_data(x));
+	check_values(c, (double[]){ 0, 3, 6, 9, 1, 4, 7, 10, 2, 5, 8, 11 }, 12, 0);
+	((float *)tg_data_mut(y))[0] = 50;
+	check_iota(x, 12, 0);
+	check_iota(t, 12, 0);
+	/* the gradient comes back through both in order */
+	tg_tensor *w = iota(ctx, TG_F32, SHAPE(1, 4, 1, 3), 1);
+	assert_int_equal(tg_backward(tg_sum(tg_mul(tg_permute(x, (int[]){ 1, 0, 3, 2 }), w))), 0);
+	check_iota(tg_grad(x), 12, 1);
+	assert_ctx_ok(ctx);
+}
+
 /* tg_gradcheck moves its inputs' values: a reshape made of an input before
  * the check, which f reads, keeps its own. */
 static tg_tensor *times_captured(tg_tensor *const *in, void *user)
@@ -1492,6 +1517,7 @@ int main(void)
 		T(a_reshape_shares_the_data_and_a_write_to_either_stays_its_own),
 		T(reshapes_of_what_changes_in_place_are_copies),
 		T(a_slice_of_leading_rows_shares_and_writes_stay_apart),
+		T(a_permute_of_axes_of_size_1_shares),
 		T(a_write_after_a_reshape_was_saved),
 		T(a_gradcheck_leaves_reshapes_of_its_inputs_alone),
 		T(squeeze_and_unsqueeze_drop_and_insert_axes_of_size_1),
