@@ -23,7 +23,8 @@
  * threads: its kernels treat the edges of a call by the call's size.
  *
  * A product with a few columns whose A is read transposed (x^T dy of a
- * narrow layer) runs as its transpose, copied back (narrow products, below).
+ * narrow layer) runs as its transpose, copied back (narrow products,
+ * below), through a scratch matrix each thread keeps.
  *
  * The pool and not OpenBLAS's threads: two pools on the same cores each
  * spin while the other works (OpenBLAS's workers in sched_yield), and
@@ -33,6 +34,7 @@
 #include "parallel.h"
 
 #include <cblas.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -213,12 +215,59 @@ static bool narrow(tg_dtype dt, bool dnnl, bool ta, bool tb, int N, int M, int K
 ADD_TRANSPOSED(add_transposed_f64, double)
 ADD_TRANSPOSED(add_transposed_f32, float)
 
+/* Each thread's scratch matrix for the narrow products, kept for the next
+ * one (a training step makes the same products each time: no allocation
+ * once the first step has made it) and freed when the thread ends. */
+typedef struct scratch {
+	void *p;
+	size_t size;
+} scratch;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static bool scratch_keyed;
+
+static void scratch_free(void *arg)
+{
+	scratch *s = arg;
+	free(s->p);
+	free(s);
+}
+
+static void scratch_init(void)
+{
+	scratch_keyed = pthread_key_create(&scratch_key, scratch_free) == 0;
+}
+
+/* bytes of this thread's scratch, or NULL when no memory can be had. */
+static void *scratch_of(size_t bytes)
+{
+	pthread_once(&scratch_once, scratch_init);
+	if (!scratch_keyed)
+		return NULL;
+	scratch *s = pthread_getspecific(scratch_key);
+	if (!s) {
+		if (!(s = calloc(1, sizeof *s)))
+			return NULL;
+		if (pthread_setspecific(scratch_key, s)) {
+			free(s);
+			return NULL;
+		}
+	}
+	if (s->size < bytes) {
+		free(s->p);
+		s->p = malloc(bytes);
+		s->size = s->p ? bytes : 0;
+	}
+	return s->p;
+}
+
 /* The narrow product through its transpose; false (nothing written) when
  * the scratch matrix cannot be had, for the caller to run it as it is. */
 static bool narrow_product(const tg_ctx *ctx, tg_dtype dt, int N, int M, int K, const void *A,
 			   int lda, const void *B, int ldb, double beta, void *C, int ldc)
 {
-	void *X = malloc((size_t)N * (size_t)M * tg_dtype_size(dt));
+	void *X = scratch_of((size_t)N * (size_t)M * tg_dtype_size(dt));
 	if (!X)
 		return false;
 	/* C^T = op(B)^T op(A)^T = B^T A: B is (K, M), A is (K, N) */
@@ -227,7 +276,6 @@ static bool narrow_product(const tg_ctx *ctx, tg_dtype dt, int N, int M, int K, 
 		add_transposed_f64(X, N, M, beta, C, ldc);
 	else
 		add_transposed_f32(X, N, M, beta, C, ldc);
-	free(X);
 	return true;
 }
 
