@@ -338,12 +338,12 @@ tg_tensor *tg_tensor_new(tg_ctx *ctx, const char *who, tg_dtype dt, int ndim,
 			 const int64_t *shape);
 /* Same shape and dtype as like, uninitialised. */
 tg_tensor *tg_tensor_like(const tg_tensor *like, const char *who);
-/* A step tensor of x's dtype and the valid shape (ndim, shape) on x's data
+/* A step tensor of x's dtype and the valid shape (ndim, shape): on x's data
  * from element off on, which holds as many elements as the shape (a
- * reshape, or a slice of x's first axis of size above 1), when x can share
- * it; NULL when it cannot (x's data may change in place), or out of header
- * space (recorded). */
-tg_tensor *tg_tensor_alias(tg_tensor *x, const char *who, size_t off, int ndim,
+ * reshape, a slice of x's first axis of size above 1), when share is asked
+ * and x can share it (out->shares); else a new one, uninitialised, for the
+ * caller to fill. NULL on error (recorded). */
+tg_tensor *tg_tensor_alias(tg_tensor *x, const char *who, bool share, size_t off, int ndim,
 			   const int64_t *shape);
 /* t's data made its own (a copy) if it shares it, before a write; false
  * (recorded) when memory runs out. */
@@ -451,6 +451,10 @@ static inline bool tg_is_uniform(const tg_tensor *t)
 {
 	return t->uniform_at != 0 && t->uniform_at == t->version + 1;
 }
+
+/* "nan", "inf" or "-inf" for the first value of float tensor t that is not
+ * finite, NULL if all are (the anomaly checks', tape.c). */
+const char *tg_nonfinite(const tg_tensor *t);
 
 /* True while every element of t is known to be finite (no NaN, no inf):
  * a rule that has summed all of t and found the sum finite (conv2d's bias

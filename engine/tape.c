@@ -132,7 +132,7 @@ tg_ctx *tg_op_begin_any(const char *who, int nin, tg_tensor *const *in)
 /* ---- anomaly checks ------------------------------------------------------------ */
 
 /* "nan" or "inf" for the first non-finite value of t, NULL if all finite. */
-static const char *nonfinite(const tg_tensor *t)
+const char *tg_nonfinite(const tg_tensor *t)
 {
 	for (size_t i = 0; i < t->numel; i++) {
 		double v = t->dtype == TG_F64 ? ((const double *)t->data)[i]
@@ -220,7 +220,7 @@ static TG_SLOW tg_tensor *op_end_checked(const tg_op *op, tg_tensor *out, int ni
 					 int nattrs, const void *aux)
 {
 	tg_ctx *ctx = out->ctx;
-	const char *bad = nonfinite(out);
+	const char *bad = tg_nonfinite(out);
 	if (bad) {
 		char buf[TG_SHAPE_STR];
 		return tg_fail(ctx, TG_EANOMALY, "anomaly: %s produced %s in its output %s%s",
@@ -710,7 +710,7 @@ static TG_SLOW void node_grad_checked(tg_node *n, int i, tg_tensor *dx)
 			return;
 	}
 	if (ctx->anomaly) {
-		const char *bad = nonfinite(dx);
+		const char *bad = tg_nonfinite(dx);
 		if (bad) {
 			char buf[TG_SHAPE_STR];
 			tg_fail(ctx, TG_EANOMALY,

@@ -228,12 +228,13 @@ tg_tensor *tg_tensor_new(tg_ctx *ctx, const char *who, tg_dtype dt, int ndim,
  * lazy gradient (filled later) or a gradient buffer. A copy of its own
  * (tg_tensor_own) is always arena memory, so data in x's header stays for
  * the tensors that share it. */
-tg_tensor *tg_tensor_alias(tg_tensor *x, const char *who, size_t off, int ndim,
+tg_tensor *tg_tensor_alias(tg_tensor *x, const char *who, bool share, size_t off, int ndim,
 			   const int64_t *shape)
 {
 	tg_ctx *ctx = x->ctx;
-	if (x->persistent || x->lent || x->lazy_fill || x->written_later || ctx->status != TG_OK)
-		return NULL;
+	if (!share || x->persistent || x->lent || x->lazy_fill || x->written_later ||
+	    ctx->status != TG_OK)
+		return tg_tensor_new(ctx, who, x->dtype, ndim, shape);
 	size_t n = 1;
 	for (int i = 0; i < ndim; i++)
 		n *= (size_t)shape[i];

@@ -420,16 +420,6 @@ static tg_tensor *conv(const geom *g, tg_tensor *x, tg_tensor *w, tg_tensor *b);
 static tg_tensor *conv_input_grad(const geom *g, tg_tensor *dout, tg_tensor *w);
 static tg_tensor *conv_weight_grad(const geom *g, tg_tensor *x, tg_tensor *dout);
 
-/* Whether every value of t is finite. */
-static bool all_finite_values(const tg_tensor *t)
-{
-	for (size_t i = 0; i < t->numel; i++)
-		if (!isfinite(t->dtype == TG_F64 ? ((const double *)t->data)[i]
-						 : ((const float *)t->data)[i]))
-			return false;
-	return true;
-}
-
 static void conv2d_backward(tg_node *n, tg_tensor *dout)
 {
 	const geom *g = n->aux;
@@ -439,7 +429,7 @@ static void conv2d_backward(tg_node *n, tg_tensor *dout)
 	 * look for (tg_known_finite) */
 	if (n->nin == 3 && tg_node_needs_grad(n, 2)) {
 		tg_tensor *db = tg_sum_to(dout, 3, (int64_t[]){ g->O, 1, 1 });
-		if (db && all_finite_values(db))
+		if (db && !tg_nonfinite(db))
 			tg_note_finite(dout);
 		tg_node_grad(n, 2, tg_reshape(db, 1, &g->O));
 	}

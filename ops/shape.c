@@ -294,14 +294,12 @@ static tg_tensor *slice(tg_tensor *x, int axis, int64_t start, int64_t length)
 	/* a run of whole rows of the first axis above size 1 is x's data from
 	 * an offset on: shared, as a reshape's (tg_tensor_alias) */
 	view v = view_of(x->ndim, x->shape, axis);
-	tg_tensor *out = v.outer == 1 ? tg_tensor_alias(x, who, (size_t)(start * v.inner),
-							 x->ndim, shape)
-				      : NULL;
-	if (!out) {
-		if (!tg_ok(ctx) || !(out = tg_tensor_new(ctx, who, x->dtype, x->ndim, shape)))
-			return NULL;
+	tg_tensor *out = tg_tensor_alias(x, who, v.outer == 1, (size_t)(start * v.inner), x->ndim,
+					 shape);
+	if (!out)
+		return NULL;
+	if (!out->shares)
 		slice_copy(x->data, out, v, start, length);
-	}
 	const double attr[3] = { axis, (double)start, (double)length };
 	return tg_op_end(&slice_op, out, 1, &x, attr, 3, NULL);
 }

@@ -617,11 +617,8 @@ tg_tensor *tg_permuted(tg_tensor *x, const int *perm, const char *who)
 		shape[j] = x->shape[perm[j]];
 	/* one axis left once those of size 1 go and neighbours merge: the
 	 * elements keep their order */
-	tg_tensor *out = plan_of(x, perm).k <= 1 ? tg_tensor_alias(x, who, 0, x->ndim, shape)
-						 : NULL;
-	if (out || !tg_ok(x->ctx))
-		return out;
-	if ((out = tg_tensor_new(x->ctx, who, x->dtype, x->ndim, shape)))
+	tg_tensor *out = tg_tensor_alias(x, who, plan_of(x, perm).k <= 1, 0, x->ndim, shape);
+	if (out && !out->shares)
 		permute_into(x, perm, out, false);
 	return out;
 }
