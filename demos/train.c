@@ -108,6 +108,12 @@ static const char usage_text[] =
 	"  --seed S             seed of initialisation, shuffling and dropout (default 42)\n"
 	"  --threads T          threads of the products and large loops (default 1; at\n"
 	"                       most the machine's cores)\n"
+	"  --conv K             the convolutions' kernels in f32: onednn (default; oneDNN's\n"
+	"                       direct kernels, PyTorch's bits), winograd (3x3 at stride 1\n"
+	"                       with 16 channels or more in and out, 32 on one side, on\n"
+	"                       oneDNN's Winograd kernels: faster, results within about 16\n"
+	"                       f32 roundings of the sum of |products|), im2col; TG_CONV\n"
+	"                       sets the default\n"
 	"  --anomaly            check every op for NaN/Inf and name the first that made one\n"
 	"  --no-divergence-check  train on when the loss grows past 1000 times the first\n"
 	"                       step's (and past 100); by default that stops the run\n"
@@ -161,6 +167,7 @@ static const char *const cancer_names[] = { "malignant", "benign" };
 typedef struct config {
 	const char *data;
 	const char *net;      /* --net: a CNN (tg_model_parse_image) or full form, or NULL */
+	const char *conv;     /* --conv: onednn, winograd, im2col, or NULL (TG_CONV's) */
 	const char *layers;   /* full spec, or NULL */
 	const char *hidden;
 	const char *act;
@@ -388,7 +395,7 @@ static config parse_args(int argc, char **argv)
 			"--data", "--net", "--layers", "--hidden", "--act", "--dropout", "--init",
 			"--optim", "--lr", "--batch", "--epochs", "--iters", "--weight-decay",
 			"--seed", "--threads", "--dtype", "--log", "--save", "--load", "--schedule",
-			"--resume", "--step-log", "--dist-timeout", NULL,
+			"--resume", "--step-log", "--dist-timeout", "--conv", NULL,
 		};
 		int k = 0;
 		while (with_value[k] && strcmp(a, with_value[k]))
@@ -412,6 +419,11 @@ static config parse_args(int argc, char **argv)
 			c.data = val;
 		else if (!strcmp(a, "--net"))
 			c.net = val;
+		else if (!strcmp(a, "--conv")) {
+			if (strcmp(val, "onednn") && strcmp(val, "winograd") && strcmp(val, "im2col"))
+				usage_error("--conv %s: onednn, winograd or im2col", val);
+			c.conv = val;
+		}
 		else if (!strcmp(a, "--layers"))
 			c.layers = val;
 		else if (!strcmp(a, "--hidden"))
@@ -1312,6 +1324,10 @@ int main(int argc, char **argv)
 			     "--schedule");
 	}
 	tg_set_threads(ctx, c.threads);
+	if (c.conv)
+		tg_set_conv_kernels(ctx, !strcmp(c.conv, "winograd") ? TG_CONV_WINOGRAD
+					 : !strcmp(c.conv, "im2col") ? TG_CONV_IM2COL
+								     : TG_CONV_ONEDNN);
 
 	tg_mlp_opts mo = tg_mlp_defaults();
 	tg_optim_kind kind;
@@ -1636,6 +1652,14 @@ int main(int argc, char **argv)
 	const char *faster = tg_blas_advice();
 	printf("blas      %s%s%s%s\n", tg_blas_info(), faster ? "; OPENBLAS_CORETYPE=" : "",
 	       faster ? faster : "", faster ? " may be faster (build/tests/blas_probe times it)" : "");
+	tg_conv_kernels ck = tg_get_conv_kernels(ctx);
+	if (ck != TG_CONV_ONEDNN)
+		printf("conv      %s (%s)\n",
+		       ck == TG_CONV_WINOGRAD ? "oneDNN's Winograd kernels for 3x3 at stride 1 (16+ "
+						"channels in and out, 32+ on one side); direct for "
+						"the rest"
+					      : "im2col and GEMM",
+		       c.conv ? "--conv" : "TG_CONV");
 	if (dist)
 		printf("dist      %d rank%s of batch %lld: a global batch of %lld%s\n", ranks,
 		       ranks == 1 ? "" : "s", (long long)c.batch, (long long)gbatch,

@@ -20,6 +20,26 @@
 
 static void tg_blas_warn_once(void);
 
+/* TG_CONV's kernels: im2col, winograd, or (unset or empty) the default; any
+ * other value is named on stderr once and keeps the default. */
+static tg_conv_kernels conv_from_env(void)
+{
+	const char *conv = getenv("TG_CONV");
+	if (!conv || !*conv)
+		return TG_CONV_ONEDNN;
+	if (!strcmp(conv, "im2col"))
+		return TG_CONV_IM2COL;
+	if (!strcmp(conv, "winograd"))
+		return TG_CONV_WINOGRAD;
+	static atomic_int warned;
+	if (!atomic_exchange(&warned, 1))
+		fprintf(stderr,
+			"tapegrad: TG_CONV=%s is neither im2col nor winograd; conv2d keeps its "
+			"default kernels\n",
+			conv);
+	return TG_CONV_ONEDNN;
+}
+
 static void *default_alloc(size_t size, void *user)
 {
 	(void)user;
@@ -50,8 +70,7 @@ tg_ctx *tg_ctx_new_with(uint64_t seed, const tg_allocator *a)
 	ctx->gen = 1;
 	ctx->grad_enabled = true;
 	ctx->threads = 1;
-	const char *conv = getenv("TG_CONV");
-	ctx->conv_im2col = conv && !strcmp(conv, "im2col");
+	ctx->conv = conv_from_env();
 	const char *sgemm = getenv("TG_SGEMM");
 	ctx->sgemm_blas = sgemm && !strcmp(sgemm, "openblas");
 	tg_arena_init(ctx);
@@ -136,6 +155,25 @@ void tg_set_threads(tg_ctx *ctx, int n)
 		return;
 	}
 	ctx->threads = n < TG_MAX_THREADS ? n : TG_MAX_THREADS;
+}
+
+void tg_set_conv_kernels(tg_ctx *ctx, tg_conv_kernels k)
+{
+	if (!ctx)
+		return;
+	if (k != TG_CONV_ONEDNN && k != TG_CONV_IM2COL && k != TG_CONV_WINOGRAD) {
+		tg_fail(ctx, TG_EARG,
+			"tg_set_conv_kernels: %d is not TG_CONV_ONEDNN, TG_CONV_IM2COL or "
+			"TG_CONV_WINOGRAD",
+			(int)k);
+		return;
+	}
+	ctx->conv = k;
+}
+
+tg_conv_kernels tg_get_conv_kernels(const tg_ctx *ctx)
+{
+	return ctx ? ctx->conv : TG_CONV_ONEDNN;
 }
 
 /* ---- which BLAS kernel runs ---------------------------------------------- */

@@ -106,6 +106,7 @@ struct tg_tensor {
 	uint32_t version;    /* bumped by every in-place change */
 	uint32_t uniform_at; /* see tg_is_uniform */
 	uint32_t finite_at;  /* see tg_known_finite */
+	uint32_t tame_at;    /* see tg_known_tame */
 	bool lazy_fill;      /* uniform, with element 0 alone written (tg_unlazy) */
 	bool requires_grad;
 	bool persistent;     /* ctx lifetime */
@@ -188,7 +189,7 @@ struct tg_ctx {
 	 * ops/conv_dnnl.c), freed by its own function in tg_ctx_free */
 	void *kernel_cache;
 	void (*kernel_cache_free)(tg_ctx *ctx, void *cache);
-	bool conv_im2col; /* TG_CONV=im2col when made: conv2d keeps its im2col kernels */
+	tg_conv_kernels conv; /* tg_set_conv_kernels; TG_CONV from the environment */
 	bool sgemm_blas;  /* TG_SGEMM=openblas when made: f32 products stay on OpenBLAS */
 	tg_status status;
 	/* room for a path of PATH_MAX bytes and its reason; a longer message
@@ -470,6 +471,24 @@ static inline void tg_note_finite(tg_tensor *t)
 {
 	if (!t->lent)
 		t->finite_at = t->version + 1;
+}
+
+/* True while every element of t is known to be finite and below 2^40 in
+ * magnitude (oneDNN's Winograd kernels take such inputs only: see
+ * ops/conv_dnnl.c), found by a kernel's own pass over t and noted for the
+ * next kernel that takes t at the same version. A note about t's data, not
+ * a change to it: it may be made through a const pointer. Tame is finite
+ * too. Never noted for lent data. */
+static inline bool tg_known_tame(const tg_tensor *t)
+{
+	return t->tame_at != 0 && t->tame_at == t->version + 1;
+}
+static inline void tg_note_tame(const tg_tensor *t)
+{
+	if (!t->lent) {
+		tg_tensor *n = (tg_tensor *)t;
+		n->tame_at = n->finite_at = t->version + 1;
+	}
 }
 
 /* A sum's or a mean's backward hands its input the gradient c (one

@@ -513,7 +513,7 @@ tg_conv_done tg_conv_depthwise(tg_ctx *ctx, tg_conv_kernel kind, const geom *g,
 {
 	dw_job j = { .g = g, .dt = a->dtype, .kind = kind, .a = a->data, .b = b->data,
 		     .bias = bias, .y = y };
-	if (g->G != g->C || g->N < 1 || g->O / g->C > MAX_M || ctx->conv_im2col ||
+	if (g->G != g->C || g->N < 1 || g->O / g->C > MAX_M || ctx->conv == TG_CONV_IM2COL ||
 	    !faster_here(kind, g, j.dt) || !bordered(kind, g, &j))
 		return TG_CONV_DECLINED;
 	int64_t m = g->O / g->C, K = g->KH * g->KW, P = j.Hp * j.s * j.Wq;

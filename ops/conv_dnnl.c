@@ -62,6 +62,30 @@ enum { SLOTS = 32, LANES = 16, SCRATCH_ALIGN = 64 };
  * calls), and the version does not see that. */
 enum { COPIES = 32 };
 
+/* WINOGRAD: in a context set to TG_CONV_WINOGRAD, a 3x3 kernel at stride 1
+ * without dilation or groups, with 16 channels or more in and out and 32
+ * or more on one side (C O >= 512), runs on
+ * oneDNN's Winograd kernels (jit_wino_4x3: each 4x4 tile of outputs from
+ * 6x6 of inputs in 36 products per channel pair, where the direct kernels
+ * make 144), for all three kinds. Forward and backward of conv2d + relu,
+ * 1 thread, fastest of 3 runs, direct against Winograd: (16,64,16,16) to 64
+ * channels 8.2 -> 4.1 ms, (8,64,56,56) 53.1 -> 23.6, (4,128,28,28) 24.7
+ * -> 10.9, (32,32,32,32) 18.9 -> 12.8, (4,256,14,14) 24.7 -> 15.4,
+ * (64,32,14,14) to 64 12.8 -> 8.5, (32,16,32,32) to 32 10.1 -> 7.8,
+ * (64,64,8,8) 7.7 -> 4.1. With fewer channels it was slower: (64,1,28,28)
+ * to 32 7.1 -> 11.5, (64,3,32,32) 10.9 -> 16.7, (8,8,28,28) to 16 0.61 ->
+ * 0.72, and 16 to 16 on small images, (64,16,8,8) 0.49 -> 0.61 and
+ * (2,16,16,16) 0.068 -> 0.087 (on (64,16,28,28) it gained: 7.6 -> 5.5).
+ * The results differ:
+ * their worst error against f64 was 10 to 16 units of f32 rounding of the
+ * sum of |products| (the direct kernels': 1 to 4, the same bits as
+ * PyTorch's), so the default stays direct. The transforms mix a tile's 36
+ * inputs, so a NaN or inf would reach every output of its tile, and values
+ * near the top of f32's range could overflow where a direct sum would not:
+ * inputs holding any value that is not finite and below 2^40 in magnitude
+ * (tame) run on the direct kernels. */
+enum { WINO_MIN_CHANNELS = 16, WINO_MIN_PAIRS = 512, TAME_EXP = 40 };
+
 /* The three tensors of a kernel, in the order tg_conv_dnnl takes them:
  * a and b are read, y written. */
 enum { A, B, Y, NT };
@@ -74,6 +98,7 @@ typedef struct prim {
 	bool live;
 	tg_conv_kernel kind;
 	bool bias;
+	bool wino;                    /* Winograd, not direct (WINOGRAD) */
 	tg_conv_geom g;
 	int lane;                     /* the run of images it serves (g.N is the run's) */
 	uint64_t used;                /* the cache's clock at its last call: the oldest goes */
@@ -190,22 +215,23 @@ static bool describe(const tg_conv_geom *g, bool any, descs *d)
 	       dnnl_memory_desc_init_by_tag(&d->b, 1, bs, dnnl_f32, dnnl_x) == dnnl_success;
 }
 
-/* The operation descriptor of kind over d; oneDNN counts dilation from 0. */
-static bool op_desc(const tg_conv_geom *g, tg_conv_kernel kind, bool bias, const descs *d,
-		    dnnl_convolution_desc_t *cd)
+/* The operation descriptor of kind over d, by algorithm alg; oneDNN counts
+ * dilation from 0. */
+static bool op_desc(const tg_conv_geom *g, tg_conv_kernel kind, bool bias, dnnl_alg_kind_t alg,
+		    const descs *d, dnnl_convolution_desc_t *cd)
 {
 	dnnl_dims_t s = { g->sh, g->sw }, dil = { g->dh - 1, g->dw - 1 }, p = { g->ph, g->pw };
 	dnnl_status_t st;
 	if (kind == TG_CONV_FORWARD)
 		st = dnnl_dilated_convolution_forward_desc_init(
-			cd, dnnl_forward_training, dnnl_convolution_direct, &d->x, &d->w,
+			cd, dnnl_forward_training, alg, &d->x, &d->w,
 			bias ? &d->b : NULL, &d->out, s, dil, p, p);
 	else if (kind == TG_CONV_INPUT_GRAD)
 		st = dnnl_dilated_convolution_backward_data_desc_init(
-			cd, dnnl_convolution_direct, &d->x, &d->w, &d->out, s, dil, p, p);
+			cd, alg, &d->x, &d->w, &d->out, s, dil, p, p);
 	else
 		st = dnnl_dilated_convolution_backward_weights_desc_init(
-			cd, dnnl_convolution_direct, &d->x, &d->w, NULL, &d->out, s, dil, p, p);
+			cd, alg, &d->x, &d->w, NULL, &d->out, s, dil, p, p);
 	return st == dnnl_success;
 }
 
@@ -222,21 +248,22 @@ static dnnl_primitive_attr_t user_scratchpad(void)
 	return NULL;
 }
 
-/* The primitive descriptor of kind; the backward kinds are made with the
- * forward's as their hint. NULL if refused. */
+/* The primitive descriptor of kind, Winograd or direct; the backward kinds
+ * are made with the forward's as their hint. NULL if refused. */
 static dnnl_primitive_desc_t prim_desc(const cache *c, const tg_conv_geom *g,
-				       tg_conv_kernel kind, bool bias, const descs *d)
+				       tg_conv_kernel kind, bool bias, bool wino, const descs *d)
 {
+	const dnnl_alg_kind_t alg = wino ? dnnl_convolution_winograd : dnnl_convolution_direct;
 	dnnl_primitive_attr_t attr = user_scratchpad();
 	if (!attr)
 		return NULL;
 	dnnl_primitive_desc_t pd = NULL, hint = NULL;
 	dnnl_convolution_desc_t cd;
 	if (kind != TG_CONV_FORWARD &&
-	    (!op_desc(g, TG_CONV_FORWARD, false, d, &cd) ||
+	    (!op_desc(g, TG_CONV_FORWARD, false, alg, d, &cd) ||
 	     dnnl_primitive_desc_create(&hint, &cd, NULL, c->engine, NULL) != dnnl_success))
 		goto out_free_attr;
-	if (!op_desc(g, kind, bias, d, &cd) ||
+	if (!op_desc(g, kind, bias, alg, d, &cd) ||
 	    dnnl_primitive_desc_create(&pd, &cd, attr, c->engine, hint) != dnnl_success)
 		pd = NULL;
 	if (hint)
@@ -326,15 +353,15 @@ static bool tensor_make(const cache *c, prim *e, int t, const dnnl_memory_desc_t
 /* Fills e for kind over g: the convolution, its tensors' memory objects and
  * reorders, the bias's and the scratchpad's. false if refused. */
 static bool prim_make(const cache *c, prim *e, const tg_conv_geom *g, tg_conv_kernel kind,
-		      bool bias, int lane)
+		      bool bias, bool wino, int lane)
 {
 	descs plain, chosen;
 	if (!describe(g, false, &plain) || !describe(g, BLOCKED, &chosen))
 		return false;
-	dnnl_primitive_desc_t pd = prim_desc(c, g, kind, bias, &chosen);
+	dnnl_primitive_desc_t pd = prim_desc(c, g, kind, bias, wino, &chosen);
 	if (!pd)
 		return false;
-	*e = (prim){ .live = true, .kind = kind, .bias = bias, .g = *g, .lane = lane };
+	*e = (prim){ .live = true, .kind = kind, .bias = bias, .wino = wino, .g = *g, .lane = lane };
 	static const int args[3][NT] = {
 		{ DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST },
 		{ DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC },
@@ -373,14 +400,14 @@ static bool prim_make(const cache *c, prim *e, const tg_conv_geom *g, tg_conv_ke
  * on a miss. A geometry oneDNN refuses keeps its slot with no primitive,
  * so that it is not asked again at every step. */
 static prim *prim_of(cache *c, const tg_conv_geom *g, tg_conv_kernel kind, bool bias,
-		     int lane)
+		     bool wino, int lane)
 {
 	prim *old = &c->slot[0];
 	c->clock++;
 	for (int i = 0; i < SLOTS; i++) {
 		prim *e = &c->slot[i];
-		if (e->live && e->kind == kind && e->bias == bias && e->lane == lane &&
-		    !memcmp(&e->g, g, sizeof *g)) {
+		if (e->live && e->kind == kind && e->bias == bias && e->wino == wino &&
+		    e->lane == lane && !memcmp(&e->g, g, sizeof *g)) {
 			e->used = c->clock;
 			return e;
 		}
@@ -389,9 +416,10 @@ static prim *prim_of(cache *c, const tg_conv_geom *g, tg_conv_kernel kind, bool 
 	}
 	if (old->live)
 		prim_free(old);
-	if (!prim_make(c, old, g, kind, bias, lane)) {
+	if (!prim_make(c, old, g, kind, bias, wino, lane)) {
 		prim_free(old);
-		*old = (prim){ .live = true, .kind = kind, .bias = bias, .g = *g, .lane = lane };
+		*old = (prim){ .live = true, .kind = kind, .bias = bias, .wino = wino, .g = *g,
+			       .lane = lane };
 	}
 	old->used = c->clock;
 	return old;
@@ -548,10 +576,11 @@ static void copies_keep(cache *c, const lane *l, const tg_tensor *ta, const tg_t
 	}
 }
 
-/* The kernel over g's images in T lanes. */
+/* The kernel over g's images in T lanes, on Winograd's kernels where wino
+ * asks and oneDNN takes the geometry, else on the direct ones. */
 static tg_conv_done conv_lanes(tg_ctx *ctx, cache *c, int T, tg_conv_kernel kind,
 			       const tg_conv_geom *g, const tg_tensor *ta, const tg_tensor *tb,
-			       const float *bias, float *y)
+			       const float *bias, bool wino, float *y)
 {
 	const float *a = ta->data, *b = tb->data;
 	lanes ls = { .bias = bias };
@@ -561,7 +590,9 @@ static tg_conv_done conv_lanes(tg_ctx *ctx, cache *c, int T, tg_conv_kernel kind
 		lo[i] = g->N * i / T;
 		run_g.N = g->N * (i + 1) / T - lo[i];
 		lane *l = &ls.l[i];
-		l->e = prim_of(c, &run_g, kind, bias != NULL, i);
+		l->e = prim_of(c, &run_g, kind, bias != NULL, wino, i);
+		if (!l->e->p && wino)
+			l->e = prim_of(c, &run_g, kind, bias != NULL, false, i);
 		if (!l->e->p)
 			return TG_CONV_DECLINED;
 		if (!c->stream[i] &&
@@ -650,6 +681,34 @@ static bool border_agrees(tg_conv_kernel kind, const tg_conv_geom *g, const tg_t
 	return kind == TG_CONV_INPUT_GRAD || (g->ph == 0 && g->pw == 0) || all_finite(b);
 }
 
+/* Whether every element of an f32 tensor is finite and below 2^TAME_EXP in
+ * magnitude (its exponent field below 127 + TAME_EXP), noted for the next
+ * kernel that takes it (tg_known_tame). */
+TG_HOT_LOOP_WIDE static bool tame(const tg_tensor *t)
+{
+	if (tg_known_tame(t))
+		return true;
+	const uint32_t *v = t->data, top = (uint32_t)(127 + TAME_EXP) << 23;
+	uint32_t bad = 0;
+	for (size_t i = 0; i < t->numel; i++)
+		bad |= (v[i] & 0x7f800000u) >= top;
+	if (bad)
+		return false;
+	tg_note_tame(t);
+	return true;
+}
+
+/* Whether kind over g runs on Winograd's kernels (WINOGRAD), with a and b
+ * its inputs. */
+static bool winograd(const tg_ctx *ctx, const tg_conv_geom *g, const tg_tensor *a,
+		     const tg_tensor *b)
+{
+	return ctx->conv == TG_CONV_WINOGRAD && g->KH == 3 && g->KW == 3 && g->sh == 1 &&
+	       g->sw == 1 && g->dh == 1 && g->dw == 1 && g->G == 1 &&
+	       g->C >= WINO_MIN_CHANNELS && g->O >= WINO_MIN_CHANNELS &&
+	       g->C * g->O >= WINO_MIN_PAIRS && tame(a) && tame(b);
+}
+
 /* A 1x1 kernel at stride 1 without padding or groups, on images of 64
  * positions or more, is one GEMM per image on the NCHW planes where they
  * lie (conv.c), with no reorder into or out of a blocked layout: forward
@@ -667,7 +726,7 @@ static bool pointwise(const tg_conv_geom *g)
 tg_conv_done tg_conv_dnnl(tg_ctx *ctx, tg_conv_kernel kind, const tg_conv_geom *g,
 			  const tg_tensor *a, const tg_tensor *b, const float *bias, float *y)
 {
-	if (g->N < 1 || ctx->conv_im2col || pointwise(g) || !fits_32_bits(g) ||
+	if (g->N < 1 || ctx->conv == TG_CONV_IM2COL || pointwise(g) || !fits_32_bits(g) ||
 	    !border_agrees(kind, g, b))
 		return TG_CONV_DECLINED;
 	cache *c = cache_of(ctx);
@@ -682,7 +741,7 @@ tg_conv_done tg_conv_dnnl(tg_ctx *ctx, tg_conv_kernel kind, const tg_conv_geom *
 	int omp = omp_get_max_threads();
 	if (omp != 1)
 		omp_set_num_threads(1);
-	tg_conv_done done = conv_lanes(ctx, c, T, kind, g, a, b, bias, y);
+	tg_conv_done done = conv_lanes(ctx, c, T, kind, g, a, b, bias, winograd(ctx, g, a, b), y);
 	if (omp != 1)
 		omp_set_num_threads(omp);
 	return done;
@@ -694,13 +753,20 @@ uint64_t tg_conv_dnnl_reused(const tg_ctx *ctx)
 						    : 0;
 }
 
-int tg_conv_dnnl_made(const tg_ctx *ctx)
+/* The primitives made, Winograd's alone when wino_only. */
+static int made(const tg_ctx *ctx, bool wino_only)
 {
 	int n = 0;
 	if (ctx->kernel_cache_free == cache_free)
-		for (int i = 0; i < SLOTS; i++)
-			n += ((const cache *)ctx->kernel_cache)->slot[i].p != NULL;
+		for (int i = 0; i < SLOTS; i++) {
+			const prim *e = &((const cache *)ctx->kernel_cache)->slot[i];
+			n += e->p != NULL && (e->wino || !wino_only);
+		}
 	return n;
 }
+
+int tg_conv_dnnl_made(const tg_ctx *ctx) { return made(ctx, false); }
+
+int tg_conv_dnnl_winograd_made(const tg_ctx *ctx) { return made(ctx, true); }
 
 #endif

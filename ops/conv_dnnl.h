@@ -38,16 +38,19 @@ typedef enum tg_conv_done {
 void tg_conv_add_parts(tg_dtype dt, void *dw, const void *part, int nparts, size_t n);
 
 #ifdef TG_HAVE_DNNL
-/* The f32 kernel on oneDNN. It declines when the context was made with
- * TG_CONV=im2col in the environment (ctx->conv_im2col), for a 1x1 kernel at
+/* The f32 kernel on oneDNN: its direct kernels, or its Winograd ones where
+ * the context is set to TG_CONV_WINOGRAD (see WINOGRAD in conv_dnnl.c). It
+ * declines when the context is set to TG_CONV_IM2COL, for a 1x1 kernel at
  * stride 1 without padding or groups on 64 positions or more (conv.c's
  * GEMM per image is faster there), when oneDNN refuses
  * the geometry, when its primitive cannot be made, and when a NaN or inf
  * would meet the padding (which oneDNN skips rather than multiplies). */
 tg_conv_done tg_conv_dnnl(tg_ctx *ctx, tg_conv_kernel kind, const tg_conv_geom *g,
 			  const tg_tensor *a, const tg_tensor *b, const float *bias, float *y);
-/* How many primitives the context's cache holds (for the tests). */
+/* How many primitives the context's cache holds (for the tests), and how
+ * many of them are Winograd's. */
 int tg_conv_dnnl_made(const tg_ctx *ctx);
+int tg_conv_dnnl_winograd_made(const tg_ctx *ctx);
 /* How many blocked copies its kernels read instead of reordering again. */
 uint64_t tg_conv_dnnl_reused(const tg_ctx *ctx);
 #else
@@ -59,6 +62,11 @@ static inline tg_conv_done tg_conv_dnnl(tg_ctx *ctx, tg_conv_kernel kind,
 	return TG_CONV_DECLINED;
 }
 static inline int tg_conv_dnnl_made(const tg_ctx *ctx)
+{
+	(void)ctx;
+	return 0;
+}
+static inline int tg_conv_dnnl_winograd_made(const tg_ctx *ctx)
 {
 	(void)ctx;
 	return 0;

@@ -58,6 +58,7 @@ expect 2 "--batch needs an integer >= 1" --batch 0
 expect 2 "--batch 99999999999999999999 is out of range: an integer from 1 to 9223372036854775807" \
 	--batch 99999999999999999999
 expect 2 "--lr 1e999 is out of range of a double" --lr 1e999
+expect 2 "--conv winogard: onednn, winograd or im2col" --conv winogard
 expect 2 "--threads needs an integer >= 1" --threads 0
 expect 2 "--threads: at most 256" --threads 4294967297
 expect 2 "--dtype is f16; it must be f32 or f64" --dtype f16
@@ -436,6 +437,17 @@ case "$msg" in
 	echo "FAIL: train --step-log onto a full disk: $msg"
 	fails=$((fails + 1)) ;;
 esac
+
+# --conv winograd: the header names the kernels, and a CNN on the digits
+# (16 channels to 32 at stride 1, the second layer Winograd's) trains
+if ! "$train" --data digits --net conv16:3p1-conv32:3p1-pool2-10 --epochs 3 --conv winograd \
+	--quiet >"$out" 2>&1 ||
+	! grep -qF "conv      oneDNN's Winograd kernels for 3x3 at stride 1" "$out" ||
+	! grep -q "^final test accuracy 0\.[5-9]" "$out"; then
+	echo "FAIL: train --net ... --conv winograd:"
+	cat "$out"
+	fails=$((fails + 1))
+fi
 
 # demos/experiments --quick without --out would put short runs' pictures
 # over the full runs' in demos/pictures: refused before any work

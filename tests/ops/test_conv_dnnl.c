@@ -173,6 +173,91 @@ static void dnnl_matches_im2col_on_the_cnn_layers(void **state)
 	tg_ctx_free(ref);
 }
 
+/* A context set to TG_CONV_WINOGRAD, the same case: one more, so that
+ * none of its convolutions is the im2col context's. */
+static tg_ctx *winograd_ctx(void)
+{
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_set_conv_kernels(ctx, TG_CONV_WINOGRAD);
+	assert_int_equal(tg_get_conv_kernels(ctx), TG_CONV_WINOGRAD);
+	return ctx;
+}
+
+/* Winograd's kernels (WINOGRAD in ops/conv_dnnl.c): 3x3 kernels at stride
+ * 1 with 16 or 32 channels in and 32 or 16 out, padding 0 to 2, images of sides 3
+ * to 13 (not square, mostly not multiples of the 4x4 tiles), batches of 1
+ * and 3, on one thread and two, against im2col within the tolerance of
+ * the direct kernels. The geometries left to the direct kernels (8
+ * channels, 16 to 16, stride 2, dilation 2, groups, a 5x5 kernel) make no
+ * Winograd primitive. */
+static void winograd_kernels_match_im2col(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = winograd_ctx(), *ref = im2col_ctx(SEED);
+	static const int64_t channels[][2] = { { 32, 32 }, { 16, 32 }, { 32, 16 } };
+	srand(SEED);
+	int cases = 0;
+	for (int t = 1; t <= 2; t++) {
+		tg_set_threads(ctx, t);
+		tg_set_threads(ref, t);
+		for (size_t ci = 0; ci < LEN(channels); ci++)
+			for (int p = 0; p <= 2; p++, cases++) {
+				conv_case c = { .N = cases % 2 ? 3 : 1, .C = channels[ci][0],
+						.H = 3 + rand() % 11, .W = 3 + rand() % 11,
+						.O = channels[ci][1], .KH = 3, .KW = 3,
+						.o = { { 1, 1 }, { p, p }, { 1, 1 }, 1 } };
+				compare_case(ctx, ref, &c);
+			}
+	}
+	assert_int_equal(cases, 18);
+#ifdef TG_HAVE_DNNL
+	if (tg_conv_dnnl_winograd_made(ctx) < 1)
+		fail_msg("no Winograd primitive was made: the direct kernels were compared");
+	const conv_case direct[] = {
+		{ 2, 8, 9, 9, 16, 3, 3, { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1 } },
+		{ 2, 16, 9, 9, 8, 3, 3, { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1 } },
+		{ 2, 16, 9, 9, 16, 3, 3, { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1 } },
+		{ 2, 32, 9, 9, 32, 3, 3, { { 2, 2 }, { 1, 1 }, { 1, 1 }, 1 } },
+		{ 2, 32, 9, 9, 32, 3, 3, { { 1, 1 }, { 2, 2 }, { 2, 2 }, 1 } },
+		{ 2, 64, 9, 9, 64, 3, 3, { { 1, 1 }, { 1, 1 }, { 1, 1 }, 2 } },
+		{ 2, 32, 9, 9, 32, 5, 5, { { 1, 1 }, { 2, 2 }, { 1, 1 }, 1 } },
+	};
+	for (size_t i = 0; i < LEN(direct); i++) {
+		tg_ctx *fresh = winograd_ctx();
+		compare_case(fresh, ref, &direct[i]);
+		if (tg_conv_dnnl_made(fresh) < 1 || tg_conv_dnnl_winograd_made(fresh) != 0)
+			fail_msg("case %zu: %d primitives made, %d of them Winograd's; expected "
+				 "direct ones only",
+				 i, tg_conv_dnnl_made(fresh), tg_conv_dnnl_winograd_made(fresh));
+		tg_ctx_free(fresh);
+	}
+#endif
+	tg_ctx_free(ctx);
+	tg_ctx_free(ref);
+}
+
+/* tg_set_conv_kernels takes the three settings and refuses others; TG_CONV
+ * in the environment sets a new context's. */
+static void the_conv_kernels_are_set_per_context(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	assert_int_equal(tg_get_conv_kernels(ctx), TG_CONV_ONEDNN);
+	tg_set_conv_kernels(ctx, TG_CONV_IM2COL);
+	assert_int_equal(tg_get_conv_kernels(ctx), TG_CONV_IM2COL);
+	tg_set_conv_kernels(ctx, (tg_conv_kernels)7);
+	assert_int_equal(tg_status_of(ctx), TG_EARG);
+	assert_non_null(strstr(tg_error(ctx), "7 is not TG_CONV_ONEDNN"));
+	assert_int_equal(tg_get_conv_kernels(ctx), TG_CONV_IM2COL);
+	tg_ctx_free(ctx);
+	assert_int_equal(tg_get_conv_kernels(NULL), TG_CONV_ONEDNN);
+	tg_ctx *w = ctx_made_with("TG_CONV", "winograd", SEED), *i = im2col_ctx(SEED);
+	assert_int_equal(tg_get_conv_kernels(w), TG_CONV_WINOGRAD);
+	assert_int_equal(tg_get_conv_kernels(i), TG_CONV_IM2COL);
+	tg_ctx_free(w);
+	tg_ctx_free(i);
+}
+
 /* Channel counts that fill oneDNN's blocks of 16 (and 8), whose layouts
  * are copied by transpose.c's batched transposes: images of 1 to 51
  * positions, a multiple of 16 or not, below 16 or above; plain and
@@ -430,14 +515,15 @@ static void a_write_through_a_kept_pointer_reaches_the_next_convolution(void **s
 
 /* The CNN's two convolutions with ReLU and pooling, forward and backward,
  * for 10 steps after 3 of warm-up: the primitives are made once and the
- * scratchpads and blocked copies come from the step arena. */
-static void steady_dnnl_steps_allocate_nothing_through_the_context(void **state)
+ * scratchpads and blocked copies come from the step arena; on the direct
+ * kernels and on Winograd's. */
+static void steady_steps_allocate_nothing(tg_conv_kernels k)
 {
-	(void)state;
 	counting c = { 0 };
 	tg_allocator a = { counting_alloc, counting_free, &c };
 	tg_ctx *ctx = tg_ctx_new_with(1, &a);
 	tg_set_threads(ctx, 2);
+	tg_set_conv_kernels(ctx, k);
 	tg_tensor *w1 = tg_param(tg_randn(ctx, TG_F32, SHAPE(32, 1, 3, 3), 0, 0.3));
 	tg_tensor *b1 = tg_param(tg_zeros(ctx, TG_F32, SHAPE(32)));
 	tg_tensor *w2 = tg_param(tg_randn(ctx, TG_F32, SHAPE(64, 32, 3, 3), 0, 0.1));
@@ -461,8 +547,22 @@ static void steady_dnnl_steps_allocate_nothing_through_the_context(void **state)
 	/* forward of both, weight grads of both, input grad of the second,
 	 * for each of the two runs of images */
 	assert_int_equal(tg_conv_dnnl_made(ctx), 5 * 2);
+	/* the second's three kinds on Winograd's kernels */
+	assert_int_equal(tg_conv_dnnl_winograd_made(ctx), k == TG_CONV_WINOGRAD ? 3 * 2 : 0);
 #endif
 	tg_ctx_free(ctx);
+}
+
+static void steady_dnnl_steps_allocate_nothing_through_the_context(void **state)
+{
+	(void)state;
+	steady_steps_allocate_nothing(TG_CONV_ONEDNN);
+}
+
+static void steady_winograd_steps_allocate_nothing_through_the_context(void **state)
+{
+	(void)state;
+	steady_steps_allocate_nothing(TG_CONV_WINOGRAD);
 }
 
 /* Two contexts, each in its own thread at 2 threads, run the same
@@ -676,6 +776,64 @@ static void a_finite_bias_gradient_spares_the_look_and_an_inf_does_not(void **st
 	tg_ctx_free(ref);
 }
 
+/* x (2,16,8,8), w (32,16,3,3) and dout (2,32,8,8) of seed 5, with v
+ * written at element `at` of the one named by which (0 x, 1 w, 2 dout)
+ * through tg_assign (a new version, not lent); the three kernels at
+ * padding 1, the input gradient first, so that the weight gradient
+ * takes a dout already looked at. */
+static void kernels_with_one(tg_ctx *c, int which, size_t at, double v, tg_tensor *out[3])
+{
+	const tg_conv_opts o = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1 };
+	tg_seed(c, 5);
+	tg_tensor *t[3] = { rand_f32(c, 2, 16, 8, 8), rand_f32(c, 32, 16, 3, 3),
+			    rand_f32(c, 2, 32, 8, 8) };
+	/* looked at once as they are, then changed */
+	out[1] = tg_conv2d_input_grad(t[2], t[1], 8, 8, &o);
+	size_t n = tg_numel(t[which]);
+	float *vals = malloc(n * sizeof *vals);
+	assert_non_null(vals);
+	memcpy(vals, tg_data(t[which]), n * sizeof *vals);
+	vals[at] = (float)v;
+	tg_tensor *src = tg_from_f32(c, TG_F32, tg_ndim(t[which]), tg_shape(t[which]), vals);
+	free(vals);
+	assert_int_equal(tg_assign(t[which], src), 0);
+	out[0] = tg_conv2d(t[0], t[1], NULL, &o);
+	out[1] = tg_conv2d_input_grad(t[2], t[1], 8, 8, &o);
+	out[2] = tg_conv2d_weight_grad(t[0], t[2], 3, 3, &o);
+	assert_ctx_ok(c);
+}
+
+/* Winograd's transforms mix a tile's 36 inputs: a NaN or inf in x, w or
+ * dout would reach every output of its tile, and a value near the top of
+ * f32's range would overflow. Such an input (NaN, inf, 3e36) sends each
+ * kernel that takes it to the direct kernels, which give im2col's values,
+ * NaN and inf where im2col has them; a tensor looked at and found tame
+ * before it was written is looked at again. */
+static void winograd_leaves_nan_inf_and_huge_values_to_the_direct_kernels(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = winograd_ctx(), *ref = im2col_ctx(SEED);
+	static const double values[] = { NAN, INFINITY, -INFINITY, 3e36, 0.5 };
+	static const char *const kernels[3] = { "forward", "input gradient", "weight gradient" };
+	for (int which = 0; which < 3; which++)
+		for (size_t v = 0; v < LEN(values); v++) {
+			size_t at = which == 1 ? 4 * 144 + 4 : 16 * 64 + 3 * 8 + 5;
+			tg_tensor *got[3], *want[3];
+			kernels_with_one(ctx, which, at, values[v], got);
+			kernels_with_one(ref, which, at, values[v], want);
+			for (int k = 0; k < 3; k++)
+				expect_same_nonfinite(kernels[k], got[k], want[k]);
+			tg_reset(ctx);
+			tg_reset(ref);
+		}
+#ifdef TG_HAVE_DNNL
+	if (tg_conv_dnnl_winograd_made(ctx) < 1)
+		fail_msg("no Winograd primitive was made for the finite values");
+#endif
+	tg_ctx_free(ctx);
+	tg_ctx_free(ref);
+}
+
 /* Primitives made for conv2d forward and backward of x (N,C,H,W) with a
  * KxK kernel of O outputs at stride s and groups G, on a new context. */
 static int primitives_for(int64_t C, int64_t H, int64_t O, int64_t K, int s, int G)
@@ -732,6 +890,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(dnnl_kernels_match_im2col_over_every_option),
 		cmocka_unit_test(dnnl_matches_im2col_on_the_cnn_layers),
+		cmocka_unit_test(winograd_kernels_match_im2col),
+		cmocka_unit_test(winograd_leaves_nan_inf_and_huge_values_to_the_direct_kernels),
+		cmocka_unit_test(the_conv_kernels_are_set_per_context),
 		cmocka_unit_test(channel_blocks_match_im2col_at_every_side),
 		cmocka_unit_test(batched_transposes_move_every_element),
 		cmocka_unit_test(huge_strides_and_paddings_match_im2col),
@@ -739,6 +900,7 @@ int main(void)
 		cmocka_unit_test(jacobian_passes_match_im2col),
 		cmocka_unit_test(a_write_through_a_kept_pointer_reaches_the_next_convolution),
 		cmocka_unit_test(steady_dnnl_steps_allocate_nothing_through_the_context),
+		cmocka_unit_test(steady_winograd_steps_allocate_nothing_through_the_context),
 		cmocka_unit_test(two_contexts_in_two_threads_match_one),
 		cmocka_unit_test(the_callers_openmp_setting_is_kept),
 		cmocka_unit_test(pointwise_convolutions_run_as_a_gemm_per_image),
