@@ -241,7 +241,9 @@ TG_API tg_tensor *tg_rand(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *sha
 TG_API tg_tensor *tg_param(tg_tensor *t);                        /* ctx */
 /* A ctx copy of t without a gradient: optimizer state, running stats. */
 TG_API tg_tensor *tg_keep(tg_tensor *t);                         /* ctx */
-/* A step copy of t's values with no history. */
+/* A step tensor of t's values with no history. It shares a step t's data
+ * as tg_reshape does (README, Lifetimes) and reads as a copy: a write to
+ * either through tg_data_mut or tg_assign gives that one data of its own. */
 TG_API tg_tensor *tg_detach(tg_tensor *t);                       /* step */
 /* tg_param, tg_keep and tg_detach fail as ops do: NULL, for a NULL t or
  * while an error is set with nothing new recorded, else with TG_ESTALE for

@@ -592,8 +592,10 @@ tg_tensor *tg_detach(tg_tensor *t)
 	tg_ctx *ctx = new_from("tg_detach", t);
 	if (!ctx)
 		return NULL;
-	tg_tensor *d = tg_tensor_like(t, "tg_detach");
-	if (d)
+	/* t's data as it is, shared where t is a step tensor that nothing
+	 * writes in place (tg_tensor_alias) */
+	tg_tensor *d = tg_tensor_alias(t, "tg_detach", true, 0, t->ndim, t->shape);
+	if (d && !d->shares)
 		memcpy(d->data, t->data, t->numel * tg_dtype_size(t->dtype));
 	return d;
 }

@@ -483,6 +483,41 @@ static void reshapes_of_what_changes_in_place_are_copies(void **state)
 	assert_ctx_ok(ctx);
 }
 
+/* tg_detach shares a step tensor's data under reshape's rule, and each side
+ * still reads as a copy: a write to either, the next backward's sum in a
+ * leaf's gradient buffer, or an optimizer's write to a parameter leaves
+ * the other as it was. */
+static void a_detach_shares_the_data_and_writes_stay_apart(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *x = tg_set_requires_grad(iota(ctx, TG_F64, SHAPE(3, 4), 0), true);
+	tg_tensor *y = tg_mul_scalar(x, 2);
+	tg_tensor *d = tg_detach(y);
+	assert_ptr_equal(tg_data(d), tg_data(y));
+	assert_null(tg_producer(d));
+	assert_false(tg_requires_grad(d));
+	((double *)tg_data_mut(d))[1] = -5;
+	assert_true(tg_get(y, 1) == 2 && tg_get(d, 1) == -5);
+	tg_tensor *e = tg_detach(y);
+	assert_int_equal(tg_assign(y, iota(ctx, TG_F64, SHAPE(3, 4), 100)), 0);
+	check_iota(y, 12, 100);
+	for (size_t i = 0; i < 12; i++)
+		assert_true(tg_get(e, i) == 2.0 * (double)i);
+	/* a leaf's gradient buffer: a copy, which the next backward leaves alone */
+	assert_int_equal(tg_backward(tg_sum(tg_mul_scalar(x, 3))), 0);
+	tg_tensor *g = tg_detach(tg_grad(x));
+	assert_ptr_not_equal(tg_data(g), tg_data(tg_grad(x)));
+	assert_int_equal(tg_backward(tg_sum(tg_mul_scalar(x, 3))), 0);
+	assert_true(tg_get(tg_grad(x), 0) == 6 && tg_get(g, 0) == 3);
+	/* a parameter: a copy */
+	tg_tensor *p = tg_param(iota(ctx, TG_F32, SHAPE(5), 0));
+	tg_tensor *dp = tg_detach(p);
+	assert_ptr_not_equal(tg_data(dp), tg_data(p));
+	((float *)tg_data_mut(p))[0] = 9;
+	check_iota(dp, 5, 0);
+	assert_ctx_ok(ctx);
+}
+
 /* A slice of whole rows of the first axis above size 1 shares x's data
  * from an offset on, with the same rule for writes; other slices copy. */
 static void a_slice_of_leading_rows_shares_and_writes_stay_apart(void **state)
@@ -1516,6 +1551,7 @@ int main(void)
 		T(permute_rejects_what_is_not_a_permutation),
 		T(a_reshape_shares_the_data_and_a_write_to_either_stays_its_own),
 		T(reshapes_of_what_changes_in_place_are_copies),
+		T(a_detach_shares_the_data_and_writes_stay_apart),
 		T(a_slice_of_leading_rows_shares_and_writes_stay_apart),
 		T(a_permute_of_axes_of_size_1_shares),
 		T(a_write_after_a_reshape_was_saved),
