@@ -258,6 +258,44 @@ static void the_conv_kernels_are_set_per_context(void **state)
 	tg_ctx_free(i);
 }
 
+/* One image at two threads goes in two lanes of its output channels
+ * (SPLIT in ops/conv_dnnl.c): a primitive per lane and kind, the forward
+ * pass with its bias and the weight gradient writing each lane's
+ * channels, the input gradient the sum of the lanes'; 48 channels in runs
+ * of 24, with and without padding, and on Winograd's kernels. 20 channels
+ * (runs of 10, not whole blocks of 8) stay in one lane. */
+static void one_image_splits_its_output_channels_across_threads(void **state)
+{
+	(void)state;
+	tg_ctx *ref = im2col_ctx(SEED);
+	tg_set_threads(ref, 2);
+	const conv_case cases[] = {
+		{ .N = 1, .C = 16, .H = 12, .W = 9, .O = 48, .KH = 3, .KW = 3,
+		  .o = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1 } },
+		{ .N = 1, .C = 24, .H = 7, .W = 11, .O = 48, .KH = 5, .KW = 3,
+		  .o = { { 2, 1 }, { 0, 1 }, { 1, 1 }, 1 } },
+		{ .N = 1, .C = 32, .H = 10, .W = 10, .O = 64, .KH = 3, .KW = 3,
+		  .o = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1 } },
+		{ .N = 1, .C = 16, .H = 12, .W = 9, .O = 20, .KH = 3, .KW = 3,
+		  .o = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1 } },
+	};
+	for (size_t i = 0; i < LEN(cases); i++) {
+		tg_ctx *ctx = i == 2 ? winograd_ctx() : tg_ctx_new(SEED);
+		tg_set_threads(ctx, 2);
+		compare_case(ctx, ref, &cases[i]);
+#ifdef TG_HAVE_DNNL
+		int lanes = cases[i].O == 20 ? 1 : 2;
+		if (tg_conv_dnnl_made(ctx) != 3 * lanes)
+			fail_msg("case %zu: %d primitives, expected %d (%d lane%s of 3 kinds)", i,
+				 tg_conv_dnnl_made(ctx), 3 * lanes, lanes, lanes == 1 ? "" : "s");
+		if (i == 2 && tg_conv_dnnl_winograd_made(ctx) != 3 * 2)
+			fail_msg("%d Winograd primitives, expected 6", tg_conv_dnnl_winograd_made(ctx));
+#endif
+		tg_ctx_free(ctx);
+	}
+	tg_ctx_free(ref);
+}
+
 /* Channel counts that fill oneDNN's blocks of 16 (and 8), whose layouts
  * are copied by transpose.c's batched transposes: images of 1 to 51
  * positions, a multiple of 16 or not, below 16 or above; plain and
@@ -893,6 +931,7 @@ int main(void)
 		cmocka_unit_test(winograd_kernels_match_im2col),
 		cmocka_unit_test(winograd_leaves_nan_inf_and_huge_values_to_the_direct_kernels),
 		cmocka_unit_test(the_conv_kernels_are_set_per_context),
+		cmocka_unit_test(one_image_splits_its_output_channels_across_threads),
 		cmocka_unit_test(channel_blocks_match_im2col_at_every_side),
 		cmocka_unit_test(batched_transposes_move_every_element),
 		cmocka_unit_test(huge_strides_and_paddings_match_im2col),
