@@ -784,15 +784,16 @@ typedef struct tg_conv_opts {
  * but for an axis whose padded side, stride and dilated kernel pass 2^30
  * (beyond oneDNN's 32-bit indices), and where the padding meets a NaN or
  * inf in w (forward) or dout (weight gradient): oneDNN skips the padding,
- * im2col gives NaN there (0 x inf) as PyTorch does. tg_set_conv_kernels
- * (or TG_CONV in the environment when a context is made) keeps a context
- * on im2col (TG_CONV_IM2COL), or sends its f32 3x3 kernels at stride 1
- * without dilation or groups, with 16 channels or more in and out and 32
- * or more on one side, to oneDNN's Winograd kernels (TG_CONV_WINOGRAD): all three kinds, 1.3 to
- * 2.4 times as fast on such layers; their error grows with the largest
- * input of each 6x6 tile rather than each output's own window, so inputs
- * holding NaN, inf or a magnitude of 2^40 or more stay on the direct
- * kernels.
+ * im2col gives NaN there (0 x inf) as PyTorch does. On oneDNN one image
+ * at T threads goes in T runs of its output channels, each a multiple of
+ * 8. tg_set_conv_kernels (or TG_CONV in the environment when a context is
+ * made) keeps a context on im2col (TG_CONV_IM2COL), or sends its f32 3x3
+ * kernels at stride 1 without dilation or groups, with 16 channels or more
+ * in and out and 32 or more on one side, to oneDNN's Winograd kernels
+ * (TG_CONV_WINOGRAD): all three kinds, 1.3 to 2.3 times as fast on such
+ * layers; their error grows with the largest input of each 6x6 tile rather
+ * than each output's own window, so inputs holding NaN, inf or a magnitude
+ * of 2^40 or more stay on the direct kernels.
  * dx = tg_conv2d_input_grad(dout, w), dw = tg_conv2d_weight_grad(x, dout),
  * db = dout summed over N, OH, OW. step */
 TG_API tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *b, const tg_conv_opts *o);

@@ -46,7 +46,8 @@ enum { BLOCKED = 1 };
  * thread the kernel has taken away, and a step has about 15 regions
  * (tg_bench conv-layers --threads 2, load about 5: 157 and 66 ms per step
  * on OpenMP, 11.6 and 11.7 ms in lanes, im2col's image split 17 to 20).
- * libgomp therefore never starts a team here. */
+ * libgomp therefore never starts a team here. One image is cut by its
+ * output channels instead (SPLIT). */
 enum { SLOTS = 32, LANES = 16, SCRATCH_ALIGN = 64 };
 
 /* SPLIT: one image has no runs of images to give the lanes; with T > 1
@@ -77,10 +78,10 @@ enum { COPIES = 32 };
 
 /* WINOGRAD: in a context set to TG_CONV_WINOGRAD, a 3x3 kernel at stride 1
  * without dilation or groups, with 16 channels or more in and out and 32
- * or more on one side (C O >= 512), runs on
- * oneDNN's Winograd kernels (jit_wino_4x3: each 4x4 tile of outputs from
- * 6x6 of inputs in 36 products per channel pair, where the direct kernels
- * make 144), for all three kinds. Forward and backward of conv2d + relu,
+ * or more on one side (C O >= 512), runs on oneDNN's Winograd kernels
+ * (jit_wino_4x3: each 4x4 tile of outputs from 6x6 of inputs in 36
+ * products per channel pair, where the direct kernels make 144), for all
+ * three kinds; a lane's geometry decides (SPLIT). Forward and backward of conv2d + relu,
  * 1 thread, fastest of 3 runs, direct against Winograd: (16,64,16,16) to 64
  * channels 8.2 -> 4.1 ms, (8,64,56,56) 53.1 -> 23.6, (4,128,28,28) 24.7
  * -> 10.9, (32,32,32,32) 18.9 -> 12.8, (4,256,14,14) 24.7 -> 15.4,
@@ -89,10 +90,9 @@ enum { COPIES = 32 };
  * to 32 7.1 -> 11.5, (64,3,32,32) 10.9 -> 16.7, (8,8,28,28) to 16 0.61 ->
  * 0.72, and 16 to 16 on small images, (64,16,8,8) 0.49 -> 0.61 and
  * (2,16,16,16) 0.068 -> 0.087 (on (64,16,28,28) it gained: 7.6 -> 5.5).
- * The results differ:
- * their worst error against f64 was 10 to 16 units of f32 rounding of the
- * sum of |products| (the direct kernels': 1 to 4, the same bits as
- * PyTorch's), so the default stays direct. The transforms mix a tile's 36
+ * The results differ: their worst error against f64 was 10 to 16 units of
+ * f32 rounding of the sum of |products| (the direct kernels': 1 to 4, the
+ * same bits as PyTorch's), so the default stays direct. The transforms mix a tile's 36
  * inputs, so a NaN or inf would reach every output of its tile, and values
  * near the top of f32's range could overflow where a direct sum would not:
  * inputs holding any value that is not finite and below 2^40 in magnitude
@@ -121,7 +121,8 @@ typedef struct prim {
 	bool bias;
 	bool wino;                    /* Winograd, not direct (WINOGRAD) */
 	tg_conv_geom g;
-	int lane;                     /* the run of images it serves (g.N is the run's) */
+	int lane;                     /* the run of images or channels it serves (g's N
+				       * or O is the run's) */
 	uint64_t used;                /* the cache's clock at its last call: the oldest goes */
 	dnnl_primitive_t p;           /* NULL: oneDNN refused the geometry */
 	int arg[NT];                  /* DNNL_ARG_* of a, b and y */
@@ -751,7 +752,6 @@ TG_HOT_LOOP_WIDE static bool tame(const tg_tensor *t)
 	tg_note_tame(t);
 	return true;
 }
-
 
 /* Whether one image goes in T lanes of its output channels (SPLIT): each a
  * whole number of oneDNN's blocks of 8, without groups. */

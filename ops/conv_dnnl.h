@@ -32,9 +32,10 @@ typedef enum tg_conv_done {
 	TG_CONV_FAILED,   /* out of memory (the step arena, the cache): ENOMEM recorded */
 } tg_conv_done;
 
-/* dw (n elements) += each of the nparts partial weight gradients that
- * follow one another in part: the lanes after the first write theirs
- * apart, in both kernels. */
+/* dw (n elements) += each of the nparts partial results that follow one
+ * another in part: the lanes after the first write theirs apart, in both
+ * kernels' weight gradients over runs of images, and in oneDNN's input
+ * gradient over runs of one image's output channels. */
 void tg_conv_add_parts(tg_dtype dt, void *dw, const void *part, int nparts, size_t n);
 
 #ifdef TG_HAVE_DNNL
