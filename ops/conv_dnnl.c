@@ -227,12 +227,13 @@ static bool describe(const tg_conv_geom *g, bool any, descs *d)
 {
 	dnnl_dims_t xs = { g->N, g->C, g->H, g->W }, os = { g->N, g->O, g->OH, g->OW };
 	dnnl_dims_t ws = { g->G, g->O / g->G, g->C / g->G, g->KH, g->KW }, bs = { g->O };
+	dnnl_dims_t w4 = { g->O, g->C / g->G, g->KH, g->KW }; /* ungrouped */
 	bool grouped = g->G > 1;
 	dnnl_format_tag_t act = any ? dnnl_format_tag_any : dnnl_nchw;
 	dnnl_format_tag_t wt = any ? dnnl_format_tag_any : grouped ? dnnl_goihw : dnnl_oihw;
 	return dnnl_memory_desc_init_by_tag(&d->x, 4, xs, dnnl_f32, act) == dnnl_success &&
 	       dnnl_memory_desc_init_by_tag(&d->out, 4, os, dnnl_f32, act) == dnnl_success &&
-	       dnnl_memory_desc_init_by_tag(&d->w, grouped ? 5 : 4, grouped ? ws : ws + 1,
+	       dnnl_memory_desc_init_by_tag(&d->w, grouped ? 5 : 4, grouped ? ws : w4,
 					    dnnl_f32, wt) == dnnl_success &&
 	       dnnl_memory_desc_init_by_tag(&d->b, 1, bs, dnnl_f32, dnnl_x) == dnnl_success;
 }
@@ -806,6 +807,23 @@ uint64_t tg_conv_dnnl_reused(const tg_ctx *ctx)
 {
 	return ctx->kernel_cache_free == cache_free ? ((const cache *)ctx->kernel_cache)->reused
 						    : 0;
+}
+
+bool tg_conv_dnnl_winograd_offered(tg_ctx *ctx)
+{
+	cache *c = cache_of(ctx);
+	if (!c || c->off)
+		return false;
+	const tg_conv_geom g = { .N = 1, .C = 32, .H = 8, .W = 8, .O = 32, .KH = 3, .KW = 3,
+				 .OH = 8, .OW = 8, .sh = 1, .sw = 1, .ph = 1, .pw = 1,
+				 .dh = 1, .dw = 1, .G = 1 };
+	descs d;
+	if (!describe(&g, BLOCKED, &d))
+		return false;
+	dnnl_primitive_desc_t pd = prim_desc(c, &g, TG_CONV_FORWARD, false, true, &d);
+	if (pd)
+		dnnl_primitive_desc_destroy(pd);
+	return pd != NULL;
 }
 
 /* The primitives made, Winograd's alone when wino_only. */

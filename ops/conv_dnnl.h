@@ -52,6 +52,9 @@ tg_conv_done tg_conv_dnnl(tg_ctx *ctx, tg_conv_kernel kind, const tg_conv_geom *
  * many of them are Winograd's. */
 int tg_conv_dnnl_made(const tg_ctx *ctx);
 int tg_conv_dnnl_winograd_made(const tg_ctx *ctx);
+/* Whether oneDNN has Winograd kernels on this CPU (AVX-512), asked with a
+ * 3x3 layer of 32 channels; without them every layer runs direct. */
+bool tg_conv_dnnl_winograd_offered(tg_ctx *ctx);
 /* How many blocked copies its kernels read instead of reordering again. */
 uint64_t tg_conv_dnnl_reused(const tg_ctx *ctx);
 #else
@@ -71,6 +74,11 @@ static inline int tg_conv_dnnl_winograd_made(const tg_ctx *ctx)
 {
 	(void)ctx;
 	return 0;
+}
+static inline bool tg_conv_dnnl_winograd_offered(tg_ctx *ctx)
+{
+	(void)ctx;
+	return false;
 }
 static inline uint64_t tg_conv_dnnl_reused(const tg_ctx *ctx)
 {
