@@ -346,6 +346,10 @@ tg_tensor *tg_tensor_like(const tg_tensor *like, const char *who);
  * caller to fill. NULL on error (recorded). */
 tg_tensor *tg_tensor_alias(tg_tensor *x, const char *who, bool share, size_t off, int ndim,
 			   const int64_t *shape);
+/* All of x's values in order under the valid shape (ndim, shape) of as
+ * many elements (a reshape, a detach): shared where x can share them, else
+ * copied. NULL on error (recorded). */
+tg_tensor *tg_tensor_as(tg_tensor *x, const char *who, int ndim, const int64_t *shape);
 /* t's data made its own (a copy) if it shares it, before a write; false
  * (recorded) when memory runs out. */
 bool tg_tensor_own(tg_tensor *t, const char *who);

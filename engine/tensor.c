@@ -247,6 +247,14 @@ tg_tensor *tg_tensor_alias(tg_tensor *x, const char *who, bool share, size_t off
 	return t;
 }
 
+tg_tensor *tg_tensor_as(tg_tensor *x, const char *who, int ndim, const int64_t *shape)
+{
+	tg_tensor *out = tg_tensor_alias(x, who, true, 0, ndim, shape);
+	if (out && !out->shares)
+		tg_copy_arrays(x->ctx, out->data, x->data, x->numel * tg_dtype_size(x->dtype));
+	return out;
+}
+
 TG_SLOW bool tg_tensor_own(tg_tensor *t, const char *who)
 {
 	if (!t->shares)
@@ -592,12 +600,7 @@ tg_tensor *tg_detach(tg_tensor *t)
 	tg_ctx *ctx = new_from("tg_detach", t);
 	if (!ctx)
 		return NULL;
-	/* t's data as it is, shared where t is a step tensor that nothing
-	 * writes in place (tg_tensor_alias) */
-	tg_tensor *d = tg_tensor_alias(t, "tg_detach", true, 0, t->ndim, t->shape);
-	if (d && !d->shares)
-		memcpy(d->data, t->data, t->numel * tg_dtype_size(t->dtype));
-	return d;
+	return tg_tensor_as(t, "tg_detach", t->ndim, t->shape);
 }
 
 tg_tensor *tg_set_requires_grad(tg_tensor *t, bool on)

@@ -604,18 +604,18 @@ static tg_tensor *conv_input_grad(const geom *g, tg_tensor *dout, tg_tensor *w)
 	return tg_op_end(&conv2d_input_grad_op, dx, 2, in, NULL, 0, g);
 }
 
-/* dw += each partial sum of the threads after the first. */
-void tg_conv_add_parts(tg_dtype dt, void *dw, const void *part, int nparts, size_t n)
+/* y += each partial sum of the threads after the first. */
+void tg_conv_add_parts(tg_dtype dt, void *y, const void *part, int nparts, size_t n)
 {
 	for (int t = 0; t < nparts; t++) {
 		if (dt == TG_F64) {
 			const double *p = (const double *)part + (size_t)t * n;
 			for (size_t i = 0; i < n; i++)
-				((double *)dw)[i] += p[i];
+				((double *)y)[i] += p[i];
 		} else {
 			const float *p = (const float *)part + (size_t)t * n;
 			for (size_t i = 0; i < n; i++)
-				((float *)dw)[i] += p[i];
+				((float *)y)[i] += p[i];
 		}
 	}
 }

@@ -711,21 +711,25 @@ static bool fits_32_bits(const tg_conv_geom *g)
 	       g->W + 2 * g->pw + g->sw + g->dw * (g->KW - 1) <= lim;
 }
 
-/* Whether every element of an f32 tensor is finite (an OR over the
- * exponent bits, which vectorises), at AVX-512's width where the CPU has
- * it: the weight gradient's check reads all of dout, 2.7% of tg_bench
- * cnn's step with the baseline's 16-byte vectors, 1.8% with 64; none where
- * conv2d's bias gradient, a sum of all of dout, came out finite first
- * (tg_known_finite). */
-TG_HOT_LOOP_WIDE static bool all_finite(const tg_tensor *t)
+/* Whether every element of an f32 tensor has an exponent field below top
+ * (an OR over the exponent bits, which vectorises), at AVX-512's width
+ * where the CPU has it. */
+TG_HOT_LOOP_WIDE static bool exponents_below(const tg_tensor *t, uint32_t top)
 {
-	if (tg_known_finite(t))
-		return true;
 	const uint32_t *v = t->data;
 	uint32_t bad = 0;
 	for (size_t i = 0; i < t->numel; i++)
-		bad |= (v[i] & 0x7f800000u) == 0x7f800000u;
+		bad |= (v[i] & 0x7f800000u) >= top;
 	return !bad;
+}
+
+/* Whether every element of an f32 tensor is finite: the weight gradient's
+ * check reads all of dout, 2.7% of tg_bench cnn's step with the baseline's
+ * 16-byte vectors, 1.8% with 64; none where conv2d's bias gradient, a sum
+ * of all of dout, came out finite first (tg_known_finite). */
+static bool all_finite(const tg_tensor *t)
+{
+	return tg_known_finite(t) || exponents_below(t, 0x7f800000u);
 }
 
 /* oneDNN skips the zero padding where im2col (and PyTorch) multiply by it:
@@ -740,15 +744,11 @@ static bool border_agrees(tg_conv_kernel kind, const tg_conv_geom *g, const tg_t
 /* Whether every element of an f32 tensor is finite and below 2^TAME_EXP in
  * magnitude (its exponent field below 127 + TAME_EXP), noted for the next
  * kernel that takes it (tg_known_tame). */
-TG_HOT_LOOP_WIDE static bool tame(const tg_tensor *t)
+static bool tame(const tg_tensor *t)
 {
 	if (tg_known_tame(t))
 		return true;
-	const uint32_t *v = t->data, top = (uint32_t)(127 + TAME_EXP) << 23;
-	uint32_t bad = 0;
-	for (size_t i = 0; i < t->numel; i++)
-		bad |= (v[i] & 0x7f800000u) >= top;
-	if (bad)
+	if (!exponents_below(t, (uint32_t)(127 + TAME_EXP) << 23))
 		return false;
 	tg_note_tame(t);
 	return true;

@@ -32,11 +32,11 @@ typedef enum tg_conv_done {
 	TG_CONV_FAILED,   /* out of memory (the step arena, the cache): ENOMEM recorded */
 } tg_conv_done;
 
-/* dw (n elements) += each of the nparts partial results that follow one
+/* y (n elements) += each of the nparts partial results that follow one
  * another in part: the lanes after the first write theirs apart, in both
  * kernels' weight gradients over runs of images, and in oneDNN's input
  * gradient over runs of one image's output channels. */
-void tg_conv_add_parts(tg_dtype dt, void *dw, const void *part, int nparts, size_t n);
+void tg_conv_add_parts(tg_dtype dt, void *y, const void *part, int nparts, size_t n);
 
 #ifdef TG_HAVE_DNNL
 /* The f32 kernel on oneDNN: its direct kernels, or its Winograd ones where

@@ -529,10 +529,8 @@ tg_tensor *tg_reshape(tg_tensor *x, int ndim, const int64_t *shape)
 	int64_t s[TG_MAX_DIMS];
 	if (!resolve_shape(ctx, who, x, ndim, shape, s))
 		return NULL;
-	tg_tensor *out = tg_tensor_alias(x, who, true, 0, ndim, s);
+	tg_tensor *out = tg_tensor_as(x, who, ndim, s);
 	if (!out)
 		return NULL;
-	if (!out->shares)
-		tg_copy_arrays(ctx, out->data, x->data, x->numel * tg_dtype_size(x->dtype));
 	return tg_op_end(&reshape_op, out, 1, &x, NULL, 0, NULL);
 }
