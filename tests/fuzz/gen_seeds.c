@@ -1,7 +1,8 @@
 /*
  * gen_seeds.c - writes the seed corpora of the fuzz targets into
- * tests/fuzz/corpus/<target>/: expression programs, IDX and CSV files, real
- * checkpoints (saved with tg_checkpoint_save) and command lines.
+ * tests/fuzz/corpus/<target>/: expression and op programs, IDX and CSV
+ * files, real checkpoints (saved with tg_checkpoint_save) and command
+ * lines.
  *
  * The corpora are committed; this program is how they were made and how to
  * make them again after a change of an input format:
@@ -588,6 +589,111 @@ static void seed_expr(void)
 	write_seed("fuzz_expr", "index_tensors", p.b, p.n);
 }
 
+/* ---- op programs (the encoding of fuzz_ops.c) --------------------------------------- */
+
+/* fuzz_ops.c's opcodes: the index in its program_ops[] */
+enum { O_LEAF = 0, O_CONV = 2, O_POOL = 4, O_NORM = 5, O_PROD = 6, O_SHAPE = 7, O_JOIN = 8,
+       O_ELEM = 9, O_BW = 10, O_DERIV = 11, O_CTX = 12 };
+
+/* The byte dim() reads as size d (1 2 3 4 5 6 8 11). */
+static int D(int d)
+{
+	static const int small[] = { 1, 2, 3, 4, 5, 6, 8, 11 };
+	for (int i = 0; i < 8; i++)
+		if (small[i] == d)
+			return i;
+	fprintf(stderr, "gen_seeds: no byte for size %d\n", d);
+	exit(1);
+}
+
+/* A leaf of f32 (f64: dt 6) normal values in slot dst, a parameter if param. */
+static void op_leaf4(buf *p, int dst, bool param, int dt, int nd, const int *dims)
+{
+	E(p, O_LEAF, dst, (param ? 0x80 : 0) | dt, nd + 1);
+	for (int i = 0; i < nd; i++)
+		E(p, D(dims[i]));
+	E(p, 200);
+}
+
+/* conv2d of slots x, w (bias b, 15 for none) at stride s, padding pad,
+ * dilation 1, groups g (each below 4). */
+static void op_conv2d(buf *p, int dst, int x, int w, int b, int s, int pad, int g)
+{
+	E(p, O_CONV, dst, 0, x, w, b, s, s, pad, pad, 1, 1, g, 0, 0, 0);
+}
+
+static void seed_ops(void)
+{
+	buf p = { .n = 0 };
+	/* a CNN layer: conv, pool, backward, the gradients again by hand */
+	E(&p, 1, 0);
+	op_leaf4(&p, 0, true, 0, 4, (const int[]){ 2, 3, 6, 6 });
+	op_leaf4(&p, 1, true, 0, 4, (const int[]){ 4, 3, 3, 3 });
+	op_leaf4(&p, 2, true, 0, 1, (const int[]){ 4 });
+	op_conv2d(&p, 3, 0, 1, 2, 1, 1, 1);
+	E(&p, O_POOL, 4, 1, 3, 1, 1, 0, 1);      /* max, 2x2 */
+	E(&p, O_POOL, 5, 0, 3, 2, 0, 1, 0);      /* avg, 3x3 stride 1 pad 1 */
+	E(&p, O_BW, 4, 1);
+	E(&p, O_CONV, 6, 1, 3, 1, 15, 1, 1, 1, 1, 1, 1, 1, 0, D(6), D(6)); /* input grad */
+	E(&p, O_CONV, 7, 2, 0, 3, 15, 1, 1, 1, 1, 1, 1, 1, 0, D(3), D(3)); /* weight grad */
+	E(&p, O_BW, 7, 3);
+	write_seed("fuzz_ops", "conv_pool", p.b, p.n);
+
+	p.n = 0;
+	/* groups, strides and dilation at 2 threads, then a bad geometry */
+	E(&p, 2, 4);
+	op_leaf4(&p, 0, true, 0, 4, (const int[]){ 2, 4, 8, 8 });
+	op_leaf4(&p, 1, true, 0, 4, (const int[]){ 6, 2, 3, 3 });
+	E(&p, O_CONV, 2, 0, 0, 1, 15, 2, 1, 1, 0, 2, 1, 2, 0, 0, 0);
+	E(&p, O_BW, 2, 1);
+	E(&p, O_CTX, 2, 1); /* im2col */
+	E(&p, O_CONV, 3, 0, 0, 1, 15, 2, 1, 1, 0, 2, 1, 2, 0, 0, 0);
+	E(&p, O_CONV, 4, 0, 0, 1, 15, 1, 1, 0, 0, 1, 1, 3, 0, 0, 0); /* 3 groups of 4 */
+	E(&p, O_DERIV, 2, 2, 1, 1, 1, 1, 1, 1, 1, 2, 0, 1, 0, 1); /* hvp of sum(sin(conv)) */
+	write_seed("fuzz_ops", "conv_groups", p.b, p.n);
+
+	p.n = 0;
+	/* norms, products and the derivative functions */
+	E(&p, 3, 0);
+	op_leaf4(&p, 0, true, 6, 2, (const int[]){ 4, 5 });
+	op_leaf4(&p, 1, true, 6, 1, (const int[]){ 5 });
+	op_leaf4(&p, 2, true, 6, 1, (const int[]){ 5 });
+	E(&p, O_NORM, 3, 0, 0, 1, 2, 15, 1, 1, 1);
+	E(&p, O_NORM, 4, 2, 0, 1, 2, 15, 1);
+	E(&p, O_NORM, 5, 3, 4, 0, 15, 1, 1);
+	E(&p, O_BW, 3, 3);
+	op_leaf4(&p, 6, false, 6, 3, (const int[]){ 2, 3, 4 });
+	op_leaf4(&p, 7, false, 6, 2, (const int[]){ 4, 5 });
+	E(&p, O_PROD, 5, 0, 6, 7, 15, 0, 0);
+	E(&p, O_PROD, 5, 1, 6, 6, 15, 0, 1);
+	E(&p, O_DERIV, 3, 3, 1, 1, 1, 1, 1, 1, 1, 2, 0, 1, 0, 1); /* jacobian of layer_norm */
+	E(&p, O_DERIV, 0, 6, 1, 1, 1, 1, 1, 1, 1, 2, 6, 7, 5, 5); /* vjp of bmm */
+	E(&p, O_DERIV, 1, 0, 1, 1, 1, 1, 1, 1, 1, 2, 0, 0, 0, 0); /* jvp */
+	E(&p, O_DERIV, 4, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 15, 15, 15); /* hessian */
+	write_seed("fuzz_ops", "norms_products", p.b, p.n);
+
+	p.n = 0;
+	/* moving elements: permute, slice, pad, squeeze, concat, stack, split */
+	E(&p, 4, 0);
+	op_leaf4(&p, 0, true, 0, 3, (const int[]){ 2, 3, 4 });
+	op_leaf4(&p, 1, true, 0, 3, (const int[]){ 2, 3, 4 });
+	E(&p, O_SHAPE, 2, 0, 0, 6, 0, 0, 7, 5, 6, 0, 0, 0, 0, 0, 1, 0); /* rotated */
+	E(&p, O_SHAPE, 3, 1, 0, 6, 1, 2);                            /* slice axis 1 */
+	E(&p, O_SHAPE, 4, 2, 0, 7, 1, 2);                            /* pad axis 2 */
+	E(&p, O_SHAPE, 5, 4, 0, 5);                                  /* unsqueeze 0 */
+	E(&p, O_JOIN, 6, 0, 2, 6, 0, 1);                             /* concat axis 1 */
+	E(&p, O_JOIN, 7, 1, 3, 5, 0, 1, 0);                          /* stack axis 0 */
+	E(&p, O_JOIN, 5, 2, 1, 6, 6, 1, 2, 0, 0, 0, 0, 1, 0);        /* split axis 1 */
+	E(&p, O_ELEM, 6, 14, 6, 6, 15, 200, 200, 5);                 /* maximum */
+	E(&p, O_BW, 6, 1);
+	E(&p, O_ELEM, 3, 8, 3, 15, 15, 200, 200, 5);                 /* elu */
+	E(&p, O_ELEM, 4, 21, 3, 3, 15, 200, 200, 5);                 /* gelu_backward */
+	E(&p, O_BW, 4, 3);
+	E(&p, O_CTX, 0);
+	E(&p, O_BW, 0, 1);
+	write_seed("fuzz_ops", "shapes", p.b, p.n);
+}
+
 /* ---- IDX --------------------------------------------------------------------------- */
 
 static void be32(buf *p, uint32_t v)
@@ -852,6 +958,7 @@ int main(int argc, char **argv)
 	if (argc > 1)
 		root = argv[1];
 	seed_expr();
+	seed_ops();
 	seed_idx();
 	seed_csv();
 	seed_checkpoint();
