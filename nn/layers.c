@@ -603,13 +603,44 @@ static tg_module *done(tg_module *m)
 	return NULL;
 }
 
-static bool sizes_ok(tg_ctx *ctx, const char *who, const char *name, int64_t a, int64_t b)
+/* Whether a parameter of the n sizes dims fits in a tensor (2^40 elements
+ * at most, as every tensor); else TG_EARG naming the layer, where the
+ * tensor's maker would name only itself and the shape. */
+static bool weights_fit(tg_ctx *ctx, const char *who, const char *name, int n,
+			const int64_t *dims)
+{
+	uint64_t count = 1;
+	bool over = false;
+	for (int i = 0; i < n; i++)
+		over = over || __builtin_mul_overflow(count, (uint64_t)dims[i], &count) ||
+		       count > (uint64_t)1 << 40;
+	if (!over)
+		return true;
+	char buf[128] = "(";
+	for (int i = 0; i < n; i++)
+		snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%lld", i ? "," : "",
+			 (long long)dims[i]);
+	tg_fail(ctx, TG_EARG,
+		"%s: \"%s\": a parameter of shape %s) would hold more than 2^40 elements, the "
+		"most a tensor holds",
+		who, name ? name : "", buf);
+	return false;
+}
+
+static bool sizes_positive(tg_ctx *ctx, const char *who, const char *name, int64_t a, int64_t b)
 {
 	if (a > 0 && b > 0)
 		return true;
 	tg_fail(ctx, TG_EARG, "%s: \"%s\": sizes %lld and %lld must be positive", who,
 		name ? name : "", (long long)a, (long long)b);
 	return false;
+}
+
+/* Sizes a and b of a layer whose parameter is (a,b) or (a) when b is 1. */
+static bool sizes_ok(tg_ctx *ctx, const char *who, const char *name, int64_t a, int64_t b)
+{
+	return sizes_positive(ctx, who, name, a, b) &&
+	       weights_fit(ctx, who, name, 2, (const int64_t[]){ a, b });
 }
 
 /* linear: x @ W + b */
@@ -935,8 +966,8 @@ static const tg_module_vt conv_vt = {
 tg_module *tg_conv2d_layer(tg_ctx *ctx, tg_dtype dt, int64_t c_in, int64_t c_out, int kh, int kw,
 			   const tg_conv_opts *opts, tg_init init, const char *name)
 {
-	if (!ctx || !tg_ok(ctx) || !sizes_ok(ctx, "tg_conv2d_layer", name, c_in, c_out) ||
-	    !sizes_ok(ctx, "tg_conv2d_layer", name, kh, kw))
+	if (!ctx || !tg_ok(ctx) || !sizes_positive(ctx, "tg_conv2d_layer", name, c_in, c_out) ||
+	    !sizes_positive(ctx, "tg_conv2d_layer", name, kh, kw))
 		return NULL;
 	tg_conv_opts o = TG_CONV_DEFAULTS;
 	if (opts)
@@ -961,6 +992,9 @@ tg_module *tg_conv2d_layer(tg_ctx *ctx, tg_dtype dt, int64_t c_in, int64_t c_out
 			       "tg_conv2d_layer: \"%s\": channels %lld -> %lld with a %dx%d kernel "
 			       "are too many to count",
 			       nm, (long long)c_in, (long long)c_out, kh, kw);
+	if (!weights_fit(ctx, "tg_conv2d_layer", name, 4,
+			 (const int64_t[]){ c_out, c_in / o.groups, kh, kw }))
+		return NULL;
 	double std = tg_init_std(init, fan_in, fan_out);
 	if (!(std >= 0) || !isfinite(std)) {
 		char buf[32];

@@ -808,12 +808,28 @@ static tg_module *model_parse(tg_ctx *ctx, const char *arch, const tg_mlp_opts *
 }
 
 /* A failed parse frees the parameters of the pieces it had built. */
+/* A layer's own argument error (parameters too large for a tensor, say)
+ * reported as the parser's, with the layer's words after it: the parsers
+ * name themselves in every refusal. */
+static void as_parse_error(tg_ctx *ctx, const char *who, const char *arch)
+{
+	if (tg_status_of(ctx) != TG_EARG || !strncmp(tg_error(ctx), who, strlen(who)))
+		return;
+	char why[512];
+	snprintf(why, sizeof why, "%s", tg_error(ctx));
+	tg_clear_error(ctx);
+	tg_fail(ctx, TG_EARG, "%s: \"%s\": %s", who, arch, why);
+}
+
 tg_module *tg_model_parse(tg_ctx *ctx, const char *arch, const tg_mlp_opts *opts)
 {
 	tg_tensor *mark = tg_kept_newest(ctx);
 	tg_module *m = model_parse(ctx, arch, opts);
-	if (!m)
+	if (!m) {
 		tg_kept_drop_newer(ctx, mark);
+		if (ctx && arch)
+			as_parse_error(ctx, "tg_model_parse", arch);
+	}
 	return m;
 }
 
@@ -1021,7 +1037,9 @@ tg_module *tg_model_parse_image(tg_ctx *ctx, const char *arch, int64_t c, int64_
 	tg_mlp_opts o = opts ? *opts : tg_mlp_defaults();
 	tg_tensor *mark = tg_kept_newest(ctx);
 	tg_module *m = build_full(ctx, full, &o);
-	if (!m)
+	if (!m) {
 		tg_kept_drop_newer(ctx, mark);
+		as_parse_error(ctx, "tg_model_parse_image", arch);
+	}
 	return m;
 }

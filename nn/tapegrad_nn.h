@@ -351,8 +351,10 @@ TG_API size_t tg_module_tensors(const tg_module *m, tg_tensor **out, size_t cap)
  * length as snprintf, -1 (and an error) when a module has no spec. */
 TG_API int tg_module_spec(const tg_module *m, char *buf, size_t size);
 
-/* Built-in modules. Each returns a new module or NULL (error in ctx). Names
- * prefix the tensors: tg_linear(..., "fc1") owns "fc1.W" and "fc1.b". */
+/* Built-in modules. Each returns a new module or NULL (error in ctx; sizes
+ * that are not positive, or parameters beyond a tensor's 2^40 elements, are
+ * TG_EARG naming the module). Names prefix the tensors: tg_linear(...,
+ * "fc1") owns "fc1.W" and "fc1.b". */
 /* Runs its children in order. */
 TG_API tg_module *tg_sequential(tg_ctx *ctx, const char *name);
 /* x (N,D) @ W (D,M) + b (M) as tg_affine_forward; an x of more than 2 dims
@@ -417,8 +419,10 @@ TG_API tg_module *tg_avgpool2d_layer(tg_ctx *ctx, int k, int stride, int padding
  * flatten1, ...; conv conv1, ...; maxpool and avgpool pool1, .... So
  * tg_model_parse(tg_module_spec(m)) rebuilds a model that
  * tg_model_parse made with the same architecture and tensor names (fresh
- * values). NULL and TG_EARG naming the piece and what is wrong with it.
- * opts may be NULL for tg_mlp_defaults. malloc'd: tg_module_free */
+ * values). NULL and TG_EARG naming the piece and what is wrong with it, or
+ * the layer (its name and the shape) whose parameters would pass the 2^40
+ * elements of a tensor. opts may be NULL for tg_mlp_defaults. malloc'd:
+ * tg_module_free */
 TG_API tg_module *tg_model_parse(tg_ctx *ctx, const char *arch, const tg_mlp_opts *opts);
 /* A small CNN for images (N,c,h,w) from a short form, pieces joined by '-':
  *	convO:K[pP][sS][b]  convolution to O channels, K x K kernel, padding

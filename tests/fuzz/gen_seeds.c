@@ -694,6 +694,38 @@ static void seed_ops(void)
 	write_seed("fuzz_ops", "shapes", p.b, p.n);
 }
 
+/* ---- architecture strings (the encoding of fuzz_model.c) ----------------------------- */
+
+/* mode, ndim and four sizes (bytes of fuzz_model.c's size_of), the string */
+static void model_seed(const char *name, int mode, int nd, const int *sizes, const char *arch)
+{
+	buf p = { .n = 0 };
+	E(&p, mode, nd, sizes[0], sizes[1], sizes[2], sizes[3]);
+	put(&p, arch, strlen(arch));
+	write_seed("fuzz_model", name, p.b, p.n);
+}
+
+static void seed_model(void)
+{
+	/* size_of: 0 1, 1 2, 2 3, 3 4, 4 5, 5 7, 6 8, 7 12, 8 16, 9 28 */
+	model_seed("mlp", 0x08, 2, (const int[]){ 3, 7, 0, 0 }, "12-8-3");
+	model_seed("full_form", 0x18, 2, (const int[]){ 3, 7, 0, 0 },
+		   "linear:12:8,bn:8,relu,dropout:0.5,linear:8:8,ln:8,tanh,linear:8:3");
+	model_seed("conv", 0x58, 4, (const int[]){ 1, 2, 6, 6 },
+		   "conv:3:4:3:1:1,relu,maxpool:2,conv:4:4:3x1:1:1x0,avgpool:2,flatten,"
+		   "linear:8:5");
+	model_seed("image", 0x29, 4, (const int[]){ 1, 0, 9, 9 }, "conv4:3p1b-pool2-avgpool2-6-3");
+	model_seed("image_f64", 0x0b, 4, (const int[]){ 0, 2, 8, 8 }, "conv4:3s2-conv8:3p1-5");
+	model_seed("embedding", 0x08, 2, (const int[]){ 2, 3, 0, 0 },
+		   "embedding:10:4,flatten,linear:12:2");
+	model_seed("bad_piece", 0x00, 2, (const int[]){ 3, 7, 0, 0 }, "linear:12:8,conv:8:,relu");
+	/* the failing allocator's byte (allocation 1 + 2 x 40) before ndim */
+	buf p = { .n = 0 };
+	E(&p, 0x88, 40, 2, 3, 7, 0, 0);
+	put(&p, "12-8-3", 6);
+	write_seed("fuzz_model", "failing_allocator", p.b, p.n);
+}
+
 /* ---- IDX --------------------------------------------------------------------------- */
 
 static void be32(buf *p, uint32_t v)
@@ -959,6 +991,7 @@ int main(int argc, char **argv)
 		root = argv[1];
 	seed_expr();
 	seed_ops();
+	seed_model();
 	seed_idx();
 	seed_csv();
 	seed_checkpoint();

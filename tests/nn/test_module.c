@@ -404,6 +404,14 @@ static void parse_errors_name_the_bad_piece(void **state)
 	    {"leaky_relu:abc", "\"abc\" is not a number"},
 	    {"784-0-10", "size 2 is 0"},
 	    {"", "size 1 \"\""},
+	    /* parameters larger than a tensor can be: the layer's words */
+	    {"3372712-23372712-8-3",
+	     "\"3372712-23372712-8-3\": tg_linear: \"fc1\": a parameter of shape "
+	     "(3372712,23372712) would hold more than 2^40 elements"},
+	    {"relu,embedding:2147483647:1000", "tg_embedding_table: \"emb1\": a parameter of "
+					       "shape (2147483647,1000) would hold"},
+	    {"conv:65536:65536:1000:1000", "tg_conv2d_layer: \"conv1\": a parameter of shape "
+					   "(65536,65536,1000,1000) would hold"},
 	};
 	tg_ctx *ctx = tg_ctx_new(SEED);
 	for (size_t i = 0; i < LEN(rows); i++) {
