@@ -25,6 +25,9 @@
  * - the convolution gradients, permute, slice, pad_axis, squeeze,
  *   unsqueeze, concat, stack and split give the shapes their definitions
  *   give;
+ * - in f32, on finite inputs, what oneDNN's kernels (direct or Winograd)
+ *   compute for conv2d and both gradients agrees with im2col to 1e-5 of
+ *   the convolution of the inputs' magnitudes;
  * - a derivative function returns 0 with every result of its argument's
  *   (or f's) shape, or -1 with the error set and its results NULL;
  * - a backward pass returns 0 or -1 as the status says, and a gradient has
@@ -307,6 +310,76 @@ static bool small_opts(const tg_conv_opts *o)
 	return o->groups <= 64;
 }
 
+/* ---- the convolution kernels against im2col ----------------------------------------- */
+/* A convolution that ran in f32 on finite inputs in a context set to
+ * oneDNN's kernels (direct or Winograd) is done again on im2col, and each
+ * element must agree to 1e-5 of the same convolution of the inputs'
+ * magnitudes (the sum of |products| each output adds up), as
+ * tests/ops/test_conv_dnnl.c holds them. */
+
+static bool all_finite(const tg_tensor *t)
+{
+	if (!t)
+		return true;
+	for (size_t i = 0; i < t->numel; i++) {
+		double x = t->dtype == TG_F64 ? ((const double *)t->data)[i]
+					      : t->dtype == TG_F32 ? ((const float *)t->data)[i] : 0;
+		if (!isfinite(x))
+			return false;
+	}
+	return true;
+}
+
+/* kind 0 conv2d(a, b, bias), 1 its input gradient (a dout, b w), 2 its
+ * weight gradient (a x, b dout); magnitude: of |a|, |b| and |bias|. */
+static tg_tensor *conv_call(int kind, tg_tensor *a, tg_tensor *b, tg_tensor *bias, int64_t H,
+			    int64_t W, const tg_conv_opts *op, bool magnitude)
+{
+	if (magnitude) {
+		a = tg_abs(a), b = tg_abs(b);
+		bias = bias ? tg_abs(bias) : NULL;
+	}
+	return kind == 0 ? tg_conv2d(a, b, bias, op)
+	       : kind == 1 ? tg_conv2d_input_grad(a, b, H, W, op)
+			   : tg_conv2d_weight_grad(a, b, H, W, op);
+}
+
+static void check_kernels(vm *v, double cost, int kind, const char *who, const tg_tensor *t,
+			  tg_tensor *a, tg_tensor *b, tg_tensor *bias, int64_t H, int64_t W,
+			  const tg_conv_opts *op)
+{
+	tg_ctx *ctx = v->ctx;
+	tg_conv_kernels k = tg_get_conv_kernels(ctx);
+	if (!t || t->dtype != TG_F32 || k == TG_CONV_IM2COL || !all_finite(a) || !all_finite(b) ||
+	    !all_finite(kind == 0 ? bias : NULL))
+		return;
+	charge(v, 2 * cost); /* the two convolutions on im2col */
+	if (v->stop)
+		return;
+	bool grad = tg_grad_enabled(ctx);
+	tg_set_grad_enabled(ctx, false);
+	tg_set_conv_kernels(ctx, TG_CONV_IM2COL);
+	tg_tensor *ref = conv_call(kind, a, b, bias, H, W, op, false);
+	tg_tensor *mag = conv_call(kind, a, b, bias, H, W, op, true);
+	tg_set_conv_kernels(ctx, k);
+	tg_set_grad_enabled(ctx, grad);
+	if (!ref || !mag) {
+		require(tg_status_of(ctx) == TG_ENOMEM, "%s on im2col after oneDNN: %s", who,
+			tg_error(ctx));
+		tg_clear_error(ctx);
+		return;
+	}
+	check_shape(who, ref, t->ndim, t->shape);
+	const float *y = t->data, *r = ref->data, *m = mag->data;
+	for (size_t i = 0; i < t->numel; i++) {
+		if (!isfinite(m[i]))
+			continue; /* the magnitudes overflow: no bound to hold it to */
+		require(fabs((double)y[i] - r[i]) <= 1e-5 * m[i] + 1e-30,
+			"%s (kernels %d): element %zu is %.9g, im2col %.9g, magnitude %.9g", who,
+			(int)k, i, (double)y[i], (double)r[i], (double)m[i]);
+	}
+}
+
 static void op_conv(vm *v)
 {
 	reader *r = &v->in;
@@ -323,22 +396,26 @@ static void op_conv(vm *v)
 		int64_t out[4];
 		bool ok = conv_valid(a, b, bias, &eff, out);
 		int valid = ok ? VALID : small_opts(&eff) ? INVALID : UNKNOWN;
-		if (ok)
-			charge(v, (double)numel_of(4, out) * (double)numel_of(3, b->shape + 1));
+		double cost = ok ? (double)numel_of(4, out) * (double)numel_of(3, b->shape + 1) : 0;
+		charge(v, cost);
 		if (v->stop)
 			return;
 		t = tg_conv2d(a, b, bias, op);
 		check(v, "tg_conv2d", t, valid);
 		if (t)
 			check_shape("tg_conv2d", t, 4, out);
+		check_kernels(v, cost, 0, "tg_conv2d", t, a, b, bias, H, W, op);
 	} else if (kind == 1) {
 		/* a is dout (N,O,OH,OW), b is w */
-		if (a && b && a->ndim == 4 && b->ndim == 4)
-			charge(v, (double)tg_numel(a) * (double)numel_of(3, b->shape + 1));
+		double cost = a && b && a->ndim == 4 && b->ndim == 4
+				      ? (double)tg_numel(a) * (double)numel_of(3, b->shape + 1)
+				      : 0;
+		charge(v, cost);
 		if (v->stop)
 			return;
 		t = tg_conv2d_input_grad(a, b, H, W, op);
 		check(v, "tg_conv2d_input_grad", t, UNKNOWN);
+		check_kernels(v, cost, 1, "tg_conv2d_input_grad", t, a, b, NULL, H, W, op);
 		if (t) {
 			int64_t want[4] = { a->shape[0], b->shape[1] * eff.groups, H, W };
 			check_shape("tg_conv2d_input_grad", t, 4, want);
@@ -350,12 +427,15 @@ static void op_conv(vm *v)
 		}
 	} else {
 		/* a is x, b is dout */
-		if (a && b && a->ndim == 4 && b->ndim == 4 && H > 0 && H < 64 && W > 0 && W < 64)
-			charge(v, (double)tg_numel(b) * (double)a->shape[1] * (double)(H * W));
+		double cost = a && b && a->ndim == 4 && b->ndim == 4 && H > 0 && W > 0
+				      ? (double)tg_numel(b) * (double)a->shape[1] * (double)H * (double)W
+				      : 0;
+		charge(v, cost);
 		if (v->stop)
 			return;
 		t = tg_conv2d_weight_grad(a, b, H, W, op);
 		check(v, "tg_conv2d_weight_grad", t, UNKNOWN);
+		check_kernels(v, cost, 2, "tg_conv2d_weight_grad", t, a, b, NULL, H, W, op);
 		if (t) {
 			int64_t want[4] = { b->shape[1], a->shape[1] / eff.groups, H, W };
 			check_shape("tg_conv2d_weight_grad", t, 4, want);
