@@ -807,7 +807,6 @@ static tg_module *model_parse(tg_ctx *ctx, const char *arch, const tg_mlp_opts *
 	return build_full(ctx, arch, &o);
 }
 
-/* A failed parse frees the parameters of the pieces it had built. */
 /* A layer's own argument error (parameters too large for a tensor, say)
  * reported as the parser's, with the layer's words after it: the parsers
  * name themselves in every refusal. */
@@ -821,6 +820,7 @@ static void as_parse_error(tg_ctx *ctx, const char *who, const char *arch)
 	tg_fail(ctx, TG_EARG, "%s: \"%s\": %s", who, arch, why);
 }
 
+/* A failed parse frees the parameters of the pieces it had built. */
 tg_module *tg_model_parse(tg_ctx *ctx, const char *arch, const tg_mlp_opts *opts)
 {
 	tg_tensor *mark = tg_kept_newest(ctx);
