@@ -1,6 +1,7 @@
 /*
  * fuzz_common.h - what the libFuzzer targets in tests/fuzz share: the rule
- * check that aborts, a context allocator that can fail on purpose, and a
+ * check that aborts, a reader of program bytes and the check that a message
+ * names its function, a context allocator that can fail on purpose, and a
  * way to hand the fuzz input to a loader as a file.
  *
  * Header-only (static functions): each target is one translation unit
@@ -31,6 +32,42 @@
 			abort();                                                     \
 		}                                                                    \
 	} while (0)
+
+/* ---- reading a program ------------------------------------------------------------ */
+/* The program targets (fuzz_expr, fuzz_ops) read their input a byte at a
+ * time; past the end every read is 0. */
+
+typedef struct reader {
+	const uint8_t *p, *end;
+} reader;
+
+static inline bool at_end(const reader *r) { return r->p >= r->end; }
+
+static inline unsigned u8(reader *r) { return r->p < r->end ? *r->p++ : 0; }
+
+/* Little-endian; one read per statement, so the order is defined. */
+static inline unsigned u16(reader *r)
+{
+	unsigned lo = u8(r);
+	return lo | u8(r) << 8;
+}
+
+static inline bool bit(reader *r) { return u8(r) & 1; }
+
+/* Whether an error message names who; who may list the names that count,
+ * separated by '|' (a function whose checks run in one it calls). */
+static inline bool mentions(const char *msg, const char *who)
+{
+	char name[64];
+	while (*who) {
+		size_t n = strcspn(who, "|");
+		snprintf(name, sizeof name, "%.*s", (int)n, who);
+		if (strstr(msg, name))
+			return true;
+		who += n + (who[n] == '|');
+	}
+	return false;
+}
 
 /* ---- a context allocator ------------------------------------------------------ */
 /* Refuses the fail_at-th allocation (sticky: that one and every later one),

@@ -46,24 +46,7 @@ enum {
 /* Elements touched (and multiply-adds for matmul) allowed in one run. */
 static const double WORK_BUDGET = 2e7;
 
-/* ---- reading the program ------------------------------------------------------ */
-
-typedef struct reader {
-	const uint8_t *p, *end;
-} reader;
-
-static bool at_end(const reader *r) { return r->p >= r->end; }
-
-static unsigned u8(reader *r) { return r->p < r->end ? *r->p++ : 0; }
-
-/* Little-endian; one read per statement, so the order is defined. */
-static unsigned u16(reader *r)
-{
-	unsigned lo = u8(r);
-	return lo | u8(r) << 8;
-}
-
-static bool bit(reader *r) { return u8(r) & 1; }
+/* ---- reading the program (reader, u8, u16, bit: fuzz_common.h) --------------------- */
 
 /* Interesting values first; the upper half of the byte range gives small
  * numbers in [-4, 4). */
@@ -291,21 +274,6 @@ static expect expect_begin(vm *v, int n, tg_tensor *const *a, bool values)
 static expect expect_args(vm *v, int n, tg_tensor *const *a)
 {
 	return expect_begin(v, n, a, true);
-}
-
-/* Whether an error message names who; who may list the names that count,
- * separated by '|' (a function whose checks run in the one it calls). */
-static bool mentions(const char *msg, const char *who)
-{
-	char name[64];
-	while (*who) {
-		size_t n = strcspn(who, "|");
-		snprintf(name, sizeof name, "%.*s", (int)n, who);
-		if (strstr(msg, name))
-			return true;
-		who += n + (who[n] == '|');
-	}
-	return false;
 }
 
 /* TG_FUZZ_STATS=1 also counts, per function, the checked calls that found

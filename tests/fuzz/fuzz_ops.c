@@ -53,15 +53,7 @@ enum { NSLOT = 8, MAX_INSNS = 200, ARENA_LIMIT = 8 << 20 };
 /* Multiply-adds and elements allowed in one run. */
 static const double WORK_BUDGET = 3e7;
 
-/* ---- reading the program ------------------------------------------------------ */
-
-typedef struct reader {
-	const uint8_t *p, *end;
-} reader;
-
-static bool at_end(const reader *r) { return r->p >= r->end; }
-static unsigned u8(reader *r) { return r->p < r->end ? *r->p++ : 0; }
-static bool bit(reader *r) { return u8(r) & 1; }
+/* ---- reading the program (reader, u8, bit: fuzz_common.h) --------------------------- */
 
 /* A value for a leaf or a constant: the upper half of the byte range gives
  * small numbers in [-4, 4), the lower half special ones. */
@@ -142,21 +134,6 @@ static uint64_t numel_of(int nd, const int64_t *shape)
 	for (int i = 0; i < nd; i++)
 		n *= (uint64_t)shape[i];
 	return n;
-}
-
-/* Whether an error message names who; who may list the names that count,
- * separated by '|' (a function whose checks run in one it calls). */
-static bool mentions(const char *msg, const char *who)
-{
-	char name[64];
-	while (*who) {
-		size_t n = strcspn(who, "|");
-		snprintf(name, sizeof name, "%.*s", (int)n, who);
-		if (strstr(msg, name))
-			return true;
-		who += n + (who[n] == '|');
-	}
-	return false;
 }
 
 enum { UNKNOWN = -1, INVALID = 0, VALID = 1 };
