@@ -200,13 +200,15 @@ TG_API void *tg_fail(tg_ctx *ctx, tg_status code, const char *fmt, ...)
 	;
 
 /* ---- tensors ------------------------------------------------------------ */
+/* The most elements a tensor holds. */
+#define TG_MAX_ELEMENTS ((uint64_t)1 << 40)
 /* Shapes are given as (ndim, shape): tg_zeros(ctx, TG_F64, 2, (int64_t[]){2, 3}).
  * ndim 0 is a scalar. All constructors return step tensors, or NULL: for a
  * NULL ctx or one holding an error, else with the reason in ctx: TG_ESHAPE
- * for ndim outside 0..TG_MAX_DIMS, a size below 1 or more than 2^40
- * elements; TG_ENULL for a NULL shape (ndim > 0) or values; TG_EDTYPE for
- * an unknown dtype; TG_EARG for a value an index dtype (i32, i64) cannot
- * hold as a whole number; TG_ENOMEM. */
+ * for ndim outside 0..TG_MAX_DIMS, a size below 1 or more than
+ * TG_MAX_ELEMENTS (2^40) elements; TG_ENULL for a NULL shape (ndim > 0) or
+ * values; TG_EDTYPE for an unknown dtype; TG_EARG for a value an index
+ * dtype (i32, i64) cannot hold as a whole number; TG_ENOMEM. */
 
 TG_API tg_tensor *tg_zeros(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape);
 /* Values left as they are, for a caller that writes every element before

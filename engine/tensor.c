@@ -87,7 +87,7 @@ static void shape_failed(tg_ctx *ctx, const char *who, int ndim, const int64_t *
 		}
 	size_t n = 1;
 	for (int i = 0; i < ndim; i++) {
-		if (__builtin_mul_overflow(n, (uint64_t)shape[i], &n) || n > (uint64_t)1 << 40) {
+		if (__builtin_mul_overflow(n, (uint64_t)shape[i], &n) || n > TG_MAX_ELEMENTS) {
 			tg_fail(ctx, TG_ESHAPE, "%s: shape %s has too many elements", who,
 				tg_shape_fmt(ndim, shape, buf));
 			return;
@@ -216,7 +216,7 @@ tg_tensor *tg_tensor_new(tg_ctx *ctx, const char *who, tg_dtype dt, int ndim,
 	size_t n = 1;
 	for (int i = 0; ok && i < ndim; i++)
 		ok = shape[i] > 0 && !__builtin_mul_overflow(n, (uint64_t)shape[i], &n) &&
-		     n <= (uint64_t)1 << 40;
+		     n <= TG_MAX_ELEMENTS;
 	if (!ok)
 		return new_failed(ctx, who, dt, ndim, shape);
 	tg_tensor *t = make(ctx, dt, ndim, shape, n);

@@ -603,9 +603,9 @@ static tg_module *done(tg_module *m)
 	return NULL;
 }
 
-/* Whether a parameter of the n sizes dims fits in a tensor (2^40 elements
- * at most, as every tensor); else TG_EARG naming the layer, where the
- * tensor's maker would name only itself and the shape. */
+/* Whether a parameter of the n sizes dims fits in a tensor
+ * (TG_MAX_ELEMENTS); else TG_EARG naming the layer, where the tensor's
+ * maker would name only itself and the shape. */
 static bool weights_fit(tg_ctx *ctx, const char *who, const char *name, int n,
 			const int64_t *dims)
 {
@@ -613,7 +613,7 @@ static bool weights_fit(tg_ctx *ctx, const char *who, const char *name, int n,
 	bool over = false;
 	for (int i = 0; i < n; i++)
 		over = over || __builtin_mul_overflow(count, (uint64_t)dims[i], &count) ||
-		       count > (uint64_t)1 << 40;
+		       count > TG_MAX_ELEMENTS;
 	if (!over)
 		return true;
 	char buf[128] = "(";

@@ -354,7 +354,8 @@ tg_tensor *tg_pad_axis(tg_tensor *x, int axis, int64_t before, int64_t after)
 	int a = axis_arg(ctx, who, "x", x, axis, x->ndim);
 	if (a < 0)
 		return NULL;
-	if (before < 0 || after < 0 || before > ((int64_t)1 << 40) || after > ((int64_t)1 << 40))
+	if (before < 0 || after < 0 || (uint64_t)before > TG_MAX_ELEMENTS ||
+	    (uint64_t)after > TG_MAX_ELEMENTS)
 		return tg_fail(ctx, TG_EARG,
 			       "%s: before %lld and after %lld; each must be 0 or more (and at "
 			       "most 2^40)",

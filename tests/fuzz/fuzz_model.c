@@ -24,6 +24,8 @@
  * ended.
  */
 #define _GNU_SOURCE
+#include "internal.h"
+
 #include "fuzz_common.h"
 #include "tapegrad_io.h"
 #include "tapegrad_nn.h"
@@ -127,8 +129,7 @@ static void round_trip(tg_ctx *ctx, tg_module *m, const tg_mlp_opts *opts, bool 
 				"a checkpoint of \"%s\" does not load into its own spec: %s", spec,
 				tg_error(ctx));
 			for (size_t i = 0; rc == 0 && i < k1; i++) {
-				size_t bytes = tg_numel(t1[i]) * (tg_dtype_of(t1[i]) == TG_F64 ||
-								 tg_dtype_of(t1[i]) == TG_I64 ? 8 : 4);
+				size_t bytes = tg_numel(t1[i]) * tg_dtype_size(tg_dtype_of(t1[i]));
 				require(!memcmp(tg_data(t1[i]), tg_data(t2[i]), bytes),
 					"tensor %s changed through a checkpoint", name_of(t1[i]));
 			}
