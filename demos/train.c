@@ -167,7 +167,7 @@ static const char *const cancer_names[] = { "malignant", "benign" };
 typedef struct config {
 	const char *data;
 	const char *net;      /* --net: a CNN (tg_model_parse_image) or full form, or NULL */
-	const char *conv;     /* --conv: onednn, winograd, im2col, or NULL (TG_CONV's) */
+	int conv;             /* --conv as a tg_conv_kernels, or -1 (TG_CONV's) */
 	const char *layers;   /* full spec, or NULL */
 	const char *hidden;
 	const char *act;
@@ -334,7 +334,7 @@ static config parse_args(int argc, char **argv)
 	config c = {
 		.data = "fashion-mnist", .act = "relu", .init = "he", .optim = "adam",
 		.schedule = "cosine", .dtype = "f32", .seed = 42,
-		.threads = 1, .bn = -1, .divergence_check = true,
+		.threads = 1, .bn = -1, .divergence_check = true, .conv = -1,
 	};
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -420,9 +420,12 @@ static config parse_args(int argc, char **argv)
 		else if (!strcmp(a, "--net"))
 			c.net = val;
 		else if (!strcmp(a, "--conv")) {
-			if (strcmp(val, "onednn") && strcmp(val, "winograd") && strcmp(val, "im2col"))
+			c.conv = !strcmp(val, "onednn")	    ? TG_CONV_ONEDNN
+				 : !strcmp(val, "winograd") ? TG_CONV_WINOGRAD
+				 : !strcmp(val, "im2col")   ? TG_CONV_IM2COL
+							    : -1;
+			if (c.conv < 0)
 				usage_error("--conv %s: onednn, winograd or im2col", val);
-			c.conv = val;
 		}
 		else if (!strcmp(a, "--layers"))
 			c.layers = val;
@@ -1324,10 +1327,8 @@ int main(int argc, char **argv)
 			     "--schedule");
 	}
 	tg_set_threads(ctx, c.threads);
-	if (c.conv)
-		tg_set_conv_kernels(ctx, !strcmp(c.conv, "winograd") ? TG_CONV_WINOGRAD
-					 : !strcmp(c.conv, "im2col") ? TG_CONV_IM2COL
-								     : TG_CONV_ONEDNN);
+	if (c.conv >= 0)
+		tg_set_conv_kernels(ctx, (tg_conv_kernels)c.conv);
 
 	tg_mlp_opts mo = tg_mlp_defaults();
 	tg_optim_kind kind;
@@ -1659,7 +1660,7 @@ int main(int argc, char **argv)
 						"channels in and out, 32+ on one side); direct for "
 						"the rest"
 					      : "im2col and GEMM",
-		       c.conv ? "--conv" : "TG_CONV");
+		       c.conv >= 0 ? "--conv" : "TG_CONV");
 	if (dist)
 		printf("dist      %d rank%s of batch %lld: a global batch of %lld%s\n", ranks,
 		       ranks == 1 ? "" : "s", (long long)c.batch, (long long)gbatch,
