@@ -747,6 +747,13 @@ TG_API tg_tensor *tg_bce_with_logits(tg_tensor *logits, tg_tensor *targets);
  * each channel needs 2 values or more. step */
 TG_API tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double eps,
 				tg_tensor **mean, tg_tensor **var);
+/* tg_relu(tg_batch_norm(x, gamma, beta, eps, mean, var)) as one op, to the
+ * same bits forward and backward (any order of derivatives), with one pass
+ * fewer over x's size each way and no tensor for the batch norm's output.
+ * tg_sequential and tg_mlp run a training batch norm module followed by a
+ * relu module as this op. step */
+TG_API tg_tensor *tg_batch_norm_relu(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta,
+				     double eps, tg_tensor **mean, tg_tensor **var);
 /* gamma / sqrt(var + eps) / N * (N dout - sum dout - xhat sum(dout xhat)):
  * batch norm's gradient for x as one fused op. */
 TG_API tg_tensor *tg_batch_norm_backward(tg_tensor *dout, tg_tensor *x, tg_tensor *gamma,

@@ -1,7 +1,9 @@
 /*
  * bn_running.h - batch norm's running statistics, updated by the layer
- * (nn/layers.c) and by its synchronised form (nn/dist.c) alike, and the
- * eps the norm layers accept (nn/layers.c, nn/module.c). Not installed.
+ * (nn/layers.c) and by its synchronised form (nn/dist.c) alike, the eps the
+ * norm layers accept (nn/layers.c, nn/module.c), and the batch norm module
+ * that the containers run with the relu after it as one op (nn/layers.c,
+ * nn/module.c, nn/mlp.c). Not installed.
  */
 #ifndef TG_BN_RUNNING_H
 #define TG_BN_RUNNING_H
@@ -30,6 +32,18 @@ void tg_bn_update_running(tg_tensor *running, const tg_tensor *batch, double dec
  * even when they are those: "bn:D" would read back as the opts' values. */
 struct tg_module;
 void tg_bn_spec_states(struct tg_module *m);
+
+/* Whether a, b (consecutive children of a container) are a batch norm
+ * module of tg_batchnorm1d in training mode and a relu module of the same
+ * context: their forward is then one op, tg_bn_relu_forward(a, x), to the
+ * same bits as tg_forward(b, tg_forward(a, x)). */
+bool tg_bn_relu_pair(const struct tg_module *a, const struct tg_module *b);
+tg_tensor *tg_bn_relu_forward(struct tg_module *a, tg_tensor *x);
+
+/* children[i]'s forward on x, or children[i] and [i + 1]'s as one op where
+ * they are such a pair; *taken receives how many it ran (1 or 2). */
+tg_tensor *tg_forward_children(struct tg_module *const *children, size_t n, size_t i,
+			       tg_tensor *x, size_t *taken);
 
 /* A norm layer's eps must be a positive normal number in the layer's dtype,
  * as the ops' (norm_eps.h). NULL when eps is fine, else why not, written

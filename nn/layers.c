@@ -436,7 +436,8 @@ static bool bn_args_ok(tg_ctx *ctx, const tg_batchnorm *bn, tg_tensor *x)
 	return true;
 }
 
-tg_tensor *tg_batchnorm_forward(tg_batchnorm *bn, tg_tensor *x)
+/* tg_batchnorm_forward, through a relu when relu (one op while training) */
+static tg_tensor *batchnorm_forward_as(tg_batchnorm *bn, tg_tensor *x, bool relu)
 {
 	tg_ctx *ctx = begin(x);
 	if (!ctx)
@@ -448,7 +449,8 @@ tg_tensor *tg_batchnorm_forward(tg_batchnorm *bn, tg_tensor *x)
 		return NULL;
 	if (bn->training) {
 		tg_tensor *mean, *var; /* (C), var biased */
-		tg_tensor *y = tg_batch_norm(x, bn->gamma, bn->beta, bn->eps, &mean, &var);
+		tg_tensor *y = (relu ? tg_batch_norm_relu : tg_batch_norm)(x, bn->gamma, bn->beta,
+									   bn->eps, &mean, &var);
 		if (y) {
 			tg_bn_update_running(bn->running_mean, mean, bn->avg_decay);
 			tg_bn_update_running(bn->running_var, var, bn->avg_decay);
@@ -469,7 +471,13 @@ tg_tensor *tg_batchnorm_forward(tg_batchnorm *bn, tg_tensor *x)
 	}
 	tg_tensor *std = tg_sqrt(tg_add_scalar(rv, bn->eps));
 	tg_tensor *xn = tg_div(tg_sub(x, rm), std);
-	return tg_add(tg_mul(xn, g), b);
+	tg_tensor *y = tg_add(tg_mul(xn, g), b);
+	return relu ? tg_relu(y) : y;
+}
+
+tg_tensor *tg_batchnorm_forward(tg_batchnorm *bn, tg_tensor *x)
+{
+	return batchnorm_forward_as(bn, x, false);
 }
 
 /* ---- dropout, inverted: y = x * mask / (1 - p); dx = dout * mask / (1 - p) -------- */
@@ -771,6 +779,20 @@ static int bn_spec(const tg_module *m, char *buf, size_t size)
 
 static const tg_module_vt bn_vt = {
     .kind = "bn", .forward = bn_forward, .free = free_self, .spec = bn_spec};
+
+bool tg_bn_relu_pair(const tg_module *a, const tg_module *b)
+{
+	return a->vt == &bn_vt && a->training && b->vt == &act_vt[TG_ACT_RELU] && b->ctx == a->ctx;
+}
+
+tg_tensor *tg_bn_relu_forward(tg_module *m, tg_tensor *x)
+{
+	tg_batchnorm *bn = m->self;
+	bn->training = m->training;
+	if (!input_dtype_ok(m, x))
+		return NULL;
+	return batchnorm_forward_as(bn, x, true);
+}
 
 tg_module *tg_batchnorm1d(tg_ctx *ctx, tg_dtype dt, int64_t d, double eps, double avg_decay,
 			  const char *name)

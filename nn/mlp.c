@@ -9,6 +9,7 @@
  */
 #include "tapegrad.h"
 #include "tapegrad_nn.h"
+#include "bn_running.h"
 #include "kept_undo.h"
 
 #include <stdio.h>
@@ -130,9 +131,9 @@ tg_tensor *tg_mlp_forward(tg_mlp *m, tg_tensor *x)
 			   ? tg_fail(tg_ctx_of(x), TG_ENULL, "tg_mlp_forward: the net is NULL")
 			   : NULL;
 	int layer = 0;
-	for (size_t j = 0; j < m->seq->nchildren; j++) {
-		x = tg_forward(m->seq->children[j], x);
-		if (layer < m->depth - 1 && j == m->act_at[layer])
+	for (size_t j = 0, taken; j < m->seq->nchildren; j += taken) {
+		x = tg_forward_children(m->seq->children, m->seq->nchildren, j, x, &taken);
+		if (layer < m->depth - 1 && m->act_at[layer] < j + taken)
 			m->act[layer++] = x;
 	}
 	return x;

@@ -214,7 +214,9 @@ int tg_module_add(tg_module *m, tg_module *child)
 	return 0;
 }
 
-tg_tensor *tg_forward(tg_module *m, tg_tensor *x)
+/* tg_forward, calling fn for m's forward */
+static tg_tensor *forward_with(tg_module *m, tg_tensor *x,
+			       tg_tensor *(*fn)(tg_module *m, tg_tensor *x))
 {
 	if (!x)
 		return NULL;
@@ -232,7 +234,7 @@ tg_tensor *tg_forward(tg_module *m, tg_tensor *x)
 			       "tg_forward: module \"%s\" (%s) and its input belong to different "
 			       "contexts",
 			       m->name, kind_of(m));
-	tg_tensor *y = m->vt->forward(m, x);
+	tg_tensor *y = (fn ? fn : m->vt->forward)(m, x);
 	if (!y && tg_ok(ctx))
 		return tg_fail(ctx, TG_EARG, "tg_forward: module \"%s\" (%s) returned NULL",
 			       m->name, kind_of(m));
@@ -245,6 +247,20 @@ tg_tensor *tg_forward(tg_module *m, tg_tensor *x)
 			       tg_ctx_of(y) ? "of another context than its input's"
 					    : "that is no longer valid (a tg_reset freed it)");
 	return y;
+}
+
+tg_tensor *tg_forward(tg_module *m, tg_tensor *x)
+{
+	return forward_with(m, x, NULL);
+}
+
+tg_tensor *tg_forward_children(tg_module *const *children, size_t n, size_t i, tg_tensor *x,
+			       size_t *taken)
+{
+	bool pair = i + 1 < n && children[i] && children[i + 1] &&
+		    tg_bn_relu_pair(children[i], children[i + 1]);
+	*taken = pair ? 2 : 1;
+	return forward_with(children[i], x, pair ? tg_bn_relu_forward : NULL);
 }
 
 void tg_module_train(tg_module *m, bool on)
@@ -358,8 +374,8 @@ int tg_module_spec(const tg_module *m, char *buf, size_t size)
 
 static tg_tensor *sequential_forward(tg_module *m, tg_tensor *x)
 {
-	for (size_t i = 0; i < m->nchildren && x; i++)
-		x = tg_forward(m->children[i], x);
+	for (size_t i = 0, taken; i < m->nchildren && x; i += taken)
+		x = tg_forward_children(m->children, m->nchildren, i, x, &taken);
 	return x;
 }
 

@@ -23,6 +23,7 @@
 #include "norm_eps.h"
 #include "parallel.h"
 
+#include <assert.h>
 #include <math.h>
 #include <string.h>
 
@@ -94,9 +95,15 @@ static inline double var_floor(double v)
 /* The statistics of x are kept in its dtype, mean (D) then inv_std (D), so
  * that every pass computes xhat = (x - mean) * inv_std to the same bits. */
 
+/* batch_norm_relu's gradient through its relu: dy where the batch norm value
+ * xh g + b, rounded as the forward pass rounds it, is positive, else dy 0
+ * (so that an infinite dy masked off gives NaN, as tg_relu_backward's
+ * product does). */
+#define RELU_GATE(T, dy, xh, g, b) ((dy) * ((xh) * (g) + (b) > 0 ? (T)1 : (T)0))
+
 #define NORM_KERNELS(T, sfx)                                                            \
-	/* st = mean, inv_std = 1 / sqrt(var + eps); var (D) = biased variance; of  \
-	 * the columns [j0, j1) */                                                     \
+	/* st = mean, inv_std = 1 / sqrt(var + eps); var (D) = biased variance; of      \
+	 * the columns [j0, j1) */                                                      \
 	TG_HOT_LOOP_WIDE                                                                \
 	static void stats_##sfx(const T *X, size_t n, size_t d, size_t j0, size_t j1,   \
 				double eps, double *acc, double *off2, T *st, T *var)   \
@@ -121,7 +128,7 @@ static inline double var_floor(double v)
 				acc[j] += c * c;                                        \
 			}                                                               \
 		for (size_t j = j0; j < j1; j++) {                                      \
-			double v = var_floor(acc[j] / (double)n - off2[j]);            \
+			double v = var_floor(acc[j] / (double)n - off2[j]);             \
 			var[j] = (T)v;                                                  \
 			inv_std[j] = (T)(isinf(v) ? scaled_inv_std(X + j, sizeof(T) == 8, \
 								   n, 1, d, mean[j], eps) \
@@ -129,38 +136,64 @@ static inline double var_floor(double v)
 		}                                                                       \
 	}                                                                               \
                                                                                         \
-	/* Y = xhat * G + B, rows [i0, i1) */                                           \
-	TG_HOT_LOOP                                                                     \
-	static void forward_##sfx(const T *X, const T *st, const T *G, const T *B,      \
-				  size_t i0, size_t i1, size_t d, T *restrict Y)        \
+	/* Y = xhat * G + B, rows [i0, i1); relu: max(Y, 0) as tg_relu takes it         \
+	 * (NaN stays NaN) */                                                           \
+	static inline TG_ALWAYS_INLINE void forward_body_##sfx(                         \
+	    const T *X, const T *st, const T *G, const T *B, bool relu, size_t i0,      \
+	    size_t i1, size_t d, T *restrict Y)                                         \
 	{                                                                               \
 		const T *mean = st, *inv_std = st + d;                                  \
 		for (size_t i = i0; i < i1; i++)                                        \
-			for (size_t j = 0; j < d; j++)                                  \
-				Y[i * d + j] =                                          \
-				    (X[i * d + j] - mean[j]) * inv_std[j] * G[j] + B[j]; \
+			for (size_t j = 0; j < d; j++) {                                \
+				T v = (X[i * d + j] - mean[j]) * inv_std[j] * G[j] + B[j]; \
+				Y[i * d + j] = relu && v < 0 ? 0 : v;                   \
+			}                                                               \
 	}                                                                               \
                                                                                         \
-	/* sums = the column sums of dout (D), then of dout * xhat (D); columns        \
-	 * [j0, j1) */                                                                  \
-	TG_HOT_LOOP_WIDE                                                                \
-	static void sums_##sfx(const T *DOUT, const T *X, const T *st, size_t n,        \
-			       size_t d, size_t j0, size_t j1, double *sums)            \
+	/* the body twice, with and without the gate, so that neither loop tests it */  \
+	TG_HOT_LOOP                                                                     \
+	static void forward_##sfx(const T *X, const T *st, const T *G, const T *B,      \
+			bool relu, size_t i0, size_t i1, size_t d, T *restrict Y)       \
+	{                                                                               \
+		if (relu)                                                               \
+			forward_body_##sfx(X, st, G, B, true, i0, i1, d, Y);            \
+		else                                                                    \
+			forward_body_##sfx(X, st, G, B, false, i0, i1, d, Y);           \
+	}                                                                               \
+                                                                                        \
+	/* sums = the column sums of dout (D), then of dout * xhat (D); columns         \
+	 * [j0, j1); relu: of dout gated by RELU_GATE with G and B */                   \
+	static inline TG_ALWAYS_INLINE void sums_body_##sfx(                            \
+	    const T *DOUT, const T *X, const T *st, const T *G, const T *B, bool relu,  \
+	    size_t n, size_t d, size_t j0, size_t j1, double *sums)                     \
 	{                                                                               \
 		const T *mean = st, *inv_std = st + d;                                  \
 		memset(sums + j0, 0, (j1 - j0) * sizeof *sums);                         \
 		memset(sums + d + j0, 0, (j1 - j0) * sizeof *sums);                     \
 		for (size_t i = 0; i < n; i++)                                          \
 			for (size_t j = j0; j < j1; j++) {                              \
-				T dy = DOUT[i * d + j];                                 \
 				T xh = (X[i * d + j] - mean[j]) * inv_std[j];           \
+				T dy = relu ? RELU_GATE(T, DOUT[i * d + j], xh, G[j], B[j]) \
+					    : DOUT[i * d + j];                          \
 				sums[j] += dy;                                          \
 				sums[d + j] += (double)dy * xh;                         \
 			}                                                               \
 	}                                                                               \
                                                                                         \
+	/* as forward_ */                                                               \
+	TG_HOT_LOOP_WIDE                                                                \
+	static void sums_##sfx(const T *DOUT, const T *X, const T *st, const T *G,      \
+			const T *B, bool relu, size_t n, size_t d, size_t j0,           \
+			size_t j1, double *sums)                                        \
+	{                                                                               \
+		if (relu)                                                               \
+			sums_body_##sfx(DOUT, X, st, G, B, true, n, d, j0, j1, sums);   \
+		else                                                                    \
+			sums_body_##sfx(DOUT, X, st, G, B, false, n, d, j0, j1, sums);  \
+	}                                                                               \
+                                                                                        \
 	/* DX = G inv_std (dout - sum(dout) / N - xhat sum(dout xhat) / N): k (3 D      \
-	 * values) = G inv_std, sum(dout) / N and sum(dout xhat) / N ...               \
+	 * values) = G inv_std, sum(dout) / N and sum(dout xhat) / N ...                \
 	 */                                                                             \
 	static void dx_coef_##sfx(const T *st, const T *G, const double *sums, size_t n, \
 				  size_t d, T *k)                                       \
@@ -174,19 +207,32 @@ static inline double var_floor(double v)
 		}                                                                       \
 	}                                                                               \
                                                                                         \
-	/* ... and DX from them, rows [i0, i1) */                                       \
-	TG_HOT_LOOP                                                                     \
-	static void dx_##sfx(const T *DOUT, const T *X, const T *st, const T *k,        \
-			     size_t i0, size_t i1, size_t d, T *restrict DX)            \
+	/* ... and DX from them, rows [i0, i1) (relu: dout gated as in sums) */         \
+	static inline TG_ALWAYS_INLINE void dx_body_##sfx(                              \
+	    const T *DOUT, const T *X, const T *st, const T *k, const T *G, const T *B, \
+	    bool relu, size_t i0, size_t i1, size_t d, T *restrict DX)                  \
 	{                                                                               \
 		const T *mean = st, *inv_std = st + d;                                  \
 		const T *scale = k, *mdy = k + d, *mdyxh = k + 2 * d;                   \
 		for (size_t i = i0; i < i1; i++)                                        \
 			for (size_t j = 0; j < d; j++) {                                \
 				T xh = (X[i * d + j] - mean[j]) * inv_std[j];           \
-				DX[i * d + j] = scale[j] *                              \
-						(DOUT[i * d + j] - mdy[j] - xh * mdyxh[j]); \
+				T dy = relu ? RELU_GATE(T, DOUT[i * d + j], xh, G[j], B[j]) \
+					    : DOUT[i * d + j];                          \
+				DX[i * d + j] = scale[j] * (dy - mdy[j] - xh * mdyxh[j]); \
 			}                                                               \
+	}                                                                               \
+                                                                                        \
+	/* as forward_ */                                                               \
+	TG_HOT_LOOP                                                                     \
+	static void dx_##sfx(const T *DOUT, const T *X, const T *st, const T *k,        \
+			const T *G, const T *B, bool relu, size_t i0, size_t i1,        \
+			size_t d, T *restrict DX)                                       \
+	{                                                                               \
+		if (relu)                                                               \
+			dx_body_##sfx(DOUT, X, st, k, G, B, true, i0, i1, d, DX);       \
+		else                                                                    \
+			dx_body_##sfx(DOUT, X, st, k, G, B, false, i0, i1, d, DX);      \
 	}
 
 NORM_KERNELS(double, f64)
@@ -222,6 +268,50 @@ static double lanes_total(const double *a, int lanes)
 		t += a[l];
 	return t;
 }
+
+/* plane_dot_relu's whole blocks of DOT_LANES from k (left at the tail): lane
+ * l of a and b takes the elements k + l as the scalar loop below would,
+ * with the gate's 0 or 1 made from the comparison's integer mask. Written
+ * with vectors where the compiler has them: GCC turned the scalar gate
+ * into a branch per element (dy * 0 where closed), half of a depthwise
+ * net's step. Not under AddressSanitizer, as DX_LANES (layer norm). */
+#if defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+#define GATED_DOT_LANES(T, DY, X, s, m, r, g, bt, k, a, b)                              \
+	do {                                                                            \
+		typedef T tv_ __attribute__((vector_size(DOT_LANES * sizeof(T))));      \
+		typedef double dv_ __attribute__((vector_size(DOT_LANES * sizeof(double)))); \
+		typedef __typeof__((tv_){ 0 } > 0) mask_; /* the comparison's ints */  \
+		const tv_ one_ = (tv_){ 0 } + 1;                                        \
+		mask_ one_bits_; /* the gate's 1 is 1.0's bits where open, else 0 */    \
+		memcpy(&one_bits_, &one_, sizeof one_bits_);                            \
+		dv_ a_, b_;                                                             \
+		memcpy(&a_, (a), sizeof a_);                                            \
+		memcpy(&b_, (b), sizeof b_);                                            \
+		for (; (k) + DOT_LANES <= (s); (k) += DOT_LANES) {                      \
+			tv_ x_, dy_;                                                    \
+			memcpy(&x_, (X) + (k), sizeof x_);                              \
+			memcpy(&dy_, (DY) + (k), sizeof dy_);                           \
+			tv_ xh_ = (x_ - (m)) * (r);                                     \
+			mask_ open_ = (xh_ * (g) + (bt) > 0) & one_bits_;               \
+			tv_ on_;                                                        \
+			memcpy(&on_, &open_, sizeof on_);                               \
+			dv_ gy_ = __builtin_convertvector(dy_ * on_, dv_);              \
+			a_ += gy_;                                                      \
+			b_ += gy_ * __builtin_convertvector(xh_, dv_);                  \
+		}                                                                       \
+		memcpy((a), &a_, sizeof a_);                                            \
+		memcpy((b), &b_, sizeof b_);                                            \
+	} while (0)
+#else
+#define GATED_DOT_LANES(T, DY, X, s, m, r, g, bt, k, a, b)                              \
+	for (; (k) + DOT_LANES <= (s); (k) += DOT_LANES)                                \
+		for (int l = 0; l < DOT_LANES; l++) {                                   \
+			T xh = ((X)[(k) + l] - (m)) * (r);                              \
+			T gy = RELU_GATE(T, (DY)[(k) + l], xh, (g), (bt));              \
+			(a)[l] += gy;                                                   \
+			(b)[l] += (double)gy * xh;                                      \
+		}
+#endif
 
 #define PLANE_KERNELS(T, sfx)                                                           \
 	/* a[l] += the plane's values (sq: their squares after taking off m) */         \
@@ -293,11 +383,12 @@ static double lanes_total(const double *a, int lanes)
 		}                                                                       \
 	}                                                                               \
                                                                                         \
-	/* Y = xhat * G + B, planes [p0, p1) (plane p = i d + j: image i, channel j) */ \
+	/* Y = xhat * G + B, planes [p0, p1) (plane p = i d + j: image i, channel j); \
+	 * relu as forward's */                                                         \
 	TG_HOT_LOOP                                                                     \
 	static void plane_forward_##sfx(const T *X, const T *st, const T *G,            \
-					const T *B, size_t p0, size_t p1, size_t d,     \
-					size_t s, T *restrict Y)                        \
+					const T *B, bool relu, size_t p0, size_t p1,    \
+					size_t d, size_t s, T *restrict Y)              \
 	{                                                                               \
 		const T *mean = st, *inv_std = st + d;                                  \
 		for (size_t p = p0; p < p1; p++) {                                      \
@@ -305,8 +396,14 @@ static double lanes_total(const double *a, int lanes)
 			const T *x = X + p * s;                                         \
 			T *y = Y + p * s;                                               \
 			T m = mean[j], r = inv_std[j], g = G[j], b = B[j];              \
-			for (size_t k = 0; k < s; k++)                                  \
-				y[k] = (x[k] - m) * r * g + b;                          \
+			if (relu)                                                       \
+				for (size_t k = 0; k < s; k++) {                        \
+					T v = (x[k] - m) * r * g + b;                   \
+					y[k] = v < 0 ? 0 : v;                           \
+				}                                                       \
+			else                                                            \
+				for (size_t k = 0; k < s; k++)                          \
+					y[k] = (x[k] - m) * r * g + b;                  \
 		}                                                                       \
 	}                                                                               \
                                                                                         \
@@ -329,8 +426,26 @@ static double lanes_total(const double *a, int lanes)
 		}                                                                       \
 	}                                                                               \
                                                                                         \
-	/* sums of the channels [j0, j1), in blocks as plane_stats takes them */        \
-	static void plane_sums_##sfx(const T *DOUT, const T *X, const T *st, size_t n,  \
+	/* the same with dout gated by RELU_GATE with the channel's g and bt */        \
+	TG_HOT_LOOP_WIDE                                                                \
+	static void plane_dot_relu_##sfx(const T *dy, const T *x, size_t s, T m, T r,   \
+					 T g, T bt, double *restrict a,                 \
+					 double *restrict b)                            \
+	{                                                                               \
+		size_t k = 0;                                                           \
+		GATED_DOT_LANES(T, dy, x, s, m, r, g, bt, k, a, b);                     \
+		for (; k < s; k++) {                                                    \
+			T xh = (x[k] - m) * r;                                          \
+			T gy = RELU_GATE(T, dy[k], xh, g, bt);                          \
+			a[DOT_LANES] += gy;                                             \
+			b[DOT_LANES] += (double)gy * xh;                                \
+		}                                                                       \
+	}                                                                               \
+                                                                                        \
+	/* sums of the channels [j0, j1), in blocks as plane_stats takes them; relu:  \
+	 * gated with G and B */                                                        \
+	static void plane_sums_##sfx(const T *DOUT, const T *X, const T *st,            \
+				     const T *G, const T *B, bool relu, size_t n,       \
 				     size_t d, size_t s, size_t j0, size_t j1,          \
 				     double *sums)                                      \
 	{                                                                               \
@@ -343,9 +458,15 @@ static double lanes_total(const double *a, int lanes)
 			memset(b, 0, sizeof b);                                         \
 			for (size_t i = 0; i < n; i++)                                  \
 				for (size_t c = 0; c < w; c++) {                        \
-					const size_t p = (i * d + jb + c) * s;          \
-					plane_dot_##sfx(DOUT + p, X + p, s, mean[jb + c], \
-							inv_std[jb + c], a[c], b[c]);   \
+					const size_t p = (i * d + jb + c) * s, j = jb + c; \
+					if (relu)                                       \
+						plane_dot_relu_##sfx(DOUT + p, X + p, s, \
+								     mean[j], inv_std[j], \
+								     G[j], B[j], a[c], b[c]); \
+					else                                            \
+						plane_dot_##sfx(DOUT + p, X + p, s,     \
+								mean[j], inv_std[j],    \
+								a[c], b[c]);            \
 				}                                                       \
 			for (size_t c = 0; c < w; c++) {                                \
 				sums[jb + c] = lanes_total(a[c], DOT_LANES);            \
@@ -354,10 +475,12 @@ static double lanes_total(const double *a, int lanes)
 		}                                                                       \
 	}                                                                               \
                                                                                         \
+	/* relu: dout gated with G and B */                                             \
 	TG_HOT_LOOP                                                                     \
 	static void plane_dx_##sfx(const T *DOUT, const T *X, const T *st, const T *G,  \
-				   const double *sums, size_t n, size_t p0, size_t p1,  \
-				   size_t d, size_t s, T *restrict DX)                  \
+				   const T *B, bool relu, const double *sums, size_t n, \
+				   size_t p0, size_t p1, size_t d, size_t s,            \
+				   T *restrict DX)                                      \
 	{                                                                               \
 		const T *mean = st, *inv_std = st + d;                                  \
 		double cnt = (double)(n * s);                                           \
@@ -368,10 +491,18 @@ static double lanes_total(const double *a, int lanes)
 			T m = mean[j], r = inv_std[j], scale = G[j] * r;                \
 			T mdy = (T)(sums[j] / cnt);                                     \
 			T mdyxh = (T)(sums[d + j] / cnt);                               \
-			for (size_t k = 0; k < s; k++) {                                \
-				T xh = (x[k] - m) * r;                                  \
-				dx[k] = scale * (dy[k] - mdy - xh * mdyxh);             \
-			}                                                               \
+			if (relu) {                                                     \
+				T g = G[j], bt = B[j];                                  \
+				for (size_t k = 0; k < s; k++) {                        \
+					T xh = (x[k] - m) * r;                          \
+					T gy = RELU_GATE(T, dy[k], xh, g, bt);          \
+					dx[k] = scale * (gy - mdy - xh * mdyxh);        \
+				}                                                       \
+			} else                                                          \
+				for (size_t k = 0; k < s; k++) {                        \
+					T xh = (x[k] - m) * r;                          \
+					dx[k] = scale * (dy[k] - mdy - xh * mdyxh);     \
+				}                                                       \
 		}                                                                       \
 	}
 
@@ -391,6 +522,7 @@ typedef struct norm_job {
 	double *acc, *sums;               /* acc: 2 D doubles of scratch */
 	size_t n, d, s; /* batch norm: N, D (or C), the plane; layer norm: R, D, 1 */
 	double eps;
+	bool relu; /* batch_norm_relu: the output through a relu, dout gated by it */
 } norm_job;
 
 /* The units of `each` values a part of a split takes at least: TG_PAR_MIN
@@ -432,39 +564,43 @@ static void bn_sums_part(void *arg, size_t lo, size_t hi)
 {
 	const norm_job *j = arg;
 	if (j->s > 1 && j->f64)
-		plane_sums_f64(j->dout, j->x, j->st, j->n, j->d, j->s, lo, hi, j->sums);
+		plane_sums_f64(j->dout, j->x, j->st, j->g, j->b, j->relu, j->n, j->d, j->s, lo, hi,
+			       j->sums);
 	else if (j->s > 1)
-		plane_sums_f32(j->dout, j->x, j->st, j->n, j->d, j->s, lo, hi, j->sums);
+		plane_sums_f32(j->dout, j->x, j->st, j->g, j->b, j->relu, j->n, j->d, j->s, lo, hi,
+			       j->sums);
 	else if (j->f64)
-		sums_f64(j->dout, j->x, j->st, j->n, j->d, lo, hi, j->sums);
+		sums_f64(j->dout, j->x, j->st, j->g, j->b, j->relu, j->n, j->d, lo, hi, j->sums);
 	else
-		sums_f32(j->dout, j->x, j->st, j->n, j->d, lo, hi, j->sums);
+		sums_f32(j->dout, j->x, j->st, j->g, j->b, j->relu, j->n, j->d, lo, hi, j->sums);
 }
 
 static void bn_forward_part(void *arg, size_t lo, size_t hi)
 {
 	const norm_job *j = arg;
 	if (j->s > 1 && j->f64)
-		plane_forward_f64(j->x, j->st, j->g, j->b, lo, hi, j->d, j->s, j->y);
+		plane_forward_f64(j->x, j->st, j->g, j->b, j->relu, lo, hi, j->d, j->s, j->y);
 	else if (j->s > 1)
-		plane_forward_f32(j->x, j->st, j->g, j->b, lo, hi, j->d, j->s, j->y);
+		plane_forward_f32(j->x, j->st, j->g, j->b, j->relu, lo, hi, j->d, j->s, j->y);
 	else if (j->f64)
-		forward_f64(j->x, j->st, j->g, j->b, lo, hi, j->d, j->y);
+		forward_f64(j->x, j->st, j->g, j->b, j->relu, lo, hi, j->d, j->y);
 	else
-		forward_f32(j->x, j->st, j->g, j->b, lo, hi, j->d, j->y);
+		forward_f32(j->x, j->st, j->g, j->b, j->relu, lo, hi, j->d, j->y);
 }
 
 static void bn_dx_part(void *arg, size_t lo, size_t hi)
 {
 	const norm_job *j = arg;
 	if (j->s > 1 && j->f64)
-		plane_dx_f64(j->dout, j->x, j->st, j->g, j->sums, j->n, lo, hi, j->d, j->s, j->y);
+		plane_dx_f64(j->dout, j->x, j->st, j->g, j->b, j->relu, j->sums, j->n, lo, hi, j->d,
+			     j->s, j->y);
 	else if (j->s > 1)
-		plane_dx_f32(j->dout, j->x, j->st, j->g, j->sums, j->n, lo, hi, j->d, j->s, j->y);
+		plane_dx_f32(j->dout, j->x, j->st, j->g, j->b, j->relu, j->sums, j->n, lo, hi, j->d,
+			     j->s, j->y);
 	else if (j->f64)
-		dx_f64(j->dout, j->x, j->st, j->k, lo, hi, j->d, j->y);
+		dx_f64(j->dout, j->x, j->st, j->k, j->g, j->b, j->relu, lo, hi, j->d, j->y);
 	else
-		dx_f32(j->dout, j->x, j->st, j->k, lo, hi, j->d, j->y);
+		dx_f32(j->dout, j->x, j->st, j->k, j->g, j->b, j->relu, lo, hi, j->d, j->y);
 }
 
 /* A batch-norm pass over the channels (the statistics, the sums) ... */
@@ -655,20 +791,27 @@ static tg_tensor *from_rows(tg_tensor *r, const tg_tensor *x)
 static const tg_op batch_norm_backward_op;
 
 /* sums (2 D doubles) = the column sums of dout and of dout xhat, with the
- * statistics st of x: beta's and gamma's gradients. */
-static void column_sums(const tg_tensor *dout, const tg_tensor *x, const void *st, double *sums)
+ * statistics st of x: beta's and gamma's gradients. A beta (not NULL) gates
+ * dout by batch_norm_relu's relu first (RELU_GATE). */
+static void column_sums(const tg_tensor *dout, const tg_tensor *x, const tg_tensor *gamma,
+			const tg_tensor *beta, const void *st, double *sums)
 {
 	norm_job j = { .f64 = x->dtype == TG_F64, .x = x->data, .dout = dout->data,
-		       .st = (void *)st, .sums = sums, .n = (size_t)x->shape[0],
-		       .d = (size_t)x->shape[1], .s = plane_size(x) };
+		       .g = gamma->data, .b = beta ? beta->data : NULL, .st = (void *)st,
+		       .sums = sums, .n = (size_t)x->shape[0], .d = (size_t)x->shape[1],
+		       .s = plane_size(x), .relu = beta != NULL };
 	bn_channels(x->ctx, bn_sums_part, &j);
 }
 
 /* dx from the statistics st of x as a batch_norm_backward node; sums
- * receives the column sums on the way. */
+ * receives the column sums on the way. With a beta, batch_norm_relu's dx
+ * (dout gated as column_sums does), which is not that op: only for a
+ * backward that records nothing. */
 static tg_tensor *backward_dx(tg_ctx *ctx, const char *who, tg_tensor *dout, tg_tensor *x,
-			      tg_tensor *gamma, double eps, const void *st, double *sums)
+			      tg_tensor *gamma, tg_tensor *beta, double eps, const void *st,
+			      double *sums)
 {
+	assert(!beta || !ctx->grad_enabled);
 	size_t n = (size_t)x->shape[0], d = (size_t)x->shape[1], s = plane_size(x);
 	tg_tensor *dx = tg_tensor_like(x, who);
 	/* (N,D)'s coefficients, once for every row (the planes take theirs
@@ -676,10 +819,10 @@ static tg_tensor *backward_dx(tg_ctx *ctx, const char *who, tg_tensor *dout, tg_
 	void *k = s == 1 ? tg_arena_alloc(ctx, 3 * d * tg_dtype_size(x->dtype)) : NULL;
 	if (!dx || (s == 1 && !k))
 		return NULL;
-	column_sums(dout, x, st, sums);
+	column_sums(dout, x, gamma, beta, st, sums);
 	norm_job j = { .f64 = x->dtype == TG_F64, .x = x->data, .dout = dout->data,
-		       .g = gamma->data, .k = k, .st = (void *)st, .y = dx->data, .sums = sums,
-		       .n = n, .d = d, .s = s };
+		       .g = gamma->data, .b = beta ? beta->data : NULL, .k = k, .st = (void *)st,
+		       .y = dx->data, .sums = sums, .n = n, .d = d, .s = s, .relu = beta != NULL };
 	if (s == 1 && j.f64)
 		dx_coef_f64(st, gamma->data, sums, n, d, k);
 	else if (s == 1)
@@ -722,7 +865,7 @@ tg_tensor *tg_batch_norm_backward(tg_tensor *dout, tg_tensor *x, tg_tensor *gamm
 	double *sums = tg_arena_alloc(ctx, 2 * (size_t)x->shape[1] * sizeof *sums);
 	if (!st || !sums)
 		return NULL;
-	return backward_dx(ctx, who, dout, x, gamma, eps, st, sums);
+	return backward_dx(ctx, who, dout, x, gamma, NULL, eps, st, sums);
 }
 
 static void batch_norm_backward_backward(tg_node *n, tg_tensor *g)
@@ -769,17 +912,27 @@ TG_OP_REGISTER(batch_norm_backward_op);
  * sums from ops, so that they carry history. The node keeps the statistics
  * (aux), so the backward does not compute them again. */
 
-static void batch_norm_backward(tg_node *n, tg_tensor *dout)
+/* Both ops' rule; relu for batch_norm_relu's, which takes dout through
+ * the relu first: gated inside the kernels in a plain backward, and by
+ * tg_relu_backward against the output in a recorded one (y > 0 where the
+ * batch norm value is). */
+static void norm_backward(tg_node *n, tg_tensor *dout, bool relu, const char *who)
 {
-	static const char who[] = "batch_norm's backward";
 	tg_tensor *x = tg_node_input(n, 0), *gamma = tg_node_input(n, 1);
+	tg_tensor *gate = relu ? tg_node_input(n, 2) : NULL; /* beta */
 	double eps = tg_node_attr(n, 0);
 	tg_ctx *ctx = x->ctx;
+	if (relu && ctx->grad_enabled) {
+		if (!(dout = tg_relu_backward(dout, tg_node_output(n))))
+			return;
+		gate = NULL;
+	}
 	double *sums = tg_arena_alloc(ctx, 2 * (size_t)x->shape[1] * sizeof *sums);
 	if (!sums)
 		return;
 	if (tg_node_needs_grad(n, 0))
-		TG_NODE_GRAD_INTO(n, 0, backward_dx(ctx, who, dout, x, gamma, eps, n->aux, sums));
+		TG_NODE_GRAD_INTO(n, 0, backward_dx(ctx, who, dout, x, gamma, gate, eps, n->aux,
+						    sums));
 	if (ctx->grad_enabled) {
 		if (tg_node_needs_grad(n, 1)) {
 			tg_tensor *inv_std;
@@ -790,11 +943,16 @@ static void batch_norm_backward(tg_node *n, tg_tensor *dout)
 		return;
 	}
 	if (!tg_node_needs_grad(n, 0))
-		column_sums(dout, x, n->aux, sums);
+		column_sums(dout, x, gamma, gate, n->aux, sums);
 	if (tg_node_needs_grad(n, 1))
 		tg_node_grad(n, 1, tg_from_f64(ctx, x->dtype, 1, gamma->shape, sums + x->shape[1]));
 	if (tg_node_needs_grad(n, 2))
 		tg_node_grad(n, 2, tg_from_f64(ctx, x->dtype, 1, gamma->shape, sums));
+}
+
+static void batch_norm_backward(tg_node *n, tg_tensor *dout)
+{
+	norm_backward(n, dout, false, "batch_norm's backward");
 }
 
 static const tg_op batch_norm_op = { .name = "batch_norm", .backward = batch_norm_backward,
@@ -811,10 +969,12 @@ static tg_tensor *columns(tg_ctx *ctx, const char *who, const tg_tensor *x, cons
 	return t;
 }
 
-tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double eps,
-			tg_tensor **mean, tg_tensor **var)
+/* tg_batch_norm and tg_batch_norm_relu: op's node over y = batch norm
+ * (relu: through a relu) of x. */
+static tg_tensor *batch_norm_as(const tg_op *op, const char *who, bool relu, tg_tensor *x,
+				tg_tensor *gamma, tg_tensor *beta, double eps, tg_tensor **mean,
+				tg_tensor **var)
 {
-	static const char who[] = "tg_batch_norm";
 	if (mean)
 		*mean = NULL;
 	if (var)
@@ -834,9 +994,43 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 	if (var && !(*var = columns(ctx, who, x, (char *)st + 2 * d * size)))
 		return NULL;
 	norm_job j = { .f64 = x->dtype == TG_F64, .x = x->data, .g = gamma->data,
-		       .b = beta->data, .st = st, .y = y->data, .n = n, .d = d, .s = s };
+		       .b = beta->data, .st = st, .y = y->data, .n = n, .d = d, .s = s,
+		       .relu = relu };
 	bn_elementwise(ctx, bn_forward_part, &j);
-	return tg_op_end(&batch_norm_op, y, 3, in, &eps, 1, st);
+	return tg_op_end(op, y, 3, in, &eps, 1, st);
+}
+
+tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double eps,
+			tg_tensor **mean, tg_tensor **var)
+{
+	return batch_norm_as(&batch_norm_op, "tg_batch_norm", false, x, gamma, beta, eps, mean,
+			     var);
+}
+
+/* ---- batch_norm_relu: y = relu(batch_norm(x)), one node ------------------------------------- */
+/* The same bits as tg_relu(tg_batch_norm(...)) forward and backward, with
+ * two passes fewer over x's size each way: the forward writes the relu's
+ * output directly, and a plain backward gates dout inside batch norm's
+ * sums and dx passes, telling where the value was positive from x and the
+ * statistics as the forward computed it (no FMA in any copy of the
+ * kernels, so every value rounds alike). */
+
+static void batch_norm_relu_backward(tg_node *n, tg_tensor *dout)
+{
+	norm_backward(n, dout, true, "batch_norm_relu's backward");
+}
+
+static const tg_op batch_norm_relu_op = { .name = "batch_norm_relu",
+					  .backward = batch_norm_relu_backward,
+					  .inputs = (const char *const[]){ "x", "gamma", "beta" },
+					  .describe = eps_describe };
+TG_OP_REGISTER(batch_norm_relu_op);
+
+tg_tensor *tg_batch_norm_relu(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double eps,
+			     tg_tensor **mean, tg_tensor **var)
+{
+	return batch_norm_as(&batch_norm_relu_op, "tg_batch_norm_relu", true, x, gamma, beta, eps,
+			     mean, var);
 }
 
 /* ==== layer norm: each row of x (..., D) normalised over its last axis ==================== */

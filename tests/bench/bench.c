@@ -991,9 +991,9 @@ static NOINLINE int img_cnn_train(tg_ctx *ctx, const img_conv *L, int nl, long l
 			int s = L[l].stride, pad = L[l].k / 2;
 			tg_conv_opts o = { { s, s }, { pad, pad }, { 1, 1 }, L[l].groups };
 			h = tg_conv2d(h, w[l], b[l], &o);
-			if (L[l].bn)
-				h = tg_batch_norm(h, gamma[l], beta[l], 1e-5, NULL, NULL);
-			h = tg_relu(h);
+			/* BN-ReLU as one op, as tg_model_parse's modules run it */
+			h = L[l].bn ? tg_batch_norm_relu(h, gamma[l], beta[l], 1e-5, NULL, NULL)
+				    : tg_relu(h);
 		}
 		const int64_t *s = h ? tg_shape(h) : NULL;
 		h = s ? tg_mean_axis(tg_reshape(h, 3, (int64_t[]){ s[0], s[1], s[2] * s[3] }), 2,

@@ -88,6 +88,18 @@ static inline void assert_tensor_bits(const char *what, const tg_tensor *a, cons
 	}
 }
 
+/* The DOT text of the graph that made t (tg_write_dot), malloc'd. */
+static inline char *dot_text(const tg_tensor *t)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	assert_non_null(f);
+	assert_int_equal(tg_write_dot(t, f), 0);
+	fclose(f);
+	return text;
+}
+
 /* A context made while the environment variable name is value (a context
  * reads its settings, TG_CONV, TG_SGEMM, when it is made), the variable
  * put back as it was after. */

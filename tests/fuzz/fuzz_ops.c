@@ -5,7 +5,7 @@
  * fuzz_expr.c drives the elementwise ops, reductions, products and
  * indexing; this target takes the rest: conv2d and its two gradients,
  * max and average pooling, batch and layer norm with their fused
- * gradients, bmm and addmm, permute, slice, pad_axis, squeeze, unsqueeze,
+ * gradients and batch_norm_relu, bmm and addmm, permute, slice, pad_axis, squeeze, unsqueeze,
  * expand, concat, stack and split, the activations and losses fuzz_expr
  * leaves out with their fused backward ops, and tg_vjp, tg_jvp, tg_hvp,
  * tg_jacobian and tg_hessian over functions made of them. Shapes are
@@ -28,6 +28,7 @@
  * - in f32, on finite inputs, what oneDNN's kernels (direct or Winograd)
  *   compute for conv2d and both gradients agrees with im2col to 1e-5 of
  *   the convolution of the inputs' magnitudes;
+ * - batch_norm_relu gives the bits of relu(batch_norm) on its arguments;
  * - a derivative function returns 0 with every result of its argument's
  *   (or f's) shape, or -1 with the error set and its results NULL;
  * - a backward pass returns 0 or -1 as the status says, and a gradient has
@@ -463,6 +464,35 @@ static void op_pool(vm *v)
 
 /* ---- norms and products ---------------------------------------------------------- */
 
+/* tg_batch_norm_relu's t holds the bits of tg_relu(tg_batch_norm(...)) on
+ * the same arguments, NaN for NaN. */
+static void check_relu_of_batch_norm(vm *v, const tg_tensor *t, tg_tensor *x, tg_tensor *gamma,
+				     tg_tensor *beta, double eps)
+{
+	charge(v, 2 * (double)tg_numel(t));
+	if (v->stop)
+		return;
+	tg_ctx *ctx = v->ctx;
+	bool grad = tg_grad_enabled(ctx);
+	tg_set_grad_enabled(ctx, false);
+	tg_tensor *two = tg_relu(tg_batch_norm(x, gamma, beta, eps, NULL, NULL));
+	tg_set_grad_enabled(ctx, grad);
+	if (!two) {
+		require(tg_status_of(ctx) == TG_ENOMEM, "relu(batch_norm) after tg_batch_norm_relu: %s",
+			tg_error(ctx));
+		tg_clear_error(ctx);
+		return;
+	}
+	check_shape("relu(batch_norm)", two, t->ndim, t->shape);
+	size_t es = tg_dtype_size(t->dtype);
+	for (size_t i = 0; i < t->numel; i++) {
+		const char *p = (const char *)t->data + i * es, *q = (const char *)two->data + i * es;
+		double a = tg_get(t, i), b = tg_get(two, i);
+		require(!memcmp(p, q, es) || (isnan(a) && isnan(b)),
+			"tg_batch_norm_relu: element %zu is %.17g, relu(batch_norm) %.17g", i, a, b);
+	}
+}
+
 static void op_norm(vm *v)
 {
 	reader *r = &v->in;
@@ -471,11 +501,14 @@ static void op_norm(vm *v)
 	double eps = bit(r) ? 1e-5 : value(r);
 	tg_tensor *t = NULL, *mean = NULL, *var = NULL;
 	const char *who = "";
+	bool relu = false;
 	v->any = a || b || (kind != 3 ? c != NULL : d != NULL);
 	switch (kind) {
 	case 0:
-		who = "tg_batch_norm";
-		t = tg_batch_norm(a, b, c, eps, bit(r) ? &mean : NULL, bit(r) ? &var : NULL);
+		relu = bit(r);
+		who = relu ? "tg_batch_norm_relu" : "tg_batch_norm";
+		t = (relu ? tg_batch_norm_relu : tg_batch_norm)(a, b, c, eps, bit(r) ? &mean : NULL,
+								bit(r) ? &var : NULL);
 		break;
 	case 1:
 		who = "tg_batch_norm_backward";
@@ -496,7 +529,9 @@ static void op_norm(vm *v)
 	if (t && (kind == 1 || kind == 3))
 		check_shape(who, t, b->ndim, b->shape);
 	if (mean)
-		check_shape("tg_batch_norm", mean, 1, &a->shape[1]);
+		check_shape(who, mean, 1, &a->shape[1]);
+	if (t && relu)
+		check_relu_of_batch_norm(v, t, a, b, c, eps);
 	put(v, dst, t, false);
 }
 

@@ -673,6 +673,22 @@ static void seed_ops(void)
 	write_seed("fuzz_ops", "norms_products", p.b, p.n);
 
 	p.n = 0;
+	/* batch_norm_relu over images (f32) and rows (f64), backward plain and
+	 * recorded, against relu(batch_norm) */
+	E(&p, 1, 0);
+	op_leaf4(&p, 0, true, 0, 4, (const int[]){ 4, 3, 6, 6 });
+	op_leaf4(&p, 1, true, 0, 1, (const int[]){ 3 });
+	op_leaf4(&p, 2, true, 0, 1, (const int[]){ 3 });
+	E(&p, O_NORM, 3, 0, 0, 1, 2, 15, 1, 1, 1, 1); /* relu, mean and var */
+	E(&p, O_BW, 3, 1);
+	op_leaf4(&p, 4, true, 6, 2, (const int[]){ 8, 5 });
+	op_leaf4(&p, 5, true, 6, 1, (const int[]){ 5 });
+	op_leaf4(&p, 6, true, 6, 1, (const int[]){ 5 });
+	E(&p, O_NORM, 7, 0, 4, 5, 6, 15, 1, 1, 0, 0);
+	E(&p, O_BW, 7, 3);
+	write_seed("fuzz_ops", "batch_norm_relu", p.b, p.n);
+
+	p.n = 0;
 	/* moving elements: permute, slice, pad, squeeze, concat, stack, split */
 	E(&p, 4, 0);
 	op_leaf4(&p, 0, true, 0, 3, (const int[]){ 2, 3, 4 });

@@ -1051,6 +1051,146 @@ static void a_cnn_with_batch_norm_reads_back_trains_and_evaluates(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* ---- a batch norm and the relu after it run as one op ------------------------------ */
+
+/* The loss of m on x, y: through tg_forward(m) (a container takes a
+ * training batch norm and the relu after it as one op) or child by child,
+ * each through tg_forward alone (two ops). */
+static tg_tensor *loss_of(tg_module *m, tg_tensor *x, tg_tensor *y, bool whole)
+{
+	tg_tensor *out = x;
+	if (whole)
+		out = tg_forward(m, x);
+	else
+		for (size_t i = 0; i < m->nchildren; i++)
+			out = tg_forward(m->children[i], out);
+	return tg_cross_entropy(out, y);
+}
+
+/* How many nodes of the op named op made t: the op nodes of its DOT text
+ * (n<k> [label="...", each line of the label a word) with op as a line. */
+static int nodes_of(const tg_tensor *t, const char *op)
+{
+	char *text = dot_text(t);
+	int n = 0;
+	size_t oplen = strlen(op);
+	for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+		char *label = strstr(line, "[label=\"");
+		if (strncmp(line, "  n", 3) || strstr(line, "->") || !label)
+			continue;
+		/* the label's lines, separated by the two characters \ and n */
+		for (char *w = label + 8; *w && *w != '"';) {
+			if (!strncmp(w, op, oplen) && (w[oplen] == '"' || w[oplen] == '\\')) {
+				n++;
+				break;
+			}
+			char *next = strstr(w, "\\n");
+			if (!next)
+				break;
+			w = next + 2;
+		}
+	}
+	free(text);
+	return n;
+}
+
+/* Two steps of training give the same bits either way: the loss, every
+ * parameter's gradient and the running statistics, in f32 and f64; the
+ * tape holds one batch_norm_relu per bn,relu pair, and none where a bn is
+ * followed by something else or evaluates. */
+static void a_batch_norm_and_its_relu_run_as_one_op_to_the_same_bits(void **state)
+{
+	(void)state;
+	static const char *const arch =
+	    "conv:2:6:3:1:1,bn:6,relu,maxpool:2,conv:6:4:3:1:1,bn:4,leaky_relu,flatten,"
+	    "linear:64:12,bn:12,relu,linear:12:3";
+	for (int f64 = 0; f64 < 2; f64++) {
+		tg_ctx *ctx[2];
+		tg_module *m[2];
+		tg_optim *opt[2];
+		tg_mlp_opts mo = tg_mlp_defaults();
+		mo.dtype = f64 ? TG_F64 : TG_F32;
+		tg_optim_opts oo = tg_optim_defaults(TG_SGD);
+		for (int k = 0; k < 2; k++) {
+			ctx[k] = tg_ctx_new(SEED);
+			m[k] = tg_model_parse(ctx[k], arch, &mo);
+			assert_non_null(m[k]);
+			tg_tensor *p[16];
+			assert_int_equal(tg_module_params(m[k], p, 16), 14);
+			opt[k] = tg_optim_new(ctx[k], p, 14, &oo);
+			assert_non_null(opt[k]);
+		}
+		for (int step = 0; step < 2; step++) {
+			tg_tensor *loss[2];
+			for (int k = 0; k < 2; k++) {
+				tg_tensor *x = tg_randn(ctx[k], mo.dtype, SHAPE(5, 2, 8, 8), 0, 1);
+				tg_tensor *y = tg_from_i32(ctx[k], SHAPE(5), (int32_t[]){ 0, 2, 1, 1, 0 });
+				loss[k] = loss_of(m[k], x, y, k == 0);
+				assert_int_equal(tg_backward(loss[k]), 0);
+				assert_ctx_ok(ctx[k]);
+			}
+			assert_int_equal(nodes_of(loss[0], "batch_norm_relu"), 2);
+			assert_int_equal(nodes_of(loss[1], "batch_norm_relu"), 0);
+			assert_int_equal(nodes_of(loss[0], "batch_norm"), 1); /* before leaky_relu */
+			assert_int_equal(nodes_of(loss[1], "batch_norm"), 3);
+			assert_same_bits(loss[0], loss[1]);
+			tg_tensor *t[2][24];
+			size_t n = tg_module_tensors(m[0], t[0], 24);
+			assert_int_equal(n, 20); /* 14 parameters, 6 running statistics */
+			assert_int_equal(tg_module_tensors(m[1], t[1], 24), n);
+			for (size_t i = 0; i < n; i++) {
+				assert_same_bits(t[0][i], t[1][i]);
+				if (tg_grad(t[0][i]) || tg_grad(t[1][i]))
+					assert_same_bits(tg_grad(t[0][i]), tg_grad(t[1][i]));
+			}
+			for (int k = 0; k < 2; k++) {
+				/* a step, so that the second starts elsewhere */
+				assert_int_equal(tg_optim_step(opt[k]), 0);
+				tg_optim_zero_grad(opt[k]);
+				tg_reset(ctx[k]);
+			}
+		}
+		/* evaluating, the bn is the composition of ops and the relu its own */
+		tg_module_train(m[0], false);
+		tg_tensor *x = tg_randn(ctx[0], mo.dtype, SHAPE(5, 2, 8, 8), 0, 1);
+		tg_tensor *y = tg_from_i32(ctx[0], SHAPE(5), (int32_t[]){ 0, 2, 1, 1, 0 });
+		tg_tensor *loss = loss_of(m[0], x, y, true);
+		assert_non_null(loss);
+		assert_int_equal(nodes_of(loss, "batch_norm_relu"), 0);
+		assert_int_equal(nodes_of(loss, "relu"), 2);
+		for (int k = 0; k < 2; k++) {
+			tg_optim_free(opt[k]);
+			tg_module_free(m[k]);
+			tg_ctx_free(ctx[k]);
+		}
+	}
+}
+
+/* tg_mlp's hidden activation is the fused op's output when the layer has
+ * a batch norm, as it is the relu's without. */
+static void an_mlps_activation_with_batch_norm_is_the_relus_output(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_mlp_opts o = tg_mlp_defaults();
+	o.batchnorm = true;
+	tg_mlp *m = tg_mlp_new(ctx, "6-5-4-3", &o);
+	assert_non_null(m);
+	tg_tensor *x = tg_randn(ctx, TG_F32, SHAPE(8, 6), 0, 1);
+	tg_tensor *out = tg_mlp_forward(m, x);
+	assert_non_null(out);
+	for (int i = 1; i <= 2; i++) {
+		tg_tensor *a = tg_mlp_activation(m, i);
+		assert_non_null(a);
+		assert_int_equal(tg_dim(a, 1), i == 1 ? 5 : 4);
+		assert_int_equal(nodes_of(a, "batch_norm_relu"), i);
+		for (size_t k = 0; k < tg_numel(a); k++)
+			assert_true(tg_get(a, k) >= 0);
+	}
+	tg_mlp_free(m);
+	tg_ctx_free(ctx);
+}
+
 static void cnn_misuse_is_a_named_error(void **state)
 {
 	(void)state;
@@ -1236,6 +1376,8 @@ int main(void)
 	    cmocka_unit_test(the_short_cnn_form_builds_the_recipe),
 	    cmocka_unit_test(a_tiny_cnn_learns_left_from_right),
 	    cmocka_unit_test(a_cnn_with_batch_norm_reads_back_trains_and_evaluates),
+	    cmocka_unit_test(a_batch_norm_and_its_relu_run_as_one_op_to_the_same_bits),
+	    cmocka_unit_test(an_mlps_activation_with_batch_norm_is_the_relus_output),
 	    cmocka_unit_test(cnn_misuse_is_a_named_error),
 	    cmocka_unit_test(every_failing_allocation_is_a_clean_enomem),
 	};

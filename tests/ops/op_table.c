@@ -256,6 +256,7 @@ FN(cross_entropy_backward,
 
 /* arg[0]: eps */
 FN(batch_norm, tg_batch_norm(in[0], in[1], in[2], ARG(0), NULL, NULL))
+FN(batch_norm_relu, tg_batch_norm_relu(in[0], in[1], in[2], ARG(0), NULL, NULL))
 FN(batch_norm_backward, tg_batch_norm_backward(in[0], in[1], in[2], ARG(0)))
 FN(layer_norm, tg_layer_norm(in[0], in[1], in[2], ARG(0)))
 FN(layer_norm_backward, tg_layer_norm_backward(in[0], in[1], in[2], ARG(0)))
@@ -668,6 +669,14 @@ const op_row op_table[] = {
 		   .arg = { 1e-5 } },
 		 { .name = "channels (2,3,9) eps 0.1", .in = { SH(2, 3, 9), SH(3), SH(3) },
 		   .arg = { 0.1 } } } },
+	{ .op = "batch_norm_relu", .fn = f_batch_norm_relu, .nin = 3,
+	  .gen = { GEN_ANY, GEN_AWAY, GEN_ANY }, .twice = true,
+	  .v = { { .name = "(4,3) eps 1e-5", .in = { SH(4, 3), SH(3), SH(3) }, .arg = { 1e-5 } },
+		 { .name = "(8,5) eps 0.1", .in = { SH(8, 5), SH(5), SH(5) }, .arg = { 0.1 } },
+		 { .name = "channels (3,2,2,5) eps 1e-5", .in = { SH(3, 2, 2, 5), SH(2), SH(2) },
+		   .arg = { 1e-5 } },
+		 { .name = "channels (2,3,9) eps 1e-3", .in = { SH(2, 3, 9), SH(3), SH(3) },
+		   .arg = { 1e-3 } } } },
 	{ .op = "batch_norm_backward", .fn = f_batch_norm_backward, .nin = 3,
 	  .gen = { GEN_ANY, GEN_ANY, GEN_AWAY }, .twice = true,
 	  .v = { { .name = "(4,3) eps 1e-5", .in = { SH(4, 3), SH(4, 3), SH(3) }, .arg = { 1e-5 } },

@@ -513,6 +513,141 @@ static void batch_norm_refuses_a_batch_of_one(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* ---- batch_norm_relu: tg_relu(tg_batch_norm(...)) as one op, to the same bits ---------- */
+
+/* What one way of computing relu(batch norm) gives on a problem: y, the
+ * batch's statistics and the gradients of sum(y w); with second, those of
+ * a recorded backward, then the gradients of sum(dx v) + sum(dgamma^2). */
+enum { BY, BMEAN, BVAR, BDX, BDG, BDB, BD2X, BD2G, BD2B, BN_OUT };
+static const char *const bn_out_name[BN_OUT] = { "y",	   "mean", "var",  "dx",  "dgamma",
+						 "dbeta", "d2x",  "d2gamma", "d2beta" };
+typedef struct bn_relu_run {
+	tg_ctx *ctx;
+	tg_tensor *t[BN_OUT];
+} bn_relu_run;
+
+static bn_relu_run bn_relu(bool one_op, tg_dtype dt, int threads, const problem *p, bool x_grad,
+			   bool second)
+{
+	bn_relu_run r = { .ctx = tg_ctx_new(1) };
+	tg_ctx *ctx = r.ctx;
+	tg_set_threads(ctx, threads);
+	tg_tensor *x = tg_set_requires_grad(tg_from_f64(ctx, dt, p->ndim, p->shape, p->x), x_grad);
+	tg_tensor *gamma = tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(p->c), p->gamma), true);
+	tg_tensor *beta = tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(p->c), p->beta), true);
+	tg_tensor *w = tg_from_f64(ctx, dt, p->ndim, p->shape, p->w);
+	r.t[BY] = one_op ? tg_batch_norm_relu(x, gamma, beta, p->eps, &r.t[BMEAN], &r.t[BVAR])
+			 : tg_relu(tg_batch_norm(x, gamma, beta, p->eps, &r.t[BMEAN], &r.t[BVAR]));
+	assert_int_equal(tg_backward_ex(tg_sum(tg_mul(r.t[BY], w)), NULL,
+					second ? TG_CREATE_GRAPH : 0),
+			 0);
+	assert_ctx_ok(ctx);
+	r.t[BDX] = tg_grad(x), r.t[BDG] = tg_grad(gamma), r.t[BDB] = tg_grad(beta);
+	if (second) {
+		tg_tensor *v = tg_from_f64(ctx, dt, p->ndim, p->shape, p->v);
+		tg_zero_grad(x), tg_zero_grad(gamma), tg_zero_grad(beta);
+		assert_int_equal(tg_backward(tg_add(tg_sum(tg_mul(r.t[BDX], v)),
+						    tg_sum(tg_mul(r.t[BDG], r.t[BDG])))),
+				 0);
+		assert_ctx_ok(ctx);
+		r.t[BD2X] = tg_grad(x), r.t[BD2G] = tg_grad(gamma), r.t[BD2B] = tg_grad(beta);
+	}
+	return r;
+}
+
+/* The one op and the two give the same bits, or NULL both (no gradient). */
+static void assert_bn_relu_same(const char *what, const problem *p, tg_dtype dt, int threads,
+				bool x_grad, bool second)
+{
+	bn_relu_run one = bn_relu(true, dt, threads, p, x_grad, second);
+	bn_relu_run two = bn_relu(false, dt, threads, p, x_grad, second);
+	for (int k = 0; k < BN_OUT; k++) {
+		char at[160];
+		snprintf(at, sizeof at, "%s, %s, %d thread(s)%s%s: %s", what,
+			 dt == TG_F64 ? "f64" : "f32", threads, x_grad ? "" : ", x constant",
+			 second ? ", recorded" : "", bn_out_name[k]);
+		if (!one.t[k] || !two.t[k]) {
+			if (one.t[k] != two.t[k] && (one.t[k] || k < BD2X))
+				fail_msg("%s: %s by one op, %s by relu(batch_norm)", at,
+					 one.t[k] ? "a tensor" : "NULL", two.t[k] ? "a tensor" : "NULL");
+			continue;
+		}
+		assert_true(tg_numel(one.t[k]) == tg_numel(two.t[k]));
+		assert_tensor_bits(at, one.t[k], two.t[k]);
+	}
+	tg_ctx_free(one.ctx);
+	tg_ctx_free(two.ctx);
+}
+
+/* Over (N,D) and (N,C,...) shapes, both dtypes, 1 and 2 threads (the
+ * larger shapes split their passes), plain and recorded backwards, x with
+ * and without a gradient; a constant channel whose beta is 0 puts values
+ * exactly at the relu's kink (0, masked off), and an infinite weight of
+ * the loss spreads NaN through the gate as through relu_backward. */
+static void batch_norm_relu_gives_the_bits_of_relu_of_batch_norm(void **state)
+{
+	(void)state;
+	static const struct {
+		int ndim;
+		int64_t shape[4];
+	} cases[] = { { 2, { 2, 3 } },	     { 2, { 7, 1 } },	      { 2, { 256, 200 } },
+		      { 3, { 5, 3, 1 } },     { 4, { 3, 2, 2, 5 } },   { 4, { 16, 8, 12, 12 } },
+		      { 4, { 32, 16, 16, 16 } }, { 3, { 4, 40, 300 } } };
+	tg_ctx *rng = tg_ctx_new(11);
+	for (size_t k = 0; k < LEN(cases); k++) {
+		problem p = problem_channels(rng, cases[k].ndim, cases[k].shape, 1e-5);
+		char what[96];
+		size_t nd = (size_t)(p.n * p.d), plane = nd / (size_t)p.shape[0] / (size_t)p.c;
+		/* channel 0 constant with beta 0: every value of it lands on 0 */
+		for (size_t i = 0; i < nd; i++)
+			if ((i / plane) % (size_t)p.c == 0)
+				p.x[i] = 2.5;
+		p.beta[0] = 0;
+		snprintf(what, sizeof what, "x (%lld,%lld%s)", (long long)p.shape[0],
+			 (long long)p.shape[1], p.ndim > 2 ? ",..." : "");
+		for (int dt = 0; dt < 2; dt++)
+			for (int threads = 1; threads <= 2; threads++) {
+				tg_dtype t = dt ? TG_F64 : TG_F32;
+				assert_bn_relu_same(what, &p, t, threads, true, false);
+				assert_bn_relu_same(what, &p, t, threads, false, false);
+				assert_bn_relu_same(what, &p, t, threads, true, true);
+			}
+		/* an infinite weight where the relu is closed: 0 inf = NaN both ways */
+		p.w[0] = INFINITY;
+		assert_bn_relu_same(what, &p, TG_F32, 1, true, false);
+		problem_free(&p);
+	}
+	tg_ctx_free(rng);
+}
+
+/* The same checks and messages as tg_batch_norm's, under its own name. */
+static void batch_norm_relu_rejects_what_batch_norm_rejects(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *one = tg_ones(ctx, TG_F64, SHAPE(3)), *m = one, *v = one;
+	tg_tensor *x1 = tg_ones(ctx, TG_F64, SHAPE(1, 3));
+	assert_null(tg_batch_norm_relu(x1, one, one, 1e-5, &m, &v));
+	assert_error(ctx, TG_ESHAPE, "tg_batch_norm_relu: x (1,3): a batch of 1");
+	assert_true(!m && !v);
+	tg_clear_error(ctx);
+	tg_tensor *x2 = tg_ones(ctx, TG_F64, SHAPE(4, 2));
+	assert_null(tg_batch_norm_relu(x2, one, one, 1e-5, NULL, NULL));
+	assert_error(ctx, TG_ESHAPE, "tg_batch_norm_relu: x (4,2): gamma (3,) must be (2,)");
+	tg_clear_error(ctx);
+	assert_null(tg_batch_norm_relu(x2, NULL, one, 1e-5, NULL, NULL));
+	assert_error(ctx, TG_ENULL, "tg_batch_norm_relu");
+	tg_clear_error(ctx);
+	tg_tensor *g2 = tg_ones(ctx, TG_F64, SHAPE(2));
+	assert_null(tg_batch_norm_relu(x2, g2, g2, 0, NULL, NULL));
+	assert_error(ctx, TG_EARG, "tg_batch_norm_relu: eps = 0 must be positive");
+	tg_clear_error(ctx);
+	tg_tensor *g32 = tg_ones(ctx, TG_F32, SHAPE(2));
+	assert_null(tg_batch_norm_relu(x2, g32, g2, 1e-5, NULL, NULL));
+	assert_int_equal(tg_status_of(ctx), TG_EDTYPE);
+	tg_ctx_free(ctx);
+}
+
 /* expr is NULL and records code with text in its message; clears it. */
 #define assert_rejects(ctx, expr, code, text)                                                      \
 	do {                                                                                       \
@@ -1061,6 +1196,8 @@ int main(void)
 		cmocka_unit_test(batch_norm_over_channels_matches_its_composition_on_rows_to_1e12),
 		cmocka_unit_test(batch_norm_over_channels_gives_hand_computed_values_in_f64_and_f32),
 		cmocka_unit_test(batch_norm_refuses_a_batch_of_one),
+		cmocka_unit_test(batch_norm_relu_gives_the_bits_of_relu_of_batch_norm),
+		cmocka_unit_test(batch_norm_relu_rejects_what_batch_norm_rejects),
 		cmocka_unit_test(batch_norm_rejects_bad_shapes_dtypes_and_eps),
 		cmocka_unit_test(norm_eps_must_be_a_normal_number_in_the_dtype),
 		cmocka_unit_test(layer_norm_matches_its_composition_of_ops_to_1e12),

@@ -189,6 +189,11 @@ def t_batch_norm(x, g, b, eps):
     return [y, x.detach().mean(bn_dims(x)), x.detach().var(bn_dims(x), unbiased=False)]
 
 
+def t_batch_norm_relu(x, g, b, eps):
+    y, mean, var = t_batch_norm(x, g, b, eps)
+    return [torch.relu(y), mean, var]
+
+
 def t_gelu_backward(dout, x):
     phi = torch.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
     Phi = 0.5 * (1 + torch.erf(x / math.sqrt(2)))
@@ -318,6 +323,7 @@ TORCH = {
     'huber': lambda a, at: F.huber_loss(a[0], a[1], delta=at[0]),
     'bce_with_logits': lambda a, at: F.binary_cross_entropy_with_logits(a[0], a[1]),
     'batch_norm': lambda a, at: t_batch_norm(a[0], a[1], a[2], at[0]),
+    'batch_norm_relu': lambda a, at: t_batch_norm_relu(a[0], a[1], a[2], at[0]),
     'batch_norm_backward': lambda a, at: t_bn_backward(a[0], a[1], a[2], at[0]),
     'layer_norm': lambda a, at: F.layer_norm(a[0], (a[0].shape[-1],), a[1], a[2], at[0]),
     'layer_norm_backward': lambda a, at: t_ln_backward(a[0], a[1], a[2], at[0]),
@@ -878,7 +884,7 @@ def gen_norm(c, name):
     b = c.x([D], vals(rng, D))
     if name == 'layer_norm':
         return post(c, c.o(name, [x, g, b], [eps]))
-    y, mean, var = c.o('batch_norm', [x, g, b], [eps], nout=3)
+    y, mean, var = c.o(name, [x, g, b], [eps], nout=3)
     y = post(c, y)
     if rng.random() < 0.3:
         # the statistics, without history, beside y (flattened when (N,C,...))
@@ -1163,7 +1169,8 @@ for _n in ('softmax', 'log_softmax'):
     OPS[_n] = lambda c, n=_n: gen_softmax(c, n)
 for _n in ('mse', 'l1', 'huber', 'bce_with_logits'):
     OPS[_n] = lambda c, n=_n: gen_loss(c, n)
-for _n in ('batch_norm', 'batch_norm_backward', 'layer_norm', 'layer_norm_backward'):
+for _n in ('batch_norm', 'batch_norm_relu', 'batch_norm_backward', 'layer_norm',
+           'layer_norm_backward'):
     OPS[_n] = lambda c, n=_n: gen_norm(c, n)
 for _n in ('sigmoid_backward', 'tanh_backward', 'relu_backward', 'leaky_relu_backward',
            'elu_backward', 'gelu_backward', 'pow_backward', 'softplus_backward',

@@ -226,9 +226,11 @@ static int run_op(tg_ctx *ctx, const op_line *o, tg_tensor **vals)
 			out[0] = tg_conv2d_weight_grad(a[0], a[1], (int64_t)at[0], (int64_t)at[1], &co);
 		return 1;
 	}
-	if (!strcmp(n, "batch_norm")) {
+	if (!strcmp(n, "batch_norm") || !strcmp(n, "batch_norm_relu")) {
 		/* three outputs: y, then the batch's mean and variance */
-		out[0] = tg_batch_norm(a[0], a[1], a[2], at[0], &out[1], &out[2]);
+		bool relu = !strcmp(n, "batch_norm_relu");
+		out[0] = relu ? tg_batch_norm_relu(a[0], a[1], a[2], at[0], &out[1], &out[2])
+			      : tg_batch_norm(a[0], a[1], a[2], at[0], &out[1], &out[2]);
 		return 3;
 	}
 	return -1;
@@ -238,7 +240,7 @@ static int outputs_of(const char *name, const double *attrs)
 {
 	if (!strcmp(name, "split"))
 		return (int)attrs[1];
-	if (!strcmp(name, "batch_norm"))
+	if (!strcmp(name, "batch_norm") || !strcmp(name, "batch_norm_relu"))
 		return 3;
 	return 1;
 }
