@@ -33,15 +33,16 @@ void tg_bn_update_running(tg_tensor *running, const tg_tensor *batch, double dec
 struct tg_module;
 void tg_bn_spec_states(struct tg_module *m);
 
-/* Whether a, b (consecutive children of a container) are a batch norm
- * module of tg_batchnorm1d in training mode and a relu module of the same
- * context: their forward is then one op, tg_bn_relu_forward(a, x), to the
- * same bits as tg_forward(b, tg_forward(a, x)). */
-bool tg_bn_relu_pair(const struct tg_module *a, const struct tg_module *b);
-tg_tensor *tg_bn_relu_forward(struct tg_module *a, tg_tensor *x);
+/* The forward of a and b (consecutive children of a container, of one
+ * context) as one op, to the same bits as tg_forward(b, tg_forward(a, x)),
+ * when they are a tg_batchnorm1d module in training mode and a relu module
+ * (tg_batch_norm_relu), or a relu module and a max pool module
+ * (tg_relu_max_pool2d); else NULL. */
+typedef tg_tensor *(*tg_pair_forward)(struct tg_module *a, struct tg_module *b, tg_tensor *x);
+tg_pair_forward tg_fused_pair(const struct tg_module *a, const struct tg_module *b);
 
 /* children[i]'s forward on x, or children[i] and [i + 1]'s as one op where
- * they are such a pair; *taken receives how many it ran (1 or 2). */
+ * tg_fused_pair fuses them; *taken receives how many it ran (1 or 2). */
 tg_tensor *tg_forward_children(struct tg_module *const *children, size_t n, size_t i,
 			       tg_tensor *x, size_t *taken);
 

@@ -780,13 +780,10 @@ static int bn_spec(const tg_module *m, char *buf, size_t size)
 static const tg_module_vt bn_vt = {
     .kind = "bn", .forward = bn_forward, .free = free_self, .spec = bn_spec};
 
-bool tg_bn_relu_pair(const tg_module *a, const tg_module *b)
+/* a batch norm and the relu after it (b), as tg_fused_pair runs them */
+static tg_tensor *bn_relu_forward(tg_module *m, tg_module *b, tg_tensor *x)
 {
-	return a->vt == &bn_vt && a->training && b->vt == &act_vt[TG_ACT_RELU] && b->ctx == a->ctx;
-}
-
-tg_tensor *tg_bn_relu_forward(tg_module *m, tg_tensor *x)
-{
+	(void)b;
 	tg_batchnorm *bn = m->self;
 	bn->training = m->training;
 	if (!input_dtype_ok(m, x))
@@ -1064,6 +1061,26 @@ static int pool_spec(const tg_module *m, char *buf, size_t size)
 
 static const tg_module_vt maxpool_vt = {
     .kind = "maxpool", .forward = maxpool_forward, .free = free_self, .spec = pool_spec};
+
+/* a relu and the max pool after it (b), as tg_fused_pair runs them */
+static tg_tensor *relu_maxpool_forward(tg_module *m, tg_module *b, tg_tensor *x)
+{
+	(void)m;
+	const pool_args *p = b->self;
+	return tg_relu_max_pool2d(x, p->kernel, p->stride, p->padding);
+}
+
+tg_pair_forward tg_fused_pair(const tg_module *a, const tg_module *b)
+{
+	const tg_module_vt *relu = &act_vt[TG_ACT_RELU];
+	if (a->ctx != b->ctx)
+		return NULL;
+	if (a->vt == &bn_vt && a->training && b->vt == relu)
+		return bn_relu_forward;
+	if (a->vt == relu && b->vt == &maxpool_vt)
+		return relu_maxpool_forward;
+	return NULL;
+}
 static const tg_module_vt avgpool_vt = {
     .kind = "avgpool", .forward = avgpool_forward, .free = free_self, .spec = pool_spec};
 

@@ -214,9 +214,8 @@ int tg_module_add(tg_module *m, tg_module *child)
 	return 0;
 }
 
-/* tg_forward, calling fn for m's forward */
-static tg_tensor *forward_with(tg_module *m, tg_tensor *x,
-			       tg_tensor *(*fn)(tg_module *m, tg_tensor *x))
+/* tg_forward; with pair, the forward of m and next as one op */
+static tg_tensor *forward_with(tg_module *m, tg_tensor *x, tg_module *next, tg_pair_forward pair)
 {
 	if (!x)
 		return NULL;
@@ -234,7 +233,7 @@ static tg_tensor *forward_with(tg_module *m, tg_tensor *x,
 			       "tg_forward: module \"%s\" (%s) and its input belong to different "
 			       "contexts",
 			       m->name, kind_of(m));
-	tg_tensor *y = (fn ? fn : m->vt->forward)(m, x);
+	tg_tensor *y = pair ? pair(m, next, x) : m->vt->forward(m, x);
 	if (!y && tg_ok(ctx))
 		return tg_fail(ctx, TG_EARG, "tg_forward: module \"%s\" (%s) returned NULL",
 			       m->name, kind_of(m));
@@ -251,16 +250,16 @@ static tg_tensor *forward_with(tg_module *m, tg_tensor *x,
 
 tg_tensor *tg_forward(tg_module *m, tg_tensor *x)
 {
-	return forward_with(m, x, NULL);
+	return forward_with(m, x, NULL, NULL);
 }
 
 tg_tensor *tg_forward_children(tg_module *const *children, size_t n, size_t i, tg_tensor *x,
 			       size_t *taken)
 {
-	bool pair = i + 1 < n && children[i] && children[i + 1] &&
-		    tg_bn_relu_pair(children[i], children[i + 1]);
+	tg_module *next = i + 1 < n ? children[i + 1] : NULL;
+	tg_pair_forward pair = children[i] && next ? tg_fused_pair(children[i], next) : NULL;
 	*taken = pair ? 2 : 1;
-	return forward_with(children[i], x, pair ? tg_bn_relu_forward : NULL);
+	return forward_with(children[i], x, next, pair);
 }
 
 void tg_module_train(tg_module *m, bool on)

@@ -356,8 +356,9 @@ TG_API int tg_module_spec(const tg_module *m, char *buf, size_t size);
  * TG_EARG naming the module). Names prefix the tensors: tg_linear(...,
  * "fc1") owns "fc1.W" and "fc1.b". */
 /* Runs its children in order; a tg_batchnorm1d module in training mode
- * followed by a relu module runs as one op, tg_batch_norm_relu, which
- * gives the bits of the two (tg_mlp's hidden layers likewise). */
+ * followed by a relu module runs as one op, tg_batch_norm_relu (tg_mlp's
+ * hidden layers likewise), and a relu module followed by a max pool module
+ * as tg_relu_max_pool2d, each giving the bits of the two. */
 TG_API tg_module *tg_sequential(tg_ctx *ctx, const char *name);
 /* x (N,D) @ W (D,M) + b (M) as tg_affine_forward; an x of more than 2 dims
  * is flattened to (N,-1). W drawn with init (the draws of tg_affine_init), b

@@ -1000,19 +1000,31 @@ static void inner_columns(const geom *g, int64_t *a, int64_t *b)
 	_mm256_castpd_ps(_mm256_permute4x64_pd(                                            \
 	    _mm256_castps_pd(_mm256_shuffle_ps(x0, x1, _MM_SHUFFLE(3, 1, 3, 1))), 0xd8))
 
+/* relu's x < 0 ? 0 : x: maxps returns its second operand unless the first
+ * is greater, so NaN and -0 stay as they are */
+#define RELU_PS(v) _mm256_max_ps(_mm256_setzero_ps(), v)
+#define RELU_PS128(v) _mm_max_ps(_mm_setzero_ps(), v)
+#define RELU_PD(v) _mm256_max_pd(_mm256_setzero_pd(), v)
+
 /* Windows ow .. ow+7 of one output row of floats (the 2x2 loop below, in
  * AVX2 registers): the same compares with >, the same choices and indices;
- * bad gets the lanes whose cells hold a NaN. */
+ * bad gets the lanes whose cells hold a NaN. relu: of the cells through a
+ * relu (tg_relu_max_pool2d). */
 __attribute__((target("avx2"))) static inline void pool2_block8(const float *r0,
 								 const float *r1, float *out,
 								 int64_t *idx, int64_t base,
-								 int64_t W, int64_t ow, __m256 *bad)
+								 int64_t W, int64_t ow, bool relu,
+								 __m256 *bad)
 {
 	const __m256i one = _mm256_set1_epi32(1), two_k = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
 	const __m256i below = _mm256_set1_epi32((int)W); /* r1's cells: + W */
 	const float *p0 = r0 + 2 * ow, *p1 = r1 + 2 * ow;
 	__m256 x0 = _mm256_loadu_ps(p0), x1 = _mm256_loadu_ps(p0 + 8);
 	__m256 y0 = _mm256_loadu_ps(p1), y1 = _mm256_loadu_ps(p1 + 8);
+	if (relu) {
+		x0 = RELU_PS(x0), x1 = RELU_PS(x1);
+		y0 = RELU_PS(y0), y1 = RELU_PS(y1);
+	}
 	__m256 a = EVEN_PS(x0, x1), b = ODD_PS(x0, x1);
 	__m256 c = EVEN_PS(y0, y1), d = ODD_PS(y0, y1);
 	*bad = _mm256_or_ps(*bad, _mm256_or_ps(_mm256_cmp_ps(a, b, _CMP_UNORD_Q),
@@ -1035,13 +1047,18 @@ __attribute__((target("avx2"))) static inline void pool2_block8(const float *r0,
 __attribute__((target("avx2"))) static inline void pool2_block4(const float *r0,
 								 const float *r1, float *out,
 								 int64_t *idx, int64_t base,
-								 int64_t W, int64_t ow, __m128 *bad)
+								 int64_t W, int64_t ow, bool relu,
+								 __m128 *bad)
 {
 	const __m128i one = _mm_set1_epi32(1), two_k = _mm_setr_epi32(0, 2, 4, 6);
 	const __m128i below = _mm_set1_epi32((int)W);
 	const float *p0 = r0 + 2 * ow, *p1 = r1 + 2 * ow;
 	__m128 x0 = _mm_loadu_ps(p0), x1 = _mm_loadu_ps(p0 + 4);
 	__m128 y0 = _mm_loadu_ps(p1), y1 = _mm_loadu_ps(p1 + 4);
+	if (relu) {
+		x0 = RELU_PS128(x0), x1 = RELU_PS128(x1);
+		y0 = RELU_PS128(y0), y1 = RELU_PS128(y1);
+	}
 	__m128 a = _mm_shuffle_ps(x0, x1, _MM_SHUFFLE(2, 0, 2, 0));
 	__m128 b = _mm_shuffle_ps(x0, x1, _MM_SHUFFLE(3, 1, 3, 1));
 	__m128 c = _mm_shuffle_ps(y0, y1, _MM_SHUFFLE(2, 0, 2, 0));
@@ -1069,22 +1086,23 @@ __attribute__((target("avx2"))) static inline void pool2_block4(const float *r0,
 __attribute__((target("avx2"))) static int64_t pool2_row_f32_avx2(const float *r0,
 								 const float *r1, float *out,
 								 int64_t *idx, int64_t base,
-								 int64_t W, int64_t OW, bool *nan)
+								 int64_t W, int64_t OW, bool relu,
+								 bool *nan)
 {
 	if (OW >= 8) {
 		__m256 bad = _mm256_setzero_ps();
 		for (int64_t ow = 0; ow + 8 <= OW; ow += 8)
-			pool2_block8(r0, r1, out, idx, base, W, ow, &bad);
+			pool2_block8(r0, r1, out, idx, base, W, ow, relu, &bad);
 		if (OW % 8)
-			pool2_block8(r0, r1, out, idx, base, W, OW - 8, &bad);
+			pool2_block8(r0, r1, out, idx, base, W, OW - 8, relu, &bad);
 		*nan = _mm256_movemask_ps(bad) != 0;
 		return OW;
 	}
 	if (OW >= 4) {
 		__m128 bad = _mm_setzero_ps();
-		pool2_block4(r0, r1, out, idx, base, W, 0, &bad);
+		pool2_block4(r0, r1, out, idx, base, W, 0, relu, &bad);
 		if (OW > 4)
-			pool2_block4(r0, r1, out, idx, base, W, OW - 4, &bad);
+			pool2_block4(r0, r1, out, idx, base, W, OW - 4, relu, &bad);
 		*nan = _mm_movemask_ps(bad) != 0;
 		return OW;
 	}
@@ -1092,11 +1110,11 @@ __attribute__((target("avx2"))) static int64_t pool2_row_f32_avx2(const float *r
 }
 
 static int64_t pool2_row_f32(const float *r0, const float *r1, float *out, int64_t *idx,
-			     int64_t base, int64_t W, int64_t OW, bool *nan)
+			     int64_t base, int64_t W, int64_t OW, bool relu, bool *nan)
 {
 	if (W >= INT_MAX / 2 || !__builtin_cpu_supports("avx2"))
 		return 0;
-	return pool2_row_f32_avx2(r0, r1, out, idx, base, W, OW, nan);
+	return pool2_row_f32_avx2(r0, r1, out, idx, base, W, OW, relu, nan);
 }
 
 /* ---- any window: the columns whose windows lie inside x, eight at a time ---- */
@@ -1136,15 +1154,19 @@ __attribute__((target("avx2"))) static inline void poolk_block8(const geom *g, c
 								 int64_t h0, int64_t h1,
 								 float *out, int64_t *idx,
 								 int64_t pbase, int64_t ow,
-								 __m256i step)
+								 __m256i step, bool relu)
 {
 	int32_t at0 = (int32_t)(h0 * g->W + ow * g->sw - g->pw); /* lane 0's first cell */
 	__m256 v = cells8(x + at0, g->sw, step);
+	if (relu)
+		v = RELU_PS(v);
 	__m256i best = _mm256_add_epi32(_mm256_set1_epi32(at0), step);
 	for (int64_t ih = h0; ih < h1; ih++)
 		for (int64_t kw = 0; kw < g->KW; kw++) {
 			int32_t at = at0 + (int32_t)((ih - h0) * g->W + kw);
 			__m256 c = cells8(x + at, g->sw, step);
+			if (relu)
+				c = RELU_PS(c);
 			__m256 wins = _mm256_or_ps(_mm256_cmp_ps(c, v, _CMP_GT_OQ),
 						   _mm256_and_ps(_mm256_cmp_ps(c, c, _CMP_UNORD_Q),
 								 _mm256_cmp_ps(v, v, _CMP_ORD_Q)));
@@ -1166,16 +1188,20 @@ __attribute__((target("avx2"))) static inline void poolk_block4(const geom *g, c
 								 int64_t h0, int64_t h1,
 								 double *out, int64_t *idx,
 								 int64_t pbase, int64_t ow,
-								 __m128i step)
+								 __m128i step, bool relu)
 {
 	int64_t at0 = h0 * g->W + ow * g->sw - g->pw;
 	const __m256i step64 = _mm256_cvtepi32_epi64(step);
 	__m256d v = cells4(x + at0, g->sw, step);
+	if (relu)
+		v = RELU_PD(v);
 	__m256i best = _mm256_add_epi64(_mm256_set1_epi64x(at0), step64);
 	for (int64_t ih = h0; ih < h1; ih++)
 		for (int64_t kw = 0; kw < g->KW; kw++) {
 			int64_t at = at0 + (ih - h0) * g->W + kw;
 			__m256d c = cells4(x + at, g->sw, step);
+			if (relu)
+				c = RELU_PD(c);
 			__m256d wins = _mm256_or_pd(_mm256_cmp_pd(c, v, _CMP_GT_OQ),
 						    _mm256_and_pd(_mm256_cmp_pd(c, c, _CMP_UNORD_Q),
 								  _mm256_cmp_pd(v, v, _CMP_ORD_Q)));
@@ -1197,7 +1223,7 @@ __attribute__((target("avx2"))) static inline void poolk_block4(const geom *g, c
 __attribute__((target("avx2"))) static bool poolk_row_avx2(const geom *g, tg_dtype dt,
 							    const void *x, int64_t p, int64_t h0,
 							    int64_t h1, void *out, int64_t *idx,
-							    int64_t a, int64_t b)
+							    int64_t a, int64_t b, bool relu)
 {
 	int64_t lanes = dt == TG_F64 ? 4 : 8, pbase = p * g->H * g->W;
 	if (b - a < lanes)
@@ -1207,25 +1233,27 @@ __attribute__((target("avx2"))) static bool poolk_row_avx2(const geom *g, tg_dty
 		__m128i step = _mm_mullo_epi32(_mm_setr_epi32(0, 1, 2, 3),
 					       _mm_set1_epi32((int32_t)g->sw));
 		for (int64_t ow = a; ow < b; ow += 4)
-			poolk_block4(g, xp, h0, h1, out, idx, pbase, ow + 4 <= b ? ow : b - 4, step);
+			poolk_block4(g, xp, h0, h1, out, idx, pbase, ow + 4 <= b ? ow : b - 4, step,
+				     relu);
 	} else {
 		const float *xp = (const float *)x + pbase;
 		__m256i step = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
 						  _mm256_set1_epi32((int32_t)g->sw));
 		for (int64_t ow = a; ow < b; ow += 8)
-			poolk_block8(g, xp, h0, h1, out, idx, pbase, ow + 8 <= b ? ow : b - 8, step);
+			poolk_block8(g, xp, h0, h1, out, idx, pbase, ow + 8 <= b ? ow : b - 8, step,
+				     relu);
 	}
 	return true;
 }
 
 static bool poolk_row(const geom *g, tg_dtype dt, const void *x, int64_t p, int64_t h0,
-		      int64_t h1, void *out, int64_t *idx, int64_t a, int64_t b)
+		      int64_t h1, void *out, int64_t *idx, int64_t a, int64_t b, bool relu)
 {
 	/* offsets within a plane and lane strides in 32 bits */
 	if (g->H * g->W >= INT_MAX / 2 || g->sw > INT_MAX / 16 ||
 	    !__builtin_cpu_supports("avx2"))
 		return false;
-	return poolk_row_avx2(g, dt, x, p, h0, h1, out, idx, a, b);
+	return poolk_row_avx2(g, dt, x, p, h0, h1, out, idx, a, b, relu);
 }
 
 /* The backward of windows ow .. ow+7 (scatter2 below): each window's four
@@ -1311,13 +1339,13 @@ static int64_t scatter2_row_f32(const int64_t *ir, const float *dr, float *r0, f
 	return scatter2_row_f32_avx2(ir, dr, r0, r1, base, W, OW);
 }
 #else
-#define pool2_row_f32(r0, r1, out, idx, base, W, OW, nan) ((int64_t)0)
-#define poolk_row(g, dt, x, p, h0, h1, out, idx, a, b) false
+#define pool2_row_f32(r0, r1, out, idx, base, W, OW, relu, nan) ((int64_t)0)
+#define poolk_row(g, dt, x, p, h0, h1, out, idx, a, b, relu) false
 #define scatter2_row_f32(ir, dr, r0, r1, base, W, OW) ((int64_t)0)
 #endif
 
 /* doubles: the loops alone, from window 0 */
-#define pool2_row_f64(r0, r1, out, idx, base, W, OW, nan) ((int64_t)0)
+#define pool2_row_f64(r0, r1, out, idx, base, W, OW, relu, nan) ((int64_t)0)
 #define scatter2_row_f64(ir, dr, r0, r1, base, W, OW) ((int64_t)0)
 
 /* For the planes [p0, p1) of x (N*C planes HxW): idx = the flat index into
@@ -1330,7 +1358,7 @@ static int64_t scatter2_row_f32(const int64_t *ir, const float *dr, float *r0, f
  * columns at the edges one window at a time. */
 #define MAXPOOL_KERNEL(name, T, DT, row_fast)                                              \
 	static void name(const geom *g, const T *x, T *out, int64_t *idx, int64_t p0,      \
-			 int64_t p1)                                                       \
+			 int64_t p1, bool relu)                                            \
 	{                                                                                  \
 		int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW, a, b;                  \
 		bool two = two_by_two(g);                                                  \
@@ -1345,11 +1373,14 @@ static int64_t scatter2_row_f32(const int64_t *ir, const float *dr, float *r0, f
 				if (two) {                                                 \
 					const T *r0 = x + base, *r1 = r0 + W;              \
 					bool nan = false;                                  \
-					int64_t ow = row_fast(r0, r1, out, idx, base, W, OW, &nan); \
+					int64_t ow = row_fast(r0, r1, out, idx, base, W, OW, relu, \
+							      &nan);                       \
 					for (; ow < OW; ow++) {                            \
 						int64_t i = 2 * ow;                        \
-						T a = r0[i], b = r0[i + 1];                \
-						T c = r1[i], d = r1[i + 1];                \
+						T a = RELU_IF(relu, r0[i]);                \
+						T b = RELU_IF(relu, r0[i + 1]);            \
+						T c = RELU_IF(relu, r1[i]);                \
+						T d = RELU_IF(relu, r1[i + 1]);            \
 						nan |= (a != a) | (b != b) | (c != c) | (d != d); \
 						T ab = b > a ? b : a, cd = d > c ? d : c;  \
 						int64_t kab = b > a, kcd = W + (d > c);    \
@@ -1363,7 +1394,7 @@ static int64_t scatter2_row_f32(const int64_t *ir, const float *dr, float *r0, f
 						continue;                                  \
 					}                                                  \
 				}                                                          \
-				bool inner = poolk_row(g, DT, x, p, h0, h1, out, idx, a, b); \
+				bool inner = poolk_row(g, DT, x, p, h0, h1, out, idx, a, b, relu); \
 				for (int64_t ow = 0; ow < OW; ow++) {                      \
 					if (inner && ow == a) {                            \
 						ow = b - 1; /* done in registers */        \
@@ -1372,12 +1403,13 @@ static int64_t scatter2_row_f32(const int64_t *ir, const float *dr, float *r0, f
 					int64_t w0, w1;                                    \
 					window(ow, g->sw, g->pw, g->KW, W, &w0, &w1);      \
 					int64_t best = base + w0;                          \
-					T v = x[best];                                     \
+					T v = RELU_IF(relu, x[best]);                      \
 					for (int64_t ih = h0; ih < h1; ih++) {             \
 						const T *r = x + (p * H + ih) * W;         \
 						for (int64_t iw = w0; iw < w1; iw++) {     \
-							bool t = WINS(r[iw], v);           \
-							v = t ? r[iw] : v;                 \
+							T c = RELU_IF(relu, r[iw]);        \
+							bool t = WINS(c, v);               \
+							v = t ? c : v;                     \
 							best = t ? (p * H + ih) * W + iw : best; \
 						}                                          \
 					}                                                  \
@@ -1389,6 +1421,9 @@ static int64_t scatter2_row_f32(const int64_t *ir, const float *dr, float *r0, f
 			}                                                                  \
 	}
 
+/* v through a relu when on (tg_relu's x < 0 ? 0 : x) */
+#define RELU_IF(on, v) ((on) && (v) < 0 ? 0 : (v))
+
 MAXPOOL_KERNEL(maxpool_f64, double, TG_F64, pool2_row_f64)
 MAXPOOL_KERNEL(maxpool_f32, float, TG_F32, pool2_row_f32)
 
@@ -1398,6 +1433,7 @@ typedef struct pool_job {
 	const void *x;    /* max_pool2d: x; scatter: dout */
 	void *y;          /* max_pool2d: out; scatter: dx */
 	int64_t *idx;
+	bool relu;        /* max_pool2d: of relu(x) */
 } pool_job;
 
 static void maxpool_planes(void *arg, int tid, int64_t p0, int64_t p1)
@@ -1405,9 +1441,9 @@ static void maxpool_planes(void *arg, int tid, int64_t p0, int64_t p1)
 	const pool_job *j = arg;
 	(void)tid;
 	if (j->dt == TG_F64)
-		maxpool_f64(&j->a->g, j->x, j->y, j->idx, p0, p1);
+		maxpool_f64(&j->a->g, j->x, j->y, j->idx, p0, p1, j->relu);
 	else
-		maxpool_f32(&j->a->g, j->x, j->y, j->idx, p0, p1);
+		maxpool_f32(&j->a->g, j->x, j->y, j->idx, p0, p1, j->relu);
 }
 
 /* The 2x2 window at stride 2 without padding: its four cells are zeroed and
@@ -1497,14 +1533,16 @@ static tg_tensor *scatter_at(const pool_aux *a, tg_tensor *dout)
 	tg_tensor *dx = tg_tensor_new(ctx, who, dout->dtype, 4, (int64_t[]){ g->N, g->C, g->H, g->W });
 	if (!dx)
 		return NULL;
-	pool_job j = { a, dout->dtype, dout->data, dx->data, NULL };
+	pool_job j = { a, dout->dtype, dout->data, dx->data, NULL, false };
 	par_for(ctx, pool_workers(ctx, g), g->N * g->C, scatter_planes, &j);
 	return tg_op_end(&max_pool2d_backward_op, dx, 1, &dout, NULL, 0, a);
 }
 
-tg_tensor *tg_max_pool2d(tg_tensor *x, int kernel, int stride, int padding)
+/* tg_max_pool2d and tg_relu_max_pool2d: op's node over the max pool of x
+ * (relu: of relu(x)). */
+static tg_tensor *max_pool_as(const tg_op *op, const char *who, bool relu, tg_tensor *x,
+			      int kernel, int stride, int padding)
 {
-	static const char who[] = "tg_max_pool2d";
 	tg_ctx *ctx = tg_op_begin(who, 1, &x);
 	if (!ctx)
 		return NULL;
@@ -1521,9 +1559,44 @@ tg_tensor *tg_max_pool2d(tg_tensor *x, int kernel, int stride, int padding)
 			       : NULL;
 	if (!out)
 		return NULL;
-	pool_job j = { saved, x->dtype, x->data, out->data, idx };
+	pool_job j = { saved, x->dtype, x->data, out->data, idx, relu };
 	par_for(ctx, pool_workers(ctx, &a.g), a.g.N * a.g.C, maxpool_planes, &j);
-	return tg_op_end(&max_pool2d_op, out, 1, &x, NULL, 0, saved);
+	return tg_op_end(op, out, 1, &x, NULL, 0, saved);
+}
+
+tg_tensor *tg_max_pool2d(tg_tensor *x, int kernel, int stride, int padding)
+{
+	return max_pool_as(&max_pool2d_op, "tg_max_pool2d", false, x, kernel, stride, padding);
+}
+
+/* ---- relu_max_pool2d: max_pool2d(relu(x)), one node ------------------------------------ */
+/* The same bits as tg_max_pool2d(tg_relu(x), ...) forward and backward: the
+ * pool takes each cell through the relu as it reads it. The backward of
+ * 2x2 windows at stride 2 without padding gates dout on the pooled output
+ * (y > 0 where the arg-max cell was) before scattering it, a pass over the
+ * output instead of over x: their scatter writes each dout as it is. Other
+ * windows scatter first and gate at x, as the two ops do: their scatter
+ * adds into zeros (+0 + -0 is +0, where gating first kept a -0) and
+ * overlapping ones sum several douts into a cell. */
+
+static void relu_max_pool2d_backward(tg_node *n, tg_tensor *dout)
+{
+	const pool_aux *a = n->aux;
+	if (two_by_two(&a->g))
+		TG_NODE_GRAD_INTO(n, 0, scatter_at(a, tg_relu_backward(dout, tg_node_output(n))));
+	else
+		tg_node_grad(n, 0, tg_relu_backward(scatter_at(a, dout), tg_node_input(n, 0)));
+}
+
+static const tg_op relu_max_pool2d_op = { .name = "relu_max_pool2d",
+					  .backward = relu_max_pool2d_backward,
+					  .describe = max_pool_describe };
+TG_OP_REGISTER(relu_max_pool2d_op);
+
+tg_tensor *tg_relu_max_pool2d(tg_tensor *x, int kernel, int stride, int padding)
+{
+	return max_pool_as(&relu_max_pool2d_op, "tg_relu_max_pool2d", true, x, kernel, stride,
+			   padding);
 }
 
 /* ---- avg_pool2d: out = the window's sum / (KH KW), padding counted as zeros;

@@ -4,13 +4,14 @@
  *
  * fuzz_expr.c drives the elementwise ops, reductions, products and
  * indexing; this target takes the rest: conv2d and its two gradients,
- * max and average pooling, batch and layer norm with their fused
- * gradients and batch_norm_relu, bmm and addmm, permute, slice, pad_axis, squeeze, unsqueeze,
- * expand, concat, stack and split, the activations and losses fuzz_expr
- * leaves out with their fused backward ops, and tg_vjp, tg_jvp, tg_hvp,
- * tg_jacobian and tg_hessian over functions made of them. Shapes are
- * small, or zero, negative or huge; convolution and pooling arguments run
- * from INT_MIN to INT_MAX; dtypes are mixed, index tensors included.
+ * max and average pooling and relu_max_pool2d, batch and layer norm with
+ * their fused gradients and batch_norm_relu, bmm and addmm, permute,
+ * slice, pad_axis, squeeze, unsqueeze, expand, concat, stack and split,
+ * the activations and losses fuzz_expr leaves out with their fused
+ * backward ops, and tg_vjp, tg_jvp, tg_hvp, tg_jacobian and tg_hessian
+ * over functions made of them. Shapes are small, or zero, negative or
+ * huge; convolution and pooling arguments run from INT_MIN to INT_MAX;
+ * dtypes are mixed, index tensors included.
  *
  * Rules, checked after every call:
  * - a call either returns a live tensor of the context with the status
@@ -28,7 +29,8 @@
  * - in f32, on finite inputs, what oneDNN's kernels (direct or Winograd)
  *   compute for conv2d and both gradients agrees with im2col to 1e-5 of
  *   the convolution of the inputs' magnitudes;
- * - batch_norm_relu gives the bits of relu(batch_norm) on its arguments;
+ * - batch_norm_relu and relu_max_pool2d give the bits of the two ops they
+ *   stand for;
  * - a derivative function returns 0 with every result of its argument's
  *   (or f's) shape, or -1 with the error set and its results NULL;
  * - a backward pass returns 0 or -1 as the status says, and a gradient has
@@ -105,6 +107,7 @@ typedef struct vm {
 	bool stop;
 	/* the function and convolution options a derivative call's f uses */
 	bool any; /* the call was given a tensor (else it has no context to fail in) */
+	bool grad_was; /* recording, before begin_two_ops turned it off */
 	int fkind, fnin;
 	tg_conv_opts fopts;
 } vm;
@@ -288,6 +291,41 @@ static bool small_opts(const tg_conv_opts *o)
 	return o->groups <= 64;
 }
 
+/* ---- fused ops against the two they stand for ------------------------------------------ */
+/* A fused op's result t against the two ops it stands for, which must give
+ * the same bits (NaN for NaN): begin_two_ops charges for them and turns
+ * recording off (false: out of budget); the caller computes them, and
+ * end_two_ops compares and turns recording back on. */
+static bool begin_two_ops(vm *v, const tg_tensor *t)
+{
+	charge(v, 2 * (double)tg_numel(t));
+	if (v->stop)
+		return false;
+	v->grad_was = tg_grad_enabled(v->ctx);
+	tg_set_grad_enabled(v->ctx, false);
+	return true;
+}
+
+static void end_two_ops(vm *v, const char *who, const tg_tensor *t, const tg_tensor *two)
+{
+	tg_ctx *ctx = v->ctx;
+	tg_set_grad_enabled(ctx, v->grad_was);
+	if (!two) {
+		require(tg_status_of(ctx) == TG_ENOMEM, "the two ops after %s: %s", who,
+			tg_error(ctx));
+		tg_clear_error(ctx);
+		return;
+	}
+	check_shape(who, two, t->ndim, t->shape);
+	size_t es = tg_dtype_size(t->dtype);
+	for (size_t i = 0; i < t->numel; i++) {
+		const char *p = (const char *)t->data + i * es, *q = (const char *)two->data + i * es;
+		double a = tg_get(t, i), b = tg_get(two, i);
+		require(!memcmp(p, q, es) || (isnan(a) && isnan(b)),
+			"%s: element %zu is %.17g, the two ops give %.17g", who, i, a, b);
+	}
+}
+
 /* ---- the convolution kernels against im2col ----------------------------------------- */
 /* A convolution that ran in f32 on finite inputs in a context set to
  * oneDNN's kernels (direct or Winograd) is done again on im2col, and each
@@ -436,9 +474,11 @@ static void op_pool(vm *v)
 	int k = iarg(r), s = iarg(r), p = iarg(r);
 	k += k >= 0 && k < 64; /* mostly 1 to 4 */
 	s += s >= 0 && s < 64;
-	if (u8(r) & 1)
+	unsigned flags = u8(r);
+	if (flags & 1)
 		s = k; /* the common case */
-	const char *who = max ? "tg_max_pool2d" : "tg_avg_pool2d";
+	bool relu = max && (flags & 2); /* tg_relu_max_pool2d */
+	const char *who = relu ? "tg_relu_max_pool2d" : max ? "tg_max_pool2d" : "tg_avg_pool2d";
 	int64_t out[4] = { 0 };
 	int valid = UNKNOWN;
 	if (k >= -2 && s >= -2 && p >= -2 && k <= 64 && s <= 64 && p <= 64) {
@@ -455,43 +495,18 @@ static void op_pool(vm *v)
 	if (v->stop)
 		return;
 	v->any = x;
-	tg_tensor *t = max ? tg_max_pool2d(x, k, s, p) : tg_avg_pool2d(x, k, s, p);
+	tg_tensor *t = relu  ? tg_relu_max_pool2d(x, k, s, p)
+		       : max ? tg_max_pool2d(x, k, s, p)
+			     : tg_avg_pool2d(x, k, s, p);
 	check(v, who, t, valid);
+	if (t && relu && begin_two_ops(v, t))
+		end_two_ops(v, who, t, tg_max_pool2d(tg_relu(x), k, s, p));
 	if (t && valid == VALID)
 		check_shape(who, t, 4, out);
 	put(v, dst, t, false);
 }
 
 /* ---- norms and products ---------------------------------------------------------- */
-
-/* tg_batch_norm_relu's t holds the bits of tg_relu(tg_batch_norm(...)) on
- * the same arguments, NaN for NaN. */
-static void check_relu_of_batch_norm(vm *v, const tg_tensor *t, tg_tensor *x, tg_tensor *gamma,
-				     tg_tensor *beta, double eps)
-{
-	charge(v, 2 * (double)tg_numel(t));
-	if (v->stop)
-		return;
-	tg_ctx *ctx = v->ctx;
-	bool grad = tg_grad_enabled(ctx);
-	tg_set_grad_enabled(ctx, false);
-	tg_tensor *two = tg_relu(tg_batch_norm(x, gamma, beta, eps, NULL, NULL));
-	tg_set_grad_enabled(ctx, grad);
-	if (!two) {
-		require(tg_status_of(ctx) == TG_ENOMEM, "relu(batch_norm) after tg_batch_norm_relu: %s",
-			tg_error(ctx));
-		tg_clear_error(ctx);
-		return;
-	}
-	check_shape("relu(batch_norm)", two, t->ndim, t->shape);
-	size_t es = tg_dtype_size(t->dtype);
-	for (size_t i = 0; i < t->numel; i++) {
-		const char *p = (const char *)t->data + i * es, *q = (const char *)two->data + i * es;
-		double a = tg_get(t, i), b = tg_get(two, i);
-		require(!memcmp(p, q, es) || (isnan(a) && isnan(b)),
-			"tg_batch_norm_relu: element %zu is %.17g, relu(batch_norm) %.17g", i, a, b);
-	}
-}
 
 static void op_norm(vm *v)
 {
@@ -530,8 +545,8 @@ static void op_norm(vm *v)
 		check_shape(who, t, b->ndim, b->shape);
 	if (mean)
 		check_shape(who, mean, 1, &a->shape[1]);
-	if (t && relu)
-		check_relu_of_batch_norm(v, t, a, b, c, eps);
+	if (t && relu && begin_two_ops(v, t))
+		end_two_ops(v, who, t, tg_relu(tg_batch_norm(a, b, c, eps, NULL, NULL)));
 	put(v, dst, t, false);
 }
 

@@ -689,6 +689,16 @@ static void seed_ops(void)
 	write_seed("fuzz_ops", "batch_norm_relu", p.b, p.n);
 
 	p.n = 0;
+	/* relu_max_pool2d: 2x2 windows in AVX2 blocks, then overlapping ones */
+	E(&p, 1, 0);
+	op_leaf4(&p, 0, true, 0, 4, (const int[]){ 2, 3, 8, 11 });
+	E(&p, O_POOL, 1, 1, 0, 1, 1, 0, 3);      /* max of relu, 2x2 */
+	E(&p, O_BW, 1, 1);
+	E(&p, O_POOL, 2, 1, 0, 2, 1, 1, 2);      /* max of relu, 3x3 stride 2 pad 1 */
+	E(&p, O_BW, 2, 3);
+	write_seed("fuzz_ops", "relu_max_pool2d", p.b, p.n);
+
+	p.n = 0;
 	/* moving elements: permute, slice, pad, squeeze, concat, stack, split */
 	E(&p, 4, 0);
 	op_leaf4(&p, 0, true, 0, 3, (const int[]){ 2, 3, 4 });

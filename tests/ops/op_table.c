@@ -304,6 +304,7 @@ static tg_tensor *f_conv2d_weight_grad(tg_tensor *const *in, void *user)
 
 /* arg: kernel, stride, padding */
 FN(max_pool2d, tg_max_pool2d(in[0], (int)ARG(0), (int)ARG(1), (int)ARG(2)))
+FN(relu_max_pool2d, tg_relu_max_pool2d(in[0], (int)ARG(0), (int)ARG(1), (int)ARG(2)))
 FN(avg_pool2d, tg_avg_pool2d(in[0], (int)ARG(0), (int)ARG(1), (int)ARG(2)))
 
 /* The pools' backward ops have no public function: each is the gradient of
@@ -802,6 +803,15 @@ const op_row op_table[] = {
 		   .arg = { 3, 2, 1 } },
 		 { .name = "(1,2,4,5) kernel 2 stride 1 padding 1", .in = { SH(1, 2, 4, 5) },
 		   .arg = { 2, 1, 1 } },
+		 { .name = "(1,1,5,4) kernel 3 stride 1, overlapping", .in = { SH(1, 1, 5, 4) },
+		   .arg = { 3, 1, 0 } } } },
+	/* distinct and never 0, where the relu has its kink; the negatives tie
+	 * at 0 after it, with no gradient to give */
+	{ .op = "relu_max_pool2d", .fn = f_relu_max_pool2d, .nin = 1, .gen = { GEN_GRID_HALF },
+	  .twice = true,
+	  .v = { { .name = "(1,2,4,4) kernel 2 stride 2", .in = { SH(1, 2, 4, 4) }, .arg = { 2, 2, 0 } },
+		 { .name = "(2,1,5,5) kernel 3 stride 2 padding 1", .in = { SH(2, 1, 5, 5) },
+		   .arg = { 3, 2, 1 } },
 		 { .name = "(1,1,5,4) kernel 3 stride 1, overlapping", .in = { SH(1, 1, 5, 4) },
 		   .arg = { 3, 1, 0 } } } },
 	{ .op = "max_pool2d_backward", .fn = f_max_pool2d_backward, .nin = 1, .gen = { GEN_ANY },

@@ -649,6 +649,113 @@ static void max_pool_gives_a_tie_to_the_first_maximum_in_row_major_order(void **
 
 /* Padding is -inf for max (an all-negative image keeps its values) and 0
  * in avg's divisor kernel^2 (count_include_pad). */
+/* ---- relu_max_pool2d: max_pool2d(relu(x)) as one op, to the same bits --------------------- */
+
+/* y, dx (plain, or recorded and then the gradient of sum(dx v) when
+ * second) of max_pool2d(relu(x)) by one op or two, in a context of its own. */
+enum { RY, RDX, RD2X, R_OUT };
+typedef struct pool_run {
+	tg_ctx *ctx;
+	tg_tensor *t[R_OUT];
+} pool_run;
+
+static pool_run relu_pool(bool one_op, tg_dtype dt, int threads, const int64_t *shape,
+			  const double *xv, const double *wv, int k, int s, int p, bool second)
+{
+	pool_run r = { .ctx = tg_ctx_new(1) };
+	tg_set_threads(r.ctx, threads);
+	tg_tensor *x = tg_param(tg_from_f64(r.ctx, dt, 4, shape, xv));
+	r.t[RY] = one_op ? tg_relu_max_pool2d(x, k, s, p) : tg_max_pool2d(tg_relu(x), k, s, p);
+	assert_non_null(r.t[RY]);
+	tg_tensor *w = tg_from_f64(r.ctx, dt, 4, tg_shape(r.t[RY]), wv);
+	assert_int_equal(tg_backward_ex(tg_sum(tg_mul(r.t[RY], w)), NULL,
+					second ? TG_CREATE_GRAPH : 0),
+			 0);
+	r.t[RDX] = tg_grad(x);
+	if (second) {
+		/* sum(dx dx) reaches x through the gather of the pool's backward */
+		tg_zero_grad(x);
+		assert_int_equal(tg_backward(tg_sum(tg_mul(r.t[RDX], r.t[RDX]))), 0);
+		r.t[RD2X] = tg_grad(x);
+	}
+	assert_ctx_ok(r.ctx);
+	return r;
+}
+
+/* Over 2x2 windows at stride 2 (rows of floats in AVX2 blocks, and the
+ * short ones), other windows with and without padding, overlapping or not,
+ * f32 and f64, 1 and 2 threads (the large shape splits its planes): x
+ * holds negatives, +0 and -0, whole windows of them, ties and a NaN, and
+ * the loss weights an inf, so the relu's gate meets every case it has. */
+static void relu_max_pool2d_gives_the_bits_of_max_pool2d_of_relu(void **state)
+{
+	(void)state;
+	static const struct {
+		int64_t shape[4];
+		int k, s, p;
+	} cases[] = { { { 2, 3, 8, 20 }, 2, 2, 0 },  { { 1, 2, 6, 10 }, 2, 2, 0 },
+		      { { 1, 2, 5, 5 }, 2, 2, 0 },   { { 2, 2, 9, 19 }, 3, 2, 1 },
+		      { { 2, 2, 9, 27 }, 3, 3, 0 },   { { 1, 3, 7, 12 }, 2, 1, 0 },
+		      { { 2, 2, 10, 30 }, 3, 3, 1 }, { { 8, 16, 32, 32 }, 2, 2, 0 } };
+	tg_ctx *rng = tg_ctx_new(SEED);
+	for (size_t c = 0; c < LEN(cases); c++) {
+		const int64_t *sh = cases[c].shape;
+		size_t n = (size_t)(sh[0] * sh[1] * sh[2] * sh[3]);
+		double *xv = malloc(n * sizeof *xv), *wv = malloc(n * sizeof *wv);
+		assert_true(xv && wv);
+		for (size_t i = 0; i < n; i++) {
+			double u = tg_random_uniform(rng);
+			/* half negative (a window in twelve has no positive cell),
+			 * some zeros of both signs, ties by rounding */
+			xv[i] = u < 0.1 ? 0.0 : u < 0.2 ? -0.0 : round((u - 0.75) * 8) / 4;
+		}
+		xv[n / 2] = NAN;
+		for (size_t i = 0; i < n; i++)
+			wv[i] = tg_random_normal(rng);
+		for (int dt = 0; dt < 2; dt++)
+			for (int threads = 1; threads <= 2; threads++)
+				for (int second = 0; second < 2; second++) {
+					tg_dtype t = dt ? TG_F64 : TG_F32;
+					pool_run one = relu_pool(true, t, threads, sh, xv, wv,
+								 cases[c].k, cases[c].s, cases[c].p,
+								 second);
+					pool_run two = relu_pool(false, t, threads, sh, xv, wv,
+								 cases[c].k, cases[c].s, cases[c].p,
+								 second);
+					for (int k = 0; k < R_OUT; k++) {
+						char what[128];
+						snprintf(what, sizeof what,
+							 "(%lld,%lld,%lld,%lld) k %d s %d p %d, %s, "
+							 "%d thread(s)%s: %s",
+							 (long long)sh[0], (long long)sh[1],
+							 (long long)sh[2], (long long)sh[3], cases[c].k,
+							 cases[c].s, cases[c].p, t == TG_F64 ? "f64" : "f32",
+							 threads, second ? ", recorded" : "",
+							 (const char *[]){ "y", "dx", "d2x" }[k]);
+						if (!one.t[k] && !two.t[k])
+							continue;
+						assert_non_null(one.t[k]);
+						assert_non_null(two.t[k]);
+						assert_tensor_bits(what, one.t[k], two.t[k]);
+					}
+					tg_ctx_free(one.ctx);
+					tg_ctx_free(two.ctx);
+				}
+		/* infinite weights, some on windows whose maximum is not positive */
+		for (size_t i = 0; i < n; i++)
+			wv[i] = xv[i] <= 0 ? INFINITY : wv[i];
+		pool_run one = relu_pool(true, TG_F32, 1, sh, xv, wv, cases[c].k, cases[c].s,
+					 cases[c].p, false);
+		pool_run two = relu_pool(false, TG_F32, 1, sh, xv, wv, cases[c].k, cases[c].s,
+					 cases[c].p, false);
+		assert_tensor_bits("dx with an infinite weight", one.t[RDX], two.t[RDX]);
+		tg_ctx_free(one.ctx);
+		tg_ctx_free(two.ctx);
+		free(xv), free(wv);
+	}
+	tg_ctx_free(rng);
+}
+
 static void pool_padding_is_never_a_max_and_counts_in_the_mean(void **state)
 {
 	(void)state;
@@ -831,6 +938,7 @@ int main(void)
 		cmocka_unit_test(max_pool_2x2_of_floats_in_blocks_matches_the_doubles),
 		cmocka_unit_test(max_pool_of_any_window_in_blocks_matches_the_rule),
 		cmocka_unit_test(max_pool_gives_a_tie_to_the_first_maximum_in_row_major_order),
+		cmocka_unit_test(relu_max_pool2d_gives_the_bits_of_max_pool2d_of_relu),
 		cmocka_unit_test(pool_padding_is_never_a_max_and_counts_in_the_mean),
 		cmocka_unit_test(conv2d_rejects_each_misuse_with_the_shapes),
 		cmocka_unit_test(pools_reject_each_misuse_with_the_shapes),

@@ -331,6 +331,8 @@ TORCH = {
     'conv2d_input_grad': lambda a, at: t_conv_input_grad(a[0], a[1], at),
     'conv2d_weight_grad': lambda a, at: t_conv_weight_grad(a[0], a[1], at),
     'max_pool2d': lambda a, at: F.max_pool2d(a[0], int(at[0]), int(at[1]), int(at[2])),
+    'relu_max_pool2d': lambda a, at: F.max_pool2d(torch.relu(a[0]), int(at[0]), int(at[1]),
+                                                  int(at[2])),
     'avg_pool2d': lambda a, at: F.avg_pool2d(a[0], int(at[0]), int(at[1]), int(at[2]),
                                              count_include_pad=True),
 }
@@ -938,8 +940,9 @@ def gen_conv(c, name):
 
 
 def gen_pool(c, name):
-    """max_pool2d (distinct values: no ties) and avg_pool2d, kernel 1-3,
-    stride 1-3, padding up to kernel / 2, on small random NCHW shapes."""
+    """max_pool2d and relu_max_pool2d (distinct values: no ties) and avg_pool2d,
+    kernel 1-3, stride 1-3, padding up to kernel / 2, on small random NCHW
+    shapes."""
     rng = c.rng
     while True:
         k, s = rng.randint(1, 3), rng.randint(1, 3)
@@ -950,7 +953,7 @@ def gen_pool(c, name):
             break
     c.note = 'x (%d,%d,%d,%d) kernel %d stride %d padding %d' % (N, C, H, W, k, s, p)
     shape = [N, C, H, W]
-    x = c.x(shape, vals(rng, numel(shape), 'distinct' if name == 'max_pool2d' else 'any'))
+    x = c.x(shape, vals(rng, numel(shape), 'any' if name == 'avg_pool2d' else 'distinct'))
     return post(c, c.o(name, [x], [k, s, p]))
 
 
@@ -1178,7 +1181,7 @@ for _n in ('sigmoid_backward', 'tanh_backward', 'relu_backward', 'leaky_relu_bac
     OPS[_n] = lambda c, n=_n: gen_act_backward(c, n)
 for _n in ('conv2d', 'conv2d_input_grad', 'conv2d_weight_grad'):
     OPS[_n] = lambda c, n=_n: gen_conv(c, n)
-for _n in ('max_pool2d', 'avg_pool2d'):
+for _n in ('max_pool2d', 'relu_max_pool2d', 'avg_pool2d'):
     OPS[_n] = lambda c, n=_n: gen_pool(c, n)
 
 

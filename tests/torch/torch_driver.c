@@ -182,6 +182,7 @@ static int run_op(tg_ctx *ctx, const op_line *o, tg_tensor **vals)
 	UN("layer_norm", tg_layer_norm(a[0], a[1], a[2], at[0]))
 	UN("layer_norm_backward", tg_layer_norm_backward(a[0], a[1], a[2], at[0]))
 	UN("max_pool2d", tg_max_pool2d(a[0], (int)at[0], (int)at[1], (int)at[2]))
+	UN("relu_max_pool2d", tg_relu_max_pool2d(a[0], (int)at[0], (int)at[1], (int)at[2]))
 	UN("avg_pool2d", tg_avg_pool2d(a[0], (int)at[0], (int)at[1], (int)at[2]))
 #undef UN
 	if (!strcmp(n, "permute")) {
