@@ -1,9 +1,9 @@
 /*
  * bn_running.h - batch norm's running statistics, updated by the layer
  * (nn/layers.c) and by its synchronised form (nn/dist.c) alike, the eps the
- * norm layers accept (nn/layers.c, nn/module.c), and the batch norm module
- * that the containers run with the relu after it as one op (nn/layers.c,
- * nn/module.c, nn/mlp.c). Not installed.
+ * norm layers accept (nn/layers.c, nn/module.c), and the pairs of modules
+ * (a batch norm or a max pool with a relu) that the containers run as one
+ * op (nn/layers.c, nn/module.c, nn/mlp.c). Not installed.
  */
 #ifndef TG_BN_RUNNING_H
 #define TG_BN_RUNNING_H

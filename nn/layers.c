@@ -1081,6 +1081,7 @@ tg_pair_forward tg_fused_pair(const tg_module *a, const tg_module *b)
 		return relu_maxpool_forward;
 	return NULL;
 }
+
 static const tg_module_vt avgpool_vt = {
     .kind = "avgpool", .forward = avgpool_forward, .free = free_self, .spec = pool_spec};
 

@@ -606,10 +606,13 @@ static int D(int d)
 	exit(1);
 }
 
-/* A leaf of f32 (f64: dt 6) normal values in slot dst, a parameter if param. */
+/* A leaf of f32 (f64: dt 6) normal values in slot dst, a parameter if param.
+ * op_leaf reads its byte how as: dtype by how % 10 (below 6 f32, below 9
+ * f64), fill by how / 10 % 4 (0 normal values), a parameter with 0x80; so a
+ * parameter is 160 (f32) or 166 (f64): 0x80 | dt made f32 ones f64. */
 static void op_leaf4(buf *p, int dst, bool param, int dt, int nd, const int *dims)
 {
-	E(p, O_LEAF, dst, (param ? 0x80 : 0) | dt, nd + 1);
+	E(p, O_LEAF, dst, param ? 160 + dt : dt, nd + 1);
 	for (int i = 0; i < nd; i++)
 		E(p, D(dims[i]));
 	E(p, 200);
@@ -658,7 +661,7 @@ static void seed_ops(void)
 	op_leaf4(&p, 0, true, 6, 2, (const int[]){ 4, 5 });
 	op_leaf4(&p, 1, true, 6, 1, (const int[]){ 5 });
 	op_leaf4(&p, 2, true, 6, 1, (const int[]){ 5 });
-	E(&p, O_NORM, 3, 0, 0, 1, 2, 15, 1, 1, 1);
+	E(&p, O_NORM, 3, 0, 0, 1, 2, 15, 1, 0, 1, 1); /* not relu; mean and var */
 	E(&p, O_NORM, 4, 2, 0, 1, 2, 15, 1);
 	E(&p, O_NORM, 5, 3, 4, 0, 15, 1, 1);
 	E(&p, O_BW, 3, 3);
