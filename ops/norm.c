@@ -25,6 +25,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 /* ---- the kernels ------------------------------------------------------------------ */
@@ -95,11 +96,32 @@ static inline double var_floor(double v)
 /* The statistics of x are kept in its dtype, mean (D) then inv_std (D), so
  * that every pass computes xhat = (x - mean) * inv_std to the same bits. */
 
+/* 1 where v > 0, else +0, made from the comparison's bits: written with ?:
+ * (or a cast of the comparison) GCC compiles it to a branch in scalar code,
+ * mispredicted half the time on a relu's mask (the tails of (N,D) rows of
+ * 100 made the gated sums three times slower than the plain ones). */
+static inline float gate_f32(float v)
+{
+	uint32_t u = -(uint32_t)(v > 0) & UINT32_C(0x3f800000);
+	float m;
+	memcpy(&m, &u, sizeof m);
+	return m;
+}
+
+static inline double gate_f64(double v)
+{
+	uint64_t u = -(uint64_t)(v > 0) & UINT64_C(0x3ff0000000000000);
+	double m;
+	memcpy(&m, &u, sizeof m);
+	return m;
+}
+
 /* batch_norm_relu's gradient through its relu: dy where the batch norm value
  * xh g + b, rounded as the forward pass rounds it, is positive, else dy 0
  * (so that an infinite dy masked off gives NaN, as tg_relu_backward's
  * product does). */
-#define RELU_GATE(T, dy, xh, g, b) ((dy) * ((xh) * (g) + (b) > 0 ? (T)1 : (T)0))
+#define RELU_GATE(T, dy, xh, g, b)                                                      \
+	((dy) * _Generic((T)0, float: gate_f32, double: gate_f64)((xh) * (g) + (b)))
 
 #define NORM_KERNELS(T, sfx)                                                            \
 	/* st = mean, inv_std = 1 / sqrt(var + eps); var (D) = biased variance; of      \
