@@ -97,9 +97,11 @@ static inline double var_floor(double v)
  * that every pass computes xhat = (x - mean) * inv_std to the same bits. */
 
 /* 1 where v > 0, else +0, made from the comparison's bits: written with ?:
- * (or a cast of the comparison) GCC compiles it to a branch in scalar code,
- * mispredicted half the time on a relu's mask (the tails of (N,D) rows of
- * 100 made the gated sums three times slower than the plain ones). */
+ * (or a cast of the comparison) GCC compiles it to a branch per element,
+ * mispredicted half the time on a relu's mask (half of a depthwise net's
+ * step went to the gated channel sums; the tails of (N,D) rows of 100 made
+ * the gated sums three times slower than the plain ones). This form
+ * vectorises as the plain loops do. */
 static inline float gate_f32(float v)
 {
 	uint32_t u = -(uint32_t)(v > 0) & UINT32_C(0x3f800000);
@@ -291,50 +293,6 @@ static double lanes_total(const double *a, int lanes)
 	return t;
 }
 
-/* plane_dot_relu's whole blocks of DOT_LANES from k (left at the tail): lane
- * l of a and b takes the elements k + l as the scalar loop below would,
- * with the gate's 0 or 1 made from the comparison's integer mask. Written
- * with vectors where the compiler has them: GCC turned the scalar gate
- * into a branch per element (dy * 0 where closed), half of a depthwise
- * net's step. Not under AddressSanitizer, as DX_LANES (layer norm). */
-#if defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
-#define GATED_DOT_LANES(T, DY, X, s, m, r, g, bt, k, a, b)                              \
-	do {                                                                            \
-		typedef T tv_ __attribute__((vector_size(DOT_LANES * sizeof(T))));      \
-		typedef double dv_ __attribute__((vector_size(DOT_LANES * sizeof(double)))); \
-		typedef __typeof__((tv_){ 0 } > 0) mask_; /* the comparison's ints */  \
-		const tv_ one_ = (tv_){ 0 } + 1;                                        \
-		mask_ one_bits_; /* the gate's 1 is 1.0's bits where open, else 0 */    \
-		memcpy(&one_bits_, &one_, sizeof one_bits_);                            \
-		dv_ a_, b_;                                                             \
-		memcpy(&a_, (a), sizeof a_);                                            \
-		memcpy(&b_, (b), sizeof b_);                                            \
-		for (; (k) + DOT_LANES <= (s); (k) += DOT_LANES) {                      \
-			tv_ x_, dy_;                                                    \
-			memcpy(&x_, (X) + (k), sizeof x_);                              \
-			memcpy(&dy_, (DY) + (k), sizeof dy_);                           \
-			tv_ xh_ = (x_ - (m)) * (r);                                     \
-			mask_ open_ = (xh_ * (g) + (bt) > 0) & one_bits_;               \
-			tv_ on_;                                                        \
-			memcpy(&on_, &open_, sizeof on_);                               \
-			dv_ gy_ = __builtin_convertvector(dy_ * on_, dv_);              \
-			a_ += gy_;                                                      \
-			b_ += gy_ * __builtin_convertvector(xh_, dv_);                  \
-		}                                                                       \
-		memcpy((a), &a_, sizeof a_);                                            \
-		memcpy((b), &b_, sizeof b_);                                            \
-	} while (0)
-#else
-#define GATED_DOT_LANES(T, DY, X, s, m, r, g, bt, k, a, b)                              \
-	for (; (k) + DOT_LANES <= (s); (k) += DOT_LANES)                                \
-		for (int l = 0; l < DOT_LANES; l++) {                                   \
-			T xh = ((X)[(k) + l] - (m)) * (r);                              \
-			T gy = RELU_GATE(T, (DY)[(k) + l], xh, (g), (bt));              \
-			(a)[l] += gy;                                                   \
-			(b)[l] += (double)gy * xh;                                      \
-		}
-#endif
-
 #define PLANE_KERNELS(T, sfx)                                                           \
 	/* a[l] += the plane's values (sq: their squares after taking off m) */         \
 	TG_HOT_LOOP_WIDE                                                                \
@@ -448,14 +406,22 @@ static double lanes_total(const double *a, int lanes)
 		}                                                                       \
 	}                                                                               \
                                                                                         \
-	/* the same with dout gated by RELU_GATE with the channel's g and bt */        \
+	/* the same with dout gated by RELU_GATE with the channel's g and bt (a     \
+	 * function of its own: folded into plane_dot as forward_ is, GCC left the   \
+	 * gated loop scalar, 2.3 times the time of the unfused ops) */               \
 	TG_HOT_LOOP_WIDE                                                                \
 	static void plane_dot_relu_##sfx(const T *dy, const T *x, size_t s, T m, T r,   \
 					 T g, T bt, double *restrict a,                 \
 					 double *restrict b)                            \
 	{                                                                               \
 		size_t k = 0;                                                           \
-		GATED_DOT_LANES(T, dy, x, s, m, r, g, bt, k, a, b);                     \
+		for (; k + DOT_LANES <= s; k += DOT_LANES)                              \
+			for (int l = 0; l < DOT_LANES; l++) {                           \
+				T xh = (x[k + l] - m) * r;                              \
+				T gy = RELU_GATE(T, dy[k + l], xh, g, bt);              \
+				a[l] += gy;                                             \
+				b[l] += (double)gy * xh;                                \
+			}                                                               \
 		for (; k < s; k++) {                                                    \
 			T xh = (x[k] - m) * r;                                          \
 			T gy = RELU_GATE(T, dy[k], xh, g, bt);                          \
@@ -977,8 +943,9 @@ static void batch_norm_backward(tg_node *n, tg_tensor *dout)
 	norm_backward(n, dout, false, "batch_norm's backward");
 }
 
+static const char *const bn_inputs[] = { "x", "gamma", "beta" };
 static const tg_op batch_norm_op = { .name = "batch_norm", .backward = batch_norm_backward,
-				     .inputs = (const char *const[]){ "x", "gamma", "beta" },
+				     .inputs = bn_inputs,
 				     .describe = eps_describe };
 TG_OP_REGISTER(batch_norm_op);
 
@@ -1031,7 +998,7 @@ tg_tensor *tg_batch_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 
 /* ---- batch_norm_relu: y = relu(batch_norm(x)), one node ------------------------------------- */
 /* The same bits as tg_relu(tg_batch_norm(...)) forward and backward, with
- * two passes fewer over x's size each way: the forward writes the relu's
+ * one pass fewer over x's size each way: the forward writes the relu's
  * output directly, and a plain backward gates dout inside batch norm's
  * sums and dx passes, telling where the value was positive from x and the
  * statistics as the forward computed it (no FMA in any copy of the
@@ -1044,8 +1011,7 @@ static void batch_norm_relu_backward(tg_node *n, tg_tensor *dout)
 
 static const tg_op batch_norm_relu_op = { .name = "batch_norm_relu",
 					  .backward = batch_norm_relu_backward,
-					  .inputs = (const char *const[]){ "x", "gamma", "beta" },
-					  .describe = eps_describe };
+					  .inputs = bn_inputs, .describe = eps_describe };
 TG_OP_REGISTER(batch_norm_relu_op);
 
 tg_tensor *tg_batch_norm_relu(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double eps,
