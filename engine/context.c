@@ -124,6 +124,7 @@ bool tg_set_grad_enabled(tg_ctx *ctx, bool on)
 
 bool tg_grad_enabled(const tg_ctx *ctx) { return ctx && ctx->grad_enabled; }
 void tg_set_anomaly(tg_ctx *ctx, bool on) { if (ctx) ctx->anomaly = on; }
+bool tg_anomaly(const tg_ctx *ctx) { return ctx && ctx->anomaly; }
 void tg_set_abort_on_error(tg_ctx *ctx, bool on) { if (ctx) ctx->abort_on_error = on; }
 
 void tg_set_grad_ready(tg_ctx *ctx, tg_grad_ready_fn fn, void *user)

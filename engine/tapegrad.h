@@ -106,6 +106,7 @@ TG_API void tg_reset(tg_ctx *ctx);  /* ends the step: frees step tensors, tape *
 TG_API bool tg_set_grad_enabled(tg_ctx *ctx, bool on); /* returns old value */
 TG_API bool tg_grad_enabled(const tg_ctx *ctx);
 TG_API void tg_set_anomaly(tg_ctx *ctx, bool on); /* NaN/Inf checks, every op */
+TG_API bool tg_anomaly(const tg_ctx *ctx);        /* whether it is on */
 TG_API void tg_set_abort_on_error(tg_ctx *ctx, bool on); /* for debuggers */
 /* Threads for this context's work, default 1: its large loops (matrix
  * products, elementwise ops and their backward kernels, reductions,

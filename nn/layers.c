@@ -14,6 +14,7 @@
 #include "bn_running.h"
 #include "c_locale.h"
 #include "hot_loop.h"
+#include "parallel.h"
 #include "random.h"
 
 #include <math.h>
@@ -436,6 +437,108 @@ static bool bn_args_ok(tg_ctx *ctx, const tg_batchnorm *bn, tg_tensor *x)
 	return true;
 }
 
+/* ---- evaluation with nothing to differentiate ---------------------------------- */
+/* y = (x - mean) / sqrt(var + eps) * gamma + beta per channel: the
+ * composition batchnorm_forward_as records when a gradient is wanted, each
+ * element through the same roundings in the same order (sub, div, mul and
+ * add in the dtype, no contraction in ISO C mode, sqrt correctly rounded
+ * either way), in one pass over x where the composition makes four and
+ * keeps four tensors of x's size. X (rows, C, inner): inner 1 is the (N,C)
+ * layout, whose channels run along a row. */
+#define BN_EVAL(name, T)                                                                   \
+	TG_HOT_LOOP static void name(const T *restrict X, T *restrict Y, int64_t rows,      \
+				     int64_t C, int64_t inner, const T *restrict m,         \
+				     const T *restrict s, const T *restrict g,              \
+				     const T *restrict b)                                   \
+	{                                                                                  \
+		for (int64_t r = 0; r < rows; r++, X += C * inner, Y += C * inner) {       \
+			if (inner == 1) {                                                  \
+				for (int64_t c = 0; c < C; c++)                            \
+					Y[c] = (X[c] - m[c]) / s[c] * g[c] + b[c];         \
+				continue;                                                  \
+			}                                                                  \
+			for (int64_t c = 0; c < C; c++) {                                  \
+				const T *x = X + c * inner;                                \
+				T *y = Y + c * inner;                                      \
+				const T mc = m[c], sc = s[c], gc = g[c], bc = b[c];        \
+				for (int64_t i = 0; i < inner; i++)                        \
+					y[i] = (x[i] - mc) / sc * gc + bc;                 \
+			}                                                                  \
+		}                                                                          \
+	}
+BN_EVAL(bn_eval_f64, double)
+BN_EVAL(bn_eval_f32, float)
+
+/* Rows [lo, hi) of the evaluation pass, for tg_parallel_for. */
+typedef struct bn_eval_job {
+	tg_dtype dt;
+	const char *X;
+	char *Y;
+	int64_t C, inner;
+	const void *m, *s, *g, *b;
+} bn_eval_job;
+
+static void bn_eval_part(void *arg, size_t lo, size_t hi)
+{
+	const bn_eval_job *j = arg;
+	size_t row = (size_t)(j->C * j->inner) * (j->dt == TG_F64 ? 8 : 4);
+	if (j->dt == TG_F64)
+		bn_eval_f64((const double *)(j->X + lo * row), (double *)(j->Y + lo * row),
+			    (int64_t)(hi - lo), j->C, j->inner, j->m, j->s, j->g, j->b);
+	else
+		bn_eval_f32((const float *)(j->X + lo * row), (float *)(j->Y + lo * row),
+			    (int64_t)(hi - lo), j->C, j->inner, j->m, j->s, j->g, j->b);
+}
+
+/* The evaluation forward in one pass (BN_EVAL), rows split across the
+ * context's threads, for a bn whose tensors and x are checked; NULL, with
+ * the error in x's context, if memory runs out. */
+static tg_tensor *batchnorm_eval_plain(tg_batchnorm *bn, tg_tensor *x)
+{
+	tg_ctx *ctx = tg_ctx_of(x);
+	tg_dtype dt = tg_dtype_of(x);
+	int64_t C = tg_dim(bn->gamma, 0), rows = tg_dim(x, 0);
+	int64_t inner = (int64_t)tg_numel(x) / (rows * C);
+	/* sqrt(var + eps) per channel, as tg_add_scalar and tg_sqrt round it */
+	tg_tensor *s = tg_empty(ctx, dt, 1, (int64_t[]){ C });
+	tg_tensor *y = tg_empty(ctx, dt, tg_ndim(x), tg_shape(x));
+	void *S = tg_data_mut(s), *Y = tg_data_mut(y);
+	if (!S || !Y)
+		return NULL;
+	const void *v = tg_data(bn->running_var);
+	for (int64_t c = 0; c < C; c++) {
+		if (dt == TG_F64) {
+			((double *)S)[c] = sqrt(((const double *)v)[c] + bn->eps);
+		} else {
+			float t = ((const float *)v)[c] + (float)bn->eps;
+			((float *)S)[c] = (float)sqrt(t);
+		}
+	}
+	bn_eval_job j = { dt, tg_data(x), Y, C, inner, tg_data(bn->running_mean), S,
+			  tg_data(bn->gamma), tg_data(bn->beta) };
+	size_t per_row = (size_t)(C * inner), min = (TG_PAR_MIN + per_row - 1) / per_row;
+	tg_parallel_for(ctx, (size_t)rows, min, 1, bn_eval_part, &j);
+	return y;
+}
+
+/* Whether evaluating bn on x (checked by bn_args_ok) records nothing: no
+ * gradient wanted through any of its tensors and no anomaly checks to run
+ * op by op. Tensors of another dtype, shape or context, or stale ones, go
+ * to the composition, whose ops report them. */
+static bool eval_plain(const tg_batchnorm *bn, const tg_tensor *x)
+{
+	const tg_ctx *ctx = tg_ctx_of(x);
+	const tg_tensor *t[4] = { bn->gamma, bn->beta, bn->running_mean, bn->running_var };
+	bool grad = tg_grad_enabled(ctx) && tg_requires_grad(x);
+	for (int i = 0; i < 4; i++) {
+		if (tg_ctx_of(t[i]) != ctx || tg_dtype_of(t[i]) != tg_dtype_of(x) ||
+		    tg_ndim(t[i]) != 1 || tg_dim(t[i], 0) != tg_dim(x, 1))
+			return false;
+		grad = grad || (tg_grad_enabled(ctx) && tg_requires_grad(t[i]));
+	}
+	return !grad && !tg_anomaly(ctx) && tg_dtype_of(x) != TG_I32 && tg_dtype_of(x) != TG_I64;
+}
+
 /* tg_batchnorm_forward, through a relu when relu (one op while training) */
 static tg_tensor *batchnorm_forward_as(tg_batchnorm *bn, tg_tensor *x, bool relu)
 {
@@ -457,6 +560,8 @@ static tg_tensor *batchnorm_forward_as(tg_batchnorm *bn, tg_tensor *x, bool relu
 		}
 		return y;
 	}
+	if (!relu && eval_plain(bn, x))
+		return batchnorm_eval_plain(bn, x);
 	/* (C) broadcasts along the last axis, so for (N,C,...) the statistics,
 	 * gamma and beta are viewed as (1,C,1,...,1): one value per channel */
 	tg_tensor *rm = bn->running_mean, *rv = bn->running_var, *g = bn->gamma, *b = bn->beta;

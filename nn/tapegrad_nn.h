@@ -189,7 +189,11 @@ typedef struct tg_batchnorm {
 TG_API int tg_batchnorm_init(tg_batchnorm *bn, tg_ctx *ctx, tg_dtype dt, int64_t d,
 			     const char *name);
 /* x (N,D) -> (N,D), or (N,C,...) -> (N,C,...) per channel; another shape
- * is TG_ESHAPE. Updates the running statistics when training. */
+ * is TG_ESHAPE. Updates the running statistics when training. Evaluating,
+ * (x - running_mean) / sqrt(running_var + eps) * gamma + beta is recorded
+ * as those ops when a gradient is wanted through x, gamma, beta or the
+ * statistics; else (grad mode off, or none of them requiring a gradient,
+ * anomaly mode off) it is computed in one pass, to the same bits. */
 TG_API tg_tensor *tg_batchnorm_forward(tg_batchnorm *bn, tg_tensor *x); /* step */
 
 /* ---- dropout, inverted ------------------------------------------------------------ */

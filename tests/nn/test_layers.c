@@ -482,6 +482,104 @@ static void batchnorm_evaluation_uses_the_running_statistics(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* Evaluation with no gradient wanted through the layer runs in one pass
+ * (nn/layers.c, BN_EVAL): the bits of the ops that evaluation records
+ * when a gradient is wanted, for (N,D) and (N,C,...) inputs in f32 and
+ * f64, at 1 and 2 threads, with a zero and negative scales, a zero
+ * variance, and NaN, infinities, -0 and a value equal to its channel's
+ * mean in x. Anomaly
+ * mode still checks op by op, and a layer of another dtype than x is
+ * still refused. */
+static void batchnorm_evaluation_without_gradients_gives_the_bits_of_the_ops(void **state)
+{
+	(void)state;
+	static const struct {
+		int nd;
+		int64_t shape[4];
+	} cases[] = { { 2, { 7, 5 } },	   { 2, { 1, 5 } },	  { 3, { 2, 5, 3 } },
+		      { 4, { 3, 5, 4, 4 } }, { 4, { 2, 5, 1, 1 } }, { 2, { 64, 37 } },
+		      { 3, { 4, 3, 17 } }, { 2, { 600, 64 } }, { 4, { 40, 8, 12, 12 } } };
+	for (int f = 0; f < 2; f++)
+		for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+			tg_dtype dt = f ? TG_F64 : TG_F32;
+			size_t es = f ? 8 : 4;
+			int64_t C = cases[t].shape[1];
+			tg_ctx *ctx = tg_ctx_new(SEED + t);
+			tg_set_threads(ctx, t >= 7 ? 2 : 1); /* the last two are split */
+			tg_batchnorm bn;
+			assert_int_equal(tg_batchnorm_init(&bn, ctx, dt, C, "bn"), 0);
+			bn.eps = 1e-3;
+			bn.training = false;
+			tg_tensor *v = tg_rand(ctx, dt, 1, &C, 0, 2);
+			assert_int_equal(tg_assign(bn.gamma, tg_randn(ctx, dt, 1, &C, 0, 1.5)), 0);
+			assert_int_equal(tg_assign(bn.beta, tg_randn(ctx, dt, 1, &C, 0, 1)), 0);
+			assert_int_equal(tg_assign(bn.running_mean, tg_randn(ctx, dt, 1, &C, 0, 1)), 0);
+			assert_int_equal(tg_assign(bn.running_var, v), 0);
+			tg_tensor *x = tg_randn(ctx, dt, cases[t].nd, cases[t].shape, 0.3, 2);
+			size_t n = tg_numel(x);
+			char *xd = tg_data_mut(x), *gd = tg_data_mut(bn.gamma);
+			char *vd = tg_data_mut(bn.running_var);
+			const char *md = tg_data(bn.running_mean);
+			double special[4] = { NAN, INFINITY, -INFINITY, -0.0 };
+			for (size_t i = 0; i < 4 && i < n; i++) {
+				float s32 = (float)special[i];
+				memcpy(xd + i * es, f ? (void *)&special[i] : (void *)&s32, es);
+			}
+			if (n > 4) /* x[4] in channel 4 / inner mod C */
+				memcpy(xd + 4 * es,
+				       md + (size_t)(4 / (n / (size_t)cases[t].shape[0] / C) % C) * es,
+				       es);
+			memset(gd, 0, es);   /* gamma[0] = 0 */
+			memset(vd, 0, es);   /* var[0] = 0: sqrt(eps) */
+			assert_ctx_ok(ctx);
+
+			/* one pass: no gradient wanted, by grad mode or by the tensors */
+			bool was = tg_set_grad_enabled(ctx, false);
+			tg_tensor *fast = tg_batchnorm_forward(&bn, x);
+			tg_set_grad_enabled(ctx, was);
+			tg_set_requires_grad(bn.gamma, false);
+			tg_set_requires_grad(bn.beta, false);
+			tg_tensor *fast2 = tg_batchnorm_forward(&bn, x);
+			tg_set_requires_grad(bn.gamma, true);
+			tg_set_requires_grad(bn.beta, true);
+			/* the ops, recorded: gamma and beta want a gradient */
+			tg_tensor *ops = tg_batchnorm_forward(&bn, x);
+			assert_ctx_ok(ctx);
+			assert_false(tg_requires_grad(fast));
+			assert_false(tg_requires_grad(fast2));
+			assert_true(tg_requires_grad(ops));
+			assert_int_equal(tg_ndim(fast), cases[t].nd);
+			for (int d = 0; d < cases[t].nd; d++)
+				assert_int_equal(tg_dim(fast, d), cases[t].shape[d]);
+			if (memcmp(tg_data(fast), tg_data(ops), n * es) ||
+			    memcmp(tg_data(fast2), tg_data(ops), n * es))
+				for (size_t i = 0; i < n; i++)
+					if (memcmp((const char *)tg_data(fast) + i * es,
+						   (const char *)tg_data(ops) + i * es, es))
+						fail_msg("case %zu %s: element %zu is %.17g, the ops "
+							 "give %.17g",
+							 t, f ? "f64" : "f32", i, tg_get(fast, i),
+							 tg_get(ops, i));
+			assert_true(isnan(tg_get(fast, 0)));
+
+			/* anomaly mode still names the NaN */
+			tg_set_anomaly(ctx, true);
+			was = tg_set_grad_enabled(ctx, false);
+			assert_null(tg_batchnorm_forward(&bn, x));
+			assert_error(ctx, TG_EANOMALY, "");
+			tg_clear_error(ctx);
+			tg_set_anomaly(ctx, false);
+
+			/* an x of the other dtype is refused, not read as this one */
+			tg_tensor *other = tg_zeros(ctx, f ? TG_F32 : TG_F64, cases[t].nd,
+						    cases[t].shape);
+			assert_null(tg_batchnorm_forward(&bn, other));
+			assert_error(ctx, TG_EDTYPE, "");
+			tg_set_grad_enabled(ctx, was);
+			tg_ctx_free(ctx);
+		}
+}
+
 static void batchnorm_refuses_a_batch_of_one_in_training(void **state)
 {
 	(void)state;
@@ -1125,6 +1223,7 @@ int main(void)
 	    cmocka_unit_test(argmax_rows_names_the_predicted_class),
 	    cmocka_unit_test(batchnorm_training_normalises_with_the_biased_batch_variance),
 	    cmocka_unit_test(batchnorm_evaluation_uses_the_running_statistics),
+	    cmocka_unit_test(batchnorm_evaluation_without_gradients_gives_the_bits_of_the_ops),
 	    cmocka_unit_test(batchnorm_refuses_a_batch_of_one_in_training),
 	    cmocka_unit_test(batchnorm_after_affine_gradients_match_central_differences),
 	    cmocka_unit_test(batchnorm_normalises_each_channel_of_3d_4d_and_5d_inputs),
