@@ -134,33 +134,50 @@ static unsigned long long wrapped_allocs(void)
  * share of a workload is measured in the run itself (two clock reads and
  * two lock round trips per call, well under a microsecond). A product
  * split across threads runs as concurrent calls, one per part: the time
- * counts once. */
+ * counts once. The kernel time counts the GEMMs and every oneDNN
+ * primitive the library runs (its convolutions, and the reorders it leaves
+ * to oneDNN) the same way: the kernels PyTorch runs too. */
 
 static double now(clockid_t clock);
 
-static struct {
+typedef struct timer {
 	pthread_mutex_t lock;
 	int running;  /* calls in progress */
 	double since; /* when running last went from 0 to 1 */
 	double sec;
 	unsigned long long calls;
-} gemm_time = { .lock = PTHREAD_MUTEX_INITIALIZER };
+} timer;
+
+static timer gemm_time = { .lock = PTHREAD_MUTEX_INITIALIZER };
+static timer kernel_time = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void timer_enter(timer *t)
+{
+	pthread_mutex_lock(&t->lock);
+	if (t->running++ == 0)
+		t->since = now(CLOCK_MONOTONIC);
+	pthread_mutex_unlock(&t->lock);
+}
+
+static void timer_leave(timer *t)
+{
+	pthread_mutex_lock(&t->lock);
+	if (--t->running == 0)
+		t->sec += now(CLOCK_MONOTONIC) - t->since;
+	t->calls++;
+	pthread_mutex_unlock(&t->lock);
+}
 
 static void gemm_enter(void)
 {
-	pthread_mutex_lock(&gemm_time.lock);
-	if (gemm_time.running++ == 0)
-		gemm_time.since = now(CLOCK_MONOTONIC);
-	pthread_mutex_unlock(&gemm_time.lock);
+	timer_enter(&kernel_time);
+	timer_enter(&gemm_time);
 }
 
 static void gemm_leave(void)
 {
-	pthread_mutex_lock(&gemm_time.lock);
-	if (--gemm_time.running == 0)
-		gemm_time.sec += now(CLOCK_MONOTONIC) - gemm_time.since;
-	gemm_time.calls++;
-	pthread_mutex_unlock(&gemm_time.lock);
+	timer_leave(&gemm_time);
+	timer_leave(&kernel_time);
 }
 
 void __real_cblas_sgemm(enum CBLAS_ORDER o, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb,
@@ -210,6 +227,21 @@ dnnl_status_t __wrap_dnnl_sgemm(char ta, char tb, dnnl_dim_t m, dnnl_dim_t n, dn
 	gemm_enter();
 	dnnl_status_t st = __real_dnnl_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 	gemm_leave();
+	return st;
+}
+
+/* every oneDNN primitive the library runs: convolutions, reorders */
+dnnl_status_t __real_dnnl_primitive_execute(const_dnnl_primitive_t p, dnnl_stream_t s, int n,
+					    const dnnl_exec_arg_t *args);
+dnnl_status_t __wrap_dnnl_primitive_execute(const_dnnl_primitive_t p, dnnl_stream_t s, int n,
+					    const dnnl_exec_arg_t *args);
+
+dnnl_status_t __wrap_dnnl_primitive_execute(const_dnnl_primitive_t p, dnnl_stream_t s, int n,
+					    const dnnl_exec_arg_t *args)
+{
+	timer_enter(&kernel_time);
+	dnnl_status_t st = __real_dnnl_primitive_execute(p, s, n, args);
+	timer_leave(&kernel_time);
 	return st;
 }
 #endif
@@ -298,7 +330,8 @@ typedef struct run {
 	double gemm0, gemm1; /* GEMM seconds at the loop's start and end */
 	/* clocks from iteration WARM on to the loop's end: the steady state,
 	 * without first calls' one-time costs (oneDNN's code generation) */
-	double steady_w0, steady_c0, steady_w1, steady_c1, steady_gemm0;
+	double kernel0, kernel1; /* GEMM and oneDNN seconds, the same */
+	double steady_w0, steady_c0, steady_w1, steady_c1, steady_gemm0, steady_kernel0;
 	unsigned long long gcalls0, gcalls1;
 	double loss; /* mean over the last iterations; NAN when none */
 	const char *error;
@@ -339,6 +372,7 @@ static void mark_start(void)
 	R.peak_reset = reset_peak();
 	R.gemm0 = gemm_time.sec;
 	R.gcalls0 = gemm_time.calls;
+	R.kernel0 = kernel_time.sec;
 }
 
 static void mark_warm(void)
@@ -346,6 +380,7 @@ static void mark_warm(void)
 	R.steady_w0 = now(CLOCK_MONOTONIC);
 	R.steady_c0 = now(CLOCK_PROCESS_CPUTIME_ID);
 	R.steady_gemm0 = gemm_time.sec;
+	R.steady_kernel0 = kernel_time.sec;
 	R.ctx0 = counted.allocs;
 	R.ctxb0 = counted.bytes;
 	R.cf0 = counted.frees;
@@ -365,6 +400,7 @@ static void mark_end(void)
 	R.loop_peak_kb = status_kb("VmHWM");
 	R.gemm1 = gemm_time.sec;
 	R.gcalls1 = gemm_time.calls;
+	R.kernel1 = kernel_time.sec;
 }
 
 static const char *env_or(const char *name)
@@ -390,7 +426,8 @@ static void report(void)
 	       "blas_threads=%d tg_threads=%d openblas_corename=%s openblas_parallel=%d "
 	       "env_OPENBLAS_NUM_THREADS=%s env_OMP_NUM_THREADS=%s env_OPENBLAS_CORETYPE=%s "
 	       "env_OPENBLAS_THREAD_TIMEOUT=%s gemm_sec_per_iter=%.9g gemm_calls_per_iter=%.6g gemm_share=%.4f "
-	       "steady_sec_per_iter=%.9g steady_cpu_per_iter=%.9g steady_gemm_share=%.4f error=%s\n",
+	       "steady_sec_per_iter=%.9g steady_cpu_per_iter=%.9g steady_gemm_share=%.4f "
+	       "kernel_sec_per_iter=%.9g steady_kernel_share=%.4f error=%s\n",
 	       R.workload, R.dtype, R.threads, R.iters, R.wall, R.cpu,
 	       R.iters ? R.wall / (double)R.iters : NAN, R.rss_start_kb, R.loop_peak_kb,
 	       R.peak_reset, maxrss_kb(), (double)(R.ctx1 - R.ctx0) * per,
@@ -407,6 +444,10 @@ static void report(void)
 	       steady ? (R.steady_c1 - R.steady_c0) * per : NAN,
 	       steady && R.steady_w1 > R.steady_w0
 		       ? (R.gemm1 - R.steady_gemm0) / (R.steady_w1 - R.steady_w0)
+		       : NAN,
+	       R.iters ? (R.kernel1 - R.kernel0) / (double)R.iters : NAN,
+	       steady && R.steady_w1 > R.steady_w0
+		       ? (R.kernel1 - R.steady_kernel0) / (R.steady_w1 - R.steady_w0)
 		       : NAN,
 	       R.error ? "yes" : "none");
 	fflush(stdout);

@@ -333,14 +333,26 @@ def suite_main(a):
             return None
         return (th.cpu / tg.cpu) if cpu else (th.med / tg.med)
 
+    def kernels(st):
+        # the GEMMs' and oneDNN's primitives' share; the GEMMs' alone from
+        # a tg_bench that does not time the primitives
+        v = st.get("steady_kernel_share") if st and st.n else None
+        return v if v is not None and v == v else st.get("gemm_share") if st and st.n else None
+
     def share(st):
         v = st.get("gemm_share") if st and st.n else None
-        return f"{100 * v:.0f}%" if v is not None and v == v else "–"
+        if v is None or v != v:
+            return "–"
+        k = kernels(st)
+        if k is not None and k == k and k > v + 0.005:
+            return f"{100 * v:.0f}% (with oneDNN's {100 * k:.0f}%)"
+        return f"{100 * v:.0f}%"
 
     def bound(th, tg):
-        # PyTorch's time over tapegrad's time inside the GEMMs: the ratio
-        # tapegrad would reach if everything but its GEMMs took no time
-        v = tg.get("gemm_share") if tg and tg.n else None
+        # PyTorch's time over tapegrad's time inside the GEMMs and oneDNN's
+        # primitives: the ratio tapegrad would reach if everything but
+        # those kernels, which PyTorch runs too, took no time
+        v = kernels(tg)
         if not v or v != v or not th or not th.n:
             return None
         return th.med / (tg.med * v)
@@ -409,10 +421,12 @@ def suite_main(a):
               "iteration on, on both sides (the first five carry one-time costs: oneDNN "
               "generating its kernels, PyTorch's allocator). GEMM share: "
               "the wall time inside the cblas_sgemm/dgemm and oneDNN sgemm calls made by "
-              "libtapegrad.a (timed through -Wl,--wrap) over the loop's wall time. Bound: PyTorch's time over "
-              "tapegrad's time in those GEMMs, the ratio tapegrad would reach if all else "
-              "took no time (the CNN's convolutions that do not go through a GEMM count as "
-              "all else). Allocations per steady-state "
+              "libtapegrad.a (timed through -Wl,--wrap) over the loop's wall time; with "
+              "oneDNN's: with every oneDNN primitive it runs as well (the convolutions, and the "
+              "reorders it leaves to oneDNN). Bound: PyTorch's time over "
+              "tapegrad's time in those GEMMs and primitives, the ratio tapegrad would reach if all "
+              "else took no time. "
+              "Allocations per steady-state "
               "iteration: through the context's allocator, and every malloc, calloc, "
               "realloc and aligned allocation of the process, shared libraries "
               "(OpenBLAS, oneDNN, libc) included.")
