@@ -17,6 +17,9 @@
  * - tg_forward either gives a tensor or NULL with an error set; from a
  *   tensor, a backward pass and an optimizer step either succeed or fail
  *   with the error set, and every parameter keeps its shape;
+ * - in evaluation mode, a forward with grad mode off (which runs batch
+ *   norm in one pass) gives the bits of one with it on (the ops), or fails
+ *   as that one does;
  * - nothing leaks (LeakSanitizer) whatever fails.
  * Parameters are limited (a failing allocator above 32 MB in use) and the
  * forward pass is skipped when parameters times batch pass a budget, so a
@@ -177,6 +180,51 @@ static void train_step(tg_ctx *ctx, tg_module *m, tg_tensor *x, unsigned optim)
 	tg_optim_free(opt);
 }
 
+/* An evaluating m's output on x with grad mode on and with it off: the
+ * same bits, or the same failure. Every tensor of m (parameters, running
+ * statistics) is drawn again from [0.5, 2) first, so that a scale of 1,
+ * a mean of 0 or a variance of 1 does not hide the order of roundings. */
+static void eval_same_bits(tg_ctx *ctx, tg_module *m, tg_tensor *x)
+{
+	static tg_tensor *p[MAX_TENSORS];
+	size_t np = tg_module_params(m, p, MAX_TENSORS);
+	double params = 0;
+	for (size_t i = 0; i < np && i < MAX_TENSORS; i++)
+		params += (double)tg_numel(p[i]);
+	if (np > MAX_TENSORS || params * (double)tg_dim(x, 0) > WORK_BUDGET)
+		return;
+	size_t nt = tg_module_tensors(m, p, MAX_TENSORS);
+	for (size_t i = 0; i < nt && i < MAX_TENSORS; i++)
+		tg_assign(p[i], tg_rand(ctx, tg_dtype_of(p[i]), tg_ndim(p[i]), tg_shape(p[i]),
+					0.5, 2));
+	tg_clear_error(ctx);
+	tg_tensor *on = tg_forward(m, x);
+	tg_status st_on = tg_status_of(ctx);
+	tg_clear_error(ctx);
+	bool was = tg_set_grad_enabled(ctx, false);
+	tg_tensor *off = tg_forward(m, x);
+	tg_status st_off = tg_status_of(ctx);
+	tg_set_grad_enabled(ctx, was);
+	if (trace)
+		fprintf(stderr, "eval: %s with grad mode, %s without\n", tg_status_name(st_on),
+			tg_status_name(st_off));
+	/* running out of memory may strike either alone */
+	if (st_on == TG_ENOMEM || st_off == TG_ENOMEM) {
+		tg_clear_error(ctx);
+		return;
+	}
+	require(st_on == st_off, "evaluation: %s with grad mode, %s without",
+		tg_status_name(st_on), tg_status_name(st_off));
+	if (on && off) {
+		require(tg_numel(on) == tg_numel(off) && tg_dtype_of(on) == tg_dtype_of(off),
+			"evaluation: outputs of other sizes with and without grad mode");
+		size_t es = tg_dtype_of(on) == TG_F64 ? 8 : 4;
+		require(!memcmp(tg_data(on), tg_data(off), tg_numel(on) * es),
+			"evaluation: other bits with and without grad mode");
+	}
+	tg_clear_error(ctx);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 6)
@@ -228,6 +276,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* an image model takes (N,c,h,w); the other the ndim the input says */
 	int xd = image ? 4 : nd;
 	tg_tensor *x = tg_randn(ctx, opts.dtype, xd, shape, 0, 1);
+	if (x && tg_numel(x) > 0 && xd > 0 && (mode & 4))
+		eval_same_bits(ctx, m, x);
 	if (x && tg_numel(x) > 0 && xd > 0)
 		train_step(ctx, m, x, mode >> 4);
 	tg_clear_error(ctx);

@@ -748,6 +748,11 @@ static void seed_model(void)
 	model_seed("embedding", 0x08, 2, (const int[]){ 2, 3, 0, 0 },
 		   "embedding:10:4,flatten,linear:12:2");
 	model_seed("bad_piece", 0x00, 2, (const int[]){ 3, 7, 0, 0 }, "linear:12:8,conv:8:,relu");
+	/* evaluation: batch norm of (N,D) and of images, with and without grad mode */
+	model_seed("eval_bn", 0x04, 2, (const int[]){ 3, 6, 0, 0 },
+		   "linear:8:6,bn:6,relu,linear:6:3");
+	model_seed("eval_bn_image", 0x06, 4, (const int[]){ 1, 1, 5, 5 },
+		   "conv:2:4:3:1:1,bn:4,relu,flatten,linear:196:3");
 	/* the failing allocator's byte (allocation 1 + 2 x 40) before ndim */
 	buf p = { .n = 0 };
 	E(&p, 0x88, 40, 2, 3, 7, 0, 0);
