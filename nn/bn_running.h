@@ -34,12 +34,15 @@ struct tg_module;
 void tg_bn_spec_states(struct tg_module *m);
 
 /* The forward of a and b (consecutive children of a container, of one
- * context) as one op, to the same bits as tg_forward(b, tg_forward(a, x)),
- * when they are a tg_batchnorm1d module in training mode and a relu module
- * (tg_batch_norm_relu), or a relu module and a max pool module
- * (tg_relu_max_pool2d); else NULL. */
+ * context; after the child that follows b, or NULL) as one op, to the same
+ * bits as tg_forward(b, tg_forward(a, x)), when they are a tg_batchnorm1d
+ * module and a relu module (tg_batch_norm_relu while training; evaluating,
+ * one pass when no gradient is wanted, and not where a max pool follows,
+ * which the relu goes with instead), or a relu module and a max pool
+ * module (tg_relu_max_pool2d); else NULL. */
 typedef tg_tensor *(*tg_pair_forward)(struct tg_module *a, struct tg_module *b, tg_tensor *x);
-tg_pair_forward tg_fused_pair(const struct tg_module *a, const struct tg_module *b);
+tg_pair_forward tg_fused_pair(const struct tg_module *a, const struct tg_module *b,
+			      const struct tg_module *after);
 
 /* children[i]'s forward on x, or children[i] and [i + 1]'s as one op where
  * tg_fused_pair fuses them; *taken receives how many it ran (1 or 2). */

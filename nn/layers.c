@@ -438,23 +438,32 @@ static bool bn_args_ok(tg_ctx *ctx, const tg_batchnorm *bn, tg_tensor *x)
 }
 
 /* ---- evaluation with nothing to differentiate ---------------------------------- */
-/* y = (x - mean) / sqrt(var + eps) * gamma + beta per channel: the
- * composition batchnorm_forward_as records when a gradient is wanted, each
- * element through the same roundings in the same order (sub, div, mul and
- * add in the dtype, no contraction in ISO C mode, sqrt correctly rounded
- * either way), in one pass over x where the composition makes four and
- * keeps four tensors of x's size. X (rows, C, inner): inner 1 is the (N,C)
- * layout, whose channels run along a row. */
+/* y = (x - mean) / sqrt(var + eps) * gamma + beta per channel, through a
+ * relu when relu: the composition batchnorm_forward_as records when a
+ * gradient is wanted, each element through the same roundings in the same
+ * order (sub, div, mul and add in the dtype, no contraction in ISO C mode,
+ * sqrt correctly rounded either way; relu as tg_relu's x < 0 ? 0 : x), in
+ * one pass over x where the composition makes four (five with the relu)
+ * and keeps as many tensors of x's size. X (rows, C, inner): inner 1 is
+ * the (N,C) layout, whose channels run along a row. The relu is a copy of
+ * the loop, not a test in it. */
 #define BN_EVAL(name, T)                                                                   \
-	TG_HOT_LOOP static void name(const T *restrict X, T *restrict Y, int64_t rows,      \
-				     int64_t C, int64_t inner, const T *restrict m,         \
-				     const T *restrict s, const T *restrict g,              \
-				     const T *restrict b)                                   \
+	static inline __attribute__((always_inline)) T name##_one(T x, T m, T s, T g, T b,   \
+								  bool relu)                 \
+	{                                                                                  \
+		T y = (x - m) / s * g + b;                                                 \
+		return relu ? (y < 0 ? 0 : y) : y;                                         \
+	}                                                                                  \
+	static inline __attribute__((always_inline)) void name##_body(                     \
+	    const T *restrict X, T *restrict Y, int64_t rows, int64_t C, int64_t inner,     \
+	    const T *restrict m, const T *restrict s, const T *restrict g,                  \
+	    const T *restrict b, bool relu)                                                 \
 	{                                                                                  \
 		for (int64_t r = 0; r < rows; r++, X += C * inner, Y += C * inner) {       \
 			if (inner == 1) {                                                  \
 				for (int64_t c = 0; c < C; c++)                            \
-					Y[c] = (X[c] - m[c]) / s[c] * g[c] + b[c];         \
+					Y[c] = name##_one(X[c], m[c], s[c], g[c], b[c],    \
+							  relu);                           \
 				continue;                                                  \
 			}                                                                  \
 			for (int64_t c = 0; c < C; c++) {                                  \
@@ -462,9 +471,23 @@ static bool bn_args_ok(tg_ctx *ctx, const tg_batchnorm *bn, tg_tensor *x)
 				T *y = Y + c * inner;                                      \
 				const T mc = m[c], sc = s[c], gc = g[c], bc = b[c];        \
 				for (int64_t i = 0; i < inner; i++)                        \
-					y[i] = (x[i] - mc) / sc * gc + bc;                 \
+					y[i] = name##_one(x[i], mc, sc, gc, bc, relu);     \
 			}                                                                  \
 		}                                                                          \
+	}                                                                                  \
+	TG_HOT_LOOP static void name(const T *restrict X, T *restrict Y, int64_t rows,      \
+				     int64_t C, int64_t inner, const T *restrict m,         \
+				     const T *restrict s, const T *restrict g,              \
+				     const T *restrict b)                                   \
+	{                                                                                  \
+		name##_body(X, Y, rows, C, inner, m, s, g, b, false);                     \
+	}                                                                                  \
+	TG_HOT_LOOP static void name##_relu(const T *restrict X, T *restrict Y,             \
+					    int64_t rows, int64_t C, int64_t inner,         \
+					    const T *restrict m, const T *restrict s,       \
+					    const T *restrict g, const T *restrict b)       \
+	{                                                                                  \
+		name##_body(X, Y, rows, C, inner, m, s, g, b, true);                      \
 	}
 BN_EVAL(bn_eval_f64, double)
 BN_EVAL(bn_eval_f32, float)
@@ -472,6 +495,7 @@ BN_EVAL(bn_eval_f32, float)
 /* Rows [lo, hi) of the evaluation pass, for tg_parallel_for. */
 typedef struct bn_eval_job {
 	tg_dtype dt;
+	bool relu;
 	const char *X;
 	char *Y;
 	int64_t C, inner;
@@ -482,18 +506,21 @@ static void bn_eval_part(void *arg, size_t lo, size_t hi)
 {
 	const bn_eval_job *j = arg;
 	size_t row = (size_t)(j->C * j->inner) * (j->dt == TG_F64 ? 8 : 4);
+	int64_t n = (int64_t)(hi - lo);
+	const void *X = j->X + lo * row;
+	void *Y = j->Y + lo * row;
 	if (j->dt == TG_F64)
-		bn_eval_f64((const double *)(j->X + lo * row), (double *)(j->Y + lo * row),
-			    (int64_t)(hi - lo), j->C, j->inner, j->m, j->s, j->g, j->b);
+		(j->relu ? bn_eval_f64_relu : bn_eval_f64)(X, Y, n, j->C, j->inner, j->m, j->s,
+							   j->g, j->b);
 	else
-		bn_eval_f32((const float *)(j->X + lo * row), (float *)(j->Y + lo * row),
-			    (int64_t)(hi - lo), j->C, j->inner, j->m, j->s, j->g, j->b);
+		(j->relu ? bn_eval_f32_relu : bn_eval_f32)(X, Y, n, j->C, j->inner, j->m, j->s,
+							   j->g, j->b);
 }
 
-/* The evaluation forward in one pass (BN_EVAL), rows split across the
- * context's threads, for a bn whose tensors and x are checked; NULL, with
- * the error in x's context, if memory runs out. */
-static tg_tensor *batchnorm_eval_plain(tg_batchnorm *bn, tg_tensor *x)
+/* The evaluation forward in one pass (BN_EVAL), through a relu when relu,
+ * rows split across the context's threads, for a bn whose tensors and x
+ * are checked; NULL, with the error in x's context, if memory runs out. */
+static tg_tensor *batchnorm_eval_plain(tg_batchnorm *bn, tg_tensor *x, bool relu)
 {
 	tg_ctx *ctx = tg_ctx_of(x);
 	tg_dtype dt = tg_dtype_of(x);
@@ -514,7 +541,7 @@ static tg_tensor *batchnorm_eval_plain(tg_batchnorm *bn, tg_tensor *x)
 			((float *)S)[c] = (float)sqrt(t);
 		}
 	}
-	bn_eval_job j = { dt, tg_data(x), Y, C, inner, tg_data(bn->running_mean), S,
+	bn_eval_job j = { dt, relu, tg_data(x), Y, C, inner, tg_data(bn->running_mean), S,
 			  tg_data(bn->gamma), tg_data(bn->beta) };
 	size_t per_row = (size_t)(C * inner), min = (TG_PAR_MIN + per_row - 1) / per_row;
 	tg_parallel_for(ctx, (size_t)rows, min, 1, bn_eval_part, &j);
@@ -560,8 +587,8 @@ static tg_tensor *batchnorm_forward_as(tg_batchnorm *bn, tg_tensor *x, bool relu
 		}
 		return y;
 	}
-	if (!relu && eval_plain(bn, x))
-		return batchnorm_eval_plain(bn, x);
+	if (eval_plain(bn, x))
+		return batchnorm_eval_plain(bn, x, relu);
 	/* (C) broadcasts along the last axis, so for (N,C,...) the statistics,
 	 * gamma and beta are viewed as (1,C,1,...,1): one value per channel */
 	tg_tensor *rm = bn->running_mean, *rv = bn->running_var, *g = bn->gamma, *b = bn->beta;
@@ -1175,12 +1202,15 @@ static tg_tensor *relu_maxpool_forward(tg_module *m, tg_module *b, tg_tensor *x)
 	return tg_relu_max_pool2d(x, p->kernel, p->stride, p->padding);
 }
 
-tg_pair_forward tg_fused_pair(const tg_module *a, const tg_module *b)
+tg_pair_forward tg_fused_pair(const tg_module *a, const tg_module *b, const tg_module *after)
 {
 	const tg_module_vt *relu = &act_vt[TG_ACT_RELU];
 	if (a->ctx != b->ctx)
 		return NULL;
-	if (a->vt == &bn_vt && a->training && b->vt == relu)
+	/* evaluating, the pair saves a pass only when no gradient is wanted,
+	 * relu and max pool always */
+	if (a->vt == &bn_vt && b->vt == relu &&
+	    (a->training || !after || after->vt != &maxpool_vt || after->ctx != b->ctx))
 		return bn_relu_forward;
 	if (a->vt == relu && b->vt == &maxpool_vt)
 		return relu_maxpool_forward;

@@ -257,7 +257,8 @@ tg_tensor *tg_forward_children(tg_module *const *children, size_t n, size_t i, t
 			       size_t *taken)
 {
 	tg_module *next = i + 1 < n ? children[i + 1] : NULL;
-	tg_pair_forward pair = children[i] && next ? tg_fused_pair(children[i], next) : NULL;
+	tg_module *after = i + 2 < n ? children[i + 2] : NULL;
+	tg_pair_forward pair = children[i] && next ? tg_fused_pair(children[i], next, after) : NULL;
 	*taken = pair ? 2 : 1;
 	return forward_with(children[i], x, next, pair);
 }

@@ -362,7 +362,9 @@ TG_API int tg_module_spec(const tg_module *m, char *buf, size_t size);
 /* Runs its children in order; a tg_batchnorm1d module in training mode
  * followed by a relu module runs as one op, tg_batch_norm_relu (tg_mlp's
  * hidden layers likewise), and a relu module followed by a max pool module
- * as tg_relu_max_pool2d, each giving the bits of the two. */
+ * as tg_relu_max_pool2d, each giving the bits of the two. Evaluating with
+ * no gradient wanted, a batch norm and the relu after it are one pass,
+ * unless a max pool follows the relu (which then goes with the pool). */
 TG_API tg_module *tg_sequential(tg_ctx *ctx, const char *name);
 /* x (N,D) @ W (D,M) + b (M) as tg_affine_forward; an x of more than 2 dims
  * is flattened to (N,-1). W drawn with init (the draws of tg_affine_init), b

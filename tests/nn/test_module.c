@@ -1056,7 +1056,7 @@ static void a_cnn_with_batch_norm_reads_back_trains_and_evaluates(void **state)
 /* The loss of m on x, y: through tg_forward(m) (a container takes a
  * training batch norm and the relu after it as one op) or child by child,
  * each through tg_forward alone (two ops). */
-static tg_tensor *loss_of(tg_module *m, tg_tensor *x, tg_tensor *y, bool whole)
+static tg_tensor *forward_of(tg_module *m, tg_tensor *x, bool whole)
 {
 	tg_tensor *out = x;
 	if (whole)
@@ -1064,7 +1064,12 @@ static tg_tensor *loss_of(tg_module *m, tg_tensor *x, tg_tensor *y, bool whole)
 	else
 		for (size_t i = 0; i < m->nchildren; i++)
 			out = tg_forward(m->children[i], out);
-	return tg_cross_entropy(out, y);
+	return out;
+}
+
+static tg_tensor *loss_of(tg_module *m, tg_tensor *x, tg_tensor *y, bool whole)
+{
+	return tg_cross_entropy(forward_of(m, x, whole), y);
 }
 
 /* How many nodes of the op named op made t: the op nodes of its DOT text
@@ -1165,6 +1170,18 @@ static void fused_pairs_of_modules_give_the_bits_of_the_two_ops(void **state)
 		assert_int_equal(nodes_of(loss, "batch_norm_relu"), 0);
 		assert_int_equal(nodes_of(loss, "relu_max_pool2d"), 2);
 		assert_int_equal(nodes_of(loss, "relu"), 1);
+		/* with no gradient wanted, bn,relu (not before a max pool) is one
+		 * pass: the bits of the children run one by one, of the ops with
+		 * the gradient wanted, and of the two passes apart */
+		tg_tensor *ops = forward_of(m[0], x, false);
+		bool was = tg_set_grad_enabled(ctx[0], false);
+		tg_tensor *whole = forward_of(m[0], x, true);
+		tg_tensor *apart = forward_of(m[0], x, false);
+		tg_set_grad_enabled(ctx[0], was);
+		assert_ctx_ok(ctx[0]);
+		assert_false(tg_requires_grad(whole));
+		assert_same_bits(whole, apart);
+		assert_same_bits(whole, ops);
 		for (int k = 0; k < 2; k++) {
 			tg_optim_free(opt[k]);
 			tg_module_free(m[k]);
