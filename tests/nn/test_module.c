@@ -1191,7 +1191,7 @@ static void fused_pairs_of_modules_give_the_bits_of_the_two_ops(void **state)
 }
 
 /* tg_mlp's hidden activation is the fused op's output when the layer has
- * a batch norm, as it is the relu's without. */
+ * a batch norm, as it is the relu's without; evaluating too. */
 static void an_mlps_activation_with_batch_norm_is_the_relus_output(void **state)
 {
 	(void)state;
@@ -1211,6 +1211,23 @@ static void an_mlps_activation_with_batch_norm_is_the_relus_output(void **state)
 		for (size_t k = 0; k < tg_numel(a); k++)
 			assert_true(tg_get(a, k) >= 0);
 	}
+	/* evaluating, with and without a gradient wanted: the relu's output */
+	tg_mlp_train(m, false);
+	for (int grad = 0; grad < 2; grad++) {
+		bool was = tg_set_grad_enabled(ctx, grad);
+		assert_non_null(tg_mlp_forward(m, x));
+		tg_set_grad_enabled(ctx, was);
+		for (int i = 1; i <= 2; i++) {
+			tg_tensor *a = tg_mlp_activation(m, i);
+			assert_non_null(a);
+			assert_int_equal(tg_dim(a, 1), i == 1 ? 5 : 4);
+			bool negative = false;
+			for (size_t k = 0; k < tg_numel(a); k++)
+				negative = negative || !(tg_get(a, k) >= 0);
+			assert_false(negative);
+		}
+	}
+	assert_ctx_ok(ctx);
 	tg_mlp_free(m);
 	tg_ctx_free(ctx);
 }
