@@ -555,15 +555,18 @@ static tg_tensor *batchnorm_eval_plain(tg_batchnorm *bn, tg_tensor *x, bool relu
 static bool eval_plain(const tg_batchnorm *bn, const tg_tensor *x)
 {
 	const tg_ctx *ctx = tg_ctx_of(x);
+	tg_dtype dt = tg_dtype_of(x);
+	if (tg_anomaly(ctx) || (dt != TG_F32 && dt != TG_F64))
+		return false;
 	const tg_tensor *t[4] = { bn->gamma, bn->beta, bn->running_mean, bn->running_var };
-	bool grad = tg_grad_enabled(ctx) && tg_requires_grad(x);
+	bool wanted = tg_requires_grad(x);
 	for (int i = 0; i < 4; i++) {
-		if (tg_ctx_of(t[i]) != ctx || tg_dtype_of(t[i]) != tg_dtype_of(x) ||
-		    tg_ndim(t[i]) != 1 || tg_dim(t[i], 0) != tg_dim(x, 1))
+		if (tg_ctx_of(t[i]) != ctx || tg_dtype_of(t[i]) != dt || tg_ndim(t[i]) != 1 ||
+		    tg_dim(t[i], 0) != tg_dim(x, 1))
 			return false;
-		grad = grad || (tg_grad_enabled(ctx) && tg_requires_grad(t[i]));
+		wanted = wanted || tg_requires_grad(t[i]);
 	}
-	return !grad && !tg_anomaly(ctx) && tg_dtype_of(x) != TG_I32 && tg_dtype_of(x) != TG_I64;
+	return !(wanted && tg_grad_enabled(ctx));
 }
 
 /* tg_batchnorm_forward, through a relu when relu (one op while training) */
@@ -1207,10 +1210,11 @@ tg_pair_forward tg_fused_pair(const tg_module *a, const tg_module *b, const tg_m
 	const tg_module_vt *relu = &act_vt[TG_ACT_RELU];
 	if (a->ctx != b->ctx)
 		return NULL;
-	/* evaluating, the pair saves a pass only when no gradient is wanted,
-	 * relu and max pool always */
+	/* evaluating, the pair saves a pass only when no gradient is wanted:
+	 * where b pairs with the child after it (relu and max pool, which
+	 * always do), that pair goes first */
 	if (a->vt == &bn_vt && b->vt == relu &&
-	    (a->training || !after || after->vt != &maxpool_vt || after->ctx != b->ctx))
+	    (a->training || !after || !tg_fused_pair(b, after, NULL)))
 		return bn_relu_forward;
 	if (a->vt == relu && b->vt == &maxpool_vt)
 		return relu_maxpool_forward;

@@ -142,16 +142,25 @@ static void round_trip(tg_ctx *ctx, tg_module *m, const tg_mlp_opts *opts, bool 
 	tg_module_free(m2);
 }
 
+/* Whether a forward of m on x stays within the work budget: up to
+ * MAX_TENSORS parameters (left in p, their count in *np), whose sizes
+ * times x's batch are WORK_BUDGET or less. */
+static bool within_budget(tg_module *m, tg_tensor *x, tg_tensor **p, size_t *np)
+{
+	*np = tg_module_params(m, p, MAX_TENSORS);
+	if (*np > MAX_TENSORS)
+		return false;
+	double params = 0;
+	for (size_t i = 0; i < *np; i++)
+		params += (double)tg_numel(p[i]);
+	return params * (double)tg_dim(x, 0) <= WORK_BUDGET;
+}
+
 static void train_step(tg_ctx *ctx, tg_module *m, tg_tensor *x, unsigned optim)
 {
 	static tg_tensor *p[MAX_TENSORS];
-	size_t np = tg_module_params(m, p, MAX_TENSORS);
-	if (np > MAX_TENSORS)
-		return;
-	double params = 0;
-	for (size_t i = 0; i < np; i++)
-		params += (double)tg_numel(p[i]);
-	if (params * (double)tg_dim(x, 0) > WORK_BUDGET)
+	size_t np;
+	if (!within_budget(m, x, p, &np))
 		return;
 	tg_tensor *y = tg_forward(m, x);
 	if (trace)
@@ -187,11 +196,8 @@ static void train_step(tg_ctx *ctx, tg_module *m, tg_tensor *x, unsigned optim)
 static void eval_same_bits(tg_ctx *ctx, tg_module *m, tg_tensor *x)
 {
 	static tg_tensor *p[MAX_TENSORS];
-	size_t np = tg_module_params(m, p, MAX_TENSORS);
-	double params = 0;
-	for (size_t i = 0; i < np && i < MAX_TENSORS; i++)
-		params += (double)tg_numel(p[i]);
-	if (np > MAX_TENSORS || params * (double)tg_dim(x, 0) > WORK_BUDGET)
+	size_t np;
+	if (!within_budget(m, x, p, &np))
 		return;
 	size_t nt = tg_module_tensors(m, p, MAX_TENSORS);
 	for (size_t i = 0; i < nt && i < MAX_TENSORS; i++)
