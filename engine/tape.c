@@ -1375,8 +1375,11 @@ int tg_grad_of(int nout, tg_tensor *const *outputs, tg_tensor *const *douts, int
 /* A ctx tensor's gradient from a TG_CREATE_GRAPH backward is a step tensor
  * (it has history): before the step ends its values move into the tensor's
  * own buffer, so that gradients go on accumulating over steps until
- * tg_zero_grad, as they do without TG_CREATE_GRAPH. Dropped only when no
- * buffer can be made (an error already set, or out of memory). */
+ * tg_zero_grad, as they do without TG_CREATE_GRAPH. When no buffer can be
+ * made (an error already set, or out of memory: tg_keep says so in ctx)
+ * the gradient is gone, and marked lost as a failed walk marks one, so
+ * that tg_grad, tg_backward and the optimizers refuse it until
+ * tg_zero_grad instead of reading no gradient at all. */
 static void keep_step_grad(tg_tensor *t)
 {
 	tg_tensor *g = t->grad;
@@ -1387,6 +1390,8 @@ static void keep_step_grad(tg_tensor *t)
 	if (!t->grad_store) {
 		t->grad_store = tg_keep(g);
 		t->grad = t->grad_store;
+		if (!t->grad_store)
+			t->grad_lost = t->ctx->grads_lost = true;
 		return;
 	}
 	memcpy(t->grad_store->data, g->data, t->numel * tg_dtype_size(t->dtype));

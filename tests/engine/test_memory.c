@@ -216,6 +216,38 @@ static void a_gradient_left_partly_accumulated_is_refused_until_zero_grad(void *
 	tg_ctx_free(ctx);
 }
 
+/* A TG_CREATE_GRAPH gradient of a parameter moves into a buffer at
+ * tg_reset; when that buffer cannot be had, tg_reset says TG_ENOMEM and
+ * the gradient, gone, is refused until tg_zero_grad rather than read as
+ * none at all. */
+static void a_gradient_tg_reset_cannot_keep_is_refused_until_zero_grad(void **state)
+{
+	(void)state;
+	counting c = { 0 };
+	tg_allocator al = { counting_alloc, counting_free, &c };
+	tg_ctx *ctx = tg_ctx_new_with(1, &al);
+	assert_non_null(ctx);
+	tg_tensor *a = tg_set_name(tg_param(tg_ones(ctx, TG_F64, SHAPE(8, 8))), "a");
+	tg_tensor *y = tg_sum(tg_mul(a, a));
+	assert_int_equal(tg_backward_ex(y, NULL, TG_CREATE_GRAPH), 0);
+	assert_ctx_ok(ctx);
+	c.fail_at = c.calls + 1; /* the buffer tg_reset makes for a's gradient */
+	tg_reset(ctx);
+	assert_error(ctx, TG_ENOMEM, "out of memory");
+	tg_clear_error(ctx);
+	c.fail_at = 0;
+	assert_null(tg_grad(a));
+	assert_error(ctx, TG_EARG, "tg_grad: the gradient of 'a' (8,8)");
+	tg_clear_error(ctx);
+	tg_zero_grad(a);
+	assert_int_equal(tg_backward(tg_sum(tg_mul(a, a))), 0);
+	assert_non_null(tg_grad(a));
+	assert_true(tg_get(tg_grad(a), 0) == 2);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+	assert_int_equal(c.live, 0);
+}
+
 /* A kernel's scratch of n1 x n2 x n3 elements (conv2d's im2col columns:
  * threads x K x L) whose byte count passes size_t is refused, not wrapped
  * round to a small block the kernel would write past. */
@@ -409,6 +441,7 @@ int main(void)
 		cmocka_unit_test(running_out_of_memory_names_the_op_and_its_tensor),
 		cmocka_unit_test(a_failed_backward_leaves_no_gradient_half_accumulated),
 		cmocka_unit_test(a_gradient_left_partly_accumulated_is_refused_until_zero_grad),
+		cmocka_unit_test(a_gradient_tg_reset_cannot_keep_is_refused_until_zero_grad),
 		cmocka_unit_test(scratch_whose_size_overflows_is_enomem_not_a_small_block),
 		cmocka_unit_test(a_size_near_size_max_is_enomem_not_a_wrapped_block),
 		cmocka_unit_test(a_failed_allocation_is_enomem_and_the_context_recovers),

@@ -936,6 +936,10 @@ static void op_context(vm *v)
 		for (int i = 0; i < NSLOT; i++)
 			if (!v->s[i].kept)
 				v->s[i].t = NULL;
+		/* a TG_CREATE_GRAPH gradient of a kept tensor moves into a buffer
+		 * made here: the failing allocator may refuse it (marked lost) */
+		if (tg_status_of(v->ctx) == TG_ENOMEM)
+			return;
 		break;
 	case 1: tg_set_threads(v->ctx, 1 + (int)(u8(r) % 3)); break;
 	case 2: tg_set_conv_kernels(v->ctx, (tg_conv_kernels)(u8(r) % 3)); break;
