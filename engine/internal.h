@@ -118,6 +118,8 @@ struct tg_tensor {
 	bool grad_changed;   /* and its earlier gradient was added to in place */
 	bool grad_lost;      /* a failed tg_backward left the gradient partly
 			      * accumulated: refused until tg_zero_grad */
+	bool grad_unkept;    /* ... or, with grad_lost, tg_reset could not keep
+			      * a TG_CREATE_GRAPH gradient and dropped it */
 	bool store_blank;    /* grad_store made by a walk that gave the leaf no
 			      * gradient (it failed): tg_grad reads NULL, not zeros */
 	bool shares;         /* its data is another step tensor's too (a reshape's

@@ -772,14 +772,18 @@ static const char *leaf_label(const tg_tensor *t, char *buf, size_t size)
 }
 
 /* A gradient a failed tg_backward added to in place: neither what it was
- * nor what it should have become; only tg_zero_grad gives it back. */
+ * nor what it should have become; or one tg_reset dropped. Only
+ * tg_zero_grad gives it back. */
 static TG_SLOW void grad_lost_failed(const char *who, const tg_tensor *t)
 {
 	char buf[TG_SHAPE_STR + 256];
 	tg_fail(t->ctx, TG_EARG,
-		"%s: the gradient of %s was partly accumulated by a tg_backward that "
-		"failed; call tg_zero_grad on it (or tg_zero_grads) and run the backward again",
-		who, leaf_label(t, buf, sizeof buf));
+		"%s: the gradient of %s %s; call tg_zero_grad on it (or tg_zero_grads) and "
+		"run the backward again",
+		who, leaf_label(t, buf, sizeof buf),
+		t->grad_unkept ? "was lost: tg_reset could not make a buffer to keep it "
+				 "from its TG_CREATE_GRAPH tg_backward"
+			       : "was partly accumulated by a tg_backward that failed");
 }
 
 /* A leaf whose buffer exists but holds no gradient of this step (grad NULL,
@@ -829,7 +833,7 @@ void tg_zero_grad(tg_tensor *t)
 	if (!tg_tensor_check("tg_zero_grad", t) || pending("tg_zero_grad", t))
 		return;
 	t->grad = NULL;
-	t->grad_lost = false;
+	t->grad_lost = t->grad_unkept = false;
 }
 
 void tg_zero_grads(tg_ctx *ctx)
@@ -1391,7 +1395,7 @@ static void keep_step_grad(tg_tensor *t)
 		t->grad_store = tg_keep(g);
 		t->grad = t->grad_store;
 		if (!t->grad_store)
-			t->grad_lost = t->ctx->grads_lost = true;
+			t->grad_lost = t->grad_unkept = t->ctx->grads_lost = true;
 		return;
 	}
 	memcpy(t->grad_store->data, g->data, t->numel * tg_dtype_size(t->dtype));

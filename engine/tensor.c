@@ -123,6 +123,7 @@ static inline tg_tensor *init(tg_tensor *t, tg_ctx *ctx, tg_dtype dt, int ndim,
 	t->touched = false;
 	t->grad_changed = false;
 	t->grad_lost = false;
+	t->grad_unkept = false;
 	t->store_blank = false;
 	t->shares = false;
 	t->written_later = false;

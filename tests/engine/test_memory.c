@@ -237,8 +237,15 @@ static void a_gradient_tg_reset_cannot_keep_is_refused_until_zero_grad(void **st
 	tg_clear_error(ctx);
 	c.fail_at = 0;
 	assert_null(tg_grad(a));
-	assert_error(ctx, TG_EARG, "tg_grad: the gradient of 'a' (8,8)");
+	assert_error(ctx, TG_EARG,
+		     "tg_grad: the gradient of 'a' (8,8) was lost: tg_reset could not make a "
+		     "buffer to keep it from its TG_CREATE_GRAPH tg_backward; call tg_zero_grad");
 	tg_clear_error(ctx);
+	/* a backward that would add to it is refused the same way */
+	assert_int_equal(tg_backward(tg_sum(tg_mul(a, a))), -1);
+	assert_error(ctx, TG_EARG, "tg_backward: the gradient of 'a' (8,8) was lost: tg_reset");
+	tg_clear_error(ctx);
+	tg_reset(ctx);
 	tg_zero_grad(a);
 	assert_int_equal(tg_backward(tg_sum(tg_mul(a, a))), 0);
 	assert_non_null(tg_grad(a));

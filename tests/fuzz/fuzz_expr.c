@@ -1540,6 +1540,14 @@ static void op_softmax(vm *v)
 
 /* ---- backward ------------------------------------------------------------------------------- */
 
+/* the refusal of a lost gradient: one a failed backward left partly
+ * accumulated, or a TG_CREATE_GRAPH one tg_reset could not keep */
+static bool lost_message(const vm *v)
+{
+	const char *e = tg_error(v->ctx);
+	return strstr(e, "partly accumulated") || strstr(e, "was lost: tg_reset");
+}
+
 /* After a backward pass: every gradient has its tensor's shape and dtype. */
 static void check_grads(vm *v)
 {
@@ -1609,8 +1617,7 @@ static void op_backward(vm *v)
 		return;
 	}
 	if (lost) { /* or no memory for the upstream gradient of ones */
-		require(st == TG_ENOMEM ||
-				(st == TG_EARG && strstr(tg_error(v->ctx), "partly accumulated")),
+		require(st == TG_ENOMEM || (st == TG_EARG && lost_message(v)),
 			"tg_backward over a lost gradient: %s \"%s\"", tg_status_name(st),
 			tg_error(v->ctx));
 		return;
@@ -1661,7 +1668,7 @@ static void op_grad(vm *v)
 		require(st == TG_ESTALE, "tg_grad/tg_zero_grad of a stale tensor: %s",
 			tg_status_name(st));
 	else if (lost)
-		require(st == TG_EARG && strstr(tg_error(v->ctx), "partly accumulated"),
+		require(st == TG_EARG && lost_message(v),
 			"tg_grad of a lost gradient: %s", tg_status_name(st));
 	else
 		require(st == TG_OK, "tg_grad/tg_zero_grad failed: %s", tg_error(v->ctx));
