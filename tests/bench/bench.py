@@ -66,6 +66,7 @@ MARK = "<!-- bench:{}:{} -->"
 def fmt_t(s):
     if s is None or s != s:
         return "–"
+    s = float(f"{s:.3g}")  # 0.9996e-3 s is "1 ms", not "1e+03 µs"
     if s < 1e-3:
         return f"{s * 1e6:.3g} µs"
     if s < 1:

@@ -11,8 +11,8 @@
  *
  * Prints one line "RESULT side=tapegrad workload=NAME ... sec_per_iter=S
  * loss=L": the median over 5 runs of N iterations, after 2 warm-up steps.
- * f32 throughout; the inputs are tg_randn draws (seed 1), the indices fixed
- * multiples of 7919 modulo the table size.
+ * f32 unless a workload says f64; the inputs are tg_randn draws (seed 1),
+ * the indices fixed multiples of 7919 modulo the table size.
  */
 #include "tapegrad.h"
 
@@ -332,6 +332,42 @@ static void mm_setup(bench *b) { b->p[0] = P(b, 256, 512), b->p[1] = P(b, 512, 2
 static tg_tensor *mm(bench *b) { return tg_sum(tg_sigmoid(tg_matmul(X0(b), X1(b)))); }
 static tg_tensor *powh(bench *b) { return tg_sum(tg_pow(tg_add_scalar(tg_abs(X0(b)), 1), 1.5)); }
 static tg_tensor *sincos(bench *b) { return tg_sum(tg_sin(tg_cos(X0(b)))); }
+static tg_tensor *param64(bench *b, int ndim, const int64_t *shape)
+{
+	return tg_param(tg_randn(b->ctx, TG_F64, ndim, shape, 0, 1));
+}
+static void tn_setup(bench *b) { b->p[0] = P(b, 512, 256), b->p[1] = P(b, 512, 256); }
+static tg_tensor *mm_tn(bench *b) { return tg_sum(tg_sigmoid(tg_matmul(tg_transpose(X0(b)), X1(b)))); }
+static void outer_setup(bench *b) { b->p[0] = P(b, 1024, 1), b->p[1] = P(b, 1, 1024); }
+static tg_tensor *outer(bench *b) { return tg_sum(tg_tanh(tg_mul(X0(b), X1(b)))); }
+static void affine4d_setup(bench *b)
+{
+	b->p[0] = P(b, 32, 64, 32, 32), b->p[1] = P(b, 1, 64, 1, 1), b->p[2] = P(b, 1, 64, 1, 1);
+}
+static tg_tensor *affine4d(bench *b) { return tg_sum(tg_relu(tg_add(tg_mul(X0(b), X1(b)), b->p[2]))); }
+static tg_tensor *cat0(bench *b)
+{
+	tg_tensor *xs[2] = { X0(b), X1(b) };
+	return tg_sum(sq(tg_concat(b->ctx, 2, xs, 0)));
+}
+static void lnw_setup(bench *b) { b->p[0] = P(b, 64, 4096), b->p[1] = P(b, 4096), b->p[2] = P(b, 4096); }
+static void img_setup(bench *b) { b->p[0] = P(b, 32, 64, 32, 32); }
+static tg_tensor *sumto4d(bench *b) { return tg_sum(sq(tg_sum_to(X0(b), 4, SH(1, 64, 1, 1)))); }
+static void tallmm_setup(bench *b) { b->p[0] = P(b, 65536, 4), b->p[1] = P(b, 4, 16); }
+static tg_tensor *tallmm(bench *b) { return tg_sum(tg_tanh(tg_matmul(X0(b), X1(b)))); }
+static void gemv_setup(bench *b) { b->p[0] = P(b, 4096, 256), b->p[1] = P(b, 256, 1); }
+static tg_tensor *gemv(bench *b) { return tg_sum(tg_sigmoid(tg_matmul(X0(b), X1(b)))); }
+static tg_tensor *center(bench *b)
+{
+	return tg_sum(sq(tg_sub(X0(b), tg_mean_axis(X0(b), 0, true))));
+}
+static tg_tensor *powmse(bench *b) { return tg_mean(tg_pow(tg_sub(X0(b), b->x), 2)); }
+static void e20_64(bench *b)
+{
+	b->p[0] = param64(b, 1, SH(1 << 20)), b->p[1] = param64(b, 1, SH(1 << 20));
+}
+static tg_tensor *tanhmul(bench *b) { return tg_sum(tg_mul(tg_tanh(X0(b)), X1(b))); }
+static void mm64_setup(bench *b) { b->p[0] = param64(b, 2, SH(256, 512)), b->p[1] = param64(b, 2, SH(512, 256)); }
 
 static const workload WORKLOADS[] = {
 	{ "o-ce10k", "cross_entropy (64,10000)", ce10k_setup, ce10k, 30 },
@@ -426,6 +462,18 @@ static const workload WORKLOADS[] = {
 	{ "s-mm", "sum(sigmoid(a @ b)), a (256,512), b (512,256)", mm_setup, mm, 20 },
 	{ "s-powh", "sum((|x| + 1)^1.5)", e20, powh, 20 },
 	{ "s-sincos", "sum(sin(cos(x)))", e20, sincos, 20 },
+	{ "s-mm-tn", "sum(sigmoid(transpose(a) @ b)), a b (512,256)", tn_setup, mm_tn, 20 },
+	{ "s-outer", "sum(tanh(x y)), x (1024,1), y (1,1024)", outer_setup, outer, 20 },
+	{ "s-affine4d", "sum(relu(x g + b)), x (32,64,32,32), g b (1,64,1,1)", affine4d_setup, affine4d, 5 },
+	{ "s-cat0", "sum(concat(x, y, axis 0)^2), x y (1024,1024)", m1k, cat0, 10 },
+	{ "s-ln-wide", "sum(tanh(layer_norm(x))), x (64,4096)", lnw_setup, ln_narrow, 20 },
+	{ "s-sumto4d", "sum(sum_to(x, (1,64,1,1))^2), x (32,64,32,32)", img_setup, sumto4d, 10 },
+	{ "s-tallmm", "sum(tanh(x @ w)), x (65536,4), w (4,16)", tallmm_setup, tallmm, 10 },
+	{ "s-gemv", "sum(sigmoid(x @ w)), x (4096,256), w (256,1)", gemv_setup, gemv, 30 },
+	{ "s-center", "sum((x - mean_axis(x, 0))^2), x (4096,1024)", m4k, center, 10 },
+	{ "s-powmse", "mean((p - t)^2) with pow, (512,784)", pt, powmse, 30 },
+	{ "s-tanhmul64", "sum(tanh(x) y), x y (2^20) f64", e20_64, tanhmul, 20 },
+	{ "s-mm64", "sum(sigmoid(a @ b)), a (256,512), b (512,256) f64", mm64_setup, mm, 10 },
 };
 enum { NW = sizeof WORKLOADS / sizeof WORKLOADS[0] };
 

@@ -36,6 +36,11 @@ def sweep_torch(name, P, R, idx):
     y = lambda: P["y"]  # noqa: E731
     sq = lambda t: t * t  # noqa: E731
     e20 = lambda: P.update(x=R(1 << 20), y=R(1 << 20))  # noqa: E731
+    R64 = lambda *s: torch.randn(*s, dtype=torch.float64, requires_grad=True)  # noqa: E731
+    if name == "s-powmse":
+        P["x"] = R(512, 784)
+        t = torch.randn(512, 784)
+        return lambda: ((x() - t) ** 2).mean()
     if name in ("s-mse", "s-l1", "s-bce"):
         P["x"] = R(512, 784)
         t = torch.rand(512, 784) if name == "s-bce" else torch.randn(512, 784)
@@ -87,6 +92,17 @@ def sweep_torch(name, P, R, idx):
         "s-bn2d": lambda: P.update(x=R(32, 64, 32, 32), g=R(64), b=R(64)),
         "s-tiny": lambda: P.update(x=R(32, 16), y=R(16, 16), b=R(16)),
         "s-mm": lambda: P.update(x=R(256, 512), y=R(512, 256)),
+        "s-mm-tn": lambda: P.update(x=R(512, 256), y=R(512, 256)),
+        "s-outer": lambda: P.update(x=R(1024, 1), y=R(1, 1024)),
+        "s-affine4d": lambda: P.update(x=R(32, 64, 32, 32), y=R(1, 64, 1, 1), b=R(1, 64, 1, 1)),
+        "s-cat0": lambda: P.update(x=R(1024, 1024), y=R(1024, 1024)),
+        "s-ln-wide": lambda: P.update(x=R(64, 4096), g=R(4096), b=R(4096)),
+        "s-sumto4d": lambda: P.update(x=R(32, 64, 32, 32)),
+        "s-tallmm": lambda: P.update(x=R(65536, 4), y=R(4, 16)),
+        "s-gemv": lambda: P.update(x=R(4096, 256), y=R(256, 1)),
+        "s-center": lambda: P.update(x=R(4096, 1024)),
+        "s-tanhmul64": lambda: P.update(x=R64(1 << 20), y=R64(1 << 20)),
+        "s-mm64": lambda: P.update(x=R64(256, 512), y=R64(512, 256)),
     }
     steps = {
         "s-logsig": lambda: torch.log(torch.sigmoid(x())).sum(),
@@ -131,6 +147,17 @@ def sweep_torch(name, P, R, idx):
         "s-mm": lambda: torch.sigmoid(x() @ y()).sum(),
         "s-powh": lambda: ((torch.abs(x()) + 1) ** 1.5).sum(),
         "s-sincos": lambda: torch.sin(torch.cos(x())).sum(),
+        "s-mm-tn": lambda: torch.sigmoid(x().t() @ y()).sum(),
+        "s-outer": lambda: torch.tanh(x() * y()).sum(),
+        "s-affine4d": lambda: torch.relu(x() * y() + P["b"]).sum(),
+        "s-cat0": lambda: sq(torch.cat([x(), y()], 0)).sum(),
+        "s-ln-wide": lambda: torch.tanh(F.layer_norm(x(), (4096,), P["g"], P["b"], 1e-5)).sum(),
+        "s-sumto4d": lambda: sq(x().sum((0, 2, 3), keepdim=True)).sum(),
+        "s-tallmm": lambda: torch.tanh(x() @ y()).sum(),
+        "s-gemv": lambda: torch.sigmoid(x() @ y()).sum(),
+        "s-center": lambda: sq(x() - x().mean(0, keepdim=True)).sum(),
+        "s-tanhmul64": lambda: (torch.tanh(x()) * y()).sum(),
+        "s-mm64": lambda: torch.sigmoid(x() @ y()).sum(),
     }
     if name not in steps:
         sys.exit(f"ops_bench.py: unknown workload {name}")
@@ -289,10 +316,6 @@ def run(cmd, env):
     return float(r["sec_per_iter"])
 
 
-def fmt(s):
-    return "–" if s is None else f"{s * 1e3:.3g} ms" if s >= 1e-3 else f"{s * 1e6:.3g} µs"
-
-
 def threads(text):
     """argparse type: a thread count, 1 to 64 (TG_MAX_THREADS)."""
     try:
@@ -353,22 +376,22 @@ def main():
         med = {k: statistics.median(v) if v and None not in v else None for k, v in got.items()}
         ratio = med["torch"] / med["tg"] if med["torch"] and med["tg"] else None
         rows.append((name, what, med, ratio))
-        print(f"  {name:14} tapegrad {fmt(med['tg']):>9}  PyTorch {fmt(med['torch']):>9}  "
+        print(f"  {name:14} tapegrad {bench.fmt_t(med['tg']):>9}  PyTorch {bench.fmt_t(med['torch']):>9}  "
               + (f"{ratio:5.2f}x" if ratio else "  –  ")
-              + (f"  before {fmt(med['before'])}" if a.before else ""), flush=True)
+              + (f"  before {bench.fmt_t(med['before'])}" if a.before else ""), flush=True)
     ratios = [r for *_, r in rows if r]
     geo = bench.geomean(ratios) if ratios else None
-    head = "| workload | expression (f32) | tapegrad | PyTorch | PyTorch / tapegrad |"
+    head = "| workload | expression (f32 unless said) | tapegrad | PyTorch | PyTorch / tapegrad |"
     sep = "|---|---|---|---|---|"
     if a.before:
         head += " before |"
         sep += "---|"
     lines = [head, sep]
     for name, what, med, ratio in rows:
-        line = (f"| {name} | {what} | {fmt(med['tg'])} | {fmt(med['torch'])} | "
+        line = (f"| {name} | {what} | {bench.fmt_t(med['tg'])} | {bench.fmt_t(med['torch'])} | "
                 + (f"{ratio:.2f}×" if ratio else "–") + " |")
         if a.before:
-            line += f" {fmt(med['before'])} |"
+            line += f" {bench.fmt_t(med['before'])} |"
         lines.append(line)
     if ratios:
         lines.append(f"| **geometric mean / minimum** | | | | **{geo:.2f}× / "
