@@ -12,6 +12,7 @@
 #include "internal.h"
 #include "parallel.h"
 
+#include <assert.h>
 #include <math.h>
 #include <string.h>
 
@@ -56,33 +57,37 @@ static bool bmap_make(int nbig, const int64_t *big, int nsmall, const int64_t *s
  * is summed as one run (tg_sum_run). The axes before the last two are
  * walked with tg_rows_next, so any number of dimensions takes the same
  * inner paths. */
-#define SUM_TO_KERNEL(name, T, sum_run, add_rows)                                    \
-	TG_HOT_LOOP_WIDE static void name(const bmap *m, const T *X, double *acc,       \
-				     size_t numel)                                   \
+#define SUM_TO_KERNEL(name, T, sum_run, add_rows, IN)                               \
+	TG_HOT_LOOP_WIDE static void name(const bmap *m, const T *X, const T *Y,        \
+					  double *acc, size_t numel)                     \
 	{                                                                            \
 		const int64_t n = m->dim[INNER], rows = m->dim[ROW];                 \
 		const int64_t blocks = (int64_t)numel / (n * rows);                  \
-		int64_t idx[ROW] = { 0 }, off = 0, unused = 0;                       \
+		int64_t idx[ROW] = { 0 }, off = 0, unused = 0, x = 0;                \
+		(void)Y;                                                             \
 		for (int64_t o = 0; o < blocks; o++) {                               \
 			double *a = acc + off;                                       \
 			if (m->s[INNER] && !m->s[ROW]) {                             \
-				add_rows(a, X, rows, n, n);                          \
-				X += rows * n;                                       \
+				add_rows(a, IN(x), rows, n, n);                      \
+				x += rows * n;                                       \
 			} else if (!m->s[INNER] && !m->s[ROW]) {                     \
-				a[0] = sum_run(a[0], X, rows * n);                   \
-				X += rows * n;                                       \
+				a[0] = sum_run(a[0], IN(x), rows * n);               \
+				x += rows * n;                                       \
 			} else {                                                     \
-				for (int64_t i = 0; i < rows; i++, X += n) {         \
+				for (int64_t i = 0; i < rows; i++, x += n) {         \
 					double *r = a + i * m->s[ROW];               \
 					if (m->s[INNER])                             \
-						add_rows(r, X, 1, n, n);             \
+						add_rows(r, IN(x), 1, n, n);         \
 					else                                         \
-						r[0] = sum_run(r[0], X, n);          \
+						r[0] = sum_run(r[0], IN(x), n);      \
 				}                                                    \
 			}                                                            \
 			tg_rows_next(ROW, m->dim, idx, m->s, &off, m->s, &unused);   \
 		}                                                                    \
 	}
+/* the elements summed from offset o on: of X, or the products of X and Y */
+#define IN_X(o) X + (o)
+#define IN_XY(o) X + (o), Y + (o)
 
 /* Y[lo, hi) of big = X (small) repeated along the broadcast axes; a run
  * along the innermost axis is a copy, or a fill where X is broadcast along
@@ -132,8 +137,12 @@ static bool bmap_make(int nbig, const int64_t *big, int nsmall, const int64_t *s
 
 REPEAT_KERNEL(repeat_f64, double)
 REPEAT_KERNEL(repeat_f32, float)
-SUM_TO_KERNEL(sum_to_f64, double, tg_sum_run_f64, tg_add_rows_f64)
-SUM_TO_KERNEL(sum_to_f32, float, tg_sum_run_f32, tg_add_rows_f32)
+SUM_TO_KERNEL(sum_to_f64, double, tg_sum_run_f64, tg_add_rows_f64, IN_X)
+SUM_TO_KERNEL(sum_to_f32, float, tg_sum_run_f32, tg_add_rows_f32, IN_X)
+SUM_TO_KERNEL(sum_to_product_f64, double, tg_sum_run_product_f64, tg_add_rows_product_f64,
+	      IN_XY)
+SUM_TO_KERNEL(sum_to_product_f32, float, tg_sum_run_product_f32, tg_add_rows_product_f32,
+	      IN_XY)
 EXPAND_KERNEL(expand_f64, double)
 EXPAND_KERNEL(expand_f32, float)
 
@@ -228,39 +237,64 @@ static void repeat_part(void *arg, size_t lo, size_t hi)
 		repeat_f32(j->X, j->Y, j->m->dim[INNER], (int64_t)lo, (int64_t)hi);
 }
 
-/* acc[lo, hi) += the columns [lo, hi) of each row of X (rows, n), for
- * tg_parallel_for: the sum_to of a (B, M) gradient to a (M,) or (1, M)
+/* What a sum_to adds up: the elements of X, or with Y the products X Y
+ * (sum_to_product), of one dtype. */
+typedef struct terms {
+	const void *X, *Y;
+	bool f64;
+} terms;
+
+/* acc += the len terms from element at on, by the kernel for t's dtype and kind */
+static void sum_to_terms(const bmap *m, const terms *t, size_t at, double *acc, size_t len)
+{
+	if (t->f64 && t->Y)
+		sum_to_product_f64(m, (const double *)t->X + at, (const double *)t->Y + at, acc, len);
+	else if (t->f64)
+		sum_to_f64(m, (const double *)t->X + at, NULL, acc, len);
+	else if (t->Y)
+		sum_to_product_f32(m, (const float *)t->X + at, (const float *)t->Y + at, acc, len);
+	else
+		sum_to_f32(m, (const float *)t->X + at, NULL, acc, len);
+}
+
+/* acc[lo, hi) += the columns [lo, hi) of each row of the terms (rows, n),
+ * for tg_parallel_for: the sum_to of a (B, M) gradient to a (M,) or (1, M)
  * bias, split by columns (the bits of one pass, tg_add_rows). */
 typedef struct rows_job {
-	const void *X;
+	terms t;
 	double *acc;
 	int64_t rows, n;
-	bool f64;
 } rows_job;
 
 TG_HOT_LOOP_WIDE static void add_columns_part(void *arg, size_t lo, size_t hi)
 {
 	const rows_job *j = arg;
+	const void *X = j->t.X, *Y = j->t.Y;
 	int64_t w = (int64_t)(hi - lo);
-	if (j->f64)
-		tg_add_rows_f64(j->acc + lo, (const double *)j->X + lo, j->rows, w, j->n);
+	if (j->t.f64 && Y)
+		tg_add_rows_product_f64(j->acc + lo, (const double *)X + lo, (const double *)Y + lo,
+					j->rows, w, j->n);
+	else if (j->t.f64)
+		tg_add_rows_f64(j->acc + lo, (const double *)X + lo, j->rows, w, j->n);
+	else if (Y)
+		tg_add_rows_product_f32(j->acc + lo, (const float *)X + lo, (const float *)Y + lo,
+					j->rows, w, j->n);
 	else
-		tg_add_rows_f32(j->acc + lo, (const float *)j->X + lo, j->rows, w, j->n);
+		tg_add_rows_f32(j->acc + lo, (const float *)X + lo, j->rows, w, j->n);
 }
 
-/* acc += X for the elements [lo, hi) of the small tensor's outermost axis
- * that is not broadcast (k, padded): for tg_parallel_for, when that axis is
- * not the innermost. Each part walks every slab of X along k (the axes
- * before k are all broadcast) in the order of one pass, with the rows and
- * runs of one pass, so an element of acc gets the bits one pass gives it:
- * a convolution's bias gradient split by channels, the sum_to of a column
- * broadcast (R, M) -> (R, 1) by rows. */
+/* acc += the terms for the elements [lo, hi) of the small tensor's
+ * outermost axis that is not broadcast (k, padded): for tg_parallel_for,
+ * when that axis is not the innermost. Each part walks every slab along k
+ * (the axes before k are all broadcast) in the order of one pass, with the
+ * rows and runs of one pass, so an element of acc gets the bits one pass
+ * gives it: a convolution's bias gradient split by channels, the sum_to of
+ * a column broadcast (R, M) -> (R, 1) by rows. */
 typedef struct axis_job {
 	const bmap *m;
 	int k;
-	const void *X;
+	terms t;
 	double *acc;
-	bool f64;
 } axis_job;
 
 static void sum_to_axis_part(void *arg, size_t lo, size_t hi)
@@ -277,13 +311,8 @@ static void sum_to_axis_part(void *arg, size_t lo, size_t hi)
 	sub.dim[j->k] = (int64_t)(hi - lo);
 	size_t len = (hi - lo) * (size_t)inner;
 	double *acc = j->acc + (int64_t)lo * sub.s[j->k];
-	for (int64_t o = 0; o < outer; o++) {
-		size_t at = (size_t)(o * d + (int64_t)lo) * (size_t)inner;
-		if (j->f64)
-			sum_to_f64(&sub, (const double *)j->X + at, acc, len);
-		else
-			sum_to_f32(&sub, (const float *)j->X + at, acc, len);
-	}
+	for (int64_t o = 0; o < outer; o++)
+		sum_to_terms(&sub, &j->t, (size_t)(o * d + (int64_t)lo) * (size_t)inner, acc, len);
 }
 
 /* Checks a shape argument (ndim, shape) of who; false after recording why. */
@@ -323,10 +352,13 @@ static const tg_op sum_to_op = { .name = "sum_to", .backward = sum_to_backward,
 				 .describe = to_shape_describe, .unread = TG_UNREAD_ALL };
 TG_OP_REGISTER(sum_to_op);
 
-tg_tensor *tg_sum_to(tg_tensor *x, int ndim, const int64_t *shape)
+/* x, or x y with y (x's shape and dtype), summed down to shape: recorded as
+ * op, whose one or two inputs these are. */
+static tg_tensor *sum_to_of(const tg_op *op, const char *who, tg_tensor *x, tg_tensor *y,
+			    int ndim, const int64_t *shape)
 {
-	const char *who = "tg_sum_to";
-	tg_ctx *ctx = tg_op_begin(who, 1, &x);
+	tg_tensor *in[2] = { x, y };
+	tg_ctx *ctx = tg_op_begin(who, y ? 2 : 1, in);
 	if (!ctx || !shape_arg(ctx, who, ndim, shape))
 		return NULL;
 	bmap m;
@@ -344,31 +376,44 @@ tg_tensor *tg_sum_to(tg_tensor *x, int ndim, const int64_t *shape)
 	if (!acc)
 		return NULL;
 	memset(acc, 0, out->numel * sizeof(double));
+	terms t = { x->data, y ? y->data : NULL, x->dtype == TG_F64 };
 	int64_t n = m.dim[INNER], rows = m.dim[ROW];
 	int k = 0; /* the outermost axis the result keeps, INNER if none before it */
 	while (k < INNER && !m.s[k])
 		k++;
 	if ((int64_t)x->numel == rows * n && m.s[INNER] && !m.s[ROW]) {
 		/* rows of x summed onto one row: split the columns */
-		rows_job j = { x->data, acc, rows, n, x->dtype == TG_F64 };
+		rows_job j = { t, acc, rows, n };
 		size_t min = (size_t)((TG_PAR_MIN + rows - 1) / rows);
 		tg_parallel_for(ctx, (size_t)n, min > 16 ? min : 16, 16, add_columns_part, &j);
 	} else if (k < INNER && x->numel >= TG_PAR_MIN) {
 		/* split the elements of the outermost axis the result keeps */
-		axis_job j = { &m, k, x->data, acc, x->dtype == TG_F64 };
+		axis_job j = { &m, k, t, acc };
 		size_t d = (size_t)m.dim[k], per = x->numel / d, min = (TG_PAR_MIN + per - 1) / per;
 		tg_parallel_for(ctx, d, min > 2 ? min : 2, 1, sum_to_axis_part, &j);
-	} else if (x->dtype == TG_F64) {
-		sum_to_f64(&m, x->data, acc, x->numel);
 	} else {
-		sum_to_f32(&m, x->data, acc, x->numel);
+		sum_to_terms(&m, &t, 0, acc, x->numel);
 	}
 	if (x->dtype == TG_F32) {
 		float *Y = out->data;
 		for (size_t i = 0; i < out->numel; i++)
 			Y[i] = (float)acc[i];
 	}
-	return tg_op_end(&sum_to_op, out, 1, &x, NULL, 0, NULL);
+	return tg_op_end(op, out, y ? 2 : 1, in, NULL, 0, NULL);
+}
+
+tg_tensor *tg_sum_to(tg_tensor *x, int ndim, const int64_t *shape)
+{
+	return sum_to_of(&sum_to_op, "tg_sum_to", x, NULL, ndim, shape);
+}
+
+/* No rule: made only where nothing is recorded. */
+static const tg_op sum_to_product_op = { .name = "sum_to_product", .backward = NULL };
+
+tg_tensor *tg_sum_to_product(tg_tensor *x, tg_tensor *y, int ndim, const int64_t *shape)
+{
+	assert(!x->ctx->grad_enabled && y && tg_same_shape(x, y) && x->dtype == y->dtype);
+	return sum_to_of(&sum_to_product_op, "tg_sum_to_product", x, y, ndim, shape);
 }
 
 /* ---- expand: x broadcast to shape (a copy); dx = sum_to(dout) ----------------- */

@@ -588,23 +588,33 @@ static inline double tg_sum_lanes(const double l[TG_LANES])
 
 /* start + X[0] + ... + X[n-1] in TG_LANES interleaved partial sums (X[k]
  * into lane k % TG_LANES), added pairwise at the end: the same bits for the
- * same run, but not those of the plain left-to-right loop. */
-#define TG_SUM_RUN(name, T)                                                          \
-	static inline TG_ALWAYS_INLINE double name(double start, const T *X, int64_t n) \
+ * same run, but not those of the plain left-to-right loop. TG_SUM_RUN_OF
+ * sums AT(k) over k instead, with the parameters PARAMS: TG_SUM_RUN the
+ * elements of X, TG_SUM_RUN_PRODUCT the products X[k] Y[k], each rounded
+ * to the dtype (in ISO C nothing contracts it into the addition) and so
+ * summed with the bits of a run of tg_mul's output. */
+#define TG_UNPAREN(...) __VA_ARGS__
+#define TG_AT_X(k) X[k]
+#define TG_AT_XY(k) (X[k] * Y[k])
+#define TG_SUM_RUN_OF(name, PARAMS, AT)                                              \
+	static inline TG_ALWAYS_INLINE double name(double start, TG_UNPAREN PARAMS,  \
+						   int64_t n)                        \
 	{                                                                            \
 		double l[TG_LANES] = { 0 };                                          \
 		int64_t k = 0;                                                       \
 		for (; k + TG_LANES <= n; k += TG_LANES)                             \
 			for (int i = 0; i < TG_LANES; i++)                           \
-				l[i] += X[k + i];                                    \
+				l[i] += AT(k + i);                                   \
 		/* the rest into lanes 0 .. n - k - 1 and + 0 into the others,     \
 		 * which is exact (a lane, a sum from +0, is never -0): indexed    \
 		 * by a constant, the lanes stay in registers (by k % TG_LANES     \
 		 * they went through memory, some 17 ns a run of 2 to 32) */        \
 		for (int i = 0; i < TG_LANES; i++)                                   \
-			l[i] += i < n - k ? (double)X[k + i] : 0.0;                  \
+			l[i] += i < n - k ? (double)AT(k + i) : 0.0;                 \
 		return start + tg_sum_lanes(l);                                      \
 	}
+#define TG_SUM_RUN(name, T) TG_SUM_RUN_OF(name, (const T *X), TG_AT_X)
+#define TG_SUM_RUN_PRODUCT(name, T) TG_SUM_RUN_OF(name, (const T *X, const T *Y), TG_AT_XY)
 
 /* tg_sum_run(0, X, n)'s bits for a run of n <= 8: the same lanes and
  * pairwise tree, less its + 0 for lanes 8 .. 15 (exact: a lane, a sum from
@@ -716,20 +726,23 @@ enum { TG_MAX_LANES_MIN = 256 };
 
 /* acc (n) += each row of X (rows of n, ld elements apart) in turn; four rows
  * per pass over acc. A column's sum has the same bits whichever columns
- * share the call, so columns may be split across threads. */
-#define TG_ADD_ROWS(name, T)                                                         \
-	static inline void name(double *acc, const T *X, int64_t rows, int64_t n,    \
-				int64_t ld)                                          \
+ * share the call, so columns may be split across threads. Over AT and
+ * PARAMS as TG_SUM_RUN_OF: TG_ADD_ROWS_PRODUCT adds the rows of X Y. */
+#define TG_ADD_ROWS_OF(name, PARAMS, AT)                                             \
+	static inline void name(double *acc, TG_UNPAREN PARAMS, int64_t rows,        \
+				int64_t n, int64_t ld)                               \
 	{                                                                            \
-		int64_t r = 0;                                                       \
-		for (; r + 4 <= rows; r += 4, X += 4 * ld)                           \
+		int64_t r = 0, o = 0;                                                \
+		for (; r + 4 <= rows; r += 4, o += 4 * ld)                           \
 			for (int64_t j = 0; j < n; j++)                              \
-				acc[j] = acc[j] + X[j] + X[ld + j] + X[2 * ld + j]   \
-					 + X[3 * ld + j];                            \
-		for (; r < rows; r++, X += ld)                                       \
+				acc[j] = acc[j] + AT(o + j) + AT(o + ld + j)         \
+					 + AT(o + 2 * ld + j) + AT(o + 3 * ld + j);  \
+		for (; r < rows; r++, o += ld)                                       \
 			for (int64_t j = 0; j < n; j++)                              \
-				acc[j] += X[j];                                      \
+				acc[j] += AT(o + j);                                 \
 	}
+#define TG_ADD_ROWS(name, T) TG_ADD_ROWS_OF(name, (const T *X), TG_AT_X)
+#define TG_ADD_ROWS_PRODUCT(name, T) TG_ADD_ROWS_OF(name, (const T *X, const T *Y), TG_AT_XY)
 
 TG_SUM_RUN(tg_sum_run_f64, double)
 TG_SUM_RUN(tg_sum_run_f32, float)
@@ -739,8 +752,18 @@ TG_MAX_RUN(tg_max_run_f64, double, int64_t)
 TG_MAX_RUN(tg_max_run_f32, float, int32_t)
 TG_ADD_ROWS(tg_add_rows_f64, double)
 TG_ADD_ROWS(tg_add_rows_f32, float)
+TG_SUM_RUN_PRODUCT(tg_sum_run_product_f64, double)
+TG_SUM_RUN_PRODUCT(tg_sum_run_product_f32, float)
+TG_ADD_ROWS_PRODUCT(tg_add_rows_product_f64, double)
+TG_ADD_ROWS_PRODUCT(tg_add_rows_product_f32, float)
 
 /* ---- what the reverse walk needs (grad.c) ------------------------------------ */
+
+/* tg_sum_to(tg_mul(x, y), ndim, shape) without the product's tensor, with
+ * its bits: for x and y of one shape and float dtype (an input's gradient
+ * in a broadcasting product's plain backward: dout times the other input).
+ * Only where nothing is recorded (grad mode off); it has no rule. step */
+tg_tensor *tg_sum_to_product(tg_tensor *x, tg_tensor *y, int ndim, const int64_t *shape);
 
 /* a + b of one shape and dtype, recorded as the op "accumulate" when grad
  * mode is on: how the reverse walk sums two gradients of one tensor with

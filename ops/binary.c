@@ -310,6 +310,24 @@ BINARY_KERNEL(mul, x * y)
  * x's two edges keep their own p each. */
 BINARY_KERNEL(twice_product, (x * y) + (x * y))
 
+/* Input i's gradient, dout times the other input: summed down to input i's
+ * shape where it was broadcast. In a plain backward (nothing recorded, no
+ * anomaly check naming the ops) and with the other input of dout's shape,
+ * the products are summed as they are made (tg_sum_to_product, the same
+ * bits) instead of written out and read again: a per-channel scale's
+ * gradient, x (32,64,32,32) times g (1,64,1,1), made two full passes. */
+static void mul_grad(tg_node *n, int i, tg_tensor *dout, tg_tensor *other)
+{
+	tg_tensor *x = tg_node_input(n, i);
+	tg_ctx *ctx = x->ctx;
+	if (!ctx->grad_enabled && !ctx->anomaly && !dout->lazy_fill && !tg_same_shape(x, dout) &&
+	    tg_same_shape(other, dout) && other->dtype == dout->dtype) {
+		TG_NODE_GRAD_INTO(n, i, tg_sum_to_product(dout, other, x->ndim, x->shape));
+		return;
+	}
+	TG_NODE_GRAD_INTO(n, i, tg_mul(dout, other));
+}
+
 static void mul_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_tensor *a = tg_node_input(n, 0), *b = tg_node_input(n, 1);
@@ -327,9 +345,9 @@ static void mul_backward(tg_node *n, tg_tensor *dout)
 		return;
 	}
 	if (tg_node_needs_grad(n, 0))
-		TG_NODE_GRAD_INTO(n, 0, tg_mul(dout, b));
+		mul_grad(n, 0, dout, b);
 	if (tg_node_needs_grad(n, 1))
-		TG_NODE_GRAD_INTO(n, 1, tg_mul(dout, a));
+		mul_grad(n, 1, dout, a);
 }
 
 static const tg_op mul_op = { .name = "mul", .backward = mul_backward, .inputs = commutes };

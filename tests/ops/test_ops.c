@@ -1508,6 +1508,69 @@ static void div_gradients_in_one_pass_have_the_bits_of_the_ops(void **state)
 	free(w);
 }
 
+/* mul's plain backward sums a broadcast input's gradient as it makes the
+ * products dout times the other input (tg_sum_to_product): the bits of its
+ * rule's ops, tg_mul and then tg_sum_to (a TG_CREATE_GRAPH backward runs
+ * them), for every way a shape broadcasts: a bias row, a column, a middle
+ * axis, a channel of an image, a scalar; the small input first or second;
+ * sizes below and above the split; 1 and 2 threads; over zeros of both
+ * signs, infinities and NaN. */
+static void mul_gradient_of_a_broadcast_input_has_the_bits_of_the_ops(void **state)
+{
+	(void)state;
+	static const struct {
+		int nd, snd;
+		int64_t big[4], small[4];
+	} cases[] = {
+		{ 2, 1, { 300, 70 }, { 70 } },            { 2, 2, { 300, 70 }, { 1, 70 } },
+		{ 2, 2, { 300, 70 }, { 300, 1 } },        { 3, 3, { 6, 50, 9 }, { 6, 1, 9 } },
+		{ 4, 4, { 4, 6, 5, 7 }, { 1, 6, 1, 1 } }, { 4, 4, { 8, 64, 9, 9 }, { 1, 64, 1, 1 } },
+		{ 4, 3, { 8, 64, 9, 9 }, { 64, 1, 1 } },  { 3, 3, { 40, 33, 31 }, { 1, 1, 1 } },
+		{ 2, 2, { 2000, 33 }, { 1, 33 } },        { 3, 3, { 20, 60, 41 }, { 20, 60, 1 } },
+		{ 3, 3, { 7, 3000, 2 }, { 7, 1, 2 } },    { 2, 0, { 300, 70 }, { 0 } },
+	};
+	enum { NC = sizeof cases / sizeof cases[0] };
+	for (int c = 0; c < NC * 2 * 2 * 2; c++) {
+		int k = c / 8, threads = 1 + c % 2, small_first = c / 4 % 2;
+		tg_dtype dt = c / 2 % 2 ? TG_F64 : TG_F32;
+		int nd = cases[k].nd, snd = cases[k].snd;
+		const int64_t *big = cases[k].big, *small = cases[k].small;
+		tg_ctx *ctx = tg_ctx_new(3);
+		tg_set_threads(ctx, threads);
+		tg_tensor *X = tg_param(tg_randn(ctx, dt, nd, big, 0, 3));
+		tg_tensor *G = tg_param(tg_randn(ctx, dt, snd, small, 1, 2));
+		tg_tensor *W = tg_keep(tg_randn(ctx, dt, nd, big, 0, 1));
+		float *x32 = tg_data_mut(X);
+		double *x64 = tg_data_mut(X);
+		const double special[] = { 0.0, -0.0, INFINITY, -INFINITY, NAN, 1e-40 };
+		for (int i = 0; i < 6; i++) {
+			size_t at = (size_t)(i * 7919) % tg_numel(X);
+			if (dt == TG_F64)
+				x64[at] = special[i];
+			else
+				x32[at] = (float)special[i];
+		}
+		tg_tensor *g[2][2];
+		for (int pass = 0; pass < 2; pass++) {
+			tg_zero_grad(X);
+			tg_zero_grad(G);
+			tg_tensor *p = small_first ? tg_mul(G, X) : tg_mul(X, G);
+			tg_tensor *y = tg_sum(tg_mul(p, W)); /* a dout that is no uniform */
+			assert_int_equal(tg_backward_ex(y, NULL, pass ? TG_CREATE_GRAPH : 0), 0);
+			assert_ctx_ok(ctx);
+			g[pass][0] = tg_keep(tg_grad(X));
+			g[pass][1] = tg_keep(tg_grad(G));
+			tg_reset(ctx);
+		}
+		char what[96];
+		snprintf(what, sizeof what, "case %d, %s, %d thread(s), small input %s: its gradient",
+			 k, tg_dtype_name(dt), threads, small_first ? "first" : "second");
+		assert_tensor_bits(what, g[0][1], g[1][1]);
+		assert_tensor_bits("the big input's gradient", g[0][0], g[1][0]);
+		tg_ctx_free(ctx);
+	}
+}
+
 /* x * x takes one product dout x for both of its edges and adds it twice;
  * a tensor's gradients add up in the order the walk reaches them, split
  * across the threads from 32768 elements: for w (x x) + v x the gradient
@@ -2531,6 +2594,7 @@ int main(void)
 		cmocka_unit_test(first_gradients_made_in_the_leafs_buffer_match_tg_grad_of),
 		cmocka_unit_test(div_gradients_in_one_pass_have_the_bits_of_the_ops),
 		cmocka_unit_test(div_gradient_of_b_is_finite_where_the_quotient_is),
+		cmocka_unit_test(mul_gradient_of_a_broadcast_input_has_the_bits_of_the_ops),
 		cmocka_unit_test(a_square_adds_its_product_twice_after_earlier_gradients),
 		cmocka_unit_test(a_gradient_buffer_read_by_the_forward_pass_keeps_its_values),
 		cmocka_unit_test(a_leafs_gradient_as_the_upstream_gradient_acts_as_a_copy),
