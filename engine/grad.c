@@ -59,35 +59,39 @@ static bool bmap_make(int nbig, const int64_t *big, int nsmall, const int64_t *s
  * inner paths. */
 #define SUM_TO_KERNEL(name, T, sum_run, add_rows, IN)                               \
 	TG_HOT_LOOP_WIDE static void name(const bmap *m, const T *X, const T *Y,        \
-					  double *acc, size_t numel)                     \
+					  const T *S, double *acc, size_t numel)         \
 	{                                                                            \
 		const int64_t n = m->dim[INNER], rows = m->dim[ROW];                 \
 		const int64_t blocks = (int64_t)numel / (n * rows);                  \
 		int64_t idx[ROW] = { 0 }, off = 0, unused = 0, x = 0;                \
 		(void)Y;                                                             \
+		(void)S;                                                             \
 		for (int64_t o = 0; o < blocks; o++) {                               \
 			double *a = acc + off;                                       \
 			if (m->s[INNER] && !m->s[ROW]) {                             \
-				add_rows(a, IN(x), rows, n, n);                      \
+				add_rows(a, IN(x, a), rows, n, n);                   \
 				x += rows * n;                                       \
 			} else if (!m->s[INNER] && !m->s[ROW]) {                     \
-				a[0] = sum_run(a[0], IN(x), rows * n);               \
+				a[0] = sum_run(a[0], IN(x, a), rows * n);            \
 				x += rows * n;                                       \
 			} else {                                                     \
 				for (int64_t i = 0; i < rows; i++, x += n) {         \
 					double *r = a + i * m->s[ROW];               \
 					if (m->s[INNER])                             \
-						add_rows(r, IN(x), 1, n, n);         \
+						add_rows(r, IN(x, r), 1, n, n);      \
 					else                                         \
-						r[0] = sum_run(r[0], IN(x), n);      \
+						r[0] = sum_run(r[0], IN(x, r), n);   \
 				}                                                    \
 			}                                                            \
 			tg_rows_next(ROW, m->dim, idx, m->s, &off, m->s, &unused);   \
 		}                                                                    \
 	}
-/* the elements summed from offset o on: of X, or the products of X and Y */
-#define IN_X(o) X + (o)
-#define IN_XY(o) X + (o), Y + (o)
+/* the terms summed from element o of X on into the sums from r on: of X,
+ * the products of X and Y, or those of X and Y / S, S the small tensor
+ * laid out as acc */
+#define IN_X(o, r) X + (o)
+#define IN_XY(o, r) X + (o), Y + (o)
+#define IN_XYS(o, r) X + (o), Y + (o), S + ((r) - acc)
 
 /* Y[lo, hi) of big = X (small) repeated along the broadcast axes; a run
  * along the innermost axis is a copy, or a fill where X is broadcast along
@@ -143,6 +147,10 @@ SUM_TO_KERNEL(sum_to_product_f64, double, tg_sum_run_product_f64, tg_add_rows_pr
 	      IN_XY)
 SUM_TO_KERNEL(sum_to_product_f32, float, tg_sum_run_product_f32, tg_add_rows_product_f32,
 	      IN_XY)
+SUM_TO_KERNEL(sum_to_quotient_f64, double, tg_sum_run_quotient_f64, tg_add_rows_quotient_f64,
+	      IN_XYS)
+SUM_TO_KERNEL(sum_to_quotient_f32, float, tg_sum_run_quotient_f32, tg_add_rows_quotient_f32,
+	      IN_XYS)
 EXPAND_KERNEL(expand_f64, double)
 EXPAND_KERNEL(expand_f32, float)
 
@@ -237,24 +245,39 @@ static void repeat_part(void *arg, size_t lo, size_t hi)
 		repeat_f32(j->X, j->Y, j->m->dim[INNER], (int64_t)lo, (int64_t)hi);
 }
 
-/* What a sum_to adds up: the elements of X, or with Y the products X Y
- * (sum_to_product), of one dtype. */
+/* What a sum_to adds up, all of one dtype: the elements of X; with Y the
+ * products X Y (sum_to_product); with S too, X (Y / S), S of the result's
+ * shape (sum_to_quotient). */
 typedef struct terms {
-	const void *X, *Y;
+	const void *X, *Y, *S;
 	bool f64;
 } terms;
 
-/* acc += the len terms from element at on, by the kernel for t's dtype and kind */
-static void sum_to_terms(const bmap *m, const terms *t, size_t at, double *acc, size_t len)
+/* p + k as a T *, NULL for a NULL p: the terms a sum_to lacks */
+#define TERMS_AT(T, p, k) ((p) ? (const T *)(p) + (k) : NULL)
+
+/* acc += the len terms from element at on, by the kernel for t's dtype and
+ * kind; acc is the result's element so on */
+static void sum_to_terms(const bmap *m, const terms *t, size_t at, double *acc, size_t so,
+			 size_t len)
 {
-	if (t->f64 && t->Y)
-		sum_to_product_f64(m, (const double *)t->X + at, (const double *)t->Y + at, acc, len);
-	else if (t->f64)
-		sum_to_f64(m, (const double *)t->X + at, NULL, acc, len);
-	else if (t->Y)
-		sum_to_product_f32(m, (const float *)t->X + at, (const float *)t->Y + at, acc, len);
-	else
-		sum_to_f32(m, (const float *)t->X + at, NULL, acc, len);
+	if (t->f64) {
+		const double *X = TERMS_AT(double, t->X, at), *Y = TERMS_AT(double, t->Y, at);
+		if (t->S)
+			sum_to_quotient_f64(m, X, Y, TERMS_AT(double, t->S, so), acc, len);
+		else if (t->Y)
+			sum_to_product_f64(m, X, Y, NULL, acc, len);
+		else
+			sum_to_f64(m, X, NULL, NULL, acc, len);
+	} else {
+		const float *X = TERMS_AT(float, t->X, at), *Y = TERMS_AT(float, t->Y, at);
+		if (t->S)
+			sum_to_quotient_f32(m, X, Y, TERMS_AT(float, t->S, so), acc, len);
+		else if (t->Y)
+			sum_to_product_f32(m, X, Y, NULL, acc, len);
+		else
+			sum_to_f32(m, X, NULL, NULL, acc, len);
+	}
 }
 
 /* acc[lo, hi) += the columns [lo, hi) of each row of the terms (rows, n),
@@ -266,21 +289,26 @@ typedef struct rows_job {
 	int64_t rows, n;
 } rows_job;
 
+#define ADD_COLUMNS(T, SFX)                                                           \
+	do {                                                                          \
+		const T *X = TERMS_AT(T, j->t.X, lo), *Y = TERMS_AT(T, j->t.Y, lo);   \
+		if (j->t.S)                                                           \
+			tg_add_rows_quotient_##SFX(j->acc + lo, X, Y,                 \
+						   TERMS_AT(T, j->t.S, lo), j->rows, w, j->n); \
+		else if (j->t.Y)                                                      \
+			tg_add_rows_product_##SFX(j->acc + lo, X, Y, j->rows, w, j->n); \
+		else                                                                  \
+			tg_add_rows_##SFX(j->acc + lo, X, j->rows, w, j->n);          \
+	} while (0)
+
 TG_HOT_LOOP_WIDE static void add_columns_part(void *arg, size_t lo, size_t hi)
 {
 	const rows_job *j = arg;
-	const void *X = j->t.X, *Y = j->t.Y;
 	int64_t w = (int64_t)(hi - lo);
-	if (j->t.f64 && Y)
-		tg_add_rows_product_f64(j->acc + lo, (const double *)X + lo, (const double *)Y + lo,
-					j->rows, w, j->n);
-	else if (j->t.f64)
-		tg_add_rows_f64(j->acc + lo, (const double *)X + lo, j->rows, w, j->n);
-	else if (Y)
-		tg_add_rows_product_f32(j->acc + lo, (const float *)X + lo, (const float *)Y + lo,
-					j->rows, w, j->n);
+	if (j->t.f64)
+		ADD_COLUMNS(double, f64);
 	else
-		tg_add_rows_f32(j->acc + lo, (const float *)X + lo, j->rows, w, j->n);
+		ADD_COLUMNS(float, f32);
 }
 
 /* acc += the terms for the elements [lo, hi) of the small tensor's
@@ -309,10 +337,10 @@ static void sum_to_axis_part(void *arg, size_t lo, size_t hi)
 	for (int i = j->k + 1; i < TG_MAX_DIMS; i++)
 		inner *= sub.dim[i];
 	sub.dim[j->k] = (int64_t)(hi - lo);
-	size_t len = (hi - lo) * (size_t)inner;
-	double *acc = j->acc + (int64_t)lo * sub.s[j->k];
+	size_t len = (hi - lo) * (size_t)inner, so = lo * (size_t)sub.s[j->k];
 	for (int64_t o = 0; o < outer; o++)
-		sum_to_terms(&sub, &j->t, (size_t)(o * d + (int64_t)lo) * (size_t)inner, acc, len);
+		sum_to_terms(&sub, &j->t, (size_t)(o * d + (int64_t)lo) * (size_t)inner,
+			     j->acc + so, so, len);
 }
 
 /* Checks a shape argument (ndim, shape) of who; false after recording why. */
@@ -352,13 +380,14 @@ static const tg_op sum_to_op = { .name = "sum_to", .backward = sum_to_backward,
 				 .describe = to_shape_describe, .unread = TG_UNREAD_ALL };
 TG_OP_REGISTER(sum_to_op);
 
-/* x, or x y with y (x's shape and dtype), summed down to shape: recorded as
- * op, whose one or two inputs these are. */
+/* x, x y with y (x's shape and dtype), or x (y / s) with s too, summed down
+ * to shape (s's): recorded as op, whose inputs these are. */
 static tg_tensor *sum_to_of(const tg_op *op, const char *who, tg_tensor *x, tg_tensor *y,
-			    int ndim, const int64_t *shape)
+			    tg_tensor *s, int ndim, const int64_t *shape)
 {
-	tg_tensor *in[2] = { x, y };
-	tg_ctx *ctx = tg_op_begin(who, y ? 2 : 1, in);
+	tg_tensor *in[3] = { x, y, s };
+	int nin = s ? 3 : y ? 2 : 1;
+	tg_ctx *ctx = tg_op_begin(who, nin, in);
 	if (!ctx || !shape_arg(ctx, who, ndim, shape))
 		return NULL;
 	bmap m;
@@ -376,7 +405,7 @@ static tg_tensor *sum_to_of(const tg_op *op, const char *who, tg_tensor *x, tg_t
 	if (!acc)
 		return NULL;
 	memset(acc, 0, out->numel * sizeof(double));
-	terms t = { x->data, y ? y->data : NULL, x->dtype == TG_F64 };
+	terms t = { x->data, y ? y->data : NULL, s ? s->data : NULL, x->dtype == TG_F64 };
 	int64_t n = m.dim[INNER], rows = m.dim[ROW];
 	int k = 0; /* the outermost axis the result keeps, INNER if none before it */
 	while (k < INNER && !m.s[k])
@@ -392,28 +421,36 @@ static tg_tensor *sum_to_of(const tg_op *op, const char *who, tg_tensor *x, tg_t
 		size_t d = (size_t)m.dim[k], per = x->numel / d, min = (TG_PAR_MIN + per - 1) / per;
 		tg_parallel_for(ctx, d, min > 2 ? min : 2, 1, sum_to_axis_part, &j);
 	} else {
-		sum_to_terms(&m, &t, 0, acc, x->numel);
+		sum_to_terms(&m, &t, 0, acc, 0, x->numel);
 	}
 	if (x->dtype == TG_F32) {
 		float *Y = out->data;
 		for (size_t i = 0; i < out->numel; i++)
 			Y[i] = (float)acc[i];
 	}
-	return tg_op_end(op, out, y ? 2 : 1, in, NULL, 0, NULL);
+	return tg_op_end(op, out, nin, in, NULL, 0, NULL);
 }
 
 tg_tensor *tg_sum_to(tg_tensor *x, int ndim, const int64_t *shape)
 {
-	return sum_to_of(&sum_to_op, "tg_sum_to", x, NULL, ndim, shape);
+	return sum_to_of(&sum_to_op, "tg_sum_to", x, NULL, NULL, ndim, shape);
 }
 
-/* No rule: made only where nothing is recorded. */
+/* No rules: made only where nothing is recorded. */
 static const tg_op sum_to_product_op = { .name = "sum_to_product", .backward = NULL };
+static const tg_op sum_to_quotient_op = { .name = "sum_to_quotient", .backward = NULL };
 
 tg_tensor *tg_sum_to_product(tg_tensor *x, tg_tensor *y, int ndim, const int64_t *shape)
 {
 	assert(!x->ctx->grad_enabled && y && tg_same_shape(x, y) && x->dtype == y->dtype);
-	return sum_to_of(&sum_to_product_op, "tg_sum_to_product", x, y, ndim, shape);
+	return sum_to_of(&sum_to_product_op, "tg_sum_to_product", x, y, NULL, ndim, shape);
+}
+
+tg_tensor *tg_sum_to_quotient(tg_tensor *x, tg_tensor *y, tg_tensor *s)
+{
+	assert(!x->ctx->grad_enabled && y && s && tg_same_shape(x, y) && x->dtype == y->dtype &&
+	       s->dtype == x->dtype);
+	return sum_to_of(&sum_to_quotient_op, "tg_sum_to_quotient", x, y, s, s->ndim, s->shape);
 }
 
 /* ---- expand: x broadcast to shape (a copy); dx = sum_to(dout) ----------------- */

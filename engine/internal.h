@@ -589,13 +589,16 @@ static inline double tg_sum_lanes(const double l[TG_LANES])
 /* start + X[0] + ... + X[n-1] in TG_LANES interleaved partial sums (X[k]
  * into lane k % TG_LANES), added pairwise at the end: the same bits for the
  * same run, but not those of the plain left-to-right loop. TG_SUM_RUN_OF
- * sums AT(k) over k instead, with the parameters PARAMS: TG_SUM_RUN the
- * elements of X, TG_SUM_RUN_PRODUCT the products X[k] Y[k], each rounded
- * to the dtype (in ISO C nothing contracts it into the addition) and so
- * summed with the bits of a run of tg_mul's output. */
+ * sums AT(k, j) over k instead, with the parameters PARAMS, where j is the
+ * index of the element summed into (0 here; a column for TG_ADD_ROWS_OF):
+ * TG_SUM_RUN the elements of X; TG_SUM_RUN_PRODUCT the products X[k] Y[k]
+ * and TG_SUM_RUN_QUOTIENT X[k] (Y[k] / S[j]), each operation rounded to
+ * the dtype (in ISO C nothing contracts it into the addition), and so
+ * summed with the bits of a run of tg_mul's output (of tg_div's). */
 #define TG_UNPAREN(...) __VA_ARGS__
-#define TG_AT_X(k) X[k]
-#define TG_AT_XY(k) (X[k] * Y[k])
+#define TG_AT_X(k, j) X[k]
+#define TG_AT_XY(k, j) (X[k] * Y[k])
+#define TG_AT_XYS(k, j) (X[k] * (Y[k] / S[j]))
 #define TG_SUM_RUN_OF(name, PARAMS, AT)                                              \
 	static inline TG_ALWAYS_INLINE double name(double start, TG_UNPAREN PARAMS,  \
 						   int64_t n)                        \
@@ -604,17 +607,19 @@ static inline double tg_sum_lanes(const double l[TG_LANES])
 		int64_t k = 0;                                                       \
 		for (; k + TG_LANES <= n; k += TG_LANES)                             \
 			for (int i = 0; i < TG_LANES; i++)                           \
-				l[i] += AT(k + i);                                   \
+				l[i] += AT(k + i, 0);                                \
 		/* the rest into lanes 0 .. n - k - 1 and + 0 into the others,     \
 		 * which is exact (a lane, a sum from +0, is never -0): indexed    \
 		 * by a constant, the lanes stay in registers (by k % TG_LANES     \
 		 * they went through memory, some 17 ns a run of 2 to 32) */        \
 		for (int i = 0; i < TG_LANES; i++)                                   \
-			l[i] += i < n - k ? (double)AT(k + i) : 0.0;                 \
+			l[i] += i < n - k ? (double)AT(k + i, 0) : 0.0;              \
 		return start + tg_sum_lanes(l);                                      \
 	}
 #define TG_SUM_RUN(name, T) TG_SUM_RUN_OF(name, (const T *X), TG_AT_X)
 #define TG_SUM_RUN_PRODUCT(name, T) TG_SUM_RUN_OF(name, (const T *X, const T *Y), TG_AT_XY)
+#define TG_SUM_RUN_QUOTIENT(name, T)                                                 \
+	TG_SUM_RUN_OF(name, (const T *X, const T *Y, const T *S), TG_AT_XYS)
 
 /* tg_sum_run(0, X, n)'s bits for a run of n <= 8: the same lanes and
  * pairwise tree, less its + 0 for lanes 8 .. 15 (exact: a lane, a sum from
@@ -727,7 +732,8 @@ enum { TG_MAX_LANES_MIN = 256 };
 /* acc (n) += each row of X (rows of n, ld elements apart) in turn; four rows
  * per pass over acc. A column's sum has the same bits whichever columns
  * share the call, so columns may be split across threads. Over AT and
- * PARAMS as TG_SUM_RUN_OF: TG_ADD_ROWS_PRODUCT adds the rows of X Y. */
+ * PARAMS as TG_SUM_RUN_OF: TG_ADD_ROWS_PRODUCT adds the rows of X Y,
+ * TG_ADD_ROWS_QUOTIENT those of X (Y / S), S a row of n. */
 #define TG_ADD_ROWS_OF(name, PARAMS, AT)                                             \
 	static inline void name(double *acc, TG_UNPAREN PARAMS, int64_t rows,        \
 				int64_t n, int64_t ld)                               \
@@ -735,14 +741,16 @@ enum { TG_MAX_LANES_MIN = 256 };
 		int64_t r = 0, o = 0;                                                \
 		for (; r + 4 <= rows; r += 4, o += 4 * ld)                           \
 			for (int64_t j = 0; j < n; j++)                              \
-				acc[j] = acc[j] + AT(o + j) + AT(o + ld + j)         \
-					 + AT(o + 2 * ld + j) + AT(o + 3 * ld + j);  \
+				acc[j] = acc[j] + AT(o + j, j) + AT(o + ld + j, j)   \
+					 + AT(o + 2 * ld + j, j) + AT(o + 3 * ld + j, j); \
 		for (; r < rows; r++, o += ld)                                       \
 			for (int64_t j = 0; j < n; j++)                              \
-				acc[j] += AT(o + j);                                 \
+				acc[j] += AT(o + j, j);                              \
 	}
 #define TG_ADD_ROWS(name, T) TG_ADD_ROWS_OF(name, (const T *X), TG_AT_X)
 #define TG_ADD_ROWS_PRODUCT(name, T) TG_ADD_ROWS_OF(name, (const T *X, const T *Y), TG_AT_XY)
+#define TG_ADD_ROWS_QUOTIENT(name, T)                                                \
+	TG_ADD_ROWS_OF(name, (const T *X, const T *Y, const T *S), TG_AT_XYS)
 
 TG_SUM_RUN(tg_sum_run_f64, double)
 TG_SUM_RUN(tg_sum_run_f32, float)
@@ -756,6 +764,10 @@ TG_SUM_RUN_PRODUCT(tg_sum_run_product_f64, double)
 TG_SUM_RUN_PRODUCT(tg_sum_run_product_f32, float)
 TG_ADD_ROWS_PRODUCT(tg_add_rows_product_f64, double)
 TG_ADD_ROWS_PRODUCT(tg_add_rows_product_f32, float)
+TG_SUM_RUN_QUOTIENT(tg_sum_run_quotient_f64, double)
+TG_SUM_RUN_QUOTIENT(tg_sum_run_quotient_f32, float)
+TG_ADD_ROWS_QUOTIENT(tg_add_rows_quotient_f64, double)
+TG_ADD_ROWS_QUOTIENT(tg_add_rows_quotient_f32, float)
 
 /* ---- what the reverse walk needs (grad.c) ------------------------------------ */
 
@@ -764,6 +776,10 @@ TG_ADD_ROWS_PRODUCT(tg_add_rows_product_f32, float)
  * in a broadcasting product's plain backward: dout times the other input).
  * Only where nothing is recorded (grad mode off); it has no rule. step */
 tg_tensor *tg_sum_to_product(tg_tensor *x, tg_tensor *y, int ndim, const int64_t *shape);
+/* tg_sum_to(tg_mul(x, tg_div(y, s)), s's shape) the same way, s of a shape
+ * that broadcasts to x's (a broadcast denominator's gradient in a
+ * quotient's plain backward, but for its sign). step */
+tg_tensor *tg_sum_to_quotient(tg_tensor *x, tg_tensor *y, tg_tensor *s);
 
 /* a + b of one shape and dtype, recorded as the op "accumulate" when grad
  * mode is on: how the reverse walk sums two gradients of one tensor with

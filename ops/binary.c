@@ -467,7 +467,12 @@ static void div_backward(tg_node *n, tg_tensor *dout)
 	if (div_grads_one_pass(n, dout, a, b))
 		return;
 	tg_tensor *y = tg_node_output(n);
-	tg_node_grad(n, 1, tg_neg(sum_to_input(n, 1, tg_mul(dout, tg_div(y, b)))));
+	tg_ctx *ctx = a->ctx;
+	if (!ctx->grad_enabled && !ctx->anomaly && !dout->lazy_fill && !tg_same_shape(b, dout) &&
+	    tg_same_shape(y, dout)) /* the rule's sum taken as its terms are made (mul_grad) */
+		tg_node_grad(n, 1, tg_neg(tg_sum_to_quotient(dout, y, b)));
+	else
+		tg_node_grad(n, 1, tg_neg(sum_to_input(n, 1, tg_mul(dout, tg_div(y, b)))));
 	if (tg_node_needs_grad(n, 0))
 		tg_node_grad(n, 0, tg_div(dout, b));
 }

@@ -1509,13 +1509,14 @@ static void div_gradients_in_one_pass_have_the_bits_of_the_ops(void **state)
 }
 
 /* mul's plain backward sums a broadcast input's gradient as it makes the
- * products dout times the other input (tg_sum_to_product): the bits of its
- * rule's ops, tg_mul and then tg_sum_to (a TG_CREATE_GRAPH backward runs
- * them), for every way a shape broadcasts: a bias row, a column, a middle
- * axis, a channel of an image, a scalar; the small input first or second;
- * sizes below and above the split; 1 and 2 threads; over zeros of both
- * signs, infinities and NaN. */
-static void mul_gradient_of_a_broadcast_input_has_the_bits_of_the_ops(void **state)
+ * products dout times the other input (tg_sum_to_product), and div's a
+ * broadcast denominator's as it makes dout (y / b) (tg_sum_to_quotient):
+ * the bits of their rules' ops, tg_mul (tg_div) and then tg_sum_to (a
+ * TG_CREATE_GRAPH backward runs them), for every way a shape broadcasts: a
+ * bias row, a column, a middle axis, a channel of an image, a scalar; the
+ * small input first or second; sizes below and above the split; 1 and 2
+ * threads; over zeros of both signs, infinities and NaN. */
+static void mul_and_div_gradients_of_a_broadcast_input_have_the_bits_of_the_ops(void **state)
 {
 	(void)state;
 	static const struct {
@@ -1530,8 +1531,8 @@ static void mul_gradient_of_a_broadcast_input_has_the_bits_of_the_ops(void **sta
 		{ 3, 3, { 7, 3000, 2 }, { 7, 1, 2 } },    { 2, 0, { 300, 70 }, { 0 } },
 	};
 	enum { NC = sizeof cases / sizeof cases[0] };
-	for (int c = 0; c < NC * 2 * 2 * 2; c++) {
-		int k = c / 8, threads = 1 + c % 2, small_first = c / 4 % 2;
+	for (int c = 0; c < NC * 2 * 2 * 2 * 2; c++) {
+		int k = c / 16, threads = 1 + c % 2, small_first = c / 4 % 2, div = c / 8 % 2;
 		tg_dtype dt = c / 2 % 2 ? TG_F64 : TG_F32;
 		int nd = cases[k].nd, snd = cases[k].snd;
 		const int64_t *big = cases[k].big, *small = cases[k].small;
@@ -1554,7 +1555,8 @@ static void mul_gradient_of_a_broadcast_input_has_the_bits_of_the_ops(void **sta
 		for (int pass = 0; pass < 2; pass++) {
 			tg_zero_grad(X);
 			tg_zero_grad(G);
-			tg_tensor *p = small_first ? tg_mul(G, X) : tg_mul(X, G);
+			tg_tensor *(*op)(tg_tensor *, tg_tensor *) = div ? tg_div : tg_mul;
+			tg_tensor *p = small_first ? op(G, X) : op(X, G);
 			tg_tensor *y = tg_sum(tg_mul(p, W)); /* a dout that is no uniform */
 			assert_int_equal(tg_backward_ex(y, NULL, pass ? TG_CREATE_GRAPH : 0), 0);
 			assert_ctx_ok(ctx);
@@ -1563,8 +1565,9 @@ static void mul_gradient_of_a_broadcast_input_has_the_bits_of_the_ops(void **sta
 			tg_reset(ctx);
 		}
 		char what[96];
-		snprintf(what, sizeof what, "case %d, %s, %d thread(s), small input %s: its gradient",
-			 k, tg_dtype_name(dt), threads, small_first ? "first" : "second");
+		snprintf(what, sizeof what, "%s, case %d, %s, %d thread(s), small input %s: its gradient",
+			 div ? "div" : "mul", k, tg_dtype_name(dt), threads,
+			 small_first ? "first" : "second");
 		assert_tensor_bits(what, g[0][1], g[1][1]);
 		assert_tensor_bits("the big input's gradient", g[0][0], g[1][0]);
 		tg_ctx_free(ctx);
@@ -2594,7 +2597,7 @@ int main(void)
 		cmocka_unit_test(first_gradients_made_in_the_leafs_buffer_match_tg_grad_of),
 		cmocka_unit_test(div_gradients_in_one_pass_have_the_bits_of_the_ops),
 		cmocka_unit_test(div_gradient_of_b_is_finite_where_the_quotient_is),
-		cmocka_unit_test(mul_gradient_of_a_broadcast_input_has_the_bits_of_the_ops),
+		cmocka_unit_test(mul_and_div_gradients_of_a_broadcast_input_have_the_bits_of_the_ops),
 		cmocka_unit_test(a_square_adds_its_product_twice_after_earlier_gradients),
 		cmocka_unit_test(a_gradient_buffer_read_by_the_forward_pass_keeps_its_values),
 		cmocka_unit_test(a_leafs_gradient_as_the_upstream_gradient_acts_as_a_copy),
