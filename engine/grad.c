@@ -258,26 +258,24 @@ typedef struct terms {
 
 /* acc += the len terms from element at on, by the kernel for t's dtype and
  * kind; acc is the result's element so on */
+#define SUM_TO_TERMS(T, SFX)                                                          \
+	do {                                                                          \
+		const T *X = TERMS_AT(T, t->X, at), *Y = TERMS_AT(T, t->Y, at);       \
+		if (t->S)                                                             \
+			sum_to_quotient_##SFX(m, X, Y, TERMS_AT(T, t->S, so), acc, len); \
+		else if (t->Y)                                                        \
+			sum_to_product_##SFX(m, X, Y, NULL, acc, len);                \
+		else                                                                  \
+			sum_to_##SFX(m, X, NULL, NULL, acc, len);                     \
+	} while (0)
+
 static void sum_to_terms(const bmap *m, const terms *t, size_t at, double *acc, size_t so,
 			 size_t len)
 {
-	if (t->f64) {
-		const double *X = TERMS_AT(double, t->X, at), *Y = TERMS_AT(double, t->Y, at);
-		if (t->S)
-			sum_to_quotient_f64(m, X, Y, TERMS_AT(double, t->S, so), acc, len);
-		else if (t->Y)
-			sum_to_product_f64(m, X, Y, NULL, acc, len);
-		else
-			sum_to_f64(m, X, NULL, NULL, acc, len);
-	} else {
-		const float *X = TERMS_AT(float, t->X, at), *Y = TERMS_AT(float, t->Y, at);
-		if (t->S)
-			sum_to_quotient_f32(m, X, Y, TERMS_AT(float, t->S, so), acc, len);
-		else if (t->Y)
-			sum_to_product_f32(m, X, Y, NULL, acc, len);
-		else
-			sum_to_f32(m, X, NULL, NULL, acc, len);
-	}
+	if (t->f64)
+		SUM_TO_TERMS(double, f64);
+	else
+		SUM_TO_TERMS(float, f32);
 }
 
 /* acc[lo, hi) += the columns [lo, hi) of each row of the terms (rows, n),
