@@ -310,18 +310,25 @@ BINARY_KERNEL(mul, x * y)
  * x's two edges keep their own p each. */
 BINARY_KERNEL(twice_product, (x * y) + (x * y))
 
+/* Whether the gradient of x, broadcast to dout's shape, may be summed down
+ * as its terms are made (tg_sum_to_product, tg_sum_to_quotient: the bits of
+ * the rule's ops) instead of written out at dout's size and read again: in
+ * a plain backward (nothing recorded, no anomaly check naming the ops), from
+ * a dout whose every element is written (not a sum's lazy uniform). */
+static bool sum_as_made(const tg_tensor *x, const tg_tensor *dout)
+{
+	const tg_ctx *ctx = x->ctx;
+	return !ctx->grad_enabled && !ctx->anomaly && !dout->lazy_fill && !tg_same_shape(x, dout);
+}
+
 /* Input i's gradient, dout times the other input: summed down to input i's
- * shape where it was broadcast. In a plain backward (nothing recorded, no
- * anomaly check naming the ops) and with the other input of dout's shape,
- * the products are summed as they are made (tg_sum_to_product, the same
- * bits) instead of written out and read again: a per-channel scale's
- * gradient, x (32,64,32,32) times g (1,64,1,1), made two full passes. */
+ * shape where it was broadcast, as the products are made when the other
+ * input has dout's shape (sum_as_made): a per-channel scale's gradient,
+ * x (32,64,32,32) times g (1,64,1,1), made two full passes. */
 static void mul_grad(tg_node *n, int i, tg_tensor *dout, tg_tensor *other)
 {
 	tg_tensor *x = tg_node_input(n, i);
-	tg_ctx *ctx = x->ctx;
-	if (!ctx->grad_enabled && !ctx->anomaly && !dout->lazy_fill && !tg_same_shape(x, dout) &&
-	    tg_same_shape(other, dout) && other->dtype == dout->dtype) {
+	if (sum_as_made(x, dout) && tg_same_shape(other, dout) && other->dtype == dout->dtype) {
 		TG_NODE_GRAD_INTO(n, i, tg_sum_to_product(dout, other, x->ndim, x->shape));
 		return;
 	}
@@ -466,10 +473,8 @@ static void div_backward(tg_node *n, tg_tensor *dout)
 	}
 	if (div_grads_one_pass(n, dout, a, b))
 		return;
-	tg_tensor *y = tg_node_output(n);
-	tg_ctx *ctx = a->ctx;
-	if (!ctx->grad_enabled && !ctx->anomaly && !dout->lazy_fill && !tg_same_shape(b, dout) &&
-	    tg_same_shape(y, dout)) /* the rule's sum taken as its terms are made (mul_grad) */
+	tg_tensor *y = tg_node_output(n); /* of dout's shape */
+	if (sum_as_made(b, dout))
 		tg_node_grad(n, 1, tg_neg(tg_sum_to_quotient(dout, y, b)));
 	else
 		tg_node_grad(n, 1, tg_neg(sum_to_input(n, 1, tg_mul(dout, tg_div(y, b)))));
