@@ -247,9 +247,11 @@ static void repeat_part(void *arg, size_t lo, size_t hi)
 
 /* What a sum_to adds up, all of one dtype: the elements of X; with Y the
  * products X Y (sum_to_product); with S too, X (Y / S), S of the result's
- * shape (sum_to_quotient). */
+ * shape (sum_to_quotient); with G instead, X [Y > 0], written to G as well
+ * (tg_relu_backward_rows, rows onto a row only). */
 typedef struct terms {
 	const void *X, *Y, *S;
+	void *G; /* with Y, not S: the terms are relu_backward(X, Y), kept here */
 	bool f64;
 } terms;
 
@@ -293,6 +295,9 @@ typedef struct rows_job {
 		if (j->t.S)                                                           \
 			tg_add_rows_quotient_##SFX(j->acc + lo, X, Y,                 \
 						   TERMS_AT(T, j->t.S, lo), j->rows, w, j->n); \
+		else if (j->t.G)                                                      \
+			tg_add_rows_relu_##SFX(j->acc + lo, X, Y, (T *)j->t.G + lo, j->rows, w, \
+					       j->n);                                 \
 		else if (j->t.Y)                                                      \
 			tg_add_rows_product_##SFX(j->acc + lo, X, Y, j->rows, w, j->n); \
 		else                                                                  \
@@ -339,6 +344,35 @@ static void sum_to_axis_part(void *arg, size_t lo, size_t hi)
 	for (int64_t o = 0; o < outer; o++)
 		sum_to_terms(&sub, &j->t, (size_t)(o * d + (int64_t)lo) * (size_t)inner,
 			     j->acc + so, so, len);
+}
+
+/* acc (n) += the rows (rows, n) of the terms t, split by columns */
+static void add_columns(const tg_ctx *ctx, terms t, double *acc, int64_t rows, int64_t n)
+{
+	rows_job j = { t, acc, rows, n };
+	size_t min = (size_t)((TG_PAR_MIN + rows - 1) / rows);
+	tg_parallel_for(ctx, (size_t)n, min > 16 ? min : 16, 16, add_columns_part, &j);
+}
+
+/* The sum's accumulator: out's own data for f64, else an arena block of
+ * out's size in double, zeroed; NULL after recording why. */
+static double *sums_of(tg_tensor *out)
+{
+	double *acc = out->dtype == TG_F64 ? out->data
+					   : tg_arena_alloc(out->ctx, out->numel * sizeof(double));
+	if (acc)
+		memset(acc, 0, out->numel * sizeof(double));
+	return acc;
+}
+
+/* out = the sums acc, rounded once to f32 (for f64 acc is out's data) */
+static void round_sums(tg_tensor *out, const double *acc)
+{
+	if (out->dtype == TG_F32) {
+		float *Y = out->data;
+		for (size_t i = 0; i < out->numel; i++)
+			Y[i] = (float)acc[i];
+	}
 }
 
 /* Checks a shape argument (ndim, shape) of who; false after recording why. */
@@ -398,21 +432,17 @@ static tg_tensor *sum_to_of(const tg_op *op, const char *who, tg_tensor *x, tg_t
 	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, ndim, shape);
 	if (!out)
 		return NULL;
-	double *acc = out->dtype == TG_F64 ? out->data
-					   : tg_arena_alloc(ctx, out->numel * sizeof(double));
+	double *acc = sums_of(out);
 	if (!acc)
 		return NULL;
-	memset(acc, 0, out->numel * sizeof(double));
-	terms t = { x->data, y ? y->data : NULL, s ? s->data : NULL, x->dtype == TG_F64 };
+	terms t = { x->data, y ? y->data : NULL, s ? s->data : NULL, NULL, x->dtype == TG_F64 };
 	int64_t n = m.dim[INNER], rows = m.dim[ROW];
 	int k = 0; /* the outermost axis the result keeps, INNER if none before it */
 	while (k < INNER && !m.s[k])
 		k++;
 	if ((int64_t)x->numel == rows * n && m.s[INNER] && !m.s[ROW]) {
 		/* rows of x summed onto one row: split the columns */
-		rows_job j = { t, acc, rows, n };
-		size_t min = (size_t)((TG_PAR_MIN + rows - 1) / rows);
-		tg_parallel_for(ctx, (size_t)n, min > 16 ? min : 16, 16, add_columns_part, &j);
+		add_columns(ctx, t, acc, rows, n);
 	} else if (k < INNER && x->numel >= TG_PAR_MIN) {
 		/* split the elements of the outermost axis the result keeps */
 		axis_job j = { &m, k, t, acc };
@@ -421,11 +451,7 @@ static tg_tensor *sum_to_of(const tg_op *op, const char *who, tg_tensor *x, tg_t
 	} else {
 		sum_to_terms(&m, &t, 0, acc, 0, x->numel);
 	}
-	if (x->dtype == TG_F32) {
-		float *Y = out->data;
-		for (size_t i = 0; i < out->numel; i++)
-			Y[i] = (float)acc[i];
-	}
+	round_sums(out, acc);
 	return tg_op_end(op, out, nin, in, NULL, 0, NULL);
 }
 
@@ -449,6 +475,29 @@ tg_tensor *tg_sum_to_quotient(tg_tensor *x, tg_tensor *y, tg_tensor *s)
 	assert(!x->ctx->grad_enabled && y && s && tg_same_shape(x, y) && x->dtype == y->dtype &&
 	       s->dtype == x->dtype);
 	return sum_to_of(&sum_to_quotient_op, "tg_sum_to_quotient", x, y, s, s->ndim, s->shape);
+}
+
+static const tg_op relu_backward_rows_op = { .name = "relu_backward_rows", .backward = NULL };
+
+tg_tensor *tg_relu_backward_rows(tg_tensor *dout, tg_tensor *y, const tg_tensor *b,
+				 tg_tensor **g)
+{
+	const char *who = "tg_relu_backward_rows";
+	assert(!y->ctx->grad_enabled && y->ndim == 2 && y->shape[1] > 1 && tg_same_shape(dout, y) &&
+	       dout->dtype == y->dtype && !dout->lazy_fill && b->numel == (size_t)y->shape[1]);
+	tg_tensor *in[2] = { dout, y };
+	tg_ctx *ctx = tg_op_begin(who, 2, in);
+	if (!ctx)
+		return NULL;
+	tg_tensor *out = tg_tensor_new(ctx, who, y->dtype, b->ndim, b->shape);
+	*g = out ? tg_tensor_like(y, who) : NULL;
+	double *acc = *g ? sums_of(out) : NULL;
+	if (!acc)
+		return NULL;
+	terms t = { dout->data, y->data, NULL, (*g)->data, y->dtype == TG_F64 };
+	add_columns(ctx, t, acc, y->shape[0], y->shape[1]);
+	round_sums(out, acc);
+	return tg_op_end(&relu_backward_rows_op, out, 2, in, NULL, 0, NULL);
 }
 
 /* ---- expand: x broadcast to shape (a copy); dx = sum_to(dout) ----------------- */

@@ -751,6 +751,12 @@ enum { TG_MAX_LANES_MIN = 256 };
 #define TG_ADD_ROWS_PRODUCT(name, T) TG_ADD_ROWS_OF(name, (const T *X, const T *Y), TG_AT_XY)
 #define TG_ADD_ROWS_QUOTIENT(name, T)                                                \
 	TG_ADD_ROWS_OF(name, (const T *X, const T *Y, const T *S), TG_AT_XYS)
+/* TG_ADD_ROWS_RELU adds the rows of relu_backward(X, Y), X [Y > 0], and
+ * writes each term to G as it goes: a product with the 0/1 mask, so the
+ * bits of tg_relu_backward's output */
+#define TG_AT_RELU(k, j) (G[k] = X[k] * (Y[k] > 0))
+#define TG_ADD_ROWS_RELU(name, T)                                                    \
+	TG_ADD_ROWS_OF(name, (const T *X, const T *Y, T *restrict G), TG_AT_RELU)
 
 TG_SUM_RUN(tg_sum_run_f64, double)
 TG_SUM_RUN(tg_sum_run_f32, float)
@@ -768,6 +774,8 @@ TG_SUM_RUN_QUOTIENT(tg_sum_run_quotient_f64, double)
 TG_SUM_RUN_QUOTIENT(tg_sum_run_quotient_f32, float)
 TG_ADD_ROWS_QUOTIENT(tg_add_rows_quotient_f64, double)
 TG_ADD_ROWS_QUOTIENT(tg_add_rows_quotient_f32, float)
+TG_ADD_ROWS_RELU(tg_add_rows_relu_f64, double)
+TG_ADD_ROWS_RELU(tg_add_rows_relu_f32, float)
 
 /* ---- what the reverse walk needs (grad.c) ------------------------------------ */
 
@@ -780,6 +788,13 @@ tg_tensor *tg_sum_to_product(tg_tensor *x, tg_tensor *y, int ndim, const int64_t
  * that broadcasts to x's (a broadcast denominator's gradient in a
  * quotient's plain backward, but for its sign). step */
 tg_tensor *tg_sum_to_quotient(tg_tensor *x, tg_tensor *y, tg_tensor *s);
+/* g = tg_relu_backward(dout, y) and tg_sum_to(g, b's shape) in one pass,
+ * with the bits of those two ops: dout and y (N,M), M > 1, b a row (M,) or
+ * (1,M); the sum is returned, g put in *g. An affine layer's bias gradient
+ * under its relu in a plain backward: only where nothing is recorded (grad
+ * mode off); no rule. step */
+tg_tensor *tg_relu_backward_rows(tg_tensor *dout, tg_tensor *y, const tg_tensor *b,
+				 tg_tensor **g);
 
 /* a + b of one shape and dtype, recorded as the op "accumulate" when grad
  * mode is on: how the reverse walk sums two gradients of one tensor with

@@ -638,6 +638,11 @@ TG_API tg_tensor *tg_matmul_t(tg_tensor *a, bool ta, tg_tensor *b, bool tb);
  * one pass over the output (torch.addmm). da = dout w^T, dw = a^T dout,
  * db = dout summed over rows. tg_affine_forward's product. */
 TG_API tg_tensor *tg_addmm(tg_tensor *a, tg_tensor *w, tg_tensor *b);
+/* tg_relu(tg_addmm(a, w, b)) with its bits and gradients, the relu made in
+ * the product's output: one tensor of the output's size, not two, and in a
+ * plain backward b's gradient summed as the mask is applied. An affine
+ * layer followed by a relu module runs it (tg_fused_pair). */
+TG_API tg_tensor *tg_addmm_relu(tg_tensor *a, tg_tensor *w, tg_tensor *b);
 TG_API tg_tensor *tg_transpose(tg_tensor *x);            /* (N,M) -> (M,N); dx = dout^T */
 /* Same data, new shape; one entry may be -1 (inferred). dx = reshape(dout).
  * A step x's data is shared, not copied (a ctx tensor's, or one lent by

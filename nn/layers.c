@@ -73,7 +73,8 @@ int tg_affine_init(tg_affine *l, tg_ctx *ctx, tg_dtype dt, int64_t n_in, int64_t
 	return l->W && l->b ? 0 : -1;
 }
 
-tg_tensor *tg_affine_forward(const tg_affine *l, tg_tensor *x)
+/* x @ W + b, and its relu with relu (tg_addmm_relu where b is a row) */
+static tg_tensor *affine_forward(const tg_affine *l, tg_tensor *x, bool relu)
 {
 	tg_ctx *ctx = begin(x);
 	if (!ctx)
@@ -98,10 +99,19 @@ tg_tensor *tg_affine_forward(const tg_affine *l, tg_tensor *x)
 	 * shape broadcasts as tg_add does */
 	int64_t bn = tg_ndim(l->b) == 1 ? tg_dim(l->b, 0)
 		   : tg_ndim(l->b) == 2 && tg_dim(l->b, 0) == 1 ? tg_dim(l->b, 1) : -1;
-	tg_tensor *y = bn == m ? tg_addmm(x2, l->W, l->b) : tg_add(tg_matmul(x2, l->W), l->b);
+	tg_tensor *y = bn != m	 ? tg_add(tg_matmul(x2, l->W), l->b)
+		       : relu ? tg_addmm_relu(x2, l->W, l->b)
+			      : tg_addmm(x2, l->W, l->b);
+	if (relu && bn != m)
+		y = tg_relu(y);
 	if (nd == 1)
 		y = tg_reshape(y, 1, (int64_t[]){m});
 	return y;
+}
+
+tg_tensor *tg_affine_forward(const tg_affine *l, tg_tensor *x)
+{
+	return affine_forward(l, x, false);
 }
 
 /* ---- activations: the ops' own rules (relu routes, sigmoid y(1-y), ...) ----------- */
@@ -811,6 +821,16 @@ static tg_tensor *linear_forward(tg_module *m, tg_tensor *x)
 	return tg_affine_forward(&l, x);
 }
 
+/* a linear layer and the relu after it (b), as tg_fused_pair runs them */
+static tg_tensor *linear_relu_forward(tg_module *m, tg_module *b, tg_tensor *x)
+{
+	(void)b;
+	if (!input_dtype_ok(m, x))
+		return NULL;
+	tg_affine l = {m->params[0], m->params[1]};
+	return affine_forward(&l, x, true);
+}
+
 static int linear_spec(const tg_module *m, char *buf, size_t size)
 {
 	return put(buf, size, "linear:%lld:%lld", (long long)tg_dim(m->params[0], 0),
@@ -1218,6 +1238,8 @@ tg_pair_forward tg_fused_pair(const tg_module *a, const tg_module *b, const tg_m
 		return bn_relu_forward;
 	if (a->vt == relu && b->vt == &maxpool_vt)
 		return relu_maxpool_forward;
+	if (a->vt == &linear_vt && b->vt == relu)
+		return linear_relu_forward;
 	return NULL;
 }
 

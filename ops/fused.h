@@ -51,4 +51,8 @@ static inline void tg_run_fused(const tg_tensor *dout, const tg_tensor *x, tg_te
  * NULL after recording why. */
 tg_tensor *tg_fused_out(const char *who, tg_tensor *const *in, const char *t);
 
+/* x's elements replaced by their relu, with tg_relu's kernel and bits: an
+ * op's own output (tg_addmm_relu's). */
+void tg_relu_in_place(tg_tensor *x);
+
 #endif /* TG_FUSED_H */

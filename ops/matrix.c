@@ -8,6 +8,7 @@
  * Backward rules are written with ops, so they record under TG_CREATE_GRAPH.
  * Shape legend: op(a) (N,K) @ op(b) (K,M) -> (N,M).
  */
+#include "fused.h"
 #include "internal.h"
 #include "parallel.h"
 #include "transpose.h"
@@ -145,20 +146,53 @@ tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b)
  * partial sums over blocks of K into C).
  *   dA = dC B^T, dB = A^T dC (matmul's rules), db = dC summed over rows. */
 
-static void addmm_backward(tg_node *n, tg_tensor *dout)
+/* the gradients of a, w and b for the gradient g of the product's output,
+ * db given (or NULL: made from g here) */
+static void addmm_grads(tg_node *n, tg_tensor *g, tg_tensor *db)
 {
 	tg_tensor *a = tg_node_input(n, 0), *w = tg_node_input(n, 1), *b = tg_node_input(n, 2);
 	if (tg_node_needs_grad(n, 0))
-		grad_product(n, 0, dout, false, w, true);
+		grad_product(n, 0, g, false, w, true);
 	if (tg_node_needs_grad(n, 1))
-		grad_product(n, 1, a, true, dout, false);
+		grad_product(n, 1, a, true, g, false);
 	if (tg_node_needs_grad(n, 2))
-		tg_node_grad(n, 2, tg_sum_to(dout, b->ndim, b->shape));
+		tg_node_grad(n, 2, db ? db : tg_sum_to(g, b->ndim, b->shape));
+}
+
+static void addmm_backward(tg_node *n, tg_tensor *dout)
+{
+	addmm_grads(n, dout, NULL);
 }
 
 static const tg_op addmm_op = { .name = "addmm", .backward = addmm_backward,
 				.inputs = (const char *const[]){ "a", "w", "b" } };
 TG_OP_REGISTER(addmm_op);
+
+/* ---- addmm_relu: y = relu(b + A B), an affine layer and its relu in one ------- */
+/* addmm's output made relu in place, with the bits of tg_relu(tg_addmm(a,
+ * w, b)) but not its second tensor of the layer's size. The mask of the
+ * backward, [y > 0], is relu's [x > 0] read from y. With g = dout [y > 0]
+ * the gradients are addmm's for g; where nothing is recorded, g and its
+ * sum over rows (b's gradient) are made in one pass (tg_relu_backward_rows).
+ * Under TG_CREATE_GRAPH g is tg_relu_backward's node, whose rule gives y no
+ * gradient, as relu's gives x none past the mask. */
+
+static void addmm_relu_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *y = tg_node_output(n), *b = tg_node_input(n, 2), *g = NULL, *db = NULL;
+	const tg_ctx *ctx = y->ctx;
+	if (!ctx->grad_enabled && !ctx->anomaly && !dout->lazy_fill && y->shape[1] > 1 &&
+	    tg_node_needs_grad(n, 2))
+		db = tg_relu_backward_rows(dout, y, b, &g);
+	else
+		g = tg_relu_backward(dout, y);
+	if (g)
+		addmm_grads(n, g, db);
+}
+
+static const tg_op addmm_relu_op = { .name = "addmm_relu", .backward = addmm_relu_backward,
+				     .inputs = (const char *const[]){ "a", "w", "b" } };
+TG_OP_REGISTER(addmm_relu_op);
 
 /* rows [lo, hi) of out = the row b, for tg_parallel_for */
 typedef struct fill_job {
@@ -174,9 +208,10 @@ static void fill_rows(void *arg, size_t lo, size_t hi)
 		memcpy((char *)j->out + i * j->bytes, j->row, j->bytes);
 }
 
-tg_tensor *tg_addmm(tg_tensor *a, tg_tensor *w, tg_tensor *b)
+/* b + a w, and its relu with relu */
+static tg_tensor *addmm(const tg_op *op, const char *who, tg_tensor *a, tg_tensor *w,
+			tg_tensor *b, bool relu)
 {
-	const char *who = "tg_addmm";
 	tg_tensor *in[3] = { a, w, b };
 	tg_ctx *ctx = tg_op_begin(who, 3, in);
 	if (!ctx)
@@ -203,7 +238,19 @@ tg_tensor *tg_addmm(tg_tensor *a, tg_tensor *w, tg_tensor *b)
 	size_t min = (size_t)((TG_PAR_MIN + M - 1) / M);
 	tg_parallel_for(ctx, (size_t)N, min > 2 ? min : 2, 1, fill_rows, &fj);
 	product(out, a, false, w, false, 1);
-	return tg_op_end(&addmm_op, out, 3, in, NULL, 0, NULL);
+	if (relu)
+		tg_relu_in_place(out);
+	return tg_op_end(op, out, 3, in, NULL, 0, NULL);
+}
+
+tg_tensor *tg_addmm(tg_tensor *a, tg_tensor *w, tg_tensor *b)
+{
+	return addmm(&addmm_op, "tg_addmm", a, w, b, false);
+}
+
+tg_tensor *tg_addmm_relu(tg_tensor *a, tg_tensor *w, tg_tensor *b)
+{
+	return addmm(&addmm_relu_op, "tg_addmm_relu", a, w, b, true);
 }
 
 /* ---- bmm: batched C = op(A) op(B), batch axes broadcast ---------------------- */

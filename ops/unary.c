@@ -509,6 +509,11 @@ TG_OP_READS_UNIFORM(relu_op);
 
 tg_tensor *tg_relu(tg_tensor *x) { return UNARY(&relu_op, "tg_relu", x, relu, NULL, 0); }
 
+void tg_relu_in_place(tg_tensor *x)
+{
+	run_unary(x, x->data, relu_f64, relu_f32, relu_min, (const double[3]){ 0, 0, 0 });
+}
+
 /* ---- relu_backward: out = dout [x > 0]; d dout = relu_backward(g, x), dx = 0 ----------- */
 /* relu's local gradient in one pass, with no mask tensor. A product with the
  * 0/1 mask, not a select, so it gives the bits of dout * step(x): a NaN or

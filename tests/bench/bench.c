@@ -559,6 +559,10 @@ static const suite_spec SUITE[] = {
 /* A workload of the command line (--spec), beside the table's. */
 static suite_spec custom;
 static char custom_text[256];
+/* --fused-relu: each hidden layer and its relu as one op, tg_addmm_relu, as
+ * a sequential or tg_mlp runs them, instead of tg_affine_forward and then
+ * tg_relu */
+static bool fused_relu;
 
 static const suite_spec *suite_find(const char *name)
 {
@@ -777,6 +781,10 @@ static NOINLINE int suite_train(tg_ctx *ctx, const suite_spec *s, long long tota
 			mark_warm();
 		tg_tensor *h = batch.x;
 		for (int l = 0; l < L; l++) {
+			if (fused_relu && l < L - 1 && !strcmp(s->act, "relu")) {
+				h = tg_addmm_relu(h, layer[l].W, layer[l].b);
+				continue;
+			}
 			h = tg_affine_forward(&layer[l], h);
 			if (l < L - 1)
 				h = suite_act(s->act, h);
@@ -1271,7 +1279,7 @@ static NOINLINE int tiny_sigmoid(tg_ctx *ctx, long long reps)
 
 static const char usage_text[] =
 	"usage: tg_bench WORKLOAD [--iters N] [--epochs E] [--threads T] [--seed S] [--data DIR]\n"
-	"                [--losses FILE] [--spec LINE]\n"
+	"                [--losses FILE] [--spec LINE] [--fused-relu]\n"
 	"\n"
 	"WORKLOAD: w1 w1-f64 w2 w3 w4-scalar w4-sigmoid cnn cnn-bn cnn-dws conv-layers\n"
 	"          floor-w1 floor-w1-f64 floor-w2 floor-w3\n"
@@ -1298,6 +1306,8 @@ static const char usage_text[] =
 	"    momentum nesterov adagrad rmsprop adam, DTYPE f32 f64, LOSS ce mse bce;\n"
 	"    suite-list then prints its line alone.\n"
 	"--losses FILE writes each training iteration's loss as a hexadecimal float.\n"
+	"--fused-relu runs a relu suite workload's hidden layers as tg_addmm_relu, as\n"
+	"    a sequential or tg_mlp does (tg_affine_forward and tg_relu without it).\n"
 	"--iters and --epochs take 1 to 2147483647, --threads 1 to 64, --seed 0 or more.\n";
 
 /* The value of option opt, a whole number from lo to hi; exits 2 otherwise. */
@@ -1395,6 +1405,8 @@ int main(int argc, char **argv)
 			epochs = number(a, v, 1, INT_MAX), i++;
 		else if (!strcmp(a, "--threads"))
 			threads = number(a, v, 1, TG_MAX_THREADS), i++;
+		else if (!strcmp(a, "--fused-relu"))
+			fused_relu = true;
 		else if (!strcmp(a, "--seed"))
 			seed = number(a, v, 0, LLONG_MAX), i++;
 		else if (!strcmp(a, "--data") || !strcmp(a, "--losses")) {
@@ -1411,6 +1423,11 @@ int main(int argc, char **argv)
 	}
 	if (!known_workload(w)) {
 		fprintf(stderr, "tg_bench: unknown workload %s\n\n%s", w, usage_text);
+		return 2;
+	}
+	if (fused_relu && (!suite_find(w) || strcmp(suite_find(w)->act, "relu"))) {
+		fprintf(stderr, "tg_bench: --fused-relu needs a suite workload with relu; %s %s\n", w,
+			suite_find(w) ? "has another activation" : "is not a suite workload");
 		return 2;
 	}
 	if (!strcmp(w, "suite-list")) {

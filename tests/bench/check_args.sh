@@ -60,6 +60,10 @@ expect 2 "--threads needs a whole number from 1 to 64, not '4294967297'" \
 	"$tg" w1 --threads 4294967297
 expect 2 "--threads needs a whole number from 1 to 64, not '99999'" "$tg" w1 --threads 99999
 expect 2 "--threads needs a whole number from 1 to 64, not '0'" "$tg" w1 --threads 0
+expect 2 "--fused-relu needs a suite workload with relu; w3 is not a suite workload" \
+	"$tg" w3 --fused-relu
+expect 2 "--fused-relu needs a suite workload with relu; s-tanh-w5 has another activation" \
+	"$tg" s-tanh-w5 --fused-relu --iters 1
 expect 2 "^tg_bench: --data needs a value" "$tg" w1 --data
 expect 2 "^tg_bench: --losses needs a value" "$tg" w1 --losses
 expect 2 "unknown workload bogus" "$tg" bogus

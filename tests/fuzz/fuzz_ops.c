@@ -5,7 +5,7 @@
  * fuzz_expr.c drives the elementwise ops, reductions, products and
  * indexing; this target takes the rest: conv2d and its two gradients,
  * max and average pooling and relu_max_pool2d, batch and layer norm with
- * their fused gradients and batch_norm_relu, bmm and addmm, permute,
+ * their fused gradients and batch_norm_relu, bmm, addmm and addmm_relu, permute,
  * slice, pad_axis, squeeze, unsqueeze, expand, concat, stack and split,
  * the activations and losses fuzz_expr leaves out with their fused
  * backward ops, and tg_vjp, tg_jvp, tg_hvp, tg_jacobian and tg_hessian
@@ -566,10 +566,15 @@ static void op_product(vm *v)
 	switch (kind) {
 	case 0: who = "tg_bmm"; t = tg_bmm(a, b); break;
 	case 1: who = "tg_bmm_t|tg_bmm"; t = tg_bmm_t(a, ta, b, tb); break;
-	case 2: who = "tg_addmm"; t = tg_addmm(a, b, c); break;
+	case 2: /* ta: the relu made in the product's output */
+		who = ta ? "tg_addmm_relu" : "tg_addmm";
+		t = ta ? tg_addmm_relu(a, b, c) : tg_addmm(a, b, c);
+		break;
 	default: who = "tg_matmul_t|tg_matmul"; t = tg_matmul_t(a, ta, b, tb); break;
 	}
 	check(v, who, t, UNKNOWN);
+	if (t && kind == 2 && ta && begin_two_ops(v, t))
+		end_two_ops(v, who, t, tg_relu(tg_addmm(a, b, c)));
 	put(v, dst, t, false);
 }
 

@@ -1101,15 +1101,16 @@ static int nodes_of(const tg_tensor *t, const char *op)
 
 /* Two steps of training give the same bits either way: the loss, every
  * parameter's gradient and the running statistics, in f32 and f64; the
- * tape holds one batch_norm_relu per bn,relu pair and one relu_max_pool2d
- * per relu,maxpool pair, and the plain ops where a bn is followed by
+ * tape holds one batch_norm_relu per bn,relu pair, one relu_max_pool2d
+ * per relu,maxpool pair and one addmm_relu per linear,relu pair, and the
+ * plain ops where a bn is followed by
  * something else or evaluates. */
 static void fused_pairs_of_modules_give_the_bits_of_the_two_ops(void **state)
 {
 	(void)state;
 	static const char *const arch =
 	    "conv:2:6:3:1:1,bn:6,relu,maxpool:2,conv:6:4:3:1:1,relu,maxpool:2,conv:4:4:1,bn:4,"
-	    "leaky_relu,flatten,linear:16:12,bn:12,relu,linear:12:3";
+	    "leaky_relu,flatten,linear:16:12,relu,linear:12:12,bn:12,relu,linear:12:3";
 	for (int f64 = 0; f64 < 2; f64++) {
 		tg_ctx *ctx[2];
 		tg_module *m[2];
@@ -1122,8 +1123,8 @@ static void fused_pairs_of_modules_give_the_bits_of_the_two_ops(void **state)
 			m[k] = tg_model_parse(ctx[k], arch, &mo);
 			assert_non_null(m[k]);
 			tg_tensor *p[20];
-			assert_int_equal(tg_module_params(m[k], p, 20), 16);
-			opt[k] = tg_optim_new(ctx[k], p, 16, &oo);
+			assert_int_equal(tg_module_params(m[k], p, 20), 18);
+			opt[k] = tg_optim_new(ctx[k], p, 18, &oo);
 			assert_non_null(opt[k]);
 		}
 		for (int step = 0; step < 2; step++) {
@@ -1143,11 +1144,15 @@ static void fused_pairs_of_modules_give_the_bits_of_the_two_ops(void **state)
 			assert_int_equal(nodes_of(loss[0], "max_pool2d"), 1); /* after bn,relu */
 			assert_int_equal(nodes_of(loss[1], "relu_max_pool2d"), 0);
 			assert_int_equal(nodes_of(loss[1], "max_pool2d"), 2);
+			assert_int_equal(nodes_of(loss[0], "addmm_relu"), 1);
+			assert_int_equal(nodes_of(loss[1], "addmm_relu"), 0);
+			assert_int_equal(nodes_of(loss[0], "addmm"), 2);
+			assert_int_equal(nodes_of(loss[1], "addmm"), 3);
 			assert_same_bits(loss[0], loss[1]);
-			tg_tensor *t[2][24];
-			size_t n = tg_module_tensors(m[0], t[0], 24);
-			assert_int_equal(n, 22); /* 16 parameters, 6 running statistics */
-			assert_int_equal(tg_module_tensors(m[1], t[1], 24), n);
+			tg_tensor *t[2][28];
+			size_t n = tg_module_tensors(m[0], t[0], 28);
+			assert_int_equal(n, 24); /* 18 parameters, 6 running statistics */
+			assert_int_equal(tg_module_tensors(m[1], t[1], 28), n);
 			for (size_t i = 0; i < n; i++) {
 				assert_same_bits(t[0][i], t[1][i]);
 				if (tg_grad(t[0][i]) || tg_grad(t[1][i]))
@@ -1170,6 +1175,7 @@ static void fused_pairs_of_modules_give_the_bits_of_the_two_ops(void **state)
 		assert_int_equal(nodes_of(loss, "batch_norm_relu"), 0);
 		assert_int_equal(nodes_of(loss, "relu_max_pool2d"), 2);
 		assert_int_equal(nodes_of(loss, "relu"), 1);
+		assert_int_equal(nodes_of(loss, "addmm_relu"), 1);
 		/* with no gradient wanted, bn,relu (not before a max pool) is one
 		 * pass: the bits of the children run one by one, of the ops with
 		 * the gradient wanted, and of the two passes apart */
@@ -1188,6 +1194,33 @@ static void fused_pairs_of_modules_give_the_bits_of_the_two_ops(void **state)
 			tg_ctx_free(ctx[k]);
 		}
 	}
+}
+
+/* tg_mlp's hidden activation is the output of the fused op of its layer
+ * and relu: addmm_relu, or batch_norm_relu after a batch norm. */
+static void an_mlps_relu_activation_is_the_fused_layers_output(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_mlp_opts o = tg_mlp_defaults();
+	tg_mlp *m = tg_mlp_new(ctx, "6-5-4-3", &o);
+	assert_non_null(m);
+	tg_tensor *x = tg_randn(ctx, TG_F32, SHAPE(8, 6), 0, 1);
+	tg_tensor *out = tg_mlp_forward(m, x);
+	assert_non_null(out);
+	assert_int_equal(nodes_of(out, "addmm_relu"), 2);
+	assert_int_equal(nodes_of(out, "relu"), 0);
+	for (int i = 1; i <= 2; i++) {
+		tg_tensor *a = tg_mlp_activation(m, i);
+		assert_non_null(a);
+		assert_int_equal(tg_dim(a, 1), i == 1 ? 5 : 4);
+		assert_int_equal(nodes_of(a, "addmm_relu"), i);
+		for (size_t k = 0; k < tg_numel(a); k++)
+			assert_true(tg_get(a, k) >= 0);
+	}
+	assert_ctx_ok(ctx);
+	tg_mlp_free(m);
+	tg_ctx_free(ctx);
 }
 
 /* tg_mlp's hidden activation is the fused op's output when the layer has
@@ -1418,6 +1451,7 @@ int main(void)
 	    cmocka_unit_test(a_tiny_cnn_learns_left_from_right),
 	    cmocka_unit_test(a_cnn_with_batch_norm_reads_back_trains_and_evaluates),
 	    cmocka_unit_test(fused_pairs_of_modules_give_the_bits_of_the_two_ops),
+	    cmocka_unit_test(an_mlps_relu_activation_is_the_fused_layers_output),
 	    cmocka_unit_test(an_mlps_activation_with_batch_norm_is_the_relus_output),
 	    cmocka_unit_test(cnn_misuse_is_a_named_error),
 	    cmocka_unit_test(every_failing_allocation_is_a_clean_enomem),

@@ -130,6 +130,7 @@ static tg_tensor *f_accumulate(tg_tensor *const *in, void *user)
 FN(expand, tg_expand(in[0], TO(user)))
 
 FN(addmm, tg_addmm(in[0], in[1], in[2]))
+FN(addmm_relu, tg_addmm_relu(in[0], in[1], in[2]))
 
 /* arg[0], arg[1]: the transpose flags of tg_matmul_t; plain tg_matmul when
  * arg[2] is 0 */
@@ -534,6 +535,11 @@ const op_row op_table[] = {
 		 { .name = "(3,2)^T @ (4,3)^T", .in = { SH(3, 2), SH(4, 3) },
 		   .arg = { 1, 1, 1 } } } },
 	{ .op = "addmm", .fn = f_addmm, .nin = 3, .gen = { GEN_ANY, GEN_ANY, GEN_ANY },
+	  .twice = true,
+	  .v = { { .name = "(2,3) @ (3,4) + (4,)", .in = { SH(2, 3), SH(3, 4), SH(4) } },
+		 { .name = "(5,7) @ (7,6) + (1,6)", .in = { SH(5, 7), SH(7, 6), SH(1, 6) } },
+		 { .name = "(1,3) @ (3,1) + (1,)", .in = { SH(1, 3), SH(3, 1), SH(1) } } } },
+	{ .op = "addmm_relu", .fn = f_addmm_relu, .nin = 3, .gen = { GEN_ANY, GEN_ANY, GEN_ANY },
 	  .twice = true,
 	  .v = { { .name = "(2,3) @ (3,4) + (4,)", .in = { SH(2, 3), SH(3, 4), SH(4) } },
 		 { .name = "(5,7) @ (7,6) + (1,6)", .in = { SH(5, 7), SH(7, 6), SH(1, 6) } },

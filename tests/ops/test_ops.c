@@ -1574,6 +1574,71 @@ static void mul_and_div_gradients_of_a_broadcast_input_have_the_bits_of_the_ops(
 	}
 }
 
+/* tg_addmm_relu is tg_relu(tg_addmm(a, w, b)) made in one tensor: the
+ * same bits in its output and in every gradient, through the plain
+ * backward (where b's gradient is summed as the mask is applied) and a
+ * TG_CREATE_GRAPH one (the ops of its rule), for a bias (M,) and (1,M), a
+ * single column (M = 1: b's gradient summed by tg_sum_to), a single row,
+ * sizes below and above the thread split, 1 and 2 threads, f32 and f64, a
+ * dout of a sum (one uniform value) and a tensor dout, with a's values
+ * holding zeros of both signs, infinities, NaN and a subnormal. */
+static void addmm_relu_has_the_bits_of_relu_of_addmm(void **state)
+{
+	(void)state;
+	static const struct {
+		int64_t n, k, m;
+		bool row2;
+	} cases[] = {
+		{ 30, 7, 20, false }, { 30, 7, 20, true },   { 40, 5, 1, false },
+		{ 1, 9, 33, true },   { 600, 12, 70, false }, { 300, 3, 257, true },
+	};
+	enum { NC = sizeof cases / sizeof cases[0] };
+	for (int c = 0; c < NC * 2 * 2 * 2; c++) {
+		int k = c / 8, threads = 1 + c % 2, uniform = c / 4 % 2;
+		tg_dtype dt = c / 2 % 2 ? TG_F64 : TG_F32;
+		int64_t n = cases[k].n, kk = cases[k].k, m = cases[k].m;
+		tg_ctx *ctx = tg_ctx_new(3);
+		tg_set_threads(ctx, threads);
+		tg_tensor *A = tg_param(tg_randn(ctx, dt, SHAPE(n, kk), 0, 1));
+		tg_tensor *W = tg_param(tg_randn(ctx, dt, SHAPE(kk, m), 0, 1));
+		tg_tensor *B = tg_param(cases[k].row2 ? tg_randn(ctx, dt, SHAPE(1, m), 0, 1)
+						      : tg_randn(ctx, dt, SHAPE(m), 0, 1));
+		tg_tensor *V = tg_keep(tg_randn(ctx, dt, SHAPE(n, m), 0, 1));
+		const double special[] = { 0.0, -0.0, INFINITY, -INFINITY, NAN, 1e-40 };
+		for (int i = 0; i < 6 && n > 1; i++) {
+			size_t at = (size_t)(i * 7919) % tg_numel(A);
+			if (dt == TG_F64)
+				((double *)tg_data_mut(A))[at] = special[i];
+			else
+				((float *)tg_data_mut(A))[at] = (float)special[i];
+		}
+		tg_tensor *r[3][4]; /* relu(addmm), addmm_relu plain, addmm_relu graph */
+		for (int pass = 0; pass < 3; pass++) {
+			tg_zero_grads(ctx);
+			tg_tensor *y = pass ? tg_addmm_relu(A, W, B) : tg_relu(tg_addmm(A, W, B));
+			tg_tensor *loss = tg_sum(uniform ? y : tg_mul(y, V));
+			assert_int_equal(tg_backward_ex(loss, NULL, pass == 2 ? TG_CREATE_GRAPH : 0), 0);
+			assert_ctx_ok(ctx);
+			r[pass][0] = tg_keep(y);
+			r[pass][1] = tg_keep(tg_grad(A));
+			r[pass][2] = tg_keep(tg_grad(W));
+			r[pass][3] = tg_keep(tg_grad(B));
+			tg_reset(ctx);
+		}
+		static const char *const names[] = { "y", "a's gradient", "w's gradient",
+						     "b's gradient" };
+		for (int pass = 1; pass < 3; pass++)
+			for (int t = 0; t < 4; t++) {
+				char what[128];
+				snprintf(what, sizeof what, "case %d, %s, %d thread(s), %s dout, %s: %s",
+					 k, tg_dtype_name(dt), threads, uniform ? "uniform" : "tensor",
+					 pass == 1 ? "plain" : "TG_CREATE_GRAPH", names[t]);
+				assert_tensor_bits(what, r[0][t], r[pass][t]);
+			}
+		tg_ctx_free(ctx);
+	}
+}
+
 /* x * x takes one product dout x for both of its edges and adds it twice;
  * a tensor's gradients add up in the order the walk reaches them, split
  * across the threads from 32768 elements: for w (x x) + v x the gradient
@@ -2598,6 +2663,7 @@ int main(void)
 		cmocka_unit_test(div_gradients_in_one_pass_have_the_bits_of_the_ops),
 		cmocka_unit_test(div_gradient_of_b_is_finite_where_the_quotient_is),
 		cmocka_unit_test(mul_and_div_gradients_of_a_broadcast_input_have_the_bits_of_the_ops),
+		cmocka_unit_test(addmm_relu_has_the_bits_of_relu_of_addmm),
 		cmocka_unit_test(a_square_adds_its_product_twice_after_earlier_gradients),
 		cmocka_unit_test(a_gradient_buffer_read_by_the_forward_pass_keeps_its_values),
 		cmocka_unit_test(a_leafs_gradient_as_the_upstream_gradient_acts_as_a_copy),

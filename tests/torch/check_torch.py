@@ -283,6 +283,7 @@ TORCH = {
         lambda x: F.softplus(x, threshold=50.0), a[0], a[1]),
     'silu_backward': lambda a, at: t_act_backward(F.silu, a[0], a[1]),
     'addmm': lambda a, at: torch.addmm(a[2], a[0], a[1]),
+    'addmm_relu': lambda a, at: torch.relu(torch.addmm(a[2], a[0], a[1])),
     'detach': lambda a, at: a[0].detach(),
     'sum': lambda a, at: a[0].sum(),
     'mean': lambda a, at: a[0].mean(),
@@ -676,10 +677,10 @@ def gen_matmul(c, name):
         return post(c, c.o('transpose', [a]))
     if name == 'matmul':
         return post(c, c.o('matmul', [a, b]))
-    if name == 'addmm':   # the row b as (M,) or (1,M)
+    if name in ('addmm', 'addmm_relu'):   # the row b as (M,) or (1,M)
         sr = rng.choice([[m], [1, m]])
         a, b = c.x([n, k], vals(rng, n * k)), c.x([k, m], vals(rng, k * m))
-        return post(c, c.o('addmm', [a, b, c.x(sr, vals(rng, m))]))
+        return post(c, c.o(name, [a, b, c.x(sr, vals(rng, m))]))
     return post(c, c.o('matmul_t', [a, b], [ta, tb]))
 
 
@@ -1156,7 +1157,7 @@ for _n in ('sum', 'mean', 'max', 'sum_axis', 'mean_axis', 'max_axis'):
     OPS[_n] = lambda c, n=_n: gen_reduce(c, n)
 for _n in ('sum_to', 'expand'):
     OPS[_n] = lambda c, n=_n: gen_sum_to(c, n)
-for _n in ('matmul', 'matmul_t', 'transpose', 'addmm'):
+for _n in ('matmul', 'matmul_t', 'transpose', 'addmm', 'addmm_relu'):
     OPS[_n] = lambda c, n=_n: gen_matmul(c, n)
 for _n in ('bmm', 'bmm_t'):
     OPS[_n] = lambda c, n=_n: gen_bmm(c, n)
