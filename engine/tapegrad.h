@@ -812,6 +812,11 @@ typedef struct tg_conv_opts {
  * dx = tg_conv2d_input_grad(dout, w), dw = tg_conv2d_weight_grad(x, dout),
  * db = dout summed over N, OH, OW. step */
 TG_API tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *b, const tg_conv_opts *o);
+/* tg_relu(tg_conv2d(x, w, b, o)) with its bits and gradients, the relu made
+ * in the convolution's output (one tensor of its size, not two). A
+ * convolution layer followed by a relu module runs it (tg_fused_pair),
+ * unless a max pool follows the relu (tg_relu_max_pool2d then). step */
+TG_API tg_tensor *tg_conv2d_relu(tg_tensor *x, tg_tensor *w, tg_tensor *b, const tg_conv_opts *o);
 /* conv2d's gradient for its input of size HxW (a transposed convolution):
  * dout (N,O,OH,OW), w -> (N,C,H,W). d dout = conv2d(g, w), dw =
  * conv2d_weight_grad(g, dout). step */

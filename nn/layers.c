@@ -1110,6 +1110,15 @@ static tg_tensor *conv_forward(tg_module *m, tg_tensor *x)
 	return tg_conv2d(x, m->params[0], m->params[1], m->self);
 }
 
+/* a convolution and the relu after it (b), as tg_fused_pair runs them */
+static tg_tensor *conv_relu_forward(tg_module *m, tg_module *b, tg_tensor *x)
+{
+	(void)b;
+	if (!input_dtype_ok(m, x))
+		return NULL;
+	return tg_conv2d_relu(x, m->params[0], m->params[1], m->self);
+}
+
 static int conv_spec(const tg_module *m, char *buf, size_t size)
 {
 	const tg_conv_opts *o = m->self;
@@ -1240,6 +1249,10 @@ tg_pair_forward tg_fused_pair(const tg_module *a, const tg_module *b, const tg_m
 		return relu_maxpool_forward;
 	if (a->vt == &linear_vt && b->vt == relu)
 		return linear_relu_forward;
+	/* a relu before a max pool goes with the pool, which takes the mask
+	 * on the pooled size */
+	if (a->vt == &conv_vt && b->vt == relu && !(after && tg_fused_pair(b, after, NULL)))
+		return conv_relu_forward;
 	return NULL;
 }
 

@@ -1,6 +1,7 @@
 /*
  * conv.c - convolution and pooling of NCHW images: conv2d and its two
- * gradient ops, max_pool2d and avg_pool2d and their adjoints.
+ * gradient ops, conv2d_relu (the relu made in conv2d's output),
+ * max_pool2d and avg_pool2d and their adjoints.
  *
  * conv2d is cross-correlation as in PyTorch, computed the book's way: im2col
  * copies the receptive fields of an image (one group of its channels) into
@@ -21,6 +22,7 @@
  */
 #include "conv_depthwise.h"
 #include "conv_dnnl.h"
+#include "fused.h"
 #include "internal.h"
 #include "parallel.h"
 
@@ -465,6 +467,18 @@ static int conv_describe(const tg_node *n, char *buf, size_t size)
 	return geom_describe(n->aux, true, buf, size);
 }
 
+/* conv2d_relu: y = relu(conv2d(x, w, b)), the relu made in the product's
+ * output, with the bits of the two ops and one tensor of the output's size
+ * instead of two. Its backward is conv2d's for dout [y > 0], relu's mask
+ * [x > 0] read from y (tg_relu_backward, recorded under TG_CREATE_GRAPH,
+ * whose rule gives y no gradient as relu's gives x none past the mask). */
+static void conv2d_relu_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *g = tg_relu_backward(dout, tg_node_output(n));
+	if (g)
+		conv2d_backward(n, g);
+}
+
 static const char *const conv2d_inputs[] = { "x", "w", "b" };
 static const char *const input_grad_inputs[] = { "dout", "w" };
 static const char *const weight_grad_inputs[] = { "x", "dout" };
@@ -478,7 +492,10 @@ static const tg_op conv2d_weight_grad_op = { .name = "conv2d_weight_grad",
 					     .backward = conv2d_weight_grad_backward,
 					     .inputs = weight_grad_inputs,
 					     .describe = conv_describe };
+static const tg_op conv2d_relu_op = { .name = "conv2d_relu", .backward = conv2d_relu_backward,
+				      .inputs = conv2d_inputs, .describe = conv_describe };
 TG_OP_REGISTER(conv2d_op);
+TG_OP_REGISTER(conv2d_relu_op);
 TG_OP_REGISTER(conv2d_input_grad_op);
 TG_OP_REGISTER(conv2d_weight_grad_op);
 
@@ -498,19 +515,10 @@ static void add_bias(tg_dtype dt, const void *b, void *out, int64_t OG, int64_t 
 	}
 }
 
-/* The forward: g checked against x, w and b by the caller. */
-static tg_tensor *conv(const geom *g, tg_tensor *x, tg_tensor *w, tg_tensor *b)
+/* out = the convolution of x by w, plus b; false after recording why. */
+static bool conv_into(tg_ctx *ctx, const geom *g, tg_tensor *x, tg_tensor *w, tg_tensor *b,
+		      tg_tensor *out)
 {
-	static const char who[] = "tg_conv2d";
-	tg_tensor *in[3] = { x, w, b };
-	int nin = b ? 3 : 2;
-	tg_ctx *ctx = tg_op_begin(who, nin, in);
-	if (!ctx)
-		return NULL;
-	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, 4,
-				       (int64_t[]){ g->N, g->O, g->OH, g->OW });
-	if (!out)
-		return NULL;
 	tg_dtype dt = x->dtype;
 	tg_conv_done done = tg_conv_depthwise(ctx, TG_CONV_FORWARD, g, x, w,
 					      b ? b->data : NULL, out->data);
@@ -518,9 +526,9 @@ static tg_tensor *conv(const geom *g, tg_tensor *x, tg_tensor *w, tg_tensor *b)
 		done = tg_conv_dnnl(ctx, TG_CONV_FORWARD, g, x, w, b ? b->data : NULL, out->data);
 	switch (done) {
 	case TG_CONV_COMPUTED:
-		return tg_op_end(&conv2d_op, out, nin, in, NULL, 0, g);
+		return true;
 	case TG_CONV_FAILED:
-		return NULL;
+		return false;
 	case TG_CONV_DECLINED:
 		break;
 	}
@@ -529,13 +537,13 @@ static tg_tensor *conv(const geom *g, tg_tensor *x, tg_tensor *w, tg_tensor *b)
 		conv_job j = { .g = g, .dt = dt, .x = x->data, .w = w->data,
 			       .b = b ? b->data : NULL, .y = out->data };
 		if (!image_cols(ctx, g, dt, T, &j.col))
-			return NULL;
+			return false;
 		run_images(ctx, T, forward_images, &j);
-		return tg_op_end(&conv2d_op, out, nin, in, NULL, 0, g);
+		return true;
 	}
 	void *col, *rows;
 	if (!buffers(ctx, g, dt, &col, &rows))
-		return NULL;
+		return false;
 	size_t size = tg_dtype_size(dt);
 	int64_t OG = g->O / g->G, K = g->C / g->G * g->KH * g->KW, L = g->OH * g->OW;
 	for (int64_t n0 = 0, B; n0 < g->N; n0 += B) {
@@ -551,7 +559,31 @@ static tg_tensor *conv(const geom *g, tg_tensor *x, tg_tensor *w, tg_tensor *b)
 			pack(g, size, out->data, n0, B, grp, rows, true);
 		}
 	}
-	return tg_op_end(&conv2d_op, out, nin, in, NULL, 0, g);
+	return true;
+}
+
+/* The forward, recorded as op (conv2d, or conv2d_relu: then made relu in
+ * place); g checked against x, w and b by the caller. */
+static tg_tensor *conv_as(const tg_op *op, const char *who, const geom *g, tg_tensor *x,
+			  tg_tensor *w, tg_tensor *b)
+{
+	tg_tensor *in[3] = { x, w, b };
+	int nin = b ? 3 : 2;
+	tg_ctx *ctx = tg_op_begin(who, nin, in);
+	if (!ctx)
+		return NULL;
+	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, 4,
+				       (int64_t[]){ g->N, g->O, g->OH, g->OW });
+	if (!out || !conv_into(ctx, g, x, w, b, out))
+		return NULL;
+	if (op == &conv2d_relu_op)
+		tg_relu_in_place(out);
+	return tg_op_end(op, out, nin, in, NULL, 0, g);
+}
+
+static tg_tensor *conv(const geom *g, tg_tensor *x, tg_tensor *w, tg_tensor *b)
+{
+	return conv_as(&conv2d_op, "tg_conv2d", g, x, w, b);
 }
 
 static tg_tensor *conv_input_grad(const geom *g, tg_tensor *dout, tg_tensor *w)
@@ -771,9 +803,10 @@ static const geom *save_geom(tg_ctx *ctx, const geom *g)
 	return tg_save_aux(ctx, g, sizeof *g);
 }
 
-tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *b, const tg_conv_opts *o)
+/* tg_conv2d and tg_conv2d_relu (op) */
+static tg_tensor *conv2d_of(const tg_op *op, const char *who, tg_tensor *x, tg_tensor *w,
+			    tg_tensor *b, const tg_conv_opts *o)
 {
-	static const char who[] = "tg_conv2d";
 	tg_tensor *in[3] = { x, w, b };
 	tg_ctx *ctx = tg_op_begin(who, b ? 3 : 2, in);
 	if (!ctx)
@@ -791,7 +824,17 @@ tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *b, const tg_conv_opt
 			       (long long)g.O);
 	}
 	const geom *saved = save_geom(ctx, &g);
-	return saved ? conv(saved, x, w, b) : NULL;
+	return saved ? conv_as(op, who, saved, x, w, b) : NULL;
+}
+
+tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, tg_tensor *b, const tg_conv_opts *o)
+{
+	return conv2d_of(&conv2d_op, "tg_conv2d", x, w, b, o);
+}
+
+tg_tensor *tg_conv2d_relu(tg_tensor *x, tg_tensor *w, tg_tensor *b, const tg_conv_opts *o)
+{
+	return conv2d_of(&conv2d_relu_op, "tg_conv2d_relu", x, w, b, o);
 }
 
 /* dout must be (N,O,OH,OW) of the geometry. */

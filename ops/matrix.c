@@ -1,6 +1,6 @@
 /*
- * matrix.c - matrix products through OpenBLAS (plain, with a bias row, and
- * batched), transpose and reshape.
+ * matrix.c - matrix products through OpenBLAS (plain, with a bias row, with a
+ * bias row and its relu, and batched), transpose and reshape.
  *
  * matmul_t multiplies op(a) @ op(b), op a transpose or not, with the BLAS
  * transpose flags: no transpose is ever materialised, forward or backward.

@@ -1034,10 +1034,11 @@ static NOINLINE int img_cnn_train(tg_ctx *ctx, const img_conv *L, int nl, long l
 		for (int l = 0; l < nl; l++) {
 			int s = L[l].stride, pad = L[l].k / 2;
 			tg_conv_opts o = { { s, s }, { pad, pad }, { 1, 1 }, L[l].groups };
-			h = tg_conv2d(h, w[l], b[l], &o);
-			/* BN-ReLU as one op, as tg_model_parse's modules run it */
-			h = L[l].bn ? tg_batch_norm_relu(h, gamma[l], beta[l], 1e-5, NULL, NULL)
-				    : tg_relu(h);
+			/* conv-ReLU and BN-ReLU as one op each, as tg_model_parse's
+			 * modules run them */
+			h = L[l].bn ? tg_batch_norm_relu(tg_conv2d(h, w[l], b[l], &o), gamma[l],
+							 beta[l], 1e-5, NULL, NULL)
+				    : tg_conv2d_relu(h, w[l], b[l], &o);
 		}
 		const int64_t *s = h ? tg_shape(h) : NULL;
 		h = s ? tg_mean_axis(tg_reshape(h, 3, (int64_t[]){ s[0], s[1], s[2] * s[3] }), 2,

@@ -416,11 +416,18 @@ static void op_conv(vm *v)
 		charge(v, cost);
 		if (v->stop)
 			return;
-		t = tg_conv2d(a, b, bias, op);
-		check(v, "tg_conv2d", t, valid);
+		/* an odd H (read for the gradients' kinds only): the relu made
+		 * in the output, the bits of the two ops */
+		bool relu = H & 1;
+		const char *who = relu ? "tg_conv2d_relu" : "tg_conv2d";
+		t = relu ? tg_conv2d_relu(a, b, bias, op) : tg_conv2d(a, b, bias, op);
+		check(v, who, t, valid);
 		if (t)
-			check_shape("tg_conv2d", t, 4, out);
-		check_kernels(v, cost, 0, "tg_conv2d", t, a, b, bias, H, W, op);
+			check_shape(who, t, 4, out);
+		if (!relu)
+			check_kernels(v, cost, 0, who, t, a, b, bias, H, W, op);
+		else if (t && begin_two_ops(v, t))
+			end_two_ops(v, who, t, tg_relu(tg_conv2d(a, b, bias, op)));
 	} else if (kind == 1) {
 		/* a is dout (N,O,OH,OW), b is w */
 		double cost = a && b && a->ndim == 4 && b->ndim == 4

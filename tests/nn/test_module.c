@@ -1102,14 +1102,16 @@ static int nodes_of(const tg_tensor *t, const char *op)
 /* Two steps of training give the same bits either way: the loss, every
  * parameter's gradient and the running statistics, in f32 and f64; the
  * tape holds one batch_norm_relu per bn,relu pair, one relu_max_pool2d
- * per relu,maxpool pair and one addmm_relu per linear,relu pair, and the
- * plain ops where a bn is followed by
+ * per relu,maxpool pair, one addmm_relu per linear,relu pair and one
+ * conv2d_relu per conv,relu pair whose relu has no max pool after it, and
+ * the plain ops where a bn is followed by
  * something else or evaluates. */
 static void fused_pairs_of_modules_give_the_bits_of_the_two_ops(void **state)
 {
 	(void)state;
 	static const char *const arch =
-	    "conv:2:6:3:1:1,bn:6,relu,maxpool:2,conv:6:4:3:1:1,relu,maxpool:2,conv:4:4:1,bn:4,"
+	    "conv:2:6:3:1:1,bn:6,relu,maxpool:2,conv:6:4:3:1:1,relu,maxpool:2,conv:4:4:1,relu,"
+	    "conv:4:4:1,bn:4,"
 	    "leaky_relu,flatten,linear:16:12,relu,linear:12:12,bn:12,relu,linear:12:3";
 	for (int f64 = 0; f64 < 2; f64++) {
 		tg_ctx *ctx[2];
@@ -1122,9 +1124,9 @@ static void fused_pairs_of_modules_give_the_bits_of_the_two_ops(void **state)
 			ctx[k] = tg_ctx_new(SEED);
 			m[k] = tg_model_parse(ctx[k], arch, &mo);
 			assert_non_null(m[k]);
-			tg_tensor *p[20];
-			assert_int_equal(tg_module_params(m[k], p, 20), 18);
-			opt[k] = tg_optim_new(ctx[k], p, 18, &oo);
+			tg_tensor *p[24];
+			assert_int_equal(tg_module_params(m[k], p, 24), 20);
+			opt[k] = tg_optim_new(ctx[k], p, 20, &oo);
 			assert_non_null(opt[k]);
 		}
 		for (int step = 0; step < 2; step++) {
@@ -1144,6 +1146,10 @@ static void fused_pairs_of_modules_give_the_bits_of_the_two_ops(void **state)
 			assert_int_equal(nodes_of(loss[0], "max_pool2d"), 1); /* after bn,relu */
 			assert_int_equal(nodes_of(loss[1], "relu_max_pool2d"), 0);
 			assert_int_equal(nodes_of(loss[1], "max_pool2d"), 2);
+			assert_int_equal(nodes_of(loss[0], "conv2d_relu"), 1);
+			assert_int_equal(nodes_of(loss[1], "conv2d_relu"), 0);
+			assert_int_equal(nodes_of(loss[0], "conv2d"), 3);
+			assert_int_equal(nodes_of(loss[1], "conv2d"), 4);
 			assert_int_equal(nodes_of(loss[0], "addmm_relu"), 1);
 			assert_int_equal(nodes_of(loss[1], "addmm_relu"), 0);
 			assert_int_equal(nodes_of(loss[0], "addmm"), 2);
@@ -1151,7 +1157,7 @@ static void fused_pairs_of_modules_give_the_bits_of_the_two_ops(void **state)
 			assert_same_bits(loss[0], loss[1]);
 			tg_tensor *t[2][28];
 			size_t n = tg_module_tensors(m[0], t[0], 28);
-			assert_int_equal(n, 24); /* 18 parameters, 6 running statistics */
+			assert_int_equal(n, 26); /* 20 parameters, 6 running statistics */
 			assert_int_equal(tg_module_tensors(m[1], t[1], 28), n);
 			for (size_t i = 0; i < n; i++) {
 				assert_same_bits(t[0][i], t[1][i]);
@@ -1176,6 +1182,7 @@ static void fused_pairs_of_modules_give_the_bits_of_the_two_ops(void **state)
 		assert_int_equal(nodes_of(loss, "relu_max_pool2d"), 2);
 		assert_int_equal(nodes_of(loss, "relu"), 1);
 		assert_int_equal(nodes_of(loss, "addmm_relu"), 1);
+		assert_int_equal(nodes_of(loss, "conv2d_relu"), 1);
 		/* with no gradient wanted, bn,relu (not before a max pool) is one
 		 * pass: the bits of the children run one by one, of the ops with
 		 * the gradient wanted, and of the two passes apart */

@@ -285,6 +285,12 @@ static tg_tensor *f_conv2d(tg_tensor *const *in, void *user)
 	return tg_conv2d(in[0], in[1], in[2], &o);
 }
 
+static tg_tensor *f_conv2d_relu(tg_tensor *const *in, void *user)
+{
+	tg_conv_opts o = conv_opts(V(user));
+	return tg_conv2d_relu(in[0], in[1], in[2], &o);
+}
+
 static tg_tensor *f_conv2d_no_bias(tg_tensor *const *in, void *user)
 {
 	tg_conv_opts o = conv_opts(V(user));
@@ -764,6 +770,14 @@ const op_row op_table[] = {
 		   .arg = { 11, 0, 411 } },
 		 { .name = "1x1 kernel", .in = { SH(2, 3, 2, 2), SH(2, 3, 1, 1), SH(2) },
 		   .arg = { 11, 0, 111 } } } },
+	{ .op = "conv2d_relu", .fn = f_conv2d_relu, .nin = 3, .gen = { GEN_ANY, GEN_ANY, GEN_ANY },
+	  .twice = true,
+	  .v = { { .name = "(2,2,4,4) * (3,2,3,3)", .in = { SH(2, 2, 4, 4), SH(3, 2, 3, 3), SH(3) },
+		   .arg = { 11, 0, 111 } },
+		 { .name = "stride 2, padding 1, dilation 2, groups 2",
+		   .in = { SH(1, 4, 4, 4), SH(2, 2, 2, 2), SH(2) }, .arg = { 22, 11, 222 } },
+		 { .name = "1x1 kernel, groups 4", .in = { SH(2, 4, 2, 3), SH(4, 1, 1, 1), SH(4) },
+		   .arg = { 11, 0, 411 } } } },
 	{ .op = "conv2d", .fn = f_conv2d_no_bias, .nin = 2, .gen = { GEN_ANY, GEN_ANY },
 	  .twice = true,
 	  .v = { { .name = "no bias (2,2,4,4) * (3,2,3,3)", .in = { SH(2, 2, 4, 4), SH(3, 2, 3, 3) },

@@ -756,6 +756,85 @@ static void relu_max_pool2d_gives_the_bits_of_max_pool2d_of_relu(void **state)
 	tg_ctx_free(rng);
 }
 
+/* tg_conv2d_relu is tg_relu(tg_conv2d(...)) made in one tensor: the same
+ * bits in its output and in every gradient, through a plain backward and
+ * a TG_CREATE_GRAPH one, on each kind of kernel (oneDNN's and im2col for
+ * f32, im2col for f64, the depthwise kernels), with and without a bias,
+ * strides and groups, at 1 and 2 threads; x holds zeros of both signs, an
+ * inf and a NaN. */
+static void conv2d_relu_gives_the_bits_of_relu_of_conv2d(void **state)
+{
+	(void)state;
+	static const struct {
+		int64_t x[4], w[4];
+		int stride, pad, groups;
+		bool bias;
+	} cases[] = {
+		{ { 2, 3, 8, 8 }, { 4, 3, 3, 3 }, 1, 1, 1, true },
+		{ { 2, 4, 9, 9 }, { 4, 1, 3, 3 }, 1, 1, 4, true },
+		{ { 2, 6, 7, 7 }, { 4, 3, 3, 3 }, 2, 0, 2, false },
+		{ { 4, 16, 16, 16 }, { 32, 16, 3, 3 }, 1, 1, 1, true },
+		{ { 3, 8, 12, 12 }, { 16, 8, 1, 1 }, 2, 0, 1, true },
+	};
+	for (size_t c = 0; c < LEN(cases); c++)
+		for (int v = 0; v < 2 * 2 * 2; v++) {
+			tg_dtype dt = v % 2 ? TG_F64 : TG_F32;
+			int threads = 1 + v / 2 % 2;
+			tg_conv_kernels kern = v / 4 ? TG_CONV_IM2COL : TG_CONV_ONEDNN;
+			tg_conv_opts o = { { cases[c].stride, cases[c].stride },
+					   { cases[c].pad, cases[c].pad },
+					   { 1, 1 },
+					   cases[c].groups };
+			tg_ctx *ctx = tg_ctx_new(SEED);
+			tg_set_threads(ctx, threads);
+			tg_set_conv_kernels(ctx, kern);
+			tg_tensor *X = tg_param(tg_randn(ctx, dt, 4, cases[c].x, 0, 1));
+			tg_tensor *W = tg_param(tg_randn(ctx, dt, 4, cases[c].w, 0, 1));
+			tg_tensor *B = cases[c].bias
+					   ? tg_param(tg_randn(ctx, dt, 1, &cases[c].w[0], 0, 1))
+					   : NULL;
+			const double special[] = { 0.0, -0.0, INFINITY, NAN };
+			for (int i = 0; i < 4; i++) {
+				size_t at = (size_t)(i * 997 + 5) % tg_numel(X);
+				if (dt == TG_F64)
+					((double *)tg_data_mut(X))[at] = special[i];
+				else
+					((float *)tg_data_mut(X))[at] = (float)special[i];
+			}
+			tg_tensor *r[3][4] = { { NULL } }; /* relu(conv), fused, fused recorded */
+			tg_tensor *V = NULL;
+			for (int pass = 0; pass < 3; pass++) {
+				tg_zero_grads(ctx);
+				tg_tensor *y = pass ? tg_conv2d_relu(X, W, B, &o)
+						    : tg_relu(tg_conv2d(X, W, B, &o));
+				if (!V)
+					V = tg_keep(tg_randn(ctx, dt, tg_ndim(y), tg_shape(y), 0, 1));
+				tg_tensor *loss = tg_sum(tg_mul(y, V));
+				assert_int_equal(
+				    tg_backward_ex(loss, NULL, pass == 2 ? TG_CREATE_GRAPH : 0), 0);
+				assert_ctx_ok(ctx);
+				r[pass][0] = tg_keep(y);
+				r[pass][1] = tg_keep(tg_grad(X));
+				r[pass][2] = tg_keep(tg_grad(W));
+				r[pass][3] = B ? tg_keep(tg_grad(B)) : NULL;
+				tg_reset(ctx);
+			}
+			for (int pass = 1; pass < 3; pass++)
+				for (int t = 0; t < 4; t++) {
+					if (!r[0][t])
+						continue;
+					char what[128];
+					snprintf(what, sizeof what, "case %zu, %s, %d thread(s), %s, %s: %s",
+						 c, dt == TG_F64 ? "f64" : "f32", threads,
+						 kern == TG_CONV_IM2COL ? "im2col" : "oneDNN",
+						 pass == 1 ? "plain" : "recorded",
+						 (const char *[]){ "y", "dx", "dw", "db" }[t]);
+					assert_tensor_bits(what, r[0][t], r[pass][t]);
+				}
+			tg_ctx_free(ctx);
+		}
+}
+
 static void pool_padding_is_never_a_max_and_counts_in_the_mean(void **state)
 {
 	(void)state;
@@ -939,6 +1018,7 @@ int main(void)
 		cmocka_unit_test(max_pool_of_any_window_in_blocks_matches_the_rule),
 		cmocka_unit_test(max_pool_gives_a_tie_to_the_first_maximum_in_row_major_order),
 		cmocka_unit_test(relu_max_pool2d_gives_the_bits_of_max_pool2d_of_relu),
+		cmocka_unit_test(conv2d_relu_gives_the_bits_of_relu_of_conv2d),
 		cmocka_unit_test(pool_padding_is_never_a_max_and_counts_in_the_mean),
 		cmocka_unit_test(conv2d_rejects_each_misuse_with_the_shapes),
 		cmocka_unit_test(pools_reject_each_misuse_with_the_shapes),

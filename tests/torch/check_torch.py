@@ -329,6 +329,8 @@ TORCH = {
     'layer_norm': lambda a, at: F.layer_norm(a[0], (a[0].shape[-1],), a[1], a[2], at[0]),
     'layer_norm_backward': lambda a, at: t_ln_backward(a[0], a[1], a[2], at[0]),
     'conv2d': lambda a, at: F.conv2d(a[0], a[1], a[2] if len(a) > 2 else None, **conv_opts(at)),
+    'conv2d_relu': lambda a, at: torch.relu(
+        F.conv2d(a[0], a[1], a[2] if len(a) > 2 else None, **conv_opts(at))),
     'conv2d_input_grad': lambda a, at: t_conv_input_grad(a[0], a[1], at),
     'conv2d_weight_grad': lambda a, at: t_conv_weight_grad(a[0], a[1], at),
     'max_pool2d': lambda a, at: F.max_pool2d(a[0], int(at[0]), int(at[1]), int(at[2])),
@@ -905,7 +907,7 @@ def conv_side(n, k, s, p, d):
 
 
 def gen_conv(c, name):
-    """conv2d (with or without bias) and its gradient ops on random NCHW
+    """conv2d and conv2d_relu (with or without bias) and conv2d's gradient ops on random NCHW
     shapes: stride 1-2, padding 0-2, dilation 1-2, groups 1-2 and kernels
     1-3 per axis, each drawn alone; a third of the cases on images of 64 or
     more output positions (conv2d's one-GEMM-per-image path), the others
@@ -928,11 +930,11 @@ def gen_conv(c, name):
     c.note = 'x (%d,%d,%d,%d) w (%d,%d,%d,%d) stride %s padding %s dilation %s groups %d' % (
         N, C, H, W, O, C // G, KH, KW, st, pd, dl, G)
     xs, ws, ys = [N, C, H, W], [O, C // G, KH, KW], [N, O, OH, OW]
-    if name == 'conv2d':
+    if name in ('conv2d', 'conv2d_relu'):
         args = [c.x(xs, vals(rng, numel(xs))), c.x(ws, vals(rng, numel(ws)))]
         if rng.random() < 0.7:
             args.append(c.x([O], vals(rng, O)))
-        return post(c, c.o('conv2d', args, opts))
+        return post(c, c.o(name, args, opts))
     if name == 'conv2d_input_grad':
         args = [c.x(ys, vals(rng, numel(ys))), c.x(ws, vals(rng, numel(ws)))]
         return post(c, c.o(name, args, [H, W] + opts))
@@ -1180,7 +1182,7 @@ for _n in ('sigmoid_backward', 'tanh_backward', 'relu_backward', 'leaky_relu_bac
            'elu_backward', 'gelu_backward', 'pow_backward', 'softplus_backward',
            'silu_backward'):
     OPS[_n] = lambda c, n=_n: gen_act_backward(c, n)
-for _n in ('conv2d', 'conv2d_input_grad', 'conv2d_weight_grad'):
+for _n in ('conv2d', 'conv2d_relu', 'conv2d_input_grad', 'conv2d_weight_grad'):
     OPS[_n] = lambda c, n=_n: gen_conv(c, n)
 for _n in ('max_pool2d', 'relu_max_pool2d', 'avg_pool2d'):
     OPS[_n] = lambda c, n=_n: gen_pool(c, n)

@@ -217,11 +217,13 @@ static int run_op(tg_ctx *ctx, const op_line *o, tg_tensor **vals)
 	if (!strncmp(n, "conv2d", 6)) {
 		/* attrs: two sizes for the gradient ops (H W, KH KW), then stride,
 		 * padding and dilation (h w each) and groups */
-		int k = strcmp(n, "conv2d") ? 2 : 0;
+		int k = strcmp(n, "conv2d") && strcmp(n, "conv2d_relu") ? 2 : 0;
 		tg_conv_opts co = { { (int)at[k], (int)at[k + 1] }, { (int)at[k + 2], (int)at[k + 3] },
 				    { (int)at[k + 4], (int)at[k + 5] }, (int)at[k + 6] };
 		if (!strcmp(n, "conv2d"))
 			out[0] = tg_conv2d(a[0], a[1], o->nargs > 2 ? a[2] : NULL, &co);
+		else if (!strcmp(n, "conv2d_relu"))
+			out[0] = tg_conv2d_relu(a[0], a[1], o->nargs > 2 ? a[2] : NULL, &co);
 		else if (!strcmp(n, "conv2d_input_grad"))
 			out[0] = tg_conv2d_input_grad(a[0], a[1], (int64_t)at[0], (int64_t)at[1], &co);
 		else
