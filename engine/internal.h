@@ -779,6 +779,14 @@ TG_ADD_ROWS_RELU(tg_add_rows_relu_f32, float)
 
 /* ---- what the reverse walk needs (grad.c) ------------------------------------ */
 
+/* Whether a rule may make its gradient with one of the fused kernels below
+ * in place of its ops: in a plain backward (nothing recorded, no anomaly
+ * check naming the ops) from a dout whose every element is written (not a
+ * sum's lazy uniform). */
+static inline bool tg_fused_sums_ok(const tg_tensor *dout)
+{
+	return !dout->ctx->grad_enabled && !dout->ctx->anomaly && !dout->lazy_fill;
+}
 /* tg_sum_to(tg_mul(x, y), ndim, shape) without the product's tensor, with
  * its bits: for x and y of one shape and float dtype (an input's gradient
  * in a broadcasting product's plain backward: dout times the other input).

@@ -99,11 +99,13 @@ static tg_tensor *affine_forward(const tg_affine *l, tg_tensor *x, bool relu)
 	 * shape broadcasts as tg_add does */
 	int64_t bn = tg_ndim(l->b) == 1 ? tg_dim(l->b, 0)
 		   : tg_ndim(l->b) == 2 && tg_dim(l->b, 0) == 1 ? tg_dim(l->b, 1) : -1;
-	tg_tensor *y = bn != m	 ? tg_add(tg_matmul(x2, l->W), l->b)
-		       : relu ? tg_addmm_relu(x2, l->W, l->b)
-			      : tg_addmm(x2, l->W, l->b);
-	if (relu && bn != m)
-		y = tg_relu(y);
+	tg_tensor *y;
+	if (bn == m)
+		y = relu ? tg_addmm_relu(x2, l->W, l->b) : tg_addmm(x2, l->W, l->b);
+	else if (relu)
+		y = tg_relu(tg_add(tg_matmul(x2, l->W), l->b));
+	else
+		y = tg_add(tg_matmul(x2, l->W), l->b);
 	if (nd == 1)
 		y = tg_reshape(y, 1, (int64_t[]){m});
 	return y;

@@ -312,13 +312,10 @@ BINARY_KERNEL(twice_product, (x * y) + (x * y))
 
 /* Whether the gradient of x, broadcast to dout's shape, may be summed down
  * as its terms are made (tg_sum_to_product, tg_sum_to_quotient: the bits of
- * the rule's ops) instead of written out at dout's size and read again: in
- * a plain backward (nothing recorded, no anomaly check naming the ops), from
- * a dout whose every element is written (not a sum's lazy uniform). */
+ * the rule's ops) instead of written out at dout's size and read again. */
 static bool sum_as_made(const tg_tensor *x, const tg_tensor *dout)
 {
-	const tg_ctx *ctx = x->ctx;
-	return !ctx->grad_enabled && !ctx->anomaly && !dout->lazy_fill && !tg_same_shape(x, dout);
+	return tg_fused_sums_ok(dout) && !tg_same_shape(x, dout);
 }
 
 /* Input i's gradient, dout times the other input: summed down to input i's

@@ -180,9 +180,7 @@ TG_OP_REGISTER(addmm_op);
 static void addmm_relu_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_tensor *y = tg_node_output(n), *b = tg_node_input(n, 2), *g = NULL, *db = NULL;
-	const tg_ctx *ctx = y->ctx;
-	if (!ctx->grad_enabled && !ctx->anomaly && !dout->lazy_fill && y->shape[1] > 1 &&
-	    tg_node_needs_grad(n, 2))
+	if (tg_fused_sums_ok(dout) && y->shape[1] > 1 && tg_node_needs_grad(n, 2))
 		db = tg_relu_backward_rows(dout, y, b, &g);
 	else
 		g = tg_relu_backward(dout, y);

@@ -1203,6 +1203,21 @@ static void fused_pairs_of_modules_give_the_bits_of_the_two_ops(void **state)
 	}
 }
 
+/* m's two hidden activations, of widths 5 and 4, are the outputs of the
+ * fused op named op (its i-th node is activation i's) and hold no negative
+ * value. */
+static void assert_fused_activations(const tg_mlp *m, const char *op)
+{
+	for (int i = 1; i <= 2; i++) {
+		tg_tensor *a = tg_mlp_activation(m, i);
+		assert_non_null(a);
+		assert_int_equal(tg_dim(a, 1), i == 1 ? 5 : 4);
+		assert_int_equal(nodes_of(a, op), i);
+		for (size_t k = 0; k < tg_numel(a); k++)
+			assert_true(tg_get(a, k) >= 0);
+	}
+}
+
 /* tg_mlp's hidden activation is the output of the fused op of its layer
  * and relu: addmm_relu, or batch_norm_relu after a batch norm. */
 static void an_mlps_relu_activation_is_the_fused_layers_output(void **state)
@@ -1217,14 +1232,7 @@ static void an_mlps_relu_activation_is_the_fused_layers_output(void **state)
 	assert_non_null(out);
 	assert_int_equal(nodes_of(out, "addmm_relu"), 2);
 	assert_int_equal(nodes_of(out, "relu"), 0);
-	for (int i = 1; i <= 2; i++) {
-		tg_tensor *a = tg_mlp_activation(m, i);
-		assert_non_null(a);
-		assert_int_equal(tg_dim(a, 1), i == 1 ? 5 : 4);
-		assert_int_equal(nodes_of(a, "addmm_relu"), i);
-		for (size_t k = 0; k < tg_numel(a); k++)
-			assert_true(tg_get(a, k) >= 0);
-	}
+	assert_fused_activations(m, "addmm_relu");
 	assert_ctx_ok(ctx);
 	tg_mlp_free(m);
 	tg_ctx_free(ctx);
@@ -1243,14 +1251,7 @@ static void an_mlps_activation_with_batch_norm_is_the_relus_output(void **state)
 	tg_tensor *x = tg_randn(ctx, TG_F32, SHAPE(8, 6), 0, 1);
 	tg_tensor *out = tg_mlp_forward(m, x);
 	assert_non_null(out);
-	for (int i = 1; i <= 2; i++) {
-		tg_tensor *a = tg_mlp_activation(m, i);
-		assert_non_null(a);
-		assert_int_equal(tg_dim(a, 1), i == 1 ? 5 : 4);
-		assert_int_equal(nodes_of(a, "batch_norm_relu"), i);
-		for (size_t k = 0; k < tg_numel(a); k++)
-			assert_true(tg_get(a, k) >= 0);
-	}
+	assert_fused_activations(m, "batch_norm_relu");
 	/* evaluating, with and without a gradient wanted: the relu's output */
 	tg_mlp_train(m, false);
 	for (int grad = 0; grad < 2; grad++) {
