@@ -1,5 +1,7 @@
 /*
- * fuzz_expr.c - libFuzzer target: random expressions over every public op.
+ * fuzz_expr.c - libFuzzer target: random expressions over the elementwise
+ * ops, reductions, products and indexing (fuzz_ops.c takes the ops with
+ * geometry).
  *
  * The input bytes are a little program for a machine with a few tensor
  * slots: make leaves of random shapes (valid or not) and dtypes (the index
