@@ -43,8 +43,10 @@ static int check_tensor(const call *c, const tg_tensor *t, const char *what, int
 		return -1;
 	}
 	tg_ctx *tc = tg_tensor_check(c->who, t);
-	if (!tc)
+	if (!tc) {
+		tg_stale_elsewhere(c->ctx, c->who, t, "%s %d", what, i);
 		return -1;
+	}
 	if (tc != c->ctx) {
 		tg_fail(c->ctx, TG_ECTX, "%s: %s %d belongs to another context", c->who, what, i);
 		return -1;

@@ -80,8 +80,10 @@ static int check_args(check *c, tg_ctx *ctx, tg_fn f, int nin, tg_tensor *const 
 			return -1;
 		}
 		tg_ctx *tc = tg_tensor_check(c->who, t);
-		if (!tc)
+		if (!tc) {
+			tg_stale_elsewhere(ctx, c->who, t, "input %d", i);
 			return -1;
+		}
 		if (tc != ctx) {
 			tg_fail(ctx, TG_ECTX, "%s: input %d belongs to another context", c->who, i);
 			return -1;

@@ -378,6 +378,12 @@ char *tg_shape_fmt(int ndim, const int64_t *shape, char *buf);
  * once its page was given back). Returns
  * the tensor's context. Does not look at the error state. */
 tg_ctx *tg_tensor_check(const char *who, const tg_tensor *t);
+/* After tg_tensor_check(who, t) found t stale, for a call whose context is
+ * ctx (NULL: none known): when t belongs to another context, ctx records
+ * TG_ECTX too, naming the argument (fmt ...), so that ctx's caller does not
+ * see a NULL with no error; the stale use itself stays in t's context. */
+TG_SLOW void tg_stale_elsewhere(tg_ctx *ctx, const char *who, const tg_tensor *t,
+				const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Checks an op's inputs: none NULL, none stale, one context, one dtype, no
  * error already set. Returns the context, or NULL (after recording an error
  * where one is new) when the op must return NULL. */

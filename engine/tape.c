@@ -10,6 +10,7 @@
 #include "internal.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 /* ---- checking arguments ----------------------------------------------------- */
@@ -47,6 +48,35 @@ tg_ctx *tg_tensor_check(const char *who, const tg_tensor *t)
 	return t->ctx;
 }
 
+TG_SLOW void tg_stale_elsewhere(tg_ctx *ctx, const char *who, const tg_tensor *t,
+				const char *fmt, ...)
+{
+	tg_ctx *owner = t->magic == TG_TENSOR_MAGIC ? t->ctx : tg_arena_owner(t);
+	if (!ctx || owner == ctx || ctx->status != TG_OK)
+		return;
+	char what[64];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof what, fmt, ap);
+	va_end(ap);
+	if (owner)
+		tg_fail(ctx, TG_ECTX, "%s: %s belongs to another context, whose tg_reset freed it",
+			who, what);
+	else
+		tg_fail(ctx, TG_ESTALE, "%s: %s was freed by tg_reset", who, what);
+}
+
+/* The context of the first argument that is neither NULL nor stale. */
+static tg_ctx *first_live_ctx(int nin, tg_tensor *const *in)
+{
+	for (int i = 0; i < nin; i++) {
+		const tg_tensor *t = in[i];
+		if (t && t->magic == TG_TENSOR_MAGIC && (t->persistent || t->gen == t->ctx->gen))
+			return t->ctx;
+	}
+	return NULL;
+}
+
 /* tg_op_begin once some check has failed: finds the first failure in the
  * order the checks are documented and records it. */
 static TG_SLOW tg_ctx *op_begin_failed(const char *who, int nin, tg_tensor *const *in,
@@ -61,8 +91,10 @@ static TG_SLOW tg_ctx *op_begin_failed(const char *who, int nin, tg_tensor *cons
 			continue;
 		}
 		tg_ctx *c = tg_tensor_check(who, in[i]);
-		if (!c)
+		if (!c) {
+			tg_stale_elsewhere(first_live_ctx(nin, in), who, in[i], "argument %d", i);
 			return NULL;
+		}
 		if (!ctx)
 			ctx = c;
 		else if (c != ctx)
@@ -270,9 +302,18 @@ void tg_tape_cut(tg_ctx *ctx, tg_node *to, bool same_step)
 static tg_ctx *record_begin(const char *who, int nin, tg_tensor *const *all)
 {
 	tg_ctx *ctx = NULL;
-	for (int i = 0; i <= nin && !ctx; i++)
-		if (all[i] && !(ctx = tg_tensor_check(who, all[i])))
-			return NULL; /* stale, reported */
+	for (int i = 0; i <= nin && !ctx; i++) {
+		if (all[i] && !(ctx = tg_tensor_check(who, all[i]))) {
+			/* stale, reported */
+			if (i == 0)
+				tg_stale_elsewhere(first_live_ctx(nin + 1, all), who, all[0],
+						   "the output");
+			else
+				tg_stale_elsewhere(first_live_ctx(nin + 1, all), who, all[i],
+						   "input %d", i - 1);
+			return NULL;
+		}
+	}
 	if (!ctx || ctx->status != TG_OK)
 		return NULL;
 	char a[TG_SHAPE_STR], b[TG_SHAPE_STR], what[32];
@@ -283,8 +324,10 @@ static tg_ctx *record_begin(const char *who, int nin, tg_tensor *const *all)
 		const tg_tensor *x = all[i];
 		if (!x)
 			return tg_fail(ctx, TG_ENULL, "tg_record: %s: input %d is NULL", who, i - 1);
-		if (!tg_tensor_check(who, x))
+		if (!tg_tensor_check(who, x)) {
+			tg_stale_elsewhere(ctx, who, x, "input %d", i - 1);
 			return NULL;
+		}
 		if (x->ctx != ctx)
 			return tg_fail(ctx, TG_ECTX,
 				       "tg_record: %s: input %d belongs to another context than the "

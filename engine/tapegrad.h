@@ -539,7 +539,8 @@ TG_API int tg_write_dot_file(const tg_tensor *y, const char *path);
  * context (TG_ESHAPE for shapes that do not fit, TG_EDTYPE for mixed or
  * index dtypes, TG_ECTX for two contexts, TG_EARG for a bad axis or value,
  * TG_ENULL for a NULL input beside one that names the context, TG_ESTALE,
- * TG_ENOMEM); NULL too, with nothing new recorded, while an error is
+ * TG_ENOMEM; a stale input of another context is TG_ESTALE in its own
+ * context and TG_ECTX in the op's); NULL too, with nothing new recorded, while an error is
  * already set (the usual cause of a NULL input) or when no input names a
  * context. */
 

@@ -34,8 +34,10 @@ static bool index_arg_ok(tg_ctx *ctx, const char *who, const char *name, const t
 		return false;
 	}
 	tg_ctx *c = tg_tensor_check(who, idx);
-	if (!c)
+	if (!c) {
+		tg_stale_elsewhere(ctx, who, idx, "%s", name);
 		return false;
+	}
 	if (c != ctx) {
 		tg_fail(ctx, TG_ECTX, "%s: %s belongs to another context", who, name);
 		return false;

@@ -198,8 +198,12 @@ tg_tensor *tg_where(tg_tensor *mask, tg_tensor *a, tg_tensor *b)
 		return where_null(who, in);
 	/* a and b are checked as a pair: its errors count them 0 and 1 */
 	tg_ctx *ctx = tg_op_begin("tg_where (a, b)", 2, in + 1);
-	if (!ctx || !tg_tensor_check(who, mask))
+	if (!ctx)
 		return NULL;
+	if (!tg_tensor_check(who, mask)) {
+		tg_stale_elsewhere(ctx, who, mask, "the mask");
+		return NULL;
+	}
 	if (mask->ctx != ctx)
 		return tg_fail(ctx, TG_ECTX, "%s: mask belongs to another context than a and b",
 			       who);

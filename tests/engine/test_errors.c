@@ -83,6 +83,58 @@ static void tensors_of_two_contexts_do_not_mix(void **state)
 	tg_ctx_free(c2);
 }
 
+static tg_tensor *sum_of(tg_tensor *const *in, void *user)
+{
+	(void)user;
+	return tg_sum(in[0]);
+}
+
+/* A stale tensor of context c2 given to a call of context c1: c2 records
+ * the stale use, c1 that an argument was not its own, so c1's caller does
+ * not see a NULL with no error. */
+static void a_stale_tensor_of_another_context_is_an_error_in_both(void **state)
+{
+	(void)state;
+	tg_ctx *c1 = tg_ctx_new(1), *c2 = tg_ctx_new(2);
+	tg_tensor *a = tg_ones(c1, TG_F64, SHAPE(2));
+	tg_tensor *x = tg_ones(c1, TG_F64, SHAPE(2, 3));
+	tg_tensor *kept = tg_ones(c2, TG_F64, SHAPE(2));
+	tg_tensor *labels = tg_labels(c2, 2, (int32_t[]){ 0, 2 });
+	tg_reset(c2);
+	static const char *const expected[] = {
+		"tg_add: argument 1 belongs to another context, whose tg_reset freed it",
+		"tg_add: argument 0 belongs to another context, whose tg_reset freed it",
+		"tg_pick: idx belongs to another context, whose tg_reset freed it",
+		"tg_where: the mask belongs to another context, whose tg_reset freed it",
+		"tg_vjp: input 0 belongs to another context, whose tg_reset freed it",
+	};
+	for (int k = 0; k < 5; k++) {
+		tg_tensor *out = NULL, *vjp = NULL;
+		switch (k) {
+		case 0: assert_null(tg_add(a, kept)); break;
+		case 1: assert_null(tg_add(kept, a)); break;
+		case 2: assert_null(tg_pick(x, labels)); break;
+		case 3: assert_null(tg_where(kept, a, a)); break;
+		case 4:
+			assert_int_equal(tg_vjp(c1, sum_of, NULL, 1, &kept, NULL, &out, &vjp), -1);
+			break;
+		}
+		assert_error(c1, TG_ECTX, expected[k]);
+		assert_int_equal(tg_status_of(c2), TG_ESTALE);
+		tg_clear_error(c1);
+		tg_clear_error(c2);
+	}
+	/* a stale tensor of the call's own context is that context's TG_ESTALE */
+	tg_tensor *old = tg_ones(c1, TG_F64, SHAPE(2));
+	tg_reset(c1);
+	a = tg_ones(c1, TG_F64, SHAPE(2));
+	assert_null(tg_add(a, old));
+	assert_error(c1, TG_ESTALE, "tg_add: tensor (2,) was freed by tg_reset");
+	assert_ctx_ok(c2);
+	tg_ctx_free(c1);
+	tg_ctx_free(c2);
+}
+
 static void anomaly_mode_names_log_in_log0_times_0(void **state)
 {
 	(void)state;
@@ -255,6 +307,7 @@ int main(void)
 		cmocka_unit_test(mixed_dtypes_are_refused),
 		cmocka_unit_test(a_null_argument_is_named),
 		cmocka_unit_test(tensors_of_two_contexts_do_not_mix),
+		cmocka_unit_test(a_stale_tensor_of_another_context_is_an_error_in_both),
 		cmocka_unit_test(anomaly_mode_names_log_in_log0_times_0),
 		cmocka_unit_test(anomaly_mode_names_an_overflowing_exp),
 		cmocka_unit_test(anomaly_mode_names_a_nan_gradient),
