@@ -18,6 +18,8 @@
  * regression loss is in the targets' units, so standardise them) ends
  * the run with TG_EANOMALY and a message that suggests a smaller learning
  * rate; the check is before the update, so the step's update is not made.
+ * A step that fails so leaves the model's state (batch norm's running
+ * statistics) as it was before the step, too.
  * tg_train_opts.no_divergence_check turns it off.
  * Weight decay is the optimizer's (tg_optim_opts.weight_decay): the loop adds
  * no penalty to the loss, so train_loss is the plain loss of the task.

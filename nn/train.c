@@ -721,6 +721,11 @@ typedef struct run {
 	/* the current epoch */
 	double epoch_t0;
 	int64_t epoch_steps;
+	/* the model's state tensors (running statistics) and their values
+	 * before the current step (state_save) */
+	tg_tensor **state;
+	size_t nstate;
+	unsigned char *state_before;
 } run;
 
 /* ---- progress on stderr ---------------------------------------------------------------- */
@@ -955,14 +960,73 @@ static void short_batch_failed(run *r, const tg_batch *b, int64_t epoch, int64_t
 	free(msg);
 }
 
-/* One training step on b: 0 made, -1 failed before the update was made,
- * 1 made and then failed by the on_step callback's error. */
+/* The model's state: the tensors a forward pass may change that are not
+ * parameters (a batch norm's running statistics, a custom module's
+ * tg_keep'd state). A step that fails after its forward (a non-finite or a
+ * diverged loss) puts them back as they were before it, as it makes no
+ * update: a model stopped by a bad batch evaluates as before the batch. */
+static size_t bytes_of(const tg_tensor *t)
+{
+	tg_dtype dt = tg_dtype_of(t);
+	return tg_numel(t) * (dt == TG_F64 || dt == TG_I64 ? 8 : 4);
+}
+
+static int state_init(run *r)
+{
+	size_t n = tg_module_tensors(r->m, NULL, 0), bytes = 0;
+	if (!n)
+		return 0;
+	r->state = malloc(n * sizeof *r->state);
+	if (!r->state)
+		goto oom;
+	tg_module_tensors(r->m, r->state, n);
+	for (size_t i = 0; i < n; i++)
+		if (!tg_is_param(r->state[i])) {
+			r->state[r->nstate++] = r->state[i];
+			bytes += bytes_of(r->state[i]);
+		}
+	if (!r->nstate)
+		return 0;
+	r->state_before = malloc(bytes);
+	if (r->state_before)
+		return 0;
+oom:
+	tg_fail(r->ctx, TG_ENOMEM, "%s: out of memory for the model's state", r->who);
+	return -1;
+}
+
+static void state_save(run *r)
+{
+	unsigned char *p = r->state_before;
+	for (size_t i = 0; i < r->nstate; i++) {
+		size_t size = bytes_of(r->state[i]);
+		memcpy(p, tg_data(r->state[i]), size);
+		p += size;
+	}
+}
+
+static void state_restore(run *r)
+{
+	const unsigned char *p = r->state_before;
+	for (size_t i = 0; i < r->nstate; i++) {
+		size_t size = bytes_of(r->state[i]);
+		void *to = tg_data_mut(r->state[i]);
+		if (to)
+			memcpy(to, p, size);
+		p += size;
+	}
+}
+
+/* One training step on b: 0 made, -1 failed before the update was made
+ * (the model's state as before it), 1 made and then failed by the on_step
+ * callback's error. */
 static int step(run *r, const tg_batch *b, int64_t epoch, int64_t it)
 {
 	tg_ctx *ctx = r->ctx;
 	tg_dist *dist = r->opts.dist;
 	if (dist && tg_dist_hooks_of(dist)->step_begin(dist))
 		return -1;
+	state_save(r);
 	tg_tensor *out = tg_forward(r->m, b->x);
 	tg_tensor *loss = task_loss(&r->task, r->who, out, b->labels, b->t);
 	if (!tg_ok(ctx) && b->total < r->batch)
@@ -1011,6 +1075,7 @@ static int step(run *r, const tg_batch *b, int64_t epoch, int64_t it)
 			"with tg_train_opts.no_divergence_check, train --no-divergence-check)",
 			r->who, l, (long long)epoch, (long long)it + 1, TG_TRAIN_DIVERGENCE, r->first_loss);
 	if (!tg_ok(ctx)) {
+		state_restore(r);
 		/* under dist every rank stops here alike, as the loss is the global
 		 * batch's: none waits for another, and the ranks may finalise */
 		if (dist)
@@ -1030,8 +1095,10 @@ static int step(run *r, const tg_batch *b, int64_t epoch, int64_t it)
 	}
 	tg_optim_step(r->o);
 	tg_reset(ctx);
-	if (!tg_ok(ctx))
+	if (!tg_ok(ctx)) {
+		state_restore(r);
 		return -1;
+	}
 	/* the step is made: counted even if the callback then sets an error */
 	if (r->opts.on_step)
 		r->opts.on_step(it + 1, l, r->opts.step_user);
@@ -1571,7 +1638,8 @@ static int fit(const char *who, tg_module *m, tg_optim *o, const tg_task *task,
 		goto out_free;
 	}
 	if (tally_init(ctx, who, &r.tr, rows, is_regression(r.task.loss) ? train->tdim : 0,
-		       train))
+		       train) ||
+	    state_init(&r))
 		goto out_free;
 	/* The model's K outputs bound every label, checked here naming its set
 	 * and row, not at the step (or the epoch's end) that meets it */
@@ -1644,6 +1712,8 @@ out_free:
 	tg_batcher_free(bt);
 	free(modes);
 	free(r.own);
+	free(r.state);
+	free(r.state_before);
 	tally_free(&r.tr);
 	if (last)
 		*last = mt;

@@ -297,6 +297,70 @@ static void a_non_finite_first_loss_names_the_starting_parameters(void **state)
 	fixture_free(&f);
 }
 
+/* The running statistics (every non-parameter tensor of the net's state)
+ * after the latest step made, through on_step. */
+typedef struct {
+	tg_mlp *net;
+	float saved[4][64];
+	int64_t steps;
+} stats_after;
+
+static void running_stats(const tg_mlp *net, float out[4][64])
+{
+	size_t n;
+	tg_tensor *const *all = tg_mlp_state(net, &n);
+	int k = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (tg_is_param(all[i]))
+			continue;
+		assert_true(k < 4 && tg_numel(all[i]) <= 64);
+		memcpy(out[k++], tg_data(all[i]), tg_numel(all[i]) * sizeof(float));
+	}
+	assert_int_equal(k, 2); /* bn1's running_mean and running_var */
+}
+
+static void save_running_stats(int64_t iter, double loss, void *user)
+{
+	(void)loss;
+	stats_after *a = user;
+	running_stats(a->net, a->saved);
+	a->steps = iter;
+}
+
+/* A step that fails after its forward (a NaN in the batch, a diverged
+ * loss) makes no update, and leaves batch norm's running statistics as the
+ * last step made left them: the model evaluates as before the bad batch. */
+static void a_failed_step_leaves_the_running_statistics_as_they_were(void **state)
+{
+	(void)state;
+	tg_mlp_opts mo = tg_mlp_defaults();
+	mo.batchnorm = true;
+	for (int kind = 0; kind < 2; kind++) {
+		tg_optim_opts oo = tg_optim_defaults(TG_ADAM);
+		if (kind == 1)
+			oo.lr = 1e6;
+		fixture f;
+		fixture_new(&f, 3, &mo, &oo);
+		if (kind == 0)
+			f.train.x[900 * f.train.d + 5] = NAN; /* met within the first epoch */
+		stats_after a = { .net = f.net };
+		tg_train_opts to = quiet_opts();
+		to.epochs = 2;
+		to.on_step = save_running_stats;
+		to.step_user = &a;
+		tg_metrics last;
+		assert_int_equal(tg_train(f.net, f.opt, &f.train, &f.test, &to, &last), -1);
+		assert_error(f.ctx, kind == 0 ? TG_EARG : TG_EANOMALY,
+			     kind == 0 ? "row 900 has feature 5 = nan" : "the loss diverged");
+		assert_true(a.steps >= 1);
+		assert_int_equal(a.steps, tg_optim_steps(f.opt));
+		float now[4][64] = { { 0 } };
+		running_stats(f.net, now);
+		assert_memory_equal(now, a.saved, sizeof now);
+		fixture_free(&f);
+	}
+}
+
 static void a_diverging_loss_stops_training_without_anomaly_mode(void **state)
 {
 	(void)state;
@@ -1619,6 +1683,7 @@ int main(void)
 		cmocka_unit_test(a_non_finite_first_loss_names_the_starting_parameters),
 		cmocka_unit_test(an_error_set_by_on_step_counts_the_step_it_follows),
 		cmocka_unit_test(a_diverging_loss_stops_training_without_anomaly_mode),
+		cmocka_unit_test(a_failed_step_leaves_the_running_statistics_as_they_were),
 		cmocka_unit_test(a_net_that_does_not_fit_the_data_is_a_shape_error),
 		cmocka_unit_test(an_optimizer_of_another_context_is_refused),
 		cmocka_unit_test(a_label_beyond_the_models_outputs_is_named_before_training),
