@@ -642,6 +642,11 @@ int tg_load_mnist(tg_ctx *ctx, const char *dir, tg_dataset *train, tg_dataset *t
 	}
 	*train = (tg_dataset){ 0 };
 	*test = (tg_dataset){ 0 };
+	if (train == test) {
+		tg_fail(ctx, TG_EARG, "tg_load_mnist: train and test are the same data set; "
+				      "the files hold two");
+		return -1;
+	}
 	if (!dir)
 		dir = TG_FASHION_MNIST_DIR;
 	if (!*dir) { /* not the root directory that "/train-images-idx3-ubyte" is in */

@@ -569,6 +569,11 @@ static void a_missing_idx_file_is_an_io_error(void **state)
 	assert_error(ctx, TG_EARG, "tg_load_mnist: dir is empty");
 	assert_empty(&train);
 	assert_empty(&test);
+	tg_clear_error(ctx);
+	/* one data set for both would keep the test set and lose the other */
+	assert_int_equal(tg_load_mnist(ctx, d.path, &train, &train), -1);
+	assert_error(ctx, TG_EARG, "tg_load_mnist: train and test are the same data set");
+	assert_empty(&train);
 	tg_ctx_free(ctx);
 	tmp_remove(&d);
 }
