@@ -633,11 +633,37 @@ static size_t temp_stem(const char *base)
 	return n < TEMP_STEM ? n : TEMP_STEM;
 }
 
-/* Removes the temporary files "<stem>.tmp.<pid>[.<any>]" in dir whose writer
- * process no longer exists: what a save killed mid-write leaves behind.
- * Temporaries of live processes (this one's other threads included) stay.
- * A writer in another PID namespace sharing the directory looks dead from
- * here; such writers should save to paths of their own. */
+/* The writer's pid of s when s is a temporary's name as create_temp makes
+ * them, "<stem>.tmp.<pid>.<6 hex digits>" with stem the first blen bytes
+ * of base; else 0. */
+static long temp_writer(const char *s, const char *base, size_t blen)
+{
+	if (strncmp(s, base, blen) != 0 || strncmp(s + blen, ".tmp.", 5) != 0)
+		return 0;
+	s += blen + 5;
+	long pid = 0;
+	const char *digits = s;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		if (pid > INT_MAX / 10)
+			return 0;
+		pid = pid * 10 + (*s - '0');
+	}
+	if (s == digits || *s != '.')
+		return 0;
+	s++;
+	for (int i = 0; i < 6; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return s[6] == '\0' && pid <= INT_MAX ? pid : 0;
+}
+
+/* Removes the temporary files in dir whose writer process no longer
+ * exists: what a save killed mid-write leaves behind. Only regular files
+ * named exactly as create_temp names them go; a file of the user's that
+ * only begins so ("<stem>.tmp.3.txt") stays. Temporaries of live processes
+ * (this one's other threads included) stay. A writer in another PID
+ * namespace sharing the directory looks dead from here; such writers
+ * should save to paths of their own. */
 static void remove_leftovers(const char *dir, const char *base)
 {
 	DIR *d = opendir(dir);
@@ -647,17 +673,14 @@ static void remove_leftovers(const char *dir, const char *base)
 	struct dirent *e;
 	while ((e = readdir(d))) {
 		const char *s = e->d_name;
-		if (strncmp(s, base, blen) != 0 || strncmp(s + blen, ".tmp.", 5) != 0)
-			continue;
-		char *end;
-		errno = 0;
-		long pid = strtol(s + blen + 5, &end, 10);
-		if (errno || end == s + blen + 5 || pid <= 0 || pid > INT_MAX ||
-		    (*end != '\0' && *end != '.'))
+		long pid = temp_writer(s, base, blen);
+		if (pid <= 0)
 			continue;
 		if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
 			continue;
-		unlinkat(dirfd(d), s, 0);
+		struct stat st;
+		if (fstatat(dirfd(d), s, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+			unlinkat(dirfd(d), s, 0);
 	}
 	closedir(d);
 }

@@ -417,8 +417,9 @@ TG_API int tg_state_restore_rng(const tg_state *s, tg_ctx *ctx);
  * path, and threads or processes saving to the same path at once each leave
  * a whole file (the last rename wins). On failure the temporary file is
  * removed and whatever was at path is untouched. Temporaries
- * "<path>.tmp.<pid>..." whose process no longer exists (a save killed
- * mid-write) are removed by the next save to path. When path is a symbolic
+ * "<path>.tmp.<pid>.<6 hex>" (that name exactly, a regular file) whose
+ * process no longer exists (a save killed mid-write) are removed by the
+ * next save to path; other files, "<path>.tmp.<n>.txt" say, stay. When path is a symbolic
  * link the file it points at is written and the link stays. Only a regular
  * file is replaced: a FIFO, a device node, a socket or a directory at path
  * (or where its link leads) is TG_EIO naming what it is, and stays. A

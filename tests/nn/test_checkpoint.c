@@ -920,27 +920,31 @@ static void leftovers_of_dead_writers_are_removed_by_the_next_save(void **state)
 	(void)state;
 	tmpdir d;
 	tmp_make(&d);
-	char path[256], dead1[300], dead2[300], live1[300], live2[300], other[300];
+	char path[256], dead[300], live1[300], live2[300], other[300], user[3][300];
 	tmp_file(&d, "model.ckpt", path);
 	/* a child makes temporaries as a killed save would leave them, and exits */
 	fflush(NULL);
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		char a[300], b[300];
+		char a[300];
 		snprintf(a, sizeof a, "%s.tmp.%ld.a1b2c3", path, (long)getpid());
-		snprintf(b, sizeof b, "%s.tmp.%ld", path, (long)getpid()); /* the old naming */
 		touch(a);
-		touch(b);
 		_exit(0);
 	}
 	int status;
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_int_equal(kill(pid, 0), -1); /* reaped: no such process */
 	assert_int_equal(errno, ESRCH);
-	snprintf(dead1, sizeof dead1, "%s.tmp.%ld.a1b2c3", path, (long)pid);
-	snprintf(dead2, sizeof dead2, "%s.tmp.%ld", path, (long)pid);
-	assert_true(exists(dead1) && exists(dead2));
+	snprintf(dead, sizeof dead, "%s.tmp.%ld.a1b2c3", path, (long)pid);
+	assert_true(exists(dead));
+	/* the user's files that only begin as a temporary's name does, with the
+	 * dead writer's number in them, stay */
+	snprintf(user[0], sizeof user[0], "%s.tmp.%ld", path, (long)pid);
+	snprintf(user[1], sizeof user[1], "%s.tmp.%ld.txt", path, (long)pid);
+	snprintf(user[2], sizeof user[2], "%s.tmp.%ld.a1b2c3.orig", path, (long)pid);
+	for (int i = 0; i < 3; i++)
+		touch(user[i]);
 	/* temporaries of live writers (this process, init) and other names stay */
 	snprintf(live1, sizeof live1, "%s.tmp.%ld.ffffff", path, (long)getpid());
 	snprintf(live2, sizeof live2, "%s.tmp.1.000000", path);
@@ -949,10 +953,13 @@ static void leftovers_of_dead_writers_are_removed_by_the_next_save(void **state)
 	touch(live2);
 	touch(other);
 	save_model(path, TG_F32, NULL);
-	if (exists(dead1) || exists(dead2))
-		fail_msg("a dead writer's temporary is still there: %s %s", dead1, dead2);
+	if (exists(dead))
+		fail_msg("a dead writer's temporary is still there: %s", dead);
 	assert_true(exists(live1) && exists(live2) && exists(other));
-	assert_int_equal(tmp_count(&d), 4);
+	for (int i = 0; i < 3; i++)
+		if (!exists(user[i]))
+			fail_msg("the save removed %s", user[i]);
+	assert_int_equal(tmp_count(&d), 7);
 	tmp_remove(&d);
 }
 
