@@ -1121,14 +1121,43 @@ static void log_step(int64_t iter, double loss, void *user)
  * those steps run again. A file whose lines are not "step loss" with steps
  * 1, 2, ... in turn, or that stops short of `done` (an empty one too), is
  * refused rather than continued; a path with no file starts a new log.
- * NULL after a message. */
+ * A new log does not overwrite a file whose first line is not a step's
+ * (but standard output's, --step-log /dev/stdout > file), and a FIFO that
+ * no process reads is an error rather than a wait. NULL after a message. */
 static FILE *step_log_open(const char *path, bool resume, int64_t done)
 {
-	struct stat st;
-	resume = resume && stat(path, &st) == 0 && S_ISREG(st.st_mode);
-	FILE *f = fopen(path, resume ? "r+" : "w");
+	struct stat st, o;
+	bool there = stat(path, &st) == 0;
+	resume = resume && there && S_ISREG(st.st_mode);
+	bool std_out = there && ((fstat(STDOUT_FILENO, &o) == 0 && o.st_dev == st.st_dev &&
+				  o.st_ino == st.st_ino) ||
+				 (fstat(STDERR_FILENO, &o) == 0 && o.st_dev == st.st_dev &&
+				  o.st_ino == st.st_ino));
+	if (!resume && there && S_ISREG(st.st_mode) && st.st_size > 0 && !std_out) {
+		FILE *in = fopen(path, "r");
+		char first[64] = "";
+		bool step_log = in && fgets(first, sizeof first, in) && !strncmp(first, "1 ", 2);
+		if (in)
+			fclose(in);
+		if (!step_log) {
+			fprintf(stderr,
+				"%s: --step-log %s: a file of something else (its first line is "
+				"not step 1's); give another path, or remove the file\n",
+				prog, path);
+			return NULL;
+		}
+	}
+	int fd = open(path, (resume ? O_RDWR : O_WRONLY | O_CREAT | O_TRUNC) | O_NONBLOCK | O_CLOEXEC,
+		      0666);
+	int fl = fd >= 0 ? fcntl(fd, F_GETFL) : -1;
+	FILE *f = fl >= 0 && fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == 0
+			  ? fdopen(fd, resume ? "r+" : "w")
+			  : NULL;
 	if (!f) {
-		fprintf(stderr, "%s: --step-log %s: %s\n", prog, path, strerror(errno));
+		fprintf(stderr, "%s: --step-log %s: %s\n", prog, path,
+			errno == ENXIO ? "a FIFO that no process reads" : strerror(errno));
+		if (fd >= 0)
+			close(fd);
 		return NULL;
 	}
 	char *line = NULL;

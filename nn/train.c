@@ -23,6 +23,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -863,18 +864,81 @@ static int log_resume(run *r)
 }
 
 /* A new log, or, when training resumes, the log of the epochs before. */
+/* True when st is the file of standard output or error (--log
+ * /dev/stdout with the output sent to a file). */
+static bool is_std_output(const struct stat *st)
+{
+	struct stat o;
+	for (int fd = STDOUT_FILENO; fd <= STDERR_FILENO; fd++)
+		if (fstat(fd, &o) == 0 && o.st_dev == st->st_dev && o.st_ino == st->st_ino)
+			return true;
+	return false;
+}
+
+/* True when the regular file at path has bytes and its first line is not
+ * the log's header (with LF or CR LF): a file of something else, which a
+ * new log would overwrite. Standard output's file is written as asked. */
+static bool holds_other(const char *path, const struct stat *st)
+{
+	if (!S_ISREG(st->st_mode) || st->st_size == 0 || is_std_output(st))
+		return false;
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return false; /* the open for writing says why */
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len = getline(&line, &cap, f);
+	bool other = len < 0 || (strcmp(line, log_header) && !crlf_header(line, len));
+	free(line);
+	fclose(f);
+	return other;
+}
+
+/* The log's file, opened for writing (resume: for reading and writing,
+ * not truncated). A FIFO is opened without waiting: with no reader that
+ * is ENXIO at once, not a run that hangs before its first step. */
+static FILE *log_file(const char *path, bool resume)
+{
+	int fd = open(path, (resume ? O_RDWR : O_WRONLY | O_CREAT | O_TRUNC) | O_NONBLOCK | O_CLOEXEC,
+		      0666);
+	if (fd < 0)
+		return NULL;
+	int fl = fcntl(fd, F_GETFL);
+	FILE *f = fl >= 0 && fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == 0
+			  ? fdopen(fd, resume ? "r+" : "w")
+			  : NULL;
+	if (!f) {
+		int e = errno;
+		close(fd);
+		errno = e;
+	}
+	return f;
+}
+
 static int log_open(run *r)
 {
 	const char *path = r->opts.log_path;
 	if (!path)
 		return 0;
+	if (!*path) {
+		tg_fail(r->ctx, TG_EARG, "%s: the log's path is empty (NULL: no log)", r->who);
+		return -1;
+	}
 	/* only a regular file is read back: a pipe or a terminal is written */
 	struct stat st;
-	bool resume = r->opts.start_epoch > 0 && stat(path, &st) == 0 && S_ISREG(st.st_mode);
-	r->log = fopen(path, resume ? "r+" : "w");
+	bool there = stat(path, &st) == 0;
+	bool resume = r->opts.start_epoch > 0 && there && S_ISREG(st.st_mode);
+	if (!resume && there && holds_other(path, &st)) {
+		tg_fail(r->ctx, TG_EIO,
+			"%s: the log %s is a file of something else (its first line is not a "
+			"log's header); give another path, or remove the file",
+			r->who, path);
+		return -1;
+	}
+	r->log = log_file(path, resume);
 	if (!r->log) {
 		tg_fail(r->ctx, TG_EIO, "%s: cannot write the log %s: %s", r->who, path,
-			strerror(errno));
+			errno == ENXIO ? "it is a FIFO that no process reads" : strerror(errno));
 		return -1;
 	}
 	if (resume)

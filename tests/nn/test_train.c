@@ -16,6 +16,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- helpers ------------------------------------------------------------------ */
@@ -614,6 +615,56 @@ static void a_log_that_cannot_be_written_stops_the_run_at_that_epoch(void **stat
 	assert_int_equal(c.calls, 0);
 	assert_int_equal(last.epoch, 1);
 	assert_int_equal(tg_optim_steps(f.opt), 15);
+	fixture_free(&f);
+}
+
+/* A new log does not overwrite a file of something else, does not wait for
+ * a reader of a FIFO, and has a path; nothing is trained then. */
+static void a_log_path_that_would_lose_data_or_hang_is_refused(void **state)
+{
+	(void)state;
+	fixture f;
+	fixture_new(&f, 5, NULL, NULL);
+	char dir[] = "/tmp/tg_train_logs_XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char other[64], fifo[64], log[64];
+	snprintf(other, sizeof other, "%s/model.ckpt", dir);
+	snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+	snprintf(log, sizeof log, "%s/log.csv", dir);
+	FILE *o = fopen(other, "w");
+	assert_non_null(o);
+	fputs("not a log\n", o);
+	fclose(o);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	tg_train_opts to = quiet_opts();
+	to.epochs = 1;
+	to.batch = 100;
+	const char *paths[] = { other, fifo, "" };
+	const char *why[] = { "model.ckpt is a file of something else (its first line is not a "
+			      "log's header); give another path, or remove the file",
+			      "fifo: it is a FIFO that no process reads",
+			      "tg_train: the log's path is empty" };
+	for (int i = 0; i < 3; i++) {
+		to.log_path = paths[i];
+		assert_int_equal(tg_train(f.net, f.opt, &f.train, &f.test, &to, NULL), -1);
+		assert_error(f.ctx, i == 2 ? TG_EARG : TG_EIO, why[i]);
+		tg_clear_error(f.ctx);
+	}
+	assert_int_equal(tg_optim_steps(f.opt), 0);
+	char buf[32] = { 0 };
+	o = fopen(other, "r");
+	assert_non_null(o);
+	assert_non_null(fgets(buf, sizeof buf, o));
+	fclose(o);
+	assert_string_equal(buf, "not a log\n");
+	/* a log of an earlier run is a log: a new run writes over it */
+	to.log_path = log;
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, &f.test, &to, NULL), 0);
+	assert_int_equal(tg_train(f.net, f.opt, &f.train, &f.test, &to, NULL), 0);
+	assert_int_equal(unlink(other), 0);
+	assert_int_equal(unlink(fifo), 0);
+	assert_int_equal(unlink(log), 0);
+	assert_int_equal(rmdir(dir), 0);
 	fixture_free(&f);
 }
 
@@ -1691,6 +1742,7 @@ int main(void)
 		cmocka_unit_test(training_does_nothing_while_the_context_holds_an_error),
 		cmocka_unit_test(the_csv_log_has_a_header_and_one_row_per_epoch),
 		cmocka_unit_test(a_log_that_cannot_be_written_stops_the_run_at_that_epoch),
+		cmocka_unit_test(a_log_path_that_would_lose_data_or_hang_is_refused),
 		cmocka_unit_test(a_resumed_run_keeps_the_rows_of_its_log),
 		cmocka_unit_test(iterations_with_replacement_count_epochs_of_n_over_b_steps),
 		cmocka_unit_test(sizes_too_large_to_count_are_refused_or_read_as_all_the_data),
