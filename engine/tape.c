@@ -847,6 +847,14 @@ tg_tensor *tg_grad(const tg_tensor *t)
 	if (!t->grad && t->grad_store && !t->store_blank && t->requires_grad && !t->node &&
 	    !t->ctx->walk) {
 		tg_tensor *m = (tg_tensor *)t; /* the gradient is no part of t's value */
+		if (t->grad_store->consumed) {
+			/* a recorded op saved the buffer: it keeps its values (the
+			 * op's backward reads them), and the zeros are a step
+			 * tensor, moved into the buffer by tg_reset */
+			m->grad = tg_zeros(t->ctx, t->dtype, t->ndim, t->shape);
+			t->ctx->kept_step_grad |= m->grad != NULL;
+			return m->grad;
+		}
 		memset(m->grad_store->data, 0, t->numel * tg_dtype_size(t->dtype));
 		m->grad_store->version++;
 		m->grad = m->grad_store;

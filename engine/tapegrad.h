@@ -324,7 +324,9 @@ TG_API int tg_backward_ex(tg_tensor *y, tg_tensor *dy, unsigned flags);
  * values. Any other is step. */
 TG_API tg_tensor *tg_grad(const tg_tensor *t);                 /* see above */
 /* After it, tg_grad of a leaf that had a gradient reads zeros, and the next
- * backward's gradient is written into the buffer (not added to zeros). */
+ * backward's gradient is written into the buffer (not added to zeros). A
+ * buffer that a recorded op saved keeps its values for that op: tg_grad
+ * then gives zeros in a step tensor of their own. */
 TG_API void tg_zero_grad(tg_tensor *t);
 TG_API void tg_zero_grads(tg_ctx *ctx);                        /* every param */
 /* Called by tg_backward (not tg_grad_of) once for each leaf that requires a

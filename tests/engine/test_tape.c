@@ -491,6 +491,42 @@ static void a_gradient_buffer_read_by_the_forward_pass_is_not_written_in_place(v
 	tg_ctx_free(ctx);
 }
 
+/* The same saved buffer after tg_zero_grad: tg_grad reads zeros without
+ * clearing the buffer in place, which the recorded op still reads, so the
+ * backward gives the same gradient whether or not tg_grad was asked first
+ * (it had failed with TG_EVERSION when asked). */
+static void tg_grad_after_zero_grad_leaves_a_saved_buffer_as_it_was(void **state)
+{
+	(void)state;
+	for (int peek = 0; peek < 2; peek++) {
+		tg_ctx *ctx = tg_ctx_new(3);
+		tg_tensor *p = tg_param(tg_from_f64(ctx, TG_F64, SHAPE(3), (double[]){ 1, 2, 3 }));
+		assert_int_equal(tg_backward(tg_sum(tg_mul(p, p))), 0);
+		tg_tensor *g = tg_grad(p); /* 2 p, p's buffer */
+		tg_tensor *u = tg_sum(tg_mul(g, p)); /* du/dp = g */
+		tg_zero_grad(p);
+		if (peek) {
+			tg_tensor *z = tg_grad(p);
+			assert_non_null(z);
+			assert_ptr_not_equal(z, g);
+			for (int i = 0; i < 3; i++)
+				assert_true(tg_get(z, i) == 0);
+		}
+		for (int i = 0; i < 3; i++)
+			assert_true(tg_get(g, i) == 2 * (i + 1));
+		assert_int_equal(tg_backward(u), 0);
+		for (int i = 0; i < 3; i++)
+			assert_true(tg_get(tg_grad(p), i) == 2 * (i + 1));
+		/* the step's end moves it into the buffer; the next step adds */
+		tg_reset(ctx);
+		assert_int_equal(tg_backward(tg_sum(p)), 0);
+		for (int i = 0; i < 3; i++)
+			assert_true(tg_get(tg_grad(p), i) == 2 * (i + 1) + 1);
+		assert_ctx_ok(ctx);
+		tg_ctx_free(ctx);
+	}
+}
+
 /* f = sum(w @ w^T): both gradients go to w, the first written into its
  * buffer, the second added: df/dw = (J + J^T) w = 2 J w, J all ones, so
  * every element of column j is 2 * (sum of column j of w). */
@@ -1080,6 +1116,7 @@ int main(void)
 		cmocka_unit_test(a_lazy_sum_gradient_gives_the_bits_of_one_made_in_full),
 		cmocka_unit_test(a_uniform_gradient_in_a_broadcast_reads_as_its_one_value),
 		cmocka_unit_test(a_gradient_buffer_read_by_the_forward_pass_is_not_written_in_place),
+		cmocka_unit_test(tg_grad_after_zero_grad_leaves_a_saved_buffer_as_it_was),
 		cmocka_unit_test(the_buffer_is_offered_only_for_a_first_leaf_gradient),
 		cmocka_unit_test(a_failed_backward_leaves_each_gradient_as_it_was),
 	};
