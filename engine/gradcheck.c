@@ -395,6 +395,8 @@ static int begin(check *c, const char *who, tg_ctx *ctx, tg_fn f, void *user, in
 {
 	static const tg_gradcheck_opts defaults = TG_GRADCHECK_DEFAULTS;
 	memset(c, 0, sizeof *c);
+	memset(res, 0, sizeof *res); /* no earlier call's figures, even when refused */
+	res->first.input = -1;
 	c->who = who;
 	c->opts = opts ? *opts : defaults;
 	if (check_args(c, ctx, f, nin, in, &c->opts))
@@ -405,8 +407,6 @@ static int begin(check *c, const char *who, tg_ctx *ctx, tg_fn f, void *user, in
 	c->nin = nin;
 	for (int i = 0; i < nin; i++)
 		c->in[i] = in[i];
-	memset(res, 0, sizeof *res);
-	res->first.input = -1;
 	c->grad_was = ctx->grad_enabled;
 	c->tape = ctx->tape;
 	c->gen = ctx->gen;

@@ -678,7 +678,8 @@ TG_API tg_tensor *tg_slice(tg_tensor *x, int axis, int64_t start, int64_t length
 TG_API tg_tensor *tg_pad_axis(tg_tensor *x, int axis, int64_t before, int64_t after);
 /* xs[0..n) joined along axis; off the axis their shapes agree. Any n >= 1
  * (beyond TG_MAX_INPUTS, a tree of concat nodes). ctx is the tensors'
- * context, so that an empty list is a reported error. dx_i = the slice of
+ * context, so that an empty list is a reported error (a NULL ctx is
+ * TG_ENULL in the first tensor's context). dx_i = the slice of
  * dout where x_i sits. */
 TG_API tg_tensor *tg_concat(tg_ctx *ctx, int n, tg_tensor *const *xs, int axis);
 /* xs[0..n), one shape, joined along a new axis at position axis of the

@@ -485,7 +485,18 @@ static tg_tensor *join(tg_ctx *ctx, join_fn node, int n, tg_tensor *const *xs, i
  * one context and dtype. Returns the context or NULL. */
 static tg_ctx *list_begin(tg_ctx *ctx, const char *who, int n, tg_tensor *const *xs)
 {
-	if (!ctx || ctx->status != TG_OK)
+	if (!ctx) {
+		/* the first live tensor's context learns why its op gave NULL */
+		tg_ctx *c = NULL;
+		for (int i = 0; xs && i < n && !c; i++)
+			if (xs[i] && xs[i]->magic == TG_TENSOR_MAGIC &&
+			    (xs[i]->persistent || xs[i]->gen == xs[i]->ctx->gen))
+				c = xs[i]->ctx;
+		if (c && c->status == TG_OK)
+			tg_fail(c, TG_ENULL, "%s: ctx is NULL; give the tensors' context", who);
+		return NULL;
+	}
+	if (ctx->status != TG_OK)
 		return NULL;
 	if (n < 1)
 		return tg_fail(ctx, TG_EARG, "%s: %d tensors; need at least one", who, n);

@@ -649,8 +649,14 @@ static void gradcheck_reports_the_error_of_f_and_bad_arguments(void **state)
 	assert_error(ctx, TG_EDTYPE, "tg_gradcheck2: f returned an index tensor");
 	tg_clear_error(ctx);
 
+	/* a refused call leaves no figures of the one before it in res */
+	assert_int_equal(tg_gradcheck(ctx, f_mul2, NULL, 2, (tg_tensor *[]){ x, x }, &OPTS, &res),
+			 0);
+	assert_int_equal(res.checked, 12);
 	assert_int_equal(tg_gradcheck(ctx, f_mul2, NULL, 0, &x, &OPTS, &res), -1);
 	assert_error(ctx, TG_EARG, "0 inputs");
+	assert_int_equal(res.checked, 0);
+	assert_int_equal(res.first.input, -1);
 	tg_clear_error(ctx);
 
 	assert_int_equal(tg_gradcheck2(ctx, f_mul2, NULL, 1, &x, &(tg_gradcheck_opts){ .eps = 0 }, &res), -1);

@@ -919,7 +919,14 @@ static void concat_rejects_each_misuse_naming_itself(void **state)
 	assert_error(ctx, TG_ECTX, "tg_concat: argument 1 belongs to another context");
 	tg_clear_error(ctx);
 	tg_ctx_free(other);
+	/* a NULL ctx beside tensors that name one is that context's error */
 	assert_null(tg_concat(NULL, 1, &a, 0));
+	assert_error(ctx, TG_ENULL, "tg_concat: ctx is NULL");
+	tg_clear_error(ctx);
+	assert_null(tg_stack(NULL, 2, (tg_tensor *[]){ NULL, a }, 0));
+	assert_error(ctx, TG_ENULL, "tg_stack: ctx is NULL");
+	tg_clear_error(ctx);
+	assert_null(tg_concat(NULL, 1, (tg_tensor *[]){ NULL }, 0));
 	assert_ctx_ok(ctx);
 }
 
