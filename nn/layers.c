@@ -270,6 +270,11 @@ static int check_soft_targets(tg_ctx *ctx, tg_tensor *t)
 	return 0;
 }
 
+static const char *dtype_str(tg_dtype dt)
+{
+	return dt == TG_F32 ? "f32" : dt == TG_F64 ? "f64" : dt == TG_I32 ? "i32" : "i64";
+}
+
 tg_tensor *tg_cross_entropy_soft(tg_tensor *logits, tg_tensor *t)
 {
 	tg_ctx *ctx = begin(logits);
@@ -278,12 +283,22 @@ tg_tensor *tg_cross_entropy_soft(tg_tensor *logits, tg_tensor *t)
 	if (!ctx || !begin(t))
 		return NULL;
 	char a[96], b[96];
+	if (tg_ctx_of(t) != ctx)
+		return tg_fail(ctx, TG_ECTX,
+			       "tg_cross_entropy_soft: the targets belong to another context than "
+			       "the logits");
+	if (tg_dtype_of(t) != tg_dtype_of(logits))
+		return tg_fail(ctx, TG_EDTYPE,
+			       "tg_cross_entropy_soft: logits %s are %s, targets %s are %s; give "
+			       "both in one dtype",
+			       tg_shape_str(logits, a, sizeof a), dtype_str(tg_dtype_of(logits)),
+			       tg_shape_str(t, b, sizeof b), dtype_str(tg_dtype_of(t)));
 	if (tg_ndim(logits) != 2 || tg_ndim(t) != 2 || tg_dim(t, 0) != tg_dim(logits, 0) ||
 	    tg_dim(t, 1) != tg_dim(logits, 1))
 		return tg_fail(ctx, TG_ESHAPE,
 			       "tg_cross_entropy_soft: logits %s and targets %s must both be (N,K)",
 			       tg_shape_str(logits, a, sizeof a), tg_shape_str(t, b, sizeof b));
-	if (tg_dtype_of(t) == tg_dtype_of(logits) && check_soft_targets(ctx, t))
+	if (check_soft_targets(ctx, t))
 		return NULL;
 	double n = (double)tg_dim(logits, 0);
 	return tg_mul_scalar(tg_sum(tg_mul(t, tg_log_softmax(logits))), -1.0 / n);
@@ -297,6 +312,10 @@ tg_tensor *tg_weight_penalty(tg_tensor *const *params, size_t n, double lambda)
 	tg_ctx *ctx = begin(params[0]);
 	if (!ctx)
 		return NULL;
+	if (!(lambda >= 0) || !isfinite(lambda))
+		return tg_fail(ctx, TG_EARG,
+			       "tg_weight_penalty: lambda = %g; it must be finite and not negative",
+			       lambda);
 	tg_tensor *sum = NULL;
 	for (size_t i = 0; i < n; i++) {
 		if (!params[i])

@@ -134,14 +134,15 @@ TG_API tg_tensor *tg_act_forward(tg_act act, tg_tensor *x); /* step (or x) */
  * the seeds' SoftmaxWithLoss backward. An element outside [0, 1] (or NaN),
  * or a row whose sum is off 1 by more than TG_SOFT_TARGET_TOL (a row of
  * zeros, two ones, counts; not probabilities written with a few decimals),
- * is TG_EARG naming it. */
+ * is TG_EARG naming it; t of another dtype than the logits is TG_EDTYPE. */
 #define TG_SOFT_TARGET_TOL 1e-2
 TG_API tg_tensor *tg_cross_entropy_soft(tg_tensor *logits, tg_tensor *t); /* step */
 /* 0.5 lambda sum(W^2) over the params marked for decay (tg_decays: the
  * weights tg_linear, tg_affine_init and tg_mlp_new make): the seeds'
  * weight-decay term of the loss. Its gradient lambda W is what an optimizer
  * with weight_decay = lambda adds instead (tg_optim_opts). A scalar of the
- * first param's dtype; 0 when none decays. */
+ * first param's dtype; 0 when none decays. A lambda that is negative or not
+ * finite is TG_EARG. */
 TG_API tg_tensor *tg_weight_penalty(tg_tensor *const *params, size_t n, double lambda); /* step */
 /* The index of the largest value of each row of x (N,K), f32 or f64, into
  * out[N]: the predicted class; the first NaN of a row counts as its

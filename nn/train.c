@@ -503,6 +503,23 @@ static bool bad_value(const tg_dataset *ds, const int64_t *idx, int64_t first, i
 
 
 /* tg_score, its errors said by who of its which set */
+/* The error of the model's forward pass on rows of ds, said again naming
+ * the call and the set: a model that does not take the set's rows is the
+ * usual cause, and the layer's own message alone does not say which call
+ * met it. */
+static void forward_failed(tg_ctx *ctx, const char *who, const char *which, const tg_dataset *ds)
+{
+	tg_status code = tg_status_of(ctx);
+	if (code == TG_OK)
+		return;
+	char *msg = strdup(tg_error(ctx)); /* the whole of it, read before the clear */
+	tg_clear_error(ctx);
+	tg_fail(ctx, code, "%s: the model's forward pass on the %s set's rows (%lld features) "
+			   "failed: %s",
+		who, which, (long long)ds->d, msg ? msg : "out of memory for its message");
+	free(msg);
+}
+
 static int score(tg_module *m, const tg_task *task, const tg_dataset *ds, int64_t batch,
 		 tg_scores *out, int64_t *confusion, const char *who, const char *which)
 {
@@ -543,6 +560,10 @@ static int score(tg_module *m, const tg_task *task, const tg_dataset *ds, int64_
 							ds->t + start * w)
 					  : NULL;
 		tg_tensor *o = tg_forward(m, x);
+		if (!o) {
+			forward_failed(ctx, who, which, ds);
+			break;
+		}
 		tg_tensor *l = task_loss(task, who, o, labels, target);
 		if (!l)
 			break;
@@ -1610,7 +1631,8 @@ static tg_metrics no_metrics(void)
 /* The width of m's output for one row of ds, in evaluation mode with grad
  * mode off (no running statistics move, no dropout drawn): K for a (N,K)
  * output, 0 for another shape; -1 on error. */
-static int64_t out_width(tg_module *m, const char *who, tg_dtype dt, const tg_dataset *ds)
+static int64_t out_width(tg_module *m, const char *who, tg_dtype dt, const tg_dataset *ds,
+			 const char *which)
 {
 	tg_ctx *ctx = m->ctx;
 	bool *modes = enter_eval(m, who);
@@ -1620,6 +1642,8 @@ static int64_t out_width(tg_module *m, const char *who, tg_dtype dt, const tg_da
 	int64_t shape[1 + TG_SAMPLE_MAX_DIMS];
 	int nd = tg_dataset_batch_shape(ds, 1, shape);
 	tg_tensor *y = tg_forward(m, tg_from_f32(ctx, dt, nd, shape, ds->x));
+	if (!y)
+		forward_failed(ctx, who, which, ds);
 	int64_t w = y && tg_ndim(y) == 2 ? tg_shape(y)[1] : 0;
 	tg_reset(ctx);
 	leave_eval(m, modes);
@@ -1705,18 +1729,19 @@ static int fit(const char *who, tg_module *m, tg_optim *o, const tg_task *task,
 		       train) ||
 	    state_init(&r))
 		goto out_free;
-	/* The model's K outputs bound every label, checked here naming its set
-	 * and row, not at the step (or the epoch's end) that meets it */
-	if (wants_labels(&r.task)) {
-		int64_t k = out_width(m, who, r.dt, train);
-		if (k < 0 || check_labels(ctx, who, train, k, "train") ||
-		    (val && check_labels(ctx, who, val, k, "validation")) ||
-		    (test && check_labels(ctx, who, test, k, "test")))
-			goto out_free;
-	}
+	/* One train row through the model: one that does not take the set's
+	 * rows is said to here, naming the call and the set. Its K outputs
+	 * bound every label, checked here naming its set and row, not at the
+	 * step (or the epoch's end) that meets it */
+	int64_t k = out_width(m, who, r.dt, train, "train");
+	if (k < 0 || (wants_labels(&r.task) &&
+		      (check_labels(ctx, who, train, k, "train") ||
+		       (val && check_labels(ctx, who, val, k, "validation")) ||
+		       (test && check_labels(ctx, who, test, k, "test")))))
+		goto out_free;
 	/* K of the test confusion matrix: from one forward pass of a test row. */
 	if (test && (r.opts.out || r.opts.confusion)) {
-		int64_t w = out_width(m, who, r.dt, test);
+		int64_t w = out_width(m, who, r.dt, test, "test");
 		if (w < 0)
 			goto out_free;
 		r.k = confusion_k(&r.task, test, w);

@@ -335,6 +335,11 @@ static void soft_cross_entropy_rejects_targets_of_another_shape(void **state)
 	tg_tensor *x = tg_zeros(ctx, TG_F64, SHAPE(3, 4));
 	assert_null(tg_cross_entropy_soft(x, tg_zeros(ctx, TG_F64, SHAPE(3, 5))));
 	assert_error(ctx, TG_ESHAPE, "(3,5)");
+	tg_clear_error(ctx);
+	/* and of another dtype, named as its own error rather than an op's */
+	assert_null(tg_cross_entropy_soft(x, tg_zeros(ctx, TG_F32, SHAPE(3, 4))));
+	assert_error(ctx, TG_EDTYPE, "tg_cross_entropy_soft: logits (3,4) are f64, targets (3,4) "
+				     "are f32");
 	tg_ctx_free(ctx);
 }
 
@@ -385,6 +390,12 @@ static void weight_penalty_counts_weights_and_not_biases(void **state)
 	assert_null(tg_grad(p[1]));
 	assert_values(tg_grad(p[2]), (double[]){0.05}, 1, 1e-12);
 	assert_ctx_ok(ctx);
+	const double wrong[] = { -0.1, NAN, INFINITY };
+	for (int i = 0; i < 3; i++) {
+		assert_null(tg_weight_penalty(p, 3, wrong[i]));
+		assert_error(ctx, TG_EARG, "tg_weight_penalty: lambda = ");
+		tg_clear_error(ctx);
+	}
 	tg_ctx_free(ctx);
 }
 

@@ -424,6 +424,22 @@ static void a_net_that_does_not_fit_the_data_is_a_shape_error(void **state)
 	assert_error(ctx, TG_ESHAPE, "tg_train: the net 784-10 takes 784 features; the train "
 				     "set has 64");
 	assert_int_equal(tg_optim_steps(opt), 0);
+	tg_clear_error(ctx);
+	/* a module (any task): the call and the set are named before the layer */
+	tg_module *m = tg_mlp_module(net);
+	for (int i = 0; i < 2; i++) {
+		tg_scores sc;
+		int rc = i ? tg_score(m, NULL, &test, 0, &sc, NULL)
+			   : tg_fit(m, opt, NULL, &train, NULL, NULL, &to, NULL);
+		assert_int_equal(rc, -1);
+		assert_error(ctx, TG_ESHAPE,
+			     i ? "tg_score: the model's forward pass on the evaluation set's rows "
+				 "(64 features) failed: tg_affine_forward: fc1.W: input"
+			       : "tg_fit: the model's forward pass on the train set's rows (64 "
+				 "features) failed: tg_affine_forward: fc1.W: input");
+		tg_clear_error(ctx);
+	}
+	assert_int_equal(tg_optim_steps(opt), 0);
 	tg_optim_free(opt);
 	tg_mlp_free(net);
 	tg_dataset_free(&train);
