@@ -110,10 +110,33 @@ double tg_init_std(tg_init init, int64_t n_in, int64_t n_out)
 
 /* ---- parameters ---------------------------------------------------------------------- */
 
-/* Names t when a name is given; a failed copy leaves the error in ctx. */
-static tg_tensor *named(tg_tensor *t, const char *name)
+/* Names t when a name is given; a failed copy leaves the error in ctx. A
+ * tensor the allocator could not give is said again naming the parameter
+ * and its size: the op that ran out (tg_randn, tg_full) names only itself
+ * and its step arena. */
+static tg_tensor *named(tg_ctx *ctx, tg_tensor *t, const char *who, const char *name, int nd,
+			const int64_t *shape, tg_dtype dt)
 {
-	return t && name ? tg_set_name(t, name) : t;
+	if (t)
+		return name ? tg_set_name(t, name) : t;
+	if (tg_status_of(ctx) != TG_ENOMEM)
+		return NULL;
+	double bytes = dt == TG_F64 ? 8 : 4;
+	char dims[96];
+	int k = snprintf(dims, sizeof dims, "(");
+	for (int i = 0; i < nd; i++) {
+		bytes *= (double)shape[i];
+		k += snprintf(dims + k, sizeof dims - (size_t)k, "%s%lld", i ? "," : "",
+			      (long long)shape[i]);
+	}
+	snprintf(dims + k, sizeof dims - (size_t)k, ")");
+	char *msg = strdup(tg_error(ctx));
+	tg_clear_error(ctx);
+	tg_fail(ctx, TG_ENOMEM, "%s: %s %s %s, %.3g GB: out of memory (%s)", who,
+		name ? name : "parameter", dims, dt == TG_F64 ? "f64" : "f32", bytes / 1e9,
+		msg ? msg : "");
+	free(msg);
+	return NULL;
 }
 
 tg_tensor *tg_init_weight(tg_ctx *ctx, tg_dtype dt, int64_t n_in, int64_t n_out, tg_init init,
@@ -133,7 +156,8 @@ tg_tensor *tg_init_weight(tg_ctx *ctx, tg_dtype dt, int64_t n_in, int64_t n_out,
 			       (long long)n_in, (long long)n_out, std);
 	}
 	int64_t shape[2] = {n_in, n_out};
-	return named(tg_param(tg_randn(ctx, dt, 2, shape, 0.0, std)), name);
+	return named(ctx, tg_param(tg_randn(ctx, dt, 2, shape, 0.0, std)), "tg_init_weight", name, 2,
+		     shape, dt);
 }
 
 tg_tensor *tg_init_vector(tg_ctx *ctx, tg_dtype dt, int64_t n, double value, bool param,
@@ -146,5 +170,5 @@ tg_tensor *tg_init_vector(tg_ctx *ctx, tg_dtype dt, int64_t n, double value, boo
 			       name ? name : "vector", (long long)n);
 	int64_t shape[1] = {n};
 	tg_tensor *v = tg_full(ctx, dt, 1, shape, value);
-	return named(param ? tg_param(v) : tg_keep(v), name);
+	return named(ctx, param ? tg_param(v) : tg_keep(v), "tg_init_vector", name, 1, shape, dt);
 }

@@ -868,9 +868,15 @@ tg_module *tg_linear(tg_ctx *ctx, tg_dtype dt, int64_t n_in, int64_t n_out, tg_i
 		return NULL;
 	tg_module *m = module_with(ctx, &linear_vt, name, NULL, 0);
 	if (m) {
-		/* W first, then b: the draws of tg_affine_init */
-		tg_module_add_param(m, tg_init_weight(ctx, dt, n_in, n_out, init, NULL), "W", true);
-		tg_module_add_param(m, tg_init_vector(ctx, dt, n_out, 0.0, true, NULL), "b", false);
+		/* W first, then b: the draws of tg_affine_init; named here too,
+		 * for the message of one that cannot be made */
+		char buf[128];
+		tg_module_add_param(
+			m, tg_init_weight(ctx, dt, n_in, n_out, init, field_name(buf, sizeof buf, name, "W")),
+			"W", true);
+		tg_module_add_param(
+			m, tg_init_vector(ctx, dt, n_out, 0.0, true, field_name(buf, sizeof buf, name, "b")),
+			"b", false);
 	}
 	return done(m);
 }

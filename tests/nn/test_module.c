@@ -1392,6 +1392,35 @@ static void cnn_misuse_is_a_named_error(void **state)
 
 /* ---- every failing allocation while building and running one ------------------------ */
 
+static void *small_blocks_only(size_t size, void *user)
+{
+	(void)user;
+	return size > (4u << 20) ? NULL : malloc(size);
+}
+
+static void free_block(void *p, void *user)
+{
+	(void)user;
+	free(p);
+}
+
+/* A layer whose weights the allocator cannot give names the parameter and
+ * its size, not only the op that ran out. */
+static void a_layer_out_of_memory_names_its_parameter(void **state)
+{
+	(void)state;
+	tg_allocator a = { small_blocks_only, free_block, NULL };
+	tg_ctx *ctx = tg_ctx_new_with(7, &a);
+	assert_non_null(ctx);
+	assert_null(tg_model_parse(ctx, "4-400000-2", NULL));
+	assert_error(ctx, TG_ENOMEM, "tg_init_weight: fc1.W (4,400000) f32, 0.0064 GB: out of "
+				     "memory (tg_randn: ");
+	tg_clear_error(ctx);
+	assert_null(tg_model_parse(ctx, "4-2-1600000", NULL));
+	assert_error(ctx, TG_ENOMEM, "fc2.W (2,1600000) f32");
+	tg_ctx_free(ctx);
+}
+
 /* Builds a model of every built-in kind and runs a step; whether it failed. */
 static bool build_and_step(long fail_at, long *calls, bool cnn)
 {
@@ -1463,6 +1492,7 @@ int main(void)
 	    cmocka_unit_test(an_mlps_activation_with_batch_norm_is_the_relus_output),
 	    cmocka_unit_test(cnn_misuse_is_a_named_error),
 	    cmocka_unit_test(every_failing_allocation_is_a_clean_enomem),
+	    cmocka_unit_test(a_layer_out_of_memory_names_its_parameter),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
