@@ -126,6 +126,23 @@ static tg_ctx *add_ok(tg_module *m, tg_tensor *t, const char *field, const char 
 		return tg_fail(m->ctx, TG_ECTX,
 			       "%s: module \"%s\": tensor for %s belongs to another context", who,
 			       m->name, field);
+	/* a field twice would give two tensors one name, which a checkpoint
+	 * refuses only when it is saved, after the training */
+	const size_t counts[2] = { m->nparams, m->nstate };
+	tg_tensor *const *lists[2] = { m->params, m->state };
+	for (int l = 0; l < 2; l++)
+		for (size_t i = 0; i < counts[l]; i++) {
+			const char *had = tg_name(lists[l][i]);
+			size_t n = strlen(m->name);
+			bool same = had && (*m->name ? !strncmp(had, m->name, n) && had[n] == '.' &&
+							   !strcmp(had + n + 1, field)
+						      : !strcmp(had, field));
+			if (same && lists[l][i] != t)
+				return tg_fail(m->ctx, TG_EARG,
+					       "%s: module \"%s\" has a %s named %s already; each "
+					       "field names one tensor",
+					       who, m->name, l ? "state tensor" : "parameter", field);
+		}
 	return m->ctx;
 }
 
@@ -205,6 +222,19 @@ int tg_module_add(tg_module *m, tg_module *child)
 		tg_module_free(child);
 		return -1;
 	}
+	/* siblings of one name would give their tensors one name each, which
+	 * a checkpoint refuses only when it is saved, after the training */
+	if (tg_module_tensors(child, NULL, 0) > 0)
+		for (size_t i = 0; i < m->nchildren; i++)
+			if (!strcmp(m->children[i]->name, child->name) &&
+			    tg_module_tensors(m->children[i], NULL, 0) > 0) {
+				tg_fail(m->ctx, TG_EARG,
+					"tg_module_add: module \"%s\" has a child named \"%s\" "
+					"already; its tensors' names would repeat",
+					m->name, child->name);
+				tg_module_free(child);
+				return -1;
+			}
 	if (!grow(m, &m->children, m->nchildren, sizeof *m->children, "tg_module_add")) {
 		tg_module_free(child);
 		return -1;

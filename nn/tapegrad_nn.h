@@ -327,7 +327,8 @@ TG_API void tg_module_free(tg_module *m);
 /* Makes a parameter of t (tg_param; a t that is a parameter already is used
  * as it is) named "<module name>.<field>" ("<field>" when the module has no
  * name), marks it for weight decay or not (tg_set_decay), and adds it to m.
- * Returns it, or NULL. ctx */
+ * Returns it, or NULL. A field m has already (as a parameter or state) is
+ * TG_EARG: two tensors of one name could not be saved. ctx */
 TG_API tg_tensor *tg_module_add_param(tg_module *m, tg_tensor *t, const char *field,
 				      bool decay);
 /* Likewise for state kept without a gradient (tg_keep). ctx */
@@ -337,7 +338,9 @@ TG_API tg_tensor *tg_module_add_state(tg_module *m, tg_tensor *t, const char *fi
  * no check between the two). A module has one parent: a child added already
  * (to m or to another module) and a child that is m or holds m, which would
  * make a cycle, are refused without freeing, as their owner frees them. A
- * child NULL from a failed builder gives -1 with that builder's error. */
+ * child NULL from a failed builder gives -1 with that builder's error. A
+ * child holding tensors whose name a sibling holding tensors has already
+ * is TG_EARG (and freed), as its tensors' names would repeat. */
 TG_API int tg_module_add(tg_module *m, tg_module *child);
 /* m's forward: y = m->vt->forward(m, x). NULL in, NULL out. step */
 TG_API tg_tensor *tg_forward(tg_module *m, tg_tensor *x);

@@ -687,6 +687,25 @@ static void misuse_is_a_named_error(void **state)
 	assert_null(tg_module_add_param(m, gone, "g", false));
 	assert_int_equal(tg_status_of(ctx), TG_ESTALE);
 	tg_clear_error(ctx);
+	/* a field or a child name twice: refused when added, not at the save */
+	tg_module *d = tg_sequential(ctx, "d");
+	assert_non_null(tg_module_add_param(d, tg_ones(ctx, TG_F64, SHAPE(2)), "w", true));
+	assert_null(tg_module_add_param(d, tg_ones(ctx, TG_F64, SHAPE(2)), "w", true));
+	assert_error(ctx, TG_EARG, "tg_module_add_param: module \"d\" has a parameter named w "
+				   "already");
+	tg_clear_error(ctx);
+	assert_null(tg_module_add_state(d, tg_ones(ctx, TG_F64, SHAPE(2)), "w"));
+	assert_error(ctx, TG_EARG, "has a parameter named w already");
+	tg_clear_error(ctx);
+	tg_init he = { TG_INIT_HE, 0 };
+	assert_int_equal(tg_module_add(d, tg_linear(ctx, TG_F64, 2, 2, he, "fc")), 0);
+	assert_int_equal(tg_module_add(d, tg_linear(ctx, TG_F64, 2, 3, he, "fc")), -1);
+	assert_error(ctx, TG_EARG, "tg_module_add: module \"d\" has a child named \"fc\" already");
+	tg_clear_error(ctx);
+	/* modules without tensors may share a name */
+	assert_int_equal(tg_module_add(d, tg_flatten(ctx, "f")), 0);
+	assert_int_equal(tg_module_add(d, tg_flatten(ctx, "f")), 0);
+	tg_module_free(d);
 	x = tg_ones(ctx, TG_F64, SHAPE(2, 2));
 	assert_int_equal(tg_module_add(m, tg_flatten(other, "f")), -1);
 	assert_error(ctx, TG_ECTX, "child \"f\" belongs to another context");
