@@ -1495,23 +1495,23 @@ typedef struct npz {
 	uint32_t *size;
 } npz;
 
-/* Whether name has a byte above 0x7f and is well-formed UTF-8 (no overlong
- * form, surrogate or code point above U+10FFFF): a zip member's name is read
- * as CP437 unless its flag says UTF-8, so "été" would come back from
- * numpy.load as "├⌐t├⌐". */
-static bool utf8_beyond_ascii(const char *name)
+/* 1 when name has a byte above 0x7f and is well-formed UTF-8 (no overlong
+ * form, surrogate or code point above U+10FFFF), 0 when it is ASCII, -1
+ * when it is not UTF-8: a zip member's name is read as CP437 unless its
+ * flag says UTF-8, so "été" would come back from numpy.load as "├⌐t├⌐". */
+static int utf8_kind(const char *name)
 {
 	const unsigned char *p = (const unsigned char *)name;
-	bool beyond = false;
+	int beyond = 0;
 	while (*p) {
 		unsigned c = *p++;
 		if (c < 0x80)
 			continue;
-		beyond = true;
+		beyond = 1;
 		int more = c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2
 			   : c >= 0xf0 && c <= 0xf4 ? 3 : -1;
 		if (more < 0)
-			return false;
+			return -1;
 		unsigned lo = 0x80, hi = 0xbf; /* the second byte's range */
 		if (c == 0xe0)
 			lo = 0xa0;
@@ -1523,10 +1523,25 @@ static bool utf8_beyond_ascii(const char *name)
 			hi = 0x8f;
 		for (int k = 0; k < more; k++, p++) {
 			if (*p < (k ? 0x80u : lo) || *p > (k ? 0xbfu : hi))
-				return false;
+				return -1;
 		}
 	}
 	return beyond;
+}
+
+/* Why name cannot be a member's name in a .npz, or NULL: an extractor
+ * would write "/etc/x.npy" or "../x.npy" outside the directory it unpacks
+ * into, and a name that is not UTF-8 comes back garbled. */
+static const char *npz_name_wrong(const char *name)
+{
+	if (utf8_kind(name) < 0)
+		return "it is not UTF-8";
+	if (name[0] == '/' || strchr(name, '\\'))
+		return "a member's name may not start with '/' or hold '\\'";
+	for (const char *s = name; s; s = strchr(s, '/'), s = s ? s + 1 : NULL)
+		if (!strncmp(s, "..", 2) && (s[2] == '/' || s[2] == '\0'))
+			return "a member's name may not hold a '..' step";
+	return NULL;
 }
 
 /* Fixed date and time (1980-01-01 00:00) so the same tensors give the same
@@ -1535,7 +1550,7 @@ static void put_zip_common(writer *w, uint32_t crc, uint32_t size, const char *n
 {
 	size_t name_len = strlen(name);
 	put_le(w, 20, 2);     /* version needed: 2.0 */
-	put_le(w, utf8_beyond_ascii(name) ? 0x800 : 0, 2); /* flags */
+	put_le(w, utf8_kind(name) > 0 ? 0x800 : 0, 2); /* flags */
 	put_le(w, 0, 2);      /* stored */
 	put_le(w, 0, 2);      /* time */
 	put_le(w, 0x21, 2);   /* date */
@@ -1605,6 +1620,12 @@ int tg_export_npz(tg_ctx *ctx, const char *path, tg_tensor *const *t, size_t n)
 	}
 	uint64_t total = ZIP_END;
 	for (size_t i = 0; i < n; i++) {
+		const char *wrong = npz_name_wrong(tg_name(t[i]));
+		if (wrong) {
+			tg_fail(ctx, TG_EARG, "tg_export_npz: tensor %zu's name \"%s\": %s", i,
+				tg_name(t[i]), wrong);
+			return -1;
+		}
 		size_t name = strlen(tg_name(t[i])) + 4;
 		if (name > 65535) {
 			tg_fail(ctx, TG_EARG, "tg_export_npz: tensor %s: a name of %zu bytes, at "

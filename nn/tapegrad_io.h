@@ -473,7 +473,9 @@ TG_API int tg_checkpoint_load_flags(tg_ctx *ctx, const char *path, tg_tensor *co
  * numpy.load(path) reads without tapegrad: numpy.load(path)["fc1.W"] is an
  * array of t's dtype (float32, float64, int32, int64) and shape;
  * torch.from_numpy turns it into a tensor; a UTF-8 name beyond ASCII is
- * marked as UTF-8 in the zip, so it comes back as it is. At most 65535
+ * marked as UTF-8 in the zip, so it comes back as it is. A name that is not
+ * UTF-8, or that would unpack outside the directory an extractor unpacks
+ * into (a leading '/', a '..' step, a backslash), is TG_EARG. At most 65535
  * tensors and 4 GiB (no zip64). 0 ok, -1 on error. */
 TG_API int tg_export_npz(tg_ctx *ctx, const char *path, tg_tensor *const *t, size_t n);
 

@@ -1631,10 +1631,19 @@ static void numpy_reads_the_npz_export(void **state)
 	assert_memory_equal(z.p + 30, "w.f32.npy\x93NUMPY\x01\x00", 17);
 	free(z.p);
 	/* the UTF-8 flag (bit 11) on a UTF-8 name beyond ASCII, so that it is
-	 * not read as CP437; not on bytes that are no UTF-8 */
-	static const char *const names[] = { "b\xc3\xa9ta", "\xe2\x82\xac", "\xff", "\xc0\xaf",
-					     "\xed\xa0\x80", "b\xc3" };
-	static const unsigned char flag[] = { 0x08, 0x08, 0, 0, 0, 0 };
+	 * not read as CP437; a directory in a name is a member in it */
+	static const char *const names[] = { "b\xc3\xa9ta", "\xe2\x82\xac", "enc/fc1.W", "..W" };
+	static const unsigned char flag[] = { 0x08, 0x08, 0, 0 };
+	/* bytes that are no UTF-8 would come back garbled, and a name that
+	 * leaves the directory an extractor unpacks into is refused */
+	static const char *const refused[] = { "\xff", "\xc0\xaf", "\xed\xa0\x80", "b\xc3",
+					       "../../evil", "a/../../b", "/etc/x", "a\\b", ".." };
+	for (size_t i = 0; i < LEN(refused); i++) {
+		tg_tensor *u = tg_set_name(tg_keep(tg_zeros(ctx, TG_F32, SHAPE(1))), refused[i]);
+		assert_int_equal(tg_export_npz(ctx, path, &u, 1), -1);
+		assert_error(ctx, TG_EARG, i < 4 ? "it is not UTF-8" : "a member's name may not");
+		tg_clear_error(ctx);
+	}
 	for (size_t i = 0; i < LEN(names); i++) {
 		tg_tensor *u = tg_set_name(tg_keep(tg_zeros(ctx, TG_F32, SHAPE(1))), names[i]);
 		assert_int_equal(tg_export_npz(ctx, path, &u, 1), 0);
