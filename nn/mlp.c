@@ -162,7 +162,14 @@ int tg_mlp_depth(const tg_mlp *m)
 
 int64_t tg_mlp_width(const tg_mlp *m, int i)
 {
-	return m && i >= 0 && i <= m->depth ? m->width[i] : 0;
+	if (!m)
+		return 0;
+	if (i < 0 || i > m->depth) {
+		tg_fail(m->ctx, TG_EARG, "tg_mlp_width: size %d of %s; it has sizes 0 to %d", i,
+			m->spec, m->depth);
+		return 0;
+	}
+	return m->width[i];
 }
 
 const char *tg_mlp_spec(const tg_mlp *m)

@@ -94,10 +94,8 @@ static void plateau_step(tg_schedule *s, double loss)
 
 double tg_schedule_lr(tg_schedule *s, int64_t epoch, double val_loss)
 {
-	if (!s || fault(s))
+	if (!s || fault(s) || epoch < 0)
 		return NAN; /* a step size of 0 would divide by zero */
-	if (epoch < 0)
-		epoch = 0;
 	if (s->kind == TG_SCHED_PLATEAU) {
 		if (epoch > s->epoch && !isnan(val_loss))
 			plateau_step(s, val_loss);

@@ -255,7 +255,8 @@ TG_API tg_tensor *const *tg_mlp_params(const tg_mlp *m, size_t *n); /* borrowed 
  * running_mean and running_var, in layer order. */
 TG_API tg_tensor *const *tg_mlp_state(const tg_mlp *m, size_t *n); /* borrowed */
 TG_API int tg_mlp_depth(const tg_mlp *m);			   /* affine layers */
-TG_API int64_t tg_mlp_width(const tg_mlp *m, int i); /* size i of the spec, 0..depth */
+/* Size i of the spec, 0..depth; 0 and TG_EARG for another i. */
+TG_API int64_t tg_mlp_width(const tg_mlp *m, int i);
 TG_API const char *tg_mlp_spec(const tg_mlp *m);     /* "784-100-10"; borrowed */
 TG_API tg_ctx *tg_mlp_ctx(const tg_mlp *m);	     /* borrowed */
 /* The output of hidden layer i's activation (1..depth-1) in the last forward

@@ -379,7 +379,8 @@ TG_API int tg_schedule_check(tg_ctx *ctx, const tg_schedule *s);
  * after epoch e - 1 (NAN: none; it then keeps its rate), counted once per
  * new epoch; the other kinds ignore it and depend on e alone. NAN for a
  * schedule tg_schedule_check refuses (a rate tg_optim_set_lr refuses in
- * turn, naming it) or for s NULL; the position is then left as it was. */
+ * turn, naming it), for s NULL or for e < 0; the position is then left as
+ * it was. */
 TG_API double tg_schedule_lr(tg_schedule *s, int64_t epoch, double val_loss);
 /* The position as TG_SCHEDULE_STATE numbers (kind, epoch, lr, best,
  * bad_epochs) into out[0..n); returns TG_SCHEDULE_STATE, or -1 when n is

@@ -1048,6 +1048,13 @@ static void mlp_from_a_spec_lists_its_parameters_in_layer_order(void **state)
 	assert_int_equal(tg_mlp_depth(m), 3);
 	assert_int_equal(tg_mlp_width(m, 0), 784);
 	assert_int_equal(tg_mlp_width(m, 3), 10);
+	assert_ctx_ok(ctx);
+	assert_int_equal(tg_mlp_width(m, 4), 0);
+	assert_error(ctx, TG_EARG, "tg_mlp_width: size 4 of 784-100-50-10; it has sizes 0 to 3");
+	tg_clear_error(ctx);
+	assert_int_equal(tg_mlp_width(m, -1), 0);
+	assert_error(ctx, TG_EARG, "size -1");
+	tg_clear_error(ctx);
 	assert_string_equal(tg_mlp_spec(m), "784-100-50-10");
 	static const char *const names[] = {
 	    "fc1.W",

@@ -138,6 +138,9 @@ static void a_schedule_out_of_range_gives_nan_not_a_crash(void **state)
 	s.factor = 2;
 	assert_true(isnan(tg_schedule_lr(&s, 1, 0.5)));
 	assert_true(isnan(tg_schedule_lr(NULL, 1, 0.5)));
+	s = tg_schedule_defaults(TG_SCHED_STEP, 0.1, 10);
+	assert_true(isnan(tg_schedule_lr(&s, -1, NAN))); /* no epoch before the first */
+	assert_int_equal(s.epoch, -1);
 	/* fixed, it runs */
 	s.factor = 0.5;
 	assert_near(tg_schedule_lr(&s, 1, 0.5), 0.1, 0);
