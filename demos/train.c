@@ -605,8 +605,14 @@ static void prove_writable(const char *opt, const char *path, bool in_place)
 	snprintf(probe, sizeof probe, "%s/.train-probe-XXXXXX", dir);
 	int fd = mkstemp(probe);
 	if (fd < 0) {
+		/* ENOENT from a directory that is there: one of /proc's or /sys's,
+		 * which make no new files */
+		int e = errno;
+		struct stat ds;
+		bool there = e == ENOENT && stat(dir, &ds) == 0 && S_ISDIR(ds.st_mode);
 		fprintf(stderr, "%s: %s %s: cannot write in %s: %s (checked before training)\n",
-			prog, opt, path, dir, strerror(errno));
+			prog, opt, path, dir,
+			there ? "its file system makes no new files" : strerror(e));
 		exit(1);
 	}
 	close(fd);

@@ -137,6 +137,33 @@ if [ ! -p "$dir/fifo" ]; then
 	echo "FAIL: train --save $dir/fifo: the FIFO is gone"
 	fails=$((fails + 1))
 fi
+# a log into a FIFO that no process reads is an error, not a run that waits
+for opt in --log --step-log; do
+	timeout 20 "$train" --data iris --epochs 1 --quiet "$opt" "$dir/fifo" \
+		>/dev/null 2>"$dir/err"
+	rc=$?
+	if [ "$rc" != 1 ] || ! grep -qF "$dir/fifo: it is a FIFO that no process reads" "$dir/err" &&
+	   ! grep -qF -- "--step-log $dir/fifo: a FIFO that no process reads" "$dir/err"; then
+		echo "FAIL: train $opt $dir/fifo: exit $rc (124: it waited), $(head -c 300 "$dir/err")"
+		fails=$((fails + 1))
+	fi
+done
+# nor does a new log overwrite a file of something else
+printf 'notes\n' >"$dir/notes.txt"
+for opt in --log --step-log; do
+	"$train" --data iris --epochs 1 --quiet "$opt" "$dir/notes.txt" >/dev/null 2>"$dir/err"
+	rc=$?
+	if [ "$rc" != 1 ] || ! grep -qF "a file of something else" "$dir/err" ||
+	   [ "$(cat "$dir/notes.txt")" != notes ]; then
+		echo "FAIL: train $opt $dir/notes.txt: exit $rc, $(head -c 300 "$dir/err")"
+		fails=$((fails + 1))
+	fi
+done
+# /proc has the directory but makes no files: said so, not ENOENT
+if [ -d /proc ]; then
+	fast 1 "--save /proc/version: cannot write in /proc: its file system makes no new files" \
+		--data digits --save /proc/version
+fi
 # --resume: a file that is not a checkpoint, a checkpoint cut short, one
 # without a run in it, another data set, flags the file decides
 printf 'not a checkpoint\n' >"$dir/junk.ckpt"
