@@ -903,18 +903,22 @@ static tg_module *bad_short(tg_ctx *ctx, const short_piece *p, const char *why)
 		       p->arch, p->index, p->len, p->text, shape, why);
 }
 
-/* A number from 1 (or 0 when zero_ok) to 65535 at *s, moving *s past it. */
-static bool short_num(const char **s, const char *end, bool zero_ok, int64_t *out)
+/* A number from 1 (or 0 when zero_ok) to 65535 at *s: 1 with *out set, 0
+ * when there are no digits, -1 when the digits are outside that range;
+ * *s moves past the digits. */
+static int short_num(const char **s, const char *end, bool zero_ok, int64_t *out)
 {
 	int64_t v = 0;
 	const char *q = *s;
-	while (q < end && *q >= '0' && *q <= '9' && v <= 65535)
-		v = v * 10 + (*q++ - '0');
-	if (q == *s || v > 65535 || (v == 0 && !zero_ok))
-		return false;
+	for (; q < end && *q >= '0' && *q <= '9'; q++)
+		v = v > 65535 ? v : v * 10 + (*q - '0');
+	if (q == *s)
+		return 0;
 	*s = q;
+	if (v > 65535 || (v == 0 && !zero_ok))
+		return -1;
 	*out = v;
-	return true;
+	return 1;
 }
 
 /* floor((n + 2 pad - (k - 1) - 1) / stride) + 1, or 0 when the window does
@@ -961,8 +965,16 @@ static bool expand_short(tg_ctx *ctx, const char *arch, int64_t c, int64_t h, in
 				bad_short(ctx, &p, "a convolution must come before the linear layers");
 				return false;
 			}
-			if (!short_num(&q, end, false, &v) || q >= end || *q++ != ':' ||
-			    !short_num(&q, end, false, &k)) {
+			int got_o = short_num(&q, end, false, &v);
+			int got_k = got_o > 0 && q < end && *q == ':' ? (q++, short_num(&q, end, false, &k))
+								      : 0;
+			if (got_o < 0 || got_k < 0) {
+				bad_short(ctx, &p,
+					  got_o < 0 ? "the channels O of convO:K are 1 to 65535"
+						    : "the kernel size K of convO:K is 1 to 65535");
+				return false;
+			}
+			if (!got_o || !got_k) {
 				bad_short(ctx, &p, "expected convO:K, as \"conv32:3\"");
 				return false;
 			}
@@ -971,11 +983,17 @@ static bool expand_short(tg_ctx *ctx, const char *arch, int64_t c, int64_t h, in
 				char opt = *q++;
 				bool again = (opt == 'p' && seen_p) || (opt == 's' && seen_s) ||
 					     (opt == 'b' && bn);
-				bool ok = !again &&
-					  ((opt == 'p' && short_num(&q, end, true, &pad)) ||
-					   (opt == 's' && short_num(&q, end, false, &stride)) ||
-					   opt == 'b');
-				if (!ok) {
+				int got = again	       ? 0
+					  : opt == 'p' ? short_num(&q, end, true, &pad)
+					  : opt == 's' ? short_num(&q, end, false, &stride)
+						       : opt == 'b';
+				if (got < 0) {
+					bad_short(ctx, &p,
+						  opt == 'p' ? "the padding P of pP is 0 to 65535"
+							     : "the stride S of sS is 1 to 65535");
+					return false;
+				}
+				if (!got) {
 					bad_short(ctx, &p,
 						  again ? "pP (padding), sS (stride) and b (batch "
 							  "norm) may each be given once"
@@ -1013,7 +1031,12 @@ static bool expand_short(tg_ctx *ctx, const char *arch, int64_t c, int64_t h, in
 				bad_short(ctx, &p, "a pooling must come before the linear layers");
 				return false;
 			}
-			if (!short_num(&q, end, false, &k) || q != end) {
+			int got = short_num(&q, end, false, &k);
+			if (got < 0 && q == end) {
+				bad_short(ctx, &p, "the window K of poolK is 1 to 65535");
+				return false;
+			}
+			if (got <= 0 || q != end) {
 				bad_short(ctx, &p, "expected poolK, as \"pool2\"");
 				return false;
 			}
@@ -1029,10 +1052,16 @@ static bool expand_short(tg_ctx *ctx, const char *arch, int64_t c, int64_t h, in
 			p.h = oh;
 			p.w = ow;
 		} else {
-			if (!short_num(&q, end, false, &v) || q != end) {
+			int got = short_num(&q, end, false, &v);
+			if (got < 0 && q == end) {
+				bad_short(ctx, &p, "a layer size is 1 to 65535");
+				return false;
+			}
+			if (got <= 0 || q != end) {
 				bad_short(ctx, &p,
-					  "expected convO:K[pP][sS][b], poolK, avgpoolK or a layer "
-					  "size");
+					  n ? "expected convO:K[pP][sS][b], poolK, avgpoolK or a layer "
+					      "size"
+					    : "an empty piece (a '-' too many)");
 				return false;
 			}
 			int64_t d = p.c;
