@@ -881,6 +881,16 @@ static void check_option(tg_ctx *ctx, int rc, const char *opt)
 	refused(ctx, "%s: %s", opt, tg_error(ctx));
 }
 
+/* An option's name for messages, or with --resume, where its value came
+ * from: the user gave no such flag, the run's file did. */
+static const char *option_from(const config *c, const char *opt, char *buf, size_t size)
+{
+	if (!c->resume)
+		return opt;
+	snprintf(buf, size, "the %s stored in %s", opt + 2, c->resume);
+	return buf;
+}
+
 /* ---- a run's file: save and resume ------------------------------------------------- */
 
 /* What a --save'd run's file says beside its tensors (keys of tg_state). */
@@ -1357,9 +1367,10 @@ int main(int argc, char **argv)
 	apply_preset(&c);
 	{ /* a bad --schedule is found before the data is loaded */
 		tg_schedule probe;
+		char from[PATH_MAX + 64];
 		check_option(ctx, tg_schedule_parse(ctx, c.schedule, c.lr > 0 ? c.lr : 0.001,
 						    c.iters ? INT32_MAX : c.epochs, &probe),
-			     "--schedule");
+			     option_from(&c, "--schedule", from, sizeof from));
 	}
 	tg_set_threads(ctx, c.threads);
 	if (c.conv >= 0)
@@ -1369,7 +1380,9 @@ int main(int argc, char **argv)
 	tg_optim_kind kind;
 	check_option(ctx, tg_act_parse(ctx, c.act, &mo.act), "--act");
 	check_option(ctx, tg_init_parse(ctx, c.init, &mo.init), "--init");
-	check_option(ctx, tg_optim_parse(ctx, c.optim, &kind), "--optim");
+	char from[PATH_MAX + 64];
+	check_option(ctx, tg_optim_parse(ctx, c.optim, &kind),
+		     option_from(&c, "--optim", from, sizeof from));
 	mo.dtype = strcmp(c.dtype, "f64") ? TG_F32 : TG_F64;
 	mo.batchnorm = c.bn;
 	mo.dropout = c.dropout;
@@ -1647,7 +1660,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	tg_schedule sch;
-	check_option(ctx, tg_schedule_parse(ctx, c.schedule, oo.lr, epochs, &sch), "--schedule");
+	check_option(ctx, tg_schedule_parse(ctx, c.schedule, oo.lr, epochs, &sch),
+		     option_from(&c, "--schedule", from, sizeof from));
 	to.schedule = &sch;
 	saver sv = {
 		.ctx = ctx, .path = c.save, .tensors = tensors, .n = n, .opt = opt, .sch = &sch,
