@@ -168,6 +168,9 @@ tg_tensor *tg_init_vector(tg_ctx *ctx, tg_dtype dt, int64_t n, double value, boo
 	if (n <= 0)
 		return tg_fail(ctx, TG_EARG, "tg_init_vector: %s: size %lld must be positive",
 			       name ? name : "vector", (long long)n);
+	if (!isfinite(value))
+		return tg_fail(ctx, TG_EARG, "tg_init_vector: %s: value %g is not finite",
+			       name ? name : "vector", value);
 	int64_t shape[1] = {n};
 	tg_tensor *v = tg_full(ctx, dt, 1, shape, value);
 	return named(ctx, param ? tg_param(v) : tg_keep(v), "tg_init_vector", name, 1, shape, dt);

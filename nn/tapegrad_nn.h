@@ -79,8 +79,8 @@ TG_API double tg_init_std(tg_init init, int64_t n_in, int64_t n_out);
  * not marked for weight decay: the module that uses it decides (tg_set_decay). */
 TG_API tg_tensor *tg_init_weight(tg_ctx *ctx, tg_dtype dt, int64_t n_in, int64_t n_out,
 				 tg_init init, const char *name); /* ctx */
-/* An (n) vector filled with value, named name: a parameter when param, else
- * state kept without a gradient (running statistics). */
+/* An (n) vector filled with value (finite), named name: a parameter when
+ * param, else state kept without a gradient (running statistics). */
 TG_API tg_tensor *tg_init_vector(tg_ctx *ctx, tg_dtype dt, int64_t n, double value, bool param,
 				 const char *name); /* ctx */
 

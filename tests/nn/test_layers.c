@@ -985,6 +985,9 @@ static void initialiser_names_parse_and_print(void **state)
 	tg_clear_error(ctx);
 	assert_null(tg_init_vector(ctx, TG_F32, 0, 1, true, "bn.gamma"));
 	assert_error(ctx, TG_EARG, "tg_init_vector: bn.gamma: size 0 must be positive");
+	tg_clear_error(ctx);
+	assert_null(tg_init_vector(ctx, TG_F32, 3, NAN, true, "bn.gamma"));
+	assert_error(ctx, TG_EARG, "tg_init_vector: bn.gamma: value nan is not finite");
 	tg_ctx_free(ctx);
 }
 
