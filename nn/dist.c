@@ -54,6 +54,7 @@ typedef struct sync_vt {
 
 struct tg_dist {
 	const tg_dist_hooks *hooks; /* first: how tg_fit calls this file */
+	tg_dist *next_live;   /* the process's tg_dists (live_dists) */
 	tg_op sum_op;         /* the all-reduce op finds its tg_dist from here */
 	sync_vt *sync;        /* the synchronised batch norm's vt; NULL before tg_dist_sync_bn */
 	tg_ctx *ctx;
@@ -284,6 +285,7 @@ static void rows_combine(void *in, void *inout, int *len, MPI_Datatype *type)
  * one of them started MPI (then the last one freed finalises it). */
 static int live;
 static bool started;
+static tg_dist *live_dists;
 
 tg_dist *tg_dist_new(tg_ctx *ctx, int *argc, char ***argv, const tg_dist_opts *opts)
 {
@@ -325,6 +327,8 @@ tg_dist *tg_dist_new(tg_ctx *ctx, int *argc, char ***argv, const tg_dist_opts *o
 	d->failed_rank = d->size;
 	started = started || !up;
 	live++;
+	d->next_live = live_dists;
+	live_dists = d;
 	return d;
 }
 
@@ -357,6 +361,11 @@ void tg_dist_free(tg_dist *d)
 {
 	if (!d)
 		return;
+	for (tg_dist **p = &live_dists; *p; p = &(*p)->next_live)
+		if (*p == d) {
+			*p = d->next_live;
+			break;
+		}
 	if (d->model)
 		tg_set_grad_ready(d->ctx, NULL, NULL);
 	forget_buckets(d);
@@ -900,8 +909,12 @@ static tg_tensor *allreduce(tg_dist *d, tg_tensor *x, bool backward)
 	/* x failed here inside a step (the op that made it): the others wait
 	 * in this all-reduce's header, so they learn of it there, and every
 	 * rank's tg_dist_loss or tg_dist_step_end then knows the rank */
-	if (!x && d && !d->broken && d->in_step && !backward && d->failed_rank == d->size)
+	if (!x && d && !d->broken && !backward && d->failed_rank == d->size) {
+		/* outside a step too: a NULL on one rank is every rank's error */
+		if (tg_ok(d->ctx))
+			tg_fail(d->ctx, TG_ENULL, "tg_dist_allreduce: x is NULL");
 		header_check(d, NULL, true);
+	}
 	if (!x)
 		return NULL;
 	if (!d)
@@ -1067,6 +1080,15 @@ int tg_dist_attach(tg_dist *d, tg_module *m)
 		tg_fail(d->ctx, TG_EARG, "tg_dist_attach: a model is attached already");
 		return -1;
 	}
+	/* the backward's hook that starts the buckets is the context's: a
+	 * second tg_dist would take it from the first */
+	for (const tg_dist *o = live_dists; o; o = o->next_live)
+		if (o != d && o->model && o->ctx == m->ctx) {
+			tg_fail(d->ctx, TG_EARG,
+				"tg_dist_attach: another tg_dist has a model of this context "
+				"attached; a context's models go to one tg_dist");
+			return -1;
+		}
 	if (m->ctx != d->ctx) { /* its gradients would never reach the buckets */
 		tg_fail(d->ctx, TG_ECTX,
 			"tg_dist_attach: the module belongs to another context than the tg_dist");
@@ -1214,6 +1236,11 @@ int tg_dist_step_end(tg_dist *d, bool failed)
 		return -1;
 	if (!d->model) { /* no buckets to carry the gradients */
 		tg_fail(d->ctx, TG_EARG, "tg_dist_step_end: no model is attached (tg_dist_attach)");
+		return -1;
+	}
+	if (!d->in_step) { /* the gradients would be summed, not averaged */
+		tg_fail(d->ctx, TG_EARG,
+			"tg_dist_step_end: no step was begun (tg_dist_step_begin, then tg_dist_loss)");
 		return -1;
 	}
 	double t = now();

@@ -61,7 +61,11 @@
  * Lifetimes: tg_dist_new's result is malloc'd and freed by tg_dist_free,
  * before the context; before or after the model (see tg_dist_sync_bn).
  * Several tg_dist may live in one process: MPI is finalised by the last
- * one freed, when one of them started it. Without MPI in the build
+ * one freed, when one of them started it. A context's models go to one of
+ * them (tg_dist_attach). Threads: MPI is started for one thread
+ * (MPI_Init), so the calls of every tg_dist of a process come from one
+ * thread at a time; two threads each training its own context over its
+ * own tg_dist at once are not supported. Without MPI in the build
  * tg_dist_new fails (TG_EARG) and tg_dist_available is false.
  */
 #ifndef TAPEGRAD_DIST_H
@@ -129,7 +133,8 @@ TG_API int tg_dist_size(const tg_dist *d);  /* ranks; 1 for NULL */
  * rank when the ranks' models differ in their tensors' number, dtypes or
  * shapes, naming the first that does; TG_EARG on every rank when their
  * architectures differ (tg_module_spec: an activation, a dropout layer),
- * naming rank 0's and the lowest other rank's. */
+ * naming rank 0's and the lowest other rank's; TG_EARG when another
+ * tg_dist has a model of the context attached. */
 TG_API int tg_dist_attach(tg_dist *d, tg_module *m);
 /* Batch norm with the global batch's statistics: every "bn" module below
  * m (attached or not) then all-reduces its batch's sum and squared
@@ -159,7 +164,8 @@ TG_API int tg_dist_sync_buffers(tg_dist *d);
  * dx = the sum of dout over the ranks (each rank's loss depends on every
  * rank's x). TG_ESHAPE on every rank when the ranks' dtypes or shapes
  * differ, naming them. Any number of elements (MPI's int counts are
- * passed in pieces). step */
+ * passed in pieces). An x NULL on one rank (its op failed, or TG_ENULL) is
+ * every rank's error, naming that rank, rather than a wait. step */
 TG_API tg_tensor *tg_dist_allreduce(tg_dist *d, tg_tensor *x);
 /* v[0..n) summed over the ranks, in place. 0 ok, -1. */
 TG_API int tg_dist_sum(tg_dist *d, double *v, size_t n);
@@ -191,7 +197,8 @@ TG_API int tg_dist_loss(tg_dist *d, double loss, int64_t n, bool failed, double 
 			double *seed);
 /* After backward (failed: it failed here): starts the buckets not started
  * and waits for all; the gradients are then the global batch's. -1 when a
- * wait fails or any rank's backward failed. */
+ * wait fails or any rank's backward failed; TG_EARG with no step begun
+ * (the gradients would be summed, not averaged). */
 TG_API int tg_dist_step_end(tg_dist *d, bool failed);
 TG_API void tg_dist_stats_get(const tg_dist *d, tg_dist_stats *out);
 TG_API void tg_dist_stats_clear(tg_dist *d);

@@ -415,6 +415,28 @@ static void misuse(const tg_dist_opts *o)
 	check("... says so", says(c, "tg_dist_sync_bn: the module belongs to another context"),
 	      1, 0);
 	tg_clear_error(c);
+	/* with a model, but no step begun: the end would sum the gradients */
+	tg_mlp *mine = tg_mlp_new(c, "2-2", &mo);
+	check("tg_dist_attach", tg_dist_attach(d, tg_mlp_module(mine)), 0, 0);
+	check("tg_dist_step_end with no step begun", tg_dist_step_end(d, false), -1, 0);
+	check("... says so", says(c, "tg_dist_step_end: no step was begun"), 1, 0);
+	tg_clear_error(c);
+	/* a second tg_dist would take the context's backward hook from the first */
+	tg_dist *d2 = tg_dist_new(c, NULL, NULL, o);
+	tg_mlp *twin = tg_mlp_new(c, "2-2", &mo);
+	check("tg_dist_attach of a second model of the context",
+	      tg_dist_attach(d2, tg_mlp_module(twin)), -1, 0);
+	check("... says so", says(c, "another tg_dist has a model of this context"), 1, 0);
+	tg_clear_error(c);
+	tg_dist_free(d2);
+	tg_mlp_free(twin);
+	/* a NULL x on rank 1 alone, outside a step: both ranks fail, naming it */
+	tg_tensor *x = tg_ones(c, TG_F64, 1, (int64_t[]){ 2 });
+	check("tg_dist_allreduce, x NULL on rank 1", tg_dist_allreduce(d, rank ? NULL : x) == NULL,
+	      1, 0);
+	check("... says so", says(c, rank ? "tg_dist_allreduce: x is NULL" : "rank 1 failed"), 1, 0);
+	tg_clear_error(c);
+	tg_mlp_free(mine);
 	double v = rank + 1;
 	tg_dist_sum(d, &v, 1);
 	check("... and a sum afterwards (1 + 2)", v, 3, 0);
