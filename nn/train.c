@@ -20,10 +20,10 @@
 #include "c_locale.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -502,7 +502,6 @@ static bool bad_value(const tg_dataset *ds, const int64_t *idx, int64_t first, i
 }
 
 
-/* tg_score, its errors said by who of its which set */
 /* The error of the model's forward pass on rows of ds, said again naming
  * the call and the set: a model that does not take the set's rows is the
  * usual cause, and the layer's own message alone does not say which call
@@ -520,6 +519,7 @@ static void forward_failed(tg_ctx *ctx, const char *who, const char *which, cons
 	free(msg);
 }
 
+/* tg_score, its errors said by who of its which set */
 static int score(tg_module *m, const tg_task *task, const tg_dataset *ds, int64_t batch,
 		 tg_scores *out, int64_t *confusion, const char *who, const char *which)
 {
@@ -884,7 +884,6 @@ static int log_resume(run *r)
 	return 0;
 }
 
-/* A new log, or, when training resumes, the log of the epochs before. */
 /* True when st is the file of standard output or error (--log
  * /dev/stdout with the output sent to a file). */
 static bool is_std_output(const struct stat *st)
@@ -936,6 +935,7 @@ static FILE *log_file(const char *path, bool resume)
 	return f;
 }
 
+/* A new log, or, when training resumes, the log of the epochs before. */
 static int log_open(run *r)
 {
 	const char *path = r->opts.log_path;
@@ -1045,17 +1045,18 @@ static void short_batch_failed(run *r, const tg_batch *b, int64_t epoch, int64_t
 	free(msg);
 }
 
-/* The model's state: the tensors a forward pass may change that are not
- * parameters (a batch norm's running statistics, a custom module's
- * tg_keep'd state). A step that fails after its forward (a non-finite or a
- * diverged loss) puts them back as they were before it, as it makes no
- * update: a model stopped by a bad batch evaluates as before the batch. */
+/* The bytes of t's values. */
 static size_t bytes_of(const tg_tensor *t)
 {
 	tg_dtype dt = tg_dtype_of(t);
 	return tg_numel(t) * (dt == TG_F64 || dt == TG_I64 ? 8 : 4);
 }
 
+/* The model's state: the tensors a forward pass may change that are not
+ * parameters (a batch norm's running statistics, a custom module's
+ * tg_keep'd state). A step that fails after its forward (a non-finite or a
+ * diverged loss) puts them back as they were before it, as it makes no
+ * update: a model stopped by a bad batch evaluates as before the batch. */
 static int state_init(run *r)
 {
 	size_t n = tg_module_tensors(r->m, NULL, 0), bytes = 0;
