@@ -931,9 +931,13 @@ static void read_run(tg_ctx *rctx, const char *opt, const char *path, saved *s)
 		s->batch = tr[0], s->seed = tr[1], s->replace = tr[2], s->drop_last = tr[3];
 		s->epochs = tr[4];
 	}
-	/* files written before it was kept: per-rank batch norm */
-	if (tg_state_i64(s->st, "sync_bn", NULL, 0) != 1 ||
-	    tg_state_i64(s->st, "sync_bn", &s->sync_bn, 1) != 1)
+	/* files written before it was kept: per-rank batch norm; one whose
+	 * sync_bn is there but not one number is damaged, not such a file */
+	int64_t nsb = tg_state_i64(s->st, "sync_bn", NULL, 0);
+	bool sb_damaged = nsb != -1 ? nsb != 1
+				    : tg_state_string(s->st, "sync_bn") ||
+					      tg_state_f64(s->st, "sync_bn", NULL, 0) >= 0;
+	if (nsb != 1 || tg_state_i64(s->st, "sync_bn", &s->sync_bn, 1) != 1)
 		s->sync_bn = 0;
 	if (!whole && !strcmp(opt, "--resume")) {
 		fprintf(stderr,
@@ -948,6 +952,8 @@ static void read_run(tg_ctx *rctx, const char *opt, const char *path, saved *s)
 	const char *bad = NULL;
 	if (s->dtype && strcmp(s->dtype, "f32") && strcmp(s->dtype, "f64"))
 		bad = "its dtype is neither f32 nor f64";
+	else if (sb_damaged)
+		bad = "its sync_bn is not one number, 0 or 1";
 	else if (!whole)
 		;
 	else if (!(s->lr > 0) || !isfinite(s->lr))

@@ -186,11 +186,12 @@ for _ in range(count):
 body = b'TGCKPT\0\0' + struct.pack('<II', 1, len(keep)) + b''.join(keep)
 open(sys.argv[2], 'wb').write(body + struct.pack('<I', zlib.crc32(body)))
 PY
-	# a run whose values (with a good CRC) are not ones train saves: exit 1
+	# a run whose values (with a good CRC) are not ones train saves, or of
+	# another kind (sync_bn a float): exit 1
 	# naming the value, never a run with the preset's in their place
 	for bad in "dtype f16 its dtype" "optim.lr nan its learning rate" \
 		   "optim.lr 0 its learning rate" "train 0 its batch" \
-		   "train -3 its batch" "epoch -1 its epoch"; do
+		   "train -3 its batch" "epoch -1 its epoch" "sync_bn f64:1 its sync_bn"; do
 		set -- $bad
 		key=$1 val=$2
 		shift 2
@@ -203,6 +204,8 @@ o = 20
 for _ in range(entries):  # the first value of metadata entry key becomes val
     kl, = struct.unpack_from('<H', b, o); k = bytes(b[o + 2:o + 2 + kl]); o += 2 + kl
     kind = b[o]; n, = struct.unpack_from('<I', b, o + 1); o += 5
+    if k == key and val.startswith('f64:'):  # an i64 entry made an f64 one
+        b[o - 5] = 0; val = val[4:]; kind = 0
     if k == key:
         new = (struct.pack('<d', float(val)) if kind == 0 else
                struct.pack('<q', int(val)) if kind == 1 else val.encode())
