@@ -20,12 +20,12 @@
 
 static void tg_blas_warn_once(void);
 
-/* TG_CONV's kernels: im2col, winograd, or (unset or empty) the default; any
- * other value is named on stderr once and keeps the default. */
+/* TG_CONV's kernels: im2col, winograd, or (onednn, unset or empty) the
+ * default; any other value is named on stderr once and keeps the default. */
 static tg_conv_kernels conv_from_env(void)
 {
 	const char *conv = getenv("TG_CONV");
-	if (!conv || !*conv)
+	if (!conv || !*conv || !strcmp(conv, "onednn"))
 		return TG_CONV_ONEDNN;
 	if (!strcmp(conv, "im2col"))
 		return TG_CONV_IM2COL;
@@ -34,8 +34,8 @@ static tg_conv_kernels conv_from_env(void)
 	static atomic_int warned;
 	if (!atomic_exchange(&warned, 1))
 		fprintf(stderr,
-			"tapegrad: TG_CONV=%s is neither im2col nor winograd; conv2d keeps its "
-			"default kernels\n",
+			"tapegrad: TG_CONV=%s is none of onednn, im2col and winograd; conv2d "
+			"keeps its default kernels\n",
 			conv);
 	return TG_CONV_ONEDNN;
 }

@@ -127,7 +127,8 @@ enum { TG_MAX_THREADS = 64 };
 
 /* Which kernels conv2d and its gradients run on in this context (see
  * tg_conv2d). A context starts with TG_CONV=im2col or TG_CONV=winograd from
- * the environment, else with TG_CONV_ONEDNN. */
+ * the environment, else (TG_CONV=onednn, unset or empty) with
+ * TG_CONV_ONEDNN. */
 typedef enum tg_conv_kernels {
 	TG_CONV_ONEDNN,   /* f32 on oneDNN's direct kernels where they run: PyTorch's
 			   * kernels, with its bits; im2col for the rest */

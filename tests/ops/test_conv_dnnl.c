@@ -259,6 +259,9 @@ static void the_conv_kernels_are_set_per_context(void **state)
 	assert_int_equal(tg_get_conv_kernels(w), TG_CONV_WINOGRAD);
 	assert_int_equal(tg_get_conv_kernels(i), TG_CONV_IM2COL);
 	tg_ctx_free(w);
+	w = ctx_made_with("TG_CONV", "onednn", SEED); /* the default, named as train --help does */
+	assert_int_equal(tg_get_conv_kernels(w), TG_CONV_ONEDNN);
+	tg_ctx_free(w);
 	tg_ctx_free(i);
 }
 
