@@ -125,7 +125,8 @@ static const char usage_text[] =
 	"                       or mse for the other kind of task)\n"
 	"  --save FILE          save the run after every epoch and at the end: parameters,\n"
 	"                       batch-norm statistics, optimizer state, schedule, generator,\n"
-	"                       epoch, the architecture and the flags --resume needs\n"
+	"                       epoch, the architecture and the flags --resume needs; a\n"
+	"                       file already at FILE must be a checkpoint\n"
 	"  --resume FILE        continue a --save'd run from its last epoch up to --epochs\n"
 	"                       (default: the file's); the data, net, optimizer, schedule,\n"
 	"                       batch, seed and --sync-bn come from the file (giving one is\n"
@@ -540,11 +541,11 @@ static const char *const net_flags[] = {
  * finally points at, as tg_checkpoint_save (and fopen) write through links;
  * that file need not exist yet, so the links are followed one by one, not
  * by realpath, which fails on a link to nothing. */
-static void landing_dir(const char *path, char *dir, size_t size)
+static void follow_links(const char *path, char *p)
 {
-	char p[PATH_MAX], target[PATH_MAX];
+	char target[PATH_MAX];
 	struct stat st;
-	snprintf(p, sizeof p, "%s", path);
+	snprintf(p, PATH_MAX, "%s", path);
 	for (int hops = 0; hops < 40 && lstat(p, &st) == 0 && S_ISLNK(st.st_mode); hops++) {
 		ssize_t k = readlink(p, target, sizeof target - 1);
 		if (k < 0)
@@ -552,10 +553,16 @@ static void landing_dir(const char *path, char *dir, size_t size)
 		target[k] = '\0';
 		char *end = strrchr(p, '/');
 		if (target[0] == '/' || !end)
-			snprintf(p, sizeof p, "%s", target);
+			snprintf(p, PATH_MAX, "%s", target);
 		else /* relative to the link's directory */
-			snprintf(end + 1, sizeof p - (size_t)(end + 1 - p), "%s", target);
+			snprintf(end + 1, PATH_MAX - (size_t)(end + 1 - p), "%s", target);
 	}
+}
+
+static void landing_dir(const char *path, char *dir, size_t size)
+{
+	char p[PATH_MAX];
+	follow_links(path, p);
 	const char *slash = strrchr(p, '/');
 	if (!slash)
 		snprintf(dir, size, ".");
@@ -563,6 +570,27 @@ static void landing_dir(const char *path, char *dir, size_t size)
 		snprintf(dir, size, "/");
 	else
 		snprintf(dir, size, "%.*s", (int)(slash - p), p);
+}
+
+/* --save replaces only a checkpoint: a file at path that holds something
+ * else (a --save at the wrong name, train.c) is refused, exit 1. */
+static void save_over_checkpoint_only(const char *path)
+{
+	struct stat st;
+	if (!path || stat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0)
+		return;
+	char head[6] = { 0 };
+	FILE *f = fopen(path, "rb");
+	bool other = f && (fread(head, 1, sizeof head, f) != sizeof head ||
+			   memcmp(head, "TGCKPT", sizeof head));
+	if (f)
+		fclose(f);
+	if (other) {
+		fprintf(stderr, "%s: --save %s: is a file of something else, not a checkpoint; "
+				"give another path, or remove the file\n",
+			prog, path);
+		exit(1);
+	}
 }
 
 /* A file can be created at path: a probe file is made and removed in its
@@ -1261,14 +1289,34 @@ static tg_dist *join(tg_ctx *ctx, config *c, int *argc, char ***argv)
 	return d;
 }
 
-/* True when a and b are one file: the same name, or one file found at both. */
+/* Where a file at path lands, as "<real directory>/<name>" (links
+ * followed as landing_dir does); false when its directory is not there. */
+static bool landing_file(const char *path, char *out, size_t size)
+{
+	char p[PATH_MAX], dir[PATH_MAX], real[PATH_MAX];
+	follow_links(path, p);
+	landing_dir(path, dir, sizeof dir);
+	const char *slash = strrchr(p, '/');
+	const char *name = slash ? slash + 1 : p;
+	if (!realpath(dir, real))
+		return false;
+	int n = snprintf(out, size, "%s/%s", strcmp(real, "/") ? real : "", name);
+	return n > 0 && (size_t)n < size;
+}
+
+/* True when a and b are one file: the same name, one file found at both,
+ * or two names of one file still to be made (./log and log). */
 static bool same_file(const char *a, const char *b)
 {
 	struct stat sa, sb;
 	if (!strcmp(a, b))
 		return true;
-	return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
-	       sa.st_ino == sb.st_ino;
+	bool ta = stat(a, &sa) == 0, tb = stat(b, &sb) == 0;
+	if (ta && tb)
+		return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+	char la[PATH_MAX], lb[PATH_MAX];
+	return ta == tb && landing_file(a, la, sizeof la) && landing_file(b, lb, sizeof lb) &&
+	       !strcmp(la, lb);
 }
 
 /* The outputs each need a file of their own: the checkpoint replaces the
@@ -1370,6 +1418,7 @@ int main(int argc, char **argv)
 		read_run(ctx, "--load", c.load, &file);
 	}
 	data_apart(&c);
+	save_over_checkpoint_only(c.save);
 	apply_preset(&c);
 	{ /* a bad --schedule is found before the data is loaded */
 		tg_schedule probe;

@@ -118,6 +118,13 @@ fast 1 "--save /nonexistent/dir/m.ckpt: cannot write in /nonexistent/dir" \
 fast 1 "--log /nonexistent/dir/m.csv: cannot write in /nonexistent/dir" \
 	--data digits --log /nonexistent/dir/m.csv
 fast 1 "--save $dir: is a directory" --data digits --save "$dir"
+# two names of one file still to be made are one file too
+fast 2 "--save and --log name the same file $dir/./new.ckpt" --data digits \
+	--log "$dir/./new.ckpt" --save "$dir/new.ckpt"
+# a checkpoint replaces only a checkpoint, not a file of something else
+printf 'notes\n' >"$dir/notes.c"
+fast 1 "--save $dir/notes.c: is a file of something else, not a checkpoint" --data digits \
+	--save "$dir/notes.c"
 # a link is written through: a link to a file in a missing directory, or a
 # loop of links, is found before training, not when the first save fails
 ln -s nodir/m.ckpt "$dir/dangling"
