@@ -489,7 +489,10 @@ def main():
                          "\"NAME ARCH ACT OPTIMIZER BATCH DTYPE LOSS [ITERATIONS]\", e.g. "
                          "\"x-silu 784-64-64-10 silu adam 32 f32 ce 300\" (tg_bench --help); "
                          "printed and added to history.csv, results.md unchanged")
+    ap.add_argument("--check-args", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.check_args:  # tests/bench/run, before it builds anything
+        return 0
     if a.suite:
         return suite_main(a)
 

@@ -6,7 +6,8 @@
 # fails when stdout does; bench.py and ops_bench.py refuse an unknown --only
 # name, listing the valid ones, with results.md untouched; a --suite --quick
 # run goes to history.csv only; ops_bench.py --iters reaches tapegrad's side;
-# tests/bench/run --help and tests/fuzz/run 0 return at once. No benchmark
+# tests/bench/run --help, tests/bench/run with an unknown option and
+# tests/fuzz/run 0 return at once. No benchmark
 # runs (the Python scripts drive stand-ins for the C programs); a few
 # seconds. Run by meson test (suite "outside") with TG_BUILD_ROOT set.
 set -u
@@ -190,10 +191,16 @@ fi
 # ---- the scripts' usage ---------------------------------------------------------
 expect 0 "tests/bench/run --ops \[--sweep\]" "$src/tests/bench/run" --help
 expect 0 "tests/bench/run --suite" "$src/tests/bench/run" --suite -h
+# a bad option or number is refused before anything is built or installed
+expect 2 "bench.py: error: unrecognized arguments: --bogus" "$src/tests/bench/run" --bogus
+expect 2 "ops_bench.py: error: argument --iters: a whole number" \
+	"$src/tests/bench/run" --ops --iters 0
 expect 2 "^tests/fuzz/run: SECONDS must be a whole number from 1 .*, not 0$" \
 	"$src/tests/fuzz/run" 0 expr
 expect 2 "^tests/fuzz/run: SECONDS must be a whole number from 1 .*, not 1.5$" \
 	"$src/tests/fuzz/run" --keep-going 1.5
+expect 0 "tests/fuzz/run" "$src/tests/fuzz/run" --keep-going --help
+expect 2 "^tests/fuzz/run: --bogus: an option goes first" "$src/tests/fuzz/run" 10 --bogus
 
 echo "check_args.sh: $checks checks, $fails failed"
 [ "$fails" -eq 0 ]
