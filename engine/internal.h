@@ -382,6 +382,9 @@ tg_ctx *tg_tensor_check(const char *who, const tg_tensor *t);
  * ctx (NULL: none known): when t belongs to another context, ctx records
  * TG_ECTX too, naming the argument (fmt ...), so that ctx's caller does not
  * see a NULL with no error; the stale use itself stays in t's context. */
+/* The context of the first of in[0..nin) that is neither NULL nor stale,
+ * or NULL. */
+tg_ctx *tg_first_live_ctx(int nin, tg_tensor *const *in);
 TG_SLOW void tg_stale_elsewhere(tg_ctx *ctx, const char *who, const tg_tensor *t,
 				const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Checks an op's inputs: none NULL, none stale, one context, one dtype, no

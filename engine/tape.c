@@ -66,8 +66,7 @@ TG_SLOW void tg_stale_elsewhere(tg_ctx *ctx, const char *who, const tg_tensor *t
 		tg_fail(ctx, TG_ESTALE, "%s: %s was freed by tg_reset", who, what);
 }
 
-/* The context of the first argument that is neither NULL nor stale. */
-static tg_ctx *first_live_ctx(int nin, tg_tensor *const *in)
+tg_ctx *tg_first_live_ctx(int nin, tg_tensor *const *in)
 {
 	for (int i = 0; i < nin; i++) {
 		const tg_tensor *t = in[i];
@@ -92,7 +91,7 @@ static TG_SLOW tg_ctx *op_begin_failed(const char *who, int nin, tg_tensor *cons
 		}
 		tg_ctx *c = tg_tensor_check(who, in[i]);
 		if (!c) {
-			tg_stale_elsewhere(first_live_ctx(nin, in), who, in[i], "argument %d", i);
+			tg_stale_elsewhere(tg_first_live_ctx(nin, in), who, in[i], "argument %d", i);
 			return NULL;
 		}
 		if (!ctx)
@@ -306,10 +305,10 @@ static tg_ctx *record_begin(const char *who, int nin, tg_tensor *const *all)
 		if (all[i] && !(ctx = tg_tensor_check(who, all[i]))) {
 			/* stale, reported */
 			if (i == 0)
-				tg_stale_elsewhere(first_live_ctx(nin + 1, all), who, all[0],
+				tg_stale_elsewhere(tg_first_live_ctx(nin + 1, all), who, all[0],
 						   "the output");
 			else
-				tg_stale_elsewhere(first_live_ctx(nin + 1, all), who, all[i],
+				tg_stale_elsewhere(tg_first_live_ctx(nin + 1, all), who, all[i],
 						   "input %d", i - 1);
 			return NULL;
 		}

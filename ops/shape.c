@@ -487,11 +487,7 @@ static tg_ctx *list_begin(tg_ctx *ctx, const char *who, int n, tg_tensor *const 
 {
 	if (!ctx) {
 		/* the first live tensor's context learns why its op gave NULL */
-		tg_ctx *c = NULL;
-		for (int i = 0; xs && i < n && !c; i++)
-			if (xs[i] && xs[i]->magic == TG_TENSOR_MAGIC &&
-			    (xs[i]->persistent || xs[i]->gen == xs[i]->ctx->gen))
-				c = xs[i]->ctx;
+		tg_ctx *c = xs ? tg_first_live_ctx(n, xs) : NULL;
 		if (c && c->status == TG_OK)
 			tg_fail(c, TG_ENULL, "%s: ctx is NULL; give the tensors' context", who);
 		return NULL;
