@@ -468,6 +468,32 @@ void *tg_fail(tg_ctx *ctx, tg_status code, const char *fmt, ...)
 	return NULL;
 }
 
+/* nn/engine_errors.h: the words, then ": ", then the kept message, as one
+ * message that put_message elides like any other. */
+void tg_fail_again(tg_ctx *ctx, const char *fmt, ...)
+{
+	if (!ctx || ctx->status == TG_OK)
+		return;
+	tg_status code = ctx->status;
+	char *was = strdup(ctx->message);
+	va_list ap, again;
+	va_start(ap, fmt);
+	va_copy(again, ap);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	char *words = n >= 0 ? malloc((size_t)n + 1) : NULL;
+	if (words)
+		vsnprintf(words, (size_t)n + 1, fmt, again);
+	va_end(again);
+	va_end(ap);
+	ctx->status = TG_OK;
+	if (words && was)
+		tg_fail(ctx, code, "%s: %s", words, was);
+	else /* the op's message stays, unprefixed */
+		ctx->status = code;
+	free(words);
+	free(was);
+}
+
 /* ---- random numbers: xoshiro256** seeded by splitmix64 -------------------- */
 
 static uint64_t splitmix64(uint64_t *x)

@@ -857,4 +857,12 @@ bool tg_cpu_has(bool avx512);
 tg_tensor *tg_kept_newest(tg_ctx *ctx);
 void tg_kept_drop_newer(tg_ctx *ctx, tg_tensor *mark);
 
+/* The kept error recorded again as "<fmt's words>: <its message>", same
+ * code; nothing when ctx holds none (declared for nn in nn/engine_errors.h). */
+void tg_fail_again(tg_ctx *ctx, const char *fmt, ...)
+#ifdef __GNUC__
+	__attribute__((format(printf, 2, 3)))
+#endif
+	;
+
 #endif /* TG_INTERNAL_H */

@@ -14,6 +14,7 @@
 #include "tapegrad.h"
 #include "tapegrad_io.h"
 #include "c_locale.h"
+#include "engine_errors.h"
 #include "parallel.h"
 
 #include <errno.h>
@@ -2085,6 +2086,11 @@ static int check_stats(tg_ctx *ctx, const tg_tensor *mean, const tg_tensor *std,
 				field[targets][k]);
 			return -1;
 		}
+		if (!tg_tensor_check("tg_standardiser_apply", t[k])) {
+			tg_stale_elsewhere(ctx, "tg_standardiser_apply", t[k], "%s",
+					   field[targets][k]);
+			return -1;
+		}
 		const char *name = tg_name(t[k]) ? tg_name(t[k]) : field[targets][k];
 		tg_ctx *owner = tg_ctx_of(t[k]);
 		if (owner && owner != ctx) {
@@ -2093,8 +2099,6 @@ static int check_stats(tg_ctx *ctx, const tg_tensor *mean, const tg_tensor *std,
 			return -1;
 		}
 		if (tg_dtype_of(t[k]) != TG_F64 || (int64_t)tg_numel(t[k]) != w) {
-			if (!tg_data(t[k])) /* records TG_ESTALE */
-				return -1;
 			tg_fail(ctx, TG_EARG,
 				"tg_standardiser_apply: %s is %s with %zu values; expected %lld f64",
 				name, (const char *[]){ "f32", "f64", "i32", "i64" }[tg_dtype_of(t[k]) & 3],

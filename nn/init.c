@@ -9,6 +9,7 @@
 #include "tapegrad.h"
 #include "tapegrad_nn.h"
 #include "c_locale.h"
+#include "engine_errors.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -130,12 +131,8 @@ static tg_tensor *named(tg_ctx *ctx, tg_tensor *t, const char *who, const char *
 			      (long long)shape[i]);
 	}
 	snprintf(dims + k, sizeof dims - (size_t)k, ")");
-	char *msg = strdup(tg_error(ctx));
-	tg_clear_error(ctx);
-	tg_fail(ctx, TG_ENOMEM, "%s: %s %s %s, %.3g GB: out of memory (%s)", who,
-		name ? name : "parameter", dims, dt == TG_F64 ? "f64" : "f32", bytes / 1e9,
-		msg ? msg : "");
-	free(msg);
+	tg_fail_again(ctx, "%s: %s %s %s, %.3g GB: out of memory", who, name ? name : "parameter",
+		      dims, dt == TG_F64 ? "f64" : "f32", bytes / 1e9);
 	return NULL;
 }
 

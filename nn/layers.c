@@ -11,6 +11,7 @@
  */
 #include "tapegrad.h"
 #include "tapegrad_nn.h"
+#include "engine_errors.h"
 #include "bn_running.h"
 #include "c_locale.h"
 #include "hot_loop.h"
@@ -32,18 +33,12 @@ static const char *field_name(char *buf, size_t size, const char *prefix, const 
 	return buf;
 }
 
-/* The context of x, NULL when the function must return NULL: x NULL, an
- * error already set, or x stale (reading it records TG_ESTALE). */
-static tg_ctx *begin(const tg_tensor *x)
+/* The context of x, NULL when who must return NULL: x NULL, an error
+ * already set, or x stale (recorded as who's TG_ESTALE). */
+static tg_ctx *begin(const char *who, const tg_tensor *x)
 {
-	if (!x)
-		return NULL;
-	tg_ctx *ctx = tg_ctx_of(x);
-	if (!ctx) {
-		tg_data(x);
-		return NULL;
-	}
-	return tg_ok(ctx) ? ctx : NULL;
+	tg_ctx *ctx = tg_tensor_check(who, x);
+	return ctx && tg_ok(ctx) ? ctx : NULL;
 }
 
 /* A tensor's name for messages. */
@@ -76,7 +71,7 @@ int tg_affine_init(tg_affine *l, tg_ctx *ctx, tg_dtype dt, int64_t n_in, int64_t
 /* x @ W + b, and its relu with relu (tg_addmm_relu where b is a row) */
 static tg_tensor *affine_forward(const tg_affine *l, tg_tensor *x, bool relu)
 {
-	tg_ctx *ctx = begin(x);
+	tg_ctx *ctx = begin("tg_affine_forward", x);
 	if (!ctx)
 		return NULL;
 	if (!l || !l->W || !l->b)
@@ -277,10 +272,10 @@ static const char *dtype_str(tg_dtype dt)
 
 tg_tensor *tg_cross_entropy_soft(tg_tensor *logits, tg_tensor *t)
 {
-	tg_ctx *ctx = begin(logits);
+	tg_ctx *ctx = begin("tg_cross_entropy_soft", logits);
 	if (ctx && !t)
 		return tg_fail(ctx, TG_ENULL, "tg_cross_entropy_soft: targets are NULL");
-	if (!ctx || !begin(t))
+	if (!ctx || !begin("tg_cross_entropy_soft", t))
 		return NULL;
 	char a[96], b[96];
 	if (tg_ctx_of(t) != ctx)
@@ -309,7 +304,7 @@ tg_tensor *tg_weight_penalty(tg_tensor *const *params, size_t n, double lambda)
 {
 	if (!params || !n)
 		return NULL;
-	tg_ctx *ctx = begin(params[0]);
+	tg_ctx *ctx = begin("tg_weight_penalty", params[0]);
 	if (!ctx)
 		return NULL;
 	if (!(lambda >= 0) || !isfinite(lambda))
@@ -334,11 +329,9 @@ int tg_argmax_rows(const tg_tensor *x, int32_t *out)
 {
 	if (!x)
 		return -1;
-	tg_ctx *ctx = tg_ctx_of(x);
-	if (!ctx) {
-		tg_data(x); /* records TG_ESTALE */
+	tg_ctx *ctx = tg_tensor_check("tg_argmax_rows", x);
+	if (!ctx)
 		return -1;
-	}
 	if (!out) {
 		tg_fail(ctx, TG_ENULL, "tg_argmax_rows: out is NULL");
 		return -1;
@@ -603,7 +596,7 @@ static bool eval_plain(const tg_batchnorm *bn, const tg_tensor *x)
 /* tg_batchnorm_forward, through a relu when relu (one op while training) */
 static tg_tensor *batchnorm_forward_as(tg_batchnorm *bn, tg_tensor *x, bool relu)
 {
-	tg_ctx *ctx = begin(x);
+	tg_ctx *ctx = begin("tg_batchnorm_forward", x);
 	if (!ctx)
 		return NULL;
 	if (!bn || !bn->gamma || !bn->beta || !bn->running_mean || !bn->running_var)
@@ -658,10 +651,10 @@ static bool dropout_p_ok(tg_ctx *ctx, const char *who, double p)
 
 tg_tensor *tg_dropout_apply(tg_tensor *x, tg_tensor *mask, double p)
 {
-	tg_ctx *ctx = begin(x);
+	tg_ctx *ctx = begin("tg_dropout_apply", x);
 	if (ctx && !mask)
 		return tg_fail(ctx, TG_ENULL, "tg_dropout_apply: mask is NULL");
-	if (!ctx || !begin(mask))
+	if (!ctx || !begin("tg_dropout_apply", mask))
 		return NULL;
 	if (!dropout_p_ok(ctx, "tg_dropout_apply", p))
 		return NULL;
@@ -717,7 +710,7 @@ static tg_tensor *draw_mask(tg_ctx *ctx, tg_tensor *x, double p)
 
 tg_tensor *tg_dropout_forward(const tg_dropout *d, tg_tensor *x)
 {
-	tg_ctx *ctx = begin(x);
+	tg_ctx *ctx = begin("tg_dropout_forward", x);
 	if (!ctx)
 		return NULL;
 	if (!d)

@@ -11,6 +11,7 @@
 #include "tapegrad_nn.h"
 #include "bn_running.h"
 #include "c_locale.h"
+#include "engine_errors.h"
 #include "kept_undo.h"
 
 #include <errno.h>
@@ -113,13 +114,15 @@ static tg_tensor *name_field(tg_module *m, tg_tensor *t, const char *field)
 /* The checks add_param and add_state share; m's ctx when they pass. */
 static tg_ctx *add_ok(tg_module *m, tg_tensor *t, const char *field, const char *who)
 {
+	if (!m && tg_ctx_of(t)) /* t's context hears of it */
+		tg_fail(tg_ctx_of(t), TG_ENULL, "%s: the module is NULL", who);
 	if (!m || !tg_ok(m->ctx))
 		return NULL;
 	if (!t || !field)
 		return tg_fail(m->ctx, TG_ENULL, "%s: module \"%s\": %s is NULL", who, m->name,
 			       !t ? "the tensor" : "field");
-	if (!tg_ctx_of(t)) {
-		tg_data(t); /* records TG_ESTALE */
+	if (!tg_tensor_check(who, t)) {
+		tg_stale_elsewhere(m->ctx, who, t, "module \"%s\": tensor for %s", m->name, field);
 		return NULL;
 	}
 	if (tg_ctx_of(t) != m->ctx)
@@ -249,11 +252,9 @@ static tg_tensor *forward_with(tg_module *m, tg_tensor *x, tg_module *next, tg_p
 {
 	if (!x)
 		return NULL;
-	tg_ctx *ctx = tg_ctx_of(x);
-	if (!ctx) {
-		tg_data(x); /* records TG_ESTALE */
+	tg_ctx *ctx = tg_tensor_check("tg_forward", x);
+	if (!ctx)
 		return NULL;
-	}
 	if (!tg_ok(ctx))
 		return NULL;
 	if (!m)
@@ -860,10 +861,7 @@ static void as_parse_error(tg_ctx *ctx, const char *who, const char *arch)
 {
 	if (tg_status_of(ctx) != TG_EARG || !strncmp(tg_error(ctx), who, strlen(who)))
 		return;
-	char why[512];
-	snprintf(why, sizeof why, "%s", tg_error(ctx));
-	tg_clear_error(ctx);
-	tg_fail(ctx, TG_EARG, "%s: \"%s\": %s", who, arch, why);
+	tg_fail_again(ctx, "%s: \"%s\"", who, arch);
 }
 
 /* A failed parse frees the parameters of the pieces it had built. */

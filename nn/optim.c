@@ -12,6 +12,7 @@
 #include "tapegrad_nn.h"
 #include "tapegrad_io.h"
 #include "optim_opts.h"
+#include "engine_errors.h"
 #include "kept_undo.h"
 #include "norm_eps.h"
 
@@ -129,8 +130,8 @@ static int check_params(tg_ctx *ctx, tg_tensor *const *params, size_t n)
 			return -1;
 		}
 		if (tg_ctx_of(t) != ctx) {
-			if (!tg_ctx_of(t))
-				tg_data(t); /* records TG_ESTALE */
+			if (!tg_tensor_check("tg_optim_new", t))
+				tg_stale_elsewhere(ctx, "tg_optim_new", t, "params[%zu]", i);
 			else
 				tg_fail(ctx, TG_ECTX,
 					"tg_optim_new: params[%zu] belongs to another context", i);

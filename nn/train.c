@@ -18,6 +18,7 @@
 #include "dist_hooks.h"
 #include "optim_opts.h"
 #include "c_locale.h"
+#include "engine_errors.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -508,15 +509,8 @@ static bool bad_value(const tg_dataset *ds, const int64_t *idx, int64_t first, i
  * met it. */
 static void forward_failed(tg_ctx *ctx, const char *who, const char *which, const tg_dataset *ds)
 {
-	tg_status code = tg_status_of(ctx);
-	if (code == TG_OK)
-		return;
-	char *msg = strdup(tg_error(ctx)); /* the whole of it, read before the clear */
-	tg_clear_error(ctx);
-	tg_fail(ctx, code, "%s: the model's forward pass on the %s set's rows (%lld features) "
-			   "failed: %s",
-		who, which, (long long)ds->d, msg ? msg : "out of memory for its message");
-	free(msg);
+	tg_fail_again(ctx, "%s: the model's forward pass on the %s set's rows (%lld features) failed",
+		      who, which, (long long)ds->d);
 }
 
 /* tg_score, its errors said by who of its which set */
@@ -1033,16 +1027,11 @@ static int log_close(run *r)
  * remedy. */
 static void short_batch_failed(run *r, const tg_batch *b, int64_t epoch, int64_t it)
 {
-	tg_status code = tg_status_of(r->ctx);
-	char *msg = strdup(tg_error(r->ctx)); /* the whole of it, read before the clear */
-	tg_clear_error(r->ctx);
-	tg_fail(r->ctx, code,
-		"%s: epoch %lld, step %lld, the epoch's last batch of %lld row%s (%lld samples, "
-		"batch %lld; drop_last leaves it out): %s",
-		r->who, (long long)epoch, (long long)it + 1, (long long)b->total,
-		b->total == 1 ? "" : "s", (long long)r->train->n, (long long)r->batch,
-		msg ? msg : "out of memory for its message");
-	free(msg);
+	tg_fail_again(r->ctx,
+		      "%s: epoch %lld, step %lld, the epoch's last batch of %lld row%s (%lld "
+		      "samples, batch %lld; drop_last leaves it out)",
+		      r->who, (long long)epoch, (long long)it + 1, (long long)b->total,
+		      b->total == 1 ? "" : "s", (long long)r->train->n, (long long)r->batch);
 }
 
 /* The bytes of t's values. */
@@ -1677,6 +1666,8 @@ static int fit(const char *who, tg_module *m, tg_optim *o, const tg_task *task,
 	tg_metrics mt = no_metrics();
 	if (last)
 		*last = mt;
+	if (!m && o) /* the optimizer's context hears of it */
+		tg_fail(tg_optim_ctx_of(o), TG_ENULL, "%s: the model is NULL", who);
 	if (!ctx || !tg_ok(ctx))
 		return -1;
 	run r = { .ctx = ctx, .who = who, .m = m, .o = o, .task = task ? *task : classify_task,
@@ -1816,6 +1807,8 @@ int tg_train(tg_mlp *m, tg_optim *o, const tg_dataset *train, const tg_dataset *
 	tg_ctx *ctx = tg_mlp_ctx(m);
 	if (last)
 		*last = no_metrics();
+	if (!m && o)
+		tg_fail(tg_optim_ctx_of(o), TG_ENULL, "tg_train: the MLP is NULL");
 	if (!ctx || !tg_ok(ctx))
 		return -1;
 	if (!o)

@@ -10,6 +10,7 @@
 
 #include "tapegrad_dist.h"
 #include "tapegrad_io.h"
+#include "tapegrad_train.h"
 #include "tapegrad_nn.h"
 
 /* expr must fail (NULL or -1 or false) and leave an error in ctx that
@@ -145,6 +146,16 @@ static void nn_functions_given_null_fail_cleanly(void **state)
 	FAILS_QUIETLY(tg_mlp_params(NULL, NULL) || tg_mlp_state(NULL, NULL));
 	FAILS_QUIETLY(tg_mlp_spec(NULL) || tg_mlp_ctx(NULL) || tg_mlp_activation(NULL, 1));
 	FAILS_QUIETLY(tg_optim_step(NULL) == 0 || tg_optim_state(NULL, NULL));
+	/* a NULL model or module, another argument's context at hand */
+	tg_optim *o = tg_optim_new(ctx, &p, 1, &sgd);
+	assert_non_null(o);
+	FAILS_WITH(ctx, tg_fit(NULL, o, NULL, &ds, NULL, NULL, NULL, NULL) == 0,
+		   "tg_fit: the model is NULL");
+	FAILS_WITH(ctx, tg_train(NULL, o, &ds, NULL, NULL, NULL) == 0, "tg_train: the MLP is NULL");
+	FAILS_WITH(ctx, tg_module_add_param(NULL, p, "w", false),
+		   "tg_module_add_param: the module is NULL");
+	FAILS_WITH(ctx, tg_module_add_state(NULL, p, "s"), "tg_module_add_state: the module is NULL");
+	tg_optim_free(o);
 	FAILS_QUIETLY(tg_batch_next(NULL, TG_F32, NULL));
 	FAILS_QUIETLY(tg_mlp_new(NULL, "2-2", NULL) || tg_optim_new(NULL, &p, 1, NULL));
 	tg_mlp_free(NULL);
@@ -158,6 +169,42 @@ static void nn_functions_given_null_fail_cleanly(void **state)
 	(void)l;
 	(void)bn;
 	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+/* A stale tensor given to the nn layer is TG_ESTALE naming the function
+ * the user called (not the accessor the layer read it with); one of
+ * another context is TG_ECTX in the module's or optimizer's context too. */
+static void nn_functions_given_a_stale_tensor_name_themselves(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1), *other = tg_ctx_new(2);
+	tg_module *m = tg_model_parse(ctx, "2-2", NULL);
+	assert_non_null(m);
+	tg_tensor *x = tg_ones(ctx, TG_F32, SHAPE(1, 2));
+	tg_tensor *far = tg_ones(other, TG_F32, SHAPE(2));
+	tg_affine l = { tg_param(tg_ones(ctx, TG_F32, SHAPE(2, 2))),
+			tg_param(tg_zeros(ctx, TG_F32, SHAPE(2))) };
+	tg_optim_opts sgd = tg_optim_defaults(TG_SGD);
+	tg_reset(ctx);
+	tg_reset(other);
+	FAILS_WITH(ctx, tg_forward(m, x), "tg_forward: tensor (1,2) was freed by tg_reset");
+	FAILS_WITH(ctx, tg_affine_forward(&l, x), "tg_affine_forward: tensor (1,2) was freed");
+	FAILS_WITH(ctx, tg_dropout_apply(x, x, 0.5), "tg_dropout_apply: tensor (1,2) was freed");
+	int32_t arg[1];
+	FAILS_WITH(ctx, tg_argmax_rows(x, arg) == 0, "tg_argmax_rows: tensor (1,2) was freed");
+	FAILS_WITH(ctx, tg_module_add_param(m, x, "w2", false),
+		   "tg_module_add_param: tensor (1,2) was freed");
+	FAILS_WITH(ctx, tg_optim_new(ctx, &x, 1, &sgd), "tg_optim_new: tensor (1,2) was freed");
+	/* another context's stale tensor: its context says so, and so does ours */
+	FAILS_WITH(ctx, tg_module_add_state(m, far, "s"),
+		   "tensor for s belongs to another context, whose tg_reset freed it");
+	FAILS_WITH(other, tg_ok(other), "tg_module_add_state: tensor (2,) was freed");
+	FAILS_WITH(ctx, tg_optim_new(ctx, &far, 1, &sgd),
+		   "tg_optim_new: params[0] belongs to another context, whose tg_reset freed it");
+	FAILS_WITH(other, tg_ok(other), "tg_optim_new: tensor (2,) was freed");
+	tg_module_free(m);
+	tg_ctx_free(other);
 	tg_ctx_free(ctx);
 }
 
@@ -247,6 +294,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(every_op_given_a_null_tensor_fails_and_names_the_argument),
 		cmocka_unit_test(nn_functions_given_null_fail_cleanly),
+		cmocka_unit_test(nn_functions_given_a_stale_tensor_name_themselves),
 		cmocka_unit_test(values_no_run_could_resume_are_refused),
 		cmocka_unit_test(dist_functions_given_null_fail_cleanly),
 	};

@@ -1440,7 +1440,7 @@ static void a_layer_out_of_memory_names_its_parameter(void **state)
 	assert_non_null(ctx);
 	assert_null(tg_model_parse(ctx, "4-400000-2", NULL));
 	assert_error(ctx, TG_ENOMEM, "tg_init_weight: fc1.W (4,400000) f32, 0.0064 GB: out of "
-				     "memory (tg_randn: ");
+				     "memory: tg_randn: ");
 	tg_clear_error(ctx);
 	assert_null(tg_model_parse(ctx, "4-2-1600000", NULL));
 	assert_error(ctx, TG_ENOMEM, "fc2.W (2,1600000) f32");
