@@ -122,6 +122,9 @@ struct tg_tensor {
 			      * a TG_CREATE_GRAPH gradient and dropped it */
 	bool store_blank;    /* grad_store made by a walk that gave the leaf no
 			      * gradient (it failed): tg_grad reads NULL, not zeros */
+	bool grad_zeroed;    /* tg_zero_grad cleared a gradient that had no buffer
+			      * (a TG_CREATE_GRAPH one, this step): tg_grad reads
+			      * zeros, as it does from a cleared buffer */
 	bool shares;         /* its data is another step tensor's too (a reshape's
 			      * output, or what was reshaped): a write through
 			      * tg_data_mut or tg_assign gets a copy of its own

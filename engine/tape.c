@@ -857,6 +857,12 @@ tg_tensor *tg_grad(const tg_tensor *t)
 		memset(m->grad_store->data, 0, t->numel * tg_dtype_size(t->dtype));
 		m->grad_store->version++;
 		m->grad = m->grad_store;
+	} else if (!t->grad && !t->grad_store && t->grad_zeroed && !t->ctx->walk) {
+		/* no buffer yet: the zeros are a step tensor, which tg_reset
+		 * moves into one as it does a TG_CREATE_GRAPH gradient */
+		tg_tensor *m = (tg_tensor *)t;
+		m->grad = tg_zeros(t->ctx, t->dtype, t->ndim, t->shape);
+		t->ctx->kept_step_grad |= t->persistent && m->grad;
 	}
 	return t->grad;
 }
@@ -882,6 +888,7 @@ void tg_zero_grad(tg_tensor *t)
 {
 	if (!tg_tensor_check("tg_zero_grad", t) || pending("tg_zero_grad", t))
 		return;
+	t->grad_zeroed |= t->grad && !t->grad_store && !t->node;
 	t->grad = NULL;
 	t->grad_lost = t->grad_unkept = false;
 }

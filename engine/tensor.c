@@ -125,6 +125,7 @@ static inline tg_tensor *init(tg_tensor *t, tg_ctx *ctx, tg_dtype dt, int ndim,
 	t->grad_lost = false;
 	t->grad_unkept = false;
 	t->store_blank = false;
+	t->grad_zeroed = false;
 	t->shares = false;
 	t->written_later = false;
 	t->name = NULL;

@@ -726,6 +726,52 @@ static void passes_through_a_custom_op_keep_their_memory(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* A rule that records its own ops (grad mode on inside it, as a rule
+ * meant for higher derivatives may): the passes of a Jacobian or a Hessian
+ * leave what it recorded on the tape and go on. */
+static void square_recording_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *x = tg_node_input(n, 0);
+	bool was = tg_set_grad_enabled(tg_ctx_of(x), true);
+	tg_tensor *dx = tg_mul(dout, tg_mul_scalar(x, 2));
+	tg_set_grad_enabled(tg_ctx_of(x), was);
+	tg_node_grad(n, 0, dx);
+}
+static const tg_op square_recording_op = { .name = "square_recording",
+					   .backward = square_recording_backward };
+static tg_tensor *f_square_recording(tg_tensor *const *in, void *user)
+{
+	tg_ctx *ctx = tg_ctx_of(in[0]);
+	bool was = tg_set_grad_enabled(ctx, false);
+	tg_tensor *y = tg_mul(in[0], in[0]);
+	tg_set_grad_enabled(ctx, was);
+	y = tg_record(&square_recording_op, y, 1, in, NULL, 0);
+	return user ? tg_sum(tg_sin(y)) : y;
+}
+
+static void a_rule_that_records_ops_works_in_every_pass(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	const double v[] = { 0.5, -1.5, 2.0 };
+	tg_tensor *x = f64(ctx, SHAPE(3), v), *jac, *hess;
+	assert_int_equal(tg_jacobian(ctx, f_square_recording, NULL, 1, &x, &jac), 0);
+	assert_ctx_ok(ctx);
+	for (int r = 0; r < 3; r++)
+		for (int k = 0; k < 3; k++)
+			assert_near(tg_get(jac, (size_t)(r * 3 + k)), r == k ? 2 * v[k] : 0, 0);
+	/* d2/dx2 sin(x^2) = 2 cos(x^2) - 4 x^2 sin(x^2), on the diagonal */
+	assert_int_equal(tg_hessian(ctx, f_square_recording, (void *)1, 1, &x, &hess), 0);
+	assert_ctx_ok(ctx);
+	for (int r = 0; r < 3; r++)
+		for (int k = 0; k < 3; k++) {
+			double x2 = v[k] * v[k];
+			double want = r == k ? 2 * cos(x2) - 4 * x2 * sin(x2) : 0;
+			assert_near(tg_get(hess, (size_t)(r * 3 + k)), want, 1e-12);
+		}
+	tg_ctx_free(ctx);
+}
+
 /* ---- the functional calls' contract ---------------------------------------------------- */
 
 static void functional_calls_leave_inputs_and_tape_as_they_were(void **state)
@@ -1073,6 +1119,7 @@ int main(void)
 		cmocka_unit_test(hvp_is_h_times_v_and_not_g_plus_hv),
 		cmocka_unit_test(hessian_of_the_sigmoid_neuron_matches_finite_differences),
 		cmocka_unit_test(jacobian_and_hessian_passes_give_their_memory_back),
+		cmocka_unit_test(a_rule_that_records_ops_works_in_every_pass),
 		cmocka_unit_test(passes_through_a_custom_op_keep_their_memory),
 		cmocka_unit_test(functional_calls_leave_inputs_and_tape_as_they_were),
 		cmocka_unit_test(tensors_f_keeps_come_out_without_history),

@@ -195,6 +195,40 @@ static void create_graph_makes_the_gradient_differentiable(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* tg_zero_grad after a TG_CREATE_GRAPH backward, before any buffer was
+ * made: tg_grad reads zeros, as after a plain backward, for a parameter
+ * and for a step leaf; the next backward's gradient is its own. */
+static void zeroing_a_create_graph_gradient_reads_zeros(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	const double v[] = { 0.5, -1.5 };
+	tg_tensor *p = tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2), v));
+	tg_tensor *x = tg_set_requires_grad(tg_from_f64(ctx, TG_F64, SHAPE(2), v), true);
+	tg_tensor *leaf[] = { p, x };
+	for (int k = 0; k < 2; k++) {
+		tg_tensor *t = leaf[k];
+		assert_int_equal(tg_backward_ex(tg_sum(tg_mul(tg_mul(t, t), t)), NULL,
+						TG_CREATE_GRAPH), 0);
+		tg_zero_grad(t);
+		tg_tensor *g = tg_grad(t);
+		assert_non_null(g);
+		assert_near(tg_get(g, 0), 0, 0);
+		assert_near(tg_get(g, 1), 0, 0);
+		assert_int_equal(tg_backward(tg_sum(tg_mul(t, t))), 0);
+		assert_near(tg_get(tg_grad(t), 0), 2 * v[0], 0);
+		assert_near(tg_get(tg_grad(t), 1), 2 * v[1], 0);
+		assert_ctx_ok(ctx);
+	}
+	/* the parameter's zeros, then its gradient, outlive the step */
+	tg_zero_grad(p);
+	assert_near(tg_get(tg_grad(p), 1), 0, 0);
+	tg_reset(ctx);
+	assert_near(tg_get(tg_grad(p), 1), 0, 0);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
 /* Gradient accumulation over steps (micro-batches) where one step's loss
  * took a TG_CREATE_GRAPH backward: that step's gradient has history and
  * lives in the step, but its values outlive the reset like any other's. */
@@ -1095,6 +1129,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(leaf_gradients_accumulate_until_zeroed),
+		cmocka_unit_test(zeroing_a_create_graph_gradient_reads_zeros),
 		cmocka_unit_test(intermediate_gradients_are_fresh_on_every_backward),
 		cmocka_unit_test(parameter_gradients_survive_reset_and_steps_reuse_them),
 		cmocka_unit_test(grad_mode_off_records_nothing),
