@@ -863,7 +863,14 @@ tg_tensor *tg_conv2d_input_grad(tg_tensor *dout, tg_tensor *w, int64_t H, int64_
 	if (H < 1 || W < 1)
 		return tg_fail(ctx, TG_EARG, "%s: input size %lldx%lld; must be positive", who,
 			       (long long)H, (long long)W);
+	/* x's channels follow from the groups: check them before making it up */
 	int G = o ? o->groups : 1;
+	if (G > 0 && w->shape[0] % G) {
+		char bw[TG_SHAPE_STR];
+		return tg_fail(ctx, TG_ESHAPE,
+			       "%s: w %s: groups %d must divide the output channels %lld", who,
+			       tg_shape_fmt(4, w->shape, bw), G, (long long)w->shape[0]);
+	}
 	int64_t g1 = G > 0 ? G : 1, c = w->shape[1] <= INT64_MAX / g1 ? w->shape[1] * g1 : INT64_MAX;
 	int64_t xs[4] = { dout->shape[0], c, H, W };
 	geom g;
@@ -1681,6 +1688,16 @@ static void tap_columns(const geom *g, int64_t j, int64_t *a, int64_t *b)
 		*b = *a;
 }
 
+/* The kernel columns [*j0, *j1) that reach an input column from some
+ * output: the others add nothing, and a kernel far wider than the image
+ * (legal with padding) would cost its width per row. */
+static void tap_range(const geom *g, int64_t *j0, int64_t *j1)
+{
+	int64_t lo = g->pw - (g->OW - 1) * g->sw, hi = g->W + g->pw;
+	*j0 = lo > 0 ? lo : 0;
+	*j1 = hi < g->KW ? hi : g->KW;
+}
+
 /* s[ow] = the sum of acc over window ow's columns, in their order: a pass
  * over the outputs per kernel column. */
 TG_HOT_LOOP static void window_sums(const geom *g, const double *restrict acc, double *restrict s)
@@ -1688,7 +1705,9 @@ TG_HOT_LOOP static void window_sums(const geom *g, const double *restrict acc, d
 	int64_t sw = g->sw;
 	for (int64_t ow = 0; ow < g->OW; ow++)
 		s[ow] = 0;
-	for (int64_t j = 0; j < g->KW; j++) {
+	int64_t j0, j1;
+	tap_range(g, &j0, &j1);
+	for (int64_t j = j0; j < j1; j++) {
 		int64_t a, b, off = j - g->pw;
 		tap_columns(g, j, &a, &b);
 		for (int64_t ow = a; ow < b; ow++)
@@ -1704,7 +1723,9 @@ TG_HOT_LOOP static void window_spread(const geom *g, const double *restrict v,
 	int64_t sw = g->sw;
 	for (int64_t iw = 0; iw < g->W; iw++)
 		acc[iw] = 0;
-	for (int64_t j = 0; j < g->KW; j++) {
+	int64_t j0, j1;
+	tap_range(g, &j0, &j1);
+	for (int64_t j = j0; j < j1; j++) {
 		int64_t a, b, off = j - g->pw;
 		tap_columns(g, j, &a, &b);
 		for (int64_t ow = a; ow < b; ow++)

@@ -850,6 +850,39 @@ static void pool_padding_is_never_a_max_and_counts_in_the_mean(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* A kernel far wider than the image, legal with padding: every window
+ * holds the whole image, its mean the image's sum over K^2, and the cost
+ * is the image's, not the kernel's (a loop over the kernel's 2e9 columns
+ * per row would run for minutes). */
+static void an_avg_pool_kernel_wider_than_the_image_costs_the_image(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	const int k = 2000000001, pad = 1000000000;
+	for (int d = 0; d < 2; d++) {
+		tg_dtype dt = d ? TG_F32 : TG_F64;
+		tg_tensor *x = tg_set_requires_grad(tg_rand(ctx, dt, SHAPE(2, 1, 3, 4), -1, 1), true);
+		tg_tensor *y = tg_avg_pool2d(x, k, 1, pad);
+		assert_non_null(y);
+		assert_int_equal(tg_dim(y, 2), 3);
+		assert_int_equal(tg_dim(y, 3), 4);
+		double kk = (double)k * k;
+		for (int n = 0; n < 2; n++) {
+			double sum = 0;
+			for (int i = 0; i < 12; i++)
+				sum += tg_get(x, (size_t)(n * 12 + i));
+			for (int i = 0; i < 12; i++)
+				assert_near(tg_get(y, (size_t)(n * 12 + i)) * kk, sum, d ? 1e-5 : 1e-13);
+		}
+		assert_int_equal(tg_backward(tg_sum(y)), 0);
+		for (int i = 0; i < 24; i++) /* each pixel is in all 12 windows */
+			assert_near(tg_get(tg_grad(x), (size_t)i) * kk, 12, d ? 1e-5 : 1e-13);
+		assert_ctx_ok(ctx);
+		tg_reset(ctx);
+	}
+	tg_ctx_free(ctx);
+}
+
 /* ---- misuse ----------------------------------------------------------------------- */
 
 static void conv2d_rejects_each_misuse_with_the_shapes(void **state)
@@ -880,7 +913,9 @@ static void conv2d_rejects_each_misuse_with_the_shapes(void **state)
 	tg_conv_opts huge_g = TG_CONV_DEFAULTS;
 	huge_g.groups = INT_MAX;
 	assert_null(tg_conv2d_input_grad(d3, w, 5, 5, &huge_g));
-	assert_error(ctx, TG_ESHAPE, "a size exceeds the BLAS limit");
+	assert_error(ctx, TG_ESHAPE,
+		     "tg_conv2d_input_grad: w (2,2,3,3): groups 2147483647 must divide the "
+		     "output channels 2");
 	tg_clear_error(ctx);
 	assert_null(tg_conv2d(x, tg_zeros(ctx, TG_F64, SHAPE(2, 4, 3)), NULL, NULL));
 	assert_error(ctx, TG_ESHAPE, "tg_conv2d: w is (2,4,3); expected 4-D (O,C/groups,KH,KW)");
@@ -1020,6 +1055,7 @@ int main(void)
 		cmocka_unit_test(relu_max_pool2d_gives_the_bits_of_max_pool2d_of_relu),
 		cmocka_unit_test(conv2d_relu_gives_the_bits_of_relu_of_conv2d),
 		cmocka_unit_test(pool_padding_is_never_a_max_and_counts_in_the_mean),
+		cmocka_unit_test(an_avg_pool_kernel_wider_than_the_image_costs_the_image),
 		cmocka_unit_test(conv2d_rejects_each_misuse_with_the_shapes),
 		cmocka_unit_test(pools_reject_each_misuse_with_the_shapes),
 	};
