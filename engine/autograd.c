@@ -301,7 +301,9 @@ int tg_vjp(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in, tg_t
 }
 
 /* The double-VJP trick: g(u) = J^T u for a dummy u that requires a gradient
- * (its value does not matter, g is linear in it); <g(u), t> = u^T J t, whose
+ * (its value does not matter, g is linear in it; ones, so that a custom
+ * rule computed outside the ops hands a non-zero gradient without history,
+ * which the walk refuses, instead of zeros); <g(u), t> = u^T J t, whose
  * gradient with respect to u is J t. */
 int tg_jvp(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in,
 	   tg_tensor *const *tangents, tg_tensor **out, tg_tensor **jvp)
@@ -312,7 +314,7 @@ int tg_jvp(tg_ctx *ctx, tg_fn f, void *user, int nin, tg_tensor *const *in,
 		tg_tensor **t = copies(ctx, nin, tangents);
 		tg_tensor **g = tg_arena_alloc(ctx, (size_t)nin * sizeof *g);
 		tg_tensor *u = tg_set_requires_grad(
-			tg_zeros(ctx, c.y->dtype, c.y->ndim, c.y->shape), true);
+			tg_ones(ctx, c.y->dtype, c.y->ndim, c.y->shape), true);
 		if (t && g && u &&
 		    tg_grad_of(1, &c.y, &u, nin, c.x, g, TG_CREATE_GRAPH | TG_ALLOW_UNUSED) == 0) {
 			if (grad_of_inner(ctx, nin, g, t, 1, &u, jvp) == 0)
@@ -407,7 +409,7 @@ static int jacobian_rows(call *c, tg_tensor **jac, tg_tensor **g)
 static int jacobian_columns(call *c, tg_tensor **jac, tg_tensor **G)
 {
 	tg_ctx *ctx = c->ctx;
-	tg_tensor *u = tg_set_requires_grad(tg_zeros(ctx, c->y->dtype, c->y->ndim, c->y->shape),
+	tg_tensor *u = tg_set_requires_grad(tg_ones(ctx, c->y->dtype, c->y->ndim, c->y->shape),
 					    true);
 	if (!u || tg_grad_of(1, &c->y, &u, c->nin, c->x, G, TG_CREATE_GRAPH | TG_ALLOW_UNUSED))
 		return -1;

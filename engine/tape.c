@@ -778,6 +778,33 @@ static TG_SLOW void node_grad_null(const tg_node *n, int i)
 			n->op->name, i);
 }
 
+/* Under TG_CREATE_GRAPH a rule's gradient is linear in its dout: when dout
+ * has history, a gradient that is not all zeros has it too, unless the
+ * rule computed it outside the ops (a loop over tg_data_mut, grad mode
+ * turned off). Higher derivatives through it would then read zeros with
+ * no error (tg_jvp, tg_hvp, tg_hessian): refused here, naming the rule. */
+static TG_SLOW bool unrecorded(tg_node *n, int i, tg_tensor *dx)
+{
+	tg_ctx *ctx = dx->ctx;
+	const tg_tensor *dout = ctx->walk ? n->walk_grad : n->out->grad;
+	if (!dout || !dout->requires_grad)
+		return false;
+	size_t count = dx->lazy_fill || tg_is_uniform(dx) ? 1 : dx->numel;
+	bool zeros = true;
+	for (size_t k = 0; k < count && zeros; k++)
+		zeros = dx->dtype == TG_F64 ? ((const double *)dx->data)[k] == 0
+					    : ((const float *)dx->data)[k] == 0;
+	if (zeros)
+		return false;
+	tg_fail(ctx, TG_EARG,
+		"backward of %s: under TG_CREATE_GRAPH the gradient of input %d has no history "
+		"though its upstream gradient has; the rule computed it outside the ops "
+		"(tg_data_mut, or grad mode off), so derivatives of it would read zeros: write "
+		"the rule with ops",
+		n->op->name, i);
+	return true;
+}
+
 void tg_node_grad(tg_node *n, int i, tg_tensor *dx)
 {
 	if (!n)
@@ -794,6 +821,9 @@ void tg_node_grad(tg_node *n, int i, tg_tensor *dx)
 		return;
 	}
 	tg_tensor *x = n->in[i];
+	if (x->ctx->grad_enabled && !dx->requires_grad && !stale_grad(x->ctx, dx) &&
+	    dx->ctx == x->ctx && dx->dtype == x->dtype && unrecorded(n, i, dx))
+		return;
 	if (stale_grad(x->ctx, dx) || dx->ctx != x->ctx || dx->dtype != x->dtype ||
 	    x->ctx->anomaly || !tg_same_shape(dx, x)) {
 		node_grad_checked(n, i, dx);

@@ -370,6 +370,13 @@ TG_API int tg_grad_of(int nout, tg_tensor *const *outputs, tg_tensor *const *dou
 /* An op is a descriptor: its name and its backward rule. The rule reads the
  * node and its upstream gradient dout and hands each input that needs one
  * its gradient, computed with ops (so it can be recorded for second order).
+ * A rule that computes it outside the ops (a loop over tg_data_mut) serves
+ * tg_backward, tg_vjp and tg_gradcheck; under TG_CREATE_GRAPH with an
+ * upstream gradient that has history (tg_jvp, a Jacobian by columns, a
+ * second backward's gradient) its non-zero gradient without history is
+ * TG_EARG, naming the op, where derivatives through it would read zeros.
+ * tg_hvp and tg_hessian start from a gradient without history and cannot
+ * tell: check a rule with tg_gradcheck2.
  * Forward: compute the output any way (ops under tg_set_grad_enabled(false),
  * or a loop over tg_data_mut), then tg_record it. The last two fields only
  * label the drawn graph (tg_write_dot) and may be left out: write the

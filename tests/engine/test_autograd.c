@@ -772,6 +772,60 @@ static void a_rule_that_records_ops_works_in_every_pass(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* A rule that computes its gradient in a loop (no ops, no history): right
+ * for first-order calls; refused, naming the op, where its gradient is
+ * differentiated again with an upstream gradient that has history (the
+ * double-VJP of tg_jvp, a Jacobian by columns), which would read zeros. */
+static void square_loop_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *x = tg_node_input(n, 0);
+	tg_tensor *g = tg_zeros(tg_ctx_of(x), TG_F64, tg_ndim(x), tg_shape(x));
+	double *gd = tg_data_mut(g);
+	for (size_t i = 0; gd && i < tg_numel(x); i++)
+		gd[i] = 2 * tg_get(x, i) * tg_get(dout, i);
+	tg_node_grad(n, 0, g);
+}
+static const tg_op square_loop_op = { .name = "square_loop", .backward = square_loop_backward };
+static tg_tensor *f_square_loop(tg_tensor *const *in, void *user)
+{
+	tg_ctx *ctx = tg_ctx_of(in[0]);
+	bool was = tg_set_grad_enabled(ctx, false);
+	tg_tensor *y = tg_mul(in[0], in[0]);
+	tg_set_grad_enabled(ctx, was);
+	y = tg_record(&square_loop_op, y, 1, in, NULL, 0);
+	return user ? tg_concat(ctx, 2, (tg_tensor *[]){ y, y }, 0) : y;
+}
+
+static void a_rule_computed_in_a_loop_is_refused_where_it_would_read_zeros(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	const double v[] = { 3, 5 };
+	tg_tensor *x = f64(ctx, SHAPE(2), v), *t = tg_ones(ctx, TG_F64, SHAPE(2));
+	tg_tensor *vjp, *jvp, *jac;
+	assert_int_equal(tg_vjp(ctx, f_square_loop, NULL, 1, &x, t, NULL, &vjp), 0);
+	assert_near(tg_get(vjp, 0), 6, 0);
+	assert_near(tg_get(vjp, 1), 10, 0);
+	assert_int_equal(tg_jacobian(ctx, f_square_loop, NULL, 1, &x, &jac), 0); /* by rows */
+	assert_near(tg_get(jac, 0), 6, 0);
+	assert_near(tg_get(jac, 3), 10, 0);
+	assert_ctx_ok(ctx);
+	assert_int_equal(tg_jvp(ctx, f_square_loop, NULL, 1, &x, &t, NULL, &jvp), -1);
+	assert_error(ctx, TG_EARG, "backward of square_loop: under TG_CREATE_GRAPH the gradient "
+				   "of input 0 has no history");
+	tg_clear_error(ctx);
+	/* 4 outputs of 2 inputs: by columns */
+	assert_int_equal(tg_jacobian(ctx, f_square_loop, (void *)1, 1, &x, &jac), -1);
+	assert_error(ctx, TG_EARG, "backward of square_loop");
+	tg_clear_error(ctx);
+	/* the recorded rule of the same op goes through both */
+	assert_int_equal(tg_jvp(ctx, f_square_recording, NULL, 1, &x, &t, NULL, &jvp), 0);
+	assert_near(tg_get(jvp, 0), 6, 0);
+	assert_near(tg_get(jvp, 1), 10, 0);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
 /* ---- the functional calls' contract ---------------------------------------------------- */
 
 static void functional_calls_leave_inputs_and_tape_as_they_were(void **state)
@@ -1120,6 +1174,7 @@ int main(void)
 		cmocka_unit_test(hessian_of_the_sigmoid_neuron_matches_finite_differences),
 		cmocka_unit_test(jacobian_and_hessian_passes_give_their_memory_back),
 		cmocka_unit_test(a_rule_that_records_ops_works_in_every_pass),
+		cmocka_unit_test(a_rule_computed_in_a_loop_is_refused_where_it_would_read_zeros),
 		cmocka_unit_test(passes_through_a_custom_op_keep_their_memory),
 		cmocka_unit_test(functional_calls_leave_inputs_and_tape_as_they_were),
 		cmocka_unit_test(tensors_f_keeps_come_out_without_history),
