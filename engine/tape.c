@@ -1345,6 +1345,22 @@ static void grad_of_walk(tg_ctx *ctx, int nout, tg_tensor *const *outputs,
 
 /* Input i's gradient as a tensor of its own: a zero one when unused (if
  * allowed), a copy when it is an upstream gradient or another input's. */
+/* For an input the walk gave no gradient: the node whose rule ran (it had
+ * an upstream gradient) and, though x is its input that needs one, handed
+ * it none (a custom rule that skips tg_node_grad); NULL when there is none:
+ * x is then not on the outputs' paths. */
+static TG_SLOW const tg_node *silent_rule(const tg_ctx *ctx, const tg_tensor *x)
+{
+	for (const tg_node *n = ctx->tape; n; n = n->prev) {
+		if (n->walk_reach != ctx->walk_stamp || !n->walk_grad)
+			continue;
+		for (int k = 0; k < n->nin; k++)
+			if (n->in[k] == x && n->needs[k])
+				return n;
+	}
+	return NULL;
+}
+
 static tg_tensor *grad_of_result(tg_ctx *ctx, tg_walk *w, int i, int nout,
 				 tg_tensor *const *outputs, tg_tensor *const *seeds,
 				 tg_tensor **grads, unsigned flags)
@@ -1365,6 +1381,13 @@ static tg_tensor *grad_of_result(tg_ctx *ctx, tg_walk *w, int i, int nout,
 				       "history (each was made with grad mode off, or from no tensor "
 				       "that requires a gradient); TG_ALLOW_UNUSED gives zeros",
 				       i, tg_shape_fmt(x->ndim, x->shape, a));
+		const tg_node *n = silent_rule(ctx, x);
+		if (n)
+			return tg_fail(ctx, TG_EARG,
+				       "tg_grad_of: input %d %s is an input of %s on the outputs' "
+				       "path, but its backward rule handed it no gradient "
+				       "(tg_node_grad)",
+				       i, tg_shape_fmt(x->ndim, x->shape, a), n->op->name);
 		return tg_fail(ctx, TG_EARG,
 			       "tg_grad_of: input %d %s is not used by the outputs (pass "
 			       "TG_ALLOW_UNUSED for a zero gradient)",

@@ -119,6 +119,30 @@ static void grad_of_an_unused_input_is_an_error_unless_allowed(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* A custom rule that hands its input nothing: the input is on the
+ * outputs' path, and the message names the op whose rule skipped it. */
+static void silent_backward(tg_node *n, tg_tensor *dout)
+{
+	(void)n;
+	(void)dout;
+}
+static const tg_op silent_op = { .name = "silent", .backward = silent_backward };
+
+static void an_input_a_rule_skipped_is_named_with_the_rule(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *x = needs_grad(f64(ctx, SHAPE(2), (double[]){ 1, 3 })), *g;
+	bool was = tg_set_grad_enabled(ctx, false);
+	tg_tensor *sq = tg_mul(x, x);
+	tg_set_grad_enabled(ctx, was);
+	tg_tensor *y = tg_sum(tg_record(&silent_op, sq, 1, &x, NULL, 0));
+	assert_int_equal(tg_grad_of(1, &y, NULL, 1, &x, &g, 0), -1);
+	assert_error(ctx, TG_EARG, "tg_grad_of: input 0 (2,) is an input of silent on the "
+				   "outputs' path, but its backward rule handed it no gradient");
+	tg_ctx_free(ctx);
+}
+
 /* A custom op that counts its backward calls: x * 3. */
 static int tripled_backwards;
 static void triple_backward(tg_node *n, tg_tensor *dout)
@@ -1163,6 +1187,7 @@ int main(void)
 		cmocka_unit_test(grad_of_leaves_every_grad_untouched),
 		cmocka_unit_test(grad_of_with_create_graph_differentiates_again),
 		cmocka_unit_test(grad_of_an_unused_input_is_an_error_unless_allowed),
+		cmocka_unit_test(an_input_a_rule_skipped_is_named_with_the_rule),
 		cmocka_unit_test(grad_of_an_output_without_history_says_so),
 		cmocka_unit_test(grad_of_several_outputs_adds_their_vjps),
 		cmocka_unit_test(grad_of_many_inputs_matches_asking_one_at_a_time),
