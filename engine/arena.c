@@ -50,6 +50,7 @@ static tg_block *block_new(tg_ctx *ctx, size_t need)
 	b->raw = raw;
 	b->size = size;
 	b->used = 0;
+	b->idle = 0;
 	ctx->arena.reserved += size;
 	return b;
 }
@@ -112,13 +113,31 @@ void *tg_arena_array(tg_ctx *ctx, const char *who, tg_dtype dt, int64_t n1, int6
 static void headers_step_ends(tg_ctx *ctx);
 static void headers_free(tg_ctx *ctx);
 
+/* A block of IDLE_BYTES or more that no step used for IDLE_RESETS resets
+ * goes back to the allocator: the memory of a step far larger than the
+ * rest (parameters drawn into step tensors before training, one large
+ * evaluation) is not kept for the context's life, while a step that comes
+ * back within IDLE_RESETS (an evaluation every epoch of a few hundred
+ * steps) finds its blocks still there. */
+enum { IDLE_RESETS = 1024, IDLE_BYTES = 8 << 20 };
+
 void tg_arena_reset(tg_ctx *ctx)
 {
 	tg_arena *a = &ctx->arena;
 	if (a->used > a->high_water)
 		a->high_water = a->used;
-	for (tg_block *b = a->head; b; b = b->next)
+	for (tg_block **at = &a->head; *at;) {
+		tg_block *b = *at;
+		b->idle = b->used ? 0 : b->idle + (b->idle < UINT32_MAX);
 		b->used = 0;
+		if (b->idle >= IDLE_RESETS && b->size >= IDLE_BYTES) {
+			*at = b->next;
+			a->reserved -= b->size;
+			ctx->alloc.free(b->raw, ctx->alloc.user);
+			continue;
+		}
+		at = &b->next;
+	}
 	a->cur = a->head;
 	a->used = 0;
 	a->epoch++;

@@ -21,6 +21,7 @@ typedef struct tg_block {
 	void *raw; /* what the allocator returned: the block is aligned inside it */
 	size_t size;  /* usable bytes after the header */
 	size_t used;
+	uint32_t idle; /* resets since a step last used it */
 } tg_block;
 
 /* The fallback for step tensor headers when no range of address space could

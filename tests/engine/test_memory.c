@@ -55,6 +55,48 @@ static void the_arena_grows_past_its_first_block_and_reports_its_high_water(void
 	tg_ctx_free(ctx);
 }
 
+/* One step far larger than the rest (parameters drawn into step tensors
+ * before training): its blocks go back to the allocator once 1024 steps
+ * passed without using them, and not before (an evaluation each epoch
+ * finds its blocks); the steps after allocate nothing. */
+static void blocks_no_step_used_for_1024_resets_are_given_back(void **state)
+{
+	(void)state;
+	counting c = { 0 };
+	tg_allocator a = { counting_alloc, counting_free, &c };
+	tg_ctx *ctx = tg_ctx_new_with(1, &a);
+	tg_tensor *w = tg_param(tg_randn(ctx, TG_F32, SHAPE(32, 16), 0, 0.1));
+	for (int i = 0; i < 8; i++) /* 8 x 8 MB */
+		assert_non_null(tg_zeros(ctx, TG_F64, SHAPE(1 << 20)));
+	tg_reset(ctx);
+	size_t big = ctx->arena.reserved;
+	assert_true(big >= (size_t)64 << 20);
+	for (int i = 0; i < 1000; i++) {
+		assert_non_null(one_step(ctx, w));
+		tg_reset(ctx);
+	}
+	assert_int_equal(ctx->arena.reserved, big); /* kept over 1000 resets */
+	long calls = c.calls;
+	for (int i = 0; i < 100; i++) {
+		assert_non_null(one_step(ctx, w));
+		tg_reset(ctx);
+	}
+	size_t kept = ctx->arena.reserved;
+	if (kept > (size_t)8 << 20)
+		fail_msg("%zu bytes of blocks kept after 1100 small steps, %zu after the large one",
+			 kept, big);
+	assert_int_equal(c.calls, calls); /* freed, never allocated again */
+	for (int i = 0; i < 2000; i++) { /* the small steps' own blocks stay */
+		assert_non_null(one_step(ctx, w));
+		tg_reset(ctx);
+	}
+	assert_int_equal(ctx->arena.reserved, kept);
+	assert_int_equal(c.calls, calls);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+	assert_int_equal(c.live, 0);
+}
+
 static void the_arena_limit_turns_exhaustion_into_enomem(void **state)
 {
 	(void)state;
@@ -443,6 +485,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(steady_state_steps_allocate_nothing),
+		cmocka_unit_test(blocks_no_step_used_for_1024_resets_are_given_back),
 		cmocka_unit_test(the_arena_grows_past_its_first_block_and_reports_its_high_water),
 		cmocka_unit_test(the_arena_limit_turns_exhaustion_into_enomem),
 		cmocka_unit_test(running_out_of_memory_names_the_op_and_its_tensor),
