@@ -132,6 +132,9 @@ struct tg_tensor {
 			      * first (tg_tensor_own) */
 	bool written_later;  /* the engine writes its data in place after it is
 			      * made (a leaf's gradient buffer): never shared */
+	bool grad_own;       /* an intermediate whose grad is a tensor the plain
+			      * tg_backward under way made for it alone (a sum):
+			      * later gradients may be added to it in place */
 	char *name;
 	tg_tensor *next_kept; /* ctx tensors, for tg_ctx_free and tg_zero_grads */
 	const tg_node *last_use; /* during a tg_backward with a grad_ready hook: the
@@ -240,6 +243,19 @@ bool tg_node_grad_first(const tg_node *n, int i);
  * edge with the sum, by its shape. */
 tg_tensor *tg_node_grad_sum_buffer(tg_node *n, int i);
 void tg_node_grad_summed(tg_node *n, int i);
+/* For a rule whose gradient for input i is zero outside a part of the
+ * input (a slice's): a tensor of the input's shape and dtype that holds its
+ * gradient so far, zeros where it has none, for the rule to add its part
+ * into in place and then call tg_node_grad_summed; NULL otherwise, and the
+ * rule hands dx on as usual. Offered in a plain tg_backward (no walk, no
+ * TG_CREATE_GRAPH, no anomaly check): a leaf's own buffer (cleared here on
+ * its first gradient, as tg_node_grad_buffer's is not), or an
+ * intermediate's gradient made for it alone (made here, zeros or a copy of
+ * what it holds, on the first call), so that k parts added one after
+ * another cost one clearing and the parts, not k tensors of the input's
+ * size and k sums. For inputs of TG_GRAD_INTO_MIN elements or more, as
+ * tg_node_grad_sum_buffer. */
+tg_tensor *tg_node_grad_add_buffer(tg_node *n, int i);
 
 /* ---- memory --------------------------------------------------------------- */
 

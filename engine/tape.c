@@ -590,6 +590,9 @@ static void accumulate(tg_tensor *x, tg_tensor *g)
 		 * buffer's */
 		tg_unlazy(x->grad);
 		x->grad = x->grad ? tg_accumulate(x->grad, g) : g;
+		/* a sum made with nothing recorded is a new tensor, x's alone; g
+		 * may be another tensor's gradient too, or a rule's dout */
+		x->grad_own = x->node && x->grad && x->grad != g && !create_graph;
 		if (x->persistent)
 			ctx->kept_step_grad = true;
 		return;
@@ -641,9 +644,60 @@ tg_tensor *tg_node_grad_sum_buffer(tg_node *n, int i)
 	return x && x->grad && x->grad == x->grad_store ? x->grad : NULL;
 }
 
+/* Input i of n when it is an intermediate whose gradient a plain walk sums
+ * (no history to keep, no walk, no value to check first); NULL otherwise. */
+static tg_tensor *intermediate_summed(const tg_node *n, int i)
+{
+	if (!n || (unsigned)i >= (unsigned)n->nin || !n->needs[i])
+		return NULL;
+	tg_tensor *x = n->in[i];
+	const tg_ctx *ctx = x->ctx;
+	if (!x->node || ctx->walk || ctx->grad_enabled || ctx->anomaly)
+		return NULL;
+	return x;
+}
+
+tg_tensor *tg_node_grad_add_buffer(tg_node *n, int i)
+{
+	tg_tensor *x = leaf_written_in_place(n, i);
+	if (x && x->numel >= TG_GRAD_INTO_MIN && tg_ok(x->ctx)) {
+		if (x->grad) /* a held gradient accumulate would add to in place */
+			return x->grad == x->grad_store ? x->grad : NULL;
+		tg_tensor *buf = grad_buffer(x);
+		if (!buf)
+			return NULL;
+		memset(buf->data, 0, x->numel * tg_dtype_size(x->dtype));
+		accumulate(x, buf); /* the first gradient, in place: nothing copied */
+		return buf;
+	}
+	x = intermediate_summed(n, i);
+	if (!x || x->numel < TG_GRAD_INTO_MIN || !tg_ok(x->ctx))
+		return NULL;
+	if (x->grad && x->grad_own)
+		return x->grad;
+	/* one of x's own, made once: zeros, or what x holds (a rule's dout,
+	 * perhaps another tensor's gradient too) */
+	tg_tensor *sum = x->grad ? tg_tensor_like(x, "tg_backward") : tg_zeros(x->ctx, x->dtype,
+									      x->ndim, x->shape);
+	if (!sum)
+		return NULL;
+	if (x->grad) {
+		tg_unlazy(x->grad);
+		tg_copy_arrays(x->ctx, sum->data, x->grad->data, x->numel * tg_dtype_size(x->dtype));
+	}
+	x->grad = sum;
+	x->grad_own = true;
+	return sum;
+}
+
 void tg_node_grad_summed(tg_node *n, int i)
 {
 	tg_tensor *x = n->in[i];
+	if (x->node) { /* an intermediate's own sum (tg_node_grad_add_buffer) */
+		x->grad->version++;
+		n->in_grad[i] = x->grad;
+		return;
+	}
 	if (!x->touched)
 		note_touched(x->ctx, x);
 	x->grad_changed |= x->grad == x->grad_before;

@@ -128,6 +128,7 @@ static inline tg_tensor *init(tg_tensor *t, tg_ctx *ctx, tg_dtype dt, int ndim,
 	t->grad_zeroed = false;
 	t->shares = false;
 	t->written_later = false;
+	t->grad_own = false;
 	t->name = NULL;
 	t->next_kept = NULL;
 	t->last_use = NULL;
