@@ -5,7 +5,8 @@
  * Every op here copies; none computes. Backward rules are written with ops
  * from this file, each the other's adjoint (permute by the inverse
  * permutation, slice and pad_axis, concat and slice, stack and slice +
- * reshape), so a TG_CREATE_GRAPH backward records them. Kernels work on
+ * reshape), so a TG_CREATE_GRAPH backward records them; a plain one adds a
+ * slice's gradient into its rows of the input's in place (split's parts). Kernels work on
  * elements of 4 or 8 bytes, whatever they hold. Shape legend: along one axis
  * a tensor is seen as (outer, n, inner); axis < 0 counts from the end.
  */
@@ -256,14 +257,79 @@ static void pad_copy(const char *X, const tg_tensor *out, view v, int64_t at, in
 	copy_pieces(out, &j);
 }
 
+/* Y (outer, n, inner) rows [at, at + m) += X (outer, m, inner), element by
+ * element as tg_add_arrays adds: each outer row's run of m inner at a time.
+ * Split across the threads by elements of X; each element alone, so the
+ * bits of one pass. */
+#define ADD_RUN_KERNEL(name, T)                                                      \
+	TG_HOT_LOOP static void name(T *restrict Y, const T *restrict X, size_t n)   \
+	{                                                                            \
+		for (size_t i = 0; i < n; i++)                                       \
+			Y[i] = Y[i] + X[i];                                          \
+	}
+
+ADD_RUN_KERNEL(add_run_f64, double)
+ADD_RUN_KERNEL(add_run_f32, float)
+
+typedef struct add_rows_job {
+	char *Y;
+	const char *X;
+	size_t es, run, off, stride; /* in elements: run of X per row, its offset and
+				      * Y's row length */
+} add_rows_job;
+
+static void add_rows_part(void *arg, size_t lo, size_t hi)
+{
+	const add_rows_job *j = arg;
+	size_t o = lo / j->run, r = lo % j->run;
+	for (size_t at = lo; at < hi; r = 0, o++) {
+		size_t take = j->run - r < hi - at ? j->run - r : hi - at;
+		char *y = j->Y + (o * j->stride + j->off + r) * j->es;
+		const char *x = j->X + at * j->es;
+		if (j->es == sizeof(double))
+			add_run_f64((double *)y, (const double *)x, take);
+		else
+			add_run_f32((float *)y, (const float *)x, take);
+		at += take;
+	}
+}
+
+static void slice_add(const tg_tensor *dout, tg_tensor *sum, view v, int64_t at, int64_t m)
+{
+	add_rows_job j = { sum->data, dout->data, tg_dtype_size(dout->dtype),
+			   (size_t)(m * v.inner), (size_t)(at * v.inner), (size_t)(v.n * v.inner) };
+	if (j.run)
+		tg_parallel_for(dout->ctx, dout->numel, TG_PAR_MIN, 16, add_rows_part, &j);
+}
+
 static tg_tensor *slice(tg_tensor *x, int axis, int64_t start, int64_t length);
 static tg_tensor *pad(tg_tensor *x, int axis, int64_t before, int64_t after);
 
+/* Whether the bytes of a and b overlap. */
+static bool overlap(const tg_tensor *a, const tg_tensor *b)
+{
+	const char *pa = a->data, *pb = b->data;
+	return pa < pb + b->numel * tg_dtype_size(b->dtype) &&
+	       pb < pa + a->numel * tg_dtype_size(a->dtype);
+}
+
+/* dout is added into its own rows of x's gradient where the engine offers
+ * that gradient (tg_node_grad_add_buffer): the k slices of a split then
+ * cost one clearing of x's size and their own sizes, not k padded tensors
+ * of x's size, each added whole. */
 static void slice_backward(tg_node *n, tg_tensor *dout)
 {
 	const tg_tensor *x = tg_node_input(n, 0);
 	int axis = (int)tg_node_attr(n, 0);
 	int64_t start = (int64_t)tg_node_attr(n, 1), length = (int64_t)tg_node_attr(n, 2);
+	if (dout->dtype == x->dtype && tg_same_shape(dout, n->out)) {
+		tg_tensor *sum = tg_node_grad_add_buffer(n, 0);
+		if (sum && !overlap(sum, dout)) {
+			slice_add(dout, sum, view_of(x->ndim, x->shape, axis), start, length);
+			tg_node_grad_summed(n, 0);
+			return;
+		}
+	}
 	TG_NODE_GRAD_INTO(n, 0, pad(dout, axis, start, x->shape[axis] - start - length));
 }
 
