@@ -5,7 +5,10 @@
  * transpose's vector blocks (bits unchanged), a permuted gradient added
  * into the one a leaf holds (the accumulate's bits, no copy made), slice and
  * its adjoint pad_axis, concat and stack of more tensors than a node holds
- * (differentiable to each), split and concat round trips, bmm's broadcasting
+ * (differentiable to each), split and concat round trips, a slice's
+ * gradient added into its rows of the input's (split into many parts,
+ * overlapping slices, an input used elsewhere too, a second derivative),
+ * bmm's broadcasting
  * against per-item tg_matmul, forward and backward; addmm against a naive
  * loop and against matmul plus add; and every misuse, with
  * its code and a message naming the op. Gradients in general are checked
@@ -1072,6 +1075,312 @@ static void split_then_concat_is_the_identity_forward_and_backward(void **state)
 	}
 }
 
+/* ---- a slice's gradient added into its rows of the input's ------------------- */
+/* A slice's plain backward adds dout into its own rows of x's gradient,
+ * which is cleared once: the values of the old rule, the sum of each
+ * part's dout padded with zeros to x's shape (pad_axis), and a backward
+ * whose step memory does not grow with the number of parts (a padded
+ * tensor of x's size per part, each added whole, made the backward of a
+ * split into k parts k times x's size). Each check runs on a leaf x (a
+ * parameter, its buffer made by a first backward) and on an intermediate
+ * 2 x; central differences in f64 are exact for the linear and quadratic
+ * losses here but for rounding. */
+
+enum { PARTS_MAX = 64 };
+
+typedef struct cut {
+	int axis;
+	int64_t start, len;
+} cut;
+
+/* A loss over slices of x: sum_i sum(slice(x, cut i) * w_i), the slices
+ * taken by one tg_split when split is set (then the cuts are its parts),
+ * plus sum(x * x * v) before or after them when v is set. */
+typedef struct cut_loss {
+	int n;
+	cut c[PARTS_MAX];
+	tg_tensor *w[PARTS_MAX];
+	bool split, twice; /* twice: the input is 2 x, an intermediate */
+	tg_tensor *v;
+	bool v_first;
+} cut_loss;
+
+static tg_tensor *cut_loss_of(tg_tensor *x, const cut_loss *L)
+{
+	tg_tensor *src = L->twice ? tg_mul_scalar(x, 2.0) : x;
+	tg_tensor *other = L->v && L->v_first ? tg_sum(tg_mul(tg_mul(x, x), L->v)) : NULL;
+	tg_tensor *p[PARTS_MAX];
+	if (L->split) {
+		int64_t sizes[PARTS_MAX];
+		for (int i = 0; i < L->n; i++)
+			sizes[i] = L->c[i].len;
+		if (tg_split(src, L->c[0].axis, L->n, sizes, p))
+			return NULL;
+	} else {
+		for (int i = 0; i < L->n; i++)
+			p[i] = tg_slice(src, L->c[i].axis, L->c[i].start, L->c[i].len);
+	}
+	tg_tensor *l = other;
+	for (int i = 0; i < L->n; i++) {
+		tg_tensor *t = tg_sum(tg_mul(p[i], L->w[i]));
+		l = l ? tg_add(l, t) : t;
+	}
+	if (L->v && !L->v_first)
+		l = tg_add(l, tg_sum(tg_mul(tg_mul(x, x), L->v)));
+	return l;
+}
+
+/* The old rule's gradient of x: each w_i padded to x's shape by pad_axis
+ * and added, the last slice's first as the walk reaches them; times 2 for
+ * the intermediate; plus 2 x v. Grad mode off. */
+static tg_tensor *old_rule_grad(tg_tensor *x, const cut_loss *L)
+{
+	tg_ctx *ctx = tg_ctx_of(x);
+	bool was = tg_set_grad_enabled(ctx, false);
+	tg_tensor *g = NULL;
+	for (int i = L->n - 1; i >= 0; i--) {
+		const cut *c = &L->c[i];
+		tg_tensor *d = tg_pad_axis(L->w[i], c->axis, c->start,
+					   tg_shape(x)[c->axis] - c->start - c->len);
+		g = g ? tg_add(g, d) : d;
+	}
+	if (L->twice)
+		g = tg_mul_scalar(g, 2.0);
+	if (L->v)
+		g = tg_add(g, tg_mul_scalar(tg_mul(x, L->v), 2.0));
+	tg_set_grad_enabled(ctx, was);
+	return g;
+}
+
+/* Fills the weights of L's cuts, uniform in [-1, 1). */
+static void cut_weights(tg_ctx *ctx, tg_dtype dt, const tg_tensor *x, cut_loss *L)
+{
+	for (int i = 0; i < L->n; i++) {
+		int64_t shape[3];
+		memcpy(shape, tg_shape(x), sizeof shape);
+		shape[L->c[i].axis] = L->c[i].len;
+		L->w[i] = rand_t(ctx, dt, 3, shape);
+	}
+}
+
+/* x's gradient must be the central differences of L in f64 (step 1e-3) at
+ * count elements spread over x, and at the first and last. */
+static void check_central(tg_tensor *x, const tg_tensor *g, const cut_loss *L, int count)
+{
+	tg_ctx *ctx = tg_ctx_of(x);
+	bool was = tg_set_grad_enabled(ctx, false);
+	const size_t n = tg_numel(x);
+	const double eps = 1e-3;
+	for (int s = 0; s < count; s++) {
+		size_t at = s == count - 1 ? n - 1 : (size_t)s * (n / (size_t)count + 7) % n;
+		double keep = tg_get(x, at), f[2];
+		for (int k = 0; k < 2; k++) {
+			((double *)tg_data_mut(x))[at] = keep + (k ? -eps : eps);
+			f[k] = tg_item(cut_loss_of(x, L));
+		}
+		((double *)tg_data_mut(x))[at] = keep;
+		double num = (f[0] - f[1]) / (2 * eps), got = tg_get(g, at);
+		if (!(fabs(num - got) <= 1e-7 * (1 + fabs(num))))
+			fail_msg("element %zu: gradient %.15g, central difference %.15g", at, got, num);
+	}
+	tg_set_grad_enabled(ctx, was);
+}
+
+/* Step bytes of L's backward (after its forward); x's gradient checked
+ * against the old rule's (within tol) and, in f64, central differences;
+ * then the step is reset and x's gradient zeroed. */
+static size_t check_cut_loss(tg_ctx *ctx, tg_tensor *x, cut_loss *L, double tol, int central)
+{
+	cut_weights(ctx, tg_dtype_of(x), x, L);
+	tg_tensor *l = cut_loss_of(x, L);
+	assert_non_null(l);
+	size_t before = tg_arena_used(ctx);
+	assert_int_equal(tg_backward(l), 0);
+	size_t bytes = tg_arena_used(ctx) - before;
+	check_same(tg_grad(x), old_rule_grad(x, L), tol);
+	if (central && tg_dtype_of(x) == TG_F64)
+		check_central(x, tg_grad(x), L, central);
+	assert_ctx_ok(ctx);
+	tg_reset(ctx);
+	tg_zero_grad(x);
+	return bytes;
+}
+
+/* k parts along axis of a size n: n / k each, the first n % k one more */
+static void split_cuts(cut_loss *L, int axis, int k, int64_t n)
+{
+	L->n = k;
+	for (int i = 0, at = 0; i < k; i++) {
+		L->c[i] = (cut){ axis, at, n / k + (i < n % k) };
+		at += (int)L->c[i].len;
+	}
+}
+
+static void fail_bytes(const char *what, size_t bytes, size_t base, size_t xbytes)
+{
+	if (bytes > base + xbytes / 2)
+		fail_msg("%s: the backward made %zu step bytes against %zu for the base case; "
+			 "x holds %zu",
+			 what, bytes, base, xbytes);
+}
+
+static void split_parts_add_into_their_rows_of_the_gradient_along_each_axis(void **state)
+{
+	tg_ctx *ctx = *state;
+	static const int parts[] = { 1, 2, 7, 64 };
+	for (int d = 0; d < 2; d++) {
+		tg_dtype dt = d ? TG_F32 : TG_F64;
+		tg_tensor *x = tg_param(rand_t(ctx, dt, SHAPE(64, 65, 66)));
+		const size_t xbytes = tg_numel(x) * (d ? 4 : 8);
+		for (int twice = 0; twice < 2; twice++)
+			for (int axis = 0; axis < 3; axis++) {
+				size_t base = 0;
+				for (size_t p = 0; p < LEN(parts); p++) {
+					cut_loss L = { .split = true, .twice = twice };
+					split_cuts(&L, axis, parts[p], tg_shape(x)[axis]);
+					if (p == 0) /* x's buffer made */
+						check_cut_loss(ctx, x, &L, 0, 0);
+					size_t bytes = check_cut_loss(ctx, x, &L, 0, 12);
+					char what[64];
+					snprintf(what, sizeof what, "%s%s split into %d along axis %d",
+						 d ? "f32" : "f64", twice ? " 2x" : "", parts[p], axis);
+					if (p == 0)
+						base = bytes;
+					fail_bytes(what, bytes, base, xbytes);
+				}
+			}
+	}
+}
+
+/* Slices that overlap, one of the whole axis, one taken twice, one along
+ * another axis: their gradients add where they meet. The base case gives
+ * each slice a parameter of its own. */
+static void overlapping_slices_add_their_gradients_where_they_meet(void **state)
+{
+	tg_ctx *ctx = *state;
+	for (int twice = 0; twice < 2; twice++)
+		for (int axis = 0; axis < 3; axis++) {
+			tg_tensor *x = tg_param(rand_t(ctx, TG_F64, SHAPE(24, 25, 26)));
+			const int64_t n = tg_shape(x)[axis];
+			const int other = (axis + 1) % 3;
+			cut_loss L = { .n = 6, .twice = twice,
+				       .c = { { axis, 0, n }, { axis, 3, 10 }, { axis, 5, 12 },
+					      { axis, 5, 12 }, { axis, n - 1, 1 }, { other, 2, 7 } } };
+			check_cut_loss(ctx, x, &L, 0, 0); /* x's buffer made */
+			size_t bytes = check_cut_loss(ctx, x, &L, 1e-12, 24);
+			/* the base: each slice of a parameter of its own */
+			tg_tensor *own[6];
+			size_t base = 0;
+			for (int i = 0; i < L.n; i++)
+				own[i] = tg_param(rand_t(ctx, TG_F64, SHAPE(24, 25, 26)));
+			for (int pass = 0; pass < 2; pass++) {
+				cut_weights(ctx, TG_F64, x, &L);
+				tg_tensor *l = NULL;
+				for (int i = 0; i < L.n; i++) {
+					tg_tensor *s = tg_slice(own[i], L.c[i].axis, L.c[i].start,
+								L.c[i].len);
+					tg_tensor *t = tg_sum(tg_mul(s, L.w[i]));
+					l = l ? tg_add(l, t) : t;
+				}
+				size_t before = tg_arena_used(ctx);
+				assert_int_equal(tg_backward(l), 0);
+				base = tg_arena_used(ctx) - before;
+				tg_reset(ctx);
+				tg_zero_grads(ctx);
+			}
+			char what[64];
+			snprintf(what, sizeof what, "%s6 slices along axis %d", twice ? "2x: " : "",
+				 axis);
+			/* the intermediate's own sum is one tensor of x's size */
+			fail_bytes(what, bytes, base + (twice ? tg_numel(x) * 8 : 0), tg_numel(x) * 8);
+		}
+	assert_ctx_ok(ctx);
+}
+
+/* x sliced into 7 parts and also squared (the square's gradient reaching x
+ * before the parts' or after): both gradients add up, as the old rule's. */
+static void a_tensor_sliced_and_used_by_another_op_sums_both_gradients(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *x = tg_param(rand_t(ctx, TG_F64, SHAPE(24, 25, 26)));
+	const size_t xbytes = tg_numel(x) * 8;
+	for (int twice = 0; twice < 2; twice++)
+		for (int first = 0; first < 2; first++)
+			for (int axis = 0; axis < 3; axis++) {
+				size_t bytes[2];
+				for (int k = 0; k < 2; k++) {
+					cut_loss L = { .split = true, .twice = twice, .v_first = first,
+						       .v = rand_t(ctx, TG_F64, SHAPE(24, 25, 26)) };
+					split_cuts(&L, axis, k ? 7 : 1, tg_shape(x)[axis]);
+					check_cut_loss(ctx, x, &L, 1e-12, 0); /* the base's buffer */
+					L.v = rand_t(ctx, TG_F64, SHAPE(24, 25, 26));
+					bytes[k] = check_cut_loss(ctx, x, &L, 1e-12, k ? 24 : 0);
+				}
+				char what[80];
+				snprintf(what, sizeof what, "%ssquared %s the split along axis %d",
+					 twice ? "2x: " : "", first ? "before" : "after", axis);
+				fail_bytes(what, bytes[1], bytes[0], xbytes);
+			}
+}
+
+/* A TG_CREATE_GRAPH backward through a split keeps the gradient's history:
+ * for L = sum_i sum(p_i^3 w_i), g = dL/dx = 3 x^2 w (w the weights in x's
+ * shape), and the gradient of sum(g v) is 6 x w v, taken by a plain
+ * backward through the same slices (whose step memory must not grow with
+ * the parts); g keeps its values. */
+static size_t second_derivative_through_a_split(tg_ctx *ctx, tg_tensor *x, int k, int twice)
+{
+	tg_tensor *p[16];
+	tg_tensor *w = rand_t(ctx, TG_F64, SHAPE(24, 25, 26));
+	tg_tensor *v = rand_t(ctx, TG_F64, SHAPE(24, 25, 26));
+	tg_tensor *wp[16];
+	tg_tensor *src = twice ? tg_mul_scalar(x, 2.0) : x;
+	assert_int_equal(tg_split(src, 2, k, NULL, p), 0);
+	assert_int_equal(tg_split(w, 2, k, NULL, wp), 0);
+	tg_tensor *l = NULL;
+	for (int i = 0; i < k; i++) {
+		tg_tensor *t = tg_sum(tg_mul(tg_pow(p[i], 3.0), wp[i]));
+		l = l ? tg_add(l, t) : t;
+	}
+	assert_int_equal(tg_backward_ex(l, NULL, TG_CREATE_GRAPH), 0);
+	tg_tensor *g = tg_grad(x);
+	assert_non_null(g);
+	assert_non_null(tg_producer(g)); /* it has history */
+	tg_zero_grad(x);
+	tg_tensor *l2 = tg_sum(tg_mul(g, v));
+	size_t before = tg_arena_used(ctx);
+	assert_int_equal(tg_backward(l2), 0);
+	size_t bytes = tg_arena_used(ctx) - before;
+	const double c = twice ? 8.0 : 1.0; /* (2x)^3 */
+	for (size_t i = 0; i < tg_numel(x); i++) {
+		double xi = tg_get(x, i), wi = tg_get(w, i), vi = tg_get(v, i);
+		double g1 = 3 * c * xi * xi * wi, g2 = 6 * c * xi * wi * vi;
+		if (!(fabs(tg_get(g, i) - g1) <= 1e-12 * (1 + fabs(g1))))
+			fail_msg("element %zu of dL/dx: %.15g, expected %.15g", i, tg_get(g, i), g1);
+		if (!(fabs(tg_get(tg_grad(x), i) - g2) <= 1e-12 * (1 + fabs(g2))))
+			fail_msg("element %zu of d(sum(g v))/dx: %.15g, expected %.15g", i,
+				 tg_get(tg_grad(x), i), g2);
+	}
+	assert_ctx_ok(ctx);
+	tg_reset(ctx);
+	tg_zero_grad(x);
+	return bytes;
+}
+
+static void a_create_graph_second_derivative_through_a_split_matches_the_analytic_one(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *x = tg_param(rand_t(ctx, TG_F64, SHAPE(24, 25, 26)));
+	for (int twice = 0; twice < 2; twice++) {
+		second_derivative_through_a_split(ctx, x, 1, twice); /* x's buffer made */
+		size_t one = second_derivative_through_a_split(ctx, x, 1, twice);
+		size_t many = second_derivative_through_a_split(ctx, x, 2, twice);
+		fail_bytes(twice ? "2x: split into 2" : "split into 2", many, one, tg_numel(x) * 8);
+		many = second_derivative_through_a_split(ctx, x, 13, twice);
+		fail_bytes(twice ? "2x: split into 13" : "split into 13", many, one, tg_numel(x) * 8);
+	}
+}
+
 static void split_rejects_parts_that_do_not_fit(void **state)
 {
 	tg_ctx *ctx = *state;
@@ -1579,6 +1888,10 @@ int main(void)
 		T(stack_rejects_each_misuse_naming_itself),
 		T(split_gives_consecutive_slices),
 		T(split_then_concat_is_the_identity_forward_and_backward),
+		T(split_parts_add_into_their_rows_of_the_gradient_along_each_axis),
+		T(overlapping_slices_add_their_gradients_where_they_meet),
+		T(a_tensor_sliced_and_used_by_another_op_sums_both_gradients),
+		T(a_create_graph_second_derivative_through_a_split_matches_the_analytic_one),
 		T(split_rejects_parts_that_do_not_fit),
 		T(copies_split_across_threads_take_each_element_from_its_source),
 		T(permutes_split_and_streamed_match_a_naive_loop),
