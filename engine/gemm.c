@@ -34,6 +34,7 @@
 #include "parallel.h"
 
 #include <cblas.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -279,9 +280,138 @@ static bool narrow_product(const tg_ctx *ctx, tg_dtype dt, int N, int M, int K, 
 	return true;
 }
 
+/* ---- small products: a loop in place of the BLAS call ------------------------ */
+/* Below TG_GEMM_SMALL_MAX multiply-adds a BLAS call costs more than its
+ * arithmetic: a batch of 65536 products of 2x2 by 2x2 spent 65% of its
+ * time in OpenBLAS's entry, buffer allocation and locks. These loops run
+ * each element of C as sum_k op(A)_ik op(B)_kj in order of k, in the
+ * dtype (f32 as OpenBLAS sums it), then C = that + beta C, C unread when
+ * beta is 0. A row of C is accumulated side by side across its columns
+ * (vectors of them where op(B)'s rows are contiguous), so every transpose
+ * gives the same bits, and an item's bits do not depend on the thread or
+ * the batch it runs in. A row is taken in blocks of SMALL_COLS columns,
+ * each of a constant width, so that its sums stay in registers. */
+/* SMALL_KM: the most elements op(B) of a small product has */
+enum { SMALL_COLS = 8, SMALL_KM = (int)TG_GEMM_SMALL_MAX };
+
+/* One item's rows of op(A) (rows, K) @ B (K, n) into C: element (i,k) of
+ * op(A) at a[i*ai + k*ak], (k,j) of B at b[k*bk + j], rows of C ldc apart;
+ * rows in pairs, for twice the independent sums. */
+#define SMALL_ITEM(T, n, a, b, bk, c)                                                 \
+	do {                                                                           \
+		int i = 0;                                                             \
+		for (; i + 1 < rows; i += 2) {                                         \
+			T acc0[n], acc1[n];                                            \
+			for (int j = 0; j < (n); j++)                                  \
+				acc0[j] = acc1[j] = 0;                                 \
+			for (int k = 0; k < K; k++) {                                  \
+				const T x0 = (a)[i * ai + k * ak];                     \
+				const T x1 = (a)[(i + 1) * ai + k * ak];               \
+				const T *bkj = (b) + k * (bk);                         \
+				for (int j = 0; j < (n); j++) {                        \
+					acc0[j] += x0 * bkj[j];                        \
+					acc1[j] += x1 * bkj[j];                        \
+				}                                                      \
+			}                                                              \
+			SMALL_STORE((c) + i * ldc, acc0, n);                           \
+			SMALL_STORE((c) + (i + 1) * ldc, acc1, n);                     \
+		}                                                                      \
+		if (i < rows) {                                                        \
+			T acc0[n];                                                     \
+			for (int j = 0; j < (n); j++)                                  \
+				acc0[j] = 0;                                           \
+			for (int k = 0; k < K; k++) {                                  \
+				const T x0 = (a)[i * ai + k * ak];                     \
+				const T *bkj = (b) + k * (bk);                         \
+				for (int j = 0; j < (n); j++)                          \
+					acc0[j] += x0 * bkj[j];                        \
+			}                                                              \
+			SMALL_STORE((c) + i * ldc, acc0, n);                           \
+		}                                                                      \
+	} while (0)
+
+/* a row of C: the sums acc, plus C's own values where beta */
+#define SMALL_STORE(ci, acc, n)                                                       \
+	do {                                                                           \
+		if (beta)                                                              \
+			for (int j = 0; j < (n); j++)                                  \
+				(ci)[j] += (acc)[j];                                   \
+		else                                                                   \
+			for (int j = 0; j < (n); j++)                                  \
+				(ci)[j] = (acc)[j];                                    \
+	} while (0)
+
+/* Items t < count, item t's A, B and C sa, sb and sc elements past item
+ * t-1's; op(B)'s element (k,j) at B[k*bk + j*bj]. Where op(B)'s rows are
+ * not contiguous (trans), each item's op(B) is first copied into rows of
+ * its own. C's columns go in blocks of SMALL_COLS, each of a constant
+ * width. */
+#define SMALL_PRODUCTS(name, T, trans)                                                \
+	static TG_HOT_LOOP void name(int rows, int cols, int K, const T *A, ptrdiff_t ai,      \
+				     ptrdiff_t ak, const T *B, ptrdiff_t bk, ptrdiff_t bj,    \
+				     bool beta, T *C, ptrdiff_t ldc, int64_t count,           \
+				     ptrdiff_t sa, ptrdiff_t sb, ptrdiff_t sc)                \
+	{                                                                              \
+		T rowsof[(trans) ? SMALL_KM : 1];                                      \
+		for (int64_t t = 0; t < count; t++) {                                  \
+			const T *a = A + t * sa, *b = B + t * sb;                      \
+			T *c = C + t * sc;                                             \
+			ptrdiff_t kb = bk;                                             \
+			if (trans) {                                                   \
+				for (int k = 0; k < K; k++)                            \
+					for (int j = 0; j < cols; j++)                 \
+						rowsof[k * cols + j] = b[k * bk + j * bj]; \
+				b = rowsof;                                            \
+				kb = cols;                                             \
+			}                                                              \
+			for (int j0 = 0; j0 < cols; j0 += SMALL_COLS) {                \
+				const T *bj0 = b + j0;                                 \
+				T *cj0 = c + j0;                                       \
+				switch (cols - j0 < SMALL_COLS ? cols - j0 : SMALL_COLS) { \
+				case 1: SMALL_ITEM(T, 1, a, bj0, kb, cj0); break;      \
+				case 2: SMALL_ITEM(T, 2, a, bj0, kb, cj0); break;      \
+				case 3: SMALL_ITEM(T, 3, a, bj0, kb, cj0); break;      \
+				case 4: SMALL_ITEM(T, 4, a, bj0, kb, cj0); break;      \
+				case 5: SMALL_ITEM(T, 5, a, bj0, kb, cj0); break;      \
+				case 6: SMALL_ITEM(T, 6, a, bj0, kb, cj0); break;      \
+				case 7: SMALL_ITEM(T, 7, a, bj0, kb, cj0); break;      \
+				case 8: SMALL_ITEM(T, 8, a, bj0, kb, cj0); break;      \
+				}                                                      \
+			}                                                              \
+		}                                                                      \
+	}
+SMALL_PRODUCTS(small_f32, float, false)
+SMALL_PRODUCTS(small_f32_bt, float, true)
+SMALL_PRODUCTS(small_f64, double, false)
+SMALL_PRODUCTS(small_f64_bt, double, true)
+
+void tg_gemm_small(tg_dtype dt, bool ta, bool tb, int N, int M, int K, const void *A, int lda,
+		   const void *B, int ldb, double beta, void *C, int ldc, int64_t count,
+		   int64_t sa, int64_t sb, int64_t sc)
+{
+	const ptrdiff_t ai = ta ? 1 : lda, ak = ta ? lda : 1;
+	const ptrdiff_t bk = tb ? 1 : ldb, bj = tb ? ldb : 1;
+	const bool add = beta != 0;
+	if (dt == TG_F64) {
+		if (tb)
+			small_f64_bt(N, M, K, A, ai, ak, B, bk, bj, add, C, ldc, count, sa, sb, sc);
+		else
+			small_f64(N, M, K, A, ai, ak, B, bk, bj, add, C, ldc, count, sa, sb, sc);
+	} else {
+		if (tb)
+			small_f32_bt(N, M, K, A, ai, ak, B, bk, bj, add, C, ldc, count, sa, sb, sc);
+		else
+			small_f32(N, M, K, A, ai, ak, B, bk, bj, add, C, ldc, count, sa, sb, sc);
+	}
+}
+
 void tg_gemm(const tg_ctx *ctx, tg_dtype dt, bool ta, bool tb, int N, int M, int K,
 	     const void *A, int lda, const void *B, int ldb, double beta, void *C, int ldc)
 {
+	if (tg_gemm_small_fits(N, M, K)) {
+		tg_gemm_small(dt, ta, tb, N, M, K, A, lda, B, ldb, beta, C, ldc, 1, 0, 0, 0);
+		return;
+	}
 	if (openblas_get_num_threads() != 1)
 		openblas_set_num_threads(1);
 	/* cutting rows duplicates op(B)'s packing (K x M), columns op(A)'s (N x K) */

@@ -866,6 +866,24 @@ bool tg_sgemm_dnnl(const tg_ctx *ctx);
 const char *tg_sgemm_dnnl_info(void);
 void tg_gemm(const tg_ctx *ctx, tg_dtype dt, bool ta, bool tb, int N, int M, int K,
 	     const void *A, int lda, const void *B, int ldb, double beta, void *C, int ldc);
+/* Products of at most TG_GEMM_SMALL_MAX multiply-adds (and a chain of
+ * at most TG_GEMM_SMALL_MAX_K of them per element) run as loops in gemm.c,
+ * not through the BLAS, whose call costs more than such a product: a
+ * batch of 65536 products of 2x2 by 2x2 with its backward took 10.1 ms
+ * through OpenBLAS, 1.6 with the loops. From about 512 on (8x8x8, 16x16x4,
+ * 32x1x32) OpenBLAS's AVX-512 small kernels were faster, alone or
+ * batched. */
+#define TG_GEMM_SMALL_MAX 128.0
+enum { TG_GEMM_SMALL_MAX_K = 64 };
+static inline bool tg_gemm_small_fits(int N, int M, int K)
+{
+	return (double)N * (double)M * (double)K <= TG_GEMM_SMALL_MAX && K <= TG_GEMM_SMALL_MAX_K;
+}
+/* count small products in turn, item t's A, B and C sa, sb and sc
+ * elements past item t-1's; otherwise as tg_gemm (one thread). */
+void tg_gemm_small(tg_dtype dt, bool ta, bool tb, int N, int M, int K, const void *A, int lda,
+		   const void *B, int ldb, double beta, void *C, int ldc, int64_t count,
+		   int64_t sa, int64_t sb, int64_t sc);
 /* Whether the CPU has AVX2 and FMA (false), or the AVX-512 subsets that
  * OpenBLAS's SkylakeX kernels use (true). */
 bool tg_cpu_has(bool avx512);
