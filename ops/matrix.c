@@ -344,36 +344,63 @@ typedef struct items_job {
 	const batch *bt;
 	gemm g;
 	tg_dtype dt;
+	bool small; /* tg_gemm_small's loops, a run of items at a time */
 	const char *A, *B;
 	char *C;
 } items_job;
+
+/* count items along the last batch axis: a, b and c advance by sa, sb and
+ * one item of C (elements) */
+static void run_run(const items_job *j, int64_t count, const char *A, int64_t sa, const char *B,
+		    int64_t sb, char *C)
+{
+	const gemm *g = &j->g;
+	const int64_t sc = (int64_t)g->N * g->M;
+	if (j->small) {
+		tg_gemm_small(j->dt, g->ta, g->tb, g->N, g->M, g->K, A, g->lda, B, g->ldb, 0, C,
+			      g->M, count, sa, sb, sc);
+		return;
+	}
+	const size_t es = tg_dtype_size(j->dt);
+	for (int64_t t = 0; t < count; t++)
+		gemm_run(g, j->dt, A + (size_t)(t * sa) * es, B + (size_t)(t * sb) * es,
+			 C + (size_t)(t * sc) * es);
+}
 
 static void run_items(void *arg, size_t lo, size_t hi)
 {
 	const items_job *j = arg;
 	const batch *bt = j->bt;
+	const int nb = bt->nb, last = nb - 1;
 	const size_t es = tg_dtype_size(j->dt);
 	const size_t c_item = (size_t)j->g.N * (size_t)j->g.M * es;
 	/* item lo's index along each batch axis, the last the fastest */
 	int64_t cnt[TG_MAX_DIMS] = { 0 }, oa = 0, ob = 0, rest = (int64_t)lo;
-	for (int d = bt->nb - 1; d >= 0; d--) {
+	for (int d = last; d >= 0; d--) {
 		cnt[d] = rest % bt->dim[d];
 		rest /= bt->dim[d];
 		oa += cnt[d] * bt->sa[d];
 		ob += cnt[d] * bt->sb[d];
 	}
-	for (size_t t = lo; t < hi; t++) {
-		gemm_run(&j->g, j->dt, j->A + (size_t)oa * es, j->B + (size_t)ob * es,
-			 j->C + t * c_item);
-		/* the next item, like an odometer */
-		for (int d = bt->nb - 1; d >= 0; d--) {
-			oa += bt->sa[d];
-			ob += bt->sb[d];
-			if (++cnt[d] < bt->dim[d])
-				break;
-			oa -= bt->sa[d] * bt->dim[d];
-			ob -= bt->sb[d] * bt->dim[d];
+	for (size_t t = lo; t < hi;) {
+		/* the items left along the last axis, a run of even strides */
+		int64_t n = (int64_t)(hi - t);
+		if (nb > 0 && n > bt->dim[last] - cnt[last])
+			n = bt->dim[last] - cnt[last];
+		run_run(j, n, j->A + (size_t)oa * es, nb > 0 ? bt->sa[last] : 0,
+			j->B + (size_t)ob * es, nb > 0 ? bt->sb[last] : 0, j->C + t * c_item);
+		t += (size_t)n;
+		if (nb == 0)
+			break;
+		/* the next run, like an odometer */
+		cnt[last] += n;
+		oa += n * bt->sa[last];
+		ob += n * bt->sb[last];
+		for (int d = last; d > 0 && cnt[d] == bt->dim[d]; d--) {
+			oa += bt->sa[d - 1] - bt->sa[d] * bt->dim[d];
+			ob += bt->sb[d - 1] - bt->sb[d] * bt->dim[d];
 			cnt[d] = 0;
+			cnt[d - 1]++;
 		}
 	}
 }
@@ -383,13 +410,15 @@ static void run_items(void *arg, size_t lo, size_t hi)
  * small items, for one), and from two threads at once tiny items spent
  * their time waiting for it: 4096 products of 8x8 took 1.8 ms on two
  * threads, 0.5 ms on one. From 32x32x32 on they share out well (0.24
- * against 0.52 ms for 512 of them). */
-enum { ITEM_SHARE_MIN = 32768 };
+ * against 0.52 ms for 512 of them). Items of tg_gemm_small's loops take
+ * no lock: they are shared out from SMALL_SHARE_MIN multiply-adds in all,
+ * an item counted as SMALL_ITEM_COST more for its set-up. */
+enum { ITEM_SHARE_MIN = 32768, SMALL_SHARE_MIN = 65536, SMALL_ITEM_COST = 16 };
 
 /* Every item's GEMM. Items of a that share one b are the rows of one
- * product; a large item is split across the threads by itself; middling
- * ones are shared out whole among the threads once there are enough of
- * them. */
+ * product; a large item is split across the threads by itself; small and
+ * middling ones are shared out whole among the threads once there are
+ * enough of them. */
 static void bmm_items(const batch *bt, gemm g, tg_dtype dt, const char *A, const char *B,
 		      char *C)
 {
@@ -400,7 +429,13 @@ static void bmm_items(const batch *bt, gemm g, tg_dtype dt, const char *A, const
 		return;
 	}
 	double macs = (double)g.N * (double)g.M * (double)g.K;
-	items_job j = { bt, g, dt, A, B, C };
+	items_job j = { bt, g, dt, tg_gemm_small_fits(g.N, g.M, g.K), A, B, C };
+	if (j.small) {
+		/* as many items as make SMALL_SHARE_MIN */
+		size_t min = (size_t)(SMALL_SHARE_MIN / (macs + SMALL_ITEM_COST)) + 1;
+		tg_parallel_for(g.ctx, (size_t)bt->items, min, 1, run_items, &j);
+		return;
+	}
 	if (macs >= TG_GEMM_SPLIT_MIN || macs < ITEM_SHARE_MIN) {
 		run_items(&j, 0, (size_t)bt->items); /* tg_gemm splits the large ones */
 		return;
