@@ -15,7 +15,9 @@
  * numerically by the op table's test.
  */
 #include "../engine/test_util.h"
+#include "internal.h" /* tg_gemm, tg_gemm_small */
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1604,6 +1606,180 @@ static void bmm_f32_matches_a_naive_loop(void **state)
 	bmm_matches_a_naive_loop(TG_F32, 1e-5);
 }
 
+/* ---- small products: gemm.c's loops ----------------------------------------- */
+
+/* element e of t, f32 or f64, to v */
+static void set_elem(tg_tensor *t, size_t e, double v)
+{
+	if (tg_dtype_of(t) == TG_F64)
+		((double *)tg_data_mut(t))[e] = v;
+	else
+		((float *)tg_data_mut(t))[e] = (float)v;
+}
+
+/* count items of op(A) (N,K) @ op(B) (K,M) + beta C through tg_gemm_small
+ * (count 1: tg_gemm) in f32 or f64, every matrix with rows padded past its
+ * length and items further apart than their matrices, against long double
+ * loops: each element within (K + 1) eps sum_k |a b| (+ |C| for beta 1) of
+ * them, C unread for beta 0 (NaN there) and its padding unchanged. */
+static void small_product_matches_loops(tg_ctx *ctx, tg_dtype dt, bool ta, bool tb, int beta,
+					int N, int K, int M, int count)
+{
+	const int ra = ta ? K : N, ca = ta ? N : K, rb = tb ? M : K, cb = tb ? K : M;
+	const int lda = ca + 2, ldb = cb + 3, ldc = M + 1;
+	const int64_t sa = (int64_t)ra * lda + 1, sb = (int64_t)rb * ldb + 2, sc = (int64_t)N * ldc + 3;
+	tg_tensor *a = rand_t(ctx, dt, SHAPE(count, sa));
+	tg_tensor *b = rand_t(ctx, dt, SHAPE(count, sb));
+	tg_tensor *c = rand_t(ctx, dt, SHAPE(count, sc));
+	const size_t nc = (size_t)count * (size_t)sc;
+	double *c0 = malloc(nc * sizeof *c0);
+	assert_non_null(c0);
+	for (size_t e = 0; e < nc; e++) {
+		size_t i = e % (size_t)sc / (size_t)ldc, j = e % (size_t)sc % (size_t)ldc;
+		if (!beta && i < (size_t)N && j < (size_t)M)
+			set_elem(c, e, NAN);
+		c0[e] = tg_get(c, e);
+	}
+	if (count == 1)
+		tg_gemm(ctx, dt, ta, tb, N, M, K, tg_data(a), lda, tg_data(b), ldb, beta,
+			tg_data_mut(c), ldc);
+	else
+		tg_gemm_small(dt, ta, tb, N, M, K, tg_data(a), lda, tg_data(b), ldb, beta,
+			      tg_data_mut(c), ldc, count, sa, sb, sc);
+	const double eps = dt == TG_F64 ? 0x1p-52 : 0x1p-23;
+	for (int t = 0; t < count; t++)
+		for (int i = 0; i < N; i++)
+			for (int j = 0; j < ldc; j++) {
+				size_t e = (size_t)t * (size_t)sc + (size_t)i * (size_t)ldc + (size_t)j;
+				double got = tg_get(c, e);
+				if (j >= M) {
+					if (memcmp(&got, &c0[e], sizeof got))
+						fail_msg("C[%d][%d,%d] past M changed to %.17g from %.17g",
+							 t, i, j, got, c0[e]);
+					continue;
+				}
+				long double ref = beta ? c0[e] : 0, mag = fabsl(ref);
+				for (int k = 0; k < K; k++) {
+					long double x = tg_get(a, (size_t)t * (size_t)sa +
+									  (size_t)(ta ? k * lda + i : i * lda + k));
+					long double y = tg_get(b, (size_t)t * (size_t)sb +
+									  (size_t)(tb ? j * ldb + k : k * ldb + j));
+					ref += x * y;
+					mag += fabsl(x * y);
+				}
+				if (!(fabsl(got - ref) <= (K + 1) * eps * mag))
+					fail_msg("%s a%s b%s beta %d, %dx%dx%d, %d items: C[%d][%d,%d] = "
+						 "%.17g, loops give %.17Lg (bound %.3g)",
+						 dt == TG_F64 ? "f64" : "f32", ta ? "^T" : "", tb ? "^T" : "",
+						 beta, N, K, M, count, t, i, j, got, ref,
+						 (double)((K + 1) * eps * mag));
+			}
+	free(c0);
+}
+
+static void small_products_match_long_double_loops_for_every_transpose_and_beta(void **state)
+{
+	(void)state;
+	/* N, K, M: odd sizes, rows of 1 to 9 columns (the widths of the loops'
+	 * blocks and past them), an inner and an outer product */
+	static const int shapes[][3] = { { 1, 1, 1 }, { 2, 2, 2 }, { 3, 5, 7 }, { 4, 4, 4 },
+					 { 5, 1, 9 }, { 1, 64, 1 }, { 1, 2, 64 }, { 7, 2, 9 },
+					 { 2, 3, 17 }, { 9, 3, 3 } };
+	tg_ctx *ctx = tg_ctx_new(5);
+	for (int d = 0; d < 2; d++)
+		for (int f = 0; f < 4; f++)
+			for (int beta = 0; beta <= 1; beta++)
+				for (size_t s = 0; s < LEN(shapes); s++) {
+					const int *z = shapes[s];
+					assert_true(tg_gemm_small_fits(z[0], z[2], z[1]));
+					for (int count = 1; count <= 300; count += 299)
+						small_product_matches_loops(ctx, d ? TG_F64 : TG_F32, f & 1,
+									    f & 2, beta, z[0], z[1],
+									    z[2], count);
+					tg_reset(ctx);
+				}
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+/* tg_bmm_t of small items against naive double loops, for every flag
+ * pair, in f32 and f64, batch 1 and a large batch whose b broadcasts. */
+static void bmm_t_of_small_items_matches_a_naive_loop_for_all_four_flags(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(6);
+	enum { N = 3, K = 5, M = 7 };
+	for (int d = 0; d < 2; d++)
+		for (int f = 0; f < 4; f++)
+			for (int64_t B = 1; B <= 2049; B += 2048) {
+				const bool ta = f & 1, tb = f & 2;
+				tg_dtype dt = d ? TG_F64 : TG_F32;
+				tg_tensor *a = rand_t(ctx, dt, 4,
+						      (int64_t[]){ B, 2, ta ? K : N, ta ? N : K });
+				tg_tensor *b = rand_t(ctx, dt, 3, (int64_t[]){ 2, tb ? M : K, tb ? K : M });
+				tg_tensor *c = tg_bmm_t(a, ta, b, tb);
+				assert_ctx_ok(ctx);
+				check_shape(c, 4, (int64_t[]){ B, 2, N, M });
+				size_t items = (size_t)B * 2;
+				double *A = malloc(items * N * K * sizeof *A), *Bv = malloc(2 * K * M * sizeof *Bv);
+				double *C = malloc(items * N * M * sizeof *C);
+				double *Ai = malloc(N * K * sizeof *Ai), Bi[K * M];
+				assert_int_equal(tg_copy_to_f64(a, A, items * N * K), 0);
+				assert_int_equal(tg_copy_to_f64(b, Bv, 2 * K * M), 0);
+				for (size_t t = 0; t < items; t++) {
+					const double *x = A + t * N * K, *y = Bv + t % 2 * K * M;
+					for (int i = 0; i < N; i++)
+						for (int k = 0; k < K; k++)
+							Ai[i * K + k] = ta ? x[k * N + i] : x[i * K + k];
+					for (int k = 0; k < K; k++)
+						for (int j = 0; j < M; j++)
+							Bi[k * M + j] = tb ? y[j * K + k] : y[k * M + j];
+					matmul_ref(Ai, Bi, C + t * N * M, N, K, M);
+				}
+				print_message("%s ta=%d tb=%d batch %lld\n", d ? "f64" : "f32", ta, tb,
+					      (long long)B);
+				check_values(c, C, items * N * M, d ? 1e-14 : 1e-6);
+				free(A);
+				free(Bv);
+				free(C);
+				free(Ai);
+				tg_reset(ctx);
+			}
+	tg_ctx_free(ctx);
+}
+
+/* sum(bmm_t(a, ta, b, tb) * w): w fixed, so that every element of the
+ * product gets its own gradient */
+static tg_tensor *weighted_bmm(tg_tensor *const *in, void *user)
+{
+	const int *flags = user;
+	return tg_sum(tg_mul(tg_bmm_t(in[0], flags[0], in[1], flags[1]), in[2]));
+}
+
+/* The gradients of small batched products, b broadcast along a's leading
+ * axis, against central differences in f64, for every flag pair. */
+static void bmm_t_of_small_items_gives_the_gradients_of_central_differences(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(7);
+	enum { N = 2, K = 3, M = 5 };
+	for (int f = 0; f < 4; f++) {
+		int flags[2] = { f & 1, (f & 2) != 0 };
+		tg_tensor *in[3] = {
+			tg_param(rand_t(ctx, TG_F64, 4, (int64_t[]){ 3, 2, flags[0] ? K : N, flags[0] ? N : K })),
+			tg_param(rand_t(ctx, TG_F64, 3, (int64_t[]){ 2, flags[1] ? M : K, flags[1] ? K : M })),
+			rand_t(ctx, TG_F64, 4, (int64_t[]){ 3, 2, N, M }),
+		};
+		tg_gradcheck_result res;
+		if (tg_gradcheck(ctx, weighted_bmm, flags, 3, in, NULL, &res))
+			fail_msg("ta=%d tb=%d: worst |numeric - analytic| %.3g", flags[0], flags[1],
+				 res.worst_abs);
+		tg_reset(ctx);
+	}
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
 /* a (2,1,3,4) @ b (5,4,2) -> (2,5,3,2): item [i,j] is a[i,0] @ b[j]. The
  * gradients of sum(c w) must be those of the same sum over the items made
  * with tg_matmul of slices of a and b. */
@@ -1897,6 +2073,9 @@ int main(void)
 		T(permutes_split_and_streamed_match_a_naive_loop),
 		T(bmm_f64_matches_a_naive_loop),
 		T(bmm_f32_matches_a_naive_loop),
+		T(small_products_match_long_double_loops_for_every_transpose_and_beta),
+		T(bmm_t_of_small_items_matches_a_naive_loop_for_all_four_flags),
+		T(bmm_t_of_small_items_gives_the_gradients_of_central_differences),
 		T(bmm_broadcasts_batch_axes_like_per_item_matmul),
 		T(bmm_t_matches_bmm_of_permuted_copies_for_all_four_flags),
 		T(bmm_on_two_and_three_threads_gives_the_values_of_one),
