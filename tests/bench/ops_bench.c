@@ -291,6 +291,19 @@ static tg_tensor *rowdiv(bench *b)
 static void nhwc_setup(bench *b) { b->p[0] = P(b, 32, 64, 32, 32); }
 static tg_tensor *nhwc(bench *b) { return tg_sum(sq(tg_permute(X0(b), (const int[]){ 0, 2, 3, 1 }))); }
 static void bmm_setup(bench *b) { b->p[0] = P(b, 16, 256, 256), b->p[1] = P(b, 16, 256, 256); }
+static void bmm2_setup(bench *b) { b->p[0] = P(b, 65536, 2, 2), b->p[1] = P(b, 65536, 2, 2); }
+static void narrow4_setup(bench *b) { b->p[0] = P(b, 128, 1024, 4); }
+static void split_setup(bench *b) { b->p[0] = P(b, 256, 1024); }
+static tg_tensor *split64(bench *b)
+{
+	tg_tensor *part[64];
+	if (tg_split(X0(b), 1, 64, NULL, part))
+		return NULL;
+	tg_tensor *s = tg_sum(sq(part[0]));
+	for (int k = 1; k < 64; k++)
+		s = tg_add(s, tg_sum(sq(part[k])));
+	return s;
+}
 static tg_tensor *bmm_tanh(bench *b) { return tg_sum(tg_tanh(tg_bmm(X0(b), X1(b)))); }
 static void bmmb_setup(bench *b) { b->p[0] = P(b, 64, 128, 64), b->p[1] = P(b, 64, 256); }
 static void pool_setup(bench *b) { b->p[0] = P(b, 32, 16, 64, 64); }
@@ -446,6 +459,10 @@ static const workload WORKLOADS[] = {
 	{ "s-nhwc", "sum(permute(x, 0 2 3 1)^2), x (32,64,32,32)", nhwc_setup, nhwc, 5 },
 	{ "s-bmm", "sum(tanh(bmm(a, b))), a b (16,256,256)", bmm_setup, bmm_tanh, 5 },
 	{ "s-bmm-bcast", "sum(tanh(bmm(a, b))), a (64,128,64), b (64,256)", bmmb_setup, bmm_tanh, 10 },
+	{ "s-bmm2", "sum(tanh(bmm(a, b))), a b (65536,2,2)", bmm2_setup, bmm_tanh, 10 },
+	{ "s-max1-w4", "sum(max_axis(x, 1)), x (128,1024,4)", narrow4_setup, max1, 10 },
+	{ "s-split64", "sum of sum(p^2) over the 64 parts p of split(x, axis 1), x (256,1024)",
+	  split_setup, split64, 20 },
 	{ "s-maxpool", "sum(max_pool2d(x, 2)), x (32,16,64,64)", pool_setup, mpool, 10 },
 	{ "s-maxpool3", "sum(max_pool2d(x, 3, stride 2, pad 1)), x (32,16,64,64)", pool_setup, mpool3, 10 },
 	{ "s-avgpool3", "sum(avg_pool2d(x, 3, stride 1, pad 1)), x (32,16,64,64)", pool_setup, apool3, 10 },
