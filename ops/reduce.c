@@ -64,6 +64,9 @@ typedef struct view {
 				     Y[o] = (T)(sum_short(X + o * N, N) * scale);)            \
 	}
 
+/* ties are counted in 32 bits this many elements at a time */
+enum { TIES_CHUNK = 1 << 30 };
+
 /* The value that wins a max: a larger one, or the first NaN (a NaN
  * propagates, as in NumPy). */
 #define BEATS(a, b) ((a) > (b) || (isnan(a) && !isnan(b)))
@@ -169,6 +172,151 @@ typedef struct view {
 			}                                                            \
 	}
 
+/* ---- narrow rows: a max along a middle axis of inner 2 to 15 ------------------ */
+/* Rows of so few columns left the loops above a few elements a row, the
+ * counts and maxima indexed by a variable column (128 slices of (1024,4)
+ * floats, forward and backward: 1.4 ms). But a slice's rows [k0, k1) of
+ * width W lie in one run of (k1 - k0) W elements: it is read in tiles of
+ * L = lcm(W, 64 bytes of values) elements, lane j of a tile holding column
+ * j mod W, so that every loop over a tile has a constant length and runs
+ * in whole vectors for every W; the lanes fold into their columns at the
+ * end. A tail of fewer than L elements is its own shorter tile. */
+
+enum { NARROW_MAX = 15 };
+
+/* Before a loop over a tile: GCC unrolled a tile of 16 lanes (a width of
+ * 2, 4 or 8 floats) into scalar compares and branches before it could
+ * vectorise the loop, which it does for the longer tiles. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NARROW_TILE _Pragma("GCC unroll 1")
+#else
+#define NARROW_TILE
+#endif
+
+/* L for W columns of T: the least multiple of W and of the values in 64
+ * bytes (16 floats or 8 doubles) that is also of 256 bytes or more, at
+ * most 240 floats or 120 doubles. The loops keep the lanes in memory, each
+ * a chain of additions or compares through a store and a load: a tile of
+ * 64 bytes (widths 2, 4 and 8) had too few of them to hide that latency. */
+#define NARROW_LCM(T, W) ((W) * (int)(64 / sizeof(T)) / ((W) & -(W)))
+#define NARROW_LANES(T, W)                                                       \
+	(NARROW_LCM(T, W) *                                                      \
+	 (((int)(256 / sizeof(T)) + NARROW_LCM(T, W) - 1) / NARROW_LCM(T, W)))
+
+/* the statements after w with W its value, a constant from 2 to NARROW_MAX */
+#define WITH_NARROW_W(w, ...)                                  \
+	switch (w) {                                           \
+	case 2: { enum { W = 2 }; __VA_ARGS__ } break;         \
+	case 3: { enum { W = 3 }; __VA_ARGS__ } break;         \
+	case 4: { enum { W = 4 }; __VA_ARGS__ } break;         \
+	case 5: { enum { W = 5 }; __VA_ARGS__ } break;         \
+	case 6: { enum { W = 6 }; __VA_ARGS__ } break;         \
+	case 7: { enum { W = 7 }; __VA_ARGS__ } break;         \
+	case 8: { enum { W = 8 }; __VA_ARGS__ } break;         \
+	case 9: { enum { W = 9 }; __VA_ARGS__ } break;         \
+	case 10: { enum { W = 10 }; __VA_ARGS__ } break;       \
+	case 11: { enum { W = 11 }; __VA_ARGS__ } break;       \
+	case 12: { enum { W = 12 }; __VA_ARGS__ } break;       \
+	case 13: { enum { W = 13 }; __VA_ARGS__ } break;       \
+	case 14: { enum { W = 14 }; __VA_ARGS__ } break;       \
+	case 15: { enum { W = 15 }; __VA_ARGS__ } break;       \
+	}
+
+/* y[0..W) = the maxima of slice o's rows [k0, k1) (W columns), the bits of
+ * max_rows: each lane keeps its largest value (a NaN, once met, stays);
+ * where a lane holds a NaN the block goes to max_rows, and a column whose
+ * max is zero takes its first zero, of either sign, as the plain loop
+ * keeps it. */
+#define NARROW_MAX_KERNEL(name, T, max_rows)                                            \
+	static inline TG_ALWAYS_INLINE void name(view v, const T *X, T *y, int64_t o,      \
+						 int64_t k0, int64_t k1, const int W)      \
+	{                                                                               \
+		const int L = NARROW_LANES(T, W);                                       \
+		const T *x = X + (o * v.n + k0) * W;                                    \
+		const int64_t len = (k1 - k0) * W;                                      \
+		T l[NARROW_LANES(T, NARROW_MAX)];                                                \
+		for (int j = 0; j < L; j++) /* the first row, repeated */               \
+			l[j] = x[j % W];                                                \
+		int64_t k = 0;                                                          \
+		for (; k + L <= len; k += L)                                            \
+			NARROW_TILE for (int j = 0; j < L; j++)                         \
+				l[j] = x[k + j] > l[j] || x[k + j] != x[k + j] ? x[k + j] \
+									       : l[j]; \
+		for (int j = 0; j < len - k; j++)                                       \
+			l[j] = x[k + j] > l[j] || x[k + j] != x[k + j] ? x[k + j] : l[j]; \
+		bool nan = false;                                                       \
+		for (int j = 0; j < L; j++)                                             \
+			nan |= l[j] != l[j];                                            \
+		if (nan) {                                                              \
+			const view w = { v.outer, v.n, W };                             \
+			max_rows(w, X, y, o, k0, k1, 0, W);                             \
+			return;                                                         \
+		}                                                                       \
+		for (int i = 0; i < W; i++) {                                           \
+			T m = l[i];                                                     \
+			for (int j = i + W; j < L; j += W)                              \
+				m = l[j] > m ? l[j] : m;                                \
+			if (m == 0) {                                                   \
+				int64_t r = i;                                          \
+				while (x[r] != 0)                                       \
+					r += W;                                         \
+				m = x[r];                                               \
+			}                                                               \
+			y[i] = m;                                                       \
+		}                                                                       \
+	}
+
+/* Over slice o's rows [k0, k1) (W columns) with the maxima y[0..W): with c,
+ * c[i] += the elements of column i that tie y[i]; with M, M at each element
+ * = (a tie ? share[i] : 0) * d[i], share 1 when NULL, d 1 when NULL (the
+ * product rounded as share_rows rounds it). The ties are counted in lanes
+ * of I as wide as the values, TIES_CHUNK elements at a time. */
+#define NARROW_PASS_KERNEL(name, T, I)                                                  \
+	static inline TG_ALWAYS_INLINE void name(view v, const T *X, const T *y,           \
+						 const T *share, const T *d, T *M, int64_t *c,  \
+						 int64_t o, int64_t k0, int64_t k1, const int W) \
+	{                                                                               \
+		enum { LMAX = NARROW_LANES(T, NARROW_MAX) };                            \
+		const int L = NARROW_LANES(T, W);                                       \
+		const int64_t at = (o * v.n + k0) * W, len = (k1 - k0) * W;             \
+		const T *x = X + at;                                                    \
+		T *m = M ? M + at : NULL;                                               \
+		T yl[LMAX], sl[LMAX], dl[LMAX];                                         \
+		I nl[LMAX], cl[LMAX];                                                   \
+		for (int j = 0; j < L; j++) { /* each column's row, repeated */         \
+			yl[j] = y[j % W];                                               \
+			nl[j] = isnan(yl[j]); /* its ties are its column's NaNs */      \
+			sl[j] = share ? share[j % W] : 1;                               \
+			dl[j] = d ? d[j % W] : 1;                                       \
+		}                                                                       \
+		const int64_t chunk = TIES_CHUNK / L * L; /* whole tiles */             \
+		for (int64_t k0c = 0; k0c < len; k0c += chunk) {                        \
+			const int64_t k1c = len - k0c < chunk ? len : k0c + chunk;      \
+			for (int j = 0; j < L; j++)                                     \
+				cl[j] = 0;                                              \
+			int64_t k = k0c;                                                \
+			for (; k + L <= k1c; k += L)                                    \
+				NARROW_TILE for (int j = 0; j < L; j++) {               \
+					const T e = x[k + j];                           \
+					const I t = (e == yl[j]) | (nl[j] & (e != e));  \
+					if (c)                                          \
+						cl[j] += t;                             \
+					if (m)                                          \
+						m[k + j] = (t ? sl[j] : 0) * dl[j];     \
+				}                                                       \
+			for (int j = 0; j < k1c - k; j++) {                             \
+				const T e = x[k + j];                                   \
+				const I t = (e == yl[j]) | (nl[j] & (e != e));          \
+				if (c)                                                  \
+					cl[j] += t;                                     \
+				if (m)                                                  \
+					m[k + j] = (t ? sl[j] : 0) * dl[j];             \
+			}                                                               \
+			for (int j = 0; c && j < L; j++)                                \
+				c[j % W] += cl[j];                                      \
+		}                                                                       \
+	}
+
 SHORT_RUNS_KERNEL(short_runs_f64, double, tg_sum_short_f64)
 SHORT_RUNS_KERNEL(short_runs_f32, float, tg_sum_short_f32)
 SUM_AXIS_KERNEL(sum_axis_f64, double, tg_sum_run_f64, tg_add_rows_f64, short_runs_f64)
@@ -181,6 +329,10 @@ COUNT_TIES_KERNEL(count_ties_f64, double)
 COUNT_TIES_KERNEL(count_ties_f32, float)
 SHARE_ROWS_KERNEL(share_rows_f64, double)
 SHARE_ROWS_KERNEL(share_rows_f32, float)
+NARROW_MAX_KERNEL(narrow_max_f64, double, max_rows_f64)
+NARROW_MAX_KERNEL(narrow_max_f32, float, max_rows_f32)
+NARROW_PASS_KERNEL(narrow_pass_f64, double, int64_t)
+NARROW_PASS_KERNEL(narrow_pass_f32, float, int32_t)
 
 /* ---- split across the threads ----------------------------------------------- */
 /* Each slice (or column) is reduced whole by one thread, in the order of one
@@ -298,9 +450,6 @@ static bool sum_axis(tg_ctx *ctx, view v, const tg_tensor *x, void *Y, double sc
 
 enum { MAX_COLS_MIN = 1024 };
 
-/* a run's ties counted in 32 bits this many elements at a time */
-enum { TIES_CHUNK = 1 << 30 };
-
 typedef struct max_job {
 	view v;
 	const void *X, *D; /* D: dout (outer, inner), for the shares times dout */
@@ -371,6 +520,27 @@ static inline void block_rows(const max_job *j, int64_t u, int64_t *o, int64_t *
 			share[i] = c[i] == 1 ? 1 : (T)(1.0 / (double)c[i]); /* no tie: no division */ \
 		share_rows_##sfx(v, j->X, y, share, d, j->Y, o, 0, v.n, i0, i1);             \
 	}                                                                                    \
+	/* slice o's shares, W narrow columns: its ties counted in the pass that  \
+	 * writes a share of 1, written again only where a column has a tie */     \
+	static inline TG_ALWAYS_INLINE void narrow_share_slice_##sfx(const max_job *j, \
+								     int64_t o, const int W) \
+	{                                                                            \
+		const view v = j->v;                                                 \
+		const T *y = (const T *)j->y + o * W;                                \
+		const T *d = j->D ? (const T *)j->D + o * W : NULL;                  \
+		T *share = (T *)j->share + o * W;                                    \
+		int64_t *c = j->c + o * W;                                           \
+		bool tie = false;                                                    \
+		for (int i = 0; i < W; i++)                                          \
+			c[i] = 0;                                                    \
+		narrow_pass_##sfx(v, j->X, y, NULL, d, j->Y, c, o, 0, v.n, W);       \
+		for (int i = 0; i < W; i++) {                                        \
+			tie |= c[i] > 1;                                             \
+			share[i] = c[i] == 1 ? 1 : (T)(1.0 / (double)c[i]);          \
+		}                                                                    \
+		if (tie)                                                             \
+			narrow_pass_##sfx(v, j->X, y, share, d, j->Y, NULL, o, 0, v.n, W); \
+	}                                                                            \
 	TG_HOT_LOOP static void slices_##sfx(void *arg, size_t lo, size_t hi)                            \
 	{                                                                                    \
 		const max_job *j = arg;                                                      \
@@ -382,11 +552,10 @@ static inline void block_rows(const max_job *j, int64_t u, int64_t *o, int64_t *
 							    0, 1);)                          \
 			return;                                                              \
 		}                                                                            \
-		if (v.inner < 4) { /* narrow rows: their width a constant (from 4 on, the generic loop takes a vector) */ \
-			TG_WITH_SHORT_N(v.inner, const view w = { v.outer, v.n, N };            \
-				     for (int64_t o = (int64_t)lo; o < (int64_t)hi; o++)     \
-					     max_rows_##sfx(w, j->X, (T *)j->Y + o * N, o, 0, \
-							    v.n, 0, N);)                     \
+		if (v.inner <= NARROW_MAX) {                                                 \
+			WITH_NARROW_W(v.inner, for (int64_t o = (int64_t)lo; o < (int64_t)hi; o++) \
+					     narrow_max_##sfx(v, j->X, (T *)j->Y + o * W, o, 0, \
+							      v.n, W);)                      \
 			return;                                                              \
 		}                                                                            \
 		for (int64_t o = (int64_t)lo; o < (int64_t)hi; o++)                          \
@@ -409,10 +578,9 @@ static inline void block_rows(const max_job *j, int64_t u, int64_t *o, int64_t *
 					     share_slice_##sfx(arg, w, o, 0, 1);)            \
 			return;                                                              \
 		}                                                                            \
-		if (v.inner < 4) {                                                           \
-			TG_WITH_SHORT_N(v.inner, const view w = { v.outer, v.n, N };            \
-				     for (int64_t o = (int64_t)lo; o < (int64_t)hi; o++)     \
-					     share_slice_##sfx(arg, w, o, 0, N);)            \
+		if (v.inner <= NARROW_MAX) {                                                 \
+			WITH_NARROW_W(v.inner, for (int64_t o = (int64_t)lo; o < (int64_t)hi; o++) \
+					     narrow_share_slice_##sfx(arg, o, W);)           \
 			return;                                                              \
 		}                                                                            \
 		for (int64_t o = (int64_t)lo; o < (int64_t)hi; o++)                          \
@@ -424,11 +592,38 @@ static inline void block_rows(const max_job *j, int64_t u, int64_t *o, int64_t *
 			share_slice_##sfx(arg, ((const max_job *)arg)->v, o, (int64_t)lo,     \
 					  (int64_t)hi);                                      \
 	}                                                                                    \
+	/* the blocks [lo, hi) of rows of W narrow columns: the same */                    \
+	static inline TG_ALWAYS_INLINE void narrow_blocks_##sfx(const max_job *j, size_t lo, \
+								size_t hi, int pass, const int W) \
+	{                                                                                    \
+		for (int64_t u = (int64_t)lo, o, k0, k1; u < (int64_t)hi; u++) {             \
+			block_rows(j, u, &o, &k0, &k1);                                      \
+			const T *y = (const T *)j->y + o * W;                                \
+			if (pass == BLOCK_MAX) {                                             \
+				narrow_max_##sfx(j->v, j->X, (T *)j->by + u * W, o, k0, k1, W); \
+				continue;                                                    \
+			}                                                                    \
+			if (pass == BLOCK_TIES) {                                            \
+				int64_t *c = j->bc + u * W;                                  \
+				for (int i = 0; i < W; i++)                                  \
+					c[i] = 0;                                            \
+				narrow_pass_##sfx(j->v, j->X, y, NULL, NULL, NULL, c, o, k0, k1, W); \
+				continue;                                                    \
+			}                                                                    \
+			narrow_pass_##sfx(j->v, j->X, y, (const T *)j->share + o * W,        \
+					  j->D ? (const T *)j->D + o * W : NULL, j->Y, NULL, o, \
+					  k0, k1, W);                                        \
+		}                                                                            \
+	}                                                                                    \
 	/* the blocks [lo, hi) of rows: their maxima, ties or shares (pass) */              \
 	static inline TG_ALWAYS_INLINE void blocks_##sfx(const max_job *j, size_t lo,        \
 							 size_t hi, int pass)                \
 	{                                                                                    \
 		const int64_t in = j->v.inner;                                               \
+		if (in > 1 && in <= NARROW_MAX) {                                            \
+			WITH_NARROW_W(in, narrow_blocks_##sfx(j, lo, hi, pass, W);)          \
+			return;                                                              \
+		}                                                                            \
 		for (int64_t u = (int64_t)lo, o, k0, k1; u < (int64_t)hi; u++) {             \
 			block_rows(j, u, &o, &k0, &k1);                                      \
 			const T *y = (const T *)j->y + o * in;                               \
