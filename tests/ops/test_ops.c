@@ -689,6 +689,169 @@ static void max_refuses_an_output_changed_in_place(void **state)
 	}
 }
 
+/* ---- max along a middle axis of narrow rows ---------------------------------- */
+/* A max along a middle axis with 1 to 15 columns after it reads each slice
+ * as one run in tiles of lanes, lane j holding column j mod width; these
+ * check it against the plain loop over each column, on every width around
+ * that range. */
+
+/* What slice kind k holds at row r, column i: 0 small integers (many
+ * ties), 1 one value throughout, 2 NaNs of two payloads here and there, 3
+ * zeros of both signs and negatives (a max of zero, its first one's sign),
+ * 4 distinct values (no ties), 5 -inf and now and then a 1. */
+static double narrow_value(uint64_t *seed, int kind, int64_t r, int64_t i)
+{
+	*seed = *seed * 6364136223846793005u + 1442695040888963407u;
+	int u = (int)(*seed >> 59); /* 0..31 */
+	switch (kind) {
+	case 0:
+		return u % 5 - 2;
+	case 1:
+		return 2.5;
+	case 2:
+		return u == 7 ? nan("1") : u == 9 ? nan("2") : u - 16;
+	case 3:
+		return u < 16 ? (u & 1 ? -0.0 : 0.0) : -(double)(u - 15);
+	case 4:
+		return (double)(int64_t)(*seed >> 40) / 4096.0 + (double)(r * 7 + i) / 8.0;
+	default:
+		return u == 0 ? 1 : -INFINITY;
+	}
+}
+
+/* v rounded to dt */
+static double in_dtype(int dt, double v)
+{
+	return dt == TG_F32 ? (double)(float)v : v;
+}
+
+/* x of shape (ndim) with slice o of kind (o + kind0) % 6, on a context of
+ * threads: max_axis(x, axis) and x's gradient under the weights w of
+ * sum(max * w) have the bits of the plain loop over each column (its max,
+ * the first element to reach it; (1/c rounded) * w at its c ties, 0 * w
+ * elsewhere). */
+static void narrow_case(int threads, int dt, int ndim, const int64_t *shape, int axis,
+			bool keepdim, int kind0)
+{
+	int64_t outer = 1, n = shape[axis], inner = 1, numel = 1;
+	for (int k = 0; k < ndim; k++) {
+		outer *= k < axis ? shape[k] : 1;
+		inner *= k > axis ? shape[k] : 1;
+		numel *= shape[k];
+	}
+	double *xv = malloc((size_t)numel * sizeof *xv), *wv = malloc((size_t)(outer * inner) * sizeof *wv);
+	assert_true(xv && wv);
+	uint64_t seed = 7 + (uint64_t)(n * 31 + inner);
+	for (int64_t o = 0; o < outer; o++)
+		for (int64_t r = 0; r < n; r++)
+			for (int64_t i = 0; i < inner; i++)
+				xv[(o * n + r) * inner + i] =
+				    narrow_value(&seed, (int)((o + kind0) % 6), r, i);
+	for (int64_t i = 0; i < outer * inner; i++)
+		wv[i] = i % 9 == 4 ? -0.0 : (double)(i % 7) - 3.25;
+	tg_ctx *ctx = tg_ctx_new(3);
+	assert_non_null(ctx);
+	tg_set_threads(ctx, threads);
+	tg_tensor *x = tg_param(tg_from_f64(ctx, (tg_dtype)dt, ndim, shape, xv));
+	tg_tensor *y = tg_max_axis(x, axis, keepdim);
+	tg_tensor *w = tg_from_f64(ctx, (tg_dtype)dt, tg_ndim(y), tg_shape(y), wv);
+	assert_int_equal(tg_backward(tg_sum(tg_mul(y, w))), 0);
+	assert_ctx_ok(ctx);
+	const tg_tensor *g = tg_grad(x);
+	for (int64_t o = 0; o < outer; o++)
+		for (int64_t i = 0; i < inner; i++) {
+			const int64_t at0 = o * n * inner + i;
+			double m = tg_get(x, (size_t)at0); /* the plain loop, on x's values */
+			for (int64_t r = 1; r < n; r++) {
+				double e = tg_get(x, (size_t)(at0 + r * inner));
+				if (e > m || (isnan(e) && !isnan(m)))
+					m = e;
+			}
+			int64_t ties = 0;
+			for (int64_t r = 0; r < n; r++) {
+				double e = tg_get(x, (size_t)(at0 + r * inner));
+				ties += e == m || (isnan(e) && isnan(m));
+			}
+			double got = tg_get(y, (size_t)(o * inner + i));
+			if (memcmp(&got, &m, sizeof m))
+				fail_msg("%s, shape (%lld,%lld,%lld), %d threads, slice %lld column "
+					 "%lld: max %a, the plain loop's %a",
+					 tg_dtype_name((tg_dtype)dt), (long long)outer, (long long)n,
+					 (long long)inner, threads, (long long)o, (long long)i, got, m);
+			double d = tg_get(w, (size_t)(o * inner + i));
+			double share = in_dtype(dt, 1.0 / (double)ties);
+			for (int64_t r = 0; r < n; r++) {
+				const size_t at = (size_t)(at0 + r * inner);
+				double e = tg_get(x, at);
+				bool tie = e == m || (isnan(e) && isnan(m));
+				double want = in_dtype(dt, (tie ? share : 0) * d);
+				double gv = tg_get(g, at);
+				if (memcmp(&gv, &want, sizeof want))
+					fail_msg("%s, shape (%lld,%lld,%lld), %d threads, slice %lld "
+						 "column %lld, row %lld (%g; %lld ties of %g): gradient "
+						 "%a, expected %a",
+						 tg_dtype_name((tg_dtype)dt), (long long)outer,
+						 (long long)n, (long long)inner, threads, (long long)o,
+						 (long long)i, (long long)r, e, (long long)ties, m, gv,
+						 want);
+			}
+		}
+	tg_ctx_free(ctx);
+	free(xv);
+	free(wv);
+}
+
+/* Widths 1 to 17 (the tiles, the lanes' fold and the rows left after the
+ * last whole tile) along a middle axis of 1, 2, 7 and 1024 rows, two
+ * leading axes, with and without keepdim, f32 and f64: every slice kind
+ * above once in each tensor. */
+static void max_axis_over_narrow_rows_has_the_bits_of_the_plain_loop(void **state)
+{
+	(void)state;
+	static const int64_t rows[] = { 1, 2, 7, 1024 };
+	for (int dt = TG_F32; dt <= TG_F64; dt++)
+		for (int64_t wd = 1; wd <= 17; wd++)
+			for (size_t k = 0; k < LEN(rows); k++)
+				narrow_case(1, dt, SHAPE(2, 3, rows[k], wd), 2, wd % 2 != 0, 0);
+}
+
+/* A max over the leading axis of (8192, w) has one slice: from 32768
+ * elements on it is split by blocks of rows on 2 and 3 threads, whose
+ * maxima and ties are folded in order. Each slice kind, widths 1 to 17. */
+static void max_axis_over_narrow_rows_split_by_blocks_has_the_bits_of_the_plain_loop(void **state)
+{
+	(void)state;
+	for (int dt = TG_F32; dt <= TG_F64; dt++)
+		for (int64_t wd = 1; wd <= 17; wd++)
+			for (int kind = 0; kind < 6; kind++)
+				narrow_case(2 + kind % 2, dt, SHAPE(8192, wd), 0, false, kind);
+}
+
+static tg_tensor *f_max_axis_1(tg_tensor *const *in, void *user)
+{
+	(void)user;
+	return tg_max_axis(in[0], 1, false);
+}
+
+/* Without ties, max_axis over narrow rows has the gradient central
+ * differences give, f64, widths 1 to 17 along 1, 2 and 7 rows. */
+static void max_axis_over_narrow_rows_has_the_gradient_of_central_differences(void **state)
+{
+	tg_ctx *ctx = *state;
+	static const int64_t rows[] = { 1, 2, 7 };
+	for (int64_t wd = 1; wd <= 17; wd++)
+		for (size_t k = 0; k < LEN(rows); k++) {
+			tg_tensor *x = tg_randn(ctx, TG_F64, SHAPE(2, rows[k], wd), 0, 1);
+			tg_gradcheck_result res;
+			if (tg_gradcheck(ctx, f_max_axis_1, NULL, 1, &x, NULL, &res))
+				fail_msg("(2,%lld,%lld): element %zu analytic %g, numeric %g",
+					 (long long)rows[k], (long long)wd, res.first.index,
+					 res.first.analytic, res.first.numeric);
+			assert_ctx_ok(ctx);
+			tg_reset(ctx);
+		}
+}
+
 /* ---- up to 8 dimensions, against loops over multi-indices ---------------------------- */
 
 /* x (2,1,3,1,2,2,1,2): 48 distinct values, 7 i mod 48 - 20, a permutation. */
@@ -2643,6 +2806,9 @@ int main(void)
 	T(max_gradient_in_one_pass_has_the_bits_of_share_times_dout),
 		T(max_of_a_slice_with_nan_is_nan_and_routes_to_the_nans),
 		T(max_refuses_an_output_changed_in_place),
+		cmocka_unit_test(max_axis_over_narrow_rows_has_the_bits_of_the_plain_loop),
+		cmocka_unit_test(max_axis_over_narrow_rows_split_by_blocks_has_the_bits_of_the_plain_loop),
+		T(max_axis_over_narrow_rows_has_the_gradient_of_central_differences),
 		T(reductions_of_8d_tensors_match_loops_over_every_axis),
 		T(sum_to_and_expand_of_8d_tensors_match_loops),
 		T(binary_ops_broadcast_8d_shapes_like_loops),
