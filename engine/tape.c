@@ -1326,6 +1326,13 @@ static int grad_of_check(tg_ctx *ctx, int nout, tg_tensor *const *outputs,
 			return -1;
 		}
 	}
+	if (!any_history && !ctx->grad_enabled && ctx->in_backward) {
+		tg_fail(ctx, TG_EARG,
+			"tg_grad_of: no output has history: called from a backward rule of a walk "
+			"without TG_CREATE_GRAPH, which keeps grad mode off, so the rule's ops "
+			"recorded nothing");
+		return -1;
+	}
 	if (!any_history && !ctx->grad_enabled) {
 		tg_fail(ctx, TG_EARG,
 			"tg_grad_of: no output has history because grad mode is off "

@@ -143,6 +143,38 @@ static void an_input_a_rule_skipped_is_named_with_the_rule(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* A rule that asks tg_grad_of about ops it ran itself, in a plain walk:
+ * grad mode is off there, and the message says the walk turned it off. */
+static int asked_rc;
+static char asked_error[256];
+static void asking_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *x = tg_node_input(n, 0), *g;
+	tg_tensor *y = tg_sum(tg_mul(x, x));
+	asked_rc = tg_grad_of(1, &y, NULL, 1, &x, &g, 0);
+	snprintf(asked_error, sizeof asked_error, "%s", tg_error(tg_ctx_of(x)));
+	tg_clear_error(tg_ctx_of(x));
+	tg_node_grad(n, 0, dout);
+}
+static const tg_op asking_op = { .name = "asking", .backward = asking_backward };
+
+static void grad_of_inside_a_plain_walk_says_the_walk_turned_grad_mode_off(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *x = needs_grad(f64(ctx, SHAPE(2), (double[]){ 1, 3 }));
+	bool was = tg_set_grad_enabled(ctx, false);
+	tg_tensor *copy = tg_mul_scalar(x, 1);
+	tg_set_grad_enabled(ctx, was);
+	assert_int_equal(tg_backward(tg_sum(tg_record(&asking_op, copy, 1, &x, NULL, 0))), 0);
+	assert_int_equal(asked_rc, -1);
+	if (!strstr(asked_error, "called from a backward rule of a walk without TG_CREATE_GRAPH"))
+		fail_msg("error \"%s\"", asked_error);
+	assert_near(tg_get(tg_grad(x), 1), 1, 0);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
 /* A custom op that counts its backward calls: x * 3. */
 static int tripled_backwards;
 static void triple_backward(tg_node *n, tg_tensor *dout)
@@ -1188,6 +1220,7 @@ int main(void)
 		cmocka_unit_test(grad_of_with_create_graph_differentiates_again),
 		cmocka_unit_test(grad_of_an_unused_input_is_an_error_unless_allowed),
 		cmocka_unit_test(an_input_a_rule_skipped_is_named_with_the_rule),
+		cmocka_unit_test(grad_of_inside_a_plain_walk_says_the_walk_turned_grad_mode_off),
 		cmocka_unit_test(grad_of_an_output_without_history_says_so),
 		cmocka_unit_test(grad_of_several_outputs_adds_their_vjps),
 		cmocka_unit_test(grad_of_many_inputs_matches_asking_one_at_a_time),
