@@ -647,6 +647,37 @@ void tg_add_arrays(const tg_ctx *ctx, tg_dtype dt, const void *A, const void *B,
 	tg_parallel_for(ctx, n, TG_PAR_MIN, 16, accumulate_part, &j);
 }
 
+typedef struct add_runs_job {
+	bool f64;
+	char *Y;
+	const char *X;
+	size_t es, run, stride;
+} add_runs_job;
+
+/* X's elements [lo, hi), a run's end or Y's next row at a time */
+static void add_runs_part(void *arg, size_t lo, size_t hi)
+{
+	const add_runs_job *j = arg;
+	for (size_t at = lo, row = lo / j->run, r = lo % j->run; at < hi; r = 0, row++) {
+		size_t take = j->run - r < hi - at ? j->run - r : hi - at;
+		char *y = j->Y + (row * j->stride + r) * j->es;
+		const char *x = j->X + at * j->es;
+		if (j->f64)
+			accumulate_f64((const double *)y, (const double *)x, (double *)y, take);
+		else
+			accumulate_f32((const float *)y, (const float *)x, (float *)y, take);
+		at += take;
+	}
+}
+
+void tg_add_runs(const tg_ctx *ctx, tg_dtype dt, void *Y, size_t stride, const void *X,
+		 size_t run, size_t rows)
+{
+	add_runs_job j = { dt == TG_F64, Y, X, tg_dtype_size(dt), run, stride };
+	if (run)
+		tg_parallel_for(ctx, rows * run, TG_PAR_MIN, 16, add_runs_part, &j);
+}
+
 typedef struct copy_job {
 	void *Y;
 	const void *X;

@@ -841,6 +841,12 @@ tg_tensor *tg_accumulate(tg_tensor *a, tg_tensor *b);
  * (each element alone, so the bits of one pass); Y may be A. */
 void tg_add_arrays(const tg_ctx *ctx, tg_dtype dt, const void *A, const void *B, void *Y,
 		   size_t n);
+/* Row r of X (run elements, rows of them, contiguous) added into Y's
+ * elements [r stride, r stride + run), as tg_add_arrays adds (the bits of
+ * one pass, split across ctx's threads): a slice's gradient into its rows
+ * of the input's. X and Y do not overlap. */
+void tg_add_runs(const tg_ctx *ctx, tg_dtype dt, void *Y, size_t stride, const void *X,
+		 size_t run, size_t rows);
 /* memcpy(Y, X, bytes), split across ctx's threads from TG_PAR_MIN floats'
  * worth on: a copy of a large tensor on the caller alone runs at one core's
  * speed, and leaves the rows a split loop reads next in the other core's

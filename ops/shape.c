@@ -257,49 +257,12 @@ static void pad_copy(const char *X, const tg_tensor *out, view v, int64_t at, in
 	copy_pieces(out, &j);
 }
 
-/* Y (outer, n, inner) rows [at, at + m) += X (outer, m, inner), element by
- * element as tg_add_arrays adds: each outer row's run of m inner at a time.
- * Split across the threads by elements of X; each element alone, so the
- * bits of one pass. */
-#define ADD_RUN_KERNEL(name, T)                                                      \
-	TG_HOT_LOOP static void name(T *restrict Y, const T *restrict X, size_t n)   \
-	{                                                                            \
-		for (size_t i = 0; i < n; i++)                                       \
-			Y[i] = Y[i] + X[i];                                          \
-	}
-
-ADD_RUN_KERNEL(add_run_f64, double)
-ADD_RUN_KERNEL(add_run_f32, float)
-
-typedef struct add_rows_job {
-	char *Y;
-	const char *X;
-	size_t es, run, off, stride; /* in elements: run of X per row, its offset and
-				      * Y's row length */
-} add_rows_job;
-
-static void add_rows_part(void *arg, size_t lo, size_t hi)
-{
-	const add_rows_job *j = arg;
-	size_t o = lo / j->run, r = lo % j->run;
-	for (size_t at = lo; at < hi; r = 0, o++) {
-		size_t take = j->run - r < hi - at ? j->run - r : hi - at;
-		char *y = j->Y + (o * j->stride + j->off + r) * j->es;
-		const char *x = j->X + at * j->es;
-		if (j->es == sizeof(double))
-			add_run_f64((double *)y, (const double *)x, take);
-		else
-			add_run_f32((float *)y, (const float *)x, take);
-		at += take;
-	}
-}
-
+/* sum (outer, n, inner) rows [at, at + m) += dout (outer, m, inner) */
 static void slice_add(const tg_tensor *dout, tg_tensor *sum, view v, int64_t at, int64_t m)
 {
-	add_rows_job j = { sum->data, dout->data, tg_dtype_size(dout->dtype),
-			   (size_t)(m * v.inner), (size_t)(at * v.inner), (size_t)(v.n * v.inner) };
-	if (j.run)
-		tg_parallel_for(dout->ctx, dout->numel, TG_PAR_MIN, 16, add_rows_part, &j);
+	size_t es = tg_dtype_size(dout->dtype);
+	tg_add_runs(dout->ctx, dout->dtype, (char *)sum->data + (size_t)(at * v.inner) * es,
+		    (size_t)(v.n * v.inner), dout->data, (size_t)(m * v.inner), (size_t)v.outer);
 }
 
 static tg_tensor *slice(tg_tensor *x, int axis, int64_t start, int64_t length);
