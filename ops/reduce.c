@@ -222,6 +222,20 @@ enum { NARROW_MAX = 15 };
 	case 15: { enum { W = 15 }; __VA_ARGS__ } break;       \
 	}
 
+/* lane j of the kernels below meets element kj of the slice: the max keeps
+ * the larger or a NaN; the pass counts a tie (a NaN ties a NaN max) and
+ * writes its share */
+#define NARROW_MAX_AT(kj, j) (l[j] = x[kj] > l[j] || x[kj] != x[kj] ? x[kj] : l[j])
+#define NARROW_TIE_AT(T, I, kj, j)                                                      \
+	do {                                                                            \
+		const T e = x[kj];                                                      \
+		const I t = (e == yl[j]) | (nl[j] & (e != e));                          \
+		if (c)                                                                  \
+			cl[j] += t;                                                     \
+		if (m)                                                                  \
+			m[kj] = (t ? sl[j] : 0) * dl[j];                                \
+	} while (0)
+
 /* y[0..W) = the maxima of slice o's rows [k0, k1) (W columns), the bits of
  * max_rows: each lane keeps its largest value (a NaN, once met, stays);
  * where a lane holds a NaN the block goes to max_rows, and a column whose
@@ -240,10 +254,9 @@ enum { NARROW_MAX = 15 };
 		int64_t k = 0;                                                          \
 		for (; k + L <= len; k += L)                                            \
 			NARROW_TILE for (int j = 0; j < L; j++)                         \
-				l[j] = x[k + j] > l[j] || x[k + j] != x[k + j] ? x[k + j] \
-									       : l[j]; \
+				NARROW_MAX_AT(k + j, j);                                \
 		for (int j = 0; j < len - k; j++)                                       \
-			l[j] = x[k + j] > l[j] || x[k + j] != x[k + j] ? x[k + j] : l[j]; \
+			NARROW_MAX_AT(k + j, j);                                        \
 		bool nan = false;                                                       \
 		for (int j = 0; j < L; j++)                                             \
 			nan |= l[j] != l[j];                                            \
@@ -296,22 +309,10 @@ enum { NARROW_MAX = 15 };
 				cl[j] = 0;                                              \
 			int64_t k = k0c;                                                \
 			for (; k + L <= k1c; k += L)                                    \
-				NARROW_TILE for (int j = 0; j < L; j++) {               \
-					const T e = x[k + j];                           \
-					const I t = (e == yl[j]) | (nl[j] & (e != e));  \
-					if (c)                                          \
-						cl[j] += t;                             \
-					if (m)                                          \
-						m[k + j] = (t ? sl[j] : 0) * dl[j];     \
-				}                                                       \
-			for (int j = 0; j < k1c - k; j++) {                             \
-				const T e = x[k + j];                                   \
-				const I t = (e == yl[j]) | (nl[j] & (e != e));          \
-				if (c)                                                  \
-					cl[j] += t;                                     \
-				if (m)                                                  \
-					m[k + j] = (t ? sl[j] : 0) * dl[j];             \
-			}                                                               \
+				NARROW_TILE for (int j = 0; j < L; j++)                 \
+					NARROW_TIE_AT(T, I, k + j, j);                  \
+			for (int j = 0; j < k1c - k; j++)                               \
+				NARROW_TIE_AT(T, I, k + j, j);                          \
 			for (int j = 0; c && j < L; j++)                                \
 				c[j % W] += cl[j];                                      \
 		}                                                                       \
