@@ -1015,12 +1015,6 @@ static int log_close(run *r)
 
 /* ---- a step ------------------------------------------------------------------------------ */
 
-/* forward, loss, zero_grad, backward, update, reset. The loss is checked
- * before the update: a non-finite loss never reaches the parameters. A
- * learning-rate schedule sets the rate before tg_optim_step. Under dist the
- * loss checked is the global batch's, the same on every rank, and backward
- * starts from this rank's share of it (its rows over the global batch's):
- * the gradients summed over the ranks are then the global batch's mean. */
 /* The error of a step whose forward or loss failed on an epoch's short last
  * batch, said again with that: a batch of other rows than the ones asked for
  * (a batch norm refuses one row) is the likely cause, and drop_last the
@@ -1094,7 +1088,13 @@ static void state_restore(run *r)
 
 /* One training step on b: 0 made, -1 failed before the update was made
  * (the model's state as before it), 1 made and then failed by the on_step
- * callback's error. */
+ * callback's error. Forward, loss, zero_grad, backward, update, reset. The
+ * loss is checked before the update: a non-finite loss never reaches the
+ * parameters. A learning-rate schedule sets the rate before tg_optim_step.
+ * Under dist the loss checked is the global batch's, the same on every
+ * rank, and backward starts from this rank's share of it (its rows over the
+ * global batch's): the gradients summed over the ranks are then the global
+ * batch's mean. */
 static int step(run *r, const tg_batch *b, int64_t epoch, int64_t it)
 {
 	tg_ctx *ctx = r->ctx;
