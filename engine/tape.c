@@ -403,7 +403,14 @@ tg_tensor *tg_record(const tg_op *op, tg_tensor *out, int nin, tg_tensor *const 
 
 tg_tensor *tg_node_input(const tg_node *n, int i)
 {
-	return n && i >= 0 && i < n->nin ? n->in[i] : NULL;
+	if (n && i >= 0 && i < n->nin)
+		return n->in[i];
+	/* a rule reading an input its op did not record: said here, not as
+	 * the TG_ENULL of whatever the NULL is given to next */
+	if (n)
+		tg_fail(n->out->ctx, TG_EARG, "tg_node_input: %s: input %d; the node has %d",
+			n->op->name, i, n->nin);
+	return NULL;
 }
 
 tg_tensor *tg_node_output(const tg_node *n) { return n ? n->out : NULL; }

@@ -407,7 +407,9 @@ typedef struct tg_op {
  * the node. Returns out (NULL if out or any input is NULL or on error). */
 TG_API tg_tensor *tg_record(const tg_op *op, tg_tensor *out, int nin,
 			    tg_tensor *const *in, const double *attrs, int nattrs);
-TG_API tg_tensor *tg_node_input(const tg_node *n, int i);   /* borrowed */
+/* Input i of the node, borrowed; an i outside [0, nin) is TG_EARG naming
+ * the op, and NULL (as is a NULL n, recording nothing). */
+TG_API tg_tensor *tg_node_input(const tg_node *n, int i);
 TG_API tg_tensor *tg_node_output(const tg_node *n);         /* borrowed */
 /* Attribute i of the nattrs tg_record saved; an i outside [0, nattrs) is
  * TG_EARG naming the op, and NaN (as is a NULL n, recording nothing). */

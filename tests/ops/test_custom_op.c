@@ -393,6 +393,13 @@ static void tg_record_rejects_bad_descriptors_and_outputs(void **state)
 	assert_true(isnan(tg_node_attr(n, -1)));
 	assert_error(ctx, TG_EARG, "tg_node_attr: cube: attribute -1; the node keeps 2");
 	tg_clear_error(ctx);
+	/* so are inputs */
+	assert_null(tg_node_input(n, 1));
+	assert_error(ctx, TG_EARG, "tg_node_input: cube: input 1; the node has 1");
+	tg_clear_error(ctx);
+	assert_null(tg_node_input(n, -1));
+	assert_error(ctx, TG_EARG, "tg_node_input: cube: input -1; the node has 1");
+	tg_clear_error(ctx);
 	assert_true(isnan(tg_node_attr(NULL, 0)));
 	tg_ctx_free(ctx);
 }
