@@ -440,6 +440,25 @@ static bool bn_args_ok(tg_ctx *ctx, const tg_batchnorm *bn, tg_tensor *x)
 			who, bn->avg_decay);
 		return false;
 	}
+	/* A running variance is never negative: training only moves it towards
+	 * batch variances. One loaded so from a file made by other means would
+	 * make every evaluation NaN without a word. NaN itself is left to the
+	 * loader's check (a diverged model may be looked at). Another dtype or
+	 * shape goes to the ops, which report it. */
+	const tg_tensor *rv = bn->running_var;
+	const void *v = tg_data(rv);
+	tg_dtype vdt = tg_dtype_of(rv);
+	if (v && (vdt == TG_F32 || vdt == TG_F64) && tg_ndim(rv) == 1 && tg_dim(rv, 0) == d)
+		for (int64_t c = 0; c < d; c++) {
+			double s = vdt == TG_F64 ? ((const double *)v)[c] : ((const float *)v)[c];
+			if (s < 0) {
+				tg_fail(ctx, TG_EARG,
+					"tg_batchnorm_forward: %s holds %g at element %lld; a "
+					"variance is never negative",
+					label(rv, "running_var"), s, (long long)c);
+				return false;
+			}
+		}
 	/* the values each channel is normalised over: N, times the trailing
 	 * axes' sizes for (N,C,...) */
 	size_t per_channel = tg_numel(x) / (size_t)d;

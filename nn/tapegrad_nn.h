@@ -194,7 +194,9 @@ TG_API int tg_batchnorm_init(tg_batchnorm *bn, tg_ctx *ctx, tg_dtype dt, int64_t
  * (x - running_mean) / sqrt(running_var + eps) * gamma + beta is recorded
  * as those ops when a gradient is wanted through x, gamma, beta or the
  * statistics; else (grad mode off, or none of them requiring a gradient,
- * anomaly mode off) it is computed in one pass, to the same bits. */
+ * anomaly mode off) it is computed in one pass, to the same bits. A
+ * running_var holding a negative value (a file's, never training's) is
+ * TG_EARG naming it and the element, in either mode. */
 TG_API tg_tensor *tg_batchnorm_forward(tg_batchnorm *bn, tg_tensor *x); /* step */
 
 /* ---- dropout, inverted ------------------------------------------------------------ */

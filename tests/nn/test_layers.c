@@ -606,6 +606,44 @@ static void batchnorm_refuses_a_batch_of_one_in_training(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* A negative running variance (loaded from a file made by other means:
+ * training never makes one) is refused, naming it, in evaluation with or
+ * without gradients and in training, f32 and f64; 0 is fine (eps keeps
+ * the root positive). */
+static void batchnorm_refuses_a_negative_running_variance(void **state)
+{
+	(void)state;
+	for (int f = 0; f < 2; f++) {
+		tg_dtype dt = f ? TG_F64 : TG_F32;
+		tg_ctx *ctx = tg_ctx_new(SEED);
+		tg_batchnorm bn;
+		assert_int_equal(tg_batchnorm_init(&bn, ctx, dt, 3, "bn1"), 0);
+		assert_int_equal(tg_assign(bn.running_var,
+					   tg_from_f64(ctx, dt, SHAPE(3), (double[]){2, 0, -0.5})),
+				 0);
+		tg_tensor *x = tg_randn(ctx, dt, SHAPE(4, 3), 0, 1);
+		for (int mode = 0; mode < 3; mode++) {
+			bn.training = mode == 2;
+			tg_tensor *in = mode == 1 ? tg_param(x) : x;
+			assert_null(tg_batchnorm_forward(&bn, in));
+			assert_error(ctx, TG_EARG,
+				     "tg_batchnorm_forward: bn1.running_var holds -0.5 at element "
+				     "2; a variance is never negative");
+			tg_clear_error(ctx);
+		}
+		assert_int_equal(tg_assign(bn.running_var,
+					   tg_from_f64(ctx, dt, SHAPE(3), (double[]){2, 0, 1})),
+				 0);
+		bn.training = false;
+		tg_tensor *y = tg_batchnorm_forward(&bn, x);
+		assert_non_null(y);
+		for (size_t i = 0; i < tg_numel(y); i++)
+			assert_true(isfinite(tg_get(y, i)));
+		assert_ctx_ok(ctx);
+		tg_ctx_free(ctx);
+	}
+}
+
 typedef struct bn_case {
 	tg_batchnorm *bn;
 	tg_tensor *b; /* the affine layer's bias, not checked */
@@ -1246,6 +1284,7 @@ int main(void)
 	    cmocka_unit_test(batchnorm_evaluation_uses_the_running_statistics),
 	    cmocka_unit_test(batchnorm_evaluation_without_gradients_gives_the_bits_of_the_ops),
 	    cmocka_unit_test(batchnorm_refuses_a_batch_of_one_in_training),
+	    cmocka_unit_test(batchnorm_refuses_a_negative_running_variance),
 	    cmocka_unit_test(batchnorm_after_affine_gradients_match_central_differences),
 	    cmocka_unit_test(batchnorm_normalises_each_channel_of_3d_4d_and_5d_inputs),
 	    cmocka_unit_test(batchnorm_over_channels_gradients_match_central_differences),
