@@ -1589,6 +1589,15 @@ int main(int argc, char **argv)
 		tg_tensor *y = tg_forward(model, tg_from_f32(ctx, mo.dtype, nd, shape, first->x));
 		tg_set_grad_enabled(ctx, was);
 		tg_module_train(model, true);
+		/* a shape is the flags' mismatch; anything else is the file's
+		 * values (a negative running variance), not a usage error */
+		if (!y && tg_status_of(ctx) != TG_ESHAPE) {
+			char what[PATH_MAX + 16];
+			snprintf(what, sizeof what, "%s %s", c.resume ? "--resume" : "--load",
+				 c.resume ? c.resume : c.load);
+			rc = fail(ctx, what);
+			goto out;
+		}
 		if (!y) {
 			free(tensors); /* what LeakSanitizer would report at the exit */
 			free(params);

@@ -227,6 +227,41 @@ PY
 		cat "$dir/v1.out"
 		fails=$((fails + 1))
 	fi
+
+	# a run whose running variance is negative (a good CRC): no NaN
+	# figures, and a fault of the file (exit 1), not of the flags (2)
+	python3 - "$dir/one" "$dir/negvar" <<'PY'
+import struct, sys, zlib
+b = bytearray(open(sys.argv[1], 'rb').read()[:-4])
+count, entries = struct.unpack_from('<II', b, 12)
+o = 20
+for _ in range(entries):
+    kl, = struct.unpack_from('<H', b, o); o += 2 + kl
+    kind = b[o]; n, = struct.unpack_from('<I', b, o + 1); o += 5
+    o += n if kind == 2 else 8 * n
+for _ in range(count):
+    nl, = struct.unpack_from('<H', b, o); name = b[o + 2:o + 2 + nl].decode(); o += 2 + nl
+    dt, nd = b[o], b[o + 1]; o += 2
+    shape = struct.unpack_from('<%dQ' % nd, b, o); o += 8 * nd
+    n = 1
+    for d in shape:
+        n *= d
+    if name == 'bn1.running_var':
+        b[o:o + 4 * n] = struct.pack('<f', -1.0) * n
+    o += n * (4 if dt in (0, 2) else 8)
+open(sys.argv[2], 'wb').write(bytes(b) + struct.pack('<I', zlib.crc32(bytes(b))))
+PY
+	for how in "--load $dir/negvar --eval-only" "--resume $dir/negvar --epochs 2"; do
+		"$train" --data digits $how --quiet >/dev/null 2>"$dir/err"
+		rc=$?
+		if [ "$rc" != 1 ] || grep -q "^usage:" "$dir/err" || ! grep -qF \
+			"bn1.running_var holds -1 at element 0; a variance is never negative" \
+			"$dir/err"; then
+			echo "FAIL: train $how with a negative running variance: exit $rc:"
+			head -n 2 "$dir/err"
+			fails=$((fails + 1))
+		fi
+	done
 fi
 
 if [ "$fails" -gt 0 ]; then
