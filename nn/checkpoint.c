@@ -867,6 +867,20 @@ int tg_checkpoint_save(tg_ctx *ctx, const char *path, tg_tensor *const *t, size_
 	return rc;
 }
 
+/* A file that does not start with MAGIC; a gzipped one (a checkpoint
+ * compressed after it was saved, say) is told apart, as the data readers
+ * would take it: checkpoints are read as they were written. */
+static void wrong_magic(tg_ctx *ctx, const char *path, const unsigned char *head, size_t n)
+{
+	if (n >= 2 && head[0] == 0x1f && head[1] == 0x8b)
+		tg_fail(ctx, TG_EFORMAT,
+			"%s: not a tapegrad checkpoint but gzip-compressed data; a checkpoint is "
+			"read as it was saved (gunzip it first)",
+			path);
+	else
+		tg_fail(ctx, TG_EFORMAT, "%s: not a tapegrad checkpoint (wrong magic)", path);
+}
+
 /* The whole file in a malloc'd buffer. Only a regular file is read: the open
  * does not block (a FIFO without a writer would wait forever) and fstat
  * refuses anything else before a byte is read. NULL after recording the
@@ -898,7 +912,7 @@ static unsigned char *read_file(tg_ctx *ctx, const char *path, size_t *size)
 		unsigned char head[sizeof MAGIC];
 		ssize_t k = pread(fd, head, sizeof head, 0);
 		if (k > 0 && memcmp(head, MAGIC, (size_t)k) != 0)
-			tg_fail(ctx, TG_EFORMAT, "%s: not a tapegrad checkpoint (wrong magic)", path);
+			wrong_magic(ctx, path, head, (size_t)k);
 		else
 			tg_fail(ctx, TG_EFORMAT,
 				"%s: truncated: %lld bytes, a checkpoint has at least %d", path,
@@ -1104,7 +1118,7 @@ static int parse_file(tg_ctx *ctx, const char *path, tg_state *s, size_t size)
 {
 	const unsigned char *buf = s->buf;
 	if (memcmp(buf, MAGIC, sizeof MAGIC) != 0) {
-		tg_fail(ctx, TG_EFORMAT, "%s: not a tapegrad checkpoint (wrong magic)", path);
+		wrong_magic(ctx, path, buf, size);
 		return -1;
 	}
 	reader r = { buf + sizeof MAGIC, buf + size - 4 };

@@ -2,10 +2,12 @@
  * tapegrad_io.h - data sets in, models out: IDX and CSV loaders, splits,
  * mini-batches, and checkpoints.
  *
- * Files are read through zlib, so every reader takes gzipped and plain files
- * alike. Every function takes the context it reports to: an unreadable file
- * is TG_EIO (with the system's reason), a file whose contents are wrong is
- * TG_EFORMAT, and the message names the file and the problem:
+ * Data files are read through zlib, so every data set reader takes gzipped
+ * and plain files alike (a checkpoint is read as it was saved: a gzipped
+ * one is TG_EFORMAT saying so). Every function takes the context it
+ * reports to: an unreadable file is TG_EIO (with the system's reason), a
+ * file whose contents are wrong is TG_EFORMAT, and the message names the
+ * file and the problem:
  *
  *	train-images-idx3-ubyte.gz: wrong magic 0x00000000, expected 0x00000803
  *	(IDX ubyte images)

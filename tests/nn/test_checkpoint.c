@@ -410,6 +410,26 @@ static void a_wrong_magic_or_version_is_rejected(void **state)
 	/* some other file altogether */
 	spit(path, "P6\n2 2\n255\n0123456789abcdef", 27);
 	expect_bad_file(path, TG_EFORMAT, "wrong magic");
+	/* a checkpoint gzipped after its save, whole or its first bytes only:
+	 * the message says what it is, unlike the data readers' zlib */
+	save_model(path, TG_F32, NULL);
+	b = slurp(path);
+	uLong zn = compressBound(b.n) + 32;
+	unsigned char *z = malloc(zn);
+	z_stream zs = { .next_in = b.p, .avail_in = (uInt)b.n, .next_out = z,
+			.avail_out = (uInt)zn };
+	assert_int_equal(deflateInit2(&zs, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY), Z_OK);
+	assert_int_equal(deflate(&zs, Z_FINISH), Z_STREAM_END);
+	size_t gz = zs.total_out;
+	deflateEnd(&zs);
+	const char *says = "model.ckpt: not a tapegrad checkpoint but gzip-compressed data; a "
+			   "checkpoint is read as it was saved (gunzip it first)";
+	spit(path, z, gz);
+	expect_bad_file(path, TG_EFORMAT, says);
+	spit(path, z, 10);
+	expect_bad_file(path, TG_EFORMAT, says);
+	free(z);
+	free(b.p);
 	tmp_remove(&d);
 }
 
