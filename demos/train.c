@@ -1574,6 +1574,9 @@ int main(int argc, char **argv)
 			if (got >= 0)
 				fprintf(stderr, "%s: --load %s: %s\n", prog, c.load, why);
 			rc = got < 0 ? fail(ctx, "--load") : 1;
+			/* the library's flag, named in the message, is this flag here */
+			if (got < 0 && strstr(tg_error(ctx), "TG_CHECKPOINT_NONFINITE"))
+				fprintf(stderr, "%s: --load-nonfinite loads it all the same\n", prog);
 			goto out;
 		}
 	}

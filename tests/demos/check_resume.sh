@@ -6,7 +6,9 @@
 # usage error, a version-1 file (tensors only) loads with the net flags, a
 # run file holding values train never saves (a rate of 0, a batch of -3) is
 # refused, and a resumed run's log and step log keep the rows of the epochs
-# before (a step log with steps missing is refused).
+# before (a step log with steps missing is refused); a run holding a
+# negative or NaN running variance is a fault of the file, the NaN one
+# naming --load-nonfinite.
 # Run by meson test (suite "outside") with TG_BUILD_ROOT set.
 set -u
 train="${TG_BUILD_ROOT:?run through meson test}/demos/train"
@@ -230,7 +232,9 @@ PY
 
 	# a run whose running variance is negative (a good CRC): no NaN
 	# figures, and a fault of the file (exit 1), not of the flags (2)
-	python3 - "$dir/one" "$dir/negvar" <<'PY'
+	# set_var FILE VALUE: the run file one with bn1.running_var all VALUE
+	set_var() {
+		python3 - "$dir/one" "$1" "$2" <<'PY'
 import struct, sys, zlib
 b = bytearray(open(sys.argv[1], 'rb').read()[:-4])
 count, entries = struct.unpack_from('<II', b, 12)
@@ -247,10 +251,12 @@ for _ in range(count):
     for d in shape:
         n *= d
     if name == 'bn1.running_var':
-        b[o:o + 4 * n] = struct.pack('<f', -1.0) * n
+        b[o:o + 4 * n] = struct.pack('<f', float(sys.argv[3])) * n
     o += n * (4 if dt in (0, 2) else 8)
 open(sys.argv[2], 'wb').write(bytes(b) + struct.pack('<I', zlib.crc32(bytes(b))))
 PY
+	}
+	set_var "$dir/negvar" -1
 	for how in "--load $dir/negvar --eval-only" "--resume $dir/negvar --epochs 2"; do
 		"$train" --data digits $how --quiet >/dev/null 2>"$dir/err"
 		rc=$?
@@ -262,6 +268,16 @@ PY
 			fails=$((fails + 1))
 		fi
 	done
+
+	# one holding NaN is refused naming the flag that loads it anyway
+	set_var "$dir/nanvar" nan
+	"$train" --data digits --load "$dir/nanvar" --eval-only --quiet >/dev/null 2>"$dir/err"
+	rc=$?
+	if [ "$rc" != 1 ] || ! grep -qF "train: --load-nonfinite loads it all the same" "$dir/err"; then
+		echo "FAIL: train --load of a run holding NaN: exit $rc:"
+		cat "$dir/err"
+		fails=$((fails + 1))
+	fi
 fi
 
 if [ "$fails" -gt 0 ]; then
