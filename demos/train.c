@@ -1902,6 +1902,12 @@ out:
 	tg_dataset_free(&d.train);
 	tg_dataset_free(&d.test);
 	tg_state_free(file.st);
+	/* a failure said on stderr alone (the context holds no error): the
+	 * other ranks may wait for this one in a collective, so tg_dist_free
+	 * must end the job as for an error they were not told of, rather
+	 * than finalise and leave them to their timeout */
+	if (dist && rc && tg_ok(ctx))
+		tg_fail(ctx, TG_EIO, "%s: stopped (its message says why)", prog);
 	tg_dist_free(dist);
 	tg_ctx_free(ctx);
 	/* the figures on stdout are the run's result: a full disk under a

@@ -14,6 +14,9 @@
 #     wait out --dist-timeout 30 in a collective rank 1 never calls.
 #  4. rank 0's --step-log fails after a step (on_step): the job ends at
 #     once, rank 0 saying why.
+#  5. rank 0 refuses its --step-log after tg_dist_attach (a resumed run's
+#     log whose lines are not steps), a failure said on stderr alone: the
+#     job ends at once, not after rank 1 waits out --dist-timeout 30.
 # Run by meson test (suites "outside" and "dist").
 set -u
 . "$(dirname "$0")/mpi_env.sh"
@@ -120,6 +123,22 @@ if [ -w /dev/full ]; then
 	grep -q 'rank 0 of 2.*--step-log /dev/full: writing the line of step 1 failed' "$dir/full.out" ||
 		{ fail "full: rank 0 did not say why:"; cat "$dir/full.out"; }
 fi
+
+# 5. a failure said on stderr with the context clear, on rank 0 alone,
+#    after the ranks have met (tg_dist_attach): rank 1 waits in tg_fit
+"$train" --data iris --epochs 1 --quiet --save "$dir/one.ckpt" >"$dir/one.out" 2>&1 ||
+	{ fail "saving a run to resume:"; cat "$dir/one.out"; }
+echo garbage >"$dir/bad.steps"
+start=$(date +%s)
+$mpirun -np 2 "$train" --dist --resume "$dir/one.ckpt" --epochs 2 --quiet \
+	--step-log "$dir/bad.steps" --dist-timeout 30 >"$dir/steplog.out" 2>&1
+status=$?
+took=$(( $(date +%s) - start ))
+echo "steplog: rank 0 refused its --step-log; the job ended in $took s with status $status"
+[ "$status" -ne 0 ] || fail "steplog: the job ended with status 0"
+[ "$took" -lt 20 ] || fail "steplog: the job took $took s to end (a rank waited out its timeout)"
+grep -q 'rank 0 of 2.*--step-log .*a line does not start with its step number' \
+	"$dir/steplog.out" || { fail "steplog: rank 0 did not say why:"; cat "$dir/steplog.out"; }
 
 if [ "$fails" -ne 0 ]; then
 	echo "$fails failure(s)"
