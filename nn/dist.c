@@ -735,13 +735,22 @@ int tg_dist_sum(tg_dist *d, double *v, size_t n)
 	return allreduce_wait(d, MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, "a sum over the ranks");
 }
 
+/* On a context in error too: the decision is often that failure (a save
+ * that failed on rank 0), and the others wait for this rank's vote. That
+ * rank votes no; every rank then knows it cannot go on, so its error is
+ * told and tg_dist_free may finalise. */
 int tg_dist_agree(tg_dist *d, bool go)
 {
-	if (!usable(d))
+	if (!d || d->broken)
 		return -1;
-	int v = go ? 1 : 0;
+	bool failed = !tg_ok(d->ctx);
+	int v = go && !failed ? 1 : 0;
 	if (allreduce_wait(d, MPI_IN_PLACE, &v, 1, MPI_INT, MPI_LAND, "an agreement of the ranks"))
 		return -1;
+	if (failed) {
+		told_all(d);
+		return -1;
+	}
 	return v;
 }
 

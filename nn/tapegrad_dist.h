@@ -170,7 +170,9 @@ TG_API tg_tensor *tg_dist_allreduce(tg_dist *d, tg_tensor *x);
 /* v[0..n) summed over the ranks, in place. 0 ok, -1. */
 TG_API int tg_dist_sum(tg_dist *d, double *v, size_t n);
 /* Every rank's go: true when all are. A decision every rank must share
- * (stop training, a save that failed on rank 0). -1 on error. */
+ * (stop training, a save that failed on rank 0). A rank whose context
+ * holds an error takes part all the same, voting no, and gets -1 (the
+ * others 0, not a wait); -1 on error. */
 TG_API int tg_dist_agree(tg_dist *d, bool go);
 /* Rank 0's generator to every rank: the next epoch's order is then the
  * same everywhere. 0 ok, -1. */

@@ -16,6 +16,7 @@
  *  - tg_dist_sum, tg_dist_agree, tg_dist_broadcast (of index tensors too);
  *  - NULL arrays, no model attached, a module of another context, MPI
  *    started again after tg_dist_free: errors, not crashes;
+ *  - a decision (tg_dist_agree) on a failure one rank's context holds;
  *  - steps of few rows: a rank of none, a global batch of none;
  *  - a NaN in one rank's rows is named on every rank;
  *  - ranks whose models or tg_fit runs differ, or one that fails at an
@@ -438,6 +439,18 @@ static void misuse(const tg_dist_opts *o)
 	tg_clear_error(c);
 	tg_mlp_free(mine);
 	double v = rank + 1;
+	tg_dist_sum(d, &v, 1);
+	check("... and a sum afterwards (1 + 2)", v, 3, 0);
+	/* a decision on a failure that rank 0's context holds (its save
+	 * failed): rank 0 votes no, rank 1 learns it at once rather than
+	 * waiting out the timeout */
+	if (rank == 0)
+		tg_fail(c, TG_EIO, "a save failed");
+	int agreed = tg_dist_agree(d, true);
+	check("tg_dist_agree with rank 0's context in error", agreed, rank ? 0 : -1, 0);
+	check("... rank 1 did not wait", tg_ok(c) || rank == 0, 1, 0);
+	tg_clear_error(c);
+	v = rank + 1;
 	tg_dist_sum(d, &v, 1);
 	check("... and a sum afterwards (1 + 2)", v, 3, 0);
 	(void)global;
