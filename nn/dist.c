@@ -1247,7 +1247,8 @@ int tg_dist_step_end(tg_dist *d, bool failed)
 		tg_fail(d->ctx, TG_EARG, "tg_dist_step_end: no model is attached (tg_dist_attach)");
 		return -1;
 	}
-	if (!d->in_step) { /* the gradients would be summed, not averaged */
+	/* the gradients would be summed, not averaged: no seed n / N */
+	if (!d->in_step || !d->forward_done) {
 		tg_fail(d->ctx, TG_EARG,
 			"tg_dist_step_end: no step was begun (tg_dist_step_begin, then tg_dist_loss)");
 		return -1;

@@ -200,7 +200,7 @@ TG_API int tg_dist_loss(tg_dist *d, double loss, int64_t n, bool failed, double 
 /* After backward (failed: it failed here): starts the buckets not started
  * and waits for all; the gradients are then the global batch's. -1 when a
  * wait fails or any rank's backward failed; TG_EARG with no step begun
- * (the gradients would be summed, not averaged). */
+ * or no tg_dist_loss since (the gradients would be summed, not averaged). */
 TG_API int tg_dist_step_end(tg_dist *d, bool failed);
 TG_API void tg_dist_stats_get(const tg_dist *d, tg_dist_stats *out);
 TG_API void tg_dist_stats_clear(tg_dist *d);

@@ -422,6 +422,11 @@ static void misuse(const tg_dist_opts *o)
 	check("tg_dist_step_end with no step begun", tg_dist_step_end(d, false), -1, 0);
 	check("... says so", says(c, "tg_dist_step_end: no step was begun"), 1, 0);
 	tg_clear_error(c);
+	/* a step begun, but no tg_dist_loss: no seed n / N either */
+	tg_dist_step_begin(d);
+	check("tg_dist_step_end with no tg_dist_loss", tg_dist_step_end(d, false), -1, 0);
+	check("... says so", says(c, "tg_dist_step_end: no step was begun"), 1, 0);
+	tg_clear_error(c);
 	/* a second tg_dist would take the context's backward hook from the first */
 	tg_dist *d2 = tg_dist_new(c, NULL, NULL, o);
 	tg_mlp *twin = tg_mlp_new(c, "2-2", &mo);
