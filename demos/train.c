@@ -1375,17 +1375,13 @@ int main(int argc, char **argv)
 	config c = parse_args(argc, argv);
 	outputs_apart(&c);
 	/* Every path is proved before the data is loaded: a bad one is found in
-	 * a second, not after the training it would lose. */
+	 * a second, not after the training it would lose. The outputs once
+	 * this process knows its rank: under --dist rank 0 alone writes them,
+	 * and another machine's ranks need not have their directories. */
 	if (c.load)
 		prove_readable("--load", c.load);
 	if (c.resume)
 		prove_readable("--resume", c.resume);
-	if (c.save)
-		prove_writable("--save", c.save, false);
-	if (c.log)
-		prove_writable("--log", c.log, true);
-	if (c.step_log)
-		prove_writable("--step-log", c.step_log, true);
 	saved file = { 0 };
 	uint64_t seed = c.seed;
 	if (c.resume) { /* the context starts from the run's seed: a first look for it */
@@ -1406,6 +1402,12 @@ int main(int argc, char **argv)
 	}
 	tg_dist *dist = c.dist ? join(ctx, &c, &argc, &argv) : NULL;
 	int ranks = tg_dist_size(dist);
+	if (c.save)
+		prove_writable("--save", c.save, false);
+	if (c.log)
+		prove_writable("--log", c.log, true);
+	if (c.step_log)
+		prove_writable("--step-log", c.step_log, true);
 	if (c.resume) {
 		read_run(ctx, "--resume", c.resume, &file);
 		take_run(&c, &file);

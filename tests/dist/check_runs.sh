@@ -9,7 +9,9 @@
 #  3. a one-process checkpoint that keeps such a last batch, resumed on more
 #     ranks than its rows, is refused saying so, not with advice --resume
 #     cannot take;
-#  4. --sync-bn given to resume a run of per-rank batch norm is refused.
+#  4. --sync-bn given to resume a run of per-rank batch norm is refused;
+#  5. outputs only rank 0 writes (--save, --log, --step-log) in a directory
+#     that another rank's machine lacks train all the same.
 # Run by meson test (suites "outside" and "dist").
 set -u
 . "$(dirname "$0")/mpi_env.sh"
@@ -58,6 +60,15 @@ status=$?
 [ "$status" -ne 0 ] || fail "--sync-bn on a per-rank run: the job ended with status 0"
 grep -q -- '--sync-bn: the run in .* trained with per-rank batch norm' "$dir/sync.out" ||
 	{ fail "--sync-bn on a per-rank run: not said:"; cat "$dir/sync.out"; }
+
+# rank 1 names a directory that is not there, as another machine would
+out="--save $dir/out.ckpt --log $dir/out.csv --step-log $dir/out.steps"
+gone="--save $dir/gone/out.ckpt --log $dir/gone/out.csv --step-log $dir/gone/out.steps"
+$mpirun -np 1 "$train" --dist --data iris --epochs 2 --quiet $out : \
+	-np 1 "$train" --dist --data iris --epochs 2 --quiet $gone >"$dir/paths.out" 2>&1 ||
+	{ fail "outputs rank 1 does not write, in a directory it lacks:"; cat "$dir/paths.out"; }
+[ -s "$dir/out.ckpt" ] && [ -s "$dir/out.csv" ] && [ -s "$dir/out.steps" ] ||
+	fail "rank 0 did not write its --save, --log and --step-log"
 
 if [ "$fails" -ne 0 ]; then
 	echo "$fails failure(s)"
