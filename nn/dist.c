@@ -18,13 +18,16 @@
 
 #include <mpi.h>
 
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* One all-reduce's worth of gradients, of one dtype: the parameters
  * params[first .. first+count) at their offsets; the last bucket has one
@@ -287,6 +290,65 @@ static int live;
 static bool started;
 static tg_dist *live_dists;
 
+/* MPI_Init waits for every process of the job to join it, with no bound
+ * and no way back: one that never calls it (started without --dist, or
+ * stopped before it) would leave this one waiting for ever. A thread
+ * watches it and ends the process after opts.timeout, saying why; mpirun
+ * then ends the job. */
+typedef struct init_watch {
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	bool done;
+	double timeout;
+} init_watch;
+
+static void *watch_init(void *arg)
+{
+	init_watch *w = arg;
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	double whole = floor(w->timeout);
+	until.tv_sec += (time_t)whole;
+	until.tv_nsec += (long)((w->timeout - whole) * 1e9);
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&w->lock);
+	int rc = 0;
+	while (!w->done && rc != ETIMEDOUT)
+		rc = pthread_cond_timedwait(&w->cv, &w->lock, &until);
+	bool late = !w->done;
+	pthread_mutex_unlock(&w->lock);
+	if (late) {
+		fprintf(stderr,
+			"tg_dist_new: MPI_Init did not complete within %g s: a process of the "
+			"job has not joined it (started without data-parallel training, or "
+			"stopped before it); this one ends\n",
+			w->timeout);
+		_exit(1);
+	}
+	return NULL;
+}
+
+static int init_bounded(int *argc, char ***argv, double timeout)
+{
+	init_watch w = { .lock = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER,
+			 .timeout = timeout };
+	pthread_t watcher;
+	/* a bound past any run's (or no thread): unwatched */
+	bool watched = timeout < 1e9 && pthread_create(&watcher, NULL, watch_init, &w) == 0;
+	int rc = MPI_Init(argc, argv);
+	if (watched) {
+		pthread_mutex_lock(&w.lock);
+		w.done = true;
+		pthread_cond_signal(&w.cv);
+		pthread_mutex_unlock(&w.lock);
+		pthread_join(watcher, NULL);
+	}
+	return rc;
+}
+
 tg_dist *tg_dist_new(tg_ctx *ctx, int *argc, char ***argv, const tg_dist_opts *opts)
 {
 	if (!ctx || !tg_ok(ctx))
@@ -303,7 +365,7 @@ tg_dist *tg_dist_new(tg_ctx *ctx, int *argc, char ***argv, const tg_dist_opts *o
 			       "tg_dist_new: MPI has been finalised (tg_dist_free of the last "
 			       "tg_dist, when one started it) and cannot start again in this "
 			       "process; keep one tg_dist for the whole run");
-	if (!up && MPI_Init(argc, argv) != MPI_SUCCESS)
+	if (!up && init_bounded(argc, argv, o.timeout) != MPI_SUCCESS)
 		return tg_fail(ctx, TG_EIO, "tg_dist_new: MPI_Init failed");
 	tg_dist *d = calloc(1, sizeof *d);
 	if (!d)

@@ -112,7 +112,9 @@ TG_API bool tg_dist_available(void);
 
 /* Joins the job: MPI_Init (argc, argv may be NULL) unless MPI is up
  * already (by the program or another tg_dist), a communicator of its own
- * with MPI_ERRORS_RETURN. opts NULL: the defaults. NULL and TG_EARG when
+ * with MPI_ERRORS_RETURN. MPI_Init waits for every process of the job and
+ * cannot be left: when one has not joined within opts.timeout (started
+ * without --dist), this process ends (exit status 1), saying so on stderr. opts NULL: the defaults. NULL and TG_EARG when
  * the build has no MPI, the options are bad or MPI was finalised (by
  * tg_dist_free: MPI starts once a process); TG_EIO when MPI fails to
  * start. malloc'd */
