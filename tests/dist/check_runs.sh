@@ -12,9 +12,10 @@
 #  4. --sync-bn given to resume a run of per-rank batch norm is refused;
 #  5. outputs only rank 0 writes (--save, --log, --step-log) in a directory
 #     that another rank's machine lacks train all the same;
-#  6. a process of the job started without --dist, which never joins
-#     MPI_Init, ends the job after --dist-timeout rather than leave rank 0
-#     in MPI_Init for ever.
+#  6. a process of the job started without --dist, which ends before
+#     rank 0 calls MPI_Init and never joins it, ends the job after
+#     --dist-timeout rather than leave rank 0 in MPI_Init for ever (one
+#     that ends later mpirun sees, saying it did not call "init").
 # Run by meson test (suites "outside" and "dist").
 set -u
 . "$(dirname "$0")/mpi_env.sh"
@@ -75,13 +76,13 @@ $mpirun -np 1 "$train" --dist --data iris --epochs 2 --quiet $out : \
 
 start=$(date +%s)
 timeout 60 $mpirun -np 1 "$train" --dist --data iris --epochs 2 --quiet --dist-timeout 5 : \
-	-np 1 "$train" --data iris --epochs 2 --quiet >"$dir/nodist.out" 2>&1
+	-np 1 "$train" --help >"$dir/nodist.out" 2>&1
 status=$?
 took=$(( $(date +%s) - start ))
 echo "rank 1 without --dist: the job ended in $took s with status $status"
 [ "$status" -ne 0 ] && [ "$status" -ne 124 ] || fail "rank 1 without --dist: status $status"
 [ "$took" -lt 30 ] || fail "rank 1 without --dist: the job took $took s to end"
-grep -q 'MPI_Init did not complete within 5 s' "$dir/nodist.out" ||
+grep -q 'MPI_Init did not complete within 5 s\|did not call "init"' "$dir/nodist.out" ||
 	{ fail "rank 1 without --dist: rank 0 did not say why:"; cat "$dir/nodist.out"; }
 
 if [ "$fails" -ne 0 ]; then
