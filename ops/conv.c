@@ -1167,6 +1167,69 @@ static int64_t pool2_row_f32(const float *r0, const float *r1, float *out, int64
 	return pool2_row_f32_avx2(r0, r1, out, idx, base, W, OW, relu, nan);
 }
 
+/* Windows ow .. ow+3 of one output row of doubles, as pool2_block8 does
+ * floats: the same compares with >, the same choices and indices. */
+__attribute__((target("avx2"))) static inline void pool2_block4_pd(const double *r0,
+								    const double *r1, double *out,
+								    int64_t *idx, int64_t base,
+								    int64_t W, int64_t ow, bool relu,
+								    __m256d *bad)
+{
+	const __m256i one = _mm256_set1_epi64x(1), two_k = _mm256_setr_epi64x(0, 2, 4, 6);
+	const __m256i below = _mm256_set1_epi64x(W);
+	const double *p0 = r0 + 2 * ow, *p1 = r1 + 2 * ow;
+	__m256d x0 = _mm256_loadu_pd(p0), x1 = _mm256_loadu_pd(p0 + 4);
+	__m256d y0 = _mm256_loadu_pd(p1), y1 = _mm256_loadu_pd(p1 + 4);
+	if (relu) {
+		x0 = RELU_PD(x0), x1 = RELU_PD(x1);
+		y0 = RELU_PD(y0), y1 = RELU_PD(y1);
+	}
+	/* unpacklo gives elements 0 4 2 6, unpackhi 1 5 3 7: 0xd8 puts them in order */
+	__m256d a = _mm256_permute4x64_pd(_mm256_unpacklo_pd(x0, x1), 0xd8);
+	__m256d b = _mm256_permute4x64_pd(_mm256_unpackhi_pd(x0, x1), 0xd8);
+	__m256d c = _mm256_permute4x64_pd(_mm256_unpacklo_pd(y0, y1), 0xd8);
+	__m256d d = _mm256_permute4x64_pd(_mm256_unpackhi_pd(y0, y1), 0xd8);
+	*bad = _mm256_or_pd(*bad, _mm256_or_pd(_mm256_cmp_pd(a, b, _CMP_UNORD_Q),
+					       _mm256_cmp_pd(c, d, _CMP_UNORD_Q)));
+	__m256d gab = _mm256_cmp_pd(b, a, _CMP_GT_OQ), gcd = _mm256_cmp_pd(d, c, _CMP_GT_OQ);
+	__m256d ab = _mm256_blendv_pd(a, b, gab), cd = _mm256_blendv_pd(c, d, gcd);
+	__m256d sel = _mm256_cmp_pd(cd, ab, _CMP_GT_OQ);
+	_mm256_storeu_pd(out + ow, _mm256_blendv_pd(ab, cd, sel));
+	__m256i kab = _mm256_and_si256(_mm256_castpd_si256(gab), one);
+	__m256i kcd = _mm256_add_epi64(below, _mm256_and_si256(_mm256_castpd_si256(gcd), one));
+	__m256i off = _mm256_add_epi64(_mm256_blendv_epi8(kab, kcd, _mm256_castpd_si256(sel)), two_k);
+	_mm256_storeu_si256((__m256i *)(void *)(idx + ow),
+			    _mm256_add_epi64(off, _mm256_set1_epi64x(base + 2 * ow)));
+}
+
+/* One output row of double 2x2 windows, four at a time, the last block
+ * overlapping the one before as in pool2_row_f32_avx2; the windows done:
+ * OW, or 0 for rows under 4. */
+__attribute__((target("avx2"))) static int64_t pool2_row_f64_avx2(const double *r0,
+								 const double *r1, double *out,
+								 int64_t *idx, int64_t base,
+								 int64_t W, int64_t OW, bool relu,
+								 bool *nan)
+{
+	if (OW < 4)
+		return 0;
+	__m256d bad = _mm256_setzero_pd();
+	for (int64_t ow = 0; ow + 4 <= OW; ow += 4)
+		pool2_block4_pd(r0, r1, out, idx, base, W, ow, relu, &bad);
+	if (OW % 4)
+		pool2_block4_pd(r0, r1, out, idx, base, W, OW - 4, relu, &bad);
+	*nan = _mm256_movemask_pd(bad) != 0;
+	return OW;
+}
+
+static int64_t pool2_row_f64(const double *r0, const double *r1, double *out, int64_t *idx,
+			     int64_t base, int64_t W, int64_t OW, bool relu, bool *nan)
+{
+	if (!__builtin_cpu_supports("avx2"))
+		return 0;
+	return pool2_row_f64_avx2(r0, r1, out, idx, base, W, OW, relu, nan);
+}
+
 /* ---- any window: the columns whose windows lie inside x, eight at a time ---- */
 /* The cells x[j*sw] of lanes j = 0..7: a load at stride 1, two loads and a
  * shuffle at stride 2 (evens of 0..7, odds of 7..14: never past lane 7's
@@ -1388,21 +1451,69 @@ static int64_t scatter2_row_f32(const int64_t *ir, const float *dr, float *r0, f
 		return 0;
 	return scatter2_row_f32_avx2(ir, dr, r0, r1, base, W, OW);
 }
+/* Windows ow .. ow+3 of a double output row, as scatter2_block4 does
+ * floats: each cell gets dout where it is the arg-max, else +0. */
+__attribute__((target("avx2"))) static inline void scatter2_block4_pd(const int64_t *ir,
+								       const double *dr, double *r0,
+								       double *r1, int64_t base,
+								       int64_t W, int64_t ow)
+{
+	__m256i off = _mm256_sub_epi64(_mm256_loadu_si256((const __m256i *)(const void *)(ir + ow)),
+				       _mm256_add_epi64(_mm256_set1_epi64x(base + 2 * ow),
+							_mm256_setr_epi64x(0, 2, 4, 6)));
+	__m256d d = _mm256_loadu_pd(dr + ow);
+#define AT_OFF(k)                                                                          \
+	_mm256_and_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(off, _mm256_set1_epi64x(k))), d)
+	__m256d v0 = AT_OFF(0), v1 = AT_OFF(1), v2 = AT_OFF(W), v3 = AT_OFF(W + 1);
+#undef AT_OFF
+	/* unpacklo: cells 0 1 of windows 0 and 2, unpackhi: of windows 1 and 3 */
+	__m256d lo = _mm256_unpacklo_pd(v0, v1), hi = _mm256_unpackhi_pd(v0, v1);
+	_mm256_storeu_pd(r0 + 2 * ow, _mm256_permute2f128_pd(lo, hi, 0x20));
+	_mm256_storeu_pd(r0 + 2 * ow + 4, _mm256_permute2f128_pd(lo, hi, 0x31));
+	lo = _mm256_unpacklo_pd(v2, v3);
+	hi = _mm256_unpackhi_pd(v2, v3);
+	_mm256_storeu_pd(r1 + 2 * ow, _mm256_permute2f128_pd(lo, hi, 0x20));
+	_mm256_storeu_pd(r1 + 2 * ow + 4, _mm256_permute2f128_pd(lo, hi, 0x31));
+}
+
+/* One output row's windows of doubles, four at a time as pool2_row_f64_avx2;
+ * the windows done, OW or 0. */
+__attribute__((target("avx2"))) static int64_t scatter2_row_f64_avx2(const int64_t *ir,
+								      const double *dr, double *r0,
+								      double *r1, int64_t base,
+								      int64_t W, int64_t OW)
+{
+	if (OW < 4)
+		return 0;
+	for (int64_t ow = 0; ow + 4 <= OW; ow += 4)
+		scatter2_block4_pd(ir, dr, r0, r1, base, W, ow);
+	if (OW % 4)
+		scatter2_block4_pd(ir, dr, r0, r1, base, W, OW - 4);
+	return OW;
+}
+
+static int64_t scatter2_row_f64(const int64_t *ir, const double *dr, double *r0, double *r1,
+				int64_t base, int64_t W, int64_t OW)
+{
+	if (!__builtin_cpu_supports("avx2"))
+		return 0;
+	return scatter2_row_f64_avx2(ir, dr, r0, r1, base, W, OW);
+}
 #else
 #define pool2_row_f32(r0, r1, out, idx, base, W, OW, relu, nan) ((int64_t)0)
+#define pool2_row_f64(r0, r1, out, idx, base, W, OW, relu, nan) ((int64_t)0)
 #define poolk_row(g, dt, x, p, h0, h1, out, idx, a, b, relu) false
 #define scatter2_row_f32(ir, dr, r0, r1, base, W, OW) ((int64_t)0)
-#endif
-
-/* doubles: the loops alone, from window 0 */
-#define pool2_row_f64(r0, r1, out, idx, base, W, OW, relu, nan) ((int64_t)0)
 #define scatter2_row_f64(ir, dr, r0, r1, base, W, OW) ((int64_t)0)
+#endif
 
 /* For the planes [p0, p1) of x (N*C planes HxW): idx = the flat index into
  * x of the first maximum of each window in row-major order and out = x
  * there; padding never wins. 2x2 at stride 2 has a loop of its own that
- * the compiler keeps free of branches, comparing with > only (floats take
- * whole rows of 4 windows or more in AVX2 blocks, pool2_row_f32); an output row whose
+ * the compiler keeps free of branches, comparing with > only (rows of 4
+ * windows or more take AVX2 blocks, pool2_row_f32 and pool2_row_f64: the
+ * scalar loop's relu is a branch, mispredicted on half the cells of a
+ * layer's output); an output row whose
  * windows hold a NaN is done again by the general loop. In the general
  * loop the windows that lie inside x take AVX2 blocks (poolk_row), the
  * columns at the edges one window at a time. */
@@ -1498,8 +1609,8 @@ static void maxpool_planes(void *arg, int tid, int64_t p0, int64_t p1)
 
 /* The 2x2 window at stride 2 without padding: its four cells are zeroed and
  * dout written at the arg-max, window by window while they are in cache
- * (no pass zeroing the planes first, no branch; floats' rows of 4 windows
- * or more in AVX2 blocks, scatter2_row_f32); rows and columns that no
+ * (no pass zeroing the planes first, no branch; rows of 4 windows or more
+ * in AVX2 blocks, scatter2_row_f32 and scatter2_row_f64); rows and columns that no
  * window covers (odd sides) are zeroed. */
 #define SCATTER2_KERNEL(name, T, row_fast)                                                 \
 	static void name(const geom *g, const int64_t *idx, const T *d, T *dx, int64_t p0, \

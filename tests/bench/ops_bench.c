@@ -381,6 +381,8 @@ static void e20_64(bench *b)
 }
 static tg_tensor *tanhmul(bench *b) { return tg_sum(tg_mul(tg_tanh(X0(b)), X1(b))); }
 static void mm64_setup(bench *b) { b->p[0] = param64(b, 2, SH(256, 512)), b->p[1] = param64(b, 2, SH(512, 256)); }
+static void pool64_setup(bench *b) { b->p[0] = param64(b, 4, SH(32, 8, 28, 28)); }
+static tg_tensor *relupool(bench *b) { return tg_sum(tg_max_pool2d(tg_relu(X0(b)), 2, 2, 0)); }
 
 static const workload WORKLOADS[] = {
 	{ "o-ce10k", "cross_entropy (64,10000)", ce10k_setup, ce10k, 30 },
@@ -491,6 +493,7 @@ static const workload WORKLOADS[] = {
 	{ "s-powmse", "mean((p - t)^2) with pow, (512,784)", pt, powmse, 30 },
 	{ "s-tanhmul64", "sum(tanh(x) y), x y (2^20) f64", e20_64, tanhmul, 20 },
 	{ "s-mm64", "sum(sigmoid(a @ b)), a (256,512), b (512,256) f64", mm64_setup, mm, 10 },
+	{ "s-relupool64", "sum(max_pool2d(relu(x), 2)), x (32,8,28,28) f64", pool64_setup, relupool, 20 },
 };
 enum { NW = sizeof WORKLOADS / sizeof WORKLOADS[0] };
 

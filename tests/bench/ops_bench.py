@@ -106,6 +106,7 @@ def sweep_torch(name, P, R, idx):
         "s-center": lambda: P.update(x=R(4096, 1024)),
         "s-tanhmul64": lambda: P.update(x=R64(1 << 20), y=R64(1 << 20)),
         "s-mm64": lambda: P.update(x=R64(256, 512), y=R64(512, 256)),
+        "s-relupool64": lambda: P.update(x=R64(32, 8, 28, 28)),
     }
     steps = {
         "s-logsig": lambda: torch.log(torch.sigmoid(x())).sum(),
@@ -164,6 +165,7 @@ def sweep_torch(name, P, R, idx):
         "s-center": lambda: sq(x() - x().mean(0, keepdim=True)).sum(),
         "s-tanhmul64": lambda: (torch.tanh(x()) * y()).sum(),
         "s-mm64": lambda: torch.sigmoid(x() @ y()).sum(),
+        "s-relupool64": lambda: F.max_pool2d(F.relu(x()), 2, 2).sum(),
     }
     if name not in steps:
         sys.exit(f"ops_bench.py: unknown workload {name}")

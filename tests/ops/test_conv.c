@@ -682,7 +682,7 @@ static pool_run relu_pool(bool one_op, tg_dtype dt, int threads, const int64_t *
 	return r;
 }
 
-/* Over 2x2 windows at stride 2 (rows of floats in AVX2 blocks, and the
+/* Over 2x2 windows at stride 2 (rows in AVX2 blocks, and the
  * short ones), other windows with and without padding, overlapping or not,
  * f32 and f64, 1 and 2 threads (the large shape splits its planes): x
  * holds negatives, +0 and -0, whole windows of them, ties and a NaN, and
