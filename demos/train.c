@@ -909,14 +909,18 @@ static void check_option(tg_ctx *ctx, int rc, const char *opt)
 	refused(ctx, "%s: %s", opt, tg_error(ctx));
 }
 
-/* An option's name for messages, or with --resume, where its value came
- * from: the user gave no such flag, the run's file did. */
-static const char *option_from(const config *c, const char *opt, char *buf, size_t size)
+/* The same for an option that, with --resume, the run's file gives (the
+ * user gave no such flag): a value the file holds that does not parse is a
+ * fault of the file, exit 1 naming it, not a usage error. */
+static void check_stored(tg_ctx *ctx, int rc, const config *c, const char *opt)
 {
 	if (!c->resume)
-		return opt;
-	snprintf(buf, size, "the %s stored in %s", opt + 2, c->resume);
-	return buf;
+		check_option(ctx, rc, opt);
+	else if (rc != 0 || !tg_ok(ctx)) {
+		fprintf(stderr, "%s: --resume %s: the %s stored there: %s\n", prog, c->resume,
+			opt + 2, tg_error(ctx));
+		exit(1);
+	}
 }
 
 /* ---- a run's file: save and resume ------------------------------------------------- */
@@ -1424,10 +1428,10 @@ int main(int argc, char **argv)
 	apply_preset(&c);
 	{ /* a bad --schedule is found before the data is loaded */
 		tg_schedule probe;
-		char from[PATH_MAX + 64];
-		check_option(ctx, tg_schedule_parse(ctx, c.schedule, c.lr > 0 ? c.lr : 0.001,
-						    c.iters ? INT32_MAX : c.epochs, &probe),
-			     option_from(&c, "--schedule", from, sizeof from));
+		check_stored(ctx,
+			     tg_schedule_parse(ctx, c.schedule, c.lr > 0 ? c.lr : 0.001,
+					       c.iters ? INT32_MAX : c.epochs, &probe),
+			     &c, "--schedule");
 	}
 	tg_set_threads(ctx, c.threads);
 	if (c.conv >= 0)
@@ -1437,9 +1441,7 @@ int main(int argc, char **argv)
 	tg_optim_kind kind;
 	check_option(ctx, tg_act_parse(ctx, c.act, &mo.act), "--act");
 	check_option(ctx, tg_init_parse(ctx, c.init, &mo.init), "--init");
-	char from[PATH_MAX + 64];
-	check_option(ctx, tg_optim_parse(ctx, c.optim, &kind),
-		     option_from(&c, "--optim", from, sizeof from));
+	check_stored(ctx, tg_optim_parse(ctx, c.optim, &kind), &c, "--optim");
 	mo.dtype = strcmp(c.dtype, "f64") ? TG_F32 : TG_F64;
 	mo.batchnorm = c.bn;
 	mo.dropout = c.dropout;
@@ -1729,8 +1731,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	tg_schedule sch;
-	check_option(ctx, tg_schedule_parse(ctx, c.schedule, oo.lr, epochs, &sch),
-		     option_from(&c, "--schedule", from, sizeof from));
+	check_stored(ctx, tg_schedule_parse(ctx, c.schedule, oo.lr, epochs, &sch), &c,
+		     "--schedule");
 	to.schedule = &sch;
 	saver sv = {
 		.ctx = ctx, .path = c.save, .tensors = tensors, .n = n, .opt = opt, .sch = &sch,

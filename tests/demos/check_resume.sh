@@ -8,7 +8,8 @@
 # refused, and a resumed run's log and step log keep the rows of the epochs
 # before (a step log with steps missing is refused); a run holding a
 # negative or NaN running variance is a fault of the file, the NaN one
-# naming --load-nonfinite.
+# naming --load-nonfinite, and so is a stored optimizer or schedule that
+# does not parse (exit 1, not a usage error).
 # Run by meson test (suite "outside") with TG_BUILD_ROOT set.
 set -u
 train="${TG_BUILD_ROOT:?run through meson test}/demos/train"
@@ -265,6 +266,36 @@ PY
 			"$dir/err"; then
 			echo "FAIL: train $how with a negative running variance: exit $rc:"
 			head -n 2 "$dir/err"
+			fails=$((fails + 1))
+		fi
+	done
+
+	# a stored optimizer or schedule that does not parse: the file's fault
+	for key in optim schedule.spec; do
+		python3 - "$dir/one" "$dir/badstr" "$key" <<'PY'
+import struct, sys, zlib
+b = bytes(open(sys.argv[1], 'rb').read()[:-4])
+count, entries = struct.unpack_from('<II', b, 12)
+o, out = 20, bytearray(b[:20])
+for _ in range(entries):
+    kl, = struct.unpack_from('<H', b, o); key = b[o + 2:o + 2 + kl].decode()
+    out += b[o:o + 2 + kl]; o += 2 + kl
+    kind = b[o]; n, = struct.unpack_from('<I', b, o + 1)
+    size = n if kind == 2 else 8 * n
+    if key == sys.argv[3]:
+        out += bytes([kind]) + struct.pack('<I', 5) + b'bogus'
+    else:
+        out += b[o:o + 5 + size]
+    o += 5 + size
+out += b[o:]
+open(sys.argv[2], 'wb').write(bytes(out) + struct.pack('<I', zlib.crc32(bytes(out))))
+PY
+		"$train" --data digits --resume "$dir/badstr" --epochs 2 --quiet >/dev/null 2>"$dir/err"
+		rc=$?
+		if [ "$rc" != 1 ] || grep -q "^usage:" "$dir/err" ||
+			! grep -qF "train: --resume $dir/badstr: the ${key%.spec} stored there:" "$dir/err"; then
+			echo "FAIL: train --resume of a run whose $key is bogus: exit $rc:"
+			head -n 3 "$dir/err"
 			fails=$((fails + 1))
 		fi
 	done
