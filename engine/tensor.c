@@ -23,7 +23,7 @@ const char *tg_dtype_name(tg_dtype dt)
 	case TG_I32: return "i32";
 	case TG_I64: return "i64";
 	}
-	return "unknown dtype";
+	return "unknown"; /* read "dtype unknown" */
 }
 
 char *tg_shape_fmt(int ndim, const int64_t *shape, char *buf)

@@ -2279,6 +2279,9 @@ static void one_hot_sets_one_entry_per_row(void **state)
 	tg_clear_error(ctx);
 	assert_null(tg_one_hot(IDX(ctx, 0), TG_I32, 2));
 	assert_error(ctx, TG_EDTYPE, "tg_one_hot: dtype i32");
+	tg_clear_error(ctx);
+	assert_null(tg_one_hot(IDX(ctx, 0), (tg_dtype)9, 2));
+	assert_error(ctx, TG_EDTYPE, "tg_one_hot: dtype unknown; a one-hot matrix is f32 or f64");
 }
 
 /* ---- where, clamp, and NaN in maximum and minimum ------------------------------------ */
