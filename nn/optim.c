@@ -1,5 +1,5 @@
 /*
- * optim.c - SGD, Momentum, Nesterov, AdaGrad, RMSprop and Adam.
+ * optim.c - SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam and AdamW.
  *
  * An optimizer reads each parameter's gradient after tg_backward and writes
  * the parameter through tg_data_mut (bumping its version, so a graph that
@@ -28,8 +28,8 @@ struct tg_optim {
 	size_t n;
 	tg_tensor **p;	   /* (n) the parameters; ctx */
 	bool *decay;	   /* (n) weight decay applies */
-	tg_tensor **s1;	   /* (n) v, h or Adam's m; NULL for SGD; ctx */
-	tg_tensor **s2;	   /* (n) Adam's v; ctx */
+	tg_tensor **s1;	   /* (n) v, h or Adam's (AdamW's) m; NULL for SGD; ctx */
+	tg_tensor **s2;	   /* (n) Adam's (AdamW's) v; ctx */
 	tg_tensor **state; /* s1 and s2 listed, for checkpoints */
 	size_t nstate;
 	int64_t t;	   /* steps taken */
@@ -39,8 +39,14 @@ struct tg_optim {
 	bool norm_pending; /* the last step left grad_norm to tg_optim_grad_norm */
 };
 
-static const char *const kind_names[] = {"sgd",	    "momentum", "nesterov",
-					 "adagrad", "rmsprop",	"adam"};
+static const char *const kind_names[] = {"sgd",     "momentum", "nesterov", "adagrad",
+					 "rmsprop", "adam",     "adamw"};
+
+/* Adam's moments and bias correction: Adam and AdamW */
+static bool adam_like(tg_optim_kind k)
+{
+	return k == TG_ADAM || k == TG_ADAMW;
+}
 
 /* ---- options ------------------------------------------------------------------ */
 
@@ -48,7 +54,7 @@ tg_optim_opts tg_optim_defaults(tg_optim_kind kind)
 {
 	return (tg_optim_opts){
 	    .kind = kind,
-	    .lr = kind == TG_ADAM ? 0.001 : 0.01,
+	    .lr = adam_like(kind) ? 0.001 : 0.01,
 	    .momentum = 0.9,
 	    .rho = 0.99,
 	    .beta1 = 0.9,
@@ -61,7 +67,7 @@ tg_optim_opts tg_optim_defaults(tg_optim_kind kind)
 
 const char *tg_optim_name(tg_optim_kind kind)
 {
-	return (unsigned)kind <= TG_ADAM ? kind_names[kind] : "unknown";
+	return (unsigned)kind <= TG_ADAMW ? kind_names[kind] : "unknown";
 }
 
 int tg_optim_parse(tg_ctx *ctx, const char *s, tg_optim_kind *out)
@@ -72,7 +78,7 @@ int tg_optim_parse(tg_ctx *ctx, const char *s, tg_optim_kind *out)
 		tg_fail(ctx, TG_ENULL, "tg_optim_parse: %s is NULL", !s ? "the name" : "out");
 		return -1;
 	}
-	for (int k = TG_SGD; k <= TG_ADAM; k++) {
+	for (int k = TG_SGD; k <= TG_ADAMW; k++) {
 		if (!strcmp(s, kind_names[k])) {
 			*out = (tg_optim_kind)k;
 			return 0;
@@ -80,7 +86,7 @@ int tg_optim_parse(tg_ctx *ctx, const char *s, tg_optim_kind *out)
 	}
 	tg_fail(ctx, TG_EARG,
 		"tg_optim_parse: unknown optimizer \"%s\"; expected sgd, momentum, nesterov, "
-		"adagrad, rmsprop or adam",
+		"adagrad, rmsprop, adam or adamw",
 		s);
 	return -1;
 }
@@ -93,7 +99,7 @@ static bool unit(double x)
 static int check_opts(tg_ctx *ctx, const tg_optim_opts *o)
 {
 	const char *bad = NULL;
-	if ((unsigned)o->kind > TG_ADAM)
+	if ((unsigned)o->kind > TG_ADAMW)
 		bad = "unknown kind";
 	else if (!(o->lr >= 0) || !isfinite(o->lr))
 		bad = "lr must be >= 0";
@@ -169,7 +175,7 @@ static int check_params(tg_ctx *ctx, tg_tensor *const *params, size_t n)
 
 static bool uses_eps(tg_optim_kind k)
 {
-	return k == TG_ADAGRAD || k == TG_RMSPROP || k == TG_ADAM;
+	return k == TG_ADAGRAD || k == TG_RMSPROP || adam_like(k);
 }
 
 /* The updates run in each parameter's dtype. There an eps that rounds to 0
@@ -225,14 +231,14 @@ static int make_state(tg_optim *o)
 	tg_optim_kind k = o->o.kind;
 	const char *s1 = k == TG_MOMENTUM || k == TG_NESTEROV ? "v"
 			 : k == TG_ADAGRAD || k == TG_RMSPROP ? "h"
-			 : k == TG_ADAM			      ? "m"
+			 : adam_like(k)			      ? "m"
 							      : NULL;
 	for (size_t i = 0; s1 && i < o->n; i++) {
 		o->s1[i] = state_like(o->p[i], i, s1);
 		if (!o->s1[i])
 			return -1;
 		o->state[o->nstate++] = o->s1[i];
-		if (k != TG_ADAM)
+		if (!adam_like(k))
 			continue;
 		o->s2[i] = state_like(o->p[i], i, "v");
 		if (!o->s2[i])
@@ -304,16 +310,19 @@ void tg_optim_free(tg_optim *o)
 
 /* ---- the rules ---------------------------------------------------------------------- */
 /* One loop per rule and dtype. g = (grad + wd p) * scale is the gradient of
- * the regularised loss, clipped; wd is 0 for a parameter without decay. */
+ * the regularised loss, clipped; wd is 0 for a parameter without decay, and
+ * for AdamW, whose decay is decoupled from the gradient: it scales p by
+ * keep = 1 - lr weight_decay before Adam's update with g alone (1 without
+ * decay, which changes no bit of p: AdamW's update is then Adam's). */
 
 #define DEFINE_UPDATE(T, SQRT, NAME, GRAD)                                                         \
 	TG_HOT_LOOP_WIDE                                                                              \
 	static void NAME(tg_optim_kind kind, const tg_optim_opts *o, size_t n, T *P, const T *G,   \
-			 T *S1, T *S2, T wd, T scale, T lr_t)                                      \
+			 T *S1, T *S2, T wd, T scale, T lr_t, T keep)                              \
 	{                                                                                          \
 		const T lr = (T)o->lr, mu = (T)o->momentum, rho = (T)o->rho;                       \
 		const T b1 = (T)o->beta1, b2 = (T)o->beta2, eps = (T)o->eps;                       \
-		(void)wd, (void)scale; /* unused by the plain variant */                           \
+		(void)wd, (void)scale, (void)keep; /* keep: AdamW's alone */                       \
 		switch (kind) {                                                                    \
 		case TG_SGD: /* p -= lr g */                                                       \
 			for (size_t i = 0; i < n; i++)                                             \
@@ -355,6 +364,15 @@ void tg_optim_free(tg_optim *o)
 				P[i] -= lr_t * S1[i] / (SQRT(S2[i]) + eps);                        \
 			}                                                                          \
 			break;                                                                     \
+		case TG_ADAMW: /* p *= keep; then Adam's update */                                 \
+			for (size_t i = 0; i < n; i++) {                                           \
+				T g = GRAD;                                                        \
+				S1[i] += (1 - b1) * (g - S1[i]);                                   \
+				S2[i] += (1 - b2) * (g * g - S2[i]);                               \
+				P[i] *= keep;                                                      \
+				P[i] -= lr_t * S1[i] / (SQRT(S2[i]) + eps);                        \
+			}                                                                          \
+			break;                                                                     \
 		}                                                                                  \
 	}
 
@@ -366,9 +384,9 @@ DEFINE_UPDATE(double, sqrt, update_plain_double, G[i])
 DEFINE_UPDATE(float, sqrtf, update_plain_float, G[i])
 
 typedef void (*update_f64)(tg_optim_kind, const tg_optim_opts *, size_t, double *,
-			   const double *, double *, double *, double, double, double);
+			   const double *, double *, double *, double, double, double, double);
 typedef void (*update_f32)(tg_optim_kind, const tg_optim_opts *, size_t, float *, const float *,
-			   float *, float *, float, float, float);
+			   float *, float *, float, float, float, float);
 
 /* One parameter's update, a part [lo, hi) of its elements at a time: each
  * element's new value depends on its own p, g and state alone, so a split
@@ -380,7 +398,7 @@ typedef struct update_job {
 	const tg_optim_opts *o;
 	void *P, *S1, *S2;
 	const void *G;
-	double wd, scale, lr_t;
+	double wd, scale, lr_t, keep;
 } update_job;
 
 /* base + lo elements of size es, or NULL */
@@ -395,10 +413,11 @@ static void update_part(void *arg, size_t lo, size_t hi)
 	size_t es = j->k64 ? sizeof(double) : sizeof(float);
 	if (j->k64)
 		j->k64(j->kind, j->o, hi - lo, at(j->P, lo, es), at(j->G, lo, es), at(j->S1, lo, es),
-		       at(j->S2, lo, es), j->wd, j->scale, j->lr_t);
+		       at(j->S2, lo, es), j->wd, j->scale, j->lr_t, j->keep);
 	else
 		j->k32(j->kind, j->o, hi - lo, at(j->P, lo, es), at(j->G, lo, es), at(j->S1, lo, es),
-		       at(j->S2, lo, es), (float)j->wd, (float)j->scale, (float)j->lr_t);
+		       at(j->S2, lo, es), (float)j->wd, (float)j->scale, (float)j->lr_t,
+		       (float)j->keep);
 }
 
 /* sum over elements of ((grad + wd p) k)^2, in double, g NULL meaning a
@@ -496,6 +515,14 @@ static bool updates_without_grad(const tg_optim *o, size_t i)
 	return o->pt[i] > 0 && tg_requires_grad(o->p[i]);
 }
 
+/* The decay added to params[i]'s gradient: weight_decay where it decays,
+ * but 0 for AdamW, whose decay is no part of the gradient (nor of its norm
+ * and clipping, as torch.optim.AdamW after clip_grad_norm_). */
+static double grad_decay(const tg_optim *o, size_t i)
+{
+	return o->decay[i] && o->o.kind != TG_ADAMW ? o->o.weight_decay : 0;
+}
+
 /* The sum of squares over the gradients a step uses, each plus wd p, times
  * k. */
 static double sum_sq_all(const tg_optim *o, double k)
@@ -504,12 +531,13 @@ static double sum_sq_all(const tg_optim *o, double k)
 	for (size_t i = 0; i < o->n; i++) {
 		tg_tensor *g = tg_grad(o->p[i]);
 		if (g || updates_without_grad(o, i))
-			total += sum_sq(o, o->p[i], g, o->decay[i] ? o->o.weight_decay : 0, k);
+			total += sum_sq(o, o->p[i], g, grad_decay(o, i), k);
 	}
 	return total;
 }
 
-/* The global norm of the gradients present, each plus wd p. Where the sum
+/* The global norm of the gradients present, each plus its coupled decay
+ * wd p (none for AdamW). Where the sum
  * of squares overflows (f64 gradients past about 1e154), the sum is taken
  * again of the elements scaled by 2^-600 (exact; what underflows there is
  * nothing beside what overflowed), so that clipping still scales by a
@@ -523,8 +551,8 @@ static double global_norm(const tg_optim *o)
 /* Whether the norm involves the parameters, which the step changes. */
 static bool decay_applies(const tg_optim *o)
 {
-	for (size_t i = 0; o->o.weight_decay > 0 && i < o->n; i++)
-		if (o->decay[i])
+	for (size_t i = 0; i < o->n; i++)
+		if (grad_decay(o, i) > 0)
 			return true;
 	return false;
 }
@@ -579,14 +607,16 @@ int tg_optim_step(tg_optim *o)
 			g = o->zg[i];
 		if (!g)
 			continue;
-		/* Adam's bias correction counts the updates this parameter's
+		/* Adam's (AdamW's) bias correction counts the updates this parameter's
 		 * moments took: one skipped while frozen (or unused) has moments
 		 * of fewer steps than the optimizer, as PyTorch's per-parameter
 		 * step */
 		int64_t t = ++o->pt[i];
 		double lr_t =
 		    c->lr * sqrt(1 - pow(c->beta2, (double)t)) / (1 - pow(c->beta1, (double)t));
-		double wd = o->decay[i] ? c->weight_decay : 0;
+		double wd = grad_decay(o, i);
+		/* AdamW's decoupled decay, as torch.optim.AdamW: p *= 1 - lr wd */
+		double keep = c->kind == TG_ADAMW && o->decay[i] ? 1 - c->lr * c->weight_decay : 1;
 		void *P = tg_data_mut(p);
 		const void *G = tg_data(g);
 		void *S1 = state_data(o->s1[i]), *S2 = state_data(o->s2[i]);
@@ -596,7 +626,7 @@ int tg_optim_step(tg_optim *o)
 		update_job j = {
 			tg_dtype_of(p) != TG_F64 ? NULL : plain ? update_plain_double : update_double,
 			plain ? update_plain_float : update_float,
-			c->kind, c, P, S1, S2, G, wd, scale, lr_t,
+			c->kind, c, P, S1, S2, G, wd, scale, lr_t, keep,
 		};
 		tg_parallel_for(o->ctx, tg_numel(p), TG_PAR_MIN, 16, update_part, &j);
 	}
@@ -776,7 +806,7 @@ static int read_counts(const tg_state *s, const tg_optim *o, int64_t *steps, int
 	return 0;
 }
 
-/* The sums of squares o keeps (AdaGrad's and RMSprop's h, Adam's v) are
+/* The sums of squares o keeps (AdaGrad's and RMSprop's h, Adam's and AdamW's v) are
  * never negative: one loaded so from a file (made by other means than a
  * run) would give NaN square roots at the next step, where the loss would
  * blame the learning rate. NaN is left to the loader's own check. 0 ok. */
@@ -784,7 +814,7 @@ static int check_squares(const tg_optim *o)
 {
 	tg_optim_kind k = o->o.kind;
 	tg_tensor *const *sq = k == TG_ADAGRAD || k == TG_RMSPROP ? o->s1
-			       : k == TG_ADAM			  ? o->s2
+			       : adam_like(k)			  ? o->s2
 								  : NULL;
 	for (size_t i = 0; sq && i < o->n; i++) {
 		const tg_tensor *t = sq[i];

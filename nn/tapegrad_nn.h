@@ -478,29 +478,42 @@ TG_API tg_module *tg_model_parse_image(tg_ctx *ctx, const char *arch, int64_t c,
  *	          (t counts the steps that updated this parameter);
  *	          m += (1 - beta1)(g - m);  v += (1 - beta2)(g^2 - v);
  *	          p -= lr_t m / (sqrt(v) + eps)
+ *	AdamW     p *= 1 - lr weight_decay (decoupled decay, for the params
+ *	          marked for it); then Adam's update with g alone, as
+ *	          torch.optim.AdamW (whose eps is outside sqrt(v / (1 - beta2^t)),
+ *	          as for Adam). Without decay its updates are Adam's, bit for bit.
  * Before the rule, g becomes the gradient of the regularised loss
  * g = grad + weight_decay p for the params marked for decay (tg_decays,
  * set by the module that made them; changeable per parameter): the same as adding 0.5 weight_decay sum(W^2) to the loss
- * (tg_weight_penalty). Then, if clip_norm > 0 and the global L2 norm of all
- * those g exceeds it, every g is scaled by clip_norm / norm. The gradient
+ * (tg_weight_penalty); but for AdamW, whose g is grad. Then, if clip_norm > 0
+ * and the global L2 norm of all those g exceeds it, every g is scaled by
+ * clip_norm / norm. The gradient
  * tensors themselves are left unchanged. Parameters are written through
  * tg_data_mut, so a backward through a graph recorded before the step
  * reports TG_EVERSION. A parameter whose gradient is NULL is skipped
  * (until its first update: see tg_state_optim below). State
  * tensors are tg_keep tensors named "<param>.v" (Momentum, Nesterov),
- * "<param>.h" (AdaGrad, RMSprop), "<param>.m" and "<param>.v" (Adam). */
+ * "<param>.h" (AdaGrad, RMSprop), "<param>.m" and "<param>.v" (Adam, AdamW). */
 
-typedef enum { TG_SGD, TG_MOMENTUM, TG_NESTEROV, TG_ADAGRAD, TG_RMSPROP, TG_ADAM } tg_optim_kind;
+typedef enum {
+	TG_SGD,
+	TG_MOMENTUM,
+	TG_NESTEROV,
+	TG_ADAGRAD,
+	TG_RMSPROP,
+	TG_ADAM,
+	TG_ADAMW
+} tg_optim_kind;
 
 typedef struct tg_optim_opts {
 	tg_optim_kind kind;
-	double lr;	     /* 0.01; Adam 0.001 */
+	double lr;	     /* 0.01; Adam, AdamW 0.001 */
 	double momentum;     /* Momentum, Nesterov: 0.9 */
 	double rho;	     /* RMSprop's decay_rate: 0.99 */
-	double beta1;	     /* Adam: 0.9 */
-	double beta2;	     /* Adam: 0.999 */
-	double eps;	     /* AdaGrad, RMSprop, Adam: 1e-7 */
-	double weight_decay; /* lambda; 0 */
+	double beta1;	     /* Adam, AdamW: 0.9 */
+	double beta2;	     /* Adam, AdamW: 0.999 */
+	double eps;	     /* AdaGrad, RMSprop, Adam, AdamW: 1e-7 */
+	double weight_decay; /* lambda; 0 (AdamW too, not torch's 0.01) */
 	double clip_norm;    /* 0: no clipping */
 } tg_optim_opts;
 
@@ -508,14 +521,14 @@ typedef struct tg_optim tg_optim;
 
 /* The book's defaults for kind. */
 TG_API tg_optim_opts tg_optim_defaults(tg_optim_kind kind);
-/* "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam". 0 ok; -1 and
+/* "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw". 0 ok; -1 and
  * TG_EARG in ctx. */
 TG_API int tg_optim_parse(tg_ctx *ctx, const char *s, tg_optim_kind *out);
 TG_API const char *tg_optim_name(tg_optim_kind kind); /* "adam"; static */
 /* Over params[0..n) (the array is copied). TG_EARG naming the tensor if one
  * does not require a gradient, for a bad option, or for n = 0 (params may
  * then be NULL); NULL then. The updates run in each parameter's dtype: an
- * eps (AdaGrad, RMSprop, Adam) that is not a positive normal number there
+ * eps (AdaGrad, RMSprop, Adam, AdamW) that is not a positive normal number there
  * (1e-50 is 0 in f32, and a zero gradient would give 0 / 0), or an lr or
  * weight_decay past its largest number, is TG_EARG naming the parameter;
  * tg_optim_set_lr checks its lr likewise. */
@@ -535,8 +548,9 @@ TG_API void tg_optim_set_lr(tg_optim *o, double lr);
 /* Whether weight decay applies to params[i] (default: tg_decays(params[i])).
  * An i past the parameters is TG_EARG. */
 TG_API void tg_optim_set_decay(tg_optim *o, size_t i, bool on);
-/* Global L2 norm of the (decayed) gradients at the last step, before
- * clipping; 0 before the first step. Without clipping or weight decay the
+/* Global L2 norm of the (decayed; AdamW's: plain) gradients at the last
+ * step, before clipping; 0 before the first step. Without clipping or weight
+ * decay added to the gradients the
  * step does not compute it: this call reads the gradients still present, so
  * ask before tg_optim_zero_grad or the next tg_backward changes them. */
 TG_API double tg_optim_grad_norm(const tg_optim *o);
@@ -544,7 +558,7 @@ TG_API int64_t tg_optim_steps(const tg_optim *o);	/* steps taken */
 /* When resuming; t >= 0, else TG_EARG and nothing changes. Sets every
  * parameter's count (below) to t too. */
 TG_API void tg_optim_set_steps(tg_optim *o, int64_t t);
-/* The steps that updated params[i] (Adam's t for it): tg_optim_steps but
+/* The steps that updated params[i] (Adam's and AdamW's t for it): tg_optim_steps but
  * for the steps that skipped it (no gradient: frozen or unused), as
  * PyTorch's per-parameter step; -1 for a bad i. A run resumed with
  * tg_optim_set_steps alone counts every parameter as updated at every step;

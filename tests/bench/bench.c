@@ -587,7 +587,8 @@ static int parse_arch(const char *arch, int64_t *w)
 
 static const char *const ACTS[] = { "relu", "sigmoid", "tanh", "leaky_relu", "elu",
 				    "gelu", "silu", "softplus" };
-static const char *const OPTS[] = { "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam" };
+static const char *const OPTS[] = { "sgd",     "momentum", "nesterov", "adagrad",
+				    "rmsprop", "adam",     "adamw" };
 static const char *const LOSSES[] = { "ce", "mse", "bce" };
 
 /* The index of word in names, or of the number it spells; -1 if neither. */
@@ -1304,7 +1305,7 @@ static const char usage_text[] =
 	"--spec \"NAME ARCH ACT OPTIMIZER BATCH DTYPE LOSS [ITERATIONS]\" adds a suite\n"
 	"    workload NAME, e.g. \"x-silu 784-64-64-10 silu adam 32 f32 ce 300\":\n"
 	"    ACT relu sigmoid tanh leaky_relu elu gelu silu softplus, OPTIMIZER sgd\n"
-	"    momentum nesterov adagrad rmsprop adam, DTYPE f32 f64, LOSS ce mse bce;\n"
+	"    momentum nesterov adagrad rmsprop adam adamw, DTYPE f32 f64, LOSS ce mse bce;\n"
 	"    suite-list then prints its line alone.\n"
 	"--losses FILE writes each training iteration's loss as a hexadecimal float.\n"
 	"--fused-relu runs a relu suite workload's hidden layers as tg_addmm_relu, as\n"

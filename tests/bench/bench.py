@@ -244,7 +244,7 @@ def bench_env(threads):
 
 # ---- the workload suite (bench.c SUITE, torch_bench.py suite_train) --------------------
 
-OPT_NAMES = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
+OPT_NAMES = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW"]
 LOSS_NAMES = ["CE", "MSE", "BCE"]
 
 

@@ -221,14 +221,16 @@ def suite_train(run, w, spec, data, seed, iters):
         if i < len(widths) - 2:
             layers.append(acts[act]())
     model = nn.Sequential(*layers).to(dtype)
-    k = int(optk)  # TG_SGD, MOMENTUM, NESTEROV, ADAGRAD, RMSPROP, ADAM
+    k = int(optk)  # TG_SGD, MOMENTUM, NESTEROV, ADAGRAD, RMSPROP, ADAM, ADAMW
     P = model.parameters()
     opt = [lambda: torch.optim.SGD(P, lr=0.05),
            lambda: torch.optim.SGD(P, lr=0.01, momentum=0.9),
            lambda: torch.optim.SGD(P, lr=0.01, momentum=0.9, nesterov=True),
            lambda: torch.optim.Adagrad(P, lr=0.01, eps=1e-7),
            lambda: torch.optim.RMSprop(P, lr=0.01, alpha=0.99, eps=1e-7),
-           lambda: torch.optim.Adam(P, lr=0.001, betas=(0.9, 0.999), eps=1e-7)][k]()
+           lambda: torch.optim.Adam(P, lr=0.001, betas=(0.9, 0.999), eps=1e-7),
+           lambda: torch.optim.AdamW(P, lr=0.001, betas=(0.9, 0.999), eps=1e-7,
+                                     weight_decay=0)][k]()
     lossf = [lambda out, y: F.cross_entropy(out, y), F.mse_loss,
              F.binary_cross_entropy_with_logits][int(lossk)]
     total = iters if iters >= 0 else int(defiters)

@@ -82,6 +82,8 @@ straight_vs_resumed digits cosine:4 --hidden 16 --no-bn --dropout 0.2 --batch 12
 # plateau's best loss and count carry over (patience 0: it cuts the rate
 # after any epoch without a better test loss)
 straight_vs_resumed diabetes plateau:0.5:0 --batch 16 --lr 0.05
+# AdamW's moments and counts carry over as Adam's, its decoupled decay too
+straight_vs_resumed digits cosine:4 --hidden 32 --batch 64 --optim adamw --weight-decay 0.05
 
 # a resumed run with the same --log adds its epochs' rows to the ones there
 run log3 --data digits --hidden 16 --batch 256 --epochs 3 --save "$dir/log.ckpt" \

@@ -63,6 +63,9 @@ expect 2 "--threads needs an integer >= 1" --threads 0
 expect 2 "--threads: at most 256" --threads 4294967297
 expect 2 "--dtype is f16; it must be f32 or f64" --dtype f16
 expect 2 '--schedule: tg_schedule_parse: "linear": unknown schedule' --schedule linear
+expect 2 '--optim: tg_optim_parse: unknown optimizer "AdamW"; expected sgd, momentum, nesterov, adagrad, rmsprop, adam or adamw' \
+	--data iris --epochs 1 --optim AdamW
+expect 2 '--optim: tg_optim_parse: unknown optimizer "adam-w"' --data iris --epochs 1 --optim adam-w
 expect 2 "--eval-only needs --load FILE" --eval-only
 expect 2 "--save goes with training; --eval-only trains nothing" \
 	--load x.ckpt --eval-only --save y.ckpt

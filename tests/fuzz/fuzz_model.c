@@ -175,7 +175,7 @@ static void train_step(tg_ctx *ctx, tg_module *m, tg_tensor *x, unsigned optim)
 		require(!tg_ok(ctx), "a failed backward with no error");
 		return;
 	}
-	tg_optim_opts oo = tg_optim_defaults((tg_optim_kind)(optim % 6));
+	tg_optim_opts oo = tg_optim_defaults((tg_optim_kind)(optim % (TG_ADAMW + 1)));
 	tg_optim *opt = tg_optim_new(ctx, p, np, &oo);
 	if (!opt) {
 		require(!tg_ok(ctx), "tg_optim_new: NULL with no error");

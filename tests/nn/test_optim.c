@@ -53,7 +53,7 @@ static void run(const tg_optim_opts *o, tg_dtype dt, double got[STEPS][2])
 }
 
 /* The same steps in plain doubles, each rule as common/optimizer.py writes it
- * (AdaGrad with + 1e-7). */
+ * (AdaGrad with + 1e-7); AdamW as torch.optim.AdamW with the book's eps. */
 static void reference(const tg_optim_opts *o, double want[STEPS][2])
 {
 	for (int i = 0; i < 2; i++) {
@@ -83,11 +83,14 @@ static void reference(const tg_optim_opts *o, double want[STEPS][2])
 				s1 += (1 - o->rho) * g * g;
 				w -= o->lr * g / (sqrt(s1) + 1e-7);
 				break;
-			case TG_ADAM: {
+			case TG_ADAM:
+			case TG_ADAMW: {
 				double lr_t =
 				    o->lr * sqrt(1 - pow(o->beta2, t)) / (1 - pow(o->beta1, t));
 				s1 += (1 - o->beta1) * (g - s1);
 				s2 += (1 - o->beta2) * (g * g - s2);
+				if (o->kind == TG_ADAMW) /* decoupled: g has no decay */
+					w *= 1 - o->lr * o->weight_decay;
 				w -= lr_t * s1 / (sqrt(s2) + 1e-7);
 				break;
 			}
@@ -97,10 +100,11 @@ static void reference(const tg_optim_opts *o, double want[STEPS][2])
 	}
 }
 
-static void check_rule(tg_optim_kind kind, double lr, const double first[2])
+static void check_rule_decayed(tg_optim_kind kind, double lr, double wd, const double first[2])
 {
 	tg_optim_opts o = tg_optim_defaults(kind);
 	o.lr = lr;
+	o.weight_decay = wd;
 	double want[STEPS][2], got[STEPS][2];
 	reference(&o, want);
 	/* the reference agrees with the numbers worked by hand for step 1 */
@@ -116,6 +120,11 @@ static void check_rule(tg_optim_kind kind, double lr, const double first[2])
 						 tg_optim_name(kind), dt == TG_F64 ? "f64" : "f32",
 						 s + 1, i, got[s][i], want[s][i]);
 	}
+}
+
+static void check_rule(tg_optim_kind kind, double lr, const double first[2])
+{
+	check_rule_decayed(kind, lr, 0, first);
 }
 
 /* First gradient: g = a w0 + c = (1*1 + 0.5, 4*(-2) - 1) = (1.5, -9). */
@@ -168,6 +177,140 @@ static void adam_corrects_the_bias_of_its_first_step(void **state)
 	check_rule(
 	    TG_ADAM, 0.001,
 	    (double[]){1 - lr_t * 0.15 / (r * 1.5 + 1e-7), -2 + lr_t * 0.9 / (r * 9 + 1e-7)});
+}
+
+/* AdamW's first step: w *= 1 - lr wd, then Adam's first step with g alone,
+ * about lr against the sign of g: w0 = 0.95 - 0.1 1.5 / (sqrt(0.001) 1.5
+ * + 1e-7) sqrt(0.001) ~ 0.85, w1 = -1.9 + ... ~ -1.8. */
+static void adamw_decays_the_weight_apart_from_the_gradient(void **state)
+{
+	(void)state;
+	double lr = 0.1, wd = 0.5, r = sqrt(0.001);
+	double lr_t = lr * r / 0.1, keep = 1 - lr * wd;
+	check_rule_decayed(TG_ADAMW, lr, wd,
+			   (double[]){keep * 1 - lr_t * 0.15 / (r * 1.5 + 1e-7),
+				      keep * -2 + lr_t * 0.9 / (r * 9 + 1e-7)});
+	/* without decay, Adam's numbers */
+	check_rule(TG_ADAMW, 0.001,
+		   (double[]){1 - 0.001 * r / 0.1 * 0.15 / (r * 1.5 + 1e-7),
+			      -2 + 0.001 * r / 0.1 * 0.9 / (r * 9 + 1e-7)});
+}
+
+/* W = (2, -4) decays, b = (2, -4) does not; L = sum(W) + sum(b), every
+ * gradient 1; lr 0.1, weight decay 0.5. AdamW scales W by 0.95 and then
+ * takes Adam's first step u = lr_t 0.1 / (sqrt(0.001) + 1e-7) ~ 0.1 on
+ * every element: W = (1.9 - u, -3.8 - u), b = (2 - u, -4 - u). Adam's
+ * coupled decay would see g = 1 + 0.5 W = (2, -1) and give W = (1.9, -3.9).
+ * The second step, g still 1 and m = 0.19, v = 0.001999 (t = 2), is worked
+ * from the rule too. The gradient norm is the gradients' alone: 2. */
+static void adamw_decay_is_decoupled_and_per_parameter(void **state)
+{
+	(void)state;
+	for (int dt = TG_F32; dt <= TG_F64; dt++) {
+		tg_ctx *ctx = tg_ctx_new(SEED);
+		const double v0[2] = {2, -4};
+		tg_tensor *p[2] = {
+		    tg_set_decay(tg_set_name(tg_param(tg_from_f64(ctx, (tg_dtype)dt, SHAPE(2), v0)),
+					     "fc1.W"),
+				 true),
+		    tg_set_name(tg_param(tg_from_f64(ctx, (tg_dtype)dt, SHAPE(2), v0)), "fc1.b"),
+		};
+		tg_optim_opts o = tg_optim_defaults(TG_ADAMW);
+		o.lr = 0.1;
+		o.weight_decay = 0.5;
+		tg_optim *opt = tg_optim_new(ctx, p, 2, &o);
+		assert_non_null(opt);
+		double w[2] = {2, -4}, b[2] = {2, -4}, m = 0, v = 0;
+		double tol = dt == TG_F64 ? 1e-14 : 4e-6;
+		for (int t = 1; t <= 2; t++) {
+			tg_optim_zero_grad(opt);
+			assert_int_equal(tg_backward(tg_add(tg_sum(p[0]), tg_sum(p[1]))), 0);
+			assert_int_equal(tg_optim_step(opt), 0);
+			m += (1 - o.beta1) * (1 - m);
+			v += (1 - o.beta2) * (1 - v);
+			double u = o.lr * sqrt(1 - pow(o.beta2, t)) / (1 - pow(o.beta1, t)) * m /
+				   (sqrt(v) + o.eps);
+			for (int i = 0; i < 2; i++) {
+				w[i] = w[i] * (1 - o.lr * o.weight_decay) - u;
+				b[i] -= u;
+				assert_near(tg_get(p[0], i), w[i], tol);
+				assert_near(tg_get(p[1], i), b[i], tol);
+			}
+			if (t == 1) {
+				assert_near(tg_get(p[0], 0), 1.8, 1e-5);
+				assert_near(tg_get(p[0], 1), -3.9, 1e-5);
+				assert_near(tg_get(p[1], 0), 1.9, 1e-5);
+			}
+			assert_near(tg_optim_grad_norm(opt), 2, 0);
+			tg_reset(ctx);
+		}
+		assert_ctx_ok(ctx);
+		tg_optim_free(opt);
+		tg_ctx_free(ctx);
+	}
+}
+
+/* Four steps of the quadratic on w and of 0 z on z = (-0, +0), both marked
+ * for decay if decays; w, z and the state (m and v of each) into all[6],
+ * their context (to free) into *ctx_out. */
+static void adam_or_adamw_bits(tg_optim_kind kind, tg_dtype dt, double wd, double clip,
+			       bool decays, tg_ctx **ctx_out, tg_tensor **all)
+{
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *w = tg_set_decay(tg_param(tg_from_f64(ctx, dt, SHAPE(2), W0)), decays);
+	tg_tensor *z = tg_set_decay(tg_param(tg_from_f64(ctx, dt, SHAPE(2), (double[]){-0.0, 0})), decays);
+	tg_tensor *p[2] = {w, z};
+	tg_optim_opts o = tg_optim_defaults(kind);
+	o.lr = 0.05;
+	o.weight_decay = wd;
+	o.clip_norm = clip;
+	tg_optim *opt = tg_optim_new(ctx, p, 2, &o);
+	assert_non_null(opt);
+	for (int s = 0; s < 4; s++) {
+		tg_optim_zero_grad(opt);
+		/* z's gradient is 0: its -0 and +0 must stay as Adam leaves them */
+		assert_int_equal(tg_backward(tg_add(quadratic(ctx, w), tg_sum(tg_mul_scalar(z, 0)))), 0);
+		assert_int_equal(tg_optim_step(opt), 0);
+		tg_reset(ctx);
+	}
+	size_t ns;
+	tg_tensor *const *st = tg_optim_state(opt, &ns);
+	assert_int_equal(ns, 4);
+	all[0] = w, all[1] = z;
+	for (size_t i = 0; i < ns; i++)
+		all[2 + i] = st[i];
+	assert_ctx_ok(ctx);
+	tg_optim_free(opt);
+	*ctx_out = ctx;
+}
+
+/* AdamW without decay (weight_decay 0, or no parameter marked for it) makes
+ * Adam's updates to the bit, in f32 and f64, with clipping off and on; with
+ * decay its parameters differ from Adam's (coupled) ones. */
+static void adamw_without_decay_is_adam_to_the_bit(void **state)
+{
+	(void)state;
+	for (int dt = TG_F32; dt <= TG_F64; dt++)
+		for (int variant = 0; variant < 4; variant++) {
+			double clip = variant & 1 ? 1 : 0;
+			bool decays = variant & 2;
+			tg_ctx *ca, *cw;
+			tg_tensor *a[6], *w[6];
+			adam_or_adamw_bits(TG_ADAM, (tg_dtype)dt, 0, clip, true, &ca, a);
+			adam_or_adamw_bits(TG_ADAMW, (tg_dtype)dt, decays ? 0 : 0.5, clip, decays,
+					   &cw, w);
+			for (int i = 0; i < 6; i++)
+				assert_tensor_bits("adamw against adam", w[i], a[i]);
+			assert_true(signbit(tg_get(w[1], 0)) && !signbit(tg_get(w[1], 1)));
+			tg_ctx_free(ca);
+			tg_ctx_free(cw);
+			/* with decay the rules part */
+			adam_or_adamw_bits(TG_ADAM, (tg_dtype)dt, 0.5, clip, true, &ca, a);
+			adam_or_adamw_bits(TG_ADAMW, (tg_dtype)dt, 0.5, clip, true, &cw, w);
+			assert_true(tg_get(w[0], 0) != tg_get(a[0], 0));
+			tg_ctx_free(ca);
+			tg_ctx_free(cw);
+		}
 }
 
 /* ---- weight decay and clipping ---------------------------------------------------------- */
@@ -445,7 +588,7 @@ static void optimizer_refuses_a_tensor_without_a_gradient_naming_it(void **state
 static void an_eps_or_rate_outside_the_parameters_dtype_is_refused(void **state)
 {
 	(void)state;
-	const tg_optim_kind kinds[] = {TG_ADAGRAD, TG_RMSPROP, TG_ADAM};
+	const tg_optim_kind kinds[] = {TG_ADAGRAD, TG_RMSPROP, TG_ADAM, TG_ADAMW};
 	for (size_t k = 0; k < LEN(kinds); k++) {
 		tg_ctx *ctx = tg_ctx_new(SEED);
 		tg_tensor *w32 = tg_set_name(tg_param(tg_ones(ctx, TG_F32, SHAPE(2))), "fc1.W");
@@ -603,6 +746,7 @@ static void optimizer_state_is_named_after_its_parameters(void **state)
 	    {TG_ADAGRAD, 2, "fc1.W.h", "fc1.b.h"},
 	    {TG_RMSPROP, 2, "fc1.W.h", "fc1.b.h"},
 	    {TG_ADAM, 4, "fc1.W.m", "fc1.W.v"},
+	    {TG_ADAMW, 4, "fc1.W.m", "fc1.W.v"},
 	};
 	for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
 		tg_optim_opts o = tg_optim_defaults(rows[r].kind);
@@ -685,7 +829,7 @@ static void a_step_count_at_its_limit_is_refused(void **state)
 static void a_frozen_parameter_stays_and_adam_counts_its_own_steps(void **state)
 {
 	(void)state;
-	for (int k = TG_SGD; k <= TG_ADAM; k++) {
+	for (int k = TG_SGD; k <= TG_ADAMW; k++) {
 		tg_ctx *ctx = tg_ctx_new(SEED);
 		tg_tensor *p[2] = {
 		    tg_set_decay(tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2), W0)), true),
@@ -718,16 +862,19 @@ static void a_frozen_parameter_stays_and_adam_counts_its_own_steps(void **state)
 		assert_int_equal(tg_optim_steps(opt), 4);
 		assert_int_equal(tg_optim_param_steps(opt, 0), 4);
 		assert_int_equal(tg_optim_param_steps(opt, 1), 2);
-		if (k == TG_ADAM) {
+		if (k == TG_ADAM || k == TG_ADAMW) { /* AdamW's decay skips the frozen steps too */
 			for (int i = 0; i < 2; i++) {
 				double m = 0, v = 0, u = W0[i];
 				for (int t = 1; t <= 2; t++) {
 					m += (1 - o.beta1) * (C[i] - m);
 					v += (1 - o.beta2) * (C[i] * C[i] - v);
+					if (k == TG_ADAMW)
+						u *= 1 - o.lr * o.weight_decay;
 					u -= o.lr * sqrt(1 - pow(o.beta2, t)) / (1 - pow(o.beta1, t)) *
 					     m / (sqrt(v) + o.eps);
 				}
-				printf("adam u[%d] %.17g, want %.17g\n", i, tg_get(p[1], i), u);
+				printf("%s u[%d] %.17g, want %.17g\n", tg_optim_name(k), i,
+				       tg_get(p[1], i), u);
 				assert_near(tg_get(p[1], i), u, 1e-15);
 			}
 		}
@@ -835,7 +982,7 @@ static void a_run_resumed_in_a_new_context_makes_the_same_updates(void **state)
 	(void)state;
 	char path[64];
 	snprintf(path, sizeof path, "/tmp/tg_test_optim_%ld.ckpt", (long)getpid());
-	for (int k = TG_SGD; k <= TG_ADAM; k++)
+	for (int k = TG_SGD; k <= TG_ADAMW; k++)
 		for (int variant = 0; variant < 2; variant++) {
 			tg_optim_opts o = tg_optim_defaults((tg_optim_kind)k);
 			o.lr = 0.1;
@@ -1041,20 +1188,60 @@ static void optimizer_names_parse_and_defaults_are_the_books(void **state)
 	(void)state;
 	tg_ctx *ctx = tg_ctx_new(SEED);
 	tg_optim_kind k;
-	static const char *const names[] = {"sgd",     "momentum", "nesterov",
-					    "adagrad", "rmsprop",  "adam"};
-	for (int i = 0; i < 6; i++) {
+	static const char *const names[] = {"sgd",     "momentum", "nesterov", "adagrad",
+					    "rmsprop", "adam",     "adamw"};
+	for (int i = 0; i < 7; i++) {
 		assert_int_equal(tg_optim_parse(ctx, names[i], &k), 0);
 		assert_int_equal(k, i);
 		assert_string_equal(tg_optim_name(k), names[i]);
 	}
 	assert_int_equal(tg_optim_parse(ctx, "lbfgs", &k), -1);
 	assert_error(ctx, TG_EARG, "\"lbfgs\"");
-	tg_optim_opts o = tg_optim_defaults(TG_ADAM);
-	assert_near(o.lr, 0.001, 0);
-	assert_near(o.beta1, 0.9, 0);
-	assert_near(o.beta2, 0.999, 0);
-	assert_near(o.eps, 1e-7, 0);
+	tg_clear_error(ctx);
+	/* near misses of "adamw" are refused, naming it and every name */
+	static const char *const bad[] = {"AdamW", "adamw ", " adamw", "adam_w", "adamww",
+					  "adamw:0.9", "adam w", ""};
+	for (size_t i = 0; i < LEN(bad); i++) {
+		char want[64];
+		snprintf(want, sizeof want, "unknown optimizer \"%s\"", bad[i]);
+		k = TG_SGD;
+		assert_int_equal(tg_optim_parse(ctx, bad[i], &k), -1);
+		assert_int_equal(k, TG_SGD);
+		assert_error(ctx, TG_EARG, want);
+		assert_error(ctx, TG_EARG, "expected sgd, momentum, nesterov, adagrad, rmsprop, adam "
+					   "or adamw");
+		tg_clear_error(ctx);
+	}
+	assert_string_equal(tg_optim_name((tg_optim_kind)(TG_ADAMW + 1)), "unknown");
+	for (int kind = TG_ADAM; kind <= TG_ADAMW; kind++) {
+		tg_optim_opts o = tg_optim_defaults((tg_optim_kind)kind);
+		assert_near(o.lr, 0.001, 0);
+		assert_near(o.beta1, 0.9, 0);
+		assert_near(o.beta2, 0.999, 0);
+		assert_near(o.eps, 1e-7, 0);
+		assert_near(o.weight_decay, 0, 0);
+	}
+	/* AdamW's options are Adam's, checked alike */
+	tg_tensor *w = tg_param(tg_ones(ctx, TG_F64, SHAPE(2)));
+	static const struct {
+		double beta1, beta2, eps, wd;
+		const char *why;
+	} opts[] = {
+	    {1, 0.999, 1e-7, 0, "adamw: beta1 and beta2 must be in [0, 1)"},
+	    {0.9, -0.1, 1e-7, 0, "adamw: beta1 and beta2 must be in [0, 1)"},
+	    {0.9, 0.999, 0, 0, "adamw: eps must be positive"},
+	    {0.9, 0.999, 1e-7, -0.01, "adamw: weight_decay must be >= 0"},
+	    {0.9, 0.999, 1e-7, NAN, "adamw: weight_decay must be >= 0"},
+	};
+	for (size_t i = 0; i < LEN(opts); i++) {
+		tg_optim_opts o = tg_optim_defaults(TG_ADAMW);
+		o.beta1 = opts[i].beta1, o.beta2 = opts[i].beta2;
+		o.eps = opts[i].eps, o.weight_decay = opts[i].wd;
+		assert_null(tg_optim_new(ctx, &w, 1, &o));
+		assert_error(ctx, TG_EARG, opts[i].why);
+		tg_clear_error(ctx);
+	}
+	tg_optim_opts o;
 	o = tg_optim_defaults(TG_RMSPROP);
 	assert_near(o.lr, 0.01, 0);
 	assert_near(o.rho, 0.99, 0);
@@ -1072,6 +1259,9 @@ int main(void)
 	    cmocka_unit_test(adagrad_divides_by_the_root_of_the_summed_squares),
 	    cmocka_unit_test(rmsprop_divides_by_a_decaying_root_mean_square),
 	    cmocka_unit_test(adam_corrects_the_bias_of_its_first_step),
+	    cmocka_unit_test(adamw_decays_the_weight_apart_from_the_gradient),
+	    cmocka_unit_test(adamw_decay_is_decoupled_and_per_parameter),
+	    cmocka_unit_test(adamw_without_decay_is_adam_to_the_bit),
 	    cmocka_unit_test(weight_decay_moves_weights_and_not_biases),
 	    cmocka_unit_test(weight_decay_equals_the_penalty_in_the_loss),
 	    cmocka_unit_test(clipping_scales_all_gradients_to_the_max_norm),

@@ -389,7 +389,7 @@ static void short_rows_and_narrow_columns_expand_by_index(void **state)
  * fixed random tensor: every rule, plain and with decay and clipping. */
 static void optim_run(tg_dtype dt, int threads, run *r)
 {
-	for (int k = TG_SGD; k <= TG_ADAM; k++) {
+	for (int k = TG_SGD; k <= TG_ADAMW; k++) {
 		for (int extra = 0; extra < 2; extra++) {
 			tg_ctx *ctx = tg_ctx_new(11);
 			assert_non_null(ctx);
