@@ -780,10 +780,14 @@ enum { TG_MAX_LANES_MIN = 256 };
 #define TG_ADD_ROWS_PRODUCT(name, T) TG_ADD_ROWS_OF(name, (const T *X, const T *Y), TG_AT_XY)
 #define TG_ADD_ROWS_QUOTIENT(name, T)                                                \
 	TG_ADD_ROWS_OF(name, (const T *X, const T *Y, const T *S), TG_AT_XYS)
-/* TG_ADD_ROWS_RELU adds the rows of relu_backward(X, Y), X [Y > 0], and
- * writes each term to G as it goes: a product with the 0/1 mask, so the
- * bits of tg_relu_backward's output */
-#define TG_AT_RELU(k, j) (G[k] = X[k] * (Y[k] > 0))
+/* TG_ADD_ROWS_RELU adds the rows of relu_backward(X, Y), X where Y > 0
+ * else +0, and writes each term to G as it goes: a select, as
+ * tg_relu_backward's, so its bits. X is read whatever Y holds (an
+ * argument, not an arm of ?:), so that the select is a blend. */
+static inline float tg_relu_term_f32(float x, float y) { return y > 0 ? x : 0.0f; }
+static inline double tg_relu_term_f64(double x, double y) { return y > 0 ? x : 0.0; }
+#define TG_AT_RELU(k, j)                                                             \
+	(G[k] = _Generic(X[k], float: tg_relu_term_f32, double: tg_relu_term_f64)(X[k], Y[k]))
 #define TG_ADD_ROWS_RELU(name, T)                                                    \
 	TG_ADD_ROWS_OF(name, (const T *X, const T *Y, T *restrict G), TG_AT_RELU)
 

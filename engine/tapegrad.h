@@ -560,7 +560,9 @@ TG_API tg_tensor *tg_add(tg_tensor *a, tg_tensor *b);     /* a + b; da = db = do
 TG_API tg_tensor *tg_sub(tg_tensor *a, tg_tensor *b);     /* a - b; da = dout, db = -dout */
 TG_API tg_tensor *tg_mul(tg_tensor *a, tg_tensor *b);     /* a * b; da = dout b, db = dout a */
 TG_API tg_tensor *tg_div(tg_tensor *a, tg_tensor *b);     /* a / b; da = dout / b, db = -dout a / b^2 */
-/* maximum and minimum: a NaN wins either way round and takes dout. */
+/* maximum and minimum: a NaN wins either way round and takes dout. The
+ * losing side gets +0 whatever dout holds there (a select, as PyTorch: an
+ * infinite or NaN dout is not spread to it). */
 TG_API tg_tensor *tg_maximum(tg_tensor *a, tg_tensor *b); /* routes dout to the larger; a tie splits it */
 TG_API tg_tensor *tg_minimum(tg_tensor *a, tg_tensor *b); /* routes dout to the smaller; a tie splits it */
 /* mask ? a : b, elementwise; mask, a and b broadcast together. mask may
@@ -584,7 +586,9 @@ TG_API tg_tensor *tg_sqrt(tg_tensor *x);     /* sqrt x; dx = dout / (2 y) */
 TG_API tg_tensor *tg_abs(tg_tensor *x);      /* |x|; dx = dout sign(x), 0 at 0 */
 TG_API tg_tensor *tg_sigmoid(tg_tensor *x);  /* 1/(1+e^-x); dx = dout y (1 - y) */
 TG_API tg_tensor *tg_tanh(tg_tensor *x);     /* tanh x; dx = dout (1 - y^2) */
-TG_API tg_tensor *tg_relu(tg_tensor *x);     /* max(x, 0); dx = dout [x > 0] */
+/* max(x, 0); dx = dout where x > 0, else +0 (a select: an infinite or NaN
+ * dout there gives 0, as PyTorch) */
+TG_API tg_tensor *tg_relu(tg_tensor *x);
 TG_API tg_tensor *tg_leaky_relu(tg_tensor *x, double alpha); /* x>0 ? x : alpha x */
 /* x>0 ? x : alpha (e^x - 1); dx = dout (x>0 ? 1 : alpha e^x) */
 TG_API tg_tensor *tg_elu(tg_tensor *x, double alpha);
@@ -608,7 +612,8 @@ TG_API tg_tensor *tg_clamp(tg_tensor *x, double lo, double hi);
 TG_API tg_tensor *tg_sigmoid_backward(tg_tensor *dout, tg_tensor *y);
 /* dout * (1 - y^2): tanh's local gradient as one fused op. */
 TG_API tg_tensor *tg_tanh_backward(tg_tensor *dout, tg_tensor *y);
-/* dout * [x > 0]: relu's local gradient as one fused op. */
+/* x > 0 ? dout : +0, selected whatever dout holds (not dout * [x > 0], whose
+ * inf 0 is NaN): relu's local gradient as one fused op. */
 TG_API tg_tensor *tg_relu_backward(tg_tensor *dout, tg_tensor *x);
 /* dout * (x > 0 ? 1 : alpha): leaky relu's local gradient as one fused op. */
 TG_API tg_tensor *tg_leaky_relu_backward(tg_tensor *dout, tg_tensor *x, double alpha);
@@ -713,7 +718,8 @@ TG_API tg_tensor *tg_gather_rows(tg_tensor *x, const tg_tensor *idx);
 /* Rows of table (V,D) for idx of any shape: (...) -> (..., D). d table adds
  * each row's gradient at its index; repeated indices accumulate. */
 TG_API tg_tensor *tg_embedding(tg_tensor *table, const tg_tensor *idx);
-/* For each row i of x (N,K), x[i, idx[i]], idx (N): (N,K) -> (N). dx scatters back. */
+/* For each row i of x (N,K), x[i, idx[i]], idx (N): (N,K) -> (N). dx scatters
+ * back: dout[i] at [i, idx[i]], +0 elsewhere whatever dout holds. */
 TG_API tg_tensor *tg_pick(tg_tensor *x, const tg_tensor *idx);
 /* Constant one-hot rows (N,k) of dtype dt from labels (N); no gradient. step */
 TG_API tg_tensor *tg_one_hot(const tg_tensor *labels, tg_dtype dt, int64_t k);

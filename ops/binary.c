@@ -490,7 +490,11 @@ tg_tensor *tg_div(tg_tensor *a, tg_tensor *b) { return div_forward(&div_op, "tg_
 /* A NaN wins either way round (maximum(NaN, 1) and maximum(1, NaN) are both
  * NaN) and takes the gradient; two NaNs split it like a tie. The routing
  * masks are constants of the backward pass: a's share is 1 where a wins,
- * 1/2 on a tie, 0 where b wins; b's is the rest. */
+ * 1/2 on a tie, 0 where b wins; b's is the rest. dout is routed by a
+ * select, not a product: an input gets dout where it wins, dout / 2 on a
+ * tie and +0 where it loses, whatever dout holds there (an infinite or NaN
+ * dout on the losing side gives 0, not NaN; a negative one +0, not -0), as
+ * PyTorch's masked_fill. */
 
 #define WINS_MAX(x, y) ((x) > (y) || (x) != (x))
 #define WINS_MIN(x, y) ((x) < (y) || (x) != (x))
@@ -514,13 +518,46 @@ static tg_tensor *share_of_a(tg_tensor *a, tg_tensor *b, bool max)
 	return m;
 }
 
+/* O = D S where S (a share: 0, 1/2 or 1) is not 0, else +0: a blend */
+#define ROUTED_KERNEL(name, T)                                                       \
+	TG_HOT_LOOP static void name(const T *D, const T *S, T *O, size_t n, double a) \
+	{                                                                            \
+		(void)a;                                                             \
+		for (size_t i = 0; i < n; i++) {                                     \
+			const T d = D[i], s = S[i];                                  \
+			O[i] = s != 0 ? d * s : 0;                                   \
+		}                                                                    \
+	}
+ROUTED_KERNEL(routed_f64, double)
+ROUTED_KERNEL(routed_f32, float)
+
+/* dout's share s (share_of_a, of dout's shape), selected: dout s where s is
+ * not 0, else +0. A plain backward makes it in one pass (an op with no
+ * rule: made only where nothing is recorded); a recorded one
+ * (TG_CREATE_GRAPH) as where(s, dout, 0) s, differentiable in dout, with
+ * the same values and no NaN on the way (+0 s is +0). */
+static tg_tensor *routed(tg_tensor *dout, tg_tensor *s)
+{
+	static const tg_op routed_op = { .name = "route", .backward = NULL };
+	if (!dout || !s)
+		return NULL; /* the error is recorded */
+	if (dout->ctx->grad_enabled)
+		return tg_mul(tg_where(s, dout, tg_zeros(dout->ctx, dout->dtype, 0, NULL)), s);
+	tg_tensor *in[2] = { dout, s };
+	tg_tensor *out = tg_fused_out("route", in, "share");
+	if (!out)
+		return NULL;
+	tg_run_fused(dout, s, out, routed_f64, routed_f32, TG_PAR_MIN, 0);
+	return tg_op_end(&routed_op, out, 2, in, NULL, 0, NULL);
+}
+
 static void route(tg_node *n, tg_tensor *dout, bool max)
 {
 	tg_tensor *a = tg_node_input(n, 0), *b = tg_node_input(n, 1);
 	if (tg_node_needs_grad(n, 0))
-		TG_NODE_GRAD_INTO(n, 0, tg_mul(dout, share_of_a(a, b, max)));
+		TG_NODE_GRAD_INTO(n, 0, routed(dout, share_of_a(a, b, max)));
 	if (tg_node_needs_grad(n, 1))
-		TG_NODE_GRAD_INTO(n, 1, tg_mul(dout, share_of_a(b, a, max)));
+		TG_NODE_GRAD_INTO(n, 1, routed(dout, share_of_a(b, a, max)));
 }
 
 static void maximum_backward(tg_node *n, tg_tensor *dout) { route(n, dout, true); }

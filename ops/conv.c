@@ -1736,9 +1736,9 @@ tg_tensor *tg_max_pool2d(tg_tensor *x, int kernel, int stride, int padding)
  * 2x2 windows at stride 2 without padding gates dout on the pooled output
  * (y > 0 where the arg-max cell was) before scattering it, a pass over the
  * output instead of over x: their scatter writes each dout as it is. Other
- * windows scatter first and gate at x, as the two ops do: their scatter
- * adds into zeros (+0 + -0 is +0, where gating first kept a -0) and
- * overlapping ones sum several douts into a cell. */
+ * windows scatter first and gate at x, as the two ops do: overlapping ones
+ * sum several douts into a cell. Either way a cell off the relu gets +0,
+ * whatever the douts routed to it hold (tg_relu_backward selects). */
 
 static void relu_max_pool2d_backward(tg_node *n, tg_tensor *dout)
 {

@@ -505,23 +505,23 @@ tg_tensor *tg_one_hot(const tg_tensor *labels, tg_dtype dt, int64_t k)
 	return saved ? tg_one_hot_of(ctx, dt, saved, (int64_t)labels->numel, k) : NULL;
 }
 
-/* ---- pick: out[i] = x[i, idx[i]]; dx = one_hot(idx) * dout[:, None] ------------ */
-/* The one-hot is a constant; dout (N) reshaped to (N,1) broadcasts over the K
- * columns in the product. Keeps idx (N) as aux. A plain backward writes
- * the product in one pass, with no one-hot: row i is 0 d_i (-0 for a
- * negative d_i, NaN for an infinite or NaN one) and 1 d_i at idx[i], the
- * product's bits; a recorded one (TG_CREATE_GRAPH) is the ops. */
+/* ---- pick: out[i] = x[i, idx[i]]; dx = where(one_hot(idx), dout[:, None], 0) ----- */
+/* The one-hot is a constant mask; dout (N) reshaped to (N,1) broadcasts
+ * over the K columns in the select. Keeps idx (N) as aux. Row i of dx is
+ * d_i at idx[i] and +0 elsewhere whatever d_i holds (an infinite or NaN d_i
+ * stays in its column, as PyTorch's scatter into zeros). A plain backward
+ * writes the rows in one pass, with no one-hot; a recorded one
+ * (TG_CREATE_GRAPH) is the ops, with the same values. */
 
 #define PICK_GRAD_KERNEL(name, T)                                                        \
 	TG_HOT_LOOP static void name(const T *D, const int64_t *idx, T *G, int64_t K,    \
 				     size_t r0, size_t r1)                                \
 	{                                                                                \
 		for (size_t i = r0; i < r1; i++) {                                       \
-			const T d = D[i], z = (T)0 * d;                                  \
 			T *g = G + i * (size_t)K;                                        \
 			for (int64_t k = 0; k < K; k++)                                  \
-				g[k] = z;                                                \
-			g[idx[i]] = (T)1 * d;                                            \
+				g[k] = 0;                                                \
+			g[idx[i]] = D[i];                                                \
 		}                                                                        \
 	}
 PICK_GRAD_KERNEL(pick_grad_f64, double)
@@ -565,7 +565,8 @@ static void pick_backward(tg_node *n, tg_tensor *dout)
 		return;
 	}
 	tg_tensor *mask = tg_one_hot_of(x->ctx, x->dtype, n->aux, N, K);
-	TG_NODE_GRAD_INTO(n, 0, tg_mul(mask, tg_reshape(dout, 2, (int64_t[]){ N, 1 })));
+	tg_tensor *zero = tg_zeros(x->ctx, x->dtype, 0, NULL);
+	TG_NODE_GRAD_INTO(n, 0, tg_where(mask, tg_reshape(dout, 2, (int64_t[]){ N, 1 }), zero));
 }
 
 /* the column picked in each row: "idx [1, 0]" */

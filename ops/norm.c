@@ -96,34 +96,39 @@ static inline double var_floor(double v)
 /* The statistics of x are kept in its dtype, mean (D) then inv_std (D), so
  * that every pass computes xhat = (x - mean) * inv_std to the same bits. */
 
-/* 1 where v > 0, else +0, made from the comparison's bits: written with ?:
- * (or a cast of the comparison) GCC compiles it to a branch per element,
- * mispredicted half the time on a relu's mask (half of a depthwise net's
- * step went to the gated channel sums; the tails of (N,D) rows of 100 made
- * the gated sums three times slower than the plain ones). This form
- * vectorises as the plain loops do. */
-static inline float gate_f32(float v)
+/* dy where v > 0, else +0, whatever dy holds: dy's bits ANDed with the
+ * comparison's, a select as tg_relu_backward's. Written with ?: (or
+ * through a cast of the comparison) GCC compiles it to a branch per
+ * element, mispredicted half the time on a relu's mask (half of a
+ * depthwise net's step went to the gated channel sums; the tails of (N,D)
+ * rows of 100 made the gated sums three times slower than the plain ones).
+ * This form vectorises as the plain loops do. */
+static inline float gate_f32(float dy, float v)
 {
-	uint32_t u = -(uint32_t)(v > 0) & UINT32_C(0x3f800000);
-	float m;
-	memcpy(&m, &u, sizeof m);
-	return m;
+	uint32_t u;
+	memcpy(&u, &dy, sizeof u);
+	u &= -(uint32_t)(v > 0);
+	float g;
+	memcpy(&g, &u, sizeof g);
+	return g;
 }
 
-static inline double gate_f64(double v)
+static inline double gate_f64(double dy, double v)
 {
-	uint64_t u = -(uint64_t)(v > 0) & UINT64_C(0x3ff0000000000000);
-	double m;
-	memcpy(&m, &u, sizeof m);
-	return m;
+	uint64_t u;
+	memcpy(&u, &dy, sizeof u);
+	u &= -(uint64_t)(v > 0);
+	double g;
+	memcpy(&g, &u, sizeof g);
+	return g;
 }
 
 /* batch_norm_relu's gradient through its relu: dy where the batch norm value
- * xh g + b, rounded as the forward pass rounds it, is positive, else dy 0
- * (so that an infinite dy masked off gives NaN, as tg_relu_backward's
- * product does). */
+ * xh g + b, rounded as the forward pass rounds it, is positive, else +0 (so
+ * that an infinite or NaN dy masked off gives 0, as tg_relu_backward's
+ * select does). */
 #define RELU_GATE(T, dy, xh, g, b)                                                      \
-	((dy) * _Generic((T)0, float: gate_f32, double: gate_f64)((xh) * (g) + (b)))
+	_Generic((T)0, float: gate_f32, double: gate_f64)((dy), (xh) * (g) + (b))
 
 #define NORM_KERNELS(T, sfx)                                                            \
 	/* st = mean, inv_std = 1 / sqrt(var + eps); var (D) = biased variance; of      \

@@ -515,10 +515,11 @@ void tg_relu_in_place(tg_tensor *x)
 }
 
 /* ---- relu_backward: out = dout [x > 0]; d dout = relu_backward(g, x), dx = 0 ----------- */
-/* relu's local gradient in one pass, with no mask tensor. A product with the
- * 0/1 mask, not a select, so it gives the bits of dout * step(x): a NaN or
- * infinite dout still spreads and a negative one gives -0. The mask is a
- * constant, so x gets no gradient. */
+/* relu's local gradient in one pass, with no mask tensor. A select, not a
+ * product with the 0/1 mask (as PyTorch's threshold_backward): dout where
+ * x > 0, else +0 whatever dout holds, so an infinite or NaN dout masked off
+ * gives 0 (not NaN) and a negative one +0 (not -0); a NaN x is masked off.
+ * The mask is a constant, so x gets no gradient. */
 
 static const tg_op relu_backward_op;
 
@@ -527,8 +528,8 @@ static void relu_backward_f64(const double *D, const double *X, double *O, size_
 {
 	(void)a;
 	for (size_t i = 0; i < n; i++) {
-		double m = X[i] > 0 ? 1.0 : 0.0; /* a named mask vectorises */
-		O[i] = D[i] * m;
+		const double d = D[i]; /* read unconditionally: a blend */
+		O[i] = X[i] > 0 ? d : 0.0;
 	}
 }
 
@@ -537,8 +538,8 @@ static void relu_backward_f32(const float *D, const float *X, float *O, size_t n
 {
 	(void)a;
 	for (size_t i = 0; i < n; i++) {
-		float m = X[i] > 0 ? 1.0f : 0.0f;
-		O[i] = D[i] * m;
+		const float d = D[i];
+		O[i] = X[i] > 0 ? d : 0.0f;
 	}
 }
 

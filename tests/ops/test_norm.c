@@ -583,7 +583,7 @@ static void assert_bn_relu_same(const char *what, const problem *p, tg_dtype dt,
  * larger shapes split their passes), plain and recorded backwards, x with
  * and without a gradient; a constant channel whose beta is 0 puts values
  * exactly at the relu's kink (0, masked off), and an infinite weight of
- * the loss spreads NaN through the gate as through relu_backward. */
+ * the loss is masked off by the gate as by relu_backward (+0, not NaN). */
 static void batch_norm_relu_gives_the_bits_of_relu_of_batch_norm(void **state)
 {
 	(void)state;
@@ -612,7 +612,7 @@ static void batch_norm_relu_gives_the_bits_of_relu_of_batch_norm(void **state)
 				assert_bn_relu_same(what, &p, t, threads, false, false);
 				assert_bn_relu_same(what, &p, t, threads, true, true);
 			}
-		/* an infinite weight where the relu is closed: 0 inf = NaN both ways */
+		/* an infinite weight where the relu is closed: +0 both ways, not NaN */
 		p.w[0] = INFINITY;
 		assert_bn_relu_same(what, &p, TG_F32, 1, true, false);
 		problem_free(&p);

@@ -2450,16 +2450,346 @@ static void clamp_gradient_passes_inside_and_at_the_bounds(void **state)
 	}
 }
 
+/* ---- masked routes select: +0 off the route, whatever dout holds ---------------- */
+/* The gradients that route dout through a mask (relu and its fused forms,
+ * pick, maximum and minimum) select it, as PyTorch does: an element off the
+ * route gets +0 even where dout is infinite, NaN or negative (not the NaN
+ * of inf 0, nor -0), one on it dout itself (or its half on a tie). Each case
+ * makes its parameters p and dout (NULL: a one-element output) in dtype dt
+ * and returns the output; want holds each parameter's gradient. */
+typedef tg_tensor *(*masked_case)(tg_ctx *ctx, tg_dtype dt, tg_tensor **p, tg_tensor **dy);
+
+static tg_tensor *masked_param(tg_ctx *ctx, tg_dtype dt, int ndim, const int64_t *shape,
+			       const double *v)
+{
+	return tg_param(tg_from_f64(ctx, dt, ndim, shape, v));
+}
+#define MP(ctx, dt, v, ...) masked_param(ctx, dt, NDIM_OF(__VA_ARGS__), SHAPE_OF(__VA_ARGS__), v)
+#define SHAPE_OF(...) (const int64_t[]){ __VA_ARGS__ }
+#define NDIM_OF(...) ((int)(sizeof((int64_t[]){ __VA_ARGS__ }) / sizeof(int64_t)))
+
+/* In the plain walk, tg_grad_of, and both under TG_CREATE_GRAPH, f32 and
+ * f64: every gradient element equal to want's, of the same sign; NaN only
+ * where want has NaN (dout on the route). */
+static void assert_masked_grads(tg_ctx *ctx, const char *what, masked_case f, int np,
+				const double *const *want, const size_t *n)
+{
+	static const char *const modes[4] = { "tg_backward", "tg_grad_of",
+					      "tg_backward (TG_CREATE_GRAPH)",
+					      "tg_grad_of (TG_CREATE_GRAPH)" };
+	for (int dt = TG_F32; dt <= TG_F64; dt++)
+		for (int mode = 0; mode < 4; mode++) {
+			tg_tensor *p[4] = { NULL }, *g[4] = { NULL }, *dy = NULL;
+			tg_tensor *y = f(ctx, (tg_dtype)dt, p, &dy);
+			assert_non_null(y);
+			unsigned flags = mode >= 2 ? TG_CREATE_GRAPH : 0;
+			if (mode % 2 == 0) {
+				assert_int_equal(tg_backward_ex(y, dy, flags), 0);
+				for (int i = 0; i < np; i++)
+					g[i] = tg_grad(p[i]);
+			} else {
+				assert_int_equal(tg_grad_of(1, &y, &dy, np, p, g, flags), 0);
+			}
+			assert_ctx_ok(ctx);
+			for (int i = 0; i < np; i++) {
+				assert_non_null(g[i]);
+				assert_int_equal(tg_numel(g[i]), n[i]);
+				for (size_t k = 0; k < n[i]; k++) {
+					double v = tg_get(g[i], k), e = want[i][k];
+					if (isnan(e) ? !isnan(v) : v != e || signbit(v) != signbit(e))
+						fail_msg("%s, %s, %s: gradient %d [%zu] is %g, expected %g",
+							 what, tg_dtype_name((tg_dtype)dt), modes[mode], i,
+							 k, v, e);
+				}
+			}
+			tg_reset(ctx);
+		}
+}
+
+/* sum(sqrt(relu(x))) at (-1, 0, 4): sqrt's gradient at relu's 0 is inf */
+static tg_tensor *case_sqrt_relu(tg_ctx *ctx, tg_dtype dt, tg_tensor **p, tg_tensor **dy)
+{
+	(void)dy;
+	p[0] = MP(ctx, dt, ((const double[]){ -1, 0, 4 }), 3);
+	return tg_sum(tg_sqrt(tg_relu(p[0])));
+}
+
+/* relu's masked elements under an infinite, a NaN and a negative dout, and
+ * at a NaN x */
+static tg_tensor *case_relu(tg_ctx *ctx, tg_dtype dt, tg_tensor **p, tg_tensor **dy)
+{
+	p[0] = MP(ctx, dt, ((const double[]){ -1, 0, -2, -5, 3, NAN }), 6);
+	*dy = tg_from_f64(ctx, dt, SHAPE(6), (const double[]){ INFINITY, -INFINITY, NAN, -3, 2, 7 });
+	return tg_relu(p[0]);
+}
+
+/* relu_backward's own rule (d dout = relu_backward(g, x)): dout's gradient
+ * under an infinite and a NaN g where x <= 0 */
+static tg_tensor *case_relu_backward(tg_ctx *ctx, tg_dtype dt, tg_tensor **p, tg_tensor **dy)
+{
+	p[0] = MP(ctx, dt, ((const double[]){ 1, 2, 3, 4 }), 4);
+	tg_tensor *x = tg_from_f64(ctx, dt, SHAPE(4), (const double[]){ -1, 0, 5, NAN });
+	*dy = tg_from_f64(ctx, dt, SHAPE(4), (const double[]){ INFINITY, NAN, -2, -INFINITY });
+	return tg_relu_backward(p[0], x);
+}
+
+/* relu(x @ I + b), b = (-2, 1): column 0 is off; dout infinite and NaN there */
+static tg_tensor *case_addmm_relu(tg_ctx *ctx, tg_dtype dt, tg_tensor **p, tg_tensor **dy)
+{
+	p[0] = MP(ctx, dt, ((const double[]){ 1, 0, 0, 1 }), 2, 2);
+	p[1] = MP(ctx, dt, ((const double[]){ 1, 0, 0, 1 }), 2, 2);
+	p[2] = MP(ctx, dt, ((const double[]){ -2, 1 }), 2);
+	*dy = tg_from_f64(ctx, dt, SHAPE(2, 2), (const double[]){ INFINITY, 3, NAN, -1 });
+	return tg_addmm_relu(p[0], p[1], p[2]);
+}
+
+/* relu(conv2d(x, 1, -1)) over a 1x1 kernel: x (1,1,2,2) = (-1, 2, 0.5, 3) */
+static tg_tensor *case_conv2d_relu(tg_ctx *ctx, tg_dtype dt, tg_tensor **p, tg_tensor **dy)
+{
+	static const tg_conv_opts o = TG_CONV_DEFAULTS;
+	p[0] = MP(ctx, dt, ((const double[]){ -1, 2, 0.5, 3 }), 1, 1, 2, 2);
+	p[1] = MP(ctx, dt, ((const double[]){ 1 }), 1, 1, 1, 1);
+	p[2] = MP(ctx, dt, ((const double[]){ -1 }), 1);
+	*dy = tg_from_f64(ctx, dt, SHAPE(1, 1, 2, 2), (const double[]){ INFINITY, 1, NAN, -2 });
+	return tg_conv2d_relu(p[0], p[1], p[2], &o);
+}
+
+/* relu_max_pool2d of a negative x: every window's max is relu's 0, so no
+ * cell is on the route; 2x2 at stride 2 (gated on the pooled size) */
+static tg_tensor *case_relu_pool2(tg_ctx *ctx, tg_dtype dt, tg_tensor **p, tg_tensor **dy)
+{
+	p[0] = MP(ctx, dt, ((const double[]){ -1, -2, -3, -4, 5, -6, -7, -8 }), 1, 2, 2, 2);
+	*dy = tg_from_f64(ctx, dt, SHAPE(1, 2, 1, 1), (const double[]){ INFINITY, -INFINITY });
+	return tg_relu_max_pool2d(p[0], 2, 2, 0);
+}
+
+/* ... and 3x3 windows at stride 1, padding 1 (the scatter, then the gate) */
+static tg_tensor *case_relu_pool3(tg_ctx *ctx, tg_dtype dt, tg_tensor **p, tg_tensor **dy)
+{
+	p[0] = MP(ctx, dt, ((const double[]){ -1, -2, -3, -4 }), 1, 1, 2, 2);
+	*dy = tg_from_f64(ctx, dt, SHAPE(1, 1, 2, 2), (const double[]){ INFINITY, NAN, -1, 2 });
+	return tg_relu_max_pool2d(p[0], 3, 1, 1);
+}
+
+/* batch_norm_relu over (4,1) and over (2,1,1,2) (the per-plane kernels):
+ * xhat of (1, 2, 3, 4) is negative for 1 and 2, where dout is inf and NaN */
+static tg_tensor *bn_relu_case(tg_ctx *ctx, tg_dtype dt, tg_tensor **p, tg_tensor **dy, bool planes)
+{
+	static const double x[4] = { 1, 2, 3, 4 }, d[4] = { INFINITY, NAN, 1, 2 };
+	p[0] = planes ? MP(ctx, dt, x, 2, 1, 1, 2) : MP(ctx, dt, x, 4, 1);
+	p[1] = MP(ctx, dt, ((const double[]){ 1 }), 1);
+	p[2] = MP(ctx, dt, ((const double[]){ 0 }), 1);
+	*dy = planes ? tg_from_f64(ctx, dt, SHAPE(2, 1, 1, 2), d) : tg_from_f64(ctx, dt, SHAPE(4, 1), d);
+	return tg_batch_norm_relu(p[0], p[1], p[2], 1e-5, NULL, NULL);
+}
+static tg_tensor *case_bn_relu(tg_ctx *ctx, tg_dtype dt, tg_tensor **p, tg_tensor **dy)
+{
+	return bn_relu_case(ctx, dt, p, dy, false);
+}
+static tg_tensor *case_bn_relu_planes(tg_ctx *ctx, tg_dtype dt, tg_tensor **p, tg_tensor **dy)
+{
+	return bn_relu_case(ctx, dt, p, dy, true);
+}
+
+/* sum(pick(x)^2) picking a -inf: its row's dout is -inf */
+static tg_tensor *case_pick(tg_ctx *ctx, tg_dtype dt, tg_tensor **p, tg_tensor **dy)
+{
+	(void)dy;
+	p[0] = MP(ctx, dt, ((const double[]){ 1, -INFINITY, 2, 0.5, 3, -1 }), 2, 3);
+	return tg_sum(tg_pow(tg_pick(p[0], tg_labels(ctx, 2, (const int32_t[]){ 1, 2 })), 2));
+}
+
+/* maximum and minimum of a (1, 5, 2, NaN, 1) and b (3, 4, 2, 0, 2): the
+ * losing side gets +0 under dout inf, -inf, NaN and -3 */
+static const double mm_a[5] = { 1, 5, 2, NAN, 1 }, mm_b[5] = { 3, 4, 2, 0, 2 };
+static const double mm_d[5] = { INFINITY, -INFINITY, 4, NAN, -3 };
+static tg_tensor *minmax_case(tg_ctx *ctx, tg_dtype dt, tg_tensor **p, tg_tensor **dy, bool max)
+{
+	p[0] = MP(ctx, dt, mm_a, 5);
+	p[1] = MP(ctx, dt, mm_b, 5);
+	*dy = tg_from_f64(ctx, dt, SHAPE(5), mm_d);
+	return (max ? tg_maximum : tg_minimum)(p[0], p[1]);
+}
+static tg_tensor *case_maximum(tg_ctx *ctx, tg_dtype dt, tg_tensor **p, tg_tensor **dy)
+{
+	return minmax_case(ctx, dt, p, dy, true);
+}
+static tg_tensor *case_minimum(tg_ctx *ctx, tg_dtype dt, tg_tensor **p, tg_tensor **dy)
+{
+	return minmax_case(ctx, dt, p, dy, false);
+}
+
+/* maximum(a, b) with b (1) broadcast, 0 (the relu written as a max): b's
+ * gradient sums its routes, the losing one under a NaN dout */
+static tg_tensor *case_maximum_scalar(tg_ctx *ctx, tg_dtype dt, tg_tensor **p, tg_tensor **dy)
+{
+	p[0] = MP(ctx, dt, ((const double[]){ -1, 2, -3 }), 3);
+	p[1] = MP(ctx, dt, ((const double[]){ 0 }), 1);
+	*dy = tg_from_f64(ctx, dt, SHAPE(3), (const double[]){ -2, NAN, 3 });
+	return tg_maximum(p[0], p[1]);
+}
+
+static void masked_routes_give_plus_zero_whatever_dout_holds(void **state)
+{
+	tg_ctx *ctx = *state;
+	assert_masked_grads(ctx, "sum(sqrt(relu(x)))", case_sqrt_relu, 1,
+			    (const double *const[]){ (const double[]){ 0, 0, 0.25 } },
+			    (const size_t[]){ 3 });
+	assert_masked_grads(ctx, "relu", case_relu, 1,
+			    (const double *const[]){ (const double[]){ 0, 0, 0, 0, 2, 0 } },
+			    (const size_t[]){ 6 });
+	assert_masked_grads(ctx, "relu_backward", case_relu_backward, 1,
+			    (const double *const[]){ (const double[]){ 0, 0, -2, 0 } },
+			    (const size_t[]){ 4 });
+	/* g = (0, 3, 0, -1): da = g I, dw = I g, db = its column sums */
+	assert_masked_grads(ctx, "addmm_relu", case_addmm_relu, 3,
+			    (const double *const[]){ (const double[]){ 0, 3, 0, -1 },
+						     (const double[]){ 0, 3, 0, -1 },
+						     (const double[]){ 0, 2 } },
+			    (const size_t[]){ 4, 4, 2 });
+	/* g = (0, 1, 0, -2): dx = g, dw = sum(x g) = 2 - 6, db = sum(g) */
+	assert_masked_grads(ctx, "conv2d_relu", case_conv2d_relu, 3,
+			    (const double *const[]){ (const double[]){ 0, 1, 0, -2 },
+						     (const double[]){ -4 },
+						     (const double[]){ -1 } },
+			    (const size_t[]){ 4, 1, 1 });
+	assert_masked_grads(ctx, "relu_max_pool2d 2x2", case_relu_pool2, 1,
+			    (const double *const[]){ (const double[]){ 0, 0, 0, 0, -INFINITY, 0, 0, 0 } },
+			    (const size_t[]){ 8 });
+	assert_masked_grads(ctx, "relu_max_pool2d 3x3", case_relu_pool3, 1,
+			    (const double *const[]){ (const double[]){ 0, 0, 0, 0 } },
+			    (const size_t[]){ 4 });
+	assert_masked_grads(ctx, "pick", case_pick, 1,
+			    (const double *const[]){ (const double[]){ 0, -INFINITY, 0, 0, 0, -2 } },
+			    (const size_t[]){ 6 });
+	/* a wins at 1 and 3 (NaN), b at 0 and 4, a tie at 2 */
+	assert_masked_grads(ctx, "maximum", case_maximum, 2,
+			    (const double *const[]){ (const double[]){ 0, -INFINITY, 2, NAN, 0 },
+						     (const double[]){ INFINITY, 0, 2, 0, -3 } },
+			    (const size_t[]){ 5, 5 });
+	/* a wins at 0, 3 (NaN) and 4, b at 1, a tie at 2 */
+	assert_masked_grads(ctx, "minimum", case_minimum, 2,
+			    (const double *const[]){ (const double[]){ INFINITY, 0, 2, NAN, -3 },
+						     (const double[]){ 0, -INFINITY, 2, 0, 0 } },
+			    (const size_t[]){ 5, 5 });
+	assert_masked_grads(ctx, "maximum with a scalar", case_maximum_scalar, 2,
+			    (const double *const[]){ (const double[]){ 0, NAN, 0 },
+						     (const double[]){ 1 } },
+			    (const size_t[]){ 3, 1 });
+}
+
+/* The same in the vector kernels (the cases above are short enough for
+ * their scalar tails alone): over 4099 elements, relu, maximum against 0
+ * and addmm_relu's bias rows ((129,127), b of either sign by column), dout
+ * infinite, NaN or negative where masked off, 1 and 2 threads, f32 and f64,
+ * plain and recorded: +0 off the route, dout (or, for b, a finite sum) on it. */
+static double wide_dout(size_t i)
+{
+	static const double bad[4] = { INFINITY, -INFINITY, NAN, -3 };
+	return i % 5 == 4 ? 1.5 : bad[i % 4];
+}
+
+static void assert_plus_zero_or(const char *what, const tg_tensor *g, size_t i, bool on,
+				double want)
+{
+	double v = tg_get(g, i);
+	if (on ? !(v == want || (isnan(v) && isnan(want))) : v != 0 || signbit(v))
+		fail_msg("%s, %s: element %zu is %g, expected %g", what,
+			 tg_dtype_name(tg_dtype_of(g)), i, v, on ? want : 0.0);
+}
+
+static void masked_routes_select_in_the_vector_kernels(void **state)
+{
+	tg_ctx *ctx = *state;
+	enum { N = 4099, R = 129, C = 127 };
+	static double x[N], d[N], b[C], dr[R * C];
+	for (size_t i = 0; i < N; i++) {
+		x[i] = i % 3 == 0 ? -1.0 - (double)i : i % 3 == 1 ? 0.0 : (double)i;
+		d[i] = i % 3 == 2 ? (double)i - 2000 : wide_dout(i);
+	}
+	for (size_t j = 0; j < C; j++)
+		b[j] = j % 2 ? 1 : -1;
+	for (size_t k = 0; k < R * C; k++)
+		dr[k] = (k % C) % 2 ? 0.25 * (double)(k % 7) : wide_dout(k);
+	for (int dt = TG_F32; dt <= TG_F64; dt++)
+		for (int threads = 1; threads <= 2; threads++)
+			for (int rec = 0; rec < 2; rec++) {
+				unsigned flags = rec ? TG_CREATE_GRAPH : 0;
+				tg_set_threads(ctx, threads);
+				tg_tensor *p = tg_param(tg_from_f64(ctx, dt, SHAPE(N), x));
+				tg_tensor *dy = tg_from_f64(ctx, dt, SHAPE(N), d);
+				assert_int_equal(tg_backward_ex(tg_relu(p), dy, flags), 0);
+				for (size_t i = 0; i < N; i++)
+					assert_plus_zero_or("relu", tg_grad(p), i, x[i] > 0, tg_get(dy, i));
+				tg_tensor *q = tg_param(tg_from_f64(ctx, dt, SHAPE(N), x));
+				tg_tensor *z = tg_param(tg_zeros(ctx, dt, SHAPE(1)));
+				assert_int_equal(tg_backward_ex(tg_maximum(q, z), dy, flags), 0);
+				for (size_t i = 0; i < N; i++) /* x = 0 ties: dout / 2 */
+					assert_plus_zero_or("maximum", tg_grad(q), i, x[i] >= 0,
+							    x[i] == 0 ? tg_get(dy, i) / 2 : tg_get(dy, i));
+				tg_tensor *a = tg_param(tg_zeros(ctx, dt, SHAPE(R, 3)));
+				tg_tensor *w = tg_param(tg_zeros(ctx, dt, SHAPE(3, C)));
+				tg_tensor *bb = tg_param(tg_from_f64(ctx, dt, SHAPE(C), b));
+				tg_tensor *dyr = tg_from_f64(ctx, dt, SHAPE(R, C), dr);
+				assert_int_equal(tg_backward_ex(tg_addmm_relu(a, w, bb), dyr, flags), 0);
+				assert_ctx_ok(ctx);
+				for (size_t j = 0; j < C; j++) {
+					double v = tg_get(tg_grad(bb), j);
+					if (b[j] > 0 ? !isfinite(v) : v != 0 || signbit(v))
+						fail_msg("addmm_relu, %s: db[%zu] is %g",
+							 tg_dtype_name((tg_dtype)dt), j, v);
+				}
+				for (size_t k = 0; k < R * 3; k++)
+					assert_plus_zero_or("addmm_relu da", tg_grad(a), k, false, 0);
+				tg_reset(ctx);
+			}
+	tg_set_threads(ctx, 1);
+}
+
+/* batch_norm_relu: the values off the relu are masked before the sums, so
+ * every gradient stays finite and dbeta is the sum of the open douts */
+static void batch_norm_relu_masks_an_infinite_dout_off_the_relu(void **state)
+{
+	tg_ctx *ctx = *state;
+	for (int planes = 0; planes < 2; planes++)
+		for (int dt = TG_F32; dt <= TG_F64; dt++)
+			for (int mode = 0; mode < 4; mode++) {
+				tg_tensor *p[3] = { NULL }, *g[3] = { NULL }, *dy = NULL;
+				tg_tensor *y = (planes ? case_bn_relu_planes : case_bn_relu)(
+				    ctx, (tg_dtype)dt, p, &dy);
+				unsigned flags = mode >= 2 ? TG_CREATE_GRAPH : 0;
+				if (mode % 2 == 0) {
+					assert_int_equal(tg_backward_ex(y, dy, flags), 0);
+					for (int i = 0; i < 3; i++)
+						g[i] = tg_grad(p[i]);
+				} else {
+					assert_int_equal(tg_grad_of(1, &y, &dy, 3, p, g, flags), 0);
+				}
+				assert_ctx_ok(ctx);
+				for (int i = 0; i < 3; i++)
+					for (size_t k = 0; k < tg_numel(g[i]); k++)
+						if (!isfinite(tg_get(g[i], k)))
+							fail_msg("batch_norm_relu%s, %s, mode %d: gradient "
+								 "%d [%zu] is %g",
+								 planes ? " (planes)" : "",
+								 tg_dtype_name((tg_dtype)dt), mode, i, k,
+								 tg_get(g[i], k));
+				assert_true(tg_get(g[2], 0) == 3);
+				tg_reset(ctx);
+			}
+}
+
 /* A plain backward runs clamp's rule in one pass over x and dout, split
  * across the threads; a recorded one is where over a mask. Their gradients
  * have the same bits: x at and beside both bounds, NaN, zeros of both
  * signs, infinities; dout NaN, infinite, -0; bounds that the f32 rounding
  * moves (0.1) and an infinite one; 1 and 2 threads over 40 000 elements. */
-/* pick's plain backward writes one_hot(idx) * dout[:, None] in one pass:
- * the bits of the product a recorded backward makes with ops, -0 and NaN
- * off the picked column for a negative and an infinite dout, on 1 and 2
- * threads (the rows split from 32768 elements). */
-static void pick_gradient_in_one_pass_has_the_bits_of_the_product(void **state)
+/* pick's plain backward writes where(one_hot(idx), dout[:, None], 0) in
+ * one pass: the bits of the select a recorded backward makes with ops, +0
+ * off the picked column whatever dout holds (not -0 for a negative dout,
+ * not NaN for an infinite or NaN one), on 1 and 2 threads (the rows split
+ * from 32768 elements). */
+static void pick_gradient_in_one_pass_has_the_bits_of_the_select(void **state)
 {
 	tg_ctx *ctx = *state;
 	enum { N = 3001, K = 37 };
@@ -2486,7 +2816,7 @@ static void pick_gradient_in_one_pass_has_the_bits_of_the_product(void **state)
 				/* spot checks against the definition, both paths */
 				for (int i = 0; i < N; i += 250)
 					for (int k = 0; k < K; k++) {
-						double v = tg_get(g, (size_t)(i * K + k)), e = k == idx[i] ? d[i] : 0 * d[i];
+						double v = tg_get(g, (size_t)(i * K + k)), e = k == idx[i] ? d[i] : 0;
 						if (!(isnan(v) && isnan(e)) && (v != e || signbit(v) != signbit(e)))
 							fail_msg("pick %s, %d threads, %s: grad[%d,%d] is %g, expected %g",
 								 recorded ? "recorded" : "plain", threads,
@@ -2498,7 +2828,7 @@ static void pick_gradient_in_one_pass_has_the_bits_of_the_product(void **state)
 					memcpy(got, tg_data(g), bytes);
 				} else if (memcmp(got, tg_data(g), bytes)) {
 					fail_msg("pick %s, %d threads: the one-pass gradient differs from "
-						 "the product's",
+						 "the select's",
 						 tg_dtype_name((tg_dtype)dt), threads);
 				}
 				tg_reset(ctx);
@@ -2854,7 +3184,10 @@ int main(void)
 		T(where_reports_shapes_dtypes_and_contexts_that_do_not_fit),
 		T(clamp_holds_values_to_the_bounds_and_keeps_nan),
 		T(clamp_gradient_passes_inside_and_at_the_bounds),
-		T(pick_gradient_in_one_pass_has_the_bits_of_the_product),
+		T(pick_gradient_in_one_pass_has_the_bits_of_the_select),
+		T(masked_routes_give_plus_zero_whatever_dout_holds),
+		T(masked_routes_select_in_the_vector_kernels),
+		T(batch_norm_relu_masks_an_infinite_dout_off_the_relu),
 		T(clamp_gradient_in_one_pass_has_the_bits_of_where),
 		T(where_over_rows_of_every_stride_matches_the_plain_choice),
 		cmocka_unit_test(where_and_clamp_split_across_threads_match_the_plain_choice),

@@ -136,28 +136,25 @@ static void relu_zeroes_the_negative_entries(void **state)
 	tg_ctx_free(ctx);
 }
 
-/* The bits of dout * [x > 0], as relu's backward gave them before the
- * fused op: -0 for a negative dout at x <= 0, and a NaN or infinite dout
- * still spreads there (NaN * 0). */
-static void relu_backward_is_dout_times_the_mask_of_x(void **state)
+/* dout where x > 0, else +0 whatever dout holds (a select, as PyTorch's
+ * threshold_backward): +0, not -0, for a negative dout at x <= 0, and 0,
+ * not NaN, for a NaN or infinite one there; a NaN x is masked off. */
+static void relu_backward_selects_dout_where_x_is_positive(void **state)
 {
 	(void)state;
 	tg_ctx *ctx = tg_ctx_new(1);
-	const double dout[] = { 2, -1, 0.5, -3, INFINITY, NAN };
-	const double x[] = { 1, -0.5, 0, -2, -1, 0 };
+	const double dout[] = { 2, -1, 0.5, -3, INFINITY, NAN, -INFINITY, -4 };
+	const double x[] = { 1, -0.5, 0, -2, -1, 0, 3, NAN };
 	for (int dt = TG_F32; dt <= TG_F64; dt++) {
-		tg_tensor *d = tg_from_f64(ctx, (tg_dtype)dt, SHAPE(2, 3), dout);
-		tg_tensor *t = tg_from_f64(ctx, (tg_dtype)dt, SHAPE(2, 3), x);
+		tg_tensor *d = tg_from_f64(ctx, (tg_dtype)dt, SHAPE(2, 4), dout);
+		tg_tensor *t = tg_from_f64(ctx, (tg_dtype)dt, SHAPE(2, 4), x);
 		tg_tensor *dx = tg_relu_backward(d, t);
 		assert_non_null(dx);
 		assert_int_equal(tg_ndim(dx), 2);
-		const double want[] = { 2, 0, 0, 0 };
-		for (size_t i = 0; i < 4; i++)
-			if (tg_get(dx, i) != want[i])
+		const double want[] = { 2, 0, 0, 0, 0, 0, -INFINITY, 0 };
+		for (size_t i = 0; i < 8; i++)
+			if (tg_get(dx, i) != want[i] || signbit(tg_get(dx, i)) != signbit(want[i]))
 				fail_msg("relu_backward[%zu] = %g, expected %g", i, tg_get(dx, i), want[i]);
-		assert_false(signbit(tg_get(dx, 2)));
-		assert_true(signbit(tg_get(dx, 1)) && signbit(tg_get(dx, 3)));
-		assert_true(isnan(tg_get(dx, 4)) && isnan(tg_get(dx, 5)));
 	}
 	assert_ctx_ok(ctx);
 	tg_ctx_free(ctx);
@@ -928,7 +925,7 @@ int main(void)
 		cmocka_unit_test(unary_ops_match_libm_in_f64),
 		cmocka_unit_test(f32_unary_ops_agree_with_f64),
 		cmocka_unit_test(relu_zeroes_the_negative_entries),
-		cmocka_unit_test(relu_backward_is_dout_times_the_mask_of_x),
+		cmocka_unit_test(relu_backward_selects_dout_where_x_is_positive),
 		cmocka_unit_test(sigmoid_backward_is_dout_times_y_times_one_minus_y),
 		cmocka_unit_test(sigmoid_tanh_and_softplus_stay_finite_at_1e3),
 		cmocka_unit_test(first_and_second_derivatives_match_closed_forms),

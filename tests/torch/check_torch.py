@@ -270,7 +270,7 @@ TORCH = {
     'silu': lambda a, at: F.silu(a[0]),
     'clamp': lambda a, at: t_clamp(a[0], at[0], at[1]),
     'sigmoid_backward': lambda a, at: a[0] * a[1] * (1 - a[1]),
-    'relu_backward': lambda a, at: a[0] * (a[1] > 0),
+    'relu_backward': lambda a, at: torch.where(a[1] > 0, a[0], torch.zeros_like(a[0])),
     'tanh_backward': lambda a, at: a[0] * (1 - a[1] * a[1]),
     'leaky_relu_backward': lambda a, at: a[0] * torch.where(a[1] > 0, torch.ones_like(a[1]),
                                                             at[0] * torch.ones_like(a[1])),
