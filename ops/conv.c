@@ -1451,6 +1451,7 @@ static int64_t scatter2_row_f32(const int64_t *ir, const float *dr, float *r0, f
 		return 0;
 	return scatter2_row_f32_avx2(ir, dr, r0, r1, base, W, OW);
 }
+
 /* Windows ow .. ow+3 of a double output row, as scatter2_block4 does
  * floats: each cell gets dout where it is the arg-max, else +0. */
 __attribute__((target("avx2"))) static inline void scatter2_block4_pd(const int64_t *ir,

@@ -13,6 +13,7 @@
 # Run by meson test (suite "outside") with TG_BUILD_ROOT set.
 set -u
 train="${TG_BUILD_ROOT:?run through meson test}/demos/train"
+here=$(dirname "$0")
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 fails=0
@@ -167,30 +168,7 @@ fi
 # a version-1 file of the same tensors (no architecture): loads with the
 # net flags, gives the same figures
 if command -v python3 >/dev/null 2>&1; then
-	python3 - "$dir/one" "$dir/v1" <<'PY'
-import struct, sys, zlib
-b = open(sys.argv[1], 'rb').read()
-count, entries = struct.unpack_from('<II', b, 12)
-o = 20
-for _ in range(entries):  # skip the metadata
-    kl, = struct.unpack_from('<H', b, o); o += 2 + kl
-    kind = b[o]; n, = struct.unpack_from('<I', b, o + 1); o += 5
-    o += n if kind == 2 else 8 * n
-keep = []
-for _ in range(count):
-    s = o
-    nl, = struct.unpack_from('<H', b, o); name = b[o + 2:o + 2 + nl].decode(); o += 2 + nl
-    dt, nd = b[o], b[o + 1]; o += 2
-    shape = struct.unpack_from('<%dQ' % nd, b, o); o += 8 * nd
-    n = 1
-    for d in shape:
-        n *= d
-    o += n * (4 if dt in (0, 2) else 8)
-    if not name.endswith(('.m', '.v')) and not name.startswith('standardiser.'):
-        keep.append(b[s:o])
-body = b'TGCKPT\0\0' + struct.pack('<II', 1, len(keep)) + b''.join(keep)
-open(sys.argv[2], 'wb').write(body + struct.pack('<I', zlib.crc32(body)))
-PY
+	python3 "$here/run_file.py" v1 "$dir/one" "$dir/v1"
 	# a run whose values (with a good CRC) are not ones train saves, or of
 	# another kind (sync_bn a float): exit 1
 	# naming the value, never a run with the preset's in their place
@@ -200,24 +178,7 @@ PY
 		set -- $bad
 		key=$1 val=$2
 		shift 2
-		python3 - "$dir/one" "$dir/bad" "$key" "$val" <<'PY'
-import struct, sys, zlib
-b = bytearray(open(sys.argv[1], 'rb').read()[:-4])
-key, val = sys.argv[3].encode(), sys.argv[4]
-entries, = struct.unpack_from('<I', b, 16)
-o = 20
-for _ in range(entries):  # the first value of metadata entry key becomes val
-    kl, = struct.unpack_from('<H', b, o); k = bytes(b[o + 2:o + 2 + kl]); o += 2 + kl
-    kind = b[o]; n, = struct.unpack_from('<I', b, o + 1); o += 5
-    if k == key and val.startswith('f64:'):  # an i64 entry made an f64 one
-        b[o - 5] = 0; val = val[4:]; kind = 0
-    if k == key:
-        new = (struct.pack('<d', float(val)) if kind == 0 else
-               struct.pack('<q', int(val)) if kind == 1 else val.encode())
-        b[o:o + len(new)] = new
-    o += n if kind == 2 else 8 * n
-open(sys.argv[2], 'wb').write(bytes(b) + struct.pack('<I', zlib.crc32(bytes(b))))
-PY
+		python3 "$here/run_file.py" meta "$dir/one" "$dir/bad" "$key" "$val"
 		"$train" --resume "$dir/bad" --epochs 3 --quiet >/dev/null 2>"$dir/err"
 		rc=$?
 		if [ "$rc" != 1 ] || ! head -n 1 "$dir/err" | grep -qF "a damaged run: $*"; then
@@ -235,31 +196,7 @@ PY
 
 	# a run whose running variance is negative (a good CRC): no NaN
 	# figures, and a fault of the file (exit 1), not of the flags (2)
-	# set_var FILE VALUE: the run file one with bn1.running_var all VALUE
-	set_var() {
-		python3 - "$dir/one" "$1" "$2" <<'PY'
-import struct, sys, zlib
-b = bytearray(open(sys.argv[1], 'rb').read()[:-4])
-count, entries = struct.unpack_from('<II', b, 12)
-o = 20
-for _ in range(entries):
-    kl, = struct.unpack_from('<H', b, o); o += 2 + kl
-    kind = b[o]; n, = struct.unpack_from('<I', b, o + 1); o += 5
-    o += n if kind == 2 else 8 * n
-for _ in range(count):
-    nl, = struct.unpack_from('<H', b, o); name = b[o + 2:o + 2 + nl].decode(); o += 2 + nl
-    dt, nd = b[o], b[o + 1]; o += 2
-    shape = struct.unpack_from('<%dQ' % nd, b, o); o += 8 * nd
-    n = 1
-    for d in shape:
-        n *= d
-    if name == 'bn1.running_var':
-        b[o:o + 4 * n] = struct.pack('<f', float(sys.argv[3])) * n
-    o += n * (4 if dt in (0, 2) else 8)
-open(sys.argv[2], 'wb').write(bytes(b) + struct.pack('<I', zlib.crc32(bytes(b))))
-PY
-	}
-	set_var "$dir/negvar" -1
+	python3 "$here/run_file.py" tensor "$dir/one" "$dir/negvar" bn1.running_var -1
 	for how in "--load $dir/negvar --eval-only" "--resume $dir/negvar --epochs 2"; do
 		"$train" --data digits $how --quiet >/dev/null 2>"$dir/err"
 		rc=$?
@@ -274,24 +211,7 @@ PY
 
 	# a stored optimizer or schedule that does not parse: the file's fault
 	for key in optim schedule.spec; do
-		python3 - "$dir/one" "$dir/badstr" "$key" <<'PY'
-import struct, sys, zlib
-b = bytes(open(sys.argv[1], 'rb').read()[:-4])
-count, entries = struct.unpack_from('<II', b, 12)
-o, out = 20, bytearray(b[:20])
-for _ in range(entries):
-    kl, = struct.unpack_from('<H', b, o); key = b[o + 2:o + 2 + kl].decode()
-    out += b[o:o + 2 + kl]; o += 2 + kl
-    kind = b[o]; n, = struct.unpack_from('<I', b, o + 1)
-    size = n if kind == 2 else 8 * n
-    if key == sys.argv[3]:
-        out += bytes([kind]) + struct.pack('<I', 5) + b'bogus'
-    else:
-        out += b[o:o + 5 + size]
-    o += 5 + size
-out += b[o:]
-open(sys.argv[2], 'wb').write(bytes(out) + struct.pack('<I', zlib.crc32(bytes(out))))
-PY
+		python3 "$here/run_file.py" meta "$dir/one" "$dir/badstr" "$key" bogus
 		"$train" --data digits --resume "$dir/badstr" --epochs 2 --quiet >/dev/null 2>"$dir/err"
 		rc=$?
 		if [ "$rc" != 1 ] || grep -q "^usage:" "$dir/err" ||
@@ -303,7 +223,7 @@ PY
 	done
 
 	# one holding NaN is refused naming the flag that loads it anyway
-	set_var "$dir/nanvar" nan
+	python3 "$here/run_file.py" tensor "$dir/one" "$dir/nanvar" bn1.running_var nan
 	"$train" --data digits --load "$dir/nanvar" --eval-only --quiet >/dev/null 2>"$dir/err"
 	rc=$?
 	if [ "$rc" != 1 ] || ! grep -qF "train: --load-nonfinite loads it all the same" "$dir/err"; then
