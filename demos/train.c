@@ -1296,6 +1296,46 @@ static tg_dist *join(tg_ctx *ctx, config *c, int *argc, char ***argv)
 	return d;
 }
 
+/* --load under --dist: tg_dist_attach gives every rank rank 0's
+ * parameters, so a file loaded on some ranks only, or files that differ,
+ * would be dropped without a word. Every rank sums its (loaded, a hash of
+ * the tensors' bytes) with the others' and sees whether all match its own
+ * (the largest of unequal values never does). The ranks then agree twice:
+ * a rank that saw it fails first and votes (tg_dist_agree takes a rank in
+ * error as its no, told to all), the others learn of it from the first
+ * vote and fail in the second, so every rank's error is told and none
+ * aborts the job. 0 when all loaded the same tensors or none did; else -1,
+ * the error in ctx. */
+static int same_load(tg_dist *d, tg_ctx *ctx, const char *load, tg_tensor *const *t,
+		     size_t n)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (size_t i = 0; load && i < n; i++) {
+		const unsigned char *p = tg_data(t[i]);
+		size_t bytes = tg_numel(t[i]) * (tg_dtype_of(t[i]) == TG_F64 ? 8 : 4);
+		for (size_t k = 0; p && k < bytes; k++)
+			h = (h ^ p[k]) * 16777619u;
+	}
+	double mine[2] = { load ? 1 : 0, load ? (double)h : 0 }, all[2] = { mine[0], mine[1] };
+	if (tg_dist_sum(d, all, 2))
+		return -1;
+	int ranks = tg_dist_size(d);
+	char why[128];
+	if (all[0] == ranks)
+		snprintf(why, sizeof why, "the ranks loaded files that differ");
+	else
+		snprintf(why, sizeof why, "given on %g of %d ranks", all[0], ranks);
+	if (all[0] != ranks * mine[0] || all[1] != ranks * mine[1])
+		tg_fail(ctx, TG_EARG, "%s; every rank must load the same file", why);
+	int go = tg_dist_agree(d, true);
+	if (go == 1)
+		return 0;
+	if (go == 0)
+		tg_fail(ctx, TG_EARG, "%s; every rank must load the same file", why);
+	tg_dist_agree(d, true);
+	return -1;
+}
+
 /* Where a file at path lands, as "<real directory>/<name>" (links
  * followed as landing_dir does); false when its directory is not there. */
 static bool landing_file(const char *path, char *out, size_t size)
@@ -1805,6 +1845,10 @@ int main(int argc, char **argv)
 	}
 
 	/* every rank from rank 0's parameters and buffers */
+	if (dist && same_load(dist, ctx, c.load, tensors, nm)) {
+		rc = fail(ctx, "--load");
+		goto out;
+	}
 	if (dist && (tg_dist_attach(dist, model) || (c.sync_bn && tg_dist_sync_bn(dist, model)))) {
 		rc = fail(ctx, "--dist");
 		goto out;

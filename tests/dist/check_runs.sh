@@ -15,7 +15,10 @@
 #  6. a process of the job started without --dist, which ends before
 #     rank 0 calls MPI_Init and never joins it, ends the job after
 #     --dist-timeout rather than leave rank 0 in MPI_Init for ever (one
-#     that ends later mpirun sees, saying it did not call "init").
+#     that ends later mpirun sees, saying it did not call "init");
+#  7. --load on one rank only, or of files that differ, stops every rank
+#     saying so (tg_dist_attach would give them rank 0's parameters
+#     without a word); the same file on every rank trains.
 # Run by meson test (suites "outside" and "dist").
 set -u
 . "$(dirname "$0")/mpi_env.sh"
@@ -84,6 +87,30 @@ echo "rank 1 without --dist: the job ended in $took s with status $status"
 [ "$took" -lt 30 ] || fail "rank 1 without --dist: the job took $took s to end"
 grep -q 'MPI_Init did not complete within 5 s\|did not call "init"' "$dir/nodist.out" ||
 	{ fail "rank 1 without --dist: rank 0 did not say why:"; cat "$dir/nodist.out"; }
+
+"$train" --data iris --epochs 1 --save "$dir/a.ckpt" --quiet >/dev/null 2>&1 &&
+	"$train" --data iris --epochs 2 --save "$dir/b.ckpt" --quiet >/dev/null 2>&1 ||
+	fail "the files to --load were not saved"
+for loads in "|--load $dir/a.ckpt|given on 1 of 2 ranks" \
+	     "--load $dir/a.ckpt||given on 1 of 2 ranks" \
+	     "--load $dir/a.ckpt|--load $dir/b.ckpt|the ranks loaded files that differ" \
+	     "--load $dir/a.ckpt|--load $dir/a.ckpt|"; do
+	l0=${loads%%|*} rest=${loads#*|}
+	l1=${rest%%|*} says=${rest#*|}
+	timeout 120 $mpirun -np 1 "$train" --dist --data iris --epochs 1 --quiet $l0 : \
+		-np 1 "$train" --dist --data iris --epochs 1 --quiet $l1 >"$dir/load.out" 2>&1
+	status=$?
+	echo "rank 0 ${l0:-without --load}, rank 1 ${l1:-without --load}: status $status"
+	if [ -z "$says" ]; then
+		[ "$status" -eq 0 ] || { fail "the same --load on both ranks:"; cat "$dir/load.out"; }
+		continue
+	fi
+	[ "$status" -ne 0 ] && [ "$status" -ne 124 ] || fail "--load $loads: status $status"
+	for r in 0 1; do
+		grep -q "rank $r of 2): --load: $says; every rank must load the same file" \
+			"$dir/load.out" || { fail "--load $loads: rank $r did not say so:"; cat "$dir/load.out"; }
+	done
+done
 
 if [ "$fails" -ne 0 ]; then
 	echo "$fails failure(s)"
