@@ -765,7 +765,9 @@ static const char *shipped_file(const char *what)
 	return NULL;
 }
 
-static int load_data(tg_ctx *ctx, const char *what, data *d)
+/* The data set what: a name, or a directory of IDX files. stored_in: the
+ * run's file it came from (--resume without --data), NULL for the flag. */
+static int load_data(tg_ctx *ctx, const char *what, const char *stored_in, data *d)
 {
 	d->name = what;
 	d->task = (tg_task){ .loss = TG_LOSS_CROSS_ENTROPY };
@@ -806,6 +808,13 @@ static int load_data(tg_ctx *ctx, const char *what, data *d)
 	if (!strcmp(what, "iris")) {
 		d->class_names = iris_names;
 		return load_split(ctx, d, shipped_file(what), 30, tg_load_iris);
+	}
+	if (access(what, R_OK) && stored_in) { /* not a flag of the user's */
+		fprintf(stderr,
+			"%s: --resume %s: the data set stored there, %s, is not on this machine "
+			"(no such directory of IDX files)\n",
+			prog, stored_in, what);
+		exit(1);
 	}
 	if (access(what, R_OK)) {
 		usage_error("--data %s: no such data set or directory (fashion-mnist, digits, "
@@ -1497,7 +1506,7 @@ int main(int argc, char **argv)
 	tg_tensor **tensors = NULL, **params = NULL;
 	int64_t *confusion = NULL;
 	int rc = 0;
-	if (load_data(ctx, c.data, &d)) {
+	if (load_data(ctx, c.data, c.resume && !given(&c, "--data") ? c.resume : NULL, &d)) {
 		rc = tg_ok(ctx) ? 1 : fail(ctx, "loading the data");
 		goto out;
 	}

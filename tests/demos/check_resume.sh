@@ -8,8 +8,9 @@
 # refused, and a resumed run's log and step log keep the rows of the epochs
 # before (a step log with steps missing is refused); a run holding a
 # negative or NaN running variance is a fault of the file, the NaN one
-# naming --load-nonfinite, and so is a stored optimizer or schedule that
-# does not parse (exit 1, not a usage error).
+# naming --load-nonfinite, and so are a stored optimizer or schedule that
+# does not parse and a stored data directory that is not there (exit 1,
+# not a usage error).
 # Run by meson test (suite "outside") with TG_BUILD_ROOT set.
 set -u
 train="${TG_BUILD_ROOT:?run through meson test}/demos/train"
@@ -221,6 +222,18 @@ if command -v python3 >/dev/null 2>&1; then
 			fails=$((fails + 1))
 		fi
 	done
+
+	# a stored data directory that is not here: the file's, exit 1
+	python3 "$here/run_file.py" meta "$dir/one" "$dir/baddata" data "$dir/gone"
+	"$train" --resume "$dir/baddata" --epochs 2 --quiet >/dev/null 2>"$dir/err"
+	rc=$?
+	if [ "$rc" != 1 ] || grep -q "^usage:" "$dir/err" || ! grep -qF \
+		"train: --resume $dir/baddata: the data set stored there, $dir/gone, is not on this machine" \
+		"$dir/err"; then
+		echo "FAIL: train --resume of a run whose data directory is not here: exit $rc:"
+		head -n 3 "$dir/err"
+		fails=$((fails + 1))
+	fi
 
 	# one holding NaN is refused naming the flag that loads it anyway
 	python3 "$here/run_file.py" tensor "$dir/one" "$dir/nanvar" bn1.running_var nan
