@@ -44,25 +44,9 @@
 #include "tapegrad.h"
 #include "tapegrad_nn.h"
 
+#include "driver_io.h"
+
 enum { MAX_TENSORS = 256, MAX_DIMS = 8 };
-
-/* what failed: the context's error, else the input's part that was bad */
-static int fail(tg_ctx *ctx, const char *what)
-{
-	if (ctx && !tg_ok(ctx))
-		printf("error %s\n", tg_error(ctx));
-	else
-		printf("error bad input: %s\n", what);
-	return 1;
-}
-
-static int read_doubles(double *v, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (scanf("%lf", &v[i]) != 1)
-			return -1;
-	return 0;
-}
 
 static void print_head(const char *what, const char *name, const tg_tensor *t)
 {
