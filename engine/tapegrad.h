@@ -633,7 +633,9 @@ TG_API tg_tensor *tg_silu_backward(tg_tensor *dout, tg_tensor *x);
 TG_API tg_tensor *tg_sum(tg_tensor *x);                    /* all elements -> scalar */
 TG_API tg_tensor *tg_mean(tg_tensor *x);                   /* all elements -> scalar */
 /* max and max_axis route dout to the arg-max of the tensor or of each
- * slice; c elements tied for a max get dout / c each (an even split, as
+ * slice, a select: the other elements get +0 whatever dout holds (as
+ * torch.max(x); torch.amax multiplies, giving NaN there for an infinite
+ * dout). c elements tied for a max get dout / c each (an even split, as
  * tg_maximum's tie and torch.amax; torch.max(x, dim) gives it all to the
  * one index it returns). A NaN in a slice makes its max NaN (the NaNs take
  * the gradient, split the same way). */

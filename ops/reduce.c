@@ -148,9 +148,9 @@ enum { TIES_CHUNK = 1 << 30 };
 	}
 
 /* M (outer, n, inner) over the rows = share[i] at the elements that tie
- * y[i], 0 elsewhere; times the slice's dout d[i] when d is given, the
- * product rounded once as share * dout rounds it (0 * dout included: a
- * signed zero, or NaN for an infinite dout). */
+ * y[i], +0 elsewhere; times the slice's dout d[i] at the ties when d is
+ * given (selected: an element off the route gets +0 whatever dout holds,
+ * not 0 * dout), the product rounded once as share * dout rounds it. */
 #define SHARE_ROWS_KERNEL(name, T)                                                   \
 	static inline TG_ALWAYS_INLINE void name(view v, const T *X, const T *y,          \
 						 const T *share, const T *d, T *M, int64_t o,    \
@@ -162,13 +162,13 @@ enum { TIES_CHUNK = 1 << 30 };
 		if (in == 1) {                                                       \
 			const T m = y[0], sh = share[0], dd = d ? d[0] : 1;          \
 			for (int64_t k = k0; k < k1; k++) /* share * 1: exact */     \
-				Mo[k] = (TIES(Xo[k], m) ? sh : 0) * dd;              \
+				Mo[k] = TIES(Xo[k], m) ? sh * dd : 0;               \
 			return;                                                      \
 		}                                                                    \
 		for (int64_t k = k0; k < k1; k++)                                    \
 			for (int64_t i = i0; i < i1; i++) {                          \
-				T s = TIES(Xo[k * in + i], y[i]) ? share[i] : 0;     \
-				Mo[k * in + i] = d ? s * d[i] : s;                   \
+				const bool t = TIES(Xo[k * in + i], y[i]);           \
+				Mo[k * in + i] = t ? (d ? share[i] * d[i] : share[i]) : 0; \
 			}                                                            \
 	}
 
@@ -233,7 +233,7 @@ enum { NARROW_MAX = 15 };
 		if (c)                                                                  \
 			cl[j] += t;                                                     \
 		if (m)                                                                  \
-			m[kj] = (t ? sl[j] : 0) * dl[j];                                \
+			m[kj] = t ? sl[j] * dl[j] : 0;                                  \
 	} while (0)
 
 /* y[0..W) = the maxima of slice o's rows [k0, k1) (W columns), the bits of
@@ -503,7 +503,7 @@ static inline void block_rows(const max_job *j, int64_t u, int64_t *o, int64_t *
 				for (int64_t k = k0; k < k1; k++) {                          \
 					const bool t = (x[k] == y1) | (nan & (x[k] != x[k])); \
 					c += t;                                              \
-					m[k] = (t ? (T)1 : 0) * dd;                          \
+					m[k] = t ? dd : 0;                                   \
 				}                                                            \
 				c1 += c;                                                     \
 			}                                                                    \
@@ -873,7 +873,9 @@ tg_tensor *tg_mean_axis(tg_tensor *x, int axis, bool keepdim)
 /* ---- max: routes dout to the arg-max; ties split it: dx = share * dout ----------- */
 /* Each slice's gradient goes to the elements equal to its max, split evenly
  * among them (c ties get dout / c each), as tg_maximum splits a tie; a
- * slice holding a NaN has max NaN, and its NaNs share the gradient. */
+ * slice holding a NaN has max NaN, and its NaNs share the gradient. The
+ * route is a select, as tg_maximum's: an element off it gets +0 whatever
+ * dout holds (an infinite or NaN dout gives 0 there, not NaN). */
 
 /* The constant shares of max node n's input x, or, with dout, the shares
  * times dout: x's gradient in one pass instead of a shares tensor and a
@@ -897,16 +899,18 @@ static tg_tensor *max_share(const tg_node *n, const tg_tensor *dout)
 }
 
 /* A plain backward routes dout in the shares' pass; a recorded one
- * (TG_CREATE_GRAPH) multiplies, so that dout's part carries history. Both
- * give the same bits. */
+ * (TG_CREATE_GRAPH) as where(share, dout, 0) share, so that dout's part
+ * carries history. Both give the same bits. */
 static void max_backward(tg_node *n, tg_tensor *dout)
 {
-	if (!tg_node_input(n, 0)->ctx->grad_enabled) {
+	tg_ctx *ctx = tg_node_input(n, 0)->ctx;
+	if (!ctx->grad_enabled) {
 		TG_NODE_GRAD_INTO(n, 0, max_share(n, dout));
 		return;
 	}
 	tg_tensor *share = max_share(n, NULL);
-	tg_node_grad(n, 0, tg_mul(share, unreduce(n, dout)));
+	tg_tensor *zero = tg_zeros(ctx, tg_node_input(n, 0)->dtype, 0, NULL);
+	tg_node_grad(n, 0, tg_mul(tg_where(share, unreduce(n, dout), zero), share));
 }
 
 static const tg_op max_op = { .name = "max", .backward = max_backward };

@@ -606,7 +606,7 @@ static void max_splits_the_gradient_evenly_between_tied_maxima(void **state)
 }
 
 /* A plain backward routes max's dout in the shares' own pass; a recorded
- * one multiplies a shares tensor by dout. Their gradients have the same
+ * one is where(shares, dout, 0) shares. Their gradients have the same
  * bits: ties of three, a NaN slice, zeros of both signs, and upstream
  * gradients negative, zero, infinite and NaN, for max and for max_axis
  * along the last axis (runs), a leading one and a middle one (strided),
@@ -728,7 +728,7 @@ static double in_dtype(int dt, double v)
 /* x of shape (ndim) with slice o of kind (o + kind0) % 6, on a context of
  * threads: max_axis(x, axis) and x's gradient under the weights w of
  * sum(max * w) have the bits of the plain loop over each column (its max,
- * the first element to reach it; (1/c rounded) * w at its c ties, 0 * w
+ * the first element to reach it; (1/c rounded) * w at its c ties, +0
  * elsewhere). */
 static void narrow_case(int threads, int dt, int ndim, const int64_t *shape, int axis,
 			bool keepdim, int kind0)
@@ -784,7 +784,7 @@ static void narrow_case(int threads, int dt, int ndim, const int64_t *shape, int
 				const size_t at = (size_t)(at0 + r * inner);
 				double e = tg_get(x, at);
 				bool tie = e == m || (isnan(e) && isnan(m));
-				double want = in_dtype(dt, (tie ? share : 0) * d);
+				double want = tie ? in_dtype(dt, share * d) : 0;
 				double gv = tg_get(g, at);
 				if (memcmp(&gv, &want, sizeof want))
 					fail_msg("%s, shape (%lld,%lld,%lld), %d threads, slice %lld "
@@ -2629,6 +2629,22 @@ static tg_tensor *case_maximum_scalar(tg_ctx *ctx, tg_dtype dt, tg_tensor **p, t
 	return tg_maximum(p[0], p[1]);
 }
 
+/* max of (-1, 3, 0, 3) under an infinite dout: the tie takes inf / 2 */
+static tg_tensor *case_max(tg_ctx *ctx, tg_dtype dt, tg_tensor **p, tg_tensor **dy)
+{
+	p[0] = MP(ctx, dt, ((const double[]){ -1, 3, 0, 3 }), 4);
+	*dy = tg_scalar(ctx, dt, INFINITY);
+	return tg_max(p[0]);
+}
+
+/* max_axis(x, 0) of (1, 5, NaN; -2, -2, 0) under dout (inf, NaN, -3) */
+static tg_tensor *case_max_axis(tg_ctx *ctx, tg_dtype dt, tg_tensor **p, tg_tensor **dy)
+{
+	p[0] = MP(ctx, dt, ((const double[]){ 1, 5, NAN, -2, -2, 0 }), 2, 3);
+	*dy = tg_from_f64(ctx, dt, SHAPE(3), (const double[]){ INFINITY, NAN, -3 });
+	return tg_max_axis(p[0], 0, false);
+}
+
 static void masked_routes_give_plus_zero_whatever_dout_holds(void **state)
 {
 	tg_ctx *ctx = *state;
@@ -2676,6 +2692,12 @@ static void masked_routes_give_plus_zero_whatever_dout_holds(void **state)
 			    (const double *const[]){ (const double[]){ 0, NAN, 0 },
 						     (const double[]){ 1 } },
 			    (const size_t[]){ 3, 1 });
+	assert_masked_grads(ctx, "max", case_max, 1,
+			    (const double *const[]){ (const double[]){ 0, INFINITY, 0, INFINITY } },
+			    (const size_t[]){ 4 });
+	assert_masked_grads(ctx, "max_axis", case_max_axis, 1,
+			    (const double *const[]){ (const double[]){ INFINITY, NAN, -3, 0, 0, 0 } },
+			    (const size_t[]){ 6 });
 }
 
 /* The same in the vector kernels (the cases above are short enough for
@@ -2743,6 +2765,77 @@ static void masked_routes_select_in_the_vector_kernels(void **state)
 					assert_plus_zero_or("addmm_relu da", tg_grad(a), k, false, 0);
 				tg_reset(ctx);
 			}
+	tg_set_threads(ctx, 1);
+}
+
+/* max and max_axis select in each of their kernels: a run (max over all,
+ * or along the last axis), narrow columns (inner 2 to 15), wide columns,
+ * and a slice split by rows across 2 threads; integer values so that ties
+ * of many are common, dout infinite, NaN or negative on most elements. An
+ * element of a slice with c maxima gets (1/c) dout if it ties, +0 else. */
+static void max_routes_select_in_every_kernel(void **state)
+{
+	tg_ctx *ctx = *state;
+	static const struct {
+		int all, axis, ndim;
+		int64_t shape[3];
+	} cases[] = {
+		{ 1, 0, 1, { 4099 } },	      { 0, 1, 2, { 7, 301 } },	  { 0, 1, 3, { 3, 37, 5 } },
+		{ 0, 1, 3, { 2, 37, 15 } },   { 0, 1, 3, { 2, 37, 40 } }, { 0, 0, 2, { 4099, 2 } },
+		{ 0, -1, 2, { 2, 2049 } },
+	};
+	for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+		int64_t outer = 1, n = 1, inner = 1, nel = 1;
+		int ax = cases[ci].all ? -1 : (cases[ci].axis + cases[ci].ndim) % cases[ci].ndim;
+		for (int i = 0; i < cases[ci].ndim; i++)
+			nel *= cases[ci].shape[i];
+		for (int i = 0; ax >= 0 && i < cases[ci].ndim; i++)
+			*(i < ax ? &outer : i > ax ? &inner : &n) *= cases[ci].shape[i];
+		if (ax < 0)
+			n = nel;
+		double *x = malloc((size_t)nel * sizeof *x), *d = malloc((size_t)(outer * inner) * sizeof *d);
+		assert_non_null(x);
+		assert_non_null(d);
+		for (int64_t i = 0; i < nel; i++)
+			x[i] = (double)((i * 7919) % 13) - (i % 11 == 3 ? 20 : 0);
+		for (int64_t i = 0; i < outer * inner; i++)
+			d[i] = wide_dout((size_t)i + ci);
+		for (int dt = TG_F32; dt <= TG_F64; dt++)
+			for (int threads = 1; threads <= 2; threads++)
+				for (int rec = 0; rec < 2; rec++) {
+					tg_set_threads(ctx, threads);
+					tg_tensor *p = tg_param(tg_from_f64(ctx, dt, cases[ci].ndim,
+									    cases[ci].shape, x));
+					tg_tensor *m = cases[ci].all ? tg_max(p) : tg_max_axis(p, cases[ci].axis, false);
+					tg_tensor *dy = cases[ci].all ? tg_scalar(ctx, dt, d[0])
+								      : tg_from_f64(ctx, dt, tg_ndim(m), tg_shape(m), d);
+					assert_int_equal(tg_backward_ex(m, dy, rec ? TG_CREATE_GRAPH : 0), 0);
+					assert_ctx_ok(ctx);
+					for (int64_t o = 0; o < outer; o++)
+						for (int64_t i = 0; i < inner; i++) {
+							double y = -INFINITY, c = 0;
+							for (int64_t k = 0; k < n; k++)
+								y = fmax(y, x[(o * n + k) * inner + i]);
+							for (int64_t k = 0; k < n; k++)
+								c += x[(o * n + k) * inner + i] == y;
+							double dd = tg_get(dy, (size_t)(o * inner + i));
+							double on = dt == TG_F32 ? (double)((float)(1.0 / c) * (float)dd)
+										 : 1.0 / c * dd;
+							if (c == 1)
+								on = dd;
+							for (int64_t k = 0; k < n; k++) {
+								size_t at = (size_t)((o * n + k) * inner + i);
+								char what[64];
+								snprintf(what, sizeof what, "max case %zu, %d threads%s", ci,
+									 threads, rec ? ", recorded" : "");
+								assert_plus_zero_or(what, tg_grad(p), at, x[at] == y, on);
+							}
+						}
+					tg_reset(ctx);
+				}
+		free(x);
+		free(d);
+	}
 	tg_set_threads(ctx, 1);
 }
 
@@ -3186,6 +3279,7 @@ int main(void)
 		T(clamp_gradient_passes_inside_and_at_the_bounds),
 		T(pick_gradient_in_one_pass_has_the_bits_of_the_select),
 		T(masked_routes_give_plus_zero_whatever_dout_holds),
+		T(max_routes_select_in_every_kernel),
 		T(masked_routes_select_in_the_vector_kernels),
 		T(batch_norm_relu_masks_an_infinite_dout_off_the_relu),
 		T(clamp_gradient_in_one_pass_has_the_bits_of_where),
