@@ -596,7 +596,15 @@ static void accumulate(tg_tensor *x, tg_tensor *g)
 		 * left with history by a TG_CREATE_GRAPH backward, or a saved
 		 * buffer's */
 		tg_unlazy(x->grad);
+		/* a leaf's gradient with history (from a TG_CREATE_GRAPH
+		 * backward) keeps it when a plain backward adds to it: the sum
+		 * is recorded, g in it a constant, as PyTorch's in-place add
+		 * keeps the history; else a later derivative through tg_grad
+		 * would silently lose the earlier backward's part */
+		bool keep_history = !x->node && !create_graph && x->grad && x->grad->requires_grad;
+		ctx->grad_enabled = create_graph || keep_history;
 		x->grad = x->grad ? tg_accumulate(x->grad, g) : g;
+		ctx->grad_enabled = create_graph;
 		/* a sum made with nothing recorded is a new tensor, x's alone; g
 		 * may be another tensor's gradient too, or a rule's dout */
 		x->grad_own = x->node && x->grad && x->grad != g && !create_graph;

@@ -195,6 +195,39 @@ static void create_graph_makes_the_gradient_differentiable(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* A plain backward that adds to a gradient with history (from a
+ * TG_CREATE_GRAPH backward) keeps that history, its own part a constant (as
+ * PyTorch): a derivative through tg_grad then still sees the first part. */
+static void a_plain_backward_keeps_the_history_of_a_create_graph_gradient(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *p = tg_param(tg_scalar(ctx, TG_F64, 2));
+	tg_tensor *x = tg_set_requires_grad(tg_scalar(ctx, TG_F64, 2), true);
+	tg_tensor *leaf[] = { p, x };
+	for (int k = 0; k < 2; k++) {
+		tg_tensor *t = leaf[k];
+		tg_tensor *y = tg_pow(t, 3);
+		assert_int_equal(tg_backward_ex(y, NULL, TG_CREATE_GRAPH), 0); /* 3 t^2 = 12 */
+		assert_int_equal(tg_backward(y), 0);                          /* + 12 */
+		tg_tensor *g = tg_grad(t);
+		assert_near(tg_item(g), 24, 1e-12);
+		assert_non_null(tg_producer(g));
+		/* d (grad + t) / dt = 6 t + 1: the plain part is a constant */
+		tg_tensor *l = tg_add(g, t), *d;
+		assert_int_equal(tg_grad_of(1, &l, NULL, 1, &t, &d, 0), 0);
+		assert_near(tg_item(d), 13, 1e-12);
+		assert_int_equal(tg_backward(l), 0);
+		assert_near(tg_item(tg_grad(t)), 24 + 13, 1e-12);
+		assert_ctx_ok(ctx);
+	}
+	tg_reset(ctx);
+	assert_near(tg_item(tg_grad(p)), 37, 1e-12);
+	assert_null(tg_producer(tg_grad(p)));
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
 /* tg_zero_grad after a TG_CREATE_GRAPH backward, before any buffer was
  * made: tg_grad reads zeros, as after a plain backward, for a parameter
  * and for a step leaf; the next backward's gradient is its own. */
@@ -1138,6 +1171,7 @@ int main(void)
 		cmocka_unit_test(a_parameter_changed_between_forward_and_backward_is_an_error),
 		cmocka_unit_test(backward_of_a_non_scalar_needs_an_upstream_gradient),
 		cmocka_unit_test(create_graph_makes_the_gradient_differentiable),
+		cmocka_unit_test(a_plain_backward_keeps_the_history_of_a_create_graph_gradient),
 		cmocka_unit_test(a_create_graph_gradient_keeps_accumulating_over_resets),
 		cmocka_unit_test(the_gradient_of_an_unused_parameter_stays_null),
 		cmocka_unit_test(recording_an_output_already_used_is_refused),
