@@ -130,6 +130,35 @@ if [ "$rc" != 0 ] || [ "${first#wrong}" != "$first" ] ||
 	fail "demos/run --help: exit $rc, $first"
 fi
 
+# tests/run, tests/memcheck/run and .ci/run --help: their header on
+# stdout, exit 0, and nothing installed, built or run. Each runs as a copy
+# in a tree of its own, with meson, apt-get, dpkg-query and valgrind on
+# PATH as stubs that leave a mark, so a script that goes on past --help
+# fails here instead of starting the whole suite.
+mkdir -p "$dir/tree/tests/memcheck" "$dir/tree/.ci" "$dir/bin"
+for s in tests/run tests/memcheck/run .ci/run; do
+	cp "$src/$s" "$dir/tree/$s"
+done
+for tool in meson ninja apt-get dpkg-query valgrind; do
+	printf '#!/bin/sh\necho "%s $*" >>"%s"\nexit 1\n' "$tool" "$dir/called" >"$dir/bin/$tool"
+	chmod +x "$dir/bin/$tool"
+done
+for s in tests/run tests/memcheck/run .ci/run; do
+	for h in --help -h; do
+		rm -f "$dir/called"
+		PATH="$dir/bin:$PATH" "$dir/tree/$s" $h >"$dir/stdout" 2>"$out"
+		rc=$?
+		first=$(head -n 1 "$dir/stdout")
+		case "$first" in
+		"$s - "*) ;;
+		*) first="wrong: $first" ;;
+		esac
+		if [ "$rc" != 0 ] || [ "${first#wrong}" != "$first" ] || [ -e "$dir/called" ]; then
+			fail "$s $h: exit $rc, $first; called: $(cat "$dir/called" 2>/dev/null | head -n 1)"
+		fi
+	done
+done
+
 # gradient_check's --samples stops where kinks would swamp the check
 "$demos/gradient_check" --samples 11 >/dev/null 2>"$out"
 rc=$?
