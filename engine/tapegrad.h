@@ -816,9 +816,13 @@ typedef struct tg_conv_opts {
  * or NULL -> (N,O,OH,OW), by im2col and GEMM: one per image and group, the
  * images split across tg_set_threads' threads, when an image has 64 output
  * positions or more; else one per group over a batch of images (fewer when
- * their columns would pass 16 MiB of f32). In f32, when the library was
+ * their columns would pass 16 MiB of f32); depthwise ones (groups = C, up
+ * to 4 outputs per channel) on direct kernels where those are faster
+ * (README has the cases). In f32, when the library was
  * built with oneDNN, its direct kernels instead (and for both gradients),
- * but for an axis whose padded side, stride and dilated kernel pass 2^30
+ * but for a 1x1 kernel at stride 1 without padding or groups on 64 output
+ * positions or more (a GEMM per image on the planes where they lie, as
+ * above), for an axis whose padded side, stride and dilated kernel pass 2^30
  * (beyond oneDNN's 32-bit indices), and where the padding meets a NaN or
  * inf in w (forward) or dout (weight gradient): oneDNN skips the padding,
  * im2col gives NaN there (0 x inf) as PyTorch does. On oneDNN one image
