@@ -1,7 +1,8 @@
 #!/bin/sh
 # check_readme.sh - every C program in README.md compiles against the
 # library, runs from the source root, and prints exactly the ```text block
-# that follows it (when one does, before the next program).
+# that follows it (when one does, before the next program); and README's
+# table of tests names every test of this build with its suites.
 set -eu
 src=${TG_SOURCE_ROOT:?} build=${TG_BUILD_ROOT:?}
 tmp=$(mktemp -d)
@@ -40,3 +41,20 @@ for c in "$tmp"/example*.c; do
 	fi
 done
 [ "$n" -ge 2 ] || { echo "FAIL: expected at least 2 C programs in README.md, found $n"; exit 1; }
+
+# the table of tests: a row "| `NAME` | SUITES |" for every test meson
+# knows, with its suites (meson's introspection of this build)
+tests_json="$build/meson-info/intro-tests.json"
+[ -f "$tests_json" ] || { echo "FAIL: no $tests_json to list the tests"; exit 1; }
+{ sed 's/}, {/\n/g' "$tests_json"; echo; } |
+	sed -n 's/.*"name": "\([^"]*\)".*"suite": \[\([^]]*\)\].*/\1|\2/p' |
+	sed 's/"[^":]*:\([^"]*\)"/\1/g' >"$tmp/tests"
+nt=0
+while IFS='|' read -r name suites; do
+	nt=$((nt + 1))
+	row="| \`$name\` | $suites |"
+	grep -qF -- "$row" "$src/README.md" ||
+		{ echo "FAIL: README's table of tests has no row $row"; exit 1; }
+done <"$tmp/tests"
+[ "$nt" -ge 40 ] || { echo "FAIL: found $nt tests in $tests_json, expected 40 or more"; exit 1; }
+echo "README's table of tests lists the $nt tests with their suites"
