@@ -159,6 +159,26 @@ for s in tests/run tests/memcheck/run .ci/run; do
 	done
 done
 
+# .ci/run runs the suite, memcheck, the fuzz targets' committed corpora and
+# regression inputs (which fuzzing alone never replays), then fuzzing: the
+# steps are stubs here that note how they were called
+mkdir -p "$dir/ci/.ci" "$dir/ci/tests/memcheck" "$dir/ci/tests/fuzz"
+cp "$src/.ci/run" "$dir/ci/.ci/run"
+for s in tests/run tests/memcheck/run tests/fuzz/run; do
+	printf '#!/bin/sh
+echo "%s $*" >>"%s"
+' "$s" "$dir/ci_steps" >"$dir/ci/$s"
+	chmod +x "$dir/ci/$s"
+done
+rm -f "$dir/ci_steps"
+"$dir/ci/.ci/run" >"$dir/stdout" 2>"$out"
+rc=$?
+steps=$(tr '\n' ';' <"$dir/ci_steps" 2>/dev/null)
+if [ "$rc" != 0 ] ||
+	[ "$steps" != "tests/run ;tests/memcheck/run ;tests/fuzz/run --regress;tests/fuzz/run 30;" ]; then
+	fail ".ci/run: exit $rc, steps: $steps"
+fi
+
 # gradient_check's --samples stops where kinks would swamp the check
 "$demos/gradient_check" --samples 11 >/dev/null 2>"$out"
 rc=$?
