@@ -1,8 +1,9 @@
 #!/bin/sh
 # check_readme.sh - every C program in README.md compiles against the
 # library, runs from the source root, and prints exactly the ```text block
-# that follows it (when one does, before the next program); and README's
-# table of tests names every test of this build with its suites.
+# that follows it (when one does, before the next program); the shell
+# lines that train on the shipped digits run as shown; and README's table
+# of tests names every test of this build with its suites.
 set -eu
 src=${TG_SOURCE_ROOT:?} build=${TG_BUILD_ROOT:?}
 tmp=$(mktemp -d)
@@ -41,6 +42,20 @@ for c in "$tmp"/example*.c; do
 	fi
 done
 [ "$n" -ge 2 ] || { echo "FAIL: expected at least 2 C programs in README.md, found $n"; exit 1; }
+
+# the shell lines that train on the digits shipped in demos/data (the
+# others need Fashion-MNIST, MPI or minutes): each runs as shown, from the
+# source root, with this build's train
+awk '/^```sh$/ { on = 1; next } /^```/ { on = 0 } on' "$src/README.md" |
+	sed 's/[[:space:]]*#.*$//' | grep '^build/demos/train .*--data digits' >"$tmp/sh_lines" || true
+ns=0
+while IFS= read -r line; do
+	ns=$((ns + 1))
+	(cd "$src" && eval "\"\$build/demos/train\"${line#build/demos/train}") >"$tmp/sh.out" 2>&1 ||
+		{ echo "FAIL: README's line '$line' exits non-zero:"; tail -n 5 "$tmp/sh.out"; exit 1; }
+	echo "README's line runs: $line ($(grep -E '^final' "$tmp/sh.out"))"
+done <"$tmp/sh_lines"
+[ "$ns" -ge 2 ] || { echo "FAIL: expected at least 2 train lines on the digits in README.md, found $ns"; exit 1; }
 
 # the table of tests: a row "| `NAME` | SUITES |" for every test meson
 # knows, with its suites (meson's introspection of this build)
