@@ -356,19 +356,19 @@ void tg_optim_free(tg_optim *o)
 				P[i] -= lr * g / (SQRT(S1[i]) + eps);                              \
 			}                                                                          \
 			break;                                                                     \
-		case TG_ADAM: /* m += (1-b1)(g-m); v += (1-b2)(g^2-v); p -= lr_t m/(sqrt v+eps) */ \
+		case TG_ADAM: /* m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr_t m/(sqrt v+eps) */ \
 			for (size_t i = 0; i < n; i++) {                                           \
 				T g = GRAD;                                                        \
-				S1[i] += (1 - b1) * (g - S1[i]);                                   \
-				S2[i] += (1 - b2) * (g * g - S2[i]);                               \
+				S1[i] = b1 * S1[i] + (1 - b1) * g;                                 \
+				S2[i] = b2 * S2[i] + (1 - b2) * g * g;                             \
 				P[i] -= lr_t * S1[i] / (SQRT(S2[i]) + eps);                        \
 			}                                                                          \
 			break;                                                                     \
 		case TG_ADAMW: /* p *= keep; then Adam's update */                                 \
 			for (size_t i = 0; i < n; i++) {                                           \
 				T g = GRAD;                                                        \
-				S1[i] += (1 - b1) * (g - S1[i]);                                   \
-				S2[i] += (1 - b2) * (g * g - S2[i]);                               \
+				S1[i] = b1 * S1[i] + (1 - b1) * g;                                 \
+				S2[i] = b2 * S2[i] + (1 - b2) * g * g;                             \
 				P[i] *= keep;                                                      \
 				P[i] -= lr_t * S1[i] / (SQRT(S2[i]) + eps);                        \
 			}                                                                          \

@@ -476,7 +476,11 @@ TG_API tg_module *tg_model_parse_image(tg_ctx *ctx, const char *arch, int64_t c,
  *	RMSprop   h = rho h + (1 - rho) g^2;  p -= lr g / (sqrt(h) + eps)
  *	Adam      t += 1;  lr_t = lr sqrt(1 - beta2^t) / (1 - beta1^t)
  *	          (t counts the steps that updated this parameter);
- *	          m += (1 - beta1)(g - m);  v += (1 - beta2)(g^2 - v);
+ *	          m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
+ *	          (the book's m += (1 - beta1)(g - m), v likewise, in the form
+ *	          of torch.optim.Adam: a g^2 that overflows makes v = inf and
+ *	          the element's updates 0, where v += (1 - beta2)(g^2 - v)
+ *	          would make inf - inf, a NaN parameter, at the next step);
  *	          p -= lr_t m / (sqrt(v) + eps)
  *	AdamW     p *= 1 - lr weight_decay (decoupled decay, for the params
  *	          marked for it); then Adam's update with g alone, as

@@ -313,6 +313,41 @@ static void adamw_without_decay_is_adam_to_the_bit(void **state)
 		}
 }
 
+/* A gradient whose square overflows (1e160 in f64, 1e25 in f32) makes v
+ * inf and the element's update 0, as torch.optim.Adam's: the element keeps
+ * its value at that step and at the ones after it (the same gradient, then
+ * 0), never NaN, and the other element moves as ever. */
+static void adam_keeps_an_element_whose_squared_gradient_overflows(void **state)
+{
+	(void)state;
+	for (int dt = TG_F32; dt <= TG_F64; dt++)
+		for (int k = TG_ADAM; k <= TG_ADAMW; k++) {
+			tg_ctx *ctx = tg_ctx_new(SEED);
+			tg_tensor *w = tg_param(tg_from_f64(ctx, (tg_dtype)dt, SHAPE(2),
+							    (double[]){1, -1}));
+			tg_optim_opts o = tg_optim_defaults((tg_optim_kind)k);
+			tg_optim *opt = tg_optim_new(ctx, &w, 1, &o);
+			assert_non_null(opt);
+			double big = dt == TG_F64 ? 1e160 : 1e25;
+			const double g[3][2] = {{big, 1}, {big, 1}, {0, 1}};
+			for (int s = 0; s < 3; s++) {
+				tg_optim_zero_grad(opt);
+				tg_tensor *G = tg_from_f64(ctx, (tg_dtype)dt, SHAPE(2), g[s]);
+				assert_int_equal(tg_backward(tg_sum(tg_mul(w, G))), 0);
+				assert_int_equal(tg_optim_step(opt), 0);
+				if (tg_get(w, 0) != 1)
+					fail_msg("%s %s step %d: w[0] = %g, expected 1",
+						 tg_optim_name((tg_optim_kind)k),
+						 dt == TG_F64 ? "f64" : "f32", s + 1, tg_get(w, 0));
+				assert_near(tg_get(w, 1), -1 - 0.001 * (s + 1), 1e-6);
+				tg_reset(ctx);
+			}
+			assert_ctx_ok(ctx);
+			tg_optim_free(opt);
+			tg_ctx_free(ctx);
+		}
+}
+
 /* ---- weight decay and clipping ---------------------------------------------------------- */
 
 static void weight_decay_moves_weights_and_not_biases(void **state)
@@ -1262,6 +1297,7 @@ int main(void)
 	    cmocka_unit_test(adamw_decays_the_weight_apart_from_the_gradient),
 	    cmocka_unit_test(adamw_decay_is_decoupled_and_per_parameter),
 	    cmocka_unit_test(adamw_without_decay_is_adam_to_the_bit),
+	    cmocka_unit_test(adam_keeps_an_element_whose_squared_gradient_overflows),
 	    cmocka_unit_test(weight_decay_moves_weights_and_not_biases),
 	    cmocka_unit_test(weight_decay_equals_the_penalty_in_the_loss),
 	    cmocka_unit_test(clipping_scales_all_gradients_to_the_max_norm),
