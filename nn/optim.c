@@ -322,6 +322,10 @@ void tg_optim_free(tg_optim *o)
 	{                                                                                          \
 		const T lr = (T)o->lr, mu = (T)o->momentum, rho = (T)o->rho;                       \
 		const T b1 = (T)o->beta1, b2 = (T)o->beta2, eps = (T)o->eps;                       \
+		/* 1 - beta in double, then rounded: 1 - (float)0.999 is 0.001 (1 - 1.3e-5),       \
+		 * an error the bias correction (lr_t, in double) does not share */                \
+		const T c1 = (T)(1 - o->beta1), c2 = (T)(1 - o->beta2);                            \
+		const T crho = (T)(1 - o->rho);                                                    \
 		(void)wd, (void)scale, (void)keep; /* keep: AdamW's alone */                       \
 		switch (kind) {                                                                    \
 		case TG_SGD: /* p -= lr g */                                                       \
@@ -352,23 +356,23 @@ void tg_optim_free(tg_optim *o)
 		case TG_RMSPROP: /* h = rho h + (1 - rho) g^2; p -= lr g / (sqrt(h) + eps) */      \
 			for (size_t i = 0; i < n; i++) {                                           \
 				T g = GRAD;                                                        \
-				S1[i] = rho * S1[i] + (1 - rho) * g * g;                           \
+				S1[i] = rho * S1[i] + crho * g * g;                                \
 				P[i] -= lr * g / (SQRT(S1[i]) + eps);                              \
 			}                                                                          \
 			break;                                                                     \
-		case TG_ADAM: /* m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr_t m/(sqrt v+eps) */ \
+		case TG_ADAM: /* m = b1 m + c1 g; v = b2 v + c2 g^2; p -= lr_t m/(sqrt v+eps) */   \
 			for (size_t i = 0; i < n; i++) {                                           \
 				T g = GRAD;                                                        \
-				S1[i] = b1 * S1[i] + (1 - b1) * g;                                 \
-				S2[i] = b2 * S2[i] + (1 - b2) * g * g;                             \
+				S1[i] = b1 * S1[i] + c1 * g;                                       \
+				S2[i] = b2 * S2[i] + c2 * g * g;                                   \
 				P[i] -= lr_t * S1[i] / (SQRT(S2[i]) + eps);                        \
 			}                                                                          \
 			break;                                                                     \
 		case TG_ADAMW: /* p *= keep; then Adam's update */                                 \
 			for (size_t i = 0; i < n; i++) {                                           \
 				T g = GRAD;                                                        \
-				S1[i] = b1 * S1[i] + (1 - b1) * g;                                 \
-				S2[i] = b2 * S2[i] + (1 - b2) * g * g;                             \
+				S1[i] = b1 * S1[i] + c1 * g;                                       \
+				S2[i] = b2 * S2[i] + c2 * g * g;                                   \
 				P[i] *= keep;                                                      \
 				P[i] -= lr_t * S1[i] / (SQRT(S2[i]) + eps);                        \
 			}                                                                          \

@@ -348,6 +348,35 @@ static void adam_keeps_an_element_whose_squared_gradient_overflows(void **state)
 		}
 }
 
+/* In f32 the rules weigh the new gradient by 1 - beta (1 - rho) rounded
+ * from double: 1 - (float)0.9999 is 1.00017e-4, whose error the bias
+ * correction (in double) does not share. One step from w = 2 with g = 1
+ * and beta2 (rho) 0.9999: Adam and AdamW move w by lr_t m / sqrt(v) = lr
+ * (0.5), RMSprop by lr / sqrt(1 - rho) = 100 lr (0.005), to 1.5 within
+ * float's rounding (the old 1.00017e-4 moved them 4e-6 less). */
+static void f32_rules_weigh_the_gradient_by_one_minus_beta_in_double(void **state)
+{
+	(void)state;
+	const tg_optim_kind kinds[3] = {TG_ADAM, TG_ADAMW, TG_RMSPROP};
+	for (int k = 0; k < 3; k++) {
+		tg_ctx *ctx = tg_ctx_new(SEED);
+		tg_tensor *w = tg_param(tg_from_f64(ctx, TG_F32, SHAPE(1), (double[]){2}));
+		tg_optim_opts o = tg_optim_defaults(kinds[k]);
+		o.lr = kinds[k] == TG_RMSPROP ? 0.005 : 0.5;
+		o.beta2 = o.rho = 0.9999;
+		o.eps = 1e-30;
+		tg_optim *opt = tg_optim_new(ctx, &w, 1, &o);
+		assert_non_null(opt);
+		assert_int_equal(tg_backward(tg_sum(w)), 0);
+		assert_int_equal(tg_optim_step(opt), 0);
+		if (!(fabs(tg_get(w, 0) - 1.5) <= 4e-7))
+			fail_msg("%s: w = %.9g, expected 1.5", tg_optim_name(kinds[k]), tg_get(w, 0));
+		assert_ctx_ok(ctx);
+		tg_optim_free(opt);
+		tg_ctx_free(ctx);
+	}
+}
+
 /* ---- weight decay and clipping ---------------------------------------------------------- */
 
 static void weight_decay_moves_weights_and_not_biases(void **state)
@@ -1298,6 +1327,7 @@ int main(void)
 	    cmocka_unit_test(adamw_decay_is_decoupled_and_per_parameter),
 	    cmocka_unit_test(adamw_without_decay_is_adam_to_the_bit),
 	    cmocka_unit_test(adam_keeps_an_element_whose_squared_gradient_overflows),
+	    cmocka_unit_test(f32_rules_weigh_the_gradient_by_one_minus_beta_in_double),
 	    cmocka_unit_test(weight_decay_moves_weights_and_not_biases),
 	    cmocka_unit_test(weight_decay_equals_the_penalty_in_the_loss),
 	    cmocka_unit_test(clipping_scales_all_gradients_to_the_max_norm),
