@@ -165,6 +165,7 @@ struct tg_node {
 	/* the stamp of the tg_grad_of walk that found this node's rule can hand
 	 * a gradient on to one of its inputs; anything else: it cannot */
 	uint64_t walk_reach;
+	uint64_t walk_live; /* that walk's stamp: an output is made from this node */
 	tg_tensor *in_grad[TG_MAX_INPUTS]; /* gradient handed to each input by the
 					    * latest backward, for graph export */
 };

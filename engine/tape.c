@@ -230,6 +230,7 @@ static inline tg_tensor *push(tg_node *n, const tg_op *op, tg_tensor *out, int n
 	n->walk_grad = NULL;
 	n->walk_next = NULL;
 	n->walk_reach = 0;
+	n->walk_live = 0;
 	ctx->tape = n;
 	out->node = n;
 	out->requires_grad = true;
@@ -1144,7 +1145,9 @@ static int backward(const char *who, tg_tensor *y, tg_tensor *dy, unsigned flags
 		tg_fail(ctx, TG_EARG,
 			"%s: the output %s has no history: it does not depend on any "
 			"tensor that requires a gradient (a tg_param, or one marked with "
-			"tg_set_requires_grad), or it was made with grad mode off",
+			"tg_set_requires_grad), or it was made with grad mode off, or from "
+			"a TG_CREATE_GRAPH gradient that is piecewise constant (relu, abs "
+			"or a max alone: its derivative is zero)",
 			who, tg_shape_fmt(y->ndim, y->shape, a));
 		return -1;
 	}
@@ -1419,24 +1422,60 @@ static void grad_of_walk(tg_ctx *ctx, int nout, tg_tensor *const *outputs,
 	}
 }
 
-/* Input i's gradient as a tensor of its own: a zero one when unused (if
- * allowed), a copy when it is an upstream gradient or another input's. */
 /* For an input the walk gave no gradient: the node whose rule ran (it had
  * an upstream gradient) and, though x is its input that needs one, handed
- * it none (a custom rule that skips tg_node_grad); NULL when there is none:
- * x is then not on the outputs' paths. */
+ * it none, a custom rule that skips tg_node_grad (the library's own rules
+ * skip an input only where their derivative in it is zero: relu_backward's
+ * x); NULL when there is none. */
 static TG_SLOW const tg_node *silent_rule(const tg_ctx *ctx, const tg_tensor *x)
 {
+	size_t nops;
+	const tg_op *const *builtin = tg_op_registry(&nops);
 	for (const tg_node *n = ctx->tape; n; n = n->prev) {
 		if (n->walk_reach != ctx->walk_stamp || !n->walk_grad)
 			continue;
-		for (int k = 0; k < n->nin; k++)
+		bool own = false;
+		for (size_t k = 0; k < nops && !own; k++)
+			own = builtin[k] == n->op;
+		for (int k = 0; k < n->nin && !own; k++)
 			if (n->in[k] == x && n->needs[k])
 				return n;
 	}
 	return NULL;
 }
 
+/* Whether x is on the outputs' recorded graph: an input that needs a
+ * gradient of a node from which an output is made. The nodes are marked
+ * from the latest down (walk_live = the walk's stamp), each by a later one
+ * that reads its output, as PyTorch's graph holds them; an x found so, but
+ * given no gradient, is reached only where the derivative is zero. */
+static TG_SLOW bool on_outputs_graph(tg_ctx *ctx, const tg_tensor *x, int nout,
+				     tg_tensor *const *outputs)
+{
+	const uint64_t stamp = ctx->walk_stamp;
+	for (int k = 0; k < nout; k++)
+		if (outputs[k]->node)
+			outputs[k]->node->walk_live = stamp;
+	for (tg_node *n = ctx->tape; n; n = n->prev) {
+		if (n->walk_live != stamp)
+			continue;
+		for (int k = 0; k < n->nin; k++) {
+			if (!n->needs[k])
+				continue;
+			if (n->in[k] == x)
+				return true;
+			if (n->in[k]->node)
+				n->in[k]->node->walk_live = stamp;
+		}
+	}
+	return false;
+}
+
+/* Input i's gradient as a tensor of its own: a zero one when unused (if
+ * allowed) or when the outputs reach it through the library's ops only
+ * where their derivative in it is zero (as PyTorch gives zeros for the x
+ * of relu's gradient), a copy when it is an upstream gradient or another
+ * input's. */
 static tg_tensor *grad_of_result(tg_ctx *ctx, tg_walk *w, int i, int nout,
 				 tg_tensor *const *outputs, tg_tensor *const *seeds,
 				 tg_tensor **grads, unsigned flags)
@@ -1455,9 +1494,14 @@ static tg_tensor *grad_of_result(tg_ctx *ctx, tg_walk *w, int i, int nout,
 			return tg_fail(ctx, TG_EARG,
 				       "tg_grad_of: input %d %s is not used by the outputs: none has "
 				       "history (each was made with grad mode off, or from no tensor "
-				       "that requires a gradient); TG_ALLOW_UNUSED gives zeros",
+				       "that requires a gradient; a gradient taken under "
+				       "TG_CREATE_GRAPH has none where it is piecewise constant, as "
+				       "through relu, abs or a max alone, its derivative zero); "
+				       "TG_ALLOW_UNUSED gives zeros",
 				       i, tg_shape_fmt(x->ndim, x->shape, a));
 		const tg_node *n = silent_rule(ctx, x);
+		if (!n && on_outputs_graph(ctx, x, nout, outputs))
+			return tg_zeros(ctx, x->dtype, x->ndim, x->shape); /* zero derivative */
 		if (n)
 			return tg_fail(ctx, TG_EARG,
 				       "tg_grad_of: input %d %s is an input of %s on the outputs' "

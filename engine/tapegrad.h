@@ -357,7 +357,11 @@ TG_API void tg_set_grad_ready(tg_ctx *ctx, tg_grad_ready_fn fn, void *user);
  * tensor's tg_grad changes, leaf or intermediate: the walk keeps its own.
  * flags: TG_CREATE_GRAPH gives grads history (differentiate them again);
  * TG_ALLOW_UNUSED gives a zero tensor for an input the outputs do not depend
- * on, which is otherwise a TG_EARG error naming the input. grads[i] are new
+ * on, which is otherwise a TG_EARG error naming the input. An input on the
+ * outputs' recorded graph that gets no gradient because every path to it
+ * has derivative zero (x in relu's gradient under TG_CREATE_GRAPH,
+ * relu_backward(dout, x)) gets zeros without the flag, as in PyTorch; a
+ * gradient recorded without history (abs's sign(x) dout) has no graph. grads[i] are new
  * step tensors; 0 ok, -1 (grads all NULL) on error. grads may be one of the
  * argument arrays (y = dy/dx written over y): they are read first. A
  * backward rule or a grad_ready hook may call it during tg_backward's walk;

@@ -276,6 +276,43 @@ static void grad_of_an_output_without_history_says_so(void **state)
 	assert_int_equal(tg_grad_of(2, outs, NULL, 1, &x, &g, TG_ALLOW_UNUSED), 0);
 	assert_near(tg_get(g, 0), 0, 0);
 	assert_near(tg_get(g, 1), 0, 0);
+	/* abs's gradient under TG_CREATE_GRAPH, sign(x) dout, is piecewise
+	 * constant in x: no history, and the message says why */
+	tg_tensor *r = tg_sum(tg_abs(x)), *gr;
+	assert_int_equal(tg_grad_of(1, &r, NULL, 1, &x, &gr, TG_CREATE_GRAPH), 0);
+	tg_tensor *s = tg_sum(gr);
+	assert_int_equal(tg_grad_of(1, &s, NULL, 1, &x, &g, 0), -1);
+	assert_error(ctx, TG_EARG, "piecewise constant, as through relu, abs or a max alone");
+	tg_clear_error(ctx);
+	assert_int_equal(tg_grad_of(1, &s, NULL, 1, &x, &g, TG_ALLOW_UNUSED), 0);
+	assert_near(tg_get(g, 0), 0, 0);
+	assert_int_equal(tg_backward(s), -1);
+	assert_error(ctx, TG_EARG, "from a TG_CREATE_GRAPH gradient that is piecewise constant");
+	tg_clear_error(ctx);
+	tg_ctx_free(ctx);
+}
+
+/* relu's gradient under TG_CREATE_GRAPH is relu_backward(dout, x), whose
+ * derivative in x is zero: x is used, and its gradient is zeros (as
+ * PyTorch's), not an error; a custom rule that hands an input nothing is
+ * still reported. */
+static void grad_of_through_a_zero_derivative_is_zeros(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *x = needs_grad(f64(ctx, SHAPE(3), (double[]){ -1, 2, 3 }));
+	tg_tensor *w = needs_grad(f64(ctx, SHAPE(3), (double[]){ 1, 2, 4 }));
+	tg_tensor *r = tg_sum(tg_relu(tg_mul(x, w))), *gr[2], *g[2];
+	tg_tensor *in[2] = { x, w };
+	assert_int_equal(tg_grad_of(1, &r, NULL, 2, in, gr, TG_CREATE_GRAPH), 0);
+	/* d/dx sum(dr/dx) = 0 through the mask; d/dw of it = mask, by dr/dx = mask w */
+	tg_tensor *s = tg_sum(gr[0]);
+	assert_int_equal(tg_grad_of(1, &s, NULL, 2, in, g, 0), 0);
+	assert_ctx_ok(ctx);
+	for (int k = 0; k < 3; k++) {
+		assert_true(tg_get(g[0], (size_t)k) == 0);
+		assert_true(tg_get(g[1], (size_t)k) == (k ? 1 : 0));
+	}
 	tg_ctx_free(ctx);
 }
 
@@ -1222,6 +1259,7 @@ int main(void)
 		cmocka_unit_test(an_input_a_rule_skipped_is_named_with_the_rule),
 		cmocka_unit_test(grad_of_inside_a_plain_walk_says_the_walk_turned_grad_mode_off),
 		cmocka_unit_test(grad_of_an_output_without_history_says_so),
+		cmocka_unit_test(grad_of_through_a_zero_derivative_is_zeros),
 		cmocka_unit_test(grad_of_several_outputs_adds_their_vjps),
 		cmocka_unit_test(grad_of_many_inputs_matches_asking_one_at_a_time),
 		cmocka_unit_test(grad_of_rejects_bad_arguments),
