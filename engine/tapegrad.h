@@ -114,7 +114,9 @@ TG_API void tg_set_abort_on_error(tg_ctx *ctx, bool on); /* for debuggers */
  * elements) split across a pool of n - 1 workers started at the first
  * split and joined at exit. A split loop gives the bits of one thread; a
  * split product (bands of its rows or columns, each an OpenBLAS call at
- * one thread) may differ in the last place. Every product sets OpenBLAS's
+ * one thread) may differ in the last place, and so may a convolution's
+ * weight gradient (im2col's per-image products summed, oneDNN's own
+ * split). Every product sets OpenBLAS's
  * one process-wide thread count to 1, so contexts used from several
  * threads at once never change each other's setting; the pool serves one loop at a time and another
  * thread's loop runs on its caller alone meanwhile, cut as the pool would

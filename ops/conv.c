@@ -1387,7 +1387,7 @@ __attribute__((target("avx2"))) static inline void scatter2_block8(const int64_t
 	__m256i off = _mm256_inserti128_si256(
 	    _mm256_castsi128_si256(_mm256_castsi256_si128(_mm256_permutevar8x32_epi32(i0, low))),
 	    _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(i1, low)), 1);
-	__m256 d = _mm256_loadu_ps(dr + ow);
+	__m256 d = _mm256_add_ps(_mm256_loadu_ps(dr + ow), _mm256_setzero_ps()); /* -0: +0 */
 #define AT_OFF(k) _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(off, _mm256_set1_epi32((int)(k)))), d)
 	__m256 v0 = AT_OFF(0), v1 = AT_OFF(1), v2 = AT_OFF(W), v3 = AT_OFF(W + 1);
 #undef AT_OFF
@@ -1411,7 +1411,7 @@ __attribute__((target("avx2"))) static inline void scatter2_block4(const int64_t
 				      _mm256_add_epi64(_mm256_set1_epi64x(base + 2 * ow),
 						       _mm256_setr_epi64x(0, 2, 4, 6)));
 	__m128i off = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(i0, low));
-	__m128 d = _mm_loadu_ps(dr + ow);
+	__m128 d = _mm_add_ps(_mm_loadu_ps(dr + ow), _mm_setzero_ps()); /* -0: +0 */
 #define AT_OFF(k) _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(off, _mm_set1_epi32((int)(k)))), d)
 	__m128 v0 = AT_OFF(0), v1 = AT_OFF(1), v2 = AT_OFF(W), v3 = AT_OFF(W + 1);
 #undef AT_OFF
@@ -1462,7 +1462,7 @@ __attribute__((target("avx2"))) static inline void scatter2_block4_pd(const int6
 	__m256i off = _mm256_sub_epi64(_mm256_loadu_si256((const __m256i *)(const void *)(ir + ow)),
 				       _mm256_add_epi64(_mm256_set1_epi64x(base + 2 * ow),
 							_mm256_setr_epi64x(0, 2, 4, 6)));
-	__m256d d = _mm256_loadu_pd(dr + ow);
+	__m256d d = _mm256_add_pd(_mm256_loadu_pd(dr + ow), _mm256_setzero_pd()); /* -0: +0 */
 #define AT_OFF(k)                                                                          \
 	_mm256_and_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(off, _mm256_set1_epi64x(k))), d)
 	__m256d v0 = AT_OFF(0), v1 = AT_OFF(1), v2 = AT_OFF(W), v3 = AT_OFF(W + 1);
@@ -1609,7 +1609,8 @@ static void maxpool_planes(void *arg, int tid, int64_t p0, int64_t p1)
 }
 
 /* The 2x2 window at stride 2 without padding: its four cells are zeroed and
- * dout written at the arg-max, window by window while they are in cache
+ * dout written at the arg-max (dout + 0: a -0 gives +0, as adding it to a
+ * zeroed cell does elsewhere), window by window while they are in cache
  * (no pass zeroing the planes first, no branch; rows of 4 windows or more
  * in AVX2 blocks, scatter2_row_f32 and scatter2_row_f64); rows and columns that no
  * window covers (odd sides) are zeroed. */
@@ -1629,7 +1630,7 @@ static void maxpool_planes(void *arg, int tid, int64_t p0, int64_t p1)
 				for (; ow < OW; ow++) {                                    \
 					r0[2 * ow] = r0[2 * ow + 1] = 0;                   \
 					r1[2 * ow] = r1[2 * ow + 1] = 0;                   \
-					dx[ir[ow]] = dr[ow];                               \
+					dx[ir[ow]] = dr[ow] + 0; /* -0: +0 */              \
 				}                                                          \
 				for (int64_t iw = 2 * OW; iw < W; iw++)                    \
 					r0[iw] = r1[iw] = 0;                               \
@@ -1736,7 +1737,7 @@ tg_tensor *tg_max_pool2d(tg_tensor *x, int kernel, int stride, int padding)
  * pool takes each cell through the relu as it reads it. The backward of
  * 2x2 windows at stride 2 without padding gates dout on the pooled output
  * (y > 0 where the arg-max cell was) before scattering it, a pass over the
- * output instead of over x: their scatter writes each dout as it is. Other
+ * output instead of over x: their scatter writes each dout (+0 for -0). Other
  * windows scatter first and gate at x, as the two ops do: overlapping ones
  * sum several douts into a cell. Either way a cell off the relu gets +0,
  * whatever the douts routed to it hold (tg_relu_backward selects). */

@@ -519,6 +519,8 @@ static void max_pool_2x2_of_floats_in_blocks_matches_the_doubles(void **state)
 				double a = tg_get(g[0], i), b = tg_get(g[1], i);
 				if (!(a == b || (isnan(a) && isnan(b))) || signbit(a) != signbit(b))
 					fail_msg("W %d, dx[%zu]: float %g, double %g", W, i, b, a);
+				if (a == 0 && signbit(a)) /* a -0 dout lands as +0, as PyTorch's */
+					fail_msg("W %d, dx[%zu] is -0", W, i);
 			}
 			tg_reset(ctx);
 		}
