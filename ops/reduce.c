@@ -827,6 +827,67 @@ static int axis_describe(const tg_node *n, char *buf, size_t size)
 
 /* ---- sum, mean: dx = expand(dout) * scale (1, or 1/n for a mean) -------------- */
 
+/* S (outer, A, inner) += U (outer, 1, inner), over elements [lo, hi) of S:
+ * an axis's gradient added where x's gradient already is. Each element is
+ * S + U as the sum of S and the expanded U would be: the same bits. */
+typedef struct add_expand_job {
+	const void *U;
+	void *S;
+	size_t A, inner;
+} add_expand_job;
+
+#define ADD_EXPAND(T, sfx)                                                               \
+	TG_HOT_LOOP static void add_expand_##sfx(void *arg, size_t lo, size_t hi)         \
+	{                                                                                 \
+		const add_expand_job *j = arg;                                            \
+		const T *restrict U = j->U;                                               \
+		T *restrict S = j->S;                                                     \
+		const size_t inner = j->inner, block = j->A * inner;                      \
+		if (inner == 1) { /* a value per block of A */                            \
+			for (size_t e = lo; e < hi;) {                                    \
+				size_t o = e / block, end = (o + 1) * block;              \
+				const T u = U[o];                                         \
+				for (end = end < hi ? end : hi; e < end; e++)             \
+					S[e] += u;                                        \
+			}                                                                 \
+			return;                                                           \
+		}                                                                         \
+		/* lo and hi are whole rows of inner (the split's align) */              \
+		for (size_t r = lo / inner; r < hi / inner; r++) {                        \
+			const T *restrict u = U + r / j->A * inner;                       \
+			T *restrict s = S + r * inner;                                    \
+			for (size_t i = 0; i < inner; i++)                                \
+				s[i] += u[i];                                             \
+		}                                                                         \
+	}
+ADD_EXPAND(float, f32)
+ADD_EXPAND(double, f64)
+
+/* dx = expand(u) added into x's gradient when x holds one already and the
+ * engine offers it to add into (tg_node_grad_add_buffer): one pass over x's
+ * size instead of a tensor of it made and then summed with the held one (a
+ * hand-written layer norm's x - mean(x) gives x two gradients, one of them
+ * the mean's). false: nothing done. */
+static bool sum_grad_add(tg_node *n, tg_tensor *u)
+{
+	const tg_tensor *x = tg_node_input(n, 0);
+	int axis = (int)tg_node_attr(n, 0);
+	if (!u || axis < 0 || u->dtype != x->dtype || x->numel < TG_GRAD_INTO_MIN ||
+	    tg_node_grad_first(n, 0) || u->ndim != x->ndim)
+		return false;
+	tg_tensor *sum = tg_node_grad_add_buffer(n, 0);
+	if (!sum || sum->data == u->data)
+		return false;
+	add_expand_job j = { u->data, sum->data, (size_t)x->shape[axis], 1 };
+	for (int i = axis + 1; i < x->ndim; i++)
+		j.inner *= (size_t)x->shape[i];
+	size_t align = j.inner == 1 ? 16 : j.inner;
+	tg_parallel_for(x->ctx, x->numel, TG_PAR_MIN, align,
+			x->dtype == TG_F64 ? add_expand_f64 : add_expand_f32, &j);
+	tg_node_grad_summed(n, 0);
+	return true;
+}
+
 static void sum_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_tensor *x = tg_node_input(n, 0);
@@ -835,8 +896,11 @@ static void sum_backward(tg_node *n, tg_tensor *dout)
 		dout = tg_mul_scalar(dout, scale);
 	if (dout && dout->numel == 1) /* one value throughout, maybe written lazily */
 		tg_node_grad_expand(n, 0, unreduce(n, dout));
-	else
-		TG_NODE_GRAD_INTO(n, 0, tg_expand(unreduce(n, dout), x->ndim, x->shape));
+	else {
+		tg_tensor *u = unreduce(n, dout);
+		if (!sum_grad_add(n, u))
+			TG_NODE_GRAD_INTO(n, 0, tg_expand(u, x->ndim, x->shape));
+	}
 }
 
 static const tg_op sum_op = { .name = "sum", .backward = sum_backward, .unread = TG_UNREAD_ALL };

@@ -349,6 +349,74 @@ static void sum_axis_sums_each_axis_with_and_without_keepdim(void **state)
 	}
 }
 
+/* Step memory a backward of sum(sum_axis(a, axis) * v) + sum(b * w) makes,
+ * a and b parameters whose gradient buffers exist already; a's gradient
+ * into ga. */
+static size_t axis_sum_backward_bytes(tg_ctx *ctx, tg_tensor *a, tg_tensor *b, int axis,
+				      tg_tensor *v, tg_tensor *w, double *ga)
+{
+	/* recorded first, so that its backward comes after b * w's */
+	tg_tensor *s = tg_sum(tg_mul(tg_sum_axis(a, axis, false), v));
+	tg_tensor *l = tg_add(s, tg_sum(tg_mul(b, w)));
+	size_t before = tg_arena_used(ctx);
+	assert_int_equal(tg_backward(l), 0);
+	size_t used = tg_arena_used(ctx) - before;
+	for (size_t i = 0; ga && i < tg_numel(a); i++)
+		ga[i] = tg_get(tg_grad(a), (int64_t)i);
+	tg_reset(ctx);
+	tg_zero_grad(a);
+	tg_zero_grad(b);
+	return used;
+}
+
+/* An axis's gradient is added straight into the gradient x holds already
+ * (x - mean(x) gives x two): no step tensor of x's size for the expanded
+ * gradient, as when the two gradients go to two parameters; each element
+ * is held + expanded, the bits of the sum of the two tensors. */
+static void an_axis_gradient_adds_into_the_held_one(void **state)
+{
+	tg_ctx *ctx = *state;
+	const int64_t sh[3] = { 6, 40, 33 };
+	for (int t = 1; t <= 2; t++) {
+		tg_set_threads(ctx, t);
+		for (int dt = TG_F32; dt <= TG_F64; dt++)
+			for (int axis = 0; axis < 3; axis++) {
+				tg_tensor *x = tg_param(tg_randn(ctx, dt, 3, sh, 0, 1));
+				tg_tensor *z = tg_param(tg_randn(ctx, dt, 3, sh, 0, 1));
+				tg_tensor *w = tg_keep(tg_randn(ctx, dt, 3, sh, 0, 1));
+				int64_t vs[2], k = 0;
+				for (int i = 0; i < 3; i++)
+					if (i != axis)
+						vs[k++] = sh[i];
+				tg_tensor *v = tg_keep(tg_randn(ctx, dt, 2, vs, 0, 1));
+				size_t n = tg_numel(x);
+				double *g = malloc(n * sizeof *g);
+				assert_non_null(g);
+				axis_sum_backward_bytes(ctx, x, z, axis, v, w, NULL);
+				size_t two = axis_sum_backward_bytes(ctx, x, z, axis, v, w, NULL);
+				size_t one = axis_sum_backward_bytes(ctx, x, x, axis, v, w, g);
+				if (one != two)
+					fail_msg("axis %d, %d threads: the backward into one parameter "
+						 "made %zu bytes, into two %zu", axis, t, one, two);
+				int64_t inner = 1;
+				for (int i = axis + 1; i < 3; i++)
+					inner *= sh[i];
+				for (size_t i = 0; i < n; i++) {
+					size_t o = i / (size_t)(inner * sh[axis]);
+					size_t vi = o * (size_t)inner + i % (size_t)inner;
+					double a = tg_get(w, (int64_t)i), b = tg_get(v, (int64_t)vi);
+					double want = dt == TG_F32 ? (double)((float)a + (float)b) : a + b;
+					if (g[i] != want)
+						fail_msg("axis %d, element %zu: %.17g, not %.17g", axis,
+							 i, g[i], want);
+				}
+				free(g);
+			}
+	}
+	tg_set_threads(ctx, 1);
+	assert_ctx_ok(ctx);
+}
+
 static void mean_axis_divides_by_the_axis_length(void **state)
 {
 	tg_ctx *ctx = *state;
@@ -3223,6 +3291,7 @@ int main(void)
 		T(max_of_all_elements_is_the_largest),
 		T(sum_axis_sums_each_axis_with_and_without_keepdim),
 		T(mean_axis_divides_by_the_axis_length),
+		T(an_axis_gradient_adds_into_the_held_one),
 		T(max_axis_takes_each_slices_largest_with_and_without_keepdim),
 		T(max_axis_along_long_rows_has_the_bits_of_the_plain_loop),
 		T(max_axis_of_a_vector_drops_to_a_scalar),
