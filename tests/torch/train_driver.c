@@ -160,7 +160,15 @@ static void on_step(int64_t iter, double loss, void *user)
 	print_state(iter, loss);
 }
 
-int main(void)
+/* What run() holds, freed by main() whichever way it returns. */
+static tg_ctx *g_ctx;
+static tg_module *g_model;
+static tg_optim *g_opt;
+static double *g_x, *g_t, *g_v;
+static int32_t *g_lab;
+static tg_dataset *g_ds;
+
+static int run(void)
 {
 	char dts[8], loop[8], kern[16], optim[16], loss_s[8];
 	int steps, threads, ndim;
@@ -169,8 +177,8 @@ int main(void)
 		return fail(NULL, "the dtype");
 	dt = !strcmp(dts, "f32") ? TG_F32 : TG_F64;
 	fmt = dt == TG_F32 ? "%.9g" : "%.17g";
-	tg_ctx *ctx = tg_ctx_new(1);
-	tg_module *model = build_list(ctx, tg_sequential(ctx, NULL), "end");
+	tg_ctx *ctx = g_ctx = tg_ctx_new(1);
+	tg_module *model = g_model = build_list(ctx, tg_sequential(ctx, NULL), "end");
 	if (!model)
 		return fail(ctx, "the recipe");
 	if (scanf("%7s %d %d %15s", loop, &steps, &threads, kern) != 4 || threads < 1 ||
@@ -195,12 +203,12 @@ int main(void)
 		shape[d] = s;
 		n_in *= (size_t)s;
 	}
-	double *x = malloc(n_in * sizeof *x);
+	double *x = g_x = malloc(n_in * sizeof *x);
 	long long nt;
 	if (!x || read_doubles(x, n_in) || scanf("%lld", &nt) != 1 || nt < 0 || nt > 1 << 24)
 		return fail(NULL, "the input or the targets");
-	double *t = malloc(((size_t)nt + 1) * sizeof *t);
-	int32_t *lab = malloc(((size_t)nt + 1) * sizeof *lab);
+	double *t = g_t = malloc(((size_t)nt + 1) * sizeof *t);
+	int32_t *lab = g_lab = malloc(((size_t)nt + 1) * sizeof *lab);
 	if (!t || !lab || read_doubles(t, (size_t)nt))
 		return fail(NULL, "the targets' values");
 	for (long long i = 0; i < nt; i++)
@@ -220,7 +228,7 @@ int main(void)
 			       tg_name(ts[i]), tg_numel(ts[i]), n);
 			return 1;
 		}
-		double *v = malloc(((size_t)n + 1) * sizeof *v);
+		double *v = g_v = malloc(((size_t)n + 1) * sizeof *v);
 		if (!v || read_doubles(v, (size_t)n))
 			return fail(NULL, "a tensor's values");
 		tg_tensor *src = tg_from_f64(ctx, dt, tg_ndim(ts[i]), tg_shape(ts[i]), v);
@@ -228,6 +236,7 @@ int main(void)
 			return fail(ctx, "a tensor's values");
 		memcpy(tg_data_mut(ts[i]), tg_data(src), tg_numel(src) * (dt == TG_F32 ? 4 : 8));
 		free(v);
+		g_v = NULL;
 	}
 	tg_reset(ctx);
 	printf("tensors");
@@ -235,7 +244,7 @@ int main(void)
 		printf(" %s %zu", tg_name(ts[i]), tg_numel(ts[i]));
 	printf("\n");
 
-	tg_optim *opt = tg_optim_new(ctx, ts, npar, &oo);
+	tg_optim *opt = g_opt = tg_optim_new(ctx, ts, npar, &oo);
 	if (!opt)
 		return fail(ctx, "the optimizer");
 	bool ce = !strcmp(loss_s, "ce");
@@ -263,7 +272,9 @@ int main(void)
 			tg_reset(ctx);
 		}
 	} else {
-		tg_dataset ds = {.n = shape[0], .d = (int64_t)(n_in / (size_t)shape[0])};
+		static tg_dataset ds; /* main() frees it when run() fails */
+		ds = (tg_dataset){ .n = shape[0], .d = (int64_t)(n_in / (size_t)shape[0]) };
+		g_ds = &ds;
 		ds.x = malloc(n_in * sizeof *ds.x);
 		for (size_t i = 0; i < n_in; i++)
 			ds.x[i] = (float)x[i];
@@ -292,6 +303,7 @@ int main(void)
 		if (tg_fit(model, opt, &task, &ds, NULL, NULL, &to, NULL))
 			return fail(ctx, "tg_fit");
 		tg_dataset_free(&ds);
+		g_ds = NULL;
 	}
 
 	tg_module_train(model, false);
@@ -303,11 +315,20 @@ int main(void)
 	print_tensor(y);
 	if (!tg_ok(ctx))
 		return fail(ctx, "printing");
-	free(x);
-	free(t);
-	free(lab);
-	tg_optim_free(opt);
-	tg_module_free(model);
-	tg_ctx_free(ctx);
 	return 0;
+}
+
+int main(void)
+{
+	int rc = run();
+	if (g_ds)
+		tg_dataset_free(g_ds);
+	free(g_x);
+	free(g_t);
+	free(g_v);
+	free(g_lab);
+	tg_optim_free(g_opt);
+	tg_module_free(g_model);
+	tg_ctx_free(g_ctx);
+	return rc;
 }
