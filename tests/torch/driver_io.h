@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "tapegrad.h"
 
@@ -27,6 +29,33 @@ static inline int read_doubles(double *v, size_t n)
 	for (size_t i = 0; i < n; i++)
 		if (scanf("%lf", &v[i]) != 1)
 			return -1;
+	return 0;
+}
+
+/* For each of ts[0..n): its count of values, which must be its size, and
+ * the values, from stdin, written into it in its dtype. 1 (after saying
+ * why on stdout) when a count or a value is wrong or missing. */
+static inline int read_tensors(tg_ctx *ctx, tg_tensor *const *ts, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		long long count;
+		if (scanf("%lld", &count) != 1 || (size_t)count != tg_numel(ts[i])) {
+			printf("error tensor %zu (%s) has %zu values, the case gives %lld\n", i,
+			       tg_name(ts[i]), tg_numel(ts[i]), count);
+			return 1;
+		}
+		double *v = malloc(((size_t)count + 1) * sizeof *v);
+		if (!v || read_doubles(v, (size_t)count)) {
+			free(v);
+			return fail(NULL, "a tensor's values");
+		}
+		tg_tensor *src = tg_from_f64(ctx, tg_dtype_of(ts[i]), tg_ndim(ts[i]), tg_shape(ts[i]), v);
+		free(v);
+		void *dst = src ? tg_data_mut(ts[i]) : NULL;
+		if (!dst)
+			return fail(ctx, "a tensor's values");
+		memcpy(dst, tg_data(src), tg_numel(src) * (tg_dtype_of(src) == TG_F32 ? 4 : 8));
+	}
 	return 0;
 }
 

@@ -148,17 +148,8 @@ int main(void)
 		printf("error the model holds %zu tensors, the case gives %lld\n", ntens, given);
 		return 1;
 	}
-	for (size_t i = 0; i < ntens; i++) {
-		long long n;
-		if (scanf("%lld", &n) != 1 || (size_t)n != tg_numel(ts[i])) {
-			printf("error tensor %zu (%s) has %zu values, the case gives %lld\n", i,
-			       tg_name(ts[i]), tg_numel(ts[i]), n);
-			return 1;
-		}
-		double *v = tg_data_mut(ts[i]);
-		if (!v || read_doubles(v, (size_t)n))
-			return fail(ctx, "a tensor's values");
-	}
+	if (read_tensors(ctx, ts, ntens))
+		return 1;
 
 	tg_tensor *x;
 	if (!strcmp(in_dt, "i32")) {

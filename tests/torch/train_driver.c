@@ -164,7 +164,7 @@ static void on_step(int64_t iter, double loss, void *user)
 static tg_ctx *g_ctx;
 static tg_module *g_model;
 static tg_optim *g_opt;
-static double *g_x, *g_t, *g_v;
+static double *g_x, *g_t;
 static int32_t *g_lab;
 static tg_dataset *g_ds;
 
@@ -221,23 +221,8 @@ static int run(void)
 		printf("error the model holds %zu tensors, the case gives %lld\n", ntens, given);
 		return 1;
 	}
-	for (size_t i = 0; i < ntens; i++) {
-		long long n;
-		if (scanf("%lld", &n) != 1 || (size_t)n != tg_numel(ts[i])) {
-			printf("error tensor %zu (%s) has %zu values, the case gives %lld\n", i,
-			       tg_name(ts[i]), tg_numel(ts[i]), n);
-			return 1;
-		}
-		double *v = g_v = malloc(((size_t)n + 1) * sizeof *v);
-		if (!v || read_doubles(v, (size_t)n))
-			return fail(NULL, "a tensor's values");
-		tg_tensor *src = tg_from_f64(ctx, dt, tg_ndim(ts[i]), tg_shape(ts[i]), v);
-		if (!src || !tg_data_mut(ts[i]))
-			return fail(ctx, "a tensor's values");
-		memcpy(tg_data_mut(ts[i]), tg_data(src), tg_numel(src) * (dt == TG_F32 ? 4 : 8));
-		free(v);
-		g_v = NULL;
-	}
+	if (read_tensors(ctx, ts, ntens))
+		return 1;
 	tg_reset(ctx);
 	printf("tensors");
 	for (size_t i = 0; i < ntens; i++)
@@ -325,7 +310,6 @@ int main(void)
 		tg_dataset_free(g_ds);
 	free(g_x);
 	free(g_t);
-	free(g_v);
 	free(g_lab);
 	tg_optim_free(g_opt);
 	tg_module_free(g_model);
