@@ -133,7 +133,9 @@ static const char usage_text[] =
 	"  --resume FILE        continue a --save'd run from its last epoch up to --epochs\n"
 	"                       (default: the file's); the data, net, optimizer, schedule,\n"
 	"                       batch, seed and --sync-bn come from the file (giving one is\n"
-	"                       an error; --data and --sync-bn may name the file's).\n"
+	"                       an error; --data and --sync-bn may name the file's,\n"
+	"                       --data by another path, or where a directory the file\n"
+	"                       names is, when that name does not find it from here).\n"
 	"                       Training E epochs straight and\n"
 	"                       resuming to E give the same file when the schedule does not\n"
 	"                       depend on --epochs (constant, or cosine:T with T given)\n"
@@ -812,7 +814,8 @@ static int load_data(tg_ctx *ctx, const char *what, const char *stored_in, data 
 	if (access(what, R_OK) && stored_in) { /* not a flag of the user's */
 		fprintf(stderr,
 			"%s: --resume %s: the data set stored there, %s, is not on this machine "
-			"(no such directory of IDX files)\n",
+			"(no such directory of IDX files from here); give --data with its "
+			"path\n",
 			prog, stored_in, what);
 		exit(1);
 	}
@@ -1107,8 +1110,28 @@ static void save_elsewhere(saver *sv, int64_t epoch, int64_t iter)
 			tg_error(sv->ctx));
 }
 
+/* Whether --data's a and a run's stored b are one data set: the same name,
+ * or paths to the same directory. */
+static bool same_data(const char *a, const char *b)
+{
+	struct stat sa, sb;
+	return !strcmp(a, b) || (!shipped_file(a) && !shipped_file(b) &&
+				 strcmp(a, "fashion-mnist") && strcmp(b, "fashion-mnist") &&
+				 stat(a, &sa) == 0 && stat(b, &sb) == 0 && S_ISDIR(sa.st_mode) &&
+				 sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino);
+}
+
+/* Whether a run's stored data set cannot be found from here: a directory
+ * stored as a relative path, resumed from another working directory, or
+ * moved. --data then says where it is. */
+static bool data_not_here(const char *stored)
+{
+	return !shipped_file(stored) && strcmp(stored, "fashion-mnist") && access(stored, R_OK);
+}
+
 /* --resume: the options that come from the file must not be given (--data
- * may name the file's data). */
+ * may name the file's data: its name, its directory by another path, or
+ * where a directory not found at the stored path is). */
 static void take_run(config *c, const saved *s)
 {
 	static const char *const from_file[] = {
@@ -1116,14 +1139,18 @@ static void take_run(config *c, const saved *s)
 		"--dtype", "--optim", "--lr", "--weight-decay", "--batch", "--seed",
 		"--schedule", "--replace", "--iters", NULL,
 	};
-	if (given(c, "--data") && strcmp(c->data, s->data))
+	/* a directory the stored path does not find: --data's path, stored from
+	 * now on; else the stored name, so that the file keeps its bytes */
+	bool moved = given(c, "--data") && !same_data(c->data, s->data);
+	if (moved && !data_not_here(s->data))
 		usage_error("--data %s: the run in %s trained on %s", c->data, c->resume, s->data);
 	for (int i = 0; from_file[i]; i++)
 		if (given(c, from_file[i]))
 			usage_error("%s: a resumed run takes it from %s; give only --epochs and "
 				    "the output options with --resume",
 				    from_file[i], c->resume);
-	c->data = s->data;
+	if (!moved)
+		c->data = s->data;
 	c->dtype = s->dtype;
 	c->optim = s->optim;
 	c->schedule = s->schedule;

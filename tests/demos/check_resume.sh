@@ -246,6 +246,57 @@ if command -v python3 >/dev/null 2>&1; then
 	fi
 fi
 
+# a run on a directory of IDX files given by a relative path: resumed from
+# another working directory, --data names where it is from there (without
+# it, the message says so, exit 1); from the run's own directory --data may
+# name it by another path, the file keeping its bytes, but not another
+# directory
+mkdir "$dir/w" "$dir/w/idx" "$dir/w/other"
+printf '\000\000\010\003\000\000\000\004\000\000\000\002\000\000\000\002' \
+	>"$dir/w/idx/train-images-idx3-ubyte"
+printf '\001\002\003\004\004\003\002\001\377\000\377\000\000\377\000\377' \
+	>>"$dir/w/idx/train-images-idx3-ubyte"
+cp "$dir/w/idx/train-images-idx3-ubyte" "$dir/w/idx/t10k-images-idx3-ubyte"
+printf '\000\000\010\001\000\000\000\004\000\001\002\003' >"$dir/w/idx/train-labels-idx1-ubyte"
+cp "$dir/w/idx/train-labels-idx1-ubyte" "$dir/w/idx/t10k-labels-idx1-ubyte"
+cp "$dir/w/idx/"* "$dir/w/other/"
+idx_flags="--no-bn --hidden 4 --batch 2 --schedule constant"
+# resume_in DIR NAME ARGS...: train --resume ARGS in DIR, its exit status
+# in rc and its stderr in $dir/NAME.err
+resume_in() {
+	where=$1 name=$2
+	shift 2
+	(cd "$where" && "$train" --resume "$@" --quiet) >/dev/null 2>"$dir/$name.err"
+	rc=$?
+}
+if ! (cd "$dir/w" && "$train" --data idx $idx_flags --epochs 1 --save run.ckpt --quiet) \
+	>/dev/null 2>"$dir/idx.err"; then
+	echo "FAIL: train --data idx (relative): $(cat "$dir/idx.err")"
+	fails=$((fails + 1))
+fi
+resume_in "$dir/w" here run.ckpt --epochs 2 --save here.ckpt
+resume_in "$dir/w" same run.ckpt --data ./idx/ --epochs 2 --save same.ckpt
+if [ "$rc" != 0 ] || ! cmp -s "$dir/w/here.ckpt" "$dir/w/same.ckpt"; then
+	echo "FAIL: train --resume --data ./idx/ (the run's idx): exit $rc: $(cat "$dir/same.err")"
+	fails=$((fails + 1))
+fi
+resume_in "$dir/w" another run.ckpt --data other --epochs 2
+if [ "$rc" != 2 ] || ! grep -qF "train: --data other: the run in run.ckpt trained on idx" \
+	"$dir/another.err"; then
+	echo "FAIL: train --resume --data other (not the run's): exit $rc: $(head -n 1 "$dir/another.err")"
+	fails=$((fails + 1))
+fi
+resume_in "$dir" away w/run.ckpt --epochs 2
+if [ "$rc" != 1 ] || ! grep -qF "the data set stored there, idx, is not on this machine (no such directory of IDX files from here); give --data with its path" "$dir/away.err"; then
+	echo "FAIL: train --resume from elsewhere without --data: exit $rc: $(cat "$dir/away.err")"
+	fails=$((fails + 1))
+fi
+resume_in "$dir" found w/run.ckpt --data w/idx --epochs 2 --save w/found.ckpt
+if [ "$rc" != 0 ] || ! [ -s "$dir/w/found.ckpt" ]; then
+	echo "FAIL: train --resume from elsewhere --data w/idx: exit $rc: $(cat "$dir/found.err")"
+	fails=$((fails + 1))
+fi
+
 if [ "$fails" -gt 0 ]; then
 	echo "$fails of the resume checks failed"
 	exit 1
