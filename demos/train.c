@@ -824,6 +824,14 @@ static int load_data(tg_ctx *ctx, const char *what, const char *stored_in, data 
 			    "iris, diabetes, breast-cancer, or a directory of IDX files)",
 			    what);
 	}
+	struct stat st;
+	if (!stored_in && stat(what, &st) == 0 && !S_ISDIR(st.st_mode)) {
+		usage_error("--data %s: a file, not a directory: --data takes fashion-mnist, "
+			    "digits, iris, diabetes, breast-cancer, or a directory of IDX files "
+			    "(train-images-idx3-ubyte and the others); a CSV file of one's own is "
+			    "read by tg_load_csv in a program",
+			    what);
+	}
 	return tg_load_mnist(ctx, what, &d->train, &d->test);
 }
 

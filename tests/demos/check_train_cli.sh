@@ -76,6 +76,8 @@ expect 2 "give --epochs or --iters, not both" --epochs 1 --iters 1
 expect 2 "give --layers (all sizes) or --hidden (the hidden ones), not both" \
 	--data iris --layers 4-16-3 --hidden 8
 expect 2 "--data /nonexistent: no such data set" --data /nonexistent
+# a file (a CSV of one's own, an IDX file) is not a directory of IDX files
+expect 2 "--data $train: a file, not a directory" --data "$train"
 expect 2 "so the spec must start with 64 and end with 10" --data digits --layers 10-10
 expect 2 "size 3 \"x\" is not a positive integer" --data digits --hidden 8-x
 expect 1 "/nonexistent.ckpt: cannot open" --data digits --load /nonexistent.ckpt
