@@ -960,12 +960,18 @@ static int csv_row(csv_parse *p, csv_rows *r, const char *s, const char *e, long
 			continue;
 		}
 		int limit = p->opt.classes > 0 ? p->opt.classes : TG_DATA_MAX_CLASSES;
-		if (v != floor(v))
-			return csv_fail(p, TG_EFORMAT, "line %lld: label %g is not an integer", line,
-					v);
-		if (v < 0 || v >= limit)
-			return csv_fail(p, TG_EFORMAT, "line %lld: label %g is out of range [0,%d)",
-					line, v, limit);
+		if (v != floor(v) || v < 0 || v >= limit) {
+			/* the field as written: %g would show 1.0000001 as 1 */
+			char shown[400];
+			show_field(f, shown, sizeof shown);
+			if (v != floor(v))
+				return csv_fail(p, TG_EFORMAT,
+						"line %lld, column %d: label \"%s\" is not an integer",
+						line, c + 1, shown);
+			return csv_fail(p, TG_EFORMAT,
+					"line %lld, column %d: label \"%s\" is out of range [0,%d)",
+					line, c + 1, shown, limit);
+		}
 		r->y[r->n] = (int32_t)v;
 		if (v > p->max_label)
 			p->max_label = v;

@@ -802,14 +802,20 @@ static void csv_with_a_bad_label_is_rejected(void **state)
 	write_text(p, "1,2,0\n3,4,3\n");
 	tg_csv_options opt = TG_CSV_DEFAULTS;
 	opt.classes = 3;
-	expect_csv_error(p, &opt, TG_EFORMAT, "line 2: label 3 is out of range [0,3)");
+	expect_csv_error(p, &opt, TG_EFORMAT, "line 2, column 3: label \"3\" is out of range [0,3)");
 	write_text(p, "1,2,0\n3,4,-1\n");
-	expect_csv_error(p, &opt, TG_EFORMAT, "line 2: label -1 is out of range [0,3)");
+	expect_csv_error(p, &opt, TG_EFORMAT, "line 2, column 3: label \"-1\" is out of range [0,3)");
 	write_text(p, "1,2,0.5\n");
-	expect_csv_error(p, &opt, TG_EFORMAT, "line 1: label 0.5 is not an integer");
+	expect_csv_error(p, &opt, TG_EFORMAT, "line 1, column 3: label \"0.5\" is not an integer");
+	/* the label as written, not rounded to 6 digits (1.0000001 is not 1),
+	 * and its column when it is not the last */
+	write_text(p, "1,0,2\n3,1.0000001,4\n");
+	opt.label_column = 1;
+	expect_csv_error(p, &opt, TG_EFORMAT,
+			 "line 2, column 2: label \"1.0000001\" is not an integer");
 	/* derived classes are capped too */
 	write_text(p, "1,2,1e9\n");
-	expect_csv_error(p, NULL, TG_EFORMAT, "label 1e+09 is out of range [0,65536)");
+	expect_csv_error(p, NULL, TG_EFORMAT, "label \"1e9\" is out of range [0,65536)");
 	tmp_remove(&d);
 }
 
