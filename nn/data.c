@@ -678,14 +678,18 @@ int tg_load_mnist(tg_ctx *ctx, const char *dir, tg_dataset *train, tg_dataset *t
 		pair_close(&p[1]);
 		return -1;
 	}
-	if (pair_read(ctx, &p[0], 10, train)) {
+	/* ten classes at least (MNIST's, whatever labels a set holds), more
+	 * when a label of either set asks for them (EMNIST's letters) */
+	if (pair_read(ctx, &p[0], 0, train)) {
 		pair_close(&p[1]);
 		return -1;
 	}
-	if (pair_read(ctx, &p[1], 10, test)) {
+	if (pair_read(ctx, &p[1], 0, test)) {
 		tg_dataset_free(train);
 		return -1;
 	}
+	int classes = train->classes > test->classes ? train->classes : test->classes;
+	train->classes = test->classes = classes > 10 ? classes : 10;
 	return 0;
 }
 

@@ -118,8 +118,9 @@ TG_API int tg_load_idx(tg_ctx *ctx, const char *images, const char *labels, int 
 
 /* Reads DIR/train-images-idx3-ubyte, train-labels-idx1-ubyte,
  * t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte, each with ".gz" if that
- * name exists (a link to nothing is reported as such), as 10-class data sets
- * (MNIST or Fashion-MNIST). The four headers are checked first: the test
+ * name exists (a link to nothing is reported as such), as data sets of 10
+ * classes (MNIST or Fashion-MNIST), or of the largest label + 1 over both
+ * sets when that is more (EMNIST's letters, 1 to 26: 27). The four headers are checked first: the test
  * images must have the training images' size, and both sets together fit in
  * tg_data_max_bytes(). dir NULL means TG_FASHION_MNIST_DIR. 0 ok, -1 on
  * error (both outputs then empty). */

@@ -601,6 +601,17 @@ static void the_mnist_loader_prefers_gz_and_falls_back_to_plain(void **state)
 	assert_int_equal(test.d, 4);
 	assert_near(test.x[0], 204 / 255.0, 1e-7);
 	assert_int_equal(test.y[0], 9);
+	assert_int_equal(train.classes, 10); /* labels up to 9: MNIST's ten */
+	assert_int_equal(test.classes, 10);
+	tg_dataset_free(&train);
+	tg_dataset_free(&test);
+	/* test labels up to 26 (EMNIST's letters): 27 classes for both sets */
+	write_idx(tmp_file(&d, "t10k-labels-idx1-ubyte.gz", p), 0x801, 1, (uint32_t[]){ 1 },
+		  (const unsigned char[]){ 26 }, 1);
+	assert_int_equal(tg_load_mnist(ctx, d.path, &train, &test), 0);
+	assert_int_equal(train.classes, 27);
+	assert_int_equal(test.classes, 27);
+	assert_int_equal(test.y[0], 26);
 	tg_dataset_free(&train);
 	tg_dataset_free(&test);
 	/* without the test labels: the error names the missing file, nothing leaks */
