@@ -772,6 +772,15 @@ static const char *shipped_file(const char *what)
  * run's file it came from (--resume without --data), NULL for the flag. */
 static int load_data(tg_ctx *ctx, const char *what, const char *stored_in, data *d)
 {
+	static const char *const named[] = { "diabetes", "breast-cancer", "fashion-mnist",
+					     "digits", "iris" };
+	struct stat st;
+	for (size_t i = 0; i < sizeof named / sizeof named[0]; i++)
+		if (!strcmp(what, named[i]) && stat(what, &st) == 0 && S_ISDIR(st.st_mode))
+			fprintf(stderr,
+				"%s: --data %s is the data set of that name; the directory %s "
+				"here is not read (give ./%s for it)\n",
+				prog, what, what, what);
 	d->name = what;
 	d->task = (tg_task){ .loss = TG_LOSS_CROSS_ENTROPY };
 	if (!strcmp(what, "diabetes")) {
@@ -825,7 +834,6 @@ static int load_data(tg_ctx *ctx, const char *what, const char *stored_in, data 
 			    "iris, diabetes, breast-cancer, or a directory of IDX files)",
 			    what);
 	}
-	struct stat st;
 	if (!stored_in && stat(what, &st) == 0 && !S_ISDIR(st.st_mode)) {
 		usage_error("--data %s: a file, not a directory: --data takes fashion-mnist, "
 			    "digits, iris, diabetes, breast-cancer, or a directory of IDX files "

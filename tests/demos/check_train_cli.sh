@@ -234,6 +234,13 @@ if ! diff -r "$dir/idx" "$dir/idx.copy" >/dev/null ||
 	echo "FAIL: train with an output over a file of --data: the file changed"
 	fails=$((fails + 1))
 fi
+# a data set's name that is also a directory here: the name wins, and
+# train says so
+mkdir "$dir/tree/iris"
+cd "$dir/tree" || exit 1
+expect 0 "--data iris is the data set of that name; the directory iris here is not read (give ./iris for it)" \
+	--data iris --epochs 1 --quiet
+cd - >/dev/null || exit 1
 # a run saved inside an epoch (--iters) has no epoch's end to go on from
 if ! "$train" --data digits --hidden 8 --iters 3 --quiet --save "$dir/part.ckpt" \
 	>/dev/null 2>"$out"; then
