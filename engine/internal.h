@@ -137,6 +137,11 @@ struct tg_tensor {
 			      * later gradients may be added to it in place */
 	char *name;
 	tg_tensor *next_kept; /* ctx tensors, for tg_ctx_free and tg_zero_grads */
+	uint64_t use_gen;    /* the step in which first_use was set */
+	uint64_t first_use;  /* the index of the first node of step use_gen that
+			      * reads this tensor: none earlier can (indices
+			      * only grow within a step), so tg_grad_of's walk
+			      * stops there */
 	const tg_node *last_use; /* during a tg_backward with a grad_ready hook: the
 				  * earliest node that uses this leaf */
 	tg_tensor *grad_before;  /* touched: the gradient when the walk began */

@@ -220,6 +220,10 @@ static inline tg_tensor *push(tg_node *n, const tg_op *op, tg_tensor *out, int n
 		n->needs[i] = in[i]->requires_grad;
 		n->in_grad[i] = NULL;
 		in[i]->consumed = true;
+		if (in[i]->use_gen != ctx->gen) {
+			in[i]->use_gen = ctx->gen;
+			in[i]->first_use = n->index;
+		}
 	}
 	n->out = out;
 	n->out_version = out->version;
@@ -1369,16 +1373,24 @@ static int grad_of_check(tg_ctx *ctx, int nout, tg_tensor *const *outputs,
  * inputs. Inputs come before the node that reads them, so one pass from the
  * first node up settles each from its inputs' producers: the tape's links
  * are turned round for it and back again. A producer off the walk's range
- * (a gradient check's own tape) has an older stamp: it leads nowhere. */
-static void mark_reaching(tg_walk *w, tg_node *start, uint64_t stamp)
+ * (a gradient check's own tape) has an older stamp: it leads nowhere.
+ * Only the nodes from index low up are marked (none under it reads an
+ * input asked about, so none leads to one); returns the latest node under
+ * low, where the walk stops (NULL: the tape's start). */
+static tg_node *mark_reaching(tg_walk *w, tg_node *start, uint64_t low, uint64_t stamp)
 {
 	tg_node *up = NULL; /* the nodes passed, linked to the next later one */
+	tg_node *below = NULL; /* the latest node under low, left as it is */
 	for (tg_node *n = start, *prev; n; n = prev) {
+		if (n->index < low) {
+			below = n;
+			break;
+		}
 		prev = n->prev;
 		n->prev = up;
 		up = n;
 	}
-	tg_node *down = NULL;
+	tg_node *down = below;
 	for (tg_node *n = up, *next; n; n = next) {
 		next = n->prev;
 		bool reach = false;
@@ -1391,6 +1403,7 @@ static void mark_reaching(tg_walk *w, tg_node *start, uint64_t stamp)
 		n->prev = down;
 		down = n;
 	}
+	return below;
 }
 
 /* The walk proper: every output's upstream gradient, then the nodes from the
@@ -1409,9 +1422,18 @@ static void grad_of_walk(tg_ctx *ctx, int nout, tg_tensor *const *outputs,
 		if (y->node && (!start || y->node->index > start->index))
 			start = y->node;
 	}
-	uint64_t gen = ctx->gen, stamp = ++ctx->walk_stamp;
-	mark_reaching(ctx->walk, start, stamp);
-	for (tg_node *n = start; n && ctx->status == TG_OK; n = n->prev) {
+	/* no node before the first of the step that reads an input asked about
+	 * can lead to one: the walk ends there, not at the tape's start, so a
+	 * pass costs the nodes of its own graph, not the whole step's (the rows
+	 * of a Jacobian, gradients taken in a loop, over a long tape) */
+	uint64_t gen = ctx->gen, stamp = ++ctx->walk_stamp, low = UINT64_MAX;
+	for (int i = 0; i < ctx->walk->nin; i++) {
+		const tg_tensor *x = ctx->walk->in[i];
+		if (x->use_gen == gen && x->first_use < low)
+			low = x->first_use;
+	}
+	tg_node *below = mark_reaching(ctx->walk, start, low, stamp);
+	for (tg_node *n = start; n != below && ctx->status == TG_OK; n = n->prev) {
 		if (!n->walk_grad || n->walk_reach != stamp)
 			continue;
 		if (!versions_intact("tg_grad_of", n))

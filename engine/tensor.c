@@ -118,6 +118,7 @@ static inline tg_tensor *init(tg_tensor *t, tg_ctx *ctx, tg_dtype dt, int ndim,
 	t->requires_grad = false;
 	t->persistent = false;
 	t->consumed = false;
+	t->use_gen = 0;
 	t->decay = false;
 	t->lent = false;
 	t->touched = false;

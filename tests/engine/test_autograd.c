@@ -95,6 +95,58 @@ static void grad_of_with_create_graph_differentiates_again(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* The walk ends at the first node of the step that reads an input asked
+ * about. A parameter read late on the tape in one step and first thing in
+ * the next must have that early reader found; so must a leaf read before
+ * the intermediate asked about beside it, over a long unrelated tape. */
+static void grad_of_finds_the_first_reader_of_each_input_in_its_step(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *p = tg_param(f64(ctx, SHAPE(2), (double[]){ 0.5, -3 }));
+	tg_tensor *g[2];
+	tg_tensor *u = needs_grad(f64(ctx, SHAPE(2), (double[]){ 1, 1 }));
+	for (int i = 0; i < 8; i++)
+		u = tg_mul_scalar(u, 2);
+	tg_tensor *y = tg_sum(tg_mul(p, p));
+	assert_int_equal(tg_grad_of(1, &y, NULL, 1, &p, g, 0), 0);
+	assert_near(tg_get(g[0], 1), -6, 0);
+	tg_reset(ctx);
+
+	/* p's first reader is now node 0, before anything of the last step's */
+	tg_tensor *a = tg_mul_scalar(p, 3);
+	u = needs_grad(f64(ctx, SHAPE(2), (double[]){ 1, 1 }));
+	for (int i = 0; i < 16; i++)
+		u = tg_mul_scalar(u, 2);
+	tg_tensor *z = tg_sum(tg_add(a, tg_mul(p, p)));
+	assert_int_equal(tg_grad_of(1, &z, NULL, 1, &p, g, 0), 0);
+	assert_near(tg_get(g[0], 0), 3 + 2 * 0.5, 0);
+	assert_near(tg_get(g[0], 1), 3 - 2 * 3, 0);
+
+	/* x read first, then a long tape, then h made and read with x again */
+	tg_tensor *x = needs_grad(f64(ctx, SHAPE(2), (double[]){ 2, -1 }));
+	tg_tensor *b = tg_mul_scalar(x, 5);
+	for (int i = 0; i < 64; i++)
+		u = tg_add_scalar(u, 1);
+	tg_tensor *h = tg_mul(x, x);
+	tg_tensor *w = tg_sum(tg_add(tg_mul(h, b), x));
+	tg_tensor *in[2] = { h, x };
+	assert_int_equal(tg_grad_of(1, &w, NULL, 2, in, g, TG_CREATE_GRAPH), 0);
+	assert_ctx_ok(ctx);
+	/* dw/dh = b = 5 x; dw/dx = 5 h + 2 x b + 1 = 15 x^2 + 1 */
+	assert_near(tg_get(g[0], 0), 10, 0);
+	assert_near(tg_get(g[1], 0), 61, 0);
+	assert_near(tg_get(g[1], 1), 16, 0);
+	/* and again from that gradient, whose nodes come after all of these */
+	tg_tensor *g2;
+	tg_tensor *s = tg_sum(g[1]);
+	assert_int_equal(tg_grad_of(1, &s, NULL, 1, &x, &g2, 0), 0);
+	assert_near(tg_get(g2, 0), 60, 0);
+	assert_near(tg_get(g2, 1), -30, 0);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
 static void grad_of_an_unused_input_is_an_error_unless_allowed(void **state)
 {
 	(void)state;
@@ -1255,6 +1307,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(grad_of_leaves_every_grad_untouched),
 		cmocka_unit_test(grad_of_with_create_graph_differentiates_again),
+		cmocka_unit_test(grad_of_finds_the_first_reader_of_each_input_in_its_step),
 		cmocka_unit_test(grad_of_an_unused_input_is_an_error_unless_allowed),
 		cmocka_unit_test(an_input_a_rule_skipped_is_named_with_the_rule),
 		cmocka_unit_test(grad_of_inside_a_plain_walk_says_the_walk_turned_grad_mode_off),
