@@ -1444,6 +1444,13 @@ static void grad_of_walk(tg_ctx *ctx, int nout, tg_tensor *const *outputs,
 	}
 }
 
+/* Whether x may be an input of n or of a node before it: no node of the
+ * step before x's first reader (tg_tensor.first_use) reads it. */
+static bool read_from(const tg_ctx *ctx, const tg_tensor *x, const tg_node *n)
+{
+	return x->use_gen == ctx->gen && n->index >= x->first_use;
+}
+
 /* For an input the walk gave no gradient: the node whose rule ran (it had
  * an upstream gradient) and, though x is its input that needs one, handed
  * it none, a custom rule that skips tg_node_grad (the library's own rules
@@ -1453,7 +1460,7 @@ static TG_SLOW const tg_node *silent_rule(const tg_ctx *ctx, const tg_tensor *x)
 {
 	size_t nops;
 	const tg_op *const *builtin = tg_op_registry(&nops);
-	for (const tg_node *n = ctx->tape; n; n = n->prev) {
+	for (const tg_node *n = ctx->tape; n && read_from(ctx, x, n); n = n->prev) {
 		if (n->walk_reach != ctx->walk_stamp || !n->walk_grad)
 			continue;
 		bool own = false;
@@ -1478,7 +1485,7 @@ static TG_SLOW bool on_outputs_graph(tg_ctx *ctx, const tg_tensor *x, int nout,
 	for (int k = 0; k < nout; k++)
 		if (outputs[k]->node)
 			outputs[k]->node->walk_live = stamp;
-	for (tg_node *n = ctx->tape; n; n = n->prev) {
+	for (tg_node *n = ctx->tape; n && read_from(ctx, x, n); n = n->prev) {
 		if (n->walk_live != stamp)
 			continue;
 		for (int k = 0; k < n->nin; k++) {

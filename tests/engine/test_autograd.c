@@ -368,6 +368,41 @@ static void grad_of_through_a_zero_derivative_is_zeros(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* The same zeros for a parameter read first thing in its step, after a
+ * step that read it only late on the tape, with a long tape between the
+ * reader and the gradients; a parameter the step never read is still not
+ * used. */
+static void a_zero_derivative_is_found_from_the_first_reader_in_the_step(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	tg_tensor *p = tg_param(f64(ctx, SHAPE(3), (double[]){ -1, 2, 3 }));
+	tg_tensor *q = tg_param(f64(ctx, SHAPE(3), (double[]){ 1, 1, 1 }));
+	tg_tensor *u = needs_grad(f64(ctx, SHAPE(2), (double[]){ 1, 1 }));
+	for (int i = 0; i < 32; i++)
+		u = tg_mul_scalar(u, 2);
+	tg_tensor *y = tg_sum(tg_mul(tg_mul(p, p), q)), *g;
+	assert_int_equal(tg_grad_of(1, &y, NULL, 1, &p, &g, 0), 0);
+	tg_reset(ctx);
+
+	tg_tensor *r = tg_sum(tg_relu(tg_mul_scalar(p, 3))), *gr;
+	u = needs_grad(f64(ctx, SHAPE(2), (double[]){ 1, 1 }));
+	for (int i = 0; i < 64; i++)
+		u = tg_mul_scalar(u, 2);
+	assert_int_equal(tg_grad_of(1, &r, NULL, 1, &p, &gr, TG_CREATE_GRAPH), 0);
+	for (int i = 0; i < 16; i++)
+		u = tg_mul_scalar(u, 2);
+	tg_tensor *s = tg_sum(gr);
+	assert_int_equal(tg_grad_of(1, &s, NULL, 1, &p, &g, 0), 0);
+	assert_ctx_ok(ctx);
+	for (size_t k = 0; k < 3; k++)
+		assert_true(tg_get(g, k) == 0);
+	assert_int_equal(tg_grad_of(1, &s, NULL, 1, &q, &g, 0), -1);
+	assert_error(ctx, TG_EARG, "is not used by the outputs");
+	tg_clear_error(ctx);
+	tg_ctx_free(ctx);
+}
+
 /* y1 = x * w (a vector, upstream v), y2 = sum(x^2) (a scalar, upstream 1):
  * the gradient is v w + 2 x. */
 static void grad_of_several_outputs_adds_their_vjps(void **state)
@@ -1313,6 +1348,7 @@ int main(void)
 		cmocka_unit_test(grad_of_inside_a_plain_walk_says_the_walk_turned_grad_mode_off),
 		cmocka_unit_test(grad_of_an_output_without_history_says_so),
 		cmocka_unit_test(grad_of_through_a_zero_derivative_is_zeros),
+		cmocka_unit_test(a_zero_derivative_is_found_from_the_first_reader_in_the_step),
 		cmocka_unit_test(grad_of_several_outputs_adds_their_vjps),
 		cmocka_unit_test(grad_of_many_inputs_matches_asking_one_at_a_time),
 		cmocka_unit_test(grad_of_rejects_bad_arguments),
