@@ -1463,12 +1463,14 @@ static TG_SLOW const tg_node *silent_rule(const tg_ctx *ctx, const tg_tensor *x)
 	for (const tg_node *n = ctx->tape; n && read_from(ctx, x, n); n = n->prev) {
 		if (n->walk_reach != ctx->walk_stamp || !n->walk_grad)
 			continue;
+		bool reads_x = false;
+		for (int k = 0; k < n->nin && !reads_x; k++)
+			reads_x = n->in[k] == x && n->needs[k];
 		bool own = false;
-		for (size_t k = 0; k < nops && !own; k++)
+		for (size_t k = 0; k < nops && reads_x && !own; k++)
 			own = builtin[k] == n->op;
-		for (int k = 0; k < n->nin && !own; k++)
-			if (n->in[k] == x && n->needs[k])
-				return n;
+		if (reads_x && !own)
+			return n;
 	}
 	return NULL;
 }
