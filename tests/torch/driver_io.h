@@ -6,6 +6,7 @@
 #define TG_DRIVER_IO_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,23 @@ static inline int read_doubles(double *v, size_t n)
 	for (size_t i = 0; i < n; i++)
 		if (scanf("%lf", &v[i]) != 1)
 			return -1;
+	return 0;
+}
+
+/* A shape of ndim sides from stdin, each 1 to 2^20, at most 2^24 values in
+ * all; *numel gets their product. -1 when one is missing or out of range. */
+static inline int read_shape(int64_t *shape, int ndim, size_t *numel)
+{
+	*numel = 1;
+	for (int d = 0; d < ndim; d++) {
+		long long s;
+		if (scanf("%lld", &s) != 1 || s < 1 || s > 1 << 20)
+			return -1;
+		shape[d] = s;
+		*numel *= (size_t)s;
+		if (*numel > 1 << 24)
+			return -1;
+	}
 	return 0;
 }
 

@@ -78,16 +78,9 @@ int main(void)
 	    scanf("%7s %d", in_dt, &ndim) != 2 || ndim < 1 || ndim > MAX_DIMS)
 		return fail(NULL, "the header");
 	int64_t shape[MAX_DIMS];
-	size_t n_in = 1;
-	for (int d = 0; d < ndim; d++) {
-		long long s;
-		if (scanf("%lld", &s) != 1 || s < 1 || s > 1 << 20)
-			return fail(NULL, "the input's shape");
-		shape[d] = s;
-		n_in *= (size_t)s;
-		if (n_in > 1 << 24)
-			return fail(NULL, "the input's size");
-	}
+	size_t n_in;
+	if (read_shape(shape, ndim, &n_in))
+		return fail(NULL, "the input's shape");
 	double *buf = malloc(n_in * sizeof *buf);
 	if (!buf || read_doubles(buf, n_in))
 		return fail(NULL, "the input's values");

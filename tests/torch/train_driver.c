@@ -195,14 +195,9 @@ static int run(void)
 	tg_set_threads(ctx, threads);
 	tg_set_conv_kernels(ctx, !strcmp(kern, "im2col") ? TG_CONV_IM2COL : TG_CONV_ONEDNN);
 	int64_t shape[MAX_DIMS];
-	size_t n_in = 1;
-	for (int d = 0; d < ndim; d++) {
-		long long s;
-		if (scanf("%lld", &s) != 1 || s < 1 || s > 1 << 20)
-			return fail(NULL, "the input's shape");
-		shape[d] = s;
-		n_in *= (size_t)s;
-	}
+	size_t n_in;
+	if (read_shape(shape, ndim, &n_in))
+		return fail(NULL, "the input's shape");
 	double *x = g_x = malloc(n_in * sizeof *x);
 	long long nt;
 	if (!x || read_doubles(x, n_in) || scanf("%lld", &nt) != 1 || nt < 0 || nt > 1 << 24)
