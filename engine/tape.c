@@ -601,6 +601,17 @@ static void accumulate(tg_tensor *x, tg_tensor *g)
 		 * left with history by a TG_CREATE_GRAPH backward, or a saved
 		 * buffer's */
 		tg_unlazy(x->grad);
+		/* an intermediate's sum made for it alone (grad_own) takes each
+		 * later gradient in place, with the bits of a new sum: k
+		 * gradients cost one tensor of x's size, not k - 1. From
+		 * TG_GRAD_INTO_MIN elements on, as the backward's other sums in
+		 * place (tg_node_grad_add_buffer); anomaly mode checks each
+		 * sum's values as an op's. */
+		if (x->node && x->grad && x->grad_own && !create_graph && !ctx->anomaly &&
+		    x->numel >= TG_GRAD_INTO_MIN && g->data != x->grad->data) {
+			add_into(x->grad, g);
+			return;
+		}
 		/* a leaf's gradient with history (from a TG_CREATE_GRAPH
 		 * backward) keeps it when a plain backward adds to it: the sum
 		 * is recorded, g in it a constant, as PyTorch's in-place add

@@ -481,6 +481,48 @@ static void a_rewind_hands_out_the_same_memory_and_headers_again(void **state)
 	}
 }
 
+/* h = 1 * p read by k scalings c_i h, summed: h takes k gradients. The
+ * backward adds each one after the second into the sum made for h alone,
+ * so four more readers cost their own gradients' tensors, not also four
+ * sums of h's size; h's gradient is c_k + c_(k-1) + ... + c_1, in the tape's
+ * order, to the bit. */
+static size_t readers_backward_bytes(tg_ctx *ctx, tg_tensor *p, int k)
+{
+	tg_tensor *h = tg_mul_scalar(p, 1.0), *y = NULL;
+	for (int i = 1; i <= k; i++) {
+		tg_tensor *t = tg_sum(tg_mul_scalar(h, 0.1 * i));
+		y = y ? tg_add(y, t) : t;
+	}
+	size_t forward = tg_arena_used(ctx);
+	tg_zero_grad(p);
+	assert_int_equal(tg_backward(y), 0);
+	size_t used = tg_arena_used(ctx) - forward;
+	double want = 0;
+	for (int i = k; i >= 1; i--)
+		want += 0.1 * i;
+	const tg_tensor *g = tg_grad(p);
+	for (size_t j = 0; j < tg_numel(p); j++)
+		assert_true(tg_get(g, j) == want);
+	tg_reset(ctx);
+	return used;
+}
+
+static void an_intermediates_later_gradients_are_added_into_its_own_sum(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *p = tg_param(tg_randn(ctx, TG_F64, SHAPE(64, 64), 0, 1));
+	const size_t bytes = 64 * 64 * sizeof(double);
+	size_t two = readers_backward_bytes(ctx, p, 2);
+	size_t six = readers_backward_bytes(ctx, p, 6);
+	/* a reader's rule makes at most two tensors of h's size (its dout
+	 * spread over h's shape, times c); each of its sums used to make a
+	 * third */
+	assert_true(six <= two + 4 * 2 * bytes);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -497,6 +539,7 @@ int main(void)
 		cmocka_unit_test(a_failed_allocation_is_enomem_and_the_context_recovers),
 		cmocka_unit_test(large_tensors_start_on_a_cache_line),
 		cmocka_unit_test(a_rewind_hands_out_the_same_memory_and_headers_again),
+		cmocka_unit_test(an_intermediates_later_gradients_are_added_into_its_own_sum),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
