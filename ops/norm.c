@@ -94,7 +94,43 @@ static inline double var_floor(double v)
 }
 
 /* The statistics of x are kept in its dtype, mean (D) then inv_std (D), so
- * that every pass computes xhat = (x - mean) * inv_std to the same bits. */
+ * that every pass computes xhat = (x - mean - lo) * inv_std to the same bits;
+ * lo (D, after them) is what the mean lost in its rounding to the dtype. x -
+ * mean is then exact for x near the mean, and lo keeps xhat from shifting by
+ * the mean's rounding error over the standard deviation: on rows of 1e4 +
+ * 1e-2 noise in f32 the mean's half ULP (5e-4) alone moved every xhat by up
+ * to 0.05. */
+#define XHAT(x, m, lo, r) (((x) - (m) - (lo)) * (r))
+/* lo from off, the exact mean in double less the mean rounded: 0 when not
+ * finite or when the shift it makes, off inv_std, is below an ULP of 1 (the
+ * mean below about twice the standard deviation, as in most data): x - mean
+ * - 0 is x - mean, to the bits of taking no lo, and the column kernels
+ * take their copy without lo's loads (a (1024,1024) batch norm with lo, 10%
+ * slower forward and backward). */
+#define MEAN_LO(T, off, r)                                                               \
+	((T)(isfinite(off) && !(fabs((off) * (r)) < (sizeof(T) == 8 ? 0x1p-52 : 0x1p-23)) \
+		 ? (off)                                                                 \
+		 : 0))
+/* lo[j] where shift is true, else 0: a column kernel in two copies, with
+ * lo and (where every column's lo is 0) without its loads */
+#define LO_IF(shift, lo, j) ((shift) ? (lo)[j] : 0)
+
+/* whether any of lo[j0..j1) is not 0 */
+static inline bool any_lo_f64(const double *lo, size_t j0, size_t j1)
+{
+	for (size_t j = j0; j < j1; j++)
+		if (lo[j] != 0)
+			return true;
+	return false;
+}
+
+static inline bool any_lo_f32(const float *lo, size_t j0, size_t j1)
+{
+	for (size_t j = j0; j < j1; j++)
+		if (lo[j] != 0)
+			return true;
+	return false;
+}
 
 /* dy where v > 0, else +0, whatever dy holds: dy's bits ANDed with the
  * comparison's, a select as tg_relu_backward's. Written with ?: (or
@@ -131,13 +167,13 @@ static inline double gate_f64(double dy, double v)
 	_Generic((T)0, float: gate_f32, double: gate_f64)((dy), (xh) * (g) + (b))
 
 #define NORM_KERNELS(T, sfx)                                                            \
-	/* st = mean, inv_std = 1 / sqrt(var + eps); var (D) = biased variance; of      \
-	 * the columns [j0, j1) */                                                      \
+	/* st = mean, inv_std = 1 / sqrt(var + eps), lo (st + 3 D); var (D) = biased    \
+	 * variance; of the columns [j0, j1) */                                         \
 	TG_HOT_LOOP_WIDE                                                                \
 	static void stats_##sfx(const T *X, size_t n, size_t d, size_t j0, size_t j1,   \
-				double eps, double *acc, double *off2, T *st, T *var)   \
+				double eps, double *acc, double *offs, T *st, T *var)   \
 	{                                                                               \
-		T *mean = st, *inv_std = st + d;                                        \
+		T *mean = st, *inv_std = st + d, *lo = st + 3 * d;                      \
 		memset(acc + j0, 0, (j1 - j0) * sizeof *acc);                           \
 		for (size_t i = 0; i < n; i++)                                          \
 			for (size_t j = j0; j < j1; j++)                                \
@@ -148,7 +184,7 @@ static inline double gate_f64(double dy, double v)
 						    : acc[j] / (double)n);              \
 			/* the mean's rounding to T, taken back out of var below */     \
 			double off = acc[j] / (double)n - mean[j];                      \
-			off2[j] = isfinite(off) ? off * off : 0;                        \
+			offs[j] = isfinite(off) ? off : 0;                              \
 		}                                                                       \
 		memset(acc + j0, 0, (j1 - j0) * sizeof *acc);                           \
 		for (size_t i = 0; i < n; i++)                                          \
@@ -157,51 +193,60 @@ static inline double gate_f64(double dy, double v)
 				acc[j] += c * c;                                        \
 			}                                                               \
 		for (size_t j = j0; j < j1; j++) {                                      \
-			double v = var_floor(acc[j] / (double)n - off2[j]);             \
+			double v = var_floor(acc[j] / (double)n - offs[j] * offs[j]);   \
 			var[j] = (T)v;                                                  \
 			inv_std[j] = (T)(isinf(v) ? scaled_inv_std(X + j, sizeof(T) == 8, \
 								   n, 1, d, mean[j], eps) \
 						  : 1 / sqrt(v + eps));                 \
+			lo[j] = MEAN_LO(T, offs[j], inv_std[j]);                        \
 		}                                                                       \
 	}                                                                               \
                                                                                         \
 	/* Y = xhat * G + B, rows [i0, i1); relu: max(Y, 0) as tg_relu takes it         \
 	 * (NaN stays NaN) */                                                           \
 	static inline TG_ALWAYS_INLINE void forward_body_##sfx(                         \
-	    const T *X, const T *st, const T *G, const T *B, bool relu, size_t i0,      \
-	    size_t i1, size_t d, T *restrict Y)                                         \
+	    const T *X, const T *st, const T *G, const T *B, bool relu, bool shift,     \
+	    size_t i0, size_t i1, size_t d, T *restrict Y)                              \
 	{                                                                               \
-		const T *mean = st, *inv_std = st + d;                                  \
+		const T *mean = st, *inv_std = st + d, *lo = st + 3 * d;                \
 		for (size_t i = i0; i < i1; i++)                                        \
 			for (size_t j = 0; j < d; j++) {                                \
-				T v = (X[i * d + j] - mean[j]) * inv_std[j] * G[j] + B[j]; \
+				T v = XHAT(X[i * d + j], mean[j], LO_IF(shift, lo, j),  \
+					   inv_std[j]) * G[j] + B[j];                   \
 				Y[i * d + j] = relu && v < 0 ? 0 : v;                   \
 			}                                                               \
 	}                                                                               \
                                                                                         \
-	/* the body twice, with and without the gate, so that neither loop tests it */  \
+	/* the body four times, with and without the gate and lo, so that no loop     \
+	 * tests them */                                                                \
 	TG_HOT_LOOP                                                                     \
 	static void forward_##sfx(const T *X, const T *st, const T *G, const T *B,      \
 			bool relu, size_t i0, size_t i1, size_t d, T *restrict Y)       \
 	{                                                                               \
-		if (relu)                                                               \
-			forward_body_##sfx(X, st, G, B, true, i0, i1, d, Y);            \
+		bool shift = any_lo_##sfx(st + 3 * d, 0, d);                            \
+		if (relu && shift)                                                      \
+			forward_body_##sfx(X, st, G, B, true, true, i0, i1, d, Y);      \
+		else if (relu)                                                          \
+			forward_body_##sfx(X, st, G, B, true, false, i0, i1, d, Y);     \
+		else if (shift)                                                         \
+			forward_body_##sfx(X, st, G, B, false, true, i0, i1, d, Y);     \
 		else                                                                    \
-			forward_body_##sfx(X, st, G, B, false, i0, i1, d, Y);           \
+			forward_body_##sfx(X, st, G, B, false, false, i0, i1, d, Y);    \
 	}                                                                               \
                                                                                         \
 	/* sums = the column sums of dout (D), then of dout * xhat (D); columns         \
 	 * [j0, j1); relu: of dout gated by RELU_GATE with G and B */                   \
 	static inline TG_ALWAYS_INLINE void sums_body_##sfx(                            \
 	    const T *DOUT, const T *X, const T *st, const T *G, const T *B, bool relu,  \
-	    size_t n, size_t d, size_t j0, size_t j1, double *sums)                     \
+	    bool shift, size_t n, size_t d, size_t j0, size_t j1, double *sums)         \
 	{                                                                               \
-		const T *mean = st, *inv_std = st + d;                                  \
+		const T *mean = st, *inv_std = st + d, *lo = st + 3 * d;                \
 		memset(sums + j0, 0, (j1 - j0) * sizeof *sums);                         \
 		memset(sums + d + j0, 0, (j1 - j0) * sizeof *sums);                     \
 		for (size_t i = 0; i < n; i++)                                          \
 			for (size_t j = j0; j < j1; j++) {                              \
-				T xh = (X[i * d + j] - mean[j]) * inv_std[j];           \
+				T xh = XHAT(X[i * d + j], mean[j], LO_IF(shift, lo, j), \
+					    inv_std[j]);                                \
 				T dy = relu ? RELU_GATE(T, DOUT[i * d + j], xh, G[j], B[j]) \
 					    : DOUT[i * d + j];                          \
 				sums[j] += dy;                                          \
@@ -215,10 +260,18 @@ static inline double gate_f64(double dy, double v)
 			const T *B, bool relu, size_t n, size_t d, size_t j0,           \
 			size_t j1, double *sums)                                        \
 	{                                                                               \
-		if (relu)                                                               \
-			sums_body_##sfx(DOUT, X, st, G, B, true, n, d, j0, j1, sums);   \
+		bool shift = any_lo_##sfx(st + 3 * d, j0, j1);                          \
+		if (relu && shift)                                                      \
+			sums_body_##sfx(DOUT, X, st, G, B, true, true, n, d, j0, j1, sums); \
+		else if (relu)                                                          \
+			sums_body_##sfx(DOUT, X, st, G, B, true, false, n, d, j0, j1,   \
+					sums);                                          \
+		else if (shift)                                                         \
+			sums_body_##sfx(DOUT, X, st, G, B, false, true, n, d, j0, j1,   \
+					sums);                                          \
 		else                                                                    \
-			sums_body_##sfx(DOUT, X, st, G, B, false, n, d, j0, j1, sums);  \
+			sums_body_##sfx(DOUT, X, st, G, B, false, false, n, d, j0, j1,  \
+					sums);                                          \
 	}                                                                               \
                                                                                         \
 	/* DX = G inv_std (dout - sum(dout) / N - xhat sum(dout xhat) / N): k (3 D      \
@@ -239,13 +292,14 @@ static inline double gate_f64(double dy, double v)
 	/* ... and DX from them, rows [i0, i1) (relu: dout gated as in sums) */         \
 	static inline TG_ALWAYS_INLINE void dx_body_##sfx(                              \
 	    const T *DOUT, const T *X, const T *st, const T *k, const T *G, const T *B, \
-	    bool relu, size_t i0, size_t i1, size_t d, T *restrict DX)                  \
+	    bool relu, bool shift, size_t i0, size_t i1, size_t d, T *restrict DX)      \
 	{                                                                               \
-		const T *mean = st, *inv_std = st + d;                                  \
+		const T *mean = st, *inv_std = st + d, *lo = st + 3 * d;                \
 		const T *scale = k, *mdy = k + d, *mdyxh = k + 2 * d;                   \
 		for (size_t i = i0; i < i1; i++)                                        \
 			for (size_t j = 0; j < d; j++) {                                \
-				T xh = (X[i * d + j] - mean[j]) * inv_std[j];           \
+				T xh = XHAT(X[i * d + j], mean[j], LO_IF(shift, lo, j), \
+					    inv_std[j]);                                \
 				T dy = relu ? RELU_GATE(T, DOUT[i * d + j], xh, G[j], B[j]) \
 					    : DOUT[i * d + j];                          \
 				DX[i * d + j] = scale[j] * (dy - mdy[j] - xh * mdyxh[j]); \
@@ -258,10 +312,16 @@ static inline double gate_f64(double dy, double v)
 			const T *G, const T *B, bool relu, size_t i0, size_t i1,        \
 			size_t d, T *restrict DX)                                       \
 	{                                                                               \
-		if (relu)                                                               \
-			dx_body_##sfx(DOUT, X, st, k, G, B, true, i0, i1, d, DX);       \
+		bool shift = any_lo_##sfx(st + 3 * d, 0, d);                            \
+		if (relu && shift)                                                      \
+			dx_body_##sfx(DOUT, X, st, k, G, B, true, true, i0, i1, d, DX); \
+		else if (relu)                                                          \
+			dx_body_##sfx(DOUT, X, st, k, G, B, true, false, i0, i1, d, DX); \
+		else if (shift)                                                         \
+			dx_body_##sfx(DOUT, X, st, k, G, B, false, true, i0, i1, d, DX); \
 		else                                                                    \
-			dx_body_##sfx(DOUT, X, st, k, G, B, false, i0, i1, d, DX);      \
+			dx_body_##sfx(DOUT, X, st, k, G, B, false, false, i0, i1, d,   \
+				      DX);                                              \
 	}
 
 NORM_KERNELS(double, f64)
@@ -330,10 +390,10 @@ static double lanes_total(const double *a, int lanes)
 	static void plane_stats_##sfx(const T *X, size_t n, size_t d, size_t s,         \
 				      size_t j0, size_t j1, double eps, T *st, T *var)  \
 	{                                                                               \
-		T *mean = st, *inv_std = st + d;                                        \
+		T *mean = st, *inv_std = st + d, *lo = st + 3 * d;                      \
 		const double cnt = (double)(n * s);                                     \
 		const bool f64 = sizeof(T) == 8;                                        \
-		double a[PLANE_BLOCK][SUMS_STRIDE] TG_SUMS_ALIGN, off2[PLANE_BLOCK];    \
+		double a[PLANE_BLOCK][SUMS_STRIDE] TG_SUMS_ALIGN, offs[PLANE_BLOCK];    \
 		for (size_t jb = j0; jb < j1; jb += PLANE_BLOCK) {                      \
 			const size_t w = j1 - jb < PLANE_BLOCK ? j1 - jb : PLANE_BLOCK; \
 			memset(a, 0, sizeof a);                                         \
@@ -348,7 +408,7 @@ static double lanes_total(const double *a, int lanes)
 								       d * s, sum)      \
 							 : sum / cnt);                  \
 				double off = sum / cnt - mean[j];                       \
-				off2[c] = isfinite(off) ? off * off : 0;                \
+				offs[c] = isfinite(off) ? off : 0;                      \
 			}                                                               \
 			memset(a, 0, sizeof a);                                         \
 			for (size_t i = 0; i < n; i++)                                  \
@@ -358,12 +418,13 @@ static double lanes_total(const double *a, int lanes)
 			for (size_t c = 0; c < w; c++) {                                \
 				const size_t j = jb + c;                                \
 				double v = var_floor(lanes_total(a[c], ADD_LANES(T)) / cnt - \
-						   off2[c]);                            \
+						   offs[c] * offs[c]);                  \
 				var[j] = (T)v;                                          \
 				inv_std[j] = (T)(isinf(v) ? scaled_inv_std(X + j * s, f64, n, \
 									   s, d * s,    \
 									   mean[j], eps) \
 							  : 1 / sqrt(v + eps));         \
+				lo[j] = MEAN_LO(T, offs[c], inv_std[j]);                \
 			}                                                               \
 		}                                                                       \
 	}                                                                               \
@@ -375,37 +436,37 @@ static double lanes_total(const double *a, int lanes)
 					const T *B, bool relu, size_t p0, size_t p1,    \
 					size_t d, size_t s, T *restrict Y)              \
 	{                                                                               \
-		const T *mean = st, *inv_std = st + d;                                  \
+		const T *mean = st, *inv_std = st + d, *lo = st + 3 * d;                \
 		for (size_t p = p0; p < p1; p++) {                                      \
 			size_t j = p % d;                                               \
 			const T *x = X + p * s;                                         \
 			T *y = Y + p * s;                                               \
-			T m = mean[j], r = inv_std[j], g = G[j], b = B[j];              \
+			T m = mean[j], ml = lo[j], r = inv_std[j], g = G[j], b = B[j];  \
 			if (relu)                                                       \
 				for (size_t k = 0; k < s; k++) {                        \
-					T v = (x[k] - m) * r * g + b;                   \
+					T v = XHAT(x[k], m, ml, r) * g + b;             \
 					y[k] = v < 0 ? 0 : v;                           \
 				}                                                       \
 			else                                                            \
 				for (size_t k = 0; k < s; k++)                          \
-					y[k] = (x[k] - m) * r * g + b;                  \
+					y[k] = XHAT(x[k], m, ml, r) * g + b;            \
 		}                                                                       \
 	}                                                                               \
                                                                                         \
 	/* a[l] += a plane's dout, b[l] += its dout xhat */                             \
 	TG_HOT_LOOP_WIDE                                                                \
-	static void plane_dot_##sfx(const T *dy, const T *x, size_t s, T m, T r,        \
+	static void plane_dot_##sfx(const T *dy, const T *x, size_t s, T m, T ml, T r,  \
 				    double *restrict a, double *restrict b)             \
 	{                                                                               \
 		size_t k = 0;                                                           \
 		for (; k + DOT_LANES <= s; k += DOT_LANES)                              \
 			for (int l = 0; l < DOT_LANES; l++) {                           \
-				T xh = (x[k + l] - m) * r;                              \
+				T xh = XHAT(x[k + l], m, ml, r);                              \
 				a[l] += dy[k + l];                                      \
 				b[l] += (double)dy[k + l] * xh;                         \
 			}                                                               \
 		for (; k < s; k++) {                                                    \
-			T xh = (x[k] - m) * r;                                          \
+			T xh = XHAT(x[k], m, ml, r);                                          \
 			a[DOT_LANES] += dy[k];                                          \
 			b[DOT_LANES] += (double)dy[k] * xh;                             \
 		}                                                                       \
@@ -415,20 +476,21 @@ static double lanes_total(const double *a, int lanes)
 	 * function of its own: folded into plane_dot as forward_ is, GCC left the   \
 	 * gated loop scalar, 2.3 times the time of the unfused ops) */               \
 	TG_HOT_LOOP_WIDE                                                                \
-	static void plane_dot_relu_##sfx(const T *dy, const T *x, size_t s, T m, T r,   \
+	static void plane_dot_relu_##sfx(const T *dy, const T *x, size_t s, T m, T ml,  \
+					 T r,                                           \
 					 T g, T bt, double *restrict a,                 \
 					 double *restrict b)                            \
 	{                                                                               \
 		size_t k = 0;                                                           \
 		for (; k + DOT_LANES <= s; k += DOT_LANES)                              \
 			for (int l = 0; l < DOT_LANES; l++) {                           \
-				T xh = (x[k + l] - m) * r;                              \
+				T xh = XHAT(x[k + l], m, ml, r);                              \
 				T gy = RELU_GATE(T, dy[k + l], xh, g, bt);              \
 				a[l] += gy;                                             \
 				b[l] += (double)gy * xh;                                \
 			}                                                               \
 		for (; k < s; k++) {                                                    \
-			T xh = (x[k] - m) * r;                                          \
+			T xh = XHAT(x[k], m, ml, r);                                          \
 			T gy = RELU_GATE(T, dy[k], xh, g, bt);                          \
 			a[DOT_LANES] += gy;                                             \
 			b[DOT_LANES] += (double)gy * xh;                                \
@@ -442,7 +504,7 @@ static double lanes_total(const double *a, int lanes)
 				     size_t d, size_t s, size_t j0, size_t j1,          \
 				     double *sums)                                      \
 	{                                                                               \
-		const T *mean = st, *inv_std = st + d;                                  \
+		const T *mean = st, *inv_std = st + d, *lo = st + 3 * d;                \
 		double a[PLANE_BLOCK][SUMS_STRIDE] TG_SUMS_ALIGN;                       \
 		double b[PLANE_BLOCK][SUMS_STRIDE] TG_SUMS_ALIGN;                       \
 		for (size_t jb = j0; jb < j1; jb += PLANE_BLOCK) {                      \
@@ -454,11 +516,13 @@ static double lanes_total(const double *a, int lanes)
 					const size_t p = (i * d + jb + c) * s, j = jb + c; \
 					if (relu)                                       \
 						plane_dot_relu_##sfx(DOUT + p, X + p, s, \
-								     mean[j], inv_std[j], \
+								     mean[j], lo[j],    \
+								     inv_std[j],        \
 								     G[j], B[j], a[c], b[c]); \
 					else                                            \
 						plane_dot_##sfx(DOUT + p, X + p, s,     \
-								mean[j], inv_std[j],    \
+								mean[j], lo[j],         \
+								inv_std[j],             \
 								a[c], b[c]);            \
 				}                                                       \
 			for (size_t c = 0; c < w; c++) {                                \
@@ -475,25 +539,25 @@ static double lanes_total(const double *a, int lanes)
 				   size_t p0, size_t p1, size_t d, size_t s,            \
 				   T *restrict DX)                                      \
 	{                                                                               \
-		const T *mean = st, *inv_std = st + d;                                  \
+		const T *mean = st, *inv_std = st + d, *lo = st + 3 * d;                \
 		double cnt = (double)(n * s);                                           \
 		for (size_t p = p0; p < p1; p++) {                                      \
 			size_t j = p % d;                                               \
 			const T *dy = DOUT + p * s, *x = X + p * s;                     \
 			T *dx = DX + p * s;                                             \
-			T m = mean[j], r = inv_std[j], scale = G[j] * r;                \
+			T m = mean[j], ml = lo[j], r = inv_std[j], scale = G[j] * r;    \
 			T mdy = (T)(sums[j] / cnt);                                     \
 			T mdyxh = (T)(sums[d + j] / cnt);                               \
 			if (relu) {                                                     \
 				T g = G[j], bt = B[j];                                  \
 				for (size_t k = 0; k < s; k++) {                        \
-					T xh = (x[k] - m) * r;                          \
+					T xh = XHAT(x[k], m, ml, r);                          \
 					T gy = RELU_GATE(T, dy[k], xh, g, bt);          \
 					dx[k] = scale * (gy - mdy - xh * mdyxh);        \
 				}                                                       \
 			} else                                                          \
 				for (size_t k = 0; k < s; k++) {                        \
-					T xh = (x[k] - m) * r;                          \
+					T xh = XHAT(x[k], m, ml, r);                          \
 					dx[k] = scale * (dy[k] - mdy - xh * mdyxh);     \
 				}                                                       \
 		}                                                                       \
@@ -675,19 +739,29 @@ static bool shapes_ok(tg_ctx *ctx, const char *who, const tg_tensor *x, int ncol
 
 /* ---- the statistics with history, for recorded rules ------------------------------------ */
 
-/* Whether any value of t is infinite. */
-static bool any_inf(const tg_tensor *t)
+/* Whether any value of t is infinite or NaN. */
+static bool any_nonfinite(const tg_tensor *t)
 {
 	for (size_t i = 0; i < t->numel; i++)
-		if (isinf(t->dtype == TG_F64 ? ((const double *)t->data)[i]
+		if (!isfinite(t->dtype == TG_F64 ? ((const double *)t->data)[i]
 					    : ((const float *)t->data)[i]))
 			return true;
 	return false;
 }
 
-/* normalized_along once var, the plain variance, has overflowed somewhere:
+/* x - mean along axis made of ops: x less its mean rounded to the dtype, then
+ * less the mean of that, which is what the rounding left (lo, as the kernels
+ * take it out) */
+static tg_tensor *centered(tg_tensor *x, int axis, bool keep)
+{
+	tg_tensor *xc = tg_sub(x, tg_mean_axis(x, axis, keep));
+	return tg_sub(xc, tg_mean_axis(xc, axis, keep));
+}
+
+/* normalized_along once var, the plain variance, has overflowed somewhere
+ * (inf, or NaN where the mean did and x less it took it out again):
  * each group of x (a column for axis 0, else a row) whose variance is
- * infinite is scaled by s = 2^-k so that |x| s < 1, the others by 1 (to
+ * not finite is scaled by s = 2^-k so that |x| s < 1, the others by 1 (to
  * the same bits as the plain way); xhat = (xs - mean(xs)) r with
  * r = 1 / sqrt(var(xs) + eps s^2), and inv_std = r s. */
 static TG_SLOW tg_tensor *normalized_scaled(tg_tensor *x, int axis, bool keep, double eps,
@@ -702,7 +776,7 @@ static TG_SLOW tg_tensor *normalized_scaled(tg_tensor *x, int axis, bool keep, d
 	for (size_t g = 0; g < groups; g++) {
 		double v = f64 ? ((const double *)var->data)[g] : ((const float *)var->data)[g];
 		size_t base = axis == 0 ? g : g * d, es = f64 ? sizeof(double) : sizeof(float);
-		double sg = isinf(v) ? down_scale((const char *)x->data + base * es, f64, len, 1, stride)
+		double sg = !isfinite(v) ? down_scale((const char *)x->data + base * es, f64, len, 1, stride)
 				     : 0;
 		sg = sg > 0 ? sg : 1;
 		if (f64)
@@ -711,7 +785,7 @@ static TG_SLOW tg_tensor *normalized_scaled(tg_tensor *x, int axis, bool keep, d
 			((float *)s->data)[g] = (float)sg;
 	}
 	tg_tensor *xs = tg_mul(x, s);
-	tg_tensor *xc = tg_sub(xs, tg_mean_axis(xs, axis, keep));
+	tg_tensor *xc = centered(xs, axis, keep);
 	tg_tensor *vs = tg_mean_axis(tg_mul(xc, xc), axis, keep);
 	tg_tensor *r = tg_pow(tg_add(vs, tg_mul_scalar(tg_mul(s, s), eps)), -0.5);
 	*inv_std = tg_mul(r, s);
@@ -723,9 +797,9 @@ static TG_SLOW tg_tensor *normalized_scaled(tg_tensor *x, int axis, bool keep, d
 static tg_tensor *normalized_along(tg_tensor *x, int axis, bool keep, double eps,
 				   tg_tensor **inv_std)
 {
-	tg_tensor *xc = tg_sub(x, tg_mean_axis(x, axis, keep));
+	tg_tensor *xc = centered(x, axis, keep);
 	tg_tensor *var = tg_mean_axis(tg_mul(xc, xc), axis, keep);
-	if (var && __builtin_expect(any_inf(var), 0))
+	if (var && __builtin_expect(any_nonfinite(var), 0))
 		return normalized_scaled(x, axis, keep, eps, var, inv_std);
 	*inv_std = tg_pow(tg_add_scalar(var, eps), -0.5);
 	return tg_mul(xc, *inv_std);
@@ -825,12 +899,12 @@ static tg_tensor *backward_dx(tg_ctx *ctx, const char *who, tg_tensor *dout, tg_
 	return tg_op_end(&batch_norm_backward_op, dx, 3, in, &eps, 1, NULL);
 }
 
-/* The statistics of x (mean, inv_std, then var: 3 D values of its dtype) in
- * the step arena, or NULL. */
+/* The statistics of x (mean, inv_std, var, then lo: 4 D values of its dtype)
+ * in the step arena, or NULL. */
 static void *statistics(tg_ctx *ctx, const tg_tensor *x, double eps)
 {
 	size_t n = (size_t)x->shape[0], d = (size_t)x->shape[1], s = plane_size(x);
-	void *st = tg_arena_alloc(ctx, 3 * d * tg_dtype_size(x->dtype));
+	void *st = tg_arena_alloc(ctx, 4 * d * tg_dtype_size(x->dtype));
 	/* (N,D)'s column sums (a channel's sums stay in its kernel's locals) */
 	double *acc = s == 1 ? tg_arena_alloc(ctx, 2 * d * sizeof *acc) : NULL;
 	if (!st || (s == 1 && !acc))
@@ -1029,13 +1103,13 @@ tg_tensor *tg_batch_norm_relu(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, d
 /* ==== layer norm: each row of x (..., D) normalised over its last axis ==================== */
 
 /* ---- the row kernels --------------------------------------------------------------------- */
-/* The statistics of the R rows are kept in x's dtype, mean (R) then inv_std
- * (R), so that every pass computes xhat = (x - mean) * inv_std to the same
- * bits. */
+/* The statistics of the R rows are kept in x's dtype, mean (R), inv_std (R)
+ * then lo (R), so that every pass computes xhat = (x - mean - lo) * inv_std
+ * to the same bits (XHAT, above). */
 
 /* row_dx's TG_LANES lanes of sums, lane k taking the elements j with
  * j % TG_LANES = k: sa[k] += a, saxh[k] += a xh in double, a = dout g and
- * xh = (x - m) s in T, for the whole blocks of TG_LANES from j (left at the
+ * xh = (x - m - ml) s in T, for the whole blocks of TG_LANES from j (left at the
  * tail), as two vectors of eight lanes, the second taking the second eight
  * elements of each block (one vector of sixteen doubles made GCC spill:
  * rows of 64 floats 5% slower). Written with vectors where the compiler
@@ -1044,19 +1118,19 @@ tg_tensor *tg_batch_norm_relu(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, d
  * gelu's forward and backward over (256,1024)).
  * Not under AddressSanitizer, as TG_MAX_LANES (engine/internal.h). */
 #if defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
-#define DX_LANES(T, DOUT, X, G, m, s, d, j, sa, saxh)                                   \
+#define DX_LANES(T, DOUT, X, G, m, ml, s, d, j, sa, saxh)                                   \
 	do {                                                                            \
 		typedef T tv_ __attribute__((vector_size(8 * sizeof(T))));              \
 		typedef double dv_ __attribute__((vector_size(8 * sizeof(double))));     \
 		dv_ a_sum_[2] = { { 0 }, { 0 } }, axh_sum_[2] = { { 0 }, { 0 } };       \
-		const T m_ = (m), s_ = (s);                                             \
+		const T m_ = (m), ml_ = (ml), s_ = (s);                                 \
 		for (; (j) + TG_LANES <= (d); (j) += TG_LANES)                          \
 			for (int h_ = 0; h_ < 2; h_++) {                                \
 				tv_ x_, dy_, g_;                                        \
 				memcpy(&x_, (X) + (j) + 8 * h_, sizeof x_);             \
 				memcpy(&dy_, (DOUT) + (j) + 8 * h_, sizeof dy_);        \
 				memcpy(&g_, (G) + (j) + 8 * h_, sizeof g_);             \
-				tv_ xh_ = (x_ - m_) * s_, a_ = dy_ * g_;                \
+				tv_ xh_ = XHAT(x_, m_, ml_, s_), a_ = dy_ * g_;         \
 				dv_ ad_ = __builtin_convertvector(a_, dv_);             \
 				a_sum_[h_] += ad_;                                      \
 				axh_sum_[h_] += ad_ * __builtin_convertvector(xh_, dv_); \
@@ -1065,10 +1139,10 @@ tg_tensor *tg_batch_norm_relu(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, d
 		memcpy(saxh, axh_sum_, sizeof axh_sum_);                                \
 	} while (0)
 #else
-#define DX_LANES(T, DOUT, X, G, m, s, d, j, sa, saxh)                                   \
+#define DX_LANES(T, DOUT, X, G, m, ml, s, d, j, sa, saxh)                                   \
 	for (; (j) + TG_LANES <= (d); (j) += TG_LANES)                                  \
 		for (int k = 0; k < TG_LANES; k++) {                                    \
-			T xh = ((X)[(j) + k] - (m)) * (s);                              \
+			T xh = XHAT((X)[(j) + k], (m), (ml), (s));                      \
 			T a = (DOUT)[(j) + k] * (G)[(j) + k];                           \
 			sa[k] += a;                                                     \
 			saxh[k] += (double)a * xh;                                      \
@@ -1076,14 +1150,14 @@ tg_tensor *tg_batch_norm_relu(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, d
 #endif
 
 #define LAYER_NORM_KERNELS(T, sfx)                                                      \
-	/* st = mean, inv_std = 1 / sqrt(var + eps) of each row; var biased. Each       \
+	/* st = mean, inv_std = 1 / sqrt(var + eps), lo of each row; var biased. Each   \
 	 * sum runs in TG_LANES interleaved partial sums (lane j % TG_LANES), as        \
 	 * tg_sum_run's do, not as one chain of dependent adds. Rows [i0, i1) of r. */  \
 	TG_HOT_LOOP_WIDE                                                                \
 	static void row_stats_##sfx(const T *X, size_t r, size_t i0, size_t i1,         \
 				    size_t d, double eps, T *st)                        \
 	{                                                                               \
-		T *mean = st, *inv_std = st + r;                                        \
+		T *mean = st, *inv_std = st + r, *lo = st + 2 * r;                      \
 		X += i0 * d;                                                            \
 		for (size_t i = i0; i < i1; i++, X += d) {                              \
 			double sum = tg_sum_run_##sfx(0, X, (int64_t)d);                \
@@ -1107,6 +1181,7 @@ tg_tensor *tg_batch_norm_relu(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, d
 			inv_std[i] = (T)(isinf(var) ? scaled_inv_std(X, sizeof(T) == 8, 1, d, d, \
 								     mean[i], eps)      \
 						    : 1 / sqrt(var + eps));             \
+			lo[i] = MEAN_LO(T, off, inv_std[i]);                            \
 		}                                                                       \
 	}                                                                               \
                                                                                         \
@@ -1116,11 +1191,11 @@ tg_tensor *tg_batch_norm_relu(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, d
 				      size_t r, size_t i0, size_t i1, size_t d,         \
 				      T *restrict Y)                                    \
 	{                                                                               \
-		const T *mean = st, *inv_std = st + r;                                  \
+		const T *mean = st, *inv_std = st + r, *lo = st + 2 * r;                \
 		for (size_t i = i0; i < i1; i++)                                        \
 			for (size_t j = 0; j < d; j++)                                  \
-				Y[i * d + j] =                                          \
-				    (X[i * d + j] - mean[i]) * inv_std[i] * G[j] + B[j]; \
+				Y[i * d + j] = XHAT(X[i * d + j], mean[i], lo[i],       \
+						    inv_std[i]) * G[j] + B[j];          \
 	}                                                                               \
                                                                                         \
 	/* DX = inv_std (a - mean(a) - xhat mean(a xhat)) per row, a = dout * G;        \
@@ -1130,16 +1205,17 @@ tg_tensor *tg_batch_norm_relu(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, d
 				 size_t r, size_t i0, size_t i1, size_t d,              \
 				 T *restrict DX)                                        \
 	{                                                                               \
-		const T *mean = st, *inv_std = st + r;                                  \
+		const T *mean = st, *inv_std = st + r, *lo = st + 2 * r;                \
 		X += i0 * d;                                                            \
 		DOUT += i0 * d;                                                         \
 		DX += i0 * d;                                                           \
 		for (size_t i = i0; i < i1; i++, X += d, DOUT += d, DX += d) {          \
 			double sa[TG_LANES] = { 0 }, saxh[TG_LANES] = { 0 };            \
 			size_t j = 0;                                                   \
-			DX_LANES(T, DOUT, X, G, mean[i], inv_std[i], d, j, sa, saxh);   \
+			DX_LANES(T, DOUT, X, G, mean[i], lo[i], inv_std[i], d, j, sa,   \
+				 saxh);                                                 \
 			for (; j < d; j++) {                                            \
-				T xh = (X[j] - mean[i]) * inv_std[i];                   \
+				T xh = XHAT(X[j], mean[i], lo[i], inv_std[i]);          \
 				T a = DOUT[j] * G[j];                                   \
 				sa[j % TG_LANES] += a;                                  \
 				saxh[j % TG_LANES] += (double)a * xh;                   \
@@ -1147,7 +1223,7 @@ tg_tensor *tg_batch_norm_relu(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, d
 			T ma = (T)(tg_sum_lanes(sa) / (double)d);                       \
 			T maxh = (T)(tg_sum_lanes(saxh) / (double)d);                   \
 			for (size_t j = 0; j < d; j++) {                                \
-				T xh = (X[j] - mean[i]) * inv_std[i];                   \
+				T xh = XHAT(X[j], mean[i], lo[i], inv_std[i]);          \
 				DX[j] = inv_std[i] * (DOUT[j] * G[j] - ma - xh * maxh); \
 			}                                                               \
 		}                                                                       \
@@ -1160,11 +1236,11 @@ tg_tensor *tg_batch_norm_relu(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, d
 				   size_t i0, size_t i1, size_t d, size_t j0, size_t j1, \
 				   double *sums)                                        \
 	{                                                                               \
-		const T *mean = st, *inv_std = st + r;                                  \
+		const T *mean = st, *inv_std = st + r, *lo = st + 2 * r;                \
 		for (size_t i = i0; i < i1; i++)                                        \
 			for (size_t j = j0; j < j1; j++) {                              \
 				T dy = DOUT[i * d + j];                                 \
-				T xh = (X[i * d + j] - mean[i]) * inv_std[i];           \
+				T xh = XHAT(X[i * d + j], mean[i], lo[i], inv_std[i]);  \
 				sums[j] += dy;                                          \
 				sums[d + j] += (double)dy * xh;                         \
 			}                                                               \
@@ -1287,7 +1363,7 @@ static size_t row_count(const tg_tensor *x) { return x->numel / row_len(x); }
 static void *row_statistics(tg_ctx *ctx, const tg_tensor *x, double eps)
 {
 	size_t r = row_count(x), d = row_len(x);
-	void *st = tg_arena_alloc(ctx, 2 * r * tg_dtype_size(x->dtype));
+	void *st = tg_arena_alloc(ctx, 3 * r * tg_dtype_size(x->dtype));
 	if (!st)
 		return NULL;
 	norm_job j = { .f64 = x->dtype == TG_F64, .x = x->data, .st = st, .n = r, .d = d,
@@ -1455,7 +1531,7 @@ tg_tensor *tg_layer_norm(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, double
 	    !row_shapes_ok(ctx, who, x, 2, in + 1, (const char *[]){ "gamma", "beta" }, eps))
 		return NULL;
 	size_t r = row_count(x), d = row_len(x);
-	void *st = tg_arena_alloc(ctx, 2 * r * tg_dtype_size(x->dtype));
+	void *st = tg_arena_alloc(ctx, 3 * r * tg_dtype_size(x->dtype));
 	tg_tensor *y = st ? tg_tensor_like(x, who) : NULL;
 	if (!y)
 		return NULL;

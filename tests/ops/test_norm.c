@@ -1153,6 +1153,86 @@ static void f32_statistics_of_values_with_a_large_offset_are_exact(void **state)
 	assert_false(bad);
 }
 
+/* f32 values of 1e4 + noise of 1e-2, whose mean is no float: (x - mean) with
+ * the mean rounded to f32 (half an ULP, 5e-4) would shift every xhat by up
+ * to 0.05. y, dx and dgamma, by a plain and by a recorded backward (whose
+ * statistics are made of ops), against long double sums of the same
+ * floats: layer norm of rows, batch norm of columns and of channels. */
+static void f32_norms_of_values_with_a_large_offset_are_centred(void **state)
+{
+	(void)state;
+	enum { N = 4 * 3 * 25 };
+	static const int64_t shapes[3][4] = { { 12, 25 }, { 100, 3 }, { 4, 3, 5, 5 } };
+	static const int ndims[3] = { 2, 2, 4 };
+	static const char *const names[3] = { "layer_norm", "batch_norm (N,D)",
+					      "batch_norm (N,C,H,W)" };
+	const double eps = 1e-5;
+	float xv[N], dv[N];
+	for (int i = 0; i < N; i++) {
+		xv[i] = 1e4f + (float)((i * 37) % 23 - 11) * 0x1p-10f;
+		dv[i] = (float)cos(i);
+	}
+	bool bad = false;
+	for (int c = 0; c < 3; c++) {
+		int64_t cols = shapes[c][1];
+		size_t groups = c == 0 ? (size_t)shapes[c][0] : (size_t)cols, s = c == 2 ? 25 : 1;
+		/* the group and the gamma column of element i */
+#define GROUP(i) (c == 0 ? (i) / (size_t)cols : ((i) / s) % (size_t)cols)
+#define COL(i) (c == 0 ? (i) % (size_t)cols : ((i) / s) % (size_t)cols)
+		long double mean[25] = { 0 }, var[25] = { 0 }, ma[25] = { 0 }, maxh[25] = { 0 };
+		long double cnt = (long double)N / groups, gv[25], ref_dg[25] = { 0 };
+		for (int64_t j = 0; j < cols; j++)
+			gv[j] = 0.5f + 0.25f * (float)j;
+		for (size_t i = 0; i < N; i++)
+			mean[GROUP(i)] += xv[i] / cnt;
+		for (size_t i = 0; i < N; i++)
+			var[GROUP(i)] += (xv[i] - mean[GROUP(i)]) * (xv[i] - mean[GROUP(i)]) / cnt;
+		for (size_t i = 0; i < N; i++) {
+			size_t g = GROUP(i);
+			long double xh = (xv[i] - mean[g]) / sqrtl(var[g] + eps);
+			ma[g] += dv[i] * gv[COL(i)] / cnt;
+			maxh[g] += dv[i] * gv[COL(i)] * xh / cnt;
+			ref_dg[COL(i)] += dv[i] * xh;
+		}
+		for (int recorded = 0; recorded <= 1; recorded++) {
+			tg_ctx *ctx = tg_ctx_new(1);
+			float gf[25];
+			for (int64_t j = 0; j < cols; j++)
+				gf[j] = (float)gv[j];
+			tg_tensor *x = tg_param(tg_from_f32(ctx, TG_F32, ndims[c], shapes[c], xv));
+			tg_tensor *g = tg_param(tg_from_f32(ctx, TG_F32, 1, &cols, gf));
+			tg_tensor *b = tg_zeros(ctx, TG_F32, 1, &cols);
+			tg_tensor *y = c == 0 ? tg_layer_norm(x, g, b, eps)
+					      : tg_batch_norm(x, g, b, eps, NULL, NULL);
+			tg_tensor *d = tg_from_f32(ctx, TG_F32, ndims[c], shapes[c], dv);
+			assert_int_equal(tg_backward_ex(y, d, recorded ? TG_CREATE_GRAPH : 0), 0);
+			assert_ctx_ok(ctx);
+			double ey = 0, edx = 0, edg = 0;
+			for (size_t i = 0; i < N; i++) {
+				size_t k = GROUP(i);
+				long double r = 1 / sqrtl(var[k] + eps), xh = (xv[i] - mean[k]) * r;
+				long double a = dv[i] * gv[COL(i)];
+				ey = fmax(ey, (double)fabsl(tg_get(y, i) - xh * gv[COL(i)]));
+				edx = fmax(edx, (double)fabsl(tg_get(tg_grad(x), i) -
+							   r * (a - ma[k] - xh * maxh[k])) /
+						    (double)r);
+			}
+			for (int64_t j = 0; j < cols; j++)
+				edg = fmax(edg, (double)fabsl(tg_get(tg_grad(g), (size_t)j) - ref_dg[j]) /
+							(double)(N / cols));
+			print_message("%s%s: worst error of y %.3g, dx / inv_std %.3g, dgamma / "
+				      "count %.3g\n", names[c], recorded ? " (recorded)" : "", ey, edx,
+				      edg);
+			if (!(ey < 1e-5 && edx < 1e-5 && edg < 1e-5))
+				bad = true;
+			tg_ctx_free(ctx);
+		}
+#undef GROUP
+#undef COL
+	}
+	assert_false(bad);
+}
+
 static void layer_norm_rejects_bad_shapes_dtypes_eps_and_nulls(void **state)
 {
 	(void)state;
@@ -1209,6 +1289,7 @@ int main(void)
 		cmocka_unit_test(a_nan_or_inf_makes_its_group_nan),
 		cmocka_unit_test(f32_layer_norm_agrees_with_f64),
 		cmocka_unit_test(f32_statistics_of_values_with_a_large_offset_are_exact),
+		cmocka_unit_test(f32_norms_of_values_with_a_large_offset_are_centred),
 		cmocka_unit_test(layer_norm_rejects_bad_shapes_dtypes_eps_and_nulls),
 	 };
 	return cmocka_run_group_tests(tests, NULL, NULL);
