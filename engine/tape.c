@@ -1161,8 +1161,8 @@ static int backward(const char *who, tg_tensor *y, tg_tensor *dy, unsigned flags
 			"%s: the output %s has no history: it does not depend on any "
 			"tensor that requires a gradient (a tg_param, or one marked with "
 			"tg_set_requires_grad), or it was made with grad mode off, or from "
-			"a TG_CREATE_GRAPH gradient that is piecewise constant (relu, abs "
-			"or a max alone: its derivative is zero)",
+			"a TG_CREATE_GRAPH gradient that is piecewise constant (a max or a "
+			"clamp alone: its derivative is zero)",
 			who, tg_shape_fmt(y->ndim, y->shape, a));
 		return -1;
 	}
@@ -1538,7 +1538,7 @@ static tg_tensor *grad_of_result(tg_ctx *ctx, tg_walk *w, int i, int nout,
 				       "history (each was made with grad mode off, or from no tensor "
 				       "that requires a gradient; a gradient taken under "
 				       "TG_CREATE_GRAPH has none where it is piecewise constant, as "
-				       "through relu, abs or a max alone, its derivative zero); "
+				       "through a max or a clamp alone, its derivative zero); "
 				       "TG_ALLOW_UNUSED gives zeros",
 				       i, tg_shape_fmt(x->ndim, x->shape, a));
 		const tg_node *n = silent_rule(ctx, x);

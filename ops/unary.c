@@ -234,20 +234,27 @@ static bool grad_one_pass(tg_node *n, tg_tensor *dout, tg_tensor *t, tg_fused_f6
 
 #define GRAD_ONE_PASS(n, dout, t, k) grad_one_pass(n, dout, t, k##_grad_f64, k##_grad_f32, k##_grad_min)
 
-/* ---- step constant: pos where x > 0, zero where x == 0, neg where x < 0 ------- */
-/* The masks of leaky relu, elu and abs. Made with grad mode off, so it
- * has no history even inside a recorded backward. */
+/* ---- step: pos where x > 0, zero where x == 0, neg where x < 0 ------------------ */
+/* The masks of elu's second derivative and abs's recorded gradient
+ * (sign(x) dout). Its derivative is zero wherever it has one, so its rule
+ * hands x nothing; but it is recorded as an op of x, as PyTorch's sgn is:
+ * abs's TG_CREATE_GRAPH gradient then has x in its history, and a
+ * derivative through it is zeros, not an output without history. */
 
 UNARY_KERNEL(step, x > 0 ? a : (x < 0 ? c : b))
 
-static tg_tensor *step_const(tg_tensor *x, double pos, double zero, double neg)
+static void step_backward(tg_node *n, tg_tensor *dout)
 {
-	static const tg_op step_op = { .name = "step", .backward = NULL };
+	(void)n, (void)dout; /* piecewise constant: x gets no gradient */
+}
+
+static const tg_op step_op = { .name = "step", .backward = step_backward };
+TG_OP_REGISTER(step_op);
+
+static tg_tensor *step_of(tg_tensor *x, double pos, double zero, double neg)
+{
 	const double p[3] = { pos, zero, neg };
-	bool was = tg_set_grad_enabled(x->ctx, false);
-	tg_tensor *m = UNARY(&step_op, "step", x, step, p, 3);
-	tg_set_grad_enabled(x->ctx, was);
-	return m;
+	return UNARY(&step_op, "step", x, step, p, 3);
 }
 
 /* ---- neg: y = -x; dx = -dout ----------------------------------------------------- */
@@ -327,7 +334,7 @@ static void abs_backward(tg_node *n, tg_tensor *dout)
 {
 	if (GRAD_ONE_PASS(n, dout, tg_node_input(n, 0), abs))
 		return;
-	tg_tensor *sign = step_const(tg_node_input(n, 0), 1.0, 0.0, -1.0);
+	tg_tensor *sign = step_of(tg_node_input(n, 0), 1.0, 0.0, -1.0);
 	TG_NODE_GRAD_INTO(n, 0, tg_mul(dout, sign));
 }
 
@@ -706,7 +713,7 @@ static void elu_backward_backward(tg_node *n, tg_tensor *g)
 	if (tg_node_needs_grad(n, 0))
 		tg_node_grad(n, 0, tg_elu_backward(g, x, alpha));
 	if (tg_node_needs_grad(n, 1)) {
-		tg_tensor *neg = step_const(x, 0.0, 0.0, 1.0);
+		tg_tensor *neg = step_of(x, 0.0, 0.0, 1.0);
 		tg_tensor *e = tg_mul_scalar(tg_exp(tg_neg(tg_relu(tg_neg(x)))), alpha);
 		tg_node_grad(n, 1, tg_mul(tg_mul(g, dout), tg_mul(neg, e)));
 	}

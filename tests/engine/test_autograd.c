@@ -328,13 +328,13 @@ static void grad_of_an_output_without_history_says_so(void **state)
 	assert_int_equal(tg_grad_of(2, outs, NULL, 1, &x, &g, TG_ALLOW_UNUSED), 0);
 	assert_near(tg_get(g, 0), 0, 0);
 	assert_near(tg_get(g, 1), 0, 0);
-	/* abs's gradient under TG_CREATE_GRAPH, sign(x) dout, is piecewise
-	 * constant in x: no history, and the message says why */
-	tg_tensor *r = tg_sum(tg_abs(x)), *gr;
+	/* a max's gradient under TG_CREATE_GRAPH routes dout by a mask, a
+	 * constant: no history (as PyTorch's amax), and the message says why */
+	tg_tensor *r = tg_max(x), *gr;
 	assert_int_equal(tg_grad_of(1, &r, NULL, 1, &x, &gr, TG_CREATE_GRAPH), 0);
 	tg_tensor *s = tg_sum(gr);
 	assert_int_equal(tg_grad_of(1, &s, NULL, 1, &x, &g, 0), -1);
-	assert_error(ctx, TG_EARG, "piecewise constant, as through relu, abs or a max alone");
+	assert_error(ctx, TG_EARG, "piecewise constant, as through a max or a clamp alone");
 	tg_clear_error(ctx);
 	assert_int_equal(tg_grad_of(1, &s, NULL, 1, &x, &g, TG_ALLOW_UNUSED), 0);
 	assert_near(tg_get(g, 0), 0, 0);
@@ -344,10 +344,10 @@ static void grad_of_an_output_without_history_says_so(void **state)
 	tg_ctx_free(ctx);
 }
 
-/* relu's gradient under TG_CREATE_GRAPH is relu_backward(dout, x), whose
- * derivative in x is zero: x is used, and its gradient is zeros (as
- * PyTorch's), not an error; a custom rule that hands an input nothing is
- * still reported. */
+/* relu's gradient under TG_CREATE_GRAPH is relu_backward(dout, x), abs's
+ * dout sign(x), each with derivative zero in x: x is used, and its gradient
+ * is zeros (as PyTorch's), not an error; a custom rule that hands an input
+ * nothing is still reported. */
 static void grad_of_through_a_zero_derivative_is_zeros(void **state)
 {
 	(void)state;
@@ -365,6 +365,20 @@ static void grad_of_through_a_zero_derivative_is_zeros(void **state)
 		assert_true(tg_get(g[0], (size_t)k) == 0);
 		assert_true(tg_get(g[1], (size_t)k) == (k ? 1 : 0));
 	}
+	/* abs: d/dx sum(sign(x w) w) = 0, d/dw = sign(x w), also through
+	 * tg_backward, which now finds history */
+	r = tg_sum(tg_abs(tg_mul(x, w)));
+	assert_int_equal(tg_grad_of(1, &r, NULL, 2, in, gr, TG_CREATE_GRAPH), 0);
+	assert_true(tg_requires_grad(gr[0]));
+	s = tg_sum(gr[0]);
+	assert_int_equal(tg_grad_of(1, &s, NULL, 2, in, g, 0), 0);
+	assert_ctx_ok(ctx);
+	for (int k = 0; k < 3; k++) {
+		assert_true(tg_get(g[0], (size_t)k) == 0);
+		assert_true(tg_get(g[1], (size_t)k) == (k ? 1 : -1));
+	}
+	assert_int_equal(tg_backward(s), 0);
+	assert_true(tg_get(tg_grad(w), 0) == -1);
 	tg_ctx_free(ctx);
 }
 

@@ -248,6 +248,19 @@ static tg_tensor *row_grad_of(tg_tensor *(*f)(tg_tensor *), tg_tensor *const *in
 	return rc ? NULL : dz;
 }
 FN(softmax_grad, row_grad_of(tg_softmax, in))
+
+/* step (sign(x) here) has no public function either: it is the mask in
+ * abs's gradient with history, dout * step(x), its second input. */
+static tg_tensor *abs_sign(tg_tensor *const *in, void *user)
+{
+	(void)user;
+	tg_tensor *ones = tg_ctx_of(in[0]) ? tg_ones(tg_ctx_of(in[0]), tg_dtype_of(in[0]),
+						       tg_ndim(in[0]), tg_shape(in[0]))
+					   : NULL;
+	tg_tensor *const pair[2] = { ones, in[0] };
+	tg_tensor *g = row_grad_of(tg_abs, pair);
+	return g ? tg_node_input(tg_producer(g), 1) : NULL;
+}
 FN(log_softmax_grad, row_grad_of(tg_log_softmax, in))
 FN(softmax, tg_softmax(in[0]))
 FN(log_softmax, tg_log_softmax(in[0]))
@@ -390,6 +403,7 @@ const op_row op_table[] = {
 	UNARY("log", f_log, GEN_POS, 0),
 	UNARY("sqrt", f_sqrt, GEN_POS, 0),
 	UNARY("abs", f_abs, GEN_AWAY, 0),
+	UNARY("step", abs_sign, GEN_AWAY, 0),
 	UNARY("sigmoid", f_sigmoid, GEN_ANY, 0),
 	UNARY("tanh", f_tanh, GEN_ANY, 0),
 	UNARY("relu", f_relu, GEN_AWAY, 0),
