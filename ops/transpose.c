@@ -498,6 +498,7 @@ typedef struct permute_job {
 	int m, ax[TG_MAX_DIMS]; /* the axes walked outside the copies, outermost first */
 	int A, B;               /* x's last axis; out's last (-1: runs) */
 	int64_t strips, width;  /* per index: strips of width columns of A */
+	int64_t bands, height;  /* per strip: bands of height rows of B */
 	bool stream;
 	bool add;               /* Y += the permuted X */
 } permute_job;
@@ -550,15 +551,16 @@ static void permute_part(void *arg, size_t lo, size_t hi)
 		}
 		return;
 	}
-	const int64_t na = p->n[j->A];
-	int64_t s = (int64_t)lo % j->strips;
-	seek(j, (int64_t)lo / j->strips, cnt, &xo, &yo);
+	const int64_t na = p->n[j->A], nb = p->n[j->B], per = j->strips * j->bands;
+	int64_t s = (int64_t)lo % per;
+	seek(j, (int64_t)lo / per, cnt, &xo, &yo);
 	for (size_t u = lo; u < hi; u++) {
-		int64_t a0 = s * j->width, w = na - a0 < j->width ? na - a0 : j->width;
-		transpose_2d(es, j->add, j->X + (size_t)(xo + a0) * es,
-			     j->Y + (size_t)(yo + a0 * p->sy[j->A]) * es, p->n[j->B], w,
-			     p->sx[j->B], p->sy[j->A], j->stream);
-		if (++s == j->strips) {
+		int64_t a0 = s / j->bands * j->width, w = na - a0 < j->width ? na - a0 : j->width;
+		int64_t b0 = s % j->bands * j->height, h = nb - b0 < j->height ? nb - b0 : j->height;
+		transpose_2d(es, j->add, j->X + (size_t)(xo + b0 * p->sx[j->B] + a0) * es,
+			     j->Y + (size_t)(yo + a0 * p->sy[j->A] + b0) * es, h, w, p->sx[j->B],
+			     p->sy[j->A], j->stream);
+		if (++s == per) {
 			s = 0;
 			step(j, cnt, &xo, &yo);
 		}
@@ -568,7 +570,8 @@ static void permute_part(void *arg, size_t lo, size_t hi)
 static void permute_into(const tg_tensor *x, const int *perm, tg_tensor *out, bool add)
 {
 	permute_job j = { .p = plan_of(x, perm), .es = tg_dtype_size(x->dtype),
-			  .X = x->data, .Y = out->data, .B = -1, .strips = 1, .add = add };
+			  .X = x->data, .Y = out->data, .B = -1, .strips = 1, .bands = 1,
+			  .add = add };
 	const plan *p = &j.p;
 	if (p->k == 0) { /* one element, or none */
 		if (add)
@@ -591,10 +594,13 @@ static void permute_into(const tg_tensor *x, const int *perm, tg_tensor *out, bo
 		indices *= (size_t)p->n[j.ax[d]];
 	size_t units = indices;
 	if (j.B >= 0) {
-		const int64_t na = p->n[j.A];
+		const int64_t na = p->n[j.A], nb = p->n[j.B];
 		j.stream = !add && x->numel * j.es >= TG_STREAM_MIN; /* an add reads Y */
 		j.width = na;
-		/* strips of whole lines, enough for every thread to take a few */
+		j.height = nb;
+		/* strips of whole lines, enough for every thread to take a few;
+		 * when A is too short for that (a (1000000,4) transpose), bands
+		 * of whole lines of B in each strip instead */
 		int parts = tg_parallel_parts(x->ctx, x->numel, TG_PAR_MIN);
 		if (parts > 1 && indices < 4 * (size_t)parts) {
 			int64_t want = (int64_t)((4 * (size_t)parts + indices - 1) / indices);
@@ -603,7 +609,15 @@ static void permute_into(const tg_tensor *x, const int *perm, tg_tensor *out, bo
 				j.width = w;
 		}
 		j.strips = (na + j.width - 1) / j.width;
-		units = indices * (size_t)j.strips;
+		if (parts > 1 && indices * (size_t)j.strips < 4 * (size_t)parts) {
+			size_t have = indices * (size_t)j.strips;
+			int64_t want = (int64_t)((4 * (size_t)parts + have - 1) / have);
+			int64_t h = ((nb + want - 1) / want + 63) / 64 * 64;
+			if (h < nb)
+				j.height = h;
+		}
+		j.bands = (nb + j.height - 1) / j.height;
+		units = indices * (size_t)(j.strips * j.bands);
 	}
 	size_t per_unit = x->numel / units ? x->numel / units : 1;
 	size_t min_units = (TG_PAR_MIN + per_unit - 1) / per_unit;

@@ -348,8 +348,10 @@ static void a_permuted_gradient_adds_into_the_one_held_as_the_accumulate_does(vo
 		{ 3, { 64, 16, 48 }, { 2, 0, 1 } },  { 4, { 3, 5, 7, 11 }, { 3, 1, 0, 2 } },
 		{ 4, { 3, 5, 7, 11 }, { 1, 0, 2, 3 } }, { 4, { 3, 5, 7, 11 }, { 2, 3, 0, 1 } },
 		{ 2, { 528, 1024 }, { 1, 0 } },
+		/* rows too short for strips: split in bands of the other axis */
+		{ 2, { 40001, 4 }, { 1, 0 } },       { 3, { 2, 16411, 3 }, { 0, 2, 1 } },
 	};
-	for (int t = 1; t <= 2; t++) {
+	for (int t = 1; t <= 3; t++) {
 		tg_set_threads(ctx, t);
 		for (size_t c = 0; c < LEN(cases); c++) {
 			check_permute_grad_sum(ctx, TG_F32, cases[c].ndim, cases[c].shape,
@@ -1520,7 +1522,7 @@ static void copies_split_across_threads_take_each_element_from_its_source(void *
 }
 
 /* Permutes large enough to be split across threads (by runs, by indices,
- * by column strips of one transpose) and, from 1 MiB on, written past the
+ * by column strips or row bands of one transpose) and, from 1 MiB on, written past the
  * cache; each with the tensors at every 16-byte offset from a cache line,
  * so that the AVX-512 blocks' grid is shifted every way. */
 static void permutes_split_and_streamed_match_a_naive_loop(void **state)
@@ -1548,6 +1550,16 @@ static void permutes_split_and_streamed_match_a_naive_loop(void **state)
 			check_permute(ctx, TG_F32, SHAPE(8, 64, 33, 32), (int[]){ 0, 2, 3, 1 });
 			AT_SHIFT();
 			check_permute(ctx, TG_F64, SHAPE(300, 50, 40), (int[]){ 1, 0, 2 });
+			/* x's rows too short for strips: bands of its other axis,
+			 * their count not a multiple of a line */
+			AT_SHIFT();
+			check_permute(ctx, TG_F32, SHAPE(40001, 4), (int[]){ 1, 0 });
+			AT_SHIFT();
+			check_permute(ctx, TG_F64, SHAPE(32771, 3), (int[]){ 1, 0 });
+			AT_SHIFT();
+			check_permute(ctx, TG_F32, SHAPE(3, 20011, 2), (int[]){ 0, 2, 1 });
+			AT_SHIFT();
+			check_permute(ctx, TG_F32, SHAPE(300007, 33), (int[]){ 1, 0 });
 #undef AT_SHIFT
 			assert_true(tg_ok(ctx));
 			tg_ctx_free(ctx);
