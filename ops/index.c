@@ -263,24 +263,26 @@ typedef struct scatter_job {
 			       * NULL when out is cleared whole */
 	int64_t n;	      /* idx's length */
 	size_t outer, A, inner, es;
+	bool by_outer; /* the adds split by outer slices, not by columns */
 } scatter_job;
 
 enum { SCATTER_ROW_MIN = 256, SCATTER_NAMED_PART = 4 };
 
-/* Y[.., idx[i], ..] += S[.., i, ..] for the columns [j0, j1) of inner (with
- * first, the first entry of each row stored instead): each element takes
- * its entries in idx's order, whichever columns share the call. The row
+/* Y[.., idx[i], ..] += S[.., i, ..] for the outer slices [o0, o1) and in
+ * each the columns [j0, j1) of inner (with first, the first entry of each
+ * row stored instead): each element takes its entries in idx's order,
+ * whichever slices and columns share the call. The row
  * PF_AHEAD entries on is asked for meanwhile (PREFETCH). */
 #define PREFETCH_ROW(e) prefetch_row((const char *)(Y + (size_t)idx[e] * inner + j0), row, 1)
 #define INDEX_ADD_KERNEL(name, T)                                                          \
-	static void name(const scatter_job *j, size_t j0, size_t j1)                       \
+	static void name(const scatter_job *j, size_t o0, size_t o1, size_t j0, size_t j1) \
 	{                                                                                  \
-		const T *S = (const T *)(const void *)j->src;                              \
-		T *Y = (T *)(void *)j->out;                                                \
 		const size_t A = j->A, inner = j->inner;                                   \
+		const T *S = (const T *)(const void *)j->src + o0 * (size_t)j->n * inner;  \
+		T *Y = (T *)(void *)j->out + o0 * A * inner;                               \
 		const int64_t *idx = j->idx, *first = j->first;                            \
 		const size_t row = (j1 - j0) * sizeof(T);                                  \
-		for (size_t o = 0; o < j->outer; o++, Y += A * inner) {                    \
+		for (size_t o = o0; o < o1; o++, Y += A * inner) {                         \
 			if (!first) {                                                      \
 				for (int64_t i = 0; i < j->n; i++, S += inner) {           \
 					T *y = Y + (size_t)idx[i] * inner;                 \
@@ -308,13 +310,21 @@ enum { SCATTER_ROW_MIN = 256, SCATTER_NAMED_PART = 4 };
 INDEX_ADD_KERNEL(index_add_f64, double)
 INDEX_ADD_KERNEL(index_add_f32, float)
 
+/* the columns [lo, hi) of every slice, or with by_outer the slices [lo, hi) */
 static void index_add_part(void *arg, size_t lo, size_t hi)
 {
 	const scatter_job *j = arg;
+	size_t o0 = 0, o1 = j->outer, j0 = lo, j1 = hi;
+	if (j->by_outer) {
+		o0 = lo;
+		o1 = hi;
+		j0 = 0;
+		j1 = j->inner;
+	}
 	if (j->es == 8)
-		index_add_f64(j, lo, hi);
+		index_add_f64(j, o0, o1, j0, j1);
 	else
-		index_add_f32(j, lo, hi);
+		index_add_f32(j, o0, o1, j0, j1);
 }
 
 /* bytes [lo, hi) of out cleared */
@@ -353,7 +363,7 @@ static bool scatter(tg_tensor *out, const tg_tensor *src, int axis, const int64_
 {
 	tg_ctx *ctx = out->ctx;
 	scatter_job j = { src->data, out->data, idx, NULL, src->shape[axis], 0,
-			  (size_t)out->shape[axis], 0, tg_dtype_size(out->dtype) };
+			  (size_t)out->shape[axis], 0, tg_dtype_size(out->dtype), false };
 	split_at(src, axis, &j.outer, &j.inner);
 	size_t rows = j.outer * j.A, bytes = j.inner * j.es;
 	if (bytes >= SCATTER_ROW_MIN && (size_t)j.n >= j.A / SCATTER_NAMED_PART) {
@@ -377,7 +387,17 @@ static bool scatter(tg_tensor *out, const tg_tensor *src, int axis, const int64_
 	if (!src->numel)
 		return true;
 	size_t per = src->numel / j.inner, min = (TG_PAR_MIN + per - 1) / per;
-	tg_parallel_for(ctx, j.inner, min > 16 ? min : 16, 16, index_add_part, &j);
+	min = min > 16 ? min : 16;
+	if (tg_parallel_parts(ctx, j.inner, min) == 1 && j.outer > 1) {
+		/* columns too few to split (index_select along the last axis):
+		 * the outer slices, each with rows of its own */
+		per = src->numel / j.outer;
+		min = (TG_PAR_MIN + per - 1) / per;
+		j.by_outer = true;
+		tg_parallel_for(ctx, j.outer, min > 2 ? min : 2, 1, index_add_part, &j);
+		return true;
+	}
+	tg_parallel_for(ctx, j.inner, min, 16, index_add_part, &j);
 	return true;
 }
 

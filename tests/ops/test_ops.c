@@ -1328,8 +1328,9 @@ static void gather_rows_gradient_adds_repeated_rows(void **state)
  * bit, over entries whose order and signs matter (1e8, 1, -1e8 from the
  * same row; -0, which 0 + -0 makes +0; NaN, inf): long rows with a quarter
  * of them or more named (cleared apart), few named, short rows, an axis
- * with rows before it, f32 and f64, 1 and 2 threads, each the second step
- * into a buffer the first filled everywhere. */
+ * with rows before it, many slices of short rows, f32 and f64, 1 to 3
+ * threads, each the second step into a buffer the first filled
+ * everywhere. */
 static void index_select_gradient_adds_in_idx_order_from_zero(void **state)
 {
 	(void)state;
@@ -1339,8 +1340,10 @@ static void index_select_gradient_adds_in_idx_order_from_zero(void **state)
 		int64_t outer, A, inner; /* x (outer, A, inner), taken along axis 1 */
 		int64_t n;               /* entries (below) */
 	} cases[] = { { 1, 1024, 64, 600 }, { 1, 64, 64, 20 }, { 1, 1024, 4, 900 },
-		      { 3, 40, 96, 30 },    { 1, 200, 300, 120 } };
-	for (int th = 1; th <= 2; th++)
+		      { 3, 40, 96, 30 },    { 1, 200, 300, 120 },
+		      /* columns too few to split: split by the slices before the axis */
+		      { 777, 50, 1, 61 },   { 4001, 20, 3, 9 } };
+	for (int th = 1; th <= 3; th++)
 		for (int dt = TG_F32; dt <= TG_F64; dt++)
 			for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
 				tg_ctx *ctx = tg_ctx_new(1);
