@@ -289,19 +289,20 @@ typedef struct rows_job {
 	int64_t rows, n;
 } rows_job;
 
-#define ADD_COLUMNS(T, SFX)                                                           \
+/* acc += the columns [lo, lo + w) of the rows [r0, r0 + rows) */
+#define ADD_COLUMNS(T, SFX, acc, r0, rows)                                            \
 	do {                                                                          \
-		const T *X = TERMS_AT(T, j->t.X, lo), *Y = TERMS_AT(T, j->t.Y, lo);   \
+		const size_t at = (r0) * (size_t)j->n + lo;                           \
+		const T *X = TERMS_AT(T, j->t.X, at), *Y = TERMS_AT(T, j->t.Y, at);   \
 		if (j->t.S)                                                           \
-			tg_add_rows_quotient_##SFX(j->acc + lo, X, Y,                 \
-						   TERMS_AT(T, j->t.S, lo), j->rows, w, j->n); \
+			tg_add_rows_quotient_##SFX(acc, X, Y, TERMS_AT(T, j->t.S, lo), rows, \
+						   w, j->n);                          \
 		else if (j->t.G)                                                      \
-			tg_add_rows_relu_##SFX(j->acc + lo, X, Y, (T *)j->t.G + lo, j->rows, w, \
-					       j->n);                                 \
+			tg_add_rows_relu_##SFX(acc, X, Y, (T *)j->t.G + at, rows, w, j->n); \
 		else if (j->t.Y)                                                      \
-			tg_add_rows_product_##SFX(j->acc + lo, X, Y, j->rows, w, j->n); \
+			tg_add_rows_product_##SFX(acc, X, Y, rows, w, j->n);          \
 		else                                                                  \
-			tg_add_rows_##SFX(j->acc + lo, X, j->rows, w, j->n);          \
+			tg_add_rows_##SFX(acc, X, rows, w, j->n);                     \
 	} while (0)
 
 TG_HOT_LOOP_WIDE static void add_columns_part(void *arg, size_t lo, size_t hi)
@@ -309,9 +310,21 @@ TG_HOT_LOOP_WIDE static void add_columns_part(void *arg, size_t lo, size_t hi)
 	const rows_job *j = arg;
 	int64_t w = (int64_t)(hi - lo);
 	if (j->t.f64)
-		ADD_COLUMNS(double, f64);
+		ADD_COLUMNS(double, f64, j->acc + lo, 0, j->rows);
 	else
-		ADD_COLUMNS(float, f32);
+		ADD_COLUMNS(float, f32, j->acc + lo, 0, j->rows);
+}
+
+/* acc += every column of the rows [r0, r0 + m), for tg_parallel_column_sums */
+TG_HOT_LOOP_WIDE static void add_rows_block(void *arg, size_t r0, size_t m, double *acc)
+{
+	const rows_job *j = arg;
+	const size_t lo = 0;
+	const int64_t w = j->n;
+	if (j->t.f64)
+		ADD_COLUMNS(double, f64, acc, r0, (int64_t)m);
+	else
+		ADD_COLUMNS(float, f32, acc, r0, (int64_t)m);
 }
 
 /* acc += the terms for the elements [lo, hi) of the small tensor's
@@ -346,10 +359,16 @@ static void sum_to_axis_part(void *arg, size_t lo, size_t hi)
 			     j->acc + so, so, len);
 }
 
-/* acc (n) += the rows (rows, n) of the terms t, split by columns */
+/* acc (n) += the rows (rows, n) of the terms t, split by columns; fewer
+ * columns than that split needs, (1000000,4) summed to (1,4), in blocks of
+ * rows (tg_parallel_column_sums) */
 static void add_columns(const tg_ctx *ctx, terms t, double *acc, int64_t rows, int64_t n)
 {
 	rows_job j = { t, acc, rows, n };
+	if (n < TG_SUM_NARROW) {
+		tg_parallel_column_sums(ctx, (size_t)rows, (size_t)n, add_rows_block, &j, acc);
+		return;
+	}
 	size_t min = (size_t)((TG_PAR_MIN + rows - 1) / rows);
 	tg_parallel_for(ctx, (size_t)n, min > 16 ? min : 16, 16, add_columns_part, &j);
 }

@@ -21,6 +21,7 @@
 #include "internal.h"
 #include "parallel.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -282,6 +283,44 @@ double tg_parallel_sum(const tg_ctx *ctx, size_t n, tg_block_sum_fn fn, void *ar
 	for (size_t b = 0; b < nb; b++)
 		s += partial[b];
 	return s;
+}
+
+typedef struct column_sums_job {
+	tg_rows_sum_fn fn;
+	void *arg;
+	size_t rows, block;
+	double *partial; /* TG_SUM_NARROW doubles per block */
+} column_sums_job;
+
+static void column_sums_part(void *arg, size_t lo, size_t hi)
+{
+	const column_sums_job *j = arg;
+	for (size_t b = lo; b < hi; b++) {
+		size_t r = b * j->block, m = j->rows - r < j->block ? j->rows - r : j->block;
+		double *p = j->partial + b * TG_SUM_NARROW;
+		memset(p, 0, TG_SUM_NARROW * sizeof *p);
+		j->fn(j->arg, r, m, p);
+	}
+}
+
+void tg_parallel_column_sums(const tg_ctx *ctx, size_t rows, size_t w, tg_rows_sum_fn fn,
+			     void *arg, double *acc)
+{
+	assert(w >= 1 && w < TG_SUM_NARROW);
+	if (rows * w <= TG_SUM_BLOCK) {
+		fn(arg, 0, rows, acc);
+		return;
+	}
+	size_t least = (TG_SUM_BLOCK + w - 1) / w; /* rows of a block */
+	size_t block = (rows + TG_SUM_BLOCKS - 1) / TG_SUM_BLOCKS;
+	block = block > least ? (block + 255) / 256 * 256 : (least + 255) / 256 * 256;
+	double partial[TG_SUM_BLOCKS * TG_SUM_NARROW];
+	column_sums_job j = { fn, arg, rows, block, partial };
+	size_t nb = (rows + block - 1) / block;
+	tg_parallel_for(ctx, nb, 2, 1, column_sums_part, &j);
+	for (size_t b = 0; b < nb; b++)
+		for (size_t c = 0; c < w; c++)
+			acc[c] += partial[b * TG_SUM_NARROW + c];
 }
 
 /* The parts of a loop one after another on the calling thread, cut as the

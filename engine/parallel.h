@@ -64,4 +64,17 @@ enum { TG_SUM_BLOCK = 32768, TG_SUM_BLOCKS = 64 };
 typedef double (*tg_block_sum_fn)(void *arg, size_t lo, size_t m);
 double tg_parallel_sum(const struct tg_ctx *ctx, size_t n, tg_block_sum_fn fn, void *arg);
 
+/* Column sums of rows (rows, w), w < TG_SUM_NARROW (too few columns to
+ * split them), whatever the thread count: fn(arg, r0, m, acc) adds rows
+ * [r0, r0 + m) into acc (w doubles), each in turn. Up to TG_SUM_BLOCK
+ * elements are one call into acc; beyond, the rows are cut into blocks set
+ * by rows and w alone (at most TG_SUM_BLOCKS, each a whole number of 256
+ * rows and TG_SUM_BLOCK elements or more), each summed from zeros across
+ * ctx's threads, and the blocks' sums are added to acc in order, so the
+ * result has the same bits at every thread count. */
+enum { TG_SUM_NARROW = 16 };
+typedef void (*tg_rows_sum_fn)(void *arg, size_t r0, size_t m, double *acc);
+void tg_parallel_column_sums(const struct tg_ctx *ctx, size_t rows, size_t w, tg_rows_sum_fn fn,
+			     void *arg, double *acc);
+
 #endif /* TG_PARALLEL_H */

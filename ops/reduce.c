@@ -341,7 +341,9 @@ NARROW_PASS_KERNEL(narrow_pass_f32, float, int32_t)
  * all elements, or along an axis with nothing outside it) of more than
  * TG_SUM_BLOCK elements is summed in fixed blocks whose sums are then added
  * in order (tg_parallel_sum): the blocks depend on the length alone, so the
- * result has the same bits for every thread count. (Runs are summed by
+ * result has the same bits for every thread count. So is a single slice of
+ * fewer than TG_SUM_NARROW columns (tg_parallel_column_sums), whose
+ * columns are too few to split. (Runs are summed by
  * tg_sum_run, in sixteen interleaved partial sums.) */
 
 typedef struct reduce_job {
@@ -397,6 +399,18 @@ TG_HOT_LOOP_WIDE static double run_block(void *arg, size_t lo, size_t m)
 		      : tg_sum_run_f32(0, (const float *)j->X + lo, (int64_t)m);
 }
 
+/* Rows [r0, r0 + m) of a single slice added into acc, for
+ * tg_parallel_column_sums */
+TG_HOT_LOOP_WIDE static void rows_block(void *arg, size_t r0, size_t m, double *acc)
+{
+	const reduce_job *j = arg;
+	const int64_t in = j->v.inner;
+	if (j->f64)
+		tg_add_rows_f64(acc, (const double *)j->X + r0 * (size_t)in, (int64_t)m, in, in);
+	else
+		tg_add_rows_f32(acc, (const float *)j->X + r0 * (size_t)in, (int64_t)m, in, in);
+}
+
 /* Y = scale * sum of x over v's n, split across ctx's threads; false
  * after recording a failed allocation. */
 static bool sum_axis(tg_ctx *ctx, view v, const tg_tensor *x, void *Y, double scale)
@@ -414,6 +428,18 @@ static bool sum_axis(tg_ctx *ctx, view v, const tg_tensor *x, void *Y, double sc
 	if (v.inner == 1) { /* runs: split the slices */
 		size_t per = (size_t)v.n, min = (TG_PAR_MIN + per - 1) / per;
 		tg_parallel_for(ctx, (size_t)v.outer, min > 2 ? min : 2, 1, sum_part, &j);
+		return true;
+	}
+	if (v.outer == 1 && v.inner < TG_SUM_NARROW) {
+		/* one slice of too few columns to split them, (1000000,4) over
+		 * its first axis: in blocks of rows, as a single run */
+		double acc[TG_SUM_NARROW] = { 0 };
+		tg_parallel_column_sums(ctx, (size_t)v.n, (size_t)v.inner, rows_block, &j, acc);
+		for (int64_t i = 0; i < v.inner; i++)
+			if (j.f64)
+				((double *)Y)[i] = acc[i] * scale;
+			else
+				((float *)Y)[i] = (float)(acc[i] * scale);
 		return true;
 	}
 	/* Slices of rows (an axis in the middle): groups of whole slices, as

@@ -91,6 +91,9 @@ static void ops_run(tg_dtype dt, int threads, run *r)
 	for (int i = 0; i < 200; i++)
 		cols[i] = (i * 11) % C;
 	tg_tensor *picked_cols = tg_from_i64(ctx, SHAPE(200), cols);
+	/* a row of 4 broadcast over (R C / 4, 4): its gradients are column sums
+	 * of too few columns to split, summed in blocks of rows */
+	tg_tensor *b4 = tg_param(tg_randn(ctx, dt, SHAPE(1, 4), 0, 1));
 
 	tg_tensor *u = tg_add(tg_mul(x, w), x);			  /* (R,C) * (C), flat add */
 	tg_tensor *v = tg_div(tg_mul(u, col), tg_add_scalar(tg_abs(w), 1.0)); /* (R,1), (C) */
@@ -123,6 +126,11 @@ static void ops_run(tg_dtype dt, int threads, run *r)
 		tg_gather_rows(h, picked),
 		/* a gather along the last axis, split across rows of x */
 		tg_index_select(h, 1, picked_cols),
+		/* too few columns to split: blocks of rows */
+		tg_sum_axis(tg_reshape(h, SHAPE(R * C / 4, 4)), 0, false),
+		tg_mean_axis(tg_reshape(h, SHAPE(R * C / 3, 3)), 0, true),
+		tg_add(tg_reshape(h, SHAPE(R * C / 4, 4)), b4),
+		tg_mul(tg_reshape(u, SHAPE(R * C / 4, 4)), b4),
 	};
 	tg_tensor *loss = tg_cross_entropy_i32(h, labels, R);
 #ifndef __SANITIZE_THREAD__
@@ -148,6 +156,7 @@ static void ops_run(tg_dtype dt, int threads, run *r)
 		fail_msg("backward: %s", tg_error(ctx));
 	keep(r, tg_grad(x));
 	keep(r, tg_grad(w));
+	keep(r, tg_grad(b4));
 #ifndef __SANITIZE_THREAD__
 	keep(r, tg_grad(bm));
 #endif
@@ -160,12 +169,15 @@ static void elementwise_reduction_and_row_ops_give_the_bits_of_one_thread(void *
 	(void)state;
 	for (int d = 0; d < 2; d++) {
 		tg_dtype dt = d ? TG_F64 : TG_F32;
-		run one = { 0 }, two = { 0 };
+		run one = { 0 };
 		ops_run(dt, 1, &one);
-		ops_run(dt, 2, &two);
-		assert_same_bits(&one, &two, d ? "f64 ops" : "f32 ops");
+		for (int threads = 2; threads <= 3; threads++) {
+			run more = { 0 };
+			ops_run(dt, threads, &more);
+			assert_same_bits(&one, &more, d ? "f64 ops" : "f32 ops");
+			free(more.v);
+		}
 		free(one.v);
-		free(two.v);
 	}
 }
 
@@ -630,6 +642,47 @@ static void a_long_sum_is_exact_where_it_can_be(void **state)
 	}
 }
 
+/* A sum over the rows of too few columns to split, in blocks of rows: the
+ * exact column sums for values whose sums are exact, on 1 to 3 threads,
+ * for row counts around a block's length. */
+static void narrow_column_sums_are_exact_where_they_can_be(void **state)
+{
+	(void)state;
+	static const int64_t shapes[][2] = { { 50001, 4 }, { 8193, 4 }, { 2731, 13 }, { 300007, 3 } };
+	for (int threads = 1; threads <= 3; threads++)
+		for (size_t c = 0; c < LEN(shapes); c++)
+			for (int d = 0; d < 2; d++) {
+				tg_dtype dt = d ? TG_F64 : TG_F32;
+				const int64_t n = shapes[c][0], w = shapes[c][1];
+				tg_ctx *ctx = tg_ctx_new(1);
+				assert_non_null(ctx);
+				tg_set_threads(ctx, threads);
+				tg_tensor *x = tg_zeros(ctx, dt, SHAPE(n, w));
+				double want[16] = { 0 };
+				for (int64_t i = 0; i < n * w; i++) {
+					double v = (double)((i * 7919 % 13) - 6) * 0.25;
+					if (d)
+						((double *)tg_data_mut(x))[i] = v;
+					else
+						((float *)tg_data_mut(x))[i] = (float)v;
+					want[i % w] += v;
+				}
+				tg_tensor *s = tg_sum_axis(x, 0, false), *m = tg_mean_axis(x, 0, true);
+				assert_ctx_ok(ctx);
+				for (int64_t k = 0; k < w; k++) {
+					if (tg_get(s, (size_t)k) != want[k])
+						fail_msg("(%lld,%lld) %s at %d threads: column %lld sums "
+							 "to %.17g, want %.17g",
+							 (long long)n, (long long)w, d ? "f64" : "f32",
+							 threads, (long long)k, tg_get(s, (size_t)k),
+							 want[k]);
+					double mean = want[k] / (double)n;
+					assert_near(tg_get(m, (size_t)k), mean, 1e-6 * fabs(mean) + 1e-9);
+				}
+				tg_ctx_free(ctx);
+			}
+}
+
 /* ---- sum_to split by the axis it keeps ------------------------------------------------- */
 
 typedef struct sum_to_case {
@@ -648,6 +701,11 @@ static const sum_to_case sum_to_cases[] = {
 	{ 4, 3, { 6, 30, 10, 257 }, { 30, 1, 257 } },
 	{ 3, 3, { 40, 3, 1000 }, { 40, 1, 1 } },
 	{ 3, 3, { 2, 64, 300 }, { 2, 64, 1 } },
+	/* rows summed onto one row too short to split by columns: blocks of
+	 * rows, their count and length odd */
+	{ 2, 2, { 50001, 4 }, { 1, 4 } },
+	{ 2, 1, { 40003, 3 }, { 3 } },
+	{ 2, 2, { 65537, 15 }, { 1, 15 } },
 };
 
 /* sum_to of case c on x filled with whole multiples of 1/4 (exact in any
@@ -856,6 +914,7 @@ int main(void)
 		cmocka_unit_test(a_batch_gathered_by_two_threads_is_the_rows_and_labels),
 		cmocka_unit_test(targets_gathered_by_two_threads_are_the_rows),
 		cmocka_unit_test(a_long_sum_is_exact_where_it_can_be),
+		cmocka_unit_test(narrow_column_sums_are_exact_where_they_can_be),
 		cmocka_unit_test(sum_to_split_by_the_axis_it_keeps_gives_the_sums_of_one_thread),
 		cmocka_unit_test(two_threaded_contexts_at_once_give_the_bits_of_one_thread),
 	};
