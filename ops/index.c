@@ -493,19 +493,36 @@ tg_tensor *tg_embedding(tg_tensor *table, const tg_tensor *idx)
 
 /* ---- one_hot: (N,K) constant, 1 at [i, labels[i]]; no gradient ----------------- */
 
+typedef struct one_hot_job {
+	const int64_t *labels;
+	char *Y;
+	size_t k, es;
+} one_hot_job;
+
+/* rows [lo, hi) of the one-hot matrix */
+static void one_hot_part(void *arg, size_t lo, size_t hi)
+{
+	const one_hot_job *j = arg;
+	memset(j->Y + lo * j->k * j->es, 0, (hi - lo) * j->k * j->es);
+	for (size_t i = lo; i < hi; i++) {
+		size_t at = i * j->k + (size_t)j->labels[i];
+		if (j->es == 8)
+			((double *)(void *)j->Y)[at] = 1.0;
+		else
+			((float *)(void *)j->Y)[at] = 1.0f;
+	}
+}
+
+/* split across the threads by rows when large */
 tg_tensor *tg_one_hot_of(tg_ctx *ctx, tg_dtype dt, const int64_t *labels, int64_t n,
 			 int64_t k)
 {
 	tg_tensor *out = tg_tensor_new(ctx, "tg_one_hot", dt, 2, (int64_t[]){ n, k });
 	if (!out)
 		return NULL;
-	memset(out->data, 0, out->numel * tg_dtype_size(dt));
-	for (int64_t i = 0; i < n; i++) {
-		if (dt == TG_F64)
-			((double *)out->data)[i * k + labels[i]] = 1.0;
-		else
-			((float *)out->data)[i * k + labels[i]] = 1.0f;
-	}
+	one_hot_job j = { labels, out->data, (size_t)k, tg_dtype_size(dt) };
+	size_t min = (TG_PAR_MIN + (size_t)k - 1) / (size_t)k;
+	tg_parallel_for(ctx, (size_t)n, min > 2 ? min : 2, 1, one_hot_part, &j);
 	return out;
 }
 

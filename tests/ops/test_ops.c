@@ -2334,6 +2334,45 @@ static void index_tensors_never_require_a_gradient(void **state)
 	assert_ctx_ok(ctx);
 }
 
+/* A large one-hot matrix is split across the threads by rows: on 1 to 3
+ * threads, with row counts that are no multiple of the parts, each row
+ * holds its one 1 and zeros. */
+static void one_hot_split_across_threads_sets_each_row(void **state)
+{
+	(void)state;
+	static const int64_t cases[][2] = { { 40001, 3 }, { 1031, 37 }, { 16411, 64 } };
+	for (int threads = 1; threads <= 3; threads++)
+		for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+			for (int d = 0; d < 2; d++) {
+				const int64_t n = cases[c][0], k = cases[c][1];
+				tg_dtype dt = d ? TG_F64 : TG_F32;
+				tg_ctx *ctx = tg_ctx_new(1);
+				assert_non_null(ctx);
+				tg_set_threads(ctx, threads);
+				int32_t *l = malloc((size_t)n * sizeof *l);
+				assert_non_null(l);
+				for (int64_t i = 0; i < n; i++)
+					l[i] = (int32_t)((i * 7919) % k);
+				/* a step tensor of ones first: a row left unwritten reads 1 */
+				tg_ones(ctx, dt, SHAPE(n, k));
+				tg_reset(ctx);
+				tg_tensor *h = tg_one_hot(tg_labels(ctx, n, l), dt, k);
+				assert_ctx_ok(ctx);
+				for (int64_t i = 0; i < n; i++)
+					for (int64_t m = 0; m < k; m++) {
+						double got = tg_get(h, (size_t)(i * k + m));
+						if (got != (m == l[i]))
+							fail_msg("(%lld,%lld) %s, %d threads: [%lld,%lld] "
+								 "is %g",
+								 (long long)n, (long long)k,
+								 d ? "f64" : "f32", threads, (long long)i,
+								 (long long)m, got);
+					}
+				free(l);
+				tg_ctx_free(ctx);
+			}
+}
+
 static void one_hot_sets_one_entry_per_row(void **state)
 {
 	tg_ctx *ctx = *state;
@@ -3337,6 +3376,7 @@ int main(void)
 		T(pick_gradient_is_one_hot_times_dout),
 		T(pick_rejects_an_index_out_of_range),
 		T(one_hot_sets_one_entry_per_row),
+		T(one_hot_split_across_threads_sets_each_row),
 		T(index_select_takes_entries_along_any_axis),
 		T(index_select_gradient_accumulates_along_the_axis),
 		T(embedding_looks_up_rows_for_indices_of_any_shape),
