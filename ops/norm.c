@@ -576,8 +576,9 @@ typedef struct norm_job {
 	bool f64;
 	const void *x, *dout, *g, *b, *k; /* k: batch norm's dx coefficients */
 	void *st, *y;                     /* st: the statistics; y: the output */
-	double *acc, *sums;               /* acc: 2 D doubles of scratch */
+	double *acc, *sums; /* acc: scratch, 2 D doubles (a block's in layer norm's backward) */
 	size_t n, d, s; /* batch norm: N, D (or C), the plane; layer norm: R, D, 1 */
+	size_t block;   /* layer norm's backward: the rows of a block (ln_block) */
 	double eps;
 	bool relu; /* batch_norm_relu: the output through a relu, dout gated by it */
 } norm_job;
@@ -1249,8 +1250,8 @@ tg_tensor *tg_batch_norm_relu(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, d
 LAYER_NORM_KERNELS(double, f64)
 LAYER_NORM_KERNELS(float, f32)
 
-/* Layer norm's passes for split (n = R rows of d): rows, but for the sums,
- * which run over columns. */
+/* Layer norm's passes for split (n = R rows of d): rows, and for the
+ * backward's sums blocks of rows. */
 
 static void ln_stats_part(void *arg, size_t lo, size_t hi)
 {
@@ -1293,36 +1294,79 @@ static void ln_dx_part(void *arg, size_t lo, size_t hi)
 		row_dx_f32(j->dout, j->x, j->st, j->g, j->n, lo, hi, j->d, j->y);
 }
 
-/* sums += the rows [i0, i1) of the columns [j0, j1) */
-static void ln_sums_rows(const norm_job *j, size_t i0, size_t i1, size_t j0, size_t j1)
+/* sums (2 D doubles) += the rows [i0, i1) */
+static void ln_sums_rows(const norm_job *j, size_t i0, size_t i1, double *sums)
 {
 	if (j->f64)
-		row_sums_f64(j->dout, j->x, j->st, j->n, i0, i1, j->d, j0, j1, j->sums);
+		row_sums_f64(j->dout, j->x, j->st, j->n, i0, i1, j->d, 0, j->d, sums);
 	else
-		row_sums_f32(j->dout, j->x, j->st, j->n, i0, i1, j->d, j0, j1, j->sums);
+		row_sums_f32(j->dout, j->x, j->st, j->n, i0, i1, j->d, 0, j->d, sums);
 }
 
-/* the sums of the columns [lo, hi) over every row */
-static void ln_sums_part(void *arg, size_t lo, size_t hi)
+/* The backward's column sums are taken over blocks of rows, each block
+ * adding its rows in order into 2 D partial sums of its own, which are
+ * then added in block order: the blocks are set by R and D alone, so the
+ * sums have the same bits at every thread count, and the threads share the
+ * rows, reading dout and x once for dx and the sums together (a split of
+ * the sums by columns read them a second time, which took more than the
+ * second thread gave). At most TG_SUM_BLOCKS blocks (tg_parallel_sum's),
+ * each of TG_SUM_BLOCK values and 16 rows or more, so that a block's
+ * partial sums are at most an eighth of what it reads. */
+static size_t ln_block(size_t r, size_t d)
+{
+	size_t b = (r + TG_SUM_BLOCKS - 1) / TG_SUM_BLOCKS, least = (TG_SUM_BLOCK + d - 1) / d;
+	b = b > least ? b : least;
+	return b > 16 ? b : 16;
+}
+
+/* The blocks [lo, hi): of each, dx (unless y is NULL) and the partial sums
+ * into acc, sub-block by sub-block: a sub-block's dx, then its rows added
+ * to the sums while they are in the cache. */
+static void ln_blocks_part(void *arg, size_t lo, size_t hi)
 {
 	const norm_job *j = arg;
-	memset(j->sums + lo, 0, (hi - lo) * sizeof *j->sums);
-	memset(j->sums + j->d + lo, 0, (hi - lo) * sizeof *j->sums);
-	ln_sums_rows(j, 0, j->n, lo, hi);
+	for (size_t k = lo; k < hi; k++) {
+		size_t i0 = k * j->block, i1 = j->n - i0 < j->block ? j->n : i0 + j->block;
+		double *sums = j->acc + k * 2 * j->d;
+		memset(sums, 0, 2 * j->d * sizeof *sums);
+		for (size_t b = block_rows(j), i = i0; i < i1; i += b) {
+			size_t e = i1 - i < b ? i1 : i + b;
+			if (j->y)
+				ln_dx_part((void *)j, i, e);
+			ln_sums_rows(j, i, e, sums);
+		}
+	}
 }
 
-/* dx of every row and the sums of every column, block by block: each
- * block's dx, then its rows added to the sums while they are in the cache.
- * Each column takes the rows in order, as ln_sums_part does, so the sums
- * have the same bits. */
-static void ln_dx_sums(const norm_job *j)
+/* sums [lo, hi) = the blocks' partial sums added in block order */
+static void ln_add_blocks_part(void *arg, size_t lo, size_t hi)
 {
-	memset(j->sums, 0, 2 * j->d * sizeof *j->sums);
-	for (size_t b = block_rows(j), i = 0; i < j->n; i += b) {
-		size_t e = j->n - i < b ? j->n : i + b;
-		ln_dx_part((void *)j, i, e);
-		ln_sums_rows(j, i, e, 0, j->d);
+	const norm_job *j = arg;
+	size_t w = 2 * j->d, nb = (j->n + j->block - 1) / j->block;
+	memcpy(j->sums + lo, j->acc + lo, (hi - lo) * sizeof *j->sums);
+	for (size_t k = 1; k < nb; k++) {
+		const double *p = j->acc + k * w;
+		for (size_t c = lo; c < hi; c++)
+			j->sums[c] += p[c];
 	}
+}
+
+/* dx into y (unless it is NULL) and the column sums into sums, block by
+ * block across ctx's threads; false after recording a failed allocation. */
+static bool ln_dx_sums(tg_ctx *ctx, norm_job *j)
+{
+	j->block = ln_block(j->n, j->d);
+	size_t nb = (j->n + j->block - 1) / j->block;
+	if (nb <= 1) { /* (R = 0 too: the sums are zeros) */
+		j->acc = j->sums;
+		ln_blocks_part(j, 0, 1);
+		return true;
+	}
+	if (!(j->acc = tg_arena_alloc(ctx, nb * 2 * j->d * sizeof *j->acc)))
+		return false;
+	tg_parallel_for(ctx, nb, 2, 1, ln_blocks_part, j);
+	tg_parallel_for(ctx, 2 * j->d, part_min(nb), 8, ln_add_blocks_part, j);
+	return true;
 }
 
 static void ln_rows(const tg_ctx *ctx, tg_range_fn fn, norm_job *j)
@@ -1397,19 +1441,20 @@ static tg_tensor *to_columns(tg_tensor *x, const tg_tensor *gamma)
 static const tg_op layer_norm_backward_op;
 
 /* The column sums of dout and of dout xhat (2 D doubles into sums), with
- * the statistics st of x: beta's and gamma's gradients. */
-static void row_column_sums(const tg_tensor *dout, const tg_tensor *x, const void *st,
+ * the statistics st of x: beta's and gamma's gradients, in the blocks
+ * row_backward_dx takes them in, so that they have its bits; false after
+ * recording a failed allocation. */
+static bool row_column_sums(const tg_tensor *dout, const tg_tensor *x, const void *st,
 			    double *sums)
 {
 	norm_job j = { .f64 = x->dtype == TG_F64, .x = x->data, .dout = dout->data,
 		       .st = (void *)st, .sums = sums, .n = row_count(x), .d = row_len(x) };
-	split(x->ctx, j.d, j.n, column_align(&j), ln_sums_part, &j);
+	return ln_dx_sums(x->ctx, &j);
 }
 
 /* dx from the statistics st of x, recorded as a layer_norm_backward node;
- * the column sums into sums on the way, unless it is NULL: in the same
- * pass where dx and the sums would each take one thread, else in a pass of
- * their own across the threads. */
+ * the column sums into sums on the way, unless it is NULL, in the same
+ * pass (ln_dx_sums). */
 static tg_tensor *row_backward_dx(const char *who, tg_tensor *dout, tg_tensor *x,
 				  tg_tensor *gamma, double eps, const void *st, double *sums)
 {
@@ -1422,13 +1467,8 @@ static tg_tensor *row_backward_dx(const char *who, tg_tensor *dout, tg_tensor *x
 		       .n = r, .d = d };
 	if (!sums)
 		ln_rows(x->ctx, ln_dx_part, &j);
-	else if (tg_parallel_parts(x->ctx, r, part_min(d)) == 1 &&
-		 tg_parallel_parts(x->ctx, d, part_min(r)) == 1)
-		ln_dx_sums(&j);
-	else {
-		ln_rows(x->ctx, ln_dx_part, &j);
-		row_column_sums(dout, x, st, sums);
-	}
+	else if (!ln_dx_sums(x->ctx, &j))
+		return NULL;
 	tg_tensor *in[3] = { dout, x, gamma };
 	return tg_op_end(&layer_norm_backward_op, dx, 3, in, &eps, 1, NULL);
 }
@@ -1494,8 +1534,8 @@ static void layer_norm_backward(tg_node *n, tg_tensor *dout)
 		return;
 	if (tg_node_needs_grad(n, 0))
 		TG_NODE_GRAD_INTO(n, 0, row_backward_dx(who, dout, x, gamma, eps, n->aux, sums));
-	else if (sum)
-		row_column_sums(dout, x, n->aux, sums);
+	else if (sum && !row_column_sums(dout, x, n->aux, sums))
+		return;
 	if (ctx->grad_enabled) {
 		if (tg_node_needs_grad(n, 1)) {
 			tg_tensor *inv_std;
