@@ -1050,6 +1050,125 @@ static void layer_norm_gives_hand_computed_values(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* ---- layer_norm's gradients at any thread count ---------------------------------------- */
+
+/* layer_norm of a problem in dt at threads threads, the gradients of
+ * sum(y w) in a plain backward: dx (unless x_grad is false), dgamma,
+ * dbeta, in out[0..2]; and x and w as the dtype holds them, in out[3..4]. */
+static tg_ctx *ln_grads(const problem *p, tg_dtype dt, int threads, bool x_grad,
+			tg_tensor *out[5])
+{
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_set_threads(ctx, threads);
+	tg_tensor *x = tg_set_requires_grad(tg_from_f64(ctx, dt, p->ndim, p->shape, p->x), x_grad);
+	tg_tensor *g = tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(p->d), p->gamma), true);
+	tg_tensor *b = tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(p->d), p->beta), true);
+	tg_tensor *w = tg_from_f64(ctx, dt, p->ndim, p->shape, p->w);
+	assert_int_equal(tg_backward(tg_sum(tg_mul(tg_layer_norm(x, g, b, p->eps), w))), 0);
+	assert_ctx_ok(ctx);
+	out[0] = x_grad ? tg_grad(x) : NULL, out[1] = tg_grad(g), out[2] = tg_grad(b);
+	out[3] = x, out[4] = w;
+	return ctx;
+}
+
+/* Fails unless got is within tol of ref, relative to the scale of the
+ * terms that make it. */
+static void assert_near_ref(const char *what, size_t i, double got, long double ref,
+			    long double scale, double tol)
+{
+	if (!(fabsl((long double)got - ref) <= tol * scale))
+		fail_msg("%s[%zu]: %.17g, the reference %.17Lg (scale %.3Lg)", what, i, got, ref,
+			 scale);
+}
+
+/* dx, dgamma and dbeta of a run against a long double reference computed
+ * from the same inputs (x and w rounded to the dtype, gamma as well). */
+static void assert_ln_grads_near_reference(const char *what, const problem *p, tg_dtype dt,
+					   tg_tensor *const out[5])
+{
+	size_t r = (size_t)p->n, d = (size_t)p->d;
+	double tol = dt == TG_F64 ? 1e-13 : 2e-6;
+	long double *sg = calloc(2 * d, sizeof *sg), *ag = calloc(2 * d, sizeof *ag);
+	long double *xh = malloc(d * sizeof *xh);
+	assert_true(sg && ag && xh);
+	char at[160];
+	for (size_t i = 0; i < r; i++) {
+		long double mean = 0, var = 0, sa = 0, saxh = 0;
+		for (size_t j = 0; j < d; j++)
+			mean += tg_get(out[3], i * d + j);
+		mean /= d;
+		for (size_t j = 0; j < d; j++) {
+			long double c = tg_get(out[3], i * d + j) - mean;
+			var += c * c;
+		}
+		long double inv_std = 1 / sqrtl(var / d + p->eps);
+		for (size_t j = 0; j < d; j++) {
+			long double dy = tg_get(out[4], i * d + j);
+			long double gj = dt == TG_F64 ? p->gamma[j] : (float)p->gamma[j];
+			xh[j] = (tg_get(out[3], i * d + j) - mean) * inv_std;
+			sa += dy * gj, saxh += dy * gj * xh[j];
+			sg[j] += dy * xh[j], ag[j] += fabsl(dy * xh[j]);
+			sg[d + j] += dy, ag[d + j] += fabsl(dy);
+		}
+		long double ma = sa / d, maxh = saxh / d;
+		for (size_t j = 0; out[0] && j < d; j++) {
+			long double dy = tg_get(out[4], i * d + j);
+			long double gj = dt == TG_F64 ? p->gamma[j] : (float)p->gamma[j];
+			long double ref = inv_std * (dy * gj - ma - xh[j] * maxh);
+			long double scale = inv_std * (fabsl(dy * gj) + fabsl(ma) + fabsl(xh[j] * maxh));
+			snprintf(at, sizeof at, "%s: dx", what);
+			assert_near_ref(at, i * d + j, tg_get(out[0], i * d + j), ref, scale, tol);
+		}
+	}
+	for (size_t j = 0; j < d; j++) {
+		snprintf(at, sizeof at, "%s: dgamma", what);
+		assert_near_ref(at, j, tg_get(out[1], j), sg[j], ag[j], tol);
+		snprintf(at, sizeof at, "%s: dbeta", what);
+		assert_near_ref(at, j, tg_get(out[2], j), sg[d + j], ag[d + j], tol);
+	}
+	free(sg), free(ag), free(xh);
+}
+
+/* On shapes whose backward is split (odd sizes, a last block of a row or
+ * a few), dx, dgamma and dbeta have the same bits at 1, 2 and 3 threads,
+ * dgamma and dbeta the same as well when x needs no gradient, and all are
+ * within a few rounding errors of a long double reference. */
+static void layer_norm_gradients_have_the_same_bits_at_1_2_and_3_threads(void **state)
+{
+	(void)state;
+	static const int64_t shapes[][2] = { { 1001, 67 }, { 37, 1999 }, { 3001, 33 },
+					     { 129, 4097 }, { 5, 7 } };
+	tg_ctx *rng = tg_ctx_new(21);
+	for (size_t k = 0; k < LEN(shapes); k++) {
+		problem p = problem_new(rng, shapes[k][0], shapes[k][1], 1e-5);
+		for (int dt = 0; dt < 2; dt++) {
+			tg_dtype t = dt ? TG_F64 : TG_F32;
+			char what[96];
+			tg_tensor *one[5];
+			tg_ctx *c1 = ln_grads(&p, t, 1, true, one);
+			snprintf(what, sizeof what, "(%lld,%lld) %s", (long long)p.n,
+				 (long long)p.d, dt ? "f64" : "f32");
+			assert_ln_grads_near_reference(what, &p, t, one);
+			for (int threads = 1; threads <= 3; threads++)
+				for (int x_grad = 0; x_grad < 2; x_grad++) {
+					tg_tensor *got[5];
+					tg_ctx *c = ln_grads(&p, t, threads, x_grad, got);
+					for (int s = x_grad ? 0 : 1; s < 3; s++) {
+						char at[160];
+						snprintf(at, sizeof at, "%s, %d thread(s)%s: %s", what,
+							 threads, x_grad ? "" : ", x constant",
+							 (const char *[]){ "dx", "dgamma", "dbeta" }[s]);
+						assert_tensor_bits(at, got[s], one[s]);
+					}
+					tg_ctx_free(c);
+				}
+			tg_ctx_free(c1);
+		}
+		problem_free(&p);
+	}
+	tg_ctx_free(rng);
+}
+
 /* f32 at a training size, (64,256): forward and gradients against f64. */
 static void f32_layer_norm_agrees_with_f64(void **state)
 {
@@ -1288,6 +1407,7 @@ int main(void)
 		cmocka_unit_test(huge_values_normalise_per_channel),
 		cmocka_unit_test(a_nan_or_inf_makes_its_group_nan),
 		cmocka_unit_test(f32_layer_norm_agrees_with_f64),
+		cmocka_unit_test(layer_norm_gradients_have_the_same_bits_at_1_2_and_3_threads),
 		cmocka_unit_test(f32_statistics_of_values_with_a_large_offset_are_exact),
 		cmocka_unit_test(f32_norms_of_values_with_a_large_offset_are_centred),
 		cmocka_unit_test(layer_norm_rejects_bad_shapes_dtypes_eps_and_nulls),
