@@ -1253,6 +1253,11 @@ LAYER_NORM_KERNELS(float, f32)
 /* Layer norm's passes for split (n = R rows of d): rows, and for the
  * backward's sums blocks of rows. */
 
+static void ln_rows(const tg_ctx *ctx, tg_range_fn fn, norm_job *j)
+{
+	split(ctx, j->n, j->d, 1, fn, j);
+}
+
 static void ln_stats_part(void *arg, size_t lo, size_t hi)
 {
 	const norm_job *j = arg;
@@ -1351,15 +1356,38 @@ static void ln_add_blocks_part(void *arg, size_t lo, size_t hi)
 	}
 }
 
+/* the sums of the columns [lo, hi) over every row, in order */
+static void ln_sums_part(void *arg, size_t lo, size_t hi)
+{
+	const norm_job *j = arg;
+	memset(j->sums + lo, 0, (hi - lo) * sizeof *j->sums);
+	memset(j->sums + j->d + lo, 0, (hi - lo) * sizeof *j->sums);
+	if (j->f64)
+		row_sums_f64(j->dout, j->x, j->st, j->n, 0, j->n, j->d, lo, hi, j->sums);
+	else
+		row_sums_f32(j->dout, j->x, j->st, j->n, 0, j->n, j->d, lo, hi, j->sums);
+}
+
 /* dx into y (unless it is NULL) and the column sums into sums, block by
- * block across ctx's threads; false after recording a failed allocation. */
+ * block across ctx's threads; false after recording a failed allocation.
+ * Rows too few for two blocks are one, in one pass where dx and the sums
+ * would each take one thread; else, (16,100000), dx split by rows and the
+ * sums by columns, each column over every row in order, as one block
+ * takes them. */
 static bool ln_dx_sums(tg_ctx *ctx, norm_job *j)
 {
 	j->block = ln_block(j->n, j->d);
 	size_t nb = (j->n + j->block - 1) / j->block;
-	if (nb <= 1) { /* (R = 0 too: the sums are zeros) */
+	if (nb <= 1 && tg_parallel_parts(ctx, j->n, part_min(j->d)) == 1 &&
+	    tg_parallel_parts(ctx, j->d, part_min(j->n)) == 1) {
 		j->acc = j->sums;
 		ln_blocks_part(j, 0, 1);
+		return true;
+	}
+	if (nb <= 1) {
+		if (j->y)
+			ln_rows(ctx, ln_dx_part, j);
+		split(ctx, j->d, j->n, column_align(j), ln_sums_part, j);
 		return true;
 	}
 	if (!(j->acc = tg_arena_alloc(ctx, nb * 2 * j->d * sizeof *j->acc)))
@@ -1367,11 +1395,6 @@ static bool ln_dx_sums(tg_ctx *ctx, norm_job *j)
 	tg_parallel_for(ctx, nb, 2, 1, ln_blocks_part, j);
 	tg_parallel_for(ctx, 2 * j->d, part_min(nb), 8, ln_add_blocks_part, j);
 	return true;
-}
-
-static void ln_rows(const tg_ctx *ctx, tg_range_fn fn, norm_job *j)
-{
-	split(ctx, j->n, j->d, 1, fn, j);
 }
 
 /* ---- checking arguments and the statistics ---------------------------------------------- */
