@@ -576,9 +576,9 @@ typedef struct norm_job {
 	bool f64;
 	const void *x, *dout, *g, *b, *k; /* k: batch norm's dx coefficients */
 	void *st, *y;                     /* st: the statistics; y: the output */
-	double *acc, *sums; /* acc: scratch, 2 D doubles (a block's in layer norm's backward) */
+	double *acc, *sums; /* acc: scratch, 2 D doubles (a block's in block_sums) */
 	size_t n, d, s; /* batch norm: N, D (or C), the plane; layer norm: R, D, 1 */
-	size_t block;   /* layer norm's backward: the rows of a block (ln_block) */
+	size_t block;   /* the backward's sums: the rows of a block (sum_block) */
 	double eps;
 	bool relu; /* batch_norm_relu: the output through a relu, dout gated by it */
 } norm_job;
@@ -601,6 +601,49 @@ static void split(const tg_ctx *ctx, size_t units, size_t each, size_t align, tg
 
 /* columns of x a cache line holds, so that parts of columns share none */
 static size_t column_align(const norm_job *j) { return j->f64 ? 8 : 16; }
+
+/* The backwards' column sums of (N,D) or (R,D) (of dout and of dout xhat,
+ * gamma's and beta's gradients) are taken over blocks of rows, each block
+ * adding its rows in order into 2 D partial sums of its own, which are
+ * then added in block order: the blocks are set by the rows and D alone,
+ * so the sums have the same bits at every thread count, and each thread
+ * reads whole rows. A split of the sums by columns read a stretch of every
+ * row, which streamed so much worse that batch norm's backward gained
+ * nothing at 2 threads, and layer norm's read dout and x a second time,
+ * after dx. At most TG_SUM_BLOCKS blocks (tg_parallel_sum's), each of
+ * TG_SUM_BLOCK values and 16 rows or more, so that a block's partial sums
+ * are at most an eighth of what it reads. */
+static size_t sum_block(size_t rows, size_t d)
+{
+	size_t b = (rows + TG_SUM_BLOCKS - 1) / TG_SUM_BLOCKS, least = (TG_SUM_BLOCK + d - 1) / d;
+	b = b > least ? b : least;
+	return b > 16 ? b : 16;
+}
+
+/* sums [lo, hi) = the blocks' partial sums (acc) added in block order */
+static void add_blocks_part(void *arg, size_t lo, size_t hi)
+{
+	const norm_job *j = arg;
+	size_t w = 2 * j->d, nb = (j->n + j->block - 1) / j->block;
+	memcpy(j->sums + lo, j->acc + lo, (hi - lo) * sizeof *j->sums);
+	for (size_t k = 1; k < nb; k++) {
+		const double *p = j->acc + k * w;
+		for (size_t c = lo; c < hi; c++)
+			j->sums[c] += p[c];
+	}
+}
+
+/* The column sums into j->sums over nb blocks of j->block rows: fn over
+ * blocks [lo, hi) fills each block's 2 D doubles of acc, across ctx's
+ * threads; false after recording a failed allocation. */
+static bool block_sums(tg_ctx *ctx, norm_job *j, size_t nb, tg_range_fn fn)
+{
+	if (!(j->acc = tg_arena_alloc(ctx, nb * 2 * j->d * sizeof *j->acc)))
+		return false;
+	tg_parallel_for(ctx, nb, 2, 1, fn, j);
+	tg_parallel_for(ctx, 2 * j->d, part_min(nb), 8, add_blocks_part, j);
+	return true;
+}
 
 static void bn_stats_part(void *arg, size_t lo, size_t hi)
 {
@@ -631,6 +674,24 @@ static void bn_sums_part(void *arg, size_t lo, size_t hi)
 		sums_f64(j->dout, j->x, j->st, j->g, j->b, j->relu, j->n, j->d, lo, hi, j->sums);
 	else
 		sums_f32(j->dout, j->x, j->st, j->g, j->b, j->relu, j->n, j->d, lo, hi, j->sums);
+}
+
+/* The blocks [lo, hi) of (N,D)'s rows (block_sums): each block's column
+ * sums from zeros into its own 2 D doubles of acc. */
+static void bn_blocks_part(void *arg, size_t lo, size_t hi)
+{
+	const norm_job *j = arg;
+	size_t d = j->d;
+	for (size_t k = lo; k < hi; k++) {
+		size_t i0 = k * j->block, m = j->n - i0 < j->block ? j->n - i0 : j->block;
+		double *sums = j->acc + k * 2 * d;
+		if (j->f64)
+			sums_f64((const double *)j->dout + i0 * d, (const double *)j->x + i0 * d,
+				 j->st, j->g, j->b, j->relu, m, d, 0, d, sums);
+		else
+			sums_f32((const float *)j->dout + i0 * d, (const float *)j->x + i0 * d,
+				 j->st, j->g, j->b, j->relu, m, d, 0, d, sums);
+	}
 }
 
 static void bn_forward_part(void *arg, size_t lo, size_t hi)
@@ -861,14 +922,19 @@ static const tg_op batch_norm_backward_op;
 /* sums (2 D doubles) = the column sums of dout and of dout xhat, with the
  * statistics st of x: beta's and gamma's gradients. A beta (not NULL) gates
  * dout by batch_norm_relu's relu first (RELU_GATE). */
-static void column_sums(const tg_tensor *dout, const tg_tensor *x, const tg_tensor *gamma,
+static bool column_sums(const tg_tensor *dout, const tg_tensor *x, const tg_tensor *gamma,
 			const tg_tensor *beta, const void *st, double *sums)
 {
 	norm_job j = { .f64 = x->dtype == TG_F64, .x = x->data, .dout = dout->data,
 		       .g = gamma->data, .b = beta ? beta->data : NULL, .st = (void *)st,
 		       .sums = sums, .n = (size_t)x->shape[0], .d = (size_t)x->shape[1],
 		       .s = plane_size(x), .relu = beta != NULL };
-	bn_channels(x->ctx, bn_sums_part, &j);
+	j.block = sum_block(j.n, j.d);
+	size_t nb = (j.n + j.block - 1) / j.block;
+	if (j.s == 1 && nb > 1)
+		return block_sums(x->ctx, &j, nb, bn_blocks_part);
+	bn_channels(x->ctx, bn_sums_part, &j); /* one block: each column's rows in order */
+	return true;
 }
 
 /* dx from the statistics st of x as a batch_norm_backward node; sums
@@ -887,7 +953,8 @@ static tg_tensor *backward_dx(tg_ctx *ctx, const char *who, tg_tensor *dout, tg_
 	void *k = s == 1 ? tg_arena_alloc(ctx, 3 * d * tg_dtype_size(x->dtype)) : NULL;
 	if (!dx || (s == 1 && !k))
 		return NULL;
-	column_sums(dout, x, gamma, beta, st, sums);
+	if (!column_sums(dout, x, gamma, beta, st, sums))
+		return NULL;
 	norm_job j = { .f64 = x->dtype == TG_F64, .x = x->data, .dout = dout->data,
 		       .g = gamma->data, .b = beta ? beta->data : NULL, .k = k, .st = (void *)st,
 		       .y = dx->data, .sums = sums, .n = n, .d = d, .s = s, .relu = beta != NULL };
@@ -1010,8 +1077,8 @@ static void norm_backward(tg_node *n, tg_tensor *dout, bool relu, const char *wh
 		tg_node_grad(n, 2, column_sum(as_rows(dout)));
 		return;
 	}
-	if (!tg_node_needs_grad(n, 0))
-		column_sums(dout, x, gamma, gate, n->aux, sums);
+	if (!tg_node_needs_grad(n, 0) && !column_sums(dout, x, gamma, gate, n->aux, sums))
+		return;
 	if (tg_node_needs_grad(n, 1))
 		tg_node_grad(n, 1, tg_from_f64(ctx, x->dtype, 1, gamma->shape, sums + x->shape[1]));
 	if (tg_node_needs_grad(n, 2))
@@ -1308,22 +1375,6 @@ static void ln_sums_rows(const norm_job *j, size_t i0, size_t i1, double *sums)
 		row_sums_f32(j->dout, j->x, j->st, j->n, i0, i1, j->d, 0, j->d, sums);
 }
 
-/* The backward's column sums are taken over blocks of rows, each block
- * adding its rows in order into 2 D partial sums of its own, which are
- * then added in block order: the blocks are set by R and D alone, so the
- * sums have the same bits at every thread count, and the threads share the
- * rows, reading dout and x once for dx and the sums together (a split of
- * the sums by columns read them a second time, which took more than the
- * second thread gave). At most TG_SUM_BLOCKS blocks (tg_parallel_sum's),
- * each of TG_SUM_BLOCK values and 16 rows or more, so that a block's
- * partial sums are at most an eighth of what it reads. */
-static size_t ln_block(size_t r, size_t d)
-{
-	size_t b = (r + TG_SUM_BLOCKS - 1) / TG_SUM_BLOCKS, least = (TG_SUM_BLOCK + d - 1) / d;
-	b = b > least ? b : least;
-	return b > 16 ? b : 16;
-}
-
 /* The blocks [lo, hi): of each, dx (unless y is NULL) and the partial sums
  * into acc, sub-block by sub-block: a sub-block's dx, then its rows added
  * to the sums while they are in the cache. */
@@ -1340,19 +1391,6 @@ static void ln_blocks_part(void *arg, size_t lo, size_t hi)
 				ln_dx_part((void *)j, i, e);
 			ln_sums_rows(j, i, e, sums);
 		}
-	}
-}
-
-/* sums [lo, hi) = the blocks' partial sums added in block order */
-static void ln_add_blocks_part(void *arg, size_t lo, size_t hi)
-{
-	const norm_job *j = arg;
-	size_t w = 2 * j->d, nb = (j->n + j->block - 1) / j->block;
-	memcpy(j->sums + lo, j->acc + lo, (hi - lo) * sizeof *j->sums);
-	for (size_t k = 1; k < nb; k++) {
-		const double *p = j->acc + k * w;
-		for (size_t c = lo; c < hi; c++)
-			j->sums[c] += p[c];
 	}
 }
 
@@ -1376,7 +1414,7 @@ static void ln_sums_part(void *arg, size_t lo, size_t hi)
  * takes them. */
 static bool ln_dx_sums(tg_ctx *ctx, norm_job *j)
 {
-	j->block = ln_block(j->n, j->d);
+	j->block = sum_block(j->n, j->d);
 	size_t nb = (j->n + j->block - 1) / j->block;
 	if (nb <= 1 && tg_parallel_parts(ctx, j->n, part_min(j->d)) == 1 &&
 	    tg_parallel_parts(ctx, j->d, part_min(j->n)) == 1) {
@@ -1390,11 +1428,7 @@ static bool ln_dx_sums(tg_ctx *ctx, norm_job *j)
 		split(ctx, j->d, j->n, column_align(j), ln_sums_part, j);
 		return true;
 	}
-	if (!(j->acc = tg_arena_alloc(ctx, nb * 2 * j->d * sizeof *j->acc)))
-		return false;
-	tg_parallel_for(ctx, nb, 2, 1, ln_blocks_part, j);
-	tg_parallel_for(ctx, 2 * j->d, part_min(nb), 8, ln_add_blocks_part, j);
-	return true;
+	return block_sums(ctx, j, nb, ln_blocks_part);
 }
 
 /* ---- checking arguments and the statistics ---------------------------------------------- */
