@@ -1050,13 +1050,14 @@ static void layer_norm_gives_hand_computed_values(void **state)
 	tg_ctx_free(ctx);
 }
 
-/* ---- layer_norm's gradients at any thread count ---------------------------------------- */
+/* ---- the fused backwards' gradients at any thread count ------------------------------- */
 
-/* layer_norm of a problem in dt at threads threads, the gradients of
- * sum(y w) in a plain backward: dx (unless x_grad is false), dgamma,
- * dbeta, in out[0..2]; and x and w as the dtype holds them, in out[3..4]. */
-static tg_ctx *ln_grads(const problem *p, tg_dtype dt, int threads, bool x_grad,
-			tg_tensor *out[5])
+/* layer_norm (or batch_norm, bn) of a problem (N,D) in dt at threads
+ * threads, the gradients of sum(y w) in a plain backward: dx (unless
+ * x_grad is false), dgamma, dbeta, in out[0..2]; and x and w as the dtype
+ * holds them, in out[3..4]. */
+static tg_ctx *split_grads(bool bn, const problem *p, tg_dtype dt, int threads, bool x_grad,
+			   tg_tensor *out[5])
 {
 	tg_ctx *ctx = tg_ctx_new(1);
 	tg_set_threads(ctx, threads);
@@ -1064,7 +1065,8 @@ static tg_ctx *ln_grads(const problem *p, tg_dtype dt, int threads, bool x_grad,
 	tg_tensor *g = tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(p->d), p->gamma), true);
 	tg_tensor *b = tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(p->d), p->beta), true);
 	tg_tensor *w = tg_from_f64(ctx, dt, p->ndim, p->shape, p->w);
-	assert_int_equal(tg_backward(tg_sum(tg_mul(tg_layer_norm(x, g, b, p->eps), w))), 0);
+	tg_tensor *y = bn ? fused(x, g, b, p->eps) : tg_layer_norm(x, g, b, p->eps);
+	assert_int_equal(tg_backward(tg_sum(tg_mul(y, w))), 0);
 	assert_ctx_ok(ctx);
 	out[0] = x_grad ? tg_grad(x) : NULL, out[1] = tg_grad(g), out[2] = tg_grad(b);
 	out[3] = x, out[4] = w;
@@ -1082,43 +1084,47 @@ static void assert_near_ref(const char *what, size_t i, double got, long double 
 }
 
 /* dx, dgamma and dbeta of a run against a long double reference computed
- * from the same inputs (x and w rounded to the dtype, gamma as well). */
-static void assert_ln_grads_near_reference(const char *what, const problem *p, tg_dtype dt,
-					   tg_tensor *const out[5])
+ * from the same inputs (x, w and gamma rounded to the dtype): each group (a
+ * row of layer norm, a column of batch norm) normalised on its own. */
+static void assert_grads_near_reference(const char *what, bool bn, const problem *p,
+					tg_dtype dt, tg_tensor *const out[5])
 {
-	size_t r = (size_t)p->n, d = (size_t)p->d;
+	size_t r = (size_t)p->n, d = (size_t)p->d, groups = bn ? d : r, len = bn ? r : d;
 	double tol = dt == TG_F64 ? 1e-13 : 2e-6;
 	long double *sg = calloc(2 * d, sizeof *sg), *ag = calloc(2 * d, sizeof *ag);
-	long double *xh = malloc(d * sizeof *xh);
+	long double *xh = malloc(len * sizeof *xh);
 	assert_true(sg && ag && xh);
 	char at[160];
-	for (size_t i = 0; i < r; i++) {
+	for (size_t k = 0; k < groups; k++) {
 		long double mean = 0, var = 0, sa = 0, saxh = 0;
-		for (size_t j = 0; j < d; j++)
-			mean += tg_get(out[3], i * d + j);
-		mean /= d;
-		for (size_t j = 0; j < d; j++) {
-			long double c = tg_get(out[3], i * d + j) - mean;
+#define AT(e) (bn ? (e) * d + k : k * d + (e)) /* element e of group k */
+#define GAMMA(e) (dt == TG_F64 ? p->gamma[bn ? k : (e)] : (float)p->gamma[bn ? k : (e)])
+		for (size_t e = 0; e < len; e++)
+			mean += tg_get(out[3], AT(e));
+		mean /= len;
+		for (size_t e = 0; e < len; e++) {
+			long double c = tg_get(out[3], AT(e)) - mean;
 			var += c * c;
 		}
-		long double inv_std = 1 / sqrtl(var / d + p->eps);
-		for (size_t j = 0; j < d; j++) {
-			long double dy = tg_get(out[4], i * d + j);
-			long double gj = dt == TG_F64 ? p->gamma[j] : (float)p->gamma[j];
-			xh[j] = (tg_get(out[3], i * d + j) - mean) * inv_std;
-			sa += dy * gj, saxh += dy * gj * xh[j];
-			sg[j] += dy * xh[j], ag[j] += fabsl(dy * xh[j]);
-			sg[d + j] += dy, ag[d + j] += fabsl(dy);
+		long double inv_std = 1 / sqrtl(var / len + p->eps);
+		for (size_t e = 0; e < len; e++) {
+			long double dy = tg_get(out[4], AT(e)), a = dy * GAMMA(e);
+			size_t c = bn ? k : e; /* the column: gamma's */
+			xh[e] = (tg_get(out[3], AT(e)) - mean) * inv_std;
+			sa += a, saxh += a * xh[e];
+			sg[c] += dy * xh[e], ag[c] += fabsl(dy * xh[e]);
+			sg[d + c] += dy, ag[d + c] += fabsl(dy);
 		}
-		long double ma = sa / d, maxh = saxh / d;
-		for (size_t j = 0; out[0] && j < d; j++) {
-			long double dy = tg_get(out[4], i * d + j);
-			long double gj = dt == TG_F64 ? p->gamma[j] : (float)p->gamma[j];
-			long double ref = inv_std * (dy * gj - ma - xh[j] * maxh);
-			long double scale = inv_std * (fabsl(dy * gj) + fabsl(ma) + fabsl(xh[j] * maxh));
+		long double ma = sa / len, maxh = saxh / len;
+		for (size_t e = 0; out[0] && e < len; e++) {
+			long double a = tg_get(out[4], AT(e)) * GAMMA(e);
+			long double ref = inv_std * (a - ma - xh[e] * maxh);
+			long double scale = inv_std * (fabsl(a) + fabsl(ma) + fabsl(xh[e] * maxh));
 			snprintf(at, sizeof at, "%s: dx", what);
-			assert_near_ref(at, i * d + j, tg_get(out[0], i * d + j), ref, scale, tol);
+			assert_near_ref(at, AT(e), tg_get(out[0], AT(e)), ref, scale, tol);
 		}
+#undef AT
+#undef GAMMA
 	}
 	for (size_t j = 0; j < d; j++) {
 		snprintf(at, sizeof at, "%s: dgamma", what);
@@ -1131,40 +1137,45 @@ static void assert_ln_grads_near_reference(const char *what, const problem *p, t
 
 /* On shapes whose backward is split (odd sizes, a last block of a row or
  * a few; rows too few for two blocks, split by rows for dx and by columns
- * for the sums), dx, dgamma and dbeta have the same bits at 1, 2 and 3 threads,
- * dgamma and dbeta the same as well when x needs no gradient, and all are
- * within a few rounding errors of a long double reference. */
-static void layer_norm_gradients_have_the_same_bits_at_1_2_and_3_threads(void **state)
+ * for the sums), layer_norm's and batch_norm's dx, dgamma and dbeta have
+ * the same bits at 1, 2 and 3 threads, dgamma and dbeta the same as well
+ * when x needs no gradient, and all are within a few rounding errors of a
+ * long double reference. */
+static void norm_gradients_have_the_same_bits_at_1_2_and_3_threads(void **state)
 {
 	(void)state;
-	static const int64_t shapes[][2] = { { 1001, 67 }, { 37, 1999 }, { 3001, 33 },
+	static const int64_t shapes[][2] = { { 1001, 67 },  { 37, 1999 }, { 3001, 33 },
 					     { 129, 4097 }, { 5, 20011 }, { 5, 7 } };
 	tg_ctx *rng = tg_ctx_new(21);
 	for (size_t k = 0; k < LEN(shapes); k++) {
 		problem p = problem_new(rng, shapes[k][0], shapes[k][1], 1e-5);
-		for (int dt = 0; dt < 2; dt++) {
-			tg_dtype t = dt ? TG_F64 : TG_F32;
-			char what[96];
-			tg_tensor *one[5];
-			tg_ctx *c1 = ln_grads(&p, t, 1, true, one);
-			snprintf(what, sizeof what, "(%lld,%lld) %s", (long long)p.n,
-				 (long long)p.d, dt ? "f64" : "f32");
-			assert_ln_grads_near_reference(what, &p, t, one);
-			for (int threads = 1; threads <= 3; threads++)
-				for (int x_grad = 0; x_grad < 2; x_grad++) {
-					tg_tensor *got[5];
-					tg_ctx *c = ln_grads(&p, t, threads, x_grad, got);
-					for (int s = x_grad ? 0 : 1; s < 3; s++) {
-						char at[160];
-						snprintf(at, sizeof at, "%s, %d thread(s)%s: %s", what,
-							 threads, x_grad ? "" : ", x constant",
-							 (const char *[]){ "dx", "dgamma", "dbeta" }[s]);
-						assert_tensor_bits(at, got[s], one[s]);
+		for (int bn = 0; bn < 2; bn++)
+			for (int dt = 0; dt < 2; dt++) {
+				tg_dtype t = dt ? TG_F64 : TG_F32;
+				char what[96];
+				tg_tensor *one[5];
+				tg_ctx *c1 = split_grads(bn, &p, t, 1, true, one);
+				snprintf(what, sizeof what, "%s (%lld,%lld) %s",
+					 bn ? "batch_norm" : "layer_norm", (long long)p.n,
+					 (long long)p.d, dt ? "f64" : "f32");
+				assert_grads_near_reference(what, bn, &p, t, one);
+				for (int threads = 1; threads <= 3; threads++)
+					for (int x_grad = 0; x_grad < 2; x_grad++) {
+						tg_tensor *got[5];
+						tg_ctx *c = split_grads(bn, &p, t, threads, x_grad, got);
+						for (int s = x_grad ? 0 : 1; s < 3; s++) {
+							char at[160];
+							snprintf(at, sizeof at, "%s, %d thread(s)%s: %s",
+								 what, threads,
+								 x_grad ? "" : ", x constant",
+								 (const char *[]){ "dx", "dgamma",
+										   "dbeta" }[s]);
+							assert_tensor_bits(at, got[s], one[s]);
+						}
+						tg_ctx_free(c);
 					}
-					tg_ctx_free(c);
-				}
-			tg_ctx_free(c1);
-		}
+				tg_ctx_free(c1);
+			}
 		problem_free(&p);
 	}
 	tg_ctx_free(rng);
@@ -1408,7 +1419,7 @@ int main(void)
 		cmocka_unit_test(huge_values_normalise_per_channel),
 		cmocka_unit_test(a_nan_or_inf_makes_its_group_nan),
 		cmocka_unit_test(f32_layer_norm_agrees_with_f64),
-		cmocka_unit_test(layer_norm_gradients_have_the_same_bits_at_1_2_and_3_threads),
+		cmocka_unit_test(norm_gradients_have_the_same_bits_at_1_2_and_3_threads),
 		cmocka_unit_test(f32_statistics_of_values_with_a_large_offset_are_exact),
 		cmocka_unit_test(f32_norms_of_values_with_a_large_offset_are_centred),
 		cmocka_unit_test(layer_norm_rejects_bad_shapes_dtypes_eps_and_nulls),
