@@ -610,12 +610,16 @@ static size_t column_align(const norm_job *j) { return j->f64 ? 8 : 16; }
  * reads whole rows. A split of the sums by columns read a stretch of every
  * row, which streamed so much worse that batch norm's backward gained
  * nothing at 2 threads, and layer norm's read dout and x a second time,
- * after dx. At most TG_SUM_BLOCKS blocks (tg_parallel_sum's), each of
- * TG_SUM_BLOCK values and 16 rows or more, so that a block's partial sums
- * are at most an eighth of what it reads. */
+ * after dx. At most SUM_BLOCKS blocks, each of TG_SUM_BLOCK values
+ * (tg_parallel_sum's least) and 16 rows or more, so that a block's partial
+ * sums are at most an eighth of what it reads: enough blocks to share
+ * among a few threads, few enough that adding their sums costs little at
+ * one ((4000,1000) f32: 64 blocks took 3-4% more time at 1 thread than
+ * 16, and no less at 2). */
+enum { SUM_BLOCKS = 16 };
 static size_t sum_block(size_t rows, size_t d)
 {
-	size_t b = (rows + TG_SUM_BLOCKS - 1) / TG_SUM_BLOCKS, least = (TG_SUM_BLOCK + d - 1) / d;
+	size_t b = (rows + SUM_BLOCKS - 1) / SUM_BLOCKS, least = (TG_SUM_BLOCK + d - 1) / d;
 	b = b > least ? b : least;
 	return b > 16 ? b : 16;
 }
