@@ -54,8 +54,9 @@ static const char usage_text[] =
 	"                       mean and deviation (diabetes: the target too; R2 is the same in\n"
 	"                       either unit)\n"
 	"                       defaults per data set (flags given override them):\n"
-	"                         fashion-mnist, digits, DIR: --hidden 256-128 --bn --batch 128\n"
+	"                         fashion-mnist, DIR: --hidden 512-256 --bn --batch 128\n"
 	"                           --epochs 10, adam lr 0.001, cosine, cross-entropy\n"
+	"                         digits: the same with --hidden 256-128\n"
 	"                         iris: --hidden 16 --no-bn --batch 16 --epochs 100 --lr 0.01\n"
 	"                           (with batch norm, seeds 1-10 train to 0.86-0.97 accuracy,\n"
 	"                           test 0.87-1.00; without, 0.96-0.99 and 0.90-1.00)\n"
@@ -272,7 +273,12 @@ static preset preset_for(const char *data, bool cnn)
 		return (preset){ "16", false, 32, 60, 0.003, 0.1 };
 	if (!strcmp(data, "breast-cancer"))
 		return (preset){ "16", false, 32, 100, 0.001, 0.01 };
-	return (preset){ "256-128", true, 128, 10, 0, 0 };
+	/* the UCI digits: 64 features, 1437 training images */
+	if (!strcmp(data, "digits"))
+		return (preset){ "256-128", true, 128, 10, 0, 0 };
+	/* Fashion-MNIST or a directory of MNIST-format images: 256-128 gave
+	 * 0.897 to 0.902 over seeds 1-8, 512-256 0.903 to 0.905 */
+	return (preset){ "512-256", true, 128, 10, 0, 0 };
 }
 
 static void apply_preset(config *c)

@@ -99,7 +99,7 @@ out:
 }
 
 /* sgemm (f64 false) or dgemm speed: the geometric mean over the products of
- * a step of the default MLP (784-256-128-10, batch 128: the first layer's
+ * a step of the MLP 784-256-128-10 (batch 128: the first layer's
  * forward, its dW = x^T dout and a dx = dout W^T) and of a convolution of
  * --net cnn (64 filters of 3x3x32 over 16 images of 14x14, through im2col). */
 static double measure(bool f64)
