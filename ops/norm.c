@@ -167,31 +167,54 @@ static inline double gate_f64(double dy, double v)
 	_Generic((T)0, float: gate_f32, double: gate_f64)((dy), (xh) * (g) + (b))
 
 #define NORM_KERNELS(T, sfx)                                                            \
-	/* st = mean, inv_std = 1 / sqrt(var + eps), lo (st + 3 D); var (D) = biased    \
-	 * variance; of the columns [j0, j1) */                                         \
+	/* acc[j] = the sum over the rows [0, n) of X[i d + j], in double and in     \
+	 * row order, for the columns [j0, j1) */                                     \
 	TG_HOT_LOOP_WIDE                                                                \
-	static void stats_##sfx(const T *X, size_t n, size_t d, size_t j0, size_t j1,   \
-				double eps, double *acc, double *offs, T *st, T *var)   \
+	static void column_sums_##sfx(const T *X, size_t n, size_t d, size_t j0,        \
+				      size_t j1, double *acc)                           \
 	{                                                                               \
-		T *mean = st, *inv_std = st + d, *lo = st + 3 * d;                      \
 		memset(acc + j0, 0, (j1 - j0) * sizeof *acc);                           \
 		for (size_t i = 0; i < n; i++)                                          \
 			for (size_t j = j0; j < j1; j++)                                \
 				acc[j] += X[i * d + j];                                 \
-		for (size_t j = j0; j < j1; j++) {                                      \
-			mean[j] = (T)(isinf(acc[j]) ? scaled_mean(X + j, sizeof(T) == 8, \
-								  n, 1, d, acc[j])      \
-						    : acc[j] / (double)n);              \
-			/* the mean's rounding to T, taken back out of var below */     \
-			double off = acc[j] / (double)n - mean[j];                      \
-			offs[j] = isfinite(off) ? off : 0;                              \
-		}                                                                       \
+	}                                                                               \
+                                                                                        \
+	/* the same of (X[i d + j] - mean[j])^2, the difference taken in T */         \
+	TG_HOT_LOOP_WIDE                                                                \
+	static void column_squares_##sfx(const T *X, size_t n, size_t d, size_t j0,     \
+					 size_t j1, const T *mean, double *acc)         \
+	{                                                                               \
 		memset(acc + j0, 0, (j1 - j0) * sizeof *acc);                           \
 		for (size_t i = 0; i < n; i++)                                          \
 			for (size_t j = j0; j < j1; j++) {                              \
 				double c = X[i * d + j] - mean[j];                      \
 				acc[j] += c * c;                                        \
 			}                                                               \
+	}                                                                               \
+                                                                                        \
+	/* The mean (st) of the columns [j0, j1) of X (n, d) from their sums acc,      \
+	 * and in offs what it lost in its rounding to T */                             \
+	static void column_means_##sfx(const T *X, size_t n, size_t d, size_t j0,       \
+				       size_t j1, const double *acc, double *offs,      \
+				       T *st)                                           \
+	{                                                                               \
+		for (size_t j = j0; j < j1; j++) {                                      \
+			st[j] = (T)(isinf(acc[j]) ? scaled_mean(X + j, sizeof(T) == 8,  \
+								n, 1, d, acc[j])        \
+						  : acc[j] / (double)n);                \
+			/* the mean's rounding to T, taken back out of var below */     \
+			double off = acc[j] / (double)n - st[j];                        \
+			offs[j] = isfinite(off) ? off : 0;                              \
+		}                                                                       \
+	}                                                                               \
+                                                                                        \
+	/* inv_std = 1 / sqrt(var + eps) (st + D), lo (st + 3 D) and var (D), the      \
+	 * biased variance, from acc, the columns' sums of squares about the mean */   \
+	static void column_vars_##sfx(const T *X, size_t n, size_t d, size_t j0,        \
+				      size_t j1, double eps, const double *acc,         \
+				      const double *offs, T *st, T *var)                \
+	{                                                                               \
+		T *mean = st, *inv_std = st + d, *lo = st + 3 * d;                      \
 		for (size_t j = j0; j < j1; j++) {                                      \
 			double v = var_floor(acc[j] / (double)n - offs[j] * offs[j]);   \
 			var[j] = (T)v;                                                  \
@@ -200,6 +223,17 @@ static inline double gate_f64(double dy, double v)
 						  : 1 / sqrt(v + eps));                 \
 			lo[j] = MEAN_LO(T, offs[j], inv_std[j]);                        \
 		}                                                                       \
+	}                                                                               \
+                                                                                        \
+	/* st = mean, inv_std, lo; var (D) = biased variance; of the columns           \
+	 * [j0, j1), each a pass down its rows */                                       \
+	static void stats_##sfx(const T *X, size_t n, size_t d, size_t j0, size_t j1,   \
+				double eps, double *acc, double *offs, T *st, T *var)   \
+	{                                                                               \
+		column_sums_##sfx(X, n, d, j0, j1, acc);                                \
+		column_means_##sfx(X, n, d, j0, j1, acc, offs, st);                     \
+		column_squares_##sfx(X, n, d, j0, j1, st, acc);                         \
+		column_vars_##sfx(X, n, d, j0, j1, eps, acc, offs, st, var);            \
 	}                                                                               \
                                                                                         \
 	/* Y = xhat * G + B, rows [i0, i1); relu: max(Y, 0) as tg_relu takes it         \
@@ -624,17 +658,23 @@ static size_t sum_block(size_t rows, size_t d)
 	return b > 16 ? b : 16;
 }
 
-/* sums [lo, hi) = the blocks' partial sums (acc) added in block order */
-static void add_blocks_part(void *arg, size_t lo, size_t hi)
+/* sums [lo, hi) = the blocks' partial sums (acc, w doubles a block) added
+ * in block order */
+static void add_blocks(const norm_job *j, size_t w, size_t lo, size_t hi)
 {
-	const norm_job *j = arg;
-	size_t w = 2 * j->d, nb = (j->n + j->block - 1) / j->block;
+	size_t nb = (j->n + j->block - 1) / j->block;
 	memcpy(j->sums + lo, j->acc + lo, (hi - lo) * sizeof *j->sums);
 	for (size_t k = 1; k < nb; k++) {
 		const double *p = j->acc + k * w;
 		for (size_t c = lo; c < hi; c++)
 			j->sums[c] += p[c];
 	}
+}
+
+static void add_blocks_part(void *arg, size_t lo, size_t hi)
+{
+	const norm_job *j = arg;
+	add_blocks(j, 2 * j->d, lo, hi);
 }
 
 /* The column sums into j->sums over nb blocks of j->block rows: fn over
@@ -663,6 +703,63 @@ static void bn_stats_part(void *arg, size_t lo, size_t hi)
 	else
 		stats_f32(j->x, j->n, d, lo, hi, j->eps, j->acc, j->acc + d, j->st,
 			  (float *)j->st + 2 * d);
+}
+
+/* The statistics of (N,D) over blocks of rows as the backward's sums
+ * (sum_block): each block's column sums, then its sums of squares about
+ * the mean, into its D doubles of acc, the blocks [lo, hi) ... */
+static void bn_sum_blocks_part(void *arg, size_t lo, size_t hi)
+{
+	const norm_job *j = arg;
+	size_t d = j->d;
+	for (size_t k = lo; k < hi; k++) {
+		size_t i0 = k * j->block, m = j->n - i0 < j->block ? j->n - i0 : j->block;
+		if (j->f64)
+			column_sums_f64((const double *)j->x + i0 * d, m, d, 0, d, j->acc + k * d);
+		else
+			column_sums_f32((const float *)j->x + i0 * d, m, d, 0, d, j->acc + k * d);
+	}
+}
+
+static void bn_square_blocks_part(void *arg, size_t lo, size_t hi)
+{
+	const norm_job *j = arg;
+	size_t d = j->d;
+	for (size_t k = lo; k < hi; k++) {
+		size_t i0 = k * j->block, m = j->n - i0 < j->block ? j->n - i0 : j->block;
+		if (j->f64)
+			column_squares_f64((const double *)j->x + i0 * d, m, d, 0, d, j->st,
+					   j->acc + k * d);
+		else
+			column_squares_f32((const float *)j->x + i0 * d, m, d, 0, d, j->st,
+					   j->acc + k * d);
+	}
+}
+
+/* ... and the blocks' sums added in block order (sums, D) into the means
+ * of the columns [lo, hi), what they lost to rounding (sums + D) ... */
+static void bn_means_part(void *arg, size_t lo, size_t hi)
+{
+	const norm_job *j = arg;
+	add_blocks(j, j->d, lo, hi);
+	if (j->f64)
+		column_means_f64(j->x, j->n, j->d, lo, hi, j->sums, j->sums + j->d, j->st);
+	else
+		column_means_f32(j->x, j->n, j->d, lo, hi, j->sums, j->sums + j->d, j->st);
+}
+
+/* ... then into their variances and inverse standard deviations */
+static void bn_vars_part(void *arg, size_t lo, size_t hi)
+{
+	const norm_job *j = arg;
+	size_t d = j->d;
+	add_blocks(j, d, lo, hi);
+	if (j->f64)
+		column_vars_f64(j->x, j->n, d, lo, hi, j->eps, j->sums, j->sums + d, j->st,
+				(double *)j->st + 2 * d);
+	else
+		column_vars_f32(j->x, j->n, d, lo, hi, j->eps, j->sums, j->sums + d, j->st,
+				(float *)j->st + 2 * d);
 }
 
 static void bn_sums_part(void *arg, size_t lo, size_t hi)
@@ -976,14 +1073,28 @@ static tg_tensor *backward_dx(tg_ctx *ctx, const char *who, tg_tensor *dout, tg_
 static void *statistics(tg_ctx *ctx, const tg_tensor *x, double eps)
 {
 	size_t n = (size_t)x->shape[0], d = (size_t)x->shape[1], s = plane_size(x);
+	size_t block = sum_block(n, d), nb = s == 1 ? (n + block - 1) / block : 0;
 	void *st = tg_arena_alloc(ctx, 4 * d * tg_dtype_size(x->dtype));
-	/* (N,D)'s column sums (a channel's sums stay in its kernel's locals) */
-	double *acc = s == 1 ? tg_arena_alloc(ctx, 2 * d * sizeof *acc) : NULL;
+	/* (N,D)'s column sums and the mean's rounding (2 D), after the blocks'
+	 * sums (D each); a channel's sums stay in its kernel's locals */
+	double *acc = s == 1 ? tg_arena_alloc(ctx, (nb > 1 ? nb + 2 : 2) * d * sizeof *acc)
+			     : NULL;
 	if (!st || (s == 1 && !acc))
 		return NULL;
 	norm_job j = { .f64 = x->dtype == TG_F64, .x = x->data, .st = st, .acc = acc,
-		       .n = n, .d = d, .s = s, .eps = eps };
-	bn_channels(ctx, bn_stats_part, &j);
+		       .n = n, .d = d, .s = s, .block = block, .eps = eps };
+	if (nb <= 1) { /* channels, or one block: each column's rows in order */
+		bn_channels(ctx, bn_stats_part, &j);
+		return st;
+	}
+	/* whole rows to each thread, as the backward's sums: a split of the
+	 * columns read a stretch of every row, and (100000,64) floats took
+	 * twice as long at 2 threads as at 1 */
+	j.sums = acc + nb * d;
+	tg_parallel_for(ctx, nb, 2, 1, bn_sum_blocks_part, &j);
+	tg_parallel_for(ctx, d, part_min(nb), column_align(&j), bn_means_part, &j);
+	tg_parallel_for(ctx, nb, 2, 1, bn_square_blocks_part, &j);
+	tg_parallel_for(ctx, d, part_min(nb), column_align(&j), bn_vars_part, &j);
 	return st;
 }
 

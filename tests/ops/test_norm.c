@@ -1181,6 +1181,92 @@ static void norm_gradients_have_the_same_bits_at_1_2_and_3_threads(void **state)
 	tg_ctx_free(rng);
 }
 
+/* batch_norm of a problem (N,D) in dt at threads threads: y, the mean and
+ * the variance in out[0..2], x as the dtype holds it in out[3]. */
+static tg_ctx *split_forward(const problem *p, tg_dtype dt, int threads, tg_tensor *out[4])
+{
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_set_threads(ctx, threads);
+	tg_tensor *x = tg_from_f64(ctx, dt, p->ndim, p->shape, p->x);
+	tg_tensor *g = tg_from_f64(ctx, dt, SHAPE(p->d), p->gamma);
+	tg_tensor *b = tg_from_f64(ctx, dt, SHAPE(p->d), p->beta);
+	out[0] = tg_batch_norm(x, g, b, p->eps, &out[1], &out[2]);
+	out[3] = x;
+	assert_ctx_ok(ctx);
+	return ctx;
+}
+
+/* y, mean and var of a run against a long double reference from the same
+ * x: each column normalised on its own. */
+static void assert_forward_near_reference(const char *what, const problem *p, tg_dtype dt,
+					  tg_tensor *const out[4])
+{
+	size_t n = (size_t)p->n, d = (size_t)p->d;
+	double tol = dt == TG_F64 ? 1e-13 : 2e-6;
+	char at[160];
+	for (size_t j = 0; j < d; j++) {
+		long double mean = 0, var = 0, scale = 0;
+		for (size_t i = 0; i < n; i++)
+			mean += tg_get(out[3], i * d + j), scale += fabsl(tg_get(out[3], i * d + j));
+		mean /= n, scale /= n;
+		for (size_t i = 0; i < n; i++) {
+			long double c = tg_get(out[3], i * d + j) - mean;
+			var += c * c;
+		}
+		var /= n;
+		snprintf(at, sizeof at, "%s: mean", what);
+		assert_near_ref(at, j, tg_get(out[1], j), mean, scale, tol);
+		snprintf(at, sizeof at, "%s: var", what);
+		assert_near_ref(at, j, tg_get(out[2], j), var, var, tol);
+		long double inv_std = 1 / sqrtl(var + p->eps);
+		long double g = dt == TG_F64 ? p->gamma[j] : (float)p->gamma[j];
+		long double b = dt == TG_F64 ? p->beta[j] : (float)p->beta[j];
+		for (size_t i = 0; i < n; i++) {
+			long double xh = (tg_get(out[3], i * d + j) - mean) * inv_std;
+			snprintf(at, sizeof at, "%s: y", what);
+			assert_near_ref(at, i * d + j, tg_get(out[0], i * d + j), xh * g + b,
+					fabsl(xh * g) + fabsl(b) + fabsl(g), tol);
+		}
+	}
+}
+
+/* On shapes of one block of rows and of many (with a short last block),
+ * batch_norm's y, mean and var have the same bits at 1, 2 and 3 threads,
+ * within a few rounding errors of a long double reference. */
+static void batch_norm_forward_has_the_same_bits_at_1_2_and_3_threads(void **state)
+{
+	(void)state;
+	static const int64_t shapes[][2] = { { 1001, 67 }, { 37, 1999 }, { 3001, 33 },
+					     { 129, 4097 }, { 5, 20011 }, { 20011, 3 } };
+	tg_ctx *rng = tg_ctx_new(22);
+	for (size_t k = 0; k < LEN(shapes); k++) {
+		problem p = problem_new(rng, shapes[k][0], shapes[k][1], 1e-5);
+		for (int dt = 0; dt < 2; dt++) {
+			tg_dtype t = dt ? TG_F64 : TG_F32;
+			char what[96];
+			tg_tensor *one[4];
+			tg_ctx *c1 = split_forward(&p, t, 1, one);
+			snprintf(what, sizeof what, "batch_norm (%lld,%lld) %s", (long long)p.n,
+				 (long long)p.d, dt ? "f64" : "f32");
+			assert_forward_near_reference(what, &p, t, one);
+			for (int threads = 2; threads <= 3; threads++) {
+				tg_tensor *got[4];
+				tg_ctx *c = split_forward(&p, t, threads, got);
+				for (int s = 0; s < 3; s++) {
+					char at[160];
+					snprintf(at, sizeof at, "%s, %d threads: %s", what, threads,
+						 (const char *[]){ "y", "mean", "var" }[s]);
+					assert_tensor_bits(at, got[s], one[s]);
+				}
+				tg_ctx_free(c);
+			}
+			tg_ctx_free(c1);
+		}
+		problem_free(&p);
+	}
+	tg_ctx_free(rng);
+}
+
 /* f32 at a training size, (64,256): forward and gradients against f64. */
 static void f32_layer_norm_agrees_with_f64(void **state)
 {
@@ -1420,6 +1506,7 @@ int main(void)
 		cmocka_unit_test(a_nan_or_inf_makes_its_group_nan),
 		cmocka_unit_test(f32_layer_norm_agrees_with_f64),
 		cmocka_unit_test(norm_gradients_have_the_same_bits_at_1_2_and_3_threads),
+		cmocka_unit_test(batch_norm_forward_has_the_same_bits_at_1_2_and_3_threads),
 		cmocka_unit_test(f32_statistics_of_values_with_a_large_offset_are_exact),
 		cmocka_unit_test(f32_norms_of_values_with_a_large_offset_are_centred),
 		cmocka_unit_test(layer_norm_rejects_bad_shapes_dtypes_eps_and_nulls),
