@@ -736,6 +736,11 @@ TG_API tg_tensor *tg_one_hot(const tg_tensor *labels, tg_dtype dt, int64_t k);
 
 TG_API tg_tensor *tg_softmax(tg_tensor *x);     /* e^(x - max) / sum; dx = y (dout - sum(dout y)) */
 TG_API tg_tensor *tg_log_softmax(tg_tensor *x); /* x - max - ln sum e^(x - max); dx = dout - softmax sum(dout) */
+/* The same along axis (negative counts from the end; out of range is
+ * TG_EARG), as PyTorch's softmax(x, dim): over the channels of images
+ * (N,C,H,W) with axis 1, with no transposes. */
+TG_API tg_tensor *tg_softmax_axis(tg_tensor *x, int axis);
+TG_API tg_tensor *tg_log_softmax_axis(tg_tensor *x, int axis);
 /* Mean over the batch of -ln softmax(logits)[i, labels[i]]; logits (N,K),
  * labels (N) an index tensor. d logits = (softmax(logits) - onehot(labels)) / N. */
 TG_API tg_tensor *tg_cross_entropy(tg_tensor *logits, const tg_tensor *labels);

@@ -374,6 +374,34 @@ static tg_tensor *center(bench *b)
 {
 	return tg_sum(sq(tg_sub(X0(b), tg_mean_axis(X0(b), 0, true))));
 }
+/* logsumexp along the rows by hand, the max detached */
+static tg_tensor *lse(bench *b)
+{
+	tg_tensor *m = tg_detach(tg_max_axis(X0(b), 1, true));
+	return tg_sum(tg_add(tg_log(tg_sum_axis(tg_exp(tg_sub(X0(b), m)), 1, true)), m));
+}
+static void m3_setup(bench *b) { b->p[0] = P(b, 64, 128, 128); }
+/* softmax along the middle axis */
+static tg_tensor *smmid(bench *b) { return tg_sum(sq(tg_softmax_axis(X0(b), 1))); }
+static void e20x3(bench *b) { b->p[0] = P(b, 1 << 20), b->p[1] = P(b, 1 << 20), b->p[2] = P(b, 1 << 20); }
+/* the Gaussian negative log-likelihood of t, mean mu and log-deviation s */
+static tg_tensor *gauss(bench *b)
+{
+	tg_tensor *z = tg_mul(tg_sub(b->p[2], X0(b)), tg_exp(tg_neg(X1(b))));
+	return tg_mean(tg_add(tg_mul_scalar(sq(z), 0.5), X1(b)));
+}
+/* concat, stack and split, each part used */
+static tg_tensor *catsplit(bench *b)
+{
+	tg_tensor *xs[2] = { X0(b), X1(b) }, *ys[2] = { X0(b), tg_tanh(X1(b)) }, *part[4];
+	tg_tensor *c = tg_concat(b->ctx, 2, xs, 1);
+	if (tg_split(c, 1, 4, NULL, part))
+		return NULL;
+	tg_tensor *acc = tg_sum(sq(tg_stack(b->ctx, 2, ys, 0)));
+	for (int k = 0; k < 4; k++)
+		acc = tg_add(acc, tg_sum(tg_mul_scalar(tg_tanh(part[k]), k + 1.0)));
+	return acc;
+}
 static tg_tensor *powmse(bench *b) { return tg_mean(tg_pow(tg_sub(X0(b), b->x), 2)); }
 static void e20_64(bench *b)
 {
@@ -493,6 +521,10 @@ static const workload WORKLOADS[] = {
 	{ "s-powmse", "mean((p - t)^2) with pow, (512,784)", pt, powmse, 30 },
 	{ "s-tanhmul64", "sum(tanh(x) y), x y (2^20) f64", e20_64, tanhmul, 20 },
 	{ "s-mm64", "sum(sigmoid(a @ b)), a (256,512), b (512,256) f64", mm64_setup, mm, 10 },
+	{ "s-lse", "sum(logsumexp(x, axis 1)) by hand, x (1024,1024)", m1k, lse, 20 },
+	{ "s-smmid", "sum(softmax(x, axis 1)^2), x (64,128,128)", m3_setup, smmid, 10 },
+	{ "s-gauss", "mean(((t - mu) e^-s)^2 / 2 + s), t mu s (2^20)", e20x3, gauss, 20 },
+	{ "s-catsplit", "concat, stack, split of x y (1024,1024), tanh of the parts", m1k, catsplit, 10 },
 	{ "s-relupool64", "sum(max_pool2d(relu(x), 2)), x (32,8,28,28) f64", pool64_setup, relupool, 20 },
 };
 enum { NW = sizeof WORKLOADS / sizeof WORKLOADS[0] };

@@ -37,6 +37,16 @@ def sweep_torch(name, P, R, idx):
     sq = lambda t: t * t  # noqa: E731
     e20 = lambda: P.update(x=R(1 << 20), y=R(1 << 20))  # noqa: E731
     R64 = lambda *s: torch.randn(*s, dtype=torch.float64, requires_grad=True)  # noqa: E731
+    def lse(t):
+        m = t.max(1, keepdim=True)[0].detach()
+        return (torch.log(torch.exp(t - m).sum(1, keepdim=True)) + m).sum()
+
+    def catsplit(a, b):
+        acc = sq(torch.stack([a, torch.tanh(b)], 0)).sum()
+        for k, part in enumerate(torch.chunk(torch.cat([a, b], 1), 4, 1)):
+            acc = acc + (torch.tanh(part) * (k + 1.0)).sum()
+        return acc
+
     if name == "s-powmse":
         P["x"] = R(512, 784)
         t = torch.randn(512, 784)
@@ -107,6 +117,10 @@ def sweep_torch(name, P, R, idx):
         "s-tanhmul64": lambda: P.update(x=R64(1 << 20), y=R64(1 << 20)),
         "s-mm64": lambda: P.update(x=R64(256, 512), y=R64(512, 256)),
         "s-relupool64": lambda: P.update(x=R64(32, 8, 28, 28)),
+        "s-lse": lambda: P.update(x=R(1024, 1024), y=R(1024, 1024)),
+        "s-smmid": lambda: P.update(x=R(64, 128, 128)),
+        "s-gauss": lambda: P.update(x=R(1 << 20), y=R(1 << 20), t=R(1 << 20)),
+        "s-catsplit": lambda: P.update(x=R(1024, 1024), y=R(1024, 1024)),
     }
     steps = {
         "s-logsig": lambda: torch.log(torch.sigmoid(x())).sum(),
@@ -166,6 +180,10 @@ def sweep_torch(name, P, R, idx):
         "s-tanhmul64": lambda: (torch.tanh(x()) * y()).sum(),
         "s-mm64": lambda: torch.sigmoid(x() @ y()).sum(),
         "s-relupool64": lambda: F.max_pool2d(F.relu(x()), 2, 2).sum(),
+        "s-lse": lambda: lse(x()),
+        "s-smmid": lambda: sq(torch.softmax(x(), 1)).sum(),
+        "s-gauss": lambda: (0.5 * sq((P["t"] - x()) * torch.exp(-y())) + y()).mean(),
+        "s-catsplit": lambda: catsplit(x(), y()),
     }
     if name not in steps:
         sys.exit(f"ops_bench.py: unknown workload {name}")

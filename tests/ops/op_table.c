@@ -247,7 +247,22 @@ static tg_tensor *row_grad_of(tg_tensor *(*f)(tg_tensor *), tg_tensor *const *in
 	tg_set_grad_enabled(ctx, was);
 	return rc ? NULL : dz;
 }
-FN(softmax_grad, row_grad_of(tg_softmax, in))
+/* the same for f along an axis: variant arg[0] is the axis + 1, 0 the last */
+static tg_tensor *axis_grad_of(tg_tensor *(*f)(tg_tensor *, int), tg_tensor *const *in,
+			       void *user)
+{
+	tg_ctx *ctx = tg_ctx_of(in[1]);
+	if (!ctx)
+		return NULL;
+	tg_tensor *z = tg_set_requires_grad(
+		tg_zeros(ctx, tg_dtype_of(in[1]), tg_ndim(in[1]), tg_shape(in[1])), true);
+	bool was = tg_set_grad_enabled(ctx, true);
+	tg_tensor *y = f(tg_add(in[1], z), (int)ARG(0) - 1), *dz = NULL;
+	int rc = tg_grad_of(1, &y, &in[0], 1, &z, &dz, TG_CREATE_GRAPH);
+	tg_set_grad_enabled(ctx, was);
+	return rc ? NULL : dz;
+}
+FN(softmax_grad, axis_grad_of(tg_softmax_axis, in, user))
 
 /* step (sign(x) here) has no public function either: it is the mask in
  * abs's gradient with history, dout * step(x), its second input. */
@@ -261,9 +276,9 @@ static tg_tensor *abs_sign(tg_tensor *const *in, void *user)
 	tg_tensor *g = row_grad_of(tg_abs, pair);
 	return g ? tg_node_input(tg_producer(g), 1) : NULL;
 }
-FN(log_softmax_grad, row_grad_of(tg_log_softmax, in))
-FN(softmax, tg_softmax(in[0]))
-FN(log_softmax, tg_log_softmax(in[0]))
+FN(log_softmax_grad, axis_grad_of(tg_log_softmax_axis, in, user))
+FN(softmax, ARG(0) ? tg_softmax_axis(in[0], (int)ARG(0) - 1) : tg_softmax(in[0]))
+FN(log_softmax, ARG(0) ? tg_log_softmax_axis(in[0], (int)ARG(0) - 1) : tg_log_softmax(in[0]))
 FN(cross_entropy, tg_cross_entropy(in[0], first(in[0], labels, tg_dim(in[0], 0))))
 FN(cross_entropy_backward,
    tg_cross_entropy_backward(in[0], in[1], first(in[1], labels, tg_dim(in[1], 0))))
@@ -657,21 +672,29 @@ const op_row op_table[] = {
 	{ .op = "softmax", .fn = f_softmax, .nin = 1, .gen = { GEN_ANY }, .twice = true,
 	  .v = { { .name = "(2,3)", .in = { SH(2, 3) } },
 		 { .name = "(4,)", .in = { SH(4) } },
-		 { .name = "(2,2,3)", .in = { SH(2, 2, 3) } } } },
+		 { .name = "(2,2,3)", .in = { SH(2, 2, 3) } },
+		 { .name = "(3,2) along axis 0", .in = { SH(3, 2) }, .arg = { 1 } },
+		 { .name = "(2,3,2,2) along axis 1", .in = { SH(2, 3, 2, 2) }, .arg = { 2 } } } },
 	{ .op = "softmax_grad", .fn = f_softmax_grad, .nin = 2, .gen = { GEN_ANY, GEN_ANY },
 	  .twice = true,
 	  .v = { { .name = "(2,3) and (2,3)", .in = { SH(2, 3), SH(2, 3) } },
 		 { .name = "(4,) and (4,)", .in = { SH(4), SH(4) } },
-		 { .name = "(2,2,3) and (2,2,3)", .in = { SH(2, 2, 3), SH(2, 2, 3) } } } },
+		 { .name = "(2,2,3) and (2,2,3)", .in = { SH(2, 2, 3), SH(2, 2, 3) } },
+		 { .name = "(2,3,2) and (2,3,2) along axis 1", .in = { SH(2, 3, 2), SH(2, 3, 2) },
+		   .arg = { 2 } } } },
 	{ .op = "log_softmax", .fn = f_log_softmax, .nin = 1, .gen = { GEN_ANY }, .twice = true,
 	  .v = { { .name = "(2,3)", .in = { SH(2, 3) } },
 		 { .name = "(4,)", .in = { SH(4) } },
-		 { .name = "(2,2,3)", .in = { SH(2, 2, 3) } } } },
+		 { .name = "(2,2,3)", .in = { SH(2, 2, 3) } },
+		 { .name = "(3,2) along axis 0", .in = { SH(3, 2) }, .arg = { 1 } },
+		 { .name = "(2,3,2,2) along axis 1", .in = { SH(2, 3, 2, 2) }, .arg = { 2 } } } },
 	{ .op = "log_softmax_grad", .fn = f_log_softmax_grad, .nin = 2,
 	  .gen = { GEN_ANY, GEN_ANY }, .twice = true,
 	  .v = { { .name = "(2,3) and (2,3)", .in = { SH(2, 3), SH(2, 3) } },
 		 { .name = "(4,) and (4,)", .in = { SH(4), SH(4) } },
-		 { .name = "(2,2,3) and (2,2,3)", .in = { SH(2, 2, 3), SH(2, 2, 3) } } } },
+		 { .name = "(2,2,3) and (2,2,3)", .in = { SH(2, 2, 3), SH(2, 2, 3) } },
+		 { .name = "(2,3,2) and (2,3,2) along axis 1", .in = { SH(2, 3, 2), SH(2, 3, 2) },
+		   .arg = { 2 } } } },
 	{ .op = "cross_entropy", .fn = f_cross_entropy, .nin = 1, .gen = { GEN_ANY },
 	  .twice = true,
 	  .v = { { .name = "(4,4) labels 1,3,0,2", .in = { SH(4, 4) } },

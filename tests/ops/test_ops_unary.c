@@ -732,6 +732,108 @@ static void rows_in_blocks_give_the_bits_of_each_row_alone(void **state)
 	}
 }
 
+/* f (softmax or log_softmax) of x along axis as the last axis of x with
+ * that axis moved to the end, moved back: the reference for the lanes. */
+static tg_tensor *through_last_axis(tg_tensor *(*f)(tg_tensor *), tg_tensor *x, int axis)
+{
+	int n = tg_ndim(x), to[TG_MAX_DIMS], back[TG_MAX_DIMS];
+	for (int i = 0, k = 0; i < n; i++)
+		if (i != axis)
+			to[k++] = i;
+	to[n - 1] = axis;
+	for (int i = 0; i < n; i++)
+		back[to[i]] = i;
+	return tg_permute(f(tg_permute(x, to)), back);
+}
+
+/* The values of softmax and log_softmax along the axes before the last
+ * (lanes fewer than a chunk, a chunk and a part, several slices), and the
+ * gradients of sum(y w) and of the second order sum(dx^2), against the
+ * same taken along the last axis through permutes: within a few roundings
+ * (f64: 1e-13; f32: 1e-5, sums in double on both paths but in another
+ * order), and with the same bits at 1, 2 and 3 threads. */
+static void softmax_along_any_axis_matches_the_last_axis_through_permutes(void **state)
+{
+	(void)state;
+	static const struct {
+		int ndim, axis;
+		int64_t shape[4];
+	} cases[] = { { 2, 0, { 7, 3 } },	    { 3, 1, { 3, 5, 4 } },     { 3, 1, { 2, 9, 300 } },
+		      { 4, 1, { 2, 6, 17, 19 } }, { 3, 0, { 33, 2, 257 } }, { 4, 2, { 2, 3, 5, 2 } },
+		      { 3, -2, { 4, 1, 6 } } };
+	tg_tensor *(*const fs[2])(tg_tensor *) = { tg_softmax, tg_log_softmax };
+	tg_tensor *(*const fa[2])(tg_tensor *, int) = { tg_softmax_axis, tg_log_softmax_axis };
+	for (size_t c = 0; c < LEN(cases); c++)
+		for (int f = 0; f < 2; f++)
+			for (int d = 0; d < 2; d++) {
+				tg_dtype dt = d ? TG_F64 : TG_F32;
+				int nd = cases[c].ndim, axis = cases[c].axis < 0 ? cases[c].axis + nd
+									      : cases[c].axis;
+				tg_tensor *got[3][3]; /* threads: y, dx, the second order's dx */
+				tg_ctx *ctxs[3];
+				for (int t = 0; t < 3; t++) {
+					tg_ctx *ctx = ctxs[t] = tg_ctx_new(5);
+					tg_set_threads(ctx, t + 1);
+					const int64_t *sh = cases[c].shape;
+					tg_tensor *x = tg_param(tg_randn(ctx, dt, nd, sh, 0, 3));
+					tg_tensor *w = tg_randn(ctx, dt, nd, sh, 0, 1);
+					tg_tensor *y = fa[f](x, cases[c].axis);
+					tg_tensor *dx = NULL;
+					assert_int_equal(tg_grad_of(1, (tg_tensor *[]){ tg_sum(tg_mul(y, w)) },
+								    NULL, 1, &x, &dx, TG_CREATE_GRAPH),
+							 0);
+					assert_int_equal(tg_backward(tg_sum(tg_mul(dx, dx))), 0);
+					assert_ctx_ok(ctx);
+					got[t][0] = y, got[t][1] = dx, got[t][2] = tg_grad(x);
+					if (t)
+						for (int s = 0; s < 3; s++)
+							assert_tensor_bits("softmax along an axis at 2 and 3 "
+									   "threads",
+									   got[t][s], got[0][s]);
+					if (t)
+						continue;
+					tg_tensor *xr = tg_param(tg_detach(x));
+					tg_tensor *yr = through_last_axis(fs[f], xr, axis), *dxr = NULL;
+					assert_int_equal(tg_grad_of(1, (tg_tensor *[]){ tg_sum(tg_mul(yr, w)) },
+								    NULL, 1, &xr, &dxr, TG_CREATE_GRAPH),
+							 0);
+					assert_int_equal(tg_backward(tg_sum(tg_mul(dxr, dxr))), 0);
+					assert_ctx_ok(ctx);
+					tg_tensor *want[3] = { yr, dxr, tg_grad(xr) };
+					double tol = d ? 1e-13 : 1e-5;
+					for (int s = 0; s < 3; s++)
+						for (size_t i = 0; i < (size_t)tg_numel(yr); i++) {
+							double a = tg_get(got[0][s], i), b = tg_get(want[s], i);
+							if (!(fabs(a - b) <= tol * (1 + fabs(b))))
+								fail_msg("%s along axis %d of case %zu, %s, %s[%zu]: "
+									 "%.17g, through permutes %.17g",
+									 f ? "log_softmax" : "softmax", axis, c,
+									 d ? "f64" : "f32",
+									 (const char *[]){ "y", "dx", "d2x" }[s], i, a,
+									 b);
+						}
+				}
+				for (int t = 0; t < 3; t++)
+					tg_ctx_free(ctxs[t]);
+			}
+}
+
+static void softmax_along_an_axis_out_of_range_is_an_error(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *x = tg_zeros(ctx, TG_F32, SHAPE(2, 3));
+	assert_null(tg_softmax_axis(x, 2));
+	assert_int_equal(tg_status_of(ctx), TG_EARG);
+	assert_non_null(strstr(tg_error(ctx), "tg_softmax_axis: axis 2 is out of range"));
+	tg_clear_error(ctx);
+	assert_null(tg_log_softmax_axis(x, -3));
+	assert_non_null(strstr(tg_error(ctx), "tg_log_softmax_axis: axis -3 is out of range"));
+	tg_clear_error(ctx);
+	assert_null(tg_softmax_axis(NULL, 0));
+	tg_ctx_free(ctx);
+}
+
 static void softmax_of_two_logits_matches_hand_values(void **state)
 {
 	(void)state;
@@ -942,6 +1044,8 @@ int main(void)
 		cmocka_unit_test(relu_and_abs_have_zero_gradient_at_zero),
 		cmocka_unit_test(rows_in_blocks_give_the_bits_of_each_row_alone),
 		cmocka_unit_test(softmax_of_two_logits_matches_hand_values),
+		cmocka_unit_test(softmax_along_any_axis_matches_the_last_axis_through_permutes),
+		cmocka_unit_test(softmax_along_an_axis_out_of_range_is_an_error),
 		cmocka_unit_test(softmax_normalises_each_row_of_the_last_axis),
 		cmocka_unit_test(cross_entropy_is_the_mean_of_the_picked_negative_log_softmax),
 		cmocka_unit_test(softmax_and_cross_entropy_stay_finite_at_1e4),
