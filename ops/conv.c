@@ -1296,6 +1296,50 @@ __attribute__((target("avx2"))) static inline void poolk_block8(const geom *g, c
 					     at));
 }
 
+/* The cells of lanes 0..3 of floats as cells8's: at stride 2 evens of 0..3
+ * and 4, 6 of 3..6, never past lane 3's cell. */
+__attribute__((target("avx2"))) static inline __m128 cells4_ps(const float *x, int64_t sw,
+								__m128i step)
+{
+	if (sw == 1)
+		return _mm_loadu_ps(x);
+	if (sw == 2)
+		return _mm_shuffle_ps(_mm_loadu_ps(x), _mm_loadu_ps(x + 3), _MM_SHUFFLE(3, 1, 2, 0));
+	return _mm_i32gather_ps(x, step, 4);
+}
+
+/* Windows ow .. ow+3 of a float output row, as poolk_block8 in 128-bit
+ * registers: rows of 4 to 7 inner columns (a 3x3 pool at stride 2 of a
+ * 15x15 or 16x16 plane) in registers too. */
+__attribute__((target("avx2"))) static inline void poolk_block4_ps(const geom *g, const float *x,
+								    int64_t h0, int64_t h1,
+								    float *out, int64_t *idx,
+								    int64_t pbase, int64_t ow,
+								    __m128i step, bool relu)
+{
+	int32_t at0 = (int32_t)(h0 * g->W + ow * g->sw - g->pw);
+	__m128 v = cells4_ps(x + at0, g->sw, step);
+	if (relu)
+		v = RELU_PS128(v);
+	__m128i best = _mm_add_epi32(_mm_set1_epi32(at0), step);
+	for (int64_t ih = h0; ih < h1; ih++)
+		for (int64_t kw = 0; kw < g->KW; kw++) {
+			int32_t at = at0 + (int32_t)((ih - h0) * g->W + kw);
+			__m128 c = cells4_ps(x + at, g->sw, step);
+			if (relu)
+				c = RELU_PS128(c);
+			__m128 wins = _mm_or_ps(_mm_cmp_ps(c, v, _CMP_GT_OQ),
+						_mm_and_ps(_mm_cmp_ps(c, c, _CMP_UNORD_Q),
+							   _mm_cmp_ps(v, v, _CMP_ORD_Q)));
+			v = _mm_blendv_ps(v, c, wins);
+			best = _mm_blendv_epi8(best, _mm_add_epi32(_mm_set1_epi32(at), step),
+					       _mm_castps_si128(wins));
+		}
+	_mm_storeu_ps(out + ow, v);
+	_mm256_storeu_si256((__m256i *)(void *)(idx + ow),
+			    _mm256_add_epi64(_mm256_cvtepi32_epi64(best), _mm256_set1_epi64x(pbase)));
+}
+
 /* The same for doubles, four windows at a time. */
 __attribute__((target("avx2"))) static inline void poolk_block4(const geom *g, const double *x,
 								 int64_t h0, int64_t h1,
@@ -1329,17 +1373,18 @@ __attribute__((target("avx2"))) static inline void poolk_block4(const geom *g, c
 }
 
 /* The inner columns [a, b) of one output row (rows [h0, h1) of plane p),
- * in blocks of 8 floats or 4 doubles, the last block overlapping the one
- * before (a window done twice gets the same value). False when the row is
- * left to the scalar loop: too few inner columns, no AVX2, or a plane too
+ * in blocks of 8 floats (4 when there are fewer than 8) or 4 doubles, the
+ * last block overlapping the one before (a window done twice gets the
+ * same value). False when the row is left to the scalar loop: fewer than
+ * 4 inner columns, no AVX2, or a plane too
  * large for 32-bit offsets. */
 __attribute__((target("avx2"))) static bool poolk_row_avx2(const geom *g, tg_dtype dt,
 							    const void *x, int64_t p, int64_t h0,
 							    int64_t h1, void *out, int64_t *idx,
 							    int64_t a, int64_t b, bool relu)
 {
-	int64_t lanes = dt == TG_F64 ? 4 : 8, pbase = p * g->H * g->W;
-	if (b - a < lanes)
+	int64_t pbase = p * g->H * g->W;
+	if (b - a < 4)
 		return false;
 	if (dt == TG_F64) {
 		const double *xp = (const double *)x + pbase;
@@ -1348,6 +1393,13 @@ __attribute__((target("avx2"))) static bool poolk_row_avx2(const geom *g, tg_dty
 		for (int64_t ow = a; ow < b; ow += 4)
 			poolk_block4(g, xp, h0, h1, out, idx, pbase, ow + 4 <= b ? ow : b - 4, step,
 				     relu);
+	} else if (b - a < 8) {
+		const float *xp = (const float *)x + pbase;
+		__m128i step = _mm_mullo_epi32(_mm_setr_epi32(0, 1, 2, 3),
+					       _mm_set1_epi32((int32_t)g->sw));
+		for (int64_t ow = a; ow < b; ow += 4)
+			poolk_block4_ps(g, xp, h0, h1, out, idx, pbase, ow + 4 <= b ? ow : b - 4,
+					step, relu);
 	} else {
 		const float *xp = (const float *)x + pbase;
 		__m256i step = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
