@@ -871,9 +871,8 @@ TG_API tg_tensor *tg_conv2d_weight_grad(tg_tensor *x, tg_tensor *dout, int64_t K
 TG_API tg_tensor *tg_max_pool2d(tg_tensor *x, int kernel, int stride, int padding);
 /* tg_max_pool2d(tg_relu(x), kernel, stride, padding) as one op, to the same
  * bits forward and backward (any order of derivatives), with no tensor for
- * relu(x) and, for 2x2 windows at stride 2 without padding, the relu's
- * gradient taken on the pooled size. tg_sequential runs a relu module
- * followed by a max pool module as this op. step */
+ * relu(x) and the relu's gradient taken on the pooled size. tg_sequential
+ * runs a relu module followed by a max pool module as this op. step */
 TG_API tg_tensor *tg_relu_max_pool2d(tg_tensor *x, int kernel, int stride, int padding);
 /* The mean of each window, padding counted as zeros in the divisor
  * kernel^2 (PyTorch's count_include_pad=True); arguments as max_pool2d. dx

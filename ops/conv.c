@@ -1786,21 +1786,19 @@ tg_tensor *tg_max_pool2d(tg_tensor *x, int kernel, int stride, int padding)
 
 /* ---- relu_max_pool2d: max_pool2d(relu(x)), one node ------------------------------------ */
 /* The same bits as tg_max_pool2d(tg_relu(x), ...) forward and backward: the
- * pool takes each cell through the relu as it reads it. The backward of
- * 2x2 windows at stride 2 without padding gates dout on the pooled output
- * (y > 0 where the arg-max cell was) before scattering it, a pass over the
- * output instead of over x: their scatter writes each dout (+0 for -0). Other
- * windows scatter first and gate at x, as the two ops do: overlapping ones
- * sum several douts into a cell. Either way a cell off the relu gets +0,
- * whatever the douts routed to it hold (tg_relu_backward selects). */
+ * pool takes each cell through the relu as it reads it. The backward gates
+ * dout on the pooled output (y > 0 where the arg-max cell was, as x > 0
+ * there) before scattering it, a pass over the output instead of over x.
+ * The two ops gate the cell's sum instead; a window's gate is its arg-max
+ * cell's, so every dout routed to a cell passes or every one gets +0: a
+ * cell on the relu gets the same sum in the same order, one off it +0 (the
+ * scatter adds the +0s to zeros, or, 2x2 at stride 2, writes the one), as
+ * tg_relu_backward's select gives it whatever the douts held. */
 
 static void relu_max_pool2d_backward(tg_node *n, tg_tensor *dout)
 {
 	const pool_aux *a = n->aux;
-	if (two_by_two(&a->g))
-		TG_NODE_GRAD_INTO(n, 0, scatter_at(a, tg_relu_backward(dout, tg_node_output(n))));
-	else
-		tg_node_grad(n, 0, tg_relu_backward(scatter_at(a, dout), tg_node_input(n, 0)));
+	TG_NODE_GRAD_INTO(n, 0, scatter_at(a, tg_relu_backward(dout, tg_node_output(n))));
 }
 
 static const tg_op relu_max_pool2d_op = { .name = "relu_max_pool2d",
