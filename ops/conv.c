@@ -1906,7 +1906,12 @@ TG_HOT_LOOP static void window_spread(const geom *g, const double *restrict v,
  * rows, adding it to those an earlier window wrote (windows start at rows
  * that do not decrease): no pass clearing dx first, and the bits of adding
  * to zeros, signs of zeros included (the row is its rounding plus 0). The
- * window-by-window loops these replace took a quarter of a small CNN's step. */
+ * window-by-window loops these replace took a quarter of a small CNN's step.
+ * 2x2 windows at stride 2 without padding take loops of their own over
+ * pairs of rows (pool##_row2, unpool##_row2) with the same sums in the
+ * same order (0 + the first column's two rows + the second's), which the
+ * compiler vectorises: the strided passes of window_sums and window_spread
+ * over each row were most of such a pool's time. */
 #define AVG_KERNELS(pool, unpool, T)                                                       \
 	TG_HOT_LOOP static void pool##_rows(const T *restrict X, int64_t W, int64_t h0,    \
 					    int64_t h1, double *restrict acc)              \
@@ -1922,11 +1927,27 @@ TG_HOT_LOOP static void window_spread(const geom *g, const double *restrict v,
 			for (int64_t iw = 0; iw < W; iw++)                                 \
 				acc[iw] += X[ih * W + iw];                                 \
 	}                                                                                  \
+	TG_HOT_LOOP static void pool##_row2(const T *restrict r0, const T *restrict r1,    \
+					    T *restrict y, int64_t OW)                     \
+	{                                                                                  \
+		for (int64_t ow = 0; ow < OW; ow++) {                                      \
+			double a0 = (double)r0[2 * ow] + (double)r1[2 * ow];               \
+			double a1 = (double)r0[2 * ow + 1] + (double)r1[2 * ow + 1];       \
+			y[ow] = (T)((0.0 + a0 + a1) * 0.25);                               \
+		}                                                                          \
+	}                                                                                  \
 	static void pool(const geom *g, const T *X, T *Y, double *acc, int64_t p0, int64_t p1) \
 	{                                                                                  \
 		double scale = 1.0 / (double)(g->KH * g->KW), *sums = acc + g->W;          \
 		X += p0 * g->H * g->W;                                                     \
 		Y += p0 * g->OH * g->OW;                                                   \
+		if (two_by_two(g)) {                                                       \
+			for (int64_t p = p0; p < p1; p++, X += g->H * g->W)                \
+				for (int64_t oh = 0; oh < g->OH; oh++, Y += g->OW)         \
+					pool##_row2(X + 2 * oh * g->W, X + (2 * oh + 1) * g->W, \
+						    Y, g->OW);                             \
+			return;                                                            \
+		}                                                                          \
 		for (int64_t p = p0; p < p1; p++, X += g->H * g->W)                        \
 			for (int64_t oh = 0; oh < g->OH; oh++, Y += g->OW) {               \
 				int64_t h0, h1;                                            \
@@ -1951,6 +1972,16 @@ TG_HOT_LOOP static void window_spread(const geom *g, const double *restrict v,
 			for (int64_t iw = 0; iw < W; iw++)                                 \
 				X[ih * W + iw] = row[iw];                                  \
 	}                                                                                  \
+	TG_HOT_LOOP static void unpool##_row2(const T *restrict y, T *restrict r0,         \
+					      T *restrict r1, int64_t OW, int64_t W)       \
+	{                                                                                  \
+		for (int64_t ow = 0; ow < OW; ow++) {                                      \
+			T v = (T)(0.0 + (double)y[ow] * 0.25) + 0;                         \
+			r0[2 * ow] = r0[2 * ow + 1] = r1[2 * ow] = r1[2 * ow + 1] = v;     \
+		}                                                                          \
+		for (int64_t iw = 2 * OW; iw < W; iw++)                                    \
+			r0[iw] = r1[iw] = 0;                                               \
+	}                                                                                  \
 	static void unpool(const geom *g, const T *Y, T *X, double *acc, int64_t p0, int64_t p1) \
 	{                                                                                  \
 		double scale = 1.0 / (double)(g->KH * g->KW);                              \
@@ -1959,6 +1990,17 @@ TG_HOT_LOOP static void window_spread(const geom *g, const double *restrict v,
 		T *row = (T *)(v + g->OW);                                                 \
 		X += (size_t)p0 * HW;                                                      \
 		Y += p0 * g->OH * g->OW;                                                   \
+		if (two_by_two(g)) {                                                       \
+			for (int64_t p = p0; p < p1; p++, X += HW) {                       \
+				for (int64_t oh = 0; oh < g->OH; oh++, Y += g->OW)         \
+					unpool##_row2(Y, X + 2 * oh * g->W,                \
+						      X + (2 * oh + 1) * g->W, g->OW, g->W); \
+				if (2 * g->OH < g->H)                                      \
+					memset(X + 2 * g->OH * g->W, 0,                    \
+					       (size_t)((g->H - 2 * g->OH) * g->W) * sizeof *X); \
+			}                                                                  \
+			return;                                                            \
+		}                                                                          \
 		for (int64_t p = p0; p < p1; p++, X += HW) {                               \
 			int64_t done = 0; /* rows [0, done) written */                     \
 			for (int64_t oh = 0; oh < g->OH; oh++, Y += g->OW) {               \

@@ -853,6 +853,69 @@ static void pool_padding_is_never_a_max_and_counts_in_the_mean(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* 2x2 windows at stride 2 without padding have loops of their own, with
+ * the general loop's sums: 0 + (x00 + x10) + (x01 + x11) in double, times
+ * 1/4, one rounding. So a window of -0s gives +0, one with inf and -inf
+ * NaN, sums past f32's range stay finite in double (3e38 * 4 / 4), and
+ * every cell of a window gets dout / 4 (+0 for -0); an odd last row and
+ * column get +0. f32 and f64, bit for bit against that sum. */
+static void avg_pool_2x2_sums_as_the_general_loop(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	enum { H = 5, W = 11, OH = 2, OW = 5 };
+	double x[H * W], d[OH * OW];
+	for (int i = 0; i < H * W; i++)
+		x[i] = (double)((i * 7) % 9) - 4.5;
+	/* window 0: -0s; window 1: inf and -inf; window 2: 3e38 four times;
+	 * window 3: a NaN */
+	x[0] = x[1] = x[W] = x[W + 1] = -0.0;
+	x[2] = INFINITY, x[W + 3] = -INFINITY;
+	x[4] = x[5] = x[W + 4] = x[W + 5] = 3e38;
+	x[W + 6] = NAN;
+	for (int i = 0; i < OH * OW; i++)
+		d[i] = i % 3 ? (double)i - 4.25 : -0.0;
+	for (int dti = 0; dti < 2; dti++) {
+		tg_dtype dt = dti ? TG_F32 : TG_F64;
+		tg_tensor *tx = tg_set_requires_grad(tg_from_f64(ctx, dt, SHAPE(1, 1, H, W), x), true);
+		tg_tensor *ty = tg_avg_pool2d(tx, 2, 2, 0);
+		tg_tensor *td = tg_from_f64(ctx, dt, SHAPE(1, 1, OH, OW), d);
+		assert_int_equal(tg_backward_ex(ty, td, 0), 0);
+		assert_ctx_ok(ctx);
+		double xs[H * W];
+		for (int i = 0; i < H * W; i++) /* x as stored */
+			xs[i] = tg_get(tx, (size_t)i);
+		for (int oh = 0; oh < OH; oh++)
+			for (int ow = 0; ow < OW; ow++) {
+				const double *r0 = xs + 2 * oh * W + 2 * ow, *r1 = r0 + W;
+				double s = (0.0 + (r0[0] + r1[0]) + (r0[1] + r1[1])) * 0.25;
+				double want = dti ? (double)(float)s : s, got = tg_get(ty, (size_t)(oh * OW + ow));
+				if (!(got == want || (isnan(got) && isnan(want))) ||
+				    (signbit(got) != signbit(want) && !isnan(want)))
+					fail_msg("%s window (%d,%d): %a, expected %a", dti ? "f32" : "f64",
+						 oh, ow, got, want);
+			}
+		assert_false(signbit(tg_get(ty, 0)));
+		assert_true(isnan(tg_get(ty, 1)));
+		assert_near(tg_get(ty, 2), 3e38, dti ? 3e31 : 1e23);
+		assert_true(isnan(tg_get(ty, 3)));
+		tg_tensor *g = tg_grad(tx);
+		for (int ih = 0; ih < H; ih++)
+			for (int iw = 0; iw < W; iw++) {
+				double got = tg_get(g, (size_t)(ih * W + iw)), want = 0.0;
+				if (ih < 2 * OH && iw < 2 * OW) {
+					double v = 0.0 + tg_get(td, (size_t)(ih / 2 * OW + iw / 2)) * 0.25;
+					want = (dti ? (double)(float)v : v) + 0;
+				}
+				if (got != want || signbit(got) != signbit(want))
+					fail_msg("%s dx (%d,%d): %a, expected %a", dti ? "f32" : "f64", ih,
+						 iw, got, want);
+			}
+		tg_reset(ctx);
+	}
+	tg_ctx_free(ctx);
+}
+
 /* A kernel far wider than the image, legal with padding: every window
  * holds the whole image, its mean the image's sum over K^2, and the cost
  * is the image's, not the kernel's (a loop over the kernel's 2e9 columns
@@ -1058,6 +1121,7 @@ int main(void)
 		cmocka_unit_test(relu_max_pool2d_gives_the_bits_of_max_pool2d_of_relu),
 		cmocka_unit_test(conv2d_relu_gives_the_bits_of_relu_of_conv2d),
 		cmocka_unit_test(pool_padding_is_never_a_max_and_counts_in_the_mean),
+		cmocka_unit_test(avg_pool_2x2_sums_as_the_general_loop),
 		cmocka_unit_test(an_avg_pool_kernel_wider_than_the_image_costs_the_image),
 		cmocka_unit_test(conv2d_rejects_each_misuse_with_the_shapes),
 		cmocka_unit_test(pools_reject_each_misuse_with_the_shapes),
