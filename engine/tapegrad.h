@@ -741,6 +741,11 @@ TG_API tg_tensor *tg_log_softmax(tg_tensor *x); /* x - max - ln sum e^(x - max);
  * (N,C,H,W) with axis 1, with no transposes. */
 TG_API tg_tensor *tg_softmax_axis(tg_tensor *x, int axis);
 TG_API tg_tensor *tg_log_softmax_axis(tg_tensor *x, int axis);
+/* ln sum e^x along axis (negative counts from the end), as PyTorch's
+ * logsumexp(x, dim, keepdim): m + ln sum e^(x - m) with m the max, in double
+ * for both dtypes, one rounding; +inf in a slice gives +inf, a slice of
+ * -inf gives -inf; an empty axis is TG_ESHAPE. dx = dout e^(x - y), ops. */
+TG_API tg_tensor *tg_logsumexp(tg_tensor *x, int axis, bool keepdim);
 /* Mean over the batch of -ln softmax(logits)[i, labels[i]]; logits (N,K),
  * labels (N) an index tensor. d logits = (softmax(logits) - onehot(labels)) / N. */
 TG_API tg_tensor *tg_cross_entropy(tg_tensor *logits, const tg_tensor *labels);

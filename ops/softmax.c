@@ -602,6 +602,247 @@ tg_tensor *tg_log_softmax(tg_tensor *x)
 			  log_softmax_f32, log_softmax_lanes_f64, log_softmax_lanes_f32);
 }
 
+/* ---- logsumexp: y = m + ln sum e^(x - m) along an axis; dx = dout e^(x - y) ------------- */
+/* m is the row's max, or 0 where that is infinite (as PyTorch): a row
+ * holding +inf gives +inf, a row of -inf gives -inf. The exponentials and
+ * the shifted values and their exponentials in the dtype (as softmax's),
+ * their sum in double, the row LSE_CHUNK at a time (the lanes of another
+ * axis LANES at a time), m + ln sum rounded once. The rule is ops
+ * (sub, exp, mul), PyTorch's: it differentiates again. */
+enum { LSE_CHUNK = 256 };
+
+static inline double lse_shift(double m) { return isfinite(m) ? m : 0; }
+
+#define LSE_KERNELS(S, T, MAX, EXP, SUM)                                                 \
+	/* rows [r0, r1) of k elements into Y[r0..r1) */                                \
+	TG_HOT_LOOP_WIDE                                                                 \
+	static void lse_rows_##S(const T *X, T *Y, size_t r0, size_t r1, size_t k)       \
+	{                                                                                \
+		T e[LSE_CHUNK];                                                          \
+		for (size_t r = r0; r < r1; r++) {                                       \
+			const T *x = X + r * k;                                          \
+			const T m = (T)lse_shift(MAX(x, (int64_t)k));                    \
+			double s = 0;                                                    \
+			for (size_t j0 = 0; j0 < k; j0 += LSE_CHUNK) {                   \
+				size_t c = k - j0 < LSE_CHUNK ? k - j0 : LSE_CHUNK;      \
+				for (size_t j = 0; j < c; j++)                           \
+					e[j] = x[j0 + j] - m;                            \
+				EXP(e, e, c);                                            \
+				s = SUM(s, e, (int64_t)c);                               \
+			}                                                                \
+			Y[r] = (T)(m + log(s));                                          \
+		}                                                                        \
+	}                                                                                \
+	/* w lanes of a slice (k, inner) into Y[0..w) */                                \
+	TG_HOT_LOOP_WIDE                                                                 \
+	static void lse_lanes_##S(const T *X, T *Y, size_t k, size_t inner, size_t w)    \
+	{                                                                                \
+		T m[LANES], e[LANES];                                                    \
+		double s[LANES] = { 0 };                                                 \
+		memcpy(m, X, w * sizeof *m);                                             \
+		for (size_t r = 1; r < k; r++)                                           \
+			for (size_t c = 0; c < w; c++)                                   \
+				m[c] = X[r * inner + c] > m[c] ? X[r * inner + c] : m[c]; \
+		for (size_t c = 0; c < w; c++)                                           \
+			m[c] = (T)lse_shift(m[c]);                                       \
+		for (size_t r = 0; r < k; r++) {                                         \
+			for (size_t c = 0; c < w; c++)                                   \
+				e[c] = X[r * inner + c] - m[c];                          \
+			EXP(e, e, w);                                                    \
+			for (size_t c = 0; c < w; c++)                                   \
+				s[c] += e[c];                                            \
+		}                                                                        \
+		tg_vmath_log_f64(s, s, w);                                               \
+		for (size_t c = 0; c < w; c++)                                           \
+			Y[c] = (T)(m[c] + s[c]);                                         \
+	}
+
+/* dx = dout e^(x - y): the sub, exp and mul of the rule's ops in one pass,
+ * each rounded as they round, so their bits. Rows [r0, r1) of k elements
+ * (the last axis: one y and dout a row), or w lanes of a slice (k, inner)
+ * (a y and dout a lane). */
+#define LSE_GRAD_KERNELS(S, T, EXP)                                                      \
+	TG_HOT_LOOP_WIDE                                                                 \
+	static void lse_grad_rows_##S(const T *X, const T *Y, const T *D, T *O,          \
+				      size_t r0, size_t r1, size_t k)                   \
+	{                                                                                \
+		for (size_t r = r0; r < r1; r++) {                                       \
+			const T *x = X + r * k, y = Y[r], d = D[r];                      \
+			T *o = O + r * k;                                                \
+			for (size_t j = 0; j < k; j++)                                   \
+				o[j] = x[j] - y;                                         \
+			EXP(o, o, k);                                                    \
+			for (size_t j = 0; j < k; j++)                                   \
+				o[j] = d * o[j];                                         \
+		}                                                                        \
+	}                                                                                \
+	TG_HOT_LOOP_WIDE                                                                 \
+	static void lse_grad_lanes_##S(const T *X, const T *Y, const T *D, T *O,         \
+				       size_t k, size_t inner, size_t w)                \
+	{                                                                                \
+		for (size_t r = 0; r < k; r++) {                                         \
+			T *o = O + r * inner;                                            \
+			for (size_t c = 0; c < w; c++)                                   \
+				o[c] = X[r * inner + c] - Y[c];                          \
+			EXP(o, o, w);                                                    \
+			for (size_t c = 0; c < w; c++)                                   \
+				o[c] = D[c] * o[c];                                      \
+		}                                                                        \
+	}
+
+LSE_GRAD_KERNELS(f64, double, tg_vmath_exp_f64)
+LSE_GRAD_KERNELS(f32, float, tg_vmath_exp_f32)
+
+LSE_KERNELS(f64, double, tg_max_run_f64, tg_vmath_exp_f64, tg_sum_run_f64)
+LSE_KERNELS(f32, float, tg_max_run_f32, tg_vmath_exp_f32, tg_sum_run_f32)
+
+typedef struct lse_job {
+	bool f64;
+	const void *X;
+	void *Y;
+	const void *D; /* the backward's dout, O its dx */
+	void *O;
+	size_t k, inner, chunks; /* inner 1: rows of the last axis */
+} lse_job;
+
+/* The backward's units, as lse_part's */
+static void lse_grad_part(void *arg, size_t lo, size_t hi)
+{
+	const lse_job *j = arg;
+	if (j->inner == 1) {
+		if (j->f64)
+			lse_grad_rows_f64(j->X, j->Y, j->D, j->O, lo, hi, j->k);
+		else
+			lse_grad_rows_f32(j->X, j->Y, j->D, j->O, lo, hi, j->k);
+		return;
+	}
+	for (size_t u = lo; u < hi; u++) {
+		size_t c0 = u % j->chunks * LANES, w = j->inner - c0 < LANES ? j->inner - c0 : LANES;
+		size_t o = u / j->chunks, off = o * j->k * j->inner + c0, at = o * j->inner + c0;
+		if (j->f64)
+			lse_grad_lanes_f64((const double *)j->X + off, (const double *)j->Y + at,
+					   (const double *)j->D + at, (double *)j->O + off, j->k,
+					   j->inner, w);
+		else
+			lse_grad_lanes_f32((const float *)j->X + off, (const float *)j->Y + at,
+					   (const float *)j->D + at, (float *)j->O + off, j->k,
+					   j->inner, w);
+	}
+}
+
+/* rows [lo, hi) of the last axis, or units of lanes as lanes_part's */
+static void lse_part(void *arg, size_t lo, size_t hi)
+{
+	const lse_job *j = arg;
+	if (j->inner == 1) {
+		if (j->f64)
+			lse_rows_f64(j->X, j->Y, lo, hi, j->k);
+		else
+			lse_rows_f32(j->X, j->Y, lo, hi, j->k);
+		return;
+	}
+	for (size_t u = lo; u < hi; u++) {
+		size_t c0 = u % j->chunks * LANES, w = j->inner - c0 < LANES ? j->inner - c0 : LANES;
+		size_t o = u / j->chunks, off = o * j->k * j->inner + c0, at = o * j->inner + c0;
+		if (j->f64)
+			lse_lanes_f64((const double *)j->X + off, (double *)j->Y + at, j->k, j->inner,
+				      w);
+		else
+			lse_lanes_f32((const float *)j->X + off, (float *)j->Y + at, j->k, j->inner,
+				      w);
+	}
+}
+
+/* units of lse_part over x along axis a, split across the threads */
+static void lse_run(tg_ctx *ctx, const tg_tensor *x, int a, lse_job *j, tg_range_fn fn)
+{
+	size_t outer = 1, inner = 1;
+	for (int i = 0; i < x->ndim; i++)
+		if (i < a)
+			outer *= (size_t)x->shape[i];
+		else if (i > a)
+			inner *= (size_t)x->shape[i];
+	j->f64 = x->dtype == TG_F64, j->k = (size_t)x->shape[a], j->inner = inner;
+	j->chunks = (inner + LANES - 1) / LANES;
+	if (x->numel == 0)
+		return;
+	size_t units = inner == 1 ? outer : outer * j->chunks;
+	size_t each = j->k * (inner < LANES ? inner : LANES);
+	tg_parallel_for(ctx, units, (TG_PAR_MIN_MATH + each - 1) / each, 1, fn, j);
+}
+
+static void logsumexp_backward(tg_node *n, tg_tensor *dout)
+{
+	tg_tensor *x = tg_node_input(n, 0), *y = tg_node_output(n);
+	int64_t shape[TG_MAX_DIMS]; /* y's and dout's, the axis kept as a 1 */
+	int a = (int)tg_node_attr(n, 0);
+	if (!x->ctx->grad_enabled) { /* a plain backward: one pass */
+		tg_tensor *dx = NULL;
+		if (x->numel >= TG_GRAD_INTO_MIN)
+			tg_grad_dest_arm(n, 0);
+		if ((dx = tg_tensor_like(x, "logsumexp"))) {
+			lse_job j = { .X = x->data, .Y = y->data, .D = dout->data, .O = dx->data };
+			lse_run(x->ctx, x, a, &j, lse_grad_part);
+		}
+		if (x->numel >= TG_GRAD_INTO_MIN)
+			tg_node_grad_into(n, 0, dx);
+		else
+			tg_node_grad(n, 0, dx);
+		return;
+	}
+	for (int i = 0; i < x->ndim; i++)
+		shape[i] = i == a ? 1 : x->shape[i];
+	if (tg_node_attr(n, 1) == 0) {
+		y = tg_reshape(y, x->ndim, shape);
+		dout = tg_reshape(dout, x->ndim, shape);
+	}
+	tg_node_grad(n, 0, tg_mul(dout, tg_exp(tg_sub(x, y))));
+}
+
+static int lse_describe(const tg_node *n, char *buf, size_t size)
+{
+	return snprintf(buf, size, "axis=%d%s", (int)tg_node_attr(n, 0),
+			tg_node_attr(n, 1) != 0 ? ", keepdim" : "");
+}
+
+static const tg_op logsumexp_op = { .name = "logsumexp", .backward = logsumexp_backward,
+				    .describe = lse_describe };
+TG_OP_REGISTER(logsumexp_op);
+
+tg_tensor *tg_logsumexp(tg_tensor *x, int axis, bool keepdim)
+{
+	static const char who[] = "tg_logsumexp";
+	tg_ctx *ctx = tg_op_begin(who, 1, &x);
+	if (!ctx)
+		return NULL;
+	int a = axis < 0 ? axis + x->ndim : axis;
+	if (a < 0 || a >= x->ndim) {
+		char buf[TG_SHAPE_STR];
+		return tg_fail(ctx, TG_EARG, "%s: axis %d is out of range for x of shape %s%s", who,
+			       axis, tg_shape_fmt(x->ndim, x->shape, buf),
+			       x->ndim ? "" : " (a scalar has no axes)");
+	}
+	if (x->shape[a] == 0) {
+		char buf[TG_SHAPE_STR];
+		return tg_fail(ctx, TG_ESHAPE, "%s: axis %d of x %s is empty", who, axis,
+			       tg_shape_fmt(x->ndim, x->shape, buf));
+	}
+	int ndim = 0;
+	int64_t shape[TG_MAX_DIMS];
+	for (int i = 0; i < x->ndim; i++)
+		if (i != a)
+			shape[ndim++] = x->shape[i];
+		else if (keepdim)
+			shape[ndim++] = 1;
+	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, ndim, shape);
+	if (!out)
+		return NULL;
+	lse_job j = { .X = x->data, .Y = out->data };
+	lse_run(ctx, x, a, &j, lse_part);
+	const double attr[2] = { a, keepdim };
+	return tg_op_end(&logsumexp_op, out, 1, &x, attr, 2, NULL);
+}
+
 /* ---- cross_entropy: L = mean_i (ln sum_j e^x_ij - x_i,label_i) ------------------------- */
 /* d logits = dout (softmax(logits) - onehot(labels)) / N. Forward in one
  * stable pass per row: ln sum_j e^x_ij = m + ln sum_j e^(x_ij - m), in

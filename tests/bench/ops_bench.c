@@ -380,6 +380,7 @@ static tg_tensor *lse(bench *b)
 	tg_tensor *m = tg_detach(tg_max_axis(X0(b), 1, true));
 	return tg_sum(tg_add(tg_log(tg_sum_axis(tg_exp(tg_sub(X0(b), m)), 1, true)), m));
 }
+static tg_tensor *lse_op(bench *b) { return tg_sum(tg_logsumexp(X0(b), 1, false)); }
 static void m3_setup(bench *b) { b->p[0] = P(b, 64, 128, 128); }
 /* softmax along the middle axis */
 static tg_tensor *smmid(bench *b) { return tg_sum(sq(tg_softmax_axis(X0(b), 1))); }
@@ -522,6 +523,7 @@ static const workload WORKLOADS[] = {
 	{ "s-tanhmul64", "sum(tanh(x) y), x y (2^20) f64", e20_64, tanhmul, 20 },
 	{ "s-mm64", "sum(sigmoid(a @ b)), a (256,512), b (512,256) f64", mm64_setup, mm, 10 },
 	{ "s-lse", "sum(logsumexp(x, axis 1)) by hand, x (1024,1024)", m1k, lse, 20 },
+	{ "s-lse-op", "sum(logsumexp(x, axis 1)), x (1024,1024)", m1k, lse_op, 20 },
 	{ "s-smmid", "sum(softmax(x, axis 1)^2), x (64,128,128)", m3_setup, smmid, 10 },
 	{ "s-gauss", "mean(((t - mu) e^-s)^2 / 2 + s), t mu s (2^20)", e20x3, gauss, 20 },
 	{ "s-catsplit", "concat, stack, split of x y (1024,1024), tanh of the parts", m1k, catsplit, 10 },

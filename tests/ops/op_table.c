@@ -279,6 +279,7 @@ static tg_tensor *abs_sign(tg_tensor *const *in, void *user)
 FN(log_softmax_grad, axis_grad_of(tg_log_softmax_axis, in, user))
 FN(softmax, ARG(0) ? tg_softmax_axis(in[0], (int)ARG(0) - 1) : tg_softmax(in[0]))
 FN(log_softmax, ARG(0) ? tg_log_softmax_axis(in[0], (int)ARG(0) - 1) : tg_log_softmax(in[0]))
+FN(logsumexp, tg_logsumexp(in[0], (int)ARG(0), ARG(1) != 0))
 FN(cross_entropy, tg_cross_entropy(in[0], first(in[0], labels, tg_dim(in[0], 0))))
 FN(cross_entropy_backward,
    tg_cross_entropy_backward(in[0], in[1], first(in[1], labels, tg_dim(in[1], 0))))
@@ -695,6 +696,12 @@ const op_row op_table[] = {
 		 { .name = "(2,2,3) and (2,2,3)", .in = { SH(2, 2, 3), SH(2, 2, 3) } },
 		 { .name = "(2,3,2) and (2,3,2) along axis 1", .in = { SH(2, 3, 2), SH(2, 3, 2) },
 		   .arg = { 2 } } } },
+	{ .op = "logsumexp", .fn = f_logsumexp, .nin = 1, .gen = { GEN_ANY }, .twice = true,
+	  .v = { { .name = "(2,3) along axis 1", .in = { SH(2, 3) }, .arg = { 1 } },
+		 { .name = "(4,) along axis 0, keepdim", .in = { SH(4) }, .arg = { 0, 1 } },
+		 { .name = "(3,2,2) along axis 0", .in = { SH(3, 2, 2) }, .arg = { 0 } },
+		 { .name = "(2,3,2) along axis -2, keepdim", .in = { SH(2, 3, 2) },
+		   .arg = { -2, 1 } } } },
 	{ .op = "cross_entropy", .fn = f_cross_entropy, .nin = 1, .gen = { GEN_ANY },
 	  .twice = true,
 	  .v = { { .name = "(4,4) labels 1,3,0,2", .in = { SH(4, 4) } },

@@ -818,6 +818,128 @@ static void softmax_along_any_axis_matches_the_last_axis_through_permutes(void *
 			}
 }
 
+/* logsumexp along each axis of shapes whose rows are longer than a chunk
+ * or whose lanes make a chunk and a part: values within a few roundings
+ * (of the max's and the result's size, plus 1 for ln of a sum near 1) of a
+ * long double reference, the same bits at 1, 2 and 3 threads; keepdim's
+ * shape; and slices with +inf, -inf only, and a NaN. */
+static void logsumexp_matches_a_long_double_reference(void **state)
+{
+	(void)state;
+	static const struct {
+		int ndim;
+		int64_t shape[3];
+	} cases[] = { { 2, { 3, 700 } }, { 3, { 2, 5, 300 } }, { 1, { 9 } }, { 3, { 40, 3, 2 } } };
+	for (size_t c = 0; c < LEN(cases); c++)
+		for (int d = 0; d < 2; d++)
+			for (int axis = -cases[c].ndim; axis < cases[c].ndim; axis++) {
+				tg_dtype dt = d ? TG_F64 : TG_F32;
+				int nd = cases[c].ndim, a = axis < 0 ? axis + nd : axis;
+				const int64_t *sh = cases[c].shape;
+				tg_tensor *ys[3];
+				tg_ctx *ctxs[3];
+				for (int t = 0; t < 3; t++) {
+					ctxs[t] = tg_ctx_new(9);
+					tg_set_threads(ctxs[t], t + 1);
+					tg_tensor *x = tg_randn(ctxs[t], dt, nd, sh, 0, 20);
+					ys[t] = tg_logsumexp(x, axis, t == 1);
+					assert_ctx_ok(ctxs[t]);
+					assert_int_equal(tg_ndim(ys[t]), t == 1 ? nd : nd - 1);
+					if (t)
+						assert_int_equal(memcmp(tg_data(ys[t]), tg_data(ys[0]),
+									tg_numel(ys[0]) *
+										(d ? 8 : 4)),
+								 0);
+					if (t)
+						continue;
+					size_t outer = 1, inner = 1, k = (size_t)sh[a];
+					for (int i = 0; i < nd; i++)
+						if (i < a)
+							outer *= (size_t)sh[i];
+						else if (i > a)
+							inner *= (size_t)sh[i];
+					for (size_t o = 0; o < outer; o++)
+						for (size_t l = 0; l < inner; l++) {
+							long double m = -INFINITY, sum = 0;
+							for (size_t r = 0; r < k; r++)
+								m = fmaxl(m, tg_get(x, (o * k + r) * inner + l));
+							for (size_t r = 0; r < k; r++)
+								sum += expl(tg_get(x, (o * k + r) * inner + l) - m);
+							long double want = m + logl(sum);
+							double got = tg_get(ys[0], o * inner + l);
+							if (!(fabsl(got - want) <= (d ? 4e-16L : 1.2e-7L) * (fabsl(m) + fabsl(want) + 1)))
+								fail_msg("logsumexp along axis %d of case %zu, %s, "
+									 "[%zu]: %.17g, the reference %.17Lg",
+									 axis, c, d ? "f64" : "f32", o * inner + l,
+									 got, want);
+						}
+				}
+				for (int t = 0; t < 3; t++)
+					tg_ctx_free(ctxs[t]);
+			}
+	tg_ctx *ctx = tg_ctx_new(1);
+	const double v[] = { 1, INFINITY, 2, -INFINITY, -INFINITY, -INFINITY, 3, NAN, 0, 1e300, 1e300, 0 };
+	tg_tensor *x = tg_from_f64(ctx, TG_F64, SHAPE(4, 3), v);
+	tg_tensor *y = tg_logsumexp(x, 1, false);
+	assert_ctx_ok(ctx);
+	assert_true(isinf(tg_get(y, 0)) && tg_get(y, 0) > 0);
+	assert_true(isinf(tg_get(y, 1)) && tg_get(y, 1) < 0);
+	assert_true(isnan(tg_get(y, 2)));
+	assert_true(fabs(tg_get(y, 3) - (1e300 + log(2.0))) <= 1e285);
+	tg_ctx_free(ctx);
+}
+
+/* A plain backward's one-pass gradient has the bits of the rule's ops
+ * (a recorded backward), along the last axis and others, keepdim or not,
+ * and at 1 and 2 threads. */
+static void logsumexp_plain_gradient_has_the_bits_of_its_ops(void **state)
+{
+	(void)state;
+	static const struct {
+		int ndim, axis;
+		int64_t shape[3];
+	} cases[] = { { 2, 1, { 30, 700 } }, { 3, 1, { 2, 5, 300 } }, { 3, 0, { 40, 3, 2 } },
+		      { 1, 0, { 9 } } };
+	for (size_t c = 0; c < LEN(cases); c++)
+		for (int d = 0; d < 2; d++)
+			for (int t = 1; t <= 2; t++)
+				for (int keep = 0; keep < 2; keep++) {
+					tg_ctx *ctx = tg_ctx_new(3);
+					tg_set_threads(ctx, t);
+					tg_dtype dt = d ? TG_F64 : TG_F32;
+					int nd = cases[c].ndim;
+					tg_tensor *x = tg_param(tg_randn(ctx, dt, nd, cases[c].shape, 0, 4));
+					tg_tensor *y = tg_logsumexp(x, cases[c].axis, keep);
+					tg_tensor *w = tg_randn(ctx, dt, tg_ndim(y), tg_shape(y), 0, 1);
+					tg_tensor *loss = tg_sum(tg_mul(y, w)), *rec = NULL;
+					assert_int_equal(tg_grad_of(1, &loss, NULL, 1, &x, &rec,
+								    TG_CREATE_GRAPH),
+							 0);
+					assert_int_equal(tg_backward(loss), 0);
+					assert_ctx_ok(ctx);
+					assert_tensor_bits("logsumexp's plain gradient", tg_grad(x), rec);
+					tg_ctx_free(ctx);
+				}
+}
+
+static void logsumexp_rejects_bad_axes(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *x = tg_zeros(ctx, TG_F32, SHAPE(2, 3));
+	assert_null(tg_logsumexp(x, 2, false));
+	assert_non_null(strstr(tg_error(ctx), "tg_logsumexp: axis 2 is out of range"));
+	tg_clear_error(ctx);
+	assert_null(tg_logsumexp(tg_scalar(ctx, TG_F64, 1), 0, false));
+	assert_non_null(strstr(tg_error(ctx), "a scalar has no axes"));
+	tg_clear_error(ctx);
+	assert_null(tg_logsumexp(tg_zeros(ctx, TG_F32, SHAPE(2, 0)), 1, true));
+	assert_int_equal(tg_status_of(ctx), TG_ESHAPE);
+	tg_clear_error(ctx);
+	assert_null(tg_logsumexp(NULL, 0, false));
+	tg_ctx_free(ctx);
+}
+
 static void softmax_along_an_axis_out_of_range_is_an_error(void **state)
 {
 	(void)state;
@@ -1046,6 +1168,9 @@ int main(void)
 		cmocka_unit_test(softmax_of_two_logits_matches_hand_values),
 		cmocka_unit_test(softmax_along_any_axis_matches_the_last_axis_through_permutes),
 		cmocka_unit_test(softmax_along_an_axis_out_of_range_is_an_error),
+		cmocka_unit_test(logsumexp_matches_a_long_double_reference),
+		cmocka_unit_test(logsumexp_plain_gradient_has_the_bits_of_its_ops),
+		cmocka_unit_test(logsumexp_rejects_bad_axes),
 		cmocka_unit_test(softmax_normalises_each_row_of_the_last_axis),
 		cmocka_unit_test(cross_entropy_is_the_mean_of_the_picked_negative_log_softmax),
 		cmocka_unit_test(softmax_and_cross_entropy_stay_finite_at_1e4),

@@ -316,6 +316,7 @@ TORCH = {
     'softmax': lambda a, at: torch.softmax(a[0], -1),
     'log_softmax': lambda a, at: torch.log_softmax(a[0], -1),
     'softmax_axis': lambda a, at: torch.softmax(a[0], int(at[0])),
+    'logsumexp': lambda a, at: torch.logsumexp(a[0], int(at[0]), keepdim=bool(at[1])),
     'log_softmax_axis': lambda a, at: torch.log_softmax(a[0], int(at[0])),
     'cross_entropy': lambda a, at: F.cross_entropy(a[0], a[1]),
     'cross_entropy_i32': lambda a, at: F.cross_entropy(a[0], a[1]),
@@ -839,6 +840,9 @@ def gen_softmax(c, name):
     x = c.x(shape, [rng.uniform(-scale, scale) for _ in range(numel(shape))])
     if name.endswith('_axis'):  # any axis, counted from either end
         return post(c, c.o(name, [x], [rng.randint(-len(shape), len(shape) - 1)]))
+    if name == 'logsumexp':
+        axis = rng.randint(-len(shape), len(shape) - 1)
+        return post(c, c.o(name, [x], [axis, rng.randint(0, 1)]))
     return post(c, c.o(name, [x]))
 
 
@@ -1175,7 +1179,7 @@ for _n in ('concat', 'stack'):
 for _n in ('index_select', 'gather_rows', 'embedding', 'pick', 'one_hot', 'nll',
            'cross_entropy', 'cross_entropy_i32', 'cross_entropy_backward'):
     OPS[_n] = lambda c, n=_n: gen_index(c, n)
-for _n in ('softmax', 'log_softmax', 'softmax_axis', 'log_softmax_axis'):
+for _n in ('softmax', 'log_softmax', 'softmax_axis', 'log_softmax_axis', 'logsumexp'):
     OPS[_n] = lambda c, n=_n: gen_softmax(c, n)
 for _n in ('mse', 'l1', 'huber', 'bce_with_logits'):
     OPS[_n] = lambda c, n=_n: gen_loss(c, n)
