@@ -427,6 +427,18 @@ tg_ctx *tg_op_begin_any(const char *who, int nin, tg_tensor *const *in);
  * for messages ("labels", "idx"). */
 const int64_t *tg_indices(tg_ctx *ctx, const char *who, const char *name, const tg_tensor *idx,
 			  int64_t count, bool any_shape, int64_t k);
+/* The shape of x reduced along axis a (a 1 there when keepdim) into
+ * shape; returns its rank. */
+static inline int tg_reduced_shape(const tg_tensor *x, int a, bool keepdim, int64_t *shape)
+{
+	int ndim = 0;
+	for (int i = 0; i < x->ndim; i++)
+		if (i != a)
+			shape[ndim++] = x->shape[i];
+		else if (keepdim)
+			shape[ndim++] = 1;
+	return ndim;
+}
 /* A constant one-hot (n,k) of dtype dt from checked labels. step */
 tg_tensor *tg_one_hot_of(tg_ctx *ctx, tg_dtype dt, const int64_t *labels, int64_t n, int64_t k);
 /* Records out as op(in...) when grad mode is on and an input needs a

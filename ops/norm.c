@@ -615,6 +615,7 @@ typedef struct norm_job {
 	size_t block;   /* the backward's sums: the rows of a block (sum_block) */
 	double eps;
 	bool relu; /* batch_norm_relu: the output through a relu, dout gated by it */
+	bool squares; /* the (N,D) statistics' blocks: sums of squares, not sums */
 } norm_job;
 
 /* The units of `each` values a part of a split takes at least: TG_PAR_MIN
@@ -706,33 +707,23 @@ static void bn_stats_part(void *arg, size_t lo, size_t hi)
 }
 
 /* The statistics of (N,D) over blocks of rows as the backward's sums
- * (sum_block): each block's column sums, then its sums of squares about
- * the mean, into its D doubles of acc, the blocks [lo, hi) ... */
-static void bn_sum_blocks_part(void *arg, size_t lo, size_t hi)
+ * (sum_block): each block's column sums, then (squares) its sums of
+ * squares about the mean, into its D doubles of acc, the blocks [lo, hi) ... */
+static void bn_stat_blocks_part(void *arg, size_t lo, size_t hi)
 {
 	const norm_job *j = arg;
 	size_t d = j->d;
 	for (size_t k = lo; k < hi; k++) {
 		size_t i0 = k * j->block, m = j->n - i0 < j->block ? j->n - i0 : j->block;
-		if (j->f64)
-			column_sums_f64((const double *)j->x + i0 * d, m, d, 0, d, j->acc + k * d);
+		double *acc = j->acc + k * d;
+		if (j->f64 && j->squares)
+			column_squares_f64((const double *)j->x + i0 * d, m, d, 0, d, j->st, acc);
+		else if (j->f64)
+			column_sums_f64((const double *)j->x + i0 * d, m, d, 0, d, acc);
+		else if (j->squares)
+			column_squares_f32((const float *)j->x + i0 * d, m, d, 0, d, j->st, acc);
 		else
-			column_sums_f32((const float *)j->x + i0 * d, m, d, 0, d, j->acc + k * d);
-	}
-}
-
-static void bn_square_blocks_part(void *arg, size_t lo, size_t hi)
-{
-	const norm_job *j = arg;
-	size_t d = j->d;
-	for (size_t k = lo; k < hi; k++) {
-		size_t i0 = k * j->block, m = j->n - i0 < j->block ? j->n - i0 : j->block;
-		if (j->f64)
-			column_squares_f64((const double *)j->x + i0 * d, m, d, 0, d, j->st,
-					   j->acc + k * d);
-		else
-			column_squares_f32((const float *)j->x + i0 * d, m, d, 0, d, j->st,
-					   j->acc + k * d);
+			column_sums_f32((const float *)j->x + i0 * d, m, d, 0, d, acc);
 	}
 }
 
@@ -1091,9 +1082,10 @@ static void *statistics(tg_ctx *ctx, const tg_tensor *x, double eps)
 	 * columns read a stretch of every row, and (100000,64) floats took
 	 * twice as long at 2 threads as at 1 */
 	j.sums = acc + nb * d;
-	tg_parallel_for(ctx, nb, 2, 1, bn_sum_blocks_part, &j);
+	tg_parallel_for(ctx, nb, 2, 1, bn_stat_blocks_part, &j);
 	tg_parallel_for(ctx, d, part_min(nb), column_align(&j), bn_means_part, &j);
-	tg_parallel_for(ctx, nb, 2, 1, bn_square_blocks_part, &j);
+	j.squares = true;
+	tg_parallel_for(ctx, nb, 2, 1, bn_stat_blocks_part, &j);
 	tg_parallel_for(ctx, d, part_min(nb), column_align(&j), bn_vars_part, &j);
 	return st;
 }

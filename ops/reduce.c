@@ -804,14 +804,8 @@ static tg_tensor *reduce(const tg_op *op, const char *who, int kind, bool mean,
 	int a = -1;
 	if (!all && (a = norm_axis(ctx, who, x, axis)) < 0)
 		return NULL;
-	int ndim = 0;
 	int64_t shape[TG_MAX_DIMS];
-	for (int i = 0; !all && i < x->ndim; i++) {
-		if (i != a)
-			shape[ndim++] = x->shape[i];
-		else if (keepdim)
-			shape[ndim++] = 1;
-	}
+	int ndim = all ? 0 : tg_reduced_shape(x, a, keepdim, shape);
 	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, ndim, shape);
 	if (!out)
 		return NULL;

@@ -174,6 +174,17 @@ static size_t rows_min(size_t k)
  * taken two permutes each way (1.1x PyTorch's strided softmax). */
 enum { LANES = 256 };
 
+/* m[c] = the max of lane c's row of k (X[r inner + c]), c < w, a NaN only
+ * where it comes first, as tg_max_run's */
+#define LANE_MAX(m, X, k, inner, w)                                                      \
+	do {                                                                             \
+		memcpy((m), (X), (w) * sizeof *(m));                                     \
+		for (size_t r_ = 1; r_ < (k); r_++)                                      \
+			for (size_t c_ = 0; c_ < (w); c_++)                              \
+				(m)[c_] = (X)[r_ * (inner) + c_] > (m)[c_] ? (X)[r_ * (inner) + c_] \
+									   : (m)[c_];  \
+	} while (0)
+
 /* y = FINISH from the max m of each lane's row, the exponentials in Y and
  * their sums s */
 #define LANE_KERNEL(name, T, EXP, FINISH)                                                \
@@ -182,10 +193,7 @@ enum { LANES = 256 };
 	{                                                                                \
 		T m[LANES];                                                              \
 		double s[LANES];                                                         \
-		memcpy(m, X, w * sizeof *m);                                             \
-		for (size_t r = 1; r < k; r++)                                           \
-			for (size_t c = 0; c < w; c++)                                   \
-				m[c] = X[r * inner + c] > m[c] ? X[r * inner + c] : m[c]; \
+		LANE_MAX(m, X, k, inner, w);                                             \
 		memset(s, 0, w * sizeof *s);                                             \
 		for (size_t r = 0; r < k; r++) {                                         \
 			T *y = Y + r * inner;                                            \
@@ -639,10 +647,7 @@ static inline double lse_shift(double m) { return isfinite(m) ? m : 0; }
 	{                                                                                \
 		T m[LANES], e[LANES];                                                    \
 		double s[LANES] = { 0 };                                                 \
-		memcpy(m, X, w * sizeof *m);                                             \
-		for (size_t r = 1; r < k; r++)                                           \
-			for (size_t c = 0; c < w; c++)                                   \
-				m[c] = X[r * inner + c] > m[c] ? X[r * inner + c] : m[c]; \
+		LANE_MAX(m, X, k, inner, w);                                             \
 		for (size_t c = 0; c < w; c++)                                           \
 			m[c] = (T)lse_shift(m[c]);                                       \
 		for (size_t r = 0; r < k; r++) {                                         \
@@ -827,13 +832,8 @@ tg_tensor *tg_logsumexp(tg_tensor *x, int axis, bool keepdim)
 		return tg_fail(ctx, TG_ESHAPE, "%s: axis %d of x %s is empty", who, axis,
 			       tg_shape_fmt(x->ndim, x->shape, buf));
 	}
-	int ndim = 0;
 	int64_t shape[TG_MAX_DIMS];
-	for (int i = 0; i < x->ndim; i++)
-		if (i != a)
-			shape[ndim++] = x->shape[i];
-		else if (keepdim)
-			shape[ndim++] = 1;
+	int ndim = tg_reduced_shape(x, a, keepdim, shape);
 	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, ndim, shape);
 	if (!out)
 		return NULL;

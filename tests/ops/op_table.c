@@ -234,35 +234,28 @@ FN(pick, tg_pick(in[0], first(in[0], picks, tg_dim(in[0], 0))))
  * the gradient of sum(f(x + z) * g) for a zero z of x's shape, taken with
  * history (tg_grad_of, which leaves x's own gradient alone): the op of g
  * and y = f(x), with x reaching it through y. */
+static tg_tensor *grad_through(tg_tensor *(*f)(tg_tensor *),
+				tg_tensor *(*f_axis)(tg_tensor *, int), int axis,
+				tg_tensor *const *in)
+{
+	tg_ctx *ctx = tg_ctx_of(in[1]);
+	if (!ctx)
+		return NULL;
+	tg_tensor *z = tg_set_requires_grad(
+		tg_zeros(ctx, tg_dtype_of(in[1]), tg_ndim(in[1]), tg_shape(in[1])), true);
+	bool was = tg_set_grad_enabled(ctx, true);
+	tg_tensor *xz = tg_add(in[1], z), *y = f ? f(xz) : f_axis(xz, axis), *dz = NULL;
+	int rc = tg_grad_of(1, &y, &in[0], 1, &z, &dz, TG_CREATE_GRAPH);
+	tg_set_grad_enabled(ctx, was);
+	return rc ? NULL : dz;
+}
 static tg_tensor *row_grad_of(tg_tensor *(*f)(tg_tensor *), tg_tensor *const *in)
 {
-	tg_ctx *ctx = tg_ctx_of(in[1]);
-	if (!ctx)
-		return NULL;
-	tg_tensor *z = tg_set_requires_grad(
-		tg_zeros(ctx, tg_dtype_of(in[1]), tg_ndim(in[1]), tg_shape(in[1])), true);
-	bool was = tg_set_grad_enabled(ctx, true);
-	tg_tensor *y = f(tg_add(in[1], z)), *dz = NULL;
-	int rc = tg_grad_of(1, &y, &in[0], 1, &z, &dz, TG_CREATE_GRAPH);
-	tg_set_grad_enabled(ctx, was);
-	return rc ? NULL : dz;
+	return grad_through(f, NULL, 0, in);
 }
 /* the same for f along an axis: variant arg[0] is the axis + 1, 0 the last */
-static tg_tensor *axis_grad_of(tg_tensor *(*f)(tg_tensor *, int), tg_tensor *const *in,
-			       void *user)
-{
-	tg_ctx *ctx = tg_ctx_of(in[1]);
-	if (!ctx)
-		return NULL;
-	tg_tensor *z = tg_set_requires_grad(
-		tg_zeros(ctx, tg_dtype_of(in[1]), tg_ndim(in[1]), tg_shape(in[1])), true);
-	bool was = tg_set_grad_enabled(ctx, true);
-	tg_tensor *y = f(tg_add(in[1], z), (int)ARG(0) - 1), *dz = NULL;
-	int rc = tg_grad_of(1, &y, &in[0], 1, &z, &dz, TG_CREATE_GRAPH);
-	tg_set_grad_enabled(ctx, was);
-	return rc ? NULL : dz;
-}
-FN(softmax_grad, axis_grad_of(tg_softmax_axis, in, user))
+#define AXIS_GRAD_OF(f) grad_through(NULL, (f), (int)ARG(0) - 1, in)
+FN(softmax_grad, AXIS_GRAD_OF(tg_softmax_axis))
 
 /* step (sign(x) here) has no public function either: it is the mask in
  * abs's gradient with history, dout * step(x), its second input. */
@@ -276,7 +269,7 @@ static tg_tensor *abs_sign(tg_tensor *const *in, void *user)
 	tg_tensor *g = row_grad_of(tg_abs, pair);
 	return g ? tg_node_input(tg_producer(g), 1) : NULL;
 }
-FN(log_softmax_grad, axis_grad_of(tg_log_softmax_axis, in, user))
+FN(log_softmax_grad, AXIS_GRAD_OF(tg_log_softmax_axis))
 FN(softmax, ARG(0) ? tg_softmax_axis(in[0], (int)ARG(0) - 1) : tg_softmax(in[0]))
 FN(log_softmax, ARG(0) ? tg_log_softmax_axis(in[0], (int)ARG(0) - 1) : tg_log_softmax(in[0]))
 FN(logsumexp, tg_logsumexp(in[0], (int)ARG(0), ARG(1) != 0))
