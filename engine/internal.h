@@ -427,6 +427,21 @@ tg_ctx *tg_op_begin_any(const char *who, int nin, tg_tensor *const *in);
  * for messages ("labels", "idx"). */
 const int64_t *tg_indices(tg_ctx *ctx, const char *who, const char *name, const tg_tensor *idx,
 			  int64_t count, bool any_shape, int64_t k);
+/* A tensor seen along an axis as (outer, n, inner), in elements: n the
+ * axis's length, outer and inner the products of the axes before and
+ * after it. axis == ndim views a new last axis of 1. */
+typedef struct tg_view {
+	int64_t outer, n, inner;
+} tg_view;
+static inline tg_view tg_view_along(int ndim, const int64_t *shape, int axis)
+{
+	tg_view v = { 1, axis < ndim ? shape[axis] : 1, 1 };
+	for (int i = 0; i < axis; i++)
+		v.outer *= shape[i];
+	for (int i = axis + 1; i < ndim; i++)
+		v.inner *= shape[i];
+	return v;
+}
 /* The shape of x reduced along axis a (a 1 there when keepdim) into
  * shape; returns its rank. */
 static inline int tg_reduced_shape(const tg_tensor *x, int a, bool keepdim, int64_t *shape)

@@ -19,9 +19,7 @@
 
 /* ---- the reduction kernels: x seen as (outer, n, inner) ------------------------ */
 
-typedef struct view {
-	int64_t outer, n, inner;
-} view;
+typedef tg_view view;
 
 /* Y (outer, inner) = scale * sum over n, accumulated in double, for the
  * outer slices [o0, o1) and in each the columns [i0, i1) of inner. acc holds
@@ -769,15 +767,7 @@ enum { SUM, MAX };
 /* The (outer, n, inner) view of x for axis (-1: all elements). */
 static view view_of(const tg_tensor *x, int axis)
 {
-	view v = { 1, (int64_t)x->numel, 1 };
-	if (axis < 0)
-		return v;
-	v.n = x->shape[axis];
-	for (int i = 0; i < axis; i++)
-		v.outer *= x->shape[i];
-	for (int i = axis + 1; i < x->ndim; i++)
-		v.inner *= x->shape[i];
-	return v;
+	return axis < 0 ? (view){ 1, (int64_t)x->numel, 1 } : tg_view_along(x->ndim, x->shape, axis);
 }
 
 /* axis counted from the front, or -1 after recording why. */
@@ -831,9 +821,7 @@ static tg_tensor *unreduce(const tg_node *n, tg_tensor *dout)
 	if (axis < 0 || keepdim)
 		return dout;
 	int64_t shape[TG_MAX_DIMS];
-	for (int i = 0; i < x->ndim; i++)
-		shape[i] = i == axis ? 1 : x->shape[i];
-	return tg_reshape(dout, x->ndim, shape);
+	return tg_reshape(dout, tg_reduced_shape(x, axis, true, shape), shape);
 }
 
 /* the reduced axis, counted from the front: "axis 1", "axis 0, keepdim" */

@@ -43,19 +43,7 @@ static int axis_arg(tg_ctx *ctx, const char *who, const char *name, const tg_ten
 }
 
 /* The (outer, n, inner) view of shape along axis, in elements. */
-typedef struct view {
-	int64_t outer, n, inner;
-} view;
-
-static view view_of(int ndim, const int64_t *shape, int axis)
-{
-	view v = { 1, axis < ndim ? shape[axis] : 1, 1 };
-	for (int i = 0; i < axis; i++)
-		v.outer *= shape[i];
-	for (int i = axis + 1; i < ndim; i++)
-		v.inner *= shape[i];
-	return v;
-}
+typedef tg_view view;
 
 /* ---- permute: out axis j is x's axis perm[j]; dx = permute(dout, perm^-1) ---- */
 /* The copy is transpose.c's. The node keeps perm (TG_MAX_DIMS ints) as
@@ -288,7 +276,7 @@ static void slice_backward(tg_node *n, tg_tensor *dout)
 	if (dout->dtype == x->dtype && tg_same_shape(dout, n->out)) {
 		tg_tensor *sum = tg_node_grad_add_buffer(n, 0);
 		if (sum && !overlap(sum, dout)) {
-			slice_add(dout, sum, view_of(x->ndim, x->shape, axis), start, length);
+			slice_add(dout, sum, tg_view_along(x->ndim, x->shape, axis), start, length);
 			tg_node_grad_summed(n, 0);
 			return;
 		}
@@ -322,7 +310,7 @@ static tg_tensor *slice(tg_tensor *x, int axis, int64_t start, int64_t length)
 	shape[axis] = length;
 	/* a run of whole rows of the first axis above size 1 is x's data from
 	 * an offset on: shared, as a reshape's (tg_tensor_alias) */
-	view v = view_of(x->ndim, x->shape, axis);
+	view v = tg_view_along(x->ndim, x->shape, axis);
 	tg_tensor *out = tg_tensor_alias(x, who, v.outer == 1, (size_t)(start * v.inner), x->ndim,
 					 shape);
 	if (!out)
@@ -369,7 +357,7 @@ static tg_tensor *pad(tg_tensor *x, int axis, int64_t before, int64_t after)
 	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, x->ndim, shape);
 	if (!out)
 		return NULL;
-	pad_copy(x->data, out, view_of(x->ndim, x->shape, axis), before, shape[axis]);
+	pad_copy(x->data, out, tg_view_along(x->ndim, x->shape, axis), before, shape[axis]);
 	const double attr[3] = { axis, (double)before, (double)after };
 	return tg_op_end(&pad_axis_op, out, 1, &x, attr, 3, NULL);
 }
@@ -424,7 +412,7 @@ static tg_tensor *unstack(tg_tensor *dout, int axis, int64_t i, const tg_tensor 
 	tg_tensor *out = tg_tensor_new(dout->ctx, "tg_stack backward", dout->dtype, x->ndim,
 				       x->shape);
 	if (out)
-		slice_copy(dout->data, out, view_of(dout->ndim, dout->shape, axis), i, 1);
+		slice_copy(dout->data, out, tg_view_along(dout->ndim, dout->shape, axis), i, 1);
 	return out;
 }
 
@@ -456,7 +444,7 @@ static tg_tensor *concat_node(tg_ctx *ctx, int n, tg_tensor *const *xs, int axis
 	if (!out)
 		return NULL;
 	const size_t es = tg_dtype_size(out->dtype);
-	const view v = view_of(out->ndim, out->shape, axis);
+	const view v = tg_view_along(out->ndim, out->shape, axis);
 	pieces_job j = { .np = 0 };
 	for (int i = 0; i < n; i++) {
 		const size_t run = (size_t)(xs[i]->shape[axis] * v.inner) * es;
@@ -479,7 +467,7 @@ static tg_tensor *stack_node(tg_ctx *ctx, int n, tg_tensor *const *xs, int axis)
 	tg_tensor *out = tg_tensor_new(ctx, who, x0->dtype, x0->ndim + 1, shape);
 	if (!out)
 		return NULL;
-	const size_t run = (size_t)view_of(out->ndim, out->shape, axis).inner *
+	const size_t run = (size_t)tg_view_along(out->ndim, out->shape, axis).inner *
 			   tg_dtype_size(out->dtype);
 	pieces_job j = { .np = 0 };
 	for (int i = 0; i < n; i++)

@@ -269,8 +269,37 @@ LANE_GRAD_KERNEL(log_softmax_grad_lanes_f64, double,
 		 LANE_LOG_SOFTMAX_GRAD(double, tg_vmath_exp_f64))
 LANE_GRAD_KERNEL(log_softmax_grad_lanes_f32, float, LANE_LOG_SOFTMAX_GRAD(float, tg_vmath_exp_f32))
 
-/* A lane kernel's job over (outer, k, inner): unit u is chunk u % chunks of
- * slice u / chunks; G is NULL for the forward kernels. */
+/* x along an axis as (outer, k, inner) in units of LANES lanes: unit u is
+ * chunk u % chunks of slice u / chunks. */
+typedef struct lanes_at {
+	size_t k, inner, chunks;
+} lanes_at;
+
+/* Unit u's offset in x, in w its lanes, in at its first lane's offset in
+ * the (outer, inner) the axis reduces x to. */
+static size_t unit_chunk(const lanes_at *l, size_t u, size_t *w, size_t *at)
+{
+	size_t c0 = u % l->chunks * LANES, o = u / l->chunks;
+	*w = l->inner - c0 < LANES ? l->inner - c0 : LANES;
+	*at = o * l->inner + c0;
+	return o * l->k * l->inner + c0;
+}
+
+/* Sets l for x along axis a and runs fn over its units (job) across the
+ * threads, or over its rows (units of k) when inner is 1. */
+static void run_units(tg_ctx *ctx, const tg_tensor *x, int a, lanes_at *l, tg_range_fn fn,
+		      void *job)
+{
+	tg_view v = tg_view_along(x->ndim, x->shape, a);
+	l->k = (size_t)v.n, l->inner = (size_t)v.inner, l->chunks = (l->inner + LANES - 1) / LANES;
+	if (x->numel == 0)
+		return;
+	size_t units = (size_t)v.outer * (l->inner == 1 ? 1 : l->chunks);
+	size_t each = l->k * (l->inner < LANES ? l->inner : LANES);
+	tg_parallel_for(ctx, units, (TG_PAR_MIN_MATH + each - 1) / each, 1, fn, job);
+}
+
+/* A lane kernel's job; G is NULL for the forward kernels. */
 typedef struct lanes_job {
 	void (*f64)(const double *, double *, size_t, size_t, size_t);
 	void (*f32)(const float *, float *, size_t, size_t, size_t);
@@ -278,43 +307,34 @@ typedef struct lanes_job {
 	void (*g32)(const float *, const float *, float *, size_t, size_t, size_t);
 	const void *G, *X;
 	void *Y;
-	size_t k, inner, chunks;
 	bool is_f64;
+	lanes_at at;
 } lanes_job;
 
 static void lanes_part(void *arg, size_t lo, size_t hi)
 {
 	const lanes_job *j = arg;
+	const size_t k = j->at.k, inner = j->at.inner;
 	for (size_t u = lo; u < hi; u++) {
-		size_t c0 = u % j->chunks * LANES, w = j->inner - c0 < LANES ? j->inner - c0 : LANES;
-		size_t off = u / j->chunks * j->k * j->inner + c0;
+		size_t w, at, off = unit_chunk(&j->at, u, &w, &at);
 		if (j->is_f64 && j->G)
 			j->g64((const double *)j->G + off, (const double *)j->X + off,
-			       (double *)j->Y + off, j->k, j->inner, w);
+			       (double *)j->Y + off, k, inner, w);
 		else if (j->G)
 			j->g32((const float *)j->G + off, (const float *)j->X + off,
-			       (float *)j->Y + off, j->k, j->inner, w);
+			       (float *)j->Y + off, k, inner, w);
 		else if (j->is_f64)
-			j->f64((const double *)j->X + off, (double *)j->Y + off, j->k, j->inner, w);
+			j->f64((const double *)j->X + off, (double *)j->Y + off, k, inner, w);
 		else
-			j->f32((const float *)j->X + off, (float *)j->Y + off, j->k, j->inner, w);
+			j->f32((const float *)j->X + off, (float *)j->Y + off, k, inner, w);
 	}
 }
 
-/* j over x's shape along axis a (not the last), split across the threads */
-static void run_lanes(tg_ctx *ctx, const tg_tensor *x, int a, lanes_job *j)
+/* Whether x has more than one element after axis a: the lane kernels' case;
+ * else its slices are rows of x's axis a, the row kernels'. */
+static bool has_lanes(const tg_tensor *x, int a)
 {
-	size_t outer = 1, inner = 1;
-	for (int i = 0; i < x->ndim; i++)
-		if (i < a)
-			outer *= (size_t)x->shape[i];
-		else if (i > a)
-			inner *= (size_t)x->shape[i];
-	j->k = (size_t)x->shape[a], j->inner = inner, j->chunks = (inner + LANES - 1) / LANES;
-	j->is_f64 = x->dtype == TG_F64;
-	size_t each = j->k * (inner < LANES ? inner : LANES);
-	tg_parallel_for(ctx, outer * j->chunks, each ? (TG_PAR_MIN_MATH + each - 1) / each : 1, 1,
-			lanes_part, j);
+	return tg_view_along(x->ndim, x->shape, a).inner > 1;
 }
 
 /* The axis a node works along: its attribute, or the last (-1) */
@@ -329,8 +349,9 @@ static int axis_describe(const tg_node *n, char *buf, size_t size)
 }
 
 /* Checks x (rank >= 1) and axis, makes the output and runs the kernel of
- * x's dtype over its rows (the last axis) or lanes (another); records the
- * node, with the axis as its attribute when it is not the last. */
+ * x's dtype over its rows (along the last axis, or one with only axes of 1
+ * after it) or its lanes; records the node, with the axis as its attribute
+ * when it is not the last. */
 static tg_tensor *along_axis(const tg_op *op, const char *who, tg_tensor *x, int axis,
 			     void (*k64)(const double *, double *, size_t, size_t),
 			     void (*k32)(const float *, float *, size_t, size_t),
@@ -353,18 +374,18 @@ static tg_tensor *along_axis(const tg_op *op, const char *who, tg_tensor *x, int
 	tg_tensor *out = tg_tensor_like(x, who);
 	if (!out)
 		return NULL;
-	if (a < x->ndim - 1 && x->numel > 0) {
-		lanes_job j = { .f64 = l64, .f32 = l32, .X = x->data, .Y = out->data };
-		run_lanes(ctx, x, a, &j);
-		return tg_op_end(op, out, 1, &x, (const double[]){ a }, 1, NULL);
-	}
-	size_t k = (size_t)x->shape[x->ndim - 1];
-	if (k > 0) {
+	if (has_lanes(x, a)) {
+		lanes_job j = { .f64 = l64, .f32 = l32, .X = x->data, .Y = out->data,
+				.is_f64 = x->dtype == TG_F64 };
+		run_units(ctx, x, a, &j.at, lanes_part, &j);
+	} else {
+		size_t k = (size_t)x->shape[a];
 		rows_job j = { x->dtype == TG_F64 ? k64 : NULL, k32, x->data, out->data, k };
-		tg_parallel_for(ctx, x->numel / k, rows_min(k), 1, rows_part, &j);
+		if (k > 0)
+			tg_parallel_for(ctx, x->numel / k, rows_min(k), 1, rows_part, &j);
 	}
-	return tg_op_end(op, out, 1, &x, a < x->ndim - 1 ? (const double[]){ a } : NULL,
-			 a < x->ndim - 1, NULL);
+	bool last = a == x->ndim - 1;
+	return tg_op_end(op, out, 1, &x, last ? NULL : (const double[]){ a }, !last, NULL);
 }
 
 /* ---- softmax: y = e^(x - max) / sum e^(x - max); dx = y (dout - sum(dout y)) -------- */
@@ -470,7 +491,7 @@ static void grad_rows_part(void *arg, size_t lo, size_t hi)
 /* A row gradient op of dout and y (the node's output it differentiates), one
  * shape and dtype: the rule's own tensors; along axis (-1 the last, else
  * counted from the front, as node_axis gives it), through the lane kernels
- * l64 and l32 when it is not the last. */
+ * l64 and l32 where it has lanes. */
 static tg_tensor *grad_rows(const tg_op *op, const char *who, tg_tensor *dout, tg_tensor *y,
 			    int axis,
 			    void (*k64)(const double *, const double *, double *, size_t, size_t),
@@ -493,20 +514,20 @@ static tg_tensor *grad_rows(const tg_op *op, const char *who, tg_tensor *dout, t
 	tg_tensor *out = tg_tensor_like(y, who);
 	if (!out)
 		return NULL;
-	if (axis >= 0 && axis < y->ndim - 1) {
-		if (y->numel > 0) {
-			lanes_job j = { .g64 = l64, .g32 = l32, .G = dout->data, .X = y->data,
-					.Y = out->data };
-			run_lanes(ctx, y, axis, &j);
-		}
-		return tg_op_end(op, out, 2, in, (const double[]){ axis }, 1, NULL);
+	int a = axis < 0 ? y->ndim - 1 : axis;
+	if (has_lanes(y, a)) {
+		lanes_job j = { .g64 = l64, .g32 = l32, .G = dout->data, .X = y->data,
+				.Y = out->data, .is_f64 = y->dtype == TG_F64 };
+		run_units(ctx, y, a, &j.at, lanes_part, &j);
+	} else {
+		size_t k = (size_t)y->shape[a];
+		grad_rows_job j = { y->dtype == TG_F64 ? k64 : NULL, k32, dout->data, y->data,
+				    out->data, k };
+		if (k > 0)
+			tg_parallel_for(ctx, y->numel / k, rows_min(k) * 2, 1, grad_rows_part, &j);
 	}
-	size_t k = (size_t)y->shape[y->ndim - 1];
-	grad_rows_job j = { y->dtype == TG_F64 ? k64 : NULL, k32, dout->data, y->data, out->data,
-			    k };
-	if (k > 0)
-		tg_parallel_for(ctx, y->numel / k, rows_min(k) * 2, 1, grad_rows_part, &j);
-	return tg_op_end(op, out, 2, in, NULL, 0, NULL);
+	bool last = a == y->ndim - 1;
+	return tg_op_end(op, out, 2, in, last ? NULL : (const double[]){ a }, !last, NULL);
 }
 
 static const tg_op softmax_grad_op, log_softmax_grad_op;
@@ -707,97 +728,77 @@ typedef struct lse_job {
 	void *Y;
 	const void *D; /* the backward's dout, O its dx */
 	void *O;
-	size_t k, inner, chunks; /* inner 1: rows of the last axis */
+	lanes_at at; /* inner 1: rows of k */
 } lse_job;
 
-/* The backward's units, as lse_part's */
+/* The backward's units (run_units) */
 static void lse_grad_part(void *arg, size_t lo, size_t hi)
 {
 	const lse_job *j = arg;
-	if (j->inner == 1) {
+	const size_t k = j->at.k, inner = j->at.inner;
+	if (inner == 1) {
 		if (j->f64)
-			lse_grad_rows_f64(j->X, j->Y, j->D, j->O, lo, hi, j->k);
+			lse_grad_rows_f64(j->X, j->Y, j->D, j->O, lo, hi, k);
 		else
-			lse_grad_rows_f32(j->X, j->Y, j->D, j->O, lo, hi, j->k);
+			lse_grad_rows_f32(j->X, j->Y, j->D, j->O, lo, hi, k);
 		return;
 	}
 	for (size_t u = lo; u < hi; u++) {
-		size_t c0 = u % j->chunks * LANES, w = j->inner - c0 < LANES ? j->inner - c0 : LANES;
-		size_t o = u / j->chunks, off = o * j->k * j->inner + c0, at = o * j->inner + c0;
+		size_t w, at, off = unit_chunk(&j->at, u, &w, &at);
 		if (j->f64)
 			lse_grad_lanes_f64((const double *)j->X + off, (const double *)j->Y + at,
-					   (const double *)j->D + at, (double *)j->O + off, j->k,
-					   j->inner, w);
+					   (const double *)j->D + at, (double *)j->O + off, k, inner,
+					   w);
 		else
 			lse_grad_lanes_f32((const float *)j->X + off, (const float *)j->Y + at,
-					   (const float *)j->D + at, (float *)j->O + off, j->k,
-					   j->inner, w);
+					   (const float *)j->D + at, (float *)j->O + off, k, inner, w);
 	}
 }
 
-/* rows [lo, hi) of the last axis, or units of lanes as lanes_part's */
+/* The forward's */
 static void lse_part(void *arg, size_t lo, size_t hi)
 {
 	const lse_job *j = arg;
-	if (j->inner == 1) {
+	const size_t k = j->at.k, inner = j->at.inner;
+	if (inner == 1) {
 		if (j->f64)
-			lse_rows_f64(j->X, j->Y, lo, hi, j->k);
+			lse_rows_f64(j->X, j->Y, lo, hi, k);
 		else
-			lse_rows_f32(j->X, j->Y, lo, hi, j->k);
+			lse_rows_f32(j->X, j->Y, lo, hi, k);
 		return;
 	}
 	for (size_t u = lo; u < hi; u++) {
-		size_t c0 = u % j->chunks * LANES, w = j->inner - c0 < LANES ? j->inner - c0 : LANES;
-		size_t o = u / j->chunks, off = o * j->k * j->inner + c0, at = o * j->inner + c0;
+		size_t w, at, off = unit_chunk(&j->at, u, &w, &at);
 		if (j->f64)
-			lse_lanes_f64((const double *)j->X + off, (double *)j->Y + at, j->k, j->inner,
-				      w);
+			lse_lanes_f64((const double *)j->X + off, (double *)j->Y + at, k, inner, w);
 		else
-			lse_lanes_f32((const float *)j->X + off, (float *)j->Y + at, j->k, j->inner,
-				      w);
+			lse_lanes_f32((const float *)j->X + off, (float *)j->Y + at, k, inner, w);
 	}
 }
 
-/* units of lse_part over x along axis a, split across the threads */
-static void lse_run(tg_ctx *ctx, const tg_tensor *x, int a, lse_job *j, tg_range_fn fn)
+/* dout e^(x - y) in one pass (the rule's ops, to their bits) */
+static tg_tensor *lse_grad(tg_tensor *x, const tg_tensor *y, const tg_tensor *dout, int a)
 {
-	size_t outer = 1, inner = 1;
-	for (int i = 0; i < x->ndim; i++)
-		if (i < a)
-			outer *= (size_t)x->shape[i];
-		else if (i > a)
-			inner *= (size_t)x->shape[i];
-	j->f64 = x->dtype == TG_F64, j->k = (size_t)x->shape[a], j->inner = inner;
-	j->chunks = (inner + LANES - 1) / LANES;
-	if (x->numel == 0)
-		return;
-	size_t units = inner == 1 ? outer : outer * j->chunks;
-	size_t each = j->k * (inner < LANES ? inner : LANES);
-	tg_parallel_for(ctx, units, (TG_PAR_MIN_MATH + each - 1) / each, 1, fn, j);
+	tg_tensor *dx = tg_tensor_like(x, "logsumexp");
+	if (dx) {
+		lse_job j = { .f64 = x->dtype == TG_F64, .X = x->data, .Y = y->data,
+			      .D = dout->data, .O = dx->data };
+		run_units(x->ctx, x, a, &j.at, lse_grad_part, &j);
+	}
+	return dx;
 }
 
 static void logsumexp_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_tensor *x = tg_node_input(n, 0), *y = tg_node_output(n);
-	int64_t shape[TG_MAX_DIMS]; /* y's and dout's, the axis kept as a 1 */
 	int a = (int)tg_node_attr(n, 0);
 	if (!x->ctx->grad_enabled) { /* a plain backward: one pass */
-		tg_tensor *dx = NULL;
-		if (x->numel >= TG_GRAD_INTO_MIN)
-			tg_grad_dest_arm(n, 0);
-		if ((dx = tg_tensor_like(x, "logsumexp"))) {
-			lse_job j = { .X = x->data, .Y = y->data, .D = dout->data, .O = dx->data };
-			lse_run(x->ctx, x, a, &j, lse_grad_part);
-		}
-		if (x->numel >= TG_GRAD_INTO_MIN)
-			tg_node_grad_into(n, 0, dx);
-		else
-			tg_node_grad(n, 0, dx);
+		TG_NODE_GRAD_INTO(n, 0, lse_grad(x, y, dout, a));
 		return;
 	}
-	for (int i = 0; i < x->ndim; i++)
-		shape[i] = i == a ? 1 : x->shape[i];
-	if (tg_node_attr(n, 1) == 0) {
+	if (tg_node_attr(n, 1) == 0) { /* y and dout with the axis kept as a 1 */
+		int64_t shape[TG_MAX_DIMS];
+		tg_reduced_shape(x, a, true, shape);
 		y = tg_reshape(y, x->ndim, shape);
 		dout = tg_reshape(dout, x->ndim, shape);
 	}
@@ -837,8 +838,8 @@ tg_tensor *tg_logsumexp(tg_tensor *x, int axis, bool keepdim)
 	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, ndim, shape);
 	if (!out)
 		return NULL;
-	lse_job j = { .X = x->data, .Y = out->data };
-	lse_run(ctx, x, a, &j, lse_part);
+	lse_job j = { .f64 = x->dtype == TG_F64, .X = x->data, .Y = out->data };
+	run_units(ctx, x, a, &j.at, lse_part, &j);
 	const double attr[2] = { a, keepdim };
 	return tg_op_end(&logsumexp_op, out, 1, &x, attr, 2, NULL);
 }

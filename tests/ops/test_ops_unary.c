@@ -751,7 +751,8 @@ static tg_tensor *through_last_axis(tg_tensor *(*f)(tg_tensor *), tg_tensor *x, 
  * gradients of sum(y w) and of the second order sum(dx^2), against the
  * same taken along the last axis through permutes: within a few roundings
  * (f64: 1e-13; f32: 1e-5, sums in double on both paths but in another
- * order), and with the same bits at 1, 2 and 3 threads. */
+ * order), and with the same bits at 1, 2 and 3 threads; an axis with only
+ * axes of 1 after it takes the row kernels. */
 static void softmax_along_any_axis_matches_the_last_axis_through_permutes(void **state)
 {
 	(void)state;
@@ -760,7 +761,7 @@ static void softmax_along_any_axis_matches_the_last_axis_through_permutes(void *
 		int64_t shape[4];
 	} cases[] = { { 2, 0, { 7, 3 } },	    { 3, 1, { 3, 5, 4 } },     { 3, 1, { 2, 9, 300 } },
 		      { 4, 1, { 2, 6, 17, 19 } }, { 3, 0, { 33, 2, 257 } }, { 4, 2, { 2, 3, 5, 2 } },
-		      { 3, -2, { 4, 1, 6 } } };
+		      { 3, -2, { 4, 1, 6 } },	  { 3, 1, { 3, 5, 1 } },     { 4, 1, { 2, 4, 1, 1 } } };
 	tg_tensor *(*const fs[2])(tg_tensor *) = { tg_softmax, tg_log_softmax };
 	tg_tensor *(*const fa[2])(tg_tensor *, int) = { tg_softmax_axis, tg_log_softmax_axis };
 	for (size_t c = 0; c < LEN(cases); c++)
@@ -829,7 +830,8 @@ static void logsumexp_matches_a_long_double_reference(void **state)
 	static const struct {
 		int ndim;
 		int64_t shape[3];
-	} cases[] = { { 2, { 3, 700 } }, { 3, { 2, 5, 300 } }, { 1, { 9 } }, { 3, { 40, 3, 2 } } };
+	} cases[] = { { 2, { 3, 700 } }, { 3, { 2, 5, 300 } }, { 1, { 9 } }, { 3, { 40, 3, 2 } },
+		      { 3, { 4, 6, 1 } } };
 	for (size_t c = 0; c < LEN(cases); c++)
 		for (int d = 0; d < 2; d++)
 			for (int axis = -cases[c].ndim; axis < cases[c].ndim; axis++) {
