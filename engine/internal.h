@@ -427,6 +427,22 @@ tg_ctx *tg_op_begin_any(const char *who, int nin, tg_tensor *const *in);
  * for messages ("labels", "idx"). */
 const int64_t *tg_indices(tg_ctx *ctx, const char *who, const char *name, const tg_tensor *idx,
 			  int64_t count, bool any_shape, int64_t k);
+/* The losses over classes (tg_cross_entropy, tg_nll) take PyTorch's shapes:
+ * x (C), (N,C) or (N,C,d1,...,dk) with the classes along axis 1 (axis 0 of
+ * one sample (C)), and labels of the other axes' shape: (), (N) or
+ * (N,d1,...,dk). tg_class_labels checks labels against x (xname names x in
+ * messages) and returns them as tg_indices does, in the order of
+ * tg_class_rows' rows; NULL after recording why. */
+const int64_t *tg_class_labels(tg_ctx *ctx, const char *who, const char *xname,
+			       const tg_tensor *x, const tg_tensor *labels);
+/* x with its classes as rows (M,C), M the product of the other axes: x
+ * itself when (N,C), else a recorded reshape (of a permute that moves the
+ * class axis last, unless only axes of 1 follow it), so gradients of every
+ * order flow back to x. */
+tg_tensor *tg_class_rows(tg_tensor *x);
+/* rows (M,C) of tg_class_rows(like) back in like's shape, recorded; NULL
+ * for a NULL rows */
+tg_tensor *tg_class_unrows(tg_tensor *rows, const tg_tensor *like);
 /* A tensor seen along an axis as (outer, n, inner), in elements: n the
  * axis's length, outer and inner the products of the axes before and
  * after it. axis == ndim views a new last axis of 1. */

@@ -747,15 +747,23 @@ TG_API tg_tensor *tg_log_softmax_axis(tg_tensor *x, int axis);
  * -inf gives -inf; an empty axis is TG_ESHAPE. dx = dout e^(x - y), ops. */
 TG_API tg_tensor *tg_logsumexp(tg_tensor *x, int axis, bool keepdim);
 /* Mean over the batch of -ln softmax(logits)[i, labels[i]]; logits (N,K),
- * labels (N) an index tensor. d logits = (softmax(logits) - onehot(labels)) / N. */
+ * labels (N) an index tensor. d logits = (softmax(logits) - onehot(labels)) / N.
+ * As PyTorch's cross_entropy, logits may also be one sample (C) with a
+ * label of shape (), or (N,C,d1,...,dk) with labels (N,d1,...,dk), the
+ * classes along axis 1 (a segmentation's (N,C,H,W) with (N,H,W)): the mean
+ * is then over every position, each a row of C values d1...dk apart, taken
+ * where they lie (no permute). */
 TG_API tg_tensor *tg_cross_entropy(tg_tensor *logits, const tg_tensor *labels);
-/* The same with labels as a plain array of n entries; n must be N. */
+/* The same with labels as a plain array of n entries, in the order of the
+ * labels tensor's elements; n must be N (N d1...dk, or 1 for (C)). */
 TG_API tg_tensor *tg_cross_entropy_i32(tg_tensor *logits, const int32_t *labels, int64_t n);
 /* Mean over the batch of -logp[i, labels[i]], logp (N,K) log-probabilities
- * (tg_log_softmax): made of pick, mean and neg. */
+ * (tg_log_softmax): made of pick, mean and neg. logp and labels take the
+ * shapes tg_cross_entropy takes ((N,C,d1,...) log-probabilities along axis
+ * 1: tg_log_softmax_axis(x, 1)). */
 TG_API tg_tensor *tg_nll(tg_tensor *logp, const tg_tensor *labels);
 /* dout (softmax(logits) - onehot(labels)) / N, dout with one element:
- * cross_entropy's local gradient as one fused op. */
+ * cross_entropy's local gradient as one fused op; logits (N,K) only. */
 TG_API tg_tensor *tg_cross_entropy_backward(tg_tensor *dout, tg_tensor *logits,
 					    const tg_tensor *labels);
 

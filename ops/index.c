@@ -82,6 +82,66 @@ const int64_t *tg_indices(tg_ctx *ctx, const char *who, const char *name, const 
 	return copy;
 }
 
+/* ---- labels of classes along axis 1: (C) with (), (N,C) with (N), (N,C,d...) with (N,d...) */
+
+static int class_axis(const tg_tensor *x) { return x->ndim == 1 ? 0 : 1; }
+
+const int64_t *tg_class_labels(tg_ctx *ctx, const char *who, const char *xname,
+			       const tg_tensor *x, const tg_tensor *labels)
+{
+	char buf[TG_SHAPE_STR], lbuf[TG_SHAPE_STR], want[TG_SHAPE_STR];
+	if (x->ndim == 0) {
+		tg_fail(ctx, TG_ESHAPE, "%s: %s %s must be (C), (N,C) or (N,C,d1,...)", who, xname,
+			tg_shape_fmt(x->ndim, x->shape, buf));
+		return NULL;
+	}
+	int a = class_axis(x);
+	if (x->ndim == 2) /* (N) labels: the messages of every index argument */
+		return tg_indices(ctx, who, "labels", labels, x->shape[0], false, x->shape[1]);
+	if (!index_arg_ok(ctx, who, "labels", labels, -1, true))
+		return NULL;
+	int64_t rest[TG_MAX_DIMS];
+	int m = tg_reduced_shape(x, a, false, rest);
+	if (labels->ndim != m || memcmp(labels->shape, rest, (size_t)m * sizeof *rest)) {
+		tg_fail(ctx, TG_ESHAPE, "%s: %s %s take labels of shape %s; labels are %s", who, xname,
+			tg_shape_fmt(x->ndim, x->shape, buf), tg_shape_fmt(m, rest, want),
+			tg_shape_fmt(labels->ndim, labels->shape, lbuf));
+		return NULL;
+	}
+	return tg_indices(ctx, who, "labels", labels, -1, true, x->shape[a]);
+}
+
+tg_tensor *tg_class_rows(tg_tensor *x)
+{
+	if (x->ndim == 2)
+		return x;
+	int a = class_axis(x);
+	int64_t k = x->shape[a], rows[2] = { (int64_t)(x->numel / (size_t)k), k };
+	if (tg_view_along(x->ndim, x->shape, a).inner == 1)
+		return tg_reshape(x, 2, rows); /* (C), or (N,C,1,...) */
+	int perm[TG_MAX_DIMS];
+	for (int i = 0, j = 0; i < x->ndim; i++)
+		if (i != a)
+			perm[j++] = i;
+	perm[x->ndim - 1] = a;
+	return tg_reshape(tg_permute(x, perm), 2, rows);
+}
+
+tg_tensor *tg_class_unrows(tg_tensor *rows, const tg_tensor *like)
+{
+	if (!rows || like->ndim == 2)
+		return rows;
+	int a = class_axis(like);
+	if (tg_view_along(like->ndim, like->shape, a).inner == 1)
+		return tg_reshape(rows, like->ndim, like->shape);
+	int64_t shape[TG_MAX_DIMS];
+	int perm[TG_MAX_DIMS], m = tg_reduced_shape(like, a, false, shape);
+	shape[m] = like->shape[a];
+	for (int i = 0; i < like->ndim; i++) /* the class axis back from last to a */
+		perm[i] = i < a ? i : i == a ? like->ndim - 1 : i - 1;
+	return tg_permute(tg_reshape(rows, like->ndim, shape), perm);
+}
+
 /* An index tensor's context, for functions that take no value tensor; NULL
  * (TG_ESTALE recorded where its header was given back) when it has none. */
 static tg_ctx *index_ctx(const char *who, const tg_tensor *idx)
@@ -616,22 +676,10 @@ static const tg_op pick_op = { .name = "pick", .backward = pick_backward,
 			       .describe = pick_describe };
 TG_OP_REGISTER(pick_op);
 
-static tg_tensor *pick(const char *who, tg_tensor *x, const tg_tensor *idx)
+/* out[i] = x[i, idx[i]] for x (N,K) and N checked indices */
+static tg_tensor *pick_saved(tg_ctx *ctx, const char *who, tg_tensor *x, const int64_t *saved)
 {
-	tg_ctx *ctx = tg_op_begin(who, 1, &x);
-	if (!ctx)
-		return NULL;
-	if (x->ndim != 2) {
-		char buf[TG_SHAPE_STR];
-		return tg_fail(ctx, TG_ESHAPE, "%s: %s is %s; expected a 2-D (N,K)", who,
-			       strcmp(who, "tg_nll") ? "x" : "logp",
-			       tg_shape_fmt(x->ndim, x->shape, buf));
-	}
 	int64_t N = x->shape[0], K = x->shape[1];
-	const char *name = strcmp(who, "tg_nll") ? "idx" : "labels";
-	const int64_t *saved = tg_indices(ctx, who, name, idx, N, false, K);
-	if (!saved)
-		return NULL;
 	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, 1, &N);
 	if (!out)
 		return NULL;
@@ -651,12 +699,28 @@ static tg_tensor *pick(const char *who, tg_tensor *x, const tg_tensor *idx)
 
 tg_tensor *tg_pick(tg_tensor *x, const tg_tensor *idx)
 {
-	return pick("tg_pick", x, idx);
+	static const char who[] = "tg_pick";
+	tg_ctx *ctx = tg_op_begin(who, 1, &x);
+	if (!ctx)
+		return NULL;
+	if (x->ndim != 2) {
+		char buf[TG_SHAPE_STR];
+		return tg_fail(ctx, TG_ESHAPE, "%s: x is %s; expected a 2-D (N,K)", who,
+			       tg_shape_fmt(x->ndim, x->shape, buf));
+	}
+	const int64_t *saved = tg_indices(ctx, who, "idx", idx, x->shape[0], false, x->shape[1]);
+	return saved ? pick_saved(ctx, who, x, saved) : NULL;
 }
 
-/* ---- nll: -mean_i logp[i, labels[i]]; made of pick, mean and neg ------------------ */
+/* ---- nll: -mean logp[.., labels[..], ..] over the classes' axis; pick, mean, neg ---- */
 
 tg_tensor *tg_nll(tg_tensor *logp, const tg_tensor *labels)
 {
-	return tg_neg(tg_mean(pick("tg_nll", logp, labels)));
+	static const char who[] = "tg_nll";
+	tg_ctx *ctx = tg_op_begin(who, 1, &logp);
+	if (!ctx)
+		return NULL;
+	const int64_t *saved = tg_class_labels(ctx, who, "logp", logp, labels);
+	tg_tensor *rows = saved ? tg_class_rows(logp) : NULL;
+	return rows ? tg_neg(tg_mean(pick_saved(ctx, who, rows, saved))) : NULL;
 }

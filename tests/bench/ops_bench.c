@@ -27,7 +27,7 @@
 #define SH(...) (const int64_t[]){ __VA_ARGS__ }
 #define NDIM(...) ((int)(sizeof((int64_t[]){ __VA_ARGS__ }) / sizeof(int64_t)))
 
-enum { MAXP = 4, MAXIDX = 8192 };
+enum { MAXP = 4, MAXIDX = 32768 };
 
 typedef struct bench {
 	tg_ctx *ctx;
@@ -410,6 +410,12 @@ static void e20_64(bench *b)
 }
 static tg_tensor *tanhmul(bench *b) { return tg_sum(tg_mul(tg_tanh(X0(b)), X1(b))); }
 static void mm64_setup(bench *b) { b->p[0] = param64(b, 2, SH(256, 512)), b->p[1] = param64(b, 2, SH(512, 256)); }
+static void seg_setup(bench *b) { b->p[0] = P(b, 8, 21, 64, 64), indices(b, 8 * 64 * 64, 21); }
+/* a segmentation's loss: logits (N,C,H,W), labels (N,H,W) */
+static tg_tensor *seg(bench *b)
+{
+	return tg_cross_entropy(X0(b), tg_from_i32(b->ctx, 3, SH(8, 64, 64), b->idx));
+}
 static void pool64_setup(bench *b) { b->p[0] = param64(b, 4, SH(32, 8, 28, 28)); }
 static tg_tensor *relupool(bench *b) { return tg_sum(tg_max_pool2d(tg_relu(X0(b)), 2, 2, 0)); }
 
@@ -527,6 +533,7 @@ static const workload WORKLOADS[] = {
 	{ "s-smmid", "sum(softmax(x, axis 1)^2), x (64,128,128)", m3_setup, smmid, 10 },
 	{ "s-gauss", "mean(((t - mu) e^-s)^2 / 2 + s), t mu s (2^20)", e20x3, gauss, 20 },
 	{ "s-catsplit", "concat, stack, split of x y (1024,1024), tanh of the parts", m1k, catsplit, 10 },
+	{ "s-seg", "cross_entropy of x (8,21,64,64), labels (8,64,64)", seg_setup, seg, 10 },
 	{ "s-relupool64", "sum(max_pool2d(relu(x), 2)), x (32,8,28,28) f64", pool64_setup, relupool, 20 },
 };
 enum { NW = sizeof WORKLOADS / sizeof WORKLOADS[0] };

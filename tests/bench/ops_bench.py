@@ -68,6 +68,10 @@ def sweep_torch(name, P, R, idx):
         if name == "s-ce-narrow":
             return lambda: F.cross_entropy(x()[:8192], lab)
         return lambda: F.log_softmax(x(), -1).gather(1, lab[:, None]).sum()
+    if name == "s-seg":
+        P["x"] = R(8, 21, 64, 64)
+        lab = idx(8 * 64 * 64, 21).reshape(8, 64, 64)
+        return lambda: F.cross_entropy(x(), lab)
     if name == "s-where":
         e20()
         m = torch.rand(1 << 20) != 0

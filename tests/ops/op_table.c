@@ -273,7 +273,24 @@ FN(log_softmax_grad, AXIS_GRAD_OF(tg_log_softmax_axis))
 FN(softmax, ARG(0) ? tg_softmax_axis(in[0], (int)ARG(0) - 1) : tg_softmax(in[0]))
 FN(log_softmax, ARG(0) ? tg_log_softmax_axis(in[0], (int)ARG(0) - 1) : tg_log_softmax(in[0]))
 FN(logsumexp, tg_logsumexp(in[0], (int)ARG(0), ARG(1) != 0))
-FN(cross_entropy, tg_cross_entropy(in[0], first(in[0], labels, tg_dim(in[0], 0))))
+/* Labels for logits (C), (N,C) or (N,C,d1,...): the shape without the class
+ * axis, entry i the class (5 i + 2) mod C, so every class comes up. */
+static tg_tensor *class_labels(tg_tensor *x)
+{
+	int a = tg_ndim(x) == 1 ? 0 : 1, m = 0;
+	int64_t shape[TG_MAX_DIMS], k = tg_dim(x, a);
+	for (int i = 0; i < tg_ndim(x); i++)
+		if (i != a)
+			shape[m++] = tg_dim(x, i);
+	int32_t v[64];
+	for (size_t i = 0; i < tg_numel(x) / (size_t)k && i < 64; i++)
+		v[i] = (int32_t)((5 * i + 2) % (size_t)k);
+	return tg_from_i32(tg_ctx_of(x), m, shape, v);
+}
+
+/* arg[0]: 0 the (N) labels 1,3,0,2; 1 class_labels (any logits' shape) */
+FN(cross_entropy, tg_cross_entropy(in[0], ARG(0) ? class_labels(in[0])
+					   : first(in[0], labels, tg_dim(in[0], 0))))
 FN(cross_entropy_backward,
    tg_cross_entropy_backward(in[0], in[1], first(in[1], labels, tg_dim(in[1], 0))))
 
@@ -699,7 +716,10 @@ const op_row op_table[] = {
 	  .twice = true,
 	  .v = { { .name = "(4,4) labels 1,3,0,2", .in = { SH(4, 4) } },
 		 { .name = "(1,5) label 1", .in = { SH(1, 5) } },
-		 { .name = "(3,4) labels 1,3,0", .in = { SH(3, 4) } } } },
+		 { .name = "(3,4) labels 1,3,0", .in = { SH(3, 4) } },
+		 { .name = "(4,) one sample", .in = { SH(4) }, .arg = { 1 } },
+		 { .name = "(2,3,2,2) labels (2,2,2)", .in = { SH(2, 3, 2, 2) }, .arg = { 1 } },
+		 { .name = "(2,4,3) labels (2,3)", .in = { SH(2, 4, 3) }, .arg = { 1 } } } },
 	{ .op = "cross_entropy_backward", .fn = f_cross_entropy_backward, .nin = 2,
 	  .gen = { GEN_ANY, GEN_ANY }, .twice = true,
 	  .v = { { .name = "() and (4,4) labels 1,3,0,2", .in = { SCALAR, SH(4, 4) } },

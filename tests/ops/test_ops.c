@@ -2224,6 +2224,148 @@ static void nll_of_log_softmax_is_cross_entropy(void **state)
  * the fused gradients bit for bit against their composed forms:
  * cross-entropy's softmax - onehot, softmax's y (dout - sum(dout y)),
  * log_softmax's dout - e^y sum(dout). */
+/* Logits (N,C,d1,...) with labels (N,d1,...), as a segmentation's: the mean
+ * over every position of ln sum_c e^x[n,c,q] - x[n,label,q], each worked out
+ * here in long double; d x = (softmax along c - onehot) / positions. Shapes
+ * with a chunk of lanes and a part (inner 300), lanes under a chunk, and
+ * only axes of 1 after the classes; tg_cross_entropy, its i32 form and
+ * tg_nll of tg_log_softmax_axis; a plain backward (one fused pass) and a
+ * recorded one, at 1 and 3 threads with the same bits. */
+static void cross_entropy_over_classes_along_axis_1_averages_every_position(void **state)
+{
+	tg_ctx *ctx = *state;
+	static const int64_t shapes[][4] = { { 2, 3, 2, 5 }, { 2, 4, 300, 1 }, { 3, 5, 1, 1 },
+					     { 1, 2, 7, 3 }, { 4, 3, 64, 48 } };
+	for (size_t sh = 0; sh < sizeof shapes / sizeof *shapes; sh++) {
+		const int64_t *shape = shapes[sh];
+		const int64_t N = shape[0], C = shape[1], Q = shape[2] * shape[3], M = N * Q;
+		const size_t n = (size_t)(N * C * Q);
+		double *v = malloc(n * sizeof *v);
+		long double *p = malloc(n * sizeof *p);
+		int64_t *lab = malloc((size_t)M * sizeof *lab);
+		int32_t *lab32 = malloc((size_t)M * sizeof *lab32);
+		assert_non_null(v), assert_non_null(p), assert_non_null(lab), assert_non_null(lab32);
+		for (size_t i = 0; i < n; i++)
+			v[i] = sin(1.7 * (double)i + 0.3) * 3;
+		for (int64_t i = 0; i < M; i++)
+			lab32[i] = (int32_t)(lab[i] = (7 * i + 1) % C);
+		long double want = 0;
+		for (int64_t b = 0; b < N; b++)
+			for (int64_t q = 0; q < Q; q++) {
+				long double s = 0;
+				for (int64_t c = 0; c < C; c++)
+					s += expl((long double)v[(b * C + c) * Q + q]);
+				int64_t l = lab[b * Q + q];
+				want += logl(s) - v[(b * C + l) * Q + q];
+				for (int64_t c = 0; c < C; c++)
+					p[(b * C + c) * Q + q] =
+						(expl((long double)v[(b * C + c) * Q + q]) / s - (c == l)) /
+						M;
+			}
+		want /= M;
+		for (int dt = 0; dt < 2; dt++) {
+			tg_dtype d = dt ? TG_F32 : TG_F64;
+			double tol = dt ? 2e-6 : 1e-15;
+			for (int way = 0; way < 3; way++) {
+				double *g[2][2] = { { 0 } }; /* [threads 1, 3][plain, recorded] */
+				for (int t = 0; t < 2; t++) {
+					tg_set_threads(ctx, t ? 3 : 1);
+					for (int rec = 0; rec < 2; rec++) {
+						tg_tensor *x = tg_param(tg_from_f64(ctx, d, 4, shape, v));
+						tg_tensor *labels = tg_from_i64(
+							ctx, 3, (int64_t[]){ N, shape[2], shape[3] }, lab);
+						tg_tensor *loss =
+							way == 0   ? tg_cross_entropy(x, labels)
+							: way == 1 ? tg_cross_entropy_i32(x, lab32, M)
+								   : tg_nll(tg_log_softmax_axis(x, 1),
+									    labels);
+						assert_non_null(loss);
+						assert_int_equal(tg_ndim(loss), 0);
+						/* the mean of M terms near 2, added in double */
+						assert_near(tg_item(loss), (double)want,
+							    tol * 4 + (double)M * 1e-15);
+						assert_int_equal(tg_backward_ex(loss, NULL,
+										rec ? TG_CREATE_GRAPH : 0),
+								 0);
+						g[t][rec] = malloc(n * sizeof(double));
+						assert_non_null(g[t][rec]);
+						assert_int_equal(tg_copy_to_f64(tg_grad(x), g[t][rec], n), 0);
+						for (size_t i = 0; i < n; i++)
+							assert_near(g[t][rec][i], (double)p[i], tol);
+						tg_reset(ctx);
+					}
+				}
+				for (int rec = 0; rec < 2; rec++)
+					assert_memory_equal(g[0][rec], g[1][rec], n * sizeof(double));
+				for (int t = 0; t < 2; t++)
+					for (int rec = 0; rec < 2; rec++)
+						free(g[t][rec]);
+			}
+		}
+		tg_set_threads(ctx, 1);
+		free(v), free(p), free(lab), free(lab32);
+	}
+}
+
+/* One sample (C) takes a label of shape (), as the row (1,C) with (1). */
+static void cross_entropy_of_one_sample_is_its_one_row(void **state)
+{
+	tg_ctx *ctx = *state;
+	double v[5] = { 0.5, -1, 2, 0.25, 3 };
+	tg_tensor *x = tg_param(tg_from_f64(ctx, TG_F64, SHAPE(5), v));
+	tg_tensor *row = tg_param(tg_from_f64(ctx, TG_F64, SHAPE(1, 5), v));
+	tg_tensor *one = tg_from_i64(ctx, 0, NULL, (int64_t[]){ 2 });
+	tg_tensor *loss = tg_cross_entropy(x, one), *want = tg_cross_entropy(row, IDX(ctx, 2));
+	assert_non_null(loss);
+	assert_int_equal(tg_ndim(loss), 0);
+	assert_true(tg_item(loss) == tg_item(want));
+	assert_int_equal(tg_backward(loss), 0);
+	assert_int_equal(tg_backward(want), 0);
+	assert_int_equal(tg_ndim(tg_grad(x)), 1);
+	for (size_t i = 0; i < 5; i++)
+		assert_true(tg_get(tg_grad(x), i) == tg_get(tg_grad(row), i));
+	assert_true(tg_item(tg_nll(tg_log_softmax(x), one)) ==
+		    tg_item(tg_nll(tg_log_softmax(row), IDX(ctx, 2))));
+}
+
+/* Labels must have the logits' shape without the class axis; each error
+ * names both shapes. */
+static void cross_entropy_labels_must_fit_the_positions(void **state)
+{
+	tg_ctx *ctx = *state;
+	tg_tensor *x = tg_param(tg_zeros(ctx, TG_F64, SHAPE(2, 3, 2, 2)));
+	tg_tensor *flat = tg_from_i64(ctx, SHAPE(2, 4), (int64_t[]){ 0, 1, 2, 0, 1, 2, 0, 1 });
+	assert_null(tg_cross_entropy(x, flat));
+	assert_error(ctx, TG_ESHAPE, "tg_cross_entropy: logits (2,3,2,2) take labels of shape "
+				     "(2,2,2); labels are (2,4)");
+	tg_clear_error(ctx);
+	assert_null(tg_nll(x, tg_zeros(ctx, TG_I64, SHAPE(2, 3, 2))));
+	assert_error(ctx, TG_ESHAPE, "tg_nll: logp (2,3,2,2) take labels of shape (2,2,2); "
+				     "labels are (2,3,2)");
+	tg_clear_error(ctx);
+	tg_tensor *bad = tg_from_i64(ctx, SHAPE(2, 2, 2), (int64_t[]){ 0, 1, 2, 0, 1, 3, 0, 1 });
+	assert_null(tg_cross_entropy(x, bad));
+	assert_error(ctx, TG_EARG, "tg_cross_entropy: labels[5] = 3 is outside [0, 3)");
+	tg_clear_error(ctx);
+	assert_null(tg_cross_entropy(x, tg_zeros(ctx, TG_F64, SHAPE(2, 2, 2))));
+	assert_error(ctx, TG_EDTYPE, "tg_cross_entropy: labels is f64 (2,2,2)");
+	tg_clear_error(ctx);
+	assert_null(tg_cross_entropy_i32(x, (int32_t[]){ 0, 1 }, 2));
+	assert_error(ctx, TG_ESHAPE, "tg_cross_entropy_i32: 2 labels for logits (2,3,2,2); "
+				     "expected 8");
+	tg_clear_error(ctx);
+	assert_null(tg_cross_entropy(tg_scalar(ctx, TG_F64, 1), IDX(ctx, 0)));
+	assert_error(ctx, TG_ESHAPE, "tg_cross_entropy: logits () must be (C), (N,C) or (N,C,d1,...)");
+	tg_clear_error(ctx);
+	assert_null(tg_cross_entropy_i32(tg_scalar(ctx, TG_F64, 1), (int32_t[]){ 0 }, 1));
+	assert_error(ctx, TG_ESHAPE, "tg_cross_entropy_i32: logits () must be");
+	tg_clear_error(ctx);
+	assert_null(tg_cross_entropy(tg_zeros(ctx, TG_F64, SHAPE(4)), IDX(ctx, 0)));
+	assert_error(ctx, TG_ESHAPE, "tg_cross_entropy: logits (4,) take labels of shape (); "
+				     "labels are (1,)");
+	tg_clear_error(ctx);
+}
+
 static void long_rows_of_softmax_and_cross_entropy_match_long_double(void **state)
 {
 	tg_ctx *ctx = *state;
@@ -3382,6 +3524,9 @@ int main(void)
 		T(embedding_looks_up_rows_for_indices_of_any_shape),
 		T(a_short_label_tensor_is_a_shape_error),
 		T(nll_of_log_softmax_is_cross_entropy),
+		T(cross_entropy_over_classes_along_axis_1_averages_every_position),
+		T(cross_entropy_of_one_sample_is_its_one_row),
+		T(cross_entropy_labels_must_fit_the_positions),
 		T(long_rows_of_softmax_and_cross_entropy_match_long_double),
 		T(index_tensors_never_require_a_gradient),
 		T(where_picks_a_where_the_mask_is_nonzero_for_every_mask_dtype),

@@ -822,11 +822,20 @@ def gen_index(c, name):
             c.nslots -= 1
             x = c.x([N, k], vals(rng, N * k))
         return post(c, c.o('mul', [c.o('one_hot', [lab], [k]), x]))
-    if name == 'nll':
-        logp = c.o('log_softmax', [x]) if rng.random() < 0.6 else x
+    if name in ('nll', 'cross_entropy', 'cross_entropy_i32'):
+        rest = [N]
+        if rng.random() < 0.4:   # one sample (K), or (N,K,d1[,d2]) as a segmentation's
+            c.items.pop()
+            c.items.pop()
+            c.nslots -= 2
+            rest = [] if rng.random() < 0.3 else [N] + rand_shape(rng, rng.randint(1, 2), cap=12)
+            shape = rest[:1] + [K] + rest[1:]
+            x = c.x(shape, [scale * a for a in vals(rng, numel(shape))])
+            lab = c.idx(rest, [rng.randrange(K) for _ in range(numel(rest))], idx_dtype(rng))
+        if name != 'nll':
+            return post(c, c.o(name, [x, lab]))
+        logp = c.o('log_softmax_axis', [x], [1 if len(rest) else 0]) if rng.random() < 0.6 else x
         return post(c, c.o('nll', [logp, lab]))
-    if name in ('cross_entropy', 'cross_entropy_i32'):
-        return post(c, c.o(name, [x, lab]))
     if name == 'cross_entropy_backward':
         dout = c.x([], [away(rng)])
         return post(c, c.o(name, [dout, x, lab]))
