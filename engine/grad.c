@@ -586,7 +586,7 @@ void tg_node_grad_expand(tg_node *n, int i, tg_tensor *c)
 {
 	tg_tensor *x = n->in[i];
 	tg_ctx *ctx = x->ctx;
-	if (!n->needs[i] || !c || c->numel != 1 || c->dtype != x->dtype || c->ctx != ctx ||
+	if (!tg_node_wants(n, i) || !c || c->numel != 1 || c->dtype != x->dtype || c->ctx != ctx ||
 	    !x->node || x->numel < TG_GRAD_INTO_MIN || x->grad || ctx->walk ||
 	    ctx->grad_enabled || ctx->anomaly || !tg_op_reads_uniform(x->node->op)) {
 		TG_NODE_GRAD_INTO(n, i, tg_expand(c, x->ndim, x->shape));

@@ -480,6 +480,16 @@ tg_tensor *tg_op_end(const tg_op *op, tg_tensor *out, int nin, tg_tensor *const 
  * mode is on and one of them requires a gradient. For ops that save
  * something for their backward pass only when it will run. */
 bool tg_op_records(const tg_ctx *ctx, int nin, tg_tensor *const *in);
+/* Whether input i of n takes a gradient from the walk: it required one when
+ * the op was recorded and still does. A leaf turned off since
+ * (tg_set_requires_grad false) gets none, and no grad_ready report, as
+ * PyTorch's AccumulateGrad skips a leaf that no longer requires grad; the
+ * other inputs' gradients are as before. An intermediate always requires
+ * one (tg_set_requires_grad refuses to turn it off). */
+static inline bool tg_node_wants(const tg_node *n, int i)
+{
+	return n->needs[i] && n->in[i]->requires_grad;
+}
 /* An aux buffer in the step arena holding a copy of n bytes of src. */
 const void *tg_save_aux(tg_ctx *ctx, const void *src, size_t n);
 /* Takes the nodes recorded since the tape was `to` off it again (the

@@ -435,7 +435,7 @@ double tg_node_attr(const tg_node *n, int i)
 
 bool tg_node_needs_grad(const tg_node *n, int i)
 {
-	return n && i >= 0 && i < n->nin && n->needs[i];
+	return n && i >= 0 && i < n->nin && tg_node_wants(n, i);
 }
 
 const tg_node *tg_producer(const tg_tensor *t)
@@ -650,7 +650,7 @@ static void accumulate(tg_tensor *x, tg_tensor *g)
  * forward pass read); NULL otherwise. */
 static tg_tensor *leaf_written_in_place(const tg_node *n, int i)
 {
-	if (!n || (unsigned)i >= (unsigned)n->nin || !n->needs[i])
+	if (!n || (unsigned)i >= (unsigned)n->nin || !tg_node_wants(n, i))
 		return NULL;
 	tg_tensor *x = n->in[i];
 	const tg_ctx *ctx = x->ctx;
@@ -899,7 +899,7 @@ void tg_node_grad(tg_node *n, int i, tg_tensor *dx)
 			n->op->name, i, n->nin);
 		return;
 	}
-	if (!n->needs[i])
+	if (!tg_node_wants(n, i))
 		return;
 	if (!dx) {
 		node_grad_null(n, i);
@@ -1069,7 +1069,7 @@ static void mark_last_uses(tg_node *from)
 {
 	for (tg_node *n = from; n; n = n->prev)
 		for (int i = 0; i < n->nin; i++)
-			if (!n->in[i]->node && n->needs[i])
+			if (!n->in[i]->node && tg_node_wants(n, i))
 				n->in[i]->last_use = n;
 }
 
@@ -1189,7 +1189,7 @@ static int backward(const char *who, tg_tensor *y, tg_tensor *dy, unsigned flags
 	const tg_tensor *lost = y->grad_lost ? y : NULL;
 	for (const tg_node *n = y->node; ctx->grads_lost && n && !lost; n = n->prev)
 		for (int i = 0; i < n->nin; i++)
-			if (n->in[i]->grad_lost && n->needs[i])
+			if (n->in[i]->grad_lost && tg_node_wants(n, i))
 				lost = n->in[i];
 	if (lost) {
 		grad_lost_failed(who, lost);
@@ -1407,8 +1407,8 @@ static tg_node *mark_reaching(tg_walk *w, tg_node *start, uint64_t low, uint64_t
 		bool reach = false;
 		for (int i = 0; i < n->nin && !reach; i++) {
 			const tg_tensor *x = n->in[i];
-			reach = n->needs[i] && ((x->node && x->node->walk_reach == stamp) ||
-						walk_input(w, x) >= 0);
+			reach = tg_node_wants(n, i) &&
+				((x->node && x->node->walk_reach == stamp) || walk_input(w, x) >= 0);
 		}
 		n->walk_reach = reach ? stamp : 0;
 		n->prev = down;
@@ -1476,7 +1476,7 @@ static TG_SLOW const tg_node *silent_rule(const tg_ctx *ctx, const tg_tensor *x)
 			continue;
 		bool reads_x = false;
 		for (int k = 0; k < n->nin && !reads_x; k++)
-			reads_x = n->in[k] == x && n->needs[k];
+			reads_x = n->in[k] == x && tg_node_wants(n, k);
 		bool own = false;
 		for (size_t k = 0; k < nops && reads_x && !own; k++)
 			own = builtin[k] == n->op;
@@ -1502,7 +1502,7 @@ static TG_SLOW bool on_outputs_graph(tg_ctx *ctx, const tg_tensor *x, int nout,
 		if (n->walk_live != stamp)
 			continue;
 		for (int k = 0; k < n->nin; k++) {
-			if (!n->needs[k])
+			if (!tg_node_wants(n, k))
 				continue;
 			if (n->in[k] == x)
 				return true;

@@ -254,7 +254,21 @@ TG_API tg_tensor *tg_detach(tg_tensor *t);                       /* step */
 /* tg_param, tg_keep and tg_detach fail as ops do: NULL, for a NULL t or
  * while an error is set with nothing new recorded, else with TG_ESTALE for
  * a stale t, TG_ENOMEM, or TG_EDTYPE for tg_param of an index tensor. */
-TG_API tg_tensor *tg_set_requires_grad(tg_tensor *t, bool on);   /* returns t */
+/* Whether the leaf t requires a gradient (a tg_param does; a step tensor,
+ * tg_detach's too, does not until set). Returns t. An op notes which of its
+ * inputs require one as it runs, and a backward gives a gradient to each
+ * leaf so noted that still requires one, as PyTorch's AccumulateGrad does: a
+ * leaf turned off after the forward pass gets none from tg_backward or
+ * tg_backward_ex (its tg_grad stays as it was; the grad_ready hook does not
+ * report it; an optimizer skips a parameter so frozen), while the graph
+ * still carries the other inputs' gradients, which are as before; tg_grad_of
+ * with it among the inputs is TG_EARG. Turned on again before a later
+ * backward over the same graph, it gets that backward's gradient. A leaf
+ * turned on after the ops that read it gets none from them: they recorded
+ * no path to it. NULL on error: TG_EARG for off on an op's output (not a
+ * leaf; on is no change there), TG_EDTYPE for on of an index tensor (off is
+ * no change), TG_ESTALE for a stale t; a NULL t records nothing. */
+TG_API tg_tensor *tg_set_requires_grad(tg_tensor *t, bool on);
 /* name is copied; NULL or "" clears it (tg_name then gives NULL). Returns t. */
 TG_API tg_tensor *tg_set_name(tg_tensor *t, const char *name);
 /* Whether an optimizer's weight decay applies to t: a property the module

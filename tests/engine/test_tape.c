@@ -1158,6 +1158,109 @@ static void a_failed_backward_leaves_each_gradient_as_it_was(void **state)
 	}
 }
 
+/* A leaf turned off (tg_set_requires_grad false) between the forward pass
+ * and the backward gets no gradient from it, as PyTorch's AccumulateGrad
+ * skips a leaf that no longer requires grad, while the graph still carries
+ * w's: a step leaf and a parameter, of 2 elements and of 600 (a first
+ * gradient written straight into the buffer), plain and TG_CREATE_GRAPH. */
+static void a_leaf_turned_off_after_the_forward_pass_gets_no_gradient(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	const int64_t sizes[] = { 2, 600 };
+	for (int k = 0; k < 4; k++) {
+		int64_t n = sizes[k % 2];
+		tg_tensor *x0 = tg_rand(ctx, TG_F64, SHAPE(n), -2, 2);
+		tg_tensor *x = k < 2 ? tg_set_requires_grad(x0, true) : tg_param(x0);
+		tg_tensor *w = tg_set_requires_grad(tg_rand(ctx, TG_F64, SHAPE(n), -2, 2), true);
+		tg_tensor *y = tg_sum(tg_mul(x, w));
+		assert_non_null(tg_set_requires_grad(x, false));
+		assert_false(tg_requires_grad(x));
+		assert_true(tg_requires_grad(y)); /* its history stays */
+		assert_int_equal(tg_backward(y), 0);
+		assert_null(tg_grad(x));
+		for (int64_t i = 0; i < n; i++)
+			assert_near(tg_get(tg_grad(w), (size_t)i), tg_get(x, (size_t)i), 0);
+		/* d sum(x w w)/dw = 2 x w, with history through w alone */
+		tg_zero_grad(w);
+		y = tg_sum(tg_mul(tg_mul(tg_set_requires_grad(x, true), w), w));
+		tg_set_requires_grad(x, false);
+		assert_int_equal(tg_backward_ex(y, NULL, TG_CREATE_GRAPH), 0);
+		assert_null(tg_grad(x));
+		tg_tensor *g = tg_grad(w);
+		assert_non_null(tg_producer(g));
+		for (int64_t i = 0; i < n; i++)
+			assert_near(tg_get(g, (size_t)i),
+				    2 * tg_get(x, (size_t)i) * tg_get(w, (size_t)i), 1e-12);
+		tg_tensor *l = tg_sum(g), *d;
+		assert_int_equal(tg_grad_of(1, &l, NULL, 1, &w, &d, 0), 0);
+		assert_near(tg_get(d, (size_t)n - 1), 2 * tg_get(x, (size_t)n - 1), 1e-12);
+		assert_ctx_ok(ctx);
+		tg_reset(ctx);
+	}
+	/* the only leaf of the graph turned off: the backward runs, and gives
+	 * nothing (PyTorch's too) */
+	tg_tensor *x = tg_set_requires_grad(tg_scalar(ctx, TG_F64, 3), true);
+	tg_tensor *y = tg_mul(x, x);
+	tg_set_requires_grad(x, false);
+	assert_int_equal(tg_backward(y), 0);
+	assert_null(tg_grad(x));
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
+/* Turned off between two backwards over one graph, a leaf keeps the
+ * gradient of the first; turned on again, it takes the third's (PyTorch's
+ * x.grad: w, w, 2w). tg_grad_of refuses it as an input while it is off; the
+ * grad_ready hook does not report it. A leaf turned on after the ops that
+ * read it gets nothing from them: they recorded no path to it. */
+static void turning_a_leaf_off_and_on_between_backwards(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	const double xv[] = { 1, 2 }, wv[] = { 3, 4 };
+	tg_tensor *x = tg_set_requires_grad(tg_from_f64(ctx, TG_F64, SHAPE(2), xv), true);
+	tg_tensor *w = tg_set_requires_grad(tg_from_f64(ctx, TG_F64, SHAPE(2), wv), true);
+	tg_set_name(x, "x");
+	tg_tensor *y = tg_sum(tg_mul(x, w));
+	assert_int_equal(tg_backward(y), 0);
+	tg_set_requires_grad(x, false);
+	ready_log log = { 0 };
+	tg_set_grad_ready(ctx, log_ready, &log);
+	assert_int_equal(tg_backward(y), 0);
+	tg_set_grad_ready(ctx, NULL, NULL);
+	assert_int_equal(log.n, 1);
+	assert_ptr_equal(log.who[0], w);
+	assert_near(log.grad[0], 2 * xv[0], 0);
+	for (int i = 0; i < 2; i++) {
+		assert_near(tg_get(tg_grad(x), (size_t)i), wv[i], 0);
+		assert_near(tg_get(tg_grad(w), (size_t)i), 2 * xv[i], 0);
+	}
+	tg_tensor *g[2] = { NULL, NULL }, *in[2] = { w, x };
+	assert_int_equal(tg_grad_of(1, &y, NULL, 2, in, g, TG_ALLOW_UNUSED), -1);
+	assert_error(ctx, TG_EARG, "tg_grad_of: input 1 (2,) does not require a gradient");
+	assert_null(g[0]);
+	tg_clear_error(ctx);
+	assert_int_equal(tg_grad_of(1, &y, NULL, 1, in, g, 0), 0);
+	assert_near(tg_get(g[0], 1), xv[1], 0);
+	tg_set_requires_grad(x, true);
+	assert_int_equal(tg_backward(y), 0);
+	for (int i = 0; i < 2; i++) {
+		assert_near(tg_get(tg_grad(x), (size_t)i), 2 * wv[i], 0);
+		assert_near(tg_get(tg_grad(w), (size_t)i), 3 * xv[i], 0);
+	}
+	/* on after the forward pass */
+	tg_tensor *a = tg_from_f64(ctx, TG_F64, SHAPE(2), xv);
+	tg_zero_grad(w);
+	y = tg_sum(tg_mul(a, w));
+	tg_set_requires_grad(a, true);
+	assert_int_equal(tg_backward(y), 0);
+	assert_null(tg_grad(a));
+	assert_near(tg_get(tg_grad(w), 1), xv[1], 0);
+	assert_ctx_ok(ctx);
+	tg_ctx_free(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1188,6 +1291,8 @@ int main(void)
 		cmocka_unit_test(tg_grad_after_zero_grad_leaves_a_saved_buffer_as_it_was),
 		cmocka_unit_test(the_buffer_is_offered_only_for_a_first_leaf_gradient),
 		cmocka_unit_test(a_failed_backward_leaves_each_gradient_as_it_was),
+		cmocka_unit_test(a_leaf_turned_off_after_the_forward_pass_gets_no_gradient),
+		cmocka_unit_test(turning_a_leaf_off_and_on_between_backwards),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
