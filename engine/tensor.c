@@ -611,11 +611,16 @@ tg_tensor *tg_set_requires_grad(tg_tensor *t, bool on)
 {
 	if (!arg_ctx("tg_set_requires_grad", t))
 		return NULL;
-	if (t->node && !on)
+	if (t->node && !on) {
+		char buf[TG_SHAPE_STR];
 		return tg_fail(t->ctx, TG_EARG,
-			       "tg_set_requires_grad: the output of %s is not a leaf; "
-			       "use tg_detach to cut it from the graph",
+			       "tg_set_requires_grad: %s %s%s%s%s is the output of %s, not a leaf; "
+			       "only a leaf's requires_grad can be turned off (tg_detach gives a "
+			       "leaf of its values)",
+			       tg_dtype_name(t->dtype), tg_shape_fmt(t->ndim, t->shape, buf),
+			       t->name ? " '" : "", t->name ? t->name : "", t->name ? "'" : "",
 			       t->node->op->name);
+	}
 	if (on && !tg_dtype_is_float(t->dtype))
 		return index_grad_refused("tg_set_requires_grad", t);
 	t->requires_grad = on || t->node;

@@ -1261,6 +1261,44 @@ static void turning_a_leaf_off_and_on_between_backwards(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* Only a leaf's flag changes: an op's output cannot be turned off (PyTorch:
+ * "you can only change requires_grad flags of leaf variables"), and turning
+ * it on changes nothing; an index tensor cannot be turned on, and turning
+ * it off changes nothing; NULL records nothing; a stale tensor is
+ * TG_ESTALE. */
+static void set_requires_grad_changes_only_a_leafs_flag(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *x = tg_set_requires_grad(tg_ones(ctx, TG_F64, SHAPE(2)), true);
+	tg_tensor *h = tg_set_name(tg_mul(x, x), "h");
+	assert_null(tg_set_requires_grad(h, false));
+	assert_error(ctx, TG_EARG,
+		     "tg_set_requires_grad: f64 (2,) 'h' is the output of mul, not a leaf");
+	assert_true(tg_requires_grad(h));
+	tg_clear_error(ctx);
+	assert_ptr_equal(tg_set_requires_grad(h, true), h);
+	assert_non_null(tg_producer(h));
+	assert_int_equal(tg_backward(tg_sum(h)), 0);
+	assert_near(tg_get(tg_grad(x), 1), 2, 0);
+	tg_tensor *idx = tg_labels(ctx, 2, (const int32_t[]){ 0, 1 });
+	assert_ptr_equal(tg_set_requires_grad(idx, false), idx);
+	assert_false(tg_requires_grad(idx));
+	assert_ctx_ok(ctx);
+	assert_null(tg_set_requires_grad(idx, true));
+	assert_error(ctx, TG_EDTYPE, "tg_set_requires_grad: i32 (2,) is an index tensor");
+	assert_false(tg_requires_grad(idx));
+	tg_clear_error(ctx);
+	assert_null(tg_set_requires_grad(NULL, true));
+	assert_null(tg_set_requires_grad(NULL, false));
+	assert_ctx_ok(ctx);
+	tg_reset(ctx);
+	assert_null(tg_set_requires_grad(x, false));
+	assert_error(ctx, TG_ESTALE, "tg_set_requires_grad: tensor (2,) was freed by tg_reset");
+	tg_clear_error(ctx);
+	tg_ctx_free(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1293,6 +1331,7 @@ int main(void)
 		cmocka_unit_test(a_failed_backward_leaves_each_gradient_as_it_was),
 		cmocka_unit_test(a_leaf_turned_off_after_the_forward_pass_gets_no_gradient),
 		cmocka_unit_test(turning_a_leaf_off_and_on_between_backwards),
+		cmocka_unit_test(set_requires_grad_changes_only_a_leafs_flag),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
