@@ -519,6 +519,14 @@ static bool updates_without_grad(const tg_optim *o, size_t i)
 	return o->pt[i] > 0 && tg_requires_grad(o->p[i]);
 }
 
+/* params[i]'s gradient for a step: none while it is frozen, whatever it
+ * holds (one from a backward before it was frozen, kept until
+ * tg_optim_zero_grad); else tg_grad's, which refuses a lost one. */
+static tg_tensor *step_grad(const tg_optim *o, size_t i)
+{
+	return tg_requires_grad(o->p[i]) ? tg_grad(o->p[i]) : NULL;
+}
+
 /* The decay added to params[i]'s gradient: weight_decay where it decays,
  * but 0 for AdamW, whose decay is no part of the gradient (nor of its norm
  * and clipping, as torch.optim.AdamW after clip_grad_norm_). */
@@ -533,7 +541,7 @@ static double sum_sq_all(const tg_optim *o, double k)
 {
 	double total = 0;
 	for (size_t i = 0; i < o->n; i++) {
-		tg_tensor *g = tg_grad(o->p[i]);
+		tg_tensor *g = step_grad(o, i);
 		if (g || updates_without_grad(o, i))
 			total += sum_sq(o, o->p[i], g, grad_decay(o, i), k);
 	}
@@ -576,9 +584,10 @@ int tg_optim_step(tg_optim *o)
 		return -1;
 	}
 	/* a gradient a failed tg_backward left partly accumulated is refused
-	 * (by tg_grad, naming it) before any parameter moves */
+	 * (by tg_grad, naming it) before any parameter moves; a frozen
+	 * parameter's is not read */
 	for (size_t i = 0; i < o->n; i++)
-		tg_grad(o->p[i]);
+		step_grad(o, i);
 	if (!tg_ok(o->ctx))
 		return -1;
 	/* A parameter that had a gradient keeps one: on a step that does not
@@ -590,7 +599,7 @@ int tg_optim_step(tg_optim *o)
 	for (size_t i = 0; i < o->n; i++) {
 		tg_tensor *p = o->p[i];
 		o->zg[i] = NULL;
-		if (!tg_grad(p) && updates_without_grad(o, i) &&
+		if (!step_grad(o, i) && updates_without_grad(o, i) &&
 		    !(o->zg[i] = tg_zeros(o->ctx, tg_dtype_of(p), tg_ndim(p), tg_shape(p))))
 			return -1;
 	}
@@ -606,7 +615,7 @@ int tg_optim_step(tg_optim *o)
 		scale = c->clip_norm / o->grad_norm;
 	o->t++;
 	for (size_t i = 0; i < o->n; i++) {
-		tg_tensor *p = o->p[i], *g = tg_grad(p);
+		tg_tensor *p = o->p[i], *g = step_grad(o, i);
 		if (!g)
 			g = o->zg[i];
 		if (!g)

@@ -573,7 +573,9 @@ TG_API void tg_optim_set_param_steps(tg_optim *o, size_t i, int64_t t);
 /* The state tensors, for checkpoints; none for SGD. */
 TG_API tg_tensor *const *tg_optim_state(const tg_optim *o, size_t *n); /* borrowed */
 
-/* A frozen parameter (tg_set_requires_grad off) is skipped. One that
+/* A frozen parameter (tg_set_requires_grad off) is skipped, whatever
+ * gradient it holds: a backward run after it was frozen gives it none, and
+ * one from before goes unread (nor does it count in the norm). One that
  * requires a gradient but got none (a branch the step did not use) is
  * skipped until its first update; after it (tg_optim_param_steps > 0) it
  * takes a gradient of zeros, as tg_grad reads for a leaf that had a

@@ -948,6 +948,63 @@ static void a_frozen_parameter_stays_and_adam_counts_its_own_steps(void **state)
 	}
 }
 
+/* Frozen after the forward pass, before the backward, a parameter gets no
+ * gradient and the step leaves it (and its count) as it was; frozen after
+ * the backward, the gradient it holds goes unread by the step and its
+ * norm. Each rule, with weight decay and velocity that would move it on a
+ * zero gradient. */
+static void a_parameter_frozen_inside_a_step_is_skipped(void **state)
+{
+	(void)state;
+	for (int k = TG_SGD; k <= TG_ADAMW; k++) {
+		tg_ctx *ctx = tg_ctx_new(SEED);
+		tg_tensor *p[2] = {
+		    tg_set_decay(tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2), W0)), true),
+		    tg_set_decay(tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2), W0)), true),
+		};
+		tg_optim_opts o = tg_optim_defaults((tg_optim_kind)k);
+		o.lr = 0.1;
+		o.weight_decay = k == TG_ADAM ? 0 : 0.5;
+		double wd = k == TG_ADAMW ? 0 : o.weight_decay; /* in the gradient's norm */
+		tg_optim *opt = tg_optim_new(ctx, p, 2, &o);
+		for (int s = 1; s <= 4; s++) {
+			tg_set_requires_grad(p[1], true);
+			tg_optim_zero_grad(opt);
+			tg_tensor *c = tg_from_f64(ctx, TG_F64, SHAPE(2), C);
+			tg_tensor *l = tg_add(quadratic(ctx, p[0]), tg_sum(tg_mul(p[1], c)));
+			if (s == 2)
+				tg_set_requires_grad(p[1], false);
+			assert_int_equal(tg_backward(l), 0);
+			if (s == 2)
+				assert_null(tg_grad(p[1]));
+			if (s == 3) {
+				assert_non_null(tg_grad(p[1]));
+				tg_set_requires_grad(p[1], false);
+			}
+			double before[2] = {tg_get(p[1], 0), tg_get(p[1], 1)}, norm = 0;
+			for (int j = 0; j < 2; j++) {
+				if (!tg_requires_grad(p[j]))
+					continue;
+				for (size_t i = 0; i < 2; i++) {
+					double g = tg_get(tg_grad(p[j]), i) + wd * tg_get(p[j], i);
+					norm += g * g;
+				}
+			}
+			assert_int_equal(tg_optim_step(opt), 0);
+			assert_near(tg_optim_grad_norm(opt), sqrt(norm), 1e-12);
+			for (int i = 0; i < 2 && (s == 2 || s == 3); i++)
+				assert_near(tg_get(p[1], (size_t)i), before[i], 0);
+			if (s == 4)
+				assert_true(tg_get(p[1], 0) != before[0]);
+			assert_int_equal(tg_optim_param_steps(opt, 1), s < 4 ? 1 : 2);
+			assert_ctx_ok(ctx);
+			tg_reset(ctx);
+		}
+		tg_optim_free(opt);
+		tg_ctx_free(ctx);
+	}
+}
+
 /* Resuming sets every parameter's count with the optimizer's; a count of
  * its own lies in [0, steps]. */
 static void parameter_step_counts_are_set_when_resuming(void **state)
@@ -1343,6 +1400,7 @@ int main(void)
 	    cmocka_unit_test(a_step_count_at_its_limit_is_refused),
 	    cmocka_unit_test(a_step_over_a_gradient_a_failed_backward_left_is_refused),
 	    cmocka_unit_test(a_frozen_parameter_stays_and_adam_counts_its_own_steps),
+	    cmocka_unit_test(a_parameter_frozen_inside_a_step_is_skipped),
 	    cmocka_unit_test(parameter_step_counts_are_set_when_resuming),
 	    cmocka_unit_test(a_run_resumed_in_a_new_context_makes_the_same_updates),
 	    cmocka_unit_test(parameter_counts_round_trip_through_a_state),
