@@ -604,22 +604,26 @@ tg_tensor *tg_one_hot(const tg_tensor *labels, tg_dtype dt, int64_t k)
 
 /* ---- pick: out[i] = x[i, idx[i]]; dx = where(one_hot(idx), dout[:, None], 0) ----- */
 /* The one-hot is a constant mask; dout (N) reshaped to (N,1) broadcasts
- * over the K columns in the select. Keeps idx (N) as aux. Row i of dx is
+ * over the K columns in the select. Keeps idx (N) as aux. tg_nll's pick
+ * takes (N,C,d1,...) too, along axis 1, with idx (N,d1,...): the same with
+ * a mask of x's shape and dout (N,1,d1,...). Row i of dx is
  * d_i at idx[i] and +0 elsewhere whatever d_i holds (an infinite or NaN d_i
  * stays in its column, as PyTorch's scatter into zeros). A plain backward
  * writes the rows in one pass, with no one-hot; a recorded one
  * (TG_CREATE_GRAPH) is the ops, with the same values. */
 
-#define PICK_GRAD_KERNEL(name, T)                                                        \
-	TG_HOT_LOOP static void name(const T *D, const int64_t *idx, T *G, int64_t K,    \
-				     size_t r0, size_t r1)                                \
-	{                                                                                \
-		for (size_t i = r0; i < r1; i++) {                                       \
-			T *g = G + i * (size_t)K;                                        \
-			for (int64_t k = 0; k < K; k++)                                  \
-				g[k] = 0;                                                \
-			g[idx[i]] = D[i];                                                \
-		}                                                                        \
+#define PICK_GRAD_KERNEL(name, T)                                                         \
+	TG_HOT_LOOP static void name(const T *D, const int64_t *idx, T *G, int64_t K,     \
+				     size_t inner, size_t r0, size_t r1)                  \
+	{                                                                                 \
+		const size_t slice = (size_t)K * inner;                                   \
+		for (size_t i = r0; i < r1; i++) {                                        \
+			T *g = G + i * slice;                                             \
+			for (size_t k = 0; k < slice; k++)                                \
+				g[k] = 0;                                                 \
+			for (size_t q = 0; q < inner; q++)                                \
+				g[(size_t)idx[i * inner + q] * inner + q] = D[i * inner + q]; \
+		}                                                                         \
 	}
 PICK_GRAD_KERNEL(pick_grad_f64, double)
 PICK_GRAD_KERNEL(pick_grad_f32, float)
@@ -629,6 +633,7 @@ typedef struct pick_grad_job {
 	const int64_t *idx;
 	void *G;
 	int64_t K;
+	size_t inner;
 	bool f64;
 } pick_grad_job;
 
@@ -636,9 +641,9 @@ static void pick_grad_part(void *arg, size_t lo, size_t hi)
 {
 	const pick_grad_job *j = arg;
 	if (j->f64)
-		pick_grad_f64(j->D, j->idx, j->G, j->K, lo, hi);
+		pick_grad_f64(j->D, j->idx, j->G, j->K, j->inner, lo, hi);
 	else
-		pick_grad_f32(j->D, j->idx, j->G, j->K, lo, hi);
+		pick_grad_f32(j->D, j->idx, j->G, j->K, j->inner, lo, hi);
 }
 
 static tg_tensor *pick_grad(tg_tensor *x, tg_tensor *dout, const int64_t *idx)
@@ -646,53 +651,83 @@ static tg_tensor *pick_grad(tg_tensor *x, tg_tensor *dout, const int64_t *idx)
 	tg_tensor *dx = tg_tensor_like(x, "pick (backward)");
 	if (!dx)
 		return NULL;
-	const size_t N = (size_t)x->shape[0], K = (size_t)x->shape[1];
-	pick_grad_job j = { dout->data, idx, dx->data, (int64_t)K, x->dtype == TG_F64 };
-	size_t min_rows = K ? (TG_PAR_MIN + K - 1) / K : 2;
-	tg_parallel_for(x->ctx, N, min_rows > 1 ? min_rows : 2, 1, pick_grad_part, &j);
+	tg_view v = tg_view_along(x->ndim, x->shape, 1);
+	const size_t each = (size_t)(v.n * v.inner);
+	pick_grad_job j = { dout->data, idx, dx->data, v.n, (size_t)v.inner, x->dtype == TG_F64 };
+	size_t min_rows = each ? (TG_PAR_MIN + each - 1) / each : 2;
+	tg_parallel_for(x->ctx, (size_t)v.outer, min_rows > 1 ? min_rows : 2, 1, pick_grad_part, &j);
 	return dx;
+}
+
+/* The constant mask of the picked elements of x: ones at idx along axis 1 */
+static tg_tensor *pick_mask(tg_tensor *x, const int64_t *idx)
+{
+	tg_view v = tg_view_along(x->ndim, x->shape, 1);
+	if (x->ndim == 2)
+		return tg_one_hot_of(x->ctx, x->dtype, idx, v.outer, v.n);
+	tg_tensor *m = tg_zeros(x->ctx, x->dtype, x->ndim, x->shape);
+	if (!m)
+		return NULL;
+	for (int64_t o = 0; o < v.outer; o++)
+		for (int64_t q = 0; q < v.inner; q++) {
+			size_t at = (size_t)((o * v.n + idx[o * v.inner + q]) * v.inner + q);
+			if (x->dtype == TG_F64)
+				((double *)m->data)[at] = 1;
+			else
+				((float *)m->data)[at] = 1;
+		}
+	return m;
 }
 
 static void pick_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_tensor *x = tg_node_input(n, 0);
-	int64_t N = x->shape[0], K = x->shape[1];
 	if (!x->ctx->grad_enabled) {
 		TG_NODE_GRAD_INTO(n, 0, pick_grad(x, dout, n->aux));
 		return;
 	}
-	tg_tensor *mask = tg_one_hot_of(x->ctx, x->dtype, n->aux, N, K);
+	int64_t shape[TG_MAX_DIMS]; /* dout with a 1 for axis 1, to broadcast */
+	int ndim = tg_reduced_shape(x, 1, true, shape);
 	tg_tensor *zero = tg_zeros(x->ctx, x->dtype, 0, NULL);
-	TG_NODE_GRAD_INTO(n, 0, tg_where(mask, tg_reshape(dout, 2, (int64_t[]){ N, 1 }), zero));
+	TG_NODE_GRAD_INTO(n, 0, tg_where(pick_mask(x, n->aux), tg_reshape(dout, ndim, shape), zero));
 }
 
-/* the column picked in each row: "idx [1, 0]" */
+/* the column picked in each row (or position): "idx [1, 0]" */
 static int pick_describe(const tg_node *n, char *buf, size_t size)
 {
-	return tg_describe_ints(buf, size, "idx ", n->aux, tg_node_input(n, 0)->shape[0]);
+	const tg_tensor *x = tg_node_input(n, 0);
+	return tg_describe_ints(buf, size, "idx ", n->aux,
+				(int64_t)(x->numel / (size_t)x->shape[1]));
 }
 
 static const tg_op pick_op = { .name = "pick", .backward = pick_backward,
 			       .describe = pick_describe };
 TG_OP_REGISTER(pick_op);
 
-/* out[i] = x[i, idx[i]] for x (N,K) and N checked indices */
+/* out[i] = x[i, idx[i]] for x (N,K) and N checked indices; for x
+ * (N,C,d1,...) out[n,q] = x[n, idx[n,q], q], q the position in d1... */
 static tg_tensor *pick_saved(tg_ctx *ctx, const char *who, tg_tensor *x, const int64_t *saved)
 {
-	int64_t N = x->shape[0], K = x->shape[1];
-	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, 1, &N);
+	int64_t shape[TG_MAX_DIMS];
+	int ndim = tg_reduced_shape(x, 1, false, shape);
+	tg_tensor *out = tg_tensor_new(ctx, who, x->dtype, ndim, shape);
 	if (!out)
 		return NULL;
-	if (x->dtype == TG_F64) {
-		const double *X = x->data;
-		double *Y = out->data;
-		for (int64_t i = 0; i < N; i++)
-			Y[i] = X[i * K + saved[i]];
-	} else {
-		const float *X = x->data;
-		float *Y = out->data;
-		for (int64_t i = 0; i < N; i++)
-			Y[i] = X[i * K + saved[i]];
+	tg_view v = tg_view_along(x->ndim, x->shape, 1);
+	const int64_t K = v.n, Q = v.inner;
+	for (int64_t o = 0; o < v.outer; o++) {
+		const int64_t *lab = saved + o * Q;
+		if (x->dtype == TG_F64) {
+			const double *X = (const double *)x->data + o * K * Q;
+			double *Y = (double *)out->data + o * Q;
+			for (int64_t q = 0; q < Q; q++)
+				Y[q] = X[lab[q] * Q + q];
+		} else {
+			const float *X = (const float *)x->data + o * K * Q;
+			float *Y = (float *)out->data + o * Q;
+			for (int64_t q = 0; q < Q; q++)
+				Y[q] = X[lab[q] * Q + q];
+		}
 	}
 	return tg_op_end(&pick_op, out, 1, &x, NULL, 0, saved);
 }
@@ -721,6 +756,6 @@ tg_tensor *tg_nll(tg_tensor *logp, const tg_tensor *labels)
 	if (!ctx)
 		return NULL;
 	const int64_t *saved = tg_class_labels(ctx, who, "logp", logp, labels);
-	tg_tensor *rows = saved ? tg_class_rows(logp) : NULL;
-	return rows ? tg_neg(tg_mean(pick_saved(ctx, who, rows, saved))) : NULL;
+	tg_tensor *x = !saved ? NULL : logp->ndim == 1 ? tg_class_rows(logp) : logp;
+	return x ? tg_neg(tg_mean(pick_saved(ctx, who, x, saved))) : NULL;
 }

@@ -416,6 +416,11 @@ static tg_tensor *seg(bench *b)
 {
 	return tg_cross_entropy(X0(b), tg_from_i32(b->ctx, 3, SH(8, 64, 64), b->idx));
 }
+/* the same through nll of log_softmax along the classes */
+static tg_tensor *seg_nll(bench *b)
+{
+	return tg_nll(tg_log_softmax_axis(X0(b), 1), tg_from_i32(b->ctx, 3, SH(8, 64, 64), b->idx));
+}
 static void pool64_setup(bench *b) { b->p[0] = param64(b, 4, SH(32, 8, 28, 28)); }
 static tg_tensor *relupool(bench *b) { return tg_sum(tg_max_pool2d(tg_relu(X0(b)), 2, 2, 0)); }
 
@@ -534,6 +539,8 @@ static const workload WORKLOADS[] = {
 	{ "s-gauss", "mean(((t - mu) e^-s)^2 / 2 + s), t mu s (2^20)", e20x3, gauss, 20 },
 	{ "s-catsplit", "concat, stack, split of x y (1024,1024), tanh of the parts", m1k, catsplit, 10 },
 	{ "s-seg", "cross_entropy of x (8,21,64,64), labels (8,64,64)", seg_setup, seg, 10 },
+	{ "s-seg-nll", "nll(log_softmax(x, axis 1)), x (8,21,64,64), labels (8,64,64)", seg_setup,
+	  seg_nll, 10 },
 	{ "s-relupool64", "sum(max_pool2d(relu(x), 2)), x (32,8,28,28) f64", pool64_setup, relupool, 20 },
 };
 enum { NW = sizeof WORKLOADS / sizeof WORKLOADS[0] };

@@ -68,9 +68,11 @@ def sweep_torch(name, P, R, idx):
         if name == "s-ce-narrow":
             return lambda: F.cross_entropy(x()[:8192], lab)
         return lambda: F.log_softmax(x(), -1).gather(1, lab[:, None]).sum()
-    if name == "s-seg":
+    if name in ("s-seg", "s-seg-nll"):
         P["x"] = R(8, 21, 64, 64)
         lab = idx(8 * 64 * 64, 21).reshape(8, 64, 64)
+        if name == "s-seg-nll":
+            return lambda: F.nll_loss(F.log_softmax(x(), 1), lab)
         return lambda: F.cross_entropy(x(), lab)
     if name == "s-where":
         e20()
