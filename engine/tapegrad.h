@@ -766,7 +766,9 @@ TG_API tg_tensor *tg_logsumexp(tg_tensor *x, int axis, bool keepdim);
  * label of shape (), or (N,C,d1,...,dk) with labels (N,d1,...,dk), the
  * classes along axis 1 (a segmentation's (N,C,H,W) with (N,H,W)): the mean
  * is then over every position, each a row of C values d1...dk apart, taken
- * where they lie (no permute). */
+ * where they lie (no permute). Every label must be a class: there is no
+ * ignore_index (PyTorch's -100 is TG_EARG here, as any label outside
+ * [0, C)). */
 TG_API tg_tensor *tg_cross_entropy(tg_tensor *logits, const tg_tensor *labels);
 /* The same with labels as a plain array of n entries, in the order of the
  * labels tensor's elements; n must be N (N d1...dk, or 1 for (C)). */

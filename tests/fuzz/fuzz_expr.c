@@ -1361,9 +1361,50 @@ static void op_gather(vm *v)
 	put(v, dst, t);
 }
 
+/* Whether labels have the shape of x (C), (N,C) or (N,C,d1,...) without
+ * its class axis (axis 1; 0 of a 1-D x), as the losses over classes want */
+static bool labels_fit(const tg_tensor *x, const tg_tensor *labels)
+{
+	int a = x->ndim == 1 ? 0 : 1, m = 0;
+	if (labels->ndim != x->ndim - 1)
+		return false;
+	for (int i = 0; i < x->ndim; i++)
+		if (i != a && labels->shape[m++] != x->shape[i])
+			return false;
+	return true;
+}
+
+/* Labels of x's positions: the shape of labels_fit, entries from indices()
+ * (an entry out of range now and then), i32 or i64. */
+static tg_tensor *fitting_labels(vm *v, const tg_tensor *x, int64_t m, int64_t k)
+{
+	reader *r = &v->in;
+	bool i64 = u8(r) & 1;
+	int a = x->ndim == 1 ? 0 : 1, nd = 0;
+	int64_t shape[TG_MAX_DIMS];
+	for (int i = 0; i < x->ndim; i++)
+		if (i != a)
+			shape[nd++] = x->shape[i];
+	if (!charge(v, (double)m))
+		return NULL;
+	int32_t *vals = indices(r, m, k);
+	if (!vals)
+		return NULL;
+	int64_t *w = i64 ? malloc((size_t)m * sizeof *w) : NULL;
+	for (int64_t i = 0; w && i < m; i++)
+		w[i] = vals[i];
+	tg_tensor *t = i64 ? (w ? tg_from_i64(v->ctx, nd, shape, w) : NULL)
+			   : tg_from_i32(v->ctx, nd, shape, vals);
+	free(w);
+	free_indices(vals);
+	return t;
+}
+
 /* tg_pick, tg_nll, tg_cross_entropy, tg_cross_entropy_i32 (a plain array
  * with its count) and tg_cross_entropy_backward: one label per row of an
- * (N,K) x. */
+ * (N,K) x; the losses also take (C) with a label of shape () and
+ * (N,C,d1,...) with labels (N,d1,...) (labels_fit), here one label per
+ * position (N the positions, K the classes). */
 static void op_pick(vm *v)
 {
 	static const char *const names[] = {
@@ -1375,11 +1416,21 @@ static void op_pick(vm *v)
 	tg_tensor *x = get(v);
 	tg_tensor *dout = kind == 4 ? get(v) : NULL;
 	bool two = live(v, x) && x->ndim == 2;
+	/* the losses over classes of a float x of another rank */
+	bool classes = kind >= 1 && kind <= 3 && live(v, x) && !index_dtype(x->dtype) &&
+		       x->ndim >= 1 && !two;
 	int64_t N = two ? x->shape[0] : 3, K = two ? x->shape[1] : 3;
+	if (classes) {
+		K = x->shape[x->ndim == 1 ? 0 : 1];
+		N = (int64_t)(x->numel / (size_t)K);
+	}
 	tg_tensor *labels = NULL;
 	int32_t *raw = NULL;
 	int64_t n = N; /* tg_cross_entropy_i32's count */
-	if (kind == 3) {
+	if (classes && kind != 3 && u8(r) % 2) {
+		if (N > MAX_ARRAY || !(labels = fitting_labels(v, x, N, K)))
+			return;
+	} else if (kind == 3) {
 		unsigned w = u8(r) % 8;
 		n = w == 5 ? N + 1 : w == 6 ? N - 1 : w == 7 ? 0 : N;
 		raw = w == 4 ? NULL : indices(r, n > 0 ? n : 1, K);
@@ -1401,8 +1452,12 @@ static void op_pick(vm *v)
 		if (live(v, x) && live(v, dout) && expect_args(v, 2, in) == PLAIN)
 			predicted = dout->numel != 1 || !two ? TG_ESHAPE
 				  : index_status(v, labels, "labels", N, false, K, bad, sizeof bad);
+	} else if (classes && kind != 3) {
+		predicted = index_status(v, labels, "labels", -1, true, K, bad, sizeof bad);
+		if ((predicted == TG_OK || predicted == TG_EARG) && !labels_fit(x, labels))
+			predicted = TG_ESHAPE;
 	} else if (live(v, x) && !index_dtype(x->dtype)) {
-		if (!two) {
+		if (!two && !classes) {
 			predicted = TG_ESHAPE;
 		} else if (kind == 3) {
 			predicted = !raw ? TG_ENULL : n != N ? TG_ESHAPE : TG_OK;
@@ -1436,7 +1491,7 @@ static void op_pick(vm *v)
 	finish(v, names[kind], e, t, predicted, x ? x->dtype : TG_F32,
 	       kind == 0 ? 1 : kind == 4 ? 2 : 0, shape);
 	check_bad_entry(v, names[kind], e == PLAIN ? predicted : -1, bad);
-	if (t)
+	if (t && two)
 		check_losses(names[kind], (int)kind, x, labels, raw, dout, t);
 	free_indices(raw);
 	put(v, dst, t);
