@@ -186,6 +186,22 @@ enum { LANES = 256 };
 									   : (m)[c_];  \
 	} while (0)
 
+/* m the max of each lane's row (LANE_MAX), the shifted exponentials
+ * e^(x - m) of row r_ into ROW (a pointer expression of r_, w of them) and
+ * s their sums in double, in the order of k */
+#define LANE_EXP_SUMS(m, s, X, k, inner, w, EXP, ROW)                                    \
+	do {                                                                             \
+		LANE_MAX(m, X, k, inner, w);                                             \
+		memset((s), 0, (w) * sizeof *(s));                                       \
+		for (size_t r_ = 0; r_ < (k); r_++) {                                    \
+			for (size_t c_ = 0; c_ < (w); c_++)                              \
+				(ROW)[c_] = (X)[r_ * (inner) + c_] - (m)[c_];            \
+			EXP((ROW), (ROW), (w));                                          \
+			for (size_t c_ = 0; c_ < (w); c_++)                              \
+				(s)[c_] += (ROW)[c_];                                    \
+		}                                                                        \
+	} while (0)
+
 /* y = FINISH from the max m of each lane's row, the exponentials in Y and
  * their sums s */
 #define LANE_KERNEL(name, T, EXP, FINISH)                                                \
@@ -194,16 +210,7 @@ enum { LANES = 256 };
 	{                                                                                \
 		T m[LANES];                                                              \
 		double s[LANES];                                                         \
-		LANE_MAX(m, X, k, inner, w);                                             \
-		memset(s, 0, w * sizeof *s);                                             \
-		for (size_t r = 0; r < k; r++) {                                         \
-			T *y = Y + r * inner;                                            \
-			for (size_t c = 0; c < w; c++)                                   \
-				y[c] = X[r * inner + c] - m[c];                          \
-			EXP(y, y, w);                                                    \
-			for (size_t c = 0; c < w; c++)                                   \
-				s[c] += y[c];                                            \
-		}                                                                        \
+		LANE_EXP_SUMS(m, s, X, k, inner, w, EXP, Y + r_ * inner);                \
 		FINISH                                                                   \
 	}
 
@@ -1105,51 +1112,35 @@ CE_BACKWARD_KERNEL(ce_backward_f32, float, tg_vmath_exp_f32, tg_max_run_f32,
  * and backward over (8,21,64,64)); the backward's gradient in the steps
  * of the rows' kernel (CE_BACKWARD_KERNEL), so each element rounds as its
  * row's would but for the order of the sum. */
-#define CE_LANES_KERNELS(S, T, EXP, QUOT)                                                     \
-	TG_HOT_LOOP_WIDE                                                                  \
-	static void ce_lanes_##S(const T *X, const int64_t *lab, double *L, size_t k,     \
-				 size_t inner, size_t w)                                  \
-	{                                                                                 \
-		T m[LANES], e[LANES];                                                     \
-		double s[LANES];                                                          \
-		LANE_MAX(m, X, k, inner, w);                                              \
-		memset(s, 0, w * sizeof *s);                                              \
-		for (size_t r = 0; r < k; r++) {                                          \
-			for (size_t c = 0; c < w; c++)                                    \
-				e[c] = X[r * inner + c] - m[c];                           \
-			EXP(e, e, w);                                                     \
-			for (size_t c = 0; c < w; c++)                                    \
-				s[c] += e[c];                                             \
-		}                                                                         \
-		tg_vmath_log_f64(s, s, w);                                                \
-		for (size_t c = 0; c < w; c++)                                            \
-			L[c] = ((double)m[c] - X[(size_t)lab[c] * inner + c]) + s[c];     \
-	}                                                                                 \
-	TG_HOT_LOOP_WIDE                                                                  \
-	static void ce_grad_lanes_##S(const T *X, const int64_t *lab, T inv_n, T dout,    \
-				      T *O, size_t k, size_t inner, size_t w)             \
-	{                                                                                 \
-		T m[LANES], p_lab[LANES];                                                 \
-		double s[LANES], inv[LANES];                                              \
-		LANE_MAX(m, X, k, inner, w);                                              \
-		memset(s, 0, w * sizeof *s);                                              \
-		for (size_t r = 0; r < k; r++) {                                          \
-			T *o = O + r * inner;                                             \
-			for (size_t c = 0; c < w; c++)                                    \
-				o[c] = X[r * inner + c] - m[c];                           \
-			EXP(o, o, w);                                                     \
-			for (size_t c = 0; c < w; c++)                                    \
-				s[c] += o[c];                                             \
-		}                                                                         \
-		for (size_t c = 0; c < w; c++) {                                          \
-			inv[c] = 1 / s[c];                                                \
-			p_lab[c] = QUOT(O[(size_t)lab[c] * inner + c], s[c], inv[c]);     \
-		}                                                                         \
-		for (size_t r = 0; r < k; r++)                                            \
-			for (size_t c = 0; c < w; c++)                                    \
-				O[r * inner + c] = QUOT(O[r * inner + c], s[c], inv[c]) * inv_n * dout; \
-		for (size_t c = 0; c < w; c++)                                            \
-			O[(size_t)lab[c] * inner + c] = (p_lab[c] - 1) * inv_n * dout;    \
+#define CE_LANES_KERNELS(S, T, EXP, QUOT)                                                  \
+	TG_HOT_LOOP_WIDE                                                                   \
+	static void ce_lanes_##S(const T *X, const int64_t *lab, double *L, size_t k,      \
+				 size_t inner, size_t w)                                   \
+	{                                                                                  \
+		T m[LANES], e[LANES];                                                      \
+		double s[LANES];                                                           \
+		LANE_EXP_SUMS(m, s, X, k, inner, w, EXP, e);                               \
+		tg_vmath_log_f64(s, s, w);                                                 \
+		for (size_t c = 0; c < w; c++)                                             \
+			L[c] = ((double)m[c] - X[(size_t)lab[c] * inner + c]) + s[c];      \
+	}                                                                                  \
+	TG_HOT_LOOP_WIDE                                                                   \
+	static void ce_grad_lanes_##S(const T *X, const int64_t *lab, T inv_n, T dout,     \
+				      T *O, size_t k, size_t inner, size_t w)              \
+	{                                                                                  \
+		T m[LANES], p_lab[LANES];                                                  \
+		double s[LANES], inv[LANES];                                               \
+		LANE_EXP_SUMS(m, s, X, k, inner, w, EXP, O + r_ * inner);                  \
+		for (size_t c = 0; c < w; c++) {                                           \
+			inv[c] = 1 / s[c];                                                 \
+			p_lab[c] = QUOT(O[(size_t)lab[c] * inner + c], s[c], inv[c]);      \
+		}                                                                          \
+		for (size_t r = 0; r < k; r++)                                             \
+			for (size_t c = 0; c < w; c++)                                     \
+				O[r * inner + c] =                                         \
+					QUOT(O[r * inner + c], s[c], inv[c]) * inv_n * dout; \
+		for (size_t c = 0; c < w; c++)                                             \
+			O[(size_t)lab[c] * inner + c] = (p_lab[c] - 1) * inv_n * dout;     \
 	}
 
 CE_LANES_KERNELS(f64, double, tg_vmath_exp_f64, quot_f64)
