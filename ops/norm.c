@@ -101,6 +101,16 @@ static inline double var_floor(double v)
  * 1e-2 noise in f32 the mean's half ULP (5e-4) alone moved every xhat by up
  * to 0.05. */
 #define XHAT(x, m, lo, r) (((x) - (m) - (lo)) * (r))
+/* What a mean of doubles lost in its rounding, the sum's and the
+ * division's: the mean of x - mean (the corrected two-pass algorithm),
+ * taken in the pass that sums the squares. Where x's spread is small beside
+ * its mean, x - mean is off by that rounding relative to the spread: a row
+ * (1.98377, 1.98051) lost 100 ULPs of a layer norm's gradient to it, and a
+ * third derivative through it 2 of its 16 digits. (A float's mean comes
+ * from a double sum, which holds the float's rounding exactly.) 0 where it
+ * or the sum of the squares is not finite: the variance then goes the
+ * scaled way, and the square of an off near overflow would make it NaN. */
+#define MEAN_OFF(off, squares) (isfinite(off) && isfinite(squares) ? (off) : 0.0)
 /* lo from off, the exact mean in double less the mean rounded: 0 when not
  * finite or when the shift it makes, off inv_std, is below an ULP of 1 (the
  * mean below about twice the standard deviation, as in most data): x - mean
@@ -179,16 +189,23 @@ static inline double gate_f64(double dy, double v)
 				acc[j] += X[i * d + j];                                 \
 	}                                                                               \
                                                                                         \
-	/* the same of (X[i d + j] - mean[j])^2, the difference taken in T */         \
+	/* the same of (X[i d + j] - mean[j])^2, the difference taken in T; for      \
+	 * doubles, cen[j] the sum of X[i d + j] - mean[j] (MEAN_OFF) */              \
 	TG_HOT_LOOP_WIDE                                                                \
 	static void column_squares_##sfx(const T *X, size_t n, size_t d, size_t j0,     \
-					 size_t j1, const T *mean, double *acc)         \
+					 size_t j1, const T *mean, double *acc,         \
+					 double *cen)                                   \
 	{                                                                               \
+		const bool f64 = sizeof(T) == 8;                                        \
 		memset(acc + j0, 0, (j1 - j0) * sizeof *acc);                           \
+		if (f64)                                                                \
+			memset(cen + j0, 0, (j1 - j0) * sizeof *cen);                   \
 		for (size_t i = 0; i < n; i++)                                          \
 			for (size_t j = j0; j < j1; j++) {                              \
 				double c = X[i * d + j] - mean[j];                      \
 				acc[j] += c * c;                                        \
+				if (f64)                                                \
+					cen[j] += c;                                    \
 			}                                                               \
 	}                                                                               \
                                                                                         \
@@ -232,7 +249,9 @@ static inline double gate_f64(double dy, double v)
 	{                                                                               \
 		column_sums_##sfx(X, n, d, j0, j1, acc);                                \
 		column_means_##sfx(X, n, d, j0, j1, acc, offs, st);                     \
-		column_squares_##sfx(X, n, d, j0, j1, st, acc);                         \
+		column_squares_##sfx(X, n, d, j0, j1, st, acc, offs);                   \
+		for (size_t j = j0; sizeof(T) == 8 && j < j1; j++)                      \
+			offs[j] = MEAN_OFF(offs[j] / (double)n, acc[j]);                \
 		column_vars_##sfx(X, n, d, j0, j1, eps, acc, offs, st, var);            \
 	}                                                                               \
                                                                                         \
@@ -381,6 +400,9 @@ enum { DOT_LANES = 8 };
  * each channel's lanes + 1 sums on a row of three cache lines of its own,
  * so that no vector of them straddles a line */
 enum { PLANE_BLOCK = 32, SUMS_STRIDE = 24 };
+/* where a channel's sums of x - mean begin on its row (doubles only: their
+ * 8 lanes + 1 of squares, then 8 + 1 of these) */
+enum { CENTRED = 9 };
 #define TG_SUMS_ALIGN __attribute__((aligned(64)))
 
 /* a[0..lanes) the partial sums, a[lanes] the sum of the planes' tails */
@@ -393,20 +415,26 @@ static double lanes_total(const double *a, int lanes)
 }
 
 #define PLANE_KERNELS(T, sfx)                                                           \
-	/* a[l] += the plane's values (sq: their squares after taking off m) */         \
+	/* a[l] += the plane's values (sq: their squares after taking off m, and       \
+	 * for doubles, in a[CENTRED + l], the values less m, see MEAN_OFF) */          \
 	TG_HOT_LOOP_WIDE                                                                \
 	static void plane_add_##sfx(const T *P, size_t s, bool sq, double m, double *a) \
 	{                                                                               \
 		size_t k = 0;                                                           \
+		const bool f64 = sizeof(T) == 8;                                        \
 		if (sq) {                                                               \
 			for (; k + ADD_LANES(T) <= s; k += ADD_LANES(T))                \
 				for (int l = 0; l < ADD_LANES(T); l++) {                \
 					double c = P[k + l] - m;                        \
 					a[l] += c * c;                                  \
+					if (f64)                                        \
+						a[CENTRED + l] += c;                    \
 				}                                                       \
 			for (; k < s; k++) {                                            \
 				double c = P[k] - m;                                    \
 				a[ADD_LANES(T)] += c * c;                               \
+				if (f64)                                                \
+					a[CENTRED + ADD_LANES(T)] += c;                 \
 			}                                                               \
 			return;                                                         \
 		}                                                                       \
@@ -451,6 +479,10 @@ static double lanes_total(const double *a, int lanes)
 							true, mean[jb + c], a[c]);      \
 			for (size_t c = 0; c < w; c++) {                                \
 				const size_t j = jb + c;                                \
+				if (f64)                                                \
+					offs[c] = MEAN_OFF(lanes_total(a[c] + CENTRED,  \
+								       ADD_LANES(T)) / cnt, \
+							   lanes_total(a[c], ADD_LANES(T))); \
 				double v = var_floor(lanes_total(a[c], ADD_LANES(T)) / cnt - \
 						   offs[c] * offs[c]);                  \
 				var[j] = (T)v;                                          \
@@ -716,12 +748,14 @@ static void bn_stat_blocks_part(void *arg, size_t lo, size_t hi)
 	for (size_t k = lo; k < hi; k++) {
 		size_t i0 = k * j->block, m = j->n - i0 < j->block ? j->n - i0 : j->block;
 		double *acc = j->acc + k * d;
-		if (j->f64 && j->squares)
-			column_squares_f64((const double *)j->x + i0 * d, m, d, 0, d, j->st, acc);
+		if (j->f64 && j->squares) /* and the sums of x - mean after them */
+			column_squares_f64((const double *)j->x + i0 * d, m, d, 0, d, j->st,
+					   j->acc + k * 2 * d, j->acc + k * 2 * d + d);
 		else if (j->f64)
 			column_sums_f64((const double *)j->x + i0 * d, m, d, 0, d, acc);
 		else if (j->squares)
-			column_squares_f32((const float *)j->x + i0 * d, m, d, 0, d, j->st, acc);
+			column_squares_f32((const float *)j->x + i0 * d, m, d, 0, d, j->st, acc,
+					   NULL);
 		else
 			column_sums_f32((const float *)j->x + i0 * d, m, d, 0, d, acc);
 	}
@@ -744,7 +778,14 @@ static void bn_vars_part(void *arg, size_t lo, size_t hi)
 {
 	const norm_job *j = arg;
 	size_t d = j->d;
-	add_blocks(j, d, lo, hi);
+	if (j->f64) { /* blocks of 2 D: the squares, then the sums of x - mean */
+		add_blocks(j, 2 * d, lo, hi);
+		add_blocks(j, 2 * d, d + lo, d + hi);
+		for (size_t c = lo; c < hi; c++)
+			j->sums[d + c] = MEAN_OFF(j->sums[d + c] / (double)j->n, j->sums[c]);
+	} else {
+		add_blocks(j, d, lo, hi);
+	}
 	if (j->f64)
 		column_vars_f64(j->x, j->n, d, lo, hi, j->eps, j->sums, j->sums + d, j->st,
 				(double *)j->st + 2 * d);
@@ -1067,8 +1108,10 @@ static void *statistics(tg_ctx *ctx, const tg_tensor *x, double eps)
 	size_t block = sum_block(n, d), nb = s == 1 ? (n + block - 1) / block : 0;
 	void *st = tg_arena_alloc(ctx, 4 * d * tg_dtype_size(x->dtype));
 	/* (N,D)'s column sums and the mean's rounding (2 D), after the blocks'
-	 * sums (D each); a channel's sums stay in its kernel's locals */
-	double *acc = s == 1 ? tg_arena_alloc(ctx, (nb > 1 ? nb + 2 : 2) * d * sizeof *acc)
+	 * sums (D each; 2 D of doubles' squares, with their sums of x - mean);
+	 * a channel's sums stay in its kernel's locals */
+	const size_t bw = x->dtype == TG_F64 ? 2 : 1; /* the squares' blocks, in D */
+	double *acc = s == 1 ? tg_arena_alloc(ctx, (nb > 1 ? bw * nb + 2 : 2) * d * sizeof *acc)
 			     : NULL;
 	if (!st || (s == 1 && !acc))
 		return NULL;
@@ -1081,7 +1124,7 @@ static void *statistics(tg_ctx *ctx, const tg_tensor *x, double eps)
 	/* whole rows to each thread, as the backward's sums: a split of the
 	 * columns read a stretch of every row, and (100000,64) floats took
 	 * twice as long at 2 threads as at 1 */
-	j.sums = acc + nb * d;
+	j.sums = acc + bw * nb * d;
 	tg_parallel_for(ctx, nb, 2, 1, bn_stat_blocks_part, &j);
 	tg_parallel_for(ctx, d, part_min(nb), column_align(&j), bn_means_part, &j);
 	j.squares = true;
@@ -1338,19 +1381,24 @@ tg_tensor *tg_batch_norm_relu(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta, d
 			double sum = tg_sum_run_##sfx(0, X, (int64_t)d);                \
 			mean[i] = (T)(isinf(sum) ? scaled_mean(X, sizeof(T) == 8, 1, d, d, sum) \
 						 : sum / (double)d);                    \
-			double v[TG_LANES] = { 0 };                                     \
+			double v[TG_LANES] = { 0 }, u[TG_LANES] = { 0 };                \
 			size_t j = 0;                                                   \
 			for (; j + TG_LANES <= d; j += TG_LANES)                        \
 				for (int k = 0; k < TG_LANES; k++) {                    \
 					double c = X[j + k] - mean[i];                  \
+					u[k] += c;                                      \
 					v[k] += c * c;                                  \
 				}                                                       \
 			for (; j < d; j++) {                                            \
 				double c = X[j] - mean[i];                              \
+				u[j % TG_LANES] += c;                                   \
 				v[j % TG_LANES] += c * c;                               \
 			}                                                               \
-			/* less the square of the mean's rounding to T */               \
-			double off = sum / (double)d - mean[i];                         \
+			/* less the square of the mean's rounding to T: for a float,    \
+			 * the double sum's mean less it; for a double, MEAN_OFF */     \
+			double off = sizeof(T) == 8 ? MEAN_OFF(tg_sum_lanes(u) / (double)d,  \
+							       tg_sum_lanes(v))                 \
+						    : sum / (double)d - mean[i];        \
 			double var = var_floor(tg_sum_lanes(v) / (double)d              \
 					       - (isfinite(off) ? off * off : 0));    \
 			inv_std[i] = (T)(isinf(var) ? scaled_inv_std(X, sizeof(T) == 8, 1, d, d, \

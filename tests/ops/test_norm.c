@@ -1267,6 +1267,81 @@ static void batch_norm_forward_has_the_same_bits_at_1_2_and_3_threads(void **sta
 	tg_ctx_free(rng);
 }
 
+
+/* x = 100 + 0.001 z: where the spread is small beside the mean, x - mean
+ * in f64 is as good as the mean, whose rounding (the sum's and the
+ * division's) is then large beside the spread; the statistics take it back
+ * out. Layer norm's rows, batch norm's columns in one block and in many,
+ * and its channels' planes, against long double references (the planes:
+ * y, mean and var, each channel's values in long double). */
+static void a_small_spread_beside_a_large_mean_keeps_its_digits_in_f64(void **state)
+{
+	(void)state;
+	static const int64_t shapes[][2] = { { 64, 33 }, { 3001, 33 }, { 5, 257 } };
+	tg_ctx *rng = tg_ctx_new(23);
+	for (size_t k = 0; k < LEN(shapes); k++) {
+		problem p = problem_new(rng, shapes[k][0], shapes[k][1], 1e-5);
+		for (int64_t i = 0; i < p.n * p.d; i++)
+			p.x[i] = 100 + 1e-3 * p.x[i];
+		for (int bn = 0; bn < 2; bn++) {
+			char what[96];
+			snprintf(what, sizeof what, "%s (%lld,%lld) about 100",
+				 bn ? "batch_norm" : "layer_norm", (long long)p.n, (long long)p.d);
+			tg_tensor *out[5];
+			tg_ctx *c = split_grads(bn, &p, TG_F64, 1, true, out);
+			assert_grads_near_reference(what, bn, &p, TG_F64, out);
+			tg_ctx_free(c);
+			if (bn) {
+				tg_tensor *fw[4];
+				c = split_forward(&p, TG_F64, 1, fw);
+				assert_forward_near_reference(what, &p, TG_F64, fw);
+				tg_ctx_free(c);
+			}
+		}
+		problem_free(&p);
+	}
+	/* channels: (N,C,H,W) */
+	const int64_t sh[4] = { 6, 3, 9, 11 };
+	problem p = problem_channels(rng, 4, sh, 1e-5);
+	const size_t n = (size_t)sh[0], ch = (size_t)sh[1], s = (size_t)(sh[2] * sh[3]);
+	for (size_t i = 0; i < n * ch * s; i++)
+		p.x[i] = 100 + 1e-3 * p.x[i];
+	tg_ctx *ctx = tg_ctx_new(1);
+	tg_tensor *x = tg_from_f64(ctx, TG_F64, 4, sh, p.x), *mean, *var;
+	tg_tensor *y = tg_batch_norm(x, tg_from_f64(ctx, TG_F64, SHAPE(sh[1]), p.gamma),
+				     tg_from_f64(ctx, TG_F64, SHAPE(sh[1]), p.beta), p.eps, &mean,
+				     &var);
+	assert_ctx_ok(ctx);
+	for (size_t c = 0; c < ch; c++) {
+		long double m = 0, v = 0;
+		for (size_t i = 0; i < n; i++)
+			for (size_t e = 0; e < s; e++)
+				m += p.x[(i * ch + c) * s + e];
+		m /= n * s;
+		for (size_t i = 0; i < n; i++)
+			for (size_t e = 0; e < s; e++) {
+				long double d = p.x[(i * ch + c) * s + e] - m;
+				v += d * d;
+			}
+		v /= n * s;
+		assert_near_ref("planes: mean", c, tg_get(mean, c), m, m, 1e-15);
+		assert_near_ref("planes: var", c, tg_get(var, c), v, v, 1e-13);
+		long double r = 1 / sqrtl(v + p.eps);
+		for (size_t i = 0; i < n; i++)
+			for (size_t e = 0; e < s; e++) {
+				size_t at = (i * ch + c) * s + e;
+				long double xh = (p.x[at] - m) * r;
+				assert_near_ref("planes: y", at, tg_get(y, at), xh * p.gamma[c] + p.beta[c],
+						fabsl(xh * p.gamma[c]) + fabsl(p.beta[c]) +
+						    fabsl(p.gamma[c]),
+						1e-13);
+			}
+	}
+	tg_ctx_free(ctx);
+	problem_free(&p);
+	tg_ctx_free(rng);
+}
+
 /* f32 at a training size, (64,256): forward and gradients against f64. */
 static void f32_layer_norm_agrees_with_f64(void **state)
 {
@@ -1506,6 +1581,7 @@ int main(void)
 		cmocka_unit_test(a_nan_or_inf_makes_its_group_nan),
 		cmocka_unit_test(f32_layer_norm_agrees_with_f64),
 		cmocka_unit_test(norm_gradients_have_the_same_bits_at_1_2_and_3_threads),
+		cmocka_unit_test(a_small_spread_beside_a_large_mean_keeps_its_digits_in_f64),
 		cmocka_unit_test(batch_norm_forward_has_the_same_bits_at_1_2_and_3_threads),
 		cmocka_unit_test(f32_statistics_of_values_with_a_large_offset_are_exact),
 		cmocka_unit_test(f32_norms_of_values_with_a_large_offset_are_centred),
