@@ -350,6 +350,41 @@ static void channel_blocks_match_im2col_at_every_side(void **state)
 	tg_ctx_free(ref);
 }
 
+/* Channel counts that are not a multiple of oneDNN's blocks, whose last
+ * block of each image is padded with zeros (3 and 8 channels of 16, 20 and
+ * 40 of 16 with full blocks before): copied in and out lane by lane, 16
+ * positions at a time and the rest one by one, so images of 1 to 51
+ * positions, below 16, a multiple of 16 or not; outputs of 8 and 24
+ * channels padded likewise; stride 1 and 2, batches of 1 and 3, one thread
+ * and two. The padding must be zeros for the kernels (the arena holds
+ * the last case's values there). */
+static void padded_channel_blocks_match_im2col_at_every_side(void **state)
+{
+	(void)state;
+	tg_ctx *ctx = tg_ctx_new(SEED), *ref = im2col_ctx(SEED);
+	static const int64_t sides[][2] = { { 1, 1 }, { 3, 3 }, { 4, 4 }, { 5, 7 }, { 17, 3 }, { 8, 8 } };
+	static const int64_t channels[] = { 3, 8, 20, 40 };
+	static const int64_t outs[] = { 8, 24 };
+	int cases = 0;
+	for (int t = 1; t <= 2; t++) {
+		tg_set_threads(ctx, t);
+		tg_set_threads(ref, t);
+		for (size_t si = 0; si < LEN(sides); si++)
+			for (size_t ci = 0; ci < LEN(channels); ci++)
+				for (size_t oi = 0; oi < LEN(outs); oi++, cases++) {
+					int s = 1 + (int)(cases / 2 % 2);
+					conv_case c = { .N = 1 + 2 * (int64_t)(cases % 2),
+							.C = channels[ci], .H = sides[si][0],
+							.W = sides[si][1], .O = outs[oi], .KH = 3, .KW = 3,
+							.o = { { s, s }, { 1, 1 }, { 1, 1 }, 1 } };
+					compare_case(ctx, ref, &c);
+				}
+	}
+	assert_int_equal(cases, 96);
+	tg_ctx_free(ctx);
+	tg_ctx_free(ref);
+}
+
 /* tg_transpose_batch against the index loop, bit for bit: matrices of 1 to
  * 33 rows and columns around the blocks of 8 and 16 (the line blocks take
  * 16 whole), one to three of them, floats and doubles; every element of
@@ -957,6 +992,7 @@ int main(void)
 		cmocka_unit_test(the_conv_kernels_are_set_per_context),
 		cmocka_unit_test(one_image_splits_its_output_channels_across_threads),
 		cmocka_unit_test(channel_blocks_match_im2col_at_every_side),
+		cmocka_unit_test(padded_channel_blocks_match_im2col_at_every_side),
 		cmocka_unit_test(batched_transposes_move_every_element),
 		cmocka_unit_test(huge_strides_and_paddings_match_im2col),
 		cmocka_unit_test(blocked_copies_are_shared_only_at_the_same_version),
