@@ -331,7 +331,7 @@ static dnnl_primitive_t reorder_of(const cache *c, const dnnl_memory_desc_t *fro
  * nChw16c's 16 on AVX-512, 24 take two blocks of 16), which oneDNN's
  * reorder copies one element at a time (jit:uni); those go here too, the
  * full blocks transposed as above and the last one 16 positions at a time
- * (pad_copy). A 3x3 convolution forward and backward, 1 thread, best of 5
+ * (tg_transpose_pad). A 3x3 convolution forward and backward, 1 thread, best of 5
  * runs, two interleaved processes each: (32,8,64,64) to 8 channels 17.1
  * and 17.6 -> 16.3 and 16.5 ms, (32,24,32,32) to 40 28.7 and 29.0 -> 27.8
  * and 27.9. B of the layout md of the 4-D tensor plain, or 0 when it is
@@ -493,116 +493,6 @@ static bool run(dnnl_stream_t s, dnnl_primitive_t p, int n, const dnnl_exec_arg_
 /* Whether tensor t of e is copied to or from another layout. */
 static bool relaid(const prim *e, int t) { return e->inner[t] != e->user[t]; }
 
-/* The last block of an image whose C is not a multiple of B (OWN): its r
- * planes x (r, hw) into y (hw, B), lanes r.. zero (a NaN there would reach
- * the sums through the zero weights of the padded channels); and back, the
- * padding left out. Positions p0.. one at a time here; pad16_in and
- * pad16_out take 16 at a time in AVX-512 registers (one at a time was no
- * faster than oneDNN's reorder). */
-static void pad_in(const float *restrict x, float *restrict y, int64_t r, int64_t B, int64_t hw,
-		   int64_t p0)
-{
-	for (int64_t p = p0; p < hw; p++) {
-		float *o = y + p * B;
-		for (int64_t c = 0; c < r; c++)
-			o[c] = x[c * hw + p];
-		for (int64_t c = r; c < B; c++)
-			o[c] = 0;
-	}
-}
-
-static void pad_out(const float *restrict y, float *restrict x, int64_t r, int64_t B, int64_t hw,
-		    int64_t p0)
-{
-	for (int64_t p = p0; p < hw; p++)
-		for (int64_t c = 0; c < r; c++)
-			x[c * hw + p] = y[p * B + c];
-}
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define PAD16 1
-#define AVX512 __attribute__((target("avx512f")))
-
-/* v transposed: lane i of v[j] becomes lane j of v[i] (pairs of rows
- * interleaved, then quads, then the 128-bit quarters twice, as
- * transpose.c's line blocks) */
-AVX512 static inline __attribute__((always_inline)) void transpose16(__m512 v[16])
-{
-	__m512 t[16];
-	for (int i = 0; i < 16; i += 2) {
-		t[i] = _mm512_unpacklo_ps(v[i], v[i + 1]);
-		t[i + 1] = _mm512_unpackhi_ps(v[i], v[i + 1]);
-	}
-	for (int i = 0; i < 16; i += 4) {
-		v[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-		v[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xee);
-		v[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-		v[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xee);
-	}
-	for (int j = 0; j < 4; j++) {
-		__m512 v0 = _mm512_shuffle_f32x4(v[j], v[4 + j], 0x88);
-		__m512 v1 = _mm512_shuffle_f32x4(v[j], v[4 + j], 0xdd);
-		__m512 v2 = _mm512_shuffle_f32x4(v[8 + j], v[12 + j], 0x88);
-		__m512 v3 = _mm512_shuffle_f32x4(v[8 + j], v[12 + j], 0xdd);
-		t[j] = _mm512_shuffle_f32x4(v0, v2, 0x88);
-		t[4 + j] = _mm512_shuffle_f32x4(v1, v3, 0x88);
-		t[8 + j] = _mm512_shuffle_f32x4(v0, v2, 0xdd);
-		t[12 + j] = _mm512_shuffle_f32x4(v1, v3, 0xdd);
-	}
-	for (int i = 0; i < 16; i++)
-		v[i] = t[i];
-}
-
-AVX512 static void pad16_in(const float *x, float *y, int64_t r, int64_t hw)
-{
-	int64_t p = 0;
-	for (; p + 16 <= hw; p += 16) {
-		__m512 v[16];
-		for (int c = 0; c < 16; c++)
-			v[c] = c < r ? _mm512_loadu_ps(x + c * hw + p) : _mm512_setzero_ps();
-		transpose16(v);
-		for (int q = 0; q < 16; q++)
-			_mm512_storeu_ps(y + (p + q) * 16, v[q]);
-	}
-	pad_in(x, y, r, 16, hw, p);
-}
-
-AVX512 static void pad16_out(const float *y, float *x, int64_t r, int64_t hw)
-{
-	int64_t p = 0;
-	for (; p + 16 <= hw; p += 16) {
-		__m512 v[16];
-		for (int q = 0; q < 16; q++)
-			v[q] = _mm512_loadu_ps(y + (p + q) * 16);
-		transpose16(v);
-		for (int c = 0; c < r; c++)
-			_mm512_storeu_ps(x + c * hw + p, v[c]);
-	}
-	pad_out(y, x, r, 16, hw, p);
-}
-#else
-#define PAD16 0
-#endif
-
-/* pad_in or pad_out (in) of a whole image's last block */
-static void pad_copy(bool in, const float *from, float *to, int64_t r, int64_t B, int64_t hw)
-{
-#if PAD16
-	if (B == 16 && __builtin_cpu_supports("avx512f")) {
-		if (in)
-			pad16_in(from, to, r, hw);
-		else
-			pad16_out(from, to, r, hw);
-		return;
-	}
-#endif
-	if (in)
-		pad_in(from, to, r, B, hw, 0);
-	else
-		pad_out(from, to, r, B, hw, 0);
-}
-
 static bool reorder_run(const lane *l, int t)
 {
 	const prim *e = l->e;
@@ -625,11 +515,11 @@ static bool reorder_run(const lane *l, int t)
 			if (t == Y) {
 				if (full)
 					tg_transpose_batch(sizeof(float), yb, xp, full, hw, B);
-				pad_copy(false, yb + full * hw * B, xp + full * B * hw, r, B, hw);
+				tg_transpose_pad(false, yb + full * hw * B, xp + full * B * hw, r, B, hw);
 			} else {
 				if (full)
 					tg_transpose_batch(sizeof(float), xp, yb, full, B, hw);
-				pad_copy(true, xp + full * B * hw, yb + full * hw * B, r, B, hw);
+				tg_transpose_pad(true, xp + full * B * hw, yb + full * hw * B, r, B, hw);
 			}
 		}
 		return true;

@@ -193,8 +193,38 @@ VECTOR_BLOCKS(blocks_add_8, uint64_t, 4, block_8, true)
 			STORE(at_, v);                                                   \
 	} while (0)
 
-/* The 16x16 floats at x to y: pairs of rows interleaved, then quads, then
- * the 128-bit quarters twice. */
+/* v transposed: lane i of v[j] becomes lane j of v[i] (pairs of rows
+ * interleaved, then quads, then the 128-bit quarters twice) */
+AVX512 static inline __attribute__((always_inline)) void transpose16(__m512 v[16])
+{
+	__m512 t[16];
+	for (int i = 0; i < 16; i += 2) {
+		t[i] = _mm512_unpacklo_ps(v[i], v[i + 1]);
+		t[i + 1] = _mm512_unpackhi_ps(v[i], v[i + 1]);
+	}
+	/* v[4g + j], quarter q: column 4q + j of rows 4g to 4g + 3 */
+	for (int i = 0; i < 16; i += 4) {
+		v[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+		v[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xee);
+		v[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+		v[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+	}
+	for (int j = 0; j < 4; j++) {
+		/* quarters 0 and 2 of groups 0, 1 (v0) and 2, 3 (v2); 1 and 3 in v1, v3 */
+		__m512 v0 = _mm512_shuffle_f32x4(v[j], v[4 + j], 0x88);
+		__m512 v1 = _mm512_shuffle_f32x4(v[j], v[4 + j], 0xdd);
+		__m512 v2 = _mm512_shuffle_f32x4(v[8 + j], v[12 + j], 0x88);
+		__m512 v3 = _mm512_shuffle_f32x4(v[8 + j], v[12 + j], 0xdd);
+		t[j] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+		t[4 + j] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+		t[8 + j] = _mm512_shuffle_f32x4(v0, v2, 0xdd);
+		t[12 + j] = _mm512_shuffle_f32x4(v1, v3, 0xdd);
+	}
+	for (int i = 0; i < 16; i++)
+		v[i] = t[i];
+}
+
+/* The 16x16 floats at x to y. */
 AVX512 static inline __attribute__((always_inline)) void
 line_block_4(const uint32_t *x, uint32_t *y, int64_t ldx, int64_t ldy, bool nt, bool add)
 {
@@ -202,31 +232,12 @@ line_block_4(const uint32_t *x, uint32_t *y, int64_t ldx, int64_t ldy, bool nt, 
 #define STORE _mm512_storeu_ps
 #define LOAD _mm512_loadu_ps
 #define SUM _mm512_add_ps
-	__m512 r[16], t[16];
+	__m512 r[16];
 	for (int i = 0; i < 16; i++)
 		r[i] = _mm512_loadu_ps((const float *)(const void *)(x + i * ldx));
-	for (int i = 0; i < 16; i += 2) {
-		t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-		t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-	}
-	/* r[4g + j], quarter q: column 4q + j of rows 4g to 4g + 3 */
-	for (int i = 0; i < 16; i += 4) {
-		r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-		r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xee);
-		r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-		r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xee);
-	}
-	for (int j = 0; j < 4; j++) {
-		/* quarters 0 and 2 of groups 0, 1 (v0) and 2, 3 (v2); 1 and 3 in v1, v3 */
-		__m512 v0 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88);
-		__m512 v1 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xdd);
-		__m512 v2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
-		__m512 v3 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xdd);
-		PUT512(float, j, _mm512_shuffle_f32x4(v0, v2, 0x88));
-		PUT512(float, 4 + j, _mm512_shuffle_f32x4(v1, v3, 0x88));
-		PUT512(float, 8 + j, _mm512_shuffle_f32x4(v0, v2, 0xdd));
-		PUT512(float, 12 + j, _mm512_shuffle_f32x4(v1, v3, 0xdd));
-	}
+	transpose16(r);
+	for (int i = 0; i < 16; i++)
+		PUT512(float, i, r[i]);
 #undef STREAM
 #undef STORE
 #undef LOAD
@@ -417,6 +428,74 @@ void tg_transpose_batch(size_t es, const void *X, void *Y, int64_t count, int64_
 		}
 #endif
 	}
+}
+
+/* ---- a last, padded block of channels ------------------------------------------------ */
+
+/* The r planes x (r, hw) into y (hw, B), lanes r.. zero (a NaN there
+ * would reach a convolution's sums through the zero weights of its padded
+ * channels), from position p0; out: back, the padding left out. */
+static void pad_in(const float *restrict x, float *restrict y, int64_t r, int64_t B, int64_t hw,
+		   int64_t p0)
+{
+	for (int64_t p = p0; p < hw; p++) {
+		float *o = y + p * B;
+		for (int64_t c = 0; c < r; c++)
+			o[c] = x[c * hw + p];
+		for (int64_t c = r; c < B; c++)
+			o[c] = 0;
+	}
+}
+
+static void pad_out(const float *restrict y, float *restrict x, int64_t r, int64_t B, int64_t hw,
+		    int64_t p0)
+{
+	for (int64_t p = p0; p < hw; p++)
+		for (int64_t c = 0; c < r; c++)
+			x[c * hw + p] = y[p * B + c];
+}
+
+#if TR_X86
+/* the same for B = 16, 16 positions at a time in registers (one at a time
+ * was no faster than oneDNN's reorder) */
+AVX512 static void pad16_in(const float *x, float *y, int64_t r, int64_t hw)
+{
+	int64_t p = 0;
+	for (; p + 16 <= hw; p += 16) {
+		__m512 v[16];
+		for (int c = 0; c < 16; c++)
+			v[c] = c < r ? _mm512_loadu_ps(x + c * hw + p) : _mm512_setzero_ps();
+		transpose16(v);
+		for (int q = 0; q < 16; q++)
+			_mm512_storeu_ps(y + (p + q) * 16, v[q]);
+	}
+	pad_in(x, y, r, 16, hw, p);
+}
+
+AVX512 static void pad16_out(const float *y, float *x, int64_t r, int64_t hw)
+{
+	int64_t p = 0;
+	for (; p + 16 <= hw; p += 16) {
+		__m512 v[16];
+		for (int q = 0; q < 16; q++)
+			v[q] = _mm512_loadu_ps(y + (p + q) * 16);
+		transpose16(v);
+		for (int c = 0; c < r; c++)
+			_mm512_storeu_ps(x + c * hw + p, v[c]);
+	}
+	pad_out(y, x, r, 16, hw, p);
+}
+#endif
+
+void tg_transpose_pad(bool in, const float *from, float *to, int64_t r, int64_t B, int64_t hw)
+{
+#if TR_X86
+	if (B == 16 && __builtin_cpu_supports("avx512f")) {
+		(in ? pad16_in : pad16_out)(from, to, r, hw);
+		return;
+	}
+#endif
+	(in ? pad_in : pad_out)(from, to, r, B, hw, 0);
 }
 
 /* ---- permute: the plan ----------------------------------------------------------- */

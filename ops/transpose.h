@@ -33,4 +33,9 @@ bool tg_permute_grad_sum(tg_node *n, tg_tensor *dout, const int *perm);
 void tg_transpose_batch(size_t es, const void *X, void *Y, int64_t count, int64_t rows,
 			int64_t cols);
 
+/* A channel block's last, padded copy (C not a multiple of B): in, the r <
+ * B planes from (r, hw) into to (hw, B), the lanes past r zero; else from
+ * (hw, B) back into the r planes to (r, hw), the padding left out. */
+void tg_transpose_pad(bool in, const float *from, float *to, int64_t r, int64_t B, int64_t hw);
+
 #endif /* TG_TRANSPOSE_H */
