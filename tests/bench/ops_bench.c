@@ -424,6 +424,82 @@ static tg_tensor *seg_nll(bench *b)
 static void pool64_setup(bench *b) { b->p[0] = param64(b, 4, SH(32, 8, 28, 28)); }
 static tg_tensor *relupool(bench *b) { return tg_sum(tg_max_pool2d(tg_relu(X0(b)), 2, 2, 0)); }
 
+/* ---- the sweep's second part: f64, reductions along each axis of 3-D and
+ * 4-D tensors, broadcasting patterns, small and large tensors ---- */
+
+static void m4k64(bench *b) { b->p[0] = param64(b, 2, SH(4096, 1024)); }
+static void t3_64(bench *b) { b->p[0] = param64(b, 3, SH(64, 512, 64)); }
+static void rows64(bench *b) { b->p[0] = param64(b, 2, SH(512, 2048)); }
+static void bcast64_setup(bench *b)
+{
+	b->p[0] = param64(b, 2, SH(1024, 1024)), b->p[1] = param64(b, 2, SH(1, 1024));
+	b->p[2] = param64(b, 2, SH(1024, 1));
+}
+static tg_tensor *sum0x(bench *b) { return tg_sum(sq(tg_sum_axis(X0(b), 0, false))); }
+static tg_tensor *sum1x(bench *b) { return tg_sum(sq(tg_sum_axis(X0(b), 1, false))); }
+static tg_tensor *sum2x(bench *b) { return tg_sum(sq(tg_sum_axis(X0(b), 2, false))); }
+static tg_tensor *sum3x(bench *b) { return tg_sum(sq(tg_sum_axis(X0(b), 3, false))); }
+static tg_tensor *mean0x(bench *b) { return tg_sum(sq(tg_mean_axis(X0(b), 0, false))); }
+static tg_tensor *max0x(bench *b) { return tg_sum(tg_max_axis(X0(b), 0, false)); }
+static tg_tensor *max3x(bench *b) { return tg_sum(tg_max_axis(X0(b), 3, false)); }
+/* the variance along axis a by hand, each row's then summed */
+static tg_tensor *var_axis(tg_tensor *x, int a)
+{
+	tg_tensor *d = tg_sub(x, tg_mean_axis(x, a, true));
+	return tg_mean_axis(tg_mul(d, d), a, false);
+}
+static tg_tensor *std_last(bench *b) { return tg_sum(tg_sqrt(tg_add_scalar(var_axis(X0(b), -1), 1e-5))); }
+static tg_tensor *var0(bench *b) { return tg_sum(var_axis(X0(b), 0)); }
+/* a channel's standard deviation over (N,H,W) by hand, as batch norm's */
+static tg_tensor *std_chan(bench *b)
+{
+	const int64_t *s = tg_shape(X0(b));
+	double n = (double)(s[0] * s[2] * s[3]);
+	const int64_t c[4] = { 1, s[1], 1, 1 };
+	tg_tensor *d = tg_sub(X0(b), tg_mul_scalar(tg_sum_to(X0(b), 4, c), 1 / n));
+	tg_tensor *v = tg_mul_scalar(tg_sum_to(tg_mul(d, d), 4, c), 1 / n);
+	return tg_sum(tg_sqrt(tg_add_scalar(v, 1e-5)));
+}
+static void bc3_setup(bench *b) { b->p[0] = P(b, 32, 1, 256), b->p[1] = P(b, 1, 128, 1); }
+static tg_tensor *bcsq(bench *b) { return tg_sum(sq(tg_add(X0(b), X1(b)))); }
+static void chw_setup(bench *b) { b->p[0] = P(b, 32, 64, 32, 32), b->p[1] = P(b, 64, 1, 1); }
+static tg_tensor *chw(bench *b) { return tg_sum(sq(tg_sub(X0(b), X1(b)))); }
+static void mid_setup(bench *b) { b->p[0] = P(b, 64, 512, 64), b->p[1] = P(b, 64, 1, 64); }
+static tg_tensor *bcmul(bench *b) { return tg_sum(tg_tanh(tg_mul(X0(b), X1(b)))); }
+static void sc_setup(bench *b)
+{
+	b->p[0] = P(b, 1024, 1024), b->p[1] = P(b, 1, 1), b->p[2] = P(b, 1, 1);
+}
+static tg_tensor *scal(bench *b) { return tg_sum(sq(tg_add(tg_mul(X0(b), X1(b)), b->p[2]))); }
+static tg_tensor *clampmul(bench *b) { return tg_sum(tg_mul(tg_clamp(X0(b), -1, 1), X1(b))); }
+static tg_tensor *absmean(bench *b) { return tg_mean(tg_abs(X0(b))); }
+/* a mask true (nonzero) at about half the elements, at random */
+static tg_tensor *half_mask(bench *b, tg_dtype dt, int ndim, const int64_t *shape)
+{
+	return tg_keep(tg_relu(tg_add_scalar(tg_rand(b->ctx, dt, ndim, shape, 0, 1), -0.5)));
+}
+static void where_bc_setup(bench *b)
+{
+	b->p[0] = P(b, 1024, 1024), b->p[1] = P(b, 1, 1024);
+	b->x = half_mask(b, TG_F32, 2, SH(1024, 1));
+}
+static tg_tensor *where_sq(bench *b) { return tg_sum(tg_where(b->x, X0(b), sq(X1(b)))); }
+static void where64_setup(bench *b)
+{
+	e20_64(b);
+	b->x = half_mask(b, TG_F64, 1, SH(1 << 20));
+}
+static void e7(bench *b) { b->p[0] = P(b, 128), b->p[1] = P(b, 128); }
+static void e10(bench *b) { b->p[0] = P(b, 1024), b->p[1] = P(b, 1024); }
+static void e13(bench *b) { b->p[0] = P(b, 8192), b->p[1] = P(b, 8192); }
+static void sm_red_setup(bench *b) { b->p[0] = P(b, 32, 32); }
+static void sm_bc_setup(bench *b) { b->p[0] = P(b, 64, 64), b->p[1] = P(b, 1, 64), b->p[2] = P(b, 64, 1); }
+static void sm_rows(bench *b) { b->p[0] = P(b, 16, 256); }
+static void e22(bench *b) { b->p[0] = P(b, 1 << 22), b->p[1] = P(b, 1 << 22); }
+static void e23(bench *b) { b->p[0] = P(b, 1 << 23); }
+static void big_bc_setup(bench *b) { b->p[0] = P(b, 2048, 2048), b->p[1] = P(b, 1, 2048), b->p[2] = P(b, 2048, 1); }
+static void big_rows(bench *b) { b->p[0] = P(b, 2048, 2048); }
+
 static const workload WORKLOADS[] = {
 	{ "o-ce10k", "cross_entropy (64,10000)", ce10k_setup, ce10k, 30 },
 	{ "o-softmax", "sum(softmax(x) * softmax(x)), x (512,1000)", softmax_setup, softmax, 30 },
@@ -542,6 +618,54 @@ static const workload WORKLOADS[] = {
 	{ "s-seg-nll", "nll(log_softmax(x, axis 1)), x (8,21,64,64), labels (8,64,64)", seg_setup,
 	  seg_nll, 10 },
 	{ "s-relupool64", "sum(max_pool2d(relu(x), 2)), x (32,8,28,28) f64", pool64_setup, relupool, 20 },
+	{ "s-ew64", "sum(exp((x y + x) / 10)), x y (2^20) f64", e20_64, ew, 20 },
+	{ "s-pow64", "sum(x^2 / (y y + 1)), x y (2^20) f64", e20_64, powdiv, 20 },
+	{ "s-div64", "sum(x / (|y| + 1)), x y (2^20) f64", e20_64, divabs, 20 },
+	{ "s-sum0-64", "sum(sum_axis(x, 0)^2), x (4096,1024) f64", m4k64, sum0x, 10 },
+	{ "s-sum1-64", "sum(sum_axis(x, 1)^2), x (4096,1024) f64", m4k64, sum1x, 10 },
+	{ "s-max1-64", "sum(max_axis(x, 1)), x (64,512,64) f64", t3_64, max1, 10 },
+	{ "s-meanall64", "mean(x x), x (4096,1024) f64", m4k64, meanall, 10 },
+	{ "s-std64", "sum(sqrt(var(x, axis 1) + eps)) by hand, x (512,2048) f64", rows64, std_last, 20 },
+	{ "s-bcast64", "sum((a + b) * c), a (1024,1024), b (1,1024), c (1024,1) f64", bcast64_setup,
+	  bcast, 30 },
+	{ "s-where64", "sum(where(m, x, y y)), m half true, x y (2^20) f64", where64_setup, where_sq, 20 },
+	{ "s-sum3d0", "sum(sum_axis(x, 0)^2), x (64,512,64)", t3, sum0x, 10 },
+	{ "s-mean3d0", "sum(mean_axis(x, 0)^2), x (64,512,64)", t3, mean0x, 10 },
+	{ "s-max3d0", "sum(max_axis(x, 0)), x (64,512,64)", t3, max0x, 10 },
+	{ "s-sum4d0", "sum(sum_axis(x, 0)^2), x (32,64,32,32)", img_setup, sum0x, 10 },
+	{ "s-sum4d1", "sum(sum_axis(x, 1)^2), x (32,64,32,32)", img_setup, sum1x, 10 },
+	{ "s-sum4d2", "sum(sum_axis(x, 2)^2), x (32,64,32,32)", img_setup, sum2x, 10 },
+	{ "s-sum4d3", "sum(sum_axis(x, 3)^2), x (32,64,32,32)", img_setup, sum3x, 10 },
+	{ "s-max4d1", "sum(max_axis(x, 1)), x (32,64,32,32)", img_setup, max1, 10 },
+	{ "s-max4d3", "sum(max_axis(x, 3)), x (32,64,32,32)", img_setup, max3x, 10 },
+	{ "s-var0", "sum(var(x, axis 0)) by hand, x (4096,1024)", m4k, var0, 10 },
+	{ "s-std-last", "sum(sqrt(var(x, axis 2) + eps)) by hand, x (64,512,64)", t3, std_last, 10 },
+	{ "s-std-chan", "sum(sqrt(var(x) + eps)) per channel by hand, x (32,64,32,32)", img_setup,
+	  std_chan, 5 },
+	{ "s-bc3", "sum((a + b)^2), a (32,1,256), b (1,128,1)", bc3_setup, bcsq, 20 },
+	{ "s-bc-chw", "sum((x - c)^2), x (32,64,32,32), c (64,1,1)", chw_setup, chw, 5 },
+	{ "s-bc-mid", "sum(tanh(x y)), x (64,512,64), y (64,1,64)", mid_setup, bcmul, 10 },
+	{ "s-bc-scalar", "sum((x a + b)^2), x (1024,1024), a b (1,1)", sc_setup, scal, 20 },
+	{ "s-clamp", "sum(clamp(x, -1, 1) y)", e20, clampmul, 20 },
+	{ "s-absmean", "mean(|x|)", e20, absmean, 20 },
+	{ "s-where-bc", "sum(where(m, x, y y)), m (1024,1) half true, x (1024,1024), y (1,1024)",
+	  where_bc_setup, where_sq, 20 },
+	{ "s-small-ew", "sum(exp((x y + x) / 10)), x y (128)", e7, ew, 5000 },
+	{ "s-small-ew1k", "sum(exp((x y + x) / 10)), x y (1024)", e10, ew, 5000 },
+	{ "s-small-ew8k", "sum(exp((x y + x) / 10)), x y (8192)", e13, ew, 2000 },
+	{ "s-small-div", "sum(x / (|y| + 1)), x y (1024)", e10, divabs, 5000 },
+	{ "s-small-sum0", "sum(sum_axis(x, 0)^2), x (32,32)", sm_red_setup, sum0x, 5000 },
+	{ "s-small-bc", "sum((a + b) * c), a (64,64), b (1,64), c (64,1)", sm_bc_setup, bcast, 5000 },
+	{ "s-small-std", "sum(sqrt(var(x, axis 1) + eps)) by hand, x (16,256)", sm_rows, std_last,
+	  2000 },
+	{ "s-small-max", "sum(max_axis(x, 1)), x (32,32)", sm_red_setup, max1, 5000 },
+	{ "s-big-ew", "sum(exp((x y + x) / 10)), x y (2^22)", e22, ew, 5 },
+	{ "s-big-div", "sum(x / (|y| + 1)), x y (2^22)", e22, divabs, 5 },
+	{ "s-big-meanall", "mean(x x), x (2^23)", e23, meanall, 5 },
+	{ "s-big-bc", "sum((a + b) * c), a (2048,2048), b (1,2048), c (2048,1)", big_bc_setup, bcast,
+	  5 },
+	{ "s-big-sum0", "sum(sum_axis(x, 0)^2), x (2048,2048)", big_rows, sum0x, 5 },
+	{ "s-big-max1", "sum(max_axis(x, 1)), x (2048,2048)", big_rows, max1, 5 },
 };
 enum { NW = sizeof WORKLOADS / sizeof WORKLOADS[0] };
 

@@ -41,6 +41,15 @@ def sweep_torch(name, P, R, idx):
         m = t.max(1, keepdim=True)[0].detach()
         return (torch.log(torch.exp(t - m).sum(1, keepdim=True)) + m).sum()
 
+    def var(t, a):
+        d = t - t.mean(a, keepdim=True)
+        return (d * d).mean(a)
+
+    def std_chan(t):
+        n = t.shape[0] * t.shape[2] * t.shape[3]
+        d = t - t.sum((0, 2, 3), keepdim=True) * (1 / n)
+        return torch.sqrt((d * d).sum((0, 2, 3), keepdim=True) * (1 / n) + 1e-5).sum()
+
     def catsplit(a, b):
         acc = sq(torch.stack([a, torch.tanh(b)], 0)).sum()
         for k, part in enumerate(torch.chunk(torch.cat([a, b], 1), 4, 1)):
@@ -77,6 +86,14 @@ def sweep_torch(name, P, R, idx):
     if name == "s-where":
         e20()
         m = torch.rand(1 << 20) != 0
+        return lambda: torch.where(m, x(), sq(y())).sum()
+    if name in ("s-where64", "s-where-bc"):
+        if name == "s-where64":
+            P.update(x=R64(1 << 20), y=R64(1 << 20))
+            m = torch.rand(1 << 20, dtype=torch.float64) > 0.5
+        else:
+            P.update(x=R(1024, 1024), y=R(1, 1024))
+            m = torch.rand(1024, 1) > 0.5
         return lambda: torch.where(m, x(), sq(y())).sum()
     if name in ("s-conv1x1", "s-conv3", "s-convdw"):
         xs, ws, b, pad, groups = {
@@ -128,7 +145,51 @@ def sweep_torch(name, P, R, idx):
         "s-smmid": lambda: P.update(x=R(64, 128, 128)),
         "s-gauss": lambda: P.update(x=R(1 << 20), y=R(1 << 20), t=R(1 << 20)),
         "s-catsplit": lambda: P.update(x=R(1024, 1024), y=R(1024, 1024)),
+        "s-ew64": lambda: P.update(x=R64(1 << 20), y=R64(1 << 20)),
+        "s-pow64": lambda: P.update(x=R64(1 << 20), y=R64(1 << 20)),
+        "s-div64": lambda: P.update(x=R64(1 << 20), y=R64(1 << 20)),
+        "s-sum0-64": lambda: P.update(x=R64(4096, 1024)),
+        "s-sum1-64": lambda: P.update(x=R64(4096, 1024)),
+        "s-max1-64": lambda: P.update(x=R64(64, 512, 64)),
+        "s-meanall64": lambda: P.update(x=R64(4096, 1024)),
+        "s-std64": lambda: P.update(x=R64(512, 2048)),
+        "s-bcast64": lambda: P.update(x=R64(1024, 1024), y=R64(1, 1024), c=R64(1024, 1)),
+        "s-sum3d0": lambda: P.update(x=R(64, 512, 64)),
+        "s-mean3d0": lambda: P.update(x=R(64, 512, 64)),
+        "s-max3d0": lambda: P.update(x=R(64, 512, 64)),
+        "s-sum4d0": lambda: P.update(x=R(32, 64, 32, 32)),
+        "s-sum4d1": lambda: P.update(x=R(32, 64, 32, 32)),
+        "s-sum4d2": lambda: P.update(x=R(32, 64, 32, 32)),
+        "s-sum4d3": lambda: P.update(x=R(32, 64, 32, 32)),
+        "s-max4d1": lambda: P.update(x=R(32, 64, 32, 32)),
+        "s-max4d3": lambda: P.update(x=R(32, 64, 32, 32)),
+        "s-var0": lambda: P.update(x=R(4096, 1024)),
+        "s-std-last": lambda: P.update(x=R(64, 512, 64)),
+        "s-std-chan": lambda: P.update(x=R(32, 64, 32, 32)),
+        "s-bc3": lambda: P.update(x=R(32, 1, 256), y=R(1, 128, 1)),
+        "s-bc-chw": lambda: P.update(x=R(32, 64, 32, 32), y=R(64, 1, 1)),
+        "s-bc-mid": lambda: P.update(x=R(64, 512, 64), y=R(64, 1, 64)),
+        "s-bc-scalar": lambda: P.update(x=R(1024, 1024), y=R(1, 1), b=R(1, 1)),
+        "s-small-ew": lambda: P.update(x=R(128), y=R(128)),
+        "s-small-ew1k": lambda: P.update(x=R(1024), y=R(1024)),
+        "s-small-ew8k": lambda: P.update(x=R(8192), y=R(8192)),
+        "s-small-div": lambda: P.update(x=R(1024), y=R(1024)),
+        "s-small-sum0": lambda: P.update(x=R(32, 32)),
+        "s-small-bc": lambda: P.update(x=R(64, 64), y=R(1, 64), c=R(64, 1)),
+        "s-small-std": lambda: P.update(x=R(16, 256)),
+        "s-small-max": lambda: P.update(x=R(32, 32)),
+        "s-big-ew": lambda: P.update(x=R(1 << 22), y=R(1 << 22)),
+        "s-big-div": lambda: P.update(x=R(1 << 22), y=R(1 << 22)),
+        "s-big-meanall": lambda: P.update(x=R(1 << 23)),
+        "s-big-bc": lambda: P.update(x=R(2048, 2048), y=R(1, 2048), c=R(2048, 1)),
+        "s-big-sum0": lambda: P.update(x=R(2048, 2048)),
+        "s-big-max1": lambda: P.update(x=R(2048, 2048)),
     }
+    ew = lambda: torch.exp((x() * y() + x()) * 0.1).sum()  # noqa: E731
+    powdiv = lambda: (x().pow(2) / (y() * y() + 1)).sum()  # noqa: E731
+    div = lambda: (x() / (torch.abs(y()) + 1)).sum()  # noqa: E731
+    bc = lambda: ((x() + y()) * P["c"]).sum()  # noqa: E731
+    std_last = lambda: torch.sqrt(var(x(), -1) + 1e-5).sum()  # noqa: E731
     steps = {
         "s-logsig": lambda: torch.log(torch.sigmoid(x())).sum(),
         "s-sqrt": lambda: torch.sqrt(sq(x()) + 1).sum(),
@@ -192,6 +253,39 @@ def sweep_torch(name, P, R, idx):
         "s-smmid": lambda: sq(torch.softmax(x(), 1)).sum(),
         "s-gauss": lambda: (0.5 * sq((P["t"] - x()) * torch.exp(-y())) + y()).mean(),
         "s-catsplit": lambda: catsplit(x(), y()),
+        "s-ew64": ew, "s-pow64": powdiv, "s-div64": div,
+        "s-sum0-64": lambda: sq(x().sum(0)).sum(),
+        "s-sum1-64": lambda: sq(x().sum(1)).sum(),
+        "s-max1-64": lambda: x().max(1)[0].sum(),
+        "s-meanall64": lambda: sq(x()).mean(),
+        "s-std64": std_last, "s-bcast64": bc,
+        "s-sum3d0": lambda: sq(x().sum(0)).sum(),
+        "s-mean3d0": lambda: sq(x().mean(0)).sum(),
+        "s-max3d0": lambda: x().max(0)[0].sum(),
+        "s-sum4d0": lambda: sq(x().sum(0)).sum(),
+        "s-sum4d1": lambda: sq(x().sum(1)).sum(),
+        "s-sum4d2": lambda: sq(x().sum(2)).sum(),
+        "s-sum4d3": lambda: sq(x().sum(3)).sum(),
+        "s-max4d1": lambda: x().max(1)[0].sum(),
+        "s-max4d3": lambda: x().max(3)[0].sum(),
+        "s-var0": lambda: var(x(), 0).sum(),
+        "s-std-last": std_last,
+        "s-std-chan": lambda: std_chan(x()),
+        "s-bc3": lambda: sq(x() + y()).sum(),
+        "s-bc-chw": lambda: sq(x() - y()).sum(),
+        "s-bc-mid": lambda: torch.tanh(x() * y()).sum(),
+        "s-bc-scalar": lambda: sq(x() * y() + P["b"]).sum(),
+        "s-clamp": lambda: (torch.clamp(x(), -1, 1) * y()).sum(),
+        "s-absmean": lambda: torch.abs(x()).mean(),
+        "s-small-ew": ew, "s-small-ew1k": ew, "s-small-ew8k": ew, "s-small-div": div,
+        "s-small-sum0": lambda: sq(x().sum(0)).sum(),
+        "s-small-bc": bc, "s-small-std": std_last,
+        "s-small-max": lambda: x().max(1)[0].sum(),
+        "s-big-ew": ew, "s-big-div": div,
+        "s-big-meanall": lambda: sq(x()).mean(),
+        "s-big-bc": bc,
+        "s-big-sum0": lambda: sq(x().sum(0)).sum(),
+        "s-big-max1": lambda: x().max(1)[0].sum(),
     }
     if name not in steps:
         sys.exit(f"ops_bench.py: unknown workload {name}")
@@ -395,6 +489,11 @@ def main():
     have_torch = not a.no_torch and subprocess.run(
         [a.python, "-c", "import torch"], capture_output=True).returncode == 0
     env = bench.bench_env(a.threads)
+    # PyTorch's OpenMP workers spin for 0.2 s or so after each parallel
+    # region by default, and on a machine with as many cores as threads
+    # that spinning takes the CPU its own next loop (or tapegrad's process)
+    # needs; passive waiting is how it runs beside other work
+    torch_env = dict(env, OMP_WAIT_POLICY="PASSIVE") if a.threads > 1 else env
     start_load = f"{bench.load_avg():.2f}"
     print(f"tests/bench --ops{' --sweep' if a.sweep else ''}: {len(work)} workloads, {a.reps} interleaved runs each, "
           f"{a.threads} thread(s), load {start_load}")
@@ -406,7 +505,7 @@ def main():
             got["tg"].append(run([a.bin, name, "--threads", str(a.threads)] + iters, env))
             if have_torch:
                 got["torch"].append(run([a.python, os.path.abspath(__file__), "--torch", name,
-                                         "--threads", str(a.threads)] + iters, env))
+                                         "--threads", str(a.threads)] + iters, torch_env))
             if a.before:
                 got["before"].append(run([a.before, name, "--threads", str(a.threads)] + iters,
                                          env))
