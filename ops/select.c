@@ -101,7 +101,13 @@ static void mask_bytes(const tg_tensor *mask, unsigned char *M)
 /* Y = M ? A : B over the output's elements [e0, e1): along the rows of
  * bc's innermost axis, the first and the last perhaps in part, so that a
  * split need not fall on whole rows (a 1-D where is one row). M, A, B each
- * have stride 0 or 1 along the axis. */
+ * have stride 0 or 1 along the axis. Both values are read before the
+ * choice, so that the compiler selects with a blend: reading one through
+ * the mask byte made the loop over one-value inputs (the backward's
+ * where(mask, dout, 0) under a sum) a branch a random mask mispredicted
+ * half the time, and the others masked loads. A mask broadcast along the
+ * axis ((N,1) against (N,M)) picks a whole row of one input: a copy or a
+ * fill, not a walk by strides. */
 #define WHERE_KERNEL(name, T)                                                         \
 	TG_HOT_LOOP static void name(const bcast3 *bc, const unsigned char *M,        \
 				     const T *A, const T *B, T *Y, int64_t e0,        \
@@ -120,18 +126,30 @@ static void mask_bytes(const tg_tensor *mask, unsigned char *M)
 			const unsigned char *Mr = M + om + i0 * sm;                    \
 			const T *Ar = A + oa + i0 * sa, *Br = B + ob + i0 * sb;        \
 			T *Yr = Y + e;                                                 \
+			const T a0 = Ar[0], b0 = Br[0];                                \
 			if (sm == 1 && sa == 1 && sb == 1)                             \
-				for (int64_t i = 0; i < k; i++)                        \
-					Yr[i] = Mr[i] ? Ar[i] : Br[i];                 \
+				for (int64_t i = 0; i < k; i++) {                      \
+					const T a = Ar[i], b = Br[i];                  \
+					Yr[i] = Mr[i] ? a : b;                         \
+				}                                                      \
 			else if (sm == 1 && sa == 1 && sb == 0)                        \
-				for (int64_t i = 0; i < k; i++)                        \
-					Yr[i] = Mr[i] ? Ar[i] : Br[0];                 \
+				for (int64_t i = 0; i < k; i++) {                      \
+					const T a = Ar[i];                             \
+					Yr[i] = Mr[i] ? a : b0;                        \
+				}                                                      \
 			else if (sm == 1 && sa == 0 && sb == 1)                        \
-				for (int64_t i = 0; i < k; i++)                        \
-					Yr[i] = Mr[i] ? Ar[0] : Br[i];                 \
+				for (int64_t i = 0; i < k; i++) {                      \
+					const T b = Br[i];                             \
+					Yr[i] = Mr[i] ? a0 : b;                        \
+				}                                                      \
 			else if (sm == 1 && sa == 0 && sb == 0)                        \
 				for (int64_t i = 0; i < k; i++)                        \
-					Yr[i] = Mr[i] ? Ar[0] : Br[0];                 \
+					Yr[i] = Mr[i] ? a0 : b0;                       \
+			else if (sm == 0 && (Mr[0] ? sa : sb) == 1)                    \
+				memcpy(Yr, Mr[0] ? Ar : Br, (size_t)k * sizeof(T));    \
+			else if (sm == 0)                                              \
+				for (int64_t i = 0; i < k; i++)                        \
+					Yr[i] = Mr[0] ? a0 : b0;                       \
 			else                                                           \
 				for (int64_t i = 0; i < k; i++)                        \
 					Yr[i] = Mr[i * sm] ? Ar[i * sa] : Br[i * sb];  \

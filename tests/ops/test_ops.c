@@ -3257,7 +3257,11 @@ static void where_and_clamp_split_across_threads_match_the_plain_choice(void **s
 		/* mask, a, b; 0 columns: a scalar */
 		{ { R, C }, { R, C }, { R, C } }, { { R, C }, { R, C }, { 0, 0 } },
 		{ { R, C }, { 1, C }, { R, C } }, { { R, 1 }, { R, C }, { R, C } },
-		{ { R, C }, { 0, 0 }, { 0, 0 } },
+		{ { R, C }, { 0, 0 }, { 0, 0 } }, { { R, C }, { 0, 0 }, { R, C } },
+		/* a mask along the rows picks a row of a or b whole, or fills it
+		 * with a one-value side */
+		{ { R, 1 }, { R, C }, { 0, 0 } }, { { R, 1 }, { 0, 0 }, { R, C } },
+		{ { R, 1 }, { 1, C }, { 0, 0 } },
 	};
 	for (int threads = 1; threads <= 3; threads++)
 		for (size_t c = 0; c < LEN(shapes); c++)
