@@ -179,14 +179,19 @@ static void where_part(void *arg, size_t lo, size_t hi)
 		where_f32(j->bc, j->M, j->A, j->B, j->Y, (int64_t)lo, (int64_t)hi);
 }
 
+static tg_tensor *where_of(tg_tensor *mask, const unsigned char *M, tg_tensor *a, tg_tensor *b);
+
+/* The forward pass's mask bytes (the node's aux) serve both gradients: the
+ * mask is the same tensor, unchanged (the walk checks its version first),
+ * and its bytes were a pass over it each time. */
 static void where_backward(tg_node *n, tg_tensor *dout)
 {
 	tg_tensor *mask = tg_node_input(n, 0);
 	tg_tensor *zero = tg_zeros(dout->ctx, dout->dtype, 0, NULL);
 	if (tg_node_needs_grad(n, 1))
-		TG_NODE_GRAD_INTO(n, 1, tg_where(mask, dout, zero));
+		TG_NODE_GRAD_INTO(n, 1, where_of(mask, n->aux, dout, zero));
 	if (tg_node_needs_grad(n, 2))
-		TG_NODE_GRAD_INTO(n, 2, tg_where(mask, zero, dout));
+		TG_NODE_GRAD_INTO(n, 2, where_of(mask, n->aux, zero, dout));
 }
 
 static const tg_op where_op = { .name = "where", .backward = where_backward };
@@ -209,6 +214,13 @@ static TG_SLOW tg_tensor *where_null(const char *who, tg_tensor *const *in)
 }
 
 tg_tensor *tg_where(tg_tensor *mask, tg_tensor *a, tg_tensor *b)
+{
+	return where_of(mask, NULL, a, b);
+}
+
+/* tg_where, with M the mask's bytes (mask != 0) when they are made already,
+ * else NULL. The bytes are the node's aux, for its backward. */
+static tg_tensor *where_of(tg_tensor *mask, const unsigned char *M, tg_tensor *a, tg_tensor *b)
 {
 	const char *who = "tg_where";
 	tg_tensor *in[3] = { mask, a, b };
@@ -236,10 +248,15 @@ tg_tensor *tg_where(tg_tensor *mask, tg_tensor *a, tg_tensor *b)
 	}
 	tg_tensor *out = tg_tensor_new(ctx, who, a->dtype, bc.ndim,
 				       bc.dim + TG_MAX_DIMS - bc.ndim);
-	unsigned char *M = out ? tg_arena_alloc(ctx, mask->numel) : NULL;
-	if (!M)
+	if (!out)
 		return NULL;
-	mask_bytes(mask, M);
+	if (!M) {
+		unsigned char *bytes = tg_arena_alloc(ctx, mask->numel);
+		if (!bytes)
+			return NULL;
+		mask_bytes(mask, bytes);
+		M = bytes;
+	}
 	/* A gradient that is one value over a's or b's shape (a sum's, handed
 	 * down: tg_is_uniform, perhaps with element 0 alone written) is read
 	 * as that value, as if a scalar were broadcast. */
@@ -249,7 +266,7 @@ tg_tensor *tg_where(tg_tensor *mask, tg_tensor *a, tg_tensor *b)
 	where_job j = { &bc, M, a->data, b->data, out->data, a->dtype == TG_F64 };
 	if (out->numel)
 		tg_parallel_for(ctx, out->numel, TG_PAR_MIN, 16, where_part, &j);
-	return tg_op_end(&where_op, out, 3, in, NULL, 0, NULL);
+	return tg_op_end(&where_op, out, 3, in, NULL, 0, M);
 }
 
 /* ---- clamp: y = min(max(x, lo), hi); dx = where(lo <= x <= hi, dout, 0) ----------- */

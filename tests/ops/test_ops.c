@@ -2620,6 +2620,50 @@ static void where_gradient_goes_to_the_chosen_side_summed_to_its_shape(void **st
 	assert_null(tg_grad(mask));
 }
 
+/* where's backward picks dout by the mask as the forward pass read it
+ * (its bytes are kept for the backward): a NaN and a -0 in an f32 mask
+ * choose as in the forward pass, for a plain and a recorded backward; a
+ * mask written in place between the passes is refused, not read again. */
+static void where_backward_chooses_by_the_mask_the_forward_pass_read(void **state)
+{
+	tg_ctx *ctx = *state;
+	for (int create = 0; create <= 1; create++) {
+		tg_tensor *mask = tg_keep(tg_from_f64(ctx, TG_F32, SHAPE(2, 3),
+						      (double[]){ NAN, -0.0, 3, 0, -1, 0 }));
+		tg_tensor *a = tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2, 3),
+						    (double[]){ 1, 2, 3, 4, 5, 6 }));
+		tg_tensor *b = tg_param(tg_from_f64(ctx, TG_F64, SHAPE(3), (double[]){ 7, 8, 9 }));
+		tg_tensor *w = tg_from_f64(ctx, TG_F64, SHAPE(2, 3), (double[]){ 1, 2, 3, 4, 5, 6 });
+		tg_tensor *y = tg_where(mask, tg_mul(a, a), b);
+		check_values(y, (double[]){ 1, 8, 9, 7, 25, 9 }, 6, 0);
+		if (create) {
+			/* a's gradient with history, differentiated again: the
+			 * recorded where's own backward chooses by the same bytes */
+			tg_tensor *ga = NULL, *l = tg_sum(tg_mul(y, w));
+			assert_int_equal(tg_grad_of(1, &l, NULL, 1, &a, &ga, TG_CREATE_GRAPH), 0);
+			check_values(ga, (double[]){ 2, 0, 18, 0, 50, 0 }, 6, 0);
+			tg_tensor *g2 = NULL, *l2 = tg_sum(ga);
+			assert_int_equal(tg_grad_of(1, &l2, NULL, 1, &a, &g2, 0), 0);
+			check_values(g2, (double[]){ 2, 0, 6, 0, 10, 0 }, 6, 0);
+		} else {
+			assert_int_equal(tg_backward(tg_sum(tg_mul(y, w))), 0);
+			check_values(tg_grad(a), (double[]){ 2, 0, 18, 0, 50, 0 }, 6, 0);
+			check_values(tg_grad(b), (double[]){ 4, 2, 6 }, 3, 0);
+		}
+		assert_ctx_ok(ctx);
+		tg_reset(ctx);
+		tg_zero_grad(a);
+		tg_zero_grad(b);
+	}
+	tg_tensor *mask = tg_keep(tg_from_f64(ctx, TG_F32, SHAPE(3), (double[]){ 1, 0, 1 }));
+	tg_tensor *a = tg_param(tg_from_f64(ctx, TG_F64, SHAPE(3), (double[]){ 1, 2, 3 }));
+	tg_tensor *y = tg_where(mask, a, tg_zeros(ctx, TG_F64, SHAPE(3)));
+	((float *)tg_data_mut(mask))[1] = 1;
+	assert_int_equal(tg_backward(tg_sum(y)), -1);
+	assert_error(ctx, TG_EVERSION, "of where was modified in place");
+	tg_clear_error(ctx);
+}
+
 static void where_reports_shapes_dtypes_and_contexts_that_do_not_fit(void **state)
 {
 	tg_ctx *ctx = *state;
@@ -3546,6 +3590,7 @@ int main(void)
 		T(clamp_gradient_in_one_pass_has_the_bits_of_where),
 		T(where_over_rows_of_every_stride_matches_the_plain_choice),
 		cmocka_unit_test(where_and_clamp_split_across_threads_match_the_plain_choice),
+		T(where_backward_chooses_by_the_mask_the_forward_pass_read),
 		T(clamp_rejects_bounds_in_the_wrong_order_or_nan),
 		T(maximum_and_minimum_propagate_nan_from_either_side),
 		T(bmm_refuses_batch_axes_that_broadcast_past_int64),
