@@ -659,24 +659,14 @@ static tg_tensor *pick_grad(tg_tensor *x, tg_tensor *dout, const int64_t *idx)
 	return dx;
 }
 
-/* The constant mask of the picked elements of x: ones at idx along axis 1 */
+/* The constant mask of the picked elements of x: ones at idx along axis 1,
+ * pick's plain gradient of ones */
 static tg_tensor *pick_mask(tg_tensor *x, const int64_t *idx)
 {
-	tg_view v = tg_view_along(x->ndim, x->shape, 1);
-	if (x->ndim == 2)
-		return tg_one_hot_of(x->ctx, x->dtype, idx, v.outer, v.n);
-	tg_tensor *m = tg_zeros(x->ctx, x->dtype, x->ndim, x->shape);
-	if (!m)
-		return NULL;
-	for (int64_t o = 0; o < v.outer; o++)
-		for (int64_t q = 0; q < v.inner; q++) {
-			size_t at = (size_t)((o * v.n + idx[o * v.inner + q]) * v.inner + q);
-			if (x->dtype == TG_F64)
-				((double *)m->data)[at] = 1;
-			else
-				((float *)m->data)[at] = 1;
-		}
-	return m;
+	int64_t shape[TG_MAX_DIMS];
+	int ndim = tg_reduced_shape(x, 1, false, shape);
+	tg_tensor *ones = tg_ones(x->ctx, x->dtype, ndim, shape);
+	return ones ? pick_grad(x, ones, idx) : NULL;
 }
 
 static void pick_backward(tg_node *n, tg_tensor *dout)

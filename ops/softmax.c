@@ -1006,7 +1006,6 @@ static tg_tensor *class_logits(tg_tensor *logits)
 	return logits->ndim > 2 && has_lanes(logits, 1) ? logits : tg_class_rows(logits);
 }
 
-
 tg_tensor *tg_cross_entropy(tg_tensor *logits, const tg_tensor *labels)
 {
 	static const char who[] = "tg_cross_entropy";
@@ -1108,10 +1107,10 @@ CE_BACKWARD_KERNEL(ce_backward_f32, float, tg_vmath_exp_f32, tg_max_run_f32,
 /* Along axis 1 of (N,C,d1,...), the lanes of a slice (C, inner) a chunk
  * at a time (the lane kernels'): the forward's losses of w positions into
  * L, the shifted exponentials in the dtype and their sums in double (as
- * logsumexp's: in double, the float exponentials had taken 40% of forward
- * and backward over (8,21,64,64)); the backward's gradient in the steps
- * of the rows' kernel (CE_BACKWARD_KERNEL), so each element rounds as its
- * row's would but for the order of the sum. */
+ * logsumexp's; exponentials of floats taken in double had been 40% of
+ * the forward and backward over (8,21,64,64)); the backward's gradient in
+ * the steps of the rows' kernel (CE_BACKWARD_KERNEL), so each element
+ * rounds as its row's would but for the order of the sum. */
 #define CE_LANES_KERNELS(S, T, EXP, QUOT)                                                  \
 	TG_HOT_LOOP_WIDE                                                                   \
 	static void ce_lanes_##S(const T *X, const int64_t *lab, double *L, size_t k,      \
@@ -1184,16 +1183,21 @@ static void ce_lanes_part(void *arg, size_t lo, size_t hi)
 	}
 }
 
+/* the one value of dout, a gradient of the loss */
+static double dout_value(const tg_tensor *dout)
+{
+	return dout->dtype == TG_F64 ? *(const double *)dout->data
+				     : (double)*(const float *)dout->data;
+}
+
 /* cross_entropy's plain gradient of logits (N,C,d1,...) in one pass */
 static tg_tensor *ce_lanes_grad(tg_tensor *dout, tg_tensor *logits, const int64_t *labels)
 {
 	tg_tensor *dx = tg_tensor_like(logits, "cross_entropy (backward)");
 	if (!dx)
 		return NULL;
-	bool f64 = logits->dtype == TG_F64;
-	double d = f64 ? *(const double *)dout->data : (double)*(const float *)dout->data;
-	ce_job j = { f64, logits->data, labels, NULL, 0, d, dx->data,
-		     logits->numel / (size_t)logits->shape[1], { 0 } };
+	ce_job j = { logits->dtype == TG_F64, logits->data, labels, NULL, 0, dout_value(dout),
+		     dx->data, logits->numel / (size_t)logits->shape[1], { 0 } };
 	run_units(logits->ctx, logits, 1, &j.at, ce_lanes_part, &j);
 	return dx;
 }
@@ -1206,9 +1210,8 @@ static tg_tensor *ce_backward_checked(const char *who, tg_tensor *dout, tg_tenso
 	tg_tensor *out = tg_tensor_like(logits, who);
 	if (!out)
 		return NULL;
-	bool f64 = logits->dtype == TG_F64;
-	double d = f64 ? *(const double *)dout->data : (double)*(const float *)dout->data;
-	ce_job j = { f64, logits->data, labels, NULL, k, d, out->data, rows, { 0 } };
+	ce_job j = { logits->dtype == TG_F64, logits->data, labels, NULL, k, dout_value(dout),
+		     out->data, rows, { 0 } };
 	tg_parallel_for(logits->ctx, rows, rows_min(k), 1, ce_part, &j);
 	tg_tensor *in[2] = { dout, logits };
 	return tg_op_end(&cross_entropy_backward_op, out, 2, in, NULL, 0, labels);

@@ -885,6 +885,20 @@ static void a_step_count_at_its_limit_is_refused(void **state)
 	tg_ctx_free(ctx);
 }
 
+/* Two decaying parameters at W0 in a new context, and rule k's options
+ * with lr 0.1 and weight decay 0.5 (none for Adam): the frozen-parameter
+ * tests' start. */
+static tg_ctx *frozen_case(int k, tg_tensor *p[2], tg_optim_opts *o)
+{
+	tg_ctx *ctx = tg_ctx_new(SEED);
+	for (int i = 0; i < 2; i++)
+		p[i] = tg_set_decay(tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2), W0)), true);
+	*o = tg_optim_defaults((tg_optim_kind)k);
+	o->lr = 0.1;
+	o->weight_decay = k == TG_ADAM ? 0 : 0.5;
+	return ctx;
+}
+
 /* A parameter frozen (tg_set_requires_grad off) after its first step is
  * skipped by every rule, weight decay and velocity included, and Adam's bias
  * correction for it counts only the steps that updated it: frozen for steps
@@ -894,14 +908,9 @@ static void a_frozen_parameter_stays_and_adam_counts_its_own_steps(void **state)
 {
 	(void)state;
 	for (int k = TG_SGD; k <= TG_ADAMW; k++) {
-		tg_ctx *ctx = tg_ctx_new(SEED);
-		tg_tensor *p[2] = {
-		    tg_set_decay(tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2), W0)), true),
-		    tg_set_decay(tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2), W0)), true),
-		};
-		tg_optim_opts o = tg_optim_defaults((tg_optim_kind)k);
-		o.lr = 0.1;
-		o.weight_decay = k == TG_ADAM ? 0 : 0.5;
+		tg_tensor *p[2];
+		tg_optim_opts o;
+		tg_ctx *ctx = frozen_case(k, p, &o);
 		tg_optim *opt = tg_optim_new(ctx, p, 2, &o);
 		tg_tensor *c = tg_from_f64(ctx, TG_F64, SHAPE(2), C);
 		double frozen[2] = {0};
@@ -957,14 +966,9 @@ static void a_parameter_frozen_inside_a_step_is_skipped(void **state)
 {
 	(void)state;
 	for (int k = TG_SGD; k <= TG_ADAMW; k++) {
-		tg_ctx *ctx = tg_ctx_new(SEED);
-		tg_tensor *p[2] = {
-		    tg_set_decay(tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2), W0)), true),
-		    tg_set_decay(tg_param(tg_from_f64(ctx, TG_F64, SHAPE(2), W0)), true),
-		};
-		tg_optim_opts o = tg_optim_defaults((tg_optim_kind)k);
-		o.lr = 0.1;
-		o.weight_decay = k == TG_ADAM ? 0 : 0.5;
+		tg_tensor *p[2];
+		tg_optim_opts o;
+		tg_ctx *ctx = frozen_case(k, p, &o);
 		double wd = k == TG_ADAMW ? 0 : o.weight_decay; /* in the gradient's norm */
 		tg_optim *opt = tg_optim_new(ctx, p, 2, &o);
 		for (int s = 1; s <= 4; s++) {
